@@ -1,0 +1,23 @@
+//! tailgate-core: what the Tailgate router and gateway share.
+//!
+//! ```text
+//!  bytes on the wire ─▶ receive ─▶ SpanSink (router: split ▸ forward; gateway: buffer)
+//!                         │
+//!                         └─ wire::scan ─▶ ring (owner of each trace id) ─▶ wire::reframe
+//! ```
+//!
+//! * [`receive`]: OTLP/gRPC and OTLP/HTTP receivers that hand raw request bytes on.
+//! * [`wire`]: scan encoded requests, re-frame spans into new requests, raw gRPC codec.
+//! * [`ring`]: the xxh3 consistent-hash ring over the gateways.
+//! * [`forward`]: a gRPC client that sends encoded requests to one member with retries.
+//! * [`config`]: YAML loading with errors that name the file, line and key.
+//! * [`telemetry`]: counters every component keeps, rendered for Prometheus.
+
+pub mod config;
+pub mod forward;
+pub mod receive;
+pub mod ring;
+pub mod telemetry;
+#[cfg(any(test, feature = "test-util"))]
+pub mod test_util;
+pub mod wire;

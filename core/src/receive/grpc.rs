@@ -1,0 +1,140 @@
+//! OTLP/gRPC receiver: `TraceService/Export` served by tonic with the raw-bytes codec, so the
+//! request body reaches the [`SpanSink`] as it came off the wire (after gzip, if the client
+//! used it). Other methods answer `UNIMPLEMENTED`.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use futures_util::future::BoxFuture;
+use prost::Message;
+use tokio::net::TcpListener;
+use tonic::codec::CompressionEncoding;
+use tonic::server::{Grpc, NamedService, UnaryService};
+
+use super::{Accepted, SpanSink};
+use crate::wire::{RawCodec, TRACE_EXPORT_PATH, TRACE_SERVICE};
+
+/// HTTP/2 flow-control windows; the 64 KiB default costs about half again as much CPU per
+/// span on large requests (see DESIGN.md, "What the hot path costs").
+pub const STREAM_WINDOW: u32 = 2 << 20;
+/// Connection-level HTTP/2 window.
+pub const CONNECTION_WINDOW: u32 = 8 << 20;
+
+/// The tonic service in front of a [`SpanSink`].
+pub struct TraceService<S> {
+    sink: Arc<S>,
+    max_request_bytes: usize,
+}
+
+impl<S> Clone for TraceService<S> {
+    fn clone(&self) -> Self {
+        TraceService {
+            sink: self.sink.clone(),
+            max_request_bytes: self.max_request_bytes,
+        }
+    }
+}
+
+// === impl TraceService ===
+
+impl<S: SpanSink> TraceService<S> {
+    /// A service handing requests of at most `max_request_bytes` (decompressed) to `sink`.
+    pub fn new(sink: Arc<S>, max_request_bytes: usize) -> Self {
+        TraceService {
+            sink,
+            max_request_bytes,
+        }
+    }
+}
+
+impl<S> NamedService for TraceService<S> {
+    const NAME: &'static str = TRACE_SERVICE;
+}
+
+impl<S: SpanSink> tower_service::Service<http::Request<tonic::body::Body>> for TraceService<S> {
+    type Response = http::Response<tonic::body::Body>;
+    type Error = Infallible;
+    type Future = BoxFuture<'static, Result<Self::Response, Infallible>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: http::Request<tonic::body::Body>) -> Self::Future {
+        if req.uri().path() != TRACE_EXPORT_PATH {
+            return Box::pin(async {
+                Ok(tonic::Status::unimplemented("only TraceService/Export is served").into_http())
+            });
+        }
+        let export = Export(self.sink.clone());
+        let max = self.max_request_bytes;
+        Box::pin(async move {
+            let mut grpc = Grpc::new(RawCodec)
+                .accept_compressed(CompressionEncoding::Gzip)
+                .max_decoding_message_size(max);
+            Ok(grpc.unary(export, req).await)
+        })
+    }
+}
+
+struct Export<S>(Arc<S>);
+
+impl<S: SpanSink> UnaryService<Bytes> for Export<S> {
+    type Response = Bytes;
+    type Future = BoxFuture<'static, Result<tonic::Response<Bytes>, tonic::Status>>;
+
+    fn call(&mut self, request: tonic::Request<Bytes>) -> Self::Future {
+        let sink = self.0.clone();
+        Box::pin(async move {
+            match sink.export(request.into_inner()).await {
+                Ok(accepted) => Ok(tonic::Response::new(encode_response(&accepted))),
+                Err(refusal) => Err(refusal.to_grpc()),
+            }
+        })
+    }
+}
+
+/// Encodes an `ExportTraceServiceResponse`, with `partial_success` only when spans were
+/// rejected.
+pub fn encode_response(accepted: &Accepted) -> Bytes {
+    use opentelemetry_proto::tonic::collector::trace::v1::{
+        ExportTracePartialSuccess, ExportTraceServiceResponse,
+    };
+    let response = ExportTraceServiceResponse {
+        partial_success: (accepted.rejected_spans > 0 || !accepted.message.is_empty()).then(|| {
+            ExportTracePartialSuccess {
+                rejected_spans: accepted.rejected_spans as i64,
+                error_message: accepted.message.clone(),
+            }
+        }),
+    };
+    Bytes::from(response.encode_to_vec())
+}
+
+/// Serves OTLP/gRPC on `listener` until `shutdown` completes, then lets open streams finish.
+pub async fn serve<S: SpanSink>(
+    listener: TcpListener,
+    sink: Arc<S>,
+    max_request_bytes: usize,
+    shutdown: impl Future<Output = ()> + Send,
+) -> std::io::Result<()> {
+    let service = TraceService::new(sink, max_request_bytes);
+    super::serve_connections(
+        listener,
+        shutdown,
+        move |req: http::Request<hyper::body::Incoming>| {
+            let mut service = service.clone();
+            async move {
+                let req = req.map(tonic::body::Body::new);
+                match tower_service::Service::call(&mut service, req).await {
+                    Ok(resp) => resp,
+                    Err(never) => match never {},
+                }
+            }
+        },
+    )
+    .await
+}

@@ -1,0 +1,239 @@
+//! OTLP/HTTP receiver: `POST /v1/traces` with `application/x-protobuf` or
+//! `application/json` bodies, optionally gzip-encoded, with or without `Content-Length`
+//! (chunked). JSON is converted to protobuf once, here at the edge; the [`SpanSink`] only
+//! ever sees protobuf. Replies use the request's content type, as OTLP/HTTP specifies.
+
+use std::future::Future;
+use std::io::Read;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{header, Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use prost::Message;
+use tokio::net::TcpListener;
+
+use super::grpc::encode_response;
+use super::status::RpcStatus;
+use super::{Accepted, Refusal, SpanSink};
+
+/// The OTLP/HTTP traces path.
+pub const TRACES_PATH: &str = "/v1/traces";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Format {
+    Protobuf,
+    Json,
+}
+
+/// Serves OTLP/HTTP on `listener` until `shutdown` completes, then lets open connections
+/// finish their requests.
+pub async fn serve<S: SpanSink>(
+    listener: TcpListener,
+    sink: Arc<S>,
+    max_request_bytes: usize,
+    shutdown: impl Future<Output = ()> + Send,
+) -> std::io::Result<()> {
+    super::serve_connections(listener, shutdown, move |req| {
+        let sink = sink.clone();
+        async move { handle(&*sink, req, max_request_bytes).await }
+    })
+    .await
+}
+
+async fn handle<S: SpanSink>(
+    sink: &S,
+    req: Request<Incoming>,
+    max_request_bytes: usize,
+) -> Response<Full<Bytes>> {
+    if req.uri().path() != TRACES_PATH {
+        return plain(StatusCode::NOT_FOUND, "only /v1/traces is served");
+    }
+    if req.method() != Method::POST {
+        return plain(StatusCode::METHOD_NOT_ALLOWED, "use POST for /v1/traces");
+    }
+    let format = match content_type(&req) {
+        Ok(f) => f,
+        Err(resp) => return resp,
+    };
+    match receive(sink, req, format, max_request_bytes).await {
+        Ok(accepted) => ok_response(format, &accepted),
+        Err(refusal) => refusal_response(format, &refusal),
+    }
+}
+
+async fn receive<S: SpanSink>(
+    sink: &S,
+    req: Request<Incoming>,
+    format: Format,
+    max: usize,
+) -> Result<Accepted, Refusal> {
+    let gzip = match req.headers().get(header::CONTENT_ENCODING) {
+        None => false,
+        Some(v) => match v.to_str().map(str::trim) {
+            Ok("gzip") => true,
+            Ok("identity") | Ok("") => false,
+            _ => {
+                return Err(Refusal::Invalid(format!(
+                    "unsupported Content-Encoding {v:?}; use gzip or none"
+                )))
+            }
+        },
+    };
+    let body = Limited::new(req.into_body(), max)
+        .collect()
+        .await
+        .map_err(|e| {
+            if e.is::<http_body_util::LengthLimitError>() {
+                Refusal::TooLarge(format!("request body exceeds the limit of {max} bytes"))
+            } else {
+                Refusal::Invalid(format!("reading the request body failed: {e}"))
+            }
+        })?
+        .to_bytes();
+    let body = if gzip { gunzip(&body, max)? } else { body };
+    let body = match format {
+        Format::Protobuf => body,
+        Format::Json => json_to_protobuf(&body)?,
+    };
+    sink.export(body).await
+}
+
+/// Decompresses at most `max` bytes; a larger output is refused, so a small compressed body
+/// cannot make the receiver allocate without bound.
+pub fn gunzip(body: &[u8], max: usize) -> Result<Bytes, Refusal> {
+    let mut out = Vec::with_capacity((body.len() * 4).min(max));
+    let mut decoder = flate2::read::GzDecoder::new(body).take(max as u64 + 1);
+    decoder
+        .read_to_end(&mut out)
+        .map_err(|e| Refusal::Invalid(format!("gzip body is corrupt: {e}")))?;
+    if out.len() > max {
+        return Err(Refusal::TooLarge(format!(
+            "decompressed request body exceeds the limit of {max} bytes"
+        )));
+    }
+    Ok(Bytes::from(out))
+}
+
+/// Converts an OTLP/JSON `ExportTraceServiceRequest` to its protobuf encoding.
+pub fn json_to_protobuf(body: &[u8]) -> Result<Bytes, Refusal> {
+    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+    let request: ExportTraceServiceRequest = serde_json::from_slice(body)
+        .map_err(|e| Refusal::Invalid(format!("invalid OTLP/JSON trace request: {e}")))?;
+    Ok(Bytes::from(request.encode_to_vec()))
+}
+
+fn content_type<B>(req: &Request<B>) -> Result<Format, Response<Full<Bytes>>> {
+    let value = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let mime = value
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    match mime.as_str() {
+        "application/x-protobuf" | "application/protobuf" => Ok(Format::Protobuf),
+        "application/json" => Ok(Format::Json),
+        _ => Err(plain(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            &format!(
+                "unsupported Content-Type {value:?}; use application/x-protobuf or application/json"
+            ),
+        )),
+    }
+}
+
+fn ok_response(format: Format, accepted: &Accepted) -> Response<Full<Bytes>> {
+    let body = match format {
+        Format::Protobuf => encode_response(accepted),
+        Format::Json if accepted.rejected_spans == 0 && accepted.message.is_empty() => {
+            Bytes::from_static(b"{}")
+        }
+        Format::Json => Bytes::from(
+            serde_json::json!({
+                "partialSuccess": {
+                    "rejectedSpans": accepted.rejected_spans.to_string(),
+                    "errorMessage": accepted.message,
+                }
+            })
+            .to_string(),
+        ),
+    };
+    with_body(StatusCode::OK, format, body)
+}
+
+fn refusal_response(format: Format, refusal: &Refusal) -> Response<Full<Bytes>> {
+    let message = refusal.to_string();
+    let body = match format {
+        Format::Protobuf => Bytes::from(
+            RpcStatus {
+                code: refusal.grpc_code(),
+                message,
+                details: Vec::new(),
+            }
+            .encode_to_vec(),
+        ),
+        Format::Json => Bytes::from(
+            serde_json::json!({ "code": refusal.grpc_code(), "message": message }).to_string(),
+        ),
+    };
+    let mut resp = with_body(refusal.http_status(), format, body);
+    if let Some(secs) = refusal.retry_after_secs() {
+        resp.headers_mut()
+            .insert(header::RETRY_AFTER, header::HeaderValue::from(secs));
+    }
+    resp
+}
+
+fn with_body(status: StatusCode, format: Format, body: Bytes) -> Response<Full<Bytes>> {
+    let ct = match format {
+        Format::Protobuf => "application/x-protobuf",
+        Format::Json => "application/json",
+    };
+    let mut resp = Response::new(Full::new(body));
+    *resp.status_mut() = status;
+    resp.headers_mut()
+        .insert(header::CONTENT_TYPE, header::HeaderValue::from_static(ct));
+    resp
+}
+
+fn plain(status: StatusCode, message: &str) -> Response<Full<Bytes>> {
+    let mut resp = Response::new(Full::new(Bytes::from(format!("{message}\n"))));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gzip_bomb_is_refused_as_too_large() {
+        use std::io::Write;
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        enc.write_all(&vec![0u8; 1 << 20]).unwrap();
+        let small = enc.finish().unwrap();
+        assert!(small.len() < 4096);
+        let err = gunzip(&small, 64 << 10).unwrap_err();
+        assert!(matches!(err, Refusal::TooLarge(_)), "{err:?}");
+        assert_eq!(gunzip(&small, 1 << 20).unwrap().len(), 1 << 20);
+    }
+
+    #[test]
+    fn malformed_json_names_the_problem() {
+        let err = json_to_protobuf(b"{\"resourceSpans\": 5}").unwrap_err();
+        let Refusal::Invalid(msg) = err else {
+            panic!("expected Invalid, got {err:?}")
+        };
+        assert!(msg.contains("invalid OTLP/JSON"), "{msg}");
+    }
+}

@@ -1,0 +1,133 @@
+//! OTLP receivers: gRPC on 4317 and HTTP on 4318. They accept a request, undo transport
+//! framing (gRPC frames, gzip, OTLP/JSON) and hand the encoded `ExportTraceServiceRequest`
+//! to the next stage, a [`SpanSink`], as raw bytes. The sink's answer becomes the reply:
+//! success with an optional partial-success count, or a refusal mapped to a status in
+//! [`status`].
+
+pub mod grpc;
+pub mod http;
+pub mod status;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::Bytes;
+use serde::Deserialize;
+
+pub use status::Refusal;
+
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::net::TcpListener;
+
+/// The stage a receiver hands request bodies to (the router's splitter, the gateway's
+/// buffer, the load test's sink).
+pub trait SpanSink: Send + Sync + 'static {
+    /// Takes one encoded `ExportTraceServiceRequest`. `Ok` means every span not counted in
+    /// [`Accepted::rejected_spans`] is now this stage's responsibility.
+    fn export(&self, body: Bytes) -> impl Future<Output = Result<Accepted, Refusal>> + Send;
+}
+
+/// A successful export, possibly partial.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Accepted {
+    /// Spans that were not accepted and must not be retried (OTLP partial success).
+    pub rejected_spans: u64,
+    /// Why they were rejected; empty when none were.
+    pub message: String,
+}
+
+/// Where and how the receivers listen. Part of the router's and gateway's YAML config.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ReceiveConfig {
+    /// OTLP/gRPC listen address; `null` disables it. Default `0.0.0.0:4317`.
+    #[serde(default = "default_grpc")]
+    pub grpc: Option<SocketAddr>,
+    /// OTLP/HTTP listen address; `null` disables it. Default `0.0.0.0:4318`.
+    #[serde(default = "default_http")]
+    pub http: Option<SocketAddr>,
+    /// Largest accepted request, after decompression, in bytes. Default 16 MiB.
+    #[serde(default = "default_max_request_bytes")]
+    pub max_request_bytes: usize,
+}
+
+/// Suggested client back-off when a receiver refuses for overload.
+pub const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(1);
+
+fn default_grpc() -> Option<SocketAddr> {
+    Some(SocketAddr::from(([0, 0, 0, 0], 4317)))
+}
+
+fn default_http() -> Option<SocketAddr> {
+    Some(SocketAddr::from(([0, 0, 0, 0], 4318)))
+}
+
+fn default_max_request_bytes() -> usize {
+    16 << 20
+}
+
+impl Default for ReceiveConfig {
+    fn default() -> Self {
+        ReceiveConfig {
+            grpc: default_grpc(),
+            http: default_http(),
+            max_request_bytes: default_max_request_bytes(),
+        }
+    }
+}
+
+/// Accepts connections on `listener` and serves each with `handler` over HTTP/1.1 or
+/// HTTP/2 (prior knowledge, as gRPC uses), with large HTTP/2 windows. Stops accepting when
+/// `shutdown` completes, then waits for open connections to finish.
+pub(crate) async fn serve_connections<F, Fut, B>(
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send,
+    handler: F,
+) -> std::io::Result<()>
+where
+    F: Fn(::http::Request<hyper::body::Incoming>) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = ::http::Response<B>> + Send + 'static,
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    builder
+        .http2()
+        .initial_stream_window_size(grpc::STREAM_WINDOW)
+        .initial_connection_window_size(grpc::CONNECTION_WINDOW)
+        .max_concurrent_streams(256);
+    tokio::pin!(shutdown);
+    loop {
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(error) => {
+                    // Out of file descriptors and the like: back off instead of spinning.
+                    tracing::warn!(%error, "Accepting a connection failed.");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let handler = handler.clone();
+        let service = hyper::service::service_fn(move |req| {
+            let handler = handler.clone();
+            async move { Ok::<_, std::convert::Infallible>(handler(req).await) }
+        });
+        let conn = builder
+            .serve_connection(TokioIo::new(stream), service)
+            .into_owned();
+        let conn = graceful.watch(conn);
+        tokio::spawn(async move {
+            if let Err(error) = conn.await {
+                tracing::debug!(%error, "Connection ended with an error.");
+            }
+        });
+    }
+    graceful.shutdown().await;
+    Ok(())
+}

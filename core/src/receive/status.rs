@@ -1,0 +1,203 @@
+//! The one place where a stage's refusal becomes a wire status: gRPC codes with
+//! `google.rpc.RetryInfo`, HTTP codes with `Retry-After`, and the bodies OTLP expects.
+//!
+//! Malformed input is `INVALID_ARGUMENT` / 400 and is not retried by clients; overload is
+//! `RESOURCE_EXHAUSTED` / 429 and unavailability `UNAVAILABLE` / 503, both retried with
+//! back-off. A client's mistake is never `INTERNAL`.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use prost::Message;
+
+/// Why a stage did not take a request.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    /// The request is malformed; retrying it cannot help.
+    #[error("{0}")]
+    Invalid(String),
+    /// The request is larger than the configured limit.
+    #[error("{0}")]
+    TooLarge(String),
+    /// The stage is over a limit; retry after the given delay.
+    #[error("{message}")]
+    Overloaded {
+        /// What is over its limit.
+        message: String,
+        /// Suggested back-off.
+        retry_after: Duration,
+    },
+    /// A downstream stage could not be reached; retry later.
+    #[error("{message}")]
+    Unavailable {
+        /// What failed.
+        message: String,
+        /// Suggested back-off.
+        retry_after: Duration,
+    },
+}
+
+// === impl Refusal ===
+
+impl Refusal {
+    /// The gRPC status for this refusal.
+    pub fn to_grpc(&self) -> tonic::Status {
+        match self {
+            Refusal::Invalid(m) => tonic::Status::invalid_argument(m.clone()),
+            Refusal::TooLarge(m) => tonic::Status::resource_exhausted(m.clone()),
+            Refusal::Overloaded {
+                message,
+                retry_after,
+            } => with_retry_info(tonic::Code::ResourceExhausted, message, *retry_after),
+            Refusal::Unavailable {
+                message,
+                retry_after,
+            } => with_retry_info(tonic::Code::Unavailable, message, *retry_after),
+        }
+    }
+
+    /// The HTTP status code for this refusal.
+    pub fn http_status(&self) -> http::StatusCode {
+        match self {
+            Refusal::Invalid(_) => http::StatusCode::BAD_REQUEST,
+            Refusal::TooLarge(_) => http::StatusCode::PAYLOAD_TOO_LARGE,
+            Refusal::Overloaded { .. } => http::StatusCode::TOO_MANY_REQUESTS,
+            Refusal::Unavailable { .. } => http::StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    /// The `Retry-After` value in whole seconds, for refusals worth retrying.
+    pub fn retry_after_secs(&self) -> Option<u64> {
+        match self {
+            Refusal::Overloaded { retry_after, .. } | Refusal::Unavailable { retry_after, .. } => {
+                Some(retry_after.as_secs_f64().ceil().max(1.0) as u64)
+            }
+            _ => None,
+        }
+    }
+
+    /// The gRPC code number, as OTLP/HTTP puts it in its `Status` body.
+    pub fn grpc_code(&self) -> i32 {
+        self.to_grpc().code() as i32
+    }
+}
+
+/// `google.rpc.Status`, the body of OTLP/HTTP error responses and of gRPC status details.
+#[derive(Clone, PartialEq, Message)]
+pub struct RpcStatus {
+    /// gRPC code.
+    #[prost(int32, tag = "1")]
+    pub code: i32,
+    /// Human-readable message.
+    #[prost(string, tag = "2")]
+    pub message: String,
+    /// `google.protobuf.Any` details.
+    #[prost(message, repeated, tag = "3")]
+    pub details: Vec<ProtoAny>,
+}
+
+/// `google.protobuf.Any`.
+#[derive(Clone, PartialEq, Message)]
+pub struct ProtoAny {
+    /// Type URL.
+    #[prost(string, tag = "1")]
+    pub type_url: String,
+    /// Encoded message.
+    #[prost(bytes = "vec", tag = "2")]
+    pub value: Vec<u8>,
+}
+
+/// `google.rpc.RetryInfo`.
+#[derive(Clone, PartialEq, Message)]
+pub struct RetryInfo {
+    /// Suggested delay.
+    #[prost(message, optional, tag = "1")]
+    pub retry_delay: Option<ProtoDuration>,
+}
+
+/// `google.protobuf.Duration`.
+#[derive(Clone, PartialEq, Message)]
+pub struct ProtoDuration {
+    /// Whole seconds.
+    #[prost(int64, tag = "1")]
+    pub seconds: i64,
+    /// Nanoseconds.
+    #[prost(int32, tag = "2")]
+    pub nanos: i32,
+}
+
+const RETRY_INFO_TYPE: &str = "type.googleapis.com/google.rpc.RetryInfo";
+
+fn with_retry_info(code: tonic::Code, message: &str, retry_after: Duration) -> tonic::Status {
+    let info = RetryInfo {
+        retry_delay: Some(ProtoDuration {
+            seconds: retry_after.as_secs() as i64,
+            nanos: retry_after.subsec_nanos() as i32,
+        }),
+    };
+    let details = RpcStatus {
+        code: code as i32,
+        message: message.to_owned(),
+        details: vec![ProtoAny {
+            type_url: RETRY_INFO_TYPE.to_owned(),
+            value: info.encode_to_vec(),
+        }],
+    };
+    tonic::Status::with_details(code, message, Bytes::from(details.encode_to_vec()))
+}
+
+/// The retry delay a server suggested in a gRPC status, if any.
+pub fn retry_delay(status: &tonic::Status) -> Option<Duration> {
+    let details = RpcStatus::decode(status.details()).ok()?;
+    let any = details
+        .details
+        .into_iter()
+        .find(|d| d.type_url == RETRY_INFO_TYPE)?;
+    let d = RetryInfo::decode(any.value.as_slice()).ok()?.retry_delay?;
+    Some(Duration::new(
+        d.seconds.max(0) as u64,
+        d.nanos.max(0) as u32,
+    ))
+}
+
+/// Whether OTLP says a client should retry after this gRPC code.
+pub fn is_retryable(code: tonic::Code) -> bool {
+    use tonic::Code::*;
+    matches!(
+        code,
+        Cancelled
+            | DeadlineExceeded
+            | ResourceExhausted
+            | Aborted
+            | OutOfRange
+            | Unavailable
+            | DataLoss
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn overload_carries_retry_info_that_round_trips() {
+        let r = Refusal::Overloaded {
+            message: "buffer full".into(),
+            retry_after: Duration::from_millis(1500),
+        };
+        let status = r.to_grpc();
+        assert_eq!(status.code(), tonic::Code::ResourceExhausted);
+        assert_eq!(retry_delay(&status), Some(Duration::from_millis(1500)));
+        assert_eq!(r.http_status(), http::StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(r.retry_after_secs(), Some(2));
+    }
+
+    #[test]
+    fn invalid_input_is_not_retryable_and_is_a_client_error() {
+        let r = Refusal::Invalid("bad".into());
+        assert_eq!(r.to_grpc().code(), tonic::Code::InvalidArgument);
+        assert!(!is_retryable(r.to_grpc().code()));
+        assert_eq!(r.http_status(), http::StatusCode::BAD_REQUEST);
+        assert_eq!(r.retry_after_secs(), None);
+    }
+}

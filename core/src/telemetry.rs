@@ -1,0 +1,164 @@
+//! Self-telemetry: the counters each component keeps, their Prometheus text rendering, and
+//! the admin HTTP server (`/metrics`, `/healthz`, `/readyz`).
+//!
+//! Counters are plain atomics owned by the component instance, added to once per batch,
+//! never per span. Keeping them per instance lets in-process clusters (the demo, tests, the
+//! simulator) read each component's own accounting; the admin server renders them.
+
+use std::fmt::Write as _;
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{Response, StatusCode};
+use http_body_util::Full;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::net::TcpListener;
+
+/// A monotonically increasing count.
+#[derive(Debug, Default)]
+pub struct Counter(AtomicU64);
+
+// === impl Counter ===
+
+impl Counter {
+    /// Adds `n`.
+    pub fn add(&self, n: u64) {
+        self.0.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// The current value.
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// A value that goes up and down.
+#[derive(Debug, Default)]
+pub struct Gauge(AtomicU64);
+
+// === impl Gauge ===
+
+impl Gauge {
+    /// Sets the value.
+    pub fn set(&self, v: u64) {
+        self.0.store(v, Ordering::Relaxed);
+    }
+
+    /// Adds `n`.
+    pub fn add(&self, n: u64) {
+        self.0.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Subtracts `n`, stopping at zero.
+    pub fn sub(&self, n: u64) {
+        let _ = self
+            .0
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
+                Some(v.saturating_sub(n))
+            });
+    }
+
+    /// The current value.
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// Builds Prometheus text exposition output.
+#[derive(Debug, Default)]
+pub struct PromText(String);
+
+// === impl PromText ===
+
+impl PromText {
+    /// Writes one sample with its `# HELP` and `# TYPE` lines.
+    pub fn metric(&mut self, name: &str, kind: &str, help: &str, labels: &str, value: u64) {
+        let _ = writeln!(self.0, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        self.sample(name, labels, value);
+    }
+
+    /// Writes a sample of a metric already described.
+    pub fn sample(&mut self, name: &str, labels: &str, value: u64) {
+        if labels.is_empty() {
+            let _ = writeln!(self.0, "{name} {value}");
+        } else {
+            let _ = writeln!(self.0, "{name}{{{labels}}} {value}");
+        }
+    }
+
+    /// The rendered text.
+    pub fn finish(self) -> String {
+        self.0
+    }
+}
+
+/// What the admin server shows.
+pub trait Admin: Send + Sync + 'static {
+    /// Prometheus text for `/metrics`.
+    fn render_metrics(&self) -> String;
+    /// Whether `/readyz` says ready.
+    fn ready(&self) -> bool;
+}
+
+/// Readiness flag shared by a component and its admin server.
+#[derive(Debug, Default)]
+pub struct Readiness(AtomicBool);
+
+// === impl Readiness ===
+
+impl Readiness {
+    /// Sets readiness.
+    pub fn set(&self, ready: bool) {
+        self.0.store(ready, Ordering::Relaxed);
+    }
+
+    /// Current readiness.
+    pub fn get(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// Serves `/metrics`, `/healthz` and `/readyz` until `shutdown` completes.
+pub async fn serve_admin<A: Admin>(
+    listener: TcpListener,
+    admin: Arc<A>,
+    shutdown: impl Future<Output = ()> + Send,
+) {
+    tokio::pin!(shutdown);
+    loop {
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((s, _)) => s,
+                Err(_) => continue,
+            },
+            () = &mut shutdown => return,
+        };
+        let admin = admin.clone();
+        let service =
+            hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
+                let admin = admin.clone();
+                async move {
+                    let (status, body) = match req.uri().path() {
+                        "/metrics" => (StatusCode::OK, admin.render_metrics()),
+                        "/healthz" => (StatusCode::OK, "ok\n".to_owned()),
+                        "/readyz" if admin.ready() => (StatusCode::OK, "ready\n".to_owned()),
+                        "/readyz" => (StatusCode::SERVICE_UNAVAILABLE, "not ready\n".to_owned()),
+                        _ => (
+                            StatusCode::NOT_FOUND,
+                            "try /metrics, /healthz or /readyz\n".to_owned(),
+                        ),
+                    };
+                    let mut resp = Response::new(Full::new(Bytes::from(body)));
+                    *resp.status_mut() = status;
+                    Ok::<_, std::convert::Infallible>(resp)
+                }
+            });
+        tokio::spawn(async move {
+            let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+        });
+    }
+}

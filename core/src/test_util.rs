@@ -1,0 +1,126 @@
+//! Test fixtures (feature `test-util`): OTLP requests built with the `opentelemetry-proto`
+//! types, so that tests compare the wire code with an independent encoder and decoder.
+
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, InstrumentationScope, KeyValue};
+use opentelemetry_proto::tonic::resource::v1::Resource;
+use opentelemetry_proto::tonic::trace::v1::{status, ResourceSpans, ScopeSpans, Span, Status};
+
+/// Builder of a fake request: `FakeOtlp::traces(4).spans(8).build()`.
+#[derive(Debug, Clone)]
+pub struct FakeOtlp {
+    traces: usize,
+    spans: usize,
+    resources: usize,
+    attrs: usize,
+    seed: u64,
+}
+
+// === impl FakeOtlp ===
+
+impl FakeOtlp {
+    /// A request with `n` traces.
+    pub fn traces(n: usize) -> Self {
+        FakeOtlp {
+            traces: n,
+            spans: 4,
+            resources: 2,
+            attrs: 3,
+            seed: 1,
+        }
+    }
+
+    /// Spans per trace.
+    pub fn spans(mut self, n: usize) -> Self {
+        self.spans = n;
+        self
+    }
+
+    /// Number of resources the spans are spread over.
+    pub fn resources(mut self, n: usize) -> Self {
+        self.resources = n.max(1);
+        self
+    }
+
+    /// String attributes per span.
+    pub fn attrs(mut self, n: usize) -> Self {
+        self.attrs = n;
+        self
+    }
+
+    /// Seed for ids and values.
+    pub fn seed(mut self, seed: u64) -> Self {
+        self.seed = seed;
+        self
+    }
+
+    /// The request.
+    pub fn build(&self) -> ExportTraceServiceRequest {
+        let mut rng = fastrand::Rng::with_seed(self.seed);
+        let mut resources: Vec<ResourceSpans> = (0..self.resources)
+            .map(|r| ResourceSpans {
+                resource: Some(Resource {
+                    attributes: vec![kv("service.name", &format!("service-{r}"))],
+                    ..Default::default()
+                }),
+                scope_spans: vec![ScopeSpans {
+                    scope: Some(InstrumentationScope {
+                        name: format!("scope-{r}"),
+                        ..Default::default()
+                    }),
+                    spans: Vec::new(),
+                    schema_url: String::new(),
+                }],
+                schema_url: if r % 2 == 1 {
+                    "https://opentelemetry.io/schemas/1.21.0".into()
+                } else {
+                    String::new()
+                },
+            })
+            .collect();
+        for _ in 0..self.traces {
+            let trace_id = rng.u128(1..).to_le_bytes().to_vec();
+            let root = rng.u64(1..).to_le_bytes().to_vec();
+            let start = 1_700_000_000_000_000_000 + rng.u64(0..1_000_000_000);
+            for s in 0..self.spans {
+                let r = rng.usize(0..self.resources);
+                let span = Span {
+                    trace_id: trace_id.clone(),
+                    span_id: if s == 0 {
+                        root.clone()
+                    } else {
+                        rng.u64(1..).to_le_bytes().to_vec()
+                    },
+                    parent_span_id: if s == 0 { Vec::new() } else { root.clone() },
+                    name: format!("op-{s}"),
+                    kind: 2,
+                    start_time_unix_nano: start + s as u64 * 1000,
+                    end_time_unix_nano: start + 1_000_000 + s as u64 * 1000,
+                    attributes: (0..self.attrs)
+                        .map(|a| kv(&format!("attr.{a}"), &format!("value-{}", rng.u32(..))))
+                        .collect(),
+                    status: (rng.u8(..) < 32).then(|| Status {
+                        message: "boom".into(),
+                        code: status::StatusCode::Error as i32,
+                    }),
+                    ..Default::default()
+                };
+                resources[r].scope_spans[0].spans.push(span);
+            }
+        }
+        ExportTraceServiceRequest {
+            resource_spans: resources,
+        }
+    }
+}
+
+/// A string attribute.
+pub fn kv(key: &str, value: &str) -> KeyValue {
+    KeyValue {
+        key: key.to_owned(),
+        value: Some(AnyValue {
+            value: Some(any_value::Value::StringValue(value.to_owned())),
+        }),
+        ..Default::default()
+    }
+}

@@ -1,0 +1,16 @@
+//! The OTLP wire: scanning encoded requests, re-framing spans into new requests, and the
+//! raw-bytes gRPC codec. Nothing here builds `Span` structs.
+
+pub mod codec;
+pub mod reframe;
+pub mod scan;
+
+pub use codec::RawCodec;
+pub use reframe::{Reframer, SpanParts};
+pub use scan::{Scan, ScanError, SpanEntry};
+
+/// gRPC path of the OTLP trace export method.
+pub const TRACE_EXPORT_PATH: &str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
+
+/// gRPC service name of the OTLP trace service.
+pub const TRACE_SERVICE: &str = "opentelemetry.proto.collector.trace.v1.TraceService";

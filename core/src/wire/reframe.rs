@@ -1,0 +1,158 @@
+//! Builds encoded `ExportTraceServiceRequest`s from spans that are already encoded.
+//!
+//! Input: an ordered list of [`SpanParts`], each the raw bytes of a span with the raw header
+//! bytes of its resource and scope (as [`crate::wire::scan`] yields them, or as the gateway
+//! keeps them). Output: one request body. Consecutive spans with equal resource and scope
+//! headers share one `ResourceSpans`/`ScopeSpans`, so a subset of a request, written in its
+//! original order, comes out with the original grouping. Each span byte is copied once.
+
+use bytes::{BufMut, BytesMut};
+
+use super::scan::Scan;
+
+/// One span to write, with the headers it is written under.
+#[derive(Debug, Clone, Copy)]
+pub struct SpanParts<'a> {
+    /// Every field of the `ResourceSpans` except `scope_spans`, tags included.
+    pub resource: &'a [u8],
+    /// Every field of the `ScopeSpans` except `spans`, tags included.
+    pub scope: &'a [u8],
+    /// The span message's own bytes (without tag and length).
+    pub span: &'a [u8],
+}
+
+/// Reusable scratch space for [`encode_request`], so that steady-state encoding does not
+/// allocate.
+#[derive(Debug, Default)]
+pub struct Reframer {
+    /// Encoded lengths of each `ScopeSpans` and `ResourceSpans` run, in write order.
+    lens: Vec<usize>,
+}
+
+const TAG_RESOURCE_SPANS: u8 = 0x0a; // field 1, length-delimited
+const TAG_SCOPE_SPANS: u8 = 0x12; // field 2, length-delimited
+const TAG_SPAN: u8 = 0x12; // field 2, length-delimited
+
+// === impl Reframer ===
+
+impl Reframer {
+    /// Appends to `out` one encoded request holding `spans` in order, and returns its length.
+    pub fn encode(&mut self, spans: &[SpanParts<'_>], out: &mut BytesMut) -> usize {
+        self.lens.clear();
+        // Pass 1: the length of every run, so that each can be prefixed by its length.
+        let mut total = 0;
+        let mut i = 0;
+        while i < spans.len() {
+            let resource_slot = self.lens.len();
+            self.lens.push(0);
+            let mut resource_len = spans[i].resource.len();
+            let mut j = i;
+            while j < spans.len() && same(spans[j].resource, spans[i].resource) {
+                let scope_slot = self.lens.len();
+                self.lens.push(0);
+                let mut scope_len = spans[j].scope.len();
+                let mut k = j;
+                while k < spans.len()
+                    && same(spans[k].resource, spans[i].resource)
+                    && same(spans[k].scope, spans[j].scope)
+                {
+                    scope_len += field_len(spans[k].span.len());
+                    k += 1;
+                }
+                self.lens[scope_slot] = scope_len;
+                resource_len += field_len(scope_len);
+                j = k;
+            }
+            self.lens[resource_slot] = resource_len;
+            total += field_len(resource_len);
+            i = j;
+        }
+        // Pass 2: write, in the same order as pass 1 computed the lengths.
+        out.reserve(total);
+        let mut lens = self.lens.iter().copied();
+        let mut i = 0;
+        while i < spans.len() {
+            out.put_u8(TAG_RESOURCE_SPANS);
+            put_varint(out, lens.next().unwrap_or_default() as u64);
+            out.put_slice(spans[i].resource);
+            let mut j = i;
+            while j < spans.len() && same(spans[j].resource, spans[i].resource) {
+                out.put_u8(TAG_SCOPE_SPANS);
+                put_varint(out, lens.next().unwrap_or_default() as u64);
+                out.put_slice(spans[j].scope);
+                let mut k = j;
+                while k < spans.len()
+                    && same(spans[k].resource, spans[i].resource)
+                    && same(spans[k].scope, spans[j].scope)
+                {
+                    out.put_u8(TAG_SPAN);
+                    put_varint(out, spans[k].span.len() as u64);
+                    out.put_slice(spans[k].span);
+                    k += 1;
+                }
+                j = k;
+            }
+            i = j;
+        }
+        total
+    }
+}
+
+/// The parts of span `index` of a scan of `body`.
+pub fn parts_of<'a>(body: &'a [u8], scan: &'a Scan, index: usize) -> SpanParts<'a> {
+    let span = &scan.spans[index];
+    let scope = span.scope;
+    let resource = scan.scopes[scope as usize].resource;
+    SpanParts {
+        resource: scan.resource_header(resource),
+        scope: scan.scope_header(scope),
+        span: &body[span.range.start as usize..span.range.end as usize],
+    }
+}
+
+/// Equal headers: the same bytes in memory (the common case, one pointer comparison), or
+/// equal content (spans of one resource that reached a gateway in different requests).
+fn same(a: &[u8], b: &[u8]) -> bool {
+    (a.as_ptr() == b.as_ptr() && a.len() == b.len()) || a == b
+}
+
+/// Bytes taken by a length-delimited field with a one-byte tag and `len` bytes of payload.
+pub fn field_len(len: usize) -> usize {
+    1 + varint_len(len as u64) + len
+}
+
+/// Bytes taken by `v` as a varint.
+pub fn varint_len(v: u64) -> usize {
+    // One byte per started group of 7 bits; 0 takes one byte.
+    ((64 - (v | 1).leading_zeros() as usize) + 6) / 7
+}
+
+/// Appends `v` as a varint.
+pub fn put_varint(out: &mut BytesMut, mut v: u64) {
+    while v >= 0x80 {
+        out.put_u8((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.put_u8(v as u8);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn varint_len_matches_encoding() {
+        for v in [0u64, 1, 127, 128, 16_383, 16_384, u32::MAX as u64, u64::MAX] {
+            let mut out = BytesMut::new();
+            put_varint(&mut out, v);
+            assert_eq!(out.len(), varint_len(v), "value {v}");
+        }
+    }
+
+    #[test]
+    fn empty_input_encodes_an_empty_request() {
+        let mut out = BytesMut::new();
+        assert_eq!(Reframer::default().encode(&[], &mut out), 0);
+        assert!(out.is_empty());
+    }
+}

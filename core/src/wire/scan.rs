@@ -1,0 +1,475 @@
+//! Walks an encoded OTLP `ExportTraceServiceRequest` without decoding it.
+//!
+//! Input: the raw request body (after gRPC framing and decompression, or a converted
+//! OTLP/HTTP body). Output: a [`Scan`] that lists, per span, its trace id, a small summary
+//! (ids, times, status) and the byte range of the span message, plus the resource and scope
+//! "headers" it sits under: every field of a `ResourceSpans` or `ScopeSpans` except its
+//! children, copied once per resource or scope (never per span) so they can be written again
+//! in front of any subset of the spans by [`crate::wire::reframe`].
+//!
+//! Message layout (field numbers):
+//! `ExportTraceServiceRequest { resource_spans = 1 }`,
+//! `ResourceSpans { resource = 1, scope_spans = 2, schema_url = 3 }`,
+//! `ScopeSpans { scope = 1, spans = 2, schema_url = 3 }`,
+//! `Span { trace_id = 1, span_id = 2, trace_state = 3, parent_span_id = 4, name = 5,
+//! kind = 6, start = 7, end = 8, …, status = 15 { message = 2, code = 3 }, flags = 16 }`.
+//!
+//! The scan checks every length and wire type down to the span's own fields, so a body it
+//! accepts can be forwarded as it is; attribute values are skipped by length, not decoded.
+
+use std::ops::Range;
+
+/// Why a body is not a well-formed `ExportTraceServiceRequest`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ScanError {
+    /// A length or varint runs past the end of its enclosing message.
+    #[error("truncated {what} at byte {at}")]
+    Truncated {
+        /// The message or field being read.
+        what: &'static str,
+        /// Byte offset in the body.
+        at: usize,
+    },
+    /// A varint longer than 10 bytes.
+    #[error("malformed varint at byte {at}")]
+    BadVarint {
+        /// Byte offset in the body.
+        at: usize,
+    },
+    /// A field with a wire type protobuf does not allow, or not the one OTLP defines.
+    #[error(
+        "field {field} of {what} has wire type {wire_type}, which is not valid here (byte {at})"
+    )]
+    BadWireType {
+        /// The enclosing message.
+        what: &'static str,
+        /// Field number.
+        field: u32,
+        /// Wire type found.
+        wire_type: u8,
+        /// Byte offset in the body.
+        at: usize,
+    },
+    /// Field number zero, which protobuf forbids.
+    #[error("field number 0 in {what} at byte {at}")]
+    FieldZero {
+        /// The enclosing message.
+        what: &'static str,
+        /// Byte offset in the body.
+        at: usize,
+    },
+    /// The body is larger than the 4 GiB the scan's offsets can address.
+    #[error("body of {0} bytes is too large to scan")]
+    TooLarge(usize),
+}
+
+/// Why a span is rejected while the rest of its request is kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SpanDefect {
+    /// `trace_id` is not 16 bytes long (missing counts as 0 bytes).
+    TraceIdLength(usize),
+    /// `trace_id` is all zeroes.
+    TraceIdZero,
+}
+
+impl std::fmt::Display for SpanDefect {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SpanDefect::TraceIdLength(n) => write!(f, "trace_id must be 16 bytes, found {n}"),
+            SpanDefect::TraceIdZero => f.write_str("trace_id is all zeroes"),
+        }
+    }
+}
+
+/// OTLP span status codes as they appear on the wire.
+pub mod status {
+    /// `STATUS_CODE_UNSET`
+    pub const UNSET: u8 = 0;
+    /// `STATUS_CODE_OK`
+    pub const OK: u8 = 1;
+    /// `STATUS_CODE_ERROR`
+    pub const ERROR: u8 = 2;
+}
+
+/// A span's place in the body and the few fields the router and policies read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpanEntry {
+    /// The 16-byte trace id.
+    pub trace_id: [u8; 16],
+    /// The span id (zero when missing or not 8 bytes).
+    pub span_id: [u8; 8],
+    /// The parent span id; all zero for a root span.
+    pub parent_span_id: [u8; 8],
+    /// `start_time_unix_nano`.
+    pub start_unix_nano: u64,
+    /// `end_time_unix_nano`.
+    pub end_unix_nano: u64,
+    /// Status code (see [`status`]); unknown codes are kept as read, saturated to 255.
+    pub status_code: u8,
+    /// Range of the span message's own bytes (without its tag and length) in the body.
+    pub range: Range<u32>,
+    /// Index into [`Scan::scopes`].
+    pub scope: u32,
+}
+
+impl SpanEntry {
+    /// True when the span has no parent.
+    pub fn is_root(&self) -> bool {
+        self.parent_span_id == [0; 8]
+    }
+}
+
+/// A `ScopeSpans` message: its header bytes and the resource it sits under.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScopeEntry {
+    /// Range in [`Scan::headers`] of every field but `spans`, tags included.
+    pub header: Range<u32>,
+    /// Index into [`Scan::resources`].
+    pub resource: u32,
+}
+
+/// A `ResourceSpans` message: its header bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResourceEntry {
+    /// Range in [`Scan::headers`] of every field but `scope_spans`, tags included.
+    pub header: Range<u32>,
+}
+
+/// The result of scanning one request. Reuse one value across requests with
+/// [`Scan::clear`] to keep its buffers.
+#[derive(Debug, Default, Clone)]
+pub struct Scan {
+    /// Valid spans in body order.
+    pub spans: Vec<SpanEntry>,
+    /// Scopes in body order.
+    pub scopes: Vec<ScopeEntry>,
+    /// Resources in body order.
+    pub resources: Vec<ResourceEntry>,
+    /// Resource and scope header bytes, concatenated.
+    pub headers: Vec<u8>,
+    /// Spans left out for a defect, and the first defect seen.
+    pub rejected: u32,
+    /// The first defect that caused a span to be rejected.
+    pub first_defect: Option<SpanDefect>,
+}
+
+// === impl Scan ===
+
+impl Scan {
+    /// Forgets the last request but keeps the allocated buffers.
+    pub fn clear(&mut self) {
+        self.spans.clear();
+        self.scopes.clear();
+        self.resources.clear();
+        self.headers.clear();
+        self.rejected = 0;
+        self.first_defect = None;
+    }
+
+    /// The header bytes of a resource.
+    pub fn resource_header(&self, resource: u32) -> &[u8] {
+        let r = &self.resources[resource as usize].header;
+        &self.headers[r.start as usize..r.end as usize]
+    }
+
+    /// The header bytes of a scope.
+    pub fn scope_header(&self, scope: u32) -> &[u8] {
+        let r = &self.scopes[scope as usize].header;
+        &self.headers[r.start as usize..r.end as usize]
+    }
+
+    /// Scans `body`, replacing what this value held.
+    pub fn scan(&mut self, body: &[u8]) -> Result<(), ScanError> {
+        self.clear();
+        if body.len() > u32::MAX as usize {
+            return Err(ScanError::TooLarge(body.len()));
+        }
+        let mut r = Reader::new(body, 0, body.len());
+        while let Some((field, wt, at)) = r.tag("ExportTraceServiceRequest")? {
+            match (field, wt) {
+                (1, WT_LEN) => {
+                    let inner = r.len_delimited("resource_spans")?;
+                    self.scan_resource_spans(body, inner)?;
+                }
+                (1, _) => return Err(bad_wire("ExportTraceServiceRequest", field, wt, at)),
+                _ => r.skip(field, wt, at, "ExportTraceServiceRequest")?,
+            }
+        }
+        Ok(())
+    }
+
+    fn scan_resource_spans(&mut self, body: &[u8], range: Range<usize>) -> Result<(), ScanError> {
+        let resource = self.resources.len() as u32;
+        // The header is written first; scope entries point back at this resource.
+        let header_start = self.headers.len();
+        let mut r = Reader::new(body, range.start, range.end);
+        // First pass: copy the header fields; note whether there are scopes at all.
+        let mut has_scopes = false;
+        while let Some((field, wt, at)) = r.tag("ResourceSpans")? {
+            match (field, wt) {
+                (2, WT_LEN) => {
+                    r.len_delimited("scope_spans")?;
+                    has_scopes = true;
+                }
+                (1 | 3, WT_LEN) | (4.., _) => {
+                    r.skip(field, wt, at, "ResourceSpans")?;
+                    self.headers.extend_from_slice(&body[at..r.pos]);
+                }
+                _ => return Err(bad_wire("ResourceSpans", field, wt, at)),
+            }
+        }
+        self.resources.push(ResourceEntry {
+            header: header_start as u32..self.headers.len() as u32,
+        });
+        if !has_scopes {
+            return Ok(());
+        }
+        // Second pass over the same bytes, now that the header is known: scan the scopes.
+        let mut r = Reader::new(body, range.start, range.end);
+        while let Some((field, wt, at)) = r.tag("ResourceSpans")? {
+            if (field, wt) == (2, WT_LEN) {
+                let inner = r.len_delimited("scope_spans")?;
+                self.scan_scope_spans(body, inner, resource)?;
+            } else {
+                r.skip(field, wt, at, "ResourceSpans")?;
+            }
+        }
+        Ok(())
+    }
+
+    fn scan_scope_spans(
+        &mut self,
+        body: &[u8],
+        range: Range<usize>,
+        resource: u32,
+    ) -> Result<(), ScanError> {
+        let scope = self.scopes.len() as u32;
+        let header_start = self.headers.len();
+        let mut r = Reader::new(body, range.start, range.end);
+        let mut has_spans = false;
+        while let Some((field, wt, at)) = r.tag("ScopeSpans")? {
+            match (field, wt) {
+                (2, WT_LEN) => {
+                    r.len_delimited("span")?;
+                    has_spans = true;
+                }
+                (1 | 3, WT_LEN) | (4.., _) => {
+                    r.skip(field, wt, at, "ScopeSpans")?;
+                    self.headers.extend_from_slice(&body[at..r.pos]);
+                }
+                _ => return Err(bad_wire("ScopeSpans", field, wt, at)),
+            }
+        }
+        self.scopes.push(ScopeEntry {
+            header: header_start as u32..self.headers.len() as u32,
+            resource,
+        });
+        if !has_spans {
+            return Ok(());
+        }
+        let mut r = Reader::new(body, range.start, range.end);
+        while let Some((field, wt, at)) = r.tag("ScopeSpans")? {
+            if (field, wt) == (2, WT_LEN) {
+                let inner = r.len_delimited("span")?;
+                match scan_span(body, inner.clone())? {
+                    Ok(mut entry) => {
+                        entry.scope = scope;
+                        self.spans.push(entry);
+                    }
+                    Err(defect) => {
+                        self.rejected += 1;
+                        self.first_defect.get_or_insert(defect);
+                    }
+                }
+            } else {
+                r.skip(field, wt, at, "ScopeSpans")?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Reads one span's fields. The outer `Result` is a malformed body, the inner one a span
+/// that is well-formed but not acceptable.
+fn scan_span(body: &[u8], range: Range<usize>) -> Result<Result<SpanEntry, SpanDefect>, ScanError> {
+    const WHAT: &str = "Span";
+    let mut entry = SpanEntry {
+        trace_id: [0; 16],
+        span_id: [0; 8],
+        parent_span_id: [0; 8],
+        start_unix_nano: 0,
+        end_unix_nano: 0,
+        status_code: status::UNSET,
+        range: range.start as u32..range.end as u32,
+        scope: 0,
+    };
+    let mut trace_id_len = 0;
+    let mut r = Reader::new(body, range.start, range.end);
+    while let Some((field, wt, at)) = r.tag(WHAT)? {
+        match (field, wt) {
+            (1, WT_LEN) => {
+                let v = r.len_delimited("trace_id")?;
+                trace_id_len = v.len();
+                if v.len() == 16 {
+                    entry.trace_id.copy_from_slice(&body[v]);
+                }
+            }
+            (2, WT_LEN) => {
+                let v = r.len_delimited("span_id")?;
+                if v.len() == 8 {
+                    entry.span_id.copy_from_slice(&body[v]);
+                }
+            }
+            (4, WT_LEN) => {
+                let v = r.len_delimited("parent_span_id")?;
+                if v.len() == 8 {
+                    entry.parent_span_id.copy_from_slice(&body[v]);
+                }
+            }
+            (7, WT_I64) => entry.start_unix_nano = r.fixed64("start_time_unix_nano")?,
+            (8, WT_I64) => entry.end_unix_nano = r.fixed64("end_time_unix_nano")?,
+            (15, WT_LEN) => {
+                let v = r.len_delimited("status")?;
+                entry.status_code = scan_status(body, v)?;
+            }
+            (3 | 5 | 9 | 11 | 13, WT_LEN) | (6 | 10 | 12 | 14, WT_VARINT) | (16, WT_I32) => {
+                r.skip(field, wt, at, WHAT)?;
+            }
+            (1..=16, _) => return Err(bad_wire(WHAT, field, wt, at)),
+            _ => r.skip(field, wt, at, WHAT)?,
+        }
+    }
+    if trace_id_len != 16 {
+        return Ok(Err(SpanDefect::TraceIdLength(trace_id_len)));
+    }
+    if entry.trace_id == [0; 16] {
+        return Ok(Err(SpanDefect::TraceIdZero));
+    }
+    Ok(Ok(entry))
+}
+
+fn scan_status(body: &[u8], range: Range<usize>) -> Result<u8, ScanError> {
+    let mut code = status::UNSET;
+    let mut r = Reader::new(body, range.start, range.end);
+    while let Some((field, wt, at)) = r.tag("Status")? {
+        match (field, wt) {
+            (3, WT_VARINT) => code = r.varint("Status.code")?.min(255) as u8,
+            (2, WT_LEN) => {
+                r.skip(field, wt, at, "Status")?;
+            }
+            (2 | 3, _) => return Err(bad_wire("Status", field, wt, at)),
+            _ => r.skip(field, wt, at, "Status")?,
+        }
+    }
+    Ok(code)
+}
+
+pub(crate) const WT_VARINT: u8 = 0;
+pub(crate) const WT_I64: u8 = 1;
+pub(crate) const WT_LEN: u8 = 2;
+pub(crate) const WT_I32: u8 = 5;
+
+fn bad_wire(what: &'static str, field: u32, wire_type: u8, at: usize) -> ScanError {
+    ScanError::BadWireType {
+        what,
+        field,
+        wire_type,
+        at,
+    }
+}
+
+/// A cursor over `buf[pos..end]`, checking every bound.
+struct Reader<'a> {
+    buf: &'a [u8],
+    pos: usize,
+    end: usize,
+}
+
+// === impl Reader ===
+
+impl<'a> Reader<'a> {
+    fn new(buf: &'a [u8], pos: usize, end: usize) -> Self {
+        Reader { buf, pos, end }
+    }
+
+    fn varint(&mut self, what: &'static str) -> Result<u64, ScanError> {
+        let start = self.pos;
+        let mut value = 0u64;
+        for i in 0..10 {
+            let Some(&b) = self.buf.get(self.pos).filter(|_| self.pos < self.end) else {
+                return Err(ScanError::Truncated { what, at: start });
+            };
+            self.pos += 1;
+            value |= u64::from(b & 0x7f) << (7 * i);
+            if b < 0x80 {
+                return Ok(value);
+            }
+        }
+        Err(ScanError::BadVarint { at: start })
+    }
+
+    /// Next tag, or `None` at the end. Returns field number, wire type and the tag's offset.
+    fn tag(&mut self, what: &'static str) -> Result<Option<(u32, u8, usize)>, ScanError> {
+        if self.pos >= self.end {
+            return Ok(None);
+        }
+        let at = self.pos;
+        let key = self.varint(what)?;
+        let field = (key >> 3) as u32;
+        if field == 0 || key >> 3 > u64::from(u32::MAX >> 3) {
+            return Err(ScanError::FieldZero { what, at });
+        }
+        Ok(Some((field, (key & 7) as u8, at)))
+    }
+
+    fn len_delimited(&mut self, what: &'static str) -> Result<Range<usize>, ScanError> {
+        let at = self.pos;
+        let len = self.varint(what)?;
+        let remaining = (self.end - self.pos) as u64;
+        if len > remaining {
+            return Err(ScanError::Truncated { what, at });
+        }
+        let start = self.pos;
+        self.pos += len as usize;
+        Ok(start..self.pos)
+    }
+
+    fn fixed64(&mut self, what: &'static str) -> Result<u64, ScanError> {
+        if self.end - self.pos < 8 {
+            return Err(ScanError::Truncated { what, at: self.pos });
+        }
+        let mut b = [0u8; 8];
+        b.copy_from_slice(&self.buf[self.pos..self.pos + 8]);
+        self.pos += 8;
+        Ok(u64::from_le_bytes(b))
+    }
+
+    fn skip(&mut self, field: u32, wt: u8, at: usize, what: &'static str) -> Result<(), ScanError> {
+        match wt {
+            WT_VARINT => {
+                self.varint(what)?;
+            }
+            WT_I64 => {
+                self.fixed64(what)?;
+            }
+            WT_LEN => {
+                self.len_delimited(what)?;
+            }
+            WT_I32 => {
+                if self.end - self.pos < 4 {
+                    return Err(ScanError::Truncated { what, at: self.pos });
+                }
+                self.pos += 4;
+            }
+            _ => {
+                return Err(ScanError::BadWireType {
+                    what,
+                    field,
+                    wire_type: wt,
+                    at,
+                })
+            }
+        }
+        Ok(())
+    }
+}
