@@ -1,1 +1,177 @@
-//! placeholder
+//! tailgate-gateway: buffers whole traces, decides each one after `decision_wait` with
+//! tail-sampling policies, and exports the kept traces.
+//!
+//! ```text
+//!  router ─OTLP─▶ receive (core) ─▶ buffer: scan ▸ span → shard ─▶ shard: trace table
+//!                                   ▸ timer (first_seen + decision_wait) ▸ decide (policy plan)
+//!                                   ▸ export: batch ▸ re-frame ─OTLP/gRPC─▶ backend
+//! ```
+//!
+//! * [`config`]: the gateway YAML file.
+//! * [`buffer`]: the receive-side stage and the shards that own traces.
+//! * [`timer`]: deadline queue.
+//! * [`decide`]: the decision cache for late spans.
+//! * [`policy`]: policy file, policy kinds, compiled plan.
+//! * [`export`]: batching exporter to an OTLP/gRPC backend.
+//! * [`metrics`]: the gateway's counters and the accounting identity.
+
+pub mod buffer;
+pub mod config;
+pub mod decide;
+pub mod export;
+pub mod metrics;
+pub mod policy;
+pub mod timer;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tailgate_core::receive::Listeners;
+use tailgate_core::telemetry::{Admin, Readiness};
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+pub use config::GatewayConfig;
+use metrics::GatewayStats;
+pub use policy::{PolicyFile, PolicyPlan};
+
+/// Why a gateway could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    /// The exporter's client could not be built.
+    #[error("exporter: {0}")]
+    Export(#[from] tailgate_core::forward::ForwardError),
+}
+
+/// A running gateway's pipeline (everything but the listeners).
+pub struct Gateway {
+    buffer: Arc<buffer::TraceBuffer>,
+    stats: Arc<GatewayStats>,
+    ready: Readiness,
+    drain: CancellationToken,
+    shards: Vec<JoinHandle<()>>,
+    exporter: JoinHandle<()>,
+    max_request_bytes: usize,
+}
+
+// === impl Gateway ===
+
+impl Gateway {
+    /// Starts the shards and the exporter. Must be called inside a Tokio runtime.
+    pub fn start(config: &GatewayConfig, plan: PolicyPlan) -> Result<Self, GatewayError> {
+        let stats = Arc::new(GatewayStats::default());
+        stats.set_policy_names(plan.names());
+        let plan = Arc::new(plan);
+        let export_cfg = &config.export.otlp_grpc;
+        let client = export_cfg.client()?;
+        let (export_tx, export_rx) = mpsc::channel(export_cfg.queue_traces.max(1));
+        let exporter =
+            tokio::spawn(export::Exporter::new(export_rx, client, export_cfg, stats.clone()).run());
+        let n = config.shard_count();
+        let per_shard_traces = plan.num_traces.div_ceil(n);
+        let per_shard_cache = config.buffer.decision_cache_size.div_ceil(n);
+        let drain = CancellationToken::new();
+        let mut senders = Vec::with_capacity(n);
+        let mut shards = Vec::with_capacity(n);
+        for _ in 0..n {
+            let (tx, rx) = mpsc::channel(config.buffer.shard_queue);
+            senders.push(tx);
+            let shard = buffer::shard::Shard::new(
+                rx,
+                plan.clone(),
+                per_shard_traces,
+                per_shard_cache,
+                export_tx.clone(),
+                stats.clone(),
+            );
+            shards.push(tokio::spawn(shard.run(drain.clone())));
+        }
+        drop(export_tx);
+        let buffer = Arc::new(buffer::TraceBuffer::new(
+            senders,
+            stats.clone(),
+            config.buffer.enqueue_timeout,
+        ));
+        Ok(Gateway {
+            buffer,
+            stats,
+            ready: Readiness::default(),
+            drain,
+            shards,
+            exporter,
+            max_request_bytes: config.receive.max_request_bytes,
+        })
+    }
+
+    /// The gateway's counters.
+    pub fn stats(&self) -> &Arc<GatewayStats> {
+        &self.stats
+    }
+
+    /// Serves the receivers (and admin) until `shutdown` is cancelled; then stops accepting,
+    /// decides every buffered trace, and flushes the exporter within `drain_deadline`.
+    pub async fn serve(
+        self,
+        listeners: Listeners,
+        admin: Option<TcpListener>,
+        shutdown: CancellationToken,
+        drain_deadline: Duration,
+    ) -> std::io::Result<()> {
+        let this = Arc::new(AdminView {
+            stats: self.stats.clone(),
+            ready: Readiness::default(),
+        });
+        if let Some(admin) = admin {
+            tokio::spawn(tailgate_core::telemetry::serve_admin(
+                admin,
+                this.clone(),
+                shutdown.clone().cancelled_owned(),
+            ));
+        }
+        this.ready.set(true);
+        self.ready.set(true);
+        let served = listeners
+            .serve(self.buffer.clone(), self.max_request_bytes, shutdown)
+            .await;
+        this.ready.set(false);
+        self.ready.set(false);
+        self.drain(drain_deadline).await;
+        served
+    }
+
+    /// Decides every buffered trace now and waits for the exporter to finish, at most
+    /// `deadline`. What is still unsettled after it stays visible in the counters.
+    pub async fn drain(self, deadline: Duration) {
+        self.drain.cancel();
+        drop(self.buffer);
+        let finish = async {
+            for s in self.shards {
+                let _ = s.await;
+            }
+            let _ = self.exporter.await;
+        };
+        if tokio::time::timeout(deadline, finish).await.is_err() {
+            tracing::warn!(
+                unsettled_spans = self.stats.in_flight_spans(),
+                "Drain deadline passed with spans still buffered or unexported."
+            );
+        }
+    }
+}
+
+struct AdminView {
+    stats: Arc<GatewayStats>,
+    ready: Readiness,
+}
+
+impl Admin for AdminView {
+    fn render_metrics(&self) -> String {
+        self.stats.render()
+    }
+
+    fn ready(&self) -> bool {
+        self.ready.get()
+    }
+}

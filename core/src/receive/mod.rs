@@ -131,3 +131,89 @@ where
     graceful.shutdown().await;
     Ok(())
 }
+
+/// The receivers' bound sockets, so that ports are taken (and port 0 resolved) before the
+/// component starts, and a busy port is reported with its address.
+#[derive(Debug)]
+pub struct Listeners {
+    /// OTLP/gRPC socket.
+    pub grpc: Option<TcpListener>,
+    /// OTLP/HTTP socket.
+    pub http: Option<TcpListener>,
+}
+
+/// A listen address that could not be bound.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot listen for {what} on {addr}: {error}")]
+pub struct BindError {
+    /// Which listener.
+    pub what: &'static str,
+    /// The address.
+    pub addr: SocketAddr,
+    /// The OS error.
+    pub error: std::io::Error,
+}
+
+/// Binds `addr`, naming `what` in the error.
+pub async fn bind(what: &'static str, addr: SocketAddr) -> Result<TcpListener, BindError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|error| BindError { what, addr, error })
+}
+
+// === impl Listeners ===
+
+impl Listeners {
+    /// Binds the addresses of `config`.
+    pub async fn bind(config: &ReceiveConfig) -> Result<Self, BindError> {
+        let grpc = match config.grpc {
+            Some(a) => Some(bind("OTLP/gRPC", a).await?),
+            None => None,
+        };
+        let http = match config.http {
+            Some(a) => Some(bind("OTLP/HTTP", a).await?),
+            None => None,
+        };
+        Ok(Listeners { grpc, http })
+    }
+
+    /// The bound OTLP/gRPC address.
+    pub fn grpc_addr(&self) -> Option<SocketAddr> {
+        self.grpc.as_ref().and_then(|l| l.local_addr().ok())
+    }
+
+    /// The bound OTLP/HTTP address.
+    pub fn http_addr(&self) -> Option<SocketAddr> {
+        self.http.as_ref().and_then(|l| l.local_addr().ok())
+    }
+
+    /// Serves both receivers until `shutdown` is cancelled and open requests finish.
+    pub async fn serve<S: SpanSink>(
+        self,
+        sink: std::sync::Arc<S>,
+        max_request_bytes: usize,
+        shutdown: tokio_util::sync::CancellationToken,
+    ) -> std::io::Result<()> {
+        let grpc = {
+            let (sink, token) = (sink.clone(), shutdown.clone());
+            async move {
+                match self.grpc {
+                    Some(l) => {
+                        grpc::serve(l, sink, max_request_bytes, token.cancelled_owned()).await
+                    }
+                    None => Ok(()),
+                }
+            }
+        };
+        let http = async move {
+            match self.http {
+                Some(l) => {
+                    http::serve(l, sink, max_request_bytes, shutdown.cancelled_owned()).await
+                }
+                None => Ok(()),
+            }
+        };
+        let (a, b) = tokio::join!(grpc, http);
+        a.and(b)
+    }
+}

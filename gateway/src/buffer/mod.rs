@@ -1,0 +1,158 @@
+//! The trace buffer's front: the gateway's `SpanSink`. It scans each request, builds a
+//! [`BufferedSpan`] per span (views into the request's bytes, no copy), and hands each
+//! shard its spans over a bounded channel. A request is accepted only when every shard it
+//! touches has room, so a refusal never leaves part of a request behind (no duplicates when
+//! the sender retries).
+//!
+//! Data flows on to [`shard`], which owns the traces, their deadlines and decisions.
+
+pub mod shard;
+pub mod trace;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use tailgate_core::receive::{Accepted, Refusal, SpanSink, DEFAULT_RETRY_AFTER};
+use tailgate_core::ring::Ring;
+use tailgate_core::wire::Scan;
+use tokio::sync::mpsc;
+
+use crate::metrics::GatewayStats;
+pub use trace::{BufferedSpan, TraceSummary, TraceView};
+
+/// One span on its way to a shard.
+#[derive(Debug, Clone)]
+pub struct IncomingSpan {
+    /// Trace id.
+    pub trace_id: [u8; 16],
+    /// Start (unix ns).
+    pub start: u64,
+    /// End (unix ns).
+    pub end: u64,
+    /// Status code.
+    pub status_code: u8,
+    /// Whether it is a root span.
+    pub is_root: bool,
+    /// Its bytes.
+    pub span: BufferedSpan,
+}
+
+/// A message to a shard.
+#[derive(Debug)]
+pub enum ShardMsg {
+    /// Spans to buffer.
+    Spans(Vec<IncomingSpan>),
+}
+
+/// The gateway's receive-side stage.
+pub struct TraceBuffer {
+    shards: Vec<mpsc::Sender<ShardMsg>>,
+    stats: Arc<GatewayStats>,
+    enqueue_timeout: Duration,
+}
+
+// === impl TraceBuffer ===
+
+impl TraceBuffer {
+    /// A buffer in front of the given shard channels.
+    pub fn new(
+        shards: Vec<mpsc::Sender<ShardMsg>>,
+        stats: Arc<GatewayStats>,
+        enqueue_timeout: Duration,
+    ) -> Self {
+        TraceBuffer {
+            shards,
+            stats,
+            enqueue_timeout,
+        }
+    }
+
+    /// Which shard owns a trace.
+    pub fn shard_of(trace_id: &[u8; 16], shards: usize) -> usize {
+        // The ring places traces by the high bits of the same hash; within one gateway's
+        // share the low bits are still uniform.
+        (Ring::hash(trace_id) % shards as u64) as usize
+    }
+}
+
+impl SpanSink for TraceBuffer {
+    async fn export(&self, body: Bytes) -> Result<Accepted, Refusal> {
+        let mut scan = Scan::default();
+        if let Err(e) = scan.scan(&body) {
+            self.stats.malformed_requests.add(1);
+            return Err(Refusal::Invalid(format!(
+                "malformed ExportTraceServiceRequest: {e}"
+            )));
+        }
+        let valid = scan.spans.len() as u64;
+        let rejected = u64::from(scan.rejected);
+        self.stats.received_spans.add(valid + rejected);
+        self.stats.rejected_spans.add(rejected);
+        let message = scan
+            .first_defect
+            .map(|d| format!("{rejected} span(s) rejected: {d}"))
+            .unwrap_or_default();
+        if valid == 0 {
+            return Ok(Accepted {
+                rejected_spans: rejected,
+                message,
+            });
+        }
+
+        // One shared buffer for all headers of this request; spans are views into `body`.
+        let headers = Bytes::from(std::mem::take(&mut scan.headers));
+        let n = self.shards.len();
+        let mut per_shard: Vec<Vec<IncomingSpan>> = (0..n).map(|_| Vec::new()).collect();
+        for s in &scan.spans {
+            let scope = &scan.scopes[s.scope as usize];
+            let resource = &scan.resources[scope.resource as usize];
+            let span = BufferedSpan {
+                span: body.slice(s.range.start as usize..s.range.end as usize),
+                resource: headers
+                    .slice(resource.header.start as usize..resource.header.end as usize),
+                scope: headers.slice(scope.header.start as usize..scope.header.end as usize),
+            };
+            per_shard[Self::shard_of(&s.trace_id, n)].push(IncomingSpan {
+                trace_id: s.trace_id,
+                start: s.start_unix_nano,
+                end: s.end_unix_nano,
+                status_code: s.status_code,
+                is_root: s.is_root(),
+                span,
+            });
+        }
+
+        // Reserve room in every shard first: all or nothing.
+        let mut permits = Vec::with_capacity(n);
+        for (i, spans) in per_shard.iter().enumerate() {
+            if spans.is_empty() {
+                continue;
+            }
+            match tokio::time::timeout(self.enqueue_timeout, self.shards[i].reserve()).await {
+                Ok(Ok(permit)) => permits.push((i, permit)),
+                Ok(Err(_)) => {
+                    self.stats.refused_spans.add(valid);
+                    return Err(Refusal::Unavailable {
+                        message: "gateway is shutting down".into(),
+                        retry_after: DEFAULT_RETRY_AFTER,
+                    });
+                }
+                Err(_) => {
+                    self.stats.refused_spans.add(valid);
+                    return Err(Refusal::Overloaded {
+                        message: "gateway buffer is full; retry later".into(),
+                        retry_after: DEFAULT_RETRY_AFTER,
+                    });
+                }
+            }
+        }
+        for (i, permit) in permits {
+            permit.send(ShardMsg::Spans(std::mem::take(&mut per_shard[i])));
+        }
+        Ok(Accepted {
+            rejected_spans: rejected,
+            message,
+        })
+    }
+}

@@ -1,0 +1,194 @@
+//! A shard: the task that owns a share of the gateway's traces. It receives spans from
+//! [`super::TraceBuffer`], keeps each trace with its summary, decides it when its deadline
+//! comes (or earlier, past `num_traces`), remembers the decision, and sends kept traces to
+//! the exporter. Nothing here is shared with other shards, so nothing is locked.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::trace::{BufferedSpan, TraceSummary, TraceView};
+use super::{IncomingSpan, ShardMsg};
+use crate::decide::DecisionCache;
+use crate::export::ExportBatch;
+use crate::metrics::GatewayStats;
+use crate::policy::PolicyPlan;
+use crate::timer::DeadlineQueue;
+
+#[derive(Debug)]
+struct TraceEntry {
+    spans: Vec<BufferedSpan>,
+    summary: TraceSummary,
+    bytes: usize,
+}
+
+/// The state of one shard.
+pub struct Shard {
+    rx: mpsc::Receiver<ShardMsg>,
+    traces: HashMap<[u8; 16], TraceEntry>,
+    deadlines: DeadlineQueue,
+    cache: DecisionCache,
+    plan: Arc<PolicyPlan>,
+    max_traces: usize,
+    export: mpsc::Sender<ExportBatch>,
+    stats: Arc<GatewayStats>,
+}
+
+// === impl Shard ===
+
+impl Shard {
+    /// A shard reading `rx`, deciding with `plan`, keeping at most `max_traces` traces.
+    pub fn new(
+        rx: mpsc::Receiver<ShardMsg>,
+        plan: Arc<PolicyPlan>,
+        max_traces: usize,
+        cache_size: usize,
+        export: mpsc::Sender<ExportBatch>,
+        stats: Arc<GatewayStats>,
+    ) -> Self {
+        Shard {
+            rx,
+            traces: HashMap::new(),
+            deadlines: DeadlineQueue::default(),
+            cache: DecisionCache::new(cache_size),
+            plan,
+            max_traces: max_traces.max(1),
+            export,
+            stats,
+        }
+    }
+
+    /// Runs until `drain` is cancelled, then takes what is queued, decides every buffered
+    /// trace and returns.
+    pub async fn run(mut self, drain: CancellationToken) {
+        loop {
+            self.decide_due(Instant::now()).await;
+            let next = self.deadlines.next_due();
+            let sleep = async move {
+                match next {
+                    Some(t) => tokio::time::sleep_until(t).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                msg = self.rx.recv() => match msg {
+                    Some(ShardMsg::Spans(spans)) => self.insert(spans).await,
+                    None => break,
+                },
+                () = sleep => {}
+                () = drain.cancelled() => break,
+            }
+        }
+        while let Ok(ShardMsg::Spans(spans)) = self.rx.try_recv() {
+            self.insert(spans).await;
+        }
+        while let Some(id) = self.deadlines.pop_front() {
+            self.decide(id).await;
+        }
+    }
+
+    async fn insert(&mut self, spans: Vec<IncomingSpan>) {
+        let now = Instant::now();
+        let mut late_kept: Vec<BufferedSpan> = Vec::new();
+        let mut late_dropped = 0u64;
+        let mut new_traces = 0u64;
+        let mut added_bytes = 0u64;
+        let mut buffered = 0u64;
+        for s in spans {
+            if let Some(entry) = self.traces.get_mut(&s.trace_id) {
+                entry
+                    .summary
+                    .add_span(s.start, s.end, s.status_code, s.is_root);
+                entry.bytes += s.span.encoded_len();
+                added_bytes += s.span.encoded_len() as u64;
+                entry.spans.push(s.span);
+                buffered += 1;
+                continue;
+            }
+            match self.cache.get(&s.trace_id) {
+                Some(true) => late_kept.push(s.span),
+                Some(false) => late_dropped += 1,
+                None => {
+                    let mut summary = TraceSummary::default();
+                    summary.add_span(s.start, s.end, s.status_code, s.is_root);
+                    let bytes = s.span.encoded_len();
+                    added_bytes += bytes as u64;
+                    self.traces.insert(
+                        s.trace_id,
+                        TraceEntry {
+                            spans: vec![s.span],
+                            summary,
+                            bytes,
+                        },
+                    );
+                    self.deadlines
+                        .push(s.trace_id, now, self.plan.decision_wait);
+                    new_traces += 1;
+                    buffered += 1;
+                }
+            }
+        }
+        self.stats.live_traces.add(new_traces);
+        self.stats.live_spans.add(buffered);
+        self.stats.buffered_bytes.add(added_bytes);
+        if late_dropped > 0 {
+            self.stats.late_dropped_spans.add(late_dropped);
+            self.stats.dropped_spans.add(late_dropped);
+        }
+        if !late_kept.is_empty() {
+            self.stats.late_sampled_spans.add(late_kept.len() as u64);
+            self.send(late_kept).await;
+        }
+        // Past the trace limit, decide the oldest early instead of dropping them.
+        while self.traces.len() > self.max_traces {
+            let Some(id) = self.deadlines.pop_front() else {
+                break;
+            };
+            self.stats.early_decisions.add(1);
+            self.decide(id).await;
+        }
+    }
+
+    async fn decide_due(&mut self, now: Instant) {
+        while let Some(id) = self.deadlines.pop_due(now) {
+            self.decide(id).await;
+        }
+    }
+
+    async fn decide(&mut self, id: [u8; 16]) {
+        let Some(entry) = self.traces.remove(&id) else {
+            return;
+        };
+        let n = entry.spans.len() as u64;
+        self.stats.live_traces.sub(1);
+        self.stats.live_spans.sub(n);
+        self.stats.buffered_bytes.sub(entry.bytes as u64);
+        let decision = self.plan.decide(&TraceView {
+            trace_id: &id,
+            summary: &entry.summary,
+        });
+        self.cache.insert(id, decision.sampled);
+        self.stats.record_decision(decision.policy, n);
+        if decision.sampled {
+            self.send(entry.spans).await;
+        } else {
+            self.stats.dropped_spans.add(n);
+        }
+    }
+
+    /// Hands spans to the exporter; waits while its queue is full, so backpressure reaches
+    /// the receivers instead of data being dropped.
+    async fn send(&mut self, spans: Vec<BufferedSpan>) {
+        let n = spans.len() as u64;
+        self.stats.pending_export_spans.add(n);
+        if self.export.send(ExportBatch { spans }).await.is_err() {
+            // Only when the exporter has stopped: count, never lose silently.
+            self.stats.pending_export_spans.sub(n);
+            self.stats.export_failed_spans.add(n);
+            tracing::error!(spans = n, "Exporter stopped; spans counted as failed.");
+        }
+    }
+}

@@ -1,0 +1,165 @@
+//! The gateway's YAML configuration (policies live in their own file, see
+//! [`crate::policy`]).
+//!
+//! ```yaml
+//! receive:
+//!   grpc: 0.0.0.0:4317
+//!   http: 0.0.0.0:4318
+//! buffer:
+//!   shards: 0                 # 0 = one per core
+//!   decision_cache_size: 200000
+//!   enqueue_timeout: 2s       # how long a request waits for buffer room before 429
+//! export:
+//!   otlp_grpc:
+//!     endpoint: http://tempo:4317
+//!     headers: { x-scope-orgid: team-a }
+//! admin: 0.0.0.0:13133
+//! ```
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use serde::Deserialize;
+use tailgate_core::config::{load_yaml, ConfigError};
+use tailgate_core::receive::ReceiveConfig;
+
+use crate::export::OtlpGrpcConfig;
+
+/// The whole gateway config file.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct GatewayConfig {
+    /// Receivers.
+    #[serde(default)]
+    pub receive: ReceiveConfig,
+    /// Trace buffer.
+    #[serde(default)]
+    pub buffer: BufferConfig,
+    /// Where kept traces go.
+    pub export: ExportConfig,
+    /// Admin HTTP address for `/metrics`, `/healthz` and `/readyz`. Default `0.0.0.0:13133`.
+    #[serde(default = "default_admin")]
+    pub admin: Option<SocketAddr>,
+}
+
+/// `buffer`.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct BufferConfig {
+    /// Shard tasks; 0 means one per core. Default 0.
+    #[serde(default)]
+    pub shards: usize,
+    /// Decided trace ids remembered for late spans, per gateway. Default 200000.
+    #[serde(default = "default_cache")]
+    pub decision_cache_size: usize,
+    /// How long a request may wait for room in a shard before it is refused with
+    /// `RESOURCE_EXHAUSTED`. Default 2s.
+    #[serde(default = "default_enqueue_timeout", with = "humantime_serde")]
+    pub enqueue_timeout: Duration,
+    /// Requests queued per shard. Default 64.
+    #[serde(default = "default_shard_queue")]
+    pub shard_queue: usize,
+}
+
+/// `export`.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ExportConfig {
+    /// OTLP/gRPC backend.
+    pub otlp_grpc: OtlpGrpcConfig,
+}
+
+fn default_admin() -> Option<SocketAddr> {
+    Some(SocketAddr::from(([0, 0, 0, 0], 13133)))
+}
+fn default_cache() -> usize {
+    200_000
+}
+fn default_enqueue_timeout() -> Duration {
+    Duration::from_secs(2)
+}
+fn default_shard_queue() -> usize {
+    64
+}
+
+impl Default for BufferConfig {
+    fn default() -> Self {
+        BufferConfig {
+            shards: 0,
+            decision_cache_size: default_cache(),
+            enqueue_timeout: default_enqueue_timeout(),
+            shard_queue: default_shard_queue(),
+        }
+    }
+}
+
+// === impl GatewayConfig ===
+
+impl GatewayConfig {
+    /// Loads and validates a config file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let c: GatewayConfig = load_yaml(path)?;
+        c.validate(path)?;
+        Ok(c)
+    }
+
+    /// Checks what the schema cannot.
+    pub fn validate(&self, path: &Path) -> Result<(), ConfigError> {
+        let invalid = |key: &str, message: &str| ConfigError::Invalid {
+            path: path.to_owned(),
+            key: key.to_owned(),
+            message: message.to_owned(),
+        };
+        if self.export.otlp_grpc.endpoint.trim().is_empty() {
+            return Err(invalid("export.otlp_grpc.endpoint", "must not be empty"));
+        }
+        if let Err(message) = self.export.otlp_grpc.validate() {
+            return Err(invalid("export.otlp_grpc", &message));
+        }
+        if self.receive.grpc.is_none() && self.receive.http.is_none() {
+            return Err(invalid("receive", "enable at least one of grpc and http"));
+        }
+        if self.buffer.shard_queue == 0 {
+            return Err(invalid("buffer.shard_queue", "must be greater than 0"));
+        }
+        Ok(())
+    }
+
+    /// Shards to run.
+    pub fn shard_count(&self) -> usize {
+        if self.buffer.shards > 0 {
+            self.buffer.shards
+        } else {
+            std::thread::available_parallelism().map_or(1, |n| n.get())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tailgate_core::config::parse_yaml;
+
+    #[test]
+    fn minimal_config_and_errors() {
+        let p = Path::new("gateway.yaml");
+        let c: GatewayConfig = parse_yaml(
+            p,
+            "export:\n  otlp_grpc:\n    endpoint: http://127.0.0.1:4317\n",
+        )
+        .unwrap();
+        c.validate(p).unwrap();
+        assert_eq!(c.buffer, BufferConfig::default());
+        let err = parse_yaml::<GatewayConfig>(
+            p,
+            "export:\n  otlp_grpc:\n    endpoint: x\n    timout: 1s\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("gateway.yaml") && err.contains("timout") && err.contains("line 4"),
+            "{err}"
+        );
+    }
+}

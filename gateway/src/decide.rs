@@ -1,0 +1,57 @@
+//! The decision cache: trace ids decided recently, so that spans arriving after their
+//! trace's decision follow it (kept → exported at once; dropped → dropped and counted as
+//! late) instead of starting a new trace. Bounded: the oldest entries are forgotten first.
+
+use std::collections::{HashMap, VecDeque};
+
+/// Recently decided trace ids and whether they were kept.
+#[derive(Debug)]
+pub struct DecisionCache {
+    capacity: usize,
+    map: HashMap<[u8; 16], bool>,
+    order: VecDeque<[u8; 16]>,
+}
+
+impl DecisionCache {
+    /// A cache of at most `capacity` ids.
+    pub fn new(capacity: usize) -> Self {
+        DecisionCache {
+            capacity: capacity.max(1),
+            map: HashMap::new(),
+            order: VecDeque::new(),
+        }
+    }
+
+    /// Records a decision.
+    pub fn insert(&mut self, trace_id: [u8; 16], sampled: bool) {
+        if self.map.insert(trace_id, sampled).is_none() {
+            self.order.push_back(trace_id);
+            while self.order.len() > self.capacity {
+                if let Some(old) = self.order.pop_front() {
+                    self.map.remove(&old);
+                }
+            }
+        }
+    }
+
+    /// The decision for `trace_id`, if still remembered.
+    pub fn get(&self, trace_id: &[u8; 16]) -> Option<bool> {
+        self.map.get(trace_id).copied()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn oldest_decisions_are_forgotten_first() {
+        let mut c = DecisionCache::new(2);
+        c.insert([1; 16], true);
+        c.insert([2; 16], false);
+        c.insert([3; 16], true);
+        assert_eq!(c.get(&[1; 16]), None);
+        assert_eq!(c.get(&[2; 16]), Some(false));
+        assert_eq!(c.get(&[3; 16]), Some(true));
+    }
+}

@@ -1,0 +1,221 @@
+//! The gateway's counters. Every span it receives is, at any moment, in exactly one of:
+//! rejected (invalid), refused (overload, sender retries), buffered (live), waiting for
+//! export, dropped by policy (including late spans of dropped traces), exported, or failed.
+//! So `received = rejected + refused + live + pending_export + dropped + exported + failed`,
+//! and at rest the two middle terms are zero.
+
+use std::sync::Mutex;
+
+use tailgate_core::telemetry::{Counter, Gauge, PromText};
+
+/// Counters of one gateway instance.
+#[derive(Debug, Default)]
+pub struct GatewayStats {
+    /// Spans in well-formed requests.
+    pub received_spans: Counter,
+    /// Spans rejected for a defect (partial success to the sender).
+    pub rejected_spans: Counter,
+    /// Spans refused because a buffer was full or the gateway was stopping.
+    pub refused_spans: Counter,
+    /// Requests refused as malformed.
+    pub malformed_requests: Counter,
+    /// Spans not kept by the policies, including late spans of dropped traces.
+    pub dropped_spans: Counter,
+    /// Late spans of dropped traces (also in `dropped_spans`).
+    pub late_dropped_spans: Counter,
+    /// Late spans of kept traces, exported at once.
+    pub late_sampled_spans: Counter,
+    /// Spans delivered to the backend.
+    pub exported_spans: Counter,
+    /// Spans the backend did not take within the retry bound, or rejected.
+    pub export_failed_spans: Counter,
+    /// Traces decided before their deadline because the trace limit was reached.
+    pub early_decisions: Counter,
+    /// Traces kept.
+    pub traces_sampled: Counter,
+    /// Traces not kept.
+    pub traces_not_sampled: Counter,
+    /// Traces buffered now.
+    pub live_traces: Gauge,
+    /// Spans buffered now.
+    pub live_spans: Gauge,
+    /// Encoded span bytes buffered now.
+    pub buffered_bytes: Gauge,
+    /// Spans of kept traces not yet delivered or failed.
+    pub pending_export_spans: Gauge,
+    /// Traces kept per policy index; written once per decision batch by shards.
+    by_policy: Mutex<Vec<u64>>,
+    /// Policy names for the labels.
+    policy_names: Mutex<Vec<String>>,
+}
+
+// === impl GatewayStats ===
+
+impl GatewayStats {
+    /// Sets the policy names used as labels.
+    pub fn set_policy_names(&self, names: &[String]) {
+        if let Ok(mut n) = self.policy_names.lock() {
+            *n = names.to_vec();
+        }
+    }
+
+    /// Records one decision.
+    pub fn record_decision(&self, policy: Option<u16>, _spans: u64) {
+        match policy {
+            Some(i) => {
+                self.traces_sampled.add(1);
+                if let Ok(mut v) = self.by_policy.lock() {
+                    let i = usize::from(i);
+                    if v.len() <= i {
+                        v.resize(i + 1, 0);
+                    }
+                    v[i] += 1;
+                }
+            }
+            None => self.traces_not_sampled.add(1),
+        }
+    }
+
+    /// Traces kept by each policy, in plan order.
+    pub fn sampled_by_policy(&self) -> Vec<u64> {
+        self.by_policy.lock().map(|v| v.clone()).unwrap_or_default()
+    }
+
+    /// Spans not yet settled (buffered or waiting for export).
+    pub fn in_flight_spans(&self) -> u64 {
+        self.live_spans.get() + self.pending_export_spans.get()
+    }
+
+    /// Prometheus text.
+    pub fn render(&self) -> String {
+        let mut p = PromText::default();
+        let c = |p: &mut PromText, n: &str, h: &str, v: &Counter| {
+            p.metric(n, "counter", h, "", v.get())
+        };
+        c(
+            &mut p,
+            "tailgate_gateway_received_spans_total",
+            "Spans received in well-formed requests.",
+            &self.received_spans,
+        );
+        c(
+            &mut p,
+            "tailgate_gateway_rejected_spans_total",
+            "Spans rejected as invalid.",
+            &self.rejected_spans,
+        );
+        c(
+            &mut p,
+            "tailgate_gateway_refused_spans_total",
+            "Spans refused (buffer full or stopping); senders retry.",
+            &self.refused_spans,
+        );
+        c(
+            &mut p,
+            "tailgate_gateway_malformed_requests_total",
+            "Requests refused as malformed.",
+            &self.malformed_requests,
+        );
+        c(
+            &mut p,
+            "tailgate_gateway_dropped_spans_total",
+            "Spans not kept by the policies.",
+            &self.dropped_spans,
+        );
+        c(
+            &mut p,
+            "tailgate_gateway_late_dropped_spans_total",
+            "Late spans of dropped traces.",
+            &self.late_dropped_spans,
+        );
+        c(
+            &mut p,
+            "tailgate_gateway_late_sampled_spans_total",
+            "Late spans of kept traces, exported at once.",
+            &self.late_sampled_spans,
+        );
+        c(
+            &mut p,
+            "tailgate_gateway_exported_spans_total",
+            "Spans delivered to the backend.",
+            &self.exported_spans,
+        );
+        c(
+            &mut p,
+            "tailgate_gateway_export_failed_spans_total",
+            "Spans not delivered within the retry bound.",
+            &self.export_failed_spans,
+        );
+        c(
+            &mut p,
+            "tailgate_gateway_early_decisions_total",
+            "Traces decided early at the trace limit.",
+            &self.early_decisions,
+        );
+        p.metric(
+            "tailgate_gateway_decisions_total",
+            "counter",
+            "Trace decisions by outcome.",
+            "decision=\"sampled\"",
+            self.traces_sampled.get(),
+        );
+        p.sample(
+            "tailgate_gateway_decisions_total",
+            "decision=\"not_sampled\"",
+            self.traces_not_sampled.get(),
+        );
+        let names = self
+            .policy_names
+            .lock()
+            .map(|n| n.clone())
+            .unwrap_or_default();
+        let counts = self.sampled_by_policy();
+        for (i, name) in names.iter().enumerate() {
+            let labels = format!(
+                "policy=\"{}\"",
+                name.replace('\\', "\\\\").replace('"', "\\\"")
+            );
+            let v = counts.get(i).copied().unwrap_or(0);
+            if i == 0 {
+                p.metric(
+                    "tailgate_gateway_policy_sampled_traces_total",
+                    "counter",
+                    "Traces kept, by the first policy that kept them.",
+                    &labels,
+                    v,
+                );
+            } else {
+                p.sample("tailgate_gateway_policy_sampled_traces_total", &labels, v);
+            }
+        }
+        p.metric(
+            "tailgate_gateway_live_traces",
+            "gauge",
+            "Traces buffered.",
+            "",
+            self.live_traces.get(),
+        );
+        p.metric(
+            "tailgate_gateway_live_spans",
+            "gauge",
+            "Spans buffered.",
+            "",
+            self.live_spans.get(),
+        );
+        p.metric(
+            "tailgate_gateway_buffered_bytes",
+            "gauge",
+            "Encoded span bytes buffered.",
+            "",
+            self.buffered_bytes.get(),
+        );
+        p.metric(
+            "tailgate_gateway_pending_export_spans",
+            "gauge",
+            "Spans of kept traces waiting for the backend.",
+            "",
+            self.pending_export_spans.get(),
+        );
+        p.finish()
+    }
+}

@@ -1,0 +1,353 @@
+//! Sampling policies in the OpenTelemetry Collector's `tail_sampling` syntax.
+//!
+//! A policy file is the body of a Collector `tail_sampling:` block (or the block itself):
+//!
+//! ```yaml
+//! decision_wait: 10s
+//! num_traces: 100000
+//! policies:
+//!   - name: errors
+//!     type: status_code
+//!     status_code: { status_codes: [ERROR] }
+//!   - name: slow
+//!     type: latency
+//!     latency: { threshold_ms: 500 }
+//!   - name: baseline
+//!     type: probabilistic
+//!     probabilistic: { sampling_percentage: 5 }
+//! ```
+//!
+//! Each entry is parsed and validated into a [`PolicyConfig`] (errors name the file, the
+//! policy and the key, with the line), then compiled into a [`plan::PolicyPlan`] that the
+//! shards evaluate. One policy kind, one file, named after its `type:`.
+
+pub mod always_sample;
+pub mod latency;
+pub mod plan;
+pub mod probabilistic;
+pub mod status_code;
+
+use std::fmt::Debug;
+use std::path::Path;
+use std::time::Duration;
+
+use serde::Deserialize;
+use tailgate_core::config::{locate_sequence_item, parse_yaml, ConfigError};
+
+use crate::buffer::trace::TraceView;
+
+pub use plan::PolicyPlan;
+
+/// What one policy says about one trace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Keep the trace.
+    Sampled,
+    /// This policy does not keep it.
+    NotSampled,
+}
+
+/// A compiled policy.
+pub trait Policy: Send + Sync + Debug {
+    /// Evaluates a trace. Pure: the same trace gives the same verdict on every gateway.
+    fn evaluate(&self, trace: &TraceView<'_>) -> Verdict;
+    /// A plain-words description, for `check-policies` and logs.
+    fn describe(&self) -> String;
+}
+
+/// The policy file: a Collector `tail_sampling` block, validated.
+#[derive(Debug, Clone)]
+pub struct PolicyFile {
+    /// How long after a trace's first span it is decided.
+    pub decision_wait: Duration,
+    /// Traces kept in memory per gateway before the oldest are decided early.
+    pub num_traces: usize,
+    /// Accepted for compatibility.
+    pub expected_new_traces_per_sec: u64,
+    /// The policies, evaluated in order.
+    pub policies: Vec<PolicyConfig>,
+}
+
+/// The policy file as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPolicyFile {
+    /// How long after a trace's first span it is decided. Default 30s, as the Collector.
+    #[serde(default = "default_decision_wait", with = "humantime_serde")]
+    decision_wait: Duration,
+    /// Traces kept in memory per gateway; past it the oldest are decided early (the
+    /// Collector drops them instead). Default 50000.
+    #[serde(default = "default_num_traces")]
+    num_traces: usize,
+    /// Accepted for compatibility; Tailgate sizes its tables as they fill.
+    #[serde(default)]
+    expected_new_traces_per_sec: u64,
+    /// The policies, evaluated in order.
+    policies: Vec<RawPolicy>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Wrapped {
+    tail_sampling: RawPolicyFile,
+}
+
+fn default_decision_wait() -> Duration {
+    Duration::from_secs(30)
+}
+
+fn default_num_traces() -> usize {
+    50_000
+}
+
+/// One validated policy entry.
+#[derive(Debug, Clone)]
+pub struct PolicyConfig {
+    /// The policy's name, used in metrics and explanations.
+    pub name: String,
+    /// The kind and its settings.
+    pub kind: PolicyKind,
+}
+
+/// The supported policy kinds with their settings.
+#[derive(Debug, Clone)]
+pub enum PolicyKind {
+    /// `always_sample`
+    AlwaysSample,
+    /// `latency`
+    Latency(latency::LatencyConfig),
+    /// `probabilistic`
+    Probabilistic(probabilistic::ProbabilisticConfig),
+    /// `status_code`
+    StatusCode(status_code::StatusCodeConfig),
+}
+
+/// A policy entry as written: `name`, `type` and one block per type. Blocks of Collector
+/// types that Tailgate does not implement yet are accepted by the parser so that the error
+/// can say so, instead of calling them unknown fields.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+// The blocks of unimplemented kinds are parsed only so that the error can name the kind.
+#[allow(dead_code)]
+struct RawPolicy {
+    name: Option<String>,
+    #[serde(rename = "type")]
+    kind: Option<String>,
+    latency: Option<latency::LatencyConfig>,
+    probabilistic: Option<probabilistic::ProbabilisticConfig>,
+    status_code: Option<status_code::StatusCodeConfig>,
+    numeric_attribute: Option<serde::de::IgnoredAny>,
+    string_attribute: Option<serde::de::IgnoredAny>,
+    boolean_attribute: Option<serde::de::IgnoredAny>,
+    rate_limiting: Option<serde::de::IgnoredAny>,
+    bytes_limiting: Option<serde::de::IgnoredAny>,
+    span_count: Option<serde::de::IgnoredAny>,
+    trace_state: Option<serde::de::IgnoredAny>,
+    trace_flags: Option<serde::de::IgnoredAny>,
+    ottl_condition: Option<serde::de::IgnoredAny>,
+    and: Option<serde::de::IgnoredAny>,
+    composite: Option<serde::de::IgnoredAny>,
+    drop: Option<serde::de::IgnoredAny>,
+}
+
+/// Collector policy types not implemented yet.
+const NOT_YET: &[&str] = &[
+    "numeric_attribute",
+    "string_attribute",
+    "boolean_attribute",
+    "rate_limiting",
+    "bytes_limiting",
+    "span_count",
+    "trace_state",
+    "trace_flags",
+    "and",
+    "composite",
+    "drop",
+];
+
+const SUPPORTED: &str = "always_sample, latency, probabilistic, status_code";
+
+impl TryFrom<RawPolicy> for PolicyConfig {
+    type Error = String;
+
+    /// Validates one entry; the message names the policy and the key.
+    fn try_from(raw: RawPolicy) -> Result<Self, String> {
+        let name = match raw.name {
+            Some(n) if !n.trim().is_empty() => n,
+            _ => return Err("every policy needs a non-empty `name`".into()),
+        };
+        let Some(kind) = raw.kind else {
+            return Err(format!(
+                "policy {name:?}: missing `type` (one of {SUPPORTED})"
+            ));
+        };
+        let block = |present: bool| -> Result<(), String> {
+            if present {
+                Ok(())
+            } else {
+                Err(format!(
+                    "policy {name:?}: type {kind} needs a `{kind}:` block with its settings"
+                ))
+            }
+        };
+        // Which per-type blocks are present, checked against the type after matching.
+        let blocks = [
+            ("latency", raw.latency.is_some()),
+            ("probabilistic", raw.probabilistic.is_some()),
+            ("status_code", raw.status_code.is_some()),
+        ];
+        let kind = match kind.as_str() {
+            "always_sample" => PolicyKind::AlwaysSample,
+            "latency" => {
+                block(raw.latency.is_some())?;
+                let c = raw.latency.unwrap_or_default();
+                c.validate()
+                    .map_err(|e| format!("policy {name:?}: latency.{e}"))?;
+                PolicyKind::Latency(c)
+            }
+            "probabilistic" => {
+                block(raw.probabilistic.is_some())?;
+                let c = raw.probabilistic.unwrap_or_default();
+                c.validate()
+                    .map_err(|e| format!("policy {name:?}: probabilistic.{e}"))?;
+                PolicyKind::Probabilistic(c)
+            }
+            "status_code" => {
+                block(raw.status_code.is_some())?;
+                let c = raw.status_code.unwrap_or_default();
+                c.validate()
+                    .map_err(|e| format!("policy {name:?}: status_code.{e}"))?;
+                PolicyKind::StatusCode(c)
+            }
+            "ottl_condition" => {
+                return Err(format!(
+                    "policy {name:?}: type ottl_condition is not supported; status_code, latency \
+                     and probabilistic cover the common cases (attribute policies are coming)"
+                ))
+            }
+            k if NOT_YET.contains(&k) => {
+                return Err(format!(
+                    "policy {name:?}: type {k} is a Collector policy Tailgate does not implement \
+                     yet; supported: {SUPPORTED}"
+                ))
+            }
+            k => {
+                return Err(format!(
+                    "policy {name:?}: unknown type {k:?}; supported: {SUPPORTED}"
+                ))
+            }
+        };
+        // A block for another type is almost always a copy-paste mistake.
+        let stray = blocks
+            .into_iter()
+            .find(|(k, present)| *present && *k != kind_name(&kind));
+        if let Some((k, _)) = stray {
+            return Err(format!(
+                "policy {name:?}: has a `{k}:` block but its type is {}",
+                kind_name(&kind)
+            ));
+        }
+        Ok(PolicyConfig { name, kind })
+    }
+}
+
+fn kind_name(kind: &PolicyKind) -> &'static str {
+    match kind {
+        PolicyKind::AlwaysSample => "always_sample",
+        PolicyKind::Latency(_) => "latency",
+        PolicyKind::Probabilistic(_) => "probabilistic",
+        PolicyKind::StatusCode(_) => "status_code",
+    }
+}
+
+// === impl PolicyConfig ===
+
+impl PolicyConfig {
+    /// Compiles the entry into an evaluator.
+    pub fn compile(&self) -> Box<dyn Policy> {
+        match &self.kind {
+            PolicyKind::AlwaysSample => Box::new(always_sample::AlwaysSample),
+            PolicyKind::Latency(c) => Box::new(latency::LatencyPolicy::new(c)),
+            PolicyKind::Probabilistic(c) => Box::new(probabilistic::ProbabilisticPolicy::new(c)),
+            PolicyKind::StatusCode(c) => Box::new(status_code::StatusCodePolicy::new(c)),
+        }
+    }
+}
+
+// === impl PolicyFile ===
+
+impl PolicyFile {
+    /// Reads a policy file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
+            path: path.to_owned(),
+            error,
+        })?;
+        Self::parse(path, &text)
+    }
+
+    /// Parses policy-file text; `path` is used in errors.
+    pub fn parse(path: &Path, text: &str) -> Result<Self, ConfigError> {
+        // Accept the `tail_sampling:` block itself as well as its body. Deciding by the
+        // top-level key keeps line numbers in errors pointing at the user's text.
+        let top: serde_yaml_ng::Value = parse_yaml(path, text)?;
+        let raw: RawPolicyFile = match top.get("tail_sampling") {
+            Some(_) => parse_yaml::<Wrapped>(path, text)?.tail_sampling,
+            None => parse_yaml(path, text)?,
+        };
+        let invalid = |key: &str, message: String| ConfigError::Invalid {
+            path: path.to_owned(),
+            key: key.to_owned(),
+            message,
+        };
+        let mut policies = Vec::with_capacity(raw.policies.len());
+        for (i, p) in raw.policies.into_iter().enumerate() {
+            let key = format!("policies[{i}]");
+            match PolicyConfig::try_from(p) {
+                Ok(p) => policies.push(p),
+                Err(message) => {
+                    return Err(match locate_sequence_item(text, "policies", i) {
+                        Some(line) => ConfigError::InvalidAt {
+                            path: path.to_owned(),
+                            line,
+                            key,
+                            message,
+                        },
+                        None => invalid(&key, message),
+                    })
+                }
+            }
+        }
+        let file = PolicyFile {
+            decision_wait: raw.decision_wait,
+            num_traces: raw.num_traces,
+            expected_new_traces_per_sec: raw.expected_new_traces_per_sec,
+            policies,
+        };
+        if file.policies.is_empty() {
+            return Err(invalid("policies", "list at least one policy".into()));
+        }
+        if file.decision_wait.is_zero() {
+            return Err(invalid("decision_wait", "must be greater than 0".into()));
+        }
+        if file.num_traces == 0 {
+            return Err(invalid("num_traces", "must be greater than 0".into()));
+        }
+        let mut seen = std::collections::HashSet::new();
+        for (i, p) in file.policies.iter().enumerate() {
+            if !seen.insert(p.name.as_str()) {
+                return Err(invalid(
+                    &format!("policies[{i}].name"),
+                    format!(
+                        "policy name {:?} is used twice; names must be unique",
+                        p.name
+                    ),
+                ));
+            }
+        }
+        Ok(file)
+    }
+}
+
+#[cfg(test)]
+mod tests;

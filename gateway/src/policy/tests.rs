@@ -1,0 +1,86 @@
+use super::*;
+
+fn parse(text: &str) -> Result<PolicyFile, String> {
+    PolicyFile::parse(Path::new("policies.yaml"), text).map_err(|e| e.to_string())
+}
+
+#[test]
+fn collector_block_parses_with_or_without_the_wrapper() {
+    let body = "decision_wait: 10s\nnum_traces: 100\npolicies:\n  - name: errors\n    type: status_code\n    status_code: {status_codes: [ERROR]}\n";
+    let a = parse(body).unwrap();
+    assert_eq!(a.decision_wait, Duration::from_secs(10));
+    assert_eq!(a.num_traces, 100);
+    let wrapped = format!(
+        "tail_sampling:\n{}",
+        body.lines().map(|l| format!("  {l}\n")).collect::<String>()
+    );
+    let b = parse(&wrapped).unwrap();
+    assert_eq!(b.policies.len(), 1);
+    assert_eq!(b.policies[0].name, "errors");
+}
+
+#[test]
+fn unknown_type_names_file_policy_and_line() {
+    let err = parse(
+        "policies:\n  - name: ok\n    type: always_sample\n  - name: weird\n    type: sometimes\n",
+    )
+    .unwrap_err();
+    assert!(err.starts_with("policies.yaml:4: policies[1]:"), "{err}");
+    assert!(
+        err.contains("\"weird\"") && err.contains("sometimes"),
+        "{err}"
+    );
+}
+
+#[test]
+fn missing_and_mistyped_fields_name_the_key() {
+    let err =
+        parse("policies:\n  - name: slow\n    type: latency\n    latency: {threshold_ms: fast}\n")
+            .unwrap_err();
+    assert!(
+        err.contains("threshold_ms") && err.contains("line 4"),
+        "{err}"
+    );
+    let err = parse("policies:\n  - name: slow\n    type: latency\n").unwrap_err();
+    assert!(
+        err.contains("\"slow\"") && err.contains("latency:"),
+        "{err}"
+    );
+    let err = parse("policies:\n  - name: p\n    type: probabilistic\n    probabilistic: {sampling_percentage: 150}\n").unwrap_err();
+    assert!(err.contains("sampling_percentage"), "{err}");
+    let err = parse(
+        "policies:\n  - name: s\n    type: status_code\n    status_code: {status_codes: [ERORR]}\n",
+    )
+    .unwrap_err();
+    assert!(
+        err.contains("ERORR") && err.contains("status_codes"),
+        "{err}"
+    );
+    let err = parse("policies:\n  - name: s\n    type: status_code\n    status_code: {status_codes: [ERROR], extra: 1}\n").unwrap_err();
+    assert!(err.contains("extra"), "{err}");
+}
+
+#[test]
+fn ottl_and_unimplemented_collector_types_say_what_to_use() {
+    let err = parse(
+        "policies:\n  - name: o\n    type: ottl_condition\n    ottl_condition: {span: ['true']}\n",
+    )
+    .unwrap_err();
+    assert!(
+        err.contains("ottl_condition") && err.contains("status_code"),
+        "{err}"
+    );
+    let err = parse("policies:\n  - name: s\n    type: string_attribute\n    string_attribute: {key: a, values: [b]}\n").unwrap_err();
+    assert!(err.contains("does not implement yet"), "{err}");
+}
+
+#[test]
+fn duplicate_names_and_empty_lists_are_rejected() {
+    let err = parse(
+        "policies:\n  - {name: a, type: always_sample}\n  - {name: a, type: always_sample}\n",
+    )
+    .unwrap_err();
+    assert!(err.contains("policies[1].name"), "{err}");
+    let err = parse("policies: []\n").unwrap_err();
+    assert!(err.contains("at least one"), "{err}");
+}

@@ -1,0 +1,93 @@
+//! `tailgate-router`: args → load and validate config → bind → run until SIGTERM.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::Parser;
+use tailgate_core::receive::Listeners;
+use tailgate_router::{Router, RouterConfig};
+use tokio_util::sync::CancellationToken;
+
+/// Receives OTLP traces and forwards every span to the Tailgate gateway that owns its trace
+/// (consistent hashing on trace_id), so each gateway sees whole traces.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Args {
+    /// Router config file (YAML): receive, members, forward, admin. See docs/configuration.md.
+    #[arg(short, long, value_name = "FILE")]
+    config: PathBuf,
+    /// Validate the config file and exit: 0 when valid, 64 when not.
+    #[arg(long)]
+    check: bool,
+}
+
+const EX_USAGE: u8 = 64;
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let args = Args::parse();
+    let config = match RouterConfig::load(&args.config) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: invalid config: {e}");
+            return ExitCode::from(EX_USAGE);
+        }
+    };
+    if args.check {
+        eprintln!("{}: ok", args.config.display());
+        return ExitCode::SUCCESS;
+    }
+    match run(config) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+#[tokio::main]
+async fn run(config: RouterConfig) -> anyhow::Result<()> {
+    let listeners = Listeners::bind(&config.receive).await?;
+    let admin = match config.admin {
+        Some(a) => Some(tailgate_core::receive::bind("admin", a).await?),
+        None => None,
+    };
+    let router = Arc::new(Router::new(&config).context("building gateway clients")?);
+    let shutdown = CancellationToken::new();
+    tokio::spawn(signal(shutdown.clone()));
+    tracing::info!(grpc = ?listeners.grpc_addr(), http = ?listeners.http_addr(), members = config.members.static_list.len(), "Router listening.");
+    tailgate_router::run(
+        router,
+        listeners,
+        admin,
+        config.receive.max_request_bytes,
+        shutdown,
+    )
+    .await
+    .context("serving")?;
+    Ok(())
+}
+
+async fn signal(shutdown: CancellationToken) {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(error = %e, "Cannot listen for SIGTERM.");
+            return;
+        }
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+    tracing::info!("Shutting down: finishing open requests.");
+    shutdown.cancel();
+}

@@ -1,0 +1,92 @@
+//! The router's counters: every span it receives ends up forwarded, rejected (invalid), or
+//! failed (a gateway could not be reached within the retry bound), or its whole request is
+//! refused back to the sender.
+
+use tailgate_core::telemetry::{Counter, Gauge, PromText};
+
+/// Counters of one router instance.
+#[derive(Debug, Default)]
+pub struct RouterStats {
+    /// Requests received.
+    pub requests: Counter,
+    /// Spans in well-formed requests.
+    pub received_spans: Counter,
+    /// Spans forwarded to and accepted by a gateway.
+    pub forwarded_spans: Counter,
+    /// Spans rejected for a defect (bad trace id), reported to the sender as partial success.
+    pub rejected_spans: Counter,
+    /// Spans in requests refused back to the sender (retryable), by malformed body or overload.
+    pub refused_spans: Counter,
+    /// Requests refused because the body is not a valid OTLP request.
+    pub malformed_requests: Counter,
+    /// Spans that could not be delivered to their gateway after retries.
+    pub failed_spans: Counter,
+    /// Gateways in the ring.
+    pub members: Gauge,
+}
+
+// === impl RouterStats ===
+
+impl RouterStats {
+    /// Prometheus text.
+    pub fn render(&self) -> String {
+        let mut p = PromText::default();
+        p.metric(
+            "tailgate_router_requests_total",
+            "counter",
+            "OTLP requests received.",
+            "",
+            self.requests.get(),
+        );
+        p.metric(
+            "tailgate_router_received_spans_total",
+            "counter",
+            "Spans received in well-formed requests.",
+            "",
+            self.received_spans.get(),
+        );
+        p.metric(
+            "tailgate_router_forwarded_spans_total",
+            "counter",
+            "Spans delivered to their gateway.",
+            "",
+            self.forwarded_spans.get(),
+        );
+        p.metric(
+            "tailgate_router_rejected_spans_total",
+            "counter",
+            "Spans rejected as invalid (partial success to the sender).",
+            "reason=\"invalid_trace_id\"",
+            self.rejected_spans.get(),
+        );
+        p.metric(
+            "tailgate_router_refused_spans_total",
+            "counter",
+            "Spans in requests refused back to the sender.",
+            "",
+            self.refused_spans.get(),
+        );
+        p.metric(
+            "tailgate_router_malformed_requests_total",
+            "counter",
+            "Requests refused as malformed.",
+            "",
+            self.malformed_requests.get(),
+        );
+        p.metric(
+            "tailgate_router_failed_spans_total",
+            "counter",
+            "Spans not delivered to their gateway within the retry bound.",
+            "",
+            self.failed_spans.get(),
+        );
+        p.metric(
+            "tailgate_router_members",
+            "gauge",
+            "Gateways in the ring.",
+            "",
+            self.members.get(),
+        );
+        p.finish()
+    }
+}
