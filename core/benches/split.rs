@@ -1,1 +1,124 @@
-fn main() {}
+#![allow(clippy::unwrap_used)] // test fixtures: a failed setup should fail loudly
+#![allow(missing_docs)] // criterion's macros generate undocumented items
+//! Splitting one OTLP request by trace id for three owners: the wire path (scan + ring +
+//! re-frame) against the decode path (prost decode, group by owner, prost encode), in one
+//! run so the ratio is what matters. Inputs: 512-span requests with 10 attributes per span
+//! (about 430 bytes per span), as DESIGN.md's reference figures use.
+
+use bytes::BytesMut;
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans};
+use prost::Message;
+use tailgate_core::ring::{Member, Ring};
+use tailgate_core::test_util::FakeOtlp;
+use tailgate_core::wire::reframe::parts_of;
+use tailgate_core::wire::{Reframer, Scan};
+
+fn ring() -> Ring {
+    Ring::new((2..5).map(|i| Member::new(format!("127.0.0.{i}:4317"))))
+}
+
+fn wire_split(
+    body: &[u8],
+    ring: &Ring,
+    scan: &mut Scan,
+    reframer: &mut Reframer,
+    out: &mut BytesMut,
+) -> usize {
+    scan.scan(body).expect("valid request");
+    let mut owned: Vec<(u32, u32)> = scan
+        .spans
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (ring.owner_index(&s.trace_id).unwrap_or(0) as u32, i as u32))
+        .collect();
+    owned.sort_unstable();
+    let mut parts = Vec::with_capacity(owned.len());
+    let mut total = 0;
+    for run in owned.chunk_by(|a, b| a.0 == b.0) {
+        parts.clear();
+        parts.extend(run.iter().map(|&(_, i)| parts_of(body, scan, i as usize)));
+        total += reframer.encode(&parts, out);
+        out.clear();
+    }
+    total
+}
+
+fn decode_split(body: &[u8], ring: &Ring) -> usize {
+    let req = ExportTraceServiceRequest::decode(body).expect("valid request");
+    let mut per_owner: Vec<ExportTraceServiceRequest> =
+        vec![ExportTraceServiceRequest::default(); ring.members().len()];
+    for rs in req.resource_spans {
+        for ss in rs.scope_spans {
+            for span in ss.spans {
+                let mut id = [0u8; 16];
+                id.copy_from_slice(&span.trace_id);
+                let o = ring.owner_index(&id).unwrap_or(0);
+                let dest = &mut per_owner[o];
+                if dest
+                    .resource_spans
+                    .last()
+                    .map(|r| r.resource != rs.resource)
+                    .unwrap_or(true)
+                {
+                    dest.resource_spans.push(ResourceSpans {
+                        resource: rs.resource.clone(),
+                        scope_spans: Vec::new(),
+                        schema_url: rs.schema_url.clone(),
+                    });
+                }
+                let r = dest.resource_spans.last_mut().expect("pushed above");
+                if r.scope_spans
+                    .last()
+                    .map(|s| s.scope != ss.scope)
+                    .unwrap_or(true)
+                {
+                    r.scope_spans.push(ScopeSpans {
+                        scope: ss.scope.clone(),
+                        spans: Vec::new(),
+                        schema_url: ss.schema_url.clone(),
+                    });
+                }
+                r.scope_spans
+                    .last_mut()
+                    .expect("pushed above")
+                    .spans
+                    .push(span);
+            }
+        }
+    }
+    per_owner.iter().map(|r| r.encode_to_vec().len()).sum()
+}
+
+fn bench(c: &mut Criterion) {
+    let ring = ring();
+    let mut group = c.benchmark_group("split_3_owners");
+    for (traces, spans) in [(64usize, 8usize), (8, 64)] {
+        let req = FakeOtlp::traces(traces)
+            .spans(spans)
+            .resources(3)
+            .attrs(10)
+            .build();
+        let body = req.encode_to_vec();
+        let n = traces * spans;
+        group.throughput(Throughput::Elements(n as u64));
+        let label = format!("{n}_spans_{}B_per_span", body.len() / n);
+        let (mut scan, mut reframer, mut out) =
+            (Scan::default(), Reframer::default(), BytesMut::new());
+        group.bench_with_input(
+            BenchmarkId::new("wire_scan_reframe", &label),
+            &body,
+            |b, body| b.iter(|| wire_split(body, &ring, &mut scan, &mut reframer, &mut out)),
+        );
+        group.bench_with_input(
+            BenchmarkId::new("prost_decode_encode", &label),
+            &body,
+            |b, body| b.iter(|| decode_split(body, &ring)),
+        );
+    }
+    group.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

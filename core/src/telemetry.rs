@@ -5,7 +5,6 @@
 //! never per span. Keeping them per instance lets in-process clusters (the demo, tests, the
 //! simulator) read each component's own accounting; the admin server renders them.
 
-use std::fmt::Write as _;
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -53,7 +52,7 @@ impl Gauge {
 
     /// Subtracts `n`, stopping at zero.
     pub fn sub(&self, n: u64) {
-        let _ = self
+        let _previous = self
             .0
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
                 Some(v.saturating_sub(n))
@@ -75,16 +74,17 @@ pub struct PromText(String);
 impl PromText {
     /// Writes one sample with its `# HELP` and `# TYPE` lines.
     pub fn metric(&mut self, name: &str, kind: &str, help: &str, labels: &str, value: u64) {
-        let _ = writeln!(self.0, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        self.0
+            .push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n"));
         self.sample(name, labels, value);
     }
 
     /// Writes a sample of a metric already described.
     pub fn sample(&mut self, name: &str, labels: &str, value: u64) {
         if labels.is_empty() {
-            let _ = writeln!(self.0, "{name} {value}");
+            self.0.push_str(&format!("{name} {value}\n"));
         } else {
-            let _ = writeln!(self.0, "{name}{{{labels}}} {value}");
+            self.0.push_str(&format!("{name}{{{labels}}} {value}\n"));
         }
     }
 
@@ -156,9 +156,12 @@ pub async fn serve_admin<A: Admin>(
                 }
             });
         tokio::spawn(async move {
-            let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+            if let Err(error) = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
                 .serve_connection(TokioIo::new(stream), service)
-                .await;
+                .await
+            {
+                tracing::debug!(%error, "Admin connection ended with an error.");
+            }
         });
     }
 }

@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used)] // test fixtures: a failed setup should fail loudly
 //! Balance and minimal-movement properties of the hash ring.
 
 use proptest::prelude::*;

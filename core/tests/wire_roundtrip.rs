@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used)] // test fixtures: a failed setup should fail loudly
 //! Differential tests of the wire scanner and re-framer against `prost`.
 
 use bytes::BytesMut;

@@ -148,9 +148,13 @@ impl Gateway {
         drop(self.buffer);
         let finish = async {
             for s in self.shards {
-                let _ = s.await;
+                if let Err(error) = s.await {
+                    tracing::error!(%error, "A shard task failed.");
+                }
             }
-            let _ = self.exporter.await;
+            if let Err(error) = self.exporter.await {
+                tracing::error!(%error, "The exporter task failed.");
+            }
         };
         if tokio::time::timeout(deadline, finish).await.is_err() {
             tracing::warn!(

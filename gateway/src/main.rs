@@ -54,8 +54,12 @@ fn main() -> ExitCode {
     if let Some(Command::CheckPolicies { file }) = &args.command {
         return match PolicyFile::load(file) {
             Ok(f) => {
-                print!("{}", PolicyPlan::compile(&f).describe());
-                ExitCode::SUCCESS
+                use std::io::Write as _;
+                let text = PolicyPlan::compile(&f).describe();
+                match std::io::stdout().lock().write_all(text.as_bytes()) {
+                    Ok(()) => ExitCode::SUCCESS,
+                    Err(_) => ExitCode::FAILURE,
+                }
             }
             Err(e) => {
                 eprintln!("error: {e}");

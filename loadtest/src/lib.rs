@@ -1,1 +1,19 @@
-//! placeholder
+//! tailgate-loadtest: the load generator, the verifying sink and the one-command demo.
+//!
+//! ```text
+//!  generate (traces, kinds, chunks) ─▶ drive (open loop, OTLP gRPC/HTTP) ─▶ target
+//!  sink (OTLP backend, records per trace) ─▶ report (join, checks) ◀─ component counters
+//!  demo: sink + 3 gateways + router in-process, driven and verified
+//! ```
+//!
+//! * [`generate`]: synthetic traces with marks the sink can check.
+//! * [`drive`]: the open-loop driver.
+//! * [`sink`]: the verifying backend.
+//! * [`report`]: the joined report and its checks.
+//! * [`demo`]: the local cluster.
+
+pub mod demo;
+pub mod drive;
+pub mod generate;
+pub mod report;
+pub mod sink;

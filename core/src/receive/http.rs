@@ -55,7 +55,7 @@ async fn handle<S: SpanSink>(
     }
     let format = match content_type(&req) {
         Ok(f) => f,
-        Err(resp) => return resp,
+        Err(resp) => return *resp,
     };
     match receive(sink, req, format, max_request_bytes).await {
         Ok(accepted) => ok_response(format, &accepted),
@@ -124,7 +124,7 @@ pub fn json_to_protobuf(body: &[u8]) -> Result<Bytes, Refusal> {
     Ok(Bytes::from(request.encode_to_vec()))
 }
 
-fn content_type<B>(req: &Request<B>) -> Result<Format, Response<Full<Bytes>>> {
+fn content_type<B>(req: &Request<B>) -> Result<Format, Box<Response<Full<Bytes>>>> {
     let value = req
         .headers()
         .get(header::CONTENT_TYPE)
@@ -139,12 +139,12 @@ fn content_type<B>(req: &Request<B>) -> Result<Format, Response<Full<Bytes>>> {
     match mime.as_str() {
         "application/x-protobuf" | "application/protobuf" => Ok(Format::Protobuf),
         "application/json" => Ok(Format::Json),
-        _ => Err(plain(
+        _ => Err(Box::new(plain(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             &format!(
                 "unsupported Content-Type {value:?}; use application/x-protobuf or application/json"
             ),
-        )),
+        ))),
     }
 }
 

@@ -80,7 +80,7 @@ impl Default for ReceiveConfig {
 /// Accepts connections on `listener` and serves each with `handler` over HTTP/1.1 or
 /// HTTP/2 (prior knowledge, as gRPC uses), with large HTTP/2 windows. Stops accepting when
 /// `shutdown` completes, then waits for open connections to finish.
-pub(crate) async fn serve_connections<F, Fut, B>(
+pub async fn serve_connections<F, Fut, B>(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send,
     handler: F,
@@ -112,7 +112,9 @@ where
             },
             () = &mut shutdown => break,
         };
-        let _ = stream.set_nodelay(true);
+        if let Err(error) = stream.set_nodelay(true) {
+            tracing::debug!(%error, "Cannot set TCP_NODELAY.");
+        }
         let handler = handler.clone();
         let service = hyper::service::service_fn(move |req| {
             let handler = handler.clone();

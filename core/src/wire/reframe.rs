@@ -124,7 +124,7 @@ pub fn field_len(len: usize) -> usize {
 /// Bytes taken by `v` as a varint.
 pub fn varint_len(v: u64) -> usize {
     // One byte per started group of 7 bits; 0 takes one byte.
-    ((64 - (v | 1).leading_zeros() as usize) + 6) / 7
+    (64 - (v | 1).leading_zeros() as usize).div_ceil(7)
 }
 
 /// Appends `v` as a varint.

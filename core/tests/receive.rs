@@ -1,0 +1,268 @@
+#![allow(clippy::unwrap_used)] // test fixtures: a failed setup should fail loudly
+//! The receivers against real clients on loopback: what reaches the sink, and what bad
+//! input gets back.
+
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use prost::Message;
+use tailgate_core::receive::{Accepted, Listeners, ReceiveConfig, Refusal, SpanSink};
+use tailgate_core::test_util::FakeOtlp;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Default)]
+struct Capture {
+    bodies: Mutex<Vec<Bytes>>,
+    refuse: Mutex<Option<Refusal>>,
+}
+
+impl SpanSink for Capture {
+    async fn export(&self, body: Bytes) -> Result<Accepted, Refusal> {
+        if let Some(r) = self.refuse.lock().unwrap().clone() {
+            return Err(r);
+        }
+        let mut scan = tailgate_core::wire::Scan::default();
+        scan.scan(&body)
+            .map_err(|e| Refusal::Invalid(e.to_string()))?;
+        self.bodies.lock().unwrap().push(body);
+        Ok(Accepted::default())
+    }
+}
+
+struct Server {
+    grpc: String,
+    http: String,
+    sink: Arc<Capture>,
+    _stop: tokio_util::sync::DropGuard,
+}
+
+async fn start() -> Server {
+    let cfg = ReceiveConfig {
+        grpc: Some("127.0.0.1:0".parse().unwrap()),
+        http: Some("127.0.0.1:0".parse().unwrap()),
+        max_request_bytes: 1 << 20,
+    };
+    let listeners = Listeners::bind(&cfg).await.unwrap();
+    let grpc = format!("http://{}", listeners.grpc_addr().unwrap());
+    let http = format!("http://{}/v1/traces", listeners.http_addr().unwrap());
+    let sink = Arc::new(Capture::default());
+    let token = CancellationToken::new();
+    tokio::spawn(listeners.serve(sink.clone(), cfg.max_request_bytes, token.clone()));
+    Server {
+        grpc,
+        http,
+        sink,
+        _stop: token.drop_guard(),
+    }
+}
+
+async fn post(
+    url: &str,
+    ct: &str,
+    encoding: Option<&str>,
+    body: Vec<u8>,
+) -> (u16, Vec<(String, String)>, String) {
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http();
+    let mut req = http::Request::post(url).header("content-type", ct);
+    if let Some(e) = encoding {
+        req = req.header("content-encoding", e);
+    }
+    let resp = client
+        .request(req.body(Full::new(Bytes::from(body))).unwrap())
+        .await
+        .unwrap();
+    let status = resp.status().as_u16();
+    let headers = resp
+        .headers()
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_string()))
+        .collect();
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    (status, headers, String::from_utf8_lossy(&body).into_owned())
+}
+
+/// Scenario: a real OTLP/gRPC client (the generated tonic client) exports, with and without
+/// gzip. Guarantees: the sink receives the exact encoded request.
+#[tokio::test]
+async fn grpc_export_reaches_the_sink_as_sent() {
+    let s = start().await;
+    let req = FakeOtlp::traces(5).spans(3).build();
+    let mut client = TraceServiceClient::connect(s.grpc.clone()).await.unwrap();
+    client.export(req.clone()).await.unwrap();
+    let mut gz = TraceServiceClient::connect(s.grpc.clone())
+        .await
+        .unwrap()
+        .send_compressed(tonic::codec::CompressionEncoding::Gzip);
+    gz.export(req.clone()).await.unwrap();
+    let bodies = s.sink.bodies.lock().unwrap().clone();
+    assert_eq!(bodies.len(), 2);
+    for b in bodies {
+        assert_eq!(ExportTraceServiceRequest::decode(b).unwrap(), req);
+    }
+}
+
+/// Scenario: malformed protobuf over gRPC, and an overloaded sink.
+/// Guarantees: INVALID_ARGUMENT naming the defect; RESOURCE_EXHAUSTED for overload.
+#[tokio::test]
+async fn grpc_bad_input_and_overload_get_specific_statuses() {
+    let s = start().await;
+    let channel = tonic::transport::Endpoint::from_shared(s.grpc.clone())
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut raw = tonic::client::Grpc::new(channel);
+    raw.ready().await.unwrap();
+    let path = http::uri::PathAndQuery::from_static(tailgate_core::wire::TRACE_EXPORT_PATH);
+    let err = raw
+        .unary(
+            tonic::Request::new(Bytes::from_static(&[0x0a, 0x05, 0x12])),
+            path.clone(),
+            tailgate_core::wire::RawCodec,
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::InvalidArgument);
+    assert!(err.message().contains("truncated"), "{}", err.message());
+
+    *s.sink.refuse.lock().unwrap() = Some(Refusal::Overloaded {
+        message: "full".into(),
+        retry_after: std::time::Duration::from_secs(2),
+    });
+    raw.ready().await.unwrap();
+    let err = raw
+        .unary(
+            tonic::Request::new(Bytes::new()),
+            path,
+            tailgate_core::wire::RawCodec,
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::ResourceExhausted);
+    assert_eq!(
+        tailgate_core::receive::status::retry_delay(&err),
+        Some(std::time::Duration::from_secs(2))
+    );
+}
+
+/// Scenario: OTLP/HTTP with protobuf, gzip-compressed protobuf, and JSON bodies.
+/// Guarantees: all three reach the sink as the same protobuf request.
+#[tokio::test]
+async fn http_protobuf_gzip_and_json_reach_the_sink() {
+    use std::io::Write;
+    let s = start().await;
+    let req = FakeOtlp::traces(2).spans(2).build();
+    let (st, _, _) = post(&s.http, "application/x-protobuf", None, req.encode_to_vec()).await;
+    assert_eq!(st, 200);
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    enc.write_all(&req.encode_to_vec()).unwrap();
+    let (st, _, _) = post(
+        &s.http,
+        "application/x-protobuf",
+        Some("gzip"),
+        enc.finish().unwrap(),
+    )
+    .await;
+    assert_eq!(st, 200);
+    let json = serde_json::to_vec(&req).unwrap();
+    let (st, headers, body) = post(&s.http, "application/json; charset=utf-8", None, json).await;
+    assert_eq!(st, 200, "{body}");
+    assert!(headers
+        .iter()
+        .any(|(k, v)| k == "content-type" && v == "application/json"));
+    let bodies = s.sink.bodies.lock().unwrap().clone();
+    assert_eq!(bodies.len(), 3);
+    for b in bodies {
+        assert_eq!(ExportTraceServiceRequest::decode(b).unwrap(), req);
+    }
+}
+
+/// Scenario: an OTLP/JSON body written by hand as the spec shows it (hex ids, string
+/// timestamps, enum numbers).
+/// Guarantees: it is converted and its ids survive.
+#[tokio::test]
+async fn http_json_in_spec_form_is_accepted() {
+    let s = start().await;
+    let json = r#"{"resourceSpans":[{"resource":{"attributes":[{"key":"service.name","value":{"stringValue":"shop"}}]},
+      "scopeSpans":[{"scope":{"name":"lib"},"spans":[{"traceId":"5B8EFFF798038103D269B633813FC60C","spanId":"EEE19B7EC3C1B174",
+      "name":"GET /","kind":2,"startTimeUnixNano":"1544712660000000000","endTimeUnixNano":"1544712661000000000",
+      "status":{"code":2}}]}]}]}"#;
+    let (st, _, body) = post(&s.http, "application/json", None, json.as_bytes().to_vec()).await;
+    assert_eq!(st, 200, "{body}");
+    let got = ExportTraceServiceRequest::decode(s.sink.bodies.lock().unwrap()[0].clone()).unwrap();
+    let span = &got.resource_spans[0].scope_spans[0].spans[0];
+    assert_eq!(span.trace_id[0], 0x5b);
+    assert_eq!(span.end_time_unix_nano, 1_544_712_661_000_000_000);
+    assert_eq!(span.status.as_ref().unwrap().code, 2);
+}
+
+/// Scenario: bad HTTP input: malformed protobuf, malformed JSON, wrong content type,
+/// unknown encoding, corrupt gzip, oversize body, wrong path and method.
+/// Guarantees: each gets its own status and a message that says what is wrong.
+#[tokio::test]
+async fn http_bad_input_gets_specific_errors() {
+    let s = start().await;
+    let (st, _, _) = post(
+        &s.http,
+        "application/x-protobuf",
+        None,
+        vec![0x0a, 0x09, 0x01],
+    )
+    .await;
+    assert_eq!(st, 400);
+    let (st, _, body) = post(
+        &s.http,
+        "application/json",
+        None,
+        b"{\"resourceSpans\": 3}".to_vec(),
+    )
+    .await;
+    assert_eq!(st, 400);
+    assert!(body.contains("invalid OTLP/JSON"), "{body}");
+    let (st, _, body) = post(&s.http, "text/plain", None, b"hi".to_vec()).await;
+    assert_eq!(st, 415);
+    assert!(body.contains("Content-Type"), "{body}");
+    let (st, _, body) = post(&s.http, "application/x-protobuf", Some("br"), vec![1]).await;
+    assert_eq!(st, 400);
+    assert!(body.contains("Content-Encoding"), "{body}");
+    let (st, _, body) = post(
+        &s.http,
+        "application/json",
+        Some("gzip"),
+        b"not gzip".to_vec(),
+    )
+    .await;
+    assert_eq!(st, 400);
+    assert!(body.contains("gzip"), "{body}");
+    let (st, _, _) = post(
+        &s.http,
+        "application/x-protobuf",
+        None,
+        vec![0; (1 << 20) + 1],
+    )
+    .await;
+    assert_eq!(st, 413);
+    let (st, _, _) = post(
+        &s.http.replace("/v1/traces", "/v1/logs"),
+        "application/x-protobuf",
+        None,
+        vec![],
+    )
+    .await;
+    assert_eq!(st, 404);
+    *s.sink.refuse.lock().unwrap() = Some(Refusal::Overloaded {
+        message: "full".into(),
+        retry_after: std::time::Duration::from_secs(3),
+    });
+    let (st, headers, _) = post(&s.http, "application/x-protobuf", None, vec![]).await;
+    assert_eq!(st, 429);
+    assert!(
+        headers.iter().any(|(k, v)| k == "retry-after" && v == "3"),
+        "{headers:?}"
+    );
+    assert!(s.sink.bodies.lock().unwrap().is_empty());
+}

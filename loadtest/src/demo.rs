@@ -1,0 +1,231 @@
+//! `demo`: a whole cluster in one process: a sink playing the backend, three gateways on
+//! their own loopback addresses (as pods), and a router in front of them; load is driven
+//! through the router, the last decisions are awaited, and the report is verified.
+//!
+//! ```text
+//!  driver ─▶ router 127.0.0.1:4317 ─▶ gateways 127.0.0.2-4:4317 ─▶ sink 127.0.0.1:<any>
+//! ```
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::Context;
+use tailgate_core::receive::{Listeners, ReceiveConfig};
+use tailgate_gateway::config::{BufferConfig, ExportConfig};
+use tailgate_gateway::export::OtlpGrpcConfig;
+use tailgate_gateway::{Gateway, GatewayConfig, PolicyFile, PolicyPlan};
+use tailgate_router::config::{ForwardConfig, MembersConfig};
+use tailgate_router::{Router, RouterConfig};
+use tokio::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
+
+use crate::drive::{drive, DriveConfig, Protocol};
+use crate::report::{ComponentCounts, Report};
+use crate::sink::{Sink, SENDER_HEADER};
+
+/// Demo settings.
+#[derive(Debug, Clone)]
+pub struct DemoConfig {
+    /// Router OTLP/gRPC address.
+    pub router: SocketAddr,
+    /// Router OTLP/HTTP address, if any.
+    pub router_http: Option<SocketAddr>,
+    /// Gateway OTLP/gRPC addresses.
+    pub gateways: Vec<SocketAddr>,
+    /// Sink (backend) OTLP/gRPC address.
+    pub sink: SocketAddr,
+    /// Load.
+    pub drive: DriveConfig,
+    /// The gateways' decision wait.
+    pub decision_wait: Duration,
+    /// Share of other traces the policy keeps, in percent.
+    pub baseline_percentage: f64,
+    /// Allowed distance of the measured baseline share from the configured one.
+    pub baseline_tolerance: f64,
+    /// Print progress to stderr.
+    pub progress: bool,
+}
+
+/// The demo's policy file, in the Collector's `tail_sampling` syntax.
+pub fn policy_yaml(decision_wait: Duration, slow_ms: u128, percentage: f64) -> String {
+    format!(
+        "decision_wait: {}ms\n\
+         num_traces: 200000\n\
+         policies:\n  \
+           - name: errors\n    type: status_code\n    status_code: {{ status_codes: [ERROR] }}\n  \
+           - name: slow\n    type: latency\n    latency: {{ threshold_ms: {slow_ms} }}\n  \
+           - name: baseline\n    type: probabilistic\n    probabilistic: {{ sampling_percentage: {percentage} }}\n",
+        decision_wait.as_millis()
+    )
+}
+
+/// Runs the demo and returns its report.
+pub async fn run_demo(cfg: DemoConfig) -> anyhow::Result<Report> {
+    let shutdown = CancellationToken::new();
+    let policies = policy_yaml(
+        cfg.decision_wait,
+        cfg.drive.gen.slow_threshold.as_millis(),
+        cfg.baseline_percentage,
+    );
+    let policy_file = PolicyFile::parse(Path::new("<demo policies>"), &policies)?;
+    if cfg.progress {
+        eprintln!("Policies (Collector tail_sampling syntax):\n{policies}");
+    }
+
+    // Backend.
+    let sink = Arc::new(Sink::default());
+    let sink_listener = tailgate_core::receive::bind("sink OTLP/gRPC", cfg.sink).await?;
+    let sink_addr = sink_listener.local_addr()?;
+    let sink_task = tokio::spawn(sink.clone().serve(sink_listener, None, shutdown.clone()));
+
+    // Gateways, each on its own address.
+    let mut gateway_addrs = Vec::new();
+    let mut gateway_stats = Vec::new();
+    let mut gateway_tasks = Vec::new();
+    for addr in &cfg.gateways {
+        let receive = ReceiveConfig {
+            grpc: Some(*addr),
+            http: None,
+            ..ReceiveConfig::default()
+        };
+        let listeners = Listeners::bind(&receive)
+            .await
+            .with_context(|| format!("gateway {addr} (pass other addresses with --gateways)"))?;
+        let bound = listeners.grpc_addr().context("gateway address")?;
+        let mut export = OtlpGrpcConfig::new(format!("http://{sink_addr}"));
+        export
+            .headers
+            .insert(SENDER_HEADER.into(), bound.to_string());
+        export.batch_timeout = Duration::from_millis(100);
+        let config = GatewayConfig {
+            receive,
+            buffer: BufferConfig::default(),
+            export: ExportConfig { otlp_grpc: export },
+            admin: None,
+        };
+        let gateway = Gateway::start(&config, PolicyPlan::compile(&policy_file))?;
+        gateway_stats.push(gateway.stats().clone());
+        gateway_tasks.push(tokio::spawn(gateway.serve(
+            listeners,
+            None,
+            shutdown.clone(),
+            Duration::from_secs(30),
+        )));
+        gateway_addrs.push(bound);
+    }
+
+    // Router.
+    let router_cfg = RouterConfig {
+        receive: ReceiveConfig {
+            grpc: Some(cfg.router),
+            http: cfg.router_http,
+            ..ReceiveConfig::default()
+        },
+        members: MembersConfig {
+            static_list: gateway_addrs.iter().map(ToString::to_string).collect(),
+        },
+        forward: ForwardConfig::default(),
+        admin: None,
+    };
+    let router_listeners = Listeners::bind(&router_cfg.receive)
+        .await
+        .context("router (pass another address with --router)")?;
+    let router_addr = router_listeners.grpc_addr().context("router address")?;
+    let router_http_addr = router_listeners.http_addr();
+    let router = Arc::new(Router::new(&router_cfg)?);
+    let router_task = tokio::spawn(tailgate_router::run(
+        router.clone(),
+        router_listeners,
+        None,
+        router_cfg.receive.max_request_bytes,
+        shutdown.clone(),
+    ));
+    if cfg.progress {
+        eprintln!(
+            "Cluster: router {router_addr} → gateways {} → sink {sink_addr}",
+            gateway_addrs
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        eprintln!(
+            "Driving {:.0} spans/s for {:?}; traces are decided {:?} after their first span.",
+            cfg.drive.rate, cfg.drive.duration, cfg.decision_wait
+        );
+    }
+
+    // Load.
+    let mut drive_cfg = cfg.drive.clone();
+    drive_cfg.target = match drive_cfg.protocol {
+        Protocol::Grpc => router_addr.to_string(),
+        Protocol::Http => router_http_addr
+            .context("OTLP/HTTP load needs the router's HTTP receiver (--router-http)")?
+            .to_string(),
+    };
+    let progress = cfg.progress.then(|| {
+        let (sink, stats, router) = (sink.clone(), gateway_stats.clone(), router.clone());
+        tokio::spawn(async move {
+            let start = Instant::now();
+            loop {
+                tokio::time::sleep(Duration::from_secs(5)).await;
+                let buffered: u64 = stats.iter().map(|s| s.live_traces.get()).sum();
+                eprintln!(
+                    "  {:>4.0}s  router received {} spans; gateways buffer {} traces; backend has {} spans",
+                    start.elapsed().as_secs_f64(),
+                    router.stats().received_spans.get(),
+                    buffered,
+                    sink.unique_spans()
+                );
+            }
+        })
+    });
+    let result = drive(drive_cfg).await?;
+
+    // Wait for the last decisions and exports.
+    let deadline = Instant::now() + cfg.decision_wait * 2 + Duration::from_secs(30);
+    loop {
+        let unsettled: u64 = gateway_stats.iter().map(|s| s.in_flight_spans()).sum();
+        if unsettled == 0 {
+            break;
+        }
+        if Instant::now() > deadline {
+            eprintln!("Gave up waiting: {unsettled} spans still buffered or unexported.");
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    if let Some(p) = progress {
+        p.abort();
+    }
+    shutdown.cancel();
+    for t in gateway_tasks {
+        t.await??;
+    }
+    router_task.await??;
+    sink_task.await??;
+
+    let components = ComponentCounts {
+        dropped_by_policy: gateway_stats.iter().map(|s| s.dropped_spans.get()).sum(),
+        refusals: router.stats().refused_spans.get()
+            + gateway_stats
+                .iter()
+                .map(|s| s.refused_spans.get())
+                .sum::<u64>(),
+        failed: router.stats().failed_spans.get()
+            + gateway_stats
+                .iter()
+                .map(|s| s.export_failed_spans.get())
+                .sum::<u64>(),
+        exported: gateway_stats.iter().map(|s| s.exported_spans.get()).sum(),
+    };
+    Ok(Report::build(
+        &result,
+        &sink,
+        components,
+        cfg.drive.rate,
+        cfg.baseline_percentage / 100.0,
+        cfg.baseline_tolerance,
+    ))
+}

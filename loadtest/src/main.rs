@@ -1,0 +1,262 @@
+//! `tailgate-loadtest`: `demo`, `run` and `sink`.
+
+use std::io::Write as _;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Args as ClapArgs, Parser, Subcommand};
+use tailgate_loadtest::demo::{run_demo, DemoConfig};
+use tailgate_loadtest::drive::{drive, DriveConfig, Protocol};
+use tailgate_loadtest::generate::GenConfig;
+use tailgate_loadtest::sink::Sink;
+use tokio_util::sync::CancellationToken;
+
+/// Load generator, verifying sink and one-command demo cluster for Tailgate.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run a router, three gateways and a backend in this process, drive load through them
+    /// and verify that every error and slow trace was kept whole and nothing was lost.
+    /// Exits 1 when a check fails.
+    Demo(DemoArgs),
+    /// Send synthetic traces to an OTLP endpoint (a router, a gateway or a Collector).
+    Run(RunArgs),
+    /// Receive OTLP like a backend and report what arrived (complete, split, duplicate).
+    Sink(SinkArgs),
+}
+
+#[derive(Debug, ClapArgs)]
+struct LoadArgs {
+    /// Offered load in spans per second (open loop).
+    #[arg(long, default_value_t = 20_000.0)]
+    rate: f64,
+    /// How long new traces are started, e.g. 30s or 2m.
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    duration: Duration,
+    /// Mean spans per trace (each trace has 50% to 150% of it).
+    #[arg(long, default_value_t = 10)]
+    spans_per_trace: u32,
+    /// Share of traces with an error span.
+    #[arg(long, default_value_t = 0.05)]
+    error_share: f64,
+    /// Share of traces longer than 500 ms.
+    #[arg(long, default_value_t = 0.05)]
+    slow_share: f64,
+    /// Extra attributes per span.
+    #[arg(long, default_value_t = 10)]
+    attrs_per_span: u32,
+    /// Most spans in one request.
+    #[arg(long, default_value_t = 512)]
+    batch: usize,
+    /// Requests in flight at once.
+    #[arg(long, default_value_t = 32)]
+    max_in_flight: usize,
+    /// Seed for trace ids and shapes.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Protocol to send with.
+    #[arg(long, value_enum, default_value_t = Protocol::Grpc)]
+    protocol: Protocol,
+}
+
+#[derive(Debug, ClapArgs)]
+struct DemoArgs {
+    #[command(flatten)]
+    load: LoadArgs,
+    /// Write the report as JSON to this file.
+    #[arg(long, value_name = "FILE")]
+    report: Option<PathBuf>,
+    /// Router OTLP/gRPC address.
+    #[arg(long, default_value = "127.0.0.1:4317")]
+    router: SocketAddr,
+    /// Router OTLP/HTTP address (send your own traces here too).
+    #[arg(long, default_value = "127.0.0.1:4318")]
+    router_http: SocketAddr,
+    /// Gateway addresses, one loopback address each, as pods.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "127.0.0.2:4317,127.0.0.3:4317,127.0.0.4:4317"
+    )]
+    gateways: Vec<SocketAddr>,
+    /// Backend (sink) address; port 0 picks a free one.
+    #[arg(long, default_value = "127.0.0.1:0")]
+    sink: SocketAddr,
+    /// The gateways' decision_wait.
+    #[arg(long, default_value = "4s", value_parser = humantime::parse_duration)]
+    decision_wait: Duration,
+    /// Percentage of other traces the baseline policy keeps.
+    #[arg(long, default_value_t = 5.0)]
+    baseline_percentage: f64,
+}
+
+#[derive(Debug, ClapArgs)]
+struct RunArgs {
+    /// Target OTLP endpoint, host:port (gRPC 4317 or HTTP 4318 by convention).
+    #[arg(long, default_value = "127.0.0.1:4317")]
+    target: String,
+    #[command(flatten)]
+    load: LoadArgs,
+}
+
+#[derive(Debug, ClapArgs)]
+struct SinkArgs {
+    /// OTLP/gRPC listen address.
+    #[arg(long, default_value = "127.0.0.1:14317")]
+    grpc: SocketAddr,
+    /// OTLP/HTTP listen address.
+    #[arg(long, default_value = "127.0.0.1:14318")]
+    http: SocketAddr,
+    /// Stop after this long (default: until Ctrl-C).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    duration: Option<Duration>,
+    /// Write the final summary as JSON to this file.
+    #[arg(long, value_name = "FILE")]
+    report: Option<PathBuf>,
+}
+
+impl LoadArgs {
+    fn drive(&self, target: String) -> DriveConfig {
+        DriveConfig {
+            target,
+            protocol: self.protocol,
+            rate: self.rate,
+            duration: self.duration,
+            batch: self.batch,
+            max_in_flight: self.max_in_flight,
+            retry_for: Duration::from_secs(15),
+            gen: GenConfig {
+                spans_per_trace: self.spans_per_trace,
+                error_share: self.error_share,
+                slow_share: self.slow_share,
+                attrs_per_span: self.attrs_per_span,
+                seed: self.seed,
+                ..GenConfig::default()
+            },
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli.command)) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+async fn run(command: Command) -> anyhow::Result<bool> {
+    match command {
+        Command::Demo(a) => {
+            let cfg = DemoConfig {
+                router: a.router,
+                router_http: Some(a.router_http),
+                gateways: a.gateways.clone(),
+                sink: a.sink,
+                drive: a.load.drive(String::new()),
+                decision_wait: a.decision_wait,
+                baseline_percentage: a.baseline_percentage,
+                baseline_tolerance: 0.01,
+                progress: true,
+            };
+            let report = run_demo(cfg).await?;
+            let mut out = std::io::stdout().lock();
+            write!(out, "{}", report.render())?;
+            if let Some(path) = a.report {
+                std::fs::write(&path, serde_json::to_string_pretty(&report)?)
+                    .with_context(|| format!("writing {}", path.display()))?;
+                writeln!(out, "Report written to {}", path.display())?;
+            }
+            Ok(report.passed)
+        }
+        Command::Run(a) => {
+            let r = drive(a.load.drive(a.target.clone())).await?;
+            let mut out = std::io::stdout().lock();
+            writeln!(
+                out,
+                "sent {} spans in {} traces to {} over {:.1}s: {} accepted ({:.0}/s), {} refused, {} rejected, {} retries",
+                r.spans_sent,
+                r.traces.len(),
+                a.target,
+                r.elapsed.as_secs_f64(),
+                r.spans_accepted,
+                r.spans_accepted as f64 / r.elapsed.as_secs_f64().max(1e-9),
+                r.spans_refused,
+                r.spans_rejected,
+                r.retries
+            )?;
+            if let Some(e) = &r.last_error {
+                writeln!(out, "last error: {e}")?;
+            }
+            Ok(r.spans_refused == 0 && r.spans_rejected == 0)
+        }
+        Command::Sink(a) => {
+            let sink = Arc::new(Sink::default());
+            let grpc = tailgate_core::receive::bind("sink OTLP/gRPC", a.grpc).await?;
+            let http = tailgate_core::receive::bind("sink OTLP/HTTP", a.http).await?;
+            eprintln!("Sink listening: OTLP/gRPC {}, OTLP/HTTP {}", a.grpc, a.http);
+            let shutdown = CancellationToken::new();
+            let task = tokio::spawn(sink.clone().serve(grpc, Some(http), shutdown.clone()));
+            let stop = async {
+                match a.duration {
+                    Some(d) => tokio::time::sleep(d).await,
+                    None => {
+                        if let Err(e) = tokio::signal::ctrl_c().await {
+                            eprintln!("cannot wait for Ctrl-C ({e}); stopping now");
+                        }
+                    }
+                }
+            };
+            tokio::pin!(stop);
+            loop {
+                tokio::select! {
+                    () = &mut stop => break,
+                    () = tokio::time::sleep(Duration::from_secs(5)) => {
+                        eprintln!("{}", serde_json::to_string(&sink.summary())?);
+                    }
+                }
+            }
+            shutdown.cancel();
+            task.await??;
+            let summary = sink.summary();
+            writeln!(
+                std::io::stdout().lock(),
+                "{}",
+                serde_json::to_string_pretty(&summary)?
+            )?;
+            if let Some(path) = a.report {
+                std::fs::write(&path, serde_json::to_string_pretty(&summary)?)?;
+            }
+            Ok(summary.duplicate_spans == 0
+                && summary.incomplete_traces == 0
+                && summary.split_traces == 0)
+        }
+    }
+}

@@ -1,0 +1,240 @@
+//! The verifying sink: an OTLP/gRPC and OTLP/HTTP receiver that plays the backend. It
+//! decodes every request (it is a test tool; decoding is the point) and records per trace the
+//! span ids received, the span count and kind the generator marked, which gateway sent it
+//! (the `tailgate-gateway` request header the demo's exporters set), and when its spans
+//! arrived. From that it tells duplicates, incomplete traces and traces decided in parts.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
+    TraceService, TraceServiceServer,
+};
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
+use opentelemetry_proto::tonic::common::v1::any_value;
+use prost::Message;
+use tailgate_core::receive::{Accepted, Refusal, SpanSink};
+use tokio::net::TcpListener;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::generate::{TraceKind, ATTR_KIND, ATTR_SPANS};
+
+/// Request header naming the gateway that exported a request.
+pub const SENDER_HEADER: &str = "tailgate-gateway";
+
+/// What the sink knows of one trace.
+#[derive(Debug, Clone)]
+pub struct SinkTrace {
+    /// Distinct span ids received.
+    pub span_ids: Vec<[u8; 8]>,
+    /// Span count the generator marked (0 if unmarked).
+    pub expected: u32,
+    /// Kind the generator marked.
+    pub kind: Option<TraceKind>,
+    /// Gateways that sent spans of it.
+    pub senders: Vec<Arc<str>>,
+    /// When its first span arrived.
+    pub first_arrival: Instant,
+    /// When its last span arrived.
+    pub last_arrival: Instant,
+}
+
+/// Everything the sink received.
+#[derive(Debug, Default)]
+pub struct SinkState {
+    /// Per trace.
+    pub traces: HashMap<[u8; 16], SinkTrace>,
+    /// Spans received, duplicates included.
+    pub spans: u64,
+    /// Spans whose id was already received for their trace.
+    pub duplicate_spans: u64,
+    /// Requests received.
+    pub requests: u64,
+}
+
+/// Summary of what arrived, independent of the generator.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct SinkSummary {
+    /// Traces with at least one span.
+    pub traces: u64,
+    /// Distinct spans.
+    pub spans: u64,
+    /// Duplicate spans.
+    pub duplicate_spans: u64,
+    /// Traces with fewer spans than marked.
+    pub incomplete_traces: u64,
+    /// Traces whose spans came from more than one gateway.
+    pub split_traces: u64,
+    /// Error traces received.
+    pub error_traces: u64,
+    /// Slow traces received.
+    pub slow_traces: u64,
+}
+
+/// The sink.
+#[derive(Debug, Default)]
+pub struct Sink {
+    state: Mutex<SinkState>,
+}
+
+impl Sink {
+    /// Records one request from `sender`.
+    pub fn record(&self, req: &ExportTraceServiceRequest, sender: Option<&str>) {
+        let now = Instant::now();
+        let Ok(mut st) = self.state.lock() else {
+            return;
+        };
+        st.requests += 1;
+        for rs in &req.resource_spans {
+            for ss in &rs.scope_spans {
+                for span in &ss.spans {
+                    st.spans += 1;
+                    let Ok(id) = <[u8; 16]>::try_from(span.trace_id.as_slice()) else {
+                        continue;
+                    };
+                    let span_id = <[u8; 8]>::try_from(span.span_id.as_slice()).unwrap_or_default();
+                    let (mut expected, mut kind) = (0, None);
+                    for kv in &span.attributes {
+                        match (
+                            kv.key.as_str(),
+                            kv.value.as_ref().and_then(|v| v.value.as_ref()),
+                        ) {
+                            (ATTR_SPANS, Some(any_value::Value::IntValue(n))) => {
+                                expected = *n as u32
+                            }
+                            (ATTR_KIND, Some(any_value::Value::StringValue(k))) => {
+                                kind = TraceKind::parse(k)
+                            }
+                            _ => {}
+                        }
+                    }
+                    let t = st.traces.entry(id).or_insert_with(|| SinkTrace {
+                        span_ids: Vec::new(),
+                        expected,
+                        kind,
+                        senders: Vec::new(),
+                        first_arrival: now,
+                        last_arrival: now,
+                    });
+                    t.last_arrival = now;
+                    let duplicate = t.span_ids.contains(&span_id);
+                    if !duplicate {
+                        t.span_ids.push(span_id);
+                    }
+                    if let Some(s) = sender {
+                        if !t.senders.iter().any(|x| &**x == s) {
+                            t.senders.push(Arc::from(s));
+                        }
+                    }
+                    if duplicate {
+                        st.duplicate_spans += 1;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Runs `f` over the state.
+    pub fn with_state<R>(&self, f: impl FnOnce(&SinkState) -> R) -> Option<R> {
+        self.state.lock().ok().map(|s| f(&s))
+    }
+
+    /// Distinct spans received so far.
+    pub fn unique_spans(&self) -> u64 {
+        self.with_state(|s| s.spans - s.duplicate_spans)
+            .unwrap_or(0)
+    }
+
+    /// What arrived, judged by the marks on the spans.
+    pub fn summary(&self) -> SinkSummary {
+        self.with_state(|s| {
+            let mut out = SinkSummary {
+                traces: s.traces.len() as u64,
+                spans: s.spans - s.duplicate_spans,
+                duplicate_spans: s.duplicate_spans,
+                ..Default::default()
+            };
+            for t in s.traces.values() {
+                out.incomplete_traces += u64::from((t.span_ids.len() as u32) < t.expected);
+                out.split_traces += u64::from(t.senders.len() > 1);
+                out.error_traces += u64::from(t.kind == Some(TraceKind::Error));
+                out.slow_traces += u64::from(t.kind == Some(TraceKind::Slow));
+            }
+            out
+        })
+        .unwrap_or_default()
+    }
+
+    /// Serves OTLP/gRPC and (optionally) OTLP/HTTP until `shutdown` is cancelled.
+    pub async fn serve(
+        self: Arc<Self>,
+        grpc: TcpListener,
+        http: Option<TcpListener>,
+        shutdown: CancellationToken,
+    ) -> std::io::Result<()> {
+        let service = TraceServiceServer::new(GrpcSink(self.clone()))
+            .max_decoding_message_size(64 << 20)
+            .accept_compressed(tonic::codec::CompressionEncoding::Gzip);
+        let grpc = tailgate_core::receive::serve_connections(
+            grpc,
+            shutdown.clone().cancelled_owned(),
+            move |req: http::Request<hyper::body::Incoming>| {
+                let mut service = service.clone();
+                async move {
+                    let req = req.map(tonic::body::Body::new);
+                    match tower_service::Service::call(&mut service, req).await {
+                        Ok(resp) => resp,
+                        Err(never) => match never {},
+                    }
+                }
+            },
+        );
+        let http = async {
+            match http {
+                Some(l) => {
+                    tailgate_core::receive::http::serve(
+                        l,
+                        self.clone(),
+                        64 << 20,
+                        shutdown.cancelled_owned(),
+                    )
+                    .await
+                }
+                None => Ok(()),
+            }
+        };
+        let (a, b) = tokio::join!(grpc, http);
+        a.and(b)
+    }
+}
+
+struct GrpcSink(Arc<Sink>);
+
+#[tonic::async_trait]
+impl TraceService for GrpcSink {
+    async fn export(
+        &self,
+        request: tonic::Request<ExportTraceServiceRequest>,
+    ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
+        let sender = request
+            .metadata()
+            .get(SENDER_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        self.0.record(request.get_ref(), sender.as_deref());
+        Ok(tonic::Response::new(ExportTraceServiceResponse::default()))
+    }
+}
+
+impl SpanSink for Sink {
+    async fn export(&self, body: Bytes) -> Result<Accepted, Refusal> {
+        let req = ExportTraceServiceRequest::decode(body)
+            .map_err(|e| Refusal::Invalid(format!("invalid ExportTraceServiceRequest: {e}")))?;
+        self.record(&req, None);
+        Ok(Accepted::default())
+    }
+}
