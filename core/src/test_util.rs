@@ -124,3 +124,59 @@ pub fn kv(key: &str, value: &str) -> KeyValue {
         ..Default::default()
     }
 }
+
+/// An OTLP backend for tests: counts the spans of every request it accepts and keeps the
+/// bodies. Serve it with [`crate::receive::Listeners::serve`].
+#[derive(Debug, Default)]
+pub struct CaptureBackend {
+    bodies: std::sync::Mutex<Vec<bytes::Bytes>>,
+    spans: std::sync::atomic::AtomicU64,
+}
+
+impl CaptureBackend {
+    /// Starts a backend on `addr` (OTLP/gRPC only); returns its address. It stops when
+    /// `shutdown` is cancelled.
+    pub async fn start(
+        addr: std::net::SocketAddr,
+        shutdown: tokio_util::sync::CancellationToken,
+    ) -> std::io::Result<(std::net::SocketAddr, std::sync::Arc<Self>)> {
+        let listener = tokio::net::TcpListener::bind(addr).await?;
+        let local = listener.local_addr()?;
+        let me = std::sync::Arc::new(CaptureBackend::default());
+        let listeners = crate::receive::Listeners {
+            grpc: Some(listener),
+            http: None,
+        };
+        tokio::spawn(listeners.serve(me.clone(), 64 << 20, shutdown));
+        Ok((local, me))
+    }
+
+    /// Spans received.
+    pub fn spans(&self) -> u64 {
+        self.spans.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Bodies received.
+    pub fn bodies(&self) -> Vec<bytes::Bytes> {
+        self.bodies.lock().map(|b| b.clone()).unwrap_or_default()
+    }
+}
+
+impl crate::receive::SpanSink for CaptureBackend {
+    async fn export(
+        &self,
+        body: bytes::Bytes,
+    ) -> Result<crate::receive::Accepted, crate::receive::Refusal> {
+        let mut scan = crate::wire::Scan::default();
+        scan.scan(&body)
+            .map_err(|e| crate::receive::Refusal::Invalid(e.to_string()))?;
+        self.spans.fetch_add(
+            scan.spans.len() as u64,
+            std::sync::atomic::Ordering::Relaxed,
+        );
+        if let Ok(mut b) = self.bodies.lock() {
+            b.push(body);
+        }
+        Ok(crate::receive::Accepted::default())
+    }
+}

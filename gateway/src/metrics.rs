@@ -37,7 +37,7 @@ pub struct GatewayStats {
     pub traces_not_sampled: Counter,
     /// Traces buffered now.
     pub live_traces: Gauge,
-    /// Spans buffered now.
+    /// Spans queued for or buffered in shards now.
     pub live_spans: Gauge,
     /// Encoded span bytes buffered now.
     pub buffered_bytes: Gauge,
@@ -81,9 +81,11 @@ impl GatewayStats {
         self.by_policy.lock().map(|v| v.clone()).unwrap_or_default()
     }
 
-    /// Spans not yet settled (buffered or waiting for export).
+    /// Spans not yet settled (queued for a shard, buffered, or waiting for export). Reads
+    /// live before pending: spans move from live to pending, added to pending first.
     pub fn in_flight_spans(&self) -> u64 {
-        self.live_spans.get() + self.pending_export_spans.get()
+        let live = self.live_spans.get();
+        live + self.pending_export_spans.get()
     }
 
     /// Prometheus text.

@@ -65,6 +65,10 @@ async fn demo_over_grpc_keeps_what_the_policy_says_and_loses_nothing() {
     assert_eq!(report.unaccounted_spans, 0, "{text}");
     assert!((report.baseline_keep_share - 0.05).abs() <= 0.01, "{text}");
     assert!(report.components.dropped_by_policy > 0, "{text}");
+    // Traces are decided decision_wait (1.5 s) after their first span, and their last span
+    // is sent up to 1.5 s after the first.
+    assert!(report.decision_latency_ms.p50 > 0.0, "{text}");
+    assert!(report.decision_latency_ms.max < 1500.0 + 5000.0, "{text}");
     assert!(report.passed, "{text}");
 }
 

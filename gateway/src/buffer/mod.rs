@@ -147,6 +147,9 @@ impl SpanSink for TraceBuffer {
                 }
             }
         }
+        // Counted as live from the moment they are queued, so "nothing in flight" is never
+        // read while spans sit in a shard's channel.
+        self.stats.live_spans.add(valid);
         for (i, permit) in permits {
             permit.send(ShardMsg::Spans(std::mem::take(&mut per_shard[i])));
         }

@@ -96,7 +96,6 @@ impl Shard {
         let mut late_dropped = 0u64;
         let mut new_traces = 0u64;
         let mut added_bytes = 0u64;
-        let mut buffered = 0u64;
         for s in spans {
             if let Some(entry) = self.traces.get_mut(&s.trace_id) {
                 entry
@@ -105,7 +104,6 @@ impl Shard {
                 entry.bytes += s.span.encoded_len();
                 added_bytes += s.span.encoded_len() as u64;
                 entry.spans.push(s.span);
-                buffered += 1;
                 continue;
             }
             match self.cache.get(&s.trace_id) {
@@ -127,16 +125,15 @@ impl Shard {
                     self.deadlines
                         .push(s.trace_id, now, self.plan.decision_wait);
                     new_traces += 1;
-                    buffered += 1;
                 }
             }
         }
         self.stats.live_traces.add(new_traces);
-        self.stats.live_spans.add(buffered);
         self.stats.buffered_bytes.add(added_bytes);
         if late_dropped > 0 {
             self.stats.late_dropped_spans.add(late_dropped);
             self.stats.dropped_spans.add(late_dropped);
+            self.stats.live_spans.sub(late_dropped);
         }
         if !late_kept.is_empty() {
             self.stats.late_sampled_spans.add(late_kept.len() as u64);
@@ -164,7 +161,6 @@ impl Shard {
         };
         let n = entry.spans.len() as u64;
         self.stats.live_traces.sub(1);
-        self.stats.live_spans.sub(n);
         self.stats.buffered_bytes.sub(entry.bytes as u64);
         let decision = self.plan.decide(&TraceView {
             trace_id: &id,
@@ -176,14 +172,18 @@ impl Shard {
             self.send(entry.spans).await;
         } else {
             self.stats.dropped_spans.add(n);
+            self.stats.live_spans.sub(n);
         }
     }
 
-    /// Hands spans to the exporter; waits while its queue is full, so backpressure reaches
-    /// the receivers instead of data being dropped.
+    /// Hands buffered spans to the exporter; waits while its queue is full, so backpressure
+    /// reaches the receivers instead of data being dropped. The spans move from "live" to
+    /// "pending export", added there before they leave "live" so that a reader of live then
+    /// pending never sees them in neither.
     async fn send(&mut self, spans: Vec<BufferedSpan>) {
         let n = spans.len() as u64;
         self.stats.pending_export_spans.add(n);
+        self.stats.live_spans.sub(n);
         if self.export.send(ExportBatch { spans }).await.is_err() {
             // Only when the exporter has stopped: count, never lose silently.
             self.stats.pending_export_spans.sub(n);
