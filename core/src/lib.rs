@@ -9,12 +9,14 @@
 //! * [`receive`]: OTLP/gRPC and OTLP/HTTP receivers that hand raw request bytes on.
 //! * [`wire`]: scan encoded requests, re-frame spans into new requests, raw gRPC codec.
 //! * [`ring`]: the xxh3 consistent-hash ring over the gateways.
+//! * [`members`]: where the gateways are: static lists and DNS discovery.
 //! * [`forward`]: a gRPC client that sends encoded requests to one member with retries.
 //! * [`config`]: YAML loading with errors that name the file, line and key.
 //! * [`telemetry`]: counters every component keeps, rendered for Prometheus.
 
 pub mod config;
 pub mod forward;
+pub mod members;
 pub mod receive;
 pub mod ring;
 pub mod telemetry;

@@ -124,6 +124,7 @@ pub async fn run_demo(cfg: DemoConfig) -> anyhow::Result<Report> {
         },
         members: MembersConfig {
             static_list: gateway_addrs.iter().map(ToString::to_string).collect(),
+            dns: None,
         },
         forward: ForwardConfig::default(),
         admin: None,
@@ -133,14 +134,21 @@ pub async fn run_demo(cfg: DemoConfig) -> anyhow::Result<Report> {
         .context("router (pass another address with --router)")?;
     let router_addr = router_listeners.grpc_addr().context("router address")?;
     let router_http_addr = router_listeners.http_addr();
-    let router = Arc::new(Router::new(&router_cfg)?);
-    let router_task = tokio::spawn(tailgate_router::run(
-        router.clone(),
-        router_listeners,
-        None,
-        router_cfg.receive.max_request_bytes,
-        shutdown.clone(),
-    ));
+    let router = Router::new(router_cfg.forward.clone());
+    let router_task = {
+        let (router, shutdown) = (router.clone(), shutdown.clone());
+        tokio::spawn(async move {
+            tailgate_router::run(
+                router,
+                &router_cfg,
+                router_listeners,
+                None,
+                Duration::from_secs(30),
+                shutdown,
+            )
+            .await
+        })
+    };
     if cfg.progress {
         eprintln!(
             "Cluster: router {router_addr} → gateways {} → sink {sink_addr}",
@@ -186,7 +194,13 @@ pub async fn run_demo(cfg: DemoConfig) -> anyhow::Result<Report> {
     // Wait for the last decisions and exports.
     let deadline = Instant::now() + cfg.decision_wait * 2 + Duration::from_secs(30);
     loop {
-        let unsettled: u64 = gateway_stats.iter().map(|s| s.in_flight_spans()).sum();
+        // Router first: spans leave its queues before they reach a gateway's counters.
+        let queued = router.pending_spans();
+        let unsettled: u64 = queued
+            + gateway_stats
+                .iter()
+                .map(|s| s.in_flight_spans())
+                .sum::<u64>();
         if unsettled == 0 {
             break;
         }

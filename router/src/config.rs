@@ -7,9 +7,14 @@
 //!   max_request_bytes: 16777216
 //! members:
 //!   static: [10.0.0.1:4317, 10.0.0.2:4317]   # the gateways' OTLP/gRPC addresses
+//!   # or, in Kubernetes, the gateways' headless Service:
+//!   # dns: { name: tailgate-gateway.tailgate.svc.cluster.local, port: 4317 }
 //! forward:
 //!   timeout: 5s
-//!   retry: { initial_interval: 100ms, max_interval: 1s, max_elapsed_time: 5s }
+//!   retry: { initial_interval: 100ms, max_interval: 1s, max_elapsed_time: 30s }
+//!   queue_bytes: 67108864        # per gateway
+//!   max_queued_bytes: 268435456  # whole router
+//!   compression: none            # none | gzip | zstd
 //! admin: 0.0.0.0:13133        # /metrics, /healthz, /readyz (null disables)
 //! ```
 
@@ -39,13 +44,16 @@ pub struct RouterConfig {
     pub admin: Option<SocketAddr>,
 }
 
-/// The gateway member set.
+/// The gateway member set: a static list, or DNS discovery.
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct MembersConfig {
     /// A fixed list of gateway OTLP/gRPC addresses (`host:port`).
-    #[serde(rename = "static")]
+    #[serde(rename = "static", default)]
     pub static_list: Vec<String>,
+    /// Discover the gateways through DNS (a Kubernetes headless Service).
+    #[serde(default)]
+    pub dns: Option<tailgate_core::members::DnsConfig>,
 }
 
 /// Forwarding to gateways.
@@ -55,10 +63,35 @@ pub struct ForwardConfig {
     /// Timeout of one attempt. Default 5s.
     #[serde(default = "default_timeout", with = "humantime_serde")]
     pub timeout: Duration,
-    /// Retries; keep `max_elapsed_time` below your agents' export timeout, or an agent may
-    /// retry a request the router is still delivering. Default 5s.
+    /// Retries of one request to a gateway; past `max_elapsed_time` its spans count as
+    /// failed. Default: 100ms doubling to 1s, for at most 30s.
     #[serde(default = "default_retry")]
     pub retry: RetryConfig,
+    /// Bytes queued per gateway before requests for it are refused. Default 64 MiB.
+    #[serde(default = "default_queue_bytes")]
+    pub queue_bytes: usize,
+    /// Bytes queued in the whole router before requests are refused. Default 256 MiB.
+    #[serde(default = "default_max_queued_bytes")]
+    pub max_queued_bytes: usize,
+    /// Largest request sent to a gateway after coalescing. Default 4 MiB.
+    #[serde(default = "default_max_request_bytes")]
+    pub max_request_bytes: usize,
+    /// Below this many queued bytes, wait `coalesce_delay` for more. Default 256 KiB.
+    #[serde(default = "default_coalesce_bytes")]
+    pub coalesce_bytes: usize,
+    /// Longest a small part waits for company. Default 5ms.
+    #[serde(default = "default_coalesce_delay", with = "humantime_serde")]
+    pub coalesce_delay: Duration,
+    /// Requests in flight per gateway. Default 4.
+    #[serde(default = "default_max_in_flight")]
+    pub max_in_flight: usize,
+    /// How often a gateway marked down is probed. Default 1s.
+    #[serde(default = "default_probe_interval", with = "humantime_serde")]
+    pub probe_interval: Duration,
+    /// Compression towards gateways: `none` (default; cheapest inside a cluster), `gzip`
+    /// or `zstd`.
+    #[serde(default)]
+    pub compression: tailgate_core::forward::Compression,
 }
 
 fn default_admin() -> Option<SocketAddr> {
@@ -71,8 +104,29 @@ fn default_retry() -> RetryConfig {
     RetryConfig {
         initial_interval: Duration::from_millis(100),
         max_interval: Duration::from_secs(1),
-        max_elapsed_time: Duration::from_secs(5),
+        max_elapsed_time: Duration::from_secs(30),
     }
+}
+fn default_queue_bytes() -> usize {
+    64 << 20
+}
+fn default_max_queued_bytes() -> usize {
+    256 << 20
+}
+fn default_max_request_bytes() -> usize {
+    4 << 20
+}
+fn default_coalesce_bytes() -> usize {
+    256 << 10
+}
+fn default_coalesce_delay() -> Duration {
+    Duration::from_millis(5)
+}
+fn default_max_in_flight() -> usize {
+    4
+}
+fn default_probe_interval() -> Duration {
+    Duration::from_secs(1)
 }
 
 impl Default for ForwardConfig {
@@ -80,6 +134,14 @@ impl Default for ForwardConfig {
         ForwardConfig {
             timeout: default_timeout(),
             retry: default_retry(),
+            queue_bytes: default_queue_bytes(),
+            max_queued_bytes: default_max_queued_bytes(),
+            max_request_bytes: default_max_request_bytes(),
+            coalesce_bytes: default_coalesce_bytes(),
+            coalesce_delay: default_coalesce_delay(),
+            max_in_flight: default_max_in_flight(),
+            probe_interval: default_probe_interval(),
+            compression: Default::default(),
         }
     }
 }
@@ -101,10 +163,30 @@ impl RouterConfig {
             key,
             message,
         };
-        if self.members.static_list.is_empty() {
+        match (&self.members.static_list[..], &self.members.dns) {
+            ([], None) => {
+                return Err(invalid(
+                    "members".into(),
+                    "set `static` (a list of host:port) or `dns` (the gateways' headless Service)"
+                        .into(),
+                ))
+            }
+            ([_, ..], Some(_)) => {
+                return Err(invalid(
+                    "members".into(),
+                    "set either `static` or `dns`, not both".into(),
+                ))
+            }
+            (_, Some(dns)) => dns
+                .validate()
+                .map_err(|m| invalid("members.dns".into(), m))?,
+            _ => {}
+        }
+        if self.forward.queue_bytes == 0 || self.forward.max_queued_bytes < self.forward.queue_bytes
+        {
             return Err(invalid(
-                "members.static".into(),
-                "list at least one gateway address (host:port)".into(),
+                "forward.max_queued_bytes".into(),
+                "must be at least forward.queue_bytes, which must be greater than 0".into(),
             ));
         }
         for (i, m) in self.members.static_list.iter().enumerate() {

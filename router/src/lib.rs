@@ -3,34 +3,69 @@
 //!
 //! ```text
 //!  agents ─OTLP─▶ receive (core) ─▶ split: scan ▸ ring owner per span ▸ re-frame per owner
-//!                                        ─▶ forward: one client per gateway ─OTLP/gRPC─▶ gateways
+//!                                        ─▶ forward: queue ▸ coalesce ▸ send per gateway ─OTLP/gRPC─▶ gateways
+//!  members: static list or DNS (hickory) ─▶ new ring (ArcSwap) on change
 //! ```
 //!
 //! * [`config`]: the YAML file (`receive`, `members`, `forward`, `admin`).
-//! * [`split`]: the [`split::Router`] stage, a `SpanSink` that scans, splits and forwards.
+//! * [`split`]: the [`split::Router`] stage, a `SpanSink` that scans, splits and admits
+//!   parts to the gateways' queues; membership and health changes rebuild its ring.
+//! * [`forward`]: per-gateway byte-bounded queues, coalescing, retries, down/probe.
 //! * [`metrics`]: the router's counters.
 
 pub mod config;
+pub mod forward;
 pub mod metrics;
 pub mod split;
 
 use std::sync::Arc;
+use std::time::Duration;
 
+use tailgate_core::members::DnsDiscovery;
 use tailgate_core::receive::Listeners;
+use tailgate_core::ring::Member;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 pub use config::RouterConfig;
 pub use split::Router;
 
-/// Runs a router on bound sockets until `shutdown` is cancelled.
+/// Why a router could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum RouterError {
+    /// DNS discovery could not be set up.
+    #[error(transparent)]
+    Discovery(#[from] tailgate_core::members::dns::DiscoveryError),
+    /// Serving failed.
+    #[error("serving: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Runs a router on bound sockets until `shutdown` is cancelled, then stops accepting,
+/// finishes open requests and sends what is queued within `drain_deadline`.
 pub async fn run(
     router: Arc<Router>,
+    config: &RouterConfig,
     listeners: Listeners,
     admin: Option<TcpListener>,
-    max_request_bytes: usize,
+    drain_deadline: Duration,
     shutdown: CancellationToken,
-) -> std::io::Result<()> {
+) -> Result<(), RouterError> {
+    match &config.members.dns {
+        Some(dns) => {
+            let discovery = DnsDiscovery::new(dns.clone())?;
+            let (r, stats) = (router.clone(), router.stats().discovery.clone());
+            tokio::spawn(discovery.run(stats, move |set| r.set_members(set), shutdown.clone()));
+        }
+        None => router.set_members(
+            config
+                .members
+                .static_list
+                .iter()
+                .map(|m| Member::new(m.as_str()))
+                .collect(),
+        ),
+    }
     if let Some(admin) = admin {
         tokio::spawn(tailgate_core::telemetry::serve_admin(
             admin,
@@ -40,8 +75,9 @@ pub async fn run(
     }
     router.readiness().set(true);
     let result = listeners
-        .serve(router.clone(), max_request_bytes, shutdown)
+        .serve(router.clone(), config.receive.max_request_bytes, shutdown)
         .await;
     router.readiness().set(false);
-    result
+    router.drain(drain_deadline).await;
+    Ok(result?)
 }

@@ -2,9 +2,7 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
 
-use anyhow::Context;
 use clap::Parser;
 use tailgate_core::receive::Listeners;
 use tailgate_router::{Router, RouterConfig};
@@ -21,6 +19,9 @@ struct Args {
     /// Validate the config file and exit: 0 when valid, 64 when not.
     #[arg(long)]
     check: bool,
+    /// Longest time to send queued data after SIGTERM.
+    #[arg(long, value_name = "DURATION", default_value = "20s", value_parser = humantime::parse_duration)]
+    drain_deadline: std::time::Duration,
 }
 
 const EX_USAGE: u8 = 64;
@@ -44,7 +45,7 @@ fn main() -> ExitCode {
         eprintln!("{}: ok", args.config.display());
         return ExitCode::SUCCESS;
     }
-    match run(config) {
+    match run(config, args.drain_deadline) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
@@ -54,25 +55,17 @@ fn main() -> ExitCode {
 }
 
 #[tokio::main]
-async fn run(config: RouterConfig) -> anyhow::Result<()> {
+async fn run(config: RouterConfig, drain: std::time::Duration) -> anyhow::Result<()> {
     let listeners = Listeners::bind(&config.receive).await?;
     let admin = match config.admin {
         Some(a) => Some(tailgate_core::receive::bind("admin", a).await?),
         None => None,
     };
-    let router = Arc::new(Router::new(&config).context("building gateway clients")?);
+    let router = Router::new(config.forward.clone());
     let shutdown = CancellationToken::new();
     tokio::spawn(signal(shutdown.clone()));
-    tracing::info!(grpc = ?listeners.grpc_addr(), http = ?listeners.http_addr(), members = config.members.static_list.len(), "Router listening.");
-    tailgate_router::run(
-        router,
-        listeners,
-        admin,
-        config.receive.max_request_bytes,
-        shutdown,
-    )
-    .await
-    .context("serving")?;
+    tracing::info!(grpc = ?listeners.grpc_addr(), http = ?listeners.http_addr(), "Router listening.");
+    tailgate_router::run(router, &config, listeners, admin, drain, shutdown).await?;
     Ok(())
 }
 

@@ -11,18 +11,26 @@ pub struct RouterStats {
     pub requests: Counter,
     /// Spans in well-formed requests.
     pub received_spans: Counter,
-    /// Spans forwarded to and accepted by a gateway.
+    /// Spans delivered to and accepted by a gateway.
     pub forwarded_spans: Counter,
     /// Spans rejected for a defect (bad trace id), reported to the sender as partial success.
     pub rejected_spans: Counter,
-    /// Spans in requests refused back to the sender (retryable), by malformed body or overload.
+    /// Spans in requests refused back to the sender (retryable): queues full, no gateway.
     pub refused_spans: Counter,
     /// Requests refused because the body is not a valid OTLP request.
     pub malformed_requests: Counter,
-    /// Spans that could not be delivered to their gateway after retries.
+    /// Accepted spans that could not be delivered within the retry bound.
     pub failed_spans: Counter,
-    /// Gateways in the ring.
+    /// Gateways known (discovered or listed).
     pub members: Gauge,
+    /// Gateways in the ring (not marked down).
+    pub healthy_members: Gauge,
+    /// Member set changes.
+    pub ring_changes: Counter,
+    /// Accepted spans split again after their gateway left or went down.
+    pub rerouted_spans: Counter,
+    /// DNS discovery counters.
+    pub discovery: std::sync::Arc<tailgate_core::members::DiscoveryStats>,
 }
 
 // === impl RouterStats ===

@@ -1,65 +1,83 @@
 //! The router's stage: scan a request, find each span's owner on the ring, re-frame one
-//! request per owner from the original bytes, and forward the parts concurrently. The
-//! sender's request completes when every part has been delivered or has failed.
+//! part per owner from the original bytes, and admit all parts to their gateways' queues at
+//! once, or none (then the sender gets `RESOURCE_EXHAUSTED` with a retry hint, and its
+//! retry cannot duplicate anything).
 //!
-//! Outcomes: all parts delivered → success (with partial success for invalid spans); no
-//! part delivered → `UNAVAILABLE`, so the sender retries the whole request and nothing is
-//! duplicated; some parts delivered → partial success naming the failed spans, which are
-//! counted as failed.
+//! The ring and the forwarders it points at are one immutable [`RingState`] behind an
+//! `ArcSwap`: the hot path loads it once per request and never locks. Membership changes
+//! (discovery) and health changes (a gateway marked down or back up) build a new state: the
+//! ring over the healthy members, the same for every router since it depends only on the
+//! member set. Parts queued for a gateway that left or went down are re-split over the new
+//! ring, so accepted data is never dropped.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::atomic::AtomicUsize;
+use std::sync::{Arc, Mutex, Weak};
 
+use arc_swap::ArcSwap;
 use bytes::{Bytes, BytesMut};
-use futures_util::future::join_all;
 use tailgate_core::forward::GrpcClient;
 use tailgate_core::receive::{Accepted, Refusal, SpanSink, DEFAULT_RETRY_AFTER};
 use tailgate_core::ring::{Member, Ring};
-use tailgate_core::telemetry::{Admin, Readiness};
+use tailgate_core::telemetry::{Admin, PromText, Readiness};
 use tailgate_core::wire::reframe::parts_of;
 use tailgate_core::wire::{Reframer, Scan};
+use tokio::task::JoinHandle;
 
-use crate::config::RouterConfig;
+use crate::config::ForwardConfig;
+use crate::forward::{Admission, Forwarder, Part};
 use crate::metrics::RouterStats;
+
+/// A per-member metric: name, help, and how to read it.
+type MemberMetric = (&'static str, &'static str, fn(&Forwarder) -> u64);
+
+/// The ring in force and the forwarder of each of its members, index-aligned.
+pub struct RingState {
+    /// The ring over the healthy members.
+    pub ring: Ring,
+    /// `forwarders[i]` sends to `ring.members()[i]`.
+    pub forwarders: Vec<Arc<Forwarder>>,
+}
+
+struct Membership {
+    /// The members discovered (healthy or not).
+    members: Vec<Member>,
+    /// A forwarder per discovered member.
+    forwarders: HashMap<Member, Arc<Forwarder>>,
+    tasks: Vec<JoinHandle<()>>,
+}
 
 /// The router stage.
 pub struct Router {
-    ring: Ring,
-    clients: Vec<GrpcClient>,
-    stats: RouterStats,
+    state: ArcSwap<RingState>,
+    membership: Mutex<Membership>,
+    cfg: ForwardConfig,
+    global_queued: Arc<AtomicUsize>,
+    stats: Arc<RouterStats>,
     ready: Readiness,
+    this: Weak<Router>,
 }
 
 // === impl Router ===
 
 impl Router {
-    /// A router over the static member list of `config`.
-    pub fn new(config: &RouterConfig) -> Result<Self, tailgate_core::forward::ForwardError> {
-        let ring = Ring::new(
-            config
-                .members
-                .static_list
-                .iter()
-                .map(|m| Member::new(m.as_str())),
-        );
-        let clients = ring
-            .members()
-            .iter()
-            .map(|m| {
-                GrpcClient::new(
-                    m.as_str(),
-                    &[],
-                    config.forward.timeout,
-                    config.forward.retry.clone(),
-                )
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        let stats = RouterStats::default();
-        stats.members.set(ring.members().len() as u64);
-        Ok(Router {
-            ring,
-            clients,
-            stats,
+    /// A router with no members yet; see [`Router::set_members`].
+    pub fn new(cfg: ForwardConfig) -> Arc<Self> {
+        Arc::new_cyclic(|this| Router {
+            state: ArcSwap::from_pointee(RingState {
+                ring: Ring::new([]),
+                forwarders: Vec::new(),
+            }),
+            membership: Mutex::new(Membership {
+                members: Vec::new(),
+                forwarders: HashMap::new(),
+                tasks: Vec::new(),
+            }),
+            cfg,
+            global_queued: Arc::new(AtomicUsize::new(0)),
+            stats: Arc::new(RouterStats::default()),
             ready: Readiness::default(),
+            this: this.clone(),
         })
     }
 
@@ -73,34 +91,265 @@ impl Router {
         &self.ready
     }
 
-    /// Builds one request per owner: `(member index, span count, body)`.
-    fn split(&self, body: &[u8], scan: &Scan) -> Vec<(usize, u64, Bytes)> {
-        // (owner, span index), sorted by owner and then body order: each owner's spans form
-        // one run in their original order, so the re-framer keeps the original grouping.
-        let mut owned: Vec<(u32, u32)> = scan
-            .spans
-            .iter()
-            .enumerate()
-            .map(|(i, s)| {
-                (
-                    self.ring.owner_index(&s.trace_id).unwrap_or(0) as u32,
-                    i as u32,
-                )
-            })
-            .collect();
-        owned.sort_unstable();
-        let mut reframer = Reframer::default();
-        let mut parts = Vec::with_capacity(owned.len());
-        let mut out = BytesMut::with_capacity(body.len() + 64 * self.clients.len());
-        let mut result = Vec::new();
-        for run in owned.chunk_by(|a, b| a.0 == b.0) {
-            parts.clear();
-            parts.extend(run.iter().map(|&(_, i)| parts_of(body, scan, i as usize)));
-            reframer.encode(&parts, &mut out);
-            result.push((run[0].0 as usize, run.len() as u64, out.split().freeze()));
-        }
-        result
+    /// The state in force.
+    pub fn ring_state(&self) -> Arc<RingState> {
+        self.state.load_full()
     }
+
+    /// Spans accepted but not yet delivered or failed.
+    pub fn pending_spans(&self) -> u64 {
+        self.forwarders()
+            .iter()
+            .map(|f| f.stats.pending_spans.get())
+            .sum()
+    }
+
+    fn forwarders(&self) -> Vec<Arc<Forwarder>> {
+        self.membership
+            .lock()
+            .map(|m| m.forwarders.values().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// Replaces the member set (from a static list or discovery). Must be called inside a
+    /// Tokio runtime: it starts forwarders for new members.
+    pub fn set_members(&self, members: Vec<Member>) {
+        let members = tailgate_core::members::normalise(members);
+        let mut leaving = Vec::new();
+        {
+            let Ok(mut m) = self.membership.lock() else {
+                return;
+            };
+            if m.members == members {
+                return;
+            }
+            for member in &members {
+                if !m.forwarders.contains_key(member) {
+                    match self.spawn_forwarder(member) {
+                        Ok((f, task)) => {
+                            m.forwarders.insert(member.clone(), f);
+                            m.tasks.push(task);
+                        }
+                        Err(error) => {
+                            tracing::error!(%member, %error, "Cannot create a client for a gateway; leaving it out.");
+                        }
+                    }
+                }
+            }
+            let gone: Vec<Member> = m
+                .forwarders
+                .keys()
+                .filter(|k| !members.contains(k))
+                .cloned()
+                .collect();
+            for g in gone {
+                if let Some(f) = m.forwarders.remove(&g) {
+                    leaving.push(f);
+                }
+            }
+            m.members = members;
+        }
+        self.stats.ring_changes.add(1);
+        self.rebuild();
+        for f in leaving {
+            // Whatever it has queued goes to the new owners; what is in flight finishes.
+            let parts = f.take_queued();
+            f.close();
+            self.reroute(parts);
+        }
+    }
+
+    fn spawn_forwarder(
+        &self,
+        member: &Member,
+    ) -> Result<(Arc<Forwarder>, JoinHandle<()>), tailgate_core::forward::ForwardError> {
+        let client = GrpcClient::with_compression(
+            member.as_str(),
+            &[],
+            self.cfg.timeout,
+            self.cfg.retry.clone(),
+            self.cfg.compression,
+        )?;
+        let f = Forwarder::new(
+            member.clone(),
+            self.cfg.queue_bytes,
+            self.global_queued.clone(),
+            self.stats.clone(),
+        );
+        let this = self.this.clone();
+        let on_health: Arc<dyn Fn() + Send + Sync> = Arc::new(move || {
+            if let Some(router) = this.upgrade() {
+                router.health_changed();
+            }
+        });
+        let task = tokio::spawn(f.clone().run(client, self.cfg.clone(), on_health));
+        Ok((f, task))
+    }
+
+    fn health_changed(&self) {
+        self.rebuild();
+        // Parts queued for gateways now down go to their traces' new owners.
+        for f in self.forwarders() {
+            if f.is_down() {
+                let parts = f.take_queued();
+                if !parts.is_empty() {
+                    self.reroute(parts);
+                }
+            }
+        }
+    }
+
+    /// Publishes a ring over the healthy members (all members if none is healthy, so that
+    /// data still queues and probes continue).
+    fn rebuild(&self) {
+        let Ok(m) = self.membership.lock() else {
+            return;
+        };
+        let healthy: Vec<Member> = m
+            .members
+            .iter()
+            .filter(|x| m.forwarders.get(*x).is_some_and(|f| !f.is_down()))
+            .cloned()
+            .collect();
+        let chosen = if healthy.is_empty() {
+            m.members
+                .iter()
+                .filter(|x| m.forwarders.contains_key(*x))
+                .cloned()
+                .collect()
+        } else {
+            healthy
+        };
+        let ring = Ring::new(chosen);
+        let forwarders = ring
+            .members()
+            .iter()
+            .filter_map(|x| m.forwarders.get(x).cloned())
+            .collect();
+        self.stats.members.set(m.members.len() as u64);
+        self.stats.healthy_members.set(ring.members().len() as u64);
+        self.state.store(Arc::new(RingState { ring, forwarders }));
+    }
+
+    /// Splits already-accepted parts again over the current ring and queues them whatever
+    /// the queue sizes: they must not be lost.
+    fn reroute(&self, parts: Vec<Part>) {
+        let state = self.state.load();
+        if state.forwarders.is_empty() {
+            self.stats
+                .failed_spans
+                .add(parts.iter().map(|p| p.spans).sum());
+            return;
+        }
+        let mut scan = Scan::default();
+        for p in parts {
+            if scan.scan(&p.body).is_err() {
+                continue;
+            }
+            for (owner, spans, body) in split(&state.ring, &p.body, &scan) {
+                state.forwarders[owner].push_forced(Part { body, spans });
+            }
+            self.stats.rerouted_spans.add(p.spans);
+        }
+    }
+
+    /// Stops the forwarders after their queues are sent, waiting at most `deadline`.
+    pub async fn drain(&self, deadline: std::time::Duration) {
+        let tasks = match self.membership.lock() {
+            Ok(mut m) => {
+                for f in m.forwarders.values() {
+                    f.close();
+                }
+                std::mem::take(&mut m.tasks)
+            }
+            Err(_) => Vec::new(),
+        };
+        let all = futures_util::future::join_all(tasks);
+        if tokio::time::timeout(deadline, all).await.is_err() {
+            tracing::warn!(
+                pending_spans = self.pending_spans(),
+                "Drain deadline passed with spans still queued for gateways."
+            );
+        }
+    }
+
+    fn render(&self) -> String {
+        let mut p = PromText::default();
+        let forwarders = self.forwarders();
+        let per_member: [MemberMetric; 6] = [
+            (
+                "tailgate_router_member_forwarded_spans_total",
+                "Spans delivered, per gateway.",
+                |f| f.stats.forwarded_spans.get(),
+            ),
+            (
+                "tailgate_router_member_forwarded_bytes_total",
+                "Bytes delivered, per gateway.",
+                |f| f.stats.forwarded_bytes.get(),
+            ),
+            (
+                "tailgate_router_member_failed_spans_total",
+                "Spans not delivered within the retry bound, per gateway.",
+                |f| f.stats.failed_spans.get(),
+            ),
+            (
+                "tailgate_router_member_requests_total",
+                "Requests sent after coalescing, per gateway.",
+                |f| f.stats.requests.get(),
+            ),
+            (
+                "tailgate_router_member_queued_bytes",
+                "Bytes queued, per gateway.",
+                |f| f.stats.queued_bytes.get(),
+            ),
+            (
+                "tailgate_router_member_up",
+                "1 when the gateway is in the ring, 0 when marked down.",
+                |f| u64::from(!f.is_down()),
+            ),
+        ];
+        for (name, help, get) in per_member {
+            let kind = if name.ends_with("_total") {
+                "counter"
+            } else {
+                "gauge"
+            };
+            for (i, f) in forwarders.iter().enumerate() {
+                let labels = format!("member=\"{}\"", f.member());
+                if i == 0 {
+                    p.metric(name, kind, help, &labels, get(f));
+                } else {
+                    p.sample(name, &labels, get(f));
+                }
+            }
+        }
+        let mut out = self.stats.render();
+        out.push_str(&p.finish());
+        out
+    }
+}
+
+/// Builds one part per owner: `(forwarder index, span count, body)`, each owner's spans in
+/// their original order so the re-framer keeps the original grouping.
+pub fn split(ring: &Ring, body: &[u8], scan: &Scan) -> Vec<(usize, u64, Bytes)> {
+    let mut owned: Vec<(u32, u32)> = scan
+        .spans
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (ring.owner_index(&s.trace_id).unwrap_or(0) as u32, i as u32))
+        .collect();
+    owned.sort_unstable();
+    let mut reframer = Reframer::default();
+    let mut parts = Vec::with_capacity(owned.len());
+    let mut out = BytesMut::with_capacity(body.len() + 64 * ring.members().len());
+    let mut result = Vec::new();
+    for run in owned.chunk_by(|a, b| a.0 == b.0) {
+        parts.clear();
+        parts.extend(run.iter().map(|&(_, i)| parts_of(body, scan, i as usize)));
+        reframer.encode(&parts, &mut out);
+        result.push((run[0].0 as usize, run.len() as u64, out.split().freeze()));
+    }
+    result
 }
 
 impl SpanSink for Router {
@@ -113,90 +362,58 @@ impl SpanSink for Router {
                 "malformed ExportTraceServiceRequest: {e}"
             )));
         }
-        let total = scan.spans.len() as u64 + u64::from(scan.rejected);
-        self.stats.received_spans.add(total);
-        self.stats.rejected_spans.add(u64::from(scan.rejected));
-        let invalid_message = scan
+        let valid = scan.spans.len() as u64;
+        let rejected = u64::from(scan.rejected);
+        self.stats.received_spans.add(valid + rejected);
+        self.stats.rejected_spans.add(rejected);
+        let message = scan
             .first_defect
-            .map(|d| format!("{} span(s) rejected: {d}", scan.rejected))
+            .map(|d| format!("{rejected} span(s) rejected: {d}"))
             .unwrap_or_default();
-        if scan.spans.is_empty() {
-            return Ok(Accepted {
-                rejected_spans: u64::from(scan.rejected),
-                message: invalid_message,
-            });
-        }
-        if self.clients.is_empty() {
-            self.stats.refused_spans.add(scan.spans.len() as u64);
-            return Err(Refusal::Unavailable {
-                message: "no gateways are known".into(),
-                retry_after: DEFAULT_RETRY_AFTER,
-            });
-        }
-        let parts = self.split(&body, &scan);
-        drop(scan);
-        let sends = parts.into_iter().map(|(member, spans, part)| {
-            let client = &self.clients[member];
-            async move { (spans, client.send(part).await) }
-        });
-        let mut delivered = 0u64;
-        let mut rejected_downstream = 0u64;
-        let mut failed = 0u64;
-        let mut last_error = None;
-        for (spans, result) in join_all(sends).await {
-            match result {
-                Ok(d) => {
-                    delivered += spans - d.rejected_spans.min(spans);
-                    rejected_downstream += d.rejected_spans.min(spans);
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, spans, "Forwarding to a gateway failed.");
-                    failed += spans;
-                    last_error = Some(e);
-                }
-            }
-        }
-        self.stats.forwarded_spans.add(delivered);
-        if delivered == 0 && rejected_downstream == 0 {
-            // Nothing reached a gateway: the sender may retry all of it without duplicates.
-            self.stats.refused_spans.add(failed);
-            return Err(Refusal::Unavailable {
-                message: format!(
-                    "no gateway accepted the request: {}",
-                    last_error.map(|e| e.to_string()).unwrap_or_default()
-                ),
-                retry_after: DEFAULT_RETRY_AFTER,
-            });
-        }
-        self.stats.failed_spans.add(failed + rejected_downstream);
-        // Everything not delivered is rejected from the sender's point of view.
-        let rejected = total.saturating_sub(delivered);
-        let mut message = invalid_message;
-        if failed + rejected_downstream > 0 {
-            if !message.is_empty() {
-                message.push_str("; ");
-            }
-            message.push_str(&format!(
-                "{} span(s) could not be delivered to their gateway",
-                failed + rejected_downstream
-            ));
-        }
-        Ok(Accepted {
+        let accepted = Accepted {
             rejected_spans: rejected,
             message,
-        })
+        };
+        if valid == 0 {
+            return Ok(accepted);
+        }
+        let state = self.state.load();
+        if state.forwarders.is_empty() {
+            self.stats.refused_spans.add(valid);
+            return Err(Refusal::Unavailable {
+                message: "no gateways are known yet".into(),
+                retry_after: DEFAULT_RETRY_AFTER,
+            });
+        }
+        let parts = split(&state.ring, &body, &scan);
+        let mut admission = Admission::new(self.cfg.max_queued_bytes);
+        for (owner, _, part) in &parts {
+            if !admission.reserve(&state.forwarders[*owner], part.len()) {
+                self.stats.refused_spans.add(valid);
+                return Err(Refusal::Overloaded {
+                    message: format!(
+                        "queue for gateway {} is full; retry later",
+                        state.forwarders[*owner].member()
+                    ),
+                    retry_after: DEFAULT_RETRY_AFTER,
+                });
+            }
+        }
+        admission.commit(
+            parts
+                .into_iter()
+                .map(|(_, spans, body)| Part { body, spans }),
+        );
+        Ok(accepted)
     }
 }
 
 impl Admin for Router {
     fn render_metrics(&self) -> String {
-        self.stats.render()
+        self.render()
     }
 
     fn ready(&self) -> bool {
-        self.ready.get()
+        self.ready.get() && !self.state.load().forwarders.is_empty()
     }
 }
-
-/// A shared router handle.
-pub type SharedRouter = Arc<Router>;

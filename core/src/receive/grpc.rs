@@ -74,6 +74,7 @@ impl<S: SpanSink> tower_service::Service<http::Request<tonic::body::Body>> for T
         Box::pin(async move {
             let mut grpc = Grpc::new(RawCodec)
                 .accept_compressed(CompressionEncoding::Gzip)
+                .accept_compressed(CompressionEncoding::Zstd)
                 .max_decoding_message_size(max);
             Ok(grpc.unary(export, req).await)
         })

@@ -1,0 +1,350 @@
+//! Per-gateway forwarders: a queue bounded in bytes in front of one HTTP/2 client.
+//!
+//! Parts of requests (already re-framed for this gateway) are admitted all-or-nothing across
+//! a request's destinations by [`Admission`], so a refused request leaves nothing queued and
+//! the agent's retry cannot duplicate spans. The forwarder task coalesces queued parts into
+//! larger requests by concatenating their bytes (two encoded `ExportTraceServiceRequest`s
+//! back to back are one valid request holding both), up to a size and age bound, and keeps a
+//! few requests in flight. What cannot be delivered within the retry bound is counted as
+//! failed. A gateway whose sends keep failing is marked down; the router then routes around
+//! it (see [`crate::split`]) and a probe brings it back.
+
+use bytes::{Bytes, BytesMut};
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use tailgate_core::forward::GrpcClient;
+use tailgate_core::ring::Member;
+use tailgate_core::telemetry::{Counter, Gauge};
+use tokio::sync::{Notify, Semaphore};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::ForwardConfig;
+use crate::metrics::RouterStats;
+
+/// One queued part: an encoded request and the spans in it.
+#[derive(Debug, Clone)]
+pub struct Part {
+    /// Encoded `ExportTraceServiceRequest`.
+    pub body: Bytes,
+    /// Spans in it.
+    pub spans: u64,
+}
+
+/// Counters of one forwarder, labelled by member in `/metrics`.
+#[derive(Debug, Default)]
+pub struct ForwarderStats {
+    /// Spans delivered.
+    pub forwarded_spans: Counter,
+    /// Bytes delivered.
+    pub forwarded_bytes: Counter,
+    /// Spans given up on after retries (or rejected by the gateway).
+    pub failed_spans: Counter,
+    /// Requests sent (after coalescing).
+    pub requests: Counter,
+    /// Bytes queued now.
+    pub queued_bytes: Gauge,
+    /// Spans queued or in flight now.
+    pub pending_spans: Gauge,
+}
+
+/// A gateway's forwarder.
+#[derive(Debug)]
+pub struct Forwarder {
+    member: Member,
+    queue: Mutex<VecDeque<Part>>,
+    queued_bytes: AtomicUsize,
+    capacity: usize,
+    /// Router-wide queued bytes, shared by all forwarders.
+    global: Arc<AtomicUsize>,
+    router_stats: Arc<RouterStats>,
+    notify: Notify,
+    down: AtomicBool,
+    consecutive_failures: AtomicU32,
+    closed: CancellationToken,
+    /// Counters.
+    pub stats: ForwarderStats,
+}
+
+// === impl Forwarder ===
+
+impl Forwarder {
+    /// A forwarder for `member` with a queue of `capacity` bytes, counting also into the
+    /// router-wide `global` queued bytes and `router_stats`.
+    pub fn new(
+        member: Member,
+        capacity: usize,
+        global: Arc<AtomicUsize>,
+        router_stats: Arc<RouterStats>,
+    ) -> Arc<Self> {
+        Arc::new(Forwarder {
+            member,
+            queue: Mutex::new(VecDeque::new()),
+            queued_bytes: AtomicUsize::new(0),
+            capacity,
+            global,
+            router_stats,
+            notify: Notify::new(),
+            down: AtomicBool::new(false),
+            consecutive_failures: AtomicU32::new(0),
+            closed: CancellationToken::new(),
+            stats: ForwarderStats::default(),
+        })
+    }
+
+    /// The gateway this forwarder sends to.
+    pub fn member(&self) -> &Member {
+        &self.member
+    }
+
+    /// Whether the gateway is marked down.
+    pub fn is_down(&self) -> bool {
+        self.down.load(Ordering::Relaxed)
+    }
+
+    /// Bytes queued now.
+    pub fn queued_bytes(&self) -> usize {
+        self.queued_bytes.load(Ordering::Relaxed)
+    }
+
+    fn try_reserve(&self, bytes: usize) -> bool {
+        self.queued_bytes
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |q| {
+                (q + bytes <= self.capacity || q == 0).then_some(q + bytes)
+            })
+            .is_ok()
+    }
+
+    /// Gives back `bytes` of this queue's and the router's budget.
+    fn release(&self, bytes: usize) {
+        for counter in [&self.queued_bytes, &*self.global] {
+            let _previous = counter.fetch_update(Ordering::AcqRel, Ordering::Acquire, |q| {
+                Some(q.saturating_sub(bytes))
+            });
+        }
+    }
+
+    /// Queues a part whose bytes were reserved by [`Admission`].
+    fn push_reserved(&self, part: Part) {
+        self.stats.queued_bytes.add(part.body.len() as u64);
+        self.stats.pending_spans.add(part.spans);
+        if let Ok(mut q) = self.queue.lock() {
+            q.push_back(part);
+        }
+        self.notify.notify_one();
+    }
+
+    /// Queues a part that was already accepted elsewhere (re-routed from a gateway that
+    /// left), beyond the capacity if need be: it must not be lost.
+    pub fn push_forced(&self, part: Part) {
+        self.queued_bytes
+            .fetch_add(part.body.len(), Ordering::AcqRel);
+        self.global.fetch_add(part.body.len(), Ordering::AcqRel);
+        self.push_reserved(part);
+    }
+
+    /// Takes everything queued, for re-routing when the gateway leaves or goes down.
+    pub fn take_queued(&self) -> Vec<Part> {
+        let parts: Vec<Part> = match self.queue.lock() {
+            Ok(mut q) => q.drain(..).collect(),
+            Err(_) => Vec::new(),
+        };
+        for p in &parts {
+            self.release(p.body.len());
+            self.stats.queued_bytes.sub(p.body.len() as u64);
+            self.stats.pending_spans.sub(p.spans);
+        }
+        parts
+    }
+
+    /// Stops the task once its queue is empty and its sends are done.
+    pub fn close(&self) {
+        self.closed.cancel();
+        self.notify.notify_one();
+    }
+
+    /// Pops parts up to `max_bytes` (at least one), concatenated.
+    fn pop_batch(&self, max_bytes: usize) -> Option<(Bytes, u64, usize)> {
+        let mut q = self.queue.lock().ok()?;
+        let first = q.pop_front()?;
+        if q.front()
+            .is_none_or(|next| first.body.len() + next.body.len() > max_bytes)
+        {
+            let n = first.body.len();
+            return Some((first.body, first.spans, n));
+        }
+        let mut out = BytesMut::with_capacity(max_bytes.min(first.body.len() * 4));
+        let mut spans = first.spans;
+        out.extend_from_slice(&first.body);
+        while let Some(next) = q.front() {
+            if out.len() + next.body.len() > max_bytes {
+                break;
+            }
+            let next = q.pop_front()?;
+            out.extend_from_slice(&next.body);
+            spans += next.spans;
+        }
+        let n = out.len();
+        Some((out.freeze(), spans, n))
+    }
+
+    /// Sends queued parts until closed and empty. `on_health` is called when the gateway
+    /// goes down or comes back, so the router can rebuild its effective ring.
+    pub async fn run(
+        self: Arc<Self>,
+        client: GrpcClient,
+        cfg: ForwardConfig,
+        on_health: Arc<dyn Fn() + Send + Sync>,
+    ) {
+        let in_flight = Arc::new(Semaphore::new(cfg.max_in_flight.max(1)));
+        loop {
+            if self.is_down() {
+                self.probe(&client, &cfg, &on_health).await;
+                if self.closed.is_cancelled() && self.is_down() {
+                    break;
+                }
+                continue;
+            }
+            // Wait for work, then give small parts a moment to gather into one request.
+            if self.queued_bytes() == 0 {
+                if self.closed.is_cancelled() {
+                    break;
+                }
+                tokio::select! {
+                    () = self.notify.notified() => {}
+                    () = self.closed.cancelled() => {}
+                }
+                continue;
+            }
+            if self.queued_bytes() < cfg.coalesce_bytes && !self.closed.is_cancelled() {
+                // Either more data arrived or the delay passed; both mean "send now".
+                let _waited =
+                    tokio::time::timeout(cfg.coalesce_delay, self.notify.notified()).await;
+            }
+            let Ok(permit) = in_flight.clone().acquire_owned().await else {
+                break;
+            };
+            let Some((body, spans, bytes)) = self.pop_batch(cfg.max_request_bytes) else {
+                continue;
+            };
+            self.release(bytes);
+            self.stats.queued_bytes.sub(bytes as u64);
+            let (me, client, on_health) = (self.clone(), client.clone(), on_health.clone());
+            tokio::spawn(async move {
+                let _permit = permit;
+                me.deliver(&client, body, spans, bytes, &on_health).await;
+            });
+        }
+        // Wait for sends still in flight.
+        let _all = in_flight
+            .acquire_many(cfg.max_in_flight.max(1) as u32)
+            .await;
+    }
+
+    async fn deliver(
+        &self,
+        client: &GrpcClient,
+        body: Bytes,
+        spans: u64,
+        bytes: usize,
+        on_health: &Arc<dyn Fn() + Send + Sync>,
+    ) {
+        self.stats.requests.add(1);
+        match client.send(body).await {
+            Ok(d) => {
+                let rejected = d.rejected_spans.min(spans);
+                self.stats.forwarded_spans.add(spans - rejected);
+                self.stats.forwarded_bytes.add(bytes as u64);
+                self.stats.failed_spans.add(rejected);
+                self.router_stats.forwarded_spans.add(spans - rejected);
+                self.router_stats.failed_spans.add(rejected);
+                self.consecutive_failures.store(0, Ordering::Relaxed);
+            }
+            Err(error) => {
+                tracing::warn!(member = %self.member, %error, spans, "Forwarding failed; spans counted as failed.");
+                self.stats.failed_spans.add(spans);
+                self.router_stats.failed_spans.add(spans);
+                let n = self.consecutive_failures.fetch_add(1, Ordering::Relaxed) + 1;
+                if error.is_retryable() && n >= 2 && !self.down.swap(true, Ordering::Relaxed) {
+                    tracing::warn!(member = %self.member, "Gateway marked down; routing around it.");
+                    on_health();
+                }
+            }
+        }
+        self.stats.pending_spans.sub(spans);
+    }
+
+    async fn probe(
+        &self,
+        client: &GrpcClient,
+        cfg: &ForwardConfig,
+        on_health: &Arc<dyn Fn() + Send + Sync>,
+    ) {
+        let deadline = Instant::now() + cfg.probe_interval;
+        tokio::select! {
+            () = tokio::time::sleep_until(deadline) => {}
+            () = self.closed.cancelled() => return,
+        }
+        // An empty request is a valid export that changes nothing.
+        if client.send_once(Bytes::new()).await.is_ok() {
+            self.consecutive_failures.store(0, Ordering::Relaxed);
+            self.down.store(false, Ordering::Relaxed);
+            tracing::info!(member = %self.member, "Gateway answers again; routing to it.");
+            on_health();
+        }
+    }
+}
+
+/// All-or-nothing admission of a request's parts into their forwarders' queues. Dropped
+/// without [`Admission::commit`], it gives back everything it reserved.
+pub struct Admission<'a> {
+    reserved: Vec<(&'a Forwarder, usize)>,
+    global_limit: usize,
+}
+
+impl<'a> Admission<'a> {
+    /// Starts admitting against a router-wide budget of `global_limit` queued bytes.
+    pub fn new(global_limit: usize) -> Self {
+        Admission {
+            reserved: Vec::new(),
+            global_limit,
+        }
+    }
+
+    /// Reserves room for `bytes` in `f`; `false` (and nothing reserved by this call) when
+    /// the forwarder's or the router's queue is full.
+    pub fn reserve(&mut self, f: &'a Forwarder, bytes: usize) -> bool {
+        let limit = self.global_limit;
+        let global_ok = f
+            .global
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |q| {
+                (q + bytes <= limit).then_some(q + bytes)
+            })
+            .is_ok();
+        if !global_ok {
+            return false;
+        }
+        if !f.try_reserve(bytes) {
+            f.global.fetch_sub(bytes, Ordering::AcqRel);
+            return false;
+        }
+        self.reserved.push((f, bytes));
+        true
+    }
+
+    /// Queues the parts, in the order they were reserved.
+    pub fn commit(mut self, parts: impl IntoIterator<Item = Part>) {
+        for ((f, _), part) in std::mem::take(&mut self.reserved).into_iter().zip(parts) {
+            f.push_reserved(part);
+        }
+    }
+}
+
+impl Drop for Admission<'_> {
+    fn drop(&mut self) {
+        for (f, bytes) in self.reserved.drain(..) {
+            f.release(bytes);
+        }
+    }
+}
