@@ -1,0 +1,180 @@
+#![allow(clippy::unwrap_used)] // test fixtures: a failed setup should fail loudly
+//! DNS discovery against a real DNS server on loopback whose records change.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use hickory_proto::op::{Message, ResponseCode};
+use hickory_proto::rr::rdata::A;
+use hickory_proto::rr::{RData, Record, RecordType};
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
+use tailgate_core::members::DnsConfig;
+use tailgate_core::receive::{Listeners, ReceiveConfig};
+use tailgate_core::test_util::{CaptureBackend, FakeOtlp};
+use tailgate_router::config::{ForwardConfig, MembersConfig};
+use tailgate_router::{Router, RouterConfig};
+use tokio::net::UdpSocket;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+const NAME: &str = "gateways.tailgate.test.";
+
+/// A DNS server that answers A queries for [`NAME`] from a table the test changes, or
+/// SERVFAIL when told to fail.
+#[derive(Default)]
+struct Zone {
+    a: Mutex<Vec<Ipv4Addr>>,
+    fail: Mutex<bool>,
+}
+
+async fn serve_dns(socket: UdpSocket, zone: Arc<Zone>) {
+    let mut buf = vec![0u8; 1500];
+    loop {
+        let Ok((n, peer)) = socket.recv_from(&mut buf).await else {
+            return;
+        };
+        let Ok(query) = Message::from_vec(&buf[..n]) else {
+            continue;
+        };
+        let mut resp = Message::response(query.metadata.id, query.metadata.op_code);
+        resp.metadata.recursion_desired = query.metadata.recursion_desired;
+        resp.metadata.recursion_available = true;
+        resp.metadata.authoritative = true;
+        for q in &query.queries {
+            resp.add_query(q.clone());
+            if *zone.fail.lock().unwrap() {
+                resp.metadata.response_code = ResponseCode::ServFail;
+            } else if q.query_type() == RecordType::A
+                && q.name().to_ascii().eq_ignore_ascii_case(NAME)
+            {
+                for ip in zone.a.lock().unwrap().iter() {
+                    resp.add_answer(Record::from_rdata(q.name().clone(), 1, RData::A(A(*ip))));
+                }
+            }
+        }
+        let _sent = socket.send_to(&resp.to_vec().unwrap(), peer).await;
+    }
+}
+
+fn members(router: &Router) -> Vec<String> {
+    router
+        .ring_state()
+        .ring
+        .members()
+        .iter()
+        .map(|m| m.to_string())
+        .collect()
+}
+
+async fn wait_for(router: &Router, want: &[String], within: Duration) -> Duration {
+    let start = Instant::now();
+    while members(router) != want {
+        assert!(
+            start.elapsed() < within,
+            "ring is {:?}, wanted {want:?} within {within:?}",
+            members(router)
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    start.elapsed()
+}
+
+/// Scenario: a router discovers three "pods" (capturing backends on 127.0.0.21-23, one
+/// port) through a DNS server on loopback; the records grow from two to three addresses;
+/// then the server fails.
+/// Guarantees: the ring follows a change within two intervals (plus one lookup), traffic
+/// reaches the new owner, and a failing server leaves the ring and routing unchanged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn router_follows_dns_and_keeps_the_last_good_set() {
+    let stop = CancellationToken::new();
+    // Three pods on one port, as a headless Service's endpoints.
+    let (first, b1) = CaptureBackend::start("127.0.0.21:0".parse().unwrap(), stop.clone())
+        .await
+        .unwrap();
+    let port = first.port();
+    let (_, b2) = CaptureBackend::start(SocketAddr::from(([127, 0, 0, 22], port)), stop.clone())
+        .await
+        .unwrap();
+    let (_, b3) = CaptureBackend::start(SocketAddr::from(([127, 0, 0, 23], port)), stop.clone())
+        .await
+        .unwrap();
+
+    let zone = Arc::new(Zone::default());
+    *zone.a.lock().unwrap() = vec![Ipv4Addr::new(127, 0, 0, 21), Ipv4Addr::new(127, 0, 0, 22)];
+    let dns_socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let dns_addr = dns_socket.local_addr().unwrap();
+    tokio::spawn(serve_dns(dns_socket, zone.clone()));
+
+    let interval = Duration::from_millis(300);
+    let mut dns = DnsConfig::new(NAME);
+    dns.port = port;
+    dns.interval = interval;
+    dns.timeout = Duration::from_millis(500);
+    dns.nameservers = vec![dns_addr];
+    let config = RouterConfig {
+        receive: ReceiveConfig {
+            grpc: Some("127.0.0.1:0".parse().unwrap()),
+            http: None,
+            ..Default::default()
+        },
+        members: MembersConfig {
+            static_list: Vec::new(),
+            dns: Some(dns),
+        },
+        forward: ForwardConfig::default(),
+        admin: None,
+    };
+    let listeners = Listeners::bind(&config.receive).await.unwrap();
+    let addr = listeners.grpc_addr().unwrap();
+    let router = Router::new(config.forward.clone());
+    let task = {
+        let (router, stop) = (router.clone(), stop.clone());
+        tokio::spawn(async move {
+            tailgate_router::run(
+                router,
+                &config,
+                listeners,
+                None,
+                Duration::from_secs(5),
+                stop,
+            )
+            .await
+        })
+    };
+
+    let pod = |i: u8| format!("127.0.0.{i}:{port}");
+    let slack = 2 * interval + Duration::from_secs(1);
+    wait_for(&router, &[pod(21), pod(22)], slack + Duration::from_secs(2)).await;
+
+    let mut client = TraceServiceClient::connect(format!("http://{addr}"))
+        .await
+        .unwrap();
+    let send = |seed: u64| FakeOtlp::traces(60).spans(3).seed(seed).build();
+    client.export(send(1)).await.unwrap();
+
+    *zone.a.lock().unwrap() = vec![
+        Ipv4Addr::new(127, 0, 0, 21),
+        Ipv4Addr::new(127, 0, 0, 22),
+        Ipv4Addr::new(127, 0, 0, 23),
+    ];
+    let took = wait_for(&router, &[pod(21), pod(22), pod(23)], slack).await;
+    assert!(took <= slack, "followed in {took:?}");
+
+    client.export(send(2)).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while router.pending_spans() > 0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(b3.spans() > 0, "the new pod received no traffic");
+    assert_eq!(b1.spans() + b2.spans() + b3.spans(), 2 * 60 * 3);
+
+    // The DNS server fails: the last good set stays, and failures are counted.
+    *zone.fail.lock().unwrap() = true;
+    tokio::time::sleep(3 * interval).await;
+    assert_eq!(members(&router), vec![pod(21), pod(22), pod(23)]);
+    assert!(router.stats().discovery.failures.get() > 0);
+
+    stop.cancel();
+    task.await.unwrap().unwrap();
+}

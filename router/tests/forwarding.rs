@@ -1,0 +1,192 @@
+#![allow(clippy::unwrap_used)] // test fixtures: a failed setup should fail loudly
+//! Forwarding under failure: full queues refuse whole requests; a dead gateway is routed
+//! around and rejoins when it answers again.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
+use tailgate_core::forward::RetryConfig;
+use tailgate_core::receive::{Listeners, ReceiveConfig};
+use tailgate_core::test_util::{CaptureBackend, FakeOtlp};
+use tailgate_router::config::{ForwardConfig, MembersConfig};
+use tailgate_router::{Router, RouterConfig};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+async fn start_router(
+    members: Vec<String>,
+    forward: ForwardConfig,
+    stop: &CancellationToken,
+) -> (SocketAddr, std::sync::Arc<Router>) {
+    let config = RouterConfig {
+        receive: ReceiveConfig {
+            grpc: Some("127.0.0.1:0".parse().unwrap()),
+            http: None,
+            ..Default::default()
+        },
+        members: MembersConfig {
+            static_list: members,
+            dns: None,
+        },
+        forward,
+        admin: None,
+    };
+    let listeners = Listeners::bind(&config.receive).await.unwrap();
+    let addr = listeners.grpc_addr().unwrap();
+    let router = Router::new(config.forward.clone());
+    let (r, s) = (router.clone(), stop.clone());
+    let n = config.members.static_list.len();
+    tokio::spawn(async move {
+        tailgate_router::run(r, &config, listeners, None, Duration::from_secs(2), s).await
+    });
+    while router.ring_state().ring.members().len() < n {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    (addr, router)
+}
+
+/// An address nothing listens on.
+async fn dead_address(ip: [u8; 4]) -> SocketAddr {
+    let l = tokio::net::TcpListener::bind(SocketAddr::from((ip, 0)))
+        .await
+        .unwrap();
+    l.local_addr().unwrap()
+}
+
+fn spans(req: &opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest) -> u64 {
+    req.resource_spans
+        .iter()
+        .flat_map(|r| &r.scope_spans)
+        .map(|s| s.spans.len() as u64)
+        .sum()
+}
+
+/// Scenario: the only gateway is unreachable and its queue holds 20 KB; requests keep
+/// coming.
+/// Guarantees: once the queue is full, requests are refused whole with RESOURCE_EXHAUSTED
+/// and a retry hint; the refused spans are counted as refused, and nothing of a refused
+/// request is queued (queued + refused + failed = received).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn full_queue_refuses_whole_requests() {
+    let stop = CancellationToken::new();
+    let dead = dead_address([127, 0, 0, 31]).await;
+    let forward = ForwardConfig {
+        queue_bytes: 20_000,
+        max_queued_bytes: 1 << 20,
+        retry: RetryConfig {
+            initial_interval: Duration::from_millis(50),
+            max_interval: Duration::from_millis(100),
+            max_elapsed_time: Duration::from_secs(30),
+        },
+        ..ForwardConfig::default()
+    };
+    let (addr, router) = start_router(vec![dead.to_string()], forward, &stop).await;
+    let mut client = TraceServiceClient::connect(format!("http://{addr}"))
+        .await
+        .unwrap();
+    let mut refused = None;
+    let mut sent = 0;
+    for seed in 0..50 {
+        let req = FakeOtlp::traces(10).spans(4).seed(seed).build();
+        sent += spans(&req);
+        if let Err(status) = client.export(req).await {
+            refused = Some(status);
+            break;
+        }
+    }
+    let status = refused.expect("the queue never filled");
+    assert_eq!(status.code(), tonic::Code::ResourceExhausted, "{status:?}");
+    assert!(tailgate_core::receive::status::retry_delay(&status).is_some());
+    let s = router.stats();
+    assert_eq!(s.received_spans.get(), sent);
+    assert_eq!(
+        router.pending_spans()
+            + s.refused_spans.get()
+            + s.failed_spans.get()
+            + s.forwarded_spans.get(),
+        sent
+    );
+    assert!(s.refused_spans.get() > 0);
+    stop.cancel();
+}
+
+/// Scenario: two gateways, one of which is down; load keeps coming; later the dead one
+/// comes up.
+/// Guarantees: the dead gateway is marked down and its traces go to the other one (its
+/// queued parts re-split, not dropped); every span is delivered or counted failed; when it
+/// answers again it rejoins the ring and receives traffic.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dead_gateway_is_routed_around_and_rejoins() {
+    let stop = CancellationToken::new();
+    let (live_addr, live) = CaptureBackend::start("127.0.0.32:0".parse().unwrap(), stop.clone())
+        .await
+        .unwrap();
+    let dead = dead_address([127, 0, 0, 33]).await;
+    let forward = ForwardConfig {
+        retry: RetryConfig {
+            initial_interval: Duration::from_millis(20),
+            max_interval: Duration::from_millis(50),
+            max_elapsed_time: Duration::from_millis(200),
+        },
+        probe_interval: Duration::from_millis(200),
+        ..ForwardConfig::default()
+    };
+    let (addr, router) = start_router(
+        vec![live_addr.to_string(), dead.to_string()],
+        forward,
+        &stop,
+    )
+    .await;
+    let mut client = TraceServiceClient::connect(format!("http://{addr}"))
+        .await
+        .unwrap();
+    let mut sent = 0;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while router.ring_state().ring.members().len() == 2 {
+        assert!(
+            Instant::now() < deadline,
+            "the dead gateway was never marked down"
+        );
+        let req = FakeOtlp::traces(20).spans(2).seed(sent).build();
+        sent += spans(&req);
+        client.export(req).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        router.ring_state().ring.members()[0].to_string(),
+        live_addr.to_string()
+    );
+    // Everything sent from now on lands on the live gateway.
+    for seed in 0..5 {
+        let req = FakeOtlp::traces(20).spans(2).seed(1000 + seed).build();
+        sent += spans(&req);
+        client.export(req).await.unwrap();
+    }
+    let settle = Instant::now() + Duration::from_secs(5);
+    while router.pending_spans() > 0 && Instant::now() < settle {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let s = router.stats();
+    assert_eq!(router.pending_spans(), 0);
+    assert_eq!(s.forwarded_spans.get() + s.failed_spans.get(), sent);
+    assert_eq!(live.spans(), s.forwarded_spans.get());
+
+    // The dead gateway comes up: it is probed back into the ring and gets traffic.
+    let (_, revived) = CaptureBackend::start(dead, stop.clone()).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while router.ring_state().ring.members().len() < 2 {
+        assert!(Instant::now() < deadline, "the gateway never rejoined");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    client
+        .export(FakeOtlp::traces(40).spans(2).seed(5000).build())
+        .await
+        .unwrap();
+    let settle = Instant::now() + Duration::from_secs(5);
+    while revived.spans() == 0 && Instant::now() < settle {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(revived.spans() > 0);
+    stop.cancel();
+}
