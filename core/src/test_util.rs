@@ -147,7 +147,11 @@ impl CaptureBackend {
             grpc: Some(listener),
             http: None,
         };
-        tokio::spawn(listeners.serve(me.clone(), 64 << 20, shutdown));
+        let limits = crate::receive::Limits {
+            max_request_bytes: 64 << 20,
+            ..crate::receive::Limits::from(&crate::receive::ReceiveConfig::default())
+        };
+        tokio::spawn(listeners.serve(me.clone(), limits, shutdown));
         Ok((local, me))
     }
 

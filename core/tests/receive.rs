@@ -44,13 +44,14 @@ async fn start() -> Server {
         grpc: Some("127.0.0.1:0".parse().unwrap()),
         http: Some("127.0.0.1:0".parse().unwrap()),
         max_request_bytes: 1 << 20,
+        ..ReceiveConfig::default()
     };
     let listeners = Listeners::bind(&cfg).await.unwrap();
     let grpc = format!("http://{}", listeners.grpc_addr().unwrap());
     let http = format!("http://{}/v1/traces", listeners.http_addr().unwrap());
     let sink = Arc::new(Capture::default());
     let token = CancellationToken::new();
-    tokio::spawn(listeners.serve(sink.clone(), cfg.max_request_bytes, token.clone()));
+    tokio::spawn(listeners.serve(sink.clone(), (&cfg).into(), token.clone()));
     Server {
         grpc,
         http,

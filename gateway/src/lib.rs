@@ -53,7 +53,7 @@ pub struct Gateway {
     drain: CancellationToken,
     shards: Vec<JoinHandle<()>>,
     exporter: JoinHandle<()>,
-    max_request_bytes: usize,
+    limits: tailgate_core::receive::Limits,
 }
 
 // === impl Gateway ===
@@ -101,7 +101,7 @@ impl Gateway {
             drain,
             shards,
             exporter,
-            max_request_bytes: config.receive.max_request_bytes,
+            limits: (&config.receive).into(),
         })
     }
 
@@ -133,7 +133,7 @@ impl Gateway {
         this.ready.set(true);
         self.ready.set(true);
         let served = listeners
-            .serve(self.buffer.clone(), self.max_request_bytes, shutdown)
+            .serve(self.buffer.clone(), self.limits, shutdown)
             .await;
         this.ready.set(false);
         self.ready.set(false);

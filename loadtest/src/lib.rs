@@ -11,7 +11,9 @@
 //! * [`sink`]: the verifying backend.
 //! * [`report`]: the joined report and its checks.
 //! * [`demo`]: the local cluster.
+//! * [`bench`]: components as their own processes, measured by their own CPU accounting.
 
+pub mod bench;
 pub mod demo;
 pub mod drive;
 pub mod generate;

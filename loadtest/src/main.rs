@@ -33,6 +33,41 @@ enum Command {
     Run(RunArgs),
     /// Receive OTLP like a backend and report what arrived (complete, split, duplicate).
     Sink(SinkArgs),
+    /// Benchmark a component as its own process (see docs/benchmarks.md).
+    Bench {
+        #[command(subcommand)]
+        what: BenchCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum BenchCommand {
+    /// The router in front of three counting sinks, with and without gzip: CPU seconds per
+    /// million spans (from the router's own accounting), spans/s, peak RSS, refused spans.
+    Router(RouterBenchArgs),
+}
+
+#[derive(Debug, ClapArgs)]
+struct RouterBenchArgs {
+    /// The tailgate-router binary (default: next to this one; build it with
+    /// `cargo build --release -p tailgate-router`).
+    #[arg(long)]
+    router_bin: Option<PathBuf>,
+    /// How long to drive each variant.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    duration: Duration,
+    /// Spans per request.
+    #[arg(long, default_value_t = 512)]
+    spans_per_request: usize,
+    /// Requests in flight.
+    #[arg(long, default_value_t = 8)]
+    concurrency: usize,
+    /// Client connections.
+    #[arg(long, default_value_t = 4)]
+    connections: usize,
+    /// Write the results as JSON to this file.
+    #[arg(long, value_name = "FILE")]
+    report: Option<PathBuf>,
 }
 
 #[derive(Debug, ClapArgs)]
@@ -216,6 +251,49 @@ async fn run(command: Command) -> anyhow::Result<bool> {
                 writeln!(out, "last error: {e}")?;
             }
             Ok(r.spans_refused == 0 && r.spans_rejected == 0)
+        }
+        Command::Bench {
+            what: BenchCommand::Router(a),
+        } => {
+            let cfg = tailgate_loadtest::bench::RouterBench {
+                router_bin: a
+                    .router_bin
+                    .unwrap_or_else(|| tailgate_loadtest::bench::sibling_binary("tailgate-router")),
+                duration: a.duration,
+                spans_per_request: a.spans_per_request,
+                concurrency: a.concurrency,
+                connections: a.connections,
+            };
+            let results = tailgate_loadtest::bench::bench_router(&cfg).await?;
+            let mut out = std::io::stdout().lock();
+            writeln!(
+                out,
+                "{:<12} {:>12} {:>12} {:>14} {:>12} {:>10} {:>8}",
+                "compression",
+                "spans/s",
+                "CPU-s/Mspan",
+                "peak RSS MiB",
+                "B/span",
+                "refused",
+                "counted"
+            )?;
+            for r in &results {
+                writeln!(
+                    out,
+                    "{:<12} {:>12.0} {:>12.3} {:>14.1} {:>12.0} {:>10} {:>8}",
+                    r.compression,
+                    r.spans_per_sec,
+                    r.cpu_seconds_per_million_spans,
+                    r.peak_rss_bytes as f64 / (1 << 20) as f64,
+                    r.bytes_per_span,
+                    r.refused_spans,
+                    r.all_spans_counted
+                )?;
+            }
+            if let Some(path) = a.report {
+                std::fs::write(&path, serde_json::to_string_pretty(&results)?)?;
+            }
+            Ok(results.iter().all(|r| r.all_spans_counted))
         }
         Command::Sink(a) => {
             let sink = Arc::new(Sink::default());

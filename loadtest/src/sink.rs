@@ -193,13 +193,17 @@ impl Sink {
                 }
             },
         );
+        let limits = tailgate_core::receive::Limits {
+            max_request_bytes: 64 << 20,
+            ..tailgate_core::receive::Limits::from(&tailgate_core::receive::ReceiveConfig::default())
+        };
         let http = async {
             match http {
                 Some(l) => {
                     tailgate_core::receive::http::serve(
                         l,
                         self.clone(),
-                        64 << 20,
+                        limits,
                         shutdown.cancelled_owned(),
                     )
                     .await

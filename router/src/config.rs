@@ -73,10 +73,13 @@ pub struct ForwardConfig {
     /// Bytes queued in the whole router before requests are refused. Default 256 MiB.
     #[serde(default = "default_max_queued_bytes")]
     pub max_queued_bytes: usize,
-    /// Largest request sent to a gateway after coalescing. Default 4 MiB.
+    /// Largest request sent to a gateway after coalescing. Requests of a few hundred KB
+    /// with several in flight are the cheapest to move (see docs/benchmarks.md). Default
+    /// 512 KiB.
     #[serde(default = "default_max_request_bytes")]
     pub max_request_bytes: usize,
-    /// Below this many queued bytes, wait `coalesce_delay` for more. Default 256 KiB.
+    /// Parts smaller than this are concatenated with others (and wait up to
+    /// `coalesce_delay` for them); larger ones are sent as they are. Default 128 KiB.
     #[serde(default = "default_coalesce_bytes")]
     pub coalesce_bytes: usize,
     /// Longest a small part waits for company. Default 5ms.
@@ -114,10 +117,10 @@ fn default_max_queued_bytes() -> usize {
     256 << 20
 }
 fn default_max_request_bytes() -> usize {
-    4 << 20
+    512 << 10
 }
 fn default_coalesce_bytes() -> usize {
-    256 << 10
+    128 << 10
 }
 fn default_coalesce_delay() -> Duration {
     Duration::from_millis(5)

@@ -164,12 +164,14 @@ impl Forwarder {
         self.notify.notify_one();
     }
 
-    /// Pops parts up to `max_bytes` (at least one), concatenated.
-    fn pop_batch(&self, max_bytes: usize) -> Option<(Bytes, u64, usize)> {
+    /// Pops parts up to `max_bytes` (at least one), concatenated. A part of `min_bytes` or
+    /// more goes alone, without the copy that concatenation costs.
+    fn pop_batch(&self, max_bytes: usize, min_bytes: usize) -> Option<(Bytes, u64, usize)> {
         let mut q = self.queue.lock().ok()?;
         let first = q.pop_front()?;
-        if q.front()
-            .is_none_or(|next| first.body.len() + next.body.len() > max_bytes)
+        if first.body.len() >= min_bytes
+            || q.front()
+                .is_none_or(|next| first.body.len() + next.body.len() > max_bytes)
         {
             let n = first.body.len();
             return Some((first.body, first.spans, n));
@@ -225,7 +227,9 @@ impl Forwarder {
             let Ok(permit) = in_flight.clone().acquire_owned().await else {
                 break;
             };
-            let Some((body, spans, bytes)) = self.pop_batch(cfg.max_request_bytes) else {
+            let Some((body, spans, bytes)) =
+                self.pop_batch(cfg.max_request_bytes, cfg.coalesce_bytes)
+            else {
                 continue;
             };
             self.release(bytes);

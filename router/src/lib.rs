@@ -75,7 +75,7 @@ pub async fn run(
     }
     router.readiness().set(true);
     let result = listeners
-        .serve(router.clone(), config.receive.max_request_bytes, shutdown)
+        .serve(router.clone(), (&config.receive).into(), shutdown)
         .await;
     router.readiness().set(false);
     router.drain(drain_deadline).await;

@@ -119,12 +119,13 @@ pub fn encode_response(accepted: &Accepted) -> Bytes {
 pub async fn serve<S: SpanSink>(
     listener: TcpListener,
     sink: Arc<S>,
-    max_request_bytes: usize,
+    limits: super::Limits,
     shutdown: impl Future<Output = ()> + Send,
 ) -> std::io::Result<()> {
-    let service = TraceService::new(sink, max_request_bytes);
-    super::serve_connections(
+    let service = TraceService::new(sink, limits.max_request_bytes);
+    super::serve_connections_with(
         listener,
+        limits,
         shutdown,
         move |req: http::Request<hyper::body::Incoming>| {
             let mut service = service.clone();

@@ -32,12 +32,12 @@ enum Format {
 pub async fn serve<S: SpanSink>(
     listener: TcpListener,
     sink: Arc<S>,
-    max_request_bytes: usize,
+    limits: super::Limits,
     shutdown: impl Future<Output = ()> + Send,
 ) -> std::io::Result<()> {
-    super::serve_connections(listener, shutdown, move |req| {
+    super::serve_connections_with(listener, limits, shutdown, move |req| {
         let sink = sink.clone();
-        async move { handle(&*sink, req, max_request_bytes).await }
+        async move { handle(&*sink, req, limits).await }
     })
     .await
 }
@@ -45,7 +45,7 @@ pub async fn serve<S: SpanSink>(
 async fn handle<S: SpanSink>(
     sink: &S,
     req: Request<Incoming>,
-    max_request_bytes: usize,
+    limits: super::Limits,
 ) -> Response<Full<Bytes>> {
     if req.uri().path() != TRACES_PATH {
         return plain(StatusCode::NOT_FOUND, "only /v1/traces is served");
@@ -57,7 +57,7 @@ async fn handle<S: SpanSink>(
         Ok(f) => f,
         Err(resp) => return *resp,
     };
-    match receive(sink, req, format, max_request_bytes).await {
+    match receive(sink, req, format, limits).await {
         Ok(accepted) => ok_response(format, &accepted),
         Err(refusal) => refusal_response(format, &refusal),
     }
@@ -67,8 +67,9 @@ async fn receive<S: SpanSink>(
     sink: &S,
     req: Request<Incoming>,
     format: Format,
-    max: usize,
+    limits: super::Limits,
 ) -> Result<Accepted, Refusal> {
+    let max = limits.max_request_bytes;
     let gzip = match req.headers().get(header::CONTENT_ENCODING) {
         None => false,
         Some(v) => match v.to_str().map(str::trim) {
@@ -81,9 +82,15 @@ async fn receive<S: SpanSink>(
             }
         },
     };
-    let body = Limited::new(req.into_body(), max)
-        .collect()
+    let collect = Limited::new(req.into_body(), max).collect();
+    let body = tokio::time::timeout(limits.request_timeout, collect)
         .await
+        .map_err(|_| {
+            Refusal::Timeout(format!(
+                "request body not received within {:?}",
+                limits.request_timeout
+            ))
+        })?
         .map_err(|e| {
             if e.is::<http_body_util::LengthLimitError>() {
                 Refusal::TooLarge(format!("request body exceeds the limit of {max} bytes"))

@@ -17,7 +17,7 @@ use serde::Deserialize;
 
 pub use status::Refusal;
 
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 
 /// The stage a receiver hands request bodies to (the router's splitter, the gateway's
@@ -50,6 +50,41 @@ pub struct ReceiveConfig {
     /// Largest accepted request, after decompression, in bytes. Default 16 MiB.
     #[serde(default = "default_max_request_bytes")]
     pub max_request_bytes: usize,
+    /// Open connections per receiver; past it new connections wait. Default 4096.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+    /// Longest a client may take to send a request's headers and body. Default 30s.
+    #[serde(default = "default_request_timeout", with = "humantime_serde")]
+    pub request_timeout: Duration,
+}
+
+/// Connection-level limits shared by the receivers.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Largest request after decompression.
+    pub max_request_bytes: usize,
+    /// Open connections.
+    pub max_connections: usize,
+    /// Time to receive a request.
+    pub request_timeout: Duration,
+}
+
+impl From<&ReceiveConfig> for Limits {
+    fn from(c: &ReceiveConfig) -> Self {
+        Limits {
+            max_request_bytes: c.max_request_bytes,
+            max_connections: c.max_connections,
+            request_timeout: c.request_timeout,
+        }
+    }
+}
+
+fn default_max_connections() -> usize {
+    4096
+}
+
+fn default_request_timeout() -> Duration {
+    Duration::from_secs(30)
 }
 
 /// Suggested client back-off when a receiver refuses for overload.
@@ -73,6 +108,8 @@ impl Default for ReceiveConfig {
             grpc: default_grpc(),
             http: default_http(),
             max_request_bytes: default_max_request_bytes(),
+            max_connections: default_max_connections(),
+            request_timeout: default_request_timeout(),
         }
     }
 }
@@ -91,15 +128,50 @@ where
     B: http_body::Body<Data = Bytes> + Send + 'static,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
+    let limits = Limits::from(&ReceiveConfig::default());
+    serve_connections_with(listener, limits, shutdown, handler).await
+}
+
+/// [`serve_connections`] with explicit limits: at most `max_connections` open connections
+/// (further ones wait in the accept backlog), HTTP/1 headers within `request_timeout`, and
+/// HTTP/2 keep-alive pings so dead peers do not hold connections.
+pub async fn serve_connections_with<F, Fut, B>(
+    listener: TcpListener,
+    limits: Limits,
+    shutdown: impl Future<Output = ()> + Send,
+    handler: F,
+) -> std::io::Result<()>
+where
+    F: Fn(::http::Request<hyper::body::Incoming>) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = ::http::Response<B>> + Send + 'static,
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
     builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.request_timeout);
+    builder
         .http2()
+        .timer(TokioTimer::new())
         .initial_stream_window_size(grpc::STREAM_WINDOW)
         .initial_connection_window_size(grpc::CONNECTION_WINDOW)
-        .max_concurrent_streams(256);
+        .max_concurrent_streams(256)
+        .keep_alive_interval(Some(Duration::from_secs(30)))
+        .keep_alive_timeout(Duration::from_secs(20));
+    let connections =
+        std::sync::Arc::new(tokio::sync::Semaphore::new(limits.max_connections.max(1)));
     tokio::pin!(shutdown);
     loop {
+        let permit = tokio::select! {
+            p = connections.clone().acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => break,
+            },
+            () = &mut shutdown => break,
+        };
         let stream = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => stream,
@@ -125,6 +197,7 @@ where
             .into_owned();
         let conn = graceful.watch(conn);
         tokio::spawn(async move {
+            let _permit = permit;
             if let Err(error) = conn.await {
                 tracing::debug!(%error, "Connection ended with an error.");
             }
@@ -193,25 +266,21 @@ impl Listeners {
     pub async fn serve<S: SpanSink>(
         self,
         sink: std::sync::Arc<S>,
-        max_request_bytes: usize,
+        limits: Limits,
         shutdown: tokio_util::sync::CancellationToken,
     ) -> std::io::Result<()> {
         let grpc = {
             let (sink, token) = (sink.clone(), shutdown.clone());
             async move {
                 match self.grpc {
-                    Some(l) => {
-                        grpc::serve(l, sink, max_request_bytes, token.cancelled_owned()).await
-                    }
+                    Some(l) => grpc::serve(l, sink, limits, token.cancelled_owned()).await,
                     None => Ok(()),
                 }
             }
         };
         let http = async move {
             match self.http {
-                Some(l) => {
-                    http::serve(l, sink, max_request_bytes, shutdown.cancelled_owned()).await
-                }
+                Some(l) => http::serve(l, sink, limits, shutdown.cancelled_owned()).await,
                 None => Ok(()),
             }
         };

@@ -19,6 +19,9 @@ pub enum Refusal {
     /// The request is larger than the configured limit.
     #[error("{0}")]
     TooLarge(String),
+    /// The client did not send the request in time.
+    #[error("{0}")]
+    Timeout(String),
     /// The stage is over a limit; retry after the given delay.
     #[error("{message}")]
     Overloaded {
@@ -45,6 +48,7 @@ impl Refusal {
         match self {
             Refusal::Invalid(m) => tonic::Status::invalid_argument(m.clone()),
             Refusal::TooLarge(m) => tonic::Status::resource_exhausted(m.clone()),
+            Refusal::Timeout(m) => tonic::Status::deadline_exceeded(m.clone()),
             Refusal::Overloaded {
                 message,
                 retry_after,
@@ -61,6 +65,7 @@ impl Refusal {
         match self {
             Refusal::Invalid(_) => http::StatusCode::BAD_REQUEST,
             Refusal::TooLarge(_) => http::StatusCode::PAYLOAD_TOO_LARGE,
+            Refusal::Timeout(_) => http::StatusCode::REQUEST_TIMEOUT,
             Refusal::Overloaded { .. } => http::StatusCode::TOO_MANY_REQUESTS,
             Refusal::Unavailable { .. } => http::StatusCode::SERVICE_UNAVAILABLE,
         }

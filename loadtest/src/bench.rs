@@ -1,0 +1,307 @@
+//! `bench router`: the router as its own process in front of three counting sinks, driven
+//! with 512-span requests; the router's CPU time per million spans comes from its own
+//! accounting (`/proc/<pid>/stat`), so the load generator's and the sinks' work does not
+//! count. Every span sent must be counted at the sinks.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use anyhow::{bail, Context};
+use bytes::Bytes;
+use prost::Message;
+use serde::Serialize;
+use tailgate_core::forward::Compression;
+use tailgate_core::receive::{Accepted, Listeners, Refusal, SpanSink};
+use tailgate_core::wire::{RawCodec, Scan, TRACE_EXPORT_PATH};
+use tokio::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
+
+use crate::drive::build_request;
+use crate::generate::{GenConfig, Generator};
+
+/// A sink that only counts the spans it receives (by scanning, not decoding).
+#[derive(Debug, Default)]
+pub struct CountingSink {
+    spans: AtomicU64,
+}
+
+impl CountingSink {
+    /// Spans received.
+    pub fn spans(&self) -> u64 {
+        self.spans.load(Ordering::Relaxed)
+    }
+}
+
+impl SpanSink for CountingSink {
+    async fn export(&self, body: Bytes) -> Result<Accepted, Refusal> {
+        let mut scan = Scan::default();
+        scan.scan(&body)
+            .map_err(|e| Refusal::Invalid(e.to_string()))?;
+        self.spans
+            .fetch_add(scan.spans.len() as u64, Ordering::Relaxed);
+        Ok(Accepted::default())
+    }
+}
+
+/// Settings of a router benchmark.
+#[derive(Debug, Clone)]
+pub struct RouterBench {
+    /// The `tailgate-router` binary.
+    pub router_bin: PathBuf,
+    /// How long to drive each variant.
+    pub duration: Duration,
+    /// Spans per request.
+    pub spans_per_request: usize,
+    /// Requests in flight.
+    pub concurrency: usize,
+    /// Client connections.
+    pub connections: usize,
+}
+
+/// One variant's result.
+#[derive(Debug, Clone, Serialize)]
+pub struct RouterBenchResult {
+    /// `none` or `gzip` (both on the way in and out).
+    pub compression: String,
+    /// Spans the router accepted.
+    pub spans_sent: u64,
+    /// Spans the sinks counted.
+    pub spans_at_sinks: u64,
+    /// Spans refused by the router.
+    pub refused_spans: u64,
+    /// Accepted spans per wall-clock second.
+    pub spans_per_sec: f64,
+    /// Router CPU seconds (user + system).
+    pub router_cpu_seconds: f64,
+    /// Router CPU seconds per million spans.
+    pub cpu_seconds_per_million_spans: f64,
+    /// Router peak resident set size.
+    pub peak_rss_bytes: u64,
+    /// Mean encoded bytes per span in the requests.
+    pub bytes_per_span: f64,
+    /// Every accepted span reached a sink.
+    pub all_spans_counted: bool,
+}
+
+/// Runs both variants (no compression, gzip).
+pub async fn bench_router(cfg: &RouterBench) -> anyhow::Result<Vec<RouterBenchResult>> {
+    let mut out = Vec::new();
+    for compression in [Compression::None, Compression::Gzip] {
+        out.push(run_variant(cfg, compression).await?);
+    }
+    Ok(out)
+}
+
+async fn run_variant(
+    cfg: &RouterBench,
+    compression: Compression,
+) -> anyhow::Result<RouterBenchResult> {
+    let stop = CancellationToken::new();
+    // Three counting sinks on their own addresses, as gateway pods.
+    let mut sinks = Vec::new();
+    let mut addrs = Vec::new();
+    for i in 0..3u8 {
+        let receive = tailgate_core::receive::ReceiveConfig {
+            grpc: Some(SocketAddr::from(([127, 0, 1, 2 + i], 0))),
+            http: None,
+            max_request_bytes: 64 << 20,
+            ..Default::default()
+        };
+        let listeners = Listeners::bind(&receive).await?;
+        addrs.push(listeners.grpc_addr().context("sink address")?);
+        let sink = Arc::new(CountingSink::default());
+        tokio::spawn(listeners.serve(sink.clone(), (&receive).into(), stop.clone()));
+        sinks.push(sink);
+    }
+    // The router process.
+    let port = free_port().await?;
+    let router_addr = SocketAddr::from(([127, 0, 1, 1], port));
+    let config_path =
+        std::env::temp_dir().join(format!("tailgate-bench-router-{}.yaml", std::process::id()));
+    let comp = match compression {
+        Compression::None => "none",
+        Compression::Gzip => "gzip",
+        Compression::Zstd => "zstd",
+    };
+    let members: Vec<String> = addrs.iter().map(|a| format!("\"{a}\"")).collect();
+    std::fs::write(
+        &config_path,
+        format!(
+            "receive: {{ grpc: \"{router_addr}\", http: null }}\nmembers: {{ static: [{}] }}\nforward: {{ compression: {comp} }}\nadmin: null\n",
+            members.join(", ")
+        ),
+    )?;
+    let mut child = tokio::process::Command::new(&cfg.router_bin)
+        .arg("--config")
+        .arg(&config_path)
+        .env("RUST_LOG", "warn")
+        .kill_on_drop(true)
+        .spawn()
+        .with_context(|| format!("starting {}", cfg.router_bin.display()))?;
+    let pid = child.id().context("router pid")?;
+    wait_for_port(router_addr, Duration::from_secs(10)).await?;
+
+    // Requests: 512-span requests of the load test's traces, encoded once.
+    let mut gen = Generator::new(GenConfig {
+        spans_per_trace: 8,
+        seed: 42,
+        ..GenConfig::default()
+    });
+    let mut bodies = Vec::new();
+    let mut bytes = 0usize;
+    let mut spans_in = Vec::new();
+    for _ in 0..32 {
+        let mut spans = Vec::new();
+        while spans.len() < cfg.spans_per_request {
+            let t = gen.next_trace(1_700_000_000_000_000_000);
+            spans.extend(t.chunks.into_iter().flatten());
+        }
+        spans.truncate(cfg.spans_per_request);
+        let body = Bytes::from(build_request(spans).encode_to_vec());
+        bytes += body.len();
+        spans_in.push(cfg.spans_per_request as u64);
+        bodies.push(body);
+    }
+    let bytes_per_span = bytes as f64 / (32 * cfg.spans_per_request) as f64;
+
+    let mut channels = Vec::new();
+    for _ in 0..cfg.connections.max(1) {
+        let ch = tonic::transport::Endpoint::from_shared(format!("http://{router_addr}"))?
+            .initial_stream_window_size(Some(2 << 20))
+            .initial_connection_window_size(Some(8 << 20))
+            .tcp_nodelay(true)
+            .connect()
+            .await?;
+        channels.push(ch);
+    }
+    let sent = Arc::new(AtomicU64::new(0));
+    let refused = Arc::new(AtomicU64::new(0));
+    let cpu_before = cpu_seconds(pid)?;
+    let start = Instant::now();
+    let end = start + cfg.duration;
+    let mut tasks = Vec::new();
+    for w in 0..cfg.concurrency.max(1) {
+        let mut grpc = tonic::client::Grpc::new(channels[w % channels.len()].clone());
+        if compression == Compression::Gzip {
+            grpc = grpc.send_compressed(tonic::codec::CompressionEncoding::Gzip);
+        }
+        let (bodies, sent, refused) = (bodies.clone(), sent.clone(), refused.clone());
+        let n = cfg.spans_per_request as u64;
+        tasks.push(tokio::spawn(async move {
+            let mut i = w;
+            while Instant::now() < end {
+                if grpc.ready().await.is_err() {
+                    break;
+                }
+                let req = tonic::Request::new(bodies[i % bodies.len()].clone());
+                let path = http::uri::PathAndQuery::from_static(TRACE_EXPORT_PATH);
+                match grpc.unary(req, path, RawCodec).await {
+                    Ok(_) => {
+                        sent.fetch_add(n, Ordering::Relaxed);
+                    }
+                    Err(_) => {
+                        refused.fetch_add(n, Ordering::Relaxed);
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                    }
+                }
+                i += 1;
+            }
+        }));
+    }
+    for t in tasks {
+        t.await?;
+    }
+    let wall = start.elapsed().as_secs_f64();
+    let sent = sent.load(Ordering::Relaxed);
+    // Let the router's queues drain into the sinks.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while sinks.iter().map(|s| s.spans()).sum::<u64>() < sent && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let cpu = cpu_seconds(pid)? - cpu_before;
+    let peak_rss_bytes = peak_rss(pid)?;
+    let at_sinks: u64 = sinks.iter().map(|s| s.spans()).sum();
+    // SIGTERM: the router drains and exits.
+    let _status = tokio::process::Command::new("kill")
+        .arg("-TERM")
+        .arg(pid.to_string())
+        .status()
+        .await;
+    let _exited = tokio::time::timeout(Duration::from_secs(10), child.wait()).await;
+    stop.cancel();
+    let _removed = std::fs::remove_file(&config_path);
+    Ok(RouterBenchResult {
+        compression: comp.into(),
+        spans_sent: sent,
+        spans_at_sinks: at_sinks,
+        refused_spans: refused.load(Ordering::Relaxed),
+        spans_per_sec: sent as f64 / wall,
+        router_cpu_seconds: cpu,
+        cpu_seconds_per_million_spans: cpu / (sent.max(1) as f64 / 1e6),
+        peak_rss_bytes,
+        bytes_per_span,
+        all_spans_counted: at_sinks == sent,
+    })
+}
+
+async fn free_port() -> anyhow::Result<u16> {
+    let l = tokio::net::TcpListener::bind("127.0.1.1:0").await?;
+    Ok(l.local_addr()?.port())
+}
+
+async fn wait_for_port(addr: SocketAddr, within: Duration) -> anyhow::Result<()> {
+    let deadline = Instant::now() + within;
+    while tokio::net::TcpStream::connect(addr).await.is_err() {
+        if Instant::now() > deadline {
+            bail!("the router did not listen on {addr} within {within:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Ok(())
+}
+
+/// User + system CPU seconds of a process, all threads included, from `/proc/<pid>/stat`.
+pub fn cpu_seconds(pid: u32) -> anyhow::Result<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // Fields after the command name (which may contain spaces) start after the last ')'.
+    let rest = stat
+        .rsplit_once(')')
+        .map(|(_, r)| r)
+        .context("malformed /proc stat")?;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of the whole line, 12 and 13 after ')'.
+    let utime: f64 = fields.get(11).context("utime")?.parse()?;
+    let stime: f64 = fields.get(12).context("stime")?.parse()?;
+    Ok((utime + stime) / clock_ticks())
+}
+
+/// Peak resident set size of a process (`VmHWM`).
+pub fn peak_rss(pid: u32) -> anyhow::Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let line = status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .context("VmHWM")?;
+    let kb: u64 = line
+        .split_whitespace()
+        .nth(1)
+        .context("VmHWM value")?
+        .parse()?;
+    Ok(kb * 1024)
+}
+
+/// Clock ticks per second for `/proc` times: 100 on every Linux platform Tailgate targets
+/// (x86_64 and aarch64 kernels fix USER_HZ at 100).
+fn clock_ticks() -> f64 {
+    100.0
+}
+
+/// The router binary next to this one, as `cargo build` lays them out.
+pub fn sibling_binary(name: &str) -> PathBuf {
+    std::env::current_exe()
+        .ok()
+        .and_then(|p| p.parent().map(Path::to_path_buf))
+        .map_or_else(|| PathBuf::from(name), |d| d.join(name))
+}
