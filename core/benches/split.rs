@@ -111,6 +111,23 @@ fn bench(c: &mut Criterion) {
             &body,
             |b, body| b.iter(|| wire_split(body, &ring, &mut scan, &mut reframer, &mut out)),
         );
+        group.bench_with_input(BenchmarkId::new("scan_only", &label), &body, |b, body| {
+            b.iter(|| {
+                scan.scan(body).expect("valid request");
+                scan.spans.len()
+            })
+        });
+        group.bench_with_input(
+            BenchmarkId::new("scan_and_ring", &label),
+            &body,
+            |b, body| {
+                b.iter(|| {
+                    scan.scan(body).expect("valid request");
+                    let owners = scan.spans.iter().map(|s| ring.owner_index(&s.trace_id));
+                    owners.map(|o| o.unwrap_or(0)).sum::<usize>()
+                })
+            },
+        );
         group.bench_with_input(
             BenchmarkId::new("prost_decode_encode", &label),
             &body,

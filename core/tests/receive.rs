@@ -267,3 +267,43 @@ async fn http_bad_input_gets_specific_errors() {
     );
     assert!(s.sink.bodies.lock().unwrap().is_empty());
 }
+
+/// Scenario: a gzip-compressed gRPC request of a few KB that inflates past the 1 MiB limit.
+/// Guarantees: it is refused with RESOURCE_EXHAUSTED before reaching the sink, and the
+/// receiver keeps serving.
+#[tokio::test]
+async fn grpc_compression_bomb_is_refused() {
+    let s = start().await;
+    let channel = tonic::transport::Endpoint::from_shared(s.grpc.clone())
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut raw =
+        tonic::client::Grpc::new(channel).send_compressed(tonic::codec::CompressionEncoding::Gzip);
+    raw.ready().await.unwrap();
+    let path = http::uri::PathAndQuery::from_static(tailgate_core::wire::TRACE_EXPORT_PATH);
+    // 4 MiB of zeroes: an unknown field 100 (length-delimited) of zero bytes, valid OTLP.
+    let mut bomb = vec![0xa2, 0x06, 0x80, 0x80, 0x80, 0x02];
+    bomb.resize(bomb.len() + (4 << 20), 0);
+    let err = raw
+        .unary(
+            tonic::Request::new(Bytes::from(bomb)),
+            path.clone(),
+            tailgate_core::wire::RawCodec,
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::ResourceExhausted, "{err:?}");
+    assert!(s.sink.bodies.lock().unwrap().is_empty());
+    raw.ready().await.unwrap();
+    let ok = FakeOtlp::traces(1).spans(1).build().encode_to_vec();
+    raw.unary(
+        tonic::Request::new(Bytes::from(ok)),
+        path,
+        tailgate_core::wire::RawCodec,
+    )
+    .await
+    .unwrap();
+    assert_eq!(s.sink.bodies.lock().unwrap().len(), 1);
+}

@@ -306,6 +306,12 @@ fn scan_span(body: &[u8], range: Range<usize>) -> Result<Result<SpanEntry, SpanD
     let mut trace_id_len = 0;
     let mut r = Reader::new(body, range.start, range.end);
     while let Some((field, wt, at)) = r.tag(WHAT)? {
+        // Attributes are most of a span's fields: skip them on a predictable branch before
+        // the jump table.
+        if field == 9 && wt == WT_LEN {
+            r.len_delimited("attributes")?;
+            continue;
+        }
         match (field, wt) {
             (1, WT_LEN) => {
                 let v = r.len_delimited("trace_id")?;
@@ -378,25 +384,47 @@ fn bad_wire(what: &'static str, field: u32, wire_type: u8, at: usize) -> ScanErr
     }
 }
 
-/// A cursor over `buf[pos..end]`, checking every bound.
+/// A cursor over `buf[pos..]`, where `buf` ends where the message being read ends, so
+/// every bound check is the slice's own.
 struct Reader<'a> {
     buf: &'a [u8],
     pos: usize,
-    end: usize,
 }
 
 // === impl Reader ===
 
 impl<'a> Reader<'a> {
+    #[inline]
     fn new(buf: &'a [u8], pos: usize, end: usize) -> Self {
-        Reader { buf, pos, end }
+        Reader {
+            buf: &buf[..end],
+            pos,
+        }
     }
 
+    #[inline]
+    fn remaining(&self) -> usize {
+        self.buf.len() - self.pos
+    }
+
+    /// Reads a varint. Tags and lengths are almost always one byte; that path is inlined.
+    #[inline(always)]
     fn varint(&mut self, what: &'static str) -> Result<u64, ScanError> {
+        match self.buf.get(self.pos) {
+            Some(&b) if b < 0x80 => {
+                self.pos += 1;
+                Ok(u64::from(b))
+            }
+            _ => self.varint_slow(what),
+        }
+    }
+
+    #[inline(never)]
+    fn varint_slow(&mut self, what: &'static str) -> Result<u64, ScanError> {
         let start = self.pos;
         let mut value = 0u64;
         for i in 0..10 {
-            let Some(&b) = self.buf.get(self.pos).filter(|_| self.pos < self.end) else {
+            let Some(&b) = self.buf.get(self.pos) else {
                 return Err(ScanError::Truncated { what, at: start });
             };
             self.pos += 1;
@@ -409,8 +437,9 @@ impl<'a> Reader<'a> {
     }
 
     /// Next tag, or `None` at the end. Returns field number, wire type and the tag's offset.
+    #[inline(always)]
     fn tag(&mut self, what: &'static str) -> Result<Option<(u32, u8, usize)>, ScanError> {
-        if self.pos >= self.end {
+        if self.pos >= self.buf.len() {
             return Ok(None);
         }
         let at = self.pos;
@@ -422,11 +451,11 @@ impl<'a> Reader<'a> {
         Ok(Some((field, (key & 7) as u8, at)))
     }
 
+    #[inline(always)]
     fn len_delimited(&mut self, what: &'static str) -> Result<Range<usize>, ScanError> {
         let at = self.pos;
         let len = self.varint(what)?;
-        let remaining = (self.end - self.pos) as u64;
-        if len > remaining {
+        if len > self.remaining() as u64 {
             return Err(ScanError::Truncated { what, at });
         }
         let start = self.pos;
@@ -434,29 +463,31 @@ impl<'a> Reader<'a> {
         Ok(start..self.pos)
     }
 
+    #[inline]
     fn fixed64(&mut self, what: &'static str) -> Result<u64, ScanError> {
-        if self.end - self.pos < 8 {
+        let Some(bytes) = self.buf.get(self.pos..self.pos + 8) else {
             return Err(ScanError::Truncated { what, at: self.pos });
-        }
+        };
         let mut b = [0u8; 8];
-        b.copy_from_slice(&self.buf[self.pos..self.pos + 8]);
+        b.copy_from_slice(bytes);
         self.pos += 8;
         Ok(u64::from_le_bytes(b))
     }
 
+    #[inline(always)]
     fn skip(&mut self, field: u32, wt: u8, at: usize, what: &'static str) -> Result<(), ScanError> {
         match wt {
+            WT_LEN => {
+                self.len_delimited(what)?;
+            }
             WT_VARINT => {
                 self.varint(what)?;
             }
             WT_I64 => {
                 self.fixed64(what)?;
             }
-            WT_LEN => {
-                self.len_delimited(what)?;
-            }
             WT_I32 => {
-                if self.end - self.pos < 4 {
+                if self.remaining() < 4 {
                     return Err(ScanError::Truncated { what, at: self.pos });
                 }
                 self.pos += 4;
