@@ -79,7 +79,8 @@ pub struct ForwardConfig {
     #[serde(default = "default_max_request_bytes")]
     pub max_request_bytes: usize,
     /// Parts smaller than this are concatenated with others (and wait up to
-    /// `coalesce_delay` for them); larger ones are sent as they are. Default 128 KiB.
+    /// `coalesce_delay` for them); larger ones are sent as they are, saving a copy. Default
+    /// 128 KiB (fewer, larger requests measured cheaper than one copy less).
     #[serde(default = "default_coalesce_bytes")]
     pub coalesce_bytes: usize,
     /// Longest a small part waits for company. Default 5ms.
