@@ -355,8 +355,19 @@ pub fn split(ring: &Ring, body: &[u8], scan: &Scan) -> Vec<(usize, u64, Bytes)> 
 impl SpanSink for Router {
     async fn export(&self, body: Bytes) -> Result<Accepted, Refusal> {
         self.stats.requests.add(1);
-        let mut scan = Scan::default();
-        if let Err(e) = scan.scan(&body) {
+        // The scan's buffers are reused per worker thread: nothing below awaits.
+        SCAN.with_borrow_mut(|scan| self.admit(&body, scan))
+    }
+}
+
+thread_local! {
+    static SCAN: std::cell::RefCell<Scan> = std::cell::RefCell::new(Scan::default());
+}
+
+impl Router {
+    /// Scans, splits and admits one request; synchronous, so it can borrow a reused scan.
+    fn admit(&self, body: &Bytes, scan: &mut Scan) -> Result<Accepted, Refusal> {
+        if let Err(e) = scan.scan(body) {
             self.stats.malformed_requests.add(1);
             return Err(Refusal::Invalid(format!(
                 "malformed ExportTraceServiceRequest: {e}"
@@ -385,7 +396,7 @@ impl SpanSink for Router {
                 retry_after: DEFAULT_RETRY_AFTER,
             });
         }
-        let parts = split(&state.ring, &body, &scan);
+        let parts = split(&state.ring, body, scan);
         let mut admission = Admission::new(self.cfg.max_queued_bytes);
         for (owner, _, part) in &parts {
             if !admission.reserve(&state.forwarders[*owner], part.len()) {
