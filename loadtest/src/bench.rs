@@ -58,6 +58,8 @@ pub struct RouterBench {
     pub concurrency: usize,
     /// Client connections.
     pub connections: usize,
+    /// Pin the router to this CPU (with `taskset`) and give it one worker thread.
+    pub pin_cpu: Option<usize>,
 }
 
 /// One variant's result.
@@ -133,7 +135,19 @@ async fn run_variant(
             members.join(", ")
         ),
     )?;
-    let mut child = tokio::process::Command::new(&cfg.router_bin)
+    let mut command = match cfg.pin_cpu {
+        Some(cpu) => {
+            let mut c = tokio::process::Command::new("taskset");
+            c.arg("-c")
+                .arg(cpu.to_string())
+                .arg(&cfg.router_bin)
+                .arg("--threads")
+                .arg("1");
+            c
+        }
+        None => tokio::process::Command::new(&cfg.router_bin),
+    };
+    let mut child = command
         .arg("--config")
         .arg(&config_path)
         .env("RUST_LOG", "warn")

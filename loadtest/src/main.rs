@@ -65,6 +65,10 @@ struct RouterBenchArgs {
     /// Client connections.
     #[arg(long, default_value_t = 4)]
     connections: usize,
+    /// Pin the router to this CPU with taskset and run it with one worker thread, as the
+    /// reference figures in the design notes were taken.
+    #[arg(long)]
+    pin_cpu: Option<usize>,
     /// Write the results as JSON to this file.
     #[arg(long, value_name = "FILE")]
     report: Option<PathBuf>,
@@ -263,6 +267,7 @@ async fn run(command: Command) -> anyhow::Result<bool> {
                 spans_per_request: a.spans_per_request,
                 concurrency: a.concurrency,
                 connections: a.connections,
+                pin_cpu: a.pin_cpu,
             };
             let results = tailgate_loadtest::bench::bench_router(&cfg).await?;
             let mut out = std::io::stdout().lock();

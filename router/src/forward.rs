@@ -176,14 +176,20 @@ impl Forwarder {
             let n = first.body.len();
             return Some((first.body, first.spans, n));
         }
-        let mut out = BytesMut::with_capacity(max_bytes.min(first.body.len() * 4));
-        let mut spans = first.spans;
-        out.extend_from_slice(&first.body);
-        while let Some(next) = q.front() {
-            if out.len() + next.body.len() > max_bytes {
+        // Size the buffer exactly before copying, so it never grows (and copies) again.
+        let mut total = first.body.len();
+        let mut take = 0;
+        for next in q.iter() {
+            if total + next.body.len() > max_bytes {
                 break;
             }
-            let next = q.pop_front()?;
+            total += next.body.len();
+            take += 1;
+        }
+        let mut out = BytesMut::with_capacity(total);
+        let mut spans = first.spans;
+        out.extend_from_slice(&first.body);
+        for next in q.drain(..take) {
             out.extend_from_slice(&next.body);
             spans += next.spans;
         }

@@ -19,6 +19,10 @@ struct Args {
     /// Validate the config file and exit: 0 when valid, 64 when not.
     #[arg(long)]
     check: bool,
+    /// Worker threads (default: one per core). One thread per pinned core avoids
+    /// cross-core wake-ups.
+    #[arg(long, value_name = "N")]
+    threads: Option<usize>,
     /// Longest time to send queued data after SIGTERM.
     #[arg(long, value_name = "DURATION", default_value = "20s", value_parser = humantime::parse_duration)]
     drain_deadline: std::time::Duration,
@@ -45,7 +49,19 @@ fn main() -> ExitCode {
         eprintln!("{}: ok", args.config.display());
         return ExitCode::SUCCESS;
     }
-    match run(config, args.drain_deadline) {
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    runtime.enable_all();
+    if let Some(n) = args.threads {
+        runtime.worker_threads(n.max(1));
+    }
+    let runtime = match runtime.build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(config, args.drain_deadline)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
@@ -54,7 +70,6 @@ fn main() -> ExitCode {
     }
 }
 
-#[tokio::main]
 async fn run(config: RouterConfig, drain: std::time::Duration) -> anyhow::Result<()> {
     let listeners = Listeners::bind(&config.receive).await?;
     let admin = match config.admin {

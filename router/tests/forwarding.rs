@@ -197,23 +197,40 @@ async fn dead_gateway_is_routed_around_and_rejoins() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_trace_ids_are_rejected_by_partial_success() {
     let stop = CancellationToken::new();
-    let (backend_addr, backend) = CaptureBackend::start("127.0.0.34:0".parse().unwrap(), stop.clone()).await.unwrap();
-    let (addr, router) = start_router(vec![backend_addr.to_string()], ForwardConfig::default(), &stop).await;
+    let (backend_addr, backend) =
+        CaptureBackend::start("127.0.0.34:0".parse().unwrap(), stop.clone())
+            .await
+            .unwrap();
+    let (addr, router) = start_router(
+        vec![backend_addr.to_string()],
+        ForwardConfig::default(),
+        &stop,
+    )
+    .await;
     let mut req = FakeOtlp::traces(5).spans(2).resources(1).build();
     let spans_list = &mut req.resource_spans[0].scope_spans[0].spans;
     spans_list[0].trace_id = vec![1; 8];
     spans_list[1].trace_id = vec![0; 16];
-    let mut client = TraceServiceClient::connect(format!("http://{addr}")).await.unwrap();
+    let mut client = TraceServiceClient::connect(format!("http://{addr}"))
+        .await
+        .unwrap();
     let resp = client.export(req).await.unwrap().into_inner();
     let partial = resp.partial_success.expect("partial success");
     assert_eq!(partial.rejected_spans, 2);
-    assert!(partial.error_message.contains("trace_id must be 16 bytes, found 8"), "{}", partial.error_message);
+    assert!(
+        partial
+            .error_message
+            .contains("trace_id must be 16 bytes, found 8"),
+        "{}",
+        partial.error_message
+    );
     let deadline = Instant::now() + Duration::from_secs(5);
     while backend.spans() < 8 && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert_eq!(backend.spans(), 8);
     assert_eq!(router.stats().rejected_spans.get(), 2);
-    assert!(tailgate_core::telemetry::Admin::render_metrics(&*router).contains("tailgate_router_rejected_spans_total{reason=\"invalid_trace_id\"} 2"));
+    assert!(tailgate_core::telemetry::Admin::render_metrics(&*router)
+        .contains("tailgate_router_rejected_spans_total{reason=\"invalid_trace_id\"} 2"));
     stop.cancel();
 }
