@@ -22,9 +22,13 @@
 //! shards evaluate. One policy kind, one file, named after its `type:`.
 
 pub mod always_sample;
+pub mod and;
+pub mod drop;
 pub mod latency;
+pub mod not;
 pub mod plan;
 pub mod probabilistic;
+pub mod span_count;
 pub mod status_code;
 
 use std::fmt::Debug;
@@ -45,6 +49,8 @@ pub enum Verdict {
     Sampled,
     /// This policy does not keep it.
     NotSampled,
+    /// Drop it, whatever other policies say (`drop`).
+    Dropped,
 }
 
 /// A compiled policy.
@@ -120,6 +126,14 @@ pub enum PolicyKind {
     Probabilistic(probabilistic::ProbabilisticConfig),
     /// `status_code`
     StatusCode(status_code::StatusCodeConfig),
+    /// `span_count`
+    SpanCount(span_count::SpanCountConfig),
+    /// `and`: every sub-policy keeps it.
+    And(Vec<PolicyConfig>),
+    /// `drop`: every sub-policy keeps it, so it is dropped.
+    Drop(Vec<PolicyConfig>),
+    /// `not` (Tailgate): the sub-policy does not keep it.
+    Not(Box<PolicyConfig>),
 }
 
 /// A policy entry as written: `name`, `type` and one block per type. Blocks of Collector
@@ -129,25 +143,26 @@ pub enum PolicyKind {
 #[serde(deny_unknown_fields)]
 // The blocks of unimplemented kinds are parsed only so that the error can name the kind.
 #[allow(dead_code)]
-struct RawPolicy {
+pub(crate) struct RawPolicy {
     name: Option<String>,
     #[serde(rename = "type")]
     kind: Option<String>,
     latency: Option<latency::LatencyConfig>,
     probabilistic: Option<probabilistic::ProbabilisticConfig>,
     status_code: Option<status_code::StatusCodeConfig>,
+    span_count: Option<span_count::SpanCountConfig>,
+    and: Option<and::AndConfig>,
+    drop: Option<drop::DropConfig>,
+    not: Option<not::NotConfig>,
     numeric_attribute: Option<serde::de::IgnoredAny>,
     string_attribute: Option<serde::de::IgnoredAny>,
     boolean_attribute: Option<serde::de::IgnoredAny>,
     rate_limiting: Option<serde::de::IgnoredAny>,
     bytes_limiting: Option<serde::de::IgnoredAny>,
-    span_count: Option<serde::de::IgnoredAny>,
     trace_state: Option<serde::de::IgnoredAny>,
     trace_flags: Option<serde::de::IgnoredAny>,
     ottl_condition: Option<serde::de::IgnoredAny>,
-    and: Option<serde::de::IgnoredAny>,
     composite: Option<serde::de::IgnoredAny>,
-    drop: Option<serde::de::IgnoredAny>,
 }
 
 /// Collector policy types not implemented yet.
@@ -157,15 +172,13 @@ const NOT_YET: &[&str] = &[
     "boolean_attribute",
     "rate_limiting",
     "bytes_limiting",
-    "span_count",
     "trace_state",
     "trace_flags",
-    "and",
     "composite",
-    "drop",
 ];
 
-const SUPPORTED: &str = "always_sample, latency, probabilistic, status_code";
+const SUPPORTED: &str =
+    "always_sample, latency, probabilistic, status_code, span_count, and, drop, not";
 
 impl TryFrom<RawPolicy> for PolicyConfig {
     type Error = String;
@@ -195,6 +208,10 @@ impl TryFrom<RawPolicy> for PolicyConfig {
             ("latency", raw.latency.is_some()),
             ("probabilistic", raw.probabilistic.is_some()),
             ("status_code", raw.status_code.is_some()),
+            ("span_count", raw.span_count.is_some()),
+            ("and", raw.and.is_some()),
+            ("drop", raw.drop.is_some()),
+            ("not", raw.not.is_some()),
         ];
         let kind = match kind.as_str() {
             "always_sample" => PolicyKind::AlwaysSample,
@@ -218,6 +235,31 @@ impl TryFrom<RawPolicy> for PolicyConfig {
                 c.validate()
                     .map_err(|e| format!("policy {name:?}: status_code.{e}"))?;
                 PolicyKind::StatusCode(c)
+            }
+            "span_count" => {
+                block(raw.span_count.is_some())?;
+                let c = raw.span_count.unwrap_or_default();
+                c.validate()
+                    .map_err(|e| format!("policy {name:?}: span_count.{e}"))?;
+                PolicyKind::SpanCount(c)
+            }
+            "and" => {
+                block(raw.and.is_some())?;
+                let subs = raw.and.map(|a| a.and_sub_policy).unwrap_or_default();
+                PolicyKind::And(sub_policies(&name, "and.and_sub_policy", subs)?)
+            }
+            "drop" => {
+                block(raw.drop.is_some())?;
+                let subs = raw.drop.map(|d| d.drop_sub_policy).unwrap_or_default();
+                PolicyKind::Drop(sub_policies(&name, "drop.drop_sub_policy", subs)?)
+            }
+            "not" => {
+                block(raw.not.is_some())?;
+                let Some(sub) = raw.not.map(|n| *n.not_sub_policy) else {
+                    return Err(format!("policy {name:?}: not needs not_sub_policy"));
+                };
+                let mut subs = sub_policies(&name, "not.not_sub_policy", vec![sub])?;
+                PolicyKind::Not(Box::new(subs.remove(0)))
             }
             "ottl_condition" => {
                 return Err(format!(
@@ -257,7 +299,37 @@ fn kind_name(kind: &PolicyKind) -> &'static str {
         PolicyKind::Latency(_) => "latency",
         PolicyKind::Probabilistic(_) => "probabilistic",
         PolicyKind::StatusCode(_) => "status_code",
+        PolicyKind::SpanCount(_) => "span_count",
+        PolicyKind::And(_) => "and",
+        PolicyKind::Drop(_) => "drop",
+        PolicyKind::Not(_) => "not",
     }
+}
+
+/// Validates the sub-policies of `and`, `drop` or `not`. As in the Collector they must be
+/// plain kinds: `and`, `drop` and `not` do not nest (write two policies instead).
+fn sub_policies(name: &str, key: &str, raws: Vec<RawPolicy>) -> Result<Vec<PolicyConfig>, String> {
+    if raws.is_empty() {
+        return Err(format!(
+            "policy {name:?}: {key} needs at least one sub-policy"
+        ));
+    }
+    let mut out = Vec::with_capacity(raws.len());
+    for (i, raw) in raws.into_iter().enumerate() {
+        let sub =
+            PolicyConfig::try_from(raw).map_err(|e| format!("policy {name:?}: {key}[{i}]: {e}"))?;
+        if matches!(
+            sub.kind,
+            PolicyKind::And(_) | PolicyKind::Drop(_) | PolicyKind::Not(_)
+        ) {
+            return Err(format!(
+                "policy {name:?}: {key}[{i}]: {} cannot be nested; sub-policies must be plain kinds",
+                kind_name(&sub.kind)
+            ));
+        }
+        out.push(sub);
+    }
+    Ok(out)
 }
 
 // === impl PolicyConfig ===
@@ -270,6 +342,14 @@ impl PolicyConfig {
             PolicyKind::Latency(c) => Box::new(latency::LatencyPolicy::new(c)),
             PolicyKind::Probabilistic(c) => Box::new(probabilistic::ProbabilisticPolicy::new(c)),
             PolicyKind::StatusCode(c) => Box::new(status_code::StatusCodePolicy::new(c)),
+            PolicyKind::SpanCount(c) => Box::new(span_count::SpanCountPolicy::new(c)),
+            PolicyKind::And(subs) => Box::new(and::AndPolicy::new(
+                subs.iter().map(|s| s.compile()).collect(),
+            )),
+            PolicyKind::Drop(subs) => Box::new(drop::DropPolicy::new(
+                subs.iter().map(|s| s.compile()).collect(),
+            )),
+            PolicyKind::Not(sub) => Box::new(not::NotPolicy::new(sub.compile())),
         }
     }
 }

@@ -1,8 +1,9 @@
 //! The compiled policy plan: the policies of one file in order, and the decision timing.
 //! Shards evaluate every buffered trace against the plan in force at decision time.
 //!
-//! Combining verdicts follows the Collector for the kinds implemented here: a trace is kept
-//! when any policy samples it, and the first such policy is recorded as the reason.
+//! Combining verdicts follows the Collector for the kinds implemented here: every policy is
+//! evaluated; if any says "drop" the trace is not kept (drop beats sample); otherwise it is
+//! kept when any policy samples it, and the first such policy is recorded as the reason.
 
 use std::time::Duration;
 
@@ -44,17 +45,22 @@ impl PolicyPlan {
 
     /// Decides one trace.
     pub fn decide(&self, trace: &TraceView<'_>) -> Decision {
+        let mut first_sampled = None;
         for (i, p) in self.policies.iter().enumerate() {
-            if p.evaluate(trace) == Verdict::Sampled {
-                return Decision {
-                    sampled: true,
-                    policy: Some(i as u16),
-                };
+            match p.evaluate(trace) {
+                Verdict::Dropped => {
+                    return Decision {
+                        sampled: false,
+                        policy: None,
+                    }
+                }
+                Verdict::Sampled if first_sampled.is_none() => first_sampled = Some(i as u16),
+                _ => {}
             }
         }
         Decision {
-            sampled: false,
-            policy: None,
+            sampled: first_sampled.is_some(),
+            policy: first_sampled,
         }
     }
 
@@ -72,7 +78,7 @@ impl PolicyPlan {
         for (name, p) in self.names.iter().zip(&self.policies) {
             out.push_str(&format!("  {name}: {}\n", p.describe()));
         }
-        out.push_str("a trace is kept when any policy keeps it\n");
+        out.push_str("a trace is kept when any policy keeps it and no drop policy matches\n");
         out
     }
 }

@@ -74,6 +74,50 @@ fn ottl_and_unimplemented_collector_types_say_what_to_use() {
     assert!(err.contains("does not implement yet"), "{err}");
 }
 
+fn decide(yaml: &str, spans: &[(u64, u64, u8)]) -> bool {
+    use crate::buffer::trace::{TraceSummary, TraceView};
+    let plan = PolicyPlan::compile(&parse(yaml).unwrap());
+    let mut s = TraceSummary::default();
+    for (start, end, status) in spans {
+        s.add_span(*start, *end, *status, false);
+    }
+    plan.decide(&TraceView {
+        trace_id: &[9; 16],
+        summary: &s,
+    })
+    .sampled
+}
+
+const MS: u64 = 1_000_000;
+
+#[test]
+fn and_needs_every_sub_policy() {
+    let yaml = "policies:\n  - name: slow-errors\n    type: and\n    and:\n      and_sub_policy:\n        - {name: slow, type: latency, latency: {threshold_ms: 100}}\n        - {name: err, type: status_code, status_code: {status_codes: [ERROR]}}\n";
+    assert!(decide(yaml, &[(0, 200 * MS, 2)]));
+    assert!(!decide(yaml, &[(0, 200 * MS, 0)]));
+    assert!(!decide(yaml, &[(0, 50 * MS, 2)]));
+}
+
+#[test]
+fn drop_beats_sample_whatever_the_order() {
+    let yaml = "policies:\n  - {name: all, type: always_sample}\n  - name: no-tiny\n    type: drop\n    drop:\n      drop_sub_policy:\n        - {name: one-span, type: span_count, span_count: {min_spans: 1, max_spans: 1}}\n";
+    assert!(!decide(yaml, &[(0, MS, 0)]));
+    assert!(decide(yaml, &[(0, MS, 0), (0, MS, 0)]));
+}
+
+#[test]
+fn not_inverts_and_nesting_is_refused() {
+    let yaml = "policies:\n  - name: not-fast\n    type: not\n    not: {not_sub_policy: {name: fast, type: span_count, span_count: {min_spans: 3}}}\n";
+    assert!(decide(yaml, &[(0, MS, 0)]));
+    assert!(!decide(yaml, &[(0, MS, 0), (0, MS, 0), (0, MS, 0)]));
+    let nested = "policies:\n  - name: n\n    type: and\n    and: {and_sub_policy: [{name: x, type: drop, drop: {drop_sub_policy: [{name: y, type: always_sample}]}}]}\n";
+    let err = parse(nested).unwrap_err();
+    assert!(
+        err.contains("and.and_sub_policy[0]") && err.contains("cannot be nested"),
+        "{err}"
+    );
+}
+
 #[test]
 fn duplicate_names_and_empty_lists_are_rejected() {
     let err = parse(

@@ -1,0 +1,43 @@
+//! `and`: keeps a trace only when every sub-policy keeps it, as the Collector: the first
+//! sub-policy that does not sample decides "not sampled".
+
+use serde::Deserialize;
+
+use super::{Policy, Verdict};
+use crate::buffer::trace::TraceView;
+
+/// YAML block `and:`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct AndConfig {
+    pub(crate) and_sub_policy: Vec<super::RawPolicy>,
+}
+
+/// Compiled `and` policy.
+#[derive(Debug)]
+pub struct AndPolicy {
+    subs: Vec<Box<dyn Policy>>,
+}
+
+impl AndPolicy {
+    /// Combines compiled sub-policies.
+    pub fn new(subs: Vec<Box<dyn Policy>>) -> Self {
+        AndPolicy { subs }
+    }
+}
+
+impl Policy for AndPolicy {
+    fn evaluate(&self, trace: &TraceView<'_>) -> Verdict {
+        for s in &self.subs {
+            if s.evaluate(trace) != Verdict::Sampled {
+                return Verdict::NotSampled;
+            }
+        }
+        Verdict::Sampled
+    }
+
+    fn describe(&self) -> String {
+        let parts: Vec<String> = self.subs.iter().map(|s| s.describe()).collect();
+        format!("keep traces that pass all of: [{}]", parts.join("; "))
+    }
+}

@@ -1,0 +1,46 @@
+//! `drop`: when every sub-policy keeps a trace, the trace is dropped whatever any other
+//! policy says (the Collector's "drop beats sample"). Otherwise it has no say.
+
+use serde::Deserialize;
+
+use super::{Policy, Verdict};
+use crate::buffer::trace::TraceView;
+
+/// YAML block `drop:`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct DropConfig {
+    pub(crate) drop_sub_policy: Vec<super::RawPolicy>,
+}
+
+/// Compiled `drop` policy.
+#[derive(Debug)]
+pub struct DropPolicy {
+    subs: Vec<Box<dyn Policy>>,
+}
+
+impl DropPolicy {
+    /// Combines compiled sub-policies.
+    pub fn new(subs: Vec<Box<dyn Policy>>) -> Self {
+        DropPolicy { subs }
+    }
+}
+
+impl Policy for DropPolicy {
+    fn evaluate(&self, trace: &TraceView<'_>) -> Verdict {
+        for s in &self.subs {
+            if s.evaluate(trace) != Verdict::Sampled {
+                return Verdict::NotSampled;
+            }
+        }
+        Verdict::Dropped
+    }
+
+    fn describe(&self) -> String {
+        let parts: Vec<String> = self.subs.iter().map(|s| s.describe()).collect();
+        format!(
+            "drop traces that match all of: [{}], whatever other policies say",
+            parts.join("; ")
+        )
+    }
+}

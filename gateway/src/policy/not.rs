@@ -1,0 +1,46 @@
+//! `not` (a Tailgate extension in the Collector's shape): keeps a trace when its one
+//! sub-policy does not, so plain conditions can be inverted without `invert_match`.
+//!
+//! ```yaml
+//! - name: not-health-checks
+//!   type: not
+//!   not: { not_sub_policy: { name: fast, type: latency, latency: { threshold_ms: 5 } } }
+//! ```
+
+use serde::Deserialize;
+
+use super::{Policy, Verdict};
+use crate::buffer::trace::TraceView;
+
+/// YAML block `not:`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct NotConfig {
+    pub(crate) not_sub_policy: Box<super::RawPolicy>,
+}
+
+/// Compiled `not` policy.
+#[derive(Debug)]
+pub struct NotPolicy {
+    sub: Box<dyn Policy>,
+}
+
+impl NotPolicy {
+    /// Inverts a compiled sub-policy.
+    pub fn new(sub: Box<dyn Policy>) -> Self {
+        NotPolicy { sub }
+    }
+}
+
+impl Policy for NotPolicy {
+    fn evaluate(&self, trace: &TraceView<'_>) -> Verdict {
+        match self.sub.evaluate(trace) {
+            Verdict::Sampled => Verdict::NotSampled,
+            Verdict::NotSampled | Verdict::Dropped => Verdict::Sampled,
+        }
+    }
+
+    fn describe(&self) -> String {
+        format!("keep traces that fail: {}", self.sub.describe())
+    }
+}

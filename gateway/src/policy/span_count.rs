@@ -1,0 +1,108 @@
+//! `span_count`: keeps traces whose span count is within bounds. As the Collector: with
+//! `max_spans: 0` (the default) any trace with at least `min_spans` is kept; otherwise
+//! `min_spans <= count <= max_spans`. The count is of spans received by decision time.
+
+use serde::Deserialize;
+
+use super::{Policy, Verdict};
+use crate::buffer::trace::TraceView;
+
+/// YAML block `span_count:`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SpanCountConfig {
+    /// Fewest spans.
+    pub min_spans: i32,
+    /// Most spans; 0 means no upper bound.
+    #[serde(default)]
+    pub max_spans: i32,
+}
+
+impl SpanCountConfig {
+    pub(crate) fn validate(&self) -> Result<(), String> {
+        if self.min_spans < 0 || self.max_spans < 0 {
+            return Err("min_spans and max_spans must not be negative".into());
+        }
+        if self.max_spans != 0 && self.max_spans < self.min_spans {
+            return Err(format!(
+                "max_spans ({}) must be 0 or at least min_spans ({})",
+                self.max_spans, self.min_spans
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Compiled `span_count` policy.
+#[derive(Debug, Clone)]
+pub struct SpanCountPolicy {
+    min: u32,
+    max: Option<u32>,
+}
+
+impl SpanCountPolicy {
+    /// Compiles a validated config.
+    pub fn new(c: &SpanCountConfig) -> Self {
+        SpanCountPolicy {
+            min: c.min_spans.max(0) as u32,
+            max: (c.max_spans > 0).then_some(c.max_spans as u32),
+        }
+    }
+}
+
+impl Policy for SpanCountPolicy {
+    fn evaluate(&self, trace: &TraceView<'_>) -> Verdict {
+        let n = trace.summary.span_count;
+        if n >= self.min && self.max.is_none_or(|max| n <= max) {
+            Verdict::Sampled
+        } else {
+            Verdict::NotSampled
+        }
+    }
+
+    fn describe(&self) -> String {
+        match self.max {
+            None => format!("keep traces with at least {} spans", self.min),
+            Some(max) => format!("keep traces with {} to {max} spans", self.min),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::buffer::trace::TraceSummary;
+
+    #[test]
+    fn bounds_are_inclusive_and_zero_max_means_unbounded() {
+        let count = |n: u32| {
+            let mut s = TraceSummary::default();
+            for _ in 0..n {
+                s.add_span(1, 2, 0, false);
+            }
+            s
+        };
+        let cases = [
+            ((2, 0), 1, Verdict::NotSampled),
+            ((2, 0), 2, Verdict::Sampled),
+            ((2, 0), 900, Verdict::Sampled),
+            ((2, 3), 3, Verdict::Sampled),
+            ((2, 3), 4, Verdict::NotSampled),
+        ];
+        for ((min, max), n, want) in cases {
+            let p = SpanCountPolicy::new(&SpanCountConfig {
+                min_spans: min,
+                max_spans: max,
+            });
+            let s = count(n);
+            assert_eq!(
+                p.evaluate(&TraceView {
+                    trace_id: &[1; 16],
+                    summary: &s
+                }),
+                want,
+                "{min}..{max} with {n}"
+            );
+        }
+    }
+}
