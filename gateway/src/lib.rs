@@ -13,6 +13,7 @@
 //! * [`decide`]: the decision cache for late spans.
 //! * [`policy`]: policy file, policy kinds, compiled plan.
 //! * [`export`]: batching exporter to an OTLP/gRPC backend.
+//! * [`reload`]: hot reload of the policy file (content checks and SIGHUP).
 //! * [`metrics`]: the gateway's counters and the accounting identity.
 
 pub mod buffer;
@@ -21,6 +22,7 @@ pub mod decide;
 pub mod export;
 pub mod metrics;
 pub mod policy;
+pub mod reload;
 pub mod timer;
 
 use std::sync::Arc;
@@ -47,6 +49,8 @@ pub enum GatewayError {
 
 /// A running gateway's pipeline (everything but the listeners).
 pub struct Gateway {
+    plan: reload::SharedPlan,
+    reload_stats: Arc<reload::ReloadStats>,
     buffer: Arc<buffer::TraceBuffer>,
     stats: Arc<GatewayStats>,
     ready: Readiness,
@@ -63,14 +67,15 @@ impl Gateway {
     pub fn start(config: &GatewayConfig, plan: PolicyPlan) -> Result<Self, GatewayError> {
         let stats = Arc::new(GatewayStats::default());
         stats.set_policy_names(plan.names());
-        let plan = Arc::new(plan);
+        let num_traces = plan.num_traces;
+        let plan: reload::SharedPlan = Arc::new(arc_swap::ArcSwap::from_pointee(plan));
         let export_cfg = &config.export.otlp_grpc;
         let client = export_cfg.client()?;
         let (export_tx, export_rx) = mpsc::channel(export_cfg.queue_traces.max(1));
         let exporter =
             tokio::spawn(export::Exporter::new(export_rx, client, export_cfg, stats.clone()).run());
         let n = config.shard_count();
-        let per_shard_traces = plan.num_traces.div_ceil(n);
+        let per_shard_traces = num_traces.div_ceil(n);
         let per_shard_cache = config.buffer.decision_cache_size.div_ceil(n);
         let drain = CancellationToken::new();
         let mut senders = Vec::with_capacity(n);
@@ -95,6 +100,8 @@ impl Gateway {
             config.buffer.enqueue_timeout,
         ));
         Ok(Gateway {
+            plan,
+            reload_stats: Arc::new(reload::ReloadStats::default()),
             buffer,
             stats,
             ready: Readiness::default(),
@@ -110,6 +117,29 @@ impl Gateway {
         &self.stats
     }
 
+    /// Reload counters.
+    pub fn reload_stats(&self) -> &Arc<reload::ReloadStats> {
+        &self.reload_stats
+    }
+
+    /// The plan in force (swap a new one in to change the policies).
+    pub fn plan(&self) -> &reload::SharedPlan {
+        &self.plan
+    }
+
+    /// Reloads `policy_file` when it changes (checked every `interval`) or on SIGHUP, until
+    /// `shutdown`.
+    pub fn watch_policies(
+        &self,
+        policy_file: std::path::PathBuf,
+        interval: Duration,
+        shutdown: CancellationToken,
+    ) {
+        let reloader =
+            reload::Reloader::new(policy_file, self.plan.clone(), self.reload_stats.clone());
+        tokio::spawn(reloader.run(interval, shutdown));
+    }
+
     /// Serves the receivers (and admin) until `shutdown` is cancelled; then stops accepting,
     /// decides every buffered trace, and flushes the exporter within `drain_deadline`.
     pub async fn serve(
@@ -121,6 +151,8 @@ impl Gateway {
     ) -> std::io::Result<()> {
         let this = Arc::new(AdminView {
             stats: self.stats.clone(),
+            reload: self.reload_stats.clone(),
+            plan: self.plan.clone(),
             ready: Readiness::default(),
         });
         if let Some(admin) = admin {
@@ -167,12 +199,38 @@ impl Gateway {
 
 struct AdminView {
     stats: Arc<GatewayStats>,
+    reload: Arc<reload::ReloadStats>,
+    plan: reload::SharedPlan,
     ready: Readiness,
 }
 
 impl Admin for AdminView {
     fn render_metrics(&self) -> String {
-        self.stats.render()
+        // Label the per-policy counters with the names of the plan in force.
+        self.stats.set_policy_names(self.plan.load().names());
+        let mut p = tailgate_core::telemetry::PromText::default();
+        p.metric(
+            "tailgate_config_reloads_total",
+            "counter",
+            "Policy reloads by result.",
+            "result=\"ok\"",
+            self.reload.ok.get(),
+        );
+        p.sample(
+            "tailgate_config_reloads_total",
+            "result=\"error\"",
+            self.reload.error.get(),
+        );
+        p.metric(
+            "tailgate_config_active_hash",
+            "gauge",
+            "xxh3 of the policy file in force.",
+            "",
+            self.reload.active_hash.get(),
+        );
+        let mut out = self.stats.render();
+        out.push_str(&p.finish());
+        out
     }
 
     fn ready(&self) -> bool {

@@ -25,6 +25,9 @@ struct Args {
     /// Validate both files and exit: 0 when valid, 64 when not.
     #[arg(long)]
     check: bool,
+    /// How often the policy file is checked for changes (it also reloads on SIGHUP).
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = humantime::parse_duration)]
+    reload_interval: Duration,
     /// Longest time to decide and flush buffered traces after SIGTERM.
     #[arg(long, value_name = "DURATION", default_value = "25s", value_parser = humantime::parse_duration)]
     drain_deadline: Duration,
@@ -93,7 +96,13 @@ fn main() -> ExitCode {
         );
         return ExitCode::SUCCESS;
     }
-    match run(config, policies, args.drain_deadline) {
+    match run(
+        config,
+        policies,
+        policies_path.clone(),
+        args.reload_interval,
+        args.drain_deadline,
+    ) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
@@ -103,7 +112,13 @@ fn main() -> ExitCode {
 }
 
 #[tokio::main]
-async fn run(config: GatewayConfig, policies: PolicyFile, drain: Duration) -> anyhow::Result<()> {
+async fn run(
+    config: GatewayConfig,
+    policies: PolicyFile,
+    policies_path: PathBuf,
+    reload_interval: Duration,
+    drain: Duration,
+) -> anyhow::Result<()> {
     let listeners = Listeners::bind(&config.receive).await?;
     let admin = match config.admin {
         Some(a) => Some(tailgate_core::receive::bind("admin", a).await?),
@@ -114,6 +129,7 @@ async fn run(config: GatewayConfig, policies: PolicyFile, drain: Duration) -> an
     let gateway = Gateway::start(&config, plan).context("starting the pipeline")?;
     let shutdown = CancellationToken::new();
     tokio::spawn(signal(shutdown.clone()));
+    gateway.watch_policies(policies_path, reload_interval, shutdown.clone());
     gateway
         .serve(listeners, admin, shutdown, drain)
         .await

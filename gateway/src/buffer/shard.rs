@@ -15,7 +15,6 @@ use super::{IncomingSpan, ShardMsg};
 use crate::decide::DecisionCache;
 use crate::export::ExportBatch;
 use crate::metrics::GatewayStats;
-use crate::policy::PolicyPlan;
 use crate::timer::DeadlineQueue;
 
 #[derive(Debug)]
@@ -31,7 +30,7 @@ pub struct Shard {
     traces: HashMap<[u8; 16], TraceEntry>,
     deadlines: DeadlineQueue,
     cache: DecisionCache,
-    plan: Arc<PolicyPlan>,
+    plan: crate::reload::SharedPlan,
     max_traces: usize,
     export: mpsc::Sender<ExportBatch>,
     stats: Arc<GatewayStats>,
@@ -43,7 +42,7 @@ impl Shard {
     /// A shard reading `rx`, deciding with `plan`, keeping at most `max_traces` traces.
     pub fn new(
         rx: mpsc::Receiver<ShardMsg>,
-        plan: Arc<PolicyPlan>,
+        plan: crate::reload::SharedPlan,
         max_traces: usize,
         cache_size: usize,
         export: mpsc::Sender<ExportBatch>,
@@ -92,6 +91,8 @@ impl Shard {
 
     async fn insert(&mut self, spans: Vec<IncomingSpan>) {
         let now = Instant::now();
+        // One load per batch: the wait in force when the batch arrived.
+        let wait = self.plan.load().decision_wait;
         let mut late_kept: Vec<BufferedSpan> = Vec::new();
         let mut late_dropped = 0u64;
         let mut new_traces = 0u64;
@@ -122,8 +123,7 @@ impl Shard {
                             bytes,
                         },
                     );
-                    self.deadlines
-                        .push(s.trace_id, now, self.plan.decision_wait);
+                    self.deadlines.push(s.trace_id, now, wait);
                     new_traces += 1;
                 }
             }
@@ -162,7 +162,8 @@ impl Shard {
         let n = entry.spans.len() as u64;
         self.stats.live_traces.sub(1);
         self.stats.buffered_bytes.sub(entry.bytes as u64);
-        let decision = self.plan.decide(&TraceView {
+        // Buffered traces are decided by the plan in force at decision time.
+        let decision = self.plan.load().decide(&TraceView {
             trace_id: &id,
             summary: &entry.summary,
         });

@@ -1,0 +1,156 @@
+//! Hot reload of the policy file. The file is re-read when its content changes (checked
+//! every `interval`, which also catches a Kubernetes ConfigMap update: the kubelet swaps a
+//! symlink in the mounted directory, which file-event watchers often miss) and on SIGHUP.
+//! A new file is parsed, validated and compiled into a plan, then swapped in atomically;
+//! shards load the plan in force at each decision. A bad file is logged with its file, line
+//! and key, the running plan stays, and `tailgate_config_reloads_total{result="error"}`
+//! goes up.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use tailgate_core::telemetry::{Counter, Gauge};
+use tokio_util::sync::CancellationToken;
+use xxhash_rust::xxh3::xxh3_64;
+
+use crate::policy::{PolicyFile, PolicyPlan};
+
+/// The plan in force, shared by the shards.
+pub type SharedPlan = Arc<ArcSwap<PolicyPlan>>;
+
+/// Reload counters.
+#[derive(Debug, Default)]
+pub struct ReloadStats {
+    /// Reloads that swapped in a new plan.
+    pub ok: Counter,
+    /// Reloads refused (bad file); the running plan stayed.
+    pub error: Counter,
+    /// xxh3 of the policy file the running plan was compiled from.
+    pub active_hash: Gauge,
+}
+
+/// Watches a policy file and swaps new plans in.
+pub struct Reloader {
+    path: PathBuf,
+    plan: SharedPlan,
+    stats: Arc<ReloadStats>,
+    last_hash: u64,
+}
+
+impl Reloader {
+    /// A reloader for `path`, whose current content compiled into `plan`.
+    pub fn new(path: PathBuf, plan: SharedPlan, stats: Arc<ReloadStats>) -> Self {
+        let last_hash = std::fs::read(&path).map(|b| xxh3_64(&b)).unwrap_or(0);
+        stats.active_hash.set(last_hash);
+        Reloader {
+            path,
+            plan,
+            stats,
+            last_hash,
+        }
+    }
+
+    /// Re-reads the file; swaps in a new plan if its content changed (or if `force`).
+    /// Returns whether a new plan is in force.
+    pub fn check(&mut self, force: bool) -> bool {
+        let bytes = match std::fs::read(&self.path) {
+            Ok(b) => b,
+            Err(error) => {
+                // A ConfigMap update briefly removes the link; the next check sees the file.
+                tracing::debug!(path = %self.path.display(), %error, "Policy file not readable now.");
+                return false;
+            }
+        };
+        let hash = xxh3_64(&bytes);
+        if hash == self.last_hash && !force {
+            return false;
+        }
+        self.last_hash = hash;
+        let text = String::from_utf8_lossy(&bytes);
+        match PolicyFile::parse(&self.path, &text) {
+            Ok(file) => {
+                let plan = PolicyPlan::compile(&file);
+                tracing::info!(path = %self.path.display(), policies = plan.names().len(), "Policies reloaded.");
+                self.plan.store(Arc::new(plan));
+                self.stats.ok.add(1);
+                self.stats.active_hash.set(hash);
+                true
+            }
+            Err(error) => {
+                tracing::warn!(%error, "Policy reload refused; the running policies stay.");
+                self.stats.error.add(1);
+                false
+            }
+        }
+    }
+
+    /// Checks every `interval` and on SIGHUP until `shutdown`.
+    pub async fn run(mut self, interval: Duration, shutdown: CancellationToken) {
+        let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+        loop {
+            let signalled = async {
+                match hup.as_mut() {
+                    Some(h) => {
+                        h.recv().await;
+                    }
+                    None => std::future::pending().await,
+                }
+            };
+            let force = tokio::select! {
+                () = tokio::time::sleep(interval) => false,
+                () = signalled => true,
+                () = shutdown.cancelled() => return,
+            };
+            self.check(force);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = "policies:\n  - {name: all, type: always_sample}\n";
+    const OTHER: &str = "decision_wait: 5s\npolicies:\n  - {name: none, type: probabilistic, probabilistic: {sampling_percentage: 0}}\n";
+
+    #[test]
+    fn changed_files_swap_and_bad_files_change_nothing() {
+        let dir = std::env::temp_dir().join(format!("tailgate-reload-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("policies.yaml");
+        std::fs::write(&path, GOOD).unwrap();
+        let plan: SharedPlan = Arc::new(ArcSwap::from_pointee(PolicyPlan::compile(
+            &PolicyFile::parse(&path, GOOD).unwrap(),
+        )));
+        let stats = Arc::new(ReloadStats::default());
+        let mut r = Reloader::new(path.clone(), plan.clone(), stats.clone());
+        assert!(!r.check(false), "unchanged file reloaded");
+
+        std::fs::write(&path, OTHER).unwrap();
+        assert!(r.check(false));
+        assert_eq!(plan.load().names(), ["none"]);
+        assert_eq!(plan.load().decision_wait, Duration::from_secs(5));
+        assert_eq!(stats.ok.get(), 1);
+
+        std::fs::write(&path, "policies:\n  - {name: x, type: nope}\n").unwrap();
+        assert!(!r.check(false));
+        assert_eq!(
+            plan.load().names(),
+            ["none"],
+            "a bad file replaced the plan"
+        );
+        assert_eq!(stats.error.get(), 1);
+
+        // A ConfigMap-style update: the file is replaced through a renamed symlink.
+        let target = dir.join("v2.yaml");
+        std::fs::write(&target, GOOD).unwrap();
+        let link = dir.join("link.tmp");
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+        std::fs::rename(&link, &path).unwrap();
+        assert!(r.check(false));
+        assert_eq!(plan.load().names(), ["all"]);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

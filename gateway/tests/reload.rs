@@ -1,0 +1,126 @@
+#![allow(clippy::unwrap_used)] // test fixtures: a failed setup should fail loudly
+//! Policy hot reload while traffic flows.
+
+use std::time::Duration;
+
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
+use tailgate_core::receive::{Listeners, ReceiveConfig};
+use tailgate_core::test_util::{CaptureBackend, FakeOtlp};
+use tailgate_gateway::config::{BufferConfig, ExportConfig};
+use tailgate_gateway::export::OtlpGrpcConfig;
+use tailgate_gateway::{Gateway, GatewayConfig, PolicyFile, PolicyPlan};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+const KEEP_ALL: &str = "decision_wait: 200ms\npolicies:\n  - {name: all, type: always_sample}\n";
+const KEEP_NONE: &str = "decision_wait: 200ms\npolicies:\n  - {name: none, type: probabilistic, probabilistic: {sampling_percentage: 0}}\n";
+
+/// Scenario: a gateway keeps everything; while requests keep arriving, its policy file is
+/// rewritten to keep nothing, then replaced by a broken file.
+/// Guarantees: no span is lost across the swap (received = exported + dropped); traces
+/// decided after the swap follow the new plan; the broken file is refused, counted, and
+/// changes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reload_under_load_switches_plans_and_loses_nothing() {
+    let stop = CancellationToken::new();
+    let dir = std::env::temp_dir().join(format!("tailgate-reload-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("policies.yaml");
+    std::fs::write(&path, KEEP_ALL).unwrap();
+
+    let (backend_addr, backend) =
+        CaptureBackend::start("127.0.0.1:0".parse().unwrap(), stop.clone())
+            .await
+            .unwrap();
+    let receive = ReceiveConfig {
+        grpc: Some("127.0.0.6:0".parse().unwrap()),
+        http: None,
+        ..Default::default()
+    };
+    let listeners = Listeners::bind(&receive).await.unwrap();
+    let addr = listeners.grpc_addr().unwrap();
+    let config = GatewayConfig {
+        receive,
+        buffer: BufferConfig {
+            shards: 2,
+            ..Default::default()
+        },
+        export: ExportConfig {
+            otlp_grpc: OtlpGrpcConfig::new(format!("http://{backend_addr}")),
+        },
+        admin: None,
+    };
+    let gateway = Gateway::start(
+        &config,
+        PolicyPlan::compile(&PolicyFile::load(&path).unwrap()),
+    )
+    .unwrap();
+    gateway.watch_policies(path.clone(), Duration::from_millis(50), stop.clone());
+    let (stats, plan, reloads) = (
+        gateway.stats().clone(),
+        gateway.plan().clone(),
+        gateway.reload_stats().clone(),
+    );
+    let served =
+        tokio::spawn(gateway.serve(listeners, None, stop.clone(), Duration::from_secs(10)));
+
+    // Load: 60 requests of 10 traces, one every 10 ms, across the swap.
+    let load = tokio::spawn(async move {
+        let mut client = TraceServiceClient::connect(format!("http://{addr}"))
+            .await
+            .unwrap();
+        for seed in 0..60 {
+            client
+                .export(FakeOtlp::traces(10).spans(3).seed(seed).build())
+                .await
+                .unwrap();
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    std::fs::write(&path, KEEP_NONE).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while plan.load().names() != ["none"] {
+        assert!(Instant::now() < deadline, "the new plan never took effect");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    load.await.unwrap();
+
+    // A broken file: refused, counted, and the plan stays.
+    std::fs::write(&path, "policies:\n  - {name: x, type: sometimes}\n").unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while reloads.error.get() == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the broken file was never noticed"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(plan.load().names(), ["none"]);
+
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while stats.in_flight_spans() > 0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let total = 60 * 10 * 3;
+    assert_eq!(stats.received_spans.get(), total);
+    assert_eq!(
+        stats.exported_spans.get() + stats.dropped_spans.get(),
+        total,
+        "spans lost across the reload"
+    );
+    assert!(
+        stats.exported_spans.get() > 0,
+        "nothing was kept before the swap"
+    );
+    assert!(
+        stats.dropped_spans.get() > 0,
+        "nothing was dropped after the swap"
+    );
+    assert_eq!(backend.spans(), stats.exported_spans.get());
+    assert_eq!(reloads.ok.get(), 1);
+
+    stop.cancel();
+    served.await.unwrap().unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+}
