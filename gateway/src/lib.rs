@@ -95,6 +95,7 @@ impl Gateway {
         }
         drop(export_tx);
         let buffer = Arc::new(buffer::TraceBuffer::new(
+            plan.clone(),
             senders,
             stats.clone(),
             config.buffer.enqueue_timeout,

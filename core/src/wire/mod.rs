@@ -1,6 +1,7 @@
 //! The OTLP wire: scanning encoded requests, re-framing spans into new requests, and the
 //! raw-bytes gRPC codec. Nothing here builds `Span` structs.
 
+pub mod attrs;
 pub mod codec;
 pub mod reframe;
 pub mod scan;

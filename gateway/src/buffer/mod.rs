@@ -15,11 +15,11 @@ use std::time::Duration;
 use bytes::Bytes;
 use tailgate_core::receive::{Accepted, Refusal, SpanSink, DEFAULT_RETRY_AFTER};
 use tailgate_core::ring::Ring;
-use tailgate_core::wire::Scan;
+use tailgate_core::wire::{attrs, Scan};
 use tokio::sync::mpsc;
 
 use crate::metrics::GatewayStats;
-pub use trace::{BufferedSpan, TraceSummary, TraceView};
+pub use trace::{BufferedSpan, TraceAttr, TraceSummary, TraceView};
 
 /// One span on its way to a shard.
 #[derive(Debug, Clone)]
@@ -34,6 +34,9 @@ pub struct IncomingSpan {
     pub status_code: u8,
     /// Whether it is a root span.
     pub is_root: bool,
+    /// Values of the attributes the plan reads (its own and its resource's); empty, and not
+    /// allocated, when the plan reads none.
+    pub attrs: Vec<TraceAttr>,
     /// Its bytes.
     pub span: BufferedSpan,
 }
@@ -47,6 +50,7 @@ pub enum ShardMsg {
 
 /// The gateway's receive-side stage.
 pub struct TraceBuffer {
+    plan: crate::reload::SharedPlan,
     shards: Vec<mpsc::Sender<ShardMsg>>,
     stats: Arc<GatewayStats>,
     enqueue_timeout: Duration,
@@ -57,11 +61,13 @@ pub struct TraceBuffer {
 impl TraceBuffer {
     /// A buffer in front of the given shard channels.
     pub fn new(
+        plan: crate::reload::SharedPlan,
         shards: Vec<mpsc::Sender<ShardMsg>>,
         stats: Arc<GatewayStats>,
         enqueue_timeout: Duration,
     ) -> Self {
         TraceBuffer {
+            plan,
             shards,
             stats,
             enqueue_timeout,
@@ -103,6 +109,28 @@ impl SpanSink for TraceBuffer {
         // One shared buffer for all headers of this request; spans are views into `body`.
         let headers = Bytes::from(std::mem::take(&mut scan.headers));
         let n = self.shards.len();
+        // Attributes are read only for keys the plan in force uses; resources once each.
+        let plan = self.plan.load();
+        let keys = plan.attribute_keys();
+        let resource_attrs: Vec<Vec<TraceAttr>> = if keys.is_empty() {
+            Vec::new()
+        } else {
+            scan.resources
+                .iter()
+                .map(|r| {
+                    let mut out = Vec::new();
+                    let h = headers.slice(r.header.start as usize..r.header.end as usize);
+                    attrs::resource_attributes(&h, keys, |key, value| {
+                        out.push(TraceAttr {
+                            key,
+                            value,
+                            from_resource: true,
+                        });
+                    });
+                    out
+                })
+                .collect()
+        };
         let mut per_shard: Vec<Vec<IncomingSpan>> = (0..n).map(|_| Vec::new()).collect();
         for s in &scan.spans {
             let scope = &scan.scopes[s.scope as usize];
@@ -113,12 +141,24 @@ impl SpanSink for TraceBuffer {
                     .slice(resource.header.start as usize..resource.header.end as usize),
                 scope: headers.slice(scope.header.start as usize..scope.header.end as usize),
             };
+            let mut span_attrs = Vec::new();
+            if !keys.is_empty() {
+                attrs::span_attributes(&span.span, keys, |key, value| {
+                    span_attrs.push(TraceAttr {
+                        key,
+                        value,
+                        from_resource: false,
+                    });
+                });
+                span_attrs.extend_from_slice(&resource_attrs[scope.resource as usize]);
+            }
             per_shard[Self::shard_of(&s.trace_id, n)].push(IncomingSpan {
                 trace_id: s.trace_id,
                 start: s.start_unix_nano,
                 end: s.end_unix_nano,
                 status_code: s.status_code,
                 is_root: s.is_root(),
+                attrs: span_attrs,
                 span,
             });
         }

@@ -102,6 +102,7 @@ impl Shard {
                 entry
                     .summary
                     .add_span(s.start, s.end, s.status_code, s.is_root);
+                entry.summary.add_attrs(&s.attrs);
                 entry.bytes += s.span.encoded_len();
                 added_bytes += s.span.encoded_len() as u64;
                 entry.spans.push(s.span);
@@ -113,6 +114,7 @@ impl Shard {
                 None => {
                     let mut summary = TraceSummary::default();
                     summary.add_span(s.start, s.end, s.status_code, s.is_root);
+                    summary.add_attrs(&s.attrs);
                     let bytes = s.span.encoded_len();
                     added_bytes += bytes as u64;
                     self.traces.insert(

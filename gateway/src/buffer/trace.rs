@@ -5,7 +5,22 @@
 //! request, so nothing is copied per span.
 
 use bytes::Bytes;
+use tailgate_core::wire::attrs::AttrValue;
 use tailgate_core::wire::SpanParts;
+
+/// One attribute value seen in a trace, for the attribute policies.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TraceAttr {
+    /// Index into the plan's attribute keys.
+    pub key: u16,
+    /// The value.
+    pub value: AttrValue,
+    /// Whether it came from a resource (else from a span).
+    pub from_resource: bool,
+}
+
+/// Distinct attribute values kept per trace; past it, further values are not recorded.
+pub const MAX_TRACE_ATTRS: usize = 64;
 
 /// One span waiting for its trace's decision.
 #[derive(Debug, Clone)]
@@ -34,8 +49,9 @@ impl BufferedSpan {
     }
 }
 
-/// What the policies know of a trace, updated per span in O(1).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What the policies know of a trace, updated per span in O(1) (plus the wanted attributes,
+/// which only plans with attribute policies collect).
+#[derive(Debug, Clone, PartialEq)]
 pub struct TraceSummary {
     /// Spans seen.
     pub span_count: u32,
@@ -47,6 +63,8 @@ pub struct TraceSummary {
     pub status_mask: u8,
     /// Whether the root span has arrived.
     pub has_root: bool,
+    /// Distinct values of the attributes the plan reads (empty when it reads none).
+    pub attrs: Vec<TraceAttr>,
 }
 
 impl Default for TraceSummary {
@@ -57,6 +75,7 @@ impl Default for TraceSummary {
             max_end: 0,
             status_mask: 0,
             has_root: false,
+            attrs: Vec::new(),
         }
     }
 }
@@ -69,6 +88,15 @@ impl TraceSummary {
         self.max_end = self.max_end.max(end);
         self.status_mask |= 1u8.checked_shl(u32::from(status_code)).unwrap_or(0);
         self.has_root |= is_root;
+    }
+
+    /// Records attribute values, once each.
+    pub fn add_attrs(&mut self, attrs: &[TraceAttr]) {
+        for a in attrs {
+            if self.attrs.len() < MAX_TRACE_ATTRS && !self.attrs.contains(a) {
+                self.attrs.push(a.clone());
+            }
+        }
     }
 
     /// Latest end minus earliest start, 0 when the spans are inconsistent.

@@ -29,7 +29,10 @@ impl DropPolicy {
 impl Policy for DropPolicy {
     fn evaluate(&self, trace: &TraceView<'_>) -> Verdict {
         for s in &self.subs {
-            if s.evaluate(trace) != Verdict::Sampled {
+            if matches!(
+                s.evaluate(trace),
+                Verdict::NotSampled | Verdict::InvertNotSampled | Verdict::Dropped
+            ) {
                 return Verdict::NotSampled;
             }
         }

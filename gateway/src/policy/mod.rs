@@ -23,13 +23,16 @@
 
 pub mod always_sample;
 pub mod and;
+pub mod boolean_attribute;
 pub mod drop;
 pub mod latency;
 pub mod not;
+pub mod numeric_attribute;
 pub mod plan;
 pub mod probabilistic;
 pub mod span_count;
 pub mod status_code;
+pub mod string_attribute;
 
 use std::fmt::Debug;
 use std::path::Path;
@@ -51,6 +54,20 @@ pub enum Verdict {
     NotSampled,
     /// Drop it, whatever other policies say (`drop`).
     Dropped,
+    /// An inverted match did not match: keep it unless another policy says "not sampled".
+    InvertSampled,
+    /// An inverted match matched: do not keep it, even if another policy samples it.
+    InvertNotSampled,
+}
+
+/// The verdict of an attribute policy, with the Collector's inverted decisions.
+pub(crate) fn attribute_verdict(matched: bool, invert: bool) -> Verdict {
+    match (matched, invert) {
+        (true, false) => Verdict::Sampled,
+        (false, false) => Verdict::NotSampled,
+        (true, true) => Verdict::InvertNotSampled,
+        (false, true) => Verdict::InvertSampled,
+    }
 }
 
 /// A compiled policy.
@@ -134,6 +151,12 @@ pub enum PolicyKind {
     Drop(Vec<PolicyConfig>),
     /// `not` (Tailgate): the sub-policy does not keep it.
     Not(Box<PolicyConfig>),
+    /// `string_attribute`
+    StringAttribute(string_attribute::StringAttributeConfig),
+    /// `numeric_attribute`
+    NumericAttribute(numeric_attribute::NumericAttributeConfig),
+    /// `boolean_attribute`
+    BooleanAttribute(boolean_attribute::BooleanAttributeConfig),
 }
 
 /// A policy entry as written: `name`, `type` and one block per type. Blocks of Collector
@@ -154,9 +177,9 @@ pub(crate) struct RawPolicy {
     and: Option<and::AndConfig>,
     drop: Option<drop::DropConfig>,
     not: Option<not::NotConfig>,
-    numeric_attribute: Option<serde::de::IgnoredAny>,
-    string_attribute: Option<serde::de::IgnoredAny>,
-    boolean_attribute: Option<serde::de::IgnoredAny>,
+    numeric_attribute: Option<numeric_attribute::NumericAttributeConfig>,
+    string_attribute: Option<string_attribute::StringAttributeConfig>,
+    boolean_attribute: Option<boolean_attribute::BooleanAttributeConfig>,
     rate_limiting: Option<serde::de::IgnoredAny>,
     bytes_limiting: Option<serde::de::IgnoredAny>,
     trace_state: Option<serde::de::IgnoredAny>,
@@ -167,9 +190,6 @@ pub(crate) struct RawPolicy {
 
 /// Collector policy types not implemented yet.
 const NOT_YET: &[&str] = &[
-    "numeric_attribute",
-    "string_attribute",
-    "boolean_attribute",
     "rate_limiting",
     "bytes_limiting",
     "trace_state",
@@ -177,8 +197,8 @@ const NOT_YET: &[&str] = &[
     "composite",
 ];
 
-const SUPPORTED: &str =
-    "always_sample, latency, probabilistic, status_code, span_count, and, drop, not";
+const SUPPORTED: &str = "always_sample, latency, probabilistic, status_code, span_count, \
+     string_attribute, numeric_attribute, boolean_attribute, and, drop, not";
 
 impl TryFrom<RawPolicy> for PolicyConfig {
     type Error = String;
@@ -212,6 +232,9 @@ impl TryFrom<RawPolicy> for PolicyConfig {
             ("and", raw.and.is_some()),
             ("drop", raw.drop.is_some()),
             ("not", raw.not.is_some()),
+            ("string_attribute", raw.string_attribute.is_some()),
+            ("numeric_attribute", raw.numeric_attribute.is_some()),
+            ("boolean_attribute", raw.boolean_attribute.is_some()),
         ];
         let kind = match kind.as_str() {
             "always_sample" => PolicyKind::AlwaysSample,
@@ -242,6 +265,27 @@ impl TryFrom<RawPolicy> for PolicyConfig {
                 c.validate()
                     .map_err(|e| format!("policy {name:?}: span_count.{e}"))?;
                 PolicyKind::SpanCount(c)
+            }
+            "string_attribute" => {
+                block(raw.string_attribute.is_some())?;
+                let c = raw.string_attribute.unwrap_or_default();
+                c.validate()
+                    .map_err(|e| format!("policy {name:?}: string_attribute.{e}"))?;
+                PolicyKind::StringAttribute(c)
+            }
+            "numeric_attribute" => {
+                block(raw.numeric_attribute.is_some())?;
+                let c = raw.numeric_attribute.unwrap_or_default();
+                c.validate()
+                    .map_err(|e| format!("policy {name:?}: numeric_attribute.{e}"))?;
+                PolicyKind::NumericAttribute(c)
+            }
+            "boolean_attribute" => {
+                block(raw.boolean_attribute.is_some())?;
+                let c = raw.boolean_attribute.unwrap_or_default();
+                c.validate()
+                    .map_err(|e| format!("policy {name:?}: boolean_attribute.{e}"))?;
+                PolicyKind::BooleanAttribute(c)
             }
             "and" => {
                 block(raw.and.is_some())?;
@@ -303,6 +347,9 @@ fn kind_name(kind: &PolicyKind) -> &'static str {
         PolicyKind::And(_) => "and",
         PolicyKind::Drop(_) => "drop",
         PolicyKind::Not(_) => "not",
+        PolicyKind::StringAttribute(_) => "string_attribute",
+        PolicyKind::NumericAttribute(_) => "numeric_attribute",
+        PolicyKind::BooleanAttribute(_) => "boolean_attribute",
     }
 }
 
@@ -335,21 +382,40 @@ fn sub_policies(name: &str, key: &str, raws: Vec<RawPolicy>) -> Result<Vec<Polic
 // === impl PolicyConfig ===
 
 impl PolicyConfig {
-    /// Compiles the entry into an evaluator.
-    pub fn compile(&self) -> Box<dyn Policy> {
+    /// Compiles the entry into an evaluator, registering the attribute keys it reads in
+    /// `keys` (the plan's list, whose indices the shards' summaries use).
+    pub fn compile(&self, keys: &mut Vec<String>) -> Box<dyn Policy> {
+        let mut key = |k: &str| -> u16 {
+            match keys.iter().position(|x| x == k) {
+                Some(i) => i as u16,
+                None => {
+                    keys.push(k.to_owned());
+                    (keys.len() - 1) as u16
+                }
+            }
+        };
         match &self.kind {
             PolicyKind::AlwaysSample => Box::new(always_sample::AlwaysSample),
             PolicyKind::Latency(c) => Box::new(latency::LatencyPolicy::new(c)),
             PolicyKind::Probabilistic(c) => Box::new(probabilistic::ProbabilisticPolicy::new(c)),
             PolicyKind::StatusCode(c) => Box::new(status_code::StatusCodePolicy::new(c)),
             PolicyKind::SpanCount(c) => Box::new(span_count::SpanCountPolicy::new(c)),
+            PolicyKind::StringAttribute(c) => {
+                Box::new(string_attribute::StringAttributePolicy::new(c, key(&c.key)))
+            }
+            PolicyKind::NumericAttribute(c) => Box::new(
+                numeric_attribute::NumericAttributePolicy::new(c, key(&c.key)),
+            ),
+            PolicyKind::BooleanAttribute(c) => Box::new(
+                boolean_attribute::BooleanAttributePolicy::new(c, key(&c.key)),
+            ),
             PolicyKind::And(subs) => Box::new(and::AndPolicy::new(
-                subs.iter().map(|s| s.compile()).collect(),
+                subs.iter().map(|s| s.compile(keys)).collect(),
             )),
             PolicyKind::Drop(subs) => Box::new(drop::DropPolicy::new(
-                subs.iter().map(|s| s.compile()).collect(),
+                subs.iter().map(|s| s.compile(keys)).collect(),
             )),
-            PolicyKind::Not(sub) => Box::new(not::NotPolicy::new(sub.compile())),
+            PolicyKind::Not(sub) => Box::new(not::NotPolicy::new(sub.compile(keys))),
         }
     }
 }

@@ -1,9 +1,10 @@
 //! The compiled policy plan: the policies of one file in order, and the decision timing.
 //! Shards evaluate every buffered trace against the plan in force at decision time.
 //!
-//! Combining verdicts follows the Collector for the kinds implemented here: every policy is
-//! evaluated; if any says "drop" the trace is not kept (drop beats sample); otherwise it is
-//! kept when any policy samples it, and the first such policy is recorded as the reason.
+//! Combining verdicts follows the Collector: every policy is evaluated; a matching `drop`
+//! wins; then an inverted match that matched vetoes sampling; then any policy that samples
+//! keeps the trace (the first is recorded as the reason); then an inverted non-match keeps it
+//! when no policy said "not sampled".
 
 use std::time::Duration;
 
@@ -14,6 +15,8 @@ use crate::buffer::trace::TraceView;
 #[derive(Debug)]
 pub struct PolicyPlan {
     names: Vec<String>,
+    /// Attribute keys the policies read; summaries index values by position here.
+    attribute_keys: Vec<String>,
     policies: Vec<Box<dyn Policy>>,
     /// Time from a trace's first span to its decision.
     pub decision_wait: Duration,
@@ -35,17 +38,27 @@ pub struct Decision {
 impl PolicyPlan {
     /// Compiles a parsed file.
     pub fn compile(file: &PolicyFile) -> Self {
+        let mut attribute_keys = Vec::new();
+        let policies = file
+            .policies
+            .iter()
+            .map(|p| p.compile(&mut attribute_keys))
+            .collect();
         PolicyPlan {
             names: file.policies.iter().map(|p| p.name.clone()).collect(),
-            policies: file.policies.iter().map(|p| p.compile()).collect(),
+            attribute_keys,
+            policies,
             decision_wait: file.decision_wait,
             num_traces: file.num_traces,
         }
     }
 
-    /// Decides one trace.
+    /// Decides one trace, combining verdicts as the Collector does: drop beats everything,
+    /// then an inverted match that matched vetoes, then any sample keeps, then an inverted
+    /// non-match keeps unless some policy said "not sampled".
     pub fn decide(&self, trace: &TraceView<'_>) -> Decision {
-        let mut first_sampled = None;
+        let (mut first_sampled, mut first_invert_sampled) = (None, None);
+        let (mut veto, mut not_sampled) = (false, false);
         for (i, p) in self.policies.iter().enumerate() {
             match p.evaluate(trace) {
                 Verdict::Dropped => {
@@ -54,14 +67,34 @@ impl PolicyPlan {
                         policy: None,
                     }
                 }
-                Verdict::Sampled if first_sampled.is_none() => first_sampled = Some(i as u16),
-                _ => {}
+                Verdict::Sampled => {
+                    first_sampled.get_or_insert(i as u16);
+                }
+                Verdict::InvertSampled => {
+                    first_invert_sampled.get_or_insert(i as u16);
+                }
+                Verdict::InvertNotSampled => veto = true,
+                Verdict::NotSampled => not_sampled = true,
             }
         }
+        let policy = if veto {
+            None
+        } else if first_sampled.is_some() {
+            first_sampled
+        } else if !not_sampled {
+            first_invert_sampled
+        } else {
+            None
+        };
         Decision {
-            sampled: first_sampled.is_some(),
-            policy: first_sampled,
+            sampled: policy.is_some(),
+            policy,
         }
+    }
+
+    /// Attribute keys the policies read (empty: no attribute is read from spans).
+    pub fn attribute_keys(&self) -> &[String] {
+        &self.attribute_keys
     }
 
     /// Policy names in order.
@@ -78,7 +111,7 @@ impl PolicyPlan {
         for (name, p) in self.names.iter().zip(&self.policies) {
             out.push_str(&format!("  {name}: {}\n", p.describe()));
         }
-        out.push_str("a trace is kept when any policy keeps it and no drop policy matches\n");
+        out.push_str("a trace is kept when any policy keeps it, no drop matches and no inverted match vetoes\n");
         out
     }
 }

@@ -70,7 +70,7 @@ fn ottl_and_unimplemented_collector_types_say_what_to_use() {
         err.contains("ottl_condition") && err.contains("status_code"),
         "{err}"
     );
-    let err = parse("policies:\n  - name: s\n    type: string_attribute\n    string_attribute: {key: a, values: [b]}\n").unwrap_err();
+    let err = parse("policies:\n  - name: r\n    type: rate_limiting\n    rate_limiting: {spans_per_second: 10}\n").unwrap_err();
     assert!(err.contains("does not implement yet"), "{err}");
 }
 
@@ -127,4 +127,102 @@ fn duplicate_names_and_empty_lists_are_rejected() {
     assert!(err.contains("policies[1].name"), "{err}");
     let err = parse("policies: []\n").unwrap_err();
     assert!(err.contains("at least one"), "{err}");
+}
+
+fn decide_attrs(yaml: &str, attrs: &[(&str, tailgate_core::wire::attrs::AttrValue, bool)]) -> bool {
+    use crate::buffer::trace::{TraceAttr, TraceSummary, TraceView};
+    let plan = PolicyPlan::compile(&parse(yaml).unwrap());
+    let mut s = TraceSummary::default();
+    s.add_span(0, MS, 0, true);
+    let keys = plan.attribute_keys();
+    let list: Vec<TraceAttr> = attrs
+        .iter()
+        .filter_map(|(k, v, res)| {
+            keys.iter().position(|x| x == k).map(|i| TraceAttr {
+                key: i as u16,
+                value: v.clone(),
+                from_resource: *res,
+            })
+        })
+        .collect();
+    s.add_attrs(&list);
+    plan.decide(&TraceView {
+        trace_id: &[9; 16],
+        summary: &s,
+    })
+    .sampled
+}
+
+#[test]
+fn string_attribute_matches_spans_and_resources_like_the_collector() {
+    use tailgate_core::wire::attrs::AttrValue::{Int, Str};
+    let b = |s: &'static str| Str(bytes::Bytes::from_static(s.as_bytes()));
+    let exact = "policies:\n  - {name: s, type: string_attribute, string_attribute: {key: route, values: [/pay, '']}}\n";
+    assert!(decide_attrs(exact, &[("route", b("/pay"), false)]));
+    assert!(!decide_attrs(exact, &[("route", b("/payment"), false)]));
+    assert!(decide_attrs(exact, &[("route", b("/pay"), true)]));
+    assert!(
+        !decide_attrs(exact, &[("route", b(""), false)]),
+        "empty values never match"
+    );
+    assert!(
+        !decide_attrs(exact, &[("route", Int(1), false)]),
+        "non-strings read as empty"
+    );
+    let regex = "policies:\n  - {name: s, type: string_attribute, string_attribute: {key: route, values: ['pay'], enabled_regex_matching: true}}\n";
+    assert!(
+        decide_attrs(regex, &[("route", b("/api/payment"), false)]),
+        "expressions are not anchored"
+    );
+    let bad = "policies:\n  - {name: s, type: string_attribute, string_attribute: {key: route, values: ['('], enabled_regex_matching: true}}\n";
+    assert!(parse(bad).unwrap_err().contains("regular expression"));
+}
+
+#[test]
+fn inverted_matches_veto_and_keep_as_the_collector_combines_them() {
+    use tailgate_core::wire::attrs::AttrValue::Str;
+    let b = |s: &'static str| Str(bytes::Bytes::from_static(s.as_bytes()));
+    let inv = "{name: no-health, type: string_attribute, string_attribute: {key: route, values: [/health], invert_match: true}}";
+    // An inverted match that matches vetoes even always_sample.
+    let y = format!("policies:\n  - {inv}\n  - {{name: all, type: always_sample}}\n");
+    assert!(!decide_attrs(&y, &[("route", b("/health"), false)]));
+    assert!(decide_attrs(&y, &[("route", b("/pay"), false)]));
+    // Alone, an inverted non-match keeps the trace...
+    let y = format!("policies:\n  - {inv}\n");
+    assert!(decide_attrs(&y, &[("route", b("/pay"), false)]));
+    // ...unless another policy says "not sampled".
+    let y = format!("policies:\n  - {inv}\n  - {{name: none, type: probabilistic, probabilistic: {{sampling_percentage: 0}}}}\n");
+    assert!(!decide_attrs(&y, &[("route", b("/pay"), false)]));
+}
+
+#[test]
+fn numeric_and_boolean_attributes_read_values_like_pdata() {
+    use tailgate_core::wire::attrs::AttrValue::{Bool, Int, Str};
+    let num = "policies:\n  - {name: n, type: numeric_attribute, numeric_attribute: {key: code, min_value: 500, max_value: 599}}\n";
+    assert!(decide_attrs(num, &[("code", Int(503), false)]));
+    assert!(!decide_attrs(num, &[("code", Int(404), false)]));
+    let zero = "policies:\n  - {name: n, type: numeric_attribute, numeric_attribute: {key: code, max_value: 0}}\n";
+    assert!(
+        decide_attrs(
+            zero,
+            &[("code", Str(bytes::Bytes::from_static(b"500")), false)]
+        ),
+        "a string reads as 0"
+    );
+    assert!(parse(
+        "policies:\n  - {name: n, type: numeric_attribute, numeric_attribute: {key: code}}\n"
+    )
+    .unwrap_err()
+    .contains("min_value"));
+    let boolean = "policies:\n  - {name: b, type: boolean_attribute, boolean_attribute: {key: cached, value: false}}\n";
+    assert!(decide_attrs(boolean, &[("cached", Bool(false), false)]));
+    assert!(!decide_attrs(boolean, &[("cached", Bool(true), false)]));
+    assert!(
+        decide_attrs(boolean, &[("cached", Int(1), false)]),
+        "a non-boolean reads as false"
+    );
+    assert!(
+        !decide_attrs(boolean, &[]),
+        "absent attributes do not match"
+    );
 }

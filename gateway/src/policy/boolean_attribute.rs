@@ -1,0 +1,71 @@
+//! `boolean_attribute`: keeps traces where a resource or span has attribute `key` equal to
+//! `value`. As the Collector, values are read with pdata's `Bool()`, so a non-boolean value
+//! counts as `false`; `invert_match` works as for `string_attribute`.
+
+use serde::Deserialize;
+
+use super::{Policy, Verdict};
+use crate::buffer::trace::TraceView;
+
+/// YAML block `boolean_attribute:`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BooleanAttributeConfig {
+    /// Attribute key.
+    pub key: String,
+    /// The value that matches.
+    pub value: bool,
+    /// Invert the match.
+    #[serde(default)]
+    pub invert_match: bool,
+}
+
+impl BooleanAttributeConfig {
+    pub(crate) fn validate(&self) -> Result<(), String> {
+        if self.key.is_empty() {
+            return Err("key must not be empty".into());
+        }
+        Ok(())
+    }
+}
+
+/// Compiled `boolean_attribute` policy.
+#[derive(Debug)]
+pub struct BooleanAttributePolicy {
+    key: u16,
+    key_name: String,
+    value: bool,
+    invert: bool,
+}
+
+impl BooleanAttributePolicy {
+    /// Compiles a validated config; `key` is the key's index in the plan.
+    pub fn new(c: &BooleanAttributeConfig, key: u16) -> Self {
+        BooleanAttributePolicy {
+            key,
+            key_name: c.key.clone(),
+            value: c.value,
+            invert: c.invert_match,
+        }
+    }
+}
+
+impl Policy for BooleanAttributePolicy {
+    fn evaluate(&self, trace: &TraceView<'_>) -> Verdict {
+        let matched = trace
+            .summary
+            .attrs
+            .iter()
+            .any(|a| a.key == self.key && a.value.as_bool() == self.value);
+        super::attribute_verdict(matched, self.invert)
+    }
+
+    fn describe(&self) -> String {
+        let verb = if self.invert {
+            "keep traces unless"
+        } else {
+            "keep traces where"
+        };
+        format!("{verb} attribute {:?} is {}", self.key_name, self.value)
+    }
+}

@@ -1,0 +1,84 @@
+//! `numeric_attribute`: keeps traces where a resource or span has integer attribute `key`
+//! within `[min_value, max_value]` (either bound may be left out). As the Collector, values
+//! are read with pdata's `Int()`, so a non-integer value counts as 0; `invert_match` works
+//! as for `string_attribute`.
+
+use serde::Deserialize;
+
+use super::{Policy, Verdict};
+use crate::buffer::trace::TraceView;
+
+/// YAML block `numeric_attribute:`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NumericAttributeConfig {
+    /// Attribute key.
+    pub key: String,
+    /// Lower bound (inclusive).
+    #[serde(default)]
+    pub min_value: Option<i64>,
+    /// Upper bound (inclusive).
+    #[serde(default)]
+    pub max_value: Option<i64>,
+    /// Invert the match.
+    #[serde(default)]
+    pub invert_match: bool,
+}
+
+impl NumericAttributeConfig {
+    pub(crate) fn validate(&self) -> Result<(), String> {
+        if self.key.is_empty() {
+            return Err("key must not be empty".into());
+        }
+        match (self.min_value, self.max_value) {
+            (None, None) => Err("set min_value, max_value or both".into()),
+            (Some(a), Some(b)) if b < a => Err(format!("max_value ({b}) is below min_value ({a})")),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Compiled `numeric_attribute` policy.
+#[derive(Debug)]
+pub struct NumericAttributePolicy {
+    key: u16,
+    key_name: String,
+    min: i64,
+    max: i64,
+    invert: bool,
+}
+
+impl NumericAttributePolicy {
+    /// Compiles a validated config; `key` is the key's index in the plan.
+    pub fn new(c: &NumericAttributeConfig, key: u16) -> Self {
+        NumericAttributePolicy {
+            key,
+            key_name: c.key.clone(),
+            min: c.min_value.unwrap_or(i64::MIN),
+            max: c.max_value.unwrap_or(i64::MAX),
+            invert: c.invert_match,
+        }
+    }
+}
+
+impl Policy for NumericAttributePolicy {
+    fn evaluate(&self, trace: &TraceView<'_>) -> Verdict {
+        let matched = trace.summary.attrs.iter().any(|a| {
+            let v = a.value.as_int();
+            a.key == self.key && self.min <= v && v <= self.max
+        });
+        super::attribute_verdict(matched, self.invert)
+    }
+
+    fn describe(&self) -> String {
+        let verb = if self.invert {
+            "keep traces unless"
+        } else {
+            "keep traces where"
+        };
+        format!(
+            "{verb} attribute {:?} is within [{}, {}]",
+            self.key_name, self.min, self.max
+        )
+    }
+}

@@ -1,0 +1,119 @@
+//! `string_attribute`: keeps traces where a resource or span has `key` with one of
+//! `values` (exactly, or as regular expressions with `enabled_regex_matching`).
+//!
+//! As the Collector: regular expressions are not anchored (`^…$` to match whole values);
+//! a span's empty value never matches; non-string values read as "" (pdata's `Str()`);
+//! with `invert_match` a match gives "invert not sampled", which vetoes sampling by other
+//! policies, and no match gives "invert sampled", which keeps the trace only when no
+//! policy said "not sampled". `cache_max_size` is accepted; Tailgate compiles the
+//! expressions once and needs no match cache.
+
+use regex::bytes::RegexSet;
+use serde::Deserialize;
+
+use super::{Policy, Verdict};
+use crate::buffer::trace::TraceView;
+
+/// YAML block `string_attribute:`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StringAttributeConfig {
+    /// Attribute key.
+    pub key: String,
+    /// Values (or expressions) that match.
+    pub values: Vec<String>,
+    /// Treat `values` as regular expressions.
+    #[serde(default)]
+    pub enabled_regex_matching: bool,
+    /// Accepted for compatibility.
+    #[serde(default)]
+    pub cache_max_size: usize,
+    /// Invert the match (see the module docs).
+    #[serde(default)]
+    pub invert_match: bool,
+}
+
+impl StringAttributeConfig {
+    pub(crate) fn validate(&self) -> Result<(), String> {
+        if self.key.is_empty() {
+            return Err("key must not be empty".into());
+        }
+        if self.values.is_empty() {
+            return Err("values: list at least one value".into());
+        }
+        if self.enabled_regex_matching {
+            RegexSet::new(&self.values)
+                .map_err(|e| format!("values: invalid regular expression: {e}"))?;
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug)]
+enum Matcher {
+    Exact(Vec<Vec<u8>>),
+    Regex(RegexSet),
+}
+
+/// Compiled `string_attribute` policy.
+#[derive(Debug)]
+pub struct StringAttributePolicy {
+    key: u16,
+    key_name: String,
+    matcher: Matcher,
+    invert: bool,
+}
+
+impl StringAttributePolicy {
+    /// Compiles a validated config; `key` is the key's index in the plan.
+    pub fn new(c: &StringAttributeConfig, key: u16) -> Self {
+        let matcher = if c.enabled_regex_matching {
+            // Validated already; an empty set never matches.
+            Matcher::Regex(RegexSet::new(&c.values).unwrap_or_else(|_| RegexSet::empty()))
+        } else {
+            Matcher::Exact(
+                c.values
+                    .iter()
+                    .filter(|v| !v.is_empty())
+                    .map(|v| v.as_bytes().to_vec())
+                    .collect(),
+            )
+        };
+        StringAttributePolicy {
+            key,
+            key_name: c.key.clone(),
+            matcher,
+            invert: c.invert_match,
+        }
+    }
+
+    fn matches(&self, v: &[u8]) -> bool {
+        match &self.matcher {
+            Matcher::Exact(values) => values.iter().any(|x| x == v),
+            Matcher::Regex(set) => set.is_match(v),
+        }
+    }
+}
+
+impl Policy for StringAttributePolicy {
+    fn evaluate(&self, trace: &TraceView<'_>) -> Verdict {
+        let matched = trace.summary.attrs.iter().any(|a| {
+            let v = a.value.as_str();
+            a.key == self.key && (a.from_resource || !v.is_empty()) && self.matches(v)
+        });
+        super::attribute_verdict(matched, self.invert)
+    }
+
+    fn describe(&self) -> String {
+        let how = match &self.matcher {
+            Matcher::Exact(v) => format!("is one of {} values", v.len()),
+            Matcher::Regex(s) => format!("matches one of {} expressions", s.len()),
+        };
+        let verb = if self.invert {
+            "keep traces unless"
+        } else {
+            "keep traces where"
+        };
+        format!("{verb} attribute {:?} {how}", self.key_name)
+    }
+}
