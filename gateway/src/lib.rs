@@ -229,6 +229,26 @@ impl Admin for AdminView {
             "",
             self.reload.active_hash.get(),
         );
+        let plan = self.plan.load();
+        let mut first = true;
+        for (name, counts) in plan.names().iter().zip(plan.verdict_counts()) {
+            let name = name.replace('\\', "\\\\").replace('"', "\\\"");
+            for (verdict, n) in policy::plan::VERDICT_NAMES.iter().zip(counts) {
+                let labels = format!("policy=\"{name}\",verdict=\"{verdict}\"");
+                if first {
+                    p.metric(
+                        "tailgate_gateway_policy_evaluations_total",
+                        "counter",
+                        "Policy verdicts since the plan in force was loaded.",
+                        &labels,
+                        n,
+                    );
+                    first = false;
+                } else {
+                    p.sample("tailgate_gateway_policy_evaluations_total", &labels, n);
+                }
+            }
+        }
         let mut out = self.stats.render();
         out.push_str(&p.finish());
         out

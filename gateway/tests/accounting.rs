@@ -49,6 +49,7 @@ async fn every_received_span_is_exported_or_dropped_by_policy() {
     let plan = PolicyPlan::compile(&PolicyFile::parse(Path::new("p.yaml"), POLICIES).unwrap());
     let gateway = Gateway::start(&config, plan).unwrap();
     let stats = gateway.stats().clone();
+    let plan = gateway.plan().clone();
     let served =
         tokio::spawn(gateway.serve(listeners, None, stop.clone(), Duration::from_secs(10)));
 
@@ -108,6 +109,15 @@ async fn every_received_span_is_exported_or_dropped_by_policy() {
     );
     assert_eq!(backend.spans(), exported);
 
+    // Each policy gave one verdict per decided trace; the errors policy sampled the traces
+    // with an error span.
+    let decided = stats.traces_sampled.get() + stats.traces_not_sampled.get();
+    let verdicts = plan.load().verdict_counts();
+    assert_eq!(verdicts.len(), 2);
+    for counts in &verdicts {
+        assert_eq!(counts.iter().sum::<u64>(), decided);
+    }
+
     // Every trace with an error span arrived whole.
     let mut at_backend = std::collections::HashMap::<Vec<u8>, usize>::new();
     for body in backend.bodies() {
@@ -137,6 +147,11 @@ async fn every_received_span_is_exported_or_dropped_by_policy() {
     }
     let errors: Vec<_> = per_trace.iter().filter(|(_, (_, err))| *err).collect();
     assert!(!errors.is_empty());
+    assert_eq!(
+        verdicts[0][0],
+        errors.len() as u64,
+        "errors policy verdicts"
+    );
     for (id, (n, _)) in errors {
         assert_eq!(at_backend.get(id), Some(n), "error trace {id:?} incomplete");
     }

@@ -34,6 +34,11 @@ pub struct Shard {
     max_traces: usize,
     export: mpsc::Sender<ExportBatch>,
     stats: Arc<GatewayStats>,
+    /// Verdicts counted since the last flush, and the plan they belong to.
+    verdicts: (
+        Option<Arc<crate::policy::PolicyPlan>>,
+        crate::policy::plan::LocalVerdicts,
+    ),
 }
 
 // === impl Shard ===
@@ -57,6 +62,14 @@ impl Shard {
             max_traces: max_traces.max(1),
             export,
             stats,
+            verdicts: (None, Default::default()),
+        }
+    }
+
+    /// Adds the verdicts counted locally to their plan's counters (once per batch).
+    fn flush_verdicts(&mut self) {
+        if let (Some(plan), local) = &mut self.verdicts {
+            plan.flush(local);
         }
     }
 
@@ -87,6 +100,7 @@ impl Shard {
         while let Some(id) = self.deadlines.pop_front() {
             self.decide(id).await;
         }
+        self.flush_verdicts();
     }
 
     async fn insert(&mut self, spans: Vec<IncomingSpan>) {
@@ -149,12 +163,14 @@ impl Shard {
             self.stats.early_decisions.add(1);
             self.decide(id).await;
         }
+        self.flush_verdicts();
     }
 
     async fn decide_due(&mut self, now: Instant) {
         while let Some(id) = self.deadlines.pop_due(now) {
             self.decide(id).await;
         }
+        self.flush_verdicts();
     }
 
     async fn decide(&mut self, id: [u8; 16]) {
@@ -164,11 +180,25 @@ impl Shard {
         let n = entry.spans.len() as u64;
         self.stats.live_traces.sub(1);
         self.stats.buffered_bytes.sub(entry.bytes as u64);
-        // Buffered traces are decided by the plan in force at decision time.
-        let decision = self.plan.load().decide(&TraceView {
-            trace_id: &id,
-            summary: &entry.summary,
-        });
+        // Buffered traces are decided by the plan in force at decision time; verdicts are
+        // counted locally and flushed to that plan's counters once per batch.
+        let plan = self.plan.load_full();
+        if !self
+            .verdicts
+            .0
+            .as_ref()
+            .is_some_and(|p| Arc::ptr_eq(p, &plan))
+        {
+            self.flush_verdicts();
+            self.verdicts.0 = Some(plan.clone());
+        }
+        let decision = plan.decide_counting(
+            &TraceView {
+                trace_id: &id,
+                summary: &entry.summary,
+            },
+            &mut self.verdicts.1,
+        );
         self.cache.insert(id, decision.sampled);
         self.stats.record_decision(decision.policy, n);
         if decision.sampled {

@@ -6,6 +6,7 @@
 //! keeps the trace (the first is recorded as the reason); then an inverted non-match keeps it
 //! when no policy said "not sampled".
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use super::{Policy, PolicyFile, Verdict};
@@ -22,6 +23,37 @@ pub struct PolicyPlan {
     pub decision_wait: Duration,
     /// Traces buffered before the oldest are decided early.
     pub num_traces: usize,
+    /// Verdicts per policy, by [`Verdict`] index; shards add their local counts per batch.
+    verdicts: Vec<[AtomicU64; VERDICTS]>,
+}
+
+/// Number of distinct verdicts.
+pub const VERDICTS: usize = 5;
+
+/// Verdict names, by index, as they appear in metrics.
+pub const VERDICT_NAMES: [&str; VERDICTS] = [
+    "sampled",
+    "not_sampled",
+    "dropped",
+    "invert_sampled",
+    "invert_not_sampled",
+];
+
+fn verdict_index(v: Verdict) -> usize {
+    match v {
+        Verdict::Sampled => 0,
+        Verdict::NotSampled => 1,
+        Verdict::Dropped => 2,
+        Verdict::InvertSampled => 3,
+        Verdict::InvertNotSampled => 4,
+    }
+}
+
+/// Verdict counts a shard keeps between flushes, for one plan.
+#[derive(Debug, Default)]
+pub struct LocalVerdicts {
+    counts: Vec<[u64; VERDICTS]>,
+    pending: bool,
 }
 
 /// The outcome for one trace.
@@ -44,7 +76,9 @@ impl PolicyPlan {
             .iter()
             .map(|p| p.compile(&mut attribute_keys))
             .collect();
+        let n = file.policies.len();
         PolicyPlan {
+            verdicts: (0..n).map(|_| Default::default()).collect(),
             names: file.policies.iter().map(|p| p.name.clone()).collect(),
             attribute_keys,
             policies,
@@ -57,10 +91,22 @@ impl PolicyPlan {
     /// then an inverted match that matched vetoes, then any sample keeps, then an inverted
     /// non-match keeps unless some policy said "not sampled".
     pub fn decide(&self, trace: &TraceView<'_>) -> Decision {
+        self.decide_counting(trace, &mut LocalVerdicts::default())
+    }
+
+    /// [`PolicyPlan::decide`], adding each policy's verdict to `local` (flush it with
+    /// [`PolicyPlan::flush`]).
+    pub fn decide_counting(&self, trace: &TraceView<'_>, local: &mut LocalVerdicts) -> Decision {
+        if local.counts.len() != self.policies.len() {
+            local.counts = vec![[0; VERDICTS]; self.policies.len()];
+        }
+        local.pending = true;
         let (mut first_sampled, mut first_invert_sampled) = (None, None);
         let (mut veto, mut not_sampled) = (false, false);
         for (i, p) in self.policies.iter().enumerate() {
-            match p.evaluate(trace) {
+            let verdict = p.evaluate(trace);
+            local.counts[i][verdict_index(verdict)] += 1;
+            match verdict {
                 Verdict::Dropped => {
                     return Decision {
                         sampled: false,
@@ -90,6 +136,30 @@ impl PolicyPlan {
             sampled: policy.is_some(),
             policy,
         }
+    }
+
+    /// Adds a shard's local counts to the plan's and clears them.
+    pub fn flush(&self, local: &mut LocalVerdicts) {
+        if !local.pending {
+            return;
+        }
+        for (shared, counts) in self.verdicts.iter().zip(local.counts.iter_mut()) {
+            for (s, c) in shared.iter().zip(counts.iter_mut()) {
+                if *c > 0 {
+                    s.fetch_add(*c, Ordering::Relaxed);
+                    *c = 0;
+                }
+            }
+        }
+        local.pending = false;
+    }
+
+    /// Verdict counts per policy, in plan order, by [`VERDICT_NAMES`].
+    pub fn verdict_counts(&self) -> Vec<[u64; VERDICTS]> {
+        self.verdicts
+            .iter()
+            .map(|v| std::array::from_fn(|i| v[i].load(Ordering::Relaxed)))
+            .collect()
     }
 
     /// Attribute keys the policies read (empty: no attribute is read from spans).
