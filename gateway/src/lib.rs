@@ -76,7 +76,12 @@ impl Gateway {
             tokio::spawn(export::Exporter::new(export_rx, client, export_cfg, stats.clone()).run());
         let n = config.shard_count();
         let per_shard_traces = num_traces.div_ceil(n);
-        let per_shard_cache = config.buffer.decision_cache_size.div_ceil(n);
+        // The policy file's decision_cache (the Collector's option) wins over the config's.
+        let cache_size = plan
+            .load()
+            .decision_cache_size
+            .unwrap_or(config.buffer.decision_cache_size);
+        let per_shard_cache = cache_size.max(1).div_ceil(n);
         let drain = CancellationToken::new();
         let mut senders = Vec::with_capacity(n);
         let mut shards = Vec::with_capacity(n);

@@ -88,6 +88,9 @@ fn main() -> ExitCode {
             return ExitCode::from(EX_USAGE);
         }
     };
+    for note in &policies.ignored_options {
+        tracing::warn!(option = %note, "Collector option accepted but not applied.");
+    }
     if args.check {
         eprintln!(
             "{}: ok\n{}: ok",

@@ -71,6 +71,9 @@ impl Reloader {
         let text = String::from_utf8_lossy(&bytes);
         match PolicyFile::parse(&self.path, &text) {
             Ok(file) => {
+                for note in &file.ignored_options {
+                    tracing::warn!(option = %note, "Collector option accepted but not applied.");
+                }
                 let plan = PolicyPlan::compile(&file);
                 tracing::info!(path = %self.path.display(), policies = plan.names().len(), "Policies reloaded.");
                 self.plan.store(Arc::new(plan));

@@ -22,6 +22,8 @@ struct TraceEntry {
     spans: Vec<BufferedSpan>,
     summary: TraceSummary,
     bytes: usize,
+    /// Whether a root-based deadline was scheduled.
+    root_scheduled: bool,
 }
 
 /// The state of one shard.
@@ -29,6 +31,10 @@ pub struct Shard {
     rx: mpsc::Receiver<ShardMsg>,
     traces: HashMap<[u8; 16], TraceEntry>,
     deadlines: DeadlineQueue,
+    /// `root arrival + decision_wait_after_root_received`: with one grace for every trace,
+    /// these come due in order too, so a second FIFO holds them; deciding a trace that is
+    /// already decided is a no-op.
+    root_deadlines: DeadlineQueue,
     cache: DecisionCache,
     plan: crate::reload::SharedPlan,
     max_traces: usize,
@@ -57,6 +63,7 @@ impl Shard {
             rx,
             traces: HashMap::new(),
             deadlines: DeadlineQueue::default(),
+            root_deadlines: DeadlineQueue::default(),
             cache: DecisionCache::new(cache_size),
             plan,
             max_traces: max_traces.max(1),
@@ -78,7 +85,10 @@ impl Shard {
     pub async fn run(mut self, drain: CancellationToken) {
         loop {
             self.decide_due(Instant::now()).await;
-            let next = self.deadlines.next_due();
+            let next = match (self.deadlines.next_due(), self.root_deadlines.next_due()) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
             let sleep = async move {
                 match next {
                     Some(t) => tokio::time::sleep_until(t).await,
@@ -105,8 +115,11 @@ impl Shard {
 
     async fn insert(&mut self, spans: Vec<IncomingSpan>) {
         let now = Instant::now();
-        // One load per batch: the wait in force when the batch arrived.
-        let wait = self.plan.load().decision_wait;
+        // One load per batch: the waits in force when the batch arrived.
+        let (wait, root_wait) = {
+            let plan = self.plan.load();
+            (plan.decision_wait, plan.decision_wait_after_root)
+        };
         let mut late_kept: Vec<BufferedSpan> = Vec::new();
         let mut late_dropped = 0u64;
         let mut new_traces = 0u64;
@@ -117,6 +130,10 @@ impl Shard {
                     .summary
                     .add_span(s.start, s.end, s.status_code, s.is_root);
                 entry.summary.add_attrs(&s.attrs);
+                if let (true, false, Some(grace)) = (s.is_root, entry.root_scheduled, root_wait) {
+                    entry.root_scheduled = true;
+                    self.root_deadlines.push(s.trace_id, now, grace);
+                }
                 entry.bytes += s.span.encoded_len();
                 added_bytes += s.span.encoded_len() as u64;
                 entry.spans.push(s.span);
@@ -131,12 +148,17 @@ impl Shard {
                     summary.add_attrs(&s.attrs);
                     let bytes = s.span.encoded_len();
                     added_bytes += bytes as u64;
+                    let root_scheduled = s.is_root && root_wait.is_some();
+                    if let (true, Some(grace)) = (root_scheduled, root_wait) {
+                        self.root_deadlines.push(s.trace_id, now, grace);
+                    }
                     self.traces.insert(
                         s.trace_id,
                         TraceEntry {
                             spans: vec![s.span],
                             summary,
                             bytes,
+                            root_scheduled,
                         },
                     );
                     self.deadlines.push(s.trace_id, now, wait);
@@ -168,6 +190,9 @@ impl Shard {
 
     async fn decide_due(&mut self, now: Instant) {
         while let Some(id) = self.deadlines.pop_due(now) {
+            self.decide(id).await;
+        }
+        while let Some(id) = self.root_deadlines.pop_due(now) {
             self.decide(id).await;
         }
         self.flush_verdicts();

@@ -87,8 +87,29 @@ pub struct PolicyFile {
     pub num_traces: usize,
     /// Accepted for compatibility.
     pub expected_new_traces_per_sec: u64,
+    /// Decide a trace this long after its root span arrives, if that is earlier than
+    /// `decision_wait`.
+    pub decision_wait_after_root_received: Option<Duration>,
+    /// Stop evaluating at the first policy that samples (the Collector's option).
+    pub sample_on_first_match: bool,
+    /// Sizes of the decision cache for late spans; `None` keeps the gateway config's.
+    pub decision_cache: Option<DecisionCacheConfig>,
+    /// Collector options Tailgate accepts but does not apply, with why; log them.
+    pub ignored_options: Vec<String>,
     /// The policies, evaluated in order.
     pub policies: Vec<PolicyConfig>,
+}
+
+/// `decision_cache` (the Collector's option).
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct DecisionCacheConfig {
+    /// Kept trace ids remembered.
+    #[serde(default)]
+    pub sampled_cache_size: usize,
+    /// Dropped trace ids remembered.
+    #[serde(default)]
+    pub non_sampled_cache_size: usize,
 }
 
 /// The policy file as written.
@@ -105,6 +126,18 @@ struct RawPolicyFile {
     /// Accepted for compatibility; Tailgate sizes its tables as they fill.
     #[serde(default)]
     expected_new_traces_per_sec: u64,
+    #[serde(default, with = "humantime_serde")]
+    decision_wait_after_root_received: Option<Duration>,
+    #[serde(default)]
+    sample_on_first_match: bool,
+    #[serde(default)]
+    decision_cache: Option<DecisionCacheConfig>,
+    #[serde(default)]
+    drop_pending_traces_on_shutdown: Option<bool>,
+    #[serde(default)]
+    block_on_overflow: Option<bool>,
+    #[serde(default)]
+    maximum_trace_size_bytes: Option<u64>,
     /// The policies, evaluated in order.
     policies: Vec<RawPolicy>,
 }
@@ -464,10 +497,41 @@ impl PolicyFile {
                 }
             }
         }
+        let mut ignored_options = Vec::new();
+        if raw.drop_pending_traces_on_shutdown.is_some() {
+            ignored_options.push(
+                "drop_pending_traces_on_shutdown: Tailgate decides every buffered trace on shutdown"
+                    .to_owned(),
+            );
+        }
+        if raw.block_on_overflow.is_some() {
+            ignored_options.push(
+                "block_on_overflow: Tailgate always pushes back on senders instead of dropping"
+                    .to_owned(),
+            );
+        }
+        if raw.maximum_trace_size_bytes.is_some() {
+            ignored_options.push(
+                "maximum_trace_size_bytes: not implemented yet; traces are not capped".to_owned(),
+            );
+        }
+        if raw
+            .decision_wait_after_root_received
+            .is_some_and(|d| d.is_zero())
+        {
+            return Err(invalid(
+                "decision_wait_after_root_received",
+                "must be greater than 0 (leave it out to wait decision_wait)".into(),
+            ));
+        }
         let file = PolicyFile {
             decision_wait: raw.decision_wait,
             num_traces: raw.num_traces,
             expected_new_traces_per_sec: raw.expected_new_traces_per_sec,
+            decision_wait_after_root_received: raw.decision_wait_after_root_received,
+            sample_on_first_match: raw.sample_on_first_match,
+            decision_cache: raw.decision_cache,
+            ignored_options,
             policies,
         };
         if file.policies.is_empty() {

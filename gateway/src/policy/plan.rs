@@ -23,6 +23,12 @@ pub struct PolicyPlan {
     pub decision_wait: Duration,
     /// Traces buffered before the oldest are decided early.
     pub num_traces: usize,
+    /// Decide this long after the root span arrives, if earlier.
+    pub decision_wait_after_root: Option<Duration>,
+    /// Stop at the first policy that samples.
+    pub sample_on_first_match: bool,
+    /// Decision cache size from the file's `decision_cache` (sampled + non-sampled).
+    pub decision_cache_size: Option<usize>,
     /// Verdicts per policy, by [`Verdict`] index; shards add their local counts per batch.
     verdicts: Vec<[AtomicU64; VERDICTS]>,
 }
@@ -84,6 +90,11 @@ impl PolicyPlan {
             policies,
             decision_wait: file.decision_wait,
             num_traces: file.num_traces,
+            decision_wait_after_root: file.decision_wait_after_root_received,
+            sample_on_first_match: file.sample_on_first_match,
+            decision_cache_size: file
+                .decision_cache
+                .map(|c| c.sampled_cache_size + c.non_sampled_cache_size),
         }
     }
 
@@ -115,6 +126,9 @@ impl PolicyPlan {
                 }
                 Verdict::Sampled => {
                     first_sampled.get_or_insert(i as u16);
+                    if self.sample_on_first_match {
+                        break;
+                    }
                 }
                 Verdict::InvertSampled => {
                     first_invert_sampled.get_or_insert(i as u16);
@@ -178,6 +192,14 @@ impl PolicyPlan {
             "decide {:?} after a trace's first span; keep at most {} traces buffered\n",
             self.decision_wait, self.num_traces
         );
+        if let Some(d) = self.decision_wait_after_root {
+            out.push_str(&format!(
+                "decide {d:?} after a trace's root span, if that is earlier\n"
+            ));
+        }
+        if self.sample_on_first_match {
+            out.push_str("stop at the first policy that keeps a trace\n");
+        }
         for (name, p) in self.names.iter().zip(&self.policies) {
             out.push_str(&format!("  {name}: {}\n", p.describe()));
         }

@@ -226,3 +226,28 @@ fn numeric_and_boolean_attributes_read_values_like_pdata() {
         "absent attributes do not match"
     );
 }
+
+#[test]
+fn collector_processor_options_are_accepted() {
+    let text = "tail_sampling:\n  decision_wait: 10s\n  decision_wait_after_root_received: 2s\n  num_traces: 1000\n  expected_new_traces_per_sec: 10\n  sample_on_first_match: true\n  block_on_overflow: true\n  decision_cache: {sampled_cache_size: 1000, non_sampled_cache_size: 5000}\n  policies:\n    - {name: all, type: always_sample}\n";
+    let f = parse(text).unwrap();
+    assert_eq!(
+        f.decision_wait_after_root_received,
+        Some(Duration::from_secs(2))
+    );
+    assert!(f.sample_on_first_match);
+    assert_eq!(PolicyPlan::compile(&f).decision_cache_size, Some(6000));
+    assert_eq!(f.ignored_options.len(), 1);
+    assert!(f.ignored_options[0].starts_with("block_on_overflow"));
+}
+
+#[test]
+fn sample_on_first_match_stops_before_a_later_drop() {
+    let base = "policies:\n  - {name: all, type: always_sample}\n  - name: d\n    type: drop\n    drop: {drop_sub_policy: [{name: any, type: always_sample}]}\n";
+    assert!(!decide(base, &[(0, MS, 0)]), "drop beats sample");
+    let first = format!("sample_on_first_match: true\n{base}");
+    assert!(
+        decide(&first, &[(0, MS, 0)]),
+        "evaluation stops at the first sample"
+    );
+}
