@@ -5,44 +5,25 @@
 //! run so the ratio is what matters. Inputs: 512-span requests with 10 attributes per span
 //! (about 430 bytes per span), as DESIGN.md's reference figures use.
 
-use bytes::BytesMut;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans};
 use prost::Message;
 use tailgate_core::ring::{Member, Ring};
 use tailgate_core::test_util::FakeOtlp;
-use tailgate_core::wire::reframe::parts_of;
-use tailgate_core::wire::{Reframer, Scan};
+use tailgate_core::wire::split::split;
+use tailgate_core::wire::Scan;
 
 fn ring() -> Ring {
     Ring::new((2..5).map(|i| Member::new(format!("127.0.0.{i}:4317"))))
 }
 
-fn wire_split(
-    body: &[u8],
-    ring: &Ring,
-    scan: &mut Scan,
-    reframer: &mut Reframer,
-    out: &mut BytesMut,
-) -> usize {
+fn wire_split(body: &[u8], ring: &Ring, scan: &mut Scan) -> usize {
     scan.scan(body).expect("valid request");
-    let mut owned: Vec<(u32, u32)> = scan
-        .spans
+    split(ring, body, scan)
         .iter()
-        .enumerate()
-        .map(|(i, s)| (ring.owner_index(&s.trace_id).unwrap_or(0) as u32, i as u32))
-        .collect();
-    owned.sort_unstable();
-    let mut parts = Vec::with_capacity(owned.len());
-    let mut total = 0;
-    for run in owned.chunk_by(|a, b| a.0 == b.0) {
-        parts.clear();
-        parts.extend(run.iter().map(|&(_, i)| parts_of(body, scan, i as usize)));
-        total += reframer.encode(&parts, out);
-        out.clear();
-    }
-    total
+        .map(|(_, _, b)| b.len())
+        .sum()
 }
 
 fn decode_split(body: &[u8], ring: &Ring) -> usize {
@@ -104,12 +85,11 @@ fn bench(c: &mut Criterion) {
         let n = traces * spans;
         group.throughput(Throughput::Elements(n as u64));
         let label = format!("{n}_spans_{}B_per_span", body.len() / n);
-        let (mut scan, mut reframer, mut out) =
-            (Scan::default(), Reframer::default(), BytesMut::new());
+        let mut scan = Scan::default();
         group.bench_with_input(
             BenchmarkId::new("wire_scan_reframe", &label),
             &body,
-            |b, body| b.iter(|| wire_split(body, &ring, &mut scan, &mut reframer, &mut out)),
+            |b, body| b.iter(|| wire_split(body, &ring, &mut scan)),
         );
         group.bench_with_input(BenchmarkId::new("scan_only", &label), &body, |b, body| {
             b.iter(|| {

@@ -13,12 +13,14 @@
 //! * [`forward`]: a gRPC client that sends encoded requests to one member with retries.
 //! * [`config`]: YAML loading with errors that name the file, line and key.
 //! * [`telemetry`]: counters every component keeps, rendered for Prometheus.
+//! * [`shutdown`]: SIGTERM and Ctrl-C handling for the binaries.
 
 pub mod config;
 pub mod forward;
 pub mod members;
 pub mod receive;
 pub mod ring;
+pub mod shutdown;
 pub mod telemetry;
 #[cfg(any(test, feature = "test-util"))]
 pub mod test_util;

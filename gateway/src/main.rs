@@ -131,27 +131,14 @@ async fn run(
     tracing::info!(grpc = ?listeners.grpc_addr(), http = ?listeners.http_addr(), policies = plan.names().len(), decision_wait = ?plan.decision_wait, "Gateway listening.");
     let gateway = Gateway::start(&config, plan).context("starting the pipeline")?;
     let shutdown = CancellationToken::new();
-    tokio::spawn(signal(shutdown.clone()));
+    tokio::spawn(tailgate_core::shutdown::on_signal(
+        shutdown.clone(),
+        "deciding buffered traces and flushing exports",
+    ));
     gateway.watch_policies(policies_path, reload_interval, shutdown.clone());
     gateway
         .serve(listeners, admin, shutdown, drain)
         .await
         .context("serving")?;
     Ok(())
-}
-
-async fn signal(shutdown: CancellationToken) {
-    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::warn!(error = %e, "Cannot listen for SIGTERM.");
-            return;
-        }
-    };
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = tokio::signal::ctrl_c() => {}
-    }
-    tracing::info!("Shutting down: deciding buffered traces and flushing exports.");
-    shutdown.cancel();
 }

@@ -1,18 +1,14 @@
 #![allow(clippy::unwrap_used)] // test fixtures: a failed setup should fail loudly
 //! A gateway on its own: every span it receives is accounted for.
 
-use std::path::Path;
+mod common;
+
 use std::time::Duration;
 
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use prost::Message;
-use tailgate_core::receive::{Listeners, ReceiveConfig};
-use tailgate_core::test_util::{CaptureBackend, FakeOtlp};
-use tailgate_gateway::config::{BufferConfig, ExportConfig};
-use tailgate_gateway::export::OtlpGrpcConfig;
-use tailgate_gateway::{Gateway, GatewayConfig, PolicyFile, PolicyPlan};
-use tokio_util::sync::CancellationToken;
+use tailgate_core::test_util::FakeOtlp;
 
 const POLICIES: &str = "decision_wait: 300ms\npolicies:\n  - name: errors\n    type: status_code\n    status_code: {status_codes: [ERROR]}\n  - name: half\n    type: probabilistic\n    probabilistic: {sampling_percentage: 50}\n";
 
@@ -23,35 +19,9 @@ const POLICIES: &str = "decision_wait: 300ms\npolicies:\n  - name: errors\n    t
 /// span reached the backend whole; the malformed request was refused and counted.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_received_span_is_exported_or_dropped_by_policy() {
-    let stop = CancellationToken::new();
-    let (backend_addr, backend) =
-        CaptureBackend::start("127.0.0.1:0".parse().unwrap(), stop.clone())
-            .await
-            .unwrap();
-    let receive = ReceiveConfig {
-        grpc: Some("127.0.0.5:0".parse().unwrap()),
-        http: None,
-        ..Default::default()
-    };
-    let listeners = Listeners::bind(&receive).await.unwrap();
-    let addr = listeners.grpc_addr().unwrap();
-    let config = GatewayConfig {
-        receive,
-        buffer: BufferConfig {
-            shards: 2,
-            ..Default::default()
-        },
-        export: ExportConfig {
-            otlp_grpc: OtlpGrpcConfig::new(format!("http://{backend_addr}")),
-        },
-        admin: None,
-    };
-    let plan = PolicyPlan::compile(&PolicyFile::parse(Path::new("p.yaml"), POLICIES).unwrap());
-    let gateway = Gateway::start(&config, plan).unwrap();
-    let stats = gateway.stats().clone();
-    let plan = gateway.plan().clone();
-    let served =
-        tokio::spawn(gateway.serve(listeners, None, stop.clone(), Duration::from_secs(10)));
+    let gw = common::spawn_gateway([127, 0, 0, 5], common::plan(POLICIES), |_, _| {}).await;
+    let (addr, backend, stats) = (gw.addr, gw.backend.clone(), gw.stats.clone());
+    let plan = gw.plan.clone();
 
     let mut client = TraceServiceClient::connect(format!("http://{addr}"))
         .await
@@ -159,6 +129,5 @@ async fn every_received_span_is_exported_or_dropped_by_policy() {
         assert_eq!(per_trace[id].0, *n, "kept trace {id:?} incomplete");
     }
 
-    stop.cancel();
-    served.await.unwrap().unwrap();
+    gw.stop().await;
 }

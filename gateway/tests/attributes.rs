@@ -2,20 +2,16 @@
 //! Attribute policies on real requests: values are read from the encoded spans and
 //! resources, not from decoded structs.
 
+mod common;
+
 use std::collections::{HashMap, HashSet};
-use std::path::Path;
 use std::time::Duration;
 
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::any_value::Value;
 use prost::Message;
-use tailgate_core::receive::{Listeners, ReceiveConfig};
-use tailgate_core::test_util::{CaptureBackend, FakeOtlp};
-use tailgate_gateway::config::{BufferConfig, ExportConfig};
-use tailgate_gateway::export::OtlpGrpcConfig;
-use tailgate_gateway::{Gateway, GatewayConfig, PolicyFile, PolicyPlan};
-use tokio_util::sync::CancellationToken;
+use tailgate_core::test_util::FakeOtlp;
 
 const POLICIES: &str = "decision_wait: 200ms\npolicies:\n  - name: checkout-service\n    type: string_attribute\n    string_attribute: {key: service.name, values: [service-1]}\n  - name: some-values\n    type: string_attribute\n    string_attribute: {key: attr.0, values: ['^value-1'], enabled_regex_matching: true}\n";
 
@@ -37,34 +33,8 @@ fn str_attr(
 /// Guarantees: exactly the traces the policies describe reach the backend, whole.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn attribute_policies_keep_exactly_the_matching_traces() {
-    let stop = CancellationToken::new();
-    let (backend_addr, backend) =
-        CaptureBackend::start("127.0.0.1:0".parse().unwrap(), stop.clone())
-            .await
-            .unwrap();
-    let receive = ReceiveConfig {
-        grpc: Some("127.0.0.7:0".parse().unwrap()),
-        http: None,
-        ..Default::default()
-    };
-    let listeners = Listeners::bind(&receive).await.unwrap();
-    let addr = listeners.grpc_addr().unwrap();
-    let config = GatewayConfig {
-        receive,
-        buffer: BufferConfig {
-            shards: 2,
-            ..Default::default()
-        },
-        export: ExportConfig {
-            otlp_grpc: OtlpGrpcConfig::new(format!("http://{backend_addr}")),
-        },
-        admin: None,
-    };
-    let plan = PolicyPlan::compile(&PolicyFile::parse(Path::new("p.yaml"), POLICIES).unwrap());
-    let gateway = Gateway::start(&config, plan).unwrap();
-    let stats = gateway.stats().clone();
-    let served =
-        tokio::spawn(gateway.serve(listeners, None, stop.clone(), Duration::from_secs(10)));
+    let gw = common::spawn_gateway([127, 0, 0, 7], common::plan(POLICIES), |_, _| {}).await;
+    let (addr, backend, stats) = (gw.addr, gw.backend.clone(), gw.stats.clone());
 
     let mut client = TraceServiceClient::connect(format!("http://{addr}"))
         .await
@@ -132,6 +102,5 @@ async fn attribute_policies_keep_exactly_the_matching_traces() {
     for (id, n) in &got {
         assert_eq!(*n, expected[id].0, "kept trace incomplete");
     }
-    stop.cancel();
-    served.await.unwrap().unwrap();
+    gw.stop().await;
 }

@@ -1,16 +1,13 @@
 #![allow(clippy::unwrap_used)] // test fixtures: a failed setup should fail loudly
 //! Policy hot reload while traffic flows.
 
+mod common;
+
 use std::time::Duration;
 
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
-use tailgate_core::receive::{Listeners, ReceiveConfig};
-use tailgate_core::test_util::{CaptureBackend, FakeOtlp};
-use tailgate_gateway::config::{BufferConfig, ExportConfig};
-use tailgate_gateway::export::OtlpGrpcConfig;
-use tailgate_gateway::{Gateway, GatewayConfig, PolicyFile, PolicyPlan};
+use tailgate_core::test_util::FakeOtlp;
 use tokio::time::Instant;
-use tokio_util::sync::CancellationToken;
 
 const KEEP_ALL: &str = "decision_wait: 200ms\npolicies:\n  - {name: all, type: always_sample}\n";
 const KEEP_NONE: &str = "decision_wait: 200ms\npolicies:\n  - {name: none, type: probabilistic, probabilistic: {sampling_percentage: 0}}\n";
@@ -22,47 +19,18 @@ const KEEP_NONE: &str = "decision_wait: 200ms\npolicies:\n  - {name: none, type:
 /// changes nothing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reload_under_load_switches_plans_and_loses_nothing() {
-    let stop = CancellationToken::new();
     let dir = std::env::temp_dir().join(format!("tailgate-reload-test-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("policies.yaml");
     std::fs::write(&path, KEEP_ALL).unwrap();
 
-    let (backend_addr, backend) =
-        CaptureBackend::start("127.0.0.1:0".parse().unwrap(), stop.clone())
-            .await
-            .unwrap();
-    let receive = ReceiveConfig {
-        grpc: Some("127.0.0.6:0".parse().unwrap()),
-        http: None,
-        ..Default::default()
-    };
-    let listeners = Listeners::bind(&receive).await.unwrap();
-    let addr = listeners.grpc_addr().unwrap();
-    let config = GatewayConfig {
-        receive,
-        buffer: BufferConfig {
-            shards: 2,
-            ..Default::default()
-        },
-        export: ExportConfig {
-            otlp_grpc: OtlpGrpcConfig::new(format!("http://{backend_addr}")),
-        },
-        admin: None,
-    };
-    let gateway = Gateway::start(
-        &config,
-        PolicyPlan::compile(&PolicyFile::load(&path).unwrap()),
-    )
-    .unwrap();
-    gateway.watch_policies(path.clone(), Duration::from_millis(50), stop.clone());
-    let (stats, plan, reloads) = (
-        gateway.stats().clone(),
-        gateway.plan().clone(),
-        gateway.reload_stats().clone(),
-    );
-    let served =
-        tokio::spawn(gateway.serve(listeners, None, stop.clone(), Duration::from_secs(10)));
+    let watched = path.clone();
+    let gw = common::spawn_gateway([127, 0, 0, 6], common::plan(KEEP_ALL), move |g, stop| {
+        g.watch_policies(watched, Duration::from_millis(50), stop.clone());
+    })
+    .await;
+    let (addr, backend, stats) = (gw.addr, gw.backend.clone(), gw.stats.clone());
+    let (plan, reloads) = (gw.plan.clone(), gw.reloads.clone());
 
     // Load: 60 requests of 10 traces, one every 10 ms, across the swap.
     let load = tokio::spawn(async move {
@@ -120,7 +88,6 @@ async fn reload_under_load_switches_plans_and_loses_nothing() {
     assert_eq!(backend.spans(), stats.exported_spans.get());
     assert_eq!(reloads.ok.get(), 1);
 
-    stop.cancel();
-    served.await.unwrap().unwrap();
+    gw.stop().await;
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -78,24 +78,11 @@ async fn run(config: RouterConfig, drain: std::time::Duration) -> anyhow::Result
     };
     let router = Router::new(config.forward.clone());
     let shutdown = CancellationToken::new();
-    tokio::spawn(signal(shutdown.clone()));
+    tokio::spawn(tailgate_core::shutdown::on_signal(
+        shutdown.clone(),
+        "finishing open requests and sending queued data",
+    ));
     tracing::info!(grpc = ?listeners.grpc_addr(), http = ?listeners.http_addr(), "Router listening.");
     tailgate_router::run(router, &config, listeners, admin, drain, shutdown).await?;
     Ok(())
-}
-
-async fn signal(shutdown: CancellationToken) {
-    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::warn!(error = %e, "Cannot listen for SIGTERM.");
-            return;
-        }
-    };
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = tokio::signal::ctrl_c() => {}
-    }
-    tracing::info!("Shutting down: finishing open requests.");
-    shutdown.cancel();
 }

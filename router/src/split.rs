@@ -15,13 +15,12 @@ use std::sync::atomic::AtomicUsize;
 use std::sync::{Arc, Mutex, Weak};
 
 use arc_swap::ArcSwap;
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use tailgate_core::forward::GrpcClient;
 use tailgate_core::receive::{Accepted, Refusal, SpanSink, DEFAULT_RETRY_AFTER};
 use tailgate_core::ring::{Member, Ring};
 use tailgate_core::telemetry::{Admin, PromText, Readiness};
-use tailgate_core::wire::reframe::parts_of;
-use tailgate_core::wire::{Reframer, Scan};
+use tailgate_core::wire::Scan;
 use tokio::task::JoinHandle;
 
 use crate::config::ForwardConfig;
@@ -329,28 +328,7 @@ impl Router {
     }
 }
 
-/// Builds one part per owner: `(forwarder index, span count, body)`, each owner's spans in
-/// their original order so the re-framer keeps the original grouping.
-pub fn split(ring: &Ring, body: &[u8], scan: &Scan) -> Vec<(usize, u64, Bytes)> {
-    let mut owned: Vec<(u32, u32)> = scan
-        .spans
-        .iter()
-        .enumerate()
-        .map(|(i, s)| (ring.owner_index(&s.trace_id).unwrap_or(0) as u32, i as u32))
-        .collect();
-    owned.sort_unstable();
-    let mut reframer = Reframer::default();
-    let mut parts = Vec::with_capacity(owned.len());
-    let mut out = BytesMut::with_capacity(body.len() + 64 * ring.members().len());
-    let mut result = Vec::new();
-    for run in owned.chunk_by(|a, b| a.0 == b.0) {
-        parts.clear();
-        parts.extend(run.iter().map(|&(_, i)| parts_of(body, scan, i as usize)));
-        reframer.encode(&parts, &mut out);
-        result.push((run[0].0 as usize, run.len() as u64, out.split().freeze()));
-    }
-    result
-}
+pub use tailgate_core::wire::split::split;
 
 impl SpanSink for Router {
     async fn export(&self, body: Bytes) -> Result<Accepted, Refusal> {
@@ -367,20 +345,12 @@ thread_local! {
 impl Router {
     /// Scans, splits and admits one request; synchronous, so it can borrow a reused scan.
     fn admit(&self, body: &Bytes, scan: &mut Scan) -> Result<Accepted, Refusal> {
-        if let Err(e) = scan.scan(body) {
-            self.stats.malformed_requests.add(1);
-            return Err(Refusal::Invalid(format!(
-                "malformed ExportTraceServiceRequest: {e}"
-            )));
-        }
-        let valid = scan.spans.len() as u64;
-        let rejected = u64::from(scan.rejected);
+        let scanned = scan
+            .scan_request(body)
+            .inspect_err(|_| self.stats.malformed_requests.add(1))?;
+        let (valid, rejected, message) = (scanned.valid, scanned.rejected, scanned.message);
         self.stats.received_spans.add(valid + rejected);
         self.stats.rejected_spans.add(rejected);
-        let message = scan
-            .first_defect
-            .map(|d| format!("{rejected} span(s) rejected: {d}"))
-            .unwrap_or_default();
         let accepted = Accepted {
             rejected_spans: rejected,
             message,

@@ -370,6 +370,39 @@ fn scan_status(body: &[u8], range: Range<usize>) -> Result<u8, ScanError> {
     Ok(code)
 }
 
+/// What a receiving stage tells its sender about a scanned request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Scanned {
+    /// Spans kept for processing.
+    pub valid: u64,
+    /// Spans rejected for a defect.
+    pub rejected: u64,
+    /// Why they were rejected ("" when none were).
+    pub message: String,
+}
+
+// === impl Scan ===
+
+impl Scan {
+    /// Scans a request body for a receiving stage: a malformed body becomes the
+    /// `INVALID_ARGUMENT` refusal the sender sees; otherwise the counts of valid and rejected
+    /// spans, and the partial-success message for the rejected ones.
+    pub fn scan_request(&mut self, body: &[u8]) -> Result<Scanned, crate::receive::Refusal> {
+        self.scan(body).map_err(|e| {
+            crate::receive::Refusal::Invalid(format!("malformed ExportTraceServiceRequest: {e}"))
+        })?;
+        let rejected = u64::from(self.rejected);
+        Ok(Scanned {
+            valid: self.spans.len() as u64,
+            rejected,
+            message: self
+                .first_defect
+                .map(|d| format!("{rejected} span(s) rejected: {d}"))
+                .unwrap_or_default(),
+        })
+    }
+}
+
 pub(crate) const WT_VARINT: u8 = 0;
 pub(crate) const WT_I64: u8 = 1;
 pub(crate) const WT_LEN: u8 = 2;

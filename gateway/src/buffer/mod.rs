@@ -85,20 +85,12 @@ impl TraceBuffer {
 impl SpanSink for TraceBuffer {
     async fn export(&self, body: Bytes) -> Result<Accepted, Refusal> {
         let mut scan = Scan::default();
-        if let Err(e) = scan.scan(&body) {
-            self.stats.malformed_requests.add(1);
-            return Err(Refusal::Invalid(format!(
-                "malformed ExportTraceServiceRequest: {e}"
-            )));
-        }
-        let valid = scan.spans.len() as u64;
-        let rejected = u64::from(scan.rejected);
+        let scanned = scan
+            .scan_request(&body)
+            .inspect_err(|_| self.stats.malformed_requests.add(1))?;
+        let (valid, rejected, message) = (scanned.valid, scanned.rejected, scanned.message);
         self.stats.received_spans.add(valid + rejected);
         self.stats.rejected_spans.add(rejected);
-        let message = scan
-            .first_defect
-            .map(|d| format!("{rejected} span(s) rejected: {d}"))
-            .unwrap_or_default();
         if valid == 0 {
             return Ok(Accepted {
                 rejected_spans: rejected,

@@ -1,0 +1,108 @@
+//! A gateway "pod" for black-box tests: its own 127.0.0.x address, two shards, exporting to a
+//! capturing backend on loopback.
+
+#![allow(dead_code, clippy::unwrap_used)] // each test file uses part of it
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tailgate_core::receive::{Listeners, ReceiveConfig};
+use tailgate_core::test_util::CaptureBackend;
+use tailgate_gateway::config::{BufferConfig, ExportConfig};
+use tailgate_gateway::export::OtlpGrpcConfig;
+use tailgate_gateway::metrics::GatewayStats;
+use tailgate_gateway::reload::{ReloadStats, SharedPlan};
+use tailgate_gateway::{Gateway, GatewayConfig, PolicyFile, PolicyPlan};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+/// A running gateway and its backend.
+pub(crate) struct TestGateway {
+    /// The gateway's OTLP/gRPC address.
+    pub addr: SocketAddr,
+    /// What the backend received.
+    pub backend: Arc<CaptureBackend>,
+    /// The gateway's counters.
+    pub stats: Arc<GatewayStats>,
+    /// The plan in force.
+    pub plan: SharedPlan,
+    /// Reload counters.
+    pub reloads: Arc<ReloadStats>,
+    stop: CancellationToken,
+    served: JoinHandle<std::io::Result<()>>,
+}
+
+/// Parses policy text.
+pub(crate) fn plan(yaml: &str) -> PolicyPlan {
+    PolicyFile::parse(Path::new("policies.yaml"), yaml)
+        .map(|f| PolicyPlan::compile(&f))
+        .unwrap()
+}
+
+/// Starts a gateway on `ip` (port 0) with `plan`; `setup` runs before it serves (to watch a
+/// policy file, for example).
+pub(crate) async fn spawn_gateway(
+    ip: [u8; 4],
+    plan: PolicyPlan,
+    setup: impl FnOnce(&Gateway, &CancellationToken),
+) -> TestGateway {
+    let stop = CancellationToken::new();
+    let (backend_addr, backend) =
+        CaptureBackend::start("127.0.0.1:0".parse().unwrap(), stop.clone())
+            .await
+            .unwrap();
+    let receive = ReceiveConfig {
+        grpc: Some(SocketAddr::from((ip, 0))),
+        http: None,
+        ..Default::default()
+    };
+    let listeners = Listeners::bind(&receive).await.unwrap();
+    let addr = listeners.grpc_addr().unwrap();
+    let config = GatewayConfig {
+        receive,
+        buffer: BufferConfig {
+            shards: 2,
+            ..Default::default()
+        },
+        export: ExportConfig {
+            otlp_grpc: OtlpGrpcConfig::new(format!("http://{backend_addr}")),
+        },
+        admin: None,
+    };
+    let gateway = Gateway::start(&config, plan).unwrap();
+    setup(&gateway, &stop);
+    let (stats, plan, reloads) = (
+        gateway.stats().clone(),
+        gateway.plan().clone(),
+        gateway.reload_stats().clone(),
+    );
+    let served =
+        tokio::spawn(gateway.serve(listeners, None, stop.clone(), Duration::from_secs(10)));
+    TestGateway {
+        addr,
+        backend,
+        stats,
+        plan,
+        reloads,
+        stop,
+        served,
+    }
+}
+
+impl TestGateway {
+    /// Waits until nothing is buffered or waiting for export, at most `within`.
+    pub(crate) async fn settle(&self, within: Duration) {
+        let deadline = tokio::time::Instant::now() + within;
+        while self.stats.in_flight_spans() > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Stops the gateway and its backend.
+    pub(crate) async fn stop(self) {
+        self.stop.cancel();
+        self.served.await.unwrap().unwrap();
+    }
+}
