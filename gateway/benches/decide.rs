@@ -1,0 +1,69 @@
+#![allow(missing_docs)] // criterion's macros generate undocumented items
+//! Deciding one trace with a 10-policy plan, as issue 5 asks (goal: under 1 µs per trace
+//! without regexes). Two plans: ten non-regex policies of the common kinds, and the same
+//! with a regex `string_attribute`. The trace has 8 spans' worth of summary and 3 attribute
+//! values, the plan's keys.
+
+use std::path::Path;
+
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use tailgate_core::wire::attrs::AttrValue;
+use tailgate_gateway::buffer::{TraceAttr, TraceSummary, TraceView};
+use tailgate_gateway::{PolicyFile, PolicyPlan};
+
+const PLAIN: &str = "policies:
+  - {name: errors, type: status_code, status_code: {status_codes: [ERROR]}}
+  - {name: slow, type: latency, latency: {threshold_ms: 500}}
+  - {name: very-slow, type: latency, latency: {threshold_ms: 2000, upper_threshold_ms: 60000}}
+  - {name: big, type: span_count, span_count: {min_spans: 100}}
+  - {name: vip, type: string_attribute, string_attribute: {key: customer.tier, values: [gold, platinum]}}
+  - {name: 5xx, type: numeric_attribute, numeric_attribute: {key: http.status_code, min_value: 500, max_value: 599}}
+  - {name: debug, type: boolean_attribute, boolean_attribute: {key: debug, value: true}}
+  - name: slow-vip
+    type: and
+    and: {and_sub_policy: [{name: s, type: latency, latency: {threshold_ms: 200}}, {name: v, type: string_attribute, string_attribute: {key: customer.tier, values: [gold]}}]}
+  - name: no-tiny
+    type: drop
+    drop: {drop_sub_policy: [{name: one, type: span_count, span_count: {min_spans: 1, max_spans: 1}}]}
+  - {name: baseline, type: probabilistic, probabilistic: {sampling_percentage: 5}}
+";
+
+fn summary(plan: &PolicyPlan) -> TraceSummary {
+    let mut s = TraceSummary::default();
+    for i in 0..8u64 {
+        s.add_span(1_000 + i, 50_000_000 + i, 0, i == 0);
+    }
+    let key = |k: &str| plan.attribute_keys().iter().position(|x| x == k).unwrap_or(0) as u16;
+    s.add_attrs(&[
+        TraceAttr { key: key("customer.tier"), value: AttrValue::Str(bytes::Bytes::from_static(b"silver")), from_resource: true },
+        TraceAttr { key: key("http.status_code"), value: AttrValue::Int(200), from_resource: false },
+        TraceAttr { key: key("debug"), value: AttrValue::Bool(false), from_resource: false },
+    ]);
+    s
+}
+
+fn bench(c: &mut Criterion) {
+    let mut group = c.benchmark_group("decide_10_policies");
+    group.throughput(Throughput::Elements(1));
+    let regex = PLAIN.replace(
+        "values: [gold, platinum]}",
+        "values: ['^(gold|platinum)$'], enabled_regex_matching: true}",
+    );
+    for (name, yaml) in [("plain", PLAIN.to_owned()), ("with_regex", regex)] {
+        let file = PolicyFile::parse(Path::new("bench.yaml"), &yaml).expect("valid policies");
+        assert_eq!(file.policies.len(), 10);
+        let plan = PolicyPlan::compile(&file);
+        let s = summary(&plan);
+        let mut id = [7u8; 16];
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                id[0] = id[0].wrapping_add(1);
+                plan.decide(&TraceView { trace_id: &id, summary: &s }).sampled
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
