@@ -33,11 +33,28 @@ fn summary(plan: &PolicyPlan) -> TraceSummary {
     for i in 0..8u64 {
         s.add_span(1_000 + i, 50_000_000 + i, 0, i == 0);
     }
-    let key = |k: &str| plan.attribute_keys().iter().position(|x| x == k).unwrap_or(0) as u16;
+    let key = |k: &str| {
+        plan.attribute_keys()
+            .iter()
+            .position(|x| x == k)
+            .unwrap_or(0) as u16
+    };
     s.add_attrs(&[
-        TraceAttr { key: key("customer.tier"), value: AttrValue::Str(bytes::Bytes::from_static(b"silver")), from_resource: true },
-        TraceAttr { key: key("http.status_code"), value: AttrValue::Int(200), from_resource: false },
-        TraceAttr { key: key("debug"), value: AttrValue::Bool(false), from_resource: false },
+        TraceAttr {
+            key: key("customer.tier"),
+            value: AttrValue::Str(bytes::Bytes::from_static(b"silver")),
+            from_resource: true,
+        },
+        TraceAttr {
+            key: key("http.status_code"),
+            value: AttrValue::Int(200),
+            from_resource: false,
+        },
+        TraceAttr {
+            key: key("debug"),
+            value: AttrValue::Bool(false),
+            from_resource: false,
+        },
     ]);
     s
 }
@@ -58,7 +75,11 @@ fn bench(c: &mut Criterion) {
         group.bench_function(name, |b| {
             b.iter(|| {
                 id[0] = id[0].wrapping_add(1);
-                plan.decide(&TraceView { trace_id: &id, summary: &s }).sampled
+                plan.decide(&TraceView {
+                    trace_id: &id,
+                    summary: &s,
+                })
+                .sampled
             })
         });
     }
