@@ -28,15 +28,11 @@ impl AndPolicy {
 
 impl Policy for AndPolicy {
     fn evaluate(&self, trace: &TraceView<'_>) -> Verdict {
-        for s in &self.subs {
-            if matches!(
-                s.evaluate(trace),
-                Verdict::NotSampled | Verdict::InvertNotSampled | Verdict::Dropped
-            ) {
-                return Verdict::NotSampled;
-            }
+        if super::all_sample(&self.subs, trace) {
+            Verdict::Sampled
+        } else {
+            Verdict::NotSampled
         }
-        Verdict::Sampled
     }
 
     fn describe(&self) -> String {

@@ -28,15 +28,11 @@ impl DropPolicy {
 
 impl Policy for DropPolicy {
     fn evaluate(&self, trace: &TraceView<'_>) -> Verdict {
-        for s in &self.subs {
-            if matches!(
-                s.evaluate(trace),
-                Verdict::NotSampled | Verdict::InvertNotSampled | Verdict::Dropped
-            ) {
-                return Verdict::NotSampled;
-            }
+        if super::all_sample(&self.subs, trace) {
+            Verdict::Dropped
+        } else {
+            Verdict::NotSampled
         }
-        Verdict::Dropped
     }
 
     fn describe(&self) -> String {

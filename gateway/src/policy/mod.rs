@@ -60,6 +60,17 @@ pub enum Verdict {
     InvertNotSampled,
 }
 
+/// Whether every sub-policy keeps the trace (`and` and `drop`): as the Collector, any
+/// "not sampled" (inverted or not) answers no; "invert sampled" counts as yes.
+pub(crate) fn all_sample(subs: &[Box<dyn Policy>], trace: &TraceView<'_>) -> bool {
+    subs.iter().all(|s| {
+        !matches!(
+            s.evaluate(trace),
+            Verdict::NotSampled | Verdict::InvertNotSampled | Verdict::Dropped
+        )
+    })
+}
+
 /// The verdict of an attribute policy, with the Collector's inverted decisions.
 pub(crate) fn attribute_verdict(matched: bool, invert: bool) -> Verdict {
     match (matched, invert) {
