@@ -319,3 +319,227 @@ pub fn sibling_binary(name: &str) -> PathBuf {
         .and_then(|p| p.parent().map(Path::to_path_buf))
         .map_or_else(|| PathBuf::from(name), |d| d.join(name))
 }
+
+/// Settings of a gateway benchmark.
+#[derive(Debug, Clone)]
+pub struct GatewayBench {
+    /// The `tailgate-gateway` binary.
+    pub gateway_bin: PathBuf,
+    /// How long to drive load.
+    pub duration: Duration,
+    /// The gateway's decision_wait.
+    pub decision_wait: Duration,
+    /// Spans per request.
+    pub spans_per_request: usize,
+    /// Requests in flight.
+    pub concurrency: usize,
+}
+
+/// A gateway benchmark's result.
+#[derive(Debug, Clone, Serialize)]
+pub struct GatewayBenchResult {
+    /// Spans the gateway accepted.
+    pub spans_sent: u64,
+    /// Spans refused (backpressure).
+    pub refused_spans: u64,
+    /// Spans the backend counted.
+    pub spans_at_backend: u64,
+    /// Accepted spans per wall-clock second of driving.
+    pub spans_per_sec: f64,
+    /// Gateway CPU seconds from the first request until every trace was decided and exported.
+    pub gateway_cpu_seconds: f64,
+    /// Gateway CPU seconds per million spans.
+    pub cpu_seconds_per_million_spans: f64,
+    /// Gateway peak resident set size.
+    pub peak_rss_bytes: u64,
+    /// Largest encoded span bytes buffered seen on /metrics.
+    pub peak_buffered_bytes: u64,
+    /// Peak RSS over peak buffered bytes.
+    pub rss_to_buffered_ratio: f64,
+    /// Every accepted span was decided (exported or dropped by policy).
+    pub all_spans_settled: bool,
+}
+
+/// Runs the gateway as its own process with the default policy (errors, slow traces, 5%
+/// of the rest), drives it with `spans_per_request`-span requests, then waits until every
+/// trace is decided and exported.
+pub async fn bench_gateway(cfg: &GatewayBench) -> anyhow::Result<GatewayBenchResult> {
+    let stop = CancellationToken::new();
+    let receive = tailgate_core::receive::ReceiveConfig {
+        grpc: Some(SocketAddr::from(([127, 0, 2, 2], 0))),
+        http: None,
+        max_request_bytes: 64 << 20,
+        ..Default::default()
+    };
+    let listeners = Listeners::bind(&receive).await?;
+    let backend_addr = listeners.grpc_addr().context("backend address")?;
+    let backend = Arc::new(CountingSink::default());
+    tokio::spawn(listeners.serve(backend.clone(), (&receive).into(), stop.clone()));
+
+    let port = free_port().await?;
+    let admin_port = free_port().await?;
+    let gateway_addr = SocketAddr::from(([127, 0, 1, 1], port));
+    let admin_addr = SocketAddr::from(([127, 0, 1, 1], admin_port));
+    let dir = std::env::temp_dir();
+    let config_path = dir.join(format!(
+        "tailgate-bench-gateway-{}.yaml",
+        std::process::id()
+    ));
+    let policies_path = dir.join(format!(
+        "tailgate-bench-policies-{}.yaml",
+        std::process::id()
+    ));
+    std::fs::write(
+        &config_path,
+        format!(
+            "receive: {{ grpc: \"{gateway_addr}\", http: null }}\nexport: {{ otlp_grpc: {{ endpoint: \"http://{backend_addr}\" }} }}\nadmin: \"{admin_addr}\"\n"
+        ),
+    )?;
+    std::fs::write(
+        &policies_path,
+        crate::demo::policy_yaml(cfg.decision_wait, 500, 5.0)
+            .replace("num_traces: 200000", "num_traces: 1000000"),
+    )?;
+    let mut child = tokio::process::Command::new(&cfg.gateway_bin)
+        .arg("--config")
+        .arg(&config_path)
+        .arg("--policies")
+        .arg(&policies_path)
+        .env("RUST_LOG", "warn")
+        .kill_on_drop(true)
+        .spawn()
+        .with_context(|| format!("starting {}", cfg.gateway_bin.display()))?;
+    let pid = child.id().context("gateway pid")?;
+    wait_for_port(gateway_addr, Duration::from_secs(10)).await?;
+
+    let mut gen = Generator::new(GenConfig {
+        spans_per_trace: 8,
+        seed: 43,
+        ..GenConfig::default()
+    });
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{gateway_addr}"))?
+        .initial_stream_window_size(Some(2 << 20))
+        .initial_connection_window_size(Some(8 << 20))
+        .connect()
+        .await?;
+    let sent = Arc::new(AtomicU64::new(0));
+    let refused = Arc::new(AtomicU64::new(0));
+    let peak_buffered = Arc::new(AtomicU64::new(0));
+    let cpu_before = cpu_seconds(pid)?;
+    let start = Instant::now();
+    let end = start + cfg.duration;
+    // Distinct traces throughout: each request is generated fresh (outside the gateway).
+    let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(64);
+    let rx = Arc::new(tokio::sync::Mutex::new(rx));
+    let n = cfg.spans_per_request;
+    let producer = tokio::spawn(async move {
+        while Instant::now() < end {
+            let mut spans = Vec::with_capacity(n);
+            while spans.len() < n {
+                let t = gen.next_trace(1_700_000_000_000_000_000);
+                spans.extend(t.chunks.into_iter().flatten());
+            }
+            spans.truncate(n);
+            if tx
+                .send(Bytes::from(build_request(spans).encode_to_vec()))
+                .await
+                .is_err()
+            {
+                break;
+            }
+        }
+    });
+    let mut tasks = Vec::new();
+    for _ in 0..cfg.concurrency.max(1) {
+        let mut grpc = tonic::client::Grpc::new(channel.clone());
+        let (rx, sent, refused) = (rx.clone(), sent.clone(), refused.clone());
+        tasks.push(tokio::spawn(async move {
+            loop {
+                let Some(body) = rx.lock().await.recv().await else {
+                    break;
+                };
+                if grpc.ready().await.is_err() {
+                    break;
+                }
+                let path = http::uri::PathAndQuery::from_static(TRACE_EXPORT_PATH);
+                match grpc.unary(tonic::Request::new(body), path, RawCodec).await {
+                    Ok(_) => sent.fetch_add(n as u64, Ordering::Relaxed),
+                    Err(_) => refused.fetch_add(n as u64, Ordering::Relaxed),
+                };
+            }
+        }));
+    }
+    let sampler = {
+        let peak = peak_buffered.clone();
+        tokio::spawn(async move {
+            loop {
+                if let Some(v) = scrape(admin_addr, "tailgate_gateway_buffered_bytes").await {
+                    peak.fetch_max(v, Ordering::Relaxed);
+                }
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+        })
+    };
+    producer.await?;
+    for t in tasks {
+        t.await?;
+    }
+    let wall = start.elapsed().as_secs_f64();
+    let sent = sent.load(Ordering::Relaxed);
+    // Wait for every trace to be decided and exported.
+    let deadline = Instant::now() + cfg.decision_wait * 3 + Duration::from_secs(30);
+    let mut settled = false;
+    while Instant::now() < deadline {
+        let exported = scrape(admin_addr, "tailgate_gateway_exported_spans_total")
+            .await
+            .unwrap_or(0);
+        let dropped = scrape(admin_addr, "tailgate_gateway_dropped_spans_total")
+            .await
+            .unwrap_or(0);
+        if exported + dropped >= sent && backend.spans() >= exported {
+            settled = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    sampler.abort();
+    let cpu = cpu_seconds(pid)? - cpu_before;
+    let peak_rss_bytes = peak_rss(pid)?;
+    let _status = tokio::process::Command::new("kill")
+        .arg("-TERM")
+        .arg(pid.to_string())
+        .status()
+        .await;
+    let _exited = tokio::time::timeout(Duration::from_secs(30), child.wait()).await;
+    stop.cancel();
+    let _removed = (
+        std::fs::remove_file(&config_path),
+        std::fs::remove_file(&policies_path),
+    );
+    let peak_buffered_bytes = peak_buffered.load(Ordering::Relaxed);
+    Ok(GatewayBenchResult {
+        spans_sent: sent,
+        refused_spans: refused.load(Ordering::Relaxed),
+        spans_at_backend: backend.spans(),
+        spans_per_sec: sent as f64 / wall,
+        gateway_cpu_seconds: cpu,
+        cpu_seconds_per_million_spans: cpu / (sent.max(1) as f64 / 1e6),
+        peak_rss_bytes,
+        peak_buffered_bytes,
+        rss_to_buffered_ratio: peak_rss_bytes as f64 / peak_buffered_bytes.max(1) as f64,
+        all_spans_settled: settled,
+    })
+}
+
+/// Reads one unlabelled sample from a Prometheus endpoint.
+async fn scrape(addr: SocketAddr, name: &str) -> Option<u64> {
+    use http_body_util::BodyExt;
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<http_body_util::Empty<Bytes>>();
+    let uri: http::Uri = format!("http://{addr}/metrics").parse().ok()?;
+    let resp = client.get(uri).await.ok()?;
+    let body = resp.into_body().collect().await.ok()?.to_bytes();
+    let text = String::from_utf8_lossy(&body);
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+}

@@ -45,6 +45,31 @@ enum BenchCommand {
     /// The router in front of three counting sinks, with and without gzip: CPU seconds per
     /// million spans (from the router's own accounting), spans/s, peak RSS, refused spans.
     Router(RouterBenchArgs),
+    /// The gateway with the default policy (errors, slow, 5%): CPU seconds per million
+    /// spans from its own accounting, spans/s, peak RSS and its ratio to buffered bytes.
+    Gateway(GatewayBenchArgs),
+}
+
+#[derive(Debug, ClapArgs)]
+struct GatewayBenchArgs {
+    /// The tailgate-gateway binary (default: next to this one).
+    #[arg(long)]
+    gateway_bin: Option<PathBuf>,
+    /// How long to drive load.
+    #[arg(long, default_value = "20s", value_parser = humantime::parse_duration)]
+    duration: Duration,
+    /// The gateway's decision_wait.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    decision_wait: Duration,
+    /// Spans per request.
+    #[arg(long, default_value_t = 512)]
+    spans_per_request: usize,
+    /// Requests in flight.
+    #[arg(long, default_value_t = 4)]
+    concurrency: usize,
+    /// Write the result as JSON to this file.
+    #[arg(long, value_name = "FILE")]
+    report: Option<PathBuf>,
 }
 
 #[derive(Debug, ClapArgs)]
@@ -301,6 +326,29 @@ async fn run(command: Command) -> anyhow::Result<bool> {
                 std::fs::write(&path, serde_json::to_string_pretty(&results)?)?;
             }
             Ok(results.iter().all(|r| r.all_spans_counted))
+        }
+        Command::Bench {
+            what: BenchCommand::Gateway(a),
+        } => {
+            let cfg = tailgate_loadtest::bench::GatewayBench {
+                gateway_bin: a.gateway_bin.unwrap_or_else(|| {
+                    tailgate_loadtest::bench::sibling_binary("tailgate-gateway")
+                }),
+                duration: a.duration,
+                decision_wait: a.decision_wait,
+                spans_per_request: a.spans_per_request,
+                concurrency: a.concurrency,
+            };
+            let r = tailgate_loadtest::bench::bench_gateway(&cfg).await?;
+            writeln!(
+                std::io::stdout().lock(),
+                "{}",
+                serde_json::to_string_pretty(&r)?
+            )?;
+            if let Some(path) = a.report {
+                std::fs::write(&path, serde_json::to_string_pretty(&r)?)?;
+            }
+            Ok(r.all_spans_settled)
         }
         Command::Sink(a) => {
             let sink = Arc::new(Sink::default());
