@@ -279,6 +279,9 @@ impl Forwarder {
                 if error.is_retryable() && n >= 2 && !self.down.swap(true, Ordering::Relaxed) {
                     tracing::warn!(member = %self.member, "Gateway marked down; routing around it.");
                     on_health();
+                    // The run loop may be parked waiting for work, and no work comes for a
+                    // gateway outside the ring: wake it so that it starts probing.
+                    self.notify.notify_one();
                 }
             }
         }
