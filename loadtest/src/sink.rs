@@ -179,24 +179,16 @@ impl Sink {
         let service = TraceServiceServer::new(GrpcSink(self.clone()))
             .max_decoding_message_size(64 << 20)
             .accept_compressed(tonic::codec::CompressionEncoding::Gzip);
-        let grpc = tailgate_core::receive::serve_connections(
-            grpc,
-            shutdown.clone().cancelled_owned(),
-            move |req: http::Request<hyper::body::Incoming>| {
-                let mut service = service.clone();
-                async move {
-                    let req = req.map(tonic::body::Body::new);
-                    match tower_service::Service::call(&mut service, req).await {
-                        Ok(resp) => resp,
-                        Err(never) => match never {},
-                    }
-                }
-            },
-        );
         let limits = tailgate_core::receive::Limits {
             max_request_bytes: 64 << 20,
             ..tailgate_core::receive::Limits::from(&tailgate_core::receive::ReceiveConfig::default())
         };
+        let grpc = tailgate_core::receive::grpc::serve_service(
+            grpc,
+            limits,
+            shutdown.clone().cancelled_owned(),
+            service,
+        );
         let http = async {
             match http {
                 Some(l) => {

@@ -123,6 +123,28 @@ pub async fn serve<S: SpanSink>(
     shutdown: impl Future<Output = ()> + Send,
 ) -> std::io::Result<()> {
     let service = TraceService::new(sink, limits.max_request_bytes);
+    serve_service(listener, limits, shutdown, service).await
+}
+
+/// Serves any tonic service (ours, or a generated one) on `listener` with the receivers'
+/// connection loop and limits.
+pub async fn serve_service<T>(
+    listener: TcpListener,
+    limits: super::Limits,
+    shutdown: impl Future<Output = ()> + Send,
+    service: T,
+) -> std::io::Result<()>
+where
+    T: tower_service::Service<
+            http::Request<tonic::body::Body>,
+            Response = http::Response<tonic::body::Body>,
+            Error = Infallible,
+        > + Clone
+        + Send
+        + Sync
+        + 'static,
+    T::Future: Send + 'static,
+{
     super::serve_connections_with(
         listener,
         limits,
