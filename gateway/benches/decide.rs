@@ -44,16 +44,19 @@ fn summary(plan: &PolicyPlan) -> TraceSummary {
             key: key("customer.tier"),
             value: AttrValue::Str(bytes::Bytes::from_static(b"silver")),
             from_resource: true,
+            from_root: false,
         },
         TraceAttr {
             key: key("http.status_code"),
             value: AttrValue::Int(200),
             from_resource: false,
+            from_root: false,
         },
         TraceAttr {
             key: key("debug"),
             value: AttrValue::Bool(false),
             from_resource: false,
+            from_root: false,
         },
     ]);
     s
@@ -78,6 +81,7 @@ fn bench(c: &mut Criterion) {
                 plan.decide(&TraceView {
                     trace_id: &id,
                     summary: &s,
+                    now: tokio::time::Instant::now(),
                 })
                 .sampled
             })

@@ -23,6 +23,7 @@ fn collector_style_block_loads_and_decides() {
         key: keys.iter().position(|x| x == k).unwrap() as u16,
         value: tailgate_core::wire::attrs::AttrValue::Str(bytes::Bytes::from_static(v.as_bytes())),
         from_resource: false,
+        from_root: false,
     };
     let mut s = TraceSummary::default();
     s.add_span(0, 1_000_000, 0, true);
@@ -30,7 +31,8 @@ fn collector_style_block_loads_and_decides() {
     assert!(
         plan.decide(&TraceView {
             trace_id: &[3; 16],
-            summary: &s
+            summary: &s,
+            now: tokio::time::Instant::now(),
         })
         .sampled
     );
@@ -40,7 +42,8 @@ fn collector_style_block_loads_and_decides() {
         !plan
             .decide(&TraceView {
                 trace_id: &[3; 16],
-                summary: &s
+                summary: &s,
+                now: tokio::time::Instant::now(),
             })
             .sampled
     );

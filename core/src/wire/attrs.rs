@@ -124,7 +124,7 @@ fn next_field(buf: &Bytes, pos: &mut usize) -> Option<(u32, u8, usize, usize)> {
 
 /// The next field of `buf` at `pos`: (number, wire type, value start, value end). For
 /// length-delimited fields the range is the payload; for others it starts at the value.
-fn next_field_slice(buf: &[u8], pos: &mut usize) -> Option<(u32, u8, usize, usize)> {
+pub(crate) fn next_field_slice(buf: &[u8], pos: &mut usize) -> Option<(u32, u8, usize, usize)> {
     if *pos >= buf.len() {
         return None;
     }

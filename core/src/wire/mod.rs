@@ -5,6 +5,7 @@ pub mod attrs;
 pub mod codec;
 pub mod reframe;
 pub mod scan;
+pub mod span_fields;
 pub mod split;
 
 pub use codec::RawCodec;

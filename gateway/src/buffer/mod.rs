@@ -15,10 +15,12 @@ use std::time::Duration;
 use bytes::Bytes;
 use tailgate_core::receive::{Accepted, Refusal, SpanSink, DEFAULT_RETRY_AFTER};
 use tailgate_core::ring::Ring;
-use tailgate_core::wire::{attrs, Scan};
+use tailgate_core::wire::attrs::{self, AttrValue};
+use tailgate_core::wire::{span_fields, Scan};
 use tokio::sync::mpsc;
 
 use crate::metrics::GatewayStats;
+use crate::policy::plan::SpanFieldKeys;
 pub use trace::{BufferedSpan, TraceAttr, TraceSummary, TraceView};
 
 /// One span on its way to a shard.
@@ -39,6 +41,35 @@ pub struct IncomingSpan {
     pub attrs: Vec<TraceAttr>,
     /// Its bytes.
     pub span: BufferedSpan,
+}
+
+/// Records the span fields the plan reads (`trace_state` entries, the root span's name,
+/// the sampled flag) as attributes under the plan's pseudo-keys.
+fn span_field_attrs(span: &Bytes, keys: &SpanFieldKeys, is_root: bool, out: &mut Vec<TraceAttr>) {
+    let f = span_fields::span_fields(span);
+    let mut push = |key: u16, value: AttrValue| {
+        out.push(TraceAttr {
+            key,
+            value,
+            from_resource: false,
+            from_root: is_root,
+        })
+    };
+    if !f.trace_state.is_empty() {
+        let ts = &span[f.trace_state.clone()];
+        for (name, key) in &keys.tracestate {
+            if let Some(v) = span_fields::tracestate_get(ts, name.as_bytes()) {
+                let start = f.trace_state.start + (v.as_ptr() as usize - ts.as_ptr() as usize);
+                push(*key, AttrValue::Str(span.slice(start..start + v.len())));
+            }
+        }
+    }
+    if let (Some(key), true) = (keys.root_name, is_root) {
+        push(key, AttrValue::Str(span.slice(f.name)));
+    }
+    if let (Some(key), true) = (keys.sampled_flag, f.flags & span_fields::FLAG_SAMPLED != 0) {
+        push(key, AttrValue::Bool(true));
+    }
 }
 
 /// A message to a shard.
@@ -117,12 +148,14 @@ impl SpanSink for TraceBuffer {
                             key,
                             value,
                             from_resource: true,
+                            from_root: false,
                         });
                     });
                     out
                 })
                 .collect()
         };
+        let fields = plan.span_field_keys();
         let mut per_shard: Vec<Vec<IncomingSpan>> = (0..n).map(|_| Vec::new()).collect();
         for s in &scan.spans {
             let scope = &scan.scopes[s.scope as usize];
@@ -133,6 +166,7 @@ impl SpanSink for TraceBuffer {
                     .slice(resource.header.start as usize..resource.header.end as usize),
                 scope: headers.slice(scope.header.start as usize..scope.header.end as usize),
             };
+            let is_root = s.is_root();
             let mut span_attrs = Vec::new();
             if !keys.is_empty() {
                 attrs::span_attributes(&span.span, keys, |key, value| {
@@ -140,16 +174,24 @@ impl SpanSink for TraceBuffer {
                         key,
                         value,
                         from_resource: false,
+                        from_root: is_root,
                     });
                 });
-                span_attrs.extend_from_slice(&resource_attrs[scope.resource as usize]);
+                if !fields.is_empty() {
+                    span_field_attrs(&span.span, fields, is_root, &mut span_attrs);
+                }
+                let from_resource = &resource_attrs[scope.resource as usize];
+                span_attrs.extend(from_resource.iter().map(|a| TraceAttr {
+                    from_root: is_root,
+                    ..a.clone()
+                }));
             }
             per_shard[Self::shard_of(&s.trace_id, n)].push(IncomingSpan {
                 trace_id: s.trace_id,
                 start: s.start_unix_nano,
                 end: s.end_unix_nano,
                 status_code: s.status_code,
-                is_root: s.is_root(),
+                is_root,
                 attrs: span_attrs,
                 span,
             });

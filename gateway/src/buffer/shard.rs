@@ -135,6 +135,7 @@ impl Shard {
                     self.root_deadlines.push(s.trace_id, now, grace);
                 }
                 entry.bytes += s.span.encoded_len();
+                entry.summary.bytes += s.span.encoded_len() as u64;
                 added_bytes += s.span.encoded_len() as u64;
                 entry.spans.push(s.span);
                 continue;
@@ -147,6 +148,7 @@ impl Shard {
                     summary.add_span(s.start, s.end, s.status_code, s.is_root);
                     summary.add_attrs(&s.attrs);
                     let bytes = s.span.encoded_len();
+                    summary.bytes = bytes as u64;
                     added_bytes += bytes as u64;
                     let root_scheduled = s.is_root && root_wait.is_some();
                     if let (true, Some(grace)) = (root_scheduled, root_wait) {
@@ -221,6 +223,7 @@ impl Shard {
             &TraceView {
                 trace_id: &id,
                 summary: &entry.summary,
+                now: Instant::now(),
             },
             &mut self.verdicts.1,
         );

@@ -17,6 +17,8 @@ pub struct TraceAttr {
     pub value: AttrValue,
     /// Whether it came from a resource (else from a span).
     pub from_resource: bool,
+    /// Whether it came from the root span or the root span's resource.
+    pub from_root: bool,
 }
 
 /// Distinct attribute values kept per trace; past it, further values are not recorded.
@@ -63,6 +65,8 @@ pub struct TraceSummary {
     pub status_mask: u8,
     /// Whether the root span has arrived.
     pub has_root: bool,
+    /// Encoded bytes of the spans seen.
+    pub bytes: u64,
     /// Distinct values of the attributes the plan reads (empty when it reads none).
     pub attrs: Vec<TraceAttr>,
 }
@@ -75,6 +79,7 @@ impl Default for TraceSummary {
             max_end: 0,
             status_mask: 0,
             has_root: false,
+            bytes: 0,
             attrs: Vec::new(),
         }
     }
@@ -112,4 +117,18 @@ pub struct TraceView<'a> {
     pub trace_id: &'a [u8; 16],
     /// The summary.
     pub summary: &'a TraceSummary,
+    /// When the decision is made; rate-based policies measure their rates against it, so
+    /// tests and `sim` can drive them with virtual time.
+    pub now: tokio::time::Instant,
+}
+
+impl<'a> TraceView<'a> {
+    /// A view decided now.
+    pub fn new(trace_id: &'a [u8; 16], summary: &'a TraceSummary) -> Self {
+        TraceView {
+            trace_id,
+            summary,
+            now: tokio::time::Instant::now(),
+        }
+    }
 }

@@ -35,6 +35,11 @@ impl Policy for AndPolicy {
         }
     }
 
+    fn probability(&self, trace: &TraceView<'_>) -> f64 {
+        // Independent samplers in series (e.g. `and` of probabilistic and an attribute).
+        self.subs.iter().map(|s| s.probability(trace)).product()
+    }
+
     fn describe(&self) -> String {
         let parts: Vec<String> = self.subs.iter().map(|s| s.describe()).collect();
         format!("keep traces that pass all of: [{}]", parts.join("; "))

@@ -94,6 +94,7 @@ mod tests {
         LatencyPolicy::new(&c).evaluate(&TraceView {
             trace_id: &[1; 16],
             summary: &s,
+            now: tokio::time::Instant::now(),
         })
     }
 
@@ -133,7 +134,8 @@ mod tests {
         assert_eq!(
             p.evaluate(&TraceView {
                 trace_id: &[1; 16],
-                summary: &s
+                summary: &s,
+                now: tokio::time::Instant::now(),
             }),
             Verdict::Sampled
         );

@@ -21,18 +21,25 @@
 //! policy and the key, with the line), then compiled into a [`plan::PolicyPlan`] that the
 //! shards evaluate. One policy kind, one file, named after its `type:`.
 
+pub mod adaptive_rate;
 pub mod always_sample;
 pub mod and;
 pub mod boolean_attribute;
+pub mod bytes_limiting;
+pub mod composite;
 pub mod drop;
 pub mod latency;
+pub mod limiter;
 pub mod not;
 pub mod numeric_attribute;
 pub mod plan;
 pub mod probabilistic;
+pub mod rate_limiting;
 pub mod span_count;
 pub mod status_code;
 pub mod string_attribute;
+pub mod trace_flags;
+pub mod trace_state;
 
 use std::fmt::Debug;
 use std::path::Path;
@@ -81,10 +88,29 @@ pub(crate) fn attribute_verdict(matched: bool, invert: bool) -> Verdict {
     }
 }
 
+/// Plan keys that read a span field instead of an attribute. Their first byte is NUL, so
+/// they never match an attribute key; the buffer fills them from the span's own fields.
+pub mod field_keys {
+    /// Values of one `tracestate` key: this prefix, then the key.
+    pub const TRACESTATE_PREFIX: &str = "\0tracestate:";
+    /// The root span's name.
+    pub const ROOT_NAME: &str = "\0root.name";
+    /// Present (as `true`) when a span has the W3C sampled flag.
+    pub const SAMPLED_FLAG: &str = "\0trace_flags.sampled";
+}
+
 /// A compiled policy.
 pub trait Policy: Send + Sync + Debug {
-    /// Evaluates a trace. Pure: the same trace gives the same verdict on every gateway.
+    /// Evaluates a trace. Deterministic policies give the same verdict for the same trace
+    /// on every gateway; rate-based ones (`rate_limiting`, `bytes_limiting`, `composite`,
+    /// `adaptive_rate`) also depend on `trace.now` and what they kept before.
     fn evaluate(&self, trace: &TraceView<'_>) -> Verdict;
+    /// The probability with which this policy keeps a trace like this one when it says
+    /// "sampled": 1 for deterministic and rate-limited policies, the sampling probability
+    /// for `probabilistic` and `adaptive_rate`. Kept spans carry it as an adjusted count.
+    fn probability(&self, _trace: &TraceView<'_>) -> f64 {
+        1.0
+    }
     /// A plain-words description, for `check-policies` and logs.
     fn describe(&self) -> String;
 }
@@ -201,15 +227,25 @@ pub enum PolicyKind {
     NumericAttribute(numeric_attribute::NumericAttributeConfig),
     /// `boolean_attribute`
     BooleanAttribute(boolean_attribute::BooleanAttributeConfig),
+    /// `trace_state`
+    TraceState(trace_state::TraceStateConfig),
+    /// `trace_flags`
+    TraceFlags,
+    /// `rate_limiting`
+    RateLimiting(rate_limiting::RateLimitingConfig),
+    /// `bytes_limiting`
+    BytesLimiting(bytes_limiting::BytesLimitingConfig),
+    /// `composite`
+    Composite(composite::CompositeConfig),
+    /// `adaptive_rate` (Tailgate)
+    AdaptiveRate(adaptive_rate::AdaptiveRateConfig),
 }
 
-/// A policy entry as written: `name`, `type` and one block per type. Blocks of Collector
-/// types that Tailgate does not implement yet are accepted by the parser so that the error
-/// can say so, instead of calling them unknown fields.
+/// A policy entry as written: `name`, `type` and one block per type. The `ottl_condition`
+/// block is accepted by the parser so that the error can say what to use instead, rather
+/// than call it an unknown field.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-// The blocks of unimplemented kinds are parsed only so that the error can name the kind.
-#[allow(dead_code)]
 pub(crate) struct RawPolicy {
     name: Option<String>,
     #[serde(rename = "type")]
@@ -224,25 +260,19 @@ pub(crate) struct RawPolicy {
     numeric_attribute: Option<numeric_attribute::NumericAttributeConfig>,
     string_attribute: Option<string_attribute::StringAttributeConfig>,
     boolean_attribute: Option<boolean_attribute::BooleanAttributeConfig>,
-    rate_limiting: Option<serde::de::IgnoredAny>,
-    bytes_limiting: Option<serde::de::IgnoredAny>,
-    trace_state: Option<serde::de::IgnoredAny>,
-    trace_flags: Option<serde::de::IgnoredAny>,
+    rate_limiting: Option<rate_limiting::RateLimitingConfig>,
+    bytes_limiting: Option<bytes_limiting::BytesLimitingConfig>,
+    trace_state: Option<trace_state::TraceStateConfig>,
+    trace_flags: Option<trace_flags::TraceFlagsConfig>,
+    composite: Option<composite::RawCompositeConfig>,
+    adaptive_rate: Option<adaptive_rate::AdaptiveRateConfig>,
+    #[allow(dead_code)] // parsed only so that the error can say what to use instead
     ottl_condition: Option<serde::de::IgnoredAny>,
-    composite: Option<serde::de::IgnoredAny>,
 }
 
-/// Collector policy types not implemented yet.
-const NOT_YET: &[&str] = &[
-    "rate_limiting",
-    "bytes_limiting",
-    "trace_state",
-    "trace_flags",
-    "composite",
-];
-
 const SUPPORTED: &str = "always_sample, latency, probabilistic, status_code, span_count, \
-     string_attribute, numeric_attribute, boolean_attribute, and, drop, not";
+     string_attribute, numeric_attribute, boolean_attribute, trace_state, trace_flags, \
+     rate_limiting, bytes_limiting, and, drop, composite, not, adaptive_rate";
 
 impl TryFrom<RawPolicy> for PolicyConfig {
     type Error = String;
@@ -279,58 +309,32 @@ impl TryFrom<RawPolicy> for PolicyConfig {
             ("string_attribute", raw.string_attribute.is_some()),
             ("numeric_attribute", raw.numeric_attribute.is_some()),
             ("boolean_attribute", raw.boolean_attribute.is_some()),
+            ("trace_state", raw.trace_state.is_some()),
+            ("trace_flags", raw.trace_flags.is_some()),
+            ("rate_limiting", raw.rate_limiting.is_some()),
+            ("bytes_limiting", raw.bytes_limiting.is_some()),
+            ("composite", raw.composite.is_some()),
+            ("adaptive_rate", raw.adaptive_rate.is_some()),
         ];
+        // Validates a kind's block: present, then its own checks, errors prefixed with it.
+        macro_rules! checked {
+            ($field:ident, $variant:ident) => {{
+                block(raw.$field.is_some())?;
+                let c = raw.$field.unwrap_or_default();
+                c.validate()
+                    .map_err(|e| format!("policy {name:?}: {}.{e}", stringify!($field)))?;
+                PolicyKind::$variant(c)
+            }};
+        }
         let kind = match kind.as_str() {
             "always_sample" => PolicyKind::AlwaysSample,
-            "latency" => {
-                block(raw.latency.is_some())?;
-                let c = raw.latency.unwrap_or_default();
-                c.validate()
-                    .map_err(|e| format!("policy {name:?}: latency.{e}"))?;
-                PolicyKind::Latency(c)
-            }
-            "probabilistic" => {
-                block(raw.probabilistic.is_some())?;
-                let c = raw.probabilistic.unwrap_or_default();
-                c.validate()
-                    .map_err(|e| format!("policy {name:?}: probabilistic.{e}"))?;
-                PolicyKind::Probabilistic(c)
-            }
-            "status_code" => {
-                block(raw.status_code.is_some())?;
-                let c = raw.status_code.unwrap_or_default();
-                c.validate()
-                    .map_err(|e| format!("policy {name:?}: status_code.{e}"))?;
-                PolicyKind::StatusCode(c)
-            }
-            "span_count" => {
-                block(raw.span_count.is_some())?;
-                let c = raw.span_count.unwrap_or_default();
-                c.validate()
-                    .map_err(|e| format!("policy {name:?}: span_count.{e}"))?;
-                PolicyKind::SpanCount(c)
-            }
-            "string_attribute" => {
-                block(raw.string_attribute.is_some())?;
-                let c = raw.string_attribute.unwrap_or_default();
-                c.validate()
-                    .map_err(|e| format!("policy {name:?}: string_attribute.{e}"))?;
-                PolicyKind::StringAttribute(c)
-            }
-            "numeric_attribute" => {
-                block(raw.numeric_attribute.is_some())?;
-                let c = raw.numeric_attribute.unwrap_or_default();
-                c.validate()
-                    .map_err(|e| format!("policy {name:?}: numeric_attribute.{e}"))?;
-                PolicyKind::NumericAttribute(c)
-            }
-            "boolean_attribute" => {
-                block(raw.boolean_attribute.is_some())?;
-                let c = raw.boolean_attribute.unwrap_or_default();
-                c.validate()
-                    .map_err(|e| format!("policy {name:?}: boolean_attribute.{e}"))?;
-                PolicyKind::BooleanAttribute(c)
-            }
+            "latency" => checked!(latency, Latency),
+            "probabilistic" => checked!(probabilistic, Probabilistic),
+            "status_code" => checked!(status_code, StatusCode),
+            "span_count" => checked!(span_count, SpanCount),
+            "string_attribute" => checked!(string_attribute, StringAttribute),
+            "numeric_attribute" => checked!(numeric_attribute, NumericAttribute),
+            "boolean_attribute" => checked!(boolean_attribute, BooleanAttribute),
             "and" => {
                 block(raw.and.is_some())?;
                 let subs = raw.and.map(|a| a.and_sub_policy).unwrap_or_default();
@@ -349,16 +353,23 @@ impl TryFrom<RawPolicy> for PolicyConfig {
                 let mut subs = sub_policies(&name, "not.not_sub_policy", vec![sub])?;
                 PolicyKind::Not(Box::new(subs.remove(0)))
             }
+            "trace_state" => checked!(trace_state, TraceState),
+            "rate_limiting" => checked!(rate_limiting, RateLimiting),
+            "bytes_limiting" => checked!(bytes_limiting, BytesLimiting),
+            "adaptive_rate" => checked!(adaptive_rate, AdaptiveRate),
+            "trace_flags" => PolicyKind::TraceFlags,
+            "composite" => {
+                block(raw.composite.is_some())?;
+                let Some(c) = raw.composite else {
+                    return Err(format!("policy {name:?}: composite needs settings"));
+                };
+                PolicyKind::Composite(composite_config(&name, c)?)
+            }
             "ottl_condition" => {
                 return Err(format!(
-                    "policy {name:?}: type ottl_condition is not supported; status_code, latency \
-                     and probabilistic cover the common cases (attribute policies are coming)"
-                ))
-            }
-            k if NOT_YET.contains(&k) => {
-                return Err(format!(
-                    "policy {name:?}: type {k} is a Collector policy Tailgate does not implement \
-                     yet; supported: {SUPPORTED}"
+                    "policy {name:?}: type ottl_condition is not supported; status_code, latency, \
+                     string_attribute, numeric_attribute, boolean_attribute and span_count cover \
+                     the common cases, combined with and, not and drop"
                 ))
             }
             k => {
@@ -394,7 +405,50 @@ fn kind_name(kind: &PolicyKind) -> &'static str {
         PolicyKind::StringAttribute(_) => "string_attribute",
         PolicyKind::NumericAttribute(_) => "numeric_attribute",
         PolicyKind::BooleanAttribute(_) => "boolean_attribute",
+        PolicyKind::TraceState(_) => "trace_state",
+        PolicyKind::TraceFlags => "trace_flags",
+        PolicyKind::RateLimiting(_) => "rate_limiting",
+        PolicyKind::BytesLimiting(_) => "bytes_limiting",
+        PolicyKind::Composite(_) => "composite",
+        PolicyKind::AdaptiveRate(_) => "adaptive_rate",
     }
+}
+
+/// Validates a `composite` block. Its sub-policies may be plain kinds, `and` or `not`, as
+/// in the Collector (which also allows `and` there); composites and `drop` do not nest.
+fn composite_config(
+    name: &str,
+    raw: composite::RawCompositeConfig,
+) -> Result<composite::CompositeConfig, String> {
+    if raw.max_total_spans_per_second == 0 {
+        return Err(format!(
+            "policy {name:?}: composite.max_total_spans_per_second must be greater than 0"
+        ));
+    }
+    if raw.composite_sub_policy.is_empty() {
+        return Err(format!(
+            "policy {name:?}: composite.composite_sub_policy needs at least one sub-policy"
+        ));
+    }
+    let mut subs = Vec::with_capacity(raw.composite_sub_policy.len());
+    for (i, sub) in raw.composite_sub_policy.into_iter().enumerate() {
+        let key = format!("composite.composite_sub_policy[{i}]");
+        let sub =
+            PolicyConfig::try_from(sub).map_err(|e| format!("policy {name:?}: {key}: {e}"))?;
+        if matches!(sub.kind, PolicyKind::Composite(_) | PolicyKind::Drop(_)) {
+            return Err(format!(
+                "policy {name:?}: {key}: {} cannot be a composite sub-policy",
+                kind_name(&sub.kind)
+            ));
+        }
+        subs.push(sub);
+    }
+    Ok(composite::CompositeConfig {
+        max_total_spans_per_second: raw.max_total_spans_per_second,
+        policy_order: raw.policy_order,
+        subs,
+        rate_allocation: raw.rate_allocation,
+    })
 }
 
 /// Validates the sub-policies of `and`, `drop` or `not`. As in the Collector they must be
@@ -411,7 +465,11 @@ fn sub_policies(name: &str, key: &str, raws: Vec<RawPolicy>) -> Result<Vec<Polic
             PolicyConfig::try_from(raw).map_err(|e| format!("policy {name:?}: {key}[{i}]: {e}"))?;
         if matches!(
             sub.kind,
-            PolicyKind::And(_) | PolicyKind::Drop(_) | PolicyKind::Not(_)
+            PolicyKind::And(_)
+                | PolicyKind::Drop(_)
+                | PolicyKind::Not(_)
+                | PolicyKind::Composite(_)
+                | PolicyKind::AdaptiveRate(_)
         ) {
             return Err(format!(
                 "policy {name:?}: {key}[{i}]: {} cannot be nested; sub-policies must be plain kinds",
@@ -460,6 +518,29 @@ impl PolicyConfig {
                 subs.iter().map(|s| s.compile(keys)).collect(),
             )),
             PolicyKind::Not(sub) => Box::new(not::NotPolicy::new(sub.compile(keys))),
+            PolicyKind::TraceState(c) => {
+                Box::new(trace_state::TraceStatePolicy::new(c, key(&c.plan_key())))
+            }
+            PolicyKind::TraceFlags => Box::new(trace_flags::TraceFlagsPolicy::new(key(
+                field_keys::SAMPLED_FLAG,
+            ))),
+            PolicyKind::RateLimiting(c) => Box::new(rate_limiting::RateLimitingPolicy::new(c)),
+            PolicyKind::BytesLimiting(c) => Box::new(bytes_limiting::BytesLimitingPolicy::new(c)),
+            PolicyKind::AdaptiveRate(c) => {
+                let idx = c
+                    .keys
+                    .iter()
+                    .map(|k| match k.as_str() {
+                        adaptive_rate::ROOT_NAME => key(field_keys::ROOT_NAME),
+                        k => key(k),
+                    })
+                    .collect();
+                Box::new(adaptive_rate::AdaptiveRatePolicy::new(c, idx))
+            }
+            PolicyKind::Composite(c) => {
+                let subs = c.subs.iter().map(|s| s.compile(keys)).collect();
+                Box::new(composite::CompositePolicy::new(c, subs))
+            }
         }
     }
 }
@@ -525,6 +606,11 @@ impl PolicyFile {
             ignored_options.push(
                 "maximum_trace_size_bytes: not implemented yet; traces are not capped".to_owned(),
             );
+        }
+        for p in &policies {
+            if let PolicyKind::Composite(c) = &p.kind {
+                ignored_options.extend(c.warnings(&p.name));
+            }
         }
         if raw
             .decision_wait_after_root_received

@@ -12,12 +12,52 @@ use std::time::Duration;
 use super::{Policy, PolicyFile, Verdict};
 use crate::buffer::trace::TraceView;
 
+/// The plan keys that name span fields (see [`super::field_keys`]), resolved once.
+#[derive(Debug, Default, Clone)]
+pub struct SpanFieldKeys {
+    /// `tracestate` keys and their plan key index.
+    pub tracestate: Vec<(String, u16)>,
+    /// The root span's name.
+    pub root_name: Option<u16>,
+    /// The sampled flag.
+    pub sampled_flag: Option<u16>,
+}
+
+impl SpanFieldKeys {
+    fn resolve(keys: &[String]) -> Self {
+        let mut out = SpanFieldKeys::default();
+        for (i, k) in keys.iter().enumerate() {
+            let i = i as u16;
+            if let Some(ts) = k.strip_prefix(super::field_keys::TRACESTATE_PREFIX) {
+                out.tracestate.push((ts.to_owned(), i));
+            } else if k == super::field_keys::ROOT_NAME {
+                out.root_name = Some(i);
+            } else if k == super::field_keys::SAMPLED_FLAG {
+                out.sampled_flag = Some(i);
+            }
+        }
+        out
+    }
+
+    /// True when no policy reads a span field.
+    pub fn is_empty(&self) -> bool {
+        self.tracestate.is_empty() && self.root_name.is_none() && self.sampled_flag.is_none()
+    }
+}
+
+/// Every how many decisions one is timed per policy (timing each would cost more than
+/// most policies do).
+pub const TIMING_SAMPLE: u64 = 32;
+
 /// A ready-to-evaluate policy set.
 #[derive(Debug)]
 pub struct PolicyPlan {
     names: Vec<String>,
     /// Attribute keys the policies read; summaries index values by position here.
     attribute_keys: Vec<String>,
+    span_field_keys: SpanFieldKeys,
+    /// Per policy: timed evaluations and their total nanoseconds.
+    timings: Vec<[AtomicU64; 2]>,
     policies: Vec<Box<dyn Policy>>,
     /// Time from a trace's first span to its decision.
     pub decision_wait: Duration,
@@ -59,16 +99,22 @@ fn verdict_index(v: Verdict) -> usize {
 #[derive(Debug, Default)]
 pub struct LocalVerdicts {
     counts: Vec<[u64; VERDICTS]>,
+    /// Timed evaluations and nanoseconds, per policy.
+    timings: Vec<[u64; 2]>,
+    decisions: u64,
     pending: bool,
 }
 
 /// The outcome for one trace.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Decision {
     /// Keep or not.
     pub sampled: bool,
     /// Index of the policy that kept it.
     pub policy: Option<u16>,
+    /// The probability with which it was kept: the highest of the policies that sampled
+    /// it (a trace any deterministic policy keeps is kept for certain). 1 when not kept.
+    pub probability: f64,
 }
 
 // === impl PolicyPlan ===
@@ -85,7 +131,9 @@ impl PolicyPlan {
         let n = file.policies.len();
         PolicyPlan {
             verdicts: (0..n).map(|_| Default::default()).collect(),
+            timings: (0..n).map(|_| Default::default()).collect(),
             names: file.policies.iter().map(|p| p.name.clone()).collect(),
+            span_field_keys: SpanFieldKeys::resolve(&attribute_keys),
             attribute_keys,
             policies,
             decision_wait: file.decision_wait,
@@ -110,22 +158,38 @@ impl PolicyPlan {
     pub fn decide_counting(&self, trace: &TraceView<'_>, local: &mut LocalVerdicts) -> Decision {
         if local.counts.len() != self.policies.len() {
             local.counts = vec![[0; VERDICTS]; self.policies.len()];
+            local.timings = vec![[0; 2]; self.policies.len()];
         }
         local.pending = true;
+        local.decisions += 1;
+        let timed = local.decisions % TIMING_SAMPLE == 0;
         let (mut first_sampled, mut first_invert_sampled) = (None, None);
         let (mut veto, mut not_sampled) = (false, false);
+        let mut probability: f64 = 0.0;
         for (i, p) in self.policies.iter().enumerate() {
-            let verdict = p.evaluate(trace);
+            let verdict = if timed {
+                let start = tokio::time::Instant::now();
+                let v = p.evaluate(trace);
+                local.timings[i][0] += 1;
+                local.timings[i][1] += start.elapsed().as_nanos() as u64;
+                v
+            } else {
+                p.evaluate(trace)
+            };
             local.counts[i][verdict_index(verdict)] += 1;
             match verdict {
                 Verdict::Dropped => {
                     return Decision {
                         sampled: false,
                         policy: None,
+                        probability: 1.0,
                     }
                 }
                 Verdict::Sampled => {
                     first_sampled.get_or_insert(i as u16);
+                    if probability < 1.0 {
+                        probability = probability.max(p.probability(trace));
+                    }
                     if self.sample_on_first_match {
                         break;
                     }
@@ -142,6 +206,8 @@ impl PolicyPlan {
         } else if first_sampled.is_some() {
             first_sampled
         } else if !not_sampled {
+            // Kept by inverted non-matches alone: deterministic.
+            probability = 1.0;
             first_invert_sampled
         } else {
             None
@@ -149,6 +215,7 @@ impl PolicyPlan {
         Decision {
             sampled: policy.is_some(),
             policy,
+            probability: if policy.is_some() { probability } else { 1.0 },
         }
     }
 
@@ -165,6 +232,13 @@ impl PolicyPlan {
                 }
             }
         }
+        for (shared, t) in self.timings.iter().zip(local.timings.iter_mut()) {
+            if t[0] > 0 {
+                shared[0].fetch_add(t[0], Ordering::Relaxed);
+                shared[1].fetch_add(t[1], Ordering::Relaxed);
+                *t = [0, 0];
+            }
+        }
         local.pending = false;
     }
 
@@ -174,6 +248,25 @@ impl PolicyPlan {
             .iter()
             .map(|v| std::array::from_fn(|i| v[i].load(Ordering::Relaxed)))
             .collect()
+    }
+
+    /// Per policy, in plan order: (timed evaluations, their total nanoseconds). One
+    /// decision in [`TIMING_SAMPLE`] is timed.
+    pub fn evaluation_timings(&self) -> Vec<(u64, u64)> {
+        self.timings
+            .iter()
+            .map(|t| (t[0].load(Ordering::Relaxed), t[1].load(Ordering::Relaxed)))
+            .collect()
+    }
+
+    /// Span fields the policies read.
+    pub fn span_field_keys(&self) -> &SpanFieldKeys {
+        &self.span_field_keys
+    }
+
+    /// The compiled policies, in plan order.
+    pub fn policies(&self) -> &[Box<dyn Policy>] {
+        &self.policies
     }
 
     /// Attribute keys the policies read (empty: no attribute is read from spans).

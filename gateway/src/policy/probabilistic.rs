@@ -82,6 +82,10 @@ impl Policy for ProbabilisticPolicy {
         }
     }
 
+    fn probability(&self, _trace: &TraceView<'_>) -> f64 {
+        (self.percentage / 100.0).clamp(0.0, 1.0)
+    }
+
     fn describe(&self) -> String {
         format!(
             "keep {}% of traces, chosen by a hash of the trace id",
@@ -137,12 +141,14 @@ mod tests {
             let v = p.evaluate(&TraceView {
                 trace_id: &id,
                 summary: &s,
+                now: tokio::time::Instant::now(),
             });
             assert_eq!(
                 v,
                 p.evaluate(&TraceView {
                     trace_id: &id,
-                    summary: &s
+                    summary: &s,
+                    now: tokio::time::Instant::now(),
                 })
             );
             kept += usize::from(v == Verdict::Sampled);
@@ -152,14 +158,16 @@ mod tests {
         assert_eq!(
             policy(0.0).evaluate(&TraceView {
                 trace_id: &[7; 16],
-                summary: &s
+                summary: &s,
+                now: tokio::time::Instant::now(),
             }),
             Verdict::NotSampled
         );
         assert_eq!(
             policy(100.0).evaluate(&TraceView {
                 trace_id: &[7; 16],
-                summary: &s
+                summary: &s,
+                now: tokio::time::Instant::now(),
             }),
             Verdict::Sampled
         );

@@ -98,7 +98,8 @@ mod tests {
             assert_eq!(
                 p.evaluate(&TraceView {
                     trace_id: &[1; 16],
-                    summary: &s
+                    summary: &s,
+                    now: tokio::time::Instant::now(),
                 }),
                 want,
                 "{min}..{max} with {n}"

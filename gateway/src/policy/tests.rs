@@ -70,8 +70,8 @@ fn ottl_and_unimplemented_collector_types_say_what_to_use() {
         err.contains("ottl_condition") && err.contains("status_code"),
         "{err}"
     );
-    let err = parse("policies:\n  - name: r\n    type: rate_limiting\n    rate_limiting: {spans_per_second: 10}\n").unwrap_err();
-    assert!(err.contains("does not implement yet"), "{err}");
+    let err = parse("policies:\n  - name: r\n    type: rate_limiting\n    rate_limiting: {spans_per_second: 0}\n").unwrap_err();
+    assert!(err.contains("rate_limiting.spans_per_second"), "{err}");
 }
 
 fn decide(yaml: &str, spans: &[(u64, u64, u8)]) -> bool {
@@ -84,6 +84,7 @@ fn decide(yaml: &str, spans: &[(u64, u64, u8)]) -> bool {
     plan.decide(&TraceView {
         trace_id: &[9; 16],
         summary: &s,
+        now: tokio::time::Instant::now(),
     })
     .sampled
 }
@@ -142,6 +143,7 @@ fn decide_attrs(yaml: &str, attrs: &[(&str, tailgate_core::wire::attrs::AttrValu
                 key: i as u16,
                 value: v.clone(),
                 from_resource: *res,
+                from_root: false,
             })
         })
         .collect();
@@ -149,6 +151,7 @@ fn decide_attrs(yaml: &str, attrs: &[(&str, tailgate_core::wire::attrs::AttrValu
     plan.decide(&TraceView {
         trace_id: &[9; 16],
         summary: &s,
+        now: tokio::time::Instant::now(),
     })
     .sampled
 }
@@ -249,5 +252,151 @@ fn sample_on_first_match_stops_before_a_later_drop() {
     assert!(
         decide(&first, &[(0, MS, 0)]),
         "evaluation stops at the first sample"
+    );
+}
+
+/// A trace of `spans` spans with status `status`, decided by `plan` at `now`.
+fn decide_at(plan: &PolicyPlan, spans: u32, status: u8, now: tokio::time::Instant) -> bool {
+    use crate::buffer::trace::{TraceSummary, TraceView};
+    let mut s = TraceSummary::default();
+    for _ in 0..spans {
+        s.add_span(0, MS, status, false);
+        s.bytes += 100;
+    }
+    plan.decide(&TraceView {
+        trace_id: &[9; 16],
+        summary: &s,
+        now,
+    })
+    .sampled
+}
+
+#[test]
+fn rate_and_bytes_limiting_keep_what_fits_the_bucket() {
+    let plan = PolicyPlan::compile(&parse("policies:\n  - {name: r, type: rate_limiting, rate_limiting: {spans_per_second: 10}}\n").unwrap());
+    let t0 = tokio::time::Instant::now();
+    // The bucket starts full with twice the rate: four 5-span traces pass, the fifth not.
+    let kept: Vec<bool> = (0..5).map(|_| decide_at(&plan, 5, 0, t0)).collect();
+    assert_eq!(kept, [true, true, true, true, false]);
+    // A second later ten spans more fit.
+    let t1 = t0 + Duration::from_secs(1);
+    assert!(decide_at(&plan, 5, 0, t1) && decide_at(&plan, 5, 0, t1));
+    assert!(!decide_at(&plan, 1, 0, t1));
+    // A trace larger than the bucket never passes.
+    assert!(!decide_at(&plan, 21, 0, t1 + Duration::from_secs(60)));
+
+    // 100 bytes per span: 1000 bytes/s with a 1500-byte burst.
+    let plan = PolicyPlan::compile(&parse("policies:\n  - {name: b, type: bytes_limiting, bytes_limiting: {bytes_per_second: 1000, burst_capacity: 1500}}\n").unwrap());
+    let t0 = tokio::time::Instant::now();
+    assert!(decide_at(&plan, 10, 0, t0));
+    assert!(!decide_at(&plan, 10, 0, t0));
+    assert!(decide_at(&plan, 5, 0, t0));
+    assert!(decide_at(&plan, 10, 0, t0 + Duration::from_secs(1)));
+    assert!(parse(
+        "policies:\n  - {name: b, type: bytes_limiting, bytes_limiting: {bytes_per_second: 0}}\n"
+    )
+    .unwrap_err()
+    .contains("bytes_limiting.bytes_per_second"));
+}
+
+#[test]
+fn composite_allocates_the_budget_like_the_collector_under_overload() {
+    let yaml = "policies:
+  - name: budget
+    type: composite
+    composite:
+      max_total_spans_per_second: 100
+      policy_order: [errors, rest, unshared]
+      composite_sub_policy:
+        - {name: errors, type: status_code, status_code: {status_codes: [ERROR]}}
+        - {name: rest, type: always_sample}
+        - {name: unshared, type: always_sample}
+      rate_allocation:
+        - {policy: errors, percent: 60}
+        - {policy: rest, percent: 40}
+";
+    let file = parse(yaml).unwrap();
+    assert!(
+        file.ignored_options
+            .iter()
+            .any(|w| w.contains("\"unshared\"") && w.contains("never keeps")),
+        "{:?}",
+        file.ignored_options
+    );
+    let plan = PolicyPlan::compile(&file);
+    // Spread the evaluations over one wall-clock second's worth of instants: the counters
+    // restart each second, so start right after a second boundary.
+    let unix = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap();
+    let t0 = tokio::time::Instant::now()
+        + Duration::from_nanos(1_000_000_000 - u64::from(unix.subsec_nanos()))
+        + Duration::from_millis(1);
+    // 20 error traces of 10 spans in one second: 60 spans of budget keep 6; the rest are
+    // not sampled, and do not fall through to `rest`.
+    let errors = (0..20).filter(|_| decide_at(&plan, 10, 2, t0)).count();
+    assert_eq!(errors, 6);
+    // `rest` keeps its own 40 spans.
+    let rest = (0..20).filter(|_| decide_at(&plan, 10, 0, t0)).count();
+    assert_eq!(rest, 4);
+    // A smaller trace still fits what is left of a share... none is left here.
+    assert!(!decide_at(&plan, 1, 0, t0));
+    // The next second starts afresh.
+    let t1 = t0 + Duration::from_secs(1);
+    assert!(decide_at(&plan, 10, 2, t1));
+    assert!(decide_at(&plan, 10, 0, t1));
+}
+
+#[test]
+fn trace_state_and_trace_flags_read_the_span_fields() {
+    use tailgate_core::wire::attrs::AttrValue::{Bool, Str};
+    let b = |s: &'static str| Str(bytes::Bytes::from_static(s.as_bytes()));
+    let yaml = "policies:\n  - {name: t, type: trace_state, trace_state: {key: vendor, values: [gold, silver]}}\n";
+    let key = "\0tracestate:vendor";
+    assert!(decide_attrs(yaml, &[(key, b("gold"), false)]));
+    assert!(!decide_attrs(yaml, &[(key, b("bronze"), false)]));
+    assert!(
+        !decide_attrs(yaml, &[("vendor", b("gold"), false)]),
+        "an attribute is not a tracestate entry"
+    );
+    let yaml = "policies:\n  - {name: f, type: trace_flags}\n";
+    assert!(decide_attrs(
+        yaml,
+        &[("\0trace_flags.sampled", Bool(true), false)]
+    ));
+    assert!(!decide_attrs(yaml, &[]));
+}
+
+#[test]
+fn kept_probability_is_the_highest_of_the_policies_that_kept_it() {
+    use crate::buffer::trace::{TraceSummary, TraceView};
+    let yaml = "policies:\n  - {name: some, type: probabilistic, probabilistic: {sampling_percentage: 100}}\n  - {name: errors, type: status_code, status_code: {status_codes: [ERROR]}}\n  - {name: tenth, type: probabilistic, probabilistic: {sampling_percentage: 10}}\n";
+    let plan = PolicyPlan::compile(&parse(yaml).unwrap());
+    let mut s = TraceSummary::default();
+    s.add_span(0, MS, 0, true);
+    let d = plan.decide(&TraceView::new(&[9; 16], &s));
+    assert!(d.sampled);
+    assert_eq!(d.policy, Some(0));
+    assert_eq!(d.probability, 1.0);
+    let yaml = "policies:\n  - {name: tenth, type: probabilistic, probabilistic: {sampling_percentage: 10}}\n  - name: both\n    type: and\n    and: {and_sub_policy: [{name: half, type: probabilistic, probabilistic: {sampling_percentage: 50, hash_salt: x}}, {name: any, type: always_sample}]}\n";
+    let plan = PolicyPlan::compile(&parse(yaml).unwrap());
+    // Find a trace only the 10% policy keeps, and one both keep.
+    let (mut only_tenth, mut both) = (None, None);
+    for n in 0..10_000u32 {
+        let mut id = [0u8; 16];
+        id[..4].copy_from_slice(&n.to_be_bytes());
+        let d = plan.decide(&TraceView::new(&id, &s));
+        let half = plan.policies()[1].evaluate(&TraceView::new(&id, &s)) == Verdict::Sampled;
+        match (d.sampled, half) {
+            (true, false) => only_tenth = Some(d.probability),
+            (true, true) => both = Some(d.probability),
+            _ => {}
+        }
+    }
+    assert_eq!(only_tenth, Some(0.1));
+    assert_eq!(
+        both,
+        Some(0.5),
+        "the and of 50% and always is 50%, the higher"
     );
 }

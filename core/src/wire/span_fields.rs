@@ -1,0 +1,317 @@
+//! A span's own scalar fields that the scanner does not keep (its `trace_state`, `name` and
+//! `flags`), W3C `tracestate` lookup, and the one re-encoding Tailgate does: writing the
+//! sampling probability into a kept span (`ot=th:…` in `trace_state` and an adjusted-count
+//! attribute).
+//!
+//! Span fields used here (opentelemetry/proto/trace/v1/trace.proto): `trace_state = 3`
+//! (string), `name = 5` (string), `attributes = 9` (repeated KeyValue), `flags = 16`
+//! (fixed32; bit 0x100 is the W3C "sampled" trace flag).
+
+use std::ops::Range;
+
+/// Bit of `Span.flags` that holds the W3C trace flags' "sampled" bit (the low byte).
+pub const FLAG_SAMPLED: u32 = 0x01;
+
+/// The fields of one span message that policies beyond the scanner's may read.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SpanFields {
+    /// `trace_state` bytes (a range of the span message), empty when absent.
+    pub trace_state: Range<usize>,
+    /// `name` bytes (a range of the span message).
+    pub name: Range<usize>,
+    /// `flags`, 0 when absent.
+    pub flags: u32,
+}
+
+/// Reads `trace_state`, `name` and `flags` off a span message (its bytes without tag and
+/// length). Malformed fields end the walk: the scan validated the span already.
+pub fn span_fields(span: &[u8]) -> SpanFields {
+    let mut out = SpanFields::default();
+    let mut pos = 0;
+    while let Some((field, wt, start, end)) = super::attrs::next_field_slice(span, &mut pos) {
+        match (field, wt) {
+            (3, 2) => out.trace_state = start..end,
+            (5, 2) => out.name = start..end,
+            (16, 5) => {
+                let mut b = [0u8; 4];
+                b.copy_from_slice(&span[start..end]);
+                out.flags = u32::from_le_bytes(b);
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+/// The value of `key` in a W3C `tracestate` header value (`k1=v1,k2=v2`, optional spaces
+/// around members), or `None`.
+pub fn tracestate_get<'a>(tracestate: &'a [u8], key: &[u8]) -> Option<&'a [u8]> {
+    tracestate.split(|&b| b == b',').find_map(|member| {
+        let member = trim(member);
+        let eq = member.iter().position(|&b| b == b'=')?;
+        (&member[..eq] == key).then(|| &member[eq + 1..])
+    })
+}
+
+fn trim(mut s: &[u8]) -> &[u8] {
+    while let [b' ' | b'\t', rest @ ..] = s {
+        s = rest;
+    }
+    while let [rest @ .., b' ' | b'\t'] = s {
+        s = rest;
+    }
+    s
+}
+
+/// 2^56: thresholds and randomness of OpenTelemetry consistent probability sampling are
+/// 56-bit numbers.
+pub const MAX_THRESHOLD: u64 = 1 << 56;
+
+/// The sampling probability carried by an `ot=th:…` entry, or `None` when there is none or
+/// it is malformed. `th` is the rejection threshold: a span is kept with probability
+/// `1 - th / 2^56`; `th:0` is 100%.
+pub fn tracestate_probability(tracestate: &[u8]) -> Option<f64> {
+    let ot = tracestate_get(tracestate, b"ot")?;
+    let th = ot
+        .split(|&b| b == b';')
+        .find_map(|kv| kv.strip_prefix(b"th:"))?;
+    if th.is_empty() || th.len() > 14 {
+        return None;
+    }
+    let hex = std::str::from_utf8(th).ok()?;
+    // Trailing zeros are omitted: "8" is 0x80000000000000.
+    let value = u64::from_str_radix(hex, 16).ok()? << (4 * (14 - th.len()));
+    Some(1.0 - value as f64 / MAX_THRESHOLD as f64)
+}
+
+/// The `th` hex value for keeping with probability `p` (0 < p <= 1): 14 hex digits,
+/// trailing zeros removed, "0" for 100%.
+pub fn threshold_hex(p: f64) -> String {
+    let p = p.clamp(0.0, 1.0);
+    let t = ((1.0 - p) * MAX_THRESHOLD as f64).round() as u64;
+    let t = t.min(MAX_THRESHOLD - 1);
+    if t == 0 {
+        return "0".into();
+    }
+    let s = format!("{t:014x}");
+    s.trim_end_matches('0').to_owned()
+}
+
+/// `tracestate` with its `ot` entry's `th` set to `th` (other `ot` sub-keys and other
+/// vendors' entries kept). The `ot` entry moves to the front, as W3C asks of an entry that
+/// was modified.
+pub fn tracestate_with_threshold(tracestate: &[u8], th: &str) -> Vec<u8> {
+    let mut ot: Vec<u8> = format!("th:{th}").into_bytes();
+    let mut rest: Vec<&[u8]> = Vec::new();
+    for member in tracestate.split(|&b| b == b',') {
+        let member = trim(member);
+        if member.is_empty() {
+            continue;
+        }
+        if let Some(value) = member.strip_prefix(b"ot=") {
+            for kv in value.split(|&b| b == b';') {
+                if !kv.is_empty() && !kv.starts_with(b"th:") {
+                    ot.push(b';');
+                    ot.extend_from_slice(kv);
+                }
+            }
+        } else {
+            rest.push(member);
+        }
+    }
+    let mut out = b"ot=".to_vec();
+    out.extend_from_slice(&ot);
+    for member in rest {
+        out.push(b',');
+        out.extend_from_slice(member);
+    }
+    out
+}
+
+/// How a kept span records its sampling probability.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdjustedCount<'a> {
+    /// Write `ot=th:…` into `trace_state`.
+    pub tracestate: bool,
+    /// Append an attribute with this key holding `1 / p` (absent: no attribute).
+    pub attribute: Option<&'a str>,
+}
+
+/// Re-encodes a span message so that it says it was kept with probability `p` (combined
+/// with any probability its `trace_state` already carries from an earlier sampler). Returns
+/// the new span message bytes (without tag and length). Every other field is copied as is.
+pub fn with_adjusted_count(span: &[u8], p: f64, how: &AdjustedCount<'_>) -> Vec<u8> {
+    let fields = span_fields(span);
+    let old_ts = &span[fields.trace_state.clone()];
+    let prior = tracestate_probability(old_ts).unwrap_or(1.0);
+    let p = (p * prior).clamp(f64::MIN_POSITIVE, 1.0);
+    let mut out = Vec::with_capacity(span.len() + 64);
+    let mut pos = 0;
+    // Copy every field but trace_state (and an earlier copy of our attribute), verbatim.
+    loop {
+        let field_start = pos;
+        let Some((field, wt, start, end)) = super::attrs::next_field_slice(span, &mut pos) else {
+            break;
+        };
+        let drop = match (field, wt) {
+            (3, 2) => how.tracestate,
+            (9, 2) => how
+                .attribute
+                .is_some_and(|k| key_value_key(&span[start..end]) == Some(k.as_bytes())),
+            _ => false,
+        };
+        if !drop {
+            out.extend_from_slice(&span[field_start..pos]);
+        }
+    }
+    if how.tracestate {
+        let ts = tracestate_with_threshold(old_ts, &threshold_hex(p));
+        put_len_field(&mut out, 3, &ts);
+    }
+    if let Some(key) = how.attribute {
+        let count = 1.0 / p;
+        // AnyValue: int_value (3) when the count is whole, else double_value (4).
+        let mut any = Vec::with_capacity(10);
+        if (count - count.round()).abs() < 1e-9 && count < 9.0e15 {
+            any.push(3 << 3);
+            put_varint(&mut any, count.round() as u64);
+        } else {
+            any.push((4 << 3) | 1);
+            any.extend_from_slice(&count.to_le_bytes());
+        }
+        let mut kv = Vec::with_capacity(key.len() + any.len() + 4);
+        put_len_field(&mut kv, 1, key.as_bytes());
+        put_len_field(&mut kv, 2, &any);
+        put_len_field(&mut out, 9, &kv);
+    }
+    out
+}
+
+fn key_value_key(kv: &[u8]) -> Option<&[u8]> {
+    let mut pos = 0;
+    while let Some((field, wt, start, end)) = super::attrs::next_field_slice(kv, &mut pos) {
+        if (field, wt) == (1, 2) {
+            return Some(&kv[start..end]);
+        }
+    }
+    None
+}
+
+fn put_len_field(out: &mut Vec<u8>, field: u32, value: &[u8]) {
+    put_varint(out, u64::from(field << 3 | 2));
+    put_varint(out, value.len() as u64);
+    out.extend_from_slice(value);
+}
+
+fn put_varint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
+    use opentelemetry_proto::tonic::trace::v1::Span;
+    use prost::Message;
+
+    fn span(trace_state: &str) -> Span {
+        Span {
+            trace_id: vec![1; 16],
+            span_id: vec![2; 8],
+            trace_state: trace_state.into(),
+            name: "GET /pay".into(),
+            flags: 0x101,
+            attributes: vec![KeyValue {
+                key: "http.route".into(),
+                value: Some(AnyValue {
+                    value: Some(any_value::Value::StringValue("/pay".into())),
+                }),
+                ..Default::default()
+            }],
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn fields_are_read() {
+        let bytes = span("vendor=x,ot=th:8").encode_to_vec();
+        let f = span_fields(&bytes);
+        assert_eq!(&bytes[f.trace_state.clone()], b"vendor=x,ot=th:8");
+        assert_eq!(&bytes[f.name], b"GET /pay");
+        assert_eq!(f.flags & FLAG_SAMPLED, 1);
+    }
+
+    #[test]
+    fn tracestate_lookup_handles_spaces_and_missing_keys() {
+        let ts = b"congo=t61rcWkgMzE , rojo=00f067aa0ba902b7";
+        assert_eq!(tracestate_get(ts, b"rojo"), Some(&b"00f067aa0ba902b7"[..]));
+        assert_eq!(tracestate_get(ts, b"congo"), Some(&b"t61rcWkgMzE"[..]));
+        assert_eq!(tracestate_get(ts, b"ro"), None);
+        assert_eq!(tracestate_get(b"", b"ot"), None);
+    }
+
+    #[test]
+    fn thresholds_round_trip() {
+        assert_eq!(threshold_hex(1.0), "0");
+        assert_eq!(threshold_hex(0.5), "8");
+        assert_eq!(threshold_hex(0.25), "c");
+        assert_eq!(threshold_hex(0.01), "fd70a3d70a3d7");
+        for p in [1.0, 0.5, 0.25, 0.1, 0.01, 0.0001] {
+            let ts = tracestate_with_threshold(b"", &threshold_hex(p));
+            let back = tracestate_probability(&ts).unwrap();
+            assert!((back - p).abs() / p < 1e-9, "{p} came back as {back}");
+        }
+        assert_eq!(tracestate_probability(b"ot=th:zz"), None);
+        assert_eq!(tracestate_probability(b"other=th:8"), None);
+    }
+
+    #[test]
+    fn threshold_replaces_only_th_and_moves_ot_first() {
+        let ts = tracestate_with_threshold(b"a=1, ot=rv:abc;th:8 ,b=2", "c");
+        assert_eq!(ts, b"ot=th:c;rv:abc,a=1,b=2");
+    }
+
+    #[test]
+    fn adjusted_count_rewrites_only_what_it_must() {
+        let original = span("vendor=x,ot=th:8");
+        let how = AdjustedCount {
+            tracestate: true,
+            attribute: Some("sampling.adjusted_count"),
+        };
+        // Kept at 25% after a 50% head sampler: 12.5% overall, count 8.
+        let bytes = with_adjusted_count(&original.encode_to_vec(), 0.25, &how);
+        let got = Span::decode(&bytes[..]).unwrap();
+        assert_eq!(got.trace_state, "ot=th:e,vendor=x");
+        assert_eq!(got.attributes.len(), 2);
+        assert_eq!(got.attributes[0], original.attributes[0]);
+        assert_eq!(got.attributes[1].key, "sampling.adjusted_count");
+        assert_eq!(
+            got.attributes[1].value.as_ref().unwrap().value,
+            Some(any_value::Value::IntValue(8))
+        );
+        let mut rest = got.clone();
+        rest.trace_state = original.trace_state.clone();
+        rest.attributes.truncate(1);
+        assert_eq!(rest, original);
+        // Rewriting again replaces the attribute instead of adding a second one.
+        let again = Span::decode(&with_adjusted_count(&bytes, 1.0, &how)[..]).unwrap();
+        assert_eq!(again.attributes.len(), 2);
+        // A fractional count is a double; no tracestate when it is turned off.
+        let only_attr = AdjustedCount {
+            tracestate: false,
+            attribute: Some("n"),
+        };
+        let got =
+            Span::decode(&with_adjusted_count(&span("").encode_to_vec(), 0.3, &only_attr)[..])
+                .unwrap();
+        assert_eq!(got.trace_state, "");
+        match got.attributes[1].value.as_ref().unwrap().value {
+            Some(any_value::Value::DoubleValue(d)) => assert!((d - 1.0 / 0.3).abs() < 1e-9),
+            ref other => panic!("expected a double, got {other:?}"),
+        }
+    }
+}

@@ -1,0 +1,229 @@
+//! `composite`: sub-policies with a share each of a spans-per-second budget, as the
+//! Collector's. Its behaviour, matched on purpose and worth knowing:
+//!
+//! * Sub-policies are evaluated in `composite_sub_policy` order; the first that samples
+//!   (or "invert samples") decides. If its share of this second still has room for the
+//!   trace's spans it keeps the trace, otherwise the composite says "not sampled" without
+//!   asking the sub-policies after it.
+//! * `policy_order` is accepted but, as in the Collector, does not change that order.
+//! * A sub-policy's share is `percent` of `max_total_spans_per_second` from
+//!   `rate_allocation`; an entry with percent 0 gets an equal split. A sub-policy missing
+//!   from `rate_allocation` gets no share and never keeps a trace.
+//! * Each share is also capped by `max_total_spans_per_second`, but the total over all
+//!   sub-policies is not; allocations over 100% let the composite exceed the total.
+//! * Counters restart at each wall-clock second (per gateway, shared by its shards).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use serde::Deserialize;
+
+use super::{Policy, Verdict};
+use crate::buffer::trace::TraceView;
+
+/// YAML block `composite:`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawCompositeConfig {
+    pub(crate) max_total_spans_per_second: u64,
+    #[serde(default)]
+    pub(crate) policy_order: Vec<String>,
+    pub(crate) composite_sub_policy: Vec<super::RawPolicy>,
+    #[serde(default)]
+    pub(crate) rate_allocation: Vec<RateAllocation>,
+}
+
+/// One `rate_allocation` entry.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateAllocation {
+    /// Sub-policy name.
+    pub policy: String,
+    /// Percent of `max_total_spans_per_second`.
+    #[serde(default)]
+    pub percent: u64,
+}
+
+/// A validated `composite` policy.
+#[derive(Debug, Clone)]
+pub struct CompositeConfig {
+    /// The budget, spans per second.
+    pub max_total_spans_per_second: u64,
+    /// Accepted, not applied (as in the Collector).
+    pub policy_order: Vec<String>,
+    /// The sub-policies, in evaluation order.
+    pub subs: Vec<super::PolicyConfig>,
+    /// Shares.
+    pub rate_allocation: Vec<RateAllocation>,
+}
+
+impl CompositeConfig {
+    /// Spans per second allocated to each sub-policy, in order, as the Collector computes
+    /// them (truncated to whole spans).
+    pub fn allocations(&self) -> Vec<u64> {
+        let total = self.max_total_spans_per_second as f64;
+        let equal = total / self.subs.len().max(1) as f64;
+        self.subs
+            .iter()
+            .map(|s| {
+                // The last entry for a name wins, as map assignment does in the Collector.
+                match self
+                    .rate_allocation
+                    .iter()
+                    .rev()
+                    .find(|r| r.policy == s.name)
+                {
+                    Some(r) if r.percent > 0 => (r.percent as f64 / 100.0 * total) as u64,
+                    Some(_) => equal as u64,
+                    None => 0,
+                }
+            })
+            .collect()
+    }
+
+    /// What the operator should know about this composite (logged at load).
+    pub(crate) fn warnings(&self, name: &str) -> Vec<String> {
+        let mut out = Vec::new();
+        for (s, a) in self.subs.iter().zip(self.allocations()) {
+            if a == 0 {
+                out.push(format!(
+                    "policy {name:?}: composite sub-policy {:?} has no rate_allocation share, so it never keeps a trace (as in the Collector)",
+                    s.name
+                ));
+            }
+        }
+        for p in &self.policy_order {
+            if !self.subs.iter().any(|s| &s.name == p) {
+                out.push(format!(
+                    "policy {name:?}: policy_order names {p:?}, which is not a composite_sub_policy"
+                ));
+            }
+        }
+        for r in &self.rate_allocation {
+            if !self.subs.iter().any(|s| s.name == r.policy) {
+                out.push(format!(
+                    "policy {name:?}: rate_allocation names {:?}, which is not a composite_sub_policy",
+                    r.policy
+                ));
+            }
+        }
+        out
+    }
+}
+
+struct Sub {
+    name: String,
+    policy: Box<dyn Policy>,
+    allocated: u64,
+    /// Spans kept by this sub-policy in the current second.
+    sampled: AtomicU64,
+}
+
+impl std::fmt::Debug for Sub {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sub")
+            .field("name", &self.name)
+            .field("allocated", &self.allocated)
+            .finish()
+    }
+}
+
+/// Compiled `composite` policy.
+#[derive(Debug)]
+pub struct CompositePolicy {
+    subs: Vec<Sub>,
+    max_total: u64,
+    /// The wall-clock second the counters belong to.
+    second: AtomicU64,
+    epoch: tokio::time::Instant,
+    epoch_unix: std::time::Duration,
+}
+
+impl CompositePolicy {
+    /// Combines compiled sub-policies with their allocations.
+    pub fn new(c: &CompositeConfig, subs: Vec<Box<dyn Policy>>) -> Self {
+        let subs = c
+            .subs
+            .iter()
+            .zip(subs)
+            .zip(c.allocations())
+            .map(|((cfg, policy), allocated)| Sub {
+                name: cfg.name.clone(),
+                policy,
+                allocated,
+                sampled: AtomicU64::new(0),
+            })
+            .collect();
+        CompositePolicy {
+            subs,
+            max_total: c.max_total_spans_per_second,
+            second: AtomicU64::new(0),
+            epoch: tokio::time::Instant::now(),
+            epoch_unix: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default(),
+        }
+    }
+
+    fn roll_second(&self, now: tokio::time::Instant) {
+        let second = (self.epoch_unix + now.saturating_duration_since(self.epoch)).as_secs();
+        let current = self.second.load(Ordering::Relaxed);
+        if current != second
+            && self
+                .second
+                .compare_exchange(current, second, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            for s in &self.subs {
+                s.sampled.store(0, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+impl Policy for CompositePolicy {
+    fn evaluate(&self, trace: &TraceView<'_>) -> Verdict {
+        self.roll_second(trace.now);
+        let spans = u64::from(trace.summary.span_count);
+        for sub in &self.subs {
+            if !matches!(
+                sub.policy.evaluate(trace),
+                Verdict::Sampled | Verdict::InvertSampled
+            ) {
+                continue;
+            }
+            let fits = sub
+                .sampled
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                    let after = n + spans;
+                    (after <= sub.allocated && after <= self.max_total).then_some(after)
+                })
+                .is_ok();
+            return if fits {
+                Verdict::Sampled
+            } else {
+                Verdict::NotSampled
+            };
+        }
+        Verdict::NotSampled
+    }
+
+    fn describe(&self) -> String {
+        let parts: Vec<String> = self
+            .subs
+            .iter()
+            .map(|s| {
+                format!(
+                    "{} ({} spans/s): {}",
+                    s.name,
+                    s.allocated,
+                    s.policy.describe()
+                )
+            })
+            .collect();
+        format!(
+            "the first of these that keeps a trace keeps it while its share of {} spans/s lasts: [{}]",
+            self.max_total,
+            parts.join("; ")
+        )
+    }
+}

@@ -1,0 +1,87 @@
+//! `trace_state`: keeps traces where some span's W3C `tracestate` has entry `key` with one
+//! of `values` (exact match). As the Collector, empty values and values that would make a
+//! `key=value` member of 256 characters or more are ignored, since no valid tracestate
+//! can hold them.
+
+use serde::Deserialize;
+
+use super::{Policy, Verdict};
+use crate::buffer::trace::TraceView;
+
+/// YAML block `trace_state:`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TraceStateConfig {
+    /// The tracestate key (`ot`, `congo`, …).
+    pub key: String,
+    /// The values that match.
+    pub values: Vec<String>,
+}
+
+impl TraceStateConfig {
+    pub(crate) fn validate(&self) -> Result<(), String> {
+        if self.key.is_empty() {
+            return Err("key must not be empty".into());
+        }
+        if self.values.is_empty() {
+            return Err("values must list at least one value".into());
+        }
+        Ok(())
+    }
+
+    /// The plan key under which spans' values for `key` are recorded.
+    pub(crate) fn plan_key(&self) -> String {
+        format!("{}{}", super::field_keys::TRACESTATE_PREFIX, self.key)
+    }
+}
+
+/// Compiled `trace_state` policy.
+#[derive(Debug)]
+pub struct TraceStatePolicy {
+    key: u16,
+    key_name: String,
+    values: Vec<Vec<u8>>,
+}
+
+impl TraceStatePolicy {
+    /// Compiles a validated config; `key` is the plan key's index.
+    pub fn new(c: &TraceStateConfig, key: u16) -> Self {
+        let values = c
+            .values
+            .iter()
+            .filter(|v| !v.is_empty() && c.key.len() + v.len() < 256)
+            .map(|v| v.as_bytes().to_vec())
+            .collect();
+        TraceStatePolicy {
+            key,
+            key_name: c.key.clone(),
+            values,
+        }
+    }
+}
+
+impl Policy for TraceStatePolicy {
+    fn evaluate(&self, trace: &TraceView<'_>) -> Verdict {
+        let matched = trace.summary.attrs.iter().any(|a| {
+            a.key == self.key && self.values.iter().any(|v| v.as_slice() == a.value.as_str())
+        });
+        if matched {
+            Verdict::Sampled
+        } else {
+            Verdict::NotSampled
+        }
+    }
+
+    fn describe(&self) -> String {
+        let values: Vec<String> = self
+            .values
+            .iter()
+            .map(|v| format!("{:?}", String::from_utf8_lossy(v)))
+            .collect();
+        format!(
+            "keep traces where a span's tracestate has {}= one of [{}]",
+            self.key_name,
+            values.join(", ")
+        )
+    }
+}
