@@ -4,11 +4,20 @@
 
 use std::collections::{HashMap, VecDeque};
 
+/// A remembered decision.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Cached {
+    /// Kept, with this probability (late spans carry the same adjusted count).
+    Kept(f32),
+    /// Not kept.
+    Dropped,
+}
+
 /// Recently decided trace ids and whether they were kept.
 #[derive(Debug)]
 pub struct DecisionCache {
     capacity: usize,
-    map: HashMap<[u8; 16], bool>,
+    map: HashMap<[u8; 16], Cached>,
     order: VecDeque<[u8; 16]>,
 }
 
@@ -23,8 +32,8 @@ impl DecisionCache {
     }
 
     /// Records a decision.
-    pub fn insert(&mut self, trace_id: [u8; 16], sampled: bool) {
-        if self.map.insert(trace_id, sampled).is_none() {
+    pub fn insert(&mut self, trace_id: [u8; 16], decision: Cached) {
+        if self.map.insert(trace_id, decision).is_none() {
             self.order.push_back(trace_id);
             while self.order.len() > self.capacity {
                 if let Some(old) = self.order.pop_front() {
@@ -35,7 +44,7 @@ impl DecisionCache {
     }
 
     /// The decision for `trace_id`, if still remembered.
-    pub fn get(&self, trace_id: &[u8; 16]) -> Option<bool> {
+    pub fn get(&self, trace_id: &[u8; 16]) -> Option<Cached> {
         self.map.get(trace_id).copied()
     }
 }
@@ -47,11 +56,11 @@ mod tests {
     #[test]
     fn oldest_decisions_are_forgotten_first() {
         let mut c = DecisionCache::new(2);
-        c.insert([1; 16], true);
-        c.insert([2; 16], false);
-        c.insert([3; 16], true);
+        c.insert([1; 16], Cached::Kept(1.0));
+        c.insert([2; 16], Cached::Dropped);
+        c.insert([3; 16], Cached::Kept(0.5));
         assert_eq!(c.get(&[1; 16]), None);
-        assert_eq!(c.get(&[2; 16]), Some(false));
-        assert_eq!(c.get(&[3; 16]), Some(true));
+        assert_eq!(c.get(&[2; 16]), Some(Cached::Dropped));
+        assert_eq!(c.get(&[3; 16]), Some(Cached::Kept(0.5)));
     }
 }

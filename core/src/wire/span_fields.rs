@@ -141,11 +141,18 @@ pub struct AdjustedCount<'a> {
 /// with any probability its `trace_state` already carries from an earlier sampler). Returns
 /// the new span message bytes (without tag and length). Every other field is copied as is.
 pub fn with_adjusted_count(span: &[u8], p: f64, how: &AdjustedCount<'_>) -> Vec<u8> {
+    let mut out = Vec::with_capacity(span.len() + 64);
+    write_adjusted_count(span, p, how, &mut out);
+    out
+}
+
+/// [`with_adjusted_count`], appending the new span message to `out` (so that the spans of
+/// one trace can share one buffer).
+pub fn write_adjusted_count(span: &[u8], p: f64, how: &AdjustedCount<'_>, out: &mut Vec<u8>) {
     let fields = span_fields(span);
     let old_ts = &span[fields.trace_state.clone()];
     let prior = tracestate_probability(old_ts).unwrap_or(1.0);
     let p = (p * prior).clamp(f64::MIN_POSITIVE, 1.0);
-    let mut out = Vec::with_capacity(span.len() + 64);
     let mut pos = 0;
     // Copy every field but trace_state (and an earlier copy of our attribute), verbatim.
     loop {
@@ -166,7 +173,7 @@ pub fn with_adjusted_count(span: &[u8], p: f64, how: &AdjustedCount<'_>) -> Vec<
     }
     if how.tracestate {
         let ts = tracestate_with_threshold(old_ts, &threshold_hex(p));
-        put_len_field(&mut out, 3, &ts);
+        put_len_field(out, 3, &ts);
     }
     if let Some(key) = how.attribute {
         let count = 1.0 / p;
@@ -182,9 +189,8 @@ pub fn with_adjusted_count(span: &[u8], p: f64, how: &AdjustedCount<'_>) -> Vec<
         let mut kv = Vec::with_capacity(key.len() + any.len() + 4);
         put_len_field(&mut kv, 1, key.as_bytes());
         put_len_field(&mut kv, 2, &any);
-        put_len_field(&mut out, 9, &kv);
+        put_len_field(out, 9, &kv);
     }
-    out
 }
 
 fn key_value_key(kv: &[u8]) -> Option<&[u8]> {

@@ -6,13 +6,14 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use tailgate_core::wire::span_fields::{write_adjusted_count, AdjustedCount};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::trace::{BufferedSpan, TraceSummary, TraceView};
 use super::{IncomingSpan, ShardMsg};
-use crate::decide::DecisionCache;
+use crate::decide::{Cached, DecisionCache};
 use crate::export::ExportBatch;
 use crate::metrics::GatewayStats;
 use crate::timer::DeadlineQueue;
@@ -24,6 +25,33 @@ struct TraceEntry {
     bytes: usize,
     /// Whether a root-based deadline was scheduled.
     root_scheduled: bool,
+}
+
+/// Kept spans re-encoded to say with what probability they were kept (`ot=th:…` and the
+/// adjusted-count attribute), all of one trace in one new buffer. Only kept spans pay for
+/// this; with both outputs turned off the spans go out untouched.
+fn adjusted(spans: Vec<BufferedSpan>, p: f64, how: &AdjustedCount<'_>) -> Vec<BufferedSpan> {
+    if !how.tracestate && how.attribute.is_none() {
+        return spans;
+    }
+    let size: usize = spans.iter().map(|s| s.span.len() + 64).sum();
+    let mut buf = Vec::with_capacity(size);
+    let mut ends = Vec::with_capacity(spans.len());
+    for s in &spans {
+        write_adjusted_count(&s.span, p, how, &mut buf);
+        ends.push(buf.len());
+    }
+    let buf = bytes::Bytes::from(buf);
+    let mut start = 0;
+    spans
+        .into_iter()
+        .zip(ends)
+        .map(|(s, end)| {
+            let span = buf.slice(start..end);
+            start = end;
+            BufferedSpan { span, ..s }
+        })
+        .collect()
 }
 
 /// The state of one shard.
@@ -120,7 +148,7 @@ impl Shard {
             let plan = self.plan.load();
             (plan.decision_wait, plan.decision_wait_after_root)
         };
-        let mut late_kept: Vec<BufferedSpan> = Vec::new();
+        let mut late_kept: Vec<(BufferedSpan, f32)> = Vec::new();
         let mut late_dropped = 0u64;
         let mut new_traces = 0u64;
         let mut added_bytes = 0u64;
@@ -141,8 +169,8 @@ impl Shard {
                 continue;
             }
             match self.cache.get(&s.trace_id) {
-                Some(true) => late_kept.push(s.span),
-                Some(false) => late_dropped += 1,
+                Some(Cached::Kept(p)) => late_kept.push((s.span, p)),
+                Some(Cached::Dropped) => late_dropped += 1,
                 None => {
                     let mut summary = TraceSummary::default();
                     summary.add_span(s.start, s.end, s.status_code, s.is_root);
@@ -177,7 +205,12 @@ impl Shard {
         }
         if !late_kept.is_empty() {
             self.stats.late_sampled_spans.add(late_kept.len() as u64);
-            self.send(late_kept).await;
+            let plan = self.plan.load_full();
+            let spans = late_kept
+                .into_iter()
+                .flat_map(|(span, p)| adjusted(vec![span], f64::from(p), &plan.adjusted_count()))
+                .collect();
+            self.send(spans).await;
         }
         // Past the trace limit, decide the oldest early instead of dropping them.
         while self.traces.len() > self.max_traces {
@@ -227,10 +260,18 @@ impl Shard {
             },
             &mut self.verdicts.1,
         );
-        self.cache.insert(id, decision.sampled);
+        self.cache.insert(
+            id,
+            if decision.sampled {
+                Cached::Kept(decision.probability as f32)
+            } else {
+                Cached::Dropped
+            },
+        );
         self.stats.record_decision(decision.policy, n);
         if decision.sampled {
-            self.send(entry.spans).await;
+            let spans = adjusted(entry.spans, decision.probability, &plan.adjusted_count());
+            self.send(spans).await;
         } else {
             self.stats.dropped_spans.add(n);
             self.stats.live_spans.sub(n);

@@ -131,10 +131,47 @@ pub struct PolicyFile {
     pub sample_on_first_match: bool,
     /// Sizes of the decision cache for late spans; `None` keeps the gateway config's.
     pub decision_cache: Option<DecisionCacheConfig>,
+    /// How kept spans record their sampling probability (Tailgate).
+    pub adjusted_count: AdjustedCountConfig,
     /// Collector options Tailgate accepts but does not apply, with why; log them.
     pub ignored_options: Vec<String>,
     /// The policies, evaluated in order.
     pub policies: Vec<PolicyConfig>,
+}
+
+/// `adjusted_count` (Tailgate): how each kept span says with what probability it was kept,
+/// so that backends can extrapolate counts and rates.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct AdjustedCountConfig {
+    /// Write the OpenTelemetry consistent-probability threshold `ot=th:…` into each kept
+    /// span's `tracestate`. Default true.
+    #[serde(default = "yes")]
+    pub tracestate: bool,
+    /// Add an attribute holding the adjusted count (1 / probability). Default true.
+    #[serde(default = "yes")]
+    pub attribute: bool,
+    /// The attribute's name. Default `sampling.adjusted_count`.
+    #[serde(default = "default_adjusted_count_attribute")]
+    pub attribute_name: String,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn default_adjusted_count_attribute() -> String {
+    "sampling.adjusted_count".into()
+}
+
+impl Default for AdjustedCountConfig {
+    fn default() -> Self {
+        AdjustedCountConfig {
+            tracestate: true,
+            attribute: true,
+            attribute_name: default_adjusted_count_attribute(),
+        }
+    }
 }
 
 /// `decision_cache` (the Collector's option).
@@ -169,6 +206,8 @@ struct RawPolicyFile {
     sample_on_first_match: bool,
     #[serde(default)]
     decision_cache: Option<DecisionCacheConfig>,
+    #[serde(default)]
+    adjusted_count: AdjustedCountConfig,
     #[serde(default)]
     drop_pending_traces_on_shutdown: Option<bool>,
     #[serde(default)]
@@ -628,6 +667,7 @@ impl PolicyFile {
             decision_wait_after_root_received: raw.decision_wait_after_root_received,
             sample_on_first_match: raw.sample_on_first_match,
             decision_cache: raw.decision_cache,
+            adjusted_count: raw.adjusted_count,
             ignored_options,
             policies,
         };
@@ -636,6 +676,12 @@ impl PolicyFile {
         }
         if file.decision_wait.is_zero() {
             return Err(invalid("decision_wait", "must be greater than 0".into()));
+        }
+        if file.adjusted_count.attribute && file.adjusted_count.attribute_name.is_empty() {
+            return Err(invalid(
+                "adjusted_count.attribute_name",
+                "must not be empty (set adjusted_count.attribute: false to turn it off)".into(),
+            ));
         }
         if file.num_traces == 0 {
             return Err(invalid("num_traces", "must be greater than 0".into()));

@@ -9,6 +9,8 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use tailgate_core::wire::span_fields::AdjustedCount;
+
 use super::{Policy, PolicyFile, Verdict};
 use crate::buffer::trace::TraceView;
 
@@ -58,6 +60,10 @@ pub struct PolicyPlan {
     span_field_keys: SpanFieldKeys,
     /// Per policy: timed evaluations and their total nanoseconds.
     timings: Vec<[AtomicU64; 2]>,
+    /// Whether to write `ot=th:` into kept spans' tracestate.
+    adjusted_tracestate: bool,
+    /// The adjusted-count attribute's name, if written.
+    adjusted_attribute: Option<String>,
     policies: Vec<Box<dyn Policy>>,
     /// Time from a trace's first span to its decision.
     pub decision_wait: Duration,
@@ -134,6 +140,11 @@ impl PolicyPlan {
             timings: (0..n).map(|_| Default::default()).collect(),
             names: file.policies.iter().map(|p| p.name.clone()).collect(),
             span_field_keys: SpanFieldKeys::resolve(&attribute_keys),
+            adjusted_tracestate: file.adjusted_count.tracestate,
+            adjusted_attribute: file
+                .adjusted_count
+                .attribute
+                .then(|| file.adjusted_count.attribute_name.clone()),
             attribute_keys,
             policies,
             decision_wait: file.decision_wait,
@@ -257,6 +268,14 @@ impl PolicyPlan {
             .iter()
             .map(|t| (t[0].load(Ordering::Relaxed), t[1].load(Ordering::Relaxed)))
             .collect()
+    }
+
+    /// How kept spans record their sampling probability.
+    pub fn adjusted_count(&self) -> AdjustedCount<'_> {
+        AdjustedCount {
+            tracestate: self.adjusted_tracestate,
+            attribute: self.adjusted_attribute.as_deref(),
+        }
     }
 
     /// Span fields the policies read.
