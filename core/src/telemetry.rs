@@ -81,6 +81,17 @@ impl PromText {
 
     /// Writes a sample of a metric already described.
     pub fn sample(&mut self, name: &str, labels: &str, value: u64) {
+        self.sample_str(name, labels, &value.to_string());
+    }
+
+    /// Writes `# HELP` and `# TYPE` lines alone (for summaries, whose samples have suffixes).
+    pub fn header(&mut self, name: &str, kind: &str, help: &str) {
+        self.0
+            .push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n"));
+    }
+
+    /// Writes a sample whose value is already formatted (a float).
+    pub fn sample_str(&mut self, name: &str, labels: &str, value: &str) {
         if labels.is_empty() {
             self.0.push_str(&format!("{name} {value}\n"));
         } else {

@@ -15,10 +15,12 @@
 //! * [`export`]: batching exporter to an OTLP/gRPC backend.
 //! * [`reload`]: hot reload of the policy file (content checks and SIGHUP).
 //! * [`metrics`]: the gateway's counters and the accounting identity.
+//! * [`explain`]: offline replay of recorded traces through a plan (`explain` command).
 
 pub mod buffer;
 pub mod config;
 pub mod decide;
+pub mod explain;
 pub mod export;
 pub mod metrics;
 pub mod policy;
@@ -253,6 +255,37 @@ impl Admin for AdminView {
                     p.sample("tailgate_gateway_policy_evaluations_total", &labels, n);
                 }
             }
+        }
+        // Evaluation time, measured on one decision in TIMING_SAMPLE: _sum / _count is the
+        // mean time per evaluation.
+        for (i, (name, (count, nanos))) in plan
+            .names()
+            .iter()
+            .zip(plan.evaluation_timings())
+            .enumerate()
+        {
+            let labels = format!(
+                "policy=\"{}\"",
+                name.replace('\\', "\\\\").replace('"', "\\\"")
+            );
+            let sum = format!("{:.9}", nanos as f64 / 1e9);
+            if i == 0 {
+                p.header(
+                    "tailgate_gateway_policy_evaluation_seconds",
+                    "summary",
+                    "Time spent evaluating each policy, sampled on one decision in 32.",
+                );
+            }
+            p.sample_str(
+                "tailgate_gateway_policy_evaluation_seconds_sum",
+                &labels,
+                &sum,
+            );
+            p.sample(
+                "tailgate_gateway_policy_evaluation_seconds_count",
+                &labels,
+                count,
+            );
         }
         let mut out = self.stats.render();
         out.push_str(&p.finish());

@@ -42,6 +42,20 @@ enum Command {
         /// The policy file.
         file: PathBuf,
     },
+    /// Replay recorded traces through a policy file: per policy, the traces and spans it
+    /// keeps, the overall keep share, and for one trace which policy decided and why.
+    Explain {
+        /// The policy file.
+        #[arg(long, value_name = "FILE")]
+        policies: PathBuf,
+        /// Recorded traces: OTLP JSON, one ExportTraceServiceRequest per line (as the
+        /// `file` and `debug` exporters write them).
+        #[arg(long, value_name = "FILE")]
+        traces: PathBuf,
+        /// Explain this trace (32 hex digits) policy by policy.
+        #[arg(long, value_name = "HEX")]
+        trace_id: Option<String>,
+    },
 }
 
 const EX_USAGE: u8 = 64;
@@ -56,10 +70,21 @@ fn main() -> ExitCode {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let args = Args::parse();
+    if let Some(Command::Explain {
+        policies,
+        traces,
+        trace_id,
+    }) = &args.command
+    {
+        return explain(policies, traces, trace_id.as_deref());
+    }
     if let Some(Command::CheckPolicies { file }) = &args.command {
         return match PolicyFile::load(file) {
             Ok(f) => {
                 use std::io::Write as _;
+                for note in &f.ignored_options {
+                    eprintln!("warning: {note}");
+                }
                 let text = PolicyPlan::compile(&f).describe();
                 match std::io::stdout().lock().write_all(text.as_bytes()) {
                     Ok(()) => ExitCode::SUCCESS,
@@ -112,6 +137,64 @@ fn main() -> ExitCode {
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+/// The `explain` command.
+fn explain(
+    policies: &std::path::Path,
+    traces: &std::path::Path,
+    trace_id: Option<&str>,
+) -> ExitCode {
+    let file = match PolicyFile::load(policies) {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(EX_USAGE);
+        }
+    };
+    let id = match trace_id
+        .map(tailgate_gateway::explain::parse_trace_id)
+        .transpose()
+    {
+        Ok(id) => id,
+        Err(e) => {
+            eprintln!("error: --trace-id: {e}");
+            return ExitCode::from(EX_USAGE);
+        }
+    };
+    let text = match std::fs::read_to_string(traces) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("error: reading {}: {e}", traces.display());
+            return ExitCode::from(EX_USAGE);
+        }
+    };
+    let plan = PolicyPlan::compile(&file);
+    match tailgate_gateway::explain::explain(&plan, &text, id) {
+        Ok(e) => {
+            use std::io::Write as _;
+            if std::io::stdout()
+                .lock()
+                .write_all(e.render().as_bytes())
+                .is_err()
+            {
+                return ExitCode::FAILURE;
+            }
+            if id.is_some() && e.trace.is_none() {
+                eprintln!(
+                    "error: trace {} is not in {}",
+                    trace_id.unwrap_or_default(),
+                    traces.display()
+                );
+                return ExitCode::FAILURE;
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {}: {e}", traces.display());
+            ExitCode::from(EX_USAGE)
         }
     }
 }

@@ -21,6 +21,7 @@ use tokio::sync::mpsc;
 
 use crate::metrics::GatewayStats;
 use crate::policy::plan::SpanFieldKeys;
+use crate::policy::PolicyPlan;
 pub use trace::{BufferedSpan, TraceAttr, TraceSummary, TraceView};
 
 /// One span on its way to a shard.
@@ -41,6 +42,77 @@ pub struct IncomingSpan {
     pub attrs: Vec<TraceAttr>,
     /// Its bytes.
     pub span: BufferedSpan,
+}
+
+/// The spans of a scanned request (`scan` has just scanned `body`), each with the values of
+/// the attributes and span fields `plan` reads. Spans are views into `body` and one shared
+/// buffer of resource and scope headers: nothing is copied per span.
+pub fn incoming_spans(body: &Bytes, scan: &mut Scan, plan: &PolicyPlan) -> Vec<IncomingSpan> {
+    // One shared buffer for all headers of this request; spans are views into `body`.
+    let headers = Bytes::from(std::mem::take(&mut scan.headers));
+    // Attributes are read only for keys the plan in force uses; resources once each.
+    let keys = plan.attribute_keys();
+    let resource_attrs: Vec<Vec<TraceAttr>> = if keys.is_empty() {
+        Vec::new()
+    } else {
+        scan.resources
+            .iter()
+            .map(|r| {
+                let mut out = Vec::new();
+                let h = headers.slice(r.header.start as usize..r.header.end as usize);
+                attrs::resource_attributes(&h, keys, |key, value| {
+                    out.push(TraceAttr {
+                        key,
+                        value,
+                        from_resource: true,
+                        from_root: false,
+                    });
+                });
+                out
+            })
+            .collect()
+    };
+    let fields = plan.span_field_keys();
+    let mut out = Vec::with_capacity(scan.spans.len());
+    for s in &scan.spans {
+        let scope = &scan.scopes[s.scope as usize];
+        let resource = &scan.resources[scope.resource as usize];
+        let span = BufferedSpan {
+            span: body.slice(s.range.start as usize..s.range.end as usize),
+            resource: headers.slice(resource.header.start as usize..resource.header.end as usize),
+            scope: headers.slice(scope.header.start as usize..scope.header.end as usize),
+        };
+        let is_root = s.is_root();
+        let mut span_attrs = Vec::new();
+        if !keys.is_empty() {
+            attrs::span_attributes(&span.span, keys, |key, value| {
+                span_attrs.push(TraceAttr {
+                    key,
+                    value,
+                    from_resource: false,
+                    from_root: is_root,
+                });
+            });
+            if !fields.is_empty() {
+                span_field_attrs(&span.span, fields, is_root, &mut span_attrs);
+            }
+            let from_resource = &resource_attrs[scope.resource as usize];
+            span_attrs.extend(from_resource.iter().map(|a| TraceAttr {
+                from_root: is_root,
+                ..a.clone()
+            }));
+        }
+        out.push(IncomingSpan {
+            trace_id: s.trace_id,
+            start: s.start_unix_nano,
+            end: s.end_unix_nano,
+            status_code: s.status_code,
+            is_root,
+            attrs: span_attrs,
+            span,
+        });
+    }
+    out
 }
 
 /// Records the span fields the plan reads (`trace_state` entries, the root span's name,
@@ -129,72 +201,11 @@ impl SpanSink for TraceBuffer {
             });
         }
 
-        // One shared buffer for all headers of this request; spans are views into `body`.
-        let headers = Bytes::from(std::mem::take(&mut scan.headers));
-        let n = self.shards.len();
-        // Attributes are read only for keys the plan in force uses; resources once each.
         let plan = self.plan.load();
-        let keys = plan.attribute_keys();
-        let resource_attrs: Vec<Vec<TraceAttr>> = if keys.is_empty() {
-            Vec::new()
-        } else {
-            scan.resources
-                .iter()
-                .map(|r| {
-                    let mut out = Vec::new();
-                    let h = headers.slice(r.header.start as usize..r.header.end as usize);
-                    attrs::resource_attributes(&h, keys, |key, value| {
-                        out.push(TraceAttr {
-                            key,
-                            value,
-                            from_resource: true,
-                            from_root: false,
-                        });
-                    });
-                    out
-                })
-                .collect()
-        };
-        let fields = plan.span_field_keys();
+        let n = self.shards.len();
         let mut per_shard: Vec<Vec<IncomingSpan>> = (0..n).map(|_| Vec::new()).collect();
-        for s in &scan.spans {
-            let scope = &scan.scopes[s.scope as usize];
-            let resource = &scan.resources[scope.resource as usize];
-            let span = BufferedSpan {
-                span: body.slice(s.range.start as usize..s.range.end as usize),
-                resource: headers
-                    .slice(resource.header.start as usize..resource.header.end as usize),
-                scope: headers.slice(scope.header.start as usize..scope.header.end as usize),
-            };
-            let is_root = s.is_root();
-            let mut span_attrs = Vec::new();
-            if !keys.is_empty() {
-                attrs::span_attributes(&span.span, keys, |key, value| {
-                    span_attrs.push(TraceAttr {
-                        key,
-                        value,
-                        from_resource: false,
-                        from_root: is_root,
-                    });
-                });
-                if !fields.is_empty() {
-                    span_field_attrs(&span.span, fields, is_root, &mut span_attrs);
-                }
-                let from_resource = &resource_attrs[scope.resource as usize];
-                span_attrs.extend(from_resource.iter().map(|a| TraceAttr {
-                    from_root: is_root,
-                    ..a.clone()
-                }));
-            }
-            per_shard[Self::shard_of(&s.trace_id, n)].push(IncomingSpan {
-                trace_id: s.trace_id,
-                start: s.start_unix_nano,
-                end: s.end_unix_nano,
-                status_code: s.status_code,
-                is_root,
-                attrs: span_attrs,
-                span,
-            });
+        for span in incoming_spans(&body, &mut scan, &plan) {
+            per_shard[Self::shard_of(&span.trace_id, n)].push(span);
         }
 
         // Reserve room in every shard first: all or nothing.

@@ -1,0 +1,353 @@
+//! `tailgate-gateway explain`: replays recorded traces through a policy plan, offline.
+//!
+//! Input is OTLP JSON, one `ExportTraceServiceRequest` per line (what the `file` and
+//! `debug` exporters write). Each line goes through the same scan and attribute extraction
+//! as live traffic; spans are grouped into traces; traces are decided in the order of
+//! their first span's start time, with the plan's clock advanced by the same amounts, so
+//! rate-based policies see the recorded pace. The result says, per policy, how many traces
+//! and spans it alone would keep, the plan's overall keep share, and for one chosen trace
+//! every policy's verdict and which one decided.
+
+use std::collections::HashMap;
+// Writing to a String cannot fail, hence the `.ok()`s.
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use tailgate_core::receive::http::json_to_protobuf;
+use tailgate_core::wire::Scan;
+
+use crate::buffer::incoming_spans;
+use crate::buffer::trace::{TraceSummary, TraceView};
+use crate::policy::{PolicyPlan, Verdict};
+
+/// Why a replay failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ExplainError {
+    /// A line is not an OTLP JSON request.
+    #[error("line {line}: {message}")]
+    Line {
+        /// 1-based line number.
+        line: usize,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+/// What one policy would keep on its own.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PolicyTally {
+    /// Policy name.
+    pub name: String,
+    /// Traces it says "sampled" (or "invert sampled") for.
+    pub traces: u64,
+    /// Their spans.
+    pub spans: u64,
+    /// Traces the plan kept because of it (it was the deciding policy).
+    pub decided: u64,
+}
+
+/// One trace's evaluation, policy by policy.
+#[derive(Debug, Clone)]
+pub struct TraceExplanation {
+    /// The trace id, hex.
+    pub trace_id: String,
+    /// Spans seen.
+    pub spans: u32,
+    /// Duration, earliest start to latest end.
+    pub duration: Duration,
+    /// Whether the root span was seen.
+    pub has_root: bool,
+    /// Each policy's verdict and description.
+    pub verdicts: Vec<(String, Verdict, String)>,
+    /// Kept or not.
+    pub sampled: bool,
+    /// The deciding policy, if kept.
+    pub decided_by: Option<String>,
+    /// The probability it was kept with.
+    pub probability: f64,
+}
+
+/// The result of a replay.
+#[derive(Debug, Clone, Default)]
+pub struct Explanation {
+    /// Traces replayed.
+    pub traces: u64,
+    /// Spans replayed.
+    pub spans: u64,
+    /// Traces the plan keeps.
+    pub kept_traces: u64,
+    /// Their spans.
+    pub kept_spans: u64,
+    /// Per policy, in plan order.
+    pub policies: Vec<PolicyTally>,
+    /// The chosen trace, when asked for and found.
+    pub trace: Option<TraceExplanation>,
+}
+
+struct Replayed {
+    summary: TraceSummary,
+}
+
+/// Replays `text` (OTLP JSON lines) through `plan`; explains `trace_id` in detail if given.
+pub fn explain(
+    plan: &PolicyPlan,
+    text: &str,
+    trace_id: Option<[u8; 16]>,
+) -> Result<Explanation, ExplainError> {
+    let mut traces: HashMap<[u8; 16], Replayed> = HashMap::new();
+    let mut scan = Scan::default();
+    for (i, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let err = |message: String| ExplainError::Line {
+            line: i + 1,
+            message,
+        };
+        let body = json_to_protobuf(line.as_bytes()).map_err(|r| err(r.to_string()))?;
+        let scanned = scan.scan_request(&body).map_err(|r| err(r.to_string()))?;
+        if scanned.rejected > 0 {
+            return Err(err(format!(
+                "{} spans are invalid: {}",
+                scanned.rejected, scanned.message
+            )));
+        }
+        for s in incoming_spans(&body, &mut scan, plan) {
+            let t = traces.entry(s.trace_id).or_insert_with(|| Replayed {
+                summary: TraceSummary::default(),
+            });
+            t.summary.add_span(s.start, s.end, s.status_code, s.is_root);
+            t.summary.add_attrs(&s.attrs);
+            t.summary.bytes += s.span.encoded_len() as u64;
+        }
+    }
+    let mut order: Vec<(&[u8; 16], &Replayed)> = traces.iter().collect();
+    order.sort_by_key(|(id, t)| (t.summary.min_start, **id));
+    let first_start = order.first().map_or(0, |(_, t)| t.summary.min_start);
+    let base = tokio::time::Instant::now();
+    let mut out = Explanation {
+        policies: plan
+            .names()
+            .iter()
+            .map(|n| PolicyTally {
+                name: n.clone(),
+                ..Default::default()
+            })
+            .collect(),
+        ..Default::default()
+    };
+    for (id, t) in order {
+        let spans = u64::from(t.summary.span_count);
+        let view = TraceView {
+            trace_id: id,
+            summary: &t.summary,
+            now: base + Duration::from_nanos(t.summary.min_start.saturating_sub(first_start)),
+        };
+        let mut verdicts = Vec::new();
+        for (tally, policy) in out.policies.iter_mut().zip(plan.policies()) {
+            let v = policy.evaluate(&view);
+            if matches!(v, Verdict::Sampled | Verdict::InvertSampled) {
+                tally.traces += 1;
+                tally.spans += spans;
+            }
+            if trace_id == Some(*id) {
+                verdicts.push((tally.name.clone(), v, policy.describe()));
+            }
+        }
+        let d = plan.decide(&view);
+        out.traces += 1;
+        out.spans += spans;
+        if d.sampled {
+            out.kept_traces += 1;
+            out.kept_spans += spans;
+        }
+        if let Some(p) = d.policy {
+            out.policies[p as usize].decided += 1;
+        }
+        if trace_id == Some(*id) {
+            out.trace = Some(TraceExplanation {
+                trace_id: hex(id),
+                spans: t.summary.span_count,
+                duration: Duration::from_nanos(t.summary.duration_nanos()),
+                has_root: t.summary.has_root,
+                verdicts,
+                sampled: d.sampled,
+                decided_by: d.policy.map(|p| plan.names()[p as usize].clone()),
+                probability: d.probability,
+            });
+        }
+    }
+    Ok(out)
+}
+
+fn hex(id: &[u8]) -> String {
+    id.iter().fold(String::new(), |mut s, b| {
+        write!(s, "{b:02x}").ok();
+        s
+    })
+}
+
+/// Parses a 32-digit hex trace id.
+pub fn parse_trace_id(s: &str) -> Result<[u8; 16], String> {
+    let s = s.trim();
+    if s.len() != 32 || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(format!("trace id {s:?} must be 32 hex digits"));
+    }
+    let mut id = [0u8; 16];
+    for (i, b) in id.iter_mut().enumerate() {
+        *b = u8::from_str_radix(&s[2 * i..2 * i + 2], 16).map_err(|e| e.to_string())?;
+    }
+    Ok(id)
+}
+
+impl Explanation {
+    /// The report in plain words.
+    pub fn render(&self) -> String {
+        let share = |a: u64, b: u64| {
+            if b == 0 {
+                0.0
+            } else {
+                100.0 * a as f64 / b as f64
+            }
+        };
+        let mut s = format!(
+            "{} traces, {} spans replayed; the plan keeps {} traces ({:.2}%), {} spans ({:.2}%)\n\n",
+            self.traces,
+            self.spans,
+            self.kept_traces,
+            share(self.kept_traces, self.traces),
+            self.kept_spans,
+            share(self.kept_spans, self.spans)
+        );
+        let width = self
+            .policies
+            .iter()
+            .map(|p| p.name.len())
+            .max()
+            .unwrap_or(6)
+            .max(6);
+        writeln!(
+            s,
+            "{:width$}  {:>10}  {:>10}  {:>8}  {:>10}",
+            "policy", "traces", "spans", "share", "deciding"
+        )
+        .ok();
+        for p in &self.policies {
+            writeln!(
+                s,
+                "{:width$}  {:>10}  {:>10}  {:>7.2}%  {:>10}",
+                p.name,
+                p.traces,
+                p.spans,
+                share(p.traces, self.traces),
+                p.decided
+            )
+            .ok();
+        }
+        s.push_str("\n(traces/spans: what each policy alone says to keep; deciding: traces the plan kept because of it)\n");
+        if let Some(t) = &self.trace {
+            writeln!(
+                s,
+                "\ntrace {}: {} spans, {:?}, root span {}",
+                t.trace_id,
+                t.spans,
+                t.duration,
+                if t.has_root { "seen" } else { "not seen" }
+            )
+            .ok();
+            for (name, v, why) in &t.verdicts {
+                writeln!(s, "  {name:width$}  {:<18}  {why}", format!("{v:?}")).ok();
+            }
+            match &t.decided_by {
+                Some(p) => {
+                    writeln!(
+                        s,
+                        "kept by {p:?} with probability {} (adjusted count {})",
+                        t.probability,
+                        1.0 / t.probability
+                    )
+                    .ok();
+                }
+                None => s.push_str(
+                    "not kept: no policy sampled it, or a drop or an inverted match vetoed it\n",
+                ),
+            }
+        }
+        s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::PolicyFile;
+    use std::path::Path;
+
+    const POLICIES: &str = "policies:
+  - {name: errors, type: status_code, status_code: {status_codes: [ERROR]}}
+  - {name: checkout, type: string_attribute, string_attribute: {key: service.name, values: [checkout]}}
+  - {name: none, type: probabilistic, probabilistic: {sampling_percentage: 0}}
+";
+
+    fn line(trace: u8, service: &str, spans: &[(u8, i32)]) -> String {
+        let spans: Vec<String> = spans
+            .iter()
+            .map(|(id, code)| {
+                format!(
+                    r#"{{"traceId":"{trace:032x}","spanId":"{id:016x}","name":"op","startTimeUnixNano":"{}","endTimeUnixNano":"{}","status":{{"code":{code}}}}}"#,
+                    1_000_000_000u64 * u64::from(trace),
+                    1_000_000_000u64 * u64::from(trace) + 5_000_000
+                )
+            })
+            .collect();
+        format!(
+            r#"{{"resourceSpans":[{{"resource":{{"attributes":[{{"key":"service.name","value":{{"stringValue":"{service}"}}}}]}},"scopeSpans":[{{"spans":[{}]}}]}}]}}"#,
+            spans.join(",")
+        )
+    }
+
+    #[test]
+    fn replays_tallies_and_explains_one_trace() {
+        let plan = PolicyPlan::compile(&PolicyFile::parse(Path::new("p.yaml"), POLICIES).unwrap());
+        let text = [
+            line(1, "checkout", &[(1, 0), (2, 0)]),
+            line(2, "search", &[(1, 2)]),
+            line(3, "search", &[(1, 0), (2, 0), (3, 0)]),
+            String::new(),
+            line(2, "search", &[(2, 0)]),
+        ]
+        .join("\n");
+        let e = explain(
+            &plan,
+            &text,
+            Some(parse_trace_id(&format!("{:032x}", 2)).unwrap()),
+        )
+        .unwrap();
+        assert_eq!((e.traces, e.spans), (3, 7));
+        assert_eq!((e.kept_traces, e.kept_spans), (2, 4));
+        assert_eq!(
+            e.policies
+                .iter()
+                .map(|p| (p.traces, p.spans, p.decided))
+                .collect::<Vec<_>>(),
+            vec![(1, 2, 1), (1, 2, 1), (0, 0, 0)]
+        );
+        let t = e.trace.as_ref().unwrap();
+        assert_eq!(t.spans, 2, "spans of one trace across lines are merged");
+        assert_eq!(t.decided_by.as_deref(), Some("errors"));
+        assert_eq!(t.verdicts[0].1, Verdict::Sampled);
+        assert_eq!(t.verdicts[1].1, Verdict::NotSampled);
+        let text = e.render();
+        assert!(text.contains("the plan keeps 2 traces (66.67%)"), "{text}");
+        assert!(text.contains("kept by \"errors\""), "{text}");
+    }
+
+    #[test]
+    fn bad_lines_are_named() {
+        let plan = PolicyPlan::compile(&PolicyFile::parse(Path::new("p.yaml"), POLICIES).unwrap());
+        let text = format!("{}\n{{\"resourceSpans\": 5}}\n", line(1, "a", &[(1, 0)]));
+        let err = explain(&plan, &text, None).unwrap_err().to_string();
+        assert!(err.starts_with("line 2:"), "{err}");
+        assert!(parse_trace_id("xyz").is_err());
+    }
+}
