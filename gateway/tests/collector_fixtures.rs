@@ -48,3 +48,102 @@ fn collector_style_block_loads_and_decides() {
             .sampled
     );
 }
+
+/// Scenario: a policy file with every Collector policy type but `ottl_condition`, written in
+/// the flow style of the Collector's documentation, with a composite and an `and`.
+/// Guarantees: it loads unchanged; the plan describes every policy; the documented
+/// behaviours hold (drop beats everything, composite shares its budget, the `and` needs
+/// both parts); adding an `ottl_condition` entry fails with a message naming alternatives.
+#[test]
+fn every_collector_policy_type_loads_and_decides_as_documented() {
+    let path =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/collector_all_kinds.yaml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let file = PolicyFile::parse(&path, &text).unwrap();
+    assert_eq!(file.policies.len(), 16);
+    let plan = PolicyPlan::compile(&file);
+    let described = plan.describe();
+    for name in plan.names() {
+        assert!(
+            described.contains(name.as_str()),
+            "{name} missing from {described}"
+        );
+    }
+    // Only the composite and the always_sample decide this plain trace... and drop wins
+    // over both for a probe.
+    let keys = plan.attribute_keys().to_vec();
+    let attr = |k: &str, v: &'static str| TraceAttr {
+        key: keys.iter().position(|x| x == k).unwrap() as u16,
+        value: tailgate_core::wire::attrs::AttrValue::Str(bytes::Bytes::from_static(v.as_bytes())),
+        from_resource: false,
+        from_root: false,
+    };
+    let mut s = TraceSummary::default();
+    s.add_span(0, 1_000_000, 1, true);
+    let d = plan.decide(&TraceView::new(&[5; 16], &s));
+    assert!(d.sampled);
+    assert_eq!(
+        plan.names()[d.policy.unwrap() as usize],
+        "keep-everything-in-debug"
+    );
+    s.add_attrs(&[attr("url.path", "/healthz")]);
+    assert!(!plan.decide(&TraceView::new(&[5; 16], &s)).sampled);
+
+    // The `and` and the composite on their own.
+    let only = |name: &str| {
+        let p = plan.names().iter().position(|n| n == name).unwrap();
+        &plan.policies()[p]
+    };
+    let mut checkout = TraceSummary::default();
+    checkout.add_span(0, 1_500_000_000, 0, true);
+    checkout.add_attrs(&[attr("service.name", "checkout")]);
+    use tailgate_gateway::policy::Verdict;
+    assert_eq!(
+        only("slow-checkout").evaluate(&TraceView::new(&[6; 16], &checkout)),
+        Verdict::Sampled
+    );
+    let mut fast = TraceSummary::default();
+    fast.add_span(0, 1_000_000, 0, true);
+    fast.add_attrs(&[attr("service.name", "checkout")]);
+    assert_eq!(
+        only("slow-checkout").evaluate(&TraceView::new(&[6; 16], &fast)),
+        Verdict::NotSampled
+    );
+    // The composite's `rest` share is 250 spans a second: 300-span traces never fit it,
+    // 100-span ones fit twice in one second.
+    let mut big = TraceSummary::default();
+    for _ in 0..100 {
+        big.add_span(0, 1_000_000, 1, false);
+    }
+    let composite = only("shared-budget");
+    let now = tokio::time::Instant::now();
+    let view = TraceView {
+        trace_id: &[7; 16],
+        summary: &big,
+        now,
+    };
+    let kept = (0..5)
+        .filter(|_| composite.evaluate(&view) == Verdict::Sampled)
+        .count();
+    assert!(
+        (2..=4).contains(&kept),
+        "250 spans/s keep 2 traces of 100 per second (4 if a second boundary passes): {kept}"
+    );
+
+    // The same file with an ottl_condition entry fails, naming what to use instead.
+    let with_ottl = text.replacen(
+        "      {\n        name: keep-everything-in-debug,",
+        "      {\n        name: ottl,\n        type: ottl_condition,\n        ottl_condition: {error_mode: ignore, span: ['attributes[\"x\"] == 1']}\n      },\n      {\n        name: keep-everything-in-debug,",
+        1,
+    );
+    assert_ne!(with_ottl, text);
+    let err = PolicyFile::parse(&path, &with_ottl)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("ottl_condition")
+            && err.contains("string_attribute")
+            && err.contains("policies[0]"),
+        "{err}"
+    );
+}
