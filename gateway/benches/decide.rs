@@ -69,19 +69,45 @@ fn bench(c: &mut Criterion) {
         "values: [gold, platinum]}",
         "values: ['^(gold|platinum)$'], enabled_regex_matching: true}",
     );
-    for (name, yaml) in [("plain", PLAIN.to_owned()), ("with_regex", regex)] {
+    // Four policies swapped for the stateful kinds: adaptive_rate keyed by an attribute,
+    // rate_limiting, a composite, and trace_state.
+    let rated = PLAIN
+        .replace(
+            "{name: vip, type: string_attribute, string_attribute: {key: customer.tier, values: [gold, platinum]}}",
+            "{name: adaptive, type: adaptive_rate, adaptive_rate: {target_traces_per_second: 100, keys: [customer.tier]}}",
+        )
+        .replace(
+            "{name: debug, type: boolean_attribute, boolean_attribute: {key: debug, value: true}}",
+            "{name: budget, type: rate_limiting, rate_limiting: {spans_per_second: 1000}}",
+        )
+        .replace(
+            "{name: 5xx, type: numeric_attribute, numeric_attribute: {key: http.status_code, min_value: 500, max_value: 599}}",
+            "{name: shared, type: composite, composite: {max_total_spans_per_second: 1000, composite_sub_policy: [{name: 5xx, type: numeric_attribute, numeric_attribute: {key: http.status_code, min_value: 500, max_value: 599}}, {name: rest, type: always_sample}], rate_allocation: [{policy: 5xx, percent: 50}, {policy: rest, percent: 50}]}}",
+        )
+        .replace(
+            "{name: big, type: span_count, span_count: {min_spans: 100}}",
+            "{name: canary, type: trace_state, trace_state: {key: deploy, values: [canary]}}",
+        );
+    assert_ne!(rated, PLAIN);
+    for (name, yaml) in [
+        ("plain", PLAIN.to_owned()),
+        ("with_regex", regex),
+        ("rate_based", rated),
+    ] {
         let file = PolicyFile::parse(Path::new("bench.yaml"), &yaml).expect("valid policies");
         assert_eq!(file.policies.len(), 10);
         let plan = PolicyPlan::compile(&file);
         let s = summary(&plan);
         let mut id = [7u8; 16];
+        // The shards read the clock once per batch of decisions, not per trace.
+        let now = tokio::time::Instant::now();
         group.bench_function(name, |b| {
             b.iter(|| {
                 id[0] = id[0].wrapping_add(1);
                 plan.decide(&TraceView {
                     trace_id: &id,
                     summary: &s,
-                    now: tokio::time::Instant::now(),
+                    now,
                 })
                 .sampled
             })

@@ -136,7 +136,7 @@ impl Shard {
             self.insert(spans).await;
         }
         while let Some(id) = self.deadlines.pop_front() {
-            self.decide(id).await;
+            self.decide(id, Instant::now()).await;
         }
         self.flush_verdicts();
     }
@@ -218,22 +218,23 @@ impl Shard {
                 break;
             };
             self.stats.early_decisions.add(1);
-            self.decide(id).await;
+            self.decide(id, now).await;
         }
         self.flush_verdicts();
     }
 
     async fn decide_due(&mut self, now: Instant) {
         while let Some(id) = self.deadlines.pop_due(now) {
-            self.decide(id).await;
+            self.decide(id, now).await;
         }
         while let Some(id) = self.root_deadlines.pop_due(now) {
-            self.decide(id).await;
+            self.decide(id, now).await;
         }
         self.flush_verdicts();
     }
 
-    async fn decide(&mut self, id: [u8; 16]) {
+    /// Decides one trace; `now` is read once per batch of decisions.
+    async fn decide(&mut self, id: [u8; 16], now: Instant) {
         let Some(entry) = self.traces.remove(&id) else {
             return;
         };
@@ -256,7 +257,7 @@ impl Shard {
             &TraceView {
                 trace_id: &id,
                 summary: &entry.summary,
-                now: Instant::now(),
+                now,
             },
             &mut self.verdicts.1,
         );
