@@ -131,6 +131,7 @@ pub fn kv(key: &str, value: &str) -> KeyValue {
 pub struct CaptureBackend {
     bodies: std::sync::Mutex<Vec<bytes::Bytes>>,
     spans: std::sync::atomic::AtomicU64,
+    unavailable: std::sync::atomic::AtomicBool,
 }
 
 impl CaptureBackend {
@@ -160,6 +161,13 @@ impl CaptureBackend {
         self.spans.load(std::sync::atomic::Ordering::Relaxed)
     }
 
+    /// While `true`, every request is refused with `UNAVAILABLE` (an outage the sender
+    /// should retry through).
+    pub fn set_unavailable(&self, unavailable: bool) {
+        self.unavailable
+            .store(unavailable, std::sync::atomic::Ordering::Relaxed);
+    }
+
     /// Bodies received.
     pub fn bodies(&self) -> Vec<bytes::Bytes> {
         self.bodies.lock().map(|b| b.clone()).unwrap_or_default()
@@ -171,6 +179,12 @@ impl crate::receive::SpanSink for CaptureBackend {
         &self,
         body: bytes::Bytes,
     ) -> Result<crate::receive::Accepted, crate::receive::Refusal> {
+        if self.unavailable.load(std::sync::atomic::Ordering::Relaxed) {
+            return Err(crate::receive::Refusal::Unavailable {
+                message: "test backend is down".into(),
+                retry_after: std::time::Duration::from_millis(100),
+            });
+        }
         let mut scan = crate::wire::Scan::default();
         scan.scan(&body)
             .map_err(|e| crate::receive::Refusal::Invalid(e.to_string()))?;

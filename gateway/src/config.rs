@@ -9,6 +9,9 @@
 //!   shards: 0                 # 0 = one per core
 //!   decision_cache_size: 200000
 //!   enqueue_timeout: 2s       # how long a request waits for buffer room before 429
+//!   max_buffered_bytes: 1073741824    # hard limit: refuse new data above it
+//!   early_decision_bytes: 858993459   # soft limit: decide oldest traces early above it
+//!   max_spans_per_trace: 100000       # decide a trace at once when it gets this big
 //! export:
 //!   otlp_grpc:
 //!     endpoint: http://tempo:4317
@@ -60,6 +63,18 @@ pub struct BufferConfig {
     /// Requests queued per shard. Default 64.
     #[serde(default = "default_shard_queue")]
     pub shard_queue: usize,
+    /// Hard limit on buffered span bytes (encoded): above it the receivers refuse new data
+    /// with `RESOURCE_EXHAUSTED` / HTTP 429 and a retry hint. Default 1 GiB.
+    #[serde(default = "default_max_buffered_bytes")]
+    pub max_buffered_bytes: u64,
+    /// Soft limit: above it each shard decides its oldest traces early, until it is back
+    /// under its share. Default 80% of `max_buffered_bytes`.
+    #[serde(default)]
+    pub early_decision_bytes: Option<u64>,
+    /// A trace that reaches this many spans is decided at once; its later spans follow the
+    /// decision. Default 100000.
+    #[serde(default = "default_max_spans_per_trace")]
+    pub max_spans_per_trace: u32,
 }
 
 /// `export`.
@@ -82,6 +97,12 @@ fn default_enqueue_timeout() -> Duration {
 fn default_shard_queue() -> usize {
     64
 }
+fn default_max_buffered_bytes() -> u64 {
+    1 << 30
+}
+fn default_max_spans_per_trace() -> u32 {
+    100_000
+}
 
 impl Default for BufferConfig {
     fn default() -> Self {
@@ -90,7 +111,18 @@ impl Default for BufferConfig {
             decision_cache_size: default_cache(),
             enqueue_timeout: default_enqueue_timeout(),
             shard_queue: default_shard_queue(),
+            max_buffered_bytes: default_max_buffered_bytes(),
+            early_decision_bytes: None,
+            max_spans_per_trace: default_max_spans_per_trace(),
         }
+    }
+}
+
+impl BufferConfig {
+    /// The soft limit in force.
+    pub fn early_decision_bytes(&self) -> u64 {
+        self.early_decision_bytes
+            .unwrap_or(self.max_buffered_bytes / 5 * 4)
     }
 }
 
@@ -119,6 +151,24 @@ impl GatewayConfig {
         }
         if self.receive.grpc.is_none() && self.receive.http.is_none() {
             return Err(invalid("receive", "enable at least one of grpc and http"));
+        }
+        if self.buffer.max_buffered_bytes == 0 {
+            return Err(invalid(
+                "buffer.max_buffered_bytes",
+                "must be greater than 0",
+            ));
+        }
+        if self.buffer.early_decision_bytes() > self.buffer.max_buffered_bytes {
+            return Err(invalid(
+                "buffer.early_decision_bytes",
+                "must not exceed buffer.max_buffered_bytes (early decisions must start before refusals)",
+            ));
+        }
+        if self.buffer.max_spans_per_trace == 0 {
+            return Err(invalid(
+                "buffer.max_spans_per_trace",
+                "must be greater than 0",
+            ));
         }
         if self.buffer.shard_queue == 0 {
             return Err(invalid("buffer.shard_queue", "must be greater than 0"));

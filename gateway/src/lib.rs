@@ -90,11 +90,16 @@ impl Gateway {
         for _ in 0..n {
             let (tx, rx) = mpsc::channel(config.buffer.shard_queue);
             senders.push(tx);
+            let limits = buffer::shard::ShardLimits {
+                max_traces: per_shard_traces,
+                cache_size: per_shard_cache,
+                early_decision_bytes: config.buffer.early_decision_bytes().div_ceil(n as u64),
+                max_spans_per_trace: config.buffer.max_spans_per_trace,
+            };
             let shard = buffer::shard::Shard::new(
                 rx,
                 plan.clone(),
-                per_shard_traces,
-                per_shard_cache,
+                limits,
                 export_tx.clone(),
                 stats.clone(),
             );
@@ -105,7 +110,7 @@ impl Gateway {
             plan.clone(),
             senders,
             stats.clone(),
-            config.buffer.enqueue_timeout,
+            &config.buffer,
         ));
         Ok(Gateway {
             plan,

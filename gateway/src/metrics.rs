@@ -31,6 +31,12 @@ pub struct GatewayStats {
     pub export_failed_spans: Counter,
     /// Traces decided before their deadline because the trace limit was reached.
     pub early_decisions: Counter,
+    /// Traces decided early because their shard was over the soft byte limit.
+    pub early_decisions_memory: Counter,
+    /// Traces decided early because they reached the span limit.
+    pub early_decisions_span_limit: Counter,
+    /// Spans refused because buffered bytes were over the hard limit (also in `refused_spans`).
+    pub refused_spans_memory: Counter,
     /// Traces kept.
     pub traces_sampled: Counter,
     /// Traces not kept.
@@ -41,6 +47,8 @@ pub struct GatewayStats {
     pub live_spans: Gauge,
     /// Encoded span bytes buffered now.
     pub buffered_bytes: Gauge,
+    /// Encoded bytes of kept spans handed to the exporter and not yet delivered or failed.
+    pub pending_export_bytes: Gauge,
     /// Spans of kept traces not yet delivered or failed.
     pub pending_export_spans: Gauge,
     /// Traces kept per policy index; written once per decision batch by shards.
@@ -86,6 +94,12 @@ impl GatewayStats {
     pub fn in_flight_spans(&self) -> u64 {
         let live = self.live_spans.get();
         live + self.pending_export_spans.get()
+    }
+
+    /// Span bytes the gateway holds: buffered traces plus kept spans waiting for the
+    /// backend. The hard limit (`buffer.max_buffered_bytes`) applies to this.
+    pub fn held_bytes(&self) -> u64 {
+        self.buffered_bytes.get() + self.pending_export_bytes.get()
     }
 
     /// Prometheus text.
@@ -148,11 +162,28 @@ impl GatewayStats {
             "Spans not delivered within the retry bound.",
             &self.export_failed_spans,
         );
+        p.metric(
+            "tailgate_gateway_early_decisions_total",
+            "counter",
+            "Traces decided before decision_wait, by reason.",
+            "reason=\"num_traces\"",
+            self.early_decisions.get(),
+        );
+        p.sample(
+            "tailgate_gateway_early_decisions_total",
+            "reason=\"memory\"",
+            self.early_decisions_memory.get(),
+        );
+        p.sample(
+            "tailgate_gateway_early_decisions_total",
+            "reason=\"span_limit\"",
+            self.early_decisions_span_limit.get(),
+        );
         c(
             &mut p,
-            "tailgate_gateway_early_decisions_total",
-            "Traces decided early at the trace limit.",
-            &self.early_decisions,
+            "tailgate_gateway_refused_spans_memory_total",
+            "Spans refused because buffered bytes were over buffer.max_buffered_bytes.",
+            &self.refused_spans_memory,
         );
         p.metric(
             "tailgate_gateway_decisions_total",
@@ -210,6 +241,13 @@ impl GatewayStats {
             "Encoded span bytes buffered.",
             "",
             self.buffered_bytes.get(),
+        );
+        p.metric(
+            "tailgate_gateway_pending_export_bytes",
+            "gauge",
+            "Encoded bytes of kept spans waiting for the backend.",
+            "",
+            self.pending_export_bytes.get(),
         );
         p.metric(
             "tailgate_gateway_pending_export_spans",

@@ -157,6 +157,7 @@ pub struct TraceBuffer {
     shards: Vec<mpsc::Sender<ShardMsg>>,
     stats: Arc<GatewayStats>,
     enqueue_timeout: Duration,
+    max_buffered_bytes: u64,
 }
 
 // === impl TraceBuffer ===
@@ -167,13 +168,14 @@ impl TraceBuffer {
         plan: crate::reload::SharedPlan,
         shards: Vec<mpsc::Sender<ShardMsg>>,
         stats: Arc<GatewayStats>,
-        enqueue_timeout: Duration,
+        config: &crate::config::BufferConfig,
     ) -> Self {
         TraceBuffer {
             plan,
             shards,
             stats,
-            enqueue_timeout,
+            enqueue_timeout: config.enqueue_timeout,
+            max_buffered_bytes: config.max_buffered_bytes,
         }
     }
 
@@ -201,6 +203,20 @@ impl SpanSink for TraceBuffer {
             });
         }
 
+        // Above the hard limit (buffered traces plus kept spans waiting for the backend),
+        // refuse before doing any work: the sender backs off and retries while early
+        // decisions and the exporter bring the total down.
+        if self.stats.held_bytes() >= self.max_buffered_bytes {
+            self.stats.refused_spans.add(valid);
+            self.stats.refused_spans_memory.add(valid);
+            return Err(Refusal::Overloaded {
+                message: format!(
+                    "gateway buffer is over its limit of {} bytes; retry later",
+                    self.max_buffered_bytes
+                ),
+                retry_after: DEFAULT_RETRY_AFTER,
+            });
+        }
         let plan = self.plan.load();
         let n = self.shards.len();
         let mut per_shard: Vec<Vec<IncomingSpan>> = (0..n).map(|_| Vec::new()).collect();

@@ -54,6 +54,19 @@ fn adjusted(spans: Vec<BufferedSpan>, p: f64, how: &AdjustedCount<'_>) -> Vec<Bu
         .collect()
 }
 
+/// A shard's limits.
+#[derive(Debug, Clone, Copy)]
+pub struct ShardLimits {
+    /// Traces buffered before the oldest are decided early.
+    pub max_traces: usize,
+    /// Decision cache entries.
+    pub cache_size: usize,
+    /// Span bytes buffered before the oldest traces are decided early.
+    pub early_decision_bytes: u64,
+    /// Spans after which a trace is decided at once.
+    pub max_spans_per_trace: u32,
+}
+
 /// The state of one shard.
 pub struct Shard {
     rx: mpsc::Receiver<ShardMsg>,
@@ -66,6 +79,11 @@ pub struct Shard {
     cache: DecisionCache,
     plan: crate::reload::SharedPlan,
     max_traces: usize,
+    /// This shard's share of the soft byte limit.
+    early_decision_bytes: u64,
+    max_spans_per_trace: u32,
+    /// Span bytes this shard buffers.
+    bytes: u64,
     export: mpsc::Sender<ExportBatch>,
     stats: Arc<GatewayStats>,
     /// Verdicts counted since the last flush, and the plan they belong to.
@@ -78,15 +96,20 @@ pub struct Shard {
 // === impl Shard ===
 
 impl Shard {
-    /// A shard reading `rx`, deciding with `plan`, keeping at most `max_traces` traces.
+    /// A shard reading `rx`, deciding with `plan`, within `limits`.
     pub fn new(
         rx: mpsc::Receiver<ShardMsg>,
         plan: crate::reload::SharedPlan,
-        max_traces: usize,
-        cache_size: usize,
+        limits: ShardLimits,
         export: mpsc::Sender<ExportBatch>,
         stats: Arc<GatewayStats>,
     ) -> Self {
+        let ShardLimits {
+            max_traces,
+            cache_size,
+            early_decision_bytes,
+            max_spans_per_trace,
+        } = limits;
         Shard {
             rx,
             traces: HashMap::new(),
@@ -95,6 +118,9 @@ impl Shard {
             cache: DecisionCache::new(cache_size),
             plan,
             max_traces: max_traces.max(1),
+            early_decision_bytes: early_decision_bytes.max(1),
+            max_spans_per_trace: max_spans_per_trace.max(1),
+            bytes: 0,
             export,
             stats,
             verdicts: (None, Default::default()),
@@ -152,6 +178,7 @@ impl Shard {
         let mut late_dropped = 0u64;
         let mut new_traces = 0u64;
         let mut added_bytes = 0u64;
+        let mut full: Vec<[u8; 16]> = Vec::new();
         for s in spans {
             if let Some(entry) = self.traces.get_mut(&s.trace_id) {
                 entry
@@ -166,6 +193,9 @@ impl Shard {
                 entry.summary.bytes += s.span.encoded_len() as u64;
                 added_bytes += s.span.encoded_len() as u64;
                 entry.spans.push(s.span);
+                if entry.summary.span_count == self.max_spans_per_trace {
+                    full.push(s.trace_id);
+                }
                 continue;
             }
             match self.cache.get(&s.trace_id) {
@@ -198,6 +228,7 @@ impl Shard {
         }
         self.stats.live_traces.add(new_traces);
         self.stats.buffered_bytes.add(added_bytes);
+        self.bytes += added_bytes;
         if late_dropped > 0 {
             self.stats.late_dropped_spans.add(late_dropped);
             self.stats.dropped_spans.add(late_dropped);
@@ -212,12 +243,31 @@ impl Shard {
                 .collect();
             self.send(spans).await;
         }
+        // A trace at the span limit is decided now; its later spans follow the decision.
+        for id in full {
+            if self.traces.contains_key(&id) {
+                self.stats.early_decisions_span_limit.add(1);
+                self.decide(id, now).await;
+            }
+        }
         // Past the trace limit, decide the oldest early instead of dropping them.
         while self.traces.len() > self.max_traces {
             let Some(id) = self.deadlines.pop_front() else {
                 break;
             };
-            self.stats.early_decisions.add(1);
+            if self.traces.contains_key(&id) {
+                self.stats.early_decisions.add(1);
+            }
+            self.decide(id, now).await;
+        }
+        // Over this shard's share of the soft byte limit, likewise, oldest first.
+        while self.bytes > self.early_decision_bytes {
+            let Some(id) = self.deadlines.pop_front() else {
+                break;
+            };
+            if self.traces.contains_key(&id) {
+                self.stats.early_decisions_memory.add(1);
+            }
             self.decide(id, now).await;
         }
         self.flush_verdicts();
@@ -241,6 +291,7 @@ impl Shard {
         let n = entry.spans.len() as u64;
         self.stats.live_traces.sub(1);
         self.stats.buffered_bytes.sub(entry.bytes as u64);
+        self.bytes -= entry.bytes as u64;
         // Buffered traces are decided by the plan in force at decision time; verdicts are
         // counted locally and flushed to that plan's counters once per batch.
         let plan = self.plan.load_full();
@@ -285,11 +336,14 @@ impl Shard {
     /// pending never sees them in neither.
     async fn send(&mut self, spans: Vec<BufferedSpan>) {
         let n = spans.len() as u64;
+        let bytes: u64 = spans.iter().map(|s| s.encoded_len() as u64).sum();
         self.stats.pending_export_spans.add(n);
+        self.stats.pending_export_bytes.add(bytes);
         self.stats.live_spans.sub(n);
         if self.export.send(ExportBatch { spans }).await.is_err() {
             // Only when the exporter has stopped: count, never lose silently.
             self.stats.pending_export_spans.sub(n);
+            self.stats.pending_export_bytes.sub(bytes);
             self.stats.export_failed_spans.add(n);
             tracing::error!(spans = n, "Exporter stopped; spans counted as failed.");
         }

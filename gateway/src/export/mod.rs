@@ -122,6 +122,7 @@ impl Exporter {
                 }
             }
             self.stats.pending_export_spans.sub(n);
+            self.stats.pending_export_bytes.sub(bytes as u64);
             start = end;
         }
         batch.clear();

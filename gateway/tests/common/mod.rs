@@ -48,6 +48,20 @@ pub(crate) async fn spawn_gateway(
     plan: PolicyPlan,
     setup: impl FnOnce(&Gateway, &CancellationToken),
 ) -> TestGateway {
+    let buffer = BufferConfig {
+        shards: 2,
+        ..Default::default()
+    };
+    spawn_gateway_with(ip, plan, buffer, setup).await
+}
+
+/// [`spawn_gateway`] with the given buffer settings.
+pub(crate) async fn spawn_gateway_with(
+    ip: [u8; 4],
+    plan: PolicyPlan,
+    buffer: BufferConfig,
+    setup: impl FnOnce(&Gateway, &CancellationToken),
+) -> TestGateway {
     let stop = CancellationToken::new();
     let (backend_addr, backend) =
         CaptureBackend::start("127.0.0.1:0".parse().unwrap(), stop.clone())
@@ -62,10 +76,7 @@ pub(crate) async fn spawn_gateway(
     let addr = listeners.grpc_addr().unwrap();
     let config = GatewayConfig {
         receive,
-        buffer: BufferConfig {
-            shards: 2,
-            ..Default::default()
-        },
+        buffer,
         export: ExportConfig {
             otlp_grpc: OtlpGrpcConfig::new(format!("http://{backend_addr}")),
         },

@@ -1,0 +1,157 @@
+#![allow(clippy::unwrap_used)] // test fixtures: a failed setup should fail loudly
+//! The buffer's limits: a trace at the span limit is decided at once; over the soft byte
+//! limit the oldest traces are decided early; over the hard limit senders are refused with
+//! `RESOURCE_EXHAUSTED`; every span stays accounted for.
+
+mod common;
+
+use std::time::Duration;
+
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
+use tailgate_core::test_util::FakeOtlp;
+use tailgate_gateway::config::BufferConfig;
+
+const KEEP_ALL_SLOWLY: &str =
+    "decision_wait: 60s\npolicies:\n  - {name: all, type: always_sample}\n";
+const KEEP_ALL: &str = "decision_wait: 2s\npolicies:\n  - {name: all, type: always_sample}\n";
+
+/// Scenario: `decision_wait` is a minute, `max_spans_per_trace` 10; one trace arrives as
+/// three requests of 10, 10 and 5 spans.
+/// Guarantees: the trace is decided when its tenth span arrives, long before the minute;
+/// its later spans follow the decision (exported at once, as late spans); all 25 arrive.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trace_at_the_span_limit_is_decided_at_once() {
+    let buffer = BufferConfig {
+        shards: 2,
+        max_spans_per_trace: 10,
+        ..Default::default()
+    };
+    let gw = common::spawn_gateway_with(
+        [127, 0, 0, 11],
+        common::plan(KEEP_ALL_SLOWLY),
+        buffer,
+        |_, _| {},
+    )
+    .await;
+    let mut client = TraceServiceClient::connect(format!("http://{}", gw.addr))
+        .await
+        .unwrap();
+    let whole = FakeOtlp::traces(1).spans(25).seed(77).build();
+    let spans: Vec<_> = whole
+        .resource_spans
+        .iter()
+        .flat_map(|r| &r.scope_spans)
+        .flat_map(|s| s.spans.clone())
+        .collect();
+    assert_eq!(spans.len(), 25);
+    for range in [0..10, 10..20, 20..25] {
+        let mut part = whole.clone();
+        part.resource_spans.truncate(1);
+        part.resource_spans[0].scope_spans.truncate(1);
+        part.resource_spans[0].scope_spans[0].spans = spans[range].to_vec();
+        client.export(part).await.unwrap();
+    }
+    gw.settle(Duration::from_secs(5)).await;
+    assert_eq!(
+        gw.backend.spans(),
+        25,
+        "every span exported well before decision_wait"
+    );
+    assert_eq!(gw.stats.early_decisions_span_limit.get(), 1);
+    assert_eq!(gw.stats.late_sampled_spans.get(), 15);
+    gw.stop().await;
+}
+
+/// Scenario: `decision_wait` is 2 s and the soft limit 64 KiB; 60 requests of 10 traces
+/// arrive back to back, far more than 64 KiB.
+/// Guarantees: the oldest traces are decided early so that the buffer stays near the soft
+/// limit; received = exported, span for span.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_the_soft_limit_the_oldest_traces_are_decided_early() {
+    let buffer = BufferConfig {
+        shards: 2,
+        max_buffered_bytes: 64 << 20,
+        early_decision_bytes: Some(64 * 1024),
+        ..Default::default()
+    };
+    let gw = common::spawn_gateway_with([127, 0, 0, 12], common::plan(KEEP_ALL), buffer, |_, _| {})
+        .await;
+    let mut client = TraceServiceClient::connect(format!("http://{}", gw.addr))
+        .await
+        .unwrap();
+    let mut peak = 0;
+    for seed in 0..60 {
+        let req = FakeOtlp::traces(10)
+            .spans(4)
+            .attrs(4)
+            .seed(3000 + seed)
+            .build();
+        client.export(req).await.unwrap();
+        peak = peak.max(gw.stats.buffered_bytes.get());
+    }
+    assert!(gw.stats.early_decisions_memory.get() > 0);
+    // Each shard keeps under its share once a batch is in; one request is a few KiB.
+    assert!(peak <= 96 * 1024, "buffered peaked at {peak} bytes");
+    gw.settle(Duration::from_secs(10)).await;
+    let received = gw.stats.received_spans.get();
+    assert_eq!(received, 60 * 10 * 4);
+    assert_eq!(gw.backend.spans(), received);
+    assert_eq!(gw.stats.exported_spans.get(), received);
+    gw.stop().await;
+}
+
+/// Scenario: the backend is down; the soft limit (1 KiB) makes the shards decide traces
+/// early, so kept spans pile up waiting for the exporter until the gateway holds more than
+/// the hard limit (2 KiB); then the backend comes back.
+/// Guarantees: over the hard limit, senders are refused with `RESOURCE_EXHAUSTED`, a
+/// message naming the limit and a retry hint; refused spans are counted; once the backend
+/// is back every accepted span is delivered: received = exported + refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_the_hard_limit_senders_are_refused_with_resource_exhausted() {
+    let buffer = BufferConfig {
+        shards: 2,
+        max_buffered_bytes: 2048,
+        early_decision_bytes: Some(1024),
+        ..Default::default()
+    };
+    let gw = common::spawn_gateway_with([127, 0, 0, 13], common::plan(KEEP_ALL), buffer, |_, _| {})
+        .await;
+    gw.backend.set_unavailable(true);
+    let mut client = TraceServiceClient::connect(format!("http://{}", gw.addr))
+        .await
+        .unwrap();
+    let (mut refused, mut accepted) = (0u64, 0u64);
+    for seed in 0..40 {
+        let req = FakeOtlp::traces(2).spans(3).seed(4000 + seed).build();
+        match client.export(req).await {
+            Ok(_) => accepted += 6,
+            Err(status) => {
+                assert_eq!(status.code(), tonic::Code::ResourceExhausted, "{status:?}");
+                assert!(
+                    status.message().contains("2048 bytes"),
+                    "{}",
+                    status.message()
+                );
+                assert!(!status.details().is_empty(), "a retry hint is attached");
+                refused += 6;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(
+        refused > 0 && accepted > 0,
+        "accepted {accepted}, refused {refused}"
+    );
+    assert_eq!(gw.stats.refused_spans_memory.get(), refused);
+    gw.backend.set_unavailable(false);
+    gw.settle(Duration::from_secs(15)).await;
+    assert_eq!(gw.stats.received_spans.get(), accepted + refused);
+    assert_eq!(
+        gw.backend.spans(),
+        accepted,
+        "every accepted span delivered after the outage"
+    );
+    assert_eq!(gw.stats.exported_spans.get(), accepted);
+    assert_eq!(gw.stats.export_failed_spans.get(), 0);
+    gw.stop().await;
+}
