@@ -400,3 +400,50 @@ fn kept_probability_is_the_highest_of_the_policies_that_kept_it() {
         "the and of 50% and always is 50%, the higher"
     );
 }
+
+#[test]
+fn and_of_probabilistic_and_attribute_needs_both_and_keeps_the_probability() {
+    use crate::buffer::trace::{TraceAttr, TraceSummary, TraceView};
+    use tailgate_core::wire::attrs::AttrValue::Str;
+    let yaml = "policies:\n  - name: some-payments\n    type: and\n    and:\n      and_sub_policy:\n        - {name: half, type: probabilistic, probabilistic: {sampling_percentage: 50}}\n        - {name: pay, type: string_attribute, string_attribute: {key: route, values: [/pay]}}\n";
+    let plan = PolicyPlan::compile(&parse(yaml).unwrap());
+    let half = probabilistic::ProbabilisticPolicy::new(&probabilistic::ProbabilisticConfig {
+        sampling_percentage: 50.0,
+        hash_salt: String::new(),
+    });
+    let with_route = |route: &'static str| {
+        let mut s = TraceSummary::default();
+        s.add_span(0, MS, 0, true);
+        s.add_attrs(&[TraceAttr {
+            key: 0,
+            value: Str(bytes::Bytes::from_static(route.as_bytes())),
+            from_resource: false,
+            from_root: true,
+        }]);
+        s
+    };
+    let (pay, other) = (with_route("/pay"), with_route("/cart"));
+    let mut seen = [0u32; 4];
+    for n in 0..400u64 {
+        // Random-looking ids, as real ones are: FNV mixes the last bytes poorly into the
+        // high bits, so ids differing in a counter alone would all land on one side.
+        let mut id = [0u8; 16];
+        id[..8].copy_from_slice(&xxhash_rust::xxh3::xxh3_64(&n.to_le_bytes()).to_le_bytes());
+        id[8..].copy_from_slice(&xxhash_rust::xxh3::xxh3_64(&n.to_be_bytes()).to_le_bytes());
+        let in_half = half.evaluate(&TraceView::new(&id, &pay)) == Verdict::Sampled;
+        let d = plan.decide(&TraceView::new(&id, &pay));
+        assert_eq!(
+            d.sampled, in_half,
+            "a /pay trace is kept exactly when in the 50%"
+        );
+        if d.sampled {
+            assert_eq!(d.probability, 0.5);
+        }
+        assert!(
+            !plan.decide(&TraceView::new(&id, &other)).sampled,
+            "never without /pay"
+        );
+        seen[usize::from(in_half)] += 1;
+    }
+    assert!(seen[0] > 150 && seen[1] > 150, "{seen:?}");
+}
