@@ -261,6 +261,6 @@ pub fn parse_response(body: Bytes) -> Delivered {
 }
 
 /// `d` spread by ±25%, so that many clients retrying together do not stay in step.
-fn jitter(d: Duration) -> Duration {
+pub fn jitter(d: Duration) -> Duration {
     d.mul_f64(0.75 + fastrand::f64() * 0.5)
 }

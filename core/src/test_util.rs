@@ -141,13 +141,31 @@ impl CaptureBackend {
         addr: std::net::SocketAddr,
         shutdown: tokio_util::sync::CancellationToken,
     ) -> std::io::Result<(std::net::SocketAddr, std::sync::Arc<Self>)> {
+        Self::start_on(addr, false, shutdown).await
+    }
+
+    /// [`CaptureBackend::start`] serving OTLP/HTTP (`POST /v1/traces`) instead of gRPC.
+    pub async fn start_http(
+        addr: std::net::SocketAddr,
+        shutdown: tokio_util::sync::CancellationToken,
+    ) -> std::io::Result<(std::net::SocketAddr, std::sync::Arc<Self>)> {
+        Self::start_on(addr, true, shutdown).await
+    }
+
+    async fn start_on(
+        addr: std::net::SocketAddr,
+        http: bool,
+        shutdown: tokio_util::sync::CancellationToken,
+    ) -> std::io::Result<(std::net::SocketAddr, std::sync::Arc<Self>)> {
         let listener = tokio::net::TcpListener::bind(addr).await?;
         let local = listener.local_addr()?;
         let me = std::sync::Arc::new(CaptureBackend::default());
-        let listeners = crate::receive::Listeners {
-            grpc: Some(listener),
-            http: None,
+        let (grpc, http) = if http {
+            (None, Some(listener))
+        } else {
+            (Some(listener), None)
         };
+        let listeners = crate::receive::Listeners { grpc, http };
         let limits = crate::receive::Limits {
             max_request_bytes: 64 << 20,
             ..crate::receive::Limits::from(&crate::receive::ReceiveConfig::default())

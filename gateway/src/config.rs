@@ -12,10 +12,14 @@
 //!   max_buffered_bytes: 1073741824    # hard limit: refuse new data above it
 //!   early_decision_bytes: 858993459   # soft limit: decide oldest traces early above it
 //!   max_spans_per_trace: 100000       # decide a trace at once when it gets this big
-//! export:
+//! export:                     # every exporter gets every kept span
 //!   otlp_grpc:
 //!     endpoint: http://tempo:4317
 //!     headers: { x-scope-orgid: team-a }
+//!   otlp_http/archive:
+//!     endpoint: http://archive:4318
+//!     compression: zstd
+//!   debug:                      # OTLP JSON lines on stdout (or `path:`)
 //! admin: 0.0.0.0:13133
 //! ```
 
@@ -27,7 +31,7 @@ use serde::Deserialize;
 use tailgate_core::config::{load_yaml, ConfigError};
 use tailgate_core::receive::ReceiveConfig;
 
-use crate::export::OtlpGrpcConfig;
+pub use crate::export::ExportConfig;
 
 /// The whole gateway config file.
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
@@ -39,7 +43,8 @@ pub struct GatewayConfig {
     /// Trace buffer.
     #[serde(default)]
     pub buffer: BufferConfig,
-    /// Where kept traces go.
+    /// Where kept traces go: one or more exporters (`otlp_grpc`, `otlp_http`, `debug`,
+    /// each optionally `/name`d), all of which get every kept span.
     pub export: ExportConfig,
     /// Admin HTTP address for `/metrics`, `/healthz` and `/readyz`. Default `0.0.0.0:13133`.
     #[serde(default = "default_admin")]
@@ -75,14 +80,6 @@ pub struct BufferConfig {
     /// decision. Default 100000.
     #[serde(default = "default_max_spans_per_trace")]
     pub max_spans_per_trace: u32,
-}
-
-/// `export`.
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields)]
-pub struct ExportConfig {
-    /// OTLP/gRPC backend.
-    pub otlp_grpc: OtlpGrpcConfig,
 }
 
 fn default_admin() -> Option<SocketAddr> {
@@ -143,11 +140,8 @@ impl GatewayConfig {
             key: key.to_owned(),
             message: message.to_owned(),
         };
-        if self.export.otlp_grpc.endpoint.trim().is_empty() {
-            return Err(invalid("export.otlp_grpc.endpoint", "must not be empty"));
-        }
-        if let Err(message) = self.export.otlp_grpc.validate() {
-            return Err(invalid("export.otlp_grpc", &message));
+        if let Err((key, message)) = self.export.validate() {
+            return Err(invalid(&key, &message));
         }
         if self.receive.grpc.is_none() && self.receive.http.is_none() {
             return Err(invalid("receive", "enable at least one of grpc and http"));
@@ -208,7 +202,27 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(
-            err.contains("gateway.yaml") && err.contains("timout") && err.contains("line 4"),
+            err.contains("gateway.yaml") && err.contains("timout"),
+            "{err}"
+        );
+        let c: GatewayConfig = parse_yaml(
+            p,
+            "export:\n  otlp_grpc/a: {endpoint: 'http://a:4317', compression: zstd}\n  otlp_http/b: {endpoint: 'http://b:4318'}\n  debug:\n",
+        )
+        .unwrap();
+        c.validate(p).unwrap();
+        assert_eq!(c.export.exporters.len(), 3);
+        let err = parse_yaml::<GatewayConfig>(p, "export:\n  kafka: {}\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("export.kafka") && err.contains("otlp_http"),
+            "{err}"
+        );
+        let c: GatewayConfig = parse_yaml(p, "export:\n  otlp_http: {}\n").unwrap();
+        let err = c.validate(p).unwrap_err().to_string();
+        assert!(
+            err.contains("export.otlp_http") && err.contains("endpoint"),
             "{err}"
         );
     }

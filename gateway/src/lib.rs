@@ -44,9 +44,9 @@ pub use policy::{PolicyFile, PolicyPlan};
 /// Why a gateway could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum GatewayError {
-    /// The exporter's client could not be built.
-    #[error("exporter: {0}")]
-    Export(#[from] tailgate_core::forward::ForwardError),
+    /// An exporter could not be built.
+    #[error("exporter {0}")]
+    Export(#[from] export::ExportError),
 }
 
 /// A running gateway's pipeline (everything but the listeners).
@@ -58,7 +58,7 @@ pub struct Gateway {
     ready: Readiness,
     drain: CancellationToken,
     shards: Vec<JoinHandle<()>>,
-    exporter: JoinHandle<()>,
+    exporters: Vec<JoinHandle<()>>,
     limits: tailgate_core::receive::Limits,
 }
 
@@ -71,11 +71,7 @@ impl Gateway {
         stats.set_policy_names(plan.names());
         let num_traces = plan.num_traces;
         let plan: reload::SharedPlan = Arc::new(arc_swap::ArcSwap::from_pointee(plan));
-        let export_cfg = &config.export.otlp_grpc;
-        let client = export_cfg.client()?;
-        let (export_tx, export_rx) = mpsc::channel(export_cfg.queue_traces.max(1));
-        let exporter =
-            tokio::spawn(export::Exporter::new(export_rx, client, export_cfg, stats.clone()).run());
+        let (exporters, export_tasks) = export::start(&config.export, &stats)?;
         let n = config.shard_count();
         let per_shard_traces = num_traces.div_ceil(n);
         // The policy file's decision_cache (the Collector's option) wins over the config's.
@@ -100,12 +96,12 @@ impl Gateway {
                 rx,
                 plan.clone(),
                 limits,
-                export_tx.clone(),
+                exporters.clone(),
                 stats.clone(),
             );
             shards.push(tokio::spawn(shard.run(drain.clone())));
         }
-        drop(export_tx);
+        drop(exporters);
         let buffer = Arc::new(buffer::TraceBuffer::new(
             plan.clone(),
             senders,
@@ -120,7 +116,7 @@ impl Gateway {
             ready: Readiness::default(),
             drain,
             shards,
-            exporter,
+            exporters: export_tasks,
             limits: (&config.receive).into(),
         })
     }
@@ -197,8 +193,10 @@ impl Gateway {
                     tracing::error!(%error, "A shard task failed.");
                 }
             }
-            if let Err(error) = self.exporter.await {
-                tracing::error!(%error, "The exporter task failed.");
+            for e in self.exporters {
+                if let Err(error) = e.await {
+                    tracing::error!(%error, "An exporter task failed.");
+                }
             }
         };
         if tokio::time::timeout(deadline, finish).await.is_err() {

@@ -4,9 +4,17 @@
 //! So `received = rejected + refused + live + pending_export + dropped + exported + failed`,
 //! and at rest the two middle terms are zero.
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use tailgate_core::telemetry::{Counter, Gauge, PromText};
+
+/// One per-exporter metric: name, type, help, and how to read it.
+type ExporterSeries = (
+    &'static str,
+    &'static str,
+    &'static str,
+    fn(&crate::export::ExporterStats) -> u64,
+);
 
 /// Counters of one gateway instance.
 #[derive(Debug, Default)]
@@ -55,11 +63,25 @@ pub struct GatewayStats {
     by_policy: Mutex<Vec<u64>>,
     /// Policy names for the labels.
     policy_names: Mutex<Vec<String>>,
+    /// Each exporter's counters (set once at start).
+    exporters: Mutex<Vec<Arc<crate::export::ExporterStats>>>,
 }
 
 // === impl GatewayStats ===
 
 impl GatewayStats {
+    /// Registers the exporters' counters, for `/metrics`.
+    pub fn set_exporters(&self, exporters: Vec<Arc<crate::export::ExporterStats>>) {
+        if let Ok(mut e) = self.exporters.lock() {
+            *e = exporters;
+        }
+    }
+
+    /// The exporters' counters.
+    pub fn exporters(&self) -> Vec<Arc<crate::export::ExporterStats>> {
+        self.exporters.lock().map(|e| e.clone()).unwrap_or_default()
+    }
+
     /// Sets the policy names used as labels.
     pub fn set_policy_names(&self, names: &[String]) {
         if let Ok(mut n) = self.policy_names.lock() {
@@ -256,6 +278,43 @@ impl GatewayStats {
             "",
             self.pending_export_spans.get(),
         );
+        let exporters = self.exporters();
+        let series: [ExporterSeries; 4] = [
+            (
+                "tailgate_gateway_exporter_sent_spans_total",
+                "counter",
+                "Spans each exporter's backend took.",
+                |e| e.sent_spans.get(),
+            ),
+            (
+                "tailgate_gateway_exporter_failed_spans_total",
+                "counter",
+                "Spans each exporter's backend refused or did not take within the retry bound.",
+                |e| e.failed_spans.get(),
+            ),
+            (
+                "tailgate_gateway_exporter_queue_bytes",
+                "gauge",
+                "Span bytes queued for or being sent by each exporter.",
+                |e| e.queue_bytes.get(),
+            ),
+            (
+                "tailgate_gateway_exporter_queue_capacity_bytes",
+                "gauge",
+                "Each exporter's queue capacity; shards wait when it is full.",
+                |e| e.queue_capacity_bytes,
+            ),
+        ];
+        for (name, kind, help, value) in series {
+            for (i, e) in exporters.iter().enumerate() {
+                let labels = format!("exporter=\"{}\"", e.name.replace('"', "\\\""));
+                if i == 0 {
+                    p.metric(name, kind, help, &labels, value(e));
+                } else {
+                    p.sample(name, &labels, value(e));
+                }
+            }
+        }
         p.finish()
     }
 }

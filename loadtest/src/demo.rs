@@ -97,11 +97,11 @@ pub async fn run_demo(cfg: DemoConfig) -> anyhow::Result<Report> {
         export
             .headers
             .insert(SENDER_HEADER.into(), bound.to_string());
-        export.batch_timeout = Duration::from_millis(100);
+        export.batch.timeout = Duration::from_millis(100);
         let config = GatewayConfig {
             receive,
             buffer: BufferConfig::default(),
-            export: ExportConfig { otlp_grpc: export },
+            export: ExportConfig::otlp_grpc(export),
             admin: None,
         };
         let gateway = Gateway::start(&config, PolicyPlan::compile(&policy_file))?;

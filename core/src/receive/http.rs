@@ -1,5 +1,5 @@
 //! OTLP/HTTP receiver: `POST /v1/traces` with `application/x-protobuf` or
-//! `application/json` bodies, optionally gzip-encoded, with or without `Content-Length`
+//! `application/json` bodies, optionally gzip- or zstd-encoded, with or without `Content-Length`
 //! (chunked). JSON is converted to protobuf once, here at the edge; the [`SpanSink`] only
 //! ever sees protobuf. Replies use the request's content type, as OTLP/HTTP specifies.
 
@@ -70,14 +70,17 @@ async fn receive<S: SpanSink>(
     limits: super::Limits,
 ) -> Result<Accepted, Refusal> {
     let max = limits.max_request_bytes;
-    let gzip = match req.headers().get(header::CONTENT_ENCODING) {
-        None => false,
+    // None, gzip or zstd: what the OpenTelemetry SDKs and the Collector's otlphttp
+    // exporter send.
+    let encoding = match req.headers().get(header::CONTENT_ENCODING) {
+        None => None,
         Some(v) => match v.to_str().map(str::trim) {
-            Ok("gzip") => true,
-            Ok("identity") | Ok("") => false,
+            Ok("gzip") => Some("gzip"),
+            Ok("zstd") => Some("zstd"),
+            Ok("identity") | Ok("") => None,
             _ => {
                 return Err(Refusal::Invalid(format!(
-                    "unsupported Content-Encoding {v:?}; use gzip or none"
+                    "unsupported Content-Encoding {v:?}; use gzip, zstd or none"
                 )))
             }
         },
@@ -99,7 +102,11 @@ async fn receive<S: SpanSink>(
             }
         })?
         .to_bytes();
-    let body = if gzip { gunzip(&body, max)? } else { body };
+    let body = match encoding {
+        Some("gzip") => gunzip(&body, max)?,
+        Some(_) => unzstd(&body, max)?,
+        None => body,
+    };
     let body = match format {
         Format::Protobuf => body,
         Format::Json => json_to_protobuf(&body)?,
@@ -110,11 +117,27 @@ async fn receive<S: SpanSink>(
 /// Decompresses at most `max` bytes; a larger output is refused, so a small compressed body
 /// cannot make the receiver allocate without bound.
 pub fn gunzip(body: &[u8], max: usize) -> Result<Bytes, Refusal> {
-    let mut out = Vec::with_capacity((body.len() * 4).min(max));
-    let mut decoder = flate2::read::GzDecoder::new(body).take(max as u64 + 1);
+    bounded_read(flate2::read::GzDecoder::new(body), body.len(), max, "gzip")
+}
+
+/// [`gunzip`] for zstd.
+pub fn unzstd(body: &[u8], max: usize) -> Result<Bytes, Refusal> {
+    let decoder = zstd::stream::read::Decoder::new(body)
+        .map_err(|e| Refusal::Invalid(format!("zstd body is corrupt: {e}")))?;
+    bounded_read(decoder, body.len(), max, "zstd")
+}
+
+fn bounded_read(
+    decoder: impl Read,
+    compressed: usize,
+    max: usize,
+    what: &str,
+) -> Result<Bytes, Refusal> {
+    let mut out = Vec::with_capacity((compressed * 4).min(max));
     decoder
+        .take(max as u64 + 1)
         .read_to_end(&mut out)
-        .map_err(|e| Refusal::Invalid(format!("gzip body is corrupt: {e}")))?;
+        .map_err(|e| Refusal::Invalid(format!("{what} body is corrupt: {e}")))?;
     if out.len() > max {
         return Err(Refusal::TooLarge(format!(
             "decompressed request body exceeds the limit of {max} bytes"
@@ -129,6 +152,15 @@ pub fn json_to_protobuf(body: &[u8]) -> Result<Bytes, Refusal> {
     let request: ExportTraceServiceRequest = serde_json::from_slice(body)
         .map_err(|e| Refusal::Invalid(format!("invalid OTLP/JSON trace request: {e}")))?;
     Ok(Bytes::from(request.encode_to_vec()))
+}
+
+/// Converts a protobuf `ExportTraceServiceRequest` to OTLP/JSON, on one line (what the
+/// gateway's `debug` exporter writes and `tailgate-gateway explain` reads).
+pub fn protobuf_to_json(body: &[u8]) -> Result<String, String> {
+    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+    let request = ExportTraceServiceRequest::decode(body)
+        .map_err(|e| format!("invalid OTLP protobuf trace request: {e}"))?;
+    serde_json::to_string(&request).map_err(|e| format!("cannot write OTLP/JSON: {e}"))
 }
 
 fn content_type<B>(req: &Request<B>) -> Result<Format, Box<Response<Full<Bytes>>>> {
@@ -224,6 +256,16 @@ mod tests {
     use super::*;
 
     #[test]
+    fn json_and_protobuf_round_trip() {
+        let json = r#"{"resourceSpans":[{"resource":{"attributes":[{"key":"service.name","value":{"stringValue":"a"}}]},"scopeSpans":[{"spans":[{"traceId":"0102030405060708090a0b0c0d0e0f10","spanId":"0102030405060708","name":"x","startTimeUnixNano":"5","endTimeUnixNano":"7"}]}]}]}"#;
+        let proto = json_to_protobuf(json.as_bytes()).unwrap();
+        let back = protobuf_to_json(&proto).unwrap();
+        assert!(!back.contains('\n'));
+        assert_eq!(json_to_protobuf(back.as_bytes()).unwrap(), proto);
+        assert!(protobuf_to_json(b"\xff\xff").is_err());
+    }
+
+    #[test]
     fn gzip_bomb_is_refused_as_too_large() {
         use std::io::Write;
         let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
@@ -233,6 +275,16 @@ mod tests {
         let err = gunzip(&small, 64 << 10).unwrap_err();
         assert!(matches!(err, Refusal::TooLarge(_)), "{err:?}");
         assert_eq!(gunzip(&small, 1 << 20).unwrap().len(), 1 << 20);
+        let small = zstd::bulk::compress(&vec![0u8; 1 << 20], 3).unwrap();
+        assert!(matches!(
+            unzstd(&small, 64 << 10),
+            Err(Refusal::TooLarge(_))
+        ));
+        assert_eq!(unzstd(&small, 1 << 20).unwrap().len(), 1 << 20);
+        assert!(matches!(
+            unzstd(b"not zstd", 1 << 20),
+            Err(Refusal::Invalid(_))
+        ));
     }
 
     #[test]

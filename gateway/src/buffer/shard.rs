@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 use super::trace::{BufferedSpan, TraceSummary, TraceView};
 use super::{IncomingSpan, ShardMsg};
 use crate::decide::{Cached, DecisionCache};
-use crate::export::ExportBatch;
+use crate::export::{ExportHandle, Ticket};
 use crate::metrics::GatewayStats;
 use crate::timer::DeadlineQueue;
 
@@ -84,7 +84,7 @@ pub struct Shard {
     max_spans_per_trace: u32,
     /// Span bytes this shard buffers.
     bytes: u64,
-    export: mpsc::Sender<ExportBatch>,
+    export: Vec<ExportHandle>,
     stats: Arc<GatewayStats>,
     /// Verdicts counted since the last flush, and the plan they belong to.
     verdicts: (
@@ -101,7 +101,7 @@ impl Shard {
         rx: mpsc::Receiver<ShardMsg>,
         plan: crate::reload::SharedPlan,
         limits: ShardLimits,
-        export: mpsc::Sender<ExportBatch>,
+        export: Vec<ExportHandle>,
         stats: Arc<GatewayStats>,
     ) -> Self {
         let ShardLimits {
@@ -330,22 +330,31 @@ impl Shard {
         }
     }
 
-    /// Hands buffered spans to the exporter; waits while its queue is full, so backpressure
-    /// reaches the receivers instead of data being dropped. The spans move from "live" to
-    /// "pending export", added there before they leave "live" so that a reader of live then
-    /// pending never sees them in neither.
+    /// Hands kept spans to every exporter; waits while an exporter's queue is full, so
+    /// backpressure reaches the receivers instead of data being dropped. The spans move
+    /// from "live" to "pending export", added there before they leave "live" so that a
+    /// reader of live then pending never sees them in neither.
     async fn send(&mut self, spans: Vec<BufferedSpan>) {
         let n = spans.len() as u64;
         let bytes: u64 = spans.iter().map(|s| s.encoded_len() as u64).sum();
         self.stats.pending_export_spans.add(n);
         self.stats.pending_export_bytes.add(bytes);
         self.stats.live_spans.sub(n);
-        if self.export.send(ExportBatch { spans }).await.is_err() {
-            // Only when the exporter has stopped: count, never lose silently.
-            self.stats.pending_export_spans.sub(n);
-            self.stats.pending_export_bytes.sub(bytes);
-            self.stats.export_failed_spans.add(n);
-            tracing::error!(spans = n, "Exporter stopped; spans counted as failed.");
+        let ticket = Ticket::new(n, bytes, self.export.len());
+        let last = self.export.len().saturating_sub(1);
+        let mut spans = Some(spans);
+        for (i, exporter) in self.export.iter().enumerate() {
+            // Every exporter gets the same span handles; the last one takes the Vec.
+            let batch = if i == last {
+                spans.take().unwrap_or_default()
+            } else {
+                spans.clone().unwrap_or_default()
+            };
+            if exporter.send(batch, bytes, ticket.clone()).await.is_err() {
+                // Only when the exporter has stopped: count, never lose silently.
+                tracing::error!(spans = n, "Exporter stopped; spans counted as failed.");
+                ticket.settle(n, &self.stats);
+            }
         }
     }
 }

@@ -1,130 +1,518 @@
-//! Exporting kept traces to the backend. Shards send [`ExportBatch`]es over a bounded
-//! channel; the exporter task gathers them into requests bounded by spans, bytes and time,
-//! re-frames their bytes into one `ExportTraceServiceRequest` and sends it with the
-//! retrying OTLP/gRPC client. While it retries, its queue fills and the shards wait, which
-//! in turn makes the receivers refuse new data: backpressure instead of loss. Spans that
-//! cannot be delivered within the retry bound are counted as failed.
+//! Exporting kept traces: one task per configured exporter (fan-out), each with its own
+//! bounded queue in bytes, batching by spans, bytes and time, and its own sink (OTLP/gRPC,
+//! OTLP/HTTP protobuf, or the `debug` JSON-lines writer).
+//!
+//! Shards hand every exporter the same kept spans (`Bytes` handles, not copies). Before
+//! handing a trace over, a shard takes its size from the exporter's queue budget, and
+//! waits while the budget is spent: a stalled backend makes decided traces wait instead of
+//! being dropped, the shards stop taking spans, and the receivers refuse new data with a
+//! retry hint. The budget comes back when the exporter has delivered or given up on the
+//! spans. Spans a backend does not take within the retry bound count as failed.
+//!
+//! Accounting: each exporter counts what it delivered and failed. A kept span leaves the
+//! gateway's "pending export" when every exporter has settled it; it counts as exported
+//! when every exporter delivered it, as failed when any exporter failed it (a ticket per
+//! trace carries that across the exporters).
 
+pub mod debug;
 pub mod otlp_grpc;
+pub mod otlp_http;
 
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
+use serde::Deserialize;
 use tailgate_core::forward::GrpcClient;
+use tailgate_core::telemetry::{Counter, Gauge};
 use tailgate_core::wire::Reframer;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
+use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use crate::buffer::BufferedSpan;
 use crate::metrics::GatewayStats;
 
+pub use debug::DebugConfig;
 pub use otlp_grpc::OtlpGrpcConfig;
+pub use otlp_http::OtlpHttpConfig;
 
-/// Spans of kept traces, on their way to the exporter.
+/// `export`: named exporters, as in a Collector config: the key is the type, optionally
+/// followed by `/name` (`otlp_grpc`, `otlp_http/archive`, `debug`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExportConfig {
+    /// The exporters, by key.
+    pub exporters: Vec<(String, ExporterConfig)>,
+}
+
+/// One exporter's settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ExporterConfig {
+    /// `otlp_grpc`
+    OtlpGrpc(OtlpGrpcConfig),
+    /// `otlp_http`
+    OtlpHttp(OtlpHttpConfig),
+    /// `debug`
+    Debug(DebugConfig),
+}
+
+/// `batch:` of an exporter: how kept spans are gathered into requests.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct BatchConfig {
+    /// Most spans in one request. Default 4096.
+    #[serde(default = "default_max_batch_spans")]
+    pub max_spans: usize,
+    /// Most span bytes in one request; keep it under the backend's message limit (4 MiB
+    /// for a default Collector). Default 3 MiB.
+    #[serde(default = "default_max_batch_bytes")]
+    pub max_bytes: usize,
+    /// Longest a kept trace waits for its batch to fill. Default 200ms.
+    #[serde(default = "default_batch_timeout", with = "humantime_serde")]
+    pub timeout: Duration,
+}
+
+/// Default of every exporter's `queue_bytes`: span bytes queued for (or being sent by) one
+/// exporter before the shards wait.
+pub fn default_queue_bytes() -> u64 {
+    64 << 20
+}
+
+fn default_max_batch_spans() -> usize {
+    4096
+}
+fn default_max_batch_bytes() -> usize {
+    3 << 20
+}
+fn default_batch_timeout() -> Duration {
+    Duration::from_millis(200)
+}
+impl Default for BatchConfig {
+    fn default() -> Self {
+        BatchConfig {
+            max_spans: default_max_batch_spans(),
+            max_bytes: default_max_batch_bytes(),
+            timeout: default_batch_timeout(),
+        }
+    }
+}
+
+impl BatchConfig {
+    fn validate(&self, queue_bytes: u64) -> Result<(), String> {
+        if self.max_spans == 0 || self.max_bytes == 0 {
+            return Err("batch.max_spans and batch.max_bytes must be greater than 0".into());
+        }
+        if queue_bytes == 0 {
+            return Err("queue_bytes must be greater than 0".into());
+        }
+        Ok(())
+    }
+}
+
+impl<'de> Deserialize<'de> for ExportConfig {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        let raw = BTreeMap::<String, serde_yaml_ng::Value>::deserialize(d)?;
+        let mut exporters = Vec::with_capacity(raw.len());
+        for (key, value) in raw {
+            let kind = key.split('/').next().unwrap_or_default();
+            // `debug:` with nothing after it is an exporter with defaults.
+            let value = match value {
+                serde_yaml_ng::Value::Null => serde_yaml_ng::Value::Mapping(Default::default()),
+                v => v,
+            };
+            let parsed = match kind {
+                "otlp_grpc" => serde_yaml_ng::from_value(value).map(ExporterConfig::OtlpGrpc),
+                "otlp_http" => serde_yaml_ng::from_value(value).map(ExporterConfig::OtlpHttp),
+                "debug" => serde_yaml_ng::from_value(value).map(ExporterConfig::Debug),
+                other => {
+                    return Err(D::Error::custom(format!(
+                        "export.{key}: unknown exporter type {other:?}; use otlp_grpc, otlp_http or debug (optionally with /name)"
+                    )))
+                }
+            };
+            let parsed = parsed.map_err(|e| D::Error::custom(format!("export.{key}: {e}")))?;
+            exporters.push((key, parsed));
+        }
+        Ok(ExportConfig { exporters })
+    }
+}
+
+impl ExportConfig {
+    /// One OTLP/gRPC exporter.
+    pub fn otlp_grpc(config: OtlpGrpcConfig) -> Self {
+        ExportConfig {
+            exporters: vec![("otlp_grpc".into(), ExporterConfig::OtlpGrpc(config))],
+        }
+    }
+
+    /// Checks every exporter; the error names its key.
+    pub fn validate(&self) -> Result<(), (String, String)> {
+        if self.exporters.is_empty() {
+            return Err((
+                "export".into(),
+                "configure at least one exporter (otlp_grpc, otlp_http or debug)".into(),
+            ));
+        }
+        for (key, e) in &self.exporters {
+            let (batch, queue) = e.batching();
+            let checked = match e {
+                ExporterConfig::OtlpGrpc(c) => c.validate(),
+                ExporterConfig::OtlpHttp(c) => c.validate(),
+                ExporterConfig::Debug(_) => Ok(()),
+            }
+            .and(batch.validate(queue));
+            checked.map_err(|m| (format!("export.{key}"), m))?;
+        }
+        Ok(())
+    }
+}
+
+impl ExporterConfig {
+    /// Its batching and its queue budget in bytes.
+    fn batching(&self) -> (BatchConfig, u64) {
+        match self {
+            ExporterConfig::OtlpGrpc(c) => (c.batch, c.queue_bytes),
+            ExporterConfig::OtlpHttp(c) => (c.batch, c.queue_bytes),
+            ExporterConfig::Debug(c) => (c.batch, c.queue_bytes),
+        }
+    }
+}
+
+/// Why an exporter could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum ExportError {
+    /// The gRPC client could not be built.
+    #[error("{exporter}: {source}")]
+    Grpc {
+        /// Exporter key.
+        exporter: String,
+        /// Cause.
+        source: tailgate_core::forward::ForwardError,
+    },
+    /// The HTTP client could not be built.
+    #[error("{exporter}: {message}")]
+    Http {
+        /// Exporter key.
+        exporter: String,
+        /// Cause.
+        message: String,
+    },
+    /// The debug output could not be opened.
+    #[error("{exporter}: opening {path}: {source}")]
+    Debug {
+        /// Exporter key.
+        exporter: String,
+        /// The file.
+        path: String,
+        /// Cause.
+        source: std::io::Error,
+    },
+}
+
+/// One exporter's counters.
+#[derive(Debug)]
+pub struct ExporterStats {
+    /// The exporter's key (`otlp_grpc`, `otlp_http/archive`, …).
+    pub name: String,
+    /// Spans the backend took.
+    pub sent_spans: Counter,
+    /// Spans the backend refused or did not take within the retry bound.
+    pub failed_spans: Counter,
+    /// Span bytes queued or in flight.
+    pub queue_bytes: Gauge,
+    /// The queue's capacity in bytes.
+    pub queue_capacity_bytes: u64,
+}
+
+/// What a kept trace's spans owe the gateway's accounting, shared by the exporters.
+#[derive(Debug)]
+pub struct Ticket {
+    spans: u64,
+    bytes: u64,
+    exporters: usize,
+    settled: AtomicUsize,
+    failed: AtomicU64,
+}
+
+impl Ticket {
+    /// A ticket for `spans` spans of `bytes` bytes, sent to `exporters` exporters.
+    pub fn new(spans: u64, bytes: u64, exporters: usize) -> Arc<Self> {
+        Arc::new(Ticket {
+            spans,
+            bytes,
+            exporters,
+            settled: AtomicUsize::new(0),
+            failed: AtomicU64::new(0),
+        })
+    }
+
+    /// One exporter is done with these spans, `failed` of them failed. The last exporter
+    /// moves them out of "pending export" into exported or failed.
+    pub fn settle(&self, failed: u64, stats: &GatewayStats) {
+        self.failed
+            .fetch_max(failed.min(self.spans), Ordering::Relaxed);
+        if self.settled.fetch_add(1, Ordering::AcqRel) + 1 == self.exporters {
+            let failed = self.failed.load(Ordering::Relaxed);
+            stats.exported_spans.add(self.spans - failed);
+            stats.export_failed_spans.add(failed);
+            stats.pending_export_spans.sub(self.spans);
+            stats.pending_export_bytes.sub(self.bytes);
+        }
+    }
+}
+
+/// Spans of one kept trace, on their way to one exporter.
 #[derive(Debug)]
 pub struct ExportBatch {
     /// The spans.
     pub spans: Vec<BufferedSpan>,
+    /// The trace's ticket.
+    pub ticket: Arc<Ticket>,
+    /// Its share of the exporter's queue budget, returned when the batch is settled.
+    pub permit: Option<OwnedSemaphorePermit>,
 }
 
-/// The exporter task's state.
+/// A shard's handle to one exporter.
+#[derive(Debug, Clone)]
+pub struct ExportHandle {
+    tx: mpsc::Sender<ExportBatch>,
+    budget: Arc<Semaphore>,
+    capacity: u32,
+    stats: Arc<ExporterStats>,
+}
+
+impl ExportHandle {
+    /// Hands `spans` to this exporter, waiting for room in its queue budget. Returns the
+    /// spans back when the exporter has stopped.
+    pub async fn send(
+        &self,
+        spans: Vec<BufferedSpan>,
+        bytes: u64,
+        ticket: Arc<Ticket>,
+    ) -> Result<(), ()> {
+        // A trace larger than the whole budget takes all of it, and goes alone.
+        let want = u32::try_from(bytes)
+            .unwrap_or(u32::MAX)
+            .clamp(1, self.capacity);
+        let permit = self.budget.clone().acquire_many_owned(want).await.ok();
+        self.stats.queue_bytes.add(u64::from(want));
+        self.tx
+            .send(ExportBatch {
+                spans,
+                ticket,
+                permit,
+            })
+            .await
+            .map_err(|_| {
+                self.stats.queue_bytes.sub(u64::from(want));
+            })
+    }
+}
+
+/// Where an exporter's requests go.
+enum Sink {
+    Grpc(GrpcClient),
+    Http(otlp_http::HttpClient),
+    Debug(debug::DebugWriter),
+}
+
+impl Sink {
+    /// Sends one encoded request of `n` spans; returns how many the backend took.
+    async fn send(&mut self, body: Bytes, n: u64, exporter: &str) -> u64 {
+        let result = match self {
+            Sink::Grpc(c) => c
+                .send(body)
+                .await
+                .map(|d| (d.rejected_spans, d.message))
+                .map_err(|e| e.to_string()),
+            Sink::Http(c) => c.send(body).await.map(|d| (d.rejected_spans, d.message)),
+            Sink::Debug(w) => w.write(&body).await.map(|()| (0, String::new())),
+        };
+        match result {
+            Ok((rejected, message)) => {
+                let rejected = rejected.min(n);
+                if rejected > 0 {
+                    tracing::warn!(exporter, rejected, %message, "Backend rejected part of an export.");
+                }
+                n - rejected
+            }
+            Err(error) => {
+                tracing::warn!(exporter, %error, spans = n, "Export failed; spans counted as failed.");
+                0
+            }
+        }
+    }
+}
+
+/// One exporter's task.
 pub struct Exporter {
     rx: mpsc::Receiver<ExportBatch>,
-    client: GrpcClient,
-    max_spans: usize,
-    max_bytes: usize,
-    batch_timeout: Duration,
+    sink: Sink,
+    batch: BatchConfig,
     stats: Arc<GatewayStats>,
+    own: Arc<ExporterStats>,
+}
+
+/// Starts one task per configured exporter. Must be called inside a Tokio runtime.
+pub fn start(
+    config: &ExportConfig,
+    stats: &Arc<GatewayStats>,
+) -> Result<(Vec<ExportHandle>, Vec<JoinHandle<()>>), ExportError> {
+    let mut handles = Vec::with_capacity(config.exporters.len());
+    let mut tasks = Vec::with_capacity(config.exporters.len());
+    for (key, cfg) in &config.exporters {
+        let sink = match cfg {
+            ExporterConfig::OtlpGrpc(c) => {
+                Sink::Grpc(c.client().map_err(|source| ExportError::Grpc {
+                    exporter: key.clone(),
+                    source,
+                })?)
+            }
+            ExporterConfig::OtlpHttp(c) => {
+                Sink::Http(c.client().map_err(|message| ExportError::Http {
+                    exporter: key.clone(),
+                    message,
+                })?)
+            }
+            ExporterConfig::Debug(c) => {
+                Sink::Debug(c.writer().map_err(|source| ExportError::Debug {
+                    exporter: key.clone(),
+                    path: c.path.clone().unwrap_or_else(|| "stdout".into()),
+                    source,
+                })?)
+            }
+        };
+        let (batch, queue_bytes) = cfg.batching();
+        let capacity = u32::try_from(queue_bytes).unwrap_or(u32::MAX);
+        let own = Arc::new(ExporterStats {
+            name: key.clone(),
+            sent_spans: Counter::default(),
+            failed_spans: Counter::default(),
+            queue_bytes: Gauge::default(),
+            queue_capacity_bytes: u64::from(capacity),
+        });
+        // The byte budget bounds the queue; the channel only needs room for many traces.
+        let (tx, rx) = mpsc::channel(16_384);
+        handles.push(ExportHandle {
+            tx,
+            budget: Arc::new(Semaphore::new(capacity as usize)),
+            capacity,
+            stats: own.clone(),
+        });
+        let exporter = Exporter {
+            rx,
+            sink,
+            batch,
+            stats: stats.clone(),
+            own,
+        };
+        tasks.push(tokio::spawn(exporter.run()));
+    }
+    stats.set_exporters(handles.iter().map(|h| h.stats.clone()).collect());
+    Ok((handles, tasks))
+}
+
+/// Spans gathered for one flush, with the tickets and budget they hold.
+#[derive(Default)]
+struct Gathered {
+    spans: Vec<BufferedSpan>,
+    /// Tickets in span order, with how many of their spans are still unsettled here and
+    /// how many of those failed.
+    tickets: VecDeque<(Arc<Ticket>, u64, u64)>,
+    permits: Vec<OwnedSemaphorePermit>,
+    bytes: usize,
+}
+
+impl Gathered {
+    fn add(&mut self, b: ExportBatch) {
+        self.bytes += b.spans.iter().map(BufferedSpan::encoded_len).sum::<usize>();
+        self.tickets.push_back((b.ticket, b.spans.len() as u64, 0));
+        self.permits.extend(b.permit);
+        self.spans.extend(b.spans);
+    }
 }
 
 // === impl Exporter ===
 
 impl Exporter {
-    /// An exporter reading `rx` and sending with `client`.
-    pub fn new(
-        rx: mpsc::Receiver<ExportBatch>,
-        client: GrpcClient,
-        config: &OtlpGrpcConfig,
-        stats: Arc<GatewayStats>,
-    ) -> Self {
-        Exporter {
-            rx,
-            client,
-            max_spans: config.max_batch_spans.max(1),
-            max_bytes: config.max_batch_bytes.max(1),
-            batch_timeout: config.batch_timeout,
-            stats,
-        }
-    }
-
     /// Runs until every sender is gone and everything queued is sent.
     pub async fn run(mut self) {
-        let mut batch: Vec<BufferedSpan> = Vec::new();
         let mut reframer = Reframer::default();
         let mut open = true;
         while open {
             let Some(first) = self.rx.recv().await else {
                 break;
             };
-            let mut bytes: usize = first.spans.iter().map(BufferedSpan::encoded_len).sum();
-            batch.extend(first.spans);
-            let deadline = Instant::now() + self.batch_timeout;
-            while batch.len() < self.max_spans && bytes < self.max_bytes {
+            let mut g = Gathered::default();
+            g.add(first);
+            let deadline = Instant::now() + self.batch.timeout;
+            while g.spans.len() < self.batch.max_spans && g.bytes < self.batch.max_bytes {
                 tokio::select! {
                     item = self.rx.recv() => match item {
-                        Some(b) => {
-                            bytes += b.spans.iter().map(BufferedSpan::encoded_len).sum::<usize>();
-                            batch.extend(b.spans);
-                        }
+                        Some(b) => g.add(b),
                         None => { open = false; break; }
                     },
                     () = tokio::time::sleep_until(deadline) => break,
                 }
             }
-            self.flush(&mut batch, &mut reframer).await;
+            self.flush(&mut g, &mut reframer).await;
         }
-        self.flush(&mut batch, &mut reframer).await;
     }
 
-    async fn flush(&self, batch: &mut Vec<BufferedSpan>, reframer: &mut Reframer) {
-        if batch.is_empty() {
-            return;
-        }
+    async fn flush(&mut self, g: &mut Gathered, reframer: &mut Reframer) {
         // Requests stay under the size limit even when one trace filled the batch.
         let mut start = 0;
-        while start < batch.len() {
+        while start < g.spans.len() {
             let mut end = start;
             let mut bytes = 0;
-            while end < batch.len()
-                && (end == start || (end - start < self.max_spans && bytes < self.max_bytes))
+            while end < g.spans.len()
+                && (end == start
+                    || (end - start < self.batch.max_spans && bytes < self.batch.max_bytes))
             {
-                bytes += batch[end].encoded_len();
+                bytes += g.spans[end].encoded_len();
                 end += 1;
             }
-            let chunk = &batch[start..end];
+            let chunk = &g.spans[start..end];
             let parts: Vec<_> = chunk.iter().map(BufferedSpan::parts).collect();
             let mut out = BytesMut::new();
             reframer.encode(&parts, &mut out);
             let n = chunk.len() as u64;
-            match self.client.send(out.freeze()).await {
-                Ok(d) => {
-                    let rejected = d.rejected_spans.min(n);
-                    self.stats.exported_spans.add(n - rejected);
-                    if rejected > 0 {
-                        tracing::warn!(rejected, message = %d.message, "Backend rejected part of an export.");
-                        self.stats.export_failed_spans.add(rejected);
-                    }
-                }
-                Err(error) => {
-                    tracing::warn!(%error, spans = n, "Export failed; spans counted as failed.");
-                    self.stats.export_failed_spans.add(n);
-                }
-            }
-            self.stats.pending_export_spans.sub(n);
-            self.stats.pending_export_bytes.sub(bytes as u64);
+            let sent = self.sink.send(out.freeze(), n, &self.own.name).await;
+            self.own.sent_spans.add(sent);
+            self.own.failed_spans.add(n - sent);
+            self.settle(g, n, n - sent);
             start = end;
         }
-        batch.clear();
+        let returned: u64 = g.permits.iter().map(|p| p.num_permits() as u64).sum();
+        g.permits.clear();
+        self.own.queue_bytes.sub(returned);
+        g.spans.clear();
+        g.bytes = 0;
+    }
+
+    /// Settles `n` spans from the front of the tickets, `failed` of them failed.
+    fn settle(&self, g: &mut Gathered, mut n: u64, mut failed: u64) {
+        while n > 0 {
+            let Some(front) = g.tickets.front_mut() else {
+                break;
+            };
+            let take = front.1.min(n);
+            let f = failed.min(take);
+            front.1 -= take;
+            front.2 += f;
+            n -= take;
+            failed -= f;
+            if front.1 == 0 {
+                if let Some((ticket, _, failed)) = g.tickets.pop_front() {
+                    ticket.settle(failed, &self.stats);
+                }
+            }
+        }
     }
 }
+
+#[cfg(test)]
+mod tests;

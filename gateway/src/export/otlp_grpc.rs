@@ -1,12 +1,12 @@
-//! The OTLP/gRPC exporter's configuration (`export.otlp_grpc` in the gateway config).
+//! The OTLP/gRPC exporter's configuration (`export.otlp_grpc[/name]` in the gateway config).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde::Deserialize;
-use tailgate_core::forward::{ForwardError, GrpcClient, RetryConfig};
+use tailgate_core::forward::{Compression, ForwardError, GrpcClient, RetryConfig};
 
-/// `export.otlp_grpc`.
+/// `export.otlp_grpc[/name]`.
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct OtlpGrpcConfig {
@@ -21,35 +21,19 @@ pub struct OtlpGrpcConfig {
     /// Retries. Past `max_elapsed_time` the spans count as failed. Default 30s.
     #[serde(default)]
     pub retry: RetryConfig,
-    /// Most spans in one request. Default 4096.
-    #[serde(default = "default_max_batch_spans")]
-    pub max_batch_spans: usize,
-    /// Most span bytes in one request; keep it under the backend's message limit (4 MiB for
-    /// a default Collector). Default 3 MiB.
-    #[serde(default = "default_max_batch_bytes")]
-    pub max_batch_bytes: usize,
-    /// Longest a kept trace waits for its batch to fill. Default 200ms.
-    #[serde(default = "default_batch_timeout", with = "humantime_serde")]
-    pub batch_timeout: Duration,
-    /// Kept traces queued for this exporter before shards wait. Default 4096.
-    #[serde(default = "default_queue_traces")]
-    pub queue_traces: usize,
+    /// Request compression: `none`, `gzip` or `zstd`. Default none.
+    #[serde(default)]
+    pub compression: Compression,
+    /// How kept spans are gathered into requests.
+    #[serde(default)]
+    pub batch: super::BatchConfig,
+    /// Span bytes queued for this exporter before the shards wait. Default 64 MiB.
+    #[serde(default = "super::default_queue_bytes")]
+    pub queue_bytes: u64,
 }
 
-fn default_timeout() -> Duration {
+pub(crate) fn default_timeout() -> Duration {
     Duration::from_secs(10)
-}
-fn default_max_batch_spans() -> usize {
-    4096
-}
-fn default_max_batch_bytes() -> usize {
-    3 << 20
-}
-fn default_batch_timeout() -> Duration {
-    Duration::from_millis(200)
-}
-fn default_queue_traces() -> usize {
-    4096
 }
 
 impl OtlpGrpcConfig {
@@ -60,10 +44,9 @@ impl OtlpGrpcConfig {
             headers: BTreeMap::new(),
             timeout: default_timeout(),
             retry: RetryConfig::default(),
-            max_batch_spans: default_max_batch_spans(),
-            max_batch_bytes: default_max_batch_bytes(),
-            batch_timeout: default_batch_timeout(),
-            queue_traces: default_queue_traces(),
+            compression: Compression::None,
+            batch: super::BatchConfig::default(),
+            queue_bytes: super::default_queue_bytes(),
         }
     }
 
@@ -101,6 +84,12 @@ impl OtlpGrpcConfig {
             .iter()
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
-        GrpcClient::new(&self.endpoint, &headers, self.timeout, self.retry.clone())
+        GrpcClient::with_compression(
+            &self.endpoint,
+            &headers,
+            self.timeout,
+            self.retry.clone(),
+            self.compression,
+        )
     }
 }

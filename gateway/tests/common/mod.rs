@@ -77,9 +77,7 @@ pub(crate) async fn spawn_gateway_with(
     let config = GatewayConfig {
         receive,
         buffer,
-        export: ExportConfig {
-            otlp_grpc: OtlpGrpcConfig::new(format!("http://{backend_addr}")),
-        },
+        export: ExportConfig::otlp_grpc(OtlpGrpcConfig::new(format!("http://{backend_addr}"))),
         admin: None,
     };
     let gateway = Gateway::start(&config, plan).unwrap();

@@ -1,0 +1,67 @@
+//! The `debug` exporter (`export.debug[/name]`): writes each request it would send as one
+//! line of OTLP JSON, to stdout or appended to a file. The lines are what
+//! `tailgate-gateway explain --traces` reads, so a day of kept traces can be replayed
+//! against a changed policy file.
+
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+
+use serde::Deserialize;
+
+/// `export.debug[/name]`.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq, Default)]
+#[serde(deny_unknown_fields)]
+pub struct DebugConfig {
+    /// File to append to; stdout when absent.
+    #[serde(default)]
+    pub path: Option<String>,
+    /// How kept spans are gathered into lines.
+    #[serde(default)]
+    pub batch: super::BatchConfig,
+    /// Span bytes queued for this exporter before the shards wait. Default 64 MiB.
+    #[serde(default = "super::default_queue_bytes")]
+    pub queue_bytes: u64,
+}
+
+impl DebugConfig {
+    /// Opens the output. Must be called inside a Tokio runtime.
+    pub fn writer(&self) -> std::io::Result<DebugWriter> {
+        let out: Box<dyn Write + Send> = match &self.path {
+            None => Box::new(std::io::stdout()),
+            Some(p) => Box::new(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(p)?,
+            ),
+        };
+        Ok(DebugWriter {
+            out: Arc::new(Mutex::new(out)),
+        })
+    }
+}
+
+/// Where `debug` lines go. Writes happen on Tokio's blocking pool, one at a time (the
+/// exporter task awaits each), so the lock is never contended.
+pub struct DebugWriter {
+    out: Arc<Mutex<Box<dyn Write + Send>>>,
+}
+
+impl DebugWriter {
+    /// Writes one encoded request as a JSON line.
+    pub async fn write(&mut self, body: &[u8]) -> Result<(), String> {
+        let mut line = tailgate_core::receive::http::protobuf_to_json(body)?;
+        line.push('\n');
+        let out = self.out.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut out = out
+                .lock()
+                .map_err(|_| "debug output poisoned".to_string())?;
+            out.write_all(line.as_bytes())
+                .and_then(|()| out.flush())
+                .map_err(|e| e.to_string())
+        })
+        .await
+        .map_err(|e| e.to_string())?
+    }
+}

@@ -1,0 +1,245 @@
+//! The OTLP/HTTP exporter (`export.otlp_http[/name]`): protobuf bodies POSTed to
+//! `{endpoint}/v1/traces` (or to `traces_endpoint` as given), optionally gzip- or
+//! zstd-compressed, retried as the OTLP/HTTP specification says: 429, 502, 503 and 504
+//! (and connection failures) are retried, honouring `Retry-After`; any other status is a
+//! permanent failure. A 200 response may carry a partial success.
+
+use std::collections::BTreeMap;
+use std::io::Write as _;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{header, Request, StatusCode, Uri};
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use serde::Deserialize;
+use tailgate_core::forward::{jitter, parse_response, Compression, Delivered, RetryConfig};
+
+/// `export.otlp_http[/name]`.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct OtlpHttpConfig {
+    /// Base URL, `http://host:4318`; requests go to `{endpoint}/v1/traces`.
+    #[serde(default)]
+    pub endpoint: Option<String>,
+    /// The full URL of the traces endpoint, used as is (instead of `endpoint`).
+    #[serde(default)]
+    pub traces_endpoint: Option<String>,
+    /// HTTP headers sent with every request (auth tokens, tenant ids).
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// Timeout of one attempt. Default 10s.
+    #[serde(
+        default = "super::otlp_grpc::default_timeout",
+        with = "humantime_serde"
+    )]
+    pub timeout: Duration,
+    /// Retries. Past `max_elapsed_time` the spans count as failed. Default 30s.
+    #[serde(default)]
+    pub retry: RetryConfig,
+    /// Body compression: `none`, `gzip` or `zstd`. Default none.
+    #[serde(default)]
+    pub compression: Compression,
+    /// How kept spans are gathered into requests.
+    #[serde(default)]
+    pub batch: super::BatchConfig,
+    /// Span bytes queued for this exporter before the shards wait. Default 64 MiB.
+    #[serde(default = "super::default_queue_bytes")]
+    pub queue_bytes: u64,
+}
+
+impl OtlpHttpConfig {
+    /// The URL requests go to.
+    pub fn url(&self) -> Result<Uri, String> {
+        let url = match (&self.traces_endpoint, &self.endpoint) {
+            (Some(t), _) => t.clone(),
+            (None, Some(e)) => format!("{}/v1/traces", e.trim_end_matches('/')),
+            (None, None) => return Err("set endpoint (or traces_endpoint)".into()),
+        };
+        let uri: Uri = url
+            .parse()
+            .map_err(|e| format!("{url:?} is not a URL: {e}"))?;
+        if uri.scheme_str() != Some("http") || uri.host().is_none() {
+            return Err(format!(
+                "{url:?} must look like http://host:4318 (TLS is not supported yet)"
+            ));
+        }
+        Ok(uri)
+    }
+
+    /// Checks the URL and headers without connecting.
+    pub fn validate(&self) -> Result<(), String> {
+        self.url()?;
+        for (k, v) in &self.headers {
+            if header::HeaderName::from_bytes(k.as_bytes()).is_err()
+                || header::HeaderValue::from_str(v).is_err()
+            {
+                return Err(format!("header {k:?} is not a valid HTTP header"));
+            }
+        }
+        Ok(())
+    }
+
+    /// The client this config describes. Must be called inside a Tokio runtime.
+    pub fn client(&self) -> Result<HttpClient, String> {
+        let mut headers = http::HeaderMap::new();
+        for (k, v) in &self.headers {
+            let name = header::HeaderName::from_bytes(k.as_bytes()).map_err(|e| e.to_string())?;
+            let value = header::HeaderValue::from_str(v).map_err(|e| e.to_string())?;
+            headers.insert(name, value);
+        }
+        Ok(HttpClient {
+            url: self.url()?,
+            headers,
+            timeout: self.timeout,
+            retry: self.retry.clone(),
+            compression: self.compression,
+            client: Client::builder(TokioExecutor::new()).build_http(),
+        })
+    }
+}
+
+/// A client for one OTLP/HTTP traces endpoint.
+#[derive(Debug, Clone)]
+pub struct HttpClient {
+    url: Uri,
+    headers: http::HeaderMap,
+    timeout: Duration,
+    retry: RetryConfig,
+    compression: Compression,
+    client: Client<HttpConnector, Full<Bytes>>,
+}
+
+/// What one attempt came to.
+enum Attempt {
+    Done(Delivered),
+    Retry {
+        error: String,
+        after: Option<Duration>,
+    },
+    Fail(String),
+}
+
+impl HttpClient {
+    /// Sends one encoded `ExportTraceServiceRequest`, retrying within the retry bound.
+    pub async fn send(&self, body: Bytes) -> Result<Delivered, String> {
+        let body = self.compress(body)?;
+        let deadline = tokio::time::Instant::now() + self.retry.max_elapsed_time;
+        let mut backoff = self.retry.initial_interval;
+        let mut attempts = 0u32;
+        loop {
+            attempts += 1;
+            let (error, after) = match self.attempt(body.clone()).await {
+                Attempt::Done(mut d) => {
+                    d.attempts = attempts;
+                    return Ok(d);
+                }
+                Attempt::Fail(e) => return Err(format!("{}: {e}", self.url)),
+                Attempt::Retry { error, after } => (error, after),
+            };
+            let wait = after.unwrap_or_else(|| jitter(backoff));
+            if tokio::time::Instant::now() + wait > deadline {
+                return Err(format!(
+                    "{}: gave up after {attempts} attempts: {error}",
+                    self.url
+                ));
+            }
+            tracing::debug!(url = %self.url, %error, ?wait, "Retrying export.");
+            tokio::time::sleep(wait).await;
+            backoff = (backoff * 2).min(self.retry.max_interval);
+        }
+    }
+
+    fn compress(&self, body: Bytes) -> Result<Bytes, String> {
+        match self.compression {
+            Compression::None => Ok(body),
+            Compression::Gzip => {
+                let mut enc =
+                    flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+                enc.write_all(&body).map_err(|e| e.to_string())?;
+                enc.finish().map(Bytes::from).map_err(|e| e.to_string())
+            }
+            Compression::Zstd => zstd::bulk::compress(&body, 1)
+                .map(Bytes::from)
+                .map_err(|e| e.to_string()),
+        }
+    }
+
+    async fn attempt(&self, body: Bytes) -> Attempt {
+        let mut req = Request::post(self.url.clone())
+            .header(header::CONTENT_TYPE, "application/x-protobuf")
+            .body(Full::new(body))
+            .map_err(|e| e.to_string());
+        if let Ok(r) = &mut req {
+            r.headers_mut().extend(self.headers.clone());
+            let encoding = match self.compression {
+                Compression::None => None,
+                Compression::Gzip => Some("gzip"),
+                Compression::Zstd => Some("zstd"),
+            };
+            if let Some(e) = encoding {
+                r.headers_mut().insert(
+                    header::CONTENT_ENCODING,
+                    header::HeaderValue::from_static(e),
+                );
+            }
+        }
+        let req = match req {
+            Ok(r) => r,
+            Err(e) => return Attempt::Fail(e),
+        };
+        let response = match tokio::time::timeout(self.timeout, self.client.request(req)).await {
+            Err(_) => {
+                return Attempt::Retry {
+                    error: format!("no response within {:?}", self.timeout),
+                    after: None,
+                }
+            }
+            Ok(Err(e)) => {
+                return Attempt::Retry {
+                    error: e.to_string(),
+                    after: None,
+                }
+            }
+            Ok(Ok(r)) => r,
+        };
+        let status = response.status();
+        let after = response
+            .headers()
+            .get(header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(Duration::from_secs);
+        let body = match tokio::time::timeout(self.timeout, response.into_body().collect()).await {
+            Ok(Ok(b)) => b.to_bytes(),
+            Ok(Err(e)) => {
+                return Attempt::Retry {
+                    error: e.to_string(),
+                    after,
+                }
+            }
+            Err(_) => {
+                return Attempt::Retry {
+                    error: "response body timed out".into(),
+                    after,
+                }
+            }
+        };
+        match status {
+            s if s.is_success() => Attempt::Done(parse_response(body)),
+            StatusCode::TOO_MANY_REQUESTS
+            | StatusCode::BAD_GATEWAY
+            | StatusCode::SERVICE_UNAVAILABLE
+            | StatusCode::GATEWAY_TIMEOUT => Attempt::Retry {
+                error: format!("HTTP {status}"),
+                after,
+            },
+            s => Attempt::Fail(format!(
+                "HTTP {s}: {}",
+                String::from_utf8_lossy(&body[..body.len().min(256)])
+            )),
+        }
+    }
+}

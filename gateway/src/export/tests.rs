@@ -1,0 +1,80 @@
+use super::*;
+
+fn span(n: u8) -> BufferedSpan {
+    BufferedSpan {
+        span: Bytes::from(vec![n; 10]),
+        resource: Bytes::new(),
+        scope: Bytes::new(),
+    }
+}
+
+#[test]
+fn a_ticket_settles_when_every_exporter_has_and_counts_any_failure() {
+    let stats = GatewayStats::default();
+    stats.pending_export_spans.add(10);
+    stats.pending_export_bytes.add(100);
+    let t = Ticket::new(10, 100, 3);
+    t.settle(0, &stats);
+    t.settle(4, &stats);
+    assert_eq!(
+        stats.pending_export_spans.get(),
+        10,
+        "one exporter still owes them"
+    );
+    t.settle(2, &stats);
+    assert_eq!(stats.pending_export_spans.get(), 0);
+    assert_eq!(stats.pending_export_bytes.get(), 0);
+    assert_eq!(stats.exported_spans.get(), 6);
+    assert_eq!(stats.export_failed_spans.get(), 4);
+}
+
+#[test]
+fn chunks_settle_tickets_in_order_across_batches() {
+    let stats = Arc::new(GatewayStats::default());
+    stats.pending_export_spans.add(5);
+    let own = Arc::new(ExporterStats {
+        name: "x".into(),
+        sent_spans: Counter::default(),
+        failed_spans: Counter::default(),
+        queue_bytes: Gauge::default(),
+        queue_capacity_bytes: 0,
+    });
+    let (_tx, rx) = mpsc::channel(1);
+    let e = Exporter {
+        rx,
+        sink: Sink::Debug(
+            DebugConfig {
+                path: Some(
+                    std::env::temp_dir()
+                        .join(format!("tailgate-debug-{}", std::process::id()))
+                        .display()
+                        .to_string(),
+                ),
+                ..Default::default()
+            }
+            .writer()
+            .unwrap(),
+        ),
+        batch: BatchConfig::default(),
+        stats: stats.clone(),
+        own,
+    };
+    let (a, b) = (Ticket::new(2, 0, 1), Ticket::new(3, 0, 1));
+    let mut g = Gathered::default();
+    for (t, n) in [(a, 2u8), (b, 3)] {
+        g.add(ExportBatch {
+            spans: (0..n).map(span).collect(),
+            ticket: t,
+            permit: None,
+        });
+    }
+    // A chunk of 3 spans with 1 failure settles the first ticket (its failure) and part of
+    // the second; the rest settles the second.
+    e.settle(&mut g, 3, 1);
+    assert_eq!(stats.export_failed_spans.get(), 1);
+    assert_eq!(stats.exported_spans.get(), 1);
+    assert_eq!(stats.pending_export_spans.get(), 3);
+    e.settle(&mut g, 2, 0);
+    assert_eq!(stats.exported_spans.get(), 4);
+    assert_eq!(stats.pending_export_spans.get(), 0);
+}

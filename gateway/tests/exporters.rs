@@ -1,0 +1,137 @@
+#![allow(clippy::unwrap_used)] // test fixtures: a failed setup should fail loudly
+//! Fan-out: every configured exporter gets every kept span, each with its own queue and
+//! accounting, and one exporter's outage holds kept traces back instead of losing them.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
+use tailgate_core::receive::{Listeners, ReceiveConfig};
+use tailgate_core::test_util::{CaptureBackend, FakeOtlp};
+use tailgate_gateway::config::BufferConfig;
+use tailgate_gateway::{Gateway, GatewayConfig, PolicyFile, PolicyPlan};
+use tokio_util::sync::CancellationToken;
+
+const POLICIES: &str = "decision_wait: 300ms\npolicies:\n  - {name: errors, type: status_code, status_code: {status_codes: [ERROR]}}\n  - {name: half, type: probabilistic, probabilistic: {sampling_percentage: 50}}\n";
+
+/// Scenario: a gateway exports to an OTLP/gRPC backend, an OTLP/HTTP backend (zstd) and a
+/// `debug` file. The HTTP backend is down for the first second of the load and comes back.
+/// Guarantees: both backends and the debug file get exactly the kept spans; per-exporter
+/// counters agree with them; received = exported + dropped, nothing failed; the debug file
+/// replays through `explain` to the same keep count.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_exporter_gets_every_kept_span_through_an_outage() {
+    let stop = CancellationToken::new();
+    let (grpc_addr, grpc_backend) =
+        CaptureBackend::start("127.0.0.1:0".parse().unwrap(), stop.clone())
+            .await
+            .unwrap();
+    let (http_addr, http_backend) =
+        CaptureBackend::start_http("127.0.0.1:0".parse().unwrap(), stop.clone())
+            .await
+            .unwrap();
+    http_backend.set_unavailable(true);
+    let debug_path =
+        std::env::temp_dir().join(format!("tailgate-fanout-{}.jsonl", std::process::id()));
+    std::fs::remove_file(&debug_path).ok();
+    let config_text = format!(
+        "receive: {{grpc: '127.0.0.14:0', http: null}}\nbuffer: {{shards: 2}}\nexport:\n  otlp_grpc/primary: {{endpoint: 'http://{grpc_addr}', compression: gzip}}\n  otlp_http/archive: {{endpoint: 'http://{http_addr}', compression: zstd, retry: {{initial_interval: 50ms, max_interval: 200ms}}}}\n  debug: {{path: '{}'}}\nadmin: null\n",
+        debug_path.display()
+    );
+    let config_path =
+        std::env::temp_dir().join(format!("tailgate-fanout-{}.yaml", std::process::id()));
+    std::fs::write(&config_path, &config_text).unwrap();
+    let config = GatewayConfig::load(&config_path).unwrap();
+    assert_eq!(config.export.exporters.len(), 3);
+    let receive = ReceiveConfig {
+        grpc: Some(SocketAddr::from(([127, 0, 0, 14], 0))),
+        http: None,
+        ..Default::default()
+    };
+    let listeners = Listeners::bind(&receive).await.unwrap();
+    let addr = listeners.grpc_addr().unwrap();
+    let file = PolicyFile::parse(Path::new("p.yaml"), POLICIES).unwrap();
+    let gateway = Gateway::start(
+        &GatewayConfig {
+            receive,
+            buffer: BufferConfig {
+                shards: 2,
+                ..Default::default()
+            },
+            ..config
+        },
+        PolicyPlan::compile(&file),
+    )
+    .unwrap();
+    let stats = gateway.stats().clone();
+    let served =
+        tokio::spawn(gateway.serve(listeners, None, stop.clone(), Duration::from_secs(10)));
+
+    let mut client = TraceServiceClient::connect(format!("http://{addr}"))
+        .await
+        .unwrap();
+    for seed in 0..30 {
+        let req = FakeOtlp::traces(10).spans(3).seed(7000 + seed).build();
+        client.export(req).await.unwrap();
+        if seed == 20 {
+            http_backend.set_unavailable(false);
+        }
+        tokio::time::sleep(Duration::from_millis(40)).await;
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    while stats.in_flight_spans() > 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    let received = stats.received_spans.get();
+    let exported = stats.exported_spans.get();
+    assert_eq!(received, 900);
+    assert!(
+        exported > 0 && exported < received,
+        "{exported}: {}",
+        stats.render()
+    );
+    assert_eq!(received, exported + stats.dropped_spans.get());
+    assert_eq!(stats.export_failed_spans.get(), 0);
+    assert_eq!(grpc_backend.spans(), exported);
+    assert_eq!(
+        http_backend.spans(),
+        exported,
+        "the archive caught up after its outage"
+    );
+    let per: Vec<(String, u64, u64)> = stats
+        .exporters()
+        .iter()
+        .map(|e| (e.name.clone(), e.sent_spans.get(), e.failed_spans.get()))
+        .collect();
+    assert_eq!(per.len(), 3);
+    for (name, sent, failed) in &per {
+        assert_eq!((*sent, *failed), (exported, 0), "{name}");
+    }
+    let metrics = stats.render();
+    assert!(
+        metrics
+            .contains("tailgate_gateway_exporter_sent_spans_total{exporter=\"otlp_http/archive\"}"),
+        "{metrics}"
+    );
+
+    // The debug file replays through explain to the same kept spans (everything in it was
+    // kept, so a keep-all plan keeps all of it).
+    let text = std::fs::read_to_string(&debug_path).unwrap();
+    let all = PolicyPlan::compile(
+        &PolicyFile::parse(
+            Path::new("p.yaml"),
+            "policies:\n  - {name: all, type: always_sample}\n",
+        )
+        .unwrap(),
+    );
+    let e = tailgate_gateway::explain::explain(&all, &text, None).unwrap();
+    assert_eq!(e.spans, exported);
+    assert_eq!(e.kept_spans, exported);
+
+    stop.cancel();
+    served.await.unwrap().unwrap();
+    std::fs::remove_file(&debug_path).ok();
+    std::fs::remove_file(&config_path).ok();
+}
