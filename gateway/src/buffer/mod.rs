@@ -22,7 +22,7 @@ use tokio::sync::mpsc;
 use crate::metrics::GatewayStats;
 use crate::policy::plan::SpanFieldKeys;
 use crate::policy::PolicyPlan;
-pub use trace::{BufferedSpan, TraceAttr, TraceSummary, TraceView};
+pub use trace::{BufferedSpan, RequestBytes, TraceAttr, TraceSummary, TraceView};
 
 /// One span on its way to a shard.
 #[derive(Debug, Clone)]
@@ -73,19 +73,28 @@ pub fn incoming_spans(body: &Bytes, scan: &mut Scan, plan: &PolicyPlan) -> Vec<I
             .collect()
     };
     let fields = plan.span_field_keys();
+    // Header ranges: resources first, then scopes.
+    let n_resources = scan.resources.len() as u32;
+    let header_ranges = scan
+        .resources
+        .iter()
+        .map(|r| (r.header.start, r.header.end))
+        .chain(scan.scopes.iter().map(|s| (s.header.start, s.header.end)))
+        .collect();
+    let req = Arc::new(RequestBytes {
+        body: body.clone(),
+        headers,
+        header_ranges,
+    });
     let mut out = Vec::with_capacity(scan.spans.len());
     for s in &scan.spans {
         let scope = &scan.scopes[s.scope as usize];
-        let resource = &scan.resources[scope.resource as usize];
-        let span = BufferedSpan {
-            span: body.slice(s.range.start as usize..s.range.end as usize),
-            resource: headers.slice(resource.header.start as usize..resource.header.end as usize),
-            scope: headers.slice(scope.header.start as usize..scope.header.end as usize),
-        };
+        let span = BufferedSpan::new(&req, s.range.clone(), scope.resource, n_resources + s.scope);
         let is_root = s.is_root();
         let mut span_attrs = Vec::new();
         if !keys.is_empty() {
-            attrs::span_attributes(&span.span, keys, |key, value| {
+            let span_bytes = span.span_bytes();
+            attrs::span_attributes(&span_bytes, keys, |key, value| {
                 span_attrs.push(TraceAttr {
                     key,
                     value,
@@ -94,7 +103,7 @@ pub fn incoming_spans(body: &Bytes, scan: &mut Scan, plan: &PolicyPlan) -> Vec<I
                 });
             });
             if !fields.is_empty() {
-                span_field_attrs(&span.span, fields, is_root, &mut span_attrs);
+                span_field_attrs(&span_bytes, fields, is_root, &mut span_attrs);
             }
             let from_resource = &resource_attrs[scope.resource as usize];
             span_attrs.extend(from_resource.iter().map(|a| TraceAttr {

@@ -34,24 +34,7 @@ fn adjusted(spans: Vec<BufferedSpan>, p: f64, how: &AdjustedCount<'_>) -> Vec<Bu
     if !how.tracestate && how.attribute.is_none() {
         return spans;
     }
-    let size: usize = spans.iter().map(|s| s.span.len() + 64).sum();
-    let mut buf = Vec::with_capacity(size);
-    let mut ends = Vec::with_capacity(spans.len());
-    for s in &spans {
-        write_adjusted_count(&s.span, p, how, &mut buf);
-        ends.push(buf.len());
-    }
-    let buf = bytes::Bytes::from(buf);
-    let mut start = 0;
-    spans
-        .into_iter()
-        .zip(ends)
-        .map(|(s, end)| {
-            let span = buf.slice(start..end);
-            start = end;
-            BufferedSpan { span, ..s }
-        })
-        .collect()
+    BufferedSpan::rewrite_all(spans, |span, buf| write_adjusted_count(span, p, how, buf))
 }
 
 /// A shard's limits.

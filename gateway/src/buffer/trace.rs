@@ -1,8 +1,10 @@
 //! A buffered trace: its spans as encoded bytes, and the small summary the policies read.
 //!
-//! A span is kept as three `Bytes` handles: its own bytes and the resource and scope header
-//! bytes of the request it came in, all views into buffers shared by the spans of that
-//! request, so nothing is copied per span.
+//! A span is kept as a reference to its request's bytes plus offsets: its own bytes are a
+//! range of the request body, its resource and scope headers ranges of one header buffer
+//! shared by the spans of that request, so nothing is copied per span.
+
+use std::sync::Arc;
 
 use bytes::Bytes;
 use tailgate_core::wire::attrs::AttrValue;
@@ -24,30 +26,116 @@ pub struct TraceAttr {
 /// Distinct attribute values kept per trace; past it, further values are not recorded.
 pub const MAX_TRACE_ATTRS: usize = 64;
 
-/// One span waiting for its trace's decision.
+/// The bytes of one request that its spans point into: the request body (spans are ranges
+/// of it) and one buffer holding every resource and scope header of the request.
+#[derive(Debug)]
+pub struct RequestBytes {
+    /// The request body, or a buffer of re-encoded spans.
+    pub body: Bytes,
+    /// Resource and scope headers.
+    pub headers: Bytes,
+    /// Ranges in `headers`: the resources' and the scopes', indexed by [`BufferedSpan`].
+    pub header_ranges: Vec<(u32, u32)>,
+}
+
+/// One span waiting for its trace's decision: a counted reference to its request's bytes
+/// and where in them its own bytes and its resource's and scope's headers are. 24 bytes per
+/// span, instead of three `Bytes` handles (96): buffered spans are most of a gateway's
+/// memory.
 #[derive(Debug, Clone)]
 pub struct BufferedSpan {
-    /// The span message's bytes.
-    pub span: Bytes,
-    /// Its resource's header bytes.
-    pub resource: Bytes,
-    /// Its scope's header bytes.
-    pub scope: Bytes,
+    req: Arc<RequestBytes>,
+    start: u32,
+    len: u32,
+    resource: u32,
+    scope: u32,
 }
 
 impl BufferedSpan {
+    /// The span at `range` of `req.body`, under the resource and scope headers at indices
+    /// `resource` and `scope` of `req.header_ranges`.
+    pub fn new(
+        req: &Arc<RequestBytes>,
+        range: std::ops::Range<u32>,
+        resource: u32,
+        scope: u32,
+    ) -> Self {
+        BufferedSpan {
+            req: req.clone(),
+            start: range.start,
+            len: range.end - range.start,
+            resource,
+            scope,
+        }
+    }
+
+    /// The span message's bytes.
+    pub fn span(&self) -> &[u8] {
+        &self.req.body[self.start as usize..(self.start + self.len) as usize]
+    }
+
+    /// The span message's bytes as a `Bytes` view (for values that outlive the borrow).
+    pub fn span_bytes(&self) -> Bytes {
+        self.req
+            .body
+            .slice(self.start as usize..(self.start + self.len) as usize)
+    }
+
+    fn header(&self, i: u32) -> &[u8] {
+        match self.req.header_ranges.get(i as usize) {
+            Some(&(a, b)) => &self.req.headers[a as usize..b as usize],
+            None => &[],
+        }
+    }
+
     /// The span as re-framer input.
     pub fn parts(&self) -> SpanParts<'_> {
         SpanParts {
-            resource: &self.resource,
-            scope: &self.scope,
-            span: &self.span,
+            resource: self.header(self.resource),
+            scope: self.header(self.scope),
+            span: self.span(),
         }
     }
 
     /// Bytes this span holds on to (its share of the encoded data).
     pub fn encoded_len(&self) -> usize {
-        self.span.len()
+        self.len as usize
+    }
+
+    /// Re-encodes spans with `rewrite`, which appends a span's new bytes to the buffer it
+    /// is given. Spans that came in the same request share one new buffer and keep their
+    /// resource and scope headers.
+    pub fn rewrite_all(
+        spans: Vec<BufferedSpan>,
+        mut rewrite: impl FnMut(&[u8], &mut Vec<u8>),
+    ) -> Vec<BufferedSpan> {
+        let mut out = Vec::with_capacity(spans.len());
+        let mut i = 0;
+        while i < spans.len() {
+            // A run of spans from one request.
+            let mut j = i + 1;
+            while j < spans.len() && Arc::ptr_eq(&spans[j].req, &spans[i].req) {
+                j += 1;
+            }
+            let run = &spans[i..j];
+            let mut buf = Vec::with_capacity(run.iter().map(|s| s.len as usize + 64).sum());
+            let mut ranges = Vec::with_capacity(run.len());
+            for s in run {
+                let start = buf.len() as u32;
+                rewrite(s.span(), &mut buf);
+                ranges.push(start..buf.len() as u32);
+            }
+            let req = Arc::new(RequestBytes {
+                body: Bytes::from(buf),
+                headers: spans[i].req.headers.clone(),
+                header_ranges: spans[i].req.header_ranges.clone(),
+            });
+            for (s, range) in run.iter().zip(ranges) {
+                out.push(BufferedSpan::new(&req, range, s.resource, s.scope));
+            }
+            i = j;
+        }
+        out
     }
 }
 

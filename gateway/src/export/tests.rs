@@ -1,11 +1,12 @@
 use super::*;
 
 fn span(n: u8) -> BufferedSpan {
-    BufferedSpan {
-        span: Bytes::from(vec![n; 10]),
-        resource: Bytes::new(),
-        scope: Bytes::new(),
-    }
+    let req = Arc::new(crate::buffer::RequestBytes {
+        body: Bytes::from(vec![n; 10]),
+        headers: Bytes::new(),
+        header_ranges: Vec::new(),
+    });
+    BufferedSpan::new(&req, 0..10, 0, 0)
 }
 
 #[test]
