@@ -2,7 +2,9 @@
 //! trace's decision follow it (kept → exported at once; dropped → dropped and counted as
 //! late) instead of starting a new trace. Bounded: the oldest entries are forgotten first.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
+
+use crate::buffer::hash::TraceMap;
 
 /// A remembered decision.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -17,7 +19,7 @@ pub enum Cached {
 #[derive(Debug)]
 pub struct DecisionCache {
     capacity: usize,
-    map: HashMap<[u8; 16], Cached>,
+    map: TraceMap<Cached>,
     order: VecDeque<[u8; 16]>,
 }
 
@@ -26,7 +28,7 @@ impl DecisionCache {
     pub fn new(capacity: usize) -> Self {
         DecisionCache {
             capacity: capacity.max(1),
-            map: HashMap::new(),
+            map: TraceMap::default(),
             order: VecDeque::new(),
         }
     }

@@ -6,6 +6,7 @@
 //!
 //! Data flows on to [`shard`], which owns the traces, their deadlines and decisions.
 
+pub mod hash;
 pub mod shard;
 pub mod trace;
 
@@ -228,8 +229,12 @@ impl SpanSink for TraceBuffer {
         }
         let plan = self.plan.load();
         let n = self.shards.len();
-        let mut per_shard: Vec<Vec<IncomingSpan>> = (0..n).map(|_| Vec::new()).collect();
-        for span in incoming_spans(&body, &mut scan, &plan) {
+        let spans = incoming_spans(&body, &mut scan, &plan);
+        // Sized for an even spread plus slack, so the vectors do not grow while filling.
+        let each = spans.len() / n + spans.len() / 8 + 1;
+        let mut per_shard: Vec<Vec<IncomingSpan>> =
+            (0..n).map(|_| Vec::with_capacity(each)).collect();
+        for span in spans {
             per_shard[Self::shard_of(&span.trace_id, n)].push(span);
         }
 

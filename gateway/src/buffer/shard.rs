@@ -3,7 +3,6 @@
 //! comes (or earlier, past `num_traces`), remembers the decision, and sends kept traces to
 //! the exporter. Nothing here is shared with other shards, so nothing is locked.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use tailgate_core::wire::span_fields::{write_adjusted_count, AdjustedCount};
@@ -11,6 +10,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use super::hash::TraceMap;
 use super::trace::{BufferedSpan, TraceSummary, TraceView};
 use super::{IncomingSpan, ShardMsg};
 use crate::decide::{Cached, DecisionCache};
@@ -53,7 +53,7 @@ pub struct ShardLimits {
 /// The state of one shard.
 pub struct Shard {
     rx: mpsc::Receiver<ShardMsg>,
-    traces: HashMap<[u8; 16], TraceEntry>,
+    traces: TraceMap<TraceEntry>,
     deadlines: DeadlineQueue,
     /// `root arrival + decision_wait_after_root_received`: with one grace for every trace,
     /// these come due in order too, so a second FIFO holds them; deciding a trace that is
@@ -95,7 +95,7 @@ impl Shard {
         } = limits;
         Shard {
             rx,
-            traces: HashMap::new(),
+            traces: TraceMap::default(),
             deadlines: DeadlineQueue::default(),
             root_deadlines: DeadlineQueue::default(),
             cache: DecisionCache::new(cache_size),
@@ -198,7 +198,12 @@ impl Shard {
                     self.traces.insert(
                         s.trace_id,
                         TraceEntry {
-                            spans: vec![s.span],
+                            // Most traces get more spans; start with room for a few.
+                            spans: {
+                                let mut v = Vec::with_capacity(4);
+                                v.push(s.span);
+                                v
+                            },
                             summary,
                             bytes,
                             root_scheduled,

@@ -1,0 +1,82 @@
+//! The hasher of the shards' trace tables and decision caches. Keys are 16-byte trace ids,
+//! which arrive from the network: the hash must be fast (SipHash, std's default, showed up
+//! in profiles) and still keyed per process, so that a sender cannot pick ids that collide.
+//! xxh3 with a random seed is both.
+
+use std::hash::{BuildHasher, Hasher};
+
+use xxhash_rust::xxh3::xxh3_64_with_seed;
+
+/// Builds [`TraceIdHasher`]s with this process's seed.
+#[derive(Debug, Clone, Copy)]
+pub struct TraceIdHash {
+    seed: u64,
+}
+
+impl Default for TraceIdHash {
+    fn default() -> Self {
+        // A random seed per table, drawn from std's own randomly keyed hasher.
+        let seed = std::collections::hash_map::RandomState::new().hash_one(0x7461_696c_u64);
+        TraceIdHash { seed }
+    }
+}
+
+impl BuildHasher for TraceIdHash {
+    type Hasher = TraceIdHasher;
+
+    fn build_hasher(&self) -> TraceIdHasher {
+        TraceIdHasher { state: self.seed }
+    }
+}
+
+/// xxh3 over whatever bytes the key writes (for a `[u8; 16]`: its length, then its bytes).
+#[derive(Debug)]
+pub struct TraceIdHasher {
+    state: u64,
+}
+
+impl Hasher for TraceIdHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        self.state = xxh3_64_with_seed(bytes, self.state);
+    }
+
+    fn write_usize(&mut self, n: usize) {
+        // Arrays write their length first; it is the same for every key, so mixing it in
+        // cheaply is enough.
+        self.state = self.state.rotate_left(5) ^ n as u64;
+    }
+
+    fn finish(&self) -> u64 {
+        self.state
+    }
+}
+
+/// A map keyed by trace id.
+pub type TraceMap<V> = std::collections::HashMap<[u8; 16], V, TraceIdHash>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keyed_and_spread() {
+        let (a, b) = (TraceIdHash::default(), TraceIdHash::default());
+        let id = [7u8; 16];
+        assert_eq!(a.hash_one(id), a.hash_one(id));
+        assert_ne!(
+            a.hash_one(id),
+            b.hash_one(id),
+            "each table has its own seed"
+        );
+        let mut m: TraceMap<u32> = TraceMap::default();
+        for i in 0..1000u32 {
+            let mut k = [0u8; 16];
+            k[..4].copy_from_slice(&i.to_le_bytes());
+            m.insert(k, i);
+        }
+        assert_eq!(m.len(), 1000);
+        let mut k = [0u8; 16];
+        k[..4].copy_from_slice(&500u32.to_le_bytes());
+        assert_eq!(m.get(&k), Some(&500));
+    }
+}
