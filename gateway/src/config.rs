@@ -20,7 +20,8 @@
 //!     endpoint: http://archive:4318
 //!     compression: zstd
 //!   debug:                      # OTLP JSON lines on stdout (or `path:`)
-//! admin: 0.0.0.0:13133
+//! admin: 0.0.0.0:13133          # /healthz, /readyz (and /metrics)
+//! metrics: 0.0.0.0:8888          # /metrics (and the health endpoints)
 //! ```
 
 use std::net::SocketAddr;
@@ -46,9 +47,14 @@ pub struct GatewayConfig {
     /// Where kept traces go: one or more exporters (`otlp_grpc`, `otlp_http`, `debug`,
     /// each optionally `/name`d), all of which get every kept span.
     pub export: ExportConfig,
-    /// Admin HTTP address for `/metrics`, `/healthz` and `/readyz`. Default `0.0.0.0:13133`.
+    /// Admin HTTP address for `/healthz` and `/readyz` (and `/metrics`). Default
+    /// `0.0.0.0:13133`, the Collector's health-check port; `null` turns it off.
     #[serde(default = "default_admin")]
     pub admin: Option<SocketAddr>,
+    /// Address for Prometheus `/metrics` (and the health endpoints). Default
+    /// `0.0.0.0:8888`, the Collector's telemetry port; `null` turns it off.
+    #[serde(default = "default_metrics")]
+    pub metrics: Option<SocketAddr>,
 }
 
 /// `buffer`.
@@ -84,6 +90,9 @@ pub struct BufferConfig {
 
 fn default_admin() -> Option<SocketAddr> {
     Some(SocketAddr::from(([0, 0, 0, 0], 13133)))
+}
+fn default_metrics() -> Option<SocketAddr> {
+    Some(SocketAddr::from(([0, 0, 0, 0], 8888)))
 }
 fn default_cache() -> usize {
     200_000

@@ -154,7 +154,7 @@ impl Gateway {
     pub async fn serve(
         self,
         listeners: Listeners,
-        admin: Option<TcpListener>,
+        admin: impl IntoIterator<Item = TcpListener>,
         shutdown: CancellationToken,
         drain_deadline: Duration,
     ) -> std::io::Result<()> {
@@ -164,7 +164,8 @@ impl Gateway {
             plan: self.plan.clone(),
             ready: Readiness::default(),
         });
-        if let Some(admin) = admin {
+        // Every admin listener (13133 for health, 8888 for metrics) serves every endpoint.
+        for admin in admin {
             tokio::spawn(tailgate_core::telemetry::serve_admin(
                 admin,
                 this.clone(),

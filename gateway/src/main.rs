@@ -208,10 +208,13 @@ async fn run(
     drain: Duration,
 ) -> anyhow::Result<()> {
     let listeners = Listeners::bind(&config.receive).await?;
-    let admin = match config.admin {
-        Some(a) => Some(tailgate_core::receive::bind("admin", a).await?),
-        None => None,
-    };
+    let mut admin = Vec::new();
+    if let Some(a) = config.admin {
+        admin.push(tailgate_core::receive::bind("admin", a).await?);
+    }
+    if let Some(m) = config.metrics.filter(|m| Some(*m) != config.admin) {
+        admin.push(tailgate_core::receive::bind("metrics", m).await?);
+    }
     let plan = PolicyPlan::compile(&policies);
     tracing::info!(grpc = ?listeners.grpc_addr(), http = ?listeners.http_addr(), policies = plan.names().len(), decision_wait = ?plan.decision_wait, "Gateway listening.");
     let gateway = Gateway::start(&config, plan).context("starting the pipeline")?;

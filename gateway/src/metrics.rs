@@ -8,6 +8,11 @@ use std::sync::{Arc, Mutex};
 
 use tailgate_core::telemetry::{Counter, Gauge, PromText};
 
+/// Upper bounds (seconds) of the decision-latency histogram's buckets.
+pub const DECISION_LATENCY_BUCKETS: [f64; 11] = [
+    0.1, 0.5, 1.0, 2.0, 5.0, 10.0, 15.0, 30.0, 60.0, 120.0, 300.0,
+];
+
 /// One per-exporter metric: name, type, help, and how to read it.
 type ExporterSeries = (
     &'static str,
@@ -45,6 +50,13 @@ pub struct GatewayStats {
     pub early_decisions_span_limit: Counter,
     /// Spans refused because buffered bytes were over the hard limit (also in `refused_spans`).
     pub refused_spans_memory: Counter,
+    /// Requests refused, by [`tailgate_core::receive::Refusal::REASONS`].
+    pub refused_requests: [Counter; 5],
+    /// Decisions by how long after the trace's first span they came, per
+    /// [`DECISION_LATENCY_BUCKETS`] (cumulative buckets are built when rendering).
+    pub decision_latency: [Counter; DECISION_LATENCY_BUCKETS.len() + 1],
+    /// Sum of decision latencies, microseconds.
+    pub decision_latency_micros: Counter,
     /// Traces kept.
     pub traces_sampled: Counter,
     /// Traces not kept.
@@ -70,6 +82,18 @@ pub struct GatewayStats {
 // === impl GatewayStats ===
 
 impl GatewayStats {
+    /// Records one decision made `latency` after its trace's first span.
+    pub fn record_decision_latency(&self, latency: std::time::Duration) {
+        let secs = latency.as_secs_f64();
+        let i = DECISION_LATENCY_BUCKETS
+            .iter()
+            .position(|b| secs <= *b)
+            .unwrap_or(DECISION_LATENCY_BUCKETS.len());
+        self.decision_latency[i].add(1);
+        self.decision_latency_micros
+            .add(latency.as_micros().min(u128::from(u64::MAX)) as u64);
+    }
+
     /// Registers the exporters' counters, for `/metrics`.
     pub fn set_exporters(&self, exporters: Vec<Arc<crate::export::ExporterStats>>) {
         if let Ok(mut e) = self.exporters.lock() {
@@ -277,6 +301,51 @@ impl GatewayStats {
             "Spans of kept traces waiting for the backend.",
             "",
             self.pending_export_spans.get(),
+        );
+        for (i, (reason, c)) in tailgate_core::receive::Refusal::REASONS
+            .iter()
+            .zip(&self.refused_requests)
+            .enumerate()
+        {
+            let labels = format!("reason=\"{reason}\"");
+            if i == 0 {
+                p.metric(
+                    "tailgate_gateway_refused_requests_total",
+                    "counter",
+                    "Requests refused, by reason (invalid, too_large, timeout, overloaded, unavailable).",
+                    &labels,
+                    c.get(),
+                );
+            } else {
+                p.sample("tailgate_gateway_refused_requests_total", &labels, c.get());
+            }
+        }
+        p.header(
+            "tailgate_gateway_decision_latency_seconds",
+            "histogram",
+            "Time from a trace's first span to its decision.",
+        );
+        let mut cumulative = 0;
+        for (i, c) in self.decision_latency.iter().enumerate() {
+            cumulative += c.get();
+            let le = DECISION_LATENCY_BUCKETS
+                .get(i)
+                .map_or("+Inf".to_string(), |b| b.to_string());
+            p.sample(
+                "tailgate_gateway_decision_latency_seconds_bucket",
+                &format!("le=\"{le}\""),
+                cumulative,
+            );
+        }
+        p.sample_str(
+            "tailgate_gateway_decision_latency_seconds_sum",
+            "",
+            &format!("{:.6}", self.decision_latency_micros.get() as f64 / 1e6),
+        );
+        p.sample(
+            "tailgate_gateway_decision_latency_seconds_count",
+            "",
+            cumulative,
         );
         let exporters = self.exporters();
         let series: [ExporterSeries; 4] = [

@@ -67,6 +67,14 @@ async fn every_received_span_is_exported_or_dropped_by_policy() {
     assert_eq!(stats.received_spans.get(), total);
     assert_eq!(stats.in_flight_spans(), 0);
     assert_eq!(stats.malformed_requests.get(), 1);
+    assert_eq!(
+        stats.refused_requests[0].get(),
+        1,
+        "counted by reason: invalid"
+    );
+    assert!(stats
+        .render()
+        .contains("tailgate_gateway_refused_requests_total{reason=\"invalid\"} 1"));
     let (exported, dropped) = (stats.exported_spans.get(), stats.dropped_spans.get());
     assert!(
         exported > 0 && dropped > 0,

@@ -36,7 +36,7 @@ async fn every_exporter_gets_every_kept_span_through_an_outage() {
         std::env::temp_dir().join(format!("tailgate-fanout-{}.jsonl", std::process::id()));
     std::fs::remove_file(&debug_path).ok();
     let config_text = format!(
-        "receive: {{grpc: '127.0.0.14:0', http: null}}\nbuffer: {{shards: 2}}\nexport:\n  otlp_grpc/primary: {{endpoint: 'http://{grpc_addr}', compression: gzip}}\n  otlp_http/archive: {{endpoint: 'http://{http_addr}', compression: zstd, retry: {{initial_interval: 50ms, max_interval: 200ms}}}}\n  debug: {{path: '{}'}}\nadmin: null\n",
+        "receive: {{grpc: '127.0.0.14:0', http: null}}\nbuffer: {{shards: 2}}\nexport:\n  otlp_grpc/primary: {{endpoint: 'http://{grpc_addr}', compression: gzip}}\n  otlp_http/archive: {{endpoint: 'http://{http_addr}', compression: zstd, retry: {{initial_interval: 50ms, max_interval: 200ms}}}}\n  debug: {{path: '{}'}}\nadmin: null\nmetrics: null\n",
         debug_path.display()
     );
     let config_path =

@@ -58,6 +58,13 @@ async fn a_trace_at_the_span_limit_is_decided_at_once() {
         "every span exported well before decision_wait"
     );
     assert_eq!(gw.stats.early_decisions_span_limit.get(), 1);
+    // Decided within half a second of its first span, though decision_wait is a minute.
+    let metrics = gw.stats.render();
+    assert!(
+        metrics.contains("tailgate_gateway_decision_latency_seconds_bucket{le=\"0.5\"} 1"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("tailgate_gateway_decision_latency_seconds_count 1"));
     assert_eq!(gw.stats.late_sampled_spans.get(), 15);
     gw.stop().await;
 }
@@ -143,6 +150,11 @@ async fn over_the_hard_limit_senders_are_refused_with_resource_exhausted() {
         "accepted {accepted}, refused {refused}"
     );
     assert_eq!(gw.stats.refused_spans_memory.get(), refused);
+    assert_eq!(
+        gw.stats.refused_requests[3].get(),
+        refused / 6,
+        "counted by reason: overloaded"
+    );
     gw.backend.set_unavailable(false);
     gw.settle(Duration::from_secs(15)).await;
     assert_eq!(gw.stats.received_spans.get(), accepted + refused);

@@ -392,7 +392,7 @@ pub async fn bench_gateway(cfg: &GatewayBench) -> anyhow::Result<GatewayBenchRes
     std::fs::write(
         &config_path,
         format!(
-            "receive: {{ grpc: \"{gateway_addr}\", http: null }}\nexport: {{ otlp_grpc: {{ endpoint: \"http://{backend_addr}\" }} }}\nadmin: \"{admin_addr}\"\n"
+            "receive: {{ grpc: \"{gateway_addr}\", http: null }}\nexport: {{ otlp_grpc: {{ endpoint: \"http://{backend_addr}\" }} }}\nadmin: \"{admin_addr}\"\nmetrics: null\n"
         ),
     )?;
     std::fs::write(

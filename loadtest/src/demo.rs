@@ -103,6 +103,7 @@ pub async fn run_demo(cfg: DemoConfig) -> anyhow::Result<Report> {
             buffer: BufferConfig::default(),
             export: ExportConfig::otlp_grpc(export),
             admin: None,
+            metrics: None,
         };
         let gateway = Gateway::start(&config, PolicyPlan::compile(&policy_file))?;
         gateway_stats.push(gateway.stats().clone());

@@ -19,6 +19,8 @@ pub struct RouterStats {
     pub refused_spans: Counter,
     /// Requests refused because the body is not a valid OTLP request.
     pub malformed_requests: Counter,
+    /// Requests refused, by [`tailgate_core::receive::Refusal::REASONS`].
+    pub refused_requests: [Counter; 5],
     /// Accepted spans that could not be delivered within the retry bound.
     pub failed_spans: Counter,
     /// Gateways known (discovered or listed).
@@ -81,6 +83,24 @@ impl RouterStats {
             "",
             self.malformed_requests.get(),
         );
+        for (i, (reason, c)) in tailgate_core::receive::Refusal::REASONS
+            .iter()
+            .zip(&self.refused_requests)
+            .enumerate()
+        {
+            let labels = format!("reason=\"{reason}\"");
+            if i == 0 {
+                p.metric(
+                    "tailgate_router_refused_requests_total",
+                    "counter",
+                    "Requests refused, by reason (invalid, too_large, timeout, overloaded, unavailable).",
+                    &labels,
+                    c.get(),
+                );
+            } else {
+                p.sample("tailgate_router_refused_requests_total", &labels, c.get());
+            }
+        }
         p.metric(
             "tailgate_router_failed_spans_total",
             "counter",

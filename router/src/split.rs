@@ -331,6 +331,10 @@ impl Router {
 pub use tailgate_core::wire::split::split;
 
 impl SpanSink for Router {
+    fn refused(&self, refusal: &Refusal) {
+        self.stats.refused_requests[refusal.reason_index()].add(1);
+    }
+
     async fn export(&self, body: Bytes) -> Result<Accepted, Refusal> {
         self.stats.requests.add(1);
         // The scan's buffers are reused per worker thread: nothing below awaits.

@@ -92,7 +92,10 @@ impl<S: SpanSink> UnaryService<Bytes> for Export<S> {
         Box::pin(async move {
             match sink.export(request.into_inner()).await {
                 Ok(accepted) => Ok(tonic::Response::new(encode_response(&accepted))),
-                Err(refusal) => Err(refusal.to_grpc()),
+                Err(refusal) => {
+                    sink.refused(&refusal);
+                    Err(refusal.to_grpc())
+                }
             }
         })
     }

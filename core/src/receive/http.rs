@@ -59,7 +59,10 @@ async fn handle<S: SpanSink>(
     };
     match receive(sink, req, format, limits).await {
         Ok(accepted) => ok_response(format, &accepted),
-        Err(refusal) => refusal_response(format, &refusal),
+        Err(refusal) => {
+            sink.refused(&refusal);
+            refusal_response(format, &refusal)
+        }
     }
 }
 

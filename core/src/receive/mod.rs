@@ -26,6 +26,11 @@ pub trait SpanSink: Send + Sync + 'static {
     /// Takes one encoded `ExportTraceServiceRequest`. `Ok` means every span not counted in
     /// [`Accepted::rejected_spans`] is now this stage's responsibility.
     fn export(&self, body: Bytes) -> impl Future<Output = Result<Accepted, Refusal>> + Send;
+
+    /// Told of every request the receivers refuse, whether the refusal came from
+    /// [`SpanSink::export`] or from the receiver itself (too large, too slow, bad encoding),
+    /// so that the stage can count refusals by [`Refusal::reason`].
+    fn refused(&self, _refusal: &Refusal) {}
 }
 
 /// A successful export, possibly partial.

@@ -43,6 +43,31 @@ pub enum Refusal {
 // === impl Refusal ===
 
 impl Refusal {
+    /// Every reason, in [`Refusal::reason_index`] order, as metrics label them.
+    pub const REASONS: [&'static str; 5] = [
+        "invalid",
+        "too_large",
+        "timeout",
+        "overloaded",
+        "unavailable",
+    ];
+
+    /// The refusal's kind, as metrics label it.
+    pub fn reason(&self) -> &'static str {
+        Self::REASONS[self.reason_index()]
+    }
+
+    /// Index of [`Refusal::reason`] in [`Refusal::REASONS`].
+    pub fn reason_index(&self) -> usize {
+        match self {
+            Refusal::Invalid(_) => 0,
+            Refusal::TooLarge(_) => 1,
+            Refusal::Timeout(_) => 2,
+            Refusal::Overloaded { .. } => 3,
+            Refusal::Unavailable { .. } => 4,
+        }
+    }
+
     /// The gRPC status for this refusal.
     pub fn to_grpc(&self) -> tonic::Status {
         match self {

@@ -198,6 +198,10 @@ impl TraceBuffer {
 }
 
 impl SpanSink for TraceBuffer {
+    fn refused(&self, refusal: &Refusal) {
+        self.stats.refused_requests[refusal.reason_index()].add(1);
+    }
+
     async fn export(&self, body: Bytes) -> Result<Accepted, Refusal> {
         let mut scan = Scan::default();
         let scanned = scan

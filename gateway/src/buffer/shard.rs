@@ -21,6 +21,8 @@ use crate::timer::DeadlineQueue;
 #[derive(Debug)]
 struct TraceEntry {
     spans: Vec<BufferedSpan>,
+    /// When its first span arrived.
+    first_seen: Instant,
     summary: TraceSummary,
     bytes: usize,
     /// Whether a root-based deadline was scheduled.
@@ -198,6 +200,7 @@ impl Shard {
                     self.traces.insert(
                         s.trace_id,
                         TraceEntry {
+                            first_seen: now,
                             // Most traces get more spans; start with room for a few.
                             spans: {
                                 let mut v = Vec::with_capacity(4);
@@ -309,6 +312,8 @@ impl Shard {
             },
         );
         self.stats.record_decision(decision.policy, n);
+        self.stats
+            .record_decision_latency(now.saturating_duration_since(entry.first_seen));
         if decision.sampled {
             let spans = adjusted(entry.spans, decision.probability, &plan.adjusted_count());
             self.send(spans).await;

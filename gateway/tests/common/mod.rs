@@ -79,6 +79,7 @@ pub(crate) async fn spawn_gateway_with(
         buffer,
         export: ExportConfig::otlp_grpc(OtlpGrpcConfig::new(format!("http://{backend_addr}"))),
         admin: None,
+        metrics: None,
     };
     let gateway = Gateway::start(&config, plan).unwrap();
     setup(&gateway, &stop);
