@@ -142,10 +142,14 @@ impl GatewayStats {
         live + self.pending_export_spans.get()
     }
 
-    /// Span bytes the gateway holds: buffered traces plus kept spans waiting for the
-    /// backend. The hard limit (`buffer.max_buffered_bytes`) applies to this.
+    /// Memory the gateway holds for spans: encoded bytes of buffered traces and of kept
+    /// spans waiting for the backend, plus a fixed overhead per span. The hard limit
+    /// (`buffer.max_buffered_bytes`) applies to this.
     pub fn held_bytes(&self) -> u64 {
-        self.buffered_bytes.get() + self.pending_export_bytes.get()
+        let spans = self.live_spans.get() + self.pending_export_spans.get();
+        self.buffered_bytes.get()
+            + self.pending_export_bytes.get()
+            + spans * crate::buffer::shard::SPAN_OVERHEAD_BYTES
     }
 
     /// Prometheus text.

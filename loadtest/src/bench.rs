@@ -333,6 +333,8 @@ pub struct GatewayBench {
     pub spans_per_request: usize,
     /// Requests in flight.
     pub concurrency: usize,
+    /// The gateway's hard byte limit, if not the default.
+    pub max_buffered_bytes: Option<u64>,
 }
 
 /// A gateway benchmark's result.
@@ -358,6 +360,10 @@ pub struct GatewayBenchResult {
     pub rss_to_buffered_ratio: f64,
     /// Every accepted span was decided (exported or dropped by policy).
     pub all_spans_settled: bool,
+    /// The gateway's hard byte limit, when one was set.
+    pub max_buffered_bytes: Option<u64>,
+    /// Peak RSS over that limit.
+    pub rss_to_limit_ratio: Option<f64>,
 }
 
 /// Runs the gateway as its own process with the default policy (errors, slow traces, 5%
@@ -392,7 +398,10 @@ pub async fn bench_gateway(cfg: &GatewayBench) -> anyhow::Result<GatewayBenchRes
     std::fs::write(
         &config_path,
         format!(
-            "receive: {{ grpc: \"{gateway_addr}\", http: null }}\nexport: {{ otlp_grpc: {{ endpoint: \"http://{backend_addr}\" }} }}\nadmin: \"{admin_addr}\"\nmetrics: null\n"
+            "receive: {{ grpc: \"{gateway_addr}\", http: null }}\nexport: {{ otlp_grpc: {{ endpoint: \"http://{backend_addr}\" }} }}\nadmin: \"{admin_addr}\"\nmetrics: null\n{}",
+            cfg.max_buffered_bytes
+                .map(|b| format!("buffer: {{ max_buffered_bytes: {b} }}\n"))
+                .unwrap_or_default()
         ),
     )?;
     std::fs::write(
@@ -528,6 +537,10 @@ pub async fn bench_gateway(cfg: &GatewayBench) -> anyhow::Result<GatewayBenchRes
         peak_buffered_bytes,
         rss_to_buffered_ratio: peak_rss_bytes as f64 / peak_buffered_bytes.max(1) as f64,
         all_spans_settled: settled,
+        max_buffered_bytes: cfg.max_buffered_bytes,
+        rss_to_limit_ratio: cfg
+            .max_buffered_bytes
+            .map(|l| peak_rss_bytes as f64 / l.max(1) as f64),
     })
 }
 

@@ -67,6 +67,10 @@ struct GatewayBenchArgs {
     /// Requests in flight.
     #[arg(long, default_value_t = 4)]
     concurrency: usize,
+    /// The gateway's `buffer.max_buffered_bytes` (hard limit); set it well under what the
+    /// offered load would buffer to measure memory under overload.
+    #[arg(long, value_name = "BYTES")]
+    max_buffered_bytes: Option<u64>,
     /// Write the result as JSON to this file.
     #[arg(long, value_name = "FILE")]
     report: Option<PathBuf>,
@@ -338,6 +342,7 @@ async fn run(command: Command) -> anyhow::Result<bool> {
                 decision_wait: a.decision_wait,
                 spans_per_request: a.spans_per_request,
                 concurrency: a.concurrency,
+                max_buffered_bytes: a.max_buffered_bytes,
             };
             let r = tailgate_loadtest::bench::bench_gateway(&cfg).await?;
             writeln!(
