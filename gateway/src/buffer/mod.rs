@@ -278,3 +278,70 @@ impl SpanSink for TraceBuffer {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+    use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
+    use prost::Message;
+
+    #[test]
+    fn span_fields_the_plan_reads_become_attributes() {
+        let yaml = "policies:\n  - name: a\n    type: adaptive_rate\n    adaptive_rate: {target_traces_per_second: 10, keys: [root.name]}\n  - {name: t, type: trace_state, trace_state: {key: tier, values: [gold]}}\n  - {name: f, type: trace_flags}\n";
+        let plan = PolicyPlan::compile(
+            &crate::policy::PolicyFile::parse(std::path::Path::new("p.yaml"), yaml).unwrap(),
+        );
+        let span = |id: u8, parent: Option<u8>, name: &str, ts: &str, flags: u32| Span {
+            trace_id: vec![1; 16],
+            span_id: vec![id; 8],
+            parent_span_id: parent.map(|p| vec![p; 8]).unwrap_or_default(),
+            name: name.into(),
+            trace_state: ts.into(),
+            flags,
+            ..Default::default()
+        };
+        let req = ExportTraceServiceRequest {
+            resource_spans: vec![ResourceSpans {
+                scope_spans: vec![ScopeSpans {
+                    spans: vec![
+                        span(1, None, "GET /cart", "tier=gold", 0x101),
+                        span(2, Some(1), "SELECT", "tier=silver", 0),
+                    ],
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+        };
+        let body = Bytes::from(req.encode_to_vec());
+        let mut scan = Scan::default();
+        scan.scan_request(&body).unwrap();
+        let spans = incoming_spans(&body, &mut scan, &plan);
+        let keys = plan.attribute_keys();
+        let key = |k: &str| keys.iter().position(|x| x == k).unwrap() as u16;
+        let root = &spans[0].attrs;
+        assert!(root.contains(&TraceAttr {
+            key: key(crate::policy::field_keys::ROOT_NAME),
+            value: AttrValue::Str(Bytes::from_static(b"GET /cart")),
+            from_resource: false,
+            from_root: true,
+        }));
+        assert!(root
+            .iter()
+            .any(|a| a.key == key("\0tracestate:tier") && a.value.as_str() == b"gold"));
+        assert!(root
+            .iter()
+            .any(|a| a.key == key(crate::policy::field_keys::SAMPLED_FLAG)));
+        // The child: no root name, its own tracestate value, no sampled flag.
+        let child = &spans[1].attrs;
+        assert!(!child
+            .iter()
+            .any(|a| a.key == key(crate::policy::field_keys::ROOT_NAME)));
+        assert!(child
+            .iter()
+            .any(|a| a.key == key("\0tracestate:tier") && a.value.as_str() == b"silver"));
+        assert!(!child
+            .iter()
+            .any(|a| a.key == key(crate::policy::field_keys::SAMPLED_FLAG)));
+    }
+}
