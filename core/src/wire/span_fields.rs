@@ -149,48 +149,103 @@ pub fn with_adjusted_count(span: &[u8], p: f64, how: &AdjustedCount<'_>) -> Vec<
 /// [`with_adjusted_count`], appending the new span message to `out` (so that the spans of
 /// one trace can share one buffer).
 pub fn write_adjusted_count(span: &[u8], p: f64, how: &AdjustedCount<'_>, out: &mut Vec<u8>) {
-    let fields = span_fields(span);
-    let old_ts = &span[fields.trace_state.clone()];
-    let prior = tracestate_probability(old_ts).unwrap_or(1.0);
-    let p = (p * prior).clamp(f64::MIN_POSITIVE, 1.0);
-    let mut pos = 0;
-    // Copy every field but trace_state (and an earlier copy of our attribute), verbatim.
-    loop {
-        let field_start = pos;
-        let Some((field, wt, start, end)) = super::attrs::next_field_slice(span, &mut pos) else {
-            break;
-        };
-        let drop = match (field, wt) {
-            (3, 2) => how.tracestate,
-            (9, 2) => how
-                .attribute
-                .is_some_and(|k| key_value_key(&span[start..end]) == Some(k.as_bytes())),
-            _ => false,
-        };
-        if !drop {
-            out.extend_from_slice(&span[field_start..pos]);
+    AdjustedCountWriter::new(p, how).write(span, out);
+}
+
+/// Writes the spans of one kept trace with their adjusted counts. The threshold and the
+/// attribute's bytes depend only on the probability (and a head sampler's, usually the same
+/// for every span of a trace), so they are built once and reused.
+#[derive(Debug)]
+pub struct AdjustedCountWriter<'a> {
+    p: f64,
+    how: &'a AdjustedCount<'a>,
+    /// For the last prior probability seen: its bits, the `th` value and the encoded
+    /// attribute field.
+    cached: Option<(u64, String, Vec<u8>)>,
+}
+
+impl<'a> AdjustedCountWriter<'a> {
+    /// A writer for spans kept with probability `p`.
+    pub fn new(p: f64, how: &'a AdjustedCount<'a>) -> Self {
+        AdjustedCountWriter {
+            p,
+            how,
+            cached: None,
         }
     }
-    if how.tracestate {
-        let ts = tracestate_with_threshold(old_ts, &threshold_hex(p));
-        put_len_field(out, 3, &ts);
-    }
-    if let Some(key) = how.attribute {
-        let count = 1.0 / p;
-        // AnyValue: int_value (3) when the count is whole, else double_value (4).
-        let mut any = Vec::with_capacity(10);
-        if (count - count.round()).abs() < 1e-9 && count < 9.0e15 {
-            any.push(3 << 3);
-            put_varint(&mut any, count.round() as u64);
-        } else {
-            any.push((4 << 3) | 1);
-            any.extend_from_slice(&count.to_le_bytes());
+
+    /// Appends `span` (a span message's bytes) re-encoded to `out`.
+    pub fn write(&mut self, span: &[u8], out: &mut Vec<u8>) {
+        // One walk over the top-level fields: find the old trace_state (for a head sampler's
+        // probability) and the fields to leave out, copying the runs between them whole.
+        let key = self.how.attribute.map(str::as_bytes);
+        let mut old_ts: &[u8] = &[];
+        let (mut pos, mut copy_from) = (0, 0);
+        loop {
+            let field_start = pos;
+            let Some((field, wt, start, end)) = super::attrs::next_field_slice(span, &mut pos)
+            else {
+                break;
+            };
+            let drop = match (field, wt) {
+                (3, 2) => {
+                    old_ts = &span[start..end];
+                    self.how.tracestate
+                }
+                (9, 2) => key.is_some_and(|k| key_value_key_is(&span[start..end], k)),
+                _ => false,
+            };
+            if drop {
+                out.extend_from_slice(&span[copy_from..field_start]);
+                copy_from = pos;
+            }
         }
-        let mut kv = Vec::with_capacity(key.len() + any.len() + 4);
-        put_len_field(&mut kv, 1, key.as_bytes());
-        put_len_field(&mut kv, 2, &any);
-        put_len_field(out, 9, &kv);
+        out.extend_from_slice(&span[copy_from..]);
+        let prior = tracestate_probability(old_ts).unwrap_or(1.0);
+        if self.cached.as_ref().map(|c| c.0) != Some(prior.to_bits()) {
+            let p = (self.p * prior).clamp(f64::MIN_POSITIVE, 1.0);
+            let mut attr = Vec::new();
+            if let Some(key) = self.how.attribute {
+                attr = adjusted_count_field(key, 1.0 / p);
+            }
+            self.cached = Some((prior.to_bits(), threshold_hex(p), attr));
+        }
+        if let Some((_, th, attr)) = &self.cached {
+            if self.how.tracestate {
+                let ts = tracestate_with_threshold(old_ts, th);
+                put_len_field(out, 3, &ts);
+            }
+            out.extend_from_slice(attr);
+        }
     }
+}
+
+/// The encoded `attributes` field (9) holding `key` = `count`: an `int_value` when the
+/// count is whole, else a `double_value`.
+fn adjusted_count_field(key: &str, count: f64) -> Vec<u8> {
+    let mut any = Vec::with_capacity(10);
+    if (count - count.round()).abs() < 1e-9 && count < 9.0e15 {
+        any.push(3 << 3);
+        put_varint(&mut any, count.round() as u64);
+    } else {
+        any.push((4 << 3) | 1);
+        any.extend_from_slice(&count.to_le_bytes());
+    }
+    let mut kv = Vec::with_capacity(key.len() + any.len() + 4);
+    put_len_field(&mut kv, 1, key.as_bytes());
+    put_len_field(&mut kv, 2, &any);
+    let mut field = Vec::with_capacity(kv.len() + 3);
+    put_len_field(&mut field, 9, &kv);
+    field
+}
+
+/// Whether a `KeyValue` message's key is `key`. The key is field 1 and comes first in
+/// every encoder's output, so compare bytes directly and parse only otherwise.
+fn key_value_key_is(kv: &[u8], key: &[u8]) -> bool {
+    if key.len() < 0x80 && kv.first() == Some(&0x0a) {
+        return kv.get(1) == Some(&(key.len() as u8)) && kv.get(2..2 + key.len()) == Some(key);
+    }
+    key_value_key(kv) == Some(key)
 }
 
 fn key_value_key(kv: &[u8]) -> Option<&[u8]> {

@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use tailgate_core::wire::span_fields::{write_adjusted_count, AdjustedCount};
+use tailgate_core::wire::span_fields::{AdjustedCount, AdjustedCountWriter};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -36,7 +36,8 @@ fn adjusted(spans: Vec<BufferedSpan>, p: f64, how: &AdjustedCount<'_>) -> Vec<Bu
     if !how.tracestate && how.attribute.is_none() {
         return spans;
     }
-    BufferedSpan::rewrite_all(spans, |span, buf| write_adjusted_count(span, p, how, buf))
+    let mut writer = AdjustedCountWriter::new(p, how);
+    BufferedSpan::rewrite_all(spans, |span, buf| writer.write(span, buf))
 }
 
 /// Memory a buffered span costs beyond its encoded bytes (its handle, its share of its
