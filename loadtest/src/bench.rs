@@ -293,15 +293,24 @@ pub fn cpu_seconds(pid: u32) -> anyhow::Result<f64> {
 
 /// Peak resident set size of a process (`VmHWM`).
 pub fn peak_rss(pid: u32) -> anyhow::Result<u64> {
+    status_kb(pid, "VmHWM:")
+}
+
+/// A process's resident set size now, from `/proc`.
+pub fn current_rss(pid: u32) -> anyhow::Result<u64> {
+    status_kb(pid, "VmRSS:")
+}
+
+fn status_kb(pid: u32, field: &str) -> anyhow::Result<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
     let line = status
         .lines()
-        .find(|l| l.starts_with("VmHWM:"))
-        .context("VmHWM")?;
+        .find(|l| l.starts_with(field))
+        .with_context(|| field.to_string())?;
     let kb: u64 = line
         .split_whitespace()
         .nth(1)
-        .context("VmHWM value")?
+        .with_context(|| format!("{field} value"))?
         .parse()?;
     Ok(kb * 1024)
 }
@@ -358,6 +367,11 @@ pub struct GatewayBenchResult {
     pub peak_buffered_bytes: u64,
     /// Peak RSS over peak buffered bytes.
     pub rss_to_buffered_ratio: f64,
+    /// RSS of the gateway once started, before any load: its fixed base.
+    pub base_rss_bytes: u64,
+    /// (Peak RSS - base RSS) over peak buffered bytes: what the goal "RSS at most 1.3 times
+    /// the buffered bytes plus a fixed base" measures.
+    pub rss_above_base_to_buffered_ratio: f64,
     /// Every accepted span was decided (exported or dropped by policy).
     pub all_spans_settled: bool,
     /// The gateway's hard byte limit, when one was set.
@@ -434,6 +448,9 @@ pub async fn bench_gateway(cfg: &GatewayBench) -> anyhow::Result<GatewayBenchRes
     let sent = Arc::new(AtomicU64::new(0));
     let refused = Arc::new(AtomicU64::new(0));
     let peak_buffered = Arc::new(AtomicU64::new(0));
+    // Let it finish starting (threads, listeners) before taking its base.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let base_rss_bytes = current_rss(pid)?;
     let cpu_before = cpu_seconds(pid)?;
     let start = Instant::now();
     let end = start + cfg.duration;
@@ -536,6 +553,9 @@ pub async fn bench_gateway(cfg: &GatewayBench) -> anyhow::Result<GatewayBenchRes
         peak_rss_bytes,
         peak_buffered_bytes,
         rss_to_buffered_ratio: peak_rss_bytes as f64 / peak_buffered_bytes.max(1) as f64,
+        base_rss_bytes,
+        rss_above_base_to_buffered_ratio: peak_rss_bytes.saturating_sub(base_rss_bytes) as f64
+            / peak_buffered_bytes.max(1) as f64,
         all_spans_settled: settled,
         max_buffered_bytes: cfg.max_buffered_bytes,
         rss_to_limit_ratio: cfg
