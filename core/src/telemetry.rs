@@ -84,6 +84,21 @@ impl PromText {
         self.sample_str(name, labels, &value.to_string());
     }
 
+    /// Writes one metric with a sample per value of one label.
+    pub fn labelled<'a>(
+        &mut self,
+        name: &str,
+        kind: &str,
+        help: &str,
+        label: &str,
+        samples: impl IntoIterator<Item = (&'a str, u64)>,
+    ) {
+        self.header(name, kind, help);
+        for (value, n) in samples {
+            self.sample(name, &format!("{label}=\"{value}\""), n);
+        }
+    }
+
     /// Writes `# HELP` and `# TYPE` lines alone (for summaries, whose samples have suffixes).
     pub fn header(&mut self, name: &str, kind: &str, help: &str) {
         self.0

@@ -306,24 +306,15 @@ impl GatewayStats {
             "",
             self.pending_export_spans.get(),
         );
-        for (i, (reason, c)) in tailgate_core::receive::Refusal::REASONS
-            .iter()
-            .zip(&self.refused_requests)
-            .enumerate()
-        {
-            let labels = format!("reason=\"{reason}\"");
-            if i == 0 {
-                p.metric(
-                    "tailgate_gateway_refused_requests_total",
-                    "counter",
-                    "Requests refused, by reason (invalid, too_large, timeout, overloaded, unavailable).",
-                    &labels,
-                    c.get(),
-                );
-            } else {
-                p.sample("tailgate_gateway_refused_requests_total", &labels, c.get());
-            }
-        }
+        p.labelled(
+            "tailgate_gateway_refused_requests_total",
+            "counter",
+            "Requests refused, by reason (invalid, too_large, timeout, overloaded, unavailable).",
+            "reason",
+            tailgate_core::receive::Refusal::REASONS
+                .into_iter()
+                .zip(self.refused_requests.iter().map(Counter::get)),
+        );
         p.header(
             "tailgate_gateway_decision_latency_seconds",
             "histogram",

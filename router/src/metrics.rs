@@ -83,24 +83,15 @@ impl RouterStats {
             "",
             self.malformed_requests.get(),
         );
-        for (i, (reason, c)) in tailgate_core::receive::Refusal::REASONS
-            .iter()
-            .zip(&self.refused_requests)
-            .enumerate()
-        {
-            let labels = format!("reason=\"{reason}\"");
-            if i == 0 {
-                p.metric(
-                    "tailgate_router_refused_requests_total",
-                    "counter",
-                    "Requests refused, by reason (invalid, too_large, timeout, overloaded, unavailable).",
-                    &labels,
-                    c.get(),
-                );
-            } else {
-                p.sample("tailgate_router_refused_requests_total", &labels, c.get());
-            }
-        }
+        p.labelled(
+            "tailgate_router_refused_requests_total",
+            "counter",
+            "Requests refused, by reason (invalid, too_large, timeout, overloaded, unavailable).",
+            "reason",
+            tailgate_core::receive::Refusal::REASONS
+                .into_iter()
+                .zip(self.refused_requests.iter().map(Counter::get)),
+        );
         p.metric(
             "tailgate_router_failed_spans_total",
             "counter",

@@ -128,7 +128,7 @@ pub fn varint_len(v: u64) -> usize {
 }
 
 /// Appends `v` as a varint.
-pub fn put_varint(out: &mut BytesMut, mut v: u64) {
+pub fn put_varint(out: &mut impl BufMut, mut v: u64) {
     while v >= 0x80 {
         out.put_u8((v as u8) | 0x80);
         v >>= 7;

@@ -9,6 +9,8 @@
 
 use std::ops::Range;
 
+use super::reframe::put_varint;
+
 /// Bit of `Span.flags` that holds the W3C trace flags' "sampled" bit (the low byte).
 pub const FLAG_SAMPLED: u32 = 0x01;
 
@@ -262,14 +264,6 @@ fn put_len_field(out: &mut Vec<u8>, field: u32, value: &[u8]) {
     put_varint(out, u64::from(field << 3 | 2));
     put_varint(out, value.len() as u64);
     out.extend_from_slice(value);
-}
-
-fn put_varint(out: &mut Vec<u8>, mut v: u64) {
-    while v >= 0x80 {
-        out.push((v as u8) | 0x80);
-        v >>= 7;
-    }
-    out.push(v as u8);
 }
 
 #[cfg(test)]
