@@ -141,8 +141,7 @@ fn span_field_attrs(span: &Bytes, keys: &SpanFieldKeys, is_root: bool, out: &mut
         let ts = &span[f.trace_state.clone()];
         for (name, key) in &keys.tracestate {
             if let Some(v) = span_fields::tracestate_get(ts, name.as_bytes()) {
-                let start = f.trace_state.start + (v.as_ptr() as usize - ts.as_ptr() as usize);
-                push(*key, AttrValue::Str(span.slice(start..start + v.len())));
+                push(*key, AttrValue::Str(span.slice_ref(v)));
             }
         }
     }

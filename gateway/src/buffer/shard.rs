@@ -23,8 +23,8 @@ struct TraceEntry {
     spans: Vec<BufferedSpan>,
     /// When its first span arrived.
     first_seen: Instant,
+    /// Its summary; `summary.bytes` is also what the trace counts against the limits.
     summary: TraceSummary,
-    bytes: usize,
     /// Whether a root-based deadline was scheduled.
     root_scheduled: bool,
 }
@@ -187,9 +187,9 @@ impl Shard {
                     entry.root_scheduled = true;
                     self.root_deadlines.push(s.trace_id, now, grace);
                 }
-                entry.bytes += s.span.encoded_len();
-                entry.summary.bytes += s.span.encoded_len() as u64;
-                added_bytes += s.span.encoded_len() as u64;
+                let len = s.span.encoded_len() as u64;
+                entry.summary.bytes += len;
+                added_bytes += len;
                 added_spans += 1;
                 entry.spans.push(s.span);
                 if entry.summary.span_count == self.max_spans_per_trace {
@@ -204,9 +204,8 @@ impl Shard {
                     let mut summary = TraceSummary::default();
                     summary.add_span(s.start, s.end, s.status_code, s.is_root);
                     summary.add_attrs(&s.attrs);
-                    let bytes = s.span.encoded_len();
-                    summary.bytes = bytes as u64;
-                    added_bytes += bytes as u64;
+                    summary.bytes = s.span.encoded_len() as u64;
+                    added_bytes += summary.bytes;
                     added_spans += 1;
                     let root_scheduled = s.is_root && root_wait.is_some();
                     if let (true, Some(grace)) = (root_scheduled, root_wait) {
@@ -223,7 +222,6 @@ impl Shard {
                                 v
                             },
                             summary,
-                            bytes,
                             root_scheduled,
                         }),
                     );
@@ -297,8 +295,8 @@ impl Shard {
         };
         let n = entry.spans.len() as u64;
         self.stats.live_traces.sub(1);
-        self.stats.buffered_bytes.sub(entry.bytes as u64);
-        self.bytes -= entry.bytes as u64;
+        self.stats.buffered_bytes.sub(entry.summary.bytes);
+        self.bytes -= entry.summary.bytes;
         self.spans -= n;
         // Buffered traces are decided by the plan in force at decision time; verdicts are
         // counted locally and flushed to that plan's counters once per batch.
