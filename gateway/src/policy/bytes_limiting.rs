@@ -6,9 +6,7 @@
 
 use serde::Deserialize;
 
-use super::limiter::TokenBucket;
-use super::{Policy, Verdict};
-use crate::buffer::trace::TraceView;
+use super::limiter::{validate_rate, BucketPolicy, Unit};
 
 /// YAML block `bytes_limiting:`.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -23,57 +21,15 @@ pub struct BytesLimitingConfig {
 
 impl BytesLimitingConfig {
     pub(crate) fn validate(&self) -> Result<(), String> {
-        if self.bytes_per_second == 0 {
-            return Err("bytes_per_second must be greater than 0".into());
-        }
-        if self.burst_capacity == Some(0) {
-            return Err(
-                "burst_capacity must be greater than 0 (leave it out for twice the rate)".into(),
-            );
-        }
-        Ok(())
-    }
-}
-
-/// Compiled `bytes_limiting` policy.
-#[derive(Debug)]
-pub struct BytesLimitingPolicy {
-    bucket: TokenBucket,
-    rate: u64,
-    burst: u64,
-}
-
-impl BytesLimitingPolicy {
-    /// Compiles a validated config.
-    pub fn new(c: &BytesLimitingConfig) -> Self {
-        let burst = c
-            .burst_capacity
-            .unwrap_or(c.bytes_per_second.saturating_mul(2));
-        BytesLimitingPolicy {
-            bucket: TokenBucket::new(
-                c.bytes_per_second as f64,
-                burst as f64,
-                tokio::time::Instant::now(),
-            ),
-            rate: c.bytes_per_second,
-            burst,
-        }
-    }
-}
-
-impl Policy for BytesLimitingPolicy {
-    fn evaluate(&self, trace: &TraceView<'_>) -> Verdict {
-        if self.bucket.try_take(trace.summary.bytes, trace.now) {
-            Verdict::Sampled
-        } else {
-            Verdict::NotSampled
-        }
-    }
-
-    fn describe(&self) -> String {
-        format!(
-            "keep traces while they fit {} bytes/s (bursts up to {} bytes), per gateway",
-            self.rate, self.burst
+        validate_rate(
+            "bytes_per_second",
+            self.bytes_per_second,
+            self.burst_capacity,
         )
+    }
+
+    /// The compiled policy (a token bucket charged in bytes).
+    pub fn compile(&self) -> BucketPolicy {
+        BucketPolicy::new(Unit::Bytes, self.bytes_per_second, self.burst_capacity)
     }
 }

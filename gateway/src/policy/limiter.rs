@@ -10,6 +10,87 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use tokio::time::Instant;
 
+use super::{Policy, Verdict};
+use crate::buffer::trace::TraceView;
+
+/// What a [`BucketPolicy`] charges a trace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unit {
+    /// Its span count (`rate_limiting`).
+    Spans,
+    /// Its encoded size (`bytes_limiting`).
+    Bytes,
+}
+
+impl Unit {
+    fn name(self) -> &'static str {
+        match self {
+            Unit::Spans => "spans",
+            Unit::Bytes => "bytes",
+        }
+    }
+}
+
+/// Checks a `*_per_second` rate and its optional `burst_capacity`; `rate_key` names the
+/// rate in the message.
+pub(crate) fn validate_rate(rate_key: &str, rate: u64, burst: Option<u64>) -> Result<(), String> {
+    if rate == 0 {
+        return Err(format!("{rate_key} must be greater than 0"));
+    }
+    if burst == Some(0) {
+        return Err(
+            "burst_capacity must be greater than 0 (leave it out for twice the rate)".into(),
+        );
+    }
+    Ok(())
+}
+
+/// A policy that keeps traces while they fit a token bucket, charged in spans or bytes.
+/// The budget is per gateway, shared by its shards.
+#[derive(Debug)]
+pub struct BucketPolicy {
+    bucket: TokenBucket,
+    unit: Unit,
+    rate: u64,
+    burst: u64,
+}
+
+impl BucketPolicy {
+    /// Keeps up to `rate` units a second, in bursts of up to `burst` (default: twice the
+    /// rate, as the Collector).
+    pub fn new(unit: Unit, rate: u64, burst: Option<u64>) -> Self {
+        let burst = burst.unwrap_or(rate.saturating_mul(2));
+        BucketPolicy {
+            bucket: TokenBucket::new(rate as f64, burst as f64, Instant::now()),
+            unit,
+            rate,
+            burst,
+        }
+    }
+}
+
+impl Policy for BucketPolicy {
+    fn evaluate(&self, trace: &TraceView<'_>) -> Verdict {
+        let cost = match self.unit {
+            Unit::Spans => u64::from(trace.summary.span_count),
+            Unit::Bytes => trace.summary.bytes,
+        };
+        if self.bucket.try_take(cost, trace.now) {
+            Verdict::Sampled
+        } else {
+            Verdict::NotSampled
+        }
+    }
+
+    fn describe(&self) -> String {
+        let unit = self.unit.name();
+        format!(
+            "keep traces while they fit {} {unit}/s (bursts up to {} {unit}), per gateway",
+            self.rate, self.burst
+        )
+    }
+}
+
 /// A token bucket.
 #[derive(Debug)]
 pub struct TokenBucket {

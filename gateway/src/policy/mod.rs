@@ -563,8 +563,8 @@ impl PolicyConfig {
             PolicyKind::TraceFlags => Box::new(trace_flags::TraceFlagsPolicy::new(key(
                 field_keys::SAMPLED_FLAG,
             ))),
-            PolicyKind::RateLimiting(c) => Box::new(rate_limiting::RateLimitingPolicy::new(c)),
-            PolicyKind::BytesLimiting(c) => Box::new(bytes_limiting::BytesLimitingPolicy::new(c)),
+            PolicyKind::RateLimiting(c) => Box::new(c.compile()),
+            PolicyKind::BytesLimiting(c) => Box::new(c.compile()),
             PolicyKind::AdaptiveRate(c) => {
                 let idx = c
                     .keys
