@@ -212,22 +212,16 @@ impl GatewayStats {
             "Spans not delivered within the retry bound.",
             &self.export_failed_spans,
         );
-        p.metric(
+        p.labelled(
             "tailgate_gateway_early_decisions_total",
             "counter",
             "Traces decided before decision_wait, by reason.",
-            "reason=\"num_traces\"",
-            self.early_decisions.get(),
-        );
-        p.sample(
-            "tailgate_gateway_early_decisions_total",
-            "reason=\"memory\"",
-            self.early_decisions_memory.get(),
-        );
-        p.sample(
-            "tailgate_gateway_early_decisions_total",
-            "reason=\"span_limit\"",
-            self.early_decisions_span_limit.get(),
+            "reason",
+            [
+                ("num_traces", self.early_decisions.get()),
+                ("memory", self.early_decisions_memory.get()),
+                ("span_limit", self.early_decisions_span_limit.get()),
+            ],
         );
         c(
             &mut p,

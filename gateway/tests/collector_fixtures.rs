@@ -6,6 +6,16 @@ use std::path::Path;
 use tailgate_gateway::buffer::{TraceAttr, TraceSummary, TraceView};
 use tailgate_gateway::{PolicyFile, PolicyPlan};
 
+/// A span string attribute under the plan key `k`.
+fn str_attr(keys: &[String], k: &str, v: &'static str) -> TraceAttr {
+    TraceAttr {
+        key: keys.iter().position(|x| x == k).unwrap() as u16,
+        value: tailgate_core::wire::attrs::AttrValue::Str(bytes::Bytes::from_static(v.as_bytes())),
+        from_resource: false,
+        from_root: false,
+    }
+}
+
 /// Scenario: a `tail_sampling:` block in flow style with ten policies of eight kinds,
 /// including `and` and a regex `drop`.
 /// Guarantees: it loads unchanged, with the processor options applied, and the plan keeps
@@ -19,12 +29,7 @@ fn collector_style_block_loads_and_decides() {
     let plan = PolicyPlan::compile(&file);
     assert_eq!(plan.decision_cache_size, Some(100_000));
     let keys = plan.attribute_keys().to_vec();
-    let attr = |k: &str, v: &'static str| TraceAttr {
-        key: keys.iter().position(|x| x == k).unwrap() as u16,
-        value: tailgate_core::wire::attrs::AttrValue::Str(bytes::Bytes::from_static(v.as_bytes())),
-        from_resource: false,
-        from_root: false,
-    };
+    let attr = |k: &str, v: &'static str| str_attr(&keys, k, v);
     let mut s = TraceSummary::default();
     s.add_span(0, 1_000_000, 0, true);
     // always_sample keeps an ordinary trace...
@@ -72,12 +77,7 @@ fn every_collector_policy_type_loads_and_decides_as_documented() {
     // Only the composite and the always_sample decide this plain trace... and drop wins
     // over both for a probe.
     let keys = plan.attribute_keys().to_vec();
-    let attr = |k: &str, v: &'static str| TraceAttr {
-        key: keys.iter().position(|x| x == k).unwrap() as u16,
-        value: tailgate_core::wire::attrs::AttrValue::Str(bytes::Bytes::from_static(v.as_bytes())),
-        from_resource: false,
-        from_root: false,
-    };
+    let attr = |k: &str, v: &'static str| str_attr(&keys, k, v);
     let mut s = TraceSummary::default();
     s.add_span(0, 1_000_000, 1, true);
     let d = plan.decide(&TraceView::new(&[5; 16], &s));

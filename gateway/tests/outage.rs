@@ -3,18 +3,14 @@
 //! up exported, dropped by policy, refused (the sender was told to retry) or failed (the
 //! backend stayed down past the retry bound), and nothing is in two places or none.
 
-use std::net::SocketAddr;
-use std::path::Path;
+mod common;
+
 use std::time::Duration;
 
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
 use tailgate_core::forward::RetryConfig;
-use tailgate_core::receive::{Listeners, ReceiveConfig};
-use tailgate_core::test_util::{CaptureBackend, FakeOtlp};
-use tailgate_gateway::config::{BufferConfig, ExportConfig};
-use tailgate_gateway::export::OtlpGrpcConfig;
-use tailgate_gateway::{Gateway, GatewayConfig, PolicyFile, PolicyPlan};
-use tokio_util::sync::CancellationToken;
+use tailgate_core::test_util::FakeOtlp;
+use tailgate_gateway::export::ExporterConfig;
 
 const POLICIES: &str = "decision_wait: 200ms\npolicies:\n  - {name: errors, type: status_code, status_code: {status_codes: [ERROR]}}\n  - {name: half, type: probabilistic, probabilistic: {sampling_percentage: 50}}\n";
 
@@ -26,42 +22,25 @@ const POLICIES: &str = "decision_wait: 200ms\npolicies:\n  - {name: errors, type
 /// exactly the refused spans refused.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn received_is_exported_plus_dropped_plus_refused_plus_failed() {
-    let stop = CancellationToken::new();
-    let (backend_addr, backend) =
-        CaptureBackend::start("127.0.0.1:0".parse().unwrap(), stop.clone())
-            .await
-            .unwrap();
-    let receive = ReceiveConfig {
-        grpc: Some(SocketAddr::from(([127, 0, 0, 15], 0))),
-        http: None,
-        ..Default::default()
-    };
-    let listeners = Listeners::bind(&receive).await.unwrap();
-    let addr = listeners.grpc_addr().unwrap();
-    let mut export = OtlpGrpcConfig::new(format!("http://{backend_addr}"));
-    export.retry = RetryConfig {
-        initial_interval: Duration::from_millis(50),
-        max_interval: Duration::from_millis(100),
-        max_elapsed_time: Duration::from_millis(300),
-    };
-    export.batch.timeout = Duration::from_millis(20);
-    let config = GatewayConfig {
-        receive,
-        buffer: BufferConfig {
-            shards: 2,
-            max_buffered_bytes: 16 * 1024,
-            early_decision_bytes: Some(8 * 1024),
-            ..Default::default()
+    let gw = common::spawn_gateway_configured(
+        [127, 0, 0, 15],
+        common::plan(POLICIES),
+        |c| {
+            c.buffer.max_buffered_bytes = 16 * 1024;
+            c.buffer.early_decision_bytes = Some(8 * 1024);
+            if let ExporterConfig::OtlpGrpc(e) = &mut c.export.exporters[0].1 {
+                e.retry = RetryConfig {
+                    initial_interval: Duration::from_millis(50),
+                    max_interval: Duration::from_millis(100),
+                    max_elapsed_time: Duration::from_millis(300),
+                };
+                e.batch.timeout = Duration::from_millis(20);
+            }
         },
-        export: ExportConfig::otlp_grpc(export),
-        admin: None,
-        metrics: None,
-    };
-    let file = PolicyFile::parse(Path::new("p.yaml"), POLICIES).unwrap();
-    let gateway = Gateway::start(&config, PolicyPlan::compile(&file)).unwrap();
-    let stats = gateway.stats().clone();
-    let served =
-        tokio::spawn(gateway.serve(listeners, None, stop.clone(), Duration::from_secs(10)));
+        |_, _| {},
+    )
+    .await;
+    let (addr, backend, stats) = (gw.addr, gw.backend.clone(), gw.stats.clone());
 
     let mut client = TraceServiceClient::connect(format!("http://{addr}"))
         .await
@@ -104,6 +83,5 @@ async fn received_is_exported_plus_dropped_plus_refused_plus_failed() {
         "the sender saw exactly the refused spans refused"
     );
     assert_eq!(backend.spans(), exported);
-    stop.cancel();
-    served.await.unwrap().unwrap();
+    gw.stop().await;
 }

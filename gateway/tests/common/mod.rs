@@ -62,6 +62,17 @@ pub(crate) async fn spawn_gateway_with(
     buffer: BufferConfig,
     setup: impl FnOnce(&Gateway, &CancellationToken),
 ) -> TestGateway {
+    spawn_gateway_configured(ip, plan, |c| c.buffer = buffer, setup).await
+}
+
+/// [`spawn_gateway`] with `configure` applied to its config (which exports to the capturing
+/// backend over OTLP/gRPC, with two shards) before it starts.
+pub(crate) async fn spawn_gateway_configured(
+    ip: [u8; 4],
+    plan: PolicyPlan,
+    configure: impl FnOnce(&mut GatewayConfig),
+    setup: impl FnOnce(&Gateway, &CancellationToken),
+) -> TestGateway {
     let stop = CancellationToken::new();
     let (backend_addr, backend) =
         CaptureBackend::start("127.0.0.1:0".parse().unwrap(), stop.clone())
@@ -74,13 +85,17 @@ pub(crate) async fn spawn_gateway_with(
     };
     let listeners = Listeners::bind(&receive).await.unwrap();
     let addr = listeners.grpc_addr().unwrap();
-    let config = GatewayConfig {
+    let mut config = GatewayConfig {
         receive,
-        buffer,
+        buffer: BufferConfig {
+            shards: 2,
+            ..Default::default()
+        },
         export: ExportConfig::otlp_grpc(OtlpGrpcConfig::new(format!("http://{backend_addr}"))),
         admin: None,
         metrics: None,
     };
+    configure(&mut config);
     let gateway = Gateway::start(&config, plan).unwrap();
     setup(&gateway, &stop);
     let (stats, plan, reloads) = (
