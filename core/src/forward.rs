@@ -16,6 +16,7 @@ use tonic::transport::{Channel, Endpoint};
 
 use crate::receive::grpc::{CONNECTION_WINDOW, STREAM_WINDOW};
 use crate::receive::status::{is_retryable, retry_delay};
+use crate::receive::{Origin, DECISIONS_PATH, PEER_HEADER};
 use crate::wire::{RawCodec, TRACE_EXPORT_PATH};
 
 /// Retry behaviour of a client.
@@ -197,26 +198,61 @@ impl GrpcClient {
 
     /// Sends once, without retrying.
     pub async fn send_once(&self, body: Bytes) -> Result<Delivered, tonic::Status> {
+        self.call(TRACE_EXPORT_PATH, body, Origin::Client).await
+    }
+
+    /// One unary call of `path` with the configured headers, plus the [`PEER_HEADER`] when
+    /// `origin` is not a client.
+    async fn call(
+        &self,
+        path: &'static str,
+        body: Bytes,
+        origin: Origin,
+    ) -> Result<Delivered, tonic::Status> {
         let mut grpc = self.grpc.clone();
         grpc.ready()
             .await
             .map_err(|e| tonic::Status::unavailable(format!("connection not ready: {e}")))?;
         let mut request = tonic::Request::new(body);
         *request.metadata_mut() = self.headers.clone();
+        if let Some(value) = origin.header_value() {
+            let value = MetadataValue::try_from(value.as_str())
+                .map_err(|_| tonic::Status::internal("peer header is not ASCII"))?;
+            request.metadata_mut().insert(PEER_HEADER, value);
+        }
         request.set_timeout(self.timeout);
-        let path = http::uri::PathAndQuery::from_static(TRACE_EXPORT_PATH);
+        let path = http::uri::PathAndQuery::from_static(path);
         let response = grpc.unary(request, path, RawCodec).await?;
         Ok(parse_response(response.into_inner()))
     }
 
     /// Sends with retries until delivered, refused for good, or out of retry time.
     pub async fn send(&self, body: Bytes) -> Result<Delivered, ForwardError> {
+        self.send_to(TRACE_EXPORT_PATH, body, Origin::Client).await
+    }
+
+    /// [`GrpcClient::send`] of spans from another gateway, marked with `origin`.
+    pub async fn send_from(&self, body: Bytes, origin: Origin) -> Result<Delivered, ForwardError> {
+        self.send_to(TRACE_EXPORT_PATH, body, origin).await
+    }
+
+    /// Hands decided trace ids to a gateway ([`DECISIONS_PATH`]), with retries.
+    pub async fn send_decisions(&self, body: Bytes) -> Result<Delivered, ForwardError> {
+        self.send_to(DECISIONS_PATH, body, Origin::Client).await
+    }
+
+    async fn send_to(
+        &self,
+        path: &'static str,
+        body: Bytes,
+        origin: Origin,
+    ) -> Result<Delivered, ForwardError> {
         let deadline = tokio::time::Instant::now() + self.retry.max_elapsed_time;
         let mut backoff = self.retry.initial_interval;
         let mut attempts = 0;
         loop {
             attempts += 1;
-            let status = match self.send_once(body.clone()).await {
+            let status = match self.call(path, body.clone(), origin).await {
                 Ok(mut delivered) => {
                     delivered.attempts = attempts;
                     return Ok(delivered);

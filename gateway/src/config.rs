@@ -22,6 +22,10 @@
 //!   debug:                      # OTLP JSON lines on stdout (or `path:`)
 //! admin: 0.0.0.0:13133          # /healthz, /readyz (and /metrics)
 //! metrics: 0.0.0.0:8888          # /metrics (and the health endpoints)
+//! peers:                        # the other gateways, to keep traces whole as they change
+//!   dns: { name: tailgate-gateway.tailgate.svc.cluster.local, port: 4317, interval: 5s }
+//!   # self: 10.0.0.7:4317       # default: $POD_IP and the gRPC port
+//!   leave_linger: 3s
 //! ```
 
 use std::net::SocketAddr;
@@ -33,6 +37,7 @@ use tailgate_core::config::{load_yaml, ConfigError};
 use tailgate_core::receive::ReceiveConfig;
 
 pub use crate::export::ExportConfig;
+pub use crate::peers::PeersConfig;
 
 /// The whole gateway config file.
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
@@ -55,6 +60,10 @@ pub struct GatewayConfig {
     /// `0.0.0.0:8888`, the Collector's telemetry port; `null` turns it off.
     #[serde(default = "default_metrics")]
     pub metrics: Option<SocketAddr>,
+    /// The other gateways (static list or DNS), for redistribution when the cluster
+    /// changes. Without it this gateway owns every trace it receives.
+    #[serde(default)]
+    pub peers: PeersConfig,
 }
 
 /// `buffer`.
@@ -176,7 +185,21 @@ impl GatewayConfig {
         if self.buffer.shard_queue == 0 {
             return Err(invalid("buffer.shard_queue", "must be greater than 0"));
         }
+        if let Err((key, message)) = self.peers.validate() {
+            return Err(invalid(&key, &message));
+        }
+        if self.peers.enabled() {
+            if let Err(message) = self.identity() {
+                return Err(invalid("peers.self", &message));
+            }
+        }
         Ok(())
+    }
+
+    /// This gateway's member name on the ring (see [`PeersConfig::identity`]).
+    pub fn identity(&self) -> Result<tailgate_core::ring::Member, String> {
+        self.peers
+            .identity(self.receive.grpc, std::env::var("POD_IP").ok())
     }
 
     /// Shards to run.

@@ -45,6 +45,11 @@ impl DecisionCache {
         }
     }
 
+    /// Every remembered decision.
+    pub fn iter(&self) -> impl Iterator<Item = (&[u8; 16], Cached)> {
+        self.map.iter().map(|(id, c)| (id, *c))
+    }
+
     /// The decision for `trace_id`, if still remembered.
     pub fn get(&self, trace_id: &[u8; 16]) -> Option<Cached> {
         self.map.get(trace_id).copied()

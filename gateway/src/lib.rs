@@ -23,6 +23,7 @@ pub mod decide;
 pub mod explain;
 pub mod export;
 pub mod metrics;
+pub mod peers;
 pub mod policy;
 pub mod reload;
 pub mod timer;
@@ -47,6 +48,12 @@ pub enum GatewayError {
     /// An exporter could not be built.
     #[error("exporter {0}")]
     Export(#[from] export::ExportError),
+    /// Peers are configured but this gateway's place among them is unknown.
+    #[error("peers: {0}")]
+    Peers(String),
+    /// DNS discovery of the peers could not be set up.
+    #[error(transparent)]
+    Discovery(#[from] tailgate_core::members::dns::DiscoveryError),
 }
 
 /// A running gateway's pipeline (everything but the listeners).
@@ -57,6 +64,9 @@ pub struct Gateway {
     stats: Arc<GatewayStats>,
     ready: Readiness,
     drain: CancellationToken,
+    peers: Arc<peers::Peers>,
+    /// Stops discovery and redistribution once the gateway has drained.
+    peers_stop: CancellationToken,
     shards: Vec<JoinHandle<()>>,
     exporters: Vec<JoinHandle<()>>,
     limits: tailgate_core::receive::Limits,
@@ -102,12 +112,56 @@ impl Gateway {
             shards.push(tokio::spawn(shard.run(drain.clone())));
         }
         drop(exporters);
+        let me = if config.peers.enabled() {
+            config.identity().map_err(GatewayError::Peers)?
+        } else {
+            tailgate_core::ring::Member::new("standalone")
+        };
+        let peers = peers::Peers::new(config.peers.clone(), me, stats.clone());
         let buffer = Arc::new(buffer::TraceBuffer::new(
             plan.clone(),
             senders,
             stats.clone(),
+            peers.clone(),
             &config.buffer,
         ));
+        let peers_stop = CancellationToken::new();
+        if let Some(dns) = &config.peers.dns {
+            let discovery = tailgate_core::members::DnsDiscovery::new(dns.clone())?;
+            let p = peers.clone();
+            tokio::spawn(discovery.run(
+                stats.peers.discovery.clone(),
+                move |set| p.set_members(set),
+                peers_stop.clone(),
+            ));
+        } else if !config.peers.static_list.is_empty() {
+            peers.set_members(
+                config
+                    .peers
+                    .static_list
+                    .iter()
+                    .map(|m| tailgate_core::ring::Member::new(m.as_str()))
+                    .collect(),
+            );
+        }
+        // Every ring change hands off what this gateway no longer owns.
+        {
+            let (mut changes, buffer, stop) =
+                (peers.subscribe(), buffer.clone(), peers_stop.clone());
+            tokio::spawn(async move {
+                loop {
+                    tokio::select! {
+                        changed = changes.changed() => {
+                            if changed.is_err() {
+                                return;
+                            }
+                            buffer.redistribute().await;
+                        }
+                        () = stop.cancelled() => return,
+                    }
+                }
+            });
+        }
         Ok(Gateway {
             plan,
             reload_stats: Arc::new(reload::ReloadStats::default()),
@@ -115,6 +169,8 @@ impl Gateway {
             stats,
             ready: Readiness::default(),
             drain,
+            peers,
+            peers_stop,
             shards,
             exporters: export_tasks,
             limits: (&config.receive).into(),
@@ -149,8 +205,16 @@ impl Gateway {
         tokio::spawn(reloader.run(interval, shutdown));
     }
 
-    /// Serves the receivers (and admin) until `shutdown` is cancelled; then stops accepting,
-    /// decides every buffered trace, and flushes the exporter within `drain_deadline`.
+    /// The gateway's view of its peers.
+    pub fn peers(&self) -> &Arc<peers::Peers> {
+        &self.peers
+    }
+
+    /// Serves the receivers (and admin) until `shutdown` is cancelled; then drains within
+    /// `drain_deadline`: not ready; with peers, leaves the ring, hands its buffered traces
+    /// to their new owners and keeps receiving (and forwarding) for `peers.leave_linger`
+    /// while routers notice; then stops accepting, decides what is left and flushes the
+    /// exporters.
     pub async fn serve(
         self,
         listeners: Listeners,
@@ -174,18 +238,50 @@ impl Gateway {
         }
         this.ready.set(true);
         self.ready.set(true);
+        let stop_receiving = CancellationToken::new();
+        let started = Arc::new(std::sync::OnceLock::new());
+        {
+            let (this, peers, stop, started) = (
+                this.clone(),
+                self.peers.clone(),
+                stop_receiving.clone(),
+                started.clone(),
+            );
+            let linger = peers.config().leave_linger.min(drain_deadline / 2);
+            tokio::spawn(async move {
+                shutdown.cancelled().await;
+                started.get_or_init(tokio::time::Instant::now);
+                this.ready.set(false);
+                if peers.view().routes() {
+                    peers.leave();
+                    tokio::time::sleep(linger).await;
+                }
+                stop.cancel();
+            });
+        }
         let served = listeners
-            .serve(self.buffer.clone(), self.limits, shutdown)
+            .serve(self.buffer.clone(), self.limits, stop_receiving)
             .await;
         this.ready.set(false);
         self.ready.set(false);
-        self.drain(drain_deadline).await;
+        let started = *started.get_or_init(tokio::time::Instant::now);
+        // What landed here while lingering (a peer was unreachable) gets one more chance.
+        let remaining = drain_deadline.saturating_sub(started.elapsed());
+        if tokio::time::timeout(remaining / 2, self.buffer.redistribute())
+            .await
+            .is_err()
+        {
+            tracing::warn!("The last handoff did not finish in time; deciding the rest here.");
+        }
+        let remaining = drain_deadline.saturating_sub(started.elapsed());
+        self.drain(remaining).await;
         served
     }
 
     /// Decides every buffered trace now and waits for the exporter to finish, at most
     /// `deadline`. What is still unsettled after it stays visible in the counters.
     pub async fn drain(self, deadline: Duration) {
+        self.peers_stop.cancel();
         self.drain.cancel();
         drop(self.buffer);
         let finish = async {

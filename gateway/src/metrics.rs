@@ -71,6 +71,8 @@ pub struct GatewayStats {
     pub pending_export_bytes: Gauge,
     /// Spans of kept traces not yet delivered or failed.
     pub pending_export_spans: Gauge,
+    /// Traffic between gateways (forwarding, handoff).
+    pub peers: crate::peers::PeerStats,
     /// Traces kept per policy index; written once per decision batch by shards.
     by_policy: Mutex<Vec<u64>>,
     /// Policy names for the labels.
@@ -139,7 +141,7 @@ impl GatewayStats {
     /// live before pending: spans move from live to pending, added to pending first.
     pub fn in_flight_spans(&self) -> u64 {
         let live = self.live_spans.get();
-        live + self.pending_export_spans.get()
+        live + self.pending_export_spans.get() + self.peers.handoff_pending_spans.get()
     }
 
     /// Memory the gateway holds for spans: encoded bytes of buffered traces and of kept
@@ -211,6 +213,80 @@ impl GatewayStats {
             "tailgate_gateway_export_failed_spans_total",
             "Spans not delivered within the retry bound.",
             &self.export_failed_spans,
+        );
+        let peers = &self.peers;
+        for (name, help, v) in [
+            (
+                "tailgate_gateway_peer_forwarded_spans_total",
+                "Spans that reached this gateway by a stale ring, delivered to their owner.",
+                &peers.forwarded_spans,
+            ),
+            (
+                "tailgate_gateway_peer_handed_off_spans_total",
+                "Buffered spans handed to their new owner after a ring change.",
+                &peers.handed_off_spans,
+            ),
+            (
+                "tailgate_gateway_peer_handed_off_traces_total",
+                "Buffered traces handed to their new owner.",
+                &peers.handed_off_traces,
+            ),
+            (
+                "tailgate_gateway_peer_handed_off_decisions_total",
+                "Decisions handed to their trace's new owner.",
+                &peers.handed_off_decisions,
+            ),
+            (
+                "tailgate_gateway_peer_received_spans_total",
+                "Spans received from other gateways (also in received).",
+                &peers.received_spans,
+            ),
+            (
+                "tailgate_gateway_peer_received_decisions_total",
+                "Decisions received from other gateways.",
+                &peers.received_decisions,
+            ),
+            (
+                "tailgate_gateway_peer_failures_total",
+                "Requests to peers that failed after retries; their spans stayed here.",
+                &peers.failures,
+            ),
+            (
+                "tailgate_gateway_peer_failed_spans_total",
+                "Accepted spans that could neither be passed on nor buffered (stopping).",
+                &peers.failed_spans,
+            ),
+            (
+                "tailgate_gateway_ring_changes_total",
+                "Times the gateway ring changed.",
+                &peers.ring_changes,
+            ),
+            (
+                "tailgate_gateway_dns_lookups_total",
+                "DNS lookups for peers.",
+                &peers.discovery.lookups,
+            ),
+            (
+                "tailgate_gateway_dns_failures_total",
+                "DNS lookups for peers that failed or were empty.",
+                &peers.discovery.failures,
+            ),
+        ] {
+            c(&mut p, name, help, v);
+        }
+        p.metric(
+            "tailgate_gateway_ring_members",
+            "gauge",
+            "Gateways on the ring as this one sees it (0: no peers, it owns every trace).",
+            "",
+            peers.members.get(),
+        );
+        p.metric(
+            "tailgate_gateway_peer_handoff_pending_spans",
+            "gauge",
+            "Spans taken out of the buffer for a handoff and not yet delivered.",
+            "",
+            peers.handoff_pending_spans.get(),
         );
         p.labelled(
             "tailgate_gateway_early_decisions_total",

@@ -104,6 +104,7 @@ pub async fn run_demo(cfg: DemoConfig) -> anyhow::Result<Report> {
             export: ExportConfig::otlp_grpc(export),
             admin: None,
             metrics: None,
+            peers: Default::default(),
         };
         let gateway = Gateway::start(&config, PolicyPlan::compile(&policy_file))?;
         gateway_stats.push(gateway.stats().clone());

@@ -14,7 +14,7 @@ use tokio::net::TcpListener;
 use tonic::codec::CompressionEncoding;
 use tonic::server::{Grpc, NamedService, UnaryService};
 
-use super::{Accepted, SpanSink};
+use super::{Accepted, Origin, SpanSink, DECISIONS_PATH, PEER_HEADER};
 use crate::wire::{RawCodec, TRACE_EXPORT_PATH, TRACE_SERVICE};
 
 /// HTTP/2 flow-control windows; the 64 KiB default costs about half again as much CPU per
@@ -64,20 +64,26 @@ impl<S: SpanSink> tower_service::Service<http::Request<tonic::body::Body>> for T
     }
 
     fn call(&mut self, req: http::Request<tonic::body::Body>) -> Self::Future {
-        if req.uri().path() != TRACE_EXPORT_PATH {
-            return Box::pin(async {
-                Ok(tonic::Status::unimplemented("only TraceService/Export is served").into_http())
-            });
-        }
-        let export = Export(self.sink.clone());
         let max = self.max_request_bytes;
-        Box::pin(async move {
-            let mut grpc = Grpc::new(RawCodec)
+        let grpc = move || {
+            Grpc::new(RawCodec)
                 .accept_compressed(CompressionEncoding::Gzip)
                 .accept_compressed(CompressionEncoding::Zstd)
-                .max_decoding_message_size(max);
-            Ok(grpc.unary(export, req).await)
-        })
+                .max_decoding_message_size(max)
+        };
+        match req.uri().path() {
+            TRACE_EXPORT_PATH => {
+                let export = Export(self.sink.clone());
+                Box::pin(async move { Ok(grpc().unary(export, req).await) })
+            }
+            DECISIONS_PATH => {
+                let decisions = Decisions(self.sink.clone());
+                Box::pin(async move { Ok(grpc().unary(decisions, req).await) })
+            }
+            _ => Box::pin(async {
+                Ok(tonic::Status::unimplemented("only TraceService/Export is served").into_http())
+            }),
+        }
     }
 }
 
@@ -89,13 +95,31 @@ impl<S: SpanSink> UnaryService<Bytes> for Export<S> {
 
     fn call(&mut self, request: tonic::Request<Bytes>) -> Self::Future {
         let sink = self.0.clone();
+        let origin = Origin::parse(request.metadata().get(PEER_HEADER).map(|v| v.as_bytes()));
         Box::pin(async move {
-            match sink.export(request.into_inner()).await {
+            match sink.export_from(request.into_inner(), origin).await {
                 Ok(accepted) => Ok(tonic::Response::new(encode_response(&accepted))),
                 Err(refusal) => {
                     sink.refused(&refusal);
                     Err(refusal.to_grpc())
                 }
+            }
+        })
+    }
+}
+
+struct Decisions<S>(Arc<S>);
+
+impl<S: SpanSink> UnaryService<Bytes> for Decisions<S> {
+    type Response = Bytes;
+    type Future = BoxFuture<'static, Result<tonic::Response<Bytes>, tonic::Status>>;
+
+    fn call(&mut self, request: tonic::Request<Bytes>) -> Self::Future {
+        let sink = self.0.clone();
+        Box::pin(async move {
+            match sink.decisions(request.into_inner()).await {
+                Ok(_) => Ok(tonic::Response::new(Bytes::new())),
+                Err(refusal) => Err(refusal.to_grpc()),
             }
         })
     }

@@ -75,6 +75,7 @@ async fn receive<S: SpanSink>(
     let max = limits.max_request_bytes;
     // None, gzip or zstd: what the OpenTelemetry SDKs and the Collector's otlphttp
     // exporter send.
+    let origin = super::Origin::parse(req.headers().get(super::PEER_HEADER).map(|v| v.as_bytes()));
     let encoding = match req.headers().get(header::CONTENT_ENCODING) {
         None => None,
         Some(v) => match v.to_str().map(str::trim) {
@@ -114,7 +115,7 @@ async fn receive<S: SpanSink>(
         Format::Protobuf => body,
         Format::Json => json_to_protobuf(&body)?,
     };
-    sink.export(body).await
+    sink.export_from(body, origin).await
 }
 
 /// Decompresses at most `max` bytes; a larger output is refused, so a small compressed body

@@ -27,10 +27,111 @@ pub trait SpanSink: Send + Sync + 'static {
     /// [`Accepted::rejected_spans`] is now this stage's responsibility.
     fn export(&self, body: Bytes) -> impl Future<Output = Result<Accepted, Refusal>> + Send;
 
+    /// [`SpanSink::export`] for a request that says where it comes from (the
+    /// [`PEER_HEADER`]). Stages that do not care take every request alike.
+    fn export_from(
+        &self,
+        body: Bytes,
+        _origin: Origin,
+    ) -> impl Future<Output = Result<Accepted, Refusal>> + Send {
+        self.export(body)
+    }
+
+    /// Takes decisions another gateway hands over (see [`DECISIONS_PATH`]): a body of
+    /// [`DECISION_RECORD_LEN`]-byte records. Returns how many were taken. Stages that keep
+    /// no decisions refuse.
+    fn decisions(&self, _body: Bytes) -> impl Future<Output = Result<u64, Refusal>> + Send {
+        async {
+            Err(Refusal::Invalid(
+                "this server takes no trace decisions".into(),
+            ))
+        }
+    }
+
     /// Told of every request the receivers refuse, whether the refusal came from
     /// [`SpanSink::export`] or from the receiver itself (too large, too slow, bad encoding),
     /// so that the stage can count refusals by [`Refusal::reason`].
     fn refused(&self, _refusal: &Refusal) {}
+}
+
+/// Request header (gRPC metadata or HTTP header) that gateways set on the spans they send
+/// each other, so that a receiving gateway buffers them instead of forwarding them again.
+/// Values: `forwarded; hops=N` (spans that reached a gateway by a stale ring) and
+/// `handoff; hops=N; age_ms=M` (buffered traces handed to their new owner, first seen `M`
+/// milliseconds before they were sent).
+pub const PEER_HEADER: &str = "tailgate-peer";
+
+/// gRPC method by which a gateway hands decided trace ids to their new owner. The body is a
+/// sequence of [`DECISION_RECORD_LEN`]-byte records: trace id (16 bytes), 1 for kept or 0
+/// for dropped, the keep probability as a little-endian `f32`.
+pub const DECISIONS_PATH: &str = "/tailgate.peer.v1.Peer/Decisions";
+
+/// Length of one record of a [`DECISIONS_PATH`] body.
+pub const DECISION_RECORD_LEN: usize = 21;
+
+/// Where a request comes from, read from its [`PEER_HEADER`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Origin {
+    /// An agent, SDK or router (no header).
+    #[default]
+    Client,
+    /// Another gateway forwarded spans it does not own (`hops` gateways so far).
+    Forwarded {
+        /// Gateways the spans passed through.
+        hops: u8,
+    },
+    /// Another gateway handed over buffered traces.
+    Handoff {
+        /// Gateways the traces passed through.
+        hops: u8,
+        /// How long before sending the traces were first seen (the oldest of the request).
+        age_ms: u64,
+    },
+}
+
+// === impl Origin ===
+
+impl Origin {
+    /// Parses a header value; anything unrecognised counts as a client request.
+    pub fn parse(value: Option<&[u8]>) -> Origin {
+        let Some(text) = value.and_then(|v| std::str::from_utf8(v).ok()) else {
+            return Origin::Client;
+        };
+        let mut parts = text.split(';').map(str::trim);
+        let kind = parts.next().unwrap_or_default();
+        let (mut hops, mut age_ms) = (1u8, 0u64);
+        for p in parts {
+            match p.split_once('=') {
+                Some(("hops", v)) => hops = v.parse().unwrap_or(1),
+                Some(("age_ms", v)) => age_ms = v.parse().unwrap_or(0),
+                _ => {}
+            }
+        }
+        match kind {
+            "forwarded" => Origin::Forwarded { hops },
+            "handoff" => Origin::Handoff { hops, age_ms },
+            _ => Origin::Client,
+        }
+    }
+
+    /// The header value for this origin (`None` for a client).
+    pub fn header_value(&self) -> Option<String> {
+        match self {
+            Origin::Client => None,
+            Origin::Forwarded { hops } => Some(format!("forwarded; hops={hops}")),
+            Origin::Handoff { hops, age_ms } => {
+                Some(format!("handoff; hops={hops}; age_ms={age_ms}"))
+            }
+        }
+    }
+
+    /// Gateways passed so far (0 for a client).
+    pub fn hops(&self) -> u8 {
+        match self {
+            Origin::Client => 0,
+            Origin::Forwarded { hops } | Origin::Handoff { hops, .. } => *hops,
+        }
+    }
 }
 
 /// A successful export, possibly partial.

@@ -13,12 +13,21 @@ pub mod trace;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
-use tailgate_core::receive::{Accepted, Refusal, SpanSink, DEFAULT_RETRY_AFTER};
+use std::collections::HashMap;
+
+use bytes::{Bytes, BytesMut};
+use tailgate_core::receive::{
+    Accepted, Origin, Refusal, SpanSink, DECISION_RECORD_LEN, DEFAULT_RETRY_AFTER,
+};
 use tailgate_core::ring::Ring;
 use tailgate_core::wire::attrs::{self, AttrValue};
-use tailgate_core::wire::{span_fields, Scan};
-use tokio::sync::mpsc;
+use tailgate_core::wire::split::split;
+use tailgate_core::wire::{span_fields, Reframer, Scan};
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+
+use crate::decide::Cached;
+use crate::peers::{Owner, PeerView, Peers};
 
 use crate::metrics::GatewayStats;
 use crate::policy::plan::SpanFieldKeys;
@@ -154,17 +163,41 @@ fn span_field_attrs(span: &Bytes, keys: &SpanFieldKeys, is_root: bool, out: &mut
 }
 
 /// A message to a shard.
-#[derive(Debug)]
 pub enum ShardMsg {
-    /// Spans to buffer.
-    Spans(Vec<IncomingSpan>),
+    /// Spans to buffer; `first_seen` is set for traces another gateway handed over.
+    Spans {
+        /// The spans.
+        spans: Vec<IncomingSpan>,
+        /// When their traces were first seen, if earlier than now.
+        first_seen: Option<Instant>,
+    },
+    /// Take out the traces and decisions `view` gives to other gateways.
+    Handoff {
+        /// The ring in force.
+        view: Arc<PeerView>,
+        /// Where to send them.
+        reply: oneshot::Sender<shard::HandedOff>,
+    },
+    /// Decisions another gateway made for traces this one now owns.
+    Decisions(Vec<([u8; 16], Cached)>),
 }
+
+/// Most gateways a span passes through: a gateway leaving the ring forwards even spans
+/// another gateway sent it, up to this many hops; past it they are buffered where they are.
+pub const MAX_HOPS: u8 = 3;
+
+/// Handed-off traces go out in requests of at most this many spans...
+const HANDOFF_MAX_SPANS: usize = 4096;
+/// ...whose traces were first seen within this span of time, since a request carries one
+/// age for all of them (the youngest's: a trace may be decided a little late, never early).
+const HANDOFF_AGE_STEP: Duration = Duration::from_millis(250);
 
 /// The gateway's receive-side stage.
 pub struct TraceBuffer {
     plan: crate::reload::SharedPlan,
     shards: Vec<mpsc::Sender<ShardMsg>>,
     stats: Arc<GatewayStats>,
+    peers: Arc<Peers>,
     enqueue_timeout: Duration,
     max_buffered_bytes: u64,
 }
@@ -177,12 +210,14 @@ impl TraceBuffer {
         plan: crate::reload::SharedPlan,
         shards: Vec<mpsc::Sender<ShardMsg>>,
         stats: Arc<GatewayStats>,
+        peers: Arc<Peers>,
         config: &crate::config::BufferConfig,
     ) -> Self {
         TraceBuffer {
             plan,
             shards,
             stats,
+            peers,
             enqueue_timeout: config.enqueue_timeout,
             max_buffered_bytes: config.max_buffered_bytes,
         }
@@ -202,6 +237,10 @@ impl SpanSink for TraceBuffer {
     }
 
     async fn export(&self, body: Bytes) -> Result<Accepted, Refusal> {
+        self.export_from(body, Origin::Client).await
+    }
+
+    async fn export_from(&self, body: Bytes, origin: Origin) -> Result<Accepted, Refusal> {
         let mut scan = Scan::default();
         let scanned = scan
             .scan_request(&body)
@@ -209,11 +248,15 @@ impl SpanSink for TraceBuffer {
         let (valid, rejected, message) = (scanned.valid, scanned.rejected, scanned.message);
         self.stats.received_spans.add(valid + rejected);
         self.stats.rejected_spans.add(rejected);
+        if origin != Origin::Client {
+            self.stats.peers.received_spans.add(valid + rejected);
+        }
+        let accepted = Accepted {
+            rejected_spans: rejected,
+            message,
+        };
         if valid == 0 {
-            return Ok(Accepted {
-                rejected_spans: rejected,
-                message,
-            });
+            return Ok(accepted);
         }
 
         // Above the hard limit (buffered traces plus kept spans waiting for the backend),
@@ -230,9 +273,88 @@ impl SpanSink for TraceBuffer {
                 retry_after: DEFAULT_RETRY_AFTER,
             });
         }
+        let first_seen = match origin {
+            Origin::Handoff { age_ms, .. } => {
+                Instant::now().checked_sub(Duration::from_millis(age_ms))
+            }
+            _ => None,
+        };
+        // Spans from a client go to their owner; spans another gateway sent stay here
+        // (one hop), unless this gateway is leaving the ring.
+        let view = self.peers.view();
+        let route = view.routes()
+            && match origin {
+                Origin::Client => true,
+                _ => view.leaving && origin.hops() < MAX_HOPS,
+            };
+        if route
+            && scan
+                .spans
+                .iter()
+                .any(|s| view.owner(&s.trace_id) != Owner::Local)
+        {
+            let view = arc_swap::Guard::into_inner(view);
+            self.route(&body, &scan, &view, origin, valid, first_seen)
+                .await?;
+            return Ok(accepted);
+        }
+        self.buffer(&body, &mut scan, valid, first_seen, false)
+            .await?;
+        Ok(accepted)
+    }
+
+    async fn decisions(&self, body: Bytes) -> Result<u64, Refusal> {
+        if body.len() % DECISION_RECORD_LEN != 0 {
+            return Err(Refusal::Invalid(format!(
+                "a decisions body is a multiple of {DECISION_RECORD_LEN} bytes, not {}",
+                body.len()
+            )));
+        }
+        let n = self.shards.len();
+        let mut per_shard: Vec<Vec<([u8; 16], Cached)>> = vec![Vec::new(); n];
+        for r in body.chunks_exact(DECISION_RECORD_LEN) {
+            let (id, rest) = r.split_at(16);
+            let Ok(id) = <[u8; 16]>::try_from(id) else {
+                continue;
+            };
+            let p = f32::from_le_bytes([rest[1], rest[2], rest[3], rest[4]]);
+            let cached = if rest[0] == 1 {
+                Cached::Kept(p)
+            } else {
+                Cached::Dropped
+            };
+            per_shard[Self::shard_of(&id, n)].push((id, cached));
+        }
+        let count = (body.len() / DECISION_RECORD_LEN) as u64;
+        for (tx, list) in self.shards.iter().zip(per_shard) {
+            if !list.is_empty() && tx.send(ShardMsg::Decisions(list)).await.is_err() {
+                return Err(Refusal::Unavailable {
+                    message: "gateway is shutting down".into(),
+                    retry_after: DEFAULT_RETRY_AFTER,
+                });
+            }
+        }
+        self.stats.peers.received_decisions.add(count);
+        Ok(count)
+    }
+}
+
+impl TraceBuffer {
+    /// Buffers the spans of a scanned request in their shards: all or nothing. `valid` is
+    /// what a refusal counts as refused. `force` (spans this gateway already accepted and
+    /// could not pass on) skips the waiting limit: they must not be lost.
+    async fn buffer(
+        &self,
+        body: &Bytes,
+        scan: &mut Scan,
+        valid: u64,
+        first_seen: Option<Instant>,
+        force: bool,
+    ) -> Result<(), Refusal> {
         let plan = self.plan.load();
         let n = self.shards.len();
-        let spans = incoming_spans(&body, &mut scan, &plan);
+        let spans = incoming_spans(body, scan, &plan);
+        let count = spans.len() as u64;
         // Sized for an even spread plus slack, so the vectors do not grow while filling.
         let each = spans.len() / n + spans.len() / 8 + 1;
         let mut per_shard: Vec<Vec<IncomingSpan>> =
@@ -247,7 +369,12 @@ impl SpanSink for TraceBuffer {
             if spans.is_empty() {
                 continue;
             }
-            match tokio::time::timeout(self.enqueue_timeout, self.shards[i].reserve()).await {
+            let timeout = if force {
+                Duration::from_secs(3600)
+            } else {
+                self.enqueue_timeout
+            };
+            match tokio::time::timeout(timeout, self.shards[i].reserve()).await {
                 Ok(Ok(permit)) => permits.push((i, permit)),
                 Ok(Err(_)) => {
                     self.stats.refused_spans.add(valid);
@@ -267,14 +394,216 @@ impl SpanSink for TraceBuffer {
         }
         // Counted as live from the moment they are queued, so "nothing in flight" is never
         // read while spans sit in a shard's channel.
-        self.stats.live_spans.add(valid);
+        self.stats.live_spans.add(count);
         for (i, permit) in permits {
-            permit.send(ShardMsg::Spans(std::mem::take(&mut per_shard[i])));
+            permit.send(ShardMsg::Spans {
+                spans: std::mem::take(&mut per_shard[i]),
+                first_seen,
+            });
         }
-        Ok(Accepted {
-            rejected_spans: rejected,
-            message,
-        })
+        Ok(())
+    }
+
+    /// Buffers an already-accepted body here (a part no peer took). Counted as failed if
+    /// even that is impossible (the gateway is stopping), never lost silently.
+    async fn buffer_here(&self, body: &Bytes, spans: u64, first_seen: Option<Instant>) {
+        let mut scan = Scan::default();
+        let ok = scan.scan_request(body).is_ok()
+            && self
+                .buffer(body, &mut scan, 0, first_seen, true)
+                .await
+                .is_ok();
+        if !ok {
+            self.stats.peers.failed_spans.add(spans);
+        }
+    }
+
+    /// Sends each owner its spans of a request: the local part is buffered first (if it is
+    /// refused, nothing has been forwarded, so the sender's retry duplicates nothing), then
+    /// the other parts go to their owners at once. A part no peer takes stays here.
+    async fn route(
+        &self,
+        body: &Bytes,
+        scan: &Scan,
+        view: &Arc<PeerView>,
+        origin: Origin,
+        valid: u64,
+        first_seen: Option<Instant>,
+    ) -> Result<(), Refusal> {
+        let parts = split(&view.ring, body, scan);
+        // Parts that stay here are joined: concatenated requests are one request.
+        let mut local = BytesMut::new();
+        let mut remote = Vec::new();
+        for (i, spans, part) in parts {
+            match view.owner_of_index(Some(i)) {
+                Owner::Local => local.extend_from_slice(&part),
+                Owner::Peer(p) => remote.push((p, spans, part)),
+            }
+        }
+        if !local.is_empty() {
+            let local = local.freeze();
+            let mut scan = Scan::default();
+            scan.scan_request(&local)?;
+            self.buffer(&local, &mut scan, valid, first_seen, false)
+                .await?;
+        }
+        let next = match origin {
+            Origin::Handoff { hops, age_ms } => Origin::Handoff {
+                hops: hops + 1,
+                age_ms,
+            },
+            other => Origin::Forwarded {
+                hops: other.hops() + 1,
+            },
+        };
+        let sends = remote.into_iter().map(|(p, spans, part)| {
+            let view = view.clone();
+            async move {
+                let Some(client) = view.client(p) else {
+                    return Some((spans, part));
+                };
+                match client.send_from(part.clone(), next).await {
+                    Ok(d) => {
+                        self.stats.peers.forwarded_spans.add(spans - d.rejected_spans);
+                        self.stats.rejected_spans.add(d.rejected_spans);
+                        None
+                    }
+                    Err(error) => {
+                        tracing::warn!(peer = ?view.member(p), %error, "Forwarding to a peer failed; keeping its spans here.");
+                        self.stats.peers.failures.add(1);
+                        view.mark_down(p, self.peers.config().down_for);
+                        Some((spans, part))
+                    }
+                }
+            }
+        });
+        for (spans, part) in futures_util::future::join_all(sends)
+            .await
+            .into_iter()
+            .flatten()
+        {
+            self.buffer_here(&part, spans, first_seen).await;
+        }
+        Ok(())
+    }
+
+    /// Hands the traces and decisions that the ring in force gives to other gateways to
+    /// them. Called on every ring change, and once more when the gateway stops receiving.
+    pub async fn redistribute(&self) {
+        let view = self.peers.view_full();
+        if !view.routes() {
+            return;
+        }
+        let mut traces: HashMap<usize, Vec<shard::HandedTrace>> = HashMap::new();
+        let mut decisions: HashMap<usize, Vec<u8>> = HashMap::new();
+        for tx in &self.shards {
+            let (reply, rx) = oneshot::channel();
+            let msg = ShardMsg::Handoff {
+                view: view.clone(),
+                reply,
+            };
+            if tx.send(msg).await.is_err() {
+                continue;
+            }
+            let Ok(handed) = rx.await else {
+                continue;
+            };
+            for t in handed.traces {
+                traces.entry(t.owner).or_default().push(t);
+            }
+            for (owner, id, cached) in handed.decisions {
+                let out = decisions.entry(owner).or_default();
+                out.extend_from_slice(&id);
+                let (kept, p) = match cached {
+                    Cached::Kept(p) => (1u8, p),
+                    Cached::Dropped => (0, 0.0),
+                };
+                out.push(kept);
+                out.extend_from_slice(&p.to_le_bytes());
+            }
+        }
+        let peers = traces
+            .keys()
+            .chain(decisions.keys())
+            .copied()
+            .collect::<std::collections::BTreeSet<_>>();
+        let sends = peers.into_iter().map(|p| {
+            let (view, traces, decisions) = (
+                view.clone(),
+                traces.remove(&p).unwrap_or_default(),
+                decisions.remove(&p).unwrap_or_default(),
+            );
+            async move {
+                // Decisions first: late spans then find them when the traces' own spans
+                // arrive there.
+                if !decisions.is_empty() {
+                    let n = (decisions.len() / DECISION_RECORD_LEN) as u64;
+                    match view.client(p) {
+                        Some(c) if c.send_decisions(Bytes::from(decisions)).await.is_ok() => {
+                            self.stats.peers.handed_off_decisions.add(n);
+                        }
+                        _ => self.stats.peers.failures.add(1),
+                    }
+                }
+                self.hand_off(&view, p, traces).await;
+            }
+        });
+        futures_util::future::join_all(sends).await;
+    }
+
+    /// Sends one peer its traces, in requests of traces first seen at about the same time;
+    /// what the peer does not take is buffered here again.
+    async fn hand_off(&self, view: &PeerView, p: usize, mut traces: Vec<shard::HandedTrace>) {
+        traces.sort_unstable_by_key(|t| t.entry.first_seen);
+        let mut reframer = Reframer::default();
+        let mut out = BytesMut::new();
+        let mut i = 0;
+        while i < traces.len() {
+            let (start, mut j, mut spans) = (traces[i].entry.first_seen, i, 0usize);
+            while j < traces.len()
+                && (j == i
+                    || (spans + traces[j].entry.spans.len() <= HANDOFF_MAX_SPANS
+                        && traces[j].entry.first_seen.duration_since(start) <= HANDOFF_AGE_STEP))
+            {
+                spans += traces[j].entry.spans.len();
+                j += 1;
+            }
+            let chunk = &traces[i..j];
+            let youngest = chunk[chunk.len() - 1].entry.first_seen;
+            let parts: Vec<_> = chunk
+                .iter()
+                .flat_map(|t| t.entry.spans.iter().map(BufferedSpan::parts))
+                .collect();
+            reframer.encode(&parts, &mut out);
+            let body = out.split().freeze();
+            let n = spans as u64;
+            let origin = Origin::Handoff {
+                hops: 1,
+                age_ms: youngest.elapsed().as_millis() as u64,
+            };
+            let sent = match view.client(p) {
+                Some(c) => c
+                    .send_from(body.clone(), origin)
+                    .await
+                    .map_err(|e| e.to_string()),
+                None => Err("no client".to_owned()),
+            };
+            match sent {
+                Ok(d) => {
+                    self.stats.peers.handed_off_spans.add(n - d.rejected_spans);
+                    self.stats.rejected_spans.add(d.rejected_spans);
+                    self.stats.peers.handed_off_traces.add(chunk.len() as u64);
+                }
+                Err(error) => {
+                    tracing::warn!(peer = ?view.member(p), %error, spans = n, "Handing traces to a peer failed; keeping them here.");
+                    self.stats.peers.failures.add(1);
+                    view.mark_down(p, self.peers.config().down_for);
+                    self.buffer_here(&body, n, Some(youngest)).await;
+                }
+            }
+            self.stats.peers.handoff_pending_spans.sub(n);
+            i = j;
+        }
     }
 }
 

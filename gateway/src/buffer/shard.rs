@@ -3,6 +3,8 @@
 //! comes (or earlier, past `num_traces`), remembers the decision, and sends kept traces to
 //! the exporter. Nothing here is shared with other shards, so nothing is locked.
 
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
 use std::sync::Arc;
 
 use tailgate_core::wire::span_fields::{AdjustedCount, AdjustedCountWriter};
@@ -16,13 +18,35 @@ use super::{IncomingSpan, ShardMsg};
 use crate::decide::{Cached, DecisionCache};
 use crate::export::{ExportHandle, Ticket};
 use crate::metrics::GatewayStats;
+use crate::peers::{Owner, PeerView};
 use crate::timer::DeadlineQueue;
 
+/// What a shard gives up when the ring changes: traces and decisions for other gateways.
+#[derive(Default)]
+pub struct HandedOff {
+    /// Traces, each with its new owner's ring index.
+    pub traces: Vec<HandedTrace>,
+    /// Decisions: `(owner's ring index, trace id, decision)`.
+    pub decisions: Vec<(usize, [u8; 16], Cached)>,
+}
+
+/// One trace on its way to its new owner.
+pub struct HandedTrace {
+    /// The new owner's index on the ring.
+    pub owner: usize,
+    /// Trace id.
+    pub id: [u8; 16],
+    /// The trace as it was buffered.
+    pub entry: Box<TraceEntry>,
+}
+
+/// A buffered trace.
 #[derive(Debug)]
-struct TraceEntry {
-    spans: Vec<BufferedSpan>,
+pub struct TraceEntry {
+    /// Its spans.
+    pub spans: Vec<BufferedSpan>,
     /// When its first span arrived.
-    first_seen: Instant,
+    pub first_seen: Instant,
     /// Its summary; `summary.bytes` is also what the trace counts against the limits.
     summary: TraceSummary,
     /// Whether a root-based deadline was scheduled.
@@ -70,6 +94,9 @@ pub struct Shard {
     /// these come due in order too, so a second FIFO holds them; deciding a trace that is
     /// already decided is a no-op.
     root_deadlines: DeadlineQueue,
+    /// Deadlines of traces another gateway handed over, which were first seen before they
+    /// arrived here and so do not come due in arrival order.
+    handed_deadlines: BinaryHeap<Reverse<(Instant, [u8; 16])>>,
     cache: DecisionCache,
     plan: crate::reload::SharedPlan,
     max_traces: usize,
@@ -111,6 +138,7 @@ impl Shard {
             traces: TraceMap::default(),
             deadlines: DeadlineQueue::default(),
             root_deadlines: DeadlineQueue::default(),
+            handed_deadlines: BinaryHeap::new(),
             cache: DecisionCache::new(cache_size),
             plan,
             max_traces: max_traces.max(1),
@@ -136,10 +164,14 @@ impl Shard {
     pub async fn run(mut self, drain: CancellationToken) {
         loop {
             self.decide_due(Instant::now()).await;
-            let next = match (self.deadlines.next_due(), self.root_deadlines.next_due()) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
-            };
+            let next = [
+                self.deadlines.next_due(),
+                self.root_deadlines.next_due(),
+                self.handed_deadlines.peek().map(|Reverse((t, _))| *t),
+            ]
+            .into_iter()
+            .flatten()
+            .min();
             let sleep = async move {
                 match next {
                     Some(t) => tokio::time::sleep_until(t).await,
@@ -148,15 +180,15 @@ impl Shard {
             };
             tokio::select! {
                 msg = self.rx.recv() => match msg {
-                    Some(ShardMsg::Spans(spans)) => self.insert(spans).await,
+                    Some(msg) => self.handle(msg).await,
                     None => break,
                 },
                 () = sleep => {}
                 () = drain.cancelled() => break,
             }
         }
-        while let Ok(ShardMsg::Spans(spans)) = self.rx.try_recv() {
-            self.insert(spans).await;
+        while let Ok(msg) = self.rx.try_recv() {
+            self.handle(msg).await;
         }
         while let Some(id) = self.deadlines.pop_front() {
             self.decide(id, Instant::now()).await;
@@ -164,7 +196,103 @@ impl Shard {
         self.flush_verdicts();
     }
 
-    async fn insert(&mut self, spans: Vec<IncomingSpan>) {
+    async fn handle(&mut self, msg: ShardMsg) {
+        match msg {
+            ShardMsg::Spans { spans, first_seen } => self.insert(spans, first_seen).await,
+            ShardMsg::Handoff { view, reply } => {
+                let handed = self.hand_off(&view);
+                if let Err(handed) = reply.send(handed) {
+                    // Nobody to take them: they stay here.
+                    self.take_back(handed);
+                }
+            }
+            ShardMsg::Decisions(list) => self.take_decisions(list).await,
+        }
+    }
+
+    /// Takes out the traces (and copies the decisions) that `view` gives to other
+    /// gateways. Their spans move from "live" to "handoff pending".
+    fn hand_off(&mut self, view: &PeerView) -> HandedOff {
+        let mut out = HandedOff::default();
+        let ids: Vec<([u8; 16], usize)> = self
+            .traces
+            .keys()
+            .filter_map(|id| match view.owner(id) {
+                Owner::Peer(p) => Some((*id, p)),
+                Owner::Local => None,
+            })
+            .collect();
+        for (id, owner) in ids {
+            if let Some(entry) = self.take(&id) {
+                let n = entry.spans.len() as u64;
+                self.stats.peers.handoff_pending_spans.add(n);
+                self.stats.live_spans.sub(n);
+                out.traces.push(HandedTrace { owner, id, entry });
+            }
+        }
+        for (id, cached) in self.cache.iter() {
+            if let Owner::Peer(p) = view.owner(id) {
+                out.decisions.push((p, *id, cached));
+            }
+        }
+        out
+    }
+
+    /// Puts back traces a handoff could not take (only when its task went away).
+    fn take_back(&mut self, handed: HandedOff) {
+        let now = Instant::now();
+        let wait = self.plan.load().decision_wait;
+        for t in handed.traces {
+            let n = t.entry.spans.len() as u64;
+            self.stats.live_spans.add(n);
+            self.stats.peers.handoff_pending_spans.sub(n);
+            self.stats.live_traces.add(1);
+            self.stats.buffered_bytes.add(t.entry.summary.bytes);
+            self.bytes += t.entry.summary.bytes;
+            self.spans += n;
+            self.traces.insert(t.id, t.entry);
+            self.deadlines.push(t.id, now, wait);
+        }
+    }
+
+    /// Decisions another gateway made: remembered, and applied at once to spans of those
+    /// traces that are already here (they are late spans of a decided trace).
+    async fn take_decisions(&mut self, list: Vec<([u8; 16], Cached)>) {
+        for (id, cached) in list {
+            if let Some(entry) = self.take(&id) {
+                let n = entry.spans.len() as u64;
+                self.cache.insert(id, cached);
+                match cached {
+                    Cached::Kept(p) => {
+                        self.stats.late_sampled_spans.add(n);
+                        let plan = self.plan.load_full();
+                        let spans = adjusted(entry.spans, f64::from(p), &plan.adjusted_count());
+                        self.send(spans).await;
+                    }
+                    Cached::Dropped => {
+                        self.stats.late_dropped_spans.add(n);
+                        self.stats.dropped_spans.add(n);
+                        self.stats.live_spans.sub(n);
+                    }
+                }
+            } else if self.cache.get(&id).is_none() {
+                self.cache.insert(id, cached);
+            }
+        }
+    }
+
+    /// Removes a buffered trace and its share of the counters (its spans stay "live" until
+    /// the caller says where they went).
+    fn take(&mut self, id: &[u8; 16]) -> Option<Box<TraceEntry>> {
+        let entry = self.traces.remove(id)?;
+        self.stats.live_traces.sub(1);
+        self.stats.buffered_bytes.sub(entry.summary.bytes);
+        self.bytes -= entry.summary.bytes;
+        self.spans -= entry.spans.len() as u64;
+        Some(entry)
+    }
+
+    async fn insert(&mut self, spans: Vec<IncomingSpan>, first_seen: Option<Instant>) {
         let now = Instant::now();
         // One load per batch: the waits in force when the batch arrived.
         let (wait, root_wait) = {
@@ -179,6 +307,11 @@ impl Shard {
         let mut full: Vec<[u8; 16]> = Vec::new();
         for s in spans {
             if let Some(entry) = self.traces.get_mut(&s.trace_id) {
+                // A handed-over part of a trace also here: the earlier first sighting wins.
+                if let Some(fs) = first_seen.filter(|fs| *fs < entry.first_seen) {
+                    entry.first_seen = fs;
+                    self.handed_deadlines.push(Reverse((fs + wait, s.trace_id)));
+                }
                 entry
                     .summary
                     .add_span(s.start, s.end, s.status_code, s.is_root);
@@ -211,10 +344,13 @@ impl Shard {
                     if let (true, Some(grace)) = (root_scheduled, root_wait) {
                         self.root_deadlines.push(s.trace_id, now, grace);
                     }
+                    if let Some(fs) = first_seen {
+                        self.handed_deadlines.push(Reverse((fs + wait, s.trace_id)));
+                    }
                     self.traces.insert(
                         s.trace_id,
                         Box::new(TraceEntry {
-                            first_seen: now,
+                            first_seen: first_seen.unwrap_or(now),
                             // Most traces get more spans; start with room for a few.
                             spans: {
                                 let mut v = Vec::with_capacity(4);
@@ -285,19 +421,22 @@ impl Shard {
         while let Some(id) = self.root_deadlines.pop_due(now) {
             self.decide(id, now).await;
         }
+        while let Some(Reverse((due, id))) = self.handed_deadlines.peek().copied() {
+            if due > now {
+                break;
+            }
+            self.handed_deadlines.pop();
+            self.decide(id, now).await;
+        }
         self.flush_verdicts();
     }
 
     /// Decides one trace; `now` is read once per batch of decisions.
     async fn decide(&mut self, id: [u8; 16], now: Instant) {
-        let Some(entry) = self.traces.remove(&id) else {
+        let Some(entry) = self.take(&id) else {
             return;
         };
         let n = entry.spans.len() as u64;
-        self.stats.live_traces.sub(1);
-        self.stats.buffered_bytes.sub(entry.summary.bytes);
-        self.bytes -= entry.summary.bytes;
-        self.spans -= n;
         // Buffered traces are decided by the plan in force at decision time; verdicts are
         // counted locally and flushed to that plan's counters once per batch.
         let plan = self.plan.load_full();

@@ -94,6 +94,7 @@ pub(crate) async fn spawn_gateway_configured(
         export: ExportConfig::otlp_grpc(OtlpGrpcConfig::new(format!("http://{backend_addr}"))),
         admin: None,
         metrics: None,
+        peers: Default::default(),
     };
     configure(&mut config);
     let gateway = Gateway::start(&config, plan).unwrap();

@@ -1,0 +1,496 @@
+//! Peers: the other gateways of the cluster, found the way the routers find them (a static
+//! list or DNS), and the ring they all build from the same member set. The ring says which
+//! gateway owns a trace; [`crate::buffer::TraceBuffer`] asks it for every request and
+//! forwards spans that reached this gateway by a router's stale ring to their owner (one
+//! hop), and hands its buffered traces and decisions to their new owners when the ring
+//! changes. On SIGTERM the gateway [`Peers::leave`]s: it owns nothing from then on, so it
+//! hands everything off and forwards whatever still reaches it.
+//!
+//! ```text
+//!  DNS / static ─▶ Peers::set_members ─▶ PeerView (ring, clients) ─ArcSwap─▶ TraceBuffer
+//!                                      └─▶ changed() ─▶ redistribution task ─▶ shards ─▶ peers
+//! ```
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use serde::Deserialize;
+use tailgate_core::forward::{GrpcClient, RetryConfig};
+use tailgate_core::members::{DiscoveryStats, DnsConfig};
+use tailgate_core::ring::{Member, Ring};
+use tailgate_core::telemetry::{Counter, Gauge};
+use tokio::sync::watch;
+
+use crate::metrics::GatewayStats;
+use tokio::time::Instant;
+
+/// `peers` in the gateway config. Without it (or with no members) a gateway owns every
+/// trace it receives, as a single gateway should.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct PeersConfig {
+    /// This gateway's identity on the ring: its OTLP/gRPC `ip:port` as the routers and the
+    /// other gateways see it (and as DNS lists it). Default: `$POD_IP` with the gRPC
+    /// receiver's port, else the gRPC receiver's address when it is not `0.0.0.0`.
+    #[serde(rename = "self", default)]
+    pub advertise: Option<String>,
+    /// A fixed list of the gateways' OTLP/gRPC addresses (this one included).
+    #[serde(rename = "static", default)]
+    pub static_list: Vec<String>,
+    /// Discover the gateways through DNS, with the same settings as the routers.
+    #[serde(default)]
+    pub dns: Option<DnsConfig>,
+    /// Keep traces whole while the ring changes: hand buffered traces and decisions to
+    /// their new owners, and forward spans that arrive by a stale ring. Default true;
+    /// `false` only to measure what it buys.
+    #[serde(default = "default_true")]
+    pub redistribute: bool,
+    /// Timeout of one request to a peer. Default 5s.
+    #[serde(default = "default_timeout", with = "humantime_serde")]
+    pub timeout: Duration,
+    /// Retries of one request to a peer; past them the spans stay on this gateway (a
+    /// trace may then be decided in two parts, but nothing is lost). Default: 50ms doubling
+    /// to 500ms, for at most 3s.
+    #[serde(default = "default_retry")]
+    pub retry: RetryConfig,
+    /// How long a peer that could not be reached is left out of the ring by this gateway.
+    /// Default 5s.
+    #[serde(default = "default_down_for", with = "humantime_serde")]
+    pub down_for: Duration,
+    /// After SIGTERM, how long the gateway keeps receiving (and forwarding everything to
+    /// the new owners) so that routers can notice it left. Default 3s; keep it above the
+    /// routers' DNS `interval` plus the drain's own work, and the whole drain under
+    /// Kubernetes' `terminationGracePeriodSeconds`.
+    #[serde(default = "default_linger", with = "humantime_serde")]
+    pub leave_linger: Duration,
+}
+
+fn default_true() -> bool {
+    true
+}
+fn default_timeout() -> Duration {
+    Duration::from_secs(5)
+}
+fn default_retry() -> RetryConfig {
+    RetryConfig {
+        initial_interval: Duration::from_millis(50),
+        max_interval: Duration::from_millis(500),
+        max_elapsed_time: Duration::from_secs(3),
+    }
+}
+fn default_down_for() -> Duration {
+    Duration::from_secs(5)
+}
+fn default_linger() -> Duration {
+    Duration::from_secs(3)
+}
+
+impl Default for PeersConfig {
+    fn default() -> Self {
+        PeersConfig {
+            advertise: None,
+            static_list: Vec::new(),
+            dns: None,
+            redistribute: true,
+            timeout: default_timeout(),
+            retry: default_retry(),
+            down_for: default_down_for(),
+            leave_linger: default_linger(),
+        }
+    }
+}
+
+impl PeersConfig {
+    /// Checks what the schema cannot; `Err((key, message))`.
+    pub fn validate(&self) -> Result<(), (String, String)> {
+        if let Some(dns) = &self.dns {
+            dns.validate().map_err(|m| ("peers.dns".to_owned(), m))?;
+            if !self.static_list.is_empty() {
+                return Err((
+                    "peers.static".into(),
+                    "give either peers.static or peers.dns, not both".into(),
+                ));
+            }
+        }
+        if let Some(a) = &self.advertise {
+            if a.parse::<SocketAddr>().is_err() {
+                return Err((
+                    "peers.self".into(),
+                    format!("{a:?} is not an ip:port address"),
+                ));
+            }
+        }
+        if self.timeout.is_zero() {
+            return Err(("peers.timeout".into(), "must be greater than 0".into()));
+        }
+        Ok(())
+    }
+
+    /// Whether any peer source is configured.
+    pub fn enabled(&self) -> bool {
+        self.dns.is_some() || !self.static_list.is_empty()
+    }
+
+    /// This gateway's member name: `self`, else `$POD_IP` (from `pod_ip`) with the port of
+    /// `grpc`, else `grpc` when it is a specific address.
+    pub fn identity(
+        &self,
+        grpc: Option<SocketAddr>,
+        pod_ip: Option<String>,
+    ) -> Result<Member, String> {
+        if let Some(a) = &self.advertise {
+            return Ok(Member::new(normalise_addr(a)));
+        }
+        let grpc = grpc.ok_or("peers need the OTLP/gRPC receiver (receive.grpc)")?;
+        if let Some(ip) = pod_ip.filter(|s| !s.is_empty()) {
+            let ip: std::net::IpAddr = ip
+                .parse()
+                .map_err(|_| format!("POD_IP {ip:?} is not an IP address"))?;
+            return Ok(Member::new(SocketAddr::new(ip, grpc.port()).to_string()));
+        }
+        if grpc.ip().is_unspecified() {
+            return Err(format!(
+                "cannot tell this gateway's address on the ring: receive.grpc is {grpc}; set peers.self or the POD_IP environment variable"
+            ));
+        }
+        Ok(Member::new(grpc.to_string()))
+    }
+}
+
+fn normalise_addr(a: &str) -> String {
+    a.parse::<SocketAddr>()
+        .map_or_else(|_| a.to_owned(), |s| s.to_string())
+}
+
+/// Who owns a trace, as this gateway sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Owner {
+    /// This gateway.
+    Local,
+    /// The peer at this index of [`PeerView::ring`].
+    Peer(usize),
+}
+
+/// One immutable view of the cluster: the ring and a client per peer.
+pub struct PeerView {
+    /// The ring over the members (without this gateway while it leaves).
+    pub ring: Ring,
+    /// This gateway's index on the ring, if it is on it.
+    pub self_index: Option<usize>,
+    /// `clients[i]` talks to `ring.members()[i]` (`None` for this gateway).
+    clients: Vec<Option<GrpcClient>>,
+    /// Per member: until when (ms on [`Peers`]' clock) it is left out after a failure.
+    down_until: Vec<AtomicU64>,
+    epoch: Instant,
+    /// Set once the gateway has started to leave.
+    pub leaving: bool,
+    /// Whether spans and traces move between gateways at all.
+    pub redistribute: bool,
+}
+
+// === impl PeerView ===
+
+impl PeerView {
+    /// A view with no peers: everything is local.
+    pub fn standalone() -> Self {
+        PeerView {
+            ring: Ring::new([]),
+            self_index: None,
+            clients: Vec::new(),
+            down_until: Vec::new(),
+            epoch: Instant::now(),
+            leaving: false,
+            redistribute: false,
+        }
+    }
+
+    /// Whether requests need an ownership check at all.
+    pub fn routes(&self) -> bool {
+        self.redistribute && !self.ring.is_empty()
+    }
+
+    /// Who owns `trace_id`. A peer marked down counts as local: the spans stay here rather
+    /// than wait for it.
+    pub fn owner(&self, trace_id: &[u8; 16]) -> Owner {
+        self.owner_of_index(self.ring.owner_index(trace_id))
+    }
+
+    /// [`PeerView::owner`] from a ring index.
+    pub fn owner_of_index(&self, index: Option<usize>) -> Owner {
+        match index {
+            Some(i) if Some(i) != self.self_index && !self.is_down(i) => Owner::Peer(i),
+            _ => Owner::Local,
+        }
+    }
+
+    /// The client of peer `i`.
+    pub fn client(&self, i: usize) -> Option<&GrpcClient> {
+        self.clients.get(i).and_then(Option::as_ref)
+    }
+
+    /// The member at `i`.
+    pub fn member(&self, i: usize) -> Option<&Member> {
+        self.ring.members().get(i)
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64
+    }
+
+    fn is_down(&self, i: usize) -> bool {
+        self.down_until
+            .get(i)
+            .is_some_and(|d| d.load(Ordering::Relaxed) > self.now_ms())
+    }
+
+    /// Leaves peer `i` out for `down_for` after a failed request.
+    pub fn mark_down(&self, i: usize, down_for: Duration) {
+        if let Some(d) = self.down_until.get(i) {
+            d.store(
+                self.now_ms() + down_for.as_millis() as u64,
+                Ordering::Relaxed,
+            );
+        }
+    }
+}
+
+/// Peer counters, rendered with the gateway's.
+#[derive(Debug, Default)]
+pub struct PeerStats {
+    /// Spans that reached this gateway by a stale ring and were delivered to their owner.
+    pub forwarded_spans: Counter,
+    /// Buffered spans handed to their new owner after a ring change.
+    pub handed_off_spans: Counter,
+    /// Traces handed off.
+    pub handed_off_traces: Counter,
+    /// Decisions handed to their trace's new owner.
+    pub handed_off_decisions: Counter,
+    /// Spans received from other gateways (forwarded or handed off; also in received).
+    pub received_spans: Counter,
+    /// Decisions received from other gateways.
+    pub received_decisions: Counter,
+    /// Requests to peers that failed after retries; their spans stayed here.
+    pub failures: Counter,
+    /// Accepted spans that could neither be passed on nor buffered here (the gateway was
+    /// stopping): counted as failed.
+    pub failed_spans: Counter,
+    /// Spans taken out of the shards for a handoff and not yet delivered.
+    pub handoff_pending_spans: Gauge,
+    /// Times the ring changed.
+    pub ring_changes: Counter,
+    /// Members on the ring.
+    pub members: Gauge,
+    /// DNS lookups, failures and changes.
+    pub discovery: Arc<DiscoveryStats>,
+}
+
+/// The cluster as this gateway sees it.
+pub struct Peers {
+    config: PeersConfig,
+    me: Member,
+    view: ArcSwap<PeerView>,
+    members: Mutex<Vec<Member>>,
+    clients: Mutex<HashMap<Member, GrpcClient>>,
+    leaving: AtomicBool,
+    changed: watch::Sender<u64>,
+    epoch: Instant,
+    stats: Arc<GatewayStats>,
+}
+
+// === impl Peers ===
+
+impl Peers {
+    /// Peers of the gateway `me`, with no members known yet (everything local).
+    pub fn new(config: PeersConfig, me: Member, stats: Arc<GatewayStats>) -> Arc<Self> {
+        Arc::new(Peers {
+            config,
+            me,
+            view: ArcSwap::from_pointee(PeerView::standalone()),
+            members: Mutex::new(Vec::new()),
+            clients: Mutex::new(HashMap::new()),
+            leaving: AtomicBool::new(false),
+            changed: watch::Sender::new(0),
+            epoch: Instant::now(),
+            stats,
+        })
+    }
+
+    /// The config.
+    pub fn config(&self) -> &PeersConfig {
+        &self.config
+    }
+
+    /// This gateway's member name.
+    pub fn me(&self) -> &Member {
+        &self.me
+    }
+
+    /// The view in force.
+    pub fn view(&self) -> arc_swap::Guard<Arc<PeerView>> {
+        self.view.load()
+    }
+
+    /// The view in force, to keep.
+    pub fn view_full(&self) -> Arc<PeerView> {
+        self.view.load_full()
+    }
+
+    /// Whether the gateway is leaving the ring.
+    pub fn is_leaving(&self) -> bool {
+        self.leaving.load(Ordering::Relaxed)
+    }
+
+    /// A receiver that sees every change of the view (a generation number).
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.changed.subscribe()
+    }
+
+    /// Replaces the member set (from the static list or DNS).
+    pub fn set_members(&self, members: Vec<Member>) {
+        let members = tailgate_core::members::normalise(members);
+        {
+            let Ok(mut m) = self.members.lock() else {
+                return;
+            };
+            if *m == members {
+                return;
+            }
+            *m = members;
+        }
+        self.rebuild();
+    }
+
+    /// Leaves the ring: from now on every trace belongs to another gateway.
+    pub fn leave(&self) {
+        if !self.leaving.swap(true, Ordering::Relaxed) {
+            tracing::info!(member = %self.me, "Leaving the ring; handing off buffered traces.");
+            self.rebuild();
+        }
+    }
+
+    fn rebuild(&self) {
+        let leaving = self.is_leaving();
+        let members: Vec<Member> = match self.members.lock() {
+            Ok(m) => m
+                .iter()
+                .filter(|m| !(leaving && **m == self.me))
+                .cloned()
+                .collect(),
+            Err(_) => return,
+        };
+        let ring = Ring::new(members);
+        let self_index = ring.members().iter().position(|m| *m == self.me);
+        let clients = {
+            let Ok(mut cache) = self.clients.lock() else {
+                return;
+            };
+            cache.retain(|m, _| ring.members().contains(m));
+            ring.members()
+                .iter()
+                .map(|m| {
+                    if *m == self.me {
+                        return None;
+                    }
+                    if let Some(c) = cache.get(m) {
+                        return Some(c.clone());
+                    }
+                    match GrpcClient::new(
+                        m.as_str(),
+                        &[],
+                        self.config.timeout,
+                        self.config.retry.clone(),
+                    ) {
+                        Ok(c) => {
+                            cache.insert(m.clone(), c.clone());
+                            Some(c)
+                        }
+                        Err(error) => {
+                            tracing::error!(member = %m, %error, "Cannot create a client for a peer.");
+                            None
+                        }
+                    }
+                })
+                .collect()
+        };
+        let n = ring.members().len();
+        self.stats.peers.members.set(n as u64);
+        self.stats.peers.ring_changes.add(1);
+        tracing::info!(
+            members = n,
+            on_ring = self_index.is_some(),
+            leaving,
+            "Gateway ring changed."
+        );
+        self.view.store(Arc::new(PeerView {
+            ring,
+            self_index,
+            clients,
+            down_until: (0..n).map(|_| AtomicU64::new(0)).collect(),
+            epoch: self.epoch,
+            leaving,
+            redistribute: self.config.redistribute,
+        }));
+        self.changed.send_modify(|g| *g += 1);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn every_gateway_agrees_on_owners_and_a_leaver_owns_nothing() {
+        let names = ["127.0.0.2:4317", "127.0.0.3:4317", "127.0.0.4:4317"];
+        let members: Vec<Member> = names.iter().map(|n| Member::new(*n)).collect();
+        let peers: Vec<_> = names
+            .iter()
+            .map(|n| {
+                let p = Peers::new(PeersConfig::default(), Member::new(*n), Default::default());
+                p.set_members(members.clone());
+                p
+            })
+            .collect();
+        let mut local = [0usize; 3];
+        for t in 0..3000u32 {
+            let mut id = [0u8; 16];
+            id[..4].copy_from_slice(&t.to_le_bytes());
+            let owners: Vec<Owner> = peers.iter().map(|p| p.view().owner(&id)).collect();
+            // Exactly one gateway thinks it owns the trace, and the others point at it.
+            let l: Vec<usize> = (0..3).filter(|i| owners[*i] == Owner::Local).collect();
+            assert_eq!(l.len(), 1, "{owners:?}");
+            local[l[0]] += 1;
+        }
+        assert!(local.iter().all(|n| *n > 500), "{local:?}");
+        peers[0].leave();
+        let view = peers[0].view();
+        assert!(view.self_index.is_none() && view.leaving);
+        for t in 0..300u32 {
+            let mut id = [0u8; 16];
+            id[..4].copy_from_slice(&t.to_le_bytes());
+            assert!(matches!(view.owner(&id), Owner::Peer(_)));
+        }
+    }
+
+    #[test]
+    fn identity_comes_from_self_then_pod_ip_then_the_listen_address() {
+        let grpc = Some("0.0.0.0:4317".parse().unwrap());
+        let mut c = PeersConfig::default();
+        assert_eq!(
+            c.identity(grpc, Some("10.1.2.3".into())).unwrap().as_str(),
+            "10.1.2.3:4317"
+        );
+        assert!(c.identity(grpc, None).unwrap_err().contains("POD_IP"));
+        assert_eq!(
+            c.identity(Some("127.0.0.5:4317".parse().unwrap()), None)
+                .unwrap()
+                .as_str(),
+            "127.0.0.5:4317"
+        );
+        c.advertise = Some("10.0.0.9:4317".into());
+        assert_eq!(c.identity(grpc, None).unwrap().as_str(), "10.0.0.9:4317");
+    }
+}

@@ -1,0 +1,275 @@
+#![allow(clippy::unwrap_used)] // test fixtures: a failed setup should fail loudly
+//! Three gateway "pods" on their own loopback addresses that find each other through a
+//! static peer list changed by the test: spans sent to the wrong gateway are forwarded to
+//! the owner, a ring change hands buffered traces (and decisions) to their new owners, and
+//! a draining gateway hands off everything. Every trace must reach a backend whole, from
+//! exactly one gateway.
+
+mod common;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use prost::Message;
+use tailgate_core::receive::{Listeners, ReceiveConfig};
+use tailgate_core::ring::Member;
+use tailgate_core::test_util::{CaptureBackend, FakeOtlp};
+use tailgate_gateway::config::{BufferConfig, ExportConfig};
+use tailgate_gateway::export::OtlpGrpcConfig;
+use tailgate_gateway::metrics::GatewayStats;
+use tailgate_gateway::peers::{Peers, PeersConfig};
+use tailgate_gateway::{Gateway, GatewayConfig};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+const KEEP_ALL: &str = "decision_wait: 1500ms\npolicies:\n  - {name: all, type: always_sample}\n";
+
+struct Pod {
+    addr: SocketAddr,
+    backend: Arc<CaptureBackend>,
+    stats: Arc<GatewayStats>,
+    peers: Arc<Peers>,
+    stop: CancellationToken,
+    served: JoinHandle<std::io::Result<()>>,
+}
+
+async fn pod(listeners: Listeners, initial: &[SocketAddr]) -> Pod {
+    let stop = CancellationToken::new();
+    let (backend_addr, backend) =
+        CaptureBackend::start("127.0.0.1:0".parse().unwrap(), stop.clone())
+            .await
+            .unwrap();
+    let addr = listeners.grpc_addr().unwrap();
+    let peers = PeersConfig {
+        advertise: Some(addr.to_string()),
+        static_list: initial.iter().map(ToString::to_string).collect(),
+        leave_linger: Duration::from_millis(300),
+        ..Default::default()
+    };
+    let mut export = OtlpGrpcConfig::new(format!("http://{backend_addr}"));
+    export.batch.timeout = Duration::from_millis(50);
+    let config = GatewayConfig {
+        receive: ReceiveConfig {
+            grpc: Some(addr),
+            http: None,
+            ..Default::default()
+        },
+        buffer: BufferConfig {
+            shards: 2,
+            ..Default::default()
+        },
+        export: ExportConfig::otlp_grpc(export),
+        admin: None,
+        metrics: None,
+        peers,
+    };
+    let gateway = Gateway::start(&config, common::plan(KEEP_ALL)).unwrap();
+    let (stats, peers) = (gateway.stats().clone(), gateway.peers().clone());
+    let served =
+        tokio::spawn(gateway.serve(listeners, None, stop.clone(), Duration::from_secs(10)));
+    Pod {
+        addr,
+        backend,
+        stats,
+        peers,
+        stop,
+        served,
+    }
+}
+
+async fn send(addr: SocketAddr, req: &ExportTraceServiceRequest) {
+    let mut client = TraceServiceClient::connect(format!("http://{addr}"))
+        .await
+        .unwrap();
+    client.export(req.clone()).await.unwrap();
+}
+
+/// The same traces with new span ids: their later spans.
+fn more_spans_of(req: &ExportTraceServiceRequest) -> ExportTraceServiceRequest {
+    let mut req = req.clone();
+    for rs in &mut req.resource_spans {
+        for ss in &mut rs.scope_spans {
+            for s in &mut ss.spans {
+                s.span_id[7] ^= 0x5a;
+                s.parent_span_id = vec![1; 8];
+            }
+        }
+    }
+    req
+}
+
+/// What the backends got of one trace: span ids, and which pods (by index) sent them.
+type Arrived = (Vec<Vec<u8>>, Vec<usize>);
+
+/// Per trace id, what arrived.
+fn arrivals(pods: &[&Pod]) -> HashMap<Vec<u8>, Arrived> {
+    let mut out: HashMap<Vec<u8>, Arrived> = HashMap::new();
+    for (i, p) in pods.iter().enumerate() {
+        for body in p.backend.bodies() {
+            let req = ExportTraceServiceRequest::decode(body).unwrap();
+            for rs in req.resource_spans {
+                for ss in rs.scope_spans {
+                    for s in ss.spans {
+                        let e = out.entry(s.trace_id).or_default();
+                        e.0.push(s.span_id);
+                        if !e.1.contains(&i) {
+                            e.1.push(i);
+                        }
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+fn trace_ids(req: &ExportTraceServiceRequest) -> Vec<Vec<u8>> {
+    let mut ids: Vec<Vec<u8>> = req
+        .resource_spans
+        .iter()
+        .flat_map(|rs| &rs.scope_spans)
+        .flat_map(|ss| &ss.spans)
+        .map(|s| s.trace_id.clone())
+        .collect();
+    ids.sort();
+    ids.dedup();
+    ids
+}
+
+async fn settle(pods: &[&Pod]) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    while pods.iter().any(|p| p.stats.in_flight_spans() > 0) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "spans still in flight"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn traces_stay_whole_through_stale_routes_ring_changes_and_drain() {
+    // Bind first: every pod must know every address before it starts.
+    let mut listeners = Vec::new();
+    for ip in [[127, 0, 0, 2], [127, 0, 0, 3], [127, 0, 0, 4]] {
+        let receive = ReceiveConfig {
+            grpc: Some(SocketAddr::from((ip, 0))),
+            http: None,
+            ..Default::default()
+        };
+        listeners.push((ip, Listeners::bind(&receive).await.unwrap()));
+    }
+    let addrs: Vec<SocketAddr> = listeners
+        .iter()
+        .map(|(_, l)| l.grpc_addr().unwrap())
+        .collect();
+    // At first only A is on the ring.
+    let mut pods = Vec::new();
+    for (_, l) in listeners {
+        pods.push(pod(l, &addrs[..1]).await);
+    }
+    let (a, b, c) = (&pods[0], &pods[1], &pods[2]);
+
+    // 1. A stale route: B gets spans it does not own and forwards all of them to A.
+    let first = FakeOtlp::traces(60).spans(4).seed(7).build();
+    send(b.addr, &first).await;
+    assert_eq!(b.stats.peers.forwarded_spans.get(), 240);
+    assert_eq!(a.stats.peers.received_spans.get(), 240);
+
+    // 2. The ring grows to three: A hands about two thirds of its traces to B and C.
+    let all: Vec<Member> = addrs.iter().map(|x| Member::new(x.to_string())).collect();
+    for p in &pods {
+        p.peers.set_members(all.clone());
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while a.stats.peers.handed_off_spans.get() == 0 {
+        assert!(tokio::time::Instant::now() < deadline, "no handoff");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // 3. The traces' later spans go, by a stale route, to A, which forwards them to their
+    //    new owners, where they join the handed-over part.
+    let later = more_spans_of(&first);
+    send(a.addr, &later).await;
+    settle(&[a, b, c]).await;
+    let got = arrivals(&[a, b, c]);
+    for id in trace_ids(&first) {
+        let (spans, senders) = &got[&id];
+        assert_eq!(spans.len(), 8, "trace {id:02x?} incomplete");
+        assert_eq!(senders.len(), 1, "trace {id:02x?} split: {senders:?}");
+    }
+    let handed = a.stats.peers.handed_off_spans.get();
+    assert!(
+        (80..=200).contains(&handed),
+        "A handed off {handed} of 240 spans"
+    );
+    assert!(a.stats.peers.forwarded_spans.get() > 0);
+    let owners: Vec<usize> = (0..3)
+        .map(|i| got.values().filter(|(_, s)| s == &vec![i]).count())
+        .collect();
+    assert!(owners.iter().all(|n| *n > 0), "owners {owners:?}");
+
+    // 3b. The ring shrinks back to A: B and C hand it their decisions, so the very late
+    //     spans that now reach A follow the decisions made on B and C instead of starting
+    //     new traces.
+    for p in &pods {
+        p.peers.set_members(all[..1].to_vec());
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while a.stats.peers.received_decisions.get() == 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no decisions handed over"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut latest = more_spans_of(&later);
+    for rs in &mut latest.resource_spans {
+        for ss in &mut rs.scope_spans {
+            for s in &mut ss.spans {
+                s.span_id[6] ^= 0x33;
+            }
+        }
+    }
+    let late_before = a.stats.late_sampled_spans.get();
+    send(a.addr, &latest).await;
+    settle(&[a]).await;
+    assert_eq!(a.stats.late_sampled_spans.get() - late_before, 240);
+    assert_eq!(a.stats.live_traces.get(), 0);
+    for p in &pods {
+        p.peers.set_members(all.clone());
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    // 4. Drain: A gets new traces, then stops; it leaves the ring and hands them off
+    //    instead of deciding them, and whatever reaches it while lingering is forwarded.
+    let third = FakeOtlp::traces(60).spans(3).seed(99).build();
+    send(a.addr, &third).await;
+    let before_a = arrivals(&[a]).len();
+    let mut pods = pods.into_iter();
+    let mut a = pods.next().unwrap();
+    a.stop.cancel();
+    (&mut a.served).await.unwrap().unwrap();
+    let (b, c) = (pods.next().unwrap(), pods.next().unwrap());
+    assert!(a.stats.peers.handed_off_spans.get() > handed);
+    // A exported nothing new: its traces went to B and C.
+    assert_eq!(arrivals(&[&a]).len(), before_a);
+    for p in [&b, &c] {
+        p.peers.set_members(all[1..].to_vec());
+    }
+    settle(&[&b, &c]).await;
+    let got = arrivals(&[&b, &c]);
+    for id in trace_ids(&third) {
+        let (spans, senders) = got.get(&id).expect("trace of the drained gateway lost");
+        assert_eq!(spans.len(), 3, "trace {id:02x?} incomplete");
+        assert_eq!(senders.len(), 1, "trace {id:02x?} split");
+    }
+    for p in [b, c] {
+        p.stop.cancel();
+        p.served.await.unwrap().unwrap();
+    }
+}
