@@ -216,3 +216,95 @@ impl crate::receive::SpanSink for CaptureBackend {
         Ok(crate::receive::Accepted::default())
     }
 }
+
+/// A DNS server on loopback for tests and the chaos harness: it answers A queries for one
+/// name from a list of addresses the caller changes, or SERVFAIL while told to fail, with a
+/// TTL of one second. Enough for `hickory-resolver` to discover a headless Service.
+#[derive(Debug)]
+pub struct DnsZone {
+    name: String,
+    a: std::sync::Mutex<Vec<std::net::Ipv4Addr>>,
+    fail: std::sync::atomic::AtomicBool,
+}
+
+impl DnsZone {
+    /// Serves `name` (a fully qualified name, ending in a dot) on `addr` over UDP until
+    /// `shutdown`; returns the bound address.
+    pub async fn start(
+        addr: std::net::SocketAddr,
+        name: &str,
+        shutdown: tokio_util::sync::CancellationToken,
+    ) -> std::io::Result<(std::net::SocketAddr, std::sync::Arc<Self>)> {
+        let socket = tokio::net::UdpSocket::bind(addr).await?;
+        let local = socket.local_addr()?;
+        let zone = std::sync::Arc::new(DnsZone {
+            name: name.to_owned(),
+            a: Default::default(),
+            fail: Default::default(),
+        });
+        let z = zone.clone();
+        tokio::spawn(async move {
+            tokio::select! {
+                () = z.serve(socket) => {}
+                () = shutdown.cancelled() => {}
+            }
+        });
+        Ok((local, zone))
+    }
+
+    /// The name served.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Replaces the A records.
+    pub fn set(&self, ips: Vec<std::net::Ipv4Addr>) {
+        if let Ok(mut a) = self.a.lock() {
+            *a = ips;
+        }
+    }
+
+    /// The A records served now.
+    pub fn get(&self) -> Vec<std::net::Ipv4Addr> {
+        self.a.lock().map(|a| a.clone()).unwrap_or_default()
+    }
+
+    /// While `true`, every query gets SERVFAIL.
+    pub fn set_failing(&self, fail: bool) {
+        self.fail.store(fail, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    async fn serve(&self, socket: tokio::net::UdpSocket) {
+        use hickory_proto::op::{Message, ResponseCode};
+        use hickory_proto::rr::rdata::A;
+        use hickory_proto::rr::{RData, Record, RecordType};
+        let mut buf = vec![0u8; 1500];
+        loop {
+            let Ok((n, peer)) = socket.recv_from(&mut buf).await else {
+                return;
+            };
+            let Ok(query) = Message::from_vec(&buf[..n]) else {
+                continue;
+            };
+            let mut resp = Message::response(query.metadata.id, query.metadata.op_code);
+            resp.metadata.recursion_desired = query.metadata.recursion_desired;
+            resp.metadata.recursion_available = true;
+            resp.metadata.authoritative = true;
+            for q in &query.queries {
+                resp.add_query(q.clone());
+                if self.fail.load(std::sync::atomic::Ordering::Relaxed) {
+                    resp.metadata.response_code = ResponseCode::ServFail;
+                } else if q.query_type() == RecordType::A
+                    && q.name().to_ascii().eq_ignore_ascii_case(&self.name)
+                {
+                    for ip in self.get() {
+                        resp.add_answer(Record::from_rdata(q.name().clone(), 1, RData::A(A(ip))));
+                    }
+                }
+            }
+            if let Ok(bytes) = resp.to_vec() {
+                socket.send_to(&bytes, peer).await.ok();
+            }
+        }
+    }
+}

@@ -144,24 +144,11 @@ impl Gateway {
                     .collect(),
             );
         }
-        // Every ring change hands off what this gateway no longer owns.
-        {
-            let (mut changes, buffer, stop) =
-                (peers.subscribe(), buffer.clone(), peers_stop.clone());
-            tokio::spawn(async move {
-                loop {
-                    tokio::select! {
-                        changed = changes.changed() => {
-                            if changed.is_err() {
-                                return;
-                            }
-                            buffer.redistribute().await;
-                        }
-                        () = stop.cancelled() => return,
-                    }
-                }
-            });
-        }
+        tokio::spawn(redistribution(
+            peers.subscribe(),
+            buffer.clone(),
+            peers_stop.clone(),
+        ));
         Ok(Gateway {
             plan,
             reload_stats: Arc::new(reload::ReloadStats::default()),
@@ -301,6 +288,49 @@ impl Gateway {
                 unsettled_spans = self.stats.in_flight_spans(),
                 "Drain deadline passed with spans still buffered or unexported."
             );
+        }
+    }
+}
+
+/// After a ring change, the passes that follow it (1, 2, 4 and 8 seconds apart): while
+/// routers and peers still see the old ring, spans keep arriving where they no longer
+/// belong (a peer that had not yet seen the change sends them on, one hop, to its old
+/// owner), and these passes move them on before their traces are decided.
+const SETTLE_PASSES: [Duration; 4] = [
+    Duration::from_secs(1),
+    Duration::from_secs(2),
+    Duration::from_secs(4),
+    Duration::from_secs(8),
+];
+
+/// Hands off what this gateway no longer owns on every ring change, then a few times more
+/// while the cluster settles (see [`SETTLE_PASSES`]).
+async fn redistribution(
+    mut changes: tokio::sync::watch::Receiver<u64>,
+    buffer: Arc<buffer::TraceBuffer>,
+    stop: CancellationToken,
+) {
+    let mut pass = SETTLE_PASSES.len();
+    let mut next = tokio::time::Instant::now();
+    loop {
+        let settling = pass < SETTLE_PASSES.len();
+        tokio::select! {
+            changed = changes.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+                buffer.redistribute().await;
+                pass = 0;
+                next = tokio::time::Instant::now() + SETTLE_PASSES[0];
+            }
+            () = tokio::time::sleep_until(next), if settling => {
+                buffer.redistribute().await;
+                pass += 1;
+                if let Some(wait) = SETTLE_PASSES.get(pass) {
+                    next = tokio::time::Instant::now() + *wait;
+                }
+            }
+            () = stop.cancelled() => return,
         }
     }
 }

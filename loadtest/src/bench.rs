@@ -265,11 +265,11 @@ async fn free_port() -> anyhow::Result<u16> {
     Ok(l.local_addr()?.port())
 }
 
-async fn wait_for_port(addr: SocketAddr, within: Duration) -> anyhow::Result<()> {
+pub(crate) async fn wait_for_port(addr: SocketAddr, within: Duration) -> anyhow::Result<()> {
     let deadline = Instant::now() + within;
     while tokio::net::TcpStream::connect(addr).await.is_err() {
         if Instant::now() > deadline {
-            bail!("the router did not listen on {addr} within {within:?}");
+            bail!("nothing listened on {addr} within {within:?}");
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -565,7 +565,7 @@ pub async fn bench_gateway(cfg: &GatewayBench) -> anyhow::Result<GatewayBenchRes
 }
 
 /// Reads one unlabelled sample from a Prometheus endpoint.
-async fn scrape(addr: SocketAddr, name: &str) -> Option<u64> {
+pub(crate) async fn scrape(addr: SocketAddr, name: &str) -> Option<u64> {
     use http_body_util::BodyExt;
     let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
         .build_http::<http_body_util::Empty<Bytes>>();

@@ -33,6 +33,11 @@ enum Command {
     Run(RunArgs),
     /// Receive OTLP like a backend and report what arrived (complete, split, duplicate).
     Sink(SinkArgs),
+    /// Start a router and gateways as processes (DNS discovery on loopback) and change the
+    /// cluster under load: scale up, scale down with SIGTERM, rolling restart, kill -9,
+    /// backend outage, policy reload. Prints a table of verified scenarios; exits 1 when a
+    /// check fails. See docs/resilience.md.
+    Chaos(ChaosArgs),
     /// Benchmark a component as its own process (see docs/benchmarks.md).
     Bench {
         #[command(subcommand)]
@@ -48,6 +53,52 @@ enum BenchCommand {
     /// The gateway with the default policy (errors, slow, 5%): CPU seconds per million
     /// spans from its own accounting, spans/s, peak RSS and its ratio to buffered bytes.
     Gateway(GatewayBenchArgs),
+}
+
+#[derive(Debug, ClapArgs)]
+struct ChaosArgs {
+    /// Scenarios to run, in order (default: all six).
+    #[arg(long, value_enum, value_delimiter = ',')]
+    scenarios: Vec<tailgate_loadtest::chaos::Scenario>,
+    /// Offered load in spans per second.
+    #[arg(long, default_value_t = 10000.0)]
+    rate: f64,
+    /// How long load is driven in each scenario; the change starts a quarter in.
+    #[arg(long, default_value = "20s", value_parser = humantime::parse_duration)]
+    phase: Duration,
+    /// The gateways' decision_wait.
+    #[arg(long, default_value = "3s", value_parser = humantime::parse_duration)]
+    decision_wait: Duration,
+    /// How long the backend is down in the outage scenario.
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    outage: Duration,
+    /// Turn the gateways' redistribution off (to see what it buys).
+    #[arg(long)]
+    no_redistribute: bool,
+    /// Port every gateway listens on (each on its own 127.0.N.x address).
+    #[arg(long, default_value_t = 4317)]
+    port: u16,
+    /// N in the gateways' 127.0.N.x addresses.
+    #[arg(long, default_value_t = 7)]
+    subnet: u8,
+    /// DNS interval of the router and the gateways.
+    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+    dns_interval: Duration,
+    /// Share of other traces kept, in percent.
+    #[arg(long, default_value_t = 5.0)]
+    baseline_percentage: f64,
+    /// The tailgate-gateway binary (default: next to this one).
+    #[arg(long)]
+    gateway_bin: Option<PathBuf>,
+    /// The tailgate-router binary (default: next to this one).
+    #[arg(long)]
+    router_bin: Option<PathBuf>,
+    /// Where configs and the processes' logs go (default: a new folder under the temp dir).
+    #[arg(long)]
+    workdir: Option<PathBuf>,
+    /// Write the report as JSON to this file.
+    #[arg(long)]
+    report: Option<PathBuf>,
 }
 
 #[derive(Debug, ClapArgs)]
@@ -257,6 +308,43 @@ async fn run(command: Command) -> anyhow::Result<bool> {
                 progress: true,
             };
             let report = run_demo(cfg).await?;
+            let mut out = std::io::stdout().lock();
+            write!(out, "{}", report.render())?;
+            if let Some(path) = a.report {
+                std::fs::write(&path, serde_json::to_string_pretty(&report)?)
+                    .with_context(|| format!("writing {}", path.display()))?;
+                writeln!(out, "Report written to {}", path.display())?;
+            }
+            Ok(report.passed)
+        }
+        Command::Chaos(a) => {
+            let cfg = tailgate_loadtest::chaos::ChaosConfig {
+                gateway_bin: a.gateway_bin.unwrap_or_else(|| {
+                    tailgate_loadtest::bench::sibling_binary("tailgate-gateway")
+                }),
+                router_bin: a
+                    .router_bin
+                    .unwrap_or_else(|| tailgate_loadtest::bench::sibling_binary("tailgate-router")),
+                scenarios: if a.scenarios.is_empty() {
+                    tailgate_loadtest::chaos::Scenario::ALL.to_vec()
+                } else {
+                    a.scenarios
+                },
+                rate: a.rate,
+                phase: a.phase,
+                decision_wait: a.decision_wait,
+                outage: a.outage,
+                redistribute: !a.no_redistribute,
+                port: a.port,
+                subnet: a.subnet,
+                dns_interval: a.dns_interval,
+                baseline_percentage: a.baseline_percentage,
+                workdir: a.workdir.unwrap_or_else(|| {
+                    std::env::temp_dir().join(format!("tailgate-chaos-{}", std::process::id()))
+                }),
+                progress: true,
+            };
+            let report = tailgate_loadtest::chaos::run_chaos(cfg).await?;
             let mut out = std::io::stdout().lock();
             write!(out, "{}", report.render())?;
             if let Some(path) = a.report {

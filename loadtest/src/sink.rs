@@ -79,9 +79,28 @@ pub struct SinkSummary {
 #[derive(Debug, Default)]
 pub struct Sink {
     state: Mutex<SinkState>,
+    /// While set, every request is refused with `UNAVAILABLE` (a backend outage).
+    unavailable: std::sync::atomic::AtomicBool,
 }
 
 impl Sink {
+    /// Forgets everything received so far.
+    pub fn reset(&self) {
+        if let Ok(mut st) = self.state.lock() {
+            *st = SinkState::default();
+        }
+    }
+
+    /// Plays a backend outage: while `true`, requests are refused with `UNAVAILABLE`.
+    pub fn set_unavailable(&self, unavailable: bool) {
+        self.unavailable
+            .store(unavailable, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    fn is_unavailable(&self) -> bool {
+        self.unavailable.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// Records one request from `sender`.
     pub fn record(&self, req: &ExportTraceServiceRequest, sender: Option<&str>) {
         let now = Instant::now();
@@ -216,6 +235,9 @@ impl TraceService for GrpcSink {
         &self,
         request: tonic::Request<ExportTraceServiceRequest>,
     ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
+        if self.0.is_unavailable() {
+            return Err(tonic::Status::unavailable("backend outage (simulated)"));
+        }
         let sender = request
             .metadata()
             .get(SENDER_HEADER)
@@ -228,6 +250,12 @@ impl TraceService for GrpcSink {
 
 impl SpanSink for Sink {
     async fn export(&self, body: Bytes) -> Result<Accepted, Refusal> {
+        if self.is_unavailable() {
+            return Err(Refusal::Unavailable {
+                message: "backend outage (simulated)".into(),
+                retry_after: std::time::Duration::from_secs(1),
+            });
+        }
         let req = ExportTraceServiceRequest::decode(body)
             .map_err(|e| Refusal::Invalid(format!("invalid ExportTraceServiceRequest: {e}")))?;
         self.record(&req, None);

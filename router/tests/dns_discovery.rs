@@ -2,60 +2,18 @@
 //! DNS discovery against a real DNS server on loopback whose records change.
 
 use std::net::{Ipv4Addr, SocketAddr};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use hickory_proto::op::{Message, ResponseCode};
-use hickory_proto::rr::rdata::A;
-use hickory_proto::rr::{RData, Record, RecordType};
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
 use tailgate_core::members::DnsConfig;
 use tailgate_core::receive::{Listeners, ReceiveConfig};
-use tailgate_core::test_util::{CaptureBackend, FakeOtlp};
+use tailgate_core::test_util::{CaptureBackend, DnsZone, FakeOtlp};
 use tailgate_router::config::{ForwardConfig, MembersConfig};
 use tailgate_router::{Router, RouterConfig};
-use tokio::net::UdpSocket;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 const NAME: &str = "gateways.tailgate.test.";
-
-/// A DNS server that answers A queries for [`NAME`] from a table the test changes, or
-/// SERVFAIL when told to fail.
-#[derive(Default)]
-struct Zone {
-    a: Mutex<Vec<Ipv4Addr>>,
-    fail: Mutex<bool>,
-}
-
-async fn serve_dns(socket: UdpSocket, zone: Arc<Zone>) {
-    let mut buf = vec![0u8; 1500];
-    loop {
-        let Ok((n, peer)) = socket.recv_from(&mut buf).await else {
-            return;
-        };
-        let Ok(query) = Message::from_vec(&buf[..n]) else {
-            continue;
-        };
-        let mut resp = Message::response(query.metadata.id, query.metadata.op_code);
-        resp.metadata.recursion_desired = query.metadata.recursion_desired;
-        resp.metadata.recursion_available = true;
-        resp.metadata.authoritative = true;
-        for q in &query.queries {
-            resp.add_query(q.clone());
-            if *zone.fail.lock().unwrap() {
-                resp.metadata.response_code = ResponseCode::ServFail;
-            } else if q.query_type() == RecordType::A
-                && q.name().to_ascii().eq_ignore_ascii_case(NAME)
-            {
-                for ip in zone.a.lock().unwrap().iter() {
-                    resp.add_answer(Record::from_rdata(q.name().clone(), 1, RData::A(A(*ip))));
-                }
-            }
-        }
-        let _sent = socket.send_to(&resp.to_vec().unwrap(), peer).await;
-    }
-}
 
 fn members(router: &Router) -> Vec<String> {
     router
@@ -100,11 +58,13 @@ async fn router_follows_dns_and_keeps_the_last_good_set() {
         .await
         .unwrap();
 
-    let zone = Arc::new(Zone::default());
-    *zone.a.lock().unwrap() = vec![Ipv4Addr::new(127, 0, 0, 21), Ipv4Addr::new(127, 0, 0, 22)];
-    let dns_socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    let dns_addr = dns_socket.local_addr().unwrap();
-    tokio::spawn(serve_dns(dns_socket, zone.clone()));
+    let (dns_addr, zone) = DnsZone::start("127.0.0.1:0".parse().unwrap(), NAME, stop.clone())
+        .await
+        .unwrap();
+    zone.set(vec![
+        Ipv4Addr::new(127, 0, 0, 21),
+        Ipv4Addr::new(127, 0, 0, 22),
+    ]);
 
     let interval = Duration::from_millis(300);
     let mut dns = DnsConfig::new(NAME);
@@ -153,11 +113,11 @@ async fn router_follows_dns_and_keeps_the_last_good_set() {
     let send = |seed: u64| FakeOtlp::traces(60).spans(3).seed(seed).build();
     client.export(send(1)).await.unwrap();
 
-    *zone.a.lock().unwrap() = vec![
+    zone.set(vec![
         Ipv4Addr::new(127, 0, 0, 21),
         Ipv4Addr::new(127, 0, 0, 22),
         Ipv4Addr::new(127, 0, 0, 23),
-    ];
+    ]);
     let took = wait_for(&router, &[pod(21), pod(22), pod(23)], slack).await;
     assert!(took <= slack, "followed in {took:?}");
 
@@ -170,7 +130,7 @@ async fn router_follows_dns_and_keeps_the_last_good_set() {
     assert_eq!(b1.spans() + b2.spans() + b3.spans(), 2 * 60 * 3);
 
     // The DNS server fails: the last good set stays, and failures are counted.
-    *zone.fail.lock().unwrap() = true;
+    zone.set_failing(true);
     tokio::time::sleep(3 * interval).await;
     assert_eq!(members(&router), vec![pod(21), pod(22), pod(23)]);
     assert!(router.stats().discovery.failures.get() > 0);
