@@ -710,6 +710,8 @@ fn judge(
         // The share is checked by the demo; here only the changes are.
         1.0,
     );
+    let mut notes = notes;
+    notes.extend(incomplete_examples(result, sink, 3));
     let kept = report.traces_kept.max(1);
     let incomplete_ok = report.incomplete_kept_traces * 1000 <= kept;
     let mut checks = Vec::new();
@@ -778,4 +780,32 @@ fn judge(
         checks,
         passed,
     }
+}
+
+/// A few incomplete kept traces, described: what arrived of each and from which gateways.
+fn incomplete_examples(result: &DriveResult, sink: &Sink, n: usize) -> Vec<String> {
+    let sent: std::collections::HashMap<[u8; 16], u32> =
+        result.traces.iter().map(|t| (t.id, t.spans)).collect();
+    sink.with_state(|s| {
+        s.traces
+            .iter()
+            .filter_map(|(id, t)| {
+                let want = *sent.get(id)?;
+                ((t.span_ids.len() as u32) < want || t.senders.len() > 1).then(|| {
+                    format!(
+                        "incomplete {}: {}/{want} spans from {}",
+                        id.iter().map(|b| format!("{b:02x}")).collect::<String>(),
+                        t.span_ids.len(),
+                        t.senders
+                            .iter()
+                            .map(|s| s.to_string())
+                            .collect::<Vec<_>>()
+                            .join("+")
+                    )
+                })
+            })
+            .take(n)
+            .collect()
+    })
+    .unwrap_or_default()
 }
