@@ -360,13 +360,13 @@ impl Cluster {
         }
         self.publish();
         let mut notes = Vec::new();
+        let start = Instant::now();
         for g in &leaving {
             if let Some(pid) = g.child.id() {
                 signal(pid, "TERM").await?;
             }
         }
         for mut g in leaving {
-            let start = Instant::now();
             let status = tokio::time::timeout(Duration::from_secs(40), g.child.wait())
                 .await
                 .context("a gateway did not exit within 40s of SIGTERM")??;
