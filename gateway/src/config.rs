@@ -251,6 +251,29 @@ mod tests {
             err.contains("export.kafka") && err.contains("otlp_http"),
             "{err}"
         );
+        // Peers need to know this gateway's address on the ring.
+        let c: GatewayConfig = parse_yaml(
+            p,
+            "export: {debug: {}}\npeers:\n  static: [10.0.0.1:4317, 10.0.0.2:4317]\n",
+        )
+        .unwrap();
+        if std::env::var("POD_IP").is_err() {
+            let err = c.validate(p).unwrap_err().to_string();
+            assert!(
+                err.contains("peers.self") && err.contains("POD_IP"),
+                "{err}"
+            );
+        }
+        let c: GatewayConfig = parse_yaml(
+            p,
+            "export: {debug: {}}\npeers:\n  self: 10.0.0.1:4317\n  static: [10.0.0.1:4317]\n  dns: {name: gw.example}\n",
+        )
+        .unwrap();
+        let err = c.validate(p).unwrap_err().to_string();
+        assert!(
+            err.contains("peers.static") && err.contains("not both"),
+            "{err}"
+        );
         let c: GatewayConfig = parse_yaml(p, "export:\n  otlp_http: {}\n").unwrap();
         let err = c.validate(p).unwrap_err().to_string();
         assert!(
