@@ -239,7 +239,8 @@ impl Gateway {
                 shutdown.cancelled().await;
                 started.get_or_init(tokio::time::Instant::now);
                 this.ready.set(false);
-                if peers.view().routes() {
+                // Alone on the ring there is no one to hand off to: drain at once.
+                if peers.view().routes() && peers.view().ring.members().len() > 1 {
                     peers.leave();
                     tokio::time::sleep(linger).await;
                 }

@@ -3,7 +3,8 @@
 //! It starts the real binaries as separate processes, each gateway on its own 127.0.0.x
 //! address (as pods), a router in front of them that finds them through a DNS server on
 //! loopback whose records this harness changes (as Kubernetes changes a headless Service's
-//! endpoints), and a verifying sink as the backend. Then it runs scenarios one after the
+//! endpoints), and a verifying sink as the backend (`tailgate-loadtest sink`, its own
+//! process too, read and steered through its control endpoint). Then it runs scenarios one after the
 //! other; each drives steady load through the router while its change happens, waits for
 //! the last decisions, and builds its own verified report from what was sent and what
 //! arrived.
@@ -23,6 +24,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{bail, Context};
+use bytes::Bytes;
 use serde::Serialize;
 use tailgate_core::test_util::DnsZone;
 use tailgate_gateway::buffer::{TraceSummary, TraceView};
@@ -35,7 +37,7 @@ use crate::bench::{scrape, wait_for_port};
 use crate::drive::{drive, DriveConfig, DriveResult, Protocol};
 use crate::generate::{GenConfig, TraceKind};
 use crate::report::{ComponentCounts, Report};
-use crate::sink::{Sink, SENDER_HEADER};
+use crate::sink::{Sink, SinkDump, SENDER_HEADER};
 
 /// The DNS name the gateways are published under.
 pub const DNS_NAME: &str = "gateways.chaos.tailgate.test.";
@@ -94,6 +96,8 @@ impl Scenario {
 /// Chaos settings.
 #[derive(Debug, Clone)]
 pub struct ChaosConfig {
+    /// `tailgate-loadtest` binary, run as the sink (`sink --control`).
+    pub loadtest_bin: PathBuf,
     /// `tailgate-gateway` binary.
     pub gateway_bin: PathBuf,
     /// `tailgate-router` binary.
@@ -206,11 +210,66 @@ struct GatewayProc {
     child: Child,
 }
 
+/// The sink, running as its own process, driven through its control endpoint.
+struct RemoteSink {
+    child: Child,
+    control: SocketAddr,
+}
+
+impl RemoteSink {
+    async fn call(&self, method: http::Method, path: &str) -> anyhow::Result<Bytes> {
+        use http_body_util::BodyExt;
+        let client =
+            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                .build_http::<http_body_util::Empty<Bytes>>();
+        let req = http::Request::builder()
+            .method(method)
+            .uri(format!("http://{}{path}", self.control))
+            .body(http_body_util::Empty::new())?;
+        let resp = client
+            .request(req)
+            .await
+            .with_context(|| format!("sink control {path}"))?;
+        let status = resp.status();
+        let body = resp.into_body().collect().await?.to_bytes();
+        if !status.is_success() {
+            bail!("sink control {path}: {status}");
+        }
+        Ok(body)
+    }
+
+    async fn reset(&self) -> anyhow::Result<()> {
+        self.call(http::Method::POST, "/reset").await.map(drop)
+    }
+
+    async fn set_unavailable(&self, down: bool) -> anyhow::Result<()> {
+        let path = if down { "/outage/on" } else { "/outage/off" };
+        self.call(http::Method::POST, path).await.map(drop)
+    }
+
+    async fn spans(&self) -> u64 {
+        match self.call(http::Method::GET, "/spans").await {
+            Ok(b) => String::from_utf8_lossy(&b).trim().parse().unwrap_or(0),
+            Err(_) => 0,
+        }
+    }
+
+    /// What the sink has received, as a local [`Sink`] to build the report from.
+    async fn fetch(&self) -> anyhow::Result<Sink> {
+        let body = self.call(http::Method::GET, "/state").await?;
+        let taken = Instant::now();
+        let dump: SinkDump = serde_json::from_slice(&body).context("sink state")?;
+        let sink = Sink::default();
+        sink.load(dump, taken);
+        Ok(sink)
+    }
+}
+
 struct Cluster {
     cfg: ChaosConfig,
     zone: Arc<DnsZone>,
     dns: SocketAddr,
-    sink: Arc<Sink>,
+    sink: RemoteSink,
     sink_addr: SocketAddr,
     router: Child,
     router_addr: SocketAddr,
@@ -237,10 +296,24 @@ impl Cluster {
         let (dns, zone) = DnsZone::start("127.0.0.1:0".parse()?, DNS_NAME, stop.clone())
             .await
             .context("starting the DNS server")?;
-        let sink = Arc::new(Sink::default());
-        let sink_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        let sink_addr = sink_listener.local_addr()?;
-        tokio::spawn(sink.clone().serve(sink_listener, None, stop.clone()));
+        let sink_addr = SocketAddr::from(([127, 0, cfg.subnet, 2], free_port().await?));
+        let sink_http = SocketAddr::from(([127, 0, cfg.subnet, 2], free_port().await?));
+        let control = SocketAddr::from(([127, 0, cfg.subnet, 2], free_port().await?));
+        let args = [
+            "sink".to_owned(),
+            "--grpc".to_owned(),
+            sink_addr.to_string(),
+            "--http".to_owned(),
+            sink_http.to_string(),
+            "--control".to_owned(),
+            control.to_string(),
+            "--quiet".to_owned(),
+        ];
+        let args: Vec<&std::ffi::OsStr> = args.iter().map(|a| a.as_ref()).collect();
+        let child = spawn_logged(&cfg.loadtest_bin, &args, &cfg.workdir.join("sink.log"))?;
+        let sink = RemoteSink { child, control };
+        wait_for_port(control, Duration::from_secs(20)).await?;
+        wait_for_port(sink_addr, Duration::from_secs(5)).await?;
         let policies = cfg.workdir.join("policies.yaml");
         std::fs::write(&policies, policies_yaml(&cfg, false))?;
 
@@ -411,6 +484,8 @@ impl Cluster {
         tokio::time::timeout(Duration::from_secs(30), self.router.wait())
             .await
             .ok();
+        self.sink.child.start_kill().ok();
+        self.sink.child.wait().await.ok();
     }
 }
 
@@ -446,7 +521,7 @@ async fn signal(pid: u32, sig: &str) -> anyhow::Result<()> {
 
 /// Runs every configured scenario and returns the report.
 pub async fn run_chaos(cfg: ChaosConfig) -> anyhow::Result<ChaosReport> {
-    for bin in [&cfg.gateway_bin, &cfg.router_bin] {
+    for bin in [&cfg.gateway_bin, &cfg.router_bin, &cfg.loadtest_bin] {
         if !bin.exists() {
             bail!(
                 "{} not found; build the workspace first (cargo build --release) or pass --gateway-bin/--router-bin",
@@ -526,7 +601,7 @@ async fn run_scenario(
         Duration::from_secs(60),
     )
     .await;
-    cluster.sink.reset();
+    cluster.sink.reset().await?;
     let drive_cfg = DriveConfig {
         target: cluster.router_addr.to_string(),
         protocol: Protocol::Grpc,
@@ -592,9 +667,9 @@ async fn run_scenario(
             cluster.publish();
         }
         Scenario::Outage => {
-            cluster.sink.set_unavailable(true);
+            cluster.sink.set_unavailable(true).await?;
             tokio::time::sleep(cfg.outage).await;
-            cluster.sink.set_unavailable(false);
+            cluster.sink.set_unavailable(false).await?;
             notes.push(format!("backend down {:?}", cfg.outage));
         }
         Scenario::Reload => {
@@ -628,24 +703,17 @@ async fn run_scenario(
         Duration::from_secs(120),
     )
     .await;
-    Ok(judge(
-        scenario,
-        &result,
-        &cluster.sink,
-        oracle,
-        held,
-        notes,
-        &cfg,
-    ))
+    let sink = cluster.sink.fetch().await?;
+    Ok(judge(scenario, &result, &sink, oracle, held, notes, &cfg))
 }
 
 /// Waits until the sink has received nothing new for `quiet` (at most `max`).
-async fn wait_quiet(sink: &Sink, quiet: Duration, max: Duration) {
+async fn wait_quiet(sink: &RemoteSink, quiet: Duration, max: Duration) {
     let start = Instant::now();
-    let mut last = (sink.with_state(|s| s.spans).unwrap_or(0), Instant::now());
+    let mut last = (sink.spans().await, Instant::now());
     while start.elapsed() < max {
         tokio::time::sleep(Duration::from_millis(200)).await;
-        let now = sink.with_state(|s| s.spans).unwrap_or(0);
+        let now = sink.spans().await;
         if now != last.0 {
             last = (now, Instant::now());
         } else if last.1.elapsed() >= quiet {

@@ -242,6 +242,13 @@ struct SinkArgs {
     /// Write the final summary as JSON to this file.
     #[arg(long, value_name = "FILE")]
     report: Option<PathBuf>,
+    /// Serve a control endpoint here for harnesses (`GET /state`, `GET /spans`,
+    /// `POST /reset`, `POST /outage/on|off`); `chaos` runs its sink this way.
+    #[arg(long, value_name = "ADDR")]
+    control: Option<SocketAddr>,
+    /// Print nothing until the end (no summary every 5 s).
+    #[arg(long)]
+    quiet: bool,
 }
 
 impl LoadArgs {
@@ -319,6 +326,7 @@ async fn run(command: Command) -> anyhow::Result<bool> {
         }
         Command::Chaos(a) => {
             let cfg = tailgate_loadtest::chaos::ChaosConfig {
+                loadtest_bin: std::env::current_exe().context("finding this binary")?,
                 gateway_bin: a.gateway_bin.unwrap_or_else(|| {
                     tailgate_loadtest::bench::sibling_binary("tailgate-gateway")
                 }),
@@ -450,6 +458,10 @@ async fn run(command: Command) -> anyhow::Result<bool> {
             eprintln!("Sink listening: OTLP/gRPC {}, OTLP/HTTP {}", a.grpc, a.http);
             let shutdown = CancellationToken::new();
             let task = tokio::spawn(sink.clone().serve(grpc, Some(http), shutdown.clone()));
+            if let Some(addr) = a.control {
+                let control = tailgate_core::receive::bind("sink control", addr).await?;
+                tokio::spawn(sink.clone().serve_control(control, shutdown.clone()));
+            }
             let stop = async {
                 match a.duration {
                     Some(d) => tokio::time::sleep(d).await,
@@ -464,7 +476,7 @@ async fn run(command: Command) -> anyhow::Result<bool> {
             loop {
                 tokio::select! {
                     () = &mut stop => break,
-                    () = tokio::time::sleep(Duration::from_secs(5)) => {
+                    () = tokio::time::sleep(Duration::from_secs(5)), if !a.quiet => {
                         eprintln!("{}", serde_json::to_string(&sink.summary())?);
                     }
                 }

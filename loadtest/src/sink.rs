@@ -18,7 +18,7 @@ use opentelemetry_proto::tonic::common::v1::any_value;
 use prost::Message;
 use tailgate_core::receive::{Accepted, Refusal, SpanSink};
 use tokio::net::TcpListener;
-use tokio::time::Instant;
+use tokio::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
 use crate::generate::{TraceKind, ATTR_KIND, ATTR_SPANS};
@@ -75,15 +75,169 @@ pub struct SinkSummary {
     pub slow_traces: u64,
 }
 
+/// A sink's state as another process reads it (JSON).
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+pub struct SinkDump {
+    /// The sink's clock when the dump was taken (ms since its epoch).
+    pub now_ms: u64,
+    /// Spans received, duplicates included.
+    pub spans: u64,
+    /// Duplicate spans.
+    pub duplicate_spans: u64,
+    /// Requests received.
+    pub requests: u64,
+    /// Per trace.
+    pub traces: Vec<DumpTrace>,
+}
+
+/// One trace of a [`SinkDump`].
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct DumpTrace {
+    /// Trace id.
+    pub id: [u8; 16],
+    /// Distinct span ids (little-endian `u64`s).
+    pub span_ids: Vec<u64>,
+    /// Span count the generator marked.
+    pub expected: u32,
+    /// Kind the generator marked.
+    pub kind: Option<String>,
+    /// Gateways that sent spans of it.
+    pub senders: Vec<String>,
+    /// First arrival (ms since the sink's epoch).
+    pub first_ms: u64,
+    /// Last arrival.
+    pub last_ms: u64,
+}
+
 /// The sink.
 #[derive(Debug, Default)]
 pub struct Sink {
     state: Mutex<SinkState>,
+    /// Arrival times in a [`SinkDump`] are milliseconds since this.
+    epoch: std::sync::OnceLock<Instant>,
     /// While set, every request is refused with `UNAVAILABLE` (a backend outage).
     unavailable: std::sync::atomic::AtomicBool,
 }
 
 impl Sink {
+    /// Everything received, in a form another process can read (`GET /state` on the
+    /// control endpoint).
+    pub fn dump(&self) -> SinkDump {
+        let epoch = self.epoch();
+        let ms = |t: Instant| t.saturating_duration_since(epoch).as_millis() as u64;
+        self.with_state(|s| SinkDump {
+            now_ms: ms(Instant::now()),
+            spans: s.spans,
+            duplicate_spans: s.duplicate_spans,
+            requests: s.requests,
+            traces: s
+                .traces
+                .iter()
+                .map(|(id, t)| DumpTrace {
+                    id: *id,
+                    span_ids: t.span_ids.iter().map(|b| u64::from_le_bytes(*b)).collect(),
+                    expected: t.expected,
+                    kind: t.kind.map(|k| k.as_str().to_owned()),
+                    senders: t.senders.iter().map(|s| s.to_string()).collect(),
+                    first_ms: ms(t.first_arrival),
+                    last_ms: ms(t.last_arrival),
+                })
+                .collect(),
+        })
+        .unwrap_or_default()
+    }
+
+    /// Replaces the state with a dump taken by another process; `taken` is when it was
+    /// taken (arrival times are placed relative to it).
+    pub fn load(&self, dump: SinkDump, taken: Instant) {
+        let at = |ms: u64| {
+            taken
+                .checked_sub(Duration::from_millis(dump.now_ms.saturating_sub(ms)))
+                .unwrap_or(taken)
+        };
+        let traces = dump
+            .traces
+            .iter()
+            .map(|t| {
+                (
+                    t.id,
+                    SinkTrace {
+                        span_ids: t.span_ids.iter().map(|v| v.to_le_bytes()).collect(),
+                        expected: t.expected,
+                        kind: t.kind.as_deref().and_then(TraceKind::parse),
+                        senders: t.senders.iter().map(|s| Arc::from(s.as_str())).collect(),
+                        first_arrival: at(t.first_ms),
+                        last_arrival: at(t.last_ms),
+                    },
+                )
+            })
+            .collect();
+        if let Ok(mut st) = self.state.lock() {
+            *st = SinkState {
+                traces,
+                spans: dump.spans,
+                duplicate_spans: dump.duplicate_spans,
+                requests: dump.requests,
+            };
+        }
+    }
+
+    fn epoch(&self) -> Instant {
+        *self.epoch.get_or_init(Instant::now)
+    }
+
+    /// Serves the control endpoint on `listener` until `shutdown`: `GET /state` (a
+    /// [`SinkDump`] as JSON), `GET /spans` (spans received), `POST /reset`, and
+    /// `POST /outage/on` and `/outage/off`. It lets a harness use a sink that runs as its
+    /// own process.
+    pub async fn serve_control(
+        self: Arc<Self>,
+        listener: TcpListener,
+        shutdown: CancellationToken,
+    ) -> std::io::Result<()> {
+        use http::{Method, StatusCode};
+        let handler = move |req: http::Request<hyper::body::Incoming>| {
+            let sink = self.clone();
+            async move {
+                let (status, body) = match (req.method(), req.uri().path()) {
+                    (&Method::GET, "/state") => (
+                        StatusCode::OK,
+                        serde_json::to_vec(&sink.dump()).unwrap_or_default(),
+                    ),
+                    (&Method::GET, "/spans") => (
+                        StatusCode::OK,
+                        sink.with_state(|s| s.spans)
+                            .unwrap_or(0)
+                            .to_string()
+                            .into_bytes(),
+                    ),
+                    (&Method::POST, "/reset") => {
+                        sink.reset();
+                        (StatusCode::OK, b"reset".to_vec())
+                    }
+                    (&Method::POST, "/outage/on") => {
+                        sink.set_unavailable(true);
+                        (StatusCode::OK, b"down".to_vec())
+                    }
+                    (&Method::POST, "/outage/off") => {
+                        sink.set_unavailable(false);
+                        (StatusCode::OK, b"up".to_vec())
+                    }
+                    _ => (
+                        StatusCode::NOT_FOUND,
+                        b"GET /state, GET /spans, POST /reset, POST /outage/on, POST /outage/off"
+                            .to_vec(),
+                    ),
+                };
+                let mut resp = http::Response::new(http_body_util::Full::new(Bytes::from(body)));
+                *resp.status_mut() = status;
+                resp
+            }
+        };
+        tailgate_core::receive::serve_connections(listener, shutdown.cancelled_owned(), handler)
+            .await
+    }
+
     /// Forgets everything received so far.
     pub fn reset(&self) {
         if let Ok(mut st) = self.state.lock() {
@@ -195,6 +349,7 @@ impl Sink {
         http: Option<TcpListener>,
         shutdown: CancellationToken,
     ) -> std::io::Result<()> {
+        self.epoch();
         let service = TraceServiceServer::new(GrpcSink(self.clone()))
             .max_decoding_message_size(64 << 20)
             .accept_compressed(tonic::codec::CompressionEncoding::Gzip);

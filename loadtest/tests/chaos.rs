@@ -41,6 +41,7 @@ async fn the_cluster_stays_whole_through_every_change() {
         .unwrap()
         .port();
     let cfg = ChaosConfig {
+        loadtest_bin: PathBuf::from(env!("CARGO_BIN_EXE_tailgate-loadtest")),
         gateway_bin,
         router_bin,
         scenarios: Scenario::ALL.to_vec(),

@@ -369,12 +369,13 @@ impl TraceBuffer {
             if spans.is_empty() {
                 continue;
             }
-            let timeout = if force {
-                Duration::from_secs(3600)
+            let reserve = self.shards[i].reserve();
+            let reserved = if force {
+                Ok(reserve.await)
             } else {
-                self.enqueue_timeout
+                tokio::time::timeout(self.enqueue_timeout, reserve).await
             };
-            match tokio::time::timeout(timeout, self.shards[i].reserve()).await {
+            match reserved {
                 Ok(Ok(permit)) => permits.push((i, permit)),
                 Ok(Err(_)) => {
                     self.stats.refused_spans.add(valid);
