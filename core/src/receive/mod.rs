@@ -394,3 +394,32 @@ impl Listeners {
         a.and(b)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::Origin;
+
+    #[test]
+    fn peer_header_round_trips_and_unknown_values_are_clients() {
+        for o in [
+            Origin::Forwarded { hops: 1 },
+            Origin::Handoff {
+                hops: 2,
+                age_ms: 1234,
+            },
+        ] {
+            let v = o.header_value().unwrap();
+            assert_eq!(Origin::parse(Some(v.as_bytes())), o, "{v}");
+        }
+        assert_eq!(Origin::Client.header_value(), None);
+        assert_eq!(Origin::parse(None), Origin::Client);
+        assert_eq!(Origin::parse(Some(b"gossip")), Origin::Client);
+        assert_eq!(Origin::parse(Some(&[0xff, 0xfe])), Origin::Client);
+        // Missing or bad parameters take safe defaults: one hop, no age.
+        assert_eq!(
+            Origin::parse(Some(b"handoff; age_ms=x")),
+            Origin::Handoff { hops: 1, age_ms: 0 }
+        );
+        assert_eq!(Origin::Forwarded { hops: 3 }.hops(), 3);
+    }
+}
