@@ -344,6 +344,9 @@ pub struct GatewayBench {
     pub concurrency: usize,
     /// The gateway's hard byte limit, if not the default.
     pub max_buffered_bytes: Option<u64>,
+    /// Configure peers (the gateway alone on its ring), so that every span pays the
+    /// ownership check.
+    pub with_peers: bool,
 }
 
 /// A gateway benchmark's result.
@@ -412,10 +415,15 @@ pub async fn bench_gateway(cfg: &GatewayBench) -> anyhow::Result<GatewayBenchRes
     std::fs::write(
         &config_path,
         format!(
-            "receive: {{ grpc: \"{gateway_addr}\", http: null }}\nexport: {{ otlp_grpc: {{ endpoint: \"http://{backend_addr}\" }} }}\nadmin: \"{admin_addr}\"\nmetrics: null\n{}",
+            "receive: {{ grpc: \"{gateway_addr}\", http: null }}\nexport: {{ otlp_grpc: {{ endpoint: \"http://{backend_addr}\" }} }}\nadmin: \"{admin_addr}\"\nmetrics: null\n{}{}",
             cfg.max_buffered_bytes
                 .map(|b| format!("buffer: {{ max_buffered_bytes: {b} }}\n"))
-                .unwrap_or_default()
+                .unwrap_or_default(),
+            if cfg.with_peers {
+                format!("peers: {{ self: \"{gateway_addr}\", static: [\"{gateway_addr}\"] }}\n")
+            } else {
+                String::new()
+            }
         ),
     )?;
     std::fs::write(

@@ -122,6 +122,10 @@ struct GatewayBenchArgs {
     /// offered load would buffer to measure memory under overload.
     #[arg(long, value_name = "BYTES")]
     max_buffered_bytes: Option<u64>,
+    /// Give the gateway a peer list (itself only): every span goes through the ownership
+    /// check, none is forwarded. A against B for what peers cost on the hot path.
+    #[arg(long)]
+    with_peers: bool,
     /// Write the result as JSON to this file.
     #[arg(long, value_name = "FILE")]
     report: Option<PathBuf>,
@@ -439,6 +443,7 @@ async fn run(command: Command) -> anyhow::Result<bool> {
                 spans_per_request: a.spans_per_request,
                 concurrency: a.concurrency,
                 max_buffered_bytes: a.max_buffered_bytes,
+                with_peers: a.with_peers,
             };
             let r = tailgate_loadtest::bench::bench_gateway(&cfg).await?;
             writeln!(
