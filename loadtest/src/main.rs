@@ -304,6 +304,22 @@ fn main() -> ExitCode {
     }
 }
 
+/// Prints a rendered report and, with `path`, writes it as JSON there.
+fn emit(
+    rendered: &str,
+    report: &impl serde::Serialize,
+    path: Option<PathBuf>,
+) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    write!(out, "{rendered}")?;
+    if let Some(path) = path {
+        std::fs::write(&path, serde_json::to_string_pretty(report)?)
+            .with_context(|| format!("writing {}", path.display()))?;
+        writeln!(out, "Report written to {}", path.display())?;
+    }
+    Ok(())
+}
+
 async fn run(command: Command) -> anyhow::Result<bool> {
     match command {
         Command::Demo(a) => {
@@ -319,13 +335,7 @@ async fn run(command: Command) -> anyhow::Result<bool> {
                 progress: true,
             };
             let report = run_demo(cfg).await?;
-            let mut out = std::io::stdout().lock();
-            write!(out, "{}", report.render())?;
-            if let Some(path) = a.report {
-                std::fs::write(&path, serde_json::to_string_pretty(&report)?)
-                    .with_context(|| format!("writing {}", path.display()))?;
-                writeln!(out, "Report written to {}", path.display())?;
-            }
+            emit(&report.render(), &report, a.report)?;
             Ok(report.passed)
         }
         Command::Chaos(a) => {
@@ -357,13 +367,7 @@ async fn run(command: Command) -> anyhow::Result<bool> {
                 progress: true,
             };
             let report = tailgate_loadtest::chaos::run_chaos(cfg).await?;
-            let mut out = std::io::stdout().lock();
-            write!(out, "{}", report.render())?;
-            if let Some(path) = a.report {
-                std::fs::write(&path, serde_json::to_string_pretty(&report)?)
-                    .with_context(|| format!("writing {}", path.display()))?;
-                writeln!(out, "Report written to {}", path.display())?;
-            }
+            emit(&report.render(), &report, a.report)?;
             Ok(report.passed)
         }
         Command::Run(a) => {
