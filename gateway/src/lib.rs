@@ -305,7 +305,8 @@ const SETTLE_PASSES: [Duration; 4] = [
 ];
 
 /// Hands off what this gateway no longer owns on every ring change, then a few times more
-/// while the cluster settles (see [`SETTLE_PASSES`]).
+/// while the cluster settles (see [`SETTLE_PASSES`]), and once more a second after a peer
+/// sent spans this gateway does not own while no pass was due.
 async fn redistribution(
     mut changes: tokio::sync::watch::Receiver<u64>,
     buffer: Arc<buffer::TraceBuffer>,
@@ -322,6 +323,11 @@ async fn redistribution(
                 }
                 buffer.redistribute().await;
                 pass = 0;
+                next = tokio::time::Instant::now() + SETTLE_PASSES[0];
+            }
+            () = buffer.peers().pass_wanted(), if !settling => {
+                // Spans that belong elsewhere arrived while no pass was due: one soon.
+                pass = SETTLE_PASSES.len() - 1;
                 next = tokio::time::Instant::now() + SETTLE_PASSES[0];
             }
             () = tokio::time::sleep_until(next), if settling => {

@@ -297,6 +297,8 @@ pub struct Peers {
     clients: Mutex<HashMap<Member, GrpcClient>>,
     leaving: AtomicBool,
     changed: watch::Sender<u64>,
+    /// Asks for a handoff pass soon (spans arrived here that another gateway owns).
+    pass_wanted: tokio::sync::Notify,
     epoch: Instant,
     stats: Arc<GatewayStats>,
 }
@@ -314,6 +316,7 @@ impl Peers {
             clients: Mutex::new(HashMap::new()),
             leaving: AtomicBool::new(false),
             changed: watch::Sender::new(0),
+            pass_wanted: tokio::sync::Notify::new(),
             epoch: Instant::now(),
             stats,
         })
@@ -347,6 +350,18 @@ impl Peers {
     /// A receiver that sees every change of the view (a generation number).
     pub fn subscribe(&self) -> watch::Receiver<u64> {
         self.changed.subscribe()
+    }
+
+    /// Asks for a handoff pass soon: a peer sent spans this gateway does not own (its view
+    /// of the ring is older or newer than this one's), and they should not wait for the
+    /// next ring change to move.
+    pub fn want_pass(&self) {
+        self.pass_wanted.notify_one();
+    }
+
+    /// Completes when a pass is wanted (see [`Peers::want_pass`]).
+    pub async fn pass_wanted(&self) {
+        self.pass_wanted.notified().await;
     }
 
     /// Replaces the member set (from the static list or DNS).

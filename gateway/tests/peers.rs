@@ -268,6 +268,39 @@ async fn traces_stay_whole_through_stale_routes_ring_changes_and_drain() {
         assert_eq!(spans.len(), 3, "trace {id:02x?} incomplete");
         assert_eq!(senders.len(), 1, "trace {id:02x?} split");
     }
+
+    // 5. Long after the last ring change, C sends B spans that B does not own (as a peer
+    //    whose view differs would). B keeps them (one hop), and a pass soon after hands
+    //    them to their owner rather than waiting for the next ring change.
+    tokio::time::sleep(Duration::from_secs(16)).await;
+    let fourth = FakeOtlp::traces(60).spans(2).seed(1234).build();
+    let mut client = TraceServiceClient::connect(format!("http://{}", b.addr))
+        .await
+        .unwrap();
+    let mut request = tonic::Request::new(fourth.clone());
+    request
+        .metadata_mut()
+        .insert("tailgate-peer", "forwarded; hops=1".parse().unwrap());
+    client.export(request).await.unwrap();
+    let handed = b.stats.peers.handed_off_spans.get();
+    settle(&[&b, &c]).await;
+    assert!(b.stats.peers.handed_off_spans.get() > handed);
+    let got = arrivals(&[&b, &c]);
+    let c_index = 1;
+    for id in trace_ids(&fourth) {
+        let (spans, senders) = &got[&id];
+        assert_eq!(spans.len(), 2, "trace {id:02x?} incomplete");
+        let owner = match c.peers.view().owner(id.as_slice().try_into().unwrap()) {
+            tailgate_gateway::peers::Owner::Local => c_index,
+            tailgate_gateway::peers::Owner::Peer(_) => 0,
+        };
+        assert_eq!(
+            senders,
+            &vec![owner],
+            "trace {id:02x?} not sent by its owner"
+        );
+    }
+
     for p in [b, c] {
         p.stop.cancel();
         p.served.await.unwrap().unwrap();

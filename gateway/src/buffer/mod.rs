@@ -223,6 +223,11 @@ impl TraceBuffer {
         }
     }
 
+    /// The gateway's peers.
+    pub fn peers(&self) -> &Arc<Peers> {
+        &self.peers
+    }
+
     /// Which shard owns a trace.
     pub fn shard_of(trace_id: &[u8; 16], shards: usize) -> usize {
         // The ring places traces by the high bits of the same hash; within one gateway's
@@ -297,6 +302,17 @@ impl SpanSink for TraceBuffer {
             self.route(&body, &scan, &view, origin, valid, first_seen)
                 .await?;
             return Ok(accepted);
+        }
+        // Marked spans this gateway does not own (the sender's ring and this one differ)
+        // are kept, one hop; a handoff pass soon moves them on if this view stands.
+        if origin != Origin::Client
+            && view.routes()
+            && scan
+                .spans
+                .iter()
+                .any(|s| view.owner(&s.trace_id) != Owner::Local)
+        {
+            self.peers.want_pass();
         }
         self.buffer(&body, &mut scan, valid, first_seen, false)
             .await?;
