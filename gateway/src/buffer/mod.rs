@@ -284,36 +284,24 @@ impl SpanSink for TraceBuffer {
             }
             _ => None,
         };
-        // Spans from a client go to their owner; spans another gateway sent stay here
-        // (one hop), unless this gateway is leaving the ring.
-        let view = self.peers.view();
-        let route = view.routes()
-            && match origin {
-                Origin::Client => true,
-                _ => view.leaving && origin.hops() < MAX_HOPS,
-            };
-        if route
+        // Spans from a client go to their owner. Spans another gateway sent stay here (one
+        // hop), unless this gateway is leaving the ring; if it does not own them (the
+        // sender's ring and this one differ), a handoff pass soon moves them on.
+        let view = self.peers.view_full();
+        let foreign = view.routes()
             && scan
                 .spans
                 .iter()
-                .any(|s| view.owner(&s.trace_id) != Owner::Local)
-        {
-            let view = arc_swap::Guard::into_inner(view);
-            self.route(&body, &scan, &view, origin, valid, first_seen)
-                .await?;
-            return Ok(accepted);
-        }
-        // Marked spans this gateway does not own (the sender's ring and this one differ)
-        // are kept, one hop; a handoff pass soon moves them on if this view stands.
-        if origin != Origin::Client
-            && view.routes()
-            && scan
-                .spans
-                .iter()
-                .any(|s| view.owner(&s.trace_id) != Owner::Local)
-        {
+                .any(|s| view.owner(&s.trace_id) != Owner::Local);
+        if foreign {
+            if origin == Origin::Client || (view.leaving && origin.hops() < MAX_HOPS) {
+                self.route(&body, &scan, &view, origin, valid, first_seen)
+                    .await?;
+                return Ok(accepted);
+            }
             self.peers.want_pass();
         }
+        drop(view);
         self.buffer(&body, &mut scan, valid, first_seen, false)
             .await?;
         Ok(accepted)
