@@ -293,7 +293,7 @@ impl Gateway {
     }
 }
 
-/// After a ring change, the passes that follow it (1, 2, 4 and 8 seconds apart): while
+/// After a ring change, the passes that follow it (1, 2, 4 and 8 seconds apart, so 1, 3, 7 and 15 seconds after it): while
 /// routers and peers still see the old ring, spans keep arriving where they no longer
 /// belong (a peer that had not yet seen the change sends them on, one hop, to its old
 /// owner), and these passes move them on before their traces are decided.
