@@ -28,7 +28,9 @@ struct Args {
     /// How often the policy file is checked for changes (it also reloads on SIGHUP).
     #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = humantime::parse_duration)]
     reload_interval: Duration,
-    /// Longest time to decide and flush buffered traces after SIGTERM.
+    /// Longest time from SIGTERM to exit: with peers, leave the ring, hand buffered traces
+    /// to their new owners and linger (`peers.leave_linger`); then decide what is left and
+    /// flush the exporters. Keep it under Kubernetes' terminationGracePeriodSeconds.
     #[arg(long, value_name = "DURATION", default_value = "25s", value_parser = humantime::parse_duration)]
     drain_deadline: Duration,
     #[command(subcommand)]
