@@ -240,7 +240,11 @@ impl Gateway {
                 started.get_or_init(tokio::time::Instant::now);
                 this.ready.set(false);
                 // Alone on the ring there is no one to hand off to: drain at once.
-                if peers.view().routes() && peers.view().ring.members().len() > 1 {
+                let others = {
+                    let view = peers.view();
+                    view.routes() && view.ring.members().len() > 1
+                };
+                if others {
                     peers.leave();
                     tokio::time::sleep(linger).await;
                 }

@@ -461,25 +461,13 @@ impl TraceBuffer {
                 hops: other.hops() + 1,
             },
         };
-        let sends = remote.into_iter().map(|(p, spans, part)| {
-            let view = view.clone();
-            async move {
-                let Some(client) = view.client(p) else {
-                    return Some((spans, part));
-                };
-                match client.send_from(part.clone(), next).await {
-                    Ok(d) => {
-                        self.stats.peers.forwarded_spans.add(spans - d.rejected_spans);
-                        self.stats.rejected_spans.add(d.rejected_spans);
-                        None
-                    }
-                    Err(error) => {
-                        tracing::warn!(peer = ?view.member(p), %error, "Forwarding to a peer failed; keeping its spans here.");
-                        self.stats.peers.failures.add(1);
-                        view.mark_down(p, self.peers.config().down_for);
-                        Some((spans, part))
-                    }
+        let sends = remote.into_iter().map(|(p, spans, part)| async move {
+            match self.send_to_peer(view, p, part.clone(), spans, next).await {
+                Some(taken) => {
+                    self.stats.peers.forwarded_spans.add(taken);
+                    None
                 }
+                None => Some((spans, part)),
             }
         });
         for (spans, part) in futures_util::future::join_all(sends)
@@ -490,6 +478,35 @@ impl TraceBuffer {
             self.buffer_here(&part, spans, first_seen).await;
         }
         Ok(())
+    }
+
+    /// Sends `spans` spans to peer `p`, marked with `origin`. Returns how many it took (the
+    /// rest it rejected as invalid, counted here), or `None` when it took nothing: then the
+    /// failure is counted and the peer left out for `down_for`, and the caller keeps them.
+    async fn send_to_peer(
+        &self,
+        view: &PeerView,
+        p: usize,
+        body: Bytes,
+        spans: u64,
+        origin: Origin,
+    ) -> Option<u64> {
+        let sent = match view.client(p) {
+            Some(c) => c.send_from(body, origin).await.map_err(|e| e.to_string()),
+            None => Err("no client for this peer".to_owned()),
+        };
+        match sent {
+            Ok(d) => {
+                self.stats.rejected_spans.add(d.rejected_spans);
+                Some(spans - d.rejected_spans)
+            }
+            Err(error) => {
+                tracing::warn!(peer = ?view.member(p), %error, spans, "Sending to a peer failed; keeping its spans here.");
+                self.stats.peers.failures.add(1);
+                view.mark_down(p, self.peers.config().down_for);
+                None
+            }
+        }
     }
 
     /// Hands the traces and decisions that the ring in force gives to other gateways to
@@ -586,25 +603,12 @@ impl TraceBuffer {
                 hops: 1,
                 age_ms: youngest.elapsed().as_millis() as u64,
             };
-            let sent = match view.client(p) {
-                Some(c) => c
-                    .send_from(body.clone(), origin)
-                    .await
-                    .map_err(|e| e.to_string()),
-                None => Err("no client".to_owned()),
-            };
-            match sent {
-                Ok(d) => {
-                    self.stats.peers.handed_off_spans.add(n - d.rejected_spans);
-                    self.stats.rejected_spans.add(d.rejected_spans);
+            match self.send_to_peer(view, p, body.clone(), n, origin).await {
+                Some(taken) => {
+                    self.stats.peers.handed_off_spans.add(taken);
                     self.stats.peers.handed_off_traces.add(chunk.len() as u64);
                 }
-                Err(error) => {
-                    tracing::warn!(peer = ?view.member(p), %error, spans = n, "Handing traces to a peer failed; keeping them here.");
-                    self.stats.peers.failures.add(1);
-                    view.mark_down(p, self.peers.config().down_for);
-                    self.buffer_here(&body, n, Some(youngest)).await;
-                }
+                None => self.buffer_here(&body, n, Some(youngest)).await,
             }
             self.stats.peers.handoff_pending_spans.sub(n);
             i = j;
