@@ -376,14 +376,10 @@ impl GatewayStats {
             "",
             self.pending_export_spans.get(),
         );
-        p.labelled(
+        tailgate_core::receive::Refusal::render_counts(
+            &mut p,
             "tailgate_gateway_refused_requests_total",
-            "counter",
-            "Requests refused, by reason (invalid, too_large, timeout, overloaded, unavailable).",
-            "reason",
-            tailgate_core::receive::Refusal::REASONS
-                .into_iter()
-                .zip(self.refused_requests.iter().map(Counter::get)),
+            &self.refused_requests,
         );
         p.header(
             "tailgate_gateway_decision_latency_seconds",

@@ -83,14 +83,10 @@ impl RouterStats {
             "",
             self.malformed_requests.get(),
         );
-        p.labelled(
+        tailgate_core::receive::Refusal::render_counts(
+            &mut p,
             "tailgate_router_refused_requests_total",
-            "counter",
-            "Requests refused, by reason (invalid, too_large, timeout, overloaded, unavailable).",
-            "reason",
-            tailgate_core::receive::Refusal::REASONS
-                .into_iter()
-                .zip(self.refused_requests.iter().map(Counter::get)),
+            &self.refused_requests,
         );
         p.metric(
             "tailgate_router_failed_spans_total",

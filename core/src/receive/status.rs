@@ -52,6 +52,24 @@ impl Refusal {
         "unavailable",
     ];
 
+    /// Renders per-reason refusal counters (indexed as [`Refusal::REASONS`]) as the
+    /// counter `name{reason="…"}`, the same for the router and the gateway.
+    pub fn render_counts(
+        p: &mut crate::telemetry::PromText,
+        name: &str,
+        counts: &[crate::telemetry::Counter; 5],
+    ) {
+        p.labelled(
+            name,
+            "counter",
+            "Requests refused, by reason (invalid, too_large, timeout, overloaded, unavailable).",
+            "reason",
+            Self::REASONS
+                .into_iter()
+                .zip(counts.iter().map(crate::telemetry::Counter::get)),
+        );
+    }
+
     /// The refusal's kind, as metrics label it.
     pub fn reason(&self) -> &'static str {
         Self::REASONS[self.reason_index()]
