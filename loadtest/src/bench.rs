@@ -260,7 +260,8 @@ async fn run_variant(
     })
 }
 
-async fn free_port() -> anyhow::Result<u16> {
+/// A port free on loopback (the kernel's choice), to bind other 127.x addresses on.
+pub(crate) async fn free_port() -> anyhow::Result<u16> {
     let l = tokio::net::TcpListener::bind("127.0.1.1:0").await?;
     Ok(l.local_addr()?.port())
 }

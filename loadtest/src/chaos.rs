@@ -33,7 +33,7 @@ use tokio::process::{Child, Command};
 use tokio::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
-use crate::bench::{scrape, wait_for_port};
+use crate::bench::{free_port, scrape, wait_for_port};
 use crate::drive::{drive, DriveConfig, DriveResult, Protocol};
 use crate::generate::{GenConfig, TraceKind};
 use crate::report::{ComponentCounts, Report};
@@ -487,11 +487,6 @@ impl Cluster {
         self.sink.child.start_kill().ok();
         self.sink.child.wait().await.ok();
     }
-}
-
-async fn free_port() -> anyhow::Result<u16> {
-    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    Ok(l.local_addr()?.port())
 }
 
 fn spawn_logged(bin: &Path, args: &[&std::ffi::OsStr], log: &Path) -> anyhow::Result<Child> {
