@@ -7,17 +7,20 @@
 use std::str::FromStr;
 use std::time::Duration;
 
+use std::sync::Arc;
+
 use bytes::Bytes;
+use http_body_util::BodyExt;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
 use prost::Message;
 use serde::Deserialize;
-use tonic::codec::CompressionEncoding;
-use tonic::metadata::{MetadataKey, MetadataMap, MetadataValue};
-use tonic::transport::{Channel, Endpoint};
 
 use crate::receive::grpc::{CONNECTION_WINDOW, STREAM_WINDOW};
 use crate::receive::status::{is_retryable, retry_delay};
 use crate::receive::{Origin, DECISIONS_PATH, PEER_HEADER};
-use crate::wire::{RawCodec, TRACE_EXPORT_PATH};
+use crate::wire::TRACE_EXPORT_PATH;
 
 /// Retry behaviour of a client.
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
@@ -65,6 +68,17 @@ pub enum Compression {
     Gzip,
     /// zstd: better ratio than gzip at a lower CPU cost.
     Zstd,
+}
+
+impl Compression {
+    /// The `grpc-encoding` header value, `None` for uncompressed messages.
+    pub fn grpc_encoding(self) -> Option<&'static str> {
+        match self {
+            Compression::None => None,
+            Compression::Gzip => Some("gzip"),
+            Compression::Zstd => Some("zstd"),
+        }
+    }
 }
 
 /// Why a request was not delivered.
@@ -122,13 +136,31 @@ pub struct Delivered {
 }
 
 /// A client for one OTLP/gRPC endpoint.
-#[derive(Debug, Clone)]
+///
+/// gRPC over hyper's HTTP/2 client rather than tonic's channel: the request body goes out as
+/// the 5-byte message prefix followed by the caller's chunks, each one HTTP/2 DATA payload
+/// taken as it is, so neither coalescing (see [`GrpcClient::send_chunks`]) nor the gRPC
+/// framing copies a byte. Only compression builds a new buffer.
+#[derive(Clone)]
 pub struct GrpcClient {
     endpoint: String,
-    grpc: tonic::client::Grpc<Channel>,
-    headers: MetadataMap,
+    /// `http://host:port`, without a trailing slash.
+    base: Arc<str>,
+    client: Client<HttpConnector, MessageBody>,
+    headers: http::HeaderMap,
     timeout: Duration,
     retry: RetryConfig,
+    compression: Compression,
+}
+
+impl std::fmt::Debug for GrpcClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GrpcClient")
+            .field("endpoint", &self.endpoint)
+            .field("timeout", &self.timeout)
+            .field("compression", &self.compression)
+            .finish_non_exhaustive()
+    }
 }
 
 // === impl GrpcClient ===
@@ -152,42 +184,60 @@ impl GrpcClient {
         retry: RetryConfig,
         compression: Compression,
     ) -> Result<Self, ForwardError> {
+        let invalid = |message: String| ForwardError::Endpoint {
+            endpoint: endpoint.to_owned(),
+            message,
+        };
         let url = if endpoint.contains("://") {
             endpoint.to_owned()
         } else {
             format!("http://{endpoint}")
         };
-        let channel = Endpoint::from_shared(url)
-            .map_err(|e| ForwardError::Endpoint {
-                endpoint: endpoint.to_owned(),
-                message: e.to_string(),
-            })?
-            .initial_stream_window_size(Some(STREAM_WINDOW))
-            .initial_connection_window_size(Some(CONNECTION_WINDOW))
-            .tcp_nodelay(true)
-            .connect_timeout(Duration::from_secs(5))
-            .timeout(timeout)
-            .connect_lazy();
-        let mut map = MetadataMap::new();
+        let uri: http::Uri = url
+            .parse()
+            .map_err(|e: http::uri::InvalidUri| invalid(e.to_string()))?;
+        match uri.scheme_str() {
+            Some("http") => {}
+            Some(other) => {
+                return Err(invalid(format!(
+                    "scheme {other:?} is not supported (plain-text HTTP/2 only; terminate TLS in front)"
+                )))
+            }
+            None => return Err(invalid("no scheme".into())),
+        }
+        let Some(authority) = uri.authority() else {
+            return Err(invalid("no host".into()));
+        };
+        let base: Arc<str> = format!("http://{authority}").into();
+
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        connector.set_connect_timeout(Some(CONNECT_TIMEOUT));
+        let client = Client::builder(TokioExecutor::new())
+            .http2_only(true)
+            .timer(TokioTimer::new())
+            .http2_initial_stream_window_size(STREAM_WINDOW)
+            .http2_initial_connection_window_size(CONNECTION_WINDOW)
+            .http2_keep_alive_interval(Duration::from_secs(30))
+            .http2_keep_alive_timeout(Duration::from_secs(20))
+            .build(connector);
+
+        let mut map = http::HeaderMap::new();
         for (k, v) in headers {
-            let key = MetadataKey::from_str(&k.to_ascii_lowercase())
+            let key = http::HeaderName::from_str(&k.to_ascii_lowercase())
                 .map_err(|_| ForwardError::Header(k.clone()))?;
-            let value = MetadataValue::try_from(v.as_str())
+            let value = http::HeaderValue::from_str(v)
                 .map_err(|_| ForwardError::Header(format!("{k}: {v}")))?;
             map.insert(key, value);
         }
-        let mut grpc = tonic::client::Grpc::new(channel).max_decoding_message_size(16 << 20);
-        grpc = match compression {
-            Compression::None => grpc,
-            Compression::Gzip => grpc.send_compressed(CompressionEncoding::Gzip),
-            Compression::Zstd => grpc.send_compressed(CompressionEncoding::Zstd),
-        };
         Ok(GrpcClient {
             endpoint: endpoint.to_owned(),
-            grpc,
+            base,
+            client,
             headers: map,
             timeout,
             retry,
+            compression,
         })
     }
 
@@ -198,53 +248,118 @@ impl GrpcClient {
 
     /// Sends once, without retrying.
     pub async fn send_once(&self, body: Bytes) -> Result<Delivered, tonic::Status> {
-        self.call(TRACE_EXPORT_PATH, body, Origin::Client).await
+        self.call(TRACE_EXPORT_PATH, &[body], Origin::Client).await
     }
 
     /// One unary call of `path` with the configured headers, plus the [`PEER_HEADER`] when
-    /// `origin` is not a client.
+    /// `origin` is not a client. The message is the concatenation of `chunks`.
     async fn call(
         &self,
         path: &'static str,
-        body: Bytes,
+        chunks: &[Bytes],
         origin: Origin,
     ) -> Result<Delivered, tonic::Status> {
-        let mut grpc = self.grpc.clone();
-        grpc.ready()
-            .await
-            .map_err(|e| tonic::Status::unavailable(format!("connection not ready: {e}")))?;
-        let mut request = tonic::Request::new(body);
-        *request.metadata_mut() = self.headers.clone();
-        if let Some(value) = origin.header_value() {
-            let value = MetadataValue::try_from(value.as_str())
-                .map_err(|_| tonic::Status::internal("peer header is not ASCII"))?;
-            request.metadata_mut().insert(PEER_HEADER, value);
+        let body = MessageBody::new(chunks, self.compression)?;
+        let mut request = http::Request::post(format!("{}{path}", self.base))
+            .header(http::header::CONTENT_TYPE, "application/grpc")
+            .header(http::header::TE, "trailers")
+            .header("grpc-timeout", grpc_timeout(self.timeout))
+            .header(http::header::USER_AGENT, USER_AGENT)
+            .body(body)
+            .map_err(|e| tonic::Status::internal(format!("cannot build the request: {e}")))?;
+        let headers = request.headers_mut();
+        headers.extend(self.headers.iter().map(|(k, v)| (k.clone(), v.clone())));
+        if let Some(encoding) = self.compression.grpc_encoding() {
+            headers.insert("grpc-encoding", http::HeaderValue::from_static(encoding));
         }
-        request.set_timeout(self.timeout);
-        let path = http::uri::PathAndQuery::from_static(path);
-        let response = grpc.unary(request, path, RawCodec).await?;
-        Ok(parse_response(response.into_inner()))
+        if let Some(value) = origin.header_value() {
+            let value = http::HeaderValue::from_str(&value)
+                .map_err(|_| tonic::Status::internal("peer header is not ASCII"))?;
+            headers.insert(PEER_HEADER, value);
+        }
+        match tokio::time::timeout(self.timeout, self.exchange(request)).await {
+            Ok(result) => result,
+            Err(_elapsed) => Err(tonic::Status::deadline_exceeded(format!(
+                "no answer within {:?}",
+                self.timeout
+            ))),
+        }
+    }
+
+    /// Sends `request` and reads the answer: the response message on `grpc-status` 0, the
+    /// status otherwise.
+    async fn exchange(
+        &self,
+        request: http::Request<MessageBody>,
+    ) -> Result<Delivered, tonic::Status> {
+        let response = self.client.request(request).await.map_err(|e| {
+            tonic::Status::unavailable(format!(
+                "cannot reach {}: {}",
+                self.endpoint,
+                error_chain(&e)
+            ))
+        })?;
+        let (parts, body) = response.into_parts();
+        if parts.status != http::StatusCode::OK {
+            return Err(status_of_http(parts.status));
+        }
+        // A trailers-only answer carries the status in its headers.
+        if let Some(status) = tonic::Status::from_header_map(&parts.headers) {
+            if status.code() != tonic::Code::Ok {
+                return Err(status);
+            }
+        }
+        let collected = body.collect().await.map_err(|e| {
+            tonic::Status::unavailable(format!(
+                "reading the answer of {}: {}",
+                self.endpoint,
+                error_chain(&e)
+            ))
+        })?;
+        let trailers = collected.trailers().cloned();
+        let message = collected.to_bytes();
+        let status = trailers
+            .as_ref()
+            .and_then(tonic::Status::from_header_map)
+            .or_else(|| tonic::Status::from_header_map(&parts.headers));
+        match status {
+            Some(status) if status.code() == tonic::Code::Ok => Ok(parse_message(message)),
+            Some(status) => Err(status),
+            None => Err(tonic::Status::internal(format!(
+                "{} answered without a grpc-status",
+                self.endpoint
+            ))),
+        }
     }
 
     /// Sends with retries until delivered, refused for good, or out of retry time.
     pub async fn send(&self, body: Bytes) -> Result<Delivered, ForwardError> {
-        self.send_to(TRACE_EXPORT_PATH, body, Origin::Client).await
+        self.send_to(TRACE_EXPORT_PATH, &[body], Origin::Client)
+            .await
+    }
+
+    /// [`GrpcClient::send`] of one request made of several encoded
+    /// `ExportTraceServiceRequest`s back to back (which is itself a valid request holding all
+    /// of them), without copying them into one buffer.
+    pub async fn send_chunks(&self, chunks: &[Bytes]) -> Result<Delivered, ForwardError> {
+        self.send_to(TRACE_EXPORT_PATH, chunks, Origin::Client)
+            .await
     }
 
     /// [`GrpcClient::send`] of spans from another gateway, marked with `origin`.
     pub async fn send_from(&self, body: Bytes, origin: Origin) -> Result<Delivered, ForwardError> {
-        self.send_to(TRACE_EXPORT_PATH, body, origin).await
+        self.send_to(TRACE_EXPORT_PATH, &[body], origin).await
     }
 
     /// Hands decided trace ids to a gateway ([`DECISIONS_PATH`]), with retries.
     pub async fn send_decisions(&self, body: Bytes) -> Result<Delivered, ForwardError> {
-        self.send_to(DECISIONS_PATH, body, Origin::Client).await
+        self.send_to(DECISIONS_PATH, &[body], Origin::Client).await
     }
 
     async fn send_to(
         &self,
         path: &'static str,
-        body: Bytes,
+        chunks: &[Bytes],
         origin: Origin,
     ) -> Result<Delivered, ForwardError> {
         let deadline = tokio::time::Instant::now() + self.retry.max_elapsed_time;
@@ -252,7 +367,7 @@ impl GrpcClient {
         let mut attempts = 0;
         loop {
             attempts += 1;
-            let status = match self.call(path, body.clone(), origin).await {
+            let status = match self.call(path, chunks, origin).await {
                 Ok(mut delivered) => {
                     delivered.attempts = attempts;
                     return Ok(delivered);
@@ -278,6 +393,144 @@ impl GrpcClient {
             backoff = (backoff * 2).min(self.retry.max_interval);
         }
     }
+}
+
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+const USER_AGENT: &str = concat!("tailgate/", env!("CARGO_PKG_VERSION"));
+
+/// The `grpc-timeout` header value for `d`: at most eight digits and a unit.
+fn grpc_timeout(d: Duration) -> String {
+    let ms = d.as_millis();
+    if ms < 100_000_000 {
+        format!("{}m", ms.max(1))
+    } else {
+        format!("{}S", d.as_secs().min(99_999_999))
+    }
+}
+
+/// The gRPC status for an HTTP answer other than 200, as the gRPC spec maps them.
+fn status_of_http(code: http::StatusCode) -> tonic::Status {
+    use http::StatusCode as H;
+    let message = format!("HTTP status {code} instead of a gRPC answer");
+    match code {
+        H::BAD_REQUEST => tonic::Status::internal(message),
+        H::UNAUTHORIZED => tonic::Status::unauthenticated(message),
+        H::FORBIDDEN => tonic::Status::permission_denied(message),
+        H::NOT_FOUND => tonic::Status::unimplemented(message),
+        H::TOO_MANY_REQUESTS | H::BAD_GATEWAY | H::SERVICE_UNAVAILABLE | H::GATEWAY_TIMEOUT => {
+            tonic::Status::unavailable(message)
+        }
+        _ => tonic::Status::unknown(message),
+    }
+}
+
+/// An error with its sources, `a: b: c`, since hyper's top-level messages are terse.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
+}
+
+/// The response message inside its gRPC frame. A compressed or malformed answer reads as
+/// full success, as for any response that does not decode.
+fn parse_message(body: Bytes) -> Delivered {
+    match body.get(..5) {
+        Some([0, len @ ..]) => {
+            let len = u32::from_be_bytes([len[0], len[1], len[2], len[3]]) as usize;
+            match body.get(5..5 + len) {
+                Some(_) => parse_response(body.slice(5..5 + len)),
+                None => Delivered::default(),
+            }
+        }
+        _ => Delivered::default(),
+    }
+}
+
+/// A unary gRPC request body: the message prefix, then the message in the chunks given.
+pub(crate) struct MessageBody {
+    chunks: std::collections::VecDeque<Bytes>,
+    remaining: u64,
+}
+
+// === impl MessageBody ===
+
+impl MessageBody {
+    fn new(chunks: &[Bytes], compression: Compression) -> Result<Self, tonic::Status> {
+        let (flag, chunks): (u8, Vec<Bytes>) = match compression {
+            Compression::None => (0, chunks.to_vec()),
+            other => (1, vec![compress(chunks, other)?]),
+        };
+        let len: usize = chunks.iter().map(Bytes::len).sum();
+        let len = u32::try_from(len)
+            .map_err(|_| tonic::Status::resource_exhausted("message over 4 GiB"))?;
+        let mut prefix = [0u8; 5];
+        prefix[0] = flag;
+        prefix[1..].copy_from_slice(&len.to_be_bytes());
+        let mut queue = std::collections::VecDeque::with_capacity(chunks.len() + 1);
+        queue.push_back(Bytes::copy_from_slice(&prefix));
+        queue.extend(chunks.into_iter().filter(|c| !c.is_empty()));
+        Ok(MessageBody {
+            chunks: queue,
+            remaining: 5 + u64::from(len),
+        })
+    }
+}
+
+impl http_body::Body for MessageBody {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
+        let this = self.get_mut();
+        let next = this.chunks.pop_front();
+        if let Some(chunk) = &next {
+            this.remaining -= chunk.len() as u64;
+        }
+        std::task::Poll::Ready(next.map(|c| Ok(http_body::Frame::data(c))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.chunks.is_empty()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        http_body::SizeHint::with_exact(self.remaining)
+    }
+}
+
+/// The chunks, concatenated and compressed.
+fn compress(chunks: &[Bytes], compression: Compression) -> Result<Bytes, tonic::Status> {
+    use std::io::Write;
+    let failed = |e: std::io::Error| tonic::Status::internal(format!("compressing: {e}"));
+    let len: usize = chunks.iter().map(Bytes::len).sum();
+    let out = Vec::with_capacity(len / 4 + 64);
+    let out = match compression {
+        Compression::None => chunks.concat(),
+        Compression::Gzip => {
+            let mut w = flate2::write::GzEncoder::new(out, flate2::Compression::default());
+            for c in chunks {
+                w.write_all(c).map_err(failed)?;
+            }
+            w.finish().map_err(failed)?
+        }
+        Compression::Zstd => {
+            let mut w = zstd::stream::write::Encoder::new(out, zstd::DEFAULT_COMPRESSION_LEVEL)
+                .map_err(failed)?;
+            for c in chunks {
+                w.write_all(c).map_err(failed)?;
+            }
+            w.finish().map_err(failed)?
+        }
+    };
+    Ok(Bytes::from(out))
 }
 
 /// Reads `partial_success` from an `ExportTraceServiceResponse`; a response that does not

@@ -78,9 +78,9 @@ pub struct ForwardConfig {
     /// 512 KiB.
     #[serde(default = "default_max_request_bytes")]
     pub max_request_bytes: usize,
-    /// Parts smaller than this are concatenated with others (and wait up to
-    /// `coalesce_delay` for them); larger ones are sent as they are, saving a copy. Default
-    /// 128 KiB (fewer, larger requests measured cheaper than one copy less).
+    /// While less than this is queued for a gateway, the forwarder waits up to
+    /// `coalesce_delay` for more before sending, so that small parts travel together.
+    /// Default 128 KiB.
     #[serde(default = "default_coalesce_bytes")]
     pub coalesce_bytes: usize,
     /// Longest a small part waits for company. Default 5ms.

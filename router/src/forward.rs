@@ -3,13 +3,14 @@
 //! Parts of requests (already re-framed for this gateway) are admitted all-or-nothing across
 //! a request's destinations by [`Admission`], so a refused request leaves nothing queued and
 //! the agent's retry cannot duplicate spans. The forwarder task coalesces queued parts into
-//! larger requests by concatenating their bytes (two encoded `ExportTraceServiceRequest`s
-//! back to back are one valid request holding both), up to a size and age bound, and keeps a
-//! few requests in flight. What cannot be delivered within the retry bound is counted as
+//! larger requests by sending their bytes back to back (two encoded
+//! `ExportTraceServiceRequest`s back to back are one valid request holding both; the client
+//! writes each part as it is, without copying them together), up to a size and age bound,
+//! and keeps a few requests in flight. What cannot be delivered within the retry bound is counted as
 //! failed. A gateway whose sends keep failing is marked down; the router then routes around
 //! it (see [`crate::split`]) and a probe brings it back.
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -164,37 +165,24 @@ impl Forwarder {
         self.notify.notify_one();
     }
 
-    /// Pops parts up to `max_bytes` (at least one), concatenated. A part of `min_bytes` or
-    /// more goes alone, without the copy that concatenation costs.
-    fn pop_batch(&self, max_bytes: usize, min_bytes: usize) -> Option<(Bytes, u64, usize)> {
+    /// Pops parts up to `max_bytes` in all (at least one). They are sent back to back as one
+    /// request, without being copied together.
+    fn pop_batch(&self, max_bytes: usize) -> Option<(Vec<Bytes>, u64, usize)> {
         let mut q = self.queue.lock().ok()?;
         let first = q.pop_front()?;
-        if first.body.len() >= min_bytes
-            || q.front()
-                .is_none_or(|next| first.body.len() + next.body.len() > max_bytes)
-        {
-            let n = first.body.len();
-            return Some((first.body, first.spans, n));
-        }
-        // Size the buffer exactly before copying, so it never grows (and copies) again.
         let mut total = first.body.len();
-        let mut take = 0;
-        for next in q.iter() {
+        let mut spans = first.spans;
+        let mut chunks = vec![first.body];
+        while let Some(next) = q.front() {
             if total + next.body.len() > max_bytes {
                 break;
             }
+            let Some(next) = q.pop_front() else { break };
             total += next.body.len();
-            take += 1;
-        }
-        let mut out = BytesMut::with_capacity(total);
-        let mut spans = first.spans;
-        out.extend_from_slice(&first.body);
-        for next in q.drain(..take) {
-            out.extend_from_slice(&next.body);
             spans += next.spans;
+            chunks.push(next.body);
         }
-        let n = out.len();
-        Some((out.freeze(), spans, n))
+        Some((chunks, spans, total))
     }
 
     /// Sends queued parts until closed and empty. `on_health` is called when the gateway
@@ -233,9 +221,7 @@ impl Forwarder {
             let Ok(permit) = in_flight.clone().acquire_owned().await else {
                 break;
             };
-            let Some((body, spans, bytes)) =
-                self.pop_batch(cfg.max_request_bytes, cfg.coalesce_bytes)
-            else {
+            let Some((chunks, spans, bytes)) = self.pop_batch(cfg.max_request_bytes) else {
                 continue;
             };
             self.release(bytes);
@@ -243,7 +229,7 @@ impl Forwarder {
             let (me, client, on_health) = (self.clone(), client.clone(), on_health.clone());
             tokio::spawn(async move {
                 let _permit = permit;
-                me.deliver(&client, body, spans, bytes, &on_health).await;
+                me.deliver(&client, &chunks, spans, bytes, &on_health).await;
             });
         }
         // Wait for sends still in flight.
@@ -255,13 +241,13 @@ impl Forwarder {
     async fn deliver(
         &self,
         client: &GrpcClient,
-        body: Bytes,
+        chunks: &[Bytes],
         spans: u64,
         bytes: usize,
         on_health: &Arc<dyn Fn() + Send + Sync>,
     ) {
         self.stats.requests.add(1);
-        match client.send(body).await {
+        match client.send_chunks(chunks).await {
             Ok(d) => {
                 let rejected = d.rejected_spans.min(spans);
                 self.stats.forwarded_spans.add(spans - rejected);

@@ -1,0 +1,273 @@
+#![allow(clippy::unwrap_used)] // test fixtures: a failed setup should fail loudly
+//! The gRPC client against real servers on loopback: Tailgate's own receiver and the
+//! generated tonic `TraceService` server (an independent gRPC implementation): what arrives,
+//! what comes back, and how errors map to retries.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
+    TraceService, TraceServiceServer,
+};
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
+use prost::Message;
+use tailgate_core::forward::{Compression, ForwardError, GrpcClient, RetryConfig};
+use tailgate_core::receive::{Origin, PEER_HEADER};
+use tailgate_core::test_util::{CaptureBackend, FakeOtlp};
+use tokio_util::sync::CancellationToken;
+
+fn quick_retry() -> RetryConfig {
+    RetryConfig {
+        initial_interval: Duration::from_millis(20),
+        max_interval: Duration::from_millis(50),
+        max_elapsed_time: Duration::from_millis(400),
+    }
+}
+
+/// A request as the generated server saw it: the request, the peer header, `x-tenant`.
+type Seen = (ExportTraceServiceRequest, Option<String>, Option<String>);
+
+/// What the generated server saw, and what it answers.
+#[derive(Default)]
+struct Tonic {
+    requests: Mutex<Vec<Seen>>,
+    answer: Mutex<Option<tonic::Status>>,
+    rejected: i64,
+}
+
+struct Service(Arc<Tonic>);
+
+#[tonic::async_trait]
+impl TraceService for Service {
+    async fn export(
+        &self,
+        request: tonic::Request<ExportTraceServiceRequest>,
+    ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
+        let header = |name: &str| {
+            request
+                .metadata()
+                .get(name)
+                .map(|v| v.to_str().unwrap().to_owned())
+        };
+        let (peer, custom) = (header(PEER_HEADER), header("x-tenant"));
+        self.0
+            .requests
+            .lock()
+            .unwrap()
+            .push((request.into_inner(), peer, custom));
+        if let Some(status) = self.0.answer.lock().unwrap().clone() {
+            return Err(status);
+        }
+        Ok(tonic::Response::new(ExportTraceServiceResponse {
+            partial_success: (self.0.rejected > 0).then(|| ExportTracePartialSuccess {
+                rejected_spans: self.0.rejected,
+                error_message: "too old".into(),
+            }),
+        }))
+    }
+}
+
+async fn tonic_server(state: Arc<Tonic>) -> (String, tokio_util::sync::DropGuard) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let token = CancellationToken::new();
+    let stop = token.clone();
+    let service = TraceServiceServer::new(Service(state))
+        .accept_compressed(tonic::codec::CompressionEncoding::Gzip)
+        .accept_compressed(tonic::codec::CompressionEncoding::Zstd);
+    tokio::spawn(tailgate_core::receive::grpc::serve_service(
+        listener,
+        (&tailgate_core::receive::ReceiveConfig::default()).into(),
+        async move { stop.cancelled().await },
+        service,
+    ));
+    (addr.to_string(), token.drop_guard())
+}
+
+/// Scenario: two encoded requests sent as the chunks of one message, plain, gzip and zstd,
+/// to the generated tonic server. Guarantees: the server decodes one request holding both
+/// (concatenation is a valid encoding of the merged request), and the configured and peer
+/// headers arrive.
+#[tokio::test]
+async fn chunks_arrive_as_one_request_in_every_compression() {
+    let state = Arc::new(Tonic::default());
+    let (addr, _stop) = tonic_server(state.clone()).await;
+    let a = FakeOtlp::traces(3).spans(4).seed(1).build();
+    let b = FakeOtlp::traces(2).spans(5).seed(2).build();
+    let chunks = [
+        Bytes::from(a.encode_to_vec()),
+        Bytes::from(b.encode_to_vec()),
+    ];
+    let mut merged = a.clone();
+    merged.resource_spans.extend(b.resource_spans.clone());
+    let headers = [("X-Tenant".to_owned(), "blue".to_owned())];
+    for compression in [Compression::None, Compression::Gzip, Compression::Zstd] {
+        let client = GrpcClient::with_compression(
+            &addr,
+            &headers,
+            Duration::from_secs(5),
+            quick_retry(),
+            compression,
+        )
+        .unwrap();
+        let delivered = client.send_chunks(&chunks).await.unwrap();
+        assert_eq!(delivered.attempts, 1);
+        assert_eq!(delivered.rejected_spans, 0);
+    }
+    let forwarded = GrpcClient::new(&addr, &[], Duration::from_secs(5), quick_retry()).unwrap();
+    forwarded
+        .send_from(chunks[0].clone(), Origin::Forwarded { hops: 1 })
+        .await
+        .unwrap();
+
+    let seen = state.requests.lock().unwrap();
+    assert_eq!(seen.len(), 4);
+    for (request, peer, tenant) in &seen[..3] {
+        assert_eq!(request, &merged);
+        assert_eq!(peer, &None);
+        assert_eq!(tenant.as_deref(), Some("blue"));
+    }
+    assert_eq!(seen[3].0, a);
+    assert_eq!(seen[3].1.as_deref(), Some("forwarded; hops=1"));
+}
+
+/// Scenario: the server accepts with `partial_success`, then refuses for good, then is
+/// unavailable. Guarantees: rejected spans are reported; INVALID_ARGUMENT is not retried;
+/// UNAVAILABLE is retried until the retry bound and then reported as given up.
+#[tokio::test]
+async fn answers_map_to_delivered_rejected_and_gave_up() {
+    let state = Arc::new(Tonic {
+        rejected: 3,
+        ..Tonic::default()
+    });
+    let (addr, _stop) = tonic_server(state.clone()).await;
+    let client = GrpcClient::new(&addr, &[], Duration::from_secs(5), quick_retry()).unwrap();
+    let body = Bytes::from(FakeOtlp::traces(2).spans(2).build().encode_to_vec());
+
+    let delivered = client.send(body.clone()).await.unwrap();
+    assert_eq!(delivered.rejected_spans, 3);
+    assert_eq!(delivered.message, "too old");
+
+    *state.answer.lock().unwrap() = Some(tonic::Status::invalid_argument("bad span"));
+    let before = state.requests.lock().unwrap().len();
+    match client.send(body.clone()).await {
+        Err(ForwardError::Rejected { status, .. }) => {
+            assert_eq!(status.code(), tonic::Code::InvalidArgument);
+            assert_eq!(status.message(), "bad span");
+        }
+        other => panic!("expected a rejection, got {other:?}"),
+    }
+    assert_eq!(state.requests.lock().unwrap().len(), before + 1);
+
+    *state.answer.lock().unwrap() = Some(tonic::Status::unavailable("restarting"));
+    match client.send(body).await {
+        Err(e @ ForwardError::GaveUp { attempts, .. }) => {
+            assert!(attempts >= 3, "{attempts} attempts");
+            assert!(e.is_retryable());
+        }
+        other => panic!("expected to give up, got {other:?}"),
+    }
+}
+
+/// Scenario: Tailgate's own receiver refuses with a retry hint (its backend is down), then
+/// recovers. Guarantees: the client waits as told and delivers on a later attempt.
+#[tokio::test]
+async fn retry_hint_is_followed_until_delivered() {
+    let token = CancellationToken::new();
+    let (addr, backend) = CaptureBackend::start("127.0.0.1:0".parse().unwrap(), token.clone())
+        .await
+        .unwrap();
+    let _stop = token.drop_guard();
+    backend.set_unavailable(true);
+    let client = GrpcClient::new(
+        &addr.to_string(),
+        &[],
+        Duration::from_secs(5),
+        RetryConfig {
+            max_elapsed_time: Duration::from_secs(5),
+            ..quick_retry()
+        },
+    )
+    .unwrap();
+    let recover = {
+        let backend = backend.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(250)).await;
+            backend.set_unavailable(false);
+        })
+    };
+    let body = Bytes::from(FakeOtlp::traces(4).spans(3).build().encode_to_vec());
+    let delivered = client.send(body.clone()).await.unwrap();
+    recover.await.unwrap();
+    // The hint is 100 ms: about three refusals in 250 ms, not the dozen the 20 ms back-off
+    // would give.
+    assert!(
+        (2..=5).contains(&delivered.attempts),
+        "{} attempts",
+        delivered.attempts
+    );
+    assert_eq!(backend.bodies(), vec![body]);
+}
+
+/// Scenario: nothing listens, and endpoints that cannot work. Guarantees: a closed port
+/// gives up as retryable within the retry bound; `https://` and garbage are refused when the
+/// client is built, naming the endpoint.
+#[tokio::test]
+async fn unreachable_and_invalid_endpoints() {
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let client = GrpcClient::new(
+        &format!("127.0.0.1:{port}"),
+        &[],
+        Duration::from_secs(1),
+        quick_retry(),
+    )
+    .unwrap();
+    let started = tokio::time::Instant::now();
+    let err = client.send(Bytes::new()).await.unwrap_err();
+    assert!(matches!(err, ForwardError::GaveUp { .. }), "{err}");
+    assert!(err.to_string().contains(&port.to_string()), "{err}");
+    assert!(started.elapsed() < Duration::from_secs(3));
+
+    for bad in ["https://collector:4317", "http://", "not a url"] {
+        let err = GrpcClient::new(bad, &[], Duration::from_secs(1), quick_retry()).unwrap_err();
+        assert!(matches!(err, ForwardError::Endpoint { .. }), "{bad}: {err}");
+        assert!(err.to_string().contains(bad), "{err}");
+    }
+}
+
+/// Scenario: an HTTP/2 server that answers 503 without any gRPC status (a proxy in the
+/// way). Guarantees: read as UNAVAILABLE (retryable), as the gRPC spec maps it.
+#[tokio::test]
+async fn plain_http_errors_map_to_grpc_codes() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let token = CancellationToken::new();
+    let stop = token.clone();
+    tokio::spawn(tailgate_core::receive::serve_connections(
+        listener,
+        async move { stop.cancelled().await },
+        |_req| async {
+            http::Response::builder()
+                .status(503)
+                .body(http_body_util::Full::new(Bytes::from_static(b"busy")))
+                .unwrap()
+        },
+    ));
+    let _stop = token.drop_guard();
+    let client = GrpcClient::new(
+        &addr.to_string(),
+        &[],
+        Duration::from_secs(1),
+        quick_retry(),
+    )
+    .unwrap();
+    let status = client.send_once(Bytes::new()).await.unwrap_err();
+    assert_eq!(status.code(), tonic::Code::Unavailable);
+    assert!(status.message().contains("503"), "{status:?}");
+}
