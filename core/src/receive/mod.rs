@@ -264,6 +264,7 @@ where
         .timer(TokioTimer::new())
         .initial_stream_window_size(grpc::STREAM_WINDOW)
         .initial_connection_window_size(grpc::CONNECTION_WINDOW)
+        .max_frame_size(grpc::MAX_FRAME_SIZE)
         .max_concurrent_streams(256)
         .keep_alive_interval(Some(Duration::from_secs(30)))
         .keep_alive_timeout(Duration::from_secs(20));
