@@ -40,10 +40,15 @@ struct Server {
 }
 
 async fn start() -> Server {
+    start_with(std::time::Duration::from_secs(30)).await
+}
+
+async fn start_with(request_timeout: std::time::Duration) -> Server {
     let cfg = ReceiveConfig {
         grpc: Some("127.0.0.1:0".parse().unwrap()),
         http: Some("127.0.0.1:0".parse().unwrap()),
         max_request_bytes: 1 << 20,
+        request_timeout,
         ..ReceiveConfig::default()
     };
     let listeners = Listeners::bind(&cfg).await.unwrap();
@@ -306,4 +311,179 @@ async fn grpc_compression_bomb_is_refused() {
     .await
     .unwrap();
     assert_eq!(s.sink.bodies.lock().unwrap().len(), 1);
+}
+
+/// A gRPC call made by hand over HTTP/2, its body in the chunks given (each one DATA frame),
+/// sent as `body` yields them. Returns the HTTP status and the `grpc-status` and
+/// `grpc-message`, from the trailers or a trailers-only answer.
+async fn raw_grpc<B>(url: &str, headers: &[(&str, &str)], body: B) -> (u16, String, String)
+where
+    B: http_body::Body<Data = Bytes> + Send + Unpin + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .http2_only(true)
+        .build_http();
+    let mut req = http::Request::post(format!("{url}{}", tailgate_core::wire::TRACE_EXPORT_PATH))
+        .header("te", "trailers");
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let resp = client.request(req.body(body).unwrap()).await.unwrap();
+    let status = resp.status().as_u16();
+    let mut fields = resp.headers().clone();
+    let collected = resp.into_body().collect().await.unwrap();
+    if let Some(trailers) = collected.trailers() {
+        fields.extend(trailers.clone());
+    }
+    match tonic::Status::from_header_map(&fields) {
+        Some(s) => (
+            status,
+            (s.code() as i32).to_string(),
+            s.message().to_owned(),
+        ),
+        None => (status, String::new(), String::new()),
+    }
+}
+
+/// A body of DATA frames, one per chunk.
+type Frames =
+    http_body_util::StreamBody<futures_util::stream::Iter<std::vec::IntoIter<FrameResult>>>;
+type FrameResult = Result<http_body::Frame<Bytes>, std::convert::Infallible>;
+
+fn frames(chunks: Vec<Vec<u8>>) -> Frames {
+    let frames: Vec<_> = chunks
+        .into_iter()
+        .map(|c| Ok(http_body::Frame::data(Bytes::from(c))))
+        .collect();
+    http_body_util::StreamBody::new(futures_util::stream::iter(frames))
+}
+
+fn grpc_message(flag: u8, message: &[u8]) -> Vec<u8> {
+    let mut framed = vec![flag];
+    framed.extend_from_slice(&(message.len() as u32).to_be_bytes());
+    framed.extend_from_slice(message);
+    framed
+}
+
+/// Scenario: one message cut into DATA frames at awkward places (inside the 5-byte prefix,
+/// one byte at a time, one frame), as different clients send them.
+/// Guarantees: the sink receives the exact request every time.
+#[tokio::test]
+async fn grpc_message_in_any_framing_reaches_the_sink() {
+    let s = start().await;
+    let req = FakeOtlp::traces(3).spans(2).build();
+    let framed = grpc_message(0, &req.encode_to_vec());
+    let ct = [("content-type", "application/grpc")];
+    let cuts: Vec<Vec<Vec<u8>>> = vec![
+        vec![framed.clone()],
+        vec![framed[..2].to_vec(), framed[2..].to_vec()],
+        vec![
+            framed[..5].to_vec(),
+            framed[5..40].to_vec(),
+            framed[40..].to_vec(),
+        ],
+        framed.chunks(7).map(<[u8]>::to_vec).collect(),
+        vec![framed[..3].to_vec(), vec![], framed[3..].to_vec()],
+    ];
+    for (i, chunks) in cuts.into_iter().enumerate() {
+        let (http, grpc, message) = raw_grpc(&s.grpc, &ct, frames(chunks)).await;
+        assert_eq!((http, grpc.as_str()), (200, "0"), "cut {i}: {message}");
+    }
+    let bodies = s.sink.bodies.lock().unwrap().clone();
+    assert_eq!(bodies.len(), 5);
+    for b in bodies {
+        assert_eq!(ExportTraceServiceRequest::decode(b).unwrap(), req);
+    }
+}
+
+/// Scenario: framing a unary call cannot have: two messages, a message shorter than its
+/// prefix says, no message, a bad flag, a prefix over the size limit, an unknown encoding,
+/// a non-gRPC content type.
+/// Guarantees: each gets its specific status and message; nothing reaches the sink.
+#[tokio::test]
+async fn grpc_bad_framing_gets_specific_statuses() {
+    let s = start().await;
+    let msg = FakeOtlp::traces(1).spans(1).build().encode_to_vec();
+    let ct = ("content-type", "application/grpc");
+    let mut two = grpc_message(0, &msg);
+    two.extend(grpc_message(0, &msg));
+    let mut short = grpc_message(0, &msg);
+    short.truncate(short.len() - 3);
+    let mut huge = vec![0u8];
+    huge.extend_from_slice(&(64u32 << 20).to_be_bytes());
+    // (headers, DATA frames, HTTP status, grpc-status, words of the message)
+    type Case<'a> = (Vec<(&'a str, &'a str)>, Vec<Vec<u8>>, u16, &'a str, &'a str);
+    let cases: Vec<Case<'_>> = vec![
+        (vec![ct], vec![two], 200, "3", "one message"),
+        (vec![ct], vec![short], 200, "3", "ended after"),
+        (vec![ct], vec![], 200, "3", "no message"),
+        (vec![ct], vec![grpc_message(7, &msg)], 200, "3", "flag 7"),
+        (vec![ct], vec![huge], 200, "8", "over the limit"),
+        (
+            vec![ct, ("grpc-encoding", "snappy")],
+            vec![grpc_message(1, &msg)],
+            200,
+            "12",
+            "snappy",
+        ),
+        (
+            vec![ct],
+            vec![grpc_message(1, &msg)],
+            200,
+            "3",
+            "without a grpc-encoding",
+        ),
+        (
+            vec![("content-type", "text/plain")],
+            vec![grpc_message(0, &msg)],
+            415,
+            "",
+            "",
+        ),
+    ];
+    for (headers, chunks, http, grpc, needle) in cases {
+        let (got_http, got_grpc, message) = raw_grpc(&s.grpc, &headers, frames(chunks)).await;
+        assert_eq!(
+            (got_http, got_grpc.as_str()),
+            (http, grpc),
+            "{headers:?}: {message}"
+        );
+        assert!(
+            message.contains(needle),
+            "{headers:?}: {message:?} lacks {needle:?}"
+        );
+    }
+    assert!(s.sink.bodies.lock().unwrap().is_empty());
+}
+
+/// Scenario: a client sends the prefix and part of the message, then stalls.
+/// Guarantees: DEADLINE_EXCEEDED after the request timeout, not a stream held forever.
+#[tokio::test]
+async fn grpc_stalled_request_times_out() {
+    let s = start_with(std::time::Duration::from_millis(300)).await;
+    let msg = grpc_message(0, &FakeOtlp::traces(1).spans(1).build().encode_to_vec());
+    let (tx, rx) =
+        tokio::sync::mpsc::channel::<Result<http_body::Frame<Bytes>, std::convert::Infallible>>(1);
+    tx.send(Ok(http_body::Frame::data(Bytes::copy_from_slice(
+        &msg[..10],
+    ))))
+    .await
+    .unwrap();
+    let body = http_body_util::StreamBody::new(tokio_stream_of(rx));
+    let started = tokio::time::Instant::now();
+    let (http, grpc, message) =
+        raw_grpc(&s.grpc, &[("content-type", "application/grpc")], body).await;
+    assert_eq!((http, grpc.as_str()), (200, "4"), "{message}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+    drop(tx);
+    assert!(s.sink.bodies.lock().unwrap().is_empty());
+}
+
+fn tokio_stream_of<T: Send + 'static>(
+    rx: tokio::sync::mpsc::Receiver<T>,
+) -> impl futures_util::Stream<Item = T> + Send + Unpin {
+    Box::pin(futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
+    }))
 }

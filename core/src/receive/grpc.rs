@@ -1,21 +1,24 @@
-//! OTLP/gRPC receiver: `TraceService/Export` served by tonic with the raw-bytes codec, so the
-//! request body reaches the [`SpanSink`] as it came off the wire (after gzip, if the client
-//! used it). Other methods answer `UNIMPLEMENTED`.
+//! OTLP/gRPC receiver: `TraceService/Export` (and the gateways' `Peer/Decisions`) served as
+//! unary gRPC directly over hyper's HTTP/2 requests, so the request message reaches the
+//! [`SpanSink`] as it came off the wire (after gzip or zstd, if the client used it), without
+//! tonic's decode buffer. Other methods answer `UNIMPLEMENTED`; a content type other than
+//! `application/grpc*` gets HTTP 415, as the gRPC spec asks.
 
 use std::convert::Infallible;
 use std::future::Future;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
-use bytes::Bytes;
+use bytes::{BufMut, Bytes, BytesMut};
 use futures_util::future::BoxFuture;
 use prost::Message;
 use tokio::net::TcpListener;
-use tonic::codec::CompressionEncoding;
-use tonic::server::{Grpc, NamedService, UnaryService};
+use tonic::body::Body;
+use tonic::server::NamedService;
 
-use super::{Accepted, Origin, SpanSink, DECISIONS_PATH, PEER_HEADER};
-use crate::wire::{RawCodec, TRACE_EXPORT_PATH, TRACE_SERVICE};
+use super::{Accepted, Origin, Refusal, SpanSink, DECISIONS_PATH, PEER_HEADER};
+use crate::wire::{TRACE_EXPORT_PATH, TRACE_SERVICE};
 
 /// HTTP/2 flow-control windows; the 64 KiB default costs about half again as much CPU per
 /// span on large requests (see DESIGN.md, "What the hot path costs").
@@ -27,10 +30,13 @@ pub const MAX_FRAME_SIZE: u32 = 1 << 20;
 /// Connection-level HTTP/2 window.
 pub const CONNECTION_WINDOW: u32 = 8 << 20;
 
-/// The tonic service in front of a [`SpanSink`].
+/// The tower service in front of a [`SpanSink`]: it serves the unary methods itself over
+/// the HTTP/2 request, so that a message that arrives in one DATA frame reaches the sink
+/// without a copy, and one in many frames is gathered once into a buffer of its exact size.
 pub struct TraceService<S> {
     sink: Arc<S>,
     max_request_bytes: usize,
+    request_timeout: Duration,
 }
 
 impl<S> Clone for TraceService<S> {
@@ -38,6 +44,7 @@ impl<S> Clone for TraceService<S> {
         TraceService {
             sink: self.sink.clone(),
             max_request_bytes: self.max_request_bytes,
+            request_timeout: self.request_timeout,
         }
     }
 }
@@ -45,21 +52,232 @@ impl<S> Clone for TraceService<S> {
 // === impl TraceService ===
 
 impl<S: SpanSink> TraceService<S> {
-    /// A service handing requests of at most `max_request_bytes` (decompressed) to `sink`.
-    pub fn new(sink: Arc<S>, max_request_bytes: usize) -> Self {
+    /// A service handing requests of at most `max_request_bytes` (decompressed) to `sink`;
+    /// a request must arrive in full within `request_timeout`.
+    pub fn new(sink: Arc<S>, max_request_bytes: usize, request_timeout: Duration) -> Self {
         TraceService {
             sink,
             max_request_bytes,
+            request_timeout,
         }
     }
+
+    /// Reads the one message of a unary call: checks the content type and encoding, reads
+    /// the body within the time limit, and decompresses within the size limit.
+    async fn read_message<B>(&self, req: http::Request<B>) -> Result<(Origin, Bytes), Refusal>
+    where
+        B: http_body::Body<Data = Bytes> + Unpin,
+        B::Error: std::fmt::Display,
+    {
+        let origin = Origin::parse(req.headers().get(PEER_HEADER).map(|v| v.as_bytes()));
+        let encoding = encoding_of(&req).map_err(|unsupported| {
+            Refusal::Invalid(format!(
+                "unsupported grpc-encoding {unsupported:?}; use {ACCEPT_ENCODING}"
+            ))
+        })?;
+        let max = self.max_request_bytes;
+        let body = req.into_body();
+        let read = read_one_message(body, max);
+        let (compressed, message) = match tokio::time::timeout(self.request_timeout, read).await {
+            Ok(result) => result?,
+            Err(_elapsed) => {
+                return Err(Refusal::Timeout(format!(
+                    "request not received within {:?}",
+                    self.request_timeout
+                )))
+            }
+        };
+        let message = match (compressed, encoding) {
+            (false, _) => message,
+            (true, Some(Encoding::Gzip)) => super::http::gunzip(&message, max)?,
+            (true, Some(Encoding::Zstd)) => super::http::unzstd(&message, max)?,
+            (true, None) => {
+                return Err(Refusal::Invalid(
+                    "message flagged compressed without a grpc-encoding".into(),
+                ))
+            }
+        };
+        Ok((origin, message))
+    }
+
+    /// Answers one unary call: the sink's answer as a gRPC response, or its refusal (and
+    /// the receiver's own: malformed framing, too large, too slow) as a gRPC status, counted
+    /// by the sink.
+    async fn unary<B, F, Fut>(self, req: http::Request<B>, handle: F) -> http::Response<Body>
+    where
+        B: http_body::Body<Data = Bytes> + Unpin,
+        B::Error: std::fmt::Display,
+        F: FnOnce(Arc<S>, Origin, Bytes) -> Fut,
+        Fut: Future<Output = Result<Bytes, Refusal>>,
+    {
+        let content_type = req
+            .headers()
+            .get(http::header::CONTENT_TYPE)
+            .map(|v| v.as_bytes());
+        if !content_type.is_some_and(|ct| ct.starts_with(b"application/grpc")) {
+            // As the gRPC spec asks of a server that is sent something else.
+            let mut response = http::Response::new(Body::empty());
+            *response.status_mut() = http::StatusCode::UNSUPPORTED_MEDIA_TYPE;
+            return response;
+        }
+        if let Err(unsupported) = encoding_of(&req) {
+            // UNIMPLEMENTED with the encodings we take, as the gRPC spec asks.
+            let refusal = Refusal::Invalid(format!("unsupported grpc-encoding {unsupported:?}"));
+            self.sink.refused(&refusal);
+            let mut response =
+                tonic::Status::unimplemented(format!("{refusal}; use {ACCEPT_ENCODING}"))
+                    .into_http::<Body>();
+            response.headers_mut().insert(
+                "grpc-accept-encoding",
+                http::HeaderValue::from_static(ACCEPT_ENCODING),
+            );
+            return response;
+        }
+        let answer = match self.read_message(req).await {
+            Ok((origin, message)) => handle(self.sink.clone(), origin, message).await,
+            Err(refusal) => Err(refusal),
+        };
+        match answer {
+            Ok(message) => message_response(message),
+            Err(refusal) => {
+                self.sink.refused(&refusal);
+                refusal.to_grpc().into_http()
+            }
+        }
+    }
+}
+
+/// The message encodings the receiver takes, as `grpc-accept-encoding` lists them.
+const ACCEPT_ENCODING: &str = "gzip,zstd,identity";
+
+/// A message encoding other than identity.
+#[derive(Debug, Clone, Copy)]
+enum Encoding {
+    Gzip,
+    Zstd,
+}
+
+/// The request's `grpc-encoding`: `None` for identity, `Err` with the value when it is not
+/// one we take.
+fn encoding_of<B>(req: &http::Request<B>) -> Result<Option<Encoding>, String> {
+    match req.headers().get("grpc-encoding").map(|v| v.to_str()) {
+        None | Some(Ok("identity")) => Ok(None),
+        Some(Ok("gzip")) => Ok(Some(Encoding::Gzip)),
+        Some(Ok("zstd")) => Ok(Some(Encoding::Zstd)),
+        Some(Ok(other)) => Err(other.to_owned()),
+        Some(Err(_)) => Err("(not text)".to_owned()),
+    }
+}
+
+/// Reads a body holding exactly one gRPC message: `(compressed flag, message)`. Without a
+/// copy when the prefix and message come in one chunk.
+async fn read_one_message<B>(mut body: B, max: usize) -> Result<(bool, Bytes), Refusal>
+where
+    B: http_body::Body<Data = Bytes> + Unpin,
+    B::Error: std::fmt::Display,
+{
+    use http_body_util::BodyExt;
+    let mut prefix = BytesMut::new();
+    let mut message: Option<(bool, usize, BytesMut)> = None;
+    let mut whole: Option<(bool, Bytes)> = None;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| Refusal::Invalid(format!("reading the request: {e}")))?;
+        let Ok(mut data) = frame.into_data() else {
+            continue; // trailers: nothing a unary request needs
+        };
+        if whole.is_some() && !data.is_empty() {
+            return Err(Refusal::Invalid(
+                "a unary call carries one message; more data followed it".into(),
+            ));
+        }
+        if message.is_none() {
+            let need = 5 - prefix.len();
+            if prefix.is_empty() && data.len() >= 5 {
+                let (flag, len) = parse_prefix(&data[..5], max)?;
+                if data.len() == 5 + len {
+                    // The common case for clients that honour our frame size: no copy.
+                    whole = Some((flag, data.slice(5..)));
+                    continue;
+                }
+                let _prefix = data.split_to(5);
+                message = Some((flag, len, BytesMut::with_capacity(len)));
+            } else {
+                let take = need.min(data.len());
+                prefix.extend_from_slice(&data.split_to(take));
+                if prefix.len() < 5 {
+                    continue;
+                }
+                let (flag, len) = parse_prefix(&prefix, max)?;
+                message = Some((flag, len, BytesMut::with_capacity(len)));
+            }
+        }
+        if let Some((_, len, buf)) = &mut message {
+            if buf.len() + data.len() > *len {
+                return Err(Refusal::Invalid(
+                    "a unary call carries one message; more data followed it".into(),
+                ));
+            }
+            buf.extend_from_slice(&data);
+        }
+    }
+    match (whole, message) {
+        (Some(whole), _) => Ok(whole),
+        (None, Some((flag, len, buf))) if buf.len() == len => Ok((flag, buf.freeze())),
+        (None, Some((_, len, buf))) => Err(Refusal::Invalid(format!(
+            "request ended after {} of the {len} message bytes its prefix announced",
+            buf.len()
+        ))),
+        (None, None) => Err(Refusal::Invalid("the request carries no message".into())),
+    }
+}
+
+/// The compressed flag and length of a message prefix, checked against `max`.
+fn parse_prefix(prefix: &[u8], max: usize) -> Result<(bool, usize), Refusal> {
+    let flag = match prefix[0] {
+        0 => false,
+        1 => true,
+        other => {
+            return Err(Refusal::Invalid(format!(
+                "invalid gRPC message flag {other}"
+            )))
+        }
+    };
+    let len = u32::from_be_bytes([prefix[1], prefix[2], prefix[3], prefix[4]]) as usize;
+    if len > max {
+        return Err(Refusal::TooLarge(format!(
+            "message of {len} bytes is over the limit of {max}"
+        )));
+    }
+    Ok((flag, len))
+}
+
+/// A successful unary answer: headers, the message in one frame, `grpc-status: 0`.
+fn message_response(message: Bytes) -> http::Response<Body> {
+    let mut framed = BytesMut::with_capacity(5 + message.len());
+    framed.put_u8(0);
+    framed.put_u32(message.len() as u32);
+    framed.extend_from_slice(&message);
+    let mut trailers = http::HeaderMap::new();
+    trailers.insert("grpc-status", http::HeaderValue::from_static("0"));
+    let frames = [
+        Ok::<_, Infallible>(http_body::Frame::data(framed.freeze())),
+        Ok(http_body::Frame::trailers(trailers)),
+    ];
+    let body = http_body_util::StreamBody::new(futures_util::stream::iter(frames));
+    let mut response = http::Response::new(Body::new(body));
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/grpc"),
+    );
+    response
 }
 
 impl<S> NamedService for TraceService<S> {
     const NAME: &'static str = TRACE_SERVICE;
 }
 
-impl<S: SpanSink> tower_service::Service<http::Request<tonic::body::Body>> for TraceService<S> {
-    type Response = http::Response<tonic::body::Body>;
+impl<S: SpanSink> tower_service::Service<http::Request<Body>> for TraceService<S> {
+    type Response = http::Response<Body>;
     type Error = Infallible;
     type Future = BoxFuture<'static, Result<Self::Response, Infallible>>;
 
@@ -67,65 +285,29 @@ impl<S: SpanSink> tower_service::Service<http::Request<tonic::body::Body>> for T
         Poll::Ready(Ok(()))
     }
 
-    fn call(&mut self, req: http::Request<tonic::body::Body>) -> Self::Future {
-        let max = self.max_request_bytes;
-        let grpc = move || {
-            Grpc::new(RawCodec)
-                .accept_compressed(CompressionEncoding::Gzip)
-                .accept_compressed(CompressionEncoding::Zstd)
-                .max_decoding_message_size(max)
-        };
+    fn call(&mut self, req: http::Request<Body>) -> Self::Future {
+        let this = self.clone();
         match req.uri().path() {
-            TRACE_EXPORT_PATH => {
-                let export = Export(self.sink.clone());
-                Box::pin(async move { Ok(grpc().unary(export, req).await) })
-            }
-            DECISIONS_PATH => {
-                let decisions = Decisions(self.sink.clone());
-                Box::pin(async move { Ok(grpc().unary(decisions, req).await) })
-            }
+            TRACE_EXPORT_PATH => Box::pin(async move {
+                Ok(this
+                    .unary(req, |sink, origin, message| async move {
+                        sink.export_from(message, origin)
+                            .await
+                            .map(|accepted| encode_response(&accepted))
+                    })
+                    .await)
+            }),
+            DECISIONS_PATH => Box::pin(async move {
+                Ok(this
+                    .unary(req, |sink, _origin, message| async move {
+                        sink.decisions(message).await.map(|_| Bytes::new())
+                    })
+                    .await)
+            }),
             _ => Box::pin(async {
                 Ok(tonic::Status::unimplemented("only TraceService/Export is served").into_http())
             }),
         }
-    }
-}
-
-struct Export<S>(Arc<S>);
-
-impl<S: SpanSink> UnaryService<Bytes> for Export<S> {
-    type Response = Bytes;
-    type Future = BoxFuture<'static, Result<tonic::Response<Bytes>, tonic::Status>>;
-
-    fn call(&mut self, request: tonic::Request<Bytes>) -> Self::Future {
-        let sink = self.0.clone();
-        let origin = Origin::parse(request.metadata().get(PEER_HEADER).map(|v| v.as_bytes()));
-        Box::pin(async move {
-            match sink.export_from(request.into_inner(), origin).await {
-                Ok(accepted) => Ok(tonic::Response::new(encode_response(&accepted))),
-                Err(refusal) => {
-                    sink.refused(&refusal);
-                    Err(refusal.to_grpc())
-                }
-            }
-        })
-    }
-}
-
-struct Decisions<S>(Arc<S>);
-
-impl<S: SpanSink> UnaryService<Bytes> for Decisions<S> {
-    type Response = Bytes;
-    type Future = BoxFuture<'static, Result<tonic::Response<Bytes>, tonic::Status>>;
-
-    fn call(&mut self, request: tonic::Request<Bytes>) -> Self::Future {
-        let sink = self.0.clone();
-        Box::pin(async move {
-            match sink.decisions(request.into_inner()).await {
-                Ok(_) => Ok(tonic::Response::new(Bytes::new())),
-                Err(refusal) => Err(refusal.to_grpc()),
-            }
-        })
     }
 }
 
@@ -153,7 +335,7 @@ pub async fn serve<S: SpanSink>(
     limits: super::Limits,
     shutdown: impl Future<Output = ()> + Send,
 ) -> std::io::Result<()> {
-    let service = TraceService::new(sink, limits.max_request_bytes);
+    let service = TraceService::new(sink, limits.max_request_bytes, limits.request_timeout);
     serve_service(listener, limits, shutdown, service).await
 }
 
