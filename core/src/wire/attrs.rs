@@ -124,6 +124,7 @@ fn next_field(buf: &Bytes, pos: &mut usize) -> Option<(u32, u8, usize, usize)> {
 
 /// The next field of `buf` at `pos`: (number, wire type, value start, value end). For
 /// length-delimited fields the range is the payload; for others it starts at the value.
+#[inline]
 pub(crate) fn next_field_slice(buf: &[u8], pos: &mut usize) -> Option<(u32, u8, usize, usize)> {
     if *pos >= buf.len() {
         return None;
@@ -167,8 +168,19 @@ pub(crate) fn next_field_slice(buf: &[u8], pos: &mut usize) -> Option<(u32, u8, 
     Some((field, wt, start, end))
 }
 
-/// Reads a varint at `pos`: (value, bytes used); 0 bytes used when malformed.
+/// Reads a varint at `pos`: (value, bytes used); 0 bytes used when malformed. Inlined
+/// with a one-byte fast path: tags and most lengths in a span are under 128.
+#[inline]
 fn read_varint(buf: &[u8], pos: usize) -> (u64, usize) {
+    match buf.get(pos) {
+        Some(&b) if b < 0x80 => (u64::from(b), 1),
+        Some(_) => read_varint_long(buf, pos),
+        None => (0, 0),
+    }
+}
+
+/// [`read_varint`] of two bytes or more.
+fn read_varint_long(buf: &[u8], pos: usize) -> (u64, usize) {
     let mut v = 0u64;
     for i in 0..10 {
         let Some(&b) = buf.get(pos + i) else {

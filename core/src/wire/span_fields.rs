@@ -161,9 +161,10 @@ pub fn write_adjusted_count(span: &[u8], p: f64, how: &AdjustedCount<'_>, out: &
 pub struct AdjustedCountWriter<'a> {
     p: f64,
     how: &'a AdjustedCount<'a>,
-    /// For the last prior probability seen: its bits, the `th` value and the encoded
-    /// attribute field.
-    cached: Option<(u64, String, Vec<u8>)>,
+    /// For the last prior probability seen: its bits, the `th` value, the encoded
+    /// attribute field, and the encoded `trace_state` field for a span that had none (the
+    /// common case, written without building it again).
+    cached: Option<(u64, String, Vec<u8>, Vec<u8>)>,
 }
 
 impl<'a> AdjustedCountWriter<'a> {
@@ -210,12 +211,18 @@ impl<'a> AdjustedCountWriter<'a> {
             if let Some(key) = self.how.attribute {
                 attr = adjusted_count_field(key, 1.0 / p);
             }
-            self.cached = Some((prior.to_bits(), threshold_hex(p), attr));
+            let th = threshold_hex(p);
+            let mut fresh_ts = Vec::new();
+            put_len_field(&mut fresh_ts, 3, &tracestate_with_threshold(b"", &th));
+            self.cached = Some((prior.to_bits(), th, attr, fresh_ts));
         }
-        if let Some((_, th, attr)) = &self.cached {
+        if let Some((_, th, attr, fresh_ts)) = &self.cached {
             if self.how.tracestate {
-                let ts = tracestate_with_threshold(old_ts, th);
-                put_len_field(out, 3, &ts);
+                if old_ts.is_empty() {
+                    out.extend_from_slice(fresh_ts);
+                } else {
+                    put_len_field(out, 3, &tracestate_with_threshold(old_ts, th));
+                }
             }
             out.extend_from_slice(attr);
         }

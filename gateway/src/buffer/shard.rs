@@ -305,7 +305,8 @@ impl Shard {
         let mut added_bytes = 0u64;
         let mut added_spans = 0u64;
         let mut full: Vec<[u8; 16]> = Vec::new();
-        for s in spans {
+        let mut spans = spans.into_iter();
+        while let Some(s) = spans.next() {
             if let Some(entry) = self.traces.get_mut(&s.trace_id) {
                 // A handed-over part of a trace also here: the earlier first sighting wins.
                 if let Some(fs) = first_seen.filter(|fs| *fs < entry.first_seen) {
@@ -351,9 +352,15 @@ impl Shard {
                         s.trace_id,
                         Box::new(TraceEntry {
                             first_seen: first_seen.unwrap_or(now),
-                            // Most traces get more spans; start with room for a few.
+                            // Room for the rest of this trace's run in the batch (a
+                            // request usually holds whole traces), and at least a few.
                             spans: {
-                                let mut v = Vec::with_capacity(4);
+                                let run = spans
+                                    .as_slice()
+                                    .iter()
+                                    .take_while(|next| next.trace_id == s.trace_id)
+                                    .count();
+                                let mut v = Vec::with_capacity((run + 1).max(4));
                                 v.push(s.span);
                                 v
                             },
