@@ -348,6 +348,8 @@ pub struct GatewayBench {
     /// Configure peers (the gateway alone on its ring), so that every span pays the
     /// ownership check.
     pub with_peers: bool,
+    /// Pin the gateway to this CPU (with `taskset`): one shard, one worker thread.
+    pub pin_cpu: Option<usize>,
 }
 
 /// A gateway benchmark's result.
@@ -432,7 +434,16 @@ pub async fn bench_gateway(cfg: &GatewayBench) -> anyhow::Result<GatewayBenchRes
         crate::demo::policy_yaml(cfg.decision_wait, 500, 5.0)
             .replace("num_traces: 200000", "num_traces: 1000000"),
     )?;
-    let mut child = tokio::process::Command::new(&cfg.gateway_bin)
+    let mut command = match cfg.pin_cpu {
+        Some(cpu) => {
+            // Shards and worker threads follow the CPUs the process may use.
+            let mut c = tokio::process::Command::new("taskset");
+            c.arg("-c").arg(cpu.to_string()).arg(&cfg.gateway_bin);
+            c
+        }
+        None => tokio::process::Command::new(&cfg.gateway_bin),
+    };
+    let mut child = command
         .arg("--config")
         .arg(&config_path)
         .arg("--policies")

@@ -126,6 +126,11 @@ struct GatewayBenchArgs {
     /// check, none is forwarded. A against B for what peers cost on the hot path.
     #[arg(long)]
     with_peers: bool,
+    /// Pin the gateway to this CPU with taskset: it then runs one shard and one worker
+    /// thread, and the load generator has the other cores to itself (steadier figures on
+    /// a small shared machine, and CPU per span of one core).
+    #[arg(long)]
+    pin_cpu: Option<usize>,
     /// Write the result as JSON to this file.
     #[arg(long, value_name = "FILE")]
     report: Option<PathBuf>,
@@ -448,6 +453,7 @@ async fn run(command: Command) -> anyhow::Result<bool> {
                 concurrency: a.concurrency,
                 max_buffered_bytes: a.max_buffered_bytes,
                 with_peers: a.with_peers,
+                pin_cpu: a.pin_cpu,
             };
             let r = tailgate_loadtest::bench::bench_gateway(&cfg).await?;
             writeln!(
