@@ -11,16 +11,18 @@ use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans};
 use prost::Message;
 use tailgate_core::ring::{Member, Ring};
 use tailgate_core::test_util::FakeOtlp;
-use tailgate_core::wire::split::split;
+use tailgate_core::wire::split::Splitter;
 use tailgate_core::wire::Scan;
 
 fn ring() -> Ring {
     Ring::new((2..5).map(|i| Member::new(format!("127.0.0.{i}:4317"))))
 }
 
-fn wire_split(body: &[u8], ring: &Ring, scan: &mut Scan) -> usize {
+/// As the router does it: scan and splitter scratch reused from request to request.
+fn wire_split(body: &[u8], ring: &Ring, scan: &mut Scan, splitter: &mut Splitter) -> usize {
     scan.scan(body).expect("valid request");
-    split(ring, body, scan)
+    splitter
+        .split(ring, body, scan, None)
         .iter()
         .map(|(_, _, b)| b.len())
         .sum()
@@ -86,10 +88,11 @@ fn bench(c: &mut Criterion) {
         group.throughput(Throughput::Elements(n as u64));
         let label = format!("{n}_spans_{}B_per_span", body.len() / n);
         let mut scan = Scan::default();
+        let mut splitter = Splitter::default();
         group.bench_with_input(
             BenchmarkId::new("wire_scan_reframe", &label),
             &body,
-            |b, body| b.iter(|| wire_split(body, &ring, &mut scan)),
+            |b, body| b.iter(|| wire_split(body, &ring, &mut scan, &mut splitter)),
         );
         group.bench_with_input(BenchmarkId::new("scan_only", &label), &body, |b, body| {
             b.iter(|| {

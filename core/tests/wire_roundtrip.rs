@@ -177,6 +177,46 @@ proptest! {
         prop_assert_eq!(got.len(), expected.len());
     }
 
+    /// Scenario: two random requests split over a ring of one to four members by one
+    /// reused `Splitter` (its scratch space carried from the first to the second), with and
+    /// without the request's own bytes offered for the one-owner case.
+    /// Guarantees: each part decodes to exactly the valid spans its owner has on the ring,
+    /// in order, under their own resource and scope; the counts match; when one member owns
+    /// every span and nothing was rejected, the part is the request's own bytes, uncopied.
+    #[test]
+    fn splitter_gives_each_owner_its_spans(a in request(), b in request(), members in 1usize..5) {
+        use tailgate_core::ring::{Member, Ring};
+        use tailgate_core::wire::split::Splitter;
+        let ring = Ring::new((0..members).map(|i| Member::new(format!("10.0.0.{i}:4317"))));
+        let mut splitter = Splitter::default();
+        for req in [a, b] {
+            let body = bytes::Bytes::from(req.encode_to_vec());
+            let mut scan = Scan::default();
+            scan.scan(&body).unwrap();
+            let expected = flatten(&req);
+            let whole = (scan.rejected == 0).then_some(&body);
+            for offer in [None, whole] {
+                let parts = splitter.split(&ring, &body, &scan, offer);
+                let mut total = 0;
+                for (owner, n, part) in &parts {
+                    let flat = flatten(&ExportTraceServiceRequest::decode(part.clone()).unwrap());
+                    let mine: Vec<_> = expected
+                        .iter()
+                        .filter(|e| ring.owner_index(e.4.trace_id.as_slice().try_into().unwrap()) == Some(*owner))
+                        .cloned()
+                        .collect();
+                    prop_assert_eq!(flat.len() as u64, *n);
+                    prop_assert_eq!(&flat, &mine);
+                    total += n;
+                    if parts.len() == 1 && offer.is_some() {
+                        prop_assert_eq!(part.as_ptr(), body.as_ptr());
+                    }
+                }
+                prop_assert_eq!(total as usize, expected.len());
+            }
+        }
+    }
+
     /// Scenario: arbitrary bytes, and truncations of valid requests.
     /// Guarantees: the scanner never panics, and when prost rejects the bytes, so does the scan
     /// (a body the scan accepts is safe to forward).

@@ -328,7 +328,7 @@ impl Router {
     }
 }
 
-pub use tailgate_core::wire::split::split;
+pub use tailgate_core::wire::split::{split, Splitter};
 
 impl SpanSink for Router {
     fn refused(&self, refusal: &Refusal) {
@@ -337,18 +337,25 @@ impl SpanSink for Router {
 
     async fn export(&self, body: Bytes) -> Result<Accepted, Refusal> {
         self.stats.requests.add(1);
-        // The scan's buffers are reused per worker thread: nothing below awaits.
-        SCAN.with_borrow_mut(|scan| self.admit(&body, scan))
+        // The scan's and splitter's buffers are reused per worker thread: nothing below
+        // awaits.
+        SCRATCH.with_borrow_mut(|(scan, splitter)| self.admit(&body, scan, splitter))
     }
 }
 
 thread_local! {
-    static SCAN: std::cell::RefCell<Scan> = std::cell::RefCell::new(Scan::default());
+    static SCRATCH: std::cell::RefCell<(Scan, Splitter)> =
+        std::cell::RefCell::new((Scan::default(), Splitter::default()));
 }
 
 impl Router {
     /// Scans, splits and admits one request; synchronous, so it can borrow a reused scan.
-    fn admit(&self, body: &Bytes, scan: &mut Scan) -> Result<Accepted, Refusal> {
+    fn admit(
+        &self,
+        body: &Bytes,
+        scan: &mut Scan,
+        splitter: &mut Splitter,
+    ) -> Result<Accepted, Refusal> {
         let scanned = scan
             .scan_request(body)
             .inspect_err(|_| self.stats.malformed_requests.add(1))?;
@@ -370,7 +377,9 @@ impl Router {
                 retry_after: DEFAULT_RETRY_AFTER,
             });
         }
-        let parts = split(&state.ring, body, scan);
+        // A request whose spans all go to one gateway, none left out, goes on as it came.
+        let whole = (rejected == 0).then_some(body);
+        let parts = splitter.split(&state.ring, body, scan, whole);
         let mut admission = Admission::new(self.cfg.max_queued_bytes);
         for (owner, _, part) in &parts {
             if !admission.reserve(&state.forwarders[*owner], part.len()) {

@@ -8,25 +8,102 @@ use super::reframe::parts_of;
 use super::{Reframer, Scan};
 use crate::ring::Ring;
 
-/// Builds one part per owner: `(owner index in the ring, span count, body)`, each owner's spans in
-/// their original order so the re-framer keeps the original grouping.
-pub fn split(ring: &Ring, body: &[u8], scan: &Scan) -> Vec<(usize, u64, Bytes)> {
-    let mut owned: Vec<(u32, u32)> = scan
-        .spans
-        .iter()
-        .enumerate()
-        .map(|(i, s)| (ring.owner_index(&s.trace_id).unwrap_or(0) as u32, i as u32))
-        .collect();
-    owned.sort_unstable();
-    let mut reframer = Reframer::default();
-    let mut parts = Vec::with_capacity(owned.len());
-    let mut out = BytesMut::with_capacity(body.len() + 64 * ring.members().len());
-    let mut result = Vec::new();
-    for run in owned.chunk_by(|a, b| a.0 == b.0) {
-        parts.clear();
-        parts.extend(run.iter().map(|&(_, i)| parts_of(body, scan, i as usize)));
-        reframer.encode(&parts, &mut out);
-        result.push((run[0].0 as usize, run.len() as u64, out.split().freeze()));
+/// Reusable scratch space for [`Splitter::split`], so that splitting allocates only the
+/// output (one buffer shared by the parts, and the list of parts).
+#[derive(Debug, Default)]
+pub struct Splitter {
+    /// Owner index of each span, in scan order.
+    owners: Vec<u32>,
+    /// Span indexes grouped by owner (a counting sort of `owners`, stable).
+    order: Vec<u32>,
+    /// Per owner: spans, then the start of its group in `order`.
+    counts: Vec<u32>,
+    reframer: Reframer,
+}
+
+impl Splitter {
+    /// Builds one part per owner: `(owner index in the ring, span count, body)`, each
+    /// owner's spans in their original order so the re-framer keeps the original grouping.
+    ///
+    /// When every span goes to one owner and `whole` is given (the request's own bytes,
+    /// with no span left out by the scan), the part is `whole` itself: no copy at all.
+    pub fn split(
+        &mut self,
+        ring: &Ring,
+        body: &[u8],
+        scan: &Scan,
+        whole: Option<&Bytes>,
+    ) -> Vec<(usize, u64, Bytes)> {
+        let members = ring.members().len().max(1);
+        self.owners.clear();
+        // Spans of one trace are usually adjacent: look the owner up once per run.
+        let mut last: Option<(&[u8; 16], u32)> = None;
+        for s in &scan.spans {
+            let owner = match last {
+                Some((id, owner)) if *id == s.trace_id => owner,
+                _ => ring.owner_index(&s.trace_id).unwrap_or(0) as u32,
+            };
+            last = Some((&s.trace_id, owner));
+            self.owners.push(owner);
+        }
+        let first = self.owners.first().copied().unwrap_or(0);
+        if self.owners.iter().all(|&o| o == first) {
+            let n = self.owners.len() as u64;
+            if n == 0 {
+                return Vec::new();
+            }
+            let part = match whole {
+                Some(whole) => whole.clone(),
+                None => {
+                    let parts: Vec<_> = (0..scan.spans.len())
+                        .map(|i| parts_of(body, scan, i))
+                        .collect();
+                    let mut out = BytesMut::with_capacity(body.len());
+                    self.reframer.encode(&parts, &mut out);
+                    out.freeze()
+                }
+            };
+            return vec![(first as usize, n, part)];
+        }
+
+        // Counting sort by owner, stable, so each owner's spans keep their order.
+        self.counts.clear();
+        self.counts.resize(members, 0);
+        for &o in &self.owners {
+            self.counts[o as usize] += 1;
+        }
+        let mut starts = Vec::with_capacity(members);
+        let mut next = 0u32;
+        for &c in &self.counts {
+            starts.push(next);
+            next += c;
+        }
+        self.order.clear();
+        self.order.resize(self.owners.len(), 0);
+        let mut fill = starts.clone();
+        for (i, &o) in self.owners.iter().enumerate() {
+            self.order[fill[o as usize] as usize] = i as u32;
+            fill[o as usize] += 1;
+        }
+
+        let mut out = BytesMut::with_capacity(body.len() + 64 * members);
+        let mut parts = Vec::with_capacity(self.owners.len());
+        let mut result = Vec::with_capacity(members);
+        for (owner, (&start, &count)) in starts.iter().zip(&self.counts).enumerate() {
+            if count == 0 {
+                continue;
+            }
+            let group = &self.order[start as usize..(start + count) as usize];
+            parts.clear();
+            parts.extend(group.iter().map(|&i| parts_of(body, scan, i as usize)));
+            self.reframer.encode(&parts, &mut out);
+            result.push((owner, u64::from(count), out.split().freeze()));
+        }
+        result
     }
-    result
+}
+
+/// [`Splitter::split`] with fresh scratch space, always re-framing.
+pub fn split(ring: &Ring, body: &[u8], scan: &Scan) -> Vec<(usize, u64, Bytes)> {
+    Splitter::default().split(ring, body, scan, None)
 }
