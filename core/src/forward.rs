@@ -309,11 +309,13 @@ impl GrpcClient {
                 return Err(status);
             }
         }
+        // An export answer is a few bytes; a server that sends more is not one to trust.
+        let body = http_body_util::Limited::new(body, MAX_ANSWER_BYTES);
         let collected = body.collect().await.map_err(|e| {
             tonic::Status::unavailable(format!(
                 "reading the answer of {}: {}",
                 self.endpoint,
-                error_chain(&e)
+                error_chain(&*e)
             ))
         })?;
         let trailers = collected.trailers().cloned();
@@ -323,7 +325,10 @@ impl GrpcClient {
             .and_then(tonic::Status::from_header_map)
             .or_else(|| tonic::Status::from_header_map(&parts.headers));
         match status {
-            Some(status) if status.code() == tonic::Code::Ok => Ok(parse_message(message)),
+            Some(status) if status.code() == tonic::Code::Ok => {
+                let encoding = parts.headers.get("grpc-encoding").map(|v| v.as_bytes());
+                Ok(parse_message(message, encoding))
+            }
             Some(status) => Err(status),
             None => Err(tonic::Status::internal(format!(
                 "{} answered without a grpc-status",
@@ -436,19 +441,27 @@ fn error_chain(e: &dyn std::error::Error) -> String {
     out
 }
 
-/// The response message inside its gRPC frame. A compressed or malformed answer reads as
-/// full success, as for any response that does not decode.
-fn parse_message(body: Bytes) -> Delivered {
-    match body.get(..5) {
-        Some([0, len @ ..]) => {
-            let len = u32::from_be_bytes([len[0], len[1], len[2], len[3]]) as usize;
-            match body.get(5..5 + len) {
-                Some(_) => parse_response(body.slice(5..5 + len)),
-                None => Delivered::default(),
-            }
-        }
-        _ => Delivered::default(),
-    }
+/// Largest answer read from a server.
+const MAX_ANSWER_BYTES: usize = 1 << 20;
+
+/// The response message inside its gRPC frame, decompressed if the server compressed it
+/// (grpc-go answers in the encoding of the request). A malformed answer reads as full
+/// success, as for any response that does not decode.
+fn parse_message(body: Bytes, encoding: Option<&[u8]>) -> Delivered {
+    let Some(&[flag, a, b, c, d]) = body.get(..5) else {
+        return Delivered::default();
+    };
+    let len = u32::from_be_bytes([a, b, c, d]) as usize;
+    let Some(message) = body.get(5..5 + len) else {
+        return Delivered::default();
+    };
+    let message = match (flag, encoding) {
+        (0, _) => Ok(body.slice(5..5 + len)),
+        (1, Some(b"gzip")) => crate::receive::http::gunzip(message, MAX_ANSWER_BYTES),
+        (1, Some(b"zstd")) => crate::receive::http::unzstd(message, MAX_ANSWER_BYTES),
+        _ => return Delivered::default(),
+    };
+    message.map(parse_response).unwrap_or_default()
 }
 
 /// A unary gRPC request body: the message prefix, then the message in the chunks given.
@@ -552,4 +565,58 @@ pub fn parse_response(body: Bytes) -> Delivered {
 /// `d` spread by ±25%, so that many clients retrying together do not stay in step.
 pub fn jitter(d: Duration) -> Duration {
     d.mul_f64(0.75 + fastrand::f64() * 0.5)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use opentelemetry_proto::tonic::collector::trace::v1::{
+        ExportTracePartialSuccess, ExportTraceServiceResponse,
+    };
+    use std::io::Write;
+
+    fn framed(flag: u8, message: &[u8]) -> Bytes {
+        let mut out = vec![flag];
+        out.extend_from_slice(&(message.len() as u32).to_be_bytes());
+        out.extend_from_slice(message);
+        Bytes::from(out)
+    }
+
+    #[test]
+    fn answers_are_read_plain_and_compressed() {
+        let answer = ExportTraceServiceResponse {
+            partial_success: Some(ExportTracePartialSuccess {
+                rejected_spans: 7,
+                error_message: "old".into(),
+            }),
+        }
+        .encode_to_vec();
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        gz.write_all(&answer).unwrap_or_default();
+        let gz = gz.finish().unwrap_or_default();
+        let zst = zstd::bulk::compress(&answer, 3).unwrap_or_default();
+        for (body, encoding) in [
+            (framed(0, &answer), None),
+            (framed(1, &gz), Some(&b"gzip"[..])),
+            (framed(1, &zst), Some(&b"zstd"[..])),
+        ] {
+            let d = parse_message(body, encoding);
+            assert_eq!((d.rejected_spans, d.message.as_str()), (7, "old"));
+        }
+        // Unknown encoding, truncated frame, empty body: full success, as the spec says.
+        for (body, encoding) in [
+            (framed(1, &gz), Some(&b"snappy"[..])),
+            (framed(0, &answer).slice(..8), None),
+            (Bytes::new(), None),
+        ] {
+            assert_eq!(parse_message(body, encoding), Delivered::default());
+        }
+    }
+
+    #[test]
+    fn timeouts_fit_the_header_grammar() {
+        assert_eq!(grpc_timeout(Duration::from_secs(5)), "5000m");
+        assert_eq!(grpc_timeout(Duration::from_micros(10)), "1m");
+        assert_eq!(grpc_timeout(Duration::from_secs(200_000)), "200000S");
+    }
 }
