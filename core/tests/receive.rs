@@ -104,10 +104,15 @@ async fn grpc_export_reaches_the_sink_as_sent() {
         .unwrap()
         .send_compressed(tonic::codec::CompressionEncoding::Gzip);
     gz.export(req.clone()).await.unwrap();
+    assert_received(&s, 2, &req);
+}
+
+/// The sink received `n` bodies, each exactly `req`.
+fn assert_received(s: &Server, n: usize, req: &ExportTraceServiceRequest) {
     let bodies = s.sink.bodies.lock().unwrap().clone();
-    assert_eq!(bodies.len(), 2);
+    assert_eq!(bodies.len(), n);
     for b in bodies {
-        assert_eq!(ExportTraceServiceRequest::decode(b).unwrap(), req);
+        assert_eq!(&ExportTraceServiceRequest::decode(b).unwrap(), req);
     }
 }
 
@@ -390,11 +395,7 @@ async fn grpc_message_in_any_framing_reaches_the_sink() {
         let (http, grpc, message) = raw_grpc(&s.grpc, &ct, frames(chunks)).await;
         assert_eq!((http, grpc.as_str()), (200, "0"), "cut {i}: {message}");
     }
-    let bodies = s.sink.bodies.lock().unwrap().clone();
-    assert_eq!(bodies.len(), 5);
-    for b in bodies {
-        assert_eq!(ExportTraceServiceRequest::decode(b).unwrap(), req);
-    }
+    assert_received(&s, 5, &req);
 }
 
 /// Scenario: framing a unary call cannot have: two messages, a message shorter than its
