@@ -1,6 +1,7 @@
-//! A tonic codec whose messages are raw `Bytes`: the receivers hand the request body on
-//! undecoded, and the forwarders and exporters send bodies built by the re-framer as they
-//! are. gRPC framing and compression stay tonic's job.
+//! A tonic codec whose messages are raw `Bytes`, so tonic's client can send encoded
+//! requests as they are. Tailgate's own receivers and client speak gRPC over hyper
+//! directly (see `receive::grpc` and `forward`); this codec is for the load generator and
+//! the tests, which drive the receivers with tonic as an independent gRPC implementation.
 
 use bytes::{Buf, BufMut, Bytes};
 use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
