@@ -17,9 +17,15 @@ use tokio_util::sync::CancellationToken;
 struct Capture {
     bodies: Mutex<Vec<Bytes>>,
     refuse: Mutex<Option<Refusal>>,
+    /// Reasons of the refusals the receiver reported.
+    refused: Mutex<Vec<&'static str>>,
 }
 
 impl SpanSink for Capture {
+    fn refused(&self, refusal: &Refusal) {
+        self.refused.lock().unwrap().push(refusal.reason());
+    }
+
     async fn export(&self, body: Bytes) -> Result<Accepted, Refusal> {
         if let Some(r) = self.refuse.lock().unwrap().clone() {
             return Err(r);
@@ -456,6 +462,12 @@ async fn grpc_bad_framing_gets_specific_statuses() {
         );
     }
     assert!(s.sink.bodies.lock().unwrap().is_empty());
+    // Every one counted by reason: the oversize prefix as too large, the rest as invalid.
+    let mut reasons = s.sink.refused.lock().unwrap().clone();
+    reasons.sort_unstable();
+    let mut want = vec!["invalid"; 7];
+    want.push("too_large");
+    assert_eq!(reasons, want);
 }
 
 /// Scenario: a client sends the prefix and part of the message, then stalls.

@@ -64,17 +64,16 @@ impl<S: SpanSink> TraceService<S> {
 
     /// Reads the one message of a unary call: checks the content type and encoding, reads
     /// the body within the time limit, and decompresses within the size limit.
-    async fn read_message<B>(&self, req: http::Request<B>) -> Result<(Origin, Bytes), Refusal>
+    async fn read_message<B>(
+        &self,
+        req: http::Request<B>,
+        encoding: Option<Encoding>,
+    ) -> Result<(Origin, Bytes), Refusal>
     where
         B: http_body::Body<Data = Bytes> + Unpin,
         B::Error: std::fmt::Display,
     {
         let origin = Origin::parse(req.headers().get(PEER_HEADER).map(|v| v.as_bytes()));
-        let encoding = encoding_of(&req).map_err(|unsupported| {
-            Refusal::Invalid(format!(
-                "unsupported grpc-encoding {unsupported:?}; use {ACCEPT_ENCODING}"
-            ))
-        })?;
         let max = self.max_request_bytes;
         let body = req.into_body();
         let read = read_one_message(body, max);
@@ -116,24 +115,30 @@ impl<S: SpanSink> TraceService<S> {
             .map(|v| v.as_bytes());
         if !content_type.is_some_and(|ct| ct.starts_with(b"application/grpc")) {
             // As the gRPC spec asks of a server that is sent something else.
+            self.sink
+                .refused(&Refusal::Invalid("not a gRPC content type".into()));
             let mut response = http::Response::new(Body::empty());
             *response.status_mut() = http::StatusCode::UNSUPPORTED_MEDIA_TYPE;
             return response;
         }
-        if let Err(unsupported) = encoding_of(&req) {
-            // UNIMPLEMENTED with the encodings we take, as the gRPC spec asks.
-            let refusal = Refusal::Invalid(format!("unsupported grpc-encoding {unsupported:?}"));
-            self.sink.refused(&refusal);
-            let mut response =
-                tonic::Status::unimplemented(format!("{refusal}; use {ACCEPT_ENCODING}"))
-                    .into_http::<Body>();
-            response.headers_mut().insert(
-                "grpc-accept-encoding",
-                http::HeaderValue::from_static(ACCEPT_ENCODING),
-            );
-            return response;
-        }
-        let answer = match self.read_message(req).await {
+        let encoding = match encoding_of(&req) {
+            Ok(encoding) => encoding,
+            Err(unsupported) => {
+                // UNIMPLEMENTED with the encodings we take, as the gRPC spec asks.
+                let refusal =
+                    Refusal::Invalid(format!("unsupported grpc-encoding {unsupported:?}"));
+                self.sink.refused(&refusal);
+                let mut response =
+                    tonic::Status::unimplemented(format!("{refusal}; use {ACCEPT_ENCODING}"))
+                        .into_http::<Body>();
+                response.headers_mut().insert(
+                    "grpc-accept-encoding",
+                    http::HeaderValue::from_static(ACCEPT_ENCODING),
+                );
+                return response;
+            }
+        };
+        let answer = match self.read_message(req, encoding).await {
             Ok((origin, message)) => handle(self.sink.clone(), origin, message).await,
             Err(refusal) => Err(refusal),
         };
