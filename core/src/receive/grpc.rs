@@ -191,9 +191,7 @@ where
             continue; // trailers: nothing a unary request needs
         };
         if whole.is_some() && !data.is_empty() {
-            return Err(Refusal::Invalid(
-                "a unary call carries one message; more data followed it".into(),
-            ));
+            return Err(Refusal::Invalid(MORE_THAN_ONE.into()));
         }
         if message.is_none() {
             let need = 5 - prefix.len();
@@ -218,9 +216,7 @@ where
         }
         if let Some((_, len, buf)) = &mut message {
             if buf.len() + data.len() > *len {
-                return Err(Refusal::Invalid(
-                    "a unary call carries one message; more data followed it".into(),
-                ));
+                return Err(Refusal::Invalid(MORE_THAN_ONE.into()));
             }
             buf.extend_from_slice(&data);
         }
@@ -235,6 +231,9 @@ where
         (None, None) => Err(Refusal::Invalid("the request carries no message".into())),
     }
 }
+
+/// Why a unary call with data after its one message is refused.
+const MORE_THAN_ONE: &str = "a unary call carries one message; more data followed it";
 
 /// The compressed flag and length of a message prefix, checked against `max`.
 fn parse_prefix(prefix: &[u8], max: usize) -> Result<(bool, usize), Refusal> {

@@ -16,8 +16,10 @@ pub struct Splitter {
     owners: Vec<u32>,
     /// Span indexes grouped by owner (a counting sort of `owners`, stable).
     order: Vec<u32>,
-    /// Per owner: spans, then the start of its group in `order`.
+    /// Per owner: its spans, where its group starts in `order`, and where its next span goes.
     counts: Vec<u32>,
+    starts: Vec<u32>,
+    fill: Vec<u32>,
     reframer: Reframer,
 }
 
@@ -46,50 +48,39 @@ impl Splitter {
             last = Some((&s.trace_id, owner));
             self.owners.push(owner);
         }
-        let first = self.owners.first().copied().unwrap_or(0);
-        if self.owners.iter().all(|&o| o == first) {
-            let n = self.owners.len() as u64;
-            if n == 0 {
-                return Vec::new();
-            }
-            let part = match whole {
-                Some(whole) => whole.clone(),
-                None => {
-                    let parts: Vec<_> = (0..scan.spans.len())
-                        .map(|i| parts_of(body, scan, i))
-                        .collect();
-                    let mut out = BytesMut::with_capacity(body.len());
-                    self.reframer.encode(&parts, &mut out);
-                    out.freeze()
-                }
-            };
-            return vec![(first as usize, n, part)];
+        if self.owners.is_empty() {
+            return Vec::new();
+        }
+        let first = self.owners[0];
+        if let Some(whole) = whole.filter(|_| self.owners.iter().all(|&o| o == first)) {
+            return vec![(first as usize, self.owners.len() as u64, whole.clone())];
         }
 
-        // Counting sort by owner, stable, so each owner's spans keep their order.
+        // Counting sort by owner, stable, so each owner's spans keep their order: `starts`
+        // holds where each owner's group begins in `order`, `fill` where its next span goes.
         self.counts.clear();
         self.counts.resize(members, 0);
         for &o in &self.owners {
             self.counts[o as usize] += 1;
         }
-        let mut starts = Vec::with_capacity(members);
+        self.starts.clear();
         let mut next = 0u32;
         for &c in &self.counts {
-            starts.push(next);
+            self.starts.push(next);
             next += c;
         }
+        self.fill.clone_from(&self.starts);
         self.order.clear();
         self.order.resize(self.owners.len(), 0);
-        let mut fill = starts.clone();
         for (i, &o) in self.owners.iter().enumerate() {
-            self.order[fill[o as usize] as usize] = i as u32;
-            fill[o as usize] += 1;
+            self.order[self.fill[o as usize] as usize] = i as u32;
+            self.fill[o as usize] += 1;
         }
 
         let mut out = BytesMut::with_capacity(body.len() + 64 * members);
         let mut parts = Vec::with_capacity(self.owners.len());
         let mut result = Vec::with_capacity(members);
-        for (owner, (&start, &count)) in starts.iter().zip(&self.counts).enumerate() {
+        for (owner, (&start, &count)) in self.starts.iter().zip(&self.counts).enumerate() {
             if count == 0 {
                 continue;
             }
