@@ -107,6 +107,7 @@ fn bench(c: &mut Criterion) {
                 plan.decide(&TraceView {
                     trace_id: &id,
                     summary: &s,
+                    spans: &[],
                     now,
                 })
                 .sampled

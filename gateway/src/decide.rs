@@ -10,7 +10,7 @@ use crate::buffer::hash::TraceMap;
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Cached {
     /// Kept, with this probability (late spans carry the same adjusted count).
-    Kept(f32),
+    Kept(f64),
     /// Not kept.
     Dropped,
 }

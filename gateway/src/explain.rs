@@ -38,7 +38,7 @@ pub enum ExplainError {
 pub struct PolicyTally {
     /// Policy name.
     pub name: String,
-    /// Traces it says "sampled" (or "invert sampled") for.
+    /// Traces it says "sampled" for.
     pub traces: u64,
     /// Their spans.
     pub spans: u64,
@@ -86,6 +86,7 @@ pub struct Explanation {
 
 struct Replayed {
     summary: TraceSummary,
+    spans: Vec<crate::buffer::BufferedSpan>,
 }
 
 /// Replays `text` (OTLP JSON lines) through `plan`; explains `trace_id` in detail if given.
@@ -115,10 +116,12 @@ pub fn explain(
         for s in incoming_spans(&body, &mut scan, plan) {
             let t = traces.entry(s.trace_id).or_insert_with(|| Replayed {
                 summary: TraceSummary::default(),
+                spans: Vec::new(),
             });
             t.summary.add_span(s.start, s.end, s.status_code, s.is_root);
             t.summary.add_attrs(&s.attrs);
             t.summary.bytes += s.span.encoded_len() as u64;
+            t.spans.push(s.span);
         }
     }
     let mut order: Vec<(&[u8; 16], &Replayed)> = traces.iter().collect();
@@ -141,12 +144,13 @@ pub fn explain(
         let view = TraceView {
             trace_id: id,
             summary: &t.summary,
+            spans: &t.spans,
             now: base + Duration::from_nanos(t.summary.min_start.saturating_sub(first_start)),
         };
         let mut verdicts = Vec::new();
         for (tally, policy) in out.policies.iter_mut().zip(plan.policies()) {
             let v = policy.evaluate(&view);
-            if matches!(v, Verdict::Sampled | Verdict::InvertSampled) {
+            if v == Verdict::Sampled {
                 tally.traces += 1;
                 tally.spans += spans;
             }
@@ -268,9 +272,7 @@ impl Explanation {
                     )
                     .ok();
                 }
-                None => s.push_str(
-                    "not kept: no policy sampled it, or a drop or an inverted match vetoed it\n",
-                ),
+                None => s.push_str("not kept: no policy sampled it, or a drop policy dropped it\n"),
             }
         }
         s

@@ -63,11 +63,12 @@ pub const PEER_HEADER: &str = "tailgate-peer";
 
 /// gRPC method by which a gateway hands decided trace ids to their new owner. The body is a
 /// sequence of [`DECISION_RECORD_LEN`]-byte records: trace id (16 bytes), 1 for kept or 0
-/// for dropped, the keep probability as a little-endian `f32`.
+/// for dropped, the keep probability as a little-endian `f64` (exact, so a late span carries
+/// exactly its trace's adjusted count; a probability outside (0, 1] is refused).
 pub const DECISIONS_PATH: &str = "/tailgate.peer.v1.Peer/Decisions";
 
 /// Length of one record of a [`DECISIONS_PATH`] body.
-pub const DECISION_RECORD_LEN: usize = 21;
+pub const DECISION_RECORD_LEN: usize = 25;
 
 /// Where a request comes from, read from its [`PEER_HEADER`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

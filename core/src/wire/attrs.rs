@@ -124,8 +124,11 @@ fn next_field(buf: &Bytes, pos: &mut usize) -> Option<(u32, u8, usize, usize)> {
 
 /// The next field of `buf` at `pos`: (number, wire type, value start, value end). For
 /// length-delimited fields the range is the payload; for others it starts at the value.
+/// Reads the field at `*pos` of a protobuf message: `(field number, wire type, start, end)`
+/// of its value (for length-delimited fields, the payload without its length), advancing
+/// `*pos` past it. `None` at the end or at a malformed field.
 #[inline]
-pub(crate) fn next_field_slice(buf: &[u8], pos: &mut usize) -> Option<(u32, u8, usize, usize)> {
+pub fn next_field_slice(buf: &[u8], pos: &mut usize) -> Option<(u32, u8, usize, usize)> {
     if *pos >= buf.len() {
         return None;
     }
@@ -170,8 +173,9 @@ pub(crate) fn next_field_slice(buf: &[u8], pos: &mut usize) -> Option<(u32, u8, 
 
 /// Reads a varint at `pos`: (value, bytes used); 0 bytes used when malformed. Inlined
 /// with a one-byte fast path: tags and most lengths in a span are under 128.
+/// Reads a varint at `pos`: `(value, bytes read)`, `(0, 0)` when malformed or cut short.
 #[inline]
-fn read_varint(buf: &[u8], pos: usize) -> (u64, usize) {
+pub fn read_varint(buf: &[u8], pos: usize) -> (u64, usize) {
     match buf.get(pos) {
         Some(&b) if b < 0x80 => (u64::from(b), 1),
         Some(_) => read_varint_long(buf, pos),

@@ -55,6 +55,81 @@ pub fn tracestate_get<'a>(tracestate: &'a [u8], key: &[u8]) -> Option<&'a [u8]> 
     })
 }
 
+/// Most list members a W3C `tracestate` may hold.
+pub const TRACESTATE_MAX_MEMBERS: usize = 32;
+
+/// Whether a `tracestate` header value is valid W3C, judged as the Go SDK's
+/// `trace.ParseTraceState` judges it (which the Collector's `trace_state` policy uses): empty
+/// members are skipped; each member is `key=value` with spaces and tabs trimmed before the
+/// key and after the value; keys are `lcalpha *(lcalpha / digit / _ - * /)` of at most 256
+/// bytes, or `tenant@system` (tenant of at most 241 starting with a lower-case letter or a
+/// digit, system of at most 14 starting with a lower-case letter); values are 1 to 256
+/// printable ASCII bytes but `,` and `=`, not ending in a space; no key twice; at most 32
+/// members. The empty header is valid (and holds nothing).
+pub fn tracestate_is_valid(tracestate: &[u8]) -> bool {
+    let mut count = 0;
+    let mut members = tracestate.split(|&b| b == b',').filter(|m| !m.is_empty());
+    let mut seen: [&[u8]; TRACESTATE_MAX_MEMBERS] = [&[]; TRACESTATE_MAX_MEMBERS];
+    members.all(|member| {
+        let Some(eq) = member.iter().position(|&b| b == b'=') else {
+            return false;
+        };
+        let key = trim_start(&member[..eq]);
+        let value = trim_end(&member[eq + 1..]);
+        if !tracestate_key_is_valid(key) || !tracestate_value_is_valid(value) {
+            return false;
+        }
+        if count == TRACESTATE_MAX_MEMBERS || seen[..count].contains(&key) {
+            return false;
+        }
+        seen[count] = key;
+        count += 1;
+        true
+    })
+}
+
+fn tracestate_key_is_valid(key: &[u8]) -> bool {
+    fn part(p: &[u8], max: usize, tenant: bool) -> bool {
+        let Some(&first) = p.first() else {
+            return false;
+        };
+        let first_ok = first.is_ascii_lowercase() || (tenant && first.is_ascii_digit());
+        first_ok
+            && p.len() <= max
+            && p[1..].iter().all(|&c| {
+                c.is_ascii_lowercase()
+                    || c.is_ascii_digit()
+                    || matches!(c, b'_' | b'-' | b'*' | b'/')
+            })
+    }
+    match key.iter().position(|&b| b == b'@') {
+        None => part(key, 256, false),
+        Some(at) => part(&key[..at], 241, true) && part(&key[at + 1..], 14, false),
+    }
+}
+
+fn tracestate_value_is_valid(value: &[u8]) -> bool {
+    (1..=256).contains(&value.len())
+        && value.last() != Some(&b' ')
+        && value
+            .iter()
+            .all(|&c| (0x20..=0x7e).contains(&c) && c != b',' && c != b'=')
+}
+
+fn trim_start(mut s: &[u8]) -> &[u8] {
+    while let [b' ' | b'\t', rest @ ..] = s {
+        s = rest;
+    }
+    s
+}
+
+fn trim_end(mut s: &[u8]) -> &[u8] {
+    while let [rest @ .., b' ' | b'\t'] = s {
+        s = rest;
+    }
+    s
+}
+
 fn trim(mut s: &[u8]) -> &[u8] {
     while let [b' ' | b'\t', rest @ ..] = s {
         s = rest;
@@ -276,6 +351,50 @@ fn put_len_field(out: &mut Vec<u8>, field: u32, value: &[u8]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Scenario: tracestate headers the Go SDK's ParseTraceState accepts and refuses
+    /// (go.opentelemetry.io/otel/trace tracestate.go, which the Collector's trace_state
+    /// policy calls). Guarantees: only valid headers are read.
+    #[test]
+    fn tracestate_validity_follows_w3c_as_the_go_sdk() {
+        for ok in [
+            "",
+            "ot=th:8",
+            "congo=t61rcWkgMzE, rojo=00f067aa0ba902b7",
+            "a=1,,b=2",
+            " a=1\t,b=2 ",
+            "tenant1@vendor=x",
+            "0tenant@sys=x",
+            "a_-*/9=v",
+        ] {
+            assert!(tracestate_is_valid(ok.as_bytes()), "{ok:?} should be valid");
+        }
+        let long_value = format!("a={}", "v".repeat(257));
+        let too_many: Vec<String> = (0..33).map(|i| format!("k{i}=v")).collect();
+        let too_many = too_many.join(",");
+        for bad in [
+            "Upper=1",
+            "a=1,a=2",
+            "a",
+            "a=",
+            "=v",
+            "a=b=c",
+            "1a=v",
+            "a=v\u{7f}",
+            "a@B=v",
+            "a@=v",
+            "@a=v",
+            long_value.as_str(),
+            too_many.as_str(),
+        ] {
+            assert!(
+                !tracestate_is_valid(bad.as_bytes()),
+                "{bad:?} should be invalid"
+            );
+        }
+        let max: Vec<String> = (0..32).map(|i| format!("k{i}=v")).collect();
+        assert!(tracestate_is_valid(max.join(",").as_bytes()));
+    }
     use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
     use opentelemetry_proto::tonic::trace::v1::Span;
     use prost::Message;

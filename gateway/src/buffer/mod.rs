@@ -146,8 +146,10 @@ fn span_field_attrs(span: &Bytes, keys: &SpanFieldKeys, is_root: bool, out: &mut
             from_root: is_root,
         })
     };
-    if !f.trace_state.is_empty() {
-        let ts = &span[f.trace_state.clone()];
+    // As the Collector (Go SDK's ParseTraceState): a header that is not valid W3C holds
+    // nothing, so no `trace_state` policy matches it.
+    let ts = &span[f.trace_state.clone()];
+    if !ts.is_empty() && span_fields::tracestate_is_valid(ts) {
         for (name, key) in &keys.tracestate {
             if let Some(v) = span_fields::tracestate_get(ts, name.as_bytes()) {
                 push(*key, AttrValue::Str(span.slice_ref(v)));
@@ -321,11 +323,17 @@ impl SpanSink for TraceBuffer {
             let Ok(id) = <[u8; 16]>::try_from(id) else {
                 continue;
             };
-            let p = f32::from_le_bytes([rest[1], rest[2], rest[3], rest[4]]);
-            let cached = if rest[0] == 1 {
-                Cached::Kept(p)
-            } else {
-                Cached::Dropped
+            let mut p = [0u8; 8];
+            p.copy_from_slice(&rest[1..9]);
+            let p = f64::from_le_bytes(p);
+            let cached = match rest[0] {
+                1 if p > 0.0 && p <= 1.0 => Cached::Kept(p),
+                1 => {
+                    return Err(Refusal::Invalid(format!(
+                        "a kept decision's probability must be in (0, 1], not {p}"
+                    )))
+                }
+                _ => Cached::Dropped,
             };
             per_shard[Self::shard_of(&id, n)].push((id, cached));
         }

@@ -266,7 +266,7 @@ impl Shard {
                     Cached::Kept(p) => {
                         self.stats.late_sampled_spans.add(n);
                         let plan = self.plan.load_full();
-                        let spans = adjusted(entry.spans, f64::from(p), &plan.adjusted_count());
+                        let spans = adjusted(entry.spans, p, &plan.adjusted_count());
                         self.send(spans).await;
                     }
                     Cached::Dropped => {
@@ -299,7 +299,7 @@ impl Shard {
             let plan = self.plan.load();
             (plan.decision_wait, plan.decision_wait_after_root)
         };
-        let mut late_kept: Vec<(BufferedSpan, f32)> = Vec::new();
+        let mut late_kept: Vec<(BufferedSpan, f64)> = Vec::new();
         let mut late_dropped = 0u64;
         let mut new_traces = 0u64;
         let mut added_bytes = 0u64;
@@ -387,7 +387,7 @@ impl Shard {
             let plan = self.plan.load_full();
             let spans = late_kept
                 .into_iter()
-                .flat_map(|(span, p)| adjusted(vec![span], f64::from(p), &plan.adjusted_count()))
+                .flat_map(|(span, p)| adjusted(vec![span], p, &plan.adjusted_count()))
                 .collect();
             self.send(spans).await;
         }
@@ -460,6 +460,7 @@ impl Shard {
             &TraceView {
                 trace_id: &id,
                 summary: &entry.summary,
+                spans: &entry.spans,
                 now,
             },
             &mut self.verdicts.1,
@@ -467,7 +468,7 @@ impl Shard {
         self.cache.insert(
             id,
             if decision.sampled {
-                Cached::Kept(decision.probability as f32)
+                Cached::Kept(decision.probability)
             } else {
                 Cached::Dropped
             },

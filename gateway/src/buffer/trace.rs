@@ -23,8 +23,11 @@ pub struct TraceAttr {
     pub from_root: bool,
 }
 
-/// Distinct attribute values kept per trace; past it, further values are not recorded.
-pub const MAX_TRACE_ATTRS: usize = 64;
+/// How many of a trace's most recent attribute values a new value is compared with before
+/// it is recorded. Repeats (a resource's values on each of its spans) are almost always
+/// recent, and a bounded look-back keeps recording linear in the trace's size; a value
+/// recorded twice changes no verdict.
+const DEDUP_WINDOW: usize = 32;
 
 /// The bytes of one request that its spans point into: the request body (spans are ranges
 /// of it) and one buffer holding every resource and scope header of the request.
@@ -183,10 +186,13 @@ impl TraceSummary {
         self.has_root |= is_root;
     }
 
-    /// Records attribute values, once each.
+    /// Records attribute values. Every value of every span is kept, as the Collector's
+    /// attribute policies look at every span of a trace; a value equal to one recorded
+    /// recently is not recorded again.
     pub fn add_attrs(&mut self, attrs: &[TraceAttr]) {
         for a in attrs {
-            if self.attrs.len() < MAX_TRACE_ATTRS && !self.attrs.contains(a) {
+            let recent = &self.attrs[self.attrs.len().saturating_sub(DEDUP_WINDOW)..];
+            if !recent.contains(a) {
                 self.attrs.push(a.clone());
             }
         }
@@ -205,17 +211,21 @@ pub struct TraceView<'a> {
     pub trace_id: &'a [u8; 16],
     /// The summary.
     pub summary: &'a TraceSummary,
+    /// The buffered spans, for policies that read more than the summary holds
+    /// (`ottl_condition`); empty where only a summary exists.
+    pub spans: &'a [BufferedSpan],
     /// When the decision is made; rate-based policies measure their rates against it, so
     /// tests and `sim` can drive them with virtual time.
     pub now: tokio::time::Instant,
 }
 
 impl<'a> TraceView<'a> {
-    /// A view decided now.
+    /// A view of a summary alone, decided now.
     pub fn new(trace_id: &'a [u8; 16], summary: &'a TraceSummary) -> Self {
         TraceView {
             trace_id,
             summary,
+            spans: &[],
             now: tokio::time::Instant::now(),
         }
     }

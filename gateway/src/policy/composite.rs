@@ -73,8 +73,8 @@ impl CompositeConfig {
                     .find(|r| r.policy == s.name)
                 {
                     Some(r) if r.percent > 0 => (r.percent as f64 / 100.0 * total) as u64,
-                    Some(_) => equal as u64,
-                    None => 0,
+                    // Missing or 0%: an equal split, as the Collector since PR #49857.
+                    _ => equal as u64,
                 }
             })
             .collect()
@@ -185,10 +185,7 @@ impl Policy for CompositePolicy {
         self.roll_second(trace.now);
         let spans = u64::from(trace.summary.span_count);
         for sub in &self.subs {
-            if !matches!(
-                sub.policy.evaluate(trace),
-                Verdict::Sampled | Verdict::InvertSampled
-            ) {
+            if sub.policy.evaluate(trace) != Verdict::Sampled {
                 continue;
             }
             let fits = sub

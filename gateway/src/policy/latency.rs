@@ -1,9 +1,10 @@
 //! `latency`: keeps traces whose duration, from the earliest span start to the latest span
-//! end, reaches `threshold_ms`.
+//! end, exceeds `threshold_ms`.
 //!
-//! As in the Collector: with only `threshold_ms`, a trace is kept when its duration in whole
-//! milliseconds is `>= threshold_ms`; with `upper_threshold_ms` set, when it is
-//! `> threshold_ms` and `<= upper_threshold_ms` (note the strict lower bound).
+//! As the Collector since v0.157 (PR #49595): the duration is truncated to whole
+//! milliseconds and a trace is kept when it is `> threshold_ms` (exclusive) and, with
+//! `upper_threshold_ms` set, `<= upper_threshold_ms` (inclusive). Before v0.157 the lower
+//! bound was inclusive when no upper bound was set.
 
 use serde::Deserialize;
 
@@ -56,10 +57,7 @@ impl LatencyPolicy {
 impl Policy for LatencyPolicy {
     fn evaluate(&self, trace: &TraceView<'_>) -> Verdict {
         let ms = trace.summary.duration_nanos() / 1_000_000;
-        let keep = match self.upper_ms {
-            None => ms >= self.lower_ms,
-            Some(upper) => self.lower_ms < ms && ms <= upper,
-        };
+        let keep = ms > self.lower_ms && self.upper_ms.is_none_or(|upper| ms <= upper);
         if keep {
             Verdict::Sampled
         } else {
@@ -69,7 +67,7 @@ impl Policy for LatencyPolicy {
 
     fn describe(&self) -> String {
         match self.upper_ms {
-            None => format!("keep traces lasting {} ms or more", self.lower_ms),
+            None => format!("keep traces lasting more than {} ms", self.lower_ms),
             Some(u) => format!(
                 "keep traces lasting more than {} ms and at most {u} ms",
                 self.lower_ms
@@ -94,6 +92,7 @@ mod tests {
         LatencyPolicy::new(&c).evaluate(&TraceView {
             trace_id: &[1; 16],
             summary: &s,
+            spans: &[],
             now: tokio::time::Instant::now(),
         })
     }
@@ -108,9 +107,12 @@ mod tests {
             threshold_ms: t,
             upper_threshold_ms: u,
         };
+        // Collector v0.157+ (PR #49595, internal/sampling/latency.go and latency_test.go):
+        // the lower bound is exclusive with or without an upper bound.
         let cases = [
             (only(500), 499, Verdict::NotSampled),
-            (only(500), 500, Verdict::Sampled),
+            (only(500), 500, Verdict::NotSampled),
+            (only(500), 501, Verdict::Sampled),
             (only(500), 9000, Verdict::Sampled),
             (both(500, 1000), 500, Verdict::NotSampled),
             (both(500, 1000), 501, Verdict::Sampled),
@@ -126,15 +128,16 @@ mod tests {
     fn duration_spans_the_whole_trace() {
         let mut s = TraceSummary::default();
         s.add_span(1_000_000_000, 1_100_000_000, 0, false);
-        s.add_span(1_400_000_000, 1_600_000_000, 0, false);
+        s.add_span(1_400_000_000, 1_600_000_999, 0, false);
         let p = LatencyPolicy::new(&LatencyConfig {
-            threshold_ms: 600,
+            threshold_ms: 599,
             upper_threshold_ms: 0,
         });
         assert_eq!(
             p.evaluate(&TraceView {
                 trace_id: &[1; 16],
                 summary: &s,
+                spans: &[],
                 now: tokio::time::Instant::now(),
             }),
             Verdict::Sampled

@@ -32,6 +32,8 @@ pub mod latency;
 pub mod limiter;
 pub mod not;
 pub mod numeric_attribute;
+pub mod ottl;
+pub mod ottl_condition;
 pub mod plan;
 pub mod probabilistic;
 pub mod rate_limiting;
@@ -61,30 +63,21 @@ pub enum Verdict {
     NotSampled,
     /// Drop it, whatever other policies say (`drop`).
     Dropped,
-    /// An inverted match did not match: keep it unless another policy says "not sampled".
-    InvertSampled,
-    /// An inverted match matched: do not keep it, even if another policy samples it.
-    InvertNotSampled,
 }
 
-/// Whether every sub-policy keeps the trace (`and` and `drop`): as the Collector, any
-/// "not sampled" (inverted or not) answers no; "invert sampled" counts as yes.
+/// Whether every sub-policy keeps the trace (`and` and `drop`).
 pub(crate) fn all_sample(subs: &[Box<dyn Policy>], trace: &TraceView<'_>) -> bool {
-    subs.iter().all(|s| {
-        !matches!(
-            s.evaluate(trace),
-            Verdict::NotSampled | Verdict::InvertNotSampled | Verdict::Dropped
-        )
-    })
+    subs.iter().all(|s| s.evaluate(trace) == Verdict::Sampled)
 }
 
-/// The verdict of an attribute policy, with the Collector's inverted decisions.
+/// The verdict of an attribute policy. As the Collector since v0.155 (PR #48976 removed the
+/// feature gate; the behaviour is the default since PR #44132), `invert_match` is a plain
+/// "sampled" / "not sampled" on the negated condition: no veto, no "invert sampled".
 pub(crate) fn attribute_verdict(matched: bool, invert: bool) -> Verdict {
-    match (matched, invert) {
-        (true, false) => Verdict::Sampled,
-        (false, false) => Verdict::NotSampled,
-        (true, true) => Verdict::InvertNotSampled,
-        (false, true) => Verdict::InvertSampled,
+    if matched != invert {
+        Verdict::Sampled
+    } else {
+        Verdict::NotSampled
     }
 }
 
@@ -278,11 +271,11 @@ pub enum PolicyKind {
     Composite(composite::CompositeConfig),
     /// `adaptive_rate` (Tailgate)
     AdaptiveRate(adaptive_rate::AdaptiveRateConfig),
+    /// `ottl_condition`
+    OttlCondition(ottl_condition::OttlConditionConfig),
 }
 
-/// A policy entry as written: `name`, `type` and one block per type. The `ottl_condition`
-/// block is accepted by the parser so that the error can say what to use instead, rather
-/// than call it an unknown field.
+/// A policy entry as written: `name`, `type` and one block per type.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawPolicy {
@@ -305,13 +298,12 @@ pub(crate) struct RawPolicy {
     trace_flags: Option<trace_flags::TraceFlagsConfig>,
     composite: Option<composite::RawCompositeConfig>,
     adaptive_rate: Option<adaptive_rate::AdaptiveRateConfig>,
-    #[allow(dead_code)] // parsed only so that the error can say what to use instead
-    ottl_condition: Option<serde::de::IgnoredAny>,
+    ottl_condition: Option<ottl_condition::OttlConditionConfig>,
 }
 
 const SUPPORTED: &str = "always_sample, latency, probabilistic, status_code, span_count, \
      string_attribute, numeric_attribute, boolean_attribute, trace_state, trace_flags, \
-     rate_limiting, bytes_limiting, and, drop, composite, not, adaptive_rate";
+     rate_limiting, bytes_limiting, ottl_condition, and, drop, composite, not, adaptive_rate";
 
 impl TryFrom<RawPolicy> for PolicyConfig {
     type Error = String;
@@ -354,6 +346,7 @@ impl TryFrom<RawPolicy> for PolicyConfig {
             ("bytes_limiting", raw.bytes_limiting.is_some()),
             ("composite", raw.composite.is_some()),
             ("adaptive_rate", raw.adaptive_rate.is_some()),
+            ("ottl_condition", raw.ottl_condition.is_some()),
         ];
         // Validates a kind's block: present, then its own checks, errors prefixed with it.
         macro_rules! checked {
@@ -404,16 +397,10 @@ impl TryFrom<RawPolicy> for PolicyConfig {
                 };
                 PolicyKind::Composite(composite_config(&name, c)?)
             }
-            "ottl_condition" => {
-                return Err(format!(
-                    "policy {name:?}: type ottl_condition is not supported; status_code, latency, \
-                     string_attribute, numeric_attribute, boolean_attribute and span_count cover \
-                     the common cases, combined with and, not and drop"
-                ))
-            }
+            "ottl_condition" => checked!(ottl_condition, OttlCondition),
             k => {
                 return Err(format!(
-                    "policy {name:?}: unknown type {k:?}; supported: {SUPPORTED}"
+                    "policy {name:?}: unknown policy type {k:?}; supported: {SUPPORTED}"
                 ))
             }
         };
@@ -450,6 +437,7 @@ fn kind_name(kind: &PolicyKind) -> &'static str {
         PolicyKind::BytesLimiting(_) => "bytes_limiting",
         PolicyKind::Composite(_) => "composite",
         PolicyKind::AdaptiveRate(_) => "adaptive_rate",
+        PolicyKind::OttlCondition(_) => "ottl_condition",
     }
 }
 
@@ -563,6 +551,7 @@ impl PolicyConfig {
             PolicyKind::TraceFlags => Box::new(trace_flags::TraceFlagsPolicy::new(key(
                 field_keys::SAMPLED_FLAG,
             ))),
+            PolicyKind::OttlCondition(c) => Box::new(ottl_condition::OttlConditionPolicy::new(c)),
             PolicyKind::RateLimiting(c) => Box::new(c.compile()),
             PolicyKind::BytesLimiting(c) => Box::new(c.compile()),
             PolicyKind::AdaptiveRate(c) => {

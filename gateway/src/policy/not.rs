@@ -35,8 +35,8 @@ impl NotPolicy {
 impl Policy for NotPolicy {
     fn evaluate(&self, trace: &TraceView<'_>) -> Verdict {
         match self.sub.evaluate(trace) {
-            Verdict::Sampled | Verdict::InvertSampled => Verdict::NotSampled,
-            Verdict::NotSampled | Verdict::InvertNotSampled | Verdict::Dropped => Verdict::Sampled,
+            Verdict::Sampled => Verdict::NotSampled,
+            Verdict::NotSampled | Verdict::Dropped => Verdict::Sampled,
         }
     }
 

@@ -1,10 +1,11 @@
 //! The compiled policy plan: the policies of one file in order, and the decision timing.
 //! Shards evaluate every buffered trace against the plan in force at decision time.
 //!
-//! Combining verdicts follows the Collector: every policy is evaluated; a matching `drop`
-//! wins; then an inverted match that matched vetoes sampling; then any policy that samples
-//! keeps the trace (the first is recorded as the reason); then an inverted non-match keeps it
-//! when no policy said "not sampled".
+//! Combining verdicts follows the Collector (contrib v0.161): `drop` policies are evaluated
+//! first, wherever they are listed, and any that matches drops the trace; then the other
+//! policies in order, and the trace is kept when any of them samples it (the first is
+//! recorded as the reason). `sample_on_first_match` stops at the first sampling policy among
+//! the others only, so a `drop` listed after it still drops.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -65,6 +66,10 @@ pub struct PolicyPlan {
     /// The adjusted-count attribute's name, if written.
     adjusted_attribute: Option<String>,
     policies: Vec<Box<dyn Policy>>,
+    /// Indices of the `drop` policies (evaluated first), then of the others, in file order.
+    order: Vec<usize>,
+    /// How many of `order`'s first entries are `drop` policies.
+    drops: usize,
     /// Time from a trace's first span to its decision.
     pub decision_wait: Duration,
     /// Traces buffered before the oldest are decided early.
@@ -80,24 +85,16 @@ pub struct PolicyPlan {
 }
 
 /// Number of distinct verdicts.
-pub const VERDICTS: usize = 5;
+pub const VERDICTS: usize = 3;
 
 /// Verdict names, by index, as they appear in metrics.
-pub const VERDICT_NAMES: [&str; VERDICTS] = [
-    "sampled",
-    "not_sampled",
-    "dropped",
-    "invert_sampled",
-    "invert_not_sampled",
-];
+pub const VERDICT_NAMES: [&str; VERDICTS] = ["sampled", "not_sampled", "dropped"];
 
 fn verdict_index(v: Verdict) -> usize {
     match v {
         Verdict::Sampled => 0,
         Verdict::NotSampled => 1,
         Verdict::Dropped => 2,
-        Verdict::InvertSampled => 3,
-        Verdict::InvertNotSampled => 4,
     }
 }
 
@@ -135,7 +132,14 @@ impl PolicyPlan {
             .map(|p| p.compile(&mut attribute_keys))
             .collect();
         let n = file.policies.len();
+        let is_drop = |i: &usize| matches!(file.policies[*i].kind, super::PolicyKind::Drop(_));
+        let order: Vec<usize> = (0..n)
+            .filter(is_drop)
+            .chain((0..n).filter(|i| !is_drop(i)))
+            .collect();
         PolicyPlan {
+            drops: (0..n).filter(is_drop).count(),
+            order,
             verdicts: (0..n).map(|_| Default::default()).collect(),
             timings: (0..n).map(|_| Default::default()).collect(),
             names: file.policies.iter().map(|p| p.name.clone()).collect(),
@@ -157,9 +161,8 @@ impl PolicyPlan {
         }
     }
 
-    /// Decides one trace, combining verdicts as the Collector does: drop beats everything,
-    /// then an inverted match that matched vetoes, then any sample keeps, then an inverted
-    /// non-match keeps unless some policy said "not sampled".
+    /// Decides one trace, combining verdicts as the Collector does: any matching `drop`
+    /// drops it, else any sampling policy keeps it.
     pub fn decide(&self, trace: &TraceView<'_>) -> Decision {
         self.decide_counting(trace, &mut LocalVerdicts::default())
     }
@@ -167,6 +170,18 @@ impl PolicyPlan {
     /// [`PolicyPlan::decide`], adding each policy's verdict to `local` (flush it with
     /// [`PolicyPlan::flush`]).
     pub fn decide_counting(&self, trace: &TraceView<'_>, local: &mut LocalVerdicts) -> Decision {
+        self.decide_explained(trace, local, |_, _| {})
+    }
+
+    /// [`PolicyPlan::decide_counting`], calling `seen(policy index, verdict)` for each
+    /// policy evaluated, in evaluation order (`drop` policies first); policies after the
+    /// point where evaluation stopped are not called.
+    pub fn decide_explained(
+        &self,
+        trace: &TraceView<'_>,
+        local: &mut LocalVerdicts,
+        mut seen: impl FnMut(usize, Verdict),
+    ) -> Decision {
         if local.counts.len() != self.policies.len() {
             local.counts = vec![[0; VERDICTS]; self.policies.len()];
             local.timings = vec![[0; 2]; self.policies.len()];
@@ -174,10 +189,10 @@ impl PolicyPlan {
         local.pending = true;
         local.decisions += 1;
         let timed = local.decisions % TIMING_SAMPLE == 0;
-        let (mut first_sampled, mut first_invert_sampled) = (None, None);
-        let (mut veto, mut not_sampled) = (false, false);
+        let mut first_sampled = None;
         let mut probability: f64 = 0.0;
-        for (i, p) in self.policies.iter().enumerate() {
+        for (n, &i) in self.order.iter().enumerate() {
+            let p = &self.policies[i];
             let verdict = if timed {
                 let start = tokio::time::Instant::now();
                 let v = p.evaluate(trace);
@@ -188,6 +203,7 @@ impl PolicyPlan {
                 p.evaluate(trace)
             };
             local.counts[i][verdict_index(verdict)] += 1;
+            seen(i, verdict);
             match verdict {
                 Verdict::Dropped => {
                     return Decision {
@@ -196,7 +212,7 @@ impl PolicyPlan {
                         probability: 1.0,
                     }
                 }
-                Verdict::Sampled => {
+                Verdict::Sampled if n >= self.drops => {
                     first_sampled.get_or_insert(i as u16);
                     if probability < 1.0 {
                         probability = probability.max(p.probability(trace));
@@ -205,28 +221,17 @@ impl PolicyPlan {
                         break;
                     }
                 }
-                Verdict::InvertSampled => {
-                    first_invert_sampled.get_or_insert(i as u16);
-                }
-                Verdict::InvertNotSampled => veto = true,
-                Verdict::NotSampled => not_sampled = true,
+                Verdict::Sampled | Verdict::NotSampled => {}
             }
         }
-        let policy = if veto {
-            None
-        } else if first_sampled.is_some() {
-            first_sampled
-        } else if !not_sampled {
-            // Kept by inverted non-matches alone: deterministic.
-            probability = 1.0;
-            first_invert_sampled
-        } else {
-            None
-        };
         Decision {
-            sampled: policy.is_some(),
-            policy,
-            probability: if policy.is_some() { probability } else { 1.0 },
+            sampled: first_sampled.is_some(),
+            policy: first_sampled,
+            probability: if first_sampled.is_some() {
+                probability
+            } else {
+                1.0
+            },
         }
     }
 
@@ -315,7 +320,7 @@ impl PolicyPlan {
         for (name, p) in self.names.iter().zip(&self.policies) {
             out.push_str(&format!("  {name}: {}\n", p.describe()));
         }
-        out.push_str("a trace is kept when any policy keeps it, no drop matches and no inverted match vetoes\n");
+        out.push_str("a trace is kept when any policy keeps it and no drop policy matches (drop policies are evaluated first)\n");
         out
     }
 }

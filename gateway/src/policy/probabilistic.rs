@@ -16,7 +16,7 @@ const DEFAULT_SALT: &str = "default-hash-seed";
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ProbabilisticConfig {
-    /// Percentage of traces to keep, 0 to 100.
+    /// Percentage of traces to keep; 100 or more keeps all, 0 or less none.
     pub sampling_percentage: f64,
     /// Salt of the hash; use the same value on every node that must agree.
     #[serde(default)]
@@ -24,12 +24,12 @@ pub struct ProbabilisticConfig {
 }
 
 impl ProbabilisticConfig {
+    /// As the Collector (internal/sampling/probabilistic.go, no bound in its config
+    /// validation): any number is accepted; 100 or more keeps every trace, 0 or less none.
+    /// Only a value that is not a number (`.nan`, `.inf`) is refused.
     pub(crate) fn validate(&self) -> Result<(), String> {
-        if !(0.0..=100.0).contains(&self.sampling_percentage) {
-            return Err(format!(
-                "sampling_percentage must be between 0 and 100, found {}",
-                self.sampling_percentage
-            ));
+        if self.sampling_percentage.is_nan() {
+            return Err("sampling_percentage must be a number".into());
         }
         Ok(())
     }
@@ -56,7 +56,7 @@ impl ProbabilisticPolicy {
         ProbabilisticPolicy {
             threshold,
             salt: salt.as_bytes().to_vec(),
-            percentage: c.sampling_percentage,
+            percentage: c.sampling_percentage.min(100.0),
         }
     }
 
@@ -141,6 +141,7 @@ mod tests {
             let v = p.evaluate(&TraceView {
                 trace_id: &id,
                 summary: &s,
+                spans: &[],
                 now: tokio::time::Instant::now(),
             });
             assert_eq!(
@@ -148,6 +149,7 @@ mod tests {
                 p.evaluate(&TraceView {
                     trace_id: &id,
                     summary: &s,
+                    spans: &[],
                     now: tokio::time::Instant::now(),
                 })
             );
@@ -159,6 +161,7 @@ mod tests {
             policy(0.0).evaluate(&TraceView {
                 trace_id: &[7; 16],
                 summary: &s,
+                spans: &[],
                 now: tokio::time::Instant::now(),
             }),
             Verdict::NotSampled
@@ -167,6 +170,7 @@ mod tests {
             policy(100.0).evaluate(&TraceView {
                 trace_id: &[7; 16],
                 summary: &s,
+                spans: &[],
                 now: tokio::time::Instant::now(),
             }),
             Verdict::Sampled

@@ -99,6 +99,7 @@ mod tests {
                 p.evaluate(&TraceView {
                     trace_id: &[1; 16],
                     summary: &s,
+                    spans: &[],
                     now: tokio::time::Instant::now(),
                 }),
                 want,

@@ -46,8 +46,9 @@ fn missing_and_mistyped_fields_name_the_key() {
         err.contains("\"slow\"") && err.contains("latency:"),
         "{err}"
     );
-    let err = parse("policies:\n  - name: p\n    type: probabilistic\n    probabilistic: {sampling_percentage: 150}\n").unwrap_err();
-    assert!(err.contains("sampling_percentage"), "{err}");
+    // The Collector does not bound sampling_percentage (internal/sampling/probabilistic.go):
+    // over 100 keeps everything.
+    assert!(parse("policies:\n  - name: p\n    type: probabilistic\n    probabilistic: {sampling_percentage: 150}\n").is_ok());
     let err = parse(
         "policies:\n  - name: s\n    type: status_code\n    status_code: {status_codes: [ERORR]}\n",
     )
@@ -61,15 +62,29 @@ fn missing_and_mistyped_fields_name_the_key() {
 }
 
 #[test]
-fn ottl_and_unimplemented_collector_types_say_what_to_use() {
-    let err = parse(
+fn ottl_conditions_are_checked_at_load() {
+    assert!(parse(
         "policies:\n  - name: o\n    type: ottl_condition\n    ottl_condition: {span: ['true']}\n",
+    )
+    .is_ok());
+    let err = parse(
+        "policies:\n  - name: o\n    type: ottl_condition\n    ottl_condition: {span: ['name == \"a\" and Nope(name)']}\n",
     )
     .unwrap_err();
     assert!(
-        err.contains("ottl_condition") && err.contains("status_code"),
+        err.contains("\"o\"") && err.contains("column 17") && err.contains("unknown function Nope"),
         "{err}"
     );
+    let err = parse(
+        "policies:\n  - name: o\n    type: ottl_condition\n    ottl_condition: {spanevent: ['attributes[\"a\"] == 1', 'nmae == \"x\"']}\n",
+    )
+    .unwrap_err();
+    assert!(
+        err.contains("spanevent[1]") && err.contains("unknown path \"nmae\""),
+        "{err}"
+    );
+    let err = parse("policies:\n  - name: o\n    type: sometimes\n").unwrap_err();
+    assert!(err.contains("unknown policy type \"sometimes\""), "{err}");
     let err = parse("policies:\n  - name: r\n    type: rate_limiting\n    rate_limiting: {spans_per_second: 0}\n").unwrap_err();
     assert!(err.contains("rate_limiting.spans_per_second"), "{err}");
 }
@@ -84,6 +99,7 @@ fn decide(yaml: &str, spans: &[(u64, u64, u8)]) -> bool {
     plan.decide(&TraceView {
         trace_id: &[9; 16],
         summary: &s,
+        spans: &[],
         now: tokio::time::Instant::now(),
     })
     .sampled
@@ -151,6 +167,7 @@ fn decide_attrs(yaml: &str, attrs: &[(&str, tailgate_core::wire::attrs::AttrValu
     plan.decide(&TraceView {
         trace_id: &[9; 16],
         summary: &s,
+        spans: &[],
         now: tokio::time::Instant::now(),
     })
     .sampled
@@ -181,21 +198,39 @@ fn string_attribute_matches_spans_and_resources_like_the_collector() {
     assert!(parse(bad).unwrap_err().contains("regular expression"));
 }
 
+/// Scenario: `invert_match` on the attribute policies, combined with other policies.
+/// Guarantees: as the Collector since v0.155 (PR #48976 removed the
+/// `processor.tailsamplingprocessor.disableinvertdecisions` gate; string_tag_filter.go,
+/// numeric_tag_filter.go and boolean_tag_filter.go return plain Sampled / NotSampled), an
+/// inverted policy is "sampled" on the negated condition and vetoes nothing.
 #[test]
-fn inverted_matches_veto_and_keep_as_the_collector_combines_them() {
-    use tailgate_core::wire::attrs::AttrValue::Str;
+fn inverted_matches_are_plain_verdicts_on_the_negated_condition() {
+    use tailgate_core::wire::attrs::AttrValue::{Bool, Int, Str};
     let b = |s: &'static str| Str(bytes::Bytes::from_static(s.as_bytes()));
     let inv = "{name: no-health, type: string_attribute, string_attribute: {key: route, values: [/health], invert_match: true}}";
-    // An inverted match that matches vetoes even always_sample.
+    // A match no longer vetoes another policy's sample.
     let y = format!("policies:\n  - {inv}\n  - {{name: all, type: always_sample}}\n");
-    assert!(!decide_attrs(&y, &[("route", b("/health"), false)]));
+    assert!(decide_attrs(&y, &[("route", b("/health"), false)]));
     assert!(decide_attrs(&y, &[("route", b("/pay"), false)]));
-    // Alone, an inverted non-match keeps the trace...
+    // Alone: sampled when nothing matches (an absent key included), not when one does.
     let y = format!("policies:\n  - {inv}\n");
     assert!(decide_attrs(&y, &[("route", b("/pay"), false)]));
-    // ...unless another policy says "not sampled".
+    assert!(decide_attrs(&y, &[]));
+    assert!(!decide_attrs(&y, &[("route", b("/health"), false)]));
+    // Another policy's "not sampled" does not stop an inverted non-match from keeping it.
     let y = format!("policies:\n  - {inv}\n  - {{name: none, type: probabilistic, probabilistic: {{sampling_percentage: 0}}}}\n");
-    assert!(!decide_attrs(&y, &[("route", b("/pay"), false)]));
+    assert!(decide_attrs(&y, &[("route", b("/pay"), false)]));
+    // Numeric and boolean alike.
+    let num = "policies:\n  - {name: n, type: numeric_attribute, numeric_attribute: {key: code, min_value: 500, max_value: 599, invert_match: true}}\n";
+    assert!(!decide_attrs(num, &[("code", Int(503), false)]));
+    assert!(decide_attrs(num, &[("code", Int(200), false)]));
+    let boolean = "policies:\n  - {name: b, type: boolean_attribute, boolean_attribute: {key: cached, value: true, invert_match: true}}\n";
+    assert!(!decide_attrs(boolean, &[("cached", Bool(true), false)]));
+    assert!(decide_attrs(boolean, &[("cached", Bool(false), false)]));
+    // Inside `and`, an inverted policy is an ordinary sub-policy.
+    let and = "policies:\n  - name: a\n    type: and\n    and: {and_sub_policy: [{name: all, type: always_sample}, {name: i, type: string_attribute, string_attribute: {key: route, values: [/health], invert_match: true}}]}\n";
+    assert!(decide_attrs(and, &[("route", b("/pay"), false)]));
+    assert!(!decide_attrs(and, &[("route", b("/health"), false)]));
 }
 
 #[test]
@@ -244,15 +279,38 @@ fn collector_processor_options_are_accepted() {
     assert!(f.ignored_options[0].starts_with("block_on_overflow"));
 }
 
+/// Scenario: a drop policy listed after a sampling one, with and without
+/// sample_on_first_match. Guarantees: as the Collector (processor.go moves drop policies to
+/// the front and evaluates them for every trace), a matching drop drops the trace even
+/// when evaluation would have stopped at an earlier sampling policy.
 #[test]
-fn sample_on_first_match_stops_before_a_later_drop() {
-    let base = "policies:\n  - {name: all, type: always_sample}\n  - name: d\n    type: drop\n    drop: {drop_sub_policy: [{name: any, type: always_sample}]}\n";
-    assert!(!decide(base, &[(0, MS, 0)]), "drop beats sample");
+fn drop_policies_run_first_even_with_sample_on_first_match() {
+    let base = "policies:\n  - {name: all, type: always_sample}\n  - name: d\n    type: drop\n    drop: {drop_sub_policy: [{name: errors, type: status_code, status_code: {status_codes: [ERROR]}}]}\n";
+    assert!(!decide(base, &[(0, MS, 2)]), "drop beats sample");
+    assert!(
+        decide(base, &[(0, MS, 0)]),
+        "a drop that does not match drops nothing"
+    );
     let first = format!("sample_on_first_match: true\n{base}");
     assert!(
-        decide(&first, &[(0, MS, 0)]),
-        "evaluation stops at the first sample"
+        !decide(&first, &[(0, MS, 2)]),
+        "a later drop still drops with sample_on_first_match"
     );
+    assert!(decide(&first, &[(0, MS, 0)]));
+    // sample_on_first_match stops among the others: the later policy is not evaluated.
+    let yaml = "sample_on_first_match: true\npolicies:\n  - {name: all, type: always_sample}\n  - {name: later, type: status_code, status_code: {status_codes: [ERROR]}}\n";
+    let plan = PolicyPlan::compile(&parse(yaml).unwrap());
+    let mut s = crate::buffer::trace::TraceSummary::default();
+    s.add_span(0, MS, 2, true);
+    let mut local = super::plan::LocalVerdicts::default();
+    let mut seen = Vec::new();
+    let d = plan.decide_explained(
+        &crate::buffer::trace::TraceView::new(&[1; 16], &s),
+        &mut local,
+        |i, v| seen.push((i, v)),
+    );
+    assert!(d.sampled);
+    assert_eq!(seen, [(0, Verdict::Sampled)]);
 }
 
 /// A trace of `spans` spans with status `status`, decided by `plan` at `now`.
@@ -266,6 +324,7 @@ fn decide_at(plan: &PolicyPlan, spans: u32, status: u8, now: tokio::time::Instan
     plan.decide(&TraceView {
         trace_id: &[9; 16],
         summary: &s,
+        spans: &[],
         now,
     })
     .sampled
@@ -316,13 +375,12 @@ fn composite_allocates_the_budget_like_the_collector_under_overload() {
         - {policy: rest, percent: 40}
 ";
     let file = parse(yaml).unwrap();
-    assert!(
-        file.ignored_options
-            .iter()
-            .any(|w| w.contains("\"unshared\"") && w.contains("never keeps")),
-        "{:?}",
-        file.ignored_options
-    );
+    // A sub-policy missing from rate_allocation gets max_total / number of sub-policies
+    // (Collector PR #49857, composite_helper.go), no longer nothing.
+    let PolicyKind::Composite(c) = &file.policies[0].kind else {
+        panic!("a composite");
+    };
+    assert_eq!(c.allocations(), [60, 40, 33]);
     let plan = PolicyPlan::compile(&file);
     // Spread the evaluations over one wall-clock second's worth of instants: the counters
     // restart each second, so start right after a second boundary.
@@ -341,6 +399,7 @@ fn composite_allocates_the_budget_like_the_collector_under_overload() {
     assert_eq!(rest, 4);
     // A smaller trace still fits what is left of a share... none is left here.
     assert!(!decide_at(&plan, 1, 0, t0));
+    // `unshared`, never reached (`rest` samples first), is tested in composite.rs.
     // The next second starts afresh.
     let t1 = t0 + Duration::from_secs(1);
     assert!(decide_at(&plan, 10, 2, t1));

@@ -1,0 +1,633 @@
+//! Evaluating a parsed condition against one span (or span event), read straight off its
+//! encoded bytes: only the fields the condition names are read, and string values are
+//! views into the buffered request, so evaluating allocates nothing unless a converter
+//! builds a new string (`Concat`, `String`, `ToLowerCase`, …).
+//!
+//! Comparisons follow `pkg/ottl`'s comparator: `nil` equals only `nil`; ints and floats
+//! compare as numbers; strings, bytes and booleans compare with their own kind; any other
+//! mix is unequal (only `!=` is true) and never ordered.
+
+use std::borrow::Cow;
+use std::cmp::Ordering;
+
+use tailgate_core::wire::attrs::{next_field_slice as next_field, read_varint};
+
+use super::parse::{CmpOp, Expr, Field, Func, Index, MathOp, Target};
+use super::OttlError;
+
+/// A value during evaluation.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value<'a> {
+    /// Absent, or `nil`.
+    Nil,
+    /// A boolean.
+    Bool(bool),
+    /// An integer.
+    Int(i64),
+    /// A double.
+    Float(f64),
+    /// A string (bytes as sent; OTLP strings are UTF-8).
+    Str(Cow<'a, [u8]>),
+    /// Bytes (ids, `bytes_value`).
+    Bytes(Cow<'a, [u8]>),
+    /// A map: the message holding it and the field number of its repeated `KeyValue`s.
+    Map(&'a [u8], u32),
+    /// A list: an `ArrayValue` message.
+    List(&'a [u8]),
+}
+
+/// One span as a condition sees it: its bytes and its resource's and scope's headers.
+#[derive(Debug, Clone, Copy)]
+pub struct SpanInput<'a> {
+    /// The span message.
+    pub span: &'a [u8],
+    /// The resource header (the fields of a `ResourceSpans` but its scopes).
+    pub resource: &'a [u8],
+    /// The scope header (the fields of a `ScopeSpans` but its spans).
+    pub scope: &'a [u8],
+    /// The span event, for span event conditions.
+    pub event: &'a [u8],
+}
+
+/// Evaluates a condition to a boolean. A non-boolean result is an error, as in OTTL.
+pub fn truth(e: &Expr, input: &SpanInput<'_>) -> Result<bool, OttlError> {
+    match e {
+        Expr::Or(parts) => {
+            for p in parts {
+                if truth(p, input)? {
+                    return Ok(true);
+                }
+            }
+            Ok(false)
+        }
+        Expr::And(parts) => {
+            for p in parts {
+                if !truth(p, input)? {
+                    return Ok(false);
+                }
+            }
+            Ok(true)
+        }
+        Expr::Not(inner) => Ok(!truth(inner, input)?),
+        Expr::Cmp(a, op, b) => Ok(compare(&value(a, input)?, *op, &value(b, input)?)),
+        other => match value(other, input)? {
+            Value::Bool(b) => Ok(b),
+            v => Err(OttlError::Eval(format!(
+                "expected a boolean, found {}",
+                kind(&v)
+            ))),
+        },
+    }
+}
+
+fn kind(v: &Value<'_>) -> &'static str {
+    match v {
+        Value::Nil => "nil",
+        Value::Bool(_) => "a boolean",
+        Value::Int(_) => "an int",
+        Value::Float(_) => "a double",
+        Value::Str(_) => "a string",
+        Value::Bytes(_) => "bytes",
+        Value::Map(..) => "a map",
+        Value::List(_) => "a list",
+    }
+}
+
+/// Compares as `pkg/ottl`'s `ValueComparator` does.
+pub fn compare(a: &Value<'_>, op: CmpOp, b: &Value<'_>) -> bool {
+    let ord = match (a, b) {
+        (Value::Nil, Value::Nil) => Some(Ordering::Equal),
+        (Value::Nil, _) | (_, Value::Nil) => {
+            return op == CmpOp::Ne;
+        }
+        (Value::Bool(x), Value::Bool(y)) => Some(x.cmp(y)),
+        (Value::Int(x), Value::Int(y)) => Some(x.cmp(y)),
+        (Value::Int(x), Value::Float(y)) => (*x as f64).partial_cmp(y),
+        (Value::Float(x), Value::Int(y)) => x.partial_cmp(&(*y as f64)),
+        (Value::Float(x), Value::Float(y)) => x.partial_cmp(y),
+        (Value::Str(x), Value::Str(y)) => Some(x.as_ref().cmp(y.as_ref())),
+        (Value::Bytes(x), Value::Bytes(y)) => Some(x.as_ref().cmp(y.as_ref())),
+        (Value::Map(..), Value::Map(..)) | (Value::List(_), Value::List(_)) => {
+            // Structural equality of encoded maps and lists: equal bytes are equal values.
+            let same = a == b;
+            return match op {
+                CmpOp::Eq => same,
+                CmpOp::Ne => !same,
+                _ => false,
+            };
+        }
+        _ => None,
+    };
+    match (ord, op) {
+        (Some(o), CmpOp::Eq) => o == Ordering::Equal,
+        (Some(o), CmpOp::Ne) => o != Ordering::Equal,
+        (Some(o), CmpOp::Lt) => o == Ordering::Less,
+        (Some(o), CmpOp::Le) => o != Ordering::Greater,
+        (Some(o), CmpOp::Gt) => o == Ordering::Greater,
+        (Some(o), CmpOp::Ge) => o != Ordering::Less,
+        // Kinds that do not compare (or NaN): only "not equal" holds.
+        (None, op) => op == CmpOp::Ne,
+    }
+}
+
+/// Evaluates an expression to a value.
+pub fn value<'a>(e: &'a Expr, input: &SpanInput<'a>) -> Result<Value<'a>, OttlError> {
+    Ok(match e {
+        Expr::Nil => Value::Nil,
+        Expr::Bool(b) => Value::Bool(*b),
+        Expr::Int(i) => Value::Int(*i),
+        Expr::Float(f) => Value::Float(*f),
+        Expr::Str(s) => Value::Str(Cow::Borrowed(s.as_bytes())),
+        Expr::Bytes(b) => Value::Bytes(Cow::Borrowed(b)),
+        Expr::Or(_) | Expr::And(_) | Expr::Not(_) | Expr::Cmp(..) => Value::Bool(truth(e, input)?),
+        Expr::List(_) => {
+            return Err(OttlError::Eval(
+                "a list literal is only a converter's argument".into(),
+            ))
+        }
+        Expr::Neg(inner) => match value(inner, input)? {
+            Value::Int(i) => Value::Int(i.wrapping_neg()),
+            Value::Float(f) => Value::Float(-f),
+            v => return Err(OttlError::Eval(format!("cannot negate {}", kind(&v)))),
+        },
+        Expr::Math(a, op, b) => math(value(a, input)?, *op, value(b, input)?)?,
+        Expr::Path(target, field) => path(*target, field, input),
+        Expr::Call(func, args, regex) => call(*func, args, regex.as_deref(), input)?,
+    })
+}
+
+fn math(a: Value<'_>, op: MathOp, b: Value<'_>) -> Result<Value<'static>, OttlError> {
+    match (a, b) {
+        (Value::Int(x), Value::Int(y)) => Ok(Value::Int(match op {
+            MathOp::Add => x.wrapping_add(y),
+            MathOp::Sub => x.wrapping_sub(y),
+            MathOp::Mul => x.wrapping_mul(y),
+            MathOp::Div => {
+                if y == 0 {
+                    return Err(OttlError::Eval("division by zero".into()));
+                }
+                x.wrapping_div(y)
+            }
+        })),
+        (Value::Float(x), Value::Float(y)) => Ok(Value::Float(match op {
+            MathOp::Add => x + y,
+            MathOp::Sub => x - y,
+            MathOp::Mul => x * y,
+            MathOp::Div => {
+                if y == 0.0 {
+                    return Err(OttlError::Eval("division by zero".into()));
+                }
+                x / y
+            }
+        })),
+        (a, b) => Err(OttlError::Eval(format!(
+            "math needs two ints or two doubles, found {} and {}",
+            kind(&a),
+            kind(&b)
+        ))),
+    }
+}
+
+fn to_string(v: &Value<'_>) -> Option<Vec<u8>> {
+    Some(match v {
+        Value::Nil => return None,
+        Value::Bool(b) => b.to_string().into_bytes(),
+        Value::Int(i) => i.to_string().into_bytes(),
+        Value::Float(f) => format_float(*f).into_bytes(),
+        Value::Str(s) => s.to_vec(),
+        Value::Bytes(b) => hex(b).into_bytes(),
+        Value::Map(..) | Value::List(_) => return None,
+    })
+}
+
+/// A float as Go's `strconv.FormatFloat(f, 'f', -1, 64)` writes it (shortest exact form,
+/// no exponent).
+fn format_float(f: f64) -> String {
+    if f.is_finite() && f == f.trunc() && f.abs() < 1e21 {
+        format!("{f:.0}")
+    } else {
+        format!("{f}")
+    }
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+fn string_arg<'a>(v: &'a Value<'_>, func: &str) -> Result<Option<&'a [u8]>, OttlError> {
+    match v {
+        Value::Str(s) => Ok(Some(s)),
+        Value::Nil => Ok(None),
+        other => Err(OttlError::Eval(format!(
+            "{func} expects a string, found {}",
+            kind(other)
+        ))),
+    }
+}
+
+fn call<'a>(
+    func: Func,
+    args: &'a [Expr],
+    regex: Option<&regex::bytes::Regex>,
+    input: &SpanInput<'a>,
+) -> Result<Value<'a>, OttlError> {
+    let arg = |i: usize| -> Result<Value<'a>, OttlError> {
+        match args.get(i) {
+            Some(e) => value(e, input),
+            None => Ok(Value::Nil),
+        }
+    };
+    Ok(match func {
+        Func::IsRootSpan => {
+            let f = SpanFieldsRead::new(input.span);
+            Value::Bool(f.parent_span_id.is_empty())
+        }
+        Func::IsMatch => {
+            let target = arg(0)?;
+            let Some(re) = regex else {
+                return Ok(Value::Bool(false));
+            };
+            match &target {
+                Value::Nil => Value::Bool(false),
+                Value::Str(s) => Value::Bool(re.is_match(s)),
+                other => match to_string(other) {
+                    Some(s) => Value::Bool(re.is_match(&s)),
+                    None => {
+                        return Err(OttlError::Eval(format!(
+                            "IsMatch cannot match {}",
+                            kind(other)
+                        )))
+                    }
+                },
+            }
+        }
+        Func::IsString => Value::Bool(matches!(arg(0)?, Value::Str(_))),
+        Func::IsInt => Value::Bool(matches!(arg(0)?, Value::Int(_))),
+        Func::IsDouble => Value::Bool(matches!(arg(0)?, Value::Float(_))),
+        Func::IsBool => Value::Bool(matches!(arg(0)?, Value::Bool(_))),
+        Func::IsMap => Value::Bool(matches!(arg(0)?, Value::Map(..))),
+        Func::IsList => Value::Bool(matches!(arg(0)?, Value::List(_))),
+        Func::Len => match arg(0)? {
+            Value::Str(s) => Value::Int(String::from_utf8_lossy(&s).chars().count() as i64),
+            Value::Bytes(b) => Value::Int(b.len() as i64),
+            Value::Map(msg, field) => Value::Int(map_entries(msg, field).count() as i64),
+            Value::List(msg) => Value::Int(list_items(msg).count() as i64),
+            other => {
+                return Err(OttlError::Eval(format!(
+                    "Len cannot measure {}",
+                    kind(&other)
+                )))
+            }
+        },
+        Func::Int => match arg(0)? {
+            Value::Int(i) => Value::Int(i),
+            Value::Float(f) => Value::Int(f as i64),
+            Value::Bool(b) => Value::Int(i64::from(b)),
+            Value::Str(s) => std::str::from_utf8(&s)
+                .ok()
+                .and_then(|s| s.parse::<i64>().ok())
+                .map_or(Value::Nil, Value::Int),
+            _ => Value::Nil,
+        },
+        Func::Double => match arg(0)? {
+            Value::Int(i) => Value::Float(i as f64),
+            Value::Float(f) => Value::Float(f),
+            Value::Bool(b) => Value::Float(if b { 1.0 } else { 0.0 }),
+            Value::Str(s) => std::str::from_utf8(&s)
+                .ok()
+                .and_then(|s| s.parse::<f64>().ok())
+                .map_or(Value::Nil, Value::Float),
+            _ => Value::Nil,
+        },
+        Func::String => match arg(0)? {
+            Value::Str(s) => Value::Str(s),
+            other => to_string(&other).map_or(Value::Nil, |s| Value::Str(Cow::Owned(s))),
+        },
+        Func::Concat => {
+            let (Some(Expr::List(items)), delim) = (args.first(), arg(1)?) else {
+                return Err(OttlError::Eval("Concat takes a list".into()));
+            };
+            let delim = string_arg(&delim, "Concat")?.unwrap_or_default().to_vec();
+            let mut out = Vec::new();
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.extend_from_slice(&delim);
+                }
+                if let Some(s) = to_string(&value(item, input)?) {
+                    out.extend_from_slice(&s);
+                }
+            }
+            Value::Str(Cow::Owned(out))
+        }
+        Func::HasPrefix | Func::HasSuffix => {
+            let (t, a) = (arg(0)?, arg(1)?);
+            let name = if func == Func::HasPrefix {
+                "HasPrefix"
+            } else {
+                "HasSuffix"
+            };
+            match (string_arg(&t, name)?, string_arg(&a, name)?) {
+                (Some(t), Some(a)) => Value::Bool(if func == Func::HasPrefix {
+                    t.starts_with(a)
+                } else {
+                    t.ends_with(a)
+                }),
+                _ => Value::Bool(false),
+            }
+        }
+        Func::ToLowerCase | Func::ToUpperCase => match arg(0)? {
+            Value::Str(s) => {
+                let s = String::from_utf8_lossy(&s);
+                Value::Str(Cow::Owned(
+                    if func == Func::ToLowerCase {
+                        s.to_lowercase()
+                    } else {
+                        s.to_uppercase()
+                    }
+                    .into_bytes(),
+                ))
+            }
+            Value::Nil => Value::Nil,
+            other => {
+                return Err(OttlError::Eval(format!(
+                    "expected a string, found {}",
+                    kind(&other)
+                )))
+            }
+        },
+        Func::ContainsValue => {
+            let item = arg(1)?;
+            match args.first() {
+                Some(Expr::List(items)) => {
+                    let mut found = false;
+                    for i in items {
+                        if compare(&value(i, input)?, CmpOp::Eq, &item) {
+                            found = true;
+                            break;
+                        }
+                    }
+                    Value::Bool(found)
+                }
+                _ => match arg(0)? {
+                    Value::List(msg) => Value::Bool(
+                        list_items(msg).any(|v| compare(&any_value(v), CmpOp::Eq, &item)),
+                    ),
+                    other => {
+                        return Err(OttlError::Eval(format!(
+                            "ContainsValue expects a list, found {}",
+                            kind(&other)
+                        )))
+                    }
+                },
+            }
+        }
+    })
+}
+
+/// The scalar fields of a span message, read in one walk.
+#[derive(Debug, Default)]
+struct SpanFieldsRead<'a> {
+    trace_id: &'a [u8],
+    span_id: &'a [u8],
+    trace_state: &'a [u8],
+    parent_span_id: &'a [u8],
+    name: &'a [u8],
+    kind: i64,
+    start: u64,
+    end: u64,
+    dropped_attributes: i64,
+    status: &'a [u8],
+}
+
+impl<'a> SpanFieldsRead<'a> {
+    fn new(span: &'a [u8]) -> Self {
+        let mut f = SpanFieldsRead::default();
+        let mut pos = 0;
+        while let Some((field, wt, s, e)) = next_field(span, &mut pos) {
+            let v = &span[s..e];
+            match (field, wt) {
+                (1, 2) => f.trace_id = v,
+                (2, 2) => f.span_id = v,
+                (3, 2) => f.trace_state = v,
+                (4, 2) => f.parent_span_id = v,
+                (5, 2) => f.name = v,
+                (6, 0) => f.kind = read_varint(v, 0).0 as i64,
+                (7, 1) => f.start = fixed64(v),
+                (8, 1) => f.end = fixed64(v),
+                (10, 0) => f.dropped_attributes = read_varint(v, 0).0 as i64,
+                (15, 2) => f.status = v,
+                _ => {}
+            }
+        }
+        f
+    }
+}
+
+fn fixed64(v: &[u8]) -> u64 {
+    let mut b = [0u8; 8];
+    if v.len() == 8 {
+        b.copy_from_slice(v);
+    }
+    u64::from_le_bytes(b)
+}
+
+/// The first length-delimited field `field` of `msg`, or empty.
+fn sub_message(msg: &[u8], field: u32) -> &[u8] {
+    let mut pos = 0;
+    while let Some((f, wt, s, e)) = next_field(msg, &mut pos) {
+        if f == field && wt == 2 {
+            return &msg[s..e];
+        }
+    }
+    &[]
+}
+
+/// The last varint field `field` of `msg` (protobuf: the last occurrence wins), or 0.
+fn varint_field(msg: &[u8], field: u32) -> i64 {
+    let mut out = 0;
+    let mut pos = 0;
+    while let Some((f, wt, s, _)) = next_field(msg, &mut pos) {
+        if f == field && wt == 0 {
+            out = read_varint(msg, s).0 as i64;
+        }
+    }
+    out
+}
+
+/// The last length-delimited field `field` of `msg` (the last occurrence wins), or empty.
+fn bytes_field(msg: &[u8], field: u32) -> &[u8] {
+    let mut out: &[u8] = &[];
+    let mut pos = 0;
+    while let Some((f, wt, s, e)) = next_field(msg, &mut pos) {
+        if f == field && wt == 2 {
+            out = &msg[s..e];
+        }
+    }
+    out
+}
+
+/// `(key, AnyValue bytes)` of each `KeyValue` in repeated field `field` of `msg`.
+fn map_entries(msg: &[u8], field: u32) -> impl Iterator<Item = (&[u8], &[u8])> {
+    let mut pos = 0;
+    std::iter::from_fn(move || loop {
+        let (f, wt, s, e) = next_field(msg, &mut pos)?;
+        if f != field || wt != 2 {
+            continue;
+        }
+        let kv = &msg[s..e];
+        let (mut key, mut val): (&[u8], &[u8]) = (&[], &[]);
+        let mut p = 0;
+        while let Some((kf, kw, ks, ke)) = next_field(kv, &mut p) {
+            match (kf, kw) {
+                (1, 2) => key = &kv[ks..ke],
+                (2, 2) => val = &kv[ks..ke],
+                _ => {}
+            }
+        }
+        return Some((key, val));
+    })
+}
+
+/// The `AnyValue` bytes of each item of an `ArrayValue`.
+fn list_items(msg: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let mut pos = 0;
+    std::iter::from_fn(move || loop {
+        let (f, wt, s, e) = next_field(msg, &mut pos)?;
+        if f == 1 && wt == 2 {
+            return Some(&msg[s..e]);
+        }
+    })
+}
+
+/// Decodes an `AnyValue`; an empty one (no value set) is `nil`.
+fn any_value(v: &[u8]) -> Value<'_> {
+    let mut out = Value::Nil;
+    let mut pos = 0;
+    while let Some((field, wt, s, e)) = next_field(v, &mut pos) {
+        let b = &v[s..e];
+        out = match (field, wt) {
+            (1, 2) => Value::Str(Cow::Borrowed(b)),
+            (2, 0) => Value::Bool(read_varint(b, 0).0 != 0),
+            (3, 0) => Value::Int(read_varint(b, 0).0 as i64),
+            (4, 1) => Value::Float(f64::from_bits(fixed64(b))),
+            (5, 2) => Value::List(b),
+            (6, 2) => Value::Map(b, 1),
+            (7, 2) => Value::Bytes(Cow::Borrowed(b)),
+            _ => out,
+        };
+    }
+    out
+}
+
+/// Looks up `key`, then `rest`, in a map.
+fn lookup<'a>(msg: &'a [u8], field: u32, key: &str, rest: &[Index]) -> Value<'a> {
+    let Some((_, v)) = map_entries(msg, field).find(|(k, _)| *k == key.as_bytes()) else {
+        return Value::Nil;
+    };
+    let mut cur = any_value(v);
+    for idx in rest {
+        cur = match (cur, idx) {
+            (Value::Map(m, f), Index::Key(k)) => {
+                match map_entries(m, f).find(|(mk, _)| *mk == k.as_bytes()) {
+                    Some((_, v)) => any_value(v),
+                    None => Value::Nil,
+                }
+            }
+            (Value::List(l), Index::Pos(i)) => {
+                match usize::try_from(*i).ok().and_then(|i| list_items(l).nth(i)) {
+                    Some(v) => any_value(v),
+                    None => Value::Nil,
+                }
+            }
+            _ => Value::Nil,
+        };
+    }
+    cur
+}
+
+fn path<'a>(target: Target, field: &'a Field, input: &SpanInput<'a>) -> Value<'a> {
+    // Where the target's fields live, and its attributes' field number.
+    let (msg, attrs_field): (&[u8], u32) = match target {
+        Target::Span => (input.span, 9),
+        Target::Event => (input.event, 3),
+        Target::Resource => (sub_message(input.resource, 1), 1),
+        Target::Scope => (sub_message(input.scope, 1), 3),
+    };
+    let str_of = |b: &'a [u8]| Value::Str(Cow::Borrowed(b));
+    match (target, field) {
+        (_, Field::Attribute(key, rest)) => lookup(msg, attrs_field, key, rest),
+        (_, Field::Attributes) => Value::Map(msg, attrs_field),
+        (Target::Span, Field::DroppedAttributesCount) => Value::Int(varint_field(msg, 10)),
+        (Target::Event, Field::DroppedAttributesCount) => Value::Int(varint_field(msg, 4)),
+        (Target::Resource, Field::DroppedAttributesCount) => Value::Int(varint_field(msg, 2)),
+        (Target::Scope, Field::DroppedAttributesCount) => Value::Int(varint_field(msg, 4)),
+        (Target::Scope, Field::Name) => str_of(bytes_field(msg, 1)),
+        (Target::Scope, Field::Version) => str_of(bytes_field(msg, 2)),
+        (Target::Event, Field::Name) => str_of(bytes_field(msg, 2)),
+        (Target::Event, Field::Time) => {
+            let mut t = 0;
+            let mut pos = 0;
+            while let Some((f, wt, s, e)) = next_field(msg, &mut pos) {
+                if f == 1 && wt == 1 {
+                    t = fixed64(&msg[s..e]);
+                }
+            }
+            Value::Int(t as i64)
+        }
+        (Target::Span, f) => span_path(SpanFieldsRead::new(msg), f),
+        _ => Value::Nil,
+    }
+}
+
+fn span_path<'a>(f: SpanFieldsRead<'a>, field: &Field) -> Value<'a> {
+    let str_of = |b: &'a [u8]| Value::Str(Cow::Borrowed(b));
+    let bytes_of = |b: &'a [u8]| Value::Bytes(Cow::Borrowed(b));
+    let hex_of = |b: &[u8]| Value::Str(Cow::Owned(hex(b).into_bytes()));
+    match field {
+        Field::Name => str_of(f.name),
+        Field::Kind => Value::Int(f.kind),
+        Field::KindString => str_of(match f.kind {
+            1 => b"Internal".as_slice(),
+            2 => b"Server",
+            3 => b"Client",
+            4 => b"Producer",
+            5 => b"Consumer",
+            _ => b"Unspecified",
+        }),
+        Field::StatusCode => Value::Int(varint_field(f.status, 3)),
+        Field::StatusMessage => str_of(bytes_field(f.status, 2)),
+        Field::TraceId => bytes_of(f.trace_id),
+        Field::TraceIdString => hex_of(f.trace_id),
+        Field::SpanId => bytes_of(f.span_id),
+        Field::SpanIdString => hex_of(f.span_id),
+        Field::ParentSpanId => bytes_of(f.parent_span_id),
+        Field::ParentSpanIdString => hex_of(f.parent_span_id),
+        Field::TraceState(None) => str_of(f.trace_state),
+        Field::TraceState(Some(key)) => {
+            // pdata parses the header as W3C; an invalid one reads as nil.
+            if !tailgate_core::wire::span_fields::tracestate_is_valid(f.trace_state) {
+                return Value::Nil;
+            }
+            // pdata's TraceState Get: "" for a key that is not there.
+            str_of(
+                tailgate_core::wire::span_fields::tracestate_get(f.trace_state, key.as_bytes())
+                    .unwrap_or_default(),
+            )
+        }
+        Field::StartTime => Value::Int(f.start as i64),
+        Field::EndTime => Value::Int(f.end as i64),
+        Field::DroppedAttributesCount => Value::Int(f.dropped_attributes),
+        _ => Value::Nil,
+    }
+}
+
+/// The span events (field 11) of a span message.
+pub fn events(span: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let mut pos = 0;
+    std::iter::from_fn(move || loop {
+        let (f, wt, s, e) = next_field(span, &mut pos)?;
+        if f == 11 && wt == 2 {
+            return Some(&span[s..e]);
+        }
+    })
+}

@@ -1,0 +1,760 @@
+//! The OTTL condition grammar, as the Collector's `pkg/ottl` parses boolean expressions:
+//! `or` binds looser than `and`, `not` applies to what follows it, comparisons
+//! (`== != < <= > >=`) take values, and values are literals, paths, enums, converters
+//! (capitalised function calls) and math (`+ - * /`, usual precedence).
+//!
+//! Paths and converters are resolved here, against the context the condition runs in, so
+//! an unknown path or function is refused at load with its position in the expression.
+
+use regex::bytes::Regex;
+
+use super::{Context, OttlError};
+
+/// A comparison operator.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CmpOp {
+    /// `==`
+    Eq,
+    /// `!=`
+    Ne,
+    /// `<`
+    Lt,
+    /// `<=`
+    Le,
+    /// `>`
+    Gt,
+    /// `>=`
+    Ge,
+}
+
+/// A math operator.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MathOp {
+    /// `+`
+    Add,
+    /// `-`
+    Sub,
+    /// `*`
+    Mul,
+    /// `/`
+    Div,
+}
+
+/// Which message a path reads from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    /// The span.
+    Span,
+    /// The span event (spanevent conditions only).
+    Event,
+    /// The span's resource.
+    Resource,
+    /// The span's instrumentation scope.
+    Scope,
+}
+
+/// A field a path names.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Field {
+    /// `name`
+    Name,
+    /// `kind` (an int, the enum's number)
+    Kind,
+    /// `kind.string` (`"Server"`, …)
+    KindString,
+    /// `status.code`
+    StatusCode,
+    /// `status.message`
+    StatusMessage,
+    /// `trace_id` (bytes)
+    TraceId,
+    /// `trace_id.string` (lower-case hex)
+    TraceIdString,
+    /// `span_id` (bytes)
+    SpanId,
+    /// `span_id.string`
+    SpanIdString,
+    /// `parent_span_id` (bytes)
+    ParentSpanId,
+    /// `parent_span_id.string`
+    ParentSpanIdString,
+    /// `trace_state`, or `trace_state["key"]` with a key
+    TraceState(Option<String>),
+    /// `start_time_unix_nano`
+    StartTime,
+    /// `end_time_unix_nano`
+    EndTime,
+    /// `time_unix_nano` of an event
+    Time,
+    /// `attributes["k"]…`: the key, then indexes into maps and lists
+    Attribute(String, Vec<Index>),
+    /// `attributes` as a whole (for `Len`, `IsMap`)
+    Attributes,
+    /// `dropped_attributes_count`
+    DroppedAttributesCount,
+    /// `version` of the scope
+    Version,
+}
+
+/// An index into a map (`["k"]`) or a list (`[0]`).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Index {
+    /// A map key.
+    Key(String),
+    /// A list position.
+    Pos(i64),
+}
+
+/// A converter (function) the condition calls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Func {
+    /// `IsMatch(target, "regex")`
+    IsMatch,
+    /// `IsString(v)`
+    IsString,
+    /// `IsInt(v)`
+    IsInt,
+    /// `IsDouble(v)`
+    IsDouble,
+    /// `IsBool(v)`
+    IsBool,
+    /// `IsMap(v)`
+    IsMap,
+    /// `IsList(v)`
+    IsList,
+    /// `Len(v)`
+    Len,
+    /// `Int(v)`
+    Int,
+    /// `Double(v)`
+    Double,
+    /// `String(v)`
+    String,
+    /// `Concat([values], "delimiter")`
+    Concat,
+    /// `HasPrefix(target, prefix)`
+    HasPrefix,
+    /// `HasSuffix(target, suffix)`
+    HasSuffix,
+    /// `ToLowerCase(v)`
+    ToLowerCase,
+    /// `ToUpperCase(v)`
+    ToUpperCase,
+    /// `IsRootSpan()`
+    IsRootSpan,
+    /// `ContainsValue(list, value)`
+    ContainsValue,
+}
+
+const FUNCS: &[(&str, Func, usize)] = &[
+    ("IsMatch", Func::IsMatch, 2),
+    ("IsString", Func::IsString, 1),
+    ("IsInt", Func::IsInt, 1),
+    ("IsDouble", Func::IsDouble, 1),
+    ("IsBool", Func::IsBool, 1),
+    ("IsMap", Func::IsMap, 1),
+    ("IsList", Func::IsList, 1),
+    ("Len", Func::Len, 1),
+    ("Int", Func::Int, 1),
+    ("Double", Func::Double, 1),
+    ("String", Func::String, 1),
+    ("Concat", Func::Concat, 2),
+    ("HasPrefix", Func::HasPrefix, 2),
+    ("HasSuffix", Func::HasSuffix, 2),
+    ("ToLowerCase", Func::ToLowerCase, 1),
+    ("ToUpperCase", Func::ToUpperCase, 1),
+    ("IsRootSpan", Func::IsRootSpan, 0),
+    ("ContainsValue", Func::ContainsValue, 2),
+];
+
+/// A parsed expression.
+#[derive(Debug, Clone)]
+pub enum Expr {
+    /// `a or b or …`
+    Or(Vec<Expr>),
+    /// `a and b and …`
+    And(Vec<Expr>),
+    /// `not a`
+    Not(Box<Expr>),
+    /// `a OP b`
+    Cmp(Box<Expr>, CmpOp, Box<Expr>),
+    /// `a OP b` for math
+    Math(Box<Expr>, MathOp, Box<Expr>),
+    /// `-a`
+    Neg(Box<Expr>),
+    /// `nil`
+    Nil,
+    /// `true` / `false`
+    Bool(bool),
+    /// An integer literal or enum.
+    Int(i64),
+    /// A float literal.
+    Float(f64),
+    /// A string literal.
+    Str(String),
+    /// A bytes literal (`0x…`).
+    Bytes(Vec<u8>),
+    /// A list literal (`[a, b]`), as a converter's argument.
+    List(Vec<Expr>),
+    /// A path into the context.
+    Path(Target, Field),
+    /// A converter call; `regex` is the compiled pattern of `IsMatch`.
+    Call(Func, Vec<Expr>, Option<Box<Regex>>),
+}
+
+impl Expr {
+    /// Whether the expression yields a boolean by its form (a comparison, logic, a bool
+    /// literal or a converter), as OTTL requires of a condition.
+    fn is_boolean(&self) -> bool {
+        matches!(
+            self,
+            Expr::Or(_)
+                | Expr::And(_)
+                | Expr::Not(_)
+                | Expr::Cmp(..)
+                | Expr::Bool(_)
+                | Expr::Call(..)
+        )
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum Tok {
+    Ident(String),
+    Str(String),
+    Int(i64),
+    Float(f64),
+    Bytes(Vec<u8>),
+    Punct(&'static str),
+}
+
+struct Lexer;
+
+impl Lexer {
+    fn tokens(src: &str) -> Result<Vec<(Tok, usize)>, OttlError> {
+        let b = src.as_bytes();
+        let mut out = Vec::new();
+        let mut i = 0;
+        while i < b.len() {
+            let c = b[i];
+            let start = i;
+            if c.is_ascii_whitespace() {
+                i += 1;
+                continue;
+            }
+            if c == b'"' {
+                let mut s = Vec::new();
+                i += 1;
+                loop {
+                    match b.get(i) {
+                        None => return Err(err(src, start, "unterminated string")),
+                        Some(b'"') => {
+                            i += 1;
+                            break;
+                        }
+                        Some(b'\\') => {
+                            let esc = match b.get(i + 1) {
+                                Some(b'"') => b'"',
+                                Some(b'\\') => b'\\',
+                                Some(b'n') => b'\n',
+                                Some(b't') => b'\t',
+                                Some(b'r') => b'\r',
+                                _ => return Err(err(src, i, "unknown escape in string")),
+                            };
+                            s.push(esc);
+                            i += 2;
+                        }
+                        Some(&ch) => {
+                            s.push(ch);
+                            i += 1;
+                        }
+                    }
+                }
+                let s = String::from_utf8(s).map_err(|_| err(src, start, "invalid UTF-8"))?;
+                out.push((Tok::Str(s), start));
+                continue;
+            }
+            if c == b'0' && matches!(b.get(i + 1), Some(b'x' | b'X')) {
+                i += 2;
+                let h = i;
+                while i < b.len() && b[i].is_ascii_hexdigit() {
+                    i += 1;
+                }
+                let hex = &src[h..i];
+                if hex.is_empty() || hex.len() % 2 != 0 {
+                    return Err(err(
+                        src,
+                        start,
+                        "a bytes literal needs an even number of hex digits",
+                    ));
+                }
+                let bytes = (0..hex.len())
+                    .step_by(2)
+                    .map(|k| u8::from_str_radix(&hex[k..k + 2], 16))
+                    .collect::<Result<Vec<u8>, _>>()
+                    .map_err(|_| err(src, start, "invalid bytes literal"))?;
+                out.push((Tok::Bytes(bytes), start));
+                continue;
+            }
+            if c.is_ascii_digit() {
+                while i < b.len() && b[i].is_ascii_digit() {
+                    i += 1;
+                }
+                let mut float = false;
+                if b.get(i) == Some(&b'.') && b.get(i + 1).is_some_and(u8::is_ascii_digit) {
+                    float = true;
+                    i += 1;
+                    while i < b.len() && b[i].is_ascii_digit() {
+                        i += 1;
+                    }
+                }
+                let text = &src[start..i];
+                let tok = if float {
+                    Tok::Float(
+                        text.parse()
+                            .map_err(|_| err(src, start, "invalid number"))?,
+                    )
+                } else {
+                    Tok::Int(
+                        text.parse()
+                            .map_err(|_| err(src, start, "integer out of range"))?,
+                    )
+                };
+                out.push((tok, start));
+                continue;
+            }
+            if c.is_ascii_alphabetic() || c == b'_' {
+                while i < b.len() && (b[i].is_ascii_alphanumeric() || b[i] == b'_') {
+                    i += 1;
+                }
+                out.push((Tok::Ident(src[start..i].to_owned()), start));
+                continue;
+            }
+            let two = src.get(i..i + 2).unwrap_or("");
+            let p: &'static str = match two {
+                "==" => "==",
+                "!=" => "!=",
+                "<=" => "<=",
+                ">=" => ">=",
+                _ => match c {
+                    b'<' => "<",
+                    b'>' => ">",
+                    b'(' => "(",
+                    b')' => ")",
+                    b'[' => "[",
+                    b']' => "]",
+                    b',' => ",",
+                    b'.' => ".",
+                    b'+' => "+",
+                    b'-' => "-",
+                    b'*' => "*",
+                    b'/' => "/",
+                    _ => {
+                        return Err(err(
+                            src,
+                            start,
+                            &format!("unexpected character {:?}", c as char),
+                        ))
+                    }
+                },
+            };
+            i += p.len();
+            out.push((Tok::Punct(p), start));
+        }
+        Ok(out)
+    }
+}
+
+fn err(src: &str, pos: usize, message: &str) -> OttlError {
+    OttlError::Parse {
+        condition: src.to_owned(),
+        column: src[..pos.min(src.len())].chars().count() + 1,
+        message: message.to_owned(),
+    }
+}
+
+/// Parses one condition for `ctx`.
+pub fn parse(src: &str, ctx: Context) -> Result<Expr, OttlError> {
+    let toks = Lexer::tokens(src)?;
+    let mut p = Parser {
+        src,
+        toks,
+        pos: 0,
+        ctx,
+    };
+    let e = p.or()?;
+    if p.pos < p.toks.len() {
+        return Err(p.error_here("unexpected input after the condition"));
+    }
+    if !e.is_boolean() {
+        return Err(err(
+            src,
+            0,
+            "a condition must be a comparison, a boolean, a converter or a combination of them",
+        ));
+    }
+    Ok(e)
+}
+
+struct Parser<'s> {
+    src: &'s str,
+    toks: Vec<(Tok, usize)>,
+    pos: usize,
+    ctx: Context,
+}
+
+impl Parser<'_> {
+    fn peek(&self) -> Option<&Tok> {
+        self.toks.get(self.pos).map(|(t, _)| t)
+    }
+
+    fn at(&self) -> usize {
+        self.toks.get(self.pos).map_or(self.src.len(), |(_, p)| *p)
+    }
+
+    fn error_here(&self, message: &str) -> OttlError {
+        err(self.src, self.at(), message)
+    }
+
+    fn eat_punct(&mut self, p: &str) -> bool {
+        if matches!(self.peek(), Some(Tok::Punct(q)) if *q == p) {
+            self.pos += 1;
+            true
+        } else {
+            false
+        }
+    }
+
+    fn eat_keyword(&mut self, k: &str) -> bool {
+        if matches!(self.peek(), Some(Tok::Ident(q)) if q == k) {
+            self.pos += 1;
+            true
+        } else {
+            false
+        }
+    }
+
+    fn expect(&mut self, p: &str) -> Result<(), OttlError> {
+        if self.eat_punct(p) {
+            Ok(())
+        } else {
+            Err(self.error_here(&format!("expected `{p}`")))
+        }
+    }
+
+    fn or(&mut self) -> Result<Expr, OttlError> {
+        let mut parts = vec![self.and()?];
+        while self.eat_keyword("or") {
+            parts.push(self.and()?);
+        }
+        Ok(if parts.len() == 1 {
+            parts.remove(0)
+        } else {
+            Expr::Or(parts)
+        })
+    }
+
+    fn and(&mut self) -> Result<Expr, OttlError> {
+        let mut parts = vec![self.not()?];
+        while self.eat_keyword("and") {
+            parts.push(self.not()?);
+        }
+        Ok(if parts.len() == 1 {
+            parts.remove(0)
+        } else {
+            Expr::And(parts)
+        })
+    }
+
+    fn not(&mut self) -> Result<Expr, OttlError> {
+        let at = self.at();
+        if self.eat_keyword("not") {
+            let inner = self.not()?;
+            if !inner.is_boolean() {
+                return Err(err(
+                    self.src,
+                    at,
+                    "`not` needs a boolean expression after it",
+                ));
+            }
+            return Ok(Expr::Not(Box::new(inner)));
+        }
+        self.comparison()
+    }
+
+    fn comparison(&mut self) -> Result<Expr, OttlError> {
+        let left = self.additive()?;
+        let op = match self.peek() {
+            Some(Tok::Punct("==")) => CmpOp::Eq,
+            Some(Tok::Punct("!=")) => CmpOp::Ne,
+            Some(Tok::Punct("<")) => CmpOp::Lt,
+            Some(Tok::Punct("<=")) => CmpOp::Le,
+            Some(Tok::Punct(">")) => CmpOp::Gt,
+            Some(Tok::Punct(">=")) => CmpOp::Ge,
+            _ => return Ok(left),
+        };
+        self.pos += 1;
+        let right = self.additive()?;
+        Ok(Expr::Cmp(Box::new(left), op, Box::new(right)))
+    }
+
+    fn additive(&mut self) -> Result<Expr, OttlError> {
+        let mut left = self.term()?;
+        loop {
+            let op = match self.peek() {
+                Some(Tok::Punct("+")) => MathOp::Add,
+                Some(Tok::Punct("-")) => MathOp::Sub,
+                _ => return Ok(left),
+            };
+            self.pos += 1;
+            let right = self.term()?;
+            left = Expr::Math(Box::new(left), op, Box::new(right));
+        }
+    }
+
+    fn term(&mut self) -> Result<Expr, OttlError> {
+        let mut left = self.unary()?;
+        loop {
+            let op = match self.peek() {
+                Some(Tok::Punct("*")) => MathOp::Mul,
+                Some(Tok::Punct("/")) => MathOp::Div,
+                _ => return Ok(left),
+            };
+            self.pos += 1;
+            let right = self.unary()?;
+            left = Expr::Math(Box::new(left), op, Box::new(right));
+        }
+    }
+
+    fn unary(&mut self) -> Result<Expr, OttlError> {
+        if self.eat_punct("-") {
+            return Ok(match self.unary()? {
+                Expr::Int(i) => Expr::Int(-i),
+                Expr::Float(f) => Expr::Float(-f),
+                e => Expr::Neg(Box::new(e)),
+            });
+        }
+        self.primary()
+    }
+
+    fn primary(&mut self) -> Result<Expr, OttlError> {
+        let at = self.at();
+        let Some(tok) = self.peek().cloned() else {
+            return Err(self.error_here("expected a value"));
+        };
+        self.pos += 1;
+        match tok {
+            Tok::Punct("(") => {
+                let e = self.or()?;
+                self.expect(")")?;
+                Ok(e)
+            }
+            Tok::Punct("[") => {
+                let mut items = Vec::new();
+                if !self.eat_punct("]") {
+                    loop {
+                        items.push(self.additive()?);
+                        if self.eat_punct("]") {
+                            break;
+                        }
+                        self.expect(",")?;
+                    }
+                }
+                Ok(Expr::List(items))
+            }
+            Tok::Punct(p) => Err(err(self.src, at, &format!("unexpected `{p}`"))),
+            Tok::Str(s) => Ok(Expr::Str(s)),
+            Tok::Int(i) => Ok(Expr::Int(i)),
+            Tok::Float(f) => Ok(Expr::Float(f)),
+            Tok::Bytes(b) => Ok(Expr::Bytes(b)),
+            Tok::Ident(id) => match id.as_str() {
+                "nil" => Ok(Expr::Nil),
+                "true" => Ok(Expr::Bool(true)),
+                "false" => Ok(Expr::Bool(false)),
+                "and" | "or" | "not" => Err(err(
+                    self.src,
+                    at,
+                    &format!("expected a value, found `{id}`"),
+                )),
+                _ if id.starts_with(|c: char| c.is_ascii_uppercase()) => {
+                    if self.eat_punct("(") {
+                        self.call(&id, at)
+                    } else {
+                        enum_value(&id)
+                            .map(Expr::Int)
+                            .ok_or_else(|| err(self.src, at, &format!("unknown enum {id}")))
+                    }
+                }
+                _ => self.path(id, at),
+            },
+        }
+    }
+
+    fn call(&mut self, name: &str, at: usize) -> Result<Expr, OttlError> {
+        let Some(&(_, func, arity)) = FUNCS.iter().find(|(n, _, _)| *n == name) else {
+            let known: Vec<&str> = FUNCS.iter().map(|(n, _, _)| *n).collect();
+            return Err(err(
+                self.src,
+                at,
+                &format!("unknown function {name}; supported: {}", known.join(", ")),
+            ));
+        };
+        let mut args = Vec::new();
+        if !self.eat_punct(")") {
+            loop {
+                args.push(self.or()?);
+                if self.eat_punct(")") {
+                    break;
+                }
+                self.expect(",")?;
+            }
+        }
+        if args.len() != arity {
+            return Err(err(
+                self.src,
+                at,
+                &format!("{name} takes {arity} argument(s), found {}", args.len()),
+            ));
+        }
+        if func == Func::IsRootSpan && self.ctx != Context::Span {
+            return Err(err(
+                self.src,
+                at,
+                "IsRootSpan is only available in span conditions",
+            ));
+        }
+        let regex = match (func, args.get(1)) {
+            (Func::IsMatch, Some(Expr::Str(pattern))) => {
+                Some(Box::new(Regex::new(pattern).map_err(|e| {
+                    err(self.src, at, &format!("invalid regular expression: {e}"))
+                })?))
+            }
+            (Func::IsMatch, _) => {
+                return Err(err(
+                    self.src,
+                    at,
+                    "IsMatch's pattern must be a string literal",
+                ))
+            }
+            _ => None,
+        };
+        if func == Func::Concat && !matches!(args.first(), Some(Expr::List(_))) {
+            return Err(err(
+                self.src,
+                at,
+                "Concat takes a list ([a, b]) and a delimiter",
+            ));
+        }
+        Ok(Expr::Call(func, args, regex))
+    }
+
+    /// A path: dotted names and then `[index]`es, resolved against the context.
+    fn path(&mut self, first: String, at: usize) -> Result<Expr, OttlError> {
+        let mut names = vec![first];
+        while self.eat_punct(".") {
+            match self.peek().cloned() {
+                Some(Tok::Ident(id)) => {
+                    self.pos += 1;
+                    names.push(id);
+                }
+                _ => return Err(self.error_here("expected a name after `.`")),
+            }
+        }
+        let mut indexes = Vec::new();
+        while self.eat_punct("[") {
+            match self.peek().cloned() {
+                Some(Tok::Str(s)) => indexes.push(Index::Key(s)),
+                Some(Tok::Int(i)) => indexes.push(Index::Pos(i)),
+                _ => return Err(self.error_here("expected a string key or an integer index")),
+            }
+            self.pos += 1;
+            self.expect("]")?;
+        }
+        let names: Vec<&str> = names.iter().map(String::as_str).collect();
+        resolve(self.ctx, &names, indexes)
+            .map(|(t, f)| Expr::Path(t, f))
+            .map_err(|m| err(self.src, at, &m))
+    }
+}
+
+/// The value of an OTTL enum.
+fn enum_value(name: &str) -> Option<i64> {
+    Some(match name {
+        "SPAN_KIND_UNSPECIFIED" => 0,
+        "SPAN_KIND_INTERNAL" => 1,
+        "SPAN_KIND_SERVER" => 2,
+        "SPAN_KIND_CLIENT" => 3,
+        "SPAN_KIND_PRODUCER" => 4,
+        "SPAN_KIND_CONSUMER" => 5,
+        "STATUS_CODE_UNSET" => 0,
+        "STATUS_CODE_OK" => 1,
+        "STATUS_CODE_ERROR" => 2,
+        _ => return None,
+    })
+}
+
+/// Resolves a dotted path in a context: the context's own fields bare or with its prefix
+/// (`name`, `span.name`), then `resource.…`, `instrumentation_scope.…` (or `scope.…`) and,
+/// in span event conditions, the event's span as `span.…`.
+fn resolve(ctx: Context, names: &[&str], idx: Vec<Index>) -> Result<(Target, Field), String> {
+    let (target, rest): (Target, &[&str]) = match (ctx, names) {
+        (_, ["resource", rest @ ..]) => (Target::Resource, rest),
+        (_, ["instrumentation_scope" | "scope", rest @ ..]) => (Target::Scope, rest),
+        (Context::Span, ["span", rest @ ..]) => (Target::Span, rest),
+        (Context::SpanEvent, ["spanevent", rest @ ..]) => (Target::Event, rest),
+        (Context::SpanEvent, ["span", rest @ ..]) => (Target::Span, rest),
+        (Context::Span, _) => (Target::Span, names),
+        (Context::SpanEvent, _) => (Target::Event, names),
+    };
+    let path = names.join(".");
+    let unknown = || format!("unknown path {path:?} in a {} condition", ctx.name());
+    let no_index = |f: Field| {
+        if idx.is_empty() {
+            Ok(f)
+        } else {
+            Err(format!("path {path:?} takes no index"))
+        }
+    };
+    let attributes = |idx: Vec<Index>| -> Result<Field, String> {
+        let mut idx = idx.into_iter();
+        match idx.next() {
+            None => Ok(Field::Attributes),
+            Some(Index::Key(k)) => Ok(Field::Attribute(k, idx.collect())),
+            Some(Index::Pos(_)) => Err(format!("{path}: attributes are indexed by a string key")),
+        }
+    };
+    let field = match (target, rest) {
+        (_, ["attributes"]) => attributes(idx)?,
+        (_, ["dropped_attributes_count"]) => no_index(Field::DroppedAttributesCount)?,
+        (Target::Resource, _) => return Err(unknown()),
+        (Target::Scope, ["name"]) => no_index(Field::Name)?,
+        (Target::Scope, ["version"]) => no_index(Field::Version)?,
+        (Target::Scope, _) => return Err(unknown()),
+        (Target::Event, ["name"]) => no_index(Field::Name)?,
+        (Target::Event, ["time_unix_nano"]) => no_index(Field::Time)?,
+        (Target::Event, _) => return Err(unknown()),
+        (Target::Span, ["name"]) => no_index(Field::Name)?,
+        (Target::Span, ["kind"]) => no_index(Field::Kind)?,
+        (Target::Span, ["kind", "string"]) => no_index(Field::KindString)?,
+        (Target::Span, ["status", "code"]) => no_index(Field::StatusCode)?,
+        (Target::Span, ["status", "message"]) => no_index(Field::StatusMessage)?,
+        (Target::Span, ["trace_id"]) => no_index(Field::TraceId)?,
+        (Target::Span, ["trace_id", "string"]) => no_index(Field::TraceIdString)?,
+        (Target::Span, ["span_id"]) => no_index(Field::SpanId)?,
+        (Target::Span, ["span_id", "string"]) => no_index(Field::SpanIdString)?,
+        (Target::Span, ["parent_span_id"]) => no_index(Field::ParentSpanId)?,
+        (Target::Span, ["parent_span_id", "string"]) => no_index(Field::ParentSpanIdString)?,
+        (Target::Span, ["trace_state"]) => {
+            let mut idx = idx.into_iter();
+            match (idx.next(), idx.next()) {
+                (None, _) => Field::TraceState(None),
+                (Some(Index::Key(k)), None) => Field::TraceState(Some(k)),
+                _ => return Err(format!("{path}: trace_state takes one string key")),
+            }
+        }
+        (Target::Span, ["start_time_unix_nano"]) => no_index(Field::StartTime)?,
+        (Target::Span, ["end_time_unix_nano"]) => no_index(Field::EndTime)?,
+        (Target::Span, _) => return Err(unknown()),
+    };
+    Ok((target, field))
+}

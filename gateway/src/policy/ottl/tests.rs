@@ -1,0 +1,253 @@
+//! OTTL conditions against encoded spans. Expected results follow the Collector's
+//! pkg/ottl (grammar.go, compare.go, contexts/ottlspan and ottlspanevent, ottlfuncs) and
+//! the tail_sampling processor's internal/sampling/ottl_test.go.
+
+use opentelemetry_proto::tonic::common::v1::{
+    any_value, AnyValue, ArrayValue, InstrumentationScope, KeyValue, KeyValueList,
+};
+use opentelemetry_proto::tonic::resource::v1::Resource;
+use opentelemetry_proto::tonic::trace::v1::{span, ResourceSpans, ScopeSpans, Span, Status};
+use prost::Message;
+
+use super::eval::SpanInput;
+use super::*;
+
+fn kv(key: &str, v: any_value::Value) -> KeyValue {
+    KeyValue {
+        key: key.into(),
+        value: Some(AnyValue { value: Some(v) }),
+        ..Default::default()
+    }
+}
+
+fn s(v: &str) -> any_value::Value {
+    any_value::Value::StringValue(v.into())
+}
+
+struct Encoded {
+    span: Vec<u8>,
+    resource: Vec<u8>,
+    scope: Vec<u8>,
+}
+
+fn sample() -> Encoded {
+    let sp = Span {
+        trace_id: vec![1; 16],
+        span_id: vec![2; 8],
+        parent_span_id: vec![],
+        trace_state: "ot=th:8,vendor=gold".into(),
+        name: "GET /api/users".into(),
+        kind: span::SpanKind::Server as i32,
+        start_time_unix_nano: 1_000_000_000,
+        end_time_unix_nano: 1_750_000_000,
+        attributes: vec![
+            kv("http.response.status_code", any_value::Value::IntValue(503)),
+            kv("http.route", s("/api/users")),
+            kv("ratio", any_value::Value::DoubleValue(0.5)),
+            kv("cached", any_value::Value::BoolValue(false)),
+            kv(
+                "tags",
+                any_value::Value::ArrayValue(ArrayValue {
+                    values: vec![
+                        AnyValue {
+                            value: Some(s("a")),
+                        },
+                        AnyValue {
+                            value: Some(s("b")),
+                        },
+                    ],
+                }),
+            ),
+            kv(
+                "user",
+                any_value::Value::KvlistValue(KeyValueList {
+                    values: vec![kv("tier", s("gold"))],
+                }),
+            ),
+        ],
+        events: vec![span::Event {
+            time_unix_nano: 1_100_000_000,
+            name: "exception".into(),
+            attributes: vec![kv("exception.type", s("TimeoutError"))],
+            dropped_attributes_count: 0,
+        }],
+        status: Some(Status {
+            message: "upstream failed".into(),
+            code: 2,
+        }),
+        ..Default::default()
+    };
+    let resource = ResourceSpans {
+        resource: Some(Resource {
+            attributes: vec![
+                kv("service.name", s("checkout")),
+                kv("deployment.environment", s("prod")),
+            ],
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let scope = ScopeSpans {
+        scope: Some(InstrumentationScope {
+            name: "io.opentelemetry.http".into(),
+            version: "1.2.3".into(),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    Encoded {
+        span: sp.encode_to_vec(),
+        resource: resource.encode_to_vec(),
+        scope: scope.encode_to_vec(),
+    }
+}
+
+fn holds(ctx: Context, cond: &str) -> Result<bool, OttlError> {
+    let e = sample();
+    let c = Condition::new(cond, ctx).unwrap_or_else(|err| panic!("{cond}: {err}"));
+    let event = match ctx {
+        Context::Span => &[][..],
+        Context::SpanEvent => eval::events(&e.span).next().unwrap(),
+    };
+    c.holds(&SpanInput {
+        span: &e.span,
+        resource: &e.resource,
+        scope: &e.scope,
+        event,
+    })
+}
+
+/// Scenario: span conditions of every supported form.
+/// Guarantees: each decides as the Collector's OTTL does on the same span.
+#[test]
+fn span_conditions_decide_as_ottl() {
+    let t = |c: &str| holds(Context::Span, c).unwrap();
+    for yes in [
+        r#"name == "GET /api/users""#,
+        r#"span.name == "GET /api/users""#,
+        "kind == SPAN_KIND_SERVER",
+        r#"kind.string == "Server""#,
+        "status.code == STATUS_CODE_ERROR",
+        r#"status.message == "upstream failed""#,
+        r#"attributes["http.response.status_code"] >= 500"#,
+        r#"attributes["http.response.status_code"] >= 500 and attributes["http.route"] == "/api/users""#,
+        r#"attributes["ratio"] < 1"#,
+        r#"attributes["ratio"] == 0.5"#,
+        r#"attributes["cached"] == false"#,
+        r#"attributes["missing"] == nil"#,
+        r#"attributes["missing"] != "x""#,
+        r#"attributes["tags"][1] == "b""#,
+        r#"attributes["user"]["tier"] == "gold""#,
+        r#"resource.attributes["service.name"] == "checkout""#,
+        r#"instrumentation_scope.name == "io.opentelemetry.http""#,
+        r#"scope.version == "1.2.3""#,
+        r#"trace_state["vendor"] == "gold""#,
+        r#"trace_state["nope"] == """#,
+        "end_time_unix_nano - start_time_unix_nano > 500000000",
+        "(end_time_unix_nano - start_time_unix_nano) / 1000000 == 750",
+        r#"IsMatch(name, "users$")"#,
+        r#"IsMatch(attributes["http.response.status_code"], "^5")"#,
+        r#"not IsMatch(name, "^POST")"#,
+        r#"IsString(attributes["http.route"]) and IsInt(attributes["http.response.status_code"])"#,
+        r#"IsDouble(attributes["ratio"]) and IsBool(attributes["cached"])"#,
+        r#"IsList(attributes["tags"]) and IsMap(attributes["user"])"#,
+        r#"Len(attributes["tags"]) == 2 and Len(name) == 14"#,
+        r#"Int("42") == 42 and Int("x") == nil and Double("1.5") == 1.5"#,
+        r#"String(attributes["http.response.status_code"]) == "503""#,
+        r#"Concat([resource.attributes["service.name"], name], " ") == "checkout GET /api/users""#,
+        r#"HasPrefix(name, "GET") and HasSuffix(name, "users")"#,
+        r#"ToLowerCase(name) == "get /api/users""#,
+        "IsRootSpan()",
+        r#"ContainsValue(attributes["tags"], "a")"#,
+        r#"false or (true and not false)"#,
+        "1 + 2 * 3 == 7",
+        "trace_id == 0x01010101010101010101010101010101",
+        r#"trace_id.string == "01010101010101010101010101010101""#,
+    ] {
+        assert!(t(yes), "{yes} should hold");
+    }
+    for no in [
+        r#"name == "POST""#,
+        r#"attributes["http.response.status_code"] == "503""#, // int vs string: unequal
+        r#"attributes["http.response.status_code"] < "600""#,  // never ordered
+        r#"attributes["missing"] > 0"#,
+        r#"attributes["missing"] == """#,
+        "kind == SPAN_KIND_CLIENT",
+        r#"trace_state["nope"] == "gold""#,
+        "not true",
+        r#"IsMatch(attributes["missing"], ".*")"#,
+    ] {
+        assert!(!t(no), "{no} should not hold");
+    }
+}
+
+/// Scenario: span event conditions. Guarantees: bare paths read the event, `span.` the
+/// span it belongs to, as the Collector's ottlspanevent context.
+#[test]
+fn span_event_conditions_read_the_event_and_its_span() {
+    let t = |c: &str| holds(Context::SpanEvent, c).unwrap();
+    assert!(t(r#"name == "exception""#));
+    assert!(t(r#"spanevent.name == "exception""#));
+    assert!(t(r#"attributes["exception.type"] == "TimeoutError""#));
+    assert!(t(r#"span.name == "GET /api/users" and time_unix_nano > 0"#));
+    assert!(t(r#"resource.attributes["service.name"] == "checkout""#));
+    assert!(!t(r#"name == "GET /api/users""#));
+}
+
+/// Scenario: conditions that fail while evaluating. Guarantees: an error, not a panic or
+/// a silent false, so `error_mode` can decide.
+#[test]
+fn evaluation_errors_are_errors() {
+    for c in [
+        r#"name + 1 == 2"#,
+        "1 / 0 == 1",
+        "1 + 1.5 > 0",
+        r#"Len(attributes["ratio"]) == 1"#,
+        r#"HasPrefix(attributes["ratio"], "a")"#,
+    ] {
+        assert!(
+            matches!(holds(Context::Span, c), Err(OttlError::Eval(_))),
+            "{c} should fail"
+        );
+    }
+}
+
+/// Scenario: conditions that cannot be used. Guarantees: refused at load, with the column
+/// of the problem.
+#[test]
+fn mistakes_are_refused_at_load_with_their_position() {
+    let col = |ctx, c: &str| match Condition::new(c, ctx) {
+        Err(OttlError::Parse {
+            column, message, ..
+        }) => (column, message),
+        other => panic!("{c}: {other:?}"),
+    };
+    assert_eq!(col(Context::Span, "nmae == \"x\"").0, 1);
+    assert!(col(Context::Span, "name == \"x\" and Foo(name)")
+        .1
+        .contains("unknown function Foo"));
+    assert_eq!(col(Context::Span, "name == \"x\" and Foo(name)").0, 17);
+    assert!(col(Context::Span, "kind == SPAN_KIND_WHATEVER")
+        .1
+        .contains("unknown enum"));
+    assert!(col(Context::Span, "name == \"x").1.contains("unterminated"));
+    assert!(col(Context::Span, "name")
+        .1
+        .contains("must be a comparison"));
+    assert!(col(Context::Span, "name == ")
+        .1
+        .contains("expected a value"));
+    assert!(col(Context::Span, "IsMatch(name, \"(\")")
+        .1
+        .contains("regular expression"));
+    assert!(col(Context::Span, "IsMatch(name)").1.contains("takes 2"));
+    assert!(col(Context::SpanEvent, "IsRootSpan()")
+        .1
+        .contains("only available in span"));
+    assert!(col(Context::Span, "spanevent.name == \"x\"")
+        .1
+        .contains("unknown path"));
+    assert!(col(Context::Span, "name == \"a\" )")
+        .1
+        .contains("unexpected input"));
+}

@@ -1,0 +1,170 @@
+//! `ottl_condition`: keeps traces where some span matches one of the `span` conditions or
+//! some span event matches one of the `spanevent` conditions, as the Collector's policy of
+//! that name (processor/tailsamplingprocessor/internal/sampling/ottl.go).
+//!
+//! Conditions are evaluated at decision time over the buffered spans' bytes (see
+//! [`super::ottl`]); evaluation stops at the first match. A condition that fails on a span
+//! (a type error) is handled by `error_mode`: `propagate` (the default) ends evaluation and
+//! the policy does not sample the trace (the Collector's "error" decision, which samples
+//! nothing); `ignore` and `silent` skip that condition for that span and go on (`ignore`
+//! also counts it in the policy's error metric; Tailgate counts both).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use serde::Deserialize;
+
+use super::ottl::eval::{events, SpanInput};
+use super::ottl::{Condition, Context};
+use super::{Policy, Verdict};
+use crate::buffer::trace::TraceView;
+
+/// `error_mode`, as the Collector's OTTL components.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum ErrorMode {
+    /// Skip the failing condition, log it.
+    Ignore,
+    /// Skip the failing condition quietly.
+    Silent,
+    /// Stop: the trace is not sampled by this policy.
+    #[default]
+    Propagate,
+}
+
+/// YAML block `ottl_condition:`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OttlConditionConfig {
+    /// What a failing condition does. Default `propagate`.
+    #[serde(default)]
+    pub error_mode: ErrorMode,
+    /// Conditions on spans; any match samples the trace.
+    #[serde(default)]
+    pub span: Vec<String>,
+    /// Conditions on span events; any match samples the trace.
+    #[serde(default)]
+    pub spanevent: Vec<String>,
+}
+
+impl OttlConditionConfig {
+    pub(crate) fn validate(&self) -> Result<(), String> {
+        if self.span.is_empty() && self.spanevent.is_empty() {
+            return Err("list at least one condition under span or spanevent".into());
+        }
+        self.compile_conditions().map(|_| ())
+    }
+
+    fn compile_conditions(&self) -> Result<(Vec<Condition>, Vec<Condition>), String> {
+        let compile = |list: &[String], ctx: Context| -> Result<Vec<Condition>, String> {
+            list.iter()
+                .enumerate()
+                .map(|(i, c)| {
+                    Condition::new(c, ctx).map_err(|e| format!("{}[{i}]: {e}", ctx.name()))
+                })
+                .collect()
+        };
+        Ok((
+            compile(&self.span, Context::Span)?,
+            compile(&self.spanevent, Context::SpanEvent)?,
+        ))
+    }
+}
+
+/// Compiled `ottl_condition` policy.
+#[derive(Debug)]
+pub struct OttlConditionPolicy {
+    error_mode: ErrorMode,
+    span: Vec<Condition>,
+    spanevent: Vec<Condition>,
+    /// Condition evaluations that failed, over the policy's life.
+    errors: AtomicU64,
+}
+
+impl OttlConditionPolicy {
+    /// Compiles a validated config.
+    pub fn new(c: &OttlConditionConfig) -> Self {
+        let (span, spanevent) = c.compile_conditions().unwrap_or_default();
+        OttlConditionPolicy {
+            error_mode: c.error_mode,
+            span,
+            spanevent,
+            errors: AtomicU64::new(0),
+        }
+    }
+
+    /// Condition evaluations that failed so far.
+    pub fn errors(&self) -> u64 {
+        self.errors.load(Ordering::Relaxed)
+    }
+
+    /// `Some(verdict)` when evaluation ends here, `None` to go on.
+    fn check(&self, c: &Condition, input: &SpanInput<'_>) -> Option<Verdict> {
+        match c.holds(input) {
+            Ok(true) => Some(Verdict::Sampled),
+            Ok(false) => None,
+            Err(e) => {
+                self.errors.fetch_add(1, Ordering::Relaxed);
+                match self.error_mode {
+                    ErrorMode::Propagate => Some(Verdict::NotSampled),
+                    ErrorMode::Ignore => {
+                        tracing::debug!(condition = %c.source, error = %e, "OTTL condition failed; ignored.");
+                        None
+                    }
+                    ErrorMode::Silent => None,
+                }
+            }
+        }
+    }
+}
+
+impl Policy for OttlConditionPolicy {
+    fn evaluate(&self, trace: &TraceView<'_>) -> Verdict {
+        for s in trace.spans {
+            let parts = s.parts();
+            let mut input = SpanInput {
+                span: parts.span,
+                resource: parts.resource,
+                scope: parts.scope,
+                event: &[],
+            };
+            for c in &self.span {
+                if let Some(v) = self.check(c, &input) {
+                    return v;
+                }
+            }
+            if self.spanevent.is_empty() {
+                continue;
+            }
+            for event in events(parts.span) {
+                input.event = event;
+                for c in &self.spanevent {
+                    if let Some(v) = self.check(c, &input) {
+                        return v;
+                    }
+                }
+            }
+        }
+        Verdict::NotSampled
+    }
+
+    fn describe(&self) -> String {
+        let list = |l: &[Condition]| {
+            l.iter()
+                .map(|c| c.source.as_str())
+                .collect::<Vec<_>>()
+                .join(" | ")
+        };
+        match (self.span.is_empty(), self.spanevent.is_empty()) {
+            (false, true) => format!("keep traces with a span where {}", list(&self.span)),
+            (true, false) => format!(
+                "keep traces with a span event where {}",
+                list(&self.spanevent)
+            ),
+            _ => format!(
+                "keep traces with a span where {} or a span event where {}",
+                list(&self.span),
+                list(&self.spanevent)
+            ),
+        }
+    }
+}
