@@ -59,13 +59,156 @@ pub fn load_yaml<T: DeserializeOwned>(path: &Path) -> Result<T, ConfigError> {
 }
 
 /// Deserializes YAML text; `path` is only used in errors. An empty document is read as an
-/// empty mapping, so that every key takes its default.
+/// empty mapping, so that every key takes its default. The text is first read as the
+/// Collector reads its configs (see [`collector_text`]), with values from the process
+/// environment and files.
 pub fn parse_yaml<T: DeserializeOwned>(path: &Path, text: &str) -> Result<T, ConfigError> {
+    let text = collector_text(path, text, &system_source)?;
+    parse_plain_yaml(path, &text)
+}
+
+/// Deserializes YAML text as it is, without substitutions.
+pub fn parse_plain_yaml<T: DeserializeOwned>(path: &Path, text: &str) -> Result<T, ConfigError> {
     let text = if text.trim().is_empty() { "{}" } else { text };
     serde_yaml_ng::from_str(text).map_err(|error| ConfigError::Parse {
         path: path.to_owned(),
         error,
     })
+}
+
+/// Where `${scheme:name}` references are resolved: `(scheme, name)` → the value, `None` for
+/// an unset variable, or an error message.
+pub type Source<'a> = dyn Fn(&str, &str) -> Result<Option<String>, String> + 'a;
+
+/// The process environment (`env`) and the file system (`file`), as the Collector's
+/// default providers.
+pub fn system_source(scheme: &str, name: &str) -> Result<Option<String>, String> {
+    match scheme {
+        "env" => Ok(std::env::var(name).ok()),
+        "file" => std::fs::read_to_string(name)
+            .map(Some)
+            .map_err(|e| format!("cannot read {name}: {e}")),
+        other => Err(format!(
+            "unsupported scheme {other:?} in ${{{other}:{name}}}; use env or file"
+        )),
+    }
+}
+
+/// Config text as the Collector reads it: `${env:NAME}`, `${NAME}` and
+/// `${env:NAME:-default}` are replaced by the variable's value (an unset variable by its
+/// default, or by nothing, as the Collector does); `${file:PATH}` by the file's content;
+/// `$$` stands for one `$`. Integers written with digit separators (`100_000`, as the
+/// Collector's docs write them and Go's YAML reads them) become plain integers. Line numbers
+/// are unchanged unless a value holds line breaks.
+pub fn collector_text(path: &Path, text: &str, source: &Source<'_>) -> Result<String, ConfigError> {
+    let expanded = expand(text, source).map_err(|(line, message)| ConfigError::InvalidAt {
+        path: path.to_owned(),
+        line,
+        key: "${…}".into(),
+        message,
+    })?;
+    Ok(plain_integers(&expanded))
+}
+
+/// Expands `${…}` references; errors carry the 1-based line.
+pub fn expand(text: &str, source: &Source<'_>) -> Result<String, (usize, String)> {
+    if !text.contains('$') {
+        return Ok(text.to_owned());
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    let line_of = |rest: &str| text[..text.len() - rest.len()].matches('\n').count() + 1;
+    while let Some(i) = rest.find('$') {
+        out.push_str(&rest[..i]);
+        let here = line_of(&rest[i..]);
+        let after = &rest[i + 1..];
+        if let Some(tail) = after.strip_prefix('$') {
+            out.push('$');
+            rest = tail;
+            continue;
+        }
+        let Some(body) = after.strip_prefix('{') else {
+            out.push('$');
+            rest = after;
+            continue;
+        };
+        let Some(end) = body.find('}') else {
+            return Err((here, "unterminated ${ reference".into()));
+        };
+        let reference = &body[..end];
+        let (scheme, name) = match reference.split_once(':') {
+            Some((s, n)) if !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric()) => (s, n),
+            _ => ("env", reference),
+        };
+        let (name, default) = match (scheme, name.split_once(":-")) {
+            ("env", Some((n, d))) => (n, Some(d)),
+            _ => (name, None),
+        };
+        if scheme == "env"
+            && (name.is_empty()
+                || name.starts_with(|c: char| c.is_ascii_digit())
+                || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'))
+        {
+            return Err((
+                here,
+                format!("invalid environment variable name {name:?} in ${{{reference}}}"),
+            ));
+        }
+        let value = source(scheme, name).map_err(|m| (here, m))?;
+        out.push_str(value.as_deref().or(default).unwrap_or(""));
+        rest = &body[end + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+/// Rewrites plain scalars like `100_000` (digits with `_` separators, optionally signed)
+/// as `100000`; quoted strings and other text are left alone.
+fn plain_integers(text: &str) -> String {
+    if !text.contains('_') {
+        return text.to_owned();
+    }
+    let b = text.as_bytes();
+    let mut out = String::with_capacity(text.len());
+    let mut i = 0;
+    let mut last = 0;
+    while i < b.len() {
+        let starts_value = i > 0 && matches!(b[i - 1], b' ' | b'\t' | b'[' | b'{' | b',');
+        if starts_value
+            && (b[i].is_ascii_digit()
+                || (matches!(b[i], b'-' | b'+') && b.get(i + 1).is_some_and(u8::is_ascii_digit)))
+        {
+            let mut j = i + 1;
+            while j < b.len() && (b[j].is_ascii_digit() || b[j] == b'_') {
+                j += 1;
+            }
+            let token = &text[i..j];
+            let ends_value = j == b.len()
+                || matches!(
+                    b[j],
+                    b' ' | b'\t' | b'\r' | b'\n' | b',' | b']' | b'}' | b'#'
+                );
+            let well_formed = token.contains('_') && !token.ends_with('_') && !token.contains("__");
+            // Only values: the text before, on this line, must end a key or open a flow.
+            let line_start = text[..i].rfind('\n').map_or(0, |n| n + 1);
+            let before = text[line_start..i].trim_end();
+            let is_value = before.ends_with(':')
+                || before.ends_with('-')
+                || before.ends_with('[')
+                || before.ends_with('{')
+                || before.ends_with(',');
+            if ends_value && well_formed && is_value {
+                out.push_str(&text[last..i]);
+                out.push_str(&token.replace('_', ""));
+                last = j;
+            }
+            i = j;
+            continue;
+        }
+        i += 1;
+    }
+    out.push_str(&text[last..]);
+    out
 }
 
 /// The 1-based line of item `index` of the block sequence under the first `key:` line of a
@@ -107,6 +250,56 @@ pub fn locate_sequence_item(text: &str, key: &str, index: usize) -> Option<usize
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn env(
+        vars: &'static [(&'static str, &'static str)],
+    ) -> impl Fn(&str, &str) -> Result<Option<String>, String> {
+        move |scheme, name| match scheme {
+            "env" => Ok(vars
+                .iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| (*v).to_owned())),
+            other => Err(format!("unsupported scheme {other:?}")),
+        }
+    }
+
+    /// Scenario: references as the Collector's confmap resolves them (env provider,
+    /// `${NAME}` default scheme, `:-` defaults, `$$` escapes). Guarantees: same text out.
+    #[test]
+    fn references_expand_as_the_collector_does() {
+        let src = env(&[("WAIT", "10s"), ("PCT", "25")]);
+        let got = expand(
+            "a: ${env:WAIT}\nb: ${PCT}\nc: ${env:UNSET:-7}\nd: ${UNSET}\ne: $$HOME $PLAIN\n",
+            &src,
+        )
+        .unwrap();
+        assert_eq!(got, "a: 10s\nb: 25\nc: 7\nd: \ne: $HOME $PLAIN\n");
+        assert_eq!(expand("a: 1\nb: ${env:1X}\n", &src).unwrap_err().0, 2);
+        assert_eq!(expand("a: 1\n${env:1X}: 2\n", &src).unwrap_err().0, 2);
+        assert!(expand("a: ${http:x}\n", &src)
+            .unwrap_err()
+            .1
+            .contains("http"));
+        assert!(expand("a: ${env:X\n", &src)
+            .unwrap_err()
+            .1
+            .contains("unterminated"));
+    }
+
+    /// Scenario: integers with digit separators, as the Collector's README writes
+    /// `sampled_cache_size: 100_000` (Go's yaml.v3 reads them as ints).
+    /// Guarantees: plain integers in values; strings, keys and quoted text unchanged.
+    #[test]
+    fn digit_separators_are_read_as_integers() {
+        let text = "a: 100_000\nb: [1_000, -2_5]\nc: \"1_000\"\nd: v1_2\n- 3_000 # n\nname: x_1\ne: 1__0\n";
+        assert_eq!(
+            plain_integers(text),
+            "a: 100000\nb: [1000, -25]\nc: \"1_000\"\nd: v1_2\n- 3000 # n\nname: x_1\ne: 1__0\n"
+        );
+        let v: serde_yaml_ng::Value =
+            parse_plain_yaml(Path::new("x"), &plain_integers("n: 100_000")).unwrap();
+        assert_eq!(v["n"].as_u64(), Some(100_000));
+    }
 
     #[test]
     fn sequence_items_are_located_by_line() {

@@ -65,6 +65,11 @@ pub struct TraceExplanation {
     pub decided_by: Option<String>,
     /// The probability it was kept with.
     pub probability: f64,
+    /// The policies the plan evaluated, in evaluation order (`drop` policies first); with
+    /// `sample_on_first_match` the list ends where evaluation stopped.
+    pub evaluated: Vec<String>,
+    /// Whether evaluation stopped before the last policy (`sample_on_first_match`).
+    pub stopped_early: bool,
 }
 
 /// The result of a replay.
@@ -158,7 +163,13 @@ pub fn explain(
                 verdicts.push((tally.name.clone(), v, policy.describe()));
             }
         }
-        let d = plan.decide(&view);
+        let mut evaluated = Vec::new();
+        let d = if trace_id == Some(*id) {
+            let mut local = crate::policy::plan::LocalVerdicts::default();
+            plan.decide_explained(&view, &mut local, |i, _| evaluated.push(i))
+        } else {
+            plan.decide(&view)
+        };
         out.traces += 1;
         out.spans += spans;
         if d.sampled {
@@ -178,6 +189,9 @@ pub fn explain(
                 sampled: d.sampled,
                 decided_by: d.policy.map(|p| plan.names()[p as usize].clone()),
                 probability: d.probability,
+                stopped_early: evaluated.len() < plan.names().len()
+                    && evaluated.last().is_some_and(|_| d.sampled),
+                evaluated: evaluated.iter().map(|i| plan.names()[*i].clone()).collect(),
             });
         }
     }
@@ -261,6 +275,15 @@ impl Explanation {
             .ok();
             for (name, v, why) in &t.verdicts {
                 writeln!(s, "  {name:width$}  {:<18}  {why}", format!("{v:?}")).ok();
+            }
+            writeln!(
+                s,
+                "evaluated in order (drop policies first): {}",
+                t.evaluated.join(", ")
+            )
+            .ok();
+            if t.stopped_early {
+                s.push_str("evaluation stopped at the first sampling policy (sample_on_first_match); the rest were not evaluated\n");
             }
             match &t.decided_by {
                 Some(p) => {

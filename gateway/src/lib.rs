@@ -183,7 +183,7 @@ impl Gateway {
     /// `shutdown`.
     pub fn watch_policies(
         &self,
-        policy_file: std::path::PathBuf,
+        policy_file: impl Into<reload::PolicySource>,
         interval: Duration,
         shutdown: CancellationToken,
     ) {

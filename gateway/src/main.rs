@@ -19,9 +19,14 @@ struct Args {
     /// Gateway config file (YAML): receive, buffer, export, admin. See docs/configuration.md.
     #[arg(short, long, value_name = "FILE")]
     config: Option<PathBuf>,
-    /// Policy file: the body of a Collector `tail_sampling:` block (or the block itself).
+    /// Policy file: the body of a Collector `tail_sampling:` block, the block itself, or a
+    /// whole Collector config (its tail_sampling processor is used, the rest ignored).
     #[arg(short, long, value_name = "FILE")]
     policies: Option<PathBuf>,
+    /// In a whole Collector config with several tail_sampling processors, the one to use
+    /// (`NAME` for `tail_sampling/NAME`).
+    #[arg(long, value_name = "NAME")]
+    processor: Option<String>,
     /// Validate both files and exit: 0 when valid, 64 when not.
     #[arg(long)]
     check: bool,
@@ -43,6 +48,9 @@ enum Command {
     CheckPolicies {
         /// The policy file.
         file: PathBuf,
+        /// The tail_sampling processor to use from a whole Collector config.
+        #[arg(long, value_name = "NAME")]
+        processor: Option<String>,
     },
     /// Replay recorded traces through a policy file: per policy, the traces and spans it
     /// keeps, the overall keep share, and for one trace which policy decided and why.
@@ -57,6 +65,9 @@ enum Command {
         /// Explain this trace (32 hex digits) policy by policy.
         #[arg(long, value_name = "HEX")]
         trace_id: Option<String>,
+        /// The tail_sampling processor to use from a whole Collector config.
+        #[arg(long, value_name = "NAME")]
+        processor: Option<String>,
     },
 }
 
@@ -76,16 +87,23 @@ fn main() -> ExitCode {
         policies,
         traces,
         trace_id,
+        processor,
     }) = &args.command
     {
-        return explain(policies, traces, trace_id.as_deref());
+        return explain(policies, processor.as_deref(), traces, trace_id.as_deref());
     }
-    if let Some(Command::CheckPolicies { file }) = &args.command {
-        return match PolicyFile::load(file) {
+    if let Some(Command::CheckPolicies { file, processor }) = &args.command {
+        return match PolicyFile::load_processor(file, processor.as_deref()) {
             Ok(f) => {
                 use std::io::Write as _;
+                for note in &f.notes {
+                    eprintln!("note: {note}");
+                }
                 for note in &f.ignored_options {
                     eprintln!("warning: {note}");
+                }
+                for note in tailgate_gateway::policy::version_notes(&f) {
+                    eprintln!("note: {note}");
                 }
                 let text = PolicyPlan::compile(&f).describe();
                 match std::io::stdout().lock().write_all(text.as_bytes()) {
@@ -110,13 +128,16 @@ fn main() -> ExitCode {
             return ExitCode::from(EX_USAGE);
         }
     };
-    let policies = match PolicyFile::load(policies_path) {
+    let policies = match PolicyFile::load_processor(policies_path, args.processor.as_deref()) {
         Ok(p) => p,
         Err(e) => {
             eprintln!("error: invalid policies: {e}");
             return ExitCode::from(EX_USAGE);
         }
     };
+    for note in &policies.notes {
+        tracing::info!(%note, "Policy file read.");
+    }
     for note in &policies.ignored_options {
         tracing::warn!(option = %note, "Collector option accepted but not applied.");
     }
@@ -131,7 +152,10 @@ fn main() -> ExitCode {
     match run(
         config,
         policies,
-        policies_path.clone(),
+        tailgate_gateway::reload::PolicySource {
+            path: policies_path.clone(),
+            processor: args.processor.clone(),
+        },
         args.reload_interval,
         args.drain_deadline,
     ) {
@@ -146,10 +170,11 @@ fn main() -> ExitCode {
 /// The `explain` command.
 fn explain(
     policies: &std::path::Path,
+    processor: Option<&str>,
     traces: &std::path::Path,
     trace_id: Option<&str>,
 ) -> ExitCode {
-    let file = match PolicyFile::load(policies) {
+    let file = match PolicyFile::load_processor(policies, processor) {
         Ok(f) => f,
         Err(e) => {
             eprintln!("error: {e}");
@@ -205,7 +230,7 @@ fn explain(
 async fn run(
     config: GatewayConfig,
     policies: PolicyFile,
-    policies_path: PathBuf,
+    policies_path: tailgate_gateway::reload::PolicySource,
     reload_interval: Duration,
     drain: Duration,
 ) -> anyhow::Result<()> {

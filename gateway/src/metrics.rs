@@ -48,6 +48,10 @@ pub struct GatewayStats {
     pub early_decisions_memory: Counter,
     /// Traces decided early because they reached the span limit.
     pub early_decisions_span_limit: Counter,
+    /// Traces dropped unevaluated: larger than `maximum_trace_size_bytes`.
+    pub dropped_traces_oversize: Counter,
+    /// Traces dropped unevaluated: pending at shutdown with `drop_pending_traces_on_shutdown`.
+    pub dropped_traces_shutdown: Counter,
     /// Spans refused because buffered bytes were over the hard limit (also in `refused_spans`).
     pub refused_spans_memory: Counter,
     /// Requests refused, by [`tailgate_core::receive::Refusal::REASONS`].
@@ -297,6 +301,16 @@ impl GatewayStats {
                 ("num_traces", self.early_decisions.get()),
                 ("memory", self.early_decisions_memory.get()),
                 ("span_limit", self.early_decisions_span_limit.get()),
+            ],
+        );
+        p.labelled(
+            "tailgate_gateway_unevaluated_dropped_traces_total",
+            "counter",
+            "Traces dropped without evaluating the policies (their spans are in dropped_spans), by reason.",
+            "reason",
+            [
+                ("maximum_trace_size_bytes", self.dropped_traces_oversize.get()),
+                ("drop_pending_traces_on_shutdown", self.dropped_traces_shutdown.get()),
             ],
         );
         c(

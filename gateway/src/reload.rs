@@ -31,9 +31,29 @@ pub struct ReloadStats {
     pub active_hash: Gauge,
 }
 
+/// Where policies are read from: a file and, for a whole Collector config, which
+/// `tail_sampling` processor in it.
+#[derive(Debug, Clone)]
+pub struct PolicySource {
+    /// The file.
+    pub path: PathBuf,
+    /// The processor (`NAME` or `tail_sampling/NAME`), when the file holds several.
+    pub processor: Option<String>,
+}
+
+impl From<PathBuf> for PolicySource {
+    fn from(path: PathBuf) -> Self {
+        PolicySource {
+            path,
+            processor: None,
+        }
+    }
+}
+
 /// Watches a policy file and swaps new plans in.
 pub struct Reloader {
     path: PathBuf,
+    processor: Option<String>,
     plan: SharedPlan,
     stats: Arc<ReloadStats>,
     last_hash: u64,
@@ -41,11 +61,13 @@ pub struct Reloader {
 
 impl Reloader {
     /// A reloader for `path`, whose current content compiled into `plan`.
-    pub fn new(path: PathBuf, plan: SharedPlan, stats: Arc<ReloadStats>) -> Self {
+    pub fn new(source: impl Into<PolicySource>, plan: SharedPlan, stats: Arc<ReloadStats>) -> Self {
+        let PolicySource { path, processor } = source.into();
         let last_hash = std::fs::read(&path).map(|b| xxh3_64(&b)).unwrap_or(0);
         stats.active_hash.set(last_hash);
         Reloader {
             path,
+            processor,
             plan,
             stats,
             last_hash,
@@ -69,7 +91,7 @@ impl Reloader {
         }
         self.last_hash = hash;
         let text = String::from_utf8_lossy(&bytes);
-        match PolicyFile::parse(&self.path, &text) {
+        match PolicyFile::parse_processor(&self.path, &text, self.processor.as_deref()) {
             Ok(file) => {
                 for note in &file.ignored_options {
                     tracing::warn!(option = %note, "Collector option accepted but not applied.");

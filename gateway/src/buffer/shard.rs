@@ -190,10 +190,33 @@ impl Shard {
         while let Ok(msg) = self.rx.try_recv() {
             self.handle(msg).await;
         }
+        let drop_pending = self.plan.load().drop_pending_traces_on_shutdown;
         while let Some(id) = self.deadlines.pop_front() {
-            self.decide(id, Instant::now()).await;
+            if drop_pending {
+                if self.drop_unevaluated(id) {
+                    self.stats.dropped_traces_shutdown.add(1);
+                }
+            } else {
+                self.decide(id, Instant::now()).await;
+            }
         }
         self.flush_verdicts();
+    }
+
+    /// Drops a buffered trace without evaluating the policies, as the Collector does with
+    /// a trace over `maximum_trace_size_bytes` or, with `drop_pending_traces_on_shutdown`,
+    /// one still pending at shutdown. Its late spans are dropped too. Returns whether the
+    /// trace was here.
+    fn drop_unevaluated(&mut self, id: [u8; 16]) -> bool {
+        let Some(entry) = self.take(&id) else {
+            return false;
+        };
+        let n = entry.spans.len() as u64;
+        self.cache.insert(id, Cached::Dropped);
+        self.stats.record_decision(None, n);
+        self.stats.dropped_spans.add(n);
+        self.stats.live_spans.sub(n);
+        true
     }
 
     async fn handle(&mut self, msg: ShardMsg) {
@@ -295,10 +318,15 @@ impl Shard {
     async fn insert(&mut self, spans: Vec<IncomingSpan>, first_seen: Option<Instant>) {
         let now = Instant::now();
         // One load per batch: the waits in force when the batch arrived.
-        let (wait, root_wait) = {
+        let (wait, root_wait, max_trace_bytes) = {
             let plan = self.plan.load();
-            (plan.decision_wait, plan.decision_wait_after_root)
+            (
+                plan.decision_wait,
+                plan.decision_wait_after_root,
+                plan.maximum_trace_size_bytes.unwrap_or(u64::MAX),
+            )
         };
+        let mut oversize: Vec<[u8; 16]> = Vec::new();
         let mut late_kept: Vec<(BufferedSpan, f64)> = Vec::new();
         let mut late_dropped = 0u64;
         let mut new_traces = 0u64;
@@ -326,7 +354,9 @@ impl Shard {
                 added_bytes += len;
                 added_spans += 1;
                 entry.spans.push(s.span);
-                if entry.summary.span_count == self.max_spans_per_trace {
+                if entry.summary.bytes > max_trace_bytes {
+                    oversize.push(s.trace_id);
+                } else if entry.summary.span_count == self.max_spans_per_trace {
                     full.push(s.trace_id);
                 }
                 continue;
@@ -339,6 +369,9 @@ impl Shard {
                     summary.add_span(s.start, s.end, s.status_code, s.is_root);
                     summary.add_attrs(&s.attrs);
                     summary.bytes = s.span.encoded_len() as u64;
+                    if summary.bytes > max_trace_bytes {
+                        oversize.push(s.trace_id);
+                    }
                     added_bytes += summary.bytes;
                     added_spans += 1;
                     let root_scheduled = s.is_root && root_wait.is_some();
@@ -390,6 +423,12 @@ impl Shard {
                 .flat_map(|(span, p)| adjusted(vec![span], p, &plan.adjusted_count()))
                 .collect();
             self.send(spans).await;
+        }
+        // As the Collector: a trace over maximum_trace_size_bytes is dropped unevaluated.
+        for id in oversize {
+            if self.drop_unevaluated(id) {
+                self.stats.dropped_traces_oversize.add(1);
+            }
         }
         // A trace at the span limit is decided now; its later spans follow the decision.
         for id in full {

@@ -2,13 +2,14 @@
 //! Collector's. Its behaviour, matched on purpose and worth knowing:
 //!
 //! * Sub-policies are evaluated in `composite_sub_policy` order; the first that samples
-//!   (or "invert samples") decides. If its share of this second still has room for the
+//!   decides. If its share of this second still has room for the
 //!   trace's spans it keeps the trace, otherwise the composite says "not sampled" without
 //!   asking the sub-policies after it.
 //! * `policy_order` is accepted but, as in the Collector, does not change that order.
 //! * A sub-policy's share is `percent` of `max_total_spans_per_second` from
-//!   `rate_allocation`; an entry with percent 0 gets an equal split. A sub-policy missing
-//!   from `rate_allocation` gets no share and never keeps a trace.
+//!   `rate_allocation`; an entry with percent 0, or a sub-policy missing from
+//!   `rate_allocation`, gets an equal split (`max_total / number of sub-policies`, as the
+//!   Collector since PR #49857; before it, a missing sub-policy never kept a trace).
 //! * Each share is also capped by `max_total_spans_per_second`, but the total over all
 //!   sub-policies is not; allocations over 100% let the composite exceed the total.
 //! * Counters restart at each wall-clock second (per gateway, shared by its shards).
@@ -86,7 +87,7 @@ impl CompositeConfig {
         for (s, a) in self.subs.iter().zip(self.allocations()) {
             if a == 0 {
                 out.push(format!(
-                    "policy {name:?}: composite sub-policy {:?} has no rate_allocation share, so it never keeps a trace (as in the Collector)",
+                    "policy {name:?}: composite sub-policy {:?} has a share of 0 spans per second, so it never keeps a trace",
                     s.name
                 ));
             }

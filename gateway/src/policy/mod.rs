@@ -26,6 +26,7 @@ pub mod always_sample;
 pub mod and;
 pub mod boolean_attribute;
 pub mod bytes_limiting;
+mod collector;
 pub mod composite;
 pub mod drop;
 pub mod latency;
@@ -48,7 +49,9 @@ use std::path::Path;
 use std::time::Duration;
 
 use serde::Deserialize;
-use tailgate_core::config::{locate_sequence_item, parse_yaml, ConfigError};
+use tailgate_core::config::{
+    collector_text, locate_sequence_item, parse_plain_yaml, system_source, ConfigError,
+};
 
 use crate::buffer::trace::TraceView;
 
@@ -122,12 +125,19 @@ pub struct PolicyFile {
     pub decision_wait_after_root_received: Option<Duration>,
     /// Stop evaluating at the first policy that samples (the Collector's option).
     pub sample_on_first_match: bool,
+    /// Drop a trace unevaluated once its spans exceed this many encoded bytes.
+    pub maximum_trace_size_bytes: Option<u64>,
+    /// At shutdown, drop pending traces instead of deciding them.
+    pub drop_pending_traces_on_shutdown: bool,
     /// Sizes of the decision cache for late spans; `None` keeps the gateway config's.
     pub decision_cache: Option<DecisionCacheConfig>,
     /// How kept spans record their sampling probability (Tailgate).
     pub adjusted_count: AdjustedCountConfig,
     /// Collector options Tailgate accepts but does not apply, with why; log them.
     pub ignored_options: Vec<String>,
+    /// What was read, for one info line each (the processor taken from a whole Collector
+    /// config, the sections ignored).
+    pub notes: Vec<String>,
     /// The policies, evaluated in order.
     pub policies: Vec<PolicyConfig>,
 }
@@ -207,6 +217,15 @@ struct RawPolicyFile {
     block_on_overflow: Option<bool>,
     #[serde(default)]
     maximum_trace_size_bytes: Option<u64>,
+    /// `trace-complete` (default) or `span-ingest`.
+    #[serde(default)]
+    sampling_strategy: Option<String>,
+    /// The Collector's in-process sharding; Tailgate shards by `buffer.shards`.
+    #[serde(default)]
+    num_shards: Option<u32>,
+    /// A Collector storage extension; Tailgate buffers in memory.
+    #[serde(default)]
+    tail_storage: Option<serde::de::IgnoredAny>,
     /// The policies, evaluated in order.
     policies: Vec<RawPolicy>,
 }
@@ -573,67 +592,148 @@ impl PolicyConfig {
     }
 }
 
+/// The 1-based line of a flow-style entry `name: NAME` (quoted or not) in `text`.
+fn locate_name(text: &str, name: &str) -> Option<usize> {
+    text.lines()
+        .position(|l| {
+            let Some(at) = l.find("name:") else {
+                return false;
+            };
+            let before = &l[..at];
+            // `name:` as a key, not the end of `policy_name:` or `key_name:`.
+            if before.ends_with(|c: char| c.is_alphanumeric() || c == '_') {
+                return false;
+            }
+            let v = l[at + 5..].trim_start();
+            let v = v.trim_start_matches(['"', '\'']);
+            v.strip_prefix(name)
+                .is_some_and(|r| r.is_empty() || r.starts_with([',', '}', '"', '\'', ' ']))
+        })
+        .map(|n| n + 1)
+}
+
 // === impl PolicyFile ===
 
 impl PolicyFile {
     /// Reads a policy file.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        Self::load_processor(path, None)
+    }
+
+    /// Reads a policy file; in a whole Collector config, takes the `tail_sampling` processor
+    /// named `processor` (`NAME` or `tail_sampling/NAME`).
+    pub fn load_processor(path: &Path, processor: Option<&str>) -> Result<Self, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
             path: path.to_owned(),
             error,
         })?;
-        Self::parse(path, &text)
+        Self::parse_processor(path, &text, processor)
     }
 
     /// Parses policy-file text; `path` is used in errors.
     pub fn parse(path: &Path, text: &str) -> Result<Self, ConfigError> {
-        // Accept the `tail_sampling:` block itself as well as its body. Deciding by the
-        // top-level key keeps line numbers in errors pointing at the user's text.
-        let top: serde_yaml_ng::Value = parse_yaml(path, text)?;
-        let raw: RawPolicyFile = match top.get("tail_sampling") {
-            Some(_) => parse_yaml::<Wrapped>(path, text)?.tail_sampling,
-            None => parse_yaml(path, text)?,
-        };
+        Self::parse_processor(path, text, None)
+    }
+
+    /// Parses policy-file text: the body of a `tail_sampling:` block, the block itself, or
+    /// a whole Collector config (see [`PolicyFile::load_processor`]). `${env:…}` references
+    /// and `100_000`-style numbers are read as the Collector reads them.
+    pub fn parse_processor(
+        path: &Path,
+        text: &str,
+        processor: Option<&str>,
+    ) -> Result<Self, ConfigError> {
+        let text = &collector_text(path, text, &system_source)?;
+        let top: serde_yaml_ng::Value = parse_plain_yaml(path, text)?;
+        let shape = collector::shape(path, &top, processor)?;
         let invalid = |key: &str, message: String| ConfigError::Invalid {
             path: path.to_owned(),
             key: key.to_owned(),
             message,
         };
+        // Lines before the block, so that policy lines are found in it.
+        let (raw, first_line, mut notes): (RawPolicyFile, usize, Vec<String>) = match shape {
+            collector::Shape::Body | collector::Shape::Block if processor.is_some() => {
+                return Err(invalid(
+                    "--processor",
+                    "applies to a whole Collector config (with processors:), and this file is a tail_sampling block".into(),
+                ))
+            }
+            collector::Shape::Body => (parse_plain_yaml(path, text)?, 0, Vec::new()),
+            collector::Shape::Block => (
+                parse_plain_yaml::<Wrapped>(path, text)?.tail_sampling,
+                0,
+                Vec::new(),
+            ),
+            collector::Shape::Whole { processor, note } => (
+                collector::processor_block(path, text, &processor)?,
+                collector::processor_line(text, &processor).map_or(0, |l| l - 1),
+                vec![note],
+            ),
+        };
+        let block: String = text.lines().skip(first_line).collect::<Vec<_>>().join("\n");
         let mut policies = Vec::with_capacity(raw.policies.len());
         for (i, p) in raw.policies.into_iter().enumerate() {
+            let name = p.name.clone();
             let key = format!("policies[{i}]");
             match PolicyConfig::try_from(p) {
                 Ok(p) => policies.push(p),
                 Err(message) => {
-                    return Err(match locate_sequence_item(text, "policies", i) {
+                    let line = locate_sequence_item(&block, "policies", i)
+                        .or_else(|| name.as_deref().and_then(|n| locate_name(&block, n)));
+                    return Err(match line {
                         Some(line) => ConfigError::InvalidAt {
                             path: path.to_owned(),
-                            line,
+                            line: line + first_line,
                             key,
                             message,
                         },
                         None => invalid(&key, message),
-                    })
+                    });
                 }
             }
         }
         let mut ignored_options = Vec::new();
-        if raw.drop_pending_traces_on_shutdown.is_some() {
-            ignored_options.push(
-                "drop_pending_traces_on_shutdown: Tailgate decides every buffered trace on shutdown"
-                    .to_owned(),
-            );
-        }
         if raw.block_on_overflow.is_some() {
             ignored_options.push(
-                "block_on_overflow: Tailgate always pushes back on senders instead of dropping"
+                "block_on_overflow: Tailgate never evicts a buffered trace: past num_traces it decides the oldest early, and past buffer.max_buffered_bytes it refuses new data with a retryable status".to_owned(),
+            );
+        }
+        if raw.num_shards.is_some_and(|n| n > 256) {
+            return Err(invalid(
+                "num_shards",
+                format!(
+                    "num_shards ({}) must not exceed 256",
+                    raw.num_shards.unwrap_or(0)
+                ),
+            ));
+        }
+        if raw.num_shards.is_some() {
+            ignored_options.push(
+                "num_shards: Tailgate shards every gateway by buffer.shards in the gateway config"
                     .to_owned(),
             );
         }
-        if raw.maximum_trace_size_bytes.is_some() {
-            ignored_options.push(
-                "maximum_trace_size_bytes: not implemented yet; traces are not capped".to_owned(),
-            );
+        if raw.tail_storage.is_some() {
+            return Err(invalid(
+                "tail_storage",
+                "Tailgate buffers traces in memory and has no storage extensions; remove tail_storage".into(),
+            ));
+        }
+        match raw.sampling_strategy.as_deref() {
+            None | Some("trace-complete") => {}
+            Some("span-ingest") => {
+                return Err(invalid(
+                    "sampling_strategy",
+                    "\"span-ingest\" is not implemented yet; Tailgate decides whole traces (\"trace-complete\")".into(),
+                ))
+            }
+            Some(other) => {
+                return Err(invalid(
+                    "sampling_strategy",
+                    format!("invalid sampling_strategy {other:?}, expected one of \"trace-complete\" or \"span-ingest\""),
+                ))
+            }
         }
         for p in &policies {
             if let PolicyKind::Composite(c) = &p.kind {
@@ -650,11 +750,14 @@ impl PolicyFile {
             ));
         }
         let file = PolicyFile {
+            notes: std::mem::take(&mut notes),
             decision_wait: raw.decision_wait,
             num_traces: raw.num_traces,
             expected_new_traces_per_sec: raw.expected_new_traces_per_sec,
             decision_wait_after_root_received: raw.decision_wait_after_root_received,
             sample_on_first_match: raw.sample_on_first_match,
+            maximum_trace_size_bytes: raw.maximum_trace_size_bytes.filter(|b| *b > 0),
+            drop_pending_traces_on_shutdown: raw.drop_pending_traces_on_shutdown.unwrap_or(false),
             decision_cache: raw.decision_cache,
             adjusted_count: raw.adjusted_count,
             ignored_options,
@@ -693,3 +796,56 @@ impl PolicyFile {
 
 #[cfg(test)]
 mod tests;
+
+/// One-line notes for a file that relies on a rule the Collector changed between versions,
+/// so that a user moving from an older Collector knows where decisions may differ from
+/// what they saw there. Tailgate follows the Collector v0.161 in each.
+pub fn version_notes(file: &PolicyFile) -> Vec<String> {
+    fn walk<'a>(p: &'a PolicyConfig, out: &mut Vec<&'a PolicyConfig>) {
+        out.push(p);
+        match &p.kind {
+            PolicyKind::And(subs) | PolicyKind::Drop(subs) => {
+                subs.iter().for_each(|s| walk(s, out))
+            }
+            PolicyKind::Not(sub) => walk(sub, out),
+            PolicyKind::Composite(c) => c.subs.iter().for_each(|s| walk(s, out)),
+            _ => {}
+        }
+    }
+    let mut all = Vec::new();
+    file.policies.iter().for_each(|p| walk(p, &mut all));
+    let mut notes = Vec::new();
+    let inverted = all.iter().any(|p| match &p.kind {
+        PolicyKind::StringAttribute(c) => c.invert_match,
+        PolicyKind::NumericAttribute(c) => c.invert_match,
+        PolicyKind::BooleanAttribute(c) => c.invert_match,
+        _ => false,
+    });
+    if inverted {
+        notes.push("invert_match: since Collector v0.155 an inverted policy is a plain sampled / not sampled on the negated condition; before, a match vetoed every other policy".to_owned());
+    }
+    if all
+        .iter()
+        .any(|p| matches!(&p.kind, PolicyKind::Latency(c) if c.upper_threshold_ms == 0))
+    {
+        notes.push("latency: since Collector v0.157 threshold_ms is exclusive (kept when longer than it); before, a trace lasting exactly threshold_ms was kept".to_owned());
+    }
+    let first_drop = file
+        .policies
+        .iter()
+        .position(|p| matches!(p.kind, PolicyKind::Drop(_)));
+    if file.sample_on_first_match && first_drop.is_some_and(|i| i > 0) {
+        notes.push("drop: drop policies are evaluated first, so with sample_on_first_match a drop listed after a sampling policy still drops (older Collectors stopped before it)".to_owned());
+    }
+    let unshared = all.iter().any(|p| match &p.kind {
+        PolicyKind::Composite(c) => c
+            .subs
+            .iter()
+            .any(|s| !c.rate_allocation.iter().any(|r| r.policy == s.name)),
+        _ => false,
+    });
+    if unshared {
+        notes.push("composite: a sub-policy missing from rate_allocation gets an equal split of max_total_spans_per_second (Collector PR #49857); before, it never sampled".to_owned());
+    }
+    notes
+}

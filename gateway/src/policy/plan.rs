@@ -78,6 +78,11 @@ pub struct PolicyPlan {
     pub decision_wait_after_root: Option<Duration>,
     /// Stop at the first policy that samples.
     pub sample_on_first_match: bool,
+    /// Traces whose buffered spans grow past this many encoded bytes are dropped
+    /// unevaluated (the Collector's `maximum_trace_size_bytes`).
+    pub maximum_trace_size_bytes: Option<u64>,
+    /// At shutdown, drop the traces still pending instead of deciding them.
+    pub drop_pending_traces_on_shutdown: bool,
     /// Decision cache size from the file's `decision_cache` (sampled + non-sampled).
     pub decision_cache_size: Option<usize>,
     /// Verdicts per policy, by [`Verdict`] index; shards add their local counts per batch.
@@ -155,6 +160,8 @@ impl PolicyPlan {
             num_traces: file.num_traces,
             decision_wait_after_root: file.decision_wait_after_root_received,
             sample_on_first_match: file.sample_on_first_match,
+            maximum_trace_size_bytes: file.maximum_trace_size_bytes,
+            drop_pending_traces_on_shutdown: file.drop_pending_traces_on_shutdown,
             decision_cache_size: file
                 .decision_cache
                 .map(|c| c.sampled_cache_size + c.non_sampled_cache_size),

@@ -1,0 +1,217 @@
+//! Reading a policy file written for the Collector: the body of a `tail_sampling:` block,
+//! the block itself, or a whole Collector configuration, from which the `tail_sampling`
+//! processor (or `tail_sampling/NAME`) used by a traces pipeline is taken and everything
+//! else is ignored.
+//!
+//! The chosen block is deserialized straight from the text (the other sections are skipped
+//! unread), so the YAML parser's errors keep pointing at the user's lines.
+
+use std::fmt;
+use std::path::Path;
+
+use serde::de::{DeserializeSeed, IgnoredAny, MapAccess, Visitor};
+use serde::Deserialize;
+use tailgate_core::config::ConfigError;
+
+/// What the text is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Shape {
+    /// The body of a `tail_sampling:` block.
+    Body,
+    /// `tail_sampling:` and its body.
+    Block,
+    /// A whole Collector config; the processor key chosen and a note for the log.
+    Whole {
+        /// `tail_sampling` or `tail_sampling/NAME`.
+        processor: String,
+        /// One line saying what was used and what ignored.
+        note: String,
+    },
+}
+
+/// Decides what `top` (the parsed text) is, choosing a processor in a whole config.
+pub(crate) fn shape(
+    path: &Path,
+    top: &serde_yaml_ng::Value,
+    wanted: Option<&str>,
+) -> Result<Shape, ConfigError> {
+    let Some(processors) = top.get("processors") else {
+        return Ok(if top.get("tail_sampling").is_some() {
+            Shape::Block
+        } else {
+            Shape::Body
+        });
+    };
+    let invalid = |message: String| ConfigError::Invalid {
+        path: path.to_owned(),
+        key: "processors".into(),
+        message,
+    };
+    let mut candidates: Vec<String> = processors
+        .as_mapping()
+        .map(|m| {
+            m.keys()
+                .filter_map(|k| k.as_str())
+                .filter(|k| *k == "tail_sampling" || k.starts_with("tail_sampling/"))
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default();
+    // With a service section, only processors a traces pipeline uses count.
+    let pipelines = top.get("service").and_then(|s| s.get("pipelines"));
+    let mut used_by: Vec<(String, String)> = Vec::new();
+    if let Some(pipelines) = pipelines.and_then(|p| p.as_mapping()) {
+        for (name, p) in pipelines {
+            let Some(name) = name.as_str() else { continue };
+            if name != "traces" && !name.starts_with("traces/") {
+                continue;
+            }
+            let listed = p.get("processors").and_then(|l| l.as_sequence());
+            for proc in listed.into_iter().flatten().filter_map(|v| v.as_str()) {
+                if candidates.iter().any(|c| c == proc) {
+                    used_by.push((proc.to_owned(), name.to_owned()));
+                }
+            }
+        }
+        candidates.retain(|c| used_by.iter().any(|(p, _)| p == c));
+    }
+    if candidates.is_empty() {
+        return Err(invalid(if pipelines.is_some() {
+            "no traces pipeline in service.pipelines uses a tail_sampling processor".into()
+        } else {
+            "this Collector config has no tail_sampling processor".into()
+        }));
+    }
+    let chosen = match wanted {
+        Some(w) => {
+            let full = if w.starts_with("tail_sampling") {
+                w.to_owned()
+            } else {
+                format!("tail_sampling/{w}")
+            };
+            if !candidates.contains(&full) {
+                return Err(invalid(format!(
+                    "--processor {w}: no such tail_sampling processor in a traces pipeline; found: {}",
+                    candidates.join(", ")
+                )));
+            }
+            full
+        }
+        None if candidates.len() == 1 => candidates.remove(0),
+        None => {
+            return Err(invalid(format!(
+                "several tail_sampling processors ({}); choose one with --processor NAME",
+                candidates.join(", ")
+            )))
+        }
+    };
+    let ignored: Vec<String> = top
+        .as_mapping()
+        .map(|m| {
+            m.keys()
+                .filter_map(|k| k.as_str())
+                .filter(|k| *k != "processors")
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default();
+    let pipeline = used_by
+        .iter()
+        .find(|(p, _)| *p == chosen)
+        .map(|(_, n)| format!(" (pipeline {n})"))
+        .unwrap_or_default();
+    let note = format!(
+        "using processors.{chosen}{pipeline} of a Collector config; other processors and the sections {} are not Tailgate's and are ignored",
+        if ignored.is_empty() { "-".to_owned() } else { ignored.join(", ") }
+    );
+    Ok(Shape::Whole {
+        processor: chosen,
+        note,
+    })
+}
+
+/// Deserializes `processors.<name>` of a whole config from `text` as `T`, skipping the rest.
+pub(crate) fn processor_block<T: for<'de> Deserialize<'de>>(
+    path: &Path,
+    text: &str,
+    name: &str,
+) -> Result<T, ConfigError> {
+    let de = serde_yaml_ng::Deserializer::from_str(text);
+    let parse = |error| ConfigError::Parse {
+        path: path.to_owned(),
+        error,
+    };
+    let found = Section {
+        key: "processors",
+        inner: Section {
+            key: name,
+            inner: std::marker::PhantomData::<T>,
+        },
+    }
+    .deserialize(de)
+    .map_err(parse)?;
+    found.flatten().ok_or_else(|| ConfigError::Invalid {
+        path: path.to_owned(),
+        key: format!("processors.{name}"),
+        message: "not found".into(),
+    })
+}
+
+/// Picks one key of a mapping and deserializes its value with `inner`, skipping the others.
+struct Section<'a, S> {
+    key: &'a str,
+    inner: S,
+}
+
+impl<'de, S: DeserializeSeed<'de>> DeserializeSeed<'de> for Section<'_, S> {
+    type Value = Option<S::Value>;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de, S: DeserializeSeed<'de>> Visitor<'de> for Section<'_, S> {
+    type Value = Option<S::Value>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "a mapping with {}", self.key)
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut inner = Some(self.inner);
+        let mut out = None;
+        while let Some(key) = map.next_key::<String>()? {
+            match inner.take() {
+                Some(seed) if key == self.key => out = Some(map.next_value_seed(seed)?),
+                other => {
+                    inner = other;
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// The 1-based line where processor `name`'s key is written, to find its policies below.
+pub(crate) fn processor_line(text: &str, name: &str) -> Option<usize> {
+    let mut in_processors = false;
+    for (n, line) in text.lines().enumerate() {
+        let t = line.trim_start();
+        if line.len() == t.len() && !t.is_empty() && !t.starts_with('#') {
+            in_processors = t.starts_with("processors:");
+            continue;
+        }
+        let key = t.strip_prefix(name).and_then(|r| r.strip_prefix(':'));
+        let key = key.or_else(|| {
+            t.strip_prefix('"')
+                .and_then(|r| r.strip_prefix(name))
+                .and_then(|r| r.strip_prefix("\":"))
+        });
+        if in_processors && key.is_some() {
+            return Some(n + 1);
+        }
+    }
+    None
+}

@@ -1,0 +1,221 @@
+#![allow(clippy::unwrap_used)] // test fixtures: a failed setup should fail loudly
+//! Collector configurations load unchanged: the README's full example, a whole Collector
+//! config with several processors, and the OTTL examples, deciding as documented there.
+
+use std::path::{Path, PathBuf};
+
+use tailgate_core::config::ConfigError;
+use tailgate_gateway::explain::explain;
+use tailgate_gateway::policy::{PolicyKind, Verdict};
+use tailgate_gateway::{PolicyFile, PolicyPlan};
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
+}
+
+/// One OTLP JSON line holding one span (trace `trace`, span `span`) of `service`.
+fn span_line(trace: u8, service: &str, span: &str) -> String {
+    format!(
+        r#"{{"resourceSpans":[{{"resource":{{"attributes":[{{"key":"service.name","value":{{"stringValue":"{service}"}}}}]}},"scopeSpans":[{{"spans":[{{"traceId":"{trace:032x}","spanId":"{trace:016x}",{span}}}]}}]}}]}}"#
+    )
+}
+
+/// Scenario: the Collector README's full `tail_sampling` example (18 policies, flow style,
+/// trailing commas, `100_000`, `\/health`, two ottl_condition policies), as a whole
+/// `processors:` block. Guarantees: it loads unchanged and decides as the README says:
+/// the drop policy drops health checks whatever the others say; the OTTL policies match
+/// as their conditions read; the composite shares its budget (50% / 25% / equal split).
+#[test]
+fn the_collector_readme_example_loads_and_decides_as_documented() {
+    let path = fixture("collector_readme.yaml");
+    let file = PolicyFile::load(&path).unwrap();
+    assert_eq!(file.policies.len(), 18);
+    assert_eq!(file.num_traces, 100);
+    let plan = PolicyPlan::compile(&file);
+    assert_eq!(plan.decision_cache_size, Some(200_000));
+    let composite = file
+        .policies
+        .iter()
+        .find_map(|p| match &p.kind {
+            PolicyKind::Composite(c) => Some(c),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(composite.allocations(), [500, 250, 333]);
+
+    let ok = r#""name":"GET /","startTimeUnixNano":"1000000000","endTimeUnixNano":"1002000000","attributes":[{"key":"test_attr_key_1","value":{"stringValue":"test_attr_val_1"}}]"#;
+    let health = r#""name":"GET /health","startTimeUnixNano":"1000000000","endTimeUnixNano":"1002000000","attributes":[{"key":"url.path","value":{"stringValue":"/health"}}]"#;
+    let text = [span_line(1, "web", ok), span_line(2, "web", health)].join("\n");
+    let e = explain(&plan, &text, None).unwrap();
+    assert_eq!(e.traces, 2);
+    assert_eq!(
+        e.kept_traces, 1,
+        "the health check is dropped, the other kept"
+    );
+
+    let mut id = [0u8; 16];
+    id[15] = 1;
+    let t = explain(&plan, &text, Some(id)).unwrap().trace.unwrap();
+    let verdict = |name: &str| t.verdicts.iter().find(|(n, _, _)| n == name).unwrap().1;
+    assert!(t.sampled);
+    assert_eq!(
+        verdict("test-policy-13"),
+        Verdict::Sampled,
+        "test_attr_key_1 matches"
+    );
+    assert_eq!(
+        verdict("test-policy-14"),
+        Verdict::NotSampled,
+        "not checkout, no 5xx, no exception event"
+    );
+    assert_eq!(verdict("drop-policy-1"), Verdict::NotSampled);
+    assert_eq!(
+        t.evaluated.first().map(String::as_str),
+        Some("drop-policy-1"),
+        "drop policies first"
+    );
+
+    id[15] = 2;
+    let t = explain(&plan, &text, Some(id)).unwrap().trace.unwrap();
+    assert!(!t.sampled);
+    assert_eq!(
+        t.verdicts
+            .iter()
+            .find(|(n, _, _)| n == "drop-policy-1")
+            .unwrap()
+            .1,
+        Verdict::Dropped
+    );
+}
+
+/// Scenario: test-policy-14's conditions (prefixed paths, span event context) on traces
+/// made for each. Guarantees: each condition alone samples its trace, as OTTL reads it.
+#[test]
+fn the_readme_ottl_example_matches_each_condition() {
+    let yaml = std::fs::read_to_string(fixture("collector_readme.yaml")).unwrap();
+    let file = PolicyFile::parse(Path::new("readme.yaml"), &yaml).unwrap();
+    let keep: Vec<_> = file
+        .policies
+        .into_iter()
+        .filter(|p| p.name == "test-policy-14")
+        .collect();
+    assert_eq!(keep.len(), 1);
+    let mut file = PolicyFile::parse(
+        Path::new("x.yaml"),
+        "policies:\n  - {name: placeholder, type: always_sample}\n",
+    )
+    .unwrap();
+    file.policies = keep;
+    let plan = PolicyPlan::compile(&file);
+    let times = r#""startTimeUnixNano":"1000000000","endTimeUnixNano":"1002000000""#;
+    let lines = [
+        span_line(1, "checkout", &format!(r#""name":"a",{times}"#)),
+        span_line(
+            2,
+            "web",
+            &format!(
+                r#""name":"b",{times},"attributes":[{{"key":"http.status_code","value":{{"intValue":"503"}}}}]"#
+            ),
+        ),
+        span_line(
+            3,
+            "web",
+            &format!(
+                r#""name":"c",{times},"events":[{{"name":"exception","timeUnixNano":"1001000000"}}]"#
+            ),
+        ),
+        span_line(
+            4,
+            "web",
+            &format!(
+                r#""name":"d",{times},"attributes":[{{"key":"http.status_code","value":{{"intValue":"404"}}}}],"events":[{{"name":"log"}}]"#
+            ),
+        ),
+    ];
+    let e = explain(&plan, &lines.join("\n"), None).unwrap();
+    assert_eq!(e.traces, 4);
+    assert_eq!(
+        e.kept_traces, 3,
+        "traces 1, 2 and 3 each match one condition; 4 none"
+    );
+}
+
+/// Scenario: a whole Collector config with receivers, exporters, extensions, two
+/// tail_sampling processors (one used by the traces pipeline) and `${env:…:-default}`.
+/// Guarantees: the used processor is taken, with its defaults and `200_000`; a note says
+/// what was ignored; `--processor` picks another only if a traces pipeline uses it.
+#[test]
+fn a_whole_collector_config_loads_its_traces_pipelines_processor() {
+    let path = fixture("collector_whole.yaml");
+    let file = PolicyFile::load(&path).unwrap();
+    assert_eq!(file.policies.len(), 4);
+    assert_eq!(file.num_traces, 200_000);
+    assert_eq!(file.decision_wait, std::time::Duration::from_secs(12));
+    assert!(
+        file.notes[0].contains("tail_sampling/prod") && file.notes[0].contains("receivers"),
+        "{:?}",
+        file.notes
+    );
+    assert_eq!(
+        PolicyFile::load_processor(&path, Some("prod"))
+            .unwrap()
+            .policies
+            .len(),
+        4
+    );
+    let err = PolicyFile::load_processor(&path, Some("experiment")).unwrap_err();
+    assert!(
+        matches!(&err, ConfigError::Invalid { key, message, .. } if key == "processors" && message.contains("tail_sampling/prod")),
+        "{err}"
+    );
+
+    // Two processors in traces pipelines: the error lists them and asks for --processor.
+    let text = std::fs::read_to_string(&path).unwrap()
+        + "    traces/2:\n      receivers: [otlp]\n      processors: [tail_sampling/experiment]\n      exporters: [otlp]\n";
+    let err = PolicyFile::parse(&path, &text).unwrap_err();
+    assert!(
+        matches!(&err, ConfigError::Invalid { message, .. } if message.contains("tail_sampling/experiment, tail_sampling/prod") && message.contains("--processor")),
+        "{err}"
+    );
+    assert_eq!(
+        PolicyFile::parse_processor(&path, &text, Some("tail_sampling/experiment"))
+            .unwrap()
+            .policies
+            .len(),
+        1
+    );
+
+    // A mistake in the chosen block is reported at its line in the whole file.
+    let bad = std::fs::read_to_string(&path)
+        .unwrap()
+        .replace("threshold_ms: 500", "threshold_ms: fast");
+    let err = PolicyFile::parse(&path, &bad).unwrap_err().to_string();
+    assert!(
+        err.contains("line 28") && err.contains("threshold_ms"),
+        "{err}"
+    );
+    let bad = std::fs::read_to_string(&path)
+        .unwrap()
+        .replace("type: latency", "type: latencyy");
+    let err = PolicyFile::parse(&path, &bad).unwrap_err();
+    assert!(
+        matches!(&err, ConfigError::InvalidAt { line: 26, message, .. } if message.contains("unknown policy type \"latencyy\"")),
+        "{err}"
+    );
+}
+
+/// Scenario: an invalid policy in flow style (the README's layout).
+/// Guarantees: the error still names the line, found by the policy's name.
+#[test]
+fn flow_style_errors_name_the_line() {
+    let text = std::fs::read_to_string(fixture("collector_readme.yaml"))
+        .unwrap()
+        .replace("status_codes: [ERROR, UNSET]", "status_codes: []");
+    let err = PolicyFile::parse(Path::new("readme.yaml"), &text).unwrap_err();
+    assert!(
+        matches!(&err, ConfigError::InvalidAt { line, message, .. } if *line == text.lines().position(|l| l.contains("name: test-policy-5")).unwrap() + 1 && message.contains("test-policy-5")),
+        "{err}"
+    );
+}
