@@ -247,6 +247,53 @@ pub fn locate_sequence_item(text: &str, key: &str, index: usize) -> Option<usize
     None
 }
 
+/// Listen addresses as the Collector writes them: `host:port` with an IP or a host name
+/// (`localhost:4317`, resolved once at load), `:port` for every interface, or `null` for
+/// off. Use with `#[serde(with = "tailgate_core::config::listen_addr")]` on an
+/// `Option<SocketAddr>`.
+pub mod listen_addr {
+    use std::net::{SocketAddr, ToSocketAddrs};
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    /// Resolves one listen address.
+    pub fn parse(text: &str) -> Result<SocketAddr, String> {
+        let text = text.trim();
+        if let Ok(a) = text.parse::<SocketAddr>() {
+            return Ok(a);
+        }
+        let full = match text.strip_prefix(':') {
+            Some(port) => format!("0.0.0.0:{port}"),
+            None => text.to_owned(),
+        };
+        if !full.contains(':') {
+            return Err(format!("listen address {text:?} needs a port (host:port)"));
+        }
+        let mut addrs = full
+            .to_socket_addrs()
+            .map_err(|e| format!("listen address {text:?}: {e}"))?;
+        addrs
+            .next()
+            .ok_or_else(|| format!("listen address {text:?} resolves to nothing"))
+    }
+
+    /// Deserializes an optional listen address.
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<SocketAddr>, D::Error> {
+        match Option::<String>::deserialize(d)? {
+            None => Ok(None),
+            Some(s) => parse(&s).map(Some).map_err(serde::de::Error::custom),
+        }
+    }
+
+    /// Serializes it back as `ip:port`.
+    pub fn serialize<S: Serializer>(a: &Option<SocketAddr>, s: S) -> Result<S::Ok, S::Error> {
+        match a {
+            Some(a) => s.serialize_str(&a.to_string()),
+            None => s.serialize_none(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -261,6 +308,18 @@ mod tests {
                 .map(|(_, v)| (*v).to_owned())),
             other => Err(format!("unsupported scheme {other:?}")),
         }
+    }
+
+    /// Scenario: listen addresses in the Collector's forms. Guarantees: IPs, host names and
+    /// `:port` resolve; a missing port is a clear error.
+    #[test]
+    fn listen_addresses_take_the_collectors_forms() {
+        use listen_addr::parse;
+        assert_eq!(parse("127.0.0.1:4317").unwrap().port(), 4317);
+        assert!(parse("localhost:4317").unwrap().ip().is_loopback());
+        assert!(parse(":8888").unwrap().ip().is_unspecified());
+        assert_eq!(parse("[::1]:4318").unwrap().port(), 4318);
+        assert!(parse("localhost").unwrap_err().contains("needs a port"));
     }
 
     /// Scenario: references as the Collector's confmap resolves them (env provider,

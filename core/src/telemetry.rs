@@ -168,16 +168,35 @@ pub async fn serve_admin<A: Admin>(
                 async move {
                     let (status, body) = match req.uri().path() {
                         "/metrics" => (StatusCode::OK, admin.render_metrics()),
+                        // As the Collector's health_check extension, so that probes copied
+                        // from a Collector chart work.
+                        "/" if admin.ready() => (
+                            StatusCode::OK,
+                            "{\"status\":\"Server available\"}\n".to_owned(),
+                        ),
+                        "/" => (
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            "{\"status\":\"Server not available\"}\n".to_owned(),
+                        ),
                         "/healthz" => (StatusCode::OK, "ok\n".to_owned()),
                         "/readyz" if admin.ready() => (StatusCode::OK, "ready\n".to_owned()),
                         "/readyz" => (StatusCode::SERVICE_UNAVAILABLE, "not ready\n".to_owned()),
                         _ => (
                             StatusCode::NOT_FOUND,
-                            "try /metrics, /healthz or /readyz\n".to_owned(),
+                            "try /, /metrics, /healthz or /readyz\n".to_owned(),
                         ),
+                    };
+                    let content_type = match req.uri().path() {
+                        "/metrics" => "text/plain; version=0.0.4; charset=utf-8",
+                        "/" => "application/json",
+                        _ => "text/plain; charset=utf-8",
                     };
                     let mut resp = Response::new(Full::new(Bytes::from(body)));
                     *resp.status_mut() = status;
+                    resp.headers_mut().insert(
+                        http::header::CONTENT_TYPE,
+                        http::HeaderValue::from_static(content_type),
+                    );
                     Ok::<_, std::convert::Infallible>(resp)
                 }
             });

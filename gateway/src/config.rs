@@ -54,11 +54,14 @@ pub struct GatewayConfig {
     pub export: ExportConfig,
     /// Admin HTTP address for `/healthz` and `/readyz` (and `/metrics`). Default
     /// `0.0.0.0:13133`, the Collector's health-check port; `null` turns it off.
-    #[serde(default = "default_admin")]
+    #[serde(default = "default_admin", with = "tailgate_core::config::listen_addr")]
     pub admin: Option<SocketAddr>,
     /// Address for Prometheus `/metrics` (and the health endpoints). Default
     /// `0.0.0.0:8888`, the Collector's telemetry port; `null` turns it off.
-    #[serde(default = "default_metrics")]
+    #[serde(
+        default = "default_metrics",
+        with = "tailgate_core::config::listen_addr"
+    )]
     pub metrics: Option<SocketAddr>,
     /// The other gateways (static list or DNS), for redistribution when the cluster
     /// changes. Without it this gateway owns every trace it receives.
@@ -215,6 +218,7 @@ impl GatewayConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::export::ExporterConfig;
     use tailgate_core::config::parse_yaml;
 
     #[test]
@@ -278,6 +282,38 @@ mod tests {
         let err = c.validate(p).unwrap_err().to_string();
         assert!(
             err.contains("export.otlp_http") && err.contains("endpoint"),
+            "{err}"
+        );
+    }
+
+    /// Scenario: a gateway config written with the Collector's words: exporter types
+    /// `otlp` and `otlphttp`, host-name listen addresses, `:port`.
+    /// Guarantees: it loads, with each exporter of the right kind.
+    #[test]
+    fn collector_words_are_understood() {
+        let p = Path::new("gateway.yaml");
+        let c: GatewayConfig = parse_yaml(
+            p,
+            "receive: {grpc: 'localhost:4317', http: ':4318'}\nmetrics: localhost:8888\nexport:\n  otlp: {endpoint: 'tempo:4317'}\n  otlphttp/archive: {endpoint: 'http://archive:4318'}\n",
+        )
+        .unwrap();
+        c.validate(p).unwrap();
+        assert!(c.receive.grpc.unwrap().ip().is_loopback());
+        assert!(c.receive.http.unwrap().ip().is_unspecified());
+        assert!(matches!(
+            c.export.exporters[0].1,
+            ExporterConfig::OtlpGrpc(_)
+        ));
+        assert!(matches!(
+            c.export.exporters[1].1,
+            ExporterConfig::OtlpHttp(_)
+        ));
+        let err =
+            parse_yaml::<GatewayConfig>(p, "receive: {grpc: localhost}\nexport: {debug: {}}\n")
+                .unwrap_err()
+                .to_string();
+        assert!(
+            err.contains("needs a port") && err.contains("line 1"),
             "{err}"
         );
     }

@@ -130,6 +130,7 @@ pub async fn run_demo(cfg: DemoConfig) -> anyhow::Result<Report> {
         },
         forward: ForwardConfig::default(),
         admin: None,
+        metrics: None,
     };
     let router_listeners = Listeners::bind(&router_cfg.receive)
         .await

@@ -39,9 +39,21 @@ pub struct RouterConfig {
     /// How parts are sent to gateways.
     #[serde(default)]
     pub forward: ForwardConfig,
-    /// Admin HTTP address for `/metrics`, `/healthz` and `/readyz`. Default `0.0.0.0:13133`.
-    #[serde(default = "default_admin")]
+    /// Admin HTTP address for `/`, `/healthz` and `/readyz` (and `/metrics`). Default
+    /// `0.0.0.0:13133`, the Collector's health-check port; `null` turns it off.
+    #[serde(default = "default_admin", with = "tailgate_core::config::listen_addr")]
     pub admin: Option<SocketAddr>,
+    /// Address for Prometheus `/metrics` (and the health endpoints). Default
+    /// `0.0.0.0:8888`, the Collector's telemetry port, as the gateway's; `null` turns it off.
+    #[serde(
+        default = "default_metrics",
+        with = "tailgate_core::config::listen_addr"
+    )]
+    pub metrics: Option<SocketAddr>,
+}
+
+fn default_metrics() -> Option<SocketAddr> {
+    Some(SocketAddr::from(([0, 0, 0, 0], 8888)))
 }
 
 /// The gateway member set: a static list, or DNS discovery.

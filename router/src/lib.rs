@@ -47,7 +47,7 @@ pub async fn run(
     router: Arc<Router>,
     config: &RouterConfig,
     listeners: Listeners,
-    admin: Option<TcpListener>,
+    admin: impl IntoIterator<Item = TcpListener>,
     drain_deadline: Duration,
     shutdown: CancellationToken,
 ) -> Result<(), RouterError> {
@@ -66,7 +66,7 @@ pub async fn run(
                 .collect(),
         ),
     }
-    if let Some(admin) = admin {
+    for admin in admin {
         tokio::spawn(tailgate_core::telemetry::serve_admin(
             admin,
             router.clone(),

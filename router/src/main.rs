@@ -74,10 +74,13 @@ fn main() -> ExitCode {
 
 async fn run(config: RouterConfig, drain: std::time::Duration) -> anyhow::Result<()> {
     let listeners = Listeners::bind(&config.receive).await?;
-    let admin = match config.admin {
-        Some(a) => Some(tailgate_core::receive::bind("admin", a).await?),
-        None => None,
-    };
+    let mut admin = Vec::new();
+    if let Some(a) = config.admin {
+        admin.push(tailgate_core::receive::bind("admin", a).await?);
+    }
+    if let Some(m) = config.metrics.filter(|m| Some(*m) != config.admin) {
+        admin.push(tailgate_core::receive::bind("metrics", m).await?);
+    }
     let router = Router::new(config.forward.clone());
     let shutdown = CancellationToken::new();
     tokio::spawn(tailgate_core::shutdown::on_signal(

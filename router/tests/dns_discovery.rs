@@ -84,6 +84,7 @@ async fn router_follows_dns_and_keeps_the_last_good_set() {
         },
         forward: ForwardConfig::default(),
         admin: None,
+        metrics: None,
     };
     let listeners = Listeners::bind(&config.receive).await.unwrap();
     let addr = listeners.grpc_addr().unwrap();

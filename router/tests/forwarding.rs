@@ -31,6 +31,7 @@ async fn start_router(
         },
         forward,
         admin: None,
+        metrics: None,
     };
     let listeners = Listeners::bind(&config.receive).await.unwrap();
     let addr = listeners.grpc_addr().unwrap();

@@ -149,10 +149,10 @@ pub struct Accepted {
 #[serde(deny_unknown_fields)]
 pub struct ReceiveConfig {
     /// OTLP/gRPC listen address; `null` disables it. Default `0.0.0.0:4317`.
-    #[serde(default = "default_grpc")]
+    #[serde(default = "default_grpc", with = "crate::config::listen_addr")]
     pub grpc: Option<SocketAddr>,
     /// OTLP/HTTP listen address; `null` disables it. Default `0.0.0.0:4318`.
-    #[serde(default = "default_http")]
+    #[serde(default = "default_http", with = "crate::config::listen_addr")]
     pub http: Option<SocketAddr>,
     /// Largest accepted request, after decompression, in bytes. Default 16 MiB.
     #[serde(default = "default_max_request_bytes")]

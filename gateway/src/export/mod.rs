@@ -124,12 +124,17 @@ impl<'de> Deserialize<'de> for ExportConfig {
                 v => v,
             };
             let parsed = match kind {
-                "otlp_grpc" => serde_yaml_ng::from_value(value).map(ExporterConfig::OtlpGrpc),
-                "otlp_http" => serde_yaml_ng::from_value(value).map(ExporterConfig::OtlpHttp),
+                // The Collector's names (`otlp`, `otlphttp`, `otlp_http`) and ours.
+                "otlp" | "otlp_grpc" => {
+                    serde_yaml_ng::from_value(value).map(ExporterConfig::OtlpGrpc)
+                }
+                "otlphttp" | "otlp_http" => {
+                    serde_yaml_ng::from_value(value).map(ExporterConfig::OtlpHttp)
+                }
                 "debug" => serde_yaml_ng::from_value(value).map(ExporterConfig::Debug),
                 other => {
                     return Err(D::Error::custom(format!(
-                        "export.{key}: unknown exporter type {other:?}; use otlp_grpc, otlp_http or debug (optionally with /name)"
+                        "export.{key}: unknown exporter type {other:?}; use otlp (alias otlp_grpc), otlphttp (alias otlp_http) or debug (optionally with /name)"
                     )))
                 }
             };
