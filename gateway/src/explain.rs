@@ -375,4 +375,33 @@ mod tests {
         assert!(err.starts_with("line 2:"), "{err}");
         assert!(parse_trace_id("xyz").is_err());
     }
+
+    /// Scenario: sample_on_first_match with a drop listed last. Guarantees: explain shows
+    /// the drop evaluated first and that evaluation stopped at the first sampling policy.
+    #[test]
+    fn explain_shows_the_evaluation_order_and_where_it_stopped() {
+        let yaml = format!(
+            "sample_on_first_match: true\n{POLICIES}  - name: no-search\n    type: drop\n    drop: {{drop_sub_policy: [{{name: s, type: string_attribute, string_attribute: {{key: service.name, values: [search]}}}}]}}\n"
+        );
+        let plan = PolicyPlan::compile(&PolicyFile::parse(Path::new("p.yaml"), &yaml).unwrap());
+        let text = line(1, "checkout", &[(1, 2)]);
+        let e = explain(
+            &plan,
+            &text,
+            Some(parse_trace_id(&format!("{:032x}", 1)).unwrap()),
+        )
+        .unwrap();
+        let t = e.trace.as_ref().unwrap();
+        assert_eq!(t.evaluated, ["no-search", "errors"]);
+        assert!(t.stopped_early);
+        let out = e.render();
+        assert!(
+            out.contains("evaluated in order (drop policies first): no-search, errors"),
+            "{out}"
+        );
+        assert!(
+            out.contains("evaluation stopped at the first sampling policy"),
+            "{out}"
+        );
+    }
 }

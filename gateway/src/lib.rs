@@ -11,7 +11,8 @@
 //! * [`buffer`]: the receive-side stage and the shards that own traces.
 //! * [`timer`]: deadline queue.
 //! * [`decide`]: the decision cache for late spans.
-//! * [`policy`]: policy file, policy kinds, compiled plan.
+//! * [`policy`]: policy file (a tail_sampling block or a whole Collector config), policy
+//!   kinds (one file each, OTTL conditions in `policy::ottl`), compiled plan.
 //! * [`export`]: batching exporter to an OTLP/gRPC backend.
 //! * [`reload`]: hot reload of the policy file (content checks and SIGHUP).
 //! * [`metrics`]: the gateway's counters and the accounting identity.
@@ -426,6 +427,24 @@ impl Admin for AdminView {
                 "tailgate_gateway_policy_evaluation_seconds_count",
                 &labels,
                 count,
+            );
+        }
+        for (i, (name, policy)) in plan.names().iter().zip(plan.policies()).enumerate() {
+            let labels = format!(
+                "policy=\"{}\"",
+                name.replace('\\', "\\\\").replace('"', "\\\"")
+            );
+            if i == 0 {
+                p.header(
+                    "tailgate_gateway_policy_evaluation_errors_total",
+                    "counter",
+                    "Condition evaluations that failed (ottl_condition), since the plan in force was loaded.",
+                );
+            }
+            p.sample(
+                "tailgate_gateway_policy_evaluation_errors_total",
+                &labels,
+                policy.errors(),
             );
         }
         let mut out = self.stats.render();

@@ -219,3 +219,56 @@ fn flow_style_errors_name_the_line() {
         "{err}"
     );
 }
+
+/// Scenario: ottl_condition over traces whose spans come from two services, and the three
+/// error modes. Guarantees: a condition holds only when one span satisfies every clause
+/// (resource clauses are answered per span's own resource); `propagate` stops at the
+/// first failing condition without sampling, `ignore` and `silent` go on to the next.
+#[test]
+fn ottl_condition_policy_reads_each_spans_resource_and_follows_error_mode() {
+    let plan = |body: &str| {
+        PolicyPlan::compile(
+            &PolicyFile::parse(
+                Path::new("p.yaml"),
+                &format!(
+                    "policies:\n  - name: o\n    type: ottl_condition\n    ottl_condition:\n{body}"
+                ),
+            )
+            .unwrap(),
+        )
+    };
+    let span = |code: u32| {
+        format!(
+            r#""name":"op","startTimeUnixNano":"1000000000","endTimeUnixNano":"1002000000","attributes":[{{"key":"code","value":{{"intValue":"{code}"}}}}]"#
+        )
+    };
+    let p = plan("      span: ['resource.attributes[\"service.name\"] == \"checkout\" and attributes[\"code\"] >= 500']\n");
+    // Trace 1: web 503 + checkout 200 (no single span matches); trace 2: web 200 + checkout 503.
+    let text = [
+        span_line(1, "web", &span(503)),
+        span_line(1, "checkout", &span(200)),
+        span_line(2, "web", &span(200)),
+        span_line(2, "checkout", &span(503)),
+    ]
+    .join("\n");
+    let e = explain(&p, &text, None).unwrap();
+    assert_eq!((e.traces, e.kept_traces), (2, 1));
+    let mut id = [0u8; 16];
+    id[15] = 2;
+    assert!(explain(&p, &text, Some(id)).unwrap().trace.unwrap().sampled);
+
+    let text = span_line(3, "web", &span(200));
+    for (mode, kept) in [("propagate", 0), ("ignore", 1), ("silent", 1)] {
+        let p = plan(&format!(
+            "      error_mode: {mode}\n      span: ['name + 1 == 2', 'attributes[\"code\"] == 200']\n"
+        ));
+        let e = explain(&p, &text, None).unwrap();
+        assert_eq!(e.kept_traces, kept, "{mode}");
+        // explain evaluates each policy once for its tally and once in the decision.
+        assert_eq!(
+            p.policies()[0].errors(),
+            2,
+            "{mode}: each failure is counted"
+        );
+    }
+}

@@ -109,6 +109,11 @@ pub trait Policy: Send + Sync + Debug {
     }
     /// A plain-words description, for `check-policies` and logs.
     fn describe(&self) -> String;
+    /// Evaluations that failed (an OTTL condition's type error) since the plan was loaded;
+    /// 0 for the kinds that cannot fail.
+    fn errors(&self) -> u64 {
+        0
+    }
 }
 
 /// The policy file: a Collector `tail_sampling` block, validated.

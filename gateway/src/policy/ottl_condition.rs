@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use serde::Deserialize;
 
 use super::ottl::eval::{events, SpanInput};
-use super::ottl::{Condition, Context};
+use super::ottl::{Condition, Context, OttlError};
 use super::{Policy, Verdict};
 use crate::buffer::trace::TraceView;
 
@@ -92,14 +92,13 @@ impl OttlConditionPolicy {
         }
     }
 
-    /// Condition evaluations that failed so far.
-    pub fn errors(&self) -> u64 {
-        self.errors.load(Ordering::Relaxed)
-    }
-
     /// `Some(verdict)` when evaluation ends here, `None` to go on.
     fn check(&self, c: &Condition, input: &SpanInput<'_>) -> Option<Verdict> {
-        match c.holds(input) {
+        self.outcome(c, c.holds(input))
+    }
+
+    fn outcome(&self, c: &Condition, result: Result<bool, OttlError>) -> Option<Verdict> {
+        match result {
             Ok(true) => Some(Verdict::Sampled),
             Ok(false) => None,
             Err(e) => {
@@ -119,6 +118,10 @@ impl OttlConditionPolicy {
 
 impl Policy for OttlConditionPolicy {
     fn evaluate(&self, trace: &TraceView<'_>) -> Verdict {
+        // Per span condition: the answer of its resource-and-scope parts for the resource
+        // and scope last seen (spans of a trace mostly share them), so those parts are
+        // evaluated once per resource instead of once per span.
+        let mut by_resource: Vec<Option<(usize, usize, bool)>> = vec![None; self.span.len()];
         for s in trace.spans {
             let parts = s.parts();
             let mut input = SpanInput {
@@ -127,8 +130,31 @@ impl Policy for OttlConditionPolicy {
                 scope: parts.scope,
                 event: &[],
             };
-            for c in &self.span {
-                if let Some(v) = self.check(c, &input) {
+            let key = (
+                parts.resource.as_ptr() as usize,
+                parts.scope.as_ptr() as usize,
+            );
+            for (c, memo) in self.span.iter().zip(by_resource.iter_mut()) {
+                let outer = match *memo {
+                    Some((r, sc, held)) if (r, sc) == key => Some(held),
+                    _ => match c.holds_for_resource(&input) {
+                        None => None,
+                        Some(Ok(held)) => {
+                            *memo = Some((key.0, key.1, held));
+                            Some(held)
+                        }
+                        Some(Err(e)) => match self.outcome(c, Err(e)) {
+                            Some(v) => return v,
+                            None => continue,
+                        },
+                    },
+                };
+                let result = match outer {
+                    Some(false) => continue,
+                    Some(true) => c.holds_given_resource(&input),
+                    None => c.holds(&input),
+                };
+                if let Some(v) = self.outcome(c, result) {
                     return v;
                 }
             }
@@ -145,6 +171,10 @@ impl Policy for OttlConditionPolicy {
             }
         }
         Verdict::NotSampled
+    }
+
+    fn errors(&self) -> u64 {
+        self.errors.load(Ordering::Relaxed)
     }
 
     fn describe(&self) -> String {

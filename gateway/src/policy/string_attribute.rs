@@ -3,9 +3,9 @@
 //!
 //! As the Collector: regular expressions are not anchored (`^…$` to match whole values);
 //! a span's empty value never matches; non-string values read as "" (pdata's `Str()`);
-//! with `invert_match` a match gives "invert not sampled", which vetoes sampling by other
-//! policies, and no match gives "invert sampled", which keeps the trace only when no
-//! policy said "not sampled". `cache_max_size` is accepted; Tailgate compiles the
+//! with `invert_match` the policy samples when nothing matches and not when something
+//! does, a plain verdict that vetoes nothing (the Collector since v0.155).
+//! `cache_max_size` is accepted; Tailgate compiles the
 //! expressions once and needs no match cache.
 
 use regex::bytes::RegexSet;

@@ -506,3 +506,21 @@ fn and_of_probabilistic_and_attribute_needs_both_and_keeps_the_probability() {
     }
     assert!(seen[0] > 150 && seen[1] > 150, "{seen:?}");
 }
+
+/// Scenario: files relying on rules the Collector changed between versions.
+/// Guarantees: check-policies has one note per such rule, and none for a file that relies
+/// on no changed rule.
+#[test]
+fn version_notes_name_each_changed_rule_relied_on() {
+    let notes = |y: &str| super::version_notes(&parse(y).unwrap());
+    assert!(notes(
+        "policies:\n  - {name: e, type: status_code, status_code: {status_codes: [ERROR]}}\n"
+    )
+    .is_empty());
+    let n = notes("sample_on_first_match: true\npolicies:\n  - {name: s, type: latency, latency: {threshold_ms: 5}}\n  - {name: i, type: string_attribute, string_attribute: {key: k, values: [v], invert_match: true}}\n  - name: d\n    type: drop\n    drop: {drop_sub_policy: [{name: a, type: always_sample}]}\n  - name: c\n    type: composite\n    composite: {max_total_spans_per_second: 10, composite_sub_policy: [{name: x, type: always_sample}]}\n");
+    assert_eq!(n.len(), 4, "{n:?}");
+    for word in ["invert_match", "latency", "drop", "composite"] {
+        assert!(n.iter().any(|l| l.starts_with(word)), "{word}: {n:?}");
+    }
+    assert!(notes("policies:\n  - {name: s, type: latency, latency: {threshold_ms: 5, upper_threshold_ms: 9}}\n").is_empty());
+}

@@ -519,20 +519,55 @@ fn any_value(v: &[u8]) -> Value<'_> {
     out
 }
 
+/// The `AnyValue` bytes of the first `KeyValue` with `key` in repeated field `field` of
+/// `msg`. Encoders write the key first, so a non-matching entry is skipped after reading its
+/// key alone; an entry laid out otherwise is read in full.
+fn find_value<'a>(msg: &'a [u8], field: u32, key: &[u8]) -> Option<&'a [u8]> {
+    let mut pos = 0;
+    while let Some((f, wt, s, e)) = next_field(msg, &mut pos) {
+        if f != field || wt != 2 {
+            continue;
+        }
+        let kv = &msg[s..e];
+        // Fast path: `0x0a len key` first.
+        if kv.first() == Some(&0x0a) {
+            let (len, n) = read_varint(kv, 1);
+            let start = 1 + n;
+            let end = usize::try_from(len).ok().and_then(|l| start.checked_add(l));
+            if let (true, Some(end)) = (n > 0, end) {
+                if end <= kv.len() && &kv[start..end] != key {
+                    continue;
+                }
+            }
+        }
+        let (mut k, mut v): (&[u8], &[u8]) = (&[], &[]);
+        let mut p = 0;
+        while let Some((kf, kw, ks, ke)) = next_field(kv, &mut p) {
+            match (kf, kw) {
+                (1, 2) => k = &kv[ks..ke],
+                (2, 2) => v = &kv[ks..ke],
+                _ => {}
+            }
+        }
+        if k == key {
+            return Some(v);
+        }
+    }
+    None
+}
+
 /// Looks up `key`, then `rest`, in a map.
 fn lookup<'a>(msg: &'a [u8], field: u32, key: &str, rest: &[Index]) -> Value<'a> {
-    let Some((_, v)) = map_entries(msg, field).find(|(k, _)| *k == key.as_bytes()) else {
+    let Some(v) = find_value(msg, field, key.as_bytes()) else {
         return Value::Nil;
     };
     let mut cur = any_value(v);
     for idx in rest {
         cur = match (cur, idx) {
-            (Value::Map(m, f), Index::Key(k)) => {
-                match map_entries(m, f).find(|(mk, _)| *mk == k.as_bytes()) {
-                    Some((_, v)) => any_value(v),
-                    None => Value::Nil,
-                }
-            }
+            (Value::Map(m, f), Index::Key(k)) => match find_value(m, f, k.as_bytes()) {
+                Some(v) => any_value(v),
+                None => Value::Nil,
+            },
             (Value::List(l), Index::Pos(i)) => {
                 match usize::try_from(*i).ok().and_then(|i| list_items(l).nth(i)) {
                     Some(v) => any_value(v),

@@ -63,19 +63,58 @@ pub struct Condition {
     /// The condition as written.
     pub source: String,
     expr: parse::Expr,
+    /// For `a and b and …` whose first parts read only the resource and scope: those
+    /// parts, and the rest. The first half gives the same answer for every span of a resource,
+    /// so callers may evaluate it once per resource ([`Condition::holds_for_resource`]).
+    split: Option<(parse::Expr, parse::Expr)>,
 }
 
 impl Condition {
     /// Parses and checks a condition for `ctx`.
     pub fn new(source: &str, ctx: Context) -> Result<Self, OttlError> {
+        let expr = parse::parse(source, ctx)?;
+        let split = match &expr {
+            // Only a leading run of such parts: `and` evaluates left to right and stops at
+            // the first false or failing part, and the split must keep that order.
+            parse::Expr::And(parts) => {
+                let n = parts.iter().take_while(|p| p.reads_only_resource()).count();
+                (n > 0 && n < parts.len()).then(|| {
+                    (
+                        parse::Expr::And(parts[..n].to_vec()),
+                        parse::Expr::And(parts[n..].to_vec()),
+                    )
+                })
+            }
+            _ => None,
+        };
         Ok(Condition {
             source: source.to_owned(),
-            expr: parse::parse(source, ctx)?,
+            expr,
+            split,
         })
     }
 
     /// Whether the condition holds for `input`.
     pub fn holds(&self, input: &eval::SpanInput<'_>) -> Result<bool, OttlError> {
         eval::truth(&self.expr, input)
+    }
+
+    /// Whether the parts that read only the resource and scope hold (`None`: the
+    /// condition has no such split; use [`Condition::holds`]).
+    pub fn holds_for_resource(
+        &self,
+        input: &eval::SpanInput<'_>,
+    ) -> Option<Result<bool, OttlError>> {
+        self.split
+            .as_ref()
+            .map(|(outer, _)| eval::truth(outer, input))
+    }
+
+    /// Whether the other parts hold, given that the resource parts did.
+    pub fn holds_given_resource(&self, input: &eval::SpanInput<'_>) -> Result<bool, OttlError> {
+        match &self.split {
+            Some((_, own)) => eval::truth(own, input),
+            None => self.holds(input),
+        }
     }
 }

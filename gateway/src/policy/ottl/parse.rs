@@ -203,6 +203,27 @@ pub enum Expr {
 }
 
 impl Expr {
+    /// Whether the expression reads nothing but the resource and the scope (so it has the
+    /// same value for every span under them).
+    pub fn reads_only_resource(&self) -> bool {
+        match self {
+            Expr::Or(p) | Expr::And(p) | Expr::List(p) => p.iter().all(Expr::reads_only_resource),
+            Expr::Not(e) | Expr::Neg(e) => e.reads_only_resource(),
+            Expr::Cmp(a, _, b) | Expr::Math(a, _, b) => {
+                a.reads_only_resource() && b.reads_only_resource()
+            }
+            Expr::Path(t, _) => matches!(t, Target::Resource | Target::Scope),
+            Expr::Call(Func::IsRootSpan, ..) => false,
+            Expr::Call(_, args, _) => args.iter().all(Expr::reads_only_resource),
+            Expr::Nil
+            | Expr::Bool(_)
+            | Expr::Int(_)
+            | Expr::Float(_)
+            | Expr::Str(_)
+            | Expr::Bytes(_) => true,
+        }
+    }
+
     /// Whether the expression yields a boolean by its form (a comparison, logic, a bool
     /// literal or a converter), as OTTL requires of a condition.
     fn is_boolean(&self) -> bool {
