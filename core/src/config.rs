@@ -101,26 +101,67 @@ pub fn system_source(scheme: &str, name: &str) -> Result<Option<String>, String>
 /// Collector's docs write them and Go's YAML reads them) become plain integers. Line numbers
 /// are unchanged unless a value holds line breaks.
 pub fn collector_text(path: &Path, text: &str, source: &Source<'_>) -> Result<String, ConfigError> {
-    let expanded = expand(text, source).map_err(|(line, message)| ConfigError::InvalidAt {
+    let (expanded, failures) = collector_text_lenient(text, source);
+    match failures.into_iter().next() {
+        Some((line, message)) => Err(reference_error(path, line, message)),
+        None => Ok(expanded),
+    }
+}
+
+/// [`collector_text`], leaving a reference that cannot be resolved as written and
+/// returning `(line, message)` for each, for callers that use only part of the file (a
+/// whole Collector config, whose other sections may name files that exist only where the
+/// Collector runs).
+pub fn collector_text_lenient(text: &str, source: &Source<'_>) -> (String, Vec<(usize, String)>) {
+    let (expanded, failures) = expand_lenient(text, source);
+    (plain_integers(&expanded), failures)
+}
+
+/// The error for a reference that could not be resolved.
+pub fn reference_error(path: &Path, line: usize, message: String) -> ConfigError {
+    ConfigError::InvalidAt {
         path: path.to_owned(),
         line,
         key: "${…}".into(),
         message,
-    })?;
-    Ok(plain_integers(&expanded))
+    }
 }
 
-/// Expands `${…}` references; errors carry the 1-based line.
+/// Expands `${…}` references; errors carry the 1-based line. Whole-line comments are left
+/// as they are.
 pub fn expand(text: &str, source: &Source<'_>) -> Result<String, (usize, String)> {
-    if !text.contains('$') {
-        return Ok(text.to_owned());
+    let (out, failures) = expand_lenient(text, source);
+    match failures.into_iter().next() {
+        Some(f) => Err(f),
+        None => Ok(out),
     }
+}
+
+fn expand_lenient(text: &str, source: &Source<'_>) -> (String, Vec<(usize, String)>) {
+    let mut out = String::with_capacity(text.len());
+    let mut failures = Vec::new();
+    for (n, line) in text.split_inclusive('\n').enumerate() {
+        if line.trim_start().starts_with('#') || !line.contains('$') {
+            out.push_str(line);
+            continue;
+        }
+        match expand_line(line, source) {
+            Ok(l) => out.push_str(&l),
+            Err(message) => {
+                failures.push((n + 1, message));
+                out.push_str(line);
+            }
+        }
+    }
+    (out, failures)
+}
+
+/// Expands the references of one line.
+fn expand_line(text: &str, source: &Source<'_>) -> Result<String, String> {
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
-    let line_of = |rest: &str| text[..text.len() - rest.len()].matches('\n').count() + 1;
     while let Some(i) = rest.find('$') {
         out.push_str(&rest[..i]);
-        let here = line_of(&rest[i..]);
         let after = &rest[i + 1..];
         if let Some(tail) = after.strip_prefix('$') {
             out.push('$');
@@ -133,7 +174,7 @@ pub fn expand(text: &str, source: &Source<'_>) -> Result<String, (usize, String)
             continue;
         };
         let Some(end) = body.find('}') else {
-            return Err((here, "unterminated ${ reference".into()));
+            return Err("unterminated ${ reference".into());
         };
         let reference = &body[..end];
         let (scheme, name) = match reference.split_once(':') {
@@ -149,12 +190,11 @@ pub fn expand(text: &str, source: &Source<'_>) -> Result<String, (usize, String)
                 || name.starts_with(|c: char| c.is_ascii_digit())
                 || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'))
         {
-            return Err((
-                here,
-                format!("invalid environment variable name {name:?} in ${{{reference}}}"),
+            return Err(format!(
+                "invalid environment variable name {name:?} in ${{{reference}}}"
             ));
         }
-        let value = source(scheme, name).map_err(|m| (here, m))?;
+        let value = source(scheme, name)?;
         out.push_str(value.as_deref().or(default).unwrap_or(""));
         rest = &body[end + 1..];
     }

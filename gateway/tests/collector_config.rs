@@ -187,6 +187,20 @@ fn a_whole_collector_config_loads_its_traces_pipelines_processor() {
         1
     );
 
+    // A reference Tailgate cannot resolve matters only in the block it reads: an
+    // exporter's secret file that exists only where the Collector runs is ignored.
+    let text = std::fs::read_to_string(&path).unwrap().replace(
+        "tls: { insecure: true }",
+        "tls: { cert_file: \"${file:/nonexistent/tls.crt}\" }",
+    );
+    assert!(PolicyFile::parse(&path, &text).is_ok());
+    let text = text.replace("num_traces: 200_000", "num_traces: ${file:/nonexistent/n}");
+    let err = PolicyFile::parse(&path, &text).unwrap_err();
+    assert!(
+        matches!(&err, ConfigError::InvalidAt { line: 20, .. }),
+        "{err}"
+    );
+
     // A mistake in the chosen block is reported at its line in the whole file.
     let bad = std::fs::read_to_string(&path)
         .unwrap()

@@ -28,11 +28,7 @@ impl AndPolicy {
 
 impl Policy for AndPolicy {
     fn evaluate(&self, trace: &TraceView<'_>) -> Verdict {
-        if super::all_sample(&self.subs, trace) {
-            Verdict::Sampled
-        } else {
-            Verdict::NotSampled
-        }
+        super::all_sample(&self.subs, trace)
     }
 
     fn probability(&self, trace: &TraceView<'_>) -> f64 {

@@ -215,3 +215,24 @@ pub(crate) fn processor_line(text: &str, name: &str) -> Option<usize> {
     }
     None
 }
+
+/// The 1-based lines of processor `name`'s block: from its key to the next line indented no
+/// deeper; the whole text when the key is not found on a line of its own.
+pub(crate) fn block_lines(text: &str, name: &str) -> std::ops::Range<usize> {
+    let Some(start) = processor_line(text, name) else {
+        return 1..usize::MAX;
+    };
+    let lines: Vec<&str> = text.lines().collect();
+    let indent = |l: &str| l.len() - l.trim_start().len();
+    let key_indent = lines.get(start - 1).map_or(0, |l| indent(l));
+    let end = lines
+        .iter()
+        .enumerate()
+        .skip(start)
+        .find(|(_, l)| {
+            let t = l.trim_start();
+            !t.is_empty() && !t.starts_with('#') && indent(l) <= key_indent
+        })
+        .map_or(lines.len() + 1, |(i, _)| i + 1);
+    start..end
+}

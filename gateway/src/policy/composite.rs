@@ -186,8 +186,11 @@ impl Policy for CompositePolicy {
         self.roll_second(trace.now);
         let spans = u64::from(trace.summary.span_count);
         for sub in &self.subs {
-            if sub.policy.evaluate(trace) != Verdict::Sampled {
-                continue;
+            match sub.policy.evaluate(trace) {
+                Verdict::Sampled => {}
+                // As the Collector's composite: an error ends the evaluation.
+                Verdict::Error => return Verdict::Error,
+                Verdict::NotSampled | Verdict::Dropped => continue,
             }
             let fits = sub
                 .sampled

@@ -28,10 +28,9 @@ impl DropPolicy {
 
 impl Policy for DropPolicy {
     fn evaluate(&self, trace: &TraceView<'_>) -> Verdict {
-        if super::all_sample(&self.subs, trace) {
-            Verdict::Dropped
-        } else {
-            Verdict::NotSampled
+        match super::all_sample(&self.subs, trace) {
+            Verdict::Sampled => Verdict::Dropped,
+            other => other,
         }
     }
 

@@ -50,7 +50,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 use tailgate_core::config::{
-    collector_text, locate_sequence_item, parse_plain_yaml, system_source, ConfigError,
+    collector_text_lenient, locate_sequence_item, parse_plain_yaml, reference_error, system_source,
+    ConfigError,
 };
 
 use crate::buffer::trace::TraceView;
@@ -66,11 +67,23 @@ pub enum Verdict {
     NotSampled,
     /// Drop it, whatever other policies say (`drop`).
     Dropped,
+    /// The policy could not evaluate the trace (an OTTL condition failed with
+    /// `error_mode: propagate`). As the Collector, it neither samples nor drops: the plan
+    /// skips it, and `and`, `drop`, `not` and `composite` pass it on.
+    Error,
 }
 
-/// Whether every sub-policy keeps the trace (`and` and `drop`).
-pub(crate) fn all_sample(subs: &[Box<dyn Policy>], trace: &TraceView<'_>) -> bool {
-    subs.iter().all(|s| s.evaluate(trace) == Verdict::Sampled)
+/// Whether every sub-policy keeps the trace (`and` and `drop`), as the Collector's
+/// and.go: the first "not sampled" answers no, the first error is passed on.
+pub(crate) fn all_sample(subs: &[Box<dyn Policy>], trace: &TraceView<'_>) -> Verdict {
+    for s in subs {
+        match s.evaluate(trace) {
+            Verdict::Sampled => {}
+            Verdict::Error => return Verdict::Error,
+            Verdict::NotSampled | Verdict::Dropped => return Verdict::NotSampled,
+        }
+    }
+    Verdict::Sampled
 }
 
 /// The verdict of an attribute policy. As the Collector since v0.155 (PR #48976 removed the
@@ -648,9 +661,19 @@ impl PolicyFile {
         text: &str,
         processor: Option<&str>,
     ) -> Result<Self, ConfigError> {
-        let text = &collector_text(path, text, &system_source)?;
+        // References that cannot be resolved matter only where Tailgate reads: in a whole
+        // Collector config, only in the chosen processor's block.
+        let (expanded, failures) = collector_text_lenient(text, &system_source);
+        let text = &expanded;
         let top: serde_yaml_ng::Value = parse_plain_yaml(path, text)?;
         let shape = collector::shape(path, &top, processor)?;
+        let used = match &shape {
+            collector::Shape::Whole { processor, .. } => collector::block_lines(text, processor),
+            _ => 1..usize::MAX,
+        };
+        if let Some((line, message)) = failures.into_iter().find(|(l, _)| used.contains(l)) {
+            return Err(reference_error(path, line, message));
+        }
         let invalid = |key: &str, message: String| ConfigError::Invalid {
             path: path.to_owned(),
             key: key.to_owned(),

@@ -37,6 +37,7 @@ impl Policy for NotPolicy {
         match self.sub.evaluate(trace) {
             Verdict::Sampled => Verdict::NotSampled,
             Verdict::NotSampled | Verdict::Dropped => Verdict::Sampled,
+            Verdict::Error => Verdict::Error,
         }
     }
 

@@ -4,10 +4,10 @@
 //!
 //! Conditions are evaluated at decision time over the buffered spans' bytes (see
 //! [`super::ottl`]); evaluation stops at the first match. A condition that fails on a span
-//! (a type error) is handled by `error_mode`: `propagate` (the default) ends evaluation and
-//! the policy does not sample the trace (the Collector's "error" decision, which samples
-//! nothing); `ignore` and `silent` skip that condition for that span and go on (`ignore`
-//! also counts it in the policy's error metric; Tailgate counts both).
+//! (a type error) is handled by `error_mode`: `propagate` (the default) ends evaluation with
+//! the "error" verdict, which neither samples nor drops (the plan skips the policy, `not`
+//! and the combinators pass it on, as the Collector); `ignore` and `silent` count that
+//! condition as false for that span and go on.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -104,7 +104,7 @@ impl OttlConditionPolicy {
             Err(e) => {
                 self.errors.fetch_add(1, Ordering::Relaxed);
                 match self.error_mode {
-                    ErrorMode::Propagate => Some(Verdict::NotSampled),
+                    ErrorMode::Propagate => Some(Verdict::Error),
                     ErrorMode::Ignore => {
                         tracing::debug!(condition = %c.source, error = %e, "OTTL condition failed; ignored.");
                         None

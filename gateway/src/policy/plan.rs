@@ -90,16 +90,17 @@ pub struct PolicyPlan {
 }
 
 /// Number of distinct verdicts.
-pub const VERDICTS: usize = 3;
+pub const VERDICTS: usize = 4;
 
 /// Verdict names, by index, as they appear in metrics.
-pub const VERDICT_NAMES: [&str; VERDICTS] = ["sampled", "not_sampled", "dropped"];
+pub const VERDICT_NAMES: [&str; VERDICTS] = ["sampled", "not_sampled", "dropped", "error"];
 
 fn verdict_index(v: Verdict) -> usize {
     match v {
         Verdict::Sampled => 0,
         Verdict::NotSampled => 1,
         Verdict::Dropped => 2,
+        Verdict::Error => 3,
     }
 }
 
@@ -118,7 +119,8 @@ pub struct LocalVerdicts {
 pub struct Decision {
     /// Keep or not.
     pub sampled: bool,
-    /// Index of the policy that kept it.
+    /// Index of the policy that kept it: the one with the highest probability, the first
+    /// on a tie.
     pub policy: Option<u16>,
     /// The probability with which it was kept: the highest of the policies that sampled
     /// it (a trace any deterministic policy keeps is kept for certain). 1 when not kept.
@@ -220,15 +222,20 @@ impl PolicyPlan {
                     }
                 }
                 Verdict::Sampled if n >= self.drops => {
-                    first_sampled.get_or_insert(i as u16);
-                    if probability < 1.0 {
-                        probability = probability.max(p.probability(trace));
+                    // The recorded policy is the one with the highest probability, the first
+                    // on a tie, as the Collector records it (no later one beats 1).
+                    if first_sampled.is_none() || probability < 1.0 {
+                        let q = p.probability(trace);
+                        if first_sampled.is_none() || q > probability {
+                            first_sampled = Some(i as u16);
+                            probability = q;
+                        }
                     }
                     if self.sample_on_first_match {
                         break;
                     }
                 }
-                Verdict::Sampled | Verdict::NotSampled => {}
+                Verdict::Sampled | Verdict::NotSampled | Verdict::Error => {}
             }
         }
         Decision {

@@ -524,3 +524,88 @@ fn version_notes_name_each_changed_rule_relied_on() {
     }
     assert!(notes("policies:\n  - {name: s, type: latency, latency: {threshold_ms: 5, upper_threshold_ms: 9}}\n").is_empty());
 }
+
+/// Scenario: an ottl_condition that fails (error_mode propagate) under `not`, `and`, a
+/// `drop`, and beside a probabilistic policy. Guarantees: as the Collector (not.go, and.go,
+/// drop.go, processor.go), the error passes through and the plan skips the policy: `not`
+/// does not turn it into a sample, a failing `drop` drops nothing.
+#[test]
+fn a_failing_condition_neither_samples_nor_drops() {
+    let failing = "{name: f, type: ottl_condition, ottl_condition: {span: ['name + 1 == 2']}}";
+    let mut s = crate::buffer::trace::TraceSummary::default();
+    s.add_span(0, MS, 0, true);
+    let spans = encoded_spans();
+    let decide = |yaml: &str| {
+        let plan = PolicyPlan::compile(&parse(yaml).unwrap());
+        let view = crate::buffer::trace::TraceView {
+            trace_id: &[3; 16],
+            summary: &s,
+            spans: &spans,
+            now: tokio::time::Instant::now(),
+        };
+        (
+            plan.decide(&view).sampled,
+            plan.policies()[0].evaluate(&view),
+        )
+    };
+    let not =
+        format!("policies:\n  - name: n\n    type: not\n    not: {{not_sub_policy: {failing}}}\n");
+    assert_eq!(decide(&not), (false, Verdict::Error));
+    let and = format!("policies:\n  - name: a\n    type: and\n    and: {{and_sub_policy: [{{name: all, type: always_sample}}, {failing}]}}\n");
+    assert_eq!(decide(&and), (false, Verdict::Error));
+    let drop = format!("policies:\n  - name: d\n    type: drop\n    drop: {{drop_sub_policy: [{failing}]}}\n  - {{name: all, type: always_sample}}\n");
+    assert_eq!(decide(&drop), (true, Verdict::Error));
+}
+
+/// Scenario: two policies keep a trace with different probabilities.
+/// Guarantees: the recorded policy is the one with the highest probability, whose
+/// probability the kept spans carry (the first on a tie), as the Collector records it.
+#[test]
+fn the_recorded_policy_is_the_most_probable_one() {
+    let yaml = "policies:\n  - {name: tenth, type: probabilistic, probabilistic: {sampling_percentage: 100}}\n  - {name: all, type: always_sample}\n  - {name: also, type: always_sample}\n";
+    let plan = PolicyPlan::compile(&parse(yaml).unwrap());
+    let mut s = crate::buffer::trace::TraceSummary::default();
+    s.add_span(0, MS, 0, true);
+    let d = plan.decide(&crate::buffer::trace::TraceView::new(&[1; 16], &s));
+    assert_eq!(
+        (d.policy, d.probability),
+        (Some(0), 1.0),
+        "100% ties with always_sample: first wins"
+    );
+    let yaml = yaml.replace("sampling_percentage: 100", "sampling_percentage: 10");
+    let plan = PolicyPlan::compile(&parse(&yaml).unwrap());
+    for id in 0..50u8 {
+        let d = plan.decide(&crate::buffer::trace::TraceView::new(&[id; 16], &s));
+        assert_eq!((d.policy, d.probability), (Some(1), 1.0));
+    }
+}
+
+/// One span, encoded as the buffer holds it.
+fn encoded_spans() -> Vec<crate::buffer::BufferedSpan> {
+    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+    use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
+    use prost::Message;
+    let req = ExportTraceServiceRequest {
+        resource_spans: vec![ResourceSpans {
+            scope_spans: vec![ScopeSpans {
+                spans: vec![Span {
+                    trace_id: vec![3; 16],
+                    span_id: vec![1; 8],
+                    name: "op".into(),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    };
+    let body = bytes::Bytes::from(req.encode_to_vec());
+    let plan =
+        PolicyPlan::compile(&parse("policies:\n  - {name: a, type: always_sample}\n").unwrap());
+    let mut scan = tailgate_core::wire::Scan::default();
+    scan.scan(&body).unwrap();
+    crate::buffer::incoming_spans(&body, &mut scan, &plan)
+        .into_iter()
+        .map(|s| s.span)
+        .collect()
+}

@@ -34,6 +34,18 @@ pub enum Value<'a> {
     Map(&'a [u8], u32),
     /// A list: an `ArrayValue` message.
     List(&'a [u8]),
+    /// A trace id (16 bytes) or span id (8): pdata's own types, equal only to an id of the
+    /// same kind, never to bytes.
+    Id(IdKind, &'a [u8]),
+}
+
+/// Which id an [`Value::Id`] is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IdKind {
+    /// A trace id.
+    Trace,
+    /// A span id (`span_id`, `parent_span_id`).
+    Span,
 }
 
 /// One span as a condition sees it: its bytes and its resource's and scope's headers.
@@ -90,6 +102,8 @@ fn kind(v: &Value<'_>) -> &'static str {
         Value::Bytes(_) => "bytes",
         Value::Map(..) => "a map",
         Value::List(_) => "a list",
+        Value::Id(IdKind::Trace, _) => "a trace id",
+        Value::Id(IdKind::Span, _) => "a span id",
     }
 }
 
@@ -107,6 +121,14 @@ pub fn compare(a: &Value<'_>, op: CmpOp, b: &Value<'_>) -> bool {
         (Value::Float(x), Value::Float(y)) => x.partial_cmp(y),
         (Value::Str(x), Value::Str(y)) => Some(x.as_ref().cmp(y.as_ref())),
         (Value::Bytes(x), Value::Bytes(y)) => Some(x.as_ref().cmp(y.as_ref())),
+        (Value::Id(kx, x), Value::Id(ky, y)) if kx == ky => {
+            let same = x == y;
+            return match op {
+                CmpOp::Eq => same,
+                CmpOp::Ne => !same,
+                _ => false,
+            };
+        }
         (Value::Map(..), Value::Map(..)) | (Value::List(_), Value::List(_)) => {
             // Structural equality of encoded maps and lists: equal bytes are equal values.
             let same = a == b;
@@ -196,6 +218,7 @@ fn to_string(v: &Value<'_>) -> Option<Vec<u8>> {
         Value::Float(f) => format_float(*f).into_bytes(),
         Value::Str(s) => s.to_vec(),
         Value::Bytes(b) => hex(b).into_bytes(),
+        Value::Id(_, b) => hex(b).into_bytes(),
         Value::Map(..) | Value::List(_) => return None,
     })
 }
@@ -239,8 +262,9 @@ fn call<'a>(
     };
     Ok(match func {
         Func::IsRootSpan => {
+            // pdata: an absent or all-zero parent span id is empty.
             let f = SpanFieldsRead::new(input.span);
-            Value::Bool(f.parent_span_id.is_empty())
+            Value::Bool(f.parent_span_id.iter().all(|&b| b == 0))
         }
         Func::IsMatch => {
             let target = arg(0)?;
@@ -268,7 +292,8 @@ fn call<'a>(
         Func::IsMap => Value::Bool(matches!(arg(0)?, Value::Map(..))),
         Func::IsList => Value::Bool(matches!(arg(0)?, Value::List(_))),
         Func::Len => match arg(0)? {
-            Value::Str(s) => Value::Int(String::from_utf8_lossy(&s).chars().count() as i64),
+            // Go's len: bytes.
+            Value::Str(s) => Value::Int(s.len() as i64),
             Value::Bytes(b) => Value::Int(b.len() as i64),
             Value::Map(msg, field) => Value::Int(map_entries(msg, field).count() as i64),
             Value::List(msg) => Value::Int(list_items(msg).count() as i64),
@@ -307,14 +332,19 @@ fn call<'a>(
             let (Some(Expr::List(items)), delim) = (args.first(), arg(1)?) else {
                 return Err(OttlError::Eval("Concat takes a list".into()));
             };
-            let delim = string_arg(&delim, "Concat")?.unwrap_or_default().to_vec();
+            let Some(delim) = string_arg(&delim, "Concat")? else {
+                return Err(OttlError::Eval("Concat's delimiter is nil".into()));
+            };
+            let delim = delim.to_vec();
             let mut out = Vec::new();
             for (i, item) in items.iter().enumerate() {
                 if i > 0 {
                     out.extend_from_slice(&delim);
                 }
-                if let Some(s) = to_string(&value(item, input)?) {
-                    out.extend_from_slice(&s);
+                match value(item, input)? {
+                    // As Go's fmt prints a nil.
+                    Value::Nil => out.extend_from_slice(b"<nil>"),
+                    v => out.extend_from_slice(&to_string(&v).unwrap_or_default()),
                 }
             }
             Value::Str(Cow::Owned(out))
@@ -332,7 +362,11 @@ fn call<'a>(
                 } else {
                     t.ends_with(a)
                 }),
-                _ => Value::Bool(false),
+                _ => {
+                    return Err(OttlError::Eval(format!(
+                        "{name} expects a string, found nil"
+                    )))
+                }
             }
         }
         Func::ToLowerCase | Func::ToUpperCase => match arg(0)? {
@@ -347,7 +381,6 @@ fn call<'a>(
                     .into_bytes(),
                 ))
             }
-            Value::Nil => Value::Nil,
             other => {
                 return Err(OttlError::Eval(format!(
                     "expected a string, found {}",
@@ -616,8 +649,15 @@ fn path<'a>(target: Target, field: &'a Field, input: &SpanInput<'a>) -> Value<'a
 
 fn span_path<'a>(f: SpanFieldsRead<'a>, field: &Field) -> Value<'a> {
     let str_of = |b: &'a [u8]| Value::Str(Cow::Borrowed(b));
-    let bytes_of = |b: &'a [u8]| Value::Bytes(Cow::Borrowed(b));
-    let hex_of = |b: &[u8]| Value::Str(Cow::Owned(hex(b).into_bytes()));
+    // pdata's ids are fixed-size arrays: an absent id prints as zeros.
+    let hex_of = |b: &[u8], len: usize| {
+        let text = if b.is_empty() {
+            "00".repeat(len)
+        } else {
+            hex(b)
+        };
+        Value::Str(Cow::Owned(text.into_bytes()))
+    };
     match field {
         Field::Name => str_of(f.name),
         Field::Kind => Value::Int(f.kind),
@@ -631,12 +671,12 @@ fn span_path<'a>(f: SpanFieldsRead<'a>, field: &Field) -> Value<'a> {
         }),
         Field::StatusCode => Value::Int(varint_field(f.status, 3)),
         Field::StatusMessage => str_of(bytes_field(f.status, 2)),
-        Field::TraceId => bytes_of(f.trace_id),
-        Field::TraceIdString => hex_of(f.trace_id),
-        Field::SpanId => bytes_of(f.span_id),
-        Field::SpanIdString => hex_of(f.span_id),
-        Field::ParentSpanId => bytes_of(f.parent_span_id),
-        Field::ParentSpanIdString => hex_of(f.parent_span_id),
+        Field::TraceId => Value::Id(IdKind::Trace, f.trace_id),
+        Field::TraceIdString => hex_of(f.trace_id, 16),
+        Field::SpanId => Value::Id(IdKind::Span, f.span_id),
+        Field::SpanIdString => hex_of(f.span_id, 8),
+        Field::ParentSpanId => Value::Id(IdKind::Span, f.parent_span_id),
+        Field::ParentSpanIdString => hex_of(f.parent_span_id, 8),
         Field::TraceState(None) => str_of(f.trace_state),
         Field::TraceState(Some(key)) => {
             // pdata parses the header as W3C; an invalid one reads as nil.

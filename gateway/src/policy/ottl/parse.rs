@@ -402,6 +402,7 @@ pub fn parse(src: &str, ctx: Context) -> Result<Expr, OttlError> {
         toks,
         pos: 0,
         ctx,
+        depth: 0,
     };
     let e = p.or()?;
     if p.pos < p.toks.len() {
@@ -422,7 +423,12 @@ struct Parser<'s> {
     toks: Vec<(Tok, usize)>,
     pos: usize,
     ctx: Context,
+    /// Nesting of the recursive descent, bounded so no input can exhaust the stack.
+    depth: usize,
 }
+
+/// Deepest nesting of parentheses, `not`s, signs and calls a condition may have.
+const MAX_DEPTH: usize = 64;
 
 impl Parser<'_> {
     fn peek(&self) -> Option<&Tok> {
@@ -463,34 +469,63 @@ impl Parser<'_> {
         }
     }
 
-    fn or(&mut self) -> Result<Expr, OttlError> {
-        let mut parts = vec![self.and()?];
-        while self.eat_keyword("or") {
-            parts.push(self.and()?);
+    fn enter(&mut self) -> Result<(), OttlError> {
+        self.depth += 1;
+        if self.depth > MAX_DEPTH {
+            return Err(self.error_here(&format!("nested more than {MAX_DEPTH} deep")));
         }
-        Ok(if parts.len() == 1 {
-            parts.remove(0)
-        } else {
-            Expr::Or(parts)
+        Ok(())
+    }
+
+    fn or(&mut self) -> Result<Expr, OttlError> {
+        self.enter()?;
+        let parts = self.boolean_list("or", Self::and)?;
+        self.depth -= 1;
+        Ok(match parts {
+            Ok(parts) => Expr::Or(parts),
+            Err(one) => one,
         })
     }
 
     fn and(&mut self) -> Result<Expr, OttlError> {
-        let mut parts = vec![self.not()?];
-        while self.eat_keyword("and") {
-            parts.push(self.not()?);
-        }
-        Ok(if parts.len() == 1 {
-            parts.remove(0)
-        } else {
-            Expr::And(parts)
+        Ok(match self.boolean_list("and", Self::not)? {
+            Ok(parts) => Expr::And(parts),
+            Err(one) => one,
         })
+    }
+
+    /// `part (keyword part)*`: `Err(part)` when there is one part (any value), else
+    /// `Ok(parts)`, each of which must be boolean, as OTTL's grammar requires.
+    fn boolean_list(
+        &mut self,
+        keyword: &str,
+        part: fn(&mut Self) -> Result<Expr, OttlError>,
+    ) -> Result<Result<Vec<Expr>, Expr>, OttlError> {
+        let mut starts = vec![self.at()];
+        let mut parts = vec![part(self)?];
+        while self.eat_keyword(keyword) {
+            starts.push(self.at());
+            parts.push(part(self)?);
+        }
+        if parts.len() == 1 {
+            return Ok(Err(parts.remove(0)));
+        }
+        if let Some(i) = parts.iter().position(|p| !p.is_boolean()) {
+            return Err(err(
+                self.src,
+                starts[i],
+                &format!("`{keyword}` joins conditions; this part is a value, not a comparison"),
+            ));
+        }
+        Ok(Ok(parts))
     }
 
     fn not(&mut self) -> Result<Expr, OttlError> {
         let at = self.at();
         if self.eat_keyword("not") {
+            self.enter()?;
             let inner = self.not()?;
+            self.depth -= 1;
             if !inner.is_boolean() {
                 return Err(err(
                     self.src,
@@ -549,13 +584,40 @@ impl Parser<'_> {
 
     fn unary(&mut self) -> Result<Expr, OttlError> {
         if self.eat_punct("-") {
-            return Ok(match self.unary()? {
-                Expr::Int(i) => Expr::Int(-i),
+            self.enter()?;
+            let e = match self.unary()? {
+                Expr::Int(i) => Expr::Int(i.wrapping_neg()),
                 Expr::Float(f) => Expr::Float(-f),
                 e => Expr::Neg(Box::new(e)),
-            });
+            };
+            self.depth -= 1;
+            return Ok(e);
         }
-        self.primary()
+        let at = self.at();
+        let e = self.primary()?;
+        if matches!(e, Expr::List(_)) {
+            return Err(err(
+                self.src,
+                at,
+                "a list literal is only allowed as a converter's argument",
+            ));
+        }
+        Ok(e)
+    }
+
+    /// The items of a list literal, after its `[`.
+    fn list(&mut self) -> Result<Expr, OttlError> {
+        let mut items = Vec::new();
+        if !self.eat_punct("]") {
+            loop {
+                items.push(self.additive()?);
+                if self.eat_punct("]") {
+                    break;
+                }
+                self.expect(",")?;
+            }
+        }
+        Ok(Expr::List(items))
     }
 
     fn primary(&mut self) -> Result<Expr, OttlError> {
@@ -570,19 +632,7 @@ impl Parser<'_> {
                 self.expect(")")?;
                 Ok(e)
             }
-            Tok::Punct("[") => {
-                let mut items = Vec::new();
-                if !self.eat_punct("]") {
-                    loop {
-                        items.push(self.additive()?);
-                        if self.eat_punct("]") {
-                            break;
-                        }
-                        self.expect(",")?;
-                    }
-                }
-                Ok(Expr::List(items))
-            }
+            Tok::Punct("[") => self.list(),
             Tok::Punct(p) => Err(err(self.src, at, &format!("unexpected `{p}`"))),
             Tok::Str(s) => Ok(Expr::Str(s)),
             Tok::Int(i) => Ok(Expr::Int(i)),
@@ -623,7 +673,13 @@ impl Parser<'_> {
         let mut args = Vec::new();
         if !self.eat_punct(")") {
             loop {
-                args.push(self.or()?);
+                if self.eat_punct("[") {
+                    self.enter()?;
+                    args.push(self.list()?);
+                    self.depth -= 1;
+                } else {
+                    args.push(self.or()?);
+                }
                 if self.eat_punct(")") {
                     break;
                 }

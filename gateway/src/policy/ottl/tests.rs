@@ -151,7 +151,7 @@ fn span_conditions_decide_as_ottl() {
         r#"IsString(attributes["http.route"]) and IsInt(attributes["http.response.status_code"])"#,
         r#"IsDouble(attributes["ratio"]) and IsBool(attributes["cached"])"#,
         r#"IsList(attributes["tags"]) and IsMap(attributes["user"])"#,
-        r#"Len(attributes["tags"]) == 2 and Len(name) == 14"#,
+        r#"Len(attributes["tags"]) == 2 and Len(name) == 14 and Len("é") == 2"#,
         r#"Int("42") == 42 and Int("x") == nil and Double("1.5") == 1.5"#,
         r#"String(attributes["http.response.status_code"]) == "503""#,
         r#"Concat([resource.attributes["service.name"], name], " ") == "checkout GET /api/users""#,
@@ -161,8 +161,11 @@ fn span_conditions_decide_as_ottl() {
         r#"ContainsValue(attributes["tags"], "a")"#,
         r#"false or (true and not false)"#,
         "1 + 2 * 3 == 7",
-        "trace_id == 0x01010101010101010101010101010101",
         r#"trace_id.string == "01010101010101010101010101010101""#,
+        r#"parent_span_id.string == "0000000000000000""#,
+        "trace_id != 0x01010101010101010101010101010101", // ids are not bytes
+        "span_id == span_id",
+        r#"Concat([name, attributes["missing"]], "|") == "GET /api/users|<nil>""#,
     ] {
         assert!(t(yes), "{yes} should hold");
     }
@@ -176,6 +179,8 @@ fn span_conditions_decide_as_ottl() {
         r#"trace_state["nope"] == "gold""#,
         "not true",
         r#"IsMatch(attributes["missing"], ".*")"#,
+        "trace_id == 0x01010101010101010101010101010101",
+        "trace_id == span_id",
     ] {
         assert!(!t(no), "{no} should not hold");
     }
@@ -204,6 +209,10 @@ fn evaluation_errors_are_errors() {
         "1 + 1.5 > 0",
         r#"Len(attributes["ratio"]) == 1"#,
         r#"HasPrefix(attributes["ratio"], "a")"#,
+        r#"HasPrefix(attributes["missing"], "a")"#,
+        r#"ToLowerCase(attributes["missing"]) == "a""#,
+        r#"Len(attributes["missing"]) == 0"#,
+        r#"Concat([name], attributes["missing"]) == "x""#,
     ] {
         assert!(
             matches!(holds(Context::Span, c), Err(OttlError::Eval(_))),
@@ -250,4 +259,17 @@ fn mistakes_are_refused_at_load_with_their_position() {
     assert!(col(Context::Span, "name == \"a\" )")
         .1
         .contains("unexpected input"));
+    // OTTL's grammar: `and` / `or` join conditions, lists are converters' arguments.
+    assert_eq!(col(Context::Span, "kind == 1 or name").0, 14);
+    assert!(col(Context::Span, "kind == 1 and name")
+        .1
+        .contains("not a comparison"));
+    assert!(col(Context::Span, "kind == [1]").1.contains("list literal"));
+    // Deep nesting is refused, not a stack overflow.
+    let deep = format!("{}true{}", "(".repeat(10_000), ")".repeat(10_000));
+    assert!(col(Context::Span, &deep).1.contains("nested more than"));
+    let deep = format!("{}1 == 1", "not ".repeat(10_000));
+    assert!(col(Context::Span, &deep).1.contains("nested more than"));
+    let deep = format!("{}1 == 1", "-".repeat(10_000));
+    assert!(col(Context::Span, &deep).1.contains("nested more than"));
 }
