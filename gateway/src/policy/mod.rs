@@ -610,6 +610,36 @@ impl PolicyConfig {
     }
 }
 
+/// A parser error inside `policies[i]`, with the policy's `name:` and its line, and a
+/// plainer word for a block that is not a policy type (`unknown field` from the parser).
+fn name_policy_in_error(e: ConfigError, written: Option<&serde_yaml_ng::Value>) -> ConfigError {
+    let ConfigError::Parse { path, error } = e else {
+        return e;
+    };
+    let text = error.to_string();
+    let index = text.find("policies[").and_then(|at| {
+        let rest = &text[at + 9..];
+        rest[..rest.find(']')?].parse::<usize>().ok()
+    });
+    let name = index.and_then(|i| written?.get(i)?.get("name")?.as_str().map(str::to_owned));
+    let (Some(i), Some(line)) = (index, error.location().map(|l| l.line())) else {
+        return ConfigError::Parse { path, error };
+    };
+    let mut message = text;
+    if message.contains("unknown field") {
+        message = format!("unknown policy type or settings block: {message}");
+    }
+    if let Some(name) = name {
+        message = format!("policy {name:?}: {message}");
+    }
+    ConfigError::InvalidAt {
+        path,
+        line,
+        key: format!("policies[{i}]"),
+        message,
+    }
+}
+
 /// The 1-based line of a flow-style entry `name: NAME` (quoted or not) in `text`.
 fn locate_name(text: &str, name: &str) -> Option<usize> {
     text.lines()
@@ -680,6 +710,16 @@ impl PolicyFile {
             message,
         };
         // Lines before the block, so that policy lines are found in it.
+        // The `policies` list as written, to name a policy in the parser's errors.
+        let written = match &shape {
+            collector::Shape::Body => top.get("policies"),
+            collector::Shape::Block => top.get("tail_sampling").and_then(|t| t.get("policies")),
+            collector::Shape::Whole { processor, .. } => top
+                .get("processors")
+                .and_then(|p| p.get(processor.as_str()))
+                .and_then(|t| t.get("policies")),
+        };
+        let named = |e: ConfigError| name_policy_in_error(e, written);
         let (raw, first_line, mut notes): (RawPolicyFile, usize, Vec<String>) = match shape {
             collector::Shape::Body | collector::Shape::Block if processor.is_some() => {
                 return Err(invalid(
@@ -687,14 +727,16 @@ impl PolicyFile {
                     "applies to a whole Collector config (with processors:), and this file is a tail_sampling block".into(),
                 ))
             }
-            collector::Shape::Body => (parse_plain_yaml(path, text)?, 0, Vec::new()),
+            collector::Shape::Body => (parse_plain_yaml(path, text).map_err(named)?, 0, Vec::new()),
             collector::Shape::Block => (
-                parse_plain_yaml::<Wrapped>(path, text)?.tail_sampling,
+                parse_plain_yaml::<Wrapped>(path, text)
+                    .map_err(named)?
+                    .tail_sampling,
                 0,
                 Vec::new(),
             ),
             collector::Shape::Whole { processor, note } => (
-                collector::processor_block(path, text, &processor)?,
+                collector::processor_block(path, text, &processor).map_err(named)?,
                 collector::processor_line(text, &processor).map_or(0, |l| l - 1),
                 vec![note],
             ),

@@ -609,3 +609,23 @@ fn encoded_spans() -> Vec<crate::buffer::BufferedSpan> {
         .map(|s| s.span)
         .collect()
 }
+
+/// Scenario: parser errors inside a policy (a wrong type, a block that is no policy type).
+/// Guarantees: the message names the policy by its `name:`, its line and key, and says
+/// "unknown policy type" for a stray block.
+#[test]
+fn parser_errors_name_the_policy() {
+    let err = parse("policies:\n  - name: ok\n    type: always_sample\n  - name: slow\n    type: latency\n    latency: {threshold_ms: fast}\n").unwrap_err();
+    assert!(
+        err.starts_with("policies.yaml:6: policies[1]: policy \"slow\":")
+            && err.contains("threshold_ms"),
+        "{err}"
+    );
+    let err =
+        parse("policies:\n  - name: odd\n    type: latencyy\n    latencyy: {threshold_ms: 5}\n")
+            .unwrap_err();
+    assert!(
+        err.contains("policy \"odd\"") && err.contains("unknown policy type"),
+        "{err}"
+    );
+}
