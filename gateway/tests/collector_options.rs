@@ -73,3 +73,109 @@ async fn pending_traces_are_dropped_at_shutdown_when_asked() {
         }
     }
 }
+
+/// One request of `n` spans of trace `trace` with status `code` (2 = ERROR).
+fn spans(
+    trace: u8,
+    first_span: u8,
+    n: u8,
+    code: i32,
+) -> opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest {
+    use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, Status};
+    opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest {
+        resource_spans: vec![ResourceSpans {
+            scope_spans: vec![ScopeSpans {
+                spans: (0..n)
+                    .map(|i| Span {
+                        trace_id: vec![trace; 16],
+                        span_id: vec![first_span + i; 8],
+                        parent_span_id: vec![1; 8],
+                        name: "op".into(),
+                        start_time_unix_nano: 1_000_000_000,
+                        end_time_unix_nano: 1_001_000_000,
+                        status: Some(Status {
+                            code,
+                            ..Default::default()
+                        }),
+                        ..Default::default()
+                    })
+                    .collect(),
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    }
+}
+
+/// Scenario: `sampling_strategy: span-ingest` with a status_code policy and decision_wait
+/// 60 s: trace 1 sends OK spans, then a batch with an error; trace 2 only OK spans.
+/// Guarantees: as the Collector's span-ingest, trace 1 is kept as soon as the batch with
+/// the error arrives (its earlier spans with it), long before decision_wait; trace 2 stays
+/// pending and is not sampled, unevaluated, at the end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn span_ingest_decides_each_batch_as_it_arrives() {
+    let gw = common::spawn_gateway(
+        [127, 0, 0, 24],
+        common::plan("decision_wait: 60s\nsampling_strategy: span-ingest\npolicies:\n  - {name: errors, type: status_code, status_code: {status_codes: [ERROR]}}\n"),
+        |_, _| {},
+    )
+    .await;
+    let mut client = TraceServiceClient::connect(format!("http://{}", gw.addr))
+        .await
+        .unwrap();
+    client.export(spans(1, 10, 3, 1)).await.unwrap();
+    client.export(spans(2, 10, 2, 1)).await.unwrap();
+    client.export(spans(1, 20, 1, 2)).await.unwrap();
+    let started = tokio::time::Instant::now();
+    while gw.stats.exported_spans.get() < 4 {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "trace 1 waited for decision_wait"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(gw.stats.exported_spans.get(), 4);
+    assert_eq!(gw.stats.live_spans.get(), 2, "trace 2 is pending");
+    let (stats, backend) = (gw.stats.clone(), gw.backend.clone());
+    gw.stop().await;
+    assert_eq!(
+        stats.dropped_spans.get(),
+        2,
+        "pending at the end: not sampled"
+    );
+    assert_eq!(backend.spans(), 4);
+}
+
+/// Scenario: span-ingest with a stateful policy, and with a drop policy that does not match.
+/// Guarantees: the stateful policy is refused at load with the Collector's message; a
+/// pending drop keeps every trace pending (so none is sampled), as the Collector.
+#[test]
+fn span_ingest_refuses_stateful_policies() {
+    let err = tailgate_gateway::PolicyFile::parse(
+        std::path::Path::new("p.yaml"),
+        "sampling_strategy: span-ingest\npolicies:\n  - {name: budget, type: rate_limiting, rate_limiting: {spans_per_second: 10}}\n",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("requires all policies to be stateless, but policy \"budget\" is stateful"),
+        "{err}"
+    );
+    let plan = common::plan("sampling_strategy: span-ingest\npolicies:\n  - name: d\n    type: drop\n    drop: {drop_sub_policy: [{name: e, type: status_code, status_code: {status_codes: [ERROR]}}]}\n  - {name: all, type: always_sample}\n");
+    let mut s = tailgate_gateway::buffer::TraceSummary::default();
+    s.add_span(0, 1, 1, true);
+    let mut local = tailgate_gateway::policy::plan::LocalVerdicts::default();
+    let view = tailgate_gateway::buffer::TraceView::new(&[1; 16], &s);
+    assert_eq!(
+        plan.decide_batch(&view, &mut local),
+        None,
+        "drop pending: no sample"
+    );
+    s.add_span(0, 1, 2, false);
+    let view = tailgate_gateway::buffer::TraceView::new(&[1; 16], &s);
+    assert_eq!(
+        plan.decide_batch(&view, &mut local).map(|d| d.sampled),
+        Some(false),
+        "dropped"
+    );
+}

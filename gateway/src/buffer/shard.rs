@@ -318,14 +318,19 @@ impl Shard {
     async fn insert(&mut self, spans: Vec<IncomingSpan>, first_seen: Option<Instant>) {
         let now = Instant::now();
         // One load per batch: the waits in force when the batch arrived.
-        let (wait, root_wait, max_trace_bytes) = {
+        let (wait, root_wait, max_trace_bytes, span_ingest) = {
             let plan = self.plan.load();
             (
                 plan.decision_wait,
                 plan.decision_wait_after_root,
                 plan.maximum_trace_size_bytes.unwrap_or(u64::MAX),
+                plan.span_ingest,
             )
         };
+        // span-ingest: per trace of this batch, the summary of its spans in the batch and
+        // where they start in the trace's span list.
+        let mut batch: Vec<([u8; 16], TraceSummary, usize)> = Vec::new();
+        let mut batch_index: TraceMap<usize> = TraceMap::default();
         let mut oversize: Vec<[u8; 16]> = Vec::new();
         let mut late_kept: Vec<(BufferedSpan, f64)> = Vec::new();
         let mut late_dropped = 0u64;
@@ -345,6 +350,17 @@ impl Shard {
                     .summary
                     .add_span(s.start, s.end, s.status_code, s.is_root);
                 entry.summary.add_attrs(&s.attrs);
+                if span_ingest {
+                    let at = entry.spans.len();
+                    let i = *batch_index.entry(s.trace_id).or_insert_with(|| {
+                        batch.push((s.trace_id, TraceSummary::default(), at));
+                        batch.len() - 1
+                    });
+                    batch[i]
+                        .1
+                        .add_span(s.start, s.end, s.status_code, s.is_root);
+                    batch[i].1.add_attrs(&s.attrs);
+                }
                 if let (true, false, Some(grace)) = (s.is_root, entry.root_scheduled, root_wait) {
                     entry.root_scheduled = true;
                     self.root_deadlines.push(s.trace_id, now, grace);
@@ -368,6 +384,10 @@ impl Shard {
                     let mut summary = TraceSummary::default();
                     summary.add_span(s.start, s.end, s.status_code, s.is_root);
                     summary.add_attrs(&s.attrs);
+                    if span_ingest {
+                        batch_index.insert(s.trace_id, batch.len());
+                        batch.push((s.trace_id, summary.clone(), 0));
+                    }
                     summary.bytes = s.span.encoded_len() as u64;
                     if summary.bytes > max_trace_bytes {
                         oversize.push(s.trace_id);
@@ -424,6 +444,11 @@ impl Shard {
                 .collect();
             self.send(spans).await;
         }
+        // span-ingest: each trace of the batch is decided on this batch's spans now; the
+        // undecided stay pending.
+        for (id, mut summary, start) in batch {
+            self.decide_batch(id, &mut summary, start, now).await;
+        }
         // As the Collector: a trace over maximum_trace_size_bytes is dropped unevaluated.
         for id in oversize {
             if self.drop_unevaluated(id) {
@@ -477,12 +502,8 @@ impl Shard {
         self.flush_verdicts();
     }
 
-    /// Decides one trace; `now` is read once per batch of decisions.
-    async fn decide(&mut self, id: [u8; 16], now: Instant) {
-        let Some(entry) = self.take(&id) else {
-            return;
-        };
-        let n = entry.spans.len() as u64;
+    /// The plan in force, with the local verdict counts switched to it.
+    fn plan_for_decisions(&mut self) -> Arc<crate::policy::PolicyPlan> {
         // Buffered traces are decided by the plan in force at decision time; verdicts are
         // counted locally and flushed to that plan's counters once per batch.
         let plan = self.plan.load_full();
@@ -495,15 +516,75 @@ impl Shard {
             self.flush_verdicts();
             self.verdicts.0 = Some(plan.clone());
         }
-        let decision = plan.decide_counting(
-            &TraceView {
-                trace_id: &id,
-                summary: &entry.summary,
-                spans: &entry.spans,
-                now,
-            },
-            &mut self.verdicts.1,
-        );
+        plan
+    }
+
+    /// `sampling_strategy: span-ingest`: decides a trace on the spans of one batch (from
+    /// `start` in its span list, summarised in `summary`) with its running span count and
+    /// size; sampled or dropped traces are released now, the others stay pending.
+    async fn decide_batch(
+        &mut self,
+        id: [u8; 16],
+        summary: &mut TraceSummary,
+        start: usize,
+        now: Instant,
+    ) {
+        let plan = self.plan_for_decisions();
+        let Some(entry) = self.traces.get(&id) else {
+            return;
+        };
+        summary.span_count = entry.summary.span_count;
+        summary.bytes = entry.summary.bytes;
+        let view = TraceView {
+            trace_id: &id,
+            summary,
+            spans: entry.spans.get(start..).unwrap_or_default(),
+            now,
+        };
+        if let Some(decision) = plan.decide_batch(&view, &mut self.verdicts.1) {
+            if let Some(entry) = self.take(&id) {
+                self.finish(id, entry, decision, &plan, now).await;
+            }
+        }
+    }
+
+    /// Decides one trace; `now` is read once per batch of decisions. Under span-ingest a
+    /// trace still pending at its deadline is not sampled, unevaluated, as the Collector.
+    async fn decide(&mut self, id: [u8; 16], now: Instant) {
+        let Some(entry) = self.take(&id) else {
+            return;
+        };
+        let plan = self.plan_for_decisions();
+        let decision = if plan.span_ingest {
+            crate::policy::plan::Decision {
+                sampled: false,
+                policy: None,
+                probability: 1.0,
+            }
+        } else {
+            plan.decide_counting(
+                &TraceView {
+                    trace_id: &id,
+                    summary: &entry.summary,
+                    spans: &entry.spans,
+                    now,
+                },
+                &mut self.verdicts.1,
+            )
+        };
+        self.finish(id, entry, decision, &plan, now).await;
+    }
+
+    /// Carries out a decision for a trace taken out of the table.
+    async fn finish(
+        &mut self,
+        id: [u8; 16],
+        entry: Box<TraceEntry>,
+        decision: crate::policy::plan::Decision,
+        plan: &crate::policy::PolicyPlan,
+        now: Instant,
+    ) {
+        let n = entry.spans.len() as u64;
         self.cache.insert(
             id,
             if decision.sampled {

@@ -147,6 +147,8 @@ pub struct PolicyFile {
     pub maximum_trace_size_bytes: Option<u64>,
     /// At shutdown, drop pending traces instead of deciding them.
     pub drop_pending_traces_on_shutdown: bool,
+    /// `sampling_strategy: span-ingest`.
+    pub span_ingest: bool,
     /// Sizes of the decision cache for late spans; `None` keeps the gateway config's.
     pub decision_cache: Option<DecisionCacheConfig>,
     /// How kept spans record their sampling probability (Tailgate).
@@ -548,6 +550,20 @@ fn sub_policies(name: &str, key: &str, raws: Vec<RawPolicy>) -> Result<Vec<Polic
 // === impl PolicyConfig ===
 
 impl PolicyConfig {
+    /// Whether the policy keeps state across traces (rate budgets, adaptive rates), which
+    /// `sampling_strategy: span-ingest` refuses, as the Collector's `IsStateful`.
+    pub fn is_stateful(&self) -> bool {
+        match &self.kind {
+            PolicyKind::RateLimiting(_)
+            | PolicyKind::BytesLimiting(_)
+            | PolicyKind::Composite(_)
+            | PolicyKind::AdaptiveRate(_) => true,
+            PolicyKind::And(subs) | PolicyKind::Drop(subs) => subs.iter().any(Self::is_stateful),
+            PolicyKind::Not(sub) => sub.is_stateful(),
+            _ => false,
+        }
+    }
+
     /// Compiles the entry into an evaluator, registering the attribute keys it reads in
     /// `keys` (the plan's list, whose indices the shards' summaries use).
     pub fn compile(&self, keys: &mut Vec<String>) -> Box<dyn Policy> {
@@ -790,13 +806,18 @@ impl PolicyFile {
                 "Tailgate buffers traces in memory and has no storage extensions; remove tail_storage".into(),
             ));
         }
-        match raw.sampling_strategy.as_deref() {
-            None | Some("trace-complete") => {}
+        let span_ingest = match raw.sampling_strategy.as_deref() {
+            None | Some("trace-complete") => false,
             Some("span-ingest") => {
-                return Err(invalid(
-                    "sampling_strategy",
-                    "\"span-ingest\" is not implemented yet; Tailgate decides whole traces (\"trace-complete\")".into(),
-                ))
+                // As the Collector: policies that keep state across traces cannot decide
+                // batch by batch.
+                if let Some(p) = policies.iter().find(|p| p.is_stateful()) {
+                    return Err(invalid(
+                        "sampling_strategy",
+                        format!("sampling_strategy \"span-ingest\" requires all policies to be stateless, but policy {:?} is stateful", p.name),
+                    ));
+                }
+                true
             }
             Some(other) => {
                 return Err(invalid(
@@ -804,7 +825,7 @@ impl PolicyFile {
                     format!("invalid sampling_strategy {other:?}, expected one of \"trace-complete\" or \"span-ingest\""),
                 ))
             }
-        }
+        };
         for p in &policies {
             if let PolicyKind::Composite(c) = &p.kind {
                 ignored_options.extend(c.warnings(&p.name));
@@ -828,6 +849,7 @@ impl PolicyFile {
             sample_on_first_match: raw.sample_on_first_match,
             maximum_trace_size_bytes: raw.maximum_trace_size_bytes.filter(|b| *b > 0),
             drop_pending_traces_on_shutdown: raw.drop_pending_traces_on_shutdown.unwrap_or(false),
+            span_ingest,
             decision_cache: raw.decision_cache,
             adjusted_count: raw.adjusted_count,
             ignored_options,

@@ -83,6 +83,10 @@ pub struct PolicyPlan {
     pub maximum_trace_size_bytes: Option<u64>,
     /// At shutdown, drop the traces still pending instead of deciding them.
     pub drop_pending_traces_on_shutdown: bool,
+    /// `sampling_strategy: span-ingest`: decide each batch of a trace's spans as it
+    /// arrives ([`PolicyPlan::decide_batch`]); what is still pending at `decision_wait` is
+    /// not sampled.
+    pub span_ingest: bool,
     /// Decision cache size from the file's `decision_cache` (sampled + non-sampled).
     pub decision_cache_size: Option<usize>,
     /// Verdicts per policy, by [`Verdict`] index; shards add their local counts per batch.
@@ -164,6 +168,7 @@ impl PolicyPlan {
             sample_on_first_match: file.sample_on_first_match,
             maximum_trace_size_bytes: file.maximum_trace_size_bytes,
             drop_pending_traces_on_shutdown: file.drop_pending_traces_on_shutdown,
+            span_ingest: file.span_ingest,
             decision_cache_size: file
                 .decision_cache
                 .map(|c| c.sampled_cache_size + c.non_sampled_cache_size),
@@ -247,6 +252,54 @@ impl PolicyPlan {
                 1.0
             },
         }
+    }
+
+    /// Decides one batch of a trace's spans under `sampling_strategy: span-ingest`, as the
+    /// Collector's makeDecisionOnSpanIngest: `drop` policies first, and any that matches
+    /// drops the trace; one that does not match (or fails) leaves the drop "pending", and
+    /// then no other policy is evaluated; otherwise the first other policy that samples
+    /// keeps the trace. `None`: still pending (wait for more spans). The view holds this
+    /// batch's spans and the trace's running span count.
+    pub fn decide_batch(
+        &self,
+        batch: &TraceView<'_>,
+        local: &mut LocalVerdicts,
+    ) -> Option<Decision> {
+        if local.counts.len() != self.policies.len() {
+            local.counts = vec![[0; VERDICTS]; self.policies.len()];
+            local.timings = vec![[0; 2]; self.policies.len()];
+        }
+        local.pending = true;
+        let mut drop_pending = false;
+        for &i in &self.order[..self.drops] {
+            let v = self.policies[i].evaluate(batch);
+            local.counts[i][verdict_index(v)] += 1;
+            match v {
+                Verdict::Dropped => {
+                    return Some(Decision {
+                        sampled: false,
+                        policy: None,
+                        probability: 1.0,
+                    })
+                }
+                _ => drop_pending = true,
+            }
+        }
+        if drop_pending {
+            return None;
+        }
+        for &i in &self.order[self.drops..] {
+            let v = self.policies[i].evaluate(batch);
+            local.counts[i][verdict_index(v)] += 1;
+            if v == Verdict::Sampled {
+                return Some(Decision {
+                    sampled: true,
+                    policy: Some(i as u16),
+                    probability: self.policies[i].probability(batch),
+                });
+            }
+        }
+        None
     }
 
     /// Adds a shard's local counts to the plan's and clears them.
