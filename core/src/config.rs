@@ -287,6 +287,97 @@ pub fn locate_sequence_item(text: &str, key: &str, index: usize) -> Option<usize
     None
 }
 
+/// Durations as the Collector (Go's `time.ParseDuration`) writes them: a sequence of
+/// decimal numbers, each with an optional fraction and a unit (`ns`, `us`, `µs`, `ms`, `s`,
+/// `m`, `h`), like `300ms`, `1.5h` or `1h15m30s`; `0` alone. Use with
+/// `#[serde(with = "tailgate_core::config::go_duration")]` on a `Duration`, or
+/// `go_duration::option` on an `Option<Duration>`.
+pub mod go_duration {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    /// Parses one duration; negative durations are refused.
+    pub fn parse(text: &str) -> Result<Duration, String> {
+        let t = text.trim();
+        let bad = || {
+            format!("invalid duration {text:?}: write it as Go does, e.g. 500ms, 10s, 1m30s, 1.5h")
+        };
+        if t == "0" {
+            return Ok(Duration::ZERO);
+        }
+        let t = t.strip_prefix('+').unwrap_or(t);
+        if t.is_empty() || t.starts_with('-') {
+            return Err(bad());
+        }
+        let mut rest = t;
+        let mut nanos: f64 = 0.0;
+        while !rest.is_empty() {
+            let num_len = rest
+                .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+                .ok_or_else(bad)?;
+            let (num, after) = rest.split_at(num_len);
+            if num.is_empty() || num == "." {
+                return Err(bad());
+            }
+            let value: f64 = num.parse().map_err(|_| bad())?;
+            let unit_len = after
+                .find(|c: char| c.is_ascii_digit() || c == '.')
+                .unwrap_or(after.len());
+            let (unit, next) = after.split_at(unit_len);
+            let scale = match unit {
+                "ns" => 1.0,
+                "us" | "µs" | "μs" => 1e3,
+                "ms" => 1e6,
+                "s" => 1e9,
+                "m" => 60e9,
+                "h" => 3600e9,
+                _ => return Err(bad()),
+            };
+            nanos += value * scale;
+            rest = next;
+        }
+        if !nanos.is_finite() || nanos > u64::MAX as f64 {
+            return Err(bad());
+        }
+        Ok(Duration::from_nanos(nanos.round() as u64))
+    }
+
+    /// Deserializes a duration.
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let s = String::deserialize(d)?;
+        parse(&s).map_err(serde::de::Error::custom)
+    }
+
+    /// Serializes a duration in seconds, as `10s`.
+    pub fn serialize<S: Serializer>(v: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&format!("{}s", v.as_secs_f64()))
+    }
+
+    /// The same for an `Option<Duration>` (absent or `null` is `None`).
+    pub mod option {
+        use std::time::Duration;
+
+        use serde::{Deserialize, Deserializer, Serializer};
+
+        /// Deserializes an optional duration.
+        pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+            match Option::<String>::deserialize(d)? {
+                None => Ok(None),
+                Some(s) => super::parse(&s).map(Some).map_err(serde::de::Error::custom),
+            }
+        }
+
+        /// Serializes an optional duration.
+        pub fn serialize<S: Serializer>(v: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+            match v {
+                Some(v) => super::serialize(v, s),
+                None => s.serialize_none(),
+            }
+        }
+    }
+}
+
 /// Listen addresses as the Collector writes them: `host:port` with an IP or a host name
 /// (`localhost:4317`, resolved once at load), `:port` for every interface, or `null` for
 /// off. Use with `#[serde(with = "tailgate_core::config::listen_addr")]` on an
@@ -347,6 +438,24 @@ mod tests {
                 .find(|(k, _)| *k == name)
                 .map(|(_, v)| (*v).to_owned())),
             other => Err(format!("unsupported scheme {other:?}")),
+        }
+    }
+
+    /// Scenario: durations as Go's time.ParseDuration reads them (the Collector's configs).
+    /// Guarantees: the same value; forms Go refuses are refused.
+    #[test]
+    fn durations_read_as_go_writes_them() {
+        use go_duration::parse;
+        use std::time::Duration;
+        assert_eq!(parse("300ms").unwrap(), Duration::from_millis(300));
+        assert_eq!(parse("1.5h").unwrap(), Duration::from_secs(5400));
+        assert_eq!(parse("1h15m30s").unwrap(), Duration::from_secs(4530));
+        assert_eq!(parse("2us").unwrap(), Duration::from_micros(2));
+        assert_eq!(parse("2µs").unwrap(), Duration::from_micros(2));
+        assert_eq!(parse("0").unwrap(), Duration::ZERO);
+        assert_eq!(parse(".5s").unwrap(), Duration::from_millis(500));
+        for bad in ["", "10", "1d", "-1s", "1 s", "s", "1.5.2s"] {
+            assert!(parse(bad).is_err(), "{bad:?}");
         }
     }
 

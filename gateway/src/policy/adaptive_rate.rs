@@ -59,7 +59,10 @@ pub struct AdaptiveRateConfig {
     #[serde(default)]
     pub keys: Vec<String>,
     /// How often probabilities are recomputed. Default 10s.
-    #[serde(default = "default_interval", with = "humantime_serde")]
+    #[serde(
+        default = "default_interval",
+        with = "tailgate_core::config::go_duration"
+    )]
     pub interval: Duration,
     /// Weight of the newest interval in the moving average, in (0, 1]. Default 0.5.
     #[serde(default = "default_smoothing")]

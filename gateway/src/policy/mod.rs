@@ -214,7 +214,10 @@ pub struct DecisionCacheConfig {
 #[serde(deny_unknown_fields)]
 struct RawPolicyFile {
     /// How long after a trace's first span it is decided. Default 30s, as the Collector.
-    #[serde(default = "default_decision_wait", with = "humantime_serde")]
+    #[serde(
+        default = "default_decision_wait",
+        with = "tailgate_core::config::go_duration"
+    )]
     decision_wait: Duration,
     /// Traces kept in memory per gateway; past it the oldest are decided early (the
     /// Collector drops them instead). Default 50000.
@@ -223,7 +226,7 @@ struct RawPolicyFile {
     /// Accepted for compatibility; Tailgate sizes its tables as they fill.
     #[serde(default)]
     expected_new_traces_per_sec: u64,
-    #[serde(default, with = "humantime_serde")]
+    #[serde(default, with = "tailgate_core::config::go_duration::option")]
     decision_wait_after_root_received: Option<Duration>,
     #[serde(default)]
     sample_on_first_match: bool,

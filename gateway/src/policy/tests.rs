@@ -629,3 +629,21 @@ fn parser_errors_name_the_policy() {
         "{err}"
     );
 }
+
+/// Scenario: durations as the Collector's docs and Go write them in a policy file.
+/// Guarantees: fractions and compound forms read; a bare number is refused with a hint.
+#[test]
+fn policy_durations_are_go_durations() {
+    let f = parse("decision_wait: 1.5s\ndecision_wait_after_root_received: 1m30s\npolicies:\n  - {name: a, type: always_sample}\n").unwrap();
+    assert_eq!(f.decision_wait, Duration::from_millis(1500));
+    assert_eq!(
+        f.decision_wait_after_root_received,
+        Some(Duration::from_secs(90))
+    );
+    let err =
+        parse("decision_wait: 10\npolicies:\n  - {name: a, type: always_sample}\n").unwrap_err();
+    assert!(
+        err.contains("invalid duration \"10\"") && err.contains("1m30s"),
+        "{err}"
+    );
+}
