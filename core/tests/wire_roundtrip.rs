@@ -266,3 +266,78 @@ fn wrong_wire_type_is_named() {
         "{err}"
     );
 }
+
+/// Scenario: a span whose `status` field appears twice (issue 14 item 12), as protobuf
+/// merges it: `{code: ERROR}` then `{message: "x"}`, and `{code: OK}` then `{code: ERROR}`.
+/// Guarantees: the scan reads the status prost decodes (the merged one), never UNSET.
+#[test]
+fn a_status_sent_twice_is_merged_as_protobuf_does() {
+    for (first, second) in [
+        (
+            Status {
+                code: 2,
+                message: String::new(),
+            },
+            Status {
+                code: 0,
+                message: "x".into(),
+            },
+        ),
+        (
+            Status {
+                code: 1,
+                message: String::new(),
+            },
+            Status {
+                code: 2,
+                message: String::new(),
+            },
+        ),
+    ] {
+        let span = Span {
+            trace_id: vec![7; 16],
+            span_id: vec![1; 8],
+            status: Some(first.clone()),
+            ..Default::default()
+        };
+        let mut bytes = span.encode_to_vec();
+        // Append a second status field (15, length-delimited) to the span message.
+        let extra = Span {
+            status: Some(second),
+            ..Default::default()
+        }
+        .encode_to_vec();
+        bytes.extend_from_slice(&extra);
+        let want = Span::decode(bytes.as_slice()).unwrap().status.unwrap().code;
+        let req = ExportTraceServiceRequest {
+            resource_spans: vec![ResourceSpans {
+                scope_spans: vec![ScopeSpans {
+                    spans: vec![],
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+        };
+        // Wrap the hand-made span bytes: scope_spans.spans = 2, resource_spans.scope_spans = 2.
+        let mut scope = req.resource_spans[0].scope_spans[0].encode_to_vec();
+        scope.push(0x12);
+        prost::encoding::encode_varint(bytes.len() as u64, &mut scope);
+        scope.extend_from_slice(&bytes);
+        let mut rs = Vec::new();
+        rs.push(0x12);
+        prost::encoding::encode_varint(scope.len() as u64, &mut rs);
+        rs.extend_from_slice(&scope);
+        let mut body = vec![0x0a];
+        prost::encoding::encode_varint(rs.len() as u64, &mut body);
+        body.extend_from_slice(&rs);
+        let mut scan = tailgate_core::wire::Scan::default();
+        scan.scan(&body).unwrap();
+        assert_eq!(scan.spans.len(), 1);
+        assert_eq!(
+            i32::from(scan.spans[0].status_code),
+            want,
+            "{first:?} then merged"
+        );
+        assert_eq!(want, 2);
+    }
+}

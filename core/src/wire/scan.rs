@@ -336,7 +336,9 @@ fn scan_span(body: &[u8], range: Range<usize>) -> Result<Result<SpanEntry, SpanD
             (8, WT_I64) => entry.end_unix_nano = r.fixed64("end_time_unix_nano")?,
             (15, WT_LEN) => {
                 let v = r.len_delimited("status")?;
-                entry.status_code = scan_status(body, v)?;
+                // A message field sent twice is merged (protobuf): a later status without a
+                // code keeps the earlier code, a later code replaces it.
+                entry.status_code = scan_status(body, v, entry.status_code)?;
             }
             (3 | 5 | 9 | 11 | 13, WT_LEN) | (6 | 10 | 12 | 14, WT_VARINT) | (16, WT_I32) => {
                 r.skip(field, wt, at, WHAT)?;
@@ -354,8 +356,8 @@ fn scan_span(body: &[u8], range: Range<usize>) -> Result<Result<SpanEntry, SpanD
     Ok(Ok(entry))
 }
 
-fn scan_status(body: &[u8], range: Range<usize>) -> Result<u8, ScanError> {
-    let mut code = status::UNSET;
+fn scan_status(body: &[u8], range: Range<usize>, merged_into: u8) -> Result<u8, ScanError> {
+    let mut code = merged_into;
     let mut r = Reader::new(body, range.start, range.end);
     while let Some((field, wt, at)) = r.tag("Status")? {
         match (field, wt) {

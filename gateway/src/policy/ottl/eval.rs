@@ -429,7 +429,10 @@ struct SpanFieldsRead<'a> {
     start: u64,
     end: u64,
     dropped_attributes: i64,
-    status: &'a [u8],
+    /// `status.code` and `status.message`, merged over repeated `status` fields as
+    /// protobuf does.
+    status_code: i64,
+    status_message: &'a [u8],
 }
 
 impl<'a> SpanFieldsRead<'a> {
@@ -448,7 +451,16 @@ impl<'a> SpanFieldsRead<'a> {
                 (7, 1) => f.start = fixed64(v),
                 (8, 1) => f.end = fixed64(v),
                 (10, 0) => f.dropped_attributes = read_varint(v, 0).0 as i64,
-                (15, 2) => f.status = v,
+                (15, 2) => {
+                    let mut p = 0;
+                    while let Some((sf, sw, ss, se)) = next_field(v, &mut p) {
+                        match (sf, sw) {
+                            (3, 0) => f.status_code = read_varint(v, ss).0 as i64,
+                            (2, 2) => f.status_message = &v[ss..se],
+                            _ => {}
+                        }
+                    }
+                }
                 _ => {}
             }
         }
@@ -669,8 +681,8 @@ fn span_path<'a>(f: SpanFieldsRead<'a>, field: &Field) -> Value<'a> {
             5 => b"Consumer",
             _ => b"Unspecified",
         }),
-        Field::StatusCode => Value::Int(varint_field(f.status, 3)),
-        Field::StatusMessage => str_of(bytes_field(f.status, 2)),
+        Field::StatusCode => Value::Int(f.status_code),
+        Field::StatusMessage => str_of(f.status_message),
         Field::TraceId => Value::Id(IdKind::Trace, f.trace_id),
         Field::TraceIdString => hex_of(f.trace_id, 16),
         Field::SpanId => Value::Id(IdKind::Span, f.span_id),
