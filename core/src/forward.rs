@@ -18,7 +18,7 @@ use prost::Message;
 use serde::Deserialize;
 
 use crate::receive::grpc::{CONNECTION_WINDOW, STREAM_WINDOW};
-use crate::receive::status::{is_retryable, retry_delay};
+use crate::receive::status::{is_retryable_status, retry_delay};
 use crate::receive::{Origin, DECISIONS_PATH, PEER_HEADER};
 use crate::wire::TRACE_EXPORT_PATH;
 
@@ -379,7 +379,7 @@ impl GrpcClient {
                 }
                 Err(status) => status,
             };
-            if !is_retryable(status.code()) {
+            if !is_retryable_status(&status) {
                 return Err(ForwardError::Rejected {
                     endpoint: self.endpoint.clone(),
                     status,

@@ -208,7 +208,18 @@ pub fn retry_delay(status: &tonic::Status) -> Option<Duration> {
     ))
 }
 
-/// Whether OTLP says a client should retry after this gRPC code.
+/// Whether OTLP says a client should retry after this status: the retryable codes, but
+/// `RESOURCE_EXHAUSTED` only when the server says recovery is possible with a `RetryInfo`
+/// (OTLP spec, "Failures": otherwise the limit may be permanent, such as a quota).
+pub fn is_retryable_status(status: &tonic::Status) -> bool {
+    match status.code() {
+        tonic::Code::ResourceExhausted => retry_delay(status).is_some(),
+        code => is_retryable(code),
+    }
+}
+
+/// Whether OTLP counts this gRPC code among the retryable ones (`RESOURCE_EXHAUSTED` needs
+/// a `RetryInfo` too, see [`is_retryable_status`]).
 pub fn is_retryable(code: tonic::Code) -> bool {
     use tonic::Code::*;
     matches!(
@@ -226,6 +237,26 @@ pub fn is_retryable(code: tonic::Code) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Scenario: RESOURCE_EXHAUSTED with and without RetryInfo (issue 14 item 9).
+    /// Guarantees: as the OTLP spec says, retried only when the server signals that
+    /// recovery is possible; the other retryable codes stay retryable.
+    #[test]
+    fn resource_exhausted_is_retried_only_with_retry_info() {
+        let bare = tonic::Status::resource_exhausted("quota exceeded");
+        assert!(!is_retryable_status(&bare));
+        let hinted = Refusal::Overloaded {
+            message: "full".into(),
+            retry_after: Duration::from_secs(1),
+        }
+        .to_grpc();
+        assert_eq!(hinted.code(), tonic::Code::ResourceExhausted);
+        assert!(is_retryable_status(&hinted));
+        assert!(is_retryable_status(&tonic::Status::unavailable("down")));
+        assert!(!is_retryable_status(&tonic::Status::invalid_argument(
+            "bad"
+        )));
+    }
 
     #[test]
     fn overload_carries_retry_info_that_round_trips() {
