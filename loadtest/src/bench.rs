@@ -131,7 +131,7 @@ async fn run_variant(
     std::fs::write(
         &config_path,
         format!(
-            "receive: {{ grpc: \"{router_addr}\", http: null }}\nmembers: {{ static: [{}] }}\nforward: {{ compression: {comp} }}\nadmin: null\n",
+            "receive: {{ grpc: \"{router_addr}\", http: null }}\nmembers: {{ static: [{}] }}\nforward: {{ compression: {comp} }}\nadmin: null\nmetrics: null\n",
             members.join(", ")
         ),
     )?;

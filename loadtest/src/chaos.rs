@@ -326,7 +326,7 @@ impl Cluster {
                 "receive: {{ grpc: \"{router_addr}\", http: null }}\n\
                  members:\n  dns: {{ name: \"{DNS_NAME}\", port: {port}, interval: {interval}ms, timeout: 500ms, nameservers: [\"{dns}\"] }}\n\
                  forward:\n  retry: {{ max_elapsed_time: 120s }}\n\
-                 admin: null\n",
+                 admin: null\nmetrics: null\n",
                 port = cfg.port,
                 interval = cfg.dns_interval.as_millis(),
             ),
