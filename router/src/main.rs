@@ -73,6 +73,9 @@ fn main() -> ExitCode {
 }
 
 async fn run(config: RouterConfig, drain: std::time::Duration) -> anyhow::Result<()> {
+    tokio::spawn(tailgate_core::shutdown::hangup_ignored(
+        "the router reads its config only at start; restart it to apply a change",
+    )?);
     let listeners = Listeners::bind(&config.receive).await?;
     let mut admin = Vec::new();
     if let Some(a) = config.admin {
