@@ -57,6 +57,8 @@ pub struct Reloader {
     plan: SharedPlan,
     stats: Arc<ReloadStats>,
     last_hash: u64,
+    /// Consecutive checks that could not read the file.
+    unreadable: u32,
 }
 
 impl Reloader {
@@ -71,6 +73,7 @@ impl Reloader {
             plan,
             stats,
             last_hash,
+            unreadable: 0,
         }
     }
 
@@ -80,11 +83,20 @@ impl Reloader {
         let bytes = match std::fs::read(&self.path) {
             Ok(b) => b,
             Err(error) => {
-                // A ConfigMap update briefly removes the link; the next check sees the file.
-                tracing::debug!(path = %self.path.display(), %error, "Policy file not readable now.");
+                // A ConfigMap update briefly removes the link, so one failed read is normal;
+                // a file still missing at the next check is not, and is said once (issue 14
+                // item 11: a deleted policy file was silent).
+                self.unreadable += 1;
+                if self.unreadable == 2 {
+                    tracing::warn!(path = %self.path.display(), %error, "Policy file cannot be read; the running policies stay.");
+                    self.stats.error.add(1);
+                } else {
+                    tracing::debug!(path = %self.path.display(), %error, "Policy file not readable now.");
+                }
                 return false;
             }
         };
+        self.unreadable = 0;
         let hash = xxh3_64(&bytes);
         if hash == self.last_hash && !force {
             return false;
@@ -175,6 +187,17 @@ mod tests {
         std::os::unix::fs::symlink(&target, &link).unwrap();
         std::fs::rename(&link, &path).unwrap();
         assert!(r.check(false));
+        assert_eq!(plan.load().names(), ["all"]);
+
+        // A deleted file: one missed check is a ConfigMap swap; the second is reported,
+        // once, as a reload error; the plan stays.
+        std::fs::remove_file(&path).unwrap();
+        let errors = stats.error.get();
+        assert!(!r.check(false));
+        assert_eq!(stats.error.get(), errors);
+        assert!(!r.check(false));
+        assert!(!r.check(false));
+        assert_eq!(stats.error.get(), errors + 1);
         assert_eq!(plan.load().names(), ["all"]);
         std::fs::remove_dir_all(&dir).unwrap();
     }
