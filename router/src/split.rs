@@ -377,6 +377,18 @@ impl Router {
                 retry_after: DEFAULT_RETRY_AFTER,
             });
         }
+        // No gateway can take the data: refuse now, retryably, rather than accept spans
+        // that can only fail later (issue 14 item 5).
+        if state.forwarders.iter().all(|f| f.is_down()) {
+            self.stats.refused_spans.add(valid);
+            return Err(Refusal::Unavailable {
+                message: format!(
+                    "all {} gateways are down; retry later",
+                    state.forwarders.len()
+                ),
+                retry_after: DEFAULT_RETRY_AFTER,
+            });
+        }
         // A request whose spans all go to one gateway, none left out, goes on as it came.
         let whole = (rejected == 0).then_some(body);
         let parts = splitter.split(&state.ring, body, scan, whole);
@@ -408,6 +420,9 @@ impl Admin for Router {
     }
 
     fn ready(&self) -> bool {
-        self.ready.get() && !self.state.load().forwarders.is_empty()
+        let state = self.state.load();
+        self.ready.get()
+            && !state.forwarders.is_empty()
+            && !state.forwarders.iter().all(|f| f.is_down())
     }
 }

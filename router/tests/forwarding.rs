@@ -235,3 +235,47 @@ async fn bad_trace_ids_are_rejected_by_partial_success() {
         .contains("tailgate_router_rejected_spans_total{reason=\"invalid_trace_id\"} 2"));
     stop.cancel();
 }
+
+/// Scenario: the only gateway is unreachable and retries give up fast, so it is marked down.
+/// Guarantees (issue 14 item 5): from then on the router refuses new data with UNAVAILABLE
+/// and a retry hint instead of accepting spans that can only fail, counts them refused, and
+/// says not ready.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn all_gateways_down_refuses_with_unavailable() {
+    let stop = CancellationToken::new();
+    let dead = dead_address([127, 0, 0, 34]).await;
+    let forward = ForwardConfig {
+        retry: RetryConfig {
+            initial_interval: Duration::from_millis(10),
+            max_interval: Duration::from_millis(20),
+            max_elapsed_time: Duration::from_millis(50),
+        },
+        ..ForwardConfig::default()
+    };
+    let (addr, router) = start_router(vec![dead.to_string()], forward, &stop).await;
+    let mut client = TraceServiceClient::connect(format!("http://{addr}"))
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let mut refused = None;
+    for seed in 0..1000 {
+        assert!(started.elapsed() < Duration::from_secs(20), "never refused");
+        match client
+            .export(FakeOtlp::traces(2).spans(2).seed(seed).build())
+            .await
+        {
+            Ok(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+            Err(status) => {
+                refused = Some(status);
+                break;
+            }
+        }
+    }
+    let status = refused.expect("the router kept accepting with every gateway down");
+    assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
+    assert!(tailgate_core::receive::status::retry_delay(&status).is_some());
+    assert!(router.ring_state().forwarders.iter().all(|f| f.is_down()));
+    assert!(!tailgate_core::telemetry::Admin::ready(router.as_ref()));
+    assert!(router.stats().refused_spans.get() >= 4);
+    stop.cancel();
+}
