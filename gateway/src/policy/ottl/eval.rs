@@ -234,7 +234,12 @@ fn format_float(f: f64) -> String {
 }
 
 fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
+    use std::fmt::Write as _;
+    b.iter()
+        .fold(String::with_capacity(b.len() * 2), |mut s, x| {
+            write!(s, "{x:02x}").ok();
+            s
+        })
 }
 
 fn string_arg<'a>(v: &'a Value<'_>, func: &str) -> Result<Option<&'a [u8]>, OttlError> {
@@ -476,39 +481,46 @@ fn fixed64(v: &[u8]) -> u64 {
     u64::from_le_bytes(b)
 }
 
-/// The first length-delimited field `field` of `msg`, or empty.
+/// The value bytes of the last field `field` with wire type `wt` in `msg` (protobuf: the
+/// last occurrence of a scalar wins), or `None`.
+fn last_field(msg: &[u8], field: u32, wt: u8) -> Option<&[u8]> {
+    let mut out = None;
+    let mut pos = 0;
+    while let Some((f, w, s, e)) = next_field(msg, &mut pos) {
+        if f == field && w == wt {
+            out = Some(&msg[s..e]);
+        }
+    }
+    out
+}
+
+/// A sub-message (`resource`, `scope`) of `msg`, or empty.
 fn sub_message(msg: &[u8], field: u32) -> &[u8] {
-    let mut pos = 0;
-    while let Some((f, wt, s, e)) = next_field(msg, &mut pos) {
-        if f == field && wt == 2 {
-            return &msg[s..e];
-        }
-    }
-    &[]
+    last_field(msg, field, 2).unwrap_or_default()
 }
 
-/// The last varint field `field` of `msg` (protobuf: the last occurrence wins), or 0.
+/// A varint field of `msg`, or 0.
 fn varint_field(msg: &[u8], field: u32) -> i64 {
-    let mut out = 0;
-    let mut pos = 0;
-    while let Some((f, wt, s, _)) = next_field(msg, &mut pos) {
-        if f == field && wt == 0 {
-            out = read_varint(msg, s).0 as i64;
-        }
-    }
-    out
+    last_field(msg, field, 0).map_or(0, |v| read_varint(v, 0).0 as i64)
 }
 
-/// The last length-delimited field `field` of `msg` (the last occurrence wins), or empty.
+/// A string or bytes field of `msg`, or empty.
 fn bytes_field(msg: &[u8], field: u32) -> &[u8] {
-    let mut out: &[u8] = &[];
-    let mut pos = 0;
-    while let Some((f, wt, s, e)) = next_field(msg, &mut pos) {
-        if f == field && wt == 2 {
-            out = &msg[s..e];
+    last_field(msg, field, 2).unwrap_or_default()
+}
+
+/// `(key, AnyValue bytes)` of one `KeyValue` message.
+fn key_value(kv: &[u8]) -> (&[u8], &[u8]) {
+    let (mut key, mut val): (&[u8], &[u8]) = (&[], &[]);
+    let mut p = 0;
+    while let Some((f, w, s, e)) = next_field(kv, &mut p) {
+        match (f, w) {
+            (1, 2) => key = &kv[s..e],
+            (2, 2) => val = &kv[s..e],
+            _ => {}
         }
     }
-    out
+    (key, val)
 }
 
 /// `(key, AnyValue bytes)` of each `KeyValue` in repeated field `field` of `msg`.
@@ -519,17 +531,7 @@ fn map_entries(msg: &[u8], field: u32) -> impl Iterator<Item = (&[u8], &[u8])> {
         if f != field || wt != 2 {
             continue;
         }
-        let kv = &msg[s..e];
-        let (mut key, mut val): (&[u8], &[u8]) = (&[], &[]);
-        let mut p = 0;
-        while let Some((kf, kw, ks, ke)) = next_field(kv, &mut p) {
-            match (kf, kw) {
-                (1, 2) => key = &kv[ks..ke],
-                (2, 2) => val = &kv[ks..ke],
-                _ => {}
-            }
-        }
-        return Some((key, val));
+        return Some(key_value(&msg[s..e]));
     })
 }
 
@@ -585,15 +587,7 @@ fn find_value<'a>(msg: &'a [u8], field: u32, key: &[u8]) -> Option<&'a [u8]> {
                 }
             }
         }
-        let (mut k, mut v): (&[u8], &[u8]) = (&[], &[]);
-        let mut p = 0;
-        while let Some((kf, kw, ks, ke)) = next_field(kv, &mut p) {
-            match (kf, kw) {
-                (1, 2) => k = &kv[ks..ke],
-                (2, 2) => v = &kv[ks..ke],
-                _ => {}
-            }
-        }
+        let (k, v) = key_value(kv);
         if k == key {
             return Some(v);
         }
@@ -644,16 +638,7 @@ fn path<'a>(target: Target, field: &'a Field, input: &SpanInput<'a>) -> Value<'a
         (Target::Scope, Field::Name) => str_of(bytes_field(msg, 1)),
         (Target::Scope, Field::Version) => str_of(bytes_field(msg, 2)),
         (Target::Event, Field::Name) => str_of(bytes_field(msg, 2)),
-        (Target::Event, Field::Time) => {
-            let mut t = 0;
-            let mut pos = 0;
-            while let Some((f, wt, s, e)) = next_field(msg, &mut pos) {
-                if f == 1 && wt == 1 {
-                    t = fixed64(&msg[s..e]);
-                }
-            }
-            Value::Int(t as i64)
-        }
+        (Target::Event, Field::Time) => Value::Int(last_field(msg, 1, 1).map_or(0, fixed64) as i64),
         (Target::Span, f) => span_path(SpanFieldsRead::new(msg), f),
         _ => Value::Nil,
     }
