@@ -34,6 +34,9 @@ async fn traces_over_maximum_trace_size_bytes_are_dropped_unevaluated() {
         .unwrap();
     gw.settle(Duration::from_secs(10)).await;
     assert_eq!(gw.stats.dropped_traces_oversize.get(), 10);
+    assert!(gw.stats.render().contains(
+        "tailgate_gateway_unevaluated_dropped_traces_total{reason=\"maximum_trace_size_bytes\"} 10"
+    ));
     assert_eq!(gw.stats.exported_spans.get(), 10);
     assert_eq!(gw.stats.dropped_spans.get(), 400);
     assert_eq!(gw.backend.spans(), 10);

@@ -243,6 +243,9 @@ mod tests {
         let c = parse("members:\n  static: [127.0.0.2:4317]\n").unwrap();
         assert_eq!(c.receive, ReceiveConfig::default());
         assert_eq!(c.forward, ForwardConfig::default());
+        // /metrics on the Collector's telemetry port, like the gateway's.
+        assert_eq!(c.metrics, Some(SocketAddr::from(([0, 0, 0, 0], 8888))));
+        assert_eq!(c.admin, Some(SocketAddr::from(([0, 0, 0, 0], 13133))));
     }
 
     #[test]
