@@ -22,40 +22,8 @@ use crate::receive::status::{is_retryable_status, retry_delay};
 use crate::receive::{Origin, DECISIONS_PATH, PEER_HEADER};
 use crate::wire::TRACE_EXPORT_PATH;
 
-/// Retry behaviour of a client.
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields)]
-pub struct RetryConfig {
-    /// First back-off. Default 100ms.
-    #[serde(default = "default_initial", with = "humantime_serde")]
-    pub initial_interval: Duration,
-    /// Largest back-off. Default 5s.
-    #[serde(default = "default_max_interval", with = "humantime_serde")]
-    pub max_interval: Duration,
-    /// Give up after this long; the data is then failed. Default 30s.
-    #[serde(default = "default_max_elapsed", with = "humantime_serde")]
-    pub max_elapsed_time: Duration,
-}
-
-fn default_initial() -> Duration {
-    Duration::from_millis(100)
-}
-fn default_max_interval() -> Duration {
-    Duration::from_secs(5)
-}
-fn default_max_elapsed() -> Duration {
-    Duration::from_secs(30)
-}
-
-impl Default for RetryConfig {
-    fn default() -> Self {
-        RetryConfig {
-            initial_interval: default_initial(),
-            max_interval: default_max_interval(),
-            max_elapsed_time: default_max_elapsed(),
-        }
-    }
-}
+pub use crate::retry::RetryConfig;
+use crate::retry::{Attempt, Failed, Retrier, RetryStats};
 
 /// Compression of outgoing requests.
 #[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
@@ -149,7 +117,7 @@ pub struct GrpcClient {
     client: Client<HttpConnector, MessageBody>,
     headers: http::HeaderMap,
     timeout: Duration,
-    retry: RetryConfig,
+    retry: Retrier,
     compression: Compression,
 }
 
@@ -236,7 +204,7 @@ impl GrpcClient {
             client,
             headers: map,
             timeout,
-            retry,
+            retry: Retrier::new(retry, endpoint),
             compression,
         })
     }
@@ -367,36 +335,46 @@ impl GrpcClient {
         chunks: &[Bytes],
         origin: Origin,
     ) -> Result<Delivered, ForwardError> {
-        let deadline = tokio::time::Instant::now() + self.retry.max_elapsed_time;
-        let mut backoff = self.retry.initial_interval;
-        let mut attempts = 0;
-        loop {
-            attempts += 1;
-            let status = match self.call(path, chunks, origin).await {
-                Ok(mut delivered) => {
-                    delivered.attempts = attempts;
-                    return Ok(delivered);
+        let result = self
+            .retry
+            .run(|| async {
+                match self.call(path, chunks, origin).await {
+                    Ok(delivered) => Attempt::Done(delivered),
+                    Err(status) if is_retryable_status(&status) => Attempt::Retry {
+                        after: retry_delay(&status),
+                        error: status,
+                    },
+                    Err(status) => Attempt::Fail(status),
                 }
-                Err(status) => status,
-            };
-            if !is_retryable_status(&status) {
-                return Err(ForwardError::Rejected {
-                    endpoint: self.endpoint.clone(),
-                    status,
-                });
+            })
+            .await;
+        match result {
+            Ok((mut delivered, attempts)) => {
+                delivered.attempts = attempts;
+                Ok(delivered)
             }
-            let wait = retry_delay(&status).unwrap_or_else(|| jitter(backoff));
-            if tokio::time::Instant::now() + wait > deadline {
-                return Err(ForwardError::GaveUp {
-                    endpoint: self.endpoint.clone(),
-                    attempts,
-                    status,
-                });
-            }
-            tracing::debug!(endpoint = %self.endpoint, %status, ?wait, "Retrying export.");
-            tokio::time::sleep(wait).await;
-            backoff = (backoff * 2).min(self.retry.max_interval);
+            Err(Failed::Rejected(status)) => Err(ForwardError::Rejected {
+                endpoint: self.endpoint.clone(),
+                status,
+            }),
+            Err(Failed::GaveUp { attempts, last }) => Err(ForwardError::GaveUp {
+                endpoint: self.endpoint.clone(),
+                attempts,
+                status: last,
+            }),
         }
+    }
+
+    /// Past `max_elapsed_time`, requests are given up only once `hold` returns false (see
+    /// [`crate::retry`]).
+    pub fn hold_while(mut self, hold: crate::retry::Hold) -> Self {
+        self.retry = self.retry.hold_while(hold);
+        self
+    }
+
+    /// The client's retry counters.
+    pub fn retry_stats(&self) -> &Arc<RetryStats> {
+        self.retry.stats()
     }
 }
 
@@ -560,11 +538,6 @@ pub fn parse_response(body: Bytes) -> Delivered {
         },
         _ => Delivered::default(),
     }
-}
-
-/// `d` spread by ±25%, so that many clients retrying together do not stay in step.
-pub fn jitter(d: Duration) -> Duration {
-    d.mul_f64(0.75 + fastrand::f64() * 0.5)
 }
 
 #[cfg(test)]

@@ -500,3 +500,66 @@ fn tokio_stream_of<T: Send + 'static>(
         rx.recv().await.map(|item| (item, rx))
     }))
 }
+
+/// A sink that holds each request until the test lets it go, and counts the ones it
+/// finished.
+struct Gated {
+    gate: tokio::sync::Semaphore,
+    started: std::sync::atomic::AtomicU64,
+    finished: std::sync::atomic::AtomicU64,
+}
+
+impl SpanSink for Gated {
+    async fn export(&self, _body: Bytes) -> Result<Accepted, Refusal> {
+        use std::sync::atomic::Ordering::SeqCst;
+        self.started.fetch_add(1, SeqCst);
+        self.gate.acquire().await.map(|p| p.forget()).ok();
+        self.finished.fetch_add(1, SeqCst);
+        Ok(Accepted::default())
+    }
+}
+
+/// Scenario: a client gives up on a request (its deadline passes, it resets the stream)
+/// while the sink is half-way through it. Guarantee: the sink still finishes the request,
+/// so a stage never stops with part of a request buffered or forwarded and the rest not
+/// (issue 14, item 7).
+#[tokio::test]
+async fn a_request_the_client_gives_up_on_still_runs_to_its_end() {
+    use std::sync::atomic::Ordering::SeqCst;
+    let cfg = ReceiveConfig {
+        grpc: Some("127.0.0.1:0".parse().unwrap()),
+        http: None,
+        ..ReceiveConfig::default()
+    };
+    let listeners = Listeners::bind(&cfg).await.unwrap();
+    let url = format!("http://{}", listeners.grpc_addr().unwrap());
+    let sink = Arc::new(Gated {
+        gate: tokio::sync::Semaphore::new(0),
+        started: Default::default(),
+        finished: Default::default(),
+    });
+    let token = CancellationToken::new();
+    tokio::spawn(listeners.serve(sink.clone(), (&cfg).into(), token.clone()));
+    let _stop = token.drop_guard();
+
+    let mut client = TraceServiceClient::connect(url).await.unwrap();
+    let mut req = tonic::Request::new(FakeOtlp::traces(2).spans(2).seed(5).build());
+    req.set_timeout(std::time::Duration::from_millis(200));
+    let status = client.export(req).await.unwrap_err();
+    assert_eq!(status.code(), tonic::Code::Cancelled, "{status:?}");
+    assert_eq!(sink.started.load(SeqCst), 1);
+    // Give the server time to see the reset before the sink is let go.
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    sink.gate.add_permits(1);
+    for _ in 0..200 {
+        if sink.finished.load(SeqCst) == 1 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert_eq!(
+        sink.finished.load(SeqCst),
+        1,
+        "the request was dropped half-way"
+    );
+}

@@ -82,7 +82,8 @@ impl Gateway {
         stats.set_policy_names(plan.names());
         let num_traces = plan.num_traces;
         let plan: reload::SharedPlan = Arc::new(arc_swap::ArcSwap::from_pointee(plan));
-        let (exporters, export_tasks) = export::start(&config.export, &stats)?;
+        let (exporters, export_tasks) =
+            export::start(&config.export, &stats, config.buffer.max_buffered_bytes)?;
         let n = config.shard_count();
         let per_shard_traces = num_traces.div_ceil(n);
         // The policy file's decision_cache (the Collector's option) wins over the config's.
@@ -259,13 +260,19 @@ impl Gateway {
         self.ready.set(false);
         let started = *started.get_or_init(tokio::time::Instant::now);
         // What landed here while lingering (a peer was unreachable) gets one more chance.
+        // Half of what is left goes to it; then sends still waiting on a peer give up and
+        // their spans are decided here (never dropped with the future that held them).
         let remaining = drain_deadline.saturating_sub(started.elapsed());
-        if tokio::time::timeout(remaining / 2, self.buffer.redistribute())
-            .await
-            .is_err()
-        {
-            tracing::warn!("The last handoff did not finish in time; deciding the rest here.");
-        }
+        let cutoff = {
+            let buffer = self.buffer.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(remaining / 2).await;
+                tracing::warn!("The last handoff did not finish in time; deciding the rest here.");
+                buffer.cut_handoffs();
+            })
+        };
+        self.buffer.redistribute().await;
+        cutoff.abort();
         let remaining = drain_deadline.saturating_sub(started.elapsed());
         self.drain(remaining).await;
         served
@@ -274,6 +281,8 @@ impl Gateway {
     /// Decides every buffered trace now and waits for the exporter to finish, at most
     /// `deadline`. What is still unsettled after it stays visible in the counters.
     pub async fn drain(self, deadline: Duration) {
+        // Spans a hand-off pass took out of the shards come back before the shards decide.
+        self.buffer.stop_handoffs().await;
         self.peers_stop.cancel();
         self.drain.cancel();
         drop(self.buffer);

@@ -423,7 +423,7 @@ impl GatewayStats {
             cumulative,
         );
         let exporters = self.exporters();
-        let series: [ExporterSeries; 4] = [
+        let series: [ExporterSeries; 7] = [
             (
                 "tailgate_gateway_exporter_sent_spans_total",
                 "counter",
@@ -447,6 +447,24 @@ impl GatewayStats {
                 "gauge",
                 "Each exporter's queue capacity; shards wait when it is full.",
                 |e| e.queue_capacity_bytes,
+            ),
+            (
+                "tailgate_gateway_exporter_retries_total",
+                "counter",
+                "Export attempts repeated after a retryable failure.",
+                |e| e.retry.retries.get(),
+            ),
+            (
+                "tailgate_gateway_exporter_gave_up_requests_total",
+                "counter",
+                "Export requests given up after retry.max_elapsed_time, once holding them made the gateway refuse senders.",
+                |e| e.retry.gave_up.get(),
+            ),
+            (
+                "tailgate_gateway_exporter_backend_failing",
+                "gauge",
+                "1 while the exporter's last attempt failed and is being retried.",
+                |e| u64::from(e.retry.is_failing()),
             ),
         ];
         for (name, kind, help, value) in series {

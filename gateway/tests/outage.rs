@@ -85,3 +85,63 @@ async fn received_is_exported_plus_dropped_plus_refused_plus_failed() {
     assert_eq!(backend.spans(), exported);
     gw.stop().await;
 }
+
+/// Scenario: the backend goes away for 1.5 s, five times the retry bound of 300 ms, while the
+/// gateway has plenty of room (default byte limit and queue). Guarantees: holding the
+/// undelivered batch costs no sender anything, so nothing is given up and nothing refused:
+/// every kept span reaches the backend once it is back, and the outage shows in the
+/// exporter's retry counters and clears from its "failing" gauge.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_outage_past_the_retry_bound_loses_nothing_while_there_is_room() {
+    let gw = common::spawn_gateway_configured(
+        [127, 0, 0, 16],
+        common::plan(POLICIES),
+        |c| {
+            if let ExporterConfig::OtlpGrpc(e) = &mut c.export.exporters[0].1 {
+                e.retry = RetryConfig {
+                    initial_interval: Duration::from_millis(50),
+                    max_interval: Duration::from_millis(100),
+                    max_elapsed_time: Duration::from_millis(300),
+                };
+                e.batch.timeout = Duration::from_millis(20);
+            }
+        },
+        |_, _| {},
+    )
+    .await;
+    let (addr, backend, stats) = (gw.addr, gw.backend.clone(), gw.stats.clone());
+    let mut client = TraceServiceClient::connect(format!("http://{addr}"))
+        .await
+        .unwrap();
+    let mut sent = 0u64;
+    let mut saw_failing = false;
+    for seed in 0..90u64 {
+        match seed {
+            10 => backend.set_unavailable(true),
+            70 => backend.set_unavailable(false),
+            _ => {}
+        }
+        let req = FakeOtlp::traces(4).spans(3).seed(7000 + seed).build();
+        sent += 12;
+        client.export(req).await.unwrap();
+        saw_failing |= stats.exporters()[0].retry.is_failing();
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    gw.settle(Duration::from_secs(10)).await;
+
+    let exporter = stats.exporters()[0].clone();
+    let (exported, dropped) = (stats.exported_spans.get(), stats.dropped_spans.get());
+    let (refused, failed) = (stats.refused_spans.get(), stats.export_failed_spans.get());
+    let terms =
+        format!("exported {exported}, dropped {dropped}, refused {refused}, failed {failed}");
+    assert_eq!(stats.received_spans.get(), sent);
+    assert_eq!(stats.in_flight_spans(), 0, "{terms}");
+    assert_eq!((refused, failed), (0, 0), "{terms}");
+    assert_eq!(sent, exported + dropped, "{terms}");
+    assert_eq!(backend.spans(), exported);
+    assert!(saw_failing, "the outage showed in the failing gauge");
+    assert!(exporter.retry.retries.get() > 0);
+    assert_eq!(exporter.retry.gave_up.get(), 0);
+    assert!(!exporter.retry.is_failing(), "delivery cleared the gauge");
+    gw.stop().await;
+}

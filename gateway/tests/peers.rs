@@ -306,3 +306,93 @@ async fn traces_stay_whole_through_stale_routes_ring_changes_and_drain() {
         p.served.await.unwrap().unwrap();
     }
 }
+
+/// Scenario: a gateway shares its ring with a peer that accepts connections and never
+/// answers, and is stopped with a 2 s drain deadline while it buffers traces. Leaving the
+/// ring gives every trace to that peer, whose sends hang far past the deadline.
+/// Guarantee: when the drain deadline cuts the hand-off short, the traces the hand-off took
+/// out of the shards are decided and exported here; none is dropped with the send that held
+/// it (issue 14, item 7).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_handoff_cut_short_by_the_drain_deadline_loses_nothing() {
+    let hole = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let hole_addr = hole.local_addr().unwrap();
+    let held = tokio::spawn(async move {
+        let mut sockets = Vec::new();
+        while let Ok((s, _)) = hole.accept().await {
+            sockets.push(s);
+        }
+    });
+    let (stop, backend_stop) = (CancellationToken::new(), CancellationToken::new());
+    let (backend_addr, backend) =
+        CaptureBackend::start("127.0.0.1:0".parse().unwrap(), backend_stop.clone())
+            .await
+            .unwrap();
+    let receive = ReceiveConfig {
+        grpc: Some("127.0.0.23:0".parse().unwrap()),
+        http: None,
+        ..Default::default()
+    };
+    let listeners = Listeners::bind(&receive).await.unwrap();
+    let addr = listeners.grpc_addr().unwrap();
+    let mut export = OtlpGrpcConfig::new(format!("http://{backend_addr}"));
+    export.batch.timeout = Duration::from_millis(50);
+    let config = GatewayConfig {
+        receive,
+        buffer: BufferConfig {
+            shards: 2,
+            ..Default::default()
+        },
+        export: ExportConfig::otlp_grpc(export),
+        admin: None,
+        metrics: None,
+        peers: PeersConfig {
+            advertise: Some(addr.to_string()),
+            static_list: vec![addr.to_string(), hole_addr.to_string()],
+            leave_linger: Duration::from_millis(300),
+            timeout: Duration::from_secs(60),
+            ..Default::default()
+        },
+    };
+    let gateway = Gateway::start(&config, common::plan(KEEP_ALL)).unwrap();
+    let (stats, peers) = (gateway.stats().clone(), gateway.peers().clone());
+    let served = tokio::spawn(gateway.serve(listeners, None, stop.clone(), Duration::from_secs(2)));
+
+    // Only traces this gateway owns, so that nothing is forwarded to the hole while sending.
+    let mut sent = 0u64;
+    for seed in 0..40u64 {
+        let req = FakeOtlp::traces(1).spans(3).seed(4000 + seed).build();
+        let id: [u8; 16] = trace_ids(&req)[0].clone().try_into().unwrap();
+        if peers.view_full().owner(&id) == tailgate_gateway::peers::Owner::Local {
+            send(addr, &req).await;
+            sent += 3;
+        }
+    }
+    assert!(sent > 0);
+    let started = tokio::time::Instant::now();
+    stop.cancel();
+    served.await.unwrap().unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "drain overran its deadline"
+    );
+
+    let got = arrivals(&[&Pod {
+        addr,
+        backend,
+        stats: stats.clone(),
+        peers,
+        stop: CancellationToken::new(),
+        served: tokio::spawn(async { Ok(()) }),
+    }]);
+    let exported: usize = got.values().map(|a| a.0.len()).sum();
+    assert_eq!(
+        exported as u64, sent,
+        "every buffered span was exported here"
+    );
+    assert_eq!(stats.peers.handoff_pending_spans.get(), 0);
+    assert_eq!(stats.in_flight_spans(), 0);
+    assert!(stats.peers.failures.get() > 0, "the hole was tried");
+    held.abort();
+    backend_stop.cancel();
+}

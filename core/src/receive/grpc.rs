@@ -294,17 +294,21 @@ impl<S: SpanSink> tower_service::Service<http::Request<Body>> for TraceService<S
         match req.uri().path() {
             TRACE_EXPORT_PATH => Box::pin(async move {
                 Ok(this
-                    .unary(req, |sink, origin, message| async move {
-                        sink.export_from(message, origin)
-                            .await
-                            .map(|accepted| encode_response(&accepted))
+                    .unary(req, |sink, origin, message| {
+                        super::run_detached(async move {
+                            sink.export_from(message, origin)
+                                .await
+                                .map(|accepted| encode_response(&accepted))
+                        })
                     })
                     .await)
             }),
             DECISIONS_PATH => Box::pin(async move {
                 Ok(this
-                    .unary(req, |sink, _origin, message| async move {
-                        sink.decisions(message).await.map(|_| Bytes::new())
+                    .unary(req, |sink, _origin, message| {
+                        super::run_detached(async move {
+                            sink.decisions(message).await.map(|_| Bytes::new())
+                        })
                     })
                     .await)
             }),

@@ -37,13 +37,13 @@ pub async fn serve<S: SpanSink>(
 ) -> std::io::Result<()> {
     super::serve_connections_with(listener, limits, shutdown, move |req| {
         let sink = sink.clone();
-        async move { handle(&*sink, req, limits).await }
+        async move { handle(sink, req, limits).await }
     })
     .await
 }
 
 async fn handle<S: SpanSink>(
-    sink: &S,
+    sink: Arc<S>,
     req: Request<Incoming>,
     limits: super::Limits,
 ) -> Response<Full<Bytes>> {
@@ -57,7 +57,7 @@ async fn handle<S: SpanSink>(
         Ok(f) => f,
         Err(resp) => return *resp,
     };
-    match receive(sink, req, format, limits).await {
+    match receive(&sink, req, format, limits).await {
         Ok(accepted) => ok_response(format, &accepted),
         Err(refusal) => {
             sink.refused(&refusal);
@@ -67,7 +67,7 @@ async fn handle<S: SpanSink>(
 }
 
 async fn receive<S: SpanSink>(
-    sink: &S,
+    sink: &Arc<S>,
     req: Request<Incoming>,
     format: Format,
     limits: super::Limits,
@@ -115,7 +115,8 @@ async fn receive<S: SpanSink>(
         Format::Protobuf => body,
         Format::Json => json_to_protobuf(&body)?,
     };
-    sink.export_from(body, origin).await
+    let sink = sink.clone();
+    super::run_detached(async move { sink.export_from(body, origin).await }).await
 }
 
 /// Decompresses at most `max` bytes; a larger output is refused, so a small compressed body

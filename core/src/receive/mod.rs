@@ -54,6 +54,24 @@ pub trait SpanSink: Send + Sync + 'static {
     fn refused(&self, _refusal: &Refusal) {}
 }
 
+/// Runs `work` on its own task and waits for it. When the caller stops waiting (the client
+/// reset the stream, or its deadline passed, and the server dropped the handler), the work
+/// still runs to its end: a sink never stops half-way through a request, with part of it
+/// buffered or forwarded and the rest not, and every span it counted as received gets its
+/// outcome. The client, having no answer, may send the request again: as with any lost
+/// answer in OTLP (at-least-once), that can deliver it twice.
+pub async fn run_detached<T: Send + 'static>(
+    work: impl Future<Output = Result<T, Refusal>> + Send + 'static,
+) -> Result<T, Refusal> {
+    tokio::spawn(work).await.unwrap_or_else(|error| {
+        tracing::error!(%error, "A request's handler failed.");
+        Err(Refusal::Unavailable {
+            message: "the request's handler failed; retry".into(),
+            retry_after: DEFAULT_RETRY_AFTER,
+        })
+    })
+}
+
 /// Request header (gRPC metadata or HTTP header) that gateways set on the spans they send
 /// each other, so that a receiving gateway buffers them instead of forwarding them again.
 /// Values: `forwarded; hops=N` (spans that reached a gateway by a stale ring) and

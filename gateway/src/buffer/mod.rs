@@ -202,6 +202,12 @@ pub struct TraceBuffer {
     peers: Arc<Peers>,
     enqueue_timeout: Duration,
     max_buffered_bytes: u64,
+    /// Cancelled when the gateway stops handing off: sends still waiting on a peer give up
+    /// and their spans are buffered here again.
+    handoff_stop: tokio_util::sync::CancellationToken,
+    /// Held (shared) by every hand-off pass; [`TraceBuffer::stop_handoffs`] takes it alone,
+    /// so it returns only when no pass holds spans taken out of the shards.
+    handoffs: tokio::sync::RwLock<()>,
 }
 
 // === impl TraceBuffer ===
@@ -222,6 +228,41 @@ impl TraceBuffer {
             peers,
             enqueue_timeout: config.enqueue_timeout,
             max_buffered_bytes: config.max_buffered_bytes,
+            handoff_stop: Default::default(),
+            handoffs: Default::default(),
+        }
+    }
+
+    /// Ends handing off: no new pass starts, sends still waiting on a peer give up and
+    /// their spans go back to the shards. Returns once no pass holds spans taken out of
+    /// the shards, so that a drain that follows decides every one of them.
+    pub async fn stop_handoffs(&self) {
+        self.handoff_stop.cancel();
+        drop(self.handoffs.write().await);
+    }
+
+    /// [`TraceBuffer::stop_handoffs`] without waiting (for a timer).
+    pub fn cut_handoffs(&self) {
+        self.handoff_stop.cancel();
+    }
+
+    /// [`TraceBuffer::send_to_peer`] for a hand-off pass: it gives up (`None`, counted as a
+    /// peer failure) when handing off stops first.
+    async fn hand_to_peer(
+        &self,
+        view: &PeerView,
+        p: usize,
+        body: Bytes,
+        spans: u64,
+        origin: Origin,
+    ) -> Option<u64> {
+        tokio::select! {
+            taken = self.send_to_peer(view, p, body, spans, origin) => taken,
+            () = self.handoff_stop.cancelled() => {
+                tracing::warn!(peer = ?view.member(p), spans, "Handing off stopped before a peer answered; keeping its spans here.");
+                self.stats.peers.failures.add(1);
+                None
+            }
         }
     }
 
@@ -520,8 +561,9 @@ impl TraceBuffer {
     /// Hands the traces and decisions that the ring in force gives to other gateways to
     /// them. Called on every ring change, and once more when the gateway stops receiving.
     pub async fn redistribute(&self) {
+        let _pass = self.handoffs.read().await;
         let view = self.peers.view_full();
-        if !view.routes() {
+        if !view.routes() || self.handoff_stop.is_cancelled() {
             return;
         }
         let mut traces: HashMap<usize, Vec<shard::HandedTrace>> = HashMap::new();
@@ -568,11 +610,17 @@ impl TraceBuffer {
                 // arrive there.
                 if !decisions.is_empty() {
                     let n = (decisions.len() / DECISION_RECORD_LEN) as u64;
-                    match view.client(p) {
-                        Some(c) if c.send_decisions(Bytes::from(decisions)).await.is_ok() => {
-                            self.stats.peers.handed_off_decisions.add(n);
-                        }
-                        _ => self.stats.peers.failures.add(1),
+                    let sent = match view.client(p) {
+                        Some(c) => tokio::select! {
+                            sent = c.send_decisions(Bytes::from(decisions)) => sent.is_ok(),
+                            () = self.handoff_stop.cancelled() => false,
+                        },
+                        None => false,
+                    };
+                    if sent {
+                        self.stats.peers.handed_off_decisions.add(n);
+                    } else {
+                        self.stats.peers.failures.add(1);
                     }
                 }
                 self.hand_off(&view, p, traces).await;
@@ -611,7 +659,7 @@ impl TraceBuffer {
                 hops: 1,
                 age_ms: youngest.elapsed().as_millis() as u64,
             };
-            match self.send_to_peer(view, p, body.clone(), n, origin).await {
+            match self.hand_to_peer(view, p, body.clone(), n, origin).await {
                 Some(taken) => {
                     self.stats.peers.handed_off_spans.add(taken);
                     self.stats.peers.handed_off_traces.add(chunk.len() as u64);

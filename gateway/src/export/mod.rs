@@ -26,6 +26,7 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use serde::Deserialize;
 use tailgate_core::forward::GrpcClient;
+use tailgate_core::retry::{Hold, RetryStats};
 use tailgate_core::telemetry::{Counter, Gauge};
 use tailgate_core::wire::Reframer;
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
@@ -230,6 +231,10 @@ pub struct ExporterStats {
     pub queue_bytes: Gauge,
     /// The queue's capacity in bytes.
     pub queue_capacity_bytes: u64,
+    /// Shards waiting for room in the queue.
+    pub waiting: Arc<Gauge>,
+    /// The client's retries, give-ups and whether the backend is failing now.
+    pub retry: Arc<RetryStats>,
 }
 
 /// What a kept trace's spans owe the gateway's accounting, shared by the exporters.
@@ -302,7 +307,9 @@ impl ExportHandle {
         let want = u32::try_from(bytes)
             .unwrap_or(u32::MAX)
             .clamp(1, self.capacity);
+        self.stats.waiting.add(1);
         let permit = self.budget.clone().acquire_many_owned(want).await.ok();
+        self.stats.waiting.sub(1);
         self.stats.queue_bytes.add(u64::from(want));
         self.tx
             .send(ExportBatch {
@@ -362,26 +369,40 @@ pub struct Exporter {
 }
 
 /// Starts one task per configured exporter. Must be called inside a Tokio runtime.
+///
+/// An exporter whose backend keeps failing holds its spans past the retry bound while it
+/// costs no one anything: it gives them up only once shards wait for room in its queue or
+/// the gateway holds `max_held_bytes` and so refuses senders (see [`tailgate_core::retry`]).
 pub fn start(
     config: &ExportConfig,
     stats: &Arc<GatewayStats>,
+    max_held_bytes: u64,
 ) -> Result<(Vec<ExportHandle>, Vec<JoinHandle<()>>), ExportError> {
     let mut handles = Vec::with_capacity(config.exporters.len());
     let mut tasks = Vec::with_capacity(config.exporters.len());
     for (key, cfg) in &config.exporters {
+        let waiting = Arc::new(Gauge::default());
+        let hold: Hold = {
+            let (stats, waiting) = (stats.clone(), waiting.clone());
+            Arc::new(move || waiting.get() == 0 && stats.held_bytes() < max_held_bytes)
+        };
         let sink = match cfg {
-            ExporterConfig::OtlpGrpc(c) => {
-                Sink::Grpc(c.client().map_err(|source| ExportError::Grpc {
-                    exporter: key.clone(),
-                    source,
-                })?)
-            }
-            ExporterConfig::OtlpHttp(c) => {
-                Sink::Http(c.client().map_err(|message| ExportError::Http {
-                    exporter: key.clone(),
-                    message,
-                })?)
-            }
+            ExporterConfig::OtlpGrpc(c) => Sink::Grpc(
+                c.client()
+                    .map_err(|source| ExportError::Grpc {
+                        exporter: key.clone(),
+                        source,
+                    })?
+                    .hold_while(hold),
+            ),
+            ExporterConfig::OtlpHttp(c) => Sink::Http(
+                c.client()
+                    .map_err(|message| ExportError::Http {
+                        exporter: key.clone(),
+                        message,
+                    })?
+                    .hold_while(hold),
+            ),
             ExporterConfig::Debug(c) => {
                 Sink::Debug(c.writer().map_err(|source| ExportError::Debug {
                     exporter: key.clone(),
@@ -392,12 +413,19 @@ pub fn start(
         };
         let (batch, queue_bytes) = cfg.batching();
         let capacity = u32::try_from(queue_bytes).unwrap_or(u32::MAX);
+        let retry = match &sink {
+            Sink::Grpc(c) => c.retry_stats().clone(),
+            Sink::Http(c) => c.retry_stats().clone(),
+            Sink::Debug(_) => Arc::default(),
+        };
         let own = Arc::new(ExporterStats {
             name: key.clone(),
             sent_spans: Counter::default(),
             failed_spans: Counter::default(),
             queue_bytes: Gauge::default(),
             queue_capacity_bytes: u64::from(capacity),
+            waiting,
+            retry,
         });
         // The byte budget bounds the queue; the channel only needs room for many traces.
         let (tx, rx) = mpsc::channel(16_384);

@@ -15,7 +15,8 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use serde::Deserialize;
-use tailgate_core::forward::{jitter, parse_response, Compression, Delivered, RetryConfig};
+use tailgate_core::forward::{parse_response, Compression, Delivered, RetryConfig};
+use tailgate_core::retry::{Failed, Retrier};
 
 /// `export.otlp_http[/name]`.
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
@@ -90,11 +91,12 @@ impl OtlpHttpConfig {
             let value = header::HeaderValue::from_str(v).map_err(|e| e.to_string())?;
             headers.insert(name, value);
         }
+        let url = self.url()?;
         Ok(HttpClient {
-            url: self.url()?,
+            retry: Retrier::new(self.retry.clone(), &url.to_string()),
+            url,
             headers,
             timeout: self.timeout,
-            retry: self.retry.clone(),
             compression: self.compression,
             client: Client::builder(TokioExecutor::new()).build_http(),
         })
@@ -107,49 +109,39 @@ pub struct HttpClient {
     url: Uri,
     headers: http::HeaderMap,
     timeout: Duration,
-    retry: RetryConfig,
+    retry: Retrier,
     compression: Compression,
     client: Client<HttpConnector, Full<Bytes>>,
 }
 
-/// What one attempt came to.
-enum Attempt {
-    Done(Delivered),
-    Retry {
-        error: String,
-        after: Option<Duration>,
-    },
-    Fail(String),
-}
+type Attempt = tailgate_core::retry::Attempt<Delivered, String>;
 
 impl HttpClient {
     /// Sends one encoded `ExportTraceServiceRequest`, retrying within the retry bound.
     pub async fn send(&self, body: Bytes) -> Result<Delivered, String> {
         let body = self.compress(body)?;
-        let deadline = tokio::time::Instant::now() + self.retry.max_elapsed_time;
-        let mut backoff = self.retry.initial_interval;
-        let mut attempts = 0u32;
-        loop {
-            attempts += 1;
-            let (error, after) = match self.attempt(body.clone()).await {
-                Attempt::Done(mut d) => {
-                    d.attempts = attempts;
-                    return Ok(d);
-                }
-                Attempt::Fail(e) => return Err(format!("{}: {e}", self.url)),
-                Attempt::Retry { error, after } => (error, after),
-            };
-            let wait = after.unwrap_or_else(|| jitter(backoff));
-            if tokio::time::Instant::now() + wait > deadline {
-                return Err(format!(
-                    "{}: gave up after {attempts} attempts: {error}",
-                    self.url
-                ));
+        match self.retry.run(|| self.attempt(body.clone())).await {
+            Ok((mut d, attempts)) => {
+                d.attempts = attempts;
+                Ok(d)
             }
-            tracing::debug!(url = %self.url, %error, ?wait, "Retrying export.");
-            tokio::time::sleep(wait).await;
-            backoff = (backoff * 2).min(self.retry.max_interval);
+            Err(Failed::Rejected(e)) => Err(format!("{}: {e}", self.url)),
+            Err(Failed::GaveUp { attempts, last }) => Err(format!(
+                "{}: gave up after {attempts} attempts: {last}",
+                self.url
+            )),
         }
+    }
+
+    /// Past `max_elapsed_time`, requests are given up only once `hold` returns false.
+    pub fn hold_while(mut self, hold: tailgate_core::retry::Hold) -> Self {
+        self.retry = self.retry.hold_while(hold);
+        self
+    }
+
+    /// The client's retry counters.
+    pub fn retry_stats(&self) -> &std::sync::Arc<tailgate_core::retry::RetryStats> {
+        self.retry.stats()
     }
 
     fn compress(&self, body: Bytes) -> Result<Bytes, String> {

@@ -39,6 +39,8 @@ fn chunks_settle_tickets_in_order_across_batches() {
         failed_spans: Counter::default(),
         queue_bytes: Gauge::default(),
         queue_capacity_bytes: 0,
+        waiting: Arc::default(),
+        retry: Arc::default(),
     });
     let (_tx, rx) = mpsc::channel(1);
     let e = Exporter {

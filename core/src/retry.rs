@@ -1,0 +1,326 @@
+//! The one retry loop of every client that sends data on: the router's forwarders, the
+//! gateway's peer clients and its exporters (OTLP/gRPC and OTLP/HTTP). Exponential back-off
+//! with jitter, the server's own hint when it gives one (gRPC `RetryInfo`, HTTP
+//! `Retry-After`), and a time bound, `max_elapsed_time`.
+//!
+//! Callers say what one attempt came to ([`Attempt`]); the loop decides whether and when to
+//! try again. A client's [`RetryStats`] count retries and give-ups and say whether its
+//! endpoint is failing right now; the loop logs when an endpoint starts failing and when
+//! it takes requests again, once per outage rather than once per request.
+//!
+//! Holding instead of giving up: a caller that has room to keep data (the gateway's
+//! exporters, within their byte budget) passes [`Retrier::hold_while`]. Past
+//! `max_elapsed_time` such a request is given up only when the hold says the data is
+//! costing someone else (upstream senders are being refused); until then it keeps being
+//! retried, so an outage of the backend loses nothing before the gateway has pushed back.
+
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Deserialize;
+use tokio::time::Instant;
+
+use crate::telemetry::Counter;
+
+/// Retry behaviour of a client.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct RetryConfig {
+    /// First back-off. Default 100ms.
+    #[serde(default = "default_initial", with = "humantime_serde")]
+    pub initial_interval: Duration,
+    /// Largest back-off. Default 5s.
+    #[serde(default = "default_max_interval", with = "humantime_serde")]
+    pub max_interval: Duration,
+    /// Give up after this long; the data is then failed. `0` never gives up, as in the
+    /// Collector's `retry_on_failure`. Default 30s.
+    #[serde(default = "default_max_elapsed", with = "humantime_serde")]
+    pub max_elapsed_time: Duration,
+}
+
+fn default_initial() -> Duration {
+    Duration::from_millis(100)
+}
+fn default_max_interval() -> Duration {
+    Duration::from_secs(5)
+}
+fn default_max_elapsed() -> Duration {
+    Duration::from_secs(30)
+}
+
+impl Default for RetryConfig {
+    fn default() -> Self {
+        RetryConfig {
+            initial_interval: default_initial(),
+            max_interval: default_max_interval(),
+            max_elapsed_time: default_max_elapsed(),
+        }
+    }
+}
+
+/// What one attempt came to.
+#[derive(Debug)]
+pub enum Attempt<T, E> {
+    /// Delivered.
+    Done(T),
+    /// Not delivered, and worth trying again, after `after` when the server said so.
+    Retry {
+        /// What went wrong.
+        error: E,
+        /// The server's retry hint.
+        after: Option<Duration>,
+    },
+    /// Refused for good: trying again would not help.
+    Fail(E),
+}
+
+/// Why a request was not delivered.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Failed<E> {
+    /// The endpoint refused it for good.
+    Rejected(E),
+    /// Still failing when the time bound ran out.
+    GaveUp {
+        /// How many attempts were made.
+        attempts: u32,
+        /// The last attempt's error.
+        last: E,
+    },
+}
+
+/// A client's retry counters, shared by its concurrent requests.
+#[derive(Debug, Default)]
+pub struct RetryStats {
+    /// Attempts after a first one failed.
+    pub retries: Counter,
+    /// Requests given up after the time bound.
+    pub gave_up: Counter,
+    failing: AtomicBool,
+}
+
+impl RetryStats {
+    /// Whether the endpoint is failing: its last attempt failed and was worth retrying.
+    pub fn is_failing(&self) -> bool {
+        self.failing.load(Ordering::Relaxed)
+    }
+}
+
+/// Says, past the time bound, whether to keep holding a request (`true`) or give it up.
+pub type Hold = Arc<dyn Fn() -> bool + Send + Sync>;
+
+/// The retry loop of one client (one endpoint).
+#[derive(Clone)]
+pub struct Retrier {
+    config: RetryConfig,
+    endpoint: Arc<str>,
+    hold: Option<Hold>,
+    stats: Arc<RetryStats>,
+}
+
+impl std::fmt::Debug for Retrier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Retrier")
+            .field("config", &self.config)
+            .field("endpoint", &self.endpoint)
+            .field("holds", &self.hold.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+// === impl Retrier ===
+
+impl Retrier {
+    /// A loop for requests to `endpoint` (named in its log lines).
+    pub fn new(config: RetryConfig, endpoint: &str) -> Self {
+        Retrier {
+            config,
+            endpoint: endpoint.into(),
+            hold: None,
+            stats: Arc::default(),
+        }
+    }
+
+    /// Past `max_elapsed_time`, a request is given up only once `hold` returns false.
+    pub fn hold_while(mut self, hold: Hold) -> Self {
+        self.hold = Some(hold);
+        self
+    }
+
+    /// The counters.
+    pub fn stats(&self) -> &Arc<RetryStats> {
+        &self.stats
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &RetryConfig {
+        &self.config
+    }
+
+    /// Calls `attempt` until it is done, refused for good, or out of time. Returns the
+    /// result with the number of attempts it took.
+    pub async fn run<T, E, F, Fut>(&self, mut attempt: F) -> Result<(T, u32), Failed<E>>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Attempt<T, E>>,
+        E: std::fmt::Display,
+    {
+        let start = Instant::now();
+        let mut backoff = self.config.initial_interval;
+        let mut attempts = 0u32;
+        loop {
+            attempts += 1;
+            let (error, after) = match attempt().await {
+                Attempt::Done(v) => {
+                    self.took(start);
+                    return Ok((v, attempts));
+                }
+                Attempt::Fail(e) => return Err(Failed::Rejected(e)),
+                Attempt::Retry { error, after } => (error, after),
+            };
+            self.failed(&error);
+            let wait = after.unwrap_or_else(|| jitter(backoff));
+            if self.out_of_time(start, wait) {
+                self.stats.gave_up.add(1);
+                tracing::warn!(endpoint = %self.endpoint, attempts, %error, "Giving up on a request after its retry time.");
+                return Err(Failed::GaveUp {
+                    attempts,
+                    last: error,
+                });
+            }
+            self.stats.retries.add(1);
+            tracing::debug!(endpoint = %self.endpoint, %error, ?wait, "Retrying.");
+            tokio::time::sleep(wait).await;
+            backoff = (backoff * 2).min(self.config.max_interval);
+        }
+    }
+
+    /// Whether a request started at `start` must stop rather than wait `wait` more.
+    fn out_of_time(&self, start: Instant, wait: Duration) -> bool {
+        let max = self.config.max_elapsed_time;
+        if max.is_zero() || start.elapsed() + wait <= max {
+            return false;
+        }
+        self.hold.as_ref().is_none_or(|hold| !hold())
+    }
+
+    fn failed(&self, error: &dyn std::fmt::Display) {
+        if !self.stats.failing.swap(true, Ordering::Relaxed) {
+            tracing::warn!(endpoint = %self.endpoint, %error, max_elapsed_time = ?self.config.max_elapsed_time, "Endpoint is failing; retrying with back-off.");
+        }
+    }
+
+    fn took(&self, start: Instant) {
+        if self.stats.failing.swap(false, Ordering::Relaxed) {
+            tracing::info!(endpoint = %self.endpoint, after = ?start.elapsed(), "Endpoint takes requests again.");
+        }
+    }
+}
+
+/// `d` spread by ±25%, so that many clients retrying together do not stay in step.
+pub fn jitter(d: Duration) -> Duration {
+    d.mul_f64(0.75 + fastrand::f64() * 0.5)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicU32;
+
+    fn config(max_elapsed: Duration) -> RetryConfig {
+        RetryConfig {
+            initial_interval: Duration::from_millis(100),
+            max_interval: Duration::from_secs(1),
+            max_elapsed_time: max_elapsed,
+        }
+    }
+
+    /// An attempt that fails retryably until `ok_from` tries have been made.
+    async fn attempt(tries: &AtomicU32, ok_from: u32) -> Attempt<u32, String> {
+        let n = tries.fetch_add(1, Ordering::Relaxed) + 1;
+        if n >= ok_from {
+            Attempt::Done(n)
+        } else {
+            Attempt::Retry {
+                error: format!("down ({n})"),
+                after: None,
+            }
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn gives_up_after_the_time_bound_and_counts_it() {
+        let r = Retrier::new(config(Duration::from_secs(3)), "backend");
+        let tries = AtomicU32::new(0);
+        let start = Instant::now();
+        let out = r.run(|| attempt(&tries, u32::MAX)).await;
+        let Err(Failed::GaveUp { attempts, .. }) = out else {
+            panic!("expected GaveUp, got {out:?}");
+        };
+        assert!(start.elapsed() <= Duration::from_secs(3));
+        assert!(start.elapsed() >= Duration::from_secs(1));
+        assert_eq!(r.stats().gave_up.get(), 1);
+        assert_eq!(r.stats().retries.get(), u64::from(attempts - 1));
+        assert!(r.stats().is_failing());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_hold_keeps_a_request_past_the_bound_until_it_is_delivered() {
+        let room = Arc::new(AtomicBool::new(true));
+        let hold = room.clone();
+        let r = Retrier::new(config(Duration::from_secs(3)), "backend")
+            .hold_while(Arc::new(move || hold.load(Ordering::Relaxed)));
+        let tries = AtomicU32::new(0);
+        let start = Instant::now();
+        // Delivered on the 100th try, about a minute and a half in: far past the bound.
+        let (n, attempts) = r.run(|| attempt(&tries, 100)).await.unwrap_or_default();
+        assert_eq!((n, attempts), (100, 100));
+        assert!(start.elapsed() > Duration::from_secs(60));
+        assert_eq!(r.stats().gave_up.get(), 0);
+        assert!(!r.stats().is_failing(), "delivery ends the outage");
+
+        // Once holding costs someone else, the bound applies again.
+        room.store(false, Ordering::Relaxed);
+        let tries = AtomicU32::new(0);
+        let out = r.run(|| attempt(&tries, u32::MAX)).await;
+        assert!(matches!(out, Err(Failed::GaveUp { .. })), "{out:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn zero_max_elapsed_time_never_gives_up() {
+        let r = Retrier::new(config(Duration::ZERO), "backend");
+        let tries = AtomicU32::new(0);
+        let start = Instant::now();
+        let out = r.run(|| attempt(&tries, 1000)).await;
+        assert_eq!(out.ok().map(|(_, a)| a), Some(1000));
+        assert!(start.elapsed() > Duration::from_secs(900));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_refusal_for_good_is_not_retried_and_a_hint_is_honoured() {
+        let r = Retrier::new(config(Duration::from_secs(30)), "backend");
+        let out = r
+            .run(|| async { Attempt::<(), _>::Fail("bad request".to_owned()) })
+            .await;
+        assert_eq!(out, Err(Failed::Rejected("bad request".to_owned())));
+        assert_eq!(r.stats().retries.get(), 0);
+
+        let tries = AtomicU32::new(0);
+        let start = Instant::now();
+        let out = r
+            .run(|| async {
+                if tries.fetch_add(1, Ordering::Relaxed) == 0 {
+                    Attempt::Retry {
+                        error: "busy",
+                        after: Some(Duration::from_secs(7)),
+                    }
+                } else {
+                    Attempt::Done(())
+                }
+            })
+            .await;
+        assert!(out.is_ok());
+        assert_eq!(start.elapsed(), Duration::from_secs(7));
+    }
+}
