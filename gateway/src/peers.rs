@@ -387,16 +387,19 @@ impl Peers {
         }
     }
 
+    /// Builds and stores the view. The member lock is held from reading `leaving` to storing
+    /// the view, so rebuilds are serial and the last one stored saw the last `leave`: a
+    /// rebuild from DNS racing `leave` cannot store a view with the leaver on its ring.
     fn rebuild(&self) {
-        let leaving = self.is_leaving();
-        let members: Vec<Member> = match self.members.lock() {
-            Ok(m) => m
-                .iter()
-                .filter(|m| !(leaving && **m == self.me))
-                .cloned()
-                .collect(),
-            Err(_) => return,
+        let Ok(all) = self.members.lock() else {
+            return;
         };
+        let leaving = self.is_leaving();
+        let members: Vec<Member> = all
+            .iter()
+            .filter(|m| !(leaving && **m == self.me))
+            .cloned()
+            .collect();
         let ring = Ring::new(members);
         let self_index = ring.members().iter().position(|m| *m == self.me);
         let clients = {
@@ -449,6 +452,7 @@ impl Peers {
             leaving,
             redistribute: self.config.redistribute,
         }));
+        drop(all);
         self.changed.send_modify(|g| *g += 1);
     }
 }
@@ -487,6 +491,47 @@ mod tests {
             let mut id = [0u8; 16];
             id[..4].copy_from_slice(&t.to_le_bytes());
             assert!(matches!(view.owner(&id), Owner::Peer(_)));
+        }
+    }
+
+    /// A ring rebuilt from DNS while the gateway leaves must not put it back on its own
+    /// ring: whichever rebuild stores its view last has to see `leaving` (issue 14 item 8).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_rebuild_racing_leave_never_puts_a_leaver_back_on_the_ring() {
+        let me = Member::new("127.0.0.2:4317");
+        let sets: [Vec<Member>; 2] = [
+            ["127.0.0.2:4317", "127.0.0.3:4317"]
+                .map(Member::new)
+                .to_vec(),
+            ["127.0.0.2:4317", "127.0.0.4:4317"]
+                .map(Member::new)
+                .to_vec(),
+        ];
+        let rt = tokio::runtime::Handle::current();
+        for round in 0..60u32 {
+            let peers = Peers::new(PeersConfig::default(), me.clone(), Default::default());
+            peers.set_members(sets[0].clone());
+            std::thread::scope(|s| {
+                s.spawn(|| {
+                    let _rt = rt.enter();
+                    for i in 0..20 {
+                        peers.set_members(sets[(i + 1) % 2].clone());
+                    }
+                });
+                s.spawn(|| {
+                    let _rt = rt.enter();
+                    for _ in 0..round % 20 {
+                        std::hint::spin_loop();
+                    }
+                    peers.leave();
+                });
+            });
+            let view = peers.view();
+            assert!(view.leaving, "round {round}");
+            assert!(
+                view.self_index.is_none(),
+                "round {round}: back on its own ring"
+            );
         }
     }
 
