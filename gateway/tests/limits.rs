@@ -167,3 +167,74 @@ async fn over_the_hard_limit_senders_are_refused_with_resource_exhausted() {
     assert_eq!(gw.stats.export_failed_spans.get(), 0);
     gw.stop().await;
 }
+
+/// Scenario: requests of one small span each under a 1 MiB resource attribute (bytes the
+/// scan reads past, and a header the gateway keeps for export), against an 8 MiB hard
+/// limit with a minute's `decision_wait`.
+/// Guarantees: each buffered span is charged what it keeps alive (its whole request), so
+/// the gateway holds at most about the limit and refuses the rest; before, each was charged
+/// its ~100 span bytes and 40 MiB was held against the 8 MiB limit (issue 14, item 2).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spans_are_charged_the_whole_request_they_keep_alive() {
+    use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
+    const LIMIT: u64 = 8 << 20;
+    const PAD: usize = 1 << 20;
+    let buffer = BufferConfig {
+        shards: 2,
+        max_buffered_bytes: LIMIT,
+        early_decision_bytes: Some(LIMIT),
+        ..Default::default()
+    };
+    let gw = common::spawn_gateway_configured(
+        [127, 0, 0, 14],
+        common::plan(KEEP_ALL_SLOWLY),
+        |c| {
+            c.buffer = buffer;
+            c.receive.max_request_bytes = 4 << 20;
+        },
+        |_, _| {},
+    )
+    .await;
+    let mut client = TraceServiceClient::connect(format!("http://{}", gw.addr))
+        .await
+        .unwrap()
+        .max_encoding_message_size(8 << 20);
+    let (mut accepted, mut refused) = (0u64, 0u64);
+    for seed in 0..40 {
+        let mut req = FakeOtlp::traces(1).spans(1).seed(6000 + seed).build();
+        let resource = req.resource_spans[0]
+            .resource
+            .get_or_insert_with(Default::default);
+        resource.attributes.push(KeyValue {
+            key: "padding".into(),
+            value: Some(AnyValue {
+                value: Some(any_value::Value::StringValue("x".repeat(PAD))),
+            }),
+            ..Default::default()
+        });
+        match client.export(req).await {
+            Ok(_) => accepted += 1,
+            Err(status) => {
+                assert_eq!(status.code(), tonic::Code::ResourceExhausted, "{status:?}");
+                refused += 1;
+            }
+        }
+    }
+    let held = gw.stats.held_bytes();
+    assert!(
+        refused > 0,
+        "accepted {accepted} requests of 1 MiB against 8 MiB"
+    );
+    // Body and kept header: at least 2 MiB each; the last one accepted may cross the limit.
+    assert!(
+        held >= accepted * 2 * PAD as u64,
+        "held {held} for {accepted}"
+    );
+    assert!(
+        held <= LIMIT + 3 * PAD as u64,
+        "held {held} against {LIMIT}"
+    );
+    assert_eq!(gw.stats.received_spans.get(), accepted + refused);
+    assert_eq!(gw.stats.refused_spans.get(), refused);
+    gw.stop().await;
+}

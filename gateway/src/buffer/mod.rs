@@ -90,16 +90,23 @@ pub fn incoming_spans(body: &Bytes, scan: &mut Scan, plan: &PolicyPlan) -> Vec<I
         .iter()
         .map(|r| (r.header.start, r.header.end))
         .chain(scan.scopes.iter().map(|s| (s.header.start, s.header.end)))
-        .collect();
+        .collect::<Vec<_>>()
+        .into();
     let req = Arc::new(RequestBytes {
         body: body.clone(),
         headers,
         header_ranges,
     });
+    // Every span keeps the whole request alive: the request's bytes besides the spans'
+    // own are charged to its spans, so the limits see what is really held.
+    let own = scan.spans.iter().map(|s| s.range.len()).sum();
+    let (each, mut rest) = BufferedSpan::overhead_share(&req, own, scan.spans.len());
     let mut out = Vec::with_capacity(scan.spans.len());
     for s in &scan.spans {
         let scope = &scan.scopes[s.scope as usize];
-        let span = BufferedSpan::new(&req, s.range.clone(), scope.resource, n_resources + s.scope);
+        let mut span =
+            BufferedSpan::new(&req, s.range.clone(), scope.resource, n_resources + s.scope);
+        span.charge_more(each + std::mem::take(&mut rest));
         let is_root = s.is_root();
         let mut span_attrs = Vec::new();
         if !keys.is_empty() {

@@ -47,8 +47,11 @@ pub struct TraceEntry {
     pub spans: Vec<BufferedSpan>,
     /// When its first span arrived.
     pub first_seen: Instant,
-    /// Its summary; `summary.bytes` is also what the trace counts against the limits.
+    /// Its summary (`summary.bytes`: its spans' encoded bytes, what policies and
+    /// `maximum_trace_size_bytes` read).
     summary: TraceSummary,
+    /// What it counts against the byte limits: its spans' charges (see [`BufferedSpan`]).
+    held: u64,
     /// Whether a root-based deadline was scheduled.
     root_scheduled: bool,
 }
@@ -270,8 +273,8 @@ impl Shard {
             self.stats.live_spans.add(n);
             self.stats.peers.handoff_pending_spans.sub(n);
             self.stats.live_traces.add(1);
-            self.stats.buffered_bytes.add(t.entry.summary.bytes);
-            self.bytes += t.entry.summary.bytes;
+            self.stats.buffered_bytes.add(t.entry.held);
+            self.bytes += t.entry.held;
             self.spans += n;
             self.traces.insert(t.id, t.entry);
             self.deadlines.push(t.id, now, wait);
@@ -309,8 +312,8 @@ impl Shard {
     fn take(&mut self, id: &[u8; 16]) -> Option<Box<TraceEntry>> {
         let entry = self.traces.remove(id)?;
         self.stats.live_traces.sub(1);
-        self.stats.buffered_bytes.sub(entry.summary.bytes);
-        self.bytes -= entry.summary.bytes;
+        self.stats.buffered_bytes.sub(entry.held);
+        self.bytes -= entry.held;
         self.spans -= entry.spans.len() as u64;
         Some(entry)
     }
@@ -365,9 +368,10 @@ impl Shard {
                     entry.root_scheduled = true;
                     self.root_deadlines.push(s.trace_id, now, grace);
                 }
-                let len = s.span.encoded_len() as u64;
-                entry.summary.bytes += len;
-                added_bytes += len;
+                entry.summary.bytes += s.span.encoded_len() as u64;
+                let held = s.span.held_len() as u64;
+                entry.held += held;
+                added_bytes += held;
                 added_spans += 1;
                 entry.spans.push(s.span);
                 if entry.summary.bytes > max_trace_bytes {
@@ -392,7 +396,8 @@ impl Shard {
                     if summary.bytes > max_trace_bytes {
                         oversize.push(s.trace_id);
                     }
-                    added_bytes += summary.bytes;
+                    let held = s.span.held_len() as u64;
+                    added_bytes += held;
                     added_spans += 1;
                     let root_scheduled = s.is_root && root_wait.is_some();
                     if let (true, Some(grace)) = (root_scheduled, root_wait) {
@@ -418,6 +423,7 @@ impl Shard {
                                 v
                             },
                             summary,
+                            held,
                             root_scheduled,
                         }),
                     );
@@ -611,7 +617,7 @@ impl Shard {
     /// reader of live then pending never sees them in neither.
     async fn send(&mut self, spans: Vec<BufferedSpan>) {
         let n = spans.len() as u64;
-        let bytes: u64 = spans.iter().map(|s| s.encoded_len() as u64).sum();
+        let bytes: u64 = spans.iter().map(|s| s.held_len() as u64).sum();
         self.stats.pending_export_spans.add(n);
         self.stats.pending_export_bytes.add(bytes);
         self.stats.live_spans.sub(n);

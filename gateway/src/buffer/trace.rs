@@ -38,13 +38,24 @@ pub struct RequestBytes {
     /// Resource and scope headers.
     pub headers: Bytes,
     /// Ranges in `headers`: the resources' and the scopes', indexed by [`BufferedSpan`].
-    pub header_ranges: Vec<(u32, u32)>,
+    /// Shared with the re-encoded copies of the request's kept spans, so a rewrite costs
+    /// what its trace holds, not what the request held.
+    pub header_ranges: Arc<[(u32, u32)]>,
 }
 
+/// Memory a request's bytes cost beyond its body and headers (the shared handle, the
+/// header index and allocator slack), charged to its spans with the rest of its overhead.
+pub const REQUEST_OVERHEAD_BYTES: usize = 128;
+
 /// One span waiting for its trace's decision: a counted reference to its request's bytes
-/// and where in them its own bytes and its resource's and scope's headers are. 24 bytes per
+/// and where in them its own bytes and its resource's and scope's headers are. 32 bytes per
 /// span, instead of three `Bytes` handles (96): buffered spans are most of a gateway's
 /// memory.
+///
+/// Each span also carries its *charge*: its own bytes plus its share of what its request
+/// holds besides spans (headers, bytes the scan skipped, the header index). A span keeps
+/// its whole request alive, so the limits count the charge, and the sum of the charges of
+/// a request's spans is what the request really holds, whatever its shape.
 #[derive(Debug, Clone)]
 pub struct BufferedSpan {
     req: Arc<RequestBytes>,
@@ -52,6 +63,7 @@ pub struct BufferedSpan {
     len: u32,
     resource: u32,
     scope: u32,
+    charge: u32,
 }
 
 impl BufferedSpan {
@@ -69,7 +81,36 @@ impl BufferedSpan {
             len: range.end - range.start,
             resource,
             scope,
+            charge: range.end - range.start,
         }
+    }
+
+    /// Adds `extra` bytes of its request's overhead to what the span is charged.
+    pub fn charge_more(&mut self, extra: u32) {
+        self.charge = self.charge.saturating_add(extra);
+    }
+
+    /// How to spread what `req` holds besides its `n` spans' own `own` bytes over them, so
+    /// that their charges add up to what the request holds: `(each, rest)`, every span
+    /// charged `each` more and one of them `rest` more.
+    pub fn overhead_share(req: &RequestBytes, own: usize, n: usize) -> (u32, u32) {
+        if n == 0 {
+            return (0, 0);
+        }
+        let held = req.body.len()
+            + req.headers.len()
+            + std::mem::size_of_val(&*req.header_ranges)
+            + REQUEST_OVERHEAD_BYTES;
+        let overhead = held.saturating_sub(own);
+        let each = u32::try_from(overhead / n).unwrap_or(u32::MAX);
+        let rest = u32::try_from(overhead % n).unwrap_or(u32::MAX);
+        (each, rest)
+    }
+
+    /// What the span counts against the byte limits: its bytes and its share of its
+    /// request's overhead (see [`BufferedSpan`]).
+    pub fn held_len(&self) -> usize {
+        self.charge as usize
     }
 
     /// The span message's bytes.
@@ -134,7 +175,10 @@ impl BufferedSpan {
                 header_ranges: spans[i].req.header_ranges.clone(),
             });
             for (s, range) in run.iter().zip(ranges) {
-                out.push(BufferedSpan::new(&req, range, s.resource, s.scope));
+                // Still holding the request's headers: its share of them stays charged.
+                let mut span = BufferedSpan::new(&req, range, s.resource, s.scope);
+                span.charge_more(s.charge - s.len);
+                out.push(span);
             }
             i = j;
         }
@@ -228,5 +272,64 @@ impl<'a> TraceView<'a> {
             spans: &[],
             now: tokio::time::Instant::now(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A request of 40,000 resources of one span each, as in issue 14 item 1.
+    fn wide_request() -> (Arc<RequestBytes>, Vec<BufferedSpan>) {
+        let n = 40_000u32;
+        let body = Bytes::from(vec![7u8; n as usize * 10]);
+        let headers = Bytes::from(vec![1u8; n as usize * 2 * 4]);
+        let header_ranges: Arc<[(u32, u32)]> = (0..2 * n).map(|i| (i * 4, i * 4 + 4)).collect();
+        let req = Arc::new(RequestBytes {
+            body,
+            headers,
+            header_ranges,
+        });
+        let own = n as usize * 10;
+        let (each, rest) = BufferedSpan::overhead_share(&req, own, n as usize);
+        let spans = (0..n)
+            .map(|i| {
+                let mut s = BufferedSpan::new(&req, i * 10..i * 10 + 10, i, n + i);
+                s.charge_more(each + if i == 0 { rest } else { 0 });
+                s
+            })
+            .collect();
+        (req, spans)
+    }
+
+    #[test]
+    fn the_charges_of_a_requests_spans_add_up_to_what_it_holds() {
+        let (req, spans) = wide_request();
+        let charged: usize = spans.iter().map(BufferedSpan::held_len).sum();
+        let held = req.body.len()
+            + req.headers.len()
+            + req.header_ranges.len() * 8
+            + REQUEST_OVERHEAD_BYTES;
+        assert_eq!(charged, held);
+        assert!(spans.iter().all(|s| s.held_len() > s.encoded_len()));
+    }
+
+    #[test]
+    fn rewriting_one_trace_of_a_wide_request_shares_its_header_index() {
+        let (req, spans) = wide_request();
+        let one = vec![spans[123].clone()];
+        let out = BufferedSpan::rewrite_all(one, |span, buf| {
+            buf.extend_from_slice(span);
+            buf.extend_from_slice(b"+ot");
+        });
+        assert_eq!(out.len(), 1);
+        // The new bytes hold the trace's span only; headers and their index are shared,
+        // not copied (80,000 ranges per kept trace before).
+        assert_eq!(out[0].req.body.len(), 13);
+        assert!(Arc::ptr_eq(&out[0].req.header_ranges, &req.header_ranges));
+        assert_eq!(out[0].parts().resource, spans[123].parts().resource);
+        assert_eq!(out[0].parts().scope, spans[123].parts().scope);
+        // Still charged its share of the headers it keeps alive, plus its new bytes.
+        assert_eq!(out[0].held_len(), spans[123].held_len() + 3);
     }
 }

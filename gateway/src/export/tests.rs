@@ -4,7 +4,7 @@ fn span(n: u8) -> BufferedSpan {
     let req = Arc::new(crate::buffer::RequestBytes {
         body: Bytes::from(vec![n; 10]),
         headers: Bytes::new(),
-        header_ranges: Vec::new(),
+        header_ranges: Arc::new([]),
     });
     BufferedSpan::new(&req, 0..10, 0, 0)
 }
