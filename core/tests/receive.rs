@@ -563,3 +563,73 @@ async fn a_request_the_client_gives_up_on_still_runs_to_its_end() {
         "the request was dropped half-way"
     );
 }
+
+/// Scenario: ten clients each announce a 1 MiB message, send 900 KB of it and stall, against
+/// receivers with a 4 MiB in-flight budget (the gRPC reader once also sized each buffer
+/// from the untrusted prefix).
+/// Guarantees: the requests that would take the receivers past the budget are refused at
+/// once with RESOURCE_EXHAUSTED (counted as overloaded), instead of every stalled stream
+/// holding its bytes; when the stalled requests end, the budget is free again
+/// (issue 14, item 3).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_still_arriving_are_bounded_by_the_in_flight_budget() {
+    const MIB: usize = 1 << 20;
+    let cfg = ReceiveConfig {
+        grpc: Some("127.0.0.1:0".parse().unwrap()),
+        http: None,
+        max_request_bytes: MIB,
+        max_in_flight_bytes: 4 * MIB,
+        ..ReceiveConfig::default()
+    };
+    let listeners = Listeners::bind(&cfg).await.unwrap();
+    let url = format!("http://{}", listeners.grpc_addr().unwrap());
+    let sink = Arc::new(Capture::default());
+    let token = CancellationToken::new();
+    let limits = tailgate_core::receive::Limits::from(&cfg);
+    let in_flight = limits.in_flight.clone();
+    tokio::spawn(listeners.serve(sink.clone(), limits, token.clone()));
+    let _stop = token.drop_guard();
+
+    let mut prefix = vec![0u8];
+    prefix.extend_from_slice(&(MIB as u32).to_be_bytes());
+    prefix.extend_from_slice(&vec![0u8; 900_000]);
+    let (answers_tx, mut answers) = tokio::sync::mpsc::unbounded_channel();
+    let mut stalled = Vec::new();
+    for _ in 0..10 {
+        let (tx, rx) = tokio::sync::mpsc::channel::<FrameResult>(1);
+        tx.send(Ok(http_body::Frame::data(Bytes::from(prefix.clone()))))
+            .await
+            .unwrap();
+        stalled.push(tx);
+        let (url, answers_tx) = (url.clone(), answers_tx.clone());
+        tokio::spawn(async move {
+            let body = http_body_util::StreamBody::new(tokio_stream_of(rx));
+            let answer = raw_grpc(&url, &[("content-type", "application/grpc")], body).await;
+            answers_tx.send(answer).unwrap();
+        });
+    }
+    let mut refused = 0;
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+    while refused < 6 {
+        let answer = tokio::time::timeout_at(deadline, answers.recv()).await;
+        let (http, grpc, message) = answer.expect("six refusals within 5 s").unwrap();
+        assert_eq!((http, grpc.as_str()), (200, "8"), "{message}");
+        assert!(message.contains("still arriving"), "{message}");
+        refused += 1;
+    }
+    assert!(in_flight.held() <= 4 * MIB, "held {}", in_flight.held());
+    assert!(sink.refused.lock().unwrap().contains(&"overloaded"));
+
+    // The stalled requests end (cut short): their bytes go back to the budget.
+    drop(stalled);
+    for _ in 0..4 {
+        let answer = tokio::time::timeout_at(deadline, answers.recv()).await;
+        assert!(answer.is_ok(), "the stalled requests were answered");
+    }
+    assert_eq!(in_flight.held(), 0);
+    let mut client = TraceServiceClient::connect(url).await.unwrap();
+    client
+        .export(FakeOtlp::traces(1).spans(2).seed(9).build())
+        .await
+        .unwrap();
+}

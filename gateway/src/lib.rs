@@ -254,7 +254,7 @@ impl Gateway {
             });
         }
         let served = listeners
-            .serve(self.buffer.clone(), self.limits, stop_receiving)
+            .serve(self.buffer.clone(), self.limits.clone(), stop_receiving)
             .await;
         this.ready.set(false);
         self.ready.set(false);

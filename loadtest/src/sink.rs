@@ -359,7 +359,7 @@ impl Sink {
         };
         let grpc = tailgate_core::receive::grpc::serve_service(
             grpc,
-            limits,
+            limits.clone(),
             shutdown.clone().cancelled_owned(),
             service,
         );

@@ -37,6 +37,7 @@ pub struct TraceService<S> {
     sink: Arc<S>,
     max_request_bytes: usize,
     request_timeout: Duration,
+    in_flight: super::InFlight,
 }
 
 impl<S> Clone for TraceService<S> {
@@ -45,20 +46,27 @@ impl<S> Clone for TraceService<S> {
             sink: self.sink.clone(),
             max_request_bytes: self.max_request_bytes,
             request_timeout: self.request_timeout,
+            in_flight: self.in_flight.clone(),
         }
     }
 }
 
+/// Most a message buffer is sized ahead of its data: a length prefix is the sender's word,
+/// so larger messages grow as their bytes arrive rather than on the prefix's say-so.
+const MAX_PREALLOCATION: usize = 1 << 20;
+
 // === impl TraceService ===
 
 impl<S: SpanSink> TraceService<S> {
-    /// A service handing requests of at most `max_request_bytes` (decompressed) to `sink`;
-    /// a request must arrive in full within `request_timeout`.
-    pub fn new(sink: Arc<S>, max_request_bytes: usize, request_timeout: Duration) -> Self {
+    /// A service handing requests to `sink` within `limits`: at most `max_request_bytes`
+    /// (decompressed), arriving in full within `request_timeout`, their bytes taken from the
+    /// shared in-flight budget while they are received and handed on.
+    pub fn new(sink: Arc<S>, limits: &super::Limits) -> Self {
         TraceService {
             sink,
-            max_request_bytes,
-            request_timeout,
+            max_request_bytes: limits.max_request_bytes,
+            request_timeout: limits.request_timeout,
+            in_flight: limits.in_flight.clone(),
         }
     }
 
@@ -68,6 +76,7 @@ impl<S: SpanSink> TraceService<S> {
         &self,
         req: http::Request<B>,
         encoding: Option<Encoding>,
+        held: &mut super::InFlightBytes,
     ) -> Result<(Origin, Bytes), Refusal>
     where
         B: http_body::Body<Data = Bytes> + Unpin,
@@ -76,7 +85,7 @@ impl<S: SpanSink> TraceService<S> {
         let origin = Origin::parse(req.headers().get(PEER_HEADER).map(|v| v.as_bytes()));
         let max = self.max_request_bytes;
         let body = req.into_body();
-        let read = read_one_message(body, max);
+        let read = read_one_message(body, max, &self.in_flight, held);
         let (compressed, message) = match tokio::time::timeout(self.request_timeout, read).await {
             Ok(result) => result?,
             Err(_elapsed) => {
@@ -96,6 +105,9 @@ impl<S: SpanSink> TraceService<S> {
                 ))
             }
         };
+        if compressed {
+            self.in_flight.take(held, message.len())?;
+        }
         Ok((origin, message))
     }
 
@@ -138,10 +150,12 @@ impl<S: SpanSink> TraceService<S> {
                 return response;
             }
         };
-        let answer = match self.read_message(req, encoding).await {
+        let mut held = super::InFlightBytes::default();
+        let answer = match self.read_message(req, encoding, &mut held).await {
             Ok((origin, message)) => handle(self.sink.clone(), origin, message).await,
             Err(refusal) => Err(refusal),
         };
+        drop(held);
         match answer {
             Ok(message) => message_response(message),
             Err(refusal) => {
@@ -176,7 +190,12 @@ fn encoding_of<B>(req: &http::Request<B>) -> Result<Option<Encoding>, String> {
 
 /// Reads a body holding exactly one gRPC message: `(compressed flag, message)`. Without a
 /// copy when the prefix and message come in one chunk.
-async fn read_one_message<B>(mut body: B, max: usize) -> Result<(bool, Bytes), Refusal>
+async fn read_one_message<B>(
+    mut body: B,
+    max: usize,
+    in_flight: &super::InFlight,
+    held: &mut super::InFlightBytes,
+) -> Result<(bool, Bytes), Refusal>
 where
     B: http_body::Body<Data = Bytes> + Unpin,
     B::Error: std::fmt::Display,
@@ -190,6 +209,7 @@ where
         let Ok(mut data) = frame.into_data() else {
             continue; // trailers: nothing a unary request needs
         };
+        in_flight.take(held, data.len())?;
         if whole.is_some() && !data.is_empty() {
             return Err(Refusal::Invalid(MORE_THAN_ONE.into()));
         }
@@ -203,7 +223,11 @@ where
                     continue;
                 }
                 let _prefix = data.split_to(5);
-                message = Some((flag, len, BytesMut::with_capacity(len)));
+                message = Some((
+                    flag,
+                    len,
+                    BytesMut::with_capacity(len.min(MAX_PREALLOCATION)),
+                ));
             } else {
                 let take = need.min(data.len());
                 prefix.extend_from_slice(&data.split_to(take));
@@ -211,7 +235,11 @@ where
                     continue;
                 }
                 let (flag, len) = parse_prefix(&prefix, max)?;
-                message = Some((flag, len, BytesMut::with_capacity(len)));
+                message = Some((
+                    flag,
+                    len,
+                    BytesMut::with_capacity(len.min(MAX_PREALLOCATION)),
+                ));
             }
         }
         if let Some((_, len, buf)) = &mut message {
@@ -343,7 +371,7 @@ pub async fn serve<S: SpanSink>(
     limits: super::Limits,
     shutdown: impl Future<Output = ()> + Send,
 ) -> std::io::Result<()> {
-    let service = TraceService::new(sink, limits.max_request_bytes, limits.request_timeout);
+    let service = TraceService::new(sink, &limits);
     serve_service(listener, limits, shutdown, service).await
 }
 

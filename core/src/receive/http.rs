@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use http::{header, Method, Request, Response, StatusCode};
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use prost::Message;
 use tokio::net::TcpListener;
@@ -35,8 +35,8 @@ pub async fn serve<S: SpanSink>(
     limits: super::Limits,
     shutdown: impl Future<Output = ()> + Send,
 ) -> std::io::Result<()> {
-    super::serve_connections_with(listener, limits, shutdown, move |req| {
-        let sink = sink.clone();
+    super::serve_connections_with(listener, limits.clone(), shutdown, move |req| {
+        let (sink, limits) = (sink.clone(), limits.clone());
         async move { handle(sink, req, limits).await }
     })
     .await
@@ -89,7 +89,10 @@ async fn receive<S: SpanSink>(
             }
         },
     };
-    let collect = Limited::new(req.into_body(), max).collect();
+    // Every chunk takes its size from the receivers' in-flight budget as it arrives; the
+    // request gives it all back once the sink has answered.
+    let mut held = super::InFlightBytes::default();
+    let collect = read_body(req.into_body(), max, &limits.in_flight, &mut held);
     let body = tokio::time::timeout(limits.request_timeout, collect)
         .await
         .map_err(|_| {
@@ -97,26 +100,61 @@ async fn receive<S: SpanSink>(
                 "request body not received within {:?}",
                 limits.request_timeout
             ))
-        })?
-        .map_err(|e| {
-            if e.is::<http_body_util::LengthLimitError>() {
-                Refusal::TooLarge(format!("request body exceeds the limit of {max} bytes"))
-            } else {
-                Refusal::Invalid(format!("reading the request body failed: {e}"))
-            }
-        })?
-        .to_bytes();
+        })??;
     let body = match encoding {
         Some("gzip") => gunzip(&body, max)?,
         Some(_) => unzstd(&body, max)?,
         None => body,
     };
+    if encoding.is_some() {
+        limits.in_flight.take(&mut held, body.len())?;
+    }
     let body = match format {
         Format::Protobuf => body,
         Format::Json => json_to_protobuf(&body)?,
     };
     let sink = sink.clone();
-    super::run_detached(async move { sink.export_from(body, origin).await }).await
+    let answer = super::run_detached(async move { sink.export_from(body, origin).await }).await;
+    drop(held);
+    answer
+}
+
+/// Reads a request body of at most `max` bytes, taking each chunk's size from `in_flight`
+/// into `held` as it arrives.
+async fn read_body(
+    mut body: Incoming,
+    max: usize,
+    in_flight: &super::InFlight,
+    held: &mut super::InFlightBytes,
+) -> Result<Bytes, Refusal> {
+    let mut chunks: Vec<Bytes> = Vec::new();
+    let mut len = 0usize;
+    while let Some(frame) = body.frame().await {
+        let frame =
+            frame.map_err(|e| Refusal::Invalid(format!("reading the request body failed: {e}")))?;
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        len += data.len();
+        if len > max {
+            return Err(Refusal::TooLarge(format!(
+                "request body exceeds the limit of {max} bytes"
+            )));
+        }
+        in_flight.take(held, data.len())?;
+        chunks.push(data);
+    }
+    Ok(match chunks.len() {
+        0 => Bytes::new(),
+        1 => chunks.pop().unwrap_or_default(),
+        _ => {
+            let mut out = bytes::BytesMut::with_capacity(len);
+            for c in chunks {
+                out.extend_from_slice(&c);
+            }
+            out.freeze()
+        }
+    })
 }
 
 /// Decompresses at most `max` bytes; a larger output is refused, so a small compressed body

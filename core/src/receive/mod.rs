@@ -181,10 +181,15 @@ pub struct ReceiveConfig {
     /// Longest a client may take to send a request's headers and body. Default 30s.
     #[serde(default = "default_request_timeout", with = "humantime_serde")]
     pub request_timeout: Duration,
+    /// Bytes of requests being received (still arriving, being decompressed or handed on)
+    /// across both receivers; past it new data is refused with a retry hint. At least twice
+    /// `max_request_bytes` (a compressed request and its decompressed copy). Default 64 MiB.
+    #[serde(default = "default_max_in_flight_bytes")]
+    pub max_in_flight_bytes: usize,
 }
 
 /// Connection-level limits shared by the receivers.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Limits {
     /// Largest request after decompression.
     pub max_request_bytes: usize,
@@ -192,6 +197,8 @@ pub struct Limits {
     pub max_connections: usize,
     /// Time to receive a request.
     pub request_timeout: Duration,
+    /// Bytes of requests being received, shared by every receiver given these limits.
+    pub in_flight: InFlight,
 }
 
 impl From<&ReceiveConfig> for Limits {
@@ -200,8 +207,72 @@ impl From<&ReceiveConfig> for Limits {
             max_request_bytes: c.max_request_bytes,
             max_connections: c.max_connections,
             request_timeout: c.request_timeout,
+            in_flight: InFlight::new(c.max_in_flight_bytes.max(2 * c.max_request_bytes)),
         }
     }
+}
+
+/// The budget of bytes of requests being received, across every receiver of a process:
+/// each request takes its bytes as they arrive (and its decompressed size) and gives them
+/// back when it has been handed on, so that many slow or unfinished requests cannot hold
+/// more than the budget, however many connections and streams they use.
+#[derive(Debug, Clone)]
+pub struct InFlight {
+    budget: std::sync::Arc<tokio::sync::Semaphore>,
+    capacity: usize,
+}
+
+/// A request's share of the [`InFlight`] budget, given back when dropped.
+#[derive(Debug, Default)]
+pub struct InFlightBytes(Option<tokio::sync::OwnedSemaphorePermit>);
+
+impl InFlight {
+    /// A budget of `capacity` bytes.
+    pub fn new(capacity: usize) -> Self {
+        let capacity = capacity.min(tokio::sync::Semaphore::MAX_PERMITS);
+        InFlight {
+            budget: std::sync::Arc::new(tokio::sync::Semaphore::new(capacity)),
+            capacity,
+        }
+    }
+
+    /// Bytes held now.
+    pub fn held(&self) -> usize {
+        self.capacity - self.budget.available_permits()
+    }
+
+    /// The budget.
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    /// Adds `n` bytes to `held`, or refuses (overloaded, with a retry hint) when the
+    /// budget has not that much room left.
+    pub fn take(&self, held: &mut InFlightBytes, n: usize) -> Result<(), Refusal> {
+        if n == 0 {
+            return Ok(());
+        }
+        let more = u32::try_from(n)
+            .ok()
+            .and_then(|n| self.budget.clone().try_acquire_many_owned(n).ok())
+            .ok_or_else(|| Refusal::Overloaded {
+                message: format!(
+                    "receivers hold {} bytes of requests still arriving, the limit of {}; retry later",
+                    self.held(),
+                    self.capacity
+                ),
+                retry_after: DEFAULT_RETRY_AFTER,
+            })?;
+        match &mut held.0 {
+            Some(p) => p.merge(more),
+            None => held.0 = Some(more),
+        }
+        Ok(())
+    }
+}
+
+fn default_max_in_flight_bytes() -> usize {
+    64 << 20
 }
 
 fn default_max_connections() -> usize {
@@ -235,6 +306,7 @@ impl Default for ReceiveConfig {
             max_request_bytes: default_max_request_bytes(),
             max_connections: default_max_connections(),
             request_timeout: default_request_timeout(),
+            max_in_flight_bytes: default_max_in_flight_bytes(),
         }
     }
 }
@@ -396,7 +468,7 @@ impl Listeners {
         shutdown: tokio_util::sync::CancellationToken,
     ) -> std::io::Result<()> {
         let grpc = {
-            let (sink, token) = (sink.clone(), shutdown.clone());
+            let (sink, token, limits) = (sink.clone(), shutdown.clone(), limits.clone());
             async move {
                 match self.grpc {
                     Some(l) => grpc::serve(l, sink, limits, token.cancelled_owned()).await,
