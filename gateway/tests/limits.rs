@@ -238,3 +238,62 @@ async fn spans_are_charged_the_whole_request_they_keep_alive() {
     assert_eq!(gw.stats.refused_spans.get(), refused);
     gw.stop().await;
 }
+
+/// Scenario: kept spans each under its own resource with a 2 KB attribute, exported with
+/// `batch.max_bytes` of 8 KiB.
+/// Guarantees: every export request stays within 8 KiB, counting the resource and scope
+/// headers it repeats and not only span bytes (a backend's message limit is on the whole
+/// request), and every span is exported (issue 14, item 9).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn export_requests_stay_under_max_bytes_counting_their_headers() {
+    use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
+    use tailgate_gateway::export::ExporterConfig;
+    const MAX: usize = 8 << 10;
+    let gw = common::spawn_gateway_configured(
+        [127, 0, 0, 17],
+        common::plan("decision_wait: 200ms\npolicies:\n  - {name: all, type: always_sample}\n"),
+        |c| {
+            if let ExporterConfig::OtlpGrpc(e) = &mut c.export.exporters[0].1 {
+                e.batch.max_bytes = MAX;
+            }
+        },
+        |_, _| {},
+    )
+    .await;
+    let mut client = TraceServiceClient::connect(format!("http://{}", gw.addr))
+        .await
+        .unwrap();
+    let mut req = FakeOtlp::traces(60).spans(1).seed(31).build();
+    // One resource per span, each with its own 2 KB attribute.
+    let mut split = Vec::new();
+    for rs in &req.resource_spans {
+        for ss in &rs.scope_spans {
+            for (i, span) in ss.spans.iter().enumerate() {
+                let mut one = rs.clone();
+                let resource = one.resource.get_or_insert_with(Default::default);
+                resource.attributes.push(KeyValue {
+                    key: "padding".into(),
+                    value: Some(AnyValue {
+                        value: Some(any_value::Value::StringValue(format!("{i}").repeat(2000))),
+                    }),
+                    ..Default::default()
+                });
+                let mut scope = ss.clone();
+                scope.spans = vec![span.clone()];
+                one.scope_spans = vec![scope];
+                split.push(one);
+            }
+        }
+    }
+    req.resource_spans = split;
+    assert_eq!(req.resource_spans.len(), 60);
+    client.export(req).await.unwrap();
+    gw.settle(Duration::from_secs(10)).await;
+    assert_eq!(gw.backend.spans(), 60);
+    let bodies = gw.backend.bodies();
+    assert!(bodies.len() > 1, "one request of {} bytes", bodies[0].len());
+    for b in &bodies {
+        assert!(b.len() <= MAX, "an export request of {} bytes", b.len());
+    }
+    gw.stop().await;
+}

@@ -112,6 +112,23 @@ pub fn parts_of<'a>(body: &'a [u8], scan: &'a Scan, index: usize) -> SpanParts<'
 
 /// Equal headers: the same bytes in memory (the common case, one pointer comparison), or
 /// equal content (spans of one resource that reached a gateway in different requests).
+/// At most how many bytes `next` adds to a request that [`Reframer::encode`] writes, when it
+/// follows `prev` there: the span's field, and a new `ResourceSpans` and `ScopeSpans` with
+/// their headers when its resource or scope differs from `prev`'s (lengths counted at their
+/// largest, so the sum bounds the request's size).
+pub fn added_len(prev: Option<&SpanParts<'_>>, next: &SpanParts<'_>) -> usize {
+    const RUN: usize = 1 + 5; // tag and the longest length prefix of a run
+    let mut n = field_len(next.span.len());
+    let new_resource = prev.is_none_or(|p| !same(p.resource, next.resource));
+    if new_resource {
+        n += RUN + next.resource.len();
+    }
+    if new_resource || prev.is_some_and(|p| !same(p.scope, next.scope)) {
+        n += RUN + next.scope.len();
+    }
+    n
+}
+
 fn same(a: &[u8], b: &[u8]) -> bool {
     (a.as_ptr() == b.as_ptr() && a.len() == b.len()) || a == b
 }
@@ -139,6 +156,35 @@ pub fn put_varint(out: &mut impl BufMut, mut v: u64) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn added_len_bounds_the_encoded_request() {
+        let (r1, r2, s1, s2) = (vec![1u8; 300], vec![2u8; 40], vec![3u8; 20], vec![4u8; 200]);
+        let spans: Vec<Vec<u8>> = (0..12).map(|i| vec![9u8; 50 + i * 30]).collect();
+        let parts: Vec<SpanParts<'_>> = spans
+            .iter()
+            .enumerate()
+            .map(|(i, span)| SpanParts {
+                resource: if i < 5 { &r1 } else { &r2 },
+                scope: if i % 3 == 0 { &s1 } else { &s2 },
+                span,
+            })
+            .collect();
+        let mut prev = None;
+        let mut bound = 0;
+        for p in &parts {
+            bound += added_len(prev.as_ref(), p);
+            prev = Some(*p);
+        }
+        let mut out = BytesMut::new();
+        let written = Reframer::default().encode(&parts, &mut out);
+        assert!(written <= bound, "{written} > {bound}");
+        // Tight: only the length prefixes are counted at their largest.
+        assert!(
+            bound - written <= 4 * 2 * parts.len(),
+            "{written} vs {bound}"
+        );
+    }
 
     #[test]
     fn varint_len_matches_encoding() {

@@ -28,6 +28,7 @@ use serde::Deserialize;
 use tailgate_core::forward::GrpcClient;
 use tailgate_core::retry::{Hold, RetryStats};
 use tailgate_core::telemetry::{Counter, Gauge};
+use tailgate_core::wire::reframe::added_len;
 use tailgate_core::wire::Reframer;
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
@@ -66,8 +67,8 @@ pub struct BatchConfig {
     /// Most spans in one request. Default 4096.
     #[serde(default = "default_max_batch_spans")]
     pub max_spans: usize,
-    /// Most span bytes in one request; keep it under the backend's message limit (4 MiB
-    /// for a default Collector). Default 3 MiB.
+    /// Most bytes in one request, spans and the resource and scope headers it repeats; keep
+    /// it under the backend's message limit (4 MiB for a default Collector). Default 3 MiB.
     #[serde(default = "default_max_batch_bytes")]
     pub max_bytes: usize,
     /// Longest a kept trace waits for its batch to fill. Default 200ms.
@@ -496,16 +497,21 @@ impl Exporter {
     }
 
     async fn flush(&mut self, g: &mut Gathered, reframer: &mut Reframer) {
-        // Requests stay under the size limit even when one trace filled the batch.
+        // Requests stay under the size limit even when one trace filled the batch, counting
+        // the resource and scope headers each request repeats, not only span bytes.
         let mut start = 0;
         while start < g.spans.len() {
-            let mut end = start;
-            let mut bytes = 0;
-            while end < g.spans.len()
-                && (end == start
-                    || (end - start < self.batch.max_spans && bytes < self.batch.max_bytes))
-            {
-                bytes += g.spans[end].encoded_len();
+            let (mut end, mut bytes, mut prev) = (start, 0, None);
+            while end < g.spans.len() {
+                let parts = g.spans[end].parts();
+                let add = added_len(prev.as_ref(), &parts);
+                let full =
+                    end - start >= self.batch.max_spans || bytes + add > self.batch.max_bytes;
+                if end > start && full {
+                    break;
+                }
+                bytes += add;
+                prev = Some(parts);
                 end += 1;
             }
             let chunk = &g.spans[start..end];
