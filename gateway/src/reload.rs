@@ -59,6 +59,8 @@ pub struct Reloader {
     last_hash: u64,
     /// Consecutive checks that could not read the file.
     unreadable: u32,
+    /// A new content seen once: it is applied when the next check reads it unchanged.
+    pending: Option<u64>,
 }
 
 impl Reloader {
@@ -74,11 +76,16 @@ impl Reloader {
             stats,
             last_hash,
             unreadable: 0,
+            pending: None,
         }
     }
 
-    /// Re-reads the file; swaps in a new plan if its content changed (or if `force`).
-    /// Returns whether a new plan is in force.
+    /// Re-reads the file; swaps in a new plan if its content changed and read the same at
+    /// the check before (or at once if `force`). Returns whether a new plan is in force.
+    ///
+    /// Content must be stable for one interval because a file can be read while it is
+    /// being written in place (an editor, `cat >`, a slow copy): a prefix of a policy file
+    /// is often a valid, shorter file, and would load silently. SIGHUP means "it is ready".
     pub fn check(&mut self, force: bool) -> bool {
         let bytes = match std::fs::read(&self.path) {
             Ok(b) => b,
@@ -99,8 +106,15 @@ impl Reloader {
         self.unreadable = 0;
         let hash = xxh3_64(&bytes);
         if hash == self.last_hash && !force {
+            self.pending = None;
             return false;
         }
+        if !force && self.pending != Some(hash) {
+            tracing::debug!(path = %self.path.display(), "Policy file changed; applying it if it reads the same at the next check.");
+            self.pending = Some(hash);
+            return false;
+        }
+        self.pending = None;
         self.last_hash = hash;
         let text = String::from_utf8_lossy(&bytes);
         match PolicyFile::parse_processor(&self.path, &text, self.processor.as_deref()) {
@@ -166,12 +180,14 @@ mod tests {
         assert!(!r.check(false), "unchanged file reloaded");
 
         std::fs::write(&path, OTHER).unwrap();
+        assert!(!r.check(false), "applied before it was seen stable");
         assert!(r.check(false));
         assert_eq!(plan.load().names(), ["none"]);
         assert_eq!(plan.load().decision_wait, Duration::from_secs(5));
         assert_eq!(stats.ok.get(), 1);
 
         std::fs::write(&path, "policies:\n  - {name: x, type: nope}\n").unwrap();
+        assert!(!r.check(false));
         assert!(!r.check(false));
         assert_eq!(
             plan.load().names(),
@@ -186,6 +202,7 @@ mod tests {
         let link = dir.join("link.tmp");
         std::os::unix::fs::symlink(&target, &link).unwrap();
         std::fs::rename(&link, &path).unwrap();
+        assert!(!r.check(false));
         assert!(r.check(false));
         assert_eq!(plan.load().names(), ["all"]);
 
@@ -198,6 +215,42 @@ mod tests {
         assert!(!r.check(false));
         assert!(!r.check(false));
         assert_eq!(stats.error.get(), errors + 1);
+        assert_eq!(plan.load().names(), ["all"]);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// A file caught half-written: its first policy alone is a valid file (issue 14
+    /// item 11). It must not load; the whole file loads once it reads the same twice, and
+    /// SIGHUP (force) loads at once.
+    #[test]
+    fn a_file_caught_half_written_is_not_loaded() {
+        const WHOLE: &str = "policies:\n  - {name: errors, type: status_code, status_code: {status_codes: [ERROR]}}\n  - {name: rest, type: probabilistic, probabilistic: {sampling_percentage: 5}}\n";
+        let half = &WHOLE[..WHOLE.find("  - {name: rest").unwrap()];
+        let dir = std::env::temp_dir().join(format!("tailgate-half-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("policies.yaml");
+        std::fs::write(&path, GOOD).unwrap();
+        let plan: SharedPlan = Arc::new(ArcSwap::from_pointee(PolicyPlan::compile(
+            &PolicyFile::parse(&path, GOOD).unwrap(),
+        )));
+        let stats = Arc::new(ReloadStats::default());
+        let mut r = Reloader::new(path.clone(), plan.clone(), stats.clone());
+        assert!(
+            PolicyFile::parse(&path, half).is_ok(),
+            "the prefix is a valid file"
+        );
+
+        std::fs::write(&path, half).unwrap();
+        assert!(!r.check(false));
+        std::fs::write(&path, WHOLE).unwrap();
+        assert!(!r.check(false));
+        assert_eq!(plan.load().names(), ["all"], "nothing loaded yet");
+        assert!(r.check(false));
+        assert_eq!(plan.load().names(), ["errors", "rest"]);
+        assert_eq!(stats.ok.get(), 1);
+
+        std::fs::write(&path, GOOD).unwrap();
+        assert!(r.check(true), "SIGHUP loads at once");
         assert_eq!(plan.load().names(), ["all"]);
         std::fs::remove_dir_all(&dir).unwrap();
     }
