@@ -71,6 +71,15 @@ pub enum ForwardError {
         /// The final status.
         status: tonic::Status,
     },
+    /// No connection could be made, and the client was built to give up at once then
+    /// ([`GrpcClient::give_up_when_unreachable`]): the caller sends the data elsewhere.
+    #[error("{endpoint} is unreachable: {status}")]
+    Unreachable {
+        /// Where it was sent.
+        endpoint: String,
+        /// The connection error, as a status.
+        status: tonic::Status,
+    },
     /// Retries ran out of time.
     #[error("{endpoint} still failing after {attempts} attempts: {status}")]
     GaveUp {
@@ -88,7 +97,10 @@ pub enum ForwardError {
 impl ForwardError {
     /// Whether the caller may try again later (with the same data).
     pub fn is_retryable(&self) -> bool {
-        matches!(self, ForwardError::GaveUp { .. })
+        matches!(
+            self,
+            ForwardError::GaveUp { .. } | ForwardError::Unreachable { .. }
+        )
     }
 }
 
@@ -119,7 +131,12 @@ pub struct GrpcClient {
     timeout: Duration,
     retry: Retrier,
     compression: Compression,
+    /// End a request at once, without retrying, when no connection can be made.
+    unreachable_ends: bool,
 }
+
+/// Metadata key a failed call's status carries when no connection could be made.
+const CONNECT_FAILED: &str = "tailgate-connect-failed";
 
 impl std::fmt::Debug for GrpcClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -206,6 +223,7 @@ impl GrpcClient {
             timeout,
             retry: Retrier::new(retry, endpoint),
             compression,
+            unreachable_ends: false,
         })
     }
 
@@ -261,11 +279,18 @@ impl GrpcClient {
         request: http::Request<MessageBody>,
     ) -> Result<Delivered, tonic::Status> {
         let response = self.client.request(request).await.map_err(|e| {
-            tonic::Status::unavailable(format!(
+            let mut status = tonic::Status::unavailable(format!(
                 "cannot reach {}: {}",
                 self.endpoint,
                 error_chain(&e)
-            ))
+            ));
+            if e.is_connect() {
+                status.metadata_mut().insert(
+                    CONNECT_FAILED,
+                    tonic::metadata::MetadataValue::from_static("1"),
+                );
+            }
+            status
         })?;
         let (parts, body) = response.into_parts();
         if parts.status != http::StatusCode::OK {
@@ -340,6 +365,9 @@ impl GrpcClient {
             .run(|| async {
                 match self.call(path, chunks, origin).await {
                     Ok(delivered) => Attempt::Done(delivered),
+                    Err(status) if self.unreachable_ends && is_connect_failure(&status) => {
+                        Attempt::Fail(status)
+                    }
                     Err(status) if is_retryable_status(&status) => Attempt::Retry {
                         after: retry_delay(&status),
                         error: status,
@@ -353,6 +381,12 @@ impl GrpcClient {
                 delivered.attempts = attempts;
                 Ok(delivered)
             }
+            Err(Failed::Rejected(status)) if is_connect_failure(&status) => {
+                Err(ForwardError::Unreachable {
+                    endpoint: self.endpoint.clone(),
+                    status,
+                })
+            }
             Err(Failed::Rejected(status)) => Err(ForwardError::Rejected {
                 endpoint: self.endpoint.clone(),
                 status,
@@ -363,6 +397,14 @@ impl GrpcClient {
                 status: last,
             }),
         }
+    }
+
+    /// A client that gives a request up at once, with [`ForwardError::Unreachable`], when
+    /// no connection to the endpoint can be made (refused, or not made within the connect
+    /// timeout), instead of retrying it: for callers that can send it elsewhere.
+    pub fn give_up_when_unreachable(mut self) -> Self {
+        self.unreachable_ends = true;
+        self
     }
 
     /// Past `max_elapsed_time`, requests are given up only once `hold` returns false (see
@@ -376,6 +418,11 @@ impl GrpcClient {
     pub fn retry_stats(&self) -> &Arc<RetryStats> {
         self.retry.stats()
     }
+}
+
+/// Whether a call failed because no connection could be made.
+fn is_connect_failure(status: &tonic::Status) -> bool {
+    status.metadata().contains_key(CONNECT_FAILED)
 }
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);

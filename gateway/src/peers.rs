@@ -416,12 +416,16 @@ impl Peers {
                     if let Some(c) = cache.get(m) {
                         return Some(c.clone());
                     }
+                    // A peer that refuses connections is left out at once; its spans stay
+                    // here instead of waiting out the retries.
                     match GrpcClient::new(
                         m.as_str(),
                         &[],
                         self.config.timeout,
                         self.config.retry.clone(),
-                    ) {
+                    )
+                    .map(GrpcClient::give_up_when_unreachable)
+                    {
                         Ok(c) => {
                             cache.insert(m.clone(), c.clone());
                             Some(c)

@@ -7,14 +7,16 @@
 //! `ExportTraceServiceRequest`s back to back are one valid request holding both; the client
 //! writes each part as it is, without copying them together), up to a size and age bound,
 //! and keeps a few requests in flight. What cannot be delivered within the retry bound is counted as
-//! failed. A gateway whose sends keep failing is marked down; the router then routes around
-//! it (see [`crate::split`]) and a probe brings it back.
+//! failed. A gateway that cannot be connected to is marked down at once and the parts in
+//! flight to it are re-routed; one whose sends keep failing otherwise is marked down after
+//! two give-ups. The router then routes around it (see [`crate::split`]) and a probe brings
+//! it back.
 
 use bytes::Bytes;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use tailgate_core::forward::GrpcClient;
+use tailgate_core::forward::{ForwardError, GrpcClient};
 use tailgate_core::ring::Member;
 use tailgate_core::telemetry::{Counter, Gauge};
 use tokio::sync::{Notify, Semaphore};
@@ -185,14 +187,11 @@ impl Forwarder {
         Some((chunks, spans, total))
     }
 
-    /// Sends queued parts until closed and empty. `on_health` is called when the gateway
-    /// goes down or comes back, so the router can rebuild its effective ring.
-    pub async fn run(
-        self: Arc<Self>,
-        client: GrpcClient,
-        cfg: ForwardConfig,
-        on_health: Arc<dyn Fn() + Send + Sync>,
-    ) {
+    /// Sends queued parts until closed and empty. `hooks.health` is called when the gateway
+    /// goes down or comes back, so the router can rebuild its effective ring, and
+    /// `hooks.reroute` takes back parts that were in flight to a gateway found unreachable.
+    pub async fn run(self: Arc<Self>, client: GrpcClient, cfg: ForwardConfig, hooks: Hooks) {
+        let on_health = hooks.health.clone();
         let in_flight = Arc::new(Semaphore::new(cfg.max_in_flight.max(1)));
         loop {
             if self.is_down() {
@@ -226,10 +225,10 @@ impl Forwarder {
             };
             self.release(bytes);
             self.stats.queued_bytes.sub(bytes as u64);
-            let (me, client, on_health) = (self.clone(), client.clone(), on_health.clone());
+            let (me, client, hooks) = (self.clone(), client.clone(), hooks.clone());
             tokio::spawn(async move {
                 let _permit = permit;
-                me.deliver(&client, &chunks, spans, bytes, &on_health).await;
+                me.deliver(&client, &chunks, spans, bytes, &hooks).await;
             });
         }
         // Wait for sends still in flight.
@@ -244,10 +243,25 @@ impl Forwarder {
         chunks: &[Bytes],
         spans: u64,
         bytes: usize,
-        on_health: &Arc<dyn Fn() + Send + Sync>,
+        hooks: &Hooks,
     ) {
         self.stats.requests.add(1);
         match client.send_chunks(chunks).await {
+            Err(error @ ForwardError::Unreachable { .. }) => {
+                // Refused or unanswered connection: no use retrying here. The gateway is
+                // marked down at once and the parts go to their traces' next owners.
+                if !self.down.swap(true, Ordering::Relaxed) {
+                    tracing::warn!(member = %self.member, %error, "Gateway unreachable; marked down, routing around it.");
+                    (hooks.health)();
+                    self.notify.notify_one();
+                }
+                let body = if chunks.len() == 1 {
+                    chunks[0].clone()
+                } else {
+                    Bytes::from(chunks.concat())
+                };
+                (hooks.reroute)(vec![Part { body, spans }]);
+            }
             Ok(d) => {
                 let rejected = d.rejected_spans.min(spans);
                 self.stats.forwarded_spans.add(spans - rejected);
@@ -264,7 +278,7 @@ impl Forwarder {
                 let n = self.consecutive_failures.fetch_add(1, Ordering::Relaxed) + 1;
                 if error.is_retryable() && n >= 2 && !self.down.swap(true, Ordering::Relaxed) {
                     tracing::warn!(member = %self.member, "Gateway marked down; routing around it.");
-                    on_health();
+                    (hooks.health)();
                     // The run loop may be parked waiting for work, and no work comes for a
                     // gateway outside the ring: wake it so that it starts probing.
                     self.notify.notify_one();
@@ -293,6 +307,16 @@ impl Forwarder {
             on_health();
         }
     }
+}
+
+/// What a forwarder tells its router.
+#[derive(Clone)]
+pub struct Hooks {
+    /// The gateway went down or came back: rebuild the effective ring.
+    pub health: Arc<dyn Fn() + Send + Sync>,
+    /// Parts that were in flight to a gateway found unreachable: send them to their
+    /// traces' owners on the ring now in force.
+    pub reroute: Arc<dyn Fn(Vec<Part>) + Send + Sync>,
 }
 
 /// All-or-nothing admission of a request's parts into their forwarders' queues. Dropped

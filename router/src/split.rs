@@ -24,7 +24,7 @@ use tailgate_core::wire::Scan;
 use tokio::task::JoinHandle;
 
 use crate::config::ForwardConfig;
-use crate::forward::{Admission, Forwarder, Part};
+use crate::forward::{Admission, Forwarder, Hooks, Part};
 use crate::metrics::RouterStats;
 
 /// A per-member metric: name, help, and how to read it.
@@ -168,20 +168,27 @@ impl Router {
             self.cfg.timeout,
             self.cfg.retry.clone(),
             self.cfg.compression,
-        )?;
+        )?
+        .give_up_when_unreachable();
         let f = Forwarder::new(
             member.clone(),
             self.cfg.queue_bytes,
             self.global_queued.clone(),
             self.stats.clone(),
         );
-        let this = self.this.clone();
-        let on_health: Arc<dyn Fn() + Send + Sync> = Arc::new(move || {
-            if let Some(router) = this.upgrade() {
-                router.health_changed();
-            }
-        });
-        let task = tokio::spawn(f.clone().run(client, self.cfg.clone(), on_health));
+        let (this, again) = (self.this.clone(), self.this.clone());
+        let hooks = Hooks {
+            health: Arc::new(move || {
+                if let Some(router) = this.upgrade() {
+                    router.health_changed();
+                }
+            }),
+            reroute: Arc::new(move |parts| match again.upgrade() {
+                Some(router) => router.reroute(parts),
+                None => tracing::error!("Router gone; parts in flight were not re-routed."),
+            }),
+        };
+        let task = tokio::spawn(f.clone().run(client, self.cfg.clone(), hooks));
         Ok((f, task))
     }
 

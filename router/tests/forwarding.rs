@@ -55,6 +55,28 @@ async fn dead_address(ip: [u8; 4]) -> SocketAddr {
     l.local_addr().unwrap()
 }
 
+/// An address that accepts connections and never answers on them.
+async fn silent_address(ip: [u8; 4], stop: &CancellationToken) -> SocketAddr {
+    let l = tokio::net::TcpListener::bind(SocketAddr::from((ip, 0)))
+        .await
+        .unwrap();
+    let addr = l.local_addr().unwrap();
+    let stop = stop.clone();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        loop {
+            tokio::select! {
+                accepted = l.accept() => match accepted {
+                    Ok((s, _)) => held.push(s),
+                    Err(_) => return,
+                },
+                () = stop.cancelled() => return,
+            }
+        }
+    });
+    addr
+}
+
 fn spans(req: &opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest) -> u64 {
     req.resource_spans
         .iter()
@@ -63,15 +85,15 @@ fn spans(req: &opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServ
         .sum()
 }
 
-/// Scenario: the only gateway is unreachable and its queue holds 20 KB; requests keep
-/// coming.
+/// Scenario: the only gateway takes connections but never answers, and its queue holds
+/// 20 KB; requests keep coming.
 /// Guarantees: once the queue is full, requests are refused whole with RESOURCE_EXHAUSTED
 /// and a retry hint; the refused spans are counted as refused, and nothing of a refused
 /// request is queued (queued + refused + failed = received).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn full_queue_refuses_whole_requests() {
     let stop = CancellationToken::new();
-    let dead = dead_address([127, 0, 0, 31]).await;
+    let dead = silent_address([127, 0, 0, 31], &stop).await;
     let forward = ForwardConfig {
         queue_bytes: 20_000,
         max_queued_bytes: 1 << 20,
@@ -277,5 +299,60 @@ async fn all_gateways_down_refuses_with_unavailable() {
     assert!(router.ring_state().forwarders.iter().all(|f| f.is_down()));
     assert!(!tailgate_core::telemetry::Admin::ready(router.as_ref()));
     assert!(router.stats().refused_spans.get() >= 4);
+    stop.cancel();
+}
+
+/// Scenario: two gateways, one of which refuses connections, with a 30 s retry bound; a few
+/// requests arrive.
+/// Guarantees (issue 14 item 5): the refusing gateway is marked down at its first refused
+/// connection, not after two 30 s give-ups, and the parts that were on their way to it are
+/// re-routed to the live gateway: every span delivered within seconds, none failed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_connection_marks_a_gateway_down_at_once_and_reroutes() {
+    let stop = CancellationToken::new();
+    let (live_addr, live) = CaptureBackend::start("127.0.0.35:0".parse().unwrap(), stop.clone())
+        .await
+        .unwrap();
+    let dead = dead_address([127, 0, 0, 36]).await;
+    let forward = ForwardConfig {
+        retry: RetryConfig {
+            initial_interval: Duration::from_millis(100),
+            max_interval: Duration::from_secs(1),
+            max_elapsed_time: Duration::from_secs(30),
+        },
+        probe_interval: Duration::from_secs(60),
+        ..ForwardConfig::default()
+    };
+    let (addr, router) = start_router(
+        vec![live_addr.to_string(), dead.to_string()],
+        forward,
+        &stop,
+    )
+    .await;
+    let mut client = TraceServiceClient::connect(format!("http://{addr}"))
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let mut sent = 0;
+    for seed in 0..5 {
+        let req = FakeOtlp::traces(20).spans(2).seed(700 + seed).build();
+        sent += spans(&req);
+        client.export(req).await.unwrap();
+    }
+    let s = router.stats();
+    while s.forwarded_spans.get() < sent || router.pending_spans() > 0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "delivered {} of {sent}",
+            s.forwarded_spans.get()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(live.spans(), sent);
+    assert_eq!(router.ring_state().ring.members().len(), 1);
+    assert_eq!(s.failed_spans.get(), 0);
+    assert!(s.rerouted_spans.get() > 0);
+    assert_eq!(s.forwarded_spans.get(), sent);
+    assert_eq!(router.pending_spans(), 0);
     stop.cancel();
 }
