@@ -132,6 +132,7 @@ pub struct CaptureBackend {
     bodies: std::sync::Mutex<Vec<bytes::Bytes>>,
     spans: std::sync::atomic::AtomicU64,
     unavailable: std::sync::atomic::AtomicBool,
+    poison: std::sync::Mutex<Option<Vec<u8>>>,
 }
 
 impl CaptureBackend {
@@ -186,6 +187,14 @@ impl CaptureBackend {
             .store(unavailable, std::sync::atomic::Ordering::Relaxed);
     }
 
+    /// While set, a request whose bytes contain `marker` is refused whole with
+    /// `INVALID_ARGUMENT`, as a backend refuses a batch holding one span it cannot decode.
+    pub fn refuse_requests_containing(&self, marker: Option<&[u8]>) {
+        if let Ok(mut p) = self.poison.lock() {
+            *p = marker.map(<[u8]>::to_vec);
+        }
+    }
+
     /// Bodies received.
     pub fn bodies(&self) -> Vec<bytes::Bytes> {
         self.bodies.lock().map(|b| b.clone()).unwrap_or_default()
@@ -202,6 +211,13 @@ impl crate::receive::SpanSink for CaptureBackend {
                 message: "test backend is down".into(),
                 retry_after: std::time::Duration::from_millis(100),
             });
+        }
+        if let Some(marker) = self.poison.lock().ok().and_then(|p| p.clone()) {
+            if body.windows(marker.len().max(1)).any(|w| w == marker) {
+                return Err(crate::receive::Refusal::Invalid(
+                    "the request holds a span this backend cannot take".into(),
+                ));
+            }
         }
         let mut scan = crate::wire::Scan::default();
         scan.scan(&body)

@@ -135,3 +135,65 @@ async fn every_exporter_gets_every_kept_span_through_an_outage() {
     std::fs::remove_file(&debug_path).ok();
     std::fs::remove_file(&config_path).ok();
 }
+
+/// Scenario: a backend refuses, whole and for good (`INVALID_ARGUMENT`), any request that
+/// holds one particular span; that span arrives among 99 others from other traces, all
+/// kept and batched together.
+/// Guarantees (issue 14, item 4): the exporter sends the halves of a refused request apart,
+/// down to the one span, so only that span fails: the 99 others reach the backend, and the
+/// accounting says 99 exported and 1 failed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_span_the_backend_refuses_fails_alone() {
+    let stop = CancellationToken::new();
+    let (backend_addr, backend) =
+        CaptureBackend::start("127.0.0.1:0".parse().unwrap(), stop.clone())
+            .await
+            .unwrap();
+    backend.refuse_requests_containing(Some(b"POISON-SPAN"));
+    let receive = ReceiveConfig {
+        grpc: Some("127.0.0.41:0".parse().unwrap()),
+        http: None,
+        ..Default::default()
+    };
+    let listeners = Listeners::bind(&receive).await.unwrap();
+    let addr = listeners.grpc_addr().unwrap();
+    let mut export =
+        tailgate_gateway::export::OtlpGrpcConfig::new(format!("http://{backend_addr}"));
+    export.batch.timeout = Duration::from_millis(300);
+    let config = GatewayConfig {
+        receive,
+        buffer: BufferConfig {
+            shards: 2,
+            ..Default::default()
+        },
+        export: tailgate_gateway::config::ExportConfig::otlp_grpc(export),
+        admin: None,
+        metrics: None,
+        peers: Default::default(),
+    };
+    let plan = PolicyPlan::compile(
+        &PolicyFile::parse(
+            Path::new("p.yaml"),
+            "decision_wait: 200ms\npolicies:\n  - {name: all, type: always_sample}\n",
+        )
+        .unwrap(),
+    );
+    let gateway = Gateway::start(&config, plan).unwrap();
+    let stats = gateway.stats().clone();
+    tokio::spawn(gateway.serve(listeners, None, stop.clone(), Duration::from_secs(5)));
+
+    let mut req = FakeOtlp::traces(100).spans(1).seed(77).build();
+    req.resource_spans[0].scope_spans[0].spans[37].name = "POISON-SPAN".into();
+    let mut client = TraceServiceClient::connect(format!("http://{addr}"))
+        .await
+        .unwrap();
+    client.export(req).await.unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while stats.in_flight_spans() > 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(backend.spans(), 99);
+    assert_eq!(stats.exported_spans.get(), 99);
+    assert_eq!(stats.export_failed_spans.get(), 1);
+    stop.cancel();
+}

@@ -114,22 +114,65 @@ pub struct HttpClient {
     client: Client<HttpConnector, Full<Bytes>>,
 }
 
-type Attempt = tailgate_core::retry::Attempt<Delivered, String>;
+/// What went wrong with one attempt: the HTTP status when there was an answer.
+#[derive(Debug)]
+struct Failure {
+    status: Option<StatusCode>,
+    message: String,
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl From<String> for Failure {
+    fn from(message: String) -> Self {
+        Failure {
+            status: None,
+            message,
+        }
+    }
+}
+
+type Attempt = tailgate_core::retry::Attempt<Delivered, Failure>;
+
+/// Why an OTLP/HTTP export was not delivered.
+#[derive(Debug, thiserror::Error)]
+pub enum HttpExportError {
+    /// The backend refused the request as malformed (HTTP 400): a part of it may be fine.
+    #[error("{0}")]
+    Invalid(String),
+    /// Refused for good for another reason, or the request could not be built.
+    #[error("{0}")]
+    Rejected(String),
+    /// Still failing when the retries ran out.
+    #[error("{0}")]
+    GaveUp(String),
+}
 
 impl HttpClient {
     /// Sends one encoded `ExportTraceServiceRequest`, retrying within the retry bound.
-    pub async fn send(&self, body: Bytes) -> Result<Delivered, String> {
-        let body = self.compress(body)?;
+    pub async fn send(&self, body: Bytes) -> Result<Delivered, HttpExportError> {
+        let body = self
+            .compress(body)
+            .map_err(|e| HttpExportError::Rejected(format!("{}: {e}", self.url)))?;
         match self.retry.run(|| self.attempt(body.clone())).await {
             Ok((mut d, attempts)) => {
                 d.attempts = attempts;
                 Ok(d)
             }
-            Err(Failed::Rejected(e)) => Err(format!("{}: {e}", self.url)),
-            Err(Failed::GaveUp { attempts, last }) => Err(format!(
+            Err(Failed::Rejected(e)) if e.status == Some(StatusCode::BAD_REQUEST) => {
+                Err(HttpExportError::Invalid(format!("{}: {e}", self.url)))
+            }
+            Err(Failed::Rejected(e)) => {
+                Err(HttpExportError::Rejected(format!("{}: {e}", self.url)))
+            }
+            Err(Failed::GaveUp { attempts, last }) => Err(HttpExportError::GaveUp(format!(
                 "{}: gave up after {attempts} attempts: {last}",
                 self.url
-            )),
+            ))),
         }
     }
 
@@ -180,18 +223,18 @@ impl HttpClient {
         }
         let req = match req {
             Ok(r) => r,
-            Err(e) => return Attempt::Fail(e),
+            Err(e) => return Attempt::Fail(e.into()),
         };
         let response = match tokio::time::timeout(self.timeout, self.client.request(req)).await {
             Err(_) => {
                 return Attempt::Retry {
-                    error: format!("no response within {:?}", self.timeout),
+                    error: format!("no response within {:?}", self.timeout).into(),
                     after: None,
                 }
             }
             Ok(Err(e)) => {
                 return Attempt::Retry {
-                    error: e.to_string(),
+                    error: e.to_string().into(),
                     after: None,
                 }
             }
@@ -208,13 +251,13 @@ impl HttpClient {
             Ok(Ok(b)) => b.to_bytes(),
             Ok(Err(e)) => {
                 return Attempt::Retry {
-                    error: e.to_string(),
+                    error: e.to_string().into(),
                     after,
                 }
             }
             Err(_) => {
                 return Attempt::Retry {
-                    error: "response body timed out".into(),
+                    error: String::from("response body timed out").into(),
                     after,
                 }
             }
@@ -225,13 +268,19 @@ impl HttpClient {
             | StatusCode::BAD_GATEWAY
             | StatusCode::SERVICE_UNAVAILABLE
             | StatusCode::GATEWAY_TIMEOUT => Attempt::Retry {
-                error: format!("HTTP {status}"),
+                error: Failure {
+                    status: Some(status),
+                    message: format!("HTTP {status}"),
+                },
                 after,
             },
-            s => Attempt::Fail(format!(
-                "HTTP {s}: {}",
-                String::from_utf8_lossy(&body[..body.len().min(256)])
-            )),
+            s => Attempt::Fail(Failure {
+                status: Some(s),
+                message: format!(
+                    "HTTP {s}: {}",
+                    String::from_utf8_lossy(&body[..body.len().min(256)])
+                ),
+            }),
         }
     }
 }
