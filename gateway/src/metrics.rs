@@ -173,7 +173,7 @@ impl GatewayStats {
         c(
             &mut p,
             "tailgate_gateway_rejected_spans_total",
-            "Spans rejected as invalid.",
+            "Spans rejected as invalid (a bad trace id or a malformed field inside; partial success to the sender).",
             &self.rejected_spans,
         );
         c(

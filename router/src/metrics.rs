@@ -15,6 +15,8 @@ pub struct RouterStats {
     pub forwarded_spans: Counter,
     /// Spans rejected for a defect (bad trace id), reported to the sender as partial success.
     pub rejected_spans: Counter,
+    /// Of the rejected spans, those with a malformed field inside.
+    pub rejected_malformed_spans: Counter,
     /// Spans in requests refused back to the sender (retryable): queues full, no gateway.
     pub refused_spans: Counter,
     /// Requests refused because the body is not a valid OTLP request.
@@ -67,7 +69,12 @@ impl RouterStats {
             "counter",
             "Spans rejected as invalid (partial success to the sender).",
             "reason=\"invalid_trace_id\"",
-            self.rejected_spans.get(),
+            self.rejected_spans.get() - self.rejected_malformed_spans.get(),
+        );
+        p.sample(
+            "tailgate_router_rejected_spans_total",
+            "reason=\"malformed_span\"",
+            self.rejected_malformed_spans.get(),
         );
         p.metric(
             "tailgate_router_refused_spans_total",

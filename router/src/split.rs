@@ -369,6 +369,9 @@ impl Router {
         let (valid, rejected, message) = (scanned.valid, scanned.rejected, scanned.message);
         self.stats.received_spans.add(valid + rejected);
         self.stats.rejected_spans.add(rejected);
+        self.stats
+            .rejected_malformed_spans
+            .add(u64::from(scan.rejected_malformed));
         let accepted = Accepted {
             rejected_spans: rejected,
             message,

@@ -7,6 +7,7 @@ pub mod reframe;
 pub mod scan;
 pub mod span_fields;
 pub mod split;
+pub mod validate;
 
 pub use codec::RawCodec;
 pub use reframe::{Reframer, SpanParts};

@@ -14,10 +14,15 @@
 //! `Span { trace_id = 1, span_id = 2, trace_state = 3, parent_span_id = 4, name = 5,
 //! kind = 6, start = 7, end = 8, …, status = 15 { message = 2, code = 3 }, flags = 16 }`.
 //!
-//! The scan checks every length and wire type down to the span's own fields, so a body it
-//! accepts can be forwarded as it is; attribute values are skipped by length, not decoded.
+//! The scan checks every length and wire type down to the span's own fields, and
+//! [`crate::wire::validate`] checks the rest (UTF-8 strings, well-formed attributes, events,
+//! links, status, resource and scope), so a body it accepts decodes with any protobuf
+//! library and can be forwarded as it is. A span with a defect is rejected alone; a
+//! malformed resource or scope refuses the request.
 
 use std::ops::Range;
+
+use super::validate::{self, Malformed};
 
 /// Why a body is not a well-formed `ExportTraceServiceRequest`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -61,6 +66,9 @@ pub enum ScanError {
     /// The body is larger than the 4 GiB the scan's offsets can address.
     #[error("body of {0} bytes is too large to scan")]
     TooLarge(usize),
+    /// A resource or scope header is not well-formed inside (see [`crate::wire::validate`]).
+    #[error("{0}")]
+    Malformed(Malformed),
 }
 
 /// Why a span is rejected while the rest of its request is kept.
@@ -70,6 +78,9 @@ pub enum SpanDefect {
     TraceIdLength(usize),
     /// `trace_id` is all zeroes.
     TraceIdZero,
+    /// A string that is not UTF-8, or an attribute, event, link or status that is not
+    /// well-formed inside (see [`crate::wire::validate`]).
+    Malformed(Malformed),
 }
 
 impl std::fmt::Display for SpanDefect {
@@ -77,6 +88,7 @@ impl std::fmt::Display for SpanDefect {
         match self {
             SpanDefect::TraceIdLength(n) => write!(f, "trace_id must be 16 bytes, found {n}"),
             SpanDefect::TraceIdZero => f.write_str("trace_id is all zeroes"),
+            SpanDefect::Malformed(m) => write!(f, "span {m}"),
         }
     }
 }
@@ -151,6 +163,9 @@ pub struct Scan {
     pub rejected: u32,
     /// The first defect that caused a span to be rejected.
     pub first_defect: Option<SpanDefect>,
+    /// Of the rejected spans, those with a malformed field inside (the others have a bad
+    /// trace id).
+    pub rejected_malformed: u32,
 }
 
 // === impl Scan ===
@@ -163,6 +178,7 @@ impl Scan {
         self.resources.clear();
         self.headers.clear();
         self.rejected = 0;
+        self.rejected_malformed = 0;
         self.first_defect = None;
     }
 
@@ -211,7 +227,17 @@ impl Scan {
                     r.len_delimited("scope_spans")?;
                     has_scopes = true;
                 }
-                (1 | 3, WT_LEN) | (4.., _) => {
+                (1 | 3, WT_LEN) => {
+                    let v = r.len_delimited("ResourceSpans")?;
+                    if field == 1 {
+                        validate::resource(body, v)
+                    } else {
+                        validate::string(body, v, "schema_url")
+                    }
+                    .map_err(ScanError::Malformed)?;
+                    self.headers.extend_from_slice(&body[at..r.pos]);
+                }
+                (4.., _) => {
                     r.skip(field, wt, at, "ResourceSpans")?;
                     self.headers.extend_from_slice(&body[at..r.pos]);
                 }
@@ -253,7 +279,17 @@ impl Scan {
                     r.len_delimited("span")?;
                     has_spans = true;
                 }
-                (1 | 3, WT_LEN) | (4.., _) => {
+                (1 | 3, WT_LEN) => {
+                    let v = r.len_delimited("ScopeSpans")?;
+                    if field == 1 {
+                        validate::scope(body, v)
+                    } else {
+                        validate::string(body, v, "schema_url")
+                    }
+                    .map_err(ScanError::Malformed)?;
+                    self.headers.extend_from_slice(&body[at..r.pos]);
+                }
+                (4.., _) => {
                     r.skip(field, wt, at, "ScopeSpans")?;
                     self.headers.extend_from_slice(&body[at..r.pos]);
                 }
@@ -278,6 +314,9 @@ impl Scan {
                     }
                     Err(defect) => {
                         self.rejected += 1;
+                        if matches!(defect, SpanDefect::Malformed(_)) {
+                            self.rejected_malformed += 1;
+                        }
                         self.first_defect.get_or_insert(defect);
                     }
                 }
@@ -304,12 +343,18 @@ fn scan_span(body: &[u8], range: Range<usize>) -> Result<Result<SpanEntry, SpanD
         scope: 0,
     };
     let mut trace_id_len = 0;
+    // The first defect inside the span's content; the span is still read to its end, so a
+    // malformed body is told from a malformed span.
+    let mut defect: Result<(), Malformed> = Ok(());
     let mut r = Reader::new(body, range.start, range.end);
     while let Some((field, wt, at)) = r.tag(WHAT)? {
-        // Attributes are most of a span's fields: skip them on a predictable branch before
+        // Attributes are most of a span's fields: check them on a predictable branch before
         // the jump table.
         if field == 9 && wt == WT_LEN {
-            r.len_delimited("attributes")?;
+            let v = r.len_delimited("attributes")?;
+            if defect.is_ok() {
+                defect = validate::key_value(body, v, 0);
+            }
             continue;
         }
         match (field, wt) {
@@ -338,14 +383,32 @@ fn scan_span(body: &[u8], range: Range<usize>) -> Result<Result<SpanEntry, SpanD
                 let v = r.len_delimited("status")?;
                 // A message field sent twice is merged (protobuf): a later status without a
                 // code keeps the earlier code, a later code replaces it.
-                entry.status_code = scan_status(body, v, entry.status_code)?;
+                let (code, message) = scan_status(body, v, entry.status_code)?;
+                entry.status_code = code;
+                if let (Ok(()), Some(m)) = (defect, message) {
+                    defect = validate::string(body, m, "status message");
+                }
             }
-            (3 | 5 | 9 | 11 | 13, WT_LEN) | (6 | 10 | 12 | 14, WT_VARINT) | (16, WT_I32) => {
+            (3 | 5 | 11 | 13, WT_LEN) => {
+                let v = r.len_delimited(WHAT)?;
+                if defect.is_ok() {
+                    defect = match field {
+                        3 => validate::string(body, v, "trace_state"),
+                        5 => validate::string(body, v, "name"),
+                        11 => validate::event(body, v),
+                        _ => validate::link(body, v),
+                    };
+                }
+            }
+            (6 | 10 | 12 | 14, WT_VARINT) | (16, WT_I32) => {
                 r.skip(field, wt, at, WHAT)?;
             }
             (1..=16, _) => return Err(bad_wire(WHAT, field, wt, at)),
             _ => r.skip(field, wt, at, WHAT)?,
         }
+    }
+    if let Err(m) = defect {
+        return Ok(Err(SpanDefect::Malformed(m)));
     }
     if trace_id_len != 16 {
         return Ok(Err(SpanDefect::TraceIdLength(trace_id_len)));
@@ -356,20 +419,24 @@ fn scan_span(body: &[u8], range: Range<usize>) -> Result<Result<SpanEntry, SpanD
     Ok(Ok(entry))
 }
 
-fn scan_status(body: &[u8], range: Range<usize>, merged_into: u8) -> Result<u8, ScanError> {
+/// A status's code (merged into the one read before) and the range of its last message.
+fn scan_status(
+    body: &[u8],
+    range: Range<usize>,
+    merged_into: u8,
+) -> Result<(u8, Option<Range<usize>>), ScanError> {
     let mut code = merged_into;
+    let mut message = None;
     let mut r = Reader::new(body, range.start, range.end);
     while let Some((field, wt, at)) = r.tag("Status")? {
         match (field, wt) {
             (3, WT_VARINT) => code = r.varint("Status.code")?.min(255) as u8,
-            (2, WT_LEN) => {
-                r.skip(field, wt, at, "Status")?;
-            }
+            (2, WT_LEN) => message = Some(r.len_delimited("Status.message")?),
             (2 | 3, _) => return Err(bad_wire("Status", field, wt, at)),
             _ => r.skip(field, wt, at, "Status")?,
         }
     }
-    Ok(code)
+    Ok((code, message))
 }
 
 /// What a receiving stage tells its sender about a scanned request.
@@ -421,16 +488,16 @@ fn bad_wire(what: &'static str, field: u32, wire_type: u8, at: usize) -> ScanErr
 
 /// A cursor over `buf[pos..]`, where `buf` ends where the message being read ends, so
 /// every bound check is the slice's own.
-struct Reader<'a> {
+pub(crate) struct Reader<'a> {
     buf: &'a [u8],
-    pos: usize,
+    pub(crate) pos: usize,
 }
 
 // === impl Reader ===
 
 impl<'a> Reader<'a> {
     #[inline]
-    fn new(buf: &'a [u8], pos: usize, end: usize) -> Self {
+    pub(crate) fn new(buf: &'a [u8], pos: usize, end: usize) -> Self {
         Reader {
             buf: &buf[..end],
             pos,
@@ -438,13 +505,13 @@ impl<'a> Reader<'a> {
     }
 
     #[inline]
-    fn remaining(&self) -> usize {
+    pub(crate) fn remaining(&self) -> usize {
         self.buf.len() - self.pos
     }
 
     /// Reads a varint. Tags and lengths are almost always one byte; that path is inlined.
     #[inline(always)]
-    fn varint(&mut self, what: &'static str) -> Result<u64, ScanError> {
+    pub(crate) fn varint(&mut self, what: &'static str) -> Result<u64, ScanError> {
         match self.buf.get(self.pos) {
             Some(&b) if b < 0x80 => {
                 self.pos += 1;
@@ -455,7 +522,7 @@ impl<'a> Reader<'a> {
     }
 
     #[inline(never)]
-    fn varint_slow(&mut self, what: &'static str) -> Result<u64, ScanError> {
+    pub(crate) fn varint_slow(&mut self, what: &'static str) -> Result<u64, ScanError> {
         let start = self.pos;
         let mut value = 0u64;
         for i in 0..10 {
@@ -463,6 +530,11 @@ impl<'a> Reader<'a> {
                 return Err(ScanError::Truncated { what, at: start });
             };
             self.pos += 1;
+            // The tenth byte holds the 64th bit only: anything more overflows u64, and
+            // protobuf refuses it.
+            if i == 9 && b > 1 {
+                return Err(ScanError::BadVarint { at: start });
+            }
             value |= u64::from(b & 0x7f) << (7 * i);
             if b < 0x80 {
                 return Ok(value);
@@ -473,7 +545,10 @@ impl<'a> Reader<'a> {
 
     /// Next tag, or `None` at the end. Returns field number, wire type and the tag's offset.
     #[inline(always)]
-    fn tag(&mut self, what: &'static str) -> Result<Option<(u32, u8, usize)>, ScanError> {
+    pub(crate) fn tag(
+        &mut self,
+        what: &'static str,
+    ) -> Result<Option<(u32, u8, usize)>, ScanError> {
         if self.pos >= self.buf.len() {
             return Ok(None);
         }
@@ -487,7 +562,7 @@ impl<'a> Reader<'a> {
     }
 
     #[inline(always)]
-    fn len_delimited(&mut self, what: &'static str) -> Result<Range<usize>, ScanError> {
+    pub(crate) fn len_delimited(&mut self, what: &'static str) -> Result<Range<usize>, ScanError> {
         let at = self.pos;
         let len = self.varint(what)?;
         if len > self.remaining() as u64 {
@@ -499,7 +574,7 @@ impl<'a> Reader<'a> {
     }
 
     #[inline]
-    fn fixed64(&mut self, what: &'static str) -> Result<u64, ScanError> {
+    pub(crate) fn fixed64(&mut self, what: &'static str) -> Result<u64, ScanError> {
         let Some(bytes) = self.buf.get(self.pos..self.pos + 8) else {
             return Err(ScanError::Truncated { what, at: self.pos });
         };
@@ -510,7 +585,13 @@ impl<'a> Reader<'a> {
     }
 
     #[inline(always)]
-    fn skip(&mut self, field: u32, wt: u8, at: usize, what: &'static str) -> Result<(), ScanError> {
+    pub(crate) fn skip(
+        &mut self,
+        field: u32,
+        wt: u8,
+        at: usize,
+        what: &'static str,
+    ) -> Result<(), ScanError> {
         match wt {
             WT_LEN => {
                 self.len_delimited(what)?;

@@ -1,0 +1,430 @@
+//! Checks the parts of a request the scan does not read: that every string is UTF-8 and
+//! every nested message (attributes and their values, events, links, the status, the
+//! resource and the scope) is well-formed protobuf with the wire types OTLP defines. With
+//! these checks, a request the scan accepts decodes with any protobuf library, so a span
+//! that would make a backend refuse its whole batch is turned away at the edge instead.
+//!
+//! Called by [`crate::wire::scan`]: a defect inside a span rejects that span alone (OTLP
+//! partial success); one in a resource or scope header refuses the request. Unknown fields
+//! are skipped (when their wire type is valid), as protobuf does, so newer OTLP fields pass.
+
+use std::ops::Range;
+
+use super::scan::{Reader, ScanError, WT_I32, WT_I64, WT_LEN, WT_VARINT};
+
+/// Deepest nesting of attribute values (an array in a map in an array…) that is accepted;
+/// protobuf libraries stop at 100 nested messages.
+pub const MAX_DEPTH: u32 = 64;
+
+/// What is wrong with a part of a request, and where.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Malformed {
+    /// The field or message.
+    pub what: &'static str,
+    /// What is wrong with it.
+    pub why: &'static str,
+    /// Byte offset in the body.
+    pub at: usize,
+}
+
+impl std::fmt::Display for Malformed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {} (byte {})", self.what, self.why, self.at)
+    }
+}
+
+impl From<ScanError> for Malformed {
+    fn from(e: ScanError) -> Self {
+        match e {
+            ScanError::Truncated { what, at } => Malformed {
+                what,
+                why: "is truncated",
+                at,
+            },
+            ScanError::BadVarint { at } => Malformed {
+                what: "varint",
+                why: "is malformed",
+                at,
+            },
+            ScanError::BadWireType { what, at, .. } => Malformed {
+                what,
+                why: "has a field with a wrong wire type",
+                at,
+            },
+            ScanError::FieldZero { what, at } => Malformed {
+                what,
+                why: "has field number 0",
+                at,
+            },
+            ScanError::Malformed(m) => m,
+            ScanError::TooLarge(_) => Malformed {
+                what: "request",
+                why: "is too large",
+                at: 0,
+            },
+        }
+    }
+}
+
+type Checked = Result<(), Malformed>;
+
+/// A UTF-8 string field.
+#[inline]
+pub fn string(body: &[u8], range: Range<usize>, what: &'static str) -> Checked {
+    let at = range.start;
+    if utf8(&body[range]) {
+        Ok(())
+    } else {
+        Err(Malformed {
+            what,
+            why: "is not valid UTF-8",
+            at,
+        })
+    }
+}
+
+/// Whether `b` is UTF-8: attribute keys and values are short and nearly always ASCII, which
+/// is checked a word at a time before the full decoder is asked.
+#[inline(always)]
+fn utf8(b: &[u8]) -> bool {
+    ascii(b) || std::str::from_utf8(b).is_ok()
+}
+
+/// Whether every byte is below 0x80: an OR of the bytes, with no branch per byte.
+#[inline(always)]
+fn ascii(b: &[u8]) -> bool {
+    b.iter().fold(0u8, |acc, &x| acc | x) < 0x80
+}
+
+/// The common attribute, checked without the general walk: `key` then a `value` holding
+/// one string, bool, int or double, every length in one byte. `None` when the attribute
+/// has another shape (the general walk then decides); `Some(ok)` otherwise.
+#[inline(always)]
+fn simple_key_value(kv: &[u8]) -> Option<bool> {
+    // [0x0a, klen, key.., 0x12, vlen, value..]
+    let (&[0x0a, klen], rest) = kv.split_first_chunk::<2>()? else {
+        return None;
+    };
+    let klen = usize::from(klen);
+    if klen >= 0x80 || rest.len() < klen + 2 {
+        return None;
+    }
+    let (key, rest) = rest.split_at(klen);
+    let (&[0x12, vlen], value) = rest.split_first_chunk::<2>()? else {
+        return None;
+    };
+    if usize::from(vlen) != value.len() || vlen >= 0x80 {
+        return None;
+    }
+    let value_ok = match value {
+        [] => true,
+        // A string attribute whose bytes are all ASCII (tags and one-byte lengths are):
+        // one check covers key and value.
+        [0x0a, slen, s @ ..] if usize::from(*slen) == s.len() => {
+            return Some(ascii(kv) || (utf8(key) && utf8(s)));
+        }
+        [0x10 | 0x18, v @ ..] => {
+            v.last().is_some_and(|b| *b < 0x80)
+                && v.len() <= 10
+                && v[..v.len() - 1].iter().all(|b| *b >= 0x80)
+        }
+        [0x21, d @ ..] => d.len() == 8,
+        _ => return None,
+    };
+    Some(value_ok && utf8(key))
+}
+
+/// Walks a message's fields: `known` checks a field it knows and returns `Ok(false)` for
+/// one it does not, which is then skipped by its wire type.
+#[inline]
+fn fields(
+    body: &[u8],
+    range: Range<usize>,
+    what: &'static str,
+    mut known: impl FnMut(&mut Reader<'_>, u32, u8, usize) -> Result<bool, Malformed>,
+) -> Checked {
+    let mut r = Reader::new(body, range.start, range.end);
+    while let Some((field, wt, at)) = r.tag(what)? {
+        if !known(&mut r, field, wt, at)? {
+            r.skip(field, wt, at, what)?;
+        }
+    }
+    Ok(())
+}
+
+fn wrong(what: &'static str, at: usize) -> Malformed {
+    Malformed {
+        what,
+        why: "has a field with a wrong wire type",
+        at,
+    }
+}
+
+/// A `KeyValue` (an attribute): `key = 1` string, `value = 2` AnyValue.
+#[inline]
+pub fn key_value(body: &[u8], range: Range<usize>, depth: u32) -> Checked {
+    if simple_key_value(&body[range.clone()]) == Some(true) {
+        return Ok(());
+    }
+    key_value_walk(body, range, depth)
+}
+
+#[inline(never)]
+fn key_value_walk(body: &[u8], range: Range<usize>, depth: u32) -> Checked {
+    const WHAT: &str = "attribute";
+    fields(body, range, WHAT, |r, field, wt, at| {
+        match (field, wt) {
+            (1, WT_LEN) => string(body, r.len_delimited(WHAT)?, "attribute key")?,
+            (2, WT_LEN) => any_value(body, r.len_delimited(WHAT)?, depth + 1)?,
+            (1 | 2, _) => return Err(wrong(WHAT, at)),
+            _ => return Ok(false),
+        }
+        Ok(true)
+    })
+}
+
+/// An `AnyValue`: string 1, bool 2, int 3, double 4, array 5, kvlist 6, bytes 7.
+pub fn any_value(body: &[u8], range: Range<usize>, depth: u32) -> Checked {
+    const WHAT: &str = "attribute value";
+    if depth > MAX_DEPTH {
+        return Err(Malformed {
+            what: WHAT,
+            why: "nests too deep",
+            at: range.start,
+        });
+    }
+    fields(body, range, WHAT, |r, field, wt, at| {
+        match (field, wt) {
+            (1, WT_LEN) => string(body, r.len_delimited(WHAT)?, "string value")?,
+            (2 | 3, WT_VARINT) => {
+                r.varint(WHAT)?;
+            }
+            (4, WT_I64) => {
+                r.fixed64(WHAT)?;
+            }
+            (5 | 6, WT_LEN) => {
+                // ArrayValue { values = 1: AnyValue }, KeyValueList { values = 1: KeyValue }.
+                let inner = r.len_delimited(WHAT)?;
+                let array = field == 5;
+                fields(body, inner, WHAT, |r, f, wt, at| {
+                    match (f, wt) {
+                        (1, WT_LEN) if array => any_value(body, r.len_delimited(WHAT)?, depth + 1)?,
+                        (1, WT_LEN) => key_value(body, r.len_delimited(WHAT)?, depth + 1)?,
+                        (1, _) => return Err(wrong(WHAT, at)),
+                        _ => return Ok(false),
+                    }
+                    Ok(true)
+                })?;
+            }
+            (7, WT_LEN) => {
+                r.len_delimited(WHAT)?;
+            }
+            (1..=7, _) => return Err(wrong(WHAT, at)),
+            _ => return Ok(false),
+        }
+        Ok(true)
+    })
+}
+
+/// A `Span.Event`: time 1, name 2, attributes 3, dropped count 4.
+pub fn event(body: &[u8], range: Range<usize>) -> Checked {
+    const WHAT: &str = "event";
+    fields(body, range, WHAT, |r, field, wt, at| {
+        match (field, wt) {
+            (1, WT_I64) => {
+                r.fixed64(WHAT)?;
+            }
+            (2, WT_LEN) => string(body, r.len_delimited(WHAT)?, "event name")?,
+            (3, WT_LEN) => key_value(body, r.len_delimited(WHAT)?, 0)?,
+            (4, WT_VARINT) => {
+                r.varint(WHAT)?;
+            }
+            (1..=4, _) => return Err(wrong(WHAT, at)),
+            _ => return Ok(false),
+        }
+        Ok(true)
+    })
+}
+
+/// A `Span.Link`: trace id 1, span id 2, trace state 3, attributes 4, dropped count 5,
+/// flags 6.
+pub fn link(body: &[u8], range: Range<usize>) -> Checked {
+    const WHAT: &str = "link";
+    fields(body, range, WHAT, |r, field, wt, at| {
+        match (field, wt) {
+            (1 | 2, WT_LEN) => {
+                r.len_delimited(WHAT)?;
+            }
+            (3, WT_LEN) => string(body, r.len_delimited(WHAT)?, "link trace_state")?,
+            (4, WT_LEN) => key_value(body, r.len_delimited(WHAT)?, 0)?,
+            (5, WT_VARINT) => {
+                r.varint(WHAT)?;
+            }
+            (6, WT_I32) => {
+                r.skip(field, wt, at, WHAT)?;
+            }
+            (1..=6, _) => return Err(wrong(WHAT, at)),
+            _ => return Ok(false),
+        }
+        Ok(true)
+    })
+}
+
+/// A `Resource`: attributes 1, dropped count 2, entity refs 3 (strings only).
+pub fn resource(body: &[u8], range: Range<usize>) -> Checked {
+    const WHAT: &str = "resource";
+    fields(body, range, WHAT, |r, field, wt, at| {
+        match (field, wt) {
+            (1, WT_LEN) => key_value(body, r.len_delimited(WHAT)?, 0)?,
+            (2, WT_VARINT) => {
+                r.varint(WHAT)?;
+            }
+            (3, WT_LEN) => {
+                // EntityRef { schema_url = 1, type = 2, id_keys = 3, description_keys = 4 }.
+                let inner = r.len_delimited(WHAT)?;
+                fields(body, inner, "entity_ref", |r, f, wt, at| {
+                    match (f, wt) {
+                        (1..=4, WT_LEN) => string(body, r.len_delimited(WHAT)?, "entity_ref")?,
+                        (1..=4, _) => return Err(wrong("entity_ref", at)),
+                        _ => return Ok(false),
+                    }
+                    Ok(true)
+                })?;
+            }
+            (1..=3, _) => return Err(wrong(WHAT, at)),
+            _ => return Ok(false),
+        }
+        Ok(true)
+    })
+}
+
+/// An `InstrumentationScope`: name 1, version 2, attributes 3, dropped count 4.
+pub fn scope(body: &[u8], range: Range<usize>) -> Checked {
+    const WHAT: &str = "scope";
+    fields(body, range, WHAT, |r, field, wt, at| {
+        match (field, wt) {
+            (1 | 2, WT_LEN) => string(body, r.len_delimited(WHAT)?, "scope name or version")?,
+            (3, WT_LEN) => key_value(body, r.len_delimited(WHAT)?, 0)?,
+            (4, WT_VARINT) => {
+                r.varint(WHAT)?;
+            }
+            (1..=4, _) => return Err(wrong(WHAT, at)),
+            _ => return Ok(false),
+        }
+        Ok(true)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::test_util::{kv, FakeOtlp};
+    use crate::wire::scan::SpanDefect;
+    use crate::wire::{Scan, ScanError};
+    use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, ArrayValue};
+    use prost::Message;
+
+    /// Encodes `req` with the first span's name replaced by `name` (raw bytes).
+    fn with_raw_name(name: &[u8]) -> Vec<u8> {
+        let mut req = FakeOtlp::traces(3).spans(1).seed(1).build();
+        req.resource_spans[0].scope_spans[0].spans[0].name = "X".repeat(name.len());
+        let mut body = req.encode_to_vec();
+        let marker = "X".repeat(name.len());
+        let at = body
+            .windows(marker.len())
+            .position(|w| w == marker.as_bytes())
+            .unwrap_or_default();
+        body[at..at + name.len()].copy_from_slice(name);
+        body
+    }
+
+    #[test]
+    fn a_span_with_a_name_that_is_not_utf8_is_rejected_alone() {
+        let body = with_raw_name(b"ab\xffcd");
+        let mut scan = Scan::default();
+        let scanned = scan.scan_request(&body).unwrap_or_else(|_| unreachable!());
+        assert_eq!((scanned.valid, scanned.rejected), (2, 1));
+        assert!(
+            scanned.message.contains("name is not valid UTF-8"),
+            "{}",
+            scanned.message
+        );
+        assert!(matches!(
+            scan.first_defect,
+            Some(SpanDefect::Malformed(m)) if m.what == "name"
+        ));
+    }
+
+    #[test]
+    fn attribute_values_are_checked_however_deep() {
+        let mut req = FakeOtlp::traces(2).spans(1).seed(2).build();
+        // Three levels of arrays around a string: fine.
+        let mut value = AnyValue {
+            value: Some(any_value::Value::StringValue("ok".into())),
+        };
+        for _ in 0..3 {
+            value = AnyValue {
+                value: Some(any_value::Value::ArrayValue(ArrayValue {
+                    values: vec![value],
+                })),
+            };
+        }
+        let mut attr = kv("nested", "");
+        attr.value = Some(value.clone());
+        req.resource_spans[0].scope_spans[0].spans[0]
+            .attributes
+            .push(attr.clone());
+        let mut scan = Scan::default();
+        scan.scan(&req.encode_to_vec()).unwrap_or_default();
+        assert_eq!((scan.spans.len(), scan.rejected), (2, 0));
+
+        // Past MAX_DEPTH: the span is rejected.
+        for _ in 0..super::MAX_DEPTH {
+            value = AnyValue {
+                value: Some(any_value::Value::ArrayValue(ArrayValue {
+                    values: vec![value],
+                })),
+            };
+        }
+        attr.value = Some(value);
+        req.resource_spans[0].scope_spans[0].spans[0].attributes = vec![attr];
+        scan.scan(&req.encode_to_vec()).unwrap_or_default();
+        assert_eq!((scan.spans.len(), scan.rejected), (1, 1));
+        assert!(scan
+            .first_defect
+            .is_some_and(|d| d.to_string().contains("nests too deep")));
+    }
+
+    #[test]
+    fn a_resource_attribute_that_is_not_utf8_refuses_the_request() {
+        let mut req = FakeOtlp::traces(2).spans(1).seed(3).build();
+        let resource = req.resource_spans[0]
+            .resource
+            .get_or_insert_with(Default::default);
+        resource.attributes.push(kv("host.name", "QQQQ"));
+        let mut body = req.encode_to_vec();
+        let at = body
+            .windows(4)
+            .position(|w| w == b"QQQQ")
+            .unwrap_or_default();
+        body[at] = 0xc3; // a lead byte with no continuation
+        let err = Scan::default().scan(&body).unwrap_err();
+        assert!(
+            matches!(err, ScanError::Malformed(m) if m.what == "string value"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_tenth_varint_byte_past_64_bits_is_refused() {
+        // ExportTraceServiceRequest { 99: varint of ten bytes, the last one 0x02 }.
+        let mut body = vec![(99 << 3) as u8 | 0x80, 0x06];
+        body.extend_from_slice(&[0xff; 9]);
+        body.push(0x02);
+        assert!(matches!(
+            Scan::default().scan(&body),
+            Err(ScanError::BadVarint { .. })
+        ));
+        *body.last_mut().unwrap_or(&mut 0) = 0x01;
+        assert!(Scan::default().scan(&body).is_ok());
+    }
+}
