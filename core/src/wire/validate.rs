@@ -160,7 +160,7 @@ fn wrong(what: &'static str, at: usize) -> Malformed {
     }
 }
 
-/// A `KeyValue` (an attribute): `key = 1` string, `value = 2` AnyValue.
+/// A `KeyValue` (an attribute): `key = 1` string, `value = 2` AnyValue, `key_strindex = 3`.
 #[inline]
 pub fn key_value(body: &[u8], range: Range<usize>, depth: u32) -> Checked {
     if simple_key_value(&body[range.clone()]) == Some(true) {
@@ -176,14 +176,19 @@ fn key_value_walk(body: &[u8], range: Range<usize>, depth: u32) -> Checked {
         match (field, wt) {
             (1, WT_LEN) => string(body, r.len_delimited(WHAT)?, "attribute key")?,
             (2, WT_LEN) => any_value(body, r.len_delimited(WHAT)?, depth + 1)?,
-            (1 | 2, _) => return Err(wrong(WHAT, at)),
+            // key_strindex (int32), for dictionary-encoded signals.
+            (3, WT_VARINT) => {
+                r.varint(WHAT)?;
+            }
+            (1..=3, _) => return Err(wrong(WHAT, at)),
             _ => return Ok(false),
         }
         Ok(true)
     })
 }
 
-/// An `AnyValue`: string 1, bool 2, int 3, double 4, array 5, kvlist 6, bytes 7.
+/// An `AnyValue`: string 1, bool 2, int 3, double 4, array 5, kvlist 6, bytes 7,
+/// string_value_strindex 8.
 pub fn any_value(body: &[u8], range: Range<usize>, depth: u32) -> Checked {
     const WHAT: &str = "attribute value";
     if depth > MAX_DEPTH {
@@ -219,7 +224,11 @@ pub fn any_value(body: &[u8], range: Range<usize>, depth: u32) -> Checked {
             (7, WT_LEN) => {
                 r.len_delimited(WHAT)?;
             }
-            (1..=7, _) => return Err(wrong(WHAT, at)),
+            // string_value_strindex (int32), for dictionary-encoded signals.
+            (8, WT_VARINT) => {
+                r.varint(WHAT)?;
+            }
+            (1..=8, _) => return Err(wrong(WHAT, at)),
             _ => return Ok(false),
         }
         Ok(true)
@@ -412,6 +421,22 @@ mod tests {
             matches!(err, ScanError::Malformed(m) if m.what == "string value"),
             "{err}"
         );
+    }
+
+    /// Found by the fuzz target: `key_strindex` (KeyValue field 3) is an int32, and prost
+    /// refuses it sent as bytes.
+    #[test]
+    fn known_fields_of_newer_otlp_keep_their_wire_types() {
+        // KeyValue { key: "k", 3: bytes "x" } and KeyValue { key: "k", 3: varint 7 }.
+        let bad = [0x0a, 0x01, b'k', 0x1a, 0x01, b'x'];
+        let good = [0x0a, 0x01, b'k', 0x18, 0x07];
+        assert!(super::key_value(&bad, 0..bad.len(), 0).is_err());
+        assert!(super::key_value(&good, 0..good.len(), 0).is_ok());
+        // AnyValue { 8: bytes } is refused, AnyValue { 8: varint } taken.
+        let bad = [0x42, 0x01, b'x'];
+        let good = [0x40, 0x05];
+        assert!(super::any_value(&bad, 0..bad.len(), 0).is_err());
+        assert!(super::any_value(&good, 0..good.len(), 0).is_ok());
     }
 
     #[test]
