@@ -11,6 +11,7 @@
 //! * [`ring`]: the xxh3 consistent-hash ring over the gateways.
 //! * [`members`]: where the gateways are: static lists and DNS discovery.
 //! * [`forward`]: a gRPC client that sends encoded requests to one member with retries.
+//! * [`serve`]: the accept loop and connection limits of every listener.
 //! * [`retry`]: the one retry loop (back-off, server hints, time bound, holding).
 //! * [`config`]: YAML loading with errors that name the file, line and key.
 //! * [`telemetry`]: counters every component keeps, rendered for Prometheus.
@@ -22,6 +23,7 @@ pub mod members;
 pub mod receive;
 pub mod retry;
 pub mod ring;
+pub mod serve;
 pub mod shutdown;
 pub mod telemetry;
 #[cfg(any(test, feature = "test-util"))]

@@ -12,7 +12,6 @@ use std::sync::Arc;
 use bytes::Bytes;
 use http::{Response, StatusCode};
 use http_body_util::Full;
-use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpListener;
 
 /// A monotonically increasing count.
@@ -146,67 +145,65 @@ impl Readiness {
     }
 }
 
-/// Serves `/metrics`, `/healthz` and `/readyz` until `shutdown` completes.
+/// Connections the admin port serves at once: scrapers and probes, not clients.
+const ADMIN_MAX_CONNECTIONS: usize = 256;
+/// Longest an admin connection may stay silent, or take to send its headers.
+const ADMIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Serves `/metrics`, `/`, `/healthz` and `/readyz` until `shutdown` completes, with the
+/// accept loop and limits of [`crate::serve`]: at most 256 connections, each closed if
+/// silent for 5 s, so idle sockets can neither exhaust file descriptors nor spin the loop.
 pub async fn serve_admin<A: Admin>(
     listener: TcpListener,
     admin: Arc<A>,
     shutdown: impl Future<Output = ()> + Send,
 ) {
-    tokio::pin!(shutdown);
-    loop {
-        let stream = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((s, _)) => s,
-                Err(_) => continue,
-            },
-            () = &mut shutdown => return,
-        };
+    let limits = crate::serve::ConnectionLimits {
+        max_connections: ADMIN_MAX_CONNECTIONS,
+        first_byte_timeout: ADMIN_TIMEOUT,
+        header_timeout: ADMIN_TIMEOUT,
+    };
+    let handler = move |req: http::Request<hyper::body::Incoming>| {
         let admin = admin.clone();
-        let service =
-            hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
-                let admin = admin.clone();
-                async move {
-                    let (status, body) = match req.uri().path() {
-                        "/metrics" => (StatusCode::OK, admin.render_metrics()),
-                        // As the Collector's health_check extension, so that probes copied
-                        // from a Collector chart work.
-                        "/" if admin.ready() => (
-                            StatusCode::OK,
-                            "{\"status\":\"Server available\"}\n".to_owned(),
-                        ),
-                        "/" => (
-                            StatusCode::SERVICE_UNAVAILABLE,
-                            "{\"status\":\"Server not available\"}\n".to_owned(),
-                        ),
-                        "/healthz" => (StatusCode::OK, "ok\n".to_owned()),
-                        "/readyz" if admin.ready() => (StatusCode::OK, "ready\n".to_owned()),
-                        "/readyz" => (StatusCode::SERVICE_UNAVAILABLE, "not ready\n".to_owned()),
-                        _ => (
-                            StatusCode::NOT_FOUND,
-                            "try /, /metrics, /healthz or /readyz\n".to_owned(),
-                        ),
-                    };
-                    let content_type = match req.uri().path() {
-                        "/metrics" => "text/plain; version=0.0.4; charset=utf-8",
-                        "/" => "application/json",
-                        _ => "text/plain; charset=utf-8",
-                    };
-                    let mut resp = Response::new(Full::new(Bytes::from(body)));
-                    *resp.status_mut() = status;
-                    resp.headers_mut().insert(
-                        http::header::CONTENT_TYPE,
-                        http::HeaderValue::from_static(content_type),
-                    );
-                    Ok::<_, std::convert::Infallible>(resp)
-                }
-            });
-        tokio::spawn(async move {
-            if let Err(error) = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                .serve_connection(TokioIo::new(stream), service)
-                .await
-            {
-                tracing::debug!(%error, "Admin connection ended with an error.");
-            }
-        });
+        async move { answer(&*admin, req.uri().path()) }
+    };
+    if let Err(error) = crate::serve::serve(listener, limits, shutdown, handler).await {
+        tracing::warn!(%error, "Admin server stopped.");
     }
+}
+
+/// The admin server's answer for `path`.
+fn answer<A: Admin>(admin: &A, path: &str) -> Response<Full<Bytes>> {
+    let (status, body) = match path {
+        "/metrics" => (StatusCode::OK, admin.render_metrics()),
+        // As the Collector's health_check extension, so that probes copied from a
+        // Collector chart work.
+        "/" if admin.ready() => (
+            StatusCode::OK,
+            "{\"status\":\"Server available\"}\n".to_owned(),
+        ),
+        "/" => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "{\"status\":\"Server not available\"}\n".to_owned(),
+        ),
+        "/healthz" => (StatusCode::OK, "ok\n".to_owned()),
+        "/readyz" if admin.ready() => (StatusCode::OK, "ready\n".to_owned()),
+        "/readyz" => (StatusCode::SERVICE_UNAVAILABLE, "not ready\n".to_owned()),
+        _ => (
+            StatusCode::NOT_FOUND,
+            "try /, /metrics, /healthz or /readyz\n".to_owned(),
+        ),
+    };
+    let content_type = match path {
+        "/metrics" => "text/plain; version=0.0.4; charset=utf-8",
+        "/" => "application/json",
+        _ => "text/plain; charset=utf-8",
+    };
+    let mut resp = Response::new(Full::new(Bytes::from(body)));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static(content_type),
+    );
+    resp
 }

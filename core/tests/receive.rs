@@ -633,3 +633,44 @@ async fn requests_still_arriving_are_bounded_by_the_in_flight_budget() {
         .await
         .unwrap();
 }
+
+/// Scenario: 40 connections that never send a byte against a receiver that serves at most
+/// 8 connections and gives each 300 ms to speak; then a real client exports.
+/// Guarantees (issue 14 item 10): silent connections are closed after the first-byte
+/// timeout, so they cannot hold every slot: the client is served within a few seconds
+/// (before, it waited for ever once the idle ones held the 8 slots).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_connections_cannot_hold_every_slot() {
+    let cfg = ReceiveConfig {
+        grpc: Some("127.0.0.1:0".parse().unwrap()),
+        http: None,
+        max_connections: 8,
+        request_timeout: std::time::Duration::from_millis(300),
+        ..ReceiveConfig::default()
+    };
+    let listeners = Listeners::bind(&cfg).await.unwrap();
+    let addr = listeners.grpc_addr().unwrap();
+    let sink = Arc::new(Capture::default());
+    let token = CancellationToken::new();
+    tokio::spawn(listeners.serve(sink.clone(), (&cfg).into(), token.clone()));
+    let _stop = token.drop_guard();
+
+    let mut idle = Vec::new();
+    for _ in 0..40 {
+        idle.push(tokio::net::TcpStream::connect(addr).await.unwrap());
+    }
+    let export = async {
+        let mut client = TraceServiceClient::connect(format!("http://{addr}"))
+            .await
+            .unwrap();
+        client
+            .export(FakeOtlp::traces(1).spans(2).seed(3).build())
+            .await
+            .unwrap();
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(10), export)
+        .await
+        .expect("the client was never served");
+    assert_eq!(sink.bodies.lock().unwrap().len(), 1);
+    drop(idle);
+}

@@ -20,15 +20,7 @@ use tonic::server::NamedService;
 use super::{Accepted, Origin, Refusal, SpanSink, DECISIONS_PATH, PEER_HEADER};
 use crate::wire::{TRACE_EXPORT_PATH, TRACE_SERVICE};
 
-/// HTTP/2 flow-control windows; the 64 KiB default costs about half again as much CPU per
-/// span on large requests (see DESIGN.md, "What the hot path costs").
-pub const STREAM_WINDOW: u32 = 2 << 20;
-/// Largest HTTP/2 frame a peer may send us (the default is 16 KiB). Senders that honour it
-/// (hyper and h2, as Tailgate's own client) then write a request part in one DATA frame and
-/// one `writev`, instead of a frame and a system call per 16 KiB.
-pub const MAX_FRAME_SIZE: u32 = 1 << 20;
-/// Connection-level HTTP/2 window.
-pub const CONNECTION_WINDOW: u32 = 8 << 20;
+pub use crate::serve::{CONNECTION_WINDOW, MAX_FRAME_SIZE, STREAM_WINDOW};
 
 /// The tower service in front of a [`SpanSink`]: it serves the unary methods itself over
 /// the HTTP/2 request, so that a message that arrives in one DATA frame reaches the sink

@@ -17,7 +17,6 @@ use serde::Deserialize;
 
 pub use status::Refusal;
 
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 
 /// The stage a receiver hands request bodies to (the router's splitter, the gateway's
@@ -313,7 +312,7 @@ impl Default for ReceiveConfig {
 
 /// Accepts connections on `listener` and serves each with `handler` over HTTP/1.1 or
 /// HTTP/2 (prior knowledge, as gRPC uses), with large HTTP/2 windows. Stops accepting when
-/// `shutdown` completes, then waits for open connections to finish.
+/// `shutdown` completes, then waits for open connections to finish. Default limits.
 pub async fn serve_connections<F, Fut, B>(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send,
@@ -329,9 +328,9 @@ where
     serve_connections_with(listener, limits, shutdown, handler).await
 }
 
-/// [`serve_connections`] with explicit limits: at most `max_connections` open connections
-/// (further ones wait in the accept backlog), HTTP/1 headers within `request_timeout`, and
-/// HTTP/2 keep-alive pings so dead peers do not hold connections.
+/// [`serve_connections`] with the receivers' limits (see [`crate::serve`]): at most
+/// `max_connections` open connections, the first byte and HTTP/1 headers within
+/// `request_timeout`.
 pub async fn serve_connections_with<F, Fut, B>(
     listener: TcpListener,
     limits: Limits,
@@ -344,65 +343,12 @@ where
     B: http_body::Body<Data = Bytes> + Send + 'static,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(limits.request_timeout);
-    builder
-        .http2()
-        .timer(TokioTimer::new())
-        .initial_stream_window_size(grpc::STREAM_WINDOW)
-        .initial_connection_window_size(grpc::CONNECTION_WINDOW)
-        .max_frame_size(grpc::MAX_FRAME_SIZE)
-        .max_concurrent_streams(256)
-        .keep_alive_interval(Some(Duration::from_secs(30)))
-        .keep_alive_timeout(Duration::from_secs(20));
-    let connections =
-        std::sync::Arc::new(tokio::sync::Semaphore::new(limits.max_connections.max(1)));
-    tokio::pin!(shutdown);
-    loop {
-        let permit = tokio::select! {
-            p = connections.clone().acquire_owned() => match p {
-                Ok(p) => p,
-                Err(_) => break,
-            },
-            () = &mut shutdown => break,
-        };
-        let stream = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
-                Err(error) => {
-                    // Out of file descriptors and the like: back off instead of spinning.
-                    tracing::warn!(%error, "Accepting a connection failed.");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            () = &mut shutdown => break,
-        };
-        if let Err(error) = stream.set_nodelay(true) {
-            tracing::debug!(%error, "Cannot set TCP_NODELAY.");
-        }
-        let handler = handler.clone();
-        let service = hyper::service::service_fn(move |req| {
-            let handler = handler.clone();
-            async move { Ok::<_, std::convert::Infallible>(handler(req).await) }
-        });
-        let conn = builder
-            .serve_connection(TokioIo::new(stream), service)
-            .into_owned();
-        let conn = graceful.watch(conn);
-        tokio::spawn(async move {
-            let _permit = permit;
-            if let Err(error) = conn.await {
-                tracing::debug!(%error, "Connection ended with an error.");
-            }
-        });
-    }
-    graceful.shutdown().await;
-    Ok(())
+    let limits = crate::serve::ConnectionLimits {
+        max_connections: limits.max_connections,
+        first_byte_timeout: limits.request_timeout,
+        header_timeout: limits.request_timeout,
+    };
+    crate::serve::serve(listener, limits, shutdown, handler).await
 }
 
 /// The receivers' bound sockets, so that ports are taken (and port 0 resolved) before the

@@ -1,0 +1,136 @@
+//! The accept loop every listener of the project runs (the OTLP receivers and the admin
+//! port): HTTP/1.1 or HTTP/2 with prior knowledge on one port, large HTTP/2 windows, and
+//! the limits that keep a flood of idle or slow connections from taking a process down:
+//!
+//! * at most `max_connections` open connections; more wait in the kernel's backlog;
+//! * a connection that sends nothing within `first_byte_timeout` is closed, so idle sockets
+//!   cannot hold every slot (4,200 of them once stopped a receiver for good);
+//! * HTTP/1 headers must arrive within `header_timeout`; HTTP/2 peers are pinged, and dead
+//!   ones dropped;
+//! * a failed accept (out of file descriptors, say) backs off, doubling up to a second,
+//!   instead of spinning (the admin port once spun at 121% CPU).
+//!
+//! Stops accepting when `shutdown` completes, then lets open connections finish.
+
+use std::future::Future;
+use std::time::Duration;
+
+use bytes::Bytes;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use tokio::net::{TcpListener, TcpStream};
+
+/// HTTP/2 stream flow-control window; the 64 KiB default costs about half again as much CPU
+/// per span on large requests (see DESIGN.md, "What the hot path costs").
+pub const STREAM_WINDOW: u32 = 2 << 20;
+/// Largest HTTP/2 frame a peer may send us (the default is 16 KiB). Senders that honour it
+/// (hyper and h2, as Tailgate's own client) then write a request part in one DATA frame and
+/// one `writev`, instead of a frame and a system call per 16 KiB.
+pub const MAX_FRAME_SIZE: u32 = 1 << 20;
+/// Connection-level HTTP/2 window.
+pub const CONNECTION_WINDOW: u32 = 8 << 20;
+
+/// Limits of one listener.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnectionLimits {
+    /// Open connections at most.
+    pub max_connections: usize,
+    /// Longest a new connection may stay silent before it is closed.
+    pub first_byte_timeout: Duration,
+    /// Longest an HTTP/1 request's headers may take.
+    pub header_timeout: Duration,
+}
+
+/// Longest pause after failed accepts.
+const MAX_ACCEPT_BACKOFF: Duration = Duration::from_secs(1);
+
+/// Serves connections on `listener` with `handler` within `limits` until `shutdown`.
+pub async fn serve<F, Fut, B>(
+    listener: TcpListener,
+    limits: ConnectionLimits,
+    shutdown: impl Future<Output = ()> + Send,
+    handler: F,
+) -> std::io::Result<()>
+where
+    F: Fn(::http::Request<hyper::body::Incoming>) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = ::http::Response<B>> + Send + 'static,
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_timeout);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .initial_stream_window_size(STREAM_WINDOW)
+        .initial_connection_window_size(CONNECTION_WINDOW)
+        .max_frame_size(MAX_FRAME_SIZE)
+        .max_concurrent_streams(256)
+        .keep_alive_interval(Some(Duration::from_secs(30)))
+        .keep_alive_timeout(Duration::from_secs(20));
+    let builder = std::sync::Arc::new(builder);
+    let connections =
+        std::sync::Arc::new(tokio::sync::Semaphore::new(limits.max_connections.max(1)));
+    let mut backoff = Duration::ZERO;
+    tokio::pin!(shutdown);
+    loop {
+        let permit = tokio::select! {
+            p = connections.clone().acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => break,
+            },
+            () = &mut shutdown => break,
+        };
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => {
+                    backoff = Duration::ZERO;
+                    stream
+                }
+                Err(error) => {
+                    backoff = (backoff * 2).clamp(Duration::from_millis(10), MAX_ACCEPT_BACKOFF);
+                    tracing::warn!(%error, ?backoff, "Accepting a connection failed; backing off.");
+                    tokio::select! {
+                        () = tokio::time::sleep(backoff) => {}
+                        () = &mut shutdown => break,
+                    }
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        if let Err(error) = stream.set_nodelay(true) {
+            tracing::debug!(%error, "Cannot set TCP_NODELAY.");
+        }
+        let (handler, builder) = (handler.clone(), builder.clone());
+        let watcher = graceful.watcher();
+        tokio::spawn(async move {
+            let _permit = permit;
+            if !speaks_within(&stream, limits.first_byte_timeout).await {
+                return;
+            }
+            let service = hyper::service::service_fn(move |req| {
+                let handler = handler.clone();
+                async move { Ok::<_, std::convert::Infallible>(handler(req).await) }
+            });
+            let conn = builder.serve_connection(TokioIo::new(stream), service);
+            if let Err(error) = watcher.watch(conn).await {
+                tracing::debug!(%error, "Connection ended with an error.");
+            }
+        });
+    }
+    graceful.shutdown().await;
+    Ok(())
+}
+
+/// Whether the peer sends its first byte within `limit` (and has not closed).
+async fn speaks_within(stream: &TcpStream, limit: Duration) -> bool {
+    let mut first = [0u8; 1];
+    matches!(
+        tokio::time::timeout(limit, stream.peek(&mut first)).await,
+        Ok(Ok(n)) if n > 0
+    )
+}
