@@ -123,9 +123,11 @@ fn simple_key_value(kv: &[u8]) -> Option<bool> {
         [0x0a, slen, s @ ..] if usize::from(*slen) == s.len() => {
             return Some(ascii(kv) || (utf8(key) && utf8(s)));
         }
+        // A varint: continuation bits on all but the last byte, at most ten bytes, and a
+        // tenth byte holds only the 64th bit.
         [0x10 | 0x18, v @ ..] => {
             v.last().is_some_and(|b| *b < 0x80)
-                && v.len() <= 10
+                && (v.len() < 10 || (v.len() == 10 && v[9] <= 1))
                 && v[..v.len() - 1].iter().all(|b| *b >= 0x80)
         }
         [0x21, d @ ..] => d.len() == 8,
@@ -437,6 +439,19 @@ mod tests {
         let good = [0x40, 0x05];
         assert!(super::any_value(&bad, 0..bad.len(), 0).is_err());
         assert!(super::any_value(&good, 0..good.len(), 0).is_ok());
+    }
+
+    /// Found by the property test: the fast path for int attributes let a ten-byte varint
+    /// with a tenth byte past the 64th bit through.
+    #[test]
+    fn an_int_attribute_of_more_than_64_bits_is_refused() {
+        // KeyValue { key: "k", value: AnyValue { int_value: ten-byte varint } }.
+        let mut kv = vec![0x0a, 0x01, b'k', 0x12, 0x0b, 0x18];
+        kv.extend_from_slice(&[0xff; 9]);
+        kv.push(0x02);
+        assert!(super::key_value(&kv, 0..kv.len(), 0).is_err());
+        *kv.last_mut().unwrap_or(&mut 0) = 0x01;
+        assert!(super::key_value(&kv, 0..kv.len(), 0).is_ok());
     }
 
     #[test]
