@@ -42,6 +42,12 @@ pub enum Refusal {
 
 // === impl Refusal ===
 
+impl From<crate::wire::ScanError> for Refusal {
+    fn from(e: crate::wire::ScanError) -> Self {
+        Refusal::Invalid(format!("malformed ExportTraceServiceRequest: {e}"))
+    }
+}
+
 impl Refusal {
     /// Every reason, in [`Refusal::reason_index`] order, as metrics label them.
     pub const REASONS: [&'static str; 5] = [

@@ -3,6 +3,7 @@
 
 pub mod attrs;
 pub mod codec;
+pub mod reader;
 pub mod reframe;
 pub mod scan;
 pub mod span_fields;

@@ -10,61 +10,12 @@
 
 use std::ops::Range;
 
-use super::scan::{Reader, ScanError, WT_I32, WT_I64, WT_LEN, WT_VARINT};
+pub use super::reader::Malformed;
+use super::reader::{Reader, WT_I32, WT_I64, WT_LEN, WT_VARINT};
 
 /// Deepest nesting of attribute values (an array in a map in an array…) that is accepted;
 /// protobuf libraries stop at 100 nested messages.
 pub const MAX_DEPTH: u32 = 64;
-
-/// What is wrong with a part of a request, and where.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Malformed {
-    /// The field or message.
-    pub what: &'static str,
-    /// What is wrong with it.
-    pub why: &'static str,
-    /// Byte offset in the body.
-    pub at: usize,
-}
-
-impl std::fmt::Display for Malformed {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} {} (byte {})", self.what, self.why, self.at)
-    }
-}
-
-impl From<ScanError> for Malformed {
-    fn from(e: ScanError) -> Self {
-        match e {
-            ScanError::Truncated { what, at } => Malformed {
-                what,
-                why: "is truncated",
-                at,
-            },
-            ScanError::BadVarint { at } => Malformed {
-                what: "varint",
-                why: "is malformed",
-                at,
-            },
-            ScanError::BadWireType { what, at, .. } => Malformed {
-                what,
-                why: "has a field with a wrong wire type",
-                at,
-            },
-            ScanError::FieldZero { what, at } => Malformed {
-                what,
-                why: "has field number 0",
-                at,
-            },
-            ScanError::Malformed(m) => m,
-            ScanError::TooLarge(_) => Malformed {
-                what: "request",
-                why: "is too large",
-                at: 0,
-            },
-        }
-    }
-}
 
 type Checked = Result<(), Malformed>;
 
