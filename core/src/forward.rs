@@ -482,8 +482,8 @@ fn parse_message(body: Bytes, encoding: Option<&[u8]>) -> Delivered {
     };
     let message = match (flag, encoding) {
         (0, _) => Ok(body.slice(5..5 + len)),
-        (1, Some(b"gzip")) => crate::receive::http::gunzip(message, MAX_ANSWER_BYTES),
-        (1, Some(b"zstd")) => crate::receive::http::unzstd(message, MAX_ANSWER_BYTES),
+        (1, Some(b"gzip")) => crate::receive::compress::gunzip(message, MAX_ANSWER_BYTES),
+        (1, Some(b"zstd")) => crate::receive::compress::unzstd(message, MAX_ANSWER_BYTES),
         _ => return Delivered::default(),
     };
     message.map(parse_response).unwrap_or_default()

@@ -36,6 +36,14 @@ impl fmt::Display for Member {
     }
 }
 
+/// Normalises a member list: sorted, without duplicates, so two nodes that discover the
+/// same gateways in a different order agree.
+pub fn normalise(mut members: Vec<Member>) -> Vec<Member> {
+    members.sort();
+    members.dedup();
+    members
+}
+
 /// An immutable ring over a set of members. Build a new one when the set changes.
 #[derive(Debug, Clone)]
 pub struct Ring {

@@ -188,7 +188,7 @@ impl DnsDiscovery {
         if members.is_empty() {
             return Err(DiscoveryError::Empty(name.to_owned()));
         }
-        Ok(super::normalise(members))
+        Ok(crate::ring::normalise(members))
     }
 
     /// Resolves every interval until `shutdown`; calls `on_change` with each new set (the

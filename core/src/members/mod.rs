@@ -4,14 +4,5 @@
 
 pub mod dns;
 
+pub use crate::ring::normalise;
 pub use dns::{DiscoveryStats, DnsConfig, DnsDiscovery};
-
-use crate::ring::Member;
-
-/// Normalises a member list: sorted, without duplicates, so two nodes that discover the
-/// same gateways in a different order agree.
-pub fn normalise(mut members: Vec<Member>) -> Vec<Member> {
-    members.sort();
-    members.dedup();
-    members
-}

@@ -12,12 +12,14 @@ use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use futures_util::future::BoxFuture;
-use prost::Message;
 use tokio::net::TcpListener;
 use tonic::body::Body;
 use tonic::server::NamedService;
 
-use super::{Accepted, Origin, Refusal, SpanSink, DECISIONS_PATH, PEER_HEADER};
+use super::compress::{gunzip, unzstd};
+use super::limits::{serve_connections_with, InFlight, InFlightBytes, Limits};
+use super::sink::{encode_response, run_detached, Origin, SpanSink, DECISIONS_PATH, PEER_HEADER};
+use super::status::Refusal;
 use crate::wire::{TRACE_EXPORT_PATH, TRACE_SERVICE};
 
 pub use crate::serve::{CONNECTION_WINDOW, MAX_FRAME_SIZE, STREAM_WINDOW};
@@ -29,7 +31,7 @@ pub struct TraceService<S> {
     sink: Arc<S>,
     max_request_bytes: usize,
     request_timeout: Duration,
-    in_flight: super::InFlight,
+    in_flight: InFlight,
 }
 
 impl<S> Clone for TraceService<S> {
@@ -53,7 +55,7 @@ impl<S: SpanSink> TraceService<S> {
     /// A service handing requests to `sink` within `limits`: at most `max_request_bytes`
     /// (decompressed), arriving in full within `request_timeout`, their bytes taken from the
     /// shared in-flight budget while they are received and handed on.
-    pub fn new(sink: Arc<S>, limits: &super::Limits) -> Self {
+    pub fn new(sink: Arc<S>, limits: &Limits) -> Self {
         TraceService {
             sink,
             max_request_bytes: limits.max_request_bytes,
@@ -68,7 +70,7 @@ impl<S: SpanSink> TraceService<S> {
         &self,
         req: http::Request<B>,
         encoding: Option<Encoding>,
-        held: &mut super::InFlightBytes,
+        held: &mut InFlightBytes,
     ) -> Result<(Origin, Bytes), Refusal>
     where
         B: http_body::Body<Data = Bytes> + Unpin,
@@ -89,8 +91,8 @@ impl<S: SpanSink> TraceService<S> {
         };
         let message = match (compressed, encoding) {
             (false, _) => message,
-            (true, Some(Encoding::Gzip)) => super::http::gunzip(&message, max)?,
-            (true, Some(Encoding::Zstd)) => super::http::unzstd(&message, max)?,
+            (true, Some(Encoding::Gzip)) => gunzip(&message, max)?,
+            (true, Some(Encoding::Zstd)) => unzstd(&message, max)?,
             (true, None) => {
                 return Err(Refusal::Invalid(
                     "message flagged compressed without a grpc-encoding".into(),
@@ -142,7 +144,7 @@ impl<S: SpanSink> TraceService<S> {
                 return response;
             }
         };
-        let mut held = super::InFlightBytes::default();
+        let mut held = InFlightBytes::default();
         let answer = match self.read_message(req, encoding, &mut held).await {
             Ok((origin, message)) => handle(self.sink.clone(), origin, message).await,
             Err(refusal) => Err(refusal),
@@ -185,8 +187,8 @@ fn encoding_of<B>(req: &http::Request<B>) -> Result<Option<Encoding>, String> {
 async fn read_one_message<B>(
     mut body: B,
     max: usize,
-    in_flight: &super::InFlight,
-    held: &mut super::InFlightBytes,
+    in_flight: &InFlight,
+    held: &mut InFlightBytes,
 ) -> Result<(bool, Bytes), Refusal>
 where
     B: http_body::Body<Data = Bytes> + Unpin,
@@ -315,7 +317,7 @@ impl<S: SpanSink> tower_service::Service<http::Request<Body>> for TraceService<S
             TRACE_EXPORT_PATH => Box::pin(async move {
                 Ok(this
                     .unary(req, |sink, origin, message| {
-                        super::run_detached(async move {
+                        run_detached(async move {
                             sink.export_from(message, origin)
                                 .await
                                 .map(|accepted| encode_response(&accepted))
@@ -326,9 +328,9 @@ impl<S: SpanSink> tower_service::Service<http::Request<Body>> for TraceService<S
             DECISIONS_PATH => Box::pin(async move {
                 Ok(this
                     .unary(req, |sink, _origin, message| {
-                        super::run_detached(async move {
-                            sink.decisions(message).await.map(|_| Bytes::new())
-                        })
+                        run_detached(
+                            async move { sink.decisions(message).await.map(|_| Bytes::new()) },
+                        )
                     })
                     .await)
             }),
@@ -339,28 +341,11 @@ impl<S: SpanSink> tower_service::Service<http::Request<Body>> for TraceService<S
     }
 }
 
-/// Encodes an `ExportTraceServiceResponse`, with `partial_success` only when spans were
-/// rejected.
-pub fn encode_response(accepted: &Accepted) -> Bytes {
-    use opentelemetry_proto::tonic::collector::trace::v1::{
-        ExportTracePartialSuccess, ExportTraceServiceResponse,
-    };
-    let response = ExportTraceServiceResponse {
-        partial_success: (accepted.rejected_spans > 0 || !accepted.message.is_empty()).then(|| {
-            ExportTracePartialSuccess {
-                rejected_spans: accepted.rejected_spans as i64,
-                error_message: accepted.message.clone(),
-            }
-        }),
-    };
-    Bytes::from(response.encode_to_vec())
-}
-
 /// Serves OTLP/gRPC on `listener` until `shutdown` completes, then lets open streams finish.
 pub async fn serve<S: SpanSink>(
     listener: TcpListener,
     sink: Arc<S>,
-    limits: super::Limits,
+    limits: Limits,
     shutdown: impl Future<Output = ()> + Send,
 ) -> std::io::Result<()> {
     let service = TraceService::new(sink, &limits);
@@ -371,7 +356,7 @@ pub async fn serve<S: SpanSink>(
 /// connection loop and limits.
 pub async fn serve_service<T>(
     listener: TcpListener,
-    limits: super::Limits,
+    limits: Limits,
     shutdown: impl Future<Output = ()> + Send,
     service: T,
 ) -> std::io::Result<()>
@@ -386,7 +371,7 @@ where
         + 'static,
     T::Future: Send + 'static,
 {
-    super::serve_connections_with(
+    serve_connections_with(
         listener,
         limits,
         shutdown,

@@ -4,7 +4,6 @@
 //! ever sees protobuf. Replies use the request's content type, as OTLP/HTTP specifies.
 
 use std::future::Future;
-use std::io::Read;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -14,9 +13,10 @@ use hyper::body::Incoming;
 use prost::Message;
 use tokio::net::TcpListener;
 
-use super::grpc::encode_response;
-use super::status::RpcStatus;
-use super::{Accepted, Refusal, SpanSink};
+use super::compress::{gunzip, unzstd};
+use super::limits::{serve_connections_with, InFlight, InFlightBytes, Limits};
+use super::sink::{encode_response, run_detached, Accepted, Origin, SpanSink, PEER_HEADER};
+use super::status::{Refusal, RpcStatus};
 
 /// The OTLP/HTTP traces path.
 pub const TRACES_PATH: &str = "/v1/traces";
@@ -32,10 +32,10 @@ enum Format {
 pub async fn serve<S: SpanSink>(
     listener: TcpListener,
     sink: Arc<S>,
-    limits: super::Limits,
+    limits: Limits,
     shutdown: impl Future<Output = ()> + Send,
 ) -> std::io::Result<()> {
-    super::serve_connections_with(listener, limits.clone(), shutdown, move |req| {
+    serve_connections_with(listener, limits.clone(), shutdown, move |req| {
         let (sink, limits) = (sink.clone(), limits.clone());
         async move { handle(sink, req, limits).await }
     })
@@ -45,7 +45,7 @@ pub async fn serve<S: SpanSink>(
 async fn handle<S: SpanSink>(
     sink: Arc<S>,
     req: Request<Incoming>,
-    limits: super::Limits,
+    limits: Limits,
 ) -> Response<Full<Bytes>> {
     if req.uri().path() != TRACES_PATH {
         return plain(StatusCode::NOT_FOUND, "only /v1/traces is served");
@@ -70,12 +70,12 @@ async fn receive<S: SpanSink>(
     sink: &Arc<S>,
     req: Request<Incoming>,
     format: Format,
-    limits: super::Limits,
+    limits: Limits,
 ) -> Result<Accepted, Refusal> {
     let max = limits.max_request_bytes;
     // None, gzip or zstd: what the OpenTelemetry SDKs and the Collector's otlphttp
     // exporter send.
-    let origin = super::Origin::parse(req.headers().get(super::PEER_HEADER).map(|v| v.as_bytes()));
+    let origin = Origin::parse(req.headers().get(PEER_HEADER).map(|v| v.as_bytes()));
     let encoding = match req.headers().get(header::CONTENT_ENCODING) {
         None => None,
         Some(v) => match v.to_str().map(str::trim) {
@@ -91,7 +91,7 @@ async fn receive<S: SpanSink>(
     };
     // Every chunk takes its size from the receivers' in-flight budget as it arrives; the
     // request gives it all back once the sink has answered.
-    let mut held = super::InFlightBytes::default();
+    let mut held = InFlightBytes::default();
     let collect = read_body(req.into_body(), max, &limits.in_flight, &mut held);
     let body = tokio::time::timeout(limits.request_timeout, collect)
         .await
@@ -114,7 +114,7 @@ async fn receive<S: SpanSink>(
         Format::Json => json_to_protobuf(&body)?,
     };
     let sink = sink.clone();
-    let answer = super::run_detached(async move { sink.export_from(body, origin).await }).await;
+    let answer = run_detached(async move { sink.export_from(body, origin).await }).await;
     drop(held);
     answer
 }
@@ -124,8 +124,8 @@ async fn receive<S: SpanSink>(
 async fn read_body(
     mut body: Incoming,
     max: usize,
-    in_flight: &super::InFlight,
-    held: &mut super::InFlightBytes,
+    in_flight: &InFlight,
+    held: &mut InFlightBytes,
 ) -> Result<Bytes, Refusal> {
     let mut chunks: Vec<Bytes> = Vec::new();
     let mut len = 0usize;
@@ -155,38 +155,6 @@ async fn read_body(
             out.freeze()
         }
     })
-}
-
-/// Decompresses at most `max` bytes; a larger output is refused, so a small compressed body
-/// cannot make the receiver allocate without bound.
-pub fn gunzip(body: &[u8], max: usize) -> Result<Bytes, Refusal> {
-    bounded_read(flate2::read::GzDecoder::new(body), body.len(), max, "gzip")
-}
-
-/// [`gunzip`] for zstd.
-pub fn unzstd(body: &[u8], max: usize) -> Result<Bytes, Refusal> {
-    let decoder = zstd::stream::read::Decoder::new(body)
-        .map_err(|e| Refusal::Invalid(format!("zstd body is corrupt: {e}")))?;
-    bounded_read(decoder, body.len(), max, "zstd")
-}
-
-fn bounded_read(
-    decoder: impl Read,
-    compressed: usize,
-    max: usize,
-    what: &str,
-) -> Result<Bytes, Refusal> {
-    let mut out = Vec::with_capacity((compressed * 4).min(max));
-    decoder
-        .take(max as u64 + 1)
-        .read_to_end(&mut out)
-        .map_err(|e| Refusal::Invalid(format!("{what} body is corrupt: {e}")))?;
-    if out.len() > max {
-        return Err(Refusal::TooLarge(format!(
-            "decompressed request body exceeds the limit of {max} bytes"
-        )));
-    }
-    Ok(Bytes::from(out))
 }
 
 /// Converts an OTLP/JSON `ExportTraceServiceRequest` to its protobuf encoding.

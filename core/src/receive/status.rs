@@ -42,6 +42,9 @@ pub enum Refusal {
 
 // === impl Refusal ===
 
+/// Suggested client back-off when a receiver refuses for overload.
+pub const DEFAULT_RETRY_AFTER: std::time::Duration = std::time::Duration::from_secs(1);
+
 impl From<crate::wire::ScanError> for Refusal {
     fn from(e: crate::wire::ScanError) -> Self {
         Refusal::Invalid(format!("malformed ExportTraceServiceRequest: {e}"))

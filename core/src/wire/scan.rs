@@ -22,8 +22,8 @@
 
 use std::ops::Range;
 
-use super::reader::{bad_wire, Malformed, Reader, WT_I32, WT_I64, WT_LEN, WT_VARINT};
 pub use super::reader::ScanError;
+use super::reader::{bad_wire, Malformed, Reader, WT_I32, WT_I64, WT_LEN, WT_VARINT};
 use super::validate;
 
 /// Why a span is rejected while the rest of its request is kept.

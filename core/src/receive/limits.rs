@@ -1,0 +1,200 @@
+//! How the receivers listen and what bounds them: [`ReceiveConfig`] (the `receive:` block
+//! of the YAML files), [`Limits`], the process-wide [`InFlight`] byte budget, and the
+//! connection loop they serve with ([`crate::serve`] under the receivers' limits).
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::Bytes;
+use serde::Deserialize;
+use tokio::net::TcpListener;
+
+use super::status::{Refusal, DEFAULT_RETRY_AFTER};
+
+/// Where and how the receivers listen. Part of the router's and gateway's YAML config.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ReceiveConfig {
+    /// OTLP/gRPC listen address; `null` disables it. Default `0.0.0.0:4317`.
+    #[serde(default = "default_grpc", with = "crate::config::listen_addr")]
+    pub grpc: Option<SocketAddr>,
+    /// OTLP/HTTP listen address; `null` disables it. Default `0.0.0.0:4318`.
+    #[serde(default = "default_http", with = "crate::config::listen_addr")]
+    pub http: Option<SocketAddr>,
+    /// Largest accepted request, after decompression, in bytes. Default 16 MiB.
+    #[serde(default = "default_max_request_bytes")]
+    pub max_request_bytes: usize,
+    /// Open connections per receiver; past it new connections wait. Default 4096.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+    /// Longest a client may take to send a request's headers and body. Default 30s.
+    #[serde(default = "default_request_timeout", with = "humantime_serde")]
+    pub request_timeout: Duration,
+    /// Bytes of requests being received (still arriving, being decompressed or handed on)
+    /// across both receivers; past it new data is refused with a retry hint. At least twice
+    /// `max_request_bytes` (a compressed request and its decompressed copy). Default 64 MiB.
+    #[serde(default = "default_max_in_flight_bytes")]
+    pub max_in_flight_bytes: usize,
+}
+
+/// Connection-level limits shared by the receivers.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Largest request after decompression.
+    pub max_request_bytes: usize,
+    /// Open connections.
+    pub max_connections: usize,
+    /// Time to receive a request.
+    pub request_timeout: Duration,
+    /// Bytes of requests being received, shared by every receiver given these limits.
+    pub in_flight: InFlight,
+}
+
+impl From<&ReceiveConfig> for Limits {
+    fn from(c: &ReceiveConfig) -> Self {
+        Limits {
+            max_request_bytes: c.max_request_bytes,
+            max_connections: c.max_connections,
+            request_timeout: c.request_timeout,
+            in_flight: InFlight::new(c.max_in_flight_bytes.max(2 * c.max_request_bytes)),
+        }
+    }
+}
+
+/// The budget of bytes of requests being received, across every receiver of a process:
+/// each request takes its bytes as they arrive (and its decompressed size) and gives them
+/// back when it has been handed on, so that many slow or unfinished requests cannot hold
+/// more than the budget, however many connections and streams they use.
+#[derive(Debug, Clone)]
+pub struct InFlight {
+    budget: std::sync::Arc<tokio::sync::Semaphore>,
+    capacity: usize,
+}
+
+/// A request's share of the [`InFlight`] budget, given back when dropped.
+#[derive(Debug, Default)]
+pub struct InFlightBytes(Option<tokio::sync::OwnedSemaphorePermit>);
+
+impl InFlight {
+    /// A budget of `capacity` bytes.
+    pub fn new(capacity: usize) -> Self {
+        let capacity = capacity.min(tokio::sync::Semaphore::MAX_PERMITS);
+        InFlight {
+            budget: std::sync::Arc::new(tokio::sync::Semaphore::new(capacity)),
+            capacity,
+        }
+    }
+
+    /// Bytes held now.
+    pub fn held(&self) -> usize {
+        self.capacity - self.budget.available_permits()
+    }
+
+    /// The budget.
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    /// Adds `n` bytes to `held`, or refuses (overloaded, with a retry hint) when the
+    /// budget has not that much room left.
+    pub fn take(&self, held: &mut InFlightBytes, n: usize) -> Result<(), Refusal> {
+        if n == 0 {
+            return Ok(());
+        }
+        let more = u32::try_from(n)
+            .ok()
+            .and_then(|n| self.budget.clone().try_acquire_many_owned(n).ok())
+            .ok_or_else(|| Refusal::Overloaded {
+                message: format!(
+                    "receivers hold {} bytes of requests still arriving, the limit of {}; retry later",
+                    self.held(),
+                    self.capacity
+                ),
+                retry_after: DEFAULT_RETRY_AFTER,
+            })?;
+        match &mut held.0 {
+            Some(p) => p.merge(more),
+            None => held.0 = Some(more),
+        }
+        Ok(())
+    }
+}
+
+fn default_max_in_flight_bytes() -> usize {
+    64 << 20
+}
+
+fn default_max_connections() -> usize {
+    4096
+}
+
+fn default_request_timeout() -> Duration {
+    Duration::from_secs(30)
+}
+
+fn default_grpc() -> Option<SocketAddr> {
+    Some(SocketAddr::from(([0, 0, 0, 0], 4317)))
+}
+
+fn default_http() -> Option<SocketAddr> {
+    Some(SocketAddr::from(([0, 0, 0, 0], 4318)))
+}
+
+fn default_max_request_bytes() -> usize {
+    16 << 20
+}
+
+impl Default for ReceiveConfig {
+    fn default() -> Self {
+        ReceiveConfig {
+            grpc: default_grpc(),
+            http: default_http(),
+            max_request_bytes: default_max_request_bytes(),
+            max_connections: default_max_connections(),
+            request_timeout: default_request_timeout(),
+            max_in_flight_bytes: default_max_in_flight_bytes(),
+        }
+    }
+}
+
+/// Accepts connections on `listener` and serves each with `handler` over HTTP/1.1 or
+/// HTTP/2 (prior knowledge, as gRPC uses), with large HTTP/2 windows. Stops accepting when
+/// `shutdown` completes, then waits for open connections to finish. Default limits.
+pub async fn serve_connections<F, Fut, B>(
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send,
+    handler: F,
+) -> std::io::Result<()>
+where
+    F: Fn(::http::Request<hyper::body::Incoming>) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = ::http::Response<B>> + Send + 'static,
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let limits = Limits::from(&ReceiveConfig::default());
+    serve_connections_with(listener, limits, shutdown, handler).await
+}
+
+/// [`serve_connections`] with the receivers' limits (see [`crate::serve`]): at most
+/// `max_connections` open connections, the first byte and HTTP/1 headers within
+/// `request_timeout`.
+pub async fn serve_connections_with<F, Fut, B>(
+    listener: TcpListener,
+    limits: Limits,
+    shutdown: impl Future<Output = ()> + Send,
+    handler: F,
+) -> std::io::Result<()>
+where
+    F: Fn(::http::Request<hyper::body::Incoming>) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = ::http::Response<B>> + Send + 'static,
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let limits = crate::serve::ConnectionLimits {
+        max_connections: limits.max_connections,
+        first_byte_timeout: limits.request_timeout,
+        header_timeout: limits.request_timeout,
+    };
+    crate::serve::serve(listener, limits, shutdown, handler).await
+}
