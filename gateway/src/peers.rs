@@ -20,9 +20,8 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use serde::Deserialize;
 use tailgate_core::forward::{GrpcClient, RetryConfig};
-use tailgate_core::members::{DiscoveryStats, DnsConfig};
+use tailgate_core::members::DnsConfig;
 use tailgate_core::ring::{Member, Ring};
-use tailgate_core::telemetry::{Counter, Gauge};
 use tokio::sync::watch;
 
 use crate::metrics::GatewayStats;
@@ -258,35 +257,7 @@ impl PeerView {
     }
 }
 
-/// Peer counters, rendered with the gateway's.
-#[derive(Debug, Default)]
-pub struct PeerStats {
-    /// Spans that reached this gateway by a stale ring and were delivered to their owner.
-    pub forwarded_spans: Counter,
-    /// Buffered spans handed to their new owner after a ring change.
-    pub handed_off_spans: Counter,
-    /// Traces handed off.
-    pub handed_off_traces: Counter,
-    /// Decisions handed to their trace's new owner.
-    pub handed_off_decisions: Counter,
-    /// Spans received from other gateways (forwarded or handed off; also in received).
-    pub received_spans: Counter,
-    /// Decisions received from other gateways.
-    pub received_decisions: Counter,
-    /// Requests to peers that failed after retries; their spans stayed here.
-    pub failures: Counter,
-    /// Accepted spans that could neither be passed on nor buffered here (the gateway was
-    /// stopping): counted as failed.
-    pub failed_spans: Counter,
-    /// Spans taken out of the shards for a handoff and not yet delivered.
-    pub handoff_pending_spans: Gauge,
-    /// Times the ring changed.
-    pub ring_changes: Counter,
-    /// Members on the ring.
-    pub members: Gauge,
-    /// DNS lookups, failures and changes.
-    pub discovery: Arc<DiscoveryStats>,
-}
+pub use crate::metrics::PeerStats;
 
 /// The cluster as this gateway sees it.
 pub struct Peers {

@@ -32,27 +32,8 @@ use crate::peers::{Owner, PeerView, Peers};
 use crate::metrics::GatewayStats;
 use crate::policy::plan::SpanFieldKeys;
 use crate::policy::PolicyPlan;
-pub use trace::{BufferedSpan, RequestBytes, TraceAttr, TraceSummary, TraceView};
-
-/// One span on its way to a shard.
-#[derive(Debug, Clone)]
-pub struct IncomingSpan {
-    /// Trace id.
-    pub trace_id: [u8; 16],
-    /// Start (unix ns).
-    pub start: u64,
-    /// End (unix ns).
-    pub end: u64,
-    /// Status code.
-    pub status_code: u8,
-    /// Whether it is a root span.
-    pub is_root: bool,
-    /// Values of the attributes the plan reads (its own and its resource's); empty, and not
-    /// allocated, when the plan reads none.
-    pub attrs: Vec<TraceAttr>,
-    /// Its bytes.
-    pub span: BufferedSpan,
-}
+pub use shard::ShardMsg;
+pub use trace::{BufferedSpan, IncomingSpan, RequestBytes, TraceAttr, TraceSummary, TraceView};
 
 /// The spans of a scanned request (`scan` has just scanned `body`), each with the values of
 /// the attributes and span fields `plan` reads. Spans are views into `body` and one shared
@@ -169,26 +150,6 @@ fn span_field_attrs(span: &Bytes, keys: &SpanFieldKeys, is_root: bool, out: &mut
     if let (Some(key), true) = (keys.sampled_flag, f.flags & span_fields::FLAG_SAMPLED != 0) {
         push(key, AttrValue::Bool(true));
     }
-}
-
-/// A message to a shard.
-pub enum ShardMsg {
-    /// Spans to buffer; `first_seen` is set for traces another gateway handed over.
-    Spans {
-        /// The spans.
-        spans: Vec<IncomingSpan>,
-        /// When their traces were first seen, if earlier than now.
-        first_seen: Option<Instant>,
-    },
-    /// Take out the traces and decisions `view` gives to other gateways.
-    Handoff {
-        /// The ring in force.
-        view: Arc<PeerView>,
-        /// Where to send them.
-        reply: oneshot::Sender<shard::HandedOff>,
-    },
-    /// Decisions another gateway made for traces this one now owns.
-    Decisions(Vec<([u8; 16], Cached)>),
 }
 
 /// Most gateways a span passes through: a gateway leaving the ring forwards even spans

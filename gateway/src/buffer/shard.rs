@@ -13,8 +13,8 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::hash::TraceMap;
+use super::trace::IncomingSpan;
 use super::trace::{BufferedSpan, TraceSummary, TraceView};
-use super::{IncomingSpan, ShardMsg};
 use crate::decide::{Cached, DecisionCache};
 use crate::export::{ExportHandle, Ticket};
 use crate::metrics::GatewayStats;
@@ -67,11 +67,27 @@ fn adjusted(spans: Vec<BufferedSpan>, p: f64, how: &AdjustedCount<'_>) -> Vec<Bu
     BufferedSpan::rewrite_all(spans, |span, buf| writer.write(span, buf))
 }
 
-/// Memory a buffered span costs beyond its encoded bytes (its handle, its share of its
-/// trace's vector, table entry and summary, and allocator slack), charged against the byte
-/// limits so that they bound the process's memory rather than the encoded bytes alone.
-/// Measured: RSS over encoded bytes was about 1.27 at steady state, on ~200-byte spans.
-pub const SPAN_OVERHEAD_BYTES: u64 = 64;
+/// A message to a shard.
+pub enum ShardMsg {
+    /// Spans to buffer; `first_seen` is set for traces another gateway handed over.
+    Spans {
+        /// The spans.
+        spans: Vec<IncomingSpan>,
+        /// When their traces were first seen, if earlier than now.
+        first_seen: Option<Instant>,
+    },
+    /// Take out the traces and decisions `view` gives to other gateways.
+    Handoff {
+        /// The ring in force.
+        view: Arc<PeerView>,
+        /// Where to send them.
+        reply: tokio::sync::oneshot::Sender<HandedOff>,
+    },
+    /// Decisions another gateway made for traces this one now owns.
+    Decisions(Vec<([u8; 16], Cached)>),
+}
+
+pub use crate::metrics::SPAN_OVERHEAD_BYTES;
 
 /// A shard's limits.
 #[derive(Debug, Clone, Copy)]

@@ -275,6 +275,26 @@ impl<'a> TraceView<'a> {
     }
 }
 
+/// One span on its way to a shard.
+#[derive(Debug, Clone)]
+pub struct IncomingSpan {
+    /// Trace id.
+    pub trace_id: [u8; 16],
+    /// Start (unix ns).
+    pub start: u64,
+    /// End (unix ns).
+    pub end: u64,
+    /// Status code.
+    pub status_code: u8,
+    /// Whether it is a root span.
+    pub is_root: bool,
+    /// Values of the attributes the plan reads (its own and its resource's); empty, and not
+    /// allocated, when the plan reads none.
+    pub attrs: Vec<TraceAttr>,
+    /// Its bytes.
+    pub span: BufferedSpan,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

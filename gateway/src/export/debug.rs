@@ -17,9 +17,9 @@ pub struct DebugConfig {
     pub path: Option<String>,
     /// How kept spans are gathered into lines.
     #[serde(default)]
-    pub batch: super::BatchConfig,
+    pub batch: super::batch::BatchConfig,
     /// Span bytes queued for this exporter before the shards wait. Default 64 MiB.
-    #[serde(default = "super::default_queue_bytes")]
+    #[serde(default = "super::batch::default_queue_bytes")]
     pub queue_bytes: u64,
 }
 

@@ -14,6 +14,7 @@
 //! when every exporter delivered it, as failed when any exporter failed it (a ticket per
 //! trace carries that across the exporters).
 
+pub mod batch;
 pub mod debug;
 pub mod otlp_grpc;
 pub mod otlp_http;
@@ -21,12 +22,11 @@ pub mod otlp_http;
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use serde::Deserialize;
 use tailgate_core::forward::GrpcClient;
-use tailgate_core::retry::{Hold, RetryStats};
+use tailgate_core::retry::Hold;
 use tailgate_core::telemetry::{Counter, Gauge};
 use tailgate_core::wire::reframe::added_len;
 use tailgate_core::wire::Reframer;
@@ -34,9 +34,10 @@ use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use crate::buffer::BufferedSpan;
+use crate::buffer::trace::BufferedSpan;
 use crate::metrics::GatewayStats;
 
+pub use batch::{default_queue_bytes, BatchConfig};
 pub use debug::DebugConfig;
 pub use otlp_grpc::OtlpGrpcConfig;
 pub use otlp_http::OtlpHttpConfig;
@@ -58,59 +59,6 @@ pub enum ExporterConfig {
     OtlpHttp(OtlpHttpConfig),
     /// `debug`
     Debug(DebugConfig),
-}
-
-/// `batch:` of an exporter: how kept spans are gathered into requests.
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields)]
-pub struct BatchConfig {
-    /// Most spans in one request. Default 4096.
-    #[serde(default = "default_max_batch_spans")]
-    pub max_spans: usize,
-    /// Most bytes in one request, spans and the resource and scope headers it repeats; keep
-    /// it under the backend's message limit (4 MiB for a default Collector). Default 3 MiB.
-    #[serde(default = "default_max_batch_bytes")]
-    pub max_bytes: usize,
-    /// Longest a kept trace waits for its batch to fill. Default 200ms.
-    #[serde(default = "default_batch_timeout", with = "humantime_serde")]
-    pub timeout: Duration,
-}
-
-/// Default of every exporter's `queue_bytes`: span bytes queued for (or being sent by) one
-/// exporter before the shards wait.
-pub fn default_queue_bytes() -> u64 {
-    64 << 20
-}
-
-fn default_max_batch_spans() -> usize {
-    4096
-}
-fn default_max_batch_bytes() -> usize {
-    3 << 20
-}
-fn default_batch_timeout() -> Duration {
-    Duration::from_millis(200)
-}
-impl Default for BatchConfig {
-    fn default() -> Self {
-        BatchConfig {
-            max_spans: default_max_batch_spans(),
-            max_bytes: default_max_batch_bytes(),
-            timeout: default_batch_timeout(),
-        }
-    }
-}
-
-impl BatchConfig {
-    fn validate(&self, queue_bytes: u64) -> Result<(), String> {
-        if self.max_spans == 0 || self.max_bytes == 0 {
-            return Err("batch.max_spans and batch.max_bytes must be greater than 0".into());
-        }
-        if queue_bytes == 0 {
-            return Err("queue_bytes must be greater than 0".into());
-        }
-        Ok(())
-    }
 }
 
 impl<'de> Deserialize<'de> for ExportConfig {
@@ -219,24 +167,7 @@ pub enum ExportError {
     },
 }
 
-/// One exporter's counters.
-#[derive(Debug)]
-pub struct ExporterStats {
-    /// The exporter's key (`otlp_grpc`, `otlp_http/archive`, …).
-    pub name: String,
-    /// Spans the backend took.
-    pub sent_spans: Counter,
-    /// Spans the backend refused or did not take within the retry bound.
-    pub failed_spans: Counter,
-    /// Span bytes queued or in flight.
-    pub queue_bytes: Gauge,
-    /// The queue's capacity in bytes.
-    pub queue_capacity_bytes: u64,
-    /// Shards waiting for room in the queue.
-    pub waiting: Arc<Gauge>,
-    /// The client's retries, give-ups and whether the backend is failing now.
-    pub retry: Arc<RetryStats>,
-}
+pub use crate::metrics::ExporterStats;
 
 /// What a kept trace's spans owe the gateway's accounting, shared by the exporters.
 #[derive(Debug)]

@@ -26,9 +26,9 @@ pub struct OtlpGrpcConfig {
     pub compression: Compression,
     /// How kept spans are gathered into requests.
     #[serde(default)]
-    pub batch: super::BatchConfig,
+    pub batch: super::batch::BatchConfig,
     /// Span bytes queued for this exporter before the shards wait. Default 64 MiB.
-    #[serde(default = "super::default_queue_bytes")]
+    #[serde(default = "super::batch::default_queue_bytes")]
     pub queue_bytes: u64,
 }
 
@@ -45,8 +45,8 @@ impl OtlpGrpcConfig {
             timeout: default_timeout(),
             retry: RetryConfig::default(),
             compression: Compression::None,
-            batch: super::BatchConfig::default(),
-            queue_bytes: super::default_queue_bytes(),
+            batch: super::batch::BatchConfig::default(),
+            queue_bytes: super::batch::default_queue_bytes(),
         }
     }
 
