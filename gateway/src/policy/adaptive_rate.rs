@@ -34,7 +34,7 @@ use tailgate_core::wire::span_fields::MAX_THRESHOLD;
 use tokio::time::Instant;
 use xxhash_rust::xxh3::{xxh3_64_with_seed, Xxh3};
 
-use super::{Policy, Verdict};
+use super::verdict::{Policy, Verdict};
 use crate::buffer::trace::TraceView;
 
 /// Seed of the trace-id hash, distinct from the ring's so that placement and sampling are

@@ -1,6 +1,6 @@
 //! `always_sample`: keeps every trace.
 
-use super::{Policy, Verdict};
+use super::verdict::{Policy, Verdict};
 use crate::buffer::trace::TraceView;
 
 /// Samples everything.

@@ -3,7 +3,7 @@
 
 use serde::Deserialize;
 
-use super::{Policy, Verdict};
+use super::verdict::{Policy, Verdict};
 use crate::buffer::trace::TraceView;
 
 /// YAML block `and:`.
@@ -28,7 +28,7 @@ impl AndPolicy {
 
 impl Policy for AndPolicy {
     fn evaluate(&self, trace: &TraceView<'_>) -> Verdict {
-        super::all_sample(&self.subs, trace)
+        super::verdict::all_sample(&self.subs, trace)
     }
 
     fn probability(&self, trace: &TraceView<'_>) -> f64 {

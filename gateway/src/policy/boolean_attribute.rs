@@ -4,7 +4,7 @@
 
 use serde::Deserialize;
 
-use super::{Policy, Verdict};
+use super::verdict::{Policy, Verdict};
 use crate::buffer::trace::TraceView;
 
 /// YAML block `boolean_attribute:`.
@@ -57,7 +57,7 @@ impl Policy for BooleanAttributePolicy {
             .attrs
             .iter()
             .any(|a| a.key == self.key && a.value.as_bool() == self.value);
-        super::attribute_verdict(matched, self.invert)
+        super::verdict::attribute_verdict(matched, self.invert)
     }
 
     fn describe(&self) -> String {

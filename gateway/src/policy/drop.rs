@@ -3,7 +3,7 @@
 
 use serde::Deserialize;
 
-use super::{Policy, Verdict};
+use super::verdict::{Policy, Verdict};
 use crate::buffer::trace::TraceView;
 
 /// YAML block `drop:`.
@@ -28,7 +28,7 @@ impl DropPolicy {
 
 impl Policy for DropPolicy {
     fn evaluate(&self, trace: &TraceView<'_>) -> Verdict {
-        match super::all_sample(&self.subs, trace) {
+        match super::verdict::all_sample(&self.subs, trace) {
             Verdict::Sampled => Verdict::Dropped,
             other => other,
         }

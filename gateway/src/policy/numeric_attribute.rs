@@ -5,7 +5,7 @@
 
 use serde::Deserialize;
 
-use super::{Policy, Verdict};
+use super::verdict::{Policy, Verdict};
 use crate::buffer::trace::TraceView;
 
 /// YAML block `numeric_attribute:`.
@@ -67,7 +67,7 @@ impl Policy for NumericAttributePolicy {
             let v = a.value.as_int();
             a.key == self.key && self.min <= v && v <= self.max
         });
-        super::attribute_verdict(matched, self.invert)
+        super::verdict::attribute_verdict(matched, self.invert)
     }
 
     fn describe(&self) -> String {

@@ -15,7 +15,7 @@ use serde::Deserialize;
 
 use super::ottl::eval::{events, SpanInput};
 use super::ottl::{Condition, Context, OttlError};
-use super::{Policy, Verdict};
+use super::verdict::{Policy, Verdict};
 use crate::buffer::trace::TraceView;
 
 /// `error_mode`, as the Collector's OTTL components.

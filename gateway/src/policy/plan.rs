@@ -12,10 +12,11 @@ use std::time::Duration;
 
 use tailgate_core::wire::span_fields::AdjustedCount;
 
-use super::{Policy, PolicyFile, Verdict};
+use super::verdict::{Policy, Verdict};
+use super::PolicyFile;
 use crate::buffer::trace::TraceView;
 
-/// The plan keys that name span fields (see [`super::field_keys`]), resolved once.
+/// The plan keys that name span fields (see [`super::verdict::field_keys`]), resolved once.
 #[derive(Debug, Default, Clone)]
 pub struct SpanFieldKeys {
     /// `tracestate` keys and their plan key index.
@@ -31,11 +32,11 @@ impl SpanFieldKeys {
         let mut out = SpanFieldKeys::default();
         for (i, k) in keys.iter().enumerate() {
             let i = i as u16;
-            if let Some(ts) = k.strip_prefix(super::field_keys::TRACESTATE_PREFIX) {
+            if let Some(ts) = k.strip_prefix(super::verdict::field_keys::TRACESTATE_PREFIX) {
                 out.tracestate.push((ts.to_owned(), i));
-            } else if k == super::field_keys::ROOT_NAME {
+            } else if k == super::verdict::field_keys::ROOT_NAME {
                 out.root_name = Some(i);
-            } else if k == super::field_keys::SAMPLED_FLAG {
+            } else if k == super::verdict::field_keys::SAMPLED_FLAG {
                 out.sampled_flag = Some(i);
             }
         }

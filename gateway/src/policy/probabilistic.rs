@@ -7,7 +7,7 @@
 
 use serde::Deserialize;
 
-use super::{Policy, Verdict};
+use super::verdict::{Policy, Verdict};
 use crate::buffer::trace::TraceView;
 
 const DEFAULT_SALT: &str = "default-hash-seed";

@@ -4,7 +4,7 @@
 
 use serde::Deserialize;
 
-use super::{Policy, Verdict};
+use super::verdict::{Policy, Verdict};
 use crate::buffer::trace::TraceView;
 
 /// YAML block `span_count:`.

@@ -4,7 +4,7 @@
 use serde::Deserialize;
 use tailgate_core::wire::scan::status;
 
-use super::{Policy, Verdict};
+use super::verdict::{Policy, Verdict};
 use crate::buffer::trace::TraceView;
 
 /// YAML block `status_code:`.

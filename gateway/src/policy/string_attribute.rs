@@ -11,7 +11,7 @@
 use regex::bytes::RegexSet;
 use serde::Deserialize;
 
-use super::{Policy, Verdict};
+use super::verdict::{Policy, Verdict};
 use crate::buffer::trace::TraceView;
 
 /// YAML block `string_attribute:`.
@@ -101,7 +101,7 @@ impl Policy for StringAttributePolicy {
             let v = a.value.as_str();
             a.key == self.key && (a.from_resource || !v.is_empty()) && self.matches(v)
         });
-        super::attribute_verdict(matched, self.invert)
+        super::verdict::attribute_verdict(matched, self.invert)
     }
 
     fn describe(&self) -> String {

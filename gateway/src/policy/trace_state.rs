@@ -5,7 +5,7 @@
 
 use serde::Deserialize;
 
-use super::{Policy, Verdict};
+use super::verdict::{Policy, Verdict};
 use crate::buffer::trace::TraceView;
 
 /// YAML block `trace_state:`.
@@ -31,7 +31,7 @@ impl TraceStateConfig {
 
     /// The plan key under which spans' values for `key` are recorded.
     pub(crate) fn plan_key(&self) -> String {
-        format!("{}{}", super::field_keys::TRACESTATE_PREFIX, self.key)
+        format!("{}{}", super::verdict::field_keys::TRACESTATE_PREFIX, self.key)
     }
 }
 

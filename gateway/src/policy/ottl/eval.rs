@@ -13,7 +13,7 @@ use std::cmp::Ordering;
 use tailgate_core::wire::attrs::{next_field_slice as next_field, read_varint};
 
 use super::parse::{CmpOp, Expr, Field, Func, Index, MathOp, Target};
-use super::OttlError;
+use super::types::OttlError;
 
 /// A value during evaluation.
 #[derive(Debug, Clone, PartialEq)]

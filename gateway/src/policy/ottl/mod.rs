@@ -16,46 +16,12 @@
 
 pub mod eval;
 pub mod parse;
+pub mod types;
+
+pub use types::{Context, OttlError};
 
 #[cfg(test)]
 mod tests;
-
-/// What an OTTL condition runs on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Context {
-    /// Each span of the trace (`span:` conditions).
-    Span,
-    /// Each event of each span (`spanevent:` conditions).
-    SpanEvent,
-}
-
-impl Context {
-    /// The context's name as the Collector's config writes it.
-    pub fn name(self) -> &'static str {
-        match self {
-            Context::Span => "span",
-            Context::SpanEvent => "spanevent",
-        }
-    }
-}
-
-/// An OTTL condition that cannot be used.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-pub enum OttlError {
-    /// The condition does not parse, or names an unknown path or function.
-    #[error("{condition:?}, column {column}: {message}")]
-    Parse {
-        /// The condition as written.
-        condition: String,
-        /// 1-based character position of the problem.
-        column: usize,
-        /// What is wrong.
-        message: String,
-    },
-    /// Evaluating the condition failed on a span (a type error, division by zero).
-    #[error("{0}")]
-    Eval(String),
-}
 
 /// A compiled condition.
 #[derive(Debug, Clone)]

@@ -8,7 +8,7 @@
 
 use regex::bytes::Regex;
 
-use super::{Context, OttlError};
+use super::types::{Context, OttlError};
 
 /// A comparison operator.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,0 +1,40 @@
+//! What every layer of OTTL shares: the context a condition runs on and its error. The
+//! parser and the evaluator both import these; this file imports nothing of theirs.
+
+/// What an OTTL condition runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Context {
+    /// Each span of the trace (`span:` conditions).
+    Span,
+    /// Each event of each span (`spanevent:` conditions).
+    SpanEvent,
+}
+
+impl Context {
+    /// The context's name as the Collector's config writes it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Context::Span => "span",
+            Context::SpanEvent => "spanevent",
+        }
+    }
+}
+
+/// An OTTL condition that cannot be used.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum OttlError {
+    /// The condition does not parse, or names an unknown path or function.
+    #[error("{condition:?}, column {column}: {message}")]
+    Parse {
+        /// The condition as written.
+        condition: String,
+        /// 1-based character position of the problem.
+        column: usize,
+        /// What is wrong.
+        message: String,
+    },
+    /// Evaluating the condition failed on a span (a type error, division by zero).
+    #[error("{0}")]
+    Eval(String),
+}
+
