@@ -18,7 +18,8 @@ use tailgate_core::wire::Scan;
 
 use crate::buffer::incoming_spans;
 use crate::buffer::trace::{TraceSummary, TraceView};
-use crate::policy::{PolicyPlan, Verdict};
+use crate::policy::plan::PolicyPlan;
+use crate::policy::Verdict;
 
 /// Why a replay failed.
 #[derive(Debug, thiserror::Error)]

@@ -41,7 +41,8 @@ use tokio_util::sync::CancellationToken;
 
 pub use config::GatewayConfig;
 use metrics::GatewayStats;
-pub use policy::{PolicyFile, PolicyPlan};
+pub use policy::plan::PolicyPlan;
+pub use policy::PolicyFile;
 
 /// Why a gateway could not start.
 #[derive(Debug, thiserror::Error)]

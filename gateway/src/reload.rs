@@ -15,7 +15,8 @@ use tailgate_core::telemetry::{Counter, Gauge};
 use tokio_util::sync::CancellationToken;
 use xxhash_rust::xxh3::xxh3_64;
 
-use crate::policy::{PolicyFile, PolicyPlan};
+use crate::policy::plan::PolicyPlan;
+use crate::policy::PolicyFile;
 
 /// The plan in force, shared by the shards.
 pub type SharedPlan = Arc<ArcSwap<PolicyPlan>>;

@@ -30,8 +30,8 @@ use crate::decide::Cached;
 use crate::peers::{Owner, PeerView, Peers};
 
 use crate::metrics::GatewayStats;
+use crate::policy::plan::PolicyPlan;
 use crate::policy::plan::SpanFieldKeys;
-use crate::policy::PolicyPlan;
 pub use shard::ShardMsg;
 pub use trace::{BufferedSpan, IncomingSpan, RequestBytes, TraceAttr, TraceSummary, TraceView};
 

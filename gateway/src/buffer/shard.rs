@@ -130,7 +130,7 @@ pub struct Shard {
     stats: Arc<GatewayStats>,
     /// Verdicts counted since the last flush, and the plan they belong to.
     verdicts: (
-        Option<Arc<crate::policy::PolicyPlan>>,
+        Option<Arc<crate::policy::plan::PolicyPlan>>,
         crate::policy::plan::LocalVerdicts,
     ),
 }
@@ -525,7 +525,7 @@ impl Shard {
     }
 
     /// The plan in force, with the local verdict counts switched to it.
-    fn plan_for_decisions(&mut self) -> Arc<crate::policy::PolicyPlan> {
+    fn plan_for_decisions(&mut self) -> Arc<crate::policy::plan::PolicyPlan> {
         // Buffered traces are decided by the plan in force at decision time; verdicts are
         // counted locally and flushed to that plan's counters once per batch.
         let plan = self.plan.load_full();
@@ -603,7 +603,7 @@ impl Shard {
         id: [u8; 16],
         entry: Box<TraceEntry>,
         decision: crate::policy::plan::Decision,
-        plan: &crate::policy::PolicyPlan,
+        plan: &crate::policy::plan::PolicyPlan,
         now: Instant,
     ) {
         let n = entry.spans.len() as u64;

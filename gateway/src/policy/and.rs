@@ -1,17 +1,8 @@
 //! `and`: keeps a trace only when every sub-policy keeps it, as the Collector: the first
 //! sub-policy that does not sample decides "not sampled".
 
-use serde::Deserialize;
-
 use super::verdict::{Policy, Verdict};
 use crate::buffer::trace::TraceView;
-
-/// YAML block `and:`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct AndConfig {
-    pub(crate) and_sub_policy: Vec<super::RawPolicy>,
-}
 
 /// Compiled `and` policy.
 #[derive(Debug)]

@@ -16,100 +16,8 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use serde::Deserialize;
-
 use super::verdict::{Policy, Verdict};
 use crate::buffer::trace::TraceView;
-
-/// YAML block `composite:`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct RawCompositeConfig {
-    pub(crate) max_total_spans_per_second: u64,
-    #[serde(default)]
-    pub(crate) policy_order: Vec<String>,
-    pub(crate) composite_sub_policy: Vec<super::RawPolicy>,
-    #[serde(default)]
-    pub(crate) rate_allocation: Vec<RateAllocation>,
-}
-
-/// One `rate_allocation` entry.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RateAllocation {
-    /// Sub-policy name.
-    pub policy: String,
-    /// Percent of `max_total_spans_per_second`.
-    #[serde(default)]
-    pub percent: u64,
-}
-
-/// A validated `composite` policy.
-#[derive(Debug, Clone)]
-pub struct CompositeConfig {
-    /// The budget, spans per second.
-    pub max_total_spans_per_second: u64,
-    /// Accepted, not applied (as in the Collector).
-    pub policy_order: Vec<String>,
-    /// The sub-policies, in evaluation order.
-    pub subs: Vec<super::PolicyConfig>,
-    /// Shares.
-    pub rate_allocation: Vec<RateAllocation>,
-}
-
-impl CompositeConfig {
-    /// Spans per second allocated to each sub-policy, in order, as the Collector computes
-    /// them (truncated to whole spans).
-    pub fn allocations(&self) -> Vec<u64> {
-        let total = self.max_total_spans_per_second as f64;
-        let equal = total / self.subs.len().max(1) as f64;
-        self.subs
-            .iter()
-            .map(|s| {
-                // The last entry for a name wins, as map assignment does in the Collector.
-                match self
-                    .rate_allocation
-                    .iter()
-                    .rev()
-                    .find(|r| r.policy == s.name)
-                {
-                    Some(r) if r.percent > 0 => (r.percent as f64 / 100.0 * total) as u64,
-                    // Missing or 0%: an equal split, as the Collector since PR #49857.
-                    _ => equal as u64,
-                }
-            })
-            .collect()
-    }
-
-    /// What the operator should know about this composite (logged at load).
-    pub(crate) fn warnings(&self, name: &str) -> Vec<String> {
-        let mut out = Vec::new();
-        for (s, a) in self.subs.iter().zip(self.allocations()) {
-            if a == 0 {
-                out.push(format!(
-                    "policy {name:?}: composite sub-policy {:?} has a share of 0 spans per second, so it never keeps a trace",
-                    s.name
-                ));
-            }
-        }
-        for p in &self.policy_order {
-            if !self.subs.iter().any(|s| &s.name == p) {
-                out.push(format!(
-                    "policy {name:?}: policy_order names {p:?}, which is not a composite_sub_policy"
-                ));
-            }
-        }
-        for r in &self.rate_allocation {
-            if !self.subs.iter().any(|s| s.name == r.policy) {
-                out.push(format!(
-                    "policy {name:?}: rate_allocation names {:?}, which is not a composite_sub_policy",
-                    r.policy
-                ));
-            }
-        }
-        out
-    }
-}
 
 struct Sub {
     name: String,
@@ -140,15 +48,13 @@ pub struct CompositePolicy {
 }
 
 impl CompositePolicy {
-    /// Combines compiled sub-policies with their allocations.
-    pub fn new(c: &CompositeConfig, subs: Vec<Box<dyn Policy>>) -> Self {
-        let subs = c
-            .subs
-            .iter()
-            .zip(subs)
-            .zip(c.allocations())
-            .map(|((cfg, policy), allocated)| Sub {
-                name: cfg.name.clone(),
+    /// Combines compiled sub-policies, each with its name and its allocation in spans per
+    /// second, under a total of `max_total` spans per second.
+    pub fn new(max_total: u64, subs: Vec<(String, Box<dyn Policy>, u64)>) -> Self {
+        let subs = subs
+            .into_iter()
+            .map(|(name, policy, allocated)| Sub {
+                name,
                 policy,
                 allocated,
                 sampled: AtomicU64::new(0),
@@ -156,7 +62,7 @@ impl CompositePolicy {
             .collect();
         CompositePolicy {
             subs,
-            max_total: c.max_total_spans_per_second,
+            max_total,
             second: AtomicU64::new(0),
             epoch: tokio::time::Instant::now(),
             epoch_unix: std::time::SystemTime::now()

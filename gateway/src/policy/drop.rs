@@ -1,17 +1,8 @@
 //! `drop`: when every sub-policy keeps a trace, the trace is dropped whatever any other
 //! policy says (the Collector's "drop beats sample"). Otherwise it has no say.
 
-use serde::Deserialize;
-
 use super::verdict::{Policy, Verdict};
 use crate::buffer::trace::TraceView;
-
-/// YAML block `drop:`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct DropConfig {
-    pub(crate) drop_sub_policy: Vec<super::RawPolicy>,
-}
 
 /// Compiled `drop` policy.
 #[derive(Debug)]

@@ -55,10 +55,121 @@ use tailgate_core::config::{
     ConfigError,
 };
 
-
-pub use plan::PolicyPlan;
-
 pub use verdict::{field_keys, Policy, Verdict};
+
+// The combining kinds' configs hold policies of this file's own types, so they live here;
+// their compiled policies (and.rs, drop.rs, not.rs, composite.rs) import only `verdict`.
+
+/// YAML block `and:`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct AndConfig {
+    pub(crate) and_sub_policy: Vec<RawPolicy>,
+}
+
+/// YAML block `drop:`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct DropConfig {
+    pub(crate) drop_sub_policy: Vec<RawPolicy>,
+}
+
+/// YAML block `not:`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct NotConfig {
+    pub(crate) not_sub_policy: Box<RawPolicy>,
+}
+
+/// YAML block `composite:`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawCompositeConfig {
+    pub(crate) max_total_spans_per_second: u64,
+    #[serde(default)]
+    pub(crate) policy_order: Vec<String>,
+    pub(crate) composite_sub_policy: Vec<RawPolicy>,
+    #[serde(default)]
+    pub(crate) rate_allocation: Vec<RateAllocation>,
+}
+
+/// One `rate_allocation` entry.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateAllocation {
+    /// Sub-policy name.
+    pub policy: String,
+    /// Percent of `max_total_spans_per_second`.
+    #[serde(default)]
+    pub percent: u64,
+}
+
+/// A validated `composite` policy.
+#[derive(Debug, Clone)]
+pub struct CompositeConfig {
+    /// The budget, spans per second.
+    pub max_total_spans_per_second: u64,
+    /// Accepted, not applied (as in the Collector).
+    pub policy_order: Vec<String>,
+    /// The sub-policies, in evaluation order.
+    pub subs: Vec<PolicyConfig>,
+    /// Shares.
+    pub rate_allocation: Vec<RateAllocation>,
+}
+
+impl CompositeConfig {
+    /// Spans per second allocated to each sub-policy, in order, as the Collector computes
+    /// them (truncated to whole spans).
+    pub fn allocations(&self) -> Vec<u64> {
+        let total = self.max_total_spans_per_second as f64;
+        let equal = total / self.subs.len().max(1) as f64;
+        self.subs
+            .iter()
+            .map(|s| {
+                // The last entry for a name wins, as map assignment does in the Collector.
+                match self
+                    .rate_allocation
+                    .iter()
+                    .rev()
+                    .find(|r| r.policy == s.name)
+                {
+                    Some(r) if r.percent > 0 => (r.percent as f64 / 100.0 * total) as u64,
+                    // Missing or 0%: an equal split, as the Collector since PR #49857.
+                    _ => equal as u64,
+                }
+            })
+            .collect()
+    }
+
+    /// What the operator should know about this composite (logged at load).
+    pub(crate) fn warnings(&self, name: &str) -> Vec<String> {
+        let mut out = Vec::new();
+        for (s, a) in self.subs.iter().zip(self.allocations()) {
+            if a == 0 {
+                out.push(format!(
+                    "policy {name:?}: composite sub-policy {:?} has a share of 0 spans per second, so it never keeps a trace",
+                    s.name
+                ));
+            }
+        }
+        for p in &self.policy_order {
+            if !self.subs.iter().any(|s| &s.name == p) {
+                out.push(format!(
+                    "policy {name:?}: policy_order names {p:?}, which is not a composite_sub_policy"
+                ));
+            }
+        }
+        for r in &self.rate_allocation {
+            if !self.subs.iter().any(|s| s.name == r.policy) {
+                out.push(format!(
+                    "policy {name:?}: rate_allocation names {:?}, which is not a composite_sub_policy",
+                    r.policy
+                ));
+            }
+        }
+        out
+    }
+}
 
 /// The policy file: a Collector `tail_sampling` block, validated.
 #[derive(Debug, Clone)]
@@ -241,7 +352,7 @@ pub enum PolicyKind {
     /// `bytes_limiting`
     BytesLimiting(bytes_limiting::BytesLimitingConfig),
     /// `composite`
-    Composite(composite::CompositeConfig),
+    Composite(CompositeConfig),
     /// `adaptive_rate` (Tailgate)
     AdaptiveRate(adaptive_rate::AdaptiveRateConfig),
     /// `ottl_condition`
@@ -259,9 +370,9 @@ pub(crate) struct RawPolicy {
     probabilistic: Option<probabilistic::ProbabilisticConfig>,
     status_code: Option<status_code::StatusCodeConfig>,
     span_count: Option<span_count::SpanCountConfig>,
-    and: Option<and::AndConfig>,
-    drop: Option<drop::DropConfig>,
-    not: Option<not::NotConfig>,
+    and: Option<AndConfig>,
+    drop: Option<DropConfig>,
+    not: Option<NotConfig>,
     numeric_attribute: Option<numeric_attribute::NumericAttributeConfig>,
     string_attribute: Option<string_attribute::StringAttributeConfig>,
     boolean_attribute: Option<boolean_attribute::BooleanAttributeConfig>,
@@ -269,7 +380,7 @@ pub(crate) struct RawPolicy {
     bytes_limiting: Option<bytes_limiting::BytesLimitingConfig>,
     trace_state: Option<trace_state::TraceStateConfig>,
     trace_flags: Option<trace_flags::TraceFlagsConfig>,
-    composite: Option<composite::RawCompositeConfig>,
+    composite: Option<RawCompositeConfig>,
     adaptive_rate: Option<adaptive_rate::AdaptiveRateConfig>,
     ottl_condition: Option<ottl_condition::OttlConditionConfig>,
 }
@@ -416,10 +527,7 @@ fn kind_name(kind: &PolicyKind) -> &'static str {
 
 /// Validates a `composite` block. Its sub-policies may be plain kinds, `and` or `not`, as
 /// in the Collector (which also allows `and` there); composites and `drop` do not nest.
-fn composite_config(
-    name: &str,
-    raw: composite::RawCompositeConfig,
-) -> Result<composite::CompositeConfig, String> {
+fn composite_config(name: &str, raw: RawCompositeConfig) -> Result<CompositeConfig, String> {
     if raw.max_total_spans_per_second == 0 {
         return Err(format!(
             "policy {name:?}: composite.max_total_spans_per_second must be greater than 0"
@@ -443,7 +551,7 @@ fn composite_config(
         }
         subs.push(sub);
     }
-    Ok(composite::CompositeConfig {
+    Ok(CompositeConfig {
         max_total_spans_per_second: raw.max_total_spans_per_second,
         policy_order: raw.policy_order,
         subs,
@@ -553,8 +661,16 @@ impl PolicyConfig {
                 Box::new(adaptive_rate::AdaptiveRatePolicy::new(c, idx))
             }
             PolicyKind::Composite(c) => {
-                let subs = c.subs.iter().map(|s| s.compile(keys)).collect();
-                Box::new(composite::CompositePolicy::new(c, subs))
+                let subs = c
+                    .subs
+                    .iter()
+                    .zip(c.allocations())
+                    .map(|(s, share)| (s.name.clone(), s.compile(keys), share))
+                    .collect();
+                Box::new(composite::CompositePolicy::new(
+                    c.max_total_spans_per_second,
+                    subs,
+                ))
             }
         }
     }

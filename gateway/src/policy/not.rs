@@ -7,17 +7,8 @@
 //!   not: { not_sub_policy: { name: fast, type: latency, latency: { threshold_ms: 5 } } }
 //! ```
 
-use serde::Deserialize;
-
 use super::verdict::{Policy, Verdict};
 use crate::buffer::trace::TraceView;
-
-/// YAML block `not:`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct NotConfig {
-    pub(crate) not_sub_policy: Box<super::RawPolicy>,
-}
 
 /// Compiled `not` policy.
 #[derive(Debug)]

@@ -1,3 +1,4 @@
+use super::plan::PolicyPlan;
 use super::*;
 
 fn parse(text: &str) -> Result<PolicyFile, String> {

@@ -31,7 +31,11 @@ impl TraceStateConfig {
 
     /// The plan key under which spans' values for `key` are recorded.
     pub(crate) fn plan_key(&self) -> String {
-        format!("{}{}", super::verdict::field_keys::TRACESTATE_PREFIX, self.key)
+        format!(
+            "{}{}",
+            super::verdict::field_keys::TRACESTATE_PREFIX,
+            self.key
+        )
     }
 }
 

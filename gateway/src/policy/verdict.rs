@@ -76,4 +76,3 @@ pub trait Policy: Send + Sync + Debug {
         0
     }
 }
-

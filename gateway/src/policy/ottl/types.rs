@@ -37,4 +37,3 @@ pub enum OttlError {
     #[error("{0}")]
     Eval(String),
 }
-
