@@ -17,9 +17,9 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 use prost::Message;
 use serde::Deserialize;
 
-use crate::receive::grpc::{CONNECTION_WINDOW, STREAM_WINDOW};
+use crate::receive::sink::{Origin, DECISIONS_PATH, PEER_AUTH_HEADER, PEER_HEADER};
 use crate::receive::status::{is_retryable_status, retry_delay};
-use crate::receive::{Origin, DECISIONS_PATH, PEER_HEADER};
+use crate::serve::{CONNECTION_WINDOW, STREAM_WINDOW};
 use crate::wire::TRACE_EXPORT_PATH;
 
 pub use crate::retry::RetryConfig;
@@ -133,6 +133,8 @@ pub struct GrpcClient {
     compression: Compression,
     /// End a request at once, without retrying, when no connection can be made.
     unreachable_ends: bool,
+    /// Sent in [`PEER_AUTH_HEADER`] on peer requests.
+    peer_secret: Option<http::HeaderValue>,
 }
 
 /// Metadata key a failed call's status carries when no connection could be made.
@@ -224,6 +226,7 @@ impl GrpcClient {
             retry: Retrier::new(retry, endpoint),
             compression,
             unreachable_ends: false,
+            peer_secret: None,
         })
     }
 
@@ -262,6 +265,12 @@ impl GrpcClient {
             let value = http::HeaderValue::from_str(&value)
                 .map_err(|_| tonic::Status::internal("peer header is not ASCII"))?;
             headers.insert(PEER_HEADER, value);
+        }
+        if let (Some(secret), true) = (
+            &self.peer_secret,
+            origin != Origin::Client || path == DECISIONS_PATH,
+        ) {
+            headers.insert(PEER_AUTH_HEADER, secret.clone());
         }
         match tokio::time::timeout(self.timeout, self.exchange(request)).await {
             Ok(result) => result,
@@ -397,6 +406,22 @@ impl GrpcClient {
                 status: last,
             }),
         }
+    }
+
+    /// A client that presents the gateways' shared `secret` on peer requests (see
+    /// [`crate::receive::check_peer`]). A secret that is not a valid header value is
+    /// refused.
+    pub fn with_peer_secret(mut self, secret: Option<&str>) -> Result<Self, ForwardError> {
+        self.peer_secret = match secret {
+            Some(s) => {
+                let mut v = http::HeaderValue::from_str(s)
+                    .map_err(|_| ForwardError::Header("peers.secret".into()))?;
+                v.set_sensitive(true);
+                Some(v)
+            }
+            None => None,
+        };
+        Ok(self)
     }
 
     /// A client that gives a request up at once, with [`ForwardError::Unreachable`], when

@@ -120,6 +120,9 @@ impl Gateway {
         } else {
             tailgate_core::ring::Member::new("standalone")
         };
+        if config.peers.enabled() && config.peers.secret.is_none() {
+            tracing::warn!("peers.secret is not set: anyone who can reach the receivers can send peer requests (forwarded spans, hand-offs, decisions).");
+        }
         let peers = peers::Peers::new(config.peers.clone(), me, stats.clone());
         let buffer = Arc::new(buffer::TraceBuffer::new(
             plan.clone(),
@@ -163,7 +166,10 @@ impl Gateway {
             peers_stop,
             shards,
             exporters: export_tasks,
-            limits: (&config.receive).into(),
+            limits: tailgate_core::receive::Limits {
+                peer_secret: config.peers.secret.as_deref().map(Into::into),
+                ..(&config.receive).into()
+            },
         })
     }
 

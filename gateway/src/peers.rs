@@ -66,6 +66,12 @@ pub struct PeersConfig {
     /// Kubernetes' `terminationGracePeriodSeconds`.
     #[serde(default = "default_linger", with = "humantime_serde")]
     pub leave_linger: Duration,
+    /// The gateways' shared secret (write it as `${env:VAR}` or `${file:PATH}` from a
+    /// Kubernetes Secret). Every peer request carries it, and peer requests without it
+    /// (forwarded or handed-off spans, decisions) are refused with PERMISSION_DENIED.
+    /// Without it, anyone who can reach the receivers can send peer requests.
+    #[serde(default)]
+    pub secret: Option<String>,
 }
 
 fn default_true() -> bool {
@@ -99,6 +105,7 @@ impl Default for PeersConfig {
             retry: default_retry(),
             down_for: default_down_for(),
             leave_linger: default_linger(),
+            secret: None,
         }
     }
 }
@@ -125,6 +132,14 @@ impl PeersConfig {
         }
         if self.timeout.is_zero() {
             return Err(("peers.timeout".into(), "must be greater than 0".into()));
+        }
+        if let Some(secret) = &self.secret {
+            if secret.is_empty() || http::HeaderValue::from_str(secret).is_err() {
+                return Err((
+                    "peers.secret".into(),
+                    "must be non-empty visible ASCII (a header value)".into(),
+                ));
+            }
         }
         Ok(())
     }
@@ -396,6 +411,7 @@ impl Peers {
                         self.config.retry.clone(),
                     )
                     .map(GrpcClient::give_up_when_unreachable)
+                    .and_then(|c| c.with_peer_secret(self.config.secret.as_deref()))
                     {
                         Ok(c) => {
                             cache.insert(m.clone(), c.clone());

@@ -26,6 +26,9 @@ use tailgate_gateway::{Gateway, GatewayConfig};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+/// The gateways' shared secret: every peer request in these tests carries it.
+const SECRET: &str = "peers-test-secret";
+
 const KEEP_ALL: &str = "decision_wait: 1500ms\npolicies:\n  - {name: all, type: always_sample}\n";
 
 struct Pod {
@@ -48,6 +51,7 @@ async fn pod(listeners: Listeners, initial: &[SocketAddr]) -> Pod {
         advertise: Some(addr.to_string()),
         static_list: initial.iter().map(ToString::to_string).collect(),
         leave_linger: Duration::from_millis(300),
+        secret: Some(SECRET.into()),
         ..Default::default()
     };
     let mut export = OtlpGrpcConfig::new(format!("http://{backend_addr}"));
@@ -281,6 +285,10 @@ async fn traces_stay_whole_through_stale_routes_ring_changes_and_drain() {
     request
         .metadata_mut()
         .insert("tailgate-peer", "forwarded; hops=1".parse().unwrap());
+    // As a peer would: with the peers' secret.
+    request
+        .metadata_mut()
+        .insert("tailgate-peer-auth", SECRET.parse().unwrap());
     client.export(request).await.unwrap();
     let handed = b.stats.peers.handed_off_spans.get();
     settle(&[&b, &c]).await;
@@ -395,4 +403,69 @@ async fn a_handoff_cut_short_by_the_drain_deadline_loses_nothing() {
     assert!(stats.peers.failures.get() > 0, "the hole was tried");
     held.abort();
     backend_stop.cancel();
+}
+
+/// Scenario: a gateway with a peers' secret; an outsider (no secret, or a wrong one) sends
+/// spans marked as a peer's and calls the Decisions method; a client exports normally.
+/// Guarantees (issue 16): the outsider's peer requests are refused with PERMISSION_DENIED
+/// and counted by reason, and change nothing; the client's export is taken.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn peer_requests_without_the_secret_are_refused() {
+    use tailgate_core::receive::{DECISIONS_PATH, PEER_AUTH_HEADER, PEER_HEADER};
+    let listeners = Listeners::bind(&ReceiveConfig {
+        grpc: Some("127.0.0.24:0".parse().unwrap()),
+        http: None,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let addr = listeners.grpc_addr().unwrap();
+    let p = pod(listeners, &[]).await;
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut raw = tonic::client::Grpc::new(channel);
+    let export = http::uri::PathAndQuery::from_static(tailgate_core::wire::TRACE_EXPORT_PATH);
+    let decisions = http::uri::PathAndQuery::from_static(DECISIONS_PATH);
+    let body = bytes::Bytes::from(FakeOtlp::traces(2).spans(2).seed(8).build().encode_to_vec());
+    for secret in [None, Some("guess")] {
+        let mut req = tonic::Request::new(body.clone());
+        req.metadata_mut().insert(
+            PEER_HEADER,
+            "handoff; hops=1; age_ms=99999".parse().unwrap(),
+        );
+        if let Some(s) = secret {
+            req.metadata_mut()
+                .insert(PEER_AUTH_HEADER, s.parse().unwrap());
+        }
+        raw.ready().await.unwrap();
+        let err = raw
+            .unary(req, export.clone(), tailgate_core::wire::RawCodec)
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), tonic::Code::PermissionDenied, "{err:?}");
+        // A forged decision: drop a trace, or keep it with a count of 1e9.
+        let mut record = vec![7u8; 16];
+        record.push(1);
+        record.extend_from_slice(&1e-9f64.to_le_bytes());
+        raw.ready().await.unwrap();
+        let err = raw
+            .unary(
+                tonic::Request::new(bytes::Bytes::from(record)),
+                decisions.clone(),
+                tailgate_core::wire::RawCodec,
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), tonic::Code::PermissionDenied, "{err:?}");
+    }
+    assert_eq!(p.stats.refused_requests[5].get(), 4);
+    assert_eq!(p.stats.received_spans.get(), 0);
+    assert_eq!(p.stats.peers.received_decisions.get(), 0);
+    send(addr, &FakeOtlp::traces(2).spans(2).seed(9).build()).await;
+    assert_eq!(p.stats.received_spans.get(), 4);
+    p.stop.cancel();
+    p.served.await.unwrap().unwrap();
 }

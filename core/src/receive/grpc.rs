@@ -18,7 +18,9 @@ use tonic::server::NamedService;
 
 use super::compress::{gunzip, unzstd};
 use super::limits::{serve_connections_with, InFlight, InFlightBytes, Limits};
-use super::sink::{encode_response, run_detached, Origin, SpanSink, DECISIONS_PATH, PEER_HEADER};
+use super::sink::{
+    check_peer, encode_response, run_detached, Origin, SpanSink, DECISIONS_PATH, PEER_HEADER,
+};
 use super::status::Refusal;
 use crate::wire::{TRACE_EXPORT_PATH, TRACE_SERVICE};
 
@@ -32,6 +34,7 @@ pub struct TraceService<S> {
     max_request_bytes: usize,
     request_timeout: Duration,
     in_flight: InFlight,
+    peer_secret: Option<Arc<str>>,
 }
 
 impl<S> Clone for TraceService<S> {
@@ -41,6 +44,7 @@ impl<S> Clone for TraceService<S> {
             max_request_bytes: self.max_request_bytes,
             request_timeout: self.request_timeout,
             in_flight: self.in_flight.clone(),
+            peer_secret: self.peer_secret.clone(),
         }
     }
 }
@@ -61,6 +65,7 @@ impl<S: SpanSink> TraceService<S> {
             max_request_bytes: limits.max_request_bytes,
             request_timeout: limits.request_timeout,
             in_flight: limits.in_flight.clone(),
+            peer_secret: limits.peer_secret.clone(),
         }
     }
 
@@ -126,6 +131,12 @@ impl<S: SpanSink> TraceService<S> {
             let mut response = http::Response::new(Body::empty());
             *response.status_mut() = http::StatusCode::UNSUPPORTED_MEDIA_TYPE;
             return response;
+        }
+        if let Err(refusal) =
+            check_peer(self.peer_secret.as_deref(), req.headers(), req.uri().path())
+        {
+            self.sink.refused(&refusal);
+            return refusal.to_grpc().into_http();
         }
         let encoding = match encoding_of(&req) {
             Ok(encoding) => encoding,

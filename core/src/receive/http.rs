@@ -15,7 +15,9 @@ use tokio::net::TcpListener;
 
 use super::compress::{gunzip, unzstd};
 use super::limits::{serve_connections_with, InFlight, InFlightBytes, Limits};
-use super::sink::{encode_response, run_detached, Accepted, Origin, SpanSink, PEER_HEADER};
+use super::sink::{
+    check_peer, encode_response, run_detached, Accepted, Origin, SpanSink, PEER_HEADER,
+};
 use super::status::{Refusal, RpcStatus};
 
 /// The OTLP/HTTP traces path.
@@ -72,6 +74,7 @@ async fn receive<S: SpanSink>(
     format: Format,
     limits: Limits,
 ) -> Result<Accepted, Refusal> {
+    check_peer(limits.peer_secret.as_deref(), req.headers(), TRACES_PATH)?;
     let max = limits.max_request_bytes;
     // None, gzip or zstd: what the OpenTelemetry SDKs and the Collector's otlphttp
     // exporter send.

@@ -49,6 +49,9 @@ pub struct Limits {
     pub request_timeout: Duration,
     /// Bytes of requests being received, shared by every receiver given these limits.
     pub in_flight: InFlight,
+    /// The gateways' shared secret: peer requests without it are refused (see
+    /// [`super::sink::check_peer`]). `None` takes peer requests from anyone.
+    pub peer_secret: Option<std::sync::Arc<str>>,
 }
 
 impl From<&ReceiveConfig> for Limits {
@@ -58,6 +61,7 @@ impl From<&ReceiveConfig> for Limits {
             max_connections: c.max_connections,
             request_timeout: c.request_timeout,
             in_flight: InFlight::new(c.max_in_flight_bytes.max(2 * c.max_request_bytes)),
+            peer_secret: None,
         }
     }
 }

@@ -38,6 +38,9 @@ pub enum Refusal {
         /// Suggested back-off.
         retry_after: Duration,
     },
+    /// The sender may not make this request (a peer request without the peers' secret).
+    #[error("{0}")]
+    PermissionDenied(String),
 }
 
 // === impl Refusal ===
@@ -53,12 +56,13 @@ impl From<crate::wire::ScanError> for Refusal {
 
 impl Refusal {
     /// Every reason, in [`Refusal::reason_index`] order, as metrics label them.
-    pub const REASONS: [&'static str; 5] = [
+    pub const REASONS: [&'static str; 6] = [
         "invalid",
         "too_large",
         "timeout",
         "overloaded",
         "unavailable",
+        "permission_denied",
     ];
 
     /// Renders per-reason refusal counters (indexed as [`Refusal::REASONS`]) as the
@@ -66,12 +70,12 @@ impl Refusal {
     pub fn render_counts(
         p: &mut crate::telemetry::PromText,
         name: &str,
-        counts: &[crate::telemetry::Counter; 5],
+        counts: &[crate::telemetry::Counter; 6],
     ) {
         p.labelled(
             name,
             "counter",
-            "Requests refused, by reason (invalid, too_large, timeout, overloaded, unavailable).",
+            "Requests refused, by reason (invalid, too_large, timeout, overloaded, unavailable, permission_denied).",
             "reason",
             Self::REASONS
                 .into_iter()
@@ -92,6 +96,7 @@ impl Refusal {
             Refusal::Timeout(_) => 2,
             Refusal::Overloaded { .. } => 3,
             Refusal::Unavailable { .. } => 4,
+            Refusal::PermissionDenied(_) => 5,
         }
     }
 
@@ -109,6 +114,7 @@ impl Refusal {
                 message,
                 retry_after,
             } => with_retry_info(tonic::Code::Unavailable, message, *retry_after),
+            Refusal::PermissionDenied(m) => tonic::Status::permission_denied(m.clone()),
         }
     }
 
@@ -120,6 +126,7 @@ impl Refusal {
             Refusal::Timeout(_) => http::StatusCode::REQUEST_TIMEOUT,
             Refusal::Overloaded { .. } => http::StatusCode::TOO_MANY_REQUESTS,
             Refusal::Unavailable { .. } => http::StatusCode::SERVICE_UNAVAILABLE,
+            Refusal::PermissionDenied(_) => http::StatusCode::FORBIDDEN,
         }
     }
 
