@@ -112,7 +112,7 @@ pub struct GatewayStats {
     /// Spans refused because buffered bytes were over the hard limit (also in `refused_spans`).
     pub refused_spans_memory: Counter,
     /// Requests refused, by [`tailgate_core::receive::Refusal::REASONS`].
-    pub refused_requests: [Counter; 6],
+    pub refused_requests: [Counter; 7],
     /// Decisions by how long after the trace's first span they came, per
     /// [`DECISION_LATENCY_BUCKETS`] (cumulative buckets are built when rendering).
     pub decision_latency: [Counter; DECISION_LATENCY_BUCKETS.len() + 1],

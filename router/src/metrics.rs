@@ -22,7 +22,7 @@ pub struct RouterStats {
     /// Requests refused because the body is not a valid OTLP request.
     pub malformed_requests: Counter,
     /// Requests refused, by [`tailgate_core::receive::Refusal::REASONS`].
-    pub refused_requests: [Counter; 6],
+    pub refused_requests: [Counter; 7],
     /// Accepted spans that could not be delivered within the retry bound.
     pub failed_spans: Counter,
     /// Gateways known (discovered or listed).

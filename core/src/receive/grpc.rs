@@ -16,11 +16,10 @@ use tokio::net::TcpListener;
 use tonic::body::Body;
 use tonic::server::NamedService;
 
+use super::auth::{check_sender, ReceiveAuth};
 use super::compress::{gunzip, unzstd};
 use super::limits::{serve_connections_with, InFlight, InFlightBytes, Limits};
-use super::sink::{
-    check_peer, encode_response, run_detached, Origin, SpanSink, DECISIONS_PATH, PEER_HEADER,
-};
+use super::sink::{encode_response, run_detached, Origin, SpanSink, DECISIONS_PATH, PEER_HEADER};
 use super::status::Refusal;
 use crate::wire::{TRACE_EXPORT_PATH, TRACE_SERVICE};
 
@@ -35,6 +34,7 @@ pub struct TraceService<S> {
     request_timeout: Duration,
     in_flight: InFlight,
     peer_secret: Option<Arc<str>>,
+    auth: Option<ReceiveAuth>,
 }
 
 impl<S> Clone for TraceService<S> {
@@ -45,6 +45,7 @@ impl<S> Clone for TraceService<S> {
             request_timeout: self.request_timeout,
             in_flight: self.in_flight.clone(),
             peer_secret: self.peer_secret.clone(),
+            auth: self.auth.clone(),
         }
     }
 }
@@ -66,6 +67,7 @@ impl<S: SpanSink> TraceService<S> {
             request_timeout: limits.request_timeout,
             in_flight: limits.in_flight.clone(),
             peer_secret: limits.peer_secret.clone(),
+            auth: limits.auth.clone(),
         }
     }
 
@@ -132,9 +134,13 @@ impl<S: SpanSink> TraceService<S> {
             *response.status_mut() = http::StatusCode::UNSUPPORTED_MEDIA_TYPE;
             return response;
         }
-        if let Err(refusal) =
-            check_peer(self.peer_secret.as_deref(), req.headers(), req.uri().path())
-        {
+        let who = check_sender(
+            self.peer_secret.as_deref(),
+            self.auth.as_ref(),
+            req.headers(),
+            req.uri().path(),
+        );
+        if let Err(refusal) = who {
             self.sink.refused(&refusal);
             return refusal.to_grpc().into_http();
         }

@@ -13,11 +13,10 @@ use hyper::body::Incoming;
 use prost::Message;
 use tokio::net::TcpListener;
 
+use super::auth::check_sender;
 use super::compress::{gunzip, unzstd};
 use super::limits::{serve_connections_with, InFlight, InFlightBytes, Limits};
-use super::sink::{
-    check_peer, encode_response, run_detached, Accepted, Origin, SpanSink, PEER_HEADER,
-};
+use super::sink::{encode_response, run_detached, Accepted, Origin, SpanSink, PEER_HEADER};
 use super::status::{Refusal, RpcStatus};
 
 /// The OTLP/HTTP traces path.
@@ -74,7 +73,12 @@ async fn receive<S: SpanSink>(
     format: Format,
     limits: Limits,
 ) -> Result<Accepted, Refusal> {
-    check_peer(limits.peer_secret.as_deref(), req.headers(), TRACES_PATH)?;
+    check_sender(
+        limits.peer_secret.as_deref(),
+        limits.auth.as_ref(),
+        req.headers(),
+        TRACES_PATH,
+    )?;
     let max = limits.max_request_bytes;
     // None, gzip or zstd: what the OpenTelemetry SDKs and the Collector's otlphttp
     // exporter send.

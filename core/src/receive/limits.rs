@@ -10,6 +10,7 @@ use bytes::Bytes;
 use serde::Deserialize;
 use tokio::net::TcpListener;
 
+use super::auth::ReceiveAuth;
 use super::status::{Refusal, DEFAULT_RETRY_AFTER};
 
 /// Where and how the receivers listen. Part of the router's and gateway's YAML config.
@@ -36,6 +37,11 @@ pub struct ReceiveConfig {
     /// `max_request_bytes` (a compressed request and its decompressed copy). Default 64 MiB.
     #[serde(default = "default_max_in_flight_bytes")]
     pub max_in_flight_bytes: usize,
+    /// Require a bearer token from clients: `auth: { bearer_token_file: PATH }` (read at
+    /// start) or `auth: { bearer_token: "${env:VAR}" }`. Requests without it get
+    /// UNAUTHENTICATED / 401. Peer requests that present the gateways' secret are exempt.
+    #[serde(default)]
+    pub auth: Option<ReceiveAuth>,
 }
 
 /// Connection-level limits shared by the receivers.
@@ -52,6 +58,8 @@ pub struct Limits {
     /// The gateways' shared secret: peer requests without it are refused (see
     /// [`super::sink::check_peer`]). `None` takes peer requests from anyone.
     pub peer_secret: Option<std::sync::Arc<str>>,
+    /// The bearer token clients must send, if any.
+    pub auth: Option<ReceiveAuth>,
 }
 
 impl From<&ReceiveConfig> for Limits {
@@ -62,6 +70,7 @@ impl From<&ReceiveConfig> for Limits {
             request_timeout: c.request_timeout,
             in_flight: InFlight::new(c.max_in_flight_bytes.max(2 * c.max_request_bytes)),
             peer_secret: None,
+            auth: c.auth.clone(),
         }
     }
 }
@@ -158,6 +167,7 @@ impl Default for ReceiveConfig {
             max_connections: default_max_connections(),
             request_timeout: default_request_timeout(),
             max_in_flight_bytes: default_max_in_flight_bytes(),
+            auth: None,
         }
     }
 }

@@ -9,6 +9,7 @@
 //! [`limits`] (config, limits, the in-flight budget, the connection loop), then the two
 //! receivers [`grpc`] and [`http`], and this file, which binds and serves them.
 
+pub mod auth;
 pub mod compress;
 pub mod grpc;
 pub mod http;
@@ -18,11 +19,12 @@ pub mod status;
 
 use std::net::SocketAddr;
 
+pub use auth::{check_peer, check_sender, same_secret, ReceiveAuth};
 pub use limits::{
     serve_connections, serve_connections_with, InFlight, InFlightBytes, Limits, ReceiveConfig,
 };
 pub use sink::{
-    check_peer, run_detached, Accepted, Origin, SpanSink, DECISIONS_PATH, DECISION_RECORD_LEN,
+    run_detached, Accepted, Origin, SpanSink, DECISIONS_PATH, DECISION_RECORD_LEN,
     PEER_AUTH_HEADER, PEER_HEADER,
 };
 pub use status::{Refusal, DEFAULT_RETRY_AFTER};

@@ -75,40 +75,6 @@ pub const PEER_HEADER: &str = "tailgate-peer";
 /// bypass routing, force early hand-offs or drop buffered traces with forged decisions.
 pub const PEER_AUTH_HEADER: &str = "tailgate-peer-auth";
 
-/// Checks a request against the peers' `secret`: a request that claims to come from a
-/// peer (it carries the [`PEER_HEADER`] or calls [`DECISIONS_PATH`]) must present the
-/// secret in [`PEER_AUTH_HEADER`]; others pass. Without a secret every request passes.
-pub fn check_peer(
-    secret: Option<&str>,
-    headers: &http::HeaderMap,
-    path: &str,
-) -> Result<(), Refusal> {
-    let Some(secret) = secret else {
-        return Ok(());
-    };
-    if !headers.contains_key(PEER_HEADER) && path != DECISIONS_PATH {
-        return Ok(());
-    }
-    let presented = headers
-        .get(PEER_AUTH_HEADER)
-        .map(|v| v.as_bytes())
-        .unwrap_or_default();
-    // Compared in time independent of where the bytes differ.
-    let same = presented.len() == secret.len()
-        && presented
-            .iter()
-            .zip(secret.as_bytes())
-            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-            == 0;
-    if same {
-        Ok(())
-    } else {
-        Err(Refusal::PermissionDenied(
-            "peer requests are taken only from gateways that present the peers' secret".into(),
-        ))
-    }
-}
-
 /// gRPC method by which a gateway hands decided trace ids to their new owner. The body is a
 /// sequence of [`DECISION_RECORD_LEN`]-byte records: trace id (16 bytes), 1 for kept or 0
 /// for dropped, the keep probability as a little-endian `f64` (exact, so a late span carries
@@ -207,47 +173,4 @@ pub fn encode_response(accepted: &Accepted) -> Bytes {
         }),
     };
     Bytes::from(response.encode_to_vec())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn peer_requests_need_the_secret_and_client_requests_do_not() {
-        let headers = |pairs: &[(&'static str, &str)]| {
-            let mut h = http::HeaderMap::new();
-            for (k, v) in pairs {
-                h.insert(
-                    *k,
-                    http::HeaderValue::from_str(v).unwrap_or_else(|_| unreachable!()),
-                );
-            }
-            h
-        };
-        let export = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
-        let peer = headers(&[(PEER_HEADER, "forwarded; hops=1")]);
-        // Without a secret configured, everything passes (and a warning says so at start).
-        assert!(check_peer(None, &peer, DECISIONS_PATH).is_ok());
-        // A client's export passes; a peer's needs the secret.
-        assert!(check_peer(Some("s3cret"), &headers(&[]), export).is_ok());
-        for (h, path) in [(&peer, export), (&headers(&[]), DECISIONS_PATH)] {
-            let refused = check_peer(Some("s3cret"), h, path).unwrap_err();
-            assert_eq!(refused.reason(), "permission_denied");
-            assert_eq!(refused.to_grpc().code(), tonic::Code::PermissionDenied);
-            assert_eq!(refused.http_status(), http::StatusCode::FORBIDDEN);
-        }
-        let wrong = headers(&[
-            (PEER_HEADER, "handoff; hops=1"),
-            (PEER_AUTH_HEADER, "s3creT"),
-        ]);
-        assert!(check_peer(Some("s3cret"), &wrong, export).is_err());
-        let right = headers(&[
-            (PEER_HEADER, "handoff; hops=1"),
-            (PEER_AUTH_HEADER, "s3cret"),
-        ]);
-        assert!(check_peer(Some("s3cret"), &right, export).is_ok());
-        let decisions = headers(&[(PEER_AUTH_HEADER, "s3cret")]);
-        assert!(check_peer(Some("s3cret"), &decisions, DECISIONS_PATH).is_ok());
-    }
 }

@@ -41,6 +41,9 @@ pub enum Refusal {
     /// The sender may not make this request (a peer request without the peers' secret).
     #[error("{0}")]
     PermissionDenied(String),
+    /// The request lacks the receiver's bearer token.
+    #[error("{0}")]
+    Unauthenticated(String),
 }
 
 // === impl Refusal ===
@@ -56,13 +59,14 @@ impl From<crate::wire::ScanError> for Refusal {
 
 impl Refusal {
     /// Every reason, in [`Refusal::reason_index`] order, as metrics label them.
-    pub const REASONS: [&'static str; 6] = [
+    pub const REASONS: [&'static str; 7] = [
         "invalid",
         "too_large",
         "timeout",
         "overloaded",
         "unavailable",
         "permission_denied",
+        "unauthenticated",
     ];
 
     /// Renders per-reason refusal counters (indexed as [`Refusal::REASONS`]) as the
@@ -70,12 +74,12 @@ impl Refusal {
     pub fn render_counts(
         p: &mut crate::telemetry::PromText,
         name: &str,
-        counts: &[crate::telemetry::Counter; 6],
+        counts: &[crate::telemetry::Counter; 7],
     ) {
         p.labelled(
             name,
             "counter",
-            "Requests refused, by reason (invalid, too_large, timeout, overloaded, unavailable, permission_denied).",
+            "Requests refused, by reason (invalid, too_large, timeout, overloaded, unavailable, permission_denied, unauthenticated).",
             "reason",
             Self::REASONS
                 .into_iter()
@@ -97,6 +101,7 @@ impl Refusal {
             Refusal::Overloaded { .. } => 3,
             Refusal::Unavailable { .. } => 4,
             Refusal::PermissionDenied(_) => 5,
+            Refusal::Unauthenticated(_) => 6,
         }
     }
 
@@ -115,6 +120,7 @@ impl Refusal {
                 retry_after,
             } => with_retry_info(tonic::Code::Unavailable, message, *retry_after),
             Refusal::PermissionDenied(m) => tonic::Status::permission_denied(m.clone()),
+            Refusal::Unauthenticated(m) => tonic::Status::unauthenticated(m.clone()),
         }
     }
 
@@ -127,6 +133,7 @@ impl Refusal {
             Refusal::Overloaded { .. } => http::StatusCode::TOO_MANY_REQUESTS,
             Refusal::Unavailable { .. } => http::StatusCode::SERVICE_UNAVAILABLE,
             Refusal::PermissionDenied(_) => http::StatusCode::FORBIDDEN,
+            Refusal::Unauthenticated(_) => http::StatusCode::UNAUTHORIZED,
         }
     }
 

@@ -1,0 +1,179 @@
+//! Who may send: the receivers' bearer token (`receive.auth`, for clients) and the
+//! gateways' shared secret (`peers.secret`, for peer requests). Checked before a request's
+//! body is read; a refusal is UNAUTHENTICATED / 401 or PERMISSION_DENIED / 403.
+
+use serde::Deserialize;
+
+use super::sink::{DECISIONS_PATH, PEER_AUTH_HEADER, PEER_HEADER};
+use super::status::Refusal;
+
+/// `receive.auth`: the bearer token clients must send (`authorization: Bearer <token>`).
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "RawAuth")]
+pub struct ReceiveAuth {
+    token: std::sync::Arc<str>,
+}
+
+impl std::fmt::Debug for ReceiveAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ReceiveAuth { token: <redacted> }")
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAuth {
+    #[serde(default)]
+    bearer_token: Option<String>,
+    #[serde(default)]
+    bearer_token_file: Option<std::path::PathBuf>,
+}
+
+impl TryFrom<RawAuth> for ReceiveAuth {
+    type Error = String;
+
+    fn try_from(raw: RawAuth) -> Result<Self, String> {
+        let token = match (raw.bearer_token, raw.bearer_token_file) {
+            (Some(t), None) => t,
+            (None, Some(path)) => std::fs::read_to_string(&path)
+                .map_err(|e| format!("bearer_token_file {}: {e}", path.display()))?,
+            _ => return Err("give one of bearer_token and bearer_token_file".into()),
+        };
+        let token = token.trim();
+        if token.is_empty() || http::HeaderValue::from_str(token).is_err() {
+            return Err("the bearer token must be non-empty visible ASCII".into());
+        }
+        Ok(ReceiveAuth::new(token))
+    }
+}
+
+impl ReceiveAuth {
+    /// Requires `token`.
+    pub fn new(token: &str) -> Self {
+        ReceiveAuth {
+            token: token.into(),
+        }
+    }
+
+    /// Checks a request's `authorization` header: `Bearer <token>` (the scheme in any
+    /// case), compared in time independent of where it differs.
+    pub fn check(&self, headers: &http::HeaderMap) -> Result<(), Refusal> {
+        let presented = headers
+            .get(http::header::AUTHORIZATION)
+            .map(|v| v.as_bytes())
+            .unwrap_or_default();
+        let token = presented
+            .get(..7)
+            .filter(|scheme| scheme.eq_ignore_ascii_case(b"bearer "))
+            .map(|_| &presented[7..])
+            .unwrap_or_default();
+        if same_secret(token, self.token.as_bytes()) {
+            Ok(())
+        } else {
+            Err(Refusal::Unauthenticated(
+                "this receiver takes requests with its bearer token only".into(),
+            ))
+        }
+    }
+}
+
+/// Checks a request against the peers' `secret`: a request that claims to come from a
+/// peer (it carries the [`PEER_HEADER`] or calls [`DECISIONS_PATH`]) must present the
+/// secret in [`PEER_AUTH_HEADER`]; others pass. Without a secret every request passes.
+pub fn check_peer(
+    secret: Option<&str>,
+    headers: &http::HeaderMap,
+    path: &str,
+) -> Result<(), Refusal> {
+    let Some(secret) = secret else {
+        return Ok(());
+    };
+    if !headers.contains_key(PEER_HEADER) && path != DECISIONS_PATH {
+        return Ok(());
+    }
+    let presented = headers
+        .get(PEER_AUTH_HEADER)
+        .map(|v| v.as_bytes())
+        .unwrap_or_default();
+    if same_secret(presented, secret.as_bytes()) {
+        Ok(())
+    } else {
+        Err(Refusal::PermissionDenied(
+            "peer requests are taken only from gateways that present the peers' secret".into(),
+        ))
+    }
+}
+
+/// Whether `presented` equals `secret`, compared in time independent of where they differ.
+pub fn same_secret(presented: &[u8], secret: &[u8]) -> bool {
+    presented.len() == secret.len()
+        && presented
+            .iter()
+            .zip(secret)
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0
+}
+
+/// Checks the receivers' rules for who may send: a peer request must present the peers'
+/// secret ([`check_peer`]); any other request, the bearer token when `auth` is set. A peer
+/// request that presents the secret needs no token.
+pub fn check_sender(
+    peer_secret: Option<&str>,
+    auth: Option<&ReceiveAuth>,
+    headers: &http::HeaderMap,
+    path: &str,
+) -> Result<(), Refusal> {
+    let peer = headers.contains_key(PEER_HEADER) || path == DECISIONS_PATH;
+    if peer && peer_secret.is_some() {
+        return check_peer(peer_secret, headers, path);
+    }
+    check_peer(peer_secret, headers, path)?;
+    match auth {
+        Some(auth) => auth.check(headers),
+        None => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::receive::sink::{DECISIONS_PATH, PEER_AUTH_HEADER, PEER_HEADER};
+
+    #[test]
+    fn peer_requests_need_the_secret_and_client_requests_do_not() {
+        let headers = |pairs: &[(&'static str, &str)]| {
+            let mut h = http::HeaderMap::new();
+            for (k, v) in pairs {
+                h.insert(
+                    *k,
+                    http::HeaderValue::from_str(v).unwrap_or_else(|_| unreachable!()),
+                );
+            }
+            h
+        };
+        let export = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
+        let peer = headers(&[(PEER_HEADER, "forwarded; hops=1")]);
+        // Without a secret configured, everything passes (and a warning says so at start).
+        assert!(check_peer(None, &peer, DECISIONS_PATH).is_ok());
+        // A client's export passes; a peer's needs the secret.
+        assert!(check_peer(Some("s3cret"), &headers(&[]), export).is_ok());
+        for (h, path) in [(&peer, export), (&headers(&[]), DECISIONS_PATH)] {
+            let refused = check_peer(Some("s3cret"), h, path).unwrap_err();
+            assert_eq!(refused.reason(), "permission_denied");
+            assert_eq!(refused.to_grpc().code(), tonic::Code::PermissionDenied);
+            assert_eq!(refused.http_status(), http::StatusCode::FORBIDDEN);
+        }
+        let wrong = headers(&[
+            (PEER_HEADER, "handoff; hops=1"),
+            (PEER_AUTH_HEADER, "s3creT"),
+        ]);
+        assert!(check_peer(Some("s3cret"), &wrong, export).is_err());
+        let right = headers(&[
+            (PEER_HEADER, "handoff; hops=1"),
+            (PEER_AUTH_HEADER, "s3cret"),
+        ]);
+        assert!(check_peer(Some("s3cret"), &right, export).is_ok());
+        let decisions = headers(&[(PEER_AUTH_HEADER, "s3cret")]);
+        assert!(check_peer(Some("s3cret"), &decisions, DECISIONS_PATH).is_ok());
+    }
+}
