@@ -717,7 +717,13 @@ async fn a_bearer_token_is_required_when_configured() {
         .insert("authorization", "bearer s3cret-token".parse().unwrap());
     client.export(r).await.unwrap();
 
-    let (status, _, _) = post(&http_url, "application/x-protobuf", None, req.encode_to_vec()).await;
+    let (status, _, _) = post(
+        &http_url,
+        "application/x-protobuf",
+        None,
+        req.encode_to_vec(),
+    )
+    .await;
     assert_eq!(status, 401);
     assert_eq!(sink.bodies.lock().unwrap().len(), 1);
     let refused = sink.refused.lock().unwrap().clone();

@@ -105,10 +105,51 @@ impl RouterStats {
         p.metric(
             "tailgate_router_members",
             "gauge",
-            "Gateways in the ring.",
+            "Gateways known (discovered or listed).",
             "",
             self.members.get(),
         );
+        let more: [(&str, &str, &str, u64); 6] = [
+            (
+                "tailgate_router_healthy_members",
+                "gauge",
+                "Gateways on the ring now (not marked down).",
+                self.healthy_members.get(),
+            ),
+            (
+                "tailgate_router_ring_changes_total",
+                "counter",
+                "Times the member set changed.",
+                self.ring_changes.get(),
+            ),
+            (
+                "tailgate_router_rerouted_spans_total",
+                "counter",
+                "Accepted spans split again after their gateway left or went down.",
+                self.rerouted_spans.get(),
+            ),
+            (
+                "tailgate_router_dns_lookups_total",
+                "counter",
+                "DNS lookups of the gateways' name.",
+                self.discovery.lookups.get(),
+            ),
+            (
+                "tailgate_router_dns_failures_total",
+                "counter",
+                "DNS lookups that failed or were empty (the last good set was kept).",
+                self.discovery.failures.get(),
+            ),
+            (
+                "tailgate_router_dns_changes_total",
+                "counter",
+                "Times DNS returned a different member set.",
+                self.discovery.changes.get(),
+            ),
+        ];
+        for (name, kind, help, value) in more {
+            p.metric(name, kind, help, "", value);
+        }
         p.finish()
     }
 }

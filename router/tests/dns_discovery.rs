@@ -135,6 +135,25 @@ async fn router_follows_dns_and_keeps_the_last_good_set() {
     tokio::time::sleep(3 * interval).await;
     assert_eq!(members(&router), vec![pod(21), pod(22), pod(23)]);
     assert!(router.stats().discovery.failures.get() > 0);
+    // What operators watch is exported, with the counters' values.
+    let text = tailgate_core::telemetry::Admin::render_metrics(&*router);
+    let value = |name: &str| -> u64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or_else(|| panic!("{name} missing:\n{text}"))
+    };
+    let s = router.stats();
+    assert_eq!(
+        value("tailgate_router_dns_lookups_total"),
+        s.discovery.lookups.get()
+    );
+    assert_eq!(
+        value("tailgate_router_dns_failures_total"),
+        s.discovery.failures.get()
+    );
+    assert!(value("tailgate_router_dns_changes_total") >= 2);
+    assert!(value("tailgate_router_ring_changes_total") >= 2);
+    assert_eq!(value("tailgate_router_healthy_members"), 3);
 
     stop.cancel();
     task.await.unwrap().unwrap();

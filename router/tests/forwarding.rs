@@ -352,6 +352,15 @@ async fn a_refused_connection_marks_a_gateway_down_at_once_and_reroutes() {
     assert_eq!(router.ring_state().ring.members().len(), 1);
     assert_eq!(s.failed_spans.get(), 0);
     assert!(s.rerouted_spans.get() > 0);
+    let text = tailgate_core::telemetry::Admin::render_metrics(&*router);
+    assert!(
+        text.contains(&format!(
+            "tailgate_router_rerouted_spans_total {}",
+            s.rerouted_spans.get()
+        )),
+        "{text}"
+    );
+    assert!(text.contains("tailgate_router_healthy_members 1"), "{text}");
     assert_eq!(s.forwarded_spans.get(), sent);
     assert_eq!(router.pending_spans(), 0);
     stop.cancel();
