@@ -119,6 +119,29 @@ impl PromText {
     }
 }
 
+/// The crate version and the git commit the binaries were built from.
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("TAILGATE_GIT_COMMIT"),
+    ")"
+);
+
+/// `tailgate_build_info{version,commit,component} 1`, as Prometheus build-info metrics are.
+pub fn render_build_info(p: &mut PromText, component: &str) {
+    p.metric(
+        "tailgate_build_info",
+        "gauge",
+        "The version and git commit of the running binary (always 1).",
+        &format!(
+            "version=\"{}\",commit=\"{}\",component=\"{component}\"",
+            env!("CARGO_PKG_VERSION"),
+            env!("TAILGATE_GIT_COMMIT")
+        ),
+        1,
+    );
+}
+
 /// What the admin server shows.
 pub trait Admin: Send + Sync + 'static {
     /// Prometheus text for `/metrics`.

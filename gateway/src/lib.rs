@@ -375,6 +375,7 @@ impl Admin for AdminView {
         // Label the per-policy counters with the names of the plan in force.
         self.stats.set_policy_names(self.plan.load().names());
         let mut p = tailgate_core::telemetry::PromText::default();
+        tailgate_core::telemetry::render_build_info(&mut p, "gateway");
         p.metric(
             "tailgate_config_reloads_total",
             "counter",

@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 /// Tail-sampling gateway: buffers whole traces, decides each one after `decision_wait` with
 /// policies in the OpenTelemetry Collector's tail_sampling syntax, exports the kept ones.
 #[derive(Debug, Parser)]
-#[command(version, about, args_conflicts_with_subcommands = true)]
+#[command(version = tailgate_core::telemetry::VERSION, about, args_conflicts_with_subcommands = true)]
 struct Args {
     /// Gateway config file (YAML): receive, buffer, export, admin. See docs/configuration.md.
     #[arg(short, long, value_name = "FILE")]

@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 
 /// Load generator, verifying sink and one-command demo cluster for Tailgate.
 #[derive(Debug, Parser)]
-#[command(version, about)]
+#[command(version = tailgate_core::telemetry::VERSION, about)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

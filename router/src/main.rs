@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 /// Receives OTLP traces and forwards every span to the Tailgate gateway that owns its trace
 /// (consistent hashing on trace_id), so each gateway sees whole traces.
 #[derive(Debug, Parser)]
-#[command(version, about)]
+#[command(version = tailgate_core::telemetry::VERSION, about)]
 struct Args {
     /// Router config file (YAML): receive, members, forward, admin. See docs/configuration.md.
     #[arg(short, long, value_name = "FILE")]

@@ -426,7 +426,11 @@ impl Router {
 
 impl Admin for Router {
     fn render_metrics(&self) -> String {
-        self.render()
+        let mut p = tailgate_core::telemetry::PromText::default();
+        tailgate_core::telemetry::render_build_info(&mut p, "router");
+        let mut out = self.render();
+        out.push_str(&p.finish());
+        out
     }
 
     fn ready(&self) -> bool {

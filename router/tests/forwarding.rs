@@ -361,6 +361,14 @@ async fn a_refused_connection_marks_a_gateway_down_at_once_and_reroutes() {
         "{text}"
     );
     assert!(text.contains("tailgate_router_healthy_members 1"), "{text}");
+    let build = format!(
+        "tailgate_build_info{{version=\"{}\",commit=\"",
+        env!("CARGO_PKG_VERSION")
+    );
+    assert!(
+        text.contains(&build) && text.contains("component=\"router\"} 1"),
+        "{text}"
+    );
     assert_eq!(s.forwarded_spans.get(), sent);
     assert_eq!(router.pending_spans(), 0);
     stop.cancel();
