@@ -107,6 +107,9 @@ impl RetryStats {
     }
 }
 
+/// Longest wait a server's retry hint can ask for between two attempts.
+pub const MAX_HINT: Duration = Duration::from_secs(60);
+
 /// Says, past the time bound, whether to keep holding a request (`true`) or give it up.
 pub type Hold = Arc<dyn Fn() -> bool + Send + Sync>;
 
@@ -180,7 +183,9 @@ impl Retrier {
                 Attempt::Retry { error, after } => (error, after),
             };
             self.failed(&error);
-            let wait = after.unwrap_or_else(|| jitter(backoff));
+            // A server's hint is honoured up to MAX_HINT, so that a holding caller looks
+            // again at whether to keep holding, and no hint can overflow the clock.
+            let wait = after.map_or_else(|| jitter(backoff), |hint| hint.min(MAX_HINT));
             if self.out_of_time(start, wait) {
                 self.stats.gave_up.add(1);
                 tracing::warn!(endpoint = %self.endpoint, attempts, %error, "Giving up on a request after its retry time.");
@@ -199,7 +204,7 @@ impl Retrier {
     /// Whether a request started at `start` must stop rather than wait `wait` more.
     fn out_of_time(&self, start: Instant, wait: Duration) -> bool {
         let max = self.config.max_elapsed_time;
-        if max.is_zero() || start.elapsed() + wait <= max {
+        if max.is_zero() || start.elapsed().saturating_add(wait) <= max {
             return false;
         }
         self.hold.as_ref().is_none_or(|hold| !hold())
@@ -322,5 +327,25 @@ mod tests {
             .await;
         assert!(out.is_ok());
         assert_eq!(start.elapsed(), Duration::from_secs(7));
+
+        // A hint of a day (or of u64::MAX seconds) waits MAX_HINT at most.
+        let tries = AtomicU32::new(0);
+        let start = Instant::now();
+        let held =
+            Retrier::new(config(Duration::from_secs(30)), "backend").hold_while(Arc::new(|| true));
+        let out = held
+            .run(|| async {
+                if tries.fetch_add(1, Ordering::Relaxed) == 0 {
+                    Attempt::Retry {
+                        error: "busy",
+                        after: Some(Duration::from_secs(u64::MAX)),
+                    }
+                } else {
+                    Attempt::Done(())
+                }
+            })
+            .await;
+        assert!(out.is_ok());
+        assert_eq!(start.elapsed(), MAX_HINT);
     }
 }

@@ -195,6 +195,14 @@ impl GatewayConfig {
             if let Err(message) = self.identity() {
                 return Err(invalid("peers.self", &message));
             }
+            // Peer requests carry the peers' secret, not the clients' token: without the
+            // secret every peer request would be refused and traces split.
+            if self.receive.auth.is_some() && self.peers.secret.is_none() {
+                return Err(invalid(
+                    "peers.secret",
+                    "set it when receive.auth is set: peer requests present the peers' secret, not the bearer token",
+                ));
+            }
         }
         Ok(())
     }
@@ -248,6 +256,16 @@ mod tests {
         .unwrap();
         c.validate(p).unwrap();
         assert_eq!(c.export.exporters.len(), 3);
+        // A token on the receivers needs the peers' secret, or peer traffic is refused.
+        let base = "export:\n  debug:\nreceive: {grpc: 127.0.0.9:4317, auth: {bearer_token: t0k}}\npeers: {static: [127.0.0.9:4317]";
+        let c: GatewayConfig = parse_yaml(p, &format!("{base}}}\n")).unwrap();
+        let err = c.validate(p).unwrap_err();
+        assert!(
+            matches!(&err, ConfigError::Invalid { key, .. } if key == "peers.secret"),
+            "{err}"
+        );
+        let c: GatewayConfig = parse_yaml(p, &format!("{base}, secret: s}}\n")).unwrap();
+        c.validate(p).unwrap();
         let err = parse_yaml::<GatewayConfig>(p, "export:\n  kafka: {}\n")
             .unwrap_err()
             .to_string();

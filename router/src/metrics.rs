@@ -69,7 +69,9 @@ impl RouterStats {
             "counter",
             "Spans rejected as invalid (partial success to the sender).",
             "reason=\"invalid_trace_id\"",
-            self.rejected_spans.get() - self.rejected_malformed_spans.get(),
+            self.rejected_spans
+                .get()
+                .saturating_sub(self.rejected_malformed_spans.get()),
         );
         p.sample(
             "tailgate_router_rejected_spans_total",

@@ -120,7 +120,7 @@ impl<S: SpanSink> TraceService<S> {
         B: http_body::Body<Data = Bytes> + Unpin,
         B::Error: std::fmt::Display,
         F: FnOnce(Arc<S>, Origin, Bytes) -> Fut,
-        Fut: Future<Output = Result<Bytes, Refusal>>,
+        Fut: Future<Output = Result<Bytes, Refusal>> + Send + 'static,
     {
         let content_type = req
             .headers()
@@ -163,10 +163,19 @@ impl<S: SpanSink> TraceService<S> {
         };
         let mut held = InFlightBytes::default();
         let answer = match self.read_message(req, encoding, &mut held).await {
-            Ok((origin, message)) => handle(self.sink.clone(), origin, message).await,
+            // The sink runs to its end on its own task, even if the client goes away, and
+            // the request's share of the in-flight budget goes with it: the budget counts
+            // the body for as long as anything holds it.
+            Ok((origin, message)) => {
+                let work = handle(self.sink.clone(), origin, message);
+                run_detached(async move {
+                    let _held = held;
+                    work.await
+                })
+                .await
+            }
             Err(refusal) => Err(refusal),
         };
-        drop(held);
         match answer {
             Ok(message) => message_response(message),
             Err(refusal) => {
@@ -333,21 +342,17 @@ impl<S: SpanSink> tower_service::Service<http::Request<Body>> for TraceService<S
         match req.uri().path() {
             TRACE_EXPORT_PATH => Box::pin(async move {
                 Ok(this
-                    .unary(req, |sink, origin, message| {
-                        run_detached(async move {
-                            sink.export_from(message, origin)
-                                .await
-                                .map(|accepted| encode_response(&accepted))
-                        })
+                    .unary(req, |sink, origin, message| async move {
+                        sink.export_from(message, origin)
+                            .await
+                            .map(|accepted| encode_response(&accepted))
                     })
                     .await)
             }),
             DECISIONS_PATH => Box::pin(async move {
                 Ok(this
-                    .unary(req, |sink, _origin, message| {
-                        run_detached(
-                            async move { sink.decisions(message).await.map(|_| Bytes::new()) },
-                        )
+                    .unary(req, |sink, _origin, message| async move {
+                        sink.decisions(message).await.map(|_| Bytes::new())
                     })
                     .await)
             }),

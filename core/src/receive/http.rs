@@ -121,9 +121,12 @@ async fn receive<S: SpanSink>(
         Format::Json => json_to_protobuf(&body)?,
     };
     let sink = sink.clone();
-    let answer = run_detached(async move { sink.export_from(body, origin).await }).await;
-    drop(held);
-    answer
+    // The budget share goes with the body into the detached task (see grpc.rs).
+    run_detached(async move {
+        let _held = held;
+        sink.export_from(body, origin).await
+    })
+    .await
 }
 
 /// Reads a request body of at most `max` bytes, taking each chunk's size from `in_flight`

@@ -338,10 +338,10 @@ fn scan_span(body: &[u8], range: Range<usize>) -> Result<Result<SpanEntry, SpanD
                 let v = r.len_delimited("status")?;
                 // A message field sent twice is merged (protobuf): a later status without a
                 // code keeps the earlier code, a later code replaces it.
-                let (code, message) = scan_status(body, v, entry.status_code)?;
+                let (code, message_defect) = scan_status(body, v, entry.status_code)?;
                 entry.status_code = code;
-                if let (Ok(()), Some(m)) = (defect, message) {
-                    defect = validate::string(body, m, "status message");
+                if defect.is_ok() {
+                    defect = message_defect;
                 }
             }
             (3 | 5 | 11 | 13, WT_LEN) => {
@@ -374,19 +374,25 @@ fn scan_span(body: &[u8], range: Range<usize>) -> Result<Result<SpanEntry, SpanD
     Ok(Ok(entry))
 }
 
-/// A status's code (merged into the one read before) and the range of its last message.
+/// A status's code (merged into the one read before), and whether every message it holds
+/// (a field sent twice is still decoded twice) is UTF-8.
 fn scan_status(
     body: &[u8],
     range: Range<usize>,
     merged_into: u8,
-) -> Result<(u8, Option<Range<usize>>), ScanError> {
+) -> Result<(u8, Result<(), Malformed>), ScanError> {
     let mut code = merged_into;
-    let mut message = None;
+    let mut message = Ok(());
     let mut r = Reader::new(body, range.start, range.end);
     while let Some((field, wt, at)) = r.tag("Status")? {
         match (field, wt) {
             (3, WT_VARINT) => code = r.varint("Status.code")?.min(255) as u8,
-            (2, WT_LEN) => message = Some(r.len_delimited("Status.message")?),
+            (2, WT_LEN) => {
+                let m = r.len_delimited("Status.message")?;
+                if message.is_ok() {
+                    message = validate::string(body, m, "status message");
+                }
+            }
             (2 | 3, _) => return Err(bad_wire("Status", field, wt, at)),
             _ => r.skip(field, wt, at, "Status")?,
         }

@@ -13,9 +13,11 @@ use std::ops::Range;
 pub use super::reader::Malformed;
 use super::reader::{Reader, WT_I32, WT_I64, WT_LEN, WT_VARINT};
 
-/// Deepest nesting of attribute values (an array in a map in an array…) that is accepted;
-/// protobuf libraries stop at 100 nested messages.
-pub const MAX_DEPTH: u32 = 64;
+/// Deepest nesting of attribute values (an array in a map in an array…) that is accepted.
+/// Protobuf libraries stop at 100 nested messages (prost counts every one), each level
+/// here costs at most two (`ArrayValue` and `AnyValue`), and an event's attribute value
+/// starts 7 messages deep: 40 levels stay under 100 wherever the attribute is.
+pub const MAX_DEPTH: u32 = 40;
 
 type Checked = Result<(), Malformed>;
 
@@ -390,6 +392,67 @@ mod tests {
         let good = [0x40, 0x05];
         assert!(super::any_value(&bad, 0..bad.len(), 0).is_err());
         assert!(super::any_value(&good, 0..good.len(), 0).is_ok());
+    }
+
+    /// Found in review: nesting counted in attribute levels let through values prost
+    /// refuses at 100 nested messages. The deepest value accepted, in an event (the deepest
+    /// place an attribute sits), must decode with prost.
+    #[test]
+    fn the_deepest_value_accepted_decodes_with_prost() {
+        use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+        use opentelemetry_proto::tonic::trace::v1::span::Event;
+        let mut value = AnyValue {
+            value: Some(any_value::Value::StringValue("deep".into())),
+        };
+        // key_value counts one level for the value itself, and one per array.
+        for _ in 0..super::MAX_DEPTH - 1 {
+            value = AnyValue {
+                value: Some(any_value::Value::ArrayValue(ArrayValue {
+                    values: vec![value],
+                })),
+            };
+        }
+        let mut attr = kv("deep", "");
+        attr.value = Some(value.clone());
+        let mut req = FakeOtlp::traces(1).spans(1).resources(1).seed(5).build();
+        req.resource_spans[0].scope_spans[0].spans[0].events = vec![Event {
+            name: "e".into(),
+            attributes: vec![attr.clone()],
+            ..Default::default()
+        }];
+        let body = req.encode_to_vec();
+        let mut scan = Scan::default();
+        scan.scan(&body).unwrap_or_default();
+        assert_eq!((scan.spans.len(), scan.rejected), (1, 0));
+        assert!(ExportTraceServiceRequest::decode(&body[..]).is_ok());
+        // One level more is refused.
+        attr.value = Some(AnyValue {
+            value: Some(any_value::Value::ArrayValue(ArrayValue {
+                values: vec![value],
+            })),
+        });
+        req.resource_spans[0].scope_spans[0].spans[0].events[0].attributes = vec![attr];
+        scan.scan(&req.encode_to_vec()).unwrap_or_default();
+        assert_eq!((scan.spans.len(), scan.rejected), (0, 1));
+    }
+
+    /// Found in review: a status message sent twice is decoded twice by prost, so both
+    /// must be UTF-8.
+    #[test]
+    fn every_status_message_is_checked() {
+        // Span { trace_id, status { message "\xff", message "ok" } }.
+        let mut span = vec![0x0a, 16];
+        span.extend_from_slice(&[1; 16]);
+        span.extend_from_slice(&[0x7a, 7, 0x12, 1, 0xff, 0x12, 2, b'o', b'k']);
+        let mut scope = vec![0x12, span.len() as u8];
+        scope.extend_from_slice(&span);
+        let mut rs = vec![0x12, scope.len() as u8];
+        rs.extend_from_slice(&scope);
+        let mut body = vec![0x0a, rs.len() as u8];
+        body.extend_from_slice(&rs);
+        let mut scan = Scan::default();
+        scan.scan(&body).unwrap_or_default();
+        assert_eq!((scan.spans.len(), scan.rejected), (0, 1));
     }
 
     /// Found by the property test: the fast path for int attributes let a ten-byte varint

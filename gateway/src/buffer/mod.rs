@@ -514,8 +514,10 @@ impl TraceBuffer {
         };
         match sent {
             Ok(d) => {
-                self.stats.rejected_spans.add(d.rejected_spans);
-                Some(spans - d.rejected_spans)
+                // A peer's count is its word: never more than what was sent.
+                let rejected = d.rejected_spans.min(spans);
+                self.stats.rejected_spans.add(rejected);
+                Some(spans - rejected)
             }
             Err(error) => {
                 tracing::warn!(peer = ?view.member(p), %error, spans, "Sending to a peer failed; keeping its spans here.");
