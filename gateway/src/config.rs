@@ -67,6 +67,10 @@ pub struct GatewayConfig {
     /// changes. Without it this gateway owns every trace it receives.
     #[serde(default)]
     pub peers: PeersConfig,
+    /// Actions on the attributes of kept spans (`delete`, `hash`), applied after the
+    /// decision: policies see the original values.
+    #[serde(default)]
+    pub attributes: crate::attributes::AttributesConfig,
 }
 
 /// `buffer`.
@@ -187,6 +191,9 @@ impl GatewayConfig {
         }
         if self.buffer.shard_queue == 0 {
             return Err(invalid("buffer.shard_queue", "must be greater than 0"));
+        }
+        if let Err(e) = self.attributes.compile() {
+            return Err(invalid("attributes", &e.to_string()));
         }
         if let Err((key, message)) = self.peers.validate() {
             return Err(invalid(&key, &message));

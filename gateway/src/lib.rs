@@ -8,6 +8,7 @@
 //! ```
 //!
 //! * [`config`]: the gateway YAML file.
+//! * [`attributes`]: `delete` and `hash` actions on the attributes of kept spans.
 //! * [`buffer`]: the receive-side stage and the shards that own traces.
 //! * [`timer`]: deadline queue.
 //! * [`decide`]: the decision cache for late spans.
@@ -18,6 +19,7 @@
 //! * [`metrics`]: the gateway's counters and the accounting identity.
 //! * [`explain`]: offline replay of recorded traces through a plan (`explain` command).
 
+pub mod attributes;
 pub mod buffer;
 pub mod config;
 pub mod decide;
@@ -50,6 +52,9 @@ pub enum GatewayError {
     /// An exporter could not be built.
     #[error("exporter {0}")]
     Export(#[from] export::ExportError),
+    /// The `attributes:` actions cannot be compiled.
+    #[error("{0}")]
+    Attributes(String),
     /// Peers are configured but this gateway's place among them is unknown.
     #[error("peers: {0}")]
     Peers(String),
@@ -93,6 +98,11 @@ impl Gateway {
             .decision_cache_size
             .unwrap_or(config.buffer.decision_cache_size);
         let per_shard_cache = cache_size.max(1).div_ceil(n);
+        let attribute_actions = config
+            .attributes
+            .compile()
+            .map_err(|e| GatewayError::Attributes(e.to_string()))?
+            .map(Arc::new);
         let drain = CancellationToken::new();
         let mut senders = Vec::with_capacity(n);
         let mut shards = Vec::with_capacity(n);
@@ -111,7 +121,8 @@ impl Gateway {
                 limits,
                 exporters.clone(),
                 stats.clone(),
-            );
+            )
+            .with_attribute_actions(attribute_actions.clone());
             shards.push(tokio::spawn(shard.run(drain.clone())));
         }
         drop(exporters);

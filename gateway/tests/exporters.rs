@@ -170,6 +170,7 @@ async fn a_span_the_backend_refuses_fails_alone() {
         admin: None,
         metrics: None,
         peers: Default::default(),
+        attributes: Default::default(),
     };
     let plan = PolicyPlan::compile(
         &PolicyFile::parse(

@@ -70,6 +70,7 @@ async fn pod(listeners: Listeners, initial: &[SocketAddr]) -> Pod {
         admin: None,
         metrics: None,
         peers,
+        attributes: Default::default(),
     };
     let gateway = Gateway::start(&config, common::plan(KEEP_ALL)).unwrap();
     let (stats, peers) = (gateway.stats().clone(), gateway.peers().clone());
@@ -361,6 +362,7 @@ async fn a_handoff_cut_short_by_the_drain_deadline_loses_nothing() {
             timeout: Duration::from_secs(60),
             ..Default::default()
         },
+        attributes: Default::default(),
     };
     let gateway = Gateway::start(&config, common::plan(KEEP_ALL)).unwrap();
     let (stats, peers) = (gateway.stats().clone(), gateway.peers().clone());

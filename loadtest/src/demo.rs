@@ -105,6 +105,7 @@ pub async fn run_demo(cfg: DemoConfig) -> anyhow::Result<Report> {
             admin: None,
             metrics: None,
             peers: Default::default(),
+            attributes: Default::default(),
         };
         let gateway = Gateway::start(&config, PolicyPlan::compile(&policy_file))?;
         gateway_stats.push(gateway.stats().clone());

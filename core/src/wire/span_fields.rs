@@ -205,13 +205,40 @@ pub fn tracestate_with_threshold(tracestate: &[u8], th: &str) -> Vec<u8> {
     out
 }
 
-/// How a kept span records its sampling probability.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Rewrites a kept span's attributes on their way out (the gateway's `attributes`
+/// actions: delete, hash). Given one encoded `KeyValue`, returns `None` to keep it as it
+/// is, or `Some(bytes)`: the encoded `KeyValue` to write instead (empty: drop it).
+pub trait AttributeRewrite: Send + Sync {
+    /// The replacement for `key_value`, if any.
+    fn rewrite(&self, key_value: &[u8]) -> Option<Vec<u8>>;
+}
+
+/// How a kept span records its sampling probability, and how its attributes are rewritten.
+#[derive(Clone, Copy)]
 pub struct AdjustedCount<'a> {
     /// Write `ot=th:…` into `trace_state`.
     pub tracestate: bool,
     /// Append an attribute with this key holding `1 / p` (absent: no attribute).
     pub attribute: Option<&'a str>,
+    /// Rewrites the span's own attributes (absent: copied as they are).
+    pub rewrite: Option<&'a dyn AttributeRewrite>,
+}
+
+impl std::fmt::Debug for AdjustedCount<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AdjustedCount")
+            .field("tracestate", &self.tracestate)
+            .field("attribute", &self.attribute)
+            .field("rewrite", &self.rewrite.is_some())
+            .finish()
+    }
+}
+
+impl AdjustedCount<'_> {
+    /// Whether a kept span is written as it came (nothing to record, nothing to rewrite).
+    pub fn is_noop(&self) -> bool {
+        !self.tracestate && self.attribute.is_none() && self.rewrite.is_none()
+    }
 }
 
 /// Re-encodes a span message so that it says it was kept with probability `p` (combined
@@ -265,16 +292,30 @@ impl<'a> AdjustedCountWriter<'a> {
             else {
                 break;
             };
+            let mut replacement = None;
             let drop = match (field, wt) {
                 (3, 2) => {
                     old_ts = &span[start..end];
                     self.how.tracestate
                 }
-                (9, 2) => key.is_some_and(|k| key_value_key_is(&span[start..end], k)),
+                (9, 2) => {
+                    let kv = &span[start..end];
+                    if key.is_some_and(|k| key_value_key_is(kv, k)) {
+                        true
+                    } else if let Some(r) = self.how.rewrite {
+                        replacement = r.rewrite(kv);
+                        replacement.is_some()
+                    } else {
+                        false
+                    }
+                }
                 _ => false,
             };
             if drop {
                 out.extend_from_slice(&span[copy_from..field_start]);
+                if let Some(kv) = replacement.filter(|kv| !kv.is_empty()) {
+                    put_len_field(out, 9, &kv);
+                }
                 copy_from = pos;
             }
         }
@@ -462,6 +503,7 @@ mod tests {
         let how = AdjustedCount {
             tracestate: true,
             attribute: Some("sampling.adjusted_count"),
+            rewrite: None,
         };
         // Kept at 25% after a 50% head sampler: 12.5% overall, count 8.
         let bytes = with_adjusted_count(&original.encode_to_vec(), 0.25, &how);
@@ -485,6 +527,7 @@ mod tests {
         let only_attr = AdjustedCount {
             tracestate: false,
             attribute: Some("n"),
+            rewrite: None,
         };
         let got =
             Span::decode(&with_adjusted_count(&span("").encode_to_vec(), 0.3, &only_attr)[..])

@@ -60,7 +60,7 @@ pub struct TraceEntry {
 /// adjusted-count attribute), all of one trace in one new buffer. Only kept spans pay for
 /// this; with both outputs turned off the spans go out untouched.
 fn adjusted(spans: Vec<BufferedSpan>, p: f64, how: &AdjustedCount<'_>) -> Vec<BufferedSpan> {
-    if !how.tracestate && how.attribute.is_none() {
+    if how.is_noop() {
         return spans;
     }
     let mut writer = AdjustedCountWriter::new(p, how);
@@ -133,6 +133,8 @@ pub struct Shard {
         Option<Arc<crate::policy::plan::PolicyPlan>>,
         crate::policy::plan::LocalVerdicts,
     ),
+    /// `attributes:` actions on kept spans, if any.
+    attribute_actions: Option<Arc<crate::attributes::AttributeActions>>,
 }
 
 // === impl Shard ===
@@ -168,7 +170,35 @@ impl Shard {
             export,
             stats,
             verdicts: (None, Default::default()),
+            attribute_actions: None,
         }
+    }
+
+    /// Applies `actions` to the attributes of every span this shard keeps.
+    pub fn with_attribute_actions(
+        mut self,
+        actions: Option<Arc<crate::attributes::AttributeActions>>,
+    ) -> Self {
+        self.attribute_actions = actions;
+        self
+    }
+
+    /// Kept spans as they leave: with their adjusted count, and their attributes rewritten
+    /// by the `attributes:` actions.
+    fn kept(
+        &self,
+        spans: Vec<BufferedSpan>,
+        p: f64,
+        plan: &crate::policy::plan::PolicyPlan,
+    ) -> Vec<BufferedSpan> {
+        let how = AdjustedCount {
+            rewrite: self
+                .attribute_actions
+                .as_deref()
+                .map(|a| a as &dyn tailgate_core::wire::span_fields::AttributeRewrite),
+            ..plan.adjusted_count()
+        };
+        adjusted(spans, p, &how)
     }
 
     /// Adds the verdicts counted locally to their plan's counters (once per batch).
@@ -308,7 +338,7 @@ impl Shard {
                     Cached::Kept(p) => {
                         self.stats.late_sampled_spans.add(n);
                         let plan = self.plan.load_full();
-                        let spans = adjusted(entry.spans, p, &plan.adjusted_count());
+                        let spans = self.kept(entry.spans, p, &plan);
                         self.send(spans).await;
                     }
                     Cached::Dropped => {
@@ -462,7 +492,7 @@ impl Shard {
             let plan = self.plan.load_full();
             let spans = late_kept
                 .into_iter()
-                .flat_map(|(span, p)| adjusted(vec![span], p, &plan.adjusted_count()))
+                .flat_map(|(span, p)| self.kept(vec![span], p, &plan))
                 .collect();
             self.send(spans).await;
         }
@@ -619,7 +649,7 @@ impl Shard {
         self.stats
             .record_decision_latency(now.saturating_duration_since(entry.first_seen));
         if decision.sampled {
-            let spans = adjusted(entry.spans, decision.probability, &plan.adjusted_count());
+            let spans = self.kept(entry.spans, decision.probability, plan);
             self.send(spans).await;
         } else {
             self.stats.dropped_spans.add(n);

@@ -348,6 +348,7 @@ impl PolicyPlan {
         AdjustedCount {
             tracestate: self.adjusted_tracestate,
             attribute: self.adjusted_attribute.as_deref(),
+            rewrite: None,
         }
     }
 

@@ -95,6 +95,7 @@ pub(crate) async fn spawn_gateway_configured(
         admin: None,
         metrics: None,
         peers: Default::default(),
+        attributes: Default::default(),
     };
     configure(&mut config);
     let gateway = Gateway::start(&config, plan).unwrap();

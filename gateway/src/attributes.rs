@@ -1,0 +1,269 @@
+//! `attributes:` in the gateway config: actions on the attributes of kept spans, after the
+//! decision, in the OpenTelemetry Collector's `attributes` processor syntax where it fits
+//! (`key` or `pattern`, and `action: delete | hash`). Policies decide on the original
+//! values; only what leaves for the backends (every exporter, the `debug` file included)
+//! is scrubbed, and dropped traces cost nothing. As the Collector's processor, it acts on
+//! the span's own attributes, not on resource or event attributes.
+//!
+//! Data comes from the shard's kept-span rewrite ([`tailgate_core::wire::span_fields`]),
+//! which hands each encoded `KeyValue` to [`AttributeActions`] and writes what it returns.
+
+use regex::Regex;
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use tailgate_core::wire::span_fields::AttributeRewrite;
+
+/// `attributes:` as written.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct AttributesConfig {
+    /// The actions, applied in order; the first one whose key or pattern matches an
+    /// attribute acts on it.
+    #[serde(default)]
+    pub actions: Vec<ActionConfig>,
+}
+
+/// One action as written.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ActionConfig {
+    /// The attribute key it acts on.
+    #[serde(default)]
+    pub key: Option<String>,
+    /// Or a regular expression over keys.
+    #[serde(default)]
+    pub pattern: Option<String>,
+    /// `delete` or `hash`.
+    pub action: String,
+}
+
+/// What an action does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// Remove the attribute.
+    Delete,
+    /// Replace its value with the lowercase hex SHA-256 of its value as a string.
+    Hash,
+}
+
+#[derive(Debug)]
+enum Matcher {
+    Key(String),
+    Pattern(Regex),
+}
+
+/// The compiled actions.
+#[derive(Debug)]
+pub struct AttributeActions {
+    actions: Vec<(Matcher, Action)>,
+}
+
+/// Why an `attributes:` block is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AttributesError {
+    /// Neither or both of `key` and `pattern`.
+    #[error("attributes.actions[{0}]: give one of key and pattern")]
+    KeyOrPattern(usize),
+    /// A pattern that is not a regular expression.
+    #[error("attributes.actions[{index}]: pattern {pattern:?}: {message}")]
+    Pattern {
+        /// Which action.
+        index: usize,
+        /// The pattern.
+        pattern: String,
+        /// Why.
+        message: String,
+    },
+    /// An action this gateway does not take.
+    #[error("attributes.actions[{index}]: action {action:?} is not supported; use delete or hash (insert, update, upsert, extract and convert are not implemented)")]
+    Action {
+        /// Which action.
+        index: usize,
+        /// As written.
+        action: String,
+    },
+}
+
+impl AttributesConfig {
+    /// Compiles the actions; `None` when there are none.
+    pub fn compile(&self) -> Result<Option<AttributeActions>, AttributesError> {
+        let mut actions = Vec::with_capacity(self.actions.len());
+        for (index, a) in self.actions.iter().enumerate() {
+            let matcher = match (&a.key, &a.pattern) {
+                (Some(k), None) => Matcher::Key(k.clone()),
+                (None, Some(p)) => {
+                    Matcher::Pattern(Regex::new(p).map_err(|e| AttributesError::Pattern {
+                        index,
+                        pattern: p.clone(),
+                        message: e.to_string(),
+                    })?)
+                }
+                _ => return Err(AttributesError::KeyOrPattern(index)),
+            };
+            let action = match a.action.as_str() {
+                "delete" => Action::Delete,
+                "hash" => Action::Hash,
+                other => {
+                    return Err(AttributesError::Action {
+                        index,
+                        action: other.to_owned(),
+                    })
+                }
+            };
+            actions.push((matcher, action));
+        }
+        Ok((!actions.is_empty()).then_some(AttributeActions { actions }))
+    }
+}
+
+impl AttributeActions {
+    /// The action for an attribute key, if any.
+    pub fn action_for(&self, key: &str) -> Option<Action> {
+        self.actions.iter().find_map(|(m, a)| {
+            let hit = match m {
+                Matcher::Key(k) => k == key,
+                Matcher::Pattern(r) => r.is_match(key),
+            };
+            hit.then_some(*a)
+        })
+    }
+}
+
+impl AttributeRewrite for AttributeActions {
+    fn rewrite(&self, kv: &[u8]) -> Option<Vec<u8>> {
+        let (key, value) = key_and_value(kv)?;
+        match self.action_for(std::str::from_utf8(key).ok()?)? {
+            Action::Delete => Some(Vec::new()),
+            Action::Hash => {
+                let digest = Sha256::digest(value_as_string(value));
+                let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+                let mut any = Vec::with_capacity(hex.len() + 2);
+                put_field(&mut any, 1, hex.as_bytes());
+                let mut out = Vec::with_capacity(key.len() + any.len() + 4);
+                put_field(&mut out, 1, key);
+                put_field(&mut out, 2, &any);
+                Some(out)
+            }
+        }
+    }
+}
+
+/// A `KeyValue`'s key and encoded `AnyValue` (empty when absent).
+fn key_and_value(kv: &[u8]) -> Option<(&[u8], &[u8])> {
+    let (mut key, mut value) = (None, &[][..]);
+    let mut pos = 0;
+    while let Some((field, wt, start, end)) =
+        tailgate_core::wire::attrs::next_field_slice(kv, &mut pos)
+    {
+        match (field, wt) {
+            (1, 2) => key = Some(&kv[start..end]),
+            (2, 2) => value = &kv[start..end],
+            _ => {}
+        }
+    }
+    Some((key?, value))
+}
+
+/// An `AnyValue` as the Collector's hash reads it: a string as it is, an int in decimal, a
+/// bool as `true`/`false`, a double in its shortest form, bytes raw; anything else (arrays,
+/// maps) by its encoded bytes.
+fn value_as_string(any: &[u8]) -> Vec<u8> {
+    let mut pos = 0;
+    if let Some((field, wt, start, end)) =
+        tailgate_core::wire::attrs::next_field_slice(any, &mut pos)
+    {
+        let raw = &any[start..end];
+        return match (field, wt) {
+            (1 | 7, 2) => raw.to_vec(),
+            (2, 0) => (if varint(raw) != 0 { "true" } else { "false" }).into(),
+            (3, 0) => (varint(raw) as i64).to_string().into_bytes(),
+            (4, 1) if raw.len() == 8 => {
+                let mut b = [0u8; 8];
+                b.copy_from_slice(raw);
+                f64::from_le_bytes(b).to_string().into_bytes()
+            }
+            _ => any.to_vec(),
+        };
+    }
+    Vec::new()
+}
+
+fn varint(b: &[u8]) -> u64 {
+    b.iter()
+        .take(10)
+        .enumerate()
+        .fold(0, |v, (i, byte)| v | (u64::from(byte & 0x7f) << (7 * i)))
+}
+
+fn put_field(out: &mut Vec<u8>, field: u8, bytes: &[u8]) {
+    out.push((field << 3) | 2);
+    let mut n = bytes.len();
+    while n >= 0x80 {
+        out.push((n as u8) | 0x80);
+        n >>= 7;
+    }
+    out.push(n as u8);
+    out.extend_from_slice(bytes);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn actions(yaml: &str) -> AttributeActions {
+        let c: AttributesConfig = serde_yaml_ng::from_str(yaml).unwrap_or_default();
+        c.compile()
+            .ok()
+            .flatten()
+            .unwrap_or(AttributeActions { actions: vec![] })
+    }
+
+    #[test]
+    fn actions_match_by_key_or_pattern_and_bad_ones_are_refused() {
+        let a = actions("actions:\n  - {key: user.email, action: delete}\n  - {pattern: '^http\\.request\\.header\\.', action: delete}\n  - {key: user.id, action: hash}\n");
+        assert_eq!(a.action_for("user.email"), Some(Action::Delete));
+        assert_eq!(
+            a.action_for("http.request.header.authorization"),
+            Some(Action::Delete)
+        );
+        assert_eq!(a.action_for("user.id"), Some(Action::Hash));
+        assert_eq!(a.action_for("http.route"), None);
+        let bad = |y: &str| {
+            serde_yaml_ng::from_str::<AttributesConfig>(y)
+                .map_err(|e| e.to_string())
+                .and_then(|c| c.compile().map_err(|e| e.to_string()))
+                .err()
+                .unwrap_or_default()
+        };
+        assert!(bad("actions: [{key: a, action: upsert}]").contains("not supported"));
+        assert!(bad("actions: [{action: delete}]").contains("one of key and pattern"));
+        assert!(bad("actions: [{pattern: '(', action: delete}]").contains("pattern"));
+    }
+
+    #[test]
+    fn hash_is_sha256_of_the_value_as_a_string() {
+        let a = actions("actions: [{key: user.id, action: hash}]");
+        // KeyValue { key: "user.id", value: { string_value: "42" } }.
+        let mut any = Vec::new();
+        put_field(&mut any, 1, b"42");
+        let mut kv = Vec::new();
+        put_field(&mut kv, 1, b"user.id");
+        put_field(&mut kv, 2, &any);
+        let out = a.rewrite(&kv).unwrap_or_default();
+        let (key, value) = key_and_value(&out).unwrap_or_default();
+        assert_eq!(key, b"user.id");
+        // sha256("42")
+        assert_eq!(
+            value_as_string(value),
+            b"73475cb40a568e8da8a045ced110137e159f890ac4da883b6b17dc651b3a8049".to_vec()
+        );
+        // An int 42 hashes the same as the string "42".
+        let mut any = vec![3 << 3, 42];
+        let mut kv = Vec::new();
+        put_field(&mut kv, 1, b"user.id");
+        put_field(&mut kv, 2, &any);
+        assert_eq!(a.rewrite(&kv).unwrap_or_default(), out);
+        any.clear();
+        assert!(a.rewrite(b"\x0a\x01x").is_none(), "other keys are kept");
+    }
+}
