@@ -11,7 +11,8 @@
 use regex::Regex;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
-use tailgate_core::wire::span_fields::AttributeRewrite;
+use tailgate_core::wire::attrs::read_varint;
+use tailgate_core::wire::span_fields::{put_len_field as put_field, AttributeRewrite};
 
 /// `attributes:` as written.
 #[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
@@ -175,8 +176,13 @@ fn value_as_string(any: &[u8]) -> Vec<u8> {
         let raw = &any[start..end];
         return match (field, wt) {
             (1 | 7, 2) => raw.to_vec(),
-            (2, 0) => (if varint(raw) != 0 { "true" } else { "false" }).into(),
-            (3, 0) => (varint(raw) as i64).to_string().into_bytes(),
+            (2, 0) => (if read_varint(raw, 0).0 != 0 {
+                "true"
+            } else {
+                "false"
+            })
+            .into(),
+            (3, 0) => (read_varint(raw, 0).0 as i64).to_string().into_bytes(),
             (4, 1) if raw.len() == 8 => {
                 let mut b = [0u8; 8];
                 b.copy_from_slice(raw);
@@ -186,24 +192,6 @@ fn value_as_string(any: &[u8]) -> Vec<u8> {
         };
     }
     Vec::new()
-}
-
-fn varint(b: &[u8]) -> u64 {
-    b.iter()
-        .take(10)
-        .enumerate()
-        .fold(0, |v, (i, byte)| v | (u64::from(byte & 0x7f) << (7 * i)))
-}
-
-fn put_field(out: &mut Vec<u8>, field: u8, bytes: &[u8]) {
-    out.push((field << 3) | 2);
-    let mut n = bytes.len();
-    while n >= 0x80 {
-        out.push((n as u8) | 0x80);
-        n >>= 7;
-    }
-    out.push(n as u8);
-    out.extend_from_slice(bytes);
 }
 
 #[cfg(test)]

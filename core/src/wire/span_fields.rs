@@ -383,7 +383,8 @@ fn key_value_key(kv: &[u8]) -> Option<&[u8]> {
     None
 }
 
-fn put_len_field(out: &mut Vec<u8>, field: u32, value: &[u8]) {
+/// Appends a length-delimited field `field` holding `value`.
+pub fn put_len_field(out: &mut Vec<u8>, field: u32, value: &[u8]) {
     put_varint(out, u64::from(field << 3 | 2));
     put_varint(out, value.len() as u64);
     out.extend_from_slice(value);
