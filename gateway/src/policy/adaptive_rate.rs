@@ -34,7 +34,8 @@ use tailgate_core::wire::span_fields::MAX_THRESHOLD;
 use tokio::time::Instant;
 use xxhash_rust::xxh3::{xxh3_64_with_seed, Xxh3};
 
-use super::verdict::{Policy, Verdict};
+use super::verdict::{field_keys, Policy, Verdict};
+use super::kind::{At, Keys, Kind, PolicyError, SettingError};
 use crate::buffer::trace::TraceView;
 
 /// Seed of the trace-id hash, distinct from the ring's so that placement and sampling are
@@ -110,54 +111,57 @@ impl Default for AdaptiveRateConfig {
 }
 
 impl AdaptiveRateConfig {
-    pub(crate) fn validate(&self) -> Result<(), String> {
+    pub(crate) fn validate(&self) -> Result<(), SettingError> {
         match (self.target_traces_per_second, self.target_spans_per_second) {
             (Some(_), Some(_)) => {
-                return Err(
-                    "target_traces_per_second and target_spans_per_second are exclusive; set one"
-                        .into(),
-                )
+                return Err(SettingError::conflict(
+                    "target_traces_per_second",
+                    "target_traces_per_second and target_spans_per_second are exclusive; set one",
+                ))
             }
             (None, None) => {
-                return Err("target_traces_per_second: set it or target_spans_per_second".into())
+                return Err(SettingError::conflict(
+                    "target_traces_per_second",
+                    "set it or target_spans_per_second",
+                ))
             }
             (Some(t), None) if !(t > 0.0 && t.is_finite()) => {
-                return Err(format!("target_traces_per_second must be > 0, found {t}"))
+                return Err(SettingError::range("target_traces_per_second", "> 0", t))
             }
             (None, Some(t)) if !(t > 0.0 && t.is_finite()) => {
-                return Err(format!("target_spans_per_second must be > 0, found {t}"))
+                return Err(SettingError::range("target_spans_per_second", "> 0", t))
             }
             _ => {}
         }
         if !(self.min_probability > 0.0 && self.min_probability <= self.max_probability) {
-            return Err(format!(
-                "min_probability must be > 0 and <= max_probability, found {}",
-                self.min_probability
+            return Err(SettingError::range(
+                "min_probability",
+                "> 0 and <= max_probability",
+                self.min_probability,
             ));
         }
         if !(self.max_probability > 0.0 && self.max_probability <= 1.0) {
-            return Err(format!(
-                "max_probability must be in (0, 1], found {}",
-                self.max_probability
+            return Err(SettingError::range(
+                "max_probability",
+                "in (0, 1]",
+                self.max_probability,
             ));
         }
         if !(self.smoothing > 0.0 && self.smoothing <= 1.0) {
-            return Err(format!(
-                "smoothing must be in (0, 1], found {}",
-                self.smoothing
-            ));
+            return Err(SettingError::range("smoothing", "in (0, 1]", self.smoothing));
         }
         if self.interval < Duration::from_millis(100) {
-            return Err(format!(
-                "interval must be at least 100ms, found {:?}",
-                self.interval
+            return Err(SettingError::range(
+                "interval",
+                "at least 100ms",
+                format!("{:?}", self.interval),
             ));
         }
         if self.max_keys == 0 {
-            return Err("max_keys must be greater than 0".into());
+            return Err(SettingError::range("max_keys", "greater than 0", 0));
         }
         if let Some(i) = self.keys.iter().position(|k| k.is_empty()) {
-            return Err(format!("keys[{i}] must not be empty"));
+            return Err(SettingError::empty(format!("keys[{i}]")));
         }
         Ok(())
     }
@@ -166,6 +170,30 @@ impl AdaptiveRateConfig {
         self.target_traces_per_second
             .or(self.target_spans_per_second)
             .unwrap_or(1.0)
+    }
+}
+
+impl Kind for AdaptiveRateConfig {
+    type Valid = Self;
+
+    fn validated(self, at: &At<'_>) -> Result<Self, PolicyError> {
+        at.settings(self, Self::validate)
+    }
+
+    fn is_stateful(_: &Self) -> bool {
+        true
+    }
+
+    fn compile(c: &Self, keys: &mut Keys<'_>) -> Box<dyn Policy> {
+        let idx = c
+            .keys
+            .iter()
+            .map(|k| match k.as_str() {
+                ROOT_NAME => keys.index(field_keys::ROOT_NAME),
+                k => keys.index(k),
+            })
+            .collect();
+        Box::new(AdaptiveRatePolicy::new(c, idx))
     }
 }
 

@@ -5,6 +5,7 @@
 use serde::Deserialize;
 
 use super::verdict::{Policy, Verdict};
+use super::kind::{At, Keys, Kind, PolicyError, SettingError};
 use crate::buffer::trace::TraceView;
 
 /// YAML block `boolean_attribute:`.
@@ -21,11 +22,23 @@ pub struct BooleanAttributeConfig {
 }
 
 impl BooleanAttributeConfig {
-    pub(crate) fn validate(&self) -> Result<(), String> {
+    pub(crate) fn validate(&self) -> Result<(), SettingError> {
         if self.key.is_empty() {
-            return Err("key must not be empty".into());
+            return Err(SettingError::empty("key"));
         }
         Ok(())
+    }
+}
+
+impl Kind for BooleanAttributeConfig {
+    type Valid = Self;
+
+    fn validated(self, at: &At<'_>) -> Result<Self, PolicyError> {
+        at.settings(self, Self::validate)
+    }
+
+    fn compile(c: &Self, keys: &mut Keys<'_>) -> Box<dyn Policy> {
+        Box::new(BooleanAttributePolicy::new(c, keys.index(&c.key)))
     }
 }
 

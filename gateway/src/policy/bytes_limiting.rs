@@ -7,6 +7,8 @@
 use serde::Deserialize;
 
 use super::limiter::{validate_rate, BucketPolicy, Unit};
+use super::kind::{At, Keys, Kind, PolicyError, SettingError};
+use super::verdict::Policy;
 
 /// YAML block `bytes_limiting:`.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -20,7 +22,7 @@ pub struct BytesLimitingConfig {
 }
 
 impl BytesLimitingConfig {
-    pub(crate) fn validate(&self) -> Result<(), String> {
+    pub(crate) fn validate(&self) -> Result<(), SettingError> {
         validate_rate(
             "bytes_per_second",
             self.bytes_per_second,
@@ -31,5 +33,21 @@ impl BytesLimitingConfig {
     /// The compiled policy (a token bucket charged in bytes).
     pub fn compile(&self) -> BucketPolicy {
         BucketPolicy::new(Unit::Bytes, self.bytes_per_second, self.burst_capacity)
+    }
+}
+
+impl Kind for BytesLimitingConfig {
+    type Valid = Self;
+
+    fn validated(self, at: &At<'_>) -> Result<Self, PolicyError> {
+        at.settings(self, Self::validate)
+    }
+
+    fn is_stateful(_: &Self) -> bool {
+        true
+    }
+
+    fn compile(c: &Self, _keys: &mut Keys<'_>) -> Box<dyn Policy> {
+        Box::new(c.compile())
     }
 }

@@ -9,6 +9,7 @@
 use serde::Deserialize;
 
 use super::verdict::{Policy, Verdict};
+use super::kind::{At, Keys, Kind, PolicyError, SettingError};
 use crate::buffer::trace::TraceView;
 
 /// YAML block `latency:`.
@@ -23,17 +24,30 @@ pub struct LatencyConfig {
 }
 
 impl LatencyConfig {
-    pub(crate) fn validate(&self) -> Result<(), String> {
+    pub(crate) fn validate(&self) -> Result<(), SettingError> {
         if self.threshold_ms < 0 {
-            return Err("threshold_ms must not be negative".into());
+            return Err(SettingError::range("threshold_ms", "0 or more", self.threshold_ms));
         }
         if self.upper_threshold_ms != 0 && self.upper_threshold_ms < self.threshold_ms {
-            return Err(format!(
-                "upper_threshold_ms ({}) must be 0 or at least threshold_ms ({})",
-                self.upper_threshold_ms, self.threshold_ms
+            return Err(SettingError::range(
+                "upper_threshold_ms",
+                format!("0 or at least threshold_ms ({})", self.threshold_ms),
+                self.upper_threshold_ms,
             ));
         }
         Ok(())
+    }
+}
+
+impl Kind for LatencyConfig {
+    type Valid = Self;
+
+    fn validated(self, at: &At<'_>) -> Result<Self, PolicyError> {
+        at.settings(self, Self::validate)
+    }
+
+    fn compile(c: &Self, _keys: &mut Keys<'_>) -> Box<dyn Policy> {
+        Box::new(LatencyPolicy::new(c))
     }
 }
 

@@ -6,6 +6,7 @@
 //! request is refused when that would put it more than `burst / rate` seconds after now.
 //! It starts full, as `golang.org/x/time/rate` (which the Collector uses) does.
 
+use super::kind::SettingError;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use tokio::time::Instant;
@@ -33,14 +34,20 @@ impl Unit {
 
 /// Checks a `*_per_second` rate and its optional `burst_capacity`; `rate_key` names the
 /// rate in the message.
-pub(crate) fn validate_rate(rate_key: &str, rate: u64, burst: Option<u64>) -> Result<(), String> {
+pub(crate) fn validate_rate(
+    rate_key: &str,
+    rate: u64,
+    burst: Option<u64>,
+) -> Result<(), SettingError> {
     if rate == 0 {
-        return Err(format!("{rate_key} must be greater than 0"));
+        return Err(SettingError::range(rate_key, "greater than 0", rate));
     }
     if burst == Some(0) {
-        return Err(
-            "burst_capacity must be greater than 0 (leave it out for twice the rate)".into(),
-        );
+        return Err(SettingError::range(
+            "burst_capacity",
+            "greater than 0 (leave it out for twice the rate)",
+            0,
+        ));
     }
     Ok(())
 }

@@ -19,30 +19,14 @@
 //!
 //! Each entry is parsed and validated into a [`PolicyConfig`] (errors name the file, the
 //! policy and the key, with the line), then compiled into a [`plan::PolicyPlan`] that the
-//! shards evaluate. One policy kind, one file, named after its `type:`.
+//! shards evaluate. One policy kind, one file, named after its `type:`, and one line in the
+//! table of `policy_kinds!` below.
 
-pub mod adaptive_rate;
-pub mod always_sample;
-pub mod and;
-pub mod boolean_attribute;
-pub mod bytes_limiting;
 mod collector;
-pub mod composite;
-pub mod drop;
-pub mod latency;
+pub mod kind;
 pub mod limiter;
-pub mod not;
-pub mod numeric_attribute;
 pub mod ottl;
-pub mod ottl_condition;
 pub mod plan;
-pub mod probabilistic;
-pub mod rate_limiting;
-pub mod span_count;
-pub mod status_code;
-pub mod string_attribute;
-pub mod trace_flags;
-pub mod trace_state;
 pub mod verdict;
 
 use std::fmt::Debug;
@@ -55,36 +39,38 @@ use tailgate_core::config::{
     ConfigError,
 };
 
+pub use kind::{PolicyError, SettingError};
 pub use verdict::{field_keys, Policy, Verdict};
 
-// The combining kinds' configs hold policies of this file's own types, so they live here;
-// their compiled policies (and.rs, drop.rs, not.rs, composite.rs) import only `verdict`.
+use kind::{At, Keys, Kind};
+
+// The blocks of the combining kinds (their `Kind` impls are below the table).
 
 /// YAML block `and:`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(crate) struct AndConfig {
+pub struct AndConfig {
     pub(crate) and_sub_policy: Vec<RawPolicy>,
 }
 
 /// YAML block `drop:`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(crate) struct DropConfig {
+pub struct DropConfig {
     pub(crate) drop_sub_policy: Vec<RawPolicy>,
 }
 
 /// YAML block `not:`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(crate) struct NotConfig {
+pub struct NotConfig {
     pub(crate) not_sub_policy: Box<RawPolicy>,
 }
 
 /// YAML block `composite:`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(crate) struct RawCompositeConfig {
+pub struct RawCompositeConfig {
     pub(crate) max_total_spans_per_second: u64,
     #[serde(default)]
     pub(crate) policy_order: Vec<String>,
@@ -309,6 +295,127 @@ fn default_num_traces() -> usize {
     50_000
 }
 
+/// The policy kinds: one line each, `type name => PolicyKind variant(settings block)`. The
+/// name is also the kind's file (`policy/NAME.rs`) and its YAML block key. The block type
+/// implements [`kind::Kind`]; everything else about a kind (the `type:` names, the block
+/// fields of an entry, [`PolicyKind`], validation and compile dispatch) is made from this
+/// table. Adding a kind is its file and one line here.
+macro_rules! policy_kinds {
+    ($($name:ident => $variant:ident($block:ty),)*) => {
+        $(pub mod $name;)*
+
+        /// The supported policy kinds with their validated settings.
+        #[derive(Debug, Clone)]
+        pub enum PolicyKind {
+            $(
+                #[doc = concat!("`", stringify!($name), "`")]
+                $variant(<$block as Kind>::Valid),
+            )*
+        }
+
+        /// A policy entry as written: `name`, `type` and one block per type.
+        #[derive(Debug, Default, Deserialize)]
+        #[serde(deny_unknown_fields)]
+        pub(crate) struct RawPolicy {
+            name: Option<String>,
+            #[serde(rename = "type")]
+            kind: Option<String>,
+            $($name: Option<$block>,)*
+        }
+
+        /// The `type:` names, in table order.
+        const KIND_NAMES: &[&str] = &[$(stringify!($name)),*];
+
+        impl RawPolicy {
+            /// The blocks present in the entry.
+            fn blocks(&self) -> impl Iterator<Item = &'static str> {
+                [$((stringify!($name), self.$name.is_some())),*]
+                    .into_iter()
+                    .filter_map(|(name, present)| present.then_some(name))
+            }
+
+            /// Validates the block of type `kind`; `None` for an unknown type.
+            fn validate_kind(
+                &mut self,
+                policy: &str,
+                kind: &str,
+            ) -> Option<Result<PolicyKind, PolicyError>> {
+                Some(match kind {
+                    $(stringify!($name) => validate_block(
+                        policy,
+                        stringify!($name),
+                        self.$name.take(),
+                    )
+                    .map(PolicyKind::$variant),)*
+                    _ => return None,
+                })
+            }
+        }
+
+        impl PolicyKind {
+            /// The `type:` name.
+            pub fn name(&self) -> &'static str {
+                match self {
+                    $(PolicyKind::$variant(_) => stringify!($name),)*
+                }
+            }
+
+            /// Whether the policy keeps state across traces (see [`kind::Kind::is_stateful`]).
+            pub fn is_stateful(&self) -> bool {
+                match self {
+                    $(PolicyKind::$variant(v) => <$block as Kind>::is_stateful(v),)*
+                }
+            }
+
+            fn compile(&self, keys: &mut Keys<'_>) -> Box<dyn Policy> {
+                match self {
+                    $(PolicyKind::$variant(v) => <$block as Kind>::compile(v, keys),)*
+                }
+            }
+        }
+    };
+}
+
+policy_kinds! {
+    always_sample => AlwaysSample(always_sample::AlwaysSampleConfig),
+    latency => Latency(latency::LatencyConfig),
+    probabilistic => Probabilistic(probabilistic::ProbabilisticConfig),
+    status_code => StatusCode(status_code::StatusCodeConfig),
+    span_count => SpanCount(span_count::SpanCountConfig),
+    string_attribute => StringAttribute(string_attribute::StringAttributeConfig),
+    numeric_attribute => NumericAttribute(numeric_attribute::NumericAttributeConfig),
+    boolean_attribute => BooleanAttribute(boolean_attribute::BooleanAttributeConfig),
+    trace_state => TraceState(trace_state::TraceStateConfig),
+    trace_flags => TraceFlags(trace_flags::TraceFlagsConfig),
+    rate_limiting => RateLimiting(rate_limiting::RateLimitingConfig),
+    bytes_limiting => BytesLimiting(bytes_limiting::BytesLimitingConfig),
+    ottl_condition => OttlCondition(ottl_condition::OttlConditionConfig),
+    and => And(AndConfig),
+    drop => Drop(DropConfig),
+    not => Not(NotConfig),
+    composite => Composite(RawCompositeConfig),
+    adaptive_rate => AdaptiveRate(adaptive_rate::AdaptiveRateConfig),
+}
+
+/// A block present or defaulted, validated.
+fn validate_block<K: Kind + Default>(
+    policy: &str,
+    block: &'static str,
+    written: Option<K>,
+) -> Result<K::Valid, PolicyError> {
+    let written = match written {
+        Some(w) => w,
+        None if K::NEEDS_BLOCK => {
+            return Err(PolicyError::MissingBlock {
+                policy: policy.to_owned(),
+                kind: block,
+            })
+        }
+        None => K::default(),
+    };
+    written.validated(&At { policy, block })
+}
+
 /// One validated policy entry.
 #[derive(Debug, Clone)]
 pub struct PolicyConfig {
@@ -318,259 +425,189 @@ pub struct PolicyConfig {
     pub kind: PolicyKind,
 }
 
-/// The supported policy kinds with their settings.
-#[derive(Debug, Clone)]
-pub enum PolicyKind {
-    /// `always_sample`
-    AlwaysSample,
-    /// `latency`
-    Latency(latency::LatencyConfig),
-    /// `probabilistic`
-    Probabilistic(probabilistic::ProbabilisticConfig),
-    /// `status_code`
-    StatusCode(status_code::StatusCodeConfig),
-    /// `span_count`
-    SpanCount(span_count::SpanCountConfig),
-    /// `and`: every sub-policy keeps it.
-    And(Vec<PolicyConfig>),
-    /// `drop`: every sub-policy keeps it, so it is dropped.
-    Drop(Vec<PolicyConfig>),
-    /// `not` (Tailgate): the sub-policy does not keep it.
-    Not(Box<PolicyConfig>),
-    /// `string_attribute`
-    StringAttribute(string_attribute::StringAttributeConfig),
-    /// `numeric_attribute`
-    NumericAttribute(numeric_attribute::NumericAttributeConfig),
-    /// `boolean_attribute`
-    BooleanAttribute(boolean_attribute::BooleanAttributeConfig),
-    /// `trace_state`
-    TraceState(trace_state::TraceStateConfig),
-    /// `trace_flags`
-    TraceFlags,
-    /// `rate_limiting`
-    RateLimiting(rate_limiting::RateLimitingConfig),
-    /// `bytes_limiting`
-    BytesLimiting(bytes_limiting::BytesLimitingConfig),
-    /// `composite`
-    Composite(CompositeConfig),
-    /// `adaptive_rate` (Tailgate)
-    AdaptiveRate(adaptive_rate::AdaptiveRateConfig),
-    /// `ottl_condition`
-    OttlCondition(ottl_condition::OttlConditionConfig),
+/// The supported `type:` names, for messages.
+fn supported() -> String {
+    KIND_NAMES.join(", ")
 }
-
-/// A policy entry as written: `name`, `type` and one block per type.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct RawPolicy {
-    name: Option<String>,
-    #[serde(rename = "type")]
-    kind: Option<String>,
-    latency: Option<latency::LatencyConfig>,
-    probabilistic: Option<probabilistic::ProbabilisticConfig>,
-    status_code: Option<status_code::StatusCodeConfig>,
-    span_count: Option<span_count::SpanCountConfig>,
-    and: Option<AndConfig>,
-    drop: Option<DropConfig>,
-    not: Option<NotConfig>,
-    numeric_attribute: Option<numeric_attribute::NumericAttributeConfig>,
-    string_attribute: Option<string_attribute::StringAttributeConfig>,
-    boolean_attribute: Option<boolean_attribute::BooleanAttributeConfig>,
-    rate_limiting: Option<rate_limiting::RateLimitingConfig>,
-    bytes_limiting: Option<bytes_limiting::BytesLimitingConfig>,
-    trace_state: Option<trace_state::TraceStateConfig>,
-    trace_flags: Option<trace_flags::TraceFlagsConfig>,
-    composite: Option<RawCompositeConfig>,
-    adaptive_rate: Option<adaptive_rate::AdaptiveRateConfig>,
-    ottl_condition: Option<ottl_condition::OttlConditionConfig>,
-}
-
-const SUPPORTED: &str = "always_sample, latency, probabilistic, status_code, span_count, \
-     string_attribute, numeric_attribute, boolean_attribute, trace_state, trace_flags, \
-     rate_limiting, bytes_limiting, ottl_condition, and, drop, composite, not, adaptive_rate";
 
 impl TryFrom<RawPolicy> for PolicyConfig {
-    type Error = String;
+    type Error = PolicyError;
 
-    /// Validates one entry; the message names the policy and the key.
-    fn try_from(raw: RawPolicy) -> Result<Self, String> {
-        let name = match raw.name {
+    /// Validates one entry; the error names the policy and the key.
+    fn try_from(mut raw: RawPolicy) -> Result<Self, PolicyError> {
+        let name = match raw.name.take() {
             Some(n) if !n.trim().is_empty() => n,
-            _ => return Err("every policy needs a non-empty `name`".into()),
+            _ => return Err(PolicyError::MissingName),
         };
-        let Some(kind) = raw.kind else {
-            return Err(format!(
-                "policy {name:?}: missing `type` (one of {SUPPORTED})"
-            ));
+        let Some(written) = raw.kind.take() else {
+            return Err(PolicyError::MissingType {
+                policy: name,
+                supported: supported(),
+            });
         };
-        let block = |present: bool| -> Result<(), String> {
-            if present {
-                Ok(())
-            } else {
-                Err(format!(
-                    "policy {name:?}: type {kind} needs a `{kind}:` block with its settings"
-                ))
-            }
+        let blocks: Vec<&'static str> = raw.blocks().collect();
+        let Some(kind) = raw.validate_kind(&name, &written) else {
+            return Err(PolicyError::UnknownType {
+                policy: name,
+                kind: written,
+                supported: supported(),
+            });
         };
-        // Which per-type blocks are present, checked against the type after matching.
-        let blocks = [
-            ("latency", raw.latency.is_some()),
-            ("probabilistic", raw.probabilistic.is_some()),
-            ("status_code", raw.status_code.is_some()),
-            ("span_count", raw.span_count.is_some()),
-            ("and", raw.and.is_some()),
-            ("drop", raw.drop.is_some()),
-            ("not", raw.not.is_some()),
-            ("string_attribute", raw.string_attribute.is_some()),
-            ("numeric_attribute", raw.numeric_attribute.is_some()),
-            ("boolean_attribute", raw.boolean_attribute.is_some()),
-            ("trace_state", raw.trace_state.is_some()),
-            ("trace_flags", raw.trace_flags.is_some()),
-            ("rate_limiting", raw.rate_limiting.is_some()),
-            ("bytes_limiting", raw.bytes_limiting.is_some()),
-            ("composite", raw.composite.is_some()),
-            ("adaptive_rate", raw.adaptive_rate.is_some()),
-            ("ottl_condition", raw.ottl_condition.is_some()),
-        ];
-        // Validates a kind's block: present, then its own checks, errors prefixed with it.
-        macro_rules! checked {
-            ($field:ident, $variant:ident) => {{
-                block(raw.$field.is_some())?;
-                let c = raw.$field.unwrap_or_default();
-                c.validate()
-                    .map_err(|e| format!("policy {name:?}: {}.{e}", stringify!($field)))?;
-                PolicyKind::$variant(c)
-            }};
-        }
-        let kind = match kind.as_str() {
-            "always_sample" => PolicyKind::AlwaysSample,
-            "latency" => checked!(latency, Latency),
-            "probabilistic" => checked!(probabilistic, Probabilistic),
-            "status_code" => checked!(status_code, StatusCode),
-            "span_count" => checked!(span_count, SpanCount),
-            "string_attribute" => checked!(string_attribute, StringAttribute),
-            "numeric_attribute" => checked!(numeric_attribute, NumericAttribute),
-            "boolean_attribute" => checked!(boolean_attribute, BooleanAttribute),
-            "and" => {
-                block(raw.and.is_some())?;
-                let subs = raw.and.map(|a| a.and_sub_policy).unwrap_or_default();
-                PolicyKind::And(sub_policies(&name, "and.and_sub_policy", subs)?)
-            }
-            "drop" => {
-                block(raw.drop.is_some())?;
-                let subs = raw.drop.map(|d| d.drop_sub_policy).unwrap_or_default();
-                PolicyKind::Drop(sub_policies(&name, "drop.drop_sub_policy", subs)?)
-            }
-            "not" => {
-                block(raw.not.is_some())?;
-                let Some(sub) = raw.not.map(|n| *n.not_sub_policy) else {
-                    return Err(format!("policy {name:?}: not needs not_sub_policy"));
-                };
-                let mut subs = sub_policies(&name, "not.not_sub_policy", vec![sub])?;
-                PolicyKind::Not(Box::new(subs.remove(0)))
-            }
-            "trace_state" => checked!(trace_state, TraceState),
-            "rate_limiting" => checked!(rate_limiting, RateLimiting),
-            "bytes_limiting" => checked!(bytes_limiting, BytesLimiting),
-            "adaptive_rate" => checked!(adaptive_rate, AdaptiveRate),
-            "trace_flags" => PolicyKind::TraceFlags,
-            "composite" => {
-                block(raw.composite.is_some())?;
-                let Some(c) = raw.composite else {
-                    return Err(format!("policy {name:?}: composite needs settings"));
-                };
-                PolicyKind::Composite(composite_config(&name, c)?)
-            }
-            "ottl_condition" => checked!(ottl_condition, OttlCondition),
-            k => {
-                return Err(format!(
-                    "policy {name:?}: unknown policy type {k:?}; supported: {SUPPORTED}"
-                ))
-            }
-        };
+        let kind = kind?;
         // A block for another type is almost always a copy-paste mistake.
-        let stray = blocks
-            .into_iter()
-            .find(|(k, present)| *present && *k != kind_name(&kind));
-        if let Some((k, _)) = stray {
-            return Err(format!(
-                "policy {name:?}: has a `{k}:` block but its type is {}",
-                kind_name(&kind)
-            ));
+        if let Some(block) = blocks.into_iter().find(|b| *b != kind.name()) {
+            return Err(PolicyError::StrayBlock {
+                policy: name,
+                block,
+                kind: kind.name(),
+            });
         }
         Ok(PolicyConfig { name, kind })
     }
 }
 
-fn kind_name(kind: &PolicyKind) -> &'static str {
-    match kind {
-        PolicyKind::AlwaysSample => "always_sample",
-        PolicyKind::Latency(_) => "latency",
-        PolicyKind::Probabilistic(_) => "probabilistic",
-        PolicyKind::StatusCode(_) => "status_code",
-        PolicyKind::SpanCount(_) => "span_count",
-        PolicyKind::And(_) => "and",
-        PolicyKind::Drop(_) => "drop",
-        PolicyKind::Not(_) => "not",
-        PolicyKind::StringAttribute(_) => "string_attribute",
-        PolicyKind::NumericAttribute(_) => "numeric_attribute",
-        PolicyKind::BooleanAttribute(_) => "boolean_attribute",
-        PolicyKind::TraceState(_) => "trace_state",
-        PolicyKind::TraceFlags => "trace_flags",
-        PolicyKind::RateLimiting(_) => "rate_limiting",
-        PolicyKind::BytesLimiting(_) => "bytes_limiting",
-        PolicyKind::Composite(_) => "composite",
-        PolicyKind::AdaptiveRate(_) => "adaptive_rate",
-        PolicyKind::OttlCondition(_) => "ottl_condition",
+// The combining kinds hold policies of this file's own types, so their blocks live here;
+// their compiled policies (and.rs, drop.rs, not.rs, composite.rs) import only `verdict`.
+
+impl Kind for AndConfig {
+    type Valid = Vec<PolicyConfig>;
+
+    fn validated(self, at: &At<'_>) -> Result<Self::Valid, PolicyError> {
+        sub_policies(at.policy, "and.and_sub_policy", self.and_sub_policy)
+    }
+
+    fn is_stateful(subs: &Self::Valid) -> bool {
+        subs.iter().any(PolicyConfig::is_stateful)
+    }
+
+    fn compile(subs: &Self::Valid, keys: &mut Keys<'_>) -> Box<dyn Policy> {
+        Box::new(and::AndPolicy::new(
+            subs.iter().map(|s| s.kind.compile(keys)).collect(),
+        ))
     }
 }
 
-/// Validates a `composite` block. Its sub-policies may be plain kinds, `and` or `not`, as
-/// in the Collector (which also allows `and` there); composites and `drop` do not nest.
-fn composite_config(name: &str, raw: RawCompositeConfig) -> Result<CompositeConfig, String> {
-    if raw.max_total_spans_per_second == 0 {
-        return Err(format!(
-            "policy {name:?}: composite.max_total_spans_per_second must be greater than 0"
-        ));
+impl Kind for DropConfig {
+    type Valid = Vec<PolicyConfig>;
+
+    fn validated(self, at: &At<'_>) -> Result<Self::Valid, PolicyError> {
+        sub_policies(at.policy, "drop.drop_sub_policy", self.drop_sub_policy)
     }
-    if raw.composite_sub_policy.is_empty() {
-        return Err(format!(
-            "policy {name:?}: composite.composite_sub_policy needs at least one sub-policy"
-        ));
+
+    fn is_stateful(subs: &Self::Valid) -> bool {
+        subs.iter().any(PolicyConfig::is_stateful)
     }
-    let mut subs = Vec::with_capacity(raw.composite_sub_policy.len());
-    for (i, sub) in raw.composite_sub_policy.into_iter().enumerate() {
-        let key = format!("composite.composite_sub_policy[{i}]");
-        let sub =
-            PolicyConfig::try_from(sub).map_err(|e| format!("policy {name:?}: {key}: {e}"))?;
-        if matches!(sub.kind, PolicyKind::Composite(_) | PolicyKind::Drop(_)) {
-            return Err(format!(
-                "policy {name:?}: {key}: {} cannot be a composite sub-policy",
-                kind_name(&sub.kind)
-            ));
+
+    fn compile(subs: &Self::Valid, keys: &mut Keys<'_>) -> Box<dyn Policy> {
+        Box::new(drop::DropPolicy::new(
+            subs.iter().map(|s| s.kind.compile(keys)).collect(),
+        ))
+    }
+}
+
+impl Kind for NotConfig {
+    type Valid = Box<PolicyConfig>;
+
+    fn validated(self, at: &At<'_>) -> Result<Self::Valid, PolicyError> {
+        let mut subs = sub_policies(at.policy, "not.not_sub_policy", vec![*self.not_sub_policy])?;
+        Ok(Box::new(subs.remove(0)))
+    }
+
+    fn is_stateful(sub: &Self::Valid) -> bool {
+        sub.is_stateful()
+    }
+
+    fn compile(sub: &Self::Valid, keys: &mut Keys<'_>) -> Box<dyn Policy> {
+        Box::new(not::NotPolicy::new(sub.kind.compile(keys)))
+    }
+}
+
+impl Kind for RawCompositeConfig {
+    type Valid = CompositeConfig;
+
+    /// Its sub-policies may be plain kinds, `and` or `not`, as in the Collector (which
+    /// also allows `and` there); composites and `drop` do not nest.
+    fn validated(self, at: &At<'_>) -> Result<CompositeConfig, PolicyError> {
+        if self.max_total_spans_per_second == 0 {
+            return Err(at.setting(SettingError::range(
+                "max_total_spans_per_second",
+                "greater than 0",
+                0,
+            )));
         }
-        subs.push(sub);
+        const KEY: &str = "composite.composite_sub_policy";
+        if self.composite_sub_policy.is_empty() {
+            return Err(PolicyError::NoSubPolicies {
+                policy: at.policy.to_owned(),
+                key: KEY,
+            });
+        }
+        let mut subs = Vec::with_capacity(self.composite_sub_policy.len());
+        for (index, sub) in self.composite_sub_policy.into_iter().enumerate() {
+            let sub = PolicyConfig::try_from(sub).map_err(|e| PolicyError::InSubPolicy {
+                policy: at.policy.to_owned(),
+                key: KEY,
+                index,
+                error: Box::new(e),
+            })?;
+            if matches!(sub.kind, PolicyKind::Composite(_) | PolicyKind::Drop(_)) {
+                return Err(PolicyError::Nested {
+                    policy: at.policy.to_owned(),
+                    key: KEY,
+                    index,
+                    kind: sub.kind.name(),
+                    rule: "a composite sub-policy is a plain kind, `and` or `not`",
+                });
+            }
+            subs.push(sub);
+        }
+        Ok(CompositeConfig {
+            max_total_spans_per_second: self.max_total_spans_per_second,
+            policy_order: self.policy_order,
+            subs,
+            rate_allocation: self.rate_allocation,
+        })
     }
-    Ok(CompositeConfig {
-        max_total_spans_per_second: raw.max_total_spans_per_second,
-        policy_order: raw.policy_order,
-        subs,
-        rate_allocation: raw.rate_allocation,
-    })
+
+    fn is_stateful(_: &CompositeConfig) -> bool {
+        true
+    }
+
+    fn compile(c: &CompositeConfig, keys: &mut Keys<'_>) -> Box<dyn Policy> {
+        let subs = c
+            .subs
+            .iter()
+            .zip(c.allocations())
+            .map(|(s, share)| (s.name.clone(), s.kind.compile(keys), share))
+            .collect();
+        Box::new(composite::CompositePolicy::new(
+            c.max_total_spans_per_second,
+            subs,
+        ))
+    }
 }
 
 /// Validates the sub-policies of `and`, `drop` or `not`. As in the Collector they must be
 /// plain kinds: `and`, `drop` and `not` do not nest (write two policies instead).
-fn sub_policies(name: &str, key: &str, raws: Vec<RawPolicy>) -> Result<Vec<PolicyConfig>, String> {
+fn sub_policies(
+    policy: &str,
+    key: &'static str,
+    raws: Vec<RawPolicy>,
+) -> Result<Vec<PolicyConfig>, PolicyError> {
     if raws.is_empty() {
-        return Err(format!(
-            "policy {name:?}: {key} needs at least one sub-policy"
-        ));
+        return Err(PolicyError::NoSubPolicies {
+            policy: policy.to_owned(),
+            key,
+        });
     }
     let mut out = Vec::with_capacity(raws.len());
-    for (i, raw) in raws.into_iter().enumerate() {
-        let sub =
-            PolicyConfig::try_from(raw).map_err(|e| format!("policy {name:?}: {key}[{i}]: {e}"))?;
+    for (index, raw) in raws.into_iter().enumerate() {
+        let sub = PolicyConfig::try_from(raw).map_err(|e| PolicyError::InSubPolicy {
+            policy: policy.to_owned(),
+            key,
+            index,
+            error: Box::new(e),
+        })?;
         if matches!(
             sub.kind,
             PolicyKind::And(_)
@@ -579,10 +616,13 @@ fn sub_policies(name: &str, key: &str, raws: Vec<RawPolicy>) -> Result<Vec<Polic
                 | PolicyKind::Composite(_)
                 | PolicyKind::AdaptiveRate(_)
         ) {
-            return Err(format!(
-                "policy {name:?}: {key}[{i}]: {} cannot be nested; sub-policies must be plain kinds",
-                kind_name(&sub.kind)
-            ));
+            return Err(PolicyError::Nested {
+                policy: policy.to_owned(),
+                key,
+                index,
+                kind: sub.kind.name(),
+                rule: "sub-policies must be plain kinds",
+            });
         }
         out.push(sub);
     }
@@ -595,84 +635,13 @@ impl PolicyConfig {
     /// Whether the policy keeps state across traces (rate budgets, adaptive rates), which
     /// `sampling_strategy: span-ingest` refuses, as the Collector's `IsStateful`.
     pub fn is_stateful(&self) -> bool {
-        match &self.kind {
-            PolicyKind::RateLimiting(_)
-            | PolicyKind::BytesLimiting(_)
-            | PolicyKind::Composite(_)
-            | PolicyKind::AdaptiveRate(_) => true,
-            PolicyKind::And(subs) | PolicyKind::Drop(subs) => subs.iter().any(Self::is_stateful),
-            PolicyKind::Not(sub) => sub.is_stateful(),
-            _ => false,
-        }
+        self.kind.is_stateful()
     }
 
     /// Compiles the entry into an evaluator, registering the attribute keys it reads in
     /// `keys` (the plan's list, whose indices the shards' summaries use).
     pub fn compile(&self, keys: &mut Vec<String>) -> Box<dyn Policy> {
-        let mut key = |k: &str| -> u16 {
-            match keys.iter().position(|x| x == k) {
-                Some(i) => i as u16,
-                None => {
-                    keys.push(k.to_owned());
-                    (keys.len() - 1) as u16
-                }
-            }
-        };
-        match &self.kind {
-            PolicyKind::AlwaysSample => Box::new(always_sample::AlwaysSample),
-            PolicyKind::Latency(c) => Box::new(latency::LatencyPolicy::new(c)),
-            PolicyKind::Probabilistic(c) => Box::new(probabilistic::ProbabilisticPolicy::new(c)),
-            PolicyKind::StatusCode(c) => Box::new(status_code::StatusCodePolicy::new(c)),
-            PolicyKind::SpanCount(c) => Box::new(span_count::SpanCountPolicy::new(c)),
-            PolicyKind::StringAttribute(c) => {
-                Box::new(string_attribute::StringAttributePolicy::new(c, key(&c.key)))
-            }
-            PolicyKind::NumericAttribute(c) => Box::new(
-                numeric_attribute::NumericAttributePolicy::new(c, key(&c.key)),
-            ),
-            PolicyKind::BooleanAttribute(c) => Box::new(
-                boolean_attribute::BooleanAttributePolicy::new(c, key(&c.key)),
-            ),
-            PolicyKind::And(subs) => Box::new(and::AndPolicy::new(
-                subs.iter().map(|s| s.compile(keys)).collect(),
-            )),
-            PolicyKind::Drop(subs) => Box::new(drop::DropPolicy::new(
-                subs.iter().map(|s| s.compile(keys)).collect(),
-            )),
-            PolicyKind::Not(sub) => Box::new(not::NotPolicy::new(sub.compile(keys))),
-            PolicyKind::TraceState(c) => {
-                Box::new(trace_state::TraceStatePolicy::new(c, key(&c.plan_key())))
-            }
-            PolicyKind::TraceFlags => Box::new(trace_flags::TraceFlagsPolicy::new(key(
-                field_keys::SAMPLED_FLAG,
-            ))),
-            PolicyKind::OttlCondition(c) => Box::new(ottl_condition::OttlConditionPolicy::new(c)),
-            PolicyKind::RateLimiting(c) => Box::new(c.compile()),
-            PolicyKind::BytesLimiting(c) => Box::new(c.compile()),
-            PolicyKind::AdaptiveRate(c) => {
-                let idx = c
-                    .keys
-                    .iter()
-                    .map(|k| match k.as_str() {
-                        adaptive_rate::ROOT_NAME => key(field_keys::ROOT_NAME),
-                        k => key(k),
-                    })
-                    .collect();
-                Box::new(adaptive_rate::AdaptiveRatePolicy::new(c, idx))
-            }
-            PolicyKind::Composite(c) => {
-                let subs = c
-                    .subs
-                    .iter()
-                    .zip(c.allocations())
-                    .map(|(s, share)| (s.name.clone(), s.compile(keys), share))
-                    .collect();
-                Box::new(composite::CompositePolicy::new(
-                    c.max_total_spans_per_second,
-                    subs,
-                ))
-            }
-        }
+        self.kind.compile(&mut Keys(keys))
     }
 }
 
@@ -814,7 +783,8 @@ impl PolicyFile {
             let key = format!("policies[{i}]");
             match PolicyConfig::try_from(p) {
                 Ok(p) => policies.push(p),
-                Err(message) => {
+                Err(error) => {
+                    let message = error.to_string();
                     let line = locate_sequence_item(&block, "policies", i)
                         .or_else(|| name.as_deref().and_then(|n| locate_name(&block, n)));
                     return Err(match line {

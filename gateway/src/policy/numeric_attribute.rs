@@ -6,6 +6,7 @@
 use serde::Deserialize;
 
 use super::verdict::{Policy, Verdict};
+use super::kind::{At, Keys, Kind, PolicyError, SettingError};
 use crate::buffer::trace::TraceView;
 
 /// YAML block `numeric_attribute:`.
@@ -26,15 +27,34 @@ pub struct NumericAttributeConfig {
 }
 
 impl NumericAttributeConfig {
-    pub(crate) fn validate(&self) -> Result<(), String> {
+    pub(crate) fn validate(&self) -> Result<(), SettingError> {
         if self.key.is_empty() {
-            return Err("key must not be empty".into());
+            return Err(SettingError::empty("key"));
         }
         match (self.min_value, self.max_value) {
-            (None, None) => Err("set min_value, max_value or both".into()),
-            (Some(a), Some(b)) if b < a => Err(format!("max_value ({b}) is below min_value ({a})")),
+            (None, None) => Err(SettingError::conflict(
+                "min_value",
+                "set min_value, max_value or both",
+            )),
+            (Some(a), Some(b)) if b < a => Err(SettingError::range(
+                "max_value",
+                format!("at least min_value ({a})"),
+                b,
+            )),
             _ => Ok(()),
         }
+    }
+}
+
+impl Kind for NumericAttributeConfig {
+    type Valid = Self;
+
+    fn validated(self, at: &At<'_>) -> Result<Self, PolicyError> {
+        at.settings(self, Self::validate)
+    }
+
+    fn compile(c: &Self, keys: &mut Keys<'_>) -> Box<dyn Policy> {
+        Box::new(NumericAttributePolicy::new(c, keys.index(&c.key)))
     }
 }
 

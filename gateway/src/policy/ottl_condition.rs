@@ -16,6 +16,7 @@ use serde::Deserialize;
 use super::ottl::eval::{events, SpanInput};
 use super::ottl::{Condition, Context, OttlError};
 use super::verdict::{Policy, Verdict};
+use super::kind::{At, Keys, Kind, PolicyError, SettingError};
 use crate::buffer::trace::TraceView;
 
 /// `error_mode`, as the Collector's OTTL components.
@@ -47,19 +48,25 @@ pub struct OttlConditionConfig {
 }
 
 impl OttlConditionConfig {
-    pub(crate) fn validate(&self) -> Result<(), String> {
+    pub(crate) fn validate(&self) -> Result<(), SettingError> {
         if self.span.is_empty() && self.spanevent.is_empty() {
-            return Err("list at least one condition under span or spanevent".into());
+            return Err(SettingError::conflict(
+                "span",
+                "list at least one condition under span or spanevent",
+            ));
         }
         self.compile_conditions().map(|_| ())
     }
 
-    fn compile_conditions(&self) -> Result<(Vec<Condition>, Vec<Condition>), String> {
-        let compile = |list: &[String], ctx: Context| -> Result<Vec<Condition>, String> {
+    fn compile_conditions(&self) -> Result<(Vec<Condition>, Vec<Condition>), SettingError> {
+        let compile = |list: &[String], ctx: Context| -> Result<Vec<Condition>, SettingError> {
             list.iter()
                 .enumerate()
                 .map(|(i, c)| {
-                    Condition::new(c, ctx).map_err(|e| format!("{}[{i}]: {e}", ctx.name()))
+                    Condition::new(c, ctx).map_err(|error| SettingError::Ottl {
+                        key: format!("{}[{i}]", ctx.name()),
+                        error,
+                    })
                 })
                 .collect()
         };
@@ -67,6 +74,18 @@ impl OttlConditionConfig {
             compile(&self.span, Context::Span)?,
             compile(&self.spanevent, Context::SpanEvent)?,
         ))
+    }
+}
+
+impl Kind for OttlConditionConfig {
+    type Valid = Self;
+
+    fn validated(self, at: &At<'_>) -> Result<Self, PolicyError> {
+        at.settings(self, Self::validate)
+    }
+
+    fn compile(c: &Self, _keys: &mut Keys<'_>) -> Box<dyn Policy> {
+        Box::new(OttlConditionPolicy::new(c))
     }
 }
 

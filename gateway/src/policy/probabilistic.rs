@@ -8,6 +8,7 @@
 use serde::Deserialize;
 
 use super::verdict::{Policy, Verdict};
+use super::kind::{At, Keys, Kind, PolicyError, SettingError};
 use crate::buffer::trace::TraceView;
 
 const DEFAULT_SALT: &str = "default-hash-seed";
@@ -27,11 +28,27 @@ impl ProbabilisticConfig {
     /// As the Collector (internal/sampling/probabilistic.go, no bound in its config
     /// validation): any number is accepted; 100 or more keeps every trace, 0 or less none.
     /// Only a value that is not a number (`.nan`, `.inf`) is refused.
-    pub(crate) fn validate(&self) -> Result<(), String> {
+    pub(crate) fn validate(&self) -> Result<(), SettingError> {
         if self.sampling_percentage.is_nan() {
-            return Err("sampling_percentage must be a number".into());
+            return Err(SettingError::range(
+                "sampling_percentage",
+                "a number",
+                self.sampling_percentage,
+            ));
         }
         Ok(())
+    }
+}
+
+impl Kind for ProbabilisticConfig {
+    type Valid = Self;
+
+    fn validated(self, at: &At<'_>) -> Result<Self, PolicyError> {
+        at.settings(self, Self::validate)
+    }
+
+    fn compile(c: &Self, _keys: &mut Keys<'_>) -> Box<dyn Policy> {
+        Box::new(ProbabilisticPolicy::new(c))
     }
 }
 

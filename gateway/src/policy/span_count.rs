@@ -5,6 +5,7 @@
 use serde::Deserialize;
 
 use super::verdict::{Policy, Verdict};
+use super::kind::{At, Keys, Kind, PolicyError, SettingError};
 use crate::buffer::trace::TraceView;
 
 /// YAML block `span_count:`.
@@ -19,17 +20,34 @@ pub struct SpanCountConfig {
 }
 
 impl SpanCountConfig {
-    pub(crate) fn validate(&self) -> Result<(), String> {
+    pub(crate) fn validate(&self) -> Result<(), SettingError> {
         if self.min_spans < 0 || self.max_spans < 0 {
-            return Err("min_spans and max_spans must not be negative".into());
+            return Err(SettingError::range(
+                "min_spans and max_spans",
+                "0 or more",
+                format!("{} and {}", self.min_spans, self.max_spans),
+            ));
         }
         if self.max_spans != 0 && self.max_spans < self.min_spans {
-            return Err(format!(
-                "max_spans ({}) must be 0 or at least min_spans ({})",
-                self.max_spans, self.min_spans
+            return Err(SettingError::range(
+                "max_spans",
+                format!("0 or at least min_spans ({})", self.min_spans),
+                self.max_spans,
             ));
         }
         Ok(())
+    }
+}
+
+impl Kind for SpanCountConfig {
+    type Valid = Self;
+
+    fn validated(self, at: &At<'_>) -> Result<Self, PolicyError> {
+        at.settings(self, Self::validate)
+    }
+
+    fn compile(c: &Self, _keys: &mut Keys<'_>) -> Box<dyn Policy> {
+        Box::new(SpanCountPolicy::new(c))
     }
 }
 

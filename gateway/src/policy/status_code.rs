@@ -5,6 +5,7 @@ use serde::Deserialize;
 use tailgate_core::wire::scan::status;
 
 use super::verdict::{Policy, Verdict};
+use super::kind::{At, Keys, Kind, PolicyError, SettingError};
 use crate::buffer::trace::TraceView;
 
 /// YAML block `status_code:`.
@@ -16,18 +17,35 @@ pub struct StatusCodeConfig {
 }
 
 impl StatusCodeConfig {
-    pub(crate) fn validate(&self) -> Result<(), String> {
+    pub(crate) fn validate(&self) -> Result<(), SettingError> {
         if self.status_codes.is_empty() {
-            return Err("status_codes: expected at least one status code to filter on".into());
+            return Err(SettingError::conflict(
+                "status_codes",
+                "expected at least one status code to filter on",
+            ));
         }
         for (i, c) in self.status_codes.iter().enumerate() {
             if code_bit(c).is_none() {
-                return Err(format!(
-                    "status_codes[{i}]: unknown status code {c:?}, supported: OK, ERROR, UNSET"
+                return Err(SettingError::range(
+                    format!("status_codes[{i}]"),
+                    "one of OK, ERROR, UNSET",
+                    format!("{c:?}"),
                 ));
             }
         }
         Ok(())
+    }
+}
+
+impl Kind for StatusCodeConfig {
+    type Valid = Self;
+
+    fn validated(self, at: &At<'_>) -> Result<Self, PolicyError> {
+        at.settings(self, Self::validate)
+    }
+
+    fn compile(c: &Self, _keys: &mut Keys<'_>) -> Box<dyn Policy> {
+        Box::new(StatusCodePolicy::new(c))
     }
 }
 

@@ -12,6 +12,7 @@ use regex::bytes::RegexSet;
 use serde::Deserialize;
 
 use super::verdict::{Policy, Verdict};
+use super::kind::{At, Keys, Kind, PolicyError, SettingError};
 use crate::buffer::trace::TraceView;
 
 /// YAML block `string_attribute:`.
@@ -34,18 +35,33 @@ pub struct StringAttributeConfig {
 }
 
 impl StringAttributeConfig {
-    pub(crate) fn validate(&self) -> Result<(), String> {
+    pub(crate) fn validate(&self) -> Result<(), SettingError> {
         if self.key.is_empty() {
-            return Err("key must not be empty".into());
+            return Err(SettingError::empty("key"));
         }
         if self.values.is_empty() {
-            return Err("values: list at least one value".into());
+            return Err(SettingError::conflict("values", "list at least one value"));
         }
         if self.enabled_regex_matching {
             RegexSet::new(&self.values)
-                .map_err(|e| format!("values: invalid regular expression: {e}"))?;
+                .map_err(|error| SettingError::Regex {
+                    key: "values".into(),
+                    error,
+                })?;
         }
         Ok(())
+    }
+}
+
+impl Kind for StringAttributeConfig {
+    type Valid = Self;
+
+    fn validated(self, at: &At<'_>) -> Result<Self, PolicyError> {
+        at.settings(self, Self::validate)
+    }
+
+    fn compile(c: &Self, keys: &mut Keys<'_>) -> Box<dyn Policy> {
+        Box::new(StringAttributePolicy::new(c, keys.index(&c.key)))
     }
 }
 

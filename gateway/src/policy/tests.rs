@@ -648,3 +648,113 @@ fn policy_durations_are_go_durations() {
         "{err}"
     );
 }
+
+/// Validates one entry written in YAML, as the loader does.
+fn entry(yaml: &str) -> Result<PolicyConfig, PolicyError> {
+    PolicyConfig::try_from(serde_yaml_ng::from_str::<RawPolicy>(yaml).unwrap())
+}
+
+#[test]
+fn entry_errors_are_typed_by_what_is_wrong() {
+    assert!(matches!(
+        entry("type: latency"),
+        Err(PolicyError::MissingName)
+    ));
+    assert!(matches!(
+        entry("name: a"),
+        Err(PolicyError::MissingType { policy, .. }) if policy == "a"
+    ));
+    assert!(matches!(
+        entry("{name: a, type: sometimes}"),
+        Err(PolicyError::UnknownType { kind, supported, .. })
+            if kind == "sometimes" && supported.contains("ottl_condition")
+    ));
+    assert!(matches!(
+        entry("{name: a, type: latency}"),
+        Err(PolicyError::MissingBlock {
+            kind: "latency",
+            ..
+        })
+    ));
+    assert!(matches!(
+        entry("{name: a, type: always_sample, latency: {threshold_ms: 1}}"),
+        Err(PolicyError::StrayBlock {
+            block: "latency",
+            kind: "always_sample",
+            ..
+        })
+    ));
+    assert!(matches!(
+        entry("{name: a, type: latency, latency: {threshold_ms: -1}}"),
+        Err(PolicyError::Setting { block: "latency", error: SettingError::OutOfRange { key, .. }, .. })
+            if key == "threshold_ms"
+    ));
+    assert!(matches!(
+        entry("{name: a, type: string_attribute, string_attribute: {key: k, values: ['('], enabled_regex_matching: true}}"),
+        Err(PolicyError::Setting { error: SettingError::Regex { .. }, .. })
+    ));
+    assert!(matches!(
+        entry("{name: a, type: ottl_condition, ottl_condition: {span: ['nope(']}}"),
+        Err(PolicyError::Setting { error: SettingError::Ottl { key, .. }, .. }) if key == "span[0]"
+    ));
+    assert!(matches!(
+        entry("{name: a, type: and, and: {and_sub_policy: []}}"),
+        Err(PolicyError::NoSubPolicies {
+            key: "and.and_sub_policy",
+            ..
+        })
+    ));
+    assert!(matches!(
+        entry("{name: a, type: and, and: {and_sub_policy: [{name: b, type: and, and: {and_sub_policy: [{name: c, type: always_sample}]}}]}}"),
+        Err(PolicyError::Nested { kind: "and", index: 0, .. })
+    ));
+    let err = entry("{name: a, type: composite, composite: {max_total_spans_per_second: 10, composite_sub_policy: [{name: b, type: latency}]}}").unwrap_err();
+    let PolicyError::InSubPolicy {
+        index: 0, error, ..
+    } = err
+    else {
+        panic!("{err:?}");
+    };
+    assert!(matches!(
+        *error,
+        PolicyError::MissingBlock {
+            kind: "latency",
+            ..
+        }
+    ));
+}
+
+#[test]
+fn every_kind_in_the_table_validates_and_compiles_with_its_settings() {
+    // One entry per `type:` name: adding a kind to the table without a working block
+    // fails here.
+    let blocks = [
+        ("always_sample", "{}"),
+        ("latency", "{threshold_ms: 1}"),
+        ("probabilistic", "{sampling_percentage: 10}"),
+        ("status_code", "{status_codes: [ERROR]}"),
+        ("span_count", "{min_spans: 2}"),
+        ("string_attribute", "{key: k, values: [v]}"),
+        ("numeric_attribute", "{key: k, min_value: 1}"),
+        ("boolean_attribute", "{key: k, value: true}"),
+        ("trace_state", "{key: k, values: [v]}"),
+        ("trace_flags", "{}"),
+        ("rate_limiting", "{spans_per_second: 10}"),
+        ("bytes_limiting", "{bytes_per_second: 10}"),
+        ("ottl_condition", "{span: ['name == \"x\"']}"),
+        ("and", "{and_sub_policy: [{name: s, type: always_sample}]}"),
+        ("drop", "{drop_sub_policy: [{name: s, type: always_sample}]}"),
+        ("not", "{not_sub_policy: {name: s, type: always_sample}}"),
+        ("composite", "{max_total_spans_per_second: 10, composite_sub_policy: [{name: s, type: always_sample}]}"),
+        ("adaptive_rate", "{target_traces_per_second: 10}"),
+    ];
+    assert_eq!(blocks.len(), KIND_NAMES.len());
+    for (kind, block) in blocks {
+        assert!(KIND_NAMES.contains(&kind), "{kind}");
+        let p = entry(&format!("{{name: p, type: {kind}, {kind}: {block}}}"))
+            .unwrap_or_else(|e| panic!("{kind}: {e}"));
+        assert_eq!(p.kind.name(), kind);
+        let mut keys = Vec::new();
+        let _ = p.compile(&mut keys);
+    }
+}

@@ -4,13 +4,28 @@
 
 use serde::Deserialize;
 
-use super::verdict::{Policy, Verdict};
+use super::kind::{At, Keys, Kind, PolicyError};
+use super::verdict::{field_keys, Policy, Verdict};
 use crate::buffer::trace::TraceView;
 
 /// YAML block `trace_flags:` (no settings).
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TraceFlagsConfig {}
+
+impl Kind for TraceFlagsConfig {
+    type Valid = Self;
+
+    const NEEDS_BLOCK: bool = false;
+
+    fn validated(self, _at: &At<'_>) -> Result<Self, PolicyError> {
+        Ok(self)
+    }
+
+    fn compile(_: &Self, keys: &mut Keys<'_>) -> Box<dyn Policy> {
+        Box::new(TraceFlagsPolicy::new(keys.index(field_keys::SAMPLED_FLAG)))
+    }
+}
 
 /// Compiled `trace_flags` policy.
 #[derive(Debug)]

@@ -6,6 +6,7 @@
 use serde::Deserialize;
 
 use super::verdict::{Policy, Verdict};
+use super::kind::{At, Keys, Kind, PolicyError, SettingError};
 use crate::buffer::trace::TraceView;
 
 /// YAML block `trace_state:`.
@@ -19,12 +20,12 @@ pub struct TraceStateConfig {
 }
 
 impl TraceStateConfig {
-    pub(crate) fn validate(&self) -> Result<(), String> {
+    pub(crate) fn validate(&self) -> Result<(), SettingError> {
         if self.key.is_empty() {
-            return Err("key must not be empty".into());
+            return Err(SettingError::empty("key"));
         }
         if self.values.is_empty() {
-            return Err("values must list at least one value".into());
+            return Err(SettingError::empty("values"));
         }
         Ok(())
     }
@@ -36,6 +37,18 @@ impl TraceStateConfig {
             super::verdict::field_keys::TRACESTATE_PREFIX,
             self.key
         )
+    }
+}
+
+impl Kind for TraceStateConfig {
+    type Valid = Self;
+
+    fn validated(self, at: &At<'_>) -> Result<Self, PolicyError> {
+        at.settings(self, Self::validate)
+    }
+
+    fn compile(c: &Self, keys: &mut Keys<'_>) -> Box<dyn Policy> {
+        Box::new(TraceStatePolicy::new(c, keys.index(&c.plan_key())))
     }
 }
 

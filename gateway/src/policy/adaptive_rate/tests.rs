@@ -162,9 +162,24 @@ fn bad_settings_are_named() {
         f(&mut c);
         c.validate().unwrap_err()
     };
-    assert!(bad(|c| c.target_spans_per_second = Some(1.0)).contains("exclusive"));
-    assert!(bad(|c| c.target_traces_per_second = None).contains("target_traces_per_second"));
-    assert!(bad(|c| c.min_probability = 2.0).contains("min_probability"));
-    assert!(bad(|c| c.smoothing = 0.0).contains("smoothing"));
-    assert!(bad(|c| c.keys = vec![String::new()]).contains("keys[0]"));
+    assert!(matches!(
+        bad(|c| c.target_spans_per_second = Some(1.0)),
+        SettingError::Conflict { problem, .. } if problem.contains("exclusive")
+    ));
+    assert!(matches!(
+        bad(|c| c.target_traces_per_second = None),
+        SettingError::Conflict { key, .. } if key == "target_traces_per_second"
+    ));
+    assert!(matches!(
+        bad(|c| c.min_probability = 2.0),
+        SettingError::OutOfRange { key, found, .. } if key == "min_probability" && found == "2"
+    ));
+    assert!(matches!(
+        bad(|c| c.smoothing = 0.0),
+        SettingError::OutOfRange { key, .. } if key == "smoothing"
+    ));
+    assert!(matches!(
+        bad(|c| c.keys = vec![String::new()]),
+        SettingError::Empty { key } if key == "keys[0]"
+    ));
 }
