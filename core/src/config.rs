@@ -297,11 +297,19 @@ pub mod go_duration {
 
     use serde::{Deserialize, Deserializer, Serializer};
 
+    /// A duration Go would not read, or a negative one.
+    #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+    #[error("invalid duration {text:?}: write it as Go does, e.g. 500ms, 10s, 1m30s, 1.5h")]
+    pub struct DurationError {
+        /// The text as written.
+        pub text: String,
+    }
+
     /// Parses one duration; negative durations are refused.
-    pub fn parse(text: &str) -> Result<Duration, String> {
+    pub fn parse(text: &str) -> Result<Duration, DurationError> {
         let t = text.trim();
-        let bad = || {
-            format!("invalid duration {text:?}: write it as Go does, e.g. 500ms, 10s, 1m30s, 1.5h")
+        let bad = || DurationError {
+            text: text.to_owned(),
         };
         if t == "0" {
             return Ok(Duration::ZERO);
@@ -387,8 +395,28 @@ pub mod listen_addr {
 
     use serde::{Deserialize, Deserializer, Serializer};
 
+    /// Why a listen address is refused.
+    #[derive(Debug, thiserror::Error)]
+    pub enum ListenAddrError {
+        /// No `:port`.
+        #[error("listen address {0:?} needs a port (host:port)")]
+        NoPort(String),
+        /// The host name does not resolve.
+        #[error("listen address {text:?}: {error}")]
+        Resolve {
+            /// The address as written.
+            text: String,
+            /// The resolver's error.
+            #[source]
+            error: std::io::Error,
+        },
+        /// The host name resolves to no address.
+        #[error("listen address {0:?} resolves to nothing")]
+        Nothing(String),
+    }
+
     /// Resolves one listen address.
-    pub fn parse(text: &str) -> Result<SocketAddr, String> {
+    pub fn parse(text: &str) -> Result<SocketAddr, ListenAddrError> {
         let text = text.trim();
         if let Ok(a) = text.parse::<SocketAddr>() {
             return Ok(a);
@@ -398,14 +426,17 @@ pub mod listen_addr {
             None => text.to_owned(),
         };
         if !full.contains(':') {
-            return Err(format!("listen address {text:?} needs a port (host:port)"));
+            return Err(ListenAddrError::NoPort(text.to_owned()));
         }
         let mut addrs = full
             .to_socket_addrs()
-            .map_err(|e| format!("listen address {text:?}: {e}"))?;
+            .map_err(|error| ListenAddrError::Resolve {
+                text: text.to_owned(),
+                error,
+            })?;
         addrs
             .next()
-            .ok_or_else(|| format!("listen address {text:?} resolves to nothing"))
+            .ok_or_else(|| ListenAddrError::Nothing(text.to_owned()))
     }
 
     /// Deserializes an optional listen address.
@@ -455,7 +486,11 @@ mod tests {
         assert_eq!(parse("0").unwrap(), Duration::ZERO);
         assert_eq!(parse(".5s").unwrap(), Duration::from_millis(500));
         for bad in ["", "10", "1d", "-1s", "1 s", "s", "1.5.2s"] {
-            assert!(parse(bad).is_err(), "{bad:?}");
+            assert_eq!(
+                parse(bad),
+                Err(go_duration::DurationError { text: bad.into() }),
+                "{bad:?}"
+            );
         }
     }
 
@@ -468,7 +503,10 @@ mod tests {
         assert!(parse("localhost:4317").unwrap().ip().is_loopback());
         assert!(parse(":8888").unwrap().ip().is_unspecified());
         assert_eq!(parse("[::1]:4318").unwrap().port(), 4318);
-        assert!(parse("localhost").unwrap_err().contains("needs a port"));
+        assert!(matches!(
+            parse("localhost"),
+            Err(listen_addr::ListenAddrError::NoPort(t)) if t == "localhost"
+        ));
     }
 
     /// Scenario: references as the Collector's confmap resolves them (env provider,
