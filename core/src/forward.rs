@@ -11,7 +11,6 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use http_body_util::BodyExt;
-use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use prost::Message;
@@ -20,6 +19,7 @@ use serde::Deserialize;
 use crate::receive::sink::{Origin, DECISIONS_PATH, PEER_AUTH_HEADER, PEER_HEADER};
 use crate::receive::status::{is_retryable_status, retry_delay};
 use crate::serve::{CONNECTION_WINDOW, STREAM_WINDOW};
+use crate::tls::{ClientTls, ClientTlsConfig, Transport};
 use crate::wire::TRACE_EXPORT_PATH;
 
 pub use crate::retry::RetryConfig;
@@ -63,6 +63,9 @@ pub enum ForwardError {
     /// A header name or value is not valid gRPC metadata.
     #[error("invalid header {0:?}")]
     Header(String),
+    /// The `tls:` settings cannot be used.
+    #[error("tls: {0}")]
+    Tls(#[from] crate::tls::TlsError),
     /// The server refused the data for good (e.g. `INVALID_ARGUMENT`).
     #[error("{endpoint} rejected the request: {status}")]
     Rejected {
@@ -126,7 +129,7 @@ pub struct GrpcClient {
     endpoint: String,
     /// `http://host:port`, without a trailing slash.
     base: Arc<str>,
-    client: Client<HttpConnector, MessageBody>,
+    client: Transport<MessageBody>,
     headers: http::HeaderMap,
     timeout: Duration,
     retry: Retrier,
@@ -183,31 +186,22 @@ impl GrpcClient {
         let uri: http::Uri = url
             .parse()
             .map_err(|e: http::uri::InvalidUri| invalid(e.to_string()))?;
-        match uri.scheme_str() {
-            Some("http") => {}
+        let tls = match uri.scheme_str() {
+            Some("http") => None,
+            Some("https") => {
+                Some(ClientTls::system().map_err(|e| invalid(format!("system CA roots: {e}")))?)
+            }
             Some(other) => {
                 return Err(invalid(format!(
-                    "scheme {other:?} is not supported (plain-text HTTP/2 only; terminate TLS in front)"
+                    "scheme {other:?} is not supported; use http:// or https://"
                 )))
             }
             None => return Err(invalid("no scheme".into())),
-        }
+        };
         let Some(authority) = uri.authority() else {
             return Err(invalid("no host".into()));
         };
         let base: Arc<str> = format!("http://{authority}").into();
-
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(CONNECT_TIMEOUT));
-        let client = Client::builder(TokioExecutor::new())
-            .http2_only(true)
-            .timer(TokioTimer::new())
-            .http2_initial_stream_window_size(STREAM_WINDOW)
-            .http2_initial_connection_window_size(CONNECTION_WINDOW)
-            .http2_keep_alive_interval(Duration::from_secs(30))
-            .http2_keep_alive_timeout(Duration::from_secs(20))
-            .build(connector);
 
         let mut map = http::HeaderMap::new();
         for (k, v) in headers {
@@ -217,17 +211,50 @@ impl GrpcClient {
                 .map_err(|_| ForwardError::Header(format!("{k}: {v}")))?;
             map.insert(key, value);
         }
-        Ok(GrpcClient {
+        let client = GrpcClient {
             endpoint: endpoint.to_owned(),
             base,
-            client,
+            client: http2_client(None),
             headers: map,
             timeout,
             retry: Retrier::new(retry, endpoint),
             compression,
             unreachable_ends: false,
             peer_secret: None,
+        };
+        Ok(match tls {
+            Some(tls) => client.with_tls(&tls),
+            None => client,
         })
+    }
+
+    /// A client for `endpoint` with the `tls:` block `tls` (see
+    /// [`ClientTlsConfig::uses_tls`] for when a connection is TLS).
+    pub fn with_tls_config(
+        endpoint: &str,
+        headers: &[(String, String)],
+        timeout: Duration,
+        retry: RetryConfig,
+        compression: Compression,
+        tls: Option<&ClientTlsConfig>,
+    ) -> Result<Self, ForwardError> {
+        let client = Self::with_compression(endpoint, headers, timeout, retry, compression)?;
+        Ok(match crate::tls::client_side(tls, endpoint)? {
+            Some(t) => client.with_tls(&t),
+            None => client,
+        })
+    }
+
+    /// Speaks TLS with `tls` to the endpoint, whatever its scheme said.
+    pub fn with_tls(mut self, tls: &ClientTls) -> Self {
+        let authority = self
+            .base
+            .split_once("://")
+            .map_or(&*self.base, |(_, a)| a)
+            .to_owned();
+        self.base = format!("https://{authority}").into();
+        self.client = http2_client(Some(tls));
+        self
     }
 
     /// The endpoint as configured.
@@ -443,6 +470,19 @@ impl GrpcClient {
     pub fn retry_stats(&self) -> &Arc<RetryStats> {
         self.retry.stats()
     }
+}
+
+/// The HTTP/2 client: plaintext, or with `tls` TLS for `https://` URLs.
+fn http2_client(tls: Option<&ClientTls>) -> Transport<MessageBody> {
+    let mut builder = Client::builder(TokioExecutor::new());
+    builder
+        .http2_only(true)
+        .timer(TokioTimer::new())
+        .http2_initial_stream_window_size(STREAM_WINDOW)
+        .http2_initial_connection_window_size(CONNECTION_WINDOW)
+        .http2_keep_alive_interval(Duration::from_secs(30))
+        .http2_keep_alive_timeout(Duration::from_secs(20));
+    Transport::new(&builder, tls, CONNECT_TIMEOUT, true)
 }
 
 /// Whether a call failed because no connection could be made.

@@ -28,4 +28,5 @@ pub mod shutdown;
 pub mod telemetry;
 #[cfg(any(test, feature = "test-util"))]
 pub mod test_util;
+pub mod tls;
 pub mod wire;

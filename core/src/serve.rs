@@ -10,14 +10,20 @@
 //! * a failed accept (out of file descriptors, say) backs off, doubling up to a second,
 //!   instead of spinning (the admin port once spun at 121% CPU).
 //!
+//! * with TLS (`receive.tls`), the handshake must finish within `first_byte_timeout` too;
+//!   failed handshakes are counted ([`TlsServer::failed_handshakes`]).
+//!
 //! Stops accepting when `shutdown` completes, then lets open connections finish.
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::{TcpListener, TcpStream};
+
+use crate::tls::TlsServer;
 
 /// HTTP/2 stream flow-control window; the 64 KiB default costs about half again as much CPU
 /// per span on large requests (see DESIGN.md, "What the hot path costs").
@@ -43,10 +49,12 @@ pub struct ConnectionLimits {
 /// Longest pause after failed accepts.
 const MAX_ACCEPT_BACKOFF: Duration = Duration::from_secs(1);
 
-/// Serves connections on `listener` with `handler` within `limits` until `shutdown`.
+/// Serves connections on `listener` with `handler` within `limits` until `shutdown`;
+/// with `tls`, each connection is a TLS one (its handshake within `first_byte_timeout`).
 pub async fn serve<F, Fut, B>(
     listener: TcpListener,
     limits: ConnectionLimits,
+    tls: Option<Arc<TlsServer>>,
     shutdown: impl Future<Output = ()> + Send,
     handler: F,
 ) -> std::io::Result<()>
@@ -105,7 +113,7 @@ where
         if let Err(error) = stream.set_nodelay(true) {
             tracing::debug!(%error, "Cannot set TCP_NODELAY.");
         }
-        let (handler, builder) = (handler.clone(), builder.clone());
+        let (handler, builder, tls) = (handler.clone(), builder.clone(), tls.clone());
         let watcher = graceful.watcher();
         tokio::spawn(async move {
             let _permit = permit;
@@ -116,8 +124,32 @@ where
                 let handler = handler.clone();
                 async move { Ok::<_, std::convert::Infallible>(handler(req).await) }
             });
-            let conn = builder.serve_connection(TokioIo::new(stream), service);
-            if let Err(error) = watcher.watch(conn).await {
+            let ended = match tls {
+                None => {
+                    let conn = builder.serve_connection(TokioIo::new(stream), service);
+                    watcher.watch(conn).await
+                }
+                Some(tls) => {
+                    let handshake = tls.acceptor().accept(stream);
+                    let stream =
+                        match tokio::time::timeout(limits.first_byte_timeout, handshake).await {
+                            Ok(Ok(stream)) => stream,
+                            Ok(Err(error)) => {
+                                tls.count_failed_handshake();
+                                tracing::debug!(%error, "TLS handshake failed.");
+                                return;
+                            }
+                            Err(_) => {
+                                tls.count_failed_handshake();
+                                tracing::debug!("TLS handshake timed out.");
+                                return;
+                            }
+                        };
+                    let conn = builder.serve_connection(TokioIo::new(stream), service);
+                    watcher.watch(conn).await
+                }
+            };
+            if let Err(error) = ended {
                 tracing::debug!(%error, "Connection ended with an error.");
             }
         });

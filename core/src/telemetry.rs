@@ -190,7 +190,7 @@ pub async fn serve_admin<A: Admin>(
         let admin = admin.clone();
         async move { answer(&*admin, req.uri().path()) }
     };
-    if let Err(error) = crate::serve::serve(listener, limits, shutdown, handler).await {
+    if let Err(error) = crate::serve::serve(listener, limits, None, shutdown, handler).await {
         tracing::warn!(%error, "Admin server stopped.");
     }
 }

@@ -158,6 +158,16 @@ impl CaptureBackend {
         http: bool,
         shutdown: tokio_util::sync::CancellationToken,
     ) -> std::io::Result<(std::net::SocketAddr, std::sync::Arc<Self>)> {
+        Self::start_with_tls(addr, http, None, shutdown).await
+    }
+
+    /// [`CaptureBackend::start`] (or `start_http`) served over TLS with `tls`.
+    pub async fn start_with_tls(
+        addr: std::net::SocketAddr,
+        http: bool,
+        tls: Option<std::sync::Arc<crate::tls::TlsServer>>,
+        shutdown: tokio_util::sync::CancellationToken,
+    ) -> std::io::Result<(std::net::SocketAddr, std::sync::Arc<Self>)> {
         let listener = tokio::net::TcpListener::bind(addr).await?;
         let local = listener.local_addr()?;
         let me = std::sync::Arc::new(CaptureBackend::default());
@@ -169,7 +179,8 @@ impl CaptureBackend {
         let listeners = crate::receive::Listeners { grpc, http };
         let limits = crate::receive::Limits {
             max_request_bytes: 64 << 20,
-            ..crate::receive::Limits::from(&crate::receive::ReceiveConfig::default())
+            tls,
+            ..crate::receive::Limits::plaintext(&crate::receive::ReceiveConfig::default())
         };
         tokio::spawn(listeners.serve(me.clone(), limits, shutdown));
         Ok((local, me))
@@ -369,4 +380,65 @@ pub fn scan_oracle(bytes: &[u8]) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// A throwaway PKI for TLS tests: a CA, and certificates it signs written as PEM files in
+/// `dir`.
+pub struct TestPki {
+    dir: std::path::PathBuf,
+    ca: rcgen::Issuer<'static, rcgen::KeyPair>,
+}
+
+impl std::fmt::Debug for TestPki {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TestPki").field("dir", &self.dir).finish()
+    }
+}
+
+impl TestPki {
+    /// A new CA named `name`, its certificate written to `dir/{name}.crt`.
+    pub fn new(dir: &std::path::Path, name: &str) -> Result<Self, rcgen::Error> {
+        let key = rcgen::KeyPair::generate()?;
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new())?;
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, format!("{name} test CA"));
+        let cert = params.self_signed(&key)?;
+        std::fs::write(dir.join(format!("{name}.crt")), cert.pem())
+            .map_err(|e| rcgen::Error::PemError(e.to_string()))?;
+        Ok(TestPki {
+            dir: dir.to_owned(),
+            ca: rcgen::Issuer::new(params, key),
+        })
+    }
+
+    /// The CA certificate's file.
+    pub fn ca_file(&self, name: &str) -> std::path::PathBuf {
+        self.dir.join(format!("{name}.crt"))
+    }
+
+    /// A certificate for `names` (host names or IPs) signed by the CA, written to
+    /// `dir/{file}.crt` and `dir/{file}.key`; returns both paths.
+    pub fn issue(
+        &self,
+        file: &str,
+        names: &[&str],
+    ) -> Result<(std::path::PathBuf, std::path::PathBuf), rcgen::Error> {
+        let key = rcgen::KeyPair::generate()?;
+        let params = rcgen::CertificateParams::new(
+            names.iter().map(|n| (*n).to_owned()).collect::<Vec<_>>(),
+        )?;
+        let cert = params.signed_by(&key, &self.ca)?;
+        let (crt, pem) = (
+            self.dir.join(format!("{file}.crt")),
+            self.dir.join(format!("{file}.key")),
+        );
+        let write = |p: &std::path::Path, s: String| {
+            std::fs::write(p, s).map_err(|e| rcgen::Error::PemError(e.to_string()))
+        };
+        write(&crt, cert.pem())?;
+        write(&pem, key.serialize_pem())?;
+        Ok((crt, pem))
+    }
 }

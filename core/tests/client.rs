@@ -80,7 +80,7 @@ async fn tonic_server(state: Arc<Tonic>) -> (String, tokio_util::sync::DropGuard
         .accept_compressed(tonic::codec::CompressionEncoding::Zstd);
     tokio::spawn(tailgate_core::receive::grpc::serve_service(
         listener,
-        (&tailgate_core::receive::ReceiveConfig::default()).into(),
+        tailgate_core::receive::Limits::plaintext(&tailgate_core::receive::ReceiveConfig::default()),
         async move { stop.cancelled().await },
         service,
     ));
@@ -213,7 +213,7 @@ async fn retry_hint_is_followed_until_delivered() {
 }
 
 /// Scenario: nothing listens, and endpoints that cannot work. Guarantees: a closed port
-/// gives up as retryable within the retry bound; `https://` and garbage are refused when the
+/// gives up as retryable within the retry bound; other schemes and garbage are refused when the
 /// client is built, naming the endpoint.
 #[tokio::test]
 async fn unreachable_and_invalid_endpoints() {
@@ -234,7 +234,7 @@ async fn unreachable_and_invalid_endpoints() {
     assert!(err.to_string().contains(&port.to_string()), "{err}");
     assert!(started.elapsed() < Duration::from_secs(3));
 
-    for bad in ["https://collector:4317", "http://", "not a url"] {
+    for bad in ["ftp://collector:4317", "http://", "not a url"] {
         let err = GrpcClient::new(bad, &[], Duration::from_secs(1), quick_retry()).unwrap_err();
         assert!(matches!(err, ForwardError::Endpoint { .. }), "{bad}: {err}");
         assert!(err.to_string().contains(bad), "{err}");

@@ -62,7 +62,11 @@ async fn start_with(request_timeout: std::time::Duration) -> Server {
     let http = format!("http://{}/v1/traces", listeners.http_addr().unwrap());
     let sink = Arc::new(Capture::default());
     let token = CancellationToken::new();
-    tokio::spawn(listeners.serve(sink.clone(), (&cfg).into(), token.clone()));
+    tokio::spawn(listeners.serve(
+        sink.clone(),
+        tailgate_core::receive::Limits::plaintext(&cfg),
+        token.clone(),
+    ));
     Server {
         grpc,
         http,
@@ -539,7 +543,11 @@ async fn a_request_the_client_gives_up_on_still_runs_to_its_end() {
         finished: Default::default(),
     });
     let token = CancellationToken::new();
-    tokio::spawn(listeners.serve(sink.clone(), (&cfg).into(), token.clone()));
+    tokio::spawn(listeners.serve(
+        sink.clone(),
+        tailgate_core::receive::Limits::plaintext(&cfg),
+        token.clone(),
+    ));
     let _stop = token.drop_guard();
 
     let mut client = TraceServiceClient::connect(url).await.unwrap();
@@ -585,7 +593,7 @@ async fn requests_still_arriving_are_bounded_by_the_in_flight_budget() {
     let url = format!("http://{}", listeners.grpc_addr().unwrap());
     let sink = Arc::new(Capture::default());
     let token = CancellationToken::new();
-    let limits = tailgate_core::receive::Limits::from(&cfg);
+    let limits = tailgate_core::receive::Limits::plaintext(&cfg);
     let in_flight = limits.in_flight.clone();
     tokio::spawn(listeners.serve(sink.clone(), limits, token.clone()));
     let _stop = token.drop_guard();
@@ -652,7 +660,11 @@ async fn idle_connections_cannot_hold_every_slot() {
     let addr = listeners.grpc_addr().unwrap();
     let sink = Arc::new(Capture::default());
     let token = CancellationToken::new();
-    tokio::spawn(listeners.serve(sink.clone(), (&cfg).into(), token.clone()));
+    tokio::spawn(listeners.serve(
+        sink.clone(),
+        tailgate_core::receive::Limits::plaintext(&cfg),
+        token.clone(),
+    ));
     let _stop = token.drop_guard();
 
     let mut idle = Vec::new();
@@ -699,7 +711,11 @@ async fn a_bearer_token_is_required_when_configured() {
     let http_url = format!("http://{}/v1/traces", listeners.http_addr().unwrap());
     let sink = Arc::new(Capture::default());
     let token = CancellationToken::new();
-    tokio::spawn(listeners.serve(sink.clone(), (&cfg).into(), token.clone()));
+    tokio::spawn(listeners.serve(
+        sink.clone(),
+        tailgate_core::receive::Limits::plaintext(&cfg),
+        token.clone(),
+    ));
     let _stop = token.drop_guard();
 
     let mut client = TraceServiceClient::connect(grpc).await.unwrap();

@@ -171,6 +171,12 @@ impl GatewayConfig {
         if self.receive.grpc.is_none() && self.receive.http.is_none() {
             return Err(invalid("receive", "enable at least one of grpc and http"));
         }
+        if let Some(Err(e)) = self.receive.tls.as_ref().map(|t| t.validate()) {
+            return Err(invalid("receive.tls", &e.to_string()));
+        }
+        if let Some(Err(e)) = self.peers.tls.as_ref().map(|t| t.build()) {
+            return Err(invalid("peers.tls", &e.to_string()));
+        }
         if self.buffer.max_buffered_bytes == 0 {
             return Err(invalid(
                 "buffer.max_buffered_bytes",

@@ -61,6 +61,15 @@ pub enum GatewayError {
     /// DNS discovery of the peers could not be set up.
     #[error(transparent)]
     Discovery(#[from] tailgate_core::members::dns::DiscoveryError),
+    /// `receive.tls` or `peers.tls` cannot be loaded.
+    #[error("{key}: {error}")]
+    Tls {
+        /// The config key.
+        key: &'static str,
+        /// Why.
+        #[source]
+        error: tailgate_core::tls::TlsError,
+    },
 }
 
 /// A running gateway's pipeline (everything but the listeners).
@@ -179,7 +188,12 @@ impl Gateway {
             exporters: export_tasks,
             limits: tailgate_core::receive::Limits {
                 peer_secret: config.peers.secret.as_deref().map(Into::into),
-                ..(&config.receive).into()
+                ..tailgate_core::receive::Limits::new(&config.receive).map_err(|error| {
+                    GatewayError::Tls {
+                        key: "receive.tls",
+                        error,
+                    }
+                })?
             },
         })
     }

@@ -72,6 +72,11 @@ pub struct PeersConfig {
     /// Without it, anyone who can reach the receivers can send peer requests.
     #[serde(default)]
     pub secret: Option<String>,
+    /// TLS towards the other gateways (the Collector's `configtls` client keys; they are
+    /// dialled by IP, so set `server_name_override`). Their receivers need `receive.tls`.
+    /// Default: plaintext.
+    #[serde(default)]
+    pub tls: Option<tailgate_core::tls::ClientTlsConfig>,
 }
 
 fn default_true() -> bool {
@@ -106,6 +111,7 @@ impl Default for PeersConfig {
             down_for: default_down_for(),
             leave_linger: default_linger(),
             secret: None,
+            tls: None,
         }
     }
 }
@@ -404,11 +410,13 @@ impl Peers {
                     }
                     // A peer that refuses connections is left out at once; its spans stay
                     // here instead of waiting out the retries.
-                    match GrpcClient::new(
+                    match GrpcClient::with_tls_config(
                         m.as_str(),
                         &[],
                         self.config.timeout,
                         self.config.retry.clone(),
+                        tailgate_core::forward::Compression::None,
+                        self.config.tls.as_ref(),
                     )
                     .map(GrpcClient::give_up_when_unreachable)
                     .and_then(|c| c.with_peer_secret(self.config.secret.as_deref()))

@@ -114,7 +114,11 @@ async fn run_variant(
         let listeners = Listeners::bind(&receive).await?;
         addrs.push(listeners.grpc_addr().context("sink address")?);
         let sink = Arc::new(CountingSink::default());
-        tokio::spawn(listeners.serve(sink.clone(), (&receive).into(), stop.clone()));
+        tokio::spawn(listeners.serve(
+            sink.clone(),
+            tailgate_core::receive::Limits::plaintext(&receive),
+            stop.clone(),
+        ));
         sinks.push(sink);
     }
     // The router process.
@@ -400,7 +404,11 @@ pub async fn bench_gateway(cfg: &GatewayBench) -> anyhow::Result<GatewayBenchRes
     let listeners = Listeners::bind(&receive).await?;
     let backend_addr = listeners.grpc_addr().context("backend address")?;
     let backend = Arc::new(CountingSink::default());
-    tokio::spawn(listeners.serve(backend.clone(), (&receive).into(), stop.clone()));
+    tokio::spawn(listeners.serve(
+        backend.clone(),
+        tailgate_core::receive::Limits::plaintext(&receive),
+        stop.clone(),
+    ));
 
     let port = free_port().await?;
     let admin_port = free_port().await?;

@@ -355,7 +355,9 @@ impl Sink {
             .accept_compressed(tonic::codec::CompressionEncoding::Gzip);
         let limits = tailgate_core::receive::Limits {
             max_request_bytes: 64 << 20,
-            ..tailgate_core::receive::Limits::from(&tailgate_core::receive::ReceiveConfig::default())
+            ..tailgate_core::receive::Limits::plaintext(
+                &tailgate_core::receive::ReceiveConfig::default(),
+            )
         };
         let grpc = tailgate_core::receive::grpc::serve_service(
             grpc,

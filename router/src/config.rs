@@ -108,6 +108,12 @@ pub struct ForwardConfig {
     /// or `zstd`.
     #[serde(default)]
     pub compression: tailgate_core::forward::Compression,
+    /// TLS towards the gateways (the Collector's `configtls` client keys). The gateways'
+    /// addresses are IPs from DNS: set `server_name_override` to the name their
+    /// certificates carry (e.g. `tailgate-gateway.tailgate.svc`), and `cert_file`/`key_file`
+    /// when the gateways require client certificates. Default: plaintext.
+    #[serde(default)]
+    pub tls: Option<tailgate_core::tls::ClientTlsConfig>,
 }
 
 fn default_admin() -> Option<SocketAddr> {
@@ -158,6 +164,7 @@ impl Default for ForwardConfig {
             max_in_flight: default_max_in_flight(),
             probe_interval: default_probe_interval(),
             compression: Default::default(),
+            tls: None,
         }
     }
 }
@@ -221,6 +228,12 @@ impl RouterConfig {
                 "receive".into(),
                 "enable at least one of grpc and http".into(),
             ));
+        }
+        if let Some(Err(e)) = self.receive.tls.as_ref().map(|t| t.validate()) {
+            return Err(invalid("receive.tls".into(), e.to_string()));
+        }
+        if let Some(Err(e)) = self.forward.tls.as_ref().map(|t| t.build()) {
+            return Err(invalid("forward.tls".into(), e.to_string()));
         }
         Ok(())
     }

@@ -39,6 +39,9 @@ pub enum RouterError {
     /// Serving failed.
     #[error("serving: {0}")]
     Io(#[from] std::io::Error),
+    /// `receive.tls` cannot be loaded.
+    #[error("receive.tls: {0}")]
+    Tls(#[from] tailgate_core::tls::TlsError),
 }
 
 /// Runs a router on bound sockets until `shutdown` is cancelled, then stops accepting,
@@ -73,10 +76,9 @@ pub async fn run(
             shutdown.clone().cancelled_owned(),
         ));
     }
+    let limits = tailgate_core::receive::Limits::new(&config.receive)?;
     router.readiness().set(true);
-    let result = listeners
-        .serve(router.clone(), (&config.receive).into(), shutdown)
-        .await;
+    let result = listeners.serve(router.clone(), limits, shutdown).await;
     router.readiness().set(false);
     router.drain(drain_deadline).await;
     Ok(result?)

@@ -162,12 +162,13 @@ impl Router {
         &self,
         member: &Member,
     ) -> Result<(Arc<Forwarder>, JoinHandle<()>), tailgate_core::forward::ForwardError> {
-        let client = GrpcClient::with_compression(
+        let client = GrpcClient::with_tls_config(
             member.as_str(),
             &[],
             self.cfg.timeout,
             self.cfg.retry.clone(),
             self.cfg.compression,
+            self.cfg.tls.as_ref(),
         )?
         .give_up_when_unreachable();
         let f = Forwarder::new(

@@ -42,6 +42,11 @@ pub struct ReceiveConfig {
     /// UNAUTHENTICATED / 401. Peer requests that present the gateways' secret are exempt.
     #[serde(default)]
     pub auth: Option<ReceiveAuth>,
+    /// Serve both receivers over TLS: `tls: { cert_file, key_file }`, plus
+    /// `client_ca_file` to require client certificates (mTLS). The Collector's `configtls`
+    /// keys; see [`crate::tls::ServerTlsConfig`].
+    #[serde(default)]
+    pub tls: Option<crate::tls::ServerTlsConfig>,
 }
 
 /// Connection-level limits shared by the receivers.
@@ -58,12 +63,27 @@ pub struct Limits {
     /// The gateways' shared secret: peer requests without it are refused (see
     /// [`super::sink::check_peer`]). `None` takes peer requests from anyone.
     pub peer_secret: Option<std::sync::Arc<str>>,
+    /// TLS for both receivers (`receive.tls`); `None` serves plaintext.
+    pub tls: Option<std::sync::Arc<crate::tls::TlsServer>>,
     /// The bearer token clients must send, if any.
     pub auth: Option<ReceiveAuth>,
 }
 
-impl From<&ReceiveConfig> for Limits {
-    fn from(c: &ReceiveConfig) -> Self {
+impl Limits {
+    /// The limits of `c`, with its TLS certificate and key read.
+    pub fn new(c: &ReceiveConfig) -> Result<Self, crate::tls::TlsError> {
+        Ok(Limits {
+            tls: c
+                .tls
+                .as_ref()
+                .map(crate::tls::TlsServer::load)
+                .transpose()?,
+            ..Self::plaintext(c)
+        })
+    }
+
+    /// The limits of `c` served without TLS, whatever `c.tls` says (test sinks).
+    pub fn plaintext(c: &ReceiveConfig) -> Self {
         Limits {
             max_request_bytes: c.max_request_bytes,
             max_connections: c.max_connections,
@@ -71,6 +91,7 @@ impl From<&ReceiveConfig> for Limits {
             in_flight: InFlight::new(c.max_in_flight_bytes.max(2 * c.max_request_bytes)),
             peer_secret: None,
             auth: c.auth.clone(),
+            tls: None,
         }
     }
 }
@@ -168,6 +189,7 @@ impl Default for ReceiveConfig {
             request_timeout: default_request_timeout(),
             max_in_flight_bytes: default_max_in_flight_bytes(),
             auth: None,
+            tls: None,
         }
     }
 }
@@ -186,7 +208,7 @@ where
     B: http_body::Body<Data = Bytes> + Send + 'static,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    let limits = Limits::from(&ReceiveConfig::default());
+    let limits = Limits::plaintext(&ReceiveConfig::default());
     serve_connections_with(listener, limits, shutdown, handler).await
 }
 
@@ -205,10 +227,10 @@ where
     B: http_body::Body<Data = Bytes> + Send + 'static,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    let limits = crate::serve::ConnectionLimits {
+    let conn_limits = crate::serve::ConnectionLimits {
         max_connections: limits.max_connections,
         first_byte_timeout: limits.request_timeout,
         header_timeout: limits.request_timeout,
     };
-    crate::serve::serve(listener, limits, shutdown, handler).await
+    crate::serve::serve(listener, conn_limits, limits.tls, shutdown, handler).await
 }

@@ -10,7 +10,7 @@ use tailgate_core::forward::{Compression, ForwardError, GrpcClient, RetryConfig}
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct OtlpGrpcConfig {
-    /// Backend address, `http://host:4317` (or `host:4317`).
+    /// Backend address, `http://host:4317`, `https://host:4317` (TLS) or `host:4317`.
     pub endpoint: String,
     /// gRPC metadata sent with every request (e.g. auth tokens, tenant ids).
     #[serde(default)]
@@ -30,6 +30,11 @@ pub struct OtlpGrpcConfig {
     /// Span bytes queued for this exporter before the shards wait. Default 64 MiB.
     #[serde(default = "super::batch::default_queue_bytes")]
     pub queue_bytes: u64,
+    /// TLS (the Collector's `configtls` client keys). `https://` endpoints always use
+    /// TLS (the system's roots unless `ca_file`), `http://` ones never; an endpoint
+    /// without a scheme uses TLS when this block is written without `insecure: true`.
+    #[serde(default)]
+    pub tls: Option<tailgate_core::tls::ClientTlsConfig>,
 }
 
 pub(crate) fn default_timeout() -> Duration {
@@ -47,6 +52,7 @@ impl OtlpGrpcConfig {
             compression: Compression::None,
             batch: super::batch::BatchConfig::default(),
             queue_bytes: super::batch::default_queue_bytes(),
+            tls: None,
         }
     }
 
@@ -60,12 +66,14 @@ impl OtlpGrpcConfig {
         let uri: http::Uri = url
             .parse()
             .map_err(|e| format!("endpoint {:?} is not a URL: {e}", self.endpoint))?;
-        if !matches!(uri.scheme_str(), Some("http")) || uri.host().is_none() {
+        if !matches!(uri.scheme_str(), Some("http" | "https")) || uri.host().is_none() {
             return Err(format!(
-                "endpoint {:?} must look like http://host:4317 (TLS is not supported yet)",
+                "endpoint {:?} must look like http://host:4317 or https://host:4317",
                 self.endpoint
             ));
         }
+        tailgate_core::tls::client_side(self.tls.as_ref(), &self.endpoint)
+            .map_err(|e| format!("tls: {e}"))?;
         for (k, v) in &self.headers {
             let key = tonic::metadata::MetadataKey::<tonic::metadata::Ascii>::from_bytes(
                 k.to_ascii_lowercase().as_bytes(),
@@ -84,12 +92,13 @@ impl OtlpGrpcConfig {
             .iter()
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
-        GrpcClient::with_compression(
+        GrpcClient::with_tls_config(
             &self.endpoint,
             &headers,
             self.timeout,
             self.retry.clone(),
             self.compression,
+            self.tls.as_ref(),
         )
     }
 }

@@ -11,12 +11,15 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::{header, Request, StatusCode, Uri};
 use http_body_util::{BodyExt, Full};
-use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use serde::Deserialize;
 use tailgate_core::forward::{parse_response, Compression, Delivered, RetryConfig};
 use tailgate_core::retry::{Failed, Retrier};
+use tailgate_core::tls::{ClientTls, Transport};
+
+/// Longest a connection to the backend may take to open.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// `export.otlp_http[/name]`.
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
@@ -49,6 +52,10 @@ pub struct OtlpHttpConfig {
     /// Span bytes queued for this exporter before the shards wait. Default 64 MiB.
     #[serde(default = "super::batch::default_queue_bytes")]
     pub queue_bytes: u64,
+    /// TLS (the Collector's `configtls` client keys); `https://` URLs use TLS with the
+    /// system's roots unless `ca_file` is set.
+    #[serde(default)]
+    pub tls: Option<tailgate_core::tls::ClientTlsConfig>,
 }
 
 impl OtlpHttpConfig {
@@ -62,17 +69,23 @@ impl OtlpHttpConfig {
         let uri: Uri = url
             .parse()
             .map_err(|e| format!("{url:?} is not a URL: {e}"))?;
-        if uri.scheme_str() != Some("http") || uri.host().is_none() {
+        if !matches!(uri.scheme_str(), Some("http" | "https")) || uri.host().is_none() {
             return Err(format!(
-                "{url:?} must look like http://host:4318 (TLS is not supported yet)"
+                "{url:?} must look like http://host:4318 or https://host:4318"
             ));
         }
         Ok(uri)
     }
 
+    /// The TLS side for the URL (`None`: plaintext), its files read.
+    fn tls_side(&self) -> Result<Option<ClientTls>, String> {
+        let url = self.url()?.to_string();
+        tailgate_core::tls::client_side(self.tls.as_ref(), &url).map_err(|e| format!("tls: {e}"))
+    }
+
     /// Checks the URL and headers without connecting.
     pub fn validate(&self) -> Result<(), String> {
-        self.url()?;
+        self.tls_side()?;
         for (k, v) in &self.headers {
             if header::HeaderName::from_bytes(k.as_bytes()).is_err()
                 || header::HeaderValue::from_str(v).is_err()
@@ -91,6 +104,7 @@ impl OtlpHttpConfig {
             let value = header::HeaderValue::from_str(v).map_err(|e| e.to_string())?;
             headers.insert(name, value);
         }
+        let tls = self.tls_side()?;
         let url = self.url()?;
         Ok(HttpClient {
             retry: Retrier::new(self.retry.clone(), &url.to_string()),
@@ -98,7 +112,12 @@ impl OtlpHttpConfig {
             headers,
             timeout: self.timeout,
             compression: self.compression,
-            client: Client::builder(TokioExecutor::new()).build_http(),
+            client: Transport::new(
+                &Client::builder(TokioExecutor::new()),
+                tls.as_ref(),
+                CONNECT_TIMEOUT,
+                false,
+            ),
         })
     }
 }
@@ -111,7 +130,7 @@ pub struct HttpClient {
     timeout: Duration,
     retry: Retrier,
     compression: Compression,
-    client: Client<HttpConnector, Full<Bytes>>,
+    client: Transport<Full<Bytes>>,
 }
 
 /// What went wrong with one attempt: the HTTP status when there was an answer.

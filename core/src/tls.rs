@@ -1,0 +1,744 @@
+//! TLS for every hop, with rustls (no OpenSSL), configured as the Collector's `configtls`
+//! is, with the same key names.
+//!
+//! * [`ServerTlsConfig`] (`receive.tls`): `cert_file`/`key_file` (or `cert_pem`/`key_pem`),
+//!   `client_ca_file` for mutual TLS, `min_version`/`max_version`, `reload_interval`.
+//!   [`TlsServer`] re-reads the files every `reload_interval` (default 10 s) when they
+//!   changed, so a rotated Secret (cert-manager) takes effect for new connections without
+//!   a restart; open connections keep theirs. A half-written file keeps the old
+//!   certificate and logs a warning.
+//! * [`ClientTlsConfig`] (exporters, the router's forwarder, gateway peers): `ca_file`
+//!   (else the system's roots), `cert_file`/`key_file` for mutual TLS, `insecure`,
+//!   `insecure_skip_verify`, `server_name_override`. [`ClientTls`] is the built client
+//!   side; its certificate is re-read as the server's is.
+//!
+//! Layer: on `config` only; `serve` (accepting) and `forward` (connecting) use it.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use arc_swap::ArcSwap;
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::{Builder, Client, ResponseFuture};
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::client::ResolvesClientCert;
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::sign::CertifiedKey;
+use rustls::{DigitallySignedStruct, RootCertStore, SignatureScheme, SupportedProtocolVersion};
+use serde::Deserialize;
+
+/// How often certificate files are checked for changes when `reload_interval` is not set.
+pub const DEFAULT_RELOAD_INTERVAL: Duration = Duration::from_secs(10);
+
+/// Why TLS settings cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    /// A certificate, key or CA file cannot be read.
+    #[error("cannot read {key} {}: {error}", path.display())]
+    Read {
+        /// The setting, as `cert_file`.
+        key: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        error: std::io::Error,
+    },
+    /// A PEM block holds no certificate or key, or does not parse.
+    #[error("{key}: {problem}")]
+    Pem {
+        /// The setting.
+        key: &'static str,
+        /// What is wrong.
+        problem: String,
+    },
+    /// Settings that do not fit together.
+    #[error("{0}")]
+    Settings(String),
+    /// `min_version` or `max_version` is not a TLS version rustls speaks.
+    #[error("{key}: {value:?} is not a TLS version; write \"1.2\" or \"1.3\"")]
+    Version {
+        /// The setting.
+        key: &'static str,
+        /// The value as written.
+        value: String,
+    },
+    /// rustls refused the certificate, key or CA.
+    #[error("TLS: {0}")]
+    Rustls(#[from] rustls::Error),
+    /// The client CA cannot verify clients.
+    #[error("client_ca_file: {0}")]
+    ClientVerifier(#[from] rustls::server::VerifierBuilderError),
+}
+
+/// Where PEM text comes from: a file or an inline value.
+#[derive(Debug, Clone)]
+enum Source {
+    File(&'static str, PathBuf),
+    Inline(&'static str, String),
+}
+
+impl Source {
+    fn pick(
+        file_key: &'static str,
+        file: &Option<PathBuf>,
+        pem_key: &'static str,
+        pem: &Option<String>,
+    ) -> Result<Option<Source>, TlsError> {
+        match (file, pem) {
+            (Some(_), Some(_)) => Err(TlsError::Settings(format!(
+                "set {file_key} or {pem_key}, not both"
+            ))),
+            (Some(f), None) => Ok(Some(Source::File(file_key, f.clone()))),
+            (None, Some(p)) => Ok(Some(Source::Inline(pem_key, p.clone()))),
+            (None, None) => Ok(None),
+        }
+    }
+
+    fn key(&self) -> &'static str {
+        match self {
+            Source::File(k, _) | Source::Inline(k, _) => k,
+        }
+    }
+
+    fn read(&self) -> Result<Vec<u8>, TlsError> {
+        match self {
+            Source::File(key, path) => std::fs::read(path).map_err(|error| TlsError::Read {
+                key,
+                path: path.clone(),
+                error,
+            }),
+            Source::Inline(_, text) => Ok(text.as_bytes().to_vec()),
+        }
+    }
+}
+
+fn certificates(key: &'static str, pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    let certs = CertificateDer::pem_slice_iter(pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| TlsError::Pem {
+            key,
+            problem: e.to_string(),
+        })?;
+    if certs.is_empty() {
+        return Err(TlsError::Pem {
+            key,
+            problem: "no PEM certificate found".into(),
+        });
+    }
+    Ok(certs)
+}
+
+fn private_key(key: &'static str, pem: &[u8]) -> Result<PrivateKeyDer<'static>, TlsError> {
+    PrivateKeyDer::from_pem_slice(pem).map_err(|e| TlsError::Pem {
+        key,
+        problem: format!("no usable PEM private key: {e}"),
+    })
+}
+
+fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// The protocol versions between `min` and `max` (`"1.2"`, `"1.3"`; `"1.0"` and `"1.1"`
+/// read as 1.2, the oldest rustls speaks). Default: both.
+fn versions(
+    min: &Option<String>,
+    max: &Option<String>,
+) -> Result<Vec<&'static SupportedProtocolVersion>, TlsError> {
+    let parse = |key: &'static str, v: &Option<String>, default: u8| -> Result<u8, TlsError> {
+        match v.as_deref().map(str::trim) {
+            None | Some("") => Ok(default),
+            Some("1.0" | "1.1" | "1.2") => Ok(2),
+            Some("1.3") => Ok(3),
+            Some(other) => Err(TlsError::Version {
+                key,
+                value: other.to_owned(),
+            }),
+        }
+    };
+    let (lo, hi) = (parse("min_version", min, 2)?, parse("max_version", max, 3)?);
+    if lo > hi {
+        return Err(TlsError::Settings(
+            "min_version cannot be greater than max_version".into(),
+        ));
+    }
+    let mut out = Vec::new();
+    if hi >= 3 {
+        out.push(&rustls::version::TLS13);
+    }
+    if lo <= 2 {
+        out.push(&rustls::version::TLS12);
+    }
+    Ok(out)
+}
+
+/// Parses a Go duration for `reload_interval`.
+fn reload_interval<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    crate::config::go_duration::option::deserialize(d)
+}
+
+// === server ===
+
+/// `tls:` of a receiver, as the Collector's `configtls.ServerConfig`.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ServerTlsConfig {
+    /// The server's certificate chain (PEM).
+    #[serde(default)]
+    pub cert_file: Option<PathBuf>,
+    /// The same, inline.
+    #[serde(default)]
+    pub cert_pem: Option<String>,
+    /// The certificate's private key (PEM: PKCS#8, PKCS#1 or SEC1).
+    #[serde(default)]
+    pub key_file: Option<PathBuf>,
+    /// The same, inline.
+    #[serde(default)]
+    pub key_pem: Option<String>,
+    /// CAs that sign client certificates: set it and every client must present one (mTLS).
+    #[serde(default)]
+    pub client_ca_file: Option<PathBuf>,
+    /// Re-read `client_ca_file` when it changes (Tailgate re-reads every file it uses).
+    #[serde(default)]
+    pub client_ca_file_reload: bool,
+    /// Accepted as the Collector does; a server does not use it.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// Oldest protocol version: `"1.2"` (default) or `"1.3"`.
+    #[serde(default)]
+    pub min_version: Option<String>,
+    /// Newest protocol version: `"1.3"` (default) or `"1.2"`.
+    #[serde(default)]
+    pub max_version: Option<String>,
+    /// How often the files are checked for changes. Default 10s.
+    #[serde(default, deserialize_with = "reload_interval")]
+    pub reload_interval: Option<Duration>,
+    /// Accepted and ignored: rustls offers only its own modern suites.
+    #[serde(default)]
+    pub cipher_suites: Vec<String>,
+    /// Accepted and ignored, as `cipher_suites`.
+    #[serde(default)]
+    pub curve_preferences: Vec<String>,
+}
+
+impl ServerTlsConfig {
+    fn sources(&self) -> Result<(Source, Source, Option<Source>), TlsError> {
+        let cert = Source::pick("cert_file", &self.cert_file, "cert_pem", &self.cert_pem)?;
+        let key = Source::pick("key_file", &self.key_file, "key_pem", &self.key_pem)?;
+        let (Some(cert), Some(key)) = (cert, key) else {
+            return Err(TlsError::Settings(
+                "a TLS server needs both a certificate and a key (cert_file and key_file)".into(),
+            ));
+        };
+        let ca = self
+            .client_ca_file
+            .as_ref()
+            .map(|p| Source::File("client_ca_file", p.clone()));
+        Ok((cert, key, ca))
+    }
+
+    /// Checks the settings and reads the files once, as at start.
+    pub fn validate(&self) -> Result<(), TlsError> {
+        self.build().map(|_| ())
+    }
+
+    fn build(&self) -> Result<(rustls::ServerConfig, Vec<Vec<u8>>), TlsError> {
+        let (cert, key, ca) = self.sources()?;
+        let mut read = vec![cert.read()?, key.read()?];
+        let versions = versions(&self.min_version, &self.max_version)?;
+        let builder = rustls::ServerConfig::builder_with_provider(provider())
+            .with_protocol_versions(&versions)?;
+        let builder = match &ca {
+            Some(ca) => {
+                let pem = ca.read()?;
+                let mut roots = RootCertStore::empty();
+                for c in certificates(ca.key(), &pem)? {
+                    roots.add(c)?;
+                }
+                read.push(pem);
+                let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                    Arc::new(roots),
+                    provider(),
+                )
+                .build()?;
+                builder.with_client_cert_verifier(verifier)
+            }
+            None => builder.with_no_client_auth(),
+        };
+        let mut config = builder.with_single_cert(
+            certificates(cert.key(), &read[0])?,
+            private_key(key.key(), &read[1])?,
+        )?;
+        // gRPC clients (grpc-go among them) require ALPN `h2`.
+        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        Ok((config, read))
+    }
+}
+
+/// Files re-read at most every interval, and what they held when last loaded.
+#[derive(Debug)]
+struct Reload {
+    interval: Duration,
+    next: Instant,
+    contents: Vec<Vec<u8>>,
+}
+
+impl Reload {
+    fn new(interval: Option<Duration>, contents: Vec<Vec<u8>>) -> Mutex<Self> {
+        let interval = interval
+            .filter(|d| !d.is_zero())
+            .unwrap_or(DEFAULT_RELOAD_INTERVAL);
+        Mutex::new(Reload {
+            interval,
+            next: Instant::now() + interval,
+            contents,
+        })
+    }
+
+    /// Runs `rebuild` when the interval has passed and the files changed. Never blocks:
+    /// when another caller is checking, this one goes on with the current config.
+    fn check<T>(
+        lock: &Mutex<Self>,
+        what: &str,
+        rebuild: impl FnOnce() -> Result<(T, Vec<Vec<u8>>), TlsError>,
+        install: impl FnOnce(T),
+    ) {
+        let Ok(mut state) = lock.try_lock() else {
+            return;
+        };
+        let now = Instant::now();
+        if now < state.next {
+            return;
+        }
+        state.next = now + state.interval;
+        match rebuild() {
+            Ok((built, contents)) if contents != state.contents => {
+                install(built);
+                state.contents = contents;
+                tracing::info!("{what}: certificate files changed; new connections use them.");
+            }
+            Ok(_) => {}
+            Err(error) => {
+                tracing::warn!(%error, "{what}: cannot reload the certificate files; keeping the ones in use.");
+            }
+        }
+    }
+}
+
+/// A receiver's TLS side: the current rustls config, rebuilt when its files change.
+#[derive(Debug)]
+pub struct TlsServer {
+    settings: ServerTlsConfig,
+    failed_handshakes: AtomicU64,
+    current: ArcSwap<rustls::ServerConfig>,
+    reload: Mutex<Reload>,
+}
+
+impl TlsServer {
+    /// Reads the certificate, key and client CA.
+    pub fn load(settings: &ServerTlsConfig) -> Result<Arc<Self>, TlsError> {
+        let (config, contents) = settings.build()?;
+        if !settings.cipher_suites.is_empty() || !settings.curve_preferences.is_empty() {
+            tracing::info!("tls: cipher_suites and curve_preferences are ignored; rustls uses its own modern set.");
+        }
+        Ok(Arc::new(TlsServer {
+            settings: settings.clone(),
+            failed_handshakes: AtomicU64::new(0),
+            current: ArcSwap::from_pointee(config),
+            reload: Reload::new(settings.reload_interval, contents),
+        }))
+    }
+
+    /// Whether clients must present a certificate.
+    pub fn requires_client_certificates(&self) -> bool {
+        self.settings.client_ca_file.is_some()
+    }
+
+    /// The acceptor for a new connection, with the files re-read first if they changed.
+    pub fn acceptor(&self) -> tokio_rustls::TlsAcceptor {
+        Reload::check(
+            &self.reload,
+            "receiver TLS",
+            || self.settings.build(),
+            |config| self.current.store(Arc::new(config)),
+        );
+        tokio_rustls::TlsAcceptor::from(self.current.load_full())
+    }
+
+    /// Counts a handshake that failed or timed out (a client without the right
+    /// certificate, a plaintext client, a scanner).
+    pub fn count_failed_handshake(&self) {
+        self.failed_handshakes.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Handshakes that failed or timed out so far.
+    pub fn failed_handshakes(&self) -> u64 {
+        self.failed_handshakes.load(Ordering::Relaxed)
+    }
+
+    /// Re-reads the files now if they changed (for tests and SIGHUP).
+    pub fn reload_now(&self) {
+        if let Ok(mut state) = self.reload.lock() {
+            state.next = Instant::now();
+        }
+        let _ = self.acceptor();
+    }
+}
+
+// === client ===
+
+/// `tls:` of a client (exporters, the router's forwarder, gateway peers), as the
+/// Collector's `configtls.ClientConfig`.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ClientTlsConfig {
+    /// Speak plaintext (for an endpoint without `https://`).
+    #[serde(default)]
+    pub insecure: bool,
+    /// Accept any server certificate. For tests only: it defeats TLS's authentication.
+    #[serde(default)]
+    pub insecure_skip_verify: bool,
+    /// Verify the server's certificate for this name instead of the endpoint's host (the
+    /// router and peers dial IPs; their certificates name the Service).
+    #[serde(default)]
+    pub server_name_override: Option<String>,
+    /// CAs that sign the server's certificate (PEM); default: the system's roots.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// The same, inline.
+    #[serde(default)]
+    pub ca_pem: Option<String>,
+    /// With `ca_file`, trust the system's roots too.
+    #[serde(default)]
+    pub include_system_ca_certs_pool: bool,
+    /// The client's certificate chain, for servers that require one (mTLS).
+    #[serde(default)]
+    pub cert_file: Option<PathBuf>,
+    /// The same, inline.
+    #[serde(default)]
+    pub cert_pem: Option<String>,
+    /// The client certificate's key.
+    #[serde(default)]
+    pub key_file: Option<PathBuf>,
+    /// The same, inline.
+    #[serde(default)]
+    pub key_pem: Option<String>,
+    /// Oldest protocol version: `"1.2"` (default) or `"1.3"`.
+    #[serde(default)]
+    pub min_version: Option<String>,
+    /// Newest protocol version: `"1.3"` (default) or `"1.2"`.
+    #[serde(default)]
+    pub max_version: Option<String>,
+    /// How often the client certificate files are checked for changes. Default 10s.
+    #[serde(default, deserialize_with = "reload_interval")]
+    pub reload_interval: Option<Duration>,
+    /// Accepted and ignored: rustls offers only its own modern suites.
+    #[serde(default)]
+    pub cipher_suites: Vec<String>,
+    /// Accepted and ignored, as `cipher_suites`.
+    #[serde(default)]
+    pub curve_preferences: Vec<String>,
+}
+
+impl ClientTlsConfig {
+    /// Whether any CA or client certificate is set (the Collector's `insecure` yields to
+    /// them).
+    fn has_files(&self) -> bool {
+        self.ca_file.is_some()
+            || self.ca_pem.is_some()
+            || self.cert_file.is_some()
+            || self.cert_pem.is_some()
+    }
+
+    /// Whether a connection to `endpoint` uses TLS, given its scheme and this block
+    /// (`None`: no `tls:` block written): `https://` always; `http://` never (a `tls:`
+    /// block asking for TLS there is an error); no scheme: when a `tls:` block is written
+    /// and not `insecure: true`.
+    pub fn uses_tls(tls: Option<&Self>, endpoint: &str) -> Result<bool, TlsError> {
+        let scheme = endpoint
+            .split_once("://")
+            .map(|(s, _)| s.to_ascii_lowercase());
+        match (scheme.as_deref(), tls) {
+            (Some("https"), _) => Ok(true),
+            (Some("http"), Some(t)) if !t.insecure && t.has_files() => {
+                Err(TlsError::Settings(format!(
+                    "endpoint {endpoint:?} is http:// but tls: sets certificates; write https://"
+                )))
+            }
+            (Some("http"), _) => Ok(false),
+            (Some(other), _) => Err(TlsError::Settings(format!(
+                "endpoint {endpoint:?}: scheme {other:?} is not supported; use http:// or https://"
+            ))),
+            (None, Some(t)) => Ok(!t.insecure || t.has_files()),
+            (None, None) => Ok(false),
+        }
+    }
+
+    /// Builds the client side.
+    pub fn build(&self) -> Result<ClientTls, TlsError> {
+        let versions = versions(&self.min_version, &self.max_version)?;
+        let builder = rustls::ClientConfig::builder_with_provider(provider())
+            .with_protocol_versions(&versions)?;
+        let builder = if self.insecure_skip_verify {
+            builder
+                .dangerous()
+                .with_custom_certificate_verifier(Arc::new(AnyServer(provider())))
+        } else {
+            builder.with_root_certificates(self.roots()?)
+        };
+        let cert = Source::pick("cert_file", &self.cert_file, "cert_pem", &self.cert_pem)?;
+        let key = Source::pick("key_file", &self.key_file, "key_pem", &self.key_pem)?;
+        let config = match (cert, key) {
+            (None, None) => builder.with_no_client_auth(),
+            (Some(cert), Some(key)) => {
+                let resolver = ClientCert::load(cert, key, self.reload_interval)?;
+                builder.with_client_cert_resolver(Arc::new(resolver))
+            }
+            _ => {
+                return Err(TlsError::Settings(
+                    "a client certificate needs both cert_file and key_file".into(),
+                ))
+            }
+        };
+        // ALPN is set by the connector (h2 for gRPC, h2 and http/1.1 for OTLP/HTTP).
+        let server_name =
+            match &self.server_name_override {
+                Some(name) => Some(ServerName::try_from(name.clone()).map_err(|e| {
+                    TlsError::Settings(format!("server_name_override {name:?}: {e}"))
+                })?),
+                None => None,
+            };
+        Ok(ClientTls {
+            config: Arc::new(config),
+            server_name,
+        })
+    }
+
+    fn roots(&self) -> Result<RootCertStore, TlsError> {
+        let mut roots = RootCertStore::empty();
+        let ca = Source::pick("ca_file", &self.ca_file, "ca_pem", &self.ca_pem)?;
+        if let Some(ca) = &ca {
+            for c in certificates(ca.key(), &ca.read()?)? {
+                roots.add(c)?;
+            }
+        }
+        if ca.is_none() || self.include_system_ca_certs_pool {
+            add_system_roots(&mut roots);
+        }
+        Ok(roots)
+    }
+}
+
+/// The client side for `endpoint` with the `tls:` block `tls`: `None` for plaintext, else
+/// the block's settings (or the system's roots when there is no block).
+pub fn client_side(
+    tls: Option<&ClientTlsConfig>,
+    endpoint: &str,
+) -> Result<Option<ClientTls>, TlsError> {
+    if !ClientTlsConfig::uses_tls(tls, endpoint)? {
+        return Ok(None);
+    }
+    tls.cloned().unwrap_or_default().build().map(Some)
+}
+
+/// The system's roots; the Mozilla set compiled in when the system has none (a
+/// distroless image).
+fn add_system_roots(roots: &mut RootCertStore) {
+    let found = rustls_native_certs::load_native_certs();
+    let (added, _) = roots.add_parsable_certificates(found.certs);
+    if added == 0 {
+        roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    }
+}
+
+/// A built client side: what a connector needs.
+#[derive(Debug, Clone)]
+pub struct ClientTls {
+    /// The rustls config.
+    pub config: Arc<rustls::ClientConfig>,
+    /// The name to verify instead of the endpoint's host.
+    pub server_name: Option<ServerName<'static>>,
+}
+
+impl ClientTls {
+    /// A config that trusts the system's roots, for `https://` endpoints without a `tls:`
+    /// block.
+    pub fn system() -> Result<Self, TlsError> {
+        ClientTlsConfig::default().build()
+    }
+}
+
+/// The client certificate, re-read as the server's is.
+#[derive(Debug)]
+struct ClientCert {
+    cert: Source,
+    key: Source,
+    current: ArcSwap<CertifiedKey>,
+    reload: Mutex<Reload>,
+}
+
+impl ClientCert {
+    fn load(cert: Source, key: Source, interval: Option<Duration>) -> Result<Self, TlsError> {
+        let (certified, contents) = Self::build(&cert, &key)?;
+        Ok(ClientCert {
+            cert,
+            key,
+            current: ArcSwap::from_pointee(certified),
+            reload: Reload::new(interval, contents),
+        })
+    }
+
+    fn build(cert: &Source, key: &Source) -> Result<(CertifiedKey, Vec<Vec<u8>>), TlsError> {
+        let (c, k) = (cert.read()?, key.read()?);
+        let certified = CertifiedKey::from_der(
+            certificates(cert.key(), &c)?,
+            private_key(key.key(), &k)?,
+            &provider(),
+        )?;
+        Ok((certified, vec![c, k]))
+    }
+}
+
+impl ResolvesClientCert for ClientCert {
+    fn resolve(
+        &self,
+        _root_hint_subjects: &[&[u8]],
+        _sigschemes: &[SignatureScheme],
+    ) -> Option<Arc<CertifiedKey>> {
+        Reload::check(
+            &self.reload,
+            "client TLS",
+            || Self::build(&self.cert, &self.key),
+            |k| self.current.store(Arc::new(k)),
+        );
+        Some(self.current.load_full())
+    }
+
+    fn has_certs(&self) -> bool {
+        true
+    }
+}
+
+/// `insecure_skip_verify`: any certificate is accepted; signatures are still checked so
+/// the handshake itself is sound.
+#[derive(Debug)]
+struct AnyServer(Arc<CryptoProvider>);
+
+impl ServerCertVerifier for AnyServer {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+/// An HTTP client over plain TCP, or over TLS for `https://` URLs (ALPN `h2` and
+/// `http/1.1`, verifying the URL's host or [`ClientTls::server_name`]).
+#[derive(Debug)]
+pub enum Transport<B> {
+    /// Plaintext.
+    Plain(Client<HttpConnector, B>),
+    /// TLS.
+    Tls(Client<HttpsConnector<HttpConnector>, B>),
+}
+
+impl<B> Clone for Transport<B> {
+    fn clone(&self) -> Self {
+        match self {
+            Transport::Plain(c) => Transport::Plain(c.clone()),
+            Transport::Tls(c) => Transport::Tls(c.clone()),
+        }
+    }
+}
+
+impl<B> Transport<B>
+where
+    B: http_body::Body + Send + Unpin + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    /// A client built by `builder`, with TCP_NODELAY and `connect_timeout`; over TLS it
+    /// offers ALPN `h2` only when `http2_only` (gRPC), else `h2` and `http/1.1`.
+    pub fn new(
+        builder: &Builder,
+        tls: Option<&ClientTls>,
+        connect_timeout: Duration,
+        http2_only: bool,
+    ) -> Self {
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        connector.set_connect_timeout(Some(connect_timeout));
+        let Some(tls) = tls else {
+            return Transport::Plain(builder.build(connector));
+        };
+        connector.enforce_http(false);
+        let https = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config((*tls.config).clone())
+            .https_or_http();
+        let https = match tls.server_name.clone() {
+            Some(name) => {
+                https.with_server_name_resolver(hyper_rustls::FixedServerNameResolver::new(name))
+            }
+            None => https,
+        };
+        let https = if http2_only {
+            https.enable_http2().wrap_connector(connector)
+        } else {
+            https.enable_all_versions().wrap_connector(connector)
+        };
+        Transport::Tls(builder.build(https))
+    }
+
+    /// Sends `request`.
+    pub fn request(&self, request: http::Request<B>) -> ResponseFuture {
+        match self {
+            Transport::Plain(c) => c.request(request),
+            Transport::Tls(c) => c.request(request),
+        }
+    }
+}
