@@ -11,7 +11,7 @@
 //!   instead of spinning (the admin port once spun at 121% CPU).
 //!
 //! * with TLS (`receive.tls`), the handshake must finish within `first_byte_timeout` too;
-//!   failed handshakes are counted ([`TlsServer::failed_handshakes`]).
+//!   failed handshakes are counted ([`crate::tls::failed_handshakes_total`]).
 //!
 //! Stops accepting when `shutdown` completes, then lets open connections finish.
 

@@ -386,6 +386,7 @@ pub fn scan_oracle(bytes: &[u8]) -> Result<(), String> {
 /// `dir`.
 pub struct TestPki {
     dir: std::path::PathBuf,
+    name: String,
     ca: rcgen::Issuer<'static, rcgen::KeyPair>,
 }
 
@@ -409,6 +410,7 @@ impl TestPki {
             .map_err(|e| rcgen::Error::PemError(e.to_string()))?;
         Ok(TestPki {
             dir: dir.to_owned(),
+            name: name.to_owned(),
             ca: rcgen::Issuer::new(params, key),
         })
     }
@@ -425,6 +427,11 @@ impl TestPki {
         file: &str,
         names: &[&str],
     ) -> Result<(std::path::PathBuf, std::path::PathBuf), rcgen::Error> {
+        if file == self.name {
+            return Err(rcgen::Error::PemError(format!(
+                "{file}.crt is the CA's own certificate; name the issued one differently"
+            )));
+        }
         let key = rcgen::KeyPair::generate()?;
         let params = rcgen::CertificateParams::new(
             names.iter().map(|n| (*n).to_owned()).collect::<Vec<_>>(),

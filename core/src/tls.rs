@@ -333,6 +333,15 @@ impl Reload {
     }
 }
 
+/// Failed handshakes of every [`TlsServer`] of the process (one per process in the
+/// binaries: `receive.tls`), for `*_tls_failed_handshakes_total`.
+static FAILED_HANDSHAKES: AtomicU64 = AtomicU64::new(0);
+
+/// Failed or timed-out TLS handshakes on this process's receivers so far.
+pub fn failed_handshakes_total() -> u64 {
+    FAILED_HANDSHAKES.load(Ordering::Relaxed)
+}
+
 /// A receiver's TLS side: the current rustls config, rebuilt when its files change.
 #[derive(Debug)]
 pub struct TlsServer {
@@ -377,6 +386,7 @@ impl TlsServer {
     /// certificate, a plaintext client, a scanner).
     pub fn count_failed_handshake(&self) {
         self.failed_handshakes.fetch_add(1, Ordering::Relaxed);
+        FAILED_HANDSHAKES.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Handshakes that failed or timed out so far.

@@ -450,6 +450,13 @@ impl GatewayStats {
             "tailgate_gateway_refused_requests_total",
             &self.refused_requests,
         );
+        p.metric(
+            "tailgate_gateway_tls_failed_handshakes_total",
+            "counter",
+            "TLS handshakes on the receivers that failed or timed out (no or a wrong client certificate, plaintext).",
+            "",
+            tailgate_core::tls::failed_handshakes_total(),
+        );
         p.header(
             "tailgate_gateway_decision_latency_seconds",
             "histogram",

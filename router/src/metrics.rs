@@ -98,6 +98,13 @@ impl RouterStats {
             &self.refused_requests,
         );
         p.metric(
+            "tailgate_router_tls_failed_handshakes_total",
+            "counter",
+            "TLS handshakes on the receivers that failed or timed out (no or a wrong client certificate, plaintext).",
+            "",
+            tailgate_core::tls::failed_handshakes_total(),
+        );
+        p.metric(
             "tailgate_router_failed_spans_total",
             "counter",
             "Spans not delivered to their gateway within the retry bound.",
