@@ -3,8 +3,8 @@
 //!
 //! ```yaml
 //! receive:
-//!   grpc: 0.0.0.0:4317
-//!   http: 0.0.0.0:4318
+//!   grpc: 127.0.0.1:4317
+//!   http: 127.0.0.1:4318
 //! buffer:
 //!   shards: 0                 # 0 = one per core
 //!   decision_cache_size: 200000
@@ -20,8 +20,8 @@
 //!     endpoint: http://archive:4318
 //!     compression: zstd
 //!   debug:                      # OTLP JSON lines on stdout (or `path:`)
-//! admin: 0.0.0.0:13133          # /healthz, /readyz (and /metrics)
-//! metrics: 0.0.0.0:8888          # /metrics (and the health endpoints)
+//! admin: 127.0.0.1:13133          # /healthz, /readyz (and /metrics)
+//! metrics: 127.0.0.1:8888          # /metrics (and the health endpoints)
 //! peers:                        # the other gateways, to keep traces whole as they change
 //!   dns: { name: tailgate-gateway.tailgate.svc.cluster.local, port: 4317, interval: 5s }
 //!   # self: 10.0.0.7:4317       # default: $POD_IP and the gRPC port
@@ -53,11 +53,11 @@ pub struct GatewayConfig {
     /// each optionally `/name`d), all of which get every kept span.
     pub export: ExportConfig,
     /// Admin HTTP address for `/healthz` and `/readyz` (and `/metrics`). Default
-    /// `0.0.0.0:13133`, the Collector's health-check port; `null` turns it off.
+    /// `127.0.0.1:13133` (loopback; `:13133` for every interface), the Collector's health-check port; `null` turns it off.
     #[serde(default = "default_admin", with = "tailgate_core::config::listen_addr")]
     pub admin: Option<SocketAddr>,
     /// Address for Prometheus `/metrics` (and the health endpoints). Default
-    /// `0.0.0.0:8888`, the Collector's telemetry port; `null` turns it off.
+    /// `127.0.0.1:8888` (loopback), the Collector's telemetry port; `null` turns it off.
     #[serde(
         default = "default_metrics",
         with = "tailgate_core::config::listen_addr"
@@ -105,10 +105,10 @@ pub struct BufferConfig {
 }
 
 fn default_admin() -> Option<SocketAddr> {
-    Some(SocketAddr::from(([0, 0, 0, 0], 13133)))
+    Some(SocketAddr::from(([127, 0, 0, 1], 13133)))
 }
 fn default_metrics() -> Option<SocketAddr> {
-    Some(SocketAddr::from(([0, 0, 0, 0], 8888)))
+    Some(SocketAddr::from(([127, 0, 0, 1], 8888)))
 }
 fn default_cache() -> usize {
     200_000
@@ -289,7 +289,7 @@ mod tests {
         // Peers need to know this gateway's address on the ring.
         let c: GatewayConfig = parse_yaml(
             p,
-            "export: {debug: {}}\npeers:\n  static: [10.0.0.1:4317, 10.0.0.2:4317]\n",
+            "receive: {grpc: ':4317'}\nexport: {debug: {}}\npeers:\n  static: [10.0.0.1:4317, 10.0.0.2:4317]\n",
         )
         .unwrap();
         if std::env::var("POD_IP").is_err() {

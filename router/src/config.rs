@@ -2,8 +2,8 @@
 //!
 //! ```yaml
 //! receive:
-//!   grpc: 0.0.0.0:4317        # OTLP/gRPC listen address (null disables)
-//!   http: 0.0.0.0:4318        # OTLP/HTTP listen address (null disables)
+//!   grpc: 127.0.0.1:4317        # OTLP/gRPC listen address (null disables)
+//!   http: 127.0.0.1:4318        # OTLP/HTTP listen address (null disables)
 //!   max_request_bytes: 16777216
 //! members:
 //!   static: [10.0.0.1:4317, 10.0.0.2:4317]   # the gateways' OTLP/gRPC addresses
@@ -15,7 +15,7 @@
 //!   queue_bytes: 67108864        # per gateway
 //!   max_queued_bytes: 268435456  # whole router
 //!   compression: none            # none | gzip | zstd
-//! admin: 0.0.0.0:13133        # /metrics, /healthz, /readyz (null disables)
+//! admin: 127.0.0.1:13133        # /metrics, /healthz, /readyz (null disables)
 //! ```
 
 use std::net::SocketAddr;
@@ -40,11 +40,11 @@ pub struct RouterConfig {
     #[serde(default)]
     pub forward: ForwardConfig,
     /// Admin HTTP address for `/`, `/healthz` and `/readyz` (and `/metrics`). Default
-    /// `0.0.0.0:13133`, the Collector's health-check port; `null` turns it off.
+    /// `127.0.0.1:13133` (loopback; `:13133` for every interface), the Collector's health-check port; `null` turns it off.
     #[serde(default = "default_admin", with = "tailgate_core::config::listen_addr")]
     pub admin: Option<SocketAddr>,
     /// Address for Prometheus `/metrics` (and the health endpoints). Default
-    /// `0.0.0.0:8888`, the Collector's telemetry port, as the gateway's; `null` turns it off.
+    /// `127.0.0.1:8888` (loopback), the Collector's telemetry port, as the gateway's; `null` turns it off.
     #[serde(
         default = "default_metrics",
         with = "tailgate_core::config::listen_addr"
@@ -53,7 +53,7 @@ pub struct RouterConfig {
 }
 
 fn default_metrics() -> Option<SocketAddr> {
-    Some(SocketAddr::from(([0, 0, 0, 0], 8888)))
+    Some(SocketAddr::from(([127, 0, 0, 1], 8888)))
 }
 
 /// The gateway member set: a static list, or DNS discovery.
@@ -117,7 +117,7 @@ pub struct ForwardConfig {
 }
 
 fn default_admin() -> Option<SocketAddr> {
-    Some(SocketAddr::from(([0, 0, 0, 0], 13133)))
+    Some(SocketAddr::from(([127, 0, 0, 1], 13133)))
 }
 fn default_timeout() -> Duration {
     Duration::from_secs(5)
@@ -257,8 +257,8 @@ mod tests {
         assert_eq!(c.receive, ReceiveConfig::default());
         assert_eq!(c.forward, ForwardConfig::default());
         // /metrics on the Collector's telemetry port, like the gateway's.
-        assert_eq!(c.metrics, Some(SocketAddr::from(([0, 0, 0, 0], 8888))));
-        assert_eq!(c.admin, Some(SocketAddr::from(([0, 0, 0, 0], 13133))));
+        assert_eq!(c.metrics, Some(SocketAddr::from(([127, 0, 0, 1], 8888))));
+        assert_eq!(c.admin, Some(SocketAddr::from(([127, 0, 0, 1], 13133))));
     }
 
     #[test]

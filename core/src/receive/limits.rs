@@ -17,10 +17,12 @@ use super::status::{Refusal, DEFAULT_RETRY_AFTER};
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct ReceiveConfig {
-    /// OTLP/gRPC listen address; `null` disables it. Default `0.0.0.0:4317`.
+    /// OTLP/gRPC listen address; `null` disables it. Default `127.0.0.1:4317`: loopback,
+    /// as the Collector's `localhost` default; write `:4317` (or `0.0.0.0:4317`) to listen
+    /// on every interface, as the Kubernetes manifests do.
     #[serde(default = "default_grpc", with = "crate::config::listen_addr")]
     pub grpc: Option<SocketAddr>,
-    /// OTLP/HTTP listen address; `null` disables it. Default `0.0.0.0:4318`.
+    /// OTLP/HTTP listen address; `null` disables it. Default `127.0.0.1:4318` (loopback).
     #[serde(default = "default_http", with = "crate::config::listen_addr")]
     pub http: Option<SocketAddr>,
     /// Largest accepted request, after decompression, in bytes. Default 16 MiB.
@@ -168,11 +170,11 @@ fn default_request_timeout() -> Duration {
 }
 
 fn default_grpc() -> Option<SocketAddr> {
-    Some(SocketAddr::from(([0, 0, 0, 0], 4317)))
+    Some(SocketAddr::from(([127, 0, 0, 1], 4317)))
 }
 
 fn default_http() -> Option<SocketAddr> {
-    Some(SocketAddr::from(([0, 0, 0, 0], 4318)))
+    Some(SocketAddr::from(([127, 0, 0, 1], 4318)))
 }
 
 fn default_max_request_bytes() -> usize {
