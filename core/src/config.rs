@@ -85,8 +85,18 @@ pub type Source<'a> = dyn Fn(&str, &str) -> Result<Option<String>, String> + 'a;
 pub fn system_source(scheme: &str, name: &str) -> Result<Option<String>, String> {
     match scheme {
         "env" => Ok(std::env::var(name).ok()),
+        // One trailing line break is dropped: Secret files written by `echo` or editors
+        // end with one, and a token or header value must not.
         "file" => std::fs::read_to_string(name)
-            .map(Some)
+            .map(|mut s| {
+                if s.ends_with('\n') {
+                    s.pop();
+                    if s.ends_with('\r') {
+                        s.pop();
+                    }
+                }
+                Some(s)
+            })
             .map_err(|e| format!("cannot read {name}: {e}")),
         other => Err(format!(
             "unsupported scheme {other:?} in ${{{other}:{name}}}; use env or file"
@@ -96,7 +106,8 @@ pub fn system_source(scheme: &str, name: &str) -> Result<Option<String>, String>
 
 /// Config text as the Collector reads it: `${env:NAME}`, `${NAME}` and
 /// `${env:NAME:-default}` are replaced by the variable's value (an unset variable by its
-/// default, or by nothing, as the Collector does); `${file:PATH}` by the file's content;
+/// default, or by nothing, as the Collector does); `${file:PATH}` by the file's content
+/// without its final line break (a departure: the Collector keeps it);
 /// `$$` stands for one `$`. Integers written with digit separators (`100_000`, as the
 /// Collector's docs write them and Go's YAML reads them) become plain integers. Line numbers
 /// are unchanged unless a value holds line breaks.

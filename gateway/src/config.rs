@@ -348,4 +348,42 @@ mod tests {
             "{err}"
         );
     }
+
+    /// Scenario: a SaaS backend's API key given as `${env:VAR}` in one exporter's headers
+    /// and `${file:PATH}` in another's, over `https://` (Honeycomb, Grafana Cloud).
+    /// Guarantees: the values are read from the environment and the file, the TLS side is
+    /// built, and an unset variable is an error naming it.
+    #[test]
+    fn exporter_headers_take_secrets_from_env_and_files() {
+        let p = Path::new("gateway.yaml");
+        let key_file = std::env::temp_dir().join(format!("tailgate-key-{}", std::process::id()));
+        std::fs::write(&key_file, "file-secret\n").unwrap();
+        // A variable name no other test uses: tests run in threads of one process.
+        std::env::set_var("TAILGATE_TEST_HONEYCOMB_KEY", "env-secret");
+        let text = format!(
+            "export:\n  otlp/honeycomb:\n    endpoint: https://api.honeycomb.io:443\n    headers: {{x-honeycomb-team: '${{env:TAILGATE_TEST_HONEYCOMB_KEY}}'}}\n  otlphttp/grafana:\n    endpoint: https://otlp.example.net/otlp\n    headers: {{authorization: 'Basic ${{file:{}}}'}}\n",
+            key_file.display()
+        );
+        let c: GatewayConfig = parse_yaml(p, &text).unwrap();
+        c.validate(p).unwrap();
+        let ExporterConfig::OtlpGrpc(honeycomb) = &c.export.exporters[0].1 else {
+            panic!("{:?}", c.export.exporters[0]);
+        };
+        assert_eq!(honeycomb.headers["x-honeycomb-team"], "env-secret");
+        honeycomb.client().unwrap();
+        let ExporterConfig::OtlpHttp(grafana) = &c.export.exporters[1].1 else {
+            panic!("{:?}", c.export.exporters[1]);
+        };
+        assert_eq!(grafana.headers["authorization"], "Basic file-secret");
+        // An unset variable reads as empty, as in the Collector; an empty header is refused
+        // at load instead of sending requests the backend will refuse.
+        let unset = text.replace("TAILGATE_TEST_HONEYCOMB_KEY", "TAILGATE_TEST_UNSET_KEY_X");
+        let c: GatewayConfig = parse_yaml(p, &unset).unwrap();
+        let err = c.validate(p).unwrap_err();
+        assert!(
+            matches!(&err, ConfigError::Invalid { key, message, .. }
+                if key.contains("otlp/honeycomb") && message.contains("x-honeycomb-team")),
+            "{err}"
+        );
+    }
 }

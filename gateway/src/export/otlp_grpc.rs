@@ -75,6 +75,11 @@ impl OtlpGrpcConfig {
         tailgate_core::tls::client_side(self.tls.as_ref(), &self.endpoint)
             .map_err(|e| format!("tls: {e}"))?;
         for (k, v) in &self.headers {
+            if v.trim().is_empty() {
+                return Err(format!(
+                    "header {k:?} is empty (an unset ${{env:…}} variable or an empty file?)"
+                ));
+            }
             let key = tonic::metadata::MetadataKey::<tonic::metadata::Ascii>::from_bytes(
                 k.to_ascii_lowercase().as_bytes(),
             );

@@ -87,6 +87,11 @@ impl OtlpHttpConfig {
     pub fn validate(&self) -> Result<(), String> {
         self.tls_side()?;
         for (k, v) in &self.headers {
+            if v.trim().is_empty() {
+                return Err(format!(
+                    "header {k:?} is empty (an unset ${{env:…}} variable or an empty file?)"
+                ));
+            }
             if header::HeaderName::from_bytes(k.as_bytes()).is_err()
                 || header::HeaderValue::from_str(v).is_err()
             {
