@@ -216,63 +216,74 @@ impl GatewayStats {
     /// Prometheus text.
     pub fn render(&self) -> String {
         let mut p = PromText::default();
-        let c = |p: &mut PromText, n: &str, h: &str, v: &Counter| {
-            p.metric(n, "counter", h, "", v.get())
-        };
-        c(
-            &mut p,
+        self.render_spans(&mut p);
+        self.render_peers(&mut p);
+        self.render_decisions(&mut p);
+        self.render_buffer(&mut p);
+        self.render_exporters(&mut p);
+        p.finish()
+    }
+
+    /// Span totals: received, refused, dropped, exported.
+    fn render_spans(&self, p: &mut PromText) {
+        counter(
+            p,
             "tailgate_gateway_received_spans_total",
             "Spans received in well-formed requests.",
             &self.received_spans,
         );
-        c(
-            &mut p,
+        counter(
+            p,
             "tailgate_gateway_rejected_spans_total",
             "Spans rejected as invalid (a bad trace id or a malformed field inside; partial success to the sender).",
             &self.rejected_spans,
         );
-        c(
-            &mut p,
+        counter(
+            p,
             "tailgate_gateway_refused_spans_total",
             "Spans refused (buffer full or stopping); senders retry.",
             &self.refused_spans,
         );
-        c(
-            &mut p,
+        counter(
+            p,
             "tailgate_gateway_malformed_requests_total",
             "Requests refused as malformed.",
             &self.malformed_requests,
         );
-        c(
-            &mut p,
+        counter(
+            p,
             "tailgate_gateway_dropped_spans_total",
             "Spans not kept by the policies.",
             &self.dropped_spans,
         );
-        c(
-            &mut p,
+        counter(
+            p,
             "tailgate_gateway_late_dropped_spans_total",
             "Late spans of dropped traces.",
             &self.late_dropped_spans,
         );
-        c(
-            &mut p,
+        counter(
+            p,
             "tailgate_gateway_late_sampled_spans_total",
             "Late spans of kept traces, exported at once.",
             &self.late_sampled_spans,
         );
-        c(
-            &mut p,
+        counter(
+            p,
             "tailgate_gateway_exported_spans_total",
             "Spans delivered to the backend.",
             &self.exported_spans,
         );
-        c(
-            &mut p,
+        counter(
+            p,
             "tailgate_gateway_export_failed_spans_total",
             "Spans not delivered within the retry bound.",
             &self.export_failed_spans,
         );
+    }
+
+    /// The ring and the traffic between gateways.
+    fn render_peers(&self, p: &mut PromText) {
         let peers = &self.peers;
         for (name, help, v) in [
             (
@@ -331,7 +342,7 @@ impl GatewayStats {
                 &peers.discovery.failures,
             ),
         ] {
-            c(&mut p, name, help, v);
+            counter(p, name, help, v);
         }
         p.metric(
             "tailgate_gateway_ring_members",
@@ -347,6 +358,10 @@ impl GatewayStats {
             "",
             peers.handoff_pending_spans.get(),
         );
+    }
+
+    /// Decisions: early ones, by outcome and by policy.
+    fn render_decisions(&self, p: &mut PromText) {
         p.labelled(
             "tailgate_gateway_early_decisions_total",
             "counter",
@@ -368,8 +383,8 @@ impl GatewayStats {
                 ("drop_pending_traces_on_shutdown", self.dropped_traces_shutdown.get()),
             ],
         );
-        c(
-            &mut p,
+        counter(
+            p,
             "tailgate_gateway_refused_spans_memory_total",
             "Spans refused because buffered bytes were over buffer.max_buffered_bytes.",
             &self.refused_spans_memory,
@@ -410,6 +425,10 @@ impl GatewayStats {
                 p.sample("tailgate_gateway_policy_sampled_traces_total", &labels, v);
             }
         }
+    }
+
+    /// What is held (gauges), refusals, and decision latency.
+    fn render_buffer(&self, p: &mut PromText) {
         p.metric(
             "tailgate_gateway_live_traces",
             "gauge",
@@ -446,7 +465,7 @@ impl GatewayStats {
             self.pending_export_spans.get(),
         );
         tailgate_core::receive::Refusal::render_counts(
-            &mut p,
+            p,
             "tailgate_gateway_refused_requests_total",
             &self.refused_requests,
         );
@@ -484,6 +503,10 @@ impl GatewayStats {
             "",
             cumulative,
         );
+    }
+
+    /// Per exporter: delivered, failed, queued, retried.
+    fn render_exporters(&self, p: &mut PromText) {
         let exporters = self.exporters();
         let series: [ExporterSeries; 7] = [
             (
@@ -539,6 +562,10 @@ impl GatewayStats {
                 }
             }
         }
-        p.finish()
     }
+}
+
+/// One counter series without labels.
+fn counter(p: &mut PromText, name: &str, help: &str, v: &Counter) {
+    p.metric(name, "counter", help, "", v.get());
 }
