@@ -65,21 +65,7 @@ where
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(limits.header_timeout);
-    builder
-        .http2()
-        .timer(TokioTimer::new())
-        .initial_stream_window_size(STREAM_WINDOW)
-        .initial_connection_window_size(CONNECTION_WINDOW)
-        .max_frame_size(MAX_FRAME_SIZE)
-        .max_concurrent_streams(256)
-        .keep_alive_interval(Some(Duration::from_secs(30)))
-        .keep_alive_timeout(Duration::from_secs(20));
-    let builder = std::sync::Arc::new(builder);
+    let builder = Arc::new(http_builder(&limits));
     let connections =
         std::sync::Arc::new(tokio::sync::Semaphore::new(limits.max_connections.max(1)));
     let mut backoff = Duration::ZERO;
@@ -129,25 +115,13 @@ where
                     let conn = builder.serve_connection(TokioIo::new(stream), service);
                     watcher.watch(conn).await
                 }
-                Some(tls) => {
-                    let handshake = tls.acceptor().accept(stream);
-                    let stream =
-                        match tokio::time::timeout(limits.first_byte_timeout, handshake).await {
-                            Ok(Ok(stream)) => stream,
-                            Ok(Err(error)) => {
-                                tls.count_failed_handshake();
-                                tracing::debug!(%error, "TLS handshake failed.");
-                                return;
-                            }
-                            Err(_) => {
-                                tls.count_failed_handshake();
-                                tracing::debug!("TLS handshake timed out.");
-                                return;
-                            }
-                        };
-                    let conn = builder.serve_connection(TokioIo::new(stream), service);
-                    watcher.watch(conn).await
-                }
+                Some(tls) => match handshake(&tls, stream, limits.first_byte_timeout).await {
+                    Some(stream) => {
+                        let conn = builder.serve_connection(TokioIo::new(stream), service);
+                        watcher.watch(conn).await
+                    }
+                    None => return,
+                },
             };
             if let Err(error) = ended {
                 tracing::debug!(%error, "Connection ended with an error.");
@@ -156,6 +130,48 @@ where
     }
     graceful.shutdown().await;
     Ok(())
+}
+
+/// HTTP/1.1 and HTTP/2 (large windows and frames, pings) as every listener serves them.
+fn http_builder(
+    limits: &ConnectionLimits,
+) -> hyper_util::server::conn::auto::Builder<TokioExecutor> {
+    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_timeout);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .initial_stream_window_size(STREAM_WINDOW)
+        .initial_connection_window_size(CONNECTION_WINDOW)
+        .max_frame_size(MAX_FRAME_SIZE)
+        .max_concurrent_streams(256)
+        .keep_alive_interval(Some(Duration::from_secs(30)))
+        .keep_alive_timeout(Duration::from_secs(20));
+    builder
+}
+
+/// The TLS handshake of an accepted connection, within `limit`; a failure is counted.
+async fn handshake(
+    tls: &TlsServer,
+    stream: TcpStream,
+    limit: Duration,
+) -> Option<tokio_rustls::server::TlsStream<TcpStream>> {
+    match tokio::time::timeout(limit, tls.acceptor().accept(stream)).await {
+        Ok(Ok(stream)) => Some(stream),
+        Ok(Err(error)) => {
+            tls.count_failed_handshake();
+            tracing::debug!(%error, "TLS handshake failed.");
+            None
+        }
+        Err(_) => {
+            tls.count_failed_handshake();
+            tracing::debug!("TLS handshake timed out.");
+            None
+        }
+    }
 }
 
 /// Whether the peer sends its first byte within `limit` (and has not closed).

@@ -111,6 +111,12 @@ impl RouterStats {
             "",
             self.failed_spans.get(),
         );
+        self.render_ring(&mut p);
+        p.finish()
+    }
+
+    /// The gateways, the ring and DNS discovery.
+    fn render_ring(&self, p: &mut PromText) {
         p.metric(
             "tailgate_router_members",
             "gauge",
@@ -159,6 +165,5 @@ impl RouterStats {
         for (name, kind, help, value) in more {
             p.metric(name, kind, help, "", value);
         }
-        p.finish()
     }
 }
