@@ -165,8 +165,8 @@ impl GatewayConfig {
             key: key.to_owned(),
             message: message.to_owned(),
         };
-        if let Err((key, message)) = self.export.validate() {
-            return Err(invalid(&key, &message));
+        if let Err((key, error)) = self.export.validate() {
+            return Err(invalid(&key, &error.to_string()));
         }
         if self.receive.grpc.is_none() && self.receive.http.is_none() {
             return Err(invalid("receive", "enable at least one of grpc and http"));

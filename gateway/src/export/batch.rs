@@ -1,6 +1,7 @@
 //! `batch:` and `queue_bytes` of an exporter: how kept spans are gathered into requests and
 //! how many bytes may wait for one exporter. Every exporter type's config embeds them.
 
+use super::error::SettingError;
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -47,12 +48,19 @@ impl Default for BatchConfig {
 }
 
 impl BatchConfig {
-    pub(crate) fn validate(&self, queue_bytes: u64) -> Result<(), String> {
-        if self.max_spans == 0 || self.max_bytes == 0 {
-            return Err("batch.max_spans and batch.max_bytes must be greater than 0".into());
+    pub(crate) fn validate(&self, queue_bytes: u64) -> Result<(), SettingError> {
+        if self.max_spans == 0 {
+            return Err(SettingError::Zero {
+                key: "batch.max_spans",
+            });
+        }
+        if self.max_bytes == 0 {
+            return Err(SettingError::Zero {
+                key: "batch.max_bytes",
+            });
         }
         if queue_bytes == 0 {
-            return Err("queue_bytes must be greater than 0".into());
+            return Err(SettingError::Zero { key: "queue_bytes" });
         }
         Ok(())
     }

@@ -16,6 +16,7 @@
 
 pub mod batch;
 pub mod debug;
+pub mod error;
 pub mod otlp_grpc;
 pub mod otlp_http;
 
@@ -39,6 +40,7 @@ use crate::metrics::GatewayStats;
 
 pub use batch::{default_queue_bytes, BatchConfig};
 pub use debug::DebugConfig;
+pub use error::SettingError;
 pub use otlp_grpc::OtlpGrpcConfig;
 pub use otlp_http::OtlpHttpConfig;
 
@@ -104,12 +106,9 @@ impl ExportConfig {
     }
 
     /// Checks every exporter; the error names its key.
-    pub fn validate(&self) -> Result<(), (String, String)> {
+    pub fn validate(&self) -> Result<(), (String, SettingError)> {
         if self.exporters.is_empty() {
-            return Err((
-                "export".into(),
-                "configure at least one exporter (otlp_grpc, otlp_http or debug)".into(),
-            ));
+            return Err(("export".into(), SettingError::NoExporter));
         }
         for (key, e) in &self.exporters {
             let (batch, queue) = e.batching();
@@ -148,12 +147,12 @@ pub enum ExportError {
         source: tailgate_core::forward::ForwardError,
     },
     /// The HTTP client could not be built.
-    #[error("{exporter}: {message}")]
+    #[error("{exporter}: {source}")]
     Http {
         /// Exporter key.
         exporter: String,
         /// Cause.
-        message: String,
+        source: SettingError,
     },
     /// The debug output could not be opened.
     #[error("{exporter}: opening {path}: {source}")]
@@ -346,9 +345,9 @@ pub fn start(
             ),
             ExporterConfig::OtlpHttp(c) => Sink::Http(
                 c.client()
-                    .map_err(|message| ExportError::Http {
+                    .map_err(|source| ExportError::Http {
                         exporter: key.clone(),
-                        message,
+                        source,
                     })?
                     .hold_while(hold),
             ),

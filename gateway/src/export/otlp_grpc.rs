@@ -6,6 +6,8 @@ use std::time::Duration;
 use serde::Deserialize;
 use tailgate_core::forward::{Compression, ForwardError, GrpcClient, RetryConfig};
 
+use super::error::{SettingError, EMPTY_HEADER};
+
 /// `export.otlp_grpc[/name]`.
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
@@ -57,34 +59,36 @@ impl OtlpGrpcConfig {
     }
 
     /// Checks the endpoint and headers without connecting.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), SettingError> {
         let url = if self.endpoint.contains("://") {
             self.endpoint.clone()
         } else {
             format!("http://{}", self.endpoint)
         };
-        let uri: http::Uri = url
-            .parse()
-            .map_err(|e| format!("endpoint {:?} is not a URL: {e}", self.endpoint))?;
-        if !matches!(uri.scheme_str(), Some("http" | "https")) || uri.host().is_none() {
-            return Err(format!(
-                "endpoint {:?} must look like http://host:4317 or https://host:4317",
-                self.endpoint
-            ));
+        match url.parse::<http::Uri>() {
+            Ok(uri)
+                if matches!(uri.scheme_str(), Some("http" | "https")) && uri.host().is_some() => {}
+            _ => {
+                return Err(SettingError::Endpoint {
+                    endpoint: self.endpoint.clone(),
+                    example: "http://host:4317 or https://host:4317",
+                })
+            }
         }
-        tailgate_core::tls::client_side(self.tls.as_ref(), &self.endpoint)
-            .map_err(|e| format!("tls: {e}"))?;
+        tailgate_core::tls::client_side(self.tls.as_ref(), &self.endpoint)?;
         for (k, v) in &self.headers {
+            let bad = |problem| SettingError::Header {
+                name: k.clone(),
+                problem,
+            };
             if v.trim().is_empty() {
-                return Err(format!(
-                    "header {k:?} is empty (an unset ${{env:…}} variable or an empty file?)"
-                ));
+                return Err(bad(EMPTY_HEADER));
             }
             let key = tonic::metadata::MetadataKey::<tonic::metadata::Ascii>::from_bytes(
                 k.to_ascii_lowercase().as_bytes(),
             );
             if key.is_err() || tonic::metadata::MetadataValue::try_from(v.as_str()).is_err() {
-                return Err(format!("header {k:?} is not valid gRPC metadata"));
+                return Err(bad("is not valid gRPC metadata"));
             }
         }
         Ok(())

@@ -18,6 +18,8 @@ use tailgate_core::forward::{parse_response, Compression, Delivered, RetryConfig
 use tailgate_core::retry::{Failed, Retrier};
 use tailgate_core::tls::{ClientTls, Transport};
 
+use super::error::{SettingError, EMPTY_HEADER};
+
 /// Longest a connection to the backend may take to open.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -60,55 +62,60 @@ pub struct OtlpHttpConfig {
 
 impl OtlpHttpConfig {
     /// The URL requests go to.
-    pub fn url(&self) -> Result<Uri, String> {
+    pub fn url(&self) -> Result<Uri, SettingError> {
         let url = match (&self.traces_endpoint, &self.endpoint) {
             (Some(t), _) => t.clone(),
             (None, Some(e)) => format!("{}/v1/traces", e.trim_end_matches('/')),
-            (None, None) => return Err("set endpoint (or traces_endpoint)".into()),
+            (None, None) => return Err(SettingError::NoEndpoint),
         };
-        let uri: Uri = url
-            .parse()
-            .map_err(|e| format!("{url:?} is not a URL: {e}"))?;
-        if !matches!(uri.scheme_str(), Some("http" | "https")) || uri.host().is_none() {
-            return Err(format!(
-                "{url:?} must look like http://host:4318 or https://host:4318"
-            ));
+        match url.parse::<Uri>() {
+            Ok(uri)
+                if matches!(uri.scheme_str(), Some("http" | "https")) && uri.host().is_some() =>
+            {
+                Ok(uri)
+            }
+            _ => Err(SettingError::Endpoint {
+                endpoint: url,
+                example: "http://host:4318 or https://host:4318",
+            }),
         }
-        Ok(uri)
     }
 
     /// The TLS side for the URL (`None`: plaintext), its files read.
-    fn tls_side(&self) -> Result<Option<ClientTls>, String> {
+    fn tls_side(&self) -> Result<Option<ClientTls>, SettingError> {
         let url = self.url()?.to_string();
-        tailgate_core::tls::client_side(self.tls.as_ref(), &url).map_err(|e| format!("tls: {e}"))
+        Ok(tailgate_core::tls::client_side(self.tls.as_ref(), &url)?)
     }
 
-    /// Checks the URL and headers without connecting.
-    pub fn validate(&self) -> Result<(), String> {
+    /// Checks the URL, TLS and headers without connecting.
+    pub fn validate(&self) -> Result<(), SettingError> {
         self.tls_side()?;
+        self.header_map().map(|_| ())
+    }
+
+    /// The headers, checked.
+    fn header_map(&self) -> Result<http::HeaderMap, SettingError> {
+        let mut headers = http::HeaderMap::new();
         for (k, v) in &self.headers {
+            let bad = |problem| SettingError::Header {
+                name: k.clone(),
+                problem,
+            };
             if v.trim().is_empty() {
-                return Err(format!(
-                    "header {k:?} is empty (an unset ${{env:…}} variable or an empty file?)"
-                ));
+                return Err(bad(EMPTY_HEADER));
             }
-            if header::HeaderName::from_bytes(k.as_bytes()).is_err()
-                || header::HeaderValue::from_str(v).is_err()
-            {
-                return Err(format!("header {k:?} is not a valid HTTP header"));
-            }
+            let name = header::HeaderName::from_bytes(k.as_bytes())
+                .map_err(|_| bad("is not a valid HTTP header name"))?;
+            let value = header::HeaderValue::from_str(v)
+                .map_err(|_| bad("has a value HTTP cannot carry"))?;
+            headers.insert(name, value);
         }
-        Ok(())
+        Ok(headers)
     }
 
     /// The client this config describes. Must be called inside a Tokio runtime.
-    pub fn client(&self) -> Result<HttpClient, String> {
-        let mut headers = http::HeaderMap::new();
-        for (k, v) in &self.headers {
-            let name = header::HeaderName::from_bytes(k.as_bytes()).map_err(|e| e.to_string())?;
-            let value = header::HeaderValue::from_str(v).map_err(|e| e.to_string())?;
-            headers.insert(name, value);
-        }
+    pub fn client(&self) -> Result<HttpClient, SettingError> {
+        let headers = self.header_map()?;
         let tls = self.tls_side()?;
         let url = self.url()?;
         Ok(HttpClient {

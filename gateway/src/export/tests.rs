@@ -81,3 +81,55 @@ fn chunks_settle_tickets_in_order_across_batches() {
     assert_eq!(stats.exported_spans.get(), 4);
     assert_eq!(stats.pending_export_spans.get(), 0);
 }
+
+/// Scenario: exporter settings that cannot work. Guarantees: each is refused with the
+/// variant that says why, before any connection is tried.
+#[test]
+fn exporter_settings_are_refused_by_kind() {
+    use super::SettingError;
+    use std::collections::BTreeMap;
+    let grpc = |endpoint: &str| OtlpGrpcConfig::new(endpoint);
+    assert!(matches!(
+        grpc("ftp://b:4317").validate(),
+        Err(SettingError::Endpoint { .. })
+    ));
+    assert!(matches!(
+        grpc("http://").validate(),
+        Err(SettingError::Endpoint { .. })
+    ));
+    let mut with_header = grpc("http://b:4317");
+    with_header.headers = BTreeMap::from([("x-key".to_owned(), " ".to_owned())]);
+    assert!(matches!(
+        with_header.validate(),
+        Err(SettingError::Header { name, .. }) if name == "x-key"
+    ));
+    let mut contradiction = grpc("http://b:4317");
+    contradiction.tls = Some(tailgate_core::tls::ClientTlsConfig {
+        ca_file: Some("/ca.crt".into()),
+        ..Default::default()
+    });
+    assert!(matches!(
+        contradiction.validate(),
+        Err(SettingError::Tls(_))
+    ));
+    let http: OtlpHttpConfig = serde_yaml_ng::from_str("{traces_endpoint: 'b:4318'}").unwrap();
+    assert!(matches!(
+        http.validate(),
+        Err(SettingError::Endpoint { .. })
+    ));
+    let none: OtlpHttpConfig = serde_yaml_ng::from_str("{}").unwrap();
+    assert!(matches!(none.validate(), Err(SettingError::NoEndpoint)));
+    let zero = ExportConfig {
+        exporters: vec![(
+            "otlp".into(),
+            ExporterConfig::OtlpGrpc(OtlpGrpcConfig {
+                queue_bytes: 0,
+                ..grpc("http://b:4317")
+            }),
+        )],
+    };
+    assert!(matches!(
+        zero.validate(),
+        Err((key, SettingError::Zero { key: "queue_bytes" })) if key == "export.otlp"
+    ));
+}

@@ -1,0 +1,41 @@
+//! Why an exporter's settings are refused, typed; shown by the config loader with the
+//! exporter's key (`export.otlp/honeycomb`). A leaf of `export/`.
+
+/// What is wrong with one exporter's settings.
+#[derive(Debug, thiserror::Error)]
+pub enum SettingError {
+    /// `export:` lists no exporter.
+    #[error("configure at least one exporter (otlp_grpc, otlp_http or debug)")]
+    NoExporter,
+    /// An OTLP/HTTP exporter without `endpoint` or `traces_endpoint`.
+    #[error("set endpoint (or traces_endpoint)")]
+    NoEndpoint,
+    /// The endpoint is not an `http://` or `https://` URL with a host.
+    #[error("endpoint {endpoint:?} must look like {example}")]
+    Endpoint {
+        /// As written.
+        endpoint: String,
+        /// What it should look like.
+        example: &'static str,
+    },
+    /// A header that is empty or cannot be sent.
+    #[error("header {name:?} {problem}")]
+    Header {
+        /// The header's name.
+        name: String,
+        /// Why.
+        problem: &'static str,
+    },
+    /// A size that must be positive.
+    #[error("{key} must be greater than 0")]
+    Zero {
+        /// The setting.
+        key: &'static str,
+    },
+    /// The `tls:` block.
+    #[error("tls: {0}")]
+    Tls(#[from] tailgate_core::tls::TlsError),
+}
+
+/// An empty header value (an unset `${env:}` variable, an empty file).
+pub(crate) const EMPTY_HEADER: &str = "is empty (an unset ${env:…} variable or an empty file?)";
