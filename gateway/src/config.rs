@@ -205,8 +205,8 @@ impl GatewayConfig {
             return Err(invalid(&key, &message));
         }
         if self.peers.enabled() {
-            if let Err(message) = self.identity() {
-                return Err(invalid("peers.self", &message));
+            if let Err(error) = self.identity() {
+                return Err(invalid("peers.self", &error.to_string()));
             }
             // Peer requests carry the peers' secret, not the clients' token: without the
             // secret every peer request would be refused and traces split.
@@ -221,7 +221,7 @@ impl GatewayConfig {
     }
 
     /// This gateway's member name on the ring (see [`PeersConfig::identity`]).
-    pub fn identity(&self) -> Result<tailgate_core::ring::Member, String> {
+    pub fn identity(&self) -> Result<tailgate_core::ring::Member, crate::peers::IdentityError> {
         self.peers
             .identity(self.receive.grpc, std::env::var("POD_IP").ok())
     }

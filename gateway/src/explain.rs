@@ -207,17 +207,23 @@ fn hex(id: &[u8]) -> String {
 }
 
 /// Parses a 32-digit hex trace id.
-pub fn parse_trace_id(s: &str) -> Result<[u8; 16], String> {
+pub fn parse_trace_id(s: &str) -> Result<[u8; 16], TraceIdError> {
     let s = s.trim();
+    let bad = || TraceIdError(s.to_owned());
     if s.len() != 32 || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return Err(format!("trace id {s:?} must be 32 hex digits"));
+        return Err(bad());
     }
     let mut id = [0u8; 16];
     for (i, b) in id.iter_mut().enumerate() {
-        *b = u8::from_str_radix(&s[2 * i..2 * i + 2], 16).map_err(|e| e.to_string())?;
+        *b = u8::from_str_radix(&s[2 * i..2 * i + 2], 16).map_err(|_| bad())?;
     }
     Ok(id)
 }
+
+/// A trace id that is not 32 hex digits.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("trace id {0:?} must be 32 hex digits")]
+pub struct TraceIdError(pub String);
 
 impl Explanation {
     /// The report in plain words.
@@ -374,7 +380,7 @@ mod tests {
         let text = format!("{}\n{{\"resourceSpans\": 5}}\n", line(1, "a", &[(1, 0)]));
         let err = explain(&plan, &text, None).unwrap_err().to_string();
         assert!(err.starts_with("line 2:"), "{err}");
-        assert!(parse_trace_id("xyz").is_err());
+        assert_eq!(parse_trace_id("xyz"), Err(TraceIdError("xyz".into())));
     }
 
     /// Scenario: sample_on_first_match with a drop listed last. Guarantees: explain shows

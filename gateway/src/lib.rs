@@ -57,7 +57,7 @@ pub enum GatewayError {
     Attributes(String),
     /// Peers are configured but this gateway's place among them is unknown.
     #[error("peers: {0}")]
-    Peers(String),
+    Peers(#[from] peers::IdentityError),
     /// DNS discovery of the peers could not be set up.
     #[error(transparent)]
     Discovery(#[from] tailgate_core::members::dns::DiscoveryError),
@@ -136,7 +136,7 @@ impl Gateway {
         }
         drop(exporters);
         let me = if config.peers.enabled() {
-            config.identity().map_err(GatewayError::Peers)?
+            config.identity()?
         } else {
             tailgate_core::ring::Member::new("standalone")
         };

@@ -120,7 +120,8 @@ impl PeersConfig {
     /// Checks what the schema cannot; `Err((key, message))`.
     pub fn validate(&self) -> Result<(), (String, String)> {
         if let Some(dns) = &self.dns {
-            dns.validate().map_err(|m| ("peers.dns".to_owned(), m))?;
+            dns.validate()
+                .map_err(|e| (format!("peers.dns.{}", e.key), e.rule.to_owned()))?;
             if !self.static_list.is_empty() {
                 return Err((
                     "peers.static".into(),
@@ -161,24 +162,36 @@ impl PeersConfig {
         &self,
         grpc: Option<SocketAddr>,
         pod_ip: Option<String>,
-    ) -> Result<Member, String> {
+    ) -> Result<Member, IdentityError> {
         if let Some(a) = &self.advertise {
             return Ok(Member::new(normalise_addr(a)));
         }
-        let grpc = grpc.ok_or("peers need the OTLP/gRPC receiver (receive.grpc)")?;
+        let grpc = grpc.ok_or(IdentityError::NoGrpcReceiver)?;
         if let Some(ip) = pod_ip.filter(|s| !s.is_empty()) {
-            let ip: std::net::IpAddr = ip
-                .parse()
-                .map_err(|_| format!("POD_IP {ip:?} is not an IP address"))?;
-            return Ok(Member::new(SocketAddr::new(ip, grpc.port()).to_string()));
+            let parsed: std::net::IpAddr = ip.parse().map_err(|_| IdentityError::PodIp(ip))?;
+            return Ok(Member::new(
+                SocketAddr::new(parsed, grpc.port()).to_string(),
+            ));
         }
         if grpc.ip().is_unspecified() {
-            return Err(format!(
-                "cannot tell this gateway's address on the ring: receive.grpc is {grpc}; set peers.self or the POD_IP environment variable"
-            ));
+            return Err(IdentityError::Unknown(grpc));
         }
         Ok(Member::new(grpc.to_string()))
     }
+}
+
+/// Why a gateway cannot tell its own address on the ring.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum IdentityError {
+    /// Peers dial the gRPC receiver, and there is none.
+    #[error("peers need the OTLP/gRPC receiver (receive.grpc)")]
+    NoGrpcReceiver,
+    /// `POD_IP` is set to something that is not an IP.
+    #[error("POD_IP {0:?} is not an IP address")]
+    PodIp(String),
+    /// The receiver listens on every interface and nothing says which address is ours.
+    #[error("cannot tell this gateway's address on the ring: receive.grpc is {0}; set peers.self or the POD_IP environment variable")]
+    Unknown(SocketAddr),
 }
 
 fn normalise_addr(a: &str) -> String {
@@ -542,7 +555,15 @@ mod tests {
             c.identity(grpc, Some("10.1.2.3".into())).unwrap().as_str(),
             "10.1.2.3:4317"
         );
-        assert!(c.identity(grpc, None).unwrap_err().contains("POD_IP"));
+        assert_eq!(
+            c.identity(grpc, None),
+            Err(IdentityError::Unknown("0.0.0.0:4317".parse().unwrap()))
+        );
+        assert!(matches!(
+            c.identity(grpc, Some("pod".into())),
+            Err(IdentityError::PodIp(ip)) if ip == "pod"
+        ));
+        assert_eq!(c.identity(None, None), Err(IdentityError::NoGrpcReceiver));
         assert_eq!(
             c.identity(Some("127.0.0.5:4317".parse().unwrap()), None)
                 .unwrap()

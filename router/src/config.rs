@@ -202,7 +202,7 @@ impl RouterConfig {
             }
             (_, Some(dns)) => dns
                 .validate()
-                .map_err(|m| invalid("members.dns".into(), m))?,
+                .map_err(|e| invalid(format!("members.dns.{}", e.key), e.rule.into()))?,
             _ => {}
         }
         if self.forward.queue_bytes == 0 || self.forward.max_queued_bytes < self.forward.queue_bytes

@@ -67,21 +67,32 @@ impl DnsConfig {
     }
 
     /// Checks what the schema cannot.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), DnsConfigError> {
+        let bad = |key, rule| Err(DnsConfigError { key, rule });
         if self.name.trim().is_empty() {
-            return Err("name must not be empty".into());
+            return bad("name", "must not be empty");
         }
         if self.interval < Duration::from_millis(100) {
-            return Err("interval must be at least 100ms".into());
+            return bad("interval", "must be at least 100ms");
         }
         if self.timeout.is_zero() {
-            return Err("timeout must be greater than 0".into());
+            return bad("timeout", "must be greater than 0");
         }
         if self.port == 0 && !self.srv {
-            return Err("port must not be 0".into());
+            return bad("port", "must not be 0 (unless srv: true)");
         }
         Ok(())
     }
+}
+
+/// A `dns:` setting that cannot work.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{key} {rule}")]
+pub struct DnsConfigError {
+    /// The key inside `dns:`.
+    pub key: &'static str,
+    /// What it must be.
+    pub rule: &'static str,
 }
 
 /// Why a lookup gave no members.

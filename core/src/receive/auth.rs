@@ -29,19 +29,39 @@ struct RawAuth {
     bearer_token_file: Option<std::path::PathBuf>,
 }
 
-impl TryFrom<RawAuth> for ReceiveAuth {
-    type Error = String;
+/// Why `receive.auth` is refused.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthConfigError {
+    /// Neither or both of the token and its file.
+    #[error("give one of bearer_token and bearer_token_file")]
+    OneOf,
+    /// The token file cannot be read.
+    #[error("bearer_token_file {}: {error}", path.display())]
+    Read {
+        /// The file.
+        path: std::path::PathBuf,
+        /// Why.
+        #[source]
+        error: std::io::Error,
+    },
+    /// An empty token, or one a header cannot carry.
+    #[error("the bearer token must be non-empty visible ASCII")]
+    BadToken,
+}
 
-    fn try_from(raw: RawAuth) -> Result<Self, String> {
+impl TryFrom<RawAuth> for ReceiveAuth {
+    type Error = AuthConfigError;
+
+    fn try_from(raw: RawAuth) -> Result<Self, AuthConfigError> {
         let token = match (raw.bearer_token, raw.bearer_token_file) {
             (Some(t), None) => t,
             (None, Some(path)) => std::fs::read_to_string(&path)
-                .map_err(|e| format!("bearer_token_file {}: {e}", path.display()))?,
-            _ => return Err("give one of bearer_token and bearer_token_file".into()),
+                .map_err(|error| AuthConfigError::Read { path, error })?,
+            _ => return Err(AuthConfigError::OneOf),
         };
         let token = token.trim();
         if token.is_empty() || http::HeaderValue::from_str(token).is_err() {
-            return Err("the bearer token must be non-empty visible ASCII".into());
+            return Err(AuthConfigError::BadToken);
         }
         Ok(ReceiveAuth::new(token))
     }

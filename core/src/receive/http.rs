@@ -177,11 +177,21 @@ pub fn json_to_protobuf(body: &[u8]) -> Result<Bytes, Refusal> {
 
 /// Converts a protobuf `ExportTraceServiceRequest` to OTLP/JSON, on one line (what the
 /// gateway's `debug` exporter writes and `tailgate-gateway explain` reads).
-pub fn protobuf_to_json(body: &[u8]) -> Result<String, String> {
+pub fn protobuf_to_json(body: &[u8]) -> Result<String, JsonError> {
     use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-    let request = ExportTraceServiceRequest::decode(body)
-        .map_err(|e| format!("invalid OTLP protobuf trace request: {e}"))?;
-    serde_json::to_string(&request).map_err(|e| format!("cannot write OTLP/JSON: {e}"))
+    let request = ExportTraceServiceRequest::decode(body)?;
+    Ok(serde_json::to_string(&request)?)
+}
+
+/// Why a request could not be written as OTLP/JSON.
+#[derive(Debug, thiserror::Error)]
+pub enum JsonError {
+    /// The bytes are not an `ExportTraceServiceRequest`.
+    #[error("invalid OTLP protobuf trace request: {0}")]
+    Decode(#[from] prost::DecodeError),
+    /// serde_json refused it.
+    #[error("cannot write OTLP/JSON: {0}")]
+    Encode(#[from] serde_json::Error),
 }
 
 fn content_type<B>(req: &Request<B>) -> Result<Format, Box<Response<Full<Bytes>>>> {
@@ -283,7 +293,10 @@ mod tests {
         let back = protobuf_to_json(&proto).unwrap();
         assert!(!back.contains('\n'));
         assert_eq!(json_to_protobuf(back.as_bytes()).unwrap(), proto);
-        assert!(protobuf_to_json(b"\xff\xff").is_err());
+        assert!(matches!(
+            protobuf_to_json(b"\xff\xff"),
+            Err(JsonError::Decode(_))
+        ));
     }
 
     #[test]

@@ -47,21 +47,33 @@ pub struct DebugWriter {
     out: Arc<Mutex<Box<dyn Write + Send>>>,
 }
 
+/// Why a kept request could not be written to the debug output.
+#[derive(Debug, thiserror::Error)]
+pub enum DebugWriteError {
+    /// The request is not valid OTLP (never for spans the gateway accepted).
+    #[error(transparent)]
+    Json(#[from] tailgate_core::receive::http::JsonError),
+    /// Writing failed (disk full, closed pipe).
+    #[error("{0}")]
+    Io(std::io::Error),
+    /// A writer panicked while holding the output.
+    #[error("debug output poisoned by a panic")]
+    Poisoned,
+}
+
 impl DebugWriter {
     /// Writes one encoded request as a JSON line.
-    pub async fn write(&mut self, body: &[u8]) -> Result<(), String> {
+    pub async fn write(&mut self, body: &[u8]) -> Result<(), DebugWriteError> {
         let mut line = tailgate_core::receive::http::protobuf_to_json(body)?;
         line.push('\n');
         let out = self.out.clone();
         tokio::task::spawn_blocking(move || {
-            let mut out = out
-                .lock()
-                .map_err(|_| "debug output poisoned".to_string())?;
+            let mut out = out.lock().map_err(|_| DebugWriteError::Poisoned)?;
             out.write_all(line.as_bytes())
                 .and_then(|()| out.flush())
-                .map_err(|e| e.to_string())
+                .map_err(DebugWriteError::Io)
         })
         .await
-        .map_err(|e| e.to_string())?
+        .map_err(|_| DebugWriteError::Poisoned)?
     }
 }
