@@ -219,7 +219,7 @@ proptest! {
 
     /// Scenario: arbitrary bytes, and truncations of valid requests.
     /// Guarantees: the scanner never panics, and when prost rejects the bytes, so does the scan
-    /// (a body the scan accepts is safe to forward).
+    /// (a body the scan accepts decodes with prost, so a backend can read it).
     #[test]
     fn scan_rejects_what_prost_rejects(req in request(), cut in any::<prop::sample::Index>(), noise in proptest::collection::vec(any::<u8>(), 0..64)) {
         let body = req.encode_to_vec();

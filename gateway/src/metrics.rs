@@ -134,7 +134,7 @@ pub struct GatewayStats {
     pub pending_export_spans: Gauge,
     /// Traffic between gateways (forwarding, handoff).
     pub peers: PeerStats,
-    /// Traces kept per policy index; written once per decision batch by shards.
+    /// Traces kept per policy index; a shard locks it once per kept trace (not per span).
     by_policy: Mutex<Vec<u64>>,
     /// Policy names for the labels.
     policy_names: Mutex<Vec<String>>,
