@@ -1,0 +1,253 @@
+#![allow(clippy::unwrap_used)] // test fixtures: a failed setup should fail loudly
+//! The Kubernetes manifests as `kubectl kustomize` renders them (base, dev, production):
+//! the configs they carry load in the real binaries' parsers with the namespace the pods
+//! would see, names resolve, drain timings agree, pods are locked down, and every alert
+//! uses metrics the binaries export. Needs `kubectl` (with kustomize), which the machine
+//! image provides.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_yaml_ng::Value;
+use tailgate_core::config::{collector_text, parse_plain_yaml};
+use tailgate_gateway::{GatewayConfig, PolicyFile};
+use tailgate_router::RouterConfig;
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// The documents `kubectl kustomize` renders for `dir` (relative to the repository).
+fn render(dir: &str) -> Vec<Value> {
+    let out = Command::new("kubectl")
+        .arg("kustomize")
+        .arg(root().join(dir))
+        .output()
+        .expect("kubectl (with kustomize) is needed for the manifests' tests");
+    assert!(
+        out.status.success(),
+        "kubectl kustomize {dir}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    serde_yaml_ng::Deserializer::from_str(&text)
+        .map(|d| serde::Deserialize::deserialize(d).unwrap())
+        .collect()
+}
+
+fn kind<'a>(docs: &'a [Value], kind: &str) -> Vec<&'a Value> {
+    docs.iter()
+        .filter(|d| d["kind"].as_str() == Some(kind))
+        .collect()
+}
+
+fn named<'a>(docs: &'a [Value], k: &str, name: &str) -> &'a Value {
+    kind(docs, k)
+        .into_iter()
+        .find(|d| d["metadata"]["name"].as_str() == Some(name))
+        .unwrap_or_else(|| panic!("no {k} {name}"))
+}
+
+/// Reads `text` as the binaries do, with the environment a pod of `namespace` has.
+fn as_in_pod<T: serde::de::DeserializeOwned>(name: &str, text: &str, namespace: &str) -> T {
+    let env = BTreeMap::from([
+        ("POD_NAMESPACE", namespace.to_owned()),
+        ("POD_IP", "10.0.0.7".to_owned()),
+        ("TAILGATE_PEER_SECRET", "s3cret".to_owned()),
+    ]);
+    let source = |scheme: &str, var: &str| -> Result<Option<String>, String> {
+        assert_eq!(
+            scheme, "env",
+            "{name}: only ${{env:…}} is available in a pod"
+        );
+        Ok(Some(env.get(var).cloned().unwrap_or_else(|| {
+            panic!("{name}: ${{env:{var}}} is not set in the pod spec")
+        })))
+    };
+    let path = Path::new(name);
+    let expanded = collector_text(path, text, &source).unwrap();
+    parse_plain_yaml(path, &expanded).unwrap()
+}
+
+/// The seconds of a `--drain-deadline 30s` argument.
+fn drain_deadline(container: &Value) -> u64 {
+    let args: Vec<&str> = container["args"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect();
+    let at = args.iter().position(|a| *a == "--drain-deadline").unwrap();
+    humantime::parse_duration(args[at + 1]).unwrap().as_secs()
+}
+
+/// Scenario: each of base, dev and production rendered as `kubectl apply -k` would.
+/// Guarantees: the configs load with the gateways' DNS name in the pods' own namespace;
+/// every ConfigMap and Secret a pod names is in the output (or, for the production
+/// Secret, documented); grace periods cover the drain (and the router's preStop); pods
+/// run as non-root, read-only, with no capabilities and no API token.
+#[test]
+fn every_overlay_renders_configs_that_load_with_the_pods_namespace() {
+    // The gateway reads POD_IP from its environment at validation, as in a pod.
+    std::env::set_var("POD_IP", "10.0.0.7");
+    for (dir, namespace, replicas) in [
+        ("k8s/base", "tailgate", 3),
+        ("k8s/overlays/dev", "tailgate", 1),
+        ("k8s/overlays/production", "observability", 3),
+    ] {
+        let docs = render(dir);
+        let ns = kind(&docs, "Namespace");
+        assert_eq!(ns.len(), 1, "{dir}");
+        assert_eq!(ns[0]["metadata"]["name"].as_str(), Some(namespace), "{dir}");
+        let dns = format!("tailgate-gateway.{namespace}.svc.cluster.local");
+
+        let gateway = named(&docs, "Deployment", "tailgate-gateway");
+        let router = named(&docs, "Deployment", "tailgate-router");
+        assert_eq!(
+            gateway["spec"]["replicas"].as_u64(),
+            Some(replicas),
+            "{dir}"
+        );
+        let config_of = |deployment: &Value, volume: &str, key: &str| -> String {
+            let spec = &deployment["spec"]["template"]["spec"];
+            let cm = spec["volumes"]
+                .as_sequence()
+                .unwrap()
+                .iter()
+                .find(|v| v["name"].as_str() == Some(volume))
+                .unwrap()["configMap"]["name"]
+                .as_str()
+                .unwrap();
+            named(&docs, "ConfigMap", cm)["data"][key]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        };
+        let g: GatewayConfig = as_in_pod(
+            "gateway.yaml",
+            &config_of(gateway, "config", "gateway.yaml"),
+            namespace,
+        );
+        g.validate(Path::new("gateway.yaml")).unwrap();
+        assert_eq!(g.peers.dns.as_ref().unwrap().name, dns, "{dir}");
+        assert_eq!(g.identity().unwrap().as_str(), "10.0.0.7:4317", "{dir}");
+        PolicyFile::parse(
+            Path::new("policies.yaml"),
+            &config_of(gateway, "policies", "policies.yaml"),
+        )
+        .unwrap();
+        let r: RouterConfig = as_in_pod(
+            "router.yaml",
+            &config_of(router, "config", "router.yaml"),
+            namespace,
+        );
+        r.validate(Path::new("router.yaml")).unwrap();
+        assert_eq!(r.members.dns.as_ref().unwrap().name, dns, "{dir}");
+
+        for (deployment, pre_stop) in [(gateway, 0), (router, 5)] {
+            let spec = &deployment["spec"]["template"]["spec"];
+            let c = &spec["containers"][0];
+            let grace = spec["terminationGracePeriodSeconds"].as_u64().unwrap();
+            assert!(
+                grace > drain_deadline(c) + pre_stop,
+                "{dir}: grace {grace}s must cover the drain and preStop"
+            );
+            assert_eq!(
+                c["lifecycle"]["preStop"]["sleep"]["seconds"]
+                    .as_u64()
+                    .unwrap_or(0),
+                pre_stop,
+                "{dir}"
+            );
+            assert_eq!(
+                spec["securityContext"]["runAsNonRoot"].as_bool(),
+                Some(true)
+            );
+            assert_eq!(spec["automountServiceAccountToken"].as_bool(), Some(false));
+            let sc = &c["securityContext"];
+            assert_eq!(sc["readOnlyRootFilesystem"].as_bool(), Some(true), "{dir}");
+            assert_eq!(sc["allowPrivilegeEscalation"].as_bool(), Some(false));
+            assert_eq!(sc["capabilities"]["drop"][0].as_str(), Some("ALL"));
+            assert_eq!(
+                c["image"].as_str(),
+                Some(concat!("tailgate:", env!("CARGO_PKG_VERSION"))),
+                "{dir}: the image tag follows the crate version"
+            );
+        }
+        // The peer secret: generated in dev; created by the operator elsewhere.
+        let secrets = kind(&docs, "Secret");
+        if dir.ends_with("dev") {
+            assert_eq!(
+                secrets[0]["metadata"]["name"].as_str(),
+                Some("tailgate-peer")
+            );
+        } else {
+            assert!(secrets.is_empty(), "{dir}: no secret is committed");
+        }
+    }
+}
+
+/// Scenario: the production overlay. Guarantees: budgets, autoscalers (the gateways'
+/// scale-down one pod at a time, slowly), NetworkPolicies and monitors are there, and
+/// every alert expression names only metrics the router and gateway export.
+#[test]
+fn production_has_budgets_autoscaling_fences_and_alerts_on_real_metrics() {
+    let docs = render("k8s/overlays/production");
+    assert_eq!(kind(&docs, "PodDisruptionBudget").len(), 2);
+    assert_eq!(kind(&docs, "NetworkPolicy").len(), 2);
+    assert_eq!(kind(&docs, "PodMonitor").len(), 1);
+    let hpa = named(&docs, "HorizontalPodAutoscaler", "tailgate-gateway");
+    let down = &hpa["spec"]["behavior"]["scaleDown"];
+    assert_eq!(down["policies"][0]["value"].as_u64(), Some(1));
+    assert!(down["stabilizationWindowSeconds"].as_u64().unwrap() >= 300);
+    let gateway = named(&docs, "Deployment", "tailgate-gateway");
+    let spec = &gateway["spec"]["template"]["spec"];
+    assert_eq!(spec["priorityClassName"].as_str(), Some("tailgate"));
+    assert!(
+        spec["topologySpreadConstraints"]
+            .as_sequence()
+            .unwrap()
+            .len()
+            >= 2
+    );
+
+    // A gateway with one exporter renders every series (per-exporter ones need one).
+    let gateway_stats = tailgate_gateway::metrics::GatewayStats::default();
+    gateway_stats.set_exporters(vec![std::sync::Arc::new(
+        tailgate_gateway::metrics::ExporterStats {
+            name: "otlp".into(),
+            sent_spans: Default::default(),
+            failed_spans: Default::default(),
+            queue_bytes: Default::default(),
+            queue_capacity_bytes: 0,
+            waiting: Default::default(),
+            retry: Default::default(),
+        },
+    )]);
+    let exported = format!(
+        "{}{}",
+        gateway_stats.render(),
+        tailgate_router::metrics::RouterStats::default().render()
+    );
+    let rule = named(&docs, "PrometheusRule", "tailgate");
+    let mut alerts = 0;
+    for group in rule["spec"]["groups"].as_sequence().unwrap() {
+        for r in group["rules"].as_sequence().unwrap() {
+            let expr = r["expr"].as_str().unwrap();
+            alerts += 1;
+            assert!(r["annotations"]["runbook"].as_str().is_some());
+            for word in expr.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')) {
+                if word.starts_with("tailgate_") {
+                    let series = word.trim_end_matches("_bucket");
+                    assert!(
+                        exported.contains(&format!("# TYPE {series} ")),
+                        "alert {}: {word} is not exported",
+                        r["alert"].as_str().unwrap()
+                    );
+                }
+            }
+        }
+    }
+    assert!(alerts >= 6);
+}
