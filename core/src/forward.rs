@@ -178,25 +178,13 @@ impl GrpcClient {
             endpoint: endpoint.to_owned(),
             message,
         };
-        let url = if endpoint.contains("://") {
-            endpoint.to_owned()
-        } else {
-            format!("http://{endpoint}")
-        };
-        let uri: http::Uri = url
-            .parse()
-            .map_err(|e: http::uri::InvalidUri| invalid(e.to_string()))?;
+        let uri = crate::endpoint::parse(endpoint, crate::endpoint::Bare::AsHttp)
+            .map_err(|e| invalid(e.to_string()))?;
         let tls = match uri.scheme_str() {
-            Some("http") => None,
             Some("https") => {
                 Some(ClientTls::system().map_err(|e| invalid(format!("system CA roots: {e}")))?)
             }
-            Some(other) => {
-                return Err(invalid(format!(
-                    "scheme {other:?} is not supported; use http:// or https://"
-                )))
-            }
-            None => return Err(invalid("no scheme".into())),
+            _ => None,
         };
         let Some(authority) = uri.authority() else {
             return Err(invalid("no host".into()));

@@ -18,6 +18,7 @@
 //! * [`shutdown`]: SIGTERM and Ctrl-C handling for the binaries.
 
 pub mod config;
+pub mod endpoint;
 pub mod forward;
 pub mod members;
 pub mod receive;

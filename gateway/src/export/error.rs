@@ -11,13 +11,8 @@ pub enum SettingError {
     #[error("set endpoint (or traces_endpoint)")]
     NoEndpoint,
     /// The endpoint is not an `http://` or `https://` URL with a host.
-    #[error("endpoint {endpoint:?} must look like {example}")]
-    Endpoint {
-        /// As written.
-        endpoint: String,
-        /// What it should look like.
-        example: &'static str,
-    },
+    #[error(transparent)]
+    Endpoint(#[from] tailgate_core::endpoint::EndpointError),
     /// A header that is empty or cannot be sent.
     #[error("header {name:?} {problem}")]
     Header {

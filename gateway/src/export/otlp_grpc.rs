@@ -60,21 +60,7 @@ impl OtlpGrpcConfig {
 
     /// Checks the endpoint and headers without connecting.
     pub fn validate(&self) -> Result<(), SettingError> {
-        let url = if self.endpoint.contains("://") {
-            self.endpoint.clone()
-        } else {
-            format!("http://{}", self.endpoint)
-        };
-        match url.parse::<http::Uri>() {
-            Ok(uri)
-                if matches!(uri.scheme_str(), Some("http" | "https")) && uri.host().is_some() => {}
-            _ => {
-                return Err(SettingError::Endpoint {
-                    endpoint: self.endpoint.clone(),
-                    example: "http://host:4317 or https://host:4317",
-                })
-            }
-        }
+        tailgate_core::endpoint::parse(&self.endpoint, tailgate_core::endpoint::Bare::AsHttp)?;
         tailgate_core::tls::client_side(self.tls.as_ref(), &self.endpoint)?;
         for (k, v) in &self.headers {
             let bad = |problem| SettingError::Header {

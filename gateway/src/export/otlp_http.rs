@@ -68,17 +68,10 @@ impl OtlpHttpConfig {
             (None, Some(e)) => format!("{}/v1/traces", e.trim_end_matches('/')),
             (None, None) => return Err(SettingError::NoEndpoint),
         };
-        match url.parse::<Uri>() {
-            Ok(uri)
-                if matches!(uri.scheme_str(), Some("http" | "https")) && uri.host().is_some() =>
-            {
-                Ok(uri)
-            }
-            _ => Err(SettingError::Endpoint {
-                endpoint: url,
-                example: "http://host:4318 or https://host:4318",
-            }),
-        }
+        Ok(tailgate_core::endpoint::parse(
+            &url,
+            tailgate_core::endpoint::Bare::Refused,
+        )?)
     }
 
     /// The TLS side for the URL (`None`: plaintext), its files read.

@@ -1,0 +1,112 @@
+//! The one parser of the endpoints Tailgate dials: exporters' backends, the router's
+//! gateways, the gateways' peers. `http://host:port` and `https://host:port`; a bare
+//! `host:port` reads as `http://` where the caller allows it (gRPC endpoints, as the
+//! Collector writes them), and whether a connection then uses TLS is
+//! [`crate::tls::ClientTlsConfig::uses_tls`]'s to say. A leaf: it imports nothing of
+//! the crate.
+
+/// Why an endpoint cannot be dialled.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EndpointError {
+    /// Not a URL at all.
+    #[error("endpoint {endpoint:?} is not a URL: {reason}")]
+    NotAUrl {
+        /// As written.
+        endpoint: String,
+        /// The URL parser's words.
+        reason: String,
+    },
+    /// A scheme other than `http` and `https`.
+    #[error("endpoint {endpoint:?}: scheme {scheme:?} is not supported; use http:// or https://")]
+    Scheme {
+        /// As written.
+        endpoint: String,
+        /// The scheme.
+        scheme: String,
+    },
+    /// No scheme where one is required (OTLP/HTTP URLs).
+    #[error("endpoint {endpoint:?} needs a scheme: http:// or https://")]
+    NoScheme {
+        /// As written.
+        endpoint: String,
+    },
+    /// No host.
+    #[error("endpoint {endpoint:?} needs a host")]
+    NoHost {
+        /// As written.
+        endpoint: String,
+    },
+}
+
+/// What a bare `host:port` (no scheme) means.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Bare {
+    /// `http://host:port` (gRPC endpoints).
+    AsHttp,
+    /// An error (OTLP/HTTP URLs).
+    Refused,
+}
+
+/// Parses `endpoint` into a URI with an `http` or `https` scheme and a host.
+pub fn parse(endpoint: &str, bare: Bare) -> Result<http::Uri, EndpointError> {
+    let owned = || endpoint.to_owned();
+    let url = match (endpoint.contains("://"), bare) {
+        (true, _) => endpoint.to_owned(),
+        (false, Bare::AsHttp) => format!("http://{endpoint}"),
+        (false, Bare::Refused) => return Err(EndpointError::NoScheme { endpoint: owned() }),
+    };
+    let uri: http::Uri =
+        url.parse()
+            .map_err(|e: http::uri::InvalidUri| EndpointError::NotAUrl {
+                endpoint: owned(),
+                reason: e.to_string(),
+            })?;
+    match uri.scheme_str() {
+        Some("http" | "https") => {}
+        other => {
+            return Err(EndpointError::Scheme {
+                endpoint: owned(),
+                scheme: other.unwrap_or_default().to_owned(),
+            })
+        }
+    }
+    if uri.host().is_none_or(str::is_empty) {
+        return Err(EndpointError::NoHost { endpoint: owned() });
+    }
+    Ok(uri)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Scenario: the forms endpoints are written in. Guarantees: http(s) URLs and bare
+    /// `host:port` (where allowed) parse; everything else is refused by kind.
+    #[test]
+    fn endpoints_parse_or_say_why_not() {
+        assert_eq!(
+            parse("b:4317", Bare::AsHttp).unwrap().to_string(),
+            "http://b:4317/"
+        );
+        assert_eq!(
+            parse("https://b:443", Bare::Refused).unwrap().scheme_str(),
+            Some("https")
+        );
+        assert!(matches!(
+            parse("b:4318", Bare::Refused),
+            Err(EndpointError::NoScheme { .. })
+        ));
+        assert!(matches!(
+            parse("ftp://b", Bare::AsHttp),
+            Err(EndpointError::Scheme { .. })
+        ));
+        assert!(matches!(
+            parse("http://", Bare::AsHttp),
+            Err(EndpointError::NotAUrl { .. } | EndpointError::NoHost { .. })
+        ));
+        assert!(matches!(
+            parse("not a url", Bare::AsHttp),
+            Err(EndpointError::NotAUrl { .. })
+        ));
+    }
+}
