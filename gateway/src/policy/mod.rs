@@ -726,6 +726,36 @@ impl PolicyFile {
         text: &str,
         processor: Option<&str>,
     ) -> Result<Self, ConfigError> {
+        let (mut raw, block, first_line, notes) = Self::read_raw(path, text, processor)?;
+        let entries = std::mem::take(&mut raw.policies);
+        let policies = Self::validate_entries(path, &block, first_line, entries)?;
+        let (ignored_options, span_ingest) = Self::options(path, &raw, &policies)?;
+        let file = PolicyFile {
+            notes,
+            decision_wait: raw.decision_wait,
+            num_traces: raw.num_traces,
+            expected_new_traces_per_sec: raw.expected_new_traces_per_sec,
+            decision_wait_after_root_received: raw.decision_wait_after_root_received,
+            sample_on_first_match: raw.sample_on_first_match,
+            maximum_trace_size_bytes: raw.maximum_trace_size_bytes.filter(|b| *b > 0),
+            drop_pending_traces_on_shutdown: raw.drop_pending_traces_on_shutdown.unwrap_or(false),
+            span_ingest,
+            decision_cache: raw.decision_cache,
+            adjusted_count: raw.adjusted_count,
+            ignored_options,
+            policies,
+        };
+        file.check(path)?;
+        Ok(file)
+    }
+
+    /// The file's `tail_sampling` settings as written, with the text of the block they
+    /// came from, the block's first line in the file, and notes on what was read.
+    fn read_raw(
+        path: &Path,
+        text: &str,
+        processor: Option<&str>,
+    ) -> Result<(RawPolicyFile, String, usize, Vec<String>), ConfigError> {
         // References that cannot be resolved matter only where Tailgate reads: in a whole
         // Collector config, only in the chosen processor's block.
         let (expanded, failures) = collector_text_lenient(text, &system_source);
@@ -755,7 +785,7 @@ impl PolicyFile {
                 .and_then(|t| t.get("policies")),
         };
         let named = |e: ConfigError| name_policy_in_error(e, written);
-        let (raw, first_line, mut notes): (RawPolicyFile, usize, Vec<String>) = match shape {
+        let (raw, first_line, notes): (RawPolicyFile, usize, Vec<String>) = match shape {
             collector::Shape::Body | collector::Shape::Block if processor.is_some() => {
                 return Err(invalid(
                     "--processor",
@@ -777,16 +807,31 @@ impl PolicyFile {
             ),
         };
         let block: String = text.lines().skip(first_line).collect::<Vec<_>>().join("\n");
-        let mut policies = Vec::with_capacity(raw.policies.len());
-        for (i, p) in raw.policies.into_iter().enumerate() {
+        Ok((raw, block, first_line, notes))
+    }
+
+    /// Validates each entry; an error names the entry's line in `block`.
+    fn validate_entries(
+        path: &Path,
+        block: &str,
+        first_line: usize,
+        raws: Vec<RawPolicy>,
+    ) -> Result<Vec<PolicyConfig>, ConfigError> {
+        let invalid = |key: &str, message: String| ConfigError::Invalid {
+            path: path.to_owned(),
+            key: key.to_owned(),
+            message,
+        };
+        let mut policies = Vec::with_capacity(raws.len());
+        for (i, p) in raws.into_iter().enumerate() {
             let name = p.name.clone();
             let key = format!("policies[{i}]");
             match PolicyConfig::try_from(p) {
                 Ok(p) => policies.push(p),
                 Err(error) => {
                     let message = error.to_string();
-                    let line = locate_sequence_item(&block, "policies", i)
-                        .or_else(|| name.as_deref().and_then(|n| locate_name(&block, n)));
+                    let line = locate_sequence_item(block, "policies", i)
+                        .or_else(|| name.as_deref().and_then(|n| locate_name(block, n)));
                     return Err(match line {
                         Some(line) => ConfigError::InvalidAt {
                             path: path.to_owned(),
@@ -799,6 +844,21 @@ impl PolicyFile {
                 }
             }
         }
+        Ok(policies)
+    }
+
+    /// The Collector options Tailgate accepts but does not apply (to log), and whether
+    /// the strategy is span-ingest; refuses the options it cannot honour.
+    fn options(
+        path: &Path,
+        raw: &RawPolicyFile,
+        policies: &[PolicyConfig],
+    ) -> Result<(Vec<String>, bool), ConfigError> {
+        let invalid = |key: &str, message: String| ConfigError::Invalid {
+            path: path.to_owned(),
+            key: key.to_owned(),
+            message,
+        };
         let mut ignored_options = Vec::new();
         if raw.block_on_overflow.is_some() {
             ignored_options.push(
@@ -846,7 +906,7 @@ impl PolicyFile {
                 ))
             }
         };
-        for p in &policies {
+        for p in policies {
             if let PolicyKind::Composite(c) = &p.kind {
                 ignored_options.extend(c.warnings(&p.name));
             }
@@ -860,38 +920,33 @@ impl PolicyFile {
                 "must be greater than 0 (leave it out to wait decision_wait)".into(),
             ));
         }
-        let file = PolicyFile {
-            notes: std::mem::take(&mut notes),
-            decision_wait: raw.decision_wait,
-            num_traces: raw.num_traces,
-            expected_new_traces_per_sec: raw.expected_new_traces_per_sec,
-            decision_wait_after_root_received: raw.decision_wait_after_root_received,
-            sample_on_first_match: raw.sample_on_first_match,
-            maximum_trace_size_bytes: raw.maximum_trace_size_bytes.filter(|b| *b > 0),
-            drop_pending_traces_on_shutdown: raw.drop_pending_traces_on_shutdown.unwrap_or(false),
-            span_ingest,
-            decision_cache: raw.decision_cache,
-            adjusted_count: raw.adjusted_count,
-            ignored_options,
-            policies,
+        Ok((ignored_options, span_ingest))
+    }
+
+    /// Checks the validated file as a whole.
+    fn check(&self, path: &Path) -> Result<(), ConfigError> {
+        let invalid = |key: &str, message: String| ConfigError::Invalid {
+            path: path.to_owned(),
+            key: key.to_owned(),
+            message,
         };
-        if file.policies.is_empty() {
+        if self.policies.is_empty() {
             return Err(invalid("policies", "list at least one policy".into()));
         }
-        if file.decision_wait.is_zero() {
+        if self.decision_wait.is_zero() {
             return Err(invalid("decision_wait", "must be greater than 0".into()));
         }
-        if file.adjusted_count.attribute && file.adjusted_count.attribute_name.is_empty() {
+        if self.adjusted_count.attribute && self.adjusted_count.attribute_name.is_empty() {
             return Err(invalid(
                 "adjusted_count.attribute_name",
                 "must not be empty (set adjusted_count.attribute: false to turn it off)".into(),
             ));
         }
-        if file.num_traces == 0 {
+        if self.num_traces == 0 {
             return Err(invalid("num_traces", "must be greater than 0".into()));
         }
         let mut seen = std::collections::HashSet::new();
-        for (i, p) in file.policies.iter().enumerate() {
+        for (i, p) in self.policies.iter().enumerate() {
             if !seen.insert(p.name.as_str()) {
                 return Err(invalid(
                     &format!("policies[{i}].name"),
@@ -902,7 +957,7 @@ impl PolicyFile {
                 ));
             }
         }
-        Ok(file)
+        Ok(())
     }
 }
 
