@@ -420,75 +420,7 @@ impl Admin for AdminView {
             "",
             self.reload.active_hash.get(),
         );
-        let plan = self.plan.load();
-        let mut first = true;
-        for (name, counts) in plan.names().iter().zip(plan.verdict_counts()) {
-            let name = name.replace('\\', "\\\\").replace('"', "\\\"");
-            for (verdict, n) in policy::plan::VERDICT_NAMES.iter().zip(counts) {
-                let labels = format!("policy=\"{name}\",verdict=\"{verdict}\"");
-                if first {
-                    p.metric(
-                        "tailgate_gateway_policy_evaluations_total",
-                        "counter",
-                        "Policy verdicts since the plan in force was loaded.",
-                        &labels,
-                        n,
-                    );
-                    first = false;
-                } else {
-                    p.sample("tailgate_gateway_policy_evaluations_total", &labels, n);
-                }
-            }
-        }
-        // Evaluation time, measured on one decision in TIMING_SAMPLE: _sum / _count is the
-        // mean time per evaluation.
-        for (i, (name, (count, nanos))) in plan
-            .names()
-            .iter()
-            .zip(plan.evaluation_timings())
-            .enumerate()
-        {
-            let labels = format!(
-                "policy=\"{}\"",
-                name.replace('\\', "\\\\").replace('"', "\\\"")
-            );
-            let sum = format!("{:.9}", nanos as f64 / 1e9);
-            if i == 0 {
-                p.header(
-                    "tailgate_gateway_policy_evaluation_seconds",
-                    "summary",
-                    "Time spent evaluating each policy, sampled on one decision in 32.",
-                );
-            }
-            p.sample_str(
-                "tailgate_gateway_policy_evaluation_seconds_sum",
-                &labels,
-                &sum,
-            );
-            p.sample(
-                "tailgate_gateway_policy_evaluation_seconds_count",
-                &labels,
-                count,
-            );
-        }
-        for (i, (name, policy)) in plan.names().iter().zip(plan.policies()).enumerate() {
-            let labels = format!(
-                "policy=\"{}\"",
-                name.replace('\\', "\\\\").replace('"', "\\\"")
-            );
-            if i == 0 {
-                p.header(
-                    "tailgate_gateway_policy_evaluation_errors_total",
-                    "counter",
-                    "Condition evaluations that failed (ottl_condition), since the plan in force was loaded.",
-                );
-            }
-            p.sample(
-                "tailgate_gateway_policy_evaluation_errors_total",
-                &labels,
-                policy.errors(),
-            );
-        }
+        render_plan(&mut p, &self.plan.load());
         let mut out = self.stats.render();
         out.push_str(&p.finish());
         out
@@ -496,5 +428,77 @@ impl Admin for AdminView {
 
     fn ready(&self) -> bool {
         self.ready.get()
+    }
+}
+
+/// Per-policy verdicts, evaluation time and errors of the plan in force.
+fn render_plan(p: &mut tailgate_core::telemetry::PromText, plan: &PolicyPlan) {
+    let mut first = true;
+    for (name, counts) in plan.names().iter().zip(plan.verdict_counts()) {
+        let name = name.replace('\\', "\\\\").replace('"', "\\\"");
+        for (verdict, n) in policy::plan::VERDICT_NAMES.iter().zip(counts) {
+            let labels = format!("policy=\"{name}\",verdict=\"{verdict}\"");
+            if first {
+                p.metric(
+                    "tailgate_gateway_policy_evaluations_total",
+                    "counter",
+                    "Policy verdicts since the plan in force was loaded.",
+                    &labels,
+                    n,
+                );
+                first = false;
+            } else {
+                p.sample("tailgate_gateway_policy_evaluations_total", &labels, n);
+            }
+        }
+    }
+    // Evaluation time, measured on one decision in TIMING_SAMPLE: _sum / _count is the
+    // mean time per evaluation.
+    for (i, (name, (count, nanos))) in plan
+        .names()
+        .iter()
+        .zip(plan.evaluation_timings())
+        .enumerate()
+    {
+        let labels = format!(
+            "policy=\"{}\"",
+            name.replace('\\', "\\\\").replace('"', "\\\"")
+        );
+        let sum = format!("{:.9}", nanos as f64 / 1e9);
+        if i == 0 {
+            p.header(
+                "tailgate_gateway_policy_evaluation_seconds",
+                "summary",
+                "Time spent evaluating each policy, sampled on one decision in 32.",
+            );
+        }
+        p.sample_str(
+            "tailgate_gateway_policy_evaluation_seconds_sum",
+            &labels,
+            &sum,
+        );
+        p.sample(
+            "tailgate_gateway_policy_evaluation_seconds_count",
+            &labels,
+            count,
+        );
+    }
+    for (i, (name, policy)) in plan.names().iter().zip(plan.policies()).enumerate() {
+        let labels = format!(
+            "policy=\"{}\"",
+            name.replace('\\', "\\\\").replace('"', "\\\"")
+        );
+        if i == 0 {
+            p.header(
+                    "tailgate_gateway_policy_evaluation_errors_total",
+                    "counter",
+                    "Condition evaluations that failed (ottl_condition), since the plan in force was loaded.",
+                );
+        }
+        p.sample(
+            "tailgate_gateway_policy_evaluation_errors_total",
+            &labels,
+            policy.errors(),
+        );
     }
 }
