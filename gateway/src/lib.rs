@@ -401,6 +401,7 @@ impl Admin for AdminView {
         self.stats.set_policy_names(self.plan.load().names());
         let mut p = tailgate_core::telemetry::PromText::default();
         tailgate_core::telemetry::render_build_info(&mut p, "gateway");
+        tailgate_core::telemetry::render_process_metrics(&mut p);
         p.metric(
             "tailgate_config_reloads_total",
             "counter",

@@ -429,6 +429,7 @@ impl Admin for Router {
     fn render_metrics(&self) -> String {
         let mut p = tailgate_core::telemetry::PromText::default();
         tailgate_core::telemetry::render_build_info(&mut p, "router");
+        tailgate_core::telemetry::render_process_metrics(&mut p);
         let mut out = self.render();
         out.push_str(&p.finish());
         out
