@@ -44,6 +44,12 @@ pub struct ConnectionLimits {
     pub first_byte_timeout: Duration,
     /// Longest an HTTP/1 request's headers may take.
     pub header_timeout: Duration,
+    /// After this long (±10%, so reconnections spread out), a connection is asked to close:
+    /// GOAWAY on HTTP/2, `connection: close` on HTTP/1. `None`: never.
+    pub max_connection_age: Option<Duration>,
+    /// How long requests in flight get to finish after that, before the connection is
+    /// dropped.
+    pub max_connection_age_grace: Duration,
 }
 
 /// Longest pause after failed accepts.
@@ -64,7 +70,8 @@ where
     B: http_body::Body<Data = Bytes> + Send + 'static,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let stop = tokio_util::sync::CancellationToken::new();
+    let tasks = tokio_util::task::TaskTracker::new();
     let builder = Arc::new(http_builder(&limits));
     let connections =
         std::sync::Arc::new(tokio::sync::Semaphore::new(limits.max_connections.max(1)));
@@ -100,8 +107,8 @@ where
             tracing::debug!(%error, "Cannot set TCP_NODELAY.");
         }
         let (handler, builder, tls) = (handler.clone(), builder.clone(), tls.clone());
-        let watcher = graceful.watcher();
-        tokio::spawn(async move {
+        let stop = stop.clone();
+        tasks.spawn(async move {
             let _permit = permit;
             if !speaks_within(&stream, limits.first_byte_timeout).await {
                 return;
@@ -110,16 +117,41 @@ where
                 let handler = handler.clone();
                 async move { Ok::<_, std::convert::Infallible>(handler(req).await) }
             });
-            let ended = match tls {
-                None => {
-                    let conn = builder.serve_connection(TokioIo::new(stream), service);
-                    watcher.watch(conn).await
-                }
-                Some(tls) => match handshake(&tls, stream, limits.first_byte_timeout).await {
-                    Some(stream) => {
-                        let conn = builder.serve_connection(TokioIo::new(stream), service);
-                        watcher.watch(conn).await
+            // Serves one connection until it ends; asks it to close (GOAWAY) when it
+            // reaches its age or the listener stops, and drops it when an aged one
+            // overstays its grace.
+            macro_rules! drive {
+                ($conn:expr) => {{
+                    let conn = $conn;
+                    tokio::pin!(conn);
+                    let age = tokio::time::sleep(connection_age(&limits));
+                    tokio::pin!(age);
+                    let grace = tokio::time::sleep(FOREVER);
+                    tokio::pin!(grace);
+                    let (mut closing, mut aged) = (false, false);
+                    loop {
+                        tokio::select! {
+                            ended = conn.as_mut() => break ended,
+                            () = &mut age, if !closing => {
+                                conn.as_mut().graceful_shutdown();
+                                grace.as_mut().reset(
+                                    tokio::time::Instant::now() + limits.max_connection_age_grace,
+                                );
+                                (closing, aged) = (true, true);
+                            }
+                            () = stop.cancelled(), if !closing => {
+                                conn.as_mut().graceful_shutdown();
+                                closing = true;
+                            }
+                            () = &mut grace, if aged => break Ok(()),
+                        }
                     }
+                }};
+            }
+            let ended = match tls {
+                None => drive!(builder.serve_connection(TokioIo::new(stream), service)),
+                Some(tls) => match handshake(&tls, stream, limits.first_byte_timeout).await {
+                    Some(stream) => drive!(builder.serve_connection(TokioIo::new(stream), service)),
                     None => return,
                 },
             };
@@ -128,8 +160,22 @@ where
             }
         });
     }
-    graceful.shutdown().await;
+    // Open connections finish what they are doing, as with hyper's graceful shutdown.
+    stop.cancel();
+    tasks.close();
+    tasks.wait().await;
     Ok(())
+}
+
+/// A timer that never fires in practice.
+const FOREVER: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+
+/// This connection's age limit: `max_connection_age` ±10%, or forever.
+fn connection_age(limits: &ConnectionLimits) -> Duration {
+    match limits.max_connection_age {
+        Some(age) => age.mul_f64(0.9 + 0.2 * fastrand::f64()),
+        None => FOREVER,
+    }
 }
 
 /// HTTP/1.1 and HTTP/2 (large windows and frames, pings) as every listener serves them.

@@ -324,6 +324,8 @@ pub async fn serve_admin<A: Admin>(
         max_connections: ADMIN_MAX_CONNECTIONS,
         first_byte_timeout: ADMIN_TIMEOUT,
         header_timeout: ADMIN_TIMEOUT,
+        max_connection_age: None,
+        max_connection_age_grace: ADMIN_TIMEOUT,
     };
     let handler = move |req: http::Request<hyper::body::Incoming>| {
         let admin = admin.clone();

@@ -44,6 +44,16 @@ pub struct ReceiveConfig {
     /// UNAUTHENTICATED / 401. Peer requests that present the gateways' secret are exempt.
     #[serde(default)]
     pub auth: Option<ReceiveAuth>,
+    /// Ask each client connection to close (HTTP/2 GOAWAY) after this long, ±10%, so that
+    /// clients reconnect and spread over routers added since (the Collector's
+    /// `keepalive.server_parameters.max_connection_age`). Default: never, as the
+    /// Collector; the Kubernetes manifests set 5m on the routers.
+    #[serde(default, with = "crate::config::go_duration::option")]
+    pub max_connection_age: Option<std::time::Duration>,
+    /// Requests in flight on a connection asked to close get this long before it is
+    /// dropped. Default 30s.
+    #[serde(default = "default_age_grace", with = "crate::config::go_duration")]
+    pub max_connection_age_grace: std::time::Duration,
     /// Serve both receivers over TLS: `tls: { cert_file, key_file }`, plus
     /// `client_ca_file` to require client certificates (mTLS). The Collector's `configtls`
     /// keys; see [`crate::tls::ServerTlsConfig`].
@@ -60,6 +70,10 @@ pub struct Limits {
     pub max_connections: usize,
     /// Time to receive a request.
     pub request_timeout: Duration,
+    /// Connections are asked to close (GOAWAY) after this long.
+    pub max_connection_age: Option<Duration>,
+    /// Time in-flight requests get after that.
+    pub max_connection_age_grace: Duration,
     /// Bytes of requests being received, shared by every receiver given these limits.
     pub in_flight: InFlight,
     /// The gateways' shared secret: peer requests without it are refused (see
@@ -90,6 +104,8 @@ impl Limits {
             max_request_bytes: c.max_request_bytes,
             max_connections: c.max_connections,
             request_timeout: c.request_timeout,
+            max_connection_age: c.max_connection_age,
+            max_connection_age_grace: c.max_connection_age_grace,
             in_flight: InFlight::new(c.max_in_flight_bytes.max(2 * c.max_request_bytes)),
             peer_secret: None,
             auth: c.auth.clone(),
@@ -191,9 +207,15 @@ impl Default for ReceiveConfig {
             request_timeout: default_request_timeout(),
             max_in_flight_bytes: default_max_in_flight_bytes(),
             auth: None,
+            max_connection_age: None,
+            max_connection_age_grace: default_age_grace(),
             tls: None,
         }
     }
+}
+
+fn default_age_grace() -> Duration {
+    Duration::from_secs(30)
 }
 
 /// Accepts connections on `listener` and serves each with `handler` over HTTP/1.1 or
@@ -233,6 +255,8 @@ where
         max_connections: limits.max_connections,
         first_byte_timeout: limits.request_timeout,
         header_timeout: limits.request_timeout,
+        max_connection_age: limits.max_connection_age,
+        max_connection_age_grace: limits.max_connection_age_grace,
     };
     crate::serve::serve(listener, conn_limits, limits.tls, shutdown, handler).await
 }
