@@ -225,11 +225,28 @@ fn production_has_budgets_autoscaling_fences_and_alerts_on_real_metrics() {
             retry: Default::default(),
         },
     )]);
+    // Per-policy series appear once a policy has kept a trace.
+    gateway_stats.set_policy_names(&["errors".to_owned()]);
+    gateway_stats.record_decision(Some(0), 1);
+    let mut process = tailgate_core::telemetry::PromText::default();
+    tailgate_core::telemetry::render_process_metrics(&mut process);
     let exported = format!(
-        "{}{}",
+        "{}{}{}",
         gateway_stats.render(),
-        tailgate_router::metrics::RouterStats::default().render()
+        tailgate_router::metrics::RouterStats::default().render(),
+        process.finish()
     );
+    let check = |what: &str, expr: &str| {
+        for word in expr.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')) {
+            if word.starts_with("tailgate_") || word.starts_with("process_") {
+                let series = word.trim_end_matches("_bucket");
+                assert!(
+                    exported.contains(&format!("# TYPE {series} ")),
+                    "{what}: {word} is not exported"
+                );
+            }
+        }
+    };
     let rule = named(&docs, "PrometheusRule", "tailgate");
     let mut alerts = 0;
     for group in rule["spec"]["groups"].as_sequence().unwrap() {
@@ -237,17 +254,27 @@ fn production_has_budgets_autoscaling_fences_and_alerts_on_real_metrics() {
             let expr = r["expr"].as_str().unwrap();
             alerts += 1;
             assert!(r["annotations"]["runbook"].as_str().is_some());
-            for word in expr.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')) {
-                if word.starts_with("tailgate_") {
-                    let series = word.trim_end_matches("_bucket");
-                    assert!(
-                        exported.contains(&format!("# TYPE {series} ")),
-                        "alert {}: {word} is not exported",
-                        r["alert"].as_str().unwrap()
-                    );
-                }
-            }
+            check(r["alert"].as_str().unwrap(), expr);
         }
     }
     assert!(alerts >= 6);
+
+    // The Grafana dashboard: every query names exported series.
+    let dashboard: serde_json::Value = serde_json::from_str(
+        named(&docs, "ConfigMap", "tailgate-dashboard")["data"]["dashboard.json"]
+            .as_str()
+            .unwrap(),
+    )
+    .unwrap();
+    let mut queries = 0;
+    for panel in dashboard["panels"].as_array().unwrap() {
+        for target in panel["targets"].as_array().unwrap() {
+            queries += 1;
+            check(
+                panel["title"].as_str().unwrap(),
+                target["expr"].as_str().unwrap(),
+            );
+        }
+    }
+    assert!(queries >= 10, "{queries}");
 }
