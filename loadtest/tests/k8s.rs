@@ -278,3 +278,48 @@ fn production_has_budgets_autoscaling_fences_and_alerts_on_real_metrics() {
     }
     assert!(queries >= 10, "{queries}");
 }
+
+/// Scenario: the PrometheusRule's groups as a rules file, with `alerts.test.yaml` (a case
+/// that fires each alert and a healthy cluster that fires none). Guarantees: `promtool
+/// check rules` and `promtool test rules` pass. promtool comes from Debian's `prometheus`
+/// package, which `.ci/prometheus` installs; without it the test says so and passes
+/// outside CI, and fails under `CI=true`.
+#[test]
+fn alerts_pass_promtool_check_and_unit_tests() {
+    if Command::new("promtool").arg("--version").output().is_err() {
+        assert!(
+            std::env::var("CI").is_err(),
+            "promtool is missing under CI: .ci/prometheus installs it"
+        );
+        eprintln!("SKIPPED: promtool not installed (run .ci/prometheus)");
+        return;
+    }
+    let docs = render("k8s/overlays/production");
+    let rule = named(&docs, "PrometheusRule", "tailgate");
+    let dir = std::env::temp_dir().join(format!("tailgate-promtool-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let rules =
+        serde_yaml_ng::to_string(&BTreeMap::from([("groups", &rule["spec"]["groups"])])).unwrap();
+    std::fs::write(dir.join("alerts.rules.yaml"), rules).unwrap();
+    std::fs::copy(
+        root().join("k8s/overlays/production/alerts.test.yaml"),
+        dir.join("alerts.test.yaml"),
+    )
+    .unwrap();
+    for args in [
+        ["check", "rules", "alerts.rules.yaml"],
+        ["test", "rules", "alerts.test.yaml"],
+    ] {
+        let out = Command::new("promtool")
+            .args(&args)
+            .current_dir(&dir)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "promtool {args:?}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
