@@ -1,6 +1,6 @@
 //! `attributes:` in the gateway config: actions on the attributes of kept spans, after the
 //! decision, in the OpenTelemetry Collector's `attributes` processor syntax where it fits
-//! (`key` or `pattern`, and `action: delete | hash`). Policies decide on the original
+//! (`key` or `pattern`, and `action: delete | hash | insert | update | upsert`). Policies decide on the original
 //! values; only what leaves for the backends (every exporter, the `debug` file included)
 //! is scrubbed, and dropped traces cost nothing. As the Collector's processor, it acts on
 //! the span's own attributes, not on resource or event attributes.
@@ -34,17 +34,63 @@ pub struct ActionConfig {
     /// Or a regular expression over keys.
     #[serde(default)]
     pub pattern: Option<String>,
-    /// `delete` or `hash`.
+    /// `delete`, `hash`, `insert`, `update` or `upsert`.
     pub action: String,
+    /// The value `insert`, `update` and `upsert` write: a string, an integer, a float or a
+    /// boolean.
+    #[serde(default)]
+    pub value: Option<ActionValue>,
+}
+
+/// A value written by `insert`, `update` or `upsert`.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(untagged)]
+pub enum ActionValue {
+    /// A boolean.
+    Bool(bool),
+    /// An integer.
+    Int(i64),
+    /// A float.
+    Double(f64),
+    /// A string.
+    String(String),
+}
+
+impl Eq for ActionValue {}
+
+impl ActionValue {
+    /// The encoded `AnyValue`.
+    fn encode(&self) -> Vec<u8> {
+        let mut any = Vec::new();
+        match self {
+            ActionValue::String(s) => put_field(&mut any, 1, s.as_bytes()),
+            ActionValue::Bool(b) => any.extend_from_slice(&[2 << 3, u8::from(*b)]),
+            ActionValue::Int(i) => {
+                any.push(3 << 3);
+                tailgate_core::wire::reframe::put_varint(&mut any, *i as u64);
+            }
+            ActionValue::Double(d) => {
+                any.push((4 << 3) | 1);
+                any.extend_from_slice(&d.to_le_bytes());
+            }
+        }
+        any
+    }
 }
 
 /// What an action does.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
     /// Remove the attribute.
     Delete,
     /// Replace its value with the lowercase hex SHA-256 of its value as a string.
     Hash,
+    /// Add the attribute (this encoded `AnyValue`) when the span has none with the key.
+    Insert(Vec<u8>),
+    /// Replace the value of the attribute when the span has it.
+    Update(Vec<u8>),
+    /// Both: replace it, or add it.
+    Upsert(Vec<u8>),
 }
 
 #[derive(Debug)]
@@ -57,6 +103,8 @@ enum Matcher {
 #[derive(Debug)]
 pub struct AttributeActions {
     actions: Vec<(Matcher, Action)>,
+    /// What `insert` and `upsert` add to spans without the key: (key, encoded KeyValue).
+    additions: Vec<(Vec<u8>, Vec<u8>)>,
 }
 
 /// Why an `attributes:` block is refused.
@@ -76,19 +124,36 @@ pub enum AttributesError {
         message: String,
     },
     /// An action this gateway does not take.
-    #[error("attributes.actions[{index}]: action {action:?} is not supported; use delete or hash (insert, update, upsert, extract and convert are not implemented)")]
+    #[error("attributes.actions[{index}]: action {action:?} is not supported; use delete, hash, insert, update or upsert (extract and convert are not implemented)")]
     Action {
         /// Which action.
         index: usize,
         /// As written.
         action: String,
     },
+    /// `insert`, `update` or `upsert` without a `value`, or `delete`/`hash` with one.
+    #[error("attributes.actions[{index}]: {action} {problem}")]
+    Value {
+        /// Which action.
+        index: usize,
+        /// The action.
+        action: String,
+        /// What is wrong.
+        problem: &'static str,
+    },
+    /// `insert` or `upsert` with a `pattern`: a new attribute needs a key.
+    #[error("attributes.actions[{0}]: insert and upsert need a key, not a pattern")]
+    NeedsKey(usize),
+    /// More than 64 `insert`/`upsert` actions.
+    #[error("attributes: at most 64 insert and upsert actions")]
+    TooManyAdditions,
 }
 
 impl AttributesConfig {
     /// Compiles the actions; `None` when there are none.
     pub fn compile(&self) -> Result<Option<AttributeActions>, AttributesError> {
         let mut actions = Vec::with_capacity(self.actions.len());
+        let mut additions = Vec::new();
         for (index, a) in self.actions.iter().enumerate() {
             let matcher = match (&a.key, &a.pattern) {
                 (Some(k), None) => Matcher::Key(k.clone()),
@@ -101,9 +166,25 @@ impl AttributesConfig {
                 }
                 _ => return Err(AttributesError::KeyOrPattern(index)),
             };
+            let value = |present: bool| -> Result<Vec<u8>, AttributesError> {
+                let problem = match (&a.value, present) {
+                    (Some(v), true) => return Ok(v.encode()),
+                    (None, false) => return Ok(Vec::new()),
+                    (None, true) => "needs a value",
+                    (Some(_), false) => "takes no value",
+                };
+                Err(AttributesError::Value {
+                    index,
+                    action: a.action.clone(),
+                    problem,
+                })
+            };
             let action = match a.action.as_str() {
-                "delete" => Action::Delete,
-                "hash" => Action::Hash,
+                "delete" => value(false).map(|_| Action::Delete)?,
+                "hash" => value(false).map(|_| Action::Hash)?,
+                "insert" => Action::Insert(value(true)?),
+                "update" => Action::Update(value(true)?),
+                "upsert" => Action::Upsert(value(true)?),
                 other => {
                     return Err(AttributesError::Action {
                         index,
@@ -111,21 +192,30 @@ impl AttributesConfig {
                     })
                 }
             };
+            if let (Action::Insert(any) | Action::Upsert(any), matcher) = (&action, &matcher) {
+                let Matcher::Key(key) = matcher else {
+                    return Err(AttributesError::NeedsKey(index));
+                };
+                additions.push((key.as_bytes().to_vec(), key_value(key.as_bytes(), any)));
+            }
             actions.push((matcher, action));
         }
-        Ok((!actions.is_empty()).then_some(AttributeActions { actions }))
+        if additions.len() > 64 {
+            return Err(AttributesError::TooManyAdditions);
+        }
+        Ok((!actions.is_empty()).then_some(AttributeActions { actions, additions }))
     }
 }
 
 impl AttributeActions {
     /// The action for an attribute key, if any.
-    pub fn action_for(&self, key: &str) -> Option<Action> {
+    pub fn action_for(&self, key: &str) -> Option<&Action> {
         self.actions.iter().find_map(|(m, a)| {
             let hit = match m {
                 Matcher::Key(k) => k == key,
                 Matcher::Pattern(r) => r.is_match(key),
             };
-            hit.then_some(*a)
+            hit.then_some(a)
         })
     }
 }
@@ -140,13 +230,24 @@ impl AttributeRewrite for AttributeActions {
                 let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
                 let mut any = Vec::with_capacity(hex.len() + 2);
                 put_field(&mut any, 1, hex.as_bytes());
-                let mut out = Vec::with_capacity(key.len() + any.len() + 4);
-                put_field(&mut out, 1, key);
-                put_field(&mut out, 2, &any);
-                Some(out)
+                Some(key_value(key, &any))
             }
+            Action::Update(any) | Action::Upsert(any) => Some(key_value(key, any)),
+            Action::Insert(_) => None,
         }
     }
+
+    fn additions(&self) -> &[(Vec<u8>, Vec<u8>)] {
+        &self.additions
+    }
+}
+
+/// An encoded `KeyValue`.
+fn key_value(key: &[u8], any: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(key.len() + any.len() + 4);
+    put_field(&mut out, 1, key);
+    put_field(&mut out, 2, any);
+    out
 }
 
 /// A `KeyValue`'s key and encoded `AnyValue` (empty when absent).
@@ -200,21 +301,21 @@ mod tests {
 
     fn actions(yaml: &str) -> AttributeActions {
         let c: AttributesConfig = serde_yaml_ng::from_str(yaml).unwrap_or_default();
-        c.compile()
-            .ok()
-            .flatten()
-            .unwrap_or(AttributeActions { actions: vec![] })
+        c.compile().ok().flatten().unwrap_or(AttributeActions {
+            actions: vec![],
+            additions: vec![],
+        })
     }
 
     #[test]
     fn actions_match_by_key_or_pattern_and_bad_ones_are_refused() {
         let a = actions("actions:\n  - {key: user.email, action: delete}\n  - {pattern: '^http\\.request\\.header\\.', action: delete}\n  - {key: user.id, action: hash}\n");
-        assert_eq!(a.action_for("user.email"), Some(Action::Delete));
+        assert_eq!(a.action_for("user.email"), Some(&Action::Delete));
         assert_eq!(
             a.action_for("http.request.header.authorization"),
-            Some(Action::Delete)
+            Some(&Action::Delete)
         );
-        assert_eq!(a.action_for("user.id"), Some(Action::Hash));
+        assert_eq!(a.action_for("user.id"), Some(&Action::Hash));
         assert_eq!(a.action_for("http.route"), None);
         let bad = |y: &str| {
             serde_yaml_ng::from_str::<AttributesConfig>(y)
@@ -223,7 +324,10 @@ mod tests {
                 .err()
                 .unwrap_or_default()
         };
-        assert!(bad("actions: [{key: a, action: upsert}]").contains("not supported"));
+        assert!(bad("actions: [{key: a, action: extract}]").contains("not supported"));
+        assert!(bad("actions: [{key: a, action: upsert}]").contains("needs a value"));
+        assert!(bad("actions: [{key: a, action: delete, value: 1}]").contains("takes no value"));
+        assert!(bad("actions: [{pattern: a, action: insert, value: 1}]").contains("need a key"));
         assert!(bad("actions: [{action: delete}]").contains("one of key and pattern"));
         assert!(bad("actions: [{pattern: '(', action: delete}]").contains("pattern"));
     }

@@ -11,7 +11,7 @@ use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::any_value;
 use prost::Message;
 use tailgate_core::test_util::{kv, FakeOtlp};
-use tailgate_gateway::attributes::{ActionConfig, AttributesConfig};
+use tailgate_gateway::attributes::{ActionConfig, ActionValue, AttributesConfig};
 use tailgate_gateway::export::{DebugConfig, ExporterConfig};
 
 /// Keeps only traces whose span carries user.email = a@b.c: a policy reading the very key
@@ -39,16 +39,52 @@ async fn kept_spans_leave_scrubbed_and_policies_see_the_originals() {
                         key: Some("user.email".into()),
                         pattern: None,
                         action: "delete".into(),
+                        value: None,
                     },
                     ActionConfig {
                         key: None,
                         pattern: Some("^http\\.request\\.header\\.".into()),
                         action: "delete".into(),
+                        value: None,
                     },
                     ActionConfig {
                         key: Some("user.id".into()),
                         pattern: None,
                         action: "hash".into(),
+                        value: None,
+                    },
+                    // insert keeps an existing value, and adds a missing one.
+                    ActionConfig {
+                        key: Some("http.route".into()),
+                        pattern: None,
+                        action: "insert".into(),
+                        value: Some(ActionValue::String("/overwritten".into())),
+                    },
+                    ActionConfig {
+                        key: Some("deployment.environment".into()),
+                        pattern: None,
+                        action: "insert".into(),
+                        value: Some(ActionValue::String("prod".into())),
+                    },
+                    // update changes an existing value (a mask), and adds nothing.
+                    ActionConfig {
+                        key: None,
+                        pattern: Some("^user\\.tier$".into()),
+                        action: "update".into(),
+                        value: Some(ActionValue::Int(7)),
+                    },
+                    ActionConfig {
+                        key: Some("never.there".into()),
+                        pattern: None,
+                        action: "update".into(),
+                        value: Some(ActionValue::Bool(true)),
+                    },
+                    // upsert does both.
+                    ActionConfig {
+                        key: Some("team".into()),
+                        pattern: None,
+                        action: "upsert".into(),
+                        value: Some(ActionValue::String("payments".into())),
                     },
                 ],
             };
@@ -83,6 +119,7 @@ async fn kept_spans_leave_scrubbed_and_policies_see_the_originals() {
                 "Bearer SECRET-TOKEN",
             ));
             span.attributes.push(kv("http.route", "/cart"));
+            span.attributes.push(kv("user.tier", "gold"));
         }
         client.export(req).await.unwrap();
     }
@@ -118,6 +155,18 @@ async fn kept_spans_leave_scrubbed_and_policies_see_the_originals() {
                 value("http.route"),
                 Some(any_value::Value::StringValue("/cart".into()))
             );
+            assert_eq!(
+                value("deployment.environment"),
+                Some(any_value::Value::StringValue("prod".into()))
+            );
+            assert_eq!(value("user.tier"), Some(any_value::Value::IntValue(7)));
+            assert_eq!(value("never.there"), None);
+            assert_eq!(
+                value("team"),
+                Some(any_value::Value::StringValue("payments".into()))
+            );
+            let keys: Vec<&str> = span.attributes.iter().map(|a| a.key.as_str()).collect();
+            assert_eq!(keys.iter().filter(|k| **k == "team").count(), 1, "{keys:?}");
             seen += 1;
         }
     }

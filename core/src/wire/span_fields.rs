@@ -211,6 +211,12 @@ pub fn tracestate_with_threshold(tracestate: &[u8], th: &str) -> Vec<u8> {
 pub trait AttributeRewrite: Send + Sync {
     /// The replacement for `key_value`, if any.
     fn rewrite(&self, key_value: &[u8]) -> Option<Vec<u8>>;
+
+    /// Attributes to add to a span that has none with their key (`insert`, `upsert`):
+    /// `(key, encoded KeyValue)`, at most 64. Default none.
+    fn additions(&self) -> &[(Vec<u8>, Vec<u8>)] {
+        &[]
+    }
 }
 
 /// How a kept span records its sampling probability, and how its attributes are rewritten.
@@ -284,6 +290,9 @@ impl<'a> AdjustedCountWriter<'a> {
         // One walk over the top-level fields: find the old trace_state (for a head sampler's
         // probability) and the fields to leave out, copying the runs between them whole.
         let key = self.how.attribute.map(str::as_bytes);
+        let additions = self.how.rewrite.map_or(&[][..], |r| r.additions());
+        // Which additions' keys the span already has (bit i: additions[i]).
+        let mut present = 0u64;
         let mut old_ts: &[u8] = &[];
         let (mut pos, mut copy_from) = (0, 0);
         loop {
@@ -300,6 +309,11 @@ impl<'a> AdjustedCountWriter<'a> {
                 }
                 (9, 2) => {
                     let kv = &span[start..end];
+                    for (i, (k, _)) in additions.iter().enumerate().take(64) {
+                        if key_value_key_is(kv, k) {
+                            present |= 1 << i;
+                        }
+                    }
                     if key.is_some_and(|k| key_value_key_is(kv, k)) {
                         true
                     } else if let Some(r) = self.how.rewrite {
@@ -320,6 +334,11 @@ impl<'a> AdjustedCountWriter<'a> {
             }
         }
         out.extend_from_slice(&span[copy_from..]);
+        for (i, (_, kv)) in additions.iter().enumerate().take(64) {
+            if present & (1 << i) == 0 {
+                put_len_field(out, 9, kv);
+            }
+        }
         let prior = tracestate_probability(old_ts).unwrap_or(1.0);
         if self.cached.as_ref().map(|c| c.0) != Some(prior.to_bits()) {
             let p = (self.p * prior).clamp(f64::MIN_POSITIVE, 1.0);
