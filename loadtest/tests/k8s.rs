@@ -311,7 +311,7 @@ fn alerts_pass_promtool_check_and_unit_tests() {
         ["test", "rules", "alerts.test.yaml"],
     ] {
         let out = Command::new("promtool")
-            .args(&args)
+            .args(args)
             .current_dir(&dir)
             .output()
             .unwrap();
