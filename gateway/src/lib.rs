@@ -95,45 +95,10 @@ impl Gateway {
     pub fn start(config: &GatewayConfig, plan: PolicyPlan) -> Result<Self, GatewayError> {
         let stats = Arc::new(GatewayStats::default());
         stats.set_policy_names(plan.names());
-        let num_traces = plan.num_traces;
         let plan: reload::SharedPlan = Arc::new(arc_swap::ArcSwap::from_pointee(plan));
         let (exporters, export_tasks) =
             export::start(&config.export, &stats, config.buffer.max_buffered_bytes)?;
-        let n = config.shard_count();
-        let per_shard_traces = num_traces.div_ceil(n);
-        // The policy file's decision_cache (the Collector's option) wins over the config's.
-        let cache_size = plan
-            .load()
-            .decision_cache_size
-            .unwrap_or(config.buffer.decision_cache_size);
-        let per_shard_cache = cache_size.max(1).div_ceil(n);
-        let attribute_actions = config
-            .attributes
-            .compile()
-            .map_err(|e| GatewayError::Attributes(e.to_string()))?
-            .map(Arc::new);
-        let drain = CancellationToken::new();
-        let mut senders = Vec::with_capacity(n);
-        let mut shards = Vec::with_capacity(n);
-        for _ in 0..n {
-            let (tx, rx) = mpsc::channel(config.buffer.shard_queue);
-            senders.push(tx);
-            let limits = buffer::shard::ShardLimits {
-                max_traces: per_shard_traces,
-                cache_size: per_shard_cache,
-                early_decision_bytes: config.buffer.early_decision_bytes().div_ceil(n as u64),
-                max_spans_per_trace: config.buffer.max_spans_per_trace,
-            };
-            let shard = buffer::shard::Shard::new(
-                rx,
-                plan.clone(),
-                limits,
-                exporters.clone(),
-                stats.clone(),
-            )
-            .with_attribute_actions(attribute_actions.clone());
-            shards.push(tokio::spawn(shard.run(drain.clone())));
-        }
+        let (senders, shards, drain) = start_shards(config, &plan, &exporters, &stats)?;
         drop(exporters);
         let me = if config.peers.enabled() {
             config.identity()?
@@ -152,29 +117,7 @@ impl Gateway {
             &config.buffer,
         ));
         let peers_stop = CancellationToken::new();
-        if let Some(dns) = &config.peers.dns {
-            let discovery = tailgate_core::members::DnsDiscovery::new(dns.clone())?;
-            let p = peers.clone();
-            tokio::spawn(discovery.run(
-                stats.peers.discovery.clone(),
-                move |set| p.set_members(set),
-                peers_stop.clone(),
-            ));
-        } else if !config.peers.static_list.is_empty() {
-            peers.set_members(
-                config
-                    .peers
-                    .static_list
-                    .iter()
-                    .map(|m| tailgate_core::ring::Member::new(m.as_str()))
-                    .collect(),
-            );
-        }
-        tokio::spawn(redistribution(
-            peers.subscribe(),
-            buffer.clone(),
-            peers_stop.clone(),
-        ));
+        start_discovery(config, &peers, &buffer, &stats, &peers_stop)?;
         Ok(Gateway {
             plan,
             reload_stats: Arc::new(reload::ReloadStats::default()),
@@ -337,6 +280,89 @@ impl Gateway {
             );
         }
     }
+}
+
+/// The shards' queues, their tasks, and the token that drains them.
+type ShardSet = (
+    Vec<mpsc::Sender<buffer::shard::ShardMsg>>,
+    Vec<JoinHandle<()>>,
+    CancellationToken,
+);
+
+/// Starts `buffer.shards` shards (each its share of the trace, cache and byte limits);
+/// returns their queues, tasks and the token that drains them.
+fn start_shards(
+    config: &GatewayConfig,
+    plan: &reload::SharedPlan,
+    exporters: &[export::ExportHandle],
+    stats: &Arc<GatewayStats>,
+) -> Result<ShardSet, GatewayError> {
+    let num_traces = plan.load().num_traces;
+    let n = config.shard_count();
+    let per_shard_traces = num_traces.div_ceil(n);
+    // The policy file's decision_cache (the Collector's option) wins over the config's.
+    let cache_size = plan
+        .load()
+        .decision_cache_size
+        .unwrap_or(config.buffer.decision_cache_size);
+    let per_shard_cache = cache_size.max(1).div_ceil(n);
+    let attribute_actions = config
+        .attributes
+        .compile()
+        .map_err(|e| GatewayError::Attributes(e.to_string()))?
+        .map(Arc::new);
+    let drain = CancellationToken::new();
+    let mut senders = Vec::with_capacity(n);
+    let mut shards = Vec::with_capacity(n);
+    for _ in 0..n {
+        let (tx, rx) = mpsc::channel(config.buffer.shard_queue);
+        senders.push(tx);
+        let limits = buffer::shard::ShardLimits {
+            max_traces: per_shard_traces,
+            cache_size: per_shard_cache,
+            early_decision_bytes: config.buffer.early_decision_bytes().div_ceil(n as u64),
+            max_spans_per_trace: config.buffer.max_spans_per_trace,
+        };
+        let shard =
+            buffer::shard::Shard::new(rx, plan.clone(), limits, exporters.to_vec(), stats.clone())
+                .with_attribute_actions(attribute_actions.clone());
+        shards.push(tokio::spawn(shard.run(drain.clone())));
+    }
+    Ok((senders, shards, drain))
+}
+
+/// Finds the peers (DNS or the static list) and hands traces over when the ring changes.
+fn start_discovery(
+    config: &GatewayConfig,
+    peers: &Arc<peers::Peers>,
+    buffer: &Arc<buffer::TraceBuffer>,
+    stats: &Arc<GatewayStats>,
+    peers_stop: &CancellationToken,
+) -> Result<(), GatewayError> {
+    if let Some(dns) = &config.peers.dns {
+        let discovery = tailgate_core::members::DnsDiscovery::new(dns.clone())?;
+        let p = peers.clone();
+        tokio::spawn(discovery.run(
+            stats.peers.discovery.clone(),
+            move |set| p.set_members(set),
+            peers_stop.clone(),
+        ));
+    } else if !config.peers.static_list.is_empty() {
+        peers.set_members(
+            config
+                .peers
+                .static_list
+                .iter()
+                .map(|m| tailgate_core::ring::Member::new(m.as_str()))
+                .collect(),
+        );
+    }
+    tokio::spawn(redistribution(
+        peers.subscribe(),
+        buffer.clone(),
+        peers_stop.clone(),
+    ));
+    Ok(())
 }
 
 /// After a ring change, the passes that follow it (1, 2, 4 and 8 seconds apart, so 1, 3, 7 and 15 seconds after it): while
