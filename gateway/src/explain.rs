@@ -101,35 +101,7 @@ pub fn explain(
     text: &str,
     trace_id: Option<[u8; 16]>,
 ) -> Result<Explanation, ExplainError> {
-    let mut traces: HashMap<[u8; 16], Replayed> = HashMap::new();
-    let mut scan = Scan::default();
-    for (i, line) in text.lines().enumerate() {
-        if line.trim().is_empty() {
-            continue;
-        }
-        let err = |message: String| ExplainError::Line {
-            line: i + 1,
-            message,
-        };
-        let body = json_to_protobuf(line.as_bytes()).map_err(|r| err(r.to_string()))?;
-        let scanned = scan.scan_request(&body).map_err(|r| err(r.to_string()))?;
-        if scanned.rejected > 0 {
-            return Err(err(format!(
-                "{} spans are invalid: {}",
-                scanned.rejected, scanned.message
-            )));
-        }
-        for s in incoming_spans(&body, &mut scan, plan) {
-            let t = traces.entry(s.trace_id).or_insert_with(|| Replayed {
-                summary: TraceSummary::default(),
-                spans: Vec::new(),
-            });
-            t.summary.add_span(s.start, s.end, s.status_code, s.is_root);
-            t.summary.add_attrs(&s.attrs);
-            t.summary.bytes += s.span.encoded_len() as u64;
-            t.spans.push(s.span);
-        }
-    }
+    let traces = replay(plan, text)?;
     let mut order: Vec<(&[u8; 16], &Replayed)> = traces.iter().collect();
     order.sort_by_key(|(id, t)| (t.summary.min_start, **id));
     let first_start = order.first().map_or(0, |(_, t)| t.summary.min_start);
@@ -197,6 +169,41 @@ pub fn explain(
         }
     }
     Ok(out)
+}
+
+/// Reads the recorded requests (OTLP/JSON, one per line) into traces, as a gateway would
+/// have buffered them.
+fn replay(plan: &PolicyPlan, text: &str) -> Result<HashMap<[u8; 16], Replayed>, ExplainError> {
+    let mut traces: HashMap<[u8; 16], Replayed> = HashMap::new();
+    let mut scan = Scan::default();
+    for (i, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let err = |message: String| ExplainError::Line {
+            line: i + 1,
+            message,
+        };
+        let body = json_to_protobuf(line.as_bytes()).map_err(|r| err(r.to_string()))?;
+        let scanned = scan.scan_request(&body).map_err(|r| err(r.to_string()))?;
+        if scanned.rejected > 0 {
+            return Err(err(format!(
+                "{} spans are invalid: {}",
+                scanned.rejected, scanned.message
+            )));
+        }
+        for s in incoming_spans(&body, &mut scan, plan) {
+            let t = traces.entry(s.trace_id).or_insert_with(|| Replayed {
+                summary: TraceSummary::default(),
+                spans: Vec::new(),
+            });
+            t.summary.add_span(s.start, s.end, s.status_code, s.is_root);
+            t.summary.add_attrs(&s.attrs);
+            t.summary.bytes += s.span.encoded_len() as u64;
+            t.spans.push(s.span);
+        }
+    }
+    Ok(traces)
 }
 
 fn hex(id: &[u8]) -> String {
