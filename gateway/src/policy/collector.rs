@@ -47,34 +47,8 @@ pub(crate) fn shape(
         key: "processors".into(),
         message,
     };
-    let mut candidates: Vec<String> = processors
-        .as_mapping()
-        .map(|m| {
-            m.keys()
-                .filter_map(|k| k.as_str())
-                .filter(|k| *k == "tail_sampling" || k.starts_with("tail_sampling/"))
-                .map(str::to_owned)
-                .collect()
-        })
-        .unwrap_or_default();
-    // With a service section, only processors a traces pipeline uses count.
     let pipelines = top.get("service").and_then(|s| s.get("pipelines"));
-    let mut used_by: Vec<(String, String)> = Vec::new();
-    if let Some(pipelines) = pipelines.and_then(|p| p.as_mapping()) {
-        for (name, p) in pipelines {
-            let Some(name) = name.as_str() else { continue };
-            if name != "traces" && !name.starts_with("traces/") {
-                continue;
-            }
-            let listed = p.get("processors").and_then(|l| l.as_sequence());
-            for proc in listed.into_iter().flatten().filter_map(|v| v.as_str()) {
-                if candidates.iter().any(|c| c == proc) {
-                    used_by.push((proc.to_owned(), name.to_owned()));
-                }
-            }
-        }
-        candidates.retain(|c| used_by.iter().any(|(p, _)| p == c));
-    }
+    let (mut candidates, used_by) = candidates(processors, pipelines);
     if candidates.is_empty() {
         return Err(invalid(if pipelines.is_some() {
             "no traces pipeline in service.pipelines uses a tail_sampling processor".into()
@@ -128,6 +102,41 @@ pub(crate) fn shape(
         processor: chosen,
         note,
     })
+}
+
+/// The `tail_sampling` processors that count: all of them, or with a service section only
+/// those a traces pipeline uses; and which pipeline uses each.
+fn candidates(
+    processors: &serde_yaml_ng::Value,
+    pipelines: Option<&serde_yaml_ng::Value>,
+) -> (Vec<String>, Vec<(String, String)>) {
+    let mut candidates: Vec<String> = processors
+        .as_mapping()
+        .map(|m| {
+            m.keys()
+                .filter_map(|k| k.as_str())
+                .filter(|k| *k == "tail_sampling" || k.starts_with("tail_sampling/"))
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut used_by: Vec<(String, String)> = Vec::new();
+    if let Some(pipelines) = pipelines.and_then(|p| p.as_mapping()) {
+        for (name, p) in pipelines {
+            let Some(name) = name.as_str() else { continue };
+            if name != "traces" && !name.starts_with("traces/") {
+                continue;
+            }
+            let listed = p.get("processors").and_then(|l| l.as_sequence());
+            for proc in listed.into_iter().flatten().filter_map(|v| v.as_str()) {
+                if candidates.iter().any(|c| c == proc) {
+                    used_by.push((proc.to_owned(), name.to_owned()));
+                }
+            }
+        }
+        candidates.retain(|c| used_by.iter().any(|(p, _)| p == c));
+    }
+    (candidates, used_by)
 }
 
 /// Deserializes `processors.<name>` of a whole config from `text` as `T`, skipping the rest.
