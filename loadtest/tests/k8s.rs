@@ -18,6 +18,24 @@ fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
+/// Whether `kubectl` is here; without it the tests say so and pass, except under CI.
+fn kubectl_missing() -> bool {
+    if Command::new("kubectl")
+        .arg("version")
+        .arg("--client")
+        .output()
+        .is_ok()
+    {
+        return false;
+    }
+    assert!(
+        std::env::var("CI").is_err(),
+        "kubectl is missing under CI (the machine image carries it)"
+    );
+    eprintln!("SKIPPED: kubectl not installed");
+    true
+}
+
 /// The documents `kubectl kustomize` renders for `dir` (relative to the repository).
 fn render(dir: &str) -> Vec<Value> {
     let out = Command::new("kubectl")
@@ -89,6 +107,9 @@ fn drain_deadline(container: &Value) -> u64 {
 /// run as non-root, read-only, with no capabilities and no API token.
 #[test]
 fn every_overlay_renders_configs_that_load_with_the_pods_namespace() {
+    if kubectl_missing() {
+        return;
+    }
     // The gateway reads POD_IP from its environment at validation, as in a pod.
     std::env::set_var("POD_IP", "10.0.0.7");
     for (dir, namespace, replicas) in [
@@ -193,6 +214,9 @@ fn every_overlay_renders_configs_that_load_with_the_pods_namespace() {
 /// every alert expression names only metrics the router and gateway export.
 #[test]
 fn production_has_budgets_autoscaling_fences_and_alerts_on_real_metrics() {
+    if kubectl_missing() {
+        return;
+    }
     let docs = render("k8s/overlays/production");
     assert_eq!(kind(&docs, "PodDisruptionBudget").len(), 2);
     assert_eq!(kind(&docs, "NetworkPolicy").len(), 2);
@@ -286,6 +310,9 @@ fn production_has_budgets_autoscaling_fences_and_alerts_on_real_metrics() {
 /// outside CI, and fails under `CI=true`.
 #[test]
 fn alerts_pass_promtool_check_and_unit_tests() {
+    if kubectl_missing() {
+        return;
+    }
     if Command::new("promtool").arg("--version").output().is_err() {
         assert!(
             std::env::var("CI").is_err(),

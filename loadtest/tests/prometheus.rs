@@ -70,9 +70,9 @@ async fn prometheus_scrapes_both_and_every_alert_and_panel_series_exists() {
     {
         assert!(
             std::env::var("CI").is_err(),
-            "prometheus is missing under CI: .ci/prometheus installs it"
+            "prometheus or kubectl is missing under CI: .ci/prometheus installs prometheus"
         );
-        eprintln!("SKIPPED: prometheus not installed (run .ci/prometheus)");
+        eprintln!("SKIPPED: prometheus or kubectl not installed (run .ci/prometheus)");
         return;
     }
     let stop = CancellationToken::new();
