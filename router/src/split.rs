@@ -421,6 +421,20 @@ impl Router {
                 .into_iter()
                 .map(|(_, spans, body)| Part { body, spans }),
         );
+        // A gateway may have gone down after this request read the ring: its forwarder
+        // moved its queue to the new owners then, before these parts arrived, and a down
+        // forwarder only probes. Move what landed there now, or it would wait for the
+        // gateway to come back.
+        if state.forwarders.iter().any(|f| f.is_down())
+            && !state.forwarders.iter().all(|f| f.is_down())
+        {
+            for f in state.forwarders.iter().filter(|f| f.is_down()) {
+                let stranded = f.take_queued();
+                if !stranded.is_empty() {
+                    self.reroute(stranded);
+                }
+            }
+        }
         Ok(accepted)
     }
 }
