@@ -110,7 +110,12 @@ where
         let stop = stop.clone();
         tasks.spawn(async move {
             let _permit = permit;
-            if !speaks_within(&stream, limits.first_byte_timeout).await {
+            // A listener that stops does not wait for connections that have not spoken.
+            let spoke = tokio::select! {
+                spoke = speaks_within(&stream, limits.first_byte_timeout) => spoke,
+                () = stop.cancelled() => false,
+            };
+            if !spoke {
                 return;
             }
             let service = hyper::service::service_fn(move |req| {
@@ -134,9 +139,13 @@ where
                             ended = conn.as_mut() => break ended,
                             () = &mut age, if !closing => {
                                 conn.as_mut().graceful_shutdown();
-                                grace.as_mut().reset(
-                                    tokio::time::Instant::now() + limits.max_connection_age_grace,
-                                );
+                                // A grace of 0 waits however long requests take.
+                                if !limits.max_connection_age_grace.is_zero() {
+                                    grace.as_mut().reset(
+                                        tokio::time::Instant::now()
+                                            + limits.max_connection_age_grace,
+                                    );
+                                }
                                 (closing, aged) = (true, true);
                             }
                             () = stop.cancelled(), if !closing => {
@@ -150,7 +159,10 @@ where
             }
             let ended = match tls {
                 None => drive!(builder.serve_connection(TokioIo::new(stream), service)),
-                Some(tls) => match handshake(&tls, stream, limits.first_byte_timeout).await {
+                Some(tls) => match tokio::select! {
+                    s = handshake(&tls, stream, limits.first_byte_timeout) => s,
+                    () = stop.cancelled() => None,
+                } {
                     Some(stream) => drive!(builder.serve_connection(TokioIo::new(stream), service)),
                     None => return,
                 },

@@ -196,7 +196,10 @@ impl AttributesConfig {
                 let Matcher::Key(key) = matcher else {
                     return Err(AttributesError::NeedsKey(index));
                 };
-                additions.push((key.as_bytes().to_vec(), key_value(key.as_bytes(), any)));
+                // One addition per key: the first insert/upsert naming it.
+                if !additions.iter().any(|(k, _)| k == key.as_bytes()) {
+                    additions.push((key.as_bytes().to_vec(), key_value(key.as_bytes(), any)));
+                }
             }
             actions.push((matcher, action));
         }
@@ -357,5 +360,63 @@ mod tests {
         assert_eq!(a.rewrite(&kv).unwrap_or_default(), out);
         any.clear();
         assert!(a.rewrite(b"\x0a\x01x").is_none(), "other keys are kept");
+    }
+
+    /// Scenario: a delete and an upsert of the same key, two inserts of one key, and an
+    /// insert of the adjusted-count attribute's key, on spans with and without the keys.
+    /// Guarantees: no key is ever written twice; a key deleted by an earlier action is
+    /// added by a later upsert (as the Collector's actions in turn give).
+    #[test]
+    fn additions_never_duplicate_a_key() {
+        use opentelemetry_proto::tonic::trace::v1::Span;
+        use prost::Message;
+        use tailgate_core::wire::span_fields::{with_adjusted_count, AdjustedCount};
+        let a = actions("actions:\n  - {key: k, action: delete}\n  - {key: k, action: upsert, value: x}\n  - {key: i, action: insert, value: 1}\n  - {key: i, action: insert, value: 2}\n  - {key: sampling.adjusted_count, action: insert, value: 9}\n");
+        let how = AdjustedCount {
+            tracestate: false,
+            attribute: Some("sampling.adjusted_count"),
+            rewrite: Some(&a),
+        };
+        for with_keys in [false, true] {
+            let mut span = Span {
+                name: "s".into(),
+                ..Default::default()
+            };
+            if with_keys {
+                span.attributes
+                    .push(tailgate_core::test_util::kv("k", "old"));
+                span.attributes
+                    .push(tailgate_core::test_util::kv("i", "kept"));
+            }
+            let out = Span::decode(&with_adjusted_count(&span.encode_to_vec(), 0.5, &how)[..])
+                .unwrap_or_default();
+            let keys: Vec<&str> = out.attributes.iter().map(|kv| kv.key.as_str()).collect();
+            for k in ["k", "i", "sampling.adjusted_count"] {
+                assert_eq!(
+                    keys.iter().filter(|x| **x == k).count(),
+                    1,
+                    "{with_keys}: {keys:?}"
+                );
+            }
+            let value = |k: &str| {
+                out.attributes
+                    .iter()
+                    .find(|kv| kv.key == k)
+                    .and_then(|kv| kv.value.clone()?.value)
+            };
+            use opentelemetry_proto::tonic::common::v1::any_value::Value;
+            assert_eq!(
+                value("k"),
+                Some(Value::StringValue("x".into())),
+                "{with_keys}"
+            );
+            let i = if with_keys {
+                Value::StringValue("kept".into())
+            } else {
+                Value::IntValue(1)
+            };
+            assert_eq!(value("i"), Some(i));
+            assert_eq!(value("sampling.adjusted_count"), Some(Value::IntValue(2)));
+        }
     }
 }

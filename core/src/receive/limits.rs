@@ -46,12 +46,12 @@ pub struct ReceiveConfig {
     pub auth: Option<ReceiveAuth>,
     /// Ask each client connection to close (HTTP/2 GOAWAY) after this long, ±10%, so that
     /// clients reconnect and spread over routers added since (the Collector's
-    /// `keepalive.server_parameters.max_connection_age`). Default: never, as the
+    /// `keepalive.server_parameters.max_connection_age`). Default (and 0): never, as the
     /// Collector; the Kubernetes manifests set 5m on the routers.
     #[serde(default, with = "crate::config::go_duration::option")]
     pub max_connection_age: Option<std::time::Duration>,
     /// Requests in flight on a connection asked to close get this long before it is
-    /// dropped. Default 30s.
+    /// dropped; 0 waits for them however long they take (as grpc-go). Default 30s.
     #[serde(default = "default_age_grace", with = "crate::config::go_duration")]
     pub max_connection_age_grace: std::time::Duration,
     /// Serve both receivers over TLS: `tls: { cert_file, key_file }`, plus
@@ -104,7 +104,8 @@ impl Limits {
             max_request_bytes: c.max_request_bytes,
             max_connections: c.max_connections,
             request_timeout: c.request_timeout,
-            max_connection_age: c.max_connection_age,
+            // 0 means never, as in the Collector (grpc-go).
+            max_connection_age: c.max_connection_age.filter(|d| !d.is_zero()),
             max_connection_age_grace: c.max_connection_age_grace,
             in_flight: InFlight::new(c.max_in_flight_bytes.max(2 * c.max_request_bytes)),
             peer_secret: None,

@@ -309,19 +309,24 @@ impl<'a> AdjustedCountWriter<'a> {
                 }
                 (9, 2) => {
                     let kv = &span[start..end];
-                    for (i, (k, _)) in additions.iter().enumerate().take(64) {
-                        if key_value_key_is(kv, k) {
-                            present |= 1 << i;
-                        }
-                    }
-                    if key.is_some_and(|k| key_value_key_is(kv, k)) {
+                    let dropped = if key.is_some_and(|k| key_value_key_is(kv, k)) {
                         true
                     } else if let Some(r) = self.how.rewrite {
                         replacement = r.rewrite(kv);
                         replacement.is_some()
                     } else {
                         false
+                    };
+                    // An attribute that stays (as it was or rewritten) counts as present
+                    // for insert/upsert; one deleted here does not.
+                    if !additions.is_empty() && replacement.as_ref().is_none_or(|r| !r.is_empty()) {
+                        for (i, (k, _)) in additions.iter().enumerate().take(64) {
+                            if key_value_key_is(kv, k) {
+                                present |= 1 << i;
+                            }
+                        }
                     }
+                    dropped
                 }
                 _ => false,
             };
@@ -334,8 +339,9 @@ impl<'a> AdjustedCountWriter<'a> {
             }
         }
         out.extend_from_slice(&span[copy_from..]);
-        for (i, (_, kv)) in additions.iter().enumerate().take(64) {
-            if present & (1 << i) == 0 {
+        for (i, (k, kv)) in additions.iter().enumerate().take(64) {
+            // The adjusted-count attribute is written below; never twice.
+            if present & (1 << i) == 0 && key != Some(k.as_slice()) {
                 put_len_field(out, 9, kv);
             }
         }
