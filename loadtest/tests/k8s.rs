@@ -100,6 +100,52 @@ fn drain_deadline(container: &Value) -> u64 {
     humantime::parse_duration(args[at + 1]).unwrap().as_secs()
 }
 
+/// Scenario: each overlay rendered, checked by `kubernetes-validate --strict` against the
+/// Kubernetes schemas (PyPI; `.ci/python-sdk` installs it). Guarantees: every object is
+/// valid, with no unknown field; only the Prometheus Operator's kinds, which it has no
+/// schema for, go unchecked (promtool checks the rules).
+#[test]
+fn every_object_validates_strictly_against_the_kubernetes_schemas() {
+    if kubectl_missing() {
+        return;
+    }
+    if Command::new("kubernetes-validate")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        assert!(
+            std::env::var("CI").is_err(),
+            "kubernetes-validate is missing under CI: .ci/python-sdk installs it"
+        );
+        eprintln!("SKIPPED: kubernetes-validate not installed (run .ci/python-sdk)");
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("tailgate-kv-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for overlay in ["k8s/base", "k8s/overlays/dev", "k8s/overlays/production"] {
+        let out = Command::new("kubectl")
+            .arg("kustomize")
+            .arg(root().join(overlay))
+            .output()
+            .unwrap();
+        let file = dir.join("rendered.yaml");
+        std::fs::write(&file, &out.stdout).unwrap();
+        let checked = Command::new("kubernetes-validate")
+            .args(["--strict", "--quiet"])
+            .arg(&file)
+            .output()
+            .unwrap();
+        assert!(
+            checked.status.success(),
+            "{overlay}: {}{}",
+            String::from_utf8_lossy(&checked.stdout),
+            String::from_utf8_lossy(&checked.stderr)
+        );
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}
+
 /// Scenario: each of base, dev and production rendered as `kubectl apply -k` would.
 /// Guarantees: the configs load with the gateways' DNS name in the pods' own namespace;
 /// every ConfigMap and Secret a pod names is in the output (or, for the production
@@ -195,6 +241,24 @@ fn every_overlay_renders_configs_that_load_with_the_pods_namespace() {
                 Some(concat!("tailgate:", env!("CARGO_PKG_VERSION"))),
                 "{dir}: the image tag follows the crate version"
             );
+        }
+        // Services select their Deployment's pods and name ports the containers have.
+        for (service, deployment) in [("tailgate-gateway", gateway), ("tailgate-router", router)] {
+            let svc = named(&docs, "Service", service);
+            let labels = &deployment["spec"]["template"]["metadata"]["labels"];
+            for (k, v) in svc["spec"]["selector"].as_mapping().unwrap() {
+                assert_eq!(&labels[k.as_str().unwrap()], v, "{dir}: {service} selector");
+            }
+            let ports: Vec<&str> = deployment["spec"]["template"]["spec"]["containers"][0]["ports"]
+                .as_sequence()
+                .unwrap()
+                .iter()
+                .map(|p| p["name"].as_str().unwrap())
+                .collect();
+            for p in svc["spec"]["ports"].as_sequence().unwrap() {
+                let target = p["targetPort"].as_str().unwrap();
+                assert!(ports.contains(&target), "{dir}: {service} port {target}");
+            }
         }
         // The peer secret: generated in dev; created by the operator elsewhere.
         let secrets = kind(&docs, "Secret");
