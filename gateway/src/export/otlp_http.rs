@@ -226,7 +226,8 @@ impl HttpClient {
         }
     }
 
-    async fn attempt(&self, body: Bytes) -> Attempt {
+    /// The POST of one encoded request, with the configured headers and encoding.
+    fn request(&self, body: Bytes) -> Result<Request<Full<Bytes>>, String> {
         let mut req = Request::post(self.url.clone())
             .header(header::CONTENT_TYPE, "application/x-protobuf")
             .body(Full::new(body))
@@ -245,6 +246,11 @@ impl HttpClient {
                 );
             }
         }
+        req
+    }
+
+    async fn attempt(&self, body: Bytes) -> Attempt {
+        let req = self.request(body);
         let req = match req {
             Ok(r) => r,
             Err(e) => return Attempt::Fail(e.into()),
@@ -286,25 +292,31 @@ impl HttpClient {
                 }
             }
         };
-        match status {
-            s if s.is_success() => Attempt::Done(parse_response(body)),
-            StatusCode::TOO_MANY_REQUESTS
-            | StatusCode::BAD_GATEWAY
-            | StatusCode::SERVICE_UNAVAILABLE
-            | StatusCode::GATEWAY_TIMEOUT => Attempt::Retry {
-                error: Failure {
-                    status: Some(status),
-                    message: format!("HTTP {status}"),
-                },
-                after,
+        classify(status, body, after)
+    }
+}
+
+/// What an answer means, as the OTLP/HTTP specification says: 2xx delivered (perhaps
+/// partly), 429/502/503/504 retried (honouring `Retry-After`), anything else final.
+fn classify(status: StatusCode, body: Bytes, after: Option<Duration>) -> Attempt {
+    match status {
+        s if s.is_success() => Attempt::Done(parse_response(body)),
+        StatusCode::TOO_MANY_REQUESTS
+        | StatusCode::BAD_GATEWAY
+        | StatusCode::SERVICE_UNAVAILABLE
+        | StatusCode::GATEWAY_TIMEOUT => Attempt::Retry {
+            error: Failure {
+                status: Some(status),
+                message: format!("HTTP {status}"),
             },
-            s => Attempt::Fail(Failure {
-                status: Some(s),
-                message: format!(
-                    "HTTP {s}: {}",
-                    String::from_utf8_lossy(&body[..body.len().min(256)])
-                ),
-            }),
-        }
+            after,
+        },
+        s => Attempt::Fail(Failure {
+            status: Some(s),
+            message: format!(
+                "HTTP {s}: {}",
+                String::from_utf8_lossy(&body[..body.len().min(256)])
+            ),
+        }),
     }
 }
