@@ -333,6 +333,43 @@ impl AdaptiveRatePolicy {
         self.new_key_threshold.load(Ordering::Relaxed)
     }
 
+    /// Spans per second of each key since the last recomputation (known keys and new
+    /// ones), counters reset.
+    fn observed_rates(&self, elapsed: f64) -> HashMap<u64, (String, f64)> {
+        let mut rates: HashMap<u64, (String, f64)> = HashMap::new();
+        let table = self.table.load();
+        for (&hash, &i) in &table.index {
+            let cell = &table.cells[i];
+            let n = cell.seen.swap(0, Ordering::Relaxed);
+            rates.insert(hash, (cell.name.clone(), n as f64 / elapsed));
+        }
+        if let Ok(mut new) = self.new_keys.try_lock() {
+            for (hash, (name, n)) in new.drain() {
+                let e = rates.entry(hash).or_insert((name, 0.0));
+                e.1 += n as f64 / elapsed;
+            }
+        }
+        rates
+    }
+
+    /// Forgets keys whose rate decayed to nothing, and past `max_keys` merges the
+    /// quietest into "(other)".
+    fn trim(&self, ema: &mut HashMap<u64, (String, f64)>) {
+        // Keys not seen in this interval decay; forget them once they are negligible.
+        ema.retain(|_, (_, r)| *r >= 1e-3);
+        // Past max_keys, the quietest keys merge into "(other)".
+        if ema.len() > self.cfg.max_keys {
+            let mut by_rate: Vec<(u64, f64)> = ema.iter().map(|(h, (_, r))| (*h, *r)).collect();
+            by_rate.sort_by(|x, y| y.1.total_cmp(&x.1));
+            let mut other = 0.0;
+            for (h, r) in by_rate.into_iter().skip(self.cfg.max_keys - 1) {
+                ema.remove(&h);
+                other += r;
+            }
+            ema.entry(other_hash()).or_insert(("(other)".into(), 0.0)).1 += other;
+        }
+    }
+
     fn maybe_recompute(&self, now_ns: u64) {
         let due = self.next_at.load(Ordering::Relaxed);
         if now_ns < due {
@@ -352,19 +389,7 @@ impl AdaptiveRatePolicy {
         let since = history.last.unwrap_or(0);
         history.last = Some(now_ns);
         let elapsed = (now_ns.saturating_sub(since) as f64 / 1e9).max(1e-3);
-        let mut rates: HashMap<u64, (String, f64)> = HashMap::new();
-        let table = self.table.load();
-        for (&hash, &i) in &table.index {
-            let cell = &table.cells[i];
-            let n = cell.seen.swap(0, Ordering::Relaxed);
-            rates.insert(hash, (cell.name.clone(), n as f64 / elapsed));
-        }
-        if let Ok(mut new) = self.new_keys.try_lock() {
-            for (hash, (name, n)) in new.drain() {
-                let e = rates.entry(hash).or_insert((name, 0.0));
-                e.1 += n as f64 / elapsed;
-            }
-        }
+        let rates = self.observed_rates(elapsed);
         let a = self.cfg.smoothing;
         let mut ema = std::mem::take(&mut history.ema);
         for (hash, (name, rate)) in rates {
@@ -372,19 +397,7 @@ impl AdaptiveRatePolicy {
                 .and_modify(|e| e.1 = a * rate + (1.0 - a) * e.1)
                 .or_insert((name, rate));
         }
-        // Keys not seen in this interval decay; forget them once they are negligible.
-        ema.retain(|_, (_, r)| *r >= 1e-3);
-        // Past max_keys, the quietest keys merge into "(other)".
-        if ema.len() > self.cfg.max_keys {
-            let mut by_rate: Vec<(u64, f64)> = ema.iter().map(|(h, (_, r))| (*h, *r)).collect();
-            by_rate.sort_by(|x, y| y.1.total_cmp(&x.1));
-            let mut other = 0.0;
-            for (h, r) in by_rate.into_iter().skip(self.cfg.max_keys - 1) {
-                ema.remove(&h);
-                other += r;
-            }
-            ema.entry(other_hash()).or_insert(("(other)".into(), 0.0)).1 += other;
-        }
+        self.trim(&mut ema);
         let rates: Vec<f64> = ema.values().map(|(_, r)| *r).collect();
         let probs = fair_probabilities(
             &rates,
