@@ -487,6 +487,22 @@ impl Shard {
             self.stats.dropped_spans.add(late_dropped);
             self.stats.live_spans.sub(late_dropped);
         }
+        self.settle_insert(late_kept, batch, oversize, full, now)
+            .await;
+        self.flush_verdicts();
+    }
+
+    /// What an inserted batch sets off: late spans of kept traces go out; span-ingest
+    /// traces are decided on this batch; traces over a size, span, trace-count or byte
+    /// limit are dropped or decided early, oldest first.
+    async fn settle_insert(
+        &mut self,
+        late_kept: Vec<(BufferedSpan, f64)>,
+        batch: Vec<([u8; 16], TraceSummary, usize)>,
+        oversize: Vec<[u8; 16]>,
+        full: Vec<[u8; 16]>,
+        now: Instant,
+    ) {
         if !late_kept.is_empty() {
             self.stats.late_sampled_spans.add(late_kept.len() as u64);
             let plan = self.plan.load_full();
@@ -534,7 +550,6 @@ impl Shard {
             }
             self.decide(id, now).await;
         }
-        self.flush_verdicts();
     }
 
     async fn decide_due(&mut self, now: Instant) {
