@@ -74,14 +74,7 @@ enum Command {
 const EX_USAGE: u8 = 64;
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr)
-        // Colour only on a terminal: log files and collectors get plain text.
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    init_logging();
     let args = Args::parse();
     if let Some(Command::Explain {
         policies,
@@ -93,29 +86,7 @@ fn main() -> ExitCode {
         return explain(policies, processor.as_deref(), traces, trace_id.as_deref());
     }
     if let Some(Command::CheckPolicies { file, processor }) = &args.command {
-        return match PolicyFile::load_processor(file, processor.as_deref()) {
-            Ok(f) => {
-                use std::io::Write as _;
-                for note in &f.notes {
-                    eprintln!("note: {note}");
-                }
-                for note in &f.ignored_options {
-                    eprintln!("warning: {note}");
-                }
-                for note in tailgate_gateway::policy::version_notes(&f) {
-                    eprintln!("note: {note}");
-                }
-                let text = PolicyPlan::compile(&f).describe();
-                match std::io::stdout().lock().write_all(text.as_bytes()) {
-                    Ok(()) => ExitCode::SUCCESS,
-                    Err(_) => ExitCode::FAILURE,
-                }
-            }
-            Err(e) => {
-                eprintln!("error: {e}");
-                ExitCode::from(EX_USAGE)
-            }
-        };
+        return check_policies(file, processor.as_deref());
     }
     let (Some(config_path), Some(policies_path)) = (&args.config, &args.policies) else {
         eprintln!("error: --config FILE and --policies FILE are both required (see --help)");
@@ -163,6 +134,45 @@ fn main() -> ExitCode {
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+/// Logs to stderr, `RUST_LOG` or `info`; colour only on a terminal.
+fn init_logging() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        // Colour only on a terminal: log files and collectors get plain text.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+}
+
+/// The `check-policies` command: the plan as Tailgate reads it, or the error.
+fn check_policies(file: &std::path::Path, processor: Option<&str>) -> ExitCode {
+    match PolicyFile::load_processor(file, processor) {
+        Ok(f) => {
+            use std::io::Write as _;
+            for note in &f.notes {
+                eprintln!("note: {note}");
+            }
+            for note in &f.ignored_options {
+                eprintln!("warning: {note}");
+            }
+            for note in tailgate_gateway::policy::version_notes(&f) {
+                eprintln!("note: {note}");
+            }
+            let text = PolicyPlan::compile(&f).describe();
+            match std::io::stdout().lock().write_all(text.as_bytes()) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(_) => ExitCode::FAILURE,
+            }
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(EX_USAGE)
         }
     }
 }
