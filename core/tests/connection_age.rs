@@ -1,6 +1,7 @@
 //! `receive.max_connection_age`: a client's HTTP/2 connection is sent GOAWAY once it is
 //! old enough, so clients reconnect (and spread over routers added since); requests in
-//! flight finish first. Real loopback sockets and short ages, bounded in time.
+//! flight finish first. Real loopback sockets on a paused clock: the ages, the handler's
+//! delay and the waits are virtual time, so the bounds are exact and nothing sleeps.
 
 #![allow(clippy::unwrap_used)] // test fixtures: a failed setup should fail loudly
 
@@ -69,7 +70,7 @@ fn get(addr: std::net::SocketAddr) -> http::Request<Empty<Bytes>> {
 /// started just before the age; and a server without an age. Guarantees: the idle one is
 /// closed between 0.9 and 1.1 of the age (plus scheduling slack), the busy one only after
 /// its answer arrived whole; without an age the connection stays open.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(start_paused = true)]
 async fn old_connections_are_sent_goaway_after_their_requests_finish() {
     let stop = CancellationToken::new();
     let age = Duration::from_millis(400);
