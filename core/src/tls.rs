@@ -752,3 +752,57 @@ where
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Scenario: the version keys as the Collector's configs write them. Guarantees: 1.0
+    /// and 1.1 read as 1.2 (the oldest rustls speaks), the default is 1.2 to 1.3, and a
+    /// range that is empty or a version that is unknown is refused by kind.
+    #[test]
+    fn versions_read_as_documented() {
+        let v = |min: Option<&str>, max: Option<&str>| {
+            versions(&min.map(Into::into), &max.map(Into::into))
+                .map(|v| v.iter().map(|p| p.version).collect::<Vec<_>>())
+        };
+        use rustls::ProtocolVersion::{TLSv1_2, TLSv1_3};
+        assert_eq!(v(None, None).unwrap(), vec![TLSv1_3, TLSv1_2]);
+        assert_eq!(v(Some("1.0"), None).unwrap(), vec![TLSv1_3, TLSv1_2]);
+        assert_eq!(v(Some("1.3"), None).unwrap(), vec![TLSv1_3]);
+        assert_eq!(v(None, Some("1.2")).unwrap(), vec![TLSv1_2]);
+        assert!(matches!(
+            v(Some("1.3"), Some("1.2")),
+            Err(TlsError::Settings(_))
+        ));
+        assert!(matches!(
+            v(Some("2.0"), None),
+            Err(TlsError::Version {
+                key: "min_version",
+                ..
+            })
+        ));
+    }
+
+    /// Scenario: Collector configs that set cipher suites and curves, and no reload
+    /// interval. Guarantees: they are accepted (and ignored); the files are checked every
+    /// 10 s by default, and `0` reads as the default too.
+    #[test]
+    fn collector_only_keys_are_accepted_and_reload_defaults_to_ten_seconds() {
+        let c: ClientTlsConfig = serde_yaml_ng::from_str(
+            "{insecure: true, cipher_suites: [TLS_AES_128_GCM_SHA256], curve_preferences: [X25519]}",
+        )
+        .unwrap();
+        assert!(c.build().is_ok());
+        let r = Reload::new(None, Vec::new());
+        assert_eq!(
+            r.lock().map(|r| r.interval).ok(),
+            Some(DEFAULT_RELOAD_INTERVAL)
+        );
+        let r = Reload::new(Some(Duration::ZERO), Vec::new());
+        assert_eq!(
+            r.lock().map(|r| r.interval).ok(),
+            Some(DEFAULT_RELOAD_INTERVAL)
+        );
+    }
+}

@@ -261,3 +261,28 @@ where
     };
     crate::serve::serve(listener, conn_limits, limits.tls, shutdown, handler).await
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Scenario: `max_connection_age` left out, 0, and set. Guarantees: never for the
+    /// first two (as grpc-go), the value for the last; the grace defaults to 30 s.
+    #[test]
+    fn connection_age_zero_means_never() {
+        let limits = |yaml: &str| {
+            let c: ReceiveConfig = serde_yaml_ng::from_str(yaml).expect("valid receive config");
+            Limits::plaintext(&c)
+        };
+        assert_eq!(limits("{}").max_connection_age, None);
+        assert_eq!(limits("{max_connection_age: 0s}").max_connection_age, None);
+        assert_eq!(
+            limits("{max_connection_age: 5m}").max_connection_age,
+            Some(Duration::from_secs(300))
+        );
+        assert_eq!(
+            limits("{}").max_connection_age_grace,
+            Duration::from_secs(30)
+        );
+    }
+}
