@@ -151,6 +151,21 @@ impl BufferConfig {
 // === impl GatewayConfig ===
 
 impl GatewayConfig {
+    /// A config receiving on `receive` and exporting with `export`, everything else at its
+    /// default, with no admin or metrics listener (for programs that start gateways
+    /// themselves: the demo, tests).
+    pub fn new(receive: ReceiveConfig, export: crate::export::ExportConfig) -> Self {
+        GatewayConfig {
+            receive,
+            buffer: BufferConfig::default(),
+            export,
+            admin: None,
+            metrics: None,
+            peers: PeersConfig::default(),
+            attributes: crate::attributes::AttributesConfig::default(),
+        }
+    }
+
     /// Loads and validates a config file.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         let c: GatewayConfig = load_yaml(path)?;

@@ -161,16 +161,14 @@ async fn a_span_the_backend_refuses_fails_alone() {
         tailgate_gateway::export::OtlpGrpcConfig::new(format!("http://{backend_addr}"));
     export.batch.timeout = Duration::from_millis(300);
     let config = GatewayConfig {
-        receive,
         buffer: BufferConfig {
             shards: 2,
             ..Default::default()
         },
-        export: tailgate_gateway::config::ExportConfig::otlp_grpc(export),
-        admin: None,
-        metrics: None,
-        peers: Default::default(),
-        attributes: Default::default(),
+        ..GatewayConfig::new(
+            receive,
+            tailgate_gateway::config::ExportConfig::otlp_grpc(export),
+        )
     };
     let plan = PolicyPlan::compile(
         &PolicyFile::parse(

@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use tailgate_core::receive::{Listeners, ReceiveConfig};
-use tailgate_gateway::config::{BufferConfig, ExportConfig};
+use tailgate_gateway::config::ExportConfig;
 use tailgate_gateway::export::OtlpGrpcConfig;
 use tailgate_gateway::{Gateway, GatewayConfig, PolicyFile, PolicyPlan};
 use tailgate_router::config::{ForwardConfig, MembersConfig};
@@ -98,15 +98,7 @@ pub async fn run_demo(cfg: DemoConfig) -> anyhow::Result<Report> {
             .headers
             .insert(SENDER_HEADER.into(), bound.to_string());
         export.batch.timeout = Duration::from_millis(100);
-        let config = GatewayConfig {
-            receive,
-            buffer: BufferConfig::default(),
-            export: ExportConfig::otlp_grpc(export),
-            admin: None,
-            metrics: None,
-            peers: Default::default(),
-            attributes: Default::default(),
-        };
+        let config = GatewayConfig::new(receive, ExportConfig::otlp_grpc(export));
         let gateway = Gateway::start(&config, PolicyPlan::compile(&policy_file))?;
         gateway_stats.push(gateway.stats().clone());
         gateway_tasks.push(tokio::spawn(gateway.serve(

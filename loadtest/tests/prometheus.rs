@@ -90,15 +90,7 @@ async fn prometheus_scrapes_both_and_every_alert_and_panel_series_exists() {
     let gateway_addr = listeners.grpc_addr().unwrap();
     let mut export = OtlpGrpcConfig::new(format!("http://{backend}"));
     export.batch.timeout = Duration::from_millis(50);
-    let config = GatewayConfig {
-        receive,
-        buffer: Default::default(),
-        export: ExportConfig::otlp_grpc(export),
-        admin: None,
-        metrics: None,
-        peers: Default::default(),
-        attributes: Default::default(),
-    };
+    let config = GatewayConfig::new(receive, ExportConfig::otlp_grpc(export));
     let plan = PolicyPlan::compile(&PolicyFile::parse(Path::new("p.yaml"), POLICIES).unwrap());
     let gateway = Gateway::start(&config, plan).unwrap();
     let gateway_admin = TcpListener::bind("127.0.0.71:0").await.unwrap();

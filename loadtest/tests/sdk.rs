@@ -98,15 +98,7 @@ async fn python_sdk_over_tls_through_router_and_gateway_delivers_every_span() {
         ..Default::default()
     });
     export.batch.timeout = Duration::from_millis(50);
-    let config = GatewayConfig {
-        receive,
-        buffer: Default::default(),
-        export: ExportConfig::otlp_grpc(export),
-        admin: None,
-        metrics: None,
-        peers: Default::default(),
-        attributes: Default::default(),
-    };
+    let config = GatewayConfig::new(receive, ExportConfig::otlp_grpc(export));
     let plan = PolicyPlan::compile(&PolicyFile::parse(Path::new("p.yaml"), KEEP_ALL).unwrap());
     let gateway = Gateway::start(&config, plan).unwrap();
     let gateway_stats = gateway.stats().clone();

@@ -86,16 +86,14 @@ pub(crate) async fn spawn_gateway_configured(
     let listeners = Listeners::bind(&receive).await.unwrap();
     let addr = listeners.grpc_addr().unwrap();
     let mut config = GatewayConfig {
-        receive,
         buffer: BufferConfig {
             shards: 2,
             ..Default::default()
         },
-        export: ExportConfig::otlp_grpc(OtlpGrpcConfig::new(format!("http://{backend_addr}"))),
-        admin: None,
-        metrics: None,
-        peers: Default::default(),
-        attributes: Default::default(),
+        ..GatewayConfig::new(
+            receive,
+            ExportConfig::otlp_grpc(OtlpGrpcConfig::new(format!("http://{backend_addr}"))),
+        )
     };
     configure(&mut config);
     let gateway = Gateway::start(&config, plan).unwrap();
