@@ -382,6 +382,16 @@ pub fn scan_oracle(bytes: &[u8]) -> Result<(), String> {
     Ok(())
 }
 
+/// An empty directory of its own for one test run: `$TMPDIR/tailgate-{label}-{pid}`.
+pub fn scratch_dir(label: &str) -> std::io::Result<std::path::PathBuf> {
+    let dir = std::env::temp_dir().join(format!("tailgate-{label}-{}", std::process::id()));
+    if dir.exists() {
+        std::fs::remove_dir_all(&dir)?;
+    }
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
+}
+
 /// A throwaway PKI for TLS tests: a CA, and certificates it signs written as PEM files in
 /// `dir`.
 pub struct TestPki {
@@ -413,6 +423,21 @@ impl TestPki {
             name: name.to_owned(),
             ca: rcgen::Issuer::new(params, key),
         })
+    }
+
+    /// A server certificate for `names` issued as [`TestPki::issue`] does, loaded as a
+    /// receiver's TLS side.
+    pub fn server(
+        &self,
+        file: &str,
+        names: &[&str],
+    ) -> Result<std::sync::Arc<crate::tls::TlsServer>, Box<dyn std::error::Error>> {
+        let (cert, key) = self.issue(file, names)?;
+        Ok(crate::tls::TlsServer::load(&crate::tls::ServerTlsConfig {
+            cert_file: Some(cert),
+            key_file: Some(key),
+            ..Default::default()
+        })?)
     }
 
     /// The CA certificate's file.

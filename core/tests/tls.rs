@@ -247,8 +247,5 @@ fn the_endpoint_scheme_and_tls_block_decide_together() {
 }
 
 fn tempdir(name: &str) -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("tailgate-tls-{name}-{}", std::process::id()));
-    std::fs::remove_dir_all(&dir).ok();
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+    tailgate_core::test_util::scratch_dir(&format!("tls-{name}")).unwrap()
 }

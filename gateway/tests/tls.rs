@@ -10,8 +10,8 @@ use std::time::Duration;
 use prost::Message;
 use tailgate_core::forward::{GrpcClient, RetryConfig};
 use tailgate_core::receive::Listeners;
-use tailgate_core::test_util::{CaptureBackend, FakeOtlp, TestPki};
-use tailgate_core::tls::{ClientTlsConfig, ServerTlsConfig, TlsServer};
+use tailgate_core::test_util::{scratch_dir, CaptureBackend, FakeOtlp, TestPki};
+use tailgate_core::tls::ClientTlsConfig;
 use tailgate_gateway::{Gateway, GatewayConfig, PolicyFile, PolicyPlan};
 use tokio_util::sync::CancellationToken;
 
@@ -25,22 +25,14 @@ const POLICIES: &str = "decision_wait: 200ms\npolicies:\n  - {name: all, type: a
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mutual_tls_in_and_tls_out_deliver_every_span() {
     tracing_subscriber::fmt().with_test_writer().try_init().ok();
-    let dir = std::env::temp_dir().join(format!("tailgate-gw-tls-{}", std::process::id()));
-    std::fs::remove_dir_all(&dir).ok();
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = scratch_dir("gw-tls").unwrap();
     let cluster = TestPki::new(&dir, "cluster").unwrap();
     let backend_ca = TestPki::new(&dir, "backend").unwrap();
     let (gw_crt, gw_key) = cluster.issue("gateway", &["127.0.0.1"]).unwrap();
     let (cl_crt, cl_key) = cluster.issue("agent", &["agent"]).unwrap();
-    let (be_crt, be_key) = backend_ca.issue("backend-server", &["127.0.0.1"]).unwrap();
 
     let stop = CancellationToken::new();
-    let backend_tls = TlsServer::load(&ServerTlsConfig {
-        cert_file: Some(be_crt),
-        key_file: Some(be_key),
-        ..Default::default()
-    })
-    .unwrap();
+    let backend_tls = backend_ca.server("backend-server", &["127.0.0.1"]).unwrap();
     let local = "127.0.0.1:0".parse().unwrap();
     let (grpc_addr, grpc_backend) =
         CaptureBackend::start_with_tls(local, false, Some(backend_tls.clone()), stop.clone())

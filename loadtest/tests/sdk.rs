@@ -10,8 +10,8 @@ use std::process::Command;
 use std::time::Duration;
 
 use tailgate_core::receive::{Listeners, ReceiveConfig};
-use tailgate_core::test_util::{CaptureBackend, TestPki};
-use tailgate_core::tls::{ClientTlsConfig, ServerTlsConfig, TlsServer};
+use tailgate_core::test_util::{scratch_dir, CaptureBackend, TestPki};
+use tailgate_core::tls::{ClientTlsConfig, ServerTlsConfig};
 use tailgate_gateway::export::{ExportConfig, OtlpGrpcConfig};
 use tailgate_gateway::{Gateway, GatewayConfig, PolicyFile, PolicyPlan};
 use tailgate_router::config::{ForwardConfig, MembersConfig};
@@ -53,22 +53,14 @@ async fn python_sdk_over_tls_through_router_and_gateway_delivers_every_span() {
     if sdk_missing() {
         return;
     }
-    let dir = std::env::temp_dir().join(format!("tailgate-sdk-{}", std::process::id()));
-    std::fs::remove_dir_all(&dir).ok();
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = scratch_dir("sdk").unwrap();
     let pki = TestPki::new(&dir, "ca").unwrap();
     let other = TestPki::new(&dir, "other").unwrap();
     let (router_crt, router_key) = pki.issue("router", &["127.0.0.1"]).unwrap();
     let (gw_crt, gw_key) = pki.issue("gateway", &["tailgate-gateway"]).unwrap();
-    let (be_crt, be_key) = pki.issue("backend", &["127.0.0.1"]).unwrap();
     let stop = CancellationToken::new();
 
-    let backend_tls = TlsServer::load(&ServerTlsConfig {
-        cert_file: Some(be_crt),
-        key_file: Some(be_key),
-        ..Default::default()
-    })
-    .unwrap();
+    let backend_tls = pki.server("backend", &["127.0.0.1"]).unwrap();
     let (backend_addr, backend) = CaptureBackend::start_with_tls(
         "127.0.0.1:0".parse().unwrap(),
         false,

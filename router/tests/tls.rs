@@ -10,7 +10,7 @@ use std::time::Duration;
 use prost::Message;
 use tailgate_core::forward::{GrpcClient, RetryConfig};
 use tailgate_core::receive::{Listeners, ReceiveConfig};
-use tailgate_core::test_util::{CaptureBackend, FakeOtlp, TestPki};
+use tailgate_core::test_util::{scratch_dir, CaptureBackend, FakeOtlp, TestPki};
 use tailgate_core::tls::{ClientTlsConfig, ServerTlsConfig, TlsServer};
 use tailgate_router::config::{ForwardConfig, MembersConfig};
 use tailgate_router::{Router, RouterConfig};
@@ -25,9 +25,7 @@ const SERVICE: &str = "tailgate-gateway.tailgate.svc";
 /// without a client certificate cannot deliver (the gateways refuse it).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn agents_to_router_to_gateways_over_mutual_tls() {
-    let dir = std::env::temp_dir().join(format!("tailgate-router-tls-{}", std::process::id()));
-    std::fs::remove_dir_all(&dir).ok();
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = scratch_dir("router-tls").unwrap();
     let pki = TestPki::new(&dir, "cluster").unwrap();
     let (router_crt, router_key) = pki.issue("router", &["127.0.0.1", "router"]).unwrap();
     let (gw_crt, gw_key) = pki.issue("gateway", &[SERVICE]).unwrap();
