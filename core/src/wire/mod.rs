@@ -3,6 +3,8 @@
 
 pub mod attrs;
 pub mod codec;
+#[cfg(any(test, feature = "oracle"))]
+pub mod oracle;
 pub mod reader;
 pub mod reframe;
 pub mod scan;

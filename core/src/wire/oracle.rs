@@ -1,0 +1,52 @@
+//! The differential oracle of the wire scan against prost (feature `oracle`, also part of
+//! `test-util`): the property tests in core/tests/wire_roundtrip.rs and the coverage-guided
+//! fuzz target in fuzz/ call it. It lives apart from the other fixtures so the fuzz build
+//! links nothing but the scan, the re-framer and prost.
+
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+
+/// The differential oracle of the wire scan against prost, for property tests and the
+/// coverage-guided fuzz target (`fuzz/`): for any bytes, the scan must not panic, and when
+/// it accepts them, the spans it accepted, re-framed as the router and gateway forward them,
+/// must decode with prost, as many as it counted, with the trace ids it read. Returns what
+/// differs.
+pub fn scan_oracle(bytes: &[u8]) -> Result<(), String> {
+    use prost::Message;
+    let mut scan = crate::wire::Scan::default();
+    if scan.scan(bytes).is_err() {
+        return Ok(());
+    }
+    let parts: Vec<_> = scan
+        .spans
+        .iter()
+        .map(|s| crate::wire::SpanParts {
+            resource: scan.resource_header(scan.scopes[s.scope as usize].resource),
+            scope: scan.scope_header(s.scope),
+            span: &bytes[s.range.start as usize..s.range.end as usize],
+        })
+        .collect();
+    let mut out = bytes::BytesMut::new();
+    crate::wire::Reframer::default().encode(&parts, &mut out);
+    let decoded = ExportTraceServiceRequest::decode(out.freeze())
+        .map_err(|e| format!("the scan accepted spans prost cannot decode: {e}"))?;
+    let ids: Vec<&[u8]> = decoded
+        .resource_spans
+        .iter()
+        .flat_map(|r| &r.scope_spans)
+        .flat_map(|s| &s.spans)
+        .map(|s| s.trace_id.as_slice())
+        .collect();
+    if ids.len() != scan.spans.len() {
+        return Err(format!(
+            "the scan accepted {} spans, prost decodes {}",
+            scan.spans.len(),
+            ids.len()
+        ));
+    }
+    for (s, id) in scan.spans.iter().zip(ids) {
+        if s.trace_id[..] != *id {
+            return Err(format!("trace id {:02x?} read as {:02x?}", id, s.trace_id));
+        }
+    }
+    Ok(())
+}
