@@ -313,25 +313,9 @@ fn scan_span(body: &[u8], range: Range<usize>) -> Result<Result<SpanEntry, SpanD
             continue;
         }
         match (field, wt) {
-            (1, WT_LEN) => {
-                let v = r.len_delimited("trace_id")?;
-                trace_id_len = v.len();
-                if v.len() == 16 {
-                    entry.trace_id.copy_from_slice(&body[v]);
-                }
-            }
-            (2, WT_LEN) => {
-                let v = r.len_delimited("span_id")?;
-                if v.len() == 8 {
-                    entry.span_id.copy_from_slice(&body[v]);
-                }
-            }
-            (4, WT_LEN) => {
-                let v = r.len_delimited("parent_span_id")?;
-                if v.len() == 8 {
-                    entry.parent_span_id.copy_from_slice(&body[v]);
-                }
-            }
+            (1, WT_LEN) => trace_id_len = read_id(&mut r, body, "trace_id", &mut entry.trace_id)?,
+            (2, WT_LEN) => _ = read_id(&mut r, body, "span_id", &mut entry.span_id)?,
+            (4, WT_LEN) => _ = read_id(&mut r, body, "parent_span_id", &mut entry.parent_span_id)?,
             (7, WT_I64) => entry.start_unix_nano = r.fixed64("start_time_unix_nano")?,
             (8, WT_I64) => entry.end_unix_nano = r.fixed64("end_time_unix_nano")?,
             (15, WT_LEN) => {
@@ -347,12 +331,7 @@ fn scan_span(body: &[u8], range: Range<usize>) -> Result<Result<SpanEntry, SpanD
             (3 | 5 | 11 | 13, WT_LEN) => {
                 let v = r.len_delimited(WHAT)?;
                 if defect.is_ok() {
-                    defect = match field {
-                        3 => validate::string(body, v, "trace_state"),
-                        5 => validate::string(body, v, "name"),
-                        11 => validate::event(body, v),
-                        _ => validate::link(body, v),
-                    };
+                    defect = content_defect(field, body, v);
                 }
             }
             (6 | 10 | 12 | 14, WT_VARINT) | (16, WT_I32) => {
@@ -362,16 +341,54 @@ fn scan_span(body: &[u8], range: Range<usize>) -> Result<Result<SpanEntry, SpanD
             _ => r.skip(field, wt, at, WHAT)?,
         }
     }
+    Ok(acceptable(entry, trace_id_len, defect))
+}
+
+/// Reads a bytes field into `out` when it has exactly `out`'s length (any other length
+/// leaves `out` zero); returns the length read.
+#[inline(always)]
+fn read_id<const N: usize>(
+    r: &mut Reader<'_>,
+    body: &[u8],
+    name: &'static str,
+    out: &mut [u8; N],
+) -> Result<usize, ScanError> {
+    let v = r.len_delimited(name)?;
+    let len = v.len();
+    if len == N {
+        out.copy_from_slice(&body[v]);
+    }
+    Ok(len)
+}
+
+/// Checks the content of a span's `trace_state` (3), `name` (5), event (11) or link (13).
+#[inline(always)]
+fn content_defect(field: u32, body: &[u8], v: Range<usize>) -> Result<(), Malformed> {
+    match field {
+        3 => validate::string(body, v, "trace_state"),
+        5 => validate::string(body, v, "name"),
+        11 => validate::event(body, v),
+        _ => validate::link(body, v),
+    }
+}
+
+/// A span read to its end is accepted unless its content has a defect or its trace id is
+/// not 16 bytes or is all zero.
+fn acceptable(
+    entry: SpanEntry,
+    trace_id_len: usize,
+    defect: Result<(), Malformed>,
+) -> Result<SpanEntry, SpanDefect> {
     if let Err(m) = defect {
-        return Ok(Err(SpanDefect::Malformed(m)));
+        return Err(SpanDefect::Malformed(m));
     }
     if trace_id_len != 16 {
-        return Ok(Err(SpanDefect::TraceIdLength(trace_id_len)));
+        return Err(SpanDefect::TraceIdLength(trace_id_len));
     }
     if entry.trace_id == [0; 16] {
-        return Ok(Err(SpanDefect::TraceIdZero));
+        return Err(SpanDefect::TraceIdZero);
     }
-    Ok(Ok(entry))
+    Ok(entry)
 }
 
 /// A status's code (merged into the one read before), and whether every message it holds

@@ -309,22 +309,12 @@ impl<'a> AdjustedCountWriter<'a> {
                 }
                 (9, 2) => {
                     let kv = &span[start..end];
-                    let dropped = if key.is_some_and(|k| key_value_key_is(kv, k)) {
-                        true
-                    } else if let Some(r) = self.how.rewrite {
-                        replacement = r.rewrite(kv);
-                        replacement.is_some()
-                    } else {
-                        false
-                    };
+                    let (dropped, rewritten) = self.attribute_fate(kv, key);
+                    replacement = rewritten;
                     // An attribute that stays (as it was or rewritten) counts as present
                     // for insert/upsert; one deleted here does not.
                     if !additions.is_empty() && replacement.as_ref().is_none_or(|r| !r.is_empty()) {
-                        for (i, (k, _)) in additions.iter().enumerate().take(64) {
-                            if key_value_key_is(kv, k) {
-                                present |= 1 << i;
-                            }
-                        }
+                        present |= present_additions(kv, additions);
                     }
                     dropped
                 }
@@ -345,6 +335,26 @@ impl<'a> AdjustedCountWriter<'a> {
                 put_len_field(out, 9, kv);
             }
         }
+        self.append_sampling(old_ts, out);
+    }
+
+    /// Whether an attribute (a `KeyValue`'s bytes) leaves the span: the adjusted-count key
+    /// always does (it is written anew), others when the rewrite replaces or deletes them
+    /// (an empty replacement).
+    #[inline]
+    fn attribute_fate(&self, kv: &[u8], key: Option<&[u8]>) -> (bool, Option<Vec<u8>>) {
+        if key.is_some_and(|k| key_value_key_is(kv, k)) {
+            return (true, None);
+        }
+        match self.how.rewrite.map(|r| r.rewrite(kv)) {
+            Some(Some(replacement)) => (true, Some(replacement)),
+            _ => (false, None),
+        }
+    }
+
+    /// Appends the sampling marks: the `trace_state` with this probability's threshold
+    /// (combined with a head sampler's, from `old_ts`) and the adjusted-count attribute.
+    fn append_sampling(&mut self, old_ts: &[u8], out: &mut Vec<u8>) {
         let prior = tracestate_probability(old_ts).unwrap_or(1.0);
         if self.cached.as_ref().map(|c| c.0) != Some(prior.to_bits()) {
             let p = (self.p * prior).clamp(f64::MIN_POSITIVE, 1.0);
@@ -368,6 +378,17 @@ impl<'a> AdjustedCountWriter<'a> {
             out.extend_from_slice(attr);
         }
     }
+}
+
+/// The bits of the `additions` (bit i: additions[i], the first 64) whose key is `kv`'s.
+fn present_additions(kv: &[u8], additions: &[(Vec<u8>, Vec<u8>)]) -> u64 {
+    let mut present = 0u64;
+    for (i, (k, _)) in additions.iter().enumerate().take(64) {
+        if key_value_key_is(kv, k) {
+            present |= 1 << i;
+        }
+    }
+    present
 }
 
 /// The encoded `attributes` field (9) holding `key` = `count`: an `int_value` when the

@@ -43,26 +43,7 @@ pub fn incoming_spans(body: &Bytes, scan: &mut Scan, plan: &PolicyPlan) -> Vec<I
     let headers = Bytes::from(std::mem::take(&mut scan.headers));
     // Attributes are read only for keys the plan in force uses; resources once each.
     let keys = plan.attribute_keys();
-    let resource_attrs: Vec<Vec<TraceAttr>> = if keys.is_empty() {
-        Vec::new()
-    } else {
-        scan.resources
-            .iter()
-            .map(|r| {
-                let mut out = Vec::new();
-                let h = headers.slice(r.header.start as usize..r.header.end as usize);
-                attrs::resource_attributes(&h, keys, |key, value| {
-                    out.push(TraceAttr {
-                        key,
-                        value,
-                        from_resource: true,
-                        from_root: false,
-                    });
-                });
-                out
-            })
-            .collect()
-    };
+    let resource_attrs = resource_attrs(&headers, scan, keys);
     let fields = plan.span_field_keys();
     // Header ranges: resources first, then scopes.
     let n_resources = scan.resources.len() as u32;
@@ -89,26 +70,17 @@ pub fn incoming_spans(body: &Bytes, scan: &mut Scan, plan: &PolicyPlan) -> Vec<I
             BufferedSpan::new(&req, s.range.clone(), scope.resource, n_resources + s.scope);
         span.charge_more(each + std::mem::take(&mut rest));
         let is_root = s.is_root();
-        let mut span_attrs = Vec::new();
-        if !keys.is_empty() {
-            let span_bytes = span.span_bytes();
-            attrs::span_attributes(&span_bytes, keys, |key, value| {
-                span_attrs.push(TraceAttr {
-                    key,
-                    value,
-                    from_resource: false,
-                    from_root: is_root,
-                });
-            });
-            if !fields.is_empty() {
-                span_field_attrs(&span_bytes, fields, is_root, &mut span_attrs);
-            }
-            let from_resource = &resource_attrs[scope.resource as usize];
-            span_attrs.extend(from_resource.iter().map(|a| TraceAttr {
-                from_root: is_root,
-                ..a.clone()
-            }));
-        }
+        let span_attrs = if keys.is_empty() {
+            Vec::new()
+        } else {
+            span_attrs(
+                &span,
+                keys,
+                fields,
+                is_root,
+                &resource_attrs[scope.resource as usize],
+            )
+        };
         out.push(IncomingSpan {
             trace_id: s.trace_id,
             start: s.start_unix_nano,
@@ -119,6 +91,59 @@ pub fn incoming_spans(body: &Bytes, scan: &mut Scan, plan: &PolicyPlan) -> Vec<I
             span,
         });
     }
+    out
+}
+
+/// The values of `keys` in each resource of the request, by resource index; nothing when
+/// the plan reads no attribute.
+fn resource_attrs(headers: &Bytes, scan: &Scan, keys: &[String]) -> Vec<Vec<TraceAttr>> {
+    if keys.is_empty() {
+        return Vec::new();
+    }
+    scan.resources
+        .iter()
+        .map(|r| {
+            let mut out = Vec::new();
+            let h = headers.slice(r.header.start as usize..r.header.end as usize);
+            attrs::resource_attributes(&h, keys, |key, value| {
+                out.push(TraceAttr {
+                    key,
+                    value,
+                    from_resource: true,
+                    from_root: false,
+                });
+            });
+            out
+        })
+        .collect()
+}
+
+/// The values the plan reads of one span: its own attributes, its span fields, then its
+/// resource's attributes.
+fn span_attrs(
+    span: &BufferedSpan,
+    keys: &[String],
+    fields: &SpanFieldKeys,
+    is_root: bool,
+    from_resource: &[TraceAttr],
+) -> Vec<TraceAttr> {
+    let mut out = Vec::new();
+    let span_bytes = span.span_bytes();
+    attrs::span_attributes(&span_bytes, keys, |key, value| {
+        out.push(TraceAttr {
+            key,
+            value,
+            from_resource: false,
+            from_root: is_root,
+        });
+    });
+    if !fields.is_empty() {
+        span_field_attrs(&span_bytes, fields, is_root, &mut out);
+    }
+    out.extend(from_resource.iter().map(|a| TraceAttr {
+        from_root: is_root,
+        ..a.clone()
+    }));
     out
 }
 

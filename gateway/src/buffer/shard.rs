@@ -40,6 +40,59 @@ pub struct HandedTrace {
     pub entry: Box<TraceEntry>,
 }
 
+/// The plan's rules one inserted batch is buffered under.
+struct InsertRules {
+    now: Instant,
+    /// When a handed-over batch was first seen by its previous owner.
+    first_seen: Option<Instant>,
+    wait: std::time::Duration,
+    root_wait: Option<std::time::Duration>,
+    max_trace_bytes: u64,
+    span_ingest: bool,
+}
+
+/// What buffering one batch gathers for `settle_insert` and the counters.
+#[derive(Default)]
+struct Inserted {
+    /// span-ingest: per trace of this batch, the summary of its spans in the batch and
+    /// where they start in the trace's span list.
+    batch: Vec<([u8; 16], TraceSummary, usize)>,
+    batch_index: TraceMap<usize>,
+    /// Traces over maximum_trace_size_bytes.
+    oversize: Vec<[u8; 16]>,
+    /// Traces that reached the span limit.
+    full: Vec<[u8; 16]>,
+    /// Late spans of kept traces, with their traces' sampling probability.
+    late_kept: Vec<(BufferedSpan, f64)>,
+    late_dropped: u64,
+    new_traces: u64,
+    added_bytes: u64,
+    added_spans: u64,
+}
+
+impl Inserted {
+    /// span-ingest: adds `s` to its trace's summary of this batch; a trace new to the batch
+    /// starts at index `at` of its span list, with `first` as its summary when it is new to
+    /// the shard too.
+    #[inline]
+    fn add_to_batch(&mut self, s: &IncomingSpan, at: usize, first: Option<&TraceSummary>) {
+        if let Some(summary) = first {
+            self.batch_index.insert(s.trace_id, self.batch.len());
+            self.batch.push((s.trace_id, summary.clone(), at));
+            return;
+        }
+        let batch = &mut self.batch;
+        let i = *self.batch_index.entry(s.trace_id).or_insert_with(|| {
+            batch.push((s.trace_id, TraceSummary::default(), at));
+            batch.len() - 1
+        });
+        batch[i]
+            .1
+            .add_span(s.start, s.end, s.status_code, s.is_root);
+        batch[i].1.add_attrs(&s.attrs);
+    }
+}
+
 /// A buffered trace.
 #[derive(Debug)]
 pub struct TraceEntry {
@@ -364,132 +417,146 @@ impl Shard {
         Some(entry)
     }
 
+    /// Buffers one batch of spans: each joins its live trace, goes out late (its trace was
+    /// kept), is dropped late (its trace was dropped), or starts a new trace; then the
+    /// batch's consequences (`settle_insert`).
     async fn insert(&mut self, spans: Vec<IncomingSpan>, first_seen: Option<Instant>) {
-        let now = Instant::now();
-        // One load per batch: the waits in force when the batch arrived.
-        let (wait, root_wait, max_trace_bytes, span_ingest) = {
-            let plan = self.plan.load();
-            (
-                plan.decision_wait,
-                plan.decision_wait_after_root,
-                plan.maximum_trace_size_bytes.unwrap_or(u64::MAX),
-                plan.span_ingest,
-            )
-        };
-        // span-ingest: per trace of this batch, the summary of its spans in the batch and
-        // where they start in the trace's span list.
-        let mut batch: Vec<([u8; 16], TraceSummary, usize)> = Vec::new();
-        let mut batch_index: TraceMap<usize> = TraceMap::default();
-        let mut oversize: Vec<[u8; 16]> = Vec::new();
-        let mut late_kept: Vec<(BufferedSpan, f64)> = Vec::new();
-        let mut late_dropped = 0u64;
-        let mut new_traces = 0u64;
-        let mut added_bytes = 0u64;
-        let mut added_spans = 0u64;
-        let mut full: Vec<[u8; 16]> = Vec::new();
+        let rules = self.insert_rules(first_seen);
+        let mut acc = Inserted::default();
         let mut spans = spans.into_iter();
         while let Some(s) = spans.next() {
-            if let Some(entry) = self.traces.get_mut(&s.trace_id) {
-                // A handed-over part of a trace also here: the earlier first sighting wins.
-                if let Some(fs) = first_seen.filter(|fs| *fs < entry.first_seen) {
-                    entry.first_seen = fs;
-                    self.handed_deadlines.push(Reverse((fs + wait, s.trace_id)));
-                }
-                entry
-                    .summary
-                    .add_span(s.start, s.end, s.status_code, s.is_root);
-                entry.summary.add_attrs(&s.attrs);
-                if span_ingest {
-                    let at = entry.spans.len();
-                    let i = *batch_index.entry(s.trace_id).or_insert_with(|| {
-                        batch.push((s.trace_id, TraceSummary::default(), at));
-                        batch.len() - 1
-                    });
-                    batch[i]
-                        .1
-                        .add_span(s.start, s.end, s.status_code, s.is_root);
-                    batch[i].1.add_attrs(&s.attrs);
-                }
-                if let (true, false, Some(grace)) = (s.is_root, entry.root_scheduled, root_wait) {
-                    entry.root_scheduled = true;
-                    self.root_deadlines.push(s.trace_id, now, grace);
-                }
-                entry.summary.bytes += s.span.encoded_len() as u64;
-                let held = s.span.held_len() as u64;
-                entry.held += held;
-                added_bytes += held;
-                added_spans += 1;
-                entry.spans.push(s.span);
-                if entry.summary.bytes > max_trace_bytes {
-                    oversize.push(s.trace_id);
-                } else if entry.summary.span_count == self.max_spans_per_trace {
-                    full.push(s.trace_id);
-                }
+            let Some(s) = self.join_live_trace(s, &rules, &mut acc) else {
                 continue;
-            }
+            };
             match self.cache.get(&s.trace_id) {
-                Some(Cached::Kept(p)) => late_kept.push((s.span, p)),
-                Some(Cached::Dropped) => late_dropped += 1,
+                Some(Cached::Kept(p)) => acc.late_kept.push((s.span, p)),
+                Some(Cached::Dropped) => acc.late_dropped += 1,
                 None => {
-                    let mut summary = TraceSummary::default();
-                    summary.add_span(s.start, s.end, s.status_code, s.is_root);
-                    summary.add_attrs(&s.attrs);
-                    if span_ingest {
-                        batch_index.insert(s.trace_id, batch.len());
-                        batch.push((s.trace_id, summary.clone(), 0));
-                    }
-                    summary.bytes = s.span.encoded_len() as u64;
-                    if summary.bytes > max_trace_bytes {
-                        oversize.push(s.trace_id);
-                    }
-                    let held = s.span.held_len() as u64;
-                    added_bytes += held;
-                    added_spans += 1;
-                    let root_scheduled = s.is_root && root_wait.is_some();
-                    if let (true, Some(grace)) = (root_scheduled, root_wait) {
-                        self.root_deadlines.push(s.trace_id, now, grace);
-                    }
-                    if let Some(fs) = first_seen {
-                        self.handed_deadlines.push(Reverse((fs + wait, s.trace_id)));
-                    }
-                    self.traces.insert(
-                        s.trace_id,
-                        Box::new(TraceEntry {
-                            first_seen: first_seen.unwrap_or(now),
-                            // Room for the rest of this trace's run in the batch (a
-                            // request usually holds whole traces), and at least a few.
-                            spans: {
-                                let run = spans
-                                    .as_slice()
-                                    .iter()
-                                    .take_while(|next| next.trace_id == s.trace_id)
-                                    .count();
-                                let mut v = Vec::with_capacity((run + 1).max(4));
-                                v.push(s.span);
-                                v
-                            },
-                            summary,
-                            held,
-                            root_scheduled,
-                        }),
-                    );
-                    self.deadlines.push(s.trace_id, now, wait);
-                    new_traces += 1;
+                    // Room for the rest of this trace's run in the batch (a request usually
+                    // holds whole traces).
+                    let run = spans
+                        .as_slice()
+                        .iter()
+                        .take_while(|next| next.trace_id == s.trace_id)
+                        .count();
+                    self.start_trace(s, run, &rules, &mut acc);
                 }
             }
         }
-        self.stats.live_traces.add(new_traces);
-        self.stats.buffered_bytes.add(added_bytes);
-        self.bytes += added_bytes;
-        self.spans += added_spans;
-        if late_dropped > 0 {
-            self.stats.late_dropped_spans.add(late_dropped);
-            self.stats.dropped_spans.add(late_dropped);
-            self.stats.live_spans.sub(late_dropped);
+        self.stats.live_traces.add(acc.new_traces);
+        self.stats.buffered_bytes.add(acc.added_bytes);
+        self.bytes += acc.added_bytes;
+        self.spans += acc.added_spans;
+        if acc.late_dropped > 0 {
+            self.stats.late_dropped_spans.add(acc.late_dropped);
+            self.stats.dropped_spans.add(acc.late_dropped);
+            self.stats.live_spans.sub(acc.late_dropped);
         }
-        self.settle_insert(late_kept, batch, oversize, full, now)
+        self.settle_insert(acc.late_kept, acc.batch, acc.oversize, acc.full, rules.now)
             .await;
         self.flush_verdicts();
+    }
+
+    /// The plan's rules in force when a batch arrived: one load per batch.
+    fn insert_rules(&self, first_seen: Option<Instant>) -> InsertRules {
+        let plan = self.plan.load();
+        InsertRules {
+            now: Instant::now(),
+            first_seen,
+            wait: plan.decision_wait,
+            root_wait: plan.decision_wait_after_root,
+            max_trace_bytes: plan.maximum_trace_size_bytes.unwrap_or(u64::MAX),
+            span_ingest: plan.span_ingest,
+        }
+    }
+
+    /// Adds `s` to its buffered trace, or gives it back when its trace is not buffered.
+    #[inline]
+    fn join_live_trace(
+        &mut self,
+        s: IncomingSpan,
+        rules: &InsertRules,
+        acc: &mut Inserted,
+    ) -> Option<IncomingSpan> {
+        let Some(entry) = self.traces.get_mut(&s.trace_id) else {
+            return Some(s);
+        };
+        // A handed-over part of a trace also here: the earlier first sighting wins.
+        if let Some(fs) = rules.first_seen.filter(|fs| *fs < entry.first_seen) {
+            entry.first_seen = fs;
+            self.handed_deadlines
+                .push(Reverse((fs + rules.wait, s.trace_id)));
+        }
+        entry
+            .summary
+            .add_span(s.start, s.end, s.status_code, s.is_root);
+        entry.summary.add_attrs(&s.attrs);
+        if rules.span_ingest {
+            acc.add_to_batch(&s, entry.spans.len(), None);
+        }
+        if let (true, false, Some(grace)) = (s.is_root, entry.root_scheduled, rules.root_wait) {
+            entry.root_scheduled = true;
+            self.root_deadlines.push(s.trace_id, rules.now, grace);
+        }
+        entry.summary.bytes += s.span.encoded_len() as u64;
+        let held = s.span.held_len() as u64;
+        entry.held += held;
+        acc.added_bytes += held;
+        acc.added_spans += 1;
+        entry.spans.push(s.span);
+        if entry.summary.bytes > rules.max_trace_bytes {
+            acc.oversize.push(s.trace_id);
+        } else if entry.summary.span_count == self.max_spans_per_trace {
+            acc.full.push(s.trace_id);
+        }
+        None
+    }
+
+    /// Buffers `s` as the first span of a new trace, with room for the `run` spans of the
+    /// same trace that follow it in the batch.
+    #[inline]
+    fn start_trace(
+        &mut self,
+        s: IncomingSpan,
+        run: usize,
+        rules: &InsertRules,
+        acc: &mut Inserted,
+    ) {
+        let mut summary = TraceSummary::default();
+        summary.add_span(s.start, s.end, s.status_code, s.is_root);
+        summary.add_attrs(&s.attrs);
+        if rules.span_ingest {
+            acc.add_to_batch(&s, 0, Some(&summary));
+        }
+        summary.bytes = s.span.encoded_len() as u64;
+        if summary.bytes > rules.max_trace_bytes {
+            acc.oversize.push(s.trace_id);
+        }
+        let held = s.span.held_len() as u64;
+        acc.added_bytes += held;
+        acc.added_spans += 1;
+        acc.new_traces += 1;
+        let root_scheduled = s.is_root && rules.root_wait.is_some();
+        if let (true, Some(grace)) = (root_scheduled, rules.root_wait) {
+            self.root_deadlines.push(s.trace_id, rules.now, grace);
+        }
+        if let Some(fs) = rules.first_seen {
+            self.handed_deadlines
+                .push(Reverse((fs + rules.wait, s.trace_id)));
+        }
+        let mut spans = Vec::with_capacity((run + 1).max(4));
+        spans.push(s.span);
+        self.traces.insert(
+            s.trace_id,
+            Box::new(TraceEntry {
+                first_seen: rules.first_seen.unwrap_or(rules.now),
+                spans,
+                summary,
+                held,
+                root_scheduled,
+            }),
+        );
+        self.deadlines.push(s.trace_id, rules.now, rules.wait);
     }
 
     /// What an inserted batch sets off: late spans of kept traces go out; span-ingest

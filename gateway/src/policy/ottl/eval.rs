@@ -253,6 +253,7 @@ fn string_arg<'a>(v: &'a Value<'_>, func: &str) -> Result<Option<&'a [u8]>, Ottl
     }
 }
 
+/// One OTTL converter or predicate call: the arguments are evaluated lazily, as OTTL does.
 fn call<'a>(
     func: Func,
     args: &'a [Expr],
@@ -271,155 +272,189 @@ fn call<'a>(
             let f = SpanFieldsRead::new(input.span);
             Value::Bool(f.parent_span_id.iter().all(|&b| b == 0))
         }
-        Func::IsMatch => {
-            let target = arg(0)?;
-            let Some(re) = regex else {
-                return Ok(Value::Bool(false));
-            };
-            match &target {
-                Value::Nil => Value::Bool(false),
-                Value::Str(s) => Value::Bool(re.is_match(s)),
-                other => match to_string(other) {
-                    Some(s) => Value::Bool(re.is_match(&s)),
-                    None => {
-                        return Err(OttlError::Eval(format!(
-                            "IsMatch cannot match {}",
-                            kind(other)
-                        )))
-                    }
-                },
-            }
-        }
+        Func::IsMatch => is_match(&arg(0)?, regex)?,
         Func::IsString => Value::Bool(matches!(arg(0)?, Value::Str(_))),
         Func::IsInt => Value::Bool(matches!(arg(0)?, Value::Int(_))),
         Func::IsDouble => Value::Bool(matches!(arg(0)?, Value::Float(_))),
         Func::IsBool => Value::Bool(matches!(arg(0)?, Value::Bool(_))),
         Func::IsMap => Value::Bool(matches!(arg(0)?, Value::Map(..))),
         Func::IsList => Value::Bool(matches!(arg(0)?, Value::List(_))),
-        Func::Len => match arg(0)? {
-            // Go's len: bytes.
-            Value::Str(s) => Value::Int(s.len() as i64),
-            Value::Bytes(b) => Value::Int(b.len() as i64),
-            Value::Map(msg, field) => Value::Int(map_entries(msg, field).count() as i64),
-            Value::List(msg) => Value::Int(list_items(msg).count() as i64),
-            other => {
-                return Err(OttlError::Eval(format!(
-                    "Len cannot measure {}",
-                    kind(&other)
-                )))
-            }
-        },
-        Func::Int => match arg(0)? {
-            Value::Int(i) => Value::Int(i),
-            Value::Float(f) => Value::Int(f as i64),
-            Value::Bool(b) => Value::Int(i64::from(b)),
-            Value::Str(s) => std::str::from_utf8(&s)
-                .ok()
-                .and_then(|s| s.parse::<i64>().ok())
-                .map_or(Value::Nil, Value::Int),
-            _ => Value::Nil,
-        },
-        Func::Double => match arg(0)? {
-            Value::Int(i) => Value::Float(i as f64),
-            Value::Float(f) => Value::Float(f),
-            Value::Bool(b) => Value::Float(if b { 1.0 } else { 0.0 }),
-            Value::Str(s) => std::str::from_utf8(&s)
-                .ok()
-                .and_then(|s| s.parse::<f64>().ok())
-                .map_or(Value::Nil, Value::Float),
-            _ => Value::Nil,
-        },
+        Func::Len => len(arg(0)?)?,
+        Func::Int => to_int(arg(0)?),
+        Func::Double => to_double(arg(0)?),
         Func::String => match arg(0)? {
             Value::Str(s) => Value::Str(s),
             other => to_string(&other).map_or(Value::Nil, |s| Value::Str(Cow::Owned(s))),
         },
-        Func::Concat => {
-            let (Some(Expr::List(items)), delim) = (args.first(), arg(1)?) else {
-                return Err(OttlError::Eval("Concat takes a list".into()));
-            };
-            let Some(delim) = string_arg(&delim, "Concat")? else {
-                return Err(OttlError::Eval("Concat's delimiter is nil".into()));
-            };
-            let delim = delim.to_vec();
-            let mut out = Vec::new();
-            for (i, item) in items.iter().enumerate() {
-                if i > 0 {
-                    out.extend_from_slice(&delim);
-                }
-                match value(item, input)? {
-                    // As Go's fmt prints a nil.
-                    Value::Nil => out.extend_from_slice(b"<nil>"),
-                    v => out.extend_from_slice(&to_string(&v).unwrap_or_default()),
-                }
-            }
-            Value::Str(Cow::Owned(out))
-        }
-        Func::HasPrefix | Func::HasSuffix => {
-            let (t, a) = (arg(0)?, arg(1)?);
-            let name = if func == Func::HasPrefix {
-                "HasPrefix"
-            } else {
-                "HasSuffix"
-            };
-            match (string_arg(&t, name)?, string_arg(&a, name)?) {
-                (Some(t), Some(a)) => Value::Bool(if func == Func::HasPrefix {
-                    t.starts_with(a)
-                } else {
-                    t.ends_with(a)
-                }),
-                _ => {
-                    return Err(OttlError::Eval(format!(
-                        "{name} expects a string, found nil"
-                    )))
-                }
-            }
-        }
-        Func::ToLowerCase | Func::ToUpperCase => match arg(0)? {
-            Value::Str(s) => {
-                let s = String::from_utf8_lossy(&s);
-                Value::Str(Cow::Owned(
-                    if func == Func::ToLowerCase {
-                        s.to_lowercase()
-                    } else {
-                        s.to_uppercase()
-                    }
-                    .into_bytes(),
-                ))
-            }
-            other => {
+        Func::Concat => concat(args, &arg(1)?, input)?,
+        Func::HasPrefix | Func::HasSuffix => affix(func, &arg(0)?, &arg(1)?)?,
+        Func::ToLowerCase | Func::ToUpperCase => change_case(func, arg(0)?)?,
+        Func::ContainsValue => contains_value(args, &arg(1)?, input)?,
+    })
+}
+
+/// `IsMatch(target, pattern)`: a nil target does not match; numbers and booleans match as
+/// their string forms.
+fn is_match<'a>(
+    target: &Value<'_>,
+    regex: Option<&regex::bytes::Regex>,
+) -> Result<Value<'a>, OttlError> {
+    let Some(re) = regex else {
+        return Ok(Value::Bool(false));
+    };
+    Ok(match target {
+        Value::Nil => Value::Bool(false),
+        Value::Str(s) => Value::Bool(re.is_match(s)),
+        other => match to_string(other) {
+            Some(s) => Value::Bool(re.is_match(&s)),
+            None => {
                 return Err(OttlError::Eval(format!(
-                    "expected a string, found {}",
-                    kind(&other)
+                    "IsMatch cannot match {}",
+                    kind(other)
                 )))
             }
         },
-        Func::ContainsValue => {
-            let item = arg(1)?;
-            match args.first() {
-                Some(Expr::List(items)) => {
-                    let mut found = false;
-                    for i in items {
-                        if compare(&value(i, input)?, CmpOp::Eq, &item) {
-                            found = true;
-                            break;
-                        }
-                    }
-                    Value::Bool(found)
-                }
-                _ => match arg(0)? {
-                    Value::List(msg) => Value::Bool(
-                        list_items(msg).any(|v| compare(&any_value(v), CmpOp::Eq, &item)),
-                    ),
-                    other => {
-                        return Err(OttlError::Eval(format!(
-                            "ContainsValue expects a list, found {}",
-                            kind(&other)
-                        )))
-                    }
-                },
-            }
+    })
+}
+
+/// `Len(v)`: as Go's len, strings in bytes.
+fn len<'a>(v: Value<'_>) -> Result<Value<'a>, OttlError> {
+    Ok(match v {
+        Value::Str(s) => Value::Int(s.len() as i64),
+        Value::Bytes(b) => Value::Int(b.len() as i64),
+        Value::Map(msg, field) => Value::Int(map_entries(msg, field).count() as i64),
+        Value::List(msg) => Value::Int(list_items(msg).count() as i64),
+        other => {
+            return Err(OttlError::Eval(format!(
+                "Len cannot measure {}",
+                kind(&other)
+            )))
         }
     })
+}
+
+/// `Int(v)`: nil for what does not convert.
+fn to_int<'a>(v: Value<'_>) -> Value<'a> {
+    match v {
+        Value::Int(i) => Value::Int(i),
+        Value::Float(f) => Value::Int(f as i64),
+        Value::Bool(b) => Value::Int(i64::from(b)),
+        Value::Str(s) => std::str::from_utf8(&s)
+            .ok()
+            .and_then(|s| s.parse::<i64>().ok())
+            .map_or(Value::Nil, Value::Int),
+        _ => Value::Nil,
+    }
+}
+
+/// `Double(v)`: nil for what does not convert.
+fn to_double<'a>(v: Value<'_>) -> Value<'a> {
+    match v {
+        Value::Int(i) => Value::Float(i as f64),
+        Value::Float(f) => Value::Float(f),
+        Value::Bool(b) => Value::Float(if b { 1.0 } else { 0.0 }),
+        Value::Str(s) => std::str::from_utf8(&s)
+            .ok()
+            .and_then(|s| s.parse::<f64>().ok())
+            .map_or(Value::Nil, Value::Float),
+        _ => Value::Nil,
+    }
+}
+
+/// `Concat([items], delimiter)`: each item in its string form, nil as Go prints it.
+fn concat<'a>(
+    args: &'a [Expr],
+    delim: &Value<'_>,
+    input: &SpanInput<'a>,
+) -> Result<Value<'a>, OttlError> {
+    let Some(Expr::List(items)) = args.first() else {
+        return Err(OttlError::Eval("Concat takes a list".into()));
+    };
+    let Some(delim) = string_arg(delim, "Concat")? else {
+        return Err(OttlError::Eval("Concat's delimiter is nil".into()));
+    };
+    let mut out = Vec::new();
+    for (i, item) in items.iter().enumerate() {
+        if i > 0 {
+            out.extend_from_slice(delim);
+        }
+        match value(item, input)? {
+            // As Go's fmt prints a nil.
+            Value::Nil => out.extend_from_slice(b"<nil>"),
+            v => out.extend_from_slice(&to_string(&v).unwrap_or_default()),
+        }
+    }
+    Ok(Value::Str(Cow::Owned(out)))
+}
+
+/// `HasPrefix(target, prefix)` and `HasSuffix(target, suffix)`: both strings, never nil.
+fn affix<'a>(func: Func, target: &Value<'_>, affix: &Value<'_>) -> Result<Value<'a>, OttlError> {
+    let name = if func == Func::HasPrefix {
+        "HasPrefix"
+    } else {
+        "HasSuffix"
+    };
+    match (string_arg(target, name)?, string_arg(affix, name)?) {
+        (Some(t), Some(a)) => Ok(Value::Bool(if func == Func::HasPrefix {
+            t.starts_with(a)
+        } else {
+            t.ends_with(a)
+        })),
+        _ => Err(OttlError::Eval(format!(
+            "{name} expects a string, found nil"
+        ))),
+    }
+}
+
+/// `ToLowerCase(s)` and `ToUpperCase(s)`.
+fn change_case<'a>(func: Func, v: Value<'_>) -> Result<Value<'a>, OttlError> {
+    match v {
+        Value::Str(s) => {
+            let s = String::from_utf8_lossy(&s);
+            Ok(Value::Str(Cow::Owned(
+                if func == Func::ToLowerCase {
+                    s.to_lowercase()
+                } else {
+                    s.to_uppercase()
+                }
+                .into_bytes(),
+            )))
+        }
+        other => Err(OttlError::Eval(format!(
+            "expected a string, found {}",
+            kind(&other)
+        ))),
+    }
+}
+
+/// `ContainsValue(list, item)`: a literal list is evaluated item by item until one equals
+/// `item`; otherwise the first argument must be a list value.
+fn contains_value<'a>(
+    args: &'a [Expr],
+    item: &Value<'_>,
+    input: &SpanInput<'a>,
+) -> Result<Value<'a>, OttlError> {
+    if let Some(Expr::List(items)) = args.first() {
+        for i in items {
+            if compare(&value(i, input)?, CmpOp::Eq, item) {
+                return Ok(Value::Bool(true));
+            }
+        }
+        return Ok(Value::Bool(false));
+    }
+    let list = match args.first() {
+        Some(e) => value(e, input)?,
+        None => Value::Nil,
+    };
+    match list {
+        Value::List(msg) => Ok(Value::Bool(
+            list_items(msg).any(|v| compare(&any_value(v), CmpOp::Eq, item)),
+        )),
+        other => Err(OttlError::Eval(format!(
+            "ContainsValue expects a list, found {}",
+            kind(&other)
+        ))),
+    }
 }
 
 /// The scalar fields of a span message, read in one walk.

@@ -252,137 +252,148 @@ enum Tok {
 struct Lexer;
 
 impl Lexer {
+    /// The tokens of `src`, each with its byte offset (for the error's column).
     fn tokens(src: &str) -> Result<Vec<(Tok, usize)>, OttlError> {
         let b = src.as_bytes();
         let mut out = Vec::new();
         let mut i = 0;
         while i < b.len() {
             let c = b[i];
-            let start = i;
             if c.is_ascii_whitespace() {
                 i += 1;
                 continue;
             }
-            if c == b'"' {
-                let mut s = Vec::new();
-                i += 1;
-                loop {
-                    match b.get(i) {
-                        None => return Err(err(src, start, "unterminated string")),
-                        Some(b'"') => {
-                            i += 1;
-                            break;
-                        }
-                        Some(b'\\') => {
-                            let esc = match b.get(i + 1) {
-                                Some(b'"') => b'"',
-                                Some(b'\\') => b'\\',
-                                Some(b'n') => b'\n',
-                                Some(b't') => b'\t',
-                                Some(b'r') => b'\r',
-                                _ => return Err(err(src, i, "unknown escape in string")),
-                            };
-                            s.push(esc);
-                            i += 2;
-                        }
-                        Some(&ch) => {
-                            s.push(ch);
-                            i += 1;
-                        }
-                    }
+            let (tok, end) = if c == b'"' {
+                Self::string(src, i)?
+            } else if c == b'0' && matches!(b.get(i + 1), Some(b'x' | b'X')) {
+                Self::bytes(src, i)?
+            } else if c.is_ascii_digit() {
+                Self::number(src, i)?
+            } else if c.is_ascii_alphabetic() || c == b'_' {
+                let end = i + b[i..]
+                    .iter()
+                    .take_while(|c| c.is_ascii_alphanumeric() || **c == b'_')
+                    .count();
+                (Tok::Ident(src[i..end].to_owned()), end)
+            } else {
+                Self::punct(src, i)?
+            };
+            out.push((tok, i));
+            i = end;
+        }
+        Ok(out)
+    }
+
+    /// A double-quoted string at `start`, with the escapes OTTL knows.
+    fn string(src: &str, start: usize) -> Result<(Tok, usize), OttlError> {
+        let b = src.as_bytes();
+        let mut s = Vec::new();
+        let mut i = start + 1;
+        loop {
+            match b.get(i) {
+                None => return Err(err(src, start, "unterminated string")),
+                Some(b'"') => break,
+                Some(b'\\') => {
+                    let esc = match b.get(i + 1) {
+                        Some(b'"') => b'"',
+                        Some(b'\\') => b'\\',
+                        Some(b'n') => b'\n',
+                        Some(b't') => b'\t',
+                        Some(b'r') => b'\r',
+                        _ => return Err(err(src, i, "unknown escape in string")),
+                    };
+                    s.push(esc);
+                    i += 2;
                 }
-                let s = String::from_utf8(s).map_err(|_| err(src, start, "invalid UTF-8"))?;
-                out.push((Tok::Str(s), start));
-                continue;
-            }
-            if c == b'0' && matches!(b.get(i + 1), Some(b'x' | b'X')) {
-                i += 2;
-                let h = i;
-                while i < b.len() && b[i].is_ascii_hexdigit() {
+                Some(&ch) => {
+                    s.push(ch);
                     i += 1;
                 }
-                let hex = &src[h..i];
-                if hex.is_empty() || hex.len() % 2 != 0 {
+            }
+        }
+        let s = String::from_utf8(s).map_err(|_| err(src, start, "invalid UTF-8"))?;
+        Ok((Tok::Str(s), i + 1))
+    }
+
+    /// A bytes literal at `start`: `0x` and an even number of hex digits.
+    fn bytes(src: &str, start: usize) -> Result<(Tok, usize), OttlError> {
+        let h = start + 2;
+        let end = h + src.as_bytes()[h..]
+            .iter()
+            .take_while(|c| c.is_ascii_hexdigit())
+            .count();
+        let hex = &src[h..end];
+        if hex.is_empty() || hex.len() % 2 != 0 {
+            return Err(err(
+                src,
+                start,
+                "a bytes literal needs an even number of hex digits",
+            ));
+        }
+        let bytes = (0..hex.len())
+            .step_by(2)
+            .map(|k| u8::from_str_radix(&hex[k..k + 2], 16))
+            .collect::<Result<Vec<u8>, _>>()
+            .map_err(|_| err(src, start, "invalid bytes literal"))?;
+        Ok((Tok::Bytes(bytes), end))
+    }
+
+    /// An integer, or a float when a dot and a digit follow the integer part.
+    fn number(src: &str, start: usize) -> Result<(Tok, usize), OttlError> {
+        let b = src.as_bytes();
+        let digits =
+            |from: usize| from + b[from..].iter().take_while(|c| c.is_ascii_digit()).count();
+        let mut i = digits(start);
+        let float = b.get(i) == Some(&b'.') && b.get(i + 1).is_some_and(u8::is_ascii_digit);
+        if float {
+            i = digits(i + 1);
+        }
+        let text = &src[start..i];
+        let tok = if float {
+            Tok::Float(
+                text.parse()
+                    .map_err(|_| err(src, start, "invalid number"))?,
+            )
+        } else {
+            Tok::Int(
+                text.parse()
+                    .map_err(|_| err(src, start, "integer out of range"))?,
+            )
+        };
+        Ok((tok, i))
+    }
+
+    /// An operator or punctuation mark, two-character ones first.
+    fn punct(src: &str, start: usize) -> Result<(Tok, usize), OttlError> {
+        let c = src.as_bytes()[start];
+        let p: &'static str = match src.get(start..start + 2).unwrap_or("") {
+            "==" => "==",
+            "!=" => "!=",
+            "<=" => "<=",
+            ">=" => ">=",
+            _ => match c {
+                b'<' => "<",
+                b'>' => ">",
+                b'(' => "(",
+                b')' => ")",
+                b'[' => "[",
+                b']' => "]",
+                b',' => ",",
+                b'.' => ".",
+                b'+' => "+",
+                b'-' => "-",
+                b'*' => "*",
+                b'/' => "/",
+                _ => {
                     return Err(err(
                         src,
                         start,
-                        "a bytes literal needs an even number of hex digits",
-                    ));
+                        &format!("unexpected character {:?}", c as char),
+                    ))
                 }
-                let bytes = (0..hex.len())
-                    .step_by(2)
-                    .map(|k| u8::from_str_radix(&hex[k..k + 2], 16))
-                    .collect::<Result<Vec<u8>, _>>()
-                    .map_err(|_| err(src, start, "invalid bytes literal"))?;
-                out.push((Tok::Bytes(bytes), start));
-                continue;
-            }
-            if c.is_ascii_digit() {
-                while i < b.len() && b[i].is_ascii_digit() {
-                    i += 1;
-                }
-                let mut float = false;
-                if b.get(i) == Some(&b'.') && b.get(i + 1).is_some_and(u8::is_ascii_digit) {
-                    float = true;
-                    i += 1;
-                    while i < b.len() && b[i].is_ascii_digit() {
-                        i += 1;
-                    }
-                }
-                let text = &src[start..i];
-                let tok = if float {
-                    Tok::Float(
-                        text.parse()
-                            .map_err(|_| err(src, start, "invalid number"))?,
-                    )
-                } else {
-                    Tok::Int(
-                        text.parse()
-                            .map_err(|_| err(src, start, "integer out of range"))?,
-                    )
-                };
-                out.push((tok, start));
-                continue;
-            }
-            if c.is_ascii_alphabetic() || c == b'_' {
-                while i < b.len() && (b[i].is_ascii_alphanumeric() || b[i] == b'_') {
-                    i += 1;
-                }
-                out.push((Tok::Ident(src[start..i].to_owned()), start));
-                continue;
-            }
-            let two = src.get(i..i + 2).unwrap_or("");
-            let p: &'static str = match two {
-                "==" => "==",
-                "!=" => "!=",
-                "<=" => "<=",
-                ">=" => ">=",
-                _ => match c {
-                    b'<' => "<",
-                    b'>' => ">",
-                    b'(' => "(",
-                    b')' => ")",
-                    b'[' => "[",
-                    b']' => "]",
-                    b',' => ",",
-                    b'.' => ".",
-                    b'+' => "+",
-                    b'-' => "-",
-                    b'*' => "*",
-                    b'/' => "/",
-                    _ => {
-                        return Err(err(
-                            src,
-                            start,
-                            &format!("unexpected character {:?}", c as char),
-                        ))
-                    }
-                },
-            };
-            i += p.len();
-            out.push((Tok::Punct(p), start));
-        }
-        Ok(out)
+            },
+        };
+        Ok((Tok::Punct(p), start + p.len()))
     }
 }
 
