@@ -428,25 +428,7 @@ impl Admin for AdminView {
         let mut p = tailgate_core::telemetry::PromText::default();
         tailgate_core::telemetry::render_build_info(&mut p, "gateway");
         tailgate_core::telemetry::render_process_metrics(&mut p);
-        p.metric(
-            "tailgate_config_reloads_total",
-            "counter",
-            "Policy reloads by result.",
-            "result=\"ok\"",
-            self.reload.ok.get(),
-        );
-        p.sample(
-            "tailgate_config_reloads_total",
-            "result=\"error\"",
-            self.reload.error.get(),
-        );
-        p.metric(
-            "tailgate_config_active_hash",
-            "gauge",
-            "xxh3 of the policy file in force.",
-            "",
-            self.reload.active_hash.get(),
-        );
+        self.reload.render(&mut p);
         render_plan(&mut p, &self.plan.load());
         let mut out = self.stats.render();
         out.push_str(&p.finish());

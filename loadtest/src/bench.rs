@@ -105,33 +105,118 @@ async fn run_variant(
     let mut sinks = Vec::new();
     let mut addrs = Vec::new();
     for i in 0..3u8 {
-        let receive = tailgate_core::receive::ReceiveConfig {
-            grpc: Some(SocketAddr::from(([127, 0, 1, 2 + i], 0))),
-            http: None,
-            max_request_bytes: 64 << 20,
-            ..Default::default()
-        };
-        let listeners = Listeners::bind(&receive).await?;
-        addrs.push(listeners.grpc_addr().context("sink address")?);
-        let sink = Arc::new(CountingSink::default());
-        tokio::spawn(listeners.serve(
-            sink.clone(),
-            tailgate_core::receive::Limits::plaintext(&receive),
-            stop.clone(),
-        ));
+        let addr = SocketAddr::from(([127, 0, 1, 2 + i], 0));
+        let (sink, bound) = start_counting_sink(addr, "sink address", &stop).await?;
+        addrs.push(bound);
         sinks.push(sink);
     }
     // The router process.
     let port = free_port().await?;
     let router_addr = SocketAddr::from(([127, 0, 1, 1], port));
-    let config_path =
-        std::env::temp_dir().join(format!("tailgate-bench-router-{}.yaml", std::process::id()));
-    let comp = match compression {
+    let comp = compression_name(compression);
+    let config_path = write_router_config(router_addr, &addrs, comp)?;
+    let mut child = spawn_router(cfg, &config_path)?;
+    let pid = child.id().context("router pid")?;
+    wait_for_port(router_addr, Duration::from_secs(10)).await?;
+
+    let (bodies, bytes_per_span) = encode_router_requests(cfg.spans_per_request);
+    let channels = connect_router_channels(router_addr, cfg.connections).await?;
+    let tally = Arc::new(SpanTally::default());
+    let cpu_before = cpu_seconds(pid)?;
+    let start = Instant::now();
+    let end = start + cfg.duration;
+    let load = RouterLoad {
+        channels: &channels,
+        bodies: &bodies,
+        compression,
+        concurrency: cfg.concurrency,
+        spans_per_request: cfg.spans_per_request,
+        end,
+    };
+    send_router_requests(&load, &tally).await?;
+    let wall = start.elapsed().as_secs_f64();
+    let sent = tally.sent.load(Ordering::Relaxed);
+    // Let the router's queues drain into the sinks.
+    wait_for_sinks(&sinks, sent).await;
+    let cpu = cpu_seconds(pid)? - cpu_before;
+    let peak_rss_bytes = peak_rss(pid)?;
+    let at_sinks: u64 = sinks.iter().map(|s| s.spans()).sum();
+    // SIGTERM: the router drains and exits.
+    terminate_and_wait(pid, &mut child, Duration::from_secs(10)).await;
+    stop.cancel();
+    let _removed = std::fs::remove_file(&config_path);
+    Ok(RouterBenchResult {
+        compression: comp.into(),
+        spans_sent: sent,
+        spans_at_sinks: at_sinks,
+        refused_spans: tally.refused.load(Ordering::Relaxed),
+        spans_per_sec: sent as f64 / wall,
+        router_cpu_seconds: cpu,
+        cpu_seconds_per_million_spans: cpu / (sent.max(1) as f64 / 1e6),
+        peak_rss_bytes,
+        bytes_per_span,
+        all_spans_counted: at_sinks == sent,
+    })
+}
+
+/// Spans sent and refused by the load tasks.
+#[derive(Debug, Default)]
+struct SpanTally {
+    sent: AtomicU64,
+    refused: AtomicU64,
+}
+
+/// What the router benchmark's load tasks send, and until when.
+struct RouterLoad<'a> {
+    channels: &'a [tonic::transport::Channel],
+    bodies: &'a [Bytes],
+    compression: Compression,
+    concurrency: usize,
+    spans_per_request: usize,
+    end: Instant,
+}
+
+/// Starts a counting sink on `addr` (OTLP/gRPC) until `stop`; returns it and its address.
+async fn start_counting_sink(
+    addr: SocketAddr,
+    what: &'static str,
+    stop: &CancellationToken,
+) -> anyhow::Result<(Arc<CountingSink>, SocketAddr)> {
+    let receive = tailgate_core::receive::ReceiveConfig {
+        grpc: Some(addr),
+        http: None,
+        max_request_bytes: 64 << 20,
+        ..Default::default()
+    };
+    let listeners = Listeners::bind(&receive).await?;
+    let bound = listeners.grpc_addr().context(what)?;
+    let sink = Arc::new(CountingSink::default());
+    tokio::spawn(listeners.serve(
+        sink.clone(),
+        tailgate_core::receive::Limits::plaintext(&receive),
+        stop.clone(),
+    ));
+    Ok((sink, bound))
+}
+
+/// The compression's name in the router's config.
+fn compression_name(compression: Compression) -> &'static str {
+    match compression {
         Compression::None => "none",
         Compression::Gzip => "gzip",
         Compression::Zstd => "zstd",
-    };
-    let members: Vec<String> = addrs.iter().map(|a| format!("\"{a}\"")).collect();
+    }
+}
+
+/// Writes the router's config (the sinks as static members) to the temp dir; returns its path.
+fn write_router_config(
+    router_addr: SocketAddr,
+    sinks: &[SocketAddr],
+    comp: &str,
+) -> anyhow::Result<PathBuf> {
+    let config_path =
+        std::env::temp_dir().join(format!("tailgate-bench-router-{}.yaml", std::process::id()));
+    let members: Vec<String> = sinks.iter().map(|a| format!("\"{a}\"")).collect();
     std::fs::write(
         &config_path,
         format!(
@@ -139,6 +224,11 @@ async fn run_variant(
             members.join(", ")
         ),
     )?;
+    Ok(config_path)
+}
+
+/// Starts the router process, pinned with `taskset` to one CPU and one thread if asked.
+fn spawn_router(cfg: &RouterBench, config_path: &Path) -> anyhow::Result<tokio::process::Child> {
     let mut command = match cfg.pin_cpu {
         Some(cpu) => {
             let mut c = tokio::process::Command::new("taskset");
@@ -151,17 +241,17 @@ async fn run_variant(
         }
         None => tokio::process::Command::new(&cfg.router_bin),
     };
-    let mut child = command
+    command
         .arg("--config")
-        .arg(&config_path)
+        .arg(config_path)
         .env("RUST_LOG", "warn")
         .kill_on_drop(true)
         .spawn()
-        .with_context(|| format!("starting {}", cfg.router_bin.display()))?;
-    let pid = child.id().context("router pid")?;
-    wait_for_port(router_addr, Duration::from_secs(10)).await?;
+        .with_context(|| format!("starting {}", cfg.router_bin.display()))
+}
 
-    // Requests: 512-span requests of the load test's traces, encoded once.
+/// Encodes 32 requests of `spans_per_request` spans each; returns them and bytes per span.
+fn encode_router_requests(spans_per_request: usize) -> (Vec<Bytes>, f64) {
     let mut gen = Generator::new(GenConfig {
         spans_per_trace: 8,
         seed: 42,
@@ -169,23 +259,28 @@ async fn run_variant(
     });
     let mut bodies = Vec::new();
     let mut bytes = 0usize;
-    let mut spans_in = Vec::new();
     for _ in 0..32 {
         let mut spans = Vec::new();
-        while spans.len() < cfg.spans_per_request {
+        while spans.len() < spans_per_request {
             let t = gen.next_trace(1_700_000_000_000_000_000);
             spans.extend(t.chunks.into_iter().flatten());
         }
-        spans.truncate(cfg.spans_per_request);
+        spans.truncate(spans_per_request);
         let body = Bytes::from(build_request(spans).encode_to_vec());
         bytes += body.len();
-        spans_in.push(cfg.spans_per_request as u64);
         bodies.push(body);
     }
-    let bytes_per_span = bytes as f64 / (32 * cfg.spans_per_request) as f64;
+    let bytes_per_span = bytes as f64 / (32 * spans_per_request) as f64;
+    (bodies, bytes_per_span)
+}
 
+/// Opens `connections` (at least one) gRPC connections to the router.
+async fn connect_router_channels(
+    router_addr: SocketAddr,
+    connections: usize,
+) -> anyhow::Result<Vec<tonic::transport::Channel>> {
     let mut channels = Vec::new();
-    for _ in 0..cfg.connections.max(1) {
+    for _ in 0..connections.max(1) {
         let ch = tonic::transport::Endpoint::from_shared(format!("http://{router_addr}"))?
             .initial_stream_window_size(Some(2 << 20))
             .initial_connection_window_size(Some(8 << 20))
@@ -194,19 +289,20 @@ async fn run_variant(
             .await?;
         channels.push(ch);
     }
-    let sent = Arc::new(AtomicU64::new(0));
-    let refused = Arc::new(AtomicU64::new(0));
-    let cpu_before = cpu_seconds(pid)?;
-    let start = Instant::now();
-    let end = start + cfg.duration;
+    Ok(channels)
+}
+
+/// Sends the requests round robin from `concurrency` tasks until `end`, counting spans.
+async fn send_router_requests(load: &RouterLoad<'_>, tally: &Arc<SpanTally>) -> anyhow::Result<()> {
+    let end = load.end;
     let mut tasks = Vec::new();
-    for w in 0..cfg.concurrency.max(1) {
-        let mut grpc = tonic::client::Grpc::new(channels[w % channels.len()].clone());
-        if compression == Compression::Gzip {
+    for w in 0..load.concurrency.max(1) {
+        let mut grpc = tonic::client::Grpc::new(load.channels[w % load.channels.len()].clone());
+        if load.compression == Compression::Gzip {
             grpc = grpc.send_compressed(tonic::codec::CompressionEncoding::Gzip);
         }
-        let (bodies, sent, refused) = (bodies.clone(), sent.clone(), refused.clone());
-        let n = cfg.spans_per_request as u64;
+        let (bodies, tally) = (load.bodies.to_vec(), tally.clone());
+        let n = load.spans_per_request as u64;
         tasks.push(tokio::spawn(async move {
             let mut i = w;
             while Instant::now() < end {
@@ -217,10 +313,10 @@ async fn run_variant(
                 let path = http::uri::PathAndQuery::from_static(TRACE_EXPORT_PATH);
                 match grpc.unary(req, path, RawCodec).await {
                     Ok(_) => {
-                        sent.fetch_add(n, Ordering::Relaxed);
+                        tally.sent.fetch_add(n, Ordering::Relaxed);
                     }
                     Err(_) => {
-                        refused.fetch_add(n, Ordering::Relaxed);
+                        tally.refused.fetch_add(n, Ordering::Relaxed);
                         tokio::time::sleep(Duration::from_millis(20)).await;
                     }
                 }
@@ -231,37 +327,25 @@ async fn run_variant(
     for t in tasks {
         t.await?;
     }
-    let wall = start.elapsed().as_secs_f64();
-    let sent = sent.load(Ordering::Relaxed);
-    // Let the router's queues drain into the sinks.
+    Ok(())
+}
+
+/// Waits (at most 30 s) until the sinks have counted `sent` spans.
+async fn wait_for_sinks(sinks: &[Arc<CountingSink>], sent: u64) {
     let deadline = Instant::now() + Duration::from_secs(30);
     while sinks.iter().map(|s| s.spans()).sum::<u64>() < sent && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let cpu = cpu_seconds(pid)? - cpu_before;
-    let peak_rss_bytes = peak_rss(pid)?;
-    let at_sinks: u64 = sinks.iter().map(|s| s.spans()).sum();
-    // SIGTERM: the router drains and exits.
+}
+
+/// Sends the process SIGTERM and waits at most `within` for it to exit.
+async fn terminate_and_wait(pid: u32, child: &mut tokio::process::Child, within: Duration) {
     let _status = tokio::process::Command::new("kill")
         .arg("-TERM")
         .arg(pid.to_string())
         .status()
         .await;
-    let _exited = tokio::time::timeout(Duration::from_secs(10), child.wait()).await;
-    stop.cancel();
-    let _removed = std::fs::remove_file(&config_path);
-    Ok(RouterBenchResult {
-        compression: comp.into(),
-        spans_sent: sent,
-        spans_at_sinks: at_sinks,
-        refused_spans: refused.load(Ordering::Relaxed),
-        spans_per_sec: sent as f64 / wall,
-        router_cpu_seconds: cpu,
-        cpu_seconds_per_million_spans: cpu / (sent.max(1) as f64 / 1e6),
-        peak_rss_bytes,
-        bytes_per_span,
-        all_spans_counted: at_sinks == sent,
-    })
+    let _exited = tokio::time::timeout(within, child.wait()).await;
 }
 
 /// A port free on loopback (the kernel's choice), to bind other 127.x addresses on.
@@ -395,25 +479,121 @@ pub struct GatewayBenchResult {
 /// trace is decided and exported.
 pub async fn bench_gateway(cfg: &GatewayBench) -> anyhow::Result<GatewayBenchResult> {
     let stop = CancellationToken::new();
-    let receive = tailgate_core::receive::ReceiveConfig {
-        grpc: Some(SocketAddr::from(([127, 0, 2, 2], 0))),
-        http: None,
-        max_request_bytes: 64 << 20,
-        ..Default::default()
-    };
-    let listeners = Listeners::bind(&receive).await?;
-    let backend_addr = listeners.grpc_addr().context("backend address")?;
-    let backend = Arc::new(CountingSink::default());
-    tokio::spawn(listeners.serve(
-        backend.clone(),
-        tailgate_core::receive::Limits::plaintext(&receive),
-        stop.clone(),
-    ));
+    let backend_bind = SocketAddr::from(([127, 0, 2, 2], 0));
+    let (backend, backend_addr) =
+        start_counting_sink(backend_bind, "backend address", &stop).await?;
 
     let port = free_port().await?;
     let admin_port = free_port().await?;
     let gateway_addr = SocketAddr::from(([127, 0, 1, 1], port));
     let admin_addr = SocketAddr::from(([127, 0, 1, 1], admin_port));
+    let files = write_gateway_files(cfg, gateway_addr, admin_addr, backend_addr)?;
+    let mut child = spawn_gateway(cfg, &files)?;
+    let pid = child.id().context("gateway pid")?;
+    wait_for_port(gateway_addr, Duration::from_secs(10)).await?;
+
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{gateway_addr}"))?
+        .initial_stream_window_size(Some(2 << 20))
+        .initial_connection_window_size(Some(8 << 20))
+        .connect()
+        .await?;
+    let tally = Arc::new(SpanTally::default());
+    let peak_buffered = Arc::new(AtomicU64::new(0));
+    // Let it finish starting (threads, listeners) before taking its base.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let base_rss_bytes = current_rss(pid)?;
+    let cpu_before = cpu_seconds(pid)?;
+    let start = Instant::now();
+    let end = start + cfg.duration;
+    // Distinct traces throughout: each request is generated fresh (outside the gateway).
+    let (producer, rx) = spawn_request_producer(cfg.spans_per_request, end);
+    let tasks = spawn_gateway_senders(&channel, &rx, cfg, &tally);
+    let sampler = spawn_buffered_bytes_sampler(admin_addr, peak_buffered.clone());
+    producer.await?;
+    for t in tasks {
+        t.await?;
+    }
+    let wall = start.elapsed().as_secs_f64();
+    let sent = tally.sent.load(Ordering::Relaxed);
+    // Wait for every trace to be decided and exported.
+    let within = cfg.decision_wait * 3 + Duration::from_secs(30);
+    let settled = wait_until_settled(admin_addr, &backend, sent, within).await;
+    sampler.abort();
+    let cpu = cpu_seconds(pid)? - cpu_before;
+    let peak_rss_bytes = peak_rss(pid)?;
+    terminate_and_wait(pid, &mut child, Duration::from_secs(30)).await;
+    stop.cancel();
+    let _removed = (
+        std::fs::remove_file(&files.config),
+        std::fs::remove_file(&files.policies),
+    );
+    let measured = GatewayMeasurements {
+        sent,
+        refused: tally.refused.load(Ordering::Relaxed),
+        at_backend: backend.spans(),
+        wall,
+        cpu,
+        peak_rss_bytes,
+        peak_buffered_bytes: peak_buffered.load(Ordering::Relaxed),
+        base_rss_bytes,
+        settled,
+    };
+    Ok(measured.into_result(cfg.max_buffered_bytes))
+}
+
+/// The gateway benchmark's config and policy files.
+struct GatewayFiles {
+    config: PathBuf,
+    policies: PathBuf,
+}
+
+/// What a gateway benchmark measured, before the ratios are worked out.
+struct GatewayMeasurements {
+    sent: u64,
+    refused: u64,
+    at_backend: u64,
+    /// Seconds of driving.
+    wall: f64,
+    cpu: f64,
+    peak_rss_bytes: u64,
+    peak_buffered_bytes: u64,
+    base_rss_bytes: u64,
+    settled: bool,
+}
+
+impl GatewayMeasurements {
+    /// The result, with rates and ratios (to the hard byte limit, when one was set).
+    fn into_result(self, max_buffered_bytes: Option<u64>) -> GatewayBenchResult {
+        let (sent, cpu) = (self.sent, self.cpu);
+        let (peak_rss_bytes, peak_buffered_bytes) = (self.peak_rss_bytes, self.peak_buffered_bytes);
+        GatewayBenchResult {
+            spans_sent: sent,
+            refused_spans: self.refused,
+            spans_at_backend: self.at_backend,
+            spans_per_sec: sent as f64 / self.wall,
+            gateway_cpu_seconds: cpu,
+            cpu_seconds_per_million_spans: cpu / (sent.max(1) as f64 / 1e6),
+            peak_rss_bytes,
+            peak_buffered_bytes,
+            rss_to_buffered_ratio: peak_rss_bytes as f64 / peak_buffered_bytes.max(1) as f64,
+            base_rss_bytes: self.base_rss_bytes,
+            rss_above_base_to_buffered_ratio: peak_rss_bytes.saturating_sub(self.base_rss_bytes)
+                as f64
+                / peak_buffered_bytes.max(1) as f64,
+            all_spans_settled: self.settled,
+            max_buffered_bytes,
+            rss_to_limit_ratio: max_buffered_bytes.map(|l| peak_rss_bytes as f64 / l.max(1) as f64),
+        }
+    }
+}
+
+/// Writes the gateway's config and the default policy file to the temp dir.
+fn write_gateway_files(
+    cfg: &GatewayBench,
+    gateway_addr: SocketAddr,
+    admin_addr: SocketAddr,
+    backend_addr: SocketAddr,
+) -> anyhow::Result<GatewayFiles> {
     let dir = std::env::temp_dir();
     let config_path = dir.join(format!(
         "tailgate-bench-gateway-{}.yaml",
@@ -442,6 +622,17 @@ pub async fn bench_gateway(cfg: &GatewayBench) -> anyhow::Result<GatewayBenchRes
         crate::demo::policy_yaml(cfg.decision_wait, 500, 5.0)
             .replace("num_traces: 200000", "num_traces: 1000000"),
     )?;
+    Ok(GatewayFiles {
+        config: config_path,
+        policies: policies_path,
+    })
+}
+
+/// Starts the gateway process, pinned with `taskset` to one CPU if asked.
+fn spawn_gateway(
+    cfg: &GatewayBench,
+    files: &GatewayFiles,
+) -> anyhow::Result<tokio::process::Child> {
     let mut command = match cfg.pin_cpu {
         Some(cpu) => {
             // Shards and worker threads follow the CPUs the process may use.
@@ -451,41 +642,29 @@ pub async fn bench_gateway(cfg: &GatewayBench) -> anyhow::Result<GatewayBenchRes
         }
         None => tokio::process::Command::new(&cfg.gateway_bin),
     };
-    let mut child = command
+    command
         .arg("--config")
-        .arg(&config_path)
+        .arg(&files.config)
         .arg("--policies")
-        .arg(&policies_path)
+        .arg(&files.policies)
         .env("RUST_LOG", "warn")
         .kill_on_drop(true)
         .spawn()
-        .with_context(|| format!("starting {}", cfg.gateway_bin.display()))?;
-    let pid = child.id().context("gateway pid")?;
-    wait_for_port(gateway_addr, Duration::from_secs(10)).await?;
+        .with_context(|| format!("starting {}", cfg.gateway_bin.display()))
+}
 
+/// The receiving end of the producer's queue, shared by the senders.
+type SharedBodies = Arc<tokio::sync::Mutex<tokio::sync::mpsc::Receiver<Bytes>>>;
+
+/// Spawns a task queueing fresh `n`-span requests until `end`; returns it and the queue.
+fn spawn_request_producer(n: usize, end: Instant) -> (tokio::task::JoinHandle<()>, SharedBodies) {
     let mut gen = Generator::new(GenConfig {
         spans_per_trace: 8,
         seed: 43,
         ..GenConfig::default()
     });
-    let channel = tonic::transport::Endpoint::from_shared(format!("http://{gateway_addr}"))?
-        .initial_stream_window_size(Some(2 << 20))
-        .initial_connection_window_size(Some(8 << 20))
-        .connect()
-        .await?;
-    let sent = Arc::new(AtomicU64::new(0));
-    let refused = Arc::new(AtomicU64::new(0));
-    let peak_buffered = Arc::new(AtomicU64::new(0));
-    // Let it finish starting (threads, listeners) before taking its base.
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let base_rss_bytes = current_rss(pid)?;
-    let cpu_before = cpu_seconds(pid)?;
-    let start = Instant::now();
-    let end = start + cfg.duration;
-    // Distinct traces throughout: each request is generated fresh (outside the gateway).
     let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(64);
     let rx = Arc::new(tokio::sync::Mutex::new(rx));
-    let n = cfg.spans_per_request;
     let producer = tokio::spawn(async move {
         while Instant::now() < end {
             let mut spans = Vec::with_capacity(n);
@@ -503,10 +682,21 @@ pub async fn bench_gateway(cfg: &GatewayBench) -> anyhow::Result<GatewayBenchRes
             }
         }
     });
+    (producer, rx)
+}
+
+/// Spawns `concurrency` tasks sending the queued requests to the gateway, counting spans.
+fn spawn_gateway_senders(
+    channel: &tonic::transport::Channel,
+    rx: &SharedBodies,
+    cfg: &GatewayBench,
+    tally: &Arc<SpanTally>,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    let n = cfg.spans_per_request;
     let mut tasks = Vec::new();
     for _ in 0..cfg.concurrency.max(1) {
         let mut grpc = tonic::client::Grpc::new(channel.clone());
-        let (rx, sent, refused) = (rx.clone(), sent.clone(), refused.clone());
+        let (rx, tally) = (rx.clone(), tally.clone());
         tasks.push(tokio::spawn(async move {
             loop {
                 let Some(body) = rx.lock().await.recv().await else {
@@ -517,32 +707,38 @@ pub async fn bench_gateway(cfg: &GatewayBench) -> anyhow::Result<GatewayBenchRes
                 }
                 let path = http::uri::PathAndQuery::from_static(TRACE_EXPORT_PATH);
                 match grpc.unary(tonic::Request::new(body), path, RawCodec).await {
-                    Ok(_) => sent.fetch_add(n as u64, Ordering::Relaxed),
-                    Err(_) => refused.fetch_add(n as u64, Ordering::Relaxed),
+                    Ok(_) => tally.sent.fetch_add(n as u64, Ordering::Relaxed),
+                    Err(_) => tally.refused.fetch_add(n as u64, Ordering::Relaxed),
                 };
             }
         }));
     }
-    let sampler = {
-        let peak = peak_buffered.clone();
-        tokio::spawn(async move {
-            loop {
-                if let Some(v) = scrape(admin_addr, "tailgate_gateway_buffered_bytes").await {
-                    peak.fetch_max(v, Ordering::Relaxed);
-                }
-                tokio::time::sleep(Duration::from_millis(250)).await;
+    tasks
+}
+
+/// Spawns a task keeping the largest buffered bytes scraped (every 250 ms) in `peak`.
+fn spawn_buffered_bytes_sampler(
+    admin_addr: SocketAddr,
+    peak: Arc<AtomicU64>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            if let Some(v) = scrape(admin_addr, "tailgate_gateway_buffered_bytes").await {
+                peak.fetch_max(v, Ordering::Relaxed);
             }
-        })
-    };
-    producer.await?;
-    for t in tasks {
-        t.await?;
-    }
-    let wall = start.elapsed().as_secs_f64();
-    let sent = sent.load(Ordering::Relaxed);
-    // Wait for every trace to be decided and exported.
-    let deadline = Instant::now() + cfg.decision_wait * 3 + Duration::from_secs(30);
-    let mut settled = false;
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    })
+}
+
+/// Waits at most `within` for every sent span to be decided and exported; true if so.
+async fn wait_until_settled(
+    admin_addr: SocketAddr,
+    backend: &CountingSink,
+    sent: u64,
+    within: Duration,
+) -> bool {
+    let deadline = Instant::now() + within;
     while Instant::now() < deadline {
         let exported = scrape(admin_addr, "tailgate_gateway_exported_spans_total")
             .await
@@ -551,45 +747,11 @@ pub async fn bench_gateway(cfg: &GatewayBench) -> anyhow::Result<GatewayBenchRes
             .await
             .unwrap_or(0);
         if exported + dropped >= sent && backend.spans() >= exported {
-            settled = true;
-            break;
+            return true;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    sampler.abort();
-    let cpu = cpu_seconds(pid)? - cpu_before;
-    let peak_rss_bytes = peak_rss(pid)?;
-    let _status = tokio::process::Command::new("kill")
-        .arg("-TERM")
-        .arg(pid.to_string())
-        .status()
-        .await;
-    let _exited = tokio::time::timeout(Duration::from_secs(30), child.wait()).await;
-    stop.cancel();
-    let _removed = (
-        std::fs::remove_file(&config_path),
-        std::fs::remove_file(&policies_path),
-    );
-    let peak_buffered_bytes = peak_buffered.load(Ordering::Relaxed);
-    Ok(GatewayBenchResult {
-        spans_sent: sent,
-        refused_spans: refused.load(Ordering::Relaxed),
-        spans_at_backend: backend.spans(),
-        spans_per_sec: sent as f64 / wall,
-        gateway_cpu_seconds: cpu,
-        cpu_seconds_per_million_spans: cpu / (sent.max(1) as f64 / 1e6),
-        peak_rss_bytes,
-        peak_buffered_bytes,
-        rss_to_buffered_ratio: peak_rss_bytes as f64 / peak_buffered_bytes.max(1) as f64,
-        base_rss_bytes,
-        rss_above_base_to_buffered_ratio: peak_rss_bytes.saturating_sub(base_rss_bytes) as f64
-            / peak_buffered_bytes.max(1) as f64,
-        all_spans_settled: settled,
-        max_buffered_bytes: cfg.max_buffered_bytes,
-        rss_to_limit_ratio: cfg
-            .max_buffered_bytes
-            .map(|l| peak_rss_bytes as f64 / l.max(1) as f64),
-    })
+    false
 }
 
 /// Reads one unlabelled sample from a Prometheus endpoint.

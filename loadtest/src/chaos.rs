@@ -597,8 +597,29 @@ async fn run_scenario(
     )
     .await;
     cluster.sink.reset().await?;
-    let drive_cfg = DriveConfig {
-        target: cluster.router_addr.to_string(),
+    let drive_cfg = scenario_drive_config(&cfg, cluster.router_addr, scenario);
+    let load = tokio::spawn(drive(drive_cfg));
+    tokio::time::sleep(cfg.phase / 4).await;
+    let (notes, held) = apply_change(cluster, scenario, &cfg).await?;
+    let result = load.await.context("driver task")??;
+    wait_quiet(
+        &cluster.sink,
+        cfg.decision_wait + Duration::from_secs(3),
+        Duration::from_secs(120),
+    )
+    .await;
+    let sink = cluster.sink.fetch().await?;
+    Ok(judge(scenario, &result, &sink, oracle, held, notes, &cfg))
+}
+
+/// The steady load a scenario drives through the router while its change happens.
+fn scenario_drive_config(
+    cfg: &ChaosConfig,
+    router_addr: SocketAddr,
+    scenario: Scenario,
+) -> DriveConfig {
+    DriveConfig {
+        target: router_addr.to_string(),
         protocol: Protocol::Grpc,
         rate: cfg.rate,
         duration: cfg.phase,
@@ -613,9 +634,15 @@ async fn run_scenario(
             seed: 1000 + scenario as u64,
             ..GenConfig::default()
         },
-    };
-    let load = tokio::spawn(drive(drive_cfg));
-    tokio::time::sleep(cfg.phase / 4).await;
+    }
+}
+
+/// Makes the scenario's change under load; returns notes and, for `kill`, the spans held.
+async fn apply_change(
+    cluster: &mut Cluster,
+    scenario: Scenario,
+    cfg: &ChaosConfig,
+) -> anyhow::Result<(Vec<String>, Option<u64>)> {
     let mut notes = Vec::new();
     let mut held = None;
     match scenario {
@@ -641,25 +668,9 @@ async fn run_scenario(
             }
         }
         Scenario::Kill => {
-            let victim = cluster.gateways.len() - 1;
-            let ip = cluster.gateways[victim].ip;
-            let admin = cluster.admin_addr(ip);
-            let mut h = 0;
-            for m in [
-                "tailgate_gateway_live_spans",
-                "tailgate_gateway_pending_export_spans",
-                "tailgate_gateway_peer_handoff_pending_spans",
-            ] {
-                h += scrape(admin, m).await.unwrap_or(0);
-            }
-            cluster.gateways[victim].child.start_kill()?;
-            cluster.gateways[victim].child.wait().await?;
+            let (note, h) = kill_last_gateway(cluster).await?;
             held = Some(h);
-            notes.push(format!("{ip} killed holding {h} spans"));
-            // The endpoint goes when the kubelet notices.
-            tokio::time::sleep(Duration::from_secs(1)).await;
-            cluster.gateways.remove(victim);
-            cluster.publish();
+            notes.push(note);
         }
         Scenario::Outage => {
             cluster.sink.set_unavailable(true).await?;
@@ -668,38 +679,56 @@ async fn run_scenario(
             notes.push(format!("backend down {:?}", cfg.outage));
         }
         Scenario::Reload => {
-            std::fs::write(&cluster.policies, policies_yaml(&cfg, true))?;
-            let deadline = Instant::now() + Duration::from_secs(10);
-            let mut reloaded = 0;
-            while Instant::now() < deadline {
-                reloaded = 0;
-                for g in &cluster.gateways {
-                    let series = "tailgate_config_reloads_total{result=\"ok\"}";
-                    let ok = scrape(cluster.admin_addr(g.ip), series).await;
-                    reloaded += usize::from(ok.unwrap_or(0) > 0);
-                }
-                if reloaded == cluster.gateways.len() {
-                    break;
-                }
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-            notes.push(format!(
-                "{reloaded}/{} gateways reloaded",
-                cluster.gateways.len()
-            ));
-            // The next reload scenario starts from the original file.
-            std::fs::write(&cluster.policies, policies_yaml(&cfg, false))?;
+            notes.push(reload_policies(cluster, cfg).await?);
         }
     }
-    let result = load.await.context("driver task")??;
-    wait_quiet(
-        &cluster.sink,
-        cfg.decision_wait + Duration::from_secs(3),
-        Duration::from_secs(120),
-    )
-    .await;
-    let sink = cluster.sink.fetch().await?;
-    Ok(judge(scenario, &result, &sink, oracle, held, notes, &cfg))
+    Ok((notes, held))
+}
+
+/// `kill -9` of the newest gateway, then its DNS record goes; returns a note and spans held.
+async fn kill_last_gateway(cluster: &mut Cluster) -> anyhow::Result<(String, u64)> {
+    let victim = cluster.gateways.len() - 1;
+    let ip = cluster.gateways[victim].ip;
+    let admin = cluster.admin_addr(ip);
+    let mut h = 0;
+    for m in [
+        "tailgate_gateway_live_spans",
+        "tailgate_gateway_pending_export_spans",
+        "tailgate_gateway_peer_handoff_pending_spans",
+    ] {
+        h += scrape(admin, m).await.unwrap_or(0);
+    }
+    cluster.gateways[victim].child.start_kill()?;
+    cluster.gateways[victim].child.wait().await?;
+    let note = format!("{ip} killed holding {h} spans");
+    // The endpoint goes when the kubelet notices.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    cluster.gateways.remove(victim);
+    cluster.publish();
+    Ok((note, h))
+}
+
+/// Rewrites the policy file until every gateway reloaded it, then restores it; returns a note.
+async fn reload_policies(cluster: &mut Cluster, cfg: &ChaosConfig) -> anyhow::Result<String> {
+    std::fs::write(&cluster.policies, policies_yaml(cfg, true))?;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut reloaded = 0;
+    while Instant::now() < deadline {
+        reloaded = 0;
+        for g in &cluster.gateways {
+            let series = "tailgate_config_reloads_total{result=\"ok\"}";
+            let ok = scrape(cluster.admin_addr(g.ip), series).await;
+            reloaded += usize::from(ok.unwrap_or(0) > 0);
+        }
+        if reloaded == cluster.gateways.len() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let note = format!("{reloaded}/{} gateways reloaded", cluster.gateways.len());
+    // The next reload scenario starts from the original file.
+    std::fs::write(&cluster.policies, policies_yaml(cfg, false))?;
+    Ok(note)
 }
 
 /// Waits until the sink has received nothing new for `quiet` (at most `max`).
@@ -755,12 +784,7 @@ fn judge(
     notes: Vec<String>,
     cfg: &ChaosConfig,
 ) -> ScenarioReport {
-    let dropped_by_policy = result
-        .traces
-        .iter()
-        .filter(|t| !oracle.keeps(&t.id, t.kind))
-        .map(|t| u64::from(t.spans))
-        .sum();
+    let dropped_by_policy = spans_dropped_by_policy(result, oracle);
     let report = Report::build(
         result,
         sink,
@@ -775,6 +799,41 @@ fn judge(
     );
     let mut notes = notes;
     notes.extend(incomplete_examples(result, sink, 3));
+    let checks = scenario_checks(scenario, &report, held);
+    let passed = checks.iter().all(|c| c.ok);
+    ScenarioReport {
+        scenario,
+        name: scenario.name().to_owned(),
+        unaccounted_spans: report.unaccounted_spans,
+        incomplete_kept_traces: report.incomplete_kept_traces,
+        kept_traces: report.traces_kept,
+        error_traces_kept: report.error_traces_kept,
+        error_traces_sent: report.error_traces_sent,
+        duplicate_spans: report.duplicate_spans,
+        held_by_killed_gateway: held,
+        notes,
+        report,
+        checks,
+        passed,
+    }
+}
+
+/// Spans of the sent traces the policy does not keep, as the oracle judges them.
+fn spans_dropped_by_policy(result: &DriveResult, oracle: &Oracle) -> u64 {
+    result
+        .traces
+        .iter()
+        .filter(|t| !oracle.keeps(&t.id, t.kind))
+        .map(|t| u64::from(t.spans))
+        .sum()
+}
+
+/// The scenario's checks (for `kill`, loss bounded by what the killed gateway held).
+fn scenario_checks(
+    scenario: Scenario,
+    report: &Report,
+    held: Option<u64>,
+) -> Vec<crate::report::Check> {
     let kept = report.traces_kept.max(1);
     let incomplete_ok = report.incomplete_kept_traces * 1000 <= kept;
     let mut checks = Vec::new();
@@ -827,22 +886,7 @@ fn judge(
         report.unexpected_traces == 0,
         format!("{}", report.unexpected_traces),
     ));
-    let passed = checks.iter().all(|c| c.ok);
-    ScenarioReport {
-        scenario,
-        name: scenario.name().to_owned(),
-        unaccounted_spans: report.unaccounted_spans,
-        incomplete_kept_traces: report.incomplete_kept_traces,
-        kept_traces: report.traces_kept,
-        error_traces_kept: report.error_traces_kept,
-        error_traces_sent: report.error_traces_sent,
-        duplicate_spans: report.duplicate_spans,
-        held_by_killed_gateway: held,
-        notes,
-        report,
-        checks,
-        passed,
-    }
+    checks
 }
 
 /// A few incomplete kept traces, described: what arrived of each and from which gateways.

@@ -14,9 +14,11 @@ use anyhow::Context;
 use tailgate_core::receive::{Listeners, ReceiveConfig};
 use tailgate_gateway::config::ExportConfig;
 use tailgate_gateway::export::OtlpGrpcConfig;
+use tailgate_gateway::metrics::GatewayStats;
 use tailgate_gateway::{Gateway, GatewayConfig, PolicyFile, PolicyPlan};
 use tailgate_router::config::{ForwardConfig, MembersConfig};
-use tailgate_router::{Router, RouterConfig};
+use tailgate_router::{Router, RouterConfig, RouterError};
+use tokio::task::JoinHandle;
 use tokio::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
@@ -60,6 +62,22 @@ pub fn policy_yaml(decision_wait: Duration, slow_ms: u128, percentage: f64) -> S
     )
 }
 
+/// The gateways of the demo cluster, running in this process.
+struct DemoGateways {
+    /// Their bound OTLP/gRPC addresses.
+    addrs: Vec<SocketAddr>,
+    stats: Vec<Arc<GatewayStats>>,
+    tasks: Vec<JoinHandle<std::io::Result<()>>>,
+}
+
+/// The demo cluster's router, running in this process.
+struct DemoRouter {
+    router: Arc<Router>,
+    addr: SocketAddr,
+    http_addr: Option<SocketAddr>,
+    task: JoinHandle<Result<(), RouterError>>,
+}
+
 /// Runs the demo and returns its report.
 pub async fn run_demo(cfg: DemoConfig) -> anyhow::Result<Report> {
     let shutdown = CancellationToken::new();
@@ -79,11 +97,52 @@ pub async fn run_demo(cfg: DemoConfig) -> anyhow::Result<Report> {
     let sink_addr = sink_listener.local_addr()?;
     let sink_task = tokio::spawn(sink.clone().serve(sink_listener, None, shutdown.clone()));
 
-    // Gateways, each on its own address.
+    let gateways = start_gateways(&cfg.gateways, sink_addr, &policy_file, &shutdown).await?;
+    let router = start_router(&cfg, &gateways.addrs, &shutdown).await?;
+    if cfg.progress {
+        print_cluster(&cfg, router.addr, &gateways.addrs, sink_addr);
+    }
+
+    // Load.
+    let drive_cfg = demo_drive_config(&cfg, &router)?;
+    let progress = cfg
+        .progress
+        .then(|| spawn_progress(sink.clone(), gateways.stats.clone(), router.router.clone()));
+    let result = drive(drive_cfg).await?;
+
+    wait_until_settled(&router.router, &gateways.stats, cfg.decision_wait).await;
+    if let Some(p) = progress {
+        p.abort();
+    }
+    shutdown.cancel();
+    for t in gateways.tasks {
+        t.await??;
+    }
+    router.task.await??;
+    sink_task.await??;
+
+    let components = component_counts(&router.router, &gateways.stats);
+    Ok(Report::build(
+        &result,
+        &sink,
+        components,
+        cfg.drive.rate,
+        cfg.baseline_percentage / 100.0,
+        cfg.baseline_tolerance,
+    ))
+}
+
+/// Starts one gateway per address, exporting to the sink under its own address.
+async fn start_gateways(
+    addrs: &[SocketAddr],
+    sink_addr: SocketAddr,
+    policy_file: &PolicyFile,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<DemoGateways> {
     let mut gateway_addrs = Vec::new();
     let mut gateway_stats = Vec::new();
     let mut gateway_tasks = Vec::new();
-    for addr in &cfg.gateways {
+    for addr in addrs {
         let receive = ReceiveConfig {
             grpc: Some(*addr),
             http: None,
@@ -99,7 +158,7 @@ pub async fn run_demo(cfg: DemoConfig) -> anyhow::Result<Report> {
             .insert(SENDER_HEADER.into(), bound.to_string());
         export.batch.timeout = Duration::from_millis(100);
         let config = GatewayConfig::new(receive, ExportConfig::otlp_grpc(export));
-        let gateway = Gateway::start(&config, PolicyPlan::compile(&policy_file))?;
+        let gateway = Gateway::start(&config, PolicyPlan::compile(policy_file))?;
         gateway_stats.push(gateway.stats().clone());
         gateway_tasks.push(tokio::spawn(gateway.serve(
             listeners,
@@ -109,8 +168,19 @@ pub async fn run_demo(cfg: DemoConfig) -> anyhow::Result<Report> {
         )));
         gateway_addrs.push(bound);
     }
+    Ok(DemoGateways {
+        addrs: gateway_addrs,
+        stats: gateway_stats,
+        tasks: gateway_tasks,
+    })
+}
 
-    // Router.
+/// Starts the router in front of the gateways (a static member list).
+async fn start_router(
+    cfg: &DemoConfig,
+    gateway_addrs: &[SocketAddr],
+    shutdown: &CancellationToken,
+) -> anyhow::Result<DemoRouter> {
     let router_cfg = RouterConfig {
         receive: ReceiveConfig {
             grpc: Some(cfg.router),
@@ -145,50 +215,77 @@ pub async fn run_demo(cfg: DemoConfig) -> anyhow::Result<Report> {
             .await
         })
     };
-    if cfg.progress {
-        eprintln!(
-            "Cluster: router {router_addr} → gateways {} → sink {sink_addr}",
-            gateway_addrs
-                .iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join(", ")
-        );
-        eprintln!(
-            "Driving {:.0} spans/s for {:?}; traces are decided {:?} after their first span.",
-            cfg.drive.rate, cfg.drive.duration, cfg.decision_wait
-        );
-    }
+    Ok(DemoRouter {
+        router,
+        addr: router_addr,
+        http_addr: router_http_addr,
+        task: router_task,
+    })
+}
 
-    // Load.
+/// Prints the cluster's layout and the load about to be driven.
+fn print_cluster(
+    cfg: &DemoConfig,
+    router_addr: SocketAddr,
+    gateway_addrs: &[SocketAddr],
+    sink_addr: SocketAddr,
+) {
+    eprintln!(
+        "Cluster: router {router_addr} → gateways {} → sink {sink_addr}",
+        gateway_addrs
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    eprintln!(
+        "Driving {:.0} spans/s for {:?}; traces are decided {:?} after their first span.",
+        cfg.drive.rate, cfg.drive.duration, cfg.decision_wait
+    );
+}
+
+/// The load settings aimed at the router's receiver for the configured protocol.
+fn demo_drive_config(cfg: &DemoConfig, router: &DemoRouter) -> anyhow::Result<DriveConfig> {
     let mut drive_cfg = cfg.drive.clone();
     drive_cfg.target = match drive_cfg.protocol {
-        Protocol::Grpc => router_addr.to_string(),
-        Protocol::Http => router_http_addr
+        Protocol::Grpc => router.addr.to_string(),
+        Protocol::Http => router
+            .http_addr
             .context("OTLP/HTTP load needs the router's HTTP receiver (--router-http)")?
             .to_string(),
     };
-    let progress = cfg.progress.then(|| {
-        let (sink, stats, router) = (sink.clone(), gateway_stats.clone(), router.clone());
-        tokio::spawn(async move {
-            let start = Instant::now();
-            loop {
-                tokio::time::sleep(Duration::from_secs(5)).await;
-                let buffered: u64 = stats.iter().map(|s| s.live_traces.get()).sum();
-                eprintln!(
-                    "  {:>4.0}s  router received {} spans; gateways buffer {} traces; backend has {} spans",
-                    start.elapsed().as_secs_f64(),
-                    router.stats().received_spans.get(),
-                    buffered,
-                    sink.unique_spans()
-                );
-            }
-        })
-    });
-    let result = drive(drive_cfg).await?;
+    Ok(drive_cfg)
+}
 
-    // Wait for the last decisions and exports.
-    let deadline = Instant::now() + cfg.decision_wait * 2 + Duration::from_secs(30);
+/// Prints what the router, gateways and backend hold every 5 s until aborted.
+fn spawn_progress(
+    sink: Arc<Sink>,
+    stats: Vec<Arc<GatewayStats>>,
+    router: Arc<Router>,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let start = Instant::now();
+        loop {
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            let buffered: u64 = stats.iter().map(|s| s.live_traces.get()).sum();
+            eprintln!(
+                "  {:>4.0}s  router received {} spans; gateways buffer {} traces; backend has {} spans",
+                start.elapsed().as_secs_f64(),
+                router.stats().received_spans.get(),
+                buffered,
+                sink.unique_spans()
+            );
+        }
+    })
+}
+
+/// Waits (at most twice the decision wait plus 30 s) until nothing is queued or buffered.
+async fn wait_until_settled(
+    router: &Router,
+    gateway_stats: &[Arc<GatewayStats>],
+    decision_wait: Duration,
+) {
+    let deadline = Instant::now() + decision_wait * 2 + Duration::from_secs(30);
     loop {
         // Router first: spans leave its queues before they reach a gateway's counters.
         let queued = router.pending_spans();
@@ -206,17 +303,11 @@ pub async fn run_demo(cfg: DemoConfig) -> anyhow::Result<Report> {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    if let Some(p) = progress {
-        p.abort();
-    }
-    shutdown.cancel();
-    for t in gateway_tasks {
-        t.await??;
-    }
-    router_task.await??;
-    sink_task.await??;
+}
 
-    let components = ComponentCounts {
+/// What the router and gateways counted, summed over the cluster.
+fn component_counts(router: &Router, gateway_stats: &[Arc<GatewayStats>]) -> ComponentCounts {
+    ComponentCounts {
         dropped_by_policy: gateway_stats.iter().map(|s| s.dropped_spans.get()).sum(),
         refusals: router.stats().refused_spans.get()
             + gateway_stats
@@ -229,13 +320,5 @@ pub async fn run_demo(cfg: DemoConfig) -> anyhow::Result<Report> {
                 .map(|s| s.export_failed_spans.get())
                 .sum::<u64>(),
         exported: gateway_stats.iter().map(|s| s.exported_spans.get()).sum(),
-    };
-    Ok(Report::build(
-        &result,
-        &sink,
-        components,
-        cfg.drive.rate,
-        cfg.baseline_percentage / 100.0,
-        cfg.baseline_tolerance,
-    ))
+    }
 }

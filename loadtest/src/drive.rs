@@ -198,20 +198,27 @@ fn rejected(resp: ExportTraceServiceResponse) -> u64 {
         .map_or(0, |p| p.rejected_spans.max(0) as u64)
 }
 
+/// The driver's state: the target, the traces under way and what is waiting to be sent.
+struct Driver {
+    target: Target,
+    gen: Generator,
+    counters: Arc<Counters>,
+    in_flight: Arc<Semaphore>,
+    records: Vec<TraceRecord>,
+    live: HashMap<usize, GenTrace>,
+    due: BinaryHeap<Reverse<(Instant, usize, usize)>>,
+    pending: Vec<(usize, Span)>,
+    finishing: Vec<usize>,
+    spans_sent: u64,
+    batch: usize,
+    retry_for: Duration,
+}
+
 /// Runs the driver to completion: starts traces for `duration`, then sends the remaining
 /// chunks and waits for every request to be answered.
 pub async fn drive(cfg: DriveConfig) -> anyhow::Result<DriveResult> {
-    let target = Target::new(&cfg.target, cfg.protocol)?;
-    let mut gen = Generator::new(cfg.gen.clone());
+    let mut driver = Driver::new(&cfg)?;
     let trace_rate = cfg.rate / f64::from(cfg.gen.spans_per_trace.max(1));
-    let counters = Arc::new(Counters::default());
-    let in_flight = Arc::new(Semaphore::new(cfg.max_in_flight.max(1)));
-    let mut records: Vec<TraceRecord> = Vec::new();
-    let mut live: HashMap<usize, GenTrace> = HashMap::new();
-    let mut due: BinaryHeap<Reverse<(Instant, usize, usize)>> = BinaryHeap::new();
-    let mut pending: Vec<(usize, Span)> = Vec::new();
-    let mut finishing: Vec<usize> = Vec::new();
-    let mut spans_sent = 0u64;
     let unix_base = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as u64);
@@ -224,142 +231,154 @@ pub async fn drive(cfg: DriveConfig) -> anyhow::Result<DriveResult> {
         let now = Instant::now();
         if now < end {
             let want = ((now - start).as_secs_f64() * trace_rate) as usize;
-            while records.len() < want {
-                let unix = unix_base + (now - start).as_nanos() as u64;
-                let t = gen.next_trace(unix);
-                let slot = records.len();
-                for (c, d) in t.due.iter().enumerate() {
-                    due.push(Reverse((now + *d, slot, c)));
-                }
-                records.push(TraceRecord {
-                    id: t.id,
-                    kind: t.kind,
-                    spans: t.spans,
-                    last_sent: None,
-                });
-                live.insert(slot, t);
-            }
-        } else if due.is_empty() {
+            let unix = unix_base + (now - start).as_nanos() as u64;
+            driver.start_traces(want, now, unix);
+        } else if driver.due.is_empty() {
             break;
         }
-        while let Some(Reverse((when, slot, chunk))) = due.peek().copied() {
+        driver.send_due_chunks(now).await;
+        if !driver.pending.is_empty() {
+            driver.send_batch().await;
+        }
+    }
+    driver.finish(start, cfg.max_in_flight).await
+}
+
+impl Driver {
+    /// A driver with a client of the target and nothing under way yet.
+    fn new(cfg: &DriveConfig) -> anyhow::Result<Self> {
+        let target = Target::new(&cfg.target, cfg.protocol)?;
+        Ok(Driver {
+            target,
+            gen: Generator::new(cfg.gen.clone()),
+            counters: Arc::new(Counters::default()),
+            in_flight: Arc::new(Semaphore::new(cfg.max_in_flight.max(1))),
+            records: Vec::new(),
+            live: HashMap::new(),
+            due: BinaryHeap::new(),
+            pending: Vec::new(),
+            finishing: Vec::new(),
+            spans_sent: 0,
+            batch: cfg.batch,
+            retry_for: cfg.retry_for,
+        })
+    }
+
+    /// Generates traces until `want` have been started, scheduling each one's chunks.
+    fn start_traces(&mut self, want: usize, now: Instant, unix: u64) {
+        while self.records.len() < want {
+            let t = self.gen.next_trace(unix);
+            let slot = self.records.len();
+            for (c, d) in t.due.iter().enumerate() {
+                self.due.push(Reverse((now + *d, slot, c)));
+            }
+            self.records.push(TraceRecord {
+                id: t.id,
+                kind: t.kind,
+                spans: t.spans,
+                last_sent: None,
+            });
+            self.live.insert(slot, t);
+        }
+    }
+
+    /// Moves every chunk due by `now` into the pending request, sending full batches.
+    async fn send_due_chunks(&mut self, now: Instant) {
+        while let Some(Reverse((when, slot, chunk))) = self.due.peek().copied() {
             if when > now {
                 break;
             }
-            due.pop();
-            let Some(t) = live.get_mut(&slot) else {
+            self.due.pop();
+            let Some(t) = self.live.get_mut(&slot) else {
                 continue;
             };
             let spans = std::mem::take(&mut t.chunks[chunk]);
-            spans_sent += spans.len() as u64;
-            pending.extend(spans);
+            self.spans_sent += spans.len() as u64;
+            self.pending.extend(spans);
             if chunk + 1 == t.chunks.len() {
-                live.remove(&slot);
-                finishing.push(slot);
+                self.live.remove(&slot);
+                self.finishing.push(slot);
             }
-            if pending.len() >= cfg.batch {
-                send_batch(
-                    &target,
-                    &mut pending,
-                    &mut finishing,
-                    &mut records,
-                    &in_flight,
-                    &counters,
-                    cfg.retry_for,
-                )
-                .await;
+            if self.pending.len() >= self.batch {
+                self.send_batch().await;
             }
-        }
-        if !pending.is_empty() {
-            send_batch(
-                &target,
-                &mut pending,
-                &mut finishing,
-                &mut records,
-                &in_flight,
-                &counters,
-                cfg.retry_for,
-            )
-            .await;
         }
     }
-    // Wait for every request to be answered.
-    let _all = in_flight
-        .acquire_many(cfg.max_in_flight.max(1) as u32)
-        .await
-        .map_err(|e| anyhow::anyhow!("driver semaphore closed: {e}"))?;
-    let last_error = counters.last_error.lock().ok().and_then(|e| e.clone());
-    Ok(DriveResult {
-        traces: records,
-        spans_sent,
-        spans_accepted: counters.accepted.load(Ordering::Relaxed),
-        spans_refused: counters.refused.load(Ordering::Relaxed),
-        spans_rejected: counters.rejected.load(Ordering::Relaxed),
-        retries: counters.retries.load(Ordering::Relaxed),
-        requests: counters.requests.load(Ordering::Relaxed),
-        elapsed: start.elapsed(),
-        last_error,
-    })
-}
 
-#[allow(clippy::too_many_arguments)]
-async fn send_batch(
-    target: &Target,
-    pending: &mut Vec<(usize, Span)>,
-    finishing: &mut Vec<usize>,
-    records: &mut [TraceRecord],
-    in_flight: &Arc<Semaphore>,
-    counters: &Arc<Counters>,
-    retry_for: Duration,
-) {
-    let req = build_request(std::mem::take(pending));
-    let n: u64 = req
-        .resource_spans
-        .iter()
-        .flat_map(|r| &r.scope_spans)
-        .map(|s| s.spans.len() as u64)
-        .sum();
-    // Waiting for a slot is where an overloaded target slows the driver down; the report's
-    // achieved rate shows it.
-    let Ok(permit) = in_flight.clone().acquire_owned().await else {
-        return;
-    };
-    let now = Instant::now();
-    for slot in finishing.drain(..) {
-        records[slot].last_sent = Some(now);
+    /// Waits for every request to be answered and returns the driver's outcome.
+    async fn finish(self, start: Instant, max_in_flight: usize) -> anyhow::Result<DriveResult> {
+        let _all = self
+            .in_flight
+            .acquire_many(max_in_flight.max(1) as u32)
+            .await
+            .map_err(|e| anyhow::anyhow!("driver semaphore closed: {e}"))?;
+        let counters = &self.counters;
+        let last_error = counters.last_error.lock().ok().and_then(|e| e.clone());
+        Ok(DriveResult {
+            traces: self.records,
+            spans_sent: self.spans_sent,
+            spans_accepted: counters.accepted.load(Ordering::Relaxed),
+            spans_refused: counters.refused.load(Ordering::Relaxed),
+            spans_rejected: counters.rejected.load(Ordering::Relaxed),
+            retries: counters.retries.load(Ordering::Relaxed),
+            requests: counters.requests.load(Ordering::Relaxed),
+            elapsed: start.elapsed(),
+            last_error,
+        })
     }
-    let (target, counters) = (target.clone(), counters.clone());
-    tokio::spawn(async move {
-        let _permit = permit;
-        counters.requests.fetch_add(1, Ordering::Relaxed);
-        let deadline = Instant::now() + retry_for;
-        let mut backoff = Duration::from_millis(50);
-        loop {
-            match target.send(req.clone()).await {
-                Ok(rejected) => {
-                    counters
-                        .accepted
-                        .fetch_add(n - rejected.min(n), Ordering::Relaxed);
-                    counters
-                        .rejected
-                        .fetch_add(rejected.min(n), Ordering::Relaxed);
-                    return;
-                }
-                Err(e) => {
-                    if let Ok(mut last) = counters.last_error.lock() {
-                        *last = Some(e.message.clone());
-                    }
-                    if !e.retryable || Instant::now() + backoff > deadline {
-                        counters.refused.fetch_add(n, Ordering::Relaxed);
+
+    /// Sends the pending spans as one request in the background, retrying refusals.
+    async fn send_batch(&mut self) {
+        let req = build_request(std::mem::take(&mut self.pending));
+        let n: u64 = req
+            .resource_spans
+            .iter()
+            .flat_map(|r| &r.scope_spans)
+            .map(|s| s.spans.len() as u64)
+            .sum();
+        // Waiting for a slot is where an overloaded target slows the driver down; the report's
+        // achieved rate shows it.
+        let Ok(permit) = self.in_flight.clone().acquire_owned().await else {
+            return;
+        };
+        let now = Instant::now();
+        for slot in self.finishing.drain(..) {
+            self.records[slot].last_sent = Some(now);
+        }
+        let (target, counters) = (self.target.clone(), self.counters.clone());
+        let retry_for = self.retry_for;
+        tokio::spawn(async move {
+            let _permit = permit;
+            counters.requests.fetch_add(1, Ordering::Relaxed);
+            let deadline = Instant::now() + retry_for;
+            let mut backoff = Duration::from_millis(50);
+            loop {
+                match target.send(req.clone()).await {
+                    Ok(rejected) => {
+                        counters
+                            .accepted
+                            .fetch_add(n - rejected.min(n), Ordering::Relaxed);
+                        counters
+                            .rejected
+                            .fetch_add(rejected.min(n), Ordering::Relaxed);
                         return;
                     }
-                    counters.retries.fetch_add(1, Ordering::Relaxed);
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(2));
+                    Err(e) => {
+                        if let Ok(mut last) = counters.last_error.lock() {
+                            *last = Some(e.message.clone());
+                        }
+                        if !e.retryable || Instant::now() + backoff > deadline {
+                            counters.refused.fetch_add(n, Ordering::Relaxed);
+                            return;
+                        }
+                        counters.retries.fetch_add(1, Ordering::Relaxed);
+                        tokio::time::sleep(backoff).await;
+                        backoff = (backoff * 2).min(Duration::from_secs(2));
+                    }
                 }
             }
-        }
-    });
+        });
+    }
 }
 
 /// Groups spans by service into one request.

@@ -96,6 +96,20 @@ pub struct GenTrace {
     pub spans: u32,
 }
 
+/// What a trace's spans share, drawn before any span is made.
+struct TraceShape {
+    id: [u8; 16],
+    kind: TraceKind,
+    /// Span count.
+    n: u32,
+    start_unix_nano: u64,
+    /// Duration in nanoseconds.
+    duration: u64,
+    root_id: [u8; 8],
+    error_span: Option<u32>,
+    trace_no: usize,
+}
+
 /// Generates traces.
 pub struct Generator {
     cfg: GenConfig,
@@ -111,19 +125,26 @@ impl Generator {
 
     /// The next trace, starting at `start_unix_nano`.
     pub fn next_trace(&mut self, start_unix_nano: u64) -> GenTrace {
-        let rng = &mut self.rng;
-        let mut id = rng.u128(1..).to_be_bytes();
+        let shape = self.draw_shape(start_unix_nano);
+        let spans: Vec<(usize, Span)> = (0..shape.n).map(|i| self.make_span(&shape, i)).collect();
+        let (chunks, due) = self.cut_into_chunks(spans, shape.n, shape.duration);
+        GenTrace {
+            id: shape.id,
+            kind: shape.kind,
+            chunks,
+            due,
+            spans: shape.n,
+        }
+    }
+
+    /// Draws the trace-wide values: id, kind, span count, duration, root id, error span.
+    fn draw_shape(&mut self, start_unix_nano: u64) -> TraceShape {
+        let mut id = self.rng.u128(1..).to_be_bytes();
         if id == [0; 16] {
             id[15] = 1;
         }
-        let roll = rng.f64();
-        let kind = if roll < self.cfg.error_share {
-            TraceKind::Error
-        } else if roll < self.cfg.error_share + self.cfg.slow_share {
-            TraceKind::Slow
-        } else {
-            TraceKind::Normal
-        };
+        let kind = self.draw_kind();
+        let rng = &mut self.rng;
         let mean = self.cfg.spans_per_trace.max(1);
         let n = rng.u32((mean / 2).max(1)..=(mean + mean / 2).max(1));
         let slow_ms = self.cfg.slow_threshold.as_millis() as u64;
@@ -135,69 +156,102 @@ impl Generator {
         let root_id = rng.u64(1..).to_be_bytes();
         let error_span = (kind == TraceKind::Error).then(|| rng.u32(0..n));
         let trace_no = rng.usize(..);
-        let mut spans = Vec::with_capacity(n as usize);
-        for i in 0..n {
-            let (start, end) = if i == 0 {
-                (start_unix_nano, start_unix_nano + duration)
-            } else {
-                let s = rng.u64(0..=duration / 2);
-                let e = s + rng.u64(0..=duration - s);
-                (start_unix_nano + s, start_unix_nano + e)
-            };
-            let mut attributes = Vec::with_capacity(self.cfg.attrs_per_span as usize + 2);
-            attributes.push(kv_str(ATTR_KIND, kind.as_str()));
-            attributes.push(KeyValue {
-                key: ATTR_SPANS.into(),
-                value: Some(AnyValue {
-                    value: Some(any_value::Value::IntValue(i64::from(n))),
-                }),
-                ..Default::default()
-            });
-            for a in 0..self.cfg.attrs_per_span {
-                let v: String = (0..16).map(|_| rng.alphanumeric()).collect();
-                attributes.push(kv_str(&format!("attr.{a}"), &v));
-            }
-            let is_error = error_span == Some(i);
-            spans.push((
-                (trace_no + i as usize) % SERVICES.len(),
-                Span {
-                    trace_id: id.to_vec(),
-                    span_id: if i == 0 {
-                        root_id.to_vec()
-                    } else {
-                        rng.u64(1..).to_be_bytes().to_vec()
-                    },
-                    parent_span_id: if i == 0 { Vec::new() } else { root_id.to_vec() },
-                    name: if i == 0 {
-                        "GET /checkout".into()
-                    } else {
-                        format!("step-{i}")
-                    },
-                    kind: if i == 0 {
-                        span::SpanKind::Server as i32
-                    } else {
-                        span::SpanKind::Internal as i32
-                    },
-                    start_time_unix_nano: start,
-                    end_time_unix_nano: end,
-                    attributes,
-                    status: Some(Status {
-                        message: if is_error {
-                            "payment declined".into()
-                        } else {
-                            String::new()
-                        },
-                        code: if is_error {
-                            status::StatusCode::Error as i32
-                        } else {
-                            status::StatusCode::Unset as i32
-                        },
-                    }),
-                    ..Default::default()
-                },
-            ));
+        TraceShape {
+            id,
+            kind,
+            n,
+            start_unix_nano,
+            duration,
+            root_id,
+            error_span,
+            trace_no,
         }
-        // Children first, the root last, in up to three chunks spread over the duration.
+    }
+
+    /// Draws the trace's kind from the configured error and slow shares.
+    fn draw_kind(&mut self) -> TraceKind {
+        let roll = self.rng.f64();
+        if roll < self.cfg.error_share {
+            TraceKind::Error
+        } else if roll < self.cfg.error_share + self.cfg.slow_share {
+            TraceKind::Slow
+        } else {
+            TraceKind::Normal
+        }
+    }
+
+    /// Makes span `i` of the trace (span 0 is the root) with its service index.
+    fn make_span(&mut self, shape: &TraceShape, i: u32) -> (usize, Span) {
+        let (start, end) = self.draw_span_times(shape, i);
+        let attributes = self.span_attributes(shape);
+        let is_error = shape.error_span == Some(i);
+        let root_id = shape.root_id;
+        (
+            (shape.trace_no + i as usize) % SERVICES.len(),
+            Span {
+                trace_id: shape.id.to_vec(),
+                span_id: if i == 0 {
+                    root_id.to_vec()
+                } else {
+                    self.rng.u64(1..).to_be_bytes().to_vec()
+                },
+                parent_span_id: if i == 0 { Vec::new() } else { root_id.to_vec() },
+                name: if i == 0 {
+                    "GET /checkout".into()
+                } else {
+                    format!("step-{i}")
+                },
+                kind: if i == 0 {
+                    span::SpanKind::Server as i32
+                } else {
+                    span::SpanKind::Internal as i32
+                },
+                start_time_unix_nano: start,
+                end_time_unix_nano: end,
+                attributes,
+                status: Some(span_status(is_error)),
+                ..Default::default()
+            },
+        )
+    }
+
+    /// Start and end of span `i`: the root spans the whole trace, children a part of it.
+    fn draw_span_times(&mut self, shape: &TraceShape, i: u32) -> (u64, u64) {
+        let (base, duration) = (shape.start_unix_nano, shape.duration);
+        if i == 0 {
+            (base, base + duration)
+        } else {
+            let s = self.rng.u64(0..=duration / 2);
+            let e = s + self.rng.u64(0..=duration - s);
+            (base + s, base + e)
+        }
+    }
+
+    /// The span's attributes: the kind and span-count marks, then random string attributes.
+    fn span_attributes(&mut self, shape: &TraceShape) -> Vec<KeyValue> {
+        let mut attributes = Vec::with_capacity(self.cfg.attrs_per_span as usize + 2);
+        attributes.push(kv_str(ATTR_KIND, shape.kind.as_str()));
+        attributes.push(KeyValue {
+            key: ATTR_SPANS.into(),
+            value: Some(AnyValue {
+                value: Some(any_value::Value::IntValue(i64::from(shape.n))),
+            }),
+            ..Default::default()
+        });
+        for a in 0..self.cfg.attrs_per_span {
+            let v: String = (0..16).map(|_| self.rng.alphanumeric()).collect();
+            attributes.push(kv_str(&format!("attr.{a}"), &v));
+        }
+        attributes
+    }
+
+    /// Cuts the spans (root last) into up to three chunks; returns them and when each is due.
+    fn cut_into_chunks(
+        &self,
+        mut spans: Vec<(usize, Span)>,
+        n: u32,
+        duration: u64,
+    ) -> (Vec<Vec<(usize, Span)>>, Vec<Duration>) {
         spans.rotate_left(1);
         let parts = (n as usize).min(3);
         let spread = Duration::from_nanos(duration).min(self.cfg.max_spread);
@@ -209,13 +263,23 @@ impl Generator {
         chunks.retain(|c| !c.is_empty());
         let k = chunks.len() as u32;
         let due = (1..=k).map(|j| spread * j / k).collect();
-        GenTrace {
-            id,
-            kind,
-            chunks,
-            due,
-            spans: n,
-        }
+        (chunks, due)
+    }
+}
+
+/// The span's status: ERROR with a message on the trace's error span, UNSET otherwise.
+fn span_status(is_error: bool) -> Status {
+    Status {
+        message: if is_error {
+            "payment declined".into()
+        } else {
+            String::new()
+        },
+        code: if is_error {
+            status::StatusCode::Error as i32
+        } else {
+            status::StatusCode::Unset as i32
+        },
     }
 }
 

@@ -327,189 +327,217 @@ fn emit(
 
 async fn run(command: Command) -> anyhow::Result<bool> {
     match command {
-        Command::Demo(a) => {
-            let cfg = DemoConfig {
-                router: a.router,
-                router_http: Some(a.router_http),
-                gateways: a.gateways.clone(),
-                sink: a.sink,
-                drive: a.load.drive(String::new()),
-                decision_wait: a.decision_wait,
-                baseline_percentage: a.baseline_percentage,
-                baseline_tolerance: 0.01,
-                progress: true,
-            };
-            let report = run_demo(cfg).await?;
-            emit(&report.render(), &report, a.report)?;
-            Ok(report.passed)
-        }
-        Command::Chaos(a) => {
-            let cfg = tailgate_loadtest::chaos::ChaosConfig {
-                loadtest_bin: std::env::current_exe().context("finding this binary")?,
-                gateway_bin: a.gateway_bin.unwrap_or_else(|| {
-                    tailgate_loadtest::bench::sibling_binary("tailgate-gateway")
-                }),
-                router_bin: a
-                    .router_bin
-                    .unwrap_or_else(|| tailgate_loadtest::bench::sibling_binary("tailgate-router")),
-                scenarios: if a.scenarios.is_empty() {
-                    tailgate_loadtest::chaos::Scenario::ALL.to_vec()
-                } else {
-                    a.scenarios
-                },
-                rate: a.rate,
-                phase: a.phase,
-                decision_wait: a.decision_wait,
-                outage: a.outage,
-                redistribute: !a.no_redistribute,
-                port: a.port,
-                subnet: a.subnet,
-                dns_interval: a.dns_interval,
-                baseline_percentage: a.baseline_percentage,
-                workdir: a.workdir.unwrap_or_else(|| {
-                    std::env::temp_dir().join(format!("tailgate-chaos-{}", std::process::id()))
-                }),
-                progress: true,
-            };
-            let report = tailgate_loadtest::chaos::run_chaos(cfg).await?;
-            emit(&report.render(), &report, a.report)?;
-            Ok(report.passed)
-        }
-        Command::Run(a) => {
-            let r = drive(a.load.drive(a.target.clone())).await?;
-            let mut out = std::io::stdout().lock();
-            writeln!(
-                out,
-                "sent {} spans in {} traces to {} over {:.1}s: {} accepted ({:.0}/s), {} refused, {} rejected, {} retries",
-                r.spans_sent,
-                r.traces.len(),
-                a.target,
-                r.elapsed.as_secs_f64(),
-                r.spans_accepted,
-                r.spans_accepted as f64 / r.elapsed.as_secs_f64().max(1e-9),
-                r.spans_refused,
-                r.spans_rejected,
-                r.retries
-            )?;
-            if let Some(e) = &r.last_error {
-                writeln!(out, "last error: {e}")?;
-            }
-            Ok(r.spans_refused == 0 && r.spans_rejected == 0)
-        }
+        Command::Demo(a) => run_demo_command(a).await,
+        Command::Chaos(a) => run_chaos_command(a).await,
+        Command::Run(a) => run_load_command(a).await,
         Command::Bench {
             what: BenchCommand::Router(a),
-        } => {
-            let cfg = tailgate_loadtest::bench::RouterBench {
-                router_bin: a
-                    .router_bin
-                    .unwrap_or_else(|| tailgate_loadtest::bench::sibling_binary("tailgate-router")),
-                duration: a.duration,
-                spans_per_request: a.spans_per_request,
-                concurrency: a.concurrency,
-                connections: a.connections,
-                pin_cpu: a.pin_cpu,
-            };
-            let results = tailgate_loadtest::bench::bench_router(&cfg).await?;
-            let mut out = std::io::stdout().lock();
-            writeln!(
-                out,
-                "{:<12} {:>12} {:>12} {:>14} {:>12} {:>10} {:>8}",
-                "compression",
-                "spans/s",
-                "CPU-s/Mspan",
-                "peak RSS MiB",
-                "B/span",
-                "refused",
-                "counted"
-            )?;
-            for r in &results {
-                writeln!(
-                    out,
-                    "{:<12} {:>12.0} {:>12.3} {:>14.1} {:>12.0} {:>10} {:>8}",
-                    r.compression,
-                    r.spans_per_sec,
-                    r.cpu_seconds_per_million_spans,
-                    r.peak_rss_bytes as f64 / (1 << 20) as f64,
-                    r.bytes_per_span,
-                    r.refused_spans,
-                    r.all_spans_counted
-                )?;
-            }
-            if let Some(path) = a.report {
-                std::fs::write(&path, serde_json::to_string_pretty(&results)?)?;
-            }
-            Ok(results.iter().all(|r| r.all_spans_counted))
-        }
+        } => run_router_bench(a).await,
         Command::Bench {
             what: BenchCommand::Gateway(a),
-        } => {
-            let cfg = tailgate_loadtest::bench::GatewayBench {
-                gateway_bin: a.gateway_bin.unwrap_or_else(|| {
-                    tailgate_loadtest::bench::sibling_binary("tailgate-gateway")
-                }),
-                duration: a.duration,
-                decision_wait: a.decision_wait,
-                spans_per_request: a.spans_per_request,
-                concurrency: a.concurrency,
-                max_buffered_bytes: a.max_buffered_bytes,
-                with_peers: a.with_peers,
-                pin_cpu: a.pin_cpu,
-            };
-            let r = tailgate_loadtest::bench::bench_gateway(&cfg).await?;
-            writeln!(
-                std::io::stdout().lock(),
-                "{}",
-                serde_json::to_string_pretty(&r)?
-            )?;
-            if let Some(path) = a.report {
-                std::fs::write(&path, serde_json::to_string_pretty(&r)?)?;
+        } => run_gateway_bench(a).await,
+        Command::Sink(a) => run_sink_command(a).await,
+    }
+}
+
+/// `demo`: runs the in-process cluster and prints (and writes) its report.
+async fn run_demo_command(a: DemoArgs) -> anyhow::Result<bool> {
+    let cfg = DemoConfig {
+        router: a.router,
+        router_http: Some(a.router_http),
+        gateways: a.gateways.clone(),
+        sink: a.sink,
+        drive: a.load.drive(String::new()),
+        decision_wait: a.decision_wait,
+        baseline_percentage: a.baseline_percentage,
+        baseline_tolerance: 0.01,
+        progress: true,
+    };
+    let report = run_demo(cfg).await?;
+    emit(&report.render(), &report, a.report)?;
+    Ok(report.passed)
+}
+
+/// `chaos`: runs the scenarios on a cluster of processes and prints (and writes) the report.
+async fn run_chaos_command(a: ChaosArgs) -> anyhow::Result<bool> {
+    let cfg = tailgate_loadtest::chaos::ChaosConfig {
+        loadtest_bin: std::env::current_exe().context("finding this binary")?,
+        gateway_bin: a
+            .gateway_bin
+            .unwrap_or_else(|| tailgate_loadtest::bench::sibling_binary("tailgate-gateway")),
+        router_bin: a
+            .router_bin
+            .unwrap_or_else(|| tailgate_loadtest::bench::sibling_binary("tailgate-router")),
+        scenarios: if a.scenarios.is_empty() {
+            tailgate_loadtest::chaos::Scenario::ALL.to_vec()
+        } else {
+            a.scenarios
+        },
+        rate: a.rate,
+        phase: a.phase,
+        decision_wait: a.decision_wait,
+        outage: a.outage,
+        redistribute: !a.no_redistribute,
+        port: a.port,
+        subnet: a.subnet,
+        dns_interval: a.dns_interval,
+        baseline_percentage: a.baseline_percentage,
+        workdir: a.workdir.unwrap_or_else(|| {
+            std::env::temp_dir().join(format!("tailgate-chaos-{}", std::process::id()))
+        }),
+        progress: true,
+    };
+    let report = tailgate_loadtest::chaos::run_chaos(cfg).await?;
+    emit(&report.render(), &report, a.report)?;
+    Ok(report.passed)
+}
+
+/// `run`: drives load at the target and prints one line of what happened.
+async fn run_load_command(a: RunArgs) -> anyhow::Result<bool> {
+    let r = drive(a.load.drive(a.target.clone())).await?;
+    let mut out = std::io::stdout().lock();
+    writeln!(
+        out,
+        "sent {} spans in {} traces to {} over {:.1}s: {} accepted ({:.0}/s), {} refused, {} rejected, {} retries",
+        r.spans_sent,
+        r.traces.len(),
+        a.target,
+        r.elapsed.as_secs_f64(),
+        r.spans_accepted,
+        r.spans_accepted as f64 / r.elapsed.as_secs_f64().max(1e-9),
+        r.spans_refused,
+        r.spans_rejected,
+        r.retries
+    )?;
+    if let Some(e) = &r.last_error {
+        writeln!(out, "last error: {e}")?;
+    }
+    Ok(r.spans_refused == 0 && r.spans_rejected == 0)
+}
+
+/// `bench router`: benchmarks both variants and prints a table (and writes JSON).
+async fn run_router_bench(a: RouterBenchArgs) -> anyhow::Result<bool> {
+    let cfg = tailgate_loadtest::bench::RouterBench {
+        router_bin: a
+            .router_bin
+            .unwrap_or_else(|| tailgate_loadtest::bench::sibling_binary("tailgate-router")),
+        duration: a.duration,
+        spans_per_request: a.spans_per_request,
+        concurrency: a.concurrency,
+        connections: a.connections,
+        pin_cpu: a.pin_cpu,
+    };
+    let results = tailgate_loadtest::bench::bench_router(&cfg).await?;
+    print_router_bench_table(&results)?;
+    if let Some(path) = a.report {
+        std::fs::write(&path, serde_json::to_string_pretty(&results)?)?;
+    }
+    Ok(results.iter().all(|r| r.all_spans_counted))
+}
+
+/// Prints the router benchmark's results, one row per variant.
+fn print_router_bench_table(
+    results: &[tailgate_loadtest::bench::RouterBenchResult],
+) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    writeln!(
+        out,
+        "{:<12} {:>12} {:>12} {:>14} {:>12} {:>10} {:>8}",
+        "compression", "spans/s", "CPU-s/Mspan", "peak RSS MiB", "B/span", "refused", "counted"
+    )?;
+    for r in results {
+        writeln!(
+            out,
+            "{:<12} {:>12.0} {:>12.3} {:>14.1} {:>12.0} {:>10} {:>8}",
+            r.compression,
+            r.spans_per_sec,
+            r.cpu_seconds_per_million_spans,
+            r.peak_rss_bytes as f64 / (1 << 20) as f64,
+            r.bytes_per_span,
+            r.refused_spans,
+            r.all_spans_counted
+        )?;
+    }
+    Ok(())
+}
+
+/// `bench gateway`: benchmarks the gateway and prints (and writes) the result as JSON.
+async fn run_gateway_bench(a: GatewayBenchArgs) -> anyhow::Result<bool> {
+    let cfg = tailgate_loadtest::bench::GatewayBench {
+        gateway_bin: a
+            .gateway_bin
+            .unwrap_or_else(|| tailgate_loadtest::bench::sibling_binary("tailgate-gateway")),
+        duration: a.duration,
+        decision_wait: a.decision_wait,
+        spans_per_request: a.spans_per_request,
+        concurrency: a.concurrency,
+        max_buffered_bytes: a.max_buffered_bytes,
+        with_peers: a.with_peers,
+        pin_cpu: a.pin_cpu,
+    };
+    let r = tailgate_loadtest::bench::bench_gateway(&cfg).await?;
+    writeln!(
+        std::io::stdout().lock(),
+        "{}",
+        serde_json::to_string_pretty(&r)?
+    )?;
+    if let Some(path) = a.report {
+        std::fs::write(&path, serde_json::to_string_pretty(&r)?)?;
+    }
+    Ok(r.all_spans_settled)
+}
+
+/// `sink`: receives OTLP until the duration ends or Ctrl-C, then prints the summary.
+async fn run_sink_command(a: SinkArgs) -> anyhow::Result<bool> {
+    let sink = Arc::new(Sink::default());
+    let grpc = tailgate_core::receive::bind("sink OTLP/gRPC", a.grpc).await?;
+    let http = tailgate_core::receive::bind("sink OTLP/HTTP", a.http).await?;
+    eprintln!("Sink listening: OTLP/gRPC {}, OTLP/HTTP {}", a.grpc, a.http);
+    let shutdown = CancellationToken::new();
+    let task = tokio::spawn(sink.clone().serve(grpc, Some(http), shutdown.clone()));
+    if let Some(addr) = a.control {
+        let control = tailgate_core::receive::bind("sink control", addr).await?;
+        tokio::spawn(sink.clone().serve_control(control, shutdown.clone()));
+    }
+    wait_printing_summaries(&sink, a.duration, a.quiet).await?;
+    shutdown.cancel();
+    task.await??;
+    let summary = sink.summary();
+    writeln!(
+        std::io::stdout().lock(),
+        "{}",
+        serde_json::to_string_pretty(&summary)?
+    )?;
+    if let Some(path) = a.report {
+        std::fs::write(&path, serde_json::to_string_pretty(&summary)?)?;
+    }
+    Ok(summary.duplicate_spans == 0 && summary.incomplete_traces == 0 && summary.split_traces == 0)
+}
+
+/// Waits for `duration` (or Ctrl-C), printing the sink's summary every 5 s unless `quiet`.
+async fn wait_printing_summaries(
+    sink: &Sink,
+    duration: Option<Duration>,
+    quiet: bool,
+) -> anyhow::Result<()> {
+    let stop = async {
+        match duration {
+            Some(d) => tokio::time::sleep(d).await,
+            None => {
+                if let Err(e) = tokio::signal::ctrl_c().await {
+                    eprintln!("cannot wait for Ctrl-C ({e}); stopping now");
+                }
             }
-            Ok(r.all_spans_settled)
         }
-        Command::Sink(a) => {
-            let sink = Arc::new(Sink::default());
-            let grpc = tailgate_core::receive::bind("sink OTLP/gRPC", a.grpc).await?;
-            let http = tailgate_core::receive::bind("sink OTLP/HTTP", a.http).await?;
-            eprintln!("Sink listening: OTLP/gRPC {}, OTLP/HTTP {}", a.grpc, a.http);
-            let shutdown = CancellationToken::new();
-            let task = tokio::spawn(sink.clone().serve(grpc, Some(http), shutdown.clone()));
-            if let Some(addr) = a.control {
-                let control = tailgate_core::receive::bind("sink control", addr).await?;
-                tokio::spawn(sink.clone().serve_control(control, shutdown.clone()));
+    };
+    tokio::pin!(stop);
+    loop {
+        tokio::select! {
+            () = &mut stop => break,
+            () = tokio::time::sleep(Duration::from_secs(5)), if !quiet => {
+                eprintln!("{}", serde_json::to_string(&sink.summary())?);
             }
-            let stop = async {
-                match a.duration {
-                    Some(d) => tokio::time::sleep(d).await,
-                    None => {
-                        if let Err(e) = tokio::signal::ctrl_c().await {
-                            eprintln!("cannot wait for Ctrl-C ({e}); stopping now");
-                        }
-                    }
-                }
-            };
-            tokio::pin!(stop);
-            loop {
-                tokio::select! {
-                    () = &mut stop => break,
-                    () = tokio::time::sleep(Duration::from_secs(5)), if !a.quiet => {
-                        eprintln!("{}", serde_json::to_string(&sink.summary())?);
-                    }
-                }
-            }
-            shutdown.cancel();
-            task.await??;
-            let summary = sink.summary();
-            writeln!(
-                std::io::stdout().lock(),
-                "{}",
-                serde_json::to_string_pretty(&summary)?
-            )?;
-            if let Some(path) = a.report {
-                std::fs::write(&path, serde_json::to_string_pretty(&summary)?)?;
-            }
-            Ok(summary.duplicate_spans == 0
-                && summary.incomplete_traces == 0
-                && summary.split_traces == 0)
         }
     }
+    Ok(())
 }

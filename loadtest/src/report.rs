@@ -112,64 +112,19 @@ impl Report {
         expected_baseline_share: f64,
         baseline_tolerance: f64,
     ) -> Report {
-        let sent: HashMap<[u8; 16], usize> = drive
-            .traces
-            .iter()
-            .enumerate()
-            .map(|(i, t)| (t.id, i))
-            .collect();
-        let mut by_kind_sent: HashMap<TraceKind, u64> = HashMap::new();
-        for t in &drive.traces {
-            *by_kind_sent.entry(t.kind).or_default() += 1;
-        }
-        let mut by_kind_kept: HashMap<TraceKind, u64> = HashMap::new();
-        // Microseconds, up to an hour; larger values are clamped to it.
-        let mut hist = Histogram::<u64>::new_with_bounds(1, 3_600_000_000, 3).ok();
-        let (mut traces_kept, mut spans_kept, mut incomplete, mut unexpected) = (0, 0, 0, 0);
-        let duplicate_spans = sink
-            .with_state(|s| {
-                for (id, t) in &s.traces {
-                    let Some(&i) = sent.get(id) else {
-                        unexpected += 1;
-                        continue;
-                    };
-                    let rec = &drive.traces[i];
-                    traces_kept += 1;
-                    spans_kept += t.span_ids.len() as u64;
-                    *by_kind_kept.entry(rec.kind).or_default() += 1;
-                    if (t.span_ids.len() as u32) < rec.spans || t.senders.len() > 1 {
-                        incomplete += 1;
-                    }
-                    if let (Some(sent_at), Some(h)) = (rec.last_sent, hist.as_mut()) {
-                        let us = t
-                            .last_arrival
-                            .saturating_duration_since(sent_at)
-                            .as_micros();
-                        h.saturating_record((us as u64).max(1));
-                    }
-                }
-                s.duplicate_spans
-            })
-            .unwrap_or(0);
-        let ms = |q: f64| {
-            hist.as_ref()
-                .filter(|h| !h.is_empty())
-                .map_or(0.0, |h| h.value_at_quantile(q) as f64 / 1000.0)
-        };
-        let decision_latency_ms = Percentiles {
-            p50: ms(0.5),
-            p99: ms(0.99),
-            max: hist.as_ref().map_or(0.0, |h| h.max() as f64 / 1000.0),
-        };
+        let by_kind_sent = count_sent_by_kind(drive);
+        let arrivals = Arrivals::tally(drive, sink);
+        let decision_latency_ms = arrivals.decision_latency_ms();
+        let by_kind_kept = &arrivals.by_kind_kept;
         let get = |m: &HashMap<TraceKind, u64>, k| m.get(&k).copied().unwrap_or(0);
         let normal_sent = get(&by_kind_sent, TraceKind::Normal);
         let baseline = if normal_sent == 0 {
             0.0
         } else {
-            get(&by_kind_kept, TraceKind::Normal) as f64 / normal_sent as f64
+            get(by_kind_kept, TraceKind::Normal) as f64 / normal_sent as f64
         };
         let unaccounted = drive.spans_sent as i64
-            - spans_kept as i64
+            - arrivals.spans_kept as i64
             - components.dropped_by_policy as i64
             - drive.spans_refused as i64
             - drive.spans_rejected as i64;
@@ -177,14 +132,14 @@ impl Report {
         let mut r = Report {
             spans_sent: drive.spans_sent,
             traces_sent: drive.traces.len() as u64,
-            traces_kept,
-            spans_kept,
+            traces_kept: arrivals.traces_kept,
+            spans_kept: arrivals.spans_kept,
             error_traces_sent: get(&by_kind_sent, TraceKind::Error),
-            error_traces_kept: get(&by_kind_kept, TraceKind::Error),
+            error_traces_kept: get(by_kind_kept, TraceKind::Error),
             slow_traces_sent: get(&by_kind_sent, TraceKind::Slow),
-            slow_traces_kept: get(&by_kind_kept, TraceKind::Slow),
-            incomplete_kept_traces: incomplete,
-            duplicate_spans,
+            slow_traces_kept: get(by_kind_kept, TraceKind::Slow),
+            incomplete_kept_traces: arrivals.incomplete,
+            duplicate_spans: arrivals.duplicate_spans,
             unaccounted_spans: unaccounted,
             baseline_keep_share: baseline,
             expected_baseline_share,
@@ -196,12 +151,22 @@ impl Report {
             spans_rejected: drive.spans_rejected,
             sender_retries: drive.retries,
             components,
-            unexpected_traces: unexpected,
+            unexpected_traces: arrivals.unexpected,
             drive_seconds: secs,
             checks: Vec::new(),
             passed: false,
         };
-        r.checks = vec![
+        r.checks = r.run_checks(normal_sent, baseline_tolerance);
+        r.passed = r.checks.iter().all(|c| c.ok);
+        r
+    }
+
+    /// The checks a correct cluster passes, judged on this report's numbers.
+    fn run_checks(&self, normal_sent: u64, baseline_tolerance: f64) -> Vec<Check> {
+        let r = self;
+        let (baseline, expected_baseline_share) =
+            (r.baseline_keep_share, r.expected_baseline_share);
+        vec![
             check("every error trace kept", r.error_traces_kept == r.error_traces_sent, format!("{} of {}", r.error_traces_kept, r.error_traces_sent)),
             check("every slow trace kept", r.slow_traces_kept == r.slow_traces_sent, format!("{} of {}", r.slow_traces_kept, r.slow_traces_sent)),
             check("no incomplete kept traces", r.incomplete_kept_traces == 0, format!("{}", r.incomplete_kept_traces)),
@@ -214,9 +179,7 @@ impl Report {
             ),
             check("nothing unexpected at the backend", r.unexpected_traces == 0, format!("{}", r.unexpected_traces)),
             check("load was sent", r.spans_sent > 0 && r.spans_refused < r.spans_sent, format!("{} sent, {} refused", r.spans_sent, r.spans_refused)),
-        ];
-        r.passed = r.checks.iter().all(|c| c.ok);
-        r
+        ]
     }
 
     /// The report for people.
@@ -261,6 +224,92 @@ impl Report {
         );
         lines.push(String::new());
         lines.join("\n")
+    }
+}
+
+/// Traces sent, per kind.
+fn count_sent_by_kind(drive: &DriveResult) -> HashMap<TraceKind, u64> {
+    let mut by_kind_sent: HashMap<TraceKind, u64> = HashMap::new();
+    for t in &drive.traces {
+        *by_kind_sent.entry(t.kind).or_default() += 1;
+    }
+    by_kind_sent
+}
+
+/// What reached the backend, joined with what was sent.
+struct Arrivals {
+    traces_kept: u64,
+    spans_kept: u64,
+    incomplete: u64,
+    unexpected: u64,
+    duplicate_spans: u64,
+    by_kind_kept: HashMap<TraceKind, u64>,
+    /// Decision latencies in microseconds.
+    hist: Option<Histogram<u64>>,
+}
+
+impl Arrivals {
+    /// Walks the sink's traces: kept, incomplete and unexpected traces, kinds, latencies.
+    fn tally(drive: &DriveResult, sink: &Sink) -> Arrivals {
+        let sent: HashMap<[u8; 16], usize> = drive
+            .traces
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (t.id, i))
+            .collect();
+        let mut by_kind_kept: HashMap<TraceKind, u64> = HashMap::new();
+        // Microseconds, up to an hour; larger values are clamped to it.
+        let mut hist = Histogram::<u64>::new_with_bounds(1, 3_600_000_000, 3).ok();
+        let (mut traces_kept, mut spans_kept, mut incomplete, mut unexpected) = (0, 0, 0, 0);
+        let duplicate_spans = sink
+            .with_state(|s| {
+                for (id, t) in &s.traces {
+                    let Some(&i) = sent.get(id) else {
+                        unexpected += 1;
+                        continue;
+                    };
+                    let rec = &drive.traces[i];
+                    traces_kept += 1;
+                    spans_kept += t.span_ids.len() as u64;
+                    *by_kind_kept.entry(rec.kind).or_default() += 1;
+                    if (t.span_ids.len() as u32) < rec.spans || t.senders.len() > 1 {
+                        incomplete += 1;
+                    }
+                    if let (Some(sent_at), Some(h)) = (rec.last_sent, hist.as_mut()) {
+                        let us = t
+                            .last_arrival
+                            .saturating_duration_since(sent_at)
+                            .as_micros();
+                        h.saturating_record((us as u64).max(1));
+                    }
+                }
+                s.duplicate_spans
+            })
+            .unwrap_or(0);
+        Arrivals {
+            traces_kept,
+            spans_kept,
+            incomplete,
+            unexpected,
+            duplicate_spans,
+            by_kind_kept,
+            hist,
+        }
+    }
+
+    /// Median, 99th percentile and largest decision latency, in milliseconds.
+    fn decision_latency_ms(&self) -> Percentiles {
+        let hist = &self.hist;
+        let ms = |q: f64| {
+            hist.as_ref()
+                .filter(|h| !h.is_empty())
+                .map_or(0.0, |h| h.value_at_quantile(q) as f64 / 1000.0)
+        };
+        Percentiles {
+            p50: ms(0.5),
+            p99: ms(0.99),
+            max: hist.as_ref().map_or(0.0, |h| h.max() as f64 / 1000.0),
+        }
     }
 }
 
