@@ -1,9 +1,12 @@
-//! Self-telemetry: the counters each component keeps, their Prometheus text rendering, and
-//! the admin HTTP server (`/metrics`, `/healthz`, `/readyz`).
+//! Self-telemetry: the counters each component keeps, their exposition, and the admin HTTP
+//! server (`/metrics`, `/healthz`, `/readyz`).
 //!
 //! Counters are plain atomics owned by the component instance, added to once per batch,
 //! never per span. Keeping them per instance lets in-process clusters (the demo, tests, the
-//! simulator) read each component's own accounting; the admin server renders them.
+//! simulator) read each component's own accounting; a process-wide recorder (the `metrics`
+//! crate's model) would merge the three gateways of the demo into one. At each scrape the
+//! component gathers its atomics into a [`PromText`], which the `prometheus-client` crate
+//! encodes as the scraper asks: the Prometheus text format or OpenMetrics.
 
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -12,6 +15,10 @@ use std::sync::Arc;
 use bytes::Bytes;
 use http::{Response, StatusCode};
 use http_body_util::Full;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{prometheus_text, text, DescriptorEncoder, NoLabelSet};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
 
 /// A monotonically increasing count.
@@ -64,26 +71,129 @@ impl Gauge {
     }
 }
 
-/// Builds Prometheus text exposition output.
+/// One scrape's metric families, gathered from the stats' atomics and encoded by the
+/// Prometheus project's `prometheus-client` crate: label values escaped, counters named
+/// with `_total` as each format wants, in the Prometheus text format (0.0.4) or OpenMetrics
+/// as the scraper asks (`Accept`).
+///
+/// Names are given as they are queried: counters with their `_total` suffix, histograms
+/// without `_bucket`/`_sum`/`_count`.
 #[derive(Debug, Default)]
-pub struct PromText(String);
+pub struct PromText {
+    families: Vec<Family>,
+}
+
+/// The wire formats the admin server speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MetricsFormat {
+    /// `text/plain; version=0.0.4`: what every Prometheus understands.
+    Prometheus,
+    /// `application/openmetrics-text; version=1.0.0`: what Prometheus asks for first.
+    OpenMetrics,
+}
+
+impl MetricsFormat {
+    /// The format an `Accept` header prefers: OpenMetrics when it is named, else the
+    /// Prometheus text format.
+    pub fn negotiate(accept: Option<&str>) -> Self {
+        match accept {
+            Some(a) if a.contains("application/openmetrics-text") => Self::OpenMetrics,
+            _ => Self::Prometheus,
+        }
+    }
+
+    /// The response's `Content-Type`.
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Self::Prometheus => "text/plain; version=0.0.4; charset=utf-8",
+            Self::OpenMetrics => "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        }
+    }
+}
+
+/// One metric family: its name (without the counter's `_total`), help, type and samples.
+#[derive(Debug)]
+struct Family {
+    name: String,
+    help: String,
+    kind: MetricType,
+    samples: Vec<(Vec<(String, String)>, Value)>,
+}
+
+#[derive(Debug)]
+enum Value {
+    Int(u64),
+    Float(f64),
+    Histogram {
+        sum: f64,
+        count: u64,
+        /// (upper bound, count in this bucket alone), the last bound `+Inf`.
+        buckets: Vec<(f64, u64)>,
+    },
+}
+
+/// The family name of a metric queried as `name`: counters lose their `_total`.
+fn family_name(name: &str, kind: MetricType) -> &str {
+    match kind {
+        MetricType::Counter => name.strip_suffix("_total").unwrap_or(name),
+        _ => name,
+    }
+}
+
+fn metric_type(kind: &str) -> MetricType {
+    match kind {
+        "counter" => MetricType::Counter,
+        "gauge" => MetricType::Gauge,
+        "histogram" => MetricType::Histogram,
+        _ => MetricType::Unknown,
+    }
+}
+
+fn owned_labels(labels: &[(&str, &str)]) -> Vec<(String, String)> {
+    labels
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect()
+}
 
 // === impl PromText ===
 
 impl PromText {
-    /// Writes one sample with its `# HELP` and `# TYPE` lines.
-    pub fn metric(&mut self, name: &str, kind: &str, help: &str, labels: &str, value: u64) {
-        self.0
-            .push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n"));
+    /// Starts a family (`kind`: `counter`, `gauge` or `histogram`) with no samples yet.
+    pub fn header(&mut self, name: &str, kind: &str, help: &str) {
+        let kind = metric_type(kind);
+        self.families.push(Family {
+            name: family_name(name, kind).to_owned(),
+            help: help.to_owned(),
+            kind,
+            samples: Vec::new(),
+        });
+    }
+
+    /// Starts a family with one sample.
+    pub fn metric(
+        &mut self,
+        name: &str,
+        kind: &str,
+        help: &str,
+        labels: &[(&str, &str)],
+        value: u64,
+    ) {
+        self.header(name, kind, help);
         self.sample(name, labels, value);
     }
 
-    /// Writes a sample of a metric already described.
-    pub fn sample(&mut self, name: &str, labels: &str, value: u64) {
-        self.sample_str(name, labels, &value.to_string());
+    /// Adds a sample to the family `name` started before.
+    pub fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: u64) {
+        self.push(name, labels, Value::Int(value));
     }
 
-    /// Writes one metric with a sample per value of one label.
+    /// Adds a sample with a fractional value (seconds) to the family `name`.
+    pub fn float(&mut self, name: &str, labels: &[(&str, &str)], value: f64) {
+        self.push(name, labels, Value::Float(value));
+    }
+
+    /// Starts a family with a sample per value of one label.
     pub fn labelled<'a>(
         &mut self,
         name: &str,
@@ -94,28 +204,123 @@ impl PromText {
     ) {
         self.header(name, kind, help);
         for (value, n) in samples {
-            self.sample(name, &format!("{label}=\"{value}\""), n);
+            self.sample(name, &[(label, value)], n);
         }
     }
 
-    /// Writes `# HELP` and `# TYPE` lines alone (for summaries, whose samples have suffixes).
-    pub fn header(&mut self, name: &str, kind: &str, help: &str) {
-        self.0
-            .push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n"));
+    /// Adds a histogram sample to the family `name` (started with `header(.., "histogram",
+    /// ..)`): `buckets` are (upper bound, count at or below it), cumulative; a `+Inf`
+    /// bucket holding `count` is added when the last bound is finite.
+    pub fn histogram(
+        &mut self,
+        name: &str,
+        labels: &[(&str, &str)],
+        buckets: &[(f64, u64)],
+        sum: f64,
+        count: u64,
+    ) {
+        // prometheus-client takes each bucket's own count and accumulates them.
+        let mut below = 0;
+        let mut buckets: Vec<(f64, u64)> = buckets
+            .iter()
+            .map(|&(le, cumulative)| {
+                let own = cumulative.saturating_sub(below);
+                below = below.max(cumulative);
+                (le, own)
+            })
+            .collect();
+        if buckets.last().is_none_or(|(le, _)| le.is_finite()) {
+            buckets.push((f64::INFINITY, count.saturating_sub(below)));
+        }
+        self.push(
+            name,
+            labels,
+            Value::Histogram {
+                sum,
+                count,
+                buckets,
+            },
+        );
     }
 
-    /// Writes a sample whose value is already formatted (a float).
-    pub fn sample_str(&mut self, name: &str, labels: &str, value: &str) {
-        if labels.is_empty() {
-            self.0.push_str(&format!("{name} {value}\n"));
-        } else {
-            self.0.push_str(&format!("{name}{{{labels}}} {value}\n"));
+    fn push(&mut self, name: &str, labels: &[(&str, &str)], value: Value) {
+        let labels = owned_labels(labels);
+        match self
+            .families
+            .iter_mut()
+            .rev()
+            .find(|f| f.name == family_name(name, f.kind))
+        {
+            Some(f) => f.samples.push((labels, value)),
+            None => {
+                // A sample without its header: still exported, as an untyped metric.
+                debug_assert!(false, "sample of {name} before its header");
+                self.families.push(Family {
+                    name: name.to_owned(),
+                    help: String::new(),
+                    kind: MetricType::Unknown,
+                    samples: vec![(labels, value)],
+                });
+            }
         }
     }
 
-    /// The rendered text.
+    /// Appends the families of `other`.
+    pub fn append(&mut self, other: PromText) {
+        self.families.extend(other.families);
+    }
+
+    /// Encodes the families in `format`.
+    pub fn encode(self, format: MetricsFormat) -> String {
+        let mut registry = Registry::default();
+        registry.register_collector(Box::new(Families(self.families)));
+        let mut out = String::new();
+        let encoded = match format {
+            MetricsFormat::Prometheus => prometheus_text::encode(&mut out, &registry),
+            MetricsFormat::OpenMetrics => text::encode(&mut out, &registry),
+        };
+        // Writing into a String cannot fail; the encoder only passes fmt errors on.
+        debug_assert!(encoded.is_ok());
+        out
+    }
+
+    /// The Prometheus text format (0.0.4).
     pub fn finish(self) -> String {
-        self.0
+        self.encode(MetricsFormat::Prometheus)
+    }
+}
+
+/// The gathered families as a `prometheus-client` collector, encoded once per scrape.
+#[derive(Debug)]
+struct Families(Vec<Family>);
+
+impl Collector for Families {
+    fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
+        for f in &self.0 {
+            let mut metric = encoder.encode_descriptor(&f.name, &f.help, None, f.kind)?;
+            for (labels, value) in &f.samples {
+                let mut sample = metric.encode_family(labels)?;
+                match (value, f.kind) {
+                    (Value::Int(n), MetricType::Counter) => {
+                        sample.encode_counter::<NoLabelSet, _, u64>(n, None)?
+                    }
+                    (Value::Float(x), MetricType::Counter) => {
+                        sample.encode_counter::<NoLabelSet, _, f64>(x, None)?
+                    }
+                    (Value::Int(n), _) => sample.encode_gauge(n)?,
+                    (Value::Float(x), _) => sample.encode_gauge(x)?,
+                    (
+                        Value::Histogram {
+                            sum,
+                            count,
+                            buckets,
+                        },
+                        _,
+                    ) => sample.encode_histogram::<NoLabelSet>(*sum, *count, buckets, None)?,
+                }
+            }
+        }
+        Ok(())
     }
 }
 
@@ -133,11 +338,11 @@ pub fn render_build_info(p: &mut PromText, component: &str) {
         "tailgate_build_info",
         "gauge",
         "The version and git commit of the running binary (always 1).",
-        &format!(
-            "version=\"{}\",commit=\"{}\",component=\"{component}\"",
-            env!("CARGO_PKG_VERSION"),
-            env!("TAILGATE_GIT_COMMIT")
-        ),
+        &[
+            ("version", env!("CARGO_PKG_VERSION")),
+            ("commit", env!("TAILGATE_GIT_COMMIT")),
+            ("component", component),
+        ],
         1,
     );
 }
@@ -155,30 +360,26 @@ pub fn render_process_metrics(p: &mut PromText) {
         "counter",
         "Total user and system CPU time spent in seconds.",
     );
-    p.sample_str(
-        "process_cpu_seconds_total",
-        "",
-        &format!("{:.2}", m.cpu_seconds),
-    );
+    p.float("process_cpu_seconds_total", &[], m.cpu_seconds);
     p.metric(
         "process_resident_memory_bytes",
         "gauge",
         "Resident memory size in bytes.",
-        "",
+        &[],
         m.resident_bytes,
     );
     p.metric(
         "process_virtual_memory_bytes",
         "gauge",
         "Virtual memory size in bytes.",
-        "",
+        &[],
         m.virtual_bytes,
     );
     p.metric(
         "process_open_fds",
         "gauge",
         "Number of open file descriptors.",
-        "",
+        &[],
         m.open_fds,
     );
     if let Some(max) = m.max_fds {
@@ -186,7 +387,7 @@ pub fn render_process_metrics(p: &mut PromText) {
             "process_max_fds",
             "gauge",
             "Maximum number of open file descriptors.",
-            "",
+            &[],
             max,
         );
     }
@@ -195,11 +396,7 @@ pub fn render_process_metrics(p: &mut PromText) {
         "gauge",
         "Start time of the process since unix epoch in seconds.",
     );
-    p.sample_str(
-        "process_start_time_seconds",
-        "",
-        &format!("{:.2}", m.start_time_seconds),
-    );
+    p.float("process_start_time_seconds", &[], m.start_time_seconds);
 }
 
 /// What `/proc/self` says about this process.
@@ -283,8 +480,8 @@ impl ProcessMetrics {
 
 /// What the admin server shows.
 pub trait Admin: Send + Sync + 'static {
-    /// Prometheus text for `/metrics`.
-    fn render_metrics(&self) -> String;
+    /// The metric families for `/metrics`, gathered now; the server encodes them.
+    fn render_metrics(&self) -> PromText;
     /// Whether `/readyz` says ready.
     fn ready(&self) -> bool;
 }
@@ -329,7 +526,13 @@ pub async fn serve_admin<A: Admin>(
     };
     let handler = move |req: http::Request<hyper::body::Incoming>| {
         let admin = admin.clone();
-        async move { answer(&*admin, req.uri().path()) }
+        async move {
+            let accept = req
+                .headers()
+                .get(http::header::ACCEPT)
+                .and_then(|v| v.to_str().ok());
+            answer(&*admin, req.uri().path(), MetricsFormat::negotiate(accept))
+        }
     };
     if let Err(error) = crate::serve::serve(listener, limits, None, shutdown, handler).await {
         tracing::warn!(%error, "Admin server stopped.");
@@ -337,9 +540,9 @@ pub async fn serve_admin<A: Admin>(
 }
 
 /// The admin server's answer for `path`.
-fn answer<A: Admin>(admin: &A, path: &str) -> Response<Full<Bytes>> {
+fn answer<A: Admin>(admin: &A, path: &str, format: MetricsFormat) -> Response<Full<Bytes>> {
     let (status, body) = match path {
-        "/metrics" => (StatusCode::OK, admin.render_metrics()),
+        "/metrics" => (StatusCode::OK, admin.render_metrics().encode(format)),
         // As the Collector's health_check extension, so that probes copied from a
         // Collector chart work.
         "/" if admin.ready() => (
@@ -359,7 +562,7 @@ fn answer<A: Admin>(admin: &A, path: &str) -> Response<Full<Bytes>> {
         ),
     };
     let content_type = match path {
-        "/metrics" => "text/plain; version=0.0.4; charset=utf-8",
+        "/metrics" => format.content_type(),
         "/" => "application/json",
         _ => "text/plain; charset=utf-8",
     };
@@ -375,6 +578,40 @@ fn answer<A: Admin>(admin: &A, path: &str) -> Response<Full<Bytes>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Scenario: a histogram given as Prometheus shows it (cumulative counts, no +Inf
+    /// bucket), one with a summary's sum and count only, and a counter, in both formats.
+    /// Guarantees: buckets come out cumulative as given, +Inf holds the count, the sum is
+    /// kept; a counter is typed under `_total` in the text format and without it in
+    /// OpenMetrics, which ends with `# EOF`.
+    #[test]
+    fn histograms_and_counters_encode_as_given() {
+        let text = |format| {
+            let mut p = PromText::default();
+            p.header("lat_seconds", "histogram", "Latency.");
+            p.histogram("lat_seconds", &[], &[(0.5, 2), (1.0, 5)], 3.25, 7);
+            p.header("eval_seconds", "histogram", "Evaluation.");
+            p.histogram("eval_seconds", &[("policy", "p")], &[], 0.5, 4);
+            p.metric("spans_total", "counter", "Spans.", &[], 9);
+            p.encode(format)
+        };
+        let prom = text(MetricsFormat::Prometheus);
+        for line in [
+            "lat_seconds_bucket{le=\"0.5\"} 2\n",
+            "lat_seconds_bucket{le=\"1\"} 5\n",
+            "lat_seconds_bucket{le=\"+Inf\"} 7\n",
+            "lat_seconds_sum 3.25\n",
+            "lat_seconds_count 7\n",
+            "eval_seconds_bucket{policy=\"p\",le=\"+Inf\"} 4\n",
+            "eval_seconds_sum{policy=\"p\"} 0.5\n",
+            "# TYPE spans_total counter\nspans_total 9\n",
+        ] {
+            assert!(prom.contains(line), "{line:?} not in\n{prom}");
+        }
+        let om = text(MetricsFormat::OpenMetrics);
+        assert!(om.contains("# TYPE spans counter\nspans_total 9\n"), "{om}");
+        assert!(om.ends_with("# EOF\n"), "{om}");
+    }
 
     /// Scenario: /proc files as Linux writes them, a command name with spaces and ')'.
     /// Guarantees: CPU from utime + stime, memory from statm pages, start from btime; and

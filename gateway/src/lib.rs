@@ -422,7 +422,7 @@ struct AdminView {
 }
 
 impl Admin for AdminView {
-    fn render_metrics(&self) -> String {
+    fn render_metrics(&self) -> tailgate_core::telemetry::PromText {
         // Label the per-policy counters with the names of the plan in force.
         self.stats.set_policy_names(self.plan.load().names());
         let mut p = tailgate_core::telemetry::PromText::default();
@@ -430,9 +430,8 @@ impl Admin for AdminView {
         tailgate_core::telemetry::render_process_metrics(&mut p);
         self.reload.render(&mut p);
         render_plan(&mut p, &self.plan.load());
-        let mut out = self.stats.render();
-        out.push_str(&p.finish());
-        out
+        self.stats.render_into(&mut p);
+        p
     }
 
     fn ready(&self) -> bool {
@@ -442,71 +441,46 @@ impl Admin for AdminView {
 
 /// Per-policy verdicts, evaluation time and errors of the plan in force.
 fn render_plan(p: &mut tailgate_core::telemetry::PromText, plan: &PolicyPlan) {
-    let mut first = true;
+    p.header(
+        "tailgate_gateway_policy_evaluations_total",
+        "counter",
+        "Policy verdicts since the plan in force was loaded.",
+    );
     for (name, counts) in plan.names().iter().zip(plan.verdict_counts()) {
-        let name = name.replace('\\', "\\\\").replace('"', "\\\"");
         for (verdict, n) in policy::plan::VERDICT_NAMES.iter().zip(counts) {
-            let labels = format!("policy=\"{name}\",verdict=\"{verdict}\"");
-            if first {
-                p.metric(
-                    "tailgate_gateway_policy_evaluations_total",
-                    "counter",
-                    "Policy verdicts since the plan in force was loaded.",
-                    &labels,
-                    n,
-                );
-                first = false;
-            } else {
-                p.sample("tailgate_gateway_policy_evaluations_total", &labels, n);
-            }
+            p.sample(
+                "tailgate_gateway_policy_evaluations_total",
+                &[("policy", name), ("verdict", verdict)],
+                n,
+            );
         }
     }
     // Evaluation time, measured on one decision in TIMING_SAMPLE: _sum / _count is the
-    // mean time per evaluation.
-    for (i, (name, (count, nanos))) in plan
-        .names()
-        .iter()
-        .zip(plan.evaluation_timings())
-        .enumerate()
-    {
-        let labels = format!(
-            "policy=\"{}\"",
-            name.replace('\\', "\\\\").replace('"', "\\\"")
-        );
-        let sum = format!("{:.9}", nanos as f64 / 1e9);
-        if i == 0 {
-            p.header(
-                "tailgate_gateway_policy_evaluation_seconds",
-                "summary",
-                "Time spent evaluating each policy, sampled on one decision in 32.",
-            );
-        }
-        p.sample_str(
-            "tailgate_gateway_policy_evaluation_seconds_sum",
-            &labels,
-            &sum,
-        );
-        p.sample(
-            "tailgate_gateway_policy_evaluation_seconds_count",
-            &labels,
+    // mean time per evaluation. A histogram with only the +Inf bucket: prometheus-client
+    // has no summary type, and the queries (_sum, _count) are the same.
+    p.header(
+        "tailgate_gateway_policy_evaluation_seconds",
+        "histogram",
+        "Time spent evaluating each policy, sampled on one decision in 32.",
+    );
+    for (name, (count, nanos)) in plan.names().iter().zip(plan.evaluation_timings()) {
+        p.histogram(
+            "tailgate_gateway_policy_evaluation_seconds",
+            &[("policy", name)],
+            &[],
+            nanos as f64 / 1e9,
             count,
         );
     }
-    for (i, (name, policy)) in plan.names().iter().zip(plan.policies()).enumerate() {
-        let labels = format!(
-            "policy=\"{}\"",
-            name.replace('\\', "\\\\").replace('"', "\\\"")
-        );
-        if i == 0 {
-            p.header(
-                    "tailgate_gateway_policy_evaluation_errors_total",
-                    "counter",
-                    "Condition evaluations that failed (ottl_condition), since the plan in force was loaded.",
-                );
-        }
+    p.header(
+        "tailgate_gateway_policy_evaluation_errors_total",
+        "counter",
+        "Condition evaluations that failed (ottl_condition), since the plan in force was loaded.",
+    );
+    for (name, policy) in plan.names().iter().zip(plan.policies()) {
         p.sample(
             "tailgate_gateway_policy_evaluation_errors_total",
-            &labels,
+            &[("policy", name)],
             policy.errors(),
         );
     }

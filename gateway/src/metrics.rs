@@ -213,15 +213,20 @@ impl GatewayStats {
         self.buffered_bytes.get() + self.pending_export_bytes.get() + spans * SPAN_OVERHEAD_BYTES
     }
 
-    /// Prometheus text.
+    /// The Prometheus text format (0.0.4) of [`Self::render_into`].
     pub fn render(&self) -> String {
         let mut p = PromText::default();
-        self.render_spans(&mut p);
-        self.render_peers(&mut p);
-        self.render_decisions(&mut p);
-        self.render_buffer(&mut p);
-        self.render_exporters(&mut p);
+        self.render_into(&mut p);
         p.finish()
+    }
+
+    /// Gathers every series of these stats into `p`.
+    pub fn render_into(&self, p: &mut PromText) {
+        self.render_spans(p);
+        self.render_peers(p);
+        self.render_decisions(p);
+        self.render_buffer(p);
+        self.render_exporters(p);
     }
 
     /// Span totals: received, refused, dropped, exported.
@@ -348,14 +353,14 @@ impl GatewayStats {
             "tailgate_gateway_ring_members",
             "gauge",
             "Gateways on the ring as this one sees it (0: no peers, it owns every trace).",
-            "",
+            &[],
             peers.members.get(),
         );
         p.metric(
             "tailgate_gateway_peer_handoff_pending_spans",
             "gauge",
             "Spans taken out of the buffer for a handoff and not yet delivered.",
-            "",
+            &[],
             peers.handoff_pending_spans.get(),
         );
     }
@@ -393,12 +398,12 @@ impl GatewayStats {
             "tailgate_gateway_decisions_total",
             "counter",
             "Trace decisions by outcome.",
-            "decision=\"sampled\"",
+            &[("decision", "sampled")],
             self.traces_sampled.get(),
         );
         p.sample(
             "tailgate_gateway_decisions_total",
-            "decision=\"not_sampled\"",
+            &[("decision", "not_sampled")],
             self.traces_not_sampled.get(),
         );
         let names = self
@@ -408,10 +413,7 @@ impl GatewayStats {
             .unwrap_or_default();
         let counts = self.sampled_by_policy();
         for (i, name) in names.iter().enumerate() {
-            let labels = format!(
-                "policy=\"{}\"",
-                name.replace('\\', "\\\\").replace('"', "\\\"")
-            );
+            let labels = [("policy", name.as_str())];
             let v = counts.get(i).copied().unwrap_or(0);
             if i == 0 {
                 p.metric(
@@ -433,35 +435,35 @@ impl GatewayStats {
             "tailgate_gateway_live_traces",
             "gauge",
             "Traces buffered.",
-            "",
+            &[],
             self.live_traces.get(),
         );
         p.metric(
             "tailgate_gateway_live_spans",
             "gauge",
             "Spans buffered.",
-            "",
+            &[],
             self.live_spans.get(),
         );
         p.metric(
             "tailgate_gateway_buffered_bytes",
             "gauge",
             "Encoded span bytes buffered.",
-            "",
+            &[],
             self.buffered_bytes.get(),
         );
         p.metric(
             "tailgate_gateway_pending_export_bytes",
             "gauge",
             "Encoded bytes of kept spans waiting for the backend.",
-            "",
+            &[],
             self.pending_export_bytes.get(),
         );
         p.metric(
             "tailgate_gateway_pending_export_spans",
             "gauge",
             "Spans of kept traces waiting for the backend.",
-            "",
+            &[],
             self.pending_export_spans.get(),
         );
         tailgate_core::receive::Refusal::render_counts(
@@ -473,7 +475,7 @@ impl GatewayStats {
             "tailgate_gateway_tls_failed_handshakes_total",
             "counter",
             "TLS handshakes on the receivers that failed or timed out (no or a wrong client certificate, plaintext).",
-            "",
+            &[],
             tailgate_core::tls::failed_handshakes_total(),
         );
         p.header(
@@ -482,25 +484,19 @@ impl GatewayStats {
             "Time from a trace's first span to its decision.",
         );
         let mut cumulative = 0;
+        let mut buckets = Vec::with_capacity(self.decision_latency.len());
         for (i, c) in self.decision_latency.iter().enumerate() {
             cumulative += c.get();
             let le = DECISION_LATENCY_BUCKETS
                 .get(i)
-                .map_or("+Inf".to_string(), |b| b.to_string());
-            p.sample(
-                "tailgate_gateway_decision_latency_seconds_bucket",
-                &format!("le=\"{le}\""),
-                cumulative,
-            );
+                .map_or(f64::INFINITY, |b| *b);
+            buckets.push((le, cumulative));
         }
-        p.sample_str(
-            "tailgate_gateway_decision_latency_seconds_sum",
-            "",
-            &format!("{:.6}", self.decision_latency_micros.get() as f64 / 1e6),
-        );
-        p.sample(
-            "tailgate_gateway_decision_latency_seconds_count",
-            "",
+        p.histogram(
+            "tailgate_gateway_decision_latency_seconds",
+            &[],
+            &buckets,
+            self.decision_latency_micros.get() as f64 / 1e6,
             cumulative,
         );
     }
@@ -554,7 +550,7 @@ impl GatewayStats {
         ];
         for (name, kind, help, value) in series {
             for (i, e) in exporters.iter().enumerate() {
-                let labels = format!("exporter=\"{}\"", e.name.replace('"', "\\\""));
+                let labels = [("exporter", e.name.as_str())];
                 if i == 0 {
                     p.metric(name, kind, help, &labels, value(e));
                 } else {
@@ -567,5 +563,5 @@ impl GatewayStats {
 
 /// One counter series without labels.
 fn counter(p: &mut PromText, name: &str, help: &str, v: &Counter) {
-    p.metric(name, "counter", help, "", v.get());
+    p.metric(name, "counter", help, &[], v.get());
 }

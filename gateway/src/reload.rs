@@ -39,19 +39,19 @@ impl ReloadStats {
             "tailgate_config_reloads_total",
             "counter",
             "Policy reloads by result.",
-            "result=\"ok\"",
+            &[("result", "ok")],
             self.ok.get(),
         );
         p.sample(
             "tailgate_config_reloads_total",
-            "result=\"error\"",
+            &[("result", "error")],
             self.error.get(),
         );
         p.metric(
             "tailgate_config_active_hash",
             "gauge",
             "xxh3 of the policy file in force.",
-            "",
+            &[],
             self.active_hash.get(),
         );
     }

@@ -40,60 +40,66 @@ pub struct RouterStats {
 // === impl RouterStats ===
 
 impl RouterStats {
-    /// Prometheus text.
+    /// The Prometheus text format (0.0.4) of [`Self::render_into`].
     pub fn render(&self) -> String {
         let mut p = PromText::default();
+        self.render_into(&mut p);
+        p.finish()
+    }
+
+    /// Gathers every series of these stats into `p`.
+    pub fn render_into(&self, p: &mut PromText) {
         p.metric(
             "tailgate_router_requests_total",
             "counter",
             "OTLP requests received.",
-            "",
+            &[],
             self.requests.get(),
         );
         p.metric(
             "tailgate_router_received_spans_total",
             "counter",
             "Spans received in well-formed requests.",
-            "",
+            &[],
             self.received_spans.get(),
         );
         p.metric(
             "tailgate_router_forwarded_spans_total",
             "counter",
             "Spans delivered to their gateway.",
-            "",
+            &[],
             self.forwarded_spans.get(),
         );
         p.metric(
             "tailgate_router_rejected_spans_total",
             "counter",
             "Spans rejected as invalid (partial success to the sender).",
-            "reason=\"invalid_trace_id\"",
+            &[("reason", "invalid_trace_id")],
             self.rejected_spans
                 .get()
                 .saturating_sub(self.rejected_malformed_spans.get()),
         );
         p.sample(
             "tailgate_router_rejected_spans_total",
-            "reason=\"malformed_span\"",
+            &[("reason", "malformed_span")],
             self.rejected_malformed_spans.get(),
         );
         p.metric(
             "tailgate_router_refused_spans_total",
             "counter",
             "Spans in requests refused back to the sender.",
-            "",
+            &[],
             self.refused_spans.get(),
         );
         p.metric(
             "tailgate_router_malformed_requests_total",
             "counter",
             "Requests refused as malformed.",
-            "",
+            &[],
             self.malformed_requests.get(),
         );
         tailgate_core::receive::Refusal::render_counts(
-            &mut p,
+            p,
             "tailgate_router_refused_requests_total",
             &self.refused_requests,
         );
@@ -101,18 +107,17 @@ impl RouterStats {
             "tailgate_router_tls_failed_handshakes_total",
             "counter",
             "TLS handshakes on the receivers that failed or timed out (no or a wrong client certificate, plaintext).",
-            "",
+            &[],
             tailgate_core::tls::failed_handshakes_total(),
         );
         p.metric(
             "tailgate_router_failed_spans_total",
             "counter",
             "Spans not delivered to their gateway within the retry bound.",
-            "",
+            &[],
             self.failed_spans.get(),
         );
-        self.render_ring(&mut p);
-        p.finish()
+        self.render_ring(p);
     }
 
     /// The gateways, the ring and DNS discovery.
@@ -121,7 +126,7 @@ impl RouterStats {
             "tailgate_router_members",
             "gauge",
             "Gateways known (discovered or listed).",
-            "",
+            &[],
             self.members.get(),
         );
         let more: [(&str, &str, &str, u64); 6] = [
@@ -163,7 +168,7 @@ impl RouterStats {
             ),
         ];
         for (name, kind, help, value) in more {
-            p.metric(name, kind, help, "", value);
+            p.metric(name, kind, help, &[], value);
         }
     }
 }

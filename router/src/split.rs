@@ -280,8 +280,8 @@ impl Router {
         }
     }
 
-    fn render(&self) -> String {
-        let mut p = PromText::default();
+    /// Gathers the router's series: its stats, then one per gateway it forwards to.
+    fn render(&self, p: &mut PromText) {
         let forwarders = self.forwarders();
         let per_member: [MemberMetric; 6] = [
             (
@@ -322,7 +322,8 @@ impl Router {
                 "gauge"
             };
             for (i, f) in forwarders.iter().enumerate() {
-                let labels = format!("member=\"{}\"", f.member());
+                let member = f.member().to_string();
+                let labels = [("member", member.as_str())];
                 if i == 0 {
                     p.metric(name, kind, help, &labels, get(f));
                 } else {
@@ -330,9 +331,7 @@ impl Router {
                 }
             }
         }
-        let mut out = self.stats.render();
-        out.push_str(&p.finish());
-        out
+        self.stats.render_into(p);
     }
 }
 
@@ -440,13 +439,12 @@ impl Router {
 }
 
 impl Admin for Router {
-    fn render_metrics(&self) -> String {
-        let mut p = tailgate_core::telemetry::PromText::default();
+    fn render_metrics(&self) -> PromText {
+        let mut p = PromText::default();
         tailgate_core::telemetry::render_build_info(&mut p, "router");
         tailgate_core::telemetry::render_process_metrics(&mut p);
-        let mut out = self.render();
-        out.push_str(&p.finish());
-        out
+        self.render(&mut p);
+        p
     }
 
     fn ready(&self) -> bool {

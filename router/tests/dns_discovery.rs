@@ -136,7 +136,7 @@ async fn router_follows_dns_and_keeps_the_last_good_set() {
     assert_eq!(members(&router), vec![pod(21), pod(22), pod(23)]);
     assert!(router.stats().discovery.failures.get() > 0);
     // What operators watch is exported, with the counters' values.
-    let text = tailgate_core::telemetry::Admin::render_metrics(&*router);
+    let text = tailgate_core::telemetry::Admin::render_metrics(&*router).finish();
     let value = |name: &str| -> u64 {
         text.lines()
             .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())

@@ -254,6 +254,7 @@ async fn bad_trace_ids_are_rejected_by_partial_success() {
     assert_eq!(backend.spans(), 8);
     assert_eq!(router.stats().rejected_spans.get(), 2);
     assert!(tailgate_core::telemetry::Admin::render_metrics(&*router)
+        .finish()
         .contains("tailgate_router_rejected_spans_total{reason=\"invalid_trace_id\"} 2"));
     stop.cancel();
 }
@@ -352,7 +353,7 @@ async fn a_refused_connection_marks_a_gateway_down_at_once_and_reroutes() {
     assert_eq!(router.ring_state().ring.members().len(), 1);
     assert_eq!(s.failed_spans.get(), 0);
     assert!(s.rerouted_spans.get() > 0);
-    let text = tailgate_core::telemetry::Admin::render_metrics(&*router);
+    let text = tailgate_core::telemetry::Admin::render_metrics(&*router).finish();
     assert!(
         text.contains(&format!(
             "tailgate_router_rerouted_spans_total {}",
