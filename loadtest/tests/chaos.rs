@@ -7,24 +7,8 @@ use std::time::Duration;
 
 use tailgate_loadtest::chaos::{run_chaos, ChaosConfig, Scenario};
 
-/// The workspace's binaries next to this package's (as `cargo test --workspace` builds
-/// them); built here when a narrower `cargo test -p` did not.
-fn binaries() -> (PathBuf, PathBuf) {
-    let dir = PathBuf::from(env!("CARGO_BIN_EXE_tailgate-loadtest"))
-        .parent()
-        .unwrap()
-        .to_path_buf();
-    let (gateway, router) = (dir.join("tailgate-gateway"), dir.join("tailgate-router"));
-    if !gateway.exists() || !router.exists() {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let status = std::process::Command::new(cargo)
-            .args(["build", "-p", "tailgate-gateway", "-p", "tailgate-router"])
-            .status()
-            .unwrap();
-        assert!(status.success(), "building the binaries failed");
-    }
-    (gateway, router)
-}
+mod common;
+use common::binaries;
 
 /// Scenario: three gateways behind a router, under steady load, go through scale-up to
 /// five, scale-down to two with SIGTERM, a rolling restart, a kill -9, a backend outage

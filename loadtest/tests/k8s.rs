@@ -12,6 +12,8 @@ use std::process::Command;
 use serde_yaml_ng::Value;
 use tailgate_core::config::{collector_text, parse_plain_yaml};
 use tailgate_gateway::{GatewayConfig, PolicyFile};
+
+mod common;
 use tailgate_router::RouterConfig;
 
 fn root() -> PathBuf {
@@ -414,4 +416,319 @@ fn alerts_pass_promtool_check_and_unit_tests() {
             String::from_utf8_lossy(&out.stderr)
         );
     }
+}
+
+/// Whether this machine can stand in for a container runtime: root, with `unshare`
+/// (util-linux), `ip` (iproute2), `ldd` and `curl`. CI runs as root with all of them.
+fn runtime_tools_missing() -> bool {
+    let root = Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout.trim_ascii() == b"0");
+    let tools = ["unshare", "ip", "ldd", "curl"].iter().all(|t| {
+        Command::new("sh")
+            .args(["-c", &format!("command -v {t}")])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    });
+    if root && tools {
+        return false;
+    }
+    assert!(
+        std::env::var("CI").is_err(),
+        "the image layout test needs root, unshare, ip, ldd and curl under CI"
+    );
+    eprintln!("SKIPPED: not root, or unshare/ip/ldd/curl missing");
+    true
+}
+
+/// A network namespace of this test's own, deleted (with what runs in it) on drop.
+struct Netns {
+    name: String,
+    children: Vec<std::process::Child>,
+}
+
+impl Netns {
+    fn new(name: String) -> Self {
+        Command::new("ip")
+            .args(["netns", "del", &name])
+            .output()
+            .ok();
+        let ok = Command::new("ip")
+            .args(["netns", "add", &name])
+            .status()
+            .unwrap();
+        assert!(ok.success(), "ip netns add {name}");
+        let ok = Command::new("ip")
+            .args(["netns", "exec", &name, "ip", "link", "set", "lo", "up"])
+            .status()
+            .unwrap();
+        assert!(ok.success());
+        Netns {
+            name,
+            children: Vec::new(),
+        }
+    }
+
+    /// The HTTP status of `GET http://127.0.0.1:{port}{path}` inside the namespace, and the
+    /// body: the first answer with status `want` (as a probe repeats), or within ten
+    /// seconds the last answer.
+    fn get(&self, port: u64, path: &str, want: &str) -> (String, String) {
+        let mut last = None;
+        let url = format!("http://127.0.0.1:{port}{path}");
+        for _ in 0..100 {
+            let out = Command::new("ip")
+                .args([
+                    "netns",
+                    "exec",
+                    &self.name,
+                    "curl",
+                    "-s",
+                    "-w",
+                    "\n%{http_code}",
+                ])
+                .arg(&url)
+                .output()
+                .unwrap();
+            let text = String::from_utf8_lossy(&out.stdout).into_owned();
+            if let Some((body, code)) = text.rsplit_once('\n') {
+                if code == want {
+                    return (code.to_owned(), body.to_owned());
+                }
+                if code != "000" {
+                    last = Some((code.to_owned(), body.to_owned()));
+                }
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        last.unwrap_or_else(|| panic!("nothing answered {url} within ten seconds"))
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        for c in &mut self.children {
+            c.kill().ok();
+            c.wait().ok();
+        }
+        Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .output()
+            .ok();
+    }
+}
+
+/// Copies `bin` and the shared libraries `ldd` names for it into `root`, at their paths:
+/// what the distroless `cc` base gives a binary (glibc, libgcc).
+fn install_binary(root: &Path, bin: &Path, name: &str) {
+    let dest = root.join("usr/local/bin").join(name);
+    std::fs::create_dir_all(dest.parent().unwrap()).unwrap();
+    std::fs::copy(bin, &dest).unwrap();
+    let ldd = Command::new("ldd").arg(bin).output().unwrap();
+    for line in String::from_utf8_lossy(&ldd.stdout).lines() {
+        let lib = match line.split_once("=>") {
+            Some((_, rest)) => rest.split_whitespace().next(),
+            None => line
+                .split_whitespace()
+                .next()
+                .filter(|p| p.starts_with('/')),
+        };
+        if let Some(lib) = lib.filter(|p| p.starts_with('/')) {
+            let to = root.join(lib.trim_start_matches('/'));
+            std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+            std::fs::copy(lib, &to).unwrap();
+        }
+    }
+}
+
+/// The value a pod's environment variable gets from the rendered objects.
+fn env_value(docs: &[Value], namespace: &str, var: &Value) -> String {
+    if let Some(v) = var["value"].as_str() {
+        return v.to_owned();
+    }
+    let from = &var["valueFrom"];
+    match from["fieldRef"]["fieldPath"].as_str() {
+        Some("metadata.namespace") => return namespace.to_owned(),
+        // The pod's address: here the namespace's loopback, where its ports are.
+        Some("status.podIP") => return "127.0.0.1".to_owned(),
+        _ => {}
+    }
+    let key = &from["secretKeyRef"];
+    let secret = named(docs, "Secret", key["name"].as_str().unwrap());
+    let k = key["key"].as_str().unwrap();
+    if let Some(v) = secret["stringData"][k].as_str() {
+        return v.to_owned();
+    }
+    let encoded = secret["data"][k].as_str().unwrap();
+    let mut child = Command::new("base64")
+        .arg("-d")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(encoded.as_bytes())
+        .unwrap();
+    String::from_utf8(child.wait_with_output().unwrap().stdout).unwrap()
+}
+
+/// Writes each ConfigMap volume the container mounts into `root` at its mountPath.
+fn mount_config_maps(root: &Path, docs: &[Value], pod: &Value, container: &Value) {
+    for mount in container["volumeMounts"].as_sequence().unwrap() {
+        let volume = pod["volumes"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .find(|v| v["name"] == mount["name"])
+            .unwrap();
+        let Some(map) = volume["configMap"]["name"].as_str() else {
+            continue;
+        };
+        let dir = root.join(mount["mountPath"].as_str().unwrap().trim_start_matches('/'));
+        std::fs::create_dir_all(&dir).unwrap();
+        for (key, text) in named(docs, "ConfigMap", map)["data"].as_mapping().unwrap() {
+            std::fs::write(dir.join(key.as_str().unwrap()), text.as_str().unwrap()).unwrap();
+        }
+    }
+}
+
+/// The port number a probe's named port stands for.
+fn probe_port(container: &Value, probe: &str) -> (u64, String) {
+    let get = &container[probe]["httpGet"];
+    let port = container["ports"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == get["port"])
+        .unwrap()["containerPort"]
+        .as_u64()
+        .unwrap();
+    (port, get["path"].as_str().unwrap().to_owned())
+}
+
+/// Scenario: no container engine runs here, so the test builds the layout the Dockerfile
+/// describes (both binaries in /usr/local/bin with the shared libraries the distroless
+/// base gives, the ConfigMaps of the dev overlay at their mount paths, the resolv.conf the
+/// kubelet writes) and runs each Deployment's container from it as the image would: its
+/// root directory that tree, the Dockerfile's user 65532, the manifest's `args` as the
+/// command (no ENTRYPOINT), the manifest's environment, in a network namespace of its own.
+/// Guarantees: both binaries start from the manifests' args and config files alone, answer
+/// their liveness and metrics ports, the gateway its readiness probe (the router is not
+/// ready while DNS finds no gateway, as the manifests intend), and both exit 0 on SIGTERM.
+#[test]
+fn the_image_layout_runs_both_binaries_with_the_manifests_args() {
+    if kubectl_missing() || runtime_tools_missing() {
+        return;
+    }
+    let dockerfile = std::fs::read_to_string(root().join("Dockerfile")).unwrap();
+    for line in [
+        "COPY --from=build /out/ /usr/local/bin/",
+        "USER 65532:65532",
+    ] {
+        assert!(
+            dockerfile.contains(line),
+            "the Dockerfile no longer says {line:?}"
+        );
+    }
+    let (gateway_bin, router_bin) = common::binaries();
+    let image = tailgate_core::test_util::scratch_dir("image").unwrap();
+    install_binary(&image, &gateway_bin, "tailgate-gateway");
+    install_binary(&image, &router_bin, "tailgate-router");
+    std::fs::create_dir_all(image.join("etc")).unwrap();
+    std::fs::write(image.join("etc/resolv.conf"), "nameserver 127.0.0.1\n").unwrap();
+
+    let docs = render("k8s/overlays/dev");
+    // One network namespace per pod, as Kubernetes gives each pod its own.
+    let mut pods = Vec::new();
+    for (i, deployment) in ["tailgate-gateway", "tailgate-router"]
+        .into_iter()
+        .enumerate()
+    {
+        let mut ns = Netns::new(format!("tgimg{}-{i}", std::process::id()));
+        let d = named(&docs, "Deployment", deployment);
+        let namespace = d["metadata"]["namespace"].as_str().unwrap();
+        let pod = &d["spec"]["template"]["spec"];
+        let container = &pod["containers"][0];
+        mount_config_maps(&image, &docs, pod, container);
+        let args: Vec<&str> = container["args"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .map(|a| a.as_str().unwrap())
+            .collect();
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", &ns.name, "unshare", "--root"])
+            .arg(&image)
+            .args(["--setuid", "65532", "--setgid", "65532", "--"])
+            .args(&args)
+            .env_clear()
+            .env("PATH", "/usr/local/bin:/usr/bin:/bin")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(image.join(format!("{deployment}.log"))).unwrap());
+        for var in container["env"].as_sequence().into_iter().flatten() {
+            cmd.env(
+                var["name"].as_str().unwrap(),
+                env_value(&docs, namespace, var),
+            );
+        }
+        ns.children.push(cmd.spawn().unwrap());
+        pods.push((deployment, container.clone(), ns));
+    }
+    for (deployment, container, ns) in &pods {
+        let (port, path) = probe_port(container, "livenessProbe");
+        assert_eq!(ns.get(port, &path, "200").0, "200", "{deployment} liveness");
+        let (port, path) = probe_port(container, "readinessProbe");
+        let want = if *deployment == "tailgate-gateway" {
+            "200"
+        } else {
+            "503"
+        };
+        let log = || std::fs::read_to_string(image.join(format!("{deployment}.log"))).unwrap();
+        assert_eq!(
+            ns.get(port, &path, want).0,
+            want,
+            "{deployment} readiness; its log:\n{}",
+            log()
+        );
+        let metrics = container["ports"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == "metrics")
+            .unwrap()["containerPort"]
+            .as_u64()
+            .unwrap();
+        let (code, body) = ns.get(metrics, "/metrics", "200");
+        assert_eq!(code, "200");
+        assert!(
+            body.contains("tailgate_build_info{"),
+            "{deployment}: {body}"
+        );
+    }
+    for child in pods.iter().flat_map(|(_, _, ns)| &ns.children) {
+        let ok = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(ok.success());
+    }
+    for (deployment, _, ns) in &mut pods {
+        let child = &mut ns.children[0];
+        // Bounded: 400 polls 100 ms apart, 40 s, past the 30 s drain deadline.
+        let status = (0..400)
+            .find_map(|_| {
+                let exited = child.try_wait().unwrap();
+                if exited.is_none() {
+                    std::thread::sleep(std::time::Duration::from_millis(100));
+                }
+                exited
+            })
+            .unwrap_or_else(|| panic!("{deployment} did not exit within 40 s of SIGTERM"));
+        assert!(status.success(), "{deployment} exited with {status}");
+    }
+    std::fs::remove_dir_all(&image).ok();
 }

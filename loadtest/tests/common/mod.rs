@@ -1,0 +1,23 @@
+#![allow(clippy::unwrap_used)] // test fixtures: a failed setup should fail loudly
+//! What several of this package's integration tests share.
+
+use std::path::PathBuf;
+
+/// The workspace's binaries next to this package's (as `cargo test --workspace` builds
+/// them); built here when a narrower `cargo test -p` did not.
+pub(crate) fn binaries() -> (PathBuf, PathBuf) {
+    let dir = PathBuf::from(env!("CARGO_BIN_EXE_tailgate-loadtest"))
+        .parent()
+        .unwrap()
+        .to_path_buf();
+    let (gateway, router) = (dir.join("tailgate-gateway"), dir.join("tailgate-router"));
+    if !gateway.exists() || !router.exists() {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let status = std::process::Command::new(cargo)
+            .args(["build", "-p", "tailgate-gateway", "-p", "tailgate-router"])
+            .status()
+            .unwrap();
+        assert!(status.success(), "building the binaries failed");
+    }
+    (gateway, router)
+}
