@@ -57,10 +57,55 @@ fn series_in(expr: &str) -> Vec<String> {
         .collect()
 }
 
+/// The metric names docs/operations.md documents: every `tailgate_*` and `process_*` word,
+/// with `prefix_{a,b}_suffix` spelled out (braces right after `_`; other braces are
+/// labels), and without bare prefixes (`tailgate_gateway_peer_…`) or log targets.
+fn documented_metrics() -> std::collections::BTreeSet<String> {
+    let doc = std::fs::read_to_string(root().join("docs/operations.md")).unwrap();
+    let mut names = std::collections::BTreeSet::new();
+    let mut rest = doc.as_str();
+    while let Some(at) = rest.find(['t', 'p']) {
+        rest = &rest[at..];
+        let word_len = rest
+            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .unwrap_or(rest.len());
+        let word = &rest[..word_len];
+        let after = &rest[word_len..];
+        let is_name = word.starts_with("tailgate_") || word.starts_with("process_");
+        if is_name && word.ends_with('_') && after.starts_with('{') {
+            // prefix_{a,b}suffix
+            let close = after.find('}').unwrap();
+            let tail_len = after[close + 1..]
+                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .unwrap_or(after.len() - close - 1);
+            let tail = &after[close + 1..close + 1 + tail_len];
+            for alt in after[1..close].split(',') {
+                names.insert(format!("{word}{alt}{tail}"));
+            }
+        } else if is_name && !word.ends_with('_') && !after.starts_with('=') {
+            // (`RUST_LOG=tailgate_router=debug` names a log target, not a metric.)
+            names.insert(word.to_owned());
+        }
+        rest = &rest[word_len.max(1)..];
+    }
+    names
+}
+
+/// A histogram's family name for one of its series; other names as they are.
+fn family(series: &str) -> String {
+    ["_bucket", "_sum", "_count"]
+        .iter()
+        .find_map(|s| series.strip_suffix(s))
+        .unwrap_or(series)
+        .to_owned()
+}
+
 /// Scenario: router → gateway → backend on loopback with 40 traces sent, scraped every
 /// second by Prometheus with the production alert rules loaded.
-/// Guarantees: both targets are `up`; every rule evaluates without error; every series
-/// an alert or a dashboard panel names exists in Prometheus.
+/// Guarantees: both targets are `up` (scraped as OpenMetrics, which Prometheus asks for
+/// first); every rule evaluates without error; every series an alert or a dashboard panel
+/// names exists in Prometheus; every metric docs/operations.md names is scraped, and every
+/// scraped one is documented there.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn prometheus_scrapes_both_and_every_alert_and_panel_series_exists() {
     if Command::new("prometheus")
@@ -246,6 +291,35 @@ async fn prometheus_scrapes_both_and_every_alert_and_panel_series_exists() {
     assert!(
         missing.is_empty(),
         "series Prometheus does not have: {missing:?}"
+    );
+
+    // The docs and the binaries agree: every documented metric is scraped, and every
+    // scraped one is documented (histograms by their family name).
+    let scraped: std::collections::BTreeSet<String> = api(port, "label/__name__/values", None)
+        ["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|v| v.as_str())
+        .filter(|n| n.starts_with("tailgate_") || n.starts_with("process_"))
+        .map(family)
+        .collect();
+    let documented = documented_metrics();
+    let undocumented: Vec<&String> = scraped
+        .iter()
+        .filter(|n| !documented.contains(*n))
+        .collect();
+    assert!(
+        undocumented.is_empty(),
+        "exported but not in docs/operations.md: {undocumented:?}"
+    );
+    let unexported: Vec<&String> = documented
+        .iter()
+        .filter(|n| !scraped.contains(*n) && !scraped.contains(&family(n.as_str())))
+        .collect();
+    assert!(
+        unexported.is_empty(),
+        "in docs/operations.md but not exported: {unexported:?}"
     );
 
     let rules = api(port, "rules", None);
