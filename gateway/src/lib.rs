@@ -428,60 +428,13 @@ impl Admin for AdminView {
         let mut p = tailgate_core::telemetry::PromText::default();
         tailgate_core::telemetry::render_build_info(&mut p, "gateway");
         tailgate_core::telemetry::render_process_metrics(&mut p);
-        self.reload.render(&mut p);
-        render_plan(&mut p, &self.plan.load());
+        metrics::render_reload(&mut p, &self.reload);
+        metrics::render_plan(&mut p, &self.plan.load());
         self.stats.render_into(&mut p);
         p
     }
 
     fn ready(&self) -> bool {
         self.ready.get()
-    }
-}
-
-/// Per-policy verdicts, evaluation time and errors of the plan in force.
-fn render_plan(p: &mut tailgate_core::telemetry::PromText, plan: &PolicyPlan) {
-    p.header(
-        "tailgate_gateway_policy_evaluations_total",
-        "counter",
-        "Policy verdicts since the plan in force was loaded.",
-    );
-    for (name, counts) in plan.names().iter().zip(plan.verdict_counts()) {
-        for (verdict, n) in policy::plan::VERDICT_NAMES.iter().zip(counts) {
-            p.sample(
-                "tailgate_gateway_policy_evaluations_total",
-                &[("policy", name), ("verdict", verdict)],
-                n,
-            );
-        }
-    }
-    // Evaluation time, measured on one decision in TIMING_SAMPLE: _sum / _count is the
-    // mean time per evaluation. A histogram with only the +Inf bucket: prometheus-client
-    // has no summary type, and the queries (_sum, _count) are the same.
-    p.header(
-        "tailgate_gateway_policy_evaluation_seconds",
-        "histogram",
-        "Time spent evaluating each policy, sampled on one decision in 32.",
-    );
-    for (name, (count, nanos)) in plan.names().iter().zip(plan.evaluation_timings()) {
-        p.histogram(
-            "tailgate_gateway_policy_evaluation_seconds",
-            &[("policy", name)],
-            &[],
-            nanos as f64 / 1e9,
-            count,
-        );
-    }
-    p.header(
-        "tailgate_gateway_policy_evaluation_errors_total",
-        "counter",
-        "Condition evaluations that failed (ottl_condition), since the plan in force was loaded.",
-    );
-    for (name, policy) in plan.names().iter().zip(plan.policies()) {
-        p.sample(
-            "tailgate_gateway_policy_evaluation_errors_total",
-            &[("policy", name)],
-            policy.errors(),
-        );
     }
 }

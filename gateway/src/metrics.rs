@@ -3,12 +3,18 @@
 //! export, dropped by policy (including late spans of dropped traces), exported, or failed.
 //! So `received = rejected + refused + live + pending_export + dropped + exported + failed`,
 //! and at rest the two middle terms are zero.
+//!
+//! Every gateway metric name is here, with its help text and its rendering into a
+//! [`PromText`] at scrape time (the plan's per-policy counts and the reloader's included).
 
 use std::sync::{Arc, Mutex};
 
 use tailgate_core::members::DiscoveryStats;
 use tailgate_core::retry::RetryStats;
 use tailgate_core::telemetry::{Counter, Gauge, PromText};
+
+use crate::policy::plan::PolicyPlan;
+use crate::reload::ReloadStats;
 
 /// Memory a buffered span costs beyond its encoded bytes (its handle, its share of its
 /// trace's vector, table entry and summary, and allocator slack), charged against the byte
@@ -564,4 +570,74 @@ impl GatewayStats {
 /// One counter series without labels.
 fn counter(p: &mut PromText, name: &str, help: &str, v: &Counter) {
     p.metric(name, "counter", help, &[], v.get());
+}
+
+/// `tailgate_config_reloads_total{result}` and `tailgate_config_active_hash`.
+pub fn render_reload(p: &mut PromText, reload: &ReloadStats) {
+    p.metric(
+        "tailgate_config_reloads_total",
+        "counter",
+        "Policy reloads by result.",
+        &[("result", "ok")],
+        reload.ok.get(),
+    );
+    p.sample(
+        "tailgate_config_reloads_total",
+        &[("result", "error")],
+        reload.error.get(),
+    );
+    p.metric(
+        "tailgate_config_active_hash",
+        "gauge",
+        "xxh3 of the policy file in force.",
+        &[],
+        reload.active_hash.get(),
+    );
+}
+
+/// Per-policy verdicts, evaluation time and errors of the plan in force.
+pub fn render_plan(p: &mut PromText, plan: &PolicyPlan) {
+    p.header(
+        "tailgate_gateway_policy_evaluations_total",
+        "counter",
+        "Policy verdicts since the plan in force was loaded.",
+    );
+    for (name, counts) in plan.names().iter().zip(plan.verdict_counts()) {
+        for (verdict, n) in crate::policy::plan::VERDICT_NAMES.iter().zip(counts) {
+            p.sample(
+                "tailgate_gateway_policy_evaluations_total",
+                &[("policy", name), ("verdict", verdict)],
+                n,
+            );
+        }
+    }
+    // Evaluation time, measured on one decision in TIMING_SAMPLE: _sum / _count is the
+    // mean time per evaluation. A histogram with only the +Inf bucket: prometheus-client
+    // has no summary type, and the queries (_sum, _count) are the same.
+    p.header(
+        "tailgate_gateway_policy_evaluation_seconds",
+        "histogram",
+        "Time spent evaluating each policy, sampled on one decision in 32.",
+    );
+    for (name, (count, nanos)) in plan.names().iter().zip(plan.evaluation_timings()) {
+        p.histogram(
+            "tailgate_gateway_policy_evaluation_seconds",
+            &[("policy", name)],
+            &[],
+            nanos as f64 / 1e9,
+            count,
+        );
+    }
+    p.header(
+        "tailgate_gateway_policy_evaluation_errors_total",
+        "counter",
+        "Condition evaluations that failed (ottl_condition), since the plan in force was loaded.",
+    );
+    for (name, policy) in plan.names().iter().zip(plan.policies()) {
+        p.sample(
+            "tailgate_gateway_policy_evaluation_errors_total",
+            &[("policy", name)],
+            policy.errors(),
+        );
+    }
 }

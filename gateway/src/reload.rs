@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use tailgate_core::telemetry::{Counter, Gauge, PromText};
+use tailgate_core::telemetry::{Counter, Gauge};
 use tokio_util::sync::CancellationToken;
 use xxhash_rust::xxh3::xxh3_64;
 
@@ -30,31 +30,6 @@ pub struct ReloadStats {
     pub error: Counter,
     /// xxh3 of the policy file the running plan was compiled from.
     pub active_hash: Gauge,
-}
-
-impl ReloadStats {
-    /// Writes `tailgate_config_reloads_total{result}` and `tailgate_config_active_hash`.
-    pub fn render(&self, p: &mut PromText) {
-        p.metric(
-            "tailgate_config_reloads_total",
-            "counter",
-            "Policy reloads by result.",
-            &[("result", "ok")],
-            self.ok.get(),
-        );
-        p.sample(
-            "tailgate_config_reloads_total",
-            &[("result", "error")],
-            self.error.get(),
-        );
-        p.metric(
-            "tailgate_config_active_hash",
-            "gauge",
-            "xxh3 of the policy file in force.",
-            &[],
-            self.active_hash.get(),
-        );
-    }
 }
 
 /// Where policies are read from: a file and, for a whole Collector config, which

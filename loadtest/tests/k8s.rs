@@ -320,7 +320,10 @@ fn production_has_budgets_autoscaling_fences_and_alerts_on_real_metrics() {
     gateway_stats.record_decision(Some(0), 1);
     let mut process = tailgate_core::telemetry::PromText::default();
     tailgate_core::telemetry::render_process_metrics(&mut process);
-    tailgate_gateway::reload::ReloadStats::default().render(&mut process);
+    tailgate_gateway::metrics::render_reload(
+        &mut process,
+        &tailgate_gateway::reload::ReloadStats::default(),
+    );
     let exported = format!(
         "{}{}{}",
         gateway_stats.render(),

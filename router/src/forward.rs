@@ -18,12 +18,12 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use tailgate_core::forward::{ForwardError, GrpcClient};
 use tailgate_core::ring::Member;
-use tailgate_core::telemetry::{Counter, Gauge};
 use tokio::sync::{Notify, Semaphore};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::ForwardConfig;
+pub use crate::metrics::ForwarderStats;
 use crate::metrics::RouterStats;
 
 /// One queued part: an encoded request and the spans in it.
@@ -33,23 +33,6 @@ pub struct Part {
     pub body: Bytes,
     /// Spans in it.
     pub spans: u64,
-}
-
-/// Counters of one forwarder, labelled by member in `/metrics`.
-#[derive(Debug, Default)]
-pub struct ForwarderStats {
-    /// Spans delivered.
-    pub forwarded_spans: Counter,
-    /// Bytes delivered.
-    pub forwarded_bytes: Counter,
-    /// Spans given up on after retries (or rejected by the gateway).
-    pub failed_spans: Counter,
-    /// Requests sent (after coalescing).
-    pub requests: Counter,
-    /// Bytes queued now.
-    pub queued_bytes: Gauge,
-    /// Spans queued or in flight now.
-    pub pending_spans: Gauge,
 }
 
 /// A gateway's forwarder.

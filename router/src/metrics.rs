@@ -1,6 +1,9 @@
 //! The router's counters: every span it receives ends up forwarded, rejected (invalid), or
 //! failed (a gateway could not be reached within the retry bound), or its whole request is
 //! refused back to the sender.
+//!
+//! Every router metric name is here, the per-gateway ones included, with its rendering into
+//! a [`PromText`] at scrape time.
 
 use tailgate_core::telemetry::{Counter, Gauge, PromText};
 
@@ -169,6 +172,85 @@ impl RouterStats {
         ];
         for (name, kind, help, value) in more {
             p.metric(name, kind, help, &[], value);
+        }
+    }
+}
+
+/// Counters of one forwarder, labelled by member in `/metrics`.
+#[derive(Debug, Default)]
+pub struct ForwarderStats {
+    /// Spans delivered.
+    pub forwarded_spans: Counter,
+    /// Bytes delivered.
+    pub forwarded_bytes: Counter,
+    /// Spans given up on after retries (or rejected by the gateway).
+    pub failed_spans: Counter,
+    /// Requests sent (after coalescing).
+    pub requests: Counter,
+    /// Bytes queued now.
+    pub queued_bytes: Gauge,
+    /// Spans queued or in flight now.
+    pub pending_spans: Gauge,
+}
+
+/// One gateway's forwarder as `/metrics` shows it.
+#[derive(Debug)]
+pub struct MemberSample<'a> {
+    /// The gateway's address (`ip:port`), the `member` label.
+    pub member: String,
+    /// Its forwarder's counters.
+    pub stats: &'a ForwarderStats,
+    /// Whether it is in the ring (not marked down).
+    pub up: bool,
+}
+
+/// The per-gateway series: name, help, and the value of one member.
+type MemberMetric = (&'static str, &'static str, fn(&MemberSample<'_>) -> u64);
+
+const MEMBER_METRICS: [MemberMetric; 6] = [
+    (
+        "tailgate_router_member_forwarded_spans_total",
+        "Spans delivered, per gateway.",
+        |m| m.stats.forwarded_spans.get(),
+    ),
+    (
+        "tailgate_router_member_forwarded_bytes_total",
+        "Bytes delivered, per gateway.",
+        |m| m.stats.forwarded_bytes.get(),
+    ),
+    (
+        "tailgate_router_member_failed_spans_total",
+        "Spans not delivered within the retry bound, per gateway.",
+        |m| m.stats.failed_spans.get(),
+    ),
+    (
+        "tailgate_router_member_requests_total",
+        "Requests sent after coalescing, per gateway.",
+        |m| m.stats.requests.get(),
+    ),
+    (
+        "tailgate_router_member_queued_bytes",
+        "Bytes queued, per gateway.",
+        |m| m.stats.queued_bytes.get(),
+    ),
+    (
+        "tailgate_router_member_up",
+        "1 when the gateway is in the ring, 0 when marked down.",
+        |m| u64::from(m.up),
+    ),
+];
+
+/// Gathers the per-gateway series of `members` into `p`.
+pub fn render_members(p: &mut PromText, members: &[MemberSample<'_>]) {
+    for (name, help, value) in MEMBER_METRICS {
+        let kind = if name.ends_with("_total") {
+            "counter"
+        } else {
+            "gauge"
+        };
+        p.header(name, kind, help);
+        for m in members {
+            p.sample(name, &[("member", m.member.as_str())], value(m));
         }
     }
 }

@@ -25,11 +25,9 @@ use tokio::task::JoinHandle;
 
 use crate::config::ForwardConfig;
 use crate::forward::{Admission, Forwarder, Hooks, Part};
-use crate::metrics::RouterStats;
+use crate::metrics::{MemberSample, RouterStats};
 
 /// A per-member metric: name, help, and how to read it.
-type MemberMetric = (&'static str, &'static str, fn(&Forwarder) -> u64);
-
 /// The ring in force and the forwarder of each of its members, index-aligned.
 pub struct RingState {
     /// The ring over the healthy members.
@@ -283,54 +281,15 @@ impl Router {
     /// Gathers the router's series: its stats, then one per gateway it forwards to.
     fn render(&self, p: &mut PromText) {
         let forwarders = self.forwarders();
-        let per_member: [MemberMetric; 6] = [
-            (
-                "tailgate_router_member_forwarded_spans_total",
-                "Spans delivered, per gateway.",
-                |f| f.stats.forwarded_spans.get(),
-            ),
-            (
-                "tailgate_router_member_forwarded_bytes_total",
-                "Bytes delivered, per gateway.",
-                |f| f.stats.forwarded_bytes.get(),
-            ),
-            (
-                "tailgate_router_member_failed_spans_total",
-                "Spans not delivered within the retry bound, per gateway.",
-                |f| f.stats.failed_spans.get(),
-            ),
-            (
-                "tailgate_router_member_requests_total",
-                "Requests sent after coalescing, per gateway.",
-                |f| f.stats.requests.get(),
-            ),
-            (
-                "tailgate_router_member_queued_bytes",
-                "Bytes queued, per gateway.",
-                |f| f.stats.queued_bytes.get(),
-            ),
-            (
-                "tailgate_router_member_up",
-                "1 when the gateway is in the ring, 0 when marked down.",
-                |f| u64::from(!f.is_down()),
-            ),
-        ];
-        for (name, help, get) in per_member {
-            let kind = if name.ends_with("_total") {
-                "counter"
-            } else {
-                "gauge"
-            };
-            for (i, f) in forwarders.iter().enumerate() {
-                let member = f.member().to_string();
-                let labels = [("member", member.as_str())];
-                if i == 0 {
-                    p.metric(name, kind, help, &labels, get(f));
-                } else {
-                    p.sample(name, &labels, get(f));
-                }
-            }
-        }
+        let members: Vec<MemberSample<'_>> = forwarders
+            .iter()
+            .map(|f| MemberSample {
+                member: f.member().to_string(),
+                stats: &f.stats,
+                up: !f.is_down(),
+            })
+            .collect();
+        crate::metrics::render_members(p, &members);
         self.stats.render_into(p);
     }
 }
