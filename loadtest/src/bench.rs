@@ -60,6 +60,9 @@ pub struct RouterBench {
     pub connections: usize,
     /// Pin the router to this CPU (with `taskset`) and give it one worker thread.
     pub pin_cpu: Option<usize>,
+    /// Compare plaintext with TLS on both hops (load generator → router → sinks, the sinks
+    /// standing for gateways), uncompressed, instead of comparing compression.
+    pub tls: bool,
 }
 
 /// One variant's result.
@@ -67,6 +70,8 @@ pub struct RouterBench {
 pub struct RouterBenchResult {
     /// `none` or `gzip` (both on the way in and out).
     pub compression: String,
+    /// Whether both hops spoke TLS.
+    pub tls: bool,
     /// Spans the router accepted.
     pub spans_sent: u64,
     /// Spans the sinks counted.
@@ -87,18 +92,68 @@ pub struct RouterBenchResult {
     pub all_spans_counted: bool,
 }
 
-/// Runs both variants (no compression, gzip).
+/// Runs both variants: no compression and gzip, or (with `tls`) plaintext and TLS.
 pub async fn bench_router(cfg: &RouterBench) -> anyhow::Result<Vec<RouterBenchResult>> {
     let mut out = Vec::new();
-    for compression in [Compression::None, Compression::Gzip] {
-        out.push(run_variant(cfg, compression).await?);
+    if cfg.tls {
+        let pki = BenchPki::new()?;
+        for tls in [None, Some(&pki)] {
+            out.push(run_variant(cfg, Compression::None, tls).await?);
+        }
+        std::fs::remove_dir_all(&pki.dir).ok();
+    } else {
+        for compression in [Compression::None, Compression::Gzip] {
+            out.push(run_variant(cfg, compression, None).await?);
+        }
     }
     Ok(out)
+}
+
+/// The certificates of the TLS variant: a CA, and one certificate for the router and the
+/// sinks (their loopback addresses as IP names).
+struct BenchPki {
+    dir: PathBuf,
+    ca: PathBuf,
+    cert: PathBuf,
+    key: PathBuf,
+}
+
+impl BenchPki {
+    fn new() -> anyhow::Result<Self> {
+        let dir = tailgate_core::test_util::scratch_dir("bench-pki")?;
+        let pki = tailgate_core::test_util::TestPki::new(&dir, "bench-ca")?;
+        let (cert, key) = pki.issue(
+            "bench",
+            &[
+                "127.0.1.1",
+                "127.0.1.2",
+                "127.0.1.3",
+                "127.0.1.4",
+                "localhost",
+            ],
+        )?;
+        Ok(BenchPki {
+            ca: pki.ca_file("bench-ca"),
+            dir,
+            cert,
+            key,
+        })
+    }
+
+    /// The receivers' `tls:` settings.
+    fn server(&self) -> tailgate_core::tls::ServerTlsConfig {
+        tailgate_core::tls::ServerTlsConfig {
+            cert_file: Some(self.cert.clone()),
+            key_file: Some(self.key.clone()),
+            ..Default::default()
+        }
+    }
 }
 
 async fn run_variant(
     cfg: &RouterBench,
     compression: Compression,
+    tls: Option<&BenchPki>,
 ) -> anyhow::Result<RouterBenchResult> {
     let stop = CancellationToken::new();
     // Three counting sinks on their own addresses, as gateway pods.
@@ -106,7 +161,7 @@ async fn run_variant(
     let mut addrs = Vec::new();
     for i in 0..3u8 {
         let addr = SocketAddr::from(([127, 0, 1, 2 + i], 0));
-        let (sink, bound) = start_counting_sink(addr, "sink address", &stop).await?;
+        let (sink, bound) = start_counting_sink(addr, tls, &stop).await?;
         addrs.push(bound);
         sinks.push(sink);
     }
@@ -114,13 +169,13 @@ async fn run_variant(
     let port = free_port().await?;
     let router_addr = SocketAddr::from(([127, 0, 1, 1], port));
     let comp = compression_name(compression);
-    let config_path = write_router_config(router_addr, &addrs, comp)?;
+    let config_path = write_router_config(router_addr, &addrs, comp, tls)?;
     let mut child = spawn_router(cfg, &config_path)?;
     let pid = child.id().context("router pid")?;
     wait_for_port(router_addr, Duration::from_secs(10)).await?;
 
     let (bodies, bytes_per_span) = encode_router_requests(cfg.spans_per_request);
-    let channels = connect_router_channels(router_addr, cfg.connections).await?;
+    let channels = connect_router_channels(router_addr, cfg.connections, tls).await?;
     let tally = Arc::new(SpanTally::default());
     let cpu_before = cpu_seconds(pid)?;
     let start = Instant::now();
@@ -147,6 +202,7 @@ async fn run_variant(
     let _removed = std::fs::remove_file(&config_path);
     Ok(RouterBenchResult {
         compression: comp.into(),
+        tls: tls.is_some(),
         spans_sent: sent,
         spans_at_sinks: at_sinks,
         refused_spans: tally.refused.load(Ordering::Relaxed),
@@ -176,10 +232,11 @@ struct RouterLoad<'a> {
     end: Instant,
 }
 
-/// Starts a counting sink on `addr` (OTLP/gRPC) until `stop`; returns it and its address.
+/// Starts a counting sink on `addr` (OTLP/gRPC, over TLS with `tls`) until `stop`;
+/// returns it and its address.
 async fn start_counting_sink(
     addr: SocketAddr,
-    what: &'static str,
+    tls: Option<&BenchPki>,
     stop: &CancellationToken,
 ) -> anyhow::Result<(Arc<CountingSink>, SocketAddr)> {
     let receive = tailgate_core::receive::ReceiveConfig {
@@ -189,13 +246,16 @@ async fn start_counting_sink(
         ..Default::default()
     };
     let listeners = Listeners::bind(&receive).await?;
-    let bound = listeners.grpc_addr().context(what)?;
+    let bound = listeners.grpc_addr().context("sink address")?;
     let sink = Arc::new(CountingSink::default());
-    tokio::spawn(listeners.serve(
-        sink.clone(),
-        tailgate_core::receive::Limits::plaintext(&receive),
-        stop.clone(),
-    ));
+    let limits = tailgate_core::receive::Limits {
+        tls: match tls {
+            Some(pki) => Some(tailgate_core::tls::TlsServer::load(&pki.server())?),
+            None => None,
+        },
+        ..tailgate_core::receive::Limits::plaintext(&receive)
+    };
+    tokio::spawn(listeners.serve(sink.clone(), limits, stop.clone()));
     Ok((sink, bound))
 }
 
@@ -213,14 +273,26 @@ fn write_router_config(
     router_addr: SocketAddr,
     sinks: &[SocketAddr],
     comp: &str,
+    tls: Option<&BenchPki>,
 ) -> anyhow::Result<PathBuf> {
     let config_path =
         std::env::temp_dir().join(format!("tailgate-bench-router-{}.yaml", std::process::id()));
     let members: Vec<String> = sinks.iter().map(|a| format!("\"{a}\"")).collect();
+    let (receive_tls, forward_tls) = match tls {
+        Some(pki) => (
+            format!(
+                ", tls: {{ cert_file: \"{}\", key_file: \"{}\" }}",
+                pki.cert.display(),
+                pki.key.display()
+            ),
+            format!(", tls: {{ ca_file: \"{}\" }}", pki.ca.display()),
+        ),
+        None => (String::new(), String::new()),
+    };
     std::fs::write(
         &config_path,
         format!(
-            "receive: {{ grpc: \"{router_addr}\", http: null }}\nmembers: {{ static: [{}] }}\nforward: {{ compression: {comp} }}\nadmin: null\nmetrics: null\n",
+            "receive: {{ grpc: \"{router_addr}\", http: null{receive_tls} }}\nmembers: {{ static: [{}] }}\nforward: {{ compression: {comp}{forward_tls} }}\nadmin: null\nmetrics: null\n",
             members.join(", ")
         ),
     )?;
@@ -274,19 +346,40 @@ fn encode_router_requests(spans_per_request: usize) -> (Vec<Bytes>, f64) {
     (bodies, bytes_per_span)
 }
 
-/// Opens `connections` (at least one) gRPC connections to the router.
+/// Opens `connections` (at least one) gRPC connections to the router, TLS ones trusting
+/// the bench CA with `tls` (through hyper-rustls: tonic is built without TLS).
 async fn connect_router_channels(
     router_addr: SocketAddr,
     connections: usize,
+    tls: Option<&BenchPki>,
 ) -> anyhow::Result<Vec<tonic::transport::Channel>> {
     let mut channels = Vec::new();
     for _ in 0..connections.max(1) {
-        let ch = tonic::transport::Endpoint::from_shared(format!("http://{router_addr}"))?
-            .initial_stream_window_size(Some(2 << 20))
-            .initial_connection_window_size(Some(8 << 20))
-            .tcp_nodelay(true)
-            .connect()
-            .await?;
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let endpoint =
+            tonic::transport::Endpoint::from_shared(format!("{scheme}://{router_addr}"))?
+                .initial_stream_window_size(Some(2 << 20))
+                .initial_connection_window_size(Some(8 << 20))
+                .tcp_nodelay(true);
+        let ch = match tls {
+            None => endpoint.connect().await?,
+            Some(pki) => {
+                let client = tailgate_core::tls::ClientTlsConfig {
+                    ca_file: Some(pki.ca.clone()),
+                    ..Default::default()
+                }
+                .build()?;
+                let mut http = hyper_util::client::legacy::connect::HttpConnector::new();
+                http.enforce_http(false);
+                http.set_nodelay(true);
+                let https = hyper_rustls::HttpsConnectorBuilder::new()
+                    .with_tls_config((*client.config).clone())
+                    .https_only()
+                    .enable_http2()
+                    .wrap_connector(http);
+                endpoint.connect_with_connector(https).await?
+            }
+        };
         channels.push(ch);
     }
     Ok(channels)
@@ -480,8 +573,7 @@ pub struct GatewayBenchResult {
 pub async fn bench_gateway(cfg: &GatewayBench) -> anyhow::Result<GatewayBenchResult> {
     let stop = CancellationToken::new();
     let backend_bind = SocketAddr::from(([127, 0, 2, 2], 0));
-    let (backend, backend_addr) =
-        start_counting_sink(backend_bind, "backend address", &stop).await?;
+    let (backend, backend_addr) = start_counting_sink(backend_bind, None, &stop).await?;
 
     let port = free_port().await?;
     let admin_port = free_port().await?;

@@ -158,6 +158,10 @@ struct RouterBenchArgs {
     /// reference figures in the design notes were taken.
     #[arg(long)]
     pin_cpu: Option<usize>,
+    /// Compare plaintext with TLS on both hops (generator → router → sinks), with
+    /// certificates made for the run, instead of no compression with gzip.
+    #[arg(long)]
+    tls: bool,
     /// Write the results as JSON to this file.
     #[arg(long, value_name = "FILE")]
     report: Option<PathBuf>,
@@ -426,6 +430,7 @@ async fn run_router_bench(a: RouterBenchArgs) -> anyhow::Result<bool> {
         concurrency: a.concurrency,
         connections: a.connections,
         pin_cpu: a.pin_cpu,
+        tls: a.tls,
     };
     let results = tailgate_loadtest::bench::bench_router(&cfg).await?;
     print_router_bench_table(&results)?;
@@ -442,14 +447,22 @@ fn print_router_bench_table(
     let mut out = std::io::stdout().lock();
     writeln!(
         out,
-        "{:<12} {:>12} {:>12} {:>14} {:>12} {:>10} {:>8}",
-        "compression", "spans/s", "CPU-s/Mspan", "peak RSS MiB", "B/span", "refused", "counted"
+        "{:<12} {:>5} {:>12} {:>12} {:>14} {:>12} {:>10} {:>8}",
+        "compression",
+        "tls",
+        "spans/s",
+        "CPU-s/Mspan",
+        "peak RSS MiB",
+        "B/span",
+        "refused",
+        "counted"
     )?;
     for r in results {
         writeln!(
             out,
-            "{:<12} {:>12.0} {:>12.3} {:>14.1} {:>12.0} {:>10} {:>8}",
+            "{:<12} {:>5} {:>12.0} {:>12.3} {:>14.1} {:>12.0} {:>10} {:>8}",
             r.compression,
+            r.tls,
             r.spans_per_sec,
             r.cpu_seconds_per_million_spans,
             r.peak_rss_bytes as f64 / (1 << 20) as f64,
