@@ -61,6 +61,15 @@ pub enum GatewayError {
     /// DNS discovery of the peers could not be set up.
     #[error(transparent)]
     Discovery(#[from] tailgate_core::members::dns::DiscoveryError),
+    /// `peers.listen` cannot be bound.
+    #[error("peers.listen {addr}: {error}")]
+    PeerListen {
+        /// The address.
+        addr: std::net::SocketAddr,
+        /// Why.
+        #[source]
+        error: std::io::Error,
+    },
     /// `receive.tls` or `peers.tls` cannot be loaded.
     #[error("{key}: {error}")]
     Tls {
@@ -86,6 +95,8 @@ pub struct Gateway {
     shards: Vec<JoinHandle<()>>,
     exporters: Vec<JoinHandle<()>>,
     limits: tailgate_core::receive::Limits,
+    /// The peer port (`peers.listen`), bound at start so that its errors come early.
+    peer_listener: Option<std::net::TcpListener>,
 }
 
 // === impl Gateway ===
@@ -118,7 +129,13 @@ impl Gateway {
         ));
         let peers_stop = CancellationToken::new();
         start_discovery(config, &peers, &buffer, &stats, &peers_stop)?;
+        let peer_listener = config.peers.listen.map(bind_peer_port).transpose()?;
+        let peer_traffic = match peer_listener {
+            Some(_) => tailgate_core::receive::PeerTraffic::ClientsOnly,
+            None => tailgate_core::receive::PeerTraffic::Mixed,
+        };
         Ok(Gateway {
+            peer_listener,
             plan,
             reload_stats: Arc::new(reload::ReloadStats::default()),
             buffer,
@@ -131,6 +148,7 @@ impl Gateway {
             exporters: export_tasks,
             limits: tailgate_core::receive::Limits {
                 peer_secret: config.peers.secret.as_deref().map(Into::into),
+                peer_traffic,
                 ..tailgate_core::receive::Limits::new(&config.receive).map_err(|error| {
                     GatewayError::Tls {
                         key: "receive.tls",
@@ -139,6 +157,30 @@ impl Gateway {
                 })?
             },
         })
+    }
+
+    /// Serves the peer port, if any, until `stop`: gRPC only, peer requests only, with
+    /// the receivers' TLS and limits.
+    fn serve_peer_port(
+        &mut self,
+        stop: &CancellationToken,
+    ) -> std::io::Result<Option<JoinHandle<std::io::Result<()>>>> {
+        let Some(std_listener) = self.peer_listener.take() else {
+            return Ok(None);
+        };
+        let listeners = Listeners {
+            grpc: Some(TcpListener::from_std(std_listener)?),
+            http: None,
+        };
+        let limits = tailgate_core::receive::Limits {
+            peer_traffic: tailgate_core::receive::PeerTraffic::PeersOnly,
+            ..self.limits.clone()
+        };
+        Ok(Some(tokio::spawn(listeners.serve(
+            self.buffer.clone(),
+            limits,
+            stop.clone(),
+        ))))
     }
 
     /// The gateway's counters.
@@ -180,7 +222,7 @@ impl Gateway {
     /// while routers notice; then stops accepting, decides what is left and flushes the
     /// exporters.
     pub async fn serve(
-        self,
+        mut self,
         listeners: Listeners,
         admin: impl IntoIterator<Item = TcpListener>,
         shutdown: CancellationToken,
@@ -228,9 +270,13 @@ impl Gateway {
                 stop.cancel();
             });
         }
+        let peer_port = self.serve_peer_port(&stop_receiving)?;
         let served = listeners
             .serve(self.buffer.clone(), self.limits.clone(), stop_receiving)
             .await;
+        if let Some(peer_port) = peer_port {
+            peer_port.await.ok();
+        }
         this.ready.set(false);
         self.ready.set(false);
         let started = *started.get_or_init(tokio::time::Instant::now);
@@ -288,6 +334,15 @@ type ShardSet = (
     Vec<JoinHandle<()>>,
     CancellationToken,
 );
+
+/// Binds `peers.listen` (non-blocking, for Tokio).
+fn bind_peer_port(addr: std::net::SocketAddr) -> Result<std::net::TcpListener, GatewayError> {
+    let bound = std::net::TcpListener::bind(addr)
+        .and_then(|l| l.set_nonblocking(true).map(|()| l))
+        .map_err(|error| GatewayError::PeerListen { addr, error })?;
+    tracing::info!(addr = %bound.local_addr().map_or(addr, |a| a), "Peer port listening.");
+    Ok(bound)
+}
 
 /// Starts `buffer.shards` shards (each its share of the trace, cache and byte limits);
 /// returns their queues, tasks and the token that drains them.

@@ -77,6 +77,14 @@ pub struct PeersConfig {
     /// Default: plaintext.
     #[serde(default)]
     pub tls: Option<tailgate_core::tls::ClientTlsConfig>,
+    /// Serve peer requests (forwarded and handed-off spans, decisions) on this address of
+    /// their own, e.g. `:4319`, so a NetworkPolicy can let only gateways reach it; the OTLP
+    /// receivers then refuse peer requests and this port refuses everything else, each with
+    /// PERMISSION_DENIED. Every gateway must use the same port: peers are dialled at their
+    /// ring address's IP with this port. It speaks gRPC with `receive.tls`. Default: none,
+    /// peer requests arrive on the OTLP/gRPC receiver.
+    #[serde(default, with = "tailgate_core::config::listen_addr")]
+    pub listen: Option<std::net::SocketAddr>,
 }
 
 fn default_true() -> bool {
@@ -112,6 +120,7 @@ impl Default for PeersConfig {
             leave_linger: default_linger(),
             secret: None,
             tls: None,
+            listen: None,
         }
     }
 }
@@ -384,6 +393,15 @@ impl Peers {
         self.rebuild();
     }
 
+    /// Where a peer is dialled: its ring address, with the port `peers.listen` names when
+    /// peer traffic has a port of its own (a member is `ip:port` or `host:port`).
+    fn peer_endpoint(&self, member: &str) -> String {
+        match (self.config.listen, member.rsplit_once(':')) {
+            (Some(listen), Some((host, _))) => format!("{host}:{}", listen.port()),
+            _ => member.to_owned(),
+        }
+    }
+
     /// Leaves the ring: from now on every trace belongs to another gateway.
     pub fn leave(&self) {
         if !self.leaving.swap(true, Ordering::Relaxed) {
@@ -423,8 +441,9 @@ impl Peers {
                     }
                     // A peer that refuses connections is left out at once; its spans stay
                     // here instead of waiting out the retries.
+                    let endpoint = self.peer_endpoint(m.as_str());
                     match GrpcClient::with_tls_config(
-                        m.as_str(),
+                        &endpoint,
                         &[],
                         self.config.timeout,
                         self.config.retry.clone(),

@@ -41,6 +41,15 @@ struct Pod {
 }
 
 async fn pod(listeners: Listeners, initial: &[SocketAddr]) -> Pod {
+    pod_with_peer_port(listeners, initial, None).await
+}
+
+/// A pod whose peer requests go to `peer_listen` when given (`peers.listen`).
+async fn pod_with_peer_port(
+    listeners: Listeners,
+    initial: &[SocketAddr],
+    peer_listen: Option<SocketAddr>,
+) -> Pod {
     let stop = CancellationToken::new();
     let (backend_addr, backend) =
         CaptureBackend::start("127.0.0.1:0".parse().unwrap(), stop.clone())
@@ -52,6 +61,7 @@ async fn pod(listeners: Listeners, initial: &[SocketAddr]) -> Pod {
         static_list: initial.iter().map(ToString::to_string).collect(),
         leave_linger: Duration::from_millis(300),
         secret: Some(SECRET.into()),
+        listen: peer_listen,
         ..Default::default()
     };
     let mut export = OtlpGrpcConfig::new(format!("http://{backend_addr}"));
@@ -470,4 +480,81 @@ async fn peer_requests_without_the_secret_are_refused() {
     assert_eq!(p.stats.received_spans.get(), 4);
     p.stop.cancel();
     p.served.await.unwrap().unwrap();
+}
+
+/// Scenario: two gateways whose peer traffic has a port of its own (`peers.listen`, the
+/// same port on both, as in Kubernetes); B gets spans it does not own.
+/// Guarantees: B forwards them to A through A's peer port (A counts them as received from
+/// a peer and exports them); a peer request on a receiver and a client request on the peer
+/// port are each refused with PERMISSION_DENIED naming the right port.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn peer_traffic_uses_a_port_of_its_own() {
+    let ips = [[127, 0, 6, 1], [127, 0, 6, 2]];
+    let peer_port = std::net::TcpListener::bind(SocketAddr::from((ips[0], 0)))
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut listeners = Vec::new();
+    for ip in ips {
+        let receive = ReceiveConfig {
+            grpc: Some(SocketAddr::from((ip, 0))),
+            http: None,
+            ..Default::default()
+        };
+        listeners.push((ip, Listeners::bind(&receive).await.unwrap()));
+    }
+    let addrs: Vec<SocketAddr> = listeners
+        .iter()
+        .map(|(_, l)| l.grpc_addr().unwrap())
+        .collect();
+    let mut pods = Vec::new();
+    for (ip, l) in listeners {
+        let listen = SocketAddr::from((ip, peer_port));
+        pods.push(pod_with_peer_port(l, &addrs[..1], Some(listen)).await);
+    }
+    let (a, b) = (&pods[0], &pods[1]);
+
+    let req = FakeOtlp::traces(60).spans(4).seed(11).build();
+    send(b.addr, &req).await;
+    assert_eq!(b.stats.peers.forwarded_spans.get(), 240);
+    assert_eq!(a.stats.peers.received_spans.get(), 240);
+    settle(&[a, b]).await;
+    assert_eq!(a.backend.spans(), 240);
+    assert_eq!(b.backend.spans(), 0);
+
+    // A peer request on A's receiver: refused, though it carries the secret.
+    let mut client = TraceServiceClient::connect(format!("http://{}", a.addr))
+        .await
+        .unwrap();
+    let mut peer_req = tonic::Request::new(req.clone());
+    let meta = peer_req.metadata_mut();
+    meta.insert(
+        tailgate_core::receive::PEER_HEADER,
+        "forwarded; hops=1".parse().unwrap(),
+    );
+    meta.insert(
+        tailgate_core::receive::PEER_AUTH_HEADER,
+        SECRET.parse().unwrap(),
+    );
+    let refused = client.export(peer_req).await.unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::PermissionDenied);
+    assert!(refused.message().contains("peers.listen"), "{refused:?}");
+    // A client request on A's peer port: refused.
+    let a_peer = SocketAddr::from((ips[0], peer_port));
+    let mut client = TraceServiceClient::connect(format!("http://{a_peer}"))
+        .await
+        .unwrap();
+    let refused = client.export(req.clone()).await.unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::PermissionDenied);
+    assert!(refused.message().contains("peer port"), "{refused:?}");
+    // Neither reached the buffer.
+    assert_eq!(a.stats.received_spans.get(), 240);
+
+    for p in &pods {
+        p.stop.cancel();
+    }
+    for p in pods {
+        p.served.await.unwrap().unwrap();
+    }
 }

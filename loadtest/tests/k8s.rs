@@ -201,6 +201,48 @@ fn every_overlay_renders_configs_that_load_with_the_pods_namespace() {
         g.validate(Path::new("gateway.yaml")).unwrap();
         assert_eq!(g.peers.dns.as_ref().unwrap().name, dns, "{dir}");
         assert_eq!(g.identity().unwrap().as_str(), "10.0.0.7:4317", "{dir}");
+        // Peer traffic has its own port, which the container declares; in production only
+        // gateways may reach it, and routers only the receivers.
+        let peer_port = g
+            .peers
+            .listen
+            .unwrap_or_else(|| panic!("{dir}: peers.listen"))
+            .port();
+        let declared = gateway["spec"]["template"]["spec"]["containers"][0]["ports"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .any(|p| p["containerPort"].as_u64() == Some(u64::from(peer_port)));
+        assert!(declared, "{dir}: peer port {peer_port} not declared");
+        if dir.ends_with("production") {
+            let policy = named(&docs, "NetworkPolicy", "tailgate-gateway");
+            for rule in policy["spec"]["ingress"].as_sequence().unwrap() {
+                let ports: Vec<u64> = rule["ports"]
+                    .as_sequence()
+                    .unwrap()
+                    .iter()
+                    .map(|p| p["port"].as_u64().unwrap())
+                    .collect();
+                let from: Vec<&str> = rule["from"]
+                    .as_sequence()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|f| {
+                        f["podSelector"]["matchLabels"]["app.kubernetes.io/name"].as_str()
+                    })
+                    .collect();
+                if ports.contains(&u64::from(peer_port)) {
+                    assert_eq!(
+                        from,
+                        ["tailgate-gateway"],
+                        "{dir}: who reaches the peer port"
+                    );
+                }
+                if from.contains(&"tailgate-router") {
+                    assert!(!ports.contains(&u64::from(peer_port)), "{dir}");
+                }
+            }
+        }
         PolicyFile::parse(
             Path::new("policies.yaml"),
             &config_of(gateway, "policies", "policies.yaml"),

@@ -124,6 +124,38 @@ pub fn check_peer(
     }
 }
 
+/// Which requests a receiver takes, when the gateways serve peer traffic on a port of its
+/// own (`peers.listen`) so that a NetworkPolicy can fence it to gateways.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum PeerTraffic {
+    /// Client and peer requests alike: there is no separate peer port.
+    #[default]
+    Mixed,
+    /// Client requests only: peer requests are refused (they go to the peer port).
+    ClientsOnly,
+    /// Peer requests only: this is the peer port.
+    PeersOnly,
+}
+
+/// Refuses a peer request on a clients-only receiver and a client request on the peer
+/// port, with PERMISSION_DENIED naming the right port.
+pub fn check_traffic(
+    traffic: PeerTraffic,
+    headers: &http::HeaderMap,
+    path: &str,
+) -> Result<(), Refusal> {
+    let peer = headers.contains_key(PEER_HEADER) || path == DECISIONS_PATH;
+    match (traffic, peer) {
+        (PeerTraffic::ClientsOnly, true) => Err(Refusal::PermissionDenied(
+            "peer requests are taken on the gateways' peer port (peers.listen), not here".into(),
+        )),
+        (PeerTraffic::PeersOnly, false) => Err(Refusal::PermissionDenied(
+            "this is the gateways' peer port; send OTLP to the receivers (receive.grpc)".into(),
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// Whether `presented` equals `secret`, compared in time independent of where they differ.
 pub fn same_secret(presented: &[u8], secret: &[u8]) -> bool {
     presented.len() == secret.len()
@@ -156,6 +188,43 @@ pub fn check_sender(
 
 #[cfg(test)]
 mod tests {
+    /// Scenario: client and peer requests (the peer header, the Decisions method) on each
+    /// kind of receiver. Guarantees: a mixed receiver takes both; a clients-only receiver
+    /// refuses peer requests, the peer port client requests, each PERMISSION_DENIED.
+    #[test]
+    fn peer_traffic_goes_only_where_it_is_served() {
+        use super::{check_traffic, PeerTraffic};
+        use crate::receive::sink::{DECISIONS_PATH, PEER_HEADER};
+        use crate::receive::Refusal;
+        let export = crate::wire::TRACE_EXPORT_PATH;
+        let mut peer = http::HeaderMap::new();
+        peer.insert(
+            PEER_HEADER,
+            http::HeaderValue::from_static("forwarded; hops=1"),
+        );
+        let client = http::HeaderMap::new();
+        let cases = [
+            (&client, export, true, true, false),
+            (&peer, export, true, false, true),
+            (&client, DECISIONS_PATH, true, false, true),
+        ];
+        for (headers, path, mixed, clients_only, peers_only) in cases {
+            for (traffic, allowed) in [
+                (PeerTraffic::Mixed, mixed),
+                (PeerTraffic::ClientsOnly, clients_only),
+                (PeerTraffic::PeersOnly, peers_only),
+            ] {
+                match check_traffic(traffic, headers, path) {
+                    Ok(()) => assert!(allowed, "{traffic:?} took {path} {headers:?}"),
+                    Err(Refusal::PermissionDenied(_)) => {
+                        assert!(!allowed, "{traffic:?} refused {path} {headers:?}")
+                    }
+                    Err(other) => panic!("{other:?}"),
+                }
+            }
+        }
+    }
+
     use super::*;
     use crate::receive::sink::{DECISIONS_PATH, PEER_AUTH_HEADER, PEER_HEADER};
 

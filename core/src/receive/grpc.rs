@@ -16,7 +16,7 @@ use tokio::net::TcpListener;
 use tonic::body::Body;
 use tonic::server::NamedService;
 
-use super::auth::{check_sender, ReceiveAuth};
+use super::auth::{check_sender, check_traffic, PeerTraffic, ReceiveAuth};
 use super::compress::{gunzip, unzstd};
 use super::limits::{serve_connections_with, InFlight, InFlightBytes, Limits};
 use super::sink::{encode_response, run_detached, Origin, SpanSink, DECISIONS_PATH, PEER_HEADER};
@@ -35,6 +35,7 @@ pub struct TraceService<S> {
     in_flight: InFlight,
     peer_secret: Option<Arc<str>>,
     auth: Option<ReceiveAuth>,
+    peer_traffic: PeerTraffic,
 }
 
 impl<S> Clone for TraceService<S> {
@@ -46,6 +47,7 @@ impl<S> Clone for TraceService<S> {
             in_flight: self.in_flight.clone(),
             peer_secret: self.peer_secret.clone(),
             auth: self.auth.clone(),
+            peer_traffic: self.peer_traffic,
         }
     }
 }
@@ -68,6 +70,7 @@ impl<S: SpanSink> TraceService<S> {
             in_flight: limits.in_flight.clone(),
             peer_secret: limits.peer_secret.clone(),
             auth: limits.auth.clone(),
+            peer_traffic: limits.peer_traffic,
         }
     }
 
@@ -134,12 +137,15 @@ impl<S: SpanSink> TraceService<S> {
             *response.status_mut() = http::StatusCode::UNSUPPORTED_MEDIA_TYPE;
             return response;
         }
-        let who = check_sender(
-            self.peer_secret.as_deref(),
-            self.auth.as_ref(),
-            req.headers(),
-            req.uri().path(),
-        );
+        let who =
+            check_traffic(self.peer_traffic, req.headers(), req.uri().path()).and_then(|()| {
+                check_sender(
+                    self.peer_secret.as_deref(),
+                    self.auth.as_ref(),
+                    req.headers(),
+                    req.uri().path(),
+                )
+            });
         if let Err(refusal) = who {
             self.sink.refused(&refusal);
             return refusal.to_grpc().into_http();

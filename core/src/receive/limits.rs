@@ -81,6 +81,8 @@ pub struct Limits {
     pub peer_secret: Option<std::sync::Arc<str>>,
     /// TLS for both receivers (`receive.tls`); `None` serves plaintext.
     pub tls: Option<std::sync::Arc<crate::tls::TlsServer>>,
+    /// Whether peer requests, client requests or both are taken here.
+    pub peer_traffic: super::auth::PeerTraffic,
     /// The bearer token clients must send, if any.
     pub auth: Option<ReceiveAuth>,
 }
@@ -111,6 +113,7 @@ impl Limits {
             peer_secret: None,
             auth: c.auth.clone(),
             tls: None,
+            peer_traffic: super::auth::PeerTraffic::Mixed,
         }
     }
 }
