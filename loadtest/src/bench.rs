@@ -129,6 +129,7 @@ impl BenchPki {
                 "127.0.1.2",
                 "127.0.1.3",
                 "127.0.1.4",
+                "127.0.2.2",
                 "localhost",
             ],
         )?;
@@ -363,26 +364,32 @@ async fn connect_router_channels(
                 .tcp_nodelay(true);
         let ch = match tls {
             None => endpoint.connect().await?,
-            Some(pki) => {
-                let client = tailgate_core::tls::ClientTlsConfig {
-                    ca_file: Some(pki.ca.clone()),
-                    ..Default::default()
-                }
-                .build()?;
-                let mut http = hyper_util::client::legacy::connect::HttpConnector::new();
-                http.enforce_http(false);
-                http.set_nodelay(true);
-                let https = hyper_rustls::HttpsConnectorBuilder::new()
-                    .with_tls_config((*client.config).clone())
-                    .https_only()
-                    .enable_http2()
-                    .wrap_connector(http);
-                endpoint.connect_with_connector(https).await?
-            }
+            Some(pki) => connect_tls(&endpoint, pki).await?,
         };
         channels.push(ch);
     }
     Ok(channels)
+}
+
+/// Connects `endpoint` (an `https://` one) over TLS, trusting the bench CA.
+async fn connect_tls(
+    endpoint: &tonic::transport::Endpoint,
+    pki: &BenchPki,
+) -> anyhow::Result<tonic::transport::Channel> {
+    let client = tailgate_core::tls::ClientTlsConfig {
+        ca_file: Some(pki.ca.clone()),
+        ..Default::default()
+    }
+    .build()?;
+    let mut http = hyper_util::client::legacy::connect::HttpConnector::new();
+    http.enforce_http(false);
+    http.set_nodelay(true);
+    let https = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config((*client.config).clone())
+        .https_only()
+        .enable_http2()
+        .wrap_connector(http);
+    Ok(endpoint.connect_with_connector(https).await?)
 }
 
 /// Sends the requests round robin from `concurrency` tasks until `end`, counting spans.
@@ -531,11 +538,16 @@ pub struct GatewayBench {
     pub with_peers: bool,
     /// Pin the gateway to this CPU (with `taskset`): one shard, one worker thread.
     pub pin_cpu: Option<usize>,
+    /// TLS in (load generator → gateway) and out (gateway → backend), with certificates
+    /// made for the run.
+    pub tls: bool,
 }
 
 /// A gateway benchmark's result.
 #[derive(Debug, Clone, Serialize)]
 pub struct GatewayBenchResult {
+    /// Whether the gateway received and exported over TLS.
+    pub tls: bool,
     /// Spans the gateway accepted.
     pub spans_sent: u64,
     /// Spans refused (backpressure).
@@ -572,23 +584,31 @@ pub struct GatewayBenchResult {
 /// trace is decided and exported.
 pub async fn bench_gateway(cfg: &GatewayBench) -> anyhow::Result<GatewayBenchResult> {
     let stop = CancellationToken::new();
+    let pki = if cfg.tls {
+        Some(BenchPki::new()?)
+    } else {
+        None
+    };
     let backend_bind = SocketAddr::from(([127, 0, 2, 2], 0));
-    let (backend, backend_addr) = start_counting_sink(backend_bind, None, &stop).await?;
+    let (backend, backend_addr) = start_counting_sink(backend_bind, pki.as_ref(), &stop).await?;
 
     let port = free_port().await?;
     let admin_port = free_port().await?;
     let gateway_addr = SocketAddr::from(([127, 0, 1, 1], port));
     let admin_addr = SocketAddr::from(([127, 0, 1, 1], admin_port));
-    let files = write_gateway_files(cfg, gateway_addr, admin_addr, backend_addr)?;
+    let files = write_gateway_files(cfg, gateway_addr, admin_addr, backend_addr, pki.as_ref())?;
     let mut child = spawn_gateway(cfg, &files)?;
     let pid = child.id().context("gateway pid")?;
     wait_for_port(gateway_addr, Duration::from_secs(10)).await?;
 
-    let channel = tonic::transport::Endpoint::from_shared(format!("http://{gateway_addr}"))?
+    let scheme = if pki.is_some() { "https" } else { "http" };
+    let endpoint = tonic::transport::Endpoint::from_shared(format!("{scheme}://{gateway_addr}"))?
         .initial_stream_window_size(Some(2 << 20))
-        .initial_connection_window_size(Some(8 << 20))
-        .connect()
-        .await?;
+        .initial_connection_window_size(Some(8 << 20));
+    let channel = match &pki {
+        None => endpoint.connect().await?,
+        Some(pki) => connect_tls(&endpoint, pki).await?,
+    };
     let tally = Arc::new(SpanTally::default());
     let peak_buffered = Arc::new(AtomicU64::new(0));
     // Let it finish starting (threads, listeners) before taking its base.
@@ -618,6 +638,7 @@ pub async fn bench_gateway(cfg: &GatewayBench) -> anyhow::Result<GatewayBenchRes
     let _removed = (
         std::fs::remove_file(&files.config),
         std::fs::remove_file(&files.policies),
+        pki.map(|p| std::fs::remove_dir_all(p.dir)),
     );
     let measured = GatewayMeasurements {
         sent,
@@ -630,7 +651,10 @@ pub async fn bench_gateway(cfg: &GatewayBench) -> anyhow::Result<GatewayBenchRes
         base_rss_bytes,
         settled,
     };
-    Ok(measured.into_result(cfg.max_buffered_bytes))
+    Ok(GatewayBenchResult {
+        tls: cfg.tls,
+        ..measured.into_result(cfg.max_buffered_bytes)
+    })
 }
 
 /// The gateway benchmark's config and policy files.
@@ -659,6 +683,7 @@ impl GatewayMeasurements {
         let (sent, cpu) = (self.sent, self.cpu);
         let (peak_rss_bytes, peak_buffered_bytes) = (self.peak_rss_bytes, self.peak_buffered_bytes);
         GatewayBenchResult {
+            tls: false,
             spans_sent: sent,
             refused_spans: self.refused,
             spans_at_backend: self.at_backend,
@@ -685,6 +710,7 @@ fn write_gateway_files(
     gateway_addr: SocketAddr,
     admin_addr: SocketAddr,
     backend_addr: SocketAddr,
+    tls: Option<&BenchPki>,
 ) -> anyhow::Result<GatewayFiles> {
     let dir = std::env::temp_dir();
     let config_path = dir.join(format!(
@@ -695,10 +721,22 @@ fn write_gateway_files(
         "tailgate-bench-policies-{}.yaml",
         std::process::id()
     ));
+    let (scheme, receive_tls, export_tls) = match tls {
+        Some(pki) => (
+            "https",
+            format!(
+                ", tls: {{ cert_file: \"{}\", key_file: \"{}\" }}",
+                pki.cert.display(),
+                pki.key.display()
+            ),
+            format!(", tls: {{ ca_file: \"{}\" }}", pki.ca.display()),
+        ),
+        None => ("http", String::new(), String::new()),
+    };
     std::fs::write(
         &config_path,
         format!(
-            "receive: {{ grpc: \"{gateway_addr}\", http: null }}\nexport: {{ otlp_grpc: {{ endpoint: \"http://{backend_addr}\" }} }}\nadmin: \"{admin_addr}\"\nmetrics: null\n{}{}",
+            "receive: {{ grpc: \"{gateway_addr}\", http: null{receive_tls} }}\nexport: {{ otlp_grpc: {{ endpoint: \"{scheme}://{backend_addr}\"{export_tls} }} }}\nadmin: \"{admin_addr}\"\nmetrics: null\n{}{}",
             cfg.max_buffered_bytes
                 .map(|b| format!("buffer: {{ max_buffered_bytes: {b} }}\n"))
                 .unwrap_or_default(),

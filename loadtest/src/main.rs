@@ -126,6 +126,10 @@ struct GatewayBenchArgs {
     /// check, none is forwarded. A against B for what peers cost on the hot path.
     #[arg(long)]
     with_peers: bool,
+    /// TLS in (load generator → gateway) and out (gateway → backend), with certificates
+    /// made for the run: run it with and without, alternating, for what TLS costs.
+    #[arg(long)]
+    tls: bool,
     /// Pin the gateway to this CPU with taskset: it then runs one shard and one worker
     /// thread, and the load generator has the other cores to itself (steadier figures on
     /// a small shared machine, and CPU per span of one core).
@@ -487,6 +491,7 @@ async fn run_gateway_bench(a: GatewayBenchArgs) -> anyhow::Result<bool> {
         max_buffered_bytes: a.max_buffered_bytes,
         with_peers: a.with_peers,
         pin_cpu: a.pin_cpu,
+        tls: a.tls,
     };
     let r = tailgate_loadtest::bench::bench_gateway(&cfg).await?;
     writeln!(

@@ -1,10 +1,10 @@
 #![allow(clippy::unwrap_used)] // test fixtures: a failed setup should fail loudly
-//! `bench router --tls` as a user runs it, briefly: the real router binary, TLS from the
-//! load generator to the router and from the router to the sinks.
+//! `bench router --tls` and `bench gateway --tls` as a user runs them, briefly: the real
+//! binaries, TLS from the load generator in and from the binary out.
 
 use std::time::Duration;
 
-use tailgate_loadtest::bench::{bench_router, RouterBench};
+use tailgate_loadtest::bench::{bench_gateway, bench_router, GatewayBench, RouterBench};
 
 mod common;
 
@@ -34,4 +34,31 @@ async fn the_router_bench_runs_plaintext_and_tls() {
         assert!(r.spans_sent > 0, "{r:?}");
         assert!(r.all_spans_counted, "{r:?}");
     }
+}
+
+/// Scenario: one second of load over TLS into the gateway binary, kept traces exported
+/// over TLS to the counting backend, decision_wait 1 s.
+/// Guarantees: the gateway took spans over TLS, exported the kept ones over TLS (a failed
+/// handshake on either side would leave the backend empty or the run unsettled), and every
+/// span was accounted for.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_gateway_bench_runs_over_tls() {
+    let (gateway_bin, _) = common::binaries();
+    let r = bench_gateway(&GatewayBench {
+        gateway_bin,
+        duration: Duration::from_secs(1),
+        decision_wait: Duration::from_secs(1),
+        spans_per_request: 64,
+        concurrency: 2,
+        max_buffered_bytes: None,
+        with_peers: false,
+        pin_cpu: None,
+        tls: true,
+    })
+    .await
+    .unwrap();
+    assert!(r.tls);
+    assert!(r.spans_sent > 0, "{r:?}");
+    assert!(r.spans_at_backend > 0, "{r:?}");
+    assert!(r.all_spans_settled, "{r:?}");
 }
