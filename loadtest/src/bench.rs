@@ -120,7 +120,11 @@ struct BenchPki {
 
 impl BenchPki {
     fn new() -> anyhow::Result<Self> {
-        let dir = tailgate_core::test_util::scratch_dir("bench-pki")?;
+        // A directory per PKI: two benches in one process (tests run in parallel) must
+        // not rewrite each other's CA.
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let dir = tailgate_core::test_util::scratch_dir(&format!("bench-pki-{n}"))?;
         let pki = tailgate_core::test_util::TestPki::new(&dir, "bench-ca")?;
         let (cert, key) = pki.issue(
             "bench",
