@@ -166,15 +166,18 @@ pub fn same_secret(presented: &[u8], secret: &[u8]) -> bool {
             == 0
 }
 
-/// Checks the receivers' rules for who may send: a peer request must present the peers'
-/// secret ([`check_peer`]); any other request, the bearer token when `auth` is set. A peer
-/// request that presents the secret needs no token.
+/// Checks the receivers' rules for who may send: a request must come to the right port
+/// ([`check_traffic`]); a peer request must present the peers' secret ([`check_peer`]);
+/// any other request, the bearer token when `auth` is set. A peer request that presents
+/// the secret needs no token.
 pub fn check_sender(
+    traffic: PeerTraffic,
     peer_secret: Option<&str>,
     auth: Option<&ReceiveAuth>,
     headers: &http::HeaderMap,
     path: &str,
 ) -> Result<(), Refusal> {
+    check_traffic(traffic, headers, path)?;
     let peer = headers.contains_key(PEER_HEADER) || path == DECISIONS_PATH;
     if peer && peer_secret.is_some() {
         return check_peer(peer_secret, headers, path);

@@ -16,7 +16,7 @@ use tokio::net::TcpListener;
 use tonic::body::Body;
 use tonic::server::NamedService;
 
-use super::auth::{check_sender, check_traffic, PeerTraffic, ReceiveAuth};
+use super::auth::{check_sender, PeerTraffic, ReceiveAuth};
 use super::compress::{gunzip, unzstd};
 use super::limits::{serve_connections_with, InFlight, InFlightBytes, Limits};
 use super::sink::{encode_response, run_detached, Origin, SpanSink, DECISIONS_PATH, PEER_HEADER};
@@ -137,15 +137,13 @@ impl<S: SpanSink> TraceService<S> {
             *response.status_mut() = http::StatusCode::UNSUPPORTED_MEDIA_TYPE;
             return response;
         }
-        let who =
-            check_traffic(self.peer_traffic, req.headers(), req.uri().path()).and_then(|()| {
-                check_sender(
-                    self.peer_secret.as_deref(),
-                    self.auth.as_ref(),
-                    req.headers(),
-                    req.uri().path(),
-                )
-            });
+        let who = check_sender(
+            self.peer_traffic,
+            self.peer_secret.as_deref(),
+            self.auth.as_ref(),
+            req.headers(),
+            req.uri().path(),
+        );
         if let Err(refusal) = who {
             self.sink.refused(&refusal);
             return refusal.to_grpc().into_http();

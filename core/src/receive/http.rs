@@ -13,7 +13,7 @@ use hyper::body::Incoming;
 use prost::Message;
 use tokio::net::TcpListener;
 
-use super::auth::{check_sender, check_traffic};
+use super::auth::check_sender;
 use super::compress::{gunzip, unzstd};
 use super::limits::{serve_connections_with, InFlight, InFlightBytes, Limits};
 use super::sink::{encode_response, run_detached, Accepted, Origin, SpanSink, PEER_HEADER};
@@ -73,8 +73,8 @@ async fn receive<S: SpanSink>(
     format: Format,
     limits: Limits,
 ) -> Result<Accepted, Refusal> {
-    check_traffic(limits.peer_traffic, req.headers(), TRACES_PATH)?;
     check_sender(
+        limits.peer_traffic,
         limits.peer_secret.as_deref(),
         limits.auth.as_ref(),
         req.headers(),
