@@ -22,20 +22,15 @@ fn root() -> PathBuf {
 
 /// Whether `kubectl` is here; without it the tests say so and pass, except under CI.
 fn kubectl_missing() -> bool {
-    if Command::new("kubectl")
+    let present = Command::new("kubectl")
         .arg("version")
         .arg("--client")
         .output()
-        .is_ok()
-    {
-        return false;
-    }
-    assert!(
-        std::env::var("CI").is_err(),
-        "kubectl is missing under CI (the machine image carries it)"
-    );
-    eprintln!("SKIPPED: kubectl not installed");
-    true
+        .is_ok();
+    common::missing(
+        present,
+        "kubectl is not installed (the machine image carries it)",
+    )
 }
 
 /// The documents `kubectl kustomize` renders for `dir` (relative to the repository).
@@ -476,15 +471,7 @@ fn runtime_tools_missing() -> bool {
             .output()
             .is_ok_and(|o| o.status.success())
     });
-    if root && tools {
-        return false;
-    }
-    assert!(
-        std::env::var("CI").is_err(),
-        "the image layout test needs root, unshare, ip, ldd and curl under CI"
-    );
-    eprintln!("SKIPPED: not root, or unshare/ip/ldd/curl missing");
-    true
+    common::missing(root && tools, "not root, or unshare/ip/ldd/curl missing")
 }
 
 /// A network namespace of this test's own, deleted (with what runs in it) on drop.

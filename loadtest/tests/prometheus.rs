@@ -8,6 +8,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+mod common;
+
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
 use serde_json::Value;
 use tailgate_core::receive::{Listeners, ReceiveConfig};
@@ -108,16 +110,8 @@ fn family(series: &str) -> String {
 /// scraped one is documented there.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn prometheus_scrapes_both_and_every_alert_and_panel_series_exists() {
-    if Command::new("prometheus")
-        .arg("--version")
-        .output()
-        .is_err()
-    {
-        assert!(
-            std::env::var("CI").is_err(),
-            "prometheus or kubectl is missing under CI: .ci/prometheus installs prometheus"
-        );
-        eprintln!("SKIPPED: prometheus or kubectl not installed (run .ci/prometheus)");
+    let present = Command::new("prometheus").arg("--version").output().is_ok();
+    if common::missing(present, "prometheus is not installed (run .ci/prometheus)") {
         return;
     }
     let stop = CancellationToken::new();

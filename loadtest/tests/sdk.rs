@@ -20,6 +20,8 @@ use tokio_util::sync::CancellationToken;
 
 const KEEP_ALL: &str = "decision_wait: 500ms\npolicies:\n  - {name: all, type: always_sample}\n";
 
+mod common;
+
 fn sdk_missing() -> bool {
     let ok = Command::new("python3")
         .args([
@@ -28,15 +30,10 @@ fn sdk_missing() -> bool {
         ])
         .output()
         .is_ok_and(|o| o.status.success());
-    if ok {
-        return false;
-    }
-    assert!(
-        std::env::var("CI").is_err(),
-        "the OpenTelemetry Python SDK is missing under CI: .ci/python-sdk installs it"
-    );
-    eprintln!("SKIPPED: the OpenTelemetry Python SDK is not installed (run .ci/python-sdk)");
-    true
+    common::missing(
+        ok,
+        "the OpenTelemetry Python SDK is not installed (run .ci/python-sdk)",
+    )
 }
 
 fn script() -> PathBuf {

@@ -1,5 +1,6 @@
 #![allow(clippy::unwrap_used)] // test fixtures: a failed setup should fail loudly
-//! What several of this package's integration tests share.
+//! What several of this package's integration tests share (each test file uses a part).
+#![allow(dead_code)]
 
 use std::path::PathBuf;
 
@@ -20,4 +21,16 @@ pub(crate) fn binaries() -> (PathBuf, PathBuf) {
         assert!(status.success(), "building the binaries failed");
     }
     (gateway, router)
+}
+
+/// Whether a tool a test needs is absent (`present` is false): outside CI the test prints
+/// `SKIPPED: {what}` and passes; under `CI=true` it fails, since the project's scripts
+/// install every such tool.
+pub(crate) fn missing(present: bool, what: &str) -> bool {
+    if present {
+        return false;
+    }
+    assert!(std::env::var("CI").is_err(), "missing under CI: {what}");
+    eprintln!("SKIPPED: {what}");
+    true
 }
