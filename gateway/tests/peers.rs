@@ -96,6 +96,22 @@ async fn pod_with_peer_port(
     }
 }
 
+/// Binds an OTLP/gRPC receiver on each pod address (port chosen by the system) before any
+/// pod starts, since every pod must know every address; returns them and the addresses.
+async fn bind_pods(ips: &[[u8; 4]]) -> (Vec<Listeners>, Vec<SocketAddr>) {
+    let mut listeners = Vec::new();
+    for ip in ips {
+        let receive = ReceiveConfig {
+            grpc: Some(SocketAddr::from((*ip, 0))),
+            http: None,
+            ..Default::default()
+        };
+        listeners.push(Listeners::bind(&receive).await.unwrap());
+    }
+    let addrs = listeners.iter().map(|l| l.grpc_addr().unwrap()).collect();
+    (listeners, addrs)
+}
+
 async fn send(addr: SocketAddr, req: &ExportTraceServiceRequest) {
     let mut client = TraceServiceClient::connect(format!("http://{addr}"))
         .await
@@ -169,22 +185,10 @@ async fn settle(pods: &[&Pod]) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn traces_stay_whole_through_stale_routes_ring_changes_and_drain() {
     // Bind first: every pod must know every address before it starts.
-    let mut listeners = Vec::new();
-    for ip in [[127, 0, 0, 2], [127, 0, 0, 3], [127, 0, 0, 4]] {
-        let receive = ReceiveConfig {
-            grpc: Some(SocketAddr::from((ip, 0))),
-            http: None,
-            ..Default::default()
-        };
-        listeners.push((ip, Listeners::bind(&receive).await.unwrap()));
-    }
-    let addrs: Vec<SocketAddr> = listeners
-        .iter()
-        .map(|(_, l)| l.grpc_addr().unwrap())
-        .collect();
+    let (listeners, addrs) = bind_pods(&[[127, 0, 0, 2], [127, 0, 0, 3], [127, 0, 0, 4]]).await;
     // At first only A is on the ring.
     let mut pods = Vec::new();
-    for (_, l) in listeners {
+    for l in listeners {
         pods.push(pod(l, &addrs[..1]).await);
     }
     let (a, b, c) = (&pods[0], &pods[1], &pods[2]);
@@ -486,7 +490,8 @@ async fn peer_requests_without_the_secret_are_refused() {
 /// same port on both, as in Kubernetes); B gets spans it does not own.
 /// Guarantees: B forwards them to A through A's peer port (A counts them as received from
 /// a peer and exports them); a peer request on a receiver and a client request on the peer
-/// port are each refused with PERMISSION_DENIED naming the right port.
+/// port are each refused with PERMISSION_DENIED naming the right port, and a peer request
+/// without the secret is refused on the peer port as well.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn peer_traffic_uses_a_port_of_its_own() {
     let ips = [[127, 0, 6, 1], [127, 0, 6, 2]];
@@ -495,21 +500,9 @@ async fn peer_traffic_uses_a_port_of_its_own() {
         .local_addr()
         .unwrap()
         .port();
-    let mut listeners = Vec::new();
-    for ip in ips {
-        let receive = ReceiveConfig {
-            grpc: Some(SocketAddr::from((ip, 0))),
-            http: None,
-            ..Default::default()
-        };
-        listeners.push((ip, Listeners::bind(&receive).await.unwrap()));
-    }
-    let addrs: Vec<SocketAddr> = listeners
-        .iter()
-        .map(|(_, l)| l.grpc_addr().unwrap())
-        .collect();
+    let (listeners, addrs) = bind_pods(&ips).await;
     let mut pods = Vec::new();
-    for (ip, l) in listeners {
+    for (ip, l) in ips.into_iter().zip(listeners) {
         let listen = SocketAddr::from((ip, peer_port));
         pods.push(pod_with_peer_port(l, &addrs[..1], Some(listen)).await);
     }
@@ -548,6 +541,15 @@ async fn peer_traffic_uses_a_port_of_its_own() {
     let refused = client.export(req.clone()).await.unwrap_err();
     assert_eq!(refused.code(), tonic::Code::PermissionDenied);
     assert!(refused.message().contains("peer port"), "{refused:?}");
+    // A peer request on the peer port without the secret: refused there too.
+    let mut no_secret = tonic::Request::new(req.clone());
+    no_secret.metadata_mut().insert(
+        tailgate_core::receive::PEER_HEADER,
+        "forwarded; hops=1".parse().unwrap(),
+    );
+    let refused = client.export(no_secret).await.unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::PermissionDenied);
+    assert!(refused.message().contains("secret"), "{refused:?}");
     // Neither reached the buffer.
     assert_eq!(a.stats.received_spans.get(), 240);
 
