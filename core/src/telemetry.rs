@@ -324,6 +324,19 @@ impl Collector for Families {
     }
 }
 
+/// Logs to stderr at `RUST_LOG`, or `default` (`info`, `warn`…) without it; colour only on
+/// a terminal, so log files and collectors get plain text. For the binaries' `main`.
+pub fn init_logging(default: &str) {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| default.into()),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+}
+
 /// The crate version and the git commit the binaries were built from.
 pub const VERSION: &str = concat!(
     env!("CARGO_PKG_VERSION"),

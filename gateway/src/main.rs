@@ -74,7 +74,7 @@ enum Command {
 const EX_USAGE: u8 = 64;
 
 fn main() -> ExitCode {
-    init_logging();
+    tailgate_core::telemetry::init_logging("info");
     let args = Args::parse();
     if let Some(Command::Explain {
         policies,
@@ -136,18 +136,6 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-/// Logs to stderr, `RUST_LOG` or `info`; colour only on a terminal.
-fn init_logging() {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr)
-        // Colour only on a terminal: log files and collectors get plain text.
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
 }
 
 /// The `check-policies` command: the plan as Tailgate reads it, or the error.
