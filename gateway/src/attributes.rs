@@ -1,12 +1,15 @@
 //! `attributes:` in the gateway config: actions on the attributes of kept spans, after the
 //! decision, in the OpenTelemetry Collector's `attributes` processor syntax where it fits
-//! (`key` or `pattern`, and `action: delete | hash | insert | update | upsert`). Policies decide on the original
-//! values; only what leaves for the backends (every exporter, the `debug` file included)
-//! is scrubbed, and dropped traces cost nothing. As the Collector's processor, it acts on
-//! the span's own attributes, not on resource or event attributes.
+//! (`key` or `pattern`, and `action: delete | hash | mask | insert | update | upsert`).
+//! `actions` act on a span's own attributes (as the Collector's `attributes` processor),
+//! `events` on its events' attributes, `resource` on its resource's (as the Collector's
+//! `resource` processor). Policies decide on the original values; only what leaves for the
+//! backends (every exporter, the `debug` file included) is scrubbed, and dropped traces
+//! cost nothing.
 //!
 //! Data comes from the shard's kept-span rewrite ([`tailgate_core::wire::span_fields`]),
-//! which hands each encoded `KeyValue` to [`AttributeActions`] and writes what it returns.
+//! which hands each encoded `KeyValue` to an [`ActionSet`] and writes what it returns; the
+//! resource headers are rewritten with [`tailgate_core::wire::span_fields::write_resource_header`].
 
 use regex::Regex;
 use serde::Deserialize;
@@ -18,14 +21,22 @@ use tailgate_core::wire::span_fields::{put_len_field as put_field, AttributeRewr
 #[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct AttributesConfig {
-    /// The actions, applied in order; the first one whose key or pattern matches an
-    /// attribute acts on it.
+    /// Actions on the span's own attributes (the Collector's `attributes` processor),
+    /// applied in order; the first one whose key or pattern matches an attribute acts on it.
     #[serde(default)]
     pub actions: Vec<ActionConfig>,
+    /// Actions on the attributes of the span's events (same syntax; the Collector needs
+    /// its `transform` processor for these).
+    #[serde(default)]
+    pub events: Vec<ActionConfig>,
+    /// Actions on the attributes of the span's resource (the Collector's `resource`
+    /// processor's `attributes:` list).
+    #[serde(default)]
+    pub resource: Vec<ActionConfig>,
 }
 
 /// One action as written.
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct ActionConfig {
     /// The attribute key it acts on.
@@ -34,12 +45,16 @@ pub struct ActionConfig {
     /// Or a regular expression over keys.
     #[serde(default)]
     pub pattern: Option<String>,
-    /// `delete`, `hash`, `insert`, `update` or `upsert`.
+    /// `delete`, `hash`, `mask`, `insert`, `update` or `upsert`.
     pub action: String,
     /// The value `insert`, `update` and `upsert` write: a string, an integer, a float or a
     /// boolean.
     #[serde(default)]
     pub value: Option<ActionValue>,
+    /// For `mask`: a regular expression over the value (read as a string); each match is
+    /// replaced by `****`. Without it the whole value is.
+    #[serde(default)]
+    pub value_pattern: Option<String>,
 }
 
 /// A value written by `insert`, `update` or `upsert`.
@@ -78,13 +93,19 @@ impl ActionValue {
     }
 }
 
+/// What replaces a masked value or a masked part of one.
+pub const MASK: &str = "****";
+
 /// What an action does.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub enum Action {
     /// Remove the attribute.
     Delete,
     /// Replace its value with the lowercase hex SHA-256 of its value as a string.
     Hash,
+    /// Replace its value (read as a string) with [`MASK`], or only the parts this pattern
+    /// matches.
+    Mask(Option<Regex>),
     /// Add the attribute (this encoded `AnyValue`) when the span has none with the key.
     Insert(Vec<u8>),
     /// Replace the value of the attribute when the span has it.
@@ -93,29 +114,62 @@ pub enum Action {
     Upsert(Vec<u8>),
 }
 
+impl PartialEq for Action {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (Action::Delete, Action::Delete) | (Action::Hash, Action::Hash) => true,
+            (Action::Mask(a), Action::Mask(b)) => {
+                a.as_ref().map(Regex::as_str) == b.as_ref().map(Regex::as_str)
+            }
+            (Action::Insert(a), Action::Insert(b))
+            | (Action::Update(a), Action::Update(b))
+            | (Action::Upsert(a), Action::Upsert(b)) => a == b,
+            _ => false,
+        }
+    }
+}
+
 #[derive(Debug)]
 enum Matcher {
     Key(String),
     Pattern(Regex),
 }
 
-/// The compiled actions.
-#[derive(Debug)]
-pub struct AttributeActions {
+/// One list of compiled actions (span, event or resource attributes).
+#[derive(Debug, Default)]
+pub struct ActionSet {
     actions: Vec<(Matcher, Action)>,
-    /// What `insert` and `upsert` add to spans without the key: (key, encoded KeyValue).
+    /// What `insert` and `upsert` add to messages without the key: (key, encoded KeyValue).
     additions: Vec<(Vec<u8>, Vec<u8>)>,
 }
 
-/// Why an `attributes:` block is refused.
+/// The compiled `attributes:` block: one set per kind of attribute, `None` when empty.
+#[derive(Debug, Default)]
+pub struct AttributeActions {
+    /// On the span's own attributes.
+    pub span: Option<ActionSet>,
+    /// On its events' attributes.
+    pub events: Option<ActionSet>,
+    /// On its resource's attributes.
+    pub resource: Option<ActionSet>,
+}
+
+/// Why an `attributes:` block is refused. `list` is `actions`, `events` or `resource`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AttributesError {
     /// Neither or both of `key` and `pattern`.
-    #[error("attributes.actions[{0}]: give one of key and pattern")]
-    KeyOrPattern(usize),
-    /// A pattern that is not a regular expression.
-    #[error("attributes.actions[{index}]: pattern {pattern:?}: {message}")]
+    #[error("attributes.{list}[{index}]: give one of key and pattern")]
+    KeyOrPattern {
+        /// Which list.
+        list: &'static str,
+        /// Which action.
+        index: usize,
+    },
+    /// A pattern (`pattern` or `value_pattern`) that is not a regular expression.
+    #[error("attributes.{list}[{index}]: pattern {pattern:?}: {message}")]
     Pattern {
+        /// Which list.
+        list: &'static str,
         /// Which action.
         index: usize,
         /// The pattern.
@@ -124,16 +178,21 @@ pub enum AttributesError {
         message: String,
     },
     /// An action this gateway does not take.
-    #[error("attributes.actions[{index}]: action {action:?} is not supported; use delete, hash, insert, update or upsert (extract and convert are not implemented)")]
+    #[error("attributes.{list}[{index}]: action {action:?} is not supported; use delete, hash, mask, insert, update or upsert (extract and convert are not implemented)")]
     Action {
+        /// Which list.
+        list: &'static str,
         /// Which action.
         index: usize,
         /// As written.
         action: String,
     },
-    /// `insert`, `update` or `upsert` without a `value`, or `delete`/`hash` with one.
-    #[error("attributes.actions[{index}]: {action} {problem}")]
+    /// `insert`, `update` or `upsert` without a `value`, another action with one, or
+    /// `value_pattern` on an action other than `mask`.
+    #[error("attributes.{list}[{index}]: {action} {problem}")]
     Value {
+        /// Which list.
+        list: &'static str,
         /// Which action.
         index: usize,
         /// The action.
@@ -142,75 +201,106 @@ pub enum AttributesError {
         problem: &'static str,
     },
     /// `insert` or `upsert` with a `pattern`: a new attribute needs a key.
-    #[error("attributes.actions[{0}]: insert and upsert need a key, not a pattern")]
-    NeedsKey(usize),
-    /// More than 64 `insert`/`upsert` actions.
-    #[error("attributes: at most 64 insert and upsert actions")]
-    TooManyAdditions,
+    #[error("attributes.{list}[{index}]: insert and upsert need a key, not a pattern")]
+    NeedsKey {
+        /// Which list.
+        list: &'static str,
+        /// Which action.
+        index: usize,
+    },
+    /// More than 64 `insert`/`upsert` keys in one list.
+    #[error("attributes.{0}: at most 64 insert and upsert keys")]
+    TooManyAdditions(&'static str),
 }
 
 impl AttributesConfig {
     /// Compiles the actions; `None` when there are none.
     pub fn compile(&self) -> Result<Option<AttributeActions>, AttributesError> {
-        let mut actions = Vec::with_capacity(self.actions.len());
-        let mut additions = Vec::new();
-        for (index, a) in self.actions.iter().enumerate() {
-            let matcher = match (&a.key, &a.pattern) {
-                (Some(k), None) => Matcher::Key(k.clone()),
-                (None, Some(p)) => {
-                    Matcher::Pattern(Regex::new(p).map_err(|e| AttributesError::Pattern {
-                        index,
-                        pattern: p.clone(),
-                        message: e.to_string(),
-                    })?)
-                }
-                _ => return Err(AttributesError::KeyOrPattern(index)),
-            };
-            let value = |present: bool| -> Result<Vec<u8>, AttributesError> {
-                let problem = match (&a.value, present) {
-                    (Some(v), true) => return Ok(v.encode()),
-                    (None, false) => return Ok(Vec::new()),
-                    (None, true) => "needs a value",
-                    (Some(_), false) => "takes no value",
-                };
-                Err(AttributesError::Value {
-                    index,
-                    action: a.action.clone(),
-                    problem,
-                })
-            };
-            let action = match a.action.as_str() {
-                "delete" => value(false).map(|_| Action::Delete)?,
-                "hash" => value(false).map(|_| Action::Hash)?,
-                "insert" => Action::Insert(value(true)?),
-                "update" => Action::Update(value(true)?),
-                "upsert" => Action::Upsert(value(true)?),
-                other => {
-                    return Err(AttributesError::Action {
-                        index,
-                        action: other.to_owned(),
-                    })
-                }
-            };
-            if let (Action::Insert(any) | Action::Upsert(any), matcher) = (&action, &matcher) {
-                let Matcher::Key(key) = matcher else {
-                    return Err(AttributesError::NeedsKey(index));
-                };
-                // One addition per key: the first insert/upsert naming it.
-                if !additions.iter().any(|(k, _)| k == key.as_bytes()) {
-                    additions.push((key.as_bytes().to_vec(), key_value(key.as_bytes(), any)));
-                }
-            }
-            actions.push((matcher, action));
-        }
-        if additions.len() > 64 {
-            return Err(AttributesError::TooManyAdditions);
-        }
-        Ok((!actions.is_empty()).then_some(AttributeActions { actions, additions }))
+        let compiled = AttributeActions {
+            span: compile_list("actions", &self.actions)?,
+            events: compile_list("events", &self.events)?,
+            resource: compile_list("resource", &self.resource)?,
+        };
+        let any =
+            compiled.span.is_some() || compiled.events.is_some() || compiled.resource.is_some();
+        Ok(any.then_some(compiled))
     }
 }
 
-impl AttributeActions {
+/// Compiles one list of actions; `None` when it is empty.
+fn compile_list(
+    list: &'static str,
+    written: &[ActionConfig],
+) -> Result<Option<ActionSet>, AttributesError> {
+    let mut set = ActionSet::default();
+    for (index, a) in written.iter().enumerate() {
+        let regex = |p: &str| {
+            Regex::new(p).map_err(|e| AttributesError::Pattern {
+                list,
+                index,
+                pattern: p.to_owned(),
+                message: e.to_string(),
+            })
+        };
+        let matcher = match (&a.key, &a.pattern) {
+            (Some(k), None) => Matcher::Key(k.clone()),
+            (None, Some(p)) => Matcher::Pattern(regex(p)?),
+            _ => return Err(AttributesError::KeyOrPattern { list, index }),
+        };
+        let problem = |problem| AttributesError::Value {
+            list,
+            index,
+            action: a.action.clone(),
+            problem,
+        };
+        if a.value_pattern.is_some() && a.action != "mask" {
+            return Err(problem("takes no value_pattern (only mask does)"));
+        }
+        let value = |present: bool| -> Result<Vec<u8>, AttributesError> {
+            match (&a.value, present) {
+                (Some(v), true) => Ok(v.encode()),
+                (None, false) => Ok(Vec::new()),
+                (None, true) => Err(problem("needs a value")),
+                (Some(_), false) => Err(problem("takes no value")),
+            }
+        };
+        let action = match a.action.as_str() {
+            "delete" => value(false).map(|_| Action::Delete)?,
+            "hash" => value(false).map(|_| Action::Hash)?,
+            "mask" => {
+                value(false)?;
+                Action::Mask(a.value_pattern.as_deref().map(regex).transpose()?)
+            }
+            "insert" => Action::Insert(value(true)?),
+            "update" => Action::Update(value(true)?),
+            "upsert" => Action::Upsert(value(true)?),
+            other => {
+                return Err(AttributesError::Action {
+                    list,
+                    index,
+                    action: other.to_owned(),
+                })
+            }
+        };
+        if let Action::Insert(any) | Action::Upsert(any) = &action {
+            let Matcher::Key(key) = &matcher else {
+                return Err(AttributesError::NeedsKey { list, index });
+            };
+            // One addition per key: the first insert/upsert naming it.
+            if !set.additions.iter().any(|(k, _)| k == key.as_bytes()) {
+                set.additions
+                    .push((key.as_bytes().to_vec(), key_value(key.as_bytes(), any)));
+            }
+        }
+        set.actions.push((matcher, action));
+    }
+    if set.additions.len() > 64 {
+        return Err(AttributesError::TooManyAdditions(list));
+    }
+    Ok((!set.actions.is_empty()).then_some(set))
+}
+
+impl ActionSet {
     /// The action for an attribute key, if any.
     pub fn action_for(&self, key: &str) -> Option<&Action> {
         self.actions.iter().find_map(|(m, a)| {
@@ -223,7 +313,7 @@ impl AttributeActions {
     }
 }
 
-impl AttributeRewrite for AttributeActions {
+impl AttributeRewrite for ActionSet {
     fn rewrite(&self, kv: &[u8]) -> Option<Vec<u8>> {
         let (key, value) = key_and_value(kv)?;
         match self.action_for(std::str::from_utf8(key).ok()?)? {
@@ -231,9 +321,18 @@ impl AttributeRewrite for AttributeActions {
             Action::Hash => {
                 let digest = Sha256::digest(value_as_string(value));
                 let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
-                let mut any = Vec::with_capacity(hex.len() + 2);
-                put_field(&mut any, 1, hex.as_bytes());
-                Some(key_value(key, &any))
+                Some(key_value(key, &string_value(hex.as_bytes())))
+            }
+            Action::Mask(None) => Some(key_value(key, &string_value(MASK.as_bytes()))),
+            Action::Mask(Some(pattern)) => {
+                let text = value_as_string(value);
+                let text = String::from_utf8_lossy(&text);
+                match pattern.replace_all(&text, MASK) {
+                    std::borrow::Cow::Borrowed(_) => None,
+                    std::borrow::Cow::Owned(masked) => {
+                        Some(key_value(key, &string_value(masked.as_bytes())))
+                    }
+                }
             }
             Action::Update(any) | Action::Upsert(any) => Some(key_value(key, any)),
             Action::Insert(_) => None,
@@ -243,6 +342,13 @@ impl AttributeRewrite for AttributeActions {
     fn additions(&self) -> &[(Vec<u8>, Vec<u8>)] {
         &self.additions
     }
+}
+
+/// An encoded `AnyValue` holding a string.
+fn string_value(s: &[u8]) -> Vec<u8> {
+    let mut any = Vec::with_capacity(s.len() + 3);
+    put_field(&mut any, 1, s);
+    any
 }
 
 /// An encoded `KeyValue`.
@@ -302,12 +408,13 @@ fn value_as_string(any: &[u8]) -> Vec<u8> {
 mod tests {
     use super::*;
 
-    fn actions(yaml: &str) -> AttributeActions {
+    fn actions(yaml: &str) -> ActionSet {
         let c: AttributesConfig = serde_yaml_ng::from_str(yaml).unwrap_or_default();
-        c.compile().ok().flatten().unwrap_or(AttributeActions {
-            actions: vec![],
-            additions: vec![],
-        })
+        c.compile()
+            .ok()
+            .flatten()
+            .and_then(|a| a.span)
+            .unwrap_or_default()
     }
 
     #[test]
@@ -376,6 +483,7 @@ mod tests {
             tracestate: false,
             attribute: Some("sampling.adjusted_count"),
             rewrite: Some(&a),
+            events: None,
         };
         for with_keys in [false, true] {
             let mut span = Span {

@@ -67,7 +67,7 @@ pub struct GatewayConfig {
     /// changes. Without it this gateway owns every trace it receives.
     #[serde(default)]
     pub peers: PeersConfig,
-    /// Actions on the attributes of kept spans (`delete`, `hash`), applied after the
+    /// Actions on the attributes of kept spans (their own, their events' and their resource's), applied after the
     /// decision: policies see the original values.
     #[serde(default)]
     pub attributes: crate::attributes::AttributesConfig,

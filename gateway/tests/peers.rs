@@ -29,6 +29,9 @@ use tokio_util::sync::CancellationToken;
 /// The gateways' shared secret: every peer request in these tests carries it.
 const SECRET: &str = "peers-test-secret";
 
+/// Every pod hashes the resource's `service.name` (`service-N` as sent) on export.
+const SCRUB: &str = "resource: [{key: service.name, action: hash}]";
+
 const KEEP_ALL: &str = "decision_wait: 1500ms\npolicies:\n  - {name: all, type: always_sample}\n";
 
 struct Pod {
@@ -80,7 +83,8 @@ async fn pod_with_peer_port(
         admin: None,
         metrics: None,
         peers,
-        attributes: Default::default(),
+        // Scrubbed wherever a trace is exported: forwarded and handed-off traces too.
+        attributes: serde_yaml_ng::from_str(SCRUB).unwrap(),
     };
     let gateway = Gateway::start(&config, common::plan(KEEP_ALL)).unwrap();
     let (stats, peers) = (gateway.stats().clone(), gateway.peers().clone());
@@ -136,11 +140,16 @@ fn more_spans_of(req: &ExportTraceServiceRequest) -> ExportTraceServiceRequest {
 /// What the backends got of one trace: span ids, and which pods (by index) sent them.
 type Arrived = (Vec<Vec<u8>>, Vec<usize>);
 
-/// Per trace id, what arrived.
+/// Per trace id, what arrived. Checks on the way that every pod's `SCRUB` was applied:
+/// no resource's service name arrives as sent.
 fn arrivals(pods: &[&Pod]) -> HashMap<Vec<u8>, Arrived> {
     let mut out: HashMap<Vec<u8>, Arrived> = HashMap::new();
     for (i, p) in pods.iter().enumerate() {
         for body in p.backend.bodies() {
+            assert!(
+                !String::from_utf8_lossy(&body).contains("service-"),
+                "an unscrubbed service.name left pod {i}"
+            );
             let req = ExportTraceServiceRequest::decode(body).unwrap();
             for rs in req.resource_spans {
                 for ss in rs.scope_spans {
@@ -376,7 +385,7 @@ async fn a_handoff_cut_short_by_the_drain_deadline_loses_nothing() {
             timeout: Duration::from_secs(60),
             ..Default::default()
         },
-        attributes: Default::default(),
+        attributes: serde_yaml_ng::from_str(SCRUB).unwrap(),
     };
     let gateway = Gateway::start(&config, common::plan(KEEP_ALL)).unwrap();
     let (stats, peers) = (gateway.stats().clone(), gateway.peers().clone());

@@ -9,21 +9,49 @@ use std::time::Duration;
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::any_value;
+use opentelemetry_proto::tonic::trace::v1::span::Event;
 use prost::Message;
 use tailgate_core::test_util::{kv, FakeOtlp};
-use tailgate_gateway::attributes::{ActionConfig, ActionValue, AttributesConfig};
+use tailgate_gateway::attributes::AttributesConfig;
 use tailgate_gateway::export::{DebugConfig, ExporterConfig};
 
 /// Keeps only traces whose span carries user.email = a@b.c: a policy reading the very key
 /// that is deleted on the way out.
 const KEEP_ALICE: &str = "decision_wait: 200ms\npolicies:\n  - {name: alice, type: string_attribute, string_attribute: {key: user.email, values: [a@b.c]}}\n";
 
-/// Scenario: spans with `user.email` (deleted), `user.id` (hashed) and
-/// `http.request.header.authorization` (deleted by pattern), exported over OTLP/gRPC and to
-/// the `debug` file; the plan keeps traces by `user.email`.
+/// The gateway's `attributes:` block: span, event and resource actions.
+const SCRUB: &str = r#"
+actions:
+  - {key: user.email, action: delete}
+  - {pattern: '^http\.request\.header\.', action: delete}
+  - {key: user.id, action: hash}
+  - {key: card, action: mask, value_pattern: '\d{4}(?:-\d{4}){3}'}
+  - {key: session, action: mask}
+  # insert keeps an existing value, and adds a missing one.
+  - {key: http.route, action: insert, value: /overwritten}
+  - {key: deployment.environment, action: insert, value: prod}
+  # update changes an existing value, and adds nothing.
+  - {pattern: '^user\.tier$', action: update, value: 7}
+  - {key: never.there, action: update, value: true}
+  # upsert does both.
+  - {key: team, action: upsert, value: payments}
+events:
+  - {key: exception.message, action: mask, value_pattern: '[a-z]+@[a-z.]+'}
+  - {key: user.email, action: delete}
+resource:
+  - {key: host.ip, action: delete}
+  - {key: service.name, action: hash}
+  - {key: k8s.cluster.name, action: upsert, value: eu-1}
+"#;
+
+/// Scenario: spans with `user.email` (deleted), `user.id` (hashed), a card number and a
+/// session id (masked), `http.request.header.authorization` (deleted by pattern), events
+/// with an email in their message and attributes, and resources with `host.ip` and
+/// `service.name`; exported over OTLP/gRPC and to the `debug` file; the plan keeps traces
+/// by `user.email`.
 /// Guarantees: the policy saw the original email (Alice's traces kept, Bob's dropped); no
-/// scrubbed key or value reaches either output; `user.id` arrives as the SHA-256 of its
-/// value; other attributes arrive unchanged.
+/// scrubbed key or value reaches either output, in spans, events or resources; hashed and
+/// masked values arrive as documented; other attributes arrive unchanged.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kept_spans_leave_scrubbed_and_policies_see_the_originals() {
     let path = std::env::temp_dir().join(format!("tailgate-scrub-{}.jsonl", std::process::id()));
@@ -33,61 +61,7 @@ async fn kept_spans_leave_scrubbed_and_policies_see_the_originals() {
         [127, 0, 0, 61],
         common::plan(KEEP_ALICE),
         |c| {
-            c.attributes = AttributesConfig {
-                actions: vec![
-                    ActionConfig {
-                        key: Some("user.email".into()),
-                        pattern: None,
-                        action: "delete".into(),
-                        value: None,
-                    },
-                    ActionConfig {
-                        key: None,
-                        pattern: Some("^http\\.request\\.header\\.".into()),
-                        action: "delete".into(),
-                        value: None,
-                    },
-                    ActionConfig {
-                        key: Some("user.id".into()),
-                        pattern: None,
-                        action: "hash".into(),
-                        value: None,
-                    },
-                    // insert keeps an existing value, and adds a missing one.
-                    ActionConfig {
-                        key: Some("http.route".into()),
-                        pattern: None,
-                        action: "insert".into(),
-                        value: Some(ActionValue::String("/overwritten".into())),
-                    },
-                    ActionConfig {
-                        key: Some("deployment.environment".into()),
-                        pattern: None,
-                        action: "insert".into(),
-                        value: Some(ActionValue::String("prod".into())),
-                    },
-                    // update changes an existing value (a mask), and adds nothing.
-                    ActionConfig {
-                        key: None,
-                        pattern: Some("^user\\.tier$".into()),
-                        action: "update".into(),
-                        value: Some(ActionValue::Int(7)),
-                    },
-                    ActionConfig {
-                        key: Some("never.there".into()),
-                        pattern: None,
-                        action: "update".into(),
-                        value: Some(ActionValue::Bool(true)),
-                    },
-                    // upsert does both.
-                    ActionConfig {
-                        key: Some("team".into()),
-                        pattern: None,
-                        action: "upsert".into(),
-                        value: Some(ActionValue::String("payments".into())),
-                    },
-                ],
-            };
+            c.attributes = serde_yaml_ng::from_str::<AttributesConfig>(SCRUB).unwrap();
             let mut debug = DebugConfig {
                 path: Some(debug_path.clone()),
                 batch: Default::default(),
@@ -120,6 +94,23 @@ async fn kept_spans_leave_scrubbed_and_policies_see_the_originals() {
             ));
             span.attributes.push(kv("http.route", "/cart"));
             span.attributes.push(kv("user.tier", "gold"));
+            span.attributes
+                .push(kv("card", "paid with 4111-1111-1111-1111 today"));
+            span.attributes.push(kv("session", "s3cr3t-session"));
+            span.events.push(Event {
+                name: "exception".into(),
+                attributes: vec![
+                    kv("exception.message", &format!("no account for {email}")),
+                    kv("user.email", email),
+                    kv("exception.type", "NotFound"),
+                ],
+                ..Default::default()
+            });
+        }
+        for rs in &mut req.resource_spans {
+            if let Some(resource) = rs.resource.as_mut() {
+                resource.attributes.push(kv("host.ip", "10.1.2.3"));
+            }
         }
         client.export(req).await.unwrap();
     }
@@ -132,7 +123,28 @@ async fn kept_spans_leave_scrubbed_and_policies_see_the_originals() {
         let text = String::from_utf8_lossy(&body);
         assert!(!text.contains("user.email") && !text.contains("a@b.c"));
         assert!(!text.contains("authorization") && !text.contains("SECRET-TOKEN"));
+        for secret in ["4111", "s3cr3t", "10.1.2.3", "host.ip", "service-"] {
+            assert!(!text.contains(secret), "{secret} reached the backend");
+        }
         let req = ExportTraceServiceRequest::decode(body).unwrap();
+        for rs in &req.resource_spans {
+            let resource = rs.resource.clone().unwrap_or_default();
+            let value = |k: &str| {
+                resource
+                    .attributes
+                    .iter()
+                    .find(|a| a.key == k)
+                    .and_then(|a| a.value.clone()?.value)
+            };
+            let Some(any_value::Value::StringValue(service)) = value("service.name") else {
+                panic!("service.name missing: {resource:?}");
+            };
+            assert_eq!(service.len(), 64, "a SHA-256 in hex: {service}");
+            assert_eq!(
+                value("k8s.cluster.name"),
+                Some(any_value::Value::StringValue("eu-1".into()))
+            );
+        }
         for span in req
             .resource_spans
             .iter()
@@ -165,6 +177,21 @@ async fn kept_spans_leave_scrubbed_and_policies_see_the_originals() {
                 value("team"),
                 Some(any_value::Value::StringValue("payments".into()))
             );
+            assert_eq!(
+                value("card"),
+                Some(any_value::Value::StringValue("paid with **** today".into()))
+            );
+            assert_eq!(
+                value("session"),
+                Some(any_value::Value::StringValue("****".into()))
+            );
+            let event = &span.events[0];
+            let keys: Vec<&str> = event.attributes.iter().map(|a| a.key.as_str()).collect();
+            assert_eq!(keys, ["exception.message", "exception.type"]);
+            assert_eq!(
+                event.attributes[0].value.clone().and_then(|v| v.value),
+                Some(any_value::Value::StringValue("no account for ****".into()))
+            );
             let keys: Vec<&str> = span.attributes.iter().map(|a| a.key.as_str()).collect();
             assert_eq!(keys.iter().filter(|k| **k == "team").count(), 1, "{keys:?}");
             seen += 1;
@@ -177,6 +204,7 @@ async fn kept_spans_leave_scrubbed_and_policies_see_the_originals() {
         "{debug}"
     );
     assert!(!debug.contains("user.email") && !debug.contains("SECRET-TOKEN"));
+    assert!(!debug.contains("4111") && !debug.contains("10.1.2.3"));
     gw.stop().await;
     std::fs::remove_file(&path).ok();
 }

@@ -228,6 +228,8 @@ pub struct AdjustedCount<'a> {
     pub attribute: Option<&'a str>,
     /// Rewrites the span's own attributes (absent: copied as they are).
     pub rewrite: Option<&'a dyn AttributeRewrite>,
+    /// Rewrites the attributes of the span's events (absent: events copied as they are).
+    pub events: Option<&'a dyn AttributeRewrite>,
 }
 
 impl std::fmt::Debug for AdjustedCount<'_> {
@@ -236,6 +238,7 @@ impl std::fmt::Debug for AdjustedCount<'_> {
             .field("tracestate", &self.tracestate)
             .field("attribute", &self.attribute)
             .field("rewrite", &self.rewrite.is_some())
+            .field("events", &self.events.is_some())
             .finish()
     }
 }
@@ -243,7 +246,10 @@ impl std::fmt::Debug for AdjustedCount<'_> {
 impl AdjustedCount<'_> {
     /// Whether a kept span is written as it came (nothing to record, nothing to rewrite).
     pub fn is_noop(&self) -> bool {
-        !self.tracestate && self.attribute.is_none() && self.rewrite.is_none()
+        !self.tracestate
+            && self.attribute.is_none()
+            && self.rewrite.is_none()
+            && self.events.is_none()
     }
 }
 
@@ -318,12 +324,18 @@ impl<'a> AdjustedCountWriter<'a> {
                     }
                     dropped
                 }
+                (11, 2) => self.how.events.is_some(),
                 _ => false,
             };
             if drop {
                 out.extend_from_slice(&span[copy_from..field_start]);
                 if let Some(kv) = replacement.filter(|kv| !kv.is_empty()) {
                     put_len_field(out, 9, &kv);
+                }
+                if let (11, Some(events)) = (field, self.how.events) {
+                    let mut event = Vec::with_capacity(end - start + 16);
+                    write_rewritten_attributes(&span[start..end], 3, events, &mut event);
+                    put_len_field(out, 11, &event);
                 }
                 copy_from = pos;
             }
@@ -377,6 +389,75 @@ impl<'a> AdjustedCountWriter<'a> {
             }
             out.extend_from_slice(attr);
         }
+    }
+}
+
+/// Appends `msg` (a message whose field `field` is its repeated `KeyValue` attributes: 3 in
+/// a span `Event`, 1 in a `Resource`) with its attributes rewritten by `rewrite`: replaced,
+/// deleted, and the additions the message lacks appended. Every other field is copied.
+pub fn write_rewritten_attributes(
+    msg: &[u8],
+    field: u32,
+    rewrite: &dyn AttributeRewrite,
+    out: &mut Vec<u8>,
+) {
+    let additions = rewrite.additions();
+    let mut present = 0u64;
+    let (mut pos, mut copy_from) = (0, 0);
+    loop {
+        let field_start = pos;
+        let Some((f, wt, start, end)) = super::attrs::next_field_slice(msg, &mut pos) else {
+            break;
+        };
+        if (f, wt) != (field, 2) {
+            continue;
+        }
+        let kv = &msg[start..end];
+        match rewrite.rewrite(kv) {
+            Some(replacement) => {
+                out.extend_from_slice(&msg[copy_from..field_start]);
+                if !replacement.is_empty() {
+                    present |= present_additions(kv, additions);
+                    put_len_field(out, field, &replacement);
+                }
+                copy_from = pos;
+            }
+            None => present |= present_additions(kv, additions),
+        }
+    }
+    out.extend_from_slice(&msg[copy_from..]);
+    for (i, (_, kv)) in additions.iter().enumerate().take(64) {
+        if present & (1 << i) == 0 {
+            put_len_field(out, field, kv);
+        }
+    }
+}
+
+/// Appends a resource header (every field of a `ResourceSpans` but its scope spans, as
+/// [`super::reframe::SpanParts::resource`] holds it) with its resource's attributes
+/// rewritten by `rewrite`; a header without a resource gets one when there are additions.
+pub fn write_resource_header(header: &[u8], rewrite: &dyn AttributeRewrite, out: &mut Vec<u8>) {
+    let (mut pos, mut copy_from, mut seen) = (0, 0, false);
+    loop {
+        let field_start = pos;
+        let Some((f, wt, start, end)) = super::attrs::next_field_slice(header, &mut pos) else {
+            break;
+        };
+        if (f, wt) != (1, 2) {
+            continue;
+        }
+        seen = true;
+        out.extend_from_slice(&header[copy_from..field_start]);
+        let mut resource = Vec::with_capacity(end - start + 16);
+        write_rewritten_attributes(&header[start..end], 1, rewrite, &mut resource);
+        put_len_field(out, 1, &resource);
+        copy_from = pos;
+    }
+    out.extend_from_slice(&header[copy_from..]);
+    if !seen && !rewrite.additions().is_empty() {
+        let mut resource = Vec::new();
+        write_rewritten_attributes(&[], 1, rewrite, &mut resource);
+        put_len_field(out, 1, &resource);
     }
 }
 
@@ -551,6 +632,7 @@ mod tests {
             tracestate: true,
             attribute: Some("sampling.adjusted_count"),
             rewrite: None,
+            events: None,
         };
         // Kept at 25% after a 50% head sampler: 12.5% overall, count 8.
         let bytes = with_adjusted_count(&original.encode_to_vec(), 0.25, &how);
@@ -575,6 +657,7 @@ mod tests {
             tracestate: false,
             attribute: Some("n"),
             rewrite: None,
+            events: None,
         };
         let got =
             Span::decode(&with_adjusted_count(&span("").encode_to_vec(), 0.3, &only_attr)[..])
@@ -584,5 +667,84 @@ mod tests {
             Some(any_value::Value::DoubleValue(d)) => assert!((d - 1.0 / 0.3).abs() < 1e-9),
             ref other => panic!("expected a double, got {other:?}"),
         }
+    }
+
+    /// Deletes `drop`, masks `mask`, and adds `add` = "v" when missing.
+    struct Scrub;
+    impl AttributeRewrite for Scrub {
+        fn rewrite(&self, kv: &[u8]) -> Option<Vec<u8>> {
+            if key_value_key_is(kv, b"drop") {
+                return Some(Vec::new());
+            }
+            key_value_key_is(kv, b"mask").then(|| KeyValue::encode_to_vec(&kv_of("mask", "****")))
+        }
+        fn additions(&self) -> &[(Vec<u8>, Vec<u8>)] {
+            static ADD: std::sync::OnceLock<Vec<(Vec<u8>, Vec<u8>)>> = std::sync::OnceLock::new();
+            ADD.get_or_init(|| vec![(b"add".to_vec(), kv_of("add", "v").encode_to_vec())])
+        }
+    }
+
+    fn kv_of(k: &str, v: &str) -> KeyValue {
+        crate::test_util::kv(k, v)
+    }
+
+    /// Scenario: a resource header with attributes to delete, mask and keep, plus a
+    /// schema URL; a header without a resource; an event whose attributes are rewritten.
+    /// Guarantees: only the named attributes change, every other field survives, additions
+    /// are written once (not when present), and a header without a resource gains one.
+    #[test]
+    fn resource_and_event_attributes_are_rewritten_in_place() {
+        use opentelemetry_proto::tonic::resource::v1::Resource;
+        use opentelemetry_proto::tonic::trace::v1::{span::Event, ResourceSpans};
+        let resource = Resource {
+            attributes: vec![kv_of("drop", "x"), kv_of("keep", "y"), kv_of("mask", "z")],
+            dropped_attributes_count: 3,
+            ..Default::default()
+        };
+        let rs = ResourceSpans {
+            resource: Some(resource),
+            scope_spans: vec![],
+            schema_url: "https://opentelemetry.io/schemas/1.26.0".into(),
+        };
+        let mut out = Vec::new();
+        write_resource_header(&rs.encode_to_vec(), &Scrub, &mut out);
+        let got = ResourceSpans::decode(&out[..]).unwrap_or_default();
+        let r = got.resource.clone().unwrap_or_default();
+        let keys: Vec<&str> = r.attributes.iter().map(|a| a.key.as_str()).collect();
+        assert_eq!(keys, ["keep", "mask", "add"]);
+        assert_eq!(r.attributes[1], kv_of("mask", "****"));
+        assert_eq!(r.dropped_attributes_count, 3);
+        assert_eq!(got.schema_url, rs.schema_url);
+
+        // Present already: not added twice; no resource at all: one is made.
+        let mut again = Vec::new();
+        write_resource_header(&out, &Scrub, &mut again);
+        assert_eq!(again, out);
+        let mut bare = Vec::new();
+        write_resource_header(&[], &Scrub, &mut bare);
+        let got = ResourceSpans::decode(&bare[..]).unwrap_or_default();
+        assert_eq!(
+            got.resource.unwrap_or_default().attributes,
+            [kv_of("add", "v")]
+        );
+
+        let mut span = span("");
+        span.events.push(Event {
+            name: "e".into(),
+            time_unix_nano: 7,
+            attributes: vec![kv_of("drop", "x"), kv_of("add", "old")],
+            dropped_attributes_count: 1,
+        });
+        let how = AdjustedCount {
+            tracestate: false,
+            attribute: None,
+            rewrite: None,
+            events: Some(&Scrub),
+        };
+        let got = Span::decode(&with_adjusted_count(&span.encode_to_vec(), 1.0, &how)[..])
+            .unwrap_or_default();
+        let mut want = span.clone();
+        want.events[0].attributes.remove(0);
+        assert_eq!(got, want, "only the event's deleted attribute changed");
     }
 }

@@ -7,7 +7,9 @@ use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::sync::Arc;
 
-use tailgate_core::wire::span_fields::{AdjustedCount, AdjustedCountWriter};
+use tailgate_core::wire::span_fields::{AdjustedCount, AdjustedCountWriter, AttributeRewrite};
+
+use crate::attributes::{ActionSet, AttributeActions};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -112,12 +114,18 @@ pub struct TraceEntry {
 /// Kept spans re-encoded to say with what probability they were kept (`ot=th:…` and the
 /// adjusted-count attribute), all of one trace in one new buffer. Only kept spans pay for
 /// this; with both outputs turned off the spans go out untouched.
-fn adjusted(spans: Vec<BufferedSpan>, p: f64, how: &AdjustedCount<'_>) -> Vec<BufferedSpan> {
-    if how.is_noop() {
+/// `resource` rewrites the attributes of their resources.
+fn adjusted(
+    spans: Vec<BufferedSpan>,
+    p: f64,
+    how: &AdjustedCount<'_>,
+    resource: Option<&dyn AttributeRewrite>,
+) -> Vec<BufferedSpan> {
+    if how.is_noop() && resource.is_none() {
         return spans;
     }
     let mut writer = AdjustedCountWriter::new(p, how);
-    BufferedSpan::rewrite_all(spans, |span, buf| writer.write(span, buf))
+    BufferedSpan::rewrite_all(spans, |span, buf| writer.write(span, buf), resource)
 }
 
 /// A message to a shard.
@@ -187,7 +195,7 @@ pub struct Shard {
         crate::policy::plan::LocalVerdicts,
     ),
     /// `attributes:` actions on kept spans, if any.
-    attribute_actions: Option<Arc<crate::attributes::AttributeActions>>,
+    attribute_actions: Option<Arc<AttributeActions>>,
 }
 
 // === impl Shard ===
@@ -228,10 +236,7 @@ impl Shard {
     }
 
     /// Applies `actions` to the attributes of every span this shard keeps.
-    pub fn with_attribute_actions(
-        mut self,
-        actions: Option<Arc<crate::attributes::AttributeActions>>,
-    ) -> Self {
+    pub fn with_attribute_actions(mut self, actions: Option<Arc<AttributeActions>>) -> Self {
         self.attribute_actions = actions;
         self
     }
@@ -244,14 +249,16 @@ impl Shard {
         p: f64,
         plan: &crate::policy::plan::PolicyPlan,
     ) -> Vec<BufferedSpan> {
+        let actions = self.attribute_actions.as_deref();
+        let set = |pick: fn(&AttributeActions) -> Option<&ActionSet>| {
+            actions.and_then(pick).map(|a| a as &dyn AttributeRewrite)
+        };
         let how = AdjustedCount {
-            rewrite: self
-                .attribute_actions
-                .as_deref()
-                .map(|a| a as &dyn tailgate_core::wire::span_fields::AttributeRewrite),
+            rewrite: set(|a| a.span.as_ref()),
+            events: set(|a| a.events.as_ref()),
             ..plan.adjusted_count()
         };
-        adjusted(spans, p, &how)
+        adjusted(spans, p, &how, set(|a| a.resource.as_ref()))
     }
 
     /// Adds the verdicts counted locally to their plan's counters (once per batch).

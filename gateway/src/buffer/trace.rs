@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use tailgate_core::wire::attrs::AttrValue;
+use tailgate_core::wire::span_fields::{write_resource_header, AttributeRewrite};
 use tailgate_core::wire::SpanParts;
 
 /// One attribute value seen in a trace, for the attribute policies.
@@ -148,10 +149,12 @@ impl BufferedSpan {
 
     /// Re-encodes spans with `rewrite`, which appends a span's new bytes to the buffer it
     /// is given. Spans that came in the same request share one new buffer and keep their
-    /// resource and scope headers.
+    /// resource and scope headers; with `resource`, the headers they use are written anew
+    /// (only theirs, not the whole request's) with their resources' attributes rewritten.
     pub fn rewrite_all(
         spans: Vec<BufferedSpan>,
         mut rewrite: impl FnMut(&[u8], &mut Vec<u8>),
+        resource: Option<&dyn AttributeRewrite>,
     ) -> Vec<BufferedSpan> {
         let mut out = Vec::with_capacity(spans.len());
         let mut i = 0;
@@ -169,14 +172,20 @@ impl BufferedSpan {
                 rewrite(s.span(), &mut buf);
                 ranges.push(start..buf.len() as u32);
             }
-            let req = Arc::new(RequestBytes {
-                body: Bytes::from(buf),
-                headers: spans[i].req.headers.clone(),
-                header_ranges: spans[i].req.header_ranges.clone(),
-            });
-            for (s, range) in run.iter().zip(ranges) {
+            let (req, indices) = match resource {
+                None => {
+                    let req = Arc::new(RequestBytes {
+                        body: Bytes::from(buf),
+                        headers: spans[i].req.headers.clone(),
+                        header_ranges: spans[i].req.header_ranges.clone(),
+                    });
+                    (req, run.iter().map(|s| (s.resource, s.scope)).collect())
+                }
+                Some(rewrite_resource) => rewritten_headers(run, buf, rewrite_resource),
+            };
+            for ((s, range), (resource, scope)) in run.iter().zip(ranges).zip(indices) {
                 // Still holding the request's headers: its share of them stays charged.
-                let mut span = BufferedSpan::new(&req, range, s.resource, s.scope);
+                let mut span = BufferedSpan::new(&req, range, resource, scope);
                 span.charge_more(s.charge - s.len);
                 out.push(span);
             }
@@ -184,6 +193,47 @@ impl BufferedSpan {
         }
         out
     }
+}
+
+/// The request bytes for a run of spans of one request, re-encoded into `body`, with new
+/// headers holding only the run's resource headers (rewritten by `rewrite`) and scope
+/// headers; returns each span's new (resource, scope) header indices.
+fn rewritten_headers(
+    run: &[BufferedSpan],
+    body: Vec<u8>,
+    rewrite: &dyn AttributeRewrite,
+) -> (Arc<RequestBytes>, Vec<(u32, u32)>) {
+    let mut headers = Vec::new();
+    // (old index, whether a resource) -> new index; a run uses few headers.
+    let mut seen: Vec<(u32, bool)> = Vec::new();
+    let mut ranges: Vec<(u32, u32)> = Vec::new();
+    let mut index_of = |old: u32, is_resource: bool, bytes: &[u8]| -> u32 {
+        if let Some(n) = seen.iter().position(|&k| k == (old, is_resource)) {
+            return n as u32;
+        }
+        let start = headers.len() as u32;
+        if is_resource {
+            write_resource_header(bytes, rewrite, &mut headers);
+        } else {
+            headers.extend_from_slice(bytes);
+        }
+        seen.push((old, is_resource));
+        ranges.push((start, headers.len() as u32));
+        (seen.len() - 1) as u32
+    };
+    let indices = run
+        .iter()
+        .map(|s| {
+            let resource = index_of(s.resource, true, s.header(s.resource));
+            (resource, index_of(s.scope, false, s.header(s.scope)))
+        })
+        .collect();
+    let req = Arc::new(RequestBytes {
+        body: Bytes::from(body),
+        headers: Bytes::from(headers),
+        header_ranges: ranges.into(),
+    });
+    (req, indices)
 }
 
 /// What the policies know of a trace, updated per span in O(1) (plus the wanted attributes,
@@ -338,10 +388,14 @@ mod tests {
     fn rewriting_one_trace_of_a_wide_request_shares_its_header_index() {
         let (req, spans) = wide_request();
         let one = vec![spans[123].clone()];
-        let out = BufferedSpan::rewrite_all(one, |span, buf| {
-            buf.extend_from_slice(span);
-            buf.extend_from_slice(b"+ot");
-        });
+        let out = BufferedSpan::rewrite_all(
+            one,
+            |span, buf| {
+                buf.extend_from_slice(span);
+                buf.extend_from_slice(b"+ot");
+            },
+            None,
+        );
         assert_eq!(out.len(), 1);
         // The new bytes hold the trace's span only; headers and their index are shared,
         // not copied (80,000 ranges per kept trace before).

@@ -349,6 +349,7 @@ impl PolicyPlan {
             tracestate: self.adjusted_tracestate,
             attribute: self.adjusted_attribute.as_deref(),
             rewrite: None,
+            events: None,
         }
     }
 
