@@ -23,7 +23,7 @@ use bytes::Bytes;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::{TcpListener, TcpStream};
 
-use crate::tls::TlsServer;
+use crate::tls::{ClientCertificate, TlsServer};
 
 /// HTTP/2 stream flow-control window; the 64 KiB default costs about half again as much CPU
 /// per span on large requests (see DESIGN.md, "What the hot path costs").
@@ -118,8 +118,15 @@ where
             if !spoke {
                 return;
             }
-            let service = hyper::service::service_fn(move |req| {
+            // Filled in after a mutual TLS handshake: the client's verified certificate,
+            // attached to each request so that receivers can tell who sent it.
+            let client_cert: Arc<std::sync::OnceLock<ClientCertificate>> = Arc::default();
+            let cert_slot = client_cert.clone();
+            let service = hyper::service::service_fn(move |mut req: ::http::Request<_>| {
                 let handler = handler.clone();
+                if let Some(cert) = cert_slot.get() {
+                    req.extensions_mut().insert(cert.clone());
+                }
                 async move { Ok::<_, std::convert::Infallible>(handler(req).await) }
             });
             // Serves one connection until it ends; asks it to close (GOAWAY) when it
@@ -163,7 +170,20 @@ where
                     s = handshake(&tls, stream, limits.first_byte_timeout) => s,
                     () = stop.cancelled() => None,
                 } {
-                    Some(stream) => drive!(builder.serve_connection(TokioIo::new(stream), service)),
+                    Some(stream) => {
+                        if let Some(cert) = stream
+                            .get_ref()
+                            .1
+                            .peer_certificates()
+                            .and_then(|c| c.first())
+                        {
+                            // Set once per connection, before any request: cannot be taken.
+                            client_cert
+                                .set(ClientCertificate(Arc::new(cert.clone().into_owned())))
+                                .ok();
+                        }
+                        drive!(builder.serve_connection(TokioIo::new(stream), service))
+                    }
                     None => return,
                 },
             };

@@ -806,3 +806,14 @@ mod tests {
         );
     }
 }
+
+/// The end-entity certificate a client presented on a mutual TLS connection (already
+/// verified against the listener's client CAs), as [`crate::serve`] attaches it to each of
+/// the connection's requests.
+#[derive(Debug, Clone)]
+pub struct ClientCertificate(pub Arc<rustls::pki_types::CertificateDer<'static>>);
+
+/// Whether `name` is a DNS name a certificate can carry (`peers.cert_names`).
+pub fn is_dns_name(name: &str) -> bool {
+    rustls::pki_types::DnsName::try_from(name).is_ok()
+}

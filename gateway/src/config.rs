@@ -219,16 +219,30 @@ impl GatewayConfig {
         if let Err((key, message)) = self.peers.validate() {
             return Err(invalid(&key, &message));
         }
+        let client_certs = self
+            .receive
+            .tls
+            .as_ref()
+            .is_some_and(|t| t.client_ca_file.is_some());
+        if !self.peers.cert_names.is_empty() && !client_certs {
+            return Err(invalid(
+                "peers.cert_names",
+                "needs receive.tls.client_ca_file: without client certificates no gateway can be recognised by one",
+            ));
+        }
         if self.peers.enabled() {
             if let Err(error) = self.identity() {
                 return Err(invalid("peers.self", &error.to_string()));
             }
             // Peer requests carry the peers' secret, not the clients' token: without the
             // secret every peer request would be refused and traces split.
-            if self.receive.auth.is_some() && self.peers.secret.is_none() {
+            if self.receive.auth.is_some()
+                && self.peers.secret.is_none()
+                && self.peers.cert_names.is_empty()
+            {
                 return Err(invalid(
                     "peers.secret",
-                    "set it when receive.auth is set: peer requests present the peers' secret, not the bearer token",
+                    "set it (or peers.cert_names) when receive.auth is set: peer requests present the peers' secret or certificate, not the bearer token",
                 ));
             }
         }
@@ -368,6 +382,26 @@ mod tests {
     /// and `${file:PATH}` in another's, over `https://` (Honeycomb, Grafana Cloud).
     /// Guarantees: the values are read from the environment and the file, the TLS side is
     /// built, and an unset variable is an error naming it.
+    /// Scenario: `peers.cert_names` with and without client certificates on the receivers,
+    /// and a name that is not a DNS name. Guarantees: refused at load, naming the key.
+    #[test]
+    fn peer_cert_names_need_client_certificates() {
+        let p = std::path::Path::new("gateway.yaml");
+        for (text, why) in [
+            ("peers: {cert_names: [gw.example]}\n", "client_ca_file"),
+            ("peers: {cert_names: ['not a name']}\n", "DNS name"),
+        ] {
+            let text = format!("export:\n  otlp_grpc: {{endpoint: 'http://a:4317'}}\n{text}");
+            let c: GatewayConfig = parse_yaml(p, &text).unwrap();
+            let err = c.validate(p).unwrap_err();
+            assert!(
+                matches!(&err, ConfigError::Invalid { key, .. } if key == "peers.cert_names"),
+                "{err}"
+            );
+            assert!(err.to_string().contains(why), "{err}");
+        }
+    }
+
     #[test]
     fn exporter_headers_take_secrets_from_env_and_files() {
         let p = Path::new("gateway.yaml");

@@ -116,8 +116,11 @@ impl Gateway {
         } else {
             tailgate_core::ring::Member::new("standalone")
         };
-        if config.peers.enabled() && config.peers.secret.is_none() {
-            tracing::warn!("peers.secret is not set: anyone who can reach the receivers can send peer requests (forwarded spans, hand-offs, decisions).");
+        if config.peers.enabled()
+            && config.peers.secret.is_none()
+            && config.peers.cert_names.is_empty()
+        {
+            tracing::warn!("Neither peers.secret nor peers.cert_names is set: anyone who can reach the receivers can send peer requests (forwarded spans, hand-offs, decisions).");
         }
         let peers = peers::Peers::new(config.peers.clone(), me, stats.clone());
         let buffer = Arc::new(buffer::TraceBuffer::new(
@@ -147,7 +150,10 @@ impl Gateway {
             shards,
             exporters: export_tasks,
             limits: tailgate_core::receive::Limits {
-                peer_secret: config.peers.secret.as_deref().map(Into::into),
+                peer_auth: tailgate_core::receive::PeerAuth {
+                    secret: config.peers.secret.as_deref().map(Into::into),
+                    cert_names: config.peers.cert_names.clone().into(),
+                },
                 peer_traffic,
                 ..tailgate_core::receive::Limits::new(&config.receive).map_err(|error| {
                     GatewayError::Tls {

@@ -72,6 +72,13 @@ pub struct PeersConfig {
     /// Without it, anyone who can reach the receivers can send peer requests.
     #[serde(default)]
     pub secret: Option<String>,
+    /// DNS names (subject alternative names) a gateway's client certificate carries, e.g.
+    /// `tailgate-gateway.tailgate.svc`. With mutual TLS on the receivers
+    /// (`receive.tls.client_ca_file`) and `peers.tls` presenting such a certificate, a peer
+    /// request is recognised by its certificate and needs no secret; a client certificate
+    /// without one of these names (a router's) cannot send peer requests.
+    #[serde(default)]
+    pub cert_names: Vec<String>,
     /// TLS towards the other gateways (the Collector's `configtls` client keys; they are
     /// dialled by IP, so set `server_name_override`). Their receivers need `receive.tls`.
     /// Default: plaintext.
@@ -119,6 +126,7 @@ impl Default for PeersConfig {
             down_for: default_down_for(),
             leave_linger: default_linger(),
             secret: None,
+            cert_names: Vec::new(),
             tls: None,
             listen: None,
         }
@@ -148,6 +156,16 @@ impl PeersConfig {
         }
         if self.timeout.is_zero() {
             return Err(("peers.timeout".into(), "must be greater than 0".into()));
+        }
+        if let Some(bad) = self
+            .cert_names
+            .iter()
+            .find(|n| !tailgate_core::tls::is_dns_name(n))
+        {
+            return Err((
+                "peers.cert_names".into(),
+                format!("{bad:?} is not a DNS name"),
+            ));
         }
         if let Some(secret) = &self.secret {
             if secret.is_empty() || http::HeaderValue::from_str(secret).is_err() {

@@ -147,3 +147,112 @@ async fn mutual_tls_in_and_tls_out_deliver_every_span() {
     stop.cancel();
     served.await.unwrap().unwrap();
 }
+
+/// Scenario: two gateways with mutual TLS on their receivers and on a peer port of their
+/// own, dialling each other with certificates that carry `tailgate-gateway.test`, and no
+/// shared secret: peers are known by `peers.cert_names` alone. A client with a router's
+/// certificate (same CA, another name) sends every trace to the first gateway, then tries
+/// peer requests on the peer port.
+/// Guarantees: every span reaches a backend once, traces owned by the second gateway through
+/// a peer request that only its certificate allowed; the router's certificate is refused
+/// for peer requests with PERMISSION_DENIED, though the CA signed it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn peers_are_known_by_their_certificates() {
+    tracing_subscriber::fmt().with_test_writer().try_init().ok();
+    let dir = scratch_dir("gw-peer-certs").unwrap();
+    let cluster = TestPki::new(&dir, "cluster").unwrap();
+    let (gw_crt, gw_key) = cluster
+        .issue("gateway", &["tailgate-gateway.test"])
+        .unwrap();
+    let (rt_crt, rt_key) = cluster.issue("router", &["tailgate-router.test"]).unwrap();
+    let p = |p: &Path| p.display().to_string();
+    let ca = p(&cluster.ca_file("cluster"));
+    let ips = ["127.0.0.91", "127.0.0.92"];
+    let stop = CancellationToken::new();
+    let mut pods = Vec::new();
+    for ip in ips {
+        let (backend_addr, backend) =
+            CaptureBackend::start("127.0.0.1:0".parse().unwrap(), stop.clone())
+                .await
+                .unwrap();
+        let text = format!(
+            "receive:\n  grpc: '{ip}:4317'\n  http: null\n  tls: {{cert_file: '{crt}', key_file: '{key}', client_ca_file: '{ca}'}}\nexport:\n  otlp_grpc: {{endpoint: 'http://{backend_addr}', batch: {{timeout: 50ms}}}}\nadmin: null\nmetrics: null\npeers:\n  static: ['{}:4317', '{}:4317']\n  self: '{ip}:4317'\n  listen: '{ip}:4319'\n  cert_names: [tailgate-gateway.test]\n  tls: {{ca_file: '{ca}', cert_file: '{crt}', key_file: '{key}', server_name_override: tailgate-gateway.test}}\n",
+            ips[0],
+            ips[1],
+            crt = p(&gw_crt),
+            key = p(&gw_key),
+        );
+        let path = dir.join(format!("gateway-{ip}.yaml"));
+        std::fs::write(&path, &text).unwrap();
+        let config = GatewayConfig::load(&path).unwrap();
+        let listeners = Listeners::bind(&config.receive).await.unwrap();
+        let plan = PolicyPlan::compile(&PolicyFile::parse(Path::new("p.yaml"), POLICIES).unwrap());
+        let gateway = Gateway::start(&config, plan).unwrap();
+        let stats = gateway.stats().clone();
+        let served =
+            tokio::spawn(gateway.serve(listeners, None, stop.clone(), Duration::from_secs(10)));
+        pods.push((backend, stats, served));
+    }
+
+    let router_tls = ClientTlsConfig {
+        ca_file: Some(cluster.ca_file("cluster")),
+        cert_file: Some(rt_crt),
+        key_file: Some(rt_key),
+        server_name_override: Some("tailgate-gateway.test".into()),
+        ..Default::default()
+    }
+    .build()
+    .unwrap();
+    let retry = RetryConfig {
+        max_elapsed_time: Duration::from_secs(2),
+        ..Default::default()
+    };
+    let client = |port: u16| {
+        GrpcClient::new(
+            &format!("{}:{port}", ips[0]),
+            &[],
+            Duration::from_secs(5),
+            retry.clone(),
+        )
+        .unwrap()
+        .with_tls(&router_tls)
+    };
+    let req = FakeOtlp::traces(40).spans(3).seed(9).build();
+    client(4317).send(req.encode_to_vec().into()).await.unwrap();
+
+    // The router's certificate on the peer port: a forwarded-spans request and a plain
+    // export are both refused (the first is not a gateway's, the second not peer traffic).
+    let peer_port = client(4319);
+    let one = FakeOtlp::traces(1).spans(1).seed(10).build();
+    for origin in [
+        tailgate_core::receive::Origin::Forwarded { hops: 1 },
+        tailgate_core::receive::Origin::Client,
+    ] {
+        match peer_port
+            .send_from(one.encode_to_vec().into(), origin)
+            .await
+        {
+            Err(tailgate_core::forward::ForwardError::Rejected { status, .. }) => {
+                assert_eq!(status.code(), tonic::Code::PermissionDenied, "{origin:?}")
+            }
+            other => panic!("{origin:?} on the peer port: {other:?}"),
+        }
+    }
+
+    let sent = 40 * 3;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    let arrived = || pods.iter().map(|(b, _, _)| b.spans()).sum::<u64>();
+    while arrived() < sent && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(arrived(), sent, "every span once");
+    assert!(
+        pods[1].0.spans() > 0,
+        "the second gateway owns some traces: they reached it as peer requests"
+    );
+    assert_eq!(pods[0].1.peers.forwarded_spans.get(), pods[1].0.spans());
+    stop.cancel();
+    for (_, _, served) in pods {
+        served.await.unwrap().unwrap();
+    }
+}

@@ -120,7 +120,12 @@ fn every_object_validates_strictly_against_the_kubernetes_schemas() {
     }
     let dir = std::env::temp_dir().join(format!("tailgate-kv-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    for overlay in ["k8s/base", "k8s/overlays/dev", "k8s/overlays/production"] {
+    for overlay in [
+        "k8s/base",
+        "k8s/overlays/dev",
+        "k8s/overlays/production",
+        "k8s/overlays/production-mtls",
+    ] {
         let out = Command::new("kubectl")
             .arg("kustomize")
             .arg(root().join(overlay))
@@ -155,10 +160,14 @@ fn every_overlay_renders_configs_that_load_with_the_pods_namespace() {
     }
     // The gateway reads POD_IP from its environment at validation, as in a pod.
     std::env::set_var("POD_IP", "10.0.0.7");
+    // The files cert-manager writes into the mTLS overlay's Secrets (tls.crt, tls.key,
+    // ca.crt), so that its configs load their certificates as in a pod.
+    let tls_dir = cert_manager_files("k8s-overlays");
     for (dir, namespace, replicas) in [
         ("k8s/base", "tailgate", 3),
         ("k8s/overlays/dev", "tailgate", 1),
         ("k8s/overlays/production", "observability", 3),
+        ("k8s/overlays/production-mtls", "observability", 3),
     ] {
         let docs = render(dir);
         let ns = kind(&docs, "Namespace");
@@ -186,7 +195,7 @@ fn every_overlay_renders_configs_that_load_with_the_pods_namespace() {
             named(&docs, "ConfigMap", cm)["data"][key]
                 .as_str()
                 .unwrap()
-                .to_owned()
+                .replace("/etc/tailgate/tls", &tls_dir.display().to_string())
         };
         let g: GatewayConfig = as_in_pod(
             "gateway.yaml",
@@ -209,7 +218,7 @@ fn every_overlay_renders_configs_that_load_with_the_pods_namespace() {
             .iter()
             .any(|p| p["containerPort"].as_u64() == Some(u64::from(peer_port)));
         assert!(declared, "{dir}: peer port {peer_port} not declared");
-        if dir.ends_with("production") {
+        if dir.contains("production") {
             let policy = named(&docs, "NetworkPolicy", "tailgate-gateway");
             for rule in policy["spec"]["ingress"].as_sequence().unwrap() {
                 let ports: Vec<u64> = rule["ports"]
@@ -309,6 +318,114 @@ fn every_overlay_renders_configs_that_load_with_the_pods_namespace() {
         } else {
             assert!(secrets.is_empty(), "{dir}: no secret is committed");
         }
+    }
+}
+
+/// Writes a CA and a certificate as cert-manager writes a Certificate's Secret (`tls.crt`,
+/// `tls.key`, `ca.crt`) into a new directory; returns it.
+fn cert_manager_files(label: &str) -> PathBuf {
+    let dir = tailgate_core::test_util::scratch_dir(label).unwrap();
+    let pki = tailgate_core::test_util::TestPki::new(&dir, "ca").unwrap();
+    pki.issue("tls", &["tailgate-gateway.observability.svc"])
+        .unwrap();
+    dir
+}
+
+/// The `dnsNames` of the cert-manager Certificate whose Secret a Deployment mounts as
+/// its `tls` volume.
+fn mounted_dns_names(docs: &[Value], deployment: &Value) -> Vec<String> {
+    let secret = deployment["spec"]["template"]["spec"]["volumes"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .find(|v| v["name"].as_str() == Some("tls"))
+        .expect("a tls volume")["secret"]["secretName"]
+        .as_str()
+        .unwrap();
+    let cert = kind(docs, "Certificate")
+        .into_iter()
+        .find(|c| c["spec"]["secretName"].as_str() == Some(secret))
+        .unwrap_or_else(|| panic!("no Certificate makes Secret {secret}"));
+    cert["spec"]["dnsNames"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|n| n.as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// Scenario: the production-mtls overlay: cert-manager certificates for routers and
+/// gateways, mounted into each Deployment, and configs with TLS on both hops.
+/// Guarantees: the gateways require client certificates; the name the routers and the
+/// gateways dial (`server_name_override`) is on the gateways' certificate; the gateways'
+/// certificate is a peer's (`peers.cert_names`) and the routers' is not, so a router
+/// cannot send peer requests; certificates are issued from one CA and renewed before
+/// they expire.
+#[test]
+fn production_mtls_wires_certificates_to_every_cluster_hop() {
+    if kubectl_missing() {
+        return;
+    }
+    let docs = render("k8s/overlays/production-mtls");
+    let config = |deployment: &str, file: &str| {
+        let spec = &named(&docs, "Deployment", deployment)["spec"]["template"]["spec"];
+        let cm = spec["volumes"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .find(|v| v["name"].as_str() == Some("config"))
+            .unwrap()["configMap"]["name"]
+            .as_str()
+            .unwrap();
+        named(&docs, "ConfigMap", cm)["data"][file]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let g: GatewayConfig = as_in_pod(
+        "gateway.yaml",
+        &config("tailgate-gateway", "gateway.yaml"),
+        "observability",
+    );
+    let r: RouterConfig = as_in_pod(
+        "router.yaml",
+        &config("tailgate-router", "router.yaml"),
+        "observability",
+    );
+    let gateway_names = mounted_dns_names(&docs, named(&docs, "Deployment", "tailgate-gateway"));
+    let router_names = mounted_dns_names(&docs, named(&docs, "Deployment", "tailgate-router"));
+    let receive_tls = g.receive.tls.as_ref().expect("gateway receive.tls");
+    assert!(
+        receive_tls.client_ca_file.is_some(),
+        "mutual TLS on the gateways"
+    );
+    assert!(!g.peers.cert_names.is_empty());
+    for name in &g.peers.cert_names {
+        assert!(
+            gateway_names.contains(name),
+            "{name} not on {gateway_names:?}"
+        );
+        assert!(
+            !router_names.contains(name),
+            "a router's certificate would be a peer's"
+        );
+    }
+    for (what, tls) in [
+        ("peers.tls", g.peers.tls.as_ref()),
+        ("forward.tls", r.forward.tls.as_ref()),
+    ] {
+        let tls = tls.unwrap_or_else(|| panic!("{what}"));
+        assert!(tls.cert_file.is_some(), "{what}: a client certificate");
+        let name = tls.server_name_override.clone().unwrap_or_default();
+        assert!(gateway_names.contains(&name), "{what} dials {name:?}");
+    }
+    for cert in kind(&docs, "Certificate") {
+        let spec = &cert["spec"];
+        if spec["isCA"].as_bool() == Some(true) {
+            continue;
+        }
+        assert_eq!(spec["issuerRef"]["name"].as_str(), Some("tailgate-ca"));
+        assert!(spec["renewBefore"].as_str().is_some(), "{cert:?}");
     }
 }
 

@@ -1,11 +1,13 @@
-//! Who may send: the receivers' bearer token (`receive.auth`, for clients) and the
-//! gateways' shared secret (`peers.secret`, for peer requests). Checked before a request's
-//! body is read; a refusal is UNAUTHENTICATED / 401 or PERMISSION_DENIED / 403.
+//! Who may send: the receivers' bearer token (`receive.auth`, for clients), and for peer
+//! requests the gateways' client certificates (`peers.cert_names`, over mutual TLS) or their
+//! shared secret (`peers.secret`). Checked before a request's body is read; a refusal is
+//! UNAUTHENTICATED / 401 or PERMISSION_DENIED / 403.
 
 use serde::Deserialize;
 
 use super::sink::{DECISIONS_PATH, PEER_AUTH_HEADER, PEER_HEADER};
 use super::status::Refusal;
+pub use crate::tls::ClientCertificate;
 
 /// `receive.auth`: the bearer token clients must send (`authorization: Bearer <token>`).
 #[derive(Clone, PartialEq, Eq, Deserialize)]
@@ -97,31 +99,91 @@ impl ReceiveAuth {
     }
 }
 
-/// Checks a request against the peers' `secret`: a request that claims to come from a
-/// peer (it carries the [`PEER_HEADER`] or calls [`DECISIONS_PATH`]) must present the
-/// secret in [`PEER_AUTH_HEADER`]; others pass. Without a secret every request passes.
+/// How peer requests prove they come from a gateway: a client certificate (verified by
+/// mutual TLS against `receive.tls.client_ca_file`) that carries one of `cert_names`, or the
+/// shared `secret`. With neither configured, anyone may send peer requests.
+#[derive(Clone, Default)]
+pub struct PeerAuth {
+    /// The gateways' shared secret (`peers.secret`).
+    pub secret: Option<std::sync::Arc<str>>,
+    /// DNS names a gateway's client certificate carries (`peers.cert_names`).
+    pub cert_names: std::sync::Arc<[String]>,
+}
+
+impl std::fmt::Debug for PeerAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PeerAuth")
+            .field("secret", &self.secret.as_ref().map(|_| "<redacted>"))
+            .field("cert_names", &self.cert_names)
+            .finish()
+    }
+}
+
+impl PeerAuth {
+    /// Peers recognised by the secret alone (`None`: peer requests from anyone).
+    pub fn secret(secret: Option<&str>) -> Self {
+        PeerAuth {
+            secret: secret.map(Into::into),
+            cert_names: std::sync::Arc::new([]),
+        }
+    }
+
+    /// Whether peer requests must prove where they come from.
+    pub fn required(&self) -> bool {
+        self.secret.is_some() || !self.cert_names.is_empty()
+    }
+
+    /// Whether a client certificate names a gateway: it is valid for one of `cert_names`
+    /// (its subject alternative names, wildcards as a server certificate's are read).
+    pub fn certifies(&self, cert: Option<&ClientCertificate>) -> bool {
+        let Some(cert) = cert else {
+            return false;
+        };
+        let Ok(parsed) = webpki::EndEntityCert::try_from(&*cert.0) else {
+            return false;
+        };
+        self.cert_names.iter().any(|name| {
+            rustls::pki_types::ServerName::try_from(name.as_str())
+                .is_ok_and(|name| parsed.verify_is_valid_for_subject_name(&name).is_ok())
+        })
+    }
+}
+
+/// Whether a request claims to come from a peer: it carries the [`PEER_HEADER`] or calls
+/// [`DECISIONS_PATH`].
+fn is_peer_request(headers: &http::HeaderMap, path: &str) -> bool {
+    headers.contains_key(PEER_HEADER) || path == DECISIONS_PATH
+}
+
+/// Checks a peer request against [`PeerAuth`]: it must come with a certificate that names a
+/// gateway, or present the secret in [`PEER_AUTH_HEADER`]. Client requests pass, and so does
+/// everything when `peers` requires nothing.
 pub fn check_peer(
-    secret: Option<&str>,
+    peers: &PeerAuth,
+    cert: Option<&ClientCertificate>,
     headers: &http::HeaderMap,
     path: &str,
 ) -> Result<(), Refusal> {
-    let Some(secret) = secret else {
+    if !peers.required() || !is_peer_request(headers, path) {
         return Ok(());
-    };
-    if !headers.contains_key(PEER_HEADER) && path != DECISIONS_PATH {
+    }
+    if peers.certifies(cert) {
         return Ok(());
     }
     let presented = headers
         .get(PEER_AUTH_HEADER)
         .map(|v| v.as_bytes())
         .unwrap_or_default();
-    if same_secret(presented, secret.as_bytes()) {
-        Ok(())
-    } else {
-        Err(Refusal::PermissionDenied(
-            "peer requests are taken only from gateways that present the peers' secret".into(),
-        ))
+    if peers
+        .secret
+        .as_ref()
+        .is_some_and(|secret| same_secret(presented, secret.as_bytes()))
+    {
+        return Ok(());
     }
+    Err(Refusal::PermissionDenied(
+        "peer requests are taken only from gateways: a client certificate for one of peers.cert_names, or the peers' secret".into(),
+    ))
 }
 
 /// Which requests a receiver takes, when the gateways serve peer traffic on a port of its
@@ -144,8 +206,7 @@ pub fn check_traffic(
     headers: &http::HeaderMap,
     path: &str,
 ) -> Result<(), Refusal> {
-    let peer = headers.contains_key(PEER_HEADER) || path == DECISIONS_PATH;
-    match (traffic, peer) {
+    match (traffic, is_peer_request(headers, path)) {
         (PeerTraffic::ClientsOnly, true) => Err(Refusal::PermissionDenied(
             "peer requests are taken on the gateways' peer port (peers.listen), not here".into(),
         )),
@@ -167,22 +228,23 @@ pub fn same_secret(presented: &[u8], secret: &[u8]) -> bool {
 }
 
 /// Checks the receivers' rules for who may send: a request must come to the right port
-/// ([`check_traffic`]); a peer request must present the peers' secret ([`check_peer`]);
-/// any other request, the bearer token when `auth` is set. A peer request that presents
-/// the secret needs no token.
+/// ([`check_traffic`]); a peer request must prove it comes from a gateway ([`check_peer`]);
+/// any other request, the bearer token when `auth` is set. A proven peer request needs no
+/// token.
 pub fn check_sender(
     traffic: PeerTraffic,
-    peer_secret: Option<&str>,
+    peers: &PeerAuth,
     auth: Option<&ReceiveAuth>,
-    headers: &http::HeaderMap,
+    req: &http::Request<impl Sized>,
     path: &str,
 ) -> Result<(), Refusal> {
+    let headers = req.headers();
     check_traffic(traffic, headers, path)?;
-    let peer = headers.contains_key(PEER_HEADER) || path == DECISIONS_PATH;
-    if peer && peer_secret.is_some() {
-        return check_peer(peer_secret, headers, path);
+    let cert = req.extensions().get::<ClientCertificate>();
+    check_peer(peers, cert, headers, path)?;
+    if peers.required() && is_peer_request(headers, path) {
+        return Ok(());
     }
-    check_peer(peer_secret, headers, path)?;
     match auth {
         Some(auth) => auth.check(headers),
         None => Ok(()),
@@ -246,11 +308,17 @@ mod tests {
         let export = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
         let peer = headers(&[(PEER_HEADER, "forwarded; hops=1")]);
         // Without a secret configured, everything passes (and a warning says so at start).
-        assert!(check_peer(None, &peer, DECISIONS_PATH).is_ok());
+        assert!(check_peer(&PeerAuth::default(), None, &peer, DECISIONS_PATH).is_ok());
         // A client's export passes; a peer's needs the secret.
-        assert!(check_peer(Some("s3cret"), &headers(&[]), export).is_ok());
+        assert!(check_peer(
+            &PeerAuth::secret(Some("s3cret")),
+            None,
+            &headers(&[]),
+            export
+        )
+        .is_ok());
         for (h, path) in [(&peer, export), (&headers(&[]), DECISIONS_PATH)] {
-            let refused = check_peer(Some("s3cret"), h, path).unwrap_err();
+            let refused = check_peer(&PeerAuth::secret(Some("s3cret")), None, h, path).unwrap_err();
             assert_eq!(refused.reason(), "permission_denied");
             assert_eq!(refused.to_grpc().code(), tonic::Code::PermissionDenied);
             assert_eq!(refused.http_status(), http::StatusCode::FORBIDDEN);
@@ -259,13 +327,19 @@ mod tests {
             (PEER_HEADER, "handoff; hops=1"),
             (PEER_AUTH_HEADER, "s3creT"),
         ]);
-        assert!(check_peer(Some("s3cret"), &wrong, export).is_err());
+        assert!(check_peer(&PeerAuth::secret(Some("s3cret")), None, &wrong, export).is_err());
         let right = headers(&[
             (PEER_HEADER, "handoff; hops=1"),
             (PEER_AUTH_HEADER, "s3cret"),
         ]);
-        assert!(check_peer(Some("s3cret"), &right, export).is_ok());
+        assert!(check_peer(&PeerAuth::secret(Some("s3cret")), None, &right, export).is_ok());
         let decisions = headers(&[(PEER_AUTH_HEADER, "s3cret")]);
-        assert!(check_peer(Some("s3cret"), &decisions, DECISIONS_PATH).is_ok());
+        assert!(check_peer(
+            &PeerAuth::secret(Some("s3cret")),
+            None,
+            &decisions,
+            DECISIONS_PATH
+        )
+        .is_ok());
     }
 }

@@ -16,7 +16,7 @@ use tokio::net::TcpListener;
 use tonic::body::Body;
 use tonic::server::NamedService;
 
-use super::auth::{check_sender, PeerTraffic, ReceiveAuth};
+use super::auth::{check_sender, PeerAuth, PeerTraffic, ReceiveAuth};
 use super::compress::{gunzip, unzstd};
 use super::limits::{serve_connections_with, InFlight, InFlightBytes, Limits};
 use super::sink::{encode_response, run_detached, Origin, SpanSink, DECISIONS_PATH, PEER_HEADER};
@@ -33,7 +33,7 @@ pub struct TraceService<S> {
     max_request_bytes: usize,
     request_timeout: Duration,
     in_flight: InFlight,
-    peer_secret: Option<Arc<str>>,
+    peer_auth: PeerAuth,
     auth: Option<ReceiveAuth>,
     peer_traffic: PeerTraffic,
 }
@@ -45,7 +45,7 @@ impl<S> Clone for TraceService<S> {
             max_request_bytes: self.max_request_bytes,
             request_timeout: self.request_timeout,
             in_flight: self.in_flight.clone(),
-            peer_secret: self.peer_secret.clone(),
+            peer_auth: self.peer_auth.clone(),
             auth: self.auth.clone(),
             peer_traffic: self.peer_traffic,
         }
@@ -68,7 +68,7 @@ impl<S: SpanSink> TraceService<S> {
             max_request_bytes: limits.max_request_bytes,
             request_timeout: limits.request_timeout,
             in_flight: limits.in_flight.clone(),
-            peer_secret: limits.peer_secret.clone(),
+            peer_auth: limits.peer_auth.clone(),
             auth: limits.auth.clone(),
             peer_traffic: limits.peer_traffic,
         }
@@ -139,9 +139,9 @@ impl<S: SpanSink> TraceService<S> {
         }
         let who = check_sender(
             self.peer_traffic,
-            self.peer_secret.as_deref(),
+            &self.peer_auth,
             self.auth.as_ref(),
-            req.headers(),
+            &req,
             req.uri().path(),
         );
         if let Err(refusal) = who {

@@ -75,9 +75,9 @@ async fn receive<S: SpanSink>(
 ) -> Result<Accepted, Refusal> {
     check_sender(
         limits.peer_traffic,
-        limits.peer_secret.as_deref(),
+        &limits.peer_auth,
         limits.auth.as_ref(),
-        req.headers(),
+        &req,
         TRACES_PATH,
     )?;
     let max = limits.max_request_bytes;

@@ -76,9 +76,9 @@ pub struct Limits {
     pub max_connection_age_grace: Duration,
     /// Bytes of requests being received, shared by every receiver given these limits.
     pub in_flight: InFlight,
-    /// The gateways' shared secret: peer requests without it are refused (see
-    /// [`super::sink::check_peer`]). `None` takes peer requests from anyone.
-    pub peer_secret: Option<std::sync::Arc<str>>,
+    /// How peer requests prove they come from a gateway (see [`super::auth::check_peer`]);
+    /// the default takes peer requests from anyone.
+    pub peer_auth: super::auth::PeerAuth,
     /// TLS for both receivers (`receive.tls`); `None` serves plaintext.
     pub tls: Option<std::sync::Arc<crate::tls::TlsServer>>,
     /// Whether peer requests, client requests or both are taken here.
@@ -110,7 +110,7 @@ impl Limits {
             max_connection_age: c.max_connection_age.filter(|d| !d.is_zero()),
             max_connection_age_grace: c.max_connection_age_grace,
             in_flight: InFlight::new(c.max_in_flight_bytes.max(2 * c.max_request_bytes)),
-            peer_secret: None,
+            peer_auth: Default::default(),
             auth: c.auth.clone(),
             tls: None,
             peer_traffic: super::auth::PeerTraffic::Mixed,

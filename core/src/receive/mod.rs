@@ -19,7 +19,10 @@ pub mod status;
 
 use std::net::SocketAddr;
 
-pub use auth::{check_peer, check_sender, check_traffic, same_secret, PeerTraffic, ReceiveAuth};
+pub use auth::{
+    check_peer, check_sender, check_traffic, same_secret, ClientCertificate, PeerAuth, PeerTraffic,
+    ReceiveAuth,
+};
 pub use limits::{
     serve_connections, serve_connections_with, InFlight, InFlightBytes, Limits, ReceiveConfig,
 };
