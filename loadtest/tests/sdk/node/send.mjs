@@ -1,0 +1,46 @@
+// Sends traces with the OpenTelemetry JS SDK, as a Node application would.
+//
+// Usage: node send.mjs grpc|http ENDPOINT TRACES
+// The CA to trust comes from OTEL_EXPORTER_OTLP_CERTIFICATE, as an application sets it.
+// Each trace is a root span with one child. Exits non-zero if any export failed.
+import { context, trace } from '@opentelemetry/api';
+import { resourceFromAttributes } from '@opentelemetry/resources';
+import { BatchSpanProcessor, TracerProvider } from '@opentelemetry/sdk-trace';
+
+const [protocol, endpoint, count] = process.argv.slice(2);
+const { OTLPTraceExporter } = protocol === 'grpc'
+  ? await import('@opentelemetry/exporter-trace-otlp-grpc')
+  : await import('@opentelemetry/exporter-trace-otlp-proto');
+const url = protocol === 'grpc' ? endpoint : `${endpoint}/v1/traces`;
+const inner = new OTLPTraceExporter({ url, timeoutMillis: 10000 });
+
+// The exporter, remembering whether any export failed (the SDK only logs it).
+let failed = false;
+const recording = {
+  export(spans, done) {
+    inner.export(spans, (result) => {
+      if (result.code !== 0) {
+        failed = true;
+        console.error(`export failed: ${result.error}`);
+      }
+      done(result);
+    });
+  },
+  shutdown: () => inner.shutdown(),
+  forceFlush: () => inner.forceFlush(),
+};
+
+const provider = new TracerProvider({
+  resource: resourceFromAttributes({ 'service.name': `node-sdk-${protocol}` }),
+  spanProcessors: [new BatchSpanProcessor({ exporter: recording })],
+});
+const tracer = provider.getTracer('tailgate-test');
+for (let i = 0; i < Number(count); i++) {
+  const root = tracer.startSpan(`request-${i}`);
+  const child = tracer.startSpan('query', {}, trace.setSpan(context.active(), root));
+  child.end();
+  root.end();
+}
+await provider.forceFlush();
+await provider.shutdown();
+process.exit(failed ? 1 : 0);
