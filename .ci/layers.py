@@ -4,7 +4,7 @@
 Reads every `crate::…` and `super::…` path in each crate's src/ (use lines and inline
 paths, tests excluded), resolves it to the file of the module it names, and reports every
 cycle of the file graph (its strongly connected components). Exit 1 when there is one.
-Usage: .ci/layers.py [crate dirs...]   (default: core router gateway loadtest)
+Usage: .ci/layers.py [crate dirs...]   (default: core router gateway loadtest sim)
 """
 import os
 import re
@@ -172,7 +172,7 @@ def find_cycles(edges, mods):
 
 
 def main():
-    crates = sys.argv[1:] or ["core", "router", "gateway", "loadtest"]
+    crates = sys.argv[1:] or ["core", "router", "gateway", "loadtest", "sim"]
     root = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
     bad = False
     for crate in crates:

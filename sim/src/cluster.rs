@@ -1,0 +1,317 @@
+//! The cluster's membership over time: which gateways the headless Service's DNS lists,
+//! the ring (the real [`tailgate_core::ring::Ring`]) each router and the gateways hold at any
+//! moment, and which gateway processes are alive. Built once from a scenario's events;
+//! the engine asks it who owns a trace id at a time, as a router or as the gateways see it.
+//!
+//! Routers read DNS every `dns_interval`, each at its own phase, so router `r` sees the
+//! list as it was `lag_r` ago (0 ≤ lag_r < interval); the gateways see it half an interval
+//! late. A DNS outage freezes the list; a stale router keeps the ring it had.
+
+use tailgate_core::ring::{Member, Ring};
+
+use crate::scenario::{EventKind, Scenario};
+
+/// After a kill, how long until the pod leaves the Service's endpoints (readiness probe
+/// failures: 3 × 3 s, as the manifests' probe).
+pub const KILL_DETECTION_S: f64 = 10.0;
+
+/// After a kill, how long until the Deployment's replacement pod is ready and listed.
+pub const REPLACEMENT_S: f64 = 30.0;
+
+/// Hash points sampled per ring to estimate each member's share of trace ids.
+pub const SHARE_POINTS: u64 = 4096;
+
+/// One gateway process.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Life {
+    /// Its ring name (`ip:4317`).
+    pub name: String,
+    /// When it joined the Service.
+    pub joined: f64,
+    /// When it left the Service (SIGTERM, or detection after a kill).
+    pub left_dns: Option<f64>,
+    /// When the process ended (after its drain, or at the kill).
+    pub gone: Option<f64>,
+    /// Whether it was killed (what it buffered is lost).
+    pub killed: bool,
+}
+
+/// One version of the member list: what its ring (built once, then dropped, since 300
+/// rings of 300 members would take gigabytes) says about the points the sim asks about.
+#[derive(Debug)]
+pub struct Version {
+    /// Member id → share of trace ids (only for members of this version).
+    pub shares: Vec<(usize, f64)>,
+    /// The owner (member id) of each of [`SHARE_POINTS`] evenly spaced hashes.
+    pub point_owners: Vec<u32>,
+    /// The owner (member id) of each followed trace, by its index.
+    pub trace_owners: Vec<u32>,
+}
+
+/// Membership over the whole run.
+#[derive(Debug)]
+pub struct Timeline {
+    /// Every gateway that ever ran, by member id.
+    pub members: Vec<Life>,
+    /// Member lists, oldest first.
+    pub versions: Vec<Version>,
+    /// (from when, version) as DNS answers, in time order.
+    dns: Vec<(f64, usize)>,
+    /// DNS outages: [from, to).
+    outages: Vec<(f64, f64)>,
+    /// Per router: its lag behind DNS, and when it stopped refreshing.
+    routers: Vec<(f64, Option<f64>)>,
+    /// The gateways' lag behind DNS.
+    gateway_lag: f64,
+    /// The followed traces' ring hashes.
+    hashes: Vec<u64>,
+}
+
+impl Timeline {
+    /// Builds the membership of `s` (its events in time order); `linger` is how long a
+    /// leaving gateway keeps running after SIGTERM (drain included).
+    /// `hashes` are the ring hashes of the traces the engine follows, by index.
+    pub fn build(s: &Scenario, linger: f64, hashes: Vec<u64>, rng: &mut fastrand::Rng) -> Self {
+        let interval = s.dns_interval.as_secs_f64();
+        let mut t = Timeline {
+            members: Vec::new(),
+            versions: Vec::new(),
+            dns: Vec::new(),
+            outages: Vec::new(),
+            routers: (0..s.routers)
+                .map(|_| (interval * rng.f64(), None))
+                .collect(),
+            gateway_lag: interval / 2.0,
+            hashes,
+        };
+        let mut current: Vec<usize> = (0..s.gateways).map(|_| t.add_member(0.0)).collect();
+        t.push_version(0.0, &current);
+        let mut changes = expand_events(s);
+        changes.sort_by(|a, b| a.0.total_cmp(&b.0));
+        // Changes within a millisecond make one version (a rolling restart's new pod and
+        // the old one it replaces).
+        let mut pending: Option<f64> = None;
+        for (at, change) in changes {
+            if let Some(p) = pending.filter(|p| at - *p > 1e-3) {
+                t.push_version(p, &current);
+                pending = None;
+            }
+            match change {
+                Change::Add(n) => {
+                    for _ in 0..n {
+                        current.push(t.add_member(at));
+                    }
+                }
+                Change::Remove(pos) => {
+                    let Some(&id) = current.get(pos.min(current.len().saturating_sub(1))) else {
+                        continue;
+                    };
+                    if current.len() <= 1 {
+                        continue;
+                    }
+                    current.retain(|m| *m != id);
+                    t.members[id].left_dns = Some(at);
+                    t.members[id].gone.get_or_insert(at + linger);
+                }
+                Change::Kill(pos) => {
+                    let Some(&id) = current.get(pos) else {
+                        continue;
+                    };
+                    if current.len() <= 1 {
+                        continue;
+                    }
+                    t.members[id].killed = true;
+                    t.members[id].gone = Some(at);
+                    t.members[id].left_dns = Some(at + KILL_DETECTION_S);
+                    if let Some(p) = pending.take() {
+                        t.push_version(p, &current);
+                    }
+                    current.retain(|m| *m != id);
+                    t.push_version(at + KILL_DETECTION_S, &current);
+                    continue;
+                }
+                Change::Outage(d) => {
+                    t.outages.push((at, at + d));
+                    continue;
+                }
+                Change::Stale(r) => {
+                    t.routers[r].1 = Some(at);
+                    continue;
+                }
+            }
+            pending.get_or_insert(at);
+        }
+        if let Some(p) = pending {
+            t.push_version(p, &current);
+        }
+        t.dns.sort_by(|a, b| a.0.total_cmp(&b.0));
+        t
+    }
+
+    fn add_member(&mut self, at: f64) -> usize {
+        let id = self.members.len();
+        self.members.push(Life {
+            name: format!("10.{}.{}.{}:4317", id >> 16 & 255, id >> 8 & 255, id & 255),
+            joined: at,
+            left_dns: None,
+            gone: None,
+            killed: false,
+        });
+        id
+    }
+
+    fn push_version(&mut self, at: f64, current: &[usize]) {
+        let members: Vec<Member> = current
+            .iter()
+            .map(|&id| Member::new(self.members[id].name.as_str()))
+            .collect();
+        let ring = Ring::new(members);
+        // The ring sorts its members; map its indices back to ids by name.
+        let ids: Vec<u32> = ring
+            .members()
+            .iter()
+            .map(|m| {
+                current
+                    .iter()
+                    .copied()
+                    .find(|&id| self.members[id].name == m.as_str())
+                    .unwrap_or(0) as u32
+            })
+            .collect();
+        let owner = |h: u64| ring.owner_of_hash(h).map_or(0, |i| ids[i]);
+        let point_owners: Vec<u32> = (0..SHARE_POINTS).map(|i| owner(point_hash(i))).collect();
+        let mut counts = std::collections::BTreeMap::new();
+        for o in &point_owners {
+            *counts.entry(*o as usize).or_insert(0u64) += 1;
+        }
+        let shares = counts
+            .into_iter()
+            .map(|(id, c)| (id, c as f64 / SHARE_POINTS as f64))
+            .collect();
+        let trace_owners = self.hashes.iter().map(|h| owner(*h)).collect();
+        self.versions.push(Version {
+            shares,
+            point_owners,
+            trace_owners,
+        });
+        self.dns.push((at, self.versions.len() - 1));
+    }
+
+    /// The version DNS answers with at `t` (frozen during outages).
+    pub fn dns_version(&self, t: f64) -> usize {
+        let t = self
+            .outages
+            .iter()
+            .find(|(a, b)| t >= *a && t < *b)
+            .map_or(t, |(a, _)| *a);
+        let at = self.dns.partition_point(|(from, _)| *from <= t);
+        self.dns[at.saturating_sub(1)].1
+    }
+
+    /// The version router `r` holds at `t`.
+    pub fn router_version(&self, r: usize, t: f64) -> usize {
+        let (lag, stale) = self.routers[r % self.routers.len()];
+        let seen = (t - lag).max(0.0);
+        self.dns_version(stale.map_or(seen, |s| seen.min(s)))
+    }
+
+    /// The version the gateways hold at `t`.
+    pub fn gateway_version(&self, t: f64) -> usize {
+        self.dns_version((t - self.gateway_lag).max(0.0))
+    }
+
+    /// The owner (member id) of followed trace `trace` in `version`.
+    pub fn owner(&self, version: usize, trace: usize) -> usize {
+        self.versions[version].trace_owners[trace] as usize
+    }
+
+    /// The owner (member id) of hash point `point` (of [`SHARE_POINTS`]) in `version`.
+    pub fn point_owner(&self, version: usize, point: usize) -> usize {
+        self.versions[version].point_owners[point] as usize
+    }
+
+    /// Whether member `id`'s process runs at `t`.
+    pub fn alive(&self, id: usize, t: f64) -> bool {
+        let m = &self.members[id];
+        t >= m.joined && m.gone.is_none_or(|g| t < g)
+    }
+
+    /// Routers.
+    pub fn routers(&self) -> usize {
+        self.routers.len()
+    }
+
+    /// The next time after `t` when router `r`'s version differs from its version at `t`
+    /// (within `horizon` seconds), if any.
+    pub fn router_change_after(&self, r: usize, t: f64, horizon: f64) -> Option<f64> {
+        let now = self.router_version(r, t);
+        let step = 0.25;
+        let mut x = t + step;
+        while x <= t + horizon {
+            if self.router_version(r, x) != now {
+                return Some(x);
+            }
+            x += step;
+        }
+        None
+    }
+}
+
+/// The `i`th of [`SHARE_POINTS`] evenly spaced ring hashes.
+pub fn point_hash(i: u64) -> u64 {
+    (u64::MAX / SHARE_POINTS).wrapping_mul(i)
+}
+
+/// A membership change at a time.
+#[derive(Debug, Clone, Copy)]
+enum Change {
+    Add(usize),
+    /// Remove the member at this position of the current list.
+    Remove(usize),
+    Kill(usize),
+    Outage(f64),
+    Stale(usize),
+}
+
+/// The scenario's events as membership changes (a rolling restart becomes one add and one
+/// remove per pod; scale-downs remove the newest pods, as a Deployment does).
+fn expand_events(s: &Scenario) -> Vec<(f64, Change)> {
+    let mut out = Vec::new();
+    let mut size = s.gateways;
+    let mut events = s.events.clone();
+    events.sort_by_key(|e| e.at);
+    for e in &events {
+        let at = e.at.as_secs_f64();
+        match &e.kind {
+            EventKind::ScaleUp { to } if *to > size => {
+                out.push((at, Change::Add(to - size)));
+                size = *to;
+            }
+            EventKind::ScaleDown { to } if *to < size => {
+                for i in (*to..size).rev() {
+                    out.push((at, Change::Remove(i)));
+                }
+                size = *to;
+            }
+            EventKind::RollingRestart { every } => {
+                for i in 0..size {
+                    let when = at + every.as_secs_f64() * i as f64;
+                    // The new pod first (maxSurge), then the oldest leaves: always the
+                    // first of the list, which holds the oldest pods.
+                    out.push((when, Change::Add(1)));
+                    out.push((when + 1e-6, Change::Remove(0)));
+                }
+            }
+            EventKind::Kill { gateway } => {
+                out.push((at, Change::Kill(*gateway)));
+                out.push((at + REPLACEMENT_S, Change::Add(1)));
+            }
+            EventKind::DnsOutage { duration } => {
+                out.push((at, Change::Outage(duration.as_secs_f64())))
+            }
+            EventKind::StaleRouter { router } => out.push((at, Change::Stale(*router))),
+            _ => {}
+        }
+    }
+    out
+}

@@ -1,0 +1,292 @@
+//! The load model: spans per second per gateway, step by step, as flows. From the rate and
+//! each gateway's share of the ring (as routers and gateways hold it), it computes each
+//! gateway's CPU (from the cost model), what it buffers (a `decision_wait` window of its
+//! arrivals, shortened by early decisions past `early_decision_bytes`), its export queue
+//! (filling while the backend is out), its RSS, and what it refuses (CPU past its cores,
+//! or an exporter queue full within the retry bound). Large traces of a heavy tail are
+//! placed one by one on their owner, since a few of them make hot spots.
+
+use tailgate_core::ring::Ring;
+
+use crate::cluster::Timeline;
+use crate::cost::CostModel;
+use crate::scenario::{EventKind, Scenario};
+
+/// Bytes each buffered span counts against the buffer's limits beyond its encoded bytes
+/// (the gateway's charge).
+const CHARGE_OVERHEAD: f64 = tailgate_gateway::metrics::SPAN_OVERHEAD_BYTES as f64;
+
+/// One gateway in one step.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct GatewayStep {
+    /// Spans offered per second.
+    pub offered: f64,
+    /// Share of offered spans refused.
+    pub refused_share: f64,
+    /// CPU used over cores available (at most 1).
+    pub utilisation: f64,
+    /// Spans buffered.
+    pub buffered_spans: f64,
+    /// RSS, bytes.
+    pub rss: f64,
+    /// The decision wait in force (shorter than configured under early decisions).
+    pub effective_wait: f64,
+    /// Export queue, bytes.
+    pub export_queue: f64,
+    /// Whether kept spans are given up (queue full past the retry bound).
+    pub export_failing: bool,
+}
+
+/// The load model's output: per step, per member id.
+#[derive(Debug, Default)]
+pub struct Flows {
+    /// `steps[k][member]`; members not alive are zero.
+    pub steps: Vec<Vec<GatewayStep>>,
+    /// Router CPU per router per step (utilisation).
+    pub router_utilisation: Vec<f64>,
+    /// Spans offered in all (flows).
+    pub offered: f64,
+    /// Spans refused (flows).
+    pub refused: f64,
+    /// Kept spans given up by exporters (flows).
+    pub export_failed: f64,
+}
+
+/// Fixed inputs of the load model.
+pub struct FluidInput<'a> {
+    /// The scenario.
+    pub scenario: &'a Scenario,
+    /// Membership.
+    pub timeline: &'a Timeline,
+    /// Costs.
+    pub cost: &'a CostModel,
+    /// Share of spans kept (measured on sampled traces with the plan).
+    pub keep_share: f64,
+    /// Policies evaluated per decision.
+    pub policies: usize,
+    /// Configured decision wait, seconds.
+    pub decision_wait: f64,
+    /// Large traces: (start, spans, duration, followed trace index).
+    pub big: &'a [(f64, u32, f64, usize)],
+    /// Steps to simulate (traffic stops at the scenario's duration).
+    pub steps: usize,
+}
+
+/// Runs the load model.
+pub fn run(input: &FluidInput<'_>) -> Flows {
+    let s = input.scenario;
+    let dt = s.step.as_secs_f64();
+    let members = input.timeline.members.len();
+    let window = ((input.decision_wait / dt).ceil() as usize).max(1);
+    let mut history: Vec<Vec<f64>> = vec![vec![0.0; window]; members];
+    let mut queue = vec![0.0f64; members];
+    let big_load = place_big(input, dt, members);
+    let ordinary_spans = s.workload.mean_ordinary_spans().max(1.0);
+    let mut flows = Flows::default();
+    let mut moves = Moves::new();
+    for k in 0..input.steps {
+        let t = k as f64 * dt;
+        let rate = if t < s.duration.as_secs_f64() {
+            s.workload.rate.at(t)
+        } else {
+            0.0
+        };
+        let offered = offered_per_member(input, &mut moves, t, rate, members);
+        let outage = backend_out(s, t);
+        let mut row = vec![GatewayStep::default(); members];
+        for m in 0..members {
+            if !input.timeline.alive(m, t) {
+                continue;
+            }
+            let big = big_load.get(&(m, k)).copied().unwrap_or(0.0) / dt;
+            let (spans, hops) = (offered[m].0 + big, offered[m].1);
+            let slow = slow_factor(s, m, t, input.timeline);
+            let cpu = (spans * input.cost.gateway_cpu_per_span_s
+                + spans / ordinary_spans
+                    * (input.cost.gateway_cpu_per_trace_s
+                        + input.cost.decide_cpu_per_policy_s * input.policies as f64)
+                + hops * input.cost.router_hop_cpu_per_span_s)
+                * slow;
+            let util = cpu / s.gateway_cores;
+            let mut refused_share = if util > 1.0 { 1.0 - 1.0 / util } else { 0.0 };
+            let accepted = spans * (1.0 - refused_share);
+            let slot = &mut history[m][k % window];
+            *slot = accepted * dt;
+            let unlimited: f64 = history[m].iter().sum();
+            let charge = input.cost.encoded_bytes_per_span + CHARGE_OVERHEAD;
+            let early = s.buffer.early_decision_bytes() as f64 / charge;
+            let buffered = unlimited.min(early);
+            let effective_wait = input.decision_wait * (buffered / unlimited.max(1e-9)).min(1.0);
+            // The export queue: filled by kept spans while the backend is out, drained
+            // at once when it is back.
+            let kept_bytes = accepted * dt * input.keep_share * input.cost.encoded_bytes_per_span;
+            let (mut export_failing, mut failed) = (false, 0.0);
+            if let Some(since) = outage {
+                queue[m] += kept_bytes;
+                let limit = s.export_queue_bytes as f64;
+                if queue[m] > limit {
+                    let over = (queue[m] - limit) / input.cost.encoded_bytes_per_span;
+                    queue[m] = limit;
+                    if since > s.export_retry.max_elapsed_time.as_secs_f64() {
+                        export_failing = true;
+                        failed = over;
+                    } else {
+                        // Shards wait for room: the receivers refuse what cannot be held.
+                        refused_share = (refused_share + over / (spans * dt).max(1e-9)).min(1.0);
+                    }
+                }
+            } else {
+                queue[m] = 0.0;
+            }
+            flows.offered += spans * dt;
+            flows.refused += spans * dt * refused_share;
+            flows.export_failed += failed;
+            row[m] = GatewayStep {
+                offered: spans,
+                refused_share,
+                utilisation: util.min(1.0),
+                buffered_spans: buffered,
+                rss: input.cost.gateway_base_rss_bytes
+                    + buffered * input.cost.rss_bytes_per_buffered_span
+                    + queue[m],
+                effective_wait,
+                export_queue: queue[m],
+                export_failing,
+            };
+        }
+        flows
+            .router_utilisation
+            .push(rate * input.cost.router_cpu_per_span_s / (s.routers as f64 * s.router_cores));
+        flows.steps.push(row);
+    }
+    flows
+}
+
+/// Per pair of versions (routers', gateways'): per member id, the share of all trace ids
+/// it owns in the first and not in the second (forwarded away), and the reverse (received).
+type Moves = std::collections::HashMap<(usize, usize), Vec<(f64, f64)>>;
+
+/// Spans per second each member is offered at `t`, and how many of them it forwards to a
+/// peer (routers and gateways disagreeing on the owner).
+fn offered_per_member(
+    input: &FluidInput<'_>,
+    moves: &mut Moves,
+    t: f64,
+    rate: f64,
+    members: usize,
+) -> Vec<(f64, f64)> {
+    let tl = input.timeline;
+    let routers = tl.routers();
+    let mut out = vec![(0.0, 0.0); members];
+    let per_router = rate / routers as f64;
+    let gv = tl.gateway_version(t);
+    for r in 0..routers {
+        let v = tl.router_version(r, t);
+        let redistributed = input.scenario.redistribute && v != gv;
+        let moved = redistributed.then(|| {
+            moves
+                .entry((v, gv))
+                .or_insert_with(|| pair_moves(tl, v, gv, members))
+                .clone()
+        });
+        for &(id, share) in &tl.versions[v].shares {
+            if !tl.alive(id, t) {
+                // Held by the router and retried; not this member's load.
+                continue;
+            }
+            // What it does not own any more is forwarded: a hop here, load at the owner.
+            let away = moved.as_ref().map_or(0.0, |m| m[id].0);
+            out[id].1 += per_router * away;
+            out[id].0 += per_router * (share - away);
+        }
+        if let Some(m) = &moved {
+            for (id, (_, received)) in m.iter().enumerate() {
+                if *received > 0.0 && tl.alive(id, t) {
+                    out[id].0 += per_router * received;
+                }
+            }
+        }
+    }
+    out
+}
+
+/// [`Moves`] for one pair of versions, from evenly spaced hash points.
+fn pair_moves(tl: &Timeline, a: usize, b: usize, members: usize) -> Vec<(f64, f64)> {
+    let points = crate::cluster::SHARE_POINTS as usize;
+    let mut out = vec![(0.0, 0.0); members];
+    for i in 0..points {
+        let (oa, ob) = (tl.point_owner(a, i), tl.point_owner(b, i));
+        if oa != ob {
+            out[oa].0 += 1.0 / points as f64;
+            out[ob].1 += 1.0 / points as f64;
+        }
+    }
+    out
+}
+
+/// Large traces' spans by (member, step): each on its owner, spread over its duration.
+fn place_big(
+    input: &FluidInput<'_>,
+    dt: f64,
+    _members: usize,
+) -> std::collections::HashMap<(usize, usize), f64> {
+    let mut load = std::collections::HashMap::new();
+    for &(start, spans, duration, trace) in input.big {
+        let owner = input
+            .timeline
+            .owner(input.timeline.gateway_version(start), trace);
+        let first = (start / dt) as usize;
+        let steps = ((duration / dt).ceil() as usize).max(1);
+        for k in first..first + steps {
+            *load.entry((owner, k)).or_insert(0.0) += f64::from(spans) / steps as f64;
+        }
+    }
+    load
+}
+
+/// Seconds the backend has been out at `t`, if it is.
+pub fn backend_out(s: &Scenario, t: f64) -> Option<f64> {
+    s.events.iter().find_map(|e| match e.kind {
+        EventKind::BackendOutage { duration } => {
+            let at = e.at.as_secs_f64();
+            (t >= at && t < at + duration.as_secs_f64()).then_some(t - at)
+        }
+        _ => None,
+    })
+}
+
+/// When the backend outage covering `t` ends, if one does.
+pub fn backend_back(s: &Scenario, t: f64) -> Option<f64> {
+    s.events.iter().find_map(|e| match e.kind {
+        EventKind::BackendOutage { duration } => {
+            let at = e.at.as_secs_f64();
+            let end = at + duration.as_secs_f64();
+            (t >= at && t < end).then_some(end)
+        }
+        _ => None,
+    })
+}
+
+/// How much slower member `m` runs at `t` (`slow` events name the member by its position
+/// at the start).
+fn slow_factor(s: &Scenario, m: usize, t: f64, _tl: &Timeline) -> f64 {
+    s.events
+        .iter()
+        .filter_map(|e| match e.kind {
+            EventKind::Slow {
+                gateway,
+                factor,
+                duration,
+            } if gateway == m => {
+                let at = e.at.as_secs_f64();
+                (t >= at && t < at + duration.as_secs_f64()).then_some(factor)
+            }
+            _ => None,
+        })
+        .fold(1.0, f64::max)
+}
+
+/// The trace id hash the ring places a trace by.
+pub fn hash(id: &[u8; 16]) -> u64 {
+    Ring::hash(id)
+}

@@ -1,0 +1,199 @@
+//! `tailgate-sim`: run a scenario, answer a sizing question, or calibrate the cost model.
+//! See docs/sizing.md.
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use tailgate_sim::cost::CostModel;
+use tailgate_sim::engine::Report;
+use tailgate_sim::plan::{plan, PlanQuestion};
+use tailgate_sim::scenario::Scenario;
+use tailgate_sim::workload::parse_rate;
+
+/// Tailgate at internet scale: routers, gateways, DNS and the backend simulated on a
+/// virtual clock with the real ring and policy plan.
+#[derive(Debug, Parser)]
+#[command(name = "tailgate-sim", version)]
+struct Cli {
+    /// The cost model (default: the one compiled in, measured on the project's machine;
+    /// sim/cost-model.yaml).
+    #[arg(long, global = true)]
+    cost_model: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Runs a scenario file (sim/scenarios/*.yaml) and writes its report.
+    Run {
+        /// The scenario.
+        scenario: PathBuf,
+        /// The JSON report.
+        #[arg(long, default_value = "sim-report.json")]
+        report: PathBuf,
+        /// The HTML report (SVG plots; open it in a browser).
+        #[arg(long, default_value = "sim-report.html")]
+        html: PathBuf,
+        /// Overrides the scenario's seed.
+        #[arg(long)]
+        seed: Option<u64>,
+    },
+    /// How many gateways and routers a rate needs: one line, plus the report of the run at
+    /// that size.
+    Plan {
+        /// Spans per second: 250k, 5M, 1.5e6.
+        #[arg(long, value_parser = parse_rate)]
+        rate: f64,
+        /// decision_wait (default: the policy file's).
+        #[arg(long, value_parser = humantime::parse_duration)]
+        decision_wait: Option<Duration>,
+        /// The policy file the gateways run (tail_sampling syntax).
+        #[arg(long)]
+        policies: PathBuf,
+        /// Cores per gateway.
+        #[arg(long, default_value_t = 2.0)]
+        gateway_cores: f64,
+        /// Memory limit per gateway in GiB.
+        #[arg(long, default_value_t = 4.0)]
+        gateway_memory_gib: f64,
+        /// The JSON report of the run at the recommended size.
+        #[arg(long, default_value = "sim-plan.json")]
+        report: PathBuf,
+        /// The HTML report.
+        #[arg(long, default_value = "sim-plan.html")]
+        html: PathBuf,
+    },
+    /// Measures the cost model again with `tailgate-loadtest bench` (built next to this
+    /// binary: `cargo build --profile dist -p tailgate-loadtest -p tailgate-gateway
+    /// -p tailgate-router -p tailgate-sim`) and rewrites the file.
+    Calibrate {
+        /// The cost model file to rewrite.
+        #[arg(long, default_value = "sim/cost-model.yaml")]
+        file: PathBuf,
+        /// Pin the measured process to this CPU.
+        #[arg(long)]
+        pin_cpu: Option<usize>,
+    },
+}
+
+fn main() -> ExitCode {
+    tailgate_core::telemetry::init_logging("warn");
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("tailgate-sim: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    let cost = match &cli.cost_model {
+        Some(path) => CostModel::load(path)?,
+        None => CostModel::default(),
+    };
+    match cli.command {
+        Command::Run {
+            scenario,
+            report,
+            html,
+            seed,
+        } => {
+            let mut loaded = Scenario::load(&scenario)?;
+            if let Some(seed) = seed {
+                loaded.scenario.seed = seed;
+            }
+            let started = tokio::time::Instant::now();
+            let mut r = tailgate_sim::engine::run(&loaded, &cost, progress_bar());
+            r.wall_seconds = started.elapsed().as_secs_f64();
+            finish_progress();
+            write_reports(&r, &report, &html)?;
+            eprintln!("{}", one_line(&r));
+            Ok(())
+        }
+        Command::Plan {
+            rate,
+            decision_wait,
+            policies,
+            gateway_cores,
+            gateway_memory_gib,
+            report,
+            html,
+        } => {
+            let q = PlanQuestion {
+                rate,
+                decision_wait,
+                policies,
+                gateway_cores,
+                gateway_memory_bytes: (gateway_memory_gib * 1073741824.0) as u64,
+                workload: None,
+                seed: 1,
+            };
+            let started = tokio::time::Instant::now();
+            let mut answer = plan(&q, &cost, |s| eprintln!("  {s}"))?;
+            answer.report.wall_seconds = started.elapsed().as_secs_f64();
+            write_reports(&answer.report, &report, &html)?;
+            eprintln!("{}", answer.summary);
+            Ok(())
+        }
+        Command::Calibrate { file, pin_cpu } => {
+            let loadtest = tailgate_sim::calibrate::loadtest_next_to_me();
+            let model = tailgate_sim::calibrate::calibrate(&file, &loadtest, pin_cpu)?;
+            for (key, value) in model.fields() {
+                eprintln!("{key}: {value}");
+            }
+            eprintln!("wrote {}", file.display());
+            Ok(())
+        }
+    }
+}
+
+fn write_reports(r: &Report, json: &Path, html: &Path) -> anyhow::Result<()> {
+    std::fs::write(json, serde_json::to_string_pretty(r)?)
+        .with_context(|| format!("writing {}", json.display()))?;
+    std::fs::write(html, tailgate_sim::report::html(r))
+        .with_context(|| format!("writing {}", html.display()))?;
+    eprintln!("reports: {} and {}", json.display(), html.display());
+    Ok(())
+}
+
+fn one_line(r: &Report) -> String {
+    format!(
+        "{}: {:.3}% of kept traces incomplete, {:.4}% of spans lost, {:.3}% refused; gateway CPU p99 {:.0}%, RSS max {:.0} MiB; recommended {} gateways",
+        r.scenario,
+        100.0 * r.traces.incomplete_share,
+        100.0 * (r.spans.lost_killed + r.spans.lost_router + r.spans.lost_export) / r.spans.sent.max(1.0),
+        100.0 * r.spans.refused / r.spans.sent.max(1.0),
+        100.0 * r.gateway_cpu.p99,
+        r.gateway_rss_bytes.max / 1048576.0,
+        r.recommended_gateways
+    )
+}
+
+/// A progress bar on stderr when it is a terminal.
+fn progress_bar() -> impl FnMut(usize, usize) {
+    let tty = std::io::stderr().is_terminal();
+    move |done, total| {
+        if tty {
+            let width = 30;
+            let filled = width * done / total.max(1);
+            eprint!(
+                "\r[{}{}] {done}/{total}",
+                "#".repeat(filled),
+                " ".repeat(width - filled)
+            );
+        }
+    }
+}
+
+fn finish_progress() {
+    if std::io::stderr().is_terminal() {
+        eprintln!();
+    }
+}

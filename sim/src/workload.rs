@@ -1,0 +1,371 @@
+//! What the clients send: how many spans per second over time, how large and long traces
+//! are, how many carry errors or are slow, how their spans arrive (spread, late spans,
+//! clock skew). Read from a scenario's `workload:` block; [`Workload::sample_trace`] draws
+//! one trace from it with the scenario's seeded generator.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// Spans per second over time.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Rate {
+    /// The same rate throughout.
+    Steady {
+        /// Spans per second.
+        spans_per_second: f64,
+    },
+    /// A day's swing: `mean × (1 + amplitude × sin(2π t / period))`.
+    Diurnal {
+        /// Mean spans per second.
+        mean: f64,
+        /// 0 to 1.
+        amplitude: f64,
+        /// The cycle's length.
+        #[serde(with = "humantime_serde")]
+        period: Duration,
+    },
+    /// `base`, with `peak` for `length` every `every`.
+    Bursts {
+        /// Spans per second between bursts.
+        base: f64,
+        /// Spans per second in a burst.
+        peak: f64,
+        /// Time from one burst's start to the next's.
+        #[serde(with = "humantime_serde")]
+        every: Duration,
+        /// A burst's length.
+        #[serde(with = "humantime_serde")]
+        length: Duration,
+    },
+}
+
+impl Rate {
+    /// Spans per second at `t` seconds.
+    pub fn at(&self, t: f64) -> f64 {
+        match self {
+            Rate::Steady { spans_per_second } => *spans_per_second,
+            Rate::Diurnal {
+                mean,
+                amplitude,
+                period,
+            } => {
+                let phase = std::f64::consts::TAU * t / period.as_secs_f64().max(1.0);
+                (mean * (1.0 + amplitude * phase.sin())).max(0.0)
+            }
+            Rate::Bursts {
+                base,
+                peak,
+                every,
+                length,
+            } => {
+                let into = t % every.as_secs_f64().max(1e-3);
+                if into < length.as_secs_f64() {
+                    *peak
+                } else {
+                    *base
+                }
+            }
+        }
+    }
+
+    /// The highest rate it reaches.
+    pub fn peak(&self) -> f64 {
+        match self {
+            Rate::Steady { spans_per_second } => *spans_per_second,
+            Rate::Diurnal {
+                mean, amplitude, ..
+            } => mean * (1.0 + amplitude),
+            Rate::Bursts { base, peak, .. } => base.max(*peak),
+        }
+    }
+}
+
+/// Spans per trace.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum TraceSize {
+    /// Every trace the same.
+    Fixed {
+        /// Spans.
+        spans: u32,
+    },
+    /// Lognormal around a median.
+    Lognormal {
+        /// The median.
+        median: f64,
+        /// The spread (σ of the log).
+        sigma: f64,
+    },
+    /// Lognormal, plus a share of very large traces (a batch job, a fan-out).
+    HeavyTail {
+        /// The median of the ordinary traces.
+        median: f64,
+        /// Their spread.
+        sigma: f64,
+        /// The share of traces that are large (e.g. 0.00001).
+        big_share: f64,
+        /// Spans of a large trace (e.g. 10000).
+        big_spans: u32,
+    },
+}
+
+/// A distribution of durations.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum DurationDist {
+    /// Always the same.
+    Fixed {
+        /// The duration.
+        #[serde(with = "humantime_serde")]
+        value: Duration,
+    },
+    /// Lognormal around a median.
+    Lognormal {
+        /// The median.
+        #[serde(with = "humantime_serde")]
+        median: Duration,
+        /// The spread (σ of the log).
+        sigma: f64,
+    },
+}
+
+/// `workload:` in a scenario.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Workload {
+    /// Spans per second over time.
+    pub rate: Rate,
+    /// Spans per trace.
+    pub trace_size: TraceSize,
+    /// How long a trace lasts (first span's start to root's end).
+    pub duration: DurationDist,
+    /// Share of traces with an error span.
+    #[serde(default = "default_error_share")]
+    pub error_share: f64,
+    /// Share of traces that are slow (their duration × `slow_factor`).
+    #[serde(default = "default_slow_share")]
+    pub slow_share: f64,
+    /// How much longer a slow trace lasts.
+    #[serde(default = "default_slow_factor")]
+    pub slow_factor: f64,
+    /// Longest delay between a span's end and its arrival (SDK batching); each span's is
+    /// drawn uniformly below it.
+    #[serde(default = "default_spread", with = "humantime_serde")]
+    pub arrival_spread: Duration,
+    /// Share of spans that arrive late, `late_by` after their trace's end.
+    #[serde(default)]
+    pub late_share: f64,
+    /// How late a late span is.
+    #[serde(default = "default_late_by", with = "humantime_serde")]
+    pub late_by: Duration,
+    /// Largest clock skew between services: each span's timestamps move by up to ± this.
+    #[serde(default, with = "humantime_serde")]
+    pub clock_skew: Duration,
+}
+
+fn default_error_share() -> f64 {
+    0.01
+}
+fn default_slow_share() -> f64 {
+    0.02
+}
+fn default_slow_factor() -> f64 {
+    10.0
+}
+fn default_spread() -> Duration {
+    Duration::from_secs(2)
+}
+fn default_late_by() -> Duration {
+    Duration::from_secs(60)
+}
+
+/// One trace drawn from a workload: times in seconds from the run's start.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SampledTrace {
+    /// Its id (random).
+    pub id: [u8; 16],
+    /// When its first span starts.
+    pub start: f64,
+    /// Its duration in seconds (slow ones included).
+    pub duration: f64,
+    /// Whether one of its spans has an error.
+    pub error: bool,
+    /// Whether it is a slow one.
+    pub slow: bool,
+    /// Each span's end time, the root's last in this list.
+    pub ends: Vec<f64>,
+    /// Each span's arrival time (its end plus the SDK's batching delay, or late).
+    pub arrivals: Vec<f64>,
+    /// Each span's clock skew in seconds (added to its timestamps).
+    pub skews: Vec<f64>,
+}
+
+impl Workload {
+    /// Mean spans per trace (over the whole distribution, large traces included).
+    pub fn mean_spans(&self) -> f64 {
+        match &self.trace_size {
+            TraceSize::Fixed { spans } => f64::from(*spans),
+            TraceSize::Lognormal { median, sigma } => lognormal_mean(*median, *sigma),
+            TraceSize::HeavyTail {
+                median,
+                sigma,
+                big_share,
+                big_spans,
+            } => {
+                (1.0 - big_share) * lognormal_mean(*median, *sigma)
+                    + big_share * f64::from(*big_spans)
+            }
+        }
+    }
+
+    /// The share of traces that are large and their size (heavy tails only).
+    pub fn big_traces(&self) -> Option<(f64, u32)> {
+        match &self.trace_size {
+            TraceSize::HeavyTail {
+                big_share,
+                big_spans,
+                ..
+            } => Some((*big_share, *big_spans)),
+            _ => None,
+        }
+    }
+
+    /// Mean spans per ordinary (not large) trace.
+    pub fn mean_ordinary_spans(&self) -> f64 {
+        match &self.trace_size {
+            TraceSize::Fixed { spans } => f64::from(*spans),
+            TraceSize::Lognormal { median, sigma } | TraceSize::HeavyTail { median, sigma, .. } => {
+                lognormal_mean(*median, *sigma)
+            }
+        }
+    }
+
+    /// Mean trace duration in seconds, slow ones included.
+    pub fn mean_duration(&self) -> f64 {
+        let base = match &self.duration {
+            DurationDist::Fixed { value } => value.as_secs_f64(),
+            DurationDist::Lognormal { median, sigma } => {
+                lognormal_mean(median.as_secs_f64(), *sigma)
+            }
+        };
+        base * (1.0 + self.slow_share * (self.slow_factor - 1.0))
+    }
+
+    /// Draws one ordinary trace (or a large one when `big`) starting at `start`.
+    pub fn sample_trace(&self, rng: &mut fastrand::Rng, start: f64, big: bool) -> SampledTrace {
+        let mut id = [0u8; 16];
+        id[..8].copy_from_slice(&rng.u64(..).to_le_bytes());
+        id[8..].copy_from_slice(&rng.u64(..).to_le_bytes());
+        let spans = match (&self.trace_size, big) {
+            (TraceSize::HeavyTail { big_spans, .. }, true) => *big_spans,
+            (TraceSize::Fixed { spans }, _) => *spans,
+            (
+                TraceSize::Lognormal { median, sigma } | TraceSize::HeavyTail { median, sigma, .. },
+                _,
+            ) => lognormal(rng, *median, *sigma).round().clamp(1.0, 1e6) as u32,
+        };
+        let slow = rng.f64() < self.slow_share;
+        let mut duration = match &self.duration {
+            DurationDist::Fixed { value } => value.as_secs_f64(),
+            DurationDist::Lognormal { median, sigma } => {
+                lognormal(rng, median.as_secs_f64(), *sigma)
+            }
+        };
+        if slow {
+            duration *= self.slow_factor;
+        }
+        let error = rng.f64() < self.error_share;
+        let spread = self.arrival_spread.as_secs_f64();
+        let skew = self.clock_skew.as_secs_f64();
+        let mut arrivals = Vec::with_capacity(spans as usize);
+        let mut ends = Vec::with_capacity(spans as usize);
+        let mut skews = Vec::with_capacity(spans as usize);
+        for i in 0..spans {
+            // The root (last) ends at the trace's end; children end before it.
+            let end = if i + 1 == spans {
+                start + duration
+            } else {
+                start + duration * rng.f64()
+            };
+            let mut at = end + spread * rng.f64();
+            if self.late_share > 0.0 && rng.f64() < self.late_share {
+                at = start + duration + self.late_by.as_secs_f64();
+            }
+            arrivals.push(at);
+            ends.push(end);
+            skews.push(if skew > 0.0 {
+                skew * (2.0 * rng.f64() - 1.0)
+            } else {
+                0.0
+            });
+        }
+        SampledTrace {
+            id,
+            start,
+            duration,
+            error,
+            slow,
+            ends,
+            arrivals,
+            skews,
+        }
+    }
+}
+
+fn lognormal_mean(median: f64, sigma: f64) -> f64 {
+    median * (sigma * sigma / 2.0).exp()
+}
+
+/// A lognormal draw (Box–Muller).
+fn lognormal(rng: &mut fastrand::Rng, median: f64, sigma: f64) -> f64 {
+    let u1 = rng.f64().max(1e-12);
+    let u2 = rng.f64();
+    let z = (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos();
+    median * (sigma * z).exp()
+}
+
+/// Parses a rate such as `5M`, `250k`, `1.5e6` (spans per second).
+pub fn parse_rate(s: &str) -> Result<f64, String> {
+    let t = s.trim();
+    let (digits, mult) = match t.chars().last() {
+        Some('k' | 'K') => (&t[..t.len() - 1], 1e3),
+        Some('M' | 'm') => (&t[..t.len() - 1], 1e6),
+        Some('G' | 'g') => (&t[..t.len() - 1], 1e9),
+        _ => (t, 1.0),
+    };
+    match digits.parse::<f64>() {
+        Ok(v) if v.is_finite() && v > 0.0 => Ok(v * mult),
+        _ => Err(format!(
+            "{s:?} is not a rate: write spans per second as 250k, 5M or 1.5e6"
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rates_parse_with_suffixes_and_profiles_vary_as_written() {
+        assert_eq!(parse_rate("5M"), Ok(5e6));
+        assert_eq!(parse_rate("250k"), Ok(250e3));
+        assert_eq!(parse_rate("1.5e6"), Ok(1.5e6));
+        assert!(parse_rate("fast").is_err());
+        assert!(parse_rate("-1").is_err());
+        let b = Rate::Bursts {
+            base: 1.0,
+            peak: 5.0,
+            every: Duration::from_secs(60),
+            length: Duration::from_secs(10),
+        };
+        assert_eq!((b.at(5.0), b.at(30.0), b.at(65.0)), (5.0, 1.0, 5.0));
+        let d = Rate::Diurnal {
+            mean: 100.0,
+            amplitude: 0.5,
+            period: Duration::from_secs(400),
+        };
+        assert!((d.at(100.0) - 150.0).abs() < 1e-6 && (d.at(300.0) - 50.0).abs() < 1e-6);
+    }
+}
