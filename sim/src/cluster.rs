@@ -69,7 +69,9 @@ pub struct Timeline {
 
 impl Timeline {
     /// Builds the membership of `s` (its events in time order); `linger` is how long a
-    /// leaving gateway keeps running after SIGTERM (drain included).
+    /// leaving gateway keeps running after SIGTERM (drain included). Without
+    /// redistribution a gateway exits at SIGTERM, deciding what it holds, as the
+    /// Collector's tail sampling does.
     /// `hashes` are the ring hashes of the traces the engine follows, by index.
     pub fn build(s: &Scenario, linger: f64, hashes: Vec<u64>, rng: &mut fastrand::Rng) -> Self {
         let interval = s.dns_interval.as_secs_f64();
@@ -111,6 +113,7 @@ impl Timeline {
                     }
                     current.retain(|m| *m != id);
                     t.members[id].left_dns = Some(at);
+                    let linger = if s.redistribute { linger } else { 0.0 };
                     t.members[id].gone.get_or_insert(at + linger);
                 }
                 Change::Kill(pos) => {
@@ -234,6 +237,19 @@ impl Timeline {
     pub fn alive(&self, id: usize, t: f64) -> bool {
         let m = &self.members[id];
         t >= m.joined && m.gone.is_none_or(|g| t < g)
+    }
+
+    /// When every router and gateway holds the last member list: the last change DNS
+    /// answers with, plus the longest router lag (stale routers aside).
+    pub fn settled_at(&self) -> f64 {
+        let last = self.dns.last().map_or(0.0, |(t, _)| *t);
+        let lag = self
+            .routers
+            .iter()
+            .map(|(l, _)| *l)
+            .fold(self.gateway_lag, f64::max);
+        let outage_end = self.outages.iter().map(|(_, b)| *b).fold(0.0, f64::max);
+        last.max(outage_end) + lag
     }
 
     /// Routers.

@@ -118,6 +118,16 @@ pub struct Report {
     pub gateway_cpu: Percentiles,
     /// RSS over every gateway and step.
     pub gateway_rss_bytes: Percentiles,
+    /// RSS each gateway would need to wait the whole `decision_wait` (over every gateway
+    /// and step); above `gateway_rss_bytes` when the buffer's limit forced early decisions.
+    pub gateway_wanted_rss_bytes: Percentiles,
+    /// Share of gateway-steps deciding early (buffer past `early_decision_bytes`): traces
+    /// then get less than `decision_wait`.
+    pub early_decision_share: f64,
+    /// Seconds from the start until every router and gateway holds the final member list
+    /// (0 without membership changes); traces first seen after it plus `decision_wait` are
+    /// decided on a settled ring.
+    pub membership_settled_s: f64,
     /// Routers' CPU utilisation, highest step.
     pub router_cpu_max: f64,
     /// Per step (at most 600 points).
@@ -295,7 +305,9 @@ fn summarise(
 ) -> Report {
     let s = &loaded.scenario;
     let dt = s.step.as_secs_f64();
-    let (mut all_cpu, mut all_rss) = (Vec::new(), Vec::new());
+    let (mut all_cpu, mut all_rss, mut all_wanted) = (Vec::new(), Vec::new(), Vec::new());
+    let mut early = 0usize;
+    let configured = loaded.plan.decision_wait.as_secs_f64();
     let mut per_gateway = vec![(Vec::new(), 0.0f64); timeline.members.len()];
     let mut series = Vec::new();
     let stride = steps.div_ceil(600).max(1);
@@ -307,6 +319,10 @@ fn summarise(
         let mut cpu: Vec<f64> = alive.iter().map(|m| row[*m].utilisation).collect();
         let mut rss: Vec<f64> = alive.iter().map(|m| row[*m].rss).collect();
         for m in &alive {
+            all_wanted.push(row[*m].wanted_rss);
+            if row[*m].offered > 0.0 && row[*m].effective_wait < configured * 0.99 {
+                early += 1;
+            }
             per_gateway[*m].0.push(row[*m].utilisation);
             per_gateway[*m].1 = per_gateway[*m].1.max(row[*m].rss);
         }
@@ -349,7 +365,9 @@ fn summarise(
         })
         .collect();
     let gateway_cpu = Percentiles::of(&mut all_cpu);
+    let samples = all_rss.len().max(1);
     let gateway_rss_bytes = Percentiles::of(&mut all_rss);
+    let gateway_wanted_rss_bytes = Percentiles::of(&mut all_wanted);
     let names = loaded.plan.names();
     let share =
         |v: &[f64], i: usize| v.get(i).copied().unwrap_or(0.0) / tally.traces_sent.max(1e-9);
@@ -365,7 +383,7 @@ fn summarise(
     let recommended_gateways = recommend(
         s.gateways,
         &gateway_cpu,
-        &gateway_rss_bytes,
+        &gateway_wanted_rss_bytes,
         s.gateway_memory_bytes as f64,
         cost,
     );
@@ -394,6 +412,13 @@ fn summarise(
         export_delay_s: Percentiles::of(&mut ed),
         gateway_cpu,
         gateway_rss_bytes,
+        gateway_wanted_rss_bytes,
+        early_decision_share: early as f64 / samples as f64,
+        membership_settled_s: if timeline.versions.len() > 1 {
+            timeline.settled_at()
+        } else {
+            0.0
+        },
         router_cpu_max: flows.router_utilisation.iter().copied().fold(0.0, f64::max),
         series,
         per_gateway,
@@ -402,9 +427,10 @@ fn summarise(
     }
 }
 
-/// Gateways needed so that CPU p99 stays under [`CPU_TARGET`] and the highest RSS under
-/// [`MEMORY_TARGET`] of the limit, with one more to lose (scaling from `n` as measured;
-/// both load and buffered spans divide by the gateway count).
+/// Gateways needed so that CPU p99 stays under [`CPU_TARGET`] and the highest RSS a full
+/// `decision_wait` needs (no early decisions) under [`MEMORY_TARGET`] of the limit, with
+/// one more to lose (scaling from `n` as measured; load and buffered spans both divide by
+/// the gateway count).
 fn recommend(
     n: usize,
     cpu: &Percentiles,

@@ -29,6 +29,9 @@ pub struct GatewayStep {
     pub buffered_spans: f64,
     /// RSS, bytes.
     pub rss: f64,
+    /// RSS it would take to hold every span for the whole decision wait (no early
+    /// decisions), bytes.
+    pub wanted_rss: f64,
     /// The decision wait in force (shorter than configured under early decisions).
     pub effective_wait: f64,
     /// Export queue, bytes.
@@ -148,6 +151,9 @@ pub fn run(input: &FluidInput<'_>) -> Flows {
                 buffered_spans: buffered,
                 rss: input.cost.gateway_base_rss_bytes
                     + buffered * input.cost.rss_bytes_per_buffered_span
+                    + queue[m],
+                wanted_rss: input.cost.gateway_base_rss_bytes
+                    + unlimited * input.cost.rss_bytes_per_buffered_span
                     + queue[m],
                 effective_wait,
                 export_queue: queue[m],

@@ -10,7 +10,8 @@
 //! refusals per gateway and step from the [`cost`] model) and a sample of traces followed
 //! span by span ([`traces`]: what each span came to, whether kept traces are whole, the
 //! policies' kept shares). Scenarios ([`scenario`]) name a workload ([`workload`]) and
-//! events; [`plan`] answers sizing questions; [`report`] writes the HTML page.
+//! events; [`plan`] answers sizing questions; [`report`] writes the HTML page; [`validate`]
+//! compares the sim with the real cluster.
 
 pub mod calibrate;
 pub mod cluster;
@@ -21,4 +22,5 @@ pub mod plan;
 pub mod report;
 pub mod scenario;
 pub mod traces;
+pub mod validate;
 pub mod workload;

@@ -42,6 +42,9 @@ enum Command {
         /// Overrides the scenario's seed.
         #[arg(long)]
         seed: Option<u64>,
+        /// Also write each plot as an SVG file in this directory (for docs).
+        #[arg(long)]
+        svg_dir: Option<PathBuf>,
     },
     /// How many gateways and routers a rate needs: one line, plus the report of the run at
     /// that size.
@@ -67,6 +70,18 @@ enum Command {
         /// The HTML report.
         #[arg(long, default_value = "sim-plan.html")]
         html: PathBuf,
+        /// Also write each plot as an SVG file in this directory (for docs).
+        #[arg(long)]
+        svg_dir: Option<PathBuf>,
+    },
+    /// Runs small scenarios for real (router and gateways as processes: the load test's
+    /// chaos and bench) and in the sim, prints predicted against measured, and exits 1 when
+    /// a figure is off by more than 20%. Needs tailgate-loadtest, -gateway and -router
+    /// built next to this binary (`cargo build --release`); about 5 minutes.
+    Validate {
+        /// The JSON report (with `max_relative_error`).
+        #[arg(long, default_value = "sim-validate.json")]
+        report: PathBuf,
     },
     /// Measures the cost model again with `tailgate-loadtest bench` (built next to this
     /// binary: `cargo build --profile dist -p tailgate-loadtest -p tailgate-gateway
@@ -104,6 +119,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             report,
             html,
             seed,
+            svg_dir,
         } => {
             let mut loaded = Scenario::load(&scenario)?;
             if let Some(seed) = seed {
@@ -113,7 +129,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let mut r = tailgate_sim::engine::run(&loaded, &cost, progress_bar());
             r.wall_seconds = started.elapsed().as_secs_f64();
             finish_progress();
-            write_reports(&r, &report, &html)?;
+            write_reports(&r, &report, &html, svg_dir.as_deref())?;
             eprintln!("{}", one_line(&r));
             Ok(())
         }
@@ -125,6 +141,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             gateway_memory_gib,
             report,
             html,
+            svg_dir,
         } => {
             let q = PlanQuestion {
                 rate,
@@ -138,8 +155,47 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let started = tokio::time::Instant::now();
             let mut answer = plan(&q, &cost, |s| eprintln!("  {s}"))?;
             answer.report.wall_seconds = started.elapsed().as_secs_f64();
-            write_reports(&answer.report, &report, &html)?;
+            write_reports(&answer.report, &report, &html, svg_dir.as_deref())?;
             eprintln!("{}", answer.summary);
+            Ok(())
+        }
+        Command::Validate { report } => {
+            let missing: Vec<String> = tailgate_sim::validate::binaries()
+                .into_iter()
+                .filter(|b| !b.exists())
+                .map(|b| b.display().to_string())
+                .collect();
+            if !missing.is_empty() {
+                anyhow::bail!(
+                    "validate runs the real binaries; build them first (cargo build --release): missing {}",
+                    missing.join(", ")
+                );
+            }
+            let runtime = tokio::runtime::Runtime::new().context("starting the runtime")?;
+            let v = runtime.block_on(tailgate_sim::validate::validate(&cost, |s| {
+                eprintln!("  {s}")
+            }))?;
+            std::fs::write(&report, serde_json::to_string_pretty(&v)?)
+                .with_context(|| format!("writing {}", report.display()))?;
+            for f in &v.figures {
+                eprintln!(
+                    "{:>4}  {:<75} predicted {:>12.4}  measured {:>12.4}  error {:>5.1}%",
+                    if f.ok { "ok" } else { "OFF" },
+                    f.name,
+                    f.predicted,
+                    f.measured,
+                    100.0 * f.relative_error
+                );
+            }
+            eprintln!(
+                "max relative error {:.1}% (tolerance {:.0}%); report: {}",
+                100.0 * v.max_relative_error,
+                100.0 * tailgate_sim::validate::TOLERANCE,
+                report.display()
+            );
+            if !v.passed {
+                anyhow::bail!("the sim is off by more than the tolerance");
+            }
             Ok(())
         }
         Command::Calibrate { file, pin_cpu } => {
@@ -154,7 +210,19 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
-fn write_reports(r: &Report, json: &Path, html: &Path) -> anyhow::Result<()> {
+fn write_reports(
+    r: &Report,
+    json: &Path,
+    html: &Path,
+    svg_dir: Option<&Path>,
+) -> anyhow::Result<()> {
+    if let Some(dir) = svg_dir {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        for (_, file, svg) in tailgate_sim::report::charts(r) {
+            std::fs::write(dir.join(file), svg)
+                .with_context(|| format!("writing {file} in {}", dir.display()))?;
+        }
+    }
     std::fs::write(json, serde_json::to_string_pretty(r)?)
         .with_context(|| format!("writing {}", json.display()))?;
     std::fs::write(html, tailgate_sim::report::html(r))

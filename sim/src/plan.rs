@@ -59,6 +59,8 @@ pub fn default_workload(rate: f64) -> Workload {
         error_share: 0.01,
         slow_share: 0.02,
         slow_factor: 10.0,
+        slow_duration: None,
+        arrival_chunks: None,
         arrival_spread: Duration::from_secs(2),
         late_share: 0.0,
         late_by: Duration::from_secs(60),
@@ -79,20 +81,21 @@ pub fn plan(
         / (q.gateway_cores * engine::CPU_TARGET))
         .ceil()
         .max(2.0) as usize;
-    let mut last = None;
-    for round in 0..5 {
+    // Scale to the recommendation until it settles (at most 6 runs); the answer is the
+    // last run, made at the size it recommends or at the last size tried.
+    let mut report = None;
+    for round in 0..6 {
         let loaded = steady(q, gateways, routers)?;
-        progress(&format!("round {}: {gateways} gateways", round + 1));
-        let report = engine::run(&loaded, cost, |_, _| {});
-        let next = report.recommended_gateways;
-        let settled = next == gateways;
-        last = Some(report);
-        if settled {
+        progress(&format!("run {}: {gateways} gateways", round + 1));
+        let r = engine::run(&loaded, cost, |_, _| {});
+        let next = r.recommended_gateways;
+        report = Some(r);
+        if next == gateways || round == 5 {
             break;
         }
         gateways = next;
     }
-    let report = last.ok_or_else(|| ScenarioError::Policies("no run".into()))?;
+    let report = report.ok_or_else(|| ScenarioError::Policies("no run".into()))?;
     let wait = q.decision_wait.map_or_else(
         || "the policy file's decision_wait".to_owned(),
         |d| format!("decision_wait {}", humantime::format_duration(d)),
@@ -103,7 +106,7 @@ pub fn plan(
         cores = q.gateway_cores,
         mem = q.gateway_memory_bytes as f64 / 1073741824.0,
         cpu = 100.0 * report.gateway_cpu.p99,
-        rss = report.gateway_rss_bytes.max / 1073741824.0,
+        rss = report.gateway_wanted_rss_bytes.max / 1073741824.0,
     );
     Ok(PlanAnswer {
         gateways,

@@ -15,7 +15,7 @@ svg{{border:1px solid #ddd;margin:.5em 0}}</style></head><body><h1>tailgate-sim:
     ));
     h.push_str(&format!(
         "<p>Seed {seed}; {sim:.0} s simulated in {wall:.1} s; gateways {g0} at the start, {g1} at most; {routers} routers. \
-<b>Recommended: {rec} gateways</b> (CPU p99 ≤ 70%, RSS ≤ 80% of the limit, one to lose).</p>",
+<b>Recommended: {rec} gateways</b> (CPU p99 ≤ 70%, RSS ≤ 80% of the limit, one to lose). Membership settled at {settled:.0} s.</p>",
         seed = r.seed,
         sim = r.simulated_seconds,
         wall = r.wall_seconds,
@@ -23,6 +23,7 @@ svg{{border:1px solid #ddd;margin:.5em 0}}</style></head><body><h1>tailgate-sim:
         g1 = r.gateways.1,
         routers = r.routers,
         rec = r.recommended_gateways,
+        settled = r.membership_settled_s,
     ));
     h.push_str("<h2>Spans</h2><table><tr><th>fate</th><th>spans (estimated)</th><th>share</th><th>followed spans</th></tr>");
     let e = &r.spans;
@@ -73,47 +74,65 @@ svg{{border:1px solid #ddd;margin:.5em 0}}</style></head><body><h1>tailgate-sim:
         row("export delay (s)", &r.export_delay_s, 1.0)
     ));
     h.push_str(&format!(
-        "<h2>Gateways</h2><table><tr><th></th><th>p50</th><th>p99</th><th>max</th></tr>{}{}</table><p>Routers' CPU at most {:.1}%.</p>",
+        "<h2>Gateways</h2><table><tr><th></th><th>p50</th><th>p99</th><th>max</th></tr>{}{}</table><p>Routers' CPU at most {:.1}%. Gateways deciding early (buffer full): {:.2}% of gateway-seconds.</p>",
         row("CPU (% of cores)", &r.gateway_cpu, 100.0),
-        row("RSS (MiB)", &r.gateway_rss_bytes, 1.0 / 1048576.0),
-        100.0 * r.router_cpu_max
+        row("RSS (MiB)", &r.gateway_rss_bytes, 1.0 / 1048576.0)
+            + &row("RSS a full decision_wait needs (MiB)", &r.gateway_wanted_rss_bytes, 1.0 / 1048576.0),
+        100.0 * r.router_cpu_max,
+        100.0 * r.early_decision_share
     ));
+    for (title, _, svg) in charts(r) {
+        h.push_str(&format!("<h3>{}</h3>{svg}", escape(&title)));
+    }
+    h.push_str("</body></html>\n");
+    h
+}
+
+/// One line of a chart: label, colour, values.
+pub type Series<'a> = (&'a str, &'a str, Vec<f64>);
+
+/// The report's plots: (title, file name, standalone SVG).
+pub fn charts(r: &Report) -> Vec<(String, &'static str, String)> {
     let ts: Vec<f64> = r.series.iter().map(|p| p.t).collect();
     let pick =
         |f: &dyn Fn(&crate::engine::Point) -> f64| r.series.iter().map(f).collect::<Vec<f64>>();
-    h.push_str(&chart(
-        "Offered spans/s",
-        &ts,
-        &[("rate", "#444", pick(&|p| p.rate))],
-    ));
-    h.push_str(&chart(
-        "Gateway CPU (share of cores)",
-        &ts,
-        &[
-            ("p50", "#1f77b4", pick(&|p| p.cpu.p50)),
-            ("p99", "#ff7f0e", pick(&|p| p.cpu.p99)),
-            ("max", "#d62728", pick(&|p| p.cpu.max)),
-        ],
-    ));
-    h.push_str(&chart(
-        "Gateway RSS (MiB)",
-        &ts,
-        &[
-            ("p50", "#1f77b4", pick(&|p| p.rss.p50 / 1048576.0)),
-            ("p99", "#ff7f0e", pick(&|p| p.rss.p99 / 1048576.0)),
-            ("max", "#d62728", pick(&|p| p.rss.max / 1048576.0)),
-        ],
-    ));
-    h.push_str(&chart(
-        "Gateways running, and share of spans refused (%)",
-        &ts,
-        &[
-            ("gateways", "#2ca02c", pick(&|p| p.gateways as f64)),
-            ("refused %", "#d62728", pick(&|p| 100.0 * p.refused_share)),
-        ],
-    ));
-    h.push_str("</body></html>\n");
-    h
+    let plots: [(&str, &'static str, Vec<Series<'_>>); 4] = [
+        (
+            "Offered spans/s",
+            "rate.svg",
+            vec![("rate", "#444", pick(&|p| p.rate))],
+        ),
+        (
+            "Gateway CPU (share of cores)",
+            "cpu.svg",
+            vec![
+                ("p50", "#1f77b4", pick(&|p| p.cpu.p50)),
+                ("p99", "#ff7f0e", pick(&|p| p.cpu.p99)),
+                ("max", "#d62728", pick(&|p| p.cpu.max)),
+            ],
+        ),
+        (
+            "Gateway RSS (MiB)",
+            "rss.svg",
+            vec![
+                ("p50", "#1f77b4", pick(&|p| p.rss.p50 / 1048576.0)),
+                ("p99", "#ff7f0e", pick(&|p| p.rss.p99 / 1048576.0)),
+                ("max", "#d62728", pick(&|p| p.rss.max / 1048576.0)),
+            ],
+        ),
+        (
+            "Gateways running, and share of spans refused (%)",
+            "gateways.svg",
+            vec![
+                ("gateways", "#2ca02c", pick(&|p| p.gateways as f64)),
+                ("refused %", "#d62728", pick(&|p| 100.0 * p.refused_share)),
+            ],
+        ),
+    ];
+    plots
+        .into_iter()
+        .map(|(title, file, series)| (title.to_owned(), file, chart(title, &ts, &series)))
+        .collect()
 }
 
 fn row(label: &str, p: &Percentiles, scale: f64) -> String {
@@ -144,8 +163,9 @@ fn escape(s: &str) -> String {
         .replace('"', "&quot;")
 }
 
-/// A line chart of `series` over `xs` (seconds), 900 × 220, axes labelled.
-pub fn chart(title: &str, xs: &[f64], series: &[(&str, &str, Vec<f64>)]) -> String {
+/// A line chart of `series` over `xs` (seconds), 900 × 220, axes labelled; a standalone
+/// SVG document.
+pub fn chart(title: &str, xs: &[f64], series: &[Series<'_>]) -> String {
     let (w, h, left, bottom) = (900.0, 220.0, 60.0, 30.0);
     let xmax = xs.iter().copied().fold(1e-9, f64::max);
     let ymax = series
@@ -156,7 +176,7 @@ pub fn chart(title: &str, xs: &[f64], series: &[(&str, &str, Vec<f64>)]) -> Stri
     let x = |v: f64| left + (w - left - 10.0) * v / xmax;
     let y = |v: f64| (h - bottom) - (h - bottom - 20.0) * v / ymax;
     let mut svg = format!(
-        "<h3>{}</h3><svg viewBox=\"0 0 {w} {h}\" width=\"{w}\" height=\"{h}\" xmlns=\"http://www.w3.org/2000/svg\">",
+        "<svg viewBox=\"0 0 {w} {h}\" width=\"{w}\" height=\"{h}\" xmlns=\"http://www.w3.org/2000/svg\"><title>{}</title><rect width=\"{w}\" height=\"{h}\" fill=\"white\"/>",
         escape(title)
     );
     svg.push_str(&format!(

@@ -72,7 +72,8 @@ pub struct Tally {
     pub traces_sent: f64,
     /// Kept traces (weighted).
     pub traces_kept: f64,
-    /// Kept traces some of whose spans did not reach the backend (weighted).
+    /// Kept traces some of whose spans did not reach the backend, or decided in more than
+    /// one part (weighted).
     pub traces_kept_incomplete: f64,
     /// Traces decided in more than one part (weighted).
     pub traces_split: f64,
@@ -118,6 +119,8 @@ struct Part {
     kept: Option<bool>,
     /// The policy that kept it.
     policy: Option<u16>,
+    /// Lost with its gateway (no decision to remember).
+    lost: bool,
 }
 
 impl Ctx<'_> {
@@ -184,7 +187,10 @@ impl Ctx<'_> {
         tally.traces_sent += weight;
         if parts.iter().any(|p| p.kept == Some(true)) {
             tally.traces_kept += weight;
-            if kept_spans < fates.sent {
+            // As the load test's verifier counts them: spans missing at the backend, or
+            // the trace decided (and sent) in more than one part.
+            let decided = parts.iter().filter(|p| !p.lost).count();
+            if kept_spans < fates.sent || decided > 1 {
                 tally.traces_kept_incomplete += weight;
             }
         }
@@ -274,7 +280,7 @@ impl Ctx<'_> {
         let cached = parts
             .iter()
             .rev()
-            .find(|p| redistribute || p.gateway == dest)
+            .find(|p| !p.lost && (redistribute || p.gateway == dest))
             .and_then(|p| p.kept);
         match cached {
             Some(true) => fates.kept += 1.0,
@@ -286,6 +292,7 @@ impl Ctx<'_> {
                 spans: vec![i],
                 kept: None,
                 policy: None,
+                lost: false,
             }),
         }
     }
@@ -299,6 +306,7 @@ impl Ctx<'_> {
                     if gone <= now {
                         fates.lost_killed += p.spans.len() as f64;
                         p.kept = Some(false);
+                        p.lost = true;
                         p.spans.clear();
                     }
                     continue;

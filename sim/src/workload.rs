@@ -98,6 +98,13 @@ pub enum TraceSize {
         /// The spread (σ of the log).
         sigma: f64,
     },
+    /// Uniform between two counts (the load test's generator: mean ± 50%).
+    Uniform {
+        /// Fewest spans.
+        min: u32,
+        /// Most spans.
+        max: u32,
+    },
     /// Lognormal, plus a share of very large traces (a batch job, a fan-out).
     HeavyTail {
         /// The median of the ordinary traces.
@@ -111,7 +118,7 @@ pub enum TraceSize {
     },
 }
 
-/// A distribution of durations.
+/// A distribution of durations. (`Uniform` mirrors the load test's generator.)
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum DurationDist {
@@ -129,6 +136,40 @@ pub enum DurationDist {
         /// The spread (σ of the log).
         sigma: f64,
     },
+    /// Uniform between two durations.
+    Uniform {
+        /// Shortest.
+        #[serde(with = "humantime_serde")]
+        min: Duration,
+        /// Longest.
+        #[serde(with = "humantime_serde")]
+        max: Duration,
+    },
+}
+
+impl DurationDist {
+    fn mean(&self) -> f64 {
+        match self {
+            DurationDist::Fixed { value } => value.as_secs_f64(),
+            DurationDist::Lognormal { median, sigma } => {
+                lognormal_mean(median.as_secs_f64(), *sigma)
+            }
+            DurationDist::Uniform { min, max } => (min.as_secs_f64() + max.as_secs_f64()) / 2.0,
+        }
+    }
+
+    fn draw(&self, rng: &mut fastrand::Rng) -> f64 {
+        match self {
+            DurationDist::Fixed { value } => value.as_secs_f64(),
+            DurationDist::Lognormal { median, sigma } => {
+                lognormal(rng, median.as_secs_f64(), *sigma)
+            }
+            DurationDist::Uniform { min, max } => {
+                let (a, b) = (min.as_secs_f64(), max.as_secs_f64().max(min.as_secs_f64()));
+                a + (b - a) * rng.f64()
+            }
+        }
+    }
 }
 
 /// `workload:` in a scenario.
@@ -150,6 +191,15 @@ pub struct Workload {
     /// How much longer a slow trace lasts.
     #[serde(default = "default_slow_factor")]
     pub slow_factor: f64,
+    /// Slow traces' durations, drawn from this instead of `slow_factor` times the others'.
+    #[serde(default)]
+    pub slow_duration: Option<DurationDist>,
+    /// Spans sent in up to this many requests per trace, chunk `j` of `k` due at
+    /// `min(duration, arrival_spread) × j / k` from the trace's start, the root in the
+    /// last (as the load test's generator sends them). Without it, each span arrives on
+    /// its own, at its end plus up to `arrival_spread`.
+    #[serde(default)]
+    pub arrival_chunks: Option<u32>,
     /// Longest delay between a span's end and its arrival (SDK batching); each span's is
     /// drawn uniformly below it.
     #[serde(default = "default_spread", with = "humantime_serde")]
@@ -207,6 +257,7 @@ impl Workload {
     pub fn mean_spans(&self) -> f64 {
         match &self.trace_size {
             TraceSize::Fixed { spans } => f64::from(*spans),
+            TraceSize::Uniform { min, max } => (f64::from(*min) + f64::from(*max)) / 2.0,
             TraceSize::Lognormal { median, sigma } => lognormal_mean(*median, *sigma),
             TraceSize::HeavyTail {
                 median,
@@ -236,6 +287,7 @@ impl Workload {
     pub fn mean_ordinary_spans(&self) -> f64 {
         match &self.trace_size {
             TraceSize::Fixed { spans } => f64::from(*spans),
+            TraceSize::Uniform { min, max } => (f64::from(*min) + f64::from(*max)) / 2.0,
             TraceSize::Lognormal { median, sigma } | TraceSize::HeavyTail { median, sigma, .. } => {
                 lognormal_mean(*median, *sigma)
             }
@@ -244,13 +296,12 @@ impl Workload {
 
     /// Mean trace duration in seconds, slow ones included.
     pub fn mean_duration(&self) -> f64 {
-        let base = match &self.duration {
-            DurationDist::Fixed { value } => value.as_secs_f64(),
-            DurationDist::Lognormal { median, sigma } => {
-                lognormal_mean(median.as_secs_f64(), *sigma)
-            }
-        };
-        base * (1.0 + self.slow_share * (self.slow_factor - 1.0))
+        let base = self.duration.mean();
+        let slow = self
+            .slow_duration
+            .as_ref()
+            .map_or(base * self.slow_factor, DurationDist::mean);
+        base * (1.0 - self.slow_share) + slow * self.slow_share
     }
 
     /// Draws one ordinary trace (or a large one when `big`) starting at `start`.
@@ -261,27 +312,25 @@ impl Workload {
         let spans = match (&self.trace_size, big) {
             (TraceSize::HeavyTail { big_spans, .. }, true) => *big_spans,
             (TraceSize::Fixed { spans }, _) => *spans,
+            (TraceSize::Uniform { min, max }, _) => rng.u32(*min.min(max)..=*max.max(min)),
             (
                 TraceSize::Lognormal { median, sigma } | TraceSize::HeavyTail { median, sigma, .. },
                 _,
             ) => lognormal(rng, *median, *sigma).round().clamp(1.0, 1e6) as u32,
-        };
-        let slow = rng.f64() < self.slow_share;
-        let mut duration = match &self.duration {
-            DurationDist::Fixed { value } => value.as_secs_f64(),
-            DurationDist::Lognormal { median, sigma } => {
-                lognormal(rng, median.as_secs_f64(), *sigma)
-            }
-        };
-        if slow {
-            duration *= self.slow_factor;
         }
+        .max(1);
+        let slow = rng.f64() < self.slow_share;
+        let duration = match (&self.slow_duration, slow) {
+            (Some(d), true) => d.draw(rng),
+            (None, true) => self.duration.draw(rng) * self.slow_factor,
+            (_, false) => self.duration.draw(rng),
+        };
         let error = rng.f64() < self.error_share;
-        let spread = self.arrival_spread.as_secs_f64();
-        let skew = self.clock_skew.as_secs_f64();
-        let mut arrivals = Vec::with_capacity(spans as usize);
         let mut ends = Vec::with_capacity(spans as usize);
+        let mut arrivals = Vec::with_capacity(spans as usize);
         let mut skews = Vec::with_capacity(spans as usize);
+        let chunks = self.arrival_chunks.map(|k| k.clamp(1, spans));
+        let per_chunk = chunks.map(|k| spans.div_ceil(k));
         for i in 0..spans {
             // The root (last) ends at the trace's end; children end before it.
             let end = if i + 1 == spans {
@@ -289,12 +338,21 @@ impl Workload {
             } else {
                 start + duration * rng.f64()
             };
-            let mut at = end + spread * rng.f64();
+            let mut at = match (chunks, per_chunk) {
+                (Some(k), Some(per)) => {
+                    let j = (i / per).min(k - 1) + 1;
+                    start
+                        + duration.min(self.arrival_spread.as_secs_f64()) * f64::from(j)
+                            / f64::from(k)
+                }
+                _ => end + self.arrival_spread.as_secs_f64() * rng.f64(),
+            };
             if self.late_share > 0.0 && rng.f64() < self.late_share {
                 at = start + duration + self.late_by.as_secs_f64();
             }
-            arrivals.push(at);
             ends.push(end);
+            arrivals.push(at);
+            let skew = self.clock_skew.as_secs_f64();
             skews.push(if skew > 0.0 {
                 skew * (2.0 * rng.f64() - 1.0)
             } else {

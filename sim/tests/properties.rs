@@ -144,3 +144,25 @@ fn an_overloaded_gateway_refuses_and_the_others_do_not() {
     let light = go(&loaded);
     assert!(r.recommended_gateways > light.recommended_gateways);
 }
+
+/// Scenario: the load test's chaos scenarios (scale-up, scale-down, rolling restart) as
+/// `validate` runs them in the sim. Guarantees: they load; with redistribution no kept trace
+/// is incomplete; without it some are, more for a rolling restart (three changes) than for
+/// a scale-up (one), as the real runs measure (docs/sizing.md, "Is the sim right?").
+#[test]
+fn validate_builds_the_chaos_scenarios_in_the_sim() {
+    use tailgate_loadtest::chaos::Scenario as Chaos;
+    let share = |s: Chaos, redistribute: bool| {
+        let loaded = tailgate_sim::validate::chaos_in_sim(s, redistribute).unwrap();
+        go(&loaded).traces.incomplete_share
+    };
+    for s in [Chaos::ScaleUp, Chaos::ScaleDown, Chaos::RollingRestart] {
+        assert_eq!(share(s, true), 0.0, "{s:?}");
+    }
+    let (up, rolling) = (
+        share(Chaos::ScaleUp, false),
+        share(Chaos::RollingRestart, false),
+    );
+    assert!(up > 0.0 && rolling > up, "{up} {rolling}");
+    assert!(tailgate_sim::validate::chaos_in_sim(Chaos::Outage, false).is_err());
+}
