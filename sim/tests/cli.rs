@@ -1,0 +1,106 @@
+#![allow(clippy::unwrap_used)] // test fixtures: a failed setup should fail loudly
+//! The `tailgate-sim` binary as a user runs it: a scenario from `sim/scenarios`, a sizing
+//! question, and a scenario with a mistake.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn sim() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_tailgate-sim"));
+    c.current_dir(root());
+    c
+}
+
+/// Scenario: `run` on the steady example, then `plan` for 100k spans/s.
+/// Guarantees: both exit 0 and write a JSON report (span fates adding up), an HTML page
+/// with its SVG plots, and the plots as files; `plan` prints its one-line answer.
+#[test]
+fn run_and_plan_write_their_reports() {
+    let dir = std::env::temp_dir().join(format!("tailgate-sim-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let out = sim()
+        .args(["run", "sim/scenarios/steady.yaml", "--report"])
+        .arg(dir.join("r.json"))
+        .arg("--html")
+        .arg(dir.join("r.html"))
+        .arg("--svg-dir")
+        .arg(dir.join("svg"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("r.json")).unwrap()).unwrap();
+    let spans = &report["spans_followed"];
+    let get = |k: &str| spans[k].as_f64().unwrap();
+    assert!(get("sent") > 0.0);
+    assert_eq!(get("sent"), get("kept") + get("dropped") + get("refused"));
+    let html = std::fs::read_to_string(dir.join("r.html")).unwrap();
+    assert_eq!(html.matches("<svg").count(), 4);
+    for f in ["rate.svg", "cpu.svg", "rss.svg", "gateways.svg"] {
+        assert!(dir.join("svg").join(f).exists(), "{f}");
+    }
+
+    let out = sim()
+        .args(["plan", "--rate", "100k", "--decision-wait", "10s"])
+        .args(["--policies", "examples/policies.yaml", "--report"])
+        .arg(dir.join("p.json"))
+        .arg("--html")
+        .arg(dir.join("p.html"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("100k spans/s with decision_wait 10s:") && stderr.contains("gateways"),
+        "{stderr}"
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// Scenario: a scenario with a misspelt key, one with a bad rate, one naming a router
+/// that does not exist. Guarantees: exit 1 with an error naming the file and the key
+/// (and the line for YAML errors), no panic.
+#[test]
+fn mistakes_are_named_not_panicked_on() {
+    let dir = std::env::temp_dir().join(format!("tailgate-sim-bad-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let steady = std::fs::read_to_string(root().join("sim/scenarios/steady.yaml")).unwrap();
+    let steady = steady.replace(
+        "../../examples/policies.yaml",
+        &root().join("examples/policies.yaml").display().to_string(),
+    );
+    for (text, want) in [
+        (steady.replace("routers: 3", "routerz: 3"), "routerz"),
+        (
+            format!("{steady}events:\n  - {{ at: 10s, kind: stale_router, router: 9 }}\n"),
+            "events[0]",
+        ),
+        (steady.replace("gateways: 10", "gateways: 0"), "gateways"),
+    ] {
+        let path = dir.join("bad.yaml");
+        std::fs::write(&path, text).unwrap();
+        let out = sim().arg("run").arg(&path).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{stderr}");
+        assert!(
+            stderr.contains("bad.yaml") && stderr.contains(want),
+            "{stderr}"
+        );
+        assert!(!stderr.contains("panicked"), "{stderr}");
+    }
+    let out = sim()
+        .args(["plan", "--rate", "fast", "--policies", "x"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not a rate"));
+    std::fs::remove_dir_all(&dir).ok();
+}
