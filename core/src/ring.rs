@@ -122,6 +122,27 @@ impl Ring {
         self.owner_index(trace_id).map(|i| &self.members[i])
     }
 
+    /// Each member's share of the hash space (indexed as [`Ring::members`]), from the arcs
+    /// between the points: a member owns the arc that ends at each of its points.
+    pub fn shares(&self) -> Vec<f64> {
+        let mut out = vec![0.0; self.members.len()];
+        let n = self.points.len();
+        if n == 1 {
+            out[self.points[0].1 as usize] = 1.0;
+        }
+        if n <= 1 {
+            return out;
+        }
+        let whole = 2f64.powi(64);
+        for i in 0..n {
+            let (p, m) = self.points[i];
+            let prev = self.points[if i == 0 { n - 1 } else { i - 1 }].0;
+            // For the first point the arc wraps round from the last one.
+            out[m as usize] += p.wrapping_sub(prev) as f64 / whole;
+        }
+        out
+    }
+
     /// Index of the owner of a hash value.
     pub fn owner_of_hash(&self, h: u64) -> Option<usize> {
         if self.points.is_empty() {
@@ -147,6 +168,28 @@ impl Ring {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Scenario: a ring of 5 members. Guarantees: the shares sum to 1 and each agrees with
+    /// the share of 100,000 evenly spaced hashes it owns.
+    #[test]
+    fn shares_are_the_arcs_each_member_owns() {
+        let ring = Ring::with_vnodes((0..5).map(|i| Member::new(format!("m{i}"))), 64);
+        let shares = ring.shares();
+        assert!((shares.iter().sum::<f64>() - 1.0).abs() < 1e-9);
+        let mut counts = [0u32; 5];
+        for i in 0..100_000u64 {
+            counts[ring.owner_of_hash((u64::MAX / 100_000) * i).unwrap_or(0)] += 1;
+        }
+        for (share, count) in shares.iter().zip(counts) {
+            assert!(
+                (share - f64::from(count) / 100_000.0).abs() < 0.005,
+                "{shares:?} {counts:?}"
+            );
+        }
+        let one = Ring::new([Member::new("a")]).shares();
+        assert!(one.len() == 1 && (one[0] - 1.0).abs() < 1e-9, "{one:?}");
+        assert!(Ring::new([]).shares().is_empty());
+    }
 
     #[test]
     fn empty_ring_has_no_owner() {

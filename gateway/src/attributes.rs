@@ -379,10 +379,14 @@ fn key_and_value(kv: &[u8]) -> Option<(&[u8], &[u8])> {
 /// bool as `true`/`false`, a double in its shortest form, bytes raw; anything else (arrays,
 /// maps) by its encoded bytes.
 fn value_as_string(any: &[u8]) -> Vec<u8> {
+    // The last field wins, as every protobuf decoder reads a repeated singular field: a
+    // value encoded twice must not hide the one the backend will read from a mask.
     let mut pos = 0;
-    if let Some((field, wt, start, end)) =
-        tailgate_core::wire::attrs::next_field_slice(any, &mut pos)
-    {
+    let mut last = None;
+    while let Some(field) = tailgate_core::wire::attrs::next_field_slice(any, &mut pos) {
+        last = Some(field);
+    }
+    if let Some((field, wt, start, end)) = last {
         let raw = &any[start..end];
         return match (field, wt) {
             (1 | 7, 2) => raw.to_vec(),
@@ -467,6 +471,17 @@ mod tests {
         assert_eq!(a.rewrite(&kv).unwrap_or_default(), out);
         any.clear();
         assert!(a.rewrite(b"\x0a\x01x").is_none(), "other keys are kept");
+        // A value encoded twice: decoders read the last; so do mask and hash.
+        let m = actions("actions: [{key: card, action: mask, value_pattern: '\\d{4}'}]");
+        let mut any = Vec::new();
+        put_field(&mut any, 1, b"none here");
+        put_field(&mut any, 1, b"4111 2222");
+        let mut kv = Vec::new();
+        put_field(&mut kv, 1, b"card");
+        put_field(&mut kv, 2, &any);
+        let out = m.rewrite(&kv).unwrap_or_default();
+        let (_, value) = key_and_value(&out).unwrap_or_default();
+        assert_eq!(value_as_string(value), b"**** ****".to_vec());
     }
 
     /// Scenario: a delete and an upsert of the same key, two inserts of one key, and an

@@ -230,6 +230,22 @@ impl GatewayConfig {
                 "needs receive.tls.client_ca_file: without client certificates no gateway can be recognised by one",
             ));
         }
+        // Gateways recognise each other by the certificate they present when they dial:
+        // without one, every peer request would be refused and traces split.
+        let presents = self.peers.tls.as_ref().is_some_and(|t| {
+            (t.cert_file.is_some() || t.cert_pem.is_some())
+                && (t.key_file.is_some() || t.key_pem.is_some())
+        });
+        if self.peers.enabled()
+            && !self.peers.cert_names.is_empty()
+            && self.peers.secret.is_none()
+            && !presents
+        {
+            return Err(invalid(
+                "peers.tls",
+                "set cert_file and key_file (a certificate carrying one of peers.cert_names): with peers.cert_names and no secret, gateways know each other by the certificate they present",
+            ));
+        }
         if self.peers.enabled() {
             if let Err(error) = self.identity() {
                 return Err(invalid("peers.self", &error.to_string()));

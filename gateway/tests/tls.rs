@@ -154,8 +154,9 @@ async fn mutual_tls_in_and_tls_out_deliver_every_span() {
 /// certificate (same CA, another name) sends every trace to the first gateway, then tries
 /// peer requests on the peer port.
 /// Guarantees: every span reaches a backend once, traces owned by the second gateway through
-/// a peer request that only its certificate allowed; the router's certificate is refused
-/// for peer requests with PERMISSION_DENIED, though the CA signed it.
+/// a peer request that only its certificate allowed; the router's certificate, and a
+/// wildcard one, are refused for peer requests with PERMISSION_DENIED, though the CA
+/// signed them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn peers_are_known_by_their_certificates() {
     tracing_subscriber::fmt().with_test_writer().try_init().ok();
@@ -219,6 +220,40 @@ async fn peers_are_known_by_their_certificates() {
     };
     let req = FakeOtlp::traces(40).spans(3).seed(9).build();
     client(4317).send(req.encode_to_vec().into()).await.unwrap();
+
+    // A wildcard certificate from the same CA (`*.test` covers the gateways' name, and
+    // every other) is not a gateway's either.
+    let (wc_crt, wc_key) = cluster.issue("wildcard", &["*.test"]).unwrap();
+    let wildcard_tls = ClientTlsConfig {
+        ca_file: Some(cluster.ca_file("cluster")),
+        cert_file: Some(wc_crt),
+        key_file: Some(wc_key),
+        server_name_override: Some("tailgate-gateway.test".into()),
+        ..Default::default()
+    }
+    .build()
+    .unwrap();
+    let wildcard = GrpcClient::new(
+        &format!("{}:4319", ips[0]),
+        &[],
+        Duration::from_secs(5),
+        retry.clone(),
+    )
+    .unwrap()
+    .with_tls(&wildcard_tls);
+    let one = FakeOtlp::traces(1).spans(1).seed(11).build();
+    match wildcard
+        .send_from(
+            one.encode_to_vec().into(),
+            tailgate_core::receive::Origin::Forwarded { hops: 1 },
+        )
+        .await
+    {
+        Err(tailgate_core::forward::ForwardError::Rejected { status, .. }) => {
+            assert_eq!(status.code(), tonic::Code::PermissionDenied)
+        }
+        other => panic!("a wildcard certificate on the peer port: {other:?}"),
+    }
 
     // The router's certificate on the peer port: a forwarded-spans request and a plain
     // export are both refused (the first is not a gateway's, the second not peer traffic).

@@ -18,7 +18,8 @@ pub const KILL_DETECTION_S: f64 = 10.0;
 /// After a kill, how long until the Deployment's replacement pod is ready and listed.
 pub const REPLACEMENT_S: f64 = 30.0;
 
-/// Hash points sampled per ring to estimate each member's share of trace ids.
+/// Hash points per ring at which the owners of two versions are compared (what moves
+/// where when the ring changes); each member's share comes from the ring's arcs.
 pub const SHARE_POINTS: u64 = 4096;
 
 /// One gateway process.
@@ -65,6 +66,8 @@ pub struct Timeline {
     gateway_lag: f64,
     /// The followed traces' ring hashes.
     hashes: Vec<u64>,
+    /// Slowed gateways: (member id, from, to, factor).
+    pub slow: Vec<(usize, f64, f64, f64)>,
 }
 
 impl Timeline {
@@ -85,15 +88,20 @@ impl Timeline {
                 .collect(),
             gateway_lag: interval / 2.0,
             hashes,
+            slow: Vec::new(),
         };
         let mut current: Vec<usize> = (0..s.gateways).map(|_| t.add_member(0.0)).collect();
         t.push_version(0.0, &current);
         let mut changes = expand_events(s);
         changes.sort_by(|a, b| a.0.total_cmp(&b.0));
         // Changes within a millisecond make one version (a rolling restart's new pod and
-        // the old one it replaces).
+        // the old one it replaces). A kill schedules changes of its own (the pod leaving
+        // the Service, its replacement joining), kept in time order.
         let mut pending: Option<f64> = None;
-        for (at, change) in changes {
+        let mut i = 0;
+        while i < changes.len() {
+            let (at, change) = changes[i];
+            i += 1;
             if let Some(p) = pending.filter(|p| at - *p > 1e-3) {
                 t.push_version(p, &current);
                 pending = None;
@@ -112,25 +120,35 @@ impl Timeline {
                         continue;
                     }
                     current.retain(|m| *m != id);
-                    t.members[id].left_dns = Some(at);
+                    t.members[id].left_dns.get_or_insert(at);
                     let linger = if s.redistribute { linger } else { 0.0 };
                     t.members[id].gone.get_or_insert(at + linger);
                 }
+                Change::Unlist(id) => current.retain(|m| *m != id),
                 Change::Kill(pos) => {
-                    let Some(&id) = current.get(pos) else {
+                    // A position past the cluster, or its last gateway: nothing happens.
+                    let Some(&id) = current.get(pos).filter(|_| current.len() > 1) else {
                         continue;
                     };
-                    if current.len() <= 1 {
+                    if t.members[id].killed {
                         continue;
                     }
                     t.members[id].killed = true;
                     t.members[id].gone = Some(at);
                     t.members[id].left_dns = Some(at + KILL_DETECTION_S);
-                    if let Some(p) = pending.take() {
-                        t.push_version(p, &current);
+                    for later in [
+                        (at + KILL_DETECTION_S, Change::Unlist(id)),
+                        (at + REPLACEMENT_S, Change::Add(1)),
+                    ] {
+                        let pos = changes.partition_point(|c| c.0 <= later.0).max(i);
+                        changes.insert(pos, later);
                     }
-                    current.retain(|m| *m != id);
-                    t.push_version(at + KILL_DETECTION_S, &current);
+                    continue;
+                }
+                Change::Slow(pos, factor, duration) => {
+                    if let Some(&id) = current.get(pos) {
+                        t.slow.push((id, at, at + duration, factor));
+                    }
                     continue;
                 }
                 Change::Outage(d) => {
@@ -183,13 +201,12 @@ impl Timeline {
             .collect();
         let owner = |h: u64| ring.owner_of_hash(h).map_or(0, |i| ids[i]);
         let point_owners: Vec<u32> = (0..SHARE_POINTS).map(|i| owner(point_hash(i))).collect();
-        let mut counts = std::collections::BTreeMap::new();
-        for o in &point_owners {
-            *counts.entry(*o as usize).or_insert(0u64) += 1;
-        }
-        let shares = counts
-            .into_iter()
-            .map(|(id, c)| (id, c as f64 / SHARE_POINTS as f64))
+        // Exact arcs: a few thousand sample points would be ±12% per member at 60
+        // gateways and make the noisiest one look hot.
+        let shares = ids
+            .iter()
+            .zip(ring.shares())
+            .map(|(&id, share)| (id as usize, share))
             .collect();
         let trace_owners = self.hashes.iter().map(|h| owner(*h)).collect();
         self.versions.push(Version {
@@ -284,7 +301,12 @@ enum Change {
     Add(usize),
     /// Remove the member at this position of the current list.
     Remove(usize),
+    /// Take this member id off the list (a killed pod leaving the endpoints).
+    Unlist(usize),
+    /// Kill the member at this position of the current list.
     Kill(usize),
+    /// Slow the member at this position: factor, for seconds.
+    Slow(usize, f64, f64),
     Outage(f64),
     Stale(usize),
 }
@@ -318,10 +340,12 @@ fn expand_events(s: &Scenario) -> Vec<(f64, Change)> {
                     out.push((when + 1e-6, Change::Remove(0)));
                 }
             }
-            EventKind::Kill { gateway } => {
-                out.push((at, Change::Kill(*gateway)));
-                out.push((at + REPLACEMENT_S, Change::Add(1)));
-            }
+            EventKind::Kill { gateway } => out.push((at, Change::Kill(*gateway))),
+            EventKind::Slow {
+                gateway,
+                factor,
+                duration,
+            } => out.push((at, Change::Slow(*gateway, *factor, duration.as_secs_f64()))),
             EventKind::DnsOutage { duration } => {
                 out.push((at, Change::Outage(duration.as_secs_f64())))
             }

@@ -237,6 +237,8 @@ fn draw_traces(
     let (mut samples, mut big) = (Vec::new(), Vec::new());
     let mut carry = 0.0;
     let mut big_carry = 0.0;
+    // Traffic of steps without a followed trace goes to the next one drawn.
+    let mut unsampled = 0.0;
     let mut t = 0.0;
     while t < s.duration.as_secs_f64() {
         let traces = w.rate.at(t) / mean * dt;
@@ -251,11 +253,14 @@ fn draw_traces(
                 big.push(w.sample_trace(rng, start, true));
             }
         }
-        let ordinary = traces * (1.0 - w.big_traces().map_or(0.0, |b| b.0));
+        unsampled += traces * (1.0 - w.big_traces().map_or(0.0, |b| b.0));
         for _ in 0..n as usize {
             let start = t + dt * rng.f64();
             let trace = w.sample_trace(rng, start, false);
-            samples.push((trace, ordinary / n));
+            samples.push((trace, unsampled / n));
+        }
+        if n >= 1.0 {
+            unsampled = 0.0;
         }
         t += dt;
     }
@@ -306,6 +311,7 @@ fn summarise(
     let s = &loaded.scenario;
     let dt = s.step.as_secs_f64();
     let (mut all_cpu, mut all_rss, mut all_wanted) = (Vec::new(), Vec::new(), Vec::new());
+    let mut all_demand = Vec::new();
     let mut early = 0usize;
     let configured = loaded.plan.decision_wait.as_secs_f64();
     let mut per_gateway = vec![(Vec::new(), 0.0f64); timeline.members.len()];
@@ -320,6 +326,7 @@ fn summarise(
         let mut rss: Vec<f64> = alive.iter().map(|m| row[*m].rss).collect();
         for m in &alive {
             all_wanted.push(row[*m].wanted_rss);
+            all_demand.push(row[*m].demand);
             if row[*m].offered > 0.0 && row[*m].effective_wait < configured * 0.99 {
                 early += 1;
             }
@@ -380,9 +387,11 @@ fn summarise(
             undisturbed_share: share(&tally.undisturbed_by_policy, i),
         })
         .collect();
+    // From what the load asks for, not what capped CPU could give it.
+    let demand = Percentiles::of(&mut all_demand);
     let recommended_gateways = recommend(
         s.gateways,
-        &gateway_cpu,
+        &demand,
         &gateway_wanted_rss_bytes,
         s.gateway_memory_bytes as f64,
         cost,

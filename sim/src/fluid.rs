@@ -25,6 +25,8 @@ pub struct GatewayStep {
     pub refused_share: f64,
     /// CPU used over cores available (at most 1).
     pub utilisation: f64,
+    /// CPU the offered load asks for over cores available (above 1 when overloaded).
+    pub demand: f64,
     /// Spans buffered.
     pub buffered_spans: f64,
     /// RSS, bytes.
@@ -85,6 +87,10 @@ pub fn run(input: &FluidInput<'_>) -> Flows {
     let mut queue = vec![0.0f64; members];
     let big_load = place_big(input, dt, members);
     let ordinary_spans = s.workload.mean_ordinary_spans().max(1.0);
+    // The rate includes the large traces' spans; they are placed one by one instead.
+    let big_span_share = s.workload.big_traces().map_or(0.0, |(share, spans)| {
+        share * f64::from(spans) / s.workload.mean_spans().max(1e-9)
+    });
     let mut flows = Flows::default();
     let mut moves = Moves::new();
     for k in 0..input.steps {
@@ -94,7 +100,8 @@ pub fn run(input: &FluidInput<'_>) -> Flows {
         } else {
             0.0
         };
-        let offered = offered_per_member(input, &mut moves, t, rate, members);
+        let offered =
+            offered_per_member(input, &mut moves, t, rate * (1.0 - big_span_share), members);
         let outage = backend_out(s, t);
         let mut row = vec![GatewayStep::default(); members];
         for m in 0..members {
@@ -103,7 +110,7 @@ pub fn run(input: &FluidInput<'_>) -> Flows {
             }
             let big = big_load.get(&(m, k)).copied().unwrap_or(0.0) / dt;
             let (spans, hops) = (offered[m].0 + big, offered[m].1);
-            let slow = slow_factor(s, m, t, input.timeline);
+            let slow = slow_factor(m, t, input.timeline);
             let cpu = (spans * input.cost.gateway_cpu_per_span_s
                 + spans / ordinary_spans
                     * (input.cost.gateway_cpu_per_trace_s
@@ -148,6 +155,7 @@ pub fn run(input: &FluidInput<'_>) -> Flows {
                 offered: spans,
                 refused_share,
                 utilisation: util.min(1.0),
+                demand: util,
                 buffered_spans: buffered,
                 rss: input.cost.gateway_base_rss_bytes
                     + buffered * input.cost.rss_bytes_per_buffered_span
@@ -273,22 +281,13 @@ pub fn backend_back(s: &Scenario, t: f64) -> Option<f64> {
     })
 }
 
-/// How much slower member `m` runs at `t` (`slow` events name the member by its position
-/// at the start).
-fn slow_factor(s: &Scenario, m: usize, t: f64, _tl: &Timeline) -> f64 {
-    s.events
+/// How much slower member `m` runs at `t` (`slow` events, resolved to members by the
+/// timeline).
+fn slow_factor(m: usize, t: f64, tl: &Timeline) -> f64 {
+    tl.slow
         .iter()
-        .filter_map(|e| match e.kind {
-            EventKind::Slow {
-                gateway,
-                factor,
-                duration,
-            } if gateway == m => {
-                let at = e.at.as_secs_f64();
-                (t >= at && t < at + duration.as_secs_f64()).then_some(factor)
-            }
-            _ => None,
-        })
+        .filter(|(id, from, to, _)| *id == m && t >= *from && t < *to)
+        .map(|(_, _, _, factor)| *factor)
         .fold(1.0, f64::max)
 }
 

@@ -34,7 +34,8 @@ pub enum EventKind {
     },
     /// A gateway dies at once (kill -9, OOM, node loss): what it buffered is lost.
     Kill {
-        /// Which gateway (index).
+        /// Which gateway: its position in the list of gateways running then (0 is the
+        /// oldest); past the end, nothing happens.
         gateway: usize,
     },
     /// The backend refuses every export for `duration`.
@@ -50,7 +51,8 @@ pub enum EventKind {
     },
     /// A gateway runs `factor` times slower (a noisy neighbour) for `duration`.
     Slow {
-        /// Which gateway (index).
+        /// Which gateway: its position in the list of gateways running then (0 is the
+        /// oldest); past the end, nothing happens.
         gateway: usize,
         /// How much slower.
         factor: f64,
@@ -264,8 +266,14 @@ impl Scenario {
         if self.routers == 0 {
             return Err(invalid("routers", "must be at least 1"));
         }
-        if self.step.is_zero() || self.duration < self.step {
-            return Err(invalid("step", "must be above 0 and at most the duration"));
+        if self.step < Duration::from_millis(10) || self.duration < self.step {
+            return Err(invalid("step", "at least 10ms and at most the duration"));
+        }
+        if self.duration.as_secs_f64() / self.step.as_secs_f64() > 1e6 {
+            return Err(invalid("step", "at most a million steps: make it longer"));
+        }
+        if let Err((key, rule)) = self.workload.check() {
+            return Err(invalid(key, rule));
         }
         if self.duration > Duration::from_secs(7 * 24 * 3600) {
             return Err(invalid("duration", "at most a week"));
@@ -286,7 +294,7 @@ impl Scenario {
                 EventKind::Kill { gateway } | EventKind::Slow { gateway, .. }
                     if *gateway >= 10_000 =>
                 {
-                    Some("gateway: an index below 10000")
+                    Some("gateway: a position in the gateways' list, below 10000")
                 }
                 EventKind::Slow { factor, .. } if !(*factor >= 1.0 && *factor <= 1000.0) => {
                     Some("factor: 1 to 1000")

@@ -121,6 +121,8 @@ struct Part {
     policy: Option<u16>,
     /// Lost with its gateway (no decision to remember).
     lost: bool,
+    /// Kept, but its exporter gave it up (late spans of it are given up too).
+    export_lost: bool,
 }
 
 impl Ctx<'_> {
@@ -281,10 +283,11 @@ impl Ctx<'_> {
             .iter()
             .rev()
             .find(|p| !p.lost && (redistribute || p.gateway == dest))
-            .and_then(|p| p.kept);
+            .and_then(|p| p.kept.map(|k| (k, p.export_lost)));
         match cached {
-            Some(true) => fates.kept += 1.0,
-            Some(false) => fates.dropped += 1.0,
+            Some((_, true)) => fates.lost_export += 1.0,
+            Some((true, false)) => fates.kept += 1.0,
+            Some((false, false)) => fates.dropped += 1.0,
             None => parts.push(Part {
                 gateway: dest,
                 first_seen: at,
@@ -293,6 +296,7 @@ impl Ctx<'_> {
                 kept: None,
                 policy: None,
                 lost: false,
+                export_lost: false,
             }),
         }
     }
@@ -337,6 +341,7 @@ impl Ctx<'_> {
         if step.export_failing {
             fates.lost_export += n;
             p.kept = Some(false);
+            p.export_lost = true;
         } else {
             fates.kept += n;
         }

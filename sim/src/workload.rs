@@ -253,6 +253,54 @@ pub struct SampledTrace {
 }
 
 impl Workload {
+    /// Checks values a run cannot use: `Err(key, rule)`.
+    pub fn check(&self) -> Result<(), (&'static str, &'static str)> {
+        let rate_ok = match &self.rate {
+            Rate::Steady { spans_per_second } => (0.0..=1e10).contains(spans_per_second),
+            Rate::Diurnal {
+                mean, amplitude, ..
+            } => (0.0..=1e10).contains(mean) && (0.0..=1.0).contains(amplitude),
+            Rate::Bursts {
+                base, peak, every, ..
+            } => (0.0..=1e10).contains(base) && (0.0..=1e10).contains(peak) && !every.is_zero(),
+        };
+        if !rate_ok {
+            return Err((
+                "workload.rate",
+                "rates from 0 to 1e10 spans/s, amplitude 0 to 1, every above 0",
+            ));
+        }
+        let size_ok = match &self.trace_size {
+            TraceSize::Fixed { spans } => (1..=1_000_000).contains(spans),
+            TraceSize::Uniform { min, max } => *min >= 1 && min <= max && *max <= 1_000_000,
+            TraceSize::Lognormal { median, sigma } => *median >= 1.0 && (0.0..=4.0).contains(sigma),
+            TraceSize::HeavyTail {
+                median,
+                sigma,
+                big_share,
+                big_spans,
+            } => {
+                *median >= 1.0
+                    && (0.0..=4.0).contains(sigma)
+                    && (0.0..=0.01).contains(big_share)
+                    && (1..=1_000_000).contains(big_spans)
+            }
+        };
+        if !size_ok {
+            return Err((
+                "workload.trace_size",
+                "at least 1 span (at most 1,000,000), sigma 0 to 4, big_share at most 0.01",
+            ));
+        }
+        let shares = [self.error_share, self.slow_share, self.late_share];
+        if !shares.iter().all(|x| (0.0..=1.0).contains(x))
+            || !(1.0..=1000.0).contains(&self.slow_factor)
+        {
+            return Err(("workload", "shares from 0 to 1, slow_factor 1 to 1000"));
+        }
+        Ok(())
+    }
+
     /// Mean spans per trace (over the whole distribution, large traces included).
     pub fn mean_spans(&self) -> f64 {
         match &self.trace_size {

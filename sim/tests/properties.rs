@@ -124,14 +124,14 @@ fn redistribution_keeps_traces_whole_through_a_scale_down() {
     assert!(without.traces.kept_incomplete > 0.0, "{:?}", without.traces);
 }
 
-/// Scenario: 20 gateways, one of them 3× slower than it can bear, at a rate that keeps
+/// Scenario: 20 gateways, one of them 5× slower than it can bear, at a rate that keeps
 /// the others under half their cores. Guarantees: only the slow gateway refuses, and the
 /// recommendation grows with the load.
 #[test]
 fn an_overloaded_gateway_refuses_and_the_others_do_not() {
     let mut cost = CostModel::default();
     cost.gateway_cpu_per_span_s *= 100.0;
-    let events = "events:\n  - {at: 5s, kind: slow, gateway: 3, factor: 3, for: 20s}\n";
+    let events = "events:\n  - {at: 5s, kind: slow, gateway: 3, factor: 5, for: 20s}\n";
     let loaded = scenario("slow", MIXED, 20, 200_000.0, 30, events);
     let r = run(&loaded, &cost, |_, _| {});
     assert!(r.spans_followed.refused > 0.0);
@@ -165,4 +165,28 @@ fn validate_builds_the_chaos_scenarios_in_the_sim() {
     );
     assert!(up > 0.0 && rolling > up, "{up} {rolling}");
     assert!(tailgate_sim::validate::chaos_in_sim(Chaos::Outage, false).is_err());
+}
+
+/// Scenario: a kill at 10 s then a scale-up from 4 to 6 at 12 s; and a kill naming a
+/// position past the cluster. Guarantees: the killed pod leaves the list 10 s after the
+/// kill without undoing the scale-up, its replacement joins 30 s after it, and a kill of
+/// nobody changes nothing (no replacement either).
+#[test]
+fn kills_leave_and_are_replaced_without_undoing_other_changes() {
+    use tailgate_sim::cluster::Timeline;
+    let events = "events:\n  - {at: 10s, kind: kill, gateway: 0}\n  - {at: 12s, kind: scale_up, to: 6}\n  - {at: 15s, kind: kill, gateway: 99}\n";
+    let loaded = scenario("kill-order", MIXED, 4, 1000.0, 60, events);
+    let mut rng = fastrand::Rng::with_seed(1);
+    let tl = Timeline::build(&loaded.scenario, 5.0, Vec::new(), &mut rng);
+    let listed = |t: f64| tl.versions[tl.dns_version(t)].shares.len();
+    assert_eq!(listed(5.0), 4);
+    assert_eq!(listed(15.0), 6, "the scale-up, the killed pod still listed");
+    assert_eq!(listed(25.0), 5, "the killed pod left, the scale-up stayed");
+    assert_eq!(listed(45.0), 6, "its replacement joined");
+    assert_eq!(
+        tl.members.len(),
+        7,
+        "4 + 2 + one replacement; the kill of nobody adds none"
+    );
+    assert!(!tl.alive(0, 11.0) && tl.members[0].killed);
 }

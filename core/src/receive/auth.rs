@@ -133,8 +133,8 @@ impl PeerAuth {
         self.secret.is_some() || !self.cert_names.is_empty()
     }
 
-    /// Whether a client certificate names a gateway: it is valid for one of `cert_names`
-    /// (its subject alternative names, wildcards as a server certificate's are read).
+    /// Whether a client certificate names a gateway: one of its subject alternative names is
+    /// one of `cert_names` (case aside); a wildcard name does not count.
     pub fn certifies(&self, cert: Option<&ClientCertificate>) -> bool {
         let Some(cert) = cert else {
             return false;
@@ -142,9 +142,17 @@ impl PeerAuth {
         let Ok(parsed) = webpki::EndEntityCert::try_from(&*cert.0) else {
             return false;
         };
-        self.cert_names.iter().any(|name| {
-            rustls::pki_types::ServerName::try_from(name.as_str())
+        let valid_for = |name: &str| {
+            rustls::pki_types::ServerName::try_from(name)
                 .is_ok_and(|name| parsed.verify_is_valid_for_subject_name(&name).is_ok())
+        };
+        // A wildcard (`*.observability.svc`) would also name every other service there: it
+        // is not a gateway's. Only `*` as the first label matches, so a sibling name tells.
+        self.cert_names.iter().any(|name| {
+            let sibling = name
+                .split_once('.')
+                .map(|(_, parent)| format!("tailgate-not-a-peer.{parent}"));
+            valid_for(name) && !sibling.is_some_and(|s| valid_for(&s))
         })
     }
 }

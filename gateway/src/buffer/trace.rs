@@ -183,10 +183,23 @@ impl BufferedSpan {
                 }
                 Some(rewrite_resource) => rewritten_headers(run, buf, rewrite_resource),
             };
-            for ((s, range), (resource, scope)) in run.iter().zip(ranges).zip(indices) {
+            // New headers (resource actions) are memory of their own: shared out over
+            // the run's spans on top of what they were charged.
+            let copied = if resource.is_some() {
+                req.headers.len()
+            } else {
+                0
+            };
+            let (each, rest) = (copied / run.len(), copied % run.len());
+            for (k, ((s, range), (resource, scope))) in
+                run.iter().zip(ranges).zip(indices).enumerate()
+            {
                 // Still holding the request's headers: its share of them stays charged.
                 let mut span = BufferedSpan::new(&req, range, resource, scope);
-                span.charge_more(s.charge - s.len);
+                let extra = each + if k == 0 { rest } else { 0 };
+                span.charge_more(
+                    (s.charge - s.len).saturating_add(u32::try_from(extra).unwrap_or(u32::MAX)),
+                );
                 out.push(span);
             }
             i = j;
