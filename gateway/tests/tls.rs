@@ -195,52 +195,33 @@ async fn peers_are_known_by_their_certificates() {
         pods.push((backend, stats, served));
     }
 
-    let router_tls = ClientTlsConfig {
-        ca_file: Some(cluster.ca_file("cluster")),
-        cert_file: Some(rt_crt),
-        key_file: Some(rt_key),
-        server_name_override: Some("tailgate-gateway.test".into()),
-        ..Default::default()
-    }
-    .build()
-    .unwrap();
     let retry = RetryConfig {
         max_elapsed_time: Duration::from_secs(2),
         ..Default::default()
     };
-    let client = |port: u16| {
-        GrpcClient::new(
-            &format!("{}:{port}", ips[0]),
-            &[],
-            Duration::from_secs(5),
-            retry.clone(),
-        )
-        .unwrap()
-        .with_tls(&router_tls)
+    // A client of the first gateway's `port` presenting a certificate of the cluster CA.
+    let client_with = |(crt, key): (std::path::PathBuf, std::path::PathBuf), port: u16| {
+        let tls = ClientTlsConfig {
+            ca_file: Some(cluster.ca_file("cluster")),
+            cert_file: Some(crt),
+            key_file: Some(key),
+            server_name_override: Some("tailgate-gateway.test".into()),
+            ..Default::default()
+        }
+        .build()
+        .unwrap();
+        let address = format!("{}:{port}", ips[0]);
+        GrpcClient::new(&address, &[], Duration::from_secs(5), retry.clone())
+            .unwrap()
+            .with_tls(&tls)
     };
+    let client = |port: u16| client_with((rt_crt.clone(), rt_key.clone()), port);
     let req = FakeOtlp::traces(40).spans(3).seed(9).build();
     client(4317).send(req.encode_to_vec().into()).await.unwrap();
 
     // A wildcard certificate from the same CA (`*.test` covers the gateways' name, and
     // every other) is not a gateway's either.
-    let (wc_crt, wc_key) = cluster.issue("wildcard", &["*.test"]).unwrap();
-    let wildcard_tls = ClientTlsConfig {
-        ca_file: Some(cluster.ca_file("cluster")),
-        cert_file: Some(wc_crt),
-        key_file: Some(wc_key),
-        server_name_override: Some("tailgate-gateway.test".into()),
-        ..Default::default()
-    }
-    .build()
-    .unwrap();
-    let wildcard = GrpcClient::new(
-        &format!("{}:4319", ips[0]),
-        &[],
-        Duration::from_secs(5),
-        retry.clone(),
-    )
-    .unwrap()
-    .with_tls(&wildcard_tls);
+    let wildcard = client_with(cluster.issue("wildcard", &["*.test"]).unwrap(), 4319);
     let one = FakeOtlp::traces(1).spans(1).seed(11).build();
     match wildcard
         .send_from(

@@ -270,19 +270,10 @@ fn draw_traces(
 /// Share of spans the plan keeps on the followed traces decided whole (for the load
 /// model's export queue).
 fn keep_share(loaded: &Loaded, samples: &[(crate::workload::SampledTrace, f64)]) -> f64 {
-    use tailgate_gateway::buffer::trace::{TraceSummary, TraceView};
+    use tailgate_gateway::buffer::trace::TraceView;
     let (mut kept, mut all) = (0.0, 0.0);
     for (t, _) in samples.iter().take(5000) {
-        let mut summary = TraceSummary::default();
-        for (i, end) in t.ends.iter().enumerate() {
-            let status = if t.error && i == 0 { 2 } else { 0 };
-            summary.add_span(
-                (1.7e18 + t.start * 1e9) as u64,
-                (1.7e18 + end * 1e9) as u64,
-                status,
-                i + 1 == t.ends.len(),
-            );
-        }
+        let summary = t.summary(0..t.ends.len(), 0);
         let n = t.ends.len() as f64;
         all += n;
         if loaded

@@ -373,7 +373,7 @@ impl Ctx<'_> {
         }
     }
 
-    /// A view of spans `idx` of `trace`, decided at `at`.
+    /// A view of spans `idx` of `trace` (summarised into `summary`), decided at `at`.
     fn view<'s>(
         &self,
         trace: &'s SampledTrace,
@@ -381,16 +381,7 @@ impl Ctx<'_> {
         at: f64,
         summary: &'s mut TraceSummary,
     ) -> TraceView<'s> {
-        const EPOCH_NS: f64 = 1.7e18;
-        let last = trace.arrivals.len().saturating_sub(1);
-        for &i in idx {
-            let skew = trace.skews[i];
-            let start = EPOCH_NS + (trace.start + skew) * 1e9;
-            let end = EPOCH_NS + (trace.ends[i] + skew) * 1e9;
-            let status = if trace.error && i == 0 { 2 } else { 0 };
-            summary.add_span(start as u64, end as u64, status, i == last);
-        }
-        summary.bytes = idx.len() as u64 * self.span_bytes;
+        *summary = trace.summary(idx.iter().copied(), self.span_bytes);
         let summary: &'s TraceSummary = summary;
         TraceView {
             trace_id: &trace.id,

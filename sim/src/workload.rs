@@ -6,6 +6,7 @@
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+use tailgate_gateway::buffer::trace::TraceSummary;
 
 /// Spans per second over time.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -303,19 +304,11 @@ impl Workload {
 
     /// Mean spans per trace (over the whole distribution, large traces included).
     pub fn mean_spans(&self) -> f64 {
-        match &self.trace_size {
-            TraceSize::Fixed { spans } => f64::from(*spans),
-            TraceSize::Uniform { min, max } => (f64::from(*min) + f64::from(*max)) / 2.0,
-            TraceSize::Lognormal { median, sigma } => lognormal_mean(*median, *sigma),
-            TraceSize::HeavyTail {
-                median,
-                sigma,
-                big_share,
-                big_spans,
-            } => {
-                (1.0 - big_share) * lognormal_mean(*median, *sigma)
-                    + big_share * f64::from(*big_spans)
+        match self.big_traces() {
+            Some((share, spans)) => {
+                (1.0 - share) * self.mean_ordinary_spans() + share * f64::from(spans)
             }
+            None => self.mean_ordinary_spans(),
         }
     }
 
@@ -417,6 +410,26 @@ impl Workload {
             arrivals,
             skews,
         }
+    }
+}
+
+impl SampledTrace {
+    /// What a gateway knows of spans `idx` of this trace (as the policies read it): their
+    /// timestamps (skewed, from a fixed epoch), the error status on span 0 of an error
+    /// trace, the root (the last span), `span_bytes` each.
+    pub fn summary(&self, idx: impl IntoIterator<Item = usize>, span_bytes: u64) -> TraceSummary {
+        const EPOCH_NS: f64 = 1.7e18;
+        let last = self.ends.len().saturating_sub(1);
+        let mut summary = TraceSummary::default();
+        for i in idx {
+            let skew = self.skews[i];
+            let start = EPOCH_NS + (self.start + skew) * 1e9;
+            let end = EPOCH_NS + (self.ends[i] + skew) * 1e9;
+            let status = if self.error && i == 0 { 2 } else { 0 };
+            summary.add_span(start as u64, end as u64, status, i == last);
+            summary.bytes += span_bytes;
+        }
+        summary
     }
 }
 
