@@ -238,23 +238,46 @@ impl Router {
 
     /// Splits already-accepted parts again over the current ring and queues them whatever
     /// the queue sizes: they must not be lost.
+    ///
+    /// A down forwarder only probes, so nothing may be left in its queue while another
+    /// gateway is up. Two forwarders can find their gateways unreachable at once, and one's
+    /// parts can be re-routed over a ring the other's health change has not yet rebuilt; so
+    /// the ring is rebuilt first when it still holds a down gateway, and whatever still
+    /// lands on a gateway that went down meanwhile is moved again.
     fn reroute(&self, parts: Vec<Part>) {
-        let state = self.state.load();
-        if state.forwarders.is_empty() {
-            self.stats
-                .failed_spans
-                .add(parts.iter().map(|p| p.spans).sum());
-            return;
-        }
+        let mut parts = parts;
         let mut scan = Scan::default();
-        for p in parts {
-            if scan.scan(&p.body).is_err() {
-                continue;
+        // A round is repeated only when a gateway went down during it. The bound guards
+        // against a ring that cannot be rebuilt (a poisoned lock): the last round leaves
+        // its parts where the ring put them, for the down gateway's probe to send.
+        const ROUNDS: usize = 8;
+        for round in 1..=ROUNDS {
+            if parts.is_empty() {
+                return;
             }
-            for (owner, spans, body) in split(&state.ring, &p.body, &scan) {
-                state.forwarders[owner].push_forced(Part { body, spans });
+            let mut state = self.state.load_full();
+            if has_some_down(&state.forwarders) {
+                self.rebuild();
+                state = self.state.load_full();
             }
-            self.stats.rerouted_spans.add(p.spans);
+            if state.forwarders.is_empty() {
+                self.stats
+                    .failed_spans
+                    .add(parts.iter().map(|p| p.spans).sum());
+                return;
+            }
+            for p in std::mem::take(&mut parts) {
+                if scan.scan(&p.body).is_err() {
+                    continue;
+                }
+                for (owner, spans, body) in split(&state.ring, &p.body, &scan) {
+                    state.forwarders[owner].push_forced(Part { body, spans });
+                }
+                self.stats.rerouted_spans.add(p.spans);
+            }
+            if round < ROUNDS && has_some_down(&state.forwarders) {
+                parts = take_stranded(&state.forwarders);
+            }
         }
     }
 
@@ -295,6 +318,21 @@ impl Router {
 }
 
 pub use tailgate_core::wire::split::{split, Splitter};
+
+/// Whether some of `forwarders`, but not all, are down: then parts queued on the down ones
+/// belong to the others.
+fn has_some_down(forwarders: &[Arc<Forwarder>]) -> bool {
+    forwarders.iter().any(|f| f.is_down()) && !forwarders.iter().all(|f| f.is_down())
+}
+
+/// Takes what is queued on the down forwarders among `forwarders`.
+fn take_stranded(forwarders: &[Arc<Forwarder>]) -> Vec<Part> {
+    forwarders
+        .iter()
+        .filter(|f| f.is_down())
+        .flat_map(|f| f.take_queued())
+        .collect()
+}
 
 impl SpanSink for Router {
     fn refused(&self, refusal: &Refusal) {
@@ -383,15 +421,8 @@ impl Router {
         // moved its queue to the new owners then, before these parts arrived, and a down
         // forwarder only probes. Move what landed there now, or it would wait for the
         // gateway to come back.
-        if state.forwarders.iter().any(|f| f.is_down())
-            && !state.forwarders.iter().all(|f| f.is_down())
-        {
-            for f in state.forwarders.iter().filter(|f| f.is_down()) {
-                let stranded = f.take_queued();
-                if !stranded.is_empty() {
-                    self.reroute(stranded);
-                }
-            }
+        if has_some_down(&state.forwarders) {
+            self.reroute(take_stranded(&state.forwarders));
         }
         Ok(accepted)
     }

@@ -344,8 +344,11 @@ async fn a_refused_connection_marks_a_gateway_down_at_once_and_reroutes() {
     while s.forwarded_spans.get() < sent || router.pending_spans() > 0 {
         assert!(
             started.elapsed() < Duration::from_secs(5),
-            "delivered {} of {sent}",
-            s.forwarded_spans.get()
+            "delivered {} of {sent}: {} failed, {} pending, {} rerouted",
+            s.forwarded_spans.get(),
+            s.failed_spans.get(),
+            router.pending_spans(),
+            s.rerouted_spans.get()
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
