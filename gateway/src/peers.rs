@@ -235,6 +235,23 @@ pub enum Owner {
     Peer(usize),
 }
 
+/// The redistribution rule, apart from any I/O; [`PeerView`] and the simulator both apply
+/// it. A span or a buffered trace belongs to `ring_owner`, its owner on the gateways' ring,
+/// unless that is this gateway (`self_index`), nobody (an empty ring), or a peer
+/// `is_down` says failed lately: then it stays here rather than wait for that peer. A
+/// handoff pass moves exactly the buffered traces (and cached decisions) for which this
+/// names a peer, keeping their first-seen time, so their decision comes when it would have.
+pub fn owner_rule(
+    ring_owner: Option<usize>,
+    self_index: Option<usize>,
+    is_down: impl Fn(usize) -> bool,
+) -> Owner {
+    match ring_owner {
+        Some(i) if Some(i) != self_index && !is_down(i) => Owner::Peer(i),
+        _ => Owner::Local,
+    }
+}
+
 /// One immutable view of the cluster: the ring and a client per peer.
 pub struct PeerView {
     /// The ring over the members (without this gateway while it leaves).
@@ -281,10 +298,7 @@ impl PeerView {
 
     /// [`PeerView::owner`] from a ring index.
     pub fn owner_of_index(&self, index: Option<usize>) -> Owner {
-        match index {
-            Some(i) if Some(i) != self.self_index && !self.is_down(i) => Owner::Peer(i),
-            _ => Owner::Local,
-        }
+        owner_rule(index, self.self_index, |i| self.is_down(i))
     }
 
     /// The client of peer `i`.

@@ -40,6 +40,9 @@ pub struct GatewayStep {
     pub export_queue: f64,
     /// Whether kept spans are given up (queue full past the retry bound).
     pub export_failing: bool,
+    /// How long the exporter's batches stay open at this step's kept rate, seconds
+    /// ([`tailgate_gateway::export::BatchConfig::open_for`]).
+    pub batch_open: f64,
 }
 
 /// The load model's output: per step, per member id.
@@ -166,6 +169,13 @@ pub fn run(input: &FluidInput<'_>) -> Flows {
                 effective_wait,
                 export_queue: queue[m],
                 export_failing,
+                batch_open: s
+                    .export_batch
+                    .open_for(
+                        accepted * input.keep_share,
+                        input.cost.encoded_bytes_per_span,
+                    )
+                    .as_secs_f64(),
             };
         }
         flows

@@ -3,8 +3,9 @@
 //! real pieces: the xxh3 ring ([`tailgate_core::ring`]), the policy plan a user runs
 //! ([`tailgate_gateway::PolicyPlan`], decisions `decision_wait` after a trace's first span),
 //! the gateway's buffer and exporter limits and retry bounds (their config types and
-//! defaults), and the redistribution rule (the trace follows its owner on the gateways'
-//! ring; without it, it is decided in parts).
+//! defaults), the exporter's batching rule ([`tailgate_gateway::export::BatchConfig`]), and
+//! the redistribution rule ([`tailgate_gateway::peers::owner_rule`]: the trace follows its
+//! owner on the gateways' ring; without redistribution, it is decided in parts).
 //!
 //! Two models run together ([`engine`]): flows for load ([`fluid`]: CPU, memory and
 //! refusals per gateway and step from the [`cost`] model) and a sample of traces followed

@@ -65,6 +65,7 @@ pub fn default_workload(rate: f64) -> Workload {
         late_share: 0.0,
         late_by: Duration::from_secs(60),
         clock_skew: Duration::ZERO,
+        attributes: Vec::new(),
     }
 }
 
@@ -132,6 +133,7 @@ fn steady(q: &PlanQuestion, gateways: usize, routers: usize) -> Result<Loaded, S
         policies: q.policies.clone(),
         buffer: buffer_for(q.gateway_memory_bytes),
         export_retry: Default::default(),
+        export_batch: Default::default(),
         export_queue_bytes: tailgate_gateway::export::default_queue_bytes(),
         leave_linger: Duration::from_secs(5),
         redistribute: true,

@@ -121,6 +121,9 @@ pub struct Scenario {
     /// The exporter's retry (defaults as the gateway's exporters).
     #[serde(default)]
     pub export_retry: RetryConfig,
+    /// The exporter's `batch:` (defaults as the gateway's exporters).
+    #[serde(default)]
+    pub export_batch: tailgate_gateway::export::BatchConfig,
     /// The exporter's queue per gateway, bytes.
     #[serde(default = "tailgate_gateway::export::default_queue_bytes")]
     pub export_queue_bytes: u64,

@@ -10,6 +10,7 @@
 use std::time::Duration;
 
 use tailgate_gateway::buffer::trace::{TraceSummary, TraceView};
+use tailgate_gateway::peers::{owner_rule, Owner};
 use tailgate_gateway::PolicyPlan;
 
 use crate::cluster::Timeline;
@@ -181,7 +182,7 @@ impl Ctx<'_> {
             };
             self.place(trace, i, at, dest, &mut parts, &mut fates);
         }
-        self.settle(trace, &mut parts, &mut fates, tally, weight);
+        self.settle(trace, &mut parts, rng, &mut fates, tally, weight);
         let kept_spans = fates.kept;
         tally.sampled.add(&fates, 1.0);
         tally.estimated.add(&fates, weight);
@@ -202,7 +203,7 @@ impl Ctx<'_> {
         let whole: Vec<usize> = (0..trace.arrivals.len()).collect();
         let plan = self.reference;
         let at = trace.start + plan.decision_wait.as_secs_f64();
-        let d = plan.decide(&self.view(trace, &whole, at, &mut TraceSummary::default()));
+        let d = plan.decide(&self.view(plan, trace, &whole, at, &mut TraceSummary::default()));
         if let (true, Some(p)) = (d.sampled, d.policy) {
             bump(&mut tally.undisturbed_by_policy, p as usize, weight);
         }
@@ -240,12 +241,12 @@ impl Ctx<'_> {
             fates.refused += 1.0;
             return None;
         }
+        // The gateway's own redistribution rule, its ring's indexes being member ids here.
         let dest = if self.scenario.redistribute {
             let owner = tl.owner(tl.gateway_version(at), hash);
-            if tl.alive(owner, at) {
-                owner
-            } else {
-                target
+            match owner_rule(Some(owner), Some(target), |m| !tl.alive(m, at)) {
+                Owner::Peer(m) => m,
+                Owner::Local => target,
             }
         } else {
             target
@@ -329,7 +330,13 @@ impl Ctx<'_> {
 
     fn decide(&self, trace: &SampledTrace, p: &mut Part, fates: &mut Fates) {
         let plan = self.plan_at(p.decide_at);
-        let d = plan.decide(&self.view(trace, &p.spans, p.decide_at, &mut TraceSummary::default()));
+        let d = plan.decide(&self.view(
+            plan,
+            trace,
+            &p.spans,
+            p.decide_at,
+            &mut TraceSummary::default(),
+        ));
         p.kept = Some(d.sampled);
         p.policy = d.policy;
         let n = p.spans.len() as f64;
@@ -352,6 +359,7 @@ impl Ctx<'_> {
         &self,
         trace: &SampledTrace,
         parts: &mut [Part],
+        rng: &mut fastrand::Rng,
         fates: &mut Fates,
         tally: &mut Tally,
         weight: f64,
@@ -362,7 +370,13 @@ impl Ctx<'_> {
                 tally.decision_delays.push(p.decide_at - p.first_seen);
             }
             if p.kept == Some(true) {
-                let back = backend_back(self.scenario, p.decide_at).unwrap_or(p.decide_at);
+                // A kept trace joins a batch opened at a uniformly random earlier moment and
+                // is sent when it closes, or once the backend is back.
+                let batch = self.flows.steps[self.step(p.decide_at)]
+                    .get(p.gateway)
+                    .map_or(0.0, |s| s.batch_open);
+                let sent = p.decide_at + batch * rng.f64();
+                let back = backend_back(self.scenario, sent).unwrap_or(sent);
                 if tally.export_delays.len() < 200_000 {
                     tally.export_delays.push(back - p.decide_at);
                 }
@@ -376,12 +390,19 @@ impl Ctx<'_> {
     /// A view of spans `idx` of `trace` (summarised into `summary`), decided at `at`.
     fn view<'s>(
         &self,
+        plan: &PolicyPlan,
         trace: &'s SampledTrace,
         idx: &[usize],
         at: f64,
         summary: &'s mut TraceSummary,
     ) -> TraceView<'s> {
         *summary = trace.summary(idx.iter().copied(), self.span_bytes);
+        trace.add_attributes(
+            idx,
+            &self.scenario.workload.attributes,
+            plan.attribute_keys(),
+            summary,
+        );
         let summary: &'s TraceSummary = summary;
         TraceView {
             trace_id: &trace.id,

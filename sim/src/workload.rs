@@ -6,7 +6,8 @@
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use tailgate_gateway::buffer::trace::TraceSummary;
+use tailgate_core::wire::attrs::AttrValue;
+use tailgate_gateway::buffer::trace::{TraceAttr, TraceSummary};
 
 /// Spans per second over time.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -214,6 +215,94 @@ pub struct Workload {
     /// Largest clock skew between services: each span's timestamps move by up to ± this.
     #[serde(default, with = "humantime_serde")]
     pub clock_skew: Duration,
+    /// Attributes the clients set, for the attribute policies (`string_attribute`,
+    /// `numeric_attribute`, `boolean_attribute`, `adaptive_rate` keys) to read.
+    #[serde(default)]
+    pub attributes: Vec<AttributeDist>,
+}
+
+/// One attribute of `workload.attributes`: its value is drawn once per trace.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AttributeDist {
+    /// The attribute's key, as the policies name it.
+    pub key: String,
+    /// The values it takes (strings, integers, doubles, booleans).
+    pub values: Vec<Literal>,
+    /// Each value's share of traces, in the order of `values` (default: equal shares).
+    /// When they sum to less than 1, the remaining traces do not carry the attribute.
+    #[serde(default)]
+    pub shares: Option<Vec<f64>>,
+    /// Where the clients set it.
+    #[serde(default)]
+    pub on: AttrPlace,
+}
+
+/// A literal attribute value of a workload.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Literal {
+    /// `true` or `false`.
+    Bool(bool),
+    /// An integer.
+    Int(i64),
+    /// A double.
+    Double(f64),
+    /// A string.
+    Str(String),
+}
+
+impl Literal {
+    fn value(&self) -> AttrValue {
+        match self {
+            Literal::Bool(b) => AttrValue::Bool(*b),
+            Literal::Int(i) => AttrValue::Int(*i),
+            Literal::Double(d) => AttrValue::Double(*d),
+            Literal::Str(s) => AttrValue::Str(bytes::Bytes::copy_from_slice(s.as_bytes())),
+        }
+    }
+}
+
+/// Where a workload attribute is set.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AttrPlace {
+    /// On every span of the trace (the default).
+    #[default]
+    Spans,
+    /// On the root span only: a gateway holding part of a trace without its root does not
+    /// see it.
+    Root,
+    /// On the resource of every span.
+    Resource,
+}
+
+impl AttributeDist {
+    /// Draws the index of the value a trace carries, if any.
+    fn draw(&self, rng: &mut fastrand::Rng) -> Option<u16> {
+        let n = self.values.len();
+        let mut u = rng.f64();
+        match &self.shares {
+            None => Some(((u * n as f64) as usize).min(n - 1) as u16),
+            Some(shares) => shares
+                .iter()
+                .position(|s| {
+                    u -= s;
+                    u < 0.0
+                })
+                .map(|i| i as u16),
+        }
+    }
+
+    fn check(&self) -> bool {
+        let n = self.values.len();
+        let shares_ok = self.shares.as_ref().is_none_or(|s| {
+            s.len() == n
+                && s.iter().all(|x| (0.0..=1.0).contains(x))
+                && s.iter().sum::<f64>() <= 1.0 + 1e-9
+        });
+        !self.key.is_empty() && (1..=u16::MAX as usize).contains(&n) && shares_ok
+    }
 }
 
 fn default_error_share() -> f64 {
@@ -251,6 +340,9 @@ pub struct SampledTrace {
     pub arrivals: Vec<f64>,
     /// Each span's clock skew in seconds (added to its timestamps).
     pub skews: Vec<f64>,
+    /// The workload attributes it carries: (index in `workload.attributes`, index of the
+    /// value).
+    pub attrs: Vec<(u16, u16)>,
 }
 
 impl Workload {
@@ -298,6 +390,12 @@ impl Workload {
             || !(1.0..=1000.0).contains(&self.slow_factor)
         {
             return Err(("workload", "shares from 0 to 1, slow_factor 1 to 1000"));
+        }
+        if !self.attributes.iter().all(AttributeDist::check) {
+            return Err((
+                "workload.attributes",
+                "a key, 1 to 65535 values, and one share from 0 to 1 per value summing to at most 1",
+            ));
         }
         Ok(())
     }
@@ -367,6 +465,12 @@ impl Workload {
             (_, false) => self.duration.draw(rng),
         };
         let error = rng.f64() < self.error_share;
+        let attrs = self
+            .attributes
+            .iter()
+            .enumerate()
+            .filter_map(|(a, dist)| dist.draw(rng).map(|v| (a as u16, v)))
+            .collect();
         let mut ends = Vec::with_capacity(spans as usize);
         let mut arrivals = Vec::with_capacity(spans as usize);
         let mut skews = Vec::with_capacity(spans as usize);
@@ -409,6 +513,7 @@ impl Workload {
             ends,
             arrivals,
             skews,
+            attrs,
         }
     }
 }
@@ -430,6 +535,39 @@ impl SampledTrace {
             summary.bytes += span_bytes;
         }
         summary
+    }
+
+    /// Adds to `summary` the attributes spans `idx` of this trace carry that a plan reads
+    /// (`plan_keys`, [`tailgate_gateway::PolicyPlan::attribute_keys`]), as a gateway's scan
+    /// records them. `dists` is the workload's `attributes`.
+    pub fn add_attributes(
+        &self,
+        idx: &[usize],
+        dists: &[AttributeDist],
+        plan_keys: &[String],
+        summary: &mut TraceSummary,
+    ) {
+        if self.attrs.is_empty() || idx.is_empty() || plan_keys.is_empty() {
+            return;
+        }
+        let has_root = idx.contains(&self.ends.len().saturating_sub(1));
+        for &(a, v) in &self.attrs {
+            let Some(dist) = dists.get(usize::from(a)) else {
+                continue;
+            };
+            let Some(key) = plan_keys.iter().position(|k| *k == dist.key) else {
+                continue;
+            };
+            if dist.on == AttrPlace::Root && !has_root {
+                continue;
+            }
+            summary.add_attrs(&[TraceAttr {
+                key: key as u16,
+                value: dist.values[usize::from(v)].value(),
+                from_resource: dist.on == AttrPlace::Resource,
+                from_root: has_root,
+            }]);
+        }
     }
 }
 
@@ -486,5 +624,34 @@ mod tests {
             period: Duration::from_secs(400),
         };
         assert!((d.at(100.0) - 150.0).abs() < 1e-6 && (d.at(300.0) - 50.0).abs() < 1e-6);
+    }
+
+    /// A root-only attribute is seen only by a part holding the root; a span attribute by
+    /// any part; keys no policy reads are not recorded.
+    #[test]
+    fn attributes_are_seen_where_the_clients_set_them() {
+        let yaml = "rate: {kind: steady, spans_per_second: 1}\ntrace_size: {kind: fixed, spans: 3}\nduration: {kind: fixed, value: 1s}\nattributes:\n  - {key: tier, values: [gold], on: root}\n  - {key: code, values: [500]}\n  - {key: unread, values: [true]}\n";
+        let w: Workload = serde_yaml_ng::from_str(yaml).unwrap();
+        assert_eq!(w.check(), Ok(()));
+        let t = w.sample_trace(&mut fastrand::Rng::with_seed(1), 0.0, false);
+        assert_eq!(t.attrs.len(), 3);
+        let keys = ["code".to_string(), "tier".to_string()];
+        let seen = |idx: &[usize]| {
+            let mut s = TraceSummary::default();
+            t.add_attributes(idx, &w.attributes, &keys, &mut s);
+            s.attrs
+                .iter()
+                .map(|a| (a.key, a.value.clone(), a.from_root))
+                .collect::<Vec<_>>()
+        };
+        let gold = AttrValue::Str(bytes::Bytes::from_static(b"gold"));
+        assert_eq!(seen(&[0, 1]), vec![(0, AttrValue::Int(500), false)]);
+        assert_eq!(
+            seen(&[1, 2]),
+            vec![(1, gold, true), (0, AttrValue::Int(500), true)]
+        );
+        let bad: Workload =
+            serde_yaml_ng::from_str(&yaml.replace("[500]}", "[500], shares: [1.5]}")).unwrap();
+        assert_eq!(bad.check().unwrap_err().0, "workload.attributes");
     }
 }

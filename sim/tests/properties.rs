@@ -20,11 +20,24 @@ fn scenario(
     seconds: u64,
     extra: &str,
 ) -> Loaded {
+    scenario_with(label, policies, gateways, rate, seconds, extra, "")
+}
+
+/// [`scenario`] with `workload_extra` (YAML lines indented under `workload:`).
+fn scenario_with(
+    label: &str,
+    policies: &str,
+    gateways: usize,
+    rate: f64,
+    seconds: u64,
+    extra: &str,
+    workload_extra: &str,
+) -> Loaded {
     let dir = std::env::temp_dir().join(format!("tailgate-sim-{label}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join("p.yaml"), policies).unwrap();
     let text = format!(
-        "name: {label}\nseed: 7\nduration: {seconds}s\ngateways: {gateways}\nrouters: 3\npolicies: p.yaml\nsample_traces_per_second: 300\n{extra}\nworkload:\n  rate: {{kind: steady, spans_per_second: {rate}}}\n  trace_size: {{kind: lognormal, median: 8, sigma: 0.8}}\n  duration: {{kind: lognormal, median: 300ms, sigma: 1.0}}\n"
+        "name: {label}\nseed: 7\nduration: {seconds}s\ngateways: {gateways}\nrouters: 3\npolicies: p.yaml\nsample_traces_per_second: 300\n{extra}\nworkload:\n  rate: {{kind: steady, spans_per_second: {rate}}}\n  trace_size: {{kind: lognormal, median: 8, sigma: 0.8}}\n  duration: {{kind: lognormal, median: 300ms, sigma: 1.0}}\n{workload_extra}"
     );
     let path = dir.join("s.yaml");
     std::fs::write(&path, text).unwrap();
@@ -189,4 +202,29 @@ fn kills_leave_and_are_replaced_without_undoing_other_changes() {
         "4 + 2 + one replacement; the kill of nobody adds none"
     );
     assert!(!tl.alive(0, 11.0) && tl.members[0].killed);
+}
+
+/// Scenario: a workload whose traces carry `tier` (gold on 20% of traces, on the root span;
+/// silver on 50%; none on the rest) and `http.status` (500 on 10%, on every span), under a
+/// plan keeping gold traces and 5xx traces and nothing else.
+/// Guarantees: the attribute policies read the workload's attributes as a gateway's scan
+/// would: each keeps its traces' share, the run keeps what the whole traces would, and a
+/// root-only attribute is not seen by a part without the root.
+#[test]
+fn attribute_policies_read_the_workloads_attributes() {
+    let plan = "decision_wait: 5s\npolicies:\n  - {name: gold, type: string_attribute, string_attribute: {key: tier, values: [gold]}}\n  - {name: errors5xx, type: numeric_attribute, numeric_attribute: {key: http.status, min_value: 500, max_value: 599}}\n";
+    let attrs = "  attributes:\n    - {key: tier, values: [gold, silver], shares: [0.2, 0.5], on: root}\n    - {key: http.status, values: [500, 200], shares: [0.1, 0.9]}\n";
+    let r = go(&scenario_with("attrs", plan, 4, 50_000.0, 60, "", attrs));
+    let share = |name: &str| {
+        let p = r.policies.iter().find(|p| p.name == name).unwrap();
+        (p.kept_share, p.undisturbed_share)
+    };
+    let (gold, gold_whole) = share("gold");
+    let (errors, errors_whole) = share("errors5xx");
+    // gold is evaluated first: it keeps 20%; errors keeps the 10% of the other 80%.
+    assert!((gold_whole - 0.2).abs() < 0.03, "gold {gold_whole}");
+    assert!((errors_whole - 0.08).abs() < 0.02, "5xx {errors_whole}");
+    assert!((gold - gold_whole).abs() < 0.02 && (errors - errors_whole).abs() < 0.02);
+    let kept = r.traces.kept / r.traces.sent;
+    assert!((0.2..0.35).contains(&kept), "kept {kept}");
 }

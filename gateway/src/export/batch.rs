@@ -64,4 +64,47 @@ impl BatchConfig {
         }
         Ok(())
     }
+
+    /// Whether a batch gathered so far, `spans` spans of `bytes` bytes, is sent without
+    /// waiting for more: the exporter's rule, which the simulator applies too.
+    pub fn is_full(&self, spans: usize, bytes: usize) -> bool {
+        spans >= self.max_spans || bytes >= self.max_bytes
+    }
+
+    /// How long a batch stays open when kept spans reach the exporter steadily at
+    /// `spans_per_second`, `bytes_per_span` each: until [`BatchConfig::is_full`] holds, at
+    /// most `timeout`. A kept trace waits a share of this before it is sent; the simulator
+    /// uses it for export delays.
+    pub fn open_for(&self, spans_per_second: f64, bytes_per_span: f64) -> Duration {
+        if spans_per_second <= 0.0 {
+            return self.timeout;
+        }
+        let by_bytes = (self.max_bytes as f64 / bytes_per_span.max(1.0)).ceil();
+        let spans = (self.max_spans as f64).min(by_bytes);
+        Duration::from_secs_f64((spans / spans_per_second).min(self.timeout.as_secs_f64()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The open time ends where `is_full` first holds, or at the timeout.
+    #[test]
+    fn a_batch_is_open_until_full_or_timed_out() {
+        let b = BatchConfig {
+            max_spans: 100,
+            max_bytes: 10_000,
+            timeout: Duration::from_millis(200),
+        };
+        // 1,000 spans/s of 50 B: full at 100 spans, after 100 ms.
+        assert_eq!(b.open_for(1000.0, 50.0), Duration::from_millis(100));
+        assert!(!b.is_full(99, 99 * 50) && b.is_full(100, 100 * 50));
+        // 1,000 spans/s of 200 B: full at 10,000 B (50 spans), after 50 ms.
+        assert_eq!(b.open_for(1000.0, 200.0), Duration::from_millis(50));
+        assert!(!b.is_full(49, 49 * 200) && b.is_full(50, 50 * 200));
+        // Slow traffic waits for the timeout.
+        assert_eq!(b.open_for(10.0, 50.0), b.timeout);
+        assert_eq!(b.open_for(0.0, 50.0), b.timeout);
+    }
 }

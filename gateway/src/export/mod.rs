@@ -430,7 +430,7 @@ impl Exporter {
             let mut g = Gathered::default();
             g.add(first);
             let deadline = Instant::now() + self.batch.timeout;
-            while g.spans.len() < self.batch.max_spans && g.bytes < self.batch.max_bytes {
+            while !self.batch.is_full(g.spans.len(), g.bytes) {
                 tokio::select! {
                     item = self.rx.recv() => match item {
                         Some(b) => g.add(b),
