@@ -12,8 +12,9 @@
 //! forward:
 //!   timeout: 5s
 //!   retry: { initial_interval: 100ms, max_interval: 1s, max_elapsed_time: 30s }
-//!   queue_bytes: 67108864        # per gateway
-//!   max_queued_bytes: 268435456  # whole router
+//!   queue_bytes: 16777216        # per gateway; full queues hold new requests unread
+//!   max_queued_bytes: 67108864   # whole router
+//!   queue_wait: 5s               # then RESOURCE_EXHAUSTED, before the body is read
 //!   compression: none            # none | gzip | zstd
 //! admin: 127.0.0.1:13133        # /metrics, /healthz, /readyz (null disables)
 //! ```
@@ -79,12 +80,19 @@ pub struct ForwardConfig {
     /// failed. Default: 100ms doubling to 1s, for at most 30s.
     #[serde(default = "default_retry")]
     pub retry: RetryConfig,
-    /// Bytes queued per gateway before requests for it are refused. Default 64 MiB.
+    /// Bytes queued per gateway. While a gateway's queue is full, new requests wait unread
+    /// (see `queue_wait`). Default 16 MiB.
     #[serde(default = "default_queue_bytes")]
     pub queue_bytes: usize,
-    /// Bytes queued in the whole router before requests are refused. Default 256 MiB.
+    /// Bytes queued in the whole router; past it, new requests wait unread. Default 64 MiB.
     #[serde(default = "default_max_queued_bytes")]
     pub max_queued_bytes: usize,
+    /// Longest a request waits, its body unread, for room in full queues before it is
+    /// refused with RESOURCE_EXHAUSTED and a retry delay. While it waits, HTTP/2 flow
+    /// control holds its sender back: senders are slowed before anything is refused.
+    /// Default 5s (under the OpenTelemetry SDKs' 10 s export timeout).
+    #[serde(default = "default_queue_wait", with = "humantime_serde")]
+    pub queue_wait: Duration,
     /// Largest request sent to a gateway after coalescing. Requests of a few hundred KB
     /// with several in flight are the cheapest to move (see docs/benchmarks.md). Default
     /// 512 KiB.
@@ -130,10 +138,13 @@ fn default_retry() -> RetryConfig {
     }
 }
 fn default_queue_bytes() -> usize {
-    64 << 20
+    16 << 20
 }
 fn default_max_queued_bytes() -> usize {
-    256 << 20
+    64 << 20
+}
+fn default_queue_wait() -> Duration {
+    Duration::from_secs(5)
 }
 fn default_max_request_bytes() -> usize {
     512 << 10
@@ -158,6 +169,7 @@ impl Default for ForwardConfig {
             retry: default_retry(),
             queue_bytes: default_queue_bytes(),
             max_queued_bytes: default_max_queued_bytes(),
+            queue_wait: default_queue_wait(),
             max_request_bytes: default_max_request_bytes(),
             coalesce_bytes: default_coalesce_bytes(),
             coalesce_delay: default_coalesce_delay(),

@@ -44,6 +44,8 @@ pub struct Forwarder {
     capacity: usize,
     /// Router-wide queued bytes, shared by all forwarders.
     global: Arc<AtomicUsize>,
+    /// Told when bytes leave a queue: a request waiting for room may go on.
+    room: Arc<Notify>,
     router_stats: Arc<RouterStats>,
     notify: Notify,
     down: AtomicBool,
@@ -62,6 +64,7 @@ impl Forwarder {
         member: Member,
         capacity: usize,
         global: Arc<AtomicUsize>,
+        room: Arc<Notify>,
         router_stats: Arc<RouterStats>,
     ) -> Arc<Self> {
         Arc::new(Forwarder {
@@ -70,6 +73,7 @@ impl Forwarder {
             queued_bytes: AtomicUsize::new(0),
             capacity,
             global,
+            room,
             router_stats,
             notify: Notify::new(),
             down: AtomicBool::new(false),
@@ -94,6 +98,11 @@ impl Forwarder {
         self.queued_bytes.load(Ordering::Relaxed)
     }
 
+    /// Whether its queue has room for more.
+    pub fn has_room(&self) -> bool {
+        self.queued_bytes() < self.capacity
+    }
+
     fn try_reserve(&self, bytes: usize) -> bool {
         self.queued_bytes
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |q| {
@@ -109,6 +118,7 @@ impl Forwarder {
                 Some(q.saturating_sub(bytes))
             });
         }
+        self.room.notify_one();
     }
 
     /// Queues a part whose bytes were reserved by [`Admission`].
@@ -316,6 +326,16 @@ impl<'a> Admission<'a> {
             reserved: Vec::new(),
             global_limit,
         }
+    }
+
+    /// Reserves `bytes` in `f` beyond the limits: for a request that waited for room
+    /// before it was read ([`tailgate_core::receive::SpanSink::ready`]) and found the
+    /// queues filled by others read at the same time. The overshoot is bounded by what the
+    /// receivers hold in flight.
+    pub fn reserve_over(&mut self, f: &'a Forwarder, bytes: usize) {
+        f.global.fetch_add(bytes, Ordering::AcqRel);
+        f.queued_bytes.fetch_add(bytes, Ordering::AcqRel);
+        self.reserved.push((f, bytes));
     }
 
     /// Reserves room for `bytes` in `f`; `false` (and nothing reserved by this call) when

@@ -36,6 +36,10 @@ pub struct RouterStats {
     pub ring_changes: Counter,
     /// Accepted spans split again after their gateway left or went down.
     pub rerouted_spans: Counter,
+    /// Requests held unread while the queues were full (flow control).
+    pub held_requests: Counter,
+    /// Of those, the requests refused unread after `forward.queue_wait`.
+    pub refused_unread_requests: Counter,
     /// DNS discovery counters.
     pub discovery: std::sync::Arc<tailgate_core::members::DiscoveryStats>,
 }
@@ -132,7 +136,7 @@ impl RouterStats {
             &[],
             self.members.get(),
         );
-        let more: [(&str, &str, &str, u64); 6] = [
+        let more: [(&str, &str, &str, u64); 8] = [
             (
                 "tailgate_router_healthy_members",
                 "gauge",
@@ -150,6 +154,18 @@ impl RouterStats {
                 "counter",
                 "Accepted spans split again after their gateway left or went down.",
                 self.rerouted_spans.get(),
+            ),
+            (
+                "tailgate_router_held_requests_total",
+                "counter",
+                "Requests held unread while the queues were full: their senders were slowed by flow control.",
+                self.held_requests.get(),
+            ),
+            (
+                "tailgate_router_refused_unread_requests_total",
+                "counter",
+                "Requests refused unread (RESOURCE_EXHAUSTED) after waiting forward.queue_wait for room; their spans were never read, so they are not in refused_spans.",
+                self.refused_unread_requests.get(),
             ),
             (
                 "tailgate_router_dns_lookups_total",

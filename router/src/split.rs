@@ -1,7 +1,13 @@
 //! The router's stage: scan a request, find each span's owner on the ring, re-frame one
 //! part per owner from the original bytes, and admit all parts to their gateways' queues at
-//! once, or none (then the sender gets `RESOURCE_EXHAUSTED` with a retry hint, and its
-//! retry cannot duplicate anything).
+//! once.
+//!
+//! Backpressure is by flow control: while a gateway's queue or the router's is full, a new
+//! request waits before its body is read ([`SpanSink::ready`]), one at a time in arrival
+//! order, so HTTP/2 flow control holds its sender back; only past `forward.queue_wait` is it
+//! refused (`RESOURCE_EXHAUSTED` with a retry hint), still unread, so its retry cannot
+//! duplicate anything. Requests read at the same moment may take the queues past their
+//! limits by what the receivers hold in flight (`receive.max_in_flight_bytes`), no more.
 //!
 //! The ring and the forwarders it points at are one immutable [`RingState`] behind an
 //! `ArcSwap`: the hot path loads it once per request and never locks. Membership changes
@@ -50,6 +56,10 @@ pub struct Router {
     membership: Mutex<Membership>,
     cfg: ForwardConfig,
     global_queued: Arc<AtomicUsize>,
+    /// Told when queued bytes leave a queue.
+    room: Arc<tokio::sync::Notify>,
+    /// Held by the one request waiting for room; the others wait for it in arrival order.
+    gate: tokio::sync::Semaphore,
     stats: Arc<RouterStats>,
     ready: Readiness,
     this: Weak<Router>,
@@ -72,6 +82,8 @@ impl Router {
             }),
             cfg,
             global_queued: Arc::new(AtomicUsize::new(0)),
+            room: Arc::new(tokio::sync::Notify::new()),
+            gate: tokio::sync::Semaphore::new(1),
             stats: Arc::new(RouterStats::default()),
             ready: Readiness::default(),
             this: this.clone(),
@@ -173,6 +185,7 @@ impl Router {
             member.clone(),
             self.cfg.queue_bytes,
             self.global_queued.clone(),
+            self.room.clone(),
             self.stats.clone(),
         );
         let (this, again) = (self.this.clone(), self.this.clone());
@@ -339,6 +352,38 @@ impl SpanSink for Router {
         self.stats.refused_requests[refusal.reason_index()].add(1);
     }
 
+    async fn ready(&self) -> Result<(), Refusal> {
+        if self.gate.available_permits() > 0 && self.has_room() {
+            return Ok(());
+        }
+        self.stats.held_requests.add(1);
+        let deadline = tokio::time::Instant::now() + self.cfg.queue_wait;
+        let full = || {
+            self.stats.refused_unread_requests.add(1);
+            Refusal::Overloaded {
+                message: format!(
+                    "the router's queues stayed full for {:?}; retry later",
+                    self.cfg.queue_wait
+                ),
+                retry_after: DEFAULT_RETRY_AFTER,
+            }
+        };
+        let Ok(Ok(_turn)) = tokio::time::timeout_at(deadline, self.gate.acquire()).await else {
+            return Err(full());
+        };
+        loop {
+            let freed = self.room.notified();
+            tokio::pin!(freed);
+            freed.as_mut().enable();
+            if self.has_room() {
+                return Ok(());
+            }
+            if tokio::time::timeout_at(deadline, freed).await.is_err() {
+                return Err(full());
+            }
+        }
+    }
+
     async fn export(&self, body: Bytes) -> Result<Accepted, Refusal> {
         self.stats.requests.add(1);
         // The scan's and splitter's buffers are reused per worker thread: nothing below
@@ -353,6 +398,17 @@ thread_local! {
 }
 
 impl Router {
+    /// Whether a new request may be read: the router's queues and those of every gateway
+    /// on the ring have room (a request's gateways are known only once it is read). With
+    /// every gateway down, requests are read and refused at once.
+    fn has_room(&self) -> bool {
+        let state = self.state.load();
+        self.global_queued
+            .load(std::sync::atomic::Ordering::Relaxed)
+            < self.cfg.max_queued_bytes
+            && state.forwarders.iter().all(|f| f.has_room() || f.is_down())
+    }
+
     /// Scans, splits and admits one request; synchronous, so it can borrow a reused scan.
     fn admit(
         &self,
@@ -401,15 +457,11 @@ impl Router {
         let parts = splitter.split(&state.ring, body, scan, whole);
         let mut admission = Admission::new(self.cfg.max_queued_bytes);
         for (owner, _, part) in &parts {
-            if !admission.reserve(&state.forwarders[*owner], part.len()) {
-                self.stats.refused_spans.add(valid);
-                return Err(Refusal::Overloaded {
-                    message: format!(
-                        "queue for gateway {} is full; retry later",
-                        state.forwarders[*owner].member()
-                    ),
-                    retry_after: DEFAULT_RETRY_AFTER,
-                });
+            // The request waited for room before it was read; others read meanwhile may
+            // have filled it again, by at most what the receivers hold in flight.
+            let f = &state.forwarders[*owner];
+            if !admission.reserve(f, part.len()) {
+                admission.reserve_over(f, part.len());
             }
         }
         admission.commit(
@@ -442,5 +494,62 @@ impl Admin for Router {
         self.ready.get()
             && !state.forwarders.is_empty()
             && !state.forwarders.iter().all(|f| f.is_down())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::Ordering;
+    use std::time::Duration;
+
+    fn full_router(wait: Duration) -> Arc<Router> {
+        let router = Router::new(ForwardConfig {
+            queue_wait: wait,
+            ..ForwardConfig::default()
+        });
+        router
+            .global_queued
+            .store(router.cfg.max_queued_bytes, Ordering::Relaxed);
+        router
+    }
+
+    /// With the queues full, `ready` holds a request for `queue_wait`, then refuses it
+    /// retryably; the waits are counted.
+    #[tokio::test(start_paused = true)]
+    async fn ready_refuses_after_queue_wait_while_full() {
+        let router = full_router(Duration::from_secs(5));
+        let start = tokio::time::Instant::now();
+        let refusal = SpanSink::ready(&*router).await.unwrap_err();
+        assert!(matches!(refusal, Refusal::Overloaded { .. }), "{refusal:?}");
+        assert_eq!(start.elapsed(), Duration::from_secs(5));
+        assert_eq!(router.stats.held_requests.get(), 1);
+        assert_eq!(router.stats.refused_unread_requests.get(), 1);
+    }
+
+    /// Held requests go on, in arrival order, once room comes back, each as soon as there
+    /// is room; none is refused.
+    #[tokio::test(start_paused = true)]
+    async fn held_requests_go_on_in_order_when_room_comes_back() {
+        let router = full_router(Duration::from_secs(5));
+        let order = Arc::new(Mutex::new(Vec::new()));
+        let waiters: Vec<_> = (0..3)
+            .map(|i| {
+                let (router, order) = (router.clone(), order.clone());
+                tokio::spawn(async move {
+                    SpanSink::ready(&*router).await.unwrap();
+                    order.lock().unwrap().push(i);
+                })
+            })
+            .collect();
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert!(order.lock().unwrap().is_empty());
+        router.global_queued.store(0, Ordering::Relaxed);
+        router.room.notify_one();
+        for w in waiters {
+            w.await.unwrap();
+        }
+        assert_eq!(*order.lock().unwrap(), vec![0, 1, 2]);
+        assert_eq!(router.stats.refused_unread_requests.get(), 0);
     }
 }

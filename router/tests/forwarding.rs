@@ -85,18 +85,20 @@ fn spans(req: &opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServ
         .sum()
 }
 
-/// Scenario: the only gateway takes connections but never answers, and its queue holds
-/// 20 KB; requests keep coming.
-/// Guarantees: once the queue is full, requests are refused whole with RESOURCE_EXHAUSTED
-/// and a retry hint; the refused spans are counted as refused, and nothing of a refused
-/// request is queued (queued + refused + failed = received).
+/// Scenario: the only gateway takes connections but never answers, its queue holds 20 KB,
+/// and a request may wait 300 ms for room; requests keep coming.
+/// Guarantees (issue 19 item 1): once the queue is full, a new request is held unread for
+/// `queue_wait` and then refused with RESOURCE_EXHAUSTED and a retry hint; none of its
+/// spans was read (received spans do not grow), and everything read is queued, sent or
+/// failed, never refused after being read (queued + failed + forwarded = received).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn full_queue_refuses_whole_requests() {
+async fn a_full_queue_holds_requests_unread_then_refuses_them() {
     let stop = CancellationToken::new();
     let dead = silent_address([127, 0, 0, 31], &stop).await;
     let forward = ForwardConfig {
         queue_bytes: 20_000,
         max_queued_bytes: 1 << 20,
+        queue_wait: Duration::from_millis(300),
         retry: RetryConfig {
             initial_interval: Duration::from_millis(50),
             max_interval: Duration::from_millis(100),
@@ -112,25 +114,100 @@ async fn full_queue_refuses_whole_requests() {
     let mut sent = 0;
     for seed in 0..50 {
         let req = FakeOtlp::traces(10).spans(4).seed(seed).build();
-        sent += spans(&req);
-        if let Err(status) = client.export(req).await {
-            refused = Some(status);
-            break;
+        let before = router.stats().received_spans.get();
+        let asked = Instant::now();
+        match client.export(req.clone()).await {
+            Ok(_) => sent += spans(&req),
+            Err(status) => {
+                refused = Some((status, asked.elapsed(), before));
+                break;
+            }
         }
     }
-    let status = refused.expect("the queue never filled");
+    let (status, waited, before) = refused.expect("the queue never filled");
     assert_eq!(status.code(), tonic::Code::ResourceExhausted, "{status:?}");
     assert!(tailgate_core::receive::status::retry_delay(&status).is_some());
+    assert!(
+        waited >= Duration::from_millis(300),
+        "refused after {waited:?}"
+    );
     let s = router.stats();
-    assert_eq!(s.received_spans.get(), sent);
     assert_eq!(
-        router.pending_spans()
-            + s.refused_spans.get()
-            + s.failed_spans.get()
-            + s.forwarded_spans.get(),
+        s.received_spans.get(),
+        before,
+        "the refused request was read"
+    );
+    assert_eq!(s.received_spans.get(), sent);
+    assert_eq!(s.refused_spans.get(), 0);
+    assert_eq!(s.refused_unread_requests.get(), 1);
+    assert!(s.held_requests.get() >= 1);
+    assert_eq!(
+        router.pending_spans() + s.failed_spans.get() + s.forwarded_spans.get(),
         sent
     );
-    assert!(s.refused_spans.get() > 0);
+    stop.cancel();
+}
+
+/// Scenario: the only gateway answers UNAVAILABLE for a while (its forwarder keeps
+/// retrying, so its 20 KB queue fills), then recovers; a request may wait 10 s for room;
+/// one sender keeps sending.
+/// Guarantees: a request that finds the queue full is held unread, and taken once room
+/// comes back: its sender was slowed, not refused, and every span arrives once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_held_request_goes_on_when_room_comes_back() {
+    let stop = CancellationToken::new();
+    let (live_addr, live) = CaptureBackend::start("127.0.0.37:0".parse().unwrap(), stop.clone())
+        .await
+        .unwrap();
+    live.set_unavailable(true);
+    let forward = ForwardConfig {
+        queue_bytes: 20_000,
+        max_queued_bytes: 1 << 20,
+        queue_wait: Duration::from_secs(10),
+        max_in_flight: 1,
+        retry: RetryConfig {
+            initial_interval: Duration::from_millis(20),
+            max_interval: Duration::from_millis(50),
+            max_elapsed_time: Duration::from_secs(30),
+        },
+        ..ForwardConfig::default()
+    };
+    let (addr, router) = start_router(vec![live_addr.to_string()], forward, &stop).await;
+    let mut client = TraceServiceClient::connect(format!("http://{addr}"))
+        .await
+        .unwrap();
+    let sender = tokio::spawn(async move {
+        let mut sent = 0;
+        for seed in 0..30 {
+            let req = FakeOtlp::traces(10).spans(4).seed(seed).build();
+            client.export(req.clone()).await?;
+            sent += spans(&req);
+        }
+        Ok::<u64, tonic::Status>(sent)
+    });
+    let started = Instant::now();
+    while router.stats().held_requests.get() == 0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "no request was held"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    live.set_unavailable(false);
+    let sent = sender.await.unwrap().expect("a held request was refused");
+    let s = router.stats();
+    while live.spans() < sent {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "{} of {sent}",
+            live.spans()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(live.spans(), sent);
+    assert_eq!(s.received_spans.get(), sent);
+    assert_eq!(s.refused_unread_requests.get(), 0);
+    assert_eq!(s.refused_spans.get() + s.failed_spans.get(), 0);
     stop.cancel();
 }
 

@@ -165,6 +165,11 @@ impl<S: SpanSink> TraceService<S> {
                 return response;
             }
         };
+        // Wait for room before reading: the unread body holds the sender back.
+        if let Err(refusal) = self.sink.ready().await {
+            self.sink.refused(&refusal);
+            return refusal.to_grpc().into_http();
+        }
         let mut held = InFlightBytes::default();
         let answer = match self.read_message(req, encoding, &mut held).await {
             // The sink runs to its end on its own task, even if the client goes away, and

@@ -97,6 +97,8 @@ async fn receive<S: SpanSink>(
             }
         },
     };
+    // Wait for room before reading: the unread body holds the sender back.
+    sink.ready().await?;
     // Every chunk takes its size from the receivers' in-flight budget as it arrives; the
     // request gives it all back once the sink has answered.
     let mut held = InFlightBytes::default();

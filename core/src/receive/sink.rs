@@ -27,6 +27,16 @@ pub trait SpanSink: Send + Sync + 'static {
         self.export(body)
     }
 
+    /// Waits until this stage can take another request, before the receiver reads the
+    /// request's body. A stage whose queues are full holds the request here: its body stays
+    /// unread, HTTP/2 flow control then stops the sender once the stream's and the
+    /// connection's windows are full, and a sender is slowed instead of refused after its
+    /// data was read. `Err` refuses the request, still unread (counted through
+    /// [`SpanSink::refused`]). Stages that never fill take every request at once.
+    fn ready(&self) -> impl Future<Output = Result<(), Refusal>> + Send {
+        async { Ok(()) }
+    }
+
     /// Takes decisions another gateway hands over (see [`DECISIONS_PATH`]): a body of
     /// [`DECISION_RECORD_LEN`]-byte records. Returns how many were taken. Stages that keep
     /// no decisions refuse.
