@@ -16,11 +16,18 @@ use tailgate_core::telemetry::{Counter, Gauge, PromText};
 use crate::policy::plan::PolicyPlan;
 use crate::reload::ReloadStats;
 
-/// Memory a buffered span costs beyond its encoded bytes (its handle, its share of its
-/// trace's vector, table entry and summary, and allocator slack), charged against the byte
-/// limits so that they bound the process's memory rather than the encoded bytes alone.
-/// Measured: RSS over encoded bytes was about 1.27 at steady state, on ~200-byte spans.
-pub const SPAN_OVERHEAD_BYTES: u64 = 64;
+/// Memory a buffered span costs beyond its encoded bytes and its request's share (its
+/// 32-byte handle in its trace's vector, the vector's growth slack, allocator slack),
+/// charged against the byte limits so that they bound the process's memory rather than the
+/// encoded bytes alone. With [`TRACE_OVERHEAD_BYTES`], fitted to RSS over traces of 1 to
+/// 1,000 spans (docs/benchmarks.md, "Memory charge").
+pub const SPAN_OVERHEAD_BYTES: u64 = 48;
+
+/// Memory a buffered trace costs whatever its size: its table slot and boxed entry (key,
+/// summary, vector header), its deadline entries, and the allocations' slack. Without it
+/// the limits under-count small traces: a flood of 1-span traces costs several times its
+/// encoded bytes.
+pub const TRACE_OVERHEAD_BYTES: u64 = 384;
 
 /// Peer counters, rendered with the gateway's.
 #[derive(Debug, Default)]
@@ -212,11 +219,14 @@ impl GatewayStats {
     }
 
     /// Memory the gateway holds for spans: encoded bytes of buffered traces and of kept
-    /// spans waiting for the backend, plus a fixed overhead per span. The hard limit
-    /// (`buffer.max_buffered_bytes`) applies to this.
+    /// spans waiting for the backend, plus a fixed overhead per span and per buffered
+    /// trace. The hard limit (`buffer.max_buffered_bytes`) applies to this.
     pub fn held_bytes(&self) -> u64 {
         let spans = self.live_spans.get() + self.pending_export_spans.get();
-        self.buffered_bytes.get() + self.pending_export_bytes.get() + spans * SPAN_OVERHEAD_BYTES
+        self.buffered_bytes.get()
+            + self.pending_export_bytes.get()
+            + spans * SPAN_OVERHEAD_BYTES
+            + self.live_traces.get() * TRACE_OVERHEAD_BYTES
     }
 
     /// The Prometheus text format (0.0.4) of [`Self::render_into`].
@@ -459,6 +469,13 @@ impl GatewayStats {
             self.buffered_bytes.get(),
         );
         p.metric(
+            "tailgate_gateway_held_bytes",
+            "gauge",
+            "Memory charged against buffer.max_buffered_bytes: buffered and export-pending bytes plus a fixed overhead per span and per trace.",
+            &[],
+            self.held_bytes(),
+        );
+        p.metric(
             "tailgate_gateway_pending_export_bytes",
             "gauge",
             "Encoded bytes of kept spans waiting for the backend.",
@@ -639,5 +656,29 @@ pub fn render_plan(p: &mut PromText, plan: &PolicyPlan) {
             &[("policy", name)],
             policy.errors(),
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The hard limit's charge counts every buffered trace besides its spans: a flood of
+    /// 1-span traces is charged what it costs, not its encoded bytes alone.
+    #[test]
+    fn held_bytes_charge_spans_and_traces() {
+        let s = GatewayStats::default();
+        s.buffered_bytes.add(10_000);
+        s.live_spans.add(20);
+        s.live_traces.add(20);
+        s.pending_export_bytes.add(500);
+        s.pending_export_spans.add(2);
+        assert_eq!(
+            s.held_bytes(),
+            10_500 + 22 * SPAN_OVERHEAD_BYTES + 20 * TRACE_OVERHEAD_BYTES
+        );
+        assert!(s
+            .render()
+            .contains(&format!("tailgate_gateway_held_bytes {}", s.held_bytes())));
     }
 }

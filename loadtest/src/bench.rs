@@ -20,6 +20,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::drive::build_request;
 use crate::generate::{GenConfig, Generator};
+use crate::replay::ReplayPool;
 
 /// A sink that only counts the spans it receives (by scanning, not decoding).
 #[derive(Debug, Default)]
@@ -545,6 +546,34 @@ pub struct GatewayBench {
     /// TLS in (load generator → gateway) and out (gateway → backend), with certificates
     /// made for the run.
     pub tls: bool,
+    /// Mean spans per trace (each trace has 50% to 150% of it).
+    pub spans_per_trace: u32,
+    /// Saturation mode: replay pre-encoded requests with fresh trace ids
+    /// ([`ReplayPool`]) from `connections` connections, so that the gateway, not the
+    /// generator, is the bottleneck. Otherwise each request is generated as it is sent.
+    pub saturate: bool,
+    /// Client connections (the `concurrency` requests in flight are spread over them).
+    pub connections: usize,
+}
+
+impl Default for GatewayBench {
+    /// The `bench gateway` command's defaults.
+    fn default() -> Self {
+        GatewayBench {
+            gateway_bin: sibling_binary("tailgate-gateway"),
+            duration: Duration::from_secs(20),
+            decision_wait: Duration::from_secs(10),
+            spans_per_request: 512,
+            concurrency: 4,
+            max_buffered_bytes: None,
+            with_peers: false,
+            pin_cpu: None,
+            tls: false,
+            spans_per_trace: 8,
+            saturate: false,
+            connections: 1,
+        }
+    }
 }
 
 /// A gateway benchmark's result.
@@ -552,6 +581,17 @@ pub struct GatewayBench {
 pub struct GatewayBenchResult {
     /// Whether the gateway received and exported over TLS.
     pub tls: bool,
+    /// Whether requests were replayed pre-encoded (saturation mode).
+    pub saturate: bool,
+    /// Mean spans per trace of the load.
+    pub spans_per_trace: u32,
+    /// Gateway CPU seconds while load was driven, over the driving time and the cores it
+    /// may use: near 1 when the gateway is the bottleneck.
+    pub server_core_utilisation: f64,
+    /// The gateway's cores were less than 90% busy while driven: the generator (or the
+    /// closed loop's round trips) limited the rate, so `spans_per_sec` is not the
+    /// gateway's capacity.
+    pub generator_bound: bool,
     /// Spans the gateway accepted.
     pub spans_sent: u64,
     /// Spans refused (backpressure).
@@ -575,6 +615,11 @@ pub struct GatewayBenchResult {
     /// (Peak RSS - base RSS) over peak buffered bytes: what the goal "RSS at most 1.3 times
     /// the buffered bytes plus a fixed base" measures.
     pub rss_above_base_to_buffered_ratio: f64,
+    /// The gateway when it buffered the most: RSS and what its metrics said it held.
+    pub at_peak_buffered: HeldSample,
+    /// At that moment, (RSS - base RSS) over the bytes charged against the limits
+    /// (`tailgate_gateway_held_bytes`): 1 when the charge is what the buffer costs.
+    pub rss_above_base_to_held_ratio: f64,
     /// Every accepted span was decided (exported or dropped by policy).
     pub all_spans_settled: bool,
     /// The gateway's hard byte limit, when one was set.
@@ -613,23 +658,50 @@ pub async fn bench_gateway(cfg: &GatewayBench) -> anyhow::Result<GatewayBenchRes
         None => endpoint.connect().await?,
         Some(pki) => connect_tls(&endpoint, pki).await?,
     };
+    let mut channels = vec![channel];
+    for _ in 1..cfg.connections.max(1) {
+        channels.push(match &pki {
+            None => endpoint.connect().await?,
+            Some(pki) => connect_tls(&endpoint, pki).await?,
+        });
+    }
     let tally = Arc::new(SpanTally::default());
-    let peak_buffered = Arc::new(AtomicU64::new(0));
+    let peak_buffered = Arc::new(std::sync::Mutex::new(HeldSample::default()));
+    let source = if cfg.saturate {
+        Source::Replay(Arc::new(ReplayPool::new(
+            cfg.spans_per_request,
+            cfg.spans_per_trace,
+            43,
+        )))
+    } else {
+        Source::Fresh(None)
+    };
     // Let it finish starting (threads, listeners) before taking its base.
     tokio::time::sleep(Duration::from_millis(300)).await;
     let base_rss_bytes = current_rss(pid)?;
     let cpu_before = cpu_seconds(pid)?;
     let start = Instant::now();
     let end = start + cfg.duration;
-    // Distinct traces throughout: each request is generated fresh (outside the gateway).
-    let (producer, rx) = spawn_request_producer(cfg.spans_per_request, end);
-    let tasks = spawn_gateway_senders(&channel, &rx, cfg, &tally);
-    let sampler = spawn_buffered_bytes_sampler(admin_addr, peak_buffered.clone());
-    producer.await?;
+    // Distinct traces throughout: each request is generated fresh (outside the gateway),
+    // or replayed with fresh trace ids.
+    let (producer, source) = match source {
+        Source::Fresh(_) => {
+            let (producer, rx) =
+                spawn_request_producer(cfg.spans_per_request, cfg.spans_per_trace, end);
+            (Some(producer), Source::Fresh(Some(rx)))
+        }
+        replay => (None, replay),
+    };
+    let tasks = spawn_gateway_senders(&channels, &source, cfg, end, &tally);
+    let sampler = spawn_buffered_bytes_sampler(admin_addr, pid, peak_buffered.clone());
+    if let Some(producer) = producer {
+        producer.await?;
+    }
     for t in tasks {
         t.await?;
     }
     let wall = start.elapsed().as_secs_f64();
+    let driving_cpu = cpu_seconds(pid)? - cpu_before;
     let sent = tally.sent.load(Ordering::Relaxed);
     // Wait for every trace to be decided and exported.
     let within = cfg.decision_wait * 3 + Duration::from_secs(30);
@@ -644,6 +716,11 @@ pub async fn bench_gateway(cfg: &GatewayBench) -> anyhow::Result<GatewayBenchRes
         std::fs::remove_file(&files.policies),
         pki.map(|p| std::fs::remove_dir_all(p.dir)),
     );
+    let cores = match cfg.pin_cpu {
+        Some(_) => 1.0,
+        None => std::thread::available_parallelism().map_or(1.0, |n| n.get() as f64),
+    };
+    let utilisation = driving_cpu / wall.max(1e-9) / cores;
     let measured = GatewayMeasurements {
         sent,
         refused: tally.refused.load(Ordering::Relaxed),
@@ -651,12 +728,16 @@ pub async fn bench_gateway(cfg: &GatewayBench) -> anyhow::Result<GatewayBenchRes
         wall,
         cpu,
         peak_rss_bytes,
-        peak_buffered_bytes: peak_buffered.load(Ordering::Relaxed),
+        peak: peak_buffered.lock().map(|p| *p).unwrap_or_default(),
         base_rss_bytes,
         settled,
     };
     Ok(GatewayBenchResult {
         tls: cfg.tls,
+        saturate: cfg.saturate,
+        spans_per_trace: cfg.spans_per_trace,
+        server_core_utilisation: utilisation,
+        generator_bound: utilisation < 0.9,
         ..measured.into_result(cfg.max_buffered_bytes)
     })
 }
@@ -676,7 +757,8 @@ struct GatewayMeasurements {
     wall: f64,
     cpu: f64,
     peak_rss_bytes: u64,
-    peak_buffered_bytes: u64,
+    /// The sample with the most buffered bytes.
+    peak: HeldSample,
     base_rss_bytes: u64,
     settled: bool,
 }
@@ -685,9 +767,14 @@ impl GatewayMeasurements {
     /// The result, with rates and ratios (to the hard byte limit, when one was set).
     fn into_result(self, max_buffered_bytes: Option<u64>) -> GatewayBenchResult {
         let (sent, cpu) = (self.sent, self.cpu);
-        let (peak_rss_bytes, peak_buffered_bytes) = (self.peak_rss_bytes, self.peak_buffered_bytes);
+        let (peak_rss_bytes, peak_buffered_bytes) = (self.peak_rss_bytes, self.peak.buffered_bytes);
+        let at_peak = self.peak;
         GatewayBenchResult {
             tls: false,
+            saturate: false,
+            spans_per_trace: 0,
+            server_core_utilisation: 0.0,
+            generator_bound: false,
             spans_sent: sent,
             refused_spans: self.refused,
             spans_at_backend: self.at_backend,
@@ -701,6 +788,10 @@ impl GatewayMeasurements {
             rss_above_base_to_buffered_ratio: peak_rss_bytes.saturating_sub(self.base_rss_bytes)
                 as f64
                 / peak_buffered_bytes.max(1) as f64,
+            at_peak_buffered: at_peak,
+            rss_above_base_to_held_ratio: at_peak.rss_bytes.saturating_sub(self.base_rss_bytes)
+                as f64
+                / at_peak.held_bytes.max(1) as f64,
             all_spans_settled: self.settled,
             max_buffered_bytes,
             rss_to_limit_ratio: max_buffered_bytes.map(|l| peak_rss_bytes as f64 / l.max(1) as f64),
@@ -790,10 +881,23 @@ fn spawn_gateway(
 /// The receiving end of the producer's queue, shared by the senders.
 type SharedBodies = Arc<tokio::sync::Mutex<tokio::sync::mpsc::Receiver<Bytes>>>;
 
-/// Spawns a task queueing fresh `n`-span requests until `end`; returns it and the queue.
-fn spawn_request_producer(n: usize, end: Instant) -> (tokio::task::JoinHandle<()>, SharedBodies) {
+/// Where the gateway benchmark's senders take their requests.
+enum Source {
+    /// From a producer generating each request fresh (its queue, once started).
+    Fresh(Option<SharedBodies>),
+    /// Replayed pre-encoded, with fresh trace ids.
+    Replay(Arc<ReplayPool>),
+}
+
+/// Spawns a task queueing fresh `n`-span requests (traces of about `spans_per_trace`
+/// spans) until `end`; returns it and the queue.
+fn spawn_request_producer(
+    n: usize,
+    spans_per_trace: u32,
+    end: Instant,
+) -> (tokio::task::JoinHandle<()>, SharedBodies) {
     let mut gen = Generator::new(GenConfig {
-        spans_per_trace: 8,
+        spans_per_trace,
         seed: 43,
         ..GenConfig::default()
     });
@@ -819,21 +923,32 @@ fn spawn_request_producer(n: usize, end: Instant) -> (tokio::task::JoinHandle<()
     (producer, rx)
 }
 
-/// Spawns `concurrency` tasks sending the queued requests to the gateway, counting spans.
+/// Spawns `concurrency` tasks (spread over `channels`) sending requests from `source` to
+/// the gateway until `end` or the source runs dry, counting spans.
 fn spawn_gateway_senders(
-    channel: &tonic::transport::Channel,
-    rx: &SharedBodies,
+    channels: &[tonic::transport::Channel],
+    source: &Source,
     cfg: &GatewayBench,
+    end: Instant,
     tally: &Arc<SpanTally>,
 ) -> Vec<tokio::task::JoinHandle<()>> {
     let n = cfg.spans_per_request;
     let mut tasks = Vec::new();
-    for _ in 0..cfg.concurrency.max(1) {
-        let mut grpc = tonic::client::Grpc::new(channel.clone());
-        let (rx, tally) = (rx.clone(), tally.clone());
+    for w in 0..cfg.concurrency.max(1) {
+        let mut grpc = tonic::client::Grpc::new(channels[w % channels.len()].clone());
+        let tally = tally.clone();
+        let (rx, pool) = match source {
+            Source::Fresh(rx) => (rx.clone(), None),
+            Source::Replay(pool) => (None, Some(pool.clone())),
+        };
         tasks.push(tokio::spawn(async move {
             loop {
-                let Some(body) = rx.lock().await.recv().await else {
+                let body = match (&rx, &pool) {
+                    (Some(rx), _) => rx.lock().await.recv().await,
+                    (None, Some(pool)) => (Instant::now() < end).then(|| pool.next_request()),
+                    (None, None) => None,
+                };
+                let Some(body) = body else {
                     break;
                 };
                 if grpc.ready().await.is_err() {
@@ -850,15 +965,42 @@ fn spawn_gateway_senders(
     tasks
 }
 
-/// Spawns a task keeping the largest buffered bytes scraped (every 250 ms) in `peak`.
+/// What the gateway held at one moment: its RSS and what its metrics say it buffers.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct HeldSample {
+    /// Resident set size, bytes.
+    pub rss_bytes: u64,
+    /// `tailgate_gateway_buffered_bytes`: encoded span bytes (with their requests' share).
+    pub buffered_bytes: u64,
+    /// `tailgate_gateway_held_bytes`: what the byte limits are charged.
+    pub held_bytes: u64,
+    /// `tailgate_gateway_live_spans`.
+    pub live_spans: u64,
+    /// `tailgate_gateway_live_traces`.
+    pub live_traces: u64,
+}
+
+/// Spawns a task scraping the gateway every 250 ms and keeping, in `peak`, the sample with
+/// the most buffered bytes.
 fn spawn_buffered_bytes_sampler(
     admin_addr: SocketAddr,
-    peak: Arc<AtomicU64>,
+    pid: u32,
+    peak: Arc<std::sync::Mutex<HeldSample>>,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         loop {
-            if let Some(v) = scrape(admin_addr, "tailgate_gateway_buffered_bytes").await {
-                peak.fetch_max(v, Ordering::Relaxed);
+            let text = scrape_text(admin_addr).await.unwrap_or_default();
+            let sample = HeldSample {
+                rss_bytes: current_rss(pid).unwrap_or(0),
+                buffered_bytes: sample_of(&text, "tailgate_gateway_buffered_bytes").unwrap_or(0),
+                held_bytes: sample_of(&text, "tailgate_gateway_held_bytes").unwrap_or(0),
+                live_spans: sample_of(&text, "tailgate_gateway_live_spans").unwrap_or(0),
+                live_traces: sample_of(&text, "tailgate_gateway_live_traces").unwrap_or(0),
+            };
+            if let Ok(mut p) = peak.lock() {
+                if sample.buffered_bytes > p.buffered_bytes {
+                    *p = sample;
+                }
             }
             tokio::time::sleep(Duration::from_millis(250)).await;
         }
@@ -890,13 +1032,22 @@ async fn wait_until_settled(
 
 /// Reads one unlabelled sample from a Prometheus endpoint.
 pub(crate) async fn scrape(addr: SocketAddr, name: &str) -> Option<u64> {
+    sample_of(&scrape_text(addr).await?, name)
+}
+
+/// A Prometheus endpoint's text.
+async fn scrape_text(addr: SocketAddr) -> Option<String> {
     use http_body_util::BodyExt;
     let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
         .build_http::<http_body_util::Empty<Bytes>>();
     let uri: http::Uri = format!("http://{addr}/metrics").parse().ok()?;
     let resp = client.get(uri).await.ok()?;
     let body = resp.into_body().collect().await.ok()?.to_bytes();
-    let text = String::from_utf8_lossy(&body);
+    Some(String::from_utf8_lossy(&body).into_owned())
+}
+
+/// One unlabelled sample of `text` (the Prometheus text format).
+fn sample_of(text: &str, name: &str) -> Option<u64> {
     text.lines()
         .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
 }

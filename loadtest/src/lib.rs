@@ -21,5 +21,6 @@ pub mod chaos;
 pub mod demo;
 pub mod drive;
 pub mod generate;
+pub mod replay;
 pub mod report;
 pub mod sink;

@@ -135,6 +135,19 @@ struct GatewayBenchArgs {
     /// a small shared machine, and CPU per span of one core).
     #[arg(long)]
     pin_cpu: Option<usize>,
+    /// Mean spans per trace of the load (each trace has 50% to 150% of it): small traces
+    /// measure what the gateway spends per trace.
+    #[arg(long, default_value_t = 8)]
+    spans_per_trace: u32,
+    /// Saturation mode: replay pre-encoded requests with fresh trace ids, so that the
+    /// gateway and not the generator is the bottleneck; measures capacity. The result's
+    /// `server_core_utilisation` says how busy the gateway was, and `generator_bound` when
+    /// it was not the bottleneck. Use with --pin-cpu, --connections 4, --concurrency 16.
+    #[arg(long)]
+    saturate: bool,
+    /// Client connections (the requests in flight are spread over them).
+    #[arg(long, default_value_t = 1)]
+    connections: usize,
     /// Write the result as JSON to this file.
     #[arg(long, value_name = "FILE")]
     report: Option<PathBuf>,
@@ -485,6 +498,9 @@ async fn run_gateway_bench(a: GatewayBenchArgs) -> anyhow::Result<bool> {
         with_peers: a.with_peers,
         pin_cpu: a.pin_cpu,
         tls: a.tls,
+        spans_per_trace: a.spans_per_trace,
+        saturate: a.saturate,
+        connections: a.connections,
     };
     let r = tailgate_loadtest::bench::bench_gateway(&cfg).await?;
     writeln!(

@@ -36,6 +36,10 @@ async fn the_router_bench_runs_plaintext_and_tls() {
     }
 }
 
+/// One gateway bench at a time: each picks a free port on 127.0.1.1 and releases it before
+/// its gateway binds it, so two at once could pick the same one.
+static GATEWAY_BENCHES: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// Scenario: one second of load over TLS into the gateway binary, kept traces exported
 /// over TLS to the counting backend, decision_wait 1 s.
 /// Guarantees: the gateway took spans over TLS, exported the kept ones over TLS (a failed
@@ -43,6 +47,7 @@ async fn the_router_bench_runs_plaintext_and_tls() {
 /// span was accounted for.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_gateway_bench_runs_over_tls() {
+    let _alone = GATEWAY_BENCHES.lock().await;
     let (gateway_bin, _) = common::binaries();
     let r = bench_gateway(&GatewayBench {
         gateway_bin,
@@ -54,6 +59,7 @@ async fn the_gateway_bench_runs_over_tls() {
         with_peers: false,
         pin_cpu: None,
         tls: true,
+        ..GatewayBench::default()
     })
     .await
     .unwrap();
@@ -61,4 +67,38 @@ async fn the_gateway_bench_runs_over_tls() {
     assert!(r.spans_sent > 0, "{r:?}");
     assert!(r.spans_at_backend > 0, "{r:?}");
     assert!(r.all_spans_settled, "{r:?}");
+}
+
+/// Scenario: `bench gateway --saturate` for one second: pre-encoded requests of 2-span
+/// traces replayed from two connections.
+/// Guarantees: the replayed requests carry fresh, whole traces (every span sent is decided
+/// and the kept ones exported: a repeated id would be a late span of a decided trace, not a
+/// new trace), and the result says how busy the gateway was.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_gateway_bench_saturates_with_replayed_requests() {
+    let _alone = GATEWAY_BENCHES.lock().await;
+    let (gateway_bin, _) = common::binaries();
+    let r = bench_gateway(&GatewayBench {
+        gateway_bin,
+        duration: Duration::from_secs(1),
+        decision_wait: Duration::from_secs(1),
+        spans_per_request: 128,
+        concurrency: 4,
+        connections: 2,
+        spans_per_trace: 2,
+        saturate: true,
+        ..GatewayBench::default()
+    })
+    .await
+    .unwrap();
+    assert!(r.saturate && r.spans_per_trace == 2);
+    assert!(r.spans_sent > 0, "{r:?}");
+    assert!(r.all_spans_settled, "{r:?}");
+    assert!(r.spans_at_backend > 0, "{r:?}");
+    assert!(r.server_core_utilisation > 0.0, "{r:?}");
+    assert!(r.at_peak_buffered.live_traces > 0, "{r:?}");
+    assert!(
+        r.at_peak_buffered.held_bytes >= r.at_peak_buffered.buffered_bytes,
+        "{r:?}"
+    );
 }

@@ -15,6 +15,8 @@ use crate::scenario::{EventKind, Scenario};
 /// Bytes each buffered span counts against the buffer's limits beyond its encoded bytes
 /// (the gateway's charge).
 const CHARGE_OVERHEAD: f64 = tailgate_gateway::metrics::SPAN_OVERHEAD_BYTES as f64;
+/// What the gateway charges per buffered trace besides its spans.
+const TRACE_CHARGE: f64 = tailgate_gateway::metrics::TRACE_OVERHEAD_BYTES as f64;
 
 /// One gateway in one step.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -126,8 +128,13 @@ pub fn run(input: &FluidInput<'_>) -> Flows {
             let slot = &mut history[m][k % window];
             *slot = accepted * dt;
             let unlimited: f64 = history[m].iter().sum();
-            let charge = input.cost.encoded_bytes_per_span + CHARGE_OVERHEAD;
+            let charge =
+                input.cost.encoded_bytes_per_span + CHARGE_OVERHEAD + TRACE_CHARGE / ordinary_spans;
             let early = s.buffer.early_decision_bytes() as f64 / charge;
+            // RSS per buffered span follows the charge (which matches RSS for traces of 1
+            // to 1,000 spans), scaled by what the cost model measured at the bench's shape.
+            let rss_per_span = input.cost.rss_bytes_per_buffered_span * charge
+                / (input.cost.encoded_bytes_per_span + CHARGE_OVERHEAD + TRACE_CHARGE / 8.0);
             let buffered = unlimited.min(early);
             let effective_wait = input.decision_wait * (buffered / unlimited.max(1e-9)).min(1.0);
             // The export queue: filled by kept spans while the backend is out, drained
@@ -160,12 +167,8 @@ pub fn run(input: &FluidInput<'_>) -> Flows {
                 utilisation: util.min(1.0),
                 demand: util,
                 buffered_spans: buffered,
-                rss: input.cost.gateway_base_rss_bytes
-                    + buffered * input.cost.rss_bytes_per_buffered_span
-                    + queue[m],
-                wanted_rss: input.cost.gateway_base_rss_bytes
-                    + unlimited * input.cost.rss_bytes_per_buffered_span
-                    + queue[m],
+                rss: input.cost.gateway_base_rss_bytes + buffered * rss_per_span + queue[m],
+                wanted_rss: input.cost.gateway_base_rss_bytes + unlimited * rss_per_span + queue[m],
                 effective_wait,
                 export_queue: queue[m],
                 export_failing,

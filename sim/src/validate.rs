@@ -204,6 +204,7 @@ async fn gateway_figures(cost: &CostModel) -> anyhow::Result<Vec<Figure>> {
             .is_ok_and(|n| n.get() >= 2)
             .then_some(1),
         tls: false,
+        ..GatewayBench::default()
     };
     // The better of two runs: the machine is shared, and noise only ever adds CPU.
     let (a, b) = (

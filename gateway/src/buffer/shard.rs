@@ -148,7 +148,7 @@ pub enum ShardMsg {
     Decisions(Vec<([u8; 16], Cached)>),
 }
 
-pub use crate::metrics::SPAN_OVERHEAD_BYTES;
+pub use crate::metrics::{SPAN_OVERHEAD_BYTES, TRACE_OVERHEAD_BYTES};
 
 /// A shard's limits.
 #[derive(Debug, Clone, Copy)]
@@ -413,6 +413,14 @@ impl Shard {
         }
     }
 
+    /// What this shard's buffered traces are charged (see
+    /// [`crate::metrics::GatewayStats::held_bytes`]).
+    fn held(&self) -> u64 {
+        self.bytes
+            + self.spans * SPAN_OVERHEAD_BYTES
+            + self.traces.len() as u64 * TRACE_OVERHEAD_BYTES
+    }
+
     /// Removes a buffered trace and its share of the counters (its spans stay "live" until
     /// the caller says where they went).
     fn take(&mut self, id: &[u8; 16]) -> Option<Box<TraceEntry>> {
@@ -615,7 +623,7 @@ impl Shard {
             self.decide(id, now).await;
         }
         // Over this shard's share of the soft byte limit, likewise, oldest first.
-        while self.bytes + self.spans * SPAN_OVERHEAD_BYTES > self.early_decision_bytes {
+        while self.held() > self.early_decision_bytes {
             let Some(id) = self.deadlines.pop_front() else {
                 break;
             };
