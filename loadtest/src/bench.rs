@@ -85,6 +85,9 @@ pub struct RouterBenchResult {
     pub router_cpu_seconds: f64,
     /// Router CPU seconds per million spans.
     pub cpu_seconds_per_million_spans: f64,
+    /// Router CPU seconds while load was driven, over the driving time and the cores it
+    /// may use: near 1 when the router is the bottleneck.
+    pub server_core_utilisation: f64,
     /// Router peak resident set size.
     pub peak_rss_bytes: u64,
     /// Mean encoded bytes per span in the requests.
@@ -196,6 +199,11 @@ async fn run_variant(
     };
     send_router_requests(&load, &tally).await?;
     let wall = start.elapsed().as_secs_f64();
+    let driving_cpu = cpu_seconds(pid)? - cpu_before;
+    let cores = match cfg.pin_cpu {
+        Some(_) => 1.0,
+        None => std::thread::available_parallelism().map_or(1.0, |n| n.get() as f64),
+    };
     let sent = tally.sent.load(Ordering::Relaxed);
     // Let the router's queues drain into the sinks.
     wait_for_sinks(&sinks, sent).await;
@@ -215,6 +223,7 @@ async fn run_variant(
         spans_per_sec: sent as f64 / wall,
         router_cpu_seconds: cpu,
         cpu_seconds_per_million_spans: cpu / (sent.max(1) as f64 / 1e6),
+        server_core_utilisation: driving_cpu / wall.max(1e-9) / cores,
         peak_rss_bytes,
         bytes_per_span,
         all_spans_counted: at_sinks == sent,
