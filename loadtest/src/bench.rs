@@ -563,6 +563,11 @@ pub struct GatewayBench {
     pub saturate: bool,
     /// Client connections (the `concurrency` requests in flight are spread over them).
     pub connections: usize,
+    /// Open loop (with `saturate`): offer this many spans per second whatever the gateway
+    /// takes, as SDKs do, at most `concurrency` requests outstanding. A request that
+    /// cannot be sent (too many outstanding), is refused, or is not answered within 2 s
+    /// counts as refused. Without it, the load is a closed loop of `concurrency` requests.
+    pub open_loop_rate: Option<f64>,
 }
 
 impl Default for GatewayBench {
@@ -581,6 +586,7 @@ impl Default for GatewayBench {
             spans_per_trace: 8,
             saturate: false,
             connections: 1,
+            open_loop_rate: None,
         }
     }
 }
@@ -701,7 +707,19 @@ pub async fn bench_gateway(cfg: &GatewayBench) -> anyhow::Result<GatewayBenchRes
         }
         replay => (None, replay),
     };
-    let tasks = spawn_gateway_senders(&channels, &source, cfg, end, &tally);
+    let tasks = match (&source, cfg.open_loop_rate) {
+        (Source::Replay(pool), Some(rate)) => {
+            vec![spawn_open_loop(
+                &channels,
+                pool.clone(),
+                rate,
+                cfg,
+                end,
+                &tally,
+            )]
+        }
+        _ => spawn_gateway_senders(&channels, &source, cfg, end, &tally),
+    };
     let sampler = spawn_buffered_bytes_sampler(admin_addr, pid, peak_buffered.clone());
     if let Some(producer) = producer {
         producer.await?;
@@ -987,6 +1005,59 @@ pub struct HeldSample {
     pub live_spans: u64,
     /// `tailgate_gateway_live_traces`.
     pub live_traces: u64,
+}
+
+/// Spawns a task offering `rate` spans/s of replayed requests from `pool` until `end`, open
+/// loop: each request on its own task, at most `cfg.concurrency` outstanding; what cannot be
+/// sent, is refused, or times out counts as refused.
+fn spawn_open_loop(
+    channels: &[tonic::transport::Channel],
+    pool: Arc<ReplayPool>,
+    rate: f64,
+    cfg: &GatewayBench,
+    end: Instant,
+    tally: &Arc<SpanTally>,
+) -> tokio::task::JoinHandle<()> {
+    let n = cfg.spans_per_request as u64;
+    let outstanding = Arc::new(tokio::sync::Semaphore::new(cfg.concurrency.max(1)));
+    let (channels, tally) = (channels.to_vec(), tally.clone());
+    tokio::spawn(async move {
+        let start = Instant::now();
+        let mut issued = 0u64;
+        let mut ticks = tokio::time::interval(Duration::from_millis(1));
+        let mut inflight = tokio::task::JoinSet::new();
+        while Instant::now() < end {
+            ticks.tick().await;
+            // Requests due by now at `rate`, less those already issued.
+            let due = (start.elapsed().as_secs_f64() * rate / n as f64) as u64;
+            while issued < due {
+                issued += 1;
+                let Ok(permit) = outstanding.clone().try_acquire_owned() else {
+                    tally.refused.fetch_add(n, Ordering::Relaxed);
+                    continue;
+                };
+                let channel = channels[issued as usize % channels.len()].clone();
+                let (body, tally) = (pool.next_request(), tally.clone());
+                inflight.spawn(async move {
+                    let _permit = permit;
+                    let mut grpc = tonic::client::Grpc::new(channel);
+                    let path = http::uri::PathAndQuery::from_static(TRACE_EXPORT_PATH);
+                    let call = async {
+                        grpc.ready().await.map_err(|_| ())?;
+                        grpc.unary(tonic::Request::new(body), path, RawCodec)
+                            .await
+                            .map_err(|_| ())
+                    };
+                    match tokio::time::timeout(Duration::from_secs(2), call).await {
+                        Ok(Ok(_)) => tally.sent.fetch_add(n, Ordering::Relaxed),
+                        _ => tally.refused.fetch_add(n, Ordering::Relaxed),
+                    };
+                });
+            }
+            while inflight.try_join_next().is_some() {}
+        }
+        while inflight.join_next().await.is_some() {}
+    })
 }
 
 /// Spawns a task scraping the gateway every 250 ms and keeping, in `peak`, the sample with

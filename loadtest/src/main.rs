@@ -148,6 +148,11 @@ struct GatewayBenchArgs {
     /// Client connections (the requests in flight are spread over them).
     #[arg(long, default_value_t = 1)]
     connections: usize,
+    /// With --saturate: offer this many spans per second open loop (as SDKs do), at most
+    /// --concurrency requests outstanding; what cannot be sent, is refused or is not
+    /// answered within 2 s counts as refused. Measures refusals under overload.
+    #[arg(long, value_name = "SPANS_PER_SECOND", requires = "saturate")]
+    open_loop_rate: Option<f64>,
     /// Write the result as JSON to this file.
     #[arg(long, value_name = "FILE")]
     report: Option<PathBuf>,
@@ -501,6 +506,7 @@ async fn run_gateway_bench(a: GatewayBenchArgs) -> anyhow::Result<bool> {
         spans_per_trace: a.spans_per_trace,
         saturate: a.saturate,
         connections: a.connections,
+        open_loop_rate: a.open_loop_rate,
     };
     let r = tailgate_loadtest::bench::bench_gateway(&cfg).await?;
     writeln!(

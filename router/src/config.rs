@@ -15,6 +15,7 @@
 //!   queue_bytes: 16777216        # per gateway; full queues hold new requests unread
 //!   max_queued_bytes: 67108864   # whole router
 //!   queue_wait: 5s               # then RESOURCE_EXHAUSTED, before the body is read
+//!   max_held_requests: 64        # more waiting than this: refused at once, unread
 //!   compression: none            # none | gzip | zstd
 //! admin: 127.0.0.1:13133        # /metrics, /healthz, /readyz (null disables)
 //! ```
@@ -93,6 +94,11 @@ pub struct ForwardConfig {
     /// Default 5s (under the OpenTelemetry SDKs' 10 s export timeout).
     #[serde(default = "default_queue_wait", with = "humantime_serde")]
     pub queue_wait: Duration,
+    /// Most requests held unread at once; more are refused at once, unread. Each holds up
+    /// to one HTTP/2 stream window (2 MiB) of unread data in the receiver's buffers, which
+    /// no other limit counts: 64 bounds it to 128 MiB. Default 64.
+    #[serde(default = "default_max_held_requests")]
+    pub max_held_requests: usize,
     /// Largest request sent to a gateway after coalescing. Requests of a few hundred KB
     /// with several in flight are the cheapest to move (see docs/benchmarks.md). Default
     /// 512 KiB.
@@ -146,6 +152,9 @@ fn default_max_queued_bytes() -> usize {
 fn default_queue_wait() -> Duration {
     Duration::from_secs(5)
 }
+fn default_max_held_requests() -> usize {
+    64
+}
 fn default_max_request_bytes() -> usize {
     512 << 10
 }
@@ -170,6 +179,7 @@ impl Default for ForwardConfig {
             queue_bytes: default_queue_bytes(),
             max_queued_bytes: default_max_queued_bytes(),
             queue_wait: default_queue_wait(),
+            max_held_requests: default_max_held_requests(),
             max_request_bytes: default_max_request_bytes(),
             coalesce_bytes: default_coalesce_bytes(),
             coalesce_delay: default_coalesce_delay(),

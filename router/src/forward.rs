@@ -98,6 +98,12 @@ impl Forwarder {
         self.queued_bytes.load(Ordering::Relaxed)
     }
 
+    /// Marks the gateway down, as a failed send would (tests of the router's stage).
+    #[cfg(test)]
+    pub(crate) fn mark_down_for_test(&self) {
+        self.down.store(true, Ordering::Relaxed);
+    }
+
     /// Whether its queue has room for more.
     pub fn has_room(&self) -> bool {
         self.queued_bytes() < self.capacity
@@ -228,6 +234,12 @@ impl Forwarder {
         let _all = in_flight
             .acquire_many(cfg.max_in_flight.max(1) as u32)
             .await;
+        // A part admitted over a ring read just before this gateway left, and landing after
+        // its queue was moved, would be stranded here: it goes to its trace's new owner.
+        let stranded = self.take_queued();
+        if !stranded.is_empty() {
+            (hooks.reroute)(stranded);
+        }
     }
 
     async fn deliver(
@@ -330,8 +342,9 @@ impl<'a> Admission<'a> {
 
     /// Reserves `bytes` in `f` beyond the limits: for a request that waited for room
     /// before it was read ([`tailgate_core::receive::SpanSink::ready`]) and found the
-    /// queues filled by others read at the same time. The overshoot is bounded by what the
-    /// receivers hold in flight.
+    /// queues filled by others read at the same time. The router's estimate of what it let
+    /// through keeps the overshoot small, and its hard limit bounds it (see
+    /// [`crate::split`]).
     pub fn reserve_over(&mut self, f: &'a Forwarder, bytes: usize) {
         f.global.fetch_add(bytes, Ordering::AcqRel);
         f.queued_bytes.fetch_add(bytes, Ordering::AcqRel);

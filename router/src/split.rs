@@ -6,8 +6,10 @@
 //! request waits before its body is read ([`SpanSink::ready`]), one at a time in arrival
 //! order, so HTTP/2 flow control holds its sender back; only past `forward.queue_wait` is it
 //! refused (`RESOURCE_EXHAUSTED` with a retry hint), still unread, so its retry cannot
-//! duplicate anything. Requests read at the same moment may take the queues past their
-//! limits by what the receivers hold in flight (`receive.max_in_flight_bytes`), no more.
+//! duplicate anything; so is one that finds `forward.max_held_requests` already waiting
+//! (each may hold a stream window of unread data). Requests let through and not yet
+//! admitted count against the room at the running mean request size; a request read when
+//! the queues are past twice their limit anyway is refused.
 //!
 //! The ring and the forwarders it points at are one immutable [`RingState`] behind an
 //! `ArcSwap`: the hot path loads it once per request and never locks. Membership changes
@@ -23,7 +25,7 @@ use std::sync::{Arc, Mutex, Weak};
 use arc_swap::ArcSwap;
 use bytes::Bytes;
 use tailgate_core::forward::GrpcClient;
-use tailgate_core::receive::{Accepted, Refusal, SpanSink, DEFAULT_RETRY_AFTER};
+use tailgate_core::receive::{Accepted, Ready, Refusal, SpanSink, DEFAULT_RETRY_AFTER};
 use tailgate_core::ring::{Member, Ring};
 use tailgate_core::telemetry::{Admin, PromText, Readiness};
 use tailgate_core::wire::Scan;
@@ -60,6 +62,12 @@ pub struct Router {
     room: Arc<tokio::sync::Notify>,
     /// Held by the one request waiting for room; the others wait for it in arrival order.
     gate: tokio::sync::Semaphore,
+    /// Requests waiting in [`SpanSink::ready`] now.
+    waiting: AtomicUsize,
+    /// Requests let through and not yet admitted (their passes are alive).
+    passed: Arc<AtomicUsize>,
+    /// A running mean of request sizes, bytes: what a passed request is expected to add.
+    mean_request: AtomicUsize,
     stats: Arc<RouterStats>,
     ready: Readiness,
     this: Weak<Router>,
@@ -84,6 +92,9 @@ impl Router {
             global_queued: Arc::new(AtomicUsize::new(0)),
             room: Arc::new(tokio::sync::Notify::new()),
             gate: tokio::sync::Semaphore::new(1),
+            waiting: AtomicUsize::new(0),
+            passed: Arc::new(AtomicUsize::new(0)),
+            mean_request: AtomicUsize::new(64 << 10),
             stats: Arc::new(RouterStats::default()),
             ready: Readiness::default(),
             this: this.clone(),
@@ -332,6 +343,35 @@ impl Router {
 
 pub use tailgate_core::wire::split::{split, Splitter};
 
+/// A request let through [`SpanSink::ready`] and not yet answered.
+struct Passed(Arc<AtomicUsize>);
+
+impl Drop for Passed {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// One request waiting for room, counted in `waiting` while it waits.
+struct Waiting<'a>(&'a AtomicUsize);
+
+impl<'a> Waiting<'a> {
+    /// Counts a request in, unless `max` already wait.
+    fn enter(waiting: &'a AtomicUsize, max: usize) -> Option<Self> {
+        use std::sync::atomic::Ordering::{AcqRel, Acquire};
+        waiting
+            .fetch_update(AcqRel, Acquire, |n| (n < max).then_some(n + 1))
+            .ok()
+            .map(|_| Waiting(waiting))
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+    }
+}
+
 /// Whether some of `forwarders`, but not all, are down: then parts queued on the down ones
 /// belong to the others.
 fn has_some_down(forwarders: &[Arc<Forwarder>]) -> bool {
@@ -352,34 +392,45 @@ impl SpanSink for Router {
         self.stats.refused_requests[refusal.reason_index()].add(1);
     }
 
-    async fn ready(&self) -> Result<(), Refusal> {
+    async fn ready(&self) -> Result<Ready, Refusal> {
         if self.gate.available_permits() > 0 && self.has_room() {
-            return Ok(());
+            return Ok(self.pass());
         }
-        self.stats.held_requests.add(1);
-        let deadline = tokio::time::Instant::now() + self.cfg.queue_wait;
-        let full = || {
+        let full = |message: String| {
             self.stats.refused_unread_requests.add(1);
             Refusal::Overloaded {
-                message: format!(
-                    "the router's queues stayed full for {:?}; retry later",
-                    self.cfg.queue_wait
-                ),
+                message,
                 retry_after: DEFAULT_RETRY_AFTER,
             }
         };
+        // Each held request may keep a stream window of unread data in the receiver's
+        // buffers: their number is bounded.
+        let Some(_waiting) = Waiting::enter(&self.waiting, self.cfg.max_held_requests) else {
+            return Err(full(format!(
+                "the router's queues are full and {} requests already wait; retry later",
+                self.cfg.max_held_requests
+            )));
+        };
+        self.stats.held_requests.add(1);
+        let deadline = tokio::time::Instant::now() + self.cfg.queue_wait;
+        let stayed_full = || {
+            full(format!(
+                "the router's queues stayed full for {:?}; retry later",
+                self.cfg.queue_wait
+            ))
+        };
         let Ok(Ok(_turn)) = tokio::time::timeout_at(deadline, self.gate.acquire()).await else {
-            return Err(full());
+            return Err(stayed_full());
         };
         loop {
             let freed = self.room.notified();
             tokio::pin!(freed);
             freed.as_mut().enable();
             if self.has_room() {
-                return Ok(());
+                return Ok(self.pass());
             }
             if tokio::time::timeout_at(deadline, freed).await.is_err() {
-                return Err(full());
+                return Err(stayed_full());
             }
         }
     }
@@ -398,16 +449,32 @@ thread_local! {
 }
 
 impl Router {
-    /// Whether a new request may be read: the router's queues and those of every gateway
-    /// on the ring have room (a request's gateways are known only once it is read). With
-    /// every gateway down, requests are read and refused at once.
+    /// Whether a new request may be read: the router's queues, with what the requests let
+    /// through and not yet admitted are expected to add, and those of every gateway on the
+    /// ring have room (a request's gateways are known only once it is read). With no
+    /// gateway, or every one down, requests are read and refused at once.
     fn has_room(&self) -> bool {
+        use std::sync::atomic::Ordering::Relaxed;
         let state = self.state.load();
-        self.global_queued
-            .load(std::sync::atomic::Ordering::Relaxed)
-            < self.cfg.max_queued_bytes
+        if state.forwarders.iter().all(|f| f.is_down()) {
+            return true;
+        }
+        let coming = self.passed.load(Relaxed) * self.mean_request.load(Relaxed);
+        self.global_queued.load(Relaxed) + coming < self.cfg.max_queued_bytes
             && state.forwarders.iter().all(|f| f.has_room() || f.is_down())
     }
+
+    /// A pass for a request let through: counted until the request is answered.
+    fn pass(&self) -> Ready {
+        self.passed
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Ready::holding(Passed(self.passed.clone()))
+    }
+
+    /// Past this many times `max_queued_bytes`, a request already read is refused rather
+    /// than admitted: only requests let through together in numbers far beyond the running
+    /// mean's estimate get here.
+    const HARD_LIMIT_FACTOR: usize = 2;
 
     /// Scans, splits and admits one request; synchronous, so it can borrow a reused scan.
     fn admit(
@@ -454,11 +521,29 @@ impl Router {
         }
         // A request whose spans all go to one gateway, none left out, goes on as it came.
         let whole = (rejected == 0).then_some(body);
+        let hard_limit = self.cfg.max_queued_bytes * Self::HARD_LIMIT_FACTOR;
+        if self
+            .global_queued
+            .load(std::sync::atomic::Ordering::Relaxed)
+            + body.len()
+            > hard_limit
+        {
+            self.stats.refused_spans.add(valid);
+            return Err(Refusal::Overloaded {
+                message: "the router's queues are over twice their limit; retry later".into(),
+                retry_after: DEFAULT_RETRY_AFTER,
+            });
+        }
+        let mean = self.mean_request.load(std::sync::atomic::Ordering::Relaxed);
+        self.mean_request.store(
+            (mean * 7 + body.len()) / 8,
+            std::sync::atomic::Ordering::Relaxed,
+        );
         let parts = splitter.split(&state.ring, body, scan, whole);
         let mut admission = Admission::new(self.cfg.max_queued_bytes);
         for (owner, _, part) in &parts {
             // The request waited for room before it was read; others read meanwhile may
-            // have filled it again, by at most what the receivers hold in flight.
+            // have filled it again; the hard limit above bounds how far.
             let f = &state.forwarders[*owner];
             if !admission.reserve(f, part.len()) {
                 admission.reserve_over(f, part.len());
@@ -503,15 +588,70 @@ mod tests {
     use std::sync::atomic::Ordering;
     use std::time::Duration;
 
+    /// A router with one gateway (never contacted: nothing is queued for it) whose
+    /// router-wide queue is full.
     fn full_router(wait: Duration) -> Arc<Router> {
-        let router = Router::new(ForwardConfig {
+        full_router_with(ForwardConfig {
             queue_wait: wait,
             ..ForwardConfig::default()
-        });
+        })
+    }
+
+    fn full_router_with(cfg: ForwardConfig) -> Arc<Router> {
+        let router = Router::new(cfg);
+        router.set_members(vec![Member::new("127.0.0.1:9")]);
         router
             .global_queued
             .store(router.cfg.max_queued_bytes, Ordering::Relaxed);
         router
+    }
+
+    /// Past `max_held_requests` waiting, a request is refused at once, unread; with every
+    /// gateway down, requests are let through at once (to be refused UNAVAILABLE).
+    #[tokio::test(start_paused = true)]
+    async fn held_requests_are_bounded_and_down_gateways_do_not_hold() {
+        let router = full_router_with(ForwardConfig {
+            queue_wait: Duration::from_secs(5),
+            max_held_requests: 1,
+            ..ForwardConfig::default()
+        });
+        let first = {
+            let router = router.clone();
+            tokio::spawn(async move { SpanSink::ready(&*router).await.map(drop) })
+        };
+        tokio::task::yield_now().await;
+        let start = tokio::time::Instant::now();
+        let refusal = SpanSink::ready(&*router).await.unwrap_err();
+        assert!(matches!(refusal, Refusal::Overloaded { .. }), "{refusal:?}");
+        assert_eq!(start.elapsed(), Duration::ZERO);
+        assert!(first.await.unwrap().is_err());
+        assert_eq!(router.stats.refused_unread_requests.get(), 2);
+        for f in router.ring_state().forwarders.iter() {
+            f.mark_down_for_test();
+        }
+        assert!(SpanSink::ready(&*router).await.is_ok());
+    }
+
+    /// Requests let through and not yet admitted count against the room, at the running
+    /// mean request size: a burst of passes cannot all go through at once.
+    #[tokio::test(start_paused = true)]
+    async fn passes_not_yet_admitted_count_against_the_room() {
+        let router = full_router(Duration::from_secs(5));
+        let per = router.mean_request.load(Ordering::Relaxed);
+        router
+            .global_queued
+            .store(router.cfg.max_queued_bytes - 3 * per, Ordering::Relaxed);
+        let passes: Vec<Ready> = (0..2)
+            .map(|_| {
+                assert!(router.has_room());
+                router.pass()
+            })
+            .collect();
+        assert!(router.has_room(), "one more fits");
+        let third = router.pass();
+        assert!(!router.has_room(), "three passes fill the last room");
+        drop((passes, third));
+        assert!(router.has_room());
     }
 
     /// With the queues full, `ready` holds a request for `queue_wait`, then refuses it

@@ -225,7 +225,26 @@ async fn gateway_figures(cost: &CostModel) -> anyhow::Result<Vec<Figure>> {
         cost.gateway_base_rss_bytes + buffered_spans * cost.rss_bytes_per_buffered_span;
     let small = bench_gateway(&bench(Some(64 << 20))).await?;
     let refused = small.refused_spans as f64 / (small.spans_sent as f64).max(1.0);
-    let predicted_refused = one_gateway_in_sim(cost, small.spans_per_sec, 64 << 20)?;
+    let cores = if bench(None).pin_cpu.is_some() {
+        1.0
+    } else {
+        std::thread::available_parallelism().map_or(1.0, |n| n.get() as f64)
+    };
+    let predicted_refused = one_gateway_in_sim(cost, small.spans_per_sec, 64 << 20, cores)?;
+    // Overload: twice what the cost model says the gateway's cores take, offered open loop
+    // from replayed requests (the generator is not the bottleneck), as SDKs send.
+    let offered = 2.0 * cores / (predicted_cpu / 1e6);
+    let over = bench_gateway(&GatewayBench {
+        saturate: true,
+        connections: 4,
+        concurrency: 64,
+        open_loop_rate: Some(offered),
+        ..bench(None)
+    })
+    .await?;
+    let over_refused =
+        over.refused_spans as f64 / ((over.spans_sent + over.refused_spans) as f64).max(1.0);
+    let predicted_over = one_gateway_in_sim(cost, offered, 1 << 30, cores)?;
     Ok(vec![
         Figure::new(
             "gateway CPU-s per million spans (decision_wait 5s)",
@@ -247,12 +266,25 @@ async fn gateway_figures(cost: &CostModel) -> anyhow::Result<Vec<Figure>> {
             refused,
             0.01,
         ),
+        // Past its cores the gateway refuses what it cannot take (its receivers' in-flight
+        // budget fills); the sim refuses 1 - 1/utilisation.
+        Figure::new(
+            "share of spans refused offered 2x its modelled capacity (open loop)",
+            predicted_over,
+            over_refused,
+            0.01,
+        ),
     ])
 }
 
-/// The sim's share of spans refused by one gateway (the bench's: two cores, its plan,
-/// 8-span traces) offered `rate` spans/s with `max_buffered_bytes`.
-fn one_gateway_in_sim(cost: &CostModel, rate: f64, max_buffered_bytes: u64) -> anyhow::Result<f64> {
+/// The sim's share of spans refused by one gateway (the bench's plan and 8-span traces, on
+/// `cores` cores) offered `rate` spans/s with `max_buffered_bytes`.
+fn one_gateway_in_sim(
+    cost: &CostModel,
+    rate: f64,
+    max_buffered_bytes: u64,
+    cores: f64,
+) -> anyhow::Result<f64> {
     let dir = std::env::temp_dir().join(format!("tailgate-validate-one-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     std::fs::write(
@@ -260,7 +292,7 @@ fn one_gateway_in_sim(cost: &CostModel, rate: f64, max_buffered_bytes: u64) -> a
         "decision_wait: 5s\npolicies:\n  - {name: errors, type: status_code, status_code: {status_codes: [ERROR]}}\n  - {name: slow, type: latency, latency: {threshold_ms: 500}}\n  - {name: baseline, type: probabilistic, probabilistic: {sampling_percentage: 5}}\n",
     )?;
     let text = format!(
-        "name: one gateway\nduration: 10s\ngateways: 1\nrouters: 1\npolicies: policies.yaml\nbuffer: {{max_buffered_bytes: {max_buffered_bytes}}}\nworkload:\n  rate: {{ kind: steady, spans_per_second: {rate} }}\n  trace_size: {{ kind: fixed, spans: 8 }}\n  duration: {{ kind: uniform, min: 5ms, max: 399ms }}\n"
+        "name: one gateway\nduration: 10s\ngateways: 1\nrouters: 1\ngateway_cores: {cores}\npolicies: policies.yaml\nbuffer: {{max_buffered_bytes: {max_buffered_bytes}}}\nworkload:\n  rate: {{ kind: steady, spans_per_second: {rate} }}\n  trace_size: {{ kind: fixed, spans: 8 }}\n  duration: {{ kind: uniform, min: 5ms, max: 399ms }}\n"
     );
     let path = dir.join("scenario.yaml");
     std::fs::write(&path, text)?;

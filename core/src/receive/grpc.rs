@@ -166,19 +166,22 @@ impl<S: SpanSink> TraceService<S> {
             }
         };
         // Wait for room before reading: the unread body holds the sender back.
-        if let Err(refusal) = self.sink.ready().await {
-            self.sink.refused(&refusal);
-            return refusal.to_grpc().into_http();
-        }
+        let pass = match self.sink.ready().await {
+            Ok(pass) => pass,
+            Err(refusal) => {
+                self.sink.refused(&refusal);
+                return refusal.to_grpc().into_http();
+            }
+        };
         let mut held = InFlightBytes::default();
         let answer = match self.read_message(req, encoding, &mut held).await {
             // The sink runs to its end on its own task, even if the client goes away, and
-            // the request's share of the in-flight budget goes with it: the budget counts
-            // the body for as long as anything holds it.
+            // the request's share of the in-flight budget (and its pass) goes with it: the
+            // budget counts the body for as long as anything holds it.
             Ok((origin, message)) => {
                 let work = handle(self.sink.clone(), origin, message);
                 run_detached(async move {
-                    let _held = held;
+                    let _held = (held, pass);
                     work.await
                 })
                 .await

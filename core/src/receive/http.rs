@@ -98,7 +98,7 @@ async fn receive<S: SpanSink>(
         },
     };
     // Wait for room before reading: the unread body holds the sender back.
-    sink.ready().await?;
+    let pass = sink.ready().await?;
     // Every chunk takes its size from the receivers' in-flight budget as it arrives; the
     // request gives it all back once the sink has answered.
     let mut held = InFlightBytes::default();
@@ -126,7 +126,7 @@ async fn receive<S: SpanSink>(
     let sink = sink.clone();
     // The budget share goes with the body into the detached task (see grpc.rs).
     run_detached(async move {
-        let _held = held;
+        let _held = (held, pass);
         sink.export_from(body, origin).await
     })
     .await

@@ -27,7 +27,7 @@ pub use limits::{
     serve_connections, serve_connections_with, InFlight, InFlightBytes, Limits, ReceiveConfig,
 };
 pub use sink::{
-    run_detached, Accepted, Origin, SpanSink, DECISIONS_PATH, DECISION_RECORD_LEN,
+    run_detached, Accepted, Origin, Ready, SpanSink, DECISIONS_PATH, DECISION_RECORD_LEN,
     PEER_AUTH_HEADER, PEER_HEADER,
 };
 pub use status::{Refusal, DEFAULT_RETRY_AFTER};

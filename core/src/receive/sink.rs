@@ -10,6 +10,28 @@ use prost::Message;
 
 use super::status::{Refusal, DEFAULT_RETRY_AFTER};
 
+/// What [`SpanSink::ready`] lets through: held by the receiver until the stage has answered
+/// the request, then dropped.
+#[derive(Default)]
+pub struct Ready(Option<Box<dyn Send + Sync>>);
+
+impl Ready {
+    /// A pass that keeps `guard` until the request is answered or dropped.
+    pub fn holding(guard: impl Send + Sync + 'static) -> Self {
+        Ready(Some(Box::new(guard)))
+    }
+}
+
+impl std::fmt::Debug for Ready {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() {
+            "Ready(guard)"
+        } else {
+            "Ready"
+        })
+    }
+}
+
 /// The stage a receiver hands request bodies to (the router's splitter, the gateway's
 /// buffer, the load test's sink).
 pub trait SpanSink: Send + Sync + 'static {
@@ -33,8 +55,12 @@ pub trait SpanSink: Send + Sync + 'static {
     /// connection's windows are full, and a sender is slowed instead of refused after its
     /// data was read. `Err` refuses the request, still unread (counted through
     /// [`SpanSink::refused`]). Stages that never fill take every request at once.
-    fn ready(&self) -> impl Future<Output = Result<(), Refusal>> + Send {
-        async { Ok(()) }
+    ///
+    /// The receiver holds the returned [`Ready`] until the stage has answered the request
+    /// (or the request is dropped), so a stage can count the requests it let through and
+    /// has not yet taken.
+    fn ready(&self) -> impl Future<Output = Result<Ready, Refusal>> + Send {
+        async { Ok(Ready::default()) }
     }
 
     /// Takes decisions another gateway hands over (see [`DECISIONS_PATH`]): a body of
