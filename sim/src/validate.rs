@@ -8,7 +8,9 @@
 //!   `decision_wait` other than the cost model's calibration run, pinned to one core as
 //!   the calibration is);
 //! * refusals when the buffer's limit is far below what the wait needs (the gateway decides
-//!   early instead of refusing; the sim must say the same).
+//!   early instead of refusing; the sim must say the same);
+//! * refusals under overload: twice the modelled capacity of the gateway's core offered
+//!   open loop from replayed requests (`bench gateway --saturate --open-loop-rate`).
 //!
 //! A figure is off when `|predicted − measured| > 20% × max(measured, floor)`; the floor
 //! keeps a count near zero from failing on one trace (one kept trace in 500 for shares).
