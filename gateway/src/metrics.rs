@@ -29,6 +29,12 @@ pub const SPAN_OVERHEAD_BYTES: u64 = 48;
 /// encoded bytes.
 pub const TRACE_OVERHEAD_BYTES: u64 = 384;
 
+/// What `bytes` of spans (encoded, with their requests' share), `spans` spans and
+/// `traces` buffered traces are charged against the byte limits.
+pub fn charge(bytes: u64, spans: u64, traces: u64) -> u64 {
+    bytes + spans * SPAN_OVERHEAD_BYTES + traces * TRACE_OVERHEAD_BYTES
+}
+
 /// Peer counters, rendered with the gateway's.
 #[derive(Debug, Default)]
 pub struct PeerStats {
@@ -222,11 +228,11 @@ impl GatewayStats {
     /// spans waiting for the backend, plus a fixed overhead per span and per buffered
     /// trace. The hard limit (`buffer.max_buffered_bytes`) applies to this.
     pub fn held_bytes(&self) -> u64 {
-        let spans = self.live_spans.get() + self.pending_export_spans.get();
-        self.buffered_bytes.get()
-            + self.pending_export_bytes.get()
-            + spans * SPAN_OVERHEAD_BYTES
-            + self.live_traces.get() * TRACE_OVERHEAD_BYTES
+        charge(
+            self.buffered_bytes.get() + self.pending_export_bytes.get(),
+            self.live_spans.get() + self.pending_export_spans.get(),
+            self.live_traces.get(),
+        )
     }
 
     /// The Prometheus text format (0.0.4) of [`Self::render_into`].

@@ -200,10 +200,7 @@ async fn run_variant(
     send_router_requests(&load, &tally).await?;
     let wall = start.elapsed().as_secs_f64();
     let driving_cpu = cpu_seconds(pid)? - cpu_before;
-    let cores = match cfg.pin_cpu {
-        Some(_) => 1.0,
-        None => std::thread::available_parallelism().map_or(1.0, |n| n.get() as f64),
-    };
+    let cores = cores_used(cfg.pin_cpu);
     let sent = tally.sent.load(Ordering::Relaxed);
     // Let the router's queues drain into the sinks.
     wait_for_sinks(&sinks, sent).await;
@@ -228,6 +225,14 @@ async fn run_variant(
         bytes_per_span,
         all_spans_counted: at_sinks == sent,
     })
+}
+
+/// The cores a benchmarked process may use: one when pinned with `taskset`, else all.
+pub fn cores_used(pin_cpu: Option<usize>) -> f64 {
+    match pin_cpu {
+        Some(_) => 1.0,
+        None => std::thread::available_parallelism().map_or(1.0, |n| n.get() as f64),
+    }
 }
 
 /// Spans sent and refused by the load tasks.
@@ -743,10 +748,7 @@ pub async fn bench_gateway(cfg: &GatewayBench) -> anyhow::Result<GatewayBenchRes
         std::fs::remove_file(&files.policies),
         pki.map(|p| std::fs::remove_dir_all(p.dir)),
     );
-    let cores = match cfg.pin_cpu {
-        Some(_) => 1.0,
-        None => std::thread::available_parallelism().map_or(1.0, |n| n.get() as f64),
-    };
+    let cores = cores_used(cfg.pin_cpu);
     let utilisation = driving_cpu / wall.max(1e-9) / cores;
     let measured = GatewayMeasurements {
         sent,

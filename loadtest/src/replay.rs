@@ -29,7 +29,6 @@ struct Template {
 #[derive(Debug)]
 pub struct ReplayPool {
     templates: Vec<Template>,
-    spans_per_request: usize,
     next: AtomicU64,
 }
 
@@ -59,20 +58,8 @@ impl ReplayPool {
             .collect();
         ReplayPool {
             templates,
-            spans_per_request,
             next: AtomicU64::new(0),
         }
-    }
-
-    /// Spans in each request.
-    pub fn spans_per_request(&self) -> usize {
-        self.spans_per_request
-    }
-
-    /// Encoded bytes per span.
-    pub fn bytes_per_span(&self) -> f64 {
-        let bytes: usize = self.templates.iter().map(|t| t.body.len()).sum();
-        bytes as f64 / (self.templates.len() * self.spans_per_request).max(1) as f64
     }
 
     /// The next request: the pool's next one, its trace ids made those of this round.

@@ -19,7 +19,7 @@
 //! ring, so accepted data is never dropped.
 
 use std::collections::HashMap;
-use std::sync::atomic::AtomicUsize;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 
 use arc_swap::ArcSwap;
@@ -218,14 +218,7 @@ impl Router {
     fn health_changed(&self) {
         self.rebuild();
         // Parts queued for gateways now down go to their traces' new owners.
-        for f in self.forwarders() {
-            if f.is_down() {
-                let parts = f.take_queued();
-                if !parts.is_empty() {
-                    self.reroute(parts);
-                }
-            }
-        }
+        self.reroute(take_stranded(&self.forwarders()));
     }
 
     /// Publishes a ring over the healthy members (all members if none is healthy, so that
@@ -348,7 +341,7 @@ struct Passed(Arc<AtomicUsize>);
 
 impl Drop for Passed {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -358,7 +351,7 @@ struct Waiting<'a>(&'a AtomicUsize);
 impl<'a> Waiting<'a> {
     /// Counts a request in, unless `max` already wait.
     fn enter(waiting: &'a AtomicUsize, max: usize) -> Option<Self> {
-        use std::sync::atomic::Ordering::{AcqRel, Acquire};
+        use Ordering::{AcqRel, Acquire};
         waiting
             .fetch_update(AcqRel, Acquire, |n| (n < max).then_some(n + 1))
             .ok()
@@ -368,7 +361,7 @@ impl<'a> Waiting<'a> {
 
 impl Drop for Waiting<'_> {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+        self.0.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -454,7 +447,7 @@ impl Router {
     /// ring have room (a request's gateways are known only once it is read). With no
     /// gateway, or every one down, requests are read and refused at once.
     fn has_room(&self) -> bool {
-        use std::sync::atomic::Ordering::Relaxed;
+        use Ordering::Relaxed;
         let state = self.state.load();
         if state.forwarders.iter().all(|f| f.is_down()) {
             return true;
@@ -466,8 +459,7 @@ impl Router {
 
     /// A pass for a request let through: counted until the request is answered.
     fn pass(&self) -> Ready {
-        self.passed
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.passed.fetch_add(1, Ordering::Relaxed);
         Ready::holding(Passed(self.passed.clone()))
     }
 
@@ -522,23 +514,16 @@ impl Router {
         // A request whose spans all go to one gateway, none left out, goes on as it came.
         let whole = (rejected == 0).then_some(body);
         let hard_limit = self.cfg.max_queued_bytes * Self::HARD_LIMIT_FACTOR;
-        if self
-            .global_queued
-            .load(std::sync::atomic::Ordering::Relaxed)
-            + body.len()
-            > hard_limit
-        {
+        if self.global_queued.load(Ordering::Relaxed) + body.len() > hard_limit {
             self.stats.refused_spans.add(valid);
             return Err(Refusal::Overloaded {
                 message: "the router's queues are over twice their limit; retry later".into(),
                 retry_after: DEFAULT_RETRY_AFTER,
             });
         }
-        let mean = self.mean_request.load(std::sync::atomic::Ordering::Relaxed);
-        self.mean_request.store(
-            (mean * 7 + body.len()) / 8,
-            std::sync::atomic::Ordering::Relaxed,
-        );
+        let mean = self.mean_request.load(Ordering::Relaxed);
+        self.mean_request
+            .store((mean * 7 + body.len()) / 8, Ordering::Relaxed);
         let parts = splitter.split(&state.ring, body, scan, whole);
         let mut admission = Admission::new(self.cfg.max_queued_bytes);
         for (owner, _, part) in &parts {
@@ -585,7 +570,6 @@ impl Admin for Router {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::atomic::Ordering;
     use std::time::Duration;
 
     /// A router with one gateway (never contacted: nothing is queued for it) whose

@@ -12,11 +12,15 @@ use crate::cluster::Timeline;
 use crate::cost::CostModel;
 use crate::scenario::{EventKind, Scenario};
 
-/// Bytes each buffered span counts against the buffer's limits beyond its encoded bytes
-/// (the gateway's charge).
-const CHARGE_OVERHEAD: f64 = tailgate_gateway::metrics::SPAN_OVERHEAD_BYTES as f64;
-/// What the gateway charges per buffered trace besides its spans.
-const TRACE_CHARGE: f64 = tailgate_gateway::metrics::TRACE_OVERHEAD_BYTES as f64;
+/// What the gateway charges a buffered span of `encoded` bytes against its byte limits, in
+/// traces of `spans_per_trace` spans (its share of its trace's charge included).
+fn charge_per_span(encoded: f64, spans_per_trace: f64) -> f64 {
+    // The gateway's own formula, for a million traces, per span.
+    let traces = 1_000_000u64;
+    let spans = (spans_per_trace * traces as f64) as u64;
+    let bytes = (encoded * spans as f64) as u64;
+    tailgate_gateway::metrics::charge(bytes, spans, traces) as f64 / spans.max(1) as f64
+}
 
 /// One gateway in one step.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -96,6 +100,12 @@ pub fn run(input: &FluidInput<'_>) -> Flows {
     let big_span_share = s.workload.big_traces().map_or(0.0, |(share, spans)| {
         share * f64::from(spans) / s.workload.mean_spans().max(1e-9)
     });
+    let charge = charge_per_span(input.cost.encoded_bytes_per_span, ordinary_spans);
+    let early = s.buffer.early_decision_bytes() as f64 / charge;
+    // RSS per buffered span follows the charge (which matches RSS for traces of 1 to 1,000
+    // spans), scaled by what the cost model measured at the bench's shape (8 spans).
+    let rss_per_span = input.cost.rss_bytes_per_buffered_span * charge
+        / charge_per_span(input.cost.encoded_bytes_per_span, 8.0);
     let mut flows = Flows::default();
     let mut moves = Moves::new();
     for k in 0..input.steps {
@@ -128,13 +138,6 @@ pub fn run(input: &FluidInput<'_>) -> Flows {
             let slot = &mut history[m][k % window];
             *slot = accepted * dt;
             let unlimited: f64 = history[m].iter().sum();
-            let charge =
-                input.cost.encoded_bytes_per_span + CHARGE_OVERHEAD + TRACE_CHARGE / ordinary_spans;
-            let early = s.buffer.early_decision_bytes() as f64 / charge;
-            // RSS per buffered span follows the charge (which matches RSS for traces of 1
-            // to 1,000 spans), scaled by what the cost model measured at the bench's shape.
-            let rss_per_span = input.cost.rss_bytes_per_buffered_span * charge
-                / (input.cost.encoded_bytes_per_span + CHARGE_OVERHEAD + TRACE_CHARGE / 8.0);
             let buffered = unlimited.min(early);
             let effective_wait = input.decision_wait * (buffered / unlimited.max(1e-9)).min(1.0);
             // The export queue: filled by kept spans while the backend is out, drained

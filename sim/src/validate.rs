@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use serde::Serialize;
-use tailgate_loadtest::bench::{bench_gateway, sibling_binary, GatewayBench};
+use tailgate_loadtest::bench::{bench_gateway, cores_used, sibling_binary, GatewayBench};
 use tailgate_loadtest::chaos::{run_chaos, ChaosConfig, Scenario as ChaosScenario};
 
 use crate::cost::CostModel;
@@ -227,11 +227,7 @@ async fn gateway_figures(cost: &CostModel) -> anyhow::Result<Vec<Figure>> {
         cost.gateway_base_rss_bytes + buffered_spans * cost.rss_bytes_per_buffered_span;
     let small = bench_gateway(&bench(Some(64 << 20))).await?;
     let refused = small.refused_spans as f64 / (small.spans_sent as f64).max(1.0);
-    let cores = if bench(None).pin_cpu.is_some() {
-        1.0
-    } else {
-        std::thread::available_parallelism().map_or(1.0, |n| n.get() as f64)
-    };
+    let cores = cores_used(bench(None).pin_cpu);
     let predicted_refused = one_gateway_in_sim(cost, small.spans_per_sec, 64 << 20, cores)?;
     // Overload: twice what the cost model says the gateway's cores take, offered open loop
     // from replayed requests (the generator is not the bottleneck), as SDKs send.

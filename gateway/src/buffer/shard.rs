@@ -148,7 +148,7 @@ pub enum ShardMsg {
     Decisions(Vec<([u8; 16], Cached)>),
 }
 
-pub use crate::metrics::{SPAN_OVERHEAD_BYTES, TRACE_OVERHEAD_BYTES};
+pub use crate::metrics::SPAN_OVERHEAD_BYTES;
 
 /// A shard's limits.
 #[derive(Debug, Clone, Copy)]
@@ -416,9 +416,7 @@ impl Shard {
     /// What this shard's buffered traces are charged (see
     /// [`crate::metrics::GatewayStats::held_bytes`]).
     fn held(&self) -> u64 {
-        self.bytes
-            + self.spans * SPAN_OVERHEAD_BYTES
-            + self.traces.len() as u64 * TRACE_OVERHEAD_BYTES
+        crate::metrics::charge(self.bytes, self.spans, self.traces.len() as u64)
     }
 
     /// Removes a buffered trace and its share of the counters (its spans stay "live" until
