@@ -283,6 +283,16 @@ mod tests {
         assert_eq!(c.admin, Some(SocketAddr::from(([127, 0, 0, 1], 13133))));
     }
 
+    /// The flow-control defaults docs/configuration.md promises.
+    #[test]
+    fn flow_control_defaults_are_the_documented_ones() {
+        let f = ForwardConfig::default();
+        assert_eq!(f.queue_bytes, 16 << 20);
+        assert_eq!(f.max_queued_bytes, 64 << 20);
+        assert_eq!(f.queue_wait, Duration::from_secs(5));
+        assert_eq!(f.max_held_requests, 64);
+    }
+
     #[test]
     fn errors_name_file_key_and_line() {
         let err = parse("members:\n  static: [a:1]\nforwrd: {}\n")

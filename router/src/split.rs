@@ -616,6 +616,24 @@ mod tests {
         assert!(SpanSink::ready(&*router).await.is_ok());
     }
 
+    /// A request read while the router's queues are past twice their limit is refused
+    /// (retryably), its spans counted refused and nothing of it queued.
+    #[tokio::test(start_paused = true)]
+    async fn a_request_read_past_twice_the_limit_is_refused() {
+        let router = full_router(Duration::from_secs(5));
+        router
+            .global_queued
+            .store(2 * router.cfg.max_queued_bytes, Ordering::Relaxed);
+        let req = tailgate_core::test_util::FakeOtlp::traces(2)
+            .spans(3)
+            .build();
+        let body = Bytes::from(prost::Message::encode_to_vec(&req));
+        let refusal = SpanSink::export(&*router, body).await.unwrap_err();
+        assert!(matches!(refusal, Refusal::Overloaded { .. }), "{refusal:?}");
+        assert_eq!(router.stats.refused_spans.get(), 6);
+        assert_eq!(router.pending_spans(), 0);
+    }
+
     /// Requests let through and not yet admitted count against the room, at the running
     /// mean request size: a burst of passes cannot all go through at once.
     #[tokio::test(start_paused = true)]

@@ -650,6 +650,15 @@ mod tests {
             seen(&[1, 2]),
             vec![(1, gold, true), (0, AttrValue::Int(500), true)]
         );
+        let res: Workload =
+            serde_yaml_ng::from_str(&yaml.replace("on: root", "on: resource")).unwrap();
+        let t = res.sample_trace(&mut fastrand::Rng::with_seed(1), 0.0, false);
+        let mut s = TraceSummary::default();
+        t.add_attributes(&[0], &res.attributes, &keys, &mut s);
+        assert!(s
+            .attrs
+            .iter()
+            .any(|a| a.key == 1 && a.from_resource && !a.from_root));
         let bad: Workload =
             serde_yaml_ng::from_str(&yaml.replace("[500]}", "[500], shares: [1.5]}")).unwrap();
         assert_eq!(bad.check().unwrap_err().0, "workload.attributes");

@@ -228,3 +228,19 @@ fn attribute_policies_read_the_workloads_attributes() {
     let kept = r.traces.kept / r.traces.sent;
     assert!((0.2..0.35).contains(&kept), "kept {kept}");
 }
+
+/// Scenario: a light load (a few kept spans per second per gateway) with the exporters'
+/// `export_batch.timeout` at 2 s, then at 10 ms.
+/// Guarantees: a kept trace waits for its batch as the exporter's rule says: batches that
+/// never fill close at their timeout, so the median export delay is about half of it.
+#[test]
+fn kept_traces_wait_for_their_batch_as_the_exporter_rule_says() {
+    let delay = |timeout: &str| {
+        let extra = format!("export_batch: {{timeout: {timeout}}}\n");
+        go(&scenario("batch", KEEP_ALL, 2, 200.0, 30, &extra)).export_delay_s
+    };
+    let (slow, fast) = (delay("2s"), delay("10ms"));
+    assert!((0.7..1.3).contains(&slow.p50), "{slow:?}");
+    assert!(slow.max <= 2.0 + 1e-9, "{slow:?}");
+    assert!(fast.p50 <= 0.01 && fast.max <= 0.01 + 1e-9, "{fast:?}");
+}
