@@ -573,6 +573,8 @@ pub struct GatewayBench {
     /// cannot be sent (too many outstanding), is refused, or is not answered within 2 s
     /// counts as refused. Without it, the load is a closed loop of `concurrency` requests.
     pub open_loop_rate: Option<f64>,
+    /// Measure steady-state CPU per span over the driving time after this warm-up.
+    pub warmup: Option<Duration>,
 }
 
 impl Default for GatewayBench {
@@ -592,6 +594,7 @@ impl Default for GatewayBench {
             saturate: false,
             connections: 1,
             open_loop_rate: None,
+            warmup: None,
         }
     }
 }
@@ -624,6 +627,12 @@ pub struct GatewayBenchResult {
     pub gateway_cpu_seconds: f64,
     /// Gateway CPU seconds per million spans.
     pub cpu_seconds_per_million_spans: f64,
+    /// With a warm-up: gateway CPU seconds per million spans accepted between the end of
+    /// the warm-up and the end of driving (steady state, no drain), and that window's
+    /// length in seconds.
+    pub steady_cpu_seconds_per_million_spans: Option<f64>,
+    /// The steady-state window's length, seconds.
+    pub steady_window_seconds: Option<f64>,
     /// Gateway peak resident set size.
     pub peak_rss_bytes: u64,
     /// Largest encoded span bytes buffered seen on /metrics.
@@ -726,6 +735,16 @@ pub async fn bench_gateway(cfg: &GatewayBench) -> anyhow::Result<GatewayBenchRes
         _ => spawn_gateway_senders(&channels, &source, cfg, end, &tally),
     };
     let sampler = spawn_buffered_bytes_sampler(admin_addr, pid, peak_buffered.clone());
+    // The steady-state window opens after the warm-up (if driving lasts that long).
+    let mut steady_start = None;
+    if let Some(warmup) = cfg.warmup.filter(|w| *w < cfg.duration) {
+        tokio::time::sleep_until(start + warmup).await;
+        steady_start = Some((
+            Instant::now(),
+            cpu_seconds(pid)?,
+            tally.sent.load(Ordering::Relaxed),
+        ));
+    }
     if let Some(producer) = producer {
         producer.await?;
     }
@@ -733,7 +752,15 @@ pub async fn bench_gateway(cfg: &GatewayBench) -> anyhow::Result<GatewayBenchRes
         t.await?;
     }
     let wall = start.elapsed().as_secs_f64();
-    let driving_cpu = cpu_seconds(pid)? - cpu_before;
+    let cpu_now = cpu_seconds(pid)?;
+    let steady = steady_start.map(|(at, cpu, sent)| {
+        let spans = tally.sent.load(Ordering::Relaxed).saturating_sub(sent);
+        (
+            (cpu_now - cpu) / (spans.max(1) as f64 / 1e6),
+            at.elapsed().as_secs_f64(),
+        )
+    });
+    let driving_cpu = cpu_now - cpu_before;
     let sent = tally.sent.load(Ordering::Relaxed);
     // Wait for every trace to be decided and exported.
     let within = cfg.decision_wait * 3 + Duration::from_secs(30);
@@ -767,6 +794,8 @@ pub async fn bench_gateway(cfg: &GatewayBench) -> anyhow::Result<GatewayBenchRes
         spans_per_trace: cfg.spans_per_trace,
         server_core_utilisation: utilisation,
         generator_bound: utilisation < 0.9,
+        steady_cpu_seconds_per_million_spans: steady.map(|s| s.0),
+        steady_window_seconds: steady.map(|s| s.1),
         ..measured.into_result(cfg.max_buffered_bytes)
     })
 }
@@ -810,6 +839,8 @@ impl GatewayMeasurements {
             spans_per_sec: sent as f64 / self.wall,
             gateway_cpu_seconds: cpu,
             cpu_seconds_per_million_spans: cpu / (sent.max(1) as f64 / 1e6),
+            steady_cpu_seconds_per_million_spans: None,
+            steady_window_seconds: None,
             peak_rss_bytes,
             peak_buffered_bytes,
             rss_to_buffered_ratio: peak_rss_bytes as f64 / peak_buffered_bytes.max(1) as f64,

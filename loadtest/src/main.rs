@@ -153,6 +153,12 @@ struct GatewayBenchArgs {
     /// answered within 2 s counts as refused. Measures refusals under overload.
     #[arg(long, value_name = "SPANS_PER_SECOND", requires = "saturate")]
     open_loop_rate: Option<f64>,
+    /// Also measure CPU per span in steady state: over the driving time after this warm-up
+    /// (`steady_cpu_seconds_per_million_spans`). Make it longer than --decision-wait, so
+    /// that traces are being decided and memory reused rather than first touched; with
+    /// --open-loop-rate, the buffer then holds a constant decision_wait of load.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    warmup: Option<Duration>,
     /// Write the result as JSON to this file.
     #[arg(long, value_name = "FILE")]
     report: Option<PathBuf>,
@@ -507,6 +513,7 @@ async fn run_gateway_bench(a: GatewayBenchArgs) -> anyhow::Result<bool> {
         saturate: a.saturate,
         connections: a.connections,
         open_loop_rate: a.open_loop_rate,
+        warmup: a.warmup,
     };
     let r = tailgate_loadtest::bench::bench_gateway(&cfg).await?;
     writeln!(

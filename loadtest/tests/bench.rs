@@ -87,11 +87,22 @@ async fn the_gateway_bench_saturates_with_replayed_requests() {
         connections: 2,
         spans_per_trace: 2,
         saturate: true,
+        warmup: Some(Duration::from_millis(500)),
         ..GatewayBench::default()
     })
     .await
     .unwrap();
     assert!(r.saturate && r.spans_per_trace == 2);
+    // The steady-state window is what is left of driving after the warm-up.
+    let window = r
+        .steady_window_seconds
+        .expect("a warm-up gives a steady window");
+    assert!((0.4..0.9).contains(&window), "{r:?}");
+    assert!(
+        r.steady_cpu_seconds_per_million_spans
+            .is_some_and(|c| c > 0.0),
+        "{r:?}"
+    );
     assert!(r.spans_sent > 0, "{r:?}");
     assert!(r.all_spans_settled, "{r:?}");
     assert!(r.spans_at_backend > 0, "{r:?}");

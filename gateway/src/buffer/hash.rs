@@ -21,6 +21,15 @@ impl Default for TraceIdHash {
     }
 }
 
+impl TraceIdHash {
+    /// The keyed hash of one trace id, without the `Hasher` round trip (for tables that
+    /// place ids themselves, like [`crate::decide::DecisionCache`]).
+    #[inline]
+    pub fn hash_id(&self, id: &[u8; 16]) -> u64 {
+        xxh3_64_with_seed(id, self.seed)
+    }
+}
+
 impl BuildHasher for TraceIdHash {
     type Hasher = TraceIdHasher;
 

@@ -8,6 +8,7 @@
 
 pub mod hash;
 pub mod shard;
+pub mod table;
 pub mod trace;
 
 use std::sync::Arc;

@@ -15,6 +15,8 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::hash::TraceMap;
+pub use super::table::TraceEntry;
+use super::table::{SpanList, TraceTable};
 use super::trace::IncomingSpan;
 use super::trace::{BufferedSpan, TraceSummary, TraceView};
 use crate::decide::{Cached, DecisionCache};
@@ -39,7 +41,7 @@ pub struct HandedTrace {
     /// Trace id.
     pub id: [u8; 16],
     /// The trace as it was buffered.
-    pub entry: Box<TraceEntry>,
+    pub entry: TraceEntry,
 }
 
 /// The plan's rules one inserted batch is buffered under.
@@ -93,22 +95,6 @@ impl Inserted {
             .add_span(s.start, s.end, s.status_code, s.is_root);
         batch[i].1.add_attrs(&s.attrs);
     }
-}
-
-/// A buffered trace.
-#[derive(Debug)]
-pub struct TraceEntry {
-    /// Its spans.
-    pub spans: Vec<BufferedSpan>,
-    /// When its first span arrived.
-    pub first_seen: Instant,
-    /// Its summary (`summary.bytes`: its spans' encoded bytes, what policies and
-    /// `maximum_trace_size_bytes` read).
-    summary: TraceSummary,
-    /// What it counts against the byte limits: its spans' charges (see [`BufferedSpan`]).
-    held: u64,
-    /// Whether a root-based deadline was scheduled.
-    root_scheduled: bool,
 }
 
 /// Kept spans re-encoded to say with what probability they were kept (`ot=th:…` and the
@@ -166,9 +152,7 @@ pub struct ShardLimits {
 /// The state of one shard.
 pub struct Shard {
     rx: mpsc::Receiver<ShardMsg>,
-    /// Entries are boxed: the table then holds 24 bytes per slot instead of ~128, which
-    /// matters because a hash table's capacity doubles and never shrinks.
-    traces: TraceMap<Box<TraceEntry>>,
+    traces: TraceTable,
     deadlines: DeadlineQueue,
     /// `root arrival + decision_wait_after_root_received`: with one grace for every trace,
     /// these come due in order too, so a second FIFO holds them; deciding a trace that is
@@ -217,7 +201,7 @@ impl Shard {
         } = limits;
         Shard {
             rx,
-            traces: TraceMap::default(),
+            traces: TraceTable::default(),
             deadlines: DeadlineQueue::default(),
             root_deadlines: DeadlineQueue::default(),
             handed_deadlines: BinaryHeap::new(),
@@ -398,7 +382,7 @@ impl Shard {
                     Cached::Kept(p) => {
                         self.stats.late_sampled_spans.add(n);
                         let plan = self.plan.load_full();
-                        let spans = self.kept(entry.spans, p, &plan);
+                        let spans = self.kept(entry.spans.into_vec(), p, &plan);
                         self.send(spans).await;
                     }
                     Cached::Dropped => {
@@ -421,7 +405,7 @@ impl Shard {
 
     /// Removes a buffered trace and its share of the counters (its spans stay "live" until
     /// the caller says where they went).
-    fn take(&mut self, id: &[u8; 16]) -> Option<Box<TraceEntry>> {
+    fn take(&mut self, id: &[u8; 16]) -> Option<TraceEntry> {
         let entry = self.traces.remove(id)?;
         self.stats.live_traces.sub(1);
         self.stats.buffered_bytes.sub(entry.held);
@@ -557,17 +541,17 @@ impl Shard {
             self.handed_deadlines
                 .push(Reverse((fs + rules.wait, s.trace_id)));
         }
-        let mut spans = Vec::with_capacity((run + 1).max(4));
+        let mut spans = SpanList::with_capacity(run + 1);
         spans.push(s.span);
         self.traces.insert(
             s.trace_id,
-            Box::new(TraceEntry {
+            TraceEntry {
                 first_seen: rules.first_seen.unwrap_or(rules.now),
                 spans,
                 summary,
                 held,
                 root_scheduled,
-            }),
+            },
         );
         self.deadlines.push(s.trace_id, rules.now, rules.wait);
     }
@@ -726,7 +710,7 @@ impl Shard {
     async fn finish(
         &mut self,
         id: [u8; 16],
-        entry: Box<TraceEntry>,
+        entry: TraceEntry,
         decision: crate::policy::plan::Decision,
         plan: &crate::policy::plan::PolicyPlan,
         now: Instant,
@@ -744,7 +728,7 @@ impl Shard {
         self.stats
             .record_decision_latency(now.saturating_duration_since(entry.first_seen));
         if decision.sampled {
-            let spans = self.kept(entry.spans, decision.probability, plan);
+            let spans = self.kept(entry.spans.into_vec(), decision.probability, plan);
             self.send(spans).await;
         } else {
             self.stats.dropped_spans.add(n);

@@ -7,6 +7,7 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
+use smallvec::SmallVec;
 use tailgate_core::wire::attrs::AttrValue;
 use tailgate_core::wire::span_fields::{write_resource_header, AttributeRewrite};
 use tailgate_core::wire::SpanParts;
@@ -166,7 +167,8 @@ impl BufferedSpan {
             }
             let run = &spans[i..j];
             let mut buf = Vec::with_capacity(run.iter().map(|s| s.len as usize + 64).sum());
-            let mut ranges = Vec::with_capacity(run.len());
+            // Kept traces are small: their span ranges and header indices stay on the stack.
+            let mut ranges: SmallVec<[std::ops::Range<u32>; 8]> = SmallVec::new();
             for s in run {
                 let start = buf.len() as u32;
                 rewrite(s.span(), &mut buf);
@@ -208,6 +210,9 @@ impl BufferedSpan {
     }
 }
 
+/// Each rewritten span's (resource, scope) header indices.
+type HeaderIndices = SmallVec<[(u32, u32); 8]>;
+
 /// The request bytes for a run of spans of one request, re-encoded into `body`, with new
 /// headers holding only the run's resource headers (rewritten by `rewrite`) and scope
 /// headers; returns each span's new (resource, scope) header indices.
@@ -215,7 +220,7 @@ fn rewritten_headers(
     run: &[BufferedSpan],
     body: Vec<u8>,
     rewrite: &dyn AttributeRewrite,
-) -> (Arc<RequestBytes>, Vec<(u32, u32)>) {
+) -> (Arc<RequestBytes>, HeaderIndices) {
     let mut headers = Vec::new();
     // (old index, whether a resource) -> new index; a run uses few headers.
     let mut seen: Vec<(u32, bool)> = Vec::new();

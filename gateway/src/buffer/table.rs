@@ -1,0 +1,173 @@
+//! A shard's table of buffered traces: entries live in a slab of slots reused through a
+//! free list, and an index maps each trace id to its slot.
+//!
+//! A trace used to cost a hash-map slot, a boxed entry and a vector of spans: three places
+//! in memory and two allocations to make and free per trace. Here the entry and its first
+//! [`INLINE_SPANS`] spans sit in one slot, so a trace of one or two spans (a large share of
+//! real traffic, and the worst case for CPU per span) allocates nothing, and a slot freed
+//! by a decision is reused by the next new trace while it is still in cache.
+//!
+//! The slab keeps its peak size: a burst of N traces leaves N slots
+//! (`size_of::<TraceEntry>()` bytes each) for later traces, as the index's hash table keeps
+//! its capacity. Both are bounded by the shard's `max_traces`, which is decided early past.
+
+use smallvec::SmallVec;
+use tokio::time::Instant;
+
+use super::hash::TraceMap;
+use super::trace::{BufferedSpan, TraceSummary};
+
+/// Spans a trace holds in its slot before its span list moves to the heap.
+pub const INLINE_SPANS: usize = 2;
+
+/// A trace's spans: inline up to [`INLINE_SPANS`].
+pub type SpanList = SmallVec<[BufferedSpan; INLINE_SPANS]>;
+
+/// A buffered trace.
+#[derive(Debug)]
+pub struct TraceEntry {
+    /// Its spans.
+    pub spans: SpanList,
+    /// When its first span arrived.
+    pub first_seen: Instant,
+    /// Its summary (`summary.bytes`: its spans' encoded bytes, what policies and
+    /// `maximum_trace_size_bytes` read).
+    pub summary: TraceSummary,
+    /// What it counts against the byte limits: its spans' charges (see [`BufferedSpan`]).
+    pub held: u64,
+    /// Whether a root-based deadline was scheduled.
+    pub root_scheduled: bool,
+}
+
+/// Buffered traces by id.
+#[derive(Debug, Default)]
+pub struct TraceTable {
+    index: TraceMap<u32>,
+    slots: Vec<Option<TraceEntry>>,
+    free: Vec<u32>,
+}
+
+impl TraceTable {
+    /// Traces buffered.
+    pub fn len(&self) -> usize {
+        self.index.len()
+    }
+
+    /// True when no trace is buffered.
+    pub fn is_empty(&self) -> bool {
+        self.index.is_empty()
+    }
+
+    /// Whether `id` is buffered.
+    pub fn contains_key(&self, id: &[u8; 16]) -> bool {
+        self.index.contains_key(id)
+    }
+
+    /// The buffered trace `id`.
+    #[inline]
+    pub fn get(&self, id: &[u8; 16]) -> Option<&TraceEntry> {
+        let slot = *self.index.get(id)?;
+        self.slots[slot as usize].as_ref()
+    }
+
+    /// The buffered trace `id`, to add to.
+    #[inline]
+    pub fn get_mut(&mut self, id: &[u8; 16]) -> Option<&mut TraceEntry> {
+        let slot = *self.index.get(id)?;
+        self.slots[slot as usize].as_mut()
+    }
+
+    /// Buffers a new trace (replacing one buffered under the same id, which the shard
+    /// never does: it adds to a trace it finds).
+    #[inline]
+    pub fn insert(&mut self, id: [u8; 16], entry: TraceEntry) {
+        if let Some(&slot) = self.index.get(&id) {
+            self.slots[slot as usize] = Some(entry);
+            return;
+        }
+        let slot = match self.free.pop() {
+            Some(slot) => {
+                self.slots[slot as usize] = Some(entry);
+                slot
+            }
+            None => {
+                // More than 4 billion traces in one shard would exhaust memory long before.
+                let slot = u32::try_from(self.slots.len()).unwrap_or(u32::MAX);
+                self.slots.push(Some(entry));
+                slot
+            }
+        };
+        self.index.insert(id, slot);
+    }
+
+    /// Takes the trace `id` out.
+    #[inline]
+    pub fn remove(&mut self, id: &[u8; 16]) -> Option<TraceEntry> {
+        let slot = self.index.remove(id)?;
+        self.free.push(slot);
+        self.slots[slot as usize].take()
+    }
+
+    /// Every buffered trace id.
+    pub fn keys(&self) -> impl Iterator<Item = &[u8; 16]> {
+        self.index.keys()
+    }
+
+    /// Slots allocated (buffered traces plus free slots kept for reuse).
+    pub fn slots(&self) -> usize {
+        self.slots.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(spans: usize) -> TraceEntry {
+        TraceEntry {
+            spans: SpanList::new(),
+            first_seen: Instant::now(),
+            summary: TraceSummary {
+                span_count: spans as u32,
+                ..TraceSummary::default()
+            },
+            held: 0,
+            root_scheduled: false,
+        }
+    }
+
+    #[tokio::test]
+    async fn freed_slots_are_reused_and_entries_found_by_id() {
+        let mut t = TraceTable::default();
+        for i in 0..100u8 {
+            t.insert([i; 16], entry(usize::from(i)));
+        }
+        assert_eq!((t.len(), t.slots()), (100, 100));
+        for i in 0..50u8 {
+            let e = t.remove(&[i; 16]).expect("buffered");
+            assert_eq!(e.summary.span_count, u32::from(i));
+        }
+        assert_eq!(t.remove(&[0; 16]).map(|e| e.summary.span_count), None);
+        for i in 100..150u8 {
+            t.insert([i; 16], entry(usize::from(i)));
+        }
+        // The 50 new traces took the 50 freed slots.
+        assert_eq!((t.len(), t.slots()), (100, 100));
+        for i in 50..150u8 {
+            assert_eq!(
+                t.get(&[i; 16]).map(|e| e.summary.span_count),
+                Some(u32::from(i))
+            );
+        }
+        assert!(!t.contains_key(&[3; 16]));
+        t.get_mut(&[60; 16]).expect("buffered").held = 7;
+        assert_eq!(t.get(&[60; 16]).map(|e| e.held), Some(7));
+        assert_eq!(t.keys().count(), 100);
+    }
+
+    #[test]
+    fn one_or_two_spans_live_in_the_slot() {
+        assert!(!SpanList::with_capacity(INLINE_SPANS).spilled());
+        assert!(SpanList::with_capacity(INLINE_SPANS + 1).spilled());
+    }
+}
