@@ -64,11 +64,16 @@ pub struct RouterBench {
     /// Compare plaintext with TLS on both hops (load generator → router → sinks, the sinks
     /// standing for gateways), uncompressed, instead of comparing compression.
     pub tls: bool,
+    /// Run this `tailgate-loadtest` binary's reference relay ([`crate::relay`]) in the
+    /// router's place, uncompressed.
+    pub relay_bin: Option<PathBuf>,
 }
 
 /// One variant's result.
 #[derive(Debug, Clone, Serialize)]
 pub struct RouterBenchResult {
+    /// `router`, or `relay` for the reference relay.
+    pub server: String,
     /// `none` or `gzip` (both on the way in and out).
     pub compression: String,
     /// Whether both hops spoke TLS.
@@ -99,7 +104,9 @@ pub struct RouterBenchResult {
 /// Runs both variants: no compression and gzip, or (with `tls`) plaintext and TLS.
 pub async fn bench_router(cfg: &RouterBench) -> anyhow::Result<Vec<RouterBenchResult>> {
     let mut out = Vec::new();
-    if cfg.tls {
+    if cfg.relay_bin.is_some() {
+        out.push(run_variant(cfg, Compression::None, None).await?);
+    } else if cfg.tls {
         let pki = BenchPki::new()?;
         for tls in [None, Some(&pki)] {
             out.push(run_variant(cfg, Compression::None, tls).await?);
@@ -179,7 +186,10 @@ async fn run_variant(
     let router_addr = SocketAddr::from(([127, 0, 1, 1], port));
     let comp = compression_name(compression);
     let config_path = write_router_config(router_addr, &addrs, comp, tls)?;
-    let mut child = spawn_router(cfg, &config_path)?;
+    let mut child = match &cfg.relay_bin {
+        Some(relay) => spawn_relay(relay, cfg.pin_cpu, router_addr, &addrs)?,
+        None => spawn_router(cfg, &config_path)?,
+    };
     let pid = child.id().context("router pid")?;
     wait_for_port(router_addr, Duration::from_secs(10)).await?;
 
@@ -212,6 +222,12 @@ async fn run_variant(
     stop.cancel();
     let _removed = std::fs::remove_file(&config_path);
     Ok(RouterBenchResult {
+        server: if cfg.relay_bin.is_some() {
+            "relay"
+        } else {
+            "router"
+        }
+        .into(),
         compression: comp.into(),
         tls: tls.is_some(),
         spans_sent: sent,
@@ -320,6 +336,34 @@ fn write_router_config(
 }
 
 /// Starts the router process, pinned with `taskset` to one CPU and one thread if asked.
+/// Starts `exe relay` on `listen`, forwarding to `sinks`, pinned as the router would be.
+fn spawn_relay(
+    exe: &Path,
+    pin_cpu: Option<usize>,
+    listen: SocketAddr,
+    sinks: &[SocketAddr],
+) -> anyhow::Result<tokio::process::Child> {
+    let mut command = match pin_cpu {
+        Some(cpu) => {
+            let mut c = tokio::process::Command::new("taskset");
+            c.arg("-c").arg(cpu.to_string()).arg(exe);
+            c
+        }
+        None => tokio::process::Command::new(exe),
+    };
+    let to: Vec<String> = sinks.iter().map(SocketAddr::to_string).collect();
+    command
+        .arg("relay")
+        .arg("--listen")
+        .arg(listen.to_string())
+        .arg("--to")
+        .arg(to.join(","))
+        .env("RUST_LOG", "warn")
+        .kill_on_drop(true)
+        .spawn()
+        .with_context(|| format!("starting {} relay", exe.display()))
+}
+
 fn spawn_router(cfg: &RouterBench, config_path: &Path) -> anyhow::Result<tokio::process::Child> {
     let mut command = match cfg.pin_cpu {
         Some(cpu) => {

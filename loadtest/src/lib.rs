@@ -21,6 +21,7 @@ pub mod chaos;
 pub mod demo;
 pub mod drive;
 pub mod generate;
+pub mod relay;
 pub mod replay;
 pub mod report;
 pub mod sink;

@@ -38,6 +38,10 @@ enum Command {
     /// backend outage, policy reload. Prints a table of verified scenarios; exits 1 when a
     /// check fails. See docs/resilience.md.
     Chaos(ChaosArgs),
+    /// The bare HTTP/2 relay that `bench router --relay` measures the router against: the
+    /// router's scan and split by trace id, none of its layers. A benchmark floor, not for
+    /// production (no retries, TLS or queues).
+    Relay(RelayArgs),
     /// Benchmark a component as its own process (see docs/benchmarks.md).
     Bench {
         #[command(subcommand)]
@@ -190,9 +194,24 @@ struct RouterBenchArgs {
     /// certificates made for the run, instead of no compression with gzip.
     #[arg(long)]
     tls: bool,
+    /// Benchmark the reference relay (`tailgate-loadtest relay`: bare HTTP/2, the router's
+    /// scan and split) in the router's place, uncompressed only: run it alternating with
+    /// the router for the router's cost over that floor.
+    #[arg(long, conflicts_with = "tls")]
+    relay: bool,
     /// Write the results as JSON to this file.
     #[arg(long, value_name = "FILE")]
     report: Option<PathBuf>,
+}
+
+#[derive(Debug, ClapArgs)]
+struct RelayArgs {
+    /// Address to receive OTLP/gRPC (HTTP/2 without TLS) on.
+    #[arg(long)]
+    listen: std::net::SocketAddr,
+    /// The sinks' addresses (OTLP/gRPC receivers), comma-separated: the ring's members.
+    #[arg(long, value_delimiter = ',', required = true)]
+    to: Vec<std::net::SocketAddr>,
 }
 
 #[derive(Debug, ClapArgs)]
@@ -362,6 +381,9 @@ async fn run(command: Command) -> anyhow::Result<bool> {
             what: BenchCommand::Gateway(a),
         } => run_gateway_bench(a).await,
         Command::Sink(a) => run_sink_command(a).await,
+        Command::Relay(a) => tailgate_loadtest::relay::run_relay(a.listen, &a.to)
+            .await
+            .map(|()| true),
     }
 }
 
@@ -452,6 +474,10 @@ async fn run_router_bench(a: RouterBenchArgs) -> anyhow::Result<bool> {
         connections: a.connections,
         pin_cpu: a.pin_cpu,
         tls: a.tls,
+        relay_bin: match a.relay {
+            true => Some(std::env::current_exe().context("this binary's path")?),
+            false => None,
+        },
     };
     let results = tailgate_loadtest::bench::bench_router(&cfg).await?;
     print_router_bench_table(&results)?;

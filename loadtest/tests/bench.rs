@@ -14,6 +14,7 @@ mod common;
 /// leave the sinks empty), and every span the router accepted reached a sink.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_router_bench_runs_plaintext_and_tls() {
+    let _alone = GATEWAY_BENCHES.lock().await;
     let (_, router_bin) = common::binaries();
     let results = bench_router(&RouterBench {
         router_bin,
@@ -23,6 +24,7 @@ async fn the_router_bench_runs_plaintext_and_tls() {
         connections: 1,
         pin_cpu: None,
         tls: true,
+        relay_bin: None,
     })
     .await
     .unwrap();
@@ -36,8 +38,8 @@ async fn the_router_bench_runs_plaintext_and_tls() {
     }
 }
 
-/// One gateway bench at a time: each picks a free port on 127.0.1.1 and releases it before
-/// its gateway binds it, so two at once could pick the same one.
+/// One bench at a time: each picks a free port on 127.0.1.1 and releases it before its
+/// server binds it, so two at once could pick the same one.
 static GATEWAY_BENCHES: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// Scenario: one second of load over TLS into the gateway binary, kept traces exported
@@ -112,4 +114,35 @@ async fn the_gateway_bench_saturates_with_replayed_requests() {
         r.at_peak_buffered.held_bytes >= r.at_peak_buffered.buffered_bytes,
         "{r:?}"
     );
+}
+
+/// Scenario: one second of load through the reference relay (`tailgate-loadtest relay`) in
+/// the router's place, as `bench router --relay` runs it.
+/// Guarantees: the relay splits by trace id and forwards every span it answered OK for to
+/// the sinks, so the floor the router is compared with does the same work.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_reference_relay_delivers_every_span_it_accepts() {
+    let _alone = GATEWAY_BENCHES.lock().await;
+    let (_, router_bin) = common::binaries();
+    let results = bench_router(&RouterBench {
+        router_bin,
+        duration: Duration::from_secs(1),
+        spans_per_request: 64,
+        concurrency: 4,
+        connections: 2,
+        pin_cpu: None,
+        tls: false,
+        relay_bin: Some(env!("CARGO_BIN_EXE_tailgate-loadtest").into()),
+    })
+    .await
+    .unwrap();
+    assert_eq!(results.len(), 1, "{results:?}");
+    let r = &results[0];
+    assert_eq!(
+        (r.server.as_str(), r.compression.as_str()),
+        ("relay", "none")
+    );
+    assert!(r.spans_sent > 0, "{r:?}");
+    assert_eq!(r.refused_spans, 0, "{r:?}");
+    assert!(r.all_spans_counted, "{r:?}");
 }
