@@ -343,16 +343,8 @@ fn spawn_relay(
     listen: SocketAddr,
     sinks: &[SocketAddr],
 ) -> anyhow::Result<tokio::process::Child> {
-    let mut command = match pin_cpu {
-        Some(cpu) => {
-            let mut c = tokio::process::Command::new("taskset");
-            c.arg("-c").arg(cpu.to_string()).arg(exe);
-            c
-        }
-        None => tokio::process::Command::new(exe),
-    };
     let to: Vec<String> = sinks.iter().map(SocketAddr::to_string).collect();
-    command
+    pinned(exe, pin_cpu)
         .arg("relay")
         .arg("--listen")
         .arg(listen.to_string())
@@ -364,19 +356,23 @@ fn spawn_relay(
         .with_context(|| format!("starting {} relay", exe.display()))
 }
 
-fn spawn_router(cfg: &RouterBench, config_path: &Path) -> anyhow::Result<tokio::process::Child> {
-    let mut command = match cfg.pin_cpu {
+/// A command running `exe`, pinned to `pin_cpu` with `taskset` when one is given.
+fn pinned(exe: &Path, pin_cpu: Option<usize>) -> tokio::process::Command {
+    match pin_cpu {
         Some(cpu) => {
             let mut c = tokio::process::Command::new("taskset");
-            c.arg("-c")
-                .arg(cpu.to_string())
-                .arg(&cfg.router_bin)
-                .arg("--threads")
-                .arg("1");
+            c.arg("-c").arg(cpu.to_string()).arg(exe);
             c
         }
-        None => tokio::process::Command::new(&cfg.router_bin),
-    };
+        None => tokio::process::Command::new(exe),
+    }
+}
+
+fn spawn_router(cfg: &RouterBench, config_path: &Path) -> anyhow::Result<tokio::process::Child> {
+    let mut command = pinned(&cfg.router_bin, cfg.pin_cpu);
+    if cfg.pin_cpu.is_some() {
+        command.arg("--threads").arg("1");
+    }
     command
         .arg("--config")
         .arg(config_path)
@@ -962,16 +958,8 @@ fn spawn_gateway(
     cfg: &GatewayBench,
     files: &GatewayFiles,
 ) -> anyhow::Result<tokio::process::Child> {
-    let mut command = match cfg.pin_cpu {
-        Some(cpu) => {
-            // Shards and worker threads follow the CPUs the process may use.
-            let mut c = tokio::process::Command::new("taskset");
-            c.arg("-c").arg(cpu.to_string()).arg(&cfg.gateway_bin);
-            c
-        }
-        None => tokio::process::Command::new(&cfg.gateway_bin),
-    };
-    command
+    // Shards and worker threads follow the CPUs the process may use.
+    pinned(&cfg.gateway_bin, cfg.pin_cpu)
         .arg("--config")
         .arg(&files.config)
         .arg("--policies")

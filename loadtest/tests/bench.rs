@@ -8,6 +8,21 @@ use tailgate_loadtest::bench::{bench_gateway, bench_router, GatewayBench, Router
 
 mod common;
 
+/// A one-second router bench of small requests through the router binary, plaintext.
+fn one_second_of_router_bench() -> RouterBench {
+    let (_, router_bin) = common::binaries();
+    RouterBench {
+        router_bin,
+        duration: Duration::from_secs(1),
+        spans_per_request: 64,
+        concurrency: 2,
+        connections: 1,
+        pin_cpu: None,
+        tls: false,
+        relay_bin: None,
+    }
+}
+
 /// Scenario: one second of plaintext, then one second of TLS on both hops, through the
 /// router binary (debug build, so figures mean nothing here; docs/benchmarks.md has them).
 /// Guarantees: both variants deliver, the second over TLS (a TLS handshake failure would
@@ -15,16 +30,9 @@ mod common;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_router_bench_runs_plaintext_and_tls() {
     let _alone = GATEWAY_BENCHES.lock().await;
-    let (_, router_bin) = common::binaries();
     let results = bench_router(&RouterBench {
-        router_bin,
-        duration: Duration::from_secs(1),
-        spans_per_request: 64,
-        concurrency: 2,
-        connections: 1,
-        pin_cpu: None,
         tls: true,
-        relay_bin: None,
+        ..one_second_of_router_bench()
     })
     .await
     .unwrap();
@@ -123,16 +131,11 @@ async fn the_gateway_bench_saturates_with_replayed_requests() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_reference_relay_delivers_every_span_it_accepts() {
     let _alone = GATEWAY_BENCHES.lock().await;
-    let (_, router_bin) = common::binaries();
     let results = bench_router(&RouterBench {
-        router_bin,
-        duration: Duration::from_secs(1),
-        spans_per_request: 64,
         concurrency: 4,
         connections: 2,
-        pin_cpu: None,
-        tls: false,
         relay_bin: Some(env!("CARGO_BIN_EXE_tailgate-loadtest").into()),
+        ..one_second_of_router_bench()
     })
     .await
     .unwrap();

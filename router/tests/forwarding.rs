@@ -148,6 +148,18 @@ async fn a_full_queue_holds_requests_unread_then_refuses_them() {
     stop.cancel();
 }
 
+/// Waits until `done` holds, failing with `what` after `within`. These tests run real
+/// sockets against real backends, whose state is polled: a paused clock would race the
+/// clients' and forwarders' timers through while their I/O is pending. Timers are tested
+/// on a paused clock in the router's unit tests.
+async fn until(within: Duration, what: impl Fn() -> String, done: impl Fn() -> bool) {
+    let started = Instant::now();
+    while !done() {
+        assert!(started.elapsed() < within, "{}", what());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// Scenario: the only gateway answers UNAVAILABLE for a while (its forwarder keeps
 /// retrying, so its 20 KB queue fills), then recovers; a request may wait 10 s for room;
 /// one sender keeps sending.
@@ -185,25 +197,21 @@ async fn a_held_request_goes_on_when_room_comes_back() {
         }
         Ok::<u64, tonic::Status>(sent)
     });
-    let started = Instant::now();
-    while router.stats().held_requests.get() == 0 {
-        assert!(
-            started.elapsed() < Duration::from_secs(10),
-            "no request was held"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    until(
+        Duration::from_secs(10),
+        || "no request was held".into(),
+        || router.stats().held_requests.get() > 0,
+    )
+    .await;
     live.set_unavailable(false);
     let sent = sender.await.unwrap().expect("a held request was refused");
     let s = router.stats();
-    while live.spans() < sent {
-        assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "{} of {sent}",
-            live.spans()
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    until(
+        Duration::from_secs(10),
+        || format!("{} of {sent}", live.spans()),
+        || live.spans() >= sent,
+    )
+    .await;
     assert_eq!(live.spans(), sent);
     assert_eq!(s.received_spans.get(), sent);
     assert_eq!(s.refused_unread_requests.get(), 0);
@@ -274,11 +282,12 @@ async fn dead_gateway_is_routed_around_and_rejoins() {
 
     // The dead gateway comes up: it is probed back into the ring and gets traffic.
     let (_, revived) = CaptureBackend::start(dead, stop.clone()).await.unwrap();
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while router.ring_state().ring.members().len() < 2 {
-        assert!(Instant::now() < deadline, "the gateway never rejoined");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    until(
+        Duration::from_secs(5),
+        || "the gateway never rejoined".into(),
+        || router.ring_state().ring.members().len() >= 2,
+    )
+    .await;
     client
         .export(FakeOtlp::traces(40).spans(2).seed(5000).build())
         .await

@@ -102,16 +102,16 @@ impl Inserted {
 /// this; with both outputs turned off the spans go out untouched.
 /// `resource` rewrites the attributes of their resources.
 fn adjusted(
-    spans: Vec<BufferedSpan>,
+    spans: SpanList,
     p: f64,
     how: &AdjustedCount<'_>,
     resource: Option<&dyn AttributeRewrite>,
 ) -> Vec<BufferedSpan> {
     if how.is_noop() && resource.is_none() {
-        return spans;
+        return spans.into_vec();
     }
     let mut writer = AdjustedCountWriter::new(p, how);
-    BufferedSpan::rewrite_all(spans, |span, buf| writer.write(span, buf), resource)
+    BufferedSpan::rewrite_all(&spans, |span, buf| writer.write(span, buf), resource)
 }
 
 /// A message to a shard.
@@ -229,7 +229,7 @@ impl Shard {
     /// by the `attributes:` actions.
     fn kept(
         &self,
-        spans: Vec<BufferedSpan>,
+        spans: SpanList,
         p: f64,
         plan: &crate::policy::plan::PolicyPlan,
     ) -> Vec<BufferedSpan> {
@@ -382,7 +382,7 @@ impl Shard {
                     Cached::Kept(p) => {
                         self.stats.late_sampled_spans.add(n);
                         let plan = self.plan.load_full();
-                        let spans = self.kept(entry.spans.into_vec(), p, &plan);
+                        let spans = self.kept(entry.spans, p, &plan);
                         self.send(spans).await;
                     }
                     Cached::Dropped => {
@@ -572,7 +572,7 @@ impl Shard {
             let plan = self.plan.load_full();
             let spans = late_kept
                 .into_iter()
-                .flat_map(|(span, p)| self.kept(vec![span], p, &plan))
+                .flat_map(|(span, p)| self.kept(SpanList::from_elem(span, 1), p, &plan))
                 .collect();
             self.send(spans).await;
         }
@@ -728,7 +728,7 @@ impl Shard {
         self.stats
             .record_decision_latency(now.saturating_duration_since(entry.first_seen));
         if decision.sampled {
-            let spans = self.kept(entry.spans.into_vec(), decision.probability, plan);
+            let spans = self.kept(entry.spans, decision.probability, plan);
             self.send(spans).await;
         } else {
             self.stats.dropped_spans.add(n);

@@ -9,7 +9,8 @@
 //!
 //! The slab keeps its peak size: a burst of N traces leaves N slots
 //! (`size_of::<TraceEntry>()` bytes each) for later traces, as the index's hash table keeps
-//! its capacity. Both are bounded by the shard's `max_traces`, which is decided early past.
+//! its capacity. The shard's `max_traces` and byte limits bound that peak: past them the
+//! oldest traces are decided early, once the batch that crossed them is buffered.
 
 use smallvec::SmallVec;
 use tokio::time::Instant;
@@ -81,23 +82,20 @@ impl TraceTable {
     /// never does: it adds to a trace it finds).
     #[inline]
     pub fn insert(&mut self, id: [u8; 16], entry: TraceEntry) {
-        if let Some(&slot) = self.index.get(&id) {
-            self.slots[slot as usize] = Some(entry);
-            return;
-        }
-        let slot = match self.free.pop() {
-            Some(slot) => {
-                self.slots[slot as usize] = Some(entry);
-                slot
-            }
-            None => {
-                // More than 4 billion traces in one shard would exhaust memory long before.
-                let slot = u32::try_from(self.slots.len()).unwrap_or(u32::MAX);
-                self.slots.push(Some(entry));
-                slot
-            }
+        // One probe of the index, whether the id is new or not.
+        let slot = match self.index.entry(id) {
+            std::collections::hash_map::Entry::Occupied(o) => *o.get(),
+            std::collections::hash_map::Entry::Vacant(v) => *v.insert(match self.free.pop() {
+                Some(slot) => slot,
+                None => {
+                    // More than 4 billion traces in one shard would exhaust memory first.
+                    let slot = u32::try_from(self.slots.len()).unwrap_or(u32::MAX);
+                    self.slots.push(None);
+                    slot
+                }
+            }),
         };
-        self.index.insert(id, slot);
+        self.slots[slot as usize] = Some(entry);
     }
 
     /// Takes the trace `id` out.

@@ -153,7 +153,7 @@ impl BufferedSpan {
     /// resource and scope headers; with `resource`, the headers they use are written anew
     /// (only theirs, not the whole request's) with their resources' attributes rewritten.
     pub fn rewrite_all(
-        spans: Vec<BufferedSpan>,
+        spans: &[BufferedSpan],
         mut rewrite: impl FnMut(&[u8], &mut Vec<u8>),
         resource: Option<&dyn AttributeRewrite>,
     ) -> Vec<BufferedSpan> {
@@ -405,9 +405,9 @@ mod tests {
     #[test]
     fn rewriting_one_trace_of_a_wide_request_shares_its_header_index() {
         let (req, spans) = wide_request();
-        let one = vec![spans[123].clone()];
+        let one = [spans[123].clone()];
         let out = BufferedSpan::rewrite_all(
-            one,
+            &one,
             |span, buf| {
                 buf.extend_from_slice(span);
                 buf.extend_from_slice(b"+ot");
