@@ -67,6 +67,10 @@ pub struct RouterBench {
     /// Run this `tailgate-loadtest` binary's reference relay ([`crate::relay`]) in the
     /// router's place, uncompressed.
     pub relay_bin: Option<PathBuf>,
+    /// Offer at most this many spans per second, paced evenly (requests whose turn comes
+    /// while all `concurrency` are out go as soon as one returns): the CPU per span at a
+    /// sustainable rate rather than at saturation. `None`: as fast as answers come back.
+    pub rate: Option<u64>,
 }
 
 /// One variant's result.
@@ -205,6 +209,9 @@ async fn run_variant(
         compression,
         concurrency: cfg.concurrency,
         spans_per_request: cfg.spans_per_request,
+        pace: cfg
+            .rate
+            .map(|rate| Arc::new(Pace::new(start, cfg.spans_per_request, rate))),
         end,
     };
     send_router_requests(&load, &tally).await?;
@@ -265,7 +272,34 @@ struct RouterLoad<'a> {
     compression: Compression,
     concurrency: usize,
     spans_per_request: usize,
+    pace: Option<Arc<Pace>>,
     end: Instant,
+}
+
+/// Even pacing of requests shared by the load tasks: the `n`th request is due `n`
+/// intervals after the start.
+#[derive(Debug)]
+struct Pace {
+    start: Instant,
+    interval: Duration,
+    next: AtomicU64,
+}
+
+impl Pace {
+    fn new(start: Instant, spans_per_request: usize, spans_per_sec: u64) -> Self {
+        let per_sec = spans_per_sec.max(1) as f64 / spans_per_request.max(1) as f64;
+        Pace {
+            start,
+            interval: Duration::from_secs_f64(1.0 / per_sec),
+            next: AtomicU64::new(0),
+        }
+    }
+
+    /// Takes the next request's turn and returns when it is due.
+    fn next_due(&self) -> Instant {
+        let n = self.next.fetch_add(1, Ordering::Relaxed);
+        self.start + self.interval.mul_f64(n as f64)
+    }
 }
 
 /// Starts a counting sink on `addr` (OTLP/gRPC, over TLS with `tls`) until `stop`;
@@ -462,9 +496,17 @@ async fn send_router_requests(load: &RouterLoad<'_>, tally: &Arc<SpanTally>) -> 
         }
         let (bodies, tally) = (load.bodies.to_vec(), tally.clone());
         let n = load.spans_per_request as u64;
+        let pace = load.pace.clone();
         tasks.push(tokio::spawn(async move {
             let mut i = w;
             while Instant::now() < end {
+                if let Some(pace) = &pace {
+                    let due = pace.next_due();
+                    if due >= end {
+                        break;
+                    }
+                    tokio::time::sleep_until(due).await;
+                }
                 if grpc.ready().await.is_err() {
                     break;
                 }

@@ -199,6 +199,11 @@ struct RouterBenchArgs {
     /// the router for the router's cost over that floor.
     #[arg(long, conflicts_with = "tls")]
     relay: bool,
+    /// Offer at most this many spans per second, evenly paced, for the CPU per span at a
+    /// sustainable rate (compare router and relay at one rate both can carry). Default:
+    /// as fast as the server answers (saturation).
+    #[arg(long, value_name = "SPANS_PER_SEC")]
+    rate: Option<u64>,
     /// Write the results as JSON to this file.
     #[arg(long, value_name = "FILE")]
     report: Option<PathBuf>,
@@ -478,6 +483,7 @@ async fn run_router_bench(a: RouterBenchArgs) -> anyhow::Result<bool> {
             true => Some(std::env::current_exe().context("this binary's path")?),
             false => None,
         },
+        rate: a.rate,
     };
     let results = tailgate_loadtest::bench::bench_router(&cfg).await?;
     print_router_bench_table(&results)?;
@@ -494,11 +500,13 @@ fn print_router_bench_table(
     let mut out = std::io::stdout().lock();
     writeln!(
         out,
-        "{:<12} {:>5} {:>12} {:>12} {:>14} {:>12} {:>10} {:>8}",
+        "{:<7} {:<12} {:>5} {:>12} {:>12} {:>6} {:>14} {:>12} {:>10} {:>8}",
+        "server",
         "compression",
         "tls",
         "spans/s",
         "CPU-s/Mspan",
+        "busy",
         "peak RSS MiB",
         "B/span",
         "refused",
@@ -507,11 +515,13 @@ fn print_router_bench_table(
     for r in results {
         writeln!(
             out,
-            "{:<12} {:>5} {:>12.0} {:>12.3} {:>14.1} {:>12.0} {:>10} {:>8}",
+            "{:<7} {:<12} {:>5} {:>12.0} {:>12.3} {:>5.0}% {:>14.1} {:>12.0} {:>10} {:>8}",
+            r.server,
             r.compression,
             r.tls,
             r.spans_per_sec,
             r.cpu_seconds_per_million_spans,
+            r.server_core_utilisation * 100.0,
             r.peak_rss_bytes as f64 / (1 << 20) as f64,
             r.bytes_per_span,
             r.refused_spans,

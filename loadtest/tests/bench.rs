@@ -20,6 +20,7 @@ fn one_second_of_router_bench() -> RouterBench {
         pin_cpu: None,
         tls: false,
         relay_bin: None,
+        rate: None,
     }
 }
 
@@ -147,5 +148,29 @@ async fn the_reference_relay_delivers_every_span_it_accepts() {
     );
     assert!(r.spans_sent > 0, "{r:?}");
     assert_eq!(r.refused_spans, 0, "{r:?}");
+    assert!(r.all_spans_counted, "{r:?}");
+}
+
+/// Scenario: one second at a set rate (`bench router --rate`) through the reference relay:
+/// 50 requests of 64 spans are due in that second, where unpaced the same load sends many
+/// times more.
+/// Guarantees: the pacing offers no more than the rate (the CPU per span at a sustainable
+/// rate is measured at that rate) and does not starve the run either.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paced_run_offers_the_rate_and_no_more() {
+    let _alone = GATEWAY_BENCHES.lock().await;
+    let rate = 3_200;
+    let cfg = RouterBench {
+        concurrency: 4,
+        connections: 2,
+        relay_bin: Some(env!("CARGO_BIN_EXE_tailgate-loadtest").into()),
+        rate: Some(rate),
+        ..one_second_of_router_bench()
+    };
+    let results = bench_router(&cfg).await.unwrap();
+    let r = &results[0];
+    let due = rate * cfg.duration.as_secs();
+    assert!(r.spans_sent <= due, "{r:?}");
+    assert!(r.spans_sent >= due / 4, "{r:?}");
     assert!(r.all_spans_counted, "{r:?}");
 }

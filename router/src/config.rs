@@ -12,8 +12,8 @@
 //! forward:
 //!   timeout: 5s
 //!   retry: { initial_interval: 100ms, max_interval: 1s, max_elapsed_time: 30s }
-//!   queue_bytes: 16777216        # per gateway; full queues hold new requests unread
-//!   max_queued_bytes: 67108864   # whole router
+//!   queue_bytes: 4194304         # per gateway; full queues hold new requests unread
+//!   max_queued_bytes: 16777216   # whole router
 //!   queue_wait: 5s               # then RESOURCE_EXHAUSTED, before the body is read
 //!   max_held_requests: 64        # more waiting than this: refused at once, unread
 //!   compression: none            # none | gzip | zstd
@@ -82,10 +82,12 @@ pub struct ForwardConfig {
     #[serde(default = "default_retry")]
     pub retry: RetryConfig,
     /// Bytes queued per gateway. While a gateway's queue is full, new requests wait unread
-    /// (see `queue_wait`). Default 16 MiB.
+    /// (see `queue_wait`). Default 4 MiB: eight times `max_request_bytes`, enough to keep
+    /// `max_in_flight` requests going while as much again waits (see docs/benchmarks.md).
     #[serde(default = "default_queue_bytes")]
     pub queue_bytes: usize,
-    /// Bytes queued in the whole router; past it, new requests wait unread. Default 64 MiB.
+    /// Bytes queued in the whole router; past it, new requests wait unread. Default 16 MiB,
+    /// as large as the largest request a receiver takes by default.
     #[serde(default = "default_max_queued_bytes")]
     pub max_queued_bytes: usize,
     /// Longest a request waits, its body unread, for room in full queues before it is
@@ -144,10 +146,10 @@ fn default_retry() -> RetryConfig {
     }
 }
 fn default_queue_bytes() -> usize {
-    16 << 20
+    4 << 20
 }
 fn default_max_queued_bytes() -> usize {
-    64 << 20
+    16 << 20
 }
 fn default_queue_wait() -> Duration {
     Duration::from_secs(5)
@@ -287,8 +289,8 @@ mod tests {
     #[test]
     fn flow_control_defaults_are_the_documented_ones() {
         let f = ForwardConfig::default();
-        assert_eq!(f.queue_bytes, 16 << 20);
-        assert_eq!(f.max_queued_bytes, 64 << 20);
+        assert_eq!(f.queue_bytes, 4 << 20);
+        assert_eq!(f.max_queued_bytes, 16 << 20);
         assert_eq!(f.queue_wait, Duration::from_secs(5));
         assert_eq!(f.max_held_requests, 64);
     }
