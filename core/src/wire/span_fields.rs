@@ -178,31 +178,96 @@ pub fn threshold_hex(p: f64) -> String {
 /// vendors' entries kept). The `ot` entry moves to the front, as W3C asks of an entry that
 /// was modified.
 pub fn tracestate_with_threshold(tracestate: &[u8], th: &str) -> Vec<u8> {
-    let mut ot: Vec<u8> = format!("th:{th}").into_bytes();
-    let mut rest: Vec<&[u8]> = Vec::new();
-    for member in tracestate.split(|&b| b == b',') {
-        let member = trim(member);
-        if member.is_empty() {
-            continue;
-        }
-        if let Some(value) = member.strip_prefix(b"ot=") {
-            for kv in value.split(|&b| b == b';') {
-                if !kv.is_empty() && !kv.starts_with(b"th:") {
-                    ot.push(b';');
-                    ot.extend_from_slice(kv);
-                }
+    let mut out = Vec::with_capacity(tracestate.len() + th.len() + 8);
+    append_tracestate_with_threshold(tracestate, th, &mut out);
+    out
+}
+
+/// Appends [`tracestate_with_threshold`]'s value to `out`, allocating nothing itself: two
+/// passes over `tracestate`, one for the `ot` entry's other sub-keys, one for the other
+/// entries.
+fn append_tracestate_with_threshold(tracestate: &[u8], th: &str, out: &mut Vec<u8>) {
+    let members = || {
+        tracestate
+            .split(|&b| b == b',')
+            .map(trim)
+            .filter(|m| !m.is_empty())
+    };
+    out.extend_from_slice(b"ot=th:");
+    out.extend_from_slice(th.as_bytes());
+    for value in members().filter_map(|m| m.strip_prefix(b"ot=")) {
+        for kv in value.split(|&b| b == b';') {
+            if !kv.is_empty() && !kv.starts_with(b"th:") {
+                out.push(b';');
+                out.extend_from_slice(kv);
             }
-        } else {
-            rest.push(member);
         }
     }
-    let mut out = b"ot=".to_vec();
-    out.extend_from_slice(&ot);
-    for member in rest {
+    for member in members().filter(|m| !m.starts_with(b"ot=")) {
         out.push(b',');
         out.extend_from_slice(member);
     }
-    out
+}
+
+/// Appends the span's `trace_state` field (3) holding `tracestate` with threshold `th`,
+/// writing the value in place and its length after (a one-byte length is reserved and
+/// widened only for a value of 128 bytes or more).
+fn put_tracestate_field(out: &mut Vec<u8>, tracestate: &[u8], th: &str) {
+    out.push(3 << 3 | 2);
+    let len_at = out.len();
+    out.push(0);
+    append_tracestate_with_threshold(tracestate, th, out);
+    let len = out.len() - len_at - 1;
+    if len < 0x80 {
+        out[len_at] = len as u8;
+    } else {
+        let mut varint = Vec::with_capacity(4);
+        put_varint(&mut varint, len as u64);
+        out.splice(len_at..=len_at, varint);
+    }
+}
+
+/// The sampling marks for one effective probability: its `th` value, the encoded
+/// adjusted-count attribute (empty without one) and the encoded `trace_state` field of a
+/// span that had none.
+#[derive(Debug)]
+struct SamplingMarks {
+    p_bits: u64,
+    key: Option<Box<str>>,
+    th: String,
+    attr: Vec<u8>,
+    fresh_ts: Vec<u8>,
+}
+
+thread_local! {
+    /// The last marks built on this thread: kept traces nearly all share a few
+    /// probabilities, so a kept trace rarely builds its own.
+    static LAST_MARKS: std::cell::RefCell<Option<std::rc::Rc<SamplingMarks>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// The marks for keeping with probability `p` (the product with a head sampler's), with
+/// the adjusted count under `key`: the last ones built on this thread when they match.
+fn sampling_marks(p: f64, key: Option<&str>) -> std::rc::Rc<SamplingMarks> {
+    LAST_MARKS.with_borrow_mut(|last| {
+        if let Some(m) = last.as_ref() {
+            if m.p_bits == p.to_bits() && m.key.as_deref() == key {
+                return m.clone();
+            }
+        }
+        let th = threshold_hex(p);
+        let mut fresh_ts = Vec::new();
+        put_tracestate_field(&mut fresh_ts, b"", &th);
+        let marks = std::rc::Rc::new(SamplingMarks {
+            p_bits: p.to_bits(),
+            key: key.map(Into::into),
+            attr: key.map_or_else(Vec::new, |k| adjusted_count_field(k, 1.0 / p)),
+            th,
+            fresh_ts,
+        });
+        *last = Some(marks.clone());
+        marks
+    })
 }
 
 /// Rewrites a kept span's attributes on their way out (the gateway's `attributes`
@@ -275,10 +340,8 @@ pub fn write_adjusted_count(span: &[u8], p: f64, how: &AdjustedCount<'_>, out: &
 pub struct AdjustedCountWriter<'a> {
     p: f64,
     how: &'a AdjustedCount<'a>,
-    /// For the last prior probability seen: its bits, the `th` value, the encoded
-    /// attribute field, and the encoded `trace_state` field for a span that had none (the
-    /// common case, written without building it again).
-    cached: Option<(u64, String, Vec<u8>, Vec<u8>)>,
+    /// For the last prior probability seen: its bits and the marks for it.
+    cached: Option<(u64, std::rc::Rc<SamplingMarks>)>,
 }
 
 impl<'a> AdjustedCountWriter<'a> {
@@ -370,24 +433,17 @@ impl<'a> AdjustedCountWriter<'a> {
         let prior = tracestate_probability(old_ts).unwrap_or(1.0);
         if self.cached.as_ref().map(|c| c.0) != Some(prior.to_bits()) {
             let p = (self.p * prior).clamp(f64::MIN_POSITIVE, 1.0);
-            let mut attr = Vec::new();
-            if let Some(key) = self.how.attribute {
-                attr = adjusted_count_field(key, 1.0 / p);
-            }
-            let th = threshold_hex(p);
-            let mut fresh_ts = Vec::new();
-            put_len_field(&mut fresh_ts, 3, &tracestate_with_threshold(b"", &th));
-            self.cached = Some((prior.to_bits(), th, attr, fresh_ts));
+            self.cached = Some((prior.to_bits(), sampling_marks(p, self.how.attribute)));
         }
-        if let Some((_, th, attr, fresh_ts)) = &self.cached {
+        if let Some((_, marks)) = &self.cached {
             if self.how.tracestate {
                 if old_ts.is_empty() {
-                    out.extend_from_slice(fresh_ts);
+                    out.extend_from_slice(&marks.fresh_ts);
                 } else {
-                    put_len_field(out, 3, &tracestate_with_threshold(old_ts, th));
+                    put_tracestate_field(out, old_ts, &marks.th);
                 }
             }
-            out.extend_from_slice(attr);
+            out.extend_from_slice(&marks.attr);
         }
     }
 }
@@ -593,6 +649,49 @@ mod tests {
         assert_eq!(&bytes[f.trace_state.clone()], b"vendor=x,ot=th:8");
         assert_eq!(&bytes[f.name], b"GET /pay");
         assert_eq!(f.flags & FLAG_SAMPLED, 1);
+    }
+
+    /// Scenario: a kept span's trace_state written in place, for values whose length takes
+    /// one, two and three varint bytes.
+    /// Guarantees: the same bytes as building the value and then its field.
+    #[test]
+    fn tracestate_field_written_in_place_matches_the_built_one() {
+        let long = format!("ot=rv:1;th:8,vendor={}", "x".repeat(200));
+        let longer = format!("vendor={}", "y".repeat(20_000));
+        for ts in [
+            "",
+            "a=1, ot=rv:abc;th:8 ,b=2",
+            long.as_str(),
+            longer.as_str(),
+        ] {
+            let mut in_place = vec![0xff];
+            put_tracestate_field(&mut in_place, ts.as_bytes(), "c");
+            let mut built = vec![0xff];
+            put_len_field(
+                &mut built,
+                3,
+                &tracestate_with_threshold(ts.as_bytes(), "c"),
+            );
+            assert_eq!(in_place, built, "{ts:?}");
+        }
+    }
+
+    /// Scenario: kept spans marked with one probability, then another, then the first
+    /// again, with and without an adjusted-count attribute, on one thread.
+    /// Guarantees: the marks reused from the last trace are the ones for its probability
+    /// and key, never another's.
+    #[test]
+    fn sampling_marks_are_reused_only_for_the_same_probability_and_key() {
+        let a = sampling_marks(0.25, Some("sampling.adjusted_count"));
+        let b = sampling_marks(0.5, Some("sampling.adjusted_count"));
+        let c = sampling_marks(0.5, None);
+        let d = sampling_marks(0.5, None);
+        assert_eq!(a.th, threshold_hex(0.25));
+        assert_eq!(b.th, threshold_hex(0.5));
+        assert_eq!(a.attr, adjusted_count_field("sampling.adjusted_count", 4.0));
+        assert!(c.attr.is_empty());
+        assert!(std::rc::Rc::ptr_eq(&c, &d));
+        assert!(!std::rc::Rc::ptr_eq(&b, &c));
     }
 
     #[test]

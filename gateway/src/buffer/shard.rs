@@ -106,13 +106,19 @@ fn adjusted(
     p: f64,
     how: &AdjustedCount<'_>,
     resource: Option<&dyn AttributeRewrite>,
-) -> Vec<BufferedSpan> {
+    out: &mut Vec<BufferedSpan>,
+) {
     if how.is_noop() && resource.is_none() {
-        return spans.into_vec();
+        out.extend(spans);
+        return;
     }
     let mut writer = AdjustedCountWriter::new(p, how);
-    BufferedSpan::rewrite_all(&spans, |span, buf| writer.write(span, buf), resource)
+    BufferedSpan::rewrite_all(&spans, |span, buf| writer.write(span, buf), resource, out);
 }
+
+/// Kept spans gathered from one batch of decisions before they go to the exporters
+/// together: past this many bytes they go at once.
+const EXPORT_BATCH_BYTES: u64 = 128 << 10;
 
 /// A message to a shard.
 pub enum ShardMsg {
@@ -180,6 +186,9 @@ pub struct Shard {
     ),
     /// `attributes:` actions on kept spans, if any.
     attribute_actions: Option<Arc<AttributeActions>>,
+    /// Kept spans not yet handed to the exporters (see [`Self::keep`]), and their bytes.
+    outgoing: Vec<BufferedSpan>,
+    outgoing_bytes: u64,
 }
 
 // === impl Shard ===
@@ -216,6 +225,8 @@ impl Shard {
             stats,
             verdicts: (None, Default::default()),
             attribute_actions: None,
+            outgoing: Vec::new(),
+            outgoing_bytes: 0,
         }
     }
 
@@ -225,14 +236,15 @@ impl Shard {
         self
     }
 
-    /// Kept spans as they leave: with their adjusted count, and their attributes rewritten
-    /// by the `attributes:` actions.
+    /// Kept spans as they leave, appended to `out`: with their adjusted count, and their
+    /// attributes rewritten by the `attributes:` actions.
     fn kept(
         &self,
         spans: SpanList,
         p: f64,
         plan: &crate::policy::plan::PolicyPlan,
-    ) -> Vec<BufferedSpan> {
+        out: &mut Vec<BufferedSpan>,
+    ) {
         let actions = self.attribute_actions.as_deref();
         let set = |pick: fn(&AttributeActions) -> Option<&ActionSet>| {
             actions.and_then(pick).map(|a| a as &dyn AttributeRewrite)
@@ -242,7 +254,27 @@ impl Shard {
             events: set(|a| a.events.as_ref()),
             ..plan.adjusted_count()
         };
-        adjusted(spans, p, &how, set(|a| a.resource.as_ref()))
+        adjusted(spans, p, &how, set(|a| a.resource.as_ref()), out);
+    }
+
+    /// Keeps a trace's spans (see [`Self::kept`]): they join the batch for the exporters,
+    /// which goes once it is [`EXPORT_BATCH_BYTES`] or the shard's work at hand is done.
+    async fn keep(&mut self, spans: SpanList, p: f64, plan: &crate::policy::plan::PolicyPlan) {
+        let mut out = std::mem::take(&mut self.outgoing);
+        let from = out.len();
+        self.kept(spans, p, plan, &mut out);
+        let n = (out.len() - from) as u64;
+        let bytes: u64 = out[from..].iter().map(|s| s.held_len() as u64).sum();
+        self.outgoing = out;
+        self.outgoing_bytes += bytes;
+        // The spans move from "live" to "pending export" now, added there before they
+        // leave "live" so that a reader of live then pending never sees them in neither.
+        self.stats.pending_export_spans.add(n);
+        self.stats.pending_export_bytes.add(bytes);
+        self.stats.live_spans.sub(n);
+        if self.outgoing_bytes >= EXPORT_BATCH_BYTES {
+            self.send().await;
+        }
     }
 
     /// Adds the verdicts counted locally to their plan's counters (once per batch).
@@ -294,6 +326,7 @@ impl Shard {
             }
         }
         self.flush_verdicts();
+        self.send().await;
     }
 
     /// Drops a buffered trace without evaluating the policies, as the Collector does with
@@ -324,6 +357,7 @@ impl Shard {
             }
             ShardMsg::Decisions(list) => self.take_decisions(list).await,
         }
+        self.send().await;
     }
 
     /// Takes out the traces (and copies the decisions) that `view` gives to other
@@ -382,8 +416,7 @@ impl Shard {
                     Cached::Kept(p) => {
                         self.stats.late_sampled_spans.add(n);
                         let plan = self.plan.load_full();
-                        let spans = self.kept(entry.spans, p, &plan);
-                        self.send(spans).await;
+                        self.keep(entry.spans, p, &plan).await;
                     }
                     Cached::Dropped => {
                         self.stats.late_dropped_spans.add(n);
@@ -570,11 +603,9 @@ impl Shard {
         if !late_kept.is_empty() {
             self.stats.late_sampled_spans.add(late_kept.len() as u64);
             let plan = self.plan.load_full();
-            let spans = late_kept
-                .into_iter()
-                .flat_map(|(span, p)| self.kept(SpanList::from_elem(span, 1), p, &plan))
-                .collect();
-            self.send(spans).await;
+            for (span, p) in late_kept {
+                self.keep(SpanList::from_elem(span, 1), p, &plan).await;
+            }
         }
         // span-ingest: each trace of the batch is decided on this batch's spans now; the
         // undecided stay pending.
@@ -631,6 +662,7 @@ impl Shard {
             self.decide(id, now).await;
         }
         self.flush_verdicts();
+        self.send().await;
     }
 
     /// The plan in force, with the local verdict counts switched to it.
@@ -728,24 +760,22 @@ impl Shard {
         self.stats
             .record_decision_latency(now.saturating_duration_since(entry.first_seen));
         if decision.sampled {
-            let spans = self.kept(entry.spans, decision.probability, plan);
-            self.send(spans).await;
+            self.keep(entry.spans, decision.probability, plan).await;
         } else {
             self.stats.dropped_spans.add(n);
             self.stats.live_spans.sub(n);
         }
     }
 
-    /// Hands kept spans to every exporter; waits while an exporter's queue is full, so
-    /// backpressure reaches the receivers instead of data being dropped. The spans move
-    /// from "live" to "pending export", added there before they leave "live" so that a
-    /// reader of live then pending never sees them in neither.
-    async fn send(&mut self, spans: Vec<BufferedSpan>) {
+    /// Hands the kept spans gathered so far to every exporter; waits while an exporter's
+    /// queue is full, so backpressure reaches the receivers instead of data being dropped.
+    async fn send(&mut self) {
+        if self.outgoing.is_empty() {
+            return;
+        }
+        let spans = std::mem::take(&mut self.outgoing);
+        let bytes = std::mem::take(&mut self.outgoing_bytes);
         let n = spans.len() as u64;
-        let bytes: u64 = spans.iter().map(|s| s.held_len() as u64).sum();
-        self.stats.pending_export_spans.add(n);
-        self.stats.pending_export_bytes.add(bytes);
-        self.stats.live_spans.sub(n);
         let ticket = Ticket::new(n, bytes, self.export.len());
         let last = self.export.len().saturating_sub(1);
         let mut spans = Some(spans);

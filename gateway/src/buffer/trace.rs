@@ -149,15 +149,16 @@ impl BufferedSpan {
     }
 
     /// Re-encodes spans with `rewrite`, which appends a span's new bytes to the buffer it
-    /// is given. Spans that came in the same request share one new buffer and keep their
+    /// is given, and appends them to `out`. Spans that came in the same request share one new buffer and keep their
     /// resource and scope headers; with `resource`, the headers they use are written anew
     /// (only theirs, not the whole request's) with their resources' attributes rewritten.
     pub fn rewrite_all(
         spans: &[BufferedSpan],
         mut rewrite: impl FnMut(&[u8], &mut Vec<u8>),
         resource: Option<&dyn AttributeRewrite>,
-    ) -> Vec<BufferedSpan> {
-        let mut out = Vec::with_capacity(spans.len());
+        out: &mut Vec<BufferedSpan>,
+    ) {
+        out.reserve(spans.len());
         let mut i = 0;
         while i < spans.len() {
             // A run of spans from one request.
@@ -206,7 +207,6 @@ impl BufferedSpan {
             }
             i = j;
         }
-        out
     }
 }
 
@@ -406,13 +406,15 @@ mod tests {
     fn rewriting_one_trace_of_a_wide_request_shares_its_header_index() {
         let (req, spans) = wide_request();
         let one = [spans[123].clone()];
-        let out = BufferedSpan::rewrite_all(
+        let mut out = Vec::new();
+        BufferedSpan::rewrite_all(
             &one,
             |span, buf| {
                 buf.extend_from_slice(span);
                 buf.extend_from_slice(b"+ot");
             },
             None,
+            &mut out,
         );
         assert_eq!(out.len(), 1);
         // The new bytes hold the trace's span only; headers and their index are shared,
