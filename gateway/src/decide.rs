@@ -111,6 +111,15 @@ impl DecisionCache {
         (set, (h as u8) | 0x80)
     }
 
+    /// Reads the sets of `ids` without changing anything, so that the cache misses of a
+    /// batch about to be recorded overlap (as [`crate::buffer::table::TraceTable::warm`]).
+    pub fn warm<'a>(&self, ids: impl IntoIterator<Item = &'a [u8; 16]>) {
+        for id in ids {
+            let (set, _) = self.place(id);
+            std::hint::black_box(self.sets[set].fingerprints);
+        }
+    }
+
     /// Records a decision; an id already here keeps its place and takes the new decision.
     pub fn insert(&mut self, trace_id: [u8; 16], decision: Cached) {
         let (i, fingerprint) = self.place(&trace_id);

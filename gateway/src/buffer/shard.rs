@@ -10,6 +10,7 @@ use std::sync::Arc;
 use tailgate_core::wire::span_fields::{AdjustedCount, AdjustedCountWriter, AttributeRewrite};
 
 use crate::attributes::{ActionSet, AttributeActions};
+use smallvec::SmallVec;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -115,6 +116,9 @@ fn adjusted(
     let mut writer = AdjustedCountWriter::new(p, how);
     BufferedSpan::rewrite_all(&spans, |span, buf| writer.write(span, buf), resource, out);
 }
+
+/// Due traces whose memory is read ahead together (see [`Shard::decide_due`]).
+const WARM_BATCH: usize = 16;
 
 /// Kept spans gathered from one batch of decisions before they go to the exporters
 /// together: past this many bytes they go at once.
@@ -648,8 +652,24 @@ impl Shard {
     }
 
     async fn decide_due(&mut self, now: Instant) {
-        while let Some(id) = self.deadlines.pop_due(now) {
-            self.decide(id, now).await;
+        // Due traces are taken in groups whose table and cache entries are read first, so
+        // that their cache misses overlap.
+        loop {
+            let mut due: SmallVec<[[u8; 16]; WARM_BATCH]> = SmallVec::new();
+            while due.len() < WARM_BATCH {
+                match self.deadlines.pop_due(now) {
+                    Some(id) => due.push(id),
+                    None => break,
+                }
+            }
+            if due.is_empty() {
+                break;
+            }
+            self.traces.warm(&due);
+            self.cache.warm(&due);
+            for id in due {
+                self.decide(id, now).await;
+            }
         }
         while let Some(id) = self.root_deadlines.pop_due(now) {
             self.decide(id, now).await;
