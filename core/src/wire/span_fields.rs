@@ -239,21 +239,26 @@ struct SamplingMarks {
     fresh_ts: Vec<u8>,
 }
 
+/// Marks remembered per thread: kept traces nearly all share a few probabilities (one per
+/// policy that keeps), so a kept trace rarely builds its own.
+const MARKS_REMEMBERED: usize = 8;
+
 thread_local! {
-    /// The last marks built on this thread: kept traces nearly all share a few
-    /// probabilities, so a kept trace rarely builds its own.
-    static LAST_MARKS: std::cell::RefCell<Option<std::rc::Rc<SamplingMarks>>> =
-        const { std::cell::RefCell::new(None) };
+    /// The last [`MARKS_REMEMBERED`] marks built on this thread, the newest last.
+    static LAST_MARKS: std::cell::RefCell<Vec<std::rc::Rc<SamplingMarks>>> =
+        const { std::cell::RefCell::new(Vec::new()) };
 }
 
 /// The marks for keeping with probability `p` (the product with a head sampler's), with
-/// the adjusted count under `key`: the last ones built on this thread when they match.
+/// the adjusted count under `key`: ones built before on this thread when they match.
 fn sampling_marks(p: f64, key: Option<&str>) -> std::rc::Rc<SamplingMarks> {
     LAST_MARKS.with_borrow_mut(|last| {
-        if let Some(m) = last.as_ref() {
-            if m.p_bits == p.to_bits() && m.key.as_deref() == key {
-                return m.clone();
-            }
+        if let Some(m) = last
+            .iter()
+            .rev()
+            .find(|m| m.p_bits == p.to_bits() && m.key.as_deref() == key)
+        {
+            return m.clone();
         }
         let th = threshold_hex(p);
         let mut fresh_ts = Vec::new();
@@ -265,7 +270,10 @@ fn sampling_marks(p: f64, key: Option<&str>) -> std::rc::Rc<SamplingMarks> {
             th,
             fresh_ts,
         });
-        *last = Some(marks.clone());
+        if last.len() == MARKS_REMEMBERED {
+            last.remove(0);
+        }
+        last.push(marks.clone());
         marks
     })
 }
@@ -686,6 +694,18 @@ mod tests {
         let b = sampling_marks(0.5, Some("sampling.adjusted_count"));
         let c = sampling_marks(0.5, None);
         let d = sampling_marks(0.5, None);
+        // Alternating between probabilities reuses both.
+        assert!(std::rc::Rc::ptr_eq(
+            &a,
+            &sampling_marks(0.25, Some("sampling.adjusted_count"))
+        ));
+        for i in 0..MARKS_REMEMBERED {
+            sampling_marks(1.0 / (i + 2) as f64, Some("other"));
+        }
+        // Past MARKS_REMEMBERED others, the oldest is built anew (and still right).
+        let again = sampling_marks(0.25, Some("sampling.adjusted_count"));
+        assert!(!std::rc::Rc::ptr_eq(&a, &again));
+        assert_eq!(again.th, a.th);
         assert_eq!(a.th, threshold_hex(0.25));
         assert_eq!(b.th, threshold_hex(0.5));
         assert_eq!(a.attr, adjusted_count_field("sampling.adjusted_count", 4.0));
