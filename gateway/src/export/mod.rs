@@ -168,7 +168,7 @@ pub enum ExportError {
 
 pub use crate::metrics::ExporterStats;
 
-/// What a kept trace's spans owe the gateway's accounting, shared by the exporters.
+/// What a batch of kept spans owes the gateway's accounting, shared by the exporters.
 #[derive(Debug)]
 pub struct Ticket {
     spans: u64,
