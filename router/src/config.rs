@@ -82,8 +82,8 @@ pub struct ForwardConfig {
     #[serde(default = "default_retry")]
     pub retry: RetryConfig,
     /// Bytes queued per gateway. While a gateway's queue is full, new requests wait unread
-    /// (see `queue_wait`). Default 4 MiB: eight times `max_request_bytes`, enough to keep
-    /// `max_in_flight` requests going while as much again waits (see docs/benchmarks.md).
+    /// (see `queue_wait`). Default 4 MiB: eight requests of `max_request_bytes` waiting behind
+    /// the `max_in_flight` ones being sent (see docs/benchmarks.md).
     #[serde(default = "default_queue_bytes")]
     pub queue_bytes: usize,
     /// Bytes queued in the whole router; past it, new requests wait unread. Default 16 MiB,

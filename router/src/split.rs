@@ -514,7 +514,10 @@ impl Router {
         // A request whose spans all go to one gateway, none left out, goes on as it came.
         let whole = (rejected == 0).then_some(body);
         let hard_limit = self.cfg.max_queued_bytes * Self::HARD_LIMIT_FACTOR;
-        if self.global_queued.load(Ordering::Relaxed) + body.len() > hard_limit {
+        let queued = self.global_queued.load(Ordering::Relaxed);
+        // A request larger than the limit itself (receive.max_request_bytes may be) goes
+        // when nothing else is queued, rather than being refused forever.
+        if queued > 0 && queued + body.len() > hard_limit {
             self.stats.refused_spans.add(valid);
             return Err(Refusal::Overloaded {
                 message: "the router's queues are over twice their limit; retry later".into(),
@@ -632,6 +635,29 @@ mod tests {
         assert!(matches!(refusal, Refusal::Overloaded { .. }), "{refusal:?}");
         assert_eq!(router.stats.refused_spans.get(), 6);
         assert_eq!(router.pending_spans(), 0);
+    }
+
+    /// A request larger than twice `max_queued_bytes` (a receiver may take requests that
+    /// large) is admitted when nothing is queued: it is not refused forever.
+    #[tokio::test(start_paused = true)]
+    async fn a_request_over_the_limit_goes_alone_when_nothing_is_queued() {
+        let router = full_router_with(ForwardConfig {
+            queue_bytes: 64,
+            max_queued_bytes: 64,
+            ..ForwardConfig::default()
+        });
+        let req = tailgate_core::test_util::FakeOtlp::traces(2)
+            .spans(3)
+            .build();
+        let body = Bytes::from(prost::Message::encode_to_vec(&req));
+        assert!(body.len() > 2 * 64);
+        router.global_queued.store(1, Ordering::Relaxed);
+        let refusal = SpanSink::export(&*router, body.clone()).await.unwrap_err();
+        assert!(matches!(refusal, Refusal::Overloaded { .. }), "{refusal:?}");
+        router.global_queued.store(0, Ordering::Relaxed);
+        assert!(SpanSink::export(&*router, body).await.is_ok());
+        assert_eq!(router.stats.refused_spans.get(), 6);
+        assert_eq!(router.pending_spans(), 6);
     }
 
     /// Requests let through and not yet admitted count against the room, at the running

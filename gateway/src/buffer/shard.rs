@@ -193,6 +193,10 @@ pub struct Shard {
     /// Kept spans not yet handed to the exporters (see [`Self::keep`]), and their bytes.
     outgoing: Vec<BufferedSpan>,
     outgoing_bytes: u64,
+    /// With more than one exporter, a ticket per kept trace in `outgoing`, in span order
+    /// (exporters may fail different traces of one batch; a ticket counts its spans as
+    /// failed when any exporter failed any of them). With one, the batch takes one ticket.
+    outgoing_tickets: Vec<(Arc<Ticket>, u64)>,
 }
 
 // === impl Shard ===
@@ -231,6 +235,7 @@ impl Shard {
             attribute_actions: None,
             outgoing: Vec::new(),
             outgoing_bytes: 0,
+            outgoing_tickets: Vec::new(),
         }
     }
 
@@ -276,6 +281,10 @@ impl Shard {
         self.stats.pending_export_spans.add(n);
         self.stats.pending_export_bytes.add(bytes);
         self.stats.live_spans.sub(n);
+        if self.export.len() > 1 && n > 0 {
+            self.outgoing_tickets
+                .push((Ticket::new(n, bytes, self.export.len()), n));
+        }
         if self.outgoing_bytes >= EXPORT_BATCH_BYTES {
             self.send().await;
         }
@@ -796,7 +805,11 @@ impl Shard {
         let spans = std::mem::take(&mut self.outgoing);
         let bytes = std::mem::take(&mut self.outgoing_bytes);
         let n = spans.len() as u64;
-        let ticket = Ticket::new(n, bytes, self.export.len());
+        let tickets = if self.export.len() > 1 {
+            std::mem::take(&mut self.outgoing_tickets)
+        } else {
+            vec![(Ticket::new(n, bytes, self.export.len()), n)]
+        };
         let last = self.export.len().saturating_sub(1);
         let mut spans = Some(spans);
         for (i, exporter) in self.export.iter().enumerate() {
@@ -806,10 +819,12 @@ impl Shard {
             } else {
                 spans.clone().unwrap_or_default()
             };
-            if exporter.send(batch, bytes, ticket.clone()).await.is_err() {
+            if exporter.send(batch, bytes, tickets.clone()).await.is_err() {
                 // Only when the exporter has stopped: count, never lose silently.
                 tracing::error!(spans = n, "Exporter stopped; spans counted as failed.");
-                ticket.settle(n, &self.stats);
+                for (ticket, covered) in &tickets {
+                    ticket.settle(*covered, &self.stats);
+                }
             }
         }
     }

@@ -2,8 +2,9 @@
 //! bounded queue in bytes, batching by spans, bytes and time, and its own sink (OTLP/gRPC,
 //! OTLP/HTTP protobuf, or the `debug` JSON-lines writer).
 //!
-//! Shards hand every exporter the same kept spans (`Bytes` handles, not copies). Before
-//! handing a trace over, a shard takes its size from the exporter's queue budget, and
+//! Shards hand every exporter the same kept spans (`Bytes` handles, not copies), a batch of
+//! kept traces at a time. Before handing a batch over, a shard takes its size from the
+//! exporter's queue budget, and
 //! waits while the budget is spent: a stalled backend makes decided traces wait instead of
 //! being dropped, the shards stop taking spans, and the receivers refuse new data with a
 //! retry hint. The budget comes back when the exporter has delivered or given up on the
@@ -12,7 +13,8 @@
 //! Accounting: each exporter counts what it delivered and failed. A kept span leaves the
 //! gateway's "pending export" when every exporter has settled it; it counts as exported
 //! when every exporter delivered it, as failed when any exporter failed it (a ticket per
-//! trace carries that across the exporters).
+//! trace carries that across the exporters; with one exporter, one ticket per batch is
+//! exact and cheaper).
 
 pub mod batch;
 pub mod debug;
@@ -205,13 +207,14 @@ impl Ticket {
     }
 }
 
-/// Spans of one kept trace, on their way to one exporter.
+/// Spans of kept traces, on their way to one exporter.
 #[derive(Debug)]
 pub struct ExportBatch {
     /// The spans.
     pub spans: Vec<BufferedSpan>,
-    /// The trace's ticket.
-    pub ticket: Arc<Ticket>,
+    /// Their tickets in span order, each with how many of the spans it covers (together,
+    /// all of them).
+    pub tickets: Vec<(Arc<Ticket>, u64)>,
     /// Its share of the exporter's queue budget, returned when the batch is settled.
     pub permit: Option<OwnedSemaphorePermit>,
 }
@@ -232,7 +235,7 @@ impl ExportHandle {
         &self,
         spans: Vec<BufferedSpan>,
         bytes: u64,
-        ticket: Arc<Ticket>,
+        tickets: Vec<(Arc<Ticket>, u64)>,
     ) -> Result<(), ()> {
         // A trace larger than the whole budget takes all of it, and goes alone.
         let want = u32::try_from(bytes)
@@ -245,7 +248,7 @@ impl ExportHandle {
         self.tx
             .send(ExportBatch {
                 spans,
-                ticket,
+                tickets,
                 permit,
             })
             .await
@@ -410,7 +413,8 @@ struct Gathered {
 impl Gathered {
     fn add(&mut self, b: ExportBatch) {
         self.bytes += b.spans.iter().map(BufferedSpan::encoded_len).sum::<usize>();
-        self.tickets.push_back((b.ticket, b.spans.len() as u64, 0));
+        self.tickets
+            .extend(b.tickets.into_iter().map(|(ticket, n)| (ticket, n, 0)));
         self.permits.extend(b.permit);
         self.spans.extend(b.spans);
     }

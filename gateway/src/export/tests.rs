@@ -67,7 +67,7 @@ fn chunks_settle_tickets_in_order_across_batches() {
     for (t, n) in [(a, 2u8), (b, 3)] {
         g.add(ExportBatch {
             spans: (0..n).map(span).collect(),
-            ticket: t,
+            tickets: vec![(t, n as u64)],
             permit: None,
         });
     }
@@ -79,6 +79,24 @@ fn chunks_settle_tickets_in_order_across_batches() {
     assert_eq!(stats.pending_export_spans.get(), 3);
     e.settle(&mut g, 2, 0);
     assert_eq!(stats.exported_spans.get(), 4);
+    assert_eq!(stats.pending_export_spans.get(), 0);
+
+    // The same two traces in one batch, each with its ticket (as a shard gathers them for
+    // several exporters): each ticket settles its own spans.
+    stats.pending_export_spans.add(5);
+    let (a, b) = (Ticket::new(2, 0, 1), Ticket::new(3, 0, 1));
+    let mut g = Gathered::default();
+    g.add(ExportBatch {
+        spans: (0..5u8).map(span).collect(),
+        tickets: vec![(a, 2), (b, 3)],
+        permit: None,
+    });
+    e.settle(&mut g, 3, 1);
+    assert_eq!(stats.export_failed_spans.get(), 2);
+    assert_eq!(stats.exported_spans.get(), 5);
+    assert_eq!(stats.pending_export_spans.get(), 3);
+    e.settle(&mut g, 2, 0);
+    assert_eq!(stats.exported_spans.get(), 8);
     assert_eq!(stats.pending_export_spans.get(), 0);
 }
 
