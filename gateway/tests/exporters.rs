@@ -196,3 +196,58 @@ async fn a_span_the_backend_refuses_fails_alone() {
     assert_eq!(stats.export_failed_spans.get(), 1);
     stop.cancel();
 }
+
+/// Scenario: two backends, each refusing for good any request that holds its own poison
+/// span; the two poison spans are different traces among 100 kept and exported together.
+/// Guarantees: a span counts as failed when any exporter failed it, per trace even when the
+/// shard hands kept traces over in batches: 2 failed and 98 exported, each backend 99.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exporters_failing_different_traces_of_one_batch_fail_both() {
+    let stop = CancellationToken::new();
+    let mut backends = Vec::new();
+    for poison in [&b"POISON-A"[..], b"POISON-B"] {
+        let (addr, backend) = CaptureBackend::start("127.0.0.1:0".parse().unwrap(), stop.clone())
+            .await
+            .unwrap();
+        backend.refuse_requests_containing(Some(poison));
+        backends.push((addr, backend));
+    }
+    let config_text = format!(
+        "receive: {{grpc: '127.0.0.42:0', http: null}}\nbuffer: {{shards: 1}}\nexport:\n  otlp_grpc/a: {{endpoint: 'http://{}', batch: {{timeout: 300ms}}}}\n  otlp_grpc/b: {{endpoint: 'http://{}', batch: {{timeout: 300ms}}}}\nadmin: null\nmetrics: null\n",
+        backends[0].0, backends[1].0
+    );
+    let config_path =
+        std::env::temp_dir().join(format!("tailgate-two-poisons-{}.yaml", std::process::id()));
+    std::fs::write(&config_path, &config_text).unwrap();
+    let config = GatewayConfig::load(&config_path).unwrap();
+    std::fs::remove_file(&config_path).ok();
+    let listeners = Listeners::bind(&config.receive).await.unwrap();
+    let addr = listeners.grpc_addr().unwrap();
+    let plan = PolicyPlan::compile(
+        &PolicyFile::parse(
+            Path::new("p.yaml"),
+            "decision_wait: 200ms\npolicies:\n  - {name: all, type: always_sample}\n",
+        )
+        .unwrap(),
+    );
+    let gateway = Gateway::start(&config, plan).unwrap();
+    let stats = gateway.stats().clone();
+    tokio::spawn(gateway.serve(listeners, None, stop.clone(), Duration::from_secs(5)));
+
+    let mut req = FakeOtlp::traces(100).spans(1).seed(78).build();
+    req.resource_spans[0].scope_spans[0].spans[10].name = "POISON-A".into();
+    req.resource_spans[0].scope_spans[0].spans[40].name = "POISON-B".into();
+    let mut client = TraceServiceClient::connect(format!("http://{addr}"))
+        .await
+        .unwrap();
+    client.export(req).await.unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while stats.in_flight_spans() > 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(backends[0].1.spans(), 99);
+    assert_eq!(backends[1].1.spans(), 99);
+    assert_eq!(stats.export_failed_spans.get(), 2, "{}", stats.render());
+    assert_eq!(stats.exported_spans.get(), 98);
+    stop.cancel();
+}

@@ -23,6 +23,7 @@ pub mod otlp_grpc;
 pub mod otlp_http;
 
 use std::collections::{BTreeMap, VecDeque};
+use std::ops::Range;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
@@ -467,10 +468,11 @@ impl Exporter {
             }
             let chunk = &g.spans[start..end];
             let n = chunk.len() as u64;
-            let sent = self.send_isolating(chunk, reframer).await;
-            self.own.sent_spans.add(sent);
-            self.own.failed_spans.add(n - sent);
-            self.settle(g, n, n - sent);
+            let failed = self.send_isolating(chunk, reframer).await;
+            let failed_n: u64 = failed.iter().map(|r| (r.end - r.start) as u64).sum();
+            self.own.sent_spans.add(n - failed_n);
+            self.own.failed_spans.add(failed_n);
+            self.settle(g, n, &failed);
             start = end;
         }
         let returned: u64 = g.permits.iter().map(|p| p.num_permits() as u64).sum();
@@ -480,13 +482,19 @@ impl Exporter {
         g.bytes = 0;
     }
 
-    /// Sends `chunk` as one request; returns how many spans the backend took. When the
+    /// Sends `chunk` as one request; returns the ranges of its spans that failed. When the
     /// backend refuses a request as malformed, its halves are sent on their own, down to
     /// single spans, so that one bad span fails alone and not every span batched with it
     /// (other senders' among them): at most about 2 log2(n) more requests per bad span.
-    async fn send_isolating(&mut self, chunk: &[BufferedSpan], reframer: &mut Reframer) -> u64 {
+    /// Spans a backend rejects by count (OTLP partial success names no span) are taken to
+    /// be the first of their request.
+    async fn send_isolating(
+        &mut self,
+        chunk: &[BufferedSpan],
+        reframer: &mut Reframer,
+    ) -> Vec<Range<usize>> {
         let exporter = self.own.name.as_str();
-        let mut sent = 0;
+        let mut failed = Vec::new();
         let mut todo = Vec::with_capacity(8);
         todo.push(0..chunk.len());
         while let Some(range) = todo.pop() {
@@ -500,8 +508,8 @@ impl Exporter {
                     let rejected = rejected.min(n);
                     if rejected > 0 {
                         tracing::warn!(exporter, rejected, %message, "Backend rejected part of an export.");
+                        failed.push(range.start..range.start + rejected as usize);
                     }
-                    sent += n - rejected;
                 }
                 Outcome::Invalid(error) if part.len() > 1 => {
                     tracing::debug!(exporter, spans = n, %error, "Backend refused a request as malformed; sending its halves apart.");
@@ -511,27 +519,35 @@ impl Exporter {
                 }
                 Outcome::Invalid(error) => {
                     tracing::warn!(exporter, %error, "Backend refused a span as malformed; it alone is counted as failed.");
+                    failed.push(range);
                 }
                 Outcome::Failed(error) => {
                     tracing::warn!(exporter, %error, spans = n, "Export failed; spans counted as failed.");
+                    failed.push(range);
                 }
             }
         }
-        sent
+        failed
     }
 
-    /// Settles `n` spans from the front of the tickets, `failed` of them failed.
-    fn settle(&self, g: &mut Gathered, mut n: u64, mut failed: u64) {
-        while n > 0 {
+    /// Settles the next `n` spans, from the front of the tickets; `failed` are the ranges
+    /// of those `n` that failed, so each ticket is charged the failures among its own
+    /// spans.
+    fn settle(&self, g: &mut Gathered, n: u64, failed: &[Range<usize>]) {
+        let mut at = 0u64;
+        while at < n {
             let Some(front) = g.tickets.front_mut() else {
                 break;
             };
-            let take = front.1.min(n);
-            let f = failed.min(take);
+            let take = front.1.min(n - at);
+            let (from, to) = (at as usize, (at + take) as usize);
+            let f: u64 = failed
+                .iter()
+                .map(|r| r.end.min(to).saturating_sub(r.start.max(from)) as u64)
+                .sum();
             front.1 -= take;
             front.2 += f;
-            n -= take;
-            failed -= f;
+            at += take;
             if front.1 == 0 {
                 if let Some((ticket, _, failed)) = g.tickets.pop_front() {
                     ticket.settle(failed, &self.stats);

@@ -73,16 +73,18 @@ fn chunks_settle_tickets_in_order_across_batches() {
     }
     // A chunk of 3 spans with 1 failure settles the first ticket (its failure) and part of
     // the second; the rest settles the second.
-    e.settle(&mut g, 3, 1);
+    let first: Range<usize> = 0..1;
+    e.settle(&mut g, 3, std::slice::from_ref(&first));
     assert_eq!(stats.export_failed_spans.get(), 1);
     assert_eq!(stats.exported_spans.get(), 1);
     assert_eq!(stats.pending_export_spans.get(), 3);
-    e.settle(&mut g, 2, 0);
+    e.settle(&mut g, 2, &[]);
     assert_eq!(stats.exported_spans.get(), 4);
     assert_eq!(stats.pending_export_spans.get(), 0);
 
-    // The same two traces in one batch, each with its ticket (as a shard gathers them for
-    // several exporters): each ticket settles its own spans.
+    // Two traces in one batch, each with its ticket (as a shard gathers them for several
+    // exporters); the failed span is the second trace's: that ticket is charged it, not
+    // the first one in the chunk.
     stats.pending_export_spans.add(5);
     let (a, b) = (Ticket::new(2, 0, 1), Ticket::new(3, 0, 1));
     let mut g = Gathered::default();
@@ -91,11 +93,13 @@ fn chunks_settle_tickets_in_order_across_batches() {
         tickets: vec![(a, 2), (b, 3)],
         permit: None,
     });
-    e.settle(&mut g, 3, 1);
-    assert_eq!(stats.export_failed_spans.get(), 2);
-    assert_eq!(stats.exported_spans.get(), 5);
+    let third: Range<usize> = 2..3;
+    e.settle(&mut g, 3, std::slice::from_ref(&third));
+    assert_eq!(stats.export_failed_spans.get(), 1);
+    assert_eq!(stats.exported_spans.get(), 6);
     assert_eq!(stats.pending_export_spans.get(), 3);
-    e.settle(&mut g, 2, 0);
+    e.settle(&mut g, 2, &[]);
+    assert_eq!(stats.export_failed_spans.get(), 2);
     assert_eq!(stats.exported_spans.get(), 8);
     assert_eq!(stats.pending_export_spans.get(), 0);
 }
