@@ -167,24 +167,35 @@ impl BufferedSpan {
                 j += 1;
             }
             let run = &spans[i..j];
-            let mut buf = Vec::with_capacity(run.iter().map(|s| s.len as usize + 64).sum());
             // Kept traces are small: their span ranges and header indices stay on the stack.
             let mut ranges: SmallVec<[std::ops::Range<u32>; 8]> = SmallVec::new();
-            for s in run {
-                let start = buf.len() as u32;
-                rewrite(s.span(), &mut buf);
-                ranges.push(start..buf.len() as u32);
-            }
             let (req, indices) = match resource {
                 None => {
+                    let body = REWRITTEN.with_borrow_mut(|(scratch, arena)| {
+                        scratch.clear();
+                        for s in run {
+                            let start = scratch.len() as u32;
+                            rewrite(s.span(), scratch);
+                            ranges.push(start..scratch.len() as u32);
+                        }
+                        from_arena(scratch, arena)
+                    });
                     let req = Arc::new(RequestBytes {
-                        body: Bytes::from(buf),
+                        body,
                         headers: spans[i].req.headers.clone(),
                         header_ranges: spans[i].req.header_ranges.clone(),
                     });
                     (req, run.iter().map(|s| (s.resource, s.scope)).collect())
                 }
-                Some(rewrite_resource) => rewritten_headers(run, buf, rewrite_resource),
+                Some(rewrite_resource) => {
+                    let mut buf = Vec::with_capacity(run.iter().map(|s| s.len as usize + 64).sum());
+                    for s in run {
+                        let start = buf.len() as u32;
+                        rewrite(s.span(), &mut buf);
+                        ranges.push(start..buf.len() as u32);
+                    }
+                    rewritten_headers(run, buf, rewrite_resource)
+                }
             };
             // New headers (resource actions) are memory of their own: shared out over
             // the run's spans on top of what they were charged.
@@ -208,6 +219,26 @@ impl BufferedSpan {
             i = j;
         }
     }
+}
+
+/// Re-encoded kept spans are written to a reused scratch buffer, then copied into chunks
+/// of this size shared by many kept traces, instead of a new buffer per trace.
+const ARENA_CHUNK: usize = 64 << 10;
+
+thread_local! {
+    /// The scratch buffer and the current chunk of [`BufferedSpan::rewrite_all`].
+    static REWRITTEN: std::cell::RefCell<(Vec<u8>, bytes::BytesMut)> =
+        std::cell::RefCell::new((Vec::new(), bytes::BytesMut::new()));
+}
+
+/// `bytes` copied into the current chunk (a new one when it has no room left); the chunk
+/// is freed when the last span in it is.
+fn from_arena(bytes: &[u8], arena: &mut bytes::BytesMut) -> Bytes {
+    if arena.capacity() - arena.len() < bytes.len() {
+        *arena = bytes::BytesMut::with_capacity(ARENA_CHUNK.max(bytes.len()));
+    }
+    arena.extend_from_slice(bytes);
+    arena.split().freeze()
 }
 
 /// Each rewritten span's (resource, scope) header indices.
@@ -400,6 +431,26 @@ mod tests {
             + REQUEST_OVERHEAD_BYTES;
         assert_eq!(charged, held);
         assert!(spans.iter().all(|s| s.held_len() > s.encoded_len()));
+    }
+
+    /// Scenario: re-encoded spans copied into the shared chunks, small and larger than a
+    /// chunk. Guarantees: each comes back whole and alone (no bytes of its neighbours),
+    /// small ones share a chunk, and one larger than a chunk gets a chunk of its own size.
+    #[test]
+    fn rewritten_bytes_share_chunks_and_stay_apart() {
+        let mut arena = bytes::BytesMut::new();
+        let a = from_arena(b"first", &mut arena);
+        let b = from_arena(b"second", &mut arena);
+        assert_eq!((&a[..], &b[..]), (&b"first"[..], &b"second"[..]));
+        assert_eq!(a.as_ptr().wrapping_add(a.len()), b.as_ptr(), "one chunk, in order");
+        let big = vec![7u8; ARENA_CHUNK + 1];
+        let c = from_arena(&big, &mut arena);
+        assert_eq!(c.len(), ARENA_CHUNK + 1);
+        assert!(c.iter().all(|&x| x == 7));
+        let d = from_arena(b"after", &mut arena);
+        assert_eq!(&d[..], b"after");
+        drop((a, c));
+        assert_eq!(&b[..], b"second", "a neighbour's drop frees nothing it still uses");
     }
 
     #[test]
