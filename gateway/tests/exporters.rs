@@ -155,8 +155,6 @@ async fn a_span_the_backend_refuses_fails_alone() {
         http: None,
         ..Default::default()
     };
-    let listeners = Listeners::bind(&receive).await.unwrap();
-    let addr = listeners.grpc_addr().unwrap();
     let mut export =
         tailgate_gateway::export::OtlpGrpcConfig::new(format!("http://{backend_addr}"));
     export.batch.timeout = Duration::from_millis(300);
@@ -170,27 +168,9 @@ async fn a_span_the_backend_refuses_fails_alone() {
             tailgate_gateway::config::ExportConfig::otlp_grpc(export),
         )
     };
-    let plan = PolicyPlan::compile(
-        &PolicyFile::parse(
-            Path::new("p.yaml"),
-            "decision_wait: 200ms\npolicies:\n  - {name: all, type: always_sample}\n",
-        )
-        .unwrap(),
-    );
-    let gateway = Gateway::start(&config, plan).unwrap();
-    let stats = gateway.stats().clone();
-    tokio::spawn(gateway.serve(listeners, None, stop.clone(), Duration::from_secs(5)));
-
     let mut req = FakeOtlp::traces(100).spans(1).seed(77).build();
     req.resource_spans[0].scope_spans[0].spans[37].name = "POISON-SPAN".into();
-    let mut client = TraceServiceClient::connect(format!("http://{addr}"))
-        .await
-        .unwrap();
-    client.export(req).await.unwrap();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while stats.in_flight_spans() > 0 && tokio::time::Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let stats = keep_all_and_settle(&config, req, &stop).await;
     assert_eq!(backend.spans(), 99);
     assert_eq!(stats.exported_spans.get(), 99);
     assert_eq!(stats.export_failed_spans.get(), 1);
@@ -221,6 +201,24 @@ async fn exporters_failing_different_traces_of_one_batch_fail_both() {
     std::fs::write(&config_path, &config_text).unwrap();
     let config = GatewayConfig::load(&config_path).unwrap();
     std::fs::remove_file(&config_path).ok();
+    let mut req = FakeOtlp::traces(100).spans(1).seed(78).build();
+    req.resource_spans[0].scope_spans[0].spans[10].name = "POISON-A".into();
+    req.resource_spans[0].scope_spans[0].spans[40].name = "POISON-B".into();
+    let stats = keep_all_and_settle(&config, req, &stop).await;
+    assert_eq!(backends[0].1.spans(), 99);
+    assert_eq!(backends[1].1.spans(), 99);
+    assert_eq!(stats.export_failed_spans.get(), 2, "{}", stats.render());
+    assert_eq!(stats.exported_spans.get(), 98);
+    stop.cancel();
+}
+
+/// Starts a gateway with `config` and a keep-everything plan (`decision_wait` 200ms),
+/// sends it `req` and waits (at most 10 s) until every span is settled; its counters.
+async fn keep_all_and_settle(
+    config: &GatewayConfig,
+    req: opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest,
+    stop: &CancellationToken,
+) -> std::sync::Arc<tailgate_gateway::metrics::GatewayStats> {
     let listeners = Listeners::bind(&config.receive).await.unwrap();
     let addr = listeners.grpc_addr().unwrap();
     let plan = PolicyPlan::compile(
@@ -230,13 +228,9 @@ async fn exporters_failing_different_traces_of_one_batch_fail_both() {
         )
         .unwrap(),
     );
-    let gateway = Gateway::start(&config, plan).unwrap();
+    let gateway = Gateway::start(config, plan).unwrap();
     let stats = gateway.stats().clone();
     tokio::spawn(gateway.serve(listeners, None, stop.clone(), Duration::from_secs(5)));
-
-    let mut req = FakeOtlp::traces(100).spans(1).seed(78).build();
-    req.resource_spans[0].scope_spans[0].spans[10].name = "POISON-A".into();
-    req.resource_spans[0].scope_spans[0].spans[40].name = "POISON-B".into();
     let mut client = TraceServiceClient::connect(format!("http://{addr}"))
         .await
         .unwrap();
@@ -245,9 +239,5 @@ async fn exporters_failing_different_traces_of_one_batch_fail_both() {
     while stats.in_flight_spans() > 0 && tokio::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    assert_eq!(backends[0].1.spans(), 99);
-    assert_eq!(backends[1].1.spans(), 99);
-    assert_eq!(stats.export_failed_spans.get(), 2, "{}", stats.render());
-    assert_eq!(stats.exported_spans.get(), 98);
-    stop.cancel();
+    stats
 }

@@ -442,7 +442,11 @@ mod tests {
         let a = from_arena(b"first", &mut arena);
         let b = from_arena(b"second", &mut arena);
         assert_eq!((&a[..], &b[..]), (&b"first"[..], &b"second"[..]));
-        assert_eq!(a.as_ptr().wrapping_add(a.len()), b.as_ptr(), "one chunk, in order");
+        assert_eq!(
+            a.as_ptr().wrapping_add(a.len()),
+            b.as_ptr(),
+            "one chunk, in order"
+        );
         let big = vec![7u8; ARENA_CHUNK + 1];
         let c = from_arena(&big, &mut arena);
         assert_eq!(c.len(), ARENA_CHUNK + 1);
@@ -450,7 +454,11 @@ mod tests {
         let d = from_arena(b"after", &mut arena);
         assert_eq!(&d[..], b"after");
         drop((a, c));
-        assert_eq!(&b[..], b"second", "a neighbour's drop frees nothing it still uses");
+        assert_eq!(
+            &b[..],
+            b"second",
+            "a neighbour's drop frees nothing it still uses"
+        );
     }
 
     #[test]
