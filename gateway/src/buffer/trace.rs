@@ -169,17 +169,17 @@ impl BufferedSpan {
             let run = &spans[i..j];
             // Kept traces are small: their span ranges and header indices stay on the stack.
             let mut ranges: SmallVec<[std::ops::Range<u32>; 8]> = SmallVec::new();
+            let body = REWRITTEN.with_borrow_mut(|(scratch, arena)| {
+                scratch.clear();
+                for s in run {
+                    let start = scratch.len() as u32;
+                    rewrite(s.span(), scratch);
+                    ranges.push(start..scratch.len() as u32);
+                }
+                from_arena(scratch, arena)
+            });
             let (req, indices) = match resource {
                 None => {
-                    let body = REWRITTEN.with_borrow_mut(|(scratch, arena)| {
-                        scratch.clear();
-                        for s in run {
-                            let start = scratch.len() as u32;
-                            rewrite(s.span(), scratch);
-                            ranges.push(start..scratch.len() as u32);
-                        }
-                        from_arena(scratch, arena)
-                    });
                     let req = Arc::new(RequestBytes {
                         body,
                         headers: spans[i].req.headers.clone(),
@@ -187,15 +187,7 @@ impl BufferedSpan {
                     });
                     (req, run.iter().map(|s| (s.resource, s.scope)).collect())
                 }
-                Some(rewrite_resource) => {
-                    let mut buf = Vec::with_capacity(run.iter().map(|s| s.len as usize + 64).sum());
-                    for s in run {
-                        let start = buf.len() as u32;
-                        rewrite(s.span(), &mut buf);
-                        ranges.push(start..buf.len() as u32);
-                    }
-                    rewritten_headers(run, buf, rewrite_resource)
-                }
+                Some(rewrite_resource) => rewritten_headers(run, body, rewrite_resource),
             };
             // New headers (resource actions) are memory of their own: shared out over
             // the run's spans on top of what they were charged.
@@ -249,7 +241,7 @@ type HeaderIndices = SmallVec<[(u32, u32); 8]>;
 /// headers; returns each span's new (resource, scope) header indices.
 fn rewritten_headers(
     run: &[BufferedSpan],
-    body: Vec<u8>,
+    body: Bytes,
     rewrite: &dyn AttributeRewrite,
 ) -> (Arc<RequestBytes>, HeaderIndices) {
     let mut headers = Vec::new();
@@ -278,7 +270,7 @@ fn rewritten_headers(
         })
         .collect();
     let req = Arc::new(RequestBytes {
-        body: Bytes::from(body),
+        body,
         headers: Bytes::from(headers),
         header_ranges: ranges.into(),
     });
