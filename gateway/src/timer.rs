@@ -9,15 +9,38 @@ use std::collections::VecDeque;
 use tokio::time::{Duration, Instant};
 
 /// Deadlines in first-seen order.
-#[derive(Debug, Default)]
+///
+/// A due time is kept as nanoseconds since the queue was made: 24 bytes per buffered trace
+/// with its id, where an `Instant` would make it 32.
+#[derive(Debug)]
 pub struct DeadlineQueue {
-    queue: VecDeque<(Instant, [u8; 16])>,
+    epoch: Instant,
+    queue: VecDeque<(u64, [u8; 16])>,
+}
+
+impl Default for DeadlineQueue {
+    fn default() -> Self {
+        DeadlineQueue {
+            epoch: Instant::now(),
+            queue: VecDeque::new(),
+        }
+    }
 }
 
 impl DeadlineQueue {
+    /// `due` as nanoseconds since the epoch: 0 when it is before (already due), saturating
+    /// 584 years on.
+    fn offset(&self, due: Instant) -> u64 {
+        u64::try_from(due.saturating_duration_since(self.epoch).as_nanos()).unwrap_or(u64::MAX)
+    }
+
+    fn at(&self, offset: u64) -> Instant {
+        self.epoch + Duration::from_nanos(offset)
+    }
+
     /// Schedules `trace_id` for `first_seen + wait`.
     pub fn push(&mut self, trace_id: [u8; 16], first_seen: Instant, wait: Duration) {
-        let due = first_seen + wait;
+        let due = self.offset(first_seen + wait);
         // A shorter wait after a reload could make a new deadline earlier than queued ones;
         // keeping it behind them delays it by at most the difference and keeps order.
         let due = self.queue.back().map_or(due, |(last, _)| due.max(*last));
@@ -26,13 +49,13 @@ impl DeadlineQueue {
 
     /// The next deadline.
     pub fn next_due(&self) -> Option<Instant> {
-        self.queue.front().map(|(d, _)| *d)
+        self.queue.front().map(|(d, _)| self.at(*d))
     }
 
     /// Pops the next trace id if it is due at `now`.
     pub fn pop_due(&mut self, now: Instant) -> Option<[u8; 16]> {
         match self.queue.front() {
-            Some((due, _)) if *due <= now => self.queue.pop_front().map(|(_, id)| id),
+            Some((due, _)) if *due <= self.offset(now) => self.queue.pop_front().map(|(_, id)| id),
             _ => None,
         }
     }
@@ -73,5 +96,24 @@ mod tests {
         assert_eq!(q.next_due(), Some(t0 + Duration::from_secs(11)));
         assert_eq!(q.pop_due(t0 + Duration::from_secs(11)), Some([2; 16]));
         assert!(q.is_empty());
+    }
+
+    /// Scenario: a trace handed over with a first sighting before the queue was made, and
+    /// one later. Guarantees: the earlier one is due at once, the later one at its time to
+    /// the nanosecond, and a queued deadline is never moved earlier.
+    #[tokio::test(start_paused = true)]
+    async fn due_times_before_the_queue_are_due_at_once() {
+        let t0 = Instant::now();
+        tokio::time::advance(Duration::from_secs(60)).await;
+        let mut q = DeadlineQueue::default();
+        q.push([1; 16], t0, Duration::from_secs(10));
+        let now = Instant::now();
+        assert_eq!(q.next_due(), Some(now));
+        let later = now + Duration::from_nanos(1_234_567_891);
+        q.push([2; 16], later, Duration::from_nanos(1));
+        assert_eq!(q.pop_due(now), Some([1; 16]));
+        assert_eq!(q.next_due(), Some(later + Duration::from_nanos(1)));
+        assert_eq!(q.pop_due(later), None);
+        assert_eq!(q.pop_due(later + Duration::from_nanos(1)), Some([2; 16]));
     }
 }

@@ -55,21 +55,14 @@ pub fn incoming_spans(body: &Bytes, scan: &mut Scan, plan: &PolicyPlan) -> Vec<I
         .chain(scan.scopes.iter().map(|s| (s.header.start, s.header.end)))
         .collect::<Vec<_>>()
         .into();
-    let req = Arc::new(RequestBytes {
-        body: body.clone(),
-        headers,
-        header_ranges,
-    });
     // Every span keeps the whole request alive: the request's bytes besides the spans'
     // own are charged to its spans, so the limits see what is really held.
     let own = scan.spans.iter().map(|s| s.range.len()).sum();
-    let (each, mut rest) = BufferedSpan::overhead_share(&req, own, scan.spans.len());
+    let req = RequestBytes::shared(body.clone(), headers, header_ranges, own, scan.spans.len());
     let mut out = Vec::with_capacity(scan.spans.len());
     for s in &scan.spans {
         let scope = &scan.scopes[s.scope as usize];
-        let mut span =
-            BufferedSpan::new(&req, s.range.clone(), scope.resource, n_resources + s.scope);
-        span.charge_more(each + std::mem::take(&mut rest));
+        let span = BufferedSpan::new(&req, s.range.clone(), scope.resource, n_resources + s.scope);
         let is_root = s.is_root();
         let span_attrs = if keys.is_empty() {
             Vec::new()

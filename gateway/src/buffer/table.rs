@@ -192,6 +192,15 @@ mod tests {
         assert_eq!(t.keys().count(), 100);
     }
 
+    /// Guarantees: a slot stays at most 144 bytes (with two spans inline), a span 24: a
+    /// field added to either is paid per buffered trace or span, and the charge
+    /// (`metrics::TRACE_OVERHEAD_BYTES`, `SPAN_OVERHEAD_BYTES`) must follow.
+    #[test]
+    fn slots_and_spans_stay_small() {
+        assert_eq!(std::mem::size_of::<BufferedSpan>(), 24);
+        assert!(std::mem::size_of::<Option<TraceEntry>>() <= 144);
+    }
+
     #[test]
     fn one_or_two_spans_live_in_the_slot() {
         assert!(!SpanList::with_capacity(INLINE_SPANS).spilled());

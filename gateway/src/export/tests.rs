@@ -1,11 +1,13 @@
 use super::*;
 
 fn span(n: u8) -> BufferedSpan {
-    let req = Arc::new(crate::buffer::RequestBytes {
-        body: Bytes::from(vec![n; 10]),
-        headers: Bytes::new(),
-        header_ranges: Arc::new([]),
-    });
+    let req = crate::buffer::RequestBytes::shared(
+        Bytes::from(vec![n; 10]),
+        Bytes::new(),
+        Arc::new([]),
+        10,
+        1,
+    );
     BufferedSpan::new(&req, 0..10, 0, 0)
 }
 
