@@ -145,7 +145,8 @@ pub struct GatewayStats {
     pub live_traces: Gauge,
     /// Spans queued for or buffered in shards now.
     pub live_spans: Gauge,
-    /// Encoded span bytes buffered now.
+    /// Encoded span bytes buffered now, with their requests' share and the attribute
+    /// values recorded for the policies.
     pub buffered_bytes: Gauge,
     /// Encoded bytes of kept spans handed to the exporter and not yet delivered or failed.
     pub pending_export_bytes: Gauge,
@@ -470,7 +471,7 @@ impl GatewayStats {
         p.metric(
             "tailgate_gateway_buffered_bytes",
             "gauge",
-            "Encoded span bytes buffered.",
+            "Encoded span bytes buffered, with their requests' share and the attribute values recorded for policies.",
             &[],
             self.buffered_bytes.get(),
         );

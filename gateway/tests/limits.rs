@@ -301,3 +301,51 @@ async fn export_requests_stay_under_max_bytes_counting_their_headers() {
     }
     gw.stop().await;
 }
+
+/// Scenario: one trace of 1,000 spans whose `attr.0` values all differ, buffered by a
+/// gateway whose plan reads `attr.0` (a `string_attribute` policy) and by one whose plan
+/// reads no attribute.
+/// Guarantees: the first is charged for the values it records for its policy, at least
+/// 48 bytes each (before, they were held uncounted by the limits: a plan reading a few
+/// high-cardinality attributes could hold twice what the limits saw).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recorded_attribute_values_are_charged() {
+    const SPANS: u64 = 1000;
+    const READS_ATTR: &str = "decision_wait: 60s\npolicies:\n  - {name: a, type: string_attribute, string_attribute: {key: attr.0, values: [none-of-these]}}\n";
+    let mut held = Vec::new();
+    for (ip, policies) in [(18u8, READS_ATTR), (19, KEEP_ALL_SLOWLY)] {
+        let gw = common::spawn_gateway_with(
+            [127, 0, 0, ip],
+            common::plan(policies),
+            BufferConfig::default(),
+            |_, _| {},
+        )
+        .await;
+        let mut client = TraceServiceClient::connect(format!("http://{}", gw.addr))
+            .await
+            .unwrap();
+        let req = FakeOtlp::traces(1)
+            .spans(SPANS as usize)
+            .attrs(1)
+            .seed(4242)
+            .build();
+        client.export(req).await.unwrap();
+        // Answered once queued to its shard: wait (at most 5 s) until it is buffered.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while gw.stats.live_traces.get() == 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(
+            (gw.stats.live_traces.get(), gw.stats.live_spans.get()),
+            (1, SPANS)
+        );
+        held.push((gw.stats.held_bytes(), gw.stats.buffered_bytes.get()));
+        gw.stop().await;
+    }
+    let ((with, with_buffered), (without, without_buffered)) = (held[0], held[1]);
+    assert!(
+        with >= without + SPANS * 48,
+        "held {with} reading attr.0, {without} reading none"
+    );
+    assert_eq!(with - without, with_buffered - without_buffered);
+}

@@ -533,7 +533,7 @@ impl Shard {
         entry
             .summary
             .add_span(s.start, s.end, s.status_code, s.is_root);
-        entry.summary.add_attrs(&s.attrs);
+        let recorded = entry.summary.add_attrs(&s.attrs);
         if rules.span_ingest {
             acc.add_to_batch(&s, entry.spans.len(), None);
         }
@@ -542,7 +542,7 @@ impl Shard {
             self.root_deadlines.push(s.trace_id, rules.now, grace);
         }
         entry.summary.bytes += s.span.encoded_len() as u64;
-        let held = s.span.held_len() as u64;
+        let held = s.span.held_len() as u64 + recorded;
         entry.held += held;
         acc.added_bytes += held;
         acc.added_spans += 1;
@@ -567,7 +567,7 @@ impl Shard {
     ) {
         let mut summary = TraceSummary::default();
         summary.add_span(s.start, s.end, s.status_code, s.is_root);
-        summary.add_attrs(&s.attrs);
+        let recorded = summary.add_attrs(&s.attrs);
         if rules.span_ingest {
             acc.add_to_batch(&s, 0, Some(&summary));
         }
@@ -575,7 +575,7 @@ impl Shard {
         if summary.bytes > rules.max_trace_bytes {
             acc.oversize.push(s.trace_id);
         }
-        let held = s.span.held_len() as u64;
+        let held = s.span.held_len() as u64 + recorded;
         acc.added_bytes += held;
         acc.added_spans += 1;
         acc.new_traces += 1;

@@ -320,13 +320,20 @@ impl TraceSummary {
     /// Records attribute values. Every value of every span is kept, as the Collector's
     /// attribute policies look at every span of a trace; a value equal to one recorded
     /// recently is not recorded again.
-    pub fn add_attrs(&mut self, attrs: &[TraceAttr]) {
+    ///
+    /// Returns the bytes the record grew by, which its trace is charged: spans whose
+    /// values all differ would otherwise hold up to twice [`TraceAttr`]'s 48 bytes per
+    /// value uncounted by the limits. (String values are views of the request bytes,
+    /// which their spans are charged already.)
+    pub fn add_attrs(&mut self, attrs: &[TraceAttr]) -> u64 {
+        let before = self.attrs.capacity();
         for a in attrs {
             let recent = &self.attrs[self.attrs.len().saturating_sub(DEDUP_WINDOW)..];
             if !recent.contains(a) {
                 self.attrs.push(a.clone());
             }
         }
+        ((self.attrs.capacity() - before) * std::mem::size_of::<TraceAttr>()) as u64
     }
 
     /// Latest end minus earliest start, 0 when the spans are inconsistent.
@@ -439,6 +446,31 @@ mod tests {
             b"second",
             "a neighbour's drop frees nothing it still uses"
         );
+    }
+
+    /// Scenario: values recorded for the policies, new ones and repeats.
+    /// Guarantees: what `add_attrs` reports adds up to the record's whole allocation, and
+    /// a repeat costs nothing.
+    #[test]
+    fn recorded_values_report_what_they_allocate() {
+        let attr = |v: u32| TraceAttr {
+            key: 0,
+            value: AttrValue::Int(i64::from(v)),
+            from_resource: false,
+            from_root: false,
+        };
+        let mut summary = TraceSummary::default();
+        let mut reported = 0;
+        for v in 0..100 {
+            reported += summary.add_attrs(&[attr(v), attr(v)]);
+        }
+        assert_eq!(summary.attrs.len(), 100);
+        assert_eq!(
+            reported as usize,
+            summary.attrs.capacity() * std::mem::size_of::<TraceAttr>()
+        );
+        assert!(reported >= 100 * 48);
+        assert_eq!(summary.add_attrs(&[attr(99)]), 0);
     }
 
     #[test]
