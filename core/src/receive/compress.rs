@@ -10,22 +10,26 @@ use super::status::Refusal;
 /// Decompresses at most `max` bytes; a larger output is refused, so a small compressed body
 /// cannot make the receiver allocate without bound.
 pub fn gunzip(body: &[u8], max: usize) -> Result<Bytes, Refusal> {
-    bounded_read(flate2::read::GzDecoder::new(body), body.len(), max, "gzip")
+    bounded_read(flate2::read::GzDecoder::new(body), body.len(), max, "gzip").map(Bytes::from)
 }
 
 /// [`gunzip`] for zstd.
 pub fn unzstd(body: &[u8], max: usize) -> Result<Bytes, Refusal> {
     let decoder = zstd::stream::read::Decoder::new(body)
         .map_err(|e| Refusal::Invalid(format!("zstd body is corrupt: {e}")))?;
-    bounded_read(decoder, body.len(), max, "zstd")
+    bounded_read(decoder, body.len(), max, "zstd").map(Bytes::from)
 }
 
+/// The decompressed bytes, in an allocation of exactly their size: the buffer grows by
+/// doubling from a guess, and what is left over would be held, uncounted, for as long as
+/// any span of the request is buffered (up to twice the body, or four times the compressed
+/// size for a body that compressed poorly). Shrinking is done in place by the allocator.
 fn bounded_read(
     decoder: impl Read,
     compressed: usize,
     max: usize,
     what: &str,
-) -> Result<Bytes, Refusal> {
+) -> Result<Vec<u8>, Refusal> {
     let mut out = Vec::with_capacity((compressed * 4).min(max));
     decoder
         .take(max as u64 + 1)
@@ -36,5 +40,41 @@ fn bounded_read(
             "decompressed request body exceeds the limit of {max} bytes"
         )));
     }
-    Ok(Bytes::from(out))
+    out.shrink_to_fit();
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    use super::*;
+
+    fn gzip(data: &[u8]) -> Vec<u8> {
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        e.write_all(data).unwrap();
+        e.finish().unwrap()
+    }
+
+    /// Scenario: a body that compresses well (the buffer doubles past its guess) and one
+    /// that compresses poorly (the guess is four times too big).
+    /// Guarantees: the output is whole and its allocation is its size, nothing more.
+    #[test]
+    fn decompressed_bodies_hold_no_spare_capacity() {
+        let mut rng = fastrand::Rng::with_seed(7);
+        let well: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
+        let poorly: Vec<u8> = (0..300_000).map(|_| rng.u8(..)).collect();
+        for data in [well, poorly] {
+            let z = gzip(&data);
+            let out = bounded_read(
+                flate2::read::GzDecoder::new(&z[..]),
+                z.len(),
+                8 << 20,
+                "gzip",
+            )
+            .unwrap();
+            assert_eq!(out, data);
+            assert_eq!(out.capacity(), out.len(), "compressed {} bytes", z.len());
+        }
+    }
 }

@@ -40,8 +40,12 @@ pub use trace::{BufferedSpan, IncomingSpan, RequestBytes, TraceAttr, TraceSummar
 /// the attributes and span fields `plan` reads. Spans are views into `body` and one shared
 /// buffer of resource and scope headers: nothing is copied per span.
 pub fn incoming_spans(body: &Bytes, scan: &mut Scan, plan: &PolicyPlan) -> Vec<IncomingSpan> {
-    // One shared buffer for all headers of this request; spans are views into `body`.
-    let headers = Bytes::from(std::mem::take(&mut scan.headers));
+    // One shared buffer for all headers of this request; spans are views into `body`. It
+    // is kept as long as any of them, so without the spare capacity its growth left (the
+    // charge counts its length).
+    let mut headers = std::mem::take(&mut scan.headers);
+    headers.shrink_to_fit();
+    let headers = Bytes::from(headers);
     // Attributes are read only for keys the plan in force uses; resources once each.
     let keys = plan.attribute_keys();
     let resource_attrs = resource_attrs(&headers, scan, keys);
