@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::hash::TraceMap;
 pub use super::table::TraceEntry;
-use super::table::{SpanList, TraceTable};
+use super::table::{make_room, SpanList, TraceTable};
 use super::trace::IncomingSpan;
 use super::trace::{BufferedSpan, TraceSummary, TraceView};
 use crate::decide::{Cached, DecisionCache};
@@ -468,7 +468,7 @@ impl Shard {
         let mut acc = Inserted::default();
         let mut spans = spans.into_iter();
         while let Some(s) = spans.next() {
-            let Some(s) = self.join_live_trace(s, &rules, &mut acc) else {
+            let Some(s) = self.join_live_trace(s, spans.as_slice(), &rules, &mut acc) else {
                 continue;
             };
             match self.cache.get(&s.trace_id) {
@@ -514,10 +514,12 @@ impl Shard {
     }
 
     /// Adds `s` to its buffered trace, or gives it back when its trace is not buffered.
+    /// `next` are the batch's spans after it.
     #[inline]
     fn join_live_trace(
         &mut self,
         s: IncomingSpan,
+        next: &[IncomingSpan],
         rules: &InsertRules,
         acc: &mut Inserted,
     ) -> Option<IncomingSpan> {
@@ -546,6 +548,9 @@ impl Shard {
         entry.held += held;
         acc.added_bytes += held;
         acc.added_spans += 1;
+        make_room(&mut entry.spans, || {
+            1 + next.iter().take_while(|n| n.trace_id == s.trace_id).count()
+        });
         entry.spans.push(s.span);
         if entry.summary.bytes > rules.max_trace_bytes {
             acc.oversize.push(s.trace_id);
