@@ -1104,7 +1104,8 @@ fn spawn_gateway_senders(
 pub struct HeldSample {
     /// Resident set size, bytes.
     pub rss_bytes: u64,
-    /// `tailgate_gateway_buffered_bytes`: encoded span bytes (with their requests' share).
+    /// `tailgate_gateway_buffered_bytes`: encoded span bytes (with their requests' share
+    /// and the attribute values recorded for policies, none with the bench's plan).
     pub buffered_bytes: u64,
     /// `tailgate_gateway_held_bytes`: what the byte limits are charged.
     pub held_bytes: u64,
