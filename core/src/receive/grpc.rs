@@ -291,7 +291,8 @@ where
 fn append_capped(buf: &mut Vec<u8>, data: &[u8], len: usize) {
     let need = buf.len() + data.len();
     if need > buf.capacity() {
-        let target = (buf.capacity() * 2).max(need).min(len).max(need);
+        // `need <= len`: the caller refuses data past the announced length first.
+        let target = (buf.capacity() * 2).max(need).min(len);
         buf.reserve_exact(target - buf.len());
     }
     buf.extend_from_slice(data);

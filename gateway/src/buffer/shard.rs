@@ -199,6 +199,12 @@ pub struct Shard {
     outgoing_tickets: Vec<(Arc<Ticket>, u64)>,
 }
 
+/// How many of `next` (a batch's spans after one of trace `id`) continue that trace: a
+/// request usually holds a trace's spans together.
+fn same_trace_ahead(next: &[IncomingSpan], id: &[u8; 16]) -> usize {
+    next.iter().take_while(|n| n.trace_id == *id).count()
+}
+
 // === impl Shard ===
 
 impl Shard {
@@ -477,11 +483,7 @@ impl Shard {
                 None => {
                     // Room for the rest of this trace's run in the batch (a request usually
                     // holds whole traces).
-                    let run = spans
-                        .as_slice()
-                        .iter()
-                        .take_while(|next| next.trace_id == s.trace_id)
-                        .count();
+                    let run = same_trace_ahead(spans.as_slice(), &s.trace_id);
                     self.start_trace(s, run, &rules, &mut acc);
                 }
             }
@@ -548,9 +550,7 @@ impl Shard {
         entry.held += held;
         acc.added_bytes += held;
         acc.added_spans += 1;
-        make_room(&mut entry.spans, || {
-            1 + next.iter().take_while(|n| n.trace_id == s.trace_id).count()
-        });
+        make_room(&mut entry.spans, || 1 + same_trace_ahead(next, &s.trace_id));
         entry.spans.push(s.span);
         if entry.summary.bytes > rules.max_trace_bytes {
             acc.oversize.push(s.trace_id);

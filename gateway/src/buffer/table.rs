@@ -224,16 +224,7 @@ mod tests {
     /// the next power of two); a small one is left to double.
     #[test]
     fn large_span_lists_grow_by_what_arrives() {
-        let span = {
-            let req = super::super::RequestBytes::shared(
-                bytes::Bytes::from_static(b"0123456789"),
-                bytes::Bytes::new(),
-                std::sync::Arc::new([]),
-                10,
-                1,
-            );
-            BufferedSpan::new(&req, 0..10, 0, 0)
-        };
+        let span = BufferedSpan::alone(bytes::Bytes::from_static(b"0123456789"));
         let mut list = SpanList::with_capacity(100);
         list.extend(std::iter::repeat_n(span.clone(), 100));
         make_room(&mut list, || 300);

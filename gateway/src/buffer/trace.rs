@@ -118,6 +118,14 @@ impl BufferedSpan {
         }
     }
 
+    /// A span that is a whole request body of its own, without headers (tests).
+    #[cfg(test)]
+    pub(crate) fn alone(body: Bytes) -> Self {
+        let len = body.len();
+        let req = RequestBytes::shared(body, Bytes::new(), Arc::new([]), len, 1);
+        BufferedSpan::new(&req, 0..len as u32, 0, 0)
+    }
+
     /// What the span counts against the byte limits: its bytes and its share of its
     /// request's overhead (see [`BufferedSpan`]).
     pub fn held_len(&self) -> usize {

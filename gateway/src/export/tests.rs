@@ -1,14 +1,7 @@
 use super::*;
 
 fn span(n: u8) -> BufferedSpan {
-    let req = crate::buffer::RequestBytes::shared(
-        Bytes::from(vec![n; 10]),
-        Bytes::new(),
-        Arc::new([]),
-        10,
-        1,
-    );
-    BufferedSpan::new(&req, 0..10, 0, 0)
+    BufferedSpan::alone(Bytes::from(vec![n; 10]))
 }
 
 #[test]
