@@ -117,16 +117,6 @@ pub enum PolicyError {
         /// The type.
         kind: &'static str,
     },
-    /// A block for another type (almost always a copy-paste mistake).
-    #[error("policy {policy:?}: has a `{block}:` block but its type is {kind}")]
-    StrayBlock {
-        /// The policy.
-        policy: String,
-        /// The stray block.
-        block: &'static str,
-        /// The policy's type.
-        kind: &'static str,
-    },
     /// A value inside the type's block.
     #[error("policy {policy:?}: {block}.{error}")]
     Setting {

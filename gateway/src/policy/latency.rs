@@ -16,7 +16,8 @@ use crate::buffer::trace::TraceView;
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LatencyConfig {
-    /// Lower bound in milliseconds.
+    /// Lower bound in milliseconds; 0 when left out, as the Collector's zero value.
+    #[serde(default)]
     pub threshold_ms: i64,
     /// Upper bound in milliseconds; 0 means none.
     #[serde(default)]

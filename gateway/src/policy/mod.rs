@@ -423,6 +423,8 @@ pub struct PolicyConfig {
     pub name: String,
     /// The kind and its settings.
     pub kind: PolicyKind,
+    /// Blocks for other types in the entry, ignored as the Collector ignores them.
+    pub unused_blocks: Vec<&'static str>,
 }
 
 /// The supported `type:` names, for messages.
@@ -454,15 +456,15 @@ impl TryFrom<RawPolicy> for PolicyConfig {
             });
         };
         let kind = kind?;
-        // A block for another type is almost always a copy-paste mistake.
-        if let Some(block) = blocks.into_iter().find(|b| *b != kind.name()) {
-            return Err(PolicyError::StrayBlock {
-                policy: name,
-                block,
-                kind: kind.name(),
-            });
-        }
-        Ok(PolicyConfig { name, kind })
+        // A block for another type: the Collector decodes every block into one struct and
+        // reads only its type's, so such a file loads there; here too, with a warning (it
+        // is usually a copy-paste mistake).
+        let unused_blocks = blocks.into_iter().filter(|b| *b != kind.name()).collect();
+        Ok(PolicyConfig {
+            name,
+            kind,
+            unused_blocks,
+        })
     }
 }
 
@@ -473,7 +475,7 @@ impl Kind for AndConfig {
     type Valid = Vec<PolicyConfig>;
 
     fn validated(self, at: &At<'_>) -> Result<Self::Valid, PolicyError> {
-        sub_policies(at.policy, "and.and_sub_policy", self.and_sub_policy)
+        sub_policies(at.policy, "and.and_sub_policy", self.and_sub_policy, true)
     }
 
     fn is_stateful(subs: &Self::Valid) -> bool {
@@ -491,7 +493,12 @@ impl Kind for DropConfig {
     type Valid = Vec<PolicyConfig>;
 
     fn validated(self, at: &At<'_>) -> Result<Self::Valid, PolicyError> {
-        sub_policies(at.policy, "drop.drop_sub_policy", self.drop_sub_policy)
+        sub_policies(
+            at.policy,
+            "drop.drop_sub_policy",
+            self.drop_sub_policy,
+            true,
+        )
     }
 
     fn is_stateful(subs: &Self::Valid) -> bool {
@@ -509,7 +516,12 @@ impl Kind for NotConfig {
     type Valid = Box<PolicyConfig>;
 
     fn validated(self, at: &At<'_>) -> Result<Self::Valid, PolicyError> {
-        let mut subs = sub_policies(at.policy, "not.not_sub_policy", vec![*self.not_sub_policy])?;
+        let mut subs = sub_policies(
+            at.policy,
+            "not.not_sub_policy",
+            vec![*self.not_sub_policy],
+            false,
+        )?;
         Ok(Box::new(subs.remove(0)))
     }
 
@@ -587,12 +599,15 @@ impl Kind for RawCompositeConfig {
     }
 }
 
-/// Validates the sub-policies of `and`, `drop` or `not`. As in the Collector they must be
-/// plain kinds: `and`, `drop` and `not` do not nest (write two policies instead).
+/// Validates the sub-policies of `and`, `drop` or `not`. As in the Collector (v0.154 on)
+/// they are plain kinds, and those of `and` and `drop` may also be a `not` (`with_not`),
+/// whose own sub-policy is plain: `and`, `drop`, `composite` and `adaptive_rate` do not
+/// nest there, nor `not` in `not`.
 fn sub_policies(
     policy: &str,
     key: &'static str,
     raws: Vec<RawPolicy>,
+    with_not: bool,
 ) -> Result<Vec<PolicyConfig>, PolicyError> {
     if raws.is_empty() {
         return Err(PolicyError::NoSubPolicies {
@@ -608,20 +623,25 @@ fn sub_policies(
             index,
             error: Box::new(e),
         })?;
-        if matches!(
-            sub.kind,
+        let nests = match sub.kind {
+            PolicyKind::Not(_) => !with_not,
             PolicyKind::And(_)
-                | PolicyKind::Drop(_)
-                | PolicyKind::Not(_)
-                | PolicyKind::Composite(_)
-                | PolicyKind::AdaptiveRate(_)
-        ) {
+            | PolicyKind::Drop(_)
+            | PolicyKind::Composite(_)
+            | PolicyKind::AdaptiveRate(_) => true,
+            _ => false,
+        };
+        if nests {
             return Err(PolicyError::Nested {
                 policy: policy.to_owned(),
                 key,
                 index,
                 kind: sub.kind.name(),
-                rule: "sub-policies must be plain kinds",
+                rule: if with_not {
+                    "sub-policies must be plain kinds or `not`"
+                } else {
+                    "sub-policies must be plain kinds"
+                },
             });
         }
         out.push(sub);
@@ -906,9 +926,18 @@ impl PolicyFile {
                 ))
             }
         };
-        for p in policies {
-            if let PolicyKind::Composite(c) = &p.kind {
-                ignored_options.extend(c.warnings(&p.name));
+        for p in every_policy(policies) {
+            for block in &p.unused_blocks {
+                ignored_options.push(format!(
+                    "policy {:?}: its `{block}:` block is ignored, as the Collector ignores it: the policy's type is {}",
+                    p.name,
+                    p.kind.name()
+                ));
+            }
+            match &p.kind {
+                PolicyKind::Composite(c) => ignored_options.extend(c.warnings(&p.name)),
+                PolicyKind::NumericAttribute(c) => ignored_options.extend(c.warnings(&p.name)),
+                _ => {}
             }
         }
         if raw
@@ -961,13 +990,8 @@ impl PolicyFile {
     }
 }
 
-#[cfg(test)]
-mod tests;
-
-/// One-line notes for a file that relies on a rule the Collector changed between versions,
-/// so that a user moving from an older Collector knows where decisions may differ from
-/// what they saw there. Tailgate follows the Collector v0.161 in each.
-pub fn version_notes(file: &PolicyFile) -> Vec<String> {
+/// `policies` and all their sub-policies, depth first.
+fn every_policy(policies: &[PolicyConfig]) -> Vec<&PolicyConfig> {
     fn walk<'a>(p: &'a PolicyConfig, out: &mut Vec<&'a PolicyConfig>) {
         out.push(p);
         match &p.kind {
@@ -980,7 +1004,18 @@ pub fn version_notes(file: &PolicyFile) -> Vec<String> {
         }
     }
     let mut all = Vec::new();
-    file.policies.iter().for_each(|p| walk(p, &mut all));
+    policies.iter().for_each(|p| walk(p, &mut all));
+    all
+}
+
+#[cfg(test)]
+mod tests;
+
+/// One-line notes for a file that relies on a rule the Collector changed between versions,
+/// so that a user moving from an older Collector knows where decisions may differ from
+/// what they saw there. Tailgate follows the Collector v0.161 in each.
+pub fn version_notes(file: &PolicyFile) -> Vec<String> {
+    let all = every_policy(&file.policies);
     let mut notes = Vec::new();
     let inverted = all.iter().any(|p| match &p.kind {
         PolicyKind::StringAttribute(c) => c.invert_match,

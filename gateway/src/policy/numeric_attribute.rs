@@ -2,6 +2,10 @@
 //! within `[min_value, max_value]` (either bound may be left out). As the Collector, values
 //! are read with pdata's `Int()`, so a non-integer value counts as 0; `invert_match` works
 //! as for `string_attribute`.
+//!
+//! As the Collector (its `getSharedPolicyEvaluator` passes a bound on only when it is not
+//! zero), a bound of 0 is no bound: `{min_value: 0, max_value: 100}` keeps -5 too. A range
+//! with `min_value > max_value` loads, as there, and never matches; the loader warns.
 
 use serde::Deserialize;
 
@@ -15,10 +19,10 @@ use crate::buffer::trace::TraceView;
 pub struct NumericAttributeConfig {
     /// Attribute key.
     pub key: String,
-    /// Lower bound (inclusive).
+    /// Lower bound (inclusive); 0 is no bound, as in the Collector.
     #[serde(default)]
     pub min_value: Option<i64>,
-    /// Upper bound (inclusive).
+    /// Upper bound (inclusive); 0 is no bound, as in the Collector.
     #[serde(default)]
     pub max_value: Option<i64>,
     /// Invert the match.
@@ -31,17 +35,30 @@ impl NumericAttributeConfig {
         if self.key.is_empty() {
             return Err(SettingError::empty("key"));
         }
-        match (self.min_value, self.max_value) {
+        match self.bounds() {
+            // The Collector cannot build this policy either (it logs an error and has no
+            // evaluator).
             (None, None) => Err(SettingError::conflict(
                 "min_value",
-                "set min_value, max_value or both",
-            )),
-            (Some(a), Some(b)) if b < a => Err(SettingError::range(
-                "max_value",
-                format!("at least min_value ({a})"),
-                b,
+                "set a non-zero min_value, max_value or both (0 means no bound, as in the Collector)",
             )),
             _ => Ok(()),
+        }
+    }
+
+    /// The bounds as the Collector reads them: a bound of 0 is no bound.
+    pub fn bounds(&self) -> (Option<i64>, Option<i64>) {
+        let set = |v: Option<i64>| v.filter(|v| *v != 0);
+        (set(self.min_value), set(self.max_value))
+    }
+
+    /// What the operator should know about this policy (logged at load).
+    pub(crate) fn warnings(&self, name: &str) -> Option<String> {
+        match self.bounds() {
+            (Some(a), Some(b)) if b < a => Some(format!(
+                "policy {name:?}: numeric_attribute min_value ({a}) is above max_value ({b}), so no value is within the range (the Collector loads this too)"
+            )),
+            _ => None,
         }
     }
 }
@@ -74,8 +91,8 @@ impl NumericAttributePolicy {
         NumericAttributePolicy {
             key,
             key_name: c.key.clone(),
-            min: c.min_value.unwrap_or(i64::MIN),
-            max: c.max_value.unwrap_or(i64::MAX),
+            min: c.bounds().0.unwrap_or(i64::MIN),
+            max: c.bounds().1.unwrap_or(i64::MAX),
             invert: c.invert_match,
         }
     }

@@ -257,10 +257,11 @@ impl PolicyPlan {
 
     /// Decides one batch of a trace's spans under `sampling_strategy: span-ingest`, as the
     /// Collector's makeDecisionOnSpanIngest: `drop` policies first, and any that matches
-    /// drops the trace; one that does not match (or fails) leaves the drop "pending", and
-    /// then no other policy is evaluated; otherwise the first other policy that samples
-    /// keeps the trace. `None`: still pending (wait for more spans). The view holds this
-    /// batch's spans and the trace's running span count.
+    /// drops the trace; one that does not match leaves the drop "pending", and then no
+    /// other policy is evaluated; one that fails is skipped, as there (the Collector
+    /// counts the error and moves on before it marks a drop pending); otherwise the first
+    /// other policy that samples keeps the trace. `None`: still pending (wait for more
+    /// spans). The view holds this batch's spans and the trace's running span count.
     pub fn decide_batch(
         &self,
         batch: &TraceView<'_>,
@@ -283,7 +284,8 @@ impl PolicyPlan {
                         probability: 1.0,
                     })
                 }
-                _ => drop_pending = true,
+                Verdict::Error => {}
+                Verdict::Sampled | Verdict::NotSampled => drop_pending = true,
             }
         }
         if drop_pending {

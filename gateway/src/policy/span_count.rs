@@ -12,7 +12,8 @@ use crate::buffer::trace::TraceView;
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SpanCountConfig {
-    /// Fewest spans.
+    /// Fewest spans; 0 when left out, as the Collector's zero value.
+    #[serde(default)]
     pub min_spans: i32,
     /// Most spans; 0 means no upper bound.
     #[serde(default)]

@@ -234,13 +234,42 @@ fn inverted_matches_are_plain_verdicts_on_the_negated_condition() {
     assert!(!decide_attrs(and, &[("route", b("/health"), false)]));
 }
 
+/// Scenario: numeric_attribute bounds of 0, and a range with min above max.
+/// Guarantees: as the Collector, 0 is no bound (`min_value: 0` does not stop -5), and an
+/// empty range loads with a warning and matches nothing.
+#[test]
+fn numeric_attribute_reads_a_zero_bound_as_none() {
+    use tailgate_core::wire::attrs::AttrValue::Int;
+    let y = |block: &str| {
+        format!("policies:\n  - {{name: n, type: numeric_attribute, numeric_attribute: {block}}}\n")
+    };
+    let upper = y("{key: code, min_value: 0, max_value: 100}");
+    assert!(decide_attrs(&upper, &[("code", Int(-5), false)]));
+    assert!(!decide_attrs(&upper, &[("code", Int(101), false)]));
+    let lower = y("{key: code, min_value: 10, max_value: 0}");
+    assert!(decide_attrs(&lower, &[("code", Int(500), false)]));
+    assert!(!decide_attrs(&lower, &[("code", Int(9), false)]));
+    let below = y("{key: code, min_value: -10, max_value: 0}");
+    assert!(decide_attrs(&below, &[("code", Int(5), false)]));
+    let empty = y("{key: code, min_value: 10, max_value: 5}");
+    assert!(!decide_attrs(&empty, &[("code", Int(7), false)]));
+    let file = PolicyFile::parse(Path::new("p.yaml"), &empty).expect("loads, as in the Collector");
+    assert!(
+        file.ignored_options
+            .iter()
+            .any(|n| n.contains("above max_value")),
+        "{:?}",
+        file.ignored_options
+    );
+}
+
 #[test]
 fn numeric_and_boolean_attributes_read_values_like_pdata() {
     use tailgate_core::wire::attrs::AttrValue::{Bool, Int, Str};
     let num = "policies:\n  - {name: n, type: numeric_attribute, numeric_attribute: {key: code, min_value: 500, max_value: 599}}\n";
     assert!(decide_attrs(num, &[("code", Int(503), false)]));
     assert!(!decide_attrs(num, &[("code", Int(404), false)]));
-    let zero = "policies:\n  - {name: n, type: numeric_attribute, numeric_attribute: {key: code, max_value: 0}}\n";
+    let zero = "policies:\n  - {name: n, type: numeric_attribute, numeric_attribute: {key: code, min_value: -1, max_value: 1}}\n";
     assert!(
         decide_attrs(
             zero,
@@ -248,11 +277,13 @@ fn numeric_and_boolean_attributes_read_values_like_pdata() {
         ),
         "a string reads as 0"
     );
-    assert!(parse(
-        "policies:\n  - {name: n, type: numeric_attribute, numeric_attribute: {key: code}}\n"
-    )
-    .unwrap_err()
-    .contains("min_value"));
+    for no_bounds in ["{key: code}", "{key: code, min_value: 0, max_value: 0}"] {
+        assert!(parse(&format!(
+            "policies:\n  - {{name: n, type: numeric_attribute, numeric_attribute: {no_bounds}}}\n"
+        ))
+        .unwrap_err()
+        .contains("min_value"));
+    }
     let boolean = "policies:\n  - {name: b, type: boolean_attribute, boolean_attribute: {key: cached, value: false}}\n";
     assert!(decide_attrs(boolean, &[("cached", Bool(false), false)]));
     assert!(!decide_attrs(boolean, &[("cached", Bool(true), false)]));
@@ -558,6 +589,108 @@ fn a_failing_condition_neither_samples_nor_drops() {
     assert_eq!(decide(&drop), (true, Verdict::Error));
 }
 
+/// Scenario: a `not` as a sub-policy of `and` and of `drop` (the Collector's config_test
+/// loads one in `and-policy-1`), and kinds that still may not nest.
+/// Guarantees: both load and decide on the negated verdict; `not` in `not` and `and` in
+/// `and` are refused, naming the position.
+#[test]
+fn not_nests_in_and_and_drop_only() {
+    use tailgate_core::wire::attrs::AttrValue::Str;
+    let b = |s: &'static str| Str(bytes::Bytes::from_static(s.as_bytes()));
+    let not_health = "{name: nh, type: not, not: {not_sub_policy: {name: h, type: string_attribute, string_attribute: {key: route, values: [/health]}}}}";
+    let and = format!("policies:\n  - name: a\n    type: and\n    and: {{and_sub_policy: [{{name: all, type: always_sample}}, {not_health}]}}\n");
+    assert!(decide_attrs(&and, &[("route", b("/pay"), false)]));
+    assert!(!decide_attrs(&and, &[("route", b("/health"), false)]));
+    // Drop probes that are not errors: a `not` inside the drop's AND.
+    let drop = "policies:\n  - name: d\n    type: drop\n    drop:\n      drop_sub_policy:\n        - {name: probe, type: string_attribute, string_attribute: {key: route, values: [/live]}}\n        - {name: no-error, type: not, not: {not_sub_policy: {name: e, type: string_attribute, string_attribute: {key: outcome, values: [error]}}}}\n  - {name: all, type: always_sample}\n";
+    assert!(!decide_attrs(drop, &[("route", b("/live"), false)]));
+    assert!(decide_attrs(
+        drop,
+        &[("route", b("/live"), false), ("outcome", b("error"), false)]
+    ));
+    assert!(decide_attrs(drop, &[("route", b("/pay"), false)]));
+    assert!(matches!(
+        entry("{name: n, type: not, not: {not_sub_policy: {name: m, type: not, not: {not_sub_policy: {name: a, type: always_sample}}}}}"),
+        Err(PolicyError::Nested { kind: "not", index: 0, .. })
+    ));
+    assert!(matches!(
+        entry("{name: d, type: drop, drop: {drop_sub_policy: [{name: a, type: always_sample}, {name: b, type: and, and: {and_sub_policy: [{name: c, type: always_sample}]}}]}}"),
+        Err(PolicyError::Nested { kind: "and", index: 1, .. })
+    ));
+}
+
+/// Scenario: `latency` with only `upper_threshold_ms`, `span_count` with only `max_spans`.
+/// Guarantees: the left-out bound is 0, the Collector's zero value: traces of 1..=500 ms,
+/// and of at most one span, are kept.
+#[test]
+fn left_out_lower_bounds_are_zero() {
+    let f = parse("policies:\n  - {name: l, type: latency, latency: {upper_threshold_ms: 500}}\n  - {name: s, type: span_count, span_count: {max_spans: 1}}\n").unwrap();
+    assert!(
+        matches!(&f.policies[0].kind, PolicyKind::Latency(c) if c.threshold_ms == 0 && c.upper_threshold_ms == 500)
+    );
+    assert!(
+        matches!(&f.policies[1].kind, PolicyKind::SpanCount(c) if c.min_spans == 0 && c.max_spans == 1)
+    );
+    let plan = PolicyPlan::compile(&f);
+    let mut one = crate::buffer::trace::TraceSummary::default();
+    one.add_span(0, 300 * MS, 0, true);
+    let view = crate::buffer::trace::TraceView::new(&[1; 16], &one);
+    assert_eq!(plan.policies()[0].evaluate(&view), Verdict::Sampled);
+    assert_eq!(plan.policies()[1].evaluate(&view), Verdict::Sampled);
+    one.add_span(0, 600 * MS, 0, false);
+    let view = crate::buffer::trace::TraceView::new(&[1; 16], &one);
+    assert_eq!(plan.policies()[0].evaluate(&view), Verdict::NotSampled);
+    assert_eq!(plan.policies()[1].evaluate(&view), Verdict::NotSampled);
+}
+
+/// Scenario: a policy entry with a block for another type, as copy-paste leaves them.
+/// Guarantees: the file loads and decides by its type, as the Collector (which decodes
+/// every block and reads its type's), and the loader warns, naming policy and block.
+#[test]
+fn a_block_for_another_type_loads_with_a_warning() {
+    let f = parse("policies:\n  - {name: errs, type: status_code, status_code: {status_codes: [ERROR]}, latency: {threshold_ms: 5}}\n").unwrap();
+    assert!(matches!(f.policies[0].kind, PolicyKind::StatusCode(_)));
+    assert_eq!(f.ignored_options.len(), 1, "{:?}", f.ignored_options);
+    assert!(f.ignored_options[0].contains("\"errs\""));
+    assert!(f.ignored_options[0].contains("`latency:`"));
+    // A sub-policy's too.
+    let f = parse("policies:\n  - name: a\n    type: and\n    and: {and_sub_policy: [{name: inner, type: always_sample, probabilistic: {sampling_percentage: 5}}]}\n").unwrap();
+    assert!(f
+        .ignored_options
+        .iter()
+        .any(|n| n.contains("\"inner\"") && n.contains("probabilistic")));
+}
+
+/// Scenario: span-ingest with a `drop` whose condition fails (error_mode propagate) on a
+/// batch, and a policy that samples. Guarantees: as the Collector's
+/// makeDecisionOnSpanIngest (an error is counted and skipped before a drop is marked
+/// pending), the failing drop does not hold the trace: it is kept at once.
+#[test]
+fn span_ingest_skips_a_failing_drop() {
+    let failing = "{name: f, type: ottl_condition, ottl_condition: {span: ['name + 1 == 2']}}";
+    let yaml = format!("sampling_strategy: span-ingest\npolicies:\n  - name: d\n    type: drop\n    drop: {{drop_sub_policy: [{failing}]}}\n  - {{name: all, type: always_sample}}\n");
+    let plan = PolicyPlan::compile(&parse(&yaml).unwrap());
+    let mut s = crate::buffer::trace::TraceSummary::default();
+    s.add_span(0, MS, 0, true);
+    let spans = encoded_spans();
+    let view = crate::buffer::trace::TraceView {
+        trace_id: &[3; 16],
+        summary: &s,
+        spans: &spans,
+        now: tokio::time::Instant::now(),
+    };
+    assert_eq!(plan.policies()[0].evaluate(&view), Verdict::Error);
+    let mut local = Default::default();
+    let d = plan
+        .decide_batch(&view, &mut local)
+        .expect("decided at once");
+    assert!(d.sampled);
+    // A drop that does not match (rather than fails) still holds it.
+    let yaml = "sampling_strategy: span-ingest\npolicies:\n  - name: d\n    type: drop\n    drop: {drop_sub_policy: [{name: never, type: probabilistic, probabilistic: {sampling_percentage: 0}}]}\n  - {name: all, type: always_sample}\n";
+    let plan = PolicyPlan::compile(&parse(yaml).unwrap());
+    assert!(plan.decide_batch(&view, &mut local).is_none());
+}
+
 /// Scenario: two policies keep a trace with different probabilities.
 /// Guarantees: the recorded policy is the one with the highest probability, whose
 /// probability the kept spans carry (the first on a tie), as the Collector records it.
@@ -678,11 +811,8 @@ fn entry_errors_are_typed_by_what_is_wrong() {
     ));
     assert!(matches!(
         entry("{name: a, type: always_sample, latency: {threshold_ms: 1}}"),
-        Err(PolicyError::StrayBlock {
-            block: "latency",
-            kind: "always_sample",
-            ..
-        })
+        Ok(PolicyConfig { kind: PolicyKind::AlwaysSample(_), unused_blocks, .. })
+            if unused_blocks == ["latency"]
     ));
     assert!(matches!(
         entry("{name: a, type: latency, latency: {threshold_ms: -1}}"),
