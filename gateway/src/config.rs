@@ -186,6 +186,9 @@ impl GatewayConfig {
         if self.receive.grpc.is_none() && self.receive.http.is_none() {
             return Err(invalid("receive", "enable at least one of grpc and http"));
         }
+        if let Err((key, message)) = self.receive.validate() {
+            return Err(invalid(&format!("receive.{key}"), &message));
+        }
         if let Some(Err(e)) = self.receive.tls.as_ref().map(|t| t.validate()) {
             return Err(invalid("receive.tls", &e.to_string()));
         }
@@ -415,6 +418,23 @@ mod tests {
                 "{err}"
             );
             assert!(err.to_string().contains(why), "{err}");
+        }
+    }
+
+    /// Scenario: a request limit whose arithmetic overflows (it wrapped the decompression
+    /// bound to 0 bytes) and one too small for any request. Guarantees: refused at load,
+    /// naming the key.
+    #[test]
+    fn request_limits_out_of_range_are_refused() {
+        let p = std::path::Path::new("gateway.yaml");
+        for bytes in ["18446744073709551615", "100"] {
+            let text = format!("export:\n  otlp_grpc: {{endpoint: 'http://a:4317'}}\nreceive: {{max_request_bytes: {bytes}}}\n");
+            let c: GatewayConfig = parse_yaml(p, &text).unwrap();
+            let err = c.validate(p).unwrap_err();
+            assert!(
+                matches!(&err, ConfigError::Invalid { key, .. } if key == "receive.max_request_bytes"),
+                "{err}"
+            );
         }
     }
 

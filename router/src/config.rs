@@ -253,6 +253,18 @@ impl RouterConfig {
                 "enable at least one of grpc and http".into(),
             ));
         }
+        if let Err((key, message)) = self.receive.validate() {
+            return Err(invalid(format!("receive.{key}"), message));
+        }
+        if self.forward.queue_wait > Duration::from_secs(3600) {
+            return Err(invalid(
+                "forward.queue_wait".into(),
+                format!(
+                    "{:?} is longer than the 1h a sender can usefully be held",
+                    self.forward.queue_wait
+                ),
+            ));
+        }
         if let Some(Err(e)) = self.receive.tls.as_ref().map(|t| t.validate()) {
             return Err(invalid("receive.tls".into(), e.to_string()));
         }
@@ -306,5 +318,33 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("members.static[1]"), "{err}");
+    }
+
+    /// Scenario: sizes and waits whose arithmetic would overflow (a request limit near
+    /// usize::MAX wrapped the decompression bound to 0 bytes; a queue wait of years
+    /// overflowed an Instant).
+    /// Guarantees: refused at load, naming the key.
+    #[test]
+    fn sizes_and_waits_that_overflow_are_refused() {
+        for (yaml, key) in [
+            (
+                "receive: {max_request_bytes: 18446744073709551615}",
+                "receive.max_request_bytes",
+            ),
+            (
+                "receive: {max_request_bytes: 10}",
+                "receive.max_request_bytes",
+            ),
+            ("receive: {max_connections: 0}", "receive.max_connections"),
+            ("forward: {queue_wait: 1000000000s}", "forward.queue_wait"),
+        ] {
+            let err = parse(&format!("members:\n  static: [a:1]\n{yaml}\n"))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(key), "{yaml}: {err}");
+        }
+        assert!(
+            parse("members:\n  static: [a:1]\nreceive: {max_request_bytes: 1073741824}\n").is_ok()
+        );
     }
 }

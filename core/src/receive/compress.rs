@@ -8,9 +8,17 @@ use bytes::Bytes;
 use super::status::Refusal;
 
 /// Decompresses at most `max` bytes; a larger output is refused, so a small compressed body
-/// cannot make the receiver allocate without bound.
+/// cannot make the receiver allocate without bound. A body of several gzip members is read
+/// whole, as Go's `gzip.Reader` (and so the Collector and its exporters) reads it: one
+/// that read only the first would answer OK for spans it never saw.
 pub fn gunzip(body: &[u8], max: usize) -> Result<Bytes, Refusal> {
-    bounded_read(flate2::read::GzDecoder::new(body), body.len(), max, "gzip").map(Bytes::from)
+    bounded_read(
+        flate2::read::MultiGzDecoder::new(body),
+        body.len(),
+        max,
+        "gzip",
+    )
+    .map(Bytes::from)
 }
 
 /// [`gunzip`] for zstd.
@@ -32,7 +40,7 @@ fn bounded_read(
 ) -> Result<Vec<u8>, Refusal> {
     let mut out = Vec::with_capacity((compressed * 4).min(max));
     decoder
-        .take(max as u64 + 1)
+        .take((max as u64).saturating_add(1))
         .read_to_end(&mut out)
         .map_err(|e| Refusal::Invalid(format!("{what} body is corrupt: {e}")))?;
     if out.len() > max {
@@ -54,6 +62,25 @@ mod tests {
         let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
         e.write_all(data).unwrap();
         e.finish().unwrap()
+    }
+
+    /// Scenario: a body of two gzip members, and one of a member and trailing bytes.
+    /// Guarantees: both members are read (Go's reader reads them all); bytes after a
+    /// member that are not one are refused as corrupt, not ignored.
+    #[test]
+    fn every_gzip_member_is_read() {
+        let mut body = gzip(b"first ");
+        body.extend(gzip(b"second"));
+        assert_eq!(&gunzip(&body, 1 << 20).unwrap()[..], b"first second");
+        let mut body = gzip(b"first ");
+        body.extend_from_slice(b"not gzip");
+        assert!(
+            matches!(gunzip(&body, 1 << 20), Err(Refusal::Invalid(m)) if m.contains("corrupt"))
+        );
+        // The output limit counts every member.
+        let mut body = gzip(&[1; 600]);
+        body.extend(gzip(&[2; 600]));
+        assert!(matches!(gunzip(&body, 1_000), Err(Refusal::TooLarge(_))));
     }
 
     /// Scenario: a body that compresses well (the buffer doubles past its guess) and one

@@ -61,6 +61,29 @@ pub struct ReceiveConfig {
     pub tls: Option<crate::tls::ServerTlsConfig>,
 }
 
+/// The largest `max_request_bytes` accepted: a gRPC message length is 32 bits, and twice
+/// the limit (the in-flight floor) must not overflow.
+pub const MAX_REQUEST_BYTES_LIMIT: usize = 1 << 30;
+
+impl ReceiveConfig {
+    /// Checks the sizes: `Err((key under receive, message))`.
+    pub fn validate(&self) -> Result<(), (&'static str, String)> {
+        if !(1024..=MAX_REQUEST_BYTES_LIMIT).contains(&self.max_request_bytes) {
+            return Err((
+                "max_request_bytes",
+                format!(
+                    "{} is out of range: from 1024 to {MAX_REQUEST_BYTES_LIMIT} (1 GiB)",
+                    self.max_request_bytes
+                ),
+            ));
+        }
+        if self.max_connections == 0 {
+            return Err(("max_connections", "must be at least 1".into()));
+        }
+        Ok(())
+    }
+}
+
 /// Connection-level limits shared by the receivers.
 #[derive(Debug, Clone)]
 pub struct Limits {

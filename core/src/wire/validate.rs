@@ -124,13 +124,35 @@ pub fn key_value(body: &[u8], range: Range<usize>, depth: u32) -> Checked {
     key_value_walk(body, range, depth)
 }
 
+/// A `KeyValue` with its key or value written twice is refused: protobuf decoders merge
+/// the two (the last key, the values' fields in order), and a reader that took one of them
+/// (an attribute policy, a `mask` action, OTTL) would see something else than the backend
+/// does. No SDK writes one.
 #[inline(never)]
 fn key_value_walk(body: &[u8], range: Range<usize>, depth: u32) -> Checked {
     const WHAT: &str = "attribute";
+    let (mut keys, mut values) = (0u8, 0u8);
     fields(body, range, WHAT, |r, field, wt, at| {
+        let twice = |why| Malformed {
+            what: WHAT,
+            why,
+            at,
+        };
         match (field, wt) {
-            (1, WT_LEN) => string(body, r.len_delimited(WHAT)?, "attribute key")?,
-            (2, WT_LEN) => any_value(body, r.len_delimited(WHAT)?, depth + 1)?,
+            (1, WT_LEN) => {
+                keys += 1;
+                if keys > 1 {
+                    return Err(twice("has its key twice"));
+                }
+                string(body, r.len_delimited(WHAT)?, "attribute key")?
+            }
+            (2, WT_LEN) => {
+                values += 1;
+                if values > 1 {
+                    return Err(twice("has its value twice"));
+                }
+                any_value(body, r.len_delimited(WHAT)?, depth + 1)?
+            }
             // key_strindex (int32), for dictionary-encoded signals.
             (3, WT_VARINT) => {
                 r.varint(WHAT)?;
@@ -316,6 +338,35 @@ mod tests {
             scan.first_defect,
             Some(SpanDefect::Malformed(m)) if m.what == "name"
         ));
+    }
+
+    /// Scenario: a span attribute whose `KeyValue` writes its value twice (an empty one
+    /// first, as a `mask` bypass would) or its key twice.
+    /// Guarantees: the span is rejected alone, naming what is doubled; its siblings pass.
+    #[test]
+    fn an_attribute_with_its_key_or_value_twice_is_rejected_alone() {
+        for (patch, why) in [
+            // value {}, then a 10-byte key, then the original value: same length.
+            (&b"\x12\x00\x0a\x0aAAAAAAAAAA"[..], "has its value twice"),
+            (&b"\x0a\x01x\x0a\x09AAAAAAAAA"[..], "has its key twice"),
+        ] {
+            let mut req = FakeOtlp::traces(3).spans(1).seed(4).build();
+            req.resource_spans[0].scope_spans[0].spans[0]
+                .attributes
+                .push(kv("AAAAAAAAAAAA", "BB"));
+            let mut body = req.encode_to_vec();
+            let original = b"\x0a\x0cAAAAAAAAAAAA";
+            let at = body
+                .windows(original.len())
+                .position(|w| w == original)
+                .unwrap_or_default();
+            assert_eq!(patch.len(), original.len());
+            body[at..at + patch.len()].copy_from_slice(patch);
+            let mut scan = Scan::default();
+            let scanned = scan.scan_request(&body).unwrap_or_else(|_| unreachable!());
+            assert_eq!((scanned.valid, scanned.rejected), (2, 1), "{why}");
+            assert!(scanned.message.contains(why), "{}", scanned.message);
+        }
     }
 
     #[test]

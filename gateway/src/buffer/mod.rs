@@ -104,16 +104,26 @@ fn resource_attrs(headers: &Bytes, scan: &Scan, keys: &[String]) -> Vec<Vec<Trac
             let mut out = Vec::new();
             let h = headers.slice(r.header.start as usize..r.header.end as usize);
             attrs::resource_attributes(&h, keys, |key, value| {
-                out.push(TraceAttr {
-                    key,
-                    value,
-                    from_resource: true,
-                    from_root: false,
-                });
+                if first_of_key(&out, key) {
+                    out.push(TraceAttr {
+                        key,
+                        value,
+                        from_resource: true,
+                        from_root: false,
+                    });
+                }
             });
             out
         })
         .collect()
+}
+
+/// Whether `key` is not in `read` yet. An attribute map read with pdata's `Get` (as the
+/// Collector's policies and OTTL read it) yields the first entry of a key, so later
+/// entries of the same key are not read: that keeps what a span or resource records to
+/// one value per key the plan reads, however often an entry repeats.
+fn first_of_key(read: &[TraceAttr], key: u16) -> bool {
+    !read.iter().any(|a| a.key == key)
 }
 
 /// The values the plan reads of one span: its own attributes, its span fields, then its
@@ -128,12 +138,14 @@ fn span_attrs(
     let mut out = Vec::new();
     let span_bytes = span.span_bytes();
     attrs::span_attributes(&span_bytes, keys, |key, value| {
-        out.push(TraceAttr {
-            key,
-            value,
-            from_resource: false,
-            from_root: is_root,
-        });
+        if first_of_key(&out, key) {
+            out.push(TraceAttr {
+                key,
+                value,
+                from_resource: false,
+                from_root: is_root,
+            });
+        }
     });
     if !fields.is_empty() {
         span_field_attrs(&span_bytes, fields, is_root, &mut out);
@@ -671,6 +683,60 @@ mod tests {
     use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
     use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
     use prost::Message;
+
+    /// Scenario: a resource repeats the key a policy reads 3,000 times, over 1,000 spans
+    /// that repeat it too (finding: resource values were copied onto every span, spans ×
+    /// entries, before any limit saw them).
+    /// Guarantees: as pdata's `Get`, only the first entry of a key is read: each span
+    /// records one value of its own and one of its resource's, the first ones.
+    #[test]
+    fn a_repeated_key_is_read_once_per_span_and_resource() {
+        use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
+        use opentelemetry_proto::tonic::resource::v1::Resource;
+        let yaml = "policies:\n  - {name: s, type: string_attribute, string_attribute: {key: service.name, values: [a]}}\n";
+        let plan = PolicyPlan::compile(
+            &crate::policy::PolicyFile::parse(std::path::Path::new("p.yaml"), yaml).unwrap(),
+        );
+        let attr = |v: String| KeyValue {
+            key: "service.name".into(),
+            value: Some(AnyValue {
+                value: Some(any_value::Value::StringValue(v)),
+            }),
+            ..Default::default()
+        };
+        let repeated = |n: usize| (0..n).map(|i| attr(format!("v{i}"))).collect::<Vec<_>>();
+        let spans = (0..1_000u32)
+            .map(|i| Span {
+                trace_id: vec![1; 16],
+                span_id: i.to_be_bytes().repeat(2),
+                attributes: repeated(5),
+                ..Default::default()
+            })
+            .collect();
+        let req = ExportTraceServiceRequest {
+            resource_spans: vec![ResourceSpans {
+                resource: Some(Resource {
+                    attributes: repeated(3_000),
+                    ..Default::default()
+                }),
+                scope_spans: vec![ScopeSpans {
+                    spans,
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+        };
+        let body = Bytes::from(req.encode_to_vec());
+        let mut scan = Scan::default();
+        scan.scan_request(&body).unwrap();
+        let spans = incoming_spans(&body, &mut scan, &plan);
+        assert_eq!(spans.len(), 1_000);
+        for s in &spans {
+            assert_eq!(s.attrs.len(), 2);
+            assert!(s.attrs.iter().all(|a| a.value.as_str() == b"v0"));
+            assert_eq!(s.attrs.iter().filter(|a| a.from_resource).count(), 1);
+        }
+    }
 
     #[test]
     fn span_fields_the_plan_reads_become_attributes() {
