@@ -170,12 +170,12 @@ async fn read_body(
     })
 }
 
-/// Converts an OTLP/JSON `ExportTraceServiceRequest` to its protobuf encoding.
+/// Converts an OTLP/JSON `ExportTraceServiceRequest` to its protobuf encoding, object by
+/// object (see [`super::otlp_json`]): what it holds is bounded by the body's size.
 pub fn json_to_protobuf(body: &[u8]) -> Result<Bytes, Refusal> {
-    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-    let request: ExportTraceServiceRequest = serde_json::from_slice(body)
-        .map_err(|e| Refusal::Invalid(format!("invalid OTLP/JSON trace request: {e}")))?;
-    Ok(Bytes::from(request.encode_to_vec()))
+    super::otlp_json::to_protobuf(body)
+        .map(Bytes::from)
+        .map_err(|e| Refusal::Invalid(format!("invalid OTLP/JSON trace request: {e}")))
 }
 
 /// Converts a protobuf `ExportTraceServiceRequest` to OTLP/JSON, on one line (what the

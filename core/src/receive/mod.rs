@@ -14,6 +14,7 @@ pub mod compress;
 pub mod grpc;
 pub mod http;
 pub mod limits;
+pub mod otlp_json;
 pub mod sink;
 pub mod status;
 
