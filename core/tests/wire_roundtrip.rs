@@ -213,6 +213,8 @@ proptest! {
                     }
                 }
                 prop_assert_eq!(total as usize, expected.len());
+                let written: usize = parts.iter().map(|p| p.2.len()).sum();
+                prop_assert!(written <= scan.split_bound(body.len(), members), "{} > bound", written);
             }
         }
     }
@@ -274,6 +276,54 @@ fn fastrand_like(mut state: u64) -> impl FnMut() -> u64 {
 
 /// Scenario: a span whose `trace_id` field has the wrong wire type.
 /// Guarantees: the scan reports the field, message and offset instead of guessing.
+/// Scenario: one resource with a 100 KB attribute over 30 spans of different traces, split
+/// among 3 gateways (the finding: admission counted the body, while every gateway's part
+/// carries the resource).
+/// Guarantees: the bound counts the resource once per gateway, and the parts fit in it.
+#[test]
+fn the_split_bound_counts_a_resource_per_gateway() {
+    use tailgate_core::ring::{Member, Ring};
+    use tailgate_core::wire::split::Splitter;
+    let mut req = ExportTraceServiceRequest {
+        resource_spans: vec![ResourceSpans {
+            resource: Some(Resource {
+                attributes: vec![KeyValue {
+                    key: "big".into(),
+                    value: Some(AnyValue {
+                        value: Some(any_value::Value::StringValue("x".repeat(100_000))),
+                    }),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }),
+            scope_spans: vec![ScopeSpans::default()],
+            ..Default::default()
+        }],
+    };
+    for i in 0..30u8 {
+        req.resource_spans[0].scope_spans[0].spans.push(Span {
+            trace_id: vec![i + 1; 16],
+            span_id: vec![1; 8],
+            ..Default::default()
+        });
+    }
+    let body = bytes::Bytes::from(req.encode_to_vec());
+    let mut scan = Scan::default();
+    scan.scan(&body).unwrap();
+    let ring = Ring::new((0..3).map(|i| Member::new(format!("10.0.0.{i}:4317"))));
+    let parts = Splitter::default().split(&ring, &body, &scan, None);
+    assert_eq!(parts.len(), 3);
+    let written: usize = parts.iter().map(|p| p.2.len()).sum();
+    let bound = scan.split_bound(body.len(), 3);
+    assert!(written > body.len() + 2 * 100_000, "{written}");
+    assert!(
+        written <= bound && bound < written + 100,
+        "{written} {bound}"
+    );
+    // One gateway: nothing is copied.
+    assert_eq!(scan.split_bound(body.len(), 1), body.len());
+}
+
 #[test]
 fn wrong_wire_type_is_named() {
     // resource_spans { scope_spans { spans { trace_id as varint 5 } } }

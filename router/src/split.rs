@@ -515,9 +515,12 @@ impl Router {
         let whole = (rejected == 0).then_some(body);
         let hard_limit = self.cfg.max_queued_bytes * Self::HARD_LIMIT_FACTOR;
         let queued = self.global_queued.load(Ordering::Relaxed);
+        // What its parts may come to: a resource's header is copied into every gateway's
+        // part, so a request of one huge resource can be many times its body.
+        let written = scan.split_bound(body.len(), state.forwarders.len());
         // A request larger than the limit itself (receive.max_request_bytes may be) goes
         // when nothing else is queued, rather than being refused forever.
-        if queued > 0 && queued + body.len() > hard_limit {
+        if queued > 0 && queued.saturating_add(written) > hard_limit {
             self.stats.refused_spans.add(valid);
             return Err(Refusal::Overloaded {
                 message: "the router's queues are over twice their limit; retry later".into(),

@@ -126,6 +126,51 @@ pub struct Scan {
 // === impl Scan ===
 
 impl Scan {
+    /// The most splitting this request among `owners` gateways can write: its spans once,
+    /// plus each resource's and scope's header once per part its spans may go to (at most
+    /// one per owner and one per span). A request of one huge resource over spans of many
+    /// trace ids would otherwise be copied once per gateway past every limit that saw
+    /// only its body. Two passes over the spans, no allocation.
+    pub fn split_bound(&self, body_len: usize, owners: usize) -> usize {
+        let owners = owners.max(1);
+        // Spans come scope by scope, and scopes resource by resource: each run of one key
+        // is one scope's (or resource's) spans.
+        let copies = |key: &dyn Fn(&SpanEntry) -> Option<usize>,
+                      header: &dyn Fn(usize) -> usize| {
+            let mut extra = 0usize;
+            let mut run: Option<(Option<usize>, usize)> = None;
+            for s in self.spans.iter().map(Some).chain([None]) {
+                let k = s.and_then(key);
+                match &mut run {
+                    Some((cur, n)) if s.is_some() && *cur == k => *n += 1,
+                    _ => {
+                        if let Some((Some(cur), n)) = run {
+                            // The header, and the message's tag and length around it.
+                            let copy = header(cur) + 6;
+                            extra = extra.saturating_add(copy * (n.min(owners) - 1));
+                        }
+                        run = s.map(|_| (k, 1));
+                    }
+                }
+            }
+            extra
+        };
+        let len = |r: &Range<u32>| (r.end - r.start) as usize;
+        let scope = |s: &SpanEntry| Some(s.scope as usize);
+        let resource = |s: &SpanEntry| {
+            self.scopes
+                .get(s.scope as usize)
+                .map(|x| x.resource as usize)
+        };
+        let scopes = copies(&scope, &|i| {
+            self.scopes.get(i).map_or(0, |x| len(&x.header))
+        });
+        let resources = copies(&resource, &|i| {
+            self.resources.get(i).map_or(0, |x| len(&x.header))
+        });
+        body_len.saturating_add(scopes).saturating_add(resources)
+    }
+
     /// Forgets the last request but keeps the allocated buffers.
     pub fn clear(&mut self) {
         self.spans.clear();
@@ -314,8 +359,17 @@ fn scan_span(body: &[u8], range: Range<usize>) -> Result<Result<SpanEntry, SpanD
         }
         match (field, wt) {
             (1, WT_LEN) => trace_id_len = read_id(&mut r, body, "trace_id", &mut entry.trace_id)?,
-            (2, WT_LEN) => _ = read_id(&mut r, body, "span_id", &mut entry.span_id)?,
-            (4, WT_LEN) => _ = read_id(&mut r, body, "parent_span_id", &mut entry.parent_span_id)?,
+            (2 | 4, WT_LEN) => {
+                let (name, out) = if field == 2 {
+                    ("span_id", &mut entry.span_id)
+                } else {
+                    ("parent_span_id", &mut entry.parent_span_id)
+                };
+                let len = read_id(&mut r, body, name, out)?;
+                if defect.is_ok() {
+                    defect = validate::id_len(len, 8, name, at);
+                }
+            }
             (7, WT_I64) => entry.start_unix_nano = r.fixed64("start_time_unix_nano")?,
             (8, WT_I64) => entry.end_unix_nano = r.fixed64("end_time_unix_nano")?,
             (15, WT_LEN) => {

@@ -232,15 +232,33 @@ pub fn event(body: &[u8], range: Range<usize>) -> Checked {
     })
 }
 
+/// An id of `len` bytes where one of `n` (or none, 0) belongs. pdata, and so every backend
+/// built on the Collector, refuses a whole request with one id of another length, so such
+/// a span is refused alone here instead.
+#[inline]
+pub fn id_len(len: usize, n: usize, what: &'static str, at: usize) -> Checked {
+    if len == 0 || len == n {
+        return Ok(());
+    }
+    Err(Malformed {
+        what,
+        why: if n == 8 {
+            "is not 8 bytes"
+        } else {
+            "is not 16 bytes"
+        },
+        at,
+    })
+}
+
 /// A `Span.Link`: trace id 1, span id 2, trace state 3, attributes 4, dropped count 5,
 /// flags 6.
 pub fn link(body: &[u8], range: Range<usize>) -> Checked {
     const WHAT: &str = "link";
     fields(body, range, WHAT, |r, field, wt, at| {
         match (field, wt) {
-            (1 | 2, WT_LEN) => {
-                r.len_delimited(WHAT)?;
-            }
+            (1, WT_LEN) => id_len(r.len_delimited(WHAT)?.len(), 16, "link trace_id", at)?,
+            (2, WT_LEN) => id_len(r.len_delimited(WHAT)?.len(), 8, "link span_id", at)?,
             (3, WT_LEN) => string(body, r.len_delimited(WHAT)?, "link trace_state")?,
             (4, WT_LEN) => key_value(body, r.len_delimited(WHAT)?, 0)?,
             (5, WT_VARINT) => {
@@ -366,6 +384,64 @@ mod tests {
             let scanned = scan.scan_request(&body).unwrap_or_else(|_| unreachable!());
             assert_eq!((scanned.valid, scanned.rejected), (2, 1), "{why}");
             assert!(scanned.message.contains(why), "{}", scanned.message);
+        }
+    }
+
+    /// Scenario: a span id of 7 bytes, a parent id of 9, a link trace id of 5, a link span
+    /// id of 3; and empty ids, which protobuf and pdata read as none.
+    /// Guarantees: each wrong length rejects its span alone, naming the id (a backend on
+    /// pdata refuses a whole request with one); empty ids pass.
+    #[test]
+    fn ids_of_the_wrong_length_reject_their_span_alone() {
+        use opentelemetry_proto::tonic::trace::v1::span::Link;
+        type Mutate = fn(&mut opentelemetry_proto::tonic::trace::v1::Span);
+        let cases: [(Mutate, &str); 5] = [
+            (|s| s.span_id = vec![1; 7], "span_id is not 8 bytes"),
+            (
+                |s| s.parent_span_id = vec![1; 9],
+                "parent_span_id is not 8 bytes",
+            ),
+            (
+                |s| {
+                    s.links.push(Link {
+                        trace_id: vec![1; 5],
+                        span_id: vec![1; 8],
+                        ..Default::default()
+                    })
+                },
+                "link trace_id is not 16 bytes",
+            ),
+            (
+                |s| {
+                    s.links.push(Link {
+                        trace_id: vec![1; 16],
+                        span_id: vec![1; 3],
+                        ..Default::default()
+                    })
+                },
+                "link span_id is not 8 bytes",
+            ),
+            (
+                |s| {
+                    s.parent_span_id.clear();
+                    s.links.push(Link::default());
+                },
+                "",
+            ),
+        ];
+        for (mutate, why) in cases {
+            let mut req = FakeOtlp::traces(3).spans(1).seed(5).build();
+            mutate(&mut req.resource_spans[0].scope_spans[0].spans[0]);
+            let mut scan = Scan::default();
+            let scanned = scan
+                .scan_request(&req.encode_to_vec())
+                .unwrap_or_else(|_| unreachable!());
+            if why.is_empty() {
+                assert_eq!((scanned.valid, scanned.rejected), (3, 0));
+            } else {
+                assert_eq!((scanned.valid, scanned.rejected), (2, 1), "{why}");
+                assert!(scanned.message.contains(why), "{}", scanned.message);
+            }
         }
     }
 
