@@ -150,6 +150,9 @@ pub struct GatewayStats {
     pub buffered_bytes: Gauge,
     /// Encoded bytes of kept spans handed to the exporter and not yet delivered or failed.
     pub pending_export_bytes: Gauge,
+    /// Bytes of accepted spans on their way to a shard, in its channel: their encoded
+    /// bytes with their requests' share and the handles carrying them.
+    pub shard_queue_bytes: Gauge,
     /// Spans of kept traces not yet delivered or failed.
     pub pending_export_spans: Gauge,
     /// Traffic between gateways (forwarding, handoff).
@@ -225,12 +228,15 @@ impl GatewayStats {
         live + self.pending_export_spans.get() + self.peers.handoff_pending_spans.get()
     }
 
-    /// Memory the gateway holds for spans: encoded bytes of buffered traces and of kept
-    /// spans waiting for the backend, plus a fixed overhead per span and per buffered
-    /// trace. The hard limit (`buffer.max_buffered_bytes`) applies to this.
+    /// Memory the gateway holds for spans: encoded bytes of buffered traces, of spans on
+    /// their way to a shard and of kept spans waiting for the backend, plus a fixed
+    /// overhead per span and per buffered trace. The hard limit
+    /// (`buffer.max_buffered_bytes`) applies to this.
     pub fn held_bytes(&self) -> u64 {
         charge(
-            self.buffered_bytes.get() + self.pending_export_bytes.get(),
+            self.buffered_bytes.get()
+                + self.pending_export_bytes.get()
+                + self.shard_queue_bytes.get(),
             self.live_spans.get() + self.pending_export_spans.get(),
             self.live_traces.get(),
         )
@@ -483,6 +489,13 @@ impl GatewayStats {
             self.held_bytes(),
         );
         p.metric(
+            "tailgate_gateway_shard_queue_bytes",
+            "gauge",
+            "Bytes of accepted spans waiting in a shard's channel, with their requests' share and handles.",
+            &[],
+            self.shard_queue_bytes.get(),
+        );
+        p.metric(
             "tailgate_gateway_pending_export_bytes",
             "gauge",
             "Encoded bytes of kept spans waiting for the backend.",
@@ -680,9 +693,10 @@ mod tests {
         s.live_traces.add(20);
         s.pending_export_bytes.add(500);
         s.pending_export_spans.add(2);
+        s.shard_queue_bytes.add(300);
         assert_eq!(
             s.held_bytes(),
-            10_500 + 22 * SPAN_OVERHEAD_BYTES + 20 * TRACE_OVERHEAD_BYTES
+            10_800 + 22 * SPAN_OVERHEAD_BYTES + 20 * TRACE_OVERHEAD_BYTES
         );
         assert!(s
             .render()

@@ -66,6 +66,8 @@ async fn every_received_span_is_exported_or_dropped_by_policy() {
         .sum();
     assert_eq!(stats.received_spans.get(), total);
     assert_eq!(stats.in_flight_spans(), 0);
+    // Every byte charged while queued for a shard was taken off once buffered.
+    assert_eq!(stats.shard_queue_bytes.get(), 0);
     assert_eq!(stats.malformed_requests.get(), 1);
     assert_eq!(
         stats.refused_requests[0].get(),

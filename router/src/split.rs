@@ -432,7 +432,14 @@ impl SpanSink for Router {
         self.stats.requests.add(1);
         // The scan's and splitter's buffers are reused per worker thread: nothing below
         // awaits.
-        SCRATCH.with_borrow_mut(|(scan, splitter)| self.admit(&body, scan, splitter))
+        SCRATCH.with_borrow_mut(|(scan, splitter)| {
+            let admitted = self.admit(&body, scan, splitter);
+            if scan.spans.capacity() > Scan::RETAINED_SPANS {
+                scan.trim();
+                splitter.trim(Scan::RETAINED_SPANS);
+            }
+            admitted
+        })
     }
 }
 

@@ -171,6 +171,22 @@ impl Scan {
         body_len.saturating_add(scopes).saturating_add(resources)
     }
 
+    /// Gives back what a request far larger than usual left allocated, keeping room for
+    /// [`Scan::RETAINED_SPANS`] spans: a scan reused per worker thread would otherwise
+    /// hold, for good and uncounted, about 64 bytes per span of the largest request it
+    /// ever read (a 16 MiB request of small spans: tens of MB per worker).
+    pub fn trim(&mut self) {
+        const HEADERS: usize = 4 << 20;
+        self.clear();
+        self.spans.shrink_to(Self::RETAINED_SPANS);
+        self.scopes.shrink_to(Self::RETAINED_SPANS / 4);
+        self.resources.shrink_to(Self::RETAINED_SPANS / 4);
+        self.headers.shrink_to(HEADERS);
+    }
+
+    /// Spans a reused scan keeps room for between requests (see [`Scan::trim`]).
+    pub const RETAINED_SPANS: usize = 16 << 10;
+
     /// Forgets the last request but keeps the allocated buffers.
     pub fn clear(&mut self) {
         self.spans.clear();

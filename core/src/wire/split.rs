@@ -24,6 +24,15 @@ pub struct Splitter {
 }
 
 impl Splitter {
+    /// Gives back what a request of more than `spans` spans left allocated (see
+    /// [`crate::wire::scan::Scan::trim`]).
+    pub fn trim(&mut self, spans: usize) {
+        for v in [&mut self.owners, &mut self.order] {
+            v.clear();
+            v.shrink_to(spans);
+        }
+    }
+
     /// Builds one part per owner: `(owner index in the ring, span count, body)`, each
     /// owner's spans in their original order so the re-framer keeps the original grouping.
     ///

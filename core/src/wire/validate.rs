@@ -445,6 +445,30 @@ mod tests {
         }
     }
 
+    /// Scenario: a scan reused after a request of 50,000 spans, trimmed.
+    /// Guarantees: it keeps room for no more than `RETAINED_SPANS` spans, and scans the
+    /// next request as a fresh one would.
+    #[test]
+    fn a_trimmed_scan_keeps_little_and_scans_alike() {
+        let big = FakeOtlp::traces(25_000)
+            .spans(2)
+            .seed(6)
+            .build()
+            .encode_to_vec();
+        let small = FakeOtlp::traces(3).spans(2).seed(7).build().encode_to_vec();
+        let mut scan = Scan::default();
+        scan.scan(&big).unwrap_or_else(|_| unreachable!());
+        assert!(scan.spans.capacity() >= 50_000);
+        scan.trim();
+        assert!(scan.spans.capacity() <= Scan::RETAINED_SPANS);
+        assert!(scan.spans.is_empty());
+        scan.scan(&small).unwrap_or_else(|_| unreachable!());
+        let mut fresh = Scan::default();
+        fresh.scan(&small).unwrap_or_else(|_| unreachable!());
+        assert_eq!(scan.spans, fresh.spans);
+        assert_eq!(scan.headers, fresh.headers);
+    }
+
     #[test]
     fn attribute_values_are_checked_however_deep() {
         let mut req = FakeOtlp::traces(2).spans(1).seed(2).build();

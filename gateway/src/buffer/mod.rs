@@ -453,9 +453,15 @@ impl TraceBuffer {
         // read while spans sit in a shard's channel.
         self.stats.live_spans.add(count);
         for (i, permit) in permits {
+            let spans = std::mem::take(&mut per_shard[i]);
+            // Charged while they wait, so that requests accepted while the shards are busy
+            // count against the limit before the shards buffer them.
+            let bytes = shard::queued_bytes(&spans);
+            self.stats.shard_queue_bytes.add(bytes);
             permit.send(ShardMsg::Spans {
-                spans: std::mem::take(&mut per_shard[i]),
+                spans,
                 first_seen,
+                bytes,
             });
         }
         Ok(())

@@ -132,6 +132,9 @@ pub enum ShardMsg {
         spans: Vec<IncomingSpan>,
         /// When their traces were first seen, if earlier than now.
         first_seen: Option<Instant>,
+        /// What they were counted in `shard_queue_bytes` (see [`queued_bytes`]); the
+        /// shard takes it off once they are buffered.
+        bytes: u64,
     },
     /// Take out the traces and decisions `view` gives to other gateways.
     Handoff {
@@ -197,6 +200,20 @@ pub struct Shard {
     /// (exporters may fail different traces of one batch; a ticket counts its spans as
     /// failed when any exporter failed any of them). With one, the batch takes one ticket.
     outgoing_tickets: Vec<(Arc<Ticket>, u64)>,
+}
+
+/// What `spans` hold while they wait in a shard's channel: their charges (encoded bytes and
+/// their requests' share), the handles carrying them and the attribute values read.
+pub fn queued_bytes(spans: &[IncomingSpan]) -> u64 {
+    spans
+        .iter()
+        .map(|s| {
+            (s.span.held_len()
+                + std::mem::size_of::<IncomingSpan>()
+                + s.attrs.capacity() * std::mem::size_of::<super::trace::TraceAttr>())
+                as u64
+        })
+        .sum()
 }
 
 /// How many of `next` (a batch's spans after one of trace `id`) continue that trace: a
@@ -366,7 +383,15 @@ impl Shard {
 
     async fn handle(&mut self, msg: ShardMsg) {
         match msg {
-            ShardMsg::Spans { spans, first_seen } => self.insert(spans, first_seen).await,
+            ShardMsg::Spans {
+                spans,
+                first_seen,
+                bytes,
+            } => {
+                self.insert(spans, first_seen).await;
+                // Buffered (and charged there) before they leave the queue's count.
+                self.stats.shard_queue_bytes.sub(bytes);
+            }
             ShardMsg::Handoff { view, reply } => {
                 let handed = self.hand_off(&view);
                 if let Err(handed) = reply.send(handed) {

@@ -216,6 +216,8 @@ mod tests {
     fn slots_and_spans_stay_small() {
         assert_eq!(std::mem::size_of::<BufferedSpan>(), 24);
         assert!(std::mem::size_of::<Option<TraceEntry>>() <= 144);
+        // The handle of a span on its way to a shard (docs/configuration.md).
+        assert_eq!(std::mem::size_of::<super::super::trace::IncomingSpan>(), 88);
     }
 
     /// Scenario: a large trace's list, full, receives a request's part of 300 spans, then
