@@ -115,8 +115,42 @@ pub fn collector_text(path: &Path, text: &str, source: &Source<'_>) -> Result<St
     let (expanded, failures) = collector_text_lenient(text, source);
     match failures.into_iter().next() {
         Some((line, message)) => Err(reference_error(path, line, message)),
-        None => Ok(expanded),
+        None => merge_keys(path, expanded),
     }
+}
+
+/// The text with YAML merge keys (`<<: *anchor`) applied, as Go's YAML (which the
+/// Collector reads its configs with) applies them; text without one is returned as it is.
+/// serde applies them only to an untyped document, so a file that uses them is read once
+/// untyped, merged and written out again: line numbers in later errors then count lines of
+/// that merged document, not of the file (docs/configuration.md says so).
+pub fn merge_keys(path: &Path, text: String) -> Result<String, ConfigError> {
+    fn has_merge(v: &serde_yaml_ng::Value) -> bool {
+        match v {
+            serde_yaml_ng::Value::Mapping(m) => m
+                .iter()
+                .any(|(k, v)| k.as_str() == Some("<<") || has_merge(v)),
+            serde_yaml_ng::Value::Sequence(s) => s.iter().any(has_merge),
+            serde_yaml_ng::Value::Tagged(t) => has_merge(&t.value),
+            _ => false,
+        }
+    }
+    if !text.contains("<<") {
+        return Ok(text);
+    }
+    let parse = |error| ConfigError::Parse {
+        path: path.to_owned(),
+        error,
+    };
+    let Ok(mut value) = serde_yaml_ng::from_str::<serde_yaml_ng::Value>(&text) else {
+        // Not YAML: the typed parse reports where.
+        return Ok(text);
+    };
+    if !has_merge(&value) {
+        return Ok(text);
+    }
+    value.apply_merge().map_err(parse)?;
+    serde_yaml_ng::to_string(&value).map_err(parse)
 }
 
 /// [`collector_text`], leaving a reference that cannot be resolved as written and

@@ -274,8 +274,6 @@ fn fastrand_like(mut state: u64) -> impl FnMut() -> u64 {
     }
 }
 
-/// Scenario: a span whose `trace_id` field has the wrong wire type.
-/// Guarantees: the scan reports the field, message and offset instead of guessing.
 /// Scenario: one resource with a 100 KB attribute over 30 spans of different traces, split
 /// among 3 gateways (the finding: admission counted the body, while every gateway's part
 /// carries the resource).
@@ -324,6 +322,8 @@ fn the_split_bound_counts_a_resource_per_gateway() {
     assert_eq!(scan.split_bound(body.len(), 1), body.len());
 }
 
+/// Scenario: a span whose `trace_id` field has the wrong wire type.
+/// Guarantees: the scan reports the field, message and offset instead of guessing.
 #[test]
 fn wrong_wire_type_is_named() {
     // resource_spans { scope_spans { spans { trace_id as varint 5 } } }

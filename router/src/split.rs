@@ -434,10 +434,10 @@ impl SpanSink for Router {
         // awaits.
         SCRATCH.with_borrow_mut(|(scan, splitter)| {
             let admitted = self.admit(&body, scan, splitter);
-            if scan.spans.capacity() > Scan::RETAINED_SPANS {
-                scan.trim();
-                splitter.trim(Scan::RETAINED_SPANS);
-            }
+            // Cheap when nothing is over: shrinking only reallocates a buffer past its
+            // bound (many spans, or many empty resources, or huge headers).
+            scan.trim();
+            splitter.trim(Scan::RETAINED_SPANS);
             admitted
         })
     }

@@ -7,9 +7,10 @@
 //! Decoding into the generated structs first cost memory by the object, not by the byte:
 //! every `{}` of a span list became a 256-byte `Span`, so a 16 MiB body (20 KB gzipped)
 //! held about 1.4 GB while it was decoded, none of it counted against any limit. Here each
-//! JSON object is written straight out as its protobuf encoding, which is never larger than
-//! its JSON (field names go, ids and numbers shrink), so what a request holds stays within
-//! a small multiple of its body however its objects are shaped.
+//! JSON object is written straight out as its protobuf encoding, which is no larger than
+//! its JSON (field names go, ids and numbers shrink; the tests check the worst shapes), so
+//! what a request holds stays within a small multiple of its body however its objects
+//! are shaped.
 //!
 //! The mapping is protobuf's JSON mapping as OTLP specifies it: field names in
 //! lowerCamelCase (the `.proto` names are accepted too), trace and span ids as hex, `bytes`
@@ -52,8 +53,10 @@ enum Ty {
     Id,
     /// `bytes` values: base64.
     Base64,
-    /// A varint: an unsigned or signed integer, as a number or a decimal string.
+    /// An unsigned 32-bit varint (counts), as a number or a decimal string.
     Varint,
+    /// A signed 64-bit varint (`intValue`), in two's complement as protobuf writes it.
+    Int64,
     /// An enum: an integer or one of these names.
     Enum(&'static [&'static str]),
     Fixed64,
@@ -140,7 +143,7 @@ fn field(msg: Msg, key: &str) -> Option<Field> {
             let (num, ty) = match key {
                 "stringValue" | "string_value" => (1, Str),
                 "boolValue" | "bool_value" => (2, Bool),
-                "intValue" | "int_value" => (3, Varint),
+                "intValue" | "int_value" => (3, Int64),
                 "doubleValue" | "double_value" => (4, Double),
                 "arrayValue" | "array_value" => (5, Ty::One(Msg::ArrayValue)),
                 "kvlistValue" | "kvlist_value" => (6, Ty::One(Msg::KeyValueList)),
@@ -298,14 +301,19 @@ impl Value<'_> {
                     put_len_delimited(out, num, &bytes);
                 }
             }
-            (Ty::Varint | Ty::Enum(_), s) => {
+            (Ty::Varint | Ty::Int64 | Ty::Enum(_), s) => {
                 let v = match (ty, s) {
                     (Ty::Enum(names), Scalar::Str(name)) if names.contains(&name) => {
                         names.iter().position(|n| *n == name).unwrap_or(0) as u64
                     }
-                    (_, s) => match s.integer() {
-                        Some(v) => v,
-                        None => return bad("expected an integer"),
+                    (Ty::Int64, s) => match s.signed() {
+                        Some(v) => v as u64,
+                        None => return bad("expected a 64-bit integer"),
+                    },
+                    // Counts are uint32; enums are read up to int32's maximum.
+                    (_, s) => match s.unsigned().filter(|v| *v <= u64::from(u32::MAX)) {
+                        Some(v) if !matches!(ty, Ty::Enum(_)) || v <= i32::MAX as u64 => v,
+                        _ => return bad("expected a 32-bit unsigned integer"),
                     },
                 };
                 if oneof || v != 0 {
@@ -314,8 +322,8 @@ impl Value<'_> {
                 }
             }
             (Ty::Fixed64, s) => {
-                let Some(v) = s.integer() else {
-                    return bad("expected an integer");
+                let Some(v) = s.unsigned() else {
+                    return bad("expected a 64-bit unsigned integer");
                 };
                 if oneof || v != 0 {
                     put_tag(out, num, 1);
@@ -323,7 +331,7 @@ impl Value<'_> {
                 }
             }
             (Ty::Fixed32, s) => {
-                let Some(v) = s.integer().and_then(|v| u32::try_from(v).ok()) else {
+                let Some(v) = s.unsigned().and_then(|v| u32::try_from(v).ok()) else {
                     return bad("expected a 32-bit unsigned integer");
                 };
                 if oneof || v != 0 {
@@ -362,19 +370,32 @@ enum Scalar<'s> {
 }
 
 impl Scalar<'_> {
-    /// As an integer field reads it (signed values in two's complement, as protobuf
-    /// encodes an `int64`); a float only when it is a whole number.
-    fn integer(&self) -> Option<u64> {
+    /// As an unsigned field reads it: a number or decimal string of 0 or more; a float
+    /// (`1.7e18`, as some encoders write large numbers) only when it is a whole number in
+    /// range.
+    fn unsigned(&self) -> Option<u64> {
         match *self {
             Scalar::U64(v) => Some(v),
-            Scalar::I64(v) => Some(v as u64),
-            Scalar::F64(v) if v.fract() == 0.0 && v.abs() < 9.007_199_254_740_992e15 => {
-                Some(v as i64 as u64)
+            Scalar::F64(v) if v.fract() == 0.0 && (0.0..1.8446744073709552e19).contains(&v) => {
+                Some(v as u64)
             }
-            Scalar::Str(s) => s
-                .parse::<u64>()
-                .ok()
-                .or_else(|| s.parse::<i64>().ok().map(|v| v as u64)),
+            Scalar::Str(s) => s.parse::<u64>().ok(),
+            _ => None,
+        }
+    }
+
+    /// As an `int64` field reads it: a number or decimal string in range.
+    fn signed(&self) -> Option<i64> {
+        match *self {
+            Scalar::U64(v) => i64::try_from(v).ok(),
+            Scalar::I64(v) => Some(v),
+            Scalar::F64(v)
+                if v.fract() == 0.0
+                    && (-9.223372036854776e18..9.223372036854776e18).contains(&v) =>
+            {
+                Some(v as i64)
+            }
+            Scalar::Str(s) => s.parse::<i64>().ok(),
             _ => None,
         }
     }
@@ -600,6 +621,40 @@ mod tests {
         assert_eq!(req.resource_spans[0].scope_spans[0].spans.len(), n);
     }
 
+    /// Scenario: spans of the smallest JSON for each kind of field (a number where
+    /// protobuf writes ten bytes, an empty object, an empty oneof member...), 1,000 each.
+    /// Guarantees: the protobuf is no larger than the JSON for any of them.
+    #[test]
+    fn no_field_shape_grows_past_its_json() {
+        for span in [
+            r#"{"kind":2147483647}"#,
+            r#"{"flags":4294967295}"#,
+            r#"{"startTimeUnixNano":18446744073709551615}"#,
+            r#"{"droppedAttributesCount":4294967295}"#,
+            r#"{"status":{"code":2}}"#,
+            r#"{"events":[{}]}"#,
+            r#"{"links":[{}]}"#,
+            r#"{"attributes":[{}]}"#,
+            r#"{"attributes":[{"value":{"intValue":-1}}]}"#,
+            r#"{"attributes":[{"value":{"doubleValue":1}}]}"#,
+            r#"{"attributes":[{"value":{"boolValue":false}}]}"#,
+            r#"{"attributes":[{"value":{"stringValue":""}}]}"#,
+            r#"{"attributes":[{"value":{"bytesValue":""}}]}"#,
+            r#"{"attributes":[{"value":{"arrayValue":{"values":[{}]}}}]}"#,
+            r#"{"attributes":[{"value":{"kvlistValue":{"values":[{}]}}}]}"#,
+        ] {
+            let spans = vec![span; 1_000].join(",");
+            let json = format!(r#"{{"resourceSpans":[{{"scopeSpans":[{{"spans":[{spans}]}}]}}]}}"#);
+            let out = to_protobuf(json.as_bytes()).unwrap();
+            assert!(
+                out.len() <= json.len(),
+                "{span}: {} > {}",
+                out.len(),
+                json.len()
+            );
+        }
+    }
+
     /// Scenario: the spec's forms that the generated structs do not all take: `.proto`
     /// field names, enum names, numbers as strings and strings as numbers, `null`, unknown
     /// fields (inside an attribute value too), URL-safe base64, upper-case hex.
@@ -608,7 +663,7 @@ mod tests {
     fn the_spec_forms_are_read() {
         let json = r#"{"resource_spans":[{"scopeSpans":[{"spans":[{
             "traceId":"0102030405060708090A0B0C0D0E0F10","span_id":"0102030405060708",
-            "kind":"SPAN_KIND_SERVER","startTimeUnixNano":5,"endTimeUnixNano":"7",
+            "kind":"SPAN_KIND_SERVER","startTimeUnixNano":1.7e18,"endTimeUnixNano":"7",
             "status":{"code":"STATUS_CODE_ERROR","unknown":[1,{"a":2}]},"parentSpanId":null,
             "attributes":[{"key":"k","value":{"stringValue":"x","foo":1}},
                           {"key":"b","value":{"bytesValue":"_-8"}},
@@ -622,7 +677,7 @@ mod tests {
         assert_eq!(s.span_id, (1..=8).collect::<Vec<u8>>());
         assert_eq!(
             (s.kind, s.start_time_unix_nano, s.end_time_unix_nano),
-            (2, 5, 7)
+            (2, 1_700_000_000_000_000_000, 7)
         );
         assert_eq!(s.status.as_ref().unwrap().code, 2);
         let val = |i: usize| {
@@ -656,6 +711,26 @@ mod tests {
             (
                 r#"{"resourceSpans":[{"scopeSpans":[{"spans":[null]}]}]}"#,
                 "object",
+            ),
+            (
+                r#"{"resourceSpans":[{"scopeSpans":[{"spans":[{"kind":-1}]}]}]}"#,
+                "unsigned",
+            ),
+            (
+                r#"{"resourceSpans":[{"scopeSpans":[{"spans":[{"startTimeUnixNano":-1}]}]}]}"#,
+                "unsigned",
+            ),
+            (
+                r#"{"resourceSpans":[{"scopeSpans":[{"spans":[{"droppedAttributesCount":"-1"}]}]}]}"#,
+                "unsigned",
+            ),
+            (
+                r#"{"resourceSpans":[{"scopeSpans":[{"spans":[{"droppedEventsCount":4294967296}]}]}]}"#,
+                "unsigned",
+            ),
+            (
+                r#"{"resourceSpans":[{"resource":{"attributes":[{"value":{"intValue":"9223372036854775808"}}]}}]}"#,
+                "64-bit",
             ),
             (r#"{"resourceSpans":[]} trailing"#, "trailing"),
         ] {

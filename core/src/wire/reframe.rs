@@ -36,6 +36,12 @@ const TAG_SPAN: u8 = 0x12; // field 2, length-delimited
 // === impl Reframer ===
 
 impl Reframer {
+    /// Gives back room for more than `runs` scope and resource runs.
+    pub fn trim(&mut self, runs: usize) {
+        self.lens.clear();
+        self.lens.shrink_to(runs);
+    }
+
     /// Appends to `out` one encoded request holding `spans` in order, and returns its length.
     pub fn encode(&mut self, spans: &[SpanParts<'_>], out: &mut BytesMut) -> usize {
         self.lens.clear();

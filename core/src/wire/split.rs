@@ -31,6 +31,7 @@ impl Splitter {
             v.clear();
             v.shrink_to(spans);
         }
+        self.reframer.trim(spans);
     }
 
     /// Builds one part per owner: `(owner index in the ring, span count, body)`, each

@@ -467,6 +467,12 @@ mod tests {
         fresh.scan(&small).unwrap_or_else(|_| unreachable!());
         assert_eq!(scan.spans, fresh.spans);
         assert_eq!(scan.headers, fresh.headers);
+        // Empty resources, no span: 100,000 of them.
+        let empty = b"\x0a\x00".repeat(100_000);
+        scan.scan(&empty).unwrap_or_else(|_| unreachable!());
+        assert!(scan.resources.capacity() >= 100_000);
+        scan.trim();
+        assert!(scan.resources.capacity() <= Scan::RETAINED_SPANS / 4);
     }
 
     #[test]

@@ -690,6 +690,64 @@ mod tests {
     use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
     use prost::Message;
 
+    /// Scenario: a request accepted while its shard has not yet taken it (the channel is
+    /// read only afterwards), then the shard buffers it.
+    /// Guarantees: while queued its bytes count in `shard_queue_bytes` and in the charge
+    /// the limits read, at least its encoded size; once buffered, they leave the queue's
+    /// count and are charged as buffered instead.
+    #[tokio::test]
+    async fn spans_queued_for_a_shard_are_charged() {
+        let plan: crate::reload::SharedPlan =
+            std::sync::Arc::new(arc_swap::ArcSwap::from_pointee(PolicyPlan::compile(
+                &crate::policy::PolicyFile::parse(
+                    std::path::Path::new("p.yaml"),
+                    "policies: [{name: all, type: always_sample}]\n",
+                )
+                .unwrap(),
+            )));
+        let stats = std::sync::Arc::new(GatewayStats::default());
+        let (tx, rx) = mpsc::channel(4);
+        let peers = Peers::new(
+            Default::default(),
+            tailgate_core::ring::Member::new("127.0.0.1:4317"),
+            stats.clone(),
+        );
+        let buffer = TraceBuffer::new(
+            plan.clone(),
+            vec![tx],
+            stats.clone(),
+            peers,
+            &Default::default(),
+        );
+        let body = Bytes::from(
+            tailgate_core::test_util::FakeOtlp::traces(50)
+                .spans(4)
+                .seed(9)
+                .build()
+                .encode_to_vec(),
+        );
+        buffer.export(body.clone()).await.unwrap();
+        let queued = stats.shard_queue_bytes.get();
+        assert!(queued >= body.len() as u64, "{queued}");
+        assert!(stats.held_bytes() >= queued);
+        assert_eq!(stats.buffered_bytes.get(), 0);
+        let shard = shard::Shard::new(
+            rx,
+            plan,
+            shard::ShardLimits {
+                max_traces: 1_000,
+                cache_size: 1_000,
+                early_decision_bytes: 1 << 30,
+                max_spans_per_trace: 1_000,
+            },
+            Vec::new(),
+            stats.clone(),
+        );
+        drop(buffer);
+        shard.run(Default::default()).await;
+        assert_eq!(stats.shard_queue_bytes.get(), 0);
+    }
+
     /// Scenario: a resource repeats the key a policy reads 3,000 times, over 1,000 spans
     /// that repeat it too (finding: resource values were copied onto every span, spans ×
     /// entries, before any limit saw them).

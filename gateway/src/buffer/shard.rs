@@ -387,11 +387,7 @@ impl Shard {
                 spans,
                 first_seen,
                 bytes,
-            } => {
-                self.insert(spans, first_seen).await;
-                // Buffered (and charged there) before they leave the queue's count.
-                self.stats.shard_queue_bytes.sub(bytes);
-            }
+            } => self.insert(spans, first_seen, bytes).await,
             ShardMsg::Handoff { view, reply } => {
                 let handed = self.hand_off(&view);
                 if let Err(handed) = reply.send(handed) {
@@ -494,7 +490,9 @@ impl Shard {
     /// Buffers one batch of spans: each joins its live trace, goes out late (its trace was
     /// kept), is dropped late (its trace was dropped), or starts a new trace; then the
     /// batch's consequences (`settle_insert`).
-    async fn insert(&mut self, spans: Vec<IncomingSpan>, first_seen: Option<Instant>) {
+    /// `queued`: what the spans were charged while queued, taken off once they are
+    /// charged as buffered (before any wait for the exporters).
+    async fn insert(&mut self, spans: Vec<IncomingSpan>, first_seen: Option<Instant>, queued: u64) {
         let rules = self.insert_rules(first_seen);
         let mut acc = Inserted::default();
         let mut spans = spans.into_iter();
@@ -515,6 +513,7 @@ impl Shard {
         }
         self.stats.live_traces.add(acc.new_traces);
         self.stats.buffered_bytes.add(acc.added_bytes);
+        self.stats.shard_queue_bytes.sub(queued);
         self.bytes += acc.added_bytes;
         self.spans += acc.added_spans;
         if acc.late_dropped > 0 {

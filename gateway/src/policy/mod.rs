@@ -779,6 +779,7 @@ impl PolicyFile {
         // References that cannot be resolved matter only where Tailgate reads: in a whole
         // Collector config, only in the chosen processor's block.
         let (expanded, failures) = collector_text_lenient(text, &system_source);
+        let expanded = tailgate_core::config::merge_keys(path, expanded)?;
         let text = &expanded;
         let top: serde_yaml_ng::Value = parse_plain_yaml(path, text)?;
         let shape = collector::shape(path, &top, processor)?;

@@ -643,6 +643,24 @@ fn left_out_lower_bounds_are_zero() {
     assert_eq!(plan.policies()[1].evaluate(&view), Verdict::NotSampled);
 }
 
+/// Scenario: YAML merge keys (`<<: *anchor`) in a settings block, a whole policy and a
+/// whole processor of a Collector config (Go's YAML, the Collector's, applies them).
+/// Guarantees: each loads with the merged values; a file without them reads as before.
+#[test]
+fn yaml_merge_keys_are_applied() {
+    let f = parse("policies:\n  - name: slow\n    type: latency\n    latency: &lat {threshold_ms: 500}\n  - name: slow-bounded\n    type: latency\n    latency:\n      <<: *lat\n      upper_threshold_ms: 900\n").unwrap();
+    assert!(
+        matches!(&f.policies[1].kind, PolicyKind::Latency(c) if c.threshold_ms == 500 && c.upper_threshold_ms == 900)
+    );
+    let f = parse("policies:\n  - &errors {name: errors, type: status_code, status_code: {status_codes: [ERROR]}}\n  - <<: *errors\n    name: errors-copy\n").unwrap();
+    assert_eq!(f.policies[1].name, "errors-copy");
+    assert!(matches!(f.policies[1].kind, PolicyKind::StatusCode(_)));
+    let whole = "processors:\n  tail_sampling/a: &base\n    decision_wait: 10s\n    policies: [{name: all, type: always_sample}]\n  tail_sampling/b:\n    <<: *base\n    decision_wait: 20s\nservice:\n  pipelines:\n    traces: {receivers: [otlp], processors: [tail_sampling/b], exporters: [otlp]}\n";
+    let f = PolicyFile::parse(Path::new("collector.yaml"), whole).unwrap();
+    assert_eq!(f.decision_wait, std::time::Duration::from_secs(20));
+    assert_eq!(f.policies[0].name, "all");
+}
+
 /// Scenario: a policy entry with a block for another type, as copy-paste leaves them.
 /// Guarantees: the file loads and decides by its type, as the Collector (which decodes
 /// every block and reads its type's), and the loader warns, naming policy and block.
