@@ -240,6 +240,13 @@ fn expand_line(text: &str, source: &Source<'_>) -> Result<String, String> {
             ));
         }
         let value = source(scheme, name)?;
+        if value.is_none() && default.is_none() {
+            // As the Collector, which reads it as nothing too and warns.
+            tracing::warn!(
+                variable = name,
+                "Configuration references an unset environment variable; it reads as nothing."
+            );
+        }
         out.push_str(value.as_deref().or(default).unwrap_or(""));
         rest = &body[end + 1..];
     }

@@ -82,11 +82,12 @@ impl TlsCluster {
         self.dir.join("other.crt")
     }
 
-    /// Runs `send` (protocol, endpoint, CA file) for gRPC and HTTP, each sending 25
-    /// two-span traces, then once over HTTP trusting another CA.
+    /// Runs `send` (protocol, endpoint, CA file) for gRPC and HTTP (and OTLP/JSON over
+    /// HTTP with `json`), each sending 25 two-span traces, then once over HTTP trusting
+    /// another CA.
     /// Guarantees: every span arrives at the backend exactly once; the SDK that does not
     /// trust the router's certificate fails and delivers nothing.
-    async fn delivers_every_span<F>(self, send: F)
+    async fn delivers_every_span<F>(self, json: bool, send: F)
     where
         F: Fn(&str, String, PathBuf) -> Output + Send + Sync + Clone + 'static,
     {
@@ -94,7 +95,11 @@ impl TlsCluster {
             let (send, protocol) = (send.clone(), protocol.to_owned());
             tokio::task::spawn_blocking(move || send(&protocol, endpoint, ca))
         };
-        for (protocol, addr) in [("grpc", self.grpc_in), ("http", self.http_in)] {
+        let mut protocols = vec![("grpc", self.grpc_in), ("http", self.http_in)];
+        if json {
+            protocols.push(("json", self.http_in));
+        }
+        for &(protocol, addr) in &protocols {
             let out = run(protocol, format!("https://{addr}"), self.ca())
                 .await
                 .unwrap();
@@ -105,7 +110,7 @@ impl TlsCluster {
                 String::from_utf8_lossy(&out.stderr)
             );
         }
-        let sent = 2 * 25 * 2;
+        let sent = protocols.len() as u64 * 25 * 2;
         let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
         while self.backend.spans() < sent && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -136,7 +141,7 @@ async fn python_sdk_over_tls_through_router_and_gateway_delivers_every_span() {
     }
     let cluster = tls_cluster("sdk-python", [127, 0, 0, 81]).await;
     cluster
-        .delivers_every_span(|protocol, endpoint, ca| {
+        .delivers_every_span(false, |protocol, endpoint, ca| {
             // requests lets REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE (set on some machines)
             // override the exporter's own certificate_file; an application pointing its
             // SDK at a CA file does not have them.
@@ -154,8 +159,9 @@ async fn python_sdk_over_tls_through_router_and_gateway_delivers_every_span() {
 }
 
 /// Scenario: as the Python test, with the OpenTelemetry JS SDK on Node (the gRPC and the
-/// protobuf-over-HTTP exporters), trusting the CA through `OTEL_EXPORTER_OTLP_CERTIFICATE`
-/// as a Node application is configured.
+/// protobuf-over-HTTP exporters, and its OTLP/JSON serializer over HTTP, as browsers and
+/// `exporter-trace-otlp-http` send), trusting the CA through
+/// `OTEL_EXPORTER_OTLP_CERTIFICATE` as a Node application is configured.
 /// Guarantees: as [`TlsCluster::delivers_every_span`].
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn node_sdk_over_tls_through_router_and_gateway_delivers_every_span() {
@@ -164,7 +170,7 @@ async fn node_sdk_over_tls_through_router_and_gateway_delivers_every_span() {
     }
     let cluster = tls_cluster("sdk-node", [127, 0, 0, 82]).await;
     cluster
-        .delivers_every_span(|protocol, endpoint, ca| {
+        .delivers_every_span(true, |protocol, endpoint, ca| {
             Command::new("node")
                 .env("OTEL_EXPORTER_OTLP_CERTIFICATE", ca)
                 .env_remove("NODE_EXTRA_CA_CERTS")

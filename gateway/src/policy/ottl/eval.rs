@@ -173,7 +173,7 @@ pub fn value<'a>(e: &'a Expr, input: &SpanInput<'a>) -> Result<Value<'a>, OttlEr
             v => return Err(OttlError::Eval(format!("cannot negate {}", kind(&v)))),
         },
         Expr::Math(a, op, b) => math(value(a, input)?, *op, value(b, input)?)?,
-        Expr::Path(target, field) => path(*target, field, input),
+        Expr::Path(target, field) => path(*target, field, input)?,
         Expr::Call(func, args, regex) => call(*func, args, regex.as_deref(), input)?,
     })
 }
@@ -218,7 +218,16 @@ fn to_string(v: &Value<'_>) -> Option<Vec<u8>> {
         Value::Float(f) => format_float(*f).into_bytes(),
         Value::Str(s) => s.to_vec(),
         Value::Bytes(b) => hex(b).into_bytes(),
-        Value::Id(_, b) => hex(b).into_bytes(),
+        // pdata's TraceID and SpanID are byte arrays, not slices: OTTL's string getter
+        // falls through to Go's json.Marshal, which writes an array's numbers (`[1,2,…]`),
+        // not hex (`trace_id.string` is the hex form). An absent id is all zeros.
+        Value::Id(k, b) => {
+            let n = if *k == IdKind::Trace { 16 } else { 8 };
+            let zeros = [0u8; 16];
+            let b: &[u8] = if b.is_empty() { &zeros[..n] } else { b };
+            let items: Vec<String> = b.iter().map(u8::to_string).collect();
+            format!("[{}]", items.join(",")).into_bytes()
+        }
         Value::Map(..) | Value::List(_) => return None,
     })
 }
@@ -406,19 +415,31 @@ fn affix<'a>(func: Func, target: &Value<'_>, affix: &Value<'_>) -> Result<Value<
     }
 }
 
-/// `ToLowerCase(s)` and `ToUpperCase(s)`.
+/// `ToLowerCase(s)` and `ToUpperCase(s)`, as Go's `strings.ToLower` / `ToUpper`: each
+/// character by its own simple case mapping, so `ß` stays `ß` in upper case and a final
+/// `Σ` lowers to `σ` (Rust's string methods apply the full, contextual mappings: `SS`,
+/// `ς`). Where Rust has only a multi-character mapping, lower case takes its first
+/// character (`İ` → `i`, as Go) and upper case keeps the character (as Go for `ß`, `ŉ`).
 fn change_case<'a>(func: Func, v: Value<'_>) -> Result<Value<'a>, OttlError> {
     match v {
         Value::Str(s) => {
             let s = String::from_utf8_lossy(&s);
-            Ok(Value::Str(Cow::Owned(
-                if func == Func::ToLowerCase {
-                    s.to_lowercase()
-                } else {
-                    s.to_uppercase()
-                }
-                .into_bytes(),
-            )))
+            let out: String = if func == Func::ToLowerCase {
+                s.chars()
+                    .map(|c| c.to_lowercase().next().unwrap_or(c))
+                    .collect()
+            } else {
+                s.chars()
+                    .map(|c| {
+                        let mut up = c.to_uppercase();
+                        match (up.next(), up.next()) {
+                            (Some(u), None) => u,
+                            _ => c,
+                        }
+                    })
+                    .collect()
+            };
+            Ok(Value::Str(Cow::Owned(out.into_bytes())))
         }
         other => Err(OttlError::Eval(format!(
             "expected a string, found {}",
@@ -631,30 +652,54 @@ fn find_value<'a>(msg: &'a [u8], field: u32, key: &[u8]) -> Option<&'a [u8]> {
 }
 
 /// Looks up `key`, then `rest`, in a map.
-fn lookup<'a>(msg: &'a [u8], field: u32, key: &str, rest: &[Index]) -> Value<'a> {
+/// `attributes["key"][…]`, as `pkg/ottl`'s `GetMapValue` and `getIndexableValue` read it:
+/// a key missing from a map is `nil` (and ends the lookup); an index past a list's end, a
+/// key of the wrong kind for a map or a list, and any index into a value that is neither
+/// (a string, a number, a value with nothing set) are errors.
+fn lookup<'a>(
+    msg: &'a [u8],
+    field: u32,
+    key: &str,
+    rest: &[Index],
+) -> Result<Value<'a>, OttlError> {
     let Some(v) = find_value(msg, field, key.as_bytes()) else {
-        return Value::Nil;
+        return Ok(Value::Nil);
     };
     let mut cur = any_value(v);
     for idx in rest {
         cur = match (cur, idx) {
             (Value::Map(m, f), Index::Key(k)) => match find_value(m, f, k.as_bytes()) {
                 Some(v) => any_value(v),
-                None => Value::Nil,
+                None => return Ok(Value::Nil),
             },
             (Value::List(l), Index::Pos(i)) => {
                 match usize::try_from(*i).ok().and_then(|i| list_items(l).nth(i)) {
                     Some(v) => any_value(v),
-                    None => Value::Nil,
+                    None => return Err(OttlError::Eval(format!("index {i} out of bounds"))),
                 }
             }
-            _ => Value::Nil,
+            (Value::Map(..), Index::Pos(_)) => {
+                return Err(OttlError::Eval("a map is indexed by a string key".into()))
+            }
+            (Value::List(_), Index::Key(_)) => {
+                return Err(OttlError::Eval("a list is indexed by an int".into()))
+            }
+            (other, _) => {
+                return Err(OttlError::Eval(format!(
+                    "{} does not support indexing",
+                    kind(&other)
+                )))
+            }
         };
     }
-    cur
+    Ok(cur)
 }
 
-fn path<'a>(target: Target, field: &'a Field, input: &SpanInput<'a>) -> Value<'a> {
+fn path<'a>(
+    target: Target,
+    field: &'a Field,
+    input: &SpanInput<'a>,
+) -> Result<Value<'a>, OttlError> {
     // Where the target's fields live, and its attributes' field number.
     let (msg, attrs_field): (&[u8], u32) = match target {
         Target::Span => (input.span, 9),
@@ -663,8 +708,8 @@ fn path<'a>(target: Target, field: &'a Field, input: &SpanInput<'a>) -> Value<'a
         Target::Scope => (sub_message(input.scope, 1), 3),
     };
     let str_of = |b: &'a [u8]| Value::Str(Cow::Borrowed(b));
-    match (target, field) {
-        (_, Field::Attribute(key, rest)) => lookup(msg, attrs_field, key, rest),
+    Ok(match (target, field) {
+        (_, Field::Attribute(key, rest)) => return lookup(msg, attrs_field, key, rest),
         (_, Field::Attributes) => Value::Map(msg, attrs_field),
         (Target::Span, Field::DroppedAttributesCount) => Value::Int(varint_field(msg, 10)),
         (Target::Event, Field::DroppedAttributesCount) => Value::Int(varint_field(msg, 4)),
@@ -676,7 +721,7 @@ fn path<'a>(target: Target, field: &'a Field, input: &SpanInput<'a>) -> Value<'a
         (Target::Event, Field::Time) => Value::Int(last_field(msg, 1, 1).map_or(0, fixed64) as i64),
         (Target::Span, f) => span_path(SpanFieldsRead::new(msg), f),
         _ => Value::Nil,
-    }
+    })
 }
 
 fn span_path<'a>(f: SpanFieldsRead<'a>, field: &Field) -> Value<'a> {
@@ -699,7 +744,9 @@ fn span_path<'a>(f: SpanFieldsRead<'a>, field: &Field) -> Value<'a> {
             3 => b"Client",
             4 => b"Producer",
             5 => b"Consumer",
-            _ => b"Unspecified",
+            0 => b"Unspecified",
+            // pdata's SpanKind.String() for a kind it does not know.
+            _ => b"",
         }),
         Field::StatusCode => Value::Int(f.status_code),
         Field::StatusMessage => str_of(f.status_message),

@@ -166,6 +166,17 @@ fn span_conditions_decide_as_ottl() {
         "trace_id != 0x01010101010101010101010101010101", // ids are not bytes
         "span_id == span_id",
         r#"Concat([name, attributes["missing"]], "|") == "GET /api/users|<nil>""#,
+        // A key missing from a map ends the lookup: nil, however deep.
+        r#"attributes["user"]["missing"]["deeper"] == nil"#,
+        r#"attributes["missing"][3] == nil"#,
+        // Go's simple case mappings (strings.ToUpper / ToLower), per character.
+        r#"ToUpperCase("straße") == "STRAßE""#,
+        r#"ToLowerCase("ΟΔΟΣ") == "οδοσ""#,
+        r#"ToLowerCase("İ") == "i""#,
+        // Ids as OTTL's string getter writes pdata's arrays: Go's JSON of an array.
+        r#"String(span_id) == "[2,2,2,2,2,2,2,2]""#,
+        r#"String(parent_span_id) == "[0,0,0,0,0,0,0,0]""#,
+        r#"not IsMatch(trace_id, "^[0-9a-f]{32}$")"#,
     ] {
         assert!(t(yes), "{yes} should hold");
     }
@@ -183,6 +194,27 @@ fn span_conditions_decide_as_ottl() {
         "trace_id == span_id",
     ] {
         assert!(!t(no), "{no} should not hold");
+    }
+}
+
+/// Scenario: `kind.string` of kinds 0 and 7 (one pdata has no name for).
+/// Guarantees: "Unspecified" and "", as pdata's SpanKind.String().
+#[test]
+fn kind_string_of_an_unknown_kind_is_empty() {
+    for (kind, name) in [(0, "Unspecified"), (7, "")] {
+        let span = Span {
+            kind,
+            ..Default::default()
+        }
+        .encode_to_vec();
+        let c = Condition::new(&format!("kind.string == \"{name}\""), Context::Span).unwrap();
+        let input = SpanInput {
+            span: &span,
+            resource: &[],
+            scope: &[],
+            event: &[],
+        };
+        assert!(c.holds(&input).unwrap(), "{kind}");
     }
 }
 
@@ -213,6 +245,13 @@ fn evaluation_errors_are_errors() {
         r#"ToLowerCase(attributes["missing"]) == "a""#,
         r#"Len(attributes["missing"]) == 0"#,
         r#"Concat([name], attributes["missing"]) == "x""#,
+        // Indexes pkg/ottl refuses (ctxutil getIndexableValue): past a list's end, the
+        // wrong kind of key, into a string.
+        r#"attributes["tags"][5] == nil"#,
+        r#"attributes["tags"]["k"] == nil"#,
+        r#"attributes["user"][0] == nil"#,
+        r#"attributes["http.route"]["k"] == nil"#,
+        r#"attributes["user"]["tier"][0] == nil"#,
     ] {
         assert!(
             matches!(holds(Context::Span, c), Err(OttlError::Eval(_))),
