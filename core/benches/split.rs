@@ -111,6 +111,11 @@ fn bench(c: &mut Criterion) {
                 })
             },
         );
+        // What the router adds per request to admit it at what its parts may come to.
+        scan.scan(&body).expect("valid request");
+        group.bench_with_input(BenchmarkId::new("split_bound", &label), &body, |b, body| {
+            b.iter(|| scan.split_bound(body.len(), 3))
+        });
         group.bench_with_input(
             BenchmarkId::new("prost_decode_encode", &label),
             &body,

@@ -202,7 +202,7 @@ impl GrpcClient {
         let client = GrpcClient {
             endpoint: endpoint.to_owned(),
             base,
-            client: http2_client(None),
+            client: http2_client(None, connect_timeout(timeout)),
             headers: map,
             timeout,
             retry: Retrier::new(retry, endpoint),
@@ -241,7 +241,7 @@ impl GrpcClient {
             .map_or(&*self.base, |(_, a)| a)
             .to_owned();
         self.base = format!("https://{authority}").into();
-        self.client = http2_client(Some(tls));
+        self.client = http2_client(Some(tls), connect_timeout(self.timeout));
         self
     }
 
@@ -460,8 +460,17 @@ impl GrpcClient {
     }
 }
 
+/// How long a connection may take to be made, for requests of `timeout`: well inside it
+/// (at most [`CONNECT_TIMEOUT`], 60% of it), so that a host that drops packets (a lost node)
+/// ends the attempt as a connect failure, which callers treat as "unreachable" and route
+/// around at once, rather than as a deadline that is retried: with the two equal, which
+/// came first was a race.
+fn connect_timeout(timeout: Duration) -> Duration {
+    CONNECT_TIMEOUT.min(timeout.mul_f64(0.6))
+}
+
 /// The HTTP/2 client: plaintext, or with `tls` TLS for `https://` URLs.
-fn http2_client(tls: Option<&ClientTls>) -> Transport<MessageBody> {
+fn http2_client(tls: Option<&ClientTls>, connect_timeout: Duration) -> Transport<MessageBody> {
     let mut builder = Client::builder(TokioExecutor::new());
     builder
         .http2_only(true)
@@ -470,7 +479,7 @@ fn http2_client(tls: Option<&ClientTls>) -> Transport<MessageBody> {
         .http2_initial_connection_window_size(CONNECTION_WINDOW)
         .http2_keep_alive_interval(Duration::from_secs(30))
         .http2_keep_alive_timeout(Duration::from_secs(20));
-    Transport::new(&builder, tls, CONNECT_TIMEOUT, true)
+    Transport::new(&builder, tls, connect_timeout, true)
 }
 
 /// Whether a call failed because no connection could be made.
@@ -653,6 +662,21 @@ mod tests {
         out.extend_from_slice(&(message.len() as u32).to_be_bytes());
         out.extend_from_slice(message);
         Bytes::from(out)
+    }
+
+    /// Scenario: request timeouts of 1 s, the router's 5 s and 30 s.
+    /// Guarantee: a connection attempt always ends before the request's deadline, so an
+    /// unreachable host is reported as one (and routed around), never as a timeout.
+    #[test]
+    fn connections_give_up_before_the_request_does() {
+        for t in [1, 5, 30].map(Duration::from_secs) {
+            let c = connect_timeout(t);
+            assert!(c < t && c <= CONNECT_TIMEOUT, "{t:?}: {c:?}");
+        }
+        assert_eq!(
+            connect_timeout(Duration::from_secs(5)),
+            Duration::from_secs(3)
+        );
     }
 
     #[test]

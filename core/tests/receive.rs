@@ -511,9 +511,14 @@ struct Gated {
     gate: tokio::sync::Semaphore,
     started: std::sync::atomic::AtomicU64,
     finished: std::sync::atomic::AtomicU64,
+    late: std::sync::atomic::AtomicU64,
 }
 
 impl SpanSink for Gated {
+    fn answered_late(&self) {
+        self.late.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+
     async fn export(&self, _body: Bytes) -> Result<Accepted, Refusal> {
         use std::sync::atomic::Ordering::SeqCst;
         self.started.fetch_add(1, SeqCst);
@@ -526,7 +531,8 @@ impl SpanSink for Gated {
 /// Scenario: a client gives up on a request (its deadline passes, it resets the stream)
 /// while the sink is half-way through it. Guarantee: the sink still finishes the request,
 /// so a stage never stops with part of a request buffered or forwarded and the rest not
-/// (issue 14, item 7).
+/// (issue 14, item 7); and, since the client may send it again, the sink is told it was
+/// taken late (a request answered in time is not).
 #[tokio::test]
 async fn a_request_the_client_gives_up_on_still_runs_to_its_end() {
     use std::sync::atomic::Ordering::SeqCst;
@@ -541,6 +547,7 @@ async fn a_request_the_client_gives_up_on_still_runs_to_its_end() {
         gate: tokio::sync::Semaphore::new(0),
         started: Default::default(),
         finished: Default::default(),
+        late: Default::default(),
     });
     let token = CancellationToken::new();
     tokio::spawn(listeners.serve(
@@ -570,6 +577,14 @@ async fn a_request_the_client_gives_up_on_still_runs_to_its_end() {
         1,
         "the request was dropped half-way"
     );
+    // Taken after the sender's grpc-timeout: counted, since the sender may send it again.
+    assert_eq!(sink.late.load(SeqCst), 1);
+    // A request answered in time is not.
+    sink.gate.add_permits(1);
+    let mut req = tonic::Request::new(FakeOtlp::traces(2).spans(2).seed(6).build());
+    req.set_timeout(std::time::Duration::from_secs(10));
+    client.export(req).await.unwrap();
+    assert_eq!(sink.late.load(SeqCst), 1);
 }
 
 /// Scenario: ten clients each announce a 1 MiB message, send 900 KB of it and stall, against

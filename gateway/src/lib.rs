@@ -277,12 +277,36 @@ impl Gateway {
             });
         }
         let peer_port = self.serve_peer_port(&stop_receiving)?;
-        let served = listeners
-            .serve(self.buffer.clone(), self.limits.clone(), stop_receiving)
-            .await;
-        if let Some(peer_port) = peer_port {
-            peer_port.await.ok();
-        }
+        // Once receiving stops, requests still open (a slow or stalled upload may take
+        // `receive.request_timeout`, 30 s by default) get a bounded share of the drain
+        // deadline: they must not use up the time the buffered traces need to be decided.
+        // Cut off, they are answered "unavailable" (or their connection closes) and their
+        // senders retry elsewhere; what they had sent was not acknowledged.
+        let grace = drain_deadline / 5;
+        let cut_off = {
+            let stop = stop_receiving.clone();
+            async move {
+                stop.cancelled().await;
+                tokio::time::sleep(grace).await;
+                tracing::warn!(
+                    ?grace,
+                    "Requests still open after receiving stopped are cut off; their senders retry elsewhere."
+                );
+            }
+        };
+        let serving = async {
+            let served = listeners
+                .serve(self.buffer.clone(), self.limits.clone(), stop_receiving)
+                .await;
+            if let Some(peer_port) = peer_port {
+                peer_port.await.ok();
+            }
+            served
+        };
+        let served = tokio::select! {
+            served = serving => served,
+            () = cut_off => Ok(()),
+        };
         this.ready.set(false);
         self.ready.set(false);
         let started = *started.get_or_init(tokio::time::Instant::now);

@@ -108,6 +108,9 @@ pub struct GatewayStats {
     pub refused_spans: Counter,
     /// Requests refused as malformed.
     pub malformed_requests: Counter,
+    /// Requests handled to their end after their sender's `grpc-timeout` had passed (the
+    /// sender may have sent them again: their spans may be here twice).
+    pub late_answers: Counter,
     /// Spans not kept by the policies, including late spans of dropped traces.
     pub dropped_spans: Counter,
     /// Late spans of dropped traces (also in `dropped_spans`).
@@ -283,6 +286,12 @@ impl GatewayStats {
             "tailgate_gateway_malformed_requests_total",
             "Requests refused as malformed.",
             &self.malformed_requests,
+        );
+        counter(
+            p,
+            "tailgate_gateway_late_answers_total",
+            "Requests taken after their sender's grpc-timeout had passed: the sender may have sent them again, so their spans may be taken twice.",
+            &self.late_answers,
         );
         counter(
             p,

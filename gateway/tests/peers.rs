@@ -430,6 +430,78 @@ async fn a_handoff_cut_short_by_the_drain_deadline_loses_nothing() {
     backend_stop.cancel();
 }
 
+/// Scenario: a gateway alone, buffering traces, is stopped with a 2 s drain deadline while
+/// a client holds an OTLP/HTTP request open: it announced 100 KB, sent 10 bytes and stalls
+/// (the receive timeout is the default 30 s).
+/// Guarantee: the stalled request does not hold the drain: the gateway stops within its
+/// deadline and every buffered trace is decided and exported; the stalled sender is cut
+/// off unacknowledged (it retries elsewhere).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_request_does_not_hold_the_drain() {
+    use tokio::io::AsyncWriteExt;
+    let (stop, backend_stop) = (CancellationToken::new(), CancellationToken::new());
+    let (backend_addr, backend) =
+        CaptureBackend::start("127.0.0.1:0".parse().unwrap(), backend_stop.clone())
+            .await
+            .unwrap();
+    let receive = ReceiveConfig {
+        grpc: Some("127.0.0.24:0".parse().unwrap()),
+        http: Some("127.0.0.24:0".parse().unwrap()),
+        ..Default::default()
+    };
+    let listeners = Listeners::bind(&receive).await.unwrap();
+    let (addr, http) = (
+        listeners.grpc_addr().unwrap(),
+        listeners.http_addr().unwrap(),
+    );
+    let mut export = OtlpGrpcConfig::new(format!("http://{backend_addr}"));
+    export.batch.timeout = Duration::from_millis(50);
+    let config = GatewayConfig {
+        receive,
+        buffer: BufferConfig::default(),
+        export: ExportConfig::otlp_grpc(export),
+        admin: None,
+        metrics: None,
+        peers: PeersConfig::default(),
+        attributes: serde_yaml_ng::from_str(SCRUB).unwrap(),
+    };
+    let gateway = Gateway::start(&config, common::plan(KEEP_ALL)).unwrap();
+    let stats = gateway.stats().clone();
+    let served = tokio::spawn(gateway.serve(listeners, None, stop.clone(), Duration::from_secs(2)));
+    let mut sent = 0u64;
+    for seed in 0..10u64 {
+        send(
+            addr,
+            &FakeOtlp::traces(2).spans(3).seed(5000 + seed).build(),
+        )
+        .await;
+        sent += 6;
+    }
+    let mut stalled = tokio::net::TcpStream::connect(http).await.unwrap();
+    stalled
+        .write_all(b"POST /v1/traces HTTP/1.1\r\nHost: g\r\nContent-Type: application/x-protobuf\r\nContent-Length: 100000\r\n\r\n0123456789")
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+
+    let started = tokio::time::Instant::now();
+    stop.cancel();
+    served.await.unwrap().unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "the stalled request held the drain for {:?}",
+        started.elapsed()
+    );
+    assert_eq!(
+        backend.spans(),
+        sent,
+        "every buffered span was decided and exported"
+    );
+    assert_eq!(stats.in_flight_spans(), 0);
+    drop(stalled);
+    backend_stop.cancel();
+}
+
 /// Scenario: a gateway with a peers' secret; an outsider (no secret, or a wrong one) sends
 /// spans marked as a peer's and calls the Decisions method; a client exports normally.
 /// Guarantees (issue 16): the outsider's peer requests are refused with PERMISSION_DENIED

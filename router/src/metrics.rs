@@ -24,6 +24,9 @@ pub struct RouterStats {
     pub refused_spans: Counter,
     /// Requests refused because the body is not a valid OTLP request.
     pub malformed_requests: Counter,
+    /// Requests taken after their sender's `grpc-timeout` had passed (the sender may have
+    /// sent them again: their spans may be forwarded twice).
+    pub late_answers: Counter,
     /// Requests refused, by [`tailgate_core::receive::Refusal::REASONS`].
     pub refused_requests: [Counter; 7],
     /// Accepted spans that could not be delivered within the retry bound.
@@ -104,6 +107,13 @@ impl RouterStats {
             "Requests refused as malformed.",
             &[],
             self.malformed_requests.get(),
+        );
+        p.metric(
+            "tailgate_router_late_answers_total",
+            "counter",
+            "Requests taken after their sender's grpc-timeout had passed: the sender may have sent them again, so their spans may be forwarded twice.",
+            &[],
+            self.late_answers.get(),
         );
         tailgate_core::receive::Refusal::render_counts(
             p,

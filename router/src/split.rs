@@ -183,15 +183,6 @@ impl Router {
         &self,
         member: &Member,
     ) -> Result<(Arc<Forwarder>, JoinHandle<()>), tailgate_core::forward::ForwardError> {
-        let client = GrpcClient::with_tls_config(
-            member.as_str(),
-            &[],
-            self.cfg.timeout,
-            self.cfg.retry.clone(),
-            self.cfg.compression,
-            self.cfg.tls.as_ref(),
-        )?
-        .give_up_when_unreachable();
         let f = Forwarder::new(
             member.clone(),
             self.cfg.queue_bytes,
@@ -199,6 +190,24 @@ impl Router {
             self.room.clone(),
             self.stats.clone(),
         );
+        let task = self.run_forwarder(&f)?;
+        Ok((f, task))
+    }
+
+    /// Starts `f`'s send loop, with its own client.
+    fn run_forwarder(
+        &self,
+        f: &Arc<Forwarder>,
+    ) -> Result<JoinHandle<()>, tailgate_core::forward::ForwardError> {
+        let client = GrpcClient::with_tls_config(
+            f.member().as_str(),
+            &[],
+            self.cfg.timeout,
+            self.cfg.retry.clone(),
+            self.cfg.compression,
+            self.cfg.tls.as_ref(),
+        )?
+        .give_up_when_unreachable();
         let (this, again) = (self.this.clone(), self.this.clone());
         let hooks = Hooks {
             health: Arc::new(move || {
@@ -211,8 +220,7 @@ impl Router {
                 None => tracing::error!("Router gone; parts in flight were not re-routed."),
             }),
         };
-        let task = tokio::spawn(f.clone().run(client, self.cfg.clone(), hooks));
-        Ok((f, task))
+        Ok(tokio::spawn(f.clone().run(client, self.cfg.clone(), hooks)))
     }
 
     fn health_changed(&self) {
@@ -300,7 +308,8 @@ impl Router {
 
     /// Stops the forwarders after their queues are sent, waiting at most `deadline`.
     pub async fn drain(&self, deadline: std::time::Duration) {
-        let tasks = match self.membership.lock() {
+        let until = tokio::time::Instant::now() + deadline;
+        let mut tasks = match self.membership.lock() {
             Ok(mut m) => {
                 for f in m.forwarders.values() {
                     f.close();
@@ -309,13 +318,33 @@ impl Router {
             }
             Err(_) => Vec::new(),
         };
-        let all = futures_util::future::join_all(tasks);
-        if tokio::time::timeout(deadline, all).await.is_err() {
-            tracing::warn!(
-                pending_spans = self.pending_spans(),
-                "Drain deadline passed with spans still queued for gateways."
-            );
+        // A send that fails after another forwarder has emptied its queue and stopped
+        // re-routes its parts there: a forwarder that stopped with parts queued is started
+        // again, until none is left or the deadline passes.
+        const ROUNDS: usize = 8;
+        for _ in 0..ROUNDS {
+            let all = futures_util::future::join_all(std::mem::take(&mut tasks));
+            if tokio::time::timeout_at(until, all).await.is_err() {
+                break;
+            }
+            for f in self.forwarders() {
+                if f.queued_bytes() > 0 {
+                    match self.run_forwarder(&f) {
+                        Ok(task) => tasks.push(task),
+                        Err(error) => {
+                            tracing::error!(member = %f.member(), %error, "Cannot restart a forwarder to send what is left.")
+                        }
+                    }
+                }
+            }
+            if tasks.is_empty() {
+                return;
+            }
         }
+        tracing::warn!(
+            pending_spans = self.pending_spans(),
+            "Drain deadline passed with spans still queued for gateways."
+        );
     }
 
     /// Gathers the router's series: its stats, then one per gateway it forwards to.
@@ -383,6 +412,10 @@ fn take_stranded(forwarders: &[Arc<Forwarder>]) -> Vec<Part> {
 impl SpanSink for Router {
     fn refused(&self, refusal: &Refusal) {
         self.stats.refused_requests[refusal.reason_index()].add(1);
+    }
+
+    fn answered_late(&self) {
+        self.stats.late_answers.add(1);
     }
 
     async fn ready(&self) -> Result<Ready, Refusal> {
@@ -601,6 +634,36 @@ mod tests {
             .global_queued
             .store(router.cfg.max_queued_bytes, Ordering::Relaxed);
         router
+    }
+
+    /// Scenario: a router drains (its forwarders stop with empty queues), then a part
+    /// lands in one's queue, as a send failing late re-routes it there; the router drains
+    /// again.
+    /// Guarantee: the stopped forwarder is started again and delivers the part: nothing is
+    /// left queued where no loop reads it.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn parts_landing_after_a_forwarder_stopped_are_still_sent() {
+        let stop = tokio_util::sync::CancellationToken::new();
+        let (addr, backend) = tailgate_core::test_util::CaptureBackend::start(
+            "127.0.0.1:0".parse().unwrap(),
+            stop.clone(),
+        )
+        .await
+        .unwrap();
+        let router = Router::new(ForwardConfig::default());
+        router.set_members(vec![Member::new(addr.to_string())]);
+        router.drain(Duration::from_secs(5)).await;
+        let req = tailgate_core::test_util::FakeOtlp::traces(3)
+            .spans(2)
+            .seed(11)
+            .build();
+        let body = Bytes::from(prost::Message::encode_to_vec(&req));
+        router.reroute(vec![Part { body, spans: 6 }]);
+        assert!(router.forwarders()[0].queued_bytes() > 0);
+        router.drain(Duration::from_secs(5)).await;
+        assert_eq!(backend.spans(), 6);
+        assert_eq!(router.forwarders()[0].queued_bytes(), 0);
+        stop.cancel();
     }
 
     /// Past `max_held_requests` waiting, a request is refused at once, unread; with every

@@ -165,6 +165,8 @@ impl<S: SpanSink> TraceService<S> {
                 return response;
             }
         };
+        // The sender's deadline, from its arrival: handling that ends past it is counted.
+        let deadline = sender_deadline(&req);
         // Wait for room before reading: the unread body holds the sender back.
         let pass = match self.sink.ready().await {
             Ok(pass) => pass,
@@ -180,9 +182,16 @@ impl<S: SpanSink> TraceService<S> {
             // budget counts the body for as long as anything holds it.
             Ok((origin, message)) => {
                 let work = handle(self.sink.clone(), origin, message);
+                let sink = self.sink.clone();
                 run_detached(async move {
                     let _held = (held, pass);
-                    work.await
+                    let answer = work.await;
+                    // Counted here, on the detached task: a sender that gave up has
+                    // dropped the handler that awaits it.
+                    if answer.is_ok() && deadline.is_some_and(|d| tokio::time::Instant::now() > d) {
+                        sink.answered_late();
+                    }
+                    answer
                 })
                 .await
             }
@@ -427,6 +436,24 @@ where
         },
     )
     .await
+}
+
+/// When the sender stops waiting: its `grpc-timeout` (digits and a unit: `H`, `M`, `S`,
+/// `m`, `u`, `n`) from now; `None` without one, or with one that does not parse.
+fn sender_deadline<B>(req: &http::Request<B>) -> Option<tokio::time::Instant> {
+    let v = req.headers().get("grpc-timeout")?.to_str().ok()?;
+    let (digits, unit) = v.split_at(v.len().checked_sub(1)?);
+    let n: u64 = digits.parse().ok()?;
+    let d = match unit {
+        "H" => Duration::from_secs(n.checked_mul(3600)?),
+        "M" => Duration::from_secs(n.checked_mul(60)?),
+        "S" => Duration::from_secs(n),
+        "m" => Duration::from_millis(n),
+        "u" => Duration::from_micros(n),
+        "n" => Duration::from_nanos(n),
+        _ => return None,
+    };
+    tokio::time::Instant::now().checked_add(d)
 }
 
 #[cfg(test)]

@@ -78,6 +78,12 @@ pub trait SpanSink: Send + Sync + 'static {
     /// [`SpanSink::export`] or from the receiver itself (too large, too slow, bad encoding),
     /// so that the stage can count refusals by [`Refusal::reason`].
     fn refused(&self, _refusal: &Refusal) {}
+
+    /// Told of every request whose handling ended after its sender's deadline
+    /// (`grpc-timeout`) had passed, answered or not: the sender has likely given up and may
+    /// send it again, so its spans may be taken twice (see [`run_detached`]). Stages count
+    /// these so that such duplicates are never silent.
+    fn answered_late(&self) {}
 }
 
 /// Runs `work` on its own task and waits for it. When the caller stops waiting (the client

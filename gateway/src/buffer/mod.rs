@@ -287,6 +287,10 @@ impl SpanSink for TraceBuffer {
         self.stats.refused_requests[refusal.reason_index()].add(1);
     }
 
+    fn answered_late(&self) {
+        self.stats.late_answers.add(1);
+    }
+
     async fn export(&self, body: Bytes) -> Result<Accepted, Refusal> {
         self.export_from(body, Origin::Client).await
     }
