@@ -133,6 +133,7 @@ pub struct CaptureBackend {
     spans: std::sync::atomic::AtomicU64,
     unavailable: std::sync::atomic::AtomicBool,
     poison: std::sync::Mutex<Option<Vec<u8>>>,
+    poisoned: std::sync::atomic::AtomicU64,
 }
 
 impl CaptureBackend {
@@ -206,6 +207,12 @@ impl CaptureBackend {
         }
     }
 
+    /// Requests refused because they held the marker of
+    /// [`CaptureBackend::refuse_requests_containing`].
+    pub fn poisoned_requests(&self) -> u64 {
+        self.poisoned.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// Bodies received.
     pub fn bodies(&self) -> Vec<bytes::Bytes> {
         self.bodies.lock().map(|b| b.clone()).unwrap_or_default()
@@ -225,6 +232,8 @@ impl crate::receive::SpanSink for CaptureBackend {
         }
         if let Some(marker) = self.poison.lock().ok().and_then(|p| p.clone()) {
             if body.windows(marker.len().max(1)).any(|w| w == marker) {
+                self.poisoned
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 return Err(crate::receive::Refusal::Invalid(
                     "the request holds a span this backend cannot take".into(),
                 ));

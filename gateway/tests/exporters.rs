@@ -177,6 +177,48 @@ async fn a_span_the_backend_refuses_fails_alone() {
     stop.cancel();
 }
 
+/// Scenario: a backend (or a proxy before it) refuses every request as malformed, here
+/// 1,000 kept spans in one batch.
+/// Guarantees: the exporter halves a bounded number of times (enough to isolate a few bad
+/// spans), not 2n - 1 = 1,999 requests; every span is counted failed, none exported.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backend_refusing_everything_is_not_flooded_by_halving() {
+    let stop = CancellationToken::new();
+    let (backend_addr, backend) =
+        CaptureBackend::start("127.0.0.1:0".parse().unwrap(), stop.clone())
+            .await
+            .unwrap();
+    backend.refuse_requests_containing(Some(b"EVERY-SPAN"));
+    let receive = ReceiveConfig {
+        grpc: Some("127.0.0.43:0".parse().unwrap()),
+        http: None,
+        ..Default::default()
+    };
+    let mut export =
+        tailgate_gateway::export::OtlpGrpcConfig::new(format!("http://{backend_addr}"));
+    export.batch.timeout = Duration::from_millis(300);
+    let config = GatewayConfig {
+        buffer: BufferConfig {
+            shards: 1,
+            ..Default::default()
+        },
+        ..GatewayConfig::new(
+            receive,
+            tailgate_gateway::config::ExportConfig::otlp_grpc(export),
+        )
+    };
+    let mut req = FakeOtlp::traces(1000).spans(1).seed(79).build();
+    for s in &mut req.resource_spans[0].scope_spans[0].spans {
+        s.name = "EVERY-SPAN".into();
+    }
+    let stats = keep_all_and_settle(&config, req, &stop).await;
+    assert_eq!(stats.export_failed_spans.get(), 1000);
+    assert_eq!(stats.exported_spans.get(), 0);
+    let sent = backend.poisoned_requests();
+    assert!((2..400).contains(&sent), "{sent} requests");
+    stop.cancel();
+}
+
 /// Scenario: two backends, each refusing for good any request that holds its own poison
 /// span; the two poison spans are different traces among 100 kept and exported together.
 /// Guarantees: a span counts as failed when any exporter failed it, per trace even when the

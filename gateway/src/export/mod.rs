@@ -497,6 +497,10 @@ impl Exporter {
         let mut failed = Vec::new();
         let mut todo = Vec::with_capacity(8);
         todo.push(0..chunk.len());
+        // Halving isolates a few malformed spans in about 2 log2(n) requests each. A
+        // backend (or proxy) that refuses every request as malformed would take 2n - 1:
+        // past enough halvings for 8 bad spans, the rest is counted failed unsent.
+        let mut splits_left = 16 * (usize::BITS - chunk.len().leading_zeros()) as usize;
         while let Some(range) = todo.pop() {
             let part = &chunk[range.clone()];
             let parts: Vec<_> = part.iter().map(BufferedSpan::parts).collect();
@@ -511,7 +515,13 @@ impl Exporter {
                         failed.push(range.start..range.start + rejected as usize);
                     }
                 }
+                Outcome::Invalid(error) if part.len() > 1 && splits_left == 0 => {
+                    tracing::warn!(exporter, %error, "Backend refuses every part of this batch as malformed; the rest is counted as failed.");
+                    failed.push(range);
+                    failed.append(&mut todo);
+                }
                 Outcome::Invalid(error) if part.len() > 1 => {
+                    splits_left -= 1;
                     tracing::debug!(exporter, spans = n, %error, "Backend refused a request as malformed; sending its halves apart.");
                     let mid = range.start + part.len() / 2;
                     todo.push(mid..range.end);

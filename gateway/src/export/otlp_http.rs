@@ -187,7 +187,11 @@ impl HttpClient {
                 d.attempts = attempts;
                 Ok(d)
             }
-            Err(Failed::Rejected(e)) if e.status == Some(StatusCode::BAD_REQUEST) => {
+            // 400, or 413 (too large: halves pass where the whole does not).
+            Err(Failed::Rejected(e))
+                if e.status == Some(StatusCode::BAD_REQUEST)
+                    || e.status == Some(StatusCode::PAYLOAD_TOO_LARGE) =>
+            {
                 Err(HttpExportError::Invalid(format!("{}: {e}", self.url)))
             }
             Err(Failed::Rejected(e)) => {
@@ -275,8 +279,7 @@ impl HttpClient {
             .headers()
             .get(header::RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .map(Duration::from_secs);
+            .and_then(retry_after);
         let body = match tokio::time::timeout(self.timeout, response.into_body().collect()).await {
             Ok(Ok(b)) => b.to_bytes(),
             Ok(Err(e)) => {
@@ -318,5 +321,43 @@ fn classify(status: StatusCode, body: Bytes, after: Option<Duration>) -> Attempt
                 String::from_utf8_lossy(&body[..body.len().min(256)])
             ),
         }),
+    }
+}
+
+/// A `Retry-After` value (RFC 9110): seconds, or an HTTP date (how long until then; a date
+/// already past means now).
+fn retry_after(v: &str) -> Option<Duration> {
+    let v = v.trim();
+    if let Ok(secs) = v.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let at = httpdate::parse_http_date(v).ok()?;
+    Some(
+        at.duration_since(std::time::SystemTime::now())
+            .unwrap_or(Duration::ZERO),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Scenario: `Retry-After` as seconds, as an HTTP date ahead and past, and garbage.
+    /// Guarantee: seconds as given; a date as the time until it (0 once past); garbage is
+    /// no hint (the back-off applies).
+    #[test]
+    fn retry_after_reads_seconds_and_dates() {
+        assert_eq!(retry_after(" 120 "), Some(Duration::from_secs(120)));
+        let ahead = httpdate::fmt_http_date(std::time::SystemTime::now() + Duration::from_secs(90));
+        let d = retry_after(&ahead).unwrap();
+        assert!(
+            d > Duration::from_secs(85) && d <= Duration::from_secs(90),
+            "{d:?}"
+        );
+        assert_eq!(
+            retry_after("Wed, 21 Oct 2015 07:28:00 GMT"),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(retry_after("soon"), None);
     }
 }
