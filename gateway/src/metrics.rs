@@ -52,6 +52,9 @@ pub struct PeerStats {
     pub received_decisions: Counter,
     /// Requests to peers that failed after retries; their spans stayed here.
     pub failures: Counter,
+    /// Spans whose hand-off was abandoned unanswered (the drain cut it short) and kept
+    /// here: the peer may have taken them too.
+    pub abandoned_spans: Counter,
     /// Accepted spans that could neither be passed on nor buffered here (the gateway was
     /// stopping): counted as failed.
     pub failed_spans: Counter,
@@ -363,6 +366,11 @@ impl GatewayStats {
                 "tailgate_gateway_peer_failures_total",
                 "Requests to peers that failed after retries; their spans stayed here.",
                 &peers.failures,
+            ),
+            (
+                "tailgate_gateway_peer_abandoned_spans_total",
+                "Spans whose hand-off was abandoned unanswered when the drain cut it short, kept here: the peer may have taken them too.",
+                &peers.abandoned_spans,
             ),
             (
                 "tailgate_gateway_peer_failed_spans_total",

@@ -426,6 +426,10 @@ async fn a_handoff_cut_short_by_the_drain_deadline_loses_nothing() {
     assert_eq!(stats.peers.handoff_pending_spans.get(), 0);
     assert_eq!(stats.in_flight_spans(), 0);
     assert!(stats.peers.failures.get() > 0, "the hole was tried");
+    assert!(
+        stats.peers.abandoned_spans.get() > 0,
+        "the cut-short hand-off is counted as possibly taken twice"
+    );
     held.abort();
     backend_stop.cancel();
 }

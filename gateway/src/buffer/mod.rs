@@ -262,8 +262,9 @@ impl TraceBuffer {
         tokio::select! {
             taken = self.send_to_peer(view, p, body, spans, origin) => taken,
             () = self.handoff_stop.cancelled() => {
-                tracing::warn!(peer = ?view.member(p), spans, "Handing off stopped before a peer answered; keeping its spans here.");
+                tracing::warn!(peer = ?view.member(p), spans, "Handing off stopped before a peer answered; keeping its spans here (the peer may have taken them too).");
                 self.stats.peers.failures.add(1);
+                self.stats.peers.abandoned_spans.add(spans);
                 None
             }
         }
