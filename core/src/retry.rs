@@ -184,8 +184,11 @@ impl Retrier {
             };
             self.failed(&error);
             // A server's hint is honoured up to MAX_HINT, so that a holding caller looks
-            // again at whether to keep holding, and no hint can overflow the clock.
-            let wait = after.map_or_else(|| jitter(backoff), |hint| hint.min(MAX_HINT));
+            // again at whether to keep holding, and no hint can overflow the clock; never
+            // below the back-off, as the Collector's exporter helper does (max of the two):
+            // a hint of 0, or a Retry-After date already past (clock skew), must not turn
+            // retries into a tight loop.
+            let wait = jitter(backoff).max(after.map_or(Duration::ZERO, |hint| hint.min(MAX_HINT)));
             if self.out_of_time(start, wait) {
                 self.stats.gave_up.add(1);
                 tracing::warn!(endpoint = %self.endpoint, attempts, %error, "Giving up on a request after its retry time.");
@@ -252,6 +255,28 @@ mod tests {
                 after: None,
             }
         }
+    }
+
+    /// Scenario: a backend answers every try with a retry hint of zero (a `Retry-After`
+    /// date already past, from clock skew), for 3 s of retries.
+    /// Guarantee: the waits are still the back-off's (the longer of hint and back-off, as
+    /// the Collector's exporter helper): a handful of tries, not a tight loop.
+    #[tokio::test(start_paused = true)]
+    async fn a_zero_hint_does_not_shorten_the_back_off() {
+        let r = Retrier::new(config(Duration::from_secs(3)), "backend");
+        let tries = AtomicU32::new(0);
+        let out: Result<(u32, u32), _> = r
+            .run(|| async {
+                tries.fetch_add(1, Ordering::Relaxed);
+                Attempt::Retry {
+                    error: "busy".to_owned(),
+                    after: Some(Duration::ZERO),
+                }
+            })
+            .await;
+        assert!(matches!(out, Err(Failed::GaveUp { .. })), "{out:?}");
+        let n = tries.load(Ordering::Relaxed);
+        assert!((2..=12).contains(&n), "{n} tries in 3 s");
     }
 
     #[tokio::test(start_paused = true)]

@@ -280,8 +280,10 @@ impl Gateway {
         // Once receiving stops, requests still open (a slow or stalled upload may take
         // `receive.request_timeout`, 30 s by default) get a bounded share of the drain
         // deadline: they must not use up the time the buffered traces need to be decided.
-        // Cut off, they are answered "unavailable" (or their connection closes) and their
-        // senders retry elsewhere; what they had sent was not acknowledged.
+        // Past it they are no longer waited for: one that completes later finds the
+        // shards closed and is refused as "shutting down" (its sender retries elsewhere),
+        // and connections still open close when the process exits. None is acknowledged
+        // without its spans being taken.
         let grace = drain_deadline / 5;
         let cut_off = {
             let stop = stop_receiving.clone();

@@ -79,10 +79,10 @@ pub trait SpanSink: Send + Sync + 'static {
     /// so that the stage can count refusals by [`Refusal::reason`].
     fn refused(&self, _refusal: &Refusal) {}
 
-    /// Told of every request whose handling ended after its sender's deadline
-    /// (`grpc-timeout`) had passed, answered or not: the sender has likely given up and may
-    /// send it again, so its spans may be taken twice (see [`run_detached`]). Stages count
-    /// these so that such duplicates are never silent.
+    /// Told of every request taken (answered OK) after its sender's deadline
+    /// (`grpc-timeout`) had passed: the sender has likely given up and may send it again,
+    /// so its spans may be taken twice (see [`run_detached`]). Stages count these so that
+    /// such duplicates are never silent. (A request refused late took nothing.)
     fn answered_late(&self) {}
 }
 

@@ -50,3 +50,27 @@ pub fn scan_oracle(bytes: &[u8]) -> Result<(), String> {
     }
     Ok(())
 }
+
+/// The oracle of the OTLP/JSON transcoder ([`crate::receive::otlp_json::to_protobuf`]),
+/// for the `json` fuzz target: for any bytes, the transcoder must not panic, and what it
+/// writes must decode with prost and be no larger than the JSON (what a request holds stays
+/// bounded by its body). Agreement with the generated structs' deserializer is checked on
+/// generated requests by the unit tests, not here: that deserializer skips forms the
+/// transcoder reads (`.proto` field names, enum names), so on arbitrary input the two
+/// differ by design.
+pub fn json_oracle(bytes: &[u8]) -> Result<(), String> {
+    use prost::Message;
+    let Ok(ours) = crate::receive::otlp_json::to_protobuf(bytes) else {
+        return Ok(());
+    };
+    ExportTraceServiceRequest::decode(&ours[..])
+        .map_err(|e| format!("the transcoder wrote what prost cannot decode: {e}"))?;
+    if ours.len() > bytes.len() {
+        return Err(format!(
+            "the transcoder wrote {} bytes for {} bytes of JSON",
+            ours.len(),
+            bytes.len()
+        ));
+    }
+    Ok(())
+}

@@ -348,7 +348,12 @@ impl Shard {
                 () = drain.cancelled() => break,
             }
         }
-        while let Ok(msg) = self.rx.try_recv() {
+        // Closed first: a request still arriving (the gateway no longer waits for open
+        // requests once its drain has begun) is then refused as "shutting down" rather
+        // than acknowledged into a channel nobody reads. What was already sent, or has a
+        // reserved slot, is still taken.
+        self.rx.close();
+        while let Some(msg) = self.rx.recv().await {
             self.handle(msg).await;
         }
         let drop_pending = self.plan.load().drop_pending_traces_on_shutdown;

@@ -499,7 +499,7 @@ impl Exporter {
         todo.push(0..chunk.len());
         // Halving isolates a few malformed spans in about 2 log2(n) requests each. A
         // backend (or proxy) that refuses every request as malformed would take 2n - 1:
-        // past enough halvings for 8 bad spans, the rest is counted failed unsent.
+        // past enough halvings for about 16 bad spans, the rest is counted failed unsent.
         let mut splits_left = 16 * (usize::BITS - chunk.len().leading_zeros()) as usize;
         while let Some(range) = todo.pop() {
             let part = &chunk[range.clone()];
