@@ -13,8 +13,9 @@
 //! Accounting: each exporter counts what it delivered and failed. A kept span leaves the
 //! gateway's "pending export" when every exporter has settled it; it counts as exported
 //! when every exporter delivered it, as failed when any exporter failed it (a ticket per
-//! trace carries that across the exporters; with one exporter, one ticket per batch is
-//! exact and cheaper).
+//! trace carries that across the exporters, charging the most any one exporter failed of
+//! it: exact unless two exporters fail different spans of one trace; with one exporter,
+//! one ticket per batch is exact and cheaper).
 
 pub mod batch;
 pub mod debug;
