@@ -45,7 +45,8 @@ pub enum RouterError {
 }
 
 /// Runs a router on bound sockets until `shutdown` is cancelled, then stops accepting,
-/// finishes open requests and sends what is queued within `drain_deadline`.
+/// finishes open requests (waiting at most a fifth of `drain_deadline` for them) and sends
+/// what is queued, all within `drain_deadline`.
 pub async fn run(
     router: Arc<Router>,
     config: &RouterConfig,
@@ -78,8 +79,30 @@ pub async fn run(
     }
     let limits = tailgate_core::receive::Limits::new(&config.receive)?;
     router.readiness().set(true);
-    let result = listeners.serve(router.clone(), limits, shutdown).await;
+    // Requests still open when receiving stops get a fifth of the drain deadline: a slow
+    // or stalled upload (up to `receive.request_timeout`, 30 s by default) must not use up
+    // the time queued parts need to be sent. Past it the drain goes on; such a request,
+    // if it completes, is admitted and sent while the deadline lasts, or its connection
+    // closes unanswered when the process exits (its sender retries).
+    let grace = drain_deadline / 5;
+    let stopped = shutdown.clone();
+    let stopped_at = std::sync::Arc::new(std::sync::OnceLock::new());
+    let at = stopped_at.clone();
+    let cut_off = async move {
+        stopped.cancelled().await;
+        at.get_or_init(tokio::time::Instant::now);
+        tokio::time::sleep(grace).await;
+        tracing::warn!(
+            ?grace,
+            "Requests still open after receiving stopped are no longer waited for."
+        );
+    };
+    let result = tokio::select! {
+        result = listeners.serve(router.clone(), limits, shutdown) => result,
+        () = cut_off => Ok(()),
+    };
     router.readiness().set(false);
-    router.drain(drain_deadline).await;
+    let since = stopped_at.get_or_init(tokio::time::Instant::now).elapsed();
+    router.drain(drain_deadline.saturating_sub(since)).await;
     Ok(result?)
 }

@@ -463,3 +463,67 @@ async fn a_refused_connection_marks_a_gateway_down_at_once_and_reroutes() {
     assert_eq!(router.pending_spans(), 0);
     stop.cancel();
 }
+
+/// Scenario: a router with one live gateway is stopped with a 2 s drain deadline while a
+/// client holds an OTLP/HTTP request open (it announced 100 KB, sent 10 bytes and stalls;
+/// the receive timeout is the default 30 s), after a gRPC request it took.
+/// Guarantee: the stalled request does not hold the drain: the router stops within its
+/// deadline, and what it took reached the gateway.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_request_does_not_hold_the_routers_drain() {
+    use tokio::io::AsyncWriteExt;
+    let stop = CancellationToken::new();
+    let (gw_addr, gateway) = CaptureBackend::start("127.0.0.38:0".parse().unwrap(), stop.clone())
+        .await
+        .unwrap();
+    let config = RouterConfig {
+        receive: ReceiveConfig {
+            grpc: Some("127.0.0.39:0".parse().unwrap()),
+            http: Some("127.0.0.39:0".parse().unwrap()),
+            ..Default::default()
+        },
+        members: MembersConfig {
+            static_list: vec![gw_addr.to_string()],
+            dns: None,
+        },
+        forward: ForwardConfig::default(),
+        admin: None,
+        metrics: None,
+    };
+    let listeners = Listeners::bind(&config.receive).await.unwrap();
+    let (addr, http) = (
+        listeners.grpc_addr().unwrap(),
+        listeners.http_addr().unwrap(),
+    );
+    let router = Router::new(config.forward.clone());
+    let shutdown = CancellationToken::new();
+    let (r, s) = (router.clone(), shutdown.clone());
+    let served = tokio::spawn(async move {
+        tailgate_router::run(r, &config, listeners, None, Duration::from_secs(2), s).await
+    });
+    while router.ring_state().ring.members().is_empty() {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let req = FakeOtlp::traces(5).spans(2).seed(91).build();
+    let mut client = TraceServiceClient::connect(format!("http://{addr}"))
+        .await
+        .unwrap();
+    client.export(req.clone()).await.unwrap();
+    let mut stalled = tokio::net::TcpStream::connect(http).await.unwrap();
+    stalled
+        .write_all(b"POST /v1/traces HTTP/1.1\r\nHost: r\r\nContent-Type: application/x-protobuf\r\nContent-Length: 100000\r\n\r\n0123456789")
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let started = tokio::time::Instant::now();
+    shutdown.cancel();
+    served.await.unwrap().unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "the stalled request held the drain for {:?}",
+        started.elapsed()
+    );
+    assert_eq!(gateway.spans(), spans(&req));
+    drop(stalled);
+    stop.cancel();
+}

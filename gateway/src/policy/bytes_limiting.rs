@@ -1,8 +1,8 @@
 //! `bytes_limiting`: keeps traces while their size fits a budget of `bytes_per_second`, as
 //! the Collector: a token bucket refilled at `bytes_per_second` holding `burst_capacity`
 //! bytes (default twice the rate). A trace's size is the OTLP-encoded size of its spans
-//! (the Collector estimates it from its in-memory form; the two differ by the encoding's
-//! framing, a few percent). The budget is per gateway, shared by its shards.
+//! (the Collector also counts each incoming batch's resource and scope again: see
+//! docs/policies.md, Departures). The budget is per gateway, shared by its shards.
 
 use serde::Deserialize;
 
