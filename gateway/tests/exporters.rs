@@ -145,29 +145,7 @@ async fn every_exporter_gets_every_kept_span_through_an_outage() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_span_the_backend_refuses_fails_alone() {
     let stop = CancellationToken::new();
-    let (backend_addr, backend) =
-        CaptureBackend::start("127.0.0.1:0".parse().unwrap(), stop.clone())
-            .await
-            .unwrap();
-    backend.refuse_requests_containing(Some(b"POISON-SPAN"));
-    let receive = ReceiveConfig {
-        grpc: Some("127.0.0.41:0".parse().unwrap()),
-        http: None,
-        ..Default::default()
-    };
-    let mut export =
-        tailgate_gateway::export::OtlpGrpcConfig::new(format!("http://{backend_addr}"));
-    export.batch.timeout = Duration::from_millis(300);
-    let config = GatewayConfig {
-        buffer: BufferConfig {
-            shards: 2,
-            ..Default::default()
-        },
-        ..GatewayConfig::new(
-            receive,
-            tailgate_gateway::config::ExportConfig::otlp_grpc(export),
-        )
-    };
+    let (config, backend) = refusing_backend(41, 2, b"POISON-SPAN", &stop).await;
     let mut req = FakeOtlp::traces(100).spans(1).seed(77).build();
     req.resource_spans[0].scope_spans[0].spans[37].name = "POISON-SPAN".into();
     let stats = keep_all_and_settle(&config, req, &stop).await;
@@ -184,29 +162,7 @@ async fn a_span_the_backend_refuses_fails_alone() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_backend_refusing_everything_is_not_flooded_by_halving() {
     let stop = CancellationToken::new();
-    let (backend_addr, backend) =
-        CaptureBackend::start("127.0.0.1:0".parse().unwrap(), stop.clone())
-            .await
-            .unwrap();
-    backend.refuse_requests_containing(Some(b"EVERY-SPAN"));
-    let receive = ReceiveConfig {
-        grpc: Some("127.0.0.43:0".parse().unwrap()),
-        http: None,
-        ..Default::default()
-    };
-    let mut export =
-        tailgate_gateway::export::OtlpGrpcConfig::new(format!("http://{backend_addr}"));
-    export.batch.timeout = Duration::from_millis(300);
-    let config = GatewayConfig {
-        buffer: BufferConfig {
-            shards: 1,
-            ..Default::default()
-        },
-        ..GatewayConfig::new(
-            receive,
-            tailgate_gateway::config::ExportConfig::otlp_grpc(export),
-        )
-    };
+    let (config, backend) = refusing_backend(43, 1, b"EVERY-SPAN", &stop).await;
     let mut req = FakeOtlp::traces(1000).spans(1).seed(79).build();
     for s in &mut req.resource_spans[0].scope_spans[0].spans {
         s.name = "EVERY-SPAN".into();
@@ -252,6 +208,40 @@ async fn exporters_failing_different_traces_of_one_batch_fail_both() {
     assert_eq!(stats.export_failed_spans.get(), 2, "{}", stats.render());
     assert_eq!(stats.exported_spans.get(), 98);
     stop.cancel();
+}
+
+/// A backend refusing, as malformed, every request that holds `marker`, and the config of
+/// a gateway of `shards` shards receiving on 127.0.0.`ip` that exports to it in batches.
+async fn refusing_backend(
+    ip: u8,
+    shards: usize,
+    marker: &[u8],
+    stop: &CancellationToken,
+) -> (GatewayConfig, std::sync::Arc<CaptureBackend>) {
+    let (backend_addr, backend) =
+        CaptureBackend::start("127.0.0.1:0".parse().unwrap(), stop.clone())
+            .await
+            .unwrap();
+    backend.refuse_requests_containing(Some(marker));
+    let receive = ReceiveConfig {
+        grpc: Some(format!("127.0.0.{ip}:0").parse().unwrap()),
+        http: None,
+        ..Default::default()
+    };
+    let mut export =
+        tailgate_gateway::export::OtlpGrpcConfig::new(format!("http://{backend_addr}"));
+    export.batch.timeout = Duration::from_millis(300);
+    let config = GatewayConfig {
+        buffer: BufferConfig {
+            shards,
+            ..Default::default()
+        },
+        ..GatewayConfig::new(
+            receive,
+            tailgate_gateway::config::ExportConfig::otlp_grpc(export),
+        )
+    };
+    (config, backend)
 }
 
 /// Starts a gateway with `config` and a keep-everything plan (`decision_wait` 200ms),

@@ -121,7 +121,12 @@ async fn receive<S: SpanSink>(
     }
     let body = match format {
         Format::Protobuf => body,
-        Format::Json => json_to_protobuf(&body)?,
+        // The JSON is freed once converted (its budget share stays held: the protobuf,
+        // never larger, takes its place).
+        Format::Json => {
+            let json = body;
+            json_to_protobuf(&json)?
+        }
     };
     let sink = sink.clone();
     // The budget share goes with the body into the detached task (see grpc.rs).
