@@ -439,3 +439,25 @@ impl TestPki {
         Ok((crt, pem))
     }
 }
+
+/// Opens an OTLP/HTTP upload to `addr` that announces 100,000 bytes, sends 10 and stalls:
+/// a slow or stuck sender. Returns once the server is reading its body (it answered the
+/// request's `Expect: 100-continue`), so a test can act on a request known to be open.
+pub async fn stalled_upload(addr: std::net::SocketAddr) -> std::io::Result<tokio::net::TcpStream> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await?;
+    stream
+        .write_all(b"POST /v1/traces HTTP/1.1\r\nHost: t\r\nContent-Type: application/x-protobuf\r\nContent-Length: 100000\r\nExpect: 100-continue\r\n\r\n")
+        .await?;
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 256];
+    while !answer.windows(12).any(|w| w == b"100 Continue") {
+        let n = stream.read(&mut buf).await?;
+        if n == 0 {
+            return Err(std::io::Error::other("the server closed the upload"));
+        }
+        answer.extend_from_slice(&buf[..n]);
+    }
+    stream.write_all(b"0123456789").await?;
+    Ok(stream)
+}

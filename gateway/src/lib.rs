@@ -284,31 +284,22 @@ impl Gateway {
         // shards closed and is refused as "shutting down" (its sender retries elsewhere),
         // and connections still open close when the process exits. None is acknowledged
         // without its spans being taken.
-        let grace = drain_deadline / 5;
-        let cut_off = {
-            let stop = stop_receiving.clone();
-            async move {
-                stop.cancelled().await;
-                tokio::time::sleep(grace).await;
-                tracing::warn!(
-                    ?grace,
-                    "Requests still open after receiving stopped are cut off; their senders retry elsewhere."
-                );
-            }
-        };
         let serving = async {
             let served = listeners
-                .serve(self.buffer.clone(), self.limits.clone(), stop_receiving)
+                .serve(
+                    self.buffer.clone(),
+                    self.limits.clone(),
+                    stop_receiving.clone(),
+                )
                 .await;
             if let Some(peer_port) = peer_port {
                 peer_port.await.ok();
             }
             served
         };
-        let served = tokio::select! {
-            served = serving => served,
-            () = cut_off => Ok(()),
-        };
+        let served =
+            tailgate_core::receive::serve_with_grace(serving, &stop_receiving, drain_deadline / 5)
+                .await;
         this.ready.set(false);
         self.ready.set(false);
         let started = *started.get_or_init(tokio::time::Instant::now);

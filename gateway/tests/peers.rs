@@ -339,6 +339,30 @@ async fn traces_stay_whole_through_stale_routes_ring_changes_and_drain() {
     }
 }
 
+/// A gateway receiving on `receive` with `shards` shards and `peers`, exporting to
+/// `backend` in 50 ms batches, with the pods' `SCRUB`.
+fn exporting_to(
+    backend: SocketAddr,
+    receive: ReceiveConfig,
+    shards: usize,
+    peers: PeersConfig,
+) -> GatewayConfig {
+    let mut export = OtlpGrpcConfig::new(format!("http://{backend}"));
+    export.batch.timeout = Duration::from_millis(50);
+    GatewayConfig {
+        receive,
+        buffer: BufferConfig {
+            shards,
+            ..Default::default()
+        },
+        export: ExportConfig::otlp_grpc(export),
+        admin: None,
+        metrics: None,
+        peers,
+        attributes: serde_yaml_ng::from_str(SCRUB).unwrap(),
+    }
+}
+
 /// Scenario: a gateway shares its ring with a peer that accepts connections and never
 /// answers, and is stopped with a 2 s drain deadline while it buffers traces. Leaving the
 /// ring gives every trace to that peer, whose sends hang far past the deadline.
@@ -367,26 +391,14 @@ async fn a_handoff_cut_short_by_the_drain_deadline_loses_nothing() {
     };
     let listeners = Listeners::bind(&receive).await.unwrap();
     let addr = listeners.grpc_addr().unwrap();
-    let mut export = OtlpGrpcConfig::new(format!("http://{backend_addr}"));
-    export.batch.timeout = Duration::from_millis(50);
-    let config = GatewayConfig {
-        receive,
-        buffer: BufferConfig {
-            shards: 2,
-            ..Default::default()
-        },
-        export: ExportConfig::otlp_grpc(export),
-        admin: None,
-        metrics: None,
-        peers: PeersConfig {
-            advertise: Some(addr.to_string()),
-            static_list: vec![addr.to_string(), hole_addr.to_string()],
-            leave_linger: Duration::from_millis(300),
-            timeout: Duration::from_secs(60),
-            ..Default::default()
-        },
-        attributes: serde_yaml_ng::from_str(SCRUB).unwrap(),
+    let peers = PeersConfig {
+        advertise: Some(addr.to_string()),
+        static_list: vec![addr.to_string(), hole_addr.to_string()],
+        leave_linger: Duration::from_millis(300),
+        timeout: Duration::from_secs(60),
+        ..Default::default()
     };
+    let config = exporting_to(backend_addr, receive, 2, peers);
     let gateway = Gateway::start(&config, common::plan(KEEP_ALL)).unwrap();
     let (stats, peers) = (gateway.stats().clone(), gateway.peers().clone());
     let served = tokio::spawn(gateway.serve(listeners, None, stop.clone(), Duration::from_secs(2)));
@@ -442,7 +454,6 @@ async fn a_handoff_cut_short_by_the_drain_deadline_loses_nothing() {
 /// off unacknowledged (it retries elsewhere).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stalled_request_does_not_hold_the_drain() {
-    use tokio::io::AsyncWriteExt;
     let (stop, backend_stop) = (CancellationToken::new(), CancellationToken::new());
     let (backend_addr, backend) =
         CaptureBackend::start("127.0.0.1:0".parse().unwrap(), backend_stop.clone())
@@ -458,17 +469,12 @@ async fn a_stalled_request_does_not_hold_the_drain() {
         listeners.grpc_addr().unwrap(),
         listeners.http_addr().unwrap(),
     );
-    let mut export = OtlpGrpcConfig::new(format!("http://{backend_addr}"));
-    export.batch.timeout = Duration::from_millis(50);
-    let config = GatewayConfig {
+    let config = exporting_to(
+        backend_addr,
         receive,
-        buffer: BufferConfig::default(),
-        export: ExportConfig::otlp_grpc(export),
-        admin: None,
-        metrics: None,
-        peers: PeersConfig::default(),
-        attributes: serde_yaml_ng::from_str(SCRUB).unwrap(),
-    };
+        BufferConfig::default().shards,
+        PeersConfig::default(),
+    );
     let gateway = Gateway::start(&config, common::plan(KEEP_ALL)).unwrap();
     let stats = gateway.stats().clone();
     let served = tokio::spawn(gateway.serve(listeners, None, stop.clone(), Duration::from_secs(2)));
@@ -481,12 +487,9 @@ async fn a_stalled_request_does_not_hold_the_drain() {
         .await;
         sent += 6;
     }
-    let mut stalled = tokio::net::TcpStream::connect(http).await.unwrap();
-    stalled
-        .write_all(b"POST /v1/traces HTTP/1.1\r\nHost: g\r\nContent-Type: application/x-protobuf\r\nContent-Length: 100000\r\n\r\n0123456789")
+    let stalled = tailgate_core::test_util::stalled_upload(http)
         .await
         .unwrap();
-    tokio::time::sleep(Duration::from_millis(100)).await;
 
     let started = tokio::time::Instant::now();
     stop.cancel();

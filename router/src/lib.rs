@@ -84,22 +84,16 @@ pub async fn run(
     // the time queued parts need to be sent. Past it the drain goes on; such a request,
     // if it completes, is admitted and sent while the deadline lasts, or its connection
     // closes unanswered when the process exits (its sender retries).
-    let grace = drain_deadline / 5;
-    let stopped = shutdown.clone();
-    let stopped_at = std::sync::Arc::new(std::sync::OnceLock::new());
-    let at = stopped_at.clone();
-    let cut_off = async move {
-        stopped.cancelled().await;
-        at.get_or_init(tokio::time::Instant::now);
-        tokio::time::sleep(grace).await;
-        tracing::warn!(
-            ?grace,
-            "Requests still open after receiving stopped are no longer waited for."
-        );
+    let stopped_at = std::sync::OnceLock::new();
+    let serving = listeners.serve(router.clone(), limits, shutdown.clone());
+    let mark = async {
+        shutdown.cancelled().await;
+        stopped_at.get_or_init(tokio::time::Instant::now);
+        std::future::pending::<()>().await;
     };
     let result = tokio::select! {
-        result = listeners.serve(router.clone(), limits, shutdown) => result,
-        () = cut_off => Ok(()),
+        result = tailgate_core::receive::serve_with_grace(serving, &shutdown, drain_deadline / 5) => result,
+        () = mark => Ok(()),
     };
     router.readiness().set(false);
     let since = stopped_at.get_or_init(tokio::time::Instant::now).elapsed();

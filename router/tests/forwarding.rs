@@ -41,10 +41,15 @@ async fn start_router(
     tokio::spawn(async move {
         tailgate_router::run(r, &config, listeners, None, Duration::from_secs(2), s).await
     });
+    members_known(&router, n).await;
+    (addr, router)
+}
+
+/// Waits until `router` has `n` members on its ring (set as it starts).
+async fn members_known(router: &Router, n: usize) {
     while router.ring_state().ring.members().len() < n {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    (addr, router)
 }
 
 /// An address nothing listens on.
@@ -471,7 +476,6 @@ async fn a_refused_connection_marks_a_gateway_down_at_once_and_reroutes() {
 /// deadline, and what it took reached the gateway.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stalled_request_does_not_hold_the_routers_drain() {
-    use tokio::io::AsyncWriteExt;
     let stop = CancellationToken::new();
     let (gw_addr, gateway) = CaptureBackend::start("127.0.0.38:0".parse().unwrap(), stop.clone())
         .await
@@ -501,20 +505,15 @@ async fn a_stalled_request_does_not_hold_the_routers_drain() {
     let served = tokio::spawn(async move {
         tailgate_router::run(r, &config, listeners, None, Duration::from_secs(2), s).await
     });
-    while router.ring_state().ring.members().is_empty() {
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    members_known(&router, 1).await;
     let req = FakeOtlp::traces(5).spans(2).seed(91).build();
     let mut client = TraceServiceClient::connect(format!("http://{addr}"))
         .await
         .unwrap();
     client.export(req.clone()).await.unwrap();
-    let mut stalled = tokio::net::TcpStream::connect(http).await.unwrap();
-    stalled
-        .write_all(b"POST /v1/traces HTTP/1.1\r\nHost: r\r\nContent-Type: application/x-protobuf\r\nContent-Length: 100000\r\n\r\n0123456789")
+    let stalled = tailgate_core::test_util::stalled_upload(http)
         .await
         .unwrap();
-    tokio::time::sleep(Duration::from_millis(100)).await;
     let started = tokio::time::Instant::now();
     shutdown.cancel();
     served.await.unwrap().unwrap();

@@ -117,6 +117,31 @@ impl Listeners {
     }
 }
 
+/// Runs `serving` (receivers being served until `stop`) to its end, or until `grace` has
+/// passed since `stop` was cancelled, whichever comes first. A drain gives open requests
+/// this much of its deadline: a slow or stalled upload (up to `receive.request_timeout`)
+/// must not use up the time what is buffered or queued needs. Requests cut off are no
+/// longer waited for; their connections close when the process exits, and a stage that
+/// closes its queues first refuses one that completes later.
+pub async fn serve_with_grace(
+    serving: impl std::future::Future<Output = std::io::Result<()>>,
+    stop: &tokio_util::sync::CancellationToken,
+    grace: std::time::Duration,
+) -> std::io::Result<()> {
+    let cut_off = async {
+        stop.cancelled().await;
+        tokio::time::sleep(grace).await;
+        tracing::warn!(
+            ?grace,
+            "Requests still open after receiving stopped are no longer waited for; their senders retry."
+        );
+    };
+    tokio::select! {
+        served = serving => served,
+        () = cut_off => Ok(()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::Origin;

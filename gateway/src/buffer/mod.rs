@@ -695,6 +695,20 @@ mod tests {
     use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
     use prost::Message;
 
+    fn plan(yaml: &str) -> PolicyPlan {
+        PolicyPlan::compile(
+            &crate::policy::PolicyFile::parse(std::path::Path::new("p.yaml"), yaml).unwrap(),
+        )
+    }
+
+    /// `req` encoded, scanned and read as `plan` reads it.
+    fn incoming(req: &ExportTraceServiceRequest, plan: &PolicyPlan) -> Vec<IncomingSpan> {
+        let body = Bytes::from(req.encode_to_vec());
+        let mut scan = Scan::default();
+        scan.scan_request(&body).unwrap();
+        incoming_spans(&body, &mut scan, plan)
+    }
+
     /// Scenario: a request accepted while its shard has not yet taken it (the channel is
     /// read only afterwards), then the shard buffers it.
     /// Guarantees: while queued its bytes count in `shard_queue_bytes` and in the charge
@@ -702,14 +716,9 @@ mod tests {
     /// count and are charged as buffered instead.
     #[tokio::test]
     async fn spans_queued_for_a_shard_are_charged() {
-        let plan: crate::reload::SharedPlan =
-            std::sync::Arc::new(arc_swap::ArcSwap::from_pointee(PolicyPlan::compile(
-                &crate::policy::PolicyFile::parse(
-                    std::path::Path::new("p.yaml"),
-                    "policies: [{name: all, type: always_sample}]\n",
-                )
-                .unwrap(),
-            )));
+        let plan: crate::reload::SharedPlan = std::sync::Arc::new(arc_swap::ArcSwap::from_pointee(
+            plan("policies: [{name: all, type: always_sample}]\n"),
+        ));
         let stats = std::sync::Arc::new(GatewayStats::default());
         let (tx, rx) = mpsc::channel(4);
         let peers = Peers::new(
@@ -763,9 +772,7 @@ mod tests {
         use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
         use opentelemetry_proto::tonic::resource::v1::Resource;
         let yaml = "policies:\n  - {name: s, type: string_attribute, string_attribute: {key: service.name, values: [a]}}\n";
-        let plan = PolicyPlan::compile(
-            &crate::policy::PolicyFile::parse(std::path::Path::new("p.yaml"), yaml).unwrap(),
-        );
+        let plan = plan(yaml);
         let attr = |v: String| KeyValue {
             key: "service.name".into(),
             value: Some(AnyValue {
@@ -795,10 +802,7 @@ mod tests {
                 ..Default::default()
             }],
         };
-        let body = Bytes::from(req.encode_to_vec());
-        let mut scan = Scan::default();
-        scan.scan_request(&body).unwrap();
-        let spans = incoming_spans(&body, &mut scan, &plan);
+        let spans = incoming(&req, &plan);
         assert_eq!(spans.len(), 1_000);
         for s in &spans {
             assert_eq!(s.attrs.len(), 2);
@@ -810,9 +814,7 @@ mod tests {
     #[test]
     fn span_fields_the_plan_reads_become_attributes() {
         let yaml = "policies:\n  - name: a\n    type: adaptive_rate\n    adaptive_rate: {target_traces_per_second: 10, keys: [root.name]}\n  - {name: t, type: trace_state, trace_state: {key: tier, values: [gold]}}\n  - {name: f, type: trace_flags}\n";
-        let plan = PolicyPlan::compile(
-            &crate::policy::PolicyFile::parse(std::path::Path::new("p.yaml"), yaml).unwrap(),
-        );
+        let plan = plan(yaml);
         let span = |id: u8, parent: Option<u8>, name: &str, ts: &str, flags: u32| Span {
             trace_id: vec![1; 16],
             span_id: vec![id; 8],
@@ -834,10 +836,7 @@ mod tests {
                 ..Default::default()
             }],
         };
-        let body = Bytes::from(req.encode_to_vec());
-        let mut scan = Scan::default();
-        scan.scan_request(&body).unwrap();
-        let spans = incoming_spans(&body, &mut scan, &plan);
+        let spans = incoming(&req, &plan);
         let keys = plan.attribute_keys();
         let key = |k: &str| keys.iter().position(|x| x == k).unwrap() as u16;
         let root = &spans[0].attrs;
