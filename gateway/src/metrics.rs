@@ -17,17 +17,17 @@ use crate::policy::plan::PolicyPlan;
 use crate::reload::ReloadStats;
 
 /// Memory a buffered span costs beyond its encoded bytes and its request's share (its
-/// 24-byte handle in its trace's slot or span list, the list's spare room, allocator
+/// 16-byte handle in its trace's slot or span list, the list's spare room, allocator
 /// slack), charged against the byte limits so that they bound the process's memory rather
 /// than the encoded bytes alone. With [`TRACE_OVERHEAD_BYTES`], fitted to RSS over traces
-/// of 1 to 1,000 spans (docs/benchmarks.md, "Smaller spans, slots and deadlines").
-pub const SPAN_OVERHEAD_BYTES: u64 = 32;
+/// of 1 to 1,000 spans (docs/benchmarks.md, "Spans without header indices").
+pub const SPAN_OVERHEAD_BYTES: u64 = 24;
 
-/// Memory a buffered trace costs whatever its size: its slab slot (144 bytes: summary and
+/// Memory a buffered trace costs whatever its size: its slab slot (128 bytes: summary and
 /// two inline span handles), its index entry, its 24-byte deadline entry, and the
 /// allocations' slack. Without it the limits under-count small traces: a flood of 1-span
 /// traces costs 1.5 times its encoded bytes.
-pub const TRACE_OVERHEAD_BYTES: u64 = 200;
+pub const TRACE_OVERHEAD_BYTES: u64 = 184;
 
 /// What `bytes` of spans (encoded, with their requests' share), `spans` spans and
 /// `traces` buffered traces are charged against the byte limits.

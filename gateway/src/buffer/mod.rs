@@ -34,7 +34,9 @@ use crate::metrics::GatewayStats;
 use crate::policy::plan::PolicyPlan;
 use crate::policy::plan::SpanFieldKeys;
 pub use shard::ShardMsg;
-pub use trace::{BufferedSpan, IncomingSpan, RequestBytes, TraceAttr, TraceSummary, TraceView};
+pub use trace::{
+    BufferedSpan, HeaderRun, IncomingSpan, RequestBytes, TraceAttr, TraceSummary, TraceView,
+};
 
 /// The spans of a scanned request (`scan` has just scanned `body`), each with the values of
 /// the attributes and span fields `plan` reads. Spans are views into `body` and one shared
@@ -62,11 +64,23 @@ pub fn incoming_spans(body: &Bytes, scan: &mut Scan, plan: &PolicyPlan) -> Vec<I
     // Every span keeps the whole request alive: the request's bytes besides the spans'
     // own are charged to its spans, so the limits see what is really held.
     let own = scan.spans.iter().map(|s| s.range.len()).sum();
-    let req = RequestBytes::shared(body.clone(), headers, header_ranges, own, scan.spans.len());
+    let mut runs = Vec::new();
+    for s in &scan.spans {
+        let resource = scan.scopes[s.scope as usize].resource;
+        HeaderRun::extend(&mut runs, s.range.start, resource, n_resources + s.scope);
+    }
+    let req = RequestBytes::shared(
+        body.clone(),
+        headers,
+        header_ranges,
+        runs,
+        own,
+        scan.spans.len(),
+    );
     let mut out = Vec::with_capacity(scan.spans.len());
     for s in &scan.spans {
         let scope = &scan.scopes[s.scope as usize];
-        let span = BufferedSpan::new(&req, s.range.clone(), scope.resource, n_resources + s.scope);
+        let span = BufferedSpan::new(&req, s.range.clone());
         let is_root = s.is_root();
         let span_attrs = if keys.is_empty() {
             Vec::new()
@@ -760,6 +774,77 @@ mod tests {
         drop(buffer);
         shard.run(Default::default()).await;
         assert_eq!(stats.shard_queue_bytes.get(), 0);
+    }
+
+    /// Scenario: a request of two resources of three scopes each (the middle one without
+    /// spans), two spans per scope; its spans re-encoded as a kept trace's are.
+    /// Guarantees: each span is under its own resource's and scope's headers, found from
+    /// where it lies in the body (spans carry no header indices), and still after the
+    /// re-encoding, whose body is laid out anew.
+    #[test]
+    fn spans_find_their_resource_and_scope_by_offset() {
+        use opentelemetry_proto::tonic::common::v1::InstrumentationScope;
+        use opentelemetry_proto::tonic::resource::v1::Resource;
+        let resource_spans = (0..2)
+            .map(|r| ResourceSpans {
+                resource: Some(Resource {
+                    attributes: vec![tailgate_core::test_util::kv(
+                        "service.name",
+                        &format!("res-{r}"),
+                    )],
+                    ..Default::default()
+                }),
+                scope_spans: (0..3)
+                    .map(|sc| ScopeSpans {
+                        scope: Some(InstrumentationScope {
+                            name: format!("scope-{r}-{sc}"),
+                            ..Default::default()
+                        }),
+                        spans: (0..if sc == 1 { 0 } else { 2 })
+                            .map(|n| Span {
+                                trace_id: vec![1 + n as u8; 16],
+                                span_id: vec![1; 8],
+                                name: format!("span-{r}-{sc}-{n}"),
+                                ..Default::default()
+                            })
+                            .collect(),
+                        ..Default::default()
+                    })
+                    .collect(),
+                ..Default::default()
+            })
+            .collect();
+        let req = ExportTraceServiceRequest { resource_spans };
+        let spans = incoming(
+            &req,
+            &plan("policies: [{name: all, type: always_sample}]\n"),
+        );
+        assert_eq!(spans.len(), 8);
+        let has =
+            |hay: &[u8], needle: &str| hay.windows(needle.len()).any(|w| w == needle.as_bytes());
+        let check = |spans: &[BufferedSpan]| {
+            for s in spans {
+                let p = s.parts();
+                let at = p.span.windows(5).position(|w| w == b"span-").unwrap();
+                let name = std::str::from_utf8(&p.span[at..at + 10]).unwrap();
+                let (r, sc) = (&name[5..6], &name[7..8]);
+                assert!(has(p.resource, &format!("res-{r}")), "{name}");
+                assert!(has(p.scope, &format!("scope-{r}-{sc}")), "{name}");
+                assert!(!has(p.scope, "span-"), "{name}: a header, not spans");
+            }
+        };
+        let buffered: Vec<BufferedSpan> = spans.into_iter().map(|s| s.span).collect();
+        check(&buffered);
+        // Every span but the first, so that offsets move in the new body.
+        let mut out = Vec::new();
+        BufferedSpan::rewrite_all(
+            &buffered[1..],
+            |span, buf| buf.extend_from_slice(span),
+            None,
+            &mut out,
+        );
+        assert_eq!(out.len(), 7);
+        check(&out);
     }
 
     /// Scenario: a resource repeats the key a policy reads 3,000 times, over 1,000 spans

@@ -209,15 +209,15 @@ mod tests {
         assert_eq!(t.keys().count(), 100);
     }
 
-    /// Guarantees: a slot stays at most 144 bytes (with two spans inline), a span 24: a
+    /// Guarantees: a slot stays at most 128 bytes (with two spans inline), a span 16: a
     /// field added to either is paid per buffered trace or span, and the charge
     /// (`metrics::TRACE_OVERHEAD_BYTES`, `SPAN_OVERHEAD_BYTES`) must follow.
     #[test]
     fn slots_and_spans_stay_small() {
-        assert_eq!(std::mem::size_of::<BufferedSpan>(), 24);
-        assert!(std::mem::size_of::<Option<TraceEntry>>() <= 144);
+        assert_eq!(std::mem::size_of::<BufferedSpan>(), 16);
+        assert!(std::mem::size_of::<Option<TraceEntry>>() <= 128);
         // The handle of a span on its way to a shard (docs/configuration.md).
-        assert_eq!(std::mem::size_of::<super::super::trace::IncomingSpan>(), 88);
+        assert_eq!(std::mem::size_of::<super::super::trace::IncomingSpan>(), 80);
     }
 
     /// Scenario: a large trace's list, full, receives a request's part of 300 spans, then

@@ -2,7 +2,9 @@
 //!
 //! A span is kept as a reference to its request's bytes plus offsets: its own bytes are a
 //! range of the request body, its resource and scope headers ranges of one header buffer
-//! shared by the spans of that request, so nothing is copied per span.
+//! shared by the spans of that request, so nothing is copied per span. Which headers a
+//! span is under follows from where it is in the body (a scope's spans lie together), so
+//! a span does not carry their indices.
 
 use std::sync::Arc;
 
@@ -39,14 +41,46 @@ pub struct RequestBytes {
     pub body: Bytes,
     /// Resource and scope headers.
     pub headers: Bytes,
-    /// Ranges in `headers`: the resources' and the scopes', indexed by [`BufferedSpan`].
+    /// Ranges in `headers`: the resources' and the scopes', indexed by [`HeaderRun`].
     /// Shared with the re-encoded copies of the request's kept spans, so a rewrite costs
     /// what its trace holds, not what the request held.
     pub header_ranges: Arc<[(u32, u32)]>,
+    /// Which headers the spans of `body` are under, by where they start (increasing).
+    pub runs: Box<[HeaderRun]>,
     /// What each span pointing into these bytes is charged beyond its own bytes: its
     /// share, rounded up, of what the request holds besides its spans' own bytes (see
     /// [`BufferedSpan`]). Kept here once instead of in every span.
     pub span_overhead: u32,
+}
+
+/// The spans of a body from offset `from` on (up to the next run's) are under the resource
+/// header `resource` and the scope header `scope` (indices into
+/// [`RequestBytes::header_ranges`]). A request has one run per scope holding spans.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HeaderRun {
+    /// Where the run's first span starts in the body.
+    pub from: u32,
+    /// Its resource header's index.
+    pub resource: u32,
+    /// Its scope header's index.
+    pub scope: u32,
+}
+
+impl HeaderRun {
+    /// Adds the span starting at `from` under (`resource`, `scope`) to `runs`, whose spans
+    /// come in body order: a new run only when its headers differ from the last run's.
+    pub fn extend(runs: &mut Vec<HeaderRun>, from: u32, resource: u32, scope: u32) {
+        if runs
+            .last()
+            .is_none_or(|r| (r.resource, r.scope) != (resource, scope))
+        {
+            runs.push(HeaderRun {
+                from,
+                resource,
+                scope,
+            });
+        }
+    }
 }
 
 impl RequestBytes {
@@ -57,20 +91,34 @@ impl RequestBytes {
         body: Bytes,
         headers: Bytes,
         header_ranges: Arc<[(u32, u32)]>,
+        runs: Vec<HeaderRun>,
         own: usize,
         n: usize,
     ) -> Arc<Self> {
+        let runs = runs.into_boxed_slice();
         let held = body.len()
             + headers.len()
             + std::mem::size_of_val(&*header_ranges)
+            + std::mem::size_of_val(&*runs)
             + REQUEST_OVERHEAD_BYTES;
         let span_overhead = held.saturating_sub(own).div_ceil(n.max(1));
         Arc::new(RequestBytes {
             body,
             headers,
             header_ranges,
+            runs,
             span_overhead: u32::try_from(span_overhead).unwrap_or(u32::MAX),
         })
+    }
+
+    /// The (resource, scope) header indices of the span starting at `start`; out of range
+    /// (no header) before the first run.
+    fn headers_at(&self, start: u32) -> (u32, u32) {
+        let i = self.runs.partition_point(|r| r.from <= start);
+        match i.checked_sub(1).map(|i| self.runs[i]) {
+            Some(r) => (r.resource, r.scope),
+            None => (u32::MAX, u32::MAX),
+        }
     }
 }
 
@@ -82,9 +130,9 @@ impl RequestBytes {
 pub const REQUEST_OVERHEAD_BYTES: usize = 240;
 
 /// One span waiting for its trace's decision: a counted reference to its request's bytes
-/// and where in them its own bytes and its resource's and scope's headers are. 24 bytes per
-/// span, instead of three `Bytes` handles (96): buffered spans are most of a gateway's
-/// memory.
+/// and where in them its own bytes are (its resource's and scope's headers follow from
+/// that, see [`HeaderRun`]). 16 bytes per span, instead of three `Bytes` handles (96):
+/// buffered spans are most of a gateway's memory.
 ///
 /// Each span is *charged* its own bytes plus its share of what its request holds besides
 /// spans (headers, bytes the scan skipped, the header index), kept once per request in
@@ -96,25 +144,15 @@ pub struct BufferedSpan {
     req: Arc<RequestBytes>,
     start: u32,
     len: u32,
-    resource: u32,
-    scope: u32,
 }
 
 impl BufferedSpan {
-    /// The span at `range` of `req.body`, under the resource and scope headers at indices
-    /// `resource` and `scope` of `req.header_ranges`.
-    pub fn new(
-        req: &Arc<RequestBytes>,
-        range: std::ops::Range<u32>,
-        resource: u32,
-        scope: u32,
-    ) -> Self {
+    /// The span at `range` of `req.body` (under the headers `req.runs` gives for it).
+    pub fn new(req: &Arc<RequestBytes>, range: std::ops::Range<u32>) -> Self {
         BufferedSpan {
             req: req.clone(),
             start: range.start,
             len: range.end - range.start,
-            resource,
-            scope,
         }
     }
 
@@ -122,8 +160,8 @@ impl BufferedSpan {
     #[cfg(test)]
     pub(crate) fn alone(body: Bytes) -> Self {
         let len = body.len();
-        let req = RequestBytes::shared(body, Bytes::new(), Arc::new([]), len, 1);
-        BufferedSpan::new(&req, 0..len as u32, 0, 0)
+        let req = RequestBytes::shared(body, Bytes::new(), Arc::new([]), Vec::new(), len, 1);
+        BufferedSpan::new(&req, 0..len as u32)
     }
 
     /// What the span counts against the byte limits: its bytes and its share of its
@@ -151,11 +189,17 @@ impl BufferedSpan {
         }
     }
 
+    /// Its (resource, scope) header indices.
+    fn header_indices(&self) -> (u32, u32) {
+        self.req.headers_at(self.start)
+    }
+
     /// The span as re-framer input.
     pub fn parts(&self) -> SpanParts<'_> {
+        let (resource, scope) = self.header_indices();
         SpanParts {
-            resource: self.header(self.resource),
-            scope: self.header(self.scope),
+            resource: self.header(resource),
+            scope: self.header(scope),
             span: self.span(),
         }
     }
@@ -195,22 +239,33 @@ impl BufferedSpan {
                 }
                 from_arena(scratch, arena)
             });
-            let (req, indices) = match resource {
-                None => {
-                    let req = Arc::new(RequestBytes {
-                        body,
-                        headers: spans[i].req.headers.clone(),
-                        header_ranges: spans[i].req.header_ranges.clone(),
-                        // Still holding the request's headers: their share stays charged.
-                        span_overhead: spans[i].req.span_overhead,
-                    });
-                    (req, run.iter().map(|s| (s.resource, s.scope)).collect())
-                }
-                Some(rewrite_resource) => rewritten_headers(run, body, rewrite_resource),
+            let old = &spans[i].req;
+            let new = match resource {
+                None => RunHeaders {
+                    headers: old.headers.clone(),
+                    header_ranges: old.header_ranges.clone(),
+                    indices: run.iter().map(BufferedSpan::header_indices).collect(),
+                    // Still holding the request's headers: their share stays charged.
+                    span_overhead: old.span_overhead,
+                },
+                Some(rewrite_resource) => rewritten_headers(run, rewrite_resource),
             };
-            for (range, (resource, scope)) in ranges.into_iter().zip(indices) {
-                out.push(BufferedSpan::new(&req, range, resource, scope));
+            let mut runs = Vec::new();
+            for (range, &(resource, scope)) in ranges.iter().zip(&new.indices) {
+                HeaderRun::extend(&mut runs, range.start, resource, scope);
             }
+            let req = Arc::new(RequestBytes {
+                body,
+                headers: new.headers,
+                header_ranges: new.header_ranges,
+                runs: runs.into_boxed_slice(),
+                span_overhead: new.span_overhead,
+            });
+            out.extend(
+                ranges
+                    .into_iter()
+                    .map(|range| BufferedSpan::new(&req, range)),
+            );
             i = j;
         }
     }
@@ -236,17 +291,21 @@ fn from_arena(bytes: &[u8], arena: &mut bytes::BytesMut) -> Bytes {
     arena.split().freeze()
 }
 
-/// Each rewritten span's (resource, scope) header indices.
-type HeaderIndices = SmallVec<[(u32, u32); 8]>;
+/// The headers of a run of re-encoded spans of one request.
+struct RunHeaders {
+    /// Resource and scope headers (as [`RequestBytes::headers`]).
+    headers: Bytes,
+    /// Their ranges (as [`RequestBytes::header_ranges`]).
+    header_ranges: Arc<[(u32, u32)]>,
+    /// Each span's (resource, scope) header indices.
+    indices: SmallVec<[(u32, u32); 8]>,
+    /// What each span is charged beyond its own bytes.
+    span_overhead: u32,
+}
 
-/// The request bytes for a run of spans of one request, re-encoded into `body`, with new
-/// headers holding only the run's resource headers (rewritten by `rewrite`) and scope
-/// headers; returns each span's new (resource, scope) header indices.
-fn rewritten_headers(
-    run: &[BufferedSpan],
-    body: Bytes,
-    rewrite: &dyn AttributeRewrite,
-) -> (Arc<RequestBytes>, HeaderIndices) {
+/// New headers for a run of spans of one request: only the run's resource headers
+/// (rewritten by `rewrite`) and scope headers.
+fn rewritten_headers(run: &[BufferedSpan], rewrite: &dyn AttributeRewrite) -> RunHeaders {
     let mut headers = Vec::new();
     // (old index, whether a resource) -> new index; a run uses few headers.
     let mut seen: Vec<(u32, bool)> = Vec::new();
@@ -268,20 +327,20 @@ fn rewritten_headers(
     let indices = run
         .iter()
         .map(|s| {
-            let resource = index_of(s.resource, true, s.header(s.resource));
-            (resource, index_of(s.scope, false, s.header(s.scope)))
+            let (resource, scope) = s.header_indices();
+            let resource = index_of(resource, true, s.header(resource));
+            (resource, index_of(scope, false, s.header(scope)))
         })
         .collect();
     // The new headers are memory of their own, shared out over the run's spans on top
     // of the share of the old request's headers they still hold.
     let copied = u32::try_from(headers.len().div_ceil(run.len().max(1))).unwrap_or(u32::MAX);
-    let req = Arc::new(RequestBytes {
-        body,
+    RunHeaders {
         headers: Bytes::from(headers),
         header_ranges: ranges.into(),
+        indices,
         span_overhead: run[0].req.span_overhead.saturating_add(copied),
-    });
-    (req, indices)
+    }
 }
 
 /// What the policies know of a trace, updated per span in O(1) (plus the wanted attributes,
@@ -410,9 +469,20 @@ mod tests {
         let body = Bytes::from(vec![7u8; n as usize * 10]);
         let headers = Bytes::from(vec![1u8; n as usize * 2 * 4]);
         let header_ranges: Arc<[(u32, u32)]> = (0..2 * n).map(|i| (i * 4, i * 4 + 4)).collect();
-        let req = RequestBytes::shared(body, headers, header_ranges, n as usize * 10, n as usize);
+        let mut runs = Vec::new();
+        for i in 0..n {
+            HeaderRun::extend(&mut runs, i * 10, i, n + i);
+        }
+        let req = RequestBytes::shared(
+            body,
+            headers,
+            header_ranges,
+            runs,
+            n as usize * 10,
+            n as usize,
+        );
         let spans = (0..n)
-            .map(|i| BufferedSpan::new(&req, i * 10..i * 10 + 10, i, n + i))
+            .map(|i| BufferedSpan::new(&req, i * 10..i * 10 + 10))
             .collect();
         (req, spans)
     }
@@ -424,6 +494,7 @@ mod tests {
         let held = req.body.len()
             + req.headers.len()
             + req.header_ranges.len() * 8
+            + req.runs.len() * 12
             + REQUEST_OVERHEAD_BYTES;
         // Rounded up by less than a byte per span, never down.
         assert!(charged >= held, "{charged} < {held}");
