@@ -133,9 +133,12 @@ impl Gateway {
         let peers_stop = CancellationToken::new();
         start_discovery(config, &peers, &buffer, &stats, &peers_stop)?;
         let peer_listener = config.peers.listen.map(bind_peer_port).transpose()?;
-        let peer_traffic = match peer_listener {
-            Some(_) => tailgate_core::receive::PeerTraffic::ClientsOnly,
-            None => tailgate_core::receive::PeerTraffic::Mixed,
+        let peer_traffic = match (&peer_listener, config.peers.enabled()) {
+            (Some(_), _) => tailgate_core::receive::PeerTraffic::ClientsOnly,
+            (None, true) => tailgate_core::receive::PeerTraffic::Mixed,
+            // Without peers no request can come from one: a `Decisions` call could drop
+            // any sender's trace.
+            (None, false) => tailgate_core::receive::PeerTraffic::Standalone,
         };
         Ok(Gateway {
             peer_listener,

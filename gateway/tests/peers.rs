@@ -53,11 +53,6 @@ async fn pod_with_peer_port(
     initial: &[SocketAddr],
     peer_listen: Option<SocketAddr>,
 ) -> Pod {
-    let stop = CancellationToken::new();
-    let (backend_addr, backend) =
-        CaptureBackend::start("127.0.0.1:0".parse().unwrap(), stop.clone())
-            .await
-            .unwrap();
     let addr = listeners.grpc_addr().unwrap();
     let peers = PeersConfig {
         advertise: Some(addr.to_string()),
@@ -67,6 +62,17 @@ async fn pod_with_peer_port(
         listen: peer_listen,
         ..Default::default()
     };
+    pod_with_peers(listeners, peers).await
+}
+
+/// A pod with the `peers` block given.
+async fn pod_with_peers(listeners: Listeners, peers: PeersConfig) -> Pod {
+    let stop = CancellationToken::new();
+    let (backend_addr, backend) =
+        CaptureBackend::start("127.0.0.1:0".parse().unwrap(), stop.clone())
+            .await
+            .unwrap();
+    let addr = listeners.grpc_addr().unwrap();
     let mut export = OtlpGrpcConfig::new(format!("http://{backend_addr}"));
     export.batch.timeout = Duration::from_millis(50);
     let config = GatewayConfig {
@@ -509,12 +515,21 @@ async fn a_stalled_request_does_not_hold_the_drain() {
     backend_stop.cancel();
 }
 
-/// Scenario: a gateway with a peers' secret; an outsider (no secret, or a wrong one) sends
-/// spans marked as a peer's and calls the Decisions method; a client exports normally.
+/// Scenario: a gateway with a peers' secret, and one without peers at all (no secret
+/// either, as `examples/gateway.yaml`); an outsider (no secret, or a wrong one) sends spans
+/// marked as a peer's and calls the Decisions method; a client exports normally.
 /// Guarantees (issue 16): the outsider's peer requests are refused with PERMISSION_DENIED
-/// and counted by reason, and change nothing; the client's export is taken.
+/// and counted by reason, and change nothing; the client's export is taken. A gateway
+/// without peers takes no peer request (finding: its Decisions method dropped a client's
+/// error trace on an outsider's word).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn peer_requests_without_the_secret_are_refused() {
+    for standalone in [false, true] {
+        outsiders_peer_requests_are_refused(standalone).await;
+    }
+}
+
+async fn outsiders_peer_requests_are_refused(standalone: bool) {
     use tailgate_core::receive::{DECISIONS_PATH, PEER_AUTH_HEADER, PEER_HEADER};
     let listeners = Listeners::bind(&ReceiveConfig {
         grpc: Some("127.0.0.24:0".parse().unwrap()),
@@ -524,7 +539,12 @@ async fn peer_requests_without_the_secret_are_refused() {
     .await
     .unwrap();
     let addr = listeners.grpc_addr().unwrap();
-    let p = pod(listeners, &[]).await;
+    let p = if standalone {
+        pod_with_peers(listeners, PeersConfig::default()).await
+    } else {
+        pod(listeners, &[addr]).await
+    };
+    let expected = if standalone { "no peers" } else { "secret" };
     let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
         .unwrap()
         .connect()
@@ -550,6 +570,7 @@ async fn peer_requests_without_the_secret_are_refused() {
             .await
             .unwrap_err();
         assert_eq!(err.code(), tonic::Code::PermissionDenied, "{err:?}");
+        assert!(err.message().contains(expected), "{err:?}");
         // A forged decision: drop a trace, or keep it with a count of 1e9.
         let mut record = vec![7u8; 16];
         record.push(1);
@@ -564,6 +585,7 @@ async fn peer_requests_without_the_secret_are_refused() {
             .await
             .unwrap_err();
         assert_eq!(err.code(), tonic::Code::PermissionDenied, "{err:?}");
+        assert!(err.message().contains(expected), "{err:?}");
     }
     assert_eq!(p.stats.refused_requests[5].get(), 4);
     assert_eq!(p.stats.received_spans.get(), 0);

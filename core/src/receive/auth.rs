@@ -205,6 +205,10 @@ pub enum PeerTraffic {
     ClientsOnly,
     /// Peer requests only: this is the peer port.
     PeersOnly,
+    /// Client requests only: this gateway has no peers, so a peer request (a decision
+    /// that could drop other senders' traces, spans claiming to be handed over) is no
+    /// gateway's.
+    Standalone,
 }
 
 /// Refuses a peer request on a clients-only receiver and a client request on the peer
@@ -220,6 +224,9 @@ pub fn check_traffic(
         )),
         (PeerTraffic::PeersOnly, false) => Err(Refusal::PermissionDenied(
             "this is the gateways' peer port; send OTLP to the receivers (receive.grpc)".into(),
+        )),
+        (PeerTraffic::Standalone, true) => Err(Refusal::PermissionDenied(
+            "this gateway has no peers (peers.dns and peers.static are unset): peer requests are refused".into(),
         )),
         _ => Ok(()),
     }
