@@ -156,8 +156,9 @@ pub struct GatewayStats {
     pub buffered_bytes: Gauge,
     /// Encoded bytes of kept spans handed to the exporter and not yet delivered or failed.
     pub pending_export_bytes: Gauge,
-    /// Bytes of accepted spans on their way to a shard, in its channel: their encoded
-    /// bytes with their requests' share and the handles carrying them.
+    /// Requests being admitted (their worst-case charge) and accepted spans on their way to
+    /// a shard, in its channel: their encoded bytes with their requests' share, the handles
+    /// carrying them and a trace's charge each.
     pub shard_queue_bytes: Gauge,
     /// Spans of kept traces not yet delivered or failed.
     pub pending_export_spans: Gauge,
@@ -508,7 +509,7 @@ impl GatewayStats {
         p.metric(
             "tailgate_gateway_shard_queue_bytes",
             "gauge",
-            "Bytes of accepted spans waiting in a shard's channel, with their requests' share and handles.",
+            "Requests being admitted and spans waiting in a shard's channel, at the most they can cost once buffered.",
             &[],
             self.shard_queue_bytes.get(),
         );

@@ -243,6 +243,81 @@ async fn spans_are_charged_the_whole_request_they_keep_alive() {
     gw.stop().await;
 }
 
+/// Scenario: requests of 20,000 bare spans (about 30 bytes each, every one a trace of its
+/// own: about 600 KB a request) against an 8 MiB hard limit, a minute's `decision_wait`.
+/// Guarantees: a request is admitted at what it can cost once buffered (about ten times
+/// its bytes here: a span's handle, charge and trace), so while the first is held the
+/// others are refused and the charge stays under the limit. Before, each was admitted
+/// while the charge was under the limit however much it would add: the second took the
+/// gateway past it, and four such requests at once held four times it (black-box check).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_of_tiny_spans_are_admitted_at_what_they_will_cost() {
+    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+    use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
+    const LIMIT: u64 = 8 << 20;
+    let buffer = BufferConfig {
+        shards: 2,
+        max_buffered_bytes: LIMIT,
+        early_decision_bytes: Some(LIMIT),
+        ..Default::default()
+    };
+    let gw = common::spawn_gateway_with(
+        [127, 0, 0, 16],
+        common::plan(KEEP_ALL_SLOWLY),
+        buffer,
+        |_, _| {},
+    )
+    .await;
+    let mut client = TraceServiceClient::connect(format!("http://{}", gw.addr))
+        .await
+        .unwrap();
+    let (mut accepted, mut refused) = (0u64, 0u64);
+    for r in 0..3u32 {
+        let spans = (0..20_000u32)
+            .map(|i| {
+                let mut trace_id = vec![1u8; 16];
+                trace_id[..4].copy_from_slice(&r.to_le_bytes());
+                trace_id[4..8].copy_from_slice(&i.to_le_bytes());
+                Span {
+                    trace_id,
+                    span_id: vec![2; 8],
+                    ..Default::default()
+                }
+            })
+            .collect();
+        let req = ExportTraceServiceRequest {
+            resource_spans: vec![ResourceSpans {
+                scope_spans: vec![ScopeSpans {
+                    spans,
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+        };
+        match client.export(req).await {
+            Ok(_) => accepted += 1,
+            Err(status) => {
+                assert_eq!(status.code(), tonic::Code::ResourceExhausted, "{status:?}");
+                refused += 1;
+            }
+        }
+    }
+    assert_eq!((accepted, refused), (1, 2));
+    // Until the shards have buffered what was queued.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while gw.stats.shard_queue_bytes.get() > 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(gw.stats.shard_queue_bytes.get(), 0);
+    let held = gw.stats.held_bytes();
+    assert!(held <= LIMIT, "held {held} against {LIMIT}");
+    // What the one accepted request costs buffered: over 7 times its 600 KB.
+    assert!(held > 4 << 20, "held {held}");
+    assert_eq!(gw.stats.live_traces.get(), 20_000);
+    assert_eq!(gw.stats.refused_spans_memory.get(), 40_000);
+    gw.stop().await;
+}
+
 /// Scenario: kept spans each under its own resource with a 2 KB attribute, exported with
 /// `batch.max_bytes` of 8 KiB.
 /// Guarantees: every export request stays within 8 KiB, counting the resource and scope

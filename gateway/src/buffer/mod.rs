@@ -329,10 +329,15 @@ impl SpanSink for TraceBuffer {
             return Ok(accepted);
         }
 
-        // Above the hard limit (buffered traces plus kept spans waiting for the backend),
-        // refuse before doing any work: the sender backs off and retries while early
-        // decisions and the exporter bring the total down.
-        if self.stats.held_bytes() >= self.max_buffered_bytes {
+        // Charged from here at the most it can cost once buffered (every span the start of
+        // a trace: a request of tiny spans grows about ten times). Over the hard limit
+        // (buffered traces, queued spans, kept spans waiting for the backend and requests
+        // being admitted), refuse before doing any work: the sender backs off and retries
+        // while early decisions and the exporter bring the total down. A request alone is
+        // taken whatever it costs, or one larger than the limit could never be.
+        let admitted = Admitted::charge(&self.stats, worst_case_charge(body.len(), valid));
+        let others = self.stats.held_bytes().saturating_sub(admitted.bytes);
+        if others > 0 && others.saturating_add(admitted.bytes) > self.max_buffered_bytes {
             self.stats.refused_spans.add(valid);
             self.stats.refused_spans_memory.add(valid);
             return Err(Refusal::Overloaded {
@@ -414,6 +419,36 @@ impl SpanSink for TraceBuffer {
     }
 }
 
+/// What a request of `body_len` bytes and `spans` spans can be charged once buffered: its
+/// bytes, and each span's handle, charge and trace (as if each began one).
+fn worst_case_charge(body_len: usize, spans: u64) -> u64 {
+    let per_span = (std::mem::size_of::<IncomingSpan>() as u64)
+        + crate::metrics::SPAN_OVERHEAD_BYTES
+        + crate::metrics::TRACE_OVERHEAD_BYTES;
+    (body_len as u64).saturating_add(spans.saturating_mul(per_span))
+}
+
+/// A request's [`worst_case_charge`], counted in `shard_queue_bytes` while it is admitted:
+/// until it returns, by when its spans are queued with charges of their own (or gone to
+/// peers).
+struct Admitted<'a> {
+    stats: &'a GatewayStats,
+    bytes: u64,
+}
+
+impl<'a> Admitted<'a> {
+    fn charge(stats: &'a GatewayStats, bytes: u64) -> Self {
+        stats.shard_queue_bytes.add(bytes);
+        Admitted { stats, bytes }
+    }
+}
+
+impl Drop for Admitted<'_> {
+    fn drop(&mut self) {
+        self.stats.shard_queue_bytes.sub(self.bytes);
+    }
+}
+
 impl TraceBuffer {
     /// Buffers the spans of a scanned request in their shards: all or nothing. `valid` is
     /// what a refusal counts as refused. `force` (spans this gateway already accepted and
@@ -474,8 +509,10 @@ impl TraceBuffer {
         for (i, permit) in permits {
             let spans = std::mem::take(&mut per_shard[i]);
             // Charged while they wait, so that requests accepted while the shards are busy
-            // count against the limit before the shards buffer them.
-            let bytes = shard::queued_bytes(&spans);
+            // count against the limit before the shards buffer them: as if each span began
+            // a trace, which the whole batch may before the shard decides any early.
+            let bytes = shard::queued_bytes(&spans)
+                + spans.len() as u64 * crate::metrics::TRACE_OVERHEAD_BYTES;
             self.stats.shard_queue_bytes.add(bytes);
             permit.send(ShardMsg::Spans {
                 spans,
