@@ -19,11 +19,18 @@ struct Capture {
     refuse: Mutex<Option<Refusal>>,
     /// Reasons of the refusals the receiver reported.
     refused: Mutex<Vec<&'static str>>,
+    /// Requests that asked for room ([`SpanSink::ready`]).
+    ready: std::sync::atomic::AtomicU64,
 }
 
 impl SpanSink for Capture {
     fn refused(&self, refusal: &Refusal) {
         self.refused.lock().unwrap().push(refusal.reason());
+    }
+
+    async fn ready(&self) -> Result<tailgate_core::receive::Ready, Refusal> {
+        self.ready.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Ok(Default::default())
     }
 
     async fn export(&self, body: Bytes) -> Result<Accepted, Refusal> {
@@ -495,6 +502,35 @@ async fn grpc_stalled_request_times_out() {
     assert!(started.elapsed() < std::time::Duration::from_secs(5));
     drop(tx);
     assert!(s.sink.bodies.lock().unwrap().is_empty());
+}
+
+/// Scenario: a gRPC call sends its headers and never its body (a request timeout of
+/// 300 ms); then a call with a body.
+/// Guarantees: a request asks the stage for room only once its body starts, so a stream
+/// of headers alone holds none until it is refused as too slow (finding: a few hundred
+/// of them filled a router's room for every sender until their request timeout).
+#[tokio::test]
+async fn a_request_asks_for_room_once_its_body_starts() {
+    use std::sync::atomic::Ordering::SeqCst;
+    let s = start_with(std::time::Duration::from_millis(300)).await;
+    let (_tx, rx) =
+        tokio::sync::mpsc::channel::<Result<http_body::Frame<Bytes>, std::convert::Infallible>>(1);
+    let body = http_body_util::StreamBody::new(tokio_stream_of(rx));
+    let (http, grpc, message) =
+        raw_grpc(&s.grpc, &[("content-type", "application/grpc")], body).await;
+    assert_eq!((http, grpc.as_str()), (200, "4"), "{message}");
+    assert!(message.contains("not started"), "{message}");
+    assert_eq!(s.sink.ready.load(SeqCst), 0, "headers alone asked for room");
+    let msg = grpc_message(0, &FakeOtlp::traces(1).spans(2).build().encode_to_vec());
+    let (http, grpc, message) = raw_grpc(
+        &s.grpc,
+        &[("content-type", "application/grpc")],
+        frames(vec![msg]),
+    )
+    .await;
+    assert_eq!((http, grpc.as_str()), (200, "0"), "{message}");
+    assert_eq!(s.sink.ready.load(SeqCst), 1);
+    assert_eq!(s.sink.bodies.lock().unwrap().len(), 1);
 }
 
 fn tokio_stream_of<T: Send + 'static>(

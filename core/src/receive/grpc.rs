@@ -81,6 +81,7 @@ impl<S: SpanSink> TraceService<S> {
         req: http::Request<B>,
         encoding: Option<Encoding>,
         held: &mut InFlightBytes,
+        read_by: tokio::time::Instant,
     ) -> Result<(Origin, Bytes), Refusal>
     where
         B: http_body::Body<Data = Bytes> + Unpin,
@@ -90,7 +91,7 @@ impl<S: SpanSink> TraceService<S> {
         let max = self.max_request_bytes;
         let body = req.into_body();
         let read = read_one_message(body, max, &self.in_flight, held);
-        let (compressed, message) = match tokio::time::timeout(self.request_timeout, read).await {
+        let (compressed, message) = match tokio::time::timeout_at(read_by, read).await {
             Ok(result) => result?,
             Err(_elapsed) => {
                 return Err(Refusal::Timeout(format!(
@@ -121,7 +122,7 @@ impl<S: SpanSink> TraceService<S> {
     async fn unary<B, F, Fut>(self, req: http::Request<B>, handle: F) -> http::Response<Body>
     where
         B: http_body::Body<Data = Bytes> + Unpin,
-        B::Error: std::fmt::Display,
+        B::Error: std::fmt::Display + Unpin,
         F: FnOnce(Arc<S>, Origin, Bytes) -> Fut,
         Fut: Future<Output = Result<Bytes, Refusal>> + Send + 'static,
     {
@@ -167,7 +168,16 @@ impl<S: SpanSink> TraceService<S> {
         };
         // The sender's deadline, from its arrival: handling that ends past it is counted.
         let deadline = sender_deadline(&req);
-        // Wait for room before reading: the unread body holds the sender back.
+        // Room is asked for once the body starts (see `primed`), then held before reading
+        // the rest: the unread body holds the sender back.
+        let read_by = tokio::time::Instant::now() + self.request_timeout;
+        let req = match super::primed::body_started(req, read_by).await {
+            Ok(req) => req,
+            Err(refusal) => {
+                self.sink.refused(&refusal);
+                return refusal.to_grpc().into_http();
+            }
+        };
         let pass = match self.sink.ready().await {
             Ok(pass) => pass,
             Err(refusal) => {
@@ -176,7 +186,7 @@ impl<S: SpanSink> TraceService<S> {
             }
         };
         let mut held = InFlightBytes::default();
-        let answer = match self.read_message(req, encoding, &mut held).await {
+        let answer = match self.read_message(req, encoding, &mut held, read_by).await {
             // The sink runs to its end on its own task, even if the client goes away, and
             // the request's share of the in-flight budget (and its pass) goes with it: the
             // budget counts the body for as long as anything holds it.

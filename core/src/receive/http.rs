@@ -97,13 +97,16 @@ async fn receive<S: SpanSink>(
             }
         },
     };
-    // Wait for room before reading: the unread body holds the sender back.
+    // Room is asked for once the body starts (see `primed`), then held before reading the
+    // rest: the unread body holds the sender back.
+    let read_by = tokio::time::Instant::now() + limits.request_timeout;
+    let req = super::primed::body_started(req, read_by).await?;
     let pass = sink.ready().await?;
     // Every chunk takes its size from the receivers' in-flight budget as it arrives; the
     // request gives it all back once the sink has answered.
     let mut held = InFlightBytes::default();
     let collect = read_body(req.into_body(), max, &limits.in_flight, &mut held);
-    let body = tokio::time::timeout(limits.request_timeout, collect)
+    let body = tokio::time::timeout_at(read_by, collect)
         .await
         .map_err(|_| {
             Refusal::Timeout(format!(
@@ -139,12 +142,16 @@ async fn receive<S: SpanSink>(
 
 /// Reads a request body of at most `max` bytes, taking each chunk's size from `in_flight`
 /// into `held` as it arrives.
-async fn read_body(
-    mut body: Incoming,
+async fn read_body<B>(
+    mut body: B,
     max: usize,
     in_flight: &InFlight,
     held: &mut InFlightBytes,
-) -> Result<Bytes, Refusal> {
+) -> Result<Bytes, Refusal>
+where
+    B: http_body::Body<Data = Bytes> + Unpin,
+    B::Error: std::fmt::Display,
+{
     let mut chunks: Vec<Bytes> = Vec::new();
     let mut len = 0usize;
     while let Some(frame) = body.frame().await {
