@@ -13,7 +13,7 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use http_body::{Body, Frame};
 
-use super::Refusal;
+use super::status::Refusal;
 
 /// A body whose first frame was already read: it yields that frame, then the rest.
 #[derive(Debug)]

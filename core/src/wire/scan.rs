@@ -479,7 +479,11 @@ fn scan_status(
     let mut r = Reader::new(body, range.start, range.end);
     while let Some((field, wt, at)) = r.tag("Status")? {
         match (field, wt) {
-            (3, WT_VARINT) => code = r.varint("Status.code")?.min(255) as u8,
+            // An enum is an int32: decoders keep the varint's low 32 bits (2^32 + 2 is
+            // ERROR to prost and pdata alike). Codes outside 0..=255 are unknown ones.
+            (3, WT_VARINT) => {
+                code = u8::try_from(r.varint("Status.code")? as u32 as i32).unwrap_or(u8::MAX)
+            }
             (2, WT_LEN) => {
                 let m = r.len_delimited("Status.message")?;
                 if message.is_ok() {
@@ -521,5 +525,68 @@ impl Scan {
                 .map(|d| format!("{rejected} span(s) rejected: {d}"))
                 .unwrap_or_default(),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // The OTLP path to a span's status, with the code as a bare varint (uint64), so a test
+    // can write values an enum field's type would not let it.
+    #[derive(Clone, PartialEq, prost::Message)]
+    struct RawStatus {
+        #[prost(uint64, tag = "3")]
+        code: u64,
+    }
+    #[derive(Clone, PartialEq, prost::Message)]
+    struct RawSpan {
+        #[prost(bytes = "vec", tag = "1")]
+        trace_id: Vec<u8>,
+        #[prost(bytes = "vec", tag = "2")]
+        span_id: Vec<u8>,
+        #[prost(message, optional, tag = "15")]
+        status: Option<RawStatus>,
+    }
+    #[derive(Clone, PartialEq, prost::Message)]
+    struct RawScopeSpans {
+        #[prost(message, repeated, tag = "2")]
+        spans: Vec<RawSpan>,
+    }
+    #[derive(Clone, PartialEq, prost::Message)]
+    struct RawResourceSpans {
+        #[prost(message, repeated, tag = "2")]
+        scope_spans: Vec<RawScopeSpans>,
+    }
+    #[derive(Clone, PartialEq, prost::Message)]
+    struct RawRequest {
+        #[prost(message, repeated, tag = "1")]
+        resource_spans: Vec<RawResourceSpans>,
+    }
+
+    /// Scenario: status codes written as varints past 32 bits, and negative.
+    /// Guarantees: the code is what protobuf decoders read for an int32 enum (its low 32
+    /// bits): 2^32 + 2 is ERROR, as the Collector would see it (finding: it read as an
+    /// unknown code and an error policy missed it); -1 and 300 are unknown codes.
+    #[test]
+    fn a_status_code_is_read_as_an_int32_enum() {
+        for (written, read) in [(2u64, 2u8), ((1 << 32) + 2, 2), (u64::MAX, 255), (300, 255)] {
+            let req = RawRequest {
+                resource_spans: vec![RawResourceSpans {
+                    scope_spans: vec![RawScopeSpans {
+                        spans: vec![RawSpan {
+                            trace_id: vec![1; 16],
+                            span_id: vec![2; 8],
+                            status: Some(RawStatus { code: written }),
+                        }],
+                    }],
+                }],
+            };
+            let body = prost::Message::encode_to_vec(&req);
+            let mut scan = Scan::default();
+            scan.scan_request(&body).unwrap();
+            assert_eq!(scan.spans.len(), 1);
+            assert_eq!(scan.spans[0].status_code, read, "{written}");
+        }
     }
 }
