@@ -26,8 +26,10 @@ async fn received_is_exported_plus_dropped_plus_refused_plus_failed() {
         [127, 0, 0, 15],
         common::plan(POLICIES),
         |c| {
-            c.buffer.max_buffered_bytes = 16 * 1024;
-            c.buffer.early_decision_bytes = Some(8 * 1024);
+            // A request is admitted at its worst case (about 8.5 KiB here, each span a
+            // trace of its own), so the limit holds several requests.
+            c.buffer.max_buffered_bytes = 64 * 1024;
+            c.buffer.early_decision_bytes = Some(32 * 1024);
             if let ExporterConfig::OtlpGrpc(e) = &mut c.export.exporters[0].1 {
                 e.retry = RetryConfig {
                     initial_interval: Duration::from_millis(50),

@@ -324,8 +324,10 @@ pub struct Exporter {
 /// Starts one task per configured exporter. Must be called inside a Tokio runtime.
 ///
 /// An exporter whose backend keeps failing holds its spans past the retry bound while it
-/// costs no one anything: it gives them up only once shards wait for room in its queue or
-/// the gateway holds `max_held_bytes` and so refuses senders (see [`tailgate_core::retry`]).
+/// costs no one anything: it gives them up only once shards wait for room in its queue, or
+/// the gateway holds `max_held_bytes` or has refused a sender for memory since the last
+/// look (a request is admitted at its worst case, so senders can be refused below the
+/// limit; see [`tailgate_core::retry`]).
 pub fn start(
     config: &ExportConfig,
     stats: &Arc<GatewayStats>,
@@ -337,7 +339,13 @@ pub fn start(
         let waiting = Arc::new(Gauge::default());
         let hold: Hold = {
             let (stats, waiting) = (stats.clone(), waiting.clone());
-            Arc::new(move || waiting.get() == 0 && stats.held_bytes() < max_held_bytes)
+            let refusals_seen = std::sync::atomic::AtomicU64::new(stats.refused_spans_memory.get());
+            Arc::new(move || {
+                let refusals = stats.refused_spans_memory.get();
+                let refusing =
+                    refusals_seen.swap(refusals, std::sync::atomic::Ordering::Relaxed) != refusals;
+                waiting.get() == 0 && !refusing && stats.held_bytes() < max_held_bytes
+            })
         };
         let sink = match cfg {
             ExporterConfig::OtlpGrpc(c) => Sink::Grpc(
