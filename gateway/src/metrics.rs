@@ -162,6 +162,9 @@ pub struct GatewayStats {
     pub shard_queue_bytes: Gauge,
     /// Spans of kept traces not yet delivered or failed.
     pub pending_export_spans: Gauge,
+    /// Bytes of every request whose spans are still held anywhere (see
+    /// [`crate::buffer::trace::RequestLedger`]).
+    pub request_bytes: Arc<crate::buffer::trace::RequestLedger>,
     /// Traffic between gateways (forwarding, handoff).
     pub peers: PeerStats,
     /// Traces kept per policy index; a shard locks it once per kept trace (not per span).
@@ -236,14 +239,15 @@ impl GatewayStats {
     }
 
     /// Memory the gateway holds for spans: encoded bytes of buffered traces, of spans on
-    /// their way to a shard and of kept spans waiting for the backend, plus a fixed
-    /// overhead per span and per buffered trace. The hard limit
+    /// their way to a shard and of kept spans waiting for the backend (or, when larger, of
+    /// every request still alive: a small span can hold a large request whose other spans
+    /// have left), plus a fixed overhead per span and per buffered trace. The hard limit
     /// (`buffer.max_buffered_bytes`) applies to this.
     pub fn held_bytes(&self) -> u64 {
+        let queued = self.shard_queue_bytes.get();
+        let spans = self.buffered_bytes.get() + self.pending_export_bytes.get() + queued;
         charge(
-            self.buffered_bytes.get()
-                + self.pending_export_bytes.get()
-                + self.shard_queue_bytes.get(),
+            spans.max(self.request_bytes.get() + queued),
             self.live_spans.get() + self.pending_export_spans.get(),
             self.live_traces.get(),
         )
@@ -505,6 +509,13 @@ impl GatewayStats {
             "Memory charged against buffer.max_buffered_bytes: buffered and export-pending bytes plus a fixed overhead per span and per trace.",
             &[],
             self.held_bytes(),
+        );
+        p.metric(
+            "tailgate_gateway_request_bytes",
+            "gauge",
+            "Bytes of the received requests whose spans are still held (buffered, queued or waiting for export).",
+            &[],
+            self.request_bytes.get(),
         );
         p.metric(
             "tailgate_gateway_shard_queue_bytes",

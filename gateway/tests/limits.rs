@@ -318,6 +318,75 @@ async fn requests_of_tiny_spans_are_admitted_at_what_they_will_cost() {
     gw.stop().await;
 }
 
+/// Scenario: requests each of one small span of a new trace and a 1 MiB span of a trace
+/// over `maximum_trace_size_bytes` (dropped unevaluated at once), against an 8 MiB hard
+/// limit, a minute's `decision_wait`.
+/// Guarantees: the small span keeps its whole request alive, and the limits count the
+/// request as long as it does: once the requests alive reach the limit, senders are
+/// refused. Before, the big spans' charges left with them while their bytes stayed, and
+/// the gateway took every request (a black-box check held 594 MiB against 32 MiB).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_span_holding_its_request_keeps_it_charged() {
+    use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
+    const LIMIT: u64 = 8 << 20;
+    const PAD: usize = 1 << 20;
+    let buffer = BufferConfig {
+        shards: 2,
+        max_buffered_bytes: LIMIT,
+        early_decision_bytes: Some(LIMIT),
+        ..Default::default()
+    };
+    let gw = common::spawn_gateway_configured(
+        [127, 0, 0, 17],
+        common::plan(
+            "decision_wait: 60s\nmaximum_trace_size_bytes: 100000\npolicies:\n  - {name: all, type: always_sample}\n",
+        ),
+        |c| {
+            c.buffer = buffer;
+            c.receive.max_request_bytes = 4 << 20;
+        },
+        |_, _| {},
+    )
+    .await;
+    let mut client = TraceServiceClient::connect(format!("http://{}", gw.addr))
+        .await
+        .unwrap()
+        .max_encoding_message_size(8 << 20);
+    let (mut accepted, mut refused) = (0u64, 0u64);
+    for seed in 0..20 {
+        let mut req = FakeOtlp::traces(2)
+            .spans(1)
+            .resources(1)
+            .seed(7000 + seed)
+            .build();
+        let spans = &mut req.resource_spans[0].scope_spans[0].spans;
+        assert_eq!(spans.len(), 2);
+        spans[1].attributes.push(KeyValue {
+            key: "padding".into(),
+            value: Some(AnyValue {
+                value: Some(any_value::Value::StringValue("x".repeat(PAD))),
+            }),
+            ..Default::default()
+        });
+        match client.export(req).await {
+            Ok(_) => accepted += 1,
+            Err(status) => {
+                assert_eq!(status.code(), tonic::Code::ResourceExhausted, "{status:?}");
+                refused += 1;
+            }
+        }
+    }
+    assert!(
+        refused > 0 && accepted <= 9,
+        "accepted {accepted} requests of 1 MiB held by a small span each, against 8 MiB"
+    );
+    assert_eq!(gw.stats.dropped_traces_oversize.get(), accepted);
+    let alive = gw.stats.request_bytes.get();
+    assert!(alive >= accepted * PAD as u64, "{alive} for {accepted}");
+    assert!(gw.stats.held_bytes() >= alive);
+    gw.stop().await;
+}
+
 /// Scenario: kept spans each under its own resource with a 2 KB attribute, exported with
 /// `batch.max_bytes` of 8 KiB.
 /// Guarantees: every export request stays within 8 KiB, counting the resource and scope

@@ -35,13 +35,19 @@ use crate::policy::plan::PolicyPlan;
 use crate::policy::plan::SpanFieldKeys;
 pub use shard::ShardMsg;
 pub use trace::{
-    BufferedSpan, HeaderRun, IncomingSpan, RequestBytes, TraceAttr, TraceSummary, TraceView,
+    BufferedSpan, HeaderRun, IncomingSpan, RequestBytes, RequestLedger, TraceAttr, TraceSummary,
+    TraceView,
 };
 
 /// The spans of a scanned request (`scan` has just scanned `body`), each with the values of
 /// the attributes and span fields `plan` reads. Spans are views into `body` and one shared
 /// buffer of resource and scope headers: nothing is copied per span.
-pub fn incoming_spans(body: &Bytes, scan: &mut Scan, plan: &PolicyPlan) -> Vec<IncomingSpan> {
+pub fn incoming_spans(
+    body: &Bytes,
+    scan: &mut Scan,
+    plan: &PolicyPlan,
+    ledger: Option<&Arc<RequestLedger>>,
+) -> Vec<IncomingSpan> {
     // One shared buffer for all headers of this request; spans are views into `body`. It
     // is kept as long as any of them, so without the spare capacity its growth left (the
     // charge counts its length).
@@ -76,6 +82,7 @@ pub fn incoming_spans(body: &Bytes, scan: &mut Scan, plan: &PolicyPlan) -> Vec<I
         runs,
         own,
         scan.spans.len(),
+        ledger,
     );
     let mut out = Vec::with_capacity(scan.spans.len());
     for s in &scan.spans {
@@ -463,7 +470,7 @@ impl TraceBuffer {
     ) -> Result<(), Refusal> {
         let plan = self.plan.load();
         let n = self.shards.len();
-        let spans = incoming_spans(body, scan, &plan);
+        let spans = incoming_spans(body, scan, &plan, Some(&self.stats.request_bytes));
         let count = spans.len() as u64;
         // Sized for an even spread plus slack, so the vectors do not grow while filling.
         let each = spans.len() / n + spans.len() / 8 + 1;
@@ -757,7 +764,7 @@ mod tests {
         let body = Bytes::from(req.encode_to_vec());
         let mut scan = Scan::default();
         scan.scan_request(&body).unwrap();
-        incoming_spans(&body, &mut scan, plan)
+        incoming_spans(&body, &mut scan, plan, None)
     }
 
     /// Scenario: a request accepted while its shard has not yet taken it (the channel is

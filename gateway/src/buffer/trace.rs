@@ -51,6 +51,71 @@ pub struct RequestBytes {
     /// share, rounded up, of what the request holds besides its spans' own bytes (see
     /// [`BufferedSpan`]). Kept here once instead of in every span.
     pub span_overhead: u32,
+    /// The body's (and the header index's) count in the [`RequestLedger`].
+    body_counted: Counted,
+    /// The headers' count, shared with re-encoded copies that keep the same headers.
+    headers_counted: Arc<Counted>,
+}
+
+/// Bytes counted in a [`RequestLedger`] (if any) for as long as this lives.
+#[derive(Debug)]
+struct Counted {
+    held: u64,
+    ledger: Option<Arc<RequestLedger>>,
+}
+
+impl Counted {
+    fn new(held: usize, ledger: Option<&Arc<RequestLedger>>) -> Self {
+        let held = held as u64;
+        if let Some(ledger) = ledger {
+            ledger.add(held);
+        }
+        Counted {
+            held,
+            ledger: ledger.cloned(),
+        }
+    }
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        if let Some(ledger) = &self.ledger {
+            ledger.sub(self.held);
+        }
+    }
+}
+
+/// The bytes of every request alive, counted from when its spans are made until the last
+/// of them (buffered, queued, or on its way to a backend) lets it go.
+///
+/// A span's charge leaves the limits when the span does, but a request's memory is freed
+/// only with its last span: when most of a request leaves at once (late spans of decided
+/// traces, a trace over `maximum_trace_size_bytes`) and one small span stays for its
+/// `decision_wait`, that span holds the whole body. The hard limit reads the larger of the
+/// spans' charges and this (`GatewayStats::held_bytes`). Signed: a request freed on one
+/// thread may be counted out before another thread's read sees it counted in.
+#[derive(Debug, Default)]
+pub struct RequestLedger(std::sync::atomic::AtomicI64);
+
+impl RequestLedger {
+    fn add(&self, n: u64) {
+        self.0.fetch_add(
+            i64::try_from(n).unwrap_or(i64::MAX),
+            std::sync::atomic::Ordering::Relaxed,
+        );
+    }
+
+    fn sub(&self, n: u64) {
+        self.0.fetch_sub(
+            i64::try_from(n).unwrap_or(i64::MAX),
+            std::sync::atomic::Ordering::Relaxed,
+        );
+    }
+
+    /// Bytes of the requests alive.
+    pub fn get(&self) -> u64 {
+        u64::try_from(self.0.load(std::sync::atomic::Ordering::Relaxed)).unwrap_or(0)
+    }
 }
 
 /// The spans of a body from offset `from` on (up to the next run's) are under the resource
@@ -94,21 +159,33 @@ impl RequestBytes {
         runs: Vec<HeaderRun>,
         own: usize,
         n: usize,
+        ledger: Option<&Arc<RequestLedger>>,
     ) -> Arc<Self> {
         let runs = runs.into_boxed_slice();
-        let held = body.len()
-            + headers.len()
-            + std::mem::size_of_val(&*header_ranges)
-            + std::mem::size_of_val(&*runs)
-            + REQUEST_OVERHEAD_BYTES;
-        let span_overhead = held.saturating_sub(own).div_ceil(n.max(1));
+        let body_held = Self::body_held(&body, &runs);
+        let headers_held = Self::headers_held(&headers, &header_ranges);
+        let span_overhead = (body_held + headers_held)
+            .saturating_sub(own)
+            .div_ceil(n.max(1));
         Arc::new(RequestBytes {
+            body_counted: Counted::new(body_held, ledger),
+            headers_counted: Arc::new(Counted::new(headers_held, ledger)),
             body,
             headers,
             header_ranges,
             runs,
             span_overhead: u32::try_from(span_overhead).unwrap_or(u32::MAX),
         })
+    }
+
+    /// What a body and its header runs hold, with the request's own overhead.
+    fn body_held(body: &Bytes, runs: &[HeaderRun]) -> usize {
+        body.len() + std::mem::size_of_val(runs) + REQUEST_OVERHEAD_BYTES
+    }
+
+    /// What headers and their index hold.
+    fn headers_held(headers: &Bytes, ranges: &[(u32, u32)]) -> usize {
+        headers.len() + std::mem::size_of_val(ranges)
     }
 
     /// The (resource, scope) header indices of the span starting at `start`; out of range
@@ -160,7 +237,7 @@ impl BufferedSpan {
     #[cfg(test)]
     pub(crate) fn alone(body: Bytes) -> Self {
         let len = body.len();
-        let req = RequestBytes::shared(body, Bytes::new(), Arc::new([]), Vec::new(), len, 1);
+        let req = RequestBytes::shared(body, Bytes::new(), Arc::new([]), Vec::new(), len, 1, None);
         BufferedSpan::new(&req, 0..len as u32)
     }
 
@@ -244,6 +321,7 @@ impl BufferedSpan {
                 None => RunHeaders {
                     headers: old.headers.clone(),
                     header_ranges: old.header_ranges.clone(),
+                    counted: Some(old.headers_counted.clone()),
                     indices: run.iter().map(BufferedSpan::header_indices).collect(),
                     // Still holding the request's headers: their share stays charged.
                     span_overhead: old.span_overhead,
@@ -254,11 +332,21 @@ impl BufferedSpan {
             for (range, &(resource, scope)) in ranges.iter().zip(&new.indices) {
                 HeaderRun::extend(&mut runs, range.start, resource, scope);
             }
+            let runs = runs.into_boxed_slice();
+            let ledger = old.body_counted.ledger.as_ref();
             let req = Arc::new(RequestBytes {
+                body_counted: Counted::new(RequestBytes::body_held(&body, &runs), ledger),
+                // Shared headers stay counted once, until the last request using them goes.
+                headers_counted: new.counted.unwrap_or_else(|| {
+                    Arc::new(Counted::new(
+                        RequestBytes::headers_held(&new.headers, &new.header_ranges),
+                        ledger,
+                    ))
+                }),
                 body,
                 headers: new.headers,
                 header_ranges: new.header_ranges,
-                runs: runs.into_boxed_slice(),
+                runs,
                 span_overhead: new.span_overhead,
             });
             out.extend(
@@ -301,6 +389,8 @@ struct RunHeaders {
     indices: SmallVec<[(u32, u32); 8]>,
     /// What each span is charged beyond its own bytes.
     span_overhead: u32,
+    /// The headers' count when they are the old request's.
+    counted: Option<Arc<Counted>>,
 }
 
 /// New headers for a run of spans of one request: only the run's resource headers
@@ -338,6 +428,7 @@ fn rewritten_headers(run: &[BufferedSpan], rewrite: &dyn AttributeRewrite) -> Ru
     RunHeaders {
         headers: Bytes::from(headers),
         header_ranges: ranges.into(),
+        counted: None,
         indices,
         span_overhead: run[0].req.span_overhead.saturating_add(copied),
     }
@@ -480,11 +571,55 @@ mod tests {
             runs,
             n as usize * 10,
             n as usize,
+            None,
         );
         let spans = (0..n)
             .map(|i| BufferedSpan::new(&req, i * 10..i * 10 + 10))
             .collect();
         (req, spans)
+    }
+
+    /// Scenario: a request of ten spans counted in a ledger; two of them re-encoded (as
+    /// kept spans are) keep its headers; the original spans go, then the copies.
+    /// Guarantees: the ledger counts a request until its last span lets it go, headers
+    /// shared by a copy once (not once per copy), and comes back to zero.
+    #[test]
+    fn the_ledger_counts_a_request_until_its_last_span_and_shared_headers_once() {
+        let ledger = Arc::new(RequestLedger::default());
+        let ranges: Arc<[(u32, u32)]> = vec![(0, 50), (50, 100)].into();
+        let mut runs = Vec::new();
+        HeaderRun::extend(&mut runs, 0, 0, 1);
+        let body = Bytes::from(vec![7u8; 1000]);
+        let headers = Bytes::from(vec![1u8; 100]);
+        let req = RequestBytes::shared(body, headers, ranges, runs, 1000, 10, Some(&ledger));
+        let overhead = REQUEST_OVERHEAD_BYTES as u64;
+        let (body_held, headers_held) = (1000 + 12 + overhead, 100 + 16);
+        assert_eq!(ledger.get(), body_held + headers_held);
+        let spans: Vec<_> = (0..10)
+            .map(|i| BufferedSpan::new(&req, i * 100..i * 100 + 100))
+            .collect();
+        drop(req);
+        assert_eq!(ledger.get(), body_held + headers_held, "held by its spans");
+        let mut copies = Vec::new();
+        for _ in 0..2 {
+            BufferedSpan::rewrite_all(
+                &spans[..2],
+                |s, b| b.extend_from_slice(s),
+                None,
+                &mut copies,
+            );
+        }
+        let copy_held = 200 + 12 + overhead;
+        assert_eq!(ledger.get(), body_held + headers_held + 2 * copy_held);
+        drop(spans);
+        assert_eq!(
+            ledger.get(),
+            2 * copy_held + headers_held,
+            "the copies keep the headers"
+        );
+        assert!(copies.iter().all(|c| c.parts().scope.len() == 50));
+        drop(copies);
+        assert_eq!(ledger.get(), 0);
     }
 
     #[test]
