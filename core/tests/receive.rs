@@ -533,6 +533,27 @@ async fn a_request_asks_for_room_once_its_body_starts() {
     assert_eq!(s.sink.bodies.lock().unwrap().len(), 1);
 }
 
+/// Scenario: an HTTP/1.1 request whose body never comes (a request timeout of 300 ms).
+/// Guarantees: it is answered 504, which OTLP/HTTP exporters retry (408 they drop).
+#[tokio::test]
+async fn http_too_slow_is_a_retried_status() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let s = start_with(std::time::Duration::from_millis(300)).await;
+    let authority = s
+        .http
+        .trim_start_matches("http://")
+        .trim_end_matches("/v1/traces");
+    let mut conn = tokio::net::TcpStream::connect(authority).await.unwrap();
+    conn.write_all(
+        b"POST /v1/traces HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-protobuf\r\nContent-Length: 100\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let mut answer = vec![0u8; 12];
+    conn.read_exact(&mut answer).await.unwrap();
+    assert_eq!(&answer, b"HTTP/1.1 504");
+}
+
 fn tokio_stream_of<T: Send + 'static>(
     rx: tokio::sync::mpsc::Receiver<T>,
 ) -> impl futures_util::Stream<Item = T> + Send + Unpin {

@@ -336,6 +336,7 @@ mod tests {
                 "receive.max_request_bytes",
             ),
             ("receive: {max_connections: 0}", "receive.max_connections"),
+            ("receive: {request_timeout: 0s}", "receive.request_timeout"),
             ("forward: {queue_wait: 1000000000s}", "forward.queue_wait"),
         ] {
             let err = parse(&format!("members:\n  static: [a:1]\n{yaml}\n"))

@@ -80,6 +80,12 @@ impl ReceiveConfig {
         if self.max_connections == 0 {
             return Err(("max_connections", "must be at least 1".into()));
         }
+        if self.request_timeout.is_zero() {
+            return Err((
+                "request_timeout",
+                "must be more than 0s: every request would time out".into(),
+            ));
+        }
         Ok(())
     }
 }

@@ -129,7 +129,10 @@ impl Refusal {
         match self {
             Refusal::Invalid(_) => http::StatusCode::BAD_REQUEST,
             Refusal::TooLarge(_) => http::StatusCode::PAYLOAD_TOO_LARGE,
-            Refusal::Timeout(_) => http::StatusCode::REQUEST_TIMEOUT,
+            // Not 408: OTLP/HTTP exporters retry only 429, 502, 503 and 504, and a request
+            // that arrived too slowly is worth sending again (gRPC's DEADLINE_EXCEEDED is
+            // retried too).
+            Refusal::Timeout(_) => http::StatusCode::GATEWAY_TIMEOUT,
             Refusal::Overloaded { .. } => http::StatusCode::TOO_MANY_REQUESTS,
             Refusal::Unavailable { .. } => http::StatusCode::SERVICE_UNAVAILABLE,
             Refusal::PermissionDenied(_) => http::StatusCode::FORBIDDEN,
