@@ -112,7 +112,11 @@ fn any_value(v: &Bytes) -> AttrValue {
                 b.copy_from_slice(&v[start..start + 8]);
                 AttrValue::Double(f64::from_le_bytes(b))
             }
-            _ => AttrValue::Other,
+            // Arrays, maps, bytes: values no string or number policy matches.
+            (5..=7, _) => AttrValue::Other,
+            // A field AnyValue does not have is skipped, as protobuf decoders do: it does
+            // not replace the value read before it.
+            _ => continue,
         };
     }
     out
@@ -203,6 +207,21 @@ fn read_varint_long(buf: &[u8], pos: usize) -> (u64, usize) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Scenario: an AnyValue of a string followed by a field AnyValue does not have, and
+    /// one ending in an array. Guarantees: the unknown field is skipped, as decoders skip
+    /// it (it replaced the string, so `keep == yes` missed a span the Collector matches);
+    /// a known field still replaces the value (the last of a oneof wins).
+    #[test]
+    fn unknown_fields_of_a_value_are_skipped() {
+        let string_then_unknown = Bytes::from_static(b"\x0a\x03yes\x78\x01");
+        assert_eq!(
+            any_value(&string_then_unknown),
+            AttrValue::Str(Bytes::from_static(b"yes"))
+        );
+        let string_then_array = Bytes::from_static(b"\x0a\x03yes\x2a\x00");
+        assert_eq!(any_value(&string_then_array), AttrValue::Other);
+    }
     use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
     use opentelemetry_proto::tonic::resource::v1::Resource;
     use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, Span};
