@@ -554,6 +554,39 @@ async fn http_too_slow_is_a_retried_status() {
     assert_eq!(&answer, b"HTTP/1.1 504");
 }
 
+/// Scenario: an HTTP/1.1 request sent with `Expect: 100-continue`.
+/// Guarantees: it asks for room before its sender is told to send the body (so a full
+/// stage refuses it unread), and is then taken whole.
+#[tokio::test]
+async fn an_expect_continue_request_asks_for_room_before_its_body_is_sent() {
+    use std::sync::atomic::Ordering::SeqCst;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let s = start().await;
+    let body = FakeOtlp::traces(1).spans(2).build().encode_to_vec();
+    let authority = s
+        .http
+        .trim_start_matches("http://")
+        .trim_end_matches("/v1/traces");
+    let mut conn = tokio::net::TcpStream::connect(authority).await.unwrap();
+    let head = format!(
+        "POST /v1/traces HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-protobuf\r\nExpect: 100-continue\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    conn.write_all(head.as_bytes()).await.unwrap();
+    let mut answer = vec![0u8; 25];
+    conn.read_exact(&mut answer).await.unwrap();
+    assert_eq!(&answer, b"HTTP/1.1 100 Continue\r\n\r\n");
+    assert_eq!(
+        s.sink.ready.load(SeqCst),
+        1,
+        "room asked for before the body"
+    );
+    conn.write_all(&body).await.unwrap();
+    let mut status = vec![0u8; 12];
+    conn.read_exact(&mut status).await.unwrap();
+    assert_eq!(&status, b"HTTP/1.1 200");
+}
+
 fn tokio_stream_of<T: Send + 'static>(
     rx: tokio::sync::mpsc::Receiver<T>,
 ) -> impl futures_util::Stream<Item = T> + Send + Unpin {

@@ -249,6 +249,14 @@ impl GatewayConfig {
                 "set cert_file and key_file (a certificate carrying one of peers.cert_names): with peers.cert_names and no secret, gateways know each other by the certificate they present",
             ));
         }
+        // A peer port with no peers would take peer requests (a decision can drop any
+        // sender's trace) from whoever reaches it, and no gateway would use it.
+        if self.peers.listen.is_some() && !self.peers.enabled() {
+            return Err(invalid(
+                "peers.listen",
+                "set peers.dns or peers.static too, or leave it out: a gateway without peers has no peer port",
+            ));
+        }
         if self.peers.enabled() {
             if let Err(error) = self.identity() {
                 return Err(invalid("peers.self", &error.to_string()));
@@ -327,6 +335,14 @@ mod tests {
         );
         let c: GatewayConfig = parse_yaml(p, &format!("{base}, secret: s}}\n")).unwrap();
         c.validate(p).unwrap();
+        // A peer port without peers: refused, naming the key.
+        let c: GatewayConfig =
+            parse_yaml(p, "export:\n  debug:\npeers: {listen: 127.0.0.9:4319}\n").unwrap();
+        let err = c.validate(p).unwrap_err();
+        assert!(
+            matches!(&err, ConfigError::Invalid { key, .. } if key == "peers.listen"),
+            "{err}"
+        );
         let err = parse_yaml::<GatewayConfig>(p, "export:\n  kafka: {}\n")
             .unwrap_err()
             .to_string();

@@ -475,9 +475,12 @@ async fn recorded_attribute_values_are_charged() {
             .build();
         client.export(req).await.unwrap();
         // Answered once queued to its shard: wait (at most 5 s) until it is buffered. The
-        // shard adds a batch's bytes in one step, after its traces: wait for the bytes.
+        // shard adds a batch's bytes in one step, after its traces, then takes the batch's
+        // queue charge off: wait for both.
         let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-        while gw.stats.buffered_bytes.get() == 0 && tokio::time::Instant::now() < deadline {
+        while (gw.stats.buffered_bytes.get() == 0 || gw.stats.shard_queue_bytes.get() > 0)
+            && tokio::time::Instant::now() < deadline
+        {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         assert_eq!(

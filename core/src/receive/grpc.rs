@@ -170,8 +170,7 @@ impl<S: SpanSink> TraceService<S> {
         let deadline = sender_deadline(&req);
         // Room is asked for once the body starts (see `primed`), then held before reading
         // the rest: the unread body holds the sender back.
-        let read_by = tokio::time::Instant::now() + self.request_timeout;
-        let req = match super::primed::body_started(req, read_by).await {
+        let req = match super::primed::body_started(req, self.request_timeout).await {
             Ok(req) => req,
             Err(refusal) => {
                 self.sink.refused(&refusal);
@@ -185,6 +184,8 @@ impl<S: SpanSink> TraceService<S> {
                 return refusal.to_grpc().into_http();
             }
         };
+        // The rest of the body has `request_timeout` from when room was given.
+        let read_by = super::primed::deadline_in(self.request_timeout);
         let mut held = InFlightBytes::default();
         let answer = match self.read_message(req, encoding, &mut held, read_by).await {
             // The sink runs to its end on its own task, even if the client goes away, and

@@ -6,6 +6,12 @@
 //! `request_timeout` at almost no cost to its sender (a few hundred such streams filled a
 //! router's room for everyone). So a request first waits for its first body frame, holding
 //! nothing but its stream, and only then asks for room; the frame is kept and read first.
+//! This prices the attack at a byte per stream, not more: a stream that sends one byte and
+//! stalls holds its room until `request_timeout` (docs/security.md).
+//!
+//! An HTTP/1.1 request with `Expect: 100-continue` is not primed: reading its body would
+//! send `100 Continue`, and the sender would upload a body the stage may then refuse.
+//! Such a sender sends nothing until asked, so it costs its headers only.
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -45,25 +51,38 @@ where
     }
 }
 
-/// `req` once its body has started (or ended, or failed: the reader sees that), by
-/// `deadline`; refused as too slow when nothing came by then.
+/// `req` once its body has started (or ended, or failed: the reader sees that), within
+/// `within`; refused as too slow when nothing came by then. Not waited for when the
+/// sender waits for `100 Continue` (see the module docs).
 pub async fn body_started<B>(
     req: http::Request<B>,
-    deadline: tokio::time::Instant,
+    within: std::time::Duration,
 ) -> Result<http::Request<Primed<B>>, Refusal>
 where
     B: Body<Data = Bytes> + Unpin,
 {
     use http_body_util::BodyExt;
+    let expects_continue = req
+        .headers()
+        .get(http::header::EXPECT)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
     let (parts, mut rest) = req.into_parts();
-    let first = if rest.is_end_stream() {
+    let first = if rest.is_end_stream() || expects_continue {
         None
     } else {
-        tokio::time::timeout_at(deadline, rest.frame())
+        tokio::time::timeout_at(deadline_in(within), rest.frame())
             .await
             .map_err(|_| Refusal::Timeout("request body not started in time".into()))?
     };
     Ok(http::Request::from_parts(parts, Primed { first, rest }))
+}
+
+/// `within` from now, or a year from now if that is past what an `Instant` holds (a
+/// configured timeout is not bounded above).
+pub fn deadline_in(within: std::time::Duration) -> tokio::time::Instant {
+    let now = tokio::time::Instant::now();
+    now.checked_add(within)
+        .unwrap_or_else(|| now + std::time::Duration::from_secs(365 * 24 * 3600))
 }
 
 #[cfg(test)]
@@ -81,8 +100,9 @@ mod tests {
             .collect();
         let body = http_body_util::StreamBody::new(futures_util::stream::iter(frames));
         let req = http::Request::new(body);
-        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(1);
-        let primed = body_started(req, deadline).await.unwrap();
+        let primed = body_started(req, std::time::Duration::from_secs(1))
+            .await
+            .unwrap();
         let all = primed.into_body().collect().await.unwrap().to_bytes();
         assert_eq!(&all[..], b"abcd");
     }

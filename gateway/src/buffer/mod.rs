@@ -342,7 +342,7 @@ impl SpanSink for TraceBuffer {
         // being admitted), refuse before doing any work: the sender backs off and retries
         // while early decisions and the exporter bring the total down. A request alone is
         // taken whatever it costs, or one larger than the limit could never be.
-        let admitted = Admitted::charge(&self.stats, worst_case_charge(body.len(), valid));
+        let admitted = Admitted::charge(&self.stats, worst_case_charge(body.len(), &scan, valid));
         let others = self.stats.held_bytes().saturating_sub(admitted.bytes);
         if others > 0 && others.saturating_add(admitted.bytes) > self.max_buffered_bytes {
             self.stats.refused_spans.add(valid);
@@ -372,6 +372,8 @@ impl SpanSink for TraceBuffer {
                 .any(|s| view.owner(&s.trace_id) != Owner::Local);
         if foreign {
             if origin == Origin::Client || (view.leaving && origin.hops() < MAX_HOPS) {
+                // Peers charge what they take; the part kept here is charged once queued.
+                drop(admitted);
                 self.route(&body, &scan, &view, origin, valid, first_seen)
                     .await?;
                 return Ok(accepted);
@@ -426,13 +428,19 @@ impl SpanSink for TraceBuffer {
     }
 }
 
-/// What a request of `body_len` bytes and `spans` spans can be charged once buffered: its
-/// bytes, and each span's handle, charge and trace (as if each began one).
-fn worst_case_charge(body_len: usize, spans: u64) -> u64 {
+/// What a scanned request of `body_len` bytes and `spans` spans can be charged once
+/// buffered: its body, the copy of its resource and scope headers with their index, its
+/// own overhead, and each span's handle, charge and trace (as if each began one). Not the
+/// attribute values the plan may record (48 bytes each, charged as recorded).
+fn worst_case_charge(body_len: usize, scan: &Scan, spans: u64) -> u64 {
+    let headers = scan.headers.len()
+        + 8 * (scan.resources.len() + scan.scopes.len())
+        + std::mem::size_of::<HeaderRun>() * scan.scopes.len();
+    let request = body_len + headers + trace::REQUEST_OVERHEAD_BYTES;
     let per_span = (std::mem::size_of::<IncomingSpan>() as u64)
         + crate::metrics::SPAN_OVERHEAD_BYTES
         + crate::metrics::TRACE_OVERHEAD_BYTES;
-    (body_len as u64).saturating_add(spans.saturating_mul(per_span))
+    (request as u64).saturating_add(spans.saturating_mul(per_span))
 }
 
 /// A request's [`worst_case_charge`], counted in `shard_queue_bytes` while it is admitted:

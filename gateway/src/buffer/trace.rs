@@ -92,8 +92,8 @@ impl Drop for Counted {
 /// only with its last span: when most of a request leaves at once (late spans of decided
 /// traces, a trace over `maximum_trace_size_bytes`) and one small span stays for its
 /// `decision_wait`, that span holds the whole body. The hard limit reads the larger of the
-/// spans' charges and this (`GatewayStats::held_bytes`). Signed: a request freed on one
-/// thread may be counted out before another thread's read sees it counted in.
+/// spans' charges and this (`GatewayStats::held_bytes`). Signed only so that a bug could
+/// not wrap it: each count is added before the request exists and taken off when it goes.
 #[derive(Debug, Default)]
 pub struct RequestLedger(std::sync::atomic::AtomicI64);
 
@@ -558,7 +558,11 @@ mod tests {
     fn wide_request() -> (Arc<RequestBytes>, Vec<BufferedSpan>) {
         let n = 40_000u32;
         let body = Bytes::from(vec![7u8; n as usize * 10]);
-        let headers = Bytes::from(vec![1u8; n as usize * 2 * 4]);
+        // Each header's bytes are its index, so a wrong index shows.
+        let headers: Bytes = (0..2 * n)
+            .flat_map(|i| i.to_le_bytes())
+            .collect::<Vec<u8>>()
+            .into();
         let header_ranges: Arc<[(u32, u32)]> = (0..2 * n).map(|i| (i * 4, i * 4 + 4)).collect();
         let mut runs = Vec::new();
         for i in 0..n {
@@ -709,8 +713,9 @@ mod tests {
         // not copied (80,000 ranges per kept trace before).
         assert_eq!(out[0].req.body.len(), 13);
         assert!(Arc::ptr_eq(&out[0].req.header_ranges, &req.header_ranges));
-        assert_eq!(out[0].parts().resource, spans[123].parts().resource);
-        assert_eq!(out[0].parts().scope, spans[123].parts().scope);
+        assert_eq!(out[0].parts().resource, 123u32.to_le_bytes());
+        assert_eq!(out[0].parts().scope, (40_000u32 + 123).to_le_bytes());
+        assert_eq!(spans[123].parts().resource, 123u32.to_le_bytes());
         // Still charged its share of the headers it keeps alive, plus its new bytes.
         assert_eq!(out[0].held_len(), spans[123].held_len() + 3);
     }
