@@ -271,7 +271,7 @@ where
                 let (flag, len) = parse_prefix(&data[..5], max)?;
                 if data.len() == 5 + len {
                     // The common case for clients that honour our frame size: no copy.
-                    whole = Some((flag, data.slice(5..)));
+                    whole = Some((flag, super::limits::own_small(data.slice(5..))));
                     continue;
                 }
                 let _prefix = data.split_to(5);

@@ -172,7 +172,7 @@ where
     }
     Ok(match chunks.len() {
         0 => Bytes::new(),
-        1 => chunks.pop().unwrap_or_default(),
+        1 => super::limits::own_small(chunks.pop().unwrap_or_default()),
         _ => {
             let mut out = bytes::BytesMut::with_capacity(len);
             for c in chunks {

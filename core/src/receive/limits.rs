@@ -90,6 +90,23 @@ impl ReceiveConfig {
     }
 }
 
+/// Bodies up to this size that arrived in one frame are copied out of the connection's
+/// read buffer rather than kept as a view of it: a view keeps the whole buffer (frames of
+/// other requests, and its spare room) alive for as long as the body lives, which for a
+/// gateway is `decision_wait`. Measured: requests of one span each held 1.5 to 1.9 times
+/// their charge as views (docs/benchmarks.md). Larger bodies are assembled in their own
+/// allocation already, or are most of the buffer they sit in.
+pub const COPY_BODIES_UP_TO: usize = 64 << 10;
+
+/// `data` on its own: a copy when it is small (see [`COPY_BODIES_UP_TO`]).
+pub fn own_small(data: bytes::Bytes) -> bytes::Bytes {
+    if data.len() <= COPY_BODIES_UP_TO {
+        bytes::Bytes::copy_from_slice(&data)
+    } else {
+        data
+    }
+}
+
 /// Connection-level limits shared by the receivers.
 #[derive(Debug, Clone)]
 pub struct Limits {

@@ -200,11 +200,11 @@ impl RequestBytes {
 }
 
 /// Memory a request's bytes cost beyond its body and headers, charged to its spans with
-/// the rest of its overhead: the shared handle, the header index, allocator slack, and the
-/// HTTP/2 frames read with the body (a body that came in one DATA frame is a view of the
-/// read buffer it arrived in, which also holds the request's HEADERS frame). Fitted to RSS
-/// with requests of one span each (docs/benchmarks.md, "Requests of a few spans").
-pub const REQUEST_OVERHEAD_BYTES: usize = 240;
+/// the rest of its overhead: the shared handles and their counts, the header index, and
+/// allocator slack (a small body is copied out of the connection's read buffer; see
+/// `tailgate_core::receive::limits::COPY_BODIES_UP_TO`). Fitted to RSS with requests of
+/// one, two and eight spans (docs/benchmarks.md, "Requests of a few spans").
+pub const REQUEST_OVERHEAD_BYTES: usize = 460;
 
 /// One span waiting for its trace's decision: a counted reference to its request's bytes
 /// and where in them its own bytes are (its resource's and scope's headers follow from
