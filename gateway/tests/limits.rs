@@ -15,6 +15,64 @@ const KEEP_ALL_SLOWLY: &str =
     "decision_wait: 60s\npolicies:\n  - {name: all, type: always_sample}\n";
 const KEEP_ALL: &str = "decision_wait: 2s\npolicies:\n  - {name: all, type: always_sample}\n";
 
+/// A gateway deciding by `policies` whose soft byte limit is its hard one, `limit`
+/// (nothing decided early below it), taking requests of up to 4 MiB; and a client to it.
+async fn hard_limited(
+    ip: [u8; 4],
+    policies: &str,
+    limit: u64,
+) -> (
+    common::TestGateway,
+    TraceServiceClient<tonic::transport::Channel>,
+) {
+    let gw = common::spawn_gateway_configured(
+        ip,
+        common::plan(policies),
+        |c| {
+            c.buffer = BufferConfig {
+                shards: 2,
+                max_buffered_bytes: limit,
+                early_decision_bytes: Some(limit),
+                ..Default::default()
+            };
+            c.receive.max_request_bytes = 4 << 20;
+        },
+        |_, _| {},
+    )
+    .await;
+    let client = TraceServiceClient::connect(format!("http://{}", gw.addr))
+        .await
+        .unwrap()
+        .max_encoding_message_size(8 << 20);
+    (gw, client)
+}
+
+/// Whether `req` was taken; a refusal must be for memory (`RESOURCE_EXHAUSTED`).
+async fn admitted(
+    client: &mut TraceServiceClient<tonic::transport::Channel>,
+    req: opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest,
+) -> bool {
+    match client.export(req).await {
+        Ok(_) => true,
+        Err(status) => {
+            assert_eq!(status.code(), tonic::Code::ResourceExhausted, "{status:?}");
+            false
+        }
+    }
+}
+
+/// A `padding` attribute of `bytes` bytes.
+fn padding(bytes: usize) -> opentelemetry_proto::tonic::common::v1::KeyValue {
+    use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
+    KeyValue {
+        key: "padding".into(),
+        value: Some(AnyValue {
+            value: Some(any_value::Value::StringValue("x".repeat(bytes))),
+        }),
+        ..Default::default()
+    }
+}
+
 /// Scenario: `decision_wait` is a minute, `max_spans_per_trace` 10; one trace arrives as
 /// three requests of 10, 10 and 5 spans.
 /// Guarantees: the trace is decided when its tenth span arrives, long before the minute;
@@ -176,48 +234,20 @@ async fn over_the_hard_limit_senders_are_refused_with_resource_exhausted() {
 /// its ~100 span bytes and 40 MiB was held against the 8 MiB limit (issue 14, item 2).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn spans_are_charged_the_whole_request_they_keep_alive() {
-    use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
     const LIMIT: u64 = 8 << 20;
     const PAD: usize = 1 << 20;
-    let buffer = BufferConfig {
-        shards: 2,
-        max_buffered_bytes: LIMIT,
-        early_decision_bytes: Some(LIMIT),
-        ..Default::default()
-    };
-    let gw = common::spawn_gateway_configured(
-        [127, 0, 0, 14],
-        common::plan(KEEP_ALL_SLOWLY),
-        |c| {
-            c.buffer = buffer;
-            c.receive.max_request_bytes = 4 << 20;
-        },
-        |_, _| {},
-    )
-    .await;
-    let mut client = TraceServiceClient::connect(format!("http://{}", gw.addr))
-        .await
-        .unwrap()
-        .max_encoding_message_size(8 << 20);
+    let (gw, mut client) = hard_limited([127, 0, 0, 14], KEEP_ALL_SLOWLY, LIMIT).await;
     let (mut accepted, mut refused) = (0u64, 0u64);
     for seed in 0..40 {
         let mut req = FakeOtlp::traces(1).spans(1).seed(6000 + seed).build();
         let resource = req.resource_spans[0]
             .resource
             .get_or_insert_with(Default::default);
-        resource.attributes.push(KeyValue {
-            key: "padding".into(),
-            value: Some(AnyValue {
-                value: Some(any_value::Value::StringValue("x".repeat(PAD))),
-            }),
-            ..Default::default()
-        });
-        match client.export(req).await {
-            Ok(_) => accepted += 1,
-            Err(status) => {
-                assert_eq!(status.code(), tonic::Code::ResourceExhausted, "{status:?}");
-                refused += 1;
-            }
+        resource.attributes.push(padding(PAD));
+        if admitted(&mut client, req).await {
+            accepted += 1;
+        } else {
+            refused += 1;
         }
     }
     let held = gw.stats.held_bytes();
@@ -255,22 +285,7 @@ async fn requests_of_tiny_spans_are_admitted_at_what_they_will_cost() {
     use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
     use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
     const LIMIT: u64 = 8 << 20;
-    let buffer = BufferConfig {
-        shards: 2,
-        max_buffered_bytes: LIMIT,
-        early_decision_bytes: Some(LIMIT),
-        ..Default::default()
-    };
-    let gw = common::spawn_gateway_with(
-        [127, 0, 0, 16],
-        common::plan(KEEP_ALL_SLOWLY),
-        buffer,
-        |_, _| {},
-    )
-    .await;
-    let mut client = TraceServiceClient::connect(format!("http://{}", gw.addr))
-        .await
-        .unwrap();
+    let (gw, mut client) = hard_limited([127, 0, 0, 16], KEEP_ALL_SLOWLY, LIMIT).await;
     let (mut accepted, mut refused) = (0u64, 0u64);
     for r in 0..3u32 {
         let spans = (0..20_000u32)
@@ -294,12 +309,10 @@ async fn requests_of_tiny_spans_are_admitted_at_what_they_will_cost() {
                 ..Default::default()
             }],
         };
-        match client.export(req).await {
-            Ok(_) => accepted += 1,
-            Err(status) => {
-                assert_eq!(status.code(), tonic::Code::ResourceExhausted, "{status:?}");
-                refused += 1;
-            }
+        if admitted(&mut client, req).await {
+            accepted += 1;
+        } else {
+            refused += 1;
         }
     }
     assert_eq!((accepted, refused), (1, 2));
@@ -327,31 +340,14 @@ async fn requests_of_tiny_spans_are_admitted_at_what_they_will_cost() {
 /// the gateway took every request (a black-box check held 594 MiB against 32 MiB).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_span_holding_its_request_keeps_it_charged() {
-    use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
     const LIMIT: u64 = 8 << 20;
     const PAD: usize = 1 << 20;
-    let buffer = BufferConfig {
-        shards: 2,
-        max_buffered_bytes: LIMIT,
-        early_decision_bytes: Some(LIMIT),
-        ..Default::default()
-    };
-    let gw = common::spawn_gateway_configured(
+    let (gw, mut client) = hard_limited(
         [127, 0, 0, 17],
-        common::plan(
-            "decision_wait: 60s\nmaximum_trace_size_bytes: 100000\npolicies:\n  - {name: all, type: always_sample}\n",
-        ),
-        |c| {
-            c.buffer = buffer;
-            c.receive.max_request_bytes = 4 << 20;
-        },
-        |_, _| {},
+        "decision_wait: 60s\nmaximum_trace_size_bytes: 100000\npolicies:\n  - {name: all, type: always_sample}\n",
+        LIMIT,
     )
     .await;
-    let mut client = TraceServiceClient::connect(format!("http://{}", gw.addr))
-        .await
-        .unwrap()
-        .max_encoding_message_size(8 << 20);
     let (mut accepted, mut refused) = (0u64, 0u64);
     for seed in 0..20 {
         let mut req = FakeOtlp::traces(2)
@@ -361,19 +357,11 @@ async fn a_span_holding_its_request_keeps_it_charged() {
             .build();
         let spans = &mut req.resource_spans[0].scope_spans[0].spans;
         assert_eq!(spans.len(), 2);
-        spans[1].attributes.push(KeyValue {
-            key: "padding".into(),
-            value: Some(AnyValue {
-                value: Some(any_value::Value::StringValue("x".repeat(PAD))),
-            }),
-            ..Default::default()
-        });
-        match client.export(req).await {
-            Ok(_) => accepted += 1,
-            Err(status) => {
-                assert_eq!(status.code(), tonic::Code::ResourceExhausted, "{status:?}");
-                refused += 1;
-            }
+        spans[1].attributes.push(padding(PAD));
+        if admitted(&mut client, req).await {
+            accepted += 1;
+        } else {
+            refused += 1;
         }
     }
     assert!(

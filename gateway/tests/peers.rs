@@ -73,25 +73,13 @@ async fn pod_with_peers(listeners: Listeners, peers: PeersConfig) -> Pod {
             .await
             .unwrap();
     let addr = listeners.grpc_addr().unwrap();
-    let mut export = OtlpGrpcConfig::new(format!("http://{backend_addr}"));
-    export.batch.timeout = Duration::from_millis(50);
-    let config = GatewayConfig {
-        receive: ReceiveConfig {
-            grpc: Some(addr),
-            http: None,
-            ..Default::default()
-        },
-        buffer: BufferConfig {
-            shards: 2,
-            ..Default::default()
-        },
-        export: ExportConfig::otlp_grpc(export),
-        admin: None,
-        metrics: None,
-        peers,
-        // Scrubbed wherever a trace is exported: forwarded and handed-off traces too.
-        attributes: serde_yaml_ng::from_str(SCRUB).unwrap(),
+    let receive = ReceiveConfig {
+        grpc: Some(addr),
+        http: None,
+        ..Default::default()
     };
+    // Scrubbed wherever a trace is exported: forwarded and handed-off traces too.
+    let config = exporting_to(backend_addr, receive, 2, peers);
     let gateway = Gateway::start(&config, common::plan(KEEP_ALL)).unwrap();
     let (stats, peers) = (gateway.stats().clone(), gateway.peers().clone());
     let served =

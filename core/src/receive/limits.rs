@@ -107,6 +107,24 @@ pub fn own_small(data: bytes::Bytes) -> bytes::Bytes {
     }
 }
 
+#[cfg(test)]
+mod own_small_tests {
+    use super::*;
+
+    /// Guarantees: a small body no longer shares its buffer (a view would pin it); a large
+    /// one is kept as it is, without a copy.
+    #[test]
+    fn small_bodies_are_copied_large_ones_kept() {
+        let buffer = bytes::Bytes::from(vec![7u8; 2 * COPY_BODIES_UP_TO]);
+        let small = buffer.slice(..100);
+        let owned = own_small(small.clone());
+        assert_eq!(owned, small);
+        assert_ne!(owned.as_ptr(), small.as_ptr());
+        let large = buffer.slice(..COPY_BODIES_UP_TO + 1);
+        assert_eq!(own_small(large.clone()).as_ptr(), large.as_ptr());
+    }
+}
+
 /// Connection-level limits shared by the receivers.
 #[derive(Debug, Clone)]
 pub struct Limits {

@@ -524,10 +524,8 @@ impl TraceBuffer {
         for (i, permit) in permits {
             let spans = std::mem::take(&mut per_shard[i]);
             // Charged while they wait, so that requests accepted while the shards are busy
-            // count against the limit before the shards buffer them: as if each span began
-            // a trace, which the whole batch may before the shard decides any early.
-            let bytes = shard::queued_bytes(&spans)
-                + spans.len() as u64 * crate::metrics::TRACE_OVERHEAD_BYTES;
+            // count against the limit before the shards buffer them.
+            let bytes = shard::queued_bytes(&spans);
             self.stats.shard_queue_bytes.add(bytes);
             permit.send(ShardMsg::Spans {
                 spans,

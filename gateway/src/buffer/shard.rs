@@ -202,8 +202,9 @@ pub struct Shard {
     outgoing_tickets: Vec<(Arc<Ticket>, u64)>,
 }
 
-/// What `spans` hold while they wait in a shard's channel: their charges (encoded bytes and
-/// their requests' share), the handles carrying them and the attribute values read.
+/// What `spans` are charged while they wait in a shard's channel: their charges (encoded
+/// bytes and their requests' share), the handles carrying them, the attribute values read,
+/// and a trace each (the whole batch may start traces before the shard decides any early).
 pub fn queued_bytes(spans: &[IncomingSpan]) -> u64 {
     spans
         .iter()
@@ -212,6 +213,7 @@ pub fn queued_bytes(spans: &[IncomingSpan]) -> u64 {
                 + std::mem::size_of::<IncomingSpan>()
                 + s.attrs.capacity() * std::mem::size_of::<super::trace::TraceAttr>())
                 as u64
+                + crate::metrics::TRACE_OVERHEAD_BYTES
         })
         .sum()
 }
