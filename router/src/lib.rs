@@ -16,6 +16,7 @@
 pub mod config;
 pub mod forward;
 pub mod metrics;
+pub mod passes;
 pub mod split;
 
 use std::sync::Arc;

@@ -8,7 +8,8 @@
 //! refused (`RESOURCE_EXHAUSTED` with a retry hint), still unread, so its retry cannot
 //! duplicate anything; so is one that finds `forward.max_held_requests` already waiting
 //! (each may hold a stream window of unread data). Requests let through and not yet
-//! admitted count against the room at the running mean request size; a request read when
+//! admitted count against the room at the running mean request size for a second or two
+//! ([`crate::passes`]: a stream that stalls must not hold the room); a request read when
 //! the queues are past twice their limit anyway is refused.
 //!
 //! The ring and the forwarders it points at are one immutable [`RingState`] behind an
@@ -34,6 +35,7 @@ use tokio::task::JoinHandle;
 use crate::config::ForwardConfig;
 use crate::forward::{Admission, Forwarder, Hooks, Part};
 use crate::metrics::{MemberSample, RouterStats};
+use crate::passes::{Passes, PASS_WINDOW};
 
 /// A per-member metric: name, help, and how to read it.
 /// The ring in force and the forwarder of each of its members, index-aligned.
@@ -64,8 +66,9 @@ pub struct Router {
     gate: tokio::sync::Semaphore,
     /// Requests waiting in [`SpanSink::ready`] now.
     waiting: AtomicUsize,
-    /// Requests let through and not yet admitted (their passes are alive).
-    passed: Arc<AtomicUsize>,
+    /// Requests let through and not yet admitted, counted for a second or two (see
+    /// [`crate::passes`]).
+    passes: Arc<Passes>,
     /// A running mean of request sizes, bytes: what a passed request is expected to add.
     mean_request: AtomicUsize,
     stats: Arc<RouterStats>,
@@ -93,7 +96,7 @@ impl Router {
             room: Arc::new(tokio::sync::Notify::new()),
             gate: tokio::sync::Semaphore::new(1),
             waiting: AtomicUsize::new(0),
-            passed: Arc::new(AtomicUsize::new(0)),
+            passes: Passes::new(PASS_WINDOW),
             mean_request: AtomicUsize::new(64 << 10),
             stats: Arc::new(RouterStats::default()),
             ready: Readiness::default(),
@@ -371,15 +374,6 @@ impl Router {
 
 pub use tailgate_core::wire::split::{split, Splitter};
 
-/// A request let through [`SpanSink::ready`] and not yet answered.
-struct Passed(Arc<AtomicUsize>);
-
-impl Drop for Passed {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
-    }
-}
-
 /// One request waiting for room, counted in `waiting` while it waits.
 struct Waiting<'a>(&'a AtomicUsize);
 
@@ -461,7 +455,9 @@ impl SpanSink for Router {
             if self.has_room() {
                 return Ok(self.pass());
             }
-            if tokio::time::timeout_at(deadline, freed).await.is_err() {
+            // Passes that stop counting free room without a notice: look again then.
+            let look_again = self.passes.next_expiry().min(deadline);
+            if tokio::time::timeout_at(look_again, freed).await.is_err() && look_again >= deadline {
                 return Err(stayed_full());
             }
         }
@@ -498,15 +494,15 @@ impl Router {
         if state.forwarders.iter().all(|f| f.is_down()) {
             return true;
         }
-        let coming = self.passed.load(Relaxed) * self.mean_request.load(Relaxed);
+        let coming = self.passes.counted() * self.mean_request.load(Relaxed);
         self.global_queued.load(Relaxed) + coming < self.cfg.max_queued_bytes
             && state.forwarders.iter().all(|f| f.has_room() || f.is_down())
     }
 
-    /// A pass for a request let through: counted until the request is answered.
+    /// A pass for a request let through: counted until the request is answered or its
+    /// window is over.
     fn pass(&self) -> Ready {
-        self.passed.fetch_add(1, Ordering::Relaxed);
-        Ready::holding(Passed(self.passed.clone()))
+        Ready::holding(self.passes.take())
     }
 
     /// Past this many times `max_queued_bytes`, a request already read is refused rather
@@ -759,6 +755,31 @@ mod tests {
         assert!(!router.has_room(), "three passes fill the last room");
         drop((passes, third));
         assert!(router.has_room());
+    }
+
+    /// Scenario: the room is taken by passes whose requests then stall (a byte each, then
+    /// nothing), and another request waits for room.
+    /// Guarantees: the stalled passes stop counting within two windows, and the waiting
+    /// request goes on then, with nothing else freeing room or telling it so.
+    #[tokio::test(start_paused = true)]
+    async fn stalled_passes_stop_holding_the_room() {
+        let router = full_router(Duration::from_secs(5));
+        let per = router.mean_request.load(Ordering::Relaxed);
+        router
+            .global_queued
+            .store(router.cfg.max_queued_bytes - 2 * per, Ordering::Relaxed);
+        let stalled: Vec<Ready> = (0..2).map(|_| router.pass()).collect();
+        assert!(!router.has_room());
+        let start = tokio::time::Instant::now();
+        let ready = SpanSink::ready(&*router).await;
+        assert!(ready.is_ok(), "{ready:?}");
+        let waited = start.elapsed();
+        assert!(
+            waited > Duration::ZERO && waited <= 2 * crate::passes::PASS_WINDOW,
+            "{waited:?}"
+        );
+        assert_eq!(router.stats.refused_unread_requests.get(), 0);
+        drop(stalled);
     }
 
     /// With the queues full, `ready` holds a request for `queue_wait`, then refuses it
