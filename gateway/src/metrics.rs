@@ -100,6 +100,44 @@ type ExporterSeries = (
     fn(&ExporterStats) -> u64,
 );
 
+/// When something last happened, read and written without a lock.
+#[derive(Debug)]
+pub struct LastSeen {
+    origin: tokio::time::Instant,
+    /// Nanoseconds from `origin` to the last time, plus one; 0 for never.
+    at: std::sync::atomic::AtomicU64,
+}
+
+impl Default for LastSeen {
+    fn default() -> Self {
+        LastSeen {
+            origin: tokio::time::Instant::now(),
+            at: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+}
+
+impl LastSeen {
+    /// It happened now.
+    pub fn mark(&self) {
+        let since = self.origin.elapsed().as_nanos();
+        let at = u64::try_from(since).unwrap_or(u64::MAX - 1) + 1;
+        self.at.store(at, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Whether it happened within the last `window`.
+    pub fn within(&self, window: std::time::Duration) -> bool {
+        match self.at.load(std::sync::atomic::Ordering::Relaxed) {
+            0 => false,
+            at => {
+                let now = u64::try_from(self.origin.elapsed().as_nanos()).unwrap_or(u64::MAX);
+                let window = u64::try_from(window.as_nanos()).unwrap_or(u64::MAX);
+                now.saturating_sub(at - 1) <= window
+            }
+        }
+    }
+}
+
 /// Counters of one gateway instance.
 #[derive(Debug, Default)]
 pub struct GatewayStats {
@@ -136,6 +174,8 @@ pub struct GatewayStats {
     pub dropped_traces_shutdown: Counter,
     /// Spans refused because buffered bytes were over the hard limit (also in `refused_spans`).
     pub refused_spans_memory: Counter,
+    /// When a request was last refused for memory (what the exporters' hold looks at).
+    pub last_memory_refusal: LastSeen,
     /// Requests refused, by [`tailgate_core::receive::Refusal::REASONS`].
     pub refused_requests: [Counter; 7],
     /// Decisions by how long after the trace's first span they came, per
@@ -711,6 +751,24 @@ pub fn render_plan(p: &mut PromText, plan: &PolicyPlan) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Scenario: a refusal is marked, then time passes.
+    /// Guarantees: never marked is never within; a mark is within a window until the window
+    /// has passed, then not (the exporters' hold reacts to recent refusals only).
+    #[tokio::test(start_paused = true)]
+    async fn last_seen_is_within_a_window_until_it_passes() {
+        let last = LastSeen::default();
+        assert!(!last.within(std::time::Duration::from_secs(3600)));
+        tokio::time::advance(std::time::Duration::from_secs(100)).await;
+        last.mark();
+        assert!(last.within(std::time::Duration::ZERO));
+        tokio::time::advance(std::time::Duration::from_secs(10)).await;
+        assert!(last.within(std::time::Duration::from_secs(10)));
+        tokio::time::advance(std::time::Duration::from_millis(1)).await;
+        assert!(!last.within(std::time::Duration::from_secs(10)));
+        last.mark();
+        assert!(last.within(std::time::Duration::from_secs(1)));
+    }
 
     /// The hard limit's charge counts every buffered trace besides its spans: a flood of
     /// 1-span traces is charged what it costs, not its encoded bytes alone.

@@ -347,6 +347,7 @@ impl SpanSink for TraceBuffer {
         if others > 0 && others.saturating_add(admitted.bytes) > self.max_buffered_bytes {
             self.stats.refused_spans.add(valid);
             self.stats.refused_spans_memory.add(valid);
+            self.stats.last_memory_refusal.mark();
             return Err(Refusal::Overloaded {
                 message: format!(
                     "gateway buffer is over its limit of {} bytes; retry later",

@@ -312,6 +312,11 @@ impl Sink {
     }
 }
 
+/// How far back an exporter's hold looks for a sender refused for memory: the longest
+/// back-off between two looks by default (`retry.max_interval`, 5 s), doubled, so a
+/// refusal between two looks is seen and one from long ago is not.
+pub const REFUSALS_LOOKED_BACK: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// One exporter's task.
 pub struct Exporter {
     rx: mpsc::Receiver<ExportBatch>,
@@ -325,9 +330,9 @@ pub struct Exporter {
 ///
 /// An exporter whose backend keeps failing holds its spans past the retry bound while it
 /// costs no one anything: it gives them up only once shards wait for room in its queue, or
-/// the gateway holds `max_held_bytes` or has refused a sender for memory since the last
-/// look (a request is admitted at its worst case, so senders can be refused below the
-/// limit; see [`tailgate_core::retry`]).
+/// the gateway holds `max_held_bytes` or has refused a sender for memory in the last
+/// [`REFUSALS_LOOKED_BACK`] (a request is admitted at its worst case, so senders can be
+/// refused below the limit; see [`tailgate_core::retry`]).
 pub fn start(
     config: &ExportConfig,
     stats: &Arc<GatewayStats>,
@@ -339,11 +344,8 @@ pub fn start(
         let waiting = Arc::new(Gauge::default());
         let hold: Hold = {
             let (stats, waiting) = (stats.clone(), waiting.clone());
-            let refusals_seen = std::sync::atomic::AtomicU64::new(stats.refused_spans_memory.get());
             Arc::new(move || {
-                let refusals = stats.refused_spans_memory.get();
-                let refusing =
-                    refusals_seen.swap(refusals, std::sync::atomic::Ordering::Relaxed) != refusals;
+                let refusing = stats.last_memory_refusal.within(REFUSALS_LOOKED_BACK);
                 waiting.get() == 0 && !refusing && stats.held_bytes() < max_held_bytes
             })
         };
