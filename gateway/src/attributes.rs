@@ -235,7 +235,7 @@ fn compile_list(
     let mut set = ActionSet::default();
     for (index, a) in written.iter().enumerate() {
         let regex = |p: &str| {
-            Regex::new(p).map_err(|e| AttributesError::Pattern {
+            crate::go_regex::str_regex(p).map_err(|e| AttributesError::Pattern {
                 list,
                 index,
                 pattern: p.to_owned(),

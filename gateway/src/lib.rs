@@ -25,6 +25,7 @@ pub mod config;
 pub mod decide;
 pub mod explain;
 pub mod export;
+pub mod go_regex;
 pub mod metrics;
 pub mod peers;
 pub mod policy;

@@ -197,9 +197,9 @@ pub enum SettingError {
     Regex {
         /// The key.
         key: String,
-        /// The regex crate's error.
+        /// Why (Go's syntax, see [`crate::go_regex`]).
         #[source]
-        error: regex::Error,
+        error: crate::go_regex::GoRegexError,
     },
     /// An OTTL condition that does not parse.
     #[error("{key}: {error}")]

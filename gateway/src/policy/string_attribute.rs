@@ -43,7 +43,7 @@ impl StringAttributeConfig {
             return Err(SettingError::conflict("values", "list at least one value"));
         }
         if self.enabled_regex_matching {
-            RegexSet::new(&self.values)
+            crate::go_regex::bytes_regex_set(&self.values)
                 .map_err(|error| SettingError::Regex {
                     key: "values".into(),
                     error,
@@ -85,7 +85,9 @@ impl StringAttributePolicy {
     pub fn new(c: &StringAttributeConfig, key: u16) -> Self {
         let matcher = if c.enabled_regex_matching {
             // Validated already; an empty set never matches.
-            Matcher::Regex(RegexSet::new(&c.values).unwrap_or_else(|_| RegexSet::empty()))
+            Matcher::Regex(
+                crate::go_regex::bytes_regex_set(&c.values).unwrap_or_else(|_| RegexSet::empty()),
+            )
         } else {
             Matcher::Exact(
                 c.values

@@ -712,11 +712,10 @@ impl Parser<'_> {
             ));
         }
         let regex = match (func, args.get(1)) {
-            (Func::IsMatch, Some(Expr::Str(pattern))) => {
-                Some(Box::new(Regex::new(pattern).map_err(|e| {
-                    err(self.src, at, &format!("invalid regular expression: {e}"))
-                })?))
-            }
+            (Func::IsMatch, Some(Expr::Str(pattern))) => Some(Box::new(
+                crate::go_regex::bytes_regex(pattern)
+                    .map_err(|e| err(self.src, at, &format!("invalid regular expression: {e}")))?,
+            )),
             (Func::IsMatch, _) => {
                 return Err(err(
                     self.src,
