@@ -7,6 +7,7 @@
 //! Data flows on to [`shard`], which owns the traces, their deadlines and decisions.
 
 pub mod hash;
+pub mod index;
 pub mod shard;
 pub mod table;
 pub mod trace;

@@ -1,5 +1,6 @@
 //! A shard's table of buffered traces: entries live in a slab of slots reused through a
-//! free list, and an index maps each trace id to its slot.
+//! free list, each beside its trace id, and an index ([`super::index`]) maps the id's keyed
+//! hash to its slot.
 //!
 //! A trace used to cost a hash-map slot, a boxed entry and a vector of spans: three places
 //! in memory and two allocations to make and free per trace. Here the entry and its first
@@ -15,7 +16,8 @@
 use smallvec::SmallVec;
 use tokio::time::Instant;
 
-use super::hash::TraceMap;
+use super::hash::TraceIdHash;
+use super::index::SlotIndex;
 use super::trace::{BufferedSpan, TraceSummary};
 
 /// Spans a trace holds in its slot before its span list moves to the heap.
@@ -57,11 +59,19 @@ pub struct TraceEntry {
     pub root_scheduled: bool,
 }
 
+/// A slot of the slab: a trace and its id, or a free slot (`entry: None`).
+#[derive(Debug)]
+struct Slot {
+    id: [u8; 16],
+    entry: Option<TraceEntry>,
+}
+
 /// Buffered traces by id.
 #[derive(Debug, Default)]
 pub struct TraceTable {
-    index: TraceMap<u32>,
-    slots: Vec<Option<TraceEntry>>,
+    index: SlotIndex,
+    hash: TraceIdHash,
+    slots: Vec<Slot>,
     free: Vec<u32>,
 }
 
@@ -76,65 +86,100 @@ impl TraceTable {
         self.index.is_empty()
     }
 
+    /// The index's tag of `id`: the low 32 bits of its keyed hash.
+    #[inline]
+    fn tag(&self, id: &[u8; 16]) -> u32 {
+        self.hash.hash_id(id) as u32
+    }
+
+    /// Where `id` is: its bucket in the index and its slot.
+    #[inline]
+    fn find(&self, id: &[u8; 16]) -> Option<(usize, u32)> {
+        let slots = &self.slots;
+        self.index
+            .find(self.tag(id), |s| slots[s as usize].id == *id)
+    }
+
     /// Whether `id` is buffered.
     pub fn contains_key(&self, id: &[u8; 16]) -> bool {
-        self.index.contains_key(id)
+        self.find(id).is_some()
     }
 
     /// The buffered trace `id`.
     #[inline]
     pub fn get(&self, id: &[u8; 16]) -> Option<&TraceEntry> {
-        let slot = *self.index.get(id)?;
-        self.slots[slot as usize].as_ref()
+        let (_, slot) = self.find(id)?;
+        self.slots[slot as usize].entry.as_ref()
     }
 
     /// The buffered trace `id`, to add to.
     #[inline]
     pub fn get_mut(&mut self, id: &[u8; 16]) -> Option<&mut TraceEntry> {
-        let slot = *self.index.get(id)?;
-        self.slots[slot as usize].as_mut()
+        let (_, slot) = self.find(id)?;
+        self.slots[slot as usize].entry.as_mut()
     }
 
     /// Buffers a new trace (replacing one buffered under the same id, which the shard
     /// never does: it adds to a trace it finds).
     #[inline]
     pub fn insert(&mut self, id: [u8; 16], entry: TraceEntry) {
-        // One probe of the index, whether the id is new or not.
-        let slot = match self.index.entry(id) {
-            std::collections::hash_map::Entry::Occupied(o) => *o.get(),
-            std::collections::hash_map::Entry::Vacant(v) => *v.insert(match self.free.pop() {
-                Some(slot) => slot,
-                None => {
-                    // More than 4 billion traces in one shard would exhaust memory first.
-                    let slot = u32::try_from(self.slots.len()).unwrap_or(u32::MAX);
-                    self.slots.push(None);
-                    slot
-                }
-            }),
+        if let Some((_, slot)) = self.find(&id) {
+            self.slots[slot as usize].entry = Some(entry);
+            return;
+        }
+        let slot = match self.free.pop() {
+            Some(slot) => {
+                self.slots[slot as usize] = Slot {
+                    id,
+                    entry: Some(entry),
+                };
+                slot
+            }
+            None => {
+                // More than 4 billion traces in one shard would exhaust memory first.
+                let slot = u32::try_from(self.slots.len()).unwrap_or(u32::MAX - 1);
+                self.slots.push(Slot {
+                    id,
+                    entry: Some(entry),
+                });
+                slot
+            }
         };
-        self.slots[slot as usize] = Some(entry);
+        self.index.insert(self.tag(&id), slot);
     }
 
-    /// Reads where each of `ids` lives (index bucket and slot) without changing anything,
-    /// so that the cache misses of a batch about to be decided overlap instead of being
-    /// paid one after another (see docs/benchmarks.md).
+    /// Reads where each of `ids` lives (index bucket, then slot) without changing
+    /// anything, so that the cache misses of a batch about to be decided overlap instead
+    /// of being paid one after another (see docs/benchmarks.md).
     pub fn warm<'a>(&self, ids: impl IntoIterator<Item = &'a [u8; 16]>) {
         for id in ids {
             std::hint::black_box(self.get(id).map(|e| e.first_seen));
         }
     }
 
+    /// Reads the index buckets of `ids` without changing anything: their misses overlap,
+    /// and the lookups that follow find them in cache (see docs/benchmarks.md).
+    pub fn warm_index<'a>(&self, ids: impl IntoIterator<Item = &'a [u8; 16]>) {
+        for id in ids {
+            self.index.warm(self.tag(id));
+        }
+    }
+
     /// Takes the trace `id` out.
     #[inline]
     pub fn remove(&mut self, id: &[u8; 16]) -> Option<TraceEntry> {
-        let slot = self.index.remove(id)?;
+        let (at, slot) = self.find(id)?;
+        self.index.remove_at(at);
         self.free.push(slot);
-        self.slots[slot as usize].take()
+        self.slots[slot as usize].entry.take()
     }
 
     /// Every buffered trace id.
     pub fn keys(&self) -> impl Iterator<Item = &[u8; 16]> {
-        self.index.keys()
+        self.slots
+            .iter()
+            .filter(|s| s.entry.is_some())
+            .map(|s| &s.id)
     }
 
     /// Slots allocated (buffered traces plus free slots kept for reuse).
@@ -209,13 +254,17 @@ mod tests {
         assert_eq!(t.keys().count(), 100);
     }
 
-    /// Guarantees: a slot stays at most 128 bytes (with two spans inline), a span 16: a
-    /// field added to either is paid per buffered trace or span, and the charge
-    /// (`metrics::TRACE_OVERHEAD_BYTES`, `SPAN_OVERHEAD_BYTES`) must follow.
+    /// Guarantees: a slot stays at most 144 bytes (its id and a trace with two spans
+    /// inline), a span 16: a field added to either is paid per buffered trace or span, and
+    /// the charge (`metrics::TRACE_OVERHEAD_BYTES`, `SPAN_OVERHEAD_BYTES`) must follow.
     #[test]
     fn slots_and_spans_stay_small() {
         assert_eq!(std::mem::size_of::<BufferedSpan>(), 16);
-        assert!(std::mem::size_of::<Option<TraceEntry>>() <= 128);
+        assert!(
+            std::mem::size_of::<Slot>() <= 144,
+            "{}",
+            std::mem::size_of::<Slot>()
+        );
         // The handle of a span on its way to a shard (docs/configuration.md).
         assert_eq!(std::mem::size_of::<super::super::trace::IncomingSpan>(), 80);
     }
