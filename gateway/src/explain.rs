@@ -19,6 +19,7 @@ use tailgate_core::wire::Scan;
 use crate::buffer::incoming_spans;
 use crate::buffer::trace::{TraceSummary, TraceView};
 use crate::policy::plan::PolicyPlan;
+use crate::policy::PolicyFile;
 use crate::policy::Verdict;
 
 /// Why a replay failed.
@@ -45,6 +46,8 @@ pub struct PolicyTally {
     pub spans: u64,
     /// Traces the plan kept because of it (it was the deciding policy).
     pub decided: u64,
+    /// Traces it could not evaluate (an OTTL condition that failed, say).
+    pub errors: u64,
 }
 
 /// One trace's evaluation, policy by policy.
@@ -95,12 +98,18 @@ struct Replayed {
     spans: Vec<crate::buffer::BufferedSpan>,
 }
 
-/// Replays `text` (OTLP JSON lines) through `plan`; explains `trace_id` in detail if given.
+/// Replays `text` (OTLP JSON lines) through the policies of `file`; explains `trace_id` in
+/// detail if given.
 pub fn explain(
-    plan: &PolicyPlan,
+    file: &PolicyFile,
     text: &str,
     trace_id: Option<[u8; 16]>,
 ) -> Result<Explanation, ExplainError> {
+    // Two plans of the same file: `plan` decides, and each policy of `alone` says what it
+    // would keep by itself. Rate-based policies and composites hold state, so one set of
+    // objects asked twice per trace would spend its budgets twice.
+    let (plan, alone) = (PolicyPlan::compile(file), PolicyPlan::compile(file));
+    let plan = &plan;
     let traces = replay(plan, text)?;
     let mut order: Vec<(&[u8; 16], &Replayed)> = traces.iter().collect();
     order.sort_by_key(|(id, t)| (t.summary.min_start, **id));
@@ -126,7 +135,7 @@ pub fn explain(
             now: base + Duration::from_nanos(t.summary.min_start.saturating_sub(first_start)),
         };
         let mut verdicts = Vec::new();
-        for (tally, policy) in out.policies.iter_mut().zip(plan.policies()) {
+        for (tally, policy) in out.policies.iter_mut().zip(alone.policies()) {
             let v = policy.evaluate(&view);
             if v == Verdict::Sampled {
                 tally.traces += 1;
@@ -167,6 +176,9 @@ pub fn explain(
                 evaluated: evaluated.iter().map(|i| plan.names()[*i].clone()).collect(),
             });
         }
+    }
+    for (tally, policy) in out.policies.iter_mut().zip(alone.policies()) {
+        tally.errors = policy.errors();
     }
     Ok(out)
 }
@@ -276,6 +288,9 @@ impl Explanation {
             )
             .ok();
         }
+        for p in self.policies.iter().filter(|p| p.errors > 0) {
+            writeln!(s, "{}: {} traces could not be evaluated", p.name, p.errors).ok();
+        }
         s.push_str("\n(traces/spans: what each policy alone says to keep; deciding: traces the plan kept because of it)\n");
         if let Some(t) = &self.trace {
             writeln!(
@@ -319,7 +334,6 @@ impl Explanation {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::policy::PolicyFile;
     use std::path::Path;
 
     const POLICIES: &str = "policies:
@@ -345,9 +359,27 @@ mod tests {
         )
     }
 
+    /// Scenario: a rate-limited plan replays a trace that takes the whole burst, then one
+    /// a second later that does not fit the refill.
+    /// Guarantees: the plan keeps the first (the per-policy tally does not spend the
+    /// plan's budget), and the tally alone says the same.
+    #[test]
+    fn stateful_policies_are_spent_once_per_trace() {
+        let file = PolicyFile::parse(
+            Path::new("p.yaml"),
+            "policies:\n  - {name: rl, type: rate_limiting, rate_limiting: {spans_per_second: 10}}\n",
+        )
+        .unwrap();
+        let spans: Vec<(u8, i32)> = (1..=20).map(|i| (i, 0)).collect();
+        let text = [line(1, "a", &spans), line(2, "a", &spans)].join("\n");
+        let e = explain(&file, &text, None).unwrap();
+        assert_eq!((e.traces, e.kept_traces), (2, 1));
+        assert_eq!((e.policies[0].traces, e.policies[0].decided), (1, 1));
+    }
+
     #[test]
     fn replays_tallies_and_explains_one_trace() {
-        let plan = PolicyPlan::compile(&PolicyFile::parse(Path::new("p.yaml"), POLICIES).unwrap());
+        let plan = PolicyFile::parse(Path::new("p.yaml"), POLICIES).unwrap();
         let text = [
             line(1, "checkout", &[(1, 0), (2, 0)]),
             line(2, "search", &[(1, 2)]),
@@ -383,7 +415,7 @@ mod tests {
 
     #[test]
     fn bad_lines_are_named() {
-        let plan = PolicyPlan::compile(&PolicyFile::parse(Path::new("p.yaml"), POLICIES).unwrap());
+        let plan = PolicyFile::parse(Path::new("p.yaml"), POLICIES).unwrap();
         let text = format!("{}\n{{\"resourceSpans\": 5}}\n", line(1, "a", &[(1, 0)]));
         let err = explain(&plan, &text, None).unwrap_err().to_string();
         assert!(err.starts_with("line 2:"), "{err}");
@@ -397,7 +429,7 @@ mod tests {
         let yaml = format!(
             "sample_on_first_match: true\n{POLICIES}  - name: no-search\n    type: drop\n    drop: {{drop_sub_policy: [{{name: s, type: string_attribute, string_attribute: {{key: service.name, values: [search]}}}}]}}\n"
         );
-        let plan = PolicyPlan::compile(&PolicyFile::parse(Path::new("p.yaml"), &yaml).unwrap());
+        let plan = PolicyFile::parse(Path::new("p.yaml"), &yaml).unwrap();
         let text = line(1, "checkout", &[(1, 2)]);
         let e = explain(
             &plan,

@@ -196,8 +196,7 @@ fn explain(
             return ExitCode::from(EX_USAGE);
         }
     };
-    let plan = PolicyPlan::compile(&file);
-    match tailgate_gateway::explain::explain(&plan, &text, id) {
+    match tailgate_gateway::explain::explain(&file, &text, id) {
         Ok(e) => {
             use std::io::Write as _;
             if std::io::stdout()

@@ -119,13 +119,11 @@ async fn every_exporter_gets_every_kept_span_through_an_outage() {
     // The debug file replays through explain to the same kept spans (everything in it was
     // kept, so a keep-all plan keeps all of it).
     let text = std::fs::read_to_string(&debug_path).unwrap();
-    let all = PolicyPlan::compile(
-        &PolicyFile::parse(
-            Path::new("p.yaml"),
-            "policies:\n  - {name: all, type: always_sample}\n",
-        )
-        .unwrap(),
-    );
+    let all = PolicyFile::parse(
+        Path::new("p.yaml"),
+        "policies:\n  - {name: all, type: always_sample}\n",
+    )
+    .unwrap();
     let e = tailgate_gateway::explain::explain(&all, &text, None).unwrap();
     assert_eq!(e.spans, exported);
     assert_eq!(e.kept_spans, exported);
