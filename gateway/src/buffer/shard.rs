@@ -565,6 +565,8 @@ impl Shard {
             self.handed_deadlines
                 .push(Reverse((fs + rules.wait, s.trace_id)));
         }
+        // A root-based deadline is scheduled for the trace's first root span.
+        let first_root = s.is_root && !entry.summary.has_root;
         entry
             .summary
             .add_span(s.start, s.end, s.status_code, s.is_root);
@@ -572,8 +574,7 @@ impl Shard {
         if rules.span_ingest {
             acc.add_to_batch(&s, entry.spans.len(), None);
         }
-        if let (true, false, Some(grace)) = (s.is_root, entry.root_scheduled, rules.root_wait) {
-            entry.root_scheduled = true;
+        if let (true, Some(grace)) = (first_root, rules.root_wait) {
             self.root_deadlines.push(s.trace_id, rules.now, grace);
         }
         entry.summary.bytes += s.span.encoded_len() as u64;
@@ -615,8 +616,7 @@ impl Shard {
         acc.added_bytes += held;
         acc.added_spans += 1;
         acc.new_traces += 1;
-        let root_scheduled = s.is_root && rules.root_wait.is_some();
-        if let (true, Some(grace)) = (root_scheduled, rules.root_wait) {
+        if let (true, Some(grace)) = (s.is_root, rules.root_wait) {
             self.root_deadlines.push(s.trace_id, rules.now, grace);
         }
         if let Some(fs) = rules.first_seen {
@@ -632,7 +632,6 @@ impl Shard {
                 spans,
                 summary,
                 held,
-                root_scheduled,
             },
         );
         self.deadlines.push(s.trace_id, rules.now, rules.wait);

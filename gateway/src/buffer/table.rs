@@ -55,8 +55,6 @@ pub struct TraceEntry {
     pub summary: TraceSummary,
     /// What it counts against the byte limits: its spans' charges (see [`BufferedSpan`]).
     pub held: u64,
-    /// Whether a root-based deadline was scheduled.
-    pub root_scheduled: bool,
 }
 
 /// A slot of the slab: a trace and its id, or a free slot (`entry: None`).
@@ -201,7 +199,6 @@ mod tests {
                 ..TraceSummary::default()
             },
             held: 0,
-            root_scheduled: false,
         }
     }
 

@@ -436,14 +436,19 @@ fn rewritten_headers(run: &[BufferedSpan], rewrite: &dyn AttributeRewrite) -> Ru
 
 /// What the policies know of a trace, updated per span in O(1) (plus the wanted attributes,
 /// which only plans with attribute policies collect).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct TraceSummary {
     /// Spans seen.
     pub span_count: u32,
-    /// Earliest span start (unix ns).
+    /// Earliest span start (unix ns), folded as the Collector's latency policy folds it:
+    /// 0 is "none yet", so a span without a start is passed over when a span with one
+    /// follows it (see [`Self::add_span`]).
     pub min_start: u64,
     /// Latest span end (unix ns).
     pub max_end: u64,
+    /// The longest `max_end - min_start` after any span: what the Collector's latency
+    /// policy without an upper bound tests, span by span.
+    pub longest: u64,
     /// Bit `1 << code` set for each status code seen.
     pub status_mask: u8,
     /// Whether the root span has arrived.
@@ -454,26 +459,19 @@ pub struct TraceSummary {
     pub attrs: Vec<TraceAttr>,
 }
 
-impl Default for TraceSummary {
-    fn default() -> Self {
-        TraceSummary {
-            span_count: 0,
-            min_start: u64::MAX,
-            max_end: 0,
-            status_mask: 0,
-            has_root: false,
-            bytes: 0,
-            attrs: Vec::new(),
-        }
-    }
-}
-
 impl TraceSummary {
-    /// Folds one span in.
+    /// Folds one span in. Start and end are folded in arrival order as the Collector's
+    /// latency policy folds them in its batches' order (the same order): a start of 0 is
+    /// taken only while no start is known, or when it is the smallest, and replaced by the
+    /// next span's start either way, so a span without timestamps between others lengthens
+    /// the running duration to its end's age (as in the Collector) until the next span.
     pub fn add_span(&mut self, start: u64, end: u64, status_code: u8, is_root: bool) {
         self.span_count += 1;
-        self.min_start = self.min_start.min(start);
+        if self.min_start == 0 || start < self.min_start {
+            self.min_start = start;
+        }
         self.max_end = self.max_end.max(end);
+        self.longest = self.longest.max(self.duration_nanos());
         self.status_mask |= 1u8.checked_shl(u32::from(status_code)).unwrap_or(0);
         self.has_root |= is_root;
     }

@@ -71,8 +71,15 @@ impl LatencyPolicy {
 
 impl Policy for LatencyPolicy {
     fn evaluate(&self, trace: &TraceView<'_>) -> Verdict {
-        let ms = trace.summary.duration_nanos() / 1_000_000;
-        let keep = ms > self.lower_ms && self.upper_ms.is_none_or(|upper| ms <= upper);
+        // Without an upper bound, as the Collector: some span's running duration passed
+        // the threshold. With one, the final duration is tested (docs/policies.md).
+        let keep = match self.upper_ms {
+            None => trace.summary.longest / 1_000_000 > self.lower_ms,
+            Some(upper) => {
+                let ms = trace.summary.duration_nanos() / 1_000_000;
+                ms > self.lower_ms && ms <= upper
+            }
+        };
         if keep {
             Verdict::Sampled
         } else {
@@ -110,6 +117,43 @@ mod tests {
             spans: &[],
             now: tokio::time::Instant::now(),
         })
+    }
+
+    /// Scenario: spans without timestamps (start and end 0) before, between and after
+    /// spans lasting 50 ms in all.
+    /// Guarantees: as the Collector folds them span by span (a start of 0 is "none yet"
+    /// and taken over by the next span's), a timeless first span changes nothing, while
+    /// one after a known start makes the running duration the end's age: kept by a lower
+    /// bound alone.
+    #[test]
+    fn spans_without_timestamps_fold_as_in_the_collector() {
+        let decide = |spans: &[(u64, u64)], c: &LatencyConfig| {
+            let mut s = TraceSummary::default();
+            for &(start, end) in spans {
+                s.add_span(start, end, 0, false);
+            }
+            LatencyPolicy::new(c).evaluate(&TraceView {
+                trace_id: &[1; 16],
+                summary: &s,
+                spans: &[],
+                now: tokio::time::Instant::now(),
+            })
+        };
+        let t = 1_764_000_000_000_000_000u64;
+        let over_100ms = LatencyConfig {
+            threshold_ms: 100,
+            upper_threshold_ms: 0,
+        };
+        let a = (t, t + 20_000_000);
+        let b = (t + 10_000_000, t + 50_000_000);
+        assert_eq!(decide(&[(0, 0), a, b], &over_100ms), Verdict::NotSampled);
+        assert_eq!(decide(&[a, (0, 0), b], &over_100ms), Verdict::Sampled);
+        assert_eq!(decide(&[a, b, (0, 0)], &over_100ms), Verdict::Sampled);
+        let window = LatencyConfig {
+            threshold_ms: 40,
+            upper_threshold_ms: 60,
+        };
+        assert_eq!(decide(&[(0, 0), a, b], &window), Verdict::Sampled, "50 ms");
     }
 
     #[test]
