@@ -2,8 +2,10 @@
 //! gateway (and a Collector with the same `hash_salt`) decides the same for the same trace.
 //!
 //! Same function as the Collector: FNV-1a 64 over `hash_salt` followed by the 16 id bytes,
-//! kept when the hash is `<= sampling_percentage / 100 × u64::MAX`. The default salt is the
-//! Collector's, `default-hash-seed`.
+//! kept when the hash is `<= sampling_percentage / 100 × (2⁶⁴ − 1)`, that product computed
+//! as the Collector's `big.Float` does ([`go_threshold`]), so the same hashes are kept at
+//! every percentage, the boundary included (even at 0%, a hash of exactly 0 is kept, as
+//! there). The default salt is the Collector's, `default-hash-seed`.
 
 use serde::Deserialize;
 
@@ -68,8 +70,7 @@ impl ProbabilisticPolicy {
         } else {
             &c.hash_salt
         };
-        // f64 → u64 saturates, so 100% maps to u64::MAX.
-        let threshold = (c.sampling_percentage / 100.0 * u64::MAX as f64) as u64;
+        let threshold = go_threshold(c.sampling_percentage / 100.0);
         ProbabilisticPolicy {
             threshold,
             salt: salt.as_bytes().to_vec(),
@@ -90,9 +91,57 @@ impl ProbabilisticPolicy {
     }
 }
 
+/// `ratio × (2⁶⁴ − 1)` as the Collector computes it (`calculateThreshold`: a `big.Float`
+/// of 64 bits' precision times the ratio, then `Uint64()`): the exact product rounded to 64
+/// significant bits, ties to even, then truncated; 0 for a ratio of 0 or less, `u64::MAX`
+/// from 1 up. Plain `f64` arithmetic rounds `2⁶⁴ − 1` up to `2⁶⁴` first and comes out one
+/// higher at most percentages.
+pub fn go_threshold(ratio: f64) -> u64 {
+    if ratio.is_nan() || ratio <= 0.0 {
+        return 0;
+    }
+    if ratio.is_infinite() {
+        return u64::MAX;
+    }
+    // ratio = m × 2^e exactly.
+    let bits = ratio.to_bits();
+    let biased = ((bits >> 52) & 0x7ff) as i32;
+    let fraction = bits & ((1 << 52) - 1);
+    let (m, mut e) = if biased == 0 {
+        (fraction, -1074)
+    } else {
+        (fraction | (1 << 52), biased - 1075)
+    };
+    // The exact product (at most 117 bits), rounded to 64 significant bits.
+    let mut q = u128::from(m) * u128::from(u64::MAX);
+    let extra = (128 - q.leading_zeros()).saturating_sub(64);
+    if extra > 0 {
+        let rest = q & ((1u128 << extra) - 1);
+        let half = 1u128 << (extra - 1);
+        q >>= extra;
+        if rest > half || (rest == half && q & 1 == 1) {
+            q += 1;
+        }
+        e += extra as i32;
+    }
+    // q × 2^e, truncated toward zero and clamped.
+    if e >= 0 {
+        if q.leading_zeros() < e as u32 {
+            return u64::MAX;
+        }
+        u64::try_from(q << e).unwrap_or(u64::MAX)
+    } else {
+        let shift = e.unsigned_abs();
+        if shift >= 128 {
+            return 0;
+        }
+        u64::try_from(q >> shift).unwrap_or(u64::MAX)
+    }
+}
+
 impl Policy for ProbabilisticPolicy {
     fn evaluate(&self, trace: &TraceView<'_>) -> Verdict {
-        if self.percentage > 0.0 && self.hash(trace.trace_id) <= self.threshold {
+        if self.hash(trace.trace_id) <= self.threshold {
             Verdict::Sampled
         } else {
             Verdict::NotSampled
@@ -121,6 +170,57 @@ mod tests {
             sampling_percentage: pct,
             hash_salt: String::new(),
         })
+    }
+
+    /// Guarantees: the threshold is the Collector's (`big.Float` with 64 bits of
+    /// precision): values worked out by hand from that rounding, and the boundaries.
+    #[test]
+    fn thresholds_are_the_collectors() {
+        assert_eq!(go_threshold(0.0), 0);
+        assert_eq!(go_threshold(-0.5), 0);
+        assert_eq!(go_threshold(1.0), u64::MAX);
+        assert_eq!(go_threshold(2.0), u64::MAX);
+        assert_eq!(go_threshold(f64::INFINITY), u64::MAX);
+        // 0.5 × (2⁶⁴ − 1) = 2⁶³ − 0.5: 64 significant bits hold it; truncated.
+        assert_eq!(go_threshold(0.5), (1 << 63) - 1);
+        // 0.25 × (2⁶⁴ − 1) = 2⁶² − 0.25: truncated.
+        assert_eq!(go_threshold(0.25), (1 << 62) - 1);
+        // f64 arithmetic gives one more (2⁶⁴ − 1 rounds up to 2⁶⁴ as an f64).
+        assert_eq!((0.5 * u64::MAX as f64) as u64, 1 << 63);
+        // 0.1 is m × 2⁻⁵⁶ with m = 0x1999999999999a; m × (2⁶⁴ − 1) has 117 bits, rounded
+        // to 64 (53 dropped), then shifted back.
+        let m: u128 = 0x0019_9999_9999_999a;
+        let exact = m * u128::from(u64::MAX);
+        let (kept, rest) = (exact >> 53, exact & ((1 << 53) - 1));
+        let rounded = if rest >= 1 << 52 { kept + 1 } else { kept };
+        assert_eq!(u128::from(go_threshold(0.1)), (rounded << 53) >> 56);
+        // Tiny ratios: below one, the threshold is 0.
+        assert_eq!(go_threshold(1e-30), 0);
+        assert_eq!(go_threshold(f64::MIN_POSITIVE), 0);
+    }
+
+    /// Scenario: a trace whose hash is exactly `r × 2⁶⁴`, under a policy of percentage
+    /// `100 r` (found by the parity check: FNV-1a of the default salt and this id is
+    /// 14941626748340791296).
+    /// Guarantees: not kept, as in the Collector, whose threshold is one below that hash
+    /// (f64 arithmetic made it equal, and kept the trace).
+    #[test]
+    fn a_hash_on_the_boundary_is_decided_as_in_the_collector() {
+        let p = policy(80.998_720_905_093_05);
+        let id: [u8; 16] = [
+            0x03, 0x00, 0x30, 0x05, 0xb6, 0x88, 0xb6, 0x61, 0x32, 0x1c, 0x17, 0x44, 0xed, 0x28,
+            0x79, 0xc1,
+        ];
+        assert_eq!(p.hash(&id), 14_941_626_748_340_791_296);
+        assert_eq!(p.threshold, 14_941_626_748_340_791_295);
+        let s = TraceSummary::default();
+        let view = TraceView {
+            trace_id: &id,
+            summary: &s,
+            spans: &[],
+            now: tokio::time::Instant::now(),
+        };
+        assert_eq!(p.evaluate(&view), Verdict::NotSampled);
     }
 
     #[test]
