@@ -164,6 +164,31 @@ fn span_ingest_refuses_stateful_policies() {
         err.contains("requires all policies to be stateless, but policy \"budget\" is stateful"),
         "{err}"
     );
+    // As the Collector's IsStateful: latency with an upper bound and span_count with a
+    // maximum (a trace may grow out of them), also inside and/not/drop; without the
+    // bound they are stateless.
+    let ingest = |policy: &str| {
+        tailgate_gateway::PolicyFile::parse(
+            std::path::Path::new("p.yaml"),
+            &format!("sampling_strategy: span-ingest\npolicies:\n  - {policy}\n"),
+        )
+        .map_err(|e| e.to_string())
+    };
+    for stateful in [
+        "{name: s, type: latency, latency: {threshold_ms: 10, upper_threshold_ms: 100}}",
+        "{name: s, type: span_count, span_count: {min_spans: 2, max_spans: 5}}",
+        "{name: s, type: not, not: {not_sub_policy: {name: n, type: span_count, span_count: {min_spans: 1, max_spans: 3}}}}",
+        "{name: s, type: and, and: {and_sub_policy: [{name: a, type: always_sample}, {name: l, type: latency, latency: {threshold_ms: 1, upper_threshold_ms: 9}}]}}",
+    ] {
+        let err = ingest(stateful).unwrap_err();
+        assert!(err.contains("policy \"s\" is stateful"), "{stateful}: {err}");
+    }
+    for stateless in [
+        "{name: s, type: latency, latency: {threshold_ms: 10}}",
+        "{name: s, type: span_count, span_count: {min_spans: 2}}",
+    ] {
+        assert!(ingest(stateless).is_ok(), "{stateless}");
+    }
     let plan = common::plan("sampling_strategy: span-ingest\npolicies:\n  - name: d\n    type: drop\n    drop: {drop_sub_policy: [{name: e, type: status_code, status_code: {status_codes: [ERROR]}}]}\n  - {name: all, type: always_sample}\n");
     let mut s = tailgate_gateway::buffer::TraceSummary::default();
     s.add_span(0, 1, 1, true);

@@ -47,6 +47,12 @@ impl Kind for LatencyConfig {
         at.settings(self, Self::validate)
     }
 
+    /// As the Collector's `IsStateful`: with an upper bound, a trace that passed may grow
+    /// past it, so span-ingest cannot decide it on a batch.
+    fn is_stateful(c: &Self) -> bool {
+        c.upper_threshold_ms != 0
+    }
+
     fn compile(c: &Self, _keys: &mut Keys<'_>) -> Box<dyn Policy> {
         Box::new(LatencyPolicy::new(c))
     }

@@ -47,6 +47,12 @@ impl Kind for SpanCountConfig {
         at.settings(self, Self::validate)
     }
 
+    /// As the Collector's `IsStateful`: with a maximum, a trace that passed may grow past
+    /// it, so span-ingest cannot decide it on a batch.
+    fn is_stateful(c: &Self) -> bool {
+        c.max_spans != 0
+    }
+
     fn compile(c: &Self, _keys: &mut Keys<'_>) -> Box<dyn Policy> {
         Box::new(SpanCountPolicy::new(c))
     }
