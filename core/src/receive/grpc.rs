@@ -240,8 +240,8 @@ fn encoding_of<B>(req: &http::Request<B>) -> Result<Option<Encoding>, String> {
     }
 }
 
-/// Reads a body holding exactly one gRPC message: `(compressed flag, message)`. Without a
-/// copy when the prefix and message come in one chunk.
+/// Reads a body holding exactly one gRPC message: `(compressed flag, message)`, in an
+/// allocation of its own.
 async fn read_one_message<B>(
     mut body: B,
     max: usize,
@@ -270,8 +270,9 @@ where
             if prefix.is_empty() && data.len() >= 5 {
                 let (flag, len) = parse_prefix(&data[..5], max)?;
                 if data.len() == 5 + len {
-                    // The common case for clients that honour our frame size: no copy.
-                    whole = Some((flag, super::limits::own_small(data.slice(5..))));
+                    // The common case for clients that honour our frame size: one copy, out
+                    // of the connection's buffer (see `own`).
+                    whole = Some((flag, super::limits::own(data.slice(5..))));
                     continue;
                 }
                 let _prefix = data.split_to(5);

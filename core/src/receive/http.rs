@@ -153,7 +153,7 @@ where
     B: http_body::Body<Data = Bytes> + Unpin,
     B::Error: std::fmt::Display,
 {
-    let mut chunks: Vec<Bytes> = Vec::new();
+    let mut gathered = super::limits::BodyBuf::default();
     let mut len = 0usize;
     while let Some(frame) = body.frame().await {
         let frame =
@@ -168,19 +168,9 @@ where
             )));
         }
         in_flight.take(held, data.len())?;
-        chunks.push(data);
+        gathered.push(data);
     }
-    Ok(match chunks.len() {
-        0 => Bytes::new(),
-        1 => super::limits::own_small(chunks.pop().unwrap_or_default()),
-        _ => {
-            let mut out = bytes::BytesMut::with_capacity(len);
-            for c in chunks {
-                out.extend_from_slice(&c);
-            }
-            out.freeze()
-        }
-    })
+    Ok(gathered.finish())
 }
 
 /// Converts an OTLP/JSON `ExportTraceServiceRequest` to its protobuf encoding, object by

@@ -170,6 +170,10 @@ pub fn to_protobuf(body: &[u8]) -> Result<Vec<u8>, serde_json::Error> {
     }
     .deserialize(&mut de)?;
     de.end()?;
+    // The guess above is for JSON that is mostly span data; a body of ignored fields
+    // (padding, unknown keys) converts to far less, and the request's buffered spans would
+    // keep the whole guess alive, uncounted. Give back what was not used.
+    out.shrink_to_fit();
     Ok(out)
 }
 
@@ -523,6 +527,20 @@ mod tests {
     };
     use opentelemetry_proto::tonic::trace::v1::span::{Event, Link};
     use prost::Message as _;
+
+    /// Scenario: a request of one small span and a megabyte of an ignored field.
+    /// Guarantees: the protobuf holds no more memory than its length (buffered spans keep
+    /// it alive, and only its length is counted against the limits).
+    #[test]
+    fn ignored_bulk_leaves_no_spare_capacity() {
+        let body = format!(
+            r#"{{"padding":"{}","resourceSpans":[{{"scopeSpans":[{{"spans":[{{"traceId":"0102030405060708090a0b0c0d0e0f10","spanId":"0102030405060708","name":"a"}}]}}]}}]}}"#,
+            "x".repeat(1 << 20)
+        );
+        let out = to_protobuf(body.as_bytes()).unwrap();
+        assert!(out.len() < 100, "{}", out.len());
+        assert!(out.capacity() < 1024, "{}", out.capacity());
+    }
 
     /// Scenario: requests written by the generated code (every span field, events, links,
     /// status, attribute kinds incl. arrays, doubles, bytes and negative ints) as JSON.

@@ -201,8 +201,8 @@ impl RequestBytes {
 
 /// Memory a request's bytes cost beyond its body and headers, charged to its spans with
 /// the rest of its overhead: the shared handles and their counts, the header index, and
-/// allocator slack (a small body is copied out of the connection's read buffer; see
-/// `tailgate_core::receive::limits::COPY_BODIES_UP_TO`). Fitted to RSS with requests of
+/// allocator slack (a body is copied out of the connection's read buffer; see
+/// `tailgate_core::receive::limits::own`). Fitted to RSS with requests of
 /// one, two and eight spans (docs/benchmarks.md, "Requests of a few spans").
 pub const REQUEST_OVERHEAD_BYTES: usize = 460;
 
