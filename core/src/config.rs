@@ -109,8 +109,9 @@ pub fn system_source(scheme: &str, name: &str) -> Result<Option<String>, String>
 /// default, or by nothing, as the Collector does); `${file:PATH}` by the file's content
 /// without its final line break (a departure: the Collector keeps it);
 /// `$$` stands for one `$`. Integers written with digit separators (`100_000`, as the
-/// Collector's docs write them and Go's YAML reads them) become plain integers. Line numbers
-/// are unchanged unless a value holds line breaks.
+/// Collector's docs write them and Go's YAML reads them) become plain integers. A value is
+/// written so that YAML reads it as its text (quoted or escaped where it sits, see
+/// [`write_value`]), so line numbers are unchanged.
 pub fn collector_text(path: &Path, text: &str, source: &Source<'_>) -> Result<String, ConfigError> {
     let (expanded, failures) = collector_text_lenient(text, source);
     match failures.into_iter().next() {
@@ -201,11 +202,120 @@ fn expand_lenient(text: &str, source: &Source<'_>) -> (String, Vec<(usize, Strin
     (out, failures)
 }
 
+/// Where on a line a reference sits: outside quotes, or inside a single- or double-quoted
+/// YAML string.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Quoting {
+    Plain,
+    Single,
+    Double,
+}
+
+impl Quoting {
+    /// The quoting after `literal` (text of the file, not substituted values).
+    fn after(mut self, literal: &str) -> Self {
+        let mut escaped = false;
+        for c in literal.chars() {
+            self = match (self, c) {
+                (Quoting::Double, '\\') if !escaped => {
+                    escaped = true;
+                    continue;
+                }
+                (Quoting::Double, '"') if !escaped => Quoting::Plain,
+                (Quoting::Single, '\'') => Quoting::Plain,
+                (Quoting::Plain, '"') => Quoting::Double,
+                (Quoting::Plain, '\'') => Quoting::Single,
+                (q, _) => q,
+            };
+            escaped = false;
+        }
+        self
+    }
+}
+
+/// Whether YAML reads `value`, written as a plain (unquoted) scalar, as exactly that text
+/// (or as the number, boolean or null it spells, as the Collector types such values).
+fn plain_safe(value: &str) -> bool {
+    let starts_special = value.starts_with(|c: char| "&*!|>'\"%@`{}[],#?".contains(c))
+        || value.starts_with("- ")
+        || value == "-";
+    !(starts_special
+        || value.contains(": ")
+        || value.contains(" #")
+        || value.ends_with(':')
+        || value.contains(|c: char| c.is_control() || "{}[],".contains(c))
+        || value.trim() != value)
+}
+
+/// `value` as a double-quoted YAML string.
+fn double_quoted(value: &str) -> String {
+    let mut out = String::with_capacity(value.len() + 2);
+    out.push('"');
+    for c in value.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if c.is_control() => out.push_str(&format!("\\u{:04x}", u32::from(c))),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// Writes a resolved reference's `value` so that YAML reads it as that text, whatever it
+/// holds (a secret starting with `&`, a value with ` #`, a PEM file's lines): inside quotes
+/// escaped as the quotes need, as a whole plain value quoted, and as it is when it reads
+/// the same plain. `before` is the line's text up to the reference, `after` the rest.
+fn write_value(
+    out: &mut String,
+    value: &str,
+    quoting: Quoting,
+    before: &str,
+    after: &str,
+) -> Result<(), String> {
+    match quoting {
+        Quoting::Double => {
+            let quoted = double_quoted(value);
+            out.push_str(&quoted[1..quoted.len() - 1]);
+        }
+        Quoting::Single if value.contains(['\n', '\r']) => {
+            return Err(
+                "the value holds line breaks, which a single-quoted string cannot: use double quotes or none"
+                    .into(),
+            )
+        }
+        Quoting::Single => out.push_str(&value.replace('\'', "''")),
+        Quoting::Plain if plain_safe(value) => out.push_str(value),
+        Quoting::Plain => {
+            let whole_before = before
+                .trim_end()
+                .ends_with([':', '-', '[', '{', ','])
+                || before.trim().is_empty();
+            let rest = after.trim_start();
+            let whole_after = rest.is_empty() || rest.starts_with(['#', ',', ']', '}']);
+            if !(whole_before && whole_after) {
+                return Err(
+                    "the value holds characters YAML reads specially (such as ': ', ' #', a leading '&' or '*', or a line break) and the reference is part of a longer unquoted value: put that whole value in double quotes"
+                        .into(),
+                );
+            }
+            out.push_str(&double_quoted(value));
+        }
+    }
+    Ok(())
+}
+
 /// Expands the references of one line.
 fn expand_line(text: &str, source: &Source<'_>) -> Result<String, String> {
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
+    let mut quoting = Quoting::Plain;
     while let Some(i) = rest.find('$') {
+        quoting = quoting.after(&rest[..i]);
         out.push_str(&rest[..i]);
         let after = &rest[i + 1..];
         if let Some(tail) = after.strip_prefix('$') {
@@ -247,7 +357,9 @@ fn expand_line(text: &str, source: &Source<'_>) -> Result<String, String> {
                 "Configuration references an unset environment variable; it reads as nothing."
             );
         }
-        out.push_str(value.as_deref().or(default).unwrap_or(""));
+        let value = value.as_deref().or(default).unwrap_or("");
+        let line_before = &text[..text.len() - rest.len() + i];
+        write_value(&mut out, value, quoting, line_before, &body[end + 1..])?;
         rest = &body[end + 1..];
     }
     out.push_str(rest);
@@ -582,6 +694,39 @@ mod tests {
             .unwrap_err()
             .1
             .contains("unterminated"));
+    }
+
+    /// Scenario: values that YAML would read otherwise if pasted as they are: a secret
+    /// starting with `&` (an anchor: no secret at all), one with ` #` (a comment), a PEM
+    /// file's lines, quotes and backslashes inside quoted strings.
+    /// Guarantees: each is read back as exactly its text; numbers stay numbers; a value
+    /// that cannot be quoted where it sits is an error naming the line.
+    #[test]
+    fn resolved_values_are_read_as_their_text() {
+        const PEM: &str = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----";
+        let src = env(&[
+            ("S", "&k2Zq8x"),
+            ("C", "k2 #Zq8"),
+            ("P", PEM),
+            ("Q", "a\"b\\c 'd'"),
+            ("N", "5"),
+            ("U", "http://host:4317/v1"),
+        ]);
+        let text = "s: ${env:S}\nc: ${env:C} # note\np: ${env:P}\nd: \"Bearer ${env:Q}\"\nq: 'x ${env:Q}'\nn: ${env:N}\nu: ${env:U}\nl: [${env:S}, b]\n";
+        let expanded = expand(text, &src).unwrap();
+        assert_eq!(expanded.lines().count(), 8, "one line per line: {expanded}");
+        let v: serde_yaml_ng::Value = parse_plain_yaml(Path::new("x"), &expanded).unwrap();
+        assert_eq!(v["s"].as_str(), Some("&k2Zq8x"));
+        assert_eq!(v["c"].as_str(), Some("k2 #Zq8"));
+        assert_eq!(v["p"].as_str(), Some(PEM));
+        assert_eq!(v["d"].as_str(), Some("Bearer a\"b\\c 'd'"));
+        assert_eq!(v["q"].as_str(), Some("x a\"b\\c 'd'"));
+        assert_eq!(v["n"].as_u64(), Some(5));
+        assert_eq!(v["u"].as_str(), Some("http://host:4317/v1"));
+        assert_eq!(v["l"][0].as_str(), Some("&k2Zq8x"));
+        let err = expand("a: 1\nh: Bearer ${env:C}\n", &src).unwrap_err();
+        assert_eq!(err.0, 2);
+        assert!(err.1.contains("double quotes"), "{}", err.1);
     }
 
     /// Scenario: integers with digit separators, as the Collector's README writes
