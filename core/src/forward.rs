@@ -289,10 +289,17 @@ impl GrpcClient {
         }
         match tokio::time::timeout(self.timeout, self.exchange(request)).await {
             Ok(result) => result,
-            Err(_elapsed) => Err(tonic::Status::deadline_exceeded(format!(
-                "no answer within {:?}",
-                self.timeout
-            ))),
+            Err(_elapsed) => {
+                // The server may have the data: what is sent again may arrive twice (an
+                // empty probe carries none).
+                if chunks.iter().any(|c| !c.is_empty()) {
+                    self.retry.stats().unanswered.add(1);
+                }
+                Err(tonic::Status::deadline_exceeded(format!(
+                    "no answer within {:?}",
+                    self.timeout
+                )))
+            }
         }
     }
 

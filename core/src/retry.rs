@@ -97,6 +97,9 @@ pub struct RetryStats {
     pub retries: Counter,
     /// Requests given up after the time bound.
     pub gave_up: Counter,
+    /// Attempts with data that got no answer in time: the endpoint may have taken the data
+    /// all the same, so what is sent again may arrive twice.
+    pub unanswered: Counter,
     failing: AtomicBool,
 }
 

@@ -36,6 +36,8 @@ struct Tonic {
     requests: Mutex<Vec<Seen>>,
     answer: Mutex<Option<tonic::Status>>,
     rejected: i64,
+    /// Take requests and never answer (a stalled or frozen server).
+    stall: bool,
 }
 
 struct Service(Arc<Tonic>);
@@ -58,6 +60,9 @@ impl TraceService for Service {
             .lock()
             .unwrap()
             .push((request.into_inner(), peer, custom));
+        if self.0.stall {
+            std::future::pending::<()>().await;
+        }
         if let Some(status) = self.0.answer.lock().unwrap().clone() {
             return Err(status);
         }
@@ -170,6 +175,32 @@ async fn answers_map_to_delivered_rejected_and_gave_up() {
         }
         other => panic!("expected to give up, got {other:?}"),
     }
+}
+
+/// Scenario: a server that takes requests and never answers (frozen), then an empty
+/// probe to it.
+/// Guarantees: each attempt that timed out is counted as unanswered (the server holds
+/// every copy: what is sent again may arrive twice); a probe, carrying no data, is not.
+#[tokio::test]
+async fn attempts_without_an_answer_are_counted() {
+    let state = Arc::new(Tonic {
+        stall: true,
+        ..Tonic::default()
+    });
+    let (addr, _stop) = tonic_server(state.clone()).await;
+    let client = GrpcClient::new(&addr, &[], Duration::from_millis(150), quick_retry()).unwrap();
+    let body = Bytes::from(FakeOtlp::traces(1).spans(2).build().encode_to_vec());
+    let Err(ForwardError::GaveUp { attempts, .. }) = client.send(body).await else {
+        panic!("a server that never answers is given up on");
+    };
+    let seen = state.requests.lock().unwrap().len();
+    assert!(
+        attempts >= 2 && seen >= 2,
+        "{attempts} attempts, {seen} seen"
+    );
+    assert_eq!(client.retry_stats().unanswered.get(), u64::from(attempts));
+    assert!(client.send_once(Bytes::new()).await.is_err());
+    assert_eq!(client.retry_stats().unanswered.get(), u64::from(attempts));
 }
 
 /// Scenario: Tailgate's own receiver refuses with a retry hint (its backend is down), then

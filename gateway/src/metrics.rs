@@ -616,7 +616,7 @@ impl GatewayStats {
     /// Per exporter: delivered, failed, queued, retried.
     fn render_exporters(&self, p: &mut PromText) {
         let exporters = self.exporters();
-        let series: [ExporterSeries; 7] = [
+        let series: [ExporterSeries; 8] = [
             (
                 "tailgate_gateway_exporter_sent_spans_total",
                 "counter",
@@ -646,6 +646,12 @@ impl GatewayStats {
                 "counter",
                 "Export attempts repeated after a retryable failure.",
                 |e| e.retry.retries.get(),
+            ),
+            (
+                "tailgate_gateway_exporter_unanswered_requests_total",
+                "counter",
+                "Export requests the backend did not answer within the exporter's timeout and that were sent again: it may have taken them, so their spans may arrive twice.",
+                |e| e.retry.unanswered.get(),
             ),
             (
                 "tailgate_gateway_exporter_gave_up_requests_total",

@@ -478,6 +478,17 @@ fn production_has_budgets_autoscaling_fences_and_alerts_on_real_metrics() {
         &mut process,
         &tailgate_gateway::reload::ReloadStats::default(),
     );
+    // Per-gateway series of a router with one gateway.
+    let forwarder = tailgate_router::metrics::ForwarderStats::default();
+    tailgate_router::metrics::render_members(
+        &mut process,
+        &[tailgate_router::metrics::MemberSample {
+            member: "10.0.0.7:4317".into(),
+            stats: &forwarder,
+            up: true,
+            unanswered: 0,
+        }],
+    );
     let exported = format!(
         "{}{}{}",
         gateway_stats.render(),

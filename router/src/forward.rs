@@ -53,6 +53,8 @@ pub struct Forwarder {
     closed: CancellationToken,
     /// Counters.
     pub stats: ForwarderStats,
+    /// Its client's retry counters, once it runs.
+    retry: std::sync::OnceLock<Arc<tailgate_core::retry::RetryStats>>,
 }
 
 // === impl Forwarder ===
@@ -80,12 +82,19 @@ impl Forwarder {
             consecutive_failures: AtomicU32::new(0),
             closed: CancellationToken::new(),
             stats: ForwarderStats::default(),
+            retry: std::sync::OnceLock::new(),
         })
     }
 
     /// The gateway this forwarder sends to.
     pub fn member(&self) -> &Member {
         &self.member
+    }
+
+    /// Requests the gateway did not answer in time, so that sending them again may deliver
+    /// their spans twice.
+    pub fn unanswered(&self) -> u64 {
+        self.retry.get().map_or(0, |r| r.unanswered.get())
     }
 
     /// Whether the gateway is marked down.
@@ -190,6 +199,7 @@ impl Forwarder {
     /// goes down or comes back, so the router can rebuild its effective ring, and
     /// `hooks.reroute` takes back parts that were in flight to a gateway found unreachable.
     pub async fn run(self: Arc<Self>, client: GrpcClient, cfg: ForwardConfig, hooks: Hooks) {
+        self.retry.set(client.retry_stats().clone()).ok();
         let on_health = hooks.health.clone();
         let in_flight = Arc::new(Semaphore::new(cfg.max_in_flight.max(1)));
         loop {

@@ -228,12 +228,14 @@ pub struct MemberSample<'a> {
     pub stats: &'a ForwarderStats,
     /// Whether it is in the ring (not marked down).
     pub up: bool,
+    /// Requests it did not answer in time (see [`crate::forward::Forwarder::unanswered`]).
+    pub unanswered: u64,
 }
 
 /// The per-gateway series: name, help, and the value of one member.
 type MemberMetric = (&'static str, &'static str, fn(&MemberSample<'_>) -> u64);
 
-const MEMBER_METRICS: [MemberMetric; 6] = [
+const MEMBER_METRICS: [MemberMetric; 7] = [
     (
         "tailgate_router_member_forwarded_spans_total",
         "Spans delivered, per gateway.",
@@ -253,6 +255,11 @@ const MEMBER_METRICS: [MemberMetric; 6] = [
         "tailgate_router_member_requests_total",
         "Requests sent after coalescing, per gateway.",
         |m| m.stats.requests.get(),
+    ),
+    (
+        "tailgate_router_member_unanswered_requests_total",
+        "Requests the gateway did not answer within forward.timeout and that were sent again: it may have taken them, so their spans may arrive twice.",
+        |m| m.unanswered,
     ),
     (
         "tailgate_router_member_queued_bytes",

@@ -365,6 +365,7 @@ impl Router {
                 member: f.member().to_string(),
                 stats: &f.stats,
                 up: !f.is_down(),
+                unanswered: f.unanswered(),
             })
             .collect();
         crate::metrics::render_members(p, &members);

@@ -261,10 +261,12 @@ impl HttpClient {
         };
         let response = match tokio::time::timeout(self.timeout, self.client.request(req)).await {
             Err(_) => {
+                // The backend may have the data: sent again, it may arrive twice.
+                self.retry.stats().unanswered.add(1);
                 return Attempt::Retry {
                     error: format!("no response within {:?}", self.timeout).into(),
                     after: None,
-                }
+                };
             }
             Ok(Err(e)) => {
                 return Attempt::Retry {
@@ -289,10 +291,11 @@ impl HttpClient {
                 }
             }
             Err(_) => {
+                self.retry.stats().unanswered.add(1);
                 return Attempt::Retry {
                     error: String::from("response body timed out").into(),
                     after,
-                }
+                };
             }
         };
         classify(status, body, after)
