@@ -28,7 +28,7 @@ impl SpanSink for Capture {
         self.refused.lock().unwrap().push(refusal.reason());
     }
 
-    async fn ready(&self) -> Result<tailgate_core::receive::Ready, Refusal> {
+    async fn ready(&self, _first: Option<usize>) -> Result<tailgate_core::receive::Ready, Refusal> {
         self.ready.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         Ok(Default::default())
     }

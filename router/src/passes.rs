@@ -4,12 +4,14 @@
 //! A request let through [`tailgate_core::receive::SpanSink::ready`] is expected to add
 //! about the running mean request size to the queues once it is read, so it counts at that
 //! size: a burst of requests let through together cannot all be admitted past the limit.
-//! But that is an estimate for a request that is coming. A stream that sends a byte and
-//! stalls is not coming, and if it counted until `receive.request_timeout` cut it off, a
-//! sender could hold the whole room with a few hundred such streams, a byte each. So a
-//! pass counts only for the window it was made in and the next ([`PASS_WINDOW`]: one to
-//! two seconds); a request still being read after that is admitted on its own when it
-//! arrives, bounded by the router's hard limit (twice `max_queued_bytes`).
+//! But that is an estimate for a request that is coming, and a stream that sends a byte
+//! and stalls is not. Such streams once held the whole room for everyone, a byte each, and
+//! twenty a second kept it held. So a pass is priced by what its sender has shown (see
+//! [`pass_price`]: at most sixteen times its first frame, which is most of a real request
+//! or a full frame), and counts only for the window it was made in and the next
+//! ([`PASS_WINDOW`]: one to two seconds); a request still being read after that is admitted
+//! on its own when it arrives, bounded by the router's hard limit (twice
+//! `max_queued_bytes`).
 //!
 //! Counting is two slots of atomics, one per window by parity, with no lock: a request
 //! takes a pass when it is let through and gives it back when it is answered.
@@ -23,19 +25,36 @@ use tokio::time::Instant;
 /// How long a window lasts; a pass counts in its window and the next.
 pub const PASS_WINDOW: Duration = Duration::from_secs(1);
 
-/// Live passes, by the window they were made in.
+/// A pass's price is at most this many times its first frame.
+pub const FIRST_FRAME_FACTOR: usize = 16;
+
+/// What a pass is priced at when no frame was waited for (an empty body, or a sender that
+/// waits for `100 Continue`), times [`FIRST_FRAME_FACTOR`]: a 1 KiB frame's worth.
+pub const UNSEEN_FRAME: usize = 1 << 10;
+
+/// What a request let through is expected to add to the queues: the running `mean`
+/// request size, but no more than [`FIRST_FRAME_FACTOR`] times its first frame (a sender
+/// that sent one byte and stalls costs 16 bytes of room; a real request's first frame is
+/// all of it or a full 16 KiB frame or more, so it is priced at the mean).
+pub fn pass_price(mean: usize, first_bytes: Option<usize>) -> usize {
+    let shown = first_bytes.unwrap_or(UNSEEN_FRAME).max(1);
+    mean.min(shown.saturating_mul(FIRST_FRAME_FACTOR))
+}
+
+/// Live passes' prices, by the window they were made in.
 #[derive(Debug)]
 pub struct Passes {
     origin: Instant,
     window: Duration,
-    /// `slots[w % 2]` counts the live passes of window `w`, the one it says it holds.
+    /// `slots[w % 2]` sums the prices of the live passes of window `w`, the one it says it
+    /// holds.
     slots: [Slot; 2],
 }
 
 #[derive(Debug, Default)]
 struct Slot {
     window: AtomicU64,
-    count: AtomicUsize,
+    bytes: AtomicUsize,
 }
 
 /// A request let through and not yet answered: counted while it lives and its window is
@@ -44,6 +63,7 @@ struct Slot {
 pub struct Pass {
     passes: Arc<Passes>,
     window: u64,
+    price: usize,
 }
 
 impl Passes {
@@ -62,8 +82,8 @@ impl Passes {
         u64::try_from(since / self.window.as_nanos()).unwrap_or(u64::MAX)
     }
 
-    /// Counts a request let through now.
-    pub fn take(self: &Arc<Self>) -> Pass {
+    /// Counts a request let through now, at `price` bytes.
+    pub fn take(self: &Arc<Self>, price: usize) -> Pass {
         let window = self.window_at(Instant::now());
         let slot = &self.slots[(window % 2) as usize];
         let held = slot.window.load(Ordering::Acquire);
@@ -76,16 +96,18 @@ impl Passes {
             // The slot held a window two or more back: its passes no longer count. (A pass
             // of this window counted by another thread between the exchange and this store
             // is lost: the estimate is low by one for a second, which the hard limit covers.)
-            slot.count.store(0, Ordering::Release);
+            slot.bytes.store(0, Ordering::Release);
         }
-        slot.count.fetch_add(1, Ordering::AcqRel);
+        slot.bytes.fetch_add(price, Ordering::AcqRel);
         Pass {
             passes: self.clone(),
             window,
+            price,
         }
     }
 
-    /// Passes that count now: made in this window or the previous one, not yet answered.
+    /// The prices of the passes that count now: made in this window or the previous one,
+    /// not yet answered.
     pub fn counted(&self) -> usize {
         let now = self.window_at(Instant::now());
         self.slots
@@ -94,7 +116,7 @@ impl Passes {
                 let w = s.window.load(Ordering::Acquire);
                 w == now || w.checked_add(1) == Some(now)
             })
-            .map(|s| s.count.load(Ordering::Acquire))
+            .map(|s| s.bytes.load(Ordering::Acquire))
             .sum()
     }
 
@@ -114,10 +136,12 @@ impl Drop for Pass {
     fn drop(&mut self) {
         let slot = &self.passes.slots[(self.window % 2) as usize];
         if slot.window.load(Ordering::Acquire) == self.window {
-            // Saturating: a pass lost to a reset (see `take`) must not wrap the count.
-            // (`Err` is a count already at zero: nothing to take off.)
-            slot.count
-                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1))
+            // Saturating: a pass lost to a reset (see `take`) must not wrap the sum.
+            let price = self.price;
+            slot.bytes
+                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                    Some(n.saturating_sub(price))
+                })
                 .ok();
         }
     }
@@ -133,13 +157,13 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_pass_counts_for_its_window_and_the_next() {
         let passes = Passes::new(Duration::from_secs(1));
-        let a = passes.take();
-        let b = passes.take();
+        let a = passes.take(1);
+        let b = passes.take(1);
         assert_eq!(passes.counted(), 2);
         drop(b);
         assert_eq!(passes.counted(), 1);
         tokio::time::advance(Duration::from_millis(1500)).await;
-        let c = passes.take();
+        let c = passes.take(1);
         assert_eq!(passes.counted(), 2, "a (previous window) and c");
         tokio::time::advance(Duration::from_secs(1)).await;
         assert_eq!(passes.counted(), 1, "a stopped counting; c still does");
@@ -149,10 +173,23 @@ mod tests {
             1,
             "an expired pass answered changes nothing"
         );
-        let d = passes.take();
+        let d = passes.take(1);
         assert_eq!(passes.counted(), 2, "d reused a's slot from zero");
         drop((c, d));
         assert_eq!(passes.counted(), 0);
+    }
+
+    /// Guarantees: a pass is priced at the mean unless its first frame was small: a byte
+    /// costs sixteen, a request not waited on costs 16 KiB at most.
+    #[test]
+    fn passes_are_priced_by_what_their_sender_showed() {
+        let mean = 200 << 10;
+        assert_eq!(pass_price(mean, Some(1)), 16);
+        assert_eq!(pass_price(mean, Some(0)), 16);
+        assert_eq!(pass_price(mean, Some(16 << 10)), mean);
+        assert_eq!(pass_price(mean, Some(1 << 20)), mean);
+        assert_eq!(pass_price(mean, None), 16 << 10);
+        assert_eq!(pass_price(100, None), 100);
     }
 
     /// Guarantees: `next_expiry` is the start of the next window, later than now.

@@ -419,9 +419,9 @@ impl SpanSink for Router {
         self.stats.late_answers.add(1);
     }
 
-    async fn ready(&self) -> Result<Ready, Refusal> {
+    async fn ready(&self, first_bytes: Option<usize>) -> Result<Ready, Refusal> {
         if self.gate.available_permits() > 0 && self.has_room() {
-            return Ok(self.pass());
+            return Ok(self.pass(first_bytes));
         }
         let full = |message: String| {
             self.stats.refused_unread_requests.add(1);
@@ -454,7 +454,7 @@ impl SpanSink for Router {
             tokio::pin!(freed);
             freed.as_mut().enable();
             if self.has_room() {
-                return Ok(self.pass());
+                return Ok(self.pass(first_bytes));
             }
             // Passes that stop counting free room without a notice: look again then.
             let look_again = self.passes.next_expiry().min(deadline);
@@ -495,15 +495,20 @@ impl Router {
         if state.forwarders.iter().all(|f| f.is_down()) {
             return true;
         }
-        let coming = self.passes.counted() * self.mean_request.load(Relaxed);
+        let coming = self.passes.counted();
         self.global_queued.load(Relaxed) + coming < self.cfg.max_queued_bytes
             && state.forwarders.iter().all(|f| f.has_room() || f.is_down())
     }
 
-    /// A pass for a request let through: counted until the request is answered or its
-    /// window is over.
-    fn pass(&self) -> Ready {
-        Ready::holding(self.passes.take())
+    /// A pass for a request let through, priced by the mean request size and its first
+    /// frame (`first_bytes`, see [`crate::passes::pass_price`]): counted until the request
+    /// is answered or its window is over.
+    fn pass(&self, first_bytes: Option<usize>) -> Ready {
+        let mean = self.mean_request.load(Ordering::Relaxed);
+        Ready::holding(
+            self.passes
+                .take(crate::passes::pass_price(mean, first_bytes)),
+        )
     }
 
     /// Past this many times `max_queued_bytes`, a request already read is refused rather
@@ -680,11 +685,11 @@ mod tests {
         });
         let first = {
             let router = router.clone();
-            tokio::spawn(async move { SpanSink::ready(&*router).await.map(drop) })
+            tokio::spawn(async move { SpanSink::ready(&*router, Some(1 << 20)).await.map(drop) })
         };
         tokio::task::yield_now().await;
         let start = tokio::time::Instant::now();
-        let refusal = SpanSink::ready(&*router).await.unwrap_err();
+        let refusal = SpanSink::ready(&*router, Some(1 << 20)).await.unwrap_err();
         assert!(matches!(refusal, Refusal::Overloaded { .. }), "{refusal:?}");
         assert_eq!(start.elapsed(), Duration::ZERO);
         assert!(first.await.unwrap().is_err());
@@ -692,7 +697,7 @@ mod tests {
         for f in router.ring_state().forwarders.iter() {
             f.mark_down_for_test();
         }
-        assert!(SpanSink::ready(&*router).await.is_ok());
+        assert!(SpanSink::ready(&*router, Some(1 << 20)).await.is_ok());
     }
 
     /// A request read while the router's queues are past twice their limit is refused
@@ -748,11 +753,11 @@ mod tests {
         let passes: Vec<Ready> = (0..2)
             .map(|_| {
                 assert!(router.has_room());
-                router.pass()
+                router.pass(Some(1 << 20))
             })
             .collect();
         assert!(router.has_room(), "one more fits");
-        let third = router.pass();
+        let third = router.pass(Some(1 << 20));
         assert!(!router.has_room(), "three passes fill the last room");
         drop((passes, third));
         assert!(router.has_room());
@@ -769,10 +774,10 @@ mod tests {
         router
             .global_queued
             .store(router.cfg.max_queued_bytes - 2 * per, Ordering::Relaxed);
-        let stalled: Vec<Ready> = (0..2).map(|_| router.pass()).collect();
+        let stalled: Vec<Ready> = (0..2).map(|_| router.pass(Some(1 << 20))).collect();
         assert!(!router.has_room());
         let start = tokio::time::Instant::now();
-        let ready = SpanSink::ready(&*router).await;
+        let ready = SpanSink::ready(&*router, Some(1 << 20)).await;
         assert!(ready.is_ok(), "{ready:?}");
         let waited = start.elapsed();
         assert!(
@@ -783,13 +788,34 @@ mod tests {
         drop(stalled);
     }
 
+    /// Scenario: room for three mean-sized requests; a thousand requests that sent one
+    /// byte each are let through and stall.
+    /// Guarantees: they take 16 bytes of room each, so a real request still finds room.
+    #[tokio::test(start_paused = true)]
+    async fn one_byte_passes_hold_almost_no_room() {
+        let router = full_router(Duration::from_secs(5));
+        let per = router.mean_request.load(Ordering::Relaxed);
+        router
+            .global_queued
+            .store(router.cfg.max_queued_bytes - 3 * per, Ordering::Relaxed);
+        let stalled: Vec<Ready> = (0..1000).map(|_| router.pass(Some(1))).collect();
+        assert!(router.has_room());
+        assert!(tokio::time::timeout(
+            Duration::from_millis(1),
+            SpanSink::ready(&*router, Some(16 << 10))
+        )
+        .await
+        .is_ok_and(|r| r.is_ok()));
+        drop(stalled);
+    }
+
     /// With the queues full, `ready` holds a request for `queue_wait`, then refuses it
     /// retryably; the waits are counted.
     #[tokio::test(start_paused = true)]
     async fn ready_refuses_after_queue_wait_while_full() {
         let router = full_router(Duration::from_secs(5));
         let start = tokio::time::Instant::now();
-        let refusal = SpanSink::ready(&*router).await.unwrap_err();
+        let refusal = SpanSink::ready(&*router, Some(1 << 20)).await.unwrap_err();
         assert!(matches!(refusal, Refusal::Overloaded { .. }), "{refusal:?}");
         assert_eq!(start.elapsed(), Duration::from_secs(5));
         assert_eq!(router.stats.held_requests.get(), 1);
@@ -806,7 +832,7 @@ mod tests {
             .map(|i| {
                 let (router, order) = (router.clone(), order.clone());
                 tokio::spawn(async move {
-                    SpanSink::ready(&*router).await.unwrap();
+                    SpanSink::ready(&*router, Some(1 << 20)).await.unwrap();
                     order.lock().unwrap().push(i);
                 })
             })

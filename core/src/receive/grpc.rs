@@ -177,7 +177,7 @@ impl<S: SpanSink> TraceService<S> {
                 return refusal.to_grpc().into_http();
             }
         };
-        let pass = match self.sink.ready().await {
+        let pass = match self.sink.ready(req.body().first_len()).await {
             Ok(pass) => pass,
             Err(refusal) => {
                 self.sink.refused(&refusal);

@@ -100,7 +100,7 @@ async fn receive<S: SpanSink>(
     // Room is asked for once the body starts (see `primed`), then held before reading the
     // rest: the unread body holds the sender back.
     let req = super::primed::body_started(req, limits.request_timeout).await?;
-    let pass = sink.ready().await?;
+    let pass = sink.ready(req.body().first_len()).await?;
     // The rest of the body has `request_timeout` from when room was given.
     let read_by = super::primed::deadline_in(limits.request_timeout);
     // Every chunk takes its size from the receivers' in-flight budget as it arrives; the

@@ -28,6 +28,16 @@ pub struct Primed<B: Body> {
     rest: B,
 }
 
+impl<B: Body> Primed<B> {
+    /// The length of the first frame's data, when one was read ahead.
+    pub fn first_len(&self) -> Option<usize> {
+        match &self.first {
+            Some(Ok(frame)) => frame.data_ref().map(|d| d.len()),
+            _ => None,
+        }
+    }
+}
+
 impl<B> Body for Primed<B>
 where
     B: Body<Data = Bytes> + Unpin,

@@ -58,8 +58,14 @@ pub trait SpanSink: Send + Sync + 'static {
     ///
     /// The receiver holds the returned [`Ready`] until the stage has answered the request
     /// (or the request is dropped), so a stage can count the requests it let through and
-    /// has not yet taken.
-    fn ready(&self) -> impl Future<Output = Result<Ready, Refusal>> + Send {
+    /// has not yet taken. `first_bytes`: the length of the body's first frame, already
+    /// received, or `None` when the request was not waited on for one (no body, or
+    /// `Expect: 100-continue`; see [`super::primed`]): what the sender has shown it sends.
+    fn ready(
+        &self,
+        first_bytes: Option<usize>,
+    ) -> impl Future<Output = Result<Ready, Refusal>> + Send {
+        let _ = first_bytes;
         async { Ok(Ready::default()) }
     }
 
