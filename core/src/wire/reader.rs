@@ -35,8 +35,8 @@ pub enum ScanError {
         /// Byte offset in the body.
         at: usize,
     },
-    /// Field number zero, which protobuf forbids.
-    #[error("field number 0 in {what} at byte {at}")]
+    /// A field number protobuf forbids: zero, or past the largest (2^29 - 1).
+    #[error("invalid field number (0, or above 2^29 - 1) in {what} at byte {at}")]
     FieldZero {
         /// The enclosing message.
         what: &'static str,
@@ -88,7 +88,7 @@ impl From<ScanError> for Malformed {
             },
             ScanError::FieldZero { what, at } => Malformed {
                 what,
-                why: "has field number 0",
+                why: "has an invalid field number (0, or above 2^29 - 1)",
                 at,
             },
             ScanError::Malformed(m) => m,
