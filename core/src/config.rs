@@ -186,12 +186,23 @@ pub fn expand(text: &str, source: &Source<'_>) -> Result<String, (usize, String)
 fn expand_lenient(text: &str, source: &Source<'_>) -> (String, Vec<(usize, String)>) {
     let mut out = String::with_capacity(text.len());
     let mut failures = Vec::new();
+    // The indentation of the line that opened a block scalar (`key: |`), while in one.
+    let mut block: Option<usize> = None;
     for (n, line) in text.split_inclusive('\n').enumerate() {
-        if line.trim_start().starts_with('#') || !line.contains('$') {
+        let indent = line.len() - line.trim_start().len();
+        let blank = line.trim().is_empty();
+        if block.is_some_and(|opener| !blank && indent <= opener) {
+            block = None;
+        }
+        let in_block = block.is_some();
+        if !in_block && opens_block_scalar(line) {
+            block = Some(indent);
+        }
+        if (!in_block && line.trim_start().starts_with('#')) || !line.contains('$') {
             out.push_str(line);
             continue;
         }
-        match expand_line(line, source) {
+        match expand_line(line, source, in_block) {
             Ok(l) => out.push_str(&l),
             Err(message) => {
                 failures.push((n + 1, message));
@@ -202,8 +213,31 @@ fn expand_lenient(text: &str, source: &Source<'_>) -> (String, Vec<(usize, Strin
     (out, failures)
 }
 
-/// Where on a line a reference sits: outside quotes, or inside a single- or double-quoted
-/// YAML string.
+/// Whether `line` ends with a block scalar's indicator (`key: |`, `- >-`, …): the lines
+/// after it that are more indented are its text.
+fn opens_block_scalar(line: &str) -> bool {
+    let content = match line.find(" #") {
+        Some(i) => &line[..i],
+        None => line,
+    }
+    .trim_end();
+    let Some(indicator) = content
+        .rsplit_once(' ')
+        .map(|(_, last)| last)
+        .or(Some(content))
+    else {
+        return false;
+    };
+    let before = content[..content.len() - indicator.len()].trim_end();
+    indicator.starts_with(['|', '>'])
+        && indicator[1..]
+            .chars()
+            .all(|c| matches!(c, '-' | '+' | '1'..='9'))
+        && (before.is_empty() || before.ends_with(':') || before.ends_with('-'))
+}
+
+/// Where on a line a reference sits: outside quotes (and how deep in flow collections), or
+/// inside a single- or double-quoted YAML string.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Quoting {
     Plain,
@@ -211,40 +245,104 @@ enum Quoting {
     Double,
 }
 
-impl Quoting {
-    /// The quoting after `literal` (text of the file, not substituted values).
+/// What the line's text so far says about the next character.
+#[derive(Debug, Clone, Copy)]
+struct Context {
+    quoting: Quoting,
+    /// Unclosed `[` and `{` outside quotes.
+    flow: u32,
+    /// Whether the next character starts a scalar (line start, or after `: `, `- `, `? `,
+    /// or a flow indicator): only there does a quote open a quoted string.
+    at_start: bool,
+    escaped: bool,
+}
+
+impl Context {
+    fn new() -> Self {
+        Context {
+            quoting: Quoting::Plain,
+            flow: 0,
+            at_start: true,
+            escaped: false,
+        }
+    }
+
+    /// The context after `literal` (text of the file, not substituted values).
     fn after(mut self, literal: &str) -> Self {
-        let mut escaped = false;
-        for c in literal.chars() {
-            self = match (self, c) {
-                (Quoting::Double, '\\') if !escaped => {
-                    escaped = true;
-                    continue;
+        let mut previous = ' ';
+        let mut chars = literal.chars().peekable();
+        while let Some(c) = chars.next() {
+            match self.quoting {
+                Quoting::Double => match c {
+                    '\\' if !self.escaped => {
+                        self.escaped = true;
+                        previous = c;
+                        continue;
+                    }
+                    '"' if !self.escaped => self.quoting = Quoting::Plain,
+                    _ => {}
+                },
+                Quoting::Single => {
+                    // `''` is a quote inside the string.
+                    if c == '\'' && chars.next_if_eq(&'\'').is_none() {
+                        self.quoting = Quoting::Plain;
+                    }
                 }
-                (Quoting::Double, '"') if !escaped => Quoting::Plain,
-                (Quoting::Single, '\'') => Quoting::Plain,
-                (Quoting::Plain, '"') => Quoting::Double,
-                (Quoting::Plain, '\'') => Quoting::Single,
-                (q, _) => q,
-            };
-            escaped = false;
+                Quoting::Plain => match c {
+                    '"' if self.at_start => self.quoting = Quoting::Double,
+                    '\'' if self.at_start => self.quoting = Quoting::Single,
+                    '[' | '{' if self.at_start || self.flow > 0 => {
+                        self.flow += 1;
+                        self.at_start = true;
+                        previous = c;
+                        continue;
+                    }
+                    ']' | '}' if self.flow > 0 => self.flow -= 1,
+                    ',' if self.flow > 0 => {
+                        self.at_start = true;
+                        previous = c;
+                        continue;
+                    }
+                    c if c.is_whitespace()
+                        && (matches!(previous, ':' | '-' | '?') || self.at_start) =>
+                    {
+                        self.at_start = true;
+                        previous = c;
+                        continue;
+                    }
+                    _ => {}
+                },
+            }
+            self.escaped = false;
+            self.at_start = false;
+            previous = c;
         }
         self
     }
 }
 
-/// Whether YAML reads `value`, written as a plain (unquoted) scalar, as exactly that text
-/// (or as the number, boolean or null it spells, as the Collector types such values).
+/// Whether YAML reads `value`, written as a whole plain (unquoted) scalar, as exactly that
+/// text (or as the number, boolean or null it spells, as the Collector types such values).
 fn plain_safe(value: &str) -> bool {
     let starts_special = value.starts_with(|c: char| "&*!|>'\"%@`{}[],#?".contains(c))
         || value.starts_with("- ")
         || value == "-";
-    !(starts_special
+    !(starts_special || inside_unsafe(value, true, " ", " ") || value.trim() != value)
+}
+
+/// Whether `value`, pasted inside a longer plain scalar between `before` and `after`,
+/// would change what YAML reads: a comment, a key, a line break, or (in a flow
+/// collection) an indicator.
+fn inside_unsafe(value: &str, flow: bool, before: &str, after: &str) -> bool {
+    value.contains(" #")
         || value.contains(": ")
-        || value.contains(" #")
-        || value.ends_with(':')
-        || value.contains(|c: char| c.is_control() || "{}[],".contains(c))
-        || value.trim() != value)
+        || value.contains(['\n', '\r'])
+        || value.contains(|c: char| c.is_control() && c != '\t')
+        || (value.ends_with(':') && after.starts_with(char::is_whitespace))
+        || (value.ends_with(':') && after.is_empty())
+        || (value.starts_with('#') && before.ends_with(char::is_whitespace))
+        || (value.ends_with(char::is_whitespace) && after.starts_with('#'))
+        || (flow && value.contains(['{', '}', '[', ']', ',']))
 }
 
 /// `value` as a double-quoted YAML string.
@@ -268,16 +366,25 @@ fn double_quoted(value: &str) -> String {
 
 /// Writes a resolved reference's `value` so that YAML reads it as that text, whatever it
 /// holds (a secret starting with `&`, a value with ` #`, a PEM file's lines): inside quotes
-/// escaped as the quotes need, as a whole plain value quoted, and as it is when it reads
-/// the same plain. `before` is the line's text up to the reference, `after` the rest.
+/// escaped as the quotes need; as a whole plain value, as it is when it reads the same and
+/// double-quoted otherwise; inside a longer plain value as it is, unless it would change
+/// what YAML reads there (then an error: quote the whole value); in a block scalar as it
+/// is, its later lines indented as the line. `before` is the line's text up to the
+/// reference, `after` the rest.
 fn write_value(
     out: &mut String,
     value: &str,
-    quoting: Quoting,
+    ctx: Context,
+    in_block: bool,
     before: &str,
     after: &str,
 ) -> Result<(), String> {
-    match quoting {
+    if in_block {
+        let indent = &before[..before.len() - before.trim_start().len()];
+        out.push_str(&value.replace('\n', &format!("\n{indent}")));
+        return Ok(());
+    }
+    match ctx.quoting {
         Quoting::Double => {
             let quoted = double_quoted(value);
             out.push_str(&quoted[1..quoted.len() - 1]);
@@ -289,33 +396,39 @@ fn write_value(
             )
         }
         Quoting::Single => out.push_str(&value.replace('\'', "''")),
-        Quoting::Plain if plain_safe(value) => out.push_str(value),
         Quoting::Plain => {
-            let whole_before = before
-                .trim_end()
-                .ends_with([':', '-', '[', '{', ','])
-                || before.trim().is_empty();
-            let rest = after.trim_start();
-            let whole_after = rest.is_empty() || rest.starts_with(['#', ',', ']', '}']);
-            if !(whole_before && whole_after) {
+            let rest = after.trim_end_matches(['\n', '\r']);
+            let trimmed = rest.trim_start();
+            let whole_after = trimmed.is_empty()
+                || (trimmed.starts_with('#') && rest.len() > trimmed.len())
+                || (ctx.flow > 0 && trimmed.starts_with([',', ']', '}']));
+            let flow = ctx.flow > 0;
+            if ctx.at_start && whole_after {
+                if plain_safe(value) && !(flow && value.contains(['{', '}', '[', ']', ','])) {
+                    out.push_str(value);
+                } else {
+                    out.push_str(&double_quoted(value));
+                }
+            } else if inside_unsafe(value, flow, before, rest) {
                 return Err(
-                    "the value holds characters YAML reads specially (such as ': ', ' #', a leading '&' or '*', or a line break) and the reference is part of a longer unquoted value: put that whole value in double quotes"
+                    "the value holds characters YAML reads specially here (such as ': ', ' #' or a line break) and the reference is part of a longer unquoted value: put that whole value in double quotes"
                         .into(),
                 );
+            } else {
+                out.push_str(value);
             }
-            out.push_str(&double_quoted(value));
         }
     }
     Ok(())
 }
 
-/// Expands the references of one line.
-fn expand_line(text: &str, source: &Source<'_>) -> Result<String, String> {
+/// Expands the references of one line (`in_block`: a line of a block scalar's text).
+fn expand_line(text: &str, source: &Source<'_>, in_block: bool) -> Result<String, String> {
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
-    let mut quoting = Quoting::Plain;
+    let mut ctx = Context::new();
     while let Some(i) = rest.find('$') {
-        quoting = quoting.after(&rest[..i]);
+        ctx = ctx.after(&rest[..i]);
         out.push_str(&rest[..i]);
         let after = &rest[i + 1..];
         if let Some(tail) = after.strip_prefix('$') {
@@ -359,7 +472,16 @@ fn expand_line(text: &str, source: &Source<'_>) -> Result<String, String> {
         }
         let value = value.as_deref().or(default).unwrap_or("");
         let line_before = &text[..text.len() - rest.len() + i];
-        write_value(&mut out, value, quoting, line_before, &body[end + 1..])?;
+        write_value(
+            &mut out,
+            value,
+            ctx,
+            in_block,
+            line_before,
+            &body[end + 1..],
+        )?;
+        // What was written is a value: the next text is not at a scalar's start.
+        ctx.at_start = false;
         rest = &body[end + 1..];
     }
     out.push_str(rest);
@@ -727,6 +849,40 @@ mod tests {
         let err = expand("a: 1\nh: Bearer ${env:C}\n", &src).unwrap_err();
         assert_eq!(err.0, 2);
         assert!(err.1.contains("double quotes"), "{}", err.1);
+    }
+
+    /// Scenario: references inside longer values, in flow collections, after quotes that
+    /// do not open strings, and in block scalars (cases a review found).
+    /// Guarantees: each value is read back as written around it: pasted as it is where that
+    /// reads the same, an error where it cannot be, never silently changed.
+    #[test]
+    fn references_inside_values_keep_their_text() {
+        const PEM: &str = "-----BEGIN X-----\nMIIB\n-----END X-----";
+        let src = env(&[
+            ("A", "&abc"),
+            ("L", "a,b"),
+            ("C", "x #y"),
+            ("P", PEM),
+            ("Q", "it's"),
+        ]);
+        let text = "b: Bearer ${env:A}\nu: admin:${env:L}\nn: it's ${env:A}\nf: [x-${env:A}, y]\nq: 'say ''${env:Q}'''\nk: |\n  ${env:P}\n  tail\nafter: ${env:A}\n";
+        let expanded = expand(text, &src).unwrap();
+        let v: serde_yaml_ng::Value = parse_plain_yaml(Path::new("x"), &expanded).unwrap();
+        assert_eq!(v["b"].as_str(), Some("Bearer &abc"));
+        assert_eq!(v["u"].as_str(), Some("admin:a,b"));
+        assert_eq!(v["n"].as_str(), Some("it's &abc"));
+        assert_eq!(v["f"][0].as_str(), Some("x-&abc"));
+        assert_eq!(v["q"].as_str(), Some("say 'it's'"));
+        assert_eq!(v["k"].as_str(), Some(format!("{PEM}\ntail\n").as_str()));
+        assert_eq!(v["after"].as_str(), Some("&abc"));
+        for bad in [
+            "u: admin:${env:C}\n",
+            "f: [x-${env:L}]\n",
+            "n: it's ${env:C}\n",
+        ] {
+            let err = expand(bad, &src).unwrap_err();
+            assert!(err.1.contains("double quotes"), "{bad}: {}", err.1);
+        }
     }
 
     /// Scenario: integers with digit separators, as the Collector's README writes
