@@ -28,6 +28,9 @@ pub enum GoRegexError {
     /// A repeat count over Go's limit.
     #[error("invalid repeat count {0}: at most 1000, as in Go's regexp")]
     RepeatCount(String),
+    /// A flag Go does not have (`x`).
+    #[error("invalid or unsupported flag {0:?}: Go's regexp has i, m, s and U")]
+    Flag(char),
     /// `\1` to `\7` alone: a backreference.
     #[error(
         "invalid escape \\{0}: backreferences are not supported (Go's regexp refuses them too)"
@@ -56,6 +59,18 @@ pub fn translate(pattern: &str) -> Result<String, GoRegexError> {
             '[' => {
                 i = class(&chars, i, &mut out)?;
                 continue;
+            }
+            '(' if chars.get(i + 1) == Some(&'?') => {
+                // Flags: Go knows i, m, s and U (the crate also x, R, u).
+                for &f in chars[i + 2..]
+                    .iter()
+                    .take_while(|f| !matches!(f, ':' | ')' | 'P' | '<'))
+                {
+                    if !matches!(f, 'i' | 'm' | 's' | 'U' | '-') {
+                        return Err(GoRegexError::Flag(f));
+                    }
+                }
+                out.push(c);
             }
             '{' => {
                 match repeat(&chars, i)? {
@@ -87,13 +102,18 @@ fn repeat(chars: &[char], at: usize) -> Result<Option<usize>, GoRegexError> {
             .count();
         (n, from + n)
     };
+    // Go reads a count with a leading zero (`{01}`) as no count: the brace is a literal.
+    let leading_zero = |from: usize, n: usize| n > 1 && chars[from] == '0';
     let (n, mut j) = digits(at + 1);
-    if n == 0 {
+    if n == 0 || leading_zero(at + 1, n) {
         return Ok(None);
     }
     let mut counts = vec![&chars[at + 1..j]];
     if chars.get(j) == Some(&',') {
         let (m, k) = digits(j + 1);
+        if leading_zero(j + 1, m) {
+            return Ok(None);
+        }
         if m > 0 {
             counts.push(&chars[j + 1..k]);
         }
@@ -144,8 +164,8 @@ fn escape(
         '0'..='7' => {
             // Go: `\0` and up to two more octal digits, or `\1`-`\7` followed by a digit
             // (a single one is a backreference).
-            let next_is_digit = chars.get(at + 1).is_some_and(|d| d.is_ascii_digit());
-            if c != '0' && !next_is_digit {
+            let next_is_octal = chars.get(at + 1).is_some_and(|d| ('0'..='7').contains(d));
+            if c != '0' && !next_is_octal {
                 return Err(GoRegexError::Backreference(c));
             }
             let mut value = 0u32;
@@ -164,9 +184,20 @@ fn escape(
                 .position(|&c| c == '}')
                 .map_or(chars.len(), |p| at + p + 1);
             out.push('\\');
-            out.extend(&chars[at..end]);
+            match (c, chars.get(at + 2)) {
+                // Go's `\p{^Greek}` is `\P{Greek}` (and the other way round).
+                ('p' | 'P', Some('^')) => {
+                    out.push(if c == 'p' { 'P' } else { 'p' });
+                    out.push('{');
+                    out.extend(&chars[at + 3..end]);
+                }
+                _ => out.extend(&chars[at..end]),
+            }
             return Ok(end);
         }
+        // Escaped punctuation is the character in Go; the crate reads `\<` and `\>` as
+        // word boundaries.
+        '<' | '>' => out.push(c),
         _ => {
             out.push('\\');
             out.push(c);
@@ -197,7 +228,14 @@ fn class(chars: &[char], at: usize, out: &mut String) -> Result<usize, GoRegexEr
                 return Ok(i + 1);
             }
             '\\' if i + 1 < chars.len() => {
+                let perl = matches!(chars[i + 1], 'd' | 'D' | 's' | 'S' | 'w' | 'W');
                 i = escape(chars, i + 1, true, out)?;
+                // After a Perl class, Go reads `-` as a literal dash (`[\w-.]`); written out
+                // as ranges, the crate would read a range.
+                if perl && chars.get(i) == Some(&'-') {
+                    out.push_str("\\-");
+                    i += 1;
+                }
                 previous = '\\';
                 continue;
             }
@@ -317,6 +355,36 @@ mod tests {
             translate(r"(a)\1"),
             Err(GoRegexError::Backreference('1'))
         ));
+    }
+
+    /// Guarantees: cases a review found: a dash after a Perl class in brackets is a
+    /// literal, `\<` and `\>` are the characters, `\p{^X}` negates, a count with a leading
+    /// zero is no count, `\18` is refused, and so is the flag `x`.
+    #[test]
+    fn review_cases() {
+        assert!(
+            matches(r"^[\w-\.]+@x$", "a-b.c@x"),
+            "the widely copied email pattern"
+        );
+        assert!(matches(r"^[\w-.]+$", "a-."));
+        assert!(!matches(r"^[\s-x]$", "m"), "not a range from space to x");
+        assert!(matches(r"^[\s-x]$", "-"));
+        assert!(!matches(r"^[\w-z]$", "`"));
+        assert!(matches(r"^\<div\>$", "<div>"));
+        assert!(matches(r"^[\<]$", "<"));
+        assert!(matches(r"^\p{^Greek}$", "a"));
+        assert!(!matches(r"^\p{^Greek}$", "α"));
+        assert!(matches(r"^\P{^Greek}$", "α"));
+        assert!(matches(r"^a{01}$", "a{01}"));
+        assert!(matches(r"^a{1,02}$", "a{1,02}"));
+        assert!(matches!(
+            translate(r"\18"),
+            Err(GoRegexError::Backreference('1'))
+        ));
+        assert!(matches!(translate("(?x)a b"), Err(GoRegexError::Flag('x'))));
+        assert!(matches(r"(?i)^A$", "a"));
+        assert!(matches(r"(?s:.)", "\n"));
+        assert!(matches(r"(?P<n>a)(?:b)(?<m>c)", "abc"));
     }
 
     /// Guarantees: in a class, `[`, `&&`, `--` and `~~` are literals, POSIX classes work.
