@@ -7,16 +7,18 @@
 //! But that is an estimate for a request that is coming, and a stream that sends a byte
 //! and stalls is not. Such streams once held the whole room for everyone, a byte each, and
 //! twenty a second kept it held. So a pass is priced by what its sender has shown (see
-//! [`pass_price`]: at most sixteen times its first frame, which is most of a real request
-//! or a full frame), and counts only for the window it was made in and the next
+//! [`pass_price`]: at most 64 times its first frame, which for a real request is all of
+//! it or a first write of 4 KiB or more), and counts only for the window it was made in and the next
 //! ([`PASS_WINDOW`]: one to two seconds); a request still being read after that is admitted
 //! on its own when it arrives, bounded by the router's hard limit (twice
 //! `max_queued_bytes`).
 //!
-//! Counting is two slots of atomics, one per window by parity, with no lock: a request
-//! takes a pass when it is let through and gives it back when it is answered.
+//! Counting is two slots, one per window by parity, each one `AtomicU64` holding the
+//! window's tag beside the sum of its prices, so that moving a slot to a new window and
+//! adding to it are one compare-and-swap, with no lock: a request takes a pass when it is
+//! let through and gives it back when it is answered.
 
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -26,19 +28,40 @@ use tokio::time::Instant;
 pub const PASS_WINDOW: Duration = Duration::from_secs(1);
 
 /// A pass's price is at most this many times its first frame.
-pub const FIRST_FRAME_FACTOR: usize = 16;
+pub const FIRST_FRAME_FACTOR: usize = 64;
 
-/// What a pass is priced at when no frame was waited for (an empty body, or a sender that
-/// waits for `100 Continue`), times [`FIRST_FRAME_FACTOR`]: a 1 KiB frame's worth.
-pub const UNSEEN_FRAME: usize = 1 << 10;
+/// What a pass is priced at, at most, when no frame was waited for (an empty body, or an
+/// HTTP/1.1 sender that waits for `100 Continue`).
+pub const UNSEEN_PRICE: usize = 4 << 10;
 
 /// What a request let through is expected to add to the queues: the running `mean`
-/// request size, but no more than [`FIRST_FRAME_FACTOR`] times its first frame (a sender
-/// that sent one byte and stalls costs 16 bytes of room; a real request's first frame is
-/// all of it or a full 16 KiB frame or more, so it is priced at the mean).
+/// request size, but no more than [`FIRST_FRAME_FACTOR`] times its first frame. A sender
+/// that sent one byte and stalls costs 64 bytes of room; a real request's first frame is
+/// all of it, or a first write of 4 KiB (Go's `net/http`) to a full 16 KiB HTTP/2 frame,
+/// so requests up to 256 KiB are priced at the mean.
 pub fn pass_price(mean: usize, first_bytes: Option<usize>) -> usize {
-    let shown = first_bytes.unwrap_or(UNSEEN_FRAME).max(1);
-    mean.min(shown.saturating_mul(FIRST_FRAME_FACTOR))
+    match first_bytes {
+        Some(shown) => mean.min(shown.max(1).saturating_mul(FIRST_FRAME_FACTOR)),
+        None => mean.min(UNSEEN_PRICE),
+    }
+}
+
+/// Bits of a slot's word that hold its window's tag (the window number, wrapped); the rest
+/// hold the sum of prices.
+const TAG_BITS: u32 = 16;
+const BYTES_MASK: u64 = (1 << (64 - TAG_BITS)) - 1;
+
+fn pack(tag: u16, bytes: u64) -> u64 {
+    (u64::from(tag) << (64 - TAG_BITS)) | bytes.min(BYTES_MASK)
+}
+
+fn unpack(word: u64) -> (u16, u64) {
+    ((word >> (64 - TAG_BITS)) as u16, word & BYTES_MASK)
+}
+
+/// The tag of window `w`.
+fn tag_of(w: u64) -> u16 {
+    w as u16
 }
 
 /// Live passes' prices, by the window they were made in.
@@ -46,15 +69,9 @@ pub fn pass_price(mean: usize, first_bytes: Option<usize>) -> usize {
 pub struct Passes {
     origin: Instant,
     window: Duration,
-    /// `slots[w % 2]` sums the prices of the live passes of window `w`, the one it says it
-    /// holds.
-    slots: [Slot; 2],
-}
-
-#[derive(Debug, Default)]
-struct Slot {
-    window: AtomicU64,
-    bytes: AtomicUsize,
+    /// `slots[w % 2]`: the tag of the window it holds and the sum of the prices of that
+    /// window's live passes (see [`pack`]).
+    slots: [AtomicU64; 2],
 }
 
 /// A request let through and not yet answered: counted while it lives and its window is
@@ -85,20 +102,27 @@ impl Passes {
     /// Counts a request let through now, at `price` bytes.
     pub fn take(self: &Arc<Self>, price: usize) -> Pass {
         let window = self.window_at(Instant::now());
+        let tag = tag_of(window);
+        let price64 = price as u64;
         let slot = &self.slots[(window % 2) as usize];
-        let held = slot.window.load(Ordering::Acquire);
-        if held != window
-            && slot
-                .window
-                .compare_exchange(held, window, Ordering::AcqRel, Ordering::Acquire)
-                .is_ok()
-        {
-            // The slot held a window two or more back: its passes no longer count. (A pass
-            // of this window counted by another thread between the exchange and this store
-            // is lost: the estimate is low by one for a second, which the hard limit covers.)
-            slot.bytes.store(0, Ordering::Release);
+        let mut word = slot.load(Ordering::Acquire);
+        loop {
+            let (held, bytes) = unpack(word);
+            let next = if held == tag {
+                pack(tag, bytes.saturating_add(price64))
+            } else if held == tag.wrapping_add(2) {
+                // A thread that read the clock later moved the slot on already: this pass
+                // belongs to a window that no longer counts.
+                break;
+            } else {
+                // The slot held a window two or more back: its passes no longer count.
+                pack(tag, price64)
+            };
+            match slot.compare_exchange_weak(word, next, Ordering::AcqRel, Ordering::Acquire) {
+                Ok(_) => break,
+                Err(now) => word = now,
+            }
         }
-        slot.bytes.fetch_add(price, Ordering::AcqRel);
         Pass {
             passes: self.clone(),
             window,
@@ -109,15 +133,13 @@ impl Passes {
     /// The prices of the passes that count now: made in this window or the previous one,
     /// not yet answered.
     pub fn counted(&self) -> usize {
-        let now = self.window_at(Instant::now());
+        let now = tag_of(self.window_at(Instant::now()));
         self.slots
             .iter()
-            .filter(|s| {
-                let w = s.window.load(Ordering::Acquire);
-                w == now || w.checked_add(1) == Some(now)
-            })
-            .map(|s| s.bytes.load(Ordering::Acquire))
-            .sum()
+            .map(|s| unpack(s.load(Ordering::Acquire)))
+            .filter(|&(tag, _)| tag == now || tag.wrapping_add(1) == now)
+            .map(|(_, bytes)| usize::try_from(bytes).unwrap_or(usize::MAX))
+            .fold(0usize, usize::saturating_add)
     }
 
     /// When the passes counted now stop counting, some of them at least: the start of the
@@ -135,15 +157,13 @@ impl Passes {
 impl Drop for Pass {
     fn drop(&mut self) {
         let slot = &self.passes.slots[(self.window % 2) as usize];
-        if slot.window.load(Ordering::Acquire) == self.window {
-            // Saturating: a pass lost to a reset (see `take`) must not wrap the sum.
-            let price = self.price;
-            slot.bytes
-                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
-                    Some(n.saturating_sub(price))
-                })
-                .ok();
-        }
+        let (tag, price) = (tag_of(self.window), self.price as u64);
+        // Only while the slot still holds this pass's window; `Err` is a slot moved on.
+        slot.fetch_update(Ordering::AcqRel, Ordering::Acquire, |word| {
+            let (held, bytes) = unpack(word);
+            (held == tag).then(|| pack(tag, bytes.saturating_sub(price)))
+        })
+        .ok();
     }
 }
 
@@ -180,16 +200,42 @@ mod tests {
     }
 
     /// Guarantees: a pass is priced at the mean unless its first frame was small: a byte
-    /// costs sixteen, a request not waited on costs 16 KiB at most.
+    /// costs 64, a request not waited on costs 4 KiB at most.
     #[test]
     fn passes_are_priced_by_what_their_sender_showed() {
-        let mean = 200 << 10;
-        assert_eq!(pass_price(mean, Some(1)), 16);
-        assert_eq!(pass_price(mean, Some(0)), 16);
+        let mean = 235 << 10;
+        assert_eq!(pass_price(mean, Some(1)), 64);
+        assert_eq!(pass_price(mean, Some(0)), 64);
+        assert_eq!(pass_price(mean, Some(4 << 10)), mean, "Go's first write");
         assert_eq!(pass_price(mean, Some(16 << 10)), mean);
         assert_eq!(pass_price(mean, Some(1 << 20)), mean);
-        assert_eq!(pass_price(mean, None), 16 << 10);
+        assert_eq!(pass_price(mean, None), 4 << 10);
         assert_eq!(pass_price(100, None), 100);
+    }
+
+    /// Scenario: four threads take and answer passes of different prices at once.
+    /// Guarantees: the packed sums add and take off exactly: nothing is left counted.
+    #[test]
+    fn concurrent_passes_leave_nothing_counted() {
+        let passes = Passes::new(Duration::from_secs(3600));
+        let threads: Vec<_> = (0..4)
+            .map(|t| {
+                let passes = passes.clone();
+                std::thread::spawn(move || {
+                    for i in 0..10_000usize {
+                        let held: Vec<Pass> = (0..3).map(|k| passes.take(t + i + k)).collect();
+                        drop(held);
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        assert_eq!(passes.counted(), 0);
+        let last = passes.take(7);
+        assert_eq!(passes.counted(), 7);
+        drop(last);
     }
 
     /// Guarantees: `next_expiry` is the start of the next window, later than now.

@@ -790,7 +790,7 @@ mod tests {
 
     /// Scenario: room for three mean-sized requests; a thousand requests that sent one
     /// byte each are let through and stall.
-    /// Guarantees: they take 16 bytes of room each, so a real request still finds room.
+    /// Guarantees: they take 64 bytes of room each, so a real request still finds room.
     #[tokio::test(start_paused = true)]
     async fn one_byte_passes_hold_almost_no_room() {
         let router = full_router(Duration::from_secs(5));

@@ -5,13 +5,14 @@
 //! read. A stream that sends its headers and then nothing would hold that room for
 //! `request_timeout` at almost no cost to its sender (a few hundred such streams filled a
 //! router's room for everyone). So a request first waits for its first body frame, holding
-//! nothing but its stream, and only then asks for room; the frame is kept and read first.
-//! This prices the attack at a byte per stream, not more: a stream that sends one byte and
-//! stalls holds its room until `request_timeout` (docs/security.md).
+//! nothing but its stream, and only then asks for room, telling the stage how long that
+//! frame is (the router prices the room by it, `router/src/passes.rs`); the frame is kept
+//! and read first.
 //!
-//! An HTTP/1.1 request with `Expect: 100-continue` is not primed: reading its body would
+//! An HTTP/1.x request with `Expect: 100-continue` is not primed: reading its body would
 //! send `100 Continue`, and the sender would upload a body the stage may then refuse.
-//! Such a sender sends nothing until asked, so it costs its headers only.
+//! Such a sender sends nothing until asked. HTTP/2 has no such handshake in practice (a
+//! client sends its body at once), so every HTTP/2 request is primed.
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -72,10 +73,11 @@ where
     B: Body<Data = Bytes> + Unpin,
 {
     use http_body_util::BodyExt;
-    let expects_continue = req
-        .headers()
-        .get(http::header::EXPECT)
-        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+    let expects_continue = req.version() < http::Version::HTTP_2
+        && req
+            .headers()
+            .get(http::header::EXPECT)
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
     let (parts, mut rest) = req.into_parts();
     let first = if rest.is_end_stream() || expects_continue {
         None
