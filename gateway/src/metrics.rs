@@ -23,8 +23,8 @@ use crate::reload::ReloadStats;
 /// of 1 to 1,000 spans (docs/benchmarks.md, "Spans without header indices").
 pub const SPAN_OVERHEAD_BYTES: u64 = 24;
 
-/// Memory a buffered trace costs whatever its size: its slab slot (128 bytes: summary and
-/// two inline span handles), its index entry, its 24-byte deadline entry, and the
+/// Memory a buffered trace costs whatever its size: its slab slot (144 bytes: its id,
+/// summary and two inline span handles), its 8-byte index bucket, its 24-byte deadline entry, and the
 /// allocations' slack. Without it the limits under-count small traces: a flood of 1-span
 /// traces costs 1.5 times its encoded bytes.
 pub const TRACE_OVERHEAD_BYTES: u64 = 184;
@@ -650,7 +650,7 @@ impl GatewayStats {
             (
                 "tailgate_gateway_exporter_unanswered_requests_total",
                 "counter",
-                "Export requests the backend did not answer within the exporter's timeout and that were sent again: it may have taken them, so their spans may arrive twice.",
+                "Export attempts the backend did not answer within the exporter's timeout (then sent again, or given up at the retry bound): it may have taken them, so their spans may arrive twice.",
                 |e| e.retry.unanswered.get(),
             ),
             (

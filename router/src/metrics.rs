@@ -258,7 +258,7 @@ const MEMBER_METRICS: [MemberMetric; 7] = [
     ),
     (
         "tailgate_router_member_unanswered_requests_total",
-        "Requests the gateway did not answer within forward.timeout and that were sent again: it may have taken them, so their spans may arrive twice.",
+        "Attempts the gateway did not answer within forward.timeout (then sent again, or given up at the retry bound): it may have taken them, so their spans may arrive twice.",
         |m| m.unanswered,
     ),
     (

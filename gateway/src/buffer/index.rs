@@ -83,13 +83,6 @@ impl SlotIndex {
         }
     }
 
-    /// Reads the home bucket of `tag`, so that a lookup soon after finds it in cache (and
-    /// several such reads overlap their misses).
-    #[inline]
-    pub fn warm(&self, tag: u32) {
-        std::hint::black_box(self.buckets[self.home(tag)].slot);
-    }
-
     /// Adds `slot` under `tag`; the caller knows it is not there yet.
     pub fn insert(&mut self, tag: u32, slot: u32) {
         if (self.len + 1) * 4 > self.buckets.len() * 3 {

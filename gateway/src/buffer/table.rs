@@ -155,14 +155,6 @@ impl TraceTable {
         }
     }
 
-    /// Reads the index buckets of `ids` without changing anything: their misses overlap,
-    /// and the lookups that follow find them in cache (see docs/benchmarks.md).
-    pub fn warm_index<'a>(&self, ids: impl IntoIterator<Item = &'a [u8; 16]>) {
-        for id in ids {
-            self.index.warm(self.tag(id));
-        }
-    }
-
     /// Takes the trace `id` out.
     #[inline]
     pub fn remove(&mut self, id: &[u8; 16]) -> Option<TraceEntry> {

@@ -312,10 +312,11 @@ impl Sink {
     }
 }
 
-/// How far back an exporter's hold looks for a sender refused for memory: the longest
-/// back-off between two looks by default (`retry.max_interval`, 5 s), doubled, so a
-/// refusal between two looks is seen and one from long ago is not.
-pub const REFUSALS_LOOKED_BACK: std::time::Duration = std::time::Duration::from_secs(10);
+/// How far back an exporter's hold looks for a sender refused for memory: the longest wait
+/// between two looks (a backend's `Retry-After` is followed up to
+/// [`tailgate_core::retry::MAX_HINT`], a minute), so that a refusal between two looks is
+/// seen and one from long ago is not.
+pub const REFUSALS_LOOKED_BACK: std::time::Duration = tailgate_core::retry::MAX_HINT;
 
 /// One exporter's task.
 pub struct Exporter {

@@ -20,7 +20,10 @@ use tailgate_core::tls::{ClientTls, Transport};
 
 use super::error::{SettingError, EMPTY_HEADER};
 
-/// Longest a connection to the backend may take to open.
+/// Longest a connection to the backend may take to open: at most this, and well inside
+/// the request's `timeout` (60% of it), so that a backend that cannot be reached ends an
+/// attempt as a connect failure, not as a request without an answer (which is counted as
+/// possibly taken, `unanswered`).
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// `export.otlp_http[/name]`.
@@ -120,7 +123,7 @@ impl OtlpHttpConfig {
             client: Transport::new(
                 &Client::builder(TokioExecutor::new()),
                 tls.as_ref(),
-                CONNECT_TIMEOUT,
+                CONNECT_TIMEOUT.min(self.timeout.mul_f64(0.6)),
                 false,
             ),
         })

@@ -149,7 +149,9 @@ impl Policy for ProbabilisticPolicy {
     }
 
     fn probability(&self, _trace: &TraceView<'_>) -> f64 {
-        (self.percentage / 100.0).clamp(0.0, 1.0)
+        // At 0% or less a trace is kept only for a hash of exactly 0: one in 2^64, not 0
+        // (an adjusted count of 1/0 would be infinite).
+        (self.percentage / 100.0).clamp(1.0 / 18_446_744_073_709_551_616.0, 1.0)
     }
 
     fn describe(&self) -> String {
