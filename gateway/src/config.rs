@@ -334,6 +334,22 @@ mod tests {
             "{err}"
         );
         let c: GatewayConfig = parse_yaml(p, &format!("{base}, secret: s}}\n")).unwrap();
+        // Written but null (an unset variable, `~`): refused, not read as no secret.
+        for null in [
+            "~",
+            "null",
+            "\"${env:TAILGATE_SURELY_UNSET_SECRET}\"",
+            "${env:TAILGATE_SURELY_UNSET_SECRET}",
+        ] {
+            let text = format!("{base}, secret: {null}}}\n");
+            match parse_yaml::<GatewayConfig>(p, &text) {
+                Err(e) => assert!(e.to_string().contains("peers.secret"), "{null}: {e}"),
+                Ok(c) => assert!(
+                    c.validate(p).is_err(),
+                    "{null}: an empty secret must not load"
+                ),
+            }
+        }
         c.validate(p).unwrap();
         // A peer port without peers: refused, naming the key.
         let c: GatewayConfig =

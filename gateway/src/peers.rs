@@ -69,8 +69,10 @@ pub struct PeersConfig {
     /// The gateways' shared secret (write it as `${env:VAR}` or `${file:PATH}` from a
     /// Kubernetes Secret). Every peer request carries it, and peer requests without it
     /// (forwarded or handed-off spans, decisions) are refused with PERMISSION_DENIED.
-    /// Without it, anyone who can reach the receivers can send peer requests.
-    #[serde(default)]
+    /// Without it, anyone who can reach the receivers can send peer requests. Written
+    /// but empty or null (an unset `${env:}` variable, `~`) is refused at load rather than
+    /// read as no secret.
+    #[serde(default, deserialize_with = "written_secret")]
     pub secret: Option<String>,
     /// DNS names (subject alternative names) a gateway's client certificate carries, e.g.
     /// `tailgate-gateway.tailgate.svc`. With mutual TLS on the receivers
@@ -110,6 +112,16 @@ fn default_retry() -> RetryConfig {
 fn default_down_for() -> Duration {
     Duration::from_secs(5)
 }
+/// `peers.secret` when the key is written: a string, never null.
+fn written_secret<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    match <Option<String> as serde::Deserialize>::deserialize(d)? {
+        Some(secret) => Ok(Some(secret)),
+        None => Err(serde::de::Error::custom(
+            "peers.secret is written but empty or null (an unset ${env:} variable?): set it, or remove the key to run without a secret",
+        )),
+    }
+}
+
 fn default_linger() -> Duration {
     Duration::from_secs(3)
 }
