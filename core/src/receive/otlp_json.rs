@@ -528,6 +528,33 @@ mod tests {
     use opentelemetry_proto::tonic::trace::v1::span::{Event, Link};
     use prost::Message as _;
 
+    /// Scenario: double attribute values whose shortest decimal form needs every digit.
+    /// Guarantees: each converts to exactly the double it names (as protobuf carries it),
+    /// not to a neighbour one step off.
+    #[test]
+    fn doubles_convert_exactly() {
+        for d in [
+            1.5e-300_f64,
+            0.1,
+            2.2250738585072014e-308,
+            1.7976931348623157e308,
+            9007199254740993.0,
+            5e-324,
+        ] {
+            let body = format!(
+                r#"{{"resourceSpans":[{{"scopeSpans":[{{"spans":[{{"traceId":"0102030405060708090a0b0c0d0e0f10","spanId":"0102030405060708","name":"a","attributes":[{{"key":"d","value":{{"doubleValue":{d:e}}}}}]}}]}}]}}]}}"#
+            );
+            let out = to_protobuf(body.as_bytes()).unwrap();
+            let req = ExportTraceServiceRequest::decode(&out[..]).unwrap();
+            let value = &req.resource_spans[0].scope_spans[0].spans[0].attributes[0].value;
+            let got = match value.as_ref().and_then(|v| v.value.as_ref()) {
+                Some(any_value::Value::DoubleValue(x)) => *x,
+                other => panic!("{other:?}"),
+            };
+            assert_eq!(got.to_bits(), d.to_bits(), "{d:e} came back as {got:e}");
+        }
+    }
+
     /// Scenario: a request of one small span and a megabyte of an ignored field.
     /// Guarantees: the protobuf holds no more memory than its length (buffered spans keep
     /// it alive, and only its length is counted against the limits).
