@@ -186,8 +186,10 @@ pub fn expand(text: &str, source: &Source<'_>) -> Result<String, (usize, String)
 fn expand_lenient(text: &str, source: &Source<'_>) -> (String, Vec<(usize, String)>) {
     let mut out = String::with_capacity(text.len());
     let mut failures = Vec::new();
-    // The indentation of the line that opened a block scalar (`key: |`), while in one.
+    // The column of the node whose value is a block scalar (`key: |`), while in one.
     let mut block: Option<usize> = None;
+    // What the lines so far leave open (a quoted string or flow collection spanning lines).
+    let mut carried = Context::new();
     for (n, line) in text.split_inclusive('\n').enumerate() {
         let indent = line.len() - line.trim_start().len();
         let blank = line.trim().is_empty();
@@ -195,14 +197,19 @@ fn expand_lenient(text: &str, source: &Source<'_>) -> (String, Vec<(usize, Strin
             block = None;
         }
         let in_block = block.is_some();
-        if !in_block && opens_block_scalar(line) {
-            block = Some(indent);
+        let continued = carried.quoting != Quoting::Plain || carried.flow > 0;
+        if !in_block {
+            block = block_opener_column(line);
+            carried = Context {
+                at_start: true,
+                ..carried.after(line)
+            };
         }
-        if (!in_block && line.trim_start().starts_with('#')) || !line.contains('$') {
+        if (!in_block && !continued && line.trim_start().starts_with('#')) || !line.contains('$') {
             out.push_str(line);
             continue;
         }
-        match expand_line(line, source, in_block) {
+        match expand_line(line, source, in_block, continued) {
             Ok(l) => out.push_str(&l),
             Err(message) => {
                 failures.push((n + 1, message));
@@ -213,27 +220,47 @@ fn expand_lenient(text: &str, source: &Source<'_>) -> (String, Vec<(usize, Strin
     (out, failures)
 }
 
-/// Whether `line` ends with a block scalar's indicator (`key: |`, `- >-`, …): the lines
-/// after it that are more indented are its text.
-fn opens_block_scalar(line: &str) -> bool {
-    let content = match line.find(" #") {
-        Some(i) => &line[..i],
-        None => line,
+/// When `line` ends with a block scalar's indicator (`key: |`, `- >-`, `k: &a !t |`): the
+/// column of the node it is the value of (the key's, or the item's dash); the lines after
+/// it that are more indented than that are its text.
+fn block_opener_column(line: &str) -> Option<usize> {
+    let content = match (line.find(" #"), line.find("\t#")) {
+        (Some(a), Some(b)) => &line[..a.min(b)],
+        (Some(i), None) | (None, Some(i)) => &line[..i],
+        (None, None) => line,
     }
     .trim_end();
-    let Some(indicator) = content
-        .rsplit_once(' ')
-        .map(|(_, last)| last)
-        .or(Some(content))
-    else {
-        return false;
-    };
-    let before = content[..content.len() - indicator.len()].trim_end();
-    indicator.starts_with(['|', '>'])
+    let mut tokens: Vec<&str> = content.split_whitespace().collect();
+    let indicator = tokens.pop()?;
+    let is_indicator = indicator.starts_with(['|', '>'])
         && indicator[1..]
             .chars()
-            .all(|c| matches!(c, '-' | '+' | '1'..='9'))
-        && (before.is_empty() || before.ends_with(':') || before.ends_with('-'))
+            .all(|c| matches!(c, '-' | '+' | '1'..='9'));
+    if !is_indicator {
+        return None;
+    }
+    // Node properties (an anchor, a tag) may stand between the key and the indicator.
+    while tokens.last().is_some_and(|t| t.starts_with(['&', '!'])) {
+        tokens.pop();
+    }
+    let indent = line.len() - line.trim_start().len();
+    let mut column = indent;
+    let mut rest = line.trim_start();
+    let mut last_dash = None;
+    while let Some(r) = rest.strip_prefix("- ").or_else(|| rest.strip_prefix("? ")) {
+        last_dash = Some(column);
+        let trimmed = r.trim_start();
+        column += rest.len() - trimmed.len();
+        rest = trimmed;
+    }
+    match tokens.last() {
+        // `- |`: the item's dash.
+        Some(&"-") | Some(&"?") => last_dash,
+        // `key: |`: the key's column.
+        Some(t) if t.ends_with(':') => Some(column),
+        None => Some(indent),
+        _ => None,
+    }
 }
 
 /// Where on a line a reference sits: outside quotes (and how deep in flow collections), or
@@ -255,6 +282,9 @@ struct Context {
     /// or a flow indicator): only there does a quote open a quoted string.
     at_start: bool,
     escaped: bool,
+    /// The line started inside a quoted string or flow collection of earlier lines: where
+    /// it stands is not known from the line alone.
+    continued: bool,
 }
 
 impl Context {
@@ -264,6 +294,7 @@ impl Context {
             flow: 0,
             at_start: true,
             escaped: false,
+            continued: false,
         }
     }
 
@@ -289,6 +320,8 @@ impl Context {
                     }
                 }
                 Quoting::Plain => match c {
+                    // A comment: nothing after it counts.
+                    '#' if self.at_start || previous.is_whitespace() => return self,
                     '"' if self.at_start => self.quoting = Quoting::Double,
                     '\'' if self.at_start => self.quoting = Quoting::Single,
                     '[' | '{' if self.at_start || self.flow > 0 => {
@@ -330,11 +363,45 @@ fn plain_safe(value: &str) -> bool {
     !(starts_special || inside_unsafe(value, true, " ", " ") || value.trim() != value)
 }
 
+/// Whether `value` reads as its own text wherever it is pasted unquoted: letters, digits and
+/// `. _ / + = ~ ^ - :` (base64 secrets, URLs, durations, numbers), not starting with `-`,
+/// `:` never followed by a space or ending it.
+fn plain_anywhere(value: &str) -> bool {
+    value
+        .chars()
+        .all(|c| c.is_alphanumeric() || "._/+=~^-:".contains(c))
+        && !value.starts_with('-')
+        && !value.ends_with(':')
+}
+
+/// Whether `before`, the line up to a reference, leaves it at the start of a whole block
+/// value: indentation, then `- ` items, then at most one simple key and `: `.
+fn whole_value_start(before: &str) -> bool {
+    let mut t = before.trim_start();
+    let mut item = false;
+    while let Some(r) = t.strip_prefix("- ") {
+        t = r.trim_start();
+        item = true;
+    }
+    if t.is_empty() {
+        return item;
+    }
+    let Some(key) = t.trim_end().strip_suffix(':') else {
+        return false;
+    };
+    t.len() > t.trim_end().len()
+        && !key.is_empty()
+        && key
+            .chars()
+            .all(|c| c.is_alphanumeric() || "_-./".contains(c))
+}
+
 /// Whether `value`, pasted inside a longer plain scalar between `before` and `after`,
 /// would change what YAML reads: a comment, a key, a line break, or (in a flow
 /// collection) an indicator.
 fn inside_unsafe(value: &str, flow: bool, before: &str, after: &str) -> bool {
     value.contains(" #")
+        || value.contains("\t#")
         || value.contains(": ")
         || value.contains(['\n', '\r'])
         || value.contains(|c: char| c.is_control() && c != '\t')
@@ -384,6 +451,12 @@ fn write_value(
         out.push_str(&value.replace('\n', &format!("\n{indent}")));
         return Ok(());
     }
+    if ctx.continued && !plain_anywhere(value) {
+        return Err(
+            "the reference is on a line that continues a quoted string or flow collection: put it on one line, in a double-quoted value or as the whole value of a key"
+                .into(),
+        );
+    }
     match ctx.quoting {
         Quoting::Double => {
             let quoted = double_quoted(value);
@@ -396,37 +469,44 @@ fn write_value(
             )
         }
         Quoting::Single => out.push_str(&value.replace('\'', "''")),
+        Quoting::Plain if plain_anywhere(value) => out.push_str(value),
         Quoting::Plain => {
+            // Only where the value is certainly a whole plain value (`key: ${…}` or
+            // `- ${…}` on one line, then nothing or a comment) is it quoted; anywhere else
+            // a guess could change what YAML reads, so it is refused.
             let rest = after.trim_end_matches(['\n', '\r']);
             let trimmed = rest.trim_start();
             let whole_after = trimmed.is_empty()
-                || (trimmed.starts_with('#') && rest.len() > trimmed.len())
-                || (ctx.flow > 0 && trimmed.starts_with([',', ']', '}']));
-            let flow = ctx.flow > 0;
-            if ctx.at_start && whole_after {
-                if plain_safe(value) && !(flow && value.contains(['{', '}', '[', ']', ','])) {
+                || (trimmed.starts_with('#') && rest.len() > trimmed.len());
+            if ctx.flow == 0 && !ctx.continued && whole_value_start(before) && whole_after {
+                if plain_safe(value) {
                     out.push_str(value);
                 } else {
                     out.push_str(&double_quoted(value));
                 }
-            } else if inside_unsafe(value, flow, before, rest) {
+            } else {
                 return Err(
-                    "the value holds characters YAML reads specially here (such as ': ', ' #' or a line break) and the reference is part of a longer unquoted value: put that whole value in double quotes"
+                    "the value holds characters YAML may read specially here (such as '&', '#', ': ', ',' or a line break): put the reference in a double-quoted value, \"…${…}…\", or make it the whole value of a key"
                         .into(),
                 );
-            } else {
-                out.push_str(value);
             }
         }
     }
     Ok(())
 }
 
-/// Expands the references of one line (`in_block`: a line of a block scalar's text).
-fn expand_line(text: &str, source: &Source<'_>, in_block: bool) -> Result<String, String> {
+/// Expands the references of one line (`in_block`: a line of a block scalar's text;
+/// `continued`: a line that starts inside a quoted string or flow collection).
+fn expand_line(
+    text: &str,
+    source: &Source<'_>,
+    in_block: bool,
+    continued: bool,
+) -> Result<String, String> {
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
     let mut ctx = Context::new();
+    ctx.continued = continued;
     while let Some(i) = rest.find('$') {
         ctx = ctx.after(&rest[..i]);
         out.push_str(&rest[..i]);
@@ -834,9 +914,9 @@ mod tests {
             ("N", "5"),
             ("U", "http://host:4317/v1"),
         ]);
-        let text = "s: ${env:S}\nc: ${env:C} # note\np: ${env:P}\nd: \"Bearer ${env:Q}\"\nq: 'x ${env:Q}'\nn: ${env:N}\nu: ${env:U}\nl: [${env:S}, b]\n";
+        let text = "s: ${env:S}\nc: ${env:C} # note\np: ${env:P}\nd: \"Bearer ${env:Q}\"\nq: 'x ${env:Q}'\nn: ${env:N}\nu: ${env:U}\nl:\n  - ${env:S}\n";
         let expanded = expand(text, &src).unwrap();
-        assert_eq!(expanded.lines().count(), 8, "one line per line: {expanded}");
+        assert_eq!(expanded.lines().count(), 9, "one line per line: {expanded}");
         let v: serde_yaml_ng::Value = parse_plain_yaml(Path::new("x"), &expanded).unwrap();
         assert_eq!(v["s"].as_str(), Some("&k2Zq8x"));
         assert_eq!(v["c"].as_str(), Some("k2 #Zq8"));
@@ -846,17 +926,21 @@ mod tests {
         assert_eq!(v["n"].as_u64(), Some(5));
         assert_eq!(v["u"].as_str(), Some("http://host:4317/v1"));
         assert_eq!(v["l"][0].as_str(), Some("&k2Zq8x"));
+        let err = expand("a: 1\nl: [${env:S}, b]\n", &src).unwrap_err();
+        assert_eq!(err.0, 2, "in a flow collection: refused, not guessed");
         let err = expand("a: 1\nh: Bearer ${env:C}\n", &src).unwrap_err();
         assert_eq!(err.0, 2);
-        assert!(err.1.contains("double quotes"), "{}", err.1);
+        assert!(err.1.contains("double-quoted value"), "{}", err.1);
     }
 
     /// Scenario: references inside longer values, in flow collections, after quotes that
-    /// do not open strings, and in block scalars (cases a review found).
-    /// Guarantees: each value is read back as written around it: pasted as it is where that
-    /// reads the same, an error where it cannot be, never silently changed.
+    /// do not open strings, on continued lines, and in block scalars (cases two reviews
+    /// found).
+    /// Guarantees: a value that reads as its text anywhere is pasted; a special one is
+    /// quoted only where it is certainly a whole value, taken as it is in a block scalar,
+    /// and refused (naming the line) everywhere else: never silently changed.
     #[test]
-    fn references_inside_values_keep_their_text() {
+    fn references_inside_values_keep_their_text_or_are_refused() {
         const PEM: &str = "-----BEGIN X-----\nMIIB\n-----END X-----";
         let src = env(&[
             ("A", "&abc"),
@@ -864,24 +948,36 @@ mod tests {
             ("C", "x #y"),
             ("P", PEM),
             ("Q", "it's"),
+            ("T", "a\t#b"),
+            ("K", "abc+/9="),
         ]);
-        let text = "b: Bearer ${env:A}\nu: admin:${env:L}\nn: it's ${env:A}\nf: [x-${env:A}, y]\nq: 'say ''${env:Q}'''\nk: |\n  ${env:P}\n  tail\nafter: ${env:A}\n";
+        let text = "b: Bearer ${env:K}\nu: admin:${env:K}\nq: 'say ''${env:Q}'''\nk: |\n  ${env:P}\n  tail\nafter: ${env:A}\nlist:\n  - name: x\n    doc: >-\n      ${env:C}\n    key: ${env:A}\nf: [x-${env:K}, y]\nt: ${env:T}\n# - \"a comment\nz: ${env:A}\n";
         let expanded = expand(text, &src).unwrap();
         let v: serde_yaml_ng::Value = parse_plain_yaml(Path::new("x"), &expanded).unwrap();
-        assert_eq!(v["b"].as_str(), Some("Bearer &abc"));
-        assert_eq!(v["u"].as_str(), Some("admin:a,b"));
-        assert_eq!(v["n"].as_str(), Some("it's &abc"));
-        assert_eq!(v["f"][0].as_str(), Some("x-&abc"));
+        assert_eq!(v["b"].as_str(), Some("Bearer abc+/9="));
+        assert_eq!(v["u"].as_str(), Some("admin:abc+/9="));
         assert_eq!(v["q"].as_str(), Some("say 'it's'"));
         assert_eq!(v["k"].as_str(), Some(format!("{PEM}\ntail\n").as_str()));
         assert_eq!(v["after"].as_str(), Some("&abc"));
+        assert_eq!(v["list"][0]["doc"].as_str(), Some("x #y"));
+        assert_eq!(v["list"][0]["key"].as_str(), Some("&abc"));
+        assert_eq!(v["f"][0].as_str(), Some("x-abc+/9="));
+        assert_eq!(v["t"].as_str(), Some("a\t#b"));
+        assert_eq!(v["z"].as_str(), Some("&abc"));
         for bad in [
+            "b: Bearer ${env:A}\n",
+            "b: ${env:A}-suffix\n",
             "u: admin:${env:C}\n",
             "f: [x-${env:L}]\n",
             "n: it's ${env:C}\n",
+            "m: foo - ${env:A}\n",
+            "${env:A}x: 1\n",
+            "k: first\n  ${env:A}\n",
+            "f: [\n  ${env:L},\n  y]\n",
+            "h: {\"a\":\"Bearer ${env:A}\"}\n",
+            "k: !!str ${env:A}\n",
         ] {
-            let err = expand(bad, &src).unwrap_err();
-            assert!(err.1.contains("double quotes"), "{bad}: {}", err.1);
+            assert!(expand(bad, &src).is_err(), "{bad:?} must be refused");
         }
     }
 

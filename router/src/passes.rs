@@ -110,9 +110,10 @@ impl Passes {
             let (held, bytes) = unpack(word);
             let next = if held == tag {
                 pack(tag, bytes.saturating_add(price64))
-            } else if held == tag.wrapping_add(2) {
-                // A thread that read the clock later moved the slot on already: this pass
-                // belongs to a window that no longer counts.
+            } else if (1..=8).contains(&held.wrapping_sub(tag)) {
+                // A thread that read the clock later (by a few windows at most, however
+                // long this one was held up) moved the slot on already: this pass belongs
+                // to a window that no longer counts.
                 break;
             } else {
                 // The slot held a window two or more back: its passes no longer count.
