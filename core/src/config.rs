@@ -360,7 +360,11 @@ fn plain_safe(value: &str) -> bool {
     let starts_special = value.starts_with(|c: char| "&*!|>'\"%@`{}[],#?".contains(c))
         || value.starts_with("- ")
         || value == "-";
-    !(starts_special || inside_unsafe(value, true, " ", " ") || value.trim() != value)
+    !(starts_special
+        || value.trim() != value
+        || value.ends_with(':')
+        || [" #", "\t#", ": "].iter().any(|p| value.contains(p))
+        || value.contains(|c: char| (c.is_control() && c != '\t') || "{}[],".contains(c)))
 }
 
 /// Whether `value` reads as its own text wherever it is pasted unquoted: letters, digits and
@@ -394,22 +398,6 @@ fn whole_value_start(before: &str) -> bool {
         && key
             .chars()
             .all(|c| c.is_alphanumeric() || "_-./".contains(c))
-}
-
-/// Whether `value`, pasted inside a longer plain scalar between `before` and `after`,
-/// would change what YAML reads: a comment, a key, a line break, or (in a flow
-/// collection) an indicator.
-fn inside_unsafe(value: &str, flow: bool, before: &str, after: &str) -> bool {
-    value.contains(" #")
-        || value.contains("\t#")
-        || value.contains(": ")
-        || value.contains(['\n', '\r'])
-        || value.contains(|c: char| c.is_control() && c != '\t')
-        || (value.ends_with(':') && after.starts_with(char::is_whitespace))
-        || (value.ends_with(':') && after.is_empty())
-        || (value.starts_with('#') && before.ends_with(char::is_whitespace))
-        || (value.ends_with(char::is_whitespace) && after.starts_with('#'))
-        || (flow && value.contains(['{', '}', '[', ']', ',']))
 }
 
 /// `value` as a double-quoted YAML string.
@@ -898,6 +886,9 @@ mod tests {
             .contains("unterminated"));
     }
 
+    /// A file of several lines, as `${file:}` reads a certificate.
+    const PEM: &str = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----";
+
     /// Scenario: values that YAML would read otherwise if pasted as they are: a secret
     /// starting with `&` (an anchor: no secret at all), one with ` #` (a comment), a PEM
     /// file's lines, quotes and backslashes inside quoted strings.
@@ -905,7 +896,6 @@ mod tests {
     /// that cannot be quoted where it sits is an error naming the line.
     #[test]
     fn resolved_values_are_read_as_their_text() {
-        const PEM: &str = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----";
         let src = env(&[
             ("S", "&k2Zq8x"),
             ("C", "k2 #Zq8"),
@@ -941,7 +931,6 @@ mod tests {
     /// and refused (naming the line) everywhere else: never silently changed.
     #[test]
     fn references_inside_values_keep_their_text_or_are_refused() {
-        const PEM: &str = "-----BEGIN X-----\nMIIB\n-----END X-----";
         let src = env(&[
             ("A", "&abc"),
             ("L", "a,b"),

@@ -635,6 +635,17 @@ mod tests {
         })
     }
 
+    /// A router (queue wait 5 s) whose queues have room for `n` requests of the running
+    /// mean size.
+    fn router_with_room_for(n: usize) -> Arc<Router> {
+        let router = full_router(Duration::from_secs(5));
+        let per = router.mean_request.load(Ordering::Relaxed);
+        router
+            .global_queued
+            .store(router.cfg.max_queued_bytes - n * per, Ordering::Relaxed);
+        router
+    }
+
     fn full_router_with(cfg: ForwardConfig) -> Arc<Router> {
         let router = Router::new(cfg);
         router.set_members(vec![Member::new("127.0.0.1:9")]);
@@ -745,11 +756,7 @@ mod tests {
     /// mean request size: a burst of passes cannot all go through at once.
     #[tokio::test(start_paused = true)]
     async fn passes_not_yet_admitted_count_against_the_room() {
-        let router = full_router(Duration::from_secs(5));
-        let per = router.mean_request.load(Ordering::Relaxed);
-        router
-            .global_queued
-            .store(router.cfg.max_queued_bytes - 3 * per, Ordering::Relaxed);
+        let router = router_with_room_for(3);
         let passes: Vec<Ready> = (0..2)
             .map(|_| {
                 assert!(router.has_room());
@@ -769,11 +776,7 @@ mod tests {
     /// request goes on then, with nothing else freeing room or telling it so.
     #[tokio::test(start_paused = true)]
     async fn stalled_passes_stop_holding_the_room() {
-        let router = full_router(Duration::from_secs(5));
-        let per = router.mean_request.load(Ordering::Relaxed);
-        router
-            .global_queued
-            .store(router.cfg.max_queued_bytes - 2 * per, Ordering::Relaxed);
+        let router = router_with_room_for(2);
         let stalled: Vec<Ready> = (0..2).map(|_| router.pass(Some(1 << 20))).collect();
         assert!(!router.has_room());
         let start = tokio::time::Instant::now();
@@ -793,11 +796,7 @@ mod tests {
     /// Guarantees: they take 64 bytes of room each, so a real request still finds room.
     #[tokio::test(start_paused = true)]
     async fn one_byte_passes_hold_almost_no_room() {
-        let router = full_router(Duration::from_secs(5));
-        let per = router.mean_request.load(Ordering::Relaxed);
-        router
-            .global_queued
-            .store(router.cfg.max_queued_bytes - 3 * per, Ordering::Relaxed);
+        let router = router_with_room_for(3);
         let stalled: Vec<Ready> = (0..1000).map(|_| router.pass(Some(1))).collect();
         assert!(router.has_room());
         assert!(tokio::time::timeout(
