@@ -2,12 +2,14 @@
 //! trace's decision follow it (kept → exported at once; dropped → dropped and counted as
 //! late) instead of starting a new trace. Bounded, with no allocation after it is made.
 //!
-//! Every decision is inserted once and looked up once per late or early span, on the
-//! shard's hot path, so the cache is a set-associative table rather than a hash map plus a
-//! FIFO of ids: an id's keyed hash picks one set of [`WAYS`] slots, a new id takes the
-//! set's oldest slot, and a lookup compares one-byte fingerprints before it reads an id.
-//! An insert touches two or three cache lines and a lookup two, where the map and its FIFO
-//! touched four to six and allocated as the map grew.
+//! Every decision is inserted once and looked up once per new trace (and per late span),
+//! on the shard's hot path, so the cache is a set-associative table rather than a hash map
+//! plus a FIFO of ids: an id's keyed hash picks one set of [`WAYS`] slots, a new id takes
+//! the set's oldest slot, and a lookup compares 16-bit tags before it reads an id. The
+//! tags of every set lie together in one dense array (2 bytes per id, 32 per set): a
+//! lookup of an id that is not there (every new trace) reads one line of it, which stays
+//! in the core's cache where the slots (24 bytes per id) would not; only a tag match or
+//! an insert reads a set's slots.
 //!
 //! What is forgotten first is the oldest decision *of the set*, not of the whole cache.
 //! With keyed hashing, sets fill evenly whatever ids senders pick: an id is kept for the
@@ -31,15 +33,13 @@ pub const WAYS: usize = 16;
 /// What a slot's decision word holds for "dropped" (probabilities are never negative).
 const DROPPED: f64 = -1.0;
 
-/// One set: its fingerprints in the first cache line (all a lookup of an absent id reads),
-/// then each slot's id beside its decision (one more line for a hit or an insert).
+/// One set's tags: per slot, 0 when empty, else 15 bits of the id's hash with the top bit
+/// set. Two sets to a cache line.
+type Tags = [u16; WAYS];
+
+/// One set's slots, each an id beside its decision.
 #[derive(Clone, Copy)]
-#[repr(C, align(64))]
 struct Set {
-    /// Per slot: 0 when empty, else a byte of the id's hash with the top bit set.
-    fingerprints: [u8; WAYS],
-    /// The slot the next new id takes: the set's oldest.
-    next: u8,
     slots: [Slot; WAYS],
 }
 
@@ -52,23 +52,25 @@ struct Slot {
 
 impl Set {
     const EMPTY: Set = Set {
-        fingerprints: [0; WAYS],
-        next: 0,
         slots: [Slot {
             id: [0; 16],
             decision: 0.0,
         }; WAYS],
     };
+}
 
-    #[inline]
-    fn find(&self, fingerprint: u8, id: &[u8; 16], ways: usize) -> Option<usize> {
-        (0..ways).find(|&w| self.fingerprints[w] == fingerprint && self.slots[w].id == *id)
-    }
+/// The way of `id` in a set with `tags` and `slots`, if it is there.
+#[inline]
+fn find(tags: &Tags, slots: &Set, tag: u16, id: &[u8; 16], ways: usize) -> Option<usize> {
+    (0..ways).find(|&w| tags[w] == tag && slots.slots[w].id == *id)
 }
 
 /// Recently decided trace ids and whether they were kept.
 pub struct DecisionCache {
+    tags: Box<[Tags]>,
     sets: Box<[Set]>,
+    /// Per set, the slot the next new id takes: the set's oldest.
+    next: Box<[u8]>,
     /// Slots used per set: [`WAYS`], or fewer for a cache smaller than one set.
     ways: usize,
     hash: TraceIdHash,
@@ -91,7 +93,9 @@ impl DecisionCache {
         let ways = capacity.min(WAYS);
         let sets = capacity.div_ceil(ways);
         DecisionCache {
+            tags: vec![[0; WAYS]; sets].into_boxed_slice(),
             sets: vec![Set::EMPTY; sets].into_boxed_slice(),
+            next: vec![0; sets].into_boxed_slice(),
             ways,
             hash: TraceIdHash::default(),
         }
@@ -102,39 +106,43 @@ impl DecisionCache {
         self.sets.len() * self.ways
     }
 
-    /// The set of `id` and its fingerprint there.
+    /// The set of `id` and its tag there.
     #[inline]
-    fn place(&self, id: &[u8; 16]) -> (usize, u8) {
+    fn place(&self, id: &[u8; 16]) -> (usize, u16) {
         let h = self.hash.hash_id(id);
-        // Multiply-shift maps the hash onto any number of sets without a division.
+        // Multiply-shift maps the hash onto any number of sets without a division (it
+        // reads the high bits; the tag takes low ones).
         let set = ((u128::from(h) * self.sets.len() as u128) >> 64) as usize;
-        (set, (h as u8) | 0x80)
+        (set, (h as u16) | 0x8000)
     }
 
-    /// Reads the sets of `ids` without changing anything, so that the cache misses of a
-    /// batch about to be recorded overlap (as [`crate::buffer::table::TraceTable::warm`]).
+    /// Reads the slots that recording `ids` will write, without changing anything, so
+    /// that the cache misses of a batch about to be recorded overlap (as
+    /// [`crate::buffer::table::TraceTable::warm`]).
     pub fn warm<'a>(&self, ids: impl IntoIterator<Item = &'a [u8; 16]>) {
         for id in ids {
             let (set, _) = self.place(id);
-            std::hint::black_box(self.sets[set].fingerprints);
+            let way = usize::from(self.next[set]);
+            std::hint::black_box(self.sets[set].slots[way].decision);
         }
     }
 
     /// Records a decision; an id already here keeps its place and takes the new decision.
     pub fn insert(&mut self, trace_id: [u8; 16], decision: Cached) {
-        let (i, fingerprint) = self.place(&trace_id);
+        let (i, tag) = self.place(&trace_id);
         let ways = self.ways;
         let set = &mut self.sets[i];
+        let tags = &mut self.tags[i];
         let word = match decision {
             Cached::Kept(p) => p,
             Cached::Dropped => DROPPED,
         };
-        let w = match set.find(fingerprint, &trace_id, ways) {
+        let w = match find(tags, set, tag, &trace_id, ways) {
             Some(w) => w,
             None => {
-                let w = usize::from(set.next);
-                set.next = ((w + 1) % ways) as u8;
-                set.fingerprints[w] = fingerprint;
+                let w = usize::from(self.next[i]);
+                self.next[i] = ((w + 1) % ways) as u8;
+                tags[w] = tag;
                 set.slots[w].id = trace_id;
                 w
             }
@@ -144,20 +152,22 @@ impl DecisionCache {
 
     /// Every remembered decision.
     pub fn iter(&self) -> impl Iterator<Item = (&[u8; 16], Cached)> {
-        self.sets.iter().flat_map(move |set| {
-            (0..self.ways)
-                .filter(|&w| set.fingerprints[w] != 0)
-                .map(|w| (&set.slots[w].id, decode(set.slots[w].decision)))
-        })
+        self.sets
+            .iter()
+            .zip(self.tags.iter())
+            .flat_map(move |(set, tags)| {
+                (0..self.ways)
+                    .filter(|&w| tags[w] != 0)
+                    .map(|w| (&set.slots[w].id, decode(set.slots[w].decision)))
+            })
     }
 
     /// The decision for `trace_id`, if still remembered.
     #[inline]
     pub fn get(&self, trace_id: &[u8; 16]) -> Option<Cached> {
-        let (i, fingerprint) = self.place(trace_id);
+        let (i, tag) = self.place(trace_id);
         let set = &self.sets[i];
-        set.find(fingerprint, trace_id, self.ways)
-            .map(|w| decode(set.slots[w].decision))
+        find(&self.tags[i], set, tag, trace_id, self.ways).map(|w| decode(set.slots[w].decision))
     }
 }
 

@@ -138,6 +138,54 @@ impl LastSeen {
     }
 }
 
+/// Decisions counted by one shard since it last added them to [`GatewayStats`] (see
+/// [`GatewayStats::add_decisions`]).
+#[derive(Debug, Default)]
+pub struct DecisionTally {
+    sampled: u64,
+    not_sampled: u64,
+    /// Traces kept per policy index.
+    by_policy: Vec<u64>,
+    /// Per [`DECISION_LATENCY_BUCKETS`] bucket, and the sum in microseconds.
+    latency: [u64; DECISION_LATENCY_BUCKETS.len() + 1],
+    latency_micros: u64,
+    pending: bool,
+}
+
+impl DecisionTally {
+    /// Counts a trace dropped without evaluating the policies (not sampled, no latency).
+    #[inline]
+    pub fn unevaluated(&mut self) {
+        self.pending = true;
+        self.not_sampled += 1;
+    }
+
+    /// Counts one decision: kept by `policy` (the index of the policy that kept it) or not
+    /// kept (`None`), `latency` after its trace's first span.
+    #[inline]
+    pub fn record(&mut self, policy: Option<u16>, latency: std::time::Duration) {
+        self.pending = true;
+        match policy {
+            Some(i) => {
+                self.sampled += 1;
+                let i = usize::from(i);
+                if self.by_policy.len() <= i {
+                    self.by_policy.resize(i + 1, 0);
+                }
+                self.by_policy[i] += 1;
+            }
+            None => self.not_sampled += 1,
+        }
+        let secs = latency.as_secs_f64();
+        let bucket = DECISION_LATENCY_BUCKETS
+            .iter()
+            .position(|b| secs <= *b)
+            .unwrap_or(DECISION_LATENCY_BUCKETS.len());
+        self.latency[bucket] += 1;
+        self.latency_micros += latency.as_micros().min(u128::from(u64::MAX)) as u64;
+    }
+}
+
 /// Counters of one gateway instance.
 #[derive(Debug, Default)]
 pub struct GatewayStats {
@@ -207,7 +255,8 @@ pub struct GatewayStats {
     pub request_bytes: Arc<crate::buffer::trace::RequestLedger>,
     /// Traffic between gateways (forwarding, handoff).
     pub peers: PeerStats,
-    /// Traces kept per policy index; a shard locks it once per kept trace (not per span).
+    /// Traces kept per policy index; a shard locks it once per batch of decisions that
+    /// kept any (see [`DecisionTally`]).
     by_policy: Mutex<Vec<u64>>,
     /// Policy names for the labels.
     policy_names: Mutex<Vec<String>>,
@@ -218,18 +267,6 @@ pub struct GatewayStats {
 // === impl GatewayStats ===
 
 impl GatewayStats {
-    /// Records one decision made `latency` after its trace's first span.
-    pub fn record_decision_latency(&self, latency: std::time::Duration) {
-        let secs = latency.as_secs_f64();
-        let i = DECISION_LATENCY_BUCKETS
-            .iter()
-            .position(|b| secs <= *b)
-            .unwrap_or(DECISION_LATENCY_BUCKETS.len());
-        self.decision_latency[i].add(1);
-        self.decision_latency_micros
-            .add(latency.as_micros().min(u128::from(u64::MAX)) as u64);
-    }
-
     /// Registers the exporters' counters, for `/metrics`.
     pub fn set_exporters(&self, exporters: Vec<Arc<ExporterStats>>) {
         if let Ok(mut e) = self.exporters.lock() {
@@ -249,20 +286,39 @@ impl GatewayStats {
         }
     }
 
-    /// Records one decision.
-    pub fn record_decision(&self, policy: Option<u16>, _spans: u64) {
-        match policy {
-            Some(i) => {
-                self.traces_sampled.add(1);
-                if let Ok(mut v) = self.by_policy.lock() {
-                    let i = usize::from(i);
-                    if v.len() <= i {
-                        v.resize(i + 1, 0);
-                    }
-                    v[i] += 1;
+    /// Records one decision (see [`DecisionTally::record`]) at once: for callers that
+    /// decide one trace at a time, off the shards' hot path.
+    pub fn record_decision(&self, policy: Option<u16>, latency: std::time::Duration) {
+        let mut tally = DecisionTally::default();
+        tally.record(policy, latency);
+        self.add_decisions(&mut tally);
+    }
+
+    /// Adds a shard's tally of decisions to the shared counters and empties it: once per
+    /// batch of decisions, so that a decision costs no shared write (and no lock).
+    pub fn add_decisions(&self, tally: &mut DecisionTally) {
+        if !std::mem::take(&mut tally.pending) {
+            return;
+        }
+        self.traces_sampled.add(std::mem::take(&mut tally.sampled));
+        self.traces_not_sampled
+            .add(std::mem::take(&mut tally.not_sampled));
+        for (shared, n) in self.decision_latency.iter().zip(&mut tally.latency) {
+            if *n > 0 {
+                shared.add(std::mem::take(n));
+            }
+        }
+        self.decision_latency_micros
+            .add(std::mem::take(&mut tally.latency_micros));
+        if tally.by_policy.iter().any(|n| *n > 0) {
+            if let Ok(mut v) = self.by_policy.lock() {
+                if v.len() < tally.by_policy.len() {
+                    v.resize(tally.by_policy.len(), 0);
+                }
+                for (shared, n) in v.iter_mut().zip(&mut tally.by_policy) {
+                    *shared += std::mem::take(n);
                 }
             }
-            None => self.traces_not_sampled.add(1),
         }
     }
 
@@ -757,6 +813,33 @@ pub fn render_plan(p: &mut PromText, plan: &PolicyPlan) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Scenario: a shard tallies four decisions, adds them, tallies one more and adds it.
+    /// Guarantees: the shared counters see each decision once, by outcome, policy and
+    /// latency bucket; an empty tally adds nothing.
+    #[test]
+    fn tallied_decisions_are_added_once() {
+        let stats = GatewayStats::default();
+        let mut tally = DecisionTally::default();
+        let ms = std::time::Duration::from_millis;
+        tally.record(Some(1), ms(2));
+        tally.record(Some(1), ms(3));
+        tally.record(None, ms(20_000));
+        tally.unevaluated();
+        stats.add_decisions(&mut tally);
+        stats.add_decisions(&mut tally);
+        assert_eq!(
+            (stats.traces_sampled.get(), stats.traces_not_sampled.get()),
+            (2, 2)
+        );
+        assert_eq!(stats.sampled_by_policy(), vec![0, 2]);
+        let latencies: u64 = stats.decision_latency.iter().map(Counter::get).sum();
+        assert_eq!(latencies, 3, "the unevaluated trace has no latency");
+        assert_eq!(stats.decision_latency_micros.get(), 20_005_000);
+        stats.record_decision(Some(0), ms(1));
+        assert_eq!(stats.sampled_by_policy(), vec![1, 2]);
+        assert_eq!(stats.traces_sampled.get(), 3);
+    }
 
     /// Scenario: a refusal is marked, then time passes.
     /// Guarantees: never marked is never within; a mark is within a window until the window

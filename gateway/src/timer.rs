@@ -65,6 +65,11 @@ impl DeadlineQueue {
         self.queue.pop_front().map(|(_, id)| id)
     }
 
+    /// The next `n` trace ids (or fewer), without taking them.
+    pub fn front(&self, n: usize) -> impl Iterator<Item = &[u8; 16]> {
+        self.queue.iter().take(n).map(|(_, id)| id)
+    }
+
     /// Number of scheduled traces.
     pub fn len(&self) -> usize {
         self.queue.len()
@@ -96,6 +101,23 @@ mod tests {
         assert_eq!(q.next_due(), Some(t0 + Duration::from_secs(11)));
         assert_eq!(q.pop_due(t0 + Duration::from_secs(11)), Some([2; 16]));
         assert!(q.is_empty());
+    }
+
+    /// Guarantees: `front` shows the next ids in order, at most as many as asked, and
+    /// takes none.
+    #[tokio::test(start_paused = true)]
+    async fn the_front_is_read_without_taking_it() {
+        let mut q = DeadlineQueue::default();
+        let t0 = Instant::now();
+        for i in 1..=3u8 {
+            q.push([i; 16], t0, Duration::from_secs(1));
+        }
+        assert_eq!(
+            q.front(2).copied().collect::<Vec<_>>(),
+            vec![[1; 16], [2; 16]]
+        );
+        assert_eq!(q.front(9).count(), 3);
+        assert_eq!((q.len(), q.pop_front()), (3, Some([1; 16])));
     }
 
     /// Scenario: a trace handed over with a first sighting before the queue was made, and

@@ -828,6 +828,61 @@ mod tests {
         assert_eq!(stats.shard_queue_bytes.get(), 0);
     }
 
+    /// Scenario: one request of 50 four-span traces reaches a shard that may buffer 10,
+    /// under a plan that keeps nothing; then the shard stops.
+    /// Guarantees: exactly the 40 oldest are decided early (reading ahead of them decides
+    /// nothing extra), every decision is counted once, and the gauges a decision lowers
+    /// (counted by the shard and added in batches) are back at zero.
+    #[tokio::test]
+    async fn traces_past_the_limit_are_decided_early_and_counted_once() {
+        let plan: crate::reload::SharedPlan = std::sync::Arc::new(arc_swap::ArcSwap::from_pointee(
+            plan("policies: [{name: none, type: probabilistic, probabilistic: {sampling_percentage: 0}}]\n"),
+        ));
+        let stats = std::sync::Arc::new(GatewayStats::default());
+        let (tx, rx) = mpsc::channel(4);
+        let peers = Peers::new(
+            Default::default(),
+            tailgate_core::ring::Member::new("127.0.0.1:4317"),
+            stats.clone(),
+        );
+        let buffer = TraceBuffer::new(
+            plan.clone(),
+            vec![tx],
+            stats.clone(),
+            peers,
+            &Default::default(),
+        );
+        let body = Bytes::from(
+            tailgate_core::test_util::FakeOtlp::traces(50)
+                .spans(4)
+                .seed(3)
+                .build()
+                .encode_to_vec(),
+        );
+        buffer.export(body).await.unwrap();
+        let shard = shard::Shard::new(
+            rx,
+            plan,
+            shard::ShardLimits {
+                max_traces: 10,
+                cache_size: 1_000,
+                early_decision_bytes: 1 << 30,
+                max_spans_per_trace: 1_000,
+            },
+            Vec::new(),
+            stats.clone(),
+        );
+        drop(buffer);
+        shard.run(Default::default()).await;
+        assert_eq!(stats.early_decisions.get(), 40);
+        assert_eq!(stats.traces_not_sampled.get(), 50);
+        assert_eq!(stats.traces_sampled.get(), 0);
+        assert_eq!(stats.dropped_spans.get(), 200);
+        assert_eq!(stats.live_spans.get(), 0);
+        assert_eq!(stats.live_traces.get(), 0);
+        assert_eq!(stats.buffered_bytes.get(), 0);
+    }
+
     /// Scenario: a request of two resources of three scopes each (the middle one without
     /// spans), two spans per scope; its spans re-encoded as a kept trace's are.
     /// Guarantees: each span is under its own resource's and scope's headers, found from

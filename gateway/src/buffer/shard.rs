@@ -7,6 +7,7 @@ use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::sync::Arc;
 
+use tailgate_core::telemetry::Counter;
 use tailgate_core::wire::span_fields::{AdjustedCount, AdjustedCountWriter, AttributeRewrite};
 
 use crate::attributes::{ActionSet, AttributeActions};
@@ -22,7 +23,7 @@ use super::trace::IncomingSpan;
 use super::trace::{BufferedSpan, TraceSummary, TraceView};
 use crate::decide::{Cached, DecisionCache};
 use crate::export::{ExportHandle, Ticket};
-use crate::metrics::GatewayStats;
+use crate::metrics::{DecisionTally, GatewayStats};
 use crate::peers::{Owner, PeerView};
 use crate::timer::DeadlineQueue;
 
@@ -149,6 +150,41 @@ pub enum ShardMsg {
 
 pub use crate::metrics::SPAN_OVERHEAD_BYTES;
 
+/// Traces taken out of a shard, and spans dropped by its decisions, not yet taken off the
+/// shared gauges: a decision then writes nothing shared (each shared write is a cache line
+/// other cores' shards write too). Until they are, the gauges count them as still buffered,
+/// which errs on the side of refusing.
+#[derive(Default)]
+struct Released {
+    traces: u64,
+    bytes: u64,
+    dropped_spans: u64,
+}
+
+/// Traces a shard takes out before it takes them off the shared gauges, however long its
+/// batch of decisions.
+const RELEASED_FLUSH: u64 = 64;
+
+impl Released {
+    /// Takes what was released off the shared gauges: dropped spans are counted dropped
+    /// before they stop being live, so that a reader of both never misses them.
+    fn flush(&mut self, stats: &GatewayStats) {
+        let Released {
+            traces,
+            bytes,
+            dropped_spans,
+        } = std::mem::take(self);
+        if traces > 0 {
+            stats.live_traces.sub(traces);
+            stats.buffered_bytes.sub(bytes);
+        }
+        if dropped_spans > 0 {
+            stats.dropped_spans.add(dropped_spans);
+            stats.live_spans.sub(dropped_spans);
+        }
+    }
+}
+
 /// A shard's limits.
 #[derive(Debug, Clone, Copy)]
 pub struct ShardLimits {
@@ -191,6 +227,10 @@ pub struct Shard {
         Option<Arc<crate::policy::plan::PolicyPlan>>,
         crate::policy::plan::LocalVerdicts,
     ),
+    /// Decisions counted since the last flush.
+    tally: DecisionTally,
+    /// Traces taken out and spans dropped since the last flush.
+    released: Released,
     /// `attributes:` actions on kept spans, if any.
     attribute_actions: Option<Arc<AttributeActions>>,
     /// Kept spans not yet handed to the exporters (see [`Self::keep`]), and their bytes.
@@ -257,6 +297,8 @@ impl Shard {
             export,
             stats,
             verdicts: (None, Default::default()),
+            tally: DecisionTally::default(),
+            released: Released::default(),
             attribute_actions: None,
             outgoing: Vec::new(),
             outgoing_bytes: 0,
@@ -315,11 +357,14 @@ impl Shard {
         }
     }
 
-    /// Adds the verdicts counted locally to their plan's counters (once per batch).
+    /// Adds the verdicts, decisions and releases counted locally to the shared counters
+    /// (once per batch).
     fn flush_verdicts(&mut self) {
         if let (Some(plan), local) = &mut self.verdicts {
             plan.flush(local);
         }
+        self.stats.add_decisions(&mut self.tally);
+        self.released.flush(&self.stats);
     }
 
     /// Runs until `drain` is cancelled, then takes what is queued, decides every buffered
@@ -382,9 +427,8 @@ impl Shard {
         };
         let n = entry.spans.len() as u64;
         self.cache.insert(id, Cached::Dropped);
-        self.stats.record_decision(None, n);
-        self.stats.dropped_spans.add(n);
-        self.stats.live_spans.sub(n);
+        self.tally.unevaluated();
+        self.released.dropped_spans += n;
         true
     }
 
@@ -404,6 +448,7 @@ impl Shard {
             }
             ShardMsg::Decisions(list) => self.take_decisions(list).await,
         }
+        self.flush_verdicts();
         self.send().await;
     }
 
@@ -427,6 +472,7 @@ impl Shard {
                 out.traces.push(HandedTrace { owner, id, entry });
             }
         }
+        self.released.flush(&self.stats);
         for (id, cached) in self.cache.iter() {
             if let Owner::Peer(p) = view.owner(id) {
                 out.decisions.push((p, *id, cached));
@@ -487,10 +533,13 @@ impl Shard {
     /// the caller says where they went).
     fn take(&mut self, id: &[u8; 16]) -> Option<TraceEntry> {
         let entry = self.traces.remove(id)?;
-        self.stats.live_traces.sub(1);
-        self.stats.buffered_bytes.sub(entry.held);
+        self.released.traces += 1;
+        self.released.bytes += entry.held;
         self.bytes -= entry.held;
         self.spans -= entry.spans.len() as u64;
+        if self.released.traces >= RELEASED_FLUSH {
+            self.released.flush(&self.stats);
+        }
         Some(entry)
     }
 
@@ -668,30 +717,51 @@ impl Shard {
         }
         // A trace at the span limit is decided now; its later spans follow the decision.
         for id in full {
-            if self.traces.contains_key(&id) {
+            if self.decide(id, now).await {
                 self.stats.early_decisions_span_limit.add(1);
-                self.decide(id, now).await;
             }
         }
         // Past the trace limit, decide the oldest early instead of dropping them.
-        while self.traces.len() > self.max_traces {
-            let Some(id) = self.deadlines.pop_front() else {
-                break;
-            };
-            if self.traces.contains_key(&id) {
-                self.stats.early_decisions.add(1);
-            }
-            self.decide(id, now).await;
-        }
+        self.decide_oldest_while(
+            now,
+            |shard| shard.traces.len() > shard.max_traces,
+            |stats| &stats.early_decisions,
+        )
+        .await;
         // Over this shard's share of the soft byte limit, likewise, oldest first.
-        while self.held() > self.early_decision_bytes {
+        self.decide_oldest_while(
+            now,
+            |shard| shard.held() > shard.early_decision_bytes,
+            |stats| &stats.early_decisions_memory,
+        )
+        .await;
+    }
+
+    /// Decides the oldest traces, counted in `counter`, while `over` says the shard is
+    /// over a limit. The next [`WARM_BATCH`] traces' memory is read ahead, as for due
+    /// traces (a gateway at its limits decides every trace here).
+    async fn decide_oldest_while(
+        &mut self,
+        now: Instant,
+        over: fn(&Self) -> bool,
+        counter: fn(&GatewayStats) -> &Counter,
+    ) {
+        let mut warmed = 0;
+        while over(self) {
+            if warmed == 0 {
+                let ahead: SmallVec<[[u8; 16]; WARM_BATCH]> =
+                    self.deadlines.front(WARM_BATCH).copied().collect();
+                self.traces.warm(&ahead);
+                self.cache.warm(&ahead);
+                warmed = ahead.len();
+            }
             let Some(id) = self.deadlines.pop_front() else {
                 break;
             };
-            if self.traces.contains_key(&id) {
-                self.stats.early_decisions_memory.add(1);
+            warmed = warmed.saturating_sub(1);
+            if self.decide(id, now).await {
+                counter(&self.stats).add(1);
             }
-            self.decide(id, now).await;
         }
     }
 
@@ -777,9 +847,10 @@ impl Shard {
 
     /// Decides one trace; `now` is read once per batch of decisions. Under span-ingest a
     /// trace still pending at its deadline is not sampled, unevaluated, as the Collector.
-    async fn decide(&mut self, id: [u8; 16], now: Instant) {
+    /// Returns whether the trace was buffered (else it was decided already).
+    async fn decide(&mut self, id: [u8; 16], now: Instant) -> bool {
         let Some(entry) = self.take(&id) else {
-            return;
+            return false;
         };
         let plan = self.plan_for_decisions();
         let decision = if plan.span_ingest {
@@ -800,6 +871,7 @@ impl Shard {
             )
         };
         self.finish(id, entry, decision, &plan, now).await;
+        true
     }
 
     /// Carries out a decision for a trace taken out of the table.
@@ -820,14 +892,14 @@ impl Shard {
                 Cached::Dropped
             },
         );
-        self.stats.record_decision(decision.policy, n);
-        self.stats
-            .record_decision_latency(now.saturating_duration_since(entry.first_seen));
+        self.tally.record(
+            decision.policy,
+            now.saturating_duration_since(entry.first_seen),
+        );
         if decision.sampled {
             self.keep(entry.spans, decision.probability, plan).await;
         } else {
-            self.stats.dropped_spans.add(n);
-            self.stats.live_spans.sub(n);
+            self.released.dropped_spans += n;
         }
     }
 
