@@ -118,4 +118,34 @@ mod tests {
         let all = primed.into_body().collect().await.unwrap().to_bytes();
         assert_eq!(&all[..], b"abcd");
     }
+
+    /// Scenario: the same two-frame body sent with `Expect: 100-continue` over HTTP/1.1
+    /// and over HTTP/2.
+    /// Guarantees: over HTTP/1.1 nothing is read ahead (no first frame to price by);
+    /// over HTTP/2 the header changes nothing, the first frame is read and priced; both
+    /// bodies stay whole.
+    #[tokio::test]
+    async fn only_http1_waits_for_100_continue() {
+        for (version, first) in [
+            (http::Version::HTTP_11, None),
+            (http::Version::HTTP_2, Some(3)),
+        ] {
+            let frames: Vec<Result<Frame<Bytes>, std::convert::Infallible>> = ["abc", "de"]
+                .into_iter()
+                .map(|s| Ok(Frame::data(Bytes::from(s))))
+                .collect();
+            let body = http_body_util::StreamBody::new(futures_util::stream::iter(frames));
+            let req = http::Request::builder()
+                .version(version)
+                .header(http::header::EXPECT, "100-Continue")
+                .body(body)
+                .unwrap();
+            let primed = body_started(req, std::time::Duration::from_secs(1))
+                .await
+                .unwrap();
+            assert_eq!(primed.body().first_len(), first, "{version:?}");
+            let all = primed.into_body().collect().await.unwrap().to_bytes();
+            assert_eq!(&all[..], b"abcde", "{version:?}");
+        }
+    }
 }
