@@ -34,14 +34,27 @@ const GROW_BY_ARRIVAL_FROM: usize = 16;
 /// about a third empty on average (a 520-span trace in a 1,024-span list), and buffered
 /// spans are most of a gateway's memory. From [`GROW_BY_ARRIVAL_FROM`] spans a list grows
 /// by the batch's part, and by at least a quarter so that a trace arriving a span at a
-/// time is still copied a bounded number of times per span.
+/// time is still copied a bounded number of times per span. A list leaving the slot takes
+/// room for [`FIRST_SPILL`] at once: requests seldom hold a trace's spans together, so
+/// the batch's part is not known there, and doubling from two made a trace of five to
+/// eight spans allocate twice (about 5% of the CPU with 8-span traces; see
+/// docs/benchmarks.md).
 #[inline]
 pub fn make_room(list: &mut SpanList, arriving: impl FnOnce() -> usize) {
     let len = list.len();
-    if len == list.capacity() && len >= GROW_BY_ARRIVAL_FROM {
-        list.reserve_exact(arriving().max(len / 4));
+    if len == list.capacity() {
+        if len >= GROW_BY_ARRIVAL_FROM {
+            list.reserve_exact(arriving().max(len / 4));
+        } else if len == INLINE_SPANS {
+            // Leaving the slot: straight to room for [`FIRST_SPILL`] spans, one allocation
+            // where doubling would make two for a trace of five to eight spans.
+            list.reserve_exact(FIRST_SPILL - len);
+        }
     }
 }
+
+/// The capacity a span list takes when it leaves the slot.
+const FIRST_SPILL: usize = 8;
 
 /// A buffered trace.
 #[derive(Debug)]
@@ -259,9 +272,10 @@ mod tests {
     }
 
     /// Scenario: a large trace's list, full, receives a request's part of 300 spans, then
-    /// spans one at a time; a small list fills.
+    /// spans one at a time; a small list fills; a list full in its slot.
     /// Guarantees: the large list grows by exactly the part, then by a quarter (not to
-    /// the next power of two); a small one is left to double.
+    /// the next power of two); a small one is left to double; one leaving the slot takes
+    /// room for eight at once.
     #[test]
     fn large_span_lists_grow_by_what_arrives() {
         let span = BufferedSpan::alone(bytes::Bytes::from_static(b"0123456789"));
@@ -279,6 +293,12 @@ mod tests {
             panic!("a small list is left to the vector's growth")
         });
         assert_eq!(small.capacity(), before);
+        // A list leaving its slot goes straight to room for eight.
+        let mut inline = SpanList::new();
+        inline.extend(std::iter::repeat_n(span.clone(), INLINE_SPANS));
+        make_room(&mut inline, || panic!("not asked when leaving the slot"));
+        assert_eq!(inline.capacity(), FIRST_SPILL);
+        assert_eq!(inline.len(), INLINE_SPANS);
     }
 
     #[test]
