@@ -118,6 +118,23 @@ fn adjusted(
     BufferedSpan::rewrite_all(&spans, |span, buf| writer.write(span, buf), resource, out);
 }
 
+/// A trace decided and kept, its spans not yet re-encoded (see [`Shard::keep_group`]).
+struct KeptTrace {
+    spans: SpanList,
+    probability: f64,
+    plan: Arc<crate::policy::plan::PolicyPlan>,
+}
+
+/// What deciding a trace came to.
+enum Decided {
+    /// It was not buffered (decided already).
+    Absent,
+    /// Dropped.
+    Dropped,
+    /// Kept: its spans are to be kept.
+    Kept(KeptTrace),
+}
+
 /// Due traces whose memory is read ahead together (see [`Shard::decide_due`]).
 const WARM_BATCH: usize = 16;
 
@@ -747,8 +764,10 @@ impl Shard {
         counter: fn(&GatewayStats) -> &Counter,
     ) {
         let mut warmed = 0;
+        let mut kept = SmallVec::new();
         while over(self) {
             if warmed == 0 {
+                self.keep_group(&mut kept).await;
                 let ahead: SmallVec<[[u8; 16]; WARM_BATCH]> =
                     self.deadlines.front(WARM_BATCH).copied().collect();
                 self.traces.warm(&ahead);
@@ -759,10 +778,14 @@ impl Shard {
                 break;
             };
             warmed = warmed.saturating_sub(1);
-            if self.decide(id, now).await {
-                counter(&self.stats).add(1);
+            match self.decide_now(id, now) {
+                Decided::Absent => continue,
+                Decided::Dropped => {}
+                Decided::Kept(k) => kept.push(k),
             }
+            counter(&self.stats).add(1);
         }
+        self.keep_group(&mut kept).await;
     }
 
     async fn decide_due(&mut self, now: Instant) {
@@ -781,9 +804,13 @@ impl Shard {
             }
             self.traces.warm(&due);
             self.cache.warm(&due);
+            let mut kept = SmallVec::new();
             for id in due {
-                self.decide(id, now).await;
+                if let Decided::Kept(k) = self.decide_now(id, now) {
+                    kept.push(k);
+                }
             }
+            self.keep_group(&mut kept).await;
         }
         while let Some(id) = self.root_deadlines.pop_due(now) {
             self.decide(id, now).await;
@@ -849,8 +876,21 @@ impl Shard {
     /// trace still pending at its deadline is not sampled, unevaluated, as the Collector.
     /// Returns whether the trace was buffered (else it was decided already).
     async fn decide(&mut self, id: [u8; 16], now: Instant) -> bool {
+        match self.decide_now(id, now) {
+            Decided::Absent => false,
+            Decided::Dropped => true,
+            Decided::Kept(kept) => {
+                self.keep(kept.spans, kept.probability, &kept.plan).await;
+                true
+            }
+        }
+    }
+
+    /// [`Self::decide`] up to the re-encoding of a kept trace's spans, which is left to
+    /// the caller (see [`Self::keep_group`]).
+    fn decide_now(&mut self, id: [u8; 16], now: Instant) -> Decided {
         let Some(entry) = self.take(&id) else {
-            return false;
+            return Decided::Absent;
         };
         let plan = self.plan_for_decisions();
         let decision = if plan.span_ingest {
@@ -870,8 +910,31 @@ impl Shard {
                 &mut self.verdicts.1,
             )
         };
-        self.finish(id, entry, decision, &plan, now).await;
-        true
+        match self.record(id, entry, decision, now) {
+            Some(spans) => Decided::Kept(KeptTrace {
+                spans,
+                probability: decision.probability,
+                plan,
+            }),
+            None => Decided::Dropped,
+        }
+    }
+
+    /// Keeps the traces of a group of decisions: their spans' bytes, which left the
+    /// cache while they waited, are read for the whole group first so that those misses
+    /// overlap, then each trace is re-encoded and joins the exporters' batch.
+    async fn keep_group(&mut self, kept: &mut SmallVec<[KeptTrace; WARM_BATCH]>) {
+        for k in kept.iter() {
+            for s in &k.spans {
+                // Every cache line: the re-encoding walks the whole span, field by field.
+                for b in s.span().iter().step_by(64) {
+                    std::hint::black_box(*b);
+                }
+            }
+        }
+        for k in kept.drain(..) {
+            self.keep(k.spans, k.probability, &k.plan).await;
+        }
     }
 
     /// Carries out a decision for a trace taken out of the table.
@@ -883,7 +946,20 @@ impl Shard {
         plan: &crate::policy::plan::PolicyPlan,
         now: Instant,
     ) {
-        let n = entry.spans.len() as u64;
+        if let Some(spans) = self.record(id, entry, decision, now) {
+            self.keep(spans, decision.probability, plan).await;
+        }
+    }
+
+    /// Remembers and counts a decision for a trace taken out of the table; a kept trace's
+    /// spans are given back to be kept, a dropped one's are dropped.
+    fn record(
+        &mut self,
+        id: [u8; 16],
+        entry: TraceEntry,
+        decision: crate::policy::plan::Decision,
+        now: Instant,
+    ) -> Option<SpanList> {
         self.cache.insert(
             id,
             if decision.sampled {
@@ -897,9 +973,10 @@ impl Shard {
             now.saturating_duration_since(entry.first_seen),
         );
         if decision.sampled {
-            self.keep(entry.spans, decision.probability, plan).await;
+            Some(entry.spans)
         } else {
-            self.released.dropped_spans += n;
+            self.released.dropped_spans += entry.spans.len() as u64;
+            None
         }
     }
 
