@@ -182,7 +182,9 @@ impl DecisionTally {
             .position(|b| secs <= *b)
             .unwrap_or(DECISION_LATENCY_BUCKETS.len());
         self.latency[bucket] += 1;
-        self.latency_micros += latency.as_micros().min(u128::from(u64::MAX)) as u64;
+        self.latency_micros = self
+            .latency_micros
+            .saturating_add(latency.as_micros().min(u128::from(u64::MAX)) as u64);
     }
 }
 
@@ -839,6 +841,19 @@ mod tests {
         stats.record_decision(Some(0), ms(1));
         assert_eq!(stats.sampled_by_policy(), vec![1, 2]);
         assert_eq!(stats.traces_sampled.get(), 3);
+    }
+
+    /// Scenario: decisions of traces claimed (by a handoff header) to be ages old.
+    /// Guarantees: the latency sum saturates instead of overflowing (a panic in a debug
+    /// build would take a shard down).
+    #[test]
+    fn huge_latencies_saturate() {
+        let mut tally = DecisionTally::default();
+        tally.record(None, std::time::Duration::MAX);
+        tally.record(None, std::time::Duration::MAX);
+        let stats = GatewayStats::default();
+        stats.add_decisions(&mut tally);
+        assert_eq!(stats.decision_latency_micros.get(), u64::MAX);
     }
 
     /// Scenario: a refusal is marked, then time passes.

@@ -40,6 +40,9 @@ pub use trace::{
     TraceView,
 };
 
+/// The oldest a handed-over trace's first sighting is taken to be.
+const MAX_HANDED_AGE: Duration = Duration::from_secs(3600);
+
 /// The spans of a scanned request (`scan` has just scanned `body`), each with the values of
 /// the attributes and span fields `plan` reads. Spans are views into `body` and one shared
 /// buffer of resource and scope headers: nothing is copied per span.
@@ -358,8 +361,10 @@ impl SpanSink for TraceBuffer {
             });
         }
         let first_seen = match origin {
+            // Capped: a trace an hour old is due at once either way, and an age the
+            // header may claim (to u64::MAX ms) would date it millions of years back.
             Origin::Handoff { age_ms, .. } => {
-                Instant::now().checked_sub(Duration::from_millis(age_ms))
+                Instant::now().checked_sub(Duration::from_millis(age_ms).min(MAX_HANDED_AGE))
             }
             _ => None,
         };
@@ -828,16 +833,16 @@ mod tests {
         assert_eq!(stats.shard_queue_bytes.get(), 0);
     }
 
-    /// Scenario: one request of 50 four-span traces reaches a shard that may buffer 10,
-    /// under a plan that keeps nothing; then the shard stops.
-    /// Guarantees: exactly the 40 oldest are decided early (reading ahead of them decides
-    /// nothing extra), every decision is counted once, and the gauges a decision lowers
-    /// (counted by the shard and added in batches) are back at zero.
-    #[tokio::test]
-    async fn traces_past_the_limit_are_decided_early_and_counted_once() {
-        let plan: crate::reload::SharedPlan = std::sync::Arc::new(arc_swap::ArcSwap::from_pointee(
-            plan("policies: [{name: none, type: probabilistic, probabilistic: {sampling_percentage: 0}}]\n"),
-        ));
+    /// Runs one shard that may buffer 10 traces of at most `max_spans` spans under
+    /// `policies` (no exporters), sending it one request per `(traces, spans per trace,
+    /// seed)` of `requests`, then stops it.
+    async fn shard_over_its_trace_limit(
+        policies: &str,
+        requests: &[(usize, usize, u64)],
+        max_spans: u32,
+    ) -> std::sync::Arc<GatewayStats> {
+        let plan: crate::reload::SharedPlan =
+            std::sync::Arc::new(arc_swap::ArcSwap::from_pointee(plan(policies)));
         let stats = std::sync::Arc::new(GatewayStats::default());
         let (tx, rx) = mpsc::channel(4);
         let peers = Peers::new(
@@ -852,14 +857,16 @@ mod tests {
             peers,
             &Default::default(),
         );
-        let body = Bytes::from(
-            tailgate_core::test_util::FakeOtlp::traces(50)
-                .spans(4)
-                .seed(3)
-                .build()
-                .encode_to_vec(),
-        );
-        buffer.export(body).await.unwrap();
+        for &(traces, spans, seed) in requests {
+            let body = Bytes::from(
+                tailgate_core::test_util::FakeOtlp::traces(traces)
+                    .spans(spans)
+                    .seed(seed)
+                    .build()
+                    .encode_to_vec(),
+            );
+            buffer.export(body).await.unwrap();
+        }
         let shard = shard::Shard::new(
             rx,
             plan,
@@ -867,20 +874,58 @@ mod tests {
                 max_traces: 10,
                 cache_size: 1_000,
                 early_decision_bytes: 1 << 30,
-                max_spans_per_trace: 1_000,
+                max_spans_per_trace: max_spans,
             },
             Vec::new(),
             stats.clone(),
         );
         drop(buffer);
         shard.run(Default::default()).await;
+        stats
+    }
+
+    /// Scenario: one request of 50 four-span traces reaches a shard that may buffer 10,
+    /// under a plan that keeps nothing, then under one that keeps everything; then the
+    /// shard stops.
+    /// Guarantees: exactly the 40 oldest are decided early (reading ahead of them decides
+    /// nothing extra), every decision is counted once, and the gauges a decision lowers
+    /// (counted by the shard and added in batches) are back at zero; kept spans all reach
+    /// the exporters' side (pending, as there are none here), dropped ones are dropped.
+    #[tokio::test]
+    async fn traces_past_the_limit_are_decided_early_and_counted_once() {
+        let none = "policies: [{name: none, type: probabilistic, probabilistic: {sampling_percentage: 0}}]\n";
+        let all = "policies: [{name: all, type: always_sample}]\n";
+        for (policies, kept) in [(none, false), (all, true)] {
+            let stats = shard_over_its_trace_limit(policies, &[(50, 4, 3)], 1_000).await;
+            assert_eq!(stats.early_decisions.get(), 40, "{policies}");
+            let (sampled, not) = if kept { (50, 0) } else { (0, 50) };
+            assert_eq!(stats.traces_sampled.get(), sampled);
+            assert_eq!(stats.traces_not_sampled.get(), not);
+            assert_eq!(stats.dropped_spans.get(), 4 * not);
+            assert_eq!(stats.pending_export_spans.get(), 4 * sampled);
+            assert_eq!(stats.live_spans.get(), 0);
+            assert_eq!(stats.live_traces.get(), 0);
+            assert_eq!(stats.buffered_bytes.get(), 0);
+        }
+    }
+
+    /// Scenario: ten traces reach their span limit and are decided at once (their
+    /// deadlines stay queued), then 50 more arrive at a shard that may buffer 10.
+    /// Guarantees: the early decisions pass over the ten already decided without
+    /// counting them: 40, as without them.
+    #[tokio::test]
+    async fn traces_decided_already_are_not_counted_as_early_decisions() {
+        let stats = shard_over_its_trace_limit(
+            "policies: [{name: all, type: always_sample}]\n",
+            &[(10, 4, 1), (50, 3, 2)],
+            4,
+        )
+        .await;
+        assert_eq!(stats.early_decisions_span_limit.get(), 10);
         assert_eq!(stats.early_decisions.get(), 40);
-        assert_eq!(stats.traces_not_sampled.get(), 50);
-        assert_eq!(stats.traces_sampled.get(), 0);
-        assert_eq!(stats.dropped_spans.get(), 200);
+        assert_eq!(stats.traces_sampled.get(), 60);
+        assert_eq!(stats.pending_export_spans.get(), 40 + 150);
         assert_eq!(stats.live_spans.get(), 0);
-        assert_eq!(stats.live_traces.get(), 0);
-        assert_eq!(stats.buffered_bytes.get(), 0);
     }
 
     /// Scenario: a request of two resources of three scopes each (the middle one without

@@ -350,6 +350,12 @@ impl Shard {
         adjusted(spans, p, &how, set(|a| a.resource.as_ref()), out);
     }
 
+    /// Whether kept spans are re-encoded under `plan` (see [`Self::kept`]), or go out as
+    /// they came.
+    fn rewrites(&self, plan: &crate::policy::plan::PolicyPlan) -> bool {
+        self.attribute_actions.is_some() || !plan.adjusted_count().is_noop()
+    }
+
     /// Keeps a trace's spans (see [`Self::kept`]): they join the batch for the exporters,
     /// which goes once it is [`EXPORT_BATCH_BYTES`] or the shard's work at hand is done.
     async fn keep(&mut self, spans: SpanList, p: f64, plan: &crate::policy::plan::PolicyPlan) {
@@ -924,10 +930,11 @@ impl Shard {
     /// cache while they waited, are read for the whole group first so that those misses
     /// overlap, then each trace is re-encoded and joins the exporters' batch.
     async fn keep_group(&mut self, kept: &mut SmallVec<[KeptTrace; WARM_BATCH]>) {
-        for k in kept.iter() {
+        for k in kept.iter().filter(|k| self.rewrites(&k.plan)) {
             for s in &k.spans {
                 // Every cache line: the re-encoding walks the whole span, field by field.
-                for b in s.span().iter().step_by(64) {
+                let span = s.span();
+                for b in span.iter().step_by(64).chain(span.last()) {
                     std::hint::black_box(*b);
                 }
             }
@@ -986,6 +993,11 @@ impl Shard {
         if self.outgoing.is_empty() {
             return;
         }
+        // The wait below may be long (a full exporter queue): the shared counters see
+        // this batch's releases and decisions first, so that the limits do not count
+        // kept traces both as buffered and as pending export meanwhile.
+        self.released.flush(&self.stats);
+        self.stats.add_decisions(&mut self.tally);
         let spans = std::mem::take(&mut self.outgoing);
         let bytes = std::mem::take(&mut self.outgoing_bytes);
         let n = spans.len() as u64;
