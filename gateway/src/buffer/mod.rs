@@ -780,67 +780,16 @@ mod tests {
         incoming_spans(&body, &mut scan, plan, None)
     }
 
-    /// Scenario: a request accepted while its shard has not yet taken it (the channel is
-    /// read only afterwards), then the shard buffers it.
-    /// Guarantees: while queued its bytes count in `shard_queue_bytes` and in the charge
-    /// the limits read, at least its encoded size; once buffered, they leave the queue's
-    /// count and are charged as buffered instead.
-    #[tokio::test]
-    async fn spans_queued_for_a_shard_are_charged() {
-        let plan: crate::reload::SharedPlan = std::sync::Arc::new(arc_swap::ArcSwap::from_pointee(
-            plan("policies: [{name: all, type: always_sample}]\n"),
-        ));
-        let stats = std::sync::Arc::new(GatewayStats::default());
-        let (tx, rx) = mpsc::channel(4);
-        let peers = Peers::new(
-            Default::default(),
-            tailgate_core::ring::Member::new("127.0.0.1:4317"),
-            stats.clone(),
-        );
-        let buffer = TraceBuffer::new(
-            plan.clone(),
-            vec![tx],
-            stats.clone(),
-            peers,
-            &Default::default(),
-        );
-        let body = Bytes::from(
-            tailgate_core::test_util::FakeOtlp::traces(50)
-                .spans(4)
-                .seed(9)
-                .build()
-                .encode_to_vec(),
-        );
-        buffer.export(body.clone()).await.unwrap();
-        let queued = stats.shard_queue_bytes.get();
-        assert!(queued >= body.len() as u64, "{queued}");
-        assert!(stats.held_bytes() >= queued);
-        assert_eq!(stats.buffered_bytes.get(), 0);
-        let shard = shard::Shard::new(
-            rx,
-            plan,
-            shard::ShardLimits {
-                max_traces: 1_000,
-                cache_size: 1_000,
-                early_decision_bytes: 1 << 30,
-                max_spans_per_trace: 1_000,
-            },
-            Vec::new(),
-            stats.clone(),
-        );
-        drop(buffer);
-        shard.run(Default::default()).await;
-        assert_eq!(stats.shard_queue_bytes.get(), 0);
-    }
-
-    /// Runs one shard that may buffer 10 traces of at most `max_spans` spans under
-    /// `policies` (no exporters), sending it one request per `(traces, spans per trace,
-    /// seed)` of `requests`, then stops it.
-    async fn shard_over_its_trace_limit(
+    /// A buffer under `policies` with one shard's channel: the plan, the counters, the
+    /// buffer and what the shard reads.
+    fn one_shard(
         policies: &str,
-        requests: &[(usize, usize, u64)],
-        max_spans: u32,
-    ) -> std::sync::Arc<GatewayStats> {
+    ) -> (
+        crate::reload::SharedPlan,
+        std::sync::Arc<GatewayStats>,
+        TraceBuffer,
+        mpsc::Receiver<shard::ShardMsg>,
+    ) {
         let plan: crate::reload::SharedPlan =
             std::sync::Arc::new(arc_swap::ArcSwap::from_pointee(plan(policies)));
         let stats = std::sync::Arc::new(GatewayStats::default());
@@ -857,6 +806,68 @@ mod tests {
             peers,
             &Default::default(),
         );
+        (plan, stats, buffer, rx)
+    }
+
+    /// The shard reading `rx`, without exporters, that may buffer `max_traces` traces of
+    /// at most `max_spans` spans.
+    fn shard_reading(
+        rx: mpsc::Receiver<shard::ShardMsg>,
+        plan: crate::reload::SharedPlan,
+        stats: &std::sync::Arc<GatewayStats>,
+        max_traces: usize,
+        max_spans: u32,
+    ) -> shard::Shard {
+        shard::Shard::new(
+            rx,
+            plan,
+            shard::ShardLimits {
+                max_traces,
+                cache_size: 1_000,
+                early_decision_bytes: 1 << 30,
+                max_spans_per_trace: max_spans,
+            },
+            Vec::new(),
+            stats.clone(),
+        )
+    }
+
+    /// Scenario: a request accepted while its shard has not yet taken it (the channel is
+    /// read only afterwards), then the shard buffers it.
+    /// Guarantees: while queued its bytes count in `shard_queue_bytes` and in the charge
+    /// the limits read, at least its encoded size; once buffered, they leave the queue's
+    /// count and are charged as buffered instead.
+    #[tokio::test]
+    async fn spans_queued_for_a_shard_are_charged() {
+        let (plan, stats, buffer, rx) = one_shard("policies: [{name: all, type: always_sample}]\n");
+        let body = Bytes::from(
+            tailgate_core::test_util::FakeOtlp::traces(50)
+                .spans(4)
+                .seed(9)
+                .build()
+                .encode_to_vec(),
+        );
+        buffer.export(body.clone()).await.unwrap();
+        let queued = stats.shard_queue_bytes.get();
+        assert!(queued >= body.len() as u64, "{queued}");
+        assert!(stats.held_bytes() >= queued);
+        assert_eq!(stats.buffered_bytes.get(), 0);
+        drop(buffer);
+        shard_reading(rx, plan, &stats, 1_000, 1_000)
+            .run(Default::default())
+            .await;
+        assert_eq!(stats.shard_queue_bytes.get(), 0);
+    }
+
+    /// Runs one shard that may buffer 10 traces of at most `max_spans` spans under
+    /// `policies` (no exporters), sending it one request per `(traces, spans per trace,
+    /// seed)` of `requests`, then stops it.
+    async fn shard_over_its_trace_limit(
+        policies: &str,
+        requests: &[(usize, usize, u64)],
+        max_spans: u32,
+    ) -> std::sync::Arc<GatewayStats> {
+        let (plan, stats, buffer, rx) = one_shard(policies);
         for &(traces, spans, seed) in requests {
             let body = Bytes::from(
                 tailgate_core::test_util::FakeOtlp::traces(traces)
@@ -867,20 +878,10 @@ mod tests {
             );
             buffer.export(body).await.unwrap();
         }
-        let shard = shard::Shard::new(
-            rx,
-            plan,
-            shard::ShardLimits {
-                max_traces: 10,
-                cache_size: 1_000,
-                early_decision_bytes: 1 << 30,
-                max_spans_per_trace: max_spans,
-            },
-            Vec::new(),
-            stats.clone(),
-        );
         drop(buffer);
-        shard.run(Default::default()).await;
+        shard_reading(rx, plan, &stats, 10, max_spans)
+            .run(Default::default())
+            .await;
         stats
     }
 
