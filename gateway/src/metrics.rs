@@ -23,11 +23,11 @@ use crate::reload::ReloadStats;
 /// of 1 to 1,000 spans (docs/benchmarks.md, "Spans without header indices").
 pub const SPAN_OVERHEAD_BYTES: u64 = 24;
 
-/// Memory a buffered trace costs whatever its size: its slab slot (144 bytes: its id,
-/// summary and two inline span handles), its 8-byte index bucket, its 24-byte deadline entry, and the
-/// allocations' slack. Without it the limits under-count small traces: a flood of 1-span
-/// traces costs 1.5 times its encoded bytes.
-pub const TRACE_OVERHEAD_BYTES: u64 = 184;
+/// Memory a buffered trace costs whatever its size: its slab slot (128 bytes: its id,
+/// summary and two inline span handles), its 8-byte index bucket, its 24-byte deadline
+/// entry, and the allocations' slack. Without it the limits under-count small traces: a
+/// flood of 1-span traces costs 1.45 times its encoded bytes.
+pub const TRACE_OVERHEAD_BYTES: u64 = 168;
 
 /// What `bytes` of spans (encoded, with their requests' share), `spans` spans and
 /// `traces` buffered traces are charged against the byte limits.

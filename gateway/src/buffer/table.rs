@@ -256,14 +256,14 @@ mod tests {
         assert_eq!(t.keys().count(), 100);
     }
 
-    /// Guarantees: a slot stays at most 144 bytes (its id and a trace with two spans
+    /// Guarantees: a slot stays at most 128 bytes (its id and a trace with two spans
     /// inline), a span 16: a field added to either is paid per buffered trace or span, and
     /// the charge (`metrics::TRACE_OVERHEAD_BYTES`, `SPAN_OVERHEAD_BYTES`) must follow.
     #[test]
     fn slots_and_spans_stay_small() {
         assert_eq!(std::mem::size_of::<BufferedSpan>(), 16);
         assert!(
-            std::mem::size_of::<Slot>() <= 144,
+            std::mem::size_of::<Slot>() <= 128,
             "{}",
             std::mem::size_of::<Slot>()
         );

@@ -456,7 +456,37 @@ pub struct TraceSummary {
     /// Encoded bytes of the spans seen.
     pub bytes: u64,
     /// Distinct values of the attributes the plan reads (empty when it reads none).
-    pub attrs: Vec<TraceAttr>,
+    pub attrs: Recorded,
+}
+
+/// Attribute values recorded for a trace's policies, read as a slice. Most plans record
+/// none, so an empty record is one null pointer in the trace's slot (a `Vec` took 24
+/// bytes of every buffered trace).
+#[derive(Debug, Clone, PartialEq, Default)]
+// The box is the point: 8 bytes in every slot instead of 24; the extra allocation is paid
+// only by traces that record values (docs/benchmarks.md, "Recorded values boxed").
+#[allow(clippy::box_collection)]
+pub struct Recorded(Option<Box<Vec<TraceAttr>>>);
+
+impl std::ops::Deref for Recorded {
+    type Target = [TraceAttr];
+
+    fn deref(&self) -> &[TraceAttr] {
+        self.0.as_deref().map_or(&[], Vec::as_slice)
+    }
+}
+
+impl Recorded {
+    /// The bytes it holds on the heap: its values' room and, once there is one, the list.
+    pub fn heap_bytes(&self) -> usize {
+        self.0.as_deref().map_or(0, |v| {
+            std::mem::size_of::<Vec<TraceAttr>>() + v.capacity() * std::mem::size_of::<TraceAttr>()
+        })
+    }
+
+    fn push(&mut self, a: TraceAttr) {
+        self.0.get_or_insert_with(Default::default).push(a);
+    }
 }
 
 impl TraceSummary {
@@ -485,14 +515,14 @@ impl TraceSummary {
     /// value uncounted by the limits. (String values are views of the request bytes,
     /// which their spans are charged already.)
     pub fn add_attrs(&mut self, attrs: &[TraceAttr]) -> u64 {
-        let before = self.attrs.capacity();
+        let before = self.attrs.heap_bytes();
         for a in attrs {
             let recent = &self.attrs[self.attrs.len().saturating_sub(DEDUP_WINDOW)..];
             if !recent.contains(a) {
                 self.attrs.push(a.clone());
             }
         }
-        ((self.attrs.capacity() - before) * std::mem::size_of::<TraceAttr>()) as u64
+        (self.attrs.heap_bytes() - before) as u64
     }
 
     /// Latest end minus earliest start, 0 when the spans are inconsistent.
@@ -684,10 +714,13 @@ mod tests {
             reported += summary.add_attrs(&[attr(v), attr(v)]);
         }
         assert_eq!(summary.attrs.len(), 100);
+        let list = summary.attrs.0.as_deref().expect("recorded");
         assert_eq!(
             reported as usize,
-            summary.attrs.capacity() * std::mem::size_of::<TraceAttr>()
+            std::mem::size_of::<Vec<TraceAttr>>()
+                + list.capacity() * std::mem::size_of::<TraceAttr>()
         );
+        assert_eq!(TraceSummary::default().attrs.heap_bytes(), 0);
         assert!(reported >= 100 * 48);
         assert_eq!(summary.add_attrs(&[attr(99)]), 0);
     }
