@@ -36,14 +36,10 @@ const DROPPED: f64 = -1.0;
 /// One set's tags: per slot, 0 when empty, else 15 bits of the id's hash with the top bit
 /// set; 32 bytes, so a lookup reads one cache line or two. (Aligning tags and slots to
 /// their lines measured 2-4% slower in the 2-span bench: docs/benchmarks.md.)
-#[derive(Clone, Copy)]
-struct Tags([u16; WAYS]);
+type Tags = [u16; WAYS];
 
 /// One set's slots, each an id beside its decision (384 bytes).
-#[derive(Clone, Copy)]
-struct Set {
-    slots: [Slot; WAYS],
-}
+type Set = [Slot; WAYS];
 
 #[derive(Clone, Copy)]
 struct Slot {
@@ -52,19 +48,15 @@ struct Slot {
     decision: f64,
 }
 
-impl Set {
-    const EMPTY: Set = Set {
-        slots: [Slot {
-            id: [0; 16],
-            decision: 0.0,
-        }; WAYS],
-    };
-}
+const EMPTY_SET: Set = [Slot {
+    id: [0; 16],
+    decision: 0.0,
+}; WAYS];
 
 /// The way of `id` in a set with `tags` and `slots`, if it is there.
 #[inline]
 fn find(tags: &Tags, slots: &Set, tag: u16, id: &[u8; 16], ways: usize) -> Option<usize> {
-    (0..ways).find(|&w| tags.0[w] == tag && slots.slots[w].id == *id)
+    (0..ways).find(|&w| tags[w] == tag && slots[w].id == *id)
 }
 
 /// Recently decided trace ids and whether they were kept.
@@ -95,8 +87,8 @@ impl DecisionCache {
         let ways = capacity.min(WAYS);
         let sets = capacity.div_ceil(ways);
         DecisionCache {
-            tags: vec![Tags([0; WAYS]); sets].into_boxed_slice(),
-            sets: vec![Set::EMPTY; sets].into_boxed_slice(),
+            tags: vec![[0; WAYS]; sets].into_boxed_slice(),
+            sets: vec![EMPTY_SET; sets].into_boxed_slice(),
             next: vec![0; sets].into_boxed_slice(),
             ways,
             hash: TraceIdHash::default(),
@@ -125,7 +117,7 @@ impl DecisionCache {
         for id in ids {
             let (set, _) = self.place(id);
             let way = usize::from(self.next[set]);
-            std::hint::black_box(self.sets[set].slots[way].decision);
+            std::hint::black_box(self.sets[set][way].decision);
         }
     }
 
@@ -144,12 +136,12 @@ impl DecisionCache {
             None => {
                 let w = usize::from(self.next[i]);
                 self.next[i] = ((w + 1) % ways) as u8;
-                tags.0[w] = tag;
-                set.slots[w].id = trace_id;
+                tags[w] = tag;
+                set[w].id = trace_id;
                 w
             }
         };
-        set.slots[w].decision = word;
+        set[w].decision = word;
     }
 
     /// Every remembered decision.
@@ -159,8 +151,8 @@ impl DecisionCache {
             .zip(self.tags.iter())
             .flat_map(move |(set, tags)| {
                 (0..self.ways)
-                    .filter(|&w| tags.0[w] != 0)
-                    .map(|w| (&set.slots[w].id, decode(set.slots[w].decision)))
+                    .filter(|&w| tags[w] != 0)
+                    .map(|w| (&set[w].id, decode(set[w].decision)))
             })
     }
 
@@ -169,7 +161,7 @@ impl DecisionCache {
     pub fn get(&self, trace_id: &[u8; 16]) -> Option<Cached> {
         let (i, tag) = self.place(trace_id);
         let set = &self.sets[i];
-        find(&self.tags[i], set, tag, trace_id, self.ways).map(|w| decode(set.slots[w].decision))
+        find(&self.tags[i], set, tag, trace_id, self.ways).map(|w| decode(set[w].decision))
     }
 }
 

@@ -382,7 +382,7 @@ impl Shard {
 
     /// Adds the verdicts, decisions and releases counted locally to the shared counters
     /// (once per batch).
-    fn flush_verdicts(&mut self) {
+    fn flush_counts(&mut self) {
         if let (Some(plan), local) = &mut self.verdicts {
             plan.flush(local);
         }
@@ -436,7 +436,7 @@ impl Shard {
                 self.decide(id, Instant::now()).await;
             }
         }
-        self.flush_verdicts();
+        self.flush_counts();
         self.send().await;
     }
 
@@ -471,7 +471,7 @@ impl Shard {
             }
             ShardMsg::Decisions(list) => self.take_decisions(list).await,
         }
-        self.flush_verdicts();
+        self.flush_counts();
         self.send().await;
     }
 
@@ -602,7 +602,7 @@ impl Shard {
         }
         self.settle_insert(acc.late_kept, acc.batch, acc.oversize, acc.full, rules.now)
             .await;
-        self.flush_verdicts();
+        self.flush_counts();
     }
 
     /// The plan's rules in force when a batch arrived: one load per batch.
@@ -760,6 +760,13 @@ impl Shard {
         .await;
     }
 
+    /// Reads the table and cache entries that deciding `ids` will touch, so that their
+    /// cache misses overlap instead of coming one after another.
+    fn warm(&self, ids: &[[u8; 16]]) {
+        self.traces.warm(ids);
+        self.cache.warm(ids);
+    }
+
     /// Decides the oldest traces, counted in `counter`, while `over` says the shard is
     /// over a limit. The next [`WARM_BATCH`] traces' memory is read ahead, as for due
     /// traces (a gateway at its limits decides every trace here).
@@ -776,8 +783,7 @@ impl Shard {
                 self.keep_group(&mut kept).await;
                 let ahead: SmallVec<[[u8; 16]; WARM_BATCH]> =
                     self.deadlines.front(WARM_BATCH).copied().collect();
-                self.traces.warm(&ahead);
-                self.cache.warm(&ahead);
+                self.warm(&ahead);
                 warmed = ahead.len();
             }
             let Some(id) = self.deadlines.pop_front() else {
@@ -808,8 +814,7 @@ impl Shard {
             if due.is_empty() {
                 break;
             }
-            self.traces.warm(&due);
-            self.cache.warm(&due);
+            self.warm(&due);
             let mut kept = SmallVec::new();
             for id in due {
                 if let Decided::Kept(k) = self.decide_now(id, now) {
@@ -828,7 +833,7 @@ impl Shard {
             self.handed_deadlines.pop();
             self.decide(id, now).await;
         }
-        self.flush_verdicts();
+        self.flush_counts();
         self.send().await;
     }
 
@@ -843,7 +848,7 @@ impl Shard {
             .as_ref()
             .is_some_and(|p| Arc::ptr_eq(p, &plan))
         {
-            self.flush_verdicts();
+            self.flush_counts();
             self.verdicts.0 = Some(plan.clone());
         }
         plan
@@ -996,8 +1001,7 @@ impl Shard {
         // The wait below may be long (a full exporter queue): the shared counters see
         // this batch's releases and decisions first, so that the limits do not count
         // kept traces both as buffered and as pending export meanwhile.
-        self.released.flush(&self.stats);
-        self.stats.add_decisions(&mut self.tally);
+        self.flush_counts();
         let spans = std::mem::take(&mut self.outgoing);
         let bytes = std::mem::take(&mut self.outgoing_bytes);
         let n = spans.len() as u64;
