@@ -202,6 +202,22 @@ impl<'a> Reader<'a> {
         Ok(start..self.pos)
     }
 
+    /// The next field when it is a length-delimited one whose tag is the single byte
+    /// `tag` and whose length fits in one byte (an attribute, nearly always): its range,
+    /// read without the general tag and varint decoding. `None` (nothing read) otherwise,
+    /// including for a length past the end, which the general path then reports.
+    #[inline(always)]
+    pub(crate) fn short_len_field(&mut self, tag: u8) -> Option<Range<usize>> {
+        let (&[t, len], _) = self.buf.get(self.pos..)?.split_first_chunk::<2>()?;
+        let start = self.pos + 2;
+        let end = start + usize::from(len);
+        if t != tag || len >= 0x80 || end > self.buf.len() {
+            return None;
+        }
+        self.pos = end;
+        Some(start..end)
+    }
+
     #[inline]
     pub(crate) fn fixed64(&mut self, what: &'static str) -> Result<u64, ScanError> {
         let Some(bytes) = self.buf.get(self.pos..self.pos + 8) else {

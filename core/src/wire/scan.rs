@@ -346,6 +346,9 @@ impl Scan {
     }
 }
 
+/// The tag byte of a span's `attributes` (field 9, length-delimited).
+const ATTRIBUTE_TAG: u8 = 9 << 3 | WT_LEN;
+
 /// Reads one span's fields. The outer `Result` is a malformed body, the inner one a span
 /// that is well-formed but not acceptable.
 fn scan_span(body: &[u8], range: Range<usize>) -> Result<Result<SpanEntry, SpanDefect>, ScanError> {
@@ -370,8 +373,11 @@ fn scan_span(body: &[u8], range: Range<usize>) -> Result<Result<SpanEntry, SpanD
         // the jump table.
         if field == 9 && wt == WT_LEN {
             let v = r.len_delimited("attributes")?;
-            if defect.is_ok() {
-                defect = validate::key_value(body, v, 0);
+            check_attribute(body, v, &mut defect);
+            // Attributes come one after another: the rest of the run, each with a one-byte
+            // tag and length, is read without decoding a tag each time.
+            while let Some(v) = r.short_len_field(ATTRIBUTE_TAG) {
+                check_attribute(body, v, &mut defect);
             }
             continue;
         }
@@ -414,6 +420,15 @@ fn scan_span(body: &[u8], range: Range<usize>) -> Result<Result<SpanEntry, SpanD
         }
     }
     Ok(acceptable(entry, trace_id_len, defect))
+}
+
+/// Checks a span's attribute unless the span already has a defect: the common shape
+/// inline, any other through the general walk.
+#[inline(always)]
+fn check_attribute(body: &[u8], v: Range<usize>, defect: &mut Result<(), Malformed>) {
+    if defect.is_ok() && !validate::plain_key_value(&body[v.clone()]) {
+        *defect = validate::key_value(body, v, 0);
+    }
 }
 
 /// Reads a bytes field into `out` when it has exactly `out`'s length (any other length
