@@ -181,7 +181,7 @@ fn ottl_trace() -> (Vec<tailgate_gateway::buffer::BufferedSpan>, TraceSummary) {
     let mut scan = tailgate_core::wire::Scan::default();
     scan.scan(&body).expect("valid request");
     let mut summary = TraceSummary::default();
-    let spans = tailgate_gateway::buffer::incoming_spans(&body, &mut scan, &plan, None)
+    let spans = tailgate_gateway::buffer::incoming_spans(&body, &scan, &plan, None)
         .into_iter()
         .map(|s| {
             summary.add_span(s.start, s.end, s.status_code, s.is_root);

@@ -204,7 +204,7 @@ fn replay(plan: &PolicyPlan, text: &str) -> Result<HashMap<[u8; 16], Replayed>, 
                 scanned.rejected, scanned.message
             )));
         }
-        for s in incoming_spans(&body, &mut scan, plan, None) {
+        for s in incoming_spans(&body, &scan, plan, None) {
             let t = traces.entry(s.trace_id).or_insert_with(|| Replayed {
                 summary: TraceSummary::default(),
                 spans: Vec::new(),

@@ -48,16 +48,28 @@ const MAX_HANDED_AGE: Duration = Duration::from_secs(3600);
 /// buffer of resource and scope headers: nothing is copied per span.
 pub fn incoming_spans(
     body: &Bytes,
-    scan: &mut Scan,
+    scan: &Scan,
     plan: &PolicyPlan,
     ledger: Option<&Arc<RequestLedger>>,
 ) -> Vec<IncomingSpan> {
-    // One shared buffer for all headers of this request; spans are views into `body`. It
-    // is kept as long as any of them, so without the spare capacity its growth left (the
-    // charge counts its length).
-    let mut headers = std::mem::take(&mut scan.headers);
-    headers.shrink_to_fit();
-    let headers = Bytes::from(headers);
+    let mut out = Vec::with_capacity(scan.spans.len());
+    each_incoming_span(body, scan, plan, ledger, |s| out.push(s));
+    out
+}
+
+/// [`incoming_spans`], handed to `sink` one by one (the buffer puts each straight into its
+/// shard's list, with no list of the whole request in between).
+fn each_incoming_span(
+    body: &Bytes,
+    scan: &Scan,
+    plan: &PolicyPlan,
+    ledger: Option<&Arc<RequestLedger>>,
+    mut sink: impl FnMut(IncomingSpan),
+) {
+    // One shared buffer for all headers of this request, of exactly their length (it is
+    // kept as long as any span, and the charge counts its length); spans are views into
+    // `body`. The scan keeps its own buffer for the next request.
+    let headers = Bytes::copy_from_slice(&scan.headers);
     // Attributes are read only for keys the plan in force uses; resources once each.
     let keys = plan.attribute_keys();
     let resource_attrs = resource_attrs(&headers, scan, keys);
@@ -88,7 +100,6 @@ pub fn incoming_spans(
         scan.spans.len(),
         ledger,
     );
-    let mut out = Vec::with_capacity(scan.spans.len());
     for s in &scan.spans {
         let scope = &scan.scopes[s.scope as usize];
         let span = BufferedSpan::new(&req, s.range.clone());
@@ -104,7 +115,7 @@ pub fn incoming_spans(
                 &resource_attrs[scope.resource as usize],
             )
         };
-        out.push(IncomingSpan {
+        sink(IncomingSpan {
             trace_id: s.trace_id,
             start: s.start_unix_nano,
             end: s.end_unix_nano,
@@ -114,7 +125,46 @@ pub fn incoming_spans(
             span,
         });
     }
-    out
+}
+
+thread_local! {
+    /// This worker thread's scan between requests (see [`SpareScan`]).
+    static SPARE_SCAN: std::cell::Cell<Option<Scan>> = const { std::cell::Cell::new(None) };
+}
+
+/// A [`Scan`] for one request, taken from its worker thread's spare and given back, trimmed
+/// ([`Scan::trim`] bounds what it keeps), when dropped. A new scan per request grew its
+/// span, scope and header lists from nothing: a dozen reallocations and copies for a
+/// 512-span request (docs/benchmarks.md). A request that finishes on another thread
+/// leaves its scan there; a thread keeps one.
+struct SpareScan(Scan);
+
+impl SpareScan {
+    fn take() -> Self {
+        SpareScan(SPARE_SCAN.take().unwrap_or_default())
+    }
+}
+
+impl std::ops::Deref for SpareScan {
+    type Target = Scan;
+    fn deref(&self) -> &Scan {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for SpareScan {
+    fn deref_mut(&mut self) -> &mut Scan {
+        &mut self.0
+    }
+}
+
+impl Drop for SpareScan {
+    fn drop(&mut self) {
+        let mut scan = std::mem::take(&mut self.0);
+        scan.trim();
+        // Nowhere to keep it while the thread is exiting: it is dropped.
+        if SPARE_SCAN.try_with(|spare| spare.set(Some(scan))).is_err() {}
+    }
 }
 
 /// The values of `keys` in each resource of the request, by resource index; nothing when
@@ -322,7 +372,7 @@ impl SpanSink for TraceBuffer {
     }
 
     async fn export_from(&self, body: Bytes, origin: Origin) -> Result<Accepted, Refusal> {
-        let mut scan = Scan::default();
+        let mut scan = SpareScan::take();
         let scanned = scan
             .scan_request(&body)
             .inspect_err(|_| self.stats.malformed_requests.add(1))?;
@@ -388,8 +438,7 @@ impl SpanSink for TraceBuffer {
             self.peers.want_pass();
         }
         drop(view);
-        self.buffer(&body, &mut scan, valid, first_seen, false)
-            .await?;
+        self.buffer(&body, &scan, valid, first_seen, false).await?;
         Ok(accepted)
     }
 
@@ -478,22 +527,21 @@ impl TraceBuffer {
     async fn buffer(
         &self,
         body: &Bytes,
-        scan: &mut Scan,
+        scan: &Scan,
         valid: u64,
         first_seen: Option<Instant>,
         force: bool,
     ) -> Result<(), Refusal> {
         let plan = self.plan.load();
         let n = self.shards.len();
-        let spans = incoming_spans(body, scan, &plan, Some(&self.stats.request_bytes));
-        let count = spans.len() as u64;
+        let count = scan.spans.len() as u64;
         // Sized for an even spread plus slack, so the vectors do not grow while filling.
-        let each = spans.len() / n + spans.len() / 8 + 1;
+        let each = scan.spans.len() / n + scan.spans.len() / 8 + 1;
         let mut per_shard: Vec<Vec<IncomingSpan>> =
             (0..n).map(|_| Vec::with_capacity(each)).collect();
-        for span in spans {
-            per_shard[Self::shard_of(&span.trace_id, n)].push(span);
-        }
+        each_incoming_span(body, scan, &plan, Some(&self.stats.request_bytes), |span| {
+            per_shard[Self::shard_of(&span.trace_id, n)].push(span)
+        });
 
         // Reserve room in every shard first: all or nothing.
         let mut permits = Vec::with_capacity(n);
@@ -548,10 +596,7 @@ impl TraceBuffer {
     async fn buffer_here(&self, body: &Bytes, spans: u64, first_seen: Option<Instant>) {
         let mut scan = Scan::default();
         let ok = scan.scan_request(body).is_ok()
-            && self
-                .buffer(body, &mut scan, 0, first_seen, true)
-                .await
-                .is_ok();
+            && self.buffer(body, &scan, 0, first_seen, true).await.is_ok();
         if !ok {
             self.stats.peers.failed_spans.add(spans);
         }
@@ -583,8 +628,7 @@ impl TraceBuffer {
             let local = local.freeze();
             let mut scan = Scan::default();
             scan.scan_request(&local)?;
-            self.buffer(&local, &mut scan, valid, first_seen, false)
-                .await?;
+            self.buffer(&local, &scan, valid, first_seen, false).await?;
         }
         let next = match origin {
             Origin::Handoff { hops, age_ms } => Origin::Handoff {
@@ -777,7 +821,7 @@ mod tests {
         let body = Bytes::from(req.encode_to_vec());
         let mut scan = Scan::default();
         scan.scan_request(&body).unwrap();
-        incoming_spans(&body, &mut scan, plan, None)
+        incoming_spans(&body, &scan, plan, None)
     }
 
     /// A buffer under `policies` with one shard's channel: the plan, the counters, the
@@ -927,6 +971,64 @@ mod tests {
         assert_eq!(stats.traces_sampled.get(), 60);
         assert_eq!(stats.pending_export_spans.get(), 40 + 150);
         assert_eq!(stats.live_spans.get(), 0);
+    }
+
+    /// Scenario: one thread's spare scan reads a request, its spans are made, then the
+    /// same scan (given back and taken again) reads a different request.
+    /// Guarantees: the scan is reused (its span list keeps its room), and the first
+    /// request's spans still read their own resource and scope headers and bytes: they
+    /// share nothing with the scan they came from.
+    #[test]
+    fn a_reused_scan_leaves_earlier_spans_intact() {
+        use tailgate_core::test_util::FakeOtlp;
+        let plan = plan("policies: [{name: all, type: always_sample}]\n");
+        let first = Bytes::from(
+            FakeOtlp::traces(4)
+                .spans(3)
+                .resources(2)
+                .seed(1)
+                .build()
+                .encode_to_vec(),
+        );
+        let second = Bytes::from(
+            FakeOtlp::traces(9)
+                .spans(2)
+                .resources(3)
+                .seed(2)
+                .build()
+                .encode_to_vec(),
+        );
+        let mut scan = SpareScan::take();
+        scan.scan_request(&first).unwrap();
+        let spans = incoming_spans(&first, &scan, &plan, None);
+        let expected: Vec<(Vec<u8>, Vec<u8>, Vec<u8>)> = spans
+            .iter()
+            .map(|s| {
+                let p = s.span.parts();
+                (p.resource.to_vec(), p.scope.to_vec(), p.span.to_vec())
+            })
+            .collect();
+        let room = scan.spans.capacity();
+        drop(scan);
+        let mut again = SpareScan::take();
+        assert_eq!(again.spans.capacity(), room, "the spare was not reused");
+        again.scan_request(&second).unwrap();
+        assert_eq!(again.spans.len(), 18);
+        for (s, (resource, scope, span)) in spans.iter().zip(&expected) {
+            let p = s.span.parts();
+            assert_eq!(
+                (p.resource, p.scope, p.span),
+                (&resource[..], &scope[..], &span[..])
+            );
+            // Each is under one of the first request's two resources.
+            assert!(
+                p.resource
+                    .windows(9)
+                    .any(|w| w == b"service-0" || w == b"service-1"),
+                "{:?}",
+                p.resource
+            );
+        }
     }
 
     /// Scenario: a request of two resources of three scopes each (the middle one without

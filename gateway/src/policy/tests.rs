@@ -756,7 +756,7 @@ fn encoded_spans() -> Vec<crate::buffer::BufferedSpan> {
         PolicyPlan::compile(&parse("policies:\n  - {name: a, type: always_sample}\n").unwrap());
     let mut scan = tailgate_core::wire::Scan::default();
     scan.scan(&body).unwrap();
-    crate::buffer::incoming_spans(&body, &mut scan, &plan, None)
+    crate::buffer::incoming_spans(&body, &scan, &plan, None)
         .into_iter()
         .map(|s| s.span)
         .collect()
