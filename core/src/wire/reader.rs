@@ -138,7 +138,8 @@ impl<'a> Reader<'a> {
         self.buf.len() - self.pos
     }
 
-    /// Reads a varint. Tags and lengths are almost always one byte; that path is inlined.
+    /// Reads a varint. Tags and lengths are almost always one byte, and a span's length
+    /// two; those paths are inlined.
     #[inline(always)]
     pub(crate) fn varint(&mut self, what: &'static str) -> Result<u64, ScanError> {
         match self.buf.get(self.pos) {
@@ -146,7 +147,14 @@ impl<'a> Reader<'a> {
                 self.pos += 1;
                 Ok(u64::from(b))
             }
-            _ => self.varint_slow(what),
+            Some(&b) => match self.buf.get(self.pos + 1) {
+                Some(&c) if c < 0x80 => {
+                    self.pos += 2;
+                    Ok(u64::from(b & 0x7f) | u64::from(c) << 7)
+                }
+                _ => self.varint_slow(what),
+            },
+            None => self.varint_slow(what),
         }
     }
 
@@ -263,5 +271,36 @@ impl<'a> Reader<'a> {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Guarantees: one-, two- and longer varints read as prost writes them, the reader left
+    /// just past each; a varint cut short after any byte is `Truncated`, not a value.
+    #[test]
+    fn varints_of_every_length_read_as_written() {
+        let values = [0u64, 1, 127, 128, 300, 16_383, 16_384, 1 << 35, u64::MAX];
+        for v in values {
+            let mut buf = Vec::new();
+            prost::encoding::encode_varint(v, &mut buf);
+            buf.push(0x7f); // a following byte that must not be read
+            let end = buf.len() - 1;
+            let mut r = Reader::new(&buf, 0, buf.len());
+            assert_eq!(r.varint("v").ok(), Some(v), "{buf:?}");
+            assert_eq!(r.pos, end);
+            for cut in 1..end {
+                let mut r = Reader::new(&buf[..cut], 0, cut);
+                assert!(
+                    matches!(r.varint("v"), Err(ScanError::Truncated { .. })),
+                    "{v} cut at {cut}"
+                );
+            }
+        }
+        // Two bytes written the long way round (a zero second byte) read as protobuf does.
+        let mut r = Reader::new(&[0x85, 0x00], 0, 2);
+        assert_eq!(r.varint("v").ok(), Some(5));
     }
 }
