@@ -158,7 +158,7 @@ pub fn plain_key_value(kv: &[u8]) -> bool {
 /// (an attribute policy, a `mask` action, OTTL) would see something else than the backend
 /// does. No SDK writes one.
 #[inline(never)]
-fn key_value_walk(body: &[u8], range: Range<usize>, depth: u32) -> Checked {
+pub(crate) fn key_value_walk(body: &[u8], range: Range<usize>, depth: u32) -> Checked {
     const WHAT: &str = "attribute";
     let (mut keys, mut values) = (0u8, 0u8);
     fields(body, range, WHAT, |r, field, wt, at| {
@@ -406,27 +406,31 @@ mod tests {
         ));
     }
 
-    /// Scenario: a span of six attributes, one of them long (a two-byte length, off the
-    /// scan's one-byte fast path), and a value of invalid UTF-8 at each position in turn.
-    /// Guarantees: wherever the bad value sits in the run of attributes, its span alone is
-    /// rejected for it; the long attribute is read either way.
+    /// Scenario: a span of seven attributes, the third long (a two-byte length, off the
+    /// scan's one-byte fast path), and a value of invalid UTF-8 at each other position in
+    /// turn; then the same span with an attribute cut short (its length past the span's
+    /// end) in the middle of the run.
+    /// Guarantees: wherever the bad value sits in the run, its span alone is rejected for
+    /// it, the long attribute read either way; a truncated attribute in a run is a
+    /// malformed body, reported at its length byte as the general path reports it.
     #[test]
     fn a_bad_attribute_anywhere_in_the_run_rejects_its_span() {
-        for bad in 0..6 {
+        const LONG: usize = 2;
+        let request = |bad: Option<usize>| {
             let mut req = FakeOtlp::traces(3).spans(1).seed(5).attrs(0).build();
             let span = &mut req.resource_spans[0].scope_spans[0].spans[0];
-            for a in 0..6 {
-                let value = if a == 2 {
-                    "L".repeat(300)
-                } else {
-                    format!("v{a}")
+            for a in 0..7 {
+                let value = match a {
+                    LONG => "L".repeat(300),
+                    _ if Some(a) == bad => "~~~~".into(),
+                    _ => format!("v{a}"),
                 };
-                span.attributes.push(kv(
-                    &format!("k{a}"),
-                    &if a == bad { "~~~~".into() } else { value },
-                ));
+                span.attributes.push(kv(&format!("k{a}"), &value));
             }
-            let mut body = req.encode_to_vec();
+            req.encode_to_vec()
+        };
+        for bad in (0..7).filter(|a| *a != LONG) {
+            let mut body = request(Some(bad));
             let at = body
                 .windows(4)
                 .position(|w| w == b"~~~~")
@@ -441,6 +445,21 @@ mod tests {
                 scanned.message
             );
         }
+        // The fifth attribute (k4) claims 0x7f bytes: past the span's end.
+        let mut body = request(None);
+        let at = body
+            .windows(4)
+            .position(|w| w == b"\x0a\x02k4")
+            .unwrap_or_default()
+            - 1;
+        assert_eq!(body[at - 1], 0x4a, "the attribute's tag");
+        body[at] = 0x7f;
+        let mut scan = Scan::default();
+        assert!(
+            matches!(scan.scan(&body), Err(ScanError::Truncated { what: "attributes", at: a }) if a == at),
+            "{:?}",
+            scan.scan(&body)
+        );
     }
 
     /// Scenario: a span attribute whose `KeyValue` writes its value twice (an empty one
