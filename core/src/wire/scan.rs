@@ -422,13 +422,11 @@ fn scan_span(body: &[u8], range: Range<usize>) -> Result<Result<SpanEntry, SpanD
     Ok(acceptable(entry, trace_id_len, defect))
 }
 
-/// Checks a span's attribute unless the span already has a defect: the common shape
-/// inline, any other through the general walk (which [`validate::key_value`] would reach
-/// after checking the shape again).
+/// Checks a span's attribute unless the span already has a defect.
 #[inline(always)]
 fn check_attribute(body: &[u8], v: Range<usize>, defect: &mut Result<(), Malformed>) {
-    if defect.is_ok() && !validate::plain_key_value(&body[v.clone()]) {
-        *defect = validate::key_value_walk(body, v, 0);
+    if defect.is_ok() {
+        *defect = validate::key_value(body, v, 0);
     }
 }
 
