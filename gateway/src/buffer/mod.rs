@@ -1037,6 +1037,38 @@ mod tests {
         }
     }
 
+    /// Scenario: a thread's spare scan reads a request whose resource carries 1 MiB of
+    /// attributes and 20,000 spans, and is given back.
+    /// Guarantees: what the thread keeps is bounded as docs/configuration.md says: room
+    /// for at most [`SPARE_HEADERS`] of headers and [`Scan::RETAINED_SPANS`] spans.
+    #[test]
+    fn a_spare_scan_keeps_bounded_room() {
+        use opentelemetry_proto::tonic::resource::v1::Resource;
+        use tailgate_core::test_util::{kv, FakeOtlp};
+        let mut req = FakeOtlp::traces(20_000).spans(1).attrs(0).seed(9).build();
+        req.resource_spans[0].resource = Some(Resource {
+            attributes: vec![kv("big", &"x".repeat(1 << 20))],
+            ..Default::default()
+        });
+        let body = Bytes::from(req.encode_to_vec());
+        let mut scan = SpareScan::take();
+        scan.scan_request(&body).unwrap();
+        assert!(scan.headers.len() > 1 << 20);
+        assert_eq!(scan.spans.len(), 20_000);
+        drop(scan);
+        let again = SpareScan::take();
+        assert!(
+            again.headers.capacity() <= SPARE_HEADERS,
+            "{}",
+            again.headers.capacity()
+        );
+        assert!(
+            again.spans.capacity() <= Scan::RETAINED_SPANS,
+            "{}",
+            again.spans.capacity()
+        );
+    }
+
     /// Scenario: a request of two resources of three scopes each (the middle one without
     /// spans), two spans per scope; its spans re-encoded as a kept trace's are.
     /// Guarantees: each span is under its own resource's and scope's headers, found from
