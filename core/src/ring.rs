@@ -58,7 +58,8 @@ pub struct Ring {
 
 impl Ring {
     /// Points per member. Enough that with up to 50 members each one's share of the id space
-    /// stays within a few percent of fair (see the ring tests).
+    /// stays within a few percent of fair: a share's standard deviation is about
+    /// 1 / sqrt(2048), 2.2% of fair (see the ring tests).
     pub const DEFAULT_VNODES: u32 = 2048;
 
     /// A ring over `members` (order and duplicates do not matter).
