@@ -778,6 +778,7 @@ impl Shard {
     ) {
         let mut warmed = 0;
         let mut kept = SmallVec::new();
+        let mut plan = None;
         while over(self) {
             if warmed == 0 {
                 self.keep_group(&mut kept).await;
@@ -785,12 +786,15 @@ impl Shard {
                     self.deadlines.front(WARM_BATCH).copied().collect();
                 self.warm(&ahead);
                 warmed = ahead.len();
+                // A reload takes effect from the next group.
+                plan = Some(self.plan_for_decisions());
             }
             let Some(id) = self.deadlines.pop_front() else {
                 break;
             };
             warmed = warmed.saturating_sub(1);
-            match self.decide_now(id, now) {
+            let Some(plan) = &plan else { break };
+            match self.decide_now(id, now, plan) {
                 Decided::Absent => continue,
                 Decided::Dropped => {}
                 Decided::Kept(k) => kept.push(k),
@@ -815,9 +819,10 @@ impl Shard {
                 break;
             }
             self.warm(&due);
+            let plan = self.plan_for_decisions();
             let mut kept = SmallVec::new();
             for id in due {
-                if let Decided::Kept(k) = self.decide_now(id, now) {
+                if let Decided::Kept(k) = self.decide_now(id, now, &plan) {
                     kept.push(k);
                 }
             }
@@ -887,7 +892,8 @@ impl Shard {
     /// trace still pending at its deadline is not sampled, unevaluated, as the Collector.
     /// Returns whether the trace was buffered (else it was decided already).
     async fn decide(&mut self, id: [u8; 16], now: Instant) -> bool {
-        match self.decide_now(id, now) {
+        let plan = self.plan_for_decisions();
+        match self.decide_now(id, now, &plan) {
             Decided::Absent => false,
             Decided::Dropped => true,
             Decided::Kept(kept) => {
@@ -898,12 +904,18 @@ impl Shard {
     }
 
     /// [`Self::decide`] up to the re-encoding of a kept trace's spans, which is left to
-    /// the caller (see [`Self::keep_group`]).
-    fn decide_now(&mut self, id: [u8; 16], now: Instant) -> Decided {
+    /// the caller (see [`Self::keep_group`]). `plan` is [`Self::plan_for_decisions`], read
+    /// once per group of decisions: a load per trace cost 2% of the CPU at 2 spans per
+    /// trace.
+    fn decide_now(
+        &mut self,
+        id: [u8; 16],
+        now: Instant,
+        plan: &Arc<crate::policy::plan::PolicyPlan>,
+    ) -> Decided {
         let Some(entry) = self.take(&id) else {
             return Decided::Absent;
         };
-        let plan = self.plan_for_decisions();
         let decision = if plan.span_ingest {
             crate::policy::plan::Decision {
                 sampled: false,
@@ -925,7 +937,7 @@ impl Shard {
             Some(spans) => Decided::Kept(KeptTrace {
                 spans,
                 probability: decision.probability,
-                plan,
+                plan: plan.clone(),
             }),
             None => Decided::Dropped,
         }

@@ -328,7 +328,10 @@ impl BufferedSpan {
                 },
                 Some(rewrite_resource) => rewritten_headers(run, rewrite_resource),
             };
-            let mut runs = Vec::new();
+            // A kept trace's spans are almost always under one resource and scope: room
+            // for one run makes the boxed slice below one exact allocation (a growing Vec
+            // and its shrink were 2% of the CPU at 2 spans per trace).
+            let mut runs = Vec::with_capacity(1);
             for (range, &(resource, scope)) in ranges.iter().zip(&new.indices) {
                 HeaderRun::extend(&mut runs, range.start, resource, scope);
             }
