@@ -16,7 +16,7 @@
 //! next `capacity` decisions on average, and for at least half of that with probability
 //! above 99% (16 ways; see the test `recent_decisions_are_remembered`).
 
-use crate::buffer::hash::TraceIdHash;
+use crate::buffer::hash::{prefetch, TraceIdHash};
 
 /// A remembered decision.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -113,12 +113,20 @@ impl DecisionCache {
     /// Reads the slots that recording `ids` will write, without changing anything, so
     /// that the cache misses of a batch about to be recorded overlap (as
     /// [`crate::buffer::table::TraceTable::warm`]).
-    pub fn warm<'a>(&self, ids: impl IntoIterator<Item = &'a [u8; 16]>) {
+    pub fn warm(&self, ids: &[[u8; 16]]) {
         for id in ids {
             let (set, _) = self.place(id);
+            prefetch(&self.tags[set]);
             let way = usize::from(self.next[set]);
-            std::hint::black_box(self.sets[set][way].decision);
+            prefetch(&self.sets[set][way]);
         }
+    }
+
+    /// Starts loading the tags a lookup of `id` reads first, so that a lookup a few spans
+    /// later finds them in cache (see [`crate::buffer::hash`]).
+    #[inline]
+    pub fn prefetch(&self, id: &[u8; 16]) {
+        prefetch(&self.tags[self.place(id).0]);
     }
 
     /// Records a decision; an id already here keeps its place and takes the new decision.

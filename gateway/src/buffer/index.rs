@@ -67,6 +67,20 @@ impl SlotIndex {
         tag as usize & self.mask
     }
 
+    /// Starts loading the bucket where a lookup of `tag` begins (see [`super::hash::prefetch`]).
+    #[inline]
+    pub fn prefetch(&self, tag: u32) {
+        super::hash::prefetch(&self.buckets[self.home(tag)]);
+    }
+
+    /// The slot of the first bucket under `tag`, if that bucket is where a lookup begins:
+    /// for [`super::table::TraceTable::warm`], which then loads the slot too.
+    #[inline]
+    pub fn home_slot(&self, tag: u32) -> Option<u32> {
+        let b = self.buckets[self.home(tag)];
+        (b.slot != EMPTY && b.tag == tag).then_some(b.slot)
+    }
+
     /// The slot under `tag` for which `is_it` says yes, and where its bucket is.
     #[inline]
     pub fn find(&self, tag: u32, mut is_it: impl FnMut(u32) -> bool) -> Option<(usize, u32)> {

@@ -16,9 +16,10 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use super::hash::prefetch;
 use super::hash::TraceMap;
 pub use super::table::TraceEntry;
-use super::table::{make_room, SpanList, TraceTable};
+use super::table::{first_capacity, make_room, SpanList, TraceTable};
 use super::trace::IncomingSpan;
 use super::trace::{BufferedSpan, TraceSummary, TraceView};
 use crate::decide::{Cached, DecisionCache};
@@ -137,6 +138,10 @@ enum Decided {
 
 /// Due traces whose memory is read ahead together (see [`Shard::decide_due`]).
 const WARM_BATCH: usize = 16;
+
+/// How many spans ahead the insert loop starts loading a span's index bucket and cache
+/// tags: far enough for a miss to arrive, near enough that the lines are still in L1/L2.
+const PREFETCH_AHEAD: usize = 8;
 
 /// Kept spans gathered from one batch of decisions before they go to the exporters
 /// together: past this many bytes they go at once.
@@ -574,8 +579,15 @@ impl Shard {
     async fn insert(&mut self, spans: Vec<IncomingSpan>, first_seen: Option<Instant>, queued: u64) {
         let rules = self.insert_rules(first_seen);
         let mut acc = Inserted::default();
+        for (i, s) in spans.iter().enumerate().take(PREFETCH_AHEAD) {
+            self.prefetch(s, spans[..i].last());
+        }
         let mut spans = spans.into_iter();
         while let Some(s) = spans.next() {
+            if let [.., before, ahead] = spans.as_slice().get(..PREFETCH_AHEAD).unwrap_or_default()
+            {
+                self.prefetch(ahead, Some(before));
+            }
             let Some(s) = self.join_live_trace(s, spans.as_slice(), &rules, &mut acc) else {
                 continue;
             };
@@ -603,6 +615,17 @@ impl Shard {
         self.settle_insert(acc.late_kept, acc.batch, acc.oversize, acc.full, rules.now)
             .await;
         self.flush_counts();
+    }
+
+    /// Starts loading what buffering `s` will look up first (its trace's index bucket, its
+    /// decision-cache tags), unless the span `before` it is of the same trace and has
+    /// brought them in already.
+    #[inline]
+    fn prefetch(&self, s: &IncomingSpan, before: Option<&IncomingSpan>) {
+        if before.is_none_or(|b| b.trace_id != s.trace_id) {
+            self.traces.prefetch(&s.trace_id);
+            self.cache.prefetch(&s.trace_id);
+        }
     }
 
     /// The plan's rules in force when a batch arrived: one load per batch.
@@ -695,7 +718,7 @@ impl Shard {
             self.handed_deadlines
                 .push(Reverse((fs + rules.wait, s.trace_id)));
         }
-        let mut spans = SpanList::with_capacity(run + 1);
+        let mut spans = SpanList::with_capacity(first_capacity(run + 1));
         spans.push(s.span);
         self.traces.insert(
             s.trace_id,
@@ -952,7 +975,7 @@ impl Shard {
                 // Every cache line: the re-encoding walks the whole span, field by field.
                 let span = s.span();
                 for b in span.iter().step_by(64).chain(span.last()) {
-                    std::hint::black_box(*b);
+                    prefetch(b);
                 }
             }
         }

@@ -16,7 +16,7 @@
 use smallvec::SmallVec;
 use tokio::time::Instant;
 
-use super::hash::TraceIdHash;
+use super::hash::{prefetch, TraceIdHash};
 use super::index::SlotIndex;
 use super::trace::{BufferedSpan, TraceSummary};
 
@@ -55,6 +55,18 @@ pub fn make_room(list: &mut SpanList, arriving: impl FnOnce() -> usize) {
 
 /// The capacity a span list takes when it leaves the slot.
 const FIRST_SPILL: usize = 8;
+
+/// The capacity of a new trace's list for the `n` of its spans that lie together at the
+/// start of its batch: inline when they fit, else at least [`FIRST_SPILL`], as when a list
+/// leaves the slot (a trace's other spans in a request often follow under other resources,
+/// and growing 3, 6, 12 made three allocations for a trace of eight to twelve spans).
+pub fn first_capacity(n: usize) -> usize {
+    if n <= INLINE_SPANS {
+        n
+    } else {
+        n.max(FIRST_SPILL)
+    }
+}
 
 /// A buffered trace.
 #[derive(Debug)]
@@ -162,10 +174,43 @@ impl TraceTable {
     /// Reads where each of `ids` lives (index bucket, then slot) without changing
     /// anything, so that the cache misses of a batch about to be decided overlap instead
     /// of being paid one after another (see docs/benchmarks.md).
-    pub fn warm<'a>(&self, ids: impl IntoIterator<Item = &'a [u8; 16]>) {
+    /// In passes of prefetches, one per level, so that all of a batch's misses of one
+    /// level are in flight at once: every id's index bucket, the slots those buckets name,
+    /// a span list that left its slot, and the request its first span points into (whose
+    /// count dropping the trace decrements: a locked write, which waits for its line
+    /// with nothing overlapping it).
+    pub fn warm(&self, ids: &[[u8; 16]]) {
         for id in ids {
-            std::hint::black_box(self.get(id).map(|e| e.first_seen));
+            self.prefetch(id);
         }
+        let slots = || {
+            ids.iter().filter_map(|id| {
+                let slot = self.index.home_slot(self.tag(id))?;
+                self.slots.get(slot as usize)
+            })
+        };
+        for s in slots() {
+            prefetch(s);
+        }
+        for s in slots() {
+            if let Some(e) = &s.entry {
+                if e.spans.spilled() {
+                    prefetch(&e.spans[0]);
+                }
+            }
+        }
+        for s in slots() {
+            if let Some(span) = s.entry.as_ref().and_then(|e| e.spans.first()) {
+                span.prefetch_request();
+            }
+        }
+    }
+
+    /// Starts loading the index bucket where a lookup of `id` begins, so that a lookup a
+    /// few spans later finds it in cache (see [`super::hash`]).
+    #[inline]
+    pub fn prefetch(&self, id: &[u8; 16]) {
+        self.index.prefetch(self.tag(id));
     }
 
     /// Takes the trace `id` out.
@@ -207,22 +252,28 @@ mod tests {
         }
     }
 
-    /// Scenario: a batch about to be decided is warmed, ids buffered and not.
-    /// Guarantees: warming only reads: the same traces stay, under the same ids.
+    /// Scenario: a batch about to be decided is warmed, ids buffered and not; traces of
+    /// none, one or two spans (in their slots) and more (lists on the heap).
+    /// Guarantees: warming only reads: the same traces stay, under the same ids, with the
+    /// same spans.
     #[tokio::test]
     async fn warming_a_batch_changes_nothing() {
+        let span = BufferedSpan::alone(bytes::Bytes::from_static(b"0123456789"));
         let mut t = TraceTable::default();
         for i in 0..10u8 {
-            t.insert([i; 16], entry(usize::from(i)));
+            let mut e = entry(usize::from(i));
+            e.spans
+                .extend(std::iter::repeat_n(span.clone(), usize::from(i)));
+            t.insert([i; 16], e);
         }
-        let ids: Vec<[u8; 16]> = (5..20u8).map(|i| [i; 16]).collect();
+        let ids: Vec<[u8; 16]> = (5..20u8).chain(0..5).map(|i| [i; 16]).collect();
         t.warm(&ids);
         assert_eq!((t.len(), t.slots()), (10, 10));
         for i in 0..10u8 {
-            assert_eq!(
-                t.get(&[i; 16]).map(|e| e.summary.span_count),
-                Some(u32::from(i))
-            );
+            let e = t.get(&[i; 16]).expect("buffered");
+            assert_eq!(e.summary.span_count, u32::from(i));
+            assert_eq!(e.spans.len(), usize::from(i));
+            assert!(e.spans.iter().all(|s| s.span() == b"0123456789"));
         }
         assert!(t.get(&[15; 16]).is_none());
     }
@@ -299,6 +350,17 @@ mod tests {
         make_room(&mut inline, || panic!("not asked when leaving the slot"));
         assert_eq!(inline.capacity(), FIRST_SPILL);
         assert_eq!(inline.len(), INLINE_SPANS);
+    }
+
+    /// Guarantees: a new trace's first spans stay in its slot when they fit; past that its
+    /// list takes room for at least eight, or exactly the spans it has when more.
+    #[test]
+    fn a_new_list_takes_room_as_a_list_leaving_its_slot() {
+        assert_eq!(first_capacity(1), 1);
+        assert_eq!(first_capacity(INLINE_SPANS), INLINE_SPANS);
+        assert!(!SpanList::with_capacity(first_capacity(INLINE_SPANS)).spilled());
+        assert_eq!(first_capacity(INLINE_SPANS + 1), FIRST_SPILL);
+        assert_eq!(first_capacity(FIRST_SPILL + 5), FIRST_SPILL + 5);
     }
 
     #[test]

@@ -224,6 +224,13 @@ pub struct BufferedSpan {
 }
 
 impl BufferedSpan {
+    /// Starts loading the start of the request this span points into (its reference
+    /// count), for [`super::table::TraceTable::warm`].
+    #[inline]
+    pub fn prefetch_request(&self) {
+        super::hash::prefetch(&*self.req);
+    }
+
     /// The span at `range` of `req.body` (under the headers `req.runs` gives for it).
     pub fn new(req: &Arc<RequestBytes>, range: std::ops::Range<u32>) -> Self {
         BufferedSpan {
