@@ -110,7 +110,7 @@ impl DecisionCache {
         (set, (h as u16) | 0x8000)
     }
 
-    /// Reads the slots that recording `ids` will write, without changing anything, so
+    /// Starts loading the tags and slots that recording `ids` will read and write, so
     /// that the cache misses of a batch about to be recorded overlap (as
     /// [`crate::buffer::table::TraceTable::warm`]).
     pub fn warm(&self, ids: &[[u8; 16]]) {

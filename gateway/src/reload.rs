@@ -2,7 +2,7 @@
 //! every `interval`, which also catches a Kubernetes ConfigMap update: the kubelet swaps a
 //! symlink in the mounted directory, which file-event watchers often miss) and on SIGHUP.
 //! A new file is parsed, validated and compiled into a plan, then swapped in atomically;
-//! shards load the plan in force at each decision. A bad file is logged with its file, line
+//! shards load the plan in force for each group of (up to 16) decisions. A bad file is logged with its file, line
 //! and key, the running plan stays, and `tailgate_config_reloads_total{result="error"}`
 //! goes up.
 

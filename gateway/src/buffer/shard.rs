@@ -783,8 +783,8 @@ impl Shard {
         .await;
     }
 
-    /// Reads the table and cache entries that deciding `ids` will touch, so that their
-    /// cache misses overlap instead of coming one after another.
+    /// Starts loading the table and cache entries that deciding `ids` will touch, so that
+    /// their cache misses overlap instead of coming one after another.
     fn warm(&self, ids: &[[u8; 16]]) {
         self.traces.warm(ids);
         self.cache.warm(ids);
@@ -799,9 +799,12 @@ impl Shard {
         over: fn(&Self) -> bool,
         counter: fn(&GatewayStats) -> &Counter,
     ) {
+        if !over(self) {
+            return;
+        }
         let mut warmed = 0;
         let mut kept = SmallVec::new();
-        let mut plan = None;
+        let mut plan = self.plan_for_decisions();
         while over(self) {
             if warmed == 0 {
                 self.keep_group(&mut kept).await;
@@ -810,14 +813,13 @@ impl Shard {
                 self.warm(&ahead);
                 warmed = ahead.len();
                 // A reload takes effect from the next group.
-                plan = Some(self.plan_for_decisions());
+                plan = self.plan_for_decisions();
             }
             let Some(id) = self.deadlines.pop_front() else {
                 break;
             };
             warmed = warmed.saturating_sub(1);
-            let Some(plan) = &plan else { break };
-            match self.decide_now(id, now, plan) {
+            match self.decide_now(id, now, &plan) {
                 Decided::Absent => continue,
                 Decided::Dropped => {}
                 Decided::Kept(k) => kept.push(k),
@@ -967,8 +969,8 @@ impl Shard {
     }
 
     /// Keeps the traces of a group of decisions: their spans' bytes, which left the
-    /// cache while they waited, are read for the whole group first so that those misses
-    /// overlap, then each trace is re-encoded and joins the exporters' batch.
+    /// cache while they waited, are prefetched for the whole group first so that those
+    /// misses overlap, then each trace is re-encoded and joins the exporters' batch.
     async fn keep_group(&mut self, kept: &mut SmallVec<[KeptTrace; WARM_BATCH]>) {
         for k in kept.iter().filter(|k| self.rewrites(&k.plan)) {
             for s in &k.spans {

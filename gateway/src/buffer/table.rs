@@ -58,7 +58,7 @@ const FIRST_SPILL: usize = 8;
 
 /// The capacity of a new trace's list for the `n` of its spans that lie together at the
 /// start of its batch: inline when they fit, else at least [`FIRST_SPILL`], as when a list
-/// leaves the slot (a trace's other spans in a request often follow under other resources,
+/// leaves the slot (a trace's other spans in a request may follow under other resources,
 /// and growing 3, 6, 12 made three allocations for a trace of eight to twelve spans).
 pub fn first_capacity(n: usize) -> usize {
     if n <= INLINE_SPANS {
@@ -171,38 +171,38 @@ impl TraceTable {
         self.index.insert(self.tag(&id), slot);
     }
 
-    /// Reads where each of `ids` lives (index bucket, then slot) without changing
-    /// anything, so that the cache misses of a batch about to be decided overlap instead
-    /// of being paid one after another (see docs/benchmarks.md).
-    /// In passes of prefetches, one per level, so that all of a batch's misses of one
-    /// level are in flight at once: every id's index bucket, the slots those buckets name,
-    /// a span list that left its slot, and the request its first span points into (whose
-    /// count dropping the trace decrements: a locked write, which waits for its line
-    /// with nothing overlapping it).
+    /// Starts loading where each of `ids` lives, without changing anything, so that the
+    /// cache misses of a batch about to be decided overlap instead of being paid one after
+    /// another (see docs/benchmarks.md). In passes of prefetches, one per level, so that
+    /// all of a batch's misses of one level are in flight at once: every id's index
+    /// bucket, the slots those buckets name, a span list that left its slot, and the
+    /// request its first span points into (whose count dropping the trace decrements: a
+    /// locked write, which waits for its line with nothing overlapping it).
     pub fn warm(&self, ids: &[[u8; 16]]) {
         for id in ids {
             self.prefetch(id);
         }
-        let slots = || {
-            ids.iter().filter_map(|id| {
+        let slots: SmallVec<[&Slot; 16]> = ids
+            .iter()
+            .filter_map(|id| {
                 let slot = self.index.home_slot(self.tag(id))?;
                 self.slots.get(slot as usize)
             })
+            .collect();
+        for s in &slots {
+            prefetch(*s);
+        }
+        let firsts = || {
+            slots
+                .iter()
+                .filter_map(|s| s.entry.as_ref().and_then(|e| e.spans.first()))
         };
-        for s in slots() {
-            prefetch(s);
+        for span in firsts() {
+            // A list on the heap: its first line (inline ones came with the slot).
+            prefetch(span);
         }
-        for s in slots() {
-            if let Some(e) = &s.entry {
-                if e.spans.spilled() {
-                    prefetch(&e.spans[0]);
-                }
-            }
-        }
-        for s in slots() {
-            if let Some(span) = s.entry.as_ref().and_then(|e| e.spans.first()) {
-                span.prefetch_request();
-            }
+        for span in firsts() {
+            span.prefetch_request();
         }
     }
 

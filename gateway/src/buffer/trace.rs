@@ -225,7 +225,8 @@ pub struct BufferedSpan {
 
 impl BufferedSpan {
     /// Starts loading the start of the request this span points into (its reference
-    /// count), for [`super::table::TraceTable::warm`].
+    /// count sits just before it, nearly always on the same line), for
+    /// [`super::table::TraceTable::warm`].
     #[inline]
     pub fn prefetch_request(&self) {
         super::hash::prefetch(&*self.req);
