@@ -114,6 +114,24 @@ impl FakeOtlp {
     }
 }
 
+/// `n` trace ids from a xorshift stream seeded with `seed`: the same ids on every run, spread
+/// as random ones (for tests of how ids are placed on a ring or in shards).
+pub fn trace_ids(n: usize, seed: u64) -> Vec<[u8; 16]> {
+    let mut s = seed | 1;
+    (0..n)
+        .map(|_| {
+            let mut id = [0u8; 16];
+            for chunk in id.chunks_mut(8) {
+                s ^= s << 13;
+                s ^= s >> 7;
+                s ^= s << 17;
+                chunk.copy_from_slice(&s.to_le_bytes());
+            }
+            id
+        })
+        .collect()
+}
+
 /// A string attribute.
 pub fn kv(key: &str, value: &str) -> KeyValue {
     KeyValue {

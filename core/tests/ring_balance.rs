@@ -3,26 +3,11 @@
 
 use proptest::prelude::*;
 use tailgate_core::ring::{Member, Ring};
+use tailgate_core::test_util::trace_ids as ids;
 
 fn members(n: usize, salt: u32) -> Vec<Member> {
     (0..n)
         .map(|i| Member::new(format!("10.{}.{}.{}:4317", salt % 250, i / 250, i % 250)))
-        .collect()
-}
-
-fn ids(n: usize, seed: u64) -> Vec<[u8; 16]> {
-    let mut s = seed | 1;
-    (0..n)
-        .map(|_| {
-            let mut id = [0u8; 16];
-            for chunk in id.chunks_mut(8) {
-                s ^= s << 13;
-                s ^= s >> 7;
-                s ^= s << 17;
-                chunk.copy_from_slice(&s.to_le_bytes());
-            }
-            id
-        })
         .collect()
 }
 

@@ -824,19 +824,7 @@ mod tests {
     #[test]
     fn shards_share_a_gateways_traces_evenly() {
         use tailgate_core::ring::Member;
-        let mut x = 0x9e37_79b9_7f4a_7c15u64;
-        let ids: Vec<[u8; 16]> = (0..480_000)
-            .map(|_| {
-                let mut id = [0u8; 16];
-                for half in id.chunks_mut(8) {
-                    x ^= x << 13;
-                    x ^= x >> 7;
-                    x ^= x << 17;
-                    half.copy_from_slice(&x.to_le_bytes());
-                }
-                id
-            })
-            .collect();
+        let ids = tailgate_core::test_util::trace_ids(480_000, 0x9e37_79b9_7f4a_7c15);
         let ring = Ring::new((1..=3).map(|i| Member::new(format!("10.0.0.{i}:4317"))));
         let mine: Vec<&[u8; 16]> = ids
             .iter()
