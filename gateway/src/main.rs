@@ -11,6 +11,14 @@ use tailgate_core::receive::Listeners;
 use tailgate_gateway::{Gateway, GatewayConfig, PolicyFile, PolicyPlan};
 use tokio_util::sync::CancellationToken;
 
+/// jemalloc instead of the system allocator: with a million traces buffered, glibc's
+/// frees (coalescing into a fragmented heap) and refills were 14-18% of the gateway's CPU
+/// (docs/benchmarks.md, "jemalloc as the gateway's allocator"). Tuned, when needed,
+/// through `_RJEM_MALLOC_CONF` (its symbols are prefixed).
+#[cfg(all(feature = "jemalloc", not(target_env = "msvc")))]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 /// Tail-sampling gateway: buffers whole traces, decides each one after `decision_wait` with
 /// policies in the OpenTelemetry Collector's tail_sampling syntax, exports the kept ones.
 #[derive(Debug, Parser)]
