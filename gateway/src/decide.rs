@@ -16,7 +16,7 @@
 //! next `capacity` decisions on average, and for at least half of that with probability
 //! above 99% (16 ways; see the test `recent_decisions_are_remembered`).
 
-use crate::buffer::hash::{prefetch, TraceIdHash};
+use crate::buffer::hash::{prefetch, IdHash, TraceIdHash};
 
 /// A remembered decision.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -83,6 +83,12 @@ impl DecisionCache {
     /// A cache of `capacity` ids, rounded up to whole sets of [`WAYS`] (a cache smaller
     /// than one set holds exactly `capacity`).
     pub fn new(capacity: usize) -> Self {
+        Self::with_hasher(capacity, TraceIdHash::default())
+    }
+
+    /// [`Self::new`], placing ids by `hash` (a shard's trace table's, so that an id hashed
+    /// once serves both: the `_hashed` methods).
+    pub fn with_hasher(capacity: usize, hash: TraceIdHash) -> Self {
         let capacity = capacity.max(1);
         let ways = capacity.min(WAYS);
         let sets = capacity.div_ceil(ways);
@@ -91,7 +97,7 @@ impl DecisionCache {
             sets: vec![EMPTY_SET; sets].into_boxed_slice(),
             next: vec![0; sets].into_boxed_slice(),
             ways,
-            hash: TraceIdHash::default(),
+            hash,
         }
     }
 
@@ -100,38 +106,43 @@ impl DecisionCache {
         self.sets.len() * self.ways
     }
 
-    /// The set of `id` and its tag there.
+    /// The set of the id of hash `h` and its tag there.
     #[inline]
-    fn place(&self, id: &[u8; 16]) -> (usize, u16) {
-        let h = self.hash.hash_id(id);
+    fn place(&self, h: IdHash) -> (usize, u16) {
+        let h = h.0;
         // Multiply-shift maps the hash onto any number of sets without a division (it
         // reads the high bits; the tag takes low ones).
         let set = ((u128::from(h) * self.sets.len() as u128) >> 64) as usize;
         (set, (h as u16) | 0x8000)
     }
 
-    /// Starts loading the tags and slots that recording `ids` will read and write, so
-    /// that the cache misses of a batch about to be recorded overlap (as
+    /// Starts loading the tags and slots that recording the ids of `hashes` will read
+    /// and write, so that the cache misses of a batch about to be recorded overlap (as
     /// [`crate::buffer::table::TraceTable::warm`]).
-    pub fn warm(&self, ids: &[[u8; 16]]) {
-        for id in ids {
-            let (set, _) = self.place(id);
+    pub fn warm(&self, hashes: &[IdHash]) {
+        for &h in hashes {
+            let (set, _) = self.place(h);
             prefetch(&self.tags[set]);
             let way = usize::from(self.next[set]);
             prefetch(&self.sets[set][way]);
         }
     }
 
-    /// Starts loading the tags a lookup of `id` reads first, so that a lookup a few spans
-    /// later finds them in cache (see [`crate::buffer::hash`]).
+    /// Starts loading the tags a lookup of the id of hash `h` reads first, so that a
+    /// lookup a few spans later finds them in cache (see [`crate::buffer::hash`]).
     #[inline]
-    pub fn prefetch(&self, id: &[u8; 16]) {
-        prefetch(&self.tags[self.place(id).0]);
+    pub fn prefetch_hashed(&self, h: IdHash) {
+        prefetch(&self.tags[self.place(h).0]);
     }
 
     /// Records a decision; an id already here keeps its place and takes the new decision.
     pub fn insert(&mut self, trace_id: [u8; 16], decision: Cached) {
-        let (i, tag) = self.place(&trace_id);
+        self.insert_hashed(self.hash.hash_id(&trace_id), trace_id, decision);
+    }
+
+    /// [`Self::insert`] with the id's hash (under this cache's hasher) already known.
+    pub fn insert_hashed(&mut self, h: IdHash, trace_id: [u8; 16], decision: Cached) {
+        let (i, tag) = self.place(h);
         let ways = self.ways;
         let set = &mut self.sets[i];
         let tags = &mut self.tags[i];
@@ -167,7 +178,13 @@ impl DecisionCache {
     /// The decision for `trace_id`, if still remembered.
     #[inline]
     pub fn get(&self, trace_id: &[u8; 16]) -> Option<Cached> {
-        let (i, tag) = self.place(trace_id);
+        self.get_hashed(self.hash.hash_id(trace_id), trace_id)
+    }
+
+    /// [`Self::get`] with the id's hash (under this cache's hasher) already known.
+    #[inline]
+    pub fn get_hashed(&self, h: IdHash, trace_id: &[u8; 16]) -> Option<Cached> {
+        let (i, tag) = self.place(h);
         let set = &self.sets[i];
         find(&self.tags[i], set, tag, trace_id, self.ways).map(|w| decode(set[w].decision))
     }

@@ -3,6 +3,10 @@
 //! in profiles) and still keyed per process, so that a sender cannot pick ids that collide.
 //! xxh3 with a random seed is both.
 //!
+//! A shard hashes each id once ([`IdHash`]) and hands that hash to its trace table and its
+//! decision cache, which share the shard's seed: a new trace's id was hashed five times on
+//! its way in (two prefetches, two lookups, the insert) and a decided one five times more.
+//!
 //! [`prefetch`] lets the tables start loading where an id lives a few ids ahead: a new
 //! trace's index bucket and decision-cache set are cache misses on a table of a million
 //! traces, and paid one after another they were most of the insert loop's time.
@@ -29,10 +33,17 @@ impl TraceIdHash {
     /// The keyed hash of one trace id, without the `Hasher` round trip (for tables that
     /// place ids themselves, like [`crate::decide::DecisionCache`]).
     #[inline]
-    pub fn hash_id(&self, id: &[u8; 16]) -> u64 {
-        xxh3_64_with_seed(id, self.seed)
+    pub fn hash_id(&self, id: &[u8; 16]) -> IdHash {
+        IdHash(xxh3_64_with_seed(id, self.seed))
     }
 }
+
+/// A trace id's keyed hash under one [`TraceIdHash`]: computed once and given to every
+/// table built with that hasher. A table trusts it to be its id's hash under its own
+/// hasher; a wrong one makes a lookup miss (never return another id's entry: entries are
+/// matched by id).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IdHash(pub u64);
 
 impl BuildHasher for TraceIdHash {
     type Hasher = TraceIdHasher;
@@ -92,6 +103,8 @@ mod tests {
         let (a, b) = (TraceIdHash::default(), TraceIdHash::default());
         let id = [7u8; 16];
         assert_eq!(a.hash_one(id), a.hash_one(id));
+        assert_eq!(a.hash_id(&id), a.hash_id(&id));
+        assert_ne!(a.hash_id(&id), b.hash_id(&id));
         assert_ne!(
             a.hash_one(id),
             b.hash_one(id),

@@ -16,8 +16,8 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::hash::prefetch;
 use super::hash::TraceMap;
+use super::hash::{prefetch, IdHash};
 pub use super::table::TraceEntry;
 use super::table::{first_capacity, make_room, SpanList, TraceTable};
 use super::trace::IncomingSpan;
@@ -233,6 +233,8 @@ pub struct Shard {
     /// arrived here and so do not come due in arrival order.
     handed_deadlines: BinaryHeap<Reverse<(Instant, [u8; 16])>>,
     cache: DecisionCache,
+    /// The ids' hashes of the batch being inserted (kept for the next batch's room).
+    hashes: Vec<IdHash>,
     plan: crate::reload::SharedPlan,
     max_traces: usize,
     /// This shard's share of the soft byte limit.
@@ -303,13 +305,15 @@ impl Shard {
             early_decision_bytes,
             max_spans_per_trace,
         } = limits;
+        let traces = TraceTable::default();
         Shard {
             rx,
-            traces: TraceTable::default(),
+            // One seed for both: an id hashed once is looked up in each.
+            cache: DecisionCache::with_hasher(cache_size, traces.hasher()),
+            traces,
             deadlines: DeadlineQueue::default(),
             root_deadlines: DeadlineQueue::default(),
             handed_deadlines: BinaryHeap::new(),
-            cache: DecisionCache::new(cache_size),
             plan,
             max_traces: max_traces.max(1),
             early_decision_bytes: early_decision_bytes.max(1),
@@ -325,6 +329,7 @@ impl Shard {
             outgoing: Vec::new(),
             outgoing_bytes: 0,
             outgoing_tickets: Vec::new(),
+            hashes: Vec::new(),
         }
     }
 
@@ -560,7 +565,12 @@ impl Shard {
     /// Removes a buffered trace and its share of the counters (its spans stay "live" until
     /// the caller says where they went).
     fn take(&mut self, id: &[u8; 16]) -> Option<TraceEntry> {
-        let entry = self.traces.remove(id)?;
+        self.take_hashed(self.traces.hash_of(id), id)
+    }
+
+    /// [`Self::take`] with `id`'s hash already known.
+    fn take_hashed(&mut self, h: IdHash, id: &[u8; 16]) -> Option<TraceEntry> {
+        let entry = self.traces.remove_hashed(h, id)?;
         self.released.traces += 1;
         self.released.bytes += entry.held;
         self.bytes -= entry.held;
@@ -579,29 +589,45 @@ impl Shard {
     async fn insert(&mut self, spans: Vec<IncomingSpan>, first_seen: Option<Instant>, queued: u64) {
         let rules = self.insert_rules(first_seen);
         let mut acc = Inserted::default();
-        for (i, s) in spans.iter().enumerate().take(PREFETCH_AHEAD) {
-            self.prefetch(s, spans[..i].last());
+        // Each id hashed once, for the table and the cache alike (a span of the same trace
+        // as the one before it takes that hash).
+        let mut hashes = std::mem::take(&mut self.hashes);
+        hashes.clear();
+        let mut before: Option<(&[u8; 16], IdHash)> = None;
+        for s in &spans {
+            let h = match before {
+                Some((id, h)) if *id == s.trace_id => h,
+                _ => self.traces.hash_of(&s.trace_id),
+            };
+            hashes.push(h);
+            before = Some((&s.trace_id, h));
+        }
+        for (i, &h) in hashes.iter().enumerate().take(PREFETCH_AHEAD) {
+            self.prefetch(h, i.checked_sub(1).map(|b| hashes[b]));
         }
         let mut spans = spans.into_iter();
+        let mut i = 0;
         while let Some(s) = spans.next() {
-            if let [.., before, ahead] = spans.as_slice().get(..PREFETCH_AHEAD).unwrap_or_default()
-            {
-                self.prefetch(ahead, Some(before));
+            let h = hashes[i];
+            if let Some(&ahead) = hashes.get(i + PREFETCH_AHEAD) {
+                self.prefetch(ahead, Some(hashes[i + PREFETCH_AHEAD - 1]));
             }
-            let Some(s) = self.join_live_trace(s, spans.as_slice(), &rules, &mut acc) else {
+            i += 1;
+            let Some(s) = self.join_live_trace(s, h, spans.as_slice(), &rules, &mut acc) else {
                 continue;
             };
-            match self.cache.get(&s.trace_id) {
+            match self.cache.get_hashed(h, &s.trace_id) {
                 Some(Cached::Kept(p)) => acc.late_kept.push((s.span, p)),
                 Some(Cached::Dropped) => acc.late_dropped += 1,
                 None => {
                     // Room for the rest of this trace's run in the batch (a request usually
                     // holds whole traces).
                     let run = same_trace_ahead(spans.as_slice(), &s.trace_id);
-                    self.start_trace(s, run, &rules, &mut acc);
+                    self.start_trace(s, h, run, &rules, &mut acc);
                 }
             }
         }
+        self.hashes = hashes;
         self.stats.live_traces.add(acc.new_traces);
         self.stats.buffered_bytes.add(acc.added_bytes);
         self.stats.shard_queue_bytes.sub(queued);
@@ -617,14 +643,15 @@ impl Shard {
         self.flush_counts();
     }
 
-    /// Starts loading what buffering `s` will look up first (its trace's index bucket, its
-    /// decision-cache tags), unless the span `before` it is of the same trace and has
-    /// brought them in already.
+    /// Starts loading what buffering a span of id hash `h` will look up first (its
+    /// trace's index bucket, its decision-cache tags), unless the span before it (of hash
+    /// `before`) has brought them in already: the same hash is nearly always the same
+    /// trace, and a prefetch skipped only costs time.
     #[inline]
-    fn prefetch(&self, s: &IncomingSpan, before: Option<&IncomingSpan>) {
-        if before.is_none_or(|b| b.trace_id != s.trace_id) {
-            self.traces.prefetch(&s.trace_id);
-            self.cache.prefetch(&s.trace_id);
+    fn prefetch(&self, h: IdHash, before: Option<IdHash>) {
+        if before != Some(h) {
+            self.traces.prefetch_hashed(h);
+            self.cache.prefetch_hashed(h);
         }
     }
 
@@ -641,17 +668,18 @@ impl Shard {
         }
     }
 
-    /// Adds `s` to its buffered trace, or gives it back when its trace is not buffered.
-    /// `next` are the batch's spans after it.
+    /// Adds `s` (of id hash `h`) to its buffered trace, or gives it back when its trace is
+    /// not buffered. `next` are the batch's spans after it.
     #[inline]
     fn join_live_trace(
         &mut self,
         s: IncomingSpan,
+        h: IdHash,
         next: &[IncomingSpan],
         rules: &InsertRules,
         acc: &mut Inserted,
     ) -> Option<IncomingSpan> {
-        let Some(entry) = self.traces.get_mut(&s.trace_id) else {
+        let Some(entry) = self.traces.get_mut_hashed(h, &s.trace_id) else {
             return Some(s);
         };
         // A handed-over part of a trace also here: the earlier first sighting wins.
@@ -687,12 +715,13 @@ impl Shard {
         None
     }
 
-    /// Buffers `s` as the first span of a new trace, with room for the `run` spans of the
-    /// same trace that follow it in the batch.
+    /// Buffers `s` (of id hash `h`) as the first span of a new trace, with room for the
+    /// `run` spans of the same trace that follow it in the batch.
     #[inline]
     fn start_trace(
         &mut self,
         s: IncomingSpan,
+        h: IdHash,
         run: usize,
         rules: &InsertRules,
         acc: &mut Inserted,
@@ -720,7 +749,8 @@ impl Shard {
         }
         let mut spans = SpanList::with_capacity(first_capacity(run + 1));
         spans.push(s.span);
-        self.traces.insert(
+        self.traces.insert_hashed(
+            h,
             s.trace_id,
             TraceEntry {
                 first_seen: rules.first_seen.unwrap_or(rules.now),
@@ -783,11 +813,11 @@ impl Shard {
         .await;
     }
 
-    /// Starts loading the table and cache entries that deciding `ids` will touch, so that
-    /// their cache misses overlap instead of coming one after another.
-    fn warm(&self, ids: &[[u8; 16]]) {
-        self.traces.warm(ids);
-        self.cache.warm(ids);
+    /// Starts loading the table and cache entries that deciding the ids of `hashes` will
+    /// touch, so that their cache misses overlap instead of coming one after another.
+    fn warm(&self, hashes: &[IdHash]) {
+        self.traces.warm(hashes);
+        self.cache.warm(hashes);
     }
 
     /// Decides the oldest traces, counted in `counter`, while `over` says the shard is
@@ -808,8 +838,11 @@ impl Shard {
         while over(self) {
             if warmed == 0 {
                 self.keep_group(&mut kept).await;
-                let ahead: SmallVec<[[u8; 16]; WARM_BATCH]> =
-                    self.deadlines.front(WARM_BATCH).copied().collect();
+                let ahead: SmallVec<[IdHash; WARM_BATCH]> = self
+                    .deadlines
+                    .front(WARM_BATCH)
+                    .map(|id| self.traces.hash_of(id))
+                    .collect();
                 self.warm(&ahead);
                 warmed = ahead.len();
                 // A reload takes effect from the next group.
@@ -819,7 +852,7 @@ impl Shard {
                 break;
             };
             warmed = warmed.saturating_sub(1);
-            match self.decide_now(id, now, &plan) {
+            match self.decide_now(id, self.traces.hash_of(&id), now, &plan) {
                 Decided::Absent => continue,
                 Decided::Dropped => {}
                 Decided::Kept(k) => kept.push(k),
@@ -833,21 +866,22 @@ impl Shard {
         // Due traces are taken in groups whose table and cache entries are read first, so
         // that their cache misses overlap.
         loop {
-            let mut due: SmallVec<[[u8; 16]; WARM_BATCH]> = SmallVec::new();
+            let mut due: SmallVec<[([u8; 16], IdHash); WARM_BATCH]> = SmallVec::new();
             while due.len() < WARM_BATCH {
                 match self.deadlines.pop_due(now) {
-                    Some(id) => due.push(id),
+                    Some(id) => due.push((id, self.traces.hash_of(&id))),
                     None => break,
                 }
             }
             if due.is_empty() {
                 break;
             }
-            self.warm(&due);
+            let hashes: SmallVec<[IdHash; WARM_BATCH]> = due.iter().map(|d| d.1).collect();
+            self.warm(&hashes);
             let plan = self.plan_for_decisions();
             let mut kept = SmallVec::new();
-            for id in due {
-                if let Decided::Kept(k) = self.decide_now(id, now, &plan) {
+            for (id, h) in due {
+                if let Decided::Kept(k) = self.decide_now(id, h, now, &plan) {
                     kept.push(k);
                 }
             }
@@ -918,7 +952,7 @@ impl Shard {
     /// Returns whether the trace was buffered (else it was decided already).
     async fn decide(&mut self, id: [u8; 16], now: Instant) -> bool {
         let plan = self.plan_for_decisions();
-        match self.decide_now(id, now, &plan) {
+        match self.decide_now(id, self.traces.hash_of(&id), now, &plan) {
             Decided::Absent => false,
             Decided::Dropped => true,
             Decided::Kept(kept) => {
@@ -935,10 +969,11 @@ impl Shard {
     fn decide_now(
         &mut self,
         id: [u8; 16],
+        h: IdHash,
         now: Instant,
         plan: &Arc<crate::policy::plan::PolicyPlan>,
     ) -> Decided {
-        let Some(entry) = self.take(&id) else {
+        let Some(entry) = self.take_hashed(h, &id) else {
             return Decided::Absent;
         };
         let decision = if plan.span_ingest {
@@ -958,7 +993,7 @@ impl Shard {
                 &mut self.verdicts.1,
             )
         };
-        match self.record(id, entry, decision, now) {
+        match self.record(id, h, entry, decision, now) {
             Some(spans) => Decided::Kept(KeptTrace {
                 spans,
                 probability: decision.probability,
@@ -995,7 +1030,7 @@ impl Shard {
         plan: &crate::policy::plan::PolicyPlan,
         now: Instant,
     ) {
-        if let Some(spans) = self.record(id, entry, decision, now) {
+        if let Some(spans) = self.record(id, self.traces.hash_of(&id), entry, decision, now) {
             self.keep(spans, decision.probability, plan).await;
         }
     }
@@ -1005,11 +1040,13 @@ impl Shard {
     fn record(
         &mut self,
         id: [u8; 16],
+        h: IdHash,
         entry: TraceEntry,
         decision: crate::policy::plan::Decision,
         now: Instant,
     ) -> Option<SpanList> {
-        self.cache.insert(
+        self.cache.insert_hashed(
+            h,
             id,
             if decision.sampled {
                 Cached::Kept(decision.probability)

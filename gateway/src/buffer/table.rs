@@ -16,7 +16,7 @@
 use smallvec::SmallVec;
 use tokio::time::Instant;
 
-use super::hash::{prefetch, TraceIdHash};
+use super::hash::{prefetch, IdHash, TraceIdHash};
 use super::index::SlotIndex;
 use super::trace::{BufferedSpan, TraceSummary};
 
@@ -109,36 +109,54 @@ impl TraceTable {
         self.index.is_empty()
     }
 
-    /// The index's tag of `id`: the low 32 bits of its keyed hash.
-    #[inline]
-    fn tag(&self, id: &[u8; 16]) -> u32 {
-        self.hash.hash_id(id) as u32
+    /// The hasher this table places ids with (for callers that hash an id once and use
+    /// the `_hashed` methods).
+    pub fn hasher(&self) -> TraceIdHash {
+        self.hash
     }
 
-    /// Where `id` is: its bucket in the index and its slot.
+    /// `id`'s hash under [`Self::hasher`].
     #[inline]
-    fn find(&self, id: &[u8; 16]) -> Option<(usize, u32)> {
+    pub fn hash_of(&self, id: &[u8; 16]) -> IdHash {
+        self.hash.hash_id(id)
+    }
+
+    /// The index's tag of a hash: its low 32 bits.
+    #[inline]
+    fn tag(h: IdHash) -> u32 {
+        h.0 as u32
+    }
+
+    /// Where `id` (of hash `h`) is: its bucket in the index and its slot.
+    #[inline]
+    fn find(&self, h: IdHash, id: &[u8; 16]) -> Option<(usize, u32)> {
         let slots = &self.slots;
         self.index
-            .find(self.tag(id), |s| slots[s as usize].id == *id)
+            .find(Self::tag(h), |s| slots[s as usize].id == *id)
     }
 
     /// Whether `id` is buffered.
     pub fn contains_key(&self, id: &[u8; 16]) -> bool {
-        self.find(id).is_some()
+        self.find(self.hash_of(id), id).is_some()
     }
 
     /// The buffered trace `id`.
     #[inline]
     pub fn get(&self, id: &[u8; 16]) -> Option<&TraceEntry> {
-        let (_, slot) = self.find(id)?;
+        let (_, slot) = self.find(self.hash_of(id), id)?;
         self.slots[slot as usize].entry.as_ref()
     }
 
     /// The buffered trace `id`, to add to.
     #[inline]
     pub fn get_mut(&mut self, id: &[u8; 16]) -> Option<&mut TraceEntry> {
-        let (_, slot) = self.find(id)?;
+        self.get_mut_hashed(self.hash_of(id), id)
+    }
+
+    /// [`Self::get_mut`] with `id`'s hash already known.
+    #[inline]
+    pub fn get_mut_hashed(&mut self, h: IdHash, id: &[u8; 16]) -> Option<&mut TraceEntry> {
+        let (_, slot) = self.find(h, id)?;
         self.slots[slot as usize].entry.as_mut()
     }
 
@@ -146,7 +164,13 @@ impl TraceTable {
     /// never does: it adds to a trace it finds).
     #[inline]
     pub fn insert(&mut self, id: [u8; 16], entry: TraceEntry) {
-        if let Some((_, slot)) = self.find(&id) {
+        self.insert_hashed(self.hash_of(&id), id, entry);
+    }
+
+    /// [`Self::insert`] with `id`'s hash already known.
+    #[inline]
+    pub fn insert_hashed(&mut self, h: IdHash, id: [u8; 16], entry: TraceEntry) {
+        if let Some((_, slot)) = self.find(h, &id) {
             self.slots[slot as usize].entry = Some(entry);
             return;
         }
@@ -168,24 +192,24 @@ impl TraceTable {
                 slot
             }
         };
-        self.index.insert(self.tag(&id), slot);
+        self.index.insert(Self::tag(h), slot);
     }
 
-    /// Starts loading where each of `ids` lives, without changing anything, so that the
-    /// cache misses of a batch about to be decided overlap instead of being paid one after
-    /// another (see docs/benchmarks.md). In passes of prefetches, one per level, so that
-    /// all of a batch's misses of one level are in flight at once: every id's index
-    /// bucket, the slots those buckets name, a span list that left its slot, and the
+    /// Starts loading where each id of `hashes` lives, without changing anything, so
+    /// that the cache misses of a batch about to be decided overlap instead of being paid
+    /// one after another (see docs/benchmarks.md). In passes of prefetches, one per level,
+    /// so that all of a batch's misses of one level are in flight at once: every id's
+    /// index bucket, the slots those buckets name, a span list that left its slot, and the
     /// request its first span points into (whose count dropping the trace decrements: a
     /// locked write, which waits for its line with nothing overlapping it).
-    pub fn warm(&self, ids: &[[u8; 16]]) {
-        for id in ids {
-            self.prefetch(id);
+    pub fn warm(&self, hashes: &[IdHash]) {
+        for &h in hashes {
+            self.prefetch_hashed(h);
         }
-        let slots: SmallVec<[&Slot; 16]> = ids
+        let slots: SmallVec<[&Slot; 16]> = hashes
             .iter()
-            .filter_map(|id| {
-                let slot = self.index.home_slot(self.tag(id))?;
+            .filter_map(|&h| {
+                let slot = self.index.home_slot(Self::tag(h))?;
                 self.slots.get(slot as usize)
             })
             .collect();
@@ -206,17 +230,23 @@ impl TraceTable {
         }
     }
 
-    /// Starts loading the index bucket where a lookup of `id` begins, so that a lookup a
-    /// few spans later finds it in cache (see [`super::hash`]).
+    /// Starts loading the index bucket where a lookup of the id of hash `h` begins, so
+    /// that a lookup a few spans later finds it in cache (see [`super::hash`]).
     #[inline]
-    pub fn prefetch(&self, id: &[u8; 16]) {
-        self.index.prefetch(self.tag(id));
+    pub fn prefetch_hashed(&self, h: IdHash) {
+        self.index.prefetch(Self::tag(h));
     }
 
     /// Takes the trace `id` out.
     #[inline]
     pub fn remove(&mut self, id: &[u8; 16]) -> Option<TraceEntry> {
-        let (at, slot) = self.find(id)?;
+        self.remove_hashed(self.hash_of(id), id)
+    }
+
+    /// [`Self::remove`] with `id`'s hash already known.
+    #[inline]
+    pub fn remove_hashed(&mut self, h: IdHash, id: &[u8; 16]) -> Option<TraceEntry> {
+        let (at, slot) = self.find(h, id)?;
         self.index.remove_at(at);
         self.free.push(slot);
         self.slots[slot as usize].entry.take()
@@ -267,7 +297,8 @@ mod tests {
             t.insert([i; 16], e);
         }
         let ids: Vec<[u8; 16]> = (5..20u8).chain(0..5).map(|i| [i; 16]).collect();
-        t.warm(&ids);
+        let hashes: Vec<_> = ids.iter().map(|id| t.hash_of(id)).collect();
+        t.warm(&hashes);
         assert_eq!((t.len(), t.slots()), (10, 10));
         for i in 0..10u8 {
             let e = t.get(&[i; 16]).expect("buffered");
@@ -276,6 +307,37 @@ mod tests {
             assert!(e.spans.iter().all(|s| s.span() == b"0123456789"));
         }
         assert!(t.get(&[15; 16]).is_none());
+    }
+
+    /// Scenario: traces inserted and looked up through their hashes, computed once; then
+    /// an id looked up under another id's hash.
+    /// Guarantees: the hashed methods agree with the plain ones; a wrong hash misses and
+    /// never yields another trace's entry.
+    #[tokio::test]
+    async fn hashed_lookups_agree_and_a_wrong_hash_only_misses() {
+        let mut t = TraceTable::default();
+        for i in 0..100u8 {
+            let h = t.hash_of(&[i; 16]);
+            t.insert_hashed(h, [i; 16], entry(usize::from(i)));
+        }
+        for i in 0..100u8 {
+            let h = t.hash_of(&[i; 16]);
+            assert_eq!(
+                t.get(&[i; 16]).map(|e| e.summary.span_count),
+                Some(u32::from(i))
+            );
+            let e = t.get_mut_hashed(h, &[i; 16]).expect("buffered");
+            assert_eq!(e.summary.span_count, u32::from(i));
+            let other = t.hash_of(&[i.wrapping_add(1); 16]);
+            assert!(t.get_mut_hashed(other, &[i; 16]).is_none());
+        }
+        let h = t.hash_of(&[7; 16]);
+        assert_eq!(
+            t.remove_hashed(h, &[7; 16]).map(|e| e.summary.span_count),
+            Some(7)
+        );
+        assert!(!t.contains_key(&[7; 16]));
+        assert_eq!(t.len(), 99);
     }
 
     #[tokio::test]
