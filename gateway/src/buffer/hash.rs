@@ -108,7 +108,7 @@ mod tests {
         assert_ne!(
             a.hash_one(id),
             b.hash_one(id),
-            "each table has its own seed"
+            "each hasher draws its own seed"
         );
         let mut m: TraceMap<u32> = TraceMap::default();
         for i in 0..1000u32 {
