@@ -111,7 +111,7 @@ fn bench(c: &mut Criterion) {
                 plan.decide(&TraceView {
                     trace_id: &id,
                     summary: &s,
-                    spans: &[],
+                    spans: tailgate_gateway::buffer::Spans::EMPTY,
                     now,
                 })
                 .sampled
@@ -121,7 +121,7 @@ fn bench(c: &mut Criterion) {
     group.finish();
 }
 
-fn ottl_trace() -> (Vec<tailgate_gateway::buffer::BufferedSpan>, TraceSummary) {
+fn ottl_trace() -> (tailgate_gateway::buffer::SpanList, TraceSummary) {
     use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
     use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
     use opentelemetry_proto::tonic::resource::v1::Resource;
@@ -181,13 +181,12 @@ fn ottl_trace() -> (Vec<tailgate_gateway::buffer::BufferedSpan>, TraceSummary) {
     let mut scan = tailgate_core::wire::Scan::default();
     scan.scan(&body).expect("valid request");
     let mut summary = TraceSummary::default();
-    let spans = tailgate_gateway::buffer::incoming_spans(&body, &scan, &plan, None)
-        .into_iter()
-        .map(|s| {
-            summary.add_span(s.start, s.end, s.status_code, s.is_root);
-            s.span
-        })
-        .collect();
+    let (req, incoming) = tailgate_gateway::buffer::incoming_spans(&body, &scan, &plan, None);
+    let mut spans = tailgate_gateway::buffer::SpanList::new();
+    for s in &incoming {
+        summary.add_span(s.start, s.end, s.status_code, s.is_root);
+        spans.push_in(&req, s.range);
+    }
     (spans, summary)
 }
 
@@ -212,7 +211,7 @@ fn bench_ottl(c: &mut Criterion) {
             plan.decide(&TraceView {
                 trace_id: &id,
                 summary: &summary,
-                spans: &spans,
+                spans: spans.spans(),
                 now,
             })
             .sampled

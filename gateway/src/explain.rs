@@ -95,7 +95,7 @@ pub struct Explanation {
 
 struct Replayed {
     summary: TraceSummary,
-    spans: Vec<crate::buffer::BufferedSpan>,
+    spans: crate::buffer::SpanList,
 }
 
 /// Replays `text` (OTLP JSON lines) through the policies of `file`; explains `trace_id` in
@@ -131,7 +131,7 @@ pub fn explain(
         let view = TraceView {
             trace_id: id,
             summary: &t.summary,
-            spans: &t.spans,
+            spans: t.spans.spans(),
             now: base + Duration::from_nanos(t.summary.min_start.saturating_sub(first_start)),
         };
         let mut verdicts = Vec::new();
@@ -204,15 +204,16 @@ fn replay(plan: &PolicyPlan, text: &str) -> Result<HashMap<[u8; 16], Replayed>, 
                 scanned.rejected, scanned.message
             )));
         }
-        for s in incoming_spans(&body, &scan, plan, None) {
+        let (req, spans) = incoming_spans(&body, &scan, plan, None);
+        for s in spans {
             let t = traces.entry(s.trace_id).or_insert_with(|| Replayed {
                 summary: TraceSummary::default(),
-                spans: Vec::new(),
+                spans: Default::default(),
             });
             t.summary.add_span(s.start, s.end, s.status_code, s.is_root);
             t.summary.add_attrs(&s.attrs);
-            t.summary.bytes += s.span.encoded_len() as u64;
-            t.spans.push(s.span);
+            t.summary.bytes += u64::from(s.range.len);
+            t.spans.push_in(&req, s.range);
         }
     }
     Ok(traces)

@@ -37,7 +37,7 @@ fn collector_style_block_loads_and_decides() {
         plan.decide(&TraceView {
             trace_id: &[3; 16],
             summary: &s,
-            spans: &[],
+            spans: tailgate_gateway::buffer::Spans::EMPTY,
             now: tokio::time::Instant::now(),
         })
         .sampled
@@ -49,7 +49,7 @@ fn collector_style_block_loads_and_decides() {
             .decide(&TraceView {
                 trace_id: &[3; 16],
                 summary: &s,
-                spans: &[],
+                spans: tailgate_gateway::buffer::Spans::EMPTY,
                 now: tokio::time::Instant::now(),
             })
             .sampled
@@ -122,7 +122,7 @@ fn every_collector_policy_type_loads_and_decides_as_documented() {
     let view = TraceView {
         trace_id: &[7; 16],
         summary: &big,
-        spans: &[],
+        spans: tailgate_gateway::buffer::Spans::EMPTY,
         now,
     };
     let kept = (0..5)

@@ -407,7 +407,7 @@ impl Ctx<'_> {
         TraceView {
             trace_id: &trace.id,
             summary,
-            spans: &[],
+            spans: tailgate_gateway::buffer::Spans::EMPTY,
             now: self.epoch + Duration::from_secs_f64(at.max(0.0)),
         }
     }

@@ -36,25 +36,26 @@ use crate::policy::plan::PolicyPlan;
 use crate::policy::plan::SpanFieldKeys;
 pub use shard::ShardMsg;
 pub use trace::{
-    BufferedSpan, HeaderRun, IncomingSpan, RequestBytes, RequestLedger, TraceAttr, TraceSummary,
-    TraceView,
+    BufferedSpan, HeaderRun, IncomingSpan, RequestBytes, RequestLedger, SpanList, SpanRange,
+    SpanRef, Spans, TraceAttr, TraceSummary, TraceView,
 };
 
 /// The oldest a handed-over trace's first sighting is taken to be.
 const MAX_HANDED_AGE: Duration = Duration::from_secs(3600);
 
 /// The spans of a scanned request (`scan` has just scanned `body`), each with the values of
-/// the attributes and span fields `plan` reads. Spans are views into `body` and one shared
-/// buffer of resource and scope headers: nothing is copied per span.
+/// the attributes and span fields `plan` reads, and the request they are in. Spans are
+/// views into `body` and one shared buffer of resource and scope headers: nothing is copied
+/// per span.
 pub fn incoming_spans(
     body: &Bytes,
     scan: &Scan,
     plan: &PolicyPlan,
     ledger: Option<&Arc<RequestLedger>>,
-) -> Vec<IncomingSpan> {
+) -> (Arc<RequestBytes>, Vec<IncomingSpan>) {
     let mut out = Vec::with_capacity(scan.spans.len());
-    each_incoming_span(body, scan, plan, ledger, |s| out.push(s));
-    out
+    let req = each_incoming_span(body, scan, plan, ledger, |s| out.push(s));
+    (req, out)
 }
 
 /// [`incoming_spans`], handed to `sink` one by one (the buffer puts each straight into its
@@ -65,7 +66,7 @@ fn each_incoming_span(
     plan: &PolicyPlan,
     ledger: Option<&Arc<RequestLedger>>,
     mut sink: impl FnMut(IncomingSpan),
-) {
+) -> Arc<RequestBytes> {
     // One shared buffer for all headers of this request, of exactly their length (it is
     // kept as long as any span, and the charge counts its length); spans are views into
     // `body`. The scan keeps its own buffer for the next request.
@@ -102,13 +103,12 @@ fn each_incoming_span(
     );
     for s in &scan.spans {
         let scope = &scan.scopes[s.scope as usize];
-        let span = BufferedSpan::new(&req, s.range.clone());
         let is_root = s.is_root();
         let span_attrs = if keys.is_empty() {
             Vec::new()
         } else {
             span_attrs(
-                &span,
+                &body.slice(s.range.start as usize..s.range.end as usize),
                 keys,
                 fields,
                 is_root,
@@ -122,9 +122,13 @@ fn each_incoming_span(
             status_code: s.status_code,
             is_root,
             attrs: span_attrs,
-            span,
+            range: SpanRange {
+                start: s.range.start,
+                len: s.range.end - s.range.start,
+            },
         });
     }
+    req
 }
 
 /// Header bytes a spare scan keeps room for between requests: a request whose resources
@@ -210,15 +214,14 @@ fn first_of_key(read: &[TraceAttr], key: u16) -> bool {
 /// The values the plan reads of one span: its own attributes, its span fields, then its
 /// resource's attributes.
 fn span_attrs(
-    span: &BufferedSpan,
+    span_bytes: &Bytes,
     keys: &[String],
     fields: &SpanFieldKeys,
     is_root: bool,
     from_resource: &[TraceAttr],
 ) -> Vec<TraceAttr> {
     let mut out = Vec::new();
-    let span_bytes = span.span_bytes();
-    attrs::span_attributes(&span_bytes, keys, |key, value| {
+    attrs::span_attributes(span_bytes, keys, |key, value| {
         if first_of_key(&out, key) {
             out.push(TraceAttr {
                 key,
@@ -229,7 +232,7 @@ fn span_attrs(
         }
     });
     if !fields.is_empty() {
-        span_field_attrs(&span_bytes, fields, is_root, &mut out);
+        span_field_attrs(span_bytes, fields, is_root, &mut out);
     }
     out.extend(from_resource.iter().map(|a| TraceAttr {
         from_root: is_root,
@@ -546,7 +549,7 @@ impl TraceBuffer {
         let each = scan.spans.len() / n + scan.spans.len() / 8 + 1;
         let mut per_shard: Vec<Vec<IncomingSpan>> =
             (0..n).map(|_| Vec::with_capacity(each)).collect();
-        each_incoming_span(body, scan, &plan, Some(&self.stats.request_bytes), |span| {
+        let req = each_incoming_span(body, scan, &plan, Some(&self.stats.request_bytes), |span| {
             per_shard[Self::shard_of(&span.trace_id, n)].push(span)
         });
 
@@ -587,9 +590,10 @@ impl TraceBuffer {
             let spans = std::mem::take(&mut per_shard[i]);
             // Charged while they wait, so that requests accepted while the shards are busy
             // count against the limit before the shards buffer them.
-            let bytes = shard::queued_bytes(&spans);
+            let bytes = shard::queued_bytes(&req, &spans);
             self.stats.shard_queue_bytes.add(bytes);
             permit.send(ShardMsg::Spans {
+                req: req.clone(),
                 spans,
                 first_seen,
                 bytes,
@@ -788,7 +792,7 @@ impl TraceBuffer {
             let youngest = chunk[chunk.len() - 1].entry.first_seen;
             let parts: Vec<_> = chunk
                 .iter()
-                .flat_map(|t| t.entry.spans.iter().map(BufferedSpan::parts))
+                .flat_map(|t| t.entry.spans.iter().map(|s| s.parts()))
                 .collect();
             reframer.encode(&parts, &mut out);
             let body = out.split().freeze();
@@ -858,7 +862,10 @@ mod tests {
     }
 
     /// `req` encoded, scanned and read as `plan` reads it.
-    fn incoming(req: &ExportTraceServiceRequest, plan: &PolicyPlan) -> Vec<IncomingSpan> {
+    fn incoming(
+        req: &ExportTraceServiceRequest,
+        plan: &PolicyPlan,
+    ) -> (Arc<RequestBytes>, Vec<IncomingSpan>) {
         let body = Bytes::from(req.encode_to_vec());
         let mut scan = Scan::default();
         scan.scan_request(&body).unwrap();
@@ -1047,11 +1054,12 @@ mod tests {
         let mut scan = SpareScan::take();
         let scanned = scan.scan_request(&first).unwrap();
         assert_eq!((scanned.valid, scanned.rejected), (11, 1));
-        let spans = incoming_spans(&first, &scan, &plan, None);
+        let (rb, incoming) = incoming_spans(&first, &scan, &plan, None);
+        let spans: Vec<BufferedSpan> = incoming.iter().map(|s| s.buffered(&rb)).collect();
         let expected: Vec<(Vec<u8>, Vec<u8>, Vec<u8>)> = spans
             .iter()
             .map(|s| {
-                let p = s.span.parts();
+                let p = s.parts();
                 (p.resource.to_vec(), p.scope.to_vec(), p.span.to_vec())
             })
             .collect();
@@ -1064,7 +1072,7 @@ mod tests {
         assert_eq!(scanned.message, "");
         assert_eq!((again.rejected, again.first_defect.is_none()), (0, true));
         for (s, (resource, scope, span)) in spans.iter().zip(&expected) {
-            let p = s.span.parts();
+            let p = s.parts();
             assert_eq!(
                 (p.resource, p.scope, p.span),
                 (&resource[..], &scope[..], &span[..])
@@ -1143,7 +1151,7 @@ mod tests {
             })
             .collect();
         let req = ExportTraceServiceRequest { resource_spans };
-        let spans = incoming(
+        let (rb, spans) = incoming(
             &req,
             &plan("policies: [{name: all, type: always_sample}]\n"),
         );
@@ -1161,12 +1169,13 @@ mod tests {
                 assert!(!has(p.scope, "span-"), "{name}: a header, not spans");
             }
         };
-        let buffered: Vec<BufferedSpan> = spans.into_iter().map(|s| s.span).collect();
+        let buffered: Vec<BufferedSpan> = spans.iter().map(|s| s.buffered(&rb)).collect();
         check(&buffered);
         // Every span but the first, so that offsets move in the new body.
         let mut out = Vec::new();
+        let refs: Vec<_> = buffered[1..].iter().map(BufferedSpan::as_ref).collect();
         BufferedSpan::rewrite_all(
-            &buffered[1..],
+            &refs,
             |span, buf| buf.extend_from_slice(span),
             None,
             &mut out,
@@ -1215,7 +1224,7 @@ mod tests {
                 ..Default::default()
             }],
         };
-        let spans = incoming(&req, &plan);
+        let (_, spans) = incoming(&req, &plan);
         assert_eq!(spans.len(), 1_000);
         for s in &spans {
             assert_eq!(s.attrs.len(), 2);
@@ -1249,7 +1258,7 @@ mod tests {
                 ..Default::default()
             }],
         };
-        let spans = incoming(&req, &plan);
+        let (_, spans) = incoming(&req, &plan);
         let keys = plan.attribute_keys();
         let key = |k: &str| keys.iter().position(|x| x == k).unwrap() as u16;
         let root = &spans[0].attrs;

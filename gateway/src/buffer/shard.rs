@@ -21,7 +21,7 @@ use super::hash::{prefetch, IdHash};
 pub use super::table::TraceEntry;
 use super::table::{first_capacity, make_room, SpanList, TraceTable};
 use super::trace::IncomingSpan;
-use super::trace::{BufferedSpan, TraceSummary, TraceView};
+use super::trace::{BufferedSpan, RequestBytes, SpanRef, TraceSummary, TraceView};
 use crate::decide::{Cached, DecisionCache};
 use crate::export::{ExportHandle, Ticket};
 use crate::metrics::{DecisionTally, GatewayStats};
@@ -112,10 +112,12 @@ fn adjusted(
     out: &mut Vec<BufferedSpan>,
 ) {
     if how.is_noop() && resource.is_none() {
-        out.extend(spans);
+        out.extend(spans.into_buffered());
         return;
     }
     let mut writer = AdjustedCountWriter::new(p, how);
+    // Kept traces are small: their spans' handles stay on the stack.
+    let spans: SmallVec<[SpanRef<'_>; 16]> = spans.iter().collect();
     BufferedSpan::rewrite_all(&spans, |span, buf| writer.write(span, buf), resource, out);
 }
 
@@ -151,6 +153,8 @@ const EXPORT_BATCH_BYTES: u64 = 128 << 10;
 pub enum ShardMsg {
     /// Spans to buffer; `first_seen` is set for traces another gateway handed over.
     Spans {
+        /// The request they are in (one count for the batch).
+        req: Arc<RequestBytes>,
         /// The spans.
         spans: Vec<IncomingSpan>,
         /// When their traces were first seen, if earlier than now.
@@ -269,11 +273,11 @@ pub struct Shard {
 /// What `spans` are charged while they wait in a shard's channel: their charges (encoded
 /// bytes and their requests' share), the handles carrying them, the attribute values read,
 /// and a trace each (the whole batch may start traces before the shard decides any early).
-pub fn queued_bytes(spans: &[IncomingSpan]) -> u64 {
+pub fn queued_bytes(req: &RequestBytes, spans: &[IncomingSpan]) -> u64 {
     spans
         .iter()
         .map(|s| {
-            (s.span.held_len()
+            (s.held_len(req)
                 + std::mem::size_of::<IncomingSpan>()
                 + s.attrs.capacity() * std::mem::size_of::<super::trace::TraceAttr>())
                 as u64
@@ -468,10 +472,11 @@ impl Shard {
     async fn handle(&mut self, msg: ShardMsg) {
         match msg {
             ShardMsg::Spans {
+                req,
                 spans,
                 first_seen,
                 bytes,
-            } => self.insert(spans, first_seen, bytes).await,
+            } => self.insert(&req, spans, first_seen, bytes).await,
             ShardMsg::Handoff { view, reply } => {
                 let handed = self.hand_off(&view);
                 if let Err(handed) = reply.send(handed) {
@@ -586,7 +591,13 @@ impl Shard {
     /// batch's consequences (`settle_insert`).
     /// `queued`: what the spans were charged while queued, taken off once they are
     /// charged as buffered (before any wait for the exporters).
-    async fn insert(&mut self, spans: Vec<IncomingSpan>, first_seen: Option<Instant>, queued: u64) {
+    async fn insert(
+        &mut self,
+        req: &Arc<RequestBytes>,
+        spans: Vec<IncomingSpan>,
+        first_seen: Option<Instant>,
+        queued: u64,
+    ) {
         let rules = self.insert_rules(first_seen);
         let mut acc = Inserted::default();
         // Each id hashed once, for the table and the cache alike (a span of the same trace
@@ -613,17 +624,18 @@ impl Shard {
                 self.prefetch(ahead, Some(hashes[i + PREFETCH_AHEAD - 1]));
             }
             i += 1;
-            let Some(s) = self.join_live_trace(s, h, spans.as_slice(), &rules, &mut acc) else {
+            let Some(s) = self.join_live_trace(req, s, h, spans.as_slice(), &rules, &mut acc)
+            else {
                 continue;
             };
             match self.cache.get_hashed(h, &s.trace_id) {
-                Some(Cached::Kept(p)) => acc.late_kept.push((s.span, p)),
+                Some(Cached::Kept(p)) => acc.late_kept.push((s.buffered(req), p)),
                 Some(Cached::Dropped) => acc.late_dropped += 1,
                 None => {
                     // Room for the rest of this trace's run in the batch (a request usually
                     // holds whole traces).
                     let run = same_trace_ahead(spans.as_slice(), &s.trace_id);
-                    self.start_trace(s, h, run, &rules, &mut acc);
+                    self.start_trace(req, s, h, run, &rules, &mut acc);
                 }
             }
         }
@@ -673,6 +685,7 @@ impl Shard {
     #[inline]
     fn join_live_trace(
         &mut self,
+        req: &Arc<RequestBytes>,
         s: IncomingSpan,
         h: IdHash,
         next: &[IncomingSpan],
@@ -700,13 +713,13 @@ impl Shard {
         if let (true, Some(grace)) = (first_root, rules.root_wait) {
             self.root_deadlines.push(s.trace_id, rules.now, grace);
         }
-        entry.summary.bytes += s.span.encoded_len() as u64;
-        let held = s.span.held_len() as u64 + recorded;
+        entry.summary.bytes += u64::from(s.range.len);
+        let held = s.held_len(req) as u64 + recorded;
         entry.held += held;
         acc.added_bytes += held;
         acc.added_spans += 1;
         make_room(&mut entry.spans, || 1 + same_trace_ahead(next, &s.trace_id));
-        entry.spans.push(s.span);
+        entry.spans.push_in(req, s.range);
         if entry.summary.bytes > rules.max_trace_bytes {
             acc.oversize.push(s.trace_id);
         } else if entry.summary.span_count == self.max_spans_per_trace {
@@ -720,6 +733,7 @@ impl Shard {
     #[inline]
     fn start_trace(
         &mut self,
+        req: &Arc<RequestBytes>,
         s: IncomingSpan,
         h: IdHash,
         run: usize,
@@ -732,11 +746,11 @@ impl Shard {
         if rules.span_ingest {
             acc.add_to_batch(&s, 0, Some(&summary));
         }
-        summary.bytes = s.span.encoded_len() as u64;
+        summary.bytes = u64::from(s.range.len);
         if summary.bytes > rules.max_trace_bytes {
             acc.oversize.push(s.trace_id);
         }
-        let held = s.span.held_len() as u64 + recorded;
+        let held = s.held_len(req) as u64 + recorded;
         acc.added_bytes += held;
         acc.added_spans += 1;
         acc.new_traces += 1;
@@ -748,7 +762,7 @@ impl Shard {
                 .push(Reverse((fs + rules.wait, s.trace_id)));
         }
         let mut spans = SpanList::with_capacity(first_capacity(run + 1));
-        spans.push(s.span);
+        spans.push_in(req, s.range);
         self.traces.insert_hashed(
             h,
             s.trace_id,
@@ -777,7 +791,7 @@ impl Shard {
             self.stats.late_sampled_spans.add(late_kept.len() as u64);
             let plan = self.plan.load_full();
             for (span, p) in late_kept {
-                self.keep(SpanList::from_elem(span, 1), p, &plan).await;
+                self.keep(SpanList::from_iter([span]), p, &plan).await;
             }
         }
         // span-ingest: each trace of the batch is decided on this batch's spans now; the
@@ -937,7 +951,7 @@ impl Shard {
         let view = TraceView {
             trace_id: &id,
             summary,
-            spans: entry.spans.get(start..).unwrap_or_default(),
+            spans: entry.spans.spans_from(start),
             now,
         };
         if let Some(decision) = plan.decide_batch(&view, &mut self.verdicts.1) {
@@ -987,7 +1001,7 @@ impl Shard {
                 &TraceView {
                     trace_id: &id,
                     summary: &entry.summary,
-                    spans: &entry.spans,
+                    spans: entry.spans.spans(),
                     now,
                 },
                 &mut self.verdicts.1,
@@ -1008,7 +1022,7 @@ impl Shard {
     /// misses overlap, then each trace is re-encoded and joins the exporters' batch.
     async fn keep_group(&mut self, kept: &mut SmallVec<[KeptTrace; WARM_BATCH]>) {
         for k in kept.iter().filter(|k| self.rewrites(&k.plan)) {
-            for s in &k.spans {
+            for s in k.spans.iter() {
                 // Every cache line: the re-encoding walks the whole span, field by field.
                 let span = s.span();
                 for b in span.iter().step_by(64).chain(span.last()) {

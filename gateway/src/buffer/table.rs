@@ -18,13 +18,8 @@ use tokio::time::Instant;
 
 use super::hash::{prefetch, IdHash, TraceIdHash};
 use super::index::SlotIndex;
-use super::trace::{BufferedSpan, TraceSummary};
-
-/// Spans a trace holds in its slot before its span list moves to the heap.
-pub const INLINE_SPANS: usize = 2;
-
-/// A trace's spans: inline up to [`INLINE_SPANS`].
-pub type SpanList = SmallVec<[BufferedSpan; INLINE_SPANS]>;
+use super::trace::TraceSummary;
+pub use super::trace::{SpanList, INLINE_SPANS};
 
 /// From this many spans a full span list grows by what is arriving, not by doubling.
 const GROW_BY_ARRIVAL_FROM: usize = 16;
@@ -216,17 +211,12 @@ impl TraceTable {
         for s in &slots {
             prefetch(*s);
         }
-        let firsts = || {
-            slots
-                .iter()
-                .filter_map(|s| s.entry.as_ref().and_then(|e| e.spans.first()))
-        };
-        for span in firsts() {
-            // A list on the heap: its first line (inline ones came with the slot).
-            prefetch(span);
-        }
-        for span in firsts() {
-            span.prefetch_request();
+        for s in &slots {
+            if let Some(e) = &s.entry {
+                // A list on the heap: its first line (inline ones came with the slot), and
+                // its first request.
+                e.spans.prefetch();
+            }
         }
     }
 
@@ -268,6 +258,7 @@ impl TraceTable {
 
 #[cfg(test)]
 mod tests {
+    use super::super::trace::BufferedSpan;
     use super::*;
 
     fn entry(spans: usize) -> TraceEntry {
@@ -381,7 +372,7 @@ mod tests {
             std::mem::size_of::<Slot>()
         );
         // The handle of a span on its way to a shard (docs/configuration.md).
-        assert_eq!(std::mem::size_of::<super::super::trace::IncomingSpan>(), 80);
+        assert_eq!(std::mem::size_of::<super::super::trace::IncomingSpan>(), 72);
     }
 
     /// Scenario: a large trace's list, full, receives a request's part of 300 spans, then

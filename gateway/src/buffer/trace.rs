@@ -224,14 +224,6 @@ pub struct BufferedSpan {
 }
 
 impl BufferedSpan {
-    /// Starts loading the start of the request this span points into (its reference
-    /// count sits just before it, nearly always on the same line), for
-    /// [`super::table::TraceTable::warm`].
-    #[inline]
-    pub fn prefetch_request(&self) {
-        super::hash::prefetch(&*self.req);
-    }
-
     /// The span at `range` of `req.body` (under the headers `req.runs` gives for it).
     pub fn new(req: &Arc<RequestBytes>, range: std::ops::Range<u32>) -> Self {
         BufferedSpan {
@@ -249,44 +241,29 @@ impl BufferedSpan {
         BufferedSpan::new(&req, 0..len as u32)
     }
 
-    /// What the span counts against the byte limits: its bytes and its share of its
-    /// request's overhead (see [`BufferedSpan`]).
+    /// The span, borrowed.
+    #[inline]
+    pub fn as_ref(&self) -> SpanRef<'_> {
+        SpanRef {
+            req: &self.req,
+            start: self.start,
+            len: self.len,
+        }
+    }
+
+    /// What the span counts against the byte limits (see [`SpanRef::held_len`]).
     pub fn held_len(&self) -> usize {
-        self.len as usize + self.req.span_overhead as usize
+        self.as_ref().held_len()
     }
 
     /// The span message's bytes.
     pub fn span(&self) -> &[u8] {
-        &self.req.body[self.start as usize..(self.start + self.len) as usize]
-    }
-
-    /// The span message's bytes as a `Bytes` view (for values that outlive the borrow).
-    pub fn span_bytes(&self) -> Bytes {
-        self.req
-            .body
-            .slice(self.start as usize..(self.start + self.len) as usize)
-    }
-
-    fn header(&self, i: u32) -> &[u8] {
-        match self.req.header_ranges.get(i as usize) {
-            Some(&(a, b)) => &self.req.headers[a as usize..b as usize],
-            None => &[],
-        }
-    }
-
-    /// Its (resource, scope) header indices.
-    fn header_indices(&self) -> (u32, u32) {
-        self.req.headers_at(self.start)
+        self.as_ref().span()
     }
 
     /// The span as re-framer input.
     pub fn parts(&self) -> SpanParts<'_> {
-        let (resource, scope) = self.header_indices();
-        SpanParts {
-            resource: self.header(resource),
-            scope: self.header(scope),
-            span: self.span(),
-        }
+        self.as_ref().parts()
     }
 
     /// Bytes this span holds on to (its share of the encoded data).
@@ -299,7 +276,7 @@ impl BufferedSpan {
     /// resource and scope headers; with `resource`, the headers they use are written anew
     /// (only theirs, not the whole request's) with their resources' attributes rewritten.
     pub fn rewrite_all(
-        spans: &[BufferedSpan],
+        spans: &[SpanRef<'_>],
         mut rewrite: impl FnMut(&[u8], &mut Vec<u8>),
         resource: Option<&dyn AttributeRewrite>,
         out: &mut Vec<BufferedSpan>,
@@ -309,7 +286,7 @@ impl BufferedSpan {
         while i < spans.len() {
             // A run of spans from one request.
             let mut j = i + 1;
-            while j < spans.len() && Arc::ptr_eq(&spans[j].req, &spans[i].req) {
+            while j < spans.len() && spans[j].same_request(&spans[i]) {
                 j += 1;
             }
             let run = &spans[i..j];
@@ -324,13 +301,13 @@ impl BufferedSpan {
                 }
                 from_arena(scratch, arena)
             });
-            let old = &spans[i].req;
+            let old = spans[i].req;
             let new = match resource {
                 None => RunHeaders {
                     headers: old.headers.clone(),
                     header_ranges: old.header_ranges.clone(),
                     counted: Some(old.headers_counted.clone()),
-                    indices: run.iter().map(BufferedSpan::header_indices).collect(),
+                    indices: run.iter().map(SpanRef::header_indices).collect(),
                     // Still holding the request's headers: their share stays charged.
                     span_overhead: old.span_overhead,
                 },
@@ -371,6 +348,326 @@ impl BufferedSpan {
     }
 }
 
+/// A span borrowed from where it is kept (a [`BufferedSpan`] or a [`SpanList`]): its
+/// request's bytes and where in them its own bytes are.
+#[derive(Debug, Clone, Copy)]
+pub struct SpanRef<'a> {
+    req: &'a Arc<RequestBytes>,
+    start: u32,
+    len: u32,
+}
+
+impl<'a> SpanRef<'a> {
+    /// What the span counts against the byte limits: its bytes and its share of its
+    /// request's overhead (see [`BufferedSpan`]).
+    pub fn held_len(&self) -> usize {
+        self.len as usize + self.req.span_overhead as usize
+    }
+
+    /// The span message's bytes.
+    pub fn span(&self) -> &'a [u8] {
+        &self.req.body[self.start as usize..(self.start + self.len) as usize]
+    }
+
+    /// The span message's bytes as a `Bytes` view (for values that outlive the borrow).
+    pub fn span_bytes(&self) -> Bytes {
+        self.req
+            .body
+            .slice(self.start as usize..(self.start + self.len) as usize)
+    }
+
+    fn header(&self, i: u32) -> &'a [u8] {
+        match self.req.header_ranges.get(i as usize) {
+            Some(&(a, b)) => &self.req.headers[a as usize..b as usize],
+            None => &[],
+        }
+    }
+
+    /// Its (resource, scope) header indices.
+    fn header_indices(&self) -> (u32, u32) {
+        self.req.headers_at(self.start)
+    }
+
+    /// The span as re-framer input.
+    pub fn parts(&self) -> SpanParts<'a> {
+        let (resource, scope) = self.header_indices();
+        SpanParts {
+            resource: self.header(resource),
+            scope: self.header(scope),
+            span: self.span(),
+        }
+    }
+
+    /// Bytes of its own message.
+    pub fn encoded_len(&self) -> usize {
+        self.len as usize
+    }
+
+    /// The span as a [`BufferedSpan`] of its own (a new count on its request).
+    pub fn to_buffered(&self) -> BufferedSpan {
+        BufferedSpan {
+            req: self.req.clone(),
+            start: self.start,
+            len: self.len,
+        }
+    }
+
+    /// Whether `other` points into the same request's bytes.
+    fn same_request(&self, other: &SpanRef<'_>) -> bool {
+        Arc::ptr_eq(self.req, other.req)
+    }
+
+    /// Starts loading the start of the request this span points into (its reference
+    /// count sits just before it, nearly always on the same line), for
+    /// [`super::table::TraceTable::warm`].
+    #[inline]
+    pub fn prefetch_request(&self) {
+        super::hash::prefetch(&**self.req);
+    }
+}
+
+/// Where a span is in its request's body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SpanRange {
+    /// Its first byte.
+    pub start: u32,
+    /// Its length.
+    pub len: u32,
+}
+
+/// Spans a trace holds in its slot before its span list moves to the heap.
+pub const INLINE_SPANS: usize = 2;
+
+/// A span in a [`SpanList`]: the request handle is held by the first span of each run of
+/// spans of one request only; the others (`req: None`) are in the request of the nearest
+/// span before them that holds one. 16 bytes, as a [`BufferedSpan`].
+#[derive(Debug)]
+struct ListedSpan {
+    req: Option<Arc<RequestBytes>>,
+    start: u32,
+    len: u32,
+}
+
+/// How many spans back [`SpanList::push_in`] looks for the handle of the run it would join
+/// before it takes a count of its own: a run holds a count per `RUN_LOOK_BACK + 1` spans
+/// at most, and a push stays constant-time however long the run.
+const RUN_LOOK_BACK: usize = 8;
+
+/// A trace's spans, inline up to [`INLINE_SPANS`]. A trace's spans of one request that
+/// follow each other in the list (a run) share a count on the request, one per up to
+/// `RUN_LOOK_BACK + 1` spans, instead of one count each: taking and dropping those counts,
+/// locked writes, were about 5% of the gateway's CPU at 8 spans per trace
+/// (docs/benchmarks.md, "One request count per run").
+#[derive(Debug, Default)]
+pub struct SpanList(SmallVec<[ListedSpan; INLINE_SPANS]>);
+
+impl SpanList {
+    /// An empty list.
+    pub fn new() -> Self {
+        SpanList(SmallVec::new())
+    }
+
+    /// An empty list with room for `n` spans.
+    pub fn with_capacity(n: usize) -> Self {
+        SpanList(SmallVec::with_capacity(n))
+    }
+
+    /// Spans held.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// True when it holds none.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Spans it has room for.
+    pub fn capacity(&self) -> usize {
+        self.0.capacity()
+    }
+
+    /// Whether it left its slot for the heap.
+    pub fn spilled(&self) -> bool {
+        self.0.spilled()
+    }
+
+    /// Room for exactly `n` more.
+    pub fn reserve_exact(&mut self, n: usize) {
+        self.0.reserve_exact(n);
+    }
+
+    /// Adds the span at `range` of `req`: without a count of its own when the nearest
+    /// handle among the last [`RUN_LOOK_BACK`] spans is `req`'s (the span joins that run).
+    #[inline]
+    pub fn push_in(&mut self, req: &Arc<RequestBytes>, range: SpanRange) {
+        let in_run = self
+            .0
+            .iter()
+            .rev()
+            .take(RUN_LOOK_BACK)
+            .find_map(|s| s.req.as_ref())
+            .is_some_and(|r| Arc::ptr_eq(r, req));
+        self.0.push(ListedSpan {
+            req: (!in_run).then(|| req.clone()),
+            start: range.start,
+            len: range.len,
+        });
+    }
+
+    /// Adds a span with its own count.
+    pub fn push(&mut self, span: BufferedSpan) {
+        self.0.push(ListedSpan {
+            req: Some(span.req),
+            start: span.start,
+            len: span.len,
+        });
+    }
+
+    /// The spans, in order.
+    pub fn iter(&self) -> SpanIter<'_> {
+        self.spans().iter()
+    }
+
+    /// The spans, as policies see them.
+    pub fn spans(&self) -> Spans<'_> {
+        self.spans_from(0)
+    }
+
+    /// The spans from the `from`-th on (none past the end).
+    pub fn spans_from(&self, from: usize) -> Spans<'_> {
+        let items = self.0.get(from..).unwrap_or_default();
+        // The request in force at `from`: the nearest handle at or before it.
+        let first = match items {
+            [] => None,
+            _ => self.0[..=from].iter().rev().find_map(|s| s.req.as_ref()),
+        };
+        Spans { items, first }
+    }
+
+    /// Each span as a [`BufferedSpan`] of its own (for spans that leave unchanged).
+    pub fn into_buffered(self) -> impl Iterator<Item = BufferedSpan> {
+        let mut req: Option<Arc<RequestBytes>> = None;
+        self.0.into_iter().filter_map(move |s| {
+            if let Some(r) = s.req {
+                req = Some(r);
+            }
+            let req = req.clone()?;
+            Some(BufferedSpan {
+                req,
+                start: s.start,
+                len: s.len,
+            })
+        })
+    }
+
+    /// Starts loading the list's first span (when the list is on the heap) and the start of
+    /// its request, for [`super::table::TraceTable::warm`]: the first count dropping the
+    /// list decrements.
+    #[inline]
+    pub fn prefetch(&self) {
+        if let Some(first) = self.0.first() {
+            super::hash::prefetch(first);
+            if let Some(req) = &first.req {
+                super::hash::prefetch(&**req);
+            }
+        }
+    }
+}
+
+impl Extend<BufferedSpan> for SpanList {
+    fn extend<I: IntoIterator<Item = BufferedSpan>>(&mut self, iter: I) {
+        for s in iter {
+            self.push(s);
+        }
+    }
+}
+
+impl FromIterator<BufferedSpan> for SpanList {
+    fn from_iter<I: IntoIterator<Item = BufferedSpan>>(iter: I) -> Self {
+        let mut list = SpanList::new();
+        for s in iter {
+            list.push(s);
+        }
+        list
+    }
+}
+
+/// A trace's spans, or the spans of it from some point on, as policies see them
+/// ([`TraceView::spans`]).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Spans<'a> {
+    items: &'a [ListedSpan],
+    /// The request of `items[0]` when it holds no handle itself.
+    first: Option<&'a Arc<RequestBytes>>,
+}
+
+impl<'a> Spans<'a> {
+    /// No spans (a view of a summary alone).
+    pub const EMPTY: Spans<'static> = Spans {
+        items: &[],
+        first: None,
+    };
+
+    /// How many.
+    pub fn len(&self) -> usize {
+        self.items.len()
+    }
+
+    /// True when there are none.
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+
+    /// The spans, in order.
+    pub fn iter(&self) -> SpanIter<'a> {
+        SpanIter {
+            items: self.items.iter(),
+            req: self.first,
+        }
+    }
+}
+
+impl<'a> IntoIterator for Spans<'a> {
+    type Item = SpanRef<'a>;
+    type IntoIter = SpanIter<'a>;
+
+    fn into_iter(self) -> SpanIter<'a> {
+        self.iter()
+    }
+}
+
+/// The spans of a [`SpanList`], each with its request.
+#[derive(Debug, Clone)]
+pub struct SpanIter<'a> {
+    items: std::slice::Iter<'a, ListedSpan>,
+    req: Option<&'a Arc<RequestBytes>>,
+}
+
+impl<'a> Iterator for SpanIter<'a> {
+    type Item = SpanRef<'a>;
+
+    #[inline]
+    fn next(&mut self) -> Option<SpanRef<'a>> {
+        let s = self.items.next()?;
+        if let Some(r) = &s.req {
+            self.req = Some(r);
+        }
+        // A list's first span always holds its request (`push_in` on an empty list takes
+        // a count), so `req` is set from the first span on.
+        let req = self.req?;
+        Some(SpanRef {
+            req,
+            start: s.start,
+            len: s.len,
+        })
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        self.items.size_hint()
+    }
+}
+
 /// Re-encoded kept spans are written to a reused scratch buffer, then copied into chunks
 /// of this size shared by many kept traces, instead of a new buffer per trace.
 const ARENA_CHUNK: usize = 64 << 10;
@@ -407,7 +704,7 @@ struct RunHeaders {
 
 /// New headers for a run of spans of one request: only the run's resource headers
 /// (rewritten by `rewrite`) and scope headers.
-fn rewritten_headers(run: &[BufferedSpan], rewrite: &dyn AttributeRewrite) -> RunHeaders {
+fn rewritten_headers(run: &[SpanRef<'_>], rewrite: &dyn AttributeRewrite) -> RunHeaders {
     let mut headers = Vec::new();
     // (old index, whether a resource) -> new index; a run uses few headers.
     let mut seen: Vec<(u32, bool)> = Vec::new();
@@ -552,7 +849,7 @@ pub struct TraceView<'a> {
     pub summary: &'a TraceSummary,
     /// The buffered spans, for policies that read more than the summary holds
     /// (`ottl_condition`); empty where only a summary exists.
-    pub spans: &'a [BufferedSpan],
+    pub spans: Spans<'a>,
     /// When the decision is made; rate-based policies measure their rates against it, so
     /// tests and `sim` can drive them with virtual time.
     pub now: tokio::time::Instant,
@@ -564,13 +861,14 @@ impl<'a> TraceView<'a> {
         TraceView {
             trace_id,
             summary,
-            spans: &[],
+            spans: Spans::EMPTY,
             now: tokio::time::Instant::now(),
         }
     }
 }
 
-/// One span on its way to a shard.
+/// One span on its way to a shard, in the request its batch carries (see
+/// [`super::shard::ShardMsg::Spans`]): the request is counted once per batch, not per span.
 #[derive(Debug, Clone)]
 pub struct IncomingSpan {
     /// Trace id.
@@ -586,13 +884,132 @@ pub struct IncomingSpan {
     /// Values of the attributes the plan reads (its own and its resource's); empty, and not
     /// allocated, when the plan reads none.
     pub attrs: Vec<TraceAttr>,
-    /// Its bytes.
-    pub span: BufferedSpan,
+    /// Where its bytes are in its request's body.
+    pub range: SpanRange,
+}
+
+impl IncomingSpan {
+    /// The span in `req` (its request) as a [`BufferedSpan`] of its own.
+    pub fn buffered(&self, req: &Arc<RequestBytes>) -> BufferedSpan {
+        BufferedSpan {
+            req: req.clone(),
+            start: self.range.start,
+            len: self.range.len,
+        }
+    }
+
+    /// What it will be charged in `req` (see [`SpanRef::held_len`]).
+    pub fn held_len(&self, req: &RequestBytes) -> usize {
+        self.range.len as usize + req.span_overhead as usize
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Two requests of `n` 10-byte spans each, every span's bytes naming its request and
+    /// its place.
+    fn two_requests(n: u32) -> [Arc<RequestBytes>; 2] {
+        [b'a', b'b'].map(|r| {
+            let body: Vec<u8> = (0..n)
+                .flat_map(|i| {
+                    let mut s = [r; 10];
+                    s[1..5].copy_from_slice(&i.to_be_bytes());
+                    s
+                })
+                .collect();
+            let len = body.len();
+            RequestBytes::shared(
+                Bytes::from(body),
+                Bytes::new(),
+                Arc::new([]),
+                Vec::new(),
+                len,
+                n as usize,
+                None,
+            )
+        })
+    }
+
+    fn at(i: u32) -> SpanRange {
+        SpanRange {
+            start: i * 10,
+            len: 10,
+        }
+    }
+
+    /// Scenario: a list takes spans of two requests in runs (a run longer than the
+    /// look-back, requests alternating, a request coming back) and is read whole, from
+    /// every position, and as spans of their own; then dropped.
+    /// Guarantees: every view yields exactly the spans pushed, in order, each in its own
+    /// request; a run holds one count on its request per `RUN_LOOK_BACK + 1` spans;
+    /// dropping the list gives every count back.
+    #[test]
+    fn a_span_list_counts_each_request_once_per_run() {
+        let [a, b] = two_requests(40);
+        let mut list = SpanList::new();
+        let mut expected = Vec::new();
+        let mut push = |list: &mut SpanList, req: &Arc<RequestBytes>, i: u32| {
+            list.push_in(req, at(i));
+            expected.push(BufferedSpan::new(req, i * 10..i * 10 + 10));
+        };
+        // 20 of a (longer than the look-back), 1 of b, 2 of a, 11 of b, 1 of a.
+        for i in 0..20 {
+            push(&mut list, &a, i);
+        }
+        push(&mut list, &b, 0);
+        push(&mut list, &a, 20);
+        push(&mut list, &a, 21);
+        for i in 1..4 {
+            push(&mut list, &b, i);
+        }
+        for i in 4..12 {
+            push(&mut list, &b, i);
+        }
+        push(&mut list, &a, 22);
+        assert_eq!(list.len(), expected.len());
+        // Counts besides `expected`'s own and ours. a: at its spans 0, 9 and 18 (a count
+        // per 9 spans of a long run: none within the look-back), 20 (after b's) and 22;
+        // b: at its spans 0, 1 (after a's) and 10.
+        assert_eq!(Arc::strong_count(&a) - 1 - 23, 5);
+        assert_eq!(Arc::strong_count(&b) - 1 - 12, 3);
+        let bytes = |s: &SpanRef<'_>| s.span().to_vec();
+        let all: Vec<_> = list.iter().map(|s| bytes(&s)).collect();
+        let want: Vec<_> = expected.iter().map(|s| s.span().to_vec()).collect();
+        assert_eq!(all, want);
+        for from in 0..=list.len() + 1 {
+            let view = list.spans_from(from);
+            let got: Vec<_> = view.iter().map(|s| bytes(&s)).collect();
+            assert_eq!(got, want.get(from..).unwrap_or_default(), "from {from}");
+            assert_eq!(view.len(), got.len());
+        }
+        let held: usize = list.iter().map(|s| s.held_len()).sum();
+        assert_eq!(
+            held,
+            expected.iter().map(BufferedSpan::held_len).sum::<usize>()
+        );
+        let owned: Vec<_> = SpanList::from_iter(expected.iter().cloned())
+            .into_buffered()
+            .map(|s| s.span().to_vec())
+            .collect();
+        assert_eq!(owned, want);
+        let listed: Vec<_> = std::mem::take(&mut list)
+            .into_buffered()
+            .map(|s| s.span().to_vec())
+            .collect();
+        assert_eq!(listed, want);
+        drop(expected);
+        assert_eq!((Arc::strong_count(&a), Arc::strong_count(&b)), (1, 1));
+    }
+
+    /// Guarantees: a listed span is 16 bytes, as a buffered one (the slot's size and the
+    /// charge per span assume it).
+    #[test]
+    fn a_listed_span_is_as_small_as_a_buffered_one() {
+        assert_eq!(std::mem::size_of::<ListedSpan>(), 16);
+        assert_eq!(std::mem::size_of::<SpanList>(), 40);
+    }
 
     /// A request of 40,000 resources of one span each, as in issue 14 item 1.
     fn wide_request() -> (Arc<RequestBytes>, Vec<BufferedSpan>) {
@@ -647,7 +1064,7 @@ mod tests {
         let mut copies = Vec::new();
         for _ in 0..2 {
             BufferedSpan::rewrite_all(
-                &spans[..2],
+                &[spans[0].as_ref(), spans[1].as_ref()],
                 |s, b| b.extend_from_slice(s),
                 None,
                 &mut copies,
@@ -740,7 +1157,7 @@ mod tests {
     #[test]
     fn rewriting_one_trace_of_a_wide_request_shares_its_header_index() {
         let (req, spans) = wide_request();
-        let one = [spans[123].clone()];
+        let one = [spans[123].as_ref()];
         let mut out = Vec::new();
         BufferedSpan::rewrite_all(
             &one,

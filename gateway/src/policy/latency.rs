@@ -120,7 +120,7 @@ mod tests {
         LatencyPolicy::new(&c).evaluate(&TraceView {
             trace_id: &[1; 16],
             summary: &s,
-            spans: &[],
+            spans: crate::buffer::Spans::EMPTY,
             now: tokio::time::Instant::now(),
         })
     }
@@ -141,7 +141,7 @@ mod tests {
             LatencyPolicy::new(c).evaluate(&TraceView {
                 trace_id: &[1; 16],
                 summary: &s,
-                spans: &[],
+                spans: crate::buffer::Spans::EMPTY,
                 now: tokio::time::Instant::now(),
             })
         };
@@ -202,7 +202,7 @@ mod tests {
             p.evaluate(&TraceView {
                 trace_id: &[1; 16],
                 summary: &s,
-                spans: &[],
+                spans: crate::buffer::Spans::EMPTY,
                 now: tokio::time::Instant::now(),
             }),
             Verdict::Sampled

@@ -226,7 +226,7 @@ mod tests {
         let view = TraceView {
             trace_id: &id,
             summary: &s,
-            spans: &[],
+            spans: crate::buffer::Spans::EMPTY,
             now: tokio::time::Instant::now(),
         };
         assert_eq!(p.evaluate(&view), Verdict::NotSampled);
@@ -266,7 +266,7 @@ mod tests {
             let v = p.evaluate(&TraceView {
                 trace_id: &id,
                 summary: &s,
-                spans: &[],
+                spans: crate::buffer::Spans::EMPTY,
                 now: tokio::time::Instant::now(),
             });
             assert_eq!(
@@ -274,7 +274,7 @@ mod tests {
                 p.evaluate(&TraceView {
                     trace_id: &id,
                     summary: &s,
-                    spans: &[],
+                    spans: crate::buffer::Spans::EMPTY,
                     now: tokio::time::Instant::now(),
                 })
             );
@@ -286,7 +286,7 @@ mod tests {
             policy(0.0).evaluate(&TraceView {
                 trace_id: &[7; 16],
                 summary: &s,
-                spans: &[],
+                spans: crate::buffer::Spans::EMPTY,
                 now: tokio::time::Instant::now(),
             }),
             Verdict::NotSampled
@@ -295,7 +295,7 @@ mod tests {
             policy(100.0).evaluate(&TraceView {
                 trace_id: &[7; 16],
                 summary: &s,
-                spans: &[],
+                spans: crate::buffer::Spans::EMPTY,
                 now: tokio::time::Instant::now(),
             }),
             Verdict::Sampled

@@ -124,7 +124,7 @@ mod tests {
                 p.evaluate(&TraceView {
                     trace_id: &[1; 16],
                     summary: &s,
-                    spans: &[],
+                    spans: crate::buffer::Spans::EMPTY,
                     now: tokio::time::Instant::now(),
                 }),
                 want,

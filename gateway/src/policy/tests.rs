@@ -100,7 +100,7 @@ fn decide(yaml: &str, spans: &[(u64, u64, u8)]) -> bool {
     plan.decide(&TraceView {
         trace_id: &[9; 16],
         summary: &s,
-        spans: &[],
+        spans: crate::buffer::Spans::EMPTY,
         now: tokio::time::Instant::now(),
     })
     .sampled
@@ -168,7 +168,7 @@ fn decide_attrs(yaml: &str, attrs: &[(&str, tailgate_core::wire::attrs::AttrValu
     plan.decide(&TraceView {
         trace_id: &[9; 16],
         summary: &s,
-        spans: &[],
+        spans: crate::buffer::Spans::EMPTY,
         now: tokio::time::Instant::now(),
     })
     .sampled
@@ -356,7 +356,7 @@ fn decide_at(plan: &PolicyPlan, spans: u32, status: u8, now: tokio::time::Instan
     plan.decide(&TraceView {
         trace_id: &[9; 16],
         summary: &s,
-        spans: &[],
+        spans: crate::buffer::Spans::EMPTY,
         now,
     })
     .sampled
@@ -572,7 +572,7 @@ fn a_failing_condition_neither_samples_nor_drops() {
         let view = crate::buffer::trace::TraceView {
             trace_id: &[3; 16],
             summary: &s,
-            spans: &spans,
+            spans: spans.spans(),
             now: tokio::time::Instant::now(),
         };
         (
@@ -694,7 +694,7 @@ fn span_ingest_skips_a_failing_drop() {
     let view = crate::buffer::trace::TraceView {
         trace_id: &[3; 16],
         summary: &s,
-        spans: &spans,
+        spans: spans.spans(),
         now: tokio::time::Instant::now(),
     };
     assert_eq!(plan.policies()[0].evaluate(&view), Verdict::Error);
@@ -733,7 +733,7 @@ fn the_recorded_policy_is_the_most_probable_one() {
 }
 
 /// One span, encoded as the buffer holds it.
-fn encoded_spans() -> Vec<crate::buffer::BufferedSpan> {
+fn encoded_spans() -> crate::buffer::SpanList {
     use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
     use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
     use prost::Message;
@@ -756,10 +756,8 @@ fn encoded_spans() -> Vec<crate::buffer::BufferedSpan> {
         PolicyPlan::compile(&parse("policies:\n  - {name: a, type: always_sample}\n").unwrap());
     let mut scan = tailgate_core::wire::Scan::default();
     scan.scan(&body).unwrap();
-    crate::buffer::incoming_spans(&body, &scan, &plan, None)
-        .into_iter()
-        .map(|s| s.span)
-        .collect()
+    let (req, spans) = crate::buffer::incoming_spans(&body, &scan, &plan, None);
+    spans.iter().map(|s| s.buffered(&req)).collect()
 }
 
 /// Scenario: parser errors inside a policy (a wrong type, a block that is no policy type).

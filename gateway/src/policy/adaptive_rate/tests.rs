@@ -66,7 +66,7 @@ fn drive(policy: &AdaptiveRatePolicy, secs: u64) -> Vec<u64> {
                     let view = TraceView {
                         trace_id: &id,
                         summary: &s,
-                        spans: &[],
+                        spans: crate::buffer::Spans::EMPTY,
                         now,
                     };
                     if policy.evaluate(&view) == Verdict::Sampled {
@@ -138,7 +138,7 @@ fn same_probabilities_give_the_same_decision_for_the_same_trace() {
         let view = TraceView {
             trace_id: &id,
             summary: &s,
-            spans: &[],
+            spans: crate::buffer::Spans::EMPTY,
             now,
         };
         let (pa, pb) = (a.probability(&view), b.probability(&view));
