@@ -1,5 +1,6 @@
 //! The gateway binary allocates through jemalloc (feature `jemalloc`, on by default), and
 //! operators tune it through `_RJEM_MALLOC_CONF`, as docs/operations.md says.
+#![cfg(all(feature = "jemalloc", not(target_env = "msvc")))]
 
 use std::process::Command;
 
@@ -8,7 +9,6 @@ use std::process::Command;
 /// Guarantees: jemalloc reads `_RJEM_MALLOC_CONF` (it refuses the bad pair by name and
 /// aborts), so the binary runs on it; a valid setting starts normally; `MALLOC_CONF` is
 /// not read.
-#[cfg(all(feature = "jemalloc", not(target_env = "msvc")))]
 #[test]
 fn the_binary_runs_on_jemalloc_tuned_through_rjem_malloc_conf() {
     let run_with = |var: &str, conf: &str| {

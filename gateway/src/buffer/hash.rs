@@ -15,7 +15,8 @@ use std::hash::{BuildHasher, Hasher};
 
 use xxhash_rust::xxh3::xxh3_64_with_seed;
 
-/// Builds [`TraceIdHasher`]s with this process's seed.
+/// Builds [`TraceIdHasher`]s with its own random seed (a shard's trace table and decision
+/// cache share one).
 #[derive(Debug, Clone, Copy)]
 pub struct TraceIdHash {
     seed: u64,
@@ -23,7 +24,7 @@ pub struct TraceIdHash {
 
 impl Default for TraceIdHash {
     fn default() -> Self {
-        // A random seed per table, drawn from std's own randomly keyed hasher.
+        // A random seed per hasher, drawn from std's own randomly keyed hasher.
         let seed = std::collections::hash_map::RandomState::new().hash_one(0x7461_696c_u64);
         TraceIdHash { seed }
     }
@@ -40,8 +41,9 @@ impl TraceIdHash {
 
 /// A trace id's keyed hash under one [`TraceIdHash`]: computed once and given to every
 /// table built with that hasher. A table trusts it to be its id's hash under its own
-/// hasher; a wrong one makes a lookup miss (never return another id's entry: entries are
-/// matched by id).
+/// hasher: with a wrong one a lookup misses (it never returns another id's entry: entries
+/// are matched by id), and an insert files the entry where lookups by id will not find
+/// it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct IdHash(pub u64);
 

@@ -459,11 +459,12 @@ impl Shard {
     /// one still pending at shutdown. Its late spans are dropped too. Returns whether the
     /// trace was here.
     fn drop_unevaluated(&mut self, id: [u8; 16]) -> bool {
-        let Some(entry) = self.take(&id) else {
+        let h = self.traces.hash_of(&id);
+        let Some(entry) = self.take_hashed(h, &id) else {
             return false;
         };
         let n = entry.spans.len() as u64;
-        self.cache.insert(id, Cached::Dropped);
+        self.cache.insert_hashed(h, id, Cached::Dropped);
         self.tally.unevaluated();
         self.released.dropped_spans += n;
         true
@@ -846,27 +847,35 @@ impl Shard {
         if !over(self) {
             return;
         }
-        let mut warmed = 0;
+        // The group read ahead, with their hashes, and how many of it are decided.
+        let mut ahead: SmallVec<[([u8; 16], IdHash); WARM_BATCH]> = SmallVec::new();
+        let mut taken = 0;
         let mut kept = SmallVec::new();
         let mut plan = self.plan_for_decisions();
         while over(self) {
-            if warmed == 0 {
+            if taken == ahead.len() {
                 self.keep_group(&mut kept).await;
-                let ahead: SmallVec<[IdHash; WARM_BATCH]> = self
+                ahead = self
                     .deadlines
                     .front(WARM_BATCH)
-                    .map(|id| self.traces.hash_of(id))
+                    .map(|id| (*id, self.traces.hash_of(id)))
                     .collect();
-                self.warm(&ahead);
-                warmed = ahead.len();
+                let hashes: SmallVec<[IdHash; WARM_BATCH]> = ahead.iter().map(|a| a.1).collect();
+                self.warm(&hashes);
+                taken = 0;
                 // A reload takes effect from the next group.
                 plan = self.plan_for_decisions();
             }
             let Some(id) = self.deadlines.pop_front() else {
                 break;
             };
-            warmed = warmed.saturating_sub(1);
-            match self.decide_now(id, self.traces.hash_of(&id), now, &plan) {
+            // The queue's front is the group read ahead, in order.
+            let h = match ahead.get(taken) {
+                Some(&(a, h)) if a == id => h,
+                _ => self.traces.hash_of(&id),
+            };
+            taken += 1;
+            match self.decide_now(id, h, now, &plan) {
                 Decided::Absent => continue,
                 Decided::Dropped => {}
                 Decided::Kept(k) => kept.push(k),
