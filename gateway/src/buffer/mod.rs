@@ -1,6 +1,6 @@
-//! The trace buffer's front: the gateway's `SpanSink`. It scans each request, builds a
-//! [`BufferedSpan`] per span (views into the request's bytes, no copy), and hands each
-//! shard its spans over a bounded channel. A request is accepted only when every shard it
+//! The trace buffer's front: the gateway's `SpanSink`. It scans each request, builds an
+//! [`IncomingSpan`] per span (its range in the request's bytes, no copy), and hands each
+//! shard its spans, with the request counted once, over a bounded channel. A request is accepted only when every shard it
 //! touches has room, so a refusal never leaves part of a request behind (no duplicates when
 //! the sender retries).
 //!
@@ -859,6 +859,16 @@ mod tests {
         PolicyPlan::compile(
             &crate::policy::PolicyFile::parse(std::path::Path::new("p.yaml"), yaml).unwrap(),
         )
+    }
+
+    /// Guarantees: what docs/configuration.md says a request is admitted at: its bytes
+    /// and headers plus 264 bytes per span (its handle on the way, its charge, a trace).
+    #[test]
+    fn a_request_is_admitted_at_its_bytes_plus_264_per_span() {
+        let scan = Scan::default();
+        let base = worst_case_charge(1000, &scan, 0);
+        assert_eq!(base, 1000 + trace::REQUEST_OVERHEAD_BYTES as u64);
+        assert_eq!(worst_case_charge(1000, &scan, 10) - base, 2640);
     }
 
     /// `req` encoded, scanned and read as `plan` reads it.

@@ -194,9 +194,12 @@ impl TraceTable {
     /// that the cache misses of a batch about to be decided overlap instead of being paid
     /// one after another (see docs/benchmarks.md). In passes of prefetches, one per level,
     /// so that all of a batch's misses of one level are in flight at once: every id's
-    /// index bucket, the slots those buckets name, a span list that left its slot, and the
-    /// request its first span points into (whose count dropping the trace decrements: a
-    /// locked write, which waits for its line with nothing overlapping it).
+    /// index bucket, the slots those buckets name, then per slot its span list's first
+    /// span (on the heap, or in the slot) and the request that span points into (whose
+    /// count dropping the trace decrements: a locked write, which waits for its line with
+    /// nothing overlapping it). The last two share a pass: reading a list on the heap waits
+    /// for it, but a separate pass measured no faster (docs/benchmarks.md, "One request
+    /// count per run").
     pub fn warm(&self, hashes: &[IdHash]) {
         for &h in hashes {
             self.prefetch_hashed(h);
@@ -213,8 +216,6 @@ impl TraceTable {
         }
         for s in &slots {
             if let Some(e) = &s.entry {
-                // A list on the heap: its first line (inline ones came with the slot), and
-                // its first request.
                 e.spans.prefetch();
             }
         }

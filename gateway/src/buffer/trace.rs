@@ -206,10 +206,11 @@ impl RequestBytes {
 /// one, two and eight spans (docs/benchmarks.md, "Requests of a few spans").
 pub const REQUEST_OVERHEAD_BYTES: usize = 460;
 
-/// One span waiting for its trace's decision: a counted reference to its request's bytes
-/// and where in them its own bytes are (its resource's and scope's headers follow from
-/// that, see [`HeaderRun`]). 16 bytes per span, instead of three `Bytes` handles (96):
-/// buffered spans are most of a gateway's memory.
+/// One span with a count of its own on its request's bytes, and where in them its own
+/// bytes are (its resource's and scope's headers follow from that, see [`HeaderRun`]):
+/// spans on their way to the exporters. 16 bytes, instead of three `Bytes` handles (96).
+/// Spans waiting for their trace's decision are kept in a [`SpanList`], which shares a
+/// count among a run of spans of one request.
 ///
 /// Each span is *charged* its own bytes plus its share of what its request holds besides
 /// spans (headers, bytes the scan skipped, the header index), kept once per request in
@@ -367,13 +368,6 @@ impl<'a> SpanRef<'a> {
     /// The span message's bytes.
     pub fn span(&self) -> &'a [u8] {
         &self.req.body[self.start as usize..(self.start + self.len) as usize]
-    }
-
-    /// The span message's bytes as a `Bytes` view (for values that outlive the borrow).
-    pub fn span_bytes(&self) -> Bytes {
-        self.req
-            .body
-            .slice(self.start as usize..(self.start + self.len) as usize)
     }
 
     fn header(&self, i: u32) -> &'a [u8] {
@@ -552,6 +546,7 @@ impl SpanList {
             if let Some(r) = s.req {
                 req = Some(r);
             }
+            debug_assert!(req.is_some(), "a span list's first span holds its request");
             let req = req.clone()?;
             Some(BufferedSpan {
                 req,
@@ -561,9 +556,9 @@ impl SpanList {
         })
     }
 
-    /// Starts loading the list's first span (when the list is on the heap) and the start of
-    /// its request, for [`super::table::TraceTable::warm`]: the first count dropping the
-    /// list decrements.
+    /// Starts loading the list's first span (a list on the heap: inline ones are in the
+    /// slot) and the start of its request, whose count dropping the list decrements
+    /// first, for [`super::table::TraceTable::warm`].
     #[inline]
     pub fn prefetch(&self) {
         if let Some(first) = self.0.first() {
@@ -655,6 +650,10 @@ impl<'a> Iterator for SpanIter<'a> {
         }
         // A list's first span always holds its request (`push_in` on an empty list takes
         // a count), so `req` is set from the first span on.
+        debug_assert!(
+            self.req.is_some(),
+            "a span list's first span holds its request"
+        );
         let req = self.req?;
         Some(SpanRef {
             req,
