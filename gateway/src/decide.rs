@@ -119,8 +119,8 @@ impl DecisionCache {
     /// Starts loading the tags and slots that recording the ids of `hashes` will read
     /// and write, so that the cache misses of a batch about to be recorded overlap (as
     /// [`crate::buffer::table::TraceTable::warm`]).
-    pub fn warm(&self, hashes: &[IdHash]) {
-        for &h in hashes {
+    pub fn warm(&self, hashes: impl Iterator<Item = IdHash>) {
+        for h in hashes {
             let (set, _) = self.place(h);
             prefetch(&self.tags[set]);
             let way = usize::from(self.next[set]);

@@ -122,10 +122,7 @@ fn each_incoming_span(
             status_code: s.status_code,
             is_root,
             attrs: span_attrs,
-            range: SpanRange {
-                start: s.range.start,
-                len: s.range.end - s.range.start,
-            },
+            range: s.range.clone().into(),
         });
     }
     req

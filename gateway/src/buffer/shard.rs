@@ -112,7 +112,7 @@ fn adjusted(
     out: &mut Vec<BufferedSpan>,
 ) {
     if how.is_noop() && resource.is_none() {
-        out.extend(spans.into_buffered());
+        out.extend(spans.iter().map(|s| s.to_buffered()));
         return;
     }
     let mut writer = AdjustedCountWriter::new(p, how);
@@ -828,10 +828,12 @@ impl Shard {
         .await;
     }
 
-    /// Starts loading the table and cache entries that deciding the ids of `hashes` will
-    /// touch, so that their cache misses overlap instead of coming one after another.
-    fn warm(&self, hashes: &[IdHash]) {
-        self.traces.warm(hashes);
+    /// Starts loading the table and cache entries that deciding the ids of `group` (with
+    /// their hashes) will touch, so that their cache misses overlap instead of coming one
+    /// after another.
+    fn warm(&self, group: &[([u8; 16], IdHash)]) {
+        let hashes = group.iter().map(|g| g.1);
+        self.traces.warm(hashes.clone());
         self.cache.warm(hashes);
     }
 
@@ -860,8 +862,7 @@ impl Shard {
                     .front(WARM_BATCH)
                     .map(|id| (*id, self.traces.hash_of(id)))
                     .collect();
-                let hashes: SmallVec<[IdHash; WARM_BATCH]> = ahead.iter().map(|a| a.1).collect();
-                self.warm(&hashes);
+                self.warm(&ahead);
                 taken = 0;
                 // A reload takes effect from the next group.
                 plan = self.plan_for_decisions();
@@ -899,8 +900,7 @@ impl Shard {
             if due.is_empty() {
                 break;
             }
-            let hashes: SmallVec<[IdHash; WARM_BATCH]> = due.iter().map(|d| d.1).collect();
-            self.warm(&hashes);
+            self.warm(&due);
             let plan = self.plan_for_decisions();
             let mut kept = SmallVec::new();
             for (id, h) in due {

@@ -200,13 +200,12 @@ impl TraceTable {
     /// nothing overlapping it). The last two share a pass: reading a list on the heap waits
     /// for it, but a separate pass measured no faster (docs/benchmarks.md, "One request
     /// count per run").
-    pub fn warm(&self, hashes: &[IdHash]) {
-        for &h in hashes {
+    pub fn warm(&self, hashes: impl Iterator<Item = IdHash> + Clone) {
+        for h in hashes.clone() {
             self.prefetch_hashed(h);
         }
         let slots: SmallVec<[&Slot; 16]> = hashes
-            .iter()
-            .filter_map(|&h| {
+            .filter_map(|h| {
                 let slot = self.index.home_slot(Self::tag(h))?;
                 self.slots.get(slot as usize)
             })
@@ -290,7 +289,7 @@ mod tests {
         }
         let ids: Vec<[u8; 16]> = (5..20u8).chain(0..5).map(|i| [i; 16]).collect();
         let hashes: Vec<_> = ids.iter().map(|id| t.hash_of(id)).collect();
-        t.warm(&hashes);
+        t.warm(hashes.iter().copied());
         assert_eq!((t.len(), t.slots()), (10, 10));
         for i in 0..10u8 {
             let e = t.get(&[i; 16]).expect("buffered");

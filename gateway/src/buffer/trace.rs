@@ -188,6 +188,12 @@ impl RequestBytes {
         headers.len() + std::mem::size_of_val(ranges)
     }
 
+    /// What a span at `range` of this request is charged: its own bytes and its share of
+    /// the request's overhead (see [`BufferedSpan`]).
+    fn span_charge(&self, range: SpanRange) -> usize {
+        range.len as usize + self.span_overhead as usize
+    }
+
     /// The (resource, scope) header indices of the span starting at `start`; out of range
     /// (no header) before the first run.
     fn headers_at(&self, start: u32) -> (u32, u32) {
@@ -220,8 +226,7 @@ pub const REQUEST_OVERHEAD_BYTES: usize = 460;
 #[derive(Debug, Clone)]
 pub struct BufferedSpan {
     req: Arc<RequestBytes>,
-    start: u32,
-    len: u32,
+    range: SpanRange,
 }
 
 impl BufferedSpan {
@@ -229,8 +234,7 @@ impl BufferedSpan {
     pub fn new(req: &Arc<RequestBytes>, range: std::ops::Range<u32>) -> Self {
         BufferedSpan {
             req: req.clone(),
-            start: range.start,
-            len: range.end - range.start,
+            range: range.into(),
         }
     }
 
@@ -247,8 +251,7 @@ impl BufferedSpan {
     pub fn as_ref(&self) -> SpanRef<'_> {
         SpanRef {
             req: &self.req,
-            start: self.start,
-            len: self.len,
+            range: self.range,
         }
     }
 
@@ -269,7 +272,7 @@ impl BufferedSpan {
 
     /// Bytes this span holds on to (its share of the encoded data).
     pub fn encoded_len(&self) -> usize {
-        self.len as usize
+        self.range.len as usize
     }
 
     /// Re-encodes spans with `rewrite`, which appends a span's new bytes to the buffer it
@@ -354,20 +357,19 @@ impl BufferedSpan {
 #[derive(Debug, Clone, Copy)]
 pub struct SpanRef<'a> {
     req: &'a Arc<RequestBytes>,
-    start: u32,
-    len: u32,
+    range: SpanRange,
 }
 
 impl<'a> SpanRef<'a> {
     /// What the span counts against the byte limits: its bytes and its share of its
     /// request's overhead (see [`BufferedSpan`]).
     pub fn held_len(&self) -> usize {
-        self.len as usize + self.req.span_overhead as usize
+        self.req.span_charge(self.range)
     }
 
     /// The span message's bytes.
     pub fn span(&self) -> &'a [u8] {
-        &self.req.body[self.start as usize..(self.start + self.len) as usize]
+        &self.req.body[self.range.bytes()]
     }
 
     fn header(&self, i: u32) -> &'a [u8] {
@@ -379,7 +381,7 @@ impl<'a> SpanRef<'a> {
 
     /// Its (resource, scope) header indices.
     fn header_indices(&self) -> (u32, u32) {
-        self.req.headers_at(self.start)
+        self.req.headers_at(self.range.start)
     }
 
     /// The span as re-framer input.
@@ -392,31 +394,17 @@ impl<'a> SpanRef<'a> {
         }
     }
 
-    /// Bytes of its own message.
-    pub fn encoded_len(&self) -> usize {
-        self.len as usize
-    }
-
     /// The span as a [`BufferedSpan`] of its own (a new count on its request).
     pub fn to_buffered(&self) -> BufferedSpan {
         BufferedSpan {
             req: self.req.clone(),
-            start: self.start,
-            len: self.len,
+            range: self.range,
         }
     }
 
     /// Whether `other` points into the same request's bytes.
     fn same_request(&self, other: &SpanRef<'_>) -> bool {
         Arc::ptr_eq(self.req, other.req)
-    }
-
-    /// Starts loading the start of the request this span points into (its reference
-    /// count sits just before it, nearly always on the same line), for
-    /// [`super::table::TraceTable::warm`].
-    #[inline]
-    pub fn prefetch_request(&self) {
-        super::hash::prefetch(&**self.req);
     }
 }
 
@@ -429,6 +417,22 @@ pub struct SpanRange {
     pub len: u32,
 }
 
+impl SpanRange {
+    /// Its bytes' positions, to index a body with.
+    fn bytes(self) -> std::ops::Range<usize> {
+        self.start as usize..(self.start + self.len) as usize
+    }
+}
+
+impl From<std::ops::Range<u32>> for SpanRange {
+    fn from(r: std::ops::Range<u32>) -> Self {
+        SpanRange {
+            start: r.start,
+            len: r.end - r.start,
+        }
+    }
+}
+
 /// Spans a trace holds in its slot before its span list moves to the heap.
 pub const INLINE_SPANS: usize = 2;
 
@@ -438,8 +442,7 @@ pub const INLINE_SPANS: usize = 2;
 #[derive(Debug)]
 struct ListedSpan {
     req: Option<Arc<RequestBytes>>,
-    start: u32,
-    len: u32,
+    range: SpanRange,
 }
 
 /// How many spans back [`SpanList::push_in`] looks for the handle of the run it would join
@@ -504,8 +507,7 @@ impl SpanList {
             .is_some_and(|r| Arc::ptr_eq(r, req));
         self.0.push(ListedSpan {
             req: (!in_run).then(|| req.clone()),
-            start: range.start,
-            len: range.len,
+            range,
         });
     }
 
@@ -513,8 +515,7 @@ impl SpanList {
     pub fn push(&mut self, span: BufferedSpan) {
         self.0.push(ListedSpan {
             req: Some(span.req),
-            start: span.start,
-            len: span.len,
+            range: span.range,
         });
     }
 
@@ -537,23 +538,6 @@ impl SpanList {
             _ => self.0[..=from].iter().rev().find_map(|s| s.req.as_ref()),
         };
         Spans { items, first }
-    }
-
-    /// Each span as a [`BufferedSpan`] of its own (for spans that leave unchanged).
-    pub fn into_buffered(self) -> impl Iterator<Item = BufferedSpan> {
-        let mut req: Option<Arc<RequestBytes>> = None;
-        self.0.into_iter().filter_map(move |s| {
-            if let Some(r) = s.req {
-                req = Some(r);
-            }
-            debug_assert!(req.is_some(), "a span list's first span holds its request");
-            let req = req.clone()?;
-            Some(BufferedSpan {
-                req,
-                start: s.start,
-                len: s.len,
-            })
-        })
     }
 
     /// Starts loading the list's first span (a list on the heap: inline ones are in the
@@ -581,9 +565,7 @@ impl Extend<BufferedSpan> for SpanList {
 impl FromIterator<BufferedSpan> for SpanList {
     fn from_iter<I: IntoIterator<Item = BufferedSpan>>(iter: I) -> Self {
         let mut list = SpanList::new();
-        for s in iter {
-            list.push(s);
-        }
+        list.extend(iter);
         list
     }
 }
@@ -657,8 +639,7 @@ impl<'a> Iterator for SpanIter<'a> {
         let req = self.req?;
         Some(SpanRef {
             req,
-            start: s.start,
-            len: s.len,
+            range: s.range,
         })
     }
 
@@ -892,14 +873,13 @@ impl IncomingSpan {
     pub fn buffered(&self, req: &Arc<RequestBytes>) -> BufferedSpan {
         BufferedSpan {
             req: req.clone(),
-            start: self.range.start,
-            len: self.range.len,
+            range: self.range,
         }
     }
 
     /// What it will be charged in `req` (see [`SpanRef::held_len`]).
     pub fn held_len(&self, req: &RequestBytes) -> usize {
-        self.range.len as usize + req.span_overhead as usize
+        req.span_charge(self.range)
     }
 }
 
@@ -989,13 +969,13 @@ mod tests {
             expected.iter().map(BufferedSpan::held_len).sum::<usize>()
         );
         let owned: Vec<_> = SpanList::from_iter(expected.iter().cloned())
-            .into_buffered()
-            .map(|s| s.span().to_vec())
+            .iter()
+            .map(|s| s.to_buffered().span().to_vec())
             .collect();
         assert_eq!(owned, want);
         let listed: Vec<_> = std::mem::take(&mut list)
-            .into_buffered()
-            .map(|s| s.span().to_vec())
+            .iter()
+            .map(|s| s.to_buffered().span().to_vec())
             .collect();
         assert_eq!(listed, want);
         drop(expected);
