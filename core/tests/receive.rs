@@ -177,8 +177,9 @@ async fn grpc_bad_input_and_overload_get_specific_statuses() {
     );
 }
 
-/// Scenario: OTLP/HTTP with protobuf, gzip-compressed protobuf, and JSON bodies.
-/// Guarantees: all three reach the sink as the same protobuf request.
+/// Scenario: OTLP/HTTP with protobuf, gzip-compressed protobuf (named `gzip` and, as
+/// content codings are case-insensitive, ` GZIP`), and JSON bodies.
+/// Guarantees: all four reach the sink as the same protobuf request.
 #[tokio::test]
 async fn http_protobuf_gzip_and_json_reach_the_sink() {
     use std::io::Write;
@@ -186,16 +187,18 @@ async fn http_protobuf_gzip_and_json_reach_the_sink() {
     let req = FakeOtlp::traces(2).spans(2).build();
     let (st, _, _) = post(&s.http, "application/x-protobuf", None, req.encode_to_vec()).await;
     assert_eq!(st, 200);
-    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-    enc.write_all(&req.encode_to_vec()).unwrap();
-    let (st, _, _) = post(
-        &s.http,
-        "application/x-protobuf",
-        Some("gzip"),
-        enc.finish().unwrap(),
-    )
-    .await;
-    assert_eq!(st, 200);
+    for name in ["gzip", " GZIP"] {
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        enc.write_all(&req.encode_to_vec()).unwrap();
+        let (st, _, body) = post(
+            &s.http,
+            "application/x-protobuf",
+            Some(name),
+            enc.finish().unwrap(),
+        )
+        .await;
+        assert_eq!(st, 200, "{name}: {body}");
+    }
     let json = serde_json::to_vec(&req).unwrap();
     let (st, headers, body) = post(&s.http, "application/json; charset=utf-8", None, json).await;
     assert_eq!(st, 200, "{body}");
@@ -203,7 +206,7 @@ async fn http_protobuf_gzip_and_json_reach_the_sink() {
         .iter()
         .any(|(k, v)| k == "content-type" && v == "application/json"));
     let bodies = s.sink.bodies.lock().unwrap().clone();
-    assert_eq!(bodies.len(), 3);
+    assert_eq!(bodies.len(), 4);
     for b in bodies {
         assert_eq!(ExportTraceServiceRequest::decode(b).unwrap(), req);
     }

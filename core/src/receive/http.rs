@@ -86,7 +86,8 @@ async fn receive<S: SpanSink>(
     let origin = Origin::parse(req.headers().get(PEER_HEADER).map(|v| v.as_bytes()));
     let encoding = match req.headers().get(header::CONTENT_ENCODING) {
         None => None,
-        Some(v) => match v.to_str().map(str::trim) {
+        // Content codings are case-insensitive (RFC 9110, 8.4.1): `GZIP` is gzip.
+        Some(v) => match v.to_str().map(|s| s.trim().to_ascii_lowercase()).as_deref() {
             Ok("gzip") => Some("gzip"),
             Ok("zstd") => Some("zstd"),
             Ok("identity") | Ok("") => None,

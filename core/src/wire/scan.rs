@@ -325,7 +325,13 @@ impl Scan {
         while let Some((field, wt, at)) = r.tag("ScopeSpans")? {
             if (field, wt) == (2, WT_LEN) {
                 let inner = r.len_delimited("span")?;
-                match scan_span(body, inner.clone())? {
+                // The span's bounds were read above, so a span that is malformed inside
+                // them (a field of the wrong wire type, a length past the span's end) is
+                // rejected alone: the spans around it, other senders' among them, are
+                // still read (docs/security.md).
+                let scanned = scan_span(body, inner.clone())
+                    .unwrap_or_else(|e| Err(SpanDefect::Malformed(e.into())));
+                match scanned {
                     Ok(mut entry) => {
                         entry.scope = scope;
                         self.spans.push(entry);
