@@ -9,7 +9,7 @@ use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, Sta
 use proptest::prelude::*;
 use prost::Message;
 use tailgate_core::wire::reframe::{parts_of, Reframer};
-use tailgate_core::wire::scan::{Scan, ScanError};
+use tailgate_core::wire::scan::Scan;
 
 fn attr() -> impl Strategy<Value = KeyValue> {
     (
