@@ -219,6 +219,49 @@ proptest! {
         }
     }
 
+    /// Scenario: random requests split over one to four members with a part size cap from
+    /// 64 bytes (smaller than most spans with their headers) to 4 KiB.
+    /// Guarantees: each owner's parts, read in order, hold exactly its valid spans in their
+    /// order under their own resource and scope; the counts add up; a request no larger
+    /// than the cap is not cut; the repeated headers add at most the request's size to what
+    /// the uncapped split may write.
+    #[test]
+    fn capped_split_cuts_parts_without_losing_or_reordering(req in request(), members in 1usize..5, cap in 64usize..4096) {
+        use tailgate_core::ring::{Member, Ring};
+        use tailgate_core::wire::split::Splitter;
+        let ring = Ring::new((0..members).map(|i| Member::new(format!("10.0.0.{i}:4317"))));
+        let body = bytes::Bytes::from(req.encode_to_vec());
+        let mut scan = Scan::default();
+        scan.scan(&body).unwrap();
+        let expected = flatten(&req);
+        let whole = (scan.rejected == 0).then_some(&body);
+        let parts = Splitter::default().split_capped(&ring, &body, &scan, whole, cap);
+        let mut total = 0;
+        for owner in 0..members {
+            let mut got = Vec::new();
+            for (_, n, part) in parts.iter().filter(|p| p.0 == owner) {
+                let flat = flatten(&ExportTraceServiceRequest::decode(part.clone()).unwrap());
+                prop_assert_eq!(flat.len() as u64, *n);
+                prop_assert!(*n > 0);
+                total += n;
+                got.extend(flat);
+            }
+            let mine: Vec<_> = expected
+                .iter()
+                .filter(|e| ring.owner_index(e.4.trace_id.as_slice().try_into().unwrap()) == Some(owner))
+                .cloned()
+                .collect();
+            prop_assert_eq!(&got, &mine);
+        }
+        prop_assert_eq!(total as usize, expected.len());
+        if body.len() <= cap {
+            prop_assert!(parts.len() <= members);
+        }
+        let written: usize = parts.iter().map(|p| p.2.len()).sum();
+        let bound = scan.split_bound(body.len(), members) + body.len();
+        prop_assert!(written <= bound, "{} > {}", written, bound);
+    }
+
     /// Scenario: arbitrary bytes, and truncations of valid requests.
     /// Guarantees: the scanner never panics, and when prost rejects the bytes, so does the scan
     /// (a body the scan accepts decodes with prost, so a backend can read it).
@@ -429,4 +472,95 @@ fn a_status_sent_twice_is_merged_as_protobuf_does() {
         );
         assert_eq!(want, 2);
     }
+}
+
+/// A request of `traces` one-span traces under one resource with `header` bytes of
+/// attributes.
+fn one_span_traces(traces: u32, header: usize) -> ExportTraceServiceRequest {
+    let spans = (1..=traces)
+        .map(|i| Span {
+            trace_id: [i.to_be_bytes(), [7; 4], [8; 4], i.to_le_bytes()].concat(),
+            span_id: vec![1; 8],
+            name: "GET /".into(),
+            ..Default::default()
+        })
+        .collect();
+    ExportTraceServiceRequest {
+        resource_spans: vec![ResourceSpans {
+            resource: Some(Resource {
+                attributes: vec![KeyValue {
+                    key: "big".into(),
+                    value: Some(AnyValue {
+                        value: Some(any_value::Value::StringValue("x".repeat(header))),
+                    }),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }),
+            scope_spans: vec![ScopeSpans {
+                spans,
+                ..Default::default()
+            }],
+            schema_url: String::new(),
+        }],
+    }
+}
+
+/// Scenario: 20,000 one-span traces (a 1 MB request, the shape that once reached a gateway
+/// whole and was refused there on every retry) split over three members with a 64 KiB cap.
+/// Guarantees: no part is over the cap, every span is in exactly one part, and the parts
+/// are few (each nearly full).
+#[test]
+fn a_request_of_many_small_traces_is_cut_to_the_cap() {
+    use tailgate_core::ring::{Member, Ring};
+    use tailgate_core::wire::split::Splitter;
+    let ring = Ring::new((0..3).map(|i| Member::new(format!("10.0.0.{i}:4317"))));
+    let body = bytes::Bytes::from(one_span_traces(20_000, 40).encode_to_vec());
+    let mut scan = Scan::default();
+    scan.scan(&body).unwrap();
+    let cap = 64 << 10;
+    let parts = Splitter::default().split_capped(&ring, &body, &scan, Some(&body), cap);
+    assert!(
+        parts.iter().all(|p| p.2.len() <= cap),
+        "a part is over the cap"
+    );
+    assert_eq!(parts.iter().map(|p| p.1).sum::<u64>(), 20_000);
+    let written: usize = parts.iter().map(|p| p.2.len()).sum();
+    assert!(
+        parts.len() <= written / (cap - 1024) + 3,
+        "{} parts for {written} bytes",
+        parts.len()
+    );
+    let mut ids: Vec<Vec<u8>> = parts
+        .iter()
+        .flat_map(|p| flatten(&ExportTraceServiceRequest::decode(p.2.clone()).unwrap()))
+        .map(|e| e.4.trace_id)
+        .collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 20_000);
+}
+
+/// Scenario: 2,000 tiny spans under one 64 KiB resource header, cut with a 1 KiB cap: every
+/// part must repeat the header, which alone is over the cap.
+/// Guarantees: parts are cut only once their spans outweigh the header they make the next
+/// part repeat, so the split writes at most about twice the request, not a header per span
+/// (2,000 × 64 KiB).
+#[test]
+fn a_huge_header_is_not_repeated_per_span() {
+    use tailgate_core::ring::{Member, Ring};
+    use tailgate_core::wire::split::Splitter;
+    let ring = Ring::new([Member::new("10.0.0.1:4317")]);
+    let body = bytes::Bytes::from(one_span_traces(2_000, 64 << 10).encode_to_vec());
+    let mut scan = Scan::default();
+    scan.scan(&body).unwrap();
+    let parts = Splitter::default().split_capped(&ring, &body, &scan, Some(&body), 1024);
+    assert_eq!(parts.iter().map(|p| p.1).sum::<u64>(), 2_000);
+    let written: usize = parts.iter().map(|p| p.2.len()).sum();
+    assert!(parts.len() > 1, "the request was not cut at all");
+    assert!(
+        written <= 2 * body.len() + 1024,
+        "{written} written for {}",
+        body.len()
+    );
 }

@@ -120,13 +120,20 @@ fn main() -> ExitCode {
     for note in &policies.ignored_options {
         tracing::warn!(option = %note, "Collector option accepted but not applied.");
     }
+    let sizing = tailgate_gateway::buffer::sizing_warnings(&config);
     if args.check {
+        for warning in &sizing {
+            eprintln!("{}: warning: {warning}", config_path.display());
+        }
         eprintln!(
             "{}: ok\n{}: ok",
             config_path.display(),
             policies_path.display()
         );
         return ExitCode::SUCCESS;
+    }
+    for warning in &sizing {
+        tracing::warn!(%warning, "Request size against the buffer.");
     }
     match run(
         config,

@@ -165,9 +165,9 @@ async fn over_the_soft_limit_the_oldest_traces_are_decided_early() {
     gw.stop().await;
 }
 
-/// Scenario: the backend is down; the soft limit (1 KiB) makes the shards decide traces
+/// Scenario: the backend is down; the soft limit (4 KiB) makes the shards decide traces
 /// early, so kept spans pile up waiting for the exporter until the gateway holds more than
-/// the hard limit (2 KiB); then the backend comes back.
+/// the hard limit (8 KiB); then the backend comes back.
 /// Guarantees: over the hard limit, senders are refused with `RESOURCE_EXHAUSTED`, a
 /// message naming the limit and a retry hint; refused spans are counted; once the backend
 /// is back every accepted span is delivered: received = exported + refused.
@@ -175,8 +175,9 @@ async fn over_the_soft_limit_the_oldest_traces_are_decided_early() {
 async fn over_the_hard_limit_senders_are_refused_with_resource_exhausted() {
     let buffer = BufferConfig {
         shards: 2,
-        max_buffered_bytes: 2048,
-        early_decision_bytes: Some(1024),
+        // A few requests of six spans (each may cost about 2.5 KB at admission).
+        max_buffered_bytes: 8192,
+        early_decision_bytes: Some(4096),
         ..Default::default()
     };
     let gw = common::spawn_gateway_with([127, 0, 0, 13], common::plan(KEEP_ALL), buffer, |_, _| {})
@@ -193,7 +194,7 @@ async fn over_the_hard_limit_senders_are_refused_with_resource_exhausted() {
             Err(status) => {
                 assert_eq!(status.code(), tonic::Code::ResourceExhausted, "{status:?}");
                 assert!(
-                    status.message().contains("2048 bytes"),
+                    status.message().contains("8192 bytes"),
                     "{}",
                     status.message()
                 );
@@ -329,6 +330,96 @@ async fn requests_of_tiny_spans_are_admitted_at_what_they_will_cost() {
     assert_eq!(gw.stats.live_traces.get(), 20_000);
     assert_eq!(gw.stats.refused_spans_memory.get(), 40_000);
     gw.stop().await;
+}
+
+/// Bare spans (about 30 bytes each, every one a trace of its own) in one request.
+fn bare_spans(
+    n: u32,
+    tag: u32,
+) -> opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest {
+    use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
+    let spans = (0..n)
+        .map(|i| {
+            let mut trace_id = vec![1u8; 16];
+            trace_id[..4].copy_from_slice(&tag.to_le_bytes());
+            trace_id[4..8].copy_from_slice(&i.to_le_bytes());
+            Span {
+                trace_id,
+                span_id: vec![2; 8],
+                ..Default::default()
+            }
+        })
+        .collect();
+    opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest {
+        resource_spans: vec![ResourceSpans {
+            scope_spans: vec![ScopeSpans {
+                spans,
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    }
+}
+
+/// Scenario: with nothing buffered, one client request of 40,000 bare spans (1.2 MB, which
+/// may cost about 12 MB once buffered) against an 8 MiB limit; then one of 10,000.
+/// Guarantees: the first is refused for good (`RESOURCE_EXHAUSTED` without a retry hint,
+/// naming the limit and what to do), counted as refused for memory, and nothing of it is
+/// buffered; the second is taken. Before, a request alone was taken whatever it cost: a
+/// 16 MB one held 4 times a 64 MiB limit (hostile-input check, session 22).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_that_could_never_fit_is_refused_for_good() {
+    const LIMIT: u64 = 8 << 20;
+    let (gw, mut client) = hard_limited([127, 0, 0, 19], KEEP_ALL_SLOWLY, LIMIT).await;
+    let status = client.export(bare_spans(40_000, 1)).await.unwrap_err();
+    assert_eq!(status.code(), tonic::Code::ResourceExhausted, "{status:?}");
+    assert!(
+        status.details().is_empty(),
+        "no retry hint: retrying cannot help"
+    );
+    let message = status.message();
+    assert!(
+        message.contains("max_buffered_bytes (8388608)") && message.contains("smaller requests"),
+        "{message}"
+    );
+    assert_eq!(gw.stats.refused_spans_memory.get(), 40_000);
+    assert_eq!(
+        gw.stats.refused_requests[1].get(),
+        1,
+        "counted as too large"
+    );
+    assert_eq!(gw.stats.held_bytes(), 0);
+    assert!(admitted(&mut client, bare_spans(10_000, 2)).await);
+    assert_eq!(gw.stats.received_spans.get(), 50_000);
+    assert_eq!(gw.stats.refused_spans.get(), 40_000);
+    gw.stop().await;
+}
+
+/// Scenario: the sizing check on the default config, on a 64 MiB buffer behind the
+/// default 16 MiB requests, and on a buffer whose room above early decisions is small.
+/// Guarantees: the defaults pass; the others are named, with the key to change.
+#[test]
+fn request_size_against_the_buffer_is_checked() {
+    use tailgate_gateway::buffer::sizing_warnings;
+    use tailgate_gateway::config::GatewayConfig;
+    let export = tailgate_gateway::config::ExportConfig::otlp_grpc(
+        tailgate_gateway::export::OtlpGrpcConfig::new("http://127.0.0.1:4317"),
+    );
+    let mut cfg = GatewayConfig::new(Default::default(), export);
+    assert_eq!(sizing_warnings(&cfg), Vec::<String>::new());
+    cfg.buffer.max_buffered_bytes = 64 << 20;
+    let warnings = sizing_warnings(&cfg);
+    assert!(
+        warnings.len() == 1 && warnings[0].contains("refused for good"),
+        "{warnings:?}"
+    );
+    cfg.buffer.max_buffered_bytes = 1 << 30;
+    cfg.buffer.early_decision_bytes = Some((1 << 30) - (64 << 20));
+    let warnings = sizing_warnings(&cfg);
+    assert!(
+        warnings.len() == 1 && warnings[0].contains("early_decision_bytes"),
+        "{warnings:?}"
+    );
 }
 
 /// Scenario: requests each of one small span of a new trace and a 1 MiB span of a trace

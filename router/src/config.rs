@@ -101,9 +101,10 @@ pub struct ForwardConfig {
     /// no other limit counts: 64 bounds it to 128 MiB. Default 64.
     #[serde(default = "default_max_held_requests")]
     pub max_held_requests: usize,
-    /// Largest request sent to a gateway after coalescing. Requests of a few hundred KB
-    /// with several in flight are the cheapest to move (see docs/benchmarks.md). Default
-    /// 512 KiB.
+    /// Largest request sent to a gateway after coalescing; a request's spans for one
+    /// gateway that come to more are cut into requests of this size, so that no gateway
+    /// meets a request it cannot admit. Requests of a few hundred KB with several in flight
+    /// are the cheapest to move (see docs/benchmarks.md). Default 512 KiB.
     #[serde(default = "default_max_request_bytes")]
     pub max_request_bytes: usize,
     /// While less than this is queued for a gateway, the forwarder waits up to

@@ -565,7 +565,12 @@ impl Router {
         let queued = self.global_queued.load(Ordering::Relaxed);
         // What its parts may come to: a resource's header is copied into every gateway's
         // part, so a request of one huge resource can be many times its body.
-        let written = scan.split_bound(body.len(), state.forwarders.len());
+        let mut written = scan.split_bound(body.len(), state.forwarders.len());
+        if body.len() > self.cfg.max_request_bytes {
+            // Cut into parts of `forward.max_request_bytes`, each repeating the headers of
+            // the spans it starts with: at most the request's span bytes again.
+            written = written.saturating_add(body.len());
+        }
         // A request larger than the limit itself (receive.max_request_bytes may be) goes
         // when nothing else is queued, rather than being refused forever.
         if queued > 0 && queued.saturating_add(written) > hard_limit {
@@ -578,7 +583,12 @@ impl Router {
         let mean = self.mean_request.load(Ordering::Relaxed);
         self.mean_request
             .store((mean * 7 + body.len()) / 8, Ordering::Relaxed);
-        let parts = splitter.split(&state.ring, body, scan, whole);
+        // No gateway gets a request larger than `forward.max_request_bytes` for a request of
+        // many spans: a gateway admits a request at what it may cost once buffered (up to ten
+        // times its size for tiny spans), and one that could never fit would be refused on
+        // every retry, its spans lost after the sender was told they were taken.
+        let parts =
+            splitter.split_capped(&state.ring, body, scan, whole, self.cfg.max_request_bytes);
         let mut admission = Admission::new(self.cfg.max_queued_bytes);
         for (owner, _, part) in &parts {
             // The request waited for room before it was read; others read meanwhile may

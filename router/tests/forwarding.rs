@@ -526,3 +526,65 @@ async fn a_stalled_request_does_not_hold_the_routers_drain() {
     drop(stalled);
     stop.cancel();
 }
+
+/// Scenario: one 3 MB request of 100,000 one-span traces (what a gateway with a 64 MiB
+/// buffer once refused on every retry when a router forwarded it whole, after its sender
+/// was told OK), through a router with `forward.max_request_bytes` 256 KiB to one gateway.
+/// Guarantees: the gateway receives every span once, in requests of at most 256 KiB each.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_request_reaches_a_gateway_cut_to_its_request_size() {
+    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+    use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
+    use prost::Message as _;
+    let stop = CancellationToken::new();
+    let (backend_addr, backend) =
+        CaptureBackend::start("127.0.0.40:0".parse().unwrap(), stop.clone())
+            .await
+            .unwrap();
+    let (addr, router) = start_router(
+        vec![backend_addr.to_string()],
+        ForwardConfig {
+            max_request_bytes: 256 << 10,
+            ..ForwardConfig::default()
+        },
+        &stop,
+    )
+    .await;
+    const N: u32 = 100_000;
+    let spans = (0..N)
+        .map(|i| Span {
+            trace_id: [[7; 4], i.to_le_bytes(), [9; 4], [1; 4]].concat(),
+            span_id: vec![2; 8],
+            ..Default::default()
+        })
+        .collect();
+    let req = ExportTraceServiceRequest {
+        resource_spans: vec![ResourceSpans {
+            scope_spans: vec![ScopeSpans {
+                spans,
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    };
+    assert!(req.encoded_len() > 2 << 20);
+    let mut client = TraceServiceClient::connect(format!("http://{addr}"))
+        .await
+        .unwrap()
+        .max_encoding_message_size(16 << 20);
+    client.export(req).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while backend.spans() < u64::from(N) && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(backend.spans(), u64::from(N));
+    let bodies = backend.bodies();
+    assert!(bodies.len() >= 12, "{} requests", bodies.len());
+    assert!(
+        bodies.iter().all(|b| b.len() <= 256 << 10),
+        "largest {}",
+        bodies.iter().map(|b| b.len()).max().unwrap_or(0)
+    );
+    assert_eq!(router.stats().failed_spans.get(), 0);
+    stop.cancel();
+}

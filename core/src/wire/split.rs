@@ -4,7 +4,7 @@
 
 use bytes::{Bytes, BytesMut};
 
-use super::reframe::parts_of;
+use super::reframe::{added_len, field_len, parts_of, SpanParts};
 use super::{Reframer, Scan};
 use crate::ring::Ring;
 
@@ -46,6 +46,32 @@ impl Splitter {
         scan: &Scan,
         whole: Option<&Bytes>,
     ) -> Vec<(usize, u64, Bytes)> {
+        self.split_capped(ring, body, scan, whole, usize::MAX)
+    }
+
+    /// [`Splitter::split`], with no part over `max_part` bytes where that costs little: an
+    /// owner's spans that would come to more are written as several parts, each its spans
+    /// in their original order. A request of many small traces larger than a gateway takes
+    /// in one go (the router's `forward.max_request_bytes`) thus reaches it as requests it
+    /// can admit one by one, not one it must refuse whole.
+    ///
+    /// A part is cut only where the resource and scope headers that the next part must
+    /// repeat weigh no more than the span bytes of the part being closed, so the repeated
+    /// headers add at most the request's span bytes again, however its headers and spans
+    /// are shaped (a span, or spans under a header, larger than `max_part` make a part
+    /// larger than it).
+    pub fn split_capped(
+        &mut self,
+        ring: &Ring,
+        body: &[u8],
+        scan: &Scan,
+        whole: Option<&Bytes>,
+        max_part: usize,
+    ) -> Vec<(usize, u64, Bytes)> {
+        // An owner's part holds each of its headers once per run, as the request does, and
+        // a subset of its spans: it is no larger than the request.
+        let capped = body.len() > max_part;
+        let whole = whole.filter(|w| w.len() <= max_part);
         let members = ring.members().len().max(1);
         self.owners.clear();
         // Spans of one trace are usually adjacent: look the owner up once per run.
@@ -97,11 +123,42 @@ impl Splitter {
             let group = &self.order[start as usize..(start + count) as usize];
             parts.clear();
             parts.extend(group.iter().map(|&i| parts_of(body, scan, i as usize)));
-            self.reframer.encode(&parts, &mut out);
-            result.push((owner, u64::from(count), out.split().freeze()));
+            if !capped {
+                self.reframer.encode(&parts, &mut out);
+                result.push((owner, u64::from(count), out.split().freeze()));
+                continue;
+            }
+            let mut rest = &parts[..];
+            while !rest.is_empty() {
+                let n = part_len(rest, max_part);
+                self.reframer.encode(&rest[..n], &mut out);
+                result.push((owner, n as u64, out.split().freeze()));
+                rest = &rest[n..];
+            }
         }
         result
     }
+}
+
+/// How many of `spans` (at least one) go into the next part of at most `max_part` bytes:
+/// cut where the part would grow past it, unless the headers the next part must repeat
+/// (those of the span it starts with) weigh more than the span bytes already in this one.
+fn part_len(spans: &[SpanParts<'_>], max_part: usize) -> usize {
+    let mut size = added_len(None, &spans[0]);
+    let mut span_bytes = field_len(spans[0].span.len());
+    for (i, pair) in spans.windows(2).enumerate() {
+        let next = &pair[1];
+        let add = added_len(Some(&pair[0]), next);
+        if size.saturating_add(add) > max_part {
+            let repeated = added_len(None, next) - field_len(next.span.len());
+            if repeated <= span_bytes {
+                return i + 1;
+            }
+        }
+        size = size.saturating_add(add);
+        span_bytes += field_len(next.span.len());
+    }
+    spans.len()
 }
 
 /// [`Splitter::split`] with fresh scratch space, always re-framing.

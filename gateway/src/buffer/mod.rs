@@ -402,8 +402,24 @@ impl SpanSink for TraceBuffer {
         // (buffered traces, queued spans, kept spans waiting for the backend and requests
         // being admitted), refuse before doing any work: the sender backs off and retries
         // while early decisions and the exporter bring the total down. A request alone is
-        // taken whatever it costs, or one larger than the limit could never be.
-        let admitted = Admitted::charge(&self.stats, worst_case_charge(body.len(), &scan, valid));
+        // taken up to the limit itself, or one nearly as large could never be; a client's
+        // request that may cost more than the whole limit never fits, and is refused for
+        // good (retrying cannot help it: the sender must send smaller requests). Spans
+        // another gateway hands over are taken alone whatever they cost: their batches are
+        // bounded by the sender, and refusing them would lose spans already acknowledged.
+        let charge = worst_case_charge(body.len(), &scan, valid);
+        if charge > self.max_buffered_bytes && origin == Origin::Client {
+            self.stats.refused_spans.add(valid);
+            self.stats.refused_spans_memory.add(valid);
+            return Err(Refusal::TooLarge(format!(
+                "a request of {} bytes and {valid} spans may take up to {charge} bytes once \
+                 buffered, more than this gateway's whole buffer.max_buffered_bytes ({}); \
+                 send smaller requests",
+                body.len(),
+                self.max_buffered_bytes
+            )));
+        }
+        let admitted = Admitted::charge(&self.stats, charge);
         let others = self.stats.held_bytes().saturating_sub(admitted.bytes);
         if others > 0 && others.saturating_add(admitted.bytes) > self.max_buffered_bytes {
             self.stats.refused_spans.add(valid);
@@ -504,6 +520,54 @@ fn worst_case_charge(body_len: usize, scan: &Scan, spans: u64) -> u64 {
         + crate::metrics::SPAN_OVERHEAD_BYTES
         + crate::metrics::TRACE_OVERHEAD_BYTES;
     (request as u64).saturating_add(spans.saturating_mul(per_span))
+}
+
+/// The smallest span a request can carry: a 16-byte trace id and an 8-byte span id, with
+/// their tags and lengths, in the span's own field.
+const SMALLEST_SPAN_BYTES: u64 = 30;
+
+/// What a request of `body_len` bytes may be charged at admission at most: every span the
+/// smallest there is, each the start of a trace ([`worst_case_charge`] without its
+/// headers).
+pub fn largest_request_charge(body_len: u64) -> u64 {
+    let per_span = (std::mem::size_of::<IncomingSpan>() as u64)
+        + crate::metrics::SPAN_OVERHEAD_BYTES
+        + crate::metrics::TRACE_OVERHEAD_BYTES;
+    body_len.saturating_add((body_len / SMALLEST_SPAN_BYTES).saturating_mul(per_span))
+}
+
+/// What is wrong, though allowed, in how a config sizes requests against the buffer: a
+/// request of `receive.max_request_bytes` whose spans are tiny may cost more than the whole
+/// buffer (refused for good), or more than the room above the early-decision threshold
+/// (early decisions cannot make room for it: it waits, retried, until the buffer has
+/// emptied below that threshold). Printed by `--check` and at start.
+pub fn sizing_warnings(cfg: &crate::config::GatewayConfig) -> Vec<String> {
+    let request = cfg.receive.max_request_bytes as u64;
+    let charge = largest_request_charge(request);
+    let (max, early) = (
+        cfg.buffer.max_buffered_bytes,
+        cfg.buffer.early_decision_bytes(),
+    );
+    let room = max.saturating_sub(early);
+    if charge > max {
+        vec![format!(
+            "receive.max_request_bytes ({request}) allows a request of tiny spans that may \
+             take {charge} bytes once buffered, more than buffer.max_buffered_bytes ({max}): \
+             such a request is refused for good. Lower receive.max_request_bytes to {} or \
+             less, or raise buffer.max_buffered_bytes",
+            request * max / charge.max(1)
+        )]
+    } else if charge > room {
+        vec![format!(
+            "receive.max_request_bytes ({request}) allows a request of tiny spans that may \
+             take {charge} bytes once buffered, more than the {room} bytes between \
+             buffer.early_decision_bytes and buffer.max_buffered_bytes: under load such a \
+             request is refused and retried until the buffer has emptied below \
+             early_decision_bytes"
+        )]
+    } else {
+        Vec::new()
+    }
 }
 
 /// A request's [`worst_case_charge`], counted in `shard_queue_bytes` while it is admitted:
