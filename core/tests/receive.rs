@@ -420,7 +420,7 @@ async fn grpc_message_in_any_framing_reaches_the_sink() {
 
 /// Scenario: framing a unary call cannot have: two messages, a message shorter than its
 /// prefix says, no message, a bad flag, a prefix over the size limit, an unknown encoding,
-/// a non-gRPC content type.
+/// a non-gRPC content type, a gRPC codec other than protobuf.
 /// Guarantees: each gets its specific status and message; nothing reaches the sink.
 #[tokio::test]
 async fn grpc_bad_framing_gets_specific_statuses() {
@@ -462,6 +462,13 @@ async fn grpc_bad_framing_gets_specific_statuses() {
             "",
             "",
         ),
+        (
+            vec![("content-type", "application/grpc+json")],
+            vec![grpc_message(0, &msg)],
+            200,
+            "12",
+            "content-subtype \"+json\"",
+        ),
     ];
     for (headers, chunks, http, grpc, needle) in cases {
         let (got_http, got_grpc, message) = raw_grpc(&s.grpc, &headers, frames(chunks)).await;
@@ -479,7 +486,7 @@ async fn grpc_bad_framing_gets_specific_statuses() {
     // Every one counted by reason: the oversize prefix as too large, the rest as invalid.
     let mut reasons = s.sink.refused.lock().unwrap().clone();
     reasons.sort_unstable();
-    let mut want = vec!["invalid"; 7];
+    let mut want = vec!["invalid"; 8];
     want.push("too_large");
     assert_eq!(reasons, want);
 }
@@ -588,6 +595,49 @@ async fn an_expect_continue_request_asks_for_room_before_its_body_is_sent() {
     let mut status = vec![0u8; 12];
     conn.read_exact(&mut status).await.unwrap();
     assert_eq!(&status, b"HTTP/1.1 200");
+}
+
+/// Scenario: an HTTP/1.1 request announcing a 100 MB body (over the 1 MiB limit), once with
+/// `Expect: 100-continue` and no body sent, once sending only its first bytes.
+/// Guarantees: both are answered 413 at once, from the headers: no 100 Continue, no room
+/// asked for, no wait for a body that may never come (before, a stalled one waited for
+/// `request_timeout` and got 504).
+#[tokio::test]
+async fn a_body_announced_over_the_limit_is_refused_before_it_is_read() {
+    use std::sync::atomic::Ordering::SeqCst;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let s = start_with(std::time::Duration::from_secs(3600)).await;
+    let authority = s
+        .http
+        .trim_start_matches("http://")
+        .trim_end_matches("/v1/traces");
+    for (expect, first_bytes) in [
+        ("Expect: 100-continue\r\n", &b""[..]),
+        ("", &[0x0a; 100][..]),
+    ] {
+        let mut conn = tokio::net::TcpStream::connect(authority).await.unwrap();
+        let head = format!(
+            "POST /v1/traces HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-protobuf\r\n{expect}Content-Length: 100000000\r\n\r\n"
+        );
+        conn.write_all(head.as_bytes()).await.unwrap();
+        conn.write_all(first_bytes).await.unwrap();
+        let mut status = vec![0u8; 12];
+        tokio::time::timeout(
+            std::time::Duration::from_secs(10),
+            conn.read_exact(&mut status),
+        )
+        .await
+        .expect("answered from the headers, not after a body or a timeout")
+        .unwrap();
+        assert_eq!(
+            &status,
+            b"HTTP/1.1 413",
+            "{}",
+            String::from_utf8_lossy(&status)
+        );
+    }
+    assert_eq!(s.sink.ready.load(SeqCst), 0, "no room asked for");
+    assert!(s.sink.bodies.lock().unwrap().is_empty());
 }
 
 fn tokio_stream_of<T: Send + 'static>(

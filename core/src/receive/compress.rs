@@ -42,7 +42,14 @@ fn bounded_read(
     decoder
         .take((max as u64).saturating_add(1))
         .read_to_end(&mut out)
-        .map_err(|e| Refusal::Invalid(format!("{what} body is corrupt: {e}")))?;
+        .map_err(|e| match out.len() {
+            0 => Refusal::Invalid(format!("{what} body is corrupt: {e}")),
+            // Most often bytes after a whole member that do not start another one.
+            n => Refusal::Invalid(format!(
+                "{what} body is corrupt after {n} good decompressed bytes (trailing bytes \
+                 that are not a {what} stream?): {e}"
+            )),
+        })?;
     if out.len() > max {
         return Err(Refusal::TooLarge(format!(
             "decompressed request body exceeds the limit of {max} bytes"
@@ -75,7 +82,7 @@ mod tests {
         let mut body = gzip(b"first ");
         body.extend_from_slice(b"not gzip");
         assert!(
-            matches!(gunzip(&body, 1 << 20), Err(Refusal::Invalid(m)) if m.contains("corrupt"))
+            matches!(gunzip(&body, 1 << 20), Err(Refusal::Invalid(m)) if m.contains("corrupt after 6 good"))
         );
         // The output limit counts every member.
         let mut body = gzip(&[1; 600]);

@@ -138,6 +138,16 @@ impl<S: SpanSink> TraceService<S> {
             *response.status_mut() = http::StatusCode::UNSUPPORTED_MEDIA_TYPE;
             return response;
         }
+        // `application/grpc+json` (or any codec but protobuf) would be read as protobuf and
+        // refused as malformed, or worse, taken: refuse it by name.
+        if let Some(subtype) = content_type.and_then(unsupported_subtype) {
+            let refusal = Refusal::Invalid(format!(
+                "unsupported gRPC content-subtype {subtype:?}; send application/grpc or \
+                 application/grpc+proto"
+            ));
+            self.sink.refused(&refusal);
+            return tonic::Status::unimplemented(refusal.to_string()).into_http();
+        }
         let who = check_sender(
             self.peer_traffic,
             &self.peer_auth,
@@ -468,9 +478,43 @@ fn sender_deadline<B>(req: &http::Request<B>) -> Option<tokio::time::Instant> {
     tokio::time::Instant::now().checked_add(d)
 }
 
+/// The codec of an `application/grpc…` content type when it is not protobuf: the
+/// `+subtype` (case-insensitive, parameters after `;` ignored), or `None` for
+/// `application/grpc` and `application/grpc+proto`.
+fn unsupported_subtype(content_type: &[u8]) -> Option<String> {
+    let rest = content_type.strip_prefix(b"application/grpc")?;
+    let rest = rest.split(|&b| b == b';').next().unwrap_or_default();
+    let rest = String::from_utf8_lossy(rest).trim().to_ascii_lowercase();
+    match rest.as_str() {
+        "" | "+proto" => None,
+        _ => Some(rest),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Scenario: content types gRPC clients send. Guarantees: protobuf, however written, is
+    /// taken; another codec is named.
+    #[test]
+    fn only_the_protobuf_codec_is_taken() {
+        for ct in [
+            "application/grpc",
+            "application/grpc+proto",
+            "application/grpc+PROTO",
+            "application/grpc;charset=utf-8",
+        ] {
+            assert_eq!(unsupported_subtype(ct.as_bytes()), None, "{ct}");
+        }
+        for (ct, subtype) in [
+            ("application/grpc+json", "+json"),
+            ("application/grpc+JSON; x=y", "+json"),
+            ("application/grpcweb", "web"),
+        ] {
+            assert_eq!(unsupported_subtype(ct.as_bytes()).as_deref(), Some(subtype));
+        }
+    }
 
     /// Scenario: a 3.5 MB message (the Collector's loadbalancing exporter sends such)
     /// arriving in 16 KiB frames after the first 1 MiB was preallocated, and a small one.

@@ -98,6 +98,17 @@ async fn receive<S: SpanSink>(
             }
         },
     };
+    // A body announced larger than the limit is refused before any of it is read or waited
+    // for (with `Expect: 100-continue`, before its sender is told to send it).
+    let announced = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.trim().parse::<u64>().ok());
+    if let Some(len) = announced.filter(|&len| len > max as u64) {
+        return Err(Refusal::TooLarge(format!(
+            "request body of {len} bytes (Content-Length) exceeds the limit of {max} bytes"
+        )));
+    }
     // Room is asked for once the body starts (see `primed`), then held before reading the
     // rest: the unread body holds the sender back.
     let req = super::primed::body_started(req, limits.request_timeout).await?;

@@ -282,11 +282,13 @@ impl Value<'_> {
                 }
             }
             (Ty::Id, Scalar::Str(v)) => {
-                let Some(bytes) = hex(v) else {
-                    return bad("an id must be hex");
-                };
-                if !bytes.is_empty() {
-                    put_len_delimited(out, num, &bytes);
+                match hex(v) {
+                    Some(bytes) if bytes.is_empty() => {}
+                    Some(bytes) => put_len_delimited(out, num, &bytes),
+                    // Not hex: written as a one-byte id, a length no id field has, so the
+                    // scan rejects this span alone (partial success, "… is not 8 bytes"), as
+                    // it does a hex id of the wrong length, rather than the whole request.
+                    None => put_len_delimited(out, num, &[0]),
                 }
             }
             (Ty::Base64, Scalar::Str(v)) => {
@@ -740,15 +742,52 @@ mod tests {
         assert!(matches!(val(3), any_value::Value::DoubleValue(d) if d.is_nan()));
     }
 
+    /// Scenario: ids that are not hex (odd length, a non-hex digit, a non-ASCII character)
+    /// in each id field of a span and a link.
+    /// Guarantees: the request transcodes; each such id becomes a one-byte id, which the
+    /// scan rejects with its span alone (see receive.rs for the partial success).
+    #[test]
+    fn an_id_that_is_not_hex_becomes_an_id_of_no_valid_length() {
+        for bad in ["xyz", "zz", "0102030405060708090a0b0c0d0e0f1g", "é1"] {
+            for field in ["traceId", "spanId", "parentSpanId"] {
+                let json = format!(
+                    r#"{{"resourceSpans":[{{"scopeSpans":[{{"spans":[{{"{field}":"{bad}","name":"a"}}]}}]}}]}}"#
+                );
+                let req =
+                    ExportTraceServiceRequest::decode(&to_protobuf(json.as_bytes()).unwrap()[..])
+                        .unwrap();
+                let span = &req.resource_spans[0].scope_spans[0].spans[0];
+                let id = match field {
+                    "traceId" => &span.trace_id,
+                    "spanId" => &span.span_id,
+                    _ => &span.parent_span_id,
+                };
+                assert_eq!(id, &vec![0u8], "{json}");
+            }
+            let json = format!(
+                r#"{{"resourceSpans":[{{"scopeSpans":[{{"spans":[{{"links":[{{"traceId":"{bad}","spanId":"{bad}"}}]}}]}}]}}]}}"#
+            );
+            let req = ExportTraceServiceRequest::decode(&to_protobuf(json.as_bytes()).unwrap()[..])
+                .unwrap();
+            let link = &req.resource_spans[0].scope_spans[0].spans[0].links[0];
+            assert_eq!((&link.trace_id, &link.span_id), (&vec![0u8], &vec![0u8]));
+        }
+        // Beside a good span, in the scan both receivers run next: one rejected, one kept.
+        let json = r#"{"resourceSpans":[{"scopeSpans":[{"spans":[
+            {"traceId":"0102030405060708090a0b0c0d0e0f10","spanId":"01020304050607zz","name":"bad"},
+            {"traceId":"0102030405060708090a0b0c0d0e0f10","spanId":"0102030405060708","name":"good"}]}]}]}"#;
+        let body = to_protobuf(json.as_bytes()).unwrap();
+        let mut scan = crate::wire::scan::Scan::default();
+        let scanned = scan.scan_request(&body).unwrap();
+        assert_eq!((scanned.valid, scanned.rejected), (1, 1));
+        assert!(scanned.message.contains("span_id"), "{}", scanned.message);
+    }
+
     /// Scenario: malformed values. Guarantees: refused with what and where.
     #[test]
     fn malformed_values_are_refused_naming_the_field() {
         for (json, what) in [
             (r#"{"resourceSpans":5}"#, "field 1"),
-            (
-                r#"{"resourceSpans":[{"scopeSpans":[{"spans":[{"traceId":"xyz"}]}]}]}"#,
-                "hex",
-            ),
             (
                 r#"{"resourceSpans":[{"scopeSpans":[{"spans":[{"kind":"SIDEWAYS"}]}]}]}"#,
                 "integer",

@@ -14,9 +14,11 @@ pub use super::reader::Malformed;
 use super::reader::{Reader, WT_I32, WT_I64, WT_LEN, WT_VARINT};
 
 /// Deepest nesting of attribute values (an array in a map in an array…) that is accepted.
-/// Protobuf libraries stop at 100 nested messages (prost counts every one), each level
-/// here costs at most two (`ArrayValue` and `AnyValue`), and an event's attribute value
-/// starts 7 messages deep: 40 levels stay under 100 wherever the attribute is.
+/// Protobuf libraries stop at 100 nested messages (prost counts every one), an array level
+/// costs two (`ArrayValue` and `AnyValue`) and counts one here, a map level costs three
+/// (`KeyValueList`, `KeyValue`, `AnyValue`) and counts two (so 20 maps), and an event's
+/// attribute value starts 7 messages deep: what is accepted stays under 100 wherever the
+/// attribute is.
 pub const MAX_DEPTH: u32 = 40;
 
 type Checked = Result<(), Malformed>;
