@@ -143,3 +143,26 @@ fn every_collector_policy_type_loads_and_decides_as_documented() {
     let file = PolicyFile::parse(&path, &with_ottl).unwrap();
     assert_eq!(file.policies.len(), 17);
 }
+
+/// Scenario: docs/policies.md shows `tailgate-gateway explain` run on the examples.
+/// Guarantees: the text shown is what explain prints for those files today (the example
+/// once showed an older latency wording).
+#[test]
+fn the_explain_example_in_the_docs_is_what_explain_prints() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let doc = std::fs::read_to_string(root.join("docs/policies.md")).unwrap();
+    let command = "$ tailgate-gateway explain --policies examples/policies.yaml --traces examples/traces.jsonl --trace-id ";
+    let at = doc
+        .find(command)
+        .expect("the example is in docs/policies.md");
+    let rest = &doc[at + command.len()..];
+    let (id, rest) = rest.split_once('\n').unwrap();
+    let shown = &rest[..rest.find("```").unwrap()];
+    let file = PolicyFile::load(&root.join("examples/policies.yaml")).unwrap();
+    let traces = std::fs::read_to_string(root.join("examples/traces.jsonl")).unwrap();
+    let id = tailgate_gateway::explain::parse_trace_id(id).unwrap();
+    let printed = tailgate_gateway::explain::explain(&file, &traces, Some(id))
+        .unwrap()
+        .render();
+    assert_eq!(shown, printed);
+}

@@ -7,7 +7,7 @@
 //!   asking the sub-policies after it.
 //! * `policy_order` is accepted but, as in the Collector, does not change that order.
 //! * A sub-policy's share is `percent` of `max_total_spans_per_second` from
-//!   `rate_allocation`; an entry with percent 0, or a sub-policy missing from
+//!   `rate_allocation`; an entry with percent 0 or less, or a sub-policy missing from
 //!   `rate_allocation`, gets an equal split (`max_total / number of sub-policies`, as the
 //!   Collector since PR #49857; before it, a missing sub-policy never kept a trace).
 //! * Each share is also capped by `max_total_spans_per_second`, but the total over all

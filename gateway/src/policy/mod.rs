@@ -85,9 +85,10 @@ pub struct RawCompositeConfig {
 pub struct RateAllocation {
     /// Sub-policy name.
     pub policy: String,
-    /// Percent of `max_total_spans_per_second`.
+    /// Percent of `max_total_spans_per_second`; 0 or less (the Collector's field is an
+    /// `int64`, and it loads a negative one) gives an equal split.
     #[serde(default)]
-    pub percent: u64,
+    pub percent: i64,
 }
 
 /// A validated `composite` policy.
@@ -120,7 +121,7 @@ impl CompositeConfig {
                     .find(|r| r.policy == s.name)
                 {
                     Some(r) if r.percent > 0 => (r.percent as f64 / 100.0 * total) as u64,
-                    // Missing or 0%: an equal split, as the Collector since PR #49857.
+                    // Missing, 0% or less: an equal split, as the Collector since PR #49857.
                     _ => equal as u64,
                 }
             })

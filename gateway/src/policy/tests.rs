@@ -406,6 +406,13 @@ fn composite_allocates_the_budget_like_the_collector_under_overload() {
         - {policy: errors, percent: 60}
         - {policy: rest, percent: 40}
 ";
+    // A negative percent loads, as in the Collector (an int64 there), and is an equal
+    // split like 0.
+    let negative = yaml.replace("percent: 40", "percent: -10");
+    let PolicyKind::Composite(c) = &parse(&negative).unwrap().policies[0].kind else {
+        panic!("a composite");
+    };
+    assert_eq!(c.allocations(), [60, 33, 33]);
     let file = parse(yaml).unwrap();
     // A sub-policy missing from rate_allocation gets max_total / number of sub-policies
     // (Collector PR #49857, composite_helper.go), no longer nothing.
