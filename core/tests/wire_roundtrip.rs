@@ -258,7 +258,8 @@ proptest! {
             prop_assert!(parts.len() <= members);
         }
         let written: usize = parts.iter().map(|p| p.2.len()).sum();
-        let bound = scan.split_bound(body.len(), members) + body.len();
+        let bound = scan.split_bound(body.len(), members)
+            + tailgate_core::wire::split::cut_bound(&scan, body.len(), members, cap);
         prop_assert!(written <= bound, "{} > {}", written, bound);
     }
 
@@ -541,26 +542,42 @@ fn a_request_of_many_small_traces_is_cut_to_the_cap() {
     assert_eq!(ids.len(), 20_000);
 }
 
-/// Scenario: 2,000 tiny spans under one 64 KiB resource header, cut with a 1 KiB cap: every
-/// part must repeat the header, which alone is over the cap.
+/// Scenario: tiny spans under one resource header larger than the cap: 2,000 under 64 KiB
+/// cut at 1 KiB, and 40,000 under 1 MiB cut at 64 KiB (the shape of a 6 MB header over
+/// 200,000 spans that a gateway with a 64 MiB buffer refused for good when the cut weighed
+/// span bytes alone).
 /// Guarantees: parts are cut only once their spans outweigh the header they make the next
-/// part repeat, so the split writes at most about twice the request, not a header per span
-/// (2,000 × 64 KiB).
+/// part repeat, weighing each span as a gateway charges it: the header is not repeated per
+/// span (2,000 × 64 KiB), the whole stays within `cut_bound`, and each part's worst-case
+/// charge at a gateway is about twice the header, not the header's whole share of spans.
 #[test]
 fn a_huge_header_is_not_repeated_per_span() {
     use tailgate_core::ring::{Member, Ring};
-    use tailgate_core::wire::split::Splitter;
+    use tailgate_core::wire::split::{cut_bound, Splitter, GATEWAY_SPAN_CHARGE};
     let ring = Ring::new([Member::new("10.0.0.1:4317")]);
-    let body = bytes::Bytes::from(one_span_traces(2_000, 64 << 10).encode_to_vec());
-    let mut scan = Scan::default();
-    scan.scan(&body).unwrap();
-    let parts = Splitter::default().split_capped(&ring, &body, &scan, Some(&body), 1024);
-    assert_eq!(parts.iter().map(|p| p.1).sum::<u64>(), 2_000);
-    let written: usize = parts.iter().map(|p| p.2.len()).sum();
-    assert!(parts.len() > 1, "the request was not cut at all");
-    assert!(
-        written <= 2 * body.len() + 1024,
-        "{written} written for {}",
-        body.len()
-    );
+    for (spans, header, cap) in [
+        (2_000u32, 64usize << 10, 1024usize),
+        (40_000, 1 << 20, 64 << 10),
+    ] {
+        let body = bytes::Bytes::from(one_span_traces(spans, header).encode_to_vec());
+        let mut scan = Scan::default();
+        scan.scan(&body).unwrap();
+        let parts = Splitter::default().split_capped(&ring, &body, &scan, Some(&body), cap);
+        assert_eq!(parts.iter().map(|p| p.1).sum::<u64>(), u64::from(spans));
+        let written: usize = parts.iter().map(|p| p.2.len()).sum();
+        assert!(parts.len() > 1, "the request was not cut at all");
+        let bound = scan.split_bound(body.len(), 1) + cut_bound(&scan, body.len(), 1, cap);
+        assert!(
+            written <= bound,
+            "{written} written for {}, bound {bound}",
+            body.len()
+        );
+        for (_, n, part) in &parts {
+            let charge = part.len() + *n as usize * GATEWAY_SPAN_CHARGE;
+            assert!(
+                charge <= 2 * header + cap + 1024,
+                "a part of {n} spans may cost {charge} under a {header}-byte header"
+            );
+        }
+    }
 }

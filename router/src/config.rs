@@ -237,6 +237,17 @@ impl RouterConfig {
                 "must be at least forward.queue_bytes, which must be greater than 0".into(),
             ));
         }
+        // Under a few KiB, every span would travel in a request of its own.
+        if self.forward.max_request_bytes < 4096 {
+            return Err(invalid(
+                "forward.max_request_bytes".into(),
+                format!(
+                    "{} is too small: at least 4096 (default {})",
+                    self.forward.max_request_bytes,
+                    default_max_request_bytes()
+                ),
+            ));
+        }
         for (i, m) in self.members.static_list.iter().enumerate() {
             let ok = m.rsplit_once(':').is_some_and(|(host, port)| {
                 !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p != 0)
@@ -339,6 +350,10 @@ mod tests {
             ("receive: {max_connections: 0}", "receive.max_connections"),
             ("receive: {request_timeout: 0s}", "receive.request_timeout"),
             ("forward: {queue_wait: 1000000000s}", "forward.queue_wait"),
+            (
+                "forward: {max_request_bytes: 0}",
+                "forward.max_request_bytes",
+            ),
         ] {
             let err = parse(&format!("members:\n  static: [a:1]\n{yaml}\n"))
                 .unwrap_err()

@@ -565,12 +565,16 @@ impl Router {
         let queued = self.global_queued.load(Ordering::Relaxed);
         // What its parts may come to: a resource's header is copied into every gateway's
         // part, so a request of one huge resource can be many times its body.
-        let mut written = scan.split_bound(body.len(), state.forwarders.len());
-        if body.len() > self.cfg.max_request_bytes {
-            // Cut into parts of `forward.max_request_bytes`, each repeating the headers of
-            // the spans it starts with: at most the request's span bytes again.
-            written = written.saturating_add(body.len());
-        }
+        let owners = state.forwarders.len();
+        // Parts cut to `forward.max_request_bytes` repeat the headers they start under.
+        let written = scan.split_bound(body.len(), owners).saturating_add(
+            tailgate_core::wire::split::cut_bound(
+                scan,
+                body.len(),
+                owners,
+                self.cfg.max_request_bytes,
+            ),
+        );
         // A request larger than the limit itself (receive.max_request_bytes may be) goes
         // when nothing else is queued, rather than being refused forever.
         if queued > 0 && queued.saturating_add(written) > hard_limit {

@@ -105,11 +105,6 @@ pub(crate) const WT_VARINT: u8 = 0;
 pub(crate) const WT_I64: u8 = 1;
 pub(crate) const WT_LEN: u8 = 2;
 pub(crate) const WT_I32: u8 = 5;
-pub(crate) const WT_START_GROUP: u8 = 3;
-pub(crate) const WT_END_GROUP: u8 = 4;
-
-/// Deepest nesting of groups skipped in an unknown field.
-const MAX_GROUP_DEPTH: usize = 32;
 
 pub(crate) fn bad_wire(what: &'static str, field: u32, wire_type: u8, at: usize) -> ScanError {
     ScanError::BadWireType {
@@ -266,7 +261,6 @@ impl<'a> Reader<'a> {
                 }
                 self.pos += 4;
             }
-            WT_START_GROUP => self.skip_group(field, at, what)?,
             _ => {
                 return Err(ScanError::BadWireType {
                     what,
@@ -278,104 +272,11 @@ impl<'a> Reader<'a> {
         }
         Ok(())
     }
-
-    /// Skips an unknown field of the deprecated group encoding (wire type 3, opened by the
-    /// tag at `at`) through its matching end tag, as prost and the Go decoders the
-    /// Collector uses do: a sender with an old schema must not lose its spans over a field
-    /// nobody reads. An end tag that does not match, or groups nested past 32, are
-    /// malformed.
-    #[inline(never)]
-    fn skip_group(&mut self, field: u32, at: usize, what: &'static str) -> Result<(), ScanError> {
-        let mut open = [0u32; MAX_GROUP_DEPTH];
-        open[0] = field;
-        let mut depth = 1;
-        while depth > 0 {
-            let Some((f, wt, tag_at)) = self.tag(what)? else {
-                return Err(ScanError::Truncated { what, at });
-            };
-            match wt {
-                WT_START_GROUP if depth < MAX_GROUP_DEPTH => {
-                    open[depth] = f;
-                    depth += 1;
-                }
-                WT_END_GROUP if open[depth - 1] == f => depth -= 1,
-                WT_START_GROUP | WT_END_GROUP => return Err(bad_wire(what, f, wt, tag_at)),
-                _ => self.skip(f, wt, tag_at, what)?,
-            }
-        }
-        Ok(())
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// Scenario: unknown fields in the group encoding: flat, nested, holding every other
-    /// wire type; and broken: an end tag of another field, an end without a start, a group
-    /// never closed, groups nested past the limit.
-    /// Guarantees: the good ones are skipped exactly to their end (the byte after them is
-    /// read next); the broken ones are errors, never a panic.
-    #[test]
-    fn groups_are_skipped_to_their_end() {
-        let tag = |field: u8, wt: u8| (field << 3) | wt;
-        let start = |f| tag(f, WT_START_GROUP);
-        let end = |f| tag(f, WT_END_GROUP);
-        let good: Vec<Vec<u8>> = vec![
-            vec![start(9), end(9)],
-            vec![start(9), tag(1, WT_VARINT), 0x96, 0x01, end(9)],
-            vec![
-                start(9),
-                tag(1, WT_LEN),
-                2,
-                b'h',
-                b'i',
-                tag(2, WT_I64),
-                1,
-                2,
-                3,
-                4,
-                5,
-                6,
-                7,
-                8,
-                tag(3, WT_I32),
-                1,
-                2,
-                3,
-                4,
-                start(4),
-                start(9),
-                end(9),
-                end(4),
-                end(9),
-            ],
-        ];
-        for g in good {
-            let mut body = g.clone();
-            body.push(0x42);
-            let mut r = Reader::new(&body, 1, body.len());
-            r.skip(9, WT_START_GROUP, 0, "span").unwrap();
-            assert_eq!(r.pos, g.len(), "{g:?}");
-        }
-        let mut deep = vec![start(9); MAX_GROUP_DEPTH + 1];
-        deep.extend(vec![end(9); MAX_GROUP_DEPTH + 1]);
-        let bad: Vec<Vec<u8>> = vec![
-            vec![start(9), end(8)],
-            vec![start(9), tag(1, WT_VARINT)],
-            vec![start(9), start(4), end(9)],
-            vec![start(9)],
-            deep,
-        ];
-        for b in bad {
-            let mut r = Reader::new(&b, 1, b.len());
-            assert!(r.skip(9, WT_START_GROUP, 0, "span").is_err(), "{b:?}");
-        }
-        let lone_end = [end(9)];
-        let mut r = Reader::new(&lone_end, 0, 1);
-        let (f, wt, at) = r.tag("span").unwrap().unwrap();
-        assert!(r.skip(f, wt, at, "span").is_err(), "an end without a start");
-    }
 
     /// Guarantees: one-, two- and longer varints read as prost writes them, the reader left
     /// just past each; a varint cut short after any byte is `Truncated`, not a value.

@@ -8,6 +8,12 @@ use super::reframe::{added_len, field_len, parts_of, SpanParts};
 use super::{Reframer, Scan};
 use crate::ring::Ring;
 
+/// The most a gateway charges a buffered span beyond its bytes: its handle, its share of
+/// the allocator's slack and a trace of its own (the gateway's admission charge per span,
+/// which a gateway test holds equal to this). Cutting a request for a gateway weighs spans
+/// by it: a part whose spans are tiny still costs the gateway that much each.
+pub const GATEWAY_SPAN_CHARGE: usize = 264;
+
 /// Reusable scratch space for [`Splitter::split`], so that splitting allocates only the
 /// output (one buffer shared by the parts, and the list of parts).
 #[derive(Debug, Default)]
@@ -56,10 +62,10 @@ impl Splitter {
     /// can admit one by one, not one it must refuse whole.
     ///
     /// A part is cut only where the resource and scope headers that the next part must
-    /// repeat weigh no more than the span bytes of the part being closed, so the repeated
-    /// headers add at most the request's span bytes again, however its headers and spans
-    /// are shaped (a span, or spans under a header, larger than `max_part` make a part
-    /// larger than it).
+    /// repeat weigh no more than the spans of the part being closed (their bytes and what
+    /// a gateway charges each, see [`cut_bound`]), however the request's headers and spans
+    /// are shaped. A span larger than `max_part`, or spans under a header larger than it,
+    /// make a part larger than it.
     pub fn split_capped(
         &mut self,
         ring: &Ring,
@@ -140,23 +146,51 @@ impl Splitter {
     }
 }
 
+/// At most how many bytes [`Splitter::split_capped`] adds by cutting parts at `max_part`
+/// to what [`Scan::split_bound`] allows for the request's split over `owners`: each cut
+/// repeats at most one resource and one scope header, with their tags and lengths; cuts are
+/// at most two per `max_part` bytes written (two neighbouring parts of one owner come to
+/// more than `max_part` together) plus one per owner; and what they repeat is never more
+/// than the weight of the spans before them (their bytes and [`GATEWAY_SPAN_CHARGE`] each).
+pub fn cut_bound(scan: &Scan, body_len: usize, owners: usize, max_part: usize) -> usize {
+    if body_len <= max_part {
+        return 0;
+    }
+    let len = |r: &std::ops::Range<u32>| (r.end - r.start) as usize;
+    let resource = scan.resources.iter().map(|r| len(&r.header)).max();
+    let scope = scan.scopes.iter().map(|s| len(&s.header)).max();
+    let (resource, scope) = (resource.unwrap_or(0), scope.unwrap_or(0));
+    let written = scan.split_bound(body_len, owners);
+    let cuts = (2 * written / max_part.max(1)).saturating_add(owners);
+    let weight = body_len.saturating_add(scan.spans.len().saturating_mul(GATEWAY_SPAN_CHARGE));
+    cuts.saturating_mul(resource + scope + 12).min(weight)
+}
+
 /// How many of `spans` (at least one) go into the next part of at most `max_part` bytes:
 /// cut where the part would grow past it, unless the headers the next part must repeat
-/// (those of the span it starts with) weigh more than the span bytes already in this one.
+/// (those of the span it starts with, unless that span starts a new resource or scope
+/// anyway) weigh more than the spans already in this one, each weighed as a gateway
+/// charges it ([`GATEWAY_SPAN_CHARGE`] more than its bytes). So a part under a header
+/// larger than `max_part` holds about as much span weight as the header: a gateway's
+/// worst-case charge for it is about twice the header, not the header's whole share of
+/// spans, and the repeated headers add at most what the spans weigh.
 fn part_len(spans: &[SpanParts<'_>], max_part: usize) -> usize {
+    let weight = |s: &SpanParts<'_>| field_len(s.span.len()) + GATEWAY_SPAN_CHARGE;
     let mut size = added_len(None, &spans[0]);
-    let mut span_bytes = field_len(spans[0].span.len());
+    let mut span_weight = weight(&spans[0]);
     for (i, pair) in spans.windows(2).enumerate() {
         let next = &pair[1];
         let add = added_len(Some(&pair[0]), next);
         if size.saturating_add(add) > max_part {
-            let repeated = added_len(None, next) - field_len(next.span.len());
-            if repeated <= span_bytes {
+            // What starting a part at `next` writes that following `prev` would not: its
+            // resource and scope headers, less any `next` starts anew anyway.
+            let repeated = added_len(None, next) - add;
+            if repeated <= span_weight {
                 return i + 1;
             }
         }
         size = size.saturating_add(add);
-        span_bytes += field_len(next.span.len());
+        span_weight = span_weight.saturating_add(weight(next));
     }
     spans.len()
 }

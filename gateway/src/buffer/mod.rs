@@ -404,9 +404,11 @@ impl SpanSink for TraceBuffer {
         // while early decisions and the exporter bring the total down. A request alone is
         // taken up to the limit itself, or one nearly as large could never be; a client's
         // request that may cost more than the whole limit never fits, and is refused for
-        // good (retrying cannot help it: the sender must send smaller requests). Spans
-        // another gateway hands over are taken alone whatever they cost: their batches are
-        // bounded by the sender, and refusing them would lose spans already acknowledged.
+        // good (retrying cannot help it: the sender must send smaller requests), even when
+        // most of its spans would go to peers (each gateway's share could be all of it).
+        // Spans another gateway forwards or hands over are taken alone whatever they cost:
+        // they are a share of a request checked so, and refusing them would lose spans
+        // already acknowledged.
         let charge = worst_case_charge(body.len(), &scan, valid);
         if charge > self.max_buffered_bytes && origin == Origin::Client {
             self.stats.refused_spans.add(valid);
@@ -516,58 +518,58 @@ fn worst_case_charge(body_len: usize, scan: &Scan, spans: u64) -> u64 {
         + 8 * (scan.resources.len() + scan.scopes.len())
         + std::mem::size_of::<HeaderRun>() * scan.scopes.len();
     let request = body_len + headers + trace::REQUEST_OVERHEAD_BYTES;
-    let per_span = (std::mem::size_of::<IncomingSpan>() as u64)
-        + crate::metrics::SPAN_OVERHEAD_BYTES
-        + crate::metrics::TRACE_OVERHEAD_BYTES;
-    (request as u64).saturating_add(spans.saturating_mul(per_span))
+    (request as u64).saturating_add(spans.saturating_mul(span_admission_charge()))
 }
 
-/// The smallest span a request can carry: a 16-byte trace id and an 8-byte span id, with
-/// their tags and lengths, in the span's own field.
-const SMALLEST_SPAN_BYTES: u64 = 30;
+/// The smallest span a request can carry: a 16-byte trace id with its tag and length (the
+/// span id may be left out), in the span's own field.
+const SMALLEST_SPAN_BYTES: u64 = 20;
+
+/// What [`worst_case_charge`] charges per span beyond the request's bytes: its handle, its
+/// charge and a trace of its own. The router cuts requests weighing spans by the same
+/// figure (`tailgate_core::wire::split::GATEWAY_SPAN_CHARGE`, held equal by a test).
+pub fn span_admission_charge() -> u64 {
+    (std::mem::size_of::<IncomingSpan>() as u64)
+        + crate::metrics::SPAN_OVERHEAD_BYTES
+        + crate::metrics::TRACE_OVERHEAD_BYTES
+}
 
 /// What a request of `body_len` bytes may be charged at admission at most: every span the
 /// smallest there is, each the start of a trace ([`worst_case_charge`] without its
-/// headers).
+/// headers): about fourteen times its size.
 pub fn largest_request_charge(body_len: u64) -> u64 {
-    let per_span = (std::mem::size_of::<IncomingSpan>() as u64)
-        + crate::metrics::SPAN_OVERHEAD_BYTES
-        + crate::metrics::TRACE_OVERHEAD_BYTES;
-    body_len.saturating_add((body_len / SMALLEST_SPAN_BYTES).saturating_mul(per_span))
+    let spans = body_len / SMALLEST_SPAN_BYTES;
+    body_len.saturating_add(spans.saturating_mul(span_admission_charge()))
 }
 
 /// What is wrong, though allowed, in how a config sizes requests against the buffer: a
-/// request of `receive.max_request_bytes` whose spans are tiny may cost more than the whole
-/// buffer (refused for good), or more than the room above the early-decision threshold
-/// (early decisions cannot make room for it: it waits, retried, until the buffer has
-/// emptied below that threshold). Printed by `--check` and at start.
+/// request of `receive.max_request_bytes` of the smallest spans may cost more than the
+/// whole buffer, and is then refused for good. Printed by `--check` and at start.
 pub fn sizing_warnings(cfg: &crate::config::GatewayConfig) -> Vec<String> {
     let request = cfg.receive.max_request_bytes as u64;
     let charge = largest_request_charge(request);
-    let (max, early) = (
-        cfg.buffer.max_buffered_bytes,
-        cfg.buffer.early_decision_bytes(),
-    );
-    let room = max.saturating_sub(early);
-    if charge > max {
-        vec![format!(
-            "receive.max_request_bytes ({request}) allows a request of tiny spans that may \
-             take {charge} bytes once buffered, more than buffer.max_buffered_bytes ({max}): \
-             such a request is refused for good. Lower receive.max_request_bytes to {} or \
-             less, or raise buffer.max_buffered_bytes",
-            request * max / charge.max(1)
-        )]
-    } else if charge > room {
-        vec![format!(
-            "receive.max_request_bytes ({request}) allows a request of tiny spans that may \
-             take {charge} bytes once buffered, more than the {room} bytes between \
-             buffer.early_decision_bytes and buffer.max_buffered_bytes: under load such a \
-             request is refused and retried until the buffer has emptied below \
-             early_decision_bytes"
-        )]
-    } else {
-        Vec::new()
+    let max = cfg.buffer.max_buffered_bytes;
+    if charge <= max {
+        return Vec::new();
     }
+    vec![format!(
+        "receive.max_request_bytes ({request}) allows a request of bare spans that may take \
+         {charge} bytes once buffered, more than buffer.max_buffered_bytes ({max}): such a \
+         request is refused for good. Lower receive.max_request_bytes to {} or less, or \
+         raise buffer.max_buffered_bytes",
+        largest_request_fitting(max)
+    )]
+}
+
+/// The largest request whose [`largest_request_charge`] is at most `max`.
+fn largest_request_fitting(max: u64) -> u64 {
+    let per_span = span_admission_charge();
+    // Linear but for the whole spans: start at the line and step down to the first fit.
+    let mut r = max.saturating_mul(SMALLEST_SPAN_BYTES) / (SMALLEST_SPAN_BYTES + per_span);
+    while r > 0 && largest_request_charge(r) > max {
+        r -= 1;
+    }
+    r
 }
 
 /// A request's [`worst_case_charge`], counted in `shard_queue_bytes` while it is admitted:
@@ -881,6 +883,16 @@ mod tests {
     use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
     use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
     use prost::Message;
+
+    /// Guarantees: the router weighs spans, when it cuts requests for a gateway, by what
+    /// the gateway charges them at admission.
+    #[test]
+    fn the_routers_span_weight_is_the_admission_charge() {
+        assert_eq!(
+            span_admission_charge(),
+            tailgate_core::wire::split::GATEWAY_SPAN_CHARGE as u64
+        );
+    }
 
     /// Scenario: 1 to 16 shards; random trace ids, and only those one gateway of a ring of
     /// three owns (the ring places ids by the same hash).
