@@ -114,6 +114,33 @@ impl FakeOtlp {
     }
 }
 
+/// One request of `n` bare spans (a trace id and a span id, about 30 bytes each), each the
+/// only span of its trace, with no resource or scope: the shape that costs a gateway the
+/// most per byte. `tag` goes into every trace id, so requests of different tags share none.
+pub fn bare_spans(n: u32, tag: u32) -> ExportTraceServiceRequest {
+    let spans = (0..n)
+        .map(|i| {
+            let mut trace_id = vec![1u8; 16];
+            trace_id[..4].copy_from_slice(&tag.to_le_bytes());
+            trace_id[4..8].copy_from_slice(&i.to_le_bytes());
+            Span {
+                trace_id,
+                span_id: vec![2; 8],
+                ..Default::default()
+            }
+        })
+        .collect();
+    ExportTraceServiceRequest {
+        resource_spans: vec![ResourceSpans {
+            scope_spans: vec![ScopeSpans {
+                spans,
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    }
+}
+
 /// `n` trace ids from a xorshift stream seeded with `seed`: the same ids on every run, spread
 /// as random ones (for tests of how ids are placed on a ring or in shards).
 pub fn trace_ids(n: usize, seed: u64) -> Vec<[u8; 16]> {

@@ -8,7 +8,7 @@ mod common;
 use std::time::Duration;
 
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
-use tailgate_core::test_util::FakeOtlp;
+use tailgate_core::test_util::{bare_spans, FakeOtlp};
 use tailgate_gateway::config::BufferConfig;
 
 const KEEP_ALL_SLOWLY: &str =
@@ -283,33 +283,11 @@ async fn spans_are_charged_the_whole_request_they_keep_alive() {
 /// gateway past it, and four such requests at once held four times it (black-box check).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requests_of_tiny_spans_are_admitted_at_what_they_will_cost() {
-    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-    use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
     const LIMIT: u64 = 8 << 20;
     let (gw, mut client) = hard_limited([127, 0, 0, 16], KEEP_ALL_SLOWLY, LIMIT).await;
     let (mut accepted, mut refused) = (0u64, 0u64);
     for r in 0..3u32 {
-        let spans = (0..20_000u32)
-            .map(|i| {
-                let mut trace_id = vec![1u8; 16];
-                trace_id[..4].copy_from_slice(&r.to_le_bytes());
-                trace_id[4..8].copy_from_slice(&i.to_le_bytes());
-                Span {
-                    trace_id,
-                    span_id: vec![2; 8],
-                    ..Default::default()
-                }
-            })
-            .collect();
-        let req = ExportTraceServiceRequest {
-            resource_spans: vec![ResourceSpans {
-                scope_spans: vec![ScopeSpans {
-                    spans,
-                    ..Default::default()
-                }],
-                ..Default::default()
-            }],
-        };
+        let req = bare_spans(20_000, r);
         if admitted(&mut client, req).await {
             accepted += 1;
         } else {
@@ -330,35 +308,6 @@ async fn requests_of_tiny_spans_are_admitted_at_what_they_will_cost() {
     assert_eq!(gw.stats.live_traces.get(), 20_000);
     assert_eq!(gw.stats.refused_spans_memory.get(), 40_000);
     gw.stop().await;
-}
-
-/// Bare spans (about 30 bytes each, every one a trace of its own) in one request.
-fn bare_spans(
-    n: u32,
-    tag: u32,
-) -> opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest {
-    use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
-    let spans = (0..n)
-        .map(|i| {
-            let mut trace_id = vec![1u8; 16];
-            trace_id[..4].copy_from_slice(&tag.to_le_bytes());
-            trace_id[4..8].copy_from_slice(&i.to_le_bytes());
-            Span {
-                trace_id,
-                span_id: vec![2; 8],
-                ..Default::default()
-            }
-        })
-        .collect();
-    opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest {
-        resource_spans: vec![ResourceSpans {
-            scope_spans: vec![ScopeSpans {
-                spans,
-                ..Default::default()
-            }],
-            ..Default::default()
-        }],
-    }
 }
 
 /// Scenario: with nothing buffered, one client request of 40,000 bare spans (1.2 MB, which

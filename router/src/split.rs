@@ -566,15 +566,16 @@ impl Router {
         // What its parts may come to: a resource's header is copied into every gateway's
         // part, so a request of one huge resource can be many times its body.
         let owners = state.forwarders.len();
+        let uncut = scan.split_bound(body.len(), owners);
         // Parts cut to `forward.max_request_bytes` repeat the headers they start under.
-        let written = scan.split_bound(body.len(), owners).saturating_add(
-            tailgate_core::wire::split::cut_bound(
-                scan,
-                body.len(),
-                owners,
-                self.cfg.max_request_bytes,
-            ),
-        );
+        let max_part = self.cfg.max_request_bytes;
+        let written = uncut.saturating_add(tailgate_core::wire::split::cut_bound(
+            scan,
+            body.len(),
+            uncut,
+            owners,
+            max_part,
+        ));
         // A request larger than the limit itself (receive.max_request_bytes may be) goes
         // when nothing else is queued, rather than being refused forever.
         if queued > 0 && queued.saturating_add(written) > hard_limit {
@@ -591,8 +592,7 @@ impl Router {
         // many spans: a gateway admits a request at what it may cost once buffered (up to ten
         // times its size for tiny spans), and one that could never fit would be refused on
         // every retry, its spans lost after the sender was told they were taken.
-        let parts =
-            splitter.split_capped(&state.ring, body, scan, whole, self.cfg.max_request_bytes);
+        let parts = splitter.split_capped(&state.ring, body, scan, whole, max_part);
         let mut admission = Admission::new(self.cfg.max_queued_bytes);
         for (owner, _, part) in &parts {
             // The request waited for room before it was read; others read meanwhile may

@@ -533,8 +533,6 @@ async fn a_stalled_request_does_not_hold_the_routers_drain() {
 /// Guarantees: the gateway receives every span once, in requests of at most 256 KiB each.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_large_request_reaches_a_gateway_cut_to_its_request_size() {
-    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-    use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
     use prost::Message as _;
     let stop = CancellationToken::new();
     let (backend_addr, backend) =
@@ -551,22 +549,7 @@ async fn a_large_request_reaches_a_gateway_cut_to_its_request_size() {
     )
     .await;
     const N: u32 = 100_000;
-    let spans = (0..N)
-        .map(|i| Span {
-            trace_id: [[7; 4], i.to_le_bytes(), [9; 4], [1; 4]].concat(),
-            span_id: vec![2; 8],
-            ..Default::default()
-        })
-        .collect();
-    let req = ExportTraceServiceRequest {
-        resource_spans: vec![ResourceSpans {
-            scope_spans: vec![ScopeSpans {
-                spans,
-                ..Default::default()
-            }],
-            ..Default::default()
-        }],
-    };
+    let req = tailgate_core::test_util::bare_spans(N, 7);
     assert!(req.encoded_len() > 2 << 20);
     let mut client = TraceServiceClient::connect(format!("http://{addr}"))
         .await

@@ -484,11 +484,11 @@ fn sender_deadline<B>(req: &http::Request<B>) -> Option<tokio::time::Instant> {
 fn unsupported_subtype(content_type: &[u8]) -> Option<String> {
     let rest = content_type.strip_prefix(b"application/grpc")?;
     let rest = rest.split(|&b| b == b';').next().unwrap_or_default();
-    let rest = String::from_utf8_lossy(rest).trim().to_ascii_lowercase();
-    match rest.as_str() {
-        "" | "+proto" => None,
-        _ => Some(rest),
+    let rest = rest.trim_ascii();
+    if rest.is_empty() || rest.eq_ignore_ascii_case(b"+proto") {
+        return None;
     }
+    Some(String::from_utf8_lossy(rest).to_ascii_lowercase())
 }
 
 #[cfg(test)]

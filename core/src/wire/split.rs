@@ -147,12 +147,19 @@ impl Splitter {
 }
 
 /// At most how many bytes [`Splitter::split_capped`] adds by cutting parts at `max_part`
-/// to what [`Scan::split_bound`] allows for the request's split over `owners`: each cut
+/// to `written`, what [`Scan::split_bound`] allows for the request's split over `owners`
+/// (the caller has it already): each cut
 /// repeats at most one resource and one scope header, with their tags and lengths; cuts are
 /// at most two per `max_part` bytes written (two neighbouring parts of one owner come to
 /// more than `max_part` together) plus one per owner; and what they repeat is never more
 /// than the weight of the spans before them (their bytes and [`GATEWAY_SPAN_CHARGE`] each).
-pub fn cut_bound(scan: &Scan, body_len: usize, owners: usize, max_part: usize) -> usize {
+pub fn cut_bound(
+    scan: &Scan,
+    body_len: usize,
+    written: usize,
+    owners: usize,
+    max_part: usize,
+) -> usize {
     if body_len <= max_part {
         return 0;
     }
@@ -160,7 +167,6 @@ pub fn cut_bound(scan: &Scan, body_len: usize, owners: usize, max_part: usize) -
     let resource = scan.resources.iter().map(|r| len(&r.header)).max();
     let scope = scan.scopes.iter().map(|s| len(&s.header)).max();
     let (resource, scope) = (resource.unwrap_or(0), scope.unwrap_or(0));
-    let written = scan.split_bound(body_len, owners);
     let cuts = (2 * written / max_part.max(1)).saturating_add(owners);
     let weight = body_len.saturating_add(scan.spans.len().saturating_mul(GATEWAY_SPAN_CHARGE));
     cuts.saturating_mul(resource + scope + 12).min(weight)
