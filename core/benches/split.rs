@@ -94,6 +94,24 @@ fn bench(c: &mut Criterion) {
             &body,
             |b, body| b.iter(|| wire_split(body, &ring, &mut scan, &mut splitter)),
         );
+        // The router's call since cutting parts (2026-12-03): with its default 512 KiB cap
+        // (these requests are under it: the cost is the check), and with a 64 KiB cap that
+        // cuts each owner's part in two or more.
+        for (name, cap) in [
+            ("wire_capped_512KiB", 512usize << 10),
+            ("wire_cut_64KiB", 64 << 10),
+        ] {
+            group.bench_with_input(BenchmarkId::new(name, &label), &body, |b, body| {
+                b.iter(|| {
+                    scan.scan(body).expect("valid request");
+                    splitter
+                        .split_capped(&ring, body, &scan, None, cap)
+                        .iter()
+                        .map(|(_, _, b)| b.len())
+                        .sum::<usize>()
+                })
+            });
+        }
         group.bench_with_input(BenchmarkId::new("scan_only", &label), &body, |b, body| {
             b.iter(|| {
                 scan.scan(body).expect("valid request");

@@ -657,6 +657,36 @@ mod tests {
         assert!(super::any_value(&good, 0..good.len(), 0).is_ok());
     }
 
+    /// Scenario: a span attribute of maps nested 20 deep, and 21 deep (operations.md: "20
+    /// maps"). Guarantees: 20 is taken, 21 rejects the span alone.
+    #[test]
+    fn maps_nest_twenty_deep() {
+        use opentelemetry_proto::tonic::common::v1::KeyValueList;
+        let nested = |levels: usize| {
+            let mut value = AnyValue {
+                value: Some(any_value::Value::StringValue("deep".into())),
+            };
+            for _ in 0..levels {
+                let mut inner = kv("k", "");
+                inner.value = Some(value);
+                value = AnyValue {
+                    value: Some(any_value::Value::KvlistValue(KeyValueList {
+                        values: vec![inner],
+                    })),
+                };
+            }
+            let mut attr = kv("map", "");
+            attr.value = Some(value);
+            let mut req = FakeOtlp::traces(1).spans(1).resources(1).seed(9).build();
+            req.resource_spans[0].scope_spans[0].spans[0].attributes = vec![attr];
+            let mut scan = Scan::default();
+            scan.scan(&req.encode_to_vec()).unwrap_or_default();
+            (scan.spans.len(), scan.rejected)
+        };
+        assert_eq!(nested(20), (1, 0));
+        assert_eq!(nested(21), (0, 1));
+    }
+
     /// Found in review: nesting counted in attribute levels let through values prost
     /// refuses at 100 nested messages. The deepest value accepted, in an event (the deepest
     /// place an attribute sits), must decode with prost.
