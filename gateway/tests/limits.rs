@@ -477,6 +477,77 @@ async fn export_requests_stay_under_max_bytes_counting_their_headers() {
     gw.stop().await;
 }
 
+/// Scenario: 300 one-span traces under one resource whose attribute of 20 KB alone is
+/// over `batch.max_bytes` of 8 KiB (a hostile or careless sender).
+/// Guarantees: they are exported many to a request, each request at most twice its
+/// headers, not one request per span with the 20 KB repeated each time (which made a
+/// gateway export a 6 MB resource over 200k spans at a few dozen spans a second, fill its
+/// buffer and refuse everyone).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spans_under_a_header_over_max_bytes_share_requests() {
+    use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
+    use tailgate_gateway::export::ExporterConfig;
+    const MAX: usize = 8 << 10;
+    const PAD: usize = 20_000;
+    const SPANS: usize = 300;
+    let gw = common::spawn_gateway_configured(
+        [127, 0, 0, 23],
+        common::plan("decision_wait: 200ms\npolicies:\n  - {name: all, type: always_sample}\n"),
+        |c| {
+            if let ExporterConfig::OtlpGrpc(e) = &mut c.export.exporters[0].1 {
+                e.batch.max_bytes = MAX;
+            }
+        },
+        |_, _| {},
+    )
+    .await;
+    let mut client = TraceServiceClient::connect(format!("http://{}", gw.addr))
+        .await
+        .unwrap();
+    let mut req = FakeOtlp::traces(SPANS).spans(1).seed(37).build();
+    let mut one = req.resource_spans[0].clone();
+    let mut scope = one.scope_spans[0].clone();
+    scope.spans = (req.resource_spans.iter())
+        .flat_map(|rs| {
+            rs.scope_spans
+                .iter()
+                .flat_map(|ss| ss.spans.iter().cloned())
+        })
+        .collect();
+    assert_eq!(scope.spans.len(), SPANS);
+    one.scope_spans = vec![scope];
+    one.resource
+        .get_or_insert_with(Default::default)
+        .attributes
+        .push(KeyValue {
+            key: "padding".into(),
+            value: Some(AnyValue {
+                value: Some(any_value::Value::StringValue("p".repeat(PAD))),
+            }),
+            ..Default::default()
+        });
+    req.resource_spans = vec![one];
+    client.export(req).await.unwrap();
+    gw.settle(Duration::from_secs(10)).await;
+    assert_eq!(gw.backend.spans(), SPANS as u64);
+    let bodies = gw.backend.bodies();
+    // About 100 bytes a span: requests of 40 KB, two or three a batch (one per span before).
+    let sizes: Vec<usize> = bodies.iter().map(|b| b.len()).collect();
+    assert!(
+        bodies.len() <= 12,
+        "{} requests for {SPANS} spans: {sizes:?}",
+        bodies.len()
+    );
+    for b in &bodies {
+        assert!(
+            b.len() <= 2 * (PAD + 2_000),
+            "an export request of {} bytes",
+            b.len()
+        );
+    }
+    gw.stop().await;
+}
+
 /// Scenario: one trace of 1,000 spans whose `attr.0` values all differ, buffered by a
 /// gateway whose plan reads `attr.0` (a `string_attribute` policy) and by one whose plan
 /// reads no attribute.

@@ -6,6 +6,8 @@
 //! headers share one `ResourceSpans`/`ScopeSpans`, so a subset of a request, written in its
 //! original order, comes out with the original grouping. Each span byte is copied once.
 
+use std::collections::hash_map::{Entry, HashMap};
+
 use bytes::{BufMut, BytesMut};
 
 use super::scan::Scan;
@@ -21,12 +23,14 @@ pub struct SpanParts<'a> {
     pub span: &'a [u8],
 }
 
-/// Reusable scratch space for [`encode_request`], so that steady-state encoding does not
+/// Reusable scratch space for [`Reframer::encode`], so that steady-state encoding does not
 /// allocate.
 #[derive(Debug, Default)]
 pub struct Reframer {
     /// Encoded lengths of each `ScopeSpans` and `ResourceSpans` run, in write order.
     lens: Vec<usize>,
+    /// Headers are compared by address only (their spans went through an [`Interner`]).
+    by_address: bool,
 }
 
 const TAG_RESOURCE_SPANS: u8 = 0x0a; // field 1, length-delimited
@@ -36,6 +40,23 @@ const TAG_SPAN: u8 = 0x12; // field 2, length-delimited
 // === impl Reframer ===
 
 impl Reframer {
+    /// A reframer for spans whose headers went through one [`Interner`]: it compares
+    /// headers by address, never byte by byte.
+    pub fn by_address() -> Self {
+        Reframer {
+            lens: Vec::new(),
+            by_address: true,
+        }
+    }
+
+    fn same(&self, a: &[u8], b: &[u8]) -> bool {
+        if self.by_address {
+            same_address(a, b)
+        } else {
+            same(a, b)
+        }
+    }
+
     /// Gives back room for more than `runs` scope and resource runs.
     pub fn trim(&mut self, runs: usize) {
         self.lens.clear();
@@ -53,14 +74,14 @@ impl Reframer {
             self.lens.push(0);
             let mut resource_len = spans[i].resource.len();
             let mut j = i;
-            while j < spans.len() && same(spans[j].resource, spans[i].resource) {
+            while j < spans.len() && self.same(spans[j].resource, spans[i].resource) {
                 let scope_slot = self.lens.len();
                 self.lens.push(0);
                 let mut scope_len = spans[j].scope.len();
                 let mut k = j;
                 while k < spans.len()
-                    && same(spans[k].resource, spans[i].resource)
-                    && same(spans[k].scope, spans[j].scope)
+                    && self.same(spans[k].resource, spans[i].resource)
+                    && self.same(spans[k].scope, spans[j].scope)
                 {
                     scope_len += field_len(spans[k].span.len());
                     k += 1;
@@ -82,14 +103,14 @@ impl Reframer {
             put_varint(out, lens.next().unwrap_or_default() as u64);
             out.put_slice(spans[i].resource);
             let mut j = i;
-            while j < spans.len() && same(spans[j].resource, spans[i].resource) {
+            while j < spans.len() && self.same(spans[j].resource, spans[i].resource) {
                 out.put_u8(TAG_SCOPE_SPANS);
                 put_varint(out, lens.next().unwrap_or_default() as u64);
                 out.put_slice(spans[j].scope);
                 let mut k = j;
                 while k < spans.len()
-                    && same(spans[k].resource, spans[i].resource)
-                    && same(spans[k].scope, spans[j].scope)
+                    && self.same(spans[k].resource, spans[i].resource)
+                    && self.same(spans[k].scope, spans[j].scope)
                 {
                     out.put_u8(TAG_SPAN);
                     put_varint(out, spans[k].span.len() as u64);
@@ -123,6 +144,20 @@ pub fn parts_of<'a>(body: &'a [u8], scan: &'a Scan, index: usize) -> SpanParts<'
 /// their headers when its resource or scope differs from `prev`'s (lengths counted at their
 /// largest, so the sum bounds the request's size).
 pub fn added_len(prev: Option<&SpanParts<'_>>, next: &SpanParts<'_>) -> usize {
+    added_len_with(prev, next, same)
+}
+
+/// [`added_len`] for spans whose headers went through one [`Interner`] (as a
+/// [`Reframer::by_address`] writes them): headers are compared by address.
+pub fn added_len_by_address(prev: Option<&SpanParts<'_>>, next: &SpanParts<'_>) -> usize {
+    added_len_with(prev, next, same_address)
+}
+
+fn added_len_with(
+    prev: Option<&SpanParts<'_>>,
+    next: &SpanParts<'_>,
+    same: fn(&[u8], &[u8]) -> bool,
+) -> usize {
     const RUN: usize = 1 + 5; // tag and the longest length prefix of a run
     let mut n = field_len(next.span.len());
     let new_resource = prev.is_none_or(|p| !same(p.resource, next.resource));
@@ -136,7 +171,60 @@ pub fn added_len(prev: Option<&SpanParts<'_>>, next: &SpanParts<'_>) -> usize {
 }
 
 fn same(a: &[u8], b: &[u8]) -> bool {
-    (a.as_ptr() == b.as_ptr() && a.len() == b.len()) || a == b
+    same_address(a, b) || a == b
+}
+
+fn same_address(a: &[u8], b: &[u8]) -> bool {
+    a.as_ptr() == b.as_ptr() && a.len() == b.len()
+}
+
+/// Makes resource and scope headers of equal content one slice, so that spans gathered from
+/// many requests can be grouped by comparing header addresses ([`Reframer::by_address`],
+/// [`added_len_by_address`]). Spans of one resource often reach a gateway in several
+/// requests (a router's parts of one request, one SDK's successive requests); their headers
+/// are equal copies, and comparing those byte by byte at every change between interleaved
+/// requests cost a full header each time: a 6 MB resource header over a router's parts
+/// made a gateway's export spend all its time in `memcmp`. Here each header address is
+/// looked up once per change and each distinct address hashed once (std's SipHash with a
+/// random key, so that crafted headers cannot make lookups collide).
+///
+/// Holds the headers it has seen: one interner per batch of spans that are alive together.
+#[derive(Debug, Default)]
+pub struct Interner<'a> {
+    by_address: HashMap<Address, &'a [u8]>,
+    by_content: HashMap<&'a [u8], &'a [u8]>,
+    /// The last resource and scope header looked up, by address, with its interned slice:
+    /// consecutive spans of one request skip the maps.
+    last: [Option<(Address, &'a [u8])>; 2],
+}
+
+/// Where a header starts and how long it is.
+type Address = (usize, usize);
+
+impl<'a> Interner<'a> {
+    /// `p` with its headers replaced by the first equal ones this interner has seen.
+    pub fn parts(&mut self, p: SpanParts<'a>) -> SpanParts<'a> {
+        SpanParts {
+            resource: self.header(0, p.resource),
+            scope: self.header(1, p.scope),
+            span: p.span,
+        }
+    }
+
+    fn header(&mut self, kind: usize, h: &'a [u8]) -> &'a [u8] {
+        let key = (h.as_ptr() as usize, h.len());
+        if let Some((k, interned)) = self.last[kind] {
+            if k == key {
+                return interned;
+            }
+        }
+        let interned = match self.by_address.entry(key) {
+            Entry::Occupied(e) => *e.get(),
+            Entry::Vacant(e) => *e.insert(*self.by_content.entry(h).or_insert(h)),
+        };
+        self.last[kind] = Some((key, interned));
+        interned
+    }
 }
 
 /// Bytes taken by a length-delimited field with a one-byte tag and `len` bytes of payload.
@@ -189,6 +277,63 @@ mod tests {
         assert!(
             bound - written <= 4 * 2 * parts.len(),
             "{written} vs {bound}"
+        );
+    }
+
+    /// Spans of two requests with equal (copied) headers, interleaved, plus a third resource
+    /// of the same length but other bytes: interned, they are grouped by address as
+    /// content comparison groups them, and the by-address bound holds.
+    #[test]
+    fn interned_headers_group_as_equal_content_does() {
+        let (r1, r1_copy, r3) = (vec![7u8; 64], vec![7u8; 64], vec![8u8; 64]);
+        let (s1, s1_copy) = (vec![1u8; 9], vec![1u8; 9]);
+        let span = vec![5u8; 30];
+        let parts: Vec<SpanParts<'_>> = (0..30)
+            .map(|i| match i % 3 {
+                0 => SpanParts {
+                    resource: &r1,
+                    scope: &s1,
+                    span: &span,
+                },
+                1 => SpanParts {
+                    resource: &r1_copy,
+                    scope: &s1_copy,
+                    span: &span,
+                },
+                _ if i < 15 => SpanParts {
+                    resource: &r1_copy,
+                    scope: &s1,
+                    span: &span,
+                },
+                _ => SpanParts {
+                    resource: &r3,
+                    scope: &s1,
+                    span: &span,
+                },
+            })
+            .collect();
+        let mut interner = Interner::default();
+        let interned: Vec<_> = parts.iter().map(|p| interner.parts(*p)).collect();
+        assert!(std::ptr::eq(interned[1].resource, interned[0].resource));
+        assert!(std::ptr::eq(interned[1].scope, interned[0].scope));
+        assert!(!std::ptr::eq(interned[29].resource, interned[0].resource));
+        let (mut by_content, mut by_address) = (BytesMut::new(), BytesMut::new());
+        Reframer::default().encode(&parts, &mut by_content);
+        let n = Reframer::by_address().encode(&interned, &mut by_address);
+        assert_eq!(by_address, by_content);
+        // Without interning, by address, every span would open its own runs.
+        let mut unmerged = BytesMut::new();
+        Reframer::by_address().encode(&parts, &mut unmerged);
+        assert!(unmerged.len() > by_content.len() + 10 * 64);
+        let mut prev = None;
+        let mut bound = 0;
+        for p in &interned {
+            bound += added_len_by_address(prev.as_ref(), p);
+            prev = Some(*p);
+        }
+        assert!(
+            n <= bound && bound - n <= 8 * interned.len(),
+            "{n} vs {bound}"
         );
     }
 

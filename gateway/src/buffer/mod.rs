@@ -23,6 +23,7 @@ use tailgate_core::receive::{
 };
 use tailgate_core::ring::Ring;
 use tailgate_core::wire::attrs::{self, AttrValue};
+use tailgate_core::wire::reframe::Interner;
 use tailgate_core::wire::split::split;
 use tailgate_core::wire::{span_fields, Reframer, Scan};
 use tokio::sync::{mpsc, oneshot};
@@ -838,7 +839,10 @@ impl TraceBuffer {
     /// what the peer does not take is buffered here again.
     async fn hand_off(&self, view: &PeerView, p: usize, mut traces: Vec<shard::HandedTrace>) {
         traces.sort_unstable_by_key(|t| t.entry.first_seen);
-        let mut reframer = Reframer::default();
+        // Headers compared by address once interned (see `Interner`): traces from many
+        // requests, some with copies of one header, would otherwise be compared byte by byte.
+        let mut reframer = Reframer::by_address();
+        let mut interner = Interner::default();
         let mut out = BytesMut::new();
         let mut i = 0;
         while i < traces.len() {
@@ -856,6 +860,7 @@ impl TraceBuffer {
             let parts: Vec<_> = chunk
                 .iter()
                 .flat_map(|t| t.entry.spans.iter().map(|s| s.parts()))
+                .map(|p| interner.parts(p))
                 .collect();
             reframer.encode(&parts, &mut out);
             let body = out.split().freeze();

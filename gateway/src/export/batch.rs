@@ -71,6 +71,15 @@ impl BatchConfig {
         spans >= self.max_spans || bytes >= self.max_bytes
     }
 
+    /// Most bytes of one request whose first span needs `first_headers` bytes of resource
+    /// and scope headers: `max_bytes`, unless those headers take more than half of it; then
+    /// twice the headers, so that spans under an oversized header (a resource attribute of
+    /// megabytes) go many to a request, as they arrived, and not one request per span with
+    /// the header repeated each time. Headers then take at most half of what is sent.
+    pub fn request_limit(&self, first_headers: usize) -> usize {
+        self.max_bytes.max(first_headers.saturating_mul(2))
+    }
+
     /// How long a batch stays open when kept spans reach the exporter steadily at
     /// `spans_per_second`, `bytes_per_span` each: until [`BatchConfig::is_full`] holds, at
     /// most `timeout`. A kept trace waits a share of this before it is sent; the simulator
@@ -88,6 +97,19 @@ impl BatchConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn oversized_headers_take_at_most_half_of_a_request() {
+        let b = BatchConfig {
+            max_bytes: 1000,
+            ..BatchConfig::default()
+        };
+        assert_eq!(b.request_limit(0), 1000);
+        assert_eq!(b.request_limit(500), 1000);
+        assert_eq!(b.request_limit(501), 1002);
+        assert_eq!(b.request_limit(6_000_000), 12_000_000);
+        assert_eq!(b.request_limit(usize::MAX), usize::MAX);
+    }
 
     /// The open time ends where `is_full` first holds, or at the timeout.
     #[test]

@@ -33,7 +33,7 @@ use serde::Deserialize;
 use tailgate_core::forward::GrpcClient;
 use tailgate_core::retry::Hold;
 use tailgate_core::telemetry::{Counter, Gauge};
-use tailgate_core::wire::reframe::added_len;
+use tailgate_core::wire::reframe::{added_len_by_address, field_len, Interner, SpanParts};
 use tailgate_core::wire::Reframer;
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
@@ -412,13 +412,15 @@ pub fn start(
     Ok((handles, tasks))
 }
 
+/// Tickets in span order, with how many of their spans are still unsettled here and how
+/// many of those failed.
+type Tickets = VecDeque<(Arc<Ticket>, u64, u64)>;
+
 /// Spans gathered for one flush, with the tickets and budget they hold.
 #[derive(Default)]
 struct Gathered {
     spans: Vec<BufferedSpan>,
-    /// Tickets in span order, with how many of their spans are still unsettled here and
-    /// how many of those failed.
-    tickets: VecDeque<(Arc<Ticket>, u64, u64)>,
+    tickets: Tickets,
     permits: Vec<OwnedSemaphorePermit>,
     bytes: usize,
 }
@@ -438,7 +440,7 @@ impl Gathered {
 impl Exporter {
     /// Runs until every sender is gone and everything queued is sent.
     pub async fn run(mut self) {
-        let mut reframer = Reframer::default();
+        let mut reframer = Reframer::by_address();
         let mut open = true;
         while open {
             let Some(first) = self.rx.recv().await else {
@@ -461,30 +463,39 @@ impl Exporter {
     }
 
     async fn flush(&mut self, g: &mut Gathered, reframer: &mut Reframer) {
+        // Headers of equal content become one slice, so that spans of one resource that
+        // came in different requests share runs and are grouped by address (see
+        // `Interner`). Computed once for the whole gathered batch.
+        let mut interner = Interner::default();
+        let parts: Vec<SpanParts<'_>> = g.spans.iter().map(|s| interner.parts(s.parts())).collect();
         // Requests stay under the size limit even when one trace filled the batch, counting
-        // the resource and scope headers each request repeats, not only span bytes.
+        // the resource and scope headers each request repeats, not only span bytes. A first
+        // span whose headers alone take more than half the limit raises it (see
+        // `BatchConfig::request_limit`).
         let mut start = 0;
-        while start < g.spans.len() {
+        while start < parts.len() {
             let (mut end, mut bytes, mut prev) = (start, 0, None);
-            while end < g.spans.len() {
-                let parts = g.spans[end].parts();
-                let add = added_len(prev.as_ref(), &parts);
-                let full =
-                    end - start >= self.batch.max_spans || bytes + add > self.batch.max_bytes;
+            let first = &parts[start];
+            let limit = self
+                .batch
+                .request_limit(added_len_by_address(None, first) - field_len(first.span.len()));
+            while end < parts.len() {
+                let add = added_len_by_address(prev, &parts[end]);
+                let full = end - start >= self.batch.max_spans || bytes + add > limit;
                 if end > start && full {
                     break;
                 }
                 bytes += add;
-                prev = Some(parts);
+                prev = Some(&parts[end]);
                 end += 1;
             }
-            let chunk = &g.spans[start..end];
+            let chunk = &parts[start..end];
             let n = chunk.len() as u64;
             let failed = self.send_isolating(chunk, reframer).await;
             let failed_n: u64 = failed.iter().map(|r| (r.end - r.start) as u64).sum();
             self.own.sent_spans.add(n - failed_n);
             self.own.failed_spans.add(failed_n);
-            self.settle(g, n, &failed);
+            self.settle(&mut g.tickets, n, &failed);
             start = end;
         }
         let returned: u64 = g.permits.iter().map(|p| p.num_permits() as u64).sum();
@@ -502,7 +513,7 @@ impl Exporter {
     /// be the first of their request.
     async fn send_isolating(
         &mut self,
-        chunk: &[BufferedSpan],
+        chunk: &[SpanParts<'_>],
         reframer: &mut Reframer,
     ) -> Vec<Range<usize>> {
         let exporter = self.own.name.as_str();
@@ -515,9 +526,8 @@ impl Exporter {
         let mut splits_left = 16 * (usize::BITS - chunk.len().leading_zeros()) as usize;
         while let Some(range) = todo.pop() {
             let part = &chunk[range.clone()];
-            let parts: Vec<_> = part.iter().map(BufferedSpan::parts).collect();
             let mut out = BytesMut::new();
-            reframer.encode(&parts, &mut out);
+            reframer.encode(part, &mut out);
             let n = part.len() as u64;
             match self.sink.send(out.freeze()).await {
                 Outcome::Took { rejected, message } => {
@@ -555,10 +565,10 @@ impl Exporter {
     /// Settles the next `n` spans, from the front of the tickets; `failed` are the ranges
     /// of those `n` that failed, so each ticket is charged the failures among its own
     /// spans.
-    fn settle(&self, g: &mut Gathered, n: u64, failed: &[Range<usize>]) {
+    fn settle(&self, tickets: &mut Tickets, n: u64, failed: &[Range<usize>]) {
         let mut at = 0u64;
         while at < n {
-            let Some(front) = g.tickets.front_mut() else {
+            let Some(front) = tickets.front_mut() else {
                 break;
             };
             let take = front.1.min(n - at);
@@ -571,7 +581,7 @@ impl Exporter {
             front.2 += f;
             at += take;
             if front.1 == 0 {
-                if let Some((ticket, _, failed)) = g.tickets.pop_front() {
+                if let Some((ticket, _, failed)) = tickets.pop_front() {
                     ticket.settle(failed, &self.stats);
                 }
             }

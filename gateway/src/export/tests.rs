@@ -69,11 +69,11 @@ fn chunks_settle_tickets_in_order_across_batches() {
     // A chunk of 3 spans with 1 failure settles the first ticket (its failure) and part of
     // the second; the rest settles the second.
     let first: Range<usize> = 0..1;
-    e.settle(&mut g, 3, std::slice::from_ref(&first));
+    e.settle(&mut g.tickets, 3, std::slice::from_ref(&first));
     assert_eq!(stats.export_failed_spans.get(), 1);
     assert_eq!(stats.exported_spans.get(), 1);
     assert_eq!(stats.pending_export_spans.get(), 3);
-    e.settle(&mut g, 2, &[]);
+    e.settle(&mut g.tickets, 2, &[]);
     assert_eq!(stats.exported_spans.get(), 4);
     assert_eq!(stats.pending_export_spans.get(), 0);
 
@@ -89,11 +89,11 @@ fn chunks_settle_tickets_in_order_across_batches() {
         permit: None,
     });
     let third: Range<usize> = 2..3;
-    e.settle(&mut g, 3, std::slice::from_ref(&third));
+    e.settle(&mut g.tickets, 3, std::slice::from_ref(&third));
     assert_eq!(stats.export_failed_spans.get(), 1);
     assert_eq!(stats.exported_spans.get(), 6);
     assert_eq!(stats.pending_export_spans.get(), 3);
-    e.settle(&mut g, 2, &[]);
+    e.settle(&mut g.tickets, 2, &[]);
     assert_eq!(stats.export_failed_spans.get(), 2);
     assert_eq!(stats.exported_spans.get(), 8);
     assert_eq!(stats.pending_export_spans.get(), 0);
