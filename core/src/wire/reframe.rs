@@ -7,6 +7,7 @@
 //! original order, comes out with the original grouping. Each span byte is copied once.
 
 use std::collections::hash_map::{Entry, HashMap};
+use std::hash::{BuildHasherDefault, Hasher};
 
 use bytes::{BufMut, BytesMut};
 
@@ -191,7 +192,7 @@ fn same_address(a: &[u8], b: &[u8]) -> bool {
 /// Holds the headers it has seen: one interner per batch of spans that are alive together.
 #[derive(Debug, Default)]
 pub struct Interner<'a> {
-    by_address: HashMap<Address, &'a [u8]>,
+    by_address: HashMap<Address, &'a [u8], BuildHasherDefault<AddressHasher>>,
     by_content: HashMap<&'a [u8], &'a [u8]>,
     /// The last resource and scope header looked up, by address, with its interned slice:
     /// consecutive spans of one request skip the maps.
@@ -200,6 +201,35 @@ pub struct Interner<'a> {
 
 /// Where a header starts and how long it is.
 type Address = (usize, usize);
+
+/// Hashes an [`Address`] with two multiplications: addresses are the allocator's, not a
+/// sender's, so a keyed hash would only cost time (the content map keeps std's).
+#[derive(Debug, Default)]
+struct AddressHasher(u64);
+
+impl Hasher for AddressHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.write_u64(u64::from(*b));
+        }
+    }
+
+    fn write_usize(&mut self, v: usize) {
+        self.write_u64(v as u64);
+    }
+
+    fn write_u64(&mut self, v: u64) {
+        // Fibonacci hashing; the rotation brings the high bits, which the multiplication
+        // mixes best, to where hashbrown takes its bucket index from.
+        self.0 = (self.0 ^ v)
+            .wrapping_mul(0x9E37_79B9_7F4A_7C15)
+            .rotate_left(26);
+    }
+}
 
 impl<'a> Interner<'a> {
     /// `p` with its headers replaced by the first equal ones this interner has seen.
