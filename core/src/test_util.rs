@@ -179,6 +179,9 @@ pub struct CaptureBackend {
     unavailable: std::sync::atomic::AtomicBool,
     poison: std::sync::Mutex<Option<Vec<u8>>>,
     poisoned: std::sync::atomic::AtomicU64,
+    /// Requests larger than this are refused as too large (0: no limit).
+    max_request: std::sync::atomic::AtomicUsize,
+    too_large: std::sync::atomic::AtomicU64,
 }
 
 impl CaptureBackend {
@@ -258,6 +261,19 @@ impl CaptureBackend {
         self.poisoned.load(std::sync::atomic::Ordering::Relaxed)
     }
 
+    /// Refuses requests over `bytes` (`None`: any size) as too large, as a backend whose
+    /// message limit is smaller than the sender's requests does: `RESOURCE_EXHAUSTED`
+    /// without `RetryInfo` over gRPC, 413 over HTTP.
+    pub fn refuse_requests_over(&self, bytes: Option<usize>) {
+        self.max_request
+            .store(bytes.unwrap_or(0), std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Requests refused as larger than [`CaptureBackend::refuse_requests_over`].
+    pub fn too_large_requests(&self) -> u64 {
+        self.too_large.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// Bodies received.
     pub fn bodies(&self) -> Vec<bytes::Bytes> {
         self.bodies.lock().map(|b| b.clone()).unwrap_or_default()
@@ -274,6 +290,15 @@ impl crate::receive::SpanSink for CaptureBackend {
                 message: "test backend is down".into(),
                 retry_after: std::time::Duration::from_millis(100),
             });
+        }
+        let max = self.max_request.load(std::sync::atomic::Ordering::Relaxed);
+        if max > 0 && body.len() > max {
+            self.too_large
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            return Err(crate::receive::Refusal::TooLarge(format!(
+                "a request of {} bytes is over this backend's limit of {max}",
+                body.len()
+            )));
         }
         if let Some(marker) = self.poison.lock().ok().and_then(|p| p.clone()) {
             if body.windows(marker.len().max(1)).any(|w| w == marker) {

@@ -208,6 +208,50 @@ async fn exporters_failing_different_traces_of_one_batch_fail_both() {
     stop.cancel();
 }
 
+/// Scenario: an OTLP/gRPC and an OTLP/HTTP backend whose message limit (16 KiB) is under
+/// the exporters' `batch.max_bytes` (the default 3 MiB), 400 kept spans exported in one
+/// batch.
+/// Guarantees: the requests they refuse as too large (RESOURCE_EXHAUSTED without
+/// RetryInfo, 413) are halved until they pass: every span reaches both, none failed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_over_a_backends_limit_are_halved_until_they_pass() {
+    const LIMIT: usize = 16 << 10;
+    let stop = CancellationToken::new();
+    let (grpc_addr, grpc) = CaptureBackend::start("127.0.0.1:0".parse().unwrap(), stop.clone())
+        .await
+        .unwrap();
+    let (http_addr, http) =
+        CaptureBackend::start_http("127.0.0.1:0".parse().unwrap(), stop.clone())
+            .await
+            .unwrap();
+    for b in [&grpc, &http] {
+        b.refuse_requests_over(Some(LIMIT));
+    }
+    let config_text = format!(
+        "receive: {{grpc: '127.0.0.43:0', http: null}}\nbuffer: {{shards: 1}}\nexport:\n  otlp: {{endpoint: 'http://{grpc_addr}', batch: {{timeout: 300ms}}}}\n  otlphttp: {{endpoint: 'http://{http_addr}', batch: {{timeout: 300ms}}}}\nadmin: null\nmetrics: null\n",
+    );
+    let config_path = std::env::temp_dir().join(format!(
+        "tailgate-small-backend-{}.yaml",
+        std::process::id()
+    ));
+    std::fs::write(&config_path, &config_text).unwrap();
+    let config = GatewayConfig::load(&config_path).unwrap();
+    std::fs::remove_file(&config_path).ok();
+    let req = FakeOtlp::traces(400).spans(1).attrs(4).seed(91).build();
+    let stats = keep_all_and_settle(&config, req, &stop).await;
+    for (name, b) in [("grpc", &grpc), ("http", &http)] {
+        assert!(
+            b.too_large_requests() > 0,
+            "{name}: nothing was over its limit"
+        );
+        assert_eq!(b.spans(), 400, "{name}: {}", stats.render());
+        assert!(b.bodies().iter().all(|body| body.len() <= LIMIT), "{name}");
+    }
+    assert_eq!(stats.export_failed_spans.get(), 0, "{}", stats.render());
+    assert_eq!(stats.exported_spans.get(), 400);
+    stop.cancel();
+}
+
 /// A backend refusing, as malformed, every request that holds `marker`, and the config of
 /// a gateway of `shards` shards receiving on 127.0.0.`ip` that exports to it in batches.
 async fn refusing_backend(

@@ -271,8 +271,9 @@ enum Sink {
 enum Outcome {
     /// The backend took the request; it refused `rejected` of its spans (partial success).
     Took { rejected: u64, message: String },
-    /// The backend refused the request as malformed: some span in it is bad, the others
-    /// may be fine.
+    /// The backend refused the request as malformed (some span in it is bad, the others
+    /// may be fine) or as too large for it (`RESOURCE_EXHAUSTED` without `RetryInfo`, HTTP
+    /// 413): its halves are sent apart.
     Invalid(String),
     /// Not delivered: refused for another reason, or still failing when retries ran out.
     Failed(String),
@@ -288,7 +289,12 @@ impl Sink {
                     rejected: d.rejected_spans,
                     message: d.message,
                 },
-                Err(e @ ForwardError::Rejected { .. }) if matches!(&e, ForwardError::Rejected { status, .. } if status.code() == tonic::Code::InvalidArgument) => {
+                // INVALID_ARGUMENT: malformed; RESOURCE_EXHAUSTED, final (it carried no
+                // RetryInfo): over the backend's message size. Halves may pass either way.
+                Err(e @ ForwardError::Rejected { .. })
+                    if matches!(&e, ForwardError::Rejected { status, .. }
+                        if matches!(status.code(), tonic::Code::InvalidArgument | tonic::Code::ResourceExhausted)) =>
+                {
                     Outcome::Invalid(e.to_string())
                 }
                 Err(e) => Outcome::Failed(e.to_string()),
@@ -509,6 +515,9 @@ impl Exporter {
     /// backend refuses a request as malformed, its halves are sent on their own, down to
     /// single spans, so that one bad span fails alone and not every span batched with it
     /// (other senders' among them): at most about 2 log2(n) more requests per bad span.
+    /// A request over the backend's message limit is halved the same way until its parts
+    /// pass (`batch.max_bytes` over that limit, or a request an oversized header made
+    /// larger: `BatchConfig::request_limit`).
     /// Spans a backend rejects by count (OTLP partial success names no span) are taken to
     /// be the first of their request.
     async fn send_isolating(
@@ -544,7 +553,7 @@ impl Exporter {
                 }
                 Outcome::Invalid(error) if part.len() > 1 => {
                     splits_left -= 1;
-                    tracing::debug!(exporter, spans = n, %error, "Backend refused a request as malformed; sending its halves apart.");
+                    tracing::debug!(exporter, spans = n, %error, "Backend refused a request as malformed or too large; sending its halves apart.");
                     let mid = range.start + part.len() / 2;
                     todo.push(mid..range.end);
                     todo.push(range.start..mid);
