@@ -425,23 +425,8 @@ async fn a_span_holding_its_request_keeps_it_charged() {
 /// request), and every span is exported (issue 14, item 9).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn export_requests_stay_under_max_bytes_counting_their_headers() {
-    use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
-    use tailgate_gateway::export::ExporterConfig;
     const MAX: usize = 8 << 10;
-    let gw = common::spawn_gateway_configured(
-        [127, 0, 0, 17],
-        common::plan("decision_wait: 200ms\npolicies:\n  - {name: all, type: always_sample}\n"),
-        |c| {
-            if let ExporterConfig::OtlpGrpc(e) = &mut c.export.exporters[0].1 {
-                e.batch.max_bytes = MAX;
-            }
-        },
-        |_, _| {},
-    )
-    .await;
-    let mut client = TraceServiceClient::connect(format!("http://{}", gw.addr))
-        .await
-        .unwrap();
+    let (gw, mut client) = keeping_all_with_max_bytes([127, 0, 0, 17], MAX).await;
     let mut req = FakeOtlp::traces(60).spans(1).seed(31).build();
     // One resource per span, each with its own 2 KB attribute.
     let mut split = Vec::new();
@@ -449,14 +434,7 @@ async fn export_requests_stay_under_max_bytes_counting_their_headers() {
         for ss in &rs.scope_spans {
             for (i, span) in ss.spans.iter().enumerate() {
                 let mut one = rs.clone();
-                let resource = one.resource.get_or_insert_with(Default::default);
-                resource.attributes.push(KeyValue {
-                    key: "padding".into(),
-                    value: Some(AnyValue {
-                        value: Some(any_value::Value::StringValue(format!("{i}").repeat(2000))),
-                    }),
-                    ..Default::default()
-                });
+                pad_resource(&mut one, format!("{i}").repeat(2000));
                 let mut scope = ss.clone();
                 scope.spans = vec![span.clone()];
                 one.scope_spans = vec![scope];
@@ -485,25 +463,9 @@ async fn export_requests_stay_under_max_bytes_counting_their_headers() {
 /// buffer and refuse everyone).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn spans_under_a_header_over_max_bytes_share_requests() {
-    use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
-    use tailgate_gateway::export::ExporterConfig;
-    const MAX: usize = 8 << 10;
     const PAD: usize = 20_000;
     const SPANS: usize = 300;
-    let gw = common::spawn_gateway_configured(
-        [127, 0, 0, 23],
-        common::plan("decision_wait: 200ms\npolicies:\n  - {name: all, type: always_sample}\n"),
-        |c| {
-            if let ExporterConfig::OtlpGrpc(e) = &mut c.export.exporters[0].1 {
-                e.batch.max_bytes = MAX;
-            }
-        },
-        |_, _| {},
-    )
-    .await;
-    let mut client = TraceServiceClient::connect(format!("http://{}", gw.addr))
-        .await
-        .unwrap();
+    let (gw, mut client) = keeping_all_with_max_bytes([127, 0, 0, 23], 8 << 10).await;
     let mut req = FakeOtlp::traces(SPANS).spans(1).seed(37).build();
     let mut one = req.resource_spans[0].clone();
     let mut scope = one.scope_spans[0].clone();
@@ -516,16 +478,7 @@ async fn spans_under_a_header_over_max_bytes_share_requests() {
         .collect();
     assert_eq!(scope.spans.len(), SPANS);
     one.scope_spans = vec![scope];
-    one.resource
-        .get_or_insert_with(Default::default)
-        .attributes
-        .push(KeyValue {
-            key: "padding".into(),
-            value: Some(AnyValue {
-                value: Some(any_value::Value::StringValue("p".repeat(PAD))),
-            }),
-            ..Default::default()
-        });
+    pad_resource(&mut one, "p".repeat(PAD));
     req.resource_spans = vec![one];
     client.export(req).await.unwrap();
     gw.settle(Duration::from_secs(10)).await;
@@ -546,6 +499,48 @@ async fn spans_under_a_header_over_max_bytes_share_requests() {
         );
     }
     gw.stop().await;
+}
+
+/// A gateway on `ip` keeping every trace (`decision_wait` 200ms), exporting with
+/// `batch.max_bytes` of `max_bytes`, and a client of it.
+async fn keeping_all_with_max_bytes(
+    ip: [u8; 4],
+    max_bytes: usize,
+) -> (
+    common::TestGateway,
+    TraceServiceClient<tonic::transport::Channel>,
+) {
+    use tailgate_gateway::export::ExporterConfig;
+    let gw = common::spawn_gateway_configured(
+        ip,
+        common::plan("decision_wait: 200ms\npolicies:\n  - {name: all, type: always_sample}\n"),
+        |c| {
+            if let ExporterConfig::OtlpGrpc(e) = &mut c.export.exporters[0].1 {
+                e.batch.max_bytes = max_bytes;
+            }
+        },
+        |_, _| {},
+    )
+    .await;
+    let client = TraceServiceClient::connect(format!("http://{}", gw.addr))
+        .await
+        .unwrap();
+    (gw, client)
+}
+
+/// Adds a `padding` attribute of `value` to `rs`'s resource.
+fn pad_resource(rs: &mut opentelemetry_proto::tonic::trace::v1::ResourceSpans, value: String) {
+    use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
+    rs.resource
+        .get_or_insert_with(Default::default)
+        .attributes
+        .push(KeyValue {
+            key: "padding".into(),
+            value: Some(AnyValue {
+                value: Some(any_value::Value::StringValue(value)),
+            }),
+            ..Default::default()
+        });
 }
 
 /// Scenario: one trace of 1,000 spans whose `attr.0` values all differ, buffered by a
