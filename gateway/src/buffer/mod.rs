@@ -842,7 +842,6 @@ impl TraceBuffer {
         // Headers compared by address once interned (see `Interner`): traces from many
         // requests, some with copies of one header, would otherwise be compared byte by byte.
         let mut reframer = Reframer::by_address();
-        let mut interner = Interner::default();
         let mut out = BytesMut::new();
         let mut i = 0;
         while i < traces.len() {
@@ -857,6 +856,8 @@ impl TraceBuffer {
             }
             let chunk = &traces[i..j];
             let youngest = chunk[chunk.len() - 1].entry.first_seen;
+            // One interner per request sent: its maps stay within HANDOFF_MAX_SPANS.
+            let mut interner = Interner::default();
             let parts: Vec<_> = chunk
                 .iter()
                 .flat_map(|t| t.entry.spans.iter().map(|s| s.parts()))
