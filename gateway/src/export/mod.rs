@@ -10,6 +10,12 @@
 //! retry hint. The budget comes back when the exporter has delivered or given up on the
 //! spans. Spans a backend does not take within the retry bound count as failed.
 //!
+//! Requests: a flush writes the gathered spans as requests of at most `batch.max_spans`
+//! and `batch.max_bytes` (headers counted; see `BatchConfig::request_limit` for headers
+//! over half of it), spans of equal resource and scope headers under one run whichever
+//! request they came in (headers interned once per flush, `reframe::Interner`). A request
+//! the backend refuses as malformed or too large is sent again as halves.
+//!
 //! Accounting: each exporter counts what it delivered and failed. A kept span leaves the
 //! gateway's "pending export" when every exporter has settled it; it counts as exported
 //! when every exporter delivered it, as failed when any exporter failed it (a ticket per
