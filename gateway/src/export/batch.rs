@@ -72,12 +72,14 @@ impl BatchConfig {
     }
 
     /// Most bytes of one request whose first span needs `first_headers` bytes of resource
-    /// and scope headers: `max_bytes`, unless those headers take more than half of it; then
-    /// twice the headers, so that spans under an oversized header (a resource attribute of
-    /// megabytes) go many to a request, as they arrived, and not one request per span with
-    /// the header repeated each time. Headers then take at most half of what is sent.
+    /// and scope headers: `max_bytes`, or the headers and a quarter of `max_bytes` of
+    /// spans when that is more, so that spans under an oversized header (a resource
+    /// attribute of megabytes) go many to a request and not one request per span with the
+    /// header repeated each time. With the default 3 MiB, a request passes 4 MiB (a
+    /// Collector's default message limit) only when its headers alone come near it.
     pub fn request_limit(&self, first_headers: usize) -> usize {
-        self.max_bytes.max(first_headers.saturating_mul(2))
+        self.max_bytes
+            .max(first_headers.saturating_add(self.max_bytes / 4))
     }
 
     /// How long a batch stays open when kept spans reach the exporter steadily at
@@ -99,16 +101,19 @@ mod tests {
     use super::*;
 
     #[test]
-    fn oversized_headers_take_at_most_half_of_a_request() {
+    fn oversized_headers_leave_a_quarter_of_max_bytes_for_spans() {
         let b = BatchConfig {
             max_bytes: 1000,
             ..BatchConfig::default()
         };
         assert_eq!(b.request_limit(0), 1000);
-        assert_eq!(b.request_limit(500), 1000);
-        assert_eq!(b.request_limit(501), 1002);
-        assert_eq!(b.request_limit(6_000_000), 12_000_000);
+        assert_eq!(b.request_limit(750), 1000);
+        assert_eq!(b.request_limit(751), 1001);
+        assert_eq!(b.request_limit(6_000_000), 6_000_250);
         assert_eq!(b.request_limit(usize::MAX), usize::MAX);
+        // The defaults stay under a Collector's 4 MiB until headers of 3.25 MiB.
+        let d = BatchConfig::default();
+        assert!(d.request_limit((13 << 20) / 4) <= 4 << 20);
     }
 
     /// The open time ends where `is_full` first holds, or at the timeout.
