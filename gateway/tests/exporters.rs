@@ -252,6 +252,35 @@ async fn requests_over_a_backends_limit_are_halved_until_they_pass() {
     stop.cancel();
 }
 
+/// Scenario: a gRPC backend that refuses every request as too large (a limit no span
+/// fits, or a quota it reports the same way: RESOURCE_EXHAUSTED without RetryInfo), 400
+/// kept spans.
+/// Guarantees: all 400 count failed after about log2(400) requests (halving down to one
+/// span, then no part as large as one refused is sent), not one request per span.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backend_refusing_everything_as_too_large_gets_few_requests() {
+    let stop = CancellationToken::new();
+    let (addr, backend) = CaptureBackend::start("127.0.0.1:0".parse().unwrap(), stop.clone())
+        .await
+        .unwrap();
+    backend.refuse_requests_over(Some(1));
+    let config_text = format!(
+        "receive: {{grpc: '127.0.0.44:0', http: null}}\nbuffer: {{shards: 1}}\nexport:\n  otlp: {{endpoint: 'http://{addr}', batch: {{timeout: 300ms}}}}\nadmin: null\nmetrics: null\n",
+    );
+    let config_path =
+        std::env::temp_dir().join(format!("tailgate-refuse-all-{}.yaml", std::process::id()));
+    std::fs::write(&config_path, &config_text).unwrap();
+    let config = GatewayConfig::load(&config_path).unwrap();
+    std::fs::remove_file(&config_path).ok();
+    let req = FakeOtlp::traces(400).spans(1).seed(92).build();
+    let stats = keep_all_and_settle(&config, req, &stop).await;
+    assert_eq!(stats.export_failed_spans.get(), 400, "{}", stats.render());
+    assert_eq!(backend.spans(), 0);
+    let sent = backend.too_large_requests();
+    assert!((2..=24).contains(&sent), "{sent} requests for 400 spans");
+    stop.cancel();
+}
+
 /// A backend refusing, as malformed, every request that holds `marker`, and the config of
 /// a gateway of `shards` shards receiving on 127.0.0.`ip` that exports to it in batches.
 async fn refusing_backend(

@@ -66,8 +66,16 @@ impl Reframer {
 
     /// Appends to `out` one encoded request holding `spans` in order, and returns its length.
     pub fn encode(&mut self, spans: &[SpanParts<'_>], out: &mut BytesMut) -> usize {
+        let total = self.measure(spans);
+        self.write_measured(spans, total, out);
+        total
+    }
+
+    /// The length of the request [`Reframer::encode`] would write for `spans`, without
+    /// copying a byte (one pass over the spans); [`Reframer::write_measured`] then writes it.
+    pub fn measure(&mut self, spans: &[SpanParts<'_>]) -> usize {
         self.lens.clear();
-        // Pass 1: the length of every run, so that each can be prefixed by its length.
+        // The length of every run, so that each can be prefixed by its length.
         let mut total = 0;
         let mut i = 0;
         while i < spans.len() {
@@ -95,7 +103,13 @@ impl Reframer {
             total += field_len(resource_len);
             i = j;
         }
-        // Pass 2: write, in the same order as pass 1 computed the lengths.
+        total
+    }
+
+    /// Appends the request of `spans` that [`Reframer::measure`] just measured (`total`
+    /// bytes) to `out`.
+    pub fn write_measured(&self, spans: &[SpanParts<'_>], total: usize, out: &mut BytesMut) {
+        // In the same order as `measure` computed the lengths.
         out.reserve(total);
         let mut lens = self.lens.iter().copied();
         let mut i = 0;
@@ -122,7 +136,6 @@ impl Reframer {
             }
             i = j;
         }
-        total
     }
 }
 

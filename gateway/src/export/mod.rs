@@ -277,10 +277,12 @@ enum Sink {
 enum Outcome {
     /// The backend took the request; it refused `rejected` of its spans (partial success).
     Took { rejected: u64, message: String },
-    /// The backend refused the request as malformed (some span in it is bad, the others
-    /// may be fine) or as too large for it (`RESOURCE_EXHAUSTED` without `RetryInfo`, HTTP
-    /// 413): its halves are sent apart.
+    /// The backend refused the request as malformed: some span in it is bad, the others
+    /// may be fine.
     Invalid(String),
+    /// The backend refused the request as too large for it (`RESOURCE_EXHAUSTED` without
+    /// `RetryInfo`, HTTP 413): smaller parts may pass.
+    TooLarge(String),
     /// Not delivered: refused for another reason, or still failing when retries ran out.
     Failed(String),
 }
@@ -295,13 +297,16 @@ impl Sink {
                     rejected: d.rejected_spans,
                     message: d.message,
                 },
-                // INVALID_ARGUMENT: malformed; RESOURCE_EXHAUSTED, final (it carried no
-                // RetryInfo): over the backend's message size. Halves may pass either way.
-                Err(e @ ForwardError::Rejected { .. })
-                    if matches!(&e, ForwardError::Rejected { status, .. }
-                        if matches!(status.code(), tonic::Code::InvalidArgument | tonic::Code::ResourceExhausted)) =>
-                {
-                    Outcome::Invalid(e.to_string())
+                // Final statuses: INVALID_ARGUMENT, malformed; RESOURCE_EXHAUSTED (it carried
+                // no RetryInfo, or it would have been retried): over the backend's message
+                // size, as a Collector refuses one over max_recv_msg_size_mib.
+                Err(ForwardError::Rejected { endpoint, status }) => {
+                    let e = format!("{endpoint} rejected the request: {status}");
+                    match status.code() {
+                        tonic::Code::InvalidArgument => Outcome::Invalid(e),
+                        tonic::Code::ResourceExhausted => Outcome::TooLarge(e),
+                        _ => Outcome::Failed(e),
+                    }
                 }
                 Err(e) => Outcome::Failed(e.to_string()),
             },
@@ -311,6 +316,7 @@ impl Sink {
                     message: d.message,
                 },
                 Err(otlp_http::HttpExportError::Invalid(e)) => Outcome::Invalid(e),
+                Err(otlp_http::HttpExportError::TooLarge(e)) => Outcome::TooLarge(e),
                 Err(e) => Outcome::Failed(e.to_string()),
             },
             Sink::Debug(w) => match w.write(&body).await {
@@ -521,9 +527,12 @@ impl Exporter {
     /// backend refuses a request as malformed, its halves are sent on their own, down to
     /// single spans, so that one bad span fails alone and not every span batched with it
     /// (other senders' among them): at most about 2 log2(n) more requests per bad span.
-    /// A request over the backend's message limit is halved the same way until its parts
-    /// pass (`batch.max_bytes` over that limit, or a request an oversized header made
-    /// larger: `BatchConfig::request_limit`).
+    /// A request too large for the backend is halved the same way until its parts pass
+    /// (`batch.max_bytes` over the backend's limit, or a request an oversized header made
+    /// larger: `BatchConfig::request_limit`); a part at least as large as one already
+    /// refused for size is not sent but halved, or failed when it is a single span, so a
+    /// backend that refuses everything as too large, or headers larger than it takes, cost
+    /// about log2(n) requests and not one per span.
     /// Spans a backend rejects by count (OTLP partial success names no span) are taken to
     /// be the first of their request.
     async fn send_isolating(
@@ -539,40 +548,77 @@ impl Exporter {
         // backend (or proxy) that refuses every request as malformed would take 2n - 1:
         // past enough halvings for about 16 bad spans, the rest is counted failed unsent.
         let mut splits_left = 16 * (usize::BITS - chunk.len().leading_zeros()) as usize;
+        let mut smallest_too_large = usize::MAX;
+        let mut too_large_unsent = 0u64;
         while let Some(range) = todo.pop() {
             let part = &chunk[range.clone()];
-            let mut out = BytesMut::new();
-            reframer.encode(part, &mut out);
             let n = part.len() as u64;
-            match self.sink.send(out.freeze()).await {
-                Outcome::Took { rejected, message } => {
+            let size = reframer.measure(part);
+            let outcome = if size >= smallest_too_large {
+                None
+            } else {
+                let mut out = BytesMut::new();
+                reframer.write_measured(part, size, &mut out);
+                Some(self.sink.send(out.freeze()).await)
+            };
+            let halve = |todo: &mut Vec<Range<usize>>| {
+                let mid = range.start + part.len() / 2;
+                todo.push(mid..range.end);
+                todo.push(range.start..mid);
+            };
+            match outcome {
+                None if part.len() > 1 => halve(&mut todo),
+                None => {
+                    too_large_unsent += 1;
+                    failed.push(range);
+                }
+                Some(Outcome::Took { rejected, message }) => {
                     let rejected = rejected.min(n);
                     if rejected > 0 {
                         tracing::warn!(exporter, rejected, %message, "Backend rejected part of an export.");
                         failed.push(range.start..range.start + rejected as usize);
                     }
                 }
-                Outcome::Invalid(error) if part.len() > 1 && splits_left == 0 => {
-                    tracing::warn!(exporter, %error, "Backend refuses every part of this batch as malformed; the rest is counted as failed.");
+                Some(Outcome::Invalid(error) | Outcome::TooLarge(error))
+                    if part.len() > 1 && splits_left == 0 =>
+                {
+                    tracing::warn!(exporter, %error, "Backend refuses every part of this batch; the rest is counted as failed.");
                     failed.push(range);
                     failed.append(&mut todo);
                 }
-                Outcome::Invalid(error) if part.len() > 1 => {
+                Some(Outcome::Invalid(error)) if part.len() > 1 => {
                     splits_left -= 1;
-                    tracing::debug!(exporter, spans = n, %error, "Backend refused a request as malformed or too large; sending its halves apart.");
-                    let mid = range.start + part.len() / 2;
-                    todo.push(mid..range.end);
-                    todo.push(range.start..mid);
+                    tracing::debug!(exporter, spans = n, %error, "Backend refused a request as malformed; sending its halves apart.");
+                    halve(&mut todo);
                 }
-                Outcome::Invalid(error) => {
+                Some(Outcome::TooLarge(error)) if part.len() > 1 => {
+                    splits_left -= 1;
+                    smallest_too_large = size;
+                    tracing::debug!(exporter, spans = n, bytes = size, %error, "Backend refused a request as too large; sending its halves apart.");
+                    halve(&mut todo);
+                }
+                Some(Outcome::Invalid(error)) => {
                     tracing::warn!(exporter, %error, "Backend refused a span as malformed; it alone is counted as failed.");
                     failed.push(range);
                 }
-                Outcome::Failed(error) => {
+                Some(Outcome::TooLarge(error)) => {
+                    smallest_too_large = size;
+                    tracing::warn!(exporter, bytes = size, %error, "Backend refused a single span, with its resource and scope headers, as too large; it is counted as failed.");
+                    failed.push(range);
+                }
+                Some(Outcome::Failed(error)) => {
                     tracing::warn!(exporter, %error, spans = n, "Export failed; spans counted as failed.");
                     failed.push(range);
                 }
             }
+        }
+        if too_large_unsent > 0 {
+            tracing::warn!(
+                exporter,
+                spans = too_large_unsent,
+                bytes = smallest_too_large,
+                "Spans each as large, with their headers, as a request the backend refused as too large: counted as failed without being sent."
+            );
         }
         failed
     }

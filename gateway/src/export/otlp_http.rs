@@ -171,6 +171,9 @@ pub enum HttpExportError {
     /// The backend refused the request as malformed (HTTP 400): a part of it may be fine.
     #[error("{0}")]
     Invalid(String),
+    /// The backend refused the request as too large (HTTP 413): a part of it may pass.
+    #[error("{0}")]
+    TooLarge(String),
     /// Refused for good for another reason, or the request could not be built.
     #[error("{0}")]
     Rejected(String),
@@ -190,12 +193,12 @@ impl HttpClient {
                 d.attempts = attempts;
                 Ok(d)
             }
-            // 400, or 413 (too large: halves pass where the whole does not).
-            Err(Failed::Rejected(e))
-                if e.status == Some(StatusCode::BAD_REQUEST)
-                    || e.status == Some(StatusCode::PAYLOAD_TOO_LARGE) =>
-            {
+            // 400: some span is bad; 413: too large. Halves may pass either way.
+            Err(Failed::Rejected(e)) if e.status == Some(StatusCode::BAD_REQUEST) => {
                 Err(HttpExportError::Invalid(format!("{}: {e}", self.url)))
+            }
+            Err(Failed::Rejected(e)) if e.status == Some(StatusCode::PAYLOAD_TOO_LARGE) => {
+                Err(HttpExportError::TooLarge(format!("{}: {e}", self.url)))
             }
             Err(Failed::Rejected(e)) => {
                 Err(HttpExportError::Rejected(format!("{}: {e}", self.url)))
