@@ -7,6 +7,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use tailgate_core::receive::{Listeners, ReceiveConfig};
 use tailgate_core::test_util::{CaptureBackend, FakeOtlp};
 use tailgate_gateway::config::BufferConfig;
@@ -179,6 +180,54 @@ async fn a_backend_refusing_everything_is_not_flooded_by_halving() {
 /// shard hands kept traces over in batches: 2 failed and 98 exported, each backend 99.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exporters_failing_different_traces_of_one_batch_fail_both() {
+    let mut req = FakeOtlp::traces(100).spans(1).seed(78).build();
+    req.resource_spans[0].scope_spans[0].spans[10].name = "POISON-A".into();
+    req.resource_spans[0].scope_spans[0].spans[40].name = "POISON-B".into();
+    two_poisons(42, req, 2).await;
+}
+
+/// The same with traces of 2 spans over three services, so that the exporters regroup
+/// each batch by resource before sending: each backend still takes all but its poisoned
+/// trace, and the 4 failed spans are counted once each (the mapping of a failure back to
+/// its trace is tested in the export module's tests).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failures_are_charged_to_their_traces_when_a_batch_is_regrouped() {
+    let mut req = FakeOtlp::traces(100).spans(2).resources(3).seed(79).build();
+    let trace_of = |r: usize, i: usize, req: &ExportTraceServiceRequest| {
+        req.resource_spans[r].scope_spans[0].spans[i]
+            .trace_id
+            .clone()
+    };
+    let (a, b) = (trace_of(0, 10, &req), trace_of(1, 20, &req));
+    assert_ne!(a, b);
+    // Every span of trace a holds POISON-A, of trace b POISON-B.
+    for rs in &mut req.resource_spans {
+        for span in &mut rs.scope_spans[0].spans {
+            if span.trace_id == a {
+                span.name = "POISON-A".into();
+            } else if span.trace_id == b {
+                span.name = "POISON-B".into();
+            }
+        }
+    }
+    two_poisons(45, req, 4).await;
+}
+
+/// Sends `req` (200 spans at most) through a gateway on 127.0.0.`ip` exporting to two
+/// backends, one refusing requests that hold POISON-A, the other POISON-B; checks that
+/// `failed` spans count failed, each backend took all but its own poisoned ones, and the
+/// rest counts exported.
+async fn two_poisons(ip: u8, req: ExportTraceServiceRequest, failed: u64) {
+    let total: u64 = req
+        .resource_spans
+        .iter()
+        .map(|rs| {
+            rs.scope_spans
+                .iter()
+                .map(|ss| ss.spans.len() as u64)
+                .sum::<u64>()
+        })
+        .sum();
     let stop = CancellationToken::new();
     let mut backends = Vec::new();
     for poison in [&b"POISON-A"[..], b"POISON-B"] {
@@ -189,22 +238,26 @@ async fn exporters_failing_different_traces_of_one_batch_fail_both() {
         backends.push((addr, backend));
     }
     let config_text = format!(
-        "receive: {{grpc: '127.0.0.42:0', http: null}}\nbuffer: {{shards: 1}}\nexport:\n  otlp_grpc/a: {{endpoint: 'http://{}', batch: {{timeout: 300ms}}}}\n  otlp_grpc/b: {{endpoint: 'http://{}', batch: {{timeout: 300ms}}}}\nadmin: null\nmetrics: null\n",
+        "receive: {{grpc: '127.0.0.{ip}:0', http: null}}\nbuffer: {{shards: 1}}\nexport:\n  otlp_grpc/a: {{endpoint: 'http://{}', batch: {{timeout: 300ms}}}}\n  otlp_grpc/b: {{endpoint: 'http://{}', batch: {{timeout: 300ms}}}}\nadmin: null\nmetrics: null\n",
         backends[0].0, backends[1].0
     );
-    let config_path =
-        std::env::temp_dir().join(format!("tailgate-two-poisons-{}.yaml", std::process::id()));
+    let config_path = std::env::temp_dir().join(format!(
+        "tailgate-two-poisons-{}-{ip}.yaml",
+        std::process::id()
+    ));
     std::fs::write(&config_path, &config_text).unwrap();
     let config = GatewayConfig::load(&config_path).unwrap();
     std::fs::remove_file(&config_path).ok();
-    let mut req = FakeOtlp::traces(100).spans(1).seed(78).build();
-    req.resource_spans[0].scope_spans[0].spans[10].name = "POISON-A".into();
-    req.resource_spans[0].scope_spans[0].spans[40].name = "POISON-B".into();
     let stats = keep_all_and_settle(&config, req, &stop).await;
-    assert_eq!(backends[0].1.spans(), 99);
-    assert_eq!(backends[1].1.spans(), 99);
-    assert_eq!(stats.export_failed_spans.get(), 2, "{}", stats.render());
-    assert_eq!(stats.exported_spans.get(), 98);
+    assert_eq!(backends[0].1.spans(), total - failed / 2);
+    assert_eq!(backends[1].1.spans(), total - failed / 2);
+    assert_eq!(
+        stats.export_failed_spans.get(),
+        failed,
+        "{}",
+        stats.render()
+    );
+    assert_eq!(stats.exported_spans.get(), total - failed);
     stop.cancel();
 }
 

@@ -501,6 +501,48 @@ async fn spans_under_a_header_over_max_bytes_share_requests() {
     gw.stop().await;
 }
 
+/// Scenario: 200 kept traces of 8 spans, each trace's spans spread over three services
+/// (resources), exported together.
+/// Guarantees: an export request holds each resource once, its spans from every trace
+/// under it, not one run per trace and service (600 runs, each repeating its resource
+/// and scope headers, as a Collector's batch would send them); every span is exported
+/// once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kept_traces_across_services_share_one_run_per_resource() {
+    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+    use prost::Message;
+    let (gw, mut client) = keeping_all_with_max_bytes([127, 0, 0, 24], 3 << 20).await;
+    let req = FakeOtlp::traces(200).spans(8).resources(3).seed(47).build();
+    client.export(req).await.unwrap();
+    gw.settle(Duration::from_secs(10)).await;
+    assert_eq!(gw.backend.spans(), 1600);
+    let mut runs = 0;
+    let mut spans = 0;
+    for body in gw.backend.bodies() {
+        let sent = ExportTraceServiceRequest::decode(body).unwrap();
+        let mut services: Vec<_> = sent
+            .resource_spans
+            .iter()
+            .map(|rs| format!("{:?}", rs.resource))
+            .collect();
+        runs += services.len();
+        services.sort();
+        services.dedup();
+        assert_eq!(
+            services.len(),
+            sent.resource_spans.len(),
+            "a resource twice"
+        );
+        for rs in &sent.resource_spans {
+            assert_eq!(rs.scope_spans.len(), 1);
+            spans += rs.scope_spans[0].spans.len();
+        }
+    }
+    assert_eq!(spans, 1600);
+    assert!(runs <= 3 * 4, "{runs} resource runs");
+    gw.stop().await;
+}
+
 /// A gateway on `ip` keeping every trace (`decision_wait` 200ms), exporting with
 /// `batch.max_bytes` of `max_bytes`, and a client of it.
 async fn keeping_all_with_max_bytes(

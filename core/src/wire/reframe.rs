@@ -212,6 +212,38 @@ pub struct Interner<'a> {
     last: [Option<(Address, &'a [u8])>; 2],
 }
 
+/// Puts spans of one resource and scope next to each other, keeping their order otherwise
+/// (a stable sort by header address), when some resource and scope pair is split over
+/// several runs: the spans of a trace that crossed services alternate between resources,
+/// and each change would repeat a header in the request. `parts` must have gone through
+/// one [`Interner`] (equal headers, equal addresses). Returns the order applied, as the
+/// original index of each span now at that position; `None` when nothing moved (the
+/// usual case: one pass, no allocation).
+pub fn group_by_headers(parts: &mut Vec<SpanParts<'_>>) -> Option<Vec<u32>> {
+    let key = |p: &SpanParts<'_>| (p.resource.as_ptr() as usize, p.scope.as_ptr() as usize);
+    let mut starts: HashMap<(usize, usize), (), BuildHasherDefault<AddressHasher>> =
+        HashMap::default();
+    let mut split = false;
+    for (i, p) in parts.iter().enumerate() {
+        let new_run = i == 0 || {
+            let prev = &parts[i - 1];
+            !same_address(prev.resource, p.resource) || !same_address(prev.scope, p.scope)
+        };
+        if new_run && starts.insert(key(p), ()).is_some() {
+            split = true;
+            break;
+        }
+    }
+    if !split {
+        return None;
+    }
+    let mut order: Vec<u32> = (0..parts.len() as u32).collect();
+    order.sort_by_key(|&i| key(&parts[i as usize]));
+    let sorted = order.iter().map(|&i| parts[i as usize]).collect();
+    *parts = sorted;
+    Some(order)
+}
+
 /// Where a header starts and how long it is.
 type Address = (usize, usize);
 
@@ -378,6 +410,48 @@ mod tests {
             n <= bound && bound - n <= 8 * interned.len(),
             "{n} vs {bound}"
         );
+    }
+
+    /// Spans of three traces, each across two resources, interleaved: grouped, they form
+    /// two resource runs, in their old order within each; already grouped spans stay put.
+    #[test]
+    fn spans_split_over_runs_are_grouped_stably() {
+        let (a, b, scope) = (vec![1u8; 40], vec![2u8; 40], vec![3u8; 5]);
+        let spans: Vec<Vec<u8>> = (0..6u8).map(|i| vec![i; 10]).collect();
+        let mut interner = Interner::default();
+        let mut parts: Vec<SpanParts<'_>> = spans
+            .iter()
+            .enumerate()
+            .map(|(i, span)| {
+                let resource = if i % 2 == 0 { &a } else { &b };
+                interner.parts(SpanParts {
+                    resource,
+                    scope: &scope,
+                    span,
+                })
+            })
+            .collect();
+        let before = parts.clone();
+        let order = group_by_headers(&mut parts).expect("a and b alternate");
+        assert_eq!(order.len(), 6);
+        for (at, &from) in order.iter().enumerate() {
+            assert!(std::ptr::eq(parts[at].span, before[from as usize].span));
+        }
+        let runs = 1 + parts
+            .windows(2)
+            .filter(|w| !std::ptr::eq(w[0].resource, w[1].resource))
+            .count();
+        assert_eq!(runs, 2);
+        // Stable: within a resource, the old order.
+        let a_spans: Vec<u8> = parts
+            .iter()
+            .filter(|p| p.resource[0] == 1)
+            .map(|p| p.span[0])
+            .collect();
+        assert_eq!(a_spans, vec![0, 2, 4]);
+        let mut grouped = parts.clone();
+        assert!(group_by_headers(&mut grouped).is_none());
+        assert!(group_by_headers(&mut Vec::new()).is_none());
     }
 
     #[test]

@@ -39,7 +39,9 @@ use serde::Deserialize;
 use tailgate_core::forward::GrpcClient;
 use tailgate_core::retry::Hold;
 use tailgate_core::telemetry::{Counter, Gauge};
-use tailgate_core::wire::reframe::{added_len_by_address, field_len, Interner, SpanParts};
+use tailgate_core::wire::reframe::{
+    added_len_by_address, field_len, group_by_headers, Interner, SpanParts,
+};
 use tailgate_core::wire::Reframer;
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
@@ -434,6 +436,26 @@ pub fn start(
 /// many of those failed.
 type Tickets = VecDeque<(Arc<Ticket>, u64, u64)>;
 
+/// Appends to `out` the ranges of a batch's spans that `failed` names, as ranges of the
+/// chunk that started at position `start` of the batch's parts; `order` gives each part's
+/// position in the batch as gathered when the parts were regrouped
+/// ([`group_by_headers`]).
+fn to_batch_positions(
+    failed: Vec<Range<usize>>,
+    start: usize,
+    order: Option<&[u32]>,
+    out: &mut Vec<Range<usize>>,
+) {
+    let moved = failed.into_iter().map(|r| r.start + start..r.end + start);
+    match order {
+        None => out.extend(moved),
+        Some(order) => out.extend(moved.flatten().map(|at| {
+            let i = order[at] as usize;
+            i..i + 1
+        })),
+    }
+}
+
 /// Spans gathered for one flush, with the tickets and budget they hold.
 #[derive(Default)]
 struct Gathered {
@@ -485,10 +507,17 @@ impl Exporter {
         // came in different requests share runs and are grouped by address (see
         // `Interner`). Computed once for the whole gathered batch.
         let mut interner = Interner::default();
-        let parts: Vec<SpanParts<'_>> = g.spans.iter().map(|s| interner.parts(s.parts())).collect();
+        let mut parts: Vec<SpanParts<'_>> =
+            g.spans.iter().map(|s| interner.parts(s.parts())).collect();
+        // Spans of one resource and scope together, across traces: traces that crossed
+        // services alternate resources, and each change would repeat a header. `order`
+        // maps positions back to `g.spans` (and so to the tickets) when anything moved.
+        let order = group_by_headers(&mut parts);
+        // Failed spans, as ranges of positions in `g.spans`.
+        let mut failed_at: Vec<Range<usize>> = Vec::new();
         // Requests stay under the size limit even when one trace filled the batch, counting
         // the resource and scope headers each request repeats, not only span bytes. A first
-        // span whose headers alone take more than half the limit raises it (see
+        // span whose headers alone take most of the limit raises it (see
         // `BatchConfig::request_limit`).
         let mut start = 0;
         while start < parts.len() {
@@ -513,9 +542,12 @@ impl Exporter {
             let failed_n: u64 = failed.iter().map(|r| (r.end - r.start) as u64).sum();
             self.own.sent_spans.add(n - failed_n);
             self.own.failed_spans.add(failed_n);
-            self.settle(&mut g.tickets, n, &failed);
+            to_batch_positions(failed, start, order.as_deref(), &mut failed_at);
             start = end;
         }
+        // Settled once the whole batch is sent: the tickets follow `g.spans`' order.
+        failed_at.sort_unstable_by_key(|r| r.start);
+        self.settle(&mut g.tickets, parts.len() as u64, &failed_at);
         let returned: u64 = g.permits.iter().map(|p| p.num_permits() as u64).sum();
         g.permits.clear();
         self.own.queue_bytes.sub(returned);
@@ -624,18 +656,23 @@ impl Exporter {
     }
 
     /// Settles the next `n` spans, from the front of the tickets; `failed` are the ranges
-    /// of those `n` that failed, so each ticket is charged the failures among its own
-    /// spans.
+    /// of those `n` that failed, sorted and apart, so each ticket is charged the failures
+    /// among its own spans (one pass over both).
     fn settle(&self, tickets: &mut Tickets, n: u64, failed: &[Range<usize>]) {
         let mut at = 0u64;
+        let mut next = 0;
         while at < n {
             let Some(front) = tickets.front_mut() else {
                 break;
             };
             let take = front.1.min(n - at);
             let (from, to) = (at as usize, (at + take) as usize);
-            let f: u64 = failed
+            while next < failed.len() && failed[next].end <= from {
+                next += 1;
+            }
+            let f: u64 = failed[next..]
                 .iter()
+                .take_while(|r| r.start < to)
                 .map(|r| r.end.min(to).saturating_sub(r.start.max(from)) as u64)
                 .sum();
             front.1 -= take;

@@ -97,6 +97,43 @@ fn chunks_settle_tickets_in_order_across_batches() {
     assert_eq!(stats.export_failed_spans.get(), 2);
     assert_eq!(stats.exported_spans.get(), 8);
     assert_eq!(stats.pending_export_spans.get(), 0);
+
+    // A whole batch settled at once (as after regrouping): several failed ranges, one
+    // spanning two tickets, each ticket charged its own.
+    stats.pending_export_spans.add(7);
+    let tickets = [
+        Ticket::new(2, 0, 1),
+        Ticket::new(3, 0, 1),
+        Ticket::new(2, 0, 1),
+    ];
+    let mut g = Gathered::default();
+    g.add(ExportBatch {
+        spans: (0..7u8).map(span).collect(),
+        tickets: tickets.iter().cloned().zip([2, 3, 2]).collect(),
+        permit: None,
+    });
+    e.settle(&mut g.tickets, 7, &[0..1, 1..3, 6..7]);
+    assert_eq!(stats.export_failed_spans.get(), 2 + 4);
+    assert_eq!(stats.exported_spans.get(), 8 + 3);
+    assert_eq!(stats.pending_export_spans.get(), 0);
+    assert!(g.tickets.is_empty());
+}
+
+/// Failed ranges of a chunk come back as positions of the batch as gathered: shifted by
+/// the chunk's start, and through the regrouping order when there was one.
+#[test]
+fn failed_spans_are_mapped_back_to_gathered_positions() {
+    let mut out = Vec::new();
+    to_batch_positions(std::iter::once(1..3).collect(), 4, None, &mut out);
+    assert_eq!(out, vec![5..7]);
+    out.clear();
+    // Parts regrouped: position p held gathered span order[p].
+    let order = [3u32, 0, 4, 1, 5, 2];
+    to_batch_positions(vec![0..1, 2..3], 3, Some(&order), &mut out);
+    assert_eq!(out, vec![1..2, 2..3]);
+    out.clear();
+    to_batch_positions(std::iter::once(0..2).collect(), 0, Some(&order), &mut out);
+    assert_eq!(out, vec![3..4, 0..1]);
 }
 
 /// Scenario: exporter settings that cannot work. Guarantees: each is refused with the
