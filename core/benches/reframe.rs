@@ -5,14 +5,18 @@
 //! headers interned once and compared by address. Input: 4096 spans (8 per trace, about
 //! 430 bytes each) from 64 requests whose resource headers are equal copies, traces of
 //! the requests interleaved as shards hand them over; headers of about 150 bytes (usual)
-//! and of 64 KiB (a resource attribute of that size).
+//! and of 64 KiB (a resource attribute of that size). Then traces across three services
+//! (resources): interned only, against interned and grouped by header
+//! (`group_by_headers`), which writes each resource once instead of once per trace.
 
 use bytes::BytesMut;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
 use prost::Message;
 use tailgate_core::test_util::FakeOtlp;
-use tailgate_core::wire::reframe::{added_len, added_len_by_address, parts_of, Interner};
+use tailgate_core::wire::reframe::{
+    added_len, added_len_by_address, group_by_headers, parts_of, Interner, SpanParts,
+};
 use tailgate_core::wire::{Reframer, Scan};
 
 const REQUESTS: usize = 64;
@@ -20,6 +24,7 @@ const TRACES_PER_REQUEST: usize = 8;
 const SPANS_PER_TRACE: usize = 8;
 
 fn bench(c: &mut Criterion) {
+    let mut out = BytesMut::with_capacity(64 << 20);
     let mut group = c.benchmark_group("export_reframe");
     for pad in [0usize, 64 << 10] {
         // One request's content, copied REQUESTS times (each copy its own allocation).
@@ -61,7 +66,6 @@ fn bench(c: &mut Criterion) {
         }
         group.throughput(Throughput::Elements(parts.len() as u64));
         let label = format!("header_{}B", parts[0].resource.len());
-        let mut out = BytesMut::with_capacity(64 << 20);
         let mut content = Reframer::default();
         group.bench_with_input(
             BenchmarkId::new("by_content", &label),
@@ -96,6 +100,52 @@ fn bench(c: &mut Criterion) {
                 bound + address.encode(&parts, &mut out)
             })
         });
+    }
+    group.finish();
+
+    let mut group = c.benchmark_group("export_across_services");
+    let body = FakeOtlp::traces(TRACES_PER_REQUEST)
+        .spans(SPANS_PER_TRACE)
+        .resources(3)
+        .attrs(10)
+        .build()
+        .encode_to_vec();
+    let bodies: Vec<Vec<u8>> = (0..REQUESTS).map(|_| body.clone()).collect();
+    let scans: Vec<Scan> = bodies
+        .iter()
+        .map(|b| {
+            let mut s = Scan::default();
+            s.scan(b).unwrap();
+            s
+        })
+        .collect();
+    // As a shard keeps them: trace by trace, each trace's spans in request order (so
+    // under its services in turn).
+    let mut parts = Vec::new();
+    for (b, s) in bodies.iter().zip(&scans) {
+        let mut by_trace: Vec<usize> = (0..s.spans.len()).collect();
+        by_trace.sort_by_key(|&i| s.spans[i].trace_id);
+        parts.extend(by_trace.into_iter().map(|i| parts_of(b, s, i)));
+    }
+    group.throughput(Throughput::Elements(parts.len() as u64));
+    let mut address = Reframer::by_address();
+    for grouped in [false, true] {
+        let name = if grouped { "interned_grouped" } else { "interned" };
+        let mut size = 0;
+        group.bench_with_input(BenchmarkId::new(name, "3_services"), &parts, |b, parts| {
+            b.iter(|| {
+                let mut interner = Interner::default();
+                let mut parts: Vec<SpanParts<'_>> =
+                    parts.iter().map(|p| interner.parts(*p)).collect();
+                if grouped {
+                    group_by_headers(&mut parts);
+                }
+                out.clear();
+                size = address.encode(&parts, &mut out);
+                size
+            })
+        });
+        println!("{name}: request of {size} bytes for {} spans", parts.len());
     }
     group.finish();
 }
