@@ -151,12 +151,11 @@ pub fn parts_of<'a>(body: &'a [u8], scan: &'a Scan, index: usize) -> SpanParts<'
     }
 }
 
-/// Equal headers: the same bytes in memory (the common case, one pointer comparison), or
-/// equal content (spans of one resource that reached a gateway in different requests).
 /// At most how many bytes `next` adds to a request that [`Reframer::encode`] writes, when it
 /// follows `prev` there: the span's field, and a new `ResourceSpans` and `ScopeSpans` with
 /// their headers when its resource or scope differs from `prev`'s (lengths counted at their
-/// largest, so the sum bounds the request's size).
+/// largest, so the sum bounds the request's size). Headers are equal when they are the
+/// same bytes in memory (one pointer comparison) or have equal content.
 pub fn added_len(prev: Option<&SpanParts<'_>>, next: &SpanParts<'_>) -> usize {
     added_len_with(prev, next, same)
 }
