@@ -23,7 +23,7 @@ use tailgate_core::receive::{
 };
 use tailgate_core::ring::Ring;
 use tailgate_core::wire::attrs::{self, AttrValue};
-use tailgate_core::wire::reframe::Interner;
+use tailgate_core::wire::reframe::{group_by_headers, Interner};
 use tailgate_core::wire::split::split;
 use tailgate_core::wire::{span_fields, Reframer, Scan};
 use tokio::sync::{mpsc, oneshot};
@@ -858,11 +858,14 @@ impl TraceBuffer {
             let youngest = chunk[chunk.len() - 1].entry.first_seen;
             // One interner per request sent: its maps stay within HANDOFF_MAX_SPANS.
             let mut interner = Interner::default();
-            let parts: Vec<_> = chunk
+            let mut parts: Vec<_> = chunk
                 .iter()
                 .flat_map(|t| t.entry.spans.iter().map(|s| s.parts()))
                 .map(|p| interner.parts(p))
                 .collect();
+            // Each resource once, not once per trace (the peer takes all or none: order
+            // does not matter).
+            group_by_headers(&mut parts);
             reframer.encode(&parts, &mut out);
             let body = out.split().freeze();
             let n = spans as u64;
