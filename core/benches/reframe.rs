@@ -130,7 +130,11 @@ fn bench(c: &mut Criterion) {
     group.throughput(Throughput::Elements(parts.len() as u64));
     let mut address = Reframer::by_address();
     for grouped in [false, true] {
-        let name = if grouped { "interned_grouped" } else { "interned" };
+        let name = if grouped {
+            "interned_grouped"
+        } else {
+            "interned"
+        };
         let mut size = 0;
         group.bench_with_input(BenchmarkId::new(name, "3_services"), &parts, |b, parts| {
             b.iter(|| {
