@@ -110,6 +110,7 @@ impl Reframer {
     /// bytes) to `out`.
     pub fn write_measured(&self, spans: &[SpanParts<'_>], total: usize, out: &mut BytesMut) {
         // In the same order as `measure` computed the lengths.
+        let before = out.len();
         out.reserve(total);
         let mut lens = self.lens.iter().copied();
         let mut i = 0;
@@ -136,6 +137,11 @@ impl Reframer {
             }
             i = j;
         }
+        debug_assert_eq!(
+            out.len() - before,
+            total,
+            "not the spans `measure` measured"
+        );
     }
 }
 
@@ -219,8 +225,13 @@ pub struct Interner<'a> {
 /// original index of each span now at that position; `None` when nothing moved (the
 /// usual case: one pass, no allocation).
 pub fn group_by_headers(parts: &mut Vec<SpanParts<'_>>) -> Option<Vec<u32>> {
-    let key = |p: &SpanParts<'_>| (p.resource.as_ptr() as usize, p.scope.as_ptr() as usize);
-    let mut starts: HashMap<(usize, usize), (), BuildHasherDefault<AddressHasher>> =
+    let key = |p: &SpanParts<'_>| {
+        (
+            (p.resource.as_ptr() as usize, p.resource.len()),
+            (p.scope.as_ptr() as usize, p.scope.len()),
+        )
+    };
+    let mut starts: HashMap<(Address, Address), (), BuildHasherDefault<AddressHasher>> =
         HashMap::default();
     let mut split = false;
     for (i, p) in parts.iter().enumerate() {

@@ -12,9 +12,11 @@
 //!
 //! Requests: a flush writes the gathered spans as requests of at most `batch.max_spans`
 //! and `batch.max_bytes` (headers counted; see `BatchConfig::request_limit` for headers
-//! over half of it), spans of equal resource and scope headers under one run whichever
-//! request they came in (headers interned once per flush, `reframe::Interner`). A request
-//! the backend refuses as malformed or too large is sent again as halves.
+//! over three quarters of it), spans of equal resource and scope headers under one run
+//! whichever request and trace they came in (headers interned once per flush,
+//! `reframe::Interner`, and the flush grouped by them, `reframe::group_by_headers`). A
+//! request the backend refuses as malformed or too large is sent again as halves. The
+//! flush's tickets settle once all its requests are done.
 //!
 //! Accounting: each exporter counts what it delivered and failed. A kept span leaves the
 //! gateway's "pending export" when every exporter has settled it; it counts as exported
@@ -436,6 +438,34 @@ pub fn start(
 /// many of those failed.
 type Tickets = VecDeque<(Arc<Ticket>, u64, u64)>;
 
+/// What a flush has learnt of the backend's size limit: the smallest request it refused
+/// as too large (no part as large is sent again), and how many more such refusals the
+/// flush takes (16 log2 n for n spans) before sending nothing more it might refuse: spans
+/// of decreasing size under a header over the limit would otherwise each be sent.
+struct SizeRefusals {
+    smallest: usize,
+    left: usize,
+}
+
+impl SizeRefusals {
+    fn new(spans: usize) -> Self {
+        SizeRefusals {
+            smallest: usize::MAX,
+            left: 16 * (usize::BITS - spans.leading_zeros()) as usize,
+        }
+    }
+
+    /// Whether a part of `size` bytes may be sent.
+    fn may_send(&self, size: usize) -> bool {
+        size < self.smallest && (self.left > 0 || self.smallest == usize::MAX)
+    }
+
+    fn refused(&mut self, size: usize) {
+        self.smallest = self.smallest.min(size);
+        self.left = self.left.saturating_sub(1);
+    }
+}
+
 /// Appends to `out` the ranges of a batch's spans that `failed` names, as ranges of the
 /// chunk that started at position `start` of the batch's parts; `order` gives each part's
 /// position in the batch as gathered when the parts were regrouped
@@ -513,8 +543,10 @@ impl Exporter {
         // services alternate resources, and each change would repeat a header. `order`
         // maps positions back to `g.spans` (and so to the tickets) when anything moved.
         let order = group_by_headers(&mut parts);
+        drop(interner);
         // Failed spans, as ranges of positions in `g.spans`.
         let mut failed_at: Vec<Range<usize>> = Vec::new();
+        let mut sizes = SizeRefusals::new(parts.len());
         // Requests stay under the size limit even when one trace filled the batch, counting
         // the resource and scope headers each request repeats, not only span bytes. A first
         // span whose headers alone take most of the limit raises it (see
@@ -538,7 +570,7 @@ impl Exporter {
             }
             let chunk = &parts[start..end];
             let n = chunk.len() as u64;
-            let failed = self.send_isolating(chunk, reframer).await;
+            let failed = self.send_isolating(chunk, reframer, &mut sizes).await;
             let failed_n: u64 = failed.iter().map(|r| (r.end - r.start) as u64).sum();
             self.own.sent_spans.add(n - failed_n);
             self.own.failed_spans.add(failed_n);
@@ -561,16 +593,18 @@ impl Exporter {
     /// (other senders' among them): at most about 2 log2(n) more requests per bad span.
     /// A request too large for the backend is halved the same way until its parts pass
     /// (`batch.max_bytes` over the backend's limit, or a request an oversized header made
-    /// larger: `BatchConfig::request_limit`); a part at least as large as one already
-    /// refused for size is not sent but halved, or failed when it is a single span, so a
-    /// backend that refuses everything as too large, or headers larger than it takes, cost
-    /// about log2(n) requests and not one per span.
+    /// larger: `BatchConfig::request_limit`); a part at least as large as one refused for
+    /// size earlier in the flush is not sent but halved, or failed when it is a single
+    /// span, and refusals for size have a budget per flush ([`SizeRefusals`]), so a backend
+    /// that refuses everything as too large, or headers larger than it takes, cost about
+    /// log2(n) requests per flush (16 log2(n) at worst) and not one per span.
     /// Spans a backend rejects by count (OTLP partial success names no span) are taken to
     /// be the first of their request.
     async fn send_isolating(
         &mut self,
         chunk: &[SpanParts<'_>],
         reframer: &mut Reframer,
+        sizes: &mut SizeRefusals,
     ) -> Vec<Range<usize>> {
         let exporter = self.own.name.as_str();
         let mut failed = Vec::new();
@@ -580,13 +614,12 @@ impl Exporter {
         // backend (or proxy) that refuses every request as malformed would take 2n - 1:
         // past enough halvings for about 16 bad spans, the rest is counted failed unsent.
         let mut splits_left = 16 * (usize::BITS - chunk.len().leading_zeros()) as usize;
-        let mut smallest_too_large = usize::MAX;
         let mut too_large_unsent = 0u64;
         while let Some(range) = todo.pop() {
             let part = &chunk[range.clone()];
             let n = part.len() as u64;
             let size = reframer.measure(part);
-            let outcome = if size >= smallest_too_large {
+            let outcome = if !sizes.may_send(size) {
                 None
             } else {
                 let mut out = BytesMut::new();
@@ -611,9 +644,12 @@ impl Exporter {
                         failed.push(range.start..range.start + rejected as usize);
                     }
                 }
-                Some(Outcome::Invalid(error) | Outcome::TooLarge(error))
-                    if part.len() > 1 && splits_left == 0 =>
-                {
+                Some(Outcome::Invalid(error)) if part.len() > 1 && splits_left == 0 => {
+                    tracing::warn!(exporter, %error, "Backend refuses every part of this batch; the rest is counted as failed.");
+                    failed.push(range);
+                    failed.append(&mut todo);
+                }
+                Some(Outcome::TooLarge(error)) if sizes.left == 0 => {
                     tracing::warn!(exporter, %error, "Backend refuses every part of this batch; the rest is counted as failed.");
                     failed.push(range);
                     failed.append(&mut todo);
@@ -624,8 +660,7 @@ impl Exporter {
                     halve(&mut todo);
                 }
                 Some(Outcome::TooLarge(error)) if part.len() > 1 => {
-                    splits_left -= 1;
-                    smallest_too_large = size;
+                    sizes.refused(size);
                     tracing::debug!(exporter, spans = n, bytes = size, %error, "Backend refused a request as too large; sending its halves apart.");
                     halve(&mut todo);
                 }
@@ -634,7 +669,7 @@ impl Exporter {
                     failed.push(range);
                 }
                 Some(Outcome::TooLarge(error)) => {
-                    smallest_too_large = size;
+                    sizes.refused(size);
                     tracing::warn!(exporter, bytes = size, %error, "Backend refused a single span, with its resource and scope headers, as too large; it is counted as failed.");
                     failed.push(range);
                 }
@@ -648,7 +683,7 @@ impl Exporter {
             tracing::warn!(
                 exporter,
                 spans = too_large_unsent,
-                bytes = smallest_too_large,
+                bytes = sizes.smallest,
                 "Spans each as large, with their headers, as a request the backend refused as too large: counted as failed without being sent."
             );
         }

@@ -136,6 +136,23 @@ fn failed_spans_are_mapped_back_to_gathered_positions() {
     assert_eq!(out, vec![3..4, 0..1]);
 }
 
+/// A flush sends anything until a refusal for size; then only smaller parts, and nothing
+/// once its budget of such refusals (16 log2 n) is spent.
+#[test]
+fn size_refusals_bound_what_is_sent_again() {
+    let mut sizes = SizeRefusals::new(400);
+    assert!(sizes.may_send(usize::MAX - 1));
+    sizes.refused(1000);
+    assert!(!sizes.may_send(1000));
+    assert!(sizes.may_send(999));
+    sizes.refused(2000);
+    assert!(!sizes.may_send(1000), "the smallest refusal stands");
+    for _ in 0..16 * 9 {
+        sizes.refused(10);
+    }
+    assert!(!sizes.may_send(1), "the budget is spent");
+}
+
 /// Scenario: exporter settings that cannot work. Guarantees: each is refused with the
 /// variant that says why, before any connection is tried.
 #[test]
