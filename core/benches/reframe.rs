@@ -46,15 +46,7 @@ fn bench(c: &mut Criterion) {
             });
         }
         let body = req.encode_to_vec();
-        let bodies: Vec<Vec<u8>> = (0..REQUESTS).map(|_| body.clone()).collect();
-        let scans: Vec<Scan> = bodies
-            .iter()
-            .map(|b| {
-                let mut s = Scan::default();
-                s.scan(b).unwrap();
-                s
-            })
-            .collect();
+        let (bodies, scans) = copies(&body);
         // Trace t of every request, then trace t + 1: spans of a trace stay together.
         let mut parts = Vec::new();
         for t in 0..TRACES_PER_REQUEST {
@@ -110,15 +102,7 @@ fn bench(c: &mut Criterion) {
         .attrs(10)
         .build()
         .encode_to_vec();
-    let bodies: Vec<Vec<u8>> = (0..REQUESTS).map(|_| body.clone()).collect();
-    let scans: Vec<Scan> = bodies
-        .iter()
-        .map(|b| {
-            let mut s = Scan::default();
-            s.scan(b).unwrap();
-            s
-        })
-        .collect();
+    let (bodies, scans) = copies(&body);
     // As a shard keeps them: trace by trace, each trace's spans in request order (so
     // under its services in turn).
     let mut parts = Vec::new();
@@ -156,6 +140,21 @@ fn bench(c: &mut Criterion) {
         }
     }
     group.finish();
+}
+
+/// `REQUESTS` copies of `body`, each its own allocation (as requests reach a gateway), and
+/// their scans.
+fn copies(body: &[u8]) -> (Vec<Vec<u8>>, Vec<Scan>) {
+    let bodies: Vec<Vec<u8>> = (0..REQUESTS).map(|_| body.to_vec()).collect();
+    let scans = bodies
+        .iter()
+        .map(|b| {
+            let mut s = Scan::default();
+            s.scan(b).unwrap();
+            s
+        })
+        .collect();
+    (bodies, scans)
 }
 
 criterion_group!(benches, bench);

@@ -237,17 +237,13 @@ async fn two_poisons(ip: u8, req: ExportTraceServiceRequest, poisoned: u64, fail
         backend.refuse_requests_containing(Some(poison));
         backends.push((addr, backend));
     }
-    let config_text = format!(
-        "receive: {{grpc: '127.0.0.{ip}:0', http: null}}\nbuffer: {{shards: 1}}\nexport:\n  otlp_grpc/a: {{endpoint: 'http://{}', batch: {{timeout: 300ms}}}}\n  otlp_grpc/b: {{endpoint: 'http://{}', batch: {{timeout: 300ms}}}}\nadmin: null\nmetrics: null\n",
-        backends[0].0, backends[1].0
+    let config = one_shard_gateway(
+        ip,
+        &format!(
+            "  otlp_grpc/a: {{endpoint: 'http://{}', batch: {{timeout: 300ms}}}}\n  otlp_grpc/b: {{endpoint: 'http://{}', batch: {{timeout: 300ms}}}}\n",
+            backends[0].0, backends[1].0
+        ),
     );
-    let config_path = std::env::temp_dir().join(format!(
-        "tailgate-two-poisons-{}-{ip}.yaml",
-        std::process::id()
-    ));
-    std::fs::write(&config_path, &config_text).unwrap();
-    let config = GatewayConfig::load(&config_path).unwrap();
-    std::fs::remove_file(&config_path).ok();
     let stats = keep_all_and_settle(&config, req, &stop).await;
     assert_eq!(backends[0].1.spans(), total - poisoned);
     assert_eq!(backends[1].1.spans(), total - poisoned);
@@ -280,16 +276,10 @@ async fn requests_over_a_backends_limit_are_halved_until_they_pass() {
     for b in [&grpc, &http] {
         b.refuse_requests_over(Some(LIMIT));
     }
-    let config_text = format!(
-        "receive: {{grpc: '127.0.0.43:0', http: null}}\nbuffer: {{shards: 1}}\nexport:\n  otlp: {{endpoint: 'http://{grpc_addr}', batch: {{timeout: 300ms}}}}\n  otlphttp: {{endpoint: 'http://{http_addr}', batch: {{timeout: 300ms}}}}\nadmin: null\nmetrics: null\n",
+    let config = one_shard_gateway(
+        43,
+        &format!("  otlp: {{endpoint: 'http://{grpc_addr}', batch: {{timeout: 300ms}}}}\n  otlphttp: {{endpoint: 'http://{http_addr}', batch: {{timeout: 300ms}}}}\n"),
     );
-    let config_path = std::env::temp_dir().join(format!(
-        "tailgate-small-backend-{}.yaml",
-        std::process::id()
-    ));
-    std::fs::write(&config_path, &config_text).unwrap();
-    let config = GatewayConfig::load(&config_path).unwrap();
-    std::fs::remove_file(&config_path).ok();
     let req = FakeOtlp::traces(400).spans(1).attrs(4).seed(91).build();
     let stats = keep_all_and_settle(&config, req, &stop).await;
     for (name, b) in [("grpc", &grpc), ("http", &http)] {
@@ -344,16 +334,10 @@ async fn refused_as_too_large(ip: u8, req: ExportTraceServiceRequest, spans: u64
         .await
         .unwrap();
     backend.refuse_requests_over(Some(1));
-    let config_text = format!(
-        "receive: {{grpc: '127.0.0.{ip}:0', http: null}}\nbuffer: {{shards: 1}}\nexport:\n  otlp: {{endpoint: 'http://{addr}', batch: {{timeout: 300ms}}}}\nadmin: null\nmetrics: null\n",
+    let config = one_shard_gateway(
+        ip,
+        &format!("  otlp: {{endpoint: 'http://{addr}', batch: {{timeout: 300ms}}}}\n"),
     );
-    let config_path = std::env::temp_dir().join(format!(
-        "tailgate-refuse-all-{}-{ip}.yaml",
-        std::process::id()
-    ));
-    std::fs::write(&config_path, &config_text).unwrap();
-    let config = GatewayConfig::load(&config_path).unwrap();
-    std::fs::remove_file(&config_path).ok();
     let stats = keep_all_and_settle(&config, req, &stop).await;
     assert_eq!(stats.export_failed_spans.get(), spans, "{}", stats.render());
     assert_eq!(backend.spans(), 0);
@@ -393,6 +377,23 @@ async fn refusing_backend(
         )
     };
     (config, backend)
+}
+
+/// The config of a one-shard gateway receiving OTLP/gRPC on 127.0.0.`ip` with the
+/// `export:` entries `exporters` (YAML lines indented under `export:`), loaded from a file
+/// as a user's would be.
+fn one_shard_gateway(ip: u8, exporters: &str) -> GatewayConfig {
+    let text = format!(
+        "receive: {{grpc: '127.0.0.{ip}:0', http: null}}\nbuffer: {{shards: 1}}\nexport:\n{exporters}admin: null\nmetrics: null\n"
+    );
+    let path = std::env::temp_dir().join(format!(
+        "tailgate-exporters-{}-{ip}.yaml",
+        std::process::id()
+    ));
+    std::fs::write(&path, &text).unwrap();
+    let config = GatewayConfig::load(&path).unwrap();
+    std::fs::remove_file(&path).ok();
+    config
 }
 
 /// Starts a gateway with `config` and a keep-everything plan (`decision_wait` 200ms),
