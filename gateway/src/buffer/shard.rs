@@ -21,7 +21,9 @@ use super::hash::{prefetch, IdHash};
 pub use super::table::TraceEntry;
 use super::table::{first_capacity, make_room, SpanList, TraceTable};
 use super::trace::IncomingSpan;
-use super::trace::{BufferedSpan, RequestBytes, SpanRef, TraceSummary, TraceView};
+use super::trace::{
+    BufferedSpan, RequestBytes, ResourceRewrite, RewrittenTables, SpanRef, TraceSummary, TraceView,
+};
 use crate::decide::{Cached, DecisionCache};
 use crate::export::{ExportHandle, Ticket};
 use crate::metrics::{DecisionTally, GatewayStats};
@@ -108,7 +110,7 @@ fn adjusted(
     spans: SpanList,
     p: f64,
     how: &AdjustedCount<'_>,
-    resource: Option<&dyn AttributeRewrite>,
+    resource: Option<ResourceRewrite<'_>>,
     out: &mut Vec<BufferedSpan>,
 ) {
     if how.is_noop() && resource.is_none() {
@@ -261,6 +263,8 @@ pub struct Shard {
     released: Released,
     /// `attributes:` actions on kept spans, if any.
     attribute_actions: Option<Arc<AttributeActions>>,
+    /// Header tables rewritten by the `attributes.resource` actions, once per request.
+    rewritten_tables: RewrittenTables,
     /// Kept spans not yet handed to the exporters (see [`Self::keep`]), and their bytes.
     outgoing: Vec<BufferedSpan>,
     outgoing_bytes: u64,
@@ -330,6 +334,7 @@ impl Shard {
             tally: DecisionTally::default(),
             released: Released::default(),
             attribute_actions: None,
+            rewritten_tables: RewrittenTables::default(),
             outgoing: Vec::new(),
             outgoing_bytes: 0,
             outgoing_tickets: Vec::new(),
@@ -346,7 +351,7 @@ impl Shard {
     /// Kept spans as they leave, appended to `out`: with their adjusted count, and their
     /// attributes rewritten by the `attributes:` actions.
     fn kept(
-        &self,
+        &mut self,
         spans: SpanList,
         p: f64,
         plan: &crate::policy::plan::PolicyPlan,
@@ -361,7 +366,11 @@ impl Shard {
             events: set(|a| a.events.as_ref()),
             ..plan.adjusted_count()
         };
-        adjusted(spans, p, &how, set(|a| a.resource.as_ref()), out);
+        let resource = set(|a| a.resource.as_ref()).map(|rewrite| ResourceRewrite {
+            rewrite,
+            tables: &mut self.rewritten_tables,
+        });
+        adjusted(spans, p, &how, resource, out);
     }
 
     /// Whether kept spans are re-encoded under `plan` (see [`Self::kept`]), or go out as

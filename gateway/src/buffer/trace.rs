@@ -276,13 +276,14 @@ impl BufferedSpan {
     }
 
     /// Re-encodes spans with `rewrite`, which appends a span's new bytes to the buffer it
-    /// is given, and appends them to `out`. Spans that came in the same request share one new buffer and keep their
-    /// resource and scope headers; with `resource`, the headers they use are written anew
-    /// (only theirs, not the whole request's) with their resources' attributes rewritten.
+    /// is given, and appends them to `out`. Spans that came in the same request share one
+    /// new buffer and keep their resource and scope headers; with `resource`, they take
+    /// their request's headers with the resources' attributes rewritten, written once per
+    /// request and shared by its kept traces (see [`RewrittenTables`]).
     pub fn rewrite_all(
         spans: &[SpanRef<'_>],
         mut rewrite: impl FnMut(&[u8], &mut Vec<u8>),
-        resource: Option<&dyn AttributeRewrite>,
+        mut resource: Option<ResourceRewrite<'_>>,
         out: &mut Vec<BufferedSpan>,
     ) {
         out.reserve(spans.len());
@@ -314,8 +315,12 @@ impl BufferedSpan {
                     indices: run.iter().map(SpanRef::header_indices).collect(),
                     // Still holding the request's headers: their share stays charged.
                     span_overhead: old.span_overhead,
+                    whole_table: false,
                 },
-                Some(rewrite_resource) => rewritten_headers(run, rewrite_resource),
+                Some(ResourceRewrite {
+                    rewrite,
+                    ref mut tables,
+                }) => tables.headers_for(run, rewrite),
             };
             // Room for exactly the runs there will be makes the boxed slice below one
             // exact allocation: a growing Vec and its shrink were 2-3% of the CPU at 2
@@ -342,6 +347,9 @@ impl BufferedSpan {
                 runs,
                 span_overhead: new.span_overhead,
             });
+            if let (Some(r), true) = (&mut resource, new.whole_table) {
+                r.tables.remember(old, &req);
+            }
             out.extend(
                 ranges
                     .into_iter()
@@ -678,8 +686,150 @@ struct RunHeaders {
     indices: SmallVec<[(u32, u32); 8]>,
     /// What each span is charged beyond its own bytes.
     span_overhead: u32,
-    /// The headers' count when they are the old request's.
+    /// The headers' count when they are shared (the old request's, or a rewritten table).
     counted: Option<Arc<Counted>>,
+    /// Whether these are the request's whole table rewritten (see [`RewrittenTables`]).
+    whole_table: bool,
+}
+
+/// `attributes.resource` actions, and the tables they have rewritten: what
+/// [`BufferedSpan::rewrite_all`] needs to rewrite kept spans' resources.
+pub struct ResourceRewrite<'a> {
+    /// The actions on a resource's attributes.
+    pub rewrite: &'a dyn AttributeRewrite,
+    /// Tables already rewritten (one per shard).
+    pub tables: &'a mut RewrittenTables,
+}
+
+/// Requests' header tables with their resources rewritten, each written once and shared by
+/// every kept trace of its request while any of them is alive. A trace's spans used to get
+/// copies of their own headers, rewritten per trace: a resource of megabytes over many
+/// small traces was rewritten, and charged, once per kept trace, which filled the buffer.
+///
+/// An entry remembers the old table by its count (whose allocation the `Weak` keeps, so no
+/// other table can take its address while the entry is here) and the newest request made
+/// with the rewritten table; once every request made with it is gone, the table is gone
+/// too, and a later kept trace of the old request writes it again. Entries hold no bytes,
+/// only the two small allocations behind the `Weak`s, and are swept as the map doubles.
+#[derive(Debug, Default)]
+pub struct RewrittenTables {
+    by_table:
+        std::collections::HashMap<usize, (std::sync::Weak<Counted>, std::sync::Weak<RequestBytes>)>,
+    sweep_at: usize,
+}
+
+impl RewrittenTables {
+    /// Headers for a run of spans of one request: its table rewritten, shared when a
+    /// request made with it is still alive; or, for a table whose headers cannot be told
+    /// apart by use (never for a scanned request), only the run's own headers.
+    fn headers_for(&mut self, run: &[SpanRef<'_>], rewrite: &dyn AttributeRewrite) -> RunHeaders {
+        let old = run[0].req;
+        let indices: SmallVec<[(u32, u32); 8]> = run.iter().map(SpanRef::header_indices).collect();
+        let n = old.header_ranges.len();
+        if !indices
+            .iter()
+            .all(|&(r, s)| (r as usize) < n && (s as usize) < n)
+        {
+            return rewritten_headers(run, rewrite);
+        }
+        let made = self
+            .by_table
+            .get(&Self::key(old))
+            .and_then(|(_, made)| made.upgrade());
+        if let Some(made) = made {
+            return RunHeaders {
+                headers: made.headers.clone(),
+                header_ranges: made.header_ranges.clone(),
+                counted: Some(made.headers_counted.clone()),
+                indices,
+                span_overhead: made.span_overhead,
+                whole_table: true,
+            };
+        }
+        let Some((headers, header_ranges)) = rewritten_table(old, rewrite) else {
+            return rewritten_headers(run, rewrite);
+        };
+        let old_held = RequestBytes::headers_held(&old.headers, &old.header_ranges) as u64;
+        let new_held = RequestBytes::headers_held(&headers, &header_ranges) as u64;
+        // The spans' share of the headers, grown or shrunk with them.
+        let overhead = u64::from(old.span_overhead);
+        let span_overhead = match old_held {
+            0 => overhead + new_held,
+            _ => (overhead * new_held).div_ceil(old_held),
+        };
+        RunHeaders {
+            headers,
+            header_ranges,
+            counted: None,
+            indices,
+            span_overhead: u32::try_from(span_overhead).unwrap_or(u32::MAX),
+            whole_table: true,
+        }
+    }
+
+    /// Remembers `made` as the newest request made with `old`'s rewritten table.
+    fn remember(&mut self, old: &RequestBytes, made: &Arc<RequestBytes>) {
+        let entry = (Arc::downgrade(&old.headers_counted), Arc::downgrade(made));
+        self.by_table.insert(Self::key(old), entry);
+        if self.by_table.len() >= self.sweep_at {
+            self.by_table
+                .retain(|_, (old, made)| old.strong_count() > 0 && made.strong_count() > 0);
+            self.sweep_at = (2 * self.by_table.len()).max(64);
+        }
+    }
+
+    fn key(old: &RequestBytes) -> usize {
+        Arc::as_ptr(&old.headers_counted) as usize
+    }
+
+    /// Tables remembered (tests).
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.by_table.len()
+    }
+}
+
+/// Headers and their ranges (as [`RequestBytes::headers`] and
+/// [`RequestBytes::header_ranges`]).
+type HeaderTable = (Bytes, Arc<[(u32, u32)]>);
+
+/// A request's whole header table with every resource header rewritten by `rewrite`, the
+/// scope headers copied and headers no span uses left empty, at the same indices; `None`
+/// when a header is used both as a resource and as a scope.
+fn rewritten_table(old: &RequestBytes, rewrite: &dyn AttributeRewrite) -> Option<HeaderTable> {
+    #[derive(Clone, Copy, PartialEq)]
+    enum Use {
+        None,
+        Resource,
+        Scope,
+    }
+    let mut uses = vec![Use::None; old.header_ranges.len()];
+    for r in old.runs.iter() {
+        for (i, role) in [(r.resource, Use::Resource), (r.scope, Use::Scope)] {
+            let u = uses.get_mut(i as usize)?;
+            if *u != Use::None && *u != role {
+                return None;
+            }
+            *u = role;
+        }
+    }
+    let mut headers = Vec::with_capacity(old.headers.len());
+    let ranges = old
+        .header_ranges
+        .iter()
+        .zip(uses)
+        .map(|(&(a, b), role)| {
+            let start = headers.len();
+            let bytes = old.headers.get(a as usize..b as usize).unwrap_or_default();
+            match role {
+                Use::Resource => write_resource_header(bytes, rewrite, &mut headers),
+                Use::Scope => headers.extend_from_slice(bytes),
+                Use::None => {}
+            }
+            (start as u32, headers.len() as u32)
+        })
+        .collect();
+    Some((Bytes::from(headers), ranges))
 }
 
 /// New headers for a run of spans of one request: only the run's resource headers
@@ -720,6 +870,7 @@ fn rewritten_headers(run: &[SpanRef<'_>], rewrite: &dyn AttributeRewrite) -> Run
         counted: None,
         indices,
         span_overhead: run[0].req.span_overhead.saturating_add(copied),
+        whole_table: false,
     }
 }
 
@@ -1131,6 +1282,143 @@ mod tests {
         assert_eq!(TraceSummary::default().attrs.heap_bytes(), 0);
         assert!(reported >= 100 * 48);
         assert_eq!(summary.add_attrs(&[attr(99)]), 0);
+    }
+
+    /// Masks the value of every attribute keyed `secret`.
+    struct MaskSecret;
+    impl AttributeRewrite for MaskSecret {
+        fn rewrite(&self, kv: &[u8]) -> Option<Vec<u8>> {
+            use prost::Message;
+            let kv = opentelemetry_proto::tonic::common::v1::KeyValue::decode(kv).ok()?;
+            (kv.key == "secret")
+                .then(|| tailgate_core::test_util::kv("secret", "****").encode_to_vec())
+        }
+    }
+
+    /// Scenario: a request of two resources, each with a `secret` and a large value, whose
+    /// spans belong to six traces; the traces are kept one after another with their
+    /// resources rewritten, as a shard keeps them; then all are exported and one more is kept
+    /// (finding: each kept trace got, and was charged, a rewritten copy of its headers, so a
+    /// resource of megabytes over many small traces filled the buffer).
+    /// Guarantees: the request's headers are rewritten once and shared by every kept trace,
+    /// counted once in the ledger; each span is under its own resource, rewritten, and its
+    /// own scope; once nothing made with the table is left, it is freed, and written anew
+    /// for the next kept trace.
+    #[test]
+    fn kept_traces_of_one_request_share_its_rewritten_resources() {
+        use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+        use opentelemetry_proto::tonic::common::v1::InstrumentationScope;
+        use opentelemetry_proto::tonic::resource::v1::Resource;
+        use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
+        use prost::Message;
+        use tailgate_core::test_util::kv;
+        let big = "x".repeat(10_000);
+        let resource_spans = (0..2u8)
+            .map(|r| ResourceSpans {
+                resource: Some(Resource {
+                    attributes: vec![
+                        kv("service.name", &format!("res-{r}")),
+                        kv("secret", "hunter2"),
+                        kv("big", &big),
+                    ],
+                    ..Default::default()
+                }),
+                scope_spans: (0..2u8)
+                    .map(|sc| ScopeSpans {
+                        scope: Some(InstrumentationScope {
+                            name: format!("scope-{r}-{sc}"),
+                            ..Default::default()
+                        }),
+                        spans: (0..6u8)
+                            .map(|t| Span {
+                                trace_id: vec![t + 1; 16],
+                                span_id: vec![1 + r * 2 + sc; 8],
+                                name: format!("span-{r}-{sc}"),
+                                ..Default::default()
+                            })
+                            .collect(),
+                        ..Default::default()
+                    })
+                    .collect(),
+                ..Default::default()
+            })
+            .collect();
+        let body = Bytes::from(ExportTraceServiceRequest { resource_spans }.encode_to_vec());
+        let mut scan = tailgate_core::wire::Scan::default();
+        scan.scan_request(&body).unwrap();
+        let file = crate::policy::PolicyFile::parse(
+            std::path::Path::new("p.yaml"),
+            "policies: [{name: all, type: always_sample}]\n",
+        )
+        .unwrap();
+        let plan = crate::policy::plan::PolicyPlan::compile(&file);
+        let ledger = Arc::new(RequestLedger::default());
+        let (req, spans) = crate::buffer::incoming_spans(&body, &scan, &plan, Some(&ledger));
+        let spans: Vec<BufferedSpan> = spans.iter().map(|s| s.buffered(&req)).collect();
+        let request_held = ledger.get();
+        let trace = |t: u8| -> Vec<SpanRef<'_>> {
+            spans
+                .iter()
+                .filter(|s| s.span().windows(16).any(|w| w == [t + 1; 16]))
+                .map(BufferedSpan::as_ref)
+                .collect()
+        };
+        let has =
+            |hay: &[u8], needle: &str| hay.windows(needle.len()).any(|w| w == needle.as_bytes());
+        let mut tables = RewrittenTables::default();
+        let keep = |t: u8, tables: &mut RewrittenTables| {
+            let mut out = Vec::new();
+            let resource = Some(ResourceRewrite {
+                rewrite: &MaskSecret,
+                tables,
+            });
+            BufferedSpan::rewrite_all(&trace(t), |s, b| b.extend_from_slice(s), resource, &mut out);
+            assert_eq!(out.len(), 4, "trace {t}");
+            for s in &out {
+                let p = s.parts();
+                let at = p.span.windows(5).position(|w| w == b"span-").unwrap();
+                let (r, sc) = (p.span[at + 5] as char, p.span[at + 7] as char);
+                assert!(has(p.resource, &format!("res-{r}")), "trace {t}");
+                assert!(has(p.resource, "****") && !has(p.resource, "hunter2"));
+                assert!(has(p.scope, &format!("scope-{r}-{sc}")), "trace {t}");
+            }
+            out
+        };
+        let first = keep(0, &mut tables);
+        let table_held = ledger.get() - request_held - first[0].req.body_counted.held;
+        assert!(
+            table_held > 20_000,
+            "both resources rewritten: {table_held}"
+        );
+        let mut kept = vec![first];
+        for t in 1..5 {
+            let before = ledger.get();
+            let out = keep(t, &mut tables);
+            // Only the new spans' bytes are new memory: the table is shared.
+            assert!(Arc::ptr_eq(
+                &out[0].req.headers_counted,
+                &kept[0][0].req.headers_counted
+            ));
+            assert_eq!(
+                ledger.get() - before,
+                out[0].req.body_counted.held,
+                "trace {t}"
+            );
+            kept.push(out);
+        }
+        assert_eq!(tables.len(), 1);
+        drop(kept);
+        assert_eq!(
+            ledger.get(),
+            request_held,
+            "the table leaves with its last span"
+        );
+        let again = keep(5, &mut tables);
+        assert_eq!(
+            ledger.get() - request_held - again[0].req.body_counted.held,
+            table_held,
+            "written anew"
+        );
     }
 
     #[test]
