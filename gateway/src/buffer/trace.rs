@@ -701,8 +701,9 @@ pub struct ResourceRewrite<'a> {
     pub tables: &'a mut RewrittenTables,
 }
 
-/// Requests' header tables with their resources rewritten, each written once and shared by
-/// every kept trace of its request while any of them is alive. A trace's spans used to get
+/// Requests' header tables with their resources rewritten, each written once per shard
+/// (each shard has its own) and shared by every kept trace of its request while any of
+/// them is alive. A trace's spans used to get
 /// copies of their own headers, rewritten per trace: a resource of megabytes over many
 /// small traces was rewritten, and charged, once per kept trace, which filled the buffer.
 ///
