@@ -512,17 +512,29 @@ pub fn write_resource_header(header: &[u8], rewrite: &dyn AttributeRewrite, out:
         }
         seen = true;
         out.extend_from_slice(&header[copy_from..field_start]);
-        let mut resource = Vec::with_capacity(end - start + 16);
-        write_rewritten_attributes(&header[start..end], 1, rewrite, &mut resource);
-        put_len_field(out, 1, &resource);
+        put_len_field_with(out, 1, |out| {
+            write_rewritten_attributes(&header[start..end], 1, rewrite, out)
+        });
         copy_from = pos;
     }
     out.extend_from_slice(&header[copy_from..]);
     if !seen && !rewrite.additions().is_empty() {
-        let mut resource = Vec::new();
-        write_rewritten_attributes(&[], 1, rewrite, &mut resource);
-        put_len_field(out, 1, &resource);
+        put_len_field_with(out, 1, |out| {
+            write_rewritten_attributes(&[], 1, rewrite, out)
+        });
     }
+}
+
+/// Appends a length-delimited field whose value `write` appends to `out`: written in place,
+/// then its tag and length put in front of it (a memmove, where a value written apart and
+/// copied would take a second buffer of its size: a resource can be megabytes).
+fn put_len_field_with(out: &mut Vec<u8>, field: u32, write: impl FnOnce(&mut Vec<u8>)) {
+    let at = out.len();
+    write(out);
+    let mut prefix = Vec::with_capacity(2 * 10);
+    put_varint(&mut prefix, u64::from(field << 3 | 2));
+    put_varint(&mut prefix, (out.len() - at) as u64);
+    out.splice(at..at, prefix);
 }
 
 /// The bits of the `additions` (bit i: additions[i], the first 64) whose key is `kv`'s.
