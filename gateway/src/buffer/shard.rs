@@ -21,9 +21,7 @@ use super::hash::{prefetch, IdHash};
 pub use super::table::TraceEntry;
 use super::table::{first_capacity, make_room, SpanList, TraceTable};
 use super::trace::IncomingSpan;
-use super::trace::{
-    BufferedSpan, RequestBytes, ResourceRewrite, RewrittenTables, SpanRef, TraceSummary, TraceView,
-};
+use super::trace::{BufferedSpan, RequestBytes, SpanRef, TraceSummary, TraceView};
 use crate::decide::{Cached, DecisionCache};
 use crate::export::{ExportHandle, Ticket};
 use crate::metrics::{DecisionTally, GatewayStats};
@@ -110,7 +108,7 @@ fn adjusted(
     spans: SpanList,
     p: f64,
     how: &AdjustedCount<'_>,
-    resource: Option<ResourceRewrite<'_>>,
+    resource: Option<&dyn AttributeRewrite>,
     out: &mut Vec<BufferedSpan>,
 ) {
     if how.is_noop() && resource.is_none() {
@@ -263,8 +261,6 @@ pub struct Shard {
     released: Released,
     /// `attributes:` actions on kept spans, if any.
     attribute_actions: Option<Arc<AttributeActions>>,
-    /// Header tables rewritten by the `attributes.resource` actions, once per request.
-    rewritten_tables: RewrittenTables,
     /// Kept spans not yet handed to the exporters (see [`Self::keep`]), and their bytes.
     outgoing: Vec<BufferedSpan>,
     outgoing_bytes: u64,
@@ -334,7 +330,6 @@ impl Shard {
             tally: DecisionTally::default(),
             released: Released::default(),
             attribute_actions: None,
-            rewritten_tables: RewrittenTables::default(),
             outgoing: Vec::new(),
             outgoing_bytes: 0,
             outgoing_tickets: Vec::new(),
@@ -351,7 +346,7 @@ impl Shard {
     /// Kept spans as they leave, appended to `out`: with their adjusted count, and their
     /// attributes rewritten by the `attributes:` actions.
     fn kept(
-        &mut self,
+        &self,
         spans: SpanList,
         p: f64,
         plan: &crate::policy::plan::PolicyPlan,
@@ -366,11 +361,7 @@ impl Shard {
             events: set(|a| a.events.as_ref()),
             ..plan.adjusted_count()
         };
-        let resource = set(|a| a.resource.as_ref()).map(|rewrite| ResourceRewrite {
-            rewrite,
-            tables: &mut self.rewritten_tables,
-        });
-        adjusted(spans, p, &how, resource, out);
+        adjusted(spans, p, &how, set(|a| a.resource.as_ref()), out);
     }
 
     /// Whether kept spans are re-encoded under `plan` (see [`Self::kept`]), or go out as

@@ -55,6 +55,10 @@ pub struct RequestBytes {
     body_counted: Counted,
     /// The headers' count, shared with re-encoded copies that keep the same headers.
     headers_counted: Arc<Counted>,
+    /// The headers with their resources rewritten, once one of its traces is kept under
+    /// `attributes.resource` actions (`None` inside: they could not be, see
+    /// [`rewritten_run_headers`]).
+    rewritten: std::sync::OnceLock<Option<Arc<RewrittenTable>>>,
 }
 
 /// Bytes counted in a [`RequestLedger`] (if any) for as long as this lives.
@@ -175,6 +179,7 @@ impl RequestBytes {
             header_ranges,
             runs,
             span_overhead: u32::try_from(span_overhead).unwrap_or(u32::MAX),
+            rewritten: std::sync::OnceLock::new(),
         })
     }
 
@@ -279,11 +284,11 @@ impl BufferedSpan {
     /// is given, and appends them to `out`. Spans that came in the same request share one
     /// new buffer and keep their resource and scope headers; with `resource`, they take
     /// their request's headers with the resources' attributes rewritten, written once per
-    /// request and shared by its kept traces (see [`RewrittenTables`]).
+    /// request and shared by its kept traces (see [`RewrittenTable`]).
     pub fn rewrite_all(
         spans: &[SpanRef<'_>],
         mut rewrite: impl FnMut(&[u8], &mut Vec<u8>),
-        mut resource: Option<ResourceRewrite<'_>>,
+        resource: Option<&dyn AttributeRewrite>,
         out: &mut Vec<BufferedSpan>,
     ) {
         out.reserve(spans.len());
@@ -315,12 +320,8 @@ impl BufferedSpan {
                     indices: run.iter().map(SpanRef::header_indices).collect(),
                     // Still holding the request's headers: their share stays charged.
                     span_overhead: old.span_overhead,
-                    whole_table: false,
                 },
-                Some(ResourceRewrite {
-                    rewrite,
-                    ref mut tables,
-                }) => tables.headers_for(run, rewrite),
+                Some(rewrite_resource) => rewritten_run_headers(run, rewrite_resource),
             };
             // Room for exactly the runs there will be makes the boxed slice below one
             // exact allocation: a growing Vec and its shrink were 2-3% of the CPU at 2
@@ -346,10 +347,8 @@ impl BufferedSpan {
                 header_ranges: new.header_ranges,
                 runs,
                 span_overhead: new.span_overhead,
+                rewritten: std::sync::OnceLock::new(),
             });
-            if let (Some(r), true) = (&mut resource, new.whole_table) {
-                r.tables.remember(old, &req);
-            }
             out.extend(
                 ranges
                     .into_iter()
@@ -688,105 +687,64 @@ struct RunHeaders {
     span_overhead: u32,
     /// The headers' count when they are shared (the old request's, or a rewritten table).
     counted: Option<Arc<Counted>>,
-    /// Whether these are the request's whole table rewritten (see [`RewrittenTables`]).
-    whole_table: bool,
 }
 
-/// `attributes.resource` actions, and the tables they have rewritten: what
-/// [`BufferedSpan::rewrite_all`] needs to rewrite kept spans' resources.
-pub struct ResourceRewrite<'a> {
-    /// The actions on a resource's attributes.
-    pub rewrite: &'a dyn AttributeRewrite,
-    /// Tables already rewritten (one per shard).
-    pub tables: &'a mut RewrittenTables,
+/// A request's header table with its resources rewritten by the `attributes.resource`
+/// actions, kept with the request ([`RequestBytes::rewritten`]) and shared by every kept
+/// trace of it. Kept traces used to get copies of their own headers, rewritten per trace:
+/// a resource of megabytes over many small traces was rewritten, and charged, once per kept
+/// trace, which filled the buffer.
+#[derive(Debug)]
+struct RewrittenTable {
+    headers: Bytes,
+    header_ranges: Arc<[(u32, u32)]>,
+    counted: Arc<Counted>,
+    /// What a span under it is charged beyond its own bytes.
+    span_overhead: u32,
 }
 
-/// Requests' header tables with their resources rewritten, each written once per shard
-/// (each shard has its own) and shared by every kept trace of its request while any of
-/// them is alive. A trace's spans used to get
-/// copies of their own headers, rewritten per trace: a resource of megabytes over many
-/// small traces was rewritten, and charged, once per kept trace, which filled the buffer.
-///
-/// An entry remembers the old table by its count (whose allocation the `Weak` keeps, so no
-/// other table can take its address while the entry is here) and the newest request made
-/// with the rewritten table; once every request made with it is gone, the table is gone
-/// too, and a later kept trace of the old request writes it again. Entries hold no bytes,
-/// only the two small allocations behind the `Weak`s, and are swept as the map doubles.
-#[derive(Debug, Default)]
-pub struct RewrittenTables {
-    by_table:
-        std::collections::HashMap<usize, (std::sync::Weak<Counted>, std::sync::Weak<RequestBytes>)>,
-    sweep_at: usize,
-}
-
-impl RewrittenTables {
-    /// Headers for a run of spans of one request: its table rewritten, shared when a
-    /// request made with it is still alive; or, for a table whose headers cannot be told
-    /// apart by use (never for a scanned request), only the run's own headers.
-    fn headers_for(&mut self, run: &[SpanRef<'_>], rewrite: &dyn AttributeRewrite) -> RunHeaders {
-        let old = run[0].req;
-        let indices: SmallVec<[(u32, u32); 8]> = run.iter().map(SpanRef::header_indices).collect();
-        let n = old.header_ranges.len();
-        if !indices
-            .iter()
-            .all(|&(r, s)| (r as usize) < n && (s as usize) < n)
-        {
-            return rewritten_headers(run, rewrite);
-        }
-        let made = self
-            .by_table
-            .get(&Self::key(old))
-            .and_then(|(_, made)| made.upgrade());
-        if let Some(made) = made {
-            return RunHeaders {
-                headers: made.headers.clone(),
-                header_ranges: made.header_ranges.clone(),
-                counted: Some(made.headers_counted.clone()),
-                indices,
-                span_overhead: made.span_overhead,
-                whole_table: true,
-            };
-        }
-        let Some((headers, header_ranges)) = rewritten_table(old, rewrite) else {
-            return rewritten_headers(run, rewrite);
-        };
+/// Headers for a run of spans of one request with its resources rewritten: the request's
+/// whole table, rewritten by the first of its traces kept and shared by the rest (in every
+/// shard) for as long as the request lives; or, for spans outside every run or a table
+/// whose headers cannot be told apart by use (neither for a scanned request), only the
+/// run's own headers.
+fn rewritten_run_headers(run: &[SpanRef<'_>], rewrite: &dyn AttributeRewrite) -> RunHeaders {
+    let old = run[0].req;
+    let indices: SmallVec<[(u32, u32); 8]> = run.iter().map(SpanRef::header_indices).collect();
+    let n = old.header_ranges.len();
+    if !indices
+        .iter()
+        .all(|&(r, s)| (r as usize) < n && (s as usize) < n)
+    {
+        return rewritten_headers(run, rewrite);
+    }
+    let table = old.rewritten.get_or_init(|| {
+        let (headers, header_ranges) = rewritten_table(old, rewrite)?;
         let old_held = RequestBytes::headers_held(&old.headers, &old.header_ranges) as u64;
-        let new_held = RequestBytes::headers_held(&headers, &header_ranges) as u64;
-        // The spans' share of the headers, grown or shrunk with them.
+        let new_held = RequestBytes::headers_held(&headers, &header_ranges);
+        // The spans' share of the headers, grown or shrunk with them (the ledger counts the
+        // table whole, for the hard limit).
         let overhead = u64::from(old.span_overhead);
         let span_overhead = match old_held {
-            0 => overhead + new_held,
-            _ => (overhead * new_held).div_ceil(old_held),
+            0 => overhead + new_held as u64,
+            _ => (overhead * new_held as u64).div_ceil(old_held),
         };
-        RunHeaders {
+        Some(Arc::new(RewrittenTable {
+            counted: Arc::new(Counted::new(new_held, old.body_counted.ledger.as_ref())),
             headers,
             header_ranges,
-            counted: None,
-            indices,
             span_overhead: u32::try_from(span_overhead).unwrap_or(u32::MAX),
-            whole_table: true,
-        }
-    }
-
-    /// Remembers `made` as the newest request made with `old`'s rewritten table.
-    fn remember(&mut self, old: &RequestBytes, made: &Arc<RequestBytes>) {
-        let entry = (Arc::downgrade(&old.headers_counted), Arc::downgrade(made));
-        self.by_table.insert(Self::key(old), entry);
-        if self.by_table.len() >= self.sweep_at {
-            self.by_table
-                .retain(|_, (old, made)| old.strong_count() > 0 && made.strong_count() > 0);
-            self.sweep_at = (2 * self.by_table.len()).max(64);
-        }
-    }
-
-    fn key(old: &RequestBytes) -> usize {
-        Arc::as_ptr(&old.headers_counted) as usize
-    }
-
-    /// Tables remembered (tests).
-    #[cfg(test)]
-    fn len(&self) -> usize {
-        self.by_table.len()
+        }))
+    });
+    match table {
+        Some(t) => RunHeaders {
+            headers: t.headers.clone(),
+            header_ranges: t.header_ranges.clone(),
+            counted: Some(t.counted.clone()),
+            indices,
+            span_overhead: t.span_overhead,
+        },
+        None => rewritten_headers(run, rewrite),
     }
 }
 
@@ -871,7 +829,6 @@ fn rewritten_headers(run: &[SpanRef<'_>], rewrite: &dyn AttributeRewrite) -> Run
         counted: None,
         indices,
         span_overhead: run[0].req.span_overhead.saturating_add(copied),
-        whole_table: false,
     }
 }
 
@@ -1296,15 +1253,31 @@ mod tests {
         }
     }
 
-    /// Scenario: a request of two resources, each with a `secret` and a large value, whose
-    /// spans belong to six traces; the traces are kept one after another with their
-    /// resources rewritten, as a shard keeps them; then all are exported and one more is kept
-    /// (finding: each kept trace got, and was charged, a rewritten copy of its headers, so a
-    /// resource of megabytes over many small traces filled the buffer).
-    /// Guarantees: the request's headers are rewritten once and shared by every kept trace,
-    /// counted once in the ledger; each span is under its own resource, rewritten, and its
-    /// own scope; once nothing made with the table is left, it is freed, and written anew
-    /// for the next kept trace.
+    /// Masks the value of every attribute keyed `secret`, and inserts `added`.
+    struct MaskAndAdd;
+    impl AttributeRewrite for MaskAndAdd {
+        fn rewrite(&self, kv: &[u8]) -> Option<Vec<u8>> {
+            MaskSecret.rewrite(kv)
+        }
+        fn additions(&self) -> &[(Vec<u8>, Vec<u8>)] {
+            use prost::Message;
+            static ADD: std::sync::OnceLock<Vec<(Vec<u8>, Vec<u8>)>> = std::sync::OnceLock::new();
+            ADD.get_or_init(|| {
+                let kv = tailgate_core::test_util::kv("added", "yes");
+                vec![(b"added".to_vec(), kv.encode_to_vec())]
+            })
+        }
+    }
+
+    /// Scenario: a request of three resources, each with a `secret` and a large value, and
+    /// three scopes each (the middle one without spans); its spans belong to eight traces,
+    /// each under two of the resources and not the third. The traces are kept one after
+    /// another with their resources rewritten, as shards keep them; then all are exported
+    /// and one more is kept (finding: each kept trace got, and was charged, a rewritten copy
+    /// of its headers, so a resource of megabytes over many small traces filled the buffer).
+    /// Guarantees: the request's headers are rewritten once, shared by every kept trace and
+    /// counted once in the ledger for as long as the request lives; each span is under its
+    /// own resource, rewritten, and its own scope.
     #[test]
     fn kept_traces_of_one_request_share_its_rewritten_resources() {
         use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
@@ -1314,7 +1287,9 @@ mod tests {
         use prost::Message;
         use tailgate_core::test_util::kv;
         let big = "x".repeat(10_000);
-        let resource_spans = (0..2u8)
+        // Trace t has spans under resources t % 3 and (t + 1) % 3.
+        let in_trace = |r: u8, t: u8| r == t % 3 || r == (t + 1) % 3;
+        let resource_spans = (0..3u8)
             .map(|r| ResourceSpans {
                 resource: Some(Resource {
                     attributes: vec![
@@ -1324,16 +1299,17 @@ mod tests {
                     ],
                     ..Default::default()
                 }),
-                scope_spans: (0..2u8)
+                scope_spans: (0..3u8)
                     .map(|sc| ScopeSpans {
                         scope: Some(InstrumentationScope {
                             name: format!("scope-{r}-{sc}"),
                             ..Default::default()
                         }),
-                        spans: (0..6u8)
+                        spans: (0..8u8)
+                            .filter(|&t| sc != 1 && in_trace(r, t))
                             .map(|t| Span {
                                 trace_id: vec![t + 1; 16],
-                                span_id: vec![1 + r * 2 + sc; 8],
+                                span_id: vec![1 + r * 3 + sc; 8],
                                 name: format!("span-{r}-{sc}"),
                                 ..Default::default()
                             })
@@ -1356,6 +1332,7 @@ mod tests {
         let ledger = Arc::new(RequestLedger::default());
         let (req, spans) = crate::buffer::incoming_spans(&body, &scan, &plan, Some(&ledger));
         let spans: Vec<BufferedSpan> = spans.iter().map(|s| s.buffered(&req)).collect();
+        drop(req);
         let request_held = ledger.get();
         let trace = |t: u8| -> Vec<SpanRef<'_>> {
             spans
@@ -1366,40 +1343,45 @@ mod tests {
         };
         let has =
             |hay: &[u8], needle: &str| hay.windows(needle.len()).any(|w| w == needle.as_bytes());
-        let mut tables = RewrittenTables::default();
-        let keep = |t: u8, tables: &mut RewrittenTables| {
+        let keep = |t: u8| {
             let mut out = Vec::new();
-            let resource = Some(ResourceRewrite {
-                rewrite: &MaskSecret,
-                tables,
-            });
-            BufferedSpan::rewrite_all(&trace(t), |s, b| b.extend_from_slice(s), resource, &mut out);
+            let rewrite: &dyn AttributeRewrite = &MaskAndAdd;
+            BufferedSpan::rewrite_all(
+                &trace(t),
+                |s, b| b.extend_from_slice(s),
+                Some(rewrite),
+                &mut out,
+            );
             assert_eq!(out.len(), 4, "trace {t}");
             for s in &out {
                 let p = s.parts();
                 let at = p.span.windows(5).position(|w| w == b"span-").unwrap();
-                let (r, sc) = (p.span[at + 5] as char, p.span[at + 7] as char);
+                let (r, sc) = (p.span[at + 5], p.span[at + 7]);
+                assert!(in_trace(r - b'0', t), "trace {t}");
+                let (r, sc) = (r as char, sc as char);
                 assert!(has(p.resource, &format!("res-{r}")), "trace {t}");
+                for other in (0..3).filter(|&o| o.to_string() != r.to_string()) {
+                    assert!(!has(p.resource, &format!("res-{other}")), "trace {t}");
+                }
                 assert!(has(p.resource, "****") && !has(p.resource, "hunter2"));
+                assert!(has(p.resource, "added") && has(p.resource, &big));
+                assert_eq!(p.scope.windows(6).filter(|w| w == b"scope-").count(), 1);
                 assert!(has(p.scope, &format!("scope-{r}-{sc}")), "trace {t}");
             }
             out
         };
-        let first = keep(0, &mut tables);
+        let first = keep(0);
         let table_held = ledger.get() - request_held - first[0].req.body_counted.held;
-        assert!(
-            table_held > 20_000,
-            "both resources rewritten: {table_held}"
-        );
+        assert!(table_held > 30_000, "all three resources: {table_held}");
         let mut kept = vec![first];
-        for t in 1..5 {
+        for t in 1..7 {
             let before = ledger.get();
-            let out = keep(t, &mut tables);
+            let out = keep(t);
             // Only the new spans' bytes are new memory: the table is shared.
-            assert!(Arc::ptr_eq(
-                &out[0].req.headers_counted,
-                &kept[0][0].req.headers_counted
-            ));
+            let shared = &kept[0][0].req.headers_counted;
+            assert!(out
+                .iter()
+                .all(|s| Arc::ptr_eq(&s.req.headers_counted, shared)));
             assert_eq!(
                 ledger.get() - before,
                 out[0].req.body_counted.held,
@@ -1407,19 +1389,46 @@ mod tests {
             );
             kept.push(out);
         }
-        assert_eq!(tables.len(), 1);
         drop(kept);
         assert_eq!(
             ledger.get(),
-            request_held,
-            "the table leaves with its last span"
+            request_held + table_held,
+            "kept with the request"
         );
-        let again = keep(5, &mut tables);
+        let last = keep(7);
         assert_eq!(
-            ledger.get() - request_held - again[0].req.body_counted.held,
-            table_held,
-            "written anew"
+            ledger.get(),
+            request_held + table_held + last[0].req.body_counted.held
         );
+        drop(spans);
+        assert_eq!(
+            ledger.get(),
+            table_held + last[0].req.body_counted.held,
+            "the request gone, its last kept spans hold the table"
+        );
+        drop(last);
+        assert_eq!(ledger.get(), 0);
+    }
+
+    /// Scenario: spans outside every header run (a request without headers) kept with
+    /// resource actions that add an attribute.
+    /// Guarantees: they get a resource of their own holding the addition, as before the
+    /// table was shared.
+    #[test]
+    fn spans_without_headers_get_a_rewritten_resource_of_their_own() {
+        let span = BufferedSpan::alone(Bytes::from_static(b"0123456789"));
+        let mut out = Vec::new();
+        let rewrite: &dyn AttributeRewrite = &MaskAndAdd;
+        BufferedSpan::rewrite_all(
+            &[span.as_ref()],
+            |s, b| b.extend_from_slice(s),
+            Some(rewrite),
+            &mut out,
+        );
+        assert_eq!(out.len(), 1);
+        let resource = out[0].parts().resource;
+        assert!(resource.windows(5).any(|w| w == b"added"), "{resource:?}");
+        assert_eq!(out[0].span(), b"0123456789");
     }
 
     #[test]
