@@ -886,6 +886,41 @@ impl TraceBuffer {
     }
 }
 
+/// A request of `resources` resources (attributes from `attributes(r)`) of `scopes` scopes
+/// each, named `scope-{r}-{sc}`, holding the spans `spans(r, sc)` (tests of which headers
+/// spans end up under).
+#[cfg(test)]
+pub(crate) fn layered_request(
+    resources: u8,
+    scopes: u8,
+    attributes: impl Fn(u8) -> Vec<opentelemetry_proto::tonic::common::v1::KeyValue>,
+    spans: impl Fn(u8, u8) -> Vec<opentelemetry_proto::tonic::trace::v1::Span>,
+) -> opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest {
+    use opentelemetry_proto::tonic::common::v1::InstrumentationScope;
+    use opentelemetry_proto::tonic::resource::v1::Resource;
+    use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans};
+    let resource_spans = (0..resources)
+        .map(|r| ResourceSpans {
+            resource: Some(Resource {
+                attributes: attributes(r),
+                ..Default::default()
+            }),
+            scope_spans: (0..scopes)
+                .map(|sc| ScopeSpans {
+                    scope: Some(InstrumentationScope {
+                        name: format!("scope-{r}-{sc}"),
+                        ..Default::default()
+                    }),
+                    spans: spans(r, sc),
+                    ..Default::default()
+                })
+                .collect(),
+            ..Default::default()
+        })
+        .collect();
+    opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest { resource_spans }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1211,38 +1246,26 @@ mod tests {
     /// re-encoding, whose body is laid out anew.
     #[test]
     fn spans_find_their_resource_and_scope_by_offset() {
-        use opentelemetry_proto::tonic::common::v1::InstrumentationScope;
-        use opentelemetry_proto::tonic::resource::v1::Resource;
-        let resource_spans = (0..2)
-            .map(|r| ResourceSpans {
-                resource: Some(Resource {
-                    attributes: vec![tailgate_core::test_util::kv(
-                        "service.name",
-                        &format!("res-{r}"),
-                    )],
-                    ..Default::default()
-                }),
-                scope_spans: (0..3)
-                    .map(|sc| ScopeSpans {
-                        scope: Some(InstrumentationScope {
-                            name: format!("scope-{r}-{sc}"),
-                            ..Default::default()
-                        }),
-                        spans: (0..if sc == 1 { 0 } else { 2 })
-                            .map(|n| Span {
-                                trace_id: vec![1 + n as u8; 16],
-                                span_id: vec![1; 8],
-                                name: format!("span-{r}-{sc}-{n}"),
-                                ..Default::default()
-                            })
-                            .collect(),
+        let req = layered_request(
+            2,
+            3,
+            |r| {
+                vec![tailgate_core::test_util::kv(
+                    "service.name",
+                    &format!("res-{r}"),
+                )]
+            },
+            |r, sc| {
+                (0..if sc == 1 { 0 } else { 2 })
+                    .map(|n| Span {
+                        trace_id: vec![1 + n as u8; 16],
+                        span_id: vec![1; 8],
+                        name: format!("span-{r}-{sc}-{n}"),
                         ..Default::default()
                     })
-                    .collect(),
-                ..Default::default()
-            })
-            .collect();
-        let req = ExportTraceServiceRequest { resource_spans };
+                    .collect()
+            },
+        );
         let (rb, spans) = incoming(
             &req,
             &plan("policies: [{name: all, type: always_sample}]\n"),

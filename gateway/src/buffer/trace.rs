@@ -1280,47 +1280,35 @@ mod tests {
     /// own resource, rewritten, and its own scope.
     #[test]
     fn kept_traces_of_one_request_share_its_rewritten_resources() {
-        use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-        use opentelemetry_proto::tonic::common::v1::InstrumentationScope;
-        use opentelemetry_proto::tonic::resource::v1::Resource;
-        use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
+        use opentelemetry_proto::tonic::trace::v1::Span;
         use prost::Message;
         use tailgate_core::test_util::kv;
         let big = "x".repeat(10_000);
         // Trace t has spans under resources t % 3 and (t + 1) % 3.
         let in_trace = |r: u8, t: u8| r == t % 3 || r == (t + 1) % 3;
-        let resource_spans = (0..3u8)
-            .map(|r| ResourceSpans {
-                resource: Some(Resource {
-                    attributes: vec![
-                        kv("service.name", &format!("res-{r}")),
-                        kv("secret", "hunter2"),
-                        kv("big", &big),
-                    ],
-                    ..Default::default()
-                }),
-                scope_spans: (0..3u8)
-                    .map(|sc| ScopeSpans {
-                        scope: Some(InstrumentationScope {
-                            name: format!("scope-{r}-{sc}"),
-                            ..Default::default()
-                        }),
-                        spans: (0..8u8)
-                            .filter(|&t| sc != 1 && in_trace(r, t))
-                            .map(|t| Span {
-                                trace_id: vec![t + 1; 16],
-                                span_id: vec![1 + r * 3 + sc; 8],
-                                name: format!("span-{r}-{sc}"),
-                                ..Default::default()
-                            })
-                            .collect(),
+        let request = crate::buffer::layered_request(
+            3,
+            3,
+            |r| {
+                vec![
+                    kv("service.name", &format!("res-{r}")),
+                    kv("secret", "hunter2"),
+                    kv("big", &big),
+                ]
+            },
+            |r, sc| {
+                (0..8u8)
+                    .filter(|&t| sc != 1 && in_trace(r, t))
+                    .map(|t| Span {
+                        trace_id: vec![t + 1; 16],
+                        span_id: vec![1 + r * 3 + sc; 8],
+                        name: format!("span-{r}-{sc}"),
                         ..Default::default()
                     })
-                    .collect(),
-                ..Default::default()
-            })
-            .collect();
-        let body = Bytes::from(ExportTraceServiceRequest { resource_spans }.encode_to_vec());
+                    .collect()
+            },
+        );
+        let body = Bytes::from(request.encode_to_vec());
         let mut scan = tailgate_core::wire::Scan::default();
         scan.scan_request(&body).unwrap();
         let file = crate::policy::PolicyFile::parse(
