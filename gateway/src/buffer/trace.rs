@@ -1242,22 +1242,14 @@ mod tests {
         assert_eq!(summary.add_attrs(&[attr(99)]), 0);
     }
 
-    /// Masks the value of every attribute keyed `secret`.
-    struct MaskSecret;
-    impl AttributeRewrite for MaskSecret {
+    /// Masks the value of every attribute keyed `secret`, and inserts `added`.
+    struct MaskAndAdd;
+    impl AttributeRewrite for MaskAndAdd {
         fn rewrite(&self, kv: &[u8]) -> Option<Vec<u8>> {
             use prost::Message;
             let kv = opentelemetry_proto::tonic::common::v1::KeyValue::decode(kv).ok()?;
             (kv.key == "secret")
                 .then(|| tailgate_core::test_util::kv("secret", "****").encode_to_vec())
-        }
-    }
-
-    /// Masks the value of every attribute keyed `secret`, and inserts `added`.
-    struct MaskAndAdd;
-    impl AttributeRewrite for MaskAndAdd {
-        fn rewrite(&self, kv: &[u8]) -> Option<Vec<u8>> {
-            MaskSecret.rewrite(kv)
         }
         fn additions(&self) -> &[(Vec<u8>, Vec<u8>)] {
             use prost::Message;
