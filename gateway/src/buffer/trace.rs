@@ -1370,6 +1370,8 @@ mod tests {
             kept.push(out);
         }
         drop(kept);
+        // The request's own headers, which its undecided traces still use, are untouched.
+        assert!(spans.iter().all(|s| has(s.parts().resource, "hunter2")));
         assert_eq!(
             ledger.get(),
             request_held + table_held,
