@@ -194,11 +194,12 @@ pub fn json_to_protobuf(body: &[u8]) -> Result<Bytes, Refusal> {
 }
 
 /// Converts a protobuf `ExportTraceServiceRequest` to OTLP/JSON, on one line (what the
-/// gateway's `debug` exporter writes and `tailgate-gateway explain` reads).
+/// gateway's `debug` exporter writes and `tailgate-gateway explain` reads; see
+/// [`super::otlp_json_out`]).
 pub fn protobuf_to_json(body: &[u8]) -> Result<String, JsonError> {
     use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
     let request = ExportTraceServiceRequest::decode(body)?;
-    Ok(serde_json::to_string(&request)?)
+    Ok(super::otlp_json_out::to_json(request)?)
 }
 
 /// Why a request could not be written as OTLP/JSON.

@@ -15,6 +15,7 @@ pub mod grpc;
 pub mod http;
 pub mod limits;
 pub mod otlp_json;
+pub mod otlp_json_out;
 pub mod primed;
 pub mod sink;
 pub mod status;
