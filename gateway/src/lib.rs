@@ -110,7 +110,13 @@ impl Gateway {
         let plan: reload::SharedPlan = Arc::new(arc_swap::ArcSwap::from_pointee(plan));
         let (exporters, export_tasks) =
             export::start(&config.export, &stats, config.buffer.max_buffered_bytes)?;
-        let (senders, shards, drain) = start_shards(config, &plan, &exporters, &stats)?;
+        let attribute_actions = config
+            .attributes
+            .compile()
+            .map_err(|e| GatewayError::Attributes(e.to_string()))?
+            .map(Arc::new);
+        let (senders, shards, drain) =
+            start_shards(config, &plan, &exporters, &stats, &attribute_actions)?;
         drop(exporters);
         let me = if config.peers.enabled() {
             config.identity()?
@@ -124,13 +130,16 @@ impl Gateway {
             tracing::warn!("Neither peers.secret nor peers.cert_names is set: anyone who can reach the receivers can send peer requests (forwarded spans, hand-offs, decisions).");
         }
         let peers = peers::Peers::new(config.peers.clone(), me, stats.clone());
-        let buffer = Arc::new(buffer::TraceBuffer::new(
-            plan.clone(),
-            senders,
-            stats.clone(),
-            peers.clone(),
-            &config.buffer,
-        ));
+        let buffer = Arc::new(
+            buffer::TraceBuffer::new(
+                plan.clone(),
+                senders,
+                stats.clone(),
+                peers.clone(),
+                &config.buffer,
+            )
+            .with_attribute_actions(attribute_actions),
+        );
         let peers_stop = CancellationToken::new();
         start_discovery(config, &peers, &buffer, &stats, &peers_stop)?;
         let peer_listener = config.peers.listen.map(bind_peer_port).transpose()?;
@@ -378,6 +387,7 @@ fn start_shards(
     plan: &reload::SharedPlan,
     exporters: &[export::ExportHandle],
     stats: &Arc<GatewayStats>,
+    attribute_actions: &Option<Arc<attributes::AttributeActions>>,
 ) -> Result<ShardSet, GatewayError> {
     let num_traces = plan.load().num_traces;
     let n = config.shard_count();
@@ -388,11 +398,6 @@ fn start_shards(
         .decision_cache_size
         .unwrap_or(config.buffer.decision_cache_size);
     let per_shard_cache = cache_size.max(1).div_ceil(n);
-    let attribute_actions = config
-        .attributes
-        .compile()
-        .map_err(|e| GatewayError::Attributes(e.to_string()))?
-        .map(Arc::new);
     let drain = CancellationToken::new();
     let mut senders = Vec::with_capacity(n);
     let mut shards = Vec::with_capacity(n);

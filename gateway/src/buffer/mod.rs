@@ -24,11 +24,13 @@ use tailgate_core::receive::{
 use tailgate_core::ring::Ring;
 use tailgate_core::wire::attrs::{self, AttrValue};
 use tailgate_core::wire::reframe::{group_by_headers, Interner};
+use tailgate_core::wire::span_fields::AttributeRewrite;
 use tailgate_core::wire::split::split;
 use tailgate_core::wire::{span_fields, Reframer, Scan};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
+use crate::attributes::AttributeActions;
 use crate::decide::Cached;
 use crate::peers::{Owner, PeerView, Peers};
 
@@ -55,17 +57,20 @@ pub fn incoming_spans(
     ledger: Option<&Arc<RequestLedger>>,
 ) -> (Arc<RequestBytes>, Vec<IncomingSpan>) {
     let mut out = Vec::with_capacity(scan.spans.len());
-    let req = each_incoming_span(body, scan, plan, ledger, |s| out.push(s));
+    let req = each_incoming_span(body, scan, plan, ledger, None, |s| out.push(s));
     (req, out)
 }
 
 /// [`incoming_spans`], handed to `sink` one by one (the buffer puts each straight into its
-/// shard's list, with no list of the whole request in between).
+/// shard's list, with no list of the whole request in between). With `resource` (the
+/// `attributes.resource` actions), the request's resources are rewritten for its kept
+/// traces now ([`RequestBytes::rewrite_resources`]).
 fn each_incoming_span(
     body: &Bytes,
     scan: &Scan,
     plan: &PolicyPlan,
     ledger: Option<&Arc<RequestLedger>>,
+    resource: Option<&dyn AttributeRewrite>,
     mut sink: impl FnMut(IncomingSpan),
 ) -> Arc<RequestBytes> {
     // One shared buffer for all headers of this request, of exactly their length (it is
@@ -102,6 +107,9 @@ fn each_incoming_span(
         scan.spans.len(),
         ledger,
     );
+    if let Some(rewrite) = resource {
+        req.rewrite_resources(rewrite);
+    }
     for s in &scan.spans {
         let scope = &scan.scopes[s.scope as usize];
         let is_root = s.is_root();
@@ -293,6 +301,9 @@ pub struct TraceBuffer {
     /// Held (shared) by every hand-off pass; [`TraceBuffer::stop_handoffs`] takes it alone,
     /// so it returns only when no pass holds spans taken out of the shards.
     handoffs: tokio::sync::RwLock<()>,
+    /// The `attributes:` actions, for the resource rewrite each request gets as it is
+    /// buffered (the shards apply the rest to kept spans).
+    attribute_actions: Option<Arc<AttributeActions>>,
 }
 
 // === impl TraceBuffer ===
@@ -315,7 +326,15 @@ impl TraceBuffer {
             max_buffered_bytes: config.max_buffered_bytes,
             handoff_stop: Default::default(),
             handoffs: Default::default(),
+            attribute_actions: None,
         }
+    }
+
+    /// Rewrites the resources of every request it buffers with `actions.resource` (the
+    /// shards' actions: see [`RequestBytes::rewrite_resources`]).
+    pub fn with_attribute_actions(mut self, actions: Option<Arc<AttributeActions>>) -> Self {
+        self.attribute_actions = actions;
+        self
     }
 
     /// Ends handing off: no new pass starts, sends still waiting on a peer give up and
@@ -613,7 +632,13 @@ impl TraceBuffer {
         let each = scan.spans.len() / n + scan.spans.len() / 8 + 1;
         let mut per_shard: Vec<Vec<IncomingSpan>> =
             (0..n).map(|_| Vec::with_capacity(each)).collect();
-        let req = each_incoming_span(body, scan, &plan, Some(&self.stats.request_bytes), |span| {
+        let resource = self
+            .attribute_actions
+            .as_deref()
+            .and_then(|a| a.resource.as_ref())
+            .map(|a| a as &dyn AttributeRewrite);
+        let ledger = Some(&self.stats.request_bytes);
+        let req = each_incoming_span(body, scan, &plan, ledger, resource, |span| {
             per_shard[Self::shard_of(&span.trace_id, n)].push(span)
         });
 
@@ -1076,6 +1101,65 @@ mod tests {
             .run(Default::default())
             .await;
         assert_eq!(stats.shard_queue_bytes.get(), 0);
+    }
+
+    /// Scenario: one request of 200 resources of one span each, buffered (its shard not yet
+    /// reading) by a buffer without `attributes:` actions and by one whose resource action
+    /// inserts a 100-byte value; the shard then keeps every trace.
+    /// Guarantees: with the action, what it adds to every resource is counted as the
+    /// request is buffered, before any trace is decided, in the ledger and so in what the
+    /// hard limit reads (the traces are then kept under the same table: see
+    /// `trace::tests::kept_traces_of_one_request_share_its_rewritten_resources`).
+    #[tokio::test]
+    async fn resource_actions_are_counted_as_a_request_is_buffered() {
+        let value = "v".repeat(100);
+        let request = layered_request(
+            200,
+            1,
+            |r| vec![tailgate_core::test_util::kv("pod", &format!("pod-{r}"))],
+            |r, _| {
+                vec![Span {
+                    trace_id: vec![r + 1; 16],
+                    span_id: vec![r + 1; 8],
+                    ..Default::default()
+                }]
+            },
+        );
+        let body = Bytes::from(request.encode_to_vec());
+        let mut held = Vec::new();
+        for actions in [
+            None,
+            Some(format!(
+                "resource: [{{key: region, action: insert, value: {value}}}]"
+            )),
+        ] {
+            let (plan, stats, buffer, rx) =
+                one_shard("policies: [{name: all, type: always_sample}]\n");
+            let actions = actions.map(|yaml| {
+                let config: crate::attributes::AttributesConfig =
+                    serde_yaml_ng::from_str(&yaml).unwrap();
+                Arc::new(config.compile().unwrap().unwrap())
+            });
+            let buffer = buffer.with_attribute_actions(actions.clone());
+            buffer.export(body.clone()).await.unwrap();
+            held.push((stats.request_bytes.get(), stats.held_bytes()));
+            drop(buffer);
+            let shard =
+                shard_reading(rx, plan, &stats, 1_000, 1_000).with_attribute_actions(actions);
+            shard.run(Default::default()).await;
+            // Kept (pending export, as there is no exporter).
+            assert_eq!(stats.pending_export_spans.get(), 200);
+        }
+        let [(plain, plain_held), (with, with_held)] = held[..] else {
+            unreachable!()
+        };
+        // Each resource grows by the attribute (key, value and framing: 110 bytes), and the
+        // table holds a copy of the headers.
+        assert!(with >= plain + 200 * 110, "{plain} {with}");
+        assert!(
+            with_held >= plain_held + 200 * 110,
+            "{plain_held} {with_held}"
+        );
     }
 
     /// Runs one shard that may buffer 10 traces of at most `max_spans` spans under

@@ -55,8 +55,9 @@ pub struct RequestBytes {
     body_counted: Counted,
     /// The headers' count, shared with re-encoded copies that keep the same headers.
     headers_counted: Arc<Counted>,
-    /// The headers with their resources rewritten, once one of its traces is kept under
-    /// `attributes.resource` actions (`None` inside: they could not be, see
+    /// The headers with their resources rewritten by the `attributes.resource` actions:
+    /// written as the buffer takes the request ([`Self::rewrite_resources`]), or else when
+    /// its first trace is kept (`None` inside: they could not be, see
     /// [`rewritten_run_headers`]).
     rewritten: std::sync::OnceLock<Option<Arc<RewrittenTable>>>,
 }
@@ -704,8 +705,8 @@ struct RewrittenTable {
 }
 
 /// Headers for a run of spans of one request with its resources rewritten: the request's
-/// whole table, rewritten by the first of its traces kept and shared by the rest (in every
-/// shard) for as long as the request lives; or, for spans outside every run or a table
+/// whole table, rewritten once (as the request was buffered, or by the first of its traces
+/// kept) and shared by all its kept traces (in every shard) for as long as the request lives; or, for spans outside every run or a table
 /// whose headers cannot be told apart by use (neither for a scanned request), only the
 /// run's own headers.
 fn rewritten_run_headers(run: &[SpanRef<'_>], rewrite: &dyn AttributeRewrite) -> RunHeaders {
@@ -718,25 +719,7 @@ fn rewritten_run_headers(run: &[SpanRef<'_>], rewrite: &dyn AttributeRewrite) ->
     {
         return rewritten_headers(run, rewrite);
     }
-    let table = old.rewritten.get_or_init(|| {
-        let (headers, header_ranges) = rewritten_table(old, rewrite)?;
-        let old_held = RequestBytes::headers_held(&old.headers, &old.header_ranges) as u64;
-        let new_held = RequestBytes::headers_held(&headers, &header_ranges);
-        // The spans' share of the headers, grown or shrunk with them (the ledger counts the
-        // table whole, for the hard limit).
-        let overhead = u64::from(old.span_overhead);
-        let span_overhead = match old_held {
-            0 => overhead + new_held as u64,
-            _ => (overhead * new_held as u64).div_ceil(old_held),
-        };
-        Some(Arc::new(RewrittenTable {
-            counted: Arc::new(Counted::new(new_held, old.body_counted.ledger.as_ref())),
-            headers,
-            header_ranges,
-            span_overhead: u32::try_from(span_overhead).unwrap_or(u32::MAX),
-        }))
-    });
-    match table {
+    match old.resources_rewritten(rewrite) {
         Some(t) => RunHeaders {
             headers: t.headers.clone(),
             header_ranges: t.header_ranges.clone(),
@@ -745,6 +728,46 @@ fn rewritten_run_headers(run: &[SpanRef<'_>], rewrite: &dyn AttributeRewrite) ->
             span_overhead: t.span_overhead,
         },
         None => rewritten_headers(run, rewrite),
+    }
+}
+
+impl RequestBytes {
+    /// The request's header table with its resources rewritten by `rewrite` (see
+    /// [`RewrittenTable`]), written the first time it is asked for (when the request is
+    /// admitted, by [`Self::rewrite_resources`]) and counted in the ledger from then on;
+    /// `None` when it cannot be written (see [`rewritten_table`]).
+    fn resources_rewritten(&self, rewrite: &dyn AttributeRewrite) -> Option<&Arc<RewrittenTable>> {
+        self.rewritten
+            .get_or_init(|| {
+                let (headers, header_ranges) = rewritten_table(self, rewrite)?;
+                let old_held =
+                    RequestBytes::headers_held(&self.headers, &self.header_ranges) as u64;
+                let new_held = RequestBytes::headers_held(&headers, &header_ranges);
+                // The spans' share of the headers, grown or shrunk with them (the ledger counts
+                // the table whole, for the hard limit).
+                let overhead = u64::from(self.span_overhead);
+                let span_overhead = match old_held {
+                    0 => overhead + new_held as u64,
+                    _ => (overhead * new_held as u64).div_ceil(old_held),
+                };
+                Some(Arc::new(RewrittenTable {
+                    counted: Arc::new(Counted::new(new_held, self.body_counted.ledger.as_ref())),
+                    headers,
+                    header_ranges,
+                    span_overhead: u32::try_from(span_overhead).unwrap_or(u32::MAX),
+                }))
+            })
+            .as_ref()
+    }
+
+    /// Writes the request's rewritten header table now, as it is admitted, rather than
+    /// when its first trace is kept: what the actions add to its resources (an `insert` on
+    /// each of thousands of tiny resources, a `mask` pattern that writes four bytes for
+    /// one) is then counted in the ledger, and so against `max_buffered_bytes`, before
+    /// more requests are admitted, not found only when traces are decided, by when the
+    /// buffer may be full of requests that each grow.
+    pub fn rewrite_resources(&self, rewrite: &dyn AttributeRewrite) {
+        let _ = self.resources_rewritten(rewrite);
     }
 }
 
