@@ -89,13 +89,19 @@ fn key_values(
                 _ => {}
             }
         }
-        let (Some(key), Some((vs, ve))) = (key, value) else {
+        let Some(key) = key else {
             continue;
         };
         let Some(idx) = wanted.iter().position(|w| w.as_bytes() == key) else {
             continue;
         };
-        found(idx as u16, any_value(&msg.slice(vs..ve)));
+        // A key without a value is present, with an empty value, as pdata reads it (an
+        // empty `AnyValue`: `Int()` 0, `Bool()` false, `Str()` ""), not absent.
+        let value = match value {
+            Some((vs, ve)) => any_value(&msg.slice(vs..ve)),
+            None => AttrValue::Other,
+        };
+        found(idx as u16, value);
     }
 }
 
@@ -285,5 +291,42 @@ mod tests {
             got.push((k, v))
         });
         assert_eq!(got, vec![(4, AttrValue::Str(Bytes::from_static(b"shop")))]);
+    }
+
+    /// Scenario: a span whose attribute `k` has no value (`{"key":"k"}`), then `k` again
+    /// with a value; another key with an empty `AnyValue`.
+    /// Guarantees: both are present with an empty value (`Other`), as pdata reads them (the
+    /// Collector's `numeric_attribute` then reads 0 and `boolean_attribute` false), and
+    /// the value-less `k` is found first, as pdata's `Get` finds the first of a key.
+    #[test]
+    fn a_key_without_a_value_is_present_and_empty() {
+        let span = Span {
+            attributes: vec![
+                KeyValue {
+                    key: "k".into(),
+                    ..Default::default()
+                },
+                kv("k", any_value::Value::IntValue(7)),
+                KeyValue {
+                    key: "e".into(),
+                    value: Some(AnyValue { value: None }),
+                    ..Default::default()
+                },
+            ],
+            ..Default::default()
+        };
+        let mut got = Vec::new();
+        let wanted = ["k".to_string(), "e".into()];
+        span_attributes(&Bytes::from(span.encode_to_vec()), &wanted, |k, v| {
+            got.push((k, v))
+        });
+        assert_eq!(
+            got,
+            vec![
+                (0, AttrValue::Other),
+                (0, AttrValue::Int(7)),
+                (1, AttrValue::Other)
+            ]
+        );
     }
 }

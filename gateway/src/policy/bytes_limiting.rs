@@ -17,17 +17,14 @@ pub struct BytesLimitingConfig {
     /// Bytes kept per second, per gateway.
     pub bytes_per_second: u64,
     /// Bytes the bucket holds; default `2 × bytes_per_second`.
+    /// 0 or less is the default, as in the Collector (which reads `> 0` as set).
     #[serde(default)]
-    pub burst_capacity: Option<u64>,
+    pub burst_capacity: Option<i64>,
 }
 
 impl BytesLimitingConfig {
     pub(crate) fn validate(&self) -> Result<(), SettingError> {
-        validate_rate(
-            "bytes_per_second",
-            self.bytes_per_second,
-            self.burst_capacity,
-        )
+        validate_rate("bytes_per_second", self.bytes_per_second)
     }
 
     /// The compiled policy (a token bucket charged in bytes).

@@ -32,22 +32,11 @@ impl Unit {
     }
 }
 
-/// Checks a `*_per_second` rate and its optional `burst_capacity`; `rate_key` names the
-/// rate in the message.
-pub(crate) fn validate_rate(
-    rate_key: &str,
-    rate: u64,
-    burst: Option<u64>,
-) -> Result<(), SettingError> {
+/// Checks a `*_per_second` rate; `rate_key` names it in the message. Any `burst_capacity`
+/// is valid: 0 or less means the default, as in the Collector.
+pub(crate) fn validate_rate(rate_key: &str, rate: u64) -> Result<(), SettingError> {
     if rate == 0 {
         return Err(SettingError::range(rate_key, "greater than 0", rate));
-    }
-    if burst == Some(0) {
-        return Err(SettingError::range(
-            "burst_capacity",
-            "greater than 0 (leave it out for twice the rate)",
-            0,
-        ));
     }
     Ok(())
 }
@@ -63,10 +52,13 @@ pub struct BucketPolicy {
 }
 
 impl BucketPolicy {
-    /// Keeps up to `rate` units a second, in bursts of up to `burst` (default: twice the
-    /// rate, as the Collector).
-    pub fn new(unit: Unit, rate: u64, burst: Option<u64>) -> Self {
-        let burst = burst.unwrap_or(rate.saturating_mul(2));
+    /// Keeps up to `rate` units a second, in bursts of up to `burst` (when left out, 0 or
+    /// less: twice the rate, as the Collector, which reads only a burst `> 0` as set).
+    pub fn new(unit: Unit, rate: u64, burst: Option<i64>) -> Self {
+        let burst = match burst.and_then(|b| u64::try_from(b).ok()) {
+            Some(b) if b > 0 => b,
+            _ => rate.saturating_mul(2),
+        };
         BucketPolicy {
             bucket: TokenBucket::new(rate as f64, burst as f64, Instant::now()),
             unit,

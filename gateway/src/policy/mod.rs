@@ -439,7 +439,8 @@ impl TryFrom<RawPolicy> for PolicyConfig {
     /// Validates one entry; the error names the policy and the key.
     fn try_from(mut raw: RawPolicy) -> Result<Self, PolicyError> {
         let name = match raw.name.take() {
-            Some(n) if !n.trim().is_empty() => n,
+            // Only an empty name is refused, as in the Collector (`cfg.Name == ""`).
+            Some(n) if !n.is_empty() => n,
             _ => return Err(PolicyError::MissingName),
         };
         let Some(written) = raw.kind.take() else {
@@ -556,7 +557,8 @@ impl Kind for RawCompositeConfig {
             });
         }
         let mut subs = Vec::with_capacity(self.composite_sub_policy.len());
-        for (index, sub) in self.composite_sub_policy.into_iter().enumerate() {
+        for (index, mut sub) in self.composite_sub_policy.into_iter().enumerate() {
+            name_by_place(&mut sub, KEY, index);
             let sub = PolicyConfig::try_from(sub).map_err(|e| PolicyError::InSubPolicy {
                 policy: at.policy.to_owned(),
                 key: KEY,
@@ -600,6 +602,15 @@ impl Kind for RawCompositeConfig {
     }
 }
 
+/// Names a sub-policy without a `name` (or with an empty one) by its place, `key[index]`:
+/// the Collector requires names of top-level policies only, so its files may leave them
+/// out below (a composite's `rate_allocation` then finds no share for it, as there).
+fn name_by_place(raw: &mut RawPolicy, key: &str, index: usize) {
+    if raw.name.as_deref().is_none_or(str::is_empty) {
+        raw.name = Some(format!("{key}[{index}]"));
+    }
+}
+
 /// Validates the sub-policies of `and`, `drop` or `not`. As in the Collector (v0.154 on)
 /// they are plain kinds, and those of `and` and `drop` may also be a `not` (`with_not`),
 /// whose own sub-policy is plain: `and`, `drop`, `composite` and `adaptive_rate` do not
@@ -617,7 +628,8 @@ fn sub_policies(
         });
     }
     let mut out = Vec::with_capacity(raws.len());
-    for (index, raw) in raws.into_iter().enumerate() {
+    for (index, mut raw) in raws.into_iter().enumerate() {
+        name_by_place(&mut raw, key, index);
         let sub = PolicyConfig::try_from(raw).map_err(|e| PolicyError::InSubPolicy {
             policy: policy.to_owned(),
             key,
@@ -756,7 +768,10 @@ impl PolicyFile {
             decision_wait: raw.decision_wait,
             num_traces: raw.num_traces,
             expected_new_traces_per_sec: raw.expected_new_traces_per_sec,
-            decision_wait_after_root_received: raw.decision_wait_after_root_received,
+            // 0 is the Collector's default: no early decision (it checks `> 0`).
+            decision_wait_after_root_received: raw
+                .decision_wait_after_root_received
+                .filter(|d| !d.is_zero()),
             sample_on_first_match: raw.sample_on_first_match,
             maximum_trace_size_bytes: raw.maximum_trace_size_bytes.filter(|b| *b > 0),
             drop_pending_traces_on_shutdown: raw.drop_pending_traces_on_shutdown.unwrap_or(false),
@@ -942,15 +957,6 @@ impl PolicyFile {
                 _ => {}
             }
         }
-        if raw
-            .decision_wait_after_root_received
-            .is_some_and(|d| d.is_zero())
-        {
-            return Err(invalid(
-                "decision_wait_after_root_received",
-                "must be greater than 0 (leave it out to wait decision_wait)".into(),
-            ));
-        }
         Ok((ignored_options, span_ingest))
     }
 
@@ -1026,7 +1032,7 @@ pub fn version_notes(file: &PolicyFile) -> Vec<String> {
         _ => false,
     });
     if inverted {
-        notes.push("invert_match: since Collector v0.155 an inverted policy is a plain sampled / not sampled on the negated condition; before, a match vetoed every other policy".to_owned());
+        notes.push("invert_match: since Collector v0.144 (by default; the only behaviour since v0.155) an inverted policy is a plain sampled / not sampled on the negated condition; before, a match vetoed every other policy".to_owned());
     }
     if all
         .iter()

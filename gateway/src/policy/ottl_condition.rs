@@ -19,9 +19,9 @@ use super::verdict::{Policy, Verdict};
 use super::kind::{At, Keys, Kind, PolicyError, SettingError};
 use crate::buffer::trace::TraceView;
 
-/// `error_mode`, as the Collector's OTTL components.
-#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "lowercase")]
+/// `error_mode`, as the Collector's OTTL components: `ignore`, `silent` or `propagate`, in
+/// any case (`pkg/ottl` lowercases the text before matching it, so `Ignore` loads there).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum ErrorMode {
     /// Skip the failing condition, log it.
     Ignore,
@@ -30,6 +30,20 @@ pub enum ErrorMode {
     /// Stop: the trace is not sampled by this policy.
     #[default]
     Propagate,
+}
+
+impl<'de> Deserialize<'de> for ErrorMode {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        match text.to_lowercase().as_str() {
+            "ignore" => Ok(ErrorMode::Ignore),
+            "silent" => Ok(ErrorMode::Silent),
+            "propagate" => Ok(ErrorMode::Propagate),
+            _ => Err(serde::de::Error::custom(format!(
+                "unknown error_mode {text:?}: expected ignore, silent or propagate"
+            ))),
+        }
+    }
 }
 
 /// YAML block `ottl_condition:`.

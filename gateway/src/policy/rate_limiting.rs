@@ -17,17 +17,14 @@ pub struct RateLimitingConfig {
     /// Spans kept per second, per gateway.
     pub spans_per_second: u64,
     /// Spans the bucket holds; default `2 × spans_per_second`.
+    /// 0 or less is the default, as in the Collector (which reads `> 0` as set).
     #[serde(default)]
-    pub burst_capacity: Option<u64>,
+    pub burst_capacity: Option<i64>,
 }
 
 impl RateLimitingConfig {
     pub(crate) fn validate(&self) -> Result<(), SettingError> {
-        validate_rate(
-            "spans_per_second",
-            self.spans_per_second,
-            self.burst_capacity,
-        )
+        validate_rate("spans_per_second", self.spans_per_second)
     }
 
     /// The compiled policy (a token bucket charged in spans).

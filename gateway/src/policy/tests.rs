@@ -62,6 +62,36 @@ fn missing_and_mistyped_fields_name_the_key() {
     assert!(err.contains("extra"), "{err}");
 }
 
+/// Scenario: `error_mode` written in upper, mixed and lower case, and a mode that does not
+/// exist, in a whole policy file and alone.
+/// Guarantees: the case does not matter, as in the Collector (`pkg/ottl`'s `ErrorMode`
+/// lowercases the text before matching it); an unknown mode is refused naming the key.
+#[test]
+fn error_mode_is_read_in_any_case() {
+    use super::ottl_condition::{ErrorMode, OttlConditionConfig};
+    for (text, mode) in [
+        ("Ignore", ErrorMode::Ignore),
+        ("SILENT", ErrorMode::Silent),
+        ("propagate", ErrorMode::Propagate),
+    ] {
+        let c: OttlConditionConfig =
+            serde_yaml_ng::from_str(&format!("error_mode: {text}\nspan: ['true']\n")).unwrap();
+        assert_eq!(c.error_mode, mode, "{text}");
+        parse(&format!(
+            "policies:\n  - name: o\n    type: ottl_condition\n    ottl_condition: {{error_mode: {text}, span: ['true']}}\n"
+        ))
+        .unwrap();
+    }
+    let err = parse(
+        "policies:\n  - name: o\n    type: ottl_condition\n    ottl_condition: {error_mode: loud, span: ['true']}\n",
+    )
+    .unwrap_err();
+    assert!(
+        err.contains("error_mode") && err.contains("\"loud\""),
+        "{err}"
+    );
+}
+
 #[test]
 fn ottl_conditions_are_checked_at_load() {
     assert!(parse(
@@ -114,6 +144,28 @@ fn and_needs_every_sub_policy() {
     assert!(decide(yaml, &[(0, 200 * MS, 2)]));
     assert!(!decide(yaml, &[(0, 200 * MS, 0)]));
     assert!(!decide(yaml, &[(0, 50 * MS, 2)]));
+}
+
+/// Scenario: `and`, `not`, `drop` and `composite` whose sub-policies have no `name` (or an
+/// empty one), and a top-level name of spaces.
+/// Guarantees: they load, as in the Collector (which refuses only an empty top-level
+/// name), the sub-policies named by their place, and decide as named ones do; an empty
+/// top-level name is still refused.
+#[test]
+fn sub_policies_need_no_name() {
+    let yaml = "policies:\n  - name: slow-errors\n    type: and\n    and:\n      and_sub_policy:\n        - {type: latency, latency: {threshold_ms: 100}}\n        - {name: '', type: not, not: {not_sub_policy: {type: status_code, status_code: {status_codes: [OK, UNSET]}}}}\n";
+    assert!(decide(yaml, &[(0, 200 * MS, 2)]));
+    assert!(!decide(yaml, &[(0, 200 * MS, 0)]));
+    assert!(!decide(yaml, &[(0, 50 * MS, 2)]));
+    let f = parse(yaml).unwrap();
+    let PolicyKind::And(subs) = &f.policies[0].kind else {
+        panic!("{:?}", f.policies[0].kind)
+    };
+    let names: Vec<&str> = subs.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(names, ["and.and_sub_policy[0]", "and.and_sub_policy[1]"]);
+    parse("policies:\n  - {name: '  ', type: always_sample}\n  - {name: d, type: drop, drop: {drop_sub_policy: [{type: always_sample}]}}\n  - {name: c, type: composite, composite: {max_total_spans_per_second: 10, policy_order: [x], composite_sub_policy: [{type: always_sample}], rate_allocation: [{policy: x, percent: 100}]}}\n").unwrap();
+    let err = parse("policies:\n  - {name: '', type: always_sample}\n").unwrap_err();
+    assert!(err.contains("name"), "{err}");
 }
 
 #[test]
@@ -388,6 +440,37 @@ fn rate_and_bytes_limiting_keep_what_fits_the_bucket() {
     )
     .unwrap_err()
     .contains("bytes_limiting.bytes_per_second"));
+}
+
+/// Scenario: the zero values the Collector reads as "not set": `burst_capacity` 0 or
+/// negative on both limiting kinds, `decision_wait_after_root_received: 0s`.
+/// Guarantees: they load, as in the Collector (which checks `> 0`), and act as left out: a
+/// bucket of twice the rate (twenty spans at 10 a second pass, the twenty-first not), no
+/// early decision after the root.
+#[test]
+fn zero_values_the_collector_reads_as_unset_load_as_defaults() {
+    for burst in ["0", "-5"] {
+        // 100 bytes per span: 1000 bytes a second is 10 spans a second.
+        for (kind, rate) in [
+            ("rate_limiting", "spans_per_second: 10"),
+            ("bytes_limiting", "bytes_per_second: 1000"),
+        ] {
+            let plan = PolicyPlan::compile(
+                &parse(&format!(
+                    "policies:\n  - {{name: r, type: {kind}, {kind}: {{{rate}, burst_capacity: {burst}}}}}\n"
+                ))
+                .unwrap(),
+            );
+            let t0 = tokio::time::Instant::now();
+            let kept: Vec<bool> = (0..5).map(|_| decide_at(&plan, 5, 0, t0)).collect();
+            assert_eq!(kept, [true, true, true, true, false], "{kind} {burst}");
+        }
+    }
+    let f = parse(
+        "decision_wait_after_root_received: 0s\npolicies:\n  - {name: a, type: always_sample}\n",
+    )
+    .unwrap();
+    assert_eq!(f.decision_wait_after_root_received, None);
 }
 
 #[test]
