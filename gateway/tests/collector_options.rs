@@ -149,6 +149,78 @@ async fn span_ingest_decides_each_batch_as_it_arrives() {
     assert_eq!(backend.spans(), 4);
 }
 
+/// One request holding trace 9's spans under two resources: one span of service `a` with
+/// status OK, then one of service `b` with status ERROR.
+fn one_trace_two_services(
+) -> opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest {
+    let mut first = spans(9, 1, 1, 1);
+    let mut second = spans(9, 2, 1, 2);
+    for (req, service) in [(&mut first, "a"), (&mut second, "b")] {
+        req.resource_spans[0].resource = Some(opentelemetry_proto::tonic::resource::v1::Resource {
+            attributes: vec![tailgate_core::test_util::kv("service.name", service)],
+            ..Default::default()
+        });
+    }
+    first.resource_spans.extend(second.resource_spans);
+    first
+}
+
+/// Scenario: span-ingest (decision_wait 60 s), one request with a trace's spans under two
+/// resources (service `a` OK, service `b` ERROR), under `and(service a, ERROR)` and under
+/// `not(service a)`.
+/// Guarantees: as the Collector, which decides each ResourceSpans of a request on its
+/// own: the `and` matches neither part, so the trace stays pending and is not sampled at
+/// the end; the `not` matches the `b` part, so the trace is kept at once, both spans.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn span_ingest_decides_each_resource_of_a_request_on_its_own() {
+    let and = "decision_wait: 60s\nsampling_strategy: span-ingest\npolicies:\n  - {name: p, type: and, and: {and_sub_policy: [{name: s, type: string_attribute, string_attribute: {key: service.name, values: [a]}}, {name: e, type: status_code, status_code: {status_codes: [ERROR]}}]}}\n";
+    let not = "decision_wait: 60s\nsampling_strategy: span-ingest\npolicies:\n  - {name: p, type: not, not: {not_sub_policy: {name: s, type: string_attribute, string_attribute: {key: service.name, values: [a]}}}}\n";
+    for (policy, ip, kept) in [(and, 25, false), (not, 26, true)] {
+        // One shard, so that a later request is handled after this one.
+        let gw = common::spawn_gateway_configured(
+            [127, 0, 0, ip],
+            common::plan(policy),
+            |c| c.buffer.shards = 1,
+            |_, _| {},
+        )
+        .await;
+        let mut client = TraceServiceClient::connect(format!("http://{}", gw.addr))
+            .await
+            .unwrap();
+        client.export(one_trace_two_services()).await.unwrap();
+        // Under the `and`, then a trace it keeps at once (service `a`, ERROR): once that is
+        // out, the first request has been buffered and decided as far as it can be.
+        let mut marker = spans(10, 1, 1, 2);
+        marker.resource_spans[0].resource =
+            Some(opentelemetry_proto::tonic::resource::v1::Resource {
+                attributes: vec![tailgate_core::test_util::kv("service.name", "a")],
+                ..Default::default()
+            });
+        if !kept {
+            client.export(marker).await.unwrap();
+        }
+        let want = if kept { 2 } else { 1 };
+        let started = tokio::time::Instant::now();
+        while gw.stats.exported_spans.get() < want {
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "not kept at once"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(gw.stats.exported_spans.get(), want);
+        assert_eq!(
+            gw.stats.live_spans.get(),
+            if kept { 0 } else { 2 },
+            "pending"
+        );
+        let (stats, backend) = (gw.stats.clone(), gw.backend.clone());
+        gw.stop().await;
+        assert_eq!(backend.spans(), want);
+        assert_eq!(stats.dropped_spans.get(), if kept { 0 } else { 2 });
+    }
+}
+
 /// Scenario: span-ingest with a stateful policy, and with a drop policy that does not match.
 /// Guarantees: the stateful policy is refused at load with the Collector's message; a
 /// pending drop keeps every trace pending (so none is sampled), as the Collector.

@@ -61,9 +61,10 @@ struct InsertRules {
 /// What buffering one batch gathers for `settle_insert` and the counters.
 #[derive(Default)]
 struct Inserted {
-    /// span-ingest: per trace of this batch, the summary of its spans in the batch and
-    /// where they start in the trace's span list.
-    batch: Vec<([u8; 16], TraceSummary, usize)>,
+    /// span-ingest: per trace and resource of this batch, in order, the summary of its
+    /// spans there and where they are in the trace's span list.
+    batch: Vec<BatchPart>,
+    /// The index in `batch` of each trace's last part.
     batch_index: TraceMap<usize>,
     /// Traces over maximum_trace_size_bytes.
     oversize: Vec<[u8; 16]>,
@@ -77,26 +78,55 @@ struct Inserted {
     added_spans: u64,
 }
 
+/// span-ingest: the spans of one trace under one resource of a request, decided together
+/// as the Collector decides each ResourceSpans of a request on its own.
+struct BatchPart {
+    id: [u8; 16],
+    /// The resource's index in the request.
+    resource: u32,
+    /// The summary of the part's spans.
+    summary: TraceSummary,
+    /// Where they are in the trace's span list.
+    spans: std::ops::Range<usize>,
+}
+
 impl Inserted {
-    /// span-ingest: adds `s` to its trace's summary of this batch; a trace new to the batch
-    /// starts at index `at` of its span list, with `first` as its summary when it is new to
-    /// the shard too.
+    /// span-ingest: adds `s`, at index `at` of its trace's span list and under the
+    /// request's resource `resource`, to its trace's part of this batch: a new part when
+    /// the trace has none yet or its last one is under another resource; `first` is the
+    /// summary when the trace is new to the shard too (it holds `s` already).
     #[inline]
-    fn add_to_batch(&mut self, s: &IncomingSpan, at: usize, first: Option<&TraceSummary>) {
-        if let Some(summary) = first {
-            self.batch_index.insert(s.trace_id, self.batch.len());
-            self.batch.push((s.trace_id, summary.clone(), at));
-            return;
-        }
+    fn add_to_batch(
+        &mut self,
+        s: &IncomingSpan,
+        at: usize,
+        resource: u32,
+        first: Option<&TraceSummary>,
+    ) {
         let batch = &mut self.batch;
-        let i = *self.batch_index.entry(s.trace_id).or_insert_with(|| {
-            batch.push((s.trace_id, TraceSummary::default(), at));
-            batch.len() - 1
-        });
-        batch[i]
-            .1
-            .add_span(s.start, s.end, s.status_code, s.is_root);
-        batch[i].1.add_attrs(&s.attrs);
+        let last = self.batch_index.get(&s.trace_id).copied();
+        let i = match last {
+            Some(i) if batch[i].resource == resource => i,
+            _ => {
+                if let Some(i) = last {
+                    batch[i].spans.end = at;
+                }
+                batch.push(BatchPart {
+                    id: s.trace_id,
+                    resource,
+                    summary: first.cloned().unwrap_or_default(),
+                    spans: at..usize::MAX,
+                });
+                self.batch_index.insert(s.trace_id, batch.len() - 1);
+                if first.is_some() {
+                    return;
+                }
+                batch.len() - 1
+            }
+        };
+        let part = &mut batch[i].summary;
+        part.add_span(s.start, s.end, s.status_code, s.is_root);
+        part.add_attrs(&s.attrs);
     }
 }
 
@@ -709,7 +739,8 @@ impl Shard {
             .add_span(s.start, s.end, s.status_code, s.is_root);
         let recorded = entry.summary.add_attrs(&s.attrs);
         if rules.span_ingest {
-            acc.add_to_batch(&s, entry.spans.len(), None);
+            let resource = req.resource_at(s.range.start);
+            acc.add_to_batch(&s, entry.spans.len(), resource, None);
         }
         if let (true, Some(grace)) = (first_root, rules.root_wait) {
             self.root_deadlines.push(s.trace_id, rules.now, grace);
@@ -745,7 +776,7 @@ impl Shard {
         summary.add_span(s.start, s.end, s.status_code, s.is_root);
         let recorded = summary.add_attrs(&s.attrs);
         if rules.span_ingest {
-            acc.add_to_batch(&s, 0, Some(&summary));
+            acc.add_to_batch(&s, 0, req.resource_at(s.range.start), Some(&summary));
         }
         summary.bytes = u64::from(s.range.len);
         if summary.bytes > rules.max_trace_bytes {
@@ -783,7 +814,7 @@ impl Shard {
     async fn settle_insert(
         &mut self,
         late_kept: Vec<(BufferedSpan, f64)>,
-        batch: Vec<([u8; 16], TraceSummary, usize)>,
+        batch: Vec<BatchPart>,
         oversize: Vec<[u8; 16]>,
         full: Vec<[u8; 16]>,
         now: Instant,
@@ -795,10 +826,12 @@ impl Shard {
                 self.keep(SpanList::from_iter([span]), p, &plan).await;
             }
         }
-        // span-ingest: each trace of the batch is decided on this batch's spans now; the
-        // undecided stay pending.
-        for (id, mut summary, start) in batch {
-            self.decide_batch(id, &mut summary, start, now).await;
+        // span-ingest: each trace of the batch is decided on this batch's spans now, those
+        // under each resource on their own (a part after one that decided finds its trace
+        // gone, its spans decided with it); the undecided stay pending.
+        for mut part in batch {
+            self.decide_batch(part.id, &mut part.summary, part.spans, now)
+                .await;
         }
         // As the Collector: a trace over maximum_trace_size_bytes is dropped unevaluated.
         for id in oversize {
@@ -948,19 +981,25 @@ impl Shard {
         &mut self,
         id: [u8; 16],
         summary: &mut TraceSummary,
-        start: usize,
+        spans: std::ops::Range<usize>,
         now: Instant,
     ) {
         let plan = self.plan_for_decisions();
         let Some(entry) = self.traces.get(&id) else {
             return;
         };
-        summary.span_count = entry.summary.span_count;
+        // The running count as it was after these spans (later parts of the batch are in
+        // the list already).
+        let after = entry
+            .spans
+            .len()
+            .saturating_sub(spans.end.min(entry.spans.len()));
+        summary.span_count = entry.summary.span_count.saturating_sub(after as u32);
         summary.bytes = entry.summary.bytes;
         let view = TraceView {
             trace_id: &id,
             summary,
-            spans: entry.spans.spans_from(start),
+            spans: entry.spans.spans_between(spans),
             now,
         };
         if let Some(decision) = plan.decide_batch(&view, &mut self.verdicts.1) {

@@ -194,6 +194,15 @@ impl RequestBytes {
         headers.len() + std::mem::size_of_val(ranges)
     }
 
+    /// The index of the resource header the span starting at `from` is under
+    /// (`u32::MAX` before every run: no span of a scanned request is).
+    pub fn resource_at(&self, from: u32) -> u32 {
+        let i = self.runs.partition_point(|r| r.from <= from);
+        i.checked_sub(1)
+            .and_then(|i| self.runs.get(i))
+            .map_or(u32::MAX, |r| r.resource)
+    }
+
     /// What a span at `range` of this request is charged: its own bytes and its share of
     /// the request's overhead (see [`BufferedSpan`]).
     fn span_charge(&self, range: SpanRange) -> usize {
@@ -539,7 +548,14 @@ impl SpanList {
 
     /// The spans from the `from`-th on (none past the end).
     pub fn spans_from(&self, from: usize) -> Spans<'_> {
-        let items = self.0.get(from..).unwrap_or_default();
+        self.spans_between(from..usize::MAX)
+    }
+
+    /// The spans in `range` of the list (cut at its end).
+    pub fn spans_between(&self, range: std::ops::Range<usize>) -> Spans<'_> {
+        let from = range.start;
+        let to = range.end.min(self.0.len());
+        let items = self.0.get(from..to).unwrap_or_default();
         // The request in force at `from`: the nearest handle at or before it.
         let first = match items {
             [] => None,
