@@ -343,8 +343,16 @@ impl BufferedSpan {
             }
             let runs = runs.into_boxed_slice();
             let ledger = old.body_counted.ledger.as_ref();
+            let body_held = RequestBytes::body_held(&body, &runs);
+            // The copy's own overhead (its `RequestBytes`, its runs) is its spans' too: a
+            // kept trace whose spans came one per request makes a copy per request, each
+            // far larger than its span, and the exporters' queue limit reads the charges.
+            let own_overhead = (body_held - body.len()).div_ceil(run.len());
+            let span_overhead = new
+                .span_overhead
+                .saturating_add(u32::try_from(own_overhead).unwrap_or(u32::MAX));
             let req = Arc::new(RequestBytes {
-                body_counted: Counted::new(RequestBytes::body_held(&body, &runs), ledger),
+                body_counted: Counted::new(body_held, ledger),
                 // Shared headers stay counted once, until the last request using them goes.
                 headers_counted: new.counted.unwrap_or_else(|| {
                     Arc::new(Counted::new(
@@ -356,7 +364,7 @@ impl BufferedSpan {
                 headers: new.headers,
                 header_ranges: new.header_ranges,
                 runs,
-                span_overhead: new.span_overhead,
+                span_overhead,
                 rewritten: std::sync::OnceLock::new(),
             });
             out.extend(
@@ -1474,7 +1482,50 @@ mod tests {
         assert_eq!(out[0].parts().resource, 123u32.to_le_bytes());
         assert_eq!(out[0].parts().scope, (40_000u32 + 123).to_le_bytes());
         assert_eq!(spans[123].parts().resource, 123u32.to_le_bytes());
-        // Still charged its share of the headers it keeps alive, plus its new bytes.
-        assert_eq!(out[0].held_len(), spans[123].held_len() + 3);
+        // Still charged its share of the headers it keeps alive, plus its new bytes and
+        // the copy's own overhead (one span: all of it).
+        let copy_overhead = std::mem::size_of::<HeaderRun>() + REQUEST_OVERHEAD_BYTES;
+        assert_eq!(out[0].held_len(), spans[123].held_len() + 3 + copy_overhead);
+    }
+
+    /// Scenario: one kept trace of ten 10-byte spans, each from another request of 100
+    /// spans (a trace whose spans came in ten requests, each holding a span of 100 traces),
+    /// re-encoded while the requests are alive.
+    /// Guarantees: what the copies are charged (what the exporters' queue limit reads)
+    /// covers what the ledger counts for them: a copy per request, each with a request's
+    /// overhead, was charged as 10 bytes and its share of the old request, so a burst of
+    /// such traces kept at once went far past the limits (a hostile-input finding: 8x
+    /// `max_buffered_bytes` counted, 2x in RSS).
+    #[test]
+    fn copies_of_a_trace_from_many_requests_are_charged_what_they_hold() {
+        let ledger = Arc::new(RequestLedger::default());
+        let spans: Vec<_> = (0..10u8)
+            .map(|i| {
+                let mut runs = Vec::new();
+                HeaderRun::extend(&mut runs, 0, 0, 1);
+                // 100 spans of 100 traces; this trace's is the first.
+                let req = RequestBytes::shared(
+                    Bytes::from(vec![i; 1000]),
+                    Bytes::from(vec![1u8; 20]),
+                    vec![(0, 10), (10, 20)].into(),
+                    runs,
+                    1000,
+                    100,
+                    Some(&ledger),
+                );
+                BufferedSpan::new(&req, 0..10)
+            })
+            .collect();
+        let before = ledger.get();
+        let mut out = Vec::new();
+        let refs: Vec<_> = spans.iter().map(BufferedSpan::as_ref).collect();
+        BufferedSpan::rewrite_all(&refs, |s, b| b.extend_from_slice(s), None, &mut out);
+        assert_eq!(out.len(), 10);
+        let counted = ledger.get() - before;
+        let charged: usize = out.iter().map(BufferedSpan::held_len).sum();
+        assert!(
+            charged as u64 >= counted,
+            "charged {charged}, counted {counted}"
+        );
     }
 }
