@@ -193,25 +193,17 @@ pub fn json_to_protobuf(body: &[u8]) -> Result<Bytes, Refusal> {
         .map_err(|e| Refusal::Invalid(format!("invalid OTLP/JSON trace request: {e}")))
 }
 
-/// Converts a protobuf `ExportTraceServiceRequest` to OTLP/JSON, on one line (what the
-/// gateway's `debug` exporter writes and `tailgate-gateway explain` reads; see
-/// [`super::otlp_json_out`]).
+/// Converts a protobuf `ExportTraceServiceRequest` to OTLP/JSON, on one line (see
+/// [`super::otlp_json_out`], which the gateway's `debug` exporter streams to its output).
 pub fn protobuf_to_json(body: &[u8]) -> Result<String, JsonError> {
-    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-    let request = ExportTraceServiceRequest::decode(body)?;
-    Ok(super::otlp_json_out::to_json(request)?)
+    let mut out = Vec::with_capacity(body.len().saturating_mul(2));
+    super::otlp_json_out::write_json(body, &mut out)?;
+    // Only UTF-8 is written: strings are checked, the rest is ASCII.
+    String::from_utf8(out).map_err(|_| JsonError::Malformed("string"))
 }
 
 /// Why a request could not be written as OTLP/JSON.
-#[derive(Debug, thiserror::Error)]
-pub enum JsonError {
-    /// The bytes are not an `ExportTraceServiceRequest`.
-    #[error("invalid OTLP protobuf trace request: {0}")]
-    Decode(#[from] prost::DecodeError),
-    /// serde_json refused it.
-    #[error("cannot write OTLP/JSON: {0}")]
-    Encode(#[from] serde_json::Error),
-}
+pub use super::otlp_json_out::JsonWriteError as JsonError;
 
 fn content_type<B>(req: &Request<B>) -> Result<Format, Box<Response<Full<Bytes>>>> {
     let value = req
@@ -314,7 +306,7 @@ mod tests {
         assert_eq!(json_to_protobuf(back.as_bytes()).unwrap(), proto);
         assert!(matches!(
             protobuf_to_json(b"\xff\xff"),
-            Err(JsonError::Decode(_))
+            Err(JsonError::Malformed(_))
         ));
     }
 

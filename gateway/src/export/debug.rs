@@ -41,6 +41,9 @@ impl DebugConfig {
     }
 }
 
+/// What a line is written through: the output sees it in pieces of this size.
+const LINE_BUFFER: usize = 64 << 10;
+
 /// Where `debug` lines go. Writes happen on Tokio's blocking pool, one at a time (the
 /// exporter task awaits each), so the lock is never contended.
 pub struct DebugWriter {
@@ -62,16 +65,28 @@ pub enum DebugWriteError {
 }
 
 impl DebugWriter {
-    /// Writes one encoded request as a JSON line.
-    pub async fn write(&mut self, body: &[u8]) -> Result<(), DebugWriteError> {
-        let mut line = tailgate_core::receive::http::protobuf_to_json(body)?;
-        line.push('\n');
+    /// Writes one encoded request as a JSON line, streamed to the output as it is made
+    /// ([`tailgate_core::receive::otlp_json_out`]): the line is never held whole, so a
+    /// request whose JSON is many times its size (empty events, deep values) costs the
+    /// gateway only the writer's buffer. The request is read through once first, so that a
+    /// malformed one (never a request the gateway made) writes no half line.
+    pub async fn write(&mut self, body: bytes::Bytes) -> Result<(), DebugWriteError> {
+        use tailgate_core::receive::otlp_json_out::{write_json, JsonWriteError};
         let out = self.out.clone();
         tokio::task::spawn_blocking(move || {
+            write_json(&body, &mut std::io::sink())?;
             let mut out = out.lock().map_err(|_| DebugWriteError::Poisoned)?;
-            out.write_all(line.as_bytes())
-                .and_then(|()| out.flush())
-                .map_err(DebugWriteError::Io)
+            let mut line = std::io::BufWriter::with_capacity(LINE_BUFFER, &mut *out);
+            match write_json(&body, &mut line) {
+                Ok(()) => {}
+                Err(JsonWriteError::Io(e)) => return Err(DebugWriteError::Io(e)),
+                Err(e) => return Err(e.into()),
+            }
+            line.write_all(b"\n")
+                .and_then(|()| line.flush())
+                .map_err(DebugWriteError::Io)?;
+            drop(line);
+            out.flush().map_err(DebugWriteError::Io)
         })
         .await
         .map_err(|_| DebugWriteError::Poisoned)?

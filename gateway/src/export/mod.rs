@@ -323,7 +323,7 @@ impl Sink {
                 Err(otlp_http::HttpExportError::TooLarge(e)) => Outcome::TooLarge(e),
                 Err(e) => Outcome::Failed(e.to_string()),
             },
-            Sink::Debug(w) => match w.write(&body).await {
+            Sink::Debug(w) => match w.write(body).await {
                 Ok(()) => Outcome::Took {
                     rejected: 0,
                     message: String::new(),
