@@ -316,6 +316,13 @@ impl Value<'_> {
                         Some(v) => v as u64,
                         None => return bad("expected a 64-bit integer"),
                     },
+                    // An enum is an int32: a negative one (which the protobuf receivers
+                    // take, and the `debug` exporter writes back) is a 10-byte varint, as
+                    // protobuf encodes it.
+                    (Ty::Enum(_), s) => match s.signed().filter(|v| i32::try_from(*v).is_ok()) {
+                        Some(v) => v as u64,
+                        None => return bad("expected a 32-bit integer or an enum name"),
+                    },
                     // Counts are uint32; enums are read up to int32's maximum.
                     (_, s) => match s.unsigned().filter(|v| *v <= u64::from(u32::MAX)) {
                         Some(v) if !matches!(ty, Ty::Enum(_)) || v <= i32::MAX as u64 => v,
@@ -797,8 +804,8 @@ mod tests {
                 "object",
             ),
             (
-                r#"{"resourceSpans":[{"scopeSpans":[{"spans":[{"kind":-1}]}]}]}"#,
-                "unsigned",
+                r#"{"resourceSpans":[{"scopeSpans":[{"spans":[{"kind":2147483648}]}]}]}"#,
+                "32-bit integer",
             ),
             (
                 r#"{"resourceSpans":[{"scopeSpans":[{"spans":[{"startTimeUnixNano":-1}]}]}]}"#,
@@ -821,5 +828,12 @@ mod tests {
             let err = to_protobuf(json.as_bytes()).unwrap_err().to_string();
             assert!(err.contains(what), "{json}: {err}");
         }
+        // A negative enum is an int32 as any other (the protobuf receivers take it).
+        let json =
+            r#"{"resourceSpans":[{"scopeSpans":[{"spans":[{"kind":-1,"status":{"code":-2}}]}]}]}"#;
+        let req =
+            ExportTraceServiceRequest::decode(&to_protobuf(json.as_bytes()).unwrap()[..]).unwrap();
+        let span = &req.resource_spans[0].scope_spans[0].spans[0];
+        assert_eq!((span.kind, span.status.as_ref().unwrap().code), (-1, -2));
     }
 }

@@ -35,9 +35,10 @@ pub enum JsonWriteError {
     Io(#[from] io::Error),
 }
 
-/// How deep values may nest in arrays and key-value lists (the receivers reject spans
-/// nesting deeper than [`crate::wire::validate::MAX_DEPTH`]).
-const MAX_DEPTH: u32 = 64;
+/// How deep messages may nest: prost's limit, which every span the receivers accept is
+/// under ([`crate::wire::validate::MAX_DEPTH`] counts array and map levels, two and three
+/// messages each).
+const MAX_DEPTH: u32 = 100;
 
 /// Writes `body`, an encoded `ExportTraceServiceRequest`, to `out` as one line of OTLP/JSON
 /// (no newline). On an error part of the line may have been written: check the request
@@ -256,14 +257,20 @@ fn message(msg: Msg, buf: &[u8], out: &mut impl Write, depth: u32) -> Result<(),
                 out.write_all(b"]")?;
             }
         } else {
-            // Protobuf decoders keep the last of a singular field.
-            let mut last = None;
-            for found in occurrences(msg, buf, number, kind) {
-                last = Some(found?);
+            // Protobuf decoders keep the last of a singular scalar field, and merge the
+            // occurrences of a singular message field (the same as reading their payloads
+            // one after the other).
+            let mut found: Vec<(usize, usize)> = Vec::new();
+            for f in occurrences(msg, buf, number, kind) {
+                let f = f?;
+                match kind {
+                    Kind::Message(_) => found.push(f),
+                    _ => found = vec![f],
+                }
             }
-            if let Some((s, e)) = last {
+            if !found.is_empty() {
                 begin_key(out, &mut first, key)?;
-                value(kind, &buf[s..e], out, depth)?;
+                merged(kind, buf, &found, out, depth)?;
             }
         }
     }
@@ -278,10 +285,12 @@ fn message(msg: Msg, buf: &[u8], out: &mut impl Write, depth: u32) -> Result<(),
     Ok(())
 }
 
-/// An `AnyValue`: the last member of its oneof on the wire, or `{}`.
+/// An `AnyValue`: the last member of its oneof on the wire (merged with the occurrences
+/// of the same message member just before it, as decoders merge them), or `{}`.
 fn any_value(buf: &[u8], out: &mut impl Write, depth: u32) -> Result<(), JsonWriteError> {
     let mut pos = 0;
-    let mut last = None;
+    let mut last: Option<(u32, &'static str, Kind)> = None;
+    let mut found: Vec<(usize, usize)> = Vec::new();
     while pos < buf.len() {
         let Some((field, wt, start, end)) = next_field_slice(buf, &mut pos) else {
             return Err(JsonWriteError::Malformed(name(Msg::AnyValue)));
@@ -290,17 +299,45 @@ fn any_value(buf: &[u8], out: &mut impl Write, depth: u32) -> Result<(), JsonWri
             if wt != wire_type(kind) {
                 return Err(JsonWriteError::Malformed(name(Msg::AnyValue)));
             }
-            last = Some((key, kind, start, end));
+            let same_message =
+                matches!(kind, Kind::Message(_)) && last.is_some_and(|(f, _, _)| f == field);
+            if !same_message {
+                found.clear();
+            }
+            found.push((start, end));
+            last = Some((field, key, kind));
         }
     }
     out.write_all(b"{")?;
-    if let Some((key, kind, s, e)) = last {
+    if let Some((_, key, kind)) = last {
         let mut first = true;
         begin_key(out, &mut first, key)?;
-        value(kind, &buf[s..e], out, depth)?;
+        merged(kind, buf, &found, out, depth)?;
     }
     out.write_all(b"}")?;
     Ok(())
+}
+
+/// The value of a field found at `found` (several only for a message field that came more
+/// than once: merged, by reading their payloads as one).
+fn merged(
+    kind: Kind,
+    buf: &[u8],
+    found: &[(usize, usize)],
+    out: &mut impl Write,
+    depth: u32,
+) -> Result<(), JsonWriteError> {
+    match found {
+        [(s, e)] => value(kind, &buf[*s..*e], out, depth),
+        _ => {
+            let joined: Vec<u8> = found
+                .iter()
+                .flat_map(|&(s, e)| &buf[s..e])
+                .copied()
+                .collect();
+            value(kind, &joined, out, depth)
+        }
+    }
 }
 
 fn begin_key(out: &mut impl Write, first: &mut bool, key: &str) -> io::Result<()> {
@@ -665,6 +702,139 @@ mod tests {
         // Every event is written, an object each, in small pieces.
         assert!(count.braces > 250 * 2000, "{}", count.braces);
         assert!(count.largest < 100, "{}", count.largest);
+    }
+
+    /// Scenario: a span whose `status` comes twice (the code in the first, the message in
+    /// the second), a resource sent twice (an attribute in each), an `AnyValue` holding
+    /// two `arrayValue`s, and one whose string is followed by an int.
+    /// Guarantees: written as decoders read them: message fields merged, the last scalar
+    /// of a oneof kept, and two arrays of one oneof member concatenated.
+    #[test]
+    fn repeated_message_fields_are_merged_as_decoders_merge_them() {
+        let mut req = FakeOtlp::traces(1).spans(1).build();
+        req.resource_spans.truncate(1);
+        let rs = &mut req.resource_spans[0];
+        rs.resource = Some(Default::default());
+        rs.scope_spans[0].spans.truncate(1);
+        let span = &mut rs.scope_spans[0].spans[0];
+        span.status = None;
+        span.attributes.clear();
+        span.events.clear();
+        span.links.clear();
+        // The duplicates are appended to the span's and the resource's encodings, and the
+        // request around them is written by hand.
+        let status_code = [0x7a, 0x02, 0x18, 0x02]; // status { code: 2 }
+        let status_msg = [0x7a, 0x03, 0x12, 0x01, b'x']; // status { message: "x" }
+        let mut span_bytes = span.encode_to_vec();
+        span_bytes.extend_from_slice(&status_code);
+        span_bytes.extend_from_slice(&status_msg);
+        // attributes: a = [1] then arrayValue [2] again in the same AnyValue; b: "s" then 7.
+        let arr = |n: u8| vec![0x2a, 0x04, 0x0a, 0x02, 0x18, n];
+        let mut a_value = arr(1);
+        a_value.extend(arr(2));
+        let kv = |k: u8, v: &[u8]| {
+            let mut kv = vec![0x0a, 0x01, k, 0x12, v.len() as u8];
+            kv.extend_from_slice(v);
+            let mut f = vec![0x4a, kv.len() as u8];
+            f.extend(kv);
+            f
+        };
+        span_bytes.extend(kv(b'a', &a_value));
+        span_bytes.extend(kv(b'b', &[0x0a, 0x01, b's', 0x18, 0x07]));
+        // resource: { attributes: [r1=1] } twice.
+        let res_attr = |k: u8| {
+            let mut a = kv(k, &[0x18, 0x01]);
+            a[0] = 0x0a; // attributes is field 1 of Resource
+            let mut f = vec![0x0a, a.len() as u8];
+            f.extend(a);
+            f
+        };
+        let mut scope_spans = Vec::new();
+        scope_spans.extend([0x12, span_bytes.len() as u8]);
+        scope_spans.extend(&span_bytes);
+        let mut rs_bytes = res_attr(b'p');
+        rs_bytes.extend(res_attr(b'q'));
+        rs_bytes.extend([0x12, scope_spans.len() as u8]);
+        rs_bytes.extend(scope_spans);
+        let mut body = vec![0x0a, rs_bytes.len() as u8];
+        body.extend(rs_bytes);
+
+        let decoded = ExportTraceServiceRequest::decode(&body[..]).unwrap();
+        let mut out = Vec::new();
+        write_json(&body, &mut out).unwrap();
+        let out = String::from_utf8(out).unwrap();
+        assert_eq!(read_back(&out), decoded, "{out}");
+        let span = &decoded.resource_spans[0].scope_spans[0].spans[0];
+        assert_eq!(
+            span.status.as_ref().map(|s| (s.code, s.message.as_str())),
+            Some((2, "x"))
+        );
+        assert_eq!(
+            decoded.resource_spans[0]
+                .resource
+                .as_ref()
+                .unwrap()
+                .attributes
+                .len(),
+            2
+        );
+        assert!(
+            out.contains(r#""arrayValue":{"values":[{"intValue":"1"},{"intValue":"2"}]}"#),
+            "{out}"
+        );
+        assert!(
+            out.contains(r#"{"key":"b","value":{"intValue":"7"}}"#),
+            "{out}"
+        );
+    }
+
+    /// Scenario: the deepest values the receivers accept: 39 nested arrays in an event's
+    /// attribute, 20 nested maps in a span's (`wire::validate`'s limits).
+    /// Guarantees: written (the first form of this writer stopped at 64 messages deep and
+    /// failed such a batch whole), and read back the same.
+    #[test]
+    fn the_deepest_accepted_values_are_written() {
+        let mut arrays = AnyValue::default();
+        for _ in 0..39 {
+            arrays = AnyValue {
+                value: Some(Value::ArrayValue(ArrayValue {
+                    values: vec![arrays],
+                })),
+            };
+        }
+        let mut maps = AnyValue::default();
+        for _ in 0..20 {
+            maps = AnyValue {
+                value: Some(Value::KvlistValue(KeyValueList {
+                    values: vec![KeyValue {
+                        key: "m".into(),
+                        value: Some(maps),
+                        ..Default::default()
+                    }],
+                })),
+            };
+        }
+        let mut req = FakeOtlp::traces(1).spans(1).build();
+        let span = &mut req.resource_spans[0].scope_spans[0].spans[0];
+        let kv = |key: &str, v: AnyValue| KeyValue {
+            key: key.into(),
+            value: Some(v),
+            ..Default::default()
+        };
+        span.attributes = vec![kv("maps", maps)];
+        span.events = vec![Event {
+            attributes: vec![kv("arrays", arrays)],
+            ..Default::default()
+        }];
+        let body = req.encode_to_vec();
+        let mut out = Vec::new();
+        write_json(&body, &mut out).unwrap();
+        assert_eq!(
+            ExportTraceServiceRequest::decode(&body[..]).unwrap(),
+            req,
+            "the fixture is what prost reads"
+        );
+        assert!(out.len() > body.len());
     }
 
     /// Scenario: bytes that are not a request (cut short, a wrong wire type, a string that

@@ -328,6 +328,9 @@ impl Sink {
                     rejected: 0,
                     message: String::new(),
                 },
+                // A span the writer cannot read: halved like a backend's INVALID_ARGUMENT,
+                // so that only the bad span's part is lost.
+                Err(e @ debug::DebugWriteError::Json(_)) => Outcome::Invalid(e.to_string()),
                 Err(e) => Outcome::Failed(e.to_string()),
             },
         }

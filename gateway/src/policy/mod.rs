@@ -604,7 +604,7 @@ impl Kind for RawCompositeConfig {
 
 /// Names a sub-policy without a `name` (or with an empty one) by its place, `key[index]`:
 /// the Collector requires names of top-level policies only, so its files may leave them
-/// out below (a composite's `rate_allocation` then finds no share for it, as there).
+/// out below (a `composite` gives it the share of a sub-policy `rate_allocation` does not name).
 fn name_by_place(raw: &mut RawPolicy, key: &str, index: usize) {
     if raw.name.as_deref().is_none_or(str::is_empty) {
         raw.name = Some(format!("{key}[{index}]"));
