@@ -159,6 +159,88 @@ pub fn trace_ids(n: usize, seed: u64) -> Vec<[u8; 16]> {
         .collect()
 }
 
+/// [`FakeOtlp`]'s 3 traces of 4 spans (seeded with `seed`) with every field of every
+/// message set on the first span's path: its trace state, flags, kind, dropped counts,
+/// status, an event and a link (whose attribute is a key-value list), the scope (name,
+/// version, attributes) and schema URLs, with attributes of every kind (negative int,
+/// double, bytes, bool, a string needing escapes, an empty string, an array). For tests of
+/// the OTLP/JSON reader and writer.
+pub fn every_field(seed: u64) -> ExportTraceServiceRequest {
+    use opentelemetry_proto::tonic::common::v1::{ArrayValue, KeyValueList};
+    use opentelemetry_proto::tonic::trace::v1::span::{Event, Link};
+    let mut req = FakeOtlp::traces(3).spans(4).seed(seed).build();
+    let v = |value| AnyValue { value: Some(value) };
+    let attrs: Vec<KeyValue> = [
+        ("neg", any_value::Value::IntValue(-5)),
+        ("d", any_value::Value::DoubleValue(-0.25)),
+        ("b", any_value::Value::BytesValue(vec![0, 255, 7, 1])),
+        ("t", any_value::Value::BoolValue(true)),
+        (
+            "s",
+            any_value::Value::StringValue("q\"uote\\ \u{1} é".into()),
+        ),
+        ("e", any_value::Value::StringValue(String::new())),
+        (
+            "arr",
+            any_value::Value::ArrayValue(ArrayValue {
+                values: vec![
+                    v(any_value::Value::IntValue(1)),
+                    v(any_value::Value::StringValue("x".into())),
+                ],
+            }),
+        ),
+    ]
+    .into_iter()
+    .map(|(k, value)| KeyValue {
+        key: k.into(),
+        value: Some(v(value)),
+        ..Default::default()
+    })
+    .collect();
+    let span = &mut req.resource_spans[0].scope_spans[0].spans[0];
+    span.attributes.extend(attrs.clone());
+    span.trace_state = "a=b".into();
+    span.flags = 0x301;
+    span.kind = 3;
+    span.dropped_attributes_count = 2;
+    span.dropped_events_count = 3;
+    span.dropped_links_count = 4;
+    span.status = Some(Status {
+        message: "bad".into(),
+        code: status::StatusCode::Error as i32,
+    });
+    span.events.push(Event {
+        time_unix_nano: u64::MAX,
+        name: "ev".into(),
+        attributes: attrs.clone(),
+        dropped_attributes_count: 1,
+    });
+    span.links.push(Link {
+        trace_id: vec![9; 16],
+        span_id: vec![8; 8],
+        trace_state: "k=v".into(),
+        attributes: vec![KeyValue {
+            key: "map".into(),
+            value: Some(v(any_value::Value::KvlistValue(KeyValueList {
+                values: attrs.clone(),
+            }))),
+            ..Default::default()
+        }],
+        dropped_attributes_count: 5,
+        flags: 1,
+    });
+    let scope = &mut req.resource_spans[0].scope_spans[0];
+    scope.schema_url = "https://opentelemetry.io/schemas/1.26.0".into();
+    scope.scope = Some(InstrumentationScope {
+        name: "lib".into(),
+        version: "1.0".into(),
+        attributes: attrs,
+        dropped_attributes_count: 6,
+    });
+    req.resource_spans[0].schema_url = "s".into();
+    req
+}
+
 /// A string attribute.
 pub fn kv(key: &str, value: &str) -> KeyValue {
     KeyValue {

@@ -529,12 +529,8 @@ impl<'de> DeserializeSeed<'de> for Element<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::test_util::FakeOtlp;
     use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-    use opentelemetry_proto::tonic::common::v1::{
-        any_value, AnyValue, ArrayValue, InstrumentationScope, KeyValue, KeyValueList,
-    };
-    use opentelemetry_proto::tonic::trace::v1::span::{Event, Link};
+    use opentelemetry_proto::tonic::common::v1::any_value;
     use prost::Message as _;
 
     /// Scenario: double attribute values whose shortest decimal form needs every digit.
@@ -585,66 +581,7 @@ mod tests {
     #[test]
     fn generated_json_transcodes_to_the_same_bytes() {
         for seed in 0..20 {
-            let mut req = FakeOtlp::traces(3).spans(4).seed(seed).build();
-            let span = &mut req.resource_spans[0].scope_spans[0].spans[0];
-            let v = |value| AnyValue { value: Some(value) };
-            for (k, value) in [
-                ("neg", any_value::Value::IntValue(-5)),
-                ("d", any_value::Value::DoubleValue(-0.25)),
-                ("b", any_value::Value::BytesValue(vec![0, 255, 7])),
-                ("t", any_value::Value::BoolValue(false)),
-                ("e", any_value::Value::StringValue(String::new())),
-                (
-                    "arr",
-                    any_value::Value::ArrayValue(ArrayValue {
-                        values: vec![
-                            v(any_value::Value::IntValue(1)),
-                            v(any_value::Value::StringValue("x".into())),
-                        ],
-                    }),
-                ),
-            ] {
-                span.attributes.push(KeyValue {
-                    key: k.into(),
-                    value: Some(v(value)),
-                    ..Default::default()
-                });
-            }
-            let attrs = span.attributes.clone();
-            span.trace_state = "a=b".into();
-            span.flags = 0x301;
-            span.dropped_attributes_count = 2;
-            span.dropped_events_count = 3;
-            span.dropped_links_count = 4;
-            span.events.push(Event {
-                time_unix_nano: u64::MAX,
-                name: "ev".into(),
-                attributes: attrs.clone(),
-                dropped_attributes_count: 1,
-            });
-            span.links.push(Link {
-                trace_id: vec![9; 16],
-                span_id: vec![8; 8],
-                trace_state: "k=v".into(),
-                attributes: vec![KeyValue {
-                    key: "map".into(),
-                    value: Some(v(any_value::Value::KvlistValue(KeyValueList {
-                        values: attrs.clone(),
-                    }))),
-                    ..Default::default()
-                }],
-                dropped_attributes_count: 5,
-                flags: 1,
-            });
-            let scope = &mut req.resource_spans[0].scope_spans[0];
-            scope.schema_url = "https://opentelemetry.io/schemas/1.26.0".into();
-            scope.scope = Some(InstrumentationScope {
-                name: "lib".into(),
-                version: "1.0".into(),
-                attributes: attrs,
-                dropped_attributes_count: 6,
-            });
-            req.resource_spans[0].schema_url = "s".into();
+            let req = crate::test_util::every_field(seed);
             let json = serde_json::to_vec(&req).unwrap();
             let out = to_protobuf(&json).unwrap();
             // Field for field what the generated code writes (in JSON's key order, where
