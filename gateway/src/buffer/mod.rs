@@ -330,6 +330,36 @@ impl TraceBuffer {
         }
     }
 
+    /// What the rewritten header table of a scanned request may hold once it is buffered
+    /// under `attributes.resource` actions (see [`RequestBytes::rewrite_resources`]): its
+    /// headers again and their index, with every resource as the actions leave it (a
+    /// resource no span is under is counted too: a bound, not the exact size). 0 without
+    /// resource actions.
+    fn resource_table_charge(&self, scan: &Scan) -> u64 {
+        let Some(rewrite) = self
+            .attribute_actions
+            .as_deref()
+            .and_then(|a| a.resource.as_ref())
+        else {
+            return 0;
+        };
+        let mut grown = 0;
+        let mut scratch = Vec::new();
+        for r in &scan.resources {
+            let Some(header) = scan
+                .headers
+                .get(r.header.start as usize..r.header.end as usize)
+            else {
+                continue;
+            };
+            scratch.clear();
+            span_fields::write_resource_header(header, rewrite, &mut scratch);
+            grown += scratch.len().saturating_sub(header.len());
+        }
+        let index = 8 * (scan.resources.len() + scan.scopes.len());
+        (scan.headers.len() + index + grown) as u64
+    }
+
     /// Rewrites the resources of every request it buffers with `actions.resource` (the
     /// shards' actions: see [`RequestBytes::rewrite_resources`]).
     pub fn with_attribute_actions(mut self, actions: Option<Arc<AttributeActions>>) -> Self {
@@ -429,7 +459,8 @@ impl SpanSink for TraceBuffer {
         // Spans another gateway forwards or hands over are taken alone whatever they cost:
         // they are a share of a request checked so, and refusing them would lose spans
         // already acknowledged.
-        let charge = worst_case_charge(body.len(), &scan, valid);
+        let charge = worst_case_charge(body.len(), &scan, valid)
+            .saturating_add(self.resource_table_charge(&scan));
         if charge > self.max_buffered_bytes && origin == Origin::Client {
             self.stats.refused_spans.add(valid);
             self.stats.refused_spans_memory.add(valid);
@@ -1109,7 +1140,9 @@ mod tests {
     /// Guarantees: with the action, what it adds to every resource is counted as the
     /// request is buffered, before any trace is decided, in the ledger and so in what the
     /// hard limit reads (the traces are then kept under the same table: see
-    /// `trace::tests::kept_traces_of_one_request_share_its_rewritten_resources`).
+    /// `trace::tests::kept_traces_of_one_request_share_its_rewritten_resources`); and the
+    /// admission check foresees it: a client's request that fits a buffer only without the
+    /// table is refused for good with the actions.
     #[tokio::test]
     async fn resource_actions_are_counted_as_a_request_is_buffered() {
         let value = "v".repeat(100);
@@ -1127,19 +1160,16 @@ mod tests {
         );
         let body = Bytes::from(request.encode_to_vec());
         let mut held = Vec::new();
-        for actions in [
-            None,
-            Some(format!(
-                "resource: [{{key: region, action: insert, value: {value}}}]"
-            )),
-        ] {
+        let insert = format!("resource: [{{key: region, action: insert, value: {value}}}]");
+        let compile = |yaml: &String| {
+            let config: crate::attributes::AttributesConfig =
+                serde_yaml_ng::from_str(yaml).unwrap();
+            Arc::new(config.compile().unwrap().unwrap())
+        };
+        for actions in [None, Some(&insert)] {
             let (plan, stats, buffer, rx) =
                 one_shard("policies: [{name: all, type: always_sample}]\n");
-            let actions = actions.map(|yaml| {
-                let config: crate::attributes::AttributesConfig =
-                    serde_yaml_ng::from_str(&yaml).unwrap();
-                Arc::new(config.compile().unwrap().unwrap())
-            });
+            let actions = actions.map(compile);
             let buffer = buffer.with_attribute_actions(actions.clone());
             buffer.export(body.clone()).await.unwrap();
             held.push((stats.request_bytes.get(), stats.held_bytes()));
@@ -1153,6 +1183,33 @@ mod tests {
         let [(plain, plain_held), (with, with_held)] = held[..] else {
             unreachable!()
         };
+        // Admission foresees the table: with a buffer the request fits only without the
+        // actions, a client's request is refused for good with them, taken without.
+        let mut scan = Scan::default();
+        scan.scan_request(&body).unwrap();
+        let bare = worst_case_charge(body.len(), &scan, 200);
+        for (actions, fits) in [(None, true), (Some(&insert), false)] {
+            let (plan, stats, _, rx) = one_shard("policies: [{name: all, type: always_sample}]\n");
+            drop(rx);
+            let config = crate::config::BufferConfig {
+                max_buffered_bytes: bare + 1_000,
+                ..Default::default()
+            };
+            let (tx, rx) = mpsc::channel(4);
+            let peers = Peers::new(
+                Default::default(),
+                tailgate_core::ring::Member::new("127.0.0.1:4317"),
+                stats.clone(),
+            );
+            let buffer = TraceBuffer::new(plan, vec![tx], stats, peers, &config)
+                .with_attribute_actions(actions.map(&compile));
+            let answer = buffer.export(body.clone()).await;
+            assert_eq!(answer.is_ok(), fits, "{answer:?}");
+            if !fits {
+                assert!(matches!(answer, Err(Refusal::TooLarge(_))), "{answer:?}");
+            }
+            drop(rx);
+        }
         // Each resource grows by the attribute (key, value and framing: 110 bytes), and the
         // table holds a copy of the headers.
         assert!(with >= plain + 200 * 110, "{plain} {with}");
