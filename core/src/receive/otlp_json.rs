@@ -727,6 +727,38 @@ mod tests {
         assert!(scanned.message.contains("span_id"), "{}", scanned.message);
     }
 
+    /// Scenario: a span attribute nested 41 arrays or 30 maps deep, and a span name with a
+    /// lone surrogate escape (what docs/operations.md names as refused whole over
+    /// OTLP/JSON).
+    /// Guarantees: the whole request is refused, naming the JSON reader's reason, where
+    /// over protobuf only the span would be; 30 arrays or 25 maps deep still read.
+    #[test]
+    fn too_deep_json_and_lone_surrogates_refuse_the_request() {
+        let nested = |n: usize| {
+            format!(
+                r#"{{"resourceSpans":[{{"scopeSpans":[{{"spans":[{{"attributes":[{{"key":"k","value":{}1{}}}]}}]}}]}}]}}"#,
+                r#"{"arrayValue":{"values":["#.repeat(n) + r#"{"intValue":"#,
+                "}".to_owned() + &"]}}".repeat(n)
+            )
+        };
+        assert!(to_protobuf(nested(30).as_bytes()).is_ok());
+        let err = to_protobuf(nested(41).as_bytes()).unwrap_err().to_string();
+        assert!(err.contains("recursion limit"), "{err}");
+        let maps = |n: usize| {
+            format!(
+                r#"{{"resourceSpans":[{{"scopeSpans":[{{"spans":[{{"attributes":[{{"key":"k","value":{}{{"intValue":1}}{}}}]}}]}}]}}]}}"#,
+                r#"{"kvlistValue":{"values":[{"key":"m","value":"#.repeat(n),
+                "}]}}".repeat(n)
+            )
+        };
+        assert!(to_protobuf(maps(25).as_bytes()).is_ok());
+        let err = to_protobuf(maps(30).as_bytes()).unwrap_err().to_string();
+        assert!(err.contains("recursion limit"), "{err}");
+        let json = r#"{"resourceSpans":[{"scopeSpans":[{"spans":[{"name":"a\ud800b"}]}]}]}"#;
+        let err = to_protobuf(json.as_bytes()).unwrap_err().to_string();
+        assert!(err.contains("escape"), "{err}");
+    }
+
     /// Scenario: malformed values. Guarantees: refused with what and where.
     #[test]
     fn malformed_values_are_refused_naming_the_field() {
