@@ -17,17 +17,26 @@
 //! * [`telemetry`]: counters every component keeps, rendered for Prometheus.
 //! * [`shutdown`]: SIGTERM and Ctrl-C handling for the binaries.
 
+#[cfg(feature = "net")]
 pub mod config;
+#[cfg(feature = "net")]
 pub mod endpoint;
+#[cfg(feature = "net")]
 pub mod forward;
+#[cfg(feature = "net")]
 pub mod members;
 pub mod receive;
+#[cfg(feature = "net")]
 pub mod retry;
 pub mod ring;
+#[cfg(feature = "net")]
 pub mod serve;
+#[cfg(feature = "net")]
 pub mod shutdown;
+#[cfg(feature = "net")]
 pub mod telemetry;
-#[cfg(any(test, feature = "test-util"))]
+#[cfg(any(all(test, feature = "net"), feature = "test-util"))]
 pub mod test_util;
+#[cfg(feature = "net")]
 pub mod tls;
 pub mod wire;

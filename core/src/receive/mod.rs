@@ -8,37 +8,55 @@
 //! [`sink`] (the [`SpanSink`] trait, [`Origin`], the response encoding), [`compress`],
 //! [`limits`] (config, limits, the in-flight budget, the connection loop), then the two
 //! receivers [`grpc`] and [`http`], and this file, which binds and serves them.
+//!
+//! [`otlp_json`] and [`otlp_json_out`] (OTLP/JSON to and from protobuf) need no network:
+//! they alone build without the crate's `net` feature, for the fuzz targets.
 
+#[cfg(feature = "net")]
 pub mod auth;
+#[cfg(feature = "net")]
 pub mod compress;
+#[cfg(feature = "net")]
 pub mod grpc;
+#[cfg(feature = "net")]
 pub mod http;
+#[cfg(feature = "net")]
 pub mod limits;
 pub mod otlp_json;
 pub mod otlp_json_out;
+#[cfg(feature = "net")]
 pub mod primed;
+#[cfg(feature = "net")]
 pub mod sink;
+#[cfg(feature = "net")]
 pub mod status;
 
+#[cfg(feature = "net")]
 use std::net::SocketAddr;
 
+#[cfg(feature = "net")]
 pub use auth::{
     check_peer, check_sender, check_traffic, same_secret, ClientCertificate, PeerAuth, PeerTraffic,
     ReceiveAuth,
 };
+#[cfg(feature = "net")]
 pub use limits::{
     serve_connections, serve_connections_with, InFlight, InFlightBytes, Limits, ReceiveConfig,
 };
+#[cfg(feature = "net")]
 pub use sink::{
     run_detached, Accepted, Origin, Ready, SpanSink, DECISIONS_PATH, DECISION_RECORD_LEN,
     PEER_AUTH_HEADER, PEER_HEADER,
 };
+#[cfg(feature = "net")]
 pub use status::{Refusal, DEFAULT_RETRY_AFTER};
 
+#[cfg(feature = "net")]
 use tokio::net::TcpListener;
 
 /// The receivers' bound sockets, so that ports are taken (and port 0 resolved) before the
 /// component starts, and a busy port is reported with its address.
+#[cfg(feature = "net")]
 #[derive(Debug)]
 pub struct Listeners {
     /// OTLP/gRPC socket.
@@ -48,6 +66,7 @@ pub struct Listeners {
 }
 
 /// A listen address that could not be bound.
+#[cfg(feature = "net")]
 #[derive(Debug, thiserror::Error)]
 #[error("cannot listen for {what} on {addr}: {error}")]
 pub struct BindError {
@@ -60,6 +79,7 @@ pub struct BindError {
 }
 
 /// Binds `addr`, naming `what` in the error.
+#[cfg(feature = "net")]
 pub async fn bind(what: &'static str, addr: SocketAddr) -> Result<TcpListener, BindError> {
     TcpListener::bind(addr)
         .await
@@ -68,6 +88,7 @@ pub async fn bind(what: &'static str, addr: SocketAddr) -> Result<TcpListener, B
 
 // === impl Listeners ===
 
+#[cfg(feature = "net")]
 impl Listeners {
     /// Binds the addresses of `config`.
     pub async fn bind(config: &ReceiveConfig) -> Result<Self, BindError> {
@@ -125,6 +146,7 @@ impl Listeners {
 /// must not use up the time what is buffered or queued needs. Requests cut off are no
 /// longer waited for; their connections close when the process exits, and a stage that
 /// closes its queues first refuses one that completes later.
+#[cfg(feature = "net")]
 pub async fn serve_with_grace(
     serving: impl std::future::Future<Output = std::io::Result<()>>,
     stop: &tokio_util::sync::CancellationToken,
@@ -144,7 +166,7 @@ pub async fn serve_with_grace(
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "net"))]
 mod tests {
     use super::Origin;
 

@@ -2,6 +2,7 @@
 //! raw-bytes gRPC codec. Nothing here builds `Span` structs.
 
 pub mod attrs;
+#[cfg(feature = "net")]
 pub mod codec;
 #[cfg(any(test, feature = "oracle"))]
 pub mod oracle;
@@ -12,6 +13,7 @@ pub mod span_fields;
 pub mod split;
 pub mod validate;
 
+#[cfg(feature = "net")]
 pub use codec::RawCodec;
 pub use reframe::{Reframer, SpanParts};
 pub use scan::{Scan, ScanError, SpanEntry};
