@@ -161,7 +161,9 @@ async fn python_sdk_over_tls_through_router_and_gateway_delivers_every_span() {
 /// Scenario: as the Python test, with the OpenTelemetry JS SDK on Node (the gRPC and the
 /// protobuf-over-HTTP exporters, and its OTLP/JSON serializer over HTTP, as browsers and
 /// `exporter-trace-otlp-http` send), trusting the CA through
-/// `OTEL_EXPORTER_OTLP_CERTIFICATE` as a Node application is configured.
+/// `OTEL_EXPORTER_OTLP_CERTIFICATE` as a Node application is configured. Each root span
+/// carries a string its attribute length limit cut mid-emoji, which the JSON serializer
+/// writes as a lone surrogate escape (refused whole with 400 before it was read as U+FFFD).
 /// Guarantees: as [`TlsCluster::delivers_every_span`].
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn node_sdk_over_tls_through_router_and_gateway_delivers_every_span() {

@@ -139,10 +139,7 @@ async fn receive<S: SpanSink>(
         Format::Protobuf => body,
         // The JSON is freed once converted (its budget share stays held: the protobuf,
         // never larger, takes its place).
-        Format::Json => {
-            let json = body;
-            json_to_protobuf(&json)?
-        }
+        Format::Json => owned_json_to_protobuf(body)?,
     };
     let sink = sink.clone();
     // The budget share goes with the body into the detached task (see grpc.rs).
@@ -190,7 +187,23 @@ where
 pub fn json_to_protobuf(body: &[u8]) -> Result<Bytes, Refusal> {
     super::otlp_json::to_protobuf(body)
         .map(Bytes::from)
-        .map_err(|e| Refusal::Invalid(format!("invalid OTLP/JSON trace request: {e}")))
+        .map_err(invalid_json)
+}
+
+/// As [`json_to_protobuf`], for a body the receiver holds alone (as it does once gathered
+/// or decompressed): a lone surrogate escape is then patched in place, not in a copy, so
+/// such a body costs no more than another.
+fn owned_json_to_protobuf(body: Bytes) -> Result<Bytes, Refusal> {
+    match body.try_into_mut() {
+        Ok(mut owned) => super::otlp_json::to_protobuf_in_place(&mut owned),
+        Err(shared) => super::otlp_json::to_protobuf(&shared),
+    }
+    .map(Bytes::from)
+    .map_err(invalid_json)
+}
+
+fn invalid_json(e: serde_json::Error) -> Refusal {
+    Refusal::Invalid(format!("invalid OTLP/JSON trace request: {e}"))
 }
 
 /// Converts a protobuf `ExportTraceServiceRequest` to OTLP/JSON, on one line (see

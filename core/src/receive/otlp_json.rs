@@ -161,7 +161,100 @@ fn field(msg: Msg, key: &str) -> Option<Field> {
 }
 
 /// Converts an OTLP/JSON `ExportTraceServiceRequest` to its protobuf encoding.
+///
+/// A lone surrogate escape (`\ud83d` not followed by its low half, or a low half alone)
+/// is read as U+FFFD, as the Collector's reader (json-iterator) reads it: JavaScript SDKs
+/// send them, since their attribute length limit cuts strings by UTF-16 unit and can cut
+/// an emoji in two, and `JSON.stringify` escapes the half left. serde_json refuses them,
+/// so a body it refuses for a syntax error is read again with those escapes replaced:
+/// the common body pays nothing, and one with such an escape is copied once (see
+/// [`to_protobuf_in_place`] to patch a body that is the caller's to change).
 pub fn to_protobuf(body: &[u8]) -> Result<Vec<u8>, serde_json::Error> {
+    transcode(body).or_else(|e| {
+        if e.is_syntax() && next_lone_surrogate(body, 0).is_some() {
+            let mut fixed = body.to_vec();
+            replace_lone_surrogates(&mut fixed);
+            transcode(&fixed)
+        } else {
+            Err(e)
+        }
+    })
+}
+
+/// As [`to_protobuf`], patching the lone surrogate escapes of `body` in place (each is
+/// six bytes, as `\ufffd` is) when it must be read again, so that no copy is made.
+pub fn to_protobuf_in_place(body: &mut [u8]) -> Result<Vec<u8>, serde_json::Error> {
+    transcode(body).or_else(|e| {
+        if e.is_syntax() && replace_lone_surrogates(body) {
+            transcode(body)
+        } else {
+            Err(e)
+        }
+    })
+}
+
+/// Replaces every lone surrogate escape in `json`'s strings with `\ufffd`; true if any
+/// was.
+fn replace_lone_surrogates(json: &mut [u8]) -> bool {
+    let mut at = 0;
+    let mut any = false;
+    while let Some(i) = next_lone_surrogate(json, at) {
+        json[i..i + 6].copy_from_slice(br"\ufffd");
+        any = true;
+        at = i + 6;
+    }
+    any
+}
+
+/// Where the first lone surrogate escape at or after `from` starts (its backslash).
+/// `from` is 0 or just past an escape this returned, so it is never inside one. Malformed
+/// escapes are left for serde_json to report.
+fn next_lone_surrogate(json: &[u8], from: usize) -> Option<usize> {
+    let unit = |at: usize| -> Option<u16> {
+        let digits = json.get(at..at + 4)?;
+        let text = std::str::from_utf8(digits).ok()?;
+        u16::from_str_radix(text, 16).ok()
+    };
+    let escape_at = |at: usize| json.get(at) == Some(&b'\\') && json.get(at + 1) == Some(&b'u');
+    // Whether `from` is inside a string: the quotes before it, less escaped ones. Only the
+    // first call scans from 0; later ones resume inside the string they left.
+    let mut in_string = from > 0;
+    let mut i = from;
+    while i < json.len() {
+        match json[i] {
+            b'"' => {
+                in_string = !in_string;
+                i += 1;
+            }
+            b'\\' if in_string => {
+                if !escape_at(i) {
+                    i += 2;
+                    continue;
+                }
+                let Some(u) = unit(i + 2) else {
+                    i += 2;
+                    continue;
+                };
+                match u {
+                    0xD800..=0xDBFF => {
+                        let paired = escape_at(i + 6)
+                            && unit(i + 8).is_some_and(|l| (0xDC00..=0xDFFF).contains(&l));
+                        if !paired {
+                            return Some(i);
+                        }
+                        i += 12;
+                    }
+                    0xDC00..=0xDFFF => return Some(i),
+                    _ => i += 6,
+                }
+            }
+            _ => i += 1,
+        }
+    }
+    None
+}
+
+fn transcode(body: &[u8]) -> Result<Vec<u8>, serde_json::Error> {
     let mut de = serde_json::Deserializer::from_slice(body);
     let mut out = Vec::with_capacity(body.len() / 2);
     Message {
@@ -727,13 +820,12 @@ mod tests {
         assert!(scanned.message.contains("span_id"), "{}", scanned.message);
     }
 
-    /// Scenario: a span attribute nested 41 arrays or 30 maps deep, and a span name with a
-    /// lone surrogate escape (what docs/operations.md names as refused whole over
-    /// OTLP/JSON).
+    /// Scenario: a span attribute nested 41 arrays or 30 maps deep (what
+    /// docs/operations.md names as refused whole over OTLP/JSON).
     /// Guarantees: the whole request is refused, naming the JSON reader's reason, where
     /// over protobuf only the span would be; 30 arrays or 25 maps deep still read.
     #[test]
-    fn too_deep_json_and_lone_surrogates_refuse_the_request() {
+    fn too_deep_json_refuses_the_request() {
         let nested = |n: usize| {
             format!(
                 r#"{{"resourceSpans":[{{"scopeSpans":[{{"spans":[{{"attributes":[{{"key":"k","value":{}1{}}}]}}]}}]}}]}}"#,
@@ -754,9 +846,59 @@ mod tests {
         assert!(to_protobuf(maps(25).as_bytes()).is_ok());
         let err = to_protobuf(maps(30).as_bytes()).unwrap_err().to_string();
         assert!(err.contains("recursion limit"), "{err}");
-        let json = r#"{"resourceSpans":[{"scopeSpans":[{"spans":[{"name":"a\ud800b"}]}]}]}"#;
-        let err = to_protobuf(json.as_bytes()).unwrap_err().to_string();
-        assert!(err.contains("escape"), "{err}");
+    }
+
+    /// The first span's name and its first attribute's key and string value.
+    fn first_span_strings(proto: &[u8]) -> (String, String, String) {
+        let req = ExportTraceServiceRequest::decode(proto).unwrap();
+        let span = &req.resource_spans[0].scope_spans[0].spans[0];
+        let attr = &span.attributes[0];
+        let Some(any_value::Value::StringValue(v)) =
+            attr.value.as_ref().and_then(|v| v.value.clone())
+        else {
+            panic!("not a string value: {attr:?}");
+        };
+        (span.name.clone(), attr.key.clone(), v)
+    }
+
+    /// Scenario: strings with lone surrogate escapes, as a JavaScript SDK writes them when
+    /// its attribute length limit cuts an emoji in two: a high half at a string's end, a
+    /// high half before a whole pair, a low half alone, in a name, a key and a value;
+    /// beside them an escaped backslash before `u`.
+    /// Guarantees: each lone half reads as U+FFFD, as the Collector reads it; the pair and
+    /// the literal backslash are kept; both entry points agree, and the in-place one
+    /// patches the three lone escapes and nothing else.
+    #[test]
+    fn lone_surrogates_read_as_replacement_characters() {
+        let json = r#"{"resourceSpans":[{"scopeSpans":[{"spans":[{"name":"cut \ud83d","attributes":[{"key":"k\udc00","value":{"stringValue":"\ud83d\ud83d\ude00 \\ud800 \u00e9"}}]}]}]}]}"#;
+        let want = (
+            "cut \u{FFFD}".to_owned(),
+            "k\u{FFFD}".to_owned(),
+            "\u{FFFD}\u{1F600} \\ud800 \u{e9}".to_owned(),
+        );
+        assert_eq!(
+            first_span_strings(&to_protobuf(json.as_bytes()).unwrap()),
+            want
+        );
+        let mut body = json.as_bytes().to_vec();
+        assert_eq!(
+            first_span_strings(&to_protobuf_in_place(&mut body).unwrap()),
+            want
+        );
+        let patched = String::from_utf8(body).unwrap();
+        let expected = r#"{"resourceSpans":[{"scopeSpans":[{"spans":[{"name":"cut \ufffd","attributes":[{"key":"k\ufffd","value":{"stringValue":"\ufffd\ud83d\ude00 \\ud800 \u00e9"}}]}]}]}]}"#;
+        assert_eq!(patched, expected);
+        // Other syntax errors stay errors, with or without a lone escape.
+        for bad in [
+            r#"{"resourceSpans":[{"scopeSpans":[{"spans":[{"name":"\ud800"}]}]}]"#,
+            r#"{"resourceSpans":[{"scopeSpans":[{"spans":[{"name":"\ud80"}]}]}]}"#,
+        ] {
+            assert!(to_protobuf(bad.as_bytes()).is_err(), "{bad}");
+            assert!(
+                to_protobuf_in_place(&mut bad.as_bytes().to_vec()).is_err(),
+                "{bad}"
+            );
+        }
     }
 
     /// Scenario: malformed values. Guarantees: refused with what and where.

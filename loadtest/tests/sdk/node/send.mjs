@@ -2,7 +2,8 @@
 //
 // Usage: node send.mjs grpc|http|json ENDPOINT TRACES
 // The CA to trust comes from OTEL_EXPORTER_OTLP_CERTIFICATE, as an application sets it.
-// Each trace is a root span with one child. Exits non-zero if any export failed.
+// Each trace is a root span, carrying a string the SDK's length limit cuts mid-emoji, with
+// one child. Exits non-zero if any export failed.
 // `json` is OTLP/JSON over HTTP: the SDK's JSON serializer on its HTTP transport, built as
 // its `exporter-trace-otlp-http` package builds its exporter (that package is not
 // installed; its two parts are, with the protobuf exporter).
@@ -55,13 +56,17 @@ const recording = {
   forceFlush: () => inner.forceFlush(),
 };
 
+// An attribute value limit that cuts the emoji below in two: the SDK cuts strings by UTF-16
+// unit, so the value keeps a lone high surrogate, which its JSON serializer writes as the
+// escape `\ud83d` and its protobuf one as U+FFFD. Every span carries one.
 const provider = new TracerProvider({
+  spanLimits: { attributeValueLengthLimit: 5 },
   resource: resourceFromAttributes({ 'service.name': `node-sdk-${protocol}` }),
   spanProcessors: [new BatchSpanProcessor({ exporter: recording })],
 });
 const tracer = provider.getTracer('tailgate-test');
 for (let i = 0; i < Number(count); i++) {
-  const root = tracer.startSpan(`request-${i}`);
+  const root = tracer.startSpan(`request-${i}`, { attributes: { note: 'cut \u{1F642} here' } });
   const child = tracer.startSpan('query', {}, trace.setSpan(context.active(), root));
   child.end();
   root.end();
