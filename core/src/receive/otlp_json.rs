@@ -196,26 +196,45 @@ pub fn to_protobuf_in_place(body: &mut [u8]) -> Result<Vec<u8>, serde_json::Erro
 /// Replaces every lone surrogate escape in `json`'s strings with `\ufffd`; true if any
 /// was.
 fn replace_lone_surrogates(json: &mut [u8]) -> bool {
-    let mut at = 0;
+    let mut from = 0;
     let mut any = false;
-    while let Some(i) = next_lone_surrogate(json, at) {
-        json[i..i + 6].copy_from_slice(br"\ufffd");
+    while let Some(lone) = next_lone_surrogate(json, from) {
+        json[lone.at..lone.at + 6].copy_from_slice(br"\ufffd");
+        if lone.and_next {
+            json[lone.at + 6..lone.at + 12].copy_from_slice(br"\ufffd");
+        }
         any = true;
-        at = i + 6;
+        from = lone.resume;
     }
     any
 }
 
-/// Where the first lone surrogate escape at or after `from` starts (its backslash).
-/// `from` is 0 or just past an escape this returned, so it is never inside one. Malformed
+/// A lone surrogate escape found by [`next_lone_surrogate`].
+#[derive(Debug, PartialEq)]
+struct Lone {
+    /// Where its backslash is.
+    at: usize,
+    /// Whether the escape right after it, which json-iterator reads as its would-be other
+    /// half, is a surrogate too, and so also U+FFFD there.
+    and_next: bool,
+    /// Where to look for the next one: past the escape, or past both when one follows.
+    resume: usize,
+}
+
+/// The first lone surrogate escape at or after `from`, as json-iterator (the Collector's
+/// reader) finds them: after a surrogate it reads the next `\u` escape as the other half;
+/// a high half and a low half make a character, anything else makes U+FFFD for the first
+/// and, when the second is a surrogate, for it too (so in `\ud83d\ud83d\ude00` all three
+/// are). `from` is 0 or a [`Lone::resume`], so it is never inside an escape. Malformed
 /// escapes are left for serde_json to report.
-fn next_lone_surrogate(json: &[u8], from: usize) -> Option<usize> {
+fn next_lone_surrogate(json: &[u8], from: usize) -> Option<Lone> {
     let unit = |at: usize| -> Option<u16> {
         let digits = json.get(at..at + 4)?;
         let text = std::str::from_utf8(digits).ok()?;
         u16::from_str_radix(text, 16).ok()
     };
     let escape_at = |at: usize| json.get(at) == Some(&b'\\') && json.get(at + 1) == Some(&b'u');
+    let surrogate = |u: u16| (0xD800..=0xDFFF).contains(&u);
     // Whether `from` is inside a string: the quotes before it, less escaped ones. Only the
     // first call scans from 0; later ones resume inside the string they left.
     let mut in_string = from > 0;
@@ -227,25 +246,33 @@ fn next_lone_surrogate(json: &[u8], from: usize) -> Option<usize> {
                 i += 1;
             }
             b'\\' if in_string => {
-                if !escape_at(i) {
-                    i += 2;
-                    continue;
-                }
-                let Some(u) = unit(i + 2) else {
+                let Some(u) = unit(i + 2).filter(|_| escape_at(i)) else {
                     i += 2;
                     continue;
                 };
-                match u {
-                    0xD800..=0xDBFF => {
-                        let paired = escape_at(i + 6)
-                            && unit(i + 8).is_some_and(|l| (0xDC00..=0xDFFF).contains(&l));
-                        if !paired {
-                            return Some(i);
-                        }
+                if !surrogate(u) {
+                    i += 6;
+                    continue;
+                }
+                let next = unit(i + 8).filter(|_| escape_at(i + 6));
+                match next {
+                    Some(l) if (0xD800..=0xDBFF).contains(&u) && (0xDC00..=0xDFFF).contains(&l) => {
                         i += 12;
                     }
-                    0xDC00..=0xDFFF => return Some(i),
-                    _ => i += 6,
+                    Some(n) => {
+                        return Some(Lone {
+                            at: i,
+                            and_next: surrogate(n),
+                            resume: i + 12,
+                        })
+                    }
+                    None => {
+                        return Some(Lone {
+                            at: i,
+                            and_next: false,
+                            resume: i + 6,
+                        })
+                    }
                 }
             }
             _ => i += 1,
@@ -865,16 +892,17 @@ mod tests {
     /// its attribute length limit cuts an emoji in two: a high half at a string's end, a
     /// high half before a whole pair, a low half alone, in a name, a key and a value;
     /// beside them an escaped backslash before `u`.
-    /// Guarantees: each lone half reads as U+FFFD, as the Collector reads it; the pair and
-    /// the literal backslash are kept; both entry points agree, and the in-place one
-    /// patches the three lone escapes and nothing else.
+    /// Guarantees: each lone half reads as U+FFFD, and a half before a pair takes the
+    /// pair's first half with it, as json-iterator (the Collector's reader) reads them;
+    /// the literal backslash is kept; both entry points agree, and the in-place one
+    /// patches those escapes and nothing else.
     #[test]
     fn lone_surrogates_read_as_replacement_characters() {
         let json = r#"{"resourceSpans":[{"scopeSpans":[{"spans":[{"name":"cut \ud83d","attributes":[{"key":"k\udc00","value":{"stringValue":"\ud83d\ud83d\ude00 \\ud800 \u00e9"}}]}]}]}]}"#;
         let want = (
             "cut \u{FFFD}".to_owned(),
             "k\u{FFFD}".to_owned(),
-            "\u{FFFD}\u{1F600} \\ud800 \u{e9}".to_owned(),
+            "\u{FFFD}\u{FFFD}\u{FFFD} \\ud800 \u{e9}".to_owned(),
         );
         assert_eq!(
             first_span_strings(&to_protobuf(json.as_bytes()).unwrap()),
@@ -886,7 +914,7 @@ mod tests {
             want
         );
         let patched = String::from_utf8(body).unwrap();
-        let expected = r#"{"resourceSpans":[{"scopeSpans":[{"spans":[{"name":"cut \ufffd","attributes":[{"key":"k\ufffd","value":{"stringValue":"\ufffd\ud83d\ude00 \\ud800 \u00e9"}}]}]}]}]}"#;
+        let expected = r#"{"resourceSpans":[{"scopeSpans":[{"spans":[{"name":"cut \ufffd","attributes":[{"key":"k\ufffd","value":{"stringValue":"\ufffd\ufffd\ufffd \\ud800 \u00e9"}}]}]}]}]}"#;
         assert_eq!(patched, expected);
         // Other syntax errors stay errors, with or without a lone escape.
         for bad in [
@@ -897,6 +925,38 @@ mod tests {
             assert!(
                 to_protobuf_in_place(&mut bad.as_bytes().to_vec()).is_err(),
                 "{bad}"
+            );
+        }
+    }
+
+    /// Scenario: each way a surrogate escape can be followed, in a span name.
+    /// Guarantees: read as json-iterator reads it: a high half and a low half make one
+    /// character; otherwise the first is U+FFFD and the escape after it is read as its
+    /// would-be other half (U+FFFD when a surrogate, itself when not).
+    #[test]
+    fn surrogate_escapes_read_as_json_iterator_reads_them() {
+        for (escapes, want) in [
+            (r"\ud83d\ude00", "\u{1F600}"),
+            (r"\ud83d", "\u{FFFD}"),
+            (r"\ude00", "\u{FFFD}"),
+            (r"\ud83dx", "\u{FFFD}x"),
+            (r"\ud83d\n", "\u{FFFD}\n"),
+            (r"\ud83d\u0041", "\u{FFFD}A"),
+            (r"\ude00\u0041", "\u{FFFD}A"),
+            (r"\ud83d\ud83d\ude00", "\u{FFFD}\u{FFFD}\u{FFFD}"),
+            (r"\ude00\ud83d\ude00", "\u{FFFD}\u{FFFD}\u{FFFD}"),
+            (r"\ude00\ude00", "\u{FFFD}\u{FFFD}"),
+            (r"\ud83d\u0041\ud83d\ude00", "\u{FFFD}A\u{1F600}"),
+            (r"\\ud83d", r"\ud83d"),
+        ] {
+            let json = format!(
+                r#"{{"resourceSpans":[{{"scopeSpans":[{{"spans":[{{"name":"{escapes}"}}]}}]}}]}}"#
+            );
+            let req = ExportTraceServiceRequest::decode(&to_protobuf(json.as_bytes()).unwrap()[..])
+                .unwrap();
+            assert_eq!(
+                req.resource_spans[0].scope_spans[0].spans[0].name, want,
+                "{escapes}"
             );
         }
     }
