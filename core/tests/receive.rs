@@ -64,14 +64,24 @@ async fn start_with(request_timeout: std::time::Duration) -> Server {
         request_timeout,
         ..ReceiveConfig::default()
     };
-    let listeners = Listeners::bind(&cfg).await.unwrap();
-    let grpc = format!("http://{}", listeners.grpc_addr().unwrap());
-    let http = format!("http://{}/v1/traces", listeners.http_addr().unwrap());
+    serve(&cfg).await
+}
+
+/// Serves `cfg`'s receivers (an address left out is served as an empty URL) into a
+/// [`Capture`].
+async fn serve(cfg: &ReceiveConfig) -> Server {
+    let listeners = Listeners::bind(cfg).await.unwrap();
+    let grpc = listeners
+        .grpc_addr()
+        .map_or(String::new(), |a| format!("http://{a}"));
+    let http = listeners
+        .http_addr()
+        .map_or(String::new(), |a| format!("http://{a}/v1/traces"));
     let sink = Arc::new(Capture::default());
     let token = CancellationToken::new();
     tokio::spawn(listeners.serve(
         sink.clone(),
-        tailgate_core::receive::Limits::plaintext(&cfg),
+        tailgate_core::receive::Limits::plaintext(cfg),
         token.clone(),
     ));
     Server {
@@ -903,4 +913,78 @@ async fn a_bearer_token_is_required_when_configured() {
     let refused = sink.refused.lock().unwrap().clone();
     assert_eq!(refused, vec!["unauthenticated"; 4]);
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Sends `req` to `url` and returns the status and headers.
+async fn send(req: http::Request<Full<Bytes>>) -> (u16, http::HeaderMap) {
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http();
+    let resp = client.request(req).await.unwrap();
+    (resp.status().as_u16(), resp.headers().clone())
+}
+
+/// Scenario: `receive.cors` as a Collector config writes it, with a bearer token required:
+/// a browser's preflight for an OTLP/JSON POST carrying `authorization`, from an allowed
+/// and from another origin; the POST itself with and without the token; and the same
+/// preflight to a receiver without `cors`.
+/// Guarantees: the preflight is answered 204 before authentication, with the CORS headers
+/// only for the allowed origin; the POST's answer (200, or 401 without the token) carries
+/// the origin so the page can read it; without `cors`, OPTIONS stays 405.
+#[tokio::test]
+async fn browsers_are_answered_as_cors_allows() {
+    let yaml = "grpc: null\nhttp: 127.0.0.1:0\nauth: { bearer_token: t0ken }\ncors:\n  allowed_origins: ['https://*.shop.test']\n  allowed_headers: [Authorization]\n  max_age: 600\n";
+    let server = serve(&serde_yaml_ng::from_str(yaml).unwrap()).await;
+    let url = server.http.clone();
+    let preflight = |origin: &str| {
+        http::Request::options(&url)
+            .header("origin", origin)
+            .header("access-control-request-method", "POST")
+            .header(
+                "access-control-request-headers",
+                "authorization,content-type",
+            )
+            .body(Full::new(Bytes::new()))
+            .unwrap()
+    };
+
+    let (status, h) = send(preflight("https://www.shop.test")).await;
+    assert_eq!(status, 204);
+    assert_eq!(h["access-control-allow-origin"], "https://www.shop.test");
+    assert_eq!(h["access-control-allow-methods"], "POST");
+    assert_eq!(
+        h["access-control-allow-headers"],
+        "authorization,content-type"
+    );
+    assert_eq!(h["access-control-allow-credentials"], "true");
+    assert_eq!(h["access-control-max-age"], "600");
+    let (status, h) = send(preflight("https://evil.test")).await;
+    assert_eq!(status, 204);
+    assert!(!h.contains_key("access-control-allow-origin"), "{h:?}");
+
+    let json = serde_json::to_vec(&FakeOtlp::traces(1).spans(2).build()).unwrap();
+    for (auth, want) in [(Some("Bearer t0ken"), 200), (None, 401)] {
+        let mut req = http::Request::post(&url)
+            .header("origin", "https://www.shop.test")
+            .header("content-type", "application/json");
+        if let Some(a) = auth {
+            req = req.header("authorization", a);
+        }
+        let (status, h) = send(req.body(Full::new(Bytes::from(json.clone()))).unwrap()).await;
+        assert_eq!(status, want);
+        assert_eq!(h["access-control-allow-origin"], "https://www.shop.test");
+        assert_eq!(h["vary"], "Origin");
+    }
+    assert_eq!(server.sink.bodies.lock().unwrap().len(), 1);
+
+    let plain = start().await;
+    let (status, h) = send(
+        http::Request::options(&plain.http)
+            .header("origin", "https://www.shop.test")
+            .header("access-control-request-method", "POST")
+            .body(Full::new(Bytes::new()))
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 405);
+    assert!(!h.contains_key("access-control-allow-origin"));
 }

@@ -15,6 +15,7 @@ use tokio::net::TcpListener;
 
 use super::auth::check_sender;
 use super::compress::{gunzip, unzstd};
+use super::cors::Cors;
 use super::limits::{serve_connections_with, InFlight, InFlightBytes, Limits};
 use super::sink::{encode_response, run_detached, Accepted, Origin, SpanSink, PEER_HEADER};
 use super::status::{Refusal, RpcStatus};
@@ -44,6 +45,32 @@ pub async fn serve<S: SpanSink>(
 }
 
 async fn handle<S: SpanSink>(
+    sink: Arc<S>,
+    req: Request<Incoming>,
+    limits: Limits,
+) -> Response<Full<Bytes>> {
+    let Some(cors) = limits.cors.clone() else {
+        return answer(sink, req, limits).await;
+    };
+    // Cross-origin requests (`receive.cors`): a preflight is answered before anything else
+    // is looked at, and every other answer says whether the origin may read it.
+    if Cors::is_preflight(req.method(), req.headers()) {
+        let mut resp = Response::new(Full::new(Bytes::new()));
+        *resp.status_mut() = StatusCode::NO_CONTENT;
+        *resp.headers_mut() = cors.preflight(req.headers());
+        return resp;
+    }
+    let (method, origin) = (
+        req.method().clone(),
+        req.headers().get(header::ORIGIN).cloned(),
+    );
+    let mut resp = answer(sink, req, limits).await;
+    cors.decorate(&method, origin.as_ref(), resp.headers_mut());
+    resp
+}
+
+/// The answer to an OTLP/HTTP request.
+async fn answer<S: SpanSink>(
     sink: Arc<S>,
     req: Request<Incoming>,
     limits: Limits,

@@ -59,6 +59,10 @@ pub struct ReceiveConfig {
     /// keys; see [`crate::tls::ServerTlsConfig`].
     #[serde(default)]
     pub tls: Option<crate::tls::ServerTlsConfig>,
+    /// Let browsers send OTLP/HTTP from these origins: `cors: { allowed_origins,
+    /// allowed_headers, max_age }`, the Collector's keys (see [`super::cors`]).
+    #[serde(default)]
+    pub cors: Option<super::cors::CorsConfig>,
 }
 
 /// The largest `max_request_bytes` accepted: a gRPC message length is 32 bits, and twice
@@ -207,6 +211,8 @@ pub struct Limits {
     pub peer_traffic: super::auth::PeerTraffic,
     /// The bearer token clients must send, if any.
     pub auth: Option<ReceiveAuth>,
+    /// Cross-origin requests the OTLP/HTTP receiver answers (`receive.cors`), if any.
+    pub cors: Option<std::sync::Arc<super::cors::Cors>>,
 }
 
 impl Limits {
@@ -234,6 +240,11 @@ impl Limits {
             in_flight: InFlight::new(c.max_in_flight_bytes.max(2 * c.max_request_bytes)),
             peer_auth: Default::default(),
             auth: c.auth.clone(),
+            cors: c
+                .cors
+                .as_ref()
+                .and_then(super::cors::Cors::new)
+                .map(std::sync::Arc::new),
             tls: None,
             peer_traffic: super::auth::PeerTraffic::Mixed,
         }
@@ -336,6 +347,7 @@ impl Default for ReceiveConfig {
             max_connection_age: None,
             max_connection_age_grace: default_age_grace(),
             tls: None,
+            cors: None,
         }
     }
 }

@@ -17,6 +17,8 @@ pub mod auth;
 #[cfg(feature = "net")]
 pub mod compress;
 #[cfg(feature = "net")]
+pub mod cors;
+#[cfg(feature = "net")]
 pub mod grpc;
 #[cfg(feature = "net")]
 pub mod http;
