@@ -3,7 +3,14 @@
 //!
 //! The keys and behaviour are the Collector's `cors` block of an OTLP receiver's `http`
 //! protocol (`confighttp.CORSConfig`, served by `github.com/rs/cors` with credentials
-//! allowed), so a block copied from a Collector config means the same here:
+//! allowed), so a block copied from a Collector config lets through at least what it lets
+//! through there. Three departures, each allowing what browsers need where rs/cors v1.11
+//! refuses: the headers `CORSConfig`'s documentation calls implicitly allowed (`Accept`,
+//! `Accept-Language`, `Content-Type`, `Content-Language`) are, where rs/cors allows only
+//! the listed ones once any are; a preflight's header list is read in any order and case
+//! (rs/cors wants it lower-case and sorted, as browsers send it); and with `*` the
+//! request's origin is echoed, not `*`, which browsers refuse alongside credentials.
+//! Otherwise:
 //!
 //! * A preflight (`OPTIONS` with `Access-Control-Request-Method`, on any path) is answered
 //!   `204 No Content` before anything else is checked (authentication included, as the
@@ -184,7 +191,17 @@ impl Cors {
         else {
             return out;
         };
-        let requested = text(header::ACCESS_CONTROL_REQUEST_HEADERS).unwrap_or("");
+        // A list may come in several fields: each must be allowed, and all are answered.
+        let mut fields = Vec::new();
+        for v in headers.get_all(header::ACCESS_CONTROL_REQUEST_HEADERS) {
+            let Ok(v) = v.to_str() else {
+                return out;
+            };
+            fields.push(v.trim());
+        }
+        fields.retain(|f| !f.is_empty());
+        let requested = fields.join(",");
+        let requested = requested.as_str();
         if !self.headers_allowed(requested) {
             return out;
         }
@@ -311,6 +328,30 @@ mod tests {
             assert!(!h.contains_key("access-control-allow-origin"), "{bad:?}");
             assert!(h.contains_key("vary"));
         }
+        // A list in two fields: both parts checked, both answered.
+        let mut two = request(&[
+            ("origin", "https://app.test"),
+            ("access-control-request-method", "POST"),
+        ]);
+        two.append(
+            "access-control-request-headers",
+            HeaderValue::from_static("x-api-key"),
+        );
+        two.append(
+            "access-control-request-headers",
+            HeaderValue::from_static("content-type"),
+        );
+        assert_eq!(
+            c.preflight(&two)["access-control-allow-headers"],
+            "x-api-key,content-type"
+        );
+        two.append(
+            "access-control-request-headers",
+            HeaderValue::from_static("authorization"),
+        );
+        assert!(!c
+            .preflight(&two)
+            .contains_key("access-control-allow-origin"));
         // Without listed headers, X-Requested-With is allowed; with `*`, anything.
         let plain = cors("allowed_origins: ['*']");
         assert!(plain.headers_allowed("X-Requested-With, Content-Type"));
