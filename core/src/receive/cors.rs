@@ -76,10 +76,9 @@ impl Pattern {
 /// The policy [`CorsConfig`] sets, ready to answer requests.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Cors {
-    any_origin: bool,
+    /// Allowed origins, lower-case (`*` is a wildcard with nothing around it).
     origins: Vec<Pattern>,
-    any_header: bool,
-    /// Allowed request headers, lower-case.
+    /// Allowed request headers, lower-case (`*`: any).
     headers: Vec<String>,
     max_age: Option<HeaderValue>,
 }
@@ -105,14 +104,10 @@ impl Cors {
             }
             return None;
         }
-        let lower: Vec<String> = c
+        let origins = c
             .allowed_origins
             .iter()
             .map(|o| o.to_ascii_lowercase())
-            .collect();
-        let any_origin = lower.iter().any(|o| o == "*");
-        let origins = lower
-            .into_iter()
             .map(|o| match o.split_once('*') {
                 Some((prefix, suffix)) => Pattern::Wildcard(prefix.to_owned(), suffix.to_owned()),
                 None => Pattern::Exact(o),
@@ -127,24 +122,18 @@ impl Cors {
                 .iter()
                 .map(|h| h.trim().to_ascii_lowercase()),
         );
-        let any_header = headers.iter().any(|h| h == "*");
         let max_age = match c.max_age {
             0 => None,
             n => Some(HeaderValue::from(n.max(0))),
         };
         Some(Cors {
-            any_origin,
             origins,
-            any_header,
             headers,
             max_age,
         })
     }
 
     fn origin_allowed(&self, origin: &str) -> bool {
-        if self.any_origin {
-            return true;
-        }
         let origin = origin.to_ascii_lowercase();
         self.origins.iter().any(|p| p.matches(&origin))
     }
@@ -159,7 +148,7 @@ impl Cors {
     /// Whether every header a preflight asks for (`Access-Control-Request-Headers`, a
     /// comma-separated list) is allowed.
     fn headers_allowed(&self, requested: &str) -> bool {
-        self.any_header
+        self.headers.iter().any(|h| h == "*")
             || requested
                 .split(',')
                 .map(|h| h.trim().to_ascii_lowercase())
@@ -182,12 +171,15 @@ impl Cors {
             ),
         );
         let text = |name: HeaderName| headers.get(name).and_then(|v| v.to_str().ok());
-        let Some(origin) = text(header::ORIGIN).filter(|o| self.origin_allowed(o)) else {
+        let Some(origin) = headers
+            .get(header::ORIGIN)
+            .filter(|o| o.to_str().is_ok_and(|o| self.origin_allowed(o)))
+        else {
             return out;
         };
         let Some(method) = text(header::ACCESS_CONTROL_REQUEST_METHOD)
             .filter(|m| Self::method_allowed(m))
-            .map(str::to_ascii_uppercase)
+            .and_then(|m| HeaderValue::from_str(&m.to_ascii_uppercase()).ok())
         else {
             return out;
         };
@@ -201,21 +193,15 @@ impl Cors {
         }
         fields.retain(|f| !f.is_empty());
         let requested = fields.join(",");
-        let requested = requested.as_str();
-        if !self.headers_allowed(requested) {
+        if !self.headers_allowed(&requested) {
             return out;
         }
-        // Both were read as visible ASCII, so they are valid header values again.
-        let value = |s: &str| HeaderValue::from_str(s).ok();
-        if let Some(v) = value(origin) {
-            out.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, v);
-        }
-        if let Some(v) = value(&method) {
-            out.insert(header::ACCESS_CONTROL_ALLOW_METHODS, v);
-        }
-        if let Some(v) = Some(requested.trim())
+        out.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin.clone());
+        out.insert(header::ACCESS_CONTROL_ALLOW_METHODS, method);
+        // Read from header values as visible ASCII, so a valid header value again.
+        if let Some(v) = Some(requested)
             .filter(|r| !r.is_empty())
-            .and_then(value)
+            .and_then(|r| HeaderValue::from_str(&r).ok())
         {
             out.insert(header::ACCESS_CONTROL_ALLOW_HEADERS, v);
         }
@@ -352,6 +338,22 @@ mod tests {
         assert!(!c
             .preflight(&two)
             .contains_key("access-control-allow-origin"));
+        // In any case and order (rs/cors wants them lower-case and sorted).
+        let mixed = c.preflight(&request(&[
+            ("origin", "https://app.test"),
+            ("access-control-request-method", "POST"),
+            ("access-control-request-headers", "X-Api-Key, Content-Type"),
+        ]));
+        assert_eq!(
+            mixed["access-control-allow-headers"],
+            "X-Api-Key, Content-Type"
+        );
+        // With `*` the origin is echoed, not `*` (refused beside credentials).
+        let any = cors("allowed_origins: ['*']").preflight(&request(&[
+            ("origin", "https://anywhere.test"),
+            ("access-control-request-method", "POST"),
+        ]));
+        assert_eq!(any["access-control-allow-origin"], "https://anywhere.test");
         // Without listed headers, X-Requested-With is allowed; with `*`, anything.
         let plain = cors("allowed_origins: ['*']");
         assert!(plain.headers_allowed("X-Requested-With, Content-Type"));
