@@ -106,7 +106,7 @@ fn every_object_validates_strictly_against_the_kubernetes_schemas() {
     if kubectl_missing() {
         return;
     }
-    if Command::new("kubernetes-validate")
+    if Command::new(common::python_tool("kubernetes-validate"))
         .arg("--version")
         .output()
         .is_err()
@@ -133,7 +133,7 @@ fn every_object_validates_strictly_against_the_kubernetes_schemas() {
             .unwrap();
         let file = dir.join("rendered.yaml");
         std::fs::write(&file, &out.stdout).unwrap();
-        let checked = Command::new("kubernetes-validate")
+        let checked = Command::new(common::python_tool("kubernetes-validate"))
             .args(["--strict", "--quiet"])
             .arg(&file)
             .output()

@@ -25,7 +25,7 @@ const KEEP_ALL: &str = "decision_wait: 500ms\npolicies:\n  - {name: all, type: a
 mod common;
 
 fn python_sdk_missing() -> bool {
-    let ok = Command::new("python3")
+    let ok = Command::new(common::python_tool("python3"))
         .args([
             "-c",
             "import opentelemetry.exporter.otlp.proto.grpc, opentelemetry.exporter.otlp.proto.http",
@@ -145,7 +145,7 @@ async fn python_sdk_over_tls_through_router_and_gateway_delivers_every_span() {
             // requests lets REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE (set on some machines)
             // override the exporter's own certificate_file; an application pointing its
             // SDK at a CA file does not have them.
-            Command::new("python3")
+            Command::new(common::python_tool("python3"))
                 .env_remove("REQUESTS_CA_BUNDLE")
                 .env_remove("CURL_CA_BUNDLE")
                 .arg(sdk_dir().join("send.py"))

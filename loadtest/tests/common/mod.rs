@@ -34,3 +34,16 @@ pub(crate) fn missing(present: bool, what: &str) -> bool {
     eprintln!("SKIPPED: {what}");
     true
 }
+
+/// The command for a Python tool (`python3`, `kubernetes-validate`): the one in `.ci/venv`,
+/// where `.ci/python-sdk` installs the tools when the system's Python takes no packages
+/// (PEP 668), else the one on `PATH`.
+pub(crate) fn python_tool(name: &str) -> PathBuf {
+    let venv = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.ci/venv/bin");
+    let own = venv.join(name);
+    if own.exists() {
+        own
+    } else {
+        PathBuf::from(name)
+    }
+}
