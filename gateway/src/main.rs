@@ -120,9 +120,10 @@ fn main() -> ExitCode {
     for note in &policies.ignored_options {
         tracing::warn!(option = %note, "Collector option accepted but not applied.");
     }
-    let sizing = tailgate_gateway::buffer::sizing_warnings(&config);
+    let mut warnings = tailgate_gateway::buffer::sizing_warnings(&config);
+    warnings.extend(config.receive.warnings());
     if args.check {
-        for warning in &sizing {
+        for warning in &warnings {
             eprintln!("{}: warning: {warning}", config_path.display());
         }
         eprintln!(
@@ -132,8 +133,8 @@ fn main() -> ExitCode {
         );
         return ExitCode::SUCCESS;
     }
-    for warning in &sizing {
-        tracing::warn!(%warning, "Request size against the buffer.");
+    for warning in &warnings {
+        tracing::warn!(%warning, "Config.");
     }
     match run(
         config,

@@ -40,9 +40,16 @@ fn main() -> ExitCode {
             return ExitCode::from(EX_USAGE);
         }
     };
+    let warnings = config.receive.warnings();
     if args.check {
+        for warning in &warnings {
+            eprintln!("{}: warning: {warning}", args.config.display());
+        }
         eprintln!("{}: ok", args.config.display());
         return ExitCode::SUCCESS;
+    }
+    for warning in &warnings {
+        tracing::warn!(%warning, "Config.");
     }
     let mut runtime = tokio::runtime::Builder::new_multi_thread();
     runtime.enable_all();

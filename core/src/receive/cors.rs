@@ -52,6 +52,17 @@ pub struct CorsConfig {
     pub max_age: i64,
 }
 
+impl CorsConfig {
+    /// What is wrong with a block that loads: headers without origins, which the Collector
+    /// also ignores with a warning. The binaries print it at start and with `--check`.
+    pub fn warning(&self) -> Option<&'static str> {
+        (self.allowed_origins.is_empty() && !self.allowed_headers.is_empty()).then_some(
+            "receive.cors lists allowed_headers but no allowed_origins, so it is ignored: \
+             browsers are answered as without the block",
+        )
+    }
+}
+
 /// An allowed origin.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Pattern {
@@ -94,14 +105,9 @@ const ALWAYS_ALLOWED: [&str; 5] = [
 
 impl Cors {
     /// The policy of `c`; `None` when it allows no origin (the block is then ignored, as
-    /// in the Collector, which warns when headers were given; so does this).
+    /// in the Collector; [`CorsConfig::warning`] says so).
     pub fn new(c: &CorsConfig) -> Option<Self> {
         if c.allowed_origins.is_empty() {
-            if !c.allowed_headers.is_empty() {
-                tracing::warn!(
-                    "receive.cors lists allowed_headers but no allowed_origins, so it is ignored"
-                );
-            }
             return None;
         }
         let origins = c
@@ -379,9 +385,15 @@ mod tests {
         assert!(!answer.contains_key("access-control-allow-origin"));
         assert_eq!(answer["vary"], "Origin");
         assert_eq!(Cors::new(&CorsConfig::default()), None);
-        assert_eq!(
-            Cors::new(&serde_yaml_ng::from_str("allowed_headers: [x-api-key]").unwrap()),
-            None
-        );
+        assert_eq!(CorsConfig::default().warning(), None);
+        let headers_only: CorsConfig =
+            serde_yaml_ng::from_str("allowed_headers: [x-api-key]").unwrap();
+        assert_eq!(Cors::new(&headers_only), None);
+        assert!(headers_only
+            .warning()
+            .unwrap()
+            .contains("no allowed_origins"));
+        let origins: CorsConfig = serde_yaml_ng::from_str("allowed_origins: ['*']").unwrap();
+        assert_eq!(origins.warning(), None);
     }
 }

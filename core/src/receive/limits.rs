@@ -92,6 +92,16 @@ impl ReceiveConfig {
         }
         Ok(())
     }
+
+    /// What is odd but not wrong in this block, for the binaries to print at start and with
+    /// `--check`.
+    pub fn warnings(&self) -> Vec<String> {
+        self.cors
+            .iter()
+            .filter_map(|c| c.warning())
+            .map(str::to_owned)
+            .collect()
+    }
 }
 
 /// A body that arrived in one frame, copied out of the connection's read buffer: a view
