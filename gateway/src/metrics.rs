@@ -7,6 +7,7 @@
 //! Every gateway metric name is here, with its help text and its rendering into a
 //! [`PromText`] at scrape time (the plan's per-policy counts and the reloader's included).
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use tailgate_core::members::DiscoveryStats;
@@ -257,9 +258,10 @@ pub struct GatewayStats {
     pub request_bytes: Arc<crate::buffer::trace::RequestLedger>,
     /// Traffic between gateways (forwarding, handoff).
     pub peers: PeerStats,
-    /// Traces kept per policy index; a shard locks it once per batch of decisions that
-    /// kept any (see [`DecisionTally`]).
-    by_policy: Mutex<Vec<u64>>,
+    /// Traces kept per policy name; a shard locks it once per batch of decisions that
+    /// kept any (see [`DecisionTally`]). By name, not position: a reload that reorders,
+    /// adds or renames policies must not credit one policy's count to another.
+    by_policy: Mutex<HashMap<String, u64>>,
     /// Policy names for the labels.
     policy_names: Mutex<Vec<String>>,
     /// Each exporter's counters (set once at start).
@@ -288,17 +290,11 @@ impl GatewayStats {
         }
     }
 
-    /// Records one decision (see [`DecisionTally::record`]) at once: for callers that
-    /// decide one trace at a time, off the shards' hot path.
-    pub fn record_decision(&self, policy: Option<u16>, latency: std::time::Duration) {
-        let mut tally = DecisionTally::default();
-        tally.record(policy, latency);
-        self.add_decisions(&mut tally);
-    }
-
     /// Adds a shard's tally of decisions to the shared counters and empties it: once per
     /// batch of decisions, so that a decision costs no shared write (and no lock).
-    pub fn add_decisions(&self, tally: &mut DecisionTally) {
+    /// `policies` names the policies of the plan that took them, by index (a shard flushes
+    /// its tally before it decides with another plan).
+    pub fn add_decisions(&self, tally: &mut DecisionTally, policies: &[String]) {
         if !std::mem::take(&mut tally.pending) {
             return;
         }
@@ -313,20 +309,29 @@ impl GatewayStats {
         self.decision_latency_micros
             .add(std::mem::take(&mut tally.latency_micros));
         if tally.by_policy.iter().any(|n| *n > 0) {
-            if let Ok(mut v) = self.by_policy.lock() {
-                if v.len() < tally.by_policy.len() {
-                    v.resize(tally.by_policy.len(), 0);
-                }
-                for (shared, n) in v.iter_mut().zip(&mut tally.by_policy) {
-                    *shared += std::mem::take(n);
+            if let Ok(mut shared) = self.by_policy.lock() {
+                for (name, n) in policies.iter().zip(&mut tally.by_policy) {
+                    let n = std::mem::take(n);
+                    if n > 0 {
+                        match shared.get_mut(name.as_str()) {
+                            Some(count) => *count += n,
+                            None => {
+                                shared.insert(name.clone(), n);
+                            }
+                        }
+                    }
                 }
             }
+            tally.by_policy.iter_mut().for_each(|n| *n = 0);
         }
     }
 
-    /// Traces kept by each policy, in plan order.
-    pub fn sampled_by_policy(&self) -> Vec<u64> {
-        self.by_policy.lock().map(|v| v.clone()).unwrap_or_default()
+    /// Traces kept by the policy named `name`, across reloads that kept its name.
+    pub fn sampled_by_policy(&self, name: &str) -> u64 {
+        self.by_policy
+            .lock()
+            .map(|m| m.get(name).copied().unwrap_or(0))
+            .unwrap_or(0)
     }
 
     /// Spans not yet settled (queued for a shard, buffered, or waiting for export). Reads
@@ -560,15 +565,14 @@ impl GatewayStats {
             .lock()
             .map(|n| n.clone())
             .unwrap_or_default();
-        let counts = self.sampled_by_policy();
         for (i, name) in names.iter().enumerate() {
             let labels = [("policy", name.as_str())];
-            let v = counts.get(i).copied().unwrap_or(0);
+            let v = self.sampled_by_policy(name);
             if i == 0 {
                 p.metric(
                     "tailgate_gateway_policy_sampled_traces_total",
                     "counter",
-                    "Traces kept, by the first policy that kept them.",
+                    "Traces kept, by the policy credited with keeping them: the one with the highest sampling probability, the first in the file on a tie.",
                     &labels,
                     v,
                 );
@@ -828,19 +832,72 @@ mod tests {
         tally.record(Some(1), ms(3));
         tally.record(None, ms(20_000));
         tally.unevaluated();
-        stats.add_decisions(&mut tally);
-        stats.add_decisions(&mut tally);
+        let plan = ["errors".to_owned(), "slow".to_owned()];
+        stats.add_decisions(&mut tally, &plan);
+        stats.add_decisions(&mut tally, &plan);
         assert_eq!(
             (stats.traces_sampled.get(), stats.traces_not_sampled.get()),
             (2, 2)
         );
-        assert_eq!(stats.sampled_by_policy(), vec![0, 2]);
+        assert_eq!(
+            (
+                stats.sampled_by_policy("errors"),
+                stats.sampled_by_policy("slow")
+            ),
+            (0, 2)
+        );
         let latencies: u64 = stats.decision_latency.iter().map(Counter::get).sum();
         assert_eq!(latencies, 3, "the unevaluated trace has no latency");
         assert_eq!(stats.decision_latency_micros.get(), 20_005_000);
-        stats.record_decision(Some(0), ms(1));
-        assert_eq!(stats.sampled_by_policy(), vec![1, 2]);
+        tally.record(Some(0), ms(1));
+        stats.add_decisions(&mut tally, &plan);
+        assert_eq!(
+            (
+                stats.sampled_by_policy("errors"),
+                stats.sampled_by_policy("slow")
+            ),
+            (1, 2)
+        );
         assert_eq!(stats.traces_sampled.get(), 3);
+    }
+
+    /// Scenario: policies kept traces; a reload reorders them, drops one and adds one
+    /// (issue found by a user trial: counts were kept by position and went to whichever
+    /// policy then stood there). Guarantees: `/metrics` shows each policy's own count
+    /// under its name after the reload, a new policy starts at 0 (even at the position of
+    /// one that kept traces), and later decisions add to the right names.
+    #[test]
+    fn policy_counts_follow_names_across_a_reload() {
+        let stats = GatewayStats::default();
+        let mut tally = DecisionTally::default();
+        let ms = std::time::Duration::from_millis;
+        let before: Vec<String> = ["errors", "slow", "baseline"].map(String::from).into();
+        stats.set_policy_names(&before);
+        for (policy, n) in [(0, 130), (1, 135), (2, 103)] {
+            for _ in 0..n {
+                tally.record(Some(policy), ms(1));
+            }
+        }
+        stats.add_decisions(&mut tally, &before);
+        let after: Vec<String> = ["baseline", "drop-all", "errors"].map(String::from).into();
+        stats.set_policy_names(&after);
+        let shown = |stats: &GatewayStats| {
+            let mut p = PromText::default();
+            stats.render_decisions(&mut p);
+            let text = p.finish();
+            ["baseline", "drop-all", "errors", "slow"].map(|name| {
+                let series =
+                    format!("tailgate_gateway_policy_sampled_traces_total{{policy=\"{name}\"}} ");
+                text.lines()
+                    .find_map(|l| l.strip_prefix(series.as_str()))
+                    .map(|v| v.parse::<u64>().unwrap())
+            })
+        };
+        assert_eq!(shown(&stats), [Some(103), Some(0), Some(130), None]);
+        tally.record(Some(2), ms(1));
+        tally.record(Some(0), ms(1));
+        stats.add_decisions(&mut tally, &after);
+        assert_eq!(shown(&stats), [Some(104), Some(0), Some(131), None]);
     }
 
     /// Scenario: decisions of traces claimed (by a handoff header) to be ages old.
@@ -852,7 +909,7 @@ mod tests {
         tally.record(None, std::time::Duration::MAX);
         tally.record(None, std::time::Duration::MAX);
         let stats = GatewayStats::default();
-        stats.add_decisions(&mut tally);
+        stats.add_decisions(&mut tally, &[]);
         assert_eq!(stats.decision_latency_micros.get(), u64::MAX);
     }
 

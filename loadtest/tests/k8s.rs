@@ -470,8 +470,11 @@ fn production_has_budgets_autoscaling_fences_and_alerts_on_real_metrics() {
         },
     )]);
     // Per-policy series appear once a policy has kept a trace.
-    gateway_stats.set_policy_names(&["errors".to_owned()]);
-    gateway_stats.record_decision(Some(0), std::time::Duration::from_millis(1));
+    let policies = ["errors".to_owned()];
+    gateway_stats.set_policy_names(&policies);
+    let mut tally = tailgate_gateway::metrics::DecisionTally::default();
+    tally.record(Some(0), std::time::Duration::from_millis(1));
+    gateway_stats.add_decisions(&mut tally, &policies);
     let mut process = tailgate_core::telemetry::PromText::default();
     tailgate_core::telemetry::render_process_metrics(&mut process);
     tailgate_gateway::metrics::render_reload(

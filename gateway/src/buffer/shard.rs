@@ -430,7 +430,8 @@ impl Shard {
         if let (Some(plan), local) = &mut self.verdicts {
             plan.flush(local);
         }
-        self.stats.add_decisions(&mut self.tally);
+        let policies = self.verdicts.0.as_deref().map_or(&[][..], |p| p.names());
+        self.stats.add_decisions(&mut self.tally, policies);
         self.released.flush(&self.stats);
     }
 
