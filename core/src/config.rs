@@ -556,12 +556,16 @@ fn expand_line(
     Ok(out)
 }
 
-/// Rewrites plain scalars like `100_000` (digits with `_` separators, optionally signed)
-/// as `100000`; quoted strings and other text are left alone.
+/// Rewrites plain scalars that Go's YAML reads as numbers and the Collector then takes as
+/// integers, where serde would refuse them for an integer key, as integers:
+/// * `100_000` (digits with `_` separators, optionally signed), as the Collector's README
+///   writes sizes: `100000`;
+/// * `1e+06` (a float in exponent form with a whole value below 2^53), as Helm's `toYaml`
+///   writes every number from a million up and the Collector's decoder turns into an int:
+///   `1000000`. A float key reads the integer as the same number.
+///
+/// Quoted strings, keys and other text are left alone, and no line changes length in lines.
 fn plain_integers(text: &str) -> String {
-    if !text.contains('_') {
-        return text.to_owned();
-    }
     let b = text.as_bytes();
     let mut out = String::with_capacity(text.len());
     let mut i = 0;
@@ -573,7 +577,9 @@ fn plain_integers(text: &str) -> String {
                 || (matches!(b[i], b'-' | b'+') && b.get(i + 1).is_some_and(u8::is_ascii_digit)))
         {
             let mut j = i + 1;
-            while j < b.len() && (b[j].is_ascii_digit() || b[j] == b'_') {
+            while j < b.len()
+                && (b[j].is_ascii_alphanumeric() || matches!(b[j], b'_' | b'.' | b'+' | b'-'))
+            {
                 j += 1;
             }
             let token = &text[i..j];
@@ -582,7 +588,6 @@ fn plain_integers(text: &str) -> String {
                     b[j],
                     b' ' | b'\t' | b'\r' | b'\n' | b',' | b']' | b'}' | b'#'
                 );
-            let well_formed = token.contains('_') && !token.ends_with('_') && !token.contains("__");
             // Only values: the text before, on this line, must end a key or open a flow.
             let line_start = text[..i].rfind('\n').map_or(0, |n| n + 1);
             let before = text[line_start..i].trim_end();
@@ -591,9 +596,12 @@ fn plain_integers(text: &str) -> String {
                 || before.ends_with('[')
                 || before.ends_with('{')
                 || before.ends_with(',');
-            if ends_value && well_formed && is_value {
+            if let Some(plain) = (ends_value && is_value)
+                .then(|| separated_integer(token).or_else(|| whole_exponent_float(token)))
+                .flatten()
+            {
                 out.push_str(&text[last..i]);
-                out.push_str(&token.replace('_', ""));
+                out.push_str(&plain);
                 last = j;
             }
             i = j;
@@ -603,6 +611,38 @@ fn plain_integers(text: &str) -> String {
     }
     out.push_str(&text[last..]);
     out
+}
+
+/// `100_000` → `100000`: digits (after an optional sign) with single `_` between them.
+fn separated_integer(token: &str) -> Option<String> {
+    let digits = token.strip_prefix(['-', '+']).unwrap_or(token);
+    let well_formed = token.contains('_')
+        && digits.bytes().all(|c| c.is_ascii_digit() || c == b'_')
+        && !digits.starts_with('_')
+        && !digits.ends_with('_')
+        && !digits.contains("__");
+    well_formed.then(|| token.replace('_', ""))
+}
+
+/// `1e+06` → `1000000`: a YAML float in exponent form (`[-+]?[0-9]+(\.[0-9]*)?[eE][-+]?[0-9]+`)
+/// whose value is a whole number exactly representable (below 2^53 in magnitude).
+fn whole_exponent_float(token: &str) -> Option<String> {
+    let digits = token.strip_prefix(['-', '+']).unwrap_or(token);
+    let (mantissa, exponent) = digits.split_once(['e', 'E'])?;
+    let (int, frac) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+    let exponent = exponent.strip_prefix(['-', '+']).unwrap_or(exponent);
+    let well_formed = !int.is_empty()
+        && int.bytes().all(|c| c.is_ascii_digit())
+        && frac.bytes().all(|c| c.is_ascii_digit())
+        && !exponent.is_empty()
+        && exponent.bytes().all(|c| c.is_ascii_digit());
+    if !well_formed {
+        return None;
+    }
+    let value: f64 = token.parse().ok()?;
+    let whole = value.is_finite() && value.fract() == 0.0 && value.abs() < 9_007_199_254_740_992.0;
+    // `-0e0` is 0.
+    whole.then(|| format!("{}", value as i64))
 }
 
 /// The 1-based line of item `index` of the block sequence under the first `key:` line of a
@@ -983,6 +1023,44 @@ mod tests {
         let v: serde_yaml_ng::Value =
             parse_plain_yaml(Path::new("x"), &plain_integers("n: 100_000")).unwrap();
         assert_eq!(v["n"].as_u64(), Some(100_000));
+    }
+
+    /// Scenario: numbers as Helm's `toYaml` writes them (`num_traces: 1e+06`): Go's YAML
+    /// reads a float and the Collector's decoder takes its whole value for an int key
+    /// (found by a user trial: the gateway refused to start on such a rendered config).
+    /// Guarantees: whole floats in exponent form become integers, in block and flow values
+    /// and after a sign; fractional ones, ones past 2^53, quoted ones, keys, versions and
+    /// words are left alone; a float key still reads the same number.
+    #[test]
+    fn whole_floats_in_exponent_form_are_read_as_integers() {
+        let text =
+            "a: 1e+06\nb: [2.5E3, -1e2, 1.5e0]\nc: \"1e+06\"\nd: 1.0e+20\ne: v1e2\n- 3e1 # n\n\
+                    f: 1e\ng: 1.2.3e4\nh: 1e-3\n1e2: x\ni: 1e+06s\nj: 5e-0\n";
+        assert_eq!(
+            plain_integers(text),
+            "a: 1000000\nb: [2500, -100, 1.5e0]\nc: \"1e+06\"\nd: 1.0e+20\ne: v1e2\n- 30 # n\n\
+             f: 1e\ng: 1.2.3e4\nh: 1e-3\n1e2: x\ni: 1e+06s\nj: 5\n"
+        );
+        #[derive(serde::Deserialize)]
+        struct Sizes {
+            num_traces: usize,
+            spans_per_second: i64,
+            sampling_percentage: f64,
+        }
+        let s: Sizes = parse_yaml(
+            Path::new("x"),
+            "num_traces: 1e+06\nspans_per_second: 2.5e+06\nsampling_percentage: 1e+01\n",
+        )
+        .unwrap();
+        assert_eq!(
+            (s.num_traces, s.spans_per_second, s.sampling_percentage),
+            (1_000_000, 2_500_000, 10.0)
+        );
+        assert!(parse_yaml::<Sizes>(
+            Path::new("x"),
+            "num_traces: 1.5e+00\nspans_per_second: 1\nsampling_percentage: 1\n"
+        )
+        .is_err());
     }
 
     #[test]

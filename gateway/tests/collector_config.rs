@@ -278,3 +278,18 @@ fn ottl_condition_policy_reads_each_spans_resource_and_follows_error_mode() {
         assert_eq!(e.policies[0].errors, 1, "{mode}: each failure is counted");
     }
 }
+
+/// Scenario: a `tail_sampling` block rendered by Helm's `toYaml`, which writes numbers from
+/// a million up in exponent form (`num_traces: 1e+06`); the Collector reads them as
+/// integers (found by a user trial: the gateway refused such a file).
+/// Guarantees: it loads with the integers meant.
+#[test]
+fn numbers_as_helm_renders_them_load() {
+    let text = "tail_sampling:\n  decision_wait: 10s\n  num_traces: 1e+06\n  policies:\n    - name: budget\n      type: rate_limiting\n      rate_limiting:\n        spans_per_second: 2.5e+06\n";
+    let file = PolicyFile::parse(Path::new("helm.yaml"), text).unwrap();
+    assert_eq!(file.num_traces, 1_000_000);
+    match &file.policies[0].kind {
+        PolicyKind::RateLimiting(r) => assert_eq!(r.spans_per_second, 2_500_000),
+        other => panic!("{other:?}"),
+    }
+}
