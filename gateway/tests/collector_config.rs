@@ -293,3 +293,32 @@ fn numbers_as_helm_renders_them_load() {
         other => panic!("{other:?}"),
     }
 }
+
+/// Scenario: a Collector config whose traces pipeline chains two `tail_sampling`
+/// processors (a noise filter, then the keep rules): the Collector applies both in turn.
+/// Guarantees: without `--processor` the error says the pipeline chains them and how to
+/// merge them; choosing one loads it with a warning naming the one not applied (found by
+/// a user trial: the error only said "choose one", and choosing dropped the filter
+/// silently).
+#[test]
+fn chained_processors_are_named_not_silently_dropped() {
+    let text = "processors:\n  tail_sampling/drop-noise:\n    policies:\n      - {name: health, type: drop, drop: {drop_sub_policy: [{name: h, type: string_attribute, string_attribute: {key: url.path, values: [/health]}}]}}\n  tail_sampling/keep:\n    policies:\n      - {name: errors, type: status_code, status_code: {status_codes: [ERROR]}}\nservice:\n  pipelines:\n    traces:\n      receivers: [otlp]\n      processors: [tail_sampling/drop-noise, tail_sampling/keep]\n      exporters: [otlp]\n";
+    let path = Path::new("collector.yaml");
+    let err = PolicyFile::parse_processor(path, text, None)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("Pipeline traces chains tail_sampling/drop-noise, tail_sampling/keep"),
+        "{err}"
+    );
+    assert!(err.contains("merge them into one processor"), "{err}");
+    let file = PolicyFile::parse_processor(path, text, Some("keep")).unwrap();
+    assert_eq!(file.policies.len(), 1);
+    assert!(
+        file.ignored_options.iter().any(|w| w.contains(
+            "pipeline traces chains tail_sampling/drop-noise with tail_sampling/keep; only tail_sampling/keep is applied"
+        )),
+        "{:?}",
+        file.ignored_options
+    );
+}

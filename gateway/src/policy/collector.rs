@@ -26,6 +26,9 @@ pub(crate) enum Shape {
         processor: String,
         /// One line saying what was used and what ignored.
         note: String,
+        /// What the operator must know: other `tail_sampling` processors chained with the
+        /// chosen one in its pipeline, which the Collector would also apply.
+        warnings: Vec<String>,
     },
 }
 
@@ -73,12 +76,31 @@ pub(crate) fn shape(
         }
         None if candidates.len() == 1 => candidates.remove(0),
         None => {
+            let chained = chains(&used_by)
+                .into_iter()
+                .map(|(pipeline, procs)| format!(" Pipeline {pipeline} chains {}: the Collector applies them in turn, so a trace is kept only when each keeps it, and Tailgate runs one policy set; merge them into one processor (a filter in front becomes a `drop` policy of the other, or an `and` of both sets), or choose one knowing the others are not applied.", procs.join(", ")))
+                .collect::<String>();
             return Err(invalid(format!(
-                "several tail_sampling processors ({}); choose one with --processor NAME",
+                "several tail_sampling processors ({}); choose one with --processor NAME.{chained}",
                 candidates.join(", ")
-            )))
+            )));
         }
     };
+    let warnings = chains(&used_by)
+        .into_iter()
+        .filter(|(_, procs)| procs.contains(&chosen))
+        .map(|(pipeline, procs)| {
+            let others: Vec<&str> = procs
+                .iter()
+                .filter(|p| **p != chosen)
+                .map(String::as_str)
+                .collect();
+            format!(
+                "pipeline {pipeline} chains {} with {chosen}; only {chosen} is applied, so traces the others would drop may be kept: merge them into one processor",
+                others.join(", ")
+            )
+        })
+        .collect();
     let ignored: Vec<String> = top
         .as_mapping()
         .map(|m| {
@@ -101,7 +123,22 @@ pub(crate) fn shape(
     Ok(Shape::Whole {
         processor: chosen,
         note,
+        warnings,
     })
+}
+
+/// The traces pipelines that list more than one `tail_sampling` processor, with those
+/// processors in pipeline order.
+fn chains(used_by: &[(String, String)]) -> Vec<(String, Vec<String>)> {
+    let mut pipelines: Vec<(String, Vec<String>)> = Vec::new();
+    for (processor, pipeline) in used_by {
+        match pipelines.iter_mut().find(|(p, _)| p == pipeline) {
+            Some((_, procs)) => procs.push(processor.clone()),
+            None => pipelines.push((pipeline.clone(), vec![processor.clone()])),
+        }
+    }
+    pipelines.retain(|(_, procs)| procs.len() > 1);
+    pipelines
 }
 
 /// The `tail_sampling` processors that count: all of them, or with a service section only

@@ -759,10 +759,11 @@ impl PolicyFile {
         text: &str,
         processor: Option<&str>,
     ) -> Result<Self, ConfigError> {
-        let (mut raw, block, first_line, notes) = Self::read_raw(path, text, processor)?;
+        let (mut raw, block, first_line, notes, warnings) = Self::read_raw(path, text, processor)?;
         let entries = std::mem::take(&mut raw.policies);
         let policies = Self::validate_entries(path, &block, first_line, entries)?;
-        let (ignored_options, span_ingest) = Self::options(path, &raw, &policies)?;
+        let (mut ignored_options, span_ingest) = Self::options(path, &raw, &policies)?;
+        ignored_options.extend(warnings);
         let file = PolicyFile {
             notes,
             decision_wait: raw.decision_wait,
@@ -786,12 +787,13 @@ impl PolicyFile {
     }
 
     /// The file's `tail_sampling` settings as written, with the text of the block they
-    /// came from, the block's first line in the file, and notes on what was read.
+    /// came from, the block's first line in the file, notes on what was read and warnings
+    /// about what was not.
     fn read_raw(
         path: &Path,
         text: &str,
         processor: Option<&str>,
-    ) -> Result<(RawPolicyFile, String, usize, Vec<String>), ConfigError> {
+    ) -> Result<(RawPolicyFile, String, usize, Vec<String>, Vec<String>), ConfigError> {
         // References that cannot be resolved matter only where Tailgate reads: in a whole
         // Collector config, only in the chosen processor's block.
         let (expanded, failures) = collector_text_lenient(text, &system_source);
@@ -822,29 +824,40 @@ impl PolicyFile {
                 .and_then(|t| t.get("policies")),
         };
         let named = |e: ConfigError| name_policy_in_error(e, written);
-        let (raw, first_line, notes): (RawPolicyFile, usize, Vec<String>) = match shape {
+        let (raw, first_line, notes, warnings): (RawPolicyFile, usize, Vec<String>, Vec<String>) = match shape {
             collector::Shape::Body | collector::Shape::Block if processor.is_some() => {
                 return Err(invalid(
                     "--processor",
                     "applies to a whole Collector config (with processors:), and this file is a tail_sampling block".into(),
                 ))
             }
-            collector::Shape::Body => (parse_plain_yaml(path, text).map_err(named)?, 0, Vec::new()),
+            collector::Shape::Body => (
+                parse_plain_yaml(path, text).map_err(named)?,
+                0,
+                Vec::new(),
+                Vec::new(),
+            ),
             collector::Shape::Block => (
                 parse_plain_yaml::<Wrapped>(path, text)
                     .map_err(named)?
                     .tail_sampling,
                 0,
                 Vec::new(),
+                Vec::new(),
             ),
-            collector::Shape::Whole { processor, note } => (
+            collector::Shape::Whole {
+                processor,
+                note,
+                warnings,
+            } => (
                 collector::processor_block(path, text, &processor).map_err(named)?,
                 collector::processor_line(text, &processor).map_or(0, |l| l - 1),
                 vec![note],
+                warnings,
             ),
         };
         let block: String = text.lines().skip(first_line).collect::<Vec<_>>().join("\n");
-        Ok((raw, block, first_line, notes))
+        Ok((raw, block, first_line, notes, warnings))
     }
 
     /// Validates each entry; an error names the entry's line in `block`.
