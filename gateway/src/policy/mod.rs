@@ -730,6 +730,17 @@ fn locate_name(text: &str, name: &str) -> Option<usize> {
 
 // === impl PolicyFile ===
 
+/// What [`PolicyFile::read_raw`] read: the settings as written, the text of the block
+/// they came from and its first line in the file, notes on what was read and warnings
+/// about what was not.
+struct ReadRaw {
+    raw: RawPolicyFile,
+    block: String,
+    first_line: usize,
+    notes: Vec<String>,
+    warnings: Vec<String>,
+}
+
 impl PolicyFile {
     /// Reads a policy file.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
@@ -759,7 +770,13 @@ impl PolicyFile {
         text: &str,
         processor: Option<&str>,
     ) -> Result<Self, ConfigError> {
-        let (mut raw, block, first_line, notes, warnings) = Self::read_raw(path, text, processor)?;
+        let ReadRaw {
+            mut raw,
+            block,
+            first_line,
+            notes,
+            warnings,
+        } = Self::read_raw(path, text, processor)?;
         let entries = std::mem::take(&mut raw.policies);
         let policies = Self::validate_entries(path, &block, first_line, entries)?;
         let (mut ignored_options, span_ingest) = Self::options(path, &raw, &policies)?;
@@ -789,11 +806,7 @@ impl PolicyFile {
     /// The file's `tail_sampling` settings as written, with the text of the block they
     /// came from, the block's first line in the file, notes on what was read and warnings
     /// about what was not.
-    fn read_raw(
-        path: &Path,
-        text: &str,
-        processor: Option<&str>,
-    ) -> Result<(RawPolicyFile, String, usize, Vec<String>, Vec<String>), ConfigError> {
+    fn read_raw(path: &Path, text: &str, processor: Option<&str>) -> Result<ReadRaw, ConfigError> {
         // References that cannot be resolved matter only where Tailgate reads: in a whole
         // Collector config, only in the chosen processor's block.
         let (expanded, failures) = collector_text_lenient(text, &system_source);
@@ -857,7 +870,13 @@ impl PolicyFile {
             ),
         };
         let block: String = text.lines().skip(first_line).collect::<Vec<_>>().join("\n");
-        Ok((raw, block, first_line, notes, warnings))
+        Ok(ReadRaw {
+            raw,
+            block,
+            first_line,
+            notes,
+            warnings,
+        })
     }
 
     /// Validates each entry; an error names the entry's line in `block`.
