@@ -98,8 +98,11 @@ pub fn system_source(scheme: &str, name: &str) -> Result<Option<String>, String>
                 Some(s)
             })
             .map_err(|e| format!("cannot read {name}: {e}")),
+        "http" | "https" => Err(format!(
+            "${{{scheme}:…}} fetches config over the network at start, which Tailgate does not do: write the value here, or use ${{file:PATH}} or ${{env:NAME}}"
+        )),
         other => Err(format!(
-            "unsupported scheme {other:?} in ${{{other}:{name}}}; use env or file"
+            "unsupported scheme {other:?} in ${{{other}:{name}}}; use env, file or yaml"
         )),
     }
 }
@@ -459,14 +462,9 @@ fn write_value(
         Quoting::Single => out.push_str(&value.replace('\'', "''")),
         Quoting::Plain if plain_anywhere(value) => out.push_str(value),
         Quoting::Plain => {
-            // Only where the value is certainly a whole plain value (`key: ${…}` or
-            // `- ${…}` on one line, then nothing or a comment) is it quoted; anywhere else
-            // a guess could change what YAML reads, so it is refused.
-            let rest = after.trim_end_matches(['\n', '\r']);
-            let trimmed = rest.trim_start();
-            let whole_after = trimmed.is_empty()
-                || (trimmed.starts_with('#') && rest.len() > trimmed.len());
-            if ctx.flow == 0 && !ctx.continued && whole_value_start(before) && whole_after {
+            // Only where the value is certainly a whole plain value is it quoted; anywhere
+            // else a guess could change what YAML reads, so it is refused.
+            if whole_plain_value(ctx, before, after) {
                 if plain_safe(value) {
                     out.push_str(value);
                 } else {
@@ -480,6 +478,41 @@ fn write_value(
             }
         }
     }
+    Ok(())
+}
+
+/// Whether a reference between `before` and `after` (the rest of its line) in plain text
+/// is certainly a whole value: `key: ${…}` or `- ${…}` on one line, then nothing or a
+/// comment, outside flow collections and continued lines.
+fn whole_plain_value(ctx: Context, before: &str, after: &str) -> bool {
+    let rest = after.trim_end_matches(['\n', '\r']);
+    let trimmed = rest.trim_start();
+    let whole_after =
+        trimmed.is_empty() || (trimmed.starts_with('#') && rest.len() > trimmed.len());
+    ctx.flow == 0 && !ctx.continued && whole_value_start(before) && whole_after
+}
+
+/// Writes `${yaml:VALUE}` (the Collector's yaml provider: VALUE is YAML, read as what it
+/// says, `[/a, /b]` a list) where it stands for the whole value of a key or item on one
+/// line, the only place it can be written as it is without changing the lines around it.
+fn write_yaml(
+    out: &mut String,
+    value: &str,
+    ctx: Context,
+    in_block: bool,
+    before: &str,
+    after: &str,
+) -> Result<(), String> {
+    if in_block || ctx.quoting != Quoting::Plain || !whole_plain_value(ctx, before, after) {
+        return Err(
+            "${yaml:…} is read only as the whole value of a key or list item (`key: ${yaml:[a, b]}`)"
+                .into(),
+        );
+    }
+    if let Err(e) = serde_yaml_ng::from_str::<serde_yaml_ng::Value>(value) {
+        return Err(format!("${{yaml:{value}}} is not YAML: {e}"));
+    }
+    out.push_str(value);
     Ok(())
 }
 
@@ -529,6 +562,13 @@ fn expand_line(
             return Err(format!(
                 "invalid environment variable name {name:?} in ${{{reference}}}"
             ));
+        }
+        if scheme == "yaml" {
+            let line_before = &text[..text.len() - rest.len() + i];
+            write_yaml(&mut out, name, ctx, in_block, line_before, &body[end + 1..])?;
+            ctx.at_start = false;
+            rest = &body[end + 1..];
+            continue;
         }
         let value = source(scheme, name)?;
         if value.is_none() && default.is_none() {
@@ -961,6 +1001,40 @@ mod tests {
         let err = expand("a: 1\nh: Bearer ${env:C}\n", &src).unwrap_err();
         assert_eq!(err.0, 2);
         assert!(err.1.contains("double-quoted value"), "{}", err.1);
+    }
+
+    /// Scenario: the Collector's yaml provider as a value (`values: ${yaml:[/a, /b]}`, found
+    /// by a user trial: refused as an unsupported scheme), in the wrong places, and the
+    /// http provider. Guarantees: as a whole value it reads as the YAML it holds, lines
+    /// unchanged; inside a string, a block scalar or a flow it is refused naming the line;
+    /// YAML that does not parse is refused; `${https:…}` says why it is not fetched.
+    #[test]
+    fn yaml_references_read_as_yaml_values() {
+        let src = env(&[]);
+        let text = "values: ${yaml:[/checkout, /pay]}  # paths\nlist:\n  - ${yaml:{a: 1, b: x}\n  - ${yaml:3}\nn: 2\n";
+        // `}` ends a reference, so a flow mapping cannot be written in one: only lists and
+        // scalars, as the second item shows (refused below).
+        let err = expand(text, &src).unwrap_err();
+        assert_eq!(err.0, 3, "{}", err.1);
+        let text = "values: ${yaml:[/checkout, /pay]}  # paths\nlist:\n  - ${yaml:3}\nn: 2\n";
+        let expanded = expand(text, &src).unwrap();
+        assert_eq!(expanded.lines().count(), text.lines().count());
+        let v: serde_yaml_ng::Value = parse_plain_yaml(Path::new("x"), &expanded).unwrap();
+        assert_eq!(v["values"][1].as_str(), Some("/pay"));
+        assert_eq!(v["list"][0].as_u64(), Some(3));
+        assert_eq!(v["n"].as_u64(), Some(2));
+        for (bad, says) in [
+            ("a: 1\nb: x-${yaml:[1]}\n", "whole value"),
+            ("a: 1\nb: \"${yaml:[1]}\"\n", "whole value"),
+            ("a: 1\nb: [${yaml:1}]\n", "whole value"),
+            ("a: 1\nb: |\n  ${yaml:[1]}\n", "whole value"),
+            ("a: 1\nb: ${yaml:[1, }\n", "is not YAML"),
+        ] {
+            let err = expand(bad, &src).unwrap_err();
+            assert!(err.0 >= 2 && err.1.contains(says), "{bad}: {err:?}");
+        }
+        let err = system_source("https", "//example.com/c.yaml").unwrap_err();
+        assert!(err.contains("network"), "{err}");
     }
 
     /// Scenario: references inside longer values, in flow collections, after quotes that
