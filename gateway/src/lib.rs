@@ -107,6 +107,12 @@ impl Gateway {
     pub fn start(config: &GatewayConfig, plan: PolicyPlan) -> Result<Self, GatewayError> {
         let stats = Arc::new(GatewayStats::default());
         stats.set_policy_names(plan.names());
+        stats
+            .max_buffered_bytes
+            .set(config.buffer.max_buffered_bytes);
+        stats
+            .early_decision_bytes
+            .set(config.buffer.early_decision_bytes());
         let plan: reload::SharedPlan = Arc::new(arc_swap::ArcSwap::from_pointee(plan));
         let (exporters, export_tasks) =
             export::start(&config.export, &stats, config.buffer.max_buffered_bytes)?;

@@ -253,6 +253,10 @@ pub struct GatewayStats {
     pub shard_queue_bytes: Gauge,
     /// Spans of kept traces not yet delivered or failed.
     pub pending_export_spans: Gauge,
+    /// `buffer.max_buffered_bytes` (set at start), for dashboards' fill ratio.
+    pub max_buffered_bytes: Gauge,
+    /// `buffer.early_decision_bytes`, or its default (set at start).
+    pub early_decision_bytes: Gauge,
     /// Bytes of every request whose spans are still held anywhere (see
     /// [`crate::buffer::trace::RequestLedger`]).
     pub request_bytes: Arc<crate::buffer::trace::RequestLedger>,
@@ -613,6 +617,20 @@ impl GatewayStats {
             self.held_bytes(),
         );
         p.metric(
+            "tailgate_gateway_max_buffered_bytes",
+            "gauge",
+            "buffer.max_buffered_bytes: above it in held_bytes, new spans are refused.",
+            &[],
+            self.max_buffered_bytes.get(),
+        );
+        p.metric(
+            "tailgate_gateway_early_decision_bytes",
+            "gauge",
+            "buffer.early_decision_bytes: above it in held_bytes, the oldest traces are decided early.",
+            &[],
+            self.early_decision_bytes.get(),
+        );
+        p.metric(
             "tailgate_gateway_request_bytes",
             "gauge",
             "Bytes of the received requests whose spans are still held (buffered, queued or waiting for export).",
@@ -771,6 +789,13 @@ pub fn render_reload(p: &mut PromText, reload: &ReloadStats) {
 
 /// Per-policy verdicts, evaluation time and errors of the plan in force.
 pub fn render_plan(p: &mut PromText, plan: &PolicyPlan) {
+    p.metric(
+        "tailgate_gateway_max_traces",
+        "gauge",
+        "num_traces of the plan in force: above it in live_traces, the oldest traces are decided early.",
+        &[],
+        plan.num_traces as u64,
+    );
     p.header(
         "tailgate_gateway_policy_evaluations_total",
         "counter",
@@ -898,6 +923,36 @@ mod tests {
         tally.record(Some(0), ms(1));
         stats.add_decisions(&mut tally, &after);
         assert_eq!(shown(&stats), [Some(104), Some(0), Some(131), None]);
+    }
+
+    /// Scenario: a gateway's limits set at start. Guarantees: `/metrics` shows them next to
+    /// what they limit, so a dashboard can divide one by the other (a user trial found no
+    /// way to build a fill ratio).
+    #[test]
+    fn the_limits_are_rendered_beside_what_they_limit() {
+        let stats = GatewayStats::default();
+        stats.max_buffered_bytes.set(1 << 30);
+        stats.early_decision_bytes.set(858_993_459);
+        let file = crate::PolicyFile::parse(
+            std::path::Path::new("p.yaml"),
+            "num_traces: 1234\npolicies: [{name: a, type: always_sample}]\n",
+        )
+        .unwrap();
+        let mut p = PromText::default();
+        render_plan(&mut p, &PolicyPlan::compile(&file));
+        stats.render_into(&mut p);
+        let text = p.finish();
+        for (name, value) in [
+            ("tailgate_gateway_max_traces", 1234),
+            ("tailgate_gateway_max_buffered_bytes", 1u64 << 30),
+            ("tailgate_gateway_early_decision_bytes", 858_993_459),
+            ("tailgate_gateway_held_bytes", 0),
+        ] {
+            assert!(
+                text.lines().any(|l| l == format!("{name} {value}")),
+                "{name} {value} in\n{text}"
+            );
+        }
     }
 
     /// Scenario: decisions of traces claimed (by a handoff header) to be ages old.
