@@ -314,8 +314,12 @@ mod tests {
         )
         .unwrap_err()
         .to_string();
+        // The exporter's own keys are read from the file, so the error names the line
+        // (a user trial found `export.*` errors without one).
         assert!(
-            err.contains("gateway.yaml") && err.contains("timout"),
+            err.contains("gateway.yaml")
+                && err.contains("export.otlp_grpc: unknown field `timout`")
+                && err.contains("line 4"),
             "{err}"
         );
         let c: GatewayConfig = parse_yaml(
@@ -363,9 +367,25 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(
-            err.contains("export.kafka") && err.contains("otlp_http"),
+            err.contains("exporter kafka: unknown type") && err.contains("otlp_http"),
             "{err}"
         );
+        for (yaml, says) in [
+            ("export:\n  otlp:\n", "exporter otlp needs its settings"),
+            (
+                "export:\n  debug:\n  debug:\n",
+                "exporter debug is listed twice",
+            ),
+            (
+                "export:\n  otlp:\n    endpoint: x\n    timeout: 10\n",
+                "line 4",
+            ),
+        ] {
+            let err = parse_yaml::<GatewayConfig>(p, yaml)
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(says), "{yaml}: {err}");
+        }
         // Peers need to know this gateway's address on the ring.
         let c: GatewayConfig = parse_yaml(
             p,

@@ -31,7 +31,7 @@ pub mod error;
 pub mod otlp_grpc;
 pub mod otlp_http;
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 use std::ops::Range;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -78,36 +78,64 @@ pub enum ExporterConfig {
 }
 
 impl<'de> Deserialize<'de> for ExportConfig {
+    /// Each exporter's settings are read straight from the file by their type, so that an
+    /// error (an unknown key, a bad value) names its line and column.
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        use serde::de::Error;
-        let raw = BTreeMap::<String, serde_yaml_ng::Value>::deserialize(d)?;
-        let mut exporters = Vec::with_capacity(raw.len());
-        for (key, value) in raw {
-            let kind = key.split('/').next().unwrap_or_default();
-            // `debug:` with nothing after it is an exporter with defaults.
-            let value = match value {
-                serde_yaml_ng::Value::Null => serde_yaml_ng::Value::Mapping(Default::default()),
-                v => v,
-            };
-            let parsed = match kind {
-                // The Collector's names (`otlp`, `otlphttp`, `otlp_http`) and ours.
-                "otlp" | "otlp_grpc" => {
-                    serde_yaml_ng::from_value(value).map(ExporterConfig::OtlpGrpc)
+        struct Exporters;
+        impl<'de> serde::de::Visitor<'de> for Exporters {
+            type Value = ExportConfig;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a mapping of exporters (otlp, otlphttp, debug, optionally with /name)")
+            }
+
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<ExportConfig, A::Error> {
+                use serde::de::Error;
+                let mut exporters: Vec<(String, ExporterConfig)> = Vec::new();
+                while let Some(key) = map.next_key::<String>()? {
+                    if exporters.iter().any(|(k, _)| *k == key) {
+                        return Err(A::Error::custom(format!("exporter {key} is listed twice")));
+                    }
+                    let kind = key.split('/').next().unwrap_or_default();
+                    let missing = || {
+                        A::Error::custom(format!(
+                            "exporter {key} needs its settings (at least endpoint)"
+                        ))
+                    };
+                    let parsed = match kind {
+                        // The Collector's names (`otlp`, `otlphttp`, `otlp_http`) and ours.
+                        "otlp" | "otlp_grpc" => ExporterConfig::OtlpGrpc(
+                            map.next_value::<Option<OtlpGrpcConfig>>()?
+                                .ok_or_else(missing)?,
+                        ),
+                        "otlphttp" | "otlp_http" => ExporterConfig::OtlpHttp(
+                            map.next_value::<Option<OtlpHttpConfig>>()?
+                                .ok_or_else(missing)?,
+                        ),
+                        // `debug:` with nothing after it is an exporter with defaults
+                        // (serde's, as for `debug: {}`).
+                        "debug" => ExporterConfig::Debug(match map.next_value()? {
+                            Some(c) => c,
+                            None => serde_yaml_ng::from_value::<DebugConfig>(
+                                serde_yaml_ng::Value::Mapping(Default::default()),
+                            )
+                            .map_err(A::Error::custom)?,
+                        }),
+                        other => {
+                            return Err(A::Error::custom(format!(
+                                "exporter {key}: unknown type {other:?}; use otlp (alias otlp_grpc), otlphttp (alias otlp_http) or debug (optionally with /name)"
+                            )))
+                        }
+                    };
+                    exporters.push((key, parsed));
                 }
-                "otlphttp" | "otlp_http" => {
-                    serde_yaml_ng::from_value(value).map(ExporterConfig::OtlpHttp)
-                }
-                "debug" => serde_yaml_ng::from_value(value).map(ExporterConfig::Debug),
-                other => {
-                    return Err(D::Error::custom(format!(
-                        "export.{key}: unknown exporter type {other:?}; use otlp (alias otlp_grpc), otlphttp (alias otlp_http) or debug (optionally with /name)"
-                    )))
-                }
-            };
-            let parsed = parsed.map_err(|e| D::Error::custom(format!("export.{key}: {e}")))?;
-            exporters.push((key, parsed));
+                Ok(ExportConfig { exporters })
+            }
         }
-        Ok(ExportConfig { exporters })
+        d.deserialize_map(Exporters)
     }
 }
 
