@@ -91,6 +91,9 @@ pub enum PolicyError {
     /// No `name:`, or an empty one.
     #[error("every policy needs a non-empty `name`")]
     MissingName,
+    /// A top-level policy's name used by an earlier one.
+    #[error("policy name {0:?} is used twice; names must be unique")]
+    DuplicateName(String),
     /// No `type:`.
     #[error("policy {policy:?}: missing `type` (one of {supported})")]
     MissingType {

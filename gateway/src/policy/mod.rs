@@ -891,11 +891,19 @@ impl PolicyFile {
             key: key.to_owned(),
             message,
         };
-        let mut policies = Vec::with_capacity(raws.len());
+        let mut policies: Vec<PolicyConfig> = Vec::with_capacity(raws.len());
         for (i, p) in raws.into_iter().enumerate() {
             let name = p.name.clone();
-            let key = format!("policies[{i}]");
-            match PolicyConfig::try_from(p) {
+            let mut key = format!("policies[{i}]");
+            let checked = PolicyConfig::try_from(p).and_then(|p| {
+                if policies.iter().any(|q| q.name == p.name) {
+                    key.push_str(".name");
+                    Err(PolicyError::DuplicateName(p.name))
+                } else {
+                    Ok(p)
+                }
+            });
+            match checked {
                 Ok(p) => policies.push(p),
                 Err(error) => {
                     let message = error.to_string();
@@ -1014,18 +1022,7 @@ impl PolicyFile {
         if self.num_traces == 0 {
             return Err(invalid("num_traces", "must be greater than 0".into()));
         }
-        let mut seen = std::collections::HashSet::new();
-        for (i, p) in self.policies.iter().enumerate() {
-            if !seen.insert(p.name.as_str()) {
-                return Err(invalid(
-                    &format!("policies[{i}].name"),
-                    format!(
-                        "policy name {:?} is used twice; names must be unique",
-                        p.name
-                    ),
-                ));
-            }
-        }
+        // Names are unique: refused with their line by `validate_entries`.
         Ok(())
     }
 }

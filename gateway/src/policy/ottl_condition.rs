@@ -34,15 +34,16 @@ pub enum ErrorMode {
 
 impl<'de> Deserialize<'de> for ErrorMode {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let text = String::deserialize(d)?;
-        match text.to_lowercase().as_str() {
-            "ignore" => Ok(ErrorMode::Ignore),
-            "silent" => Ok(ErrorMode::Silent),
-            "propagate" => Ok(ErrorMode::Propagate),
-            _ => Err(serde::de::Error::custom(format!(
-                "unknown error_mode {text:?}: expected ignore, silent or propagate"
-            ))),
-        }
+        tailgate_core::config::parse_str(d, "ignore, silent or propagate", |text| {
+            match text.to_lowercase().as_str() {
+                "ignore" => Ok(ErrorMode::Ignore),
+                "silent" => Ok(ErrorMode::Silent),
+                "propagate" => Ok(ErrorMode::Propagate),
+                _ => Err(format!(
+                    "unknown error_mode {text:?}: expected ignore, silent or propagate"
+                )),
+            }
+        })
     }
 }
 

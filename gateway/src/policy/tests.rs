@@ -194,7 +194,11 @@ fn duplicate_names_and_empty_lists_are_rejected() {
         "policies:\n  - {name: a, type: always_sample}\n  - {name: a, type: always_sample}\n",
     )
     .unwrap_err();
-    assert!(err.contains("policies[1].name"), "{err}");
+    // With its line (a user trial found none).
+    assert!(
+        err.contains("policies.yaml:3: policies[1].name: policy name \"a\" is used twice"),
+        "{err}"
+    );
     let err = parse("policies: []\n").unwrap_err();
     assert!(err.contains("at least one"), "{err}");
 }
