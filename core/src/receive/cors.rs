@@ -236,6 +236,12 @@ impl Cors {
                 header::ACCESS_CONTROL_ALLOW_CREDENTIALS,
                 HeaderValue::from_static("true"),
             );
+            // A page may read the back-off of a refusal (429, 503): the OTLP/HTTP exporters
+            // honour it, and without this the browser hides it from them.
+            answer.insert(
+                header::ACCESS_CONTROL_EXPOSE_HEADERS,
+                HeaderValue::from_static("Retry-After"),
+            );
         }
     }
 }
@@ -273,6 +279,11 @@ mod tests {
         ] {
             assert_eq!(c.origin_allowed(origin), ok, "{origin}");
         }
+        // A star in the middle matches dots too (configuration.md warns of it).
+        let c = cors("allowed_origins: ['http://10.0.0.*:8080']");
+        assert!(c.origin_allowed("http://10.0.0.7:8080"));
+        assert!(c.origin_allowed("http://10.0.0.evil.example:8080"));
+        assert!(!c.origin_allowed("http://10.0.0.7:8081"));
         assert!(cors("allowed_origins: ['*']").origin_allowed("null"));
     }
 
@@ -369,8 +380,9 @@ mod tests {
 
     /// Scenario: a POST's answer from an allowed and from another origin; a block without
     /// origins.
-    /// Guarantees: only the allowed origin is echoed, with credentials; both vary by
-    /// origin; a block without origins is no policy.
+    /// Guarantees: only the allowed origin is echoed, with credentials and `Retry-After`
+    /// readable by the page (a real-browser check found the SDK blind to the router's
+    /// back-off); both vary by origin; a block without origins is no policy.
     #[test]
     fn answers_carry_the_origin_only_when_allowed() {
         let c = cors("allowed_origins: [https://app.test]");
@@ -379,10 +391,12 @@ mod tests {
         c.decorate(&Method::POST, Some(&origin), &mut answer);
         assert_eq!(answer["access-control-allow-origin"], "https://app.test");
         assert_eq!(answer["access-control-allow-credentials"], "true");
+        assert_eq!(answer["access-control-expose-headers"], "Retry-After");
         let mut answer = HeaderMap::new();
         let origin = HeaderValue::from_static("https://evil.test");
         c.decorate(&Method::POST, Some(&origin), &mut answer);
         assert!(!answer.contains_key("access-control-allow-origin"));
+        assert!(!answer.contains_key("access-control-expose-headers"));
         assert_eq!(answer["vary"], "Origin");
         assert_eq!(Cors::new(&CorsConfig::default()), None);
         assert_eq!(CorsConfig::default().warning(), None);
