@@ -299,7 +299,89 @@ fn call<'a>(
         Func::HasPrefix | Func::HasSuffix => affix(func, &arg(0)?, &arg(1)?)?,
         Func::ToLowerCase | Func::ToUpperCase => change_case(func, arg(0)?)?,
         Func::ContainsValue => contains_value(args, &arg(1)?, input)?,
+        Func::Substring => {
+            let (start, length) = (arg(1)?, arg(2)?);
+            let utf8_safe = match args.get(3).map(|_| arg(3)).transpose()? {
+                None | Some(Value::Bool(false)) => false,
+                Some(Value::Bool(true)) => true,
+                Some(other) => {
+                    return Err(OttlError::Eval(format!(
+                        "Substring's utf8Safe must be a boolean, found {}",
+                        kind(&other)
+                    )))
+                }
+            };
+            substring(arg(0)?, &start, &length, utf8_safe)?
+        }
     })
+}
+
+/// `Substring(target, start, length[, utf8Safe])`, as pkg/ottl: `start` at least 0 and
+/// `length` more than 0 (both ints), the target a string (never nil), the range inside it;
+/// counted in bytes, or in characters with `utf8Safe`.
+fn substring<'a>(
+    target: Value<'a>,
+    start: &Value<'_>,
+    length: &Value<'_>,
+    utf8_safe: bool,
+) -> Result<Value<'a>, OttlError> {
+    let int = |v: &Value<'_>| match v {
+        Value::Int(i) => Ok(*i),
+        other => Err(OttlError::Eval(format!(
+            "Substring expects an int, found {}",
+            kind(other)
+        ))),
+    };
+    let start = int(start)?;
+    if start < 0 {
+        return Err(OttlError::Eval(format!(
+            "invalid start for substring function, {start} cannot be negative"
+        )));
+    }
+    let length = int(length)?;
+    if length <= 0 {
+        return Err(OttlError::Eval(format!(
+            "invalid length for substring function, {length} cannot be negative or zero"
+        )));
+    }
+    let s = match target {
+        Value::Str(s) => s,
+        other => {
+            return Err(OttlError::Eval(format!(
+                "Substring expects a string, found {}",
+                kind(&other)
+            )))
+        }
+    };
+    let out_of_range = || {
+        OttlError::Eval(format!(
+            "invalid range for substring function, start({start})+length({length}) cannot be greater than the length of target string({})",
+            s.len()
+        ))
+    };
+    let (start, length) = (start as u64, length as u64);
+    let (from, to) = if utf8_safe {
+        // By character (OTLP strings are UTF-8): the byte offsets of the `start`-th and
+        // the `start + length`-th, or the end.
+        let text = std::str::from_utf8(&s).map_err(|_| out_of_range())?;
+        let mut bounds = text
+            .char_indices()
+            .map(|(i, _)| i)
+            .chain(std::iter::once(text.len()));
+        let from = bounds.nth(start as usize).ok_or_else(out_of_range)?;
+        let to = bounds.nth(length as usize - 1).ok_or_else(out_of_range)?;
+        (from, to)
+    } else {
+        let len = s.len() as u64;
+        if start > len || length > len - start {
+            return Err(out_of_range());
+        }
+        (start as usize, (start + length) as usize)
+    };
+    Ok(Value::Str(match s {
+        Cow::Borrowed(b) => Cow::Borrowed(&b[from..to]),
+        Cow::Owned(v) => Cow::Owned(v[from..to].to_vec()),
+    }))
 }
 
 /// `IsMatch(target, pattern)`: a nil target does not match; numbers and booleans match as

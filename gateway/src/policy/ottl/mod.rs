@@ -12,7 +12,7 @@
 //! `attributes["k"]`, …, or with `spanevent.`) and its span (`span.name`, …); converters
 //! `IsMatch`, `IsString`, `IsInt`, `IsDouble`, `IsBool`, `IsMap`, `IsList`, `Len`, `Int`,
 //! `Double`, `String`, `Concat`, `HasPrefix`, `HasSuffix`, `ToLowerCase`, `ToUpperCase`,
-//! `IsRootSpan` and `ContainsValue`.
+//! `IsRootSpan`, `ContainsValue` and `Substring`.
 
 pub mod eval;
 pub mod parse;

@@ -144,6 +144,8 @@ pub enum Func {
     IsRootSpan,
     /// `ContainsValue(list, value)`
     ContainsValue,
+    /// `Substring(target, start, length[, utf8Safe])`
+    Substring,
 }
 
 const FUNCS: &[(&str, Func, usize)] = &[
@@ -165,7 +167,12 @@ const FUNCS: &[(&str, Func, usize)] = &[
     ("ToUpperCase", Func::ToUpperCase, 1),
     ("IsRootSpan", Func::IsRootSpan, 0),
     ("ContainsValue", Func::ContainsValue, 2),
+    ("Substring", Func::Substring, 3),
 ];
+
+/// Converters that also take optional arguments after their required ones (OTTL's
+/// `ottl.Optional`), written by position: the most arguments each takes.
+const MOST_ARGS: &[(Func, usize)] = &[(Func::Substring, 4)];
 
 /// A parsed expression.
 #[derive(Debug, Clone)]
@@ -697,11 +704,20 @@ impl Parser<'_> {
                 self.expect(",")?;
             }
         }
-        if args.len() != arity {
+        let most = MOST_ARGS
+            .iter()
+            .find(|(f, _)| *f == func)
+            .map_or(arity, |(_, most)| *most);
+        if args.len() < arity || args.len() > most {
+            let takes = if most == arity {
+                format!("{arity}")
+            } else {
+                format!("{arity} to {most}")
+            };
             return Err(err(
                 self.src,
                 at,
-                &format!("{name} takes {arity} argument(s), found {}", args.len()),
+                &format!("{name} takes {takes} argument(s), found {}", args.len()),
             ));
         }
         if func == Func::IsRootSpan && self.ctx != Context::Span {

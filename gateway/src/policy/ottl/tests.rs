@@ -177,6 +177,10 @@ fn span_conditions_decide_as_ottl() {
         r#"String(span_id) == "[2,2,2,2,2,2,2,2]""#,
         r#"String(parent_span_id) == "[0,0,0,0,0,0,0,0]""#,
         r#"not IsMatch(trace_id, "^[0-9a-f]{32}$")"#,
+        // Substring as pkg/ottl: by byte, or by character with utf8Safe.
+        r#"Substring(name, 0, 3) == "GET" and Substring(name, 4, 10) == "/api/users""#,
+        r#"Substring("héllo", 1, 2) == "é" and Substring("héllo", 1, 1, true) == "é""#,
+        r#"Substring("héllo", 0, 5, true) == "héllo" and Substring("héllo", 3, 3, false) == "llo""#,
     ] {
         assert!(t(yes), "{yes} should hold");
     }
@@ -252,6 +256,16 @@ fn evaluation_errors_are_errors() {
         r#"attributes["user"][0] == nil"#,
         r#"attributes["http.route"]["k"] == nil"#,
         r#"attributes["user"]["tier"][0] == nil"#,
+        // Substring's checks (pkg/ottl func_substring.go).
+        r#"Substring(name, -1, 2) == "x""#,
+        r#"Substring(name, 0, 0) == """#,
+        r#"Substring(name, 10, 5) == "x""#,
+        r#"Substring(name, 15, 1) == "x""#,
+        r#"Substring(attributes["missing"], 0, 1) == "x""#,
+        r#"Substring(attributes["http.response.status_code"], 0, 1) == "5""#,
+        r#"Substring(name, 0, 1.5) == "x""#,
+        r#"Substring("héllo", 0, 6, true) == "x""#,
+        r#"Substring(name, 0, 1, "yes") == "G""#,
     ] {
         assert!(
             matches!(holds(Context::Span, c), Err(OttlError::Eval(_))),
@@ -289,6 +303,9 @@ fn mistakes_are_refused_at_load_with_their_position() {
         .1
         .contains("regular expression"));
     assert!(col(Context::Span, "IsMatch(name)").1.contains("takes 2"));
+    assert!(col(Context::Span, "Substring(name, 0) == \"\"")
+        .1
+        .contains("takes 3 to 4"));
     assert!(col(Context::SpanEvent, "IsRootSpan()")
         .1
         .contains("only available in span"));
