@@ -46,6 +46,8 @@ pub struct PolicyTally {
     pub spans: u64,
     /// Traces the plan kept because of it (it was the deciding policy).
     pub decided: u64,
+    /// Traces the plan dropped because of it (a `drop` policy that matched).
+    pub dropped: u64,
     /// Traces it could not evaluate (an OTTL condition that failed, say).
     pub errors: u64,
 }
@@ -67,6 +69,8 @@ pub struct TraceExplanation {
     pub sampled: bool,
     /// The deciding policy, if kept.
     pub decided_by: Option<String>,
+    /// The `drop` policy that dropped it, if one did.
+    pub dropped_by: Option<String>,
     /// The probability it was kept with.
     pub probability: f64,
     /// The policies the plan evaluated, in evaluation order (`drop` policies first); with
@@ -135,11 +139,17 @@ pub fn explain(
             now: base + Duration::from_nanos(t.summary.min_start.saturating_sub(first_start)),
         };
         let mut verdicts = Vec::new();
-        for (tally, policy) in out.policies.iter_mut().zip(alone.policies()) {
+        // The plan evaluates `drop` policies first, in file order, and the first that
+        // matches drops the trace: the first one alone that says Dropped.
+        let mut first_dropped = None;
+        for (i, (tally, policy)) in out.policies.iter_mut().zip(alone.policies()).enumerate() {
             let v = policy.evaluate(&view);
             if v == Verdict::Sampled {
                 tally.traces += 1;
                 tally.spans += spans;
+            }
+            if v == Verdict::Dropped && first_dropped.is_none() {
+                first_dropped = Some(i);
             }
             if trace_id == Some(*id) {
                 verdicts.push((tally.name.clone(), v, policy.describe()));
@@ -161,6 +171,10 @@ pub fn explain(
         if let Some(p) = d.policy {
             out.policies[p as usize].decided += 1;
         }
+        let dropped_by = first_dropped.filter(|_| !d.sampled);
+        if let Some(i) = dropped_by {
+            out.policies[i].dropped += 1;
+        }
         if trace_id == Some(*id) {
             out.trace = Some(TraceExplanation {
                 trace_id: hex(id),
@@ -170,6 +184,7 @@ pub fn explain(
                 verdicts,
                 sampled: d.sampled,
                 decided_by: d.policy.map(|p| plan.names()[p as usize].clone()),
+                dropped_by: dropped_by.map(|i| plan.names()[i].clone()),
                 probability: d.probability,
                 stopped_early: evaluated.len() < plan.names().len()
                     && evaluated.last().is_some_and(|_| d.sampled),
@@ -273,26 +288,27 @@ impl Explanation {
             .max(6);
         writeln!(
             s,
-            "{:width$}  {:>10}  {:>10}  {:>8}  {:>10}",
-            "policy", "traces", "spans", "share", "deciding"
+            "{:width$}  {:>10}  {:>10}  {:>8}  {:>10}  {:>10}",
+            "policy", "traces", "spans", "share", "deciding", "dropped"
         )
         .ok();
         for p in &self.policies {
             writeln!(
                 s,
-                "{:width$}  {:>10}  {:>10}  {:>7.2}%  {:>10}",
+                "{:width$}  {:>10}  {:>10}  {:>7.2}%  {:>10}  {:>10}",
                 p.name,
                 p.traces,
                 p.spans,
                 share(p.traces, self.traces),
-                p.decided
+                p.decided,
+                p.dropped
             )
             .ok();
         }
         for p in self.policies.iter().filter(|p| p.errors > 0) {
             writeln!(s, "{}: {} traces could not be evaluated", p.name, p.errors).ok();
         }
-        s.push_str("\n(traces/spans: what each policy alone says to keep; deciding: traces the plan kept because of it)\n");
+        s.push_str("\n(traces/spans: what each policy alone says to keep; deciding: traces the plan kept because of it; dropped: traces a drop policy dropped)\n");
         if let Some(t) = &self.trace {
             writeln!(
                 s,
@@ -325,7 +341,12 @@ impl Explanation {
                     )
                     .ok();
                 }
-                None => s.push_str("not kept: no policy sampled it, or a drop policy dropped it\n"),
+                None => match &t.dropped_by {
+                    Some(p) => {
+                        writeln!(s, "not kept: dropped by the drop policy {p:?}").ok();
+                    }
+                    None => s.push_str("not kept: no policy sampled it\n"),
+                },
             }
         }
         s
@@ -376,6 +397,38 @@ mod tests {
         let e = explain(&file, &text, None).unwrap();
         assert_eq!((e.traces, e.kept_traces), (2, 1));
         assert_eq!((e.policies[0].traces, e.policies[0].decided), (1, 1));
+    }
+
+    /// Scenario: a drop policy (listed last) drops a trace another policy samples, and a
+    /// trace no policy samples. Guarantees: the tally counts the drop under the drop
+    /// policy, and the explanation names it (a user trial found both missing); the other
+    /// trace is "no policy sampled it".
+    #[test]
+    fn drops_are_counted_and_named() {
+        let file = PolicyFile::parse(
+            Path::new("p.yaml"),
+            "policies:\n  - {name: errors, type: status_code, status_code: {status_codes: [ERROR]}}\n  - {name: no-search, type: drop, drop: {drop_sub_policy: [{name: s, type: string_attribute, string_attribute: {key: service.name, values: [search]}}]}}\n",
+        )
+        .unwrap();
+        let text = [line(1, "search", &[(1, 2)]), line(2, "cart", &[(1, 0)])].join("\n");
+        let id = |n: u8| parse_trace_id(&format!("{n:032x}")).unwrap();
+        let e = explain(&file, &text, Some(id(1))).unwrap();
+        assert_eq!(e.kept_traces, 0);
+        assert_eq!(
+            e.policies
+                .iter()
+                .map(|p| (p.decided, p.dropped))
+                .collect::<Vec<_>>(),
+            vec![(0, 0), (0, 1)]
+        );
+        let t = e.trace.as_ref().unwrap();
+        assert_eq!(t.dropped_by.as_deref(), Some("no-search"));
+        assert!(e
+            .render()
+            .contains("not kept: dropped by the drop policy \"no-search\""));
+        let e = explain(&file, &text, Some(id(2))).unwrap();
+        assert_eq!(e.trace.as_ref().unwrap().dropped_by, None);
+        assert!(e.render().contains("not kept: no policy sampled it\n"));
     }
 
     #[test]
