@@ -145,6 +145,7 @@ impl LastSeen {
 pub struct DecisionTally {
     sampled: u64,
     not_sampled: u64,
+    dropped: u64,
     /// Traces kept per policy index.
     by_policy: Vec<u64>,
     /// Per [`DECISION_LATENCY_BUCKETS`] bucket, and the sum in microseconds.
@@ -177,6 +178,19 @@ impl DecisionTally {
             }
             None => self.not_sampled += 1,
         }
+        self.latency(latency);
+    }
+
+    /// Counts one trace a `drop` policy dropped, `latency` after its first span.
+    #[inline]
+    pub fn record_dropped(&mut self, latency: std::time::Duration) {
+        self.pending = true;
+        self.dropped += 1;
+        self.latency(latency);
+    }
+
+    #[inline]
+    fn latency(&mut self, latency: std::time::Duration) {
         let secs = latency.as_secs_f64();
         let bucket = DECISION_LATENCY_BUCKETS
             .iter()
@@ -236,8 +250,10 @@ pub struct GatewayStats {
     pub decision_latency_micros: Counter,
     /// Traces kept.
     pub traces_sampled: Counter,
-    /// Traces not kept.
+    /// Traces not kept because no policy sampled them (or unevaluated).
     pub traces_not_sampled: Counter,
+    /// Traces not kept because a `drop` policy matched.
+    pub traces_dropped: Counter,
     /// Traces buffered now.
     pub live_traces: Gauge,
     /// Spans queued for or buffered in shards now.
@@ -305,6 +321,7 @@ impl GatewayStats {
         self.traces_sampled.add(std::mem::take(&mut tally.sampled));
         self.traces_not_sampled
             .add(std::mem::take(&mut tally.not_sampled));
+        self.traces_dropped.add(std::mem::take(&mut tally.dropped));
         for (shared, n) in self.decision_latency.iter().zip(&mut tally.latency) {
             if *n > 0 {
                 shared.add(std::mem::take(n));
@@ -563,6 +580,11 @@ impl GatewayStats {
             "tailgate_gateway_decisions_total",
             &[("decision", "not_sampled")],
             self.traces_not_sampled.get(),
+        );
+        p.sample(
+            "tailgate_gateway_decisions_total",
+            &[("decision", "dropped")],
+            self.traces_dropped.get(),
         );
         let names = self
             .policy_names

@@ -91,7 +91,8 @@ async fn every_received_span_is_exported_or_dropped_by_policy() {
 
     // Each policy gave one verdict per decided trace; the errors policy sampled the traces
     // with an error span.
-    let decided = stats.traces_sampled.get() + stats.traces_not_sampled.get();
+    let decided =
+        stats.traces_sampled.get() + stats.traces_not_sampled.get() + stats.traces_dropped.get();
     let verdicts = plan.load().verdict_counts();
     assert_eq!(verdicts.len(), 2);
     for counts in &verdicts {

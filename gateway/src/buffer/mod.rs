@@ -1256,13 +1256,17 @@ mod tests {
     async fn traces_past_the_limit_are_decided_early_and_counted_once() {
         let none = "policies: [{name: none, type: probabilistic, probabilistic: {sampling_percentage: 0}}]\n";
         let all = "policies: [{name: all, type: always_sample}]\n";
-        for (policies, kept) in [(none, false), (all, true)] {
+        let drop = "policies: [{name: all, type: always_sample}, {name: d, type: drop, drop: {drop_sub_policy: [{name: any, type: always_sample}]}}]\n";
+        // (policies, sampled, not sampled, dropped by a drop policy)
+        for (policies, sampled, not, dropped) in
+            [(none, 0, 50, 0), (all, 50, 0, 0), (drop, 0, 0, 50)]
+        {
             let stats = shard_over_its_trace_limit(policies, &[(50, 4, 3)], 1_000).await;
             assert_eq!(stats.early_decisions.get(), 40, "{policies}");
-            let (sampled, not) = if kept { (50, 0) } else { (0, 50) };
             assert_eq!(stats.traces_sampled.get(), sampled);
             assert_eq!(stats.traces_not_sampled.get(), not);
-            assert_eq!(stats.dropped_spans.get(), 4 * not);
+            assert_eq!(stats.traces_dropped.get(), dropped);
+            assert_eq!(stats.dropped_spans.get(), 4 * (not + dropped));
             assert_eq!(stats.pending_export_spans.get(), 4 * sampled);
             assert_eq!(stats.live_spans.get(), 0);
             assert_eq!(stats.live_traces.get(), 0);

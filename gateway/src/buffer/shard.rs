@@ -1044,6 +1044,7 @@ impl Shard {
                 sampled: false,
                 policy: None,
                 probability: 1.0,
+                dropped: false,
             }
         } else {
             plan.decide_counting(
@@ -1117,10 +1118,12 @@ impl Shard {
                 Cached::Dropped
             },
         );
-        self.tally.record(
-            decision.policy,
-            now.saturating_duration_since(entry.first_seen),
-        );
+        let waited = now.saturating_duration_since(entry.first_seen);
+        if decision.dropped {
+            self.tally.record_dropped(waited);
+        } else {
+            self.tally.record(decision.policy, waited);
+        }
         if decision.sampled {
             Some(entry.spans)
         } else {

@@ -130,6 +130,8 @@ pub struct Decision {
     /// The probability with which it was kept: the highest of the policies that sampled
     /// it (a trace any deterministic policy keeps is kept for certain). 1 when not kept.
     pub probability: f64,
+    /// Not kept because a `drop` policy matched (the Collector's "dropped" decision).
+    pub dropped: bool,
 }
 
 // === impl PolicyPlan ===
@@ -225,6 +227,7 @@ impl PolicyPlan {
                         sampled: false,
                         policy: None,
                         probability: 1.0,
+                        dropped: true,
                     }
                 }
                 Verdict::Sampled if n >= self.drops => {
@@ -252,6 +255,7 @@ impl PolicyPlan {
             } else {
                 1.0
             },
+            dropped: false,
         }
     }
 
@@ -282,6 +286,7 @@ impl PolicyPlan {
                         sampled: false,
                         policy: None,
                         probability: 1.0,
+                        dropped: true,
                     })
                 }
                 Verdict::Error => {}
@@ -299,6 +304,7 @@ impl PolicyPlan {
                     sampled: true,
                     policy: Some(i as u16),
                     probability: self.policies[i].probability(batch),
+                    dropped: false,
                 });
             }
         }
