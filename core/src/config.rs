@@ -162,8 +162,10 @@ pub fn merge_keys(path: &Path, text: String) -> Result<String, ConfigError> {
 /// whole Collector config, whose other sections may name files that exist only where the
 /// Collector runs).
 pub fn collector_text_lenient(text: &str, source: &Source<'_>) -> (String, Vec<(usize, String)>) {
-    let (expanded, failures) = expand_lenient(text, source);
-    (plain_integers(&expanded), failures)
+    // Numbers are read as written in the file, before values are pasted in: a pasted
+    // value is text, and a string key must get it as it is (`x-tenant: ${env:T}` with
+    // T=12e4 is "12e4", as in the Collector).
+    expand_lenient(&plain_integers(text), source)
 }
 
 /// The error for a reference that could not be resolved.
@@ -207,6 +209,7 @@ fn expand_lenient(text: &str, source: &Source<'_>) -> (String, Vec<(usize, Strin
             block = block_opener_column(line);
             carried = Context {
                 at_start: true,
+                comment: false,
                 ..carried.after(line)
             };
         }
@@ -297,6 +300,8 @@ struct Context {
     /// The line started inside a quoted string or flow collection of earlier lines: where
     /// it stands is not known from the line alone.
     continued: bool,
+    /// A comment has started: the rest of the line is not YAML.
+    comment: bool,
 }
 
 impl Context {
@@ -307,11 +312,15 @@ impl Context {
             at_start: true,
             escaped: false,
             continued: false,
+            comment: false,
         }
     }
 
     /// The context after `literal` (text of the file, not substituted values).
     fn after(mut self, literal: &str) -> Self {
+        if self.comment {
+            return self;
+        }
         let mut previous = ' ';
         let mut chars = literal.chars().peekable();
         while let Some(c) = chars.next() {
@@ -333,7 +342,10 @@ impl Context {
                 }
                 Quoting::Plain => match c {
                     // A comment: nothing after it counts.
-                    '#' if self.at_start || previous.is_whitespace() => return self,
+                    '#' if self.at_start || previous.is_whitespace() => {
+                        self.comment = true;
+                        return self;
+                    }
                     '"' if self.at_start => self.quoting = Quoting::Double,
                     '\'' if self.at_start => self.quoting = Quoting::Single,
                     '[' | '{' if self.at_start || self.flow > 0 => {
@@ -518,8 +530,19 @@ fn write_yaml(
                 .into(),
         );
     }
-    if let Err(e) = serde_yaml_ng::from_str::<serde_yaml_ng::Value>(value) {
-        return Err(format!("${{yaml:{value}}} is not YAML: {e}"));
+    let alone = match serde_yaml_ng::from_str::<serde_yaml_ng::Value>(value) {
+        Ok(v) => v,
+        Err(e) => return Err(format!("${{yaml:{value}}} is not YAML: {e}")),
+    };
+    // Pasted after a key it must read the same (`k: a: 1` does not: a block mapping
+    // cannot be written on the key's line, nor a flow one, whose `}` ends the reference).
+    let pasted = serde_yaml_ng::from_str::<serde_yaml_ng::Value>(&format!("k: {value}"))
+        .ok()
+        .and_then(|v| v.get("k").cloned());
+    if pasted.as_ref() != Some(&alone) {
+        return Err(format!(
+            "${{yaml:{value}}} does not read the same as a value here: write a list or a scalar (a mapping cannot be written in a reference)"
+        ));
     }
     out.push_str(value);
     Ok(())
@@ -610,53 +633,81 @@ fn expand_line(
 ///   writes every number from a million up and the Collector's decoder turns into an int:
 ///   `1000000`. A float key reads the integer as the same number.
 ///
-/// Quoted strings, keys and other text are left alone, and no line changes length in lines.
+/// Only a token that is a whole plain scalar is rewritten: the value of a key or item, or
+/// an item of a flow collection, with nothing after it but a comment. Quoted strings,
+/// block scalars, comments, keys and longer plain values (`msg: 1e3 errors`) are left as
+/// they are, and no line changes in number.
 fn plain_integers(text: &str) -> String {
-    let b = text.as_bytes();
+    if !text.bytes().any(|b| b.is_ascii_digit()) {
+        return text.to_owned();
+    }
     let mut out = String::with_capacity(text.len());
+    // As in `expand_lenient`: the block scalar being read, and what earlier lines leave
+    // open (a quoted string or flow collection).
+    let mut block: Option<usize> = None;
+    let mut carried = Context::new();
+    for line in text.split_inclusive('\n') {
+        let indent = line.len() - line.trim_start().len();
+        if block.is_some_and(|opener| !line.trim().is_empty() && indent <= opener) {
+            block = None;
+        }
+        if block.is_some() {
+            out.push_str(line);
+            continue;
+        }
+        let start = carried;
+        block = block_opener_column(line);
+        carried = Context {
+            at_start: true,
+            comment: false,
+            ..carried.after(line)
+        };
+        plain_integers_in_line(line, start, &mut out);
+    }
+    out
+}
+
+/// [`plain_integers`] for one line, which starts in context `start`.
+fn plain_integers_in_line(line: &str, start: Context, out: &mut String) {
+    let b = line.as_bytes();
     let mut i = 0;
     let mut last = 0;
     while i < b.len() {
-        let starts_value = i > 0 && matches!(b[i - 1], b' ' | b'\t' | b'[' | b'{' | b',');
-        if starts_value
+        let starts_token = (i == 0 || matches!(b[i - 1], b' ' | b'\t' | b'[' | b'{' | b','))
             && (b[i].is_ascii_digit()
-                || (matches!(b[i], b'-' | b'+') && b.get(i + 1).is_some_and(u8::is_ascii_digit)))
-        {
-            let mut j = i + 1;
-            while j < b.len()
-                && (b[j].is_ascii_alphanumeric() || matches!(b[j], b'_' | b'.' | b'+' | b'-'))
-            {
-                j += 1;
-            }
-            let token = &text[i..j];
-            let ends_value = j == b.len()
-                || matches!(
-                    b[j],
-                    b' ' | b'\t' | b'\r' | b'\n' | b',' | b']' | b'}' | b'#'
-                );
-            // Only values: the text before, on this line, must end a key or open a flow.
-            let line_start = text[..i].rfind('\n').map_or(0, |n| n + 1);
-            let before = text[line_start..i].trim_end();
-            let is_value = before.ends_with(':')
-                || before.ends_with('-')
-                || before.ends_with('[')
-                || before.ends_with('{')
-                || before.ends_with(',');
-            if let Some(plain) = (ends_value && is_value)
-                .then(|| separated_integer(token).or_else(|| whole_exponent_float(token)))
-                .flatten()
-            {
-                out.push_str(&text[last..i]);
-                out.push_str(&plain);
-                last = j;
-            }
-            i = j;
+                || (matches!(b[i], b'-' | b'+') && b.get(i + 1).is_some_and(u8::is_ascii_digit)));
+        if !starts_token {
+            i += 1;
             continue;
         }
-        i += 1;
+        let mut j = i + 1;
+        while j < b.len()
+            && (b[j].is_ascii_alphanumeric() || matches!(b[j], b'_' | b'.' | b'+' | b'-'))
+        {
+            j += 1;
+        }
+        let token = &line[i..j];
+        let ctx = start.after(&line[..i]);
+        // A whole plain scalar: it starts one (after `key: `, `- `, `[`, `,`), outside
+        // quotes and comments, and nothing but a comment (or, in a flow, the next item or
+        // its end) follows it.
+        let rest = line[j..].trim_end_matches(['\n', '\r']);
+        let next = rest.trim_start();
+        let ends_scalar = next.is_empty()
+            || (next.starts_with('#') && rest.len() > next.len())
+            || (ctx.flow > 0 && next.starts_with([',', ']', '}']));
+        let whole = ctx.quoting == Quoting::Plain && !ctx.comment && ctx.at_start && ends_scalar;
+        if let Some(plain) = whole
+            .then(|| separated_integer(token).or_else(|| whole_exponent_float(token)))
+            .flatten()
+        {
+            out.push_str(&line[last..i]);
+            out.push_str(&plain);
+            last = j;
+        }
+        i = j;
     }
-    out.push_str(&text[last..]);
-    out
+    out.push_str(&line[last..]);
 }
 
 /// `100_000` → `100000`: digits (after an optional sign) with single `_` between them.
@@ -1132,11 +1183,14 @@ mod tests {
     #[test]
     fn yaml_references_read_as_yaml_values() {
         let src = env(&[]);
+        // `}` ends a reference, so a flow mapping cannot be written in one (it is cut at
+        // its first `}` and does not parse), nor a block one.
         let text = "values: ${yaml:[/checkout, /pay]}  # paths\nlist:\n  - ${yaml:{a: 1, b: x}\n  - ${yaml:3}\nn: 2\n";
-        // `}` ends a reference, so a flow mapping cannot be written in one: only lists and
-        // scalars, as the second item shows (refused below).
         let err = expand(text, &src).unwrap_err();
         assert_eq!(err.0, 3, "{}", err.1);
+        let err = expand("a: 1\nk: ${yaml:a: 1}\n", &src).unwrap_err();
+        assert_eq!(err.0, 2, "{}", err.1);
+        assert!(err.1.contains("does not read the same"), "{}", err.1);
         let text = "values: ${yaml:[/checkout, /pay]}  # paths\nlist:\n  - ${yaml:3}\nn: 2\n";
         let expanded = expand(text, &src).unwrap();
         assert_eq!(expanded.lines().count(), text.lines().count());
@@ -1148,11 +1202,11 @@ mod tests {
             ("a: 1\nb: x-${yaml:[1]}\n", "whole value"),
             ("a: 1\nb: \"${yaml:[1]}\"\n", "whole value"),
             ("a: 1\nb: [${yaml:1}]\n", "whole value"),
-            ("a: 1\nb: |\n  ${yaml:[1]}\n", "whole value"),
+            ("b: |\n  ${yaml:[1]}\n", "whole value"),
             ("a: 1\nb: ${yaml:[1, }\n", "is not YAML"),
         ] {
             let err = expand(bad, &src).unwrap_err();
-            assert!(err.0 >= 2 && err.1.contains(says), "{bad}: {err:?}");
+            assert!(err.0 == 2 && err.1.contains(says), "{bad}: {err:?}");
         }
         let err = system_source("https", "//example.com/c.yaml").unwrap_err();
         assert!(err.contains("network"), "{err}");
@@ -1236,6 +1290,20 @@ mod tests {
             "a: 1000000\nb: [2500, -100, 1.5e0]\nc: \"1e+06\"\nd: 1.0e+20\ne: v1e2\n- 30 # n\n\
              f: 1e\ng: 1.2.3e4\nh: 1e-3\n1e2: x\ni: 1e+06s\nj: 5\n"
         );
+        // Not whole plain scalars (a review's cases): strings keep their text.
+        let strings = "msg: 1e3 errors\nv: \"limit: 1e3 reached\"\nids: 1e3,2e3\na: 1e3#x\nk: |\n  1e3\n  2_000\nq: \"first\n  1e3\"\n# n: 1e3\nm: {1e2: x}\nh: 1e3 # but this one is\n";
+        assert_eq!(
+            plain_integers(strings),
+            strings.replace("h: 1e3 #", "h: 1000 #")
+        );
+        // Values pasted from the environment are text: a string key gets them as written.
+        let text = collector_text(
+            Path::new("x"),
+            "x-tenant: ${env:T}\nn: 1e+06\n",
+            &env(&[("T", "12e4")]),
+        )
+        .unwrap();
+        assert_eq!(text, "x-tenant: 12e4\nn: 1000000\n");
         #[derive(serde::Deserialize)]
         struct Sizes {
             num_traces: usize,

@@ -139,29 +139,27 @@ pub fn explain(
             now: base + Duration::from_nanos(t.summary.min_start.saturating_sub(first_start)),
         };
         let mut verdicts = Vec::new();
-        // The plan evaluates `drop` policies first, in file order, and the first that
-        // matches drops the trace: the first one alone that says Dropped.
-        let mut first_dropped = None;
-        for (i, (tally, policy)) in out.policies.iter_mut().zip(alone.policies()).enumerate() {
+        for (tally, policy) in out.policies.iter_mut().zip(alone.policies()) {
             let v = policy.evaluate(&view);
             if v == Verdict::Sampled {
                 tally.traces += 1;
                 tally.spans += spans;
             }
-            if v == Verdict::Dropped && first_dropped.is_none() {
-                first_dropped = Some(i);
-            }
             if trace_id == Some(*id) {
                 verdicts.push((tally.name.clone(), v, policy.describe()));
             }
         }
+        // The deciding plan's own verdicts: which policies it evaluated, and the `drop`
+        // policy that ended it (policies alone can differ: stateful ones see other traffic).
         let mut evaluated = Vec::new();
-        let d = if trace_id == Some(*id) {
-            let mut local = crate::policy::plan::LocalVerdicts::default();
-            plan.decide_explained(&view, &mut local, |i, _| evaluated.push(i))
-        } else {
-            plan.decide(&view)
-        };
+        let mut dropped_at = None;
+        let mut local = crate::policy::plan::LocalVerdicts::default();
+        let d = plan.decide_explained(&view, &mut local, |i, v| {
+            evaluated.push(i);
+            if v == Verdict::Dropped {
+                dropped_at = Some(i);
+            }
+        });
         out.traces += 1;
         out.spans += spans;
         if d.sampled {
@@ -171,7 +169,7 @@ pub fn explain(
         if let Some(p) = d.policy {
             out.policies[p as usize].decided += 1;
         }
-        let dropped_by = first_dropped.filter(|_| !d.sampled);
+        let dropped_by = dropped_at.filter(|_| d.dropped);
         if let Some(i) = dropped_by {
             out.policies[i].dropped += 1;
         }

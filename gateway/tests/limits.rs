@@ -238,6 +238,14 @@ async fn spans_are_charged_the_whole_request_they_keep_alive() {
     const LIMIT: u64 = 8 << 20;
     const PAD: usize = 1 << 20;
     let (gw, mut client) = hard_limited([127, 0, 0, 14], KEEP_ALL_SLOWLY, LIMIT).await;
+    // The limits are exported beside what they limit (set at start).
+    assert_eq!(
+        (
+            gw.stats.max_buffered_bytes.get(),
+            gw.stats.early_decision_bytes.get()
+        ),
+        (LIMIT, LIMIT)
+    );
     let (mut accepted, mut refused) = (0u64, 0u64);
     for seed in 0..40 {
         let mut req = FakeOtlp::traces(1).spans(1).seed(6000 + seed).build();

@@ -301,16 +301,8 @@ fn call<'a>(
         Func::ContainsValue => contains_value(args, &arg(1)?, input)?,
         Func::Substring => {
             let (start, length) = (arg(1)?, arg(2)?);
-            let utf8_safe = match args.get(3).map(|_| arg(3)).transpose()? {
-                None | Some(Value::Bool(false)) => false,
-                Some(Value::Bool(true)) => true,
-                Some(other) => {
-                    return Err(OttlError::Eval(format!(
-                        "Substring's utf8Safe must be a boolean, found {}",
-                        kind(&other)
-                    )))
-                }
-            };
+            // A literal (checked at load).
+            let utf8_safe = matches!(args.get(3), Some(Expr::Bool(true)));
             substring(arg(0)?, &start, &length, utf8_safe)?
         }
     })

@@ -741,6 +741,14 @@ impl Parser<'_> {
             }
             _ => None,
         };
+        if func == Func::Substring && args.get(3).is_some_and(|a| !matches!(a, Expr::Bool(_))) {
+            // `ottl.Optional[bool]`: a literal, checked when the statement is parsed.
+            return Err(err(
+                self.src,
+                at,
+                "Substring's utf8Safe must be true or false",
+            ));
+        }
         if func == Func::Concat && !matches!(args.first(), Some(Expr::List(_))) {
             return Err(err(
                 self.src,

@@ -265,7 +265,6 @@ fn evaluation_errors_are_errors() {
         r#"Substring(attributes["http.response.status_code"], 0, 1) == "5""#,
         r#"Substring(name, 0, 1.5) == "x""#,
         r#"Substring("héllo", 0, 6, true) == "x""#,
-        r#"Substring(name, 0, 1, "yes") == "G""#,
     ] {
         assert!(
             matches!(holds(Context::Span, c), Err(OttlError::Eval(_))),
@@ -306,6 +305,18 @@ fn mistakes_are_refused_at_load_with_their_position() {
     assert!(col(Context::Span, "Substring(name, 0) == \"\"")
         .1
         .contains("takes 3 to 4"));
+    // utf8Safe is `ottl.Optional[bool]`: a literal, refused at load otherwise.
+    for c in [
+        r#"Substring(name, 0, 1, "yes") == "G""#,
+        r#"Substring(name, 0, 1, attributes["x"]) == "G""#,
+    ] {
+        assert!(
+            col(Context::Span, c)
+                .1
+                .contains("utf8Safe must be true or false"),
+            "{c}"
+        );
+    }
     assert!(col(Context::SpanEvent, "IsRootSpan()")
         .1
         .contains("only available in span"));
