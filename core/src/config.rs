@@ -563,6 +563,11 @@ fn expand_line(
     ctx.continued = continued;
     while let Some(i) = rest.find('$') {
         ctx = ctx.after(&rest[..i]);
+        if ctx.comment && !in_block {
+            // The Collector resolves references in values only: a comment's are text.
+            out.push_str(rest);
+            return Ok(out);
+        }
         out.push_str(&rest[..i]);
         let after = &rest[i + 1..];
         if let Some(tail) = after.strip_prefix('$') {
@@ -1208,6 +1213,15 @@ mod tests {
             let err = expand(bad, &src).unwrap_err();
             assert!(err.0 == 2 && err.1.contains(says), "{bad}: {err:?}");
         }
+        // In a comment a reference is text, whatever its scheme; in a block scalar `#` is
+        // text too, so its references resolve.
+        let text = "a: 1 # ${yaml:[x]} ${nope:y} ${env:UNSET}\nk: |\n  x # ${yaml:[1]}\n";
+        assert_eq!(expand(text, &src).unwrap_err().0, 3);
+        let text = "a: 1 # ${yaml:[x]} ${nope:y}\nb: x#${env:Q} # ${env:Q}\n";
+        assert_eq!(
+            expand(text, &env(&[("Q", "q")])).unwrap(),
+            "a: 1 # ${yaml:[x]} ${nope:y}\nb: x#q # ${env:Q}\n"
+        );
         let err = system_source("https", "//example.com/c.yaml").unwrap_err();
         assert!(err.contains("network"), "{err}");
     }
