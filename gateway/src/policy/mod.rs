@@ -680,6 +680,31 @@ impl PolicyConfig {
 
 /// A parser error inside `policies[i]`, with the policy's `name:` and its line, and a
 /// plainer word for a block that is not a policy type (`unknown field` from the parser).
+/// The text of `s` between the first `open` and the next `close`.
+fn between<'a>(s: &'a str, open: &str, close: &str) -> Option<&'a str> {
+    let start = s.find(open)? + open.len();
+    let len = s[start..].find(close)?;
+    Some(&s[start..start + len])
+}
+
+/// Levenshtein distance by characters, for suggestions on short keys.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let above = row[j + 1];
+            row[j + 1] = (diagonal + usize::from(ca != *cb))
+                .min(row[j] + 1)
+                .min(above + 1);
+            diagonal = above;
+        }
+    }
+    row[b.len()]
+}
+
 fn name_policy_in_error(e: ConfigError, written: Option<&serde_yaml_ng::Value>) -> ConfigError {
     let ConfigError::Parse { path, error } = e else {
         return e;
@@ -694,8 +719,25 @@ fn name_policy_in_error(e: ConfigError, written: Option<&serde_yaml_ng::Value>) 
         return ConfigError::Parse { path, error };
     };
     let mut message = text;
-    if message.contains("unknown field") {
-        message = format!("unknown policy type or settings block: {message}");
+    if let Some(field) = between(&message, "unknown field `", "`") {
+        // The keys a policy takes are listed after "expected one of"; a near miss is
+        // most likely a typo of one (`status_codes:` for `status_code:`).
+        let expected = message
+            .split_once("expected one of")
+            .map_or("", |(_, list)| list);
+        let near = expected
+            .split('`')
+            .skip(1)
+            .step_by(2)
+            .filter(|k| {
+                let d = edit_distance(k, field);
+                d <= 2 && d * 4 <= field.chars().count()
+            })
+            .min_by_key(|k| edit_distance(k, field));
+        message = match near {
+            Some(k) => format!("unknown key `{field}` (did you mean `{k}`?): {message}"),
+            None => format!("unknown policy type or settings block `{field}`: {message}"),
+        };
     }
     if let Some(name) = name {
         message = format!("policy {name:?}: {message}");

@@ -188,6 +188,27 @@ fn not_inverts_and_nesting_is_refused() {
     );
 }
 
+/// Scenario: a misspelt settings block (`status_codes:` for `status_code:`, found by a
+/// user trial: the error began "unknown policy type or settings block") and an unknown
+/// short key. Guarantees: the near miss is suggested with the policy's line; a key near
+/// nothing gets no suggestion.
+#[test]
+fn a_misspelt_settings_block_is_suggested() {
+    let err = parse("policies:\n  - name: b\n    type: status_code\n    status_codes: {status_codes: [ERROR]}\n").unwrap_err();
+    assert!(
+        err.contains("policies.yaml:4:")
+            && err.contains("unknown key `status_codes` (did you mean `status_code`?)"),
+        "{err}"
+    );
+    let err = parse("policies:\n  - {name: b, type: status_code, foo: 1}\n").unwrap_err();
+    assert!(
+        err.contains("unknown policy type or settings block `foo`"),
+        "{err}"
+    );
+    assert!(!err.contains("did you mean"), "{err}");
+    assert_eq!(super::edit_distance("kitten", "sitting"), 3);
+}
+
 #[test]
 fn duplicate_names_and_empty_lists_are_rejected() {
     let err = parse(
@@ -856,7 +877,7 @@ fn encoded_spans() -> crate::buffer::SpanList {
 
 /// Scenario: parser errors inside a policy (a wrong type, a block that is no policy type).
 /// Guarantees: the message names the policy by its `name:`, its line and key, and says
-/// "unknown policy type" for a stray block.
+/// which block a misspelt one stands for.
 #[test]
 fn parser_errors_name_the_policy() {
     let err = parse("policies:\n  - name: ok\n    type: always_sample\n  - name: slow\n    type: latency\n    latency: {threshold_ms: fast}\n").unwrap_err();
@@ -869,7 +890,7 @@ fn parser_errors_name_the_policy() {
         parse("policies:\n  - name: odd\n    type: latencyy\n    latencyy: {threshold_ms: 5}\n")
             .unwrap_err();
     assert!(
-        err.contains("policy \"odd\"") && err.contains("unknown policy type"),
+        err.contains("policy \"odd\"") && err.contains("did you mean `latency`?"),
         "{err}"
     );
 }
