@@ -177,16 +177,20 @@ impl Cors {
             ),
         );
         let text = |name: HeaderName| headers.get(name).and_then(|v| v.to_str().ok());
+        // Refusals are logged at debug level only: any page may send preflights, and the
+        // browser, not the server, is where a misconfigured page is noticed first.
         let Some(origin) = headers
             .get(header::ORIGIN)
             .filter(|o| o.to_str().is_ok_and(|o| self.origin_allowed(o)))
         else {
+            tracing::debug!(origin = ?headers.get(header::ORIGIN), "CORS preflight refused: origin not in receive.cors.allowed_origins");
             return out;
         };
         let Some(method) = text(header::ACCESS_CONTROL_REQUEST_METHOD)
             .filter(|m| Self::method_allowed(m))
             .and_then(|m| HeaderValue::from_str(&m.to_ascii_uppercase()).ok())
         else {
+            tracing::debug!(?origin, method = ?headers.get(header::ACCESS_CONTROL_REQUEST_METHOD), "CORS preflight refused: method not GET, POST or HEAD");
             return out;
         };
         // A list may come in several fields: each must be allowed, and all are answered.
@@ -200,6 +204,7 @@ impl Cors {
         fields.retain(|f| !f.is_empty());
         let requested = fields.join(",");
         if !self.headers_allowed(&requested) {
+            tracing::debug!(?origin, headers = %requested, "CORS preflight refused: a header not in receive.cors.allowed_headers");
             return out;
         }
         out.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin.clone());
