@@ -191,28 +191,18 @@ pub fn expand(text: &str, source: &Source<'_>) -> Result<String, (usize, String)
 fn expand_lenient(text: &str, source: &Source<'_>) -> (String, Vec<(usize, String)>) {
     let mut out = String::with_capacity(text.len());
     let mut failures = Vec::new();
-    // The column of the node whose value is a block scalar (`key: |`), while in one.
-    let mut block: Option<usize> = None;
-    // What the lines so far leave open (a quoted string or flow collection spanning lines).
-    let mut carried = Context::new();
     // Unset variables referenced without a default, each once, in order.
     let mut unset: Vec<String> = Vec::new();
-    for (n, line) in text.split_inclusive('\n').enumerate() {
-        let indent = line.len() - line.trim_start().len();
-        let blank = line.trim().is_empty();
-        if block.is_some_and(|opener| !blank && indent <= opener) {
-            block = None;
-        }
-        let in_block = block.is_some();
-        let continued = carried.quoting != Quoting::Plain || carried.flow > 0;
-        if !in_block {
-            block = block_opener_column(line);
-            carried = Context {
-                at_start: true,
-                comment: false,
-                ..carried.after(line)
-            };
-        }
+    for (
+        n,
+        YamlLine {
+            line,
+            in_block,
+            start,
+        },
+    ) in yaml_lines(text).enumerate()
+    {
+        let continued = start.continues();
         if (!in_block && !continued && line.trim_start().starts_with('#')) || !line.contains('$') {
             out.push_str(line);
             continue;
@@ -233,6 +223,44 @@ fn expand_lenient(text: &str, source: &Source<'_>) -> (String, Vec<(usize, Strin
         );
     }
     (out, failures)
+}
+
+/// A line of YAML text and where it stands: inside a block scalar's text (`key: |`), or
+/// else in the context the lines before it leave open (a quoted string or flow
+/// collection spanning lines).
+struct YamlLine<'a> {
+    line: &'a str,
+    in_block: bool,
+    start: Context,
+}
+
+/// The lines of `text` (with their line breaks), each with where it stands: what the
+/// reference substitution and the number rewrite both need to leave strings alone.
+fn yaml_lines(text: &str) -> impl Iterator<Item = YamlLine<'_>> {
+    // The column of the node whose value is a block scalar, while in one.
+    let mut block: Option<usize> = None;
+    let mut carried = Context::new();
+    text.split_inclusive('\n').map(move |line| {
+        let indent = line.len() - line.trim_start().len();
+        if block.is_some_and(|opener| !line.trim().is_empty() && indent <= opener) {
+            block = None;
+        }
+        let in_block = block.is_some();
+        let start = carried;
+        if !in_block {
+            block = block_opener_column(line);
+            carried = Context {
+                at_start: true,
+                comment: false,
+                ..carried.after(line)
+            };
+        }
+        YamlLine {
+            line,
+            in_block,
+            start,
+        }
+    })
 }
 
 /// When `line` ends with a block scalar's indicator (`key: |`, `- >-`, `k: &a !t |`): the
@@ -314,6 +342,12 @@ impl Context {
             continued: false,
             comment: false,
         }
+    }
+
+    /// Whether a line starting in this context continues a quoted string or flow
+    /// collection of earlier lines.
+    fn continues(&self) -> bool {
+        self.quoting != Quoting::Plain || self.flow > 0
     }
 
     /// The context after `literal` (text of the file, not substituted values).
@@ -506,11 +540,15 @@ fn write_value(
 /// is certainly a whole value: `key: ${…}` or `- ${…}` on one line, then nothing or a
 /// comment, outside flow collections and continued lines.
 fn whole_plain_value(ctx: Context, before: &str, after: &str) -> bool {
+    ctx.flow == 0 && !ctx.continued && whole_value_start(before) && nothing_but_a_comment(after)
+}
+
+/// Whether the rest of a line, after a value, holds nothing or only a comment (a `#` after
+/// whitespace).
+fn nothing_but_a_comment(after: &str) -> bool {
     let rest = after.trim_end_matches(['\n', '\r']);
     let trimmed = rest.trim_start();
-    let whole_after =
-        trimmed.is_empty() || (trimmed.starts_with('#') && rest.len() > trimmed.len());
-    ctx.flow == 0 && !ctx.continued && whole_value_start(before) && whole_after
+    trimmed.is_empty() || (trimmed.starts_with('#') && rest.len() > trimmed.len())
 }
 
 /// Writes `${yaml:VALUE}` (the Collector's yaml provider: VALUE is YAML, read as what it
@@ -647,27 +685,17 @@ fn plain_integers(text: &str) -> String {
         return text.to_owned();
     }
     let mut out = String::with_capacity(text.len());
-    // As in `expand_lenient`: the block scalar being read, and what earlier lines leave
-    // open (a quoted string or flow collection).
-    let mut block: Option<usize> = None;
-    let mut carried = Context::new();
-    for line in text.split_inclusive('\n') {
-        let indent = line.len() - line.trim_start().len();
-        if block.is_some_and(|opener| !line.trim().is_empty() && indent <= opener) {
-            block = None;
-        }
-        if block.is_some() {
+    for YamlLine {
+        line,
+        in_block,
+        start,
+    } in yaml_lines(text)
+    {
+        if in_block {
             out.push_str(line);
-            continue;
+        } else {
+            plain_integers_in_line(line, start, &mut out);
         }
-        let start = carried;
-        block = block_opener_column(line);
-        carried = Context {
-            at_start: true,
-            comment: false,
-            ..carried.after(line)
-        };
-        plain_integers_in_line(line, start, &mut out);
     }
     out
 }
@@ -696,11 +724,8 @@ fn plain_integers_in_line(line: &str, start: Context, out: &mut String) {
         // A whole plain scalar: it starts one (after `key: `, `- `, `[`, `,`), outside
         // quotes and comments, and nothing but a comment (or, in a flow, the next item or
         // its end) follows it.
-        let rest = line[j..].trim_end_matches(['\n', '\r']);
-        let next = rest.trim_start();
-        let ends_scalar = next.is_empty()
-            || (next.starts_with('#') && rest.len() > next.len())
-            || (ctx.flow > 0 && next.starts_with([',', ']', '}']));
+        let ends_scalar = nothing_but_a_comment(&line[j..])
+            || (ctx.flow > 0 && line[j..].trim_start().starts_with([',', ']', '}']));
         let whole = ctx.quoting == Quoting::Plain && !ctx.comment && ctx.at_start && ends_scalar;
         if let Some(plain) = whole
             .then(|| separated_integer(token).or_else(|| whole_exponent_float(token)))

@@ -331,19 +331,19 @@ impl GatewayStats {
             .add(std::mem::take(&mut tally.latency_micros));
         if tally.by_policy.iter().any(|n| *n > 0) {
             if let Ok(mut shared) = self.by_policy.lock() {
-                for (name, n) in policies.iter().zip(&mut tally.by_policy) {
+                for (i, n) in tally.by_policy.iter_mut().enumerate() {
                     let n = std::mem::take(n);
-                    if n > 0 {
-                        match shared.get_mut(name.as_str()) {
+                    match policies.get(i) {
+                        Some(name) if n > 0 => match shared.get_mut(name.as_str()) {
                             Some(count) => *count += n,
                             None => {
                                 shared.insert(name.clone(), n);
                             }
-                        }
+                        },
+                        _ => {}
                     }
                 }
             }
-            tally.by_policy.iter_mut().for_each(|n| *n = 0);
         }
     }
 

@@ -148,31 +148,29 @@ pub enum Func {
     Substring,
 }
 
-const FUNCS: &[(&str, Func, usize)] = &[
-    ("IsMatch", Func::IsMatch, 2),
-    ("IsString", Func::IsString, 1),
-    ("IsInt", Func::IsInt, 1),
-    ("IsDouble", Func::IsDouble, 1),
-    ("IsBool", Func::IsBool, 1),
-    ("IsMap", Func::IsMap, 1),
-    ("IsList", Func::IsList, 1),
-    ("Len", Func::Len, 1),
-    ("Int", Func::Int, 1),
-    ("Double", Func::Double, 1),
-    ("String", Func::String, 1),
-    ("Concat", Func::Concat, 2),
-    ("HasPrefix", Func::HasPrefix, 2),
-    ("HasSuffix", Func::HasSuffix, 2),
-    ("ToLowerCase", Func::ToLowerCase, 1),
-    ("ToUpperCase", Func::ToUpperCase, 1),
-    ("IsRootSpan", Func::IsRootSpan, 0),
-    ("ContainsValue", Func::ContainsValue, 2),
-    ("Substring", Func::Substring, 3),
+/// Each converter: its name, and the fewest and most arguments it takes (more than the
+/// fewest where OTTL has `ottl.Optional` arguments, written by position).
+const FUNCS: &[(&str, Func, usize, usize)] = &[
+    ("IsMatch", Func::IsMatch, 2, 2),
+    ("IsString", Func::IsString, 1, 1),
+    ("IsInt", Func::IsInt, 1, 1),
+    ("IsDouble", Func::IsDouble, 1, 1),
+    ("IsBool", Func::IsBool, 1, 1),
+    ("IsMap", Func::IsMap, 1, 1),
+    ("IsList", Func::IsList, 1, 1),
+    ("Len", Func::Len, 1, 1),
+    ("Int", Func::Int, 1, 1),
+    ("Double", Func::Double, 1, 1),
+    ("String", Func::String, 1, 1),
+    ("Concat", Func::Concat, 2, 2),
+    ("HasPrefix", Func::HasPrefix, 2, 2),
+    ("HasSuffix", Func::HasSuffix, 2, 2),
+    ("ToLowerCase", Func::ToLowerCase, 1, 1),
+    ("ToUpperCase", Func::ToUpperCase, 1, 1),
+    ("IsRootSpan", Func::IsRootSpan, 0, 0),
+    ("ContainsValue", Func::ContainsValue, 2, 2),
+    ("Substring", Func::Substring, 3, 4),
 ];
-
-/// Converters that also take optional arguments after their required ones (OTTL's
-/// `ottl.Optional`), written by position: the most arguments each takes.
-const MOST_ARGS: &[(Func, usize)] = &[(Func::Substring, 4)];
 
 /// A parsed expression.
 #[derive(Debug, Clone)]
@@ -680,8 +678,8 @@ impl Parser<'_> {
     }
 
     fn call(&mut self, name: &str, at: usize) -> Result<Expr, OttlError> {
-        let Some(&(_, func, arity)) = FUNCS.iter().find(|(n, _, _)| *n == name) else {
-            let known: Vec<&str> = FUNCS.iter().map(|(n, _, _)| *n).collect();
+        let Some(&(_, func, arity, most)) = FUNCS.iter().find(|(n, ..)| *n == name) else {
+            let known: Vec<&str> = FUNCS.iter().map(|(n, ..)| *n).collect();
             return Err(err(
                 self.src,
                 at,
@@ -704,10 +702,6 @@ impl Parser<'_> {
                 self.expect(",")?;
             }
         }
-        let most = MOST_ARGS
-            .iter()
-            .find(|(f, _)| *f == func)
-            .map_or(arity, |(_, most)| *most);
         if args.len() < arity || args.len() > most {
             let takes = if most == arity {
                 format!("{arity}")
