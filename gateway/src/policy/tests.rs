@@ -849,6 +849,12 @@ fn the_recorded_policy_is_the_most_probable_one() {
 
 /// One span, encoded as the buffer holds it.
 fn encoded_spans() -> crate::buffer::SpanList {
+    encoded_span(0, 0)
+}
+
+/// One span of trace `[3; 16]` named `op`, with these start and end times, as the gateway
+/// buffers it.
+fn encoded_span(start_time_unix_nano: u64, end_time_unix_nano: u64) -> crate::buffer::SpanList {
     use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
     use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
     use prost::Message;
@@ -859,6 +865,8 @@ fn encoded_spans() -> crate::buffer::SpanList {
                     trace_id: vec![3; 16],
                     span_id: vec![1; 8],
                     name: "op".into(),
+                    start_time_unix_nano,
+                    end_time_unix_nano,
                     ..Default::default()
                 }],
                 ..Default::default()
@@ -873,6 +881,29 @@ fn encoded_spans() -> crate::buffer::SpanList {
     scan.scan(&body).unwrap();
     let (req, spans) = crate::buffer::incoming_spans(&body, &scan, &plan, None);
     spans.iter().map(|s| s.buffered(&req)).collect()
+}
+
+/// Scenario: a latency rule written in OTTL, as Collector users write one in a policy
+/// file (`span.end_time - span.start_time > Duration("2s")`).
+/// Guarantees: it loads, keeps a 3 s span's trace and not a 1 s one's.
+#[test]
+fn an_ottl_latency_rule_keeps_slow_traces() {
+    let yaml = "policies:\n  - name: slow\n    type: ottl_condition\n    ottl_condition:\n      span:\n        - 'span.end_time - span.start_time > Duration(\"2s\")'\n";
+    let plan = PolicyPlan::compile(&parse(yaml).unwrap());
+    let keeps = |seconds: u64| {
+        let spans = encoded_span(1_000_000_000, (1 + seconds) * 1_000_000_000);
+        let mut s = crate::buffer::trace::TraceSummary::default();
+        s.add_span(0, seconds * 1_000, 0, true);
+        plan.decide(&crate::buffer::trace::TraceView {
+            trace_id: &[3; 16],
+            summary: &s,
+            spans: spans.spans(),
+            now: tokio::time::Instant::now(),
+        })
+        .sampled
+    };
+    assert!(keeps(3));
+    assert!(!keeps(1));
 }
 
 /// Scenario: parser errors inside a policy (a wrong type, a block that is no policy type).

@@ -12,7 +12,8 @@ use std::cmp::Ordering;
 
 use tailgate_core::wire::attrs::{next_field_slice as next_field, read_varint};
 
-use super::parse::{CmpOp, Expr, Field, Func, Index, MathOp, Target};
+use super::parse::{CmpOp, DurationUnit, Expr, Field, Func, Index, MathOp, Target, TimePart};
+use super::time;
 use super::types::OttlError;
 
 /// A value during evaluation.
@@ -37,6 +38,10 @@ pub enum Value<'a> {
     /// A trace id (16 bytes) or span id (8): pdata's own types, equal only to an id of the
     /// same kind, never to bytes.
     Id(IdKind, &'a [u8]),
+    /// A time (`start_time`, `Now()`, `Unix(…)`): nanoseconds since the Unix epoch, UTC.
+    Time(i128),
+    /// A duration (`Duration("1s")`, a time minus a time): nanoseconds, Go's `int64`.
+    Duration(i64),
 }
 
 /// Which id an [`Value::Id`] is.
@@ -104,6 +109,8 @@ fn kind(v: &Value<'_>) -> &'static str {
         Value::List(_) => "a list",
         Value::Id(IdKind::Trace, _) => "a trace id",
         Value::Id(IdKind::Span, _) => "a span id",
+        Value::Time(_) => "a time",
+        Value::Duration(_) => "a duration",
     }
 }
 
@@ -121,6 +128,8 @@ pub fn compare(a: &Value<'_>, op: CmpOp, b: &Value<'_>) -> bool {
         (Value::Float(x), Value::Float(y)) => x.partial_cmp(y),
         (Value::Str(x), Value::Str(y)) => Some(x.as_ref().cmp(y.as_ref())),
         (Value::Bytes(x), Value::Bytes(y)) => Some(x.as_ref().cmp(y.as_ref())),
+        (Value::Time(x), Value::Time(y)) => Some(x.cmp(y)),
+        (Value::Duration(x), Value::Duration(y)) => Some(x.cmp(y)),
         (Value::Id(kx, x), Value::Id(ky, y)) if kx == ky => {
             let same = x == y;
             return match op {
@@ -178,7 +187,24 @@ pub fn value<'a>(e: &'a Expr, input: &SpanInput<'a>) -> Result<Value<'a>, OttlEr
     })
 }
 
+/// `a op b` as pkg/ottl's math: ints stay ints, an int with a double is a double; a time
+/// plus or minus a duration is a time, a time minus a time a duration, durations add and
+/// subtract; anything else is an error.
 fn math(a: Value<'_>, op: MathOp, b: Value<'_>) -> Result<Value<'static>, OttlError> {
+    let fail = |m: String| Err(OttlError::Eval(m));
+    let float = |x: f64, y: f64| -> Result<Value<'static>, OttlError> {
+        Ok(Value::Float(match op {
+            MathOp::Add => x + y,
+            MathOp::Sub => x - y,
+            MathOp::Mul => x * y,
+            MathOp::Div => {
+                if y == 0.0 {
+                    return Err(OttlError::Eval("division by zero".into()));
+                }
+                x / y
+            }
+        }))
+    };
     match (a, b) {
         (Value::Int(x), Value::Int(y)) => Ok(Value::Int(match op {
             MathOp::Add => x.wrapping_add(y),
@@ -191,22 +217,34 @@ fn math(a: Value<'_>, op: MathOp, b: Value<'_>) -> Result<Value<'static>, OttlEr
                 x.wrapping_div(y)
             }
         })),
-        (Value::Float(x), Value::Float(y)) => Ok(Value::Float(match op {
-            MathOp::Add => x + y,
-            MathOp::Sub => x - y,
-            MathOp::Mul => x * y,
-            MathOp::Div => {
-                if y == 0.0 {
-                    return Err(OttlError::Eval("division by zero".into()));
-                }
-                x / y
-            }
-        })),
-        (a, b) => Err(OttlError::Eval(format!(
-            "math needs two ints or two doubles, found {} and {}",
+        (Value::Int(x), Value::Float(y)) => float(x as f64, y),
+        (Value::Float(x), Value::Int(y)) => float(x, y as f64),
+        (Value::Float(x), Value::Float(y)) => float(x, y),
+        (Value::Time(t), b) => match (op, b) {
+            (MathOp::Add, Value::Duration(d)) => Ok(Value::Time(t + i128::from(d))),
+            (MathOp::Sub, Value::Duration(d)) => Ok(Value::Time(t - i128::from(d))),
+            (MathOp::Sub, Value::Time(u)) => Ok(Value::Duration(time::sub(t, u))),
+            (MathOp::Add | MathOp::Sub, b) => fail(format!(
+                "a time takes a duration (or, subtracted, a time), found {}",
+                kind(&b)
+            )),
+            _ => fail("only + and - apply to times and durations".into()),
+        },
+        (Value::Duration(d), b) => match (op, b) {
+            (MathOp::Add, Value::Duration(e)) => Ok(Value::Duration(d.wrapping_add(e))),
+            (MathOp::Sub, Value::Duration(e)) => Ok(Value::Duration(d.wrapping_sub(e))),
+            (MathOp::Add, Value::Time(t)) => Ok(Value::Time(t + i128::from(d))),
+            (MathOp::Add | MathOp::Sub, b) => fail(format!(
+                "a duration takes a duration (or, added, a time), found {}",
+                kind(&b)
+            )),
+            _ => fail("only + and - apply to times and durations".into()),
+        },
+        (a, b) => fail(format!(
+            "math needs numbers, times or durations, found {} and {}",
             kind(&a),
             kind(&b)
-        ))),
+        )),
     }
 }
 
@@ -228,6 +266,10 @@ fn to_string(v: &Value<'_>) -> Option<Vec<u8>> {
             let items: Vec<String> = b.iter().map(u8::to_string).collect();
             format!("[{}]", items.join(",")).into_bytes()
         }
+        // Go's JSON of a time.Time (quoted RFC 3339) and of a time.Duration (its
+        // nanoseconds), as OTTL's string getter writes values of other types.
+        Value::Time(t) => return time::json(*t).map(String::into_bytes),
+        Value::Duration(d) => d.to_string().into_bytes(),
         Value::Map(..) | Value::List(_) => return None,
     })
 }
@@ -299,6 +341,28 @@ fn call<'a>(
         Func::HasPrefix | Func::HasSuffix => affix(func, &arg(0)?, &arg(1)?)?,
         Func::ToLowerCase | Func::ToUpperCase => change_case(func, arg(0)?)?,
         Func::ContainsValue => contains_value(args, &arg(1)?, input)?,
+        Func::Now => Value::Time(now()),
+        Func::Duration => match arg(0)? {
+            Value::Str(s) => Value::Duration(
+                time::parse_duration(&String::from_utf8_lossy(&s)).map_err(OttlError::Eval)?,
+            ),
+            other => return Err(expects(func, "a string", &other)),
+        },
+        Func::Unix => {
+            let seconds = int_arg(func, arg(0)?)?;
+            let nanos = if args.len() > 1 {
+                int_arg(func, arg(1)?)?
+            } else {
+                0
+            };
+            Value::Time(time::unix(seconds, nanos))
+        }
+        Func::TimePart(part) => time_part(part, time_arg(func, arg(0)?)?),
+        Func::DurationIn(unit) => duration_in(unit, duration_arg(func, arg(0)?)?),
+        Func::TruncateTime => Value::Time(time::truncate(
+            time_arg(func, arg(0)?)?,
+            duration_arg(func, arg(1)?)?,
+        )),
         Func::Substring => {
             let (start, length) = (arg(1)?, arg(2)?);
             // A literal (checked at load).
@@ -306,6 +370,80 @@ fn call<'a>(
             substring(arg(0)?, &start, &length, utf8_safe)?
         }
     })
+}
+
+/// The current time, as `Now()`.
+fn now() -> i128 {
+    match std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH) {
+        Ok(d) => d.as_nanos() as i128,
+        Err(before) => -(before.duration().as_nanos() as i128),
+    }
+}
+
+/// A converter's argument of the wrong kind, as pkg/ottl's typed getters refuse it (`nil`
+/// included).
+fn expects(func: Func, what: &str, found: &Value<'_>) -> OttlError {
+    OttlError::Eval(format!(
+        "{} expects {what}, found {}",
+        func.name(),
+        kind(found)
+    ))
+}
+
+/// An `IntGetter` argument: an int, nothing else.
+fn int_arg(func: Func, v: Value<'_>) -> Result<i64, OttlError> {
+    match v {
+        Value::Int(i) => Ok(i),
+        other => Err(expects(func, "an int", &other)),
+    }
+}
+
+/// A `TimeGetter` argument.
+fn time_arg(func: Func, v: Value<'_>) -> Result<i128, OttlError> {
+    match v {
+        Value::Time(t) => Ok(t),
+        other => Err(expects(func, "a time", &other)),
+    }
+}
+
+/// A `DurationGetter` argument.
+fn duration_arg(func: Func, v: Value<'_>) -> Result<i64, OttlError> {
+    match v {
+        Value::Duration(d) => Ok(d),
+        other => Err(expects(func, "a duration", &other)),
+    }
+}
+
+/// `UnixNano(t)` … `UnixSeconds(t)`, `Year(t)` … `Weekday(t)`: an int.
+fn time_part<'a>(part: TimePart, t: i128) -> Value<'a> {
+    let c = || time::civil(t);
+    Value::Int(match part {
+        TimePart::UnixSeconds => time::unix_in(t, 1_000_000_000),
+        TimePart::UnixMilli => time::unix_in(t, 1_000_000),
+        TimePart::UnixMicro => time::unix_in(t, 1_000),
+        TimePart::UnixNano => time::unix_in(t, 1),
+        TimePart::Year => c().year,
+        TimePart::Month => c().month,
+        TimePart::Day => c().day,
+        TimePart::Hour => c().hour,
+        TimePart::Minute => c().minute,
+        TimePart::Second => c().second,
+        TimePart::Nanosecond => c().nanosecond,
+        TimePart::Weekday => c().weekday,
+    })
+}
+
+/// `Nanoseconds(d)`, `Microseconds(d)`, `Milliseconds(d)` (ints, truncated) and
+/// `Seconds(d)`, `Minutes(d)`, `Hours(d)` (doubles), as Go's `Duration` methods.
+fn duration_in<'a>(unit: DurationUnit, d: i64) -> Value<'a> {
+    match unit {
+        DurationUnit::Nanoseconds => Value::Int(d),
+        DurationUnit::Microseconds => Value::Int(time::whole(d, 1_000)),
+        DurationUnit::Milliseconds => Value::Int(time::whole(d, 1_000_000)),
+        DurationUnit::Seconds => Value::Float(time::fractional(d, 1_000_000_000)),
+        DurationUnit::Minutes => Value::Float(time::fractional(d, time::NANOS_PER_MINUTE)),
+        DurationUnit::Hours => Value::Float(time::fractional(d, time::NANOS_PER_HOUR)),
+    }
 }
 
 /// `Substring(target, start, length[, utf8Safe])`, as pkg/ottl: `start` at least 0 and
@@ -793,6 +931,11 @@ fn path<'a>(
         (Target::Scope, Field::Version) => str_of(bytes_field(msg, 2)),
         (Target::Event, Field::Name) => str_of(bytes_field(msg, 2)),
         (Target::Event, Field::Time) => Value::Int(last_field(msg, 1, 1).map_or(0, fixed64) as i64),
+        (Target::Event, Field::TimeValue) => {
+            Value::Time(i128::from(last_field(msg, 1, 1).map_or(0, fixed64) as i64))
+        }
+        (Target::Span, Field::DroppedEventsCount) => Value::Int(varint_field(msg, 12)),
+        (Target::Span, Field::DroppedLinksCount) => Value::Int(varint_field(msg, 14)),
         (Target::Span, f) => span_path(SpanFieldsRead::new(msg), f),
         _ => Value::Nil,
     })
@@ -844,6 +987,9 @@ fn span_path<'a>(f: SpanFieldsRead<'a>, field: &Field) -> Value<'a> {
         }
         Field::StartTime => Value::Int(f.start as i64),
         Field::EndTime => Value::Int(f.end as i64),
+        // pdata's `AsTime`: `time.Unix(0, int64(ts))`.
+        Field::StartTimeValue => Value::Time(i128::from(f.start as i64)),
+        Field::EndTimeValue => Value::Time(i128::from(f.end as i64)),
         Field::DroppedAttributesCount => Value::Int(f.dropped_attributes),
         _ => Value::Nil,
     }

@@ -4,7 +4,8 @@
 //! at load with their position; [`eval`] evaluates it against one span's encoded bytes,
 //! reading only the fields it names.
 //!
-//! Supported: `and`, `or`, `not`, parentheses; `== != < <= > >=`; `+ - * /`; string, int,
+//! Supported: `and`, `or`, `not`, parentheses; `== != < <= > >=`; `+ - * /` (and `+ -` on
+//! times and durations, see [`time`]); string, int,
 //! float, bool, `nil` and `0x…` bytes literals; the span kind and status code enums; paths
 //! on the span (`name`, `kind`, `status.code`, `attributes["k"]`, …, also with a `span.`
 //! prefix), its resource (`resource.attributes["k"]`), its scope
@@ -12,10 +13,12 @@
 //! `attributes["k"]`, …, or with `spanevent.`) and its span (`span.name`, …); converters
 //! `IsMatch`, `IsString`, `IsInt`, `IsDouble`, `IsBool`, `IsMap`, `IsList`, `Len`, `Int`,
 //! `Double`, `String`, `Concat`, `HasPrefix`, `HasSuffix`, `ToLowerCase`, `ToUpperCase`,
-//! `IsRootSpan`, `ContainsValue` and `Substring`.
+//! `IsRootSpan`, `ContainsValue`, `Substring`, and the time converters (`Now`,
+//! `Duration`, `Unix`, `UnixNano`…, `Year`…, `Milliseconds`…, `TruncateTime`).
 
 pub mod eval;
 pub mod parse;
+pub mod time;
 pub mod types;
 
 pub use types::{Context, OttlError};

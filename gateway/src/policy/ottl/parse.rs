@@ -86,6 +86,16 @@ pub enum Field {
     EndTime,
     /// `time_unix_nano` of an event
     Time,
+    /// `start_time` (a time value)
+    StartTimeValue,
+    /// `end_time`
+    EndTimeValue,
+    /// `time` of an event
+    TimeValue,
+    /// `dropped_events_count` of a span
+    DroppedEventsCount,
+    /// `dropped_links_count` of a span
+    DroppedLinksCount,
     /// `attributes["k"]…`: the key, then indexes into maps and lists
     Attribute(String, Vec<Index>),
     /// `attributes` as a whole (for `Len`, `IsMap`)
@@ -146,6 +156,74 @@ pub enum Func {
     ContainsValue,
     /// `Substring(target, start, length[, utf8Safe])`
     Substring,
+    /// `Now()`
+    Now,
+    /// `Duration("1h30m")`, Go's `time.ParseDuration`
+    Duration,
+    /// `Unix(seconds[, nanoseconds])`
+    Unix,
+    /// A time's field or count since the epoch, an int (`UnixNano(t)`, `Hour(t)`, …)
+    TimePart(TimePart),
+    /// A duration in a unit (`Milliseconds(d)`, `Seconds(d)`, …)
+    DurationIn(DurationUnit),
+    /// `TruncateTime(t, d)`
+    TruncateTime,
+}
+
+impl Func {
+    /// The converter's name as conditions write it.
+    pub fn name(self) -> &'static str {
+        FUNCS
+            .iter()
+            .find(|(_, f, ..)| *f == self)
+            .map_or("?", |(n, ..)| *n)
+    }
+}
+
+/// What a time converter reads from a time, as an int.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimePart {
+    /// `UnixSeconds(t)`
+    UnixSeconds,
+    /// `UnixMilli(t)`
+    UnixMilli,
+    /// `UnixMicro(t)`
+    UnixMicro,
+    /// `UnixNano(t)`
+    UnixNano,
+    /// `Year(t)`
+    Year,
+    /// `Month(t)`, 1 to 12
+    Month,
+    /// `Day(t)` of the month
+    Day,
+    /// `Hour(t)`
+    Hour,
+    /// `Minute(t)`
+    Minute,
+    /// `Second(t)`
+    Second,
+    /// `Nanosecond(t)` within the second
+    Nanosecond,
+    /// `Weekday(t)`, 0 (Sunday) to 6
+    Weekday,
+}
+
+/// The unit a duration converter gives a duration in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DurationUnit {
+    /// `Nanoseconds(d)`, an int
+    Nanoseconds,
+    /// `Microseconds(d)`, an int
+    Microseconds,
+    /// `Milliseconds(d)`, an int
+    Milliseconds,
+    /// `Seconds(d)`, a double
+    Seconds,
+    /// `Minutes(d)`, a double
+    Minutes,
+    /// `Hours(d)`, a double
+    Hours,
 }
 
 /// Each converter: its name, and the fewest and most arguments it takes (more than the
@@ -170,6 +248,43 @@ const FUNCS: &[(&str, Func, usize, usize)] = &[
     ("IsRootSpan", Func::IsRootSpan, 0, 0),
     ("ContainsValue", Func::ContainsValue, 2, 2),
     ("Substring", Func::Substring, 3, 4),
+    ("Now", Func::Now, 0, 0),
+    ("Duration", Func::Duration, 1, 1),
+    ("Unix", Func::Unix, 1, 2),
+    ("UnixSeconds", Func::TimePart(TimePart::UnixSeconds), 1, 1),
+    ("UnixMilli", Func::TimePart(TimePart::UnixMilli), 1, 1),
+    ("UnixMicro", Func::TimePart(TimePart::UnixMicro), 1, 1),
+    ("UnixNano", Func::TimePart(TimePart::UnixNano), 1, 1),
+    ("Year", Func::TimePart(TimePart::Year), 1, 1),
+    ("Month", Func::TimePart(TimePart::Month), 1, 1),
+    ("Day", Func::TimePart(TimePart::Day), 1, 1),
+    ("Hour", Func::TimePart(TimePart::Hour), 1, 1),
+    ("Minute", Func::TimePart(TimePart::Minute), 1, 1),
+    ("Second", Func::TimePart(TimePart::Second), 1, 1),
+    ("Nanosecond", Func::TimePart(TimePart::Nanosecond), 1, 1),
+    ("Weekday", Func::TimePart(TimePart::Weekday), 1, 1),
+    (
+        "Nanoseconds",
+        Func::DurationIn(DurationUnit::Nanoseconds),
+        1,
+        1,
+    ),
+    (
+        "Microseconds",
+        Func::DurationIn(DurationUnit::Microseconds),
+        1,
+        1,
+    ),
+    (
+        "Milliseconds",
+        Func::DurationIn(DurationUnit::Milliseconds),
+        1,
+        1,
+    ),
+    ("Seconds", Func::DurationIn(DurationUnit::Seconds), 1, 1),
+    ("Minutes", Func::DurationIn(DurationUnit::Minutes), 1, 1),
+    ("Hours", Func::DurationIn(DurationUnit::Hours), 1, 1),
+    ("TruncateTime", Func::TruncateTime, 2, 2),
 ];
 
 /// A parsed expression.
@@ -837,6 +952,7 @@ fn resolve(ctx: Context, names: &[&str], idx: Vec<Index>) -> Result<(Target, Fie
         (Target::Scope, _) => return Err(unknown()),
         (Target::Event, ["name"]) => no_index(Field::Name)?,
         (Target::Event, ["time_unix_nano"]) => no_index(Field::Time)?,
+        (Target::Event, ["time"]) => no_index(Field::TimeValue)?,
         (Target::Event, _) => return Err(unknown()),
         (Target::Span, ["name"]) => no_index(Field::Name)?,
         (Target::Span, ["kind"]) => no_index(Field::Kind)?,
@@ -859,6 +975,10 @@ fn resolve(ctx: Context, names: &[&str], idx: Vec<Index>) -> Result<(Target, Fie
         }
         (Target::Span, ["start_time_unix_nano"]) => no_index(Field::StartTime)?,
         (Target::Span, ["end_time_unix_nano"]) => no_index(Field::EndTime)?,
+        (Target::Span, ["start_time"]) => no_index(Field::StartTimeValue)?,
+        (Target::Span, ["end_time"]) => no_index(Field::EndTimeValue)?,
+        (Target::Span, ["dropped_events_count"]) => no_index(Field::DroppedEventsCount)?,
+        (Target::Span, ["dropped_links_count"]) => no_index(Field::DroppedLinksCount)?,
         (Target::Span, _) => return Err(unknown()),
     };
     Ok((target, field))

@@ -235,6 +235,66 @@ fn span_event_conditions_read_the_event_and_its_span() {
     assert!(!t(r#"name == "GET /api/users""#));
 }
 
+/// Scenario: time values, as users write latency and age rules in OTTL (the sample span
+/// starts at 1970-01-01T00:00:01Z and lasts 750 ms; its event is 100 ms in).
+/// Guarantees: pkg/ottl's results: a time minus a time is a duration, a time plus a
+/// duration a time, times and durations compare with their own kind only, and the
+/// converters of ottlfuncs (Duration, Unix…, Milliseconds…, Year…) give Go's values.
+#[test]
+fn time_values_decide_as_ottl() {
+    let t = |c: &str| holds(Context::Span, c).unwrap_or_else(|e| panic!("{c}: {e}"));
+    for yes in [
+        r#"span.end_time - span.start_time == Duration("750ms")"#,
+        r#"end_time - start_time > Duration("500ms") and end_time - start_time < Duration("1s")"#,
+        r#"Milliseconds(end_time - start_time) == 750"#,
+        r#"Microseconds(end_time - start_time) == 750000"#,
+        r#"Nanoseconds(end_time - start_time) == 750000000"#,
+        r#"Seconds(end_time - start_time) == 0.75"#,
+        r#"Minutes(Duration("90s")) == 1.5 and Hours(Duration("90m")) == 1.5"#,
+        r#"Nanoseconds(Duration("-1.5us")) == -1500"#,
+        r#"Milliseconds(Duration("-1500us")) == -1"#,
+        "start_time < end_time and start_time <= start_time and not (start_time > end_time)",
+        "start_time == Unix(1)",
+        "end_time == Unix(1, 750000000) and end_time == Unix(2, -250000000)",
+        "UnixMilli(end_time) == 1750 and UnixSeconds(end_time) == 1",
+        "UnixNano(end_time) == end_time_unix_nano and UnixMicro(start_time) == 1000000",
+        r#"start_time + Duration("750ms") == end_time"#,
+        r#"end_time - Duration("750ms") == start_time"#,
+        r#"Duration("1s") + start_time == Unix(2)"#,
+        r#"Duration("1s") - Duration("250ms") == end_time - start_time"#,
+        "Now() > end_time",
+        r#"Now() - start_time > Duration("24h")"#,
+        "Year(start_time) == 1970 and Month(start_time) == 1 and Day(start_time) == 1",
+        "Hour(start_time) == 0 and Minute(start_time) == 0 and Second(start_time) == 1",
+        "Nanosecond(end_time) == 750000000 and Weekday(start_time) == 4",
+        r#"TruncateTime(end_time, Duration("1s")) == start_time"#,
+        r#"String(Duration("1s")) == "1000000000""#,
+        r#"String(end_time) == "\"1970-01-01T00:00:01.75Z\"""#,
+        // Kinds differ: never equal, only `!=` holds.
+        "start_time != 1000000000",
+        "start_time != start_time_unix_nano",
+        r#"Duration("1ns") != 1"#,
+        // An int with a double is a double, as pkg/ottl's math.
+        "1 + 1.5 == 2.5",
+        r#"attributes["http.response.status_code"] * 0.5 == 251.5"#,
+        "dropped_events_count == 0 and dropped_links_count == 0",
+    ] {
+        assert!(t(yes), "{yes} should hold");
+    }
+    for no in [
+        "start_time == 1000000000",
+        "start_time > 0",
+        r#"Duration("1s") == 1000000000"#,
+        r#"Duration("1s") < Duration("999ms")"#,
+        "start_time > end_time",
+    ] {
+        assert!(!t(no), "{no} should not hold");
+    }
+    let e = |c: &str| holds(Context::SpanEvent, c).unwrap_or_else(|e| panic!("{c}: {e}"));
+    assert!(e(r#"time - span.start_time == Duration("100ms")"#));
+    assert!(e(r#"spanevent.time == Unix(1, 100000000)"#));
+}
+
 /// Scenario: conditions that fail while evaluating. Guarantees: an error, not a panic or
 /// a silent false, so `error_mode` can decide.
 #[test]
@@ -242,7 +302,22 @@ fn evaluation_errors_are_errors() {
     for c in [
         r#"name + 1 == 2"#,
         "1 / 0 == 1",
-        "1 + 1.5 > 0",
+        // Time values: Go's ParseDuration errors, getters of the wrong kind (nil too),
+        // math pkg/ottl refuses.
+        r#"Duration("5") > Duration("1s")"#,
+        r#"Duration("1d") > Duration("1s")"#,
+        r#"Duration(attributes["missing"]) == nil"#,
+        r#"Duration(5) == nil"#,
+        "UnixNano(start_time_unix_nano) == 1",
+        "Unix(1.5) == start_time",
+        "Seconds(start_time) > 0",
+        r#"TruncateTime(start_time, "1s") == start_time"#,
+        "start_time * 2 == start_time",
+        "start_time + start_time == start_time",
+        r#"Duration("1s") - start_time == nil"#,
+        r#"Duration("1s") * 2 == nil"#,
+        r#"-Duration("1s") == nil"#,
+        "start_time + 1 == start_time",
         r#"Len(attributes["ratio"]) == 1"#,
         r#"HasPrefix(attributes["ratio"], "a")"#,
         r#"HasPrefix(attributes["missing"], "a")"#,
