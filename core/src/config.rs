@@ -114,7 +114,7 @@ pub fn system_source(scheme: &str, name: &str) -> Result<Option<String>, String>
 /// `$$` stands for one `$`. Integers written with digit separators (`100_000`, as the
 /// Collector's docs write them and Go's YAML reads them) become plain integers. A value is
 /// written so that YAML reads it as its text (quoted or escaped where it sits, see
-/// [`write_value`]), so line numbers are unchanged.
+/// `write_value`), so line numbers are unchanged.
 pub fn collector_text(path: &Path, text: &str, source: &Source<'_>) -> Result<String, ConfigError> {
     let (expanded, failures) = collector_text_lenient(text, source);
     match failures.into_iter().next() {

@@ -12,7 +12,7 @@
 //! * [`sink`]: the verifying backend.
 //! * [`report`]: the joined report and its checks.
 //! * [`demo`]: the local cluster.
-//! * [`bench`]: components as their own processes, measured by their own CPU accounting.
+//! * [`bench`](mod@bench): components as their own processes, measured by their own CPU accounting.
 //! * [`chaos`]: a cluster of real processes that scales, rolls, crashes and loses its
 //!   backend under load, each change verified.
 

@@ -33,7 +33,7 @@ pub struct ReplayPool {
 }
 
 impl ReplayPool {
-    /// Encodes [`POOL`] requests of `spans_per_request` spans from traces of about
+    /// Encodes `POOL` requests of `spans_per_request` spans from traces of about
     /// `spans_per_trace` spans (50% to 150% of it, as the generator draws them).
     pub fn new(spans_per_request: usize, spans_per_trace: u32, seed: u64) -> Self {
         let mut gen = Generator::new(GenConfig {

@@ -1,5 +1,5 @@
 //! The lowest layer of the wire code: a bounds-checked cursor over protobuf bytes
-//! ([`Reader`]) and the errors of reading them. [`crate::wire::scan`] and
+//! (`Reader`) and the errors of reading them. [`crate::wire::scan`] and
 //! [`crate::wire::validate`] both read with it; it depends on nothing else.
 
 use std::ops::Range;

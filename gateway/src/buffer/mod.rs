@@ -576,7 +576,7 @@ fn worst_case_charge(body_len: usize, scan: &Scan, spans: u64) -> u64 {
 /// span id may be left out), in the span's own field.
 const SMALLEST_SPAN_BYTES: u64 = 20;
 
-/// What [`worst_case_charge`] charges per span beyond the request's bytes: its handle, its
+/// What `worst_case_charge` charges per span beyond the request's bytes: its handle, its
 /// charge and a trace of its own. The router cuts requests weighing spans by the same
 /// figure (`tailgate_core::wire::split::GATEWAY_SPAN_CHARGE`, held equal by a test).
 pub fn span_admission_charge() -> u64 {
@@ -586,7 +586,7 @@ pub fn span_admission_charge() -> u64 {
 }
 
 /// What a request of `body_len` bytes may be charged at admission at most: every span the
-/// smallest there is, each the start of a trace ([`worst_case_charge`] without its
+/// smallest there is, each the start of a trace (`worst_case_charge` without its
 /// headers): about fourteen times its size.
 pub fn largest_request_charge(body_len: u64) -> u64 {
     let spans = body_len / SMALLEST_SPAN_BYTES;

@@ -27,10 +27,10 @@ const GROW_BY_ARRIVAL_FROM: usize = 16;
 /// Makes room in a full `list` for the `arriving` spans of its trace that came in one
 /// batch. A doubling list of a large trace whose parts come in several requests is
 /// about a third empty on average (a 520-span trace in a 1,024-span list), and buffered
-/// spans are most of a gateway's memory. From [`GROW_BY_ARRIVAL_FROM`] spans a list grows
+/// spans are most of a gateway's memory. From `GROW_BY_ARRIVAL_FROM` spans a list grows
 /// by the batch's part, and by at least a quarter so that a trace arriving a span at a
 /// time is still copied a bounded number of times per span. A list leaving the slot takes
-/// room for [`FIRST_SPILL`] at once: requests seldom hold a trace's spans together, so
+/// room for `FIRST_SPILL` at once: requests seldom hold a trace's spans together, so
 /// the batch's part is not known there, and doubling from two made a trace of five to
 /// eight spans allocate twice (about 5% of the CPU with 8-span traces; see
 /// docs/benchmarks.md).
@@ -52,7 +52,7 @@ pub fn make_room(list: &mut SpanList, arriving: impl FnOnce() -> usize) {
 const FIRST_SPILL: usize = 8;
 
 /// The capacity of a new trace's list for the `n` of its spans that lie together at the
-/// start of its batch: inline when they fit, else at least [`FIRST_SPILL`], as when a list
+/// start of its batch: inline when they fit, else at least `FIRST_SPILL`, as when a list
 /// leaves the slot (a trace's other spans in a request may follow under other resources,
 /// and growing 3, 6, 12 made three allocations for a trace of eight to twelve spans).
 pub fn first_capacity(n: usize) -> usize {
@@ -73,7 +73,7 @@ pub struct TraceEntry {
     /// Its summary (`summary.bytes`: its spans' encoded bytes, what policies and
     /// `maximum_trace_size_bytes` read).
     pub summary: TraceSummary,
-    /// What it counts against the byte limits: its spans' charges (see [`BufferedSpan`]).
+    /// What it counts against the byte limits: its spans' charges (see [`BufferedSpan`](super::BufferedSpan)).
     pub held: u64,
 }
 

@@ -294,7 +294,7 @@ impl BufferedSpan {
     /// is given, and appends them to `out`. Spans that came in the same request share one
     /// new buffer and keep their resource and scope headers; with `resource`, they take
     /// their request's headers with the resources' attributes rewritten, written once per
-    /// request and shared by its kept traces (see [`RewrittenTable`]).
+    /// request and shared by its kept traces (see `RewrittenTable`).
     pub fn rewrite_all(
         spans: &[SpanRef<'_>],
         mut rewrite: impl FnMut(&[u8], &mut Vec<u8>),
@@ -520,7 +520,7 @@ impl SpanList {
     }
 
     /// Adds the span at `range` of `req`: without a count of its own when the nearest
-    /// handle among the last [`RUN_LOOK_BACK`] spans is `req`'s (the span joins that run).
+    /// handle among the last `RUN_LOOK_BACK` spans is `req`'s (the span joins that run).
     #[inline]
     pub fn push_in(&mut self, req: &Arc<RequestBytes>, range: SpanRange) {
         let in_run = self
