@@ -55,7 +55,15 @@ enum Command {
     /// Validate a policy file and print the compiled plan in plain words.
     CheckPolicies {
         /// The policy file.
-        file: PathBuf,
+        #[arg(
+            value_name = "FILE",
+            required_unless_present = "policies",
+            conflicts_with = "policies"
+        )]
+        file: Option<PathBuf>,
+        /// The policy file, named as `explain` and the server take it.
+        #[arg(long, value_name = "FILE")]
+        policies: Option<PathBuf>,
         /// The tail_sampling processor to use from a whole Collector config.
         #[arg(long, value_name = "NAME")]
         processor: Option<String>,
@@ -93,8 +101,16 @@ fn main() -> ExitCode {
     {
         return explain(policies, processor.as_deref(), traces, trace_id.as_deref());
     }
-    if let Some(Command::CheckPolicies { file, processor }) = &args.command {
-        return check_policies(file, processor.as_deref());
+    if let Some(Command::CheckPolicies {
+        file,
+        policies,
+        processor,
+    }) = &args.command
+    {
+        // clap requires one of the two.
+        if let Some(file) = file.as_ref().or(policies.as_ref()) {
+            return check_policies(file, processor.as_deref());
+        }
     }
     let (Some(config_path), Some(policies_path)) = (&args.config, &args.policies) else {
         eprintln!("error: --config FILE and --policies FILE are both required (see --help)");
