@@ -42,6 +42,9 @@ pub enum Value<'a> {
     Time(i128),
     /// A duration (`Duration("1s")`, a time minus a time): nanoseconds, Go's `int64`.
     Duration(i64),
+    /// A span's events or links (pdata's slices of them, for `Len`): the span message and
+    /// the field number of the repeated messages.
+    Messages(&'a [u8], u32),
 }
 
 /// Which id an [`Value::Id`] is.
@@ -111,6 +114,8 @@ fn kind(v: &Value<'_>) -> &'static str {
         Value::Id(IdKind::Span, _) => "a span id",
         Value::Time(_) => "a time",
         Value::Duration(_) => "a duration",
+        Value::Messages(_, 11) => "span events",
+        Value::Messages(..) => "span links",
     }
 }
 
@@ -270,7 +275,7 @@ fn to_string(v: &Value<'_>) -> Option<Vec<u8>> {
         // nanoseconds), as OTTL's string getter writes values of other types.
         Value::Time(t) => return time::json(*t).map(String::into_bytes),
         Value::Duration(d) => d.to_string().into_bytes(),
-        Value::Map(..) | Value::List(_) => return None,
+        Value::Map(..) | Value::List(_) | Value::Messages(..) => return None,
     })
 }
 
@@ -323,16 +328,37 @@ fn call<'a>(
             let f = SpanFieldsRead::new(input.span);
             Value::Bool(f.parent_span_id.iter().all(|&b| b == 0))
         }
-        Func::IsMatch => is_match(&arg(0)?, regex)?,
+        Func::IsMatch => match regex {
+            Some(re) => is_match(&arg(0)?, re)?,
+            // A pattern the condition reads (not a literal): compiled for this
+            // evaluation, as pkg/ottl compiles a pattern that is not a literal.
+            None => {
+                let target = arg(0)?;
+                let pattern = match arg(1)? {
+                    Value::Str(p) => String::from_utf8_lossy(&p).into_owned(),
+                    other => return Err(expects(func, "a string pattern", &other)),
+                };
+                let re = crate::go_regex::bytes_regex(&pattern).map_err(|e| {
+                    OttlError::Eval(format!("IsMatch: invalid regular expression: {e}"))
+                })?;
+                is_match(&target, &re)?
+            }
+        },
         Func::IsString => Value::Bool(matches!(arg(0)?, Value::Str(_))),
         Func::IsInt => Value::Bool(matches!(arg(0)?, Value::Int(_))),
         Func::IsDouble => Value::Bool(matches!(arg(0)?, Value::Float(_))),
         Func::IsBool => Value::Bool(matches!(arg(0)?, Value::Bool(_))),
         Func::IsMap => Value::Bool(matches!(arg(0)?, Value::Map(..))),
-        Func::IsList => Value::Bool(matches!(arg(0)?, Value::List(_))),
-        Func::Len => len(arg(0)?)?,
-        Func::Int => to_int(arg(0)?),
-        Func::Double => to_double(arg(0)?),
+        // A list literal is a list (`[]any`) to these two, as in pkg/ottl.
+        Func::IsList => Value::Bool(
+            matches!(args.first(), Some(Expr::List(_))) || matches!(arg(0)?, Value::List(_)),
+        ),
+        Func::Len => match args.first() {
+            Some(Expr::List(items)) => Value::Int(items.len() as i64),
+            _ => len(arg(0)?)?,
+        },
+        Func::Int => to_int(arg(0)?)?,
+        Func::Double => to_double(arg(0)?)?,
         Func::String => match arg(0)? {
             Value::Str(s) => Value::Str(s),
             other => to_string(&other).map_or(Value::Nil, |s| Value::Str(Cow::Owned(s))),
@@ -516,13 +542,7 @@ fn substring<'a>(
 
 /// `IsMatch(target, pattern)`: a nil target does not match; numbers and booleans match as
 /// their string forms.
-fn is_match<'a>(
-    target: &Value<'_>,
-    regex: Option<&regex::bytes::Regex>,
-) -> Result<Value<'a>, OttlError> {
-    let Some(re) = regex else {
-        return Ok(Value::Bool(false));
-    };
+fn is_match<'a>(target: &Value<'_>, re: &regex::bytes::Regex) -> Result<Value<'a>, OttlError> {
     Ok(match target {
         Value::Nil => Value::Bool(false),
         Value::Str(s) => Value::Bool(re.is_match(s)),
@@ -544,6 +564,12 @@ fn len<'a>(v: Value<'_>) -> Result<Value<'a>, OttlError> {
         Value::Str(s) => Value::Int(s.len() as i64),
         Value::Bytes(b) => Value::Int(b.len() as i64),
         Value::Map(msg, field) => Value::Int(map_entries(msg, field).count() as i64),
+        Value::Messages(msg, field) => Value::Int(
+            (0..)
+                .scan(0, |pos, _| next_field(msg, pos))
+                .filter(|&(f, wt, ..)| f == field && wt == 2)
+                .count() as i64,
+        ),
         Value::List(msg) => Value::Int(list_items(msg).count() as i64),
         other => {
             return Err(OttlError::Eval(format!(
@@ -554,9 +580,11 @@ fn len<'a>(v: Value<'_>) -> Result<Value<'a>, OttlError> {
     })
 }
 
-/// `Int(v)`: nil for what does not convert.
-fn to_int<'a>(v: Value<'_>) -> Value<'a> {
-    match v {
+/// `Int(v)`, as pkg/ottl's `IntLikeGetter`: `nil` stays `nil`, and so does a string that
+/// is not a decimal integer; a value of another kind (bytes, a map, a time) is an error.
+fn to_int<'a>(v: Value<'_>) -> Result<Value<'a>, OttlError> {
+    Ok(match v {
+        Value::Nil => Value::Nil,
         Value::Int(i) => Value::Int(i),
         Value::Float(f) => Value::Int(f as i64),
         Value::Bool(b) => Value::Int(i64::from(b)),
@@ -564,22 +592,44 @@ fn to_int<'a>(v: Value<'_>) -> Value<'a> {
             .ok()
             .and_then(|s| s.parse::<i64>().ok())
             .map_or(Value::Nil, Value::Int),
-        _ => Value::Nil,
-    }
+        other => {
+            return Err(expects(
+                Func::Int,
+                "a number, a string or a boolean",
+                &other,
+            ))
+        }
+    })
 }
 
-/// `Double(v)`: nil for what does not convert.
-fn to_double<'a>(v: Value<'_>) -> Value<'a> {
-    match v {
+/// `Double(v)`, as pkg/ottl's `FloatLikeGetter`: `nil` stays `nil`; a string that is not a
+/// number is an error (Go's `strconv.ParseFloat` fails), as is a value of another kind.
+fn to_double<'a>(v: Value<'_>) -> Result<Value<'a>, OttlError> {
+    Ok(match v {
+        Value::Nil => Value::Nil,
         Value::Int(i) => Value::Float(i as f64),
         Value::Float(f) => Value::Float(f),
         Value::Bool(b) => Value::Float(if b { 1.0 } else { 0.0 }),
-        Value::Str(s) => std::str::from_utf8(&s)
+        Value::Str(s) => match std::str::from_utf8(&s)
             .ok()
-            .and_then(|s| s.parse::<f64>().ok())
-            .map_or(Value::Nil, Value::Float),
-        _ => Value::Nil,
-    }
+            .and_then(|t| t.parse::<f64>().ok())
+        {
+            Some(f) => Value::Float(f),
+            None => {
+                return Err(OttlError::Eval(format!(
+                    "Double: {:?} is not a number",
+                    String::from_utf8_lossy(&s)
+                )))
+            }
+        },
+        other => {
+            return Err(expects(
+                Func::Double,
+                "a number, a string or a boolean",
+                &other,
+            ))
+        }
+    })
 }
 
 /// `Concat([items], delimiter)`: each item in its string form, nil as Go prints it.
@@ -588,22 +638,36 @@ fn concat<'a>(
     delim: &Value<'_>,
     input: &SpanInput<'a>,
 ) -> Result<Value<'a>, OttlError> {
-    let Some(Expr::List(items)) = args.first() else {
-        return Err(OttlError::Eval("Concat takes a list".into()));
-    };
     let Some(delim) = string_arg(delim, "Concat")? else {
         return Err(OttlError::Eval("Concat's delimiter is nil".into()));
     };
     let mut out = Vec::new();
-    for (i, item) in items.iter().enumerate() {
+    let mut push = |i: usize, v: Value<'_>| {
         if i > 0 {
             out.extend_from_slice(delim);
         }
-        match value(item, input)? {
+        match v {
             // As Go's fmt prints a nil.
             Value::Nil => out.extend_from_slice(b"<nil>"),
             v => out.extend_from_slice(&to_string(&v).unwrap_or_default()),
         }
+    };
+    match args.first() {
+        Some(Expr::List(items)) => {
+            for (i, item) in items.iter().enumerate() {
+                push(i, value(item, input)?);
+            }
+        }
+        // A list the condition reads (`Concat(attributes["tags"], ",")`).
+        Some(e) => match value(e, input)? {
+            Value::List(l) => {
+                for (i, item) in list_items(l).enumerate() {
+                    push(i, any_value(item));
+                }
+            }
+            other => return Err(expects(Func::Concat, "a list", &other)),
+        },
+        None => return Err(OttlError::Eval("Concat takes a list".into())),
     }
     Ok(Value::Str(Cow::Owned(out)))
 }
@@ -935,6 +999,14 @@ fn path<'a>(
             Value::Time(i128::from(last_field(msg, 1, 1).map_or(0, fixed64) as i64))
         }
         (Target::Span, Field::DroppedEventsCount) => Value::Int(varint_field(msg, 12)),
+        (Target::Span, Field::Events) => Value::Messages(msg, 11),
+        (Target::Span, Field::Links) => Value::Messages(msg, 13),
+        // `schema_url` sits beside the resource (scope) in its `ResourceSpans` (`ScopeSpans`).
+        (Target::Resource, Field::SchemaUrl) => str_of(bytes_field(input.resource, 3)),
+        (Target::Scope, Field::SchemaUrl) => str_of(bytes_field(input.scope, 3)),
+        // Nothing writes the cache in a condition: an empty map, and `nil` in it.
+        (_, Field::Cache(idx)) if idx.is_empty() => Value::Map(&[], 1),
+        (_, Field::Cache(_)) => Value::Nil,
         (Target::Span, Field::DroppedLinksCount) => Value::Int(varint_field(msg, 14)),
         (Target::Span, f) => span_path(SpanFieldsRead::new(msg), f),
         _ => Value::Nil,
@@ -955,6 +1027,15 @@ fn span_path<'a>(f: SpanFieldsRead<'a>, field: &Field) -> Value<'a> {
     match field {
         Field::Name => str_of(f.name),
         Field::Kind => Value::Int(f.kind),
+        Field::KindDeprecatedString => str_of(match f.kind {
+            0 => b"SPAN_KIND_UNSPECIFIED".as_slice(),
+            1 => b"SPAN_KIND_INTERNAL",
+            2 => b"SPAN_KIND_SERVER",
+            3 => b"SPAN_KIND_CLIENT",
+            4 => b"SPAN_KIND_PRODUCER",
+            5 => b"SPAN_KIND_CONSUMER",
+            _ => b"",
+        }),
         Field::KindString => str_of(match f.kind {
             1 => b"Internal".as_slice(),
             2 => b"Server",

@@ -15,6 +15,7 @@
 //! `Double`, `String`, `Concat`, `HasPrefix`, `HasSuffix`, `ToLowerCase`, `ToUpperCase`,
 //! `IsRootSpan`, `ContainsValue`, `Substring`, and the time converters (`Now`,
 //! `Duration`, `Unix`, `UnixNano`…, `Year`…, `Milliseconds`…, `TruncateTime`).
+//! docs/policies.md lists the paths, the semantics and each departure from pkg/ottl.
 
 pub mod eval;
 pub mod parse;

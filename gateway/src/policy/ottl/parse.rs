@@ -62,6 +62,17 @@ pub enum Field {
     Kind,
     /// `kind.string` (`"Server"`, …)
     KindString,
+    /// `kind.deprecated_string` (`"SPAN_KIND_SERVER"`, …)
+    KindDeprecatedString,
+    /// `schema_url` of the resource or the scope (a field of the `ResourceSpans` or
+    /// `ScopeSpans` that holds it)
+    SchemaUrl,
+    /// `events` of a span (for `Len`)
+    Events,
+    /// `links` of a span (for `Len`)
+    Links,
+    /// `cache`, `cache["k"]…`: the statement cache, always empty in a condition
+    Cache(Vec<Index>),
     /// `status.code`
     StatusCode,
     /// `status.message`
@@ -686,6 +697,7 @@ impl Parser<'_> {
     }
 
     fn additive(&mut self) -> Result<Expr, OttlError> {
+        let start = self.pos;
         let mut left = self.term()?;
         loop {
             let op = match self.peek() {
@@ -693,13 +705,17 @@ impl Parser<'_> {
                 Some(Tok::Punct("-")) => MathOp::Sub,
                 _ => return Ok(left),
             };
+            self.check_operand(&left, start)?;
             self.pos += 1;
+            let start = self.pos;
             let right = self.term()?;
+            self.check_operand(&right, start)?;
             left = Expr::Math(Box::new(left), op, Box::new(right));
         }
     }
 
     fn term(&mut self) -> Result<Expr, OttlError> {
+        let start = self.pos;
         let mut left = self.unary()?;
         loop {
             let op = match self.peek() {
@@ -707,10 +723,40 @@ impl Parser<'_> {
                 Some(Tok::Punct("/")) => MathOp::Div,
                 _ => return Ok(left),
             };
+            self.check_operand(&left, start)?;
             self.pos += 1;
+            let start = self.pos;
             let right = self.unary()?;
+            self.check_operand(&right, start)?;
             left = Expr::Math(Box::new(left), op, Box::new(right));
         }
+    }
+
+    /// An operand of `+ - * /` (starting at token `first`): OTTL's grammar takes numbers,
+    /// paths, converters and parenthesised math there (`mathExprLiteral`), so a string,
+    /// a boolean, `nil`, an enum or a comparison is refused at load, as the Collector
+    /// refuses to start with one.
+    fn check_operand(&self, e: &Expr, first: usize) -> Result<(), OttlError> {
+        fn math_value(e: &Expr) -> bool {
+            match e {
+                Expr::Int(_) | Expr::Float(_) | Expr::Path(..) | Expr::Call(..) => true,
+                Expr::Math(..) => true,
+                Expr::Neg(inner) => math_value(inner),
+                _ => false,
+            }
+        }
+        let tok = |i: usize| self.toks.get(i).map(|(t, _)| t);
+        let is_enum = matches!(tok(first), Some(Tok::Ident(id)) if id.starts_with(|c: char| c.is_ascii_uppercase()))
+            && !matches!(tok(first + 1), Some(Tok::Punct("(")));
+        if math_value(e) && !is_enum {
+            return Ok(());
+        }
+        let at = self.toks.get(first).map_or(self.src.len(), |(_, at)| *at);
+        Err(err(
+            self.src,
+            at,
+            "math (+ - * /) takes numbers, paths, converters and parenthesised math, not this value",
+        ))
     }
 
     fn unary(&mut self) -> Result<Expr, OttlError> {
@@ -841,12 +887,9 @@ impl Parser<'_> {
                 crate::go_regex::bytes_regex(pattern)
                     .map_err(|e| err(self.src, at, &format!("invalid regular expression: {e}")))?,
             )),
-            (Func::IsMatch, _) => {
-                return Err(err(
-                    self.src,
-                    at,
-                    "IsMatch's pattern must be a string literal",
-                ))
+            // A pattern read at evaluation is compiled there, as pkg/ottl does.
+            (Func::IsMatch, Some(Expr::List(_))) => {
+                return Err(err(self.src, at, "IsMatch's pattern must be a string"))
             }
             _ => None,
         };
@@ -856,13 +899,6 @@ impl Parser<'_> {
                 self.src,
                 at,
                 "Substring's utf8Safe must be true or false",
-            ));
-        }
-        if func == Func::Concat && !matches!(args.first(), Some(Expr::List(_))) {
-            return Err(err(
-                self.src,
-                at,
-                "Concat takes a list ([a, b]) and a delimiter",
             ));
         }
         Ok(Expr::Call(func, args, regex))
@@ -946,6 +982,8 @@ fn resolve(ctx: Context, names: &[&str], idx: Vec<Index>) -> Result<(Target, Fie
     let field = match (target, rest) {
         (_, ["attributes"]) => attributes(idx)?,
         (_, ["dropped_attributes_count"]) => no_index(Field::DroppedAttributesCount)?,
+        (Target::Resource | Target::Scope, ["schema_url"]) => no_index(Field::SchemaUrl)?,
+        (Target::Span | Target::Event, ["cache"]) => Field::Cache(idx),
         (Target::Resource, _) => return Err(unknown()),
         (Target::Scope, ["name"]) => no_index(Field::Name)?,
         (Target::Scope, ["version"]) => no_index(Field::Version)?,
@@ -957,6 +995,9 @@ fn resolve(ctx: Context, names: &[&str], idx: Vec<Index>) -> Result<(Target, Fie
         (Target::Span, ["name"]) => no_index(Field::Name)?,
         (Target::Span, ["kind"]) => no_index(Field::Kind)?,
         (Target::Span, ["kind", "string"]) => no_index(Field::KindString)?,
+        (Target::Span, ["kind", "deprecated_string"]) => no_index(Field::KindDeprecatedString)?,
+        (Target::Span, ["events"]) => no_index(Field::Events)?,
+        (Target::Span, ["links"]) => no_index(Field::Links)?,
         (Target::Span, ["status", "code"]) => no_index(Field::StatusCode)?,
         (Target::Span, ["status", "message"]) => no_index(Field::StatusMessage)?,
         (Target::Span, ["trace_id"]) => no_index(Field::TraceId)?,

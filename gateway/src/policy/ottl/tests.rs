@@ -78,6 +78,7 @@ fn sample() -> Encoded {
         ..Default::default()
     };
     let resource = ResourceSpans {
+        schema_url: "https://opentelemetry.io/schemas/1.26.0".into(),
         resource: Some(Resource {
             attributes: vec![
                 kv("service.name", s("checkout")),
@@ -153,6 +154,18 @@ fn span_conditions_decide_as_ottl() {
         r#"IsList(attributes["tags"]) and IsMap(attributes["user"])"#,
         r#"Len(attributes["tags"]) == 2 and Len(name) == 14 and Len("é") == 2"#,
         r#"Int("42") == 42 and Int("x") == nil and Double("1.5") == 1.5"#,
+        r#"Int(attributes["missing"]) == nil and Double(attributes["missing"]) == nil"#,
+        // Paths for `Len` and the rest of ottlspan's.
+        "Len(span.events) == 1 and Len(links) == 0",
+        r#"kind.deprecated_string == "SPAN_KIND_SERVER""#,
+        r#"cache["x"] == nil and Len(cache) == 0"#,
+        r#"resource.schema_url == "https://opentelemetry.io/schemas/1.26.0""#,
+        r#"instrumentation_scope.schema_url == """#,
+        // A list literal is a list to IsList and Len; Concat takes a list the span holds.
+        r#"IsList(["a"]) and Len(["a", "b"]) == 2"#,
+        r#"Concat(attributes["tags"], ",") == "a,b""#,
+        // A pattern the span holds, compiled at evaluation.
+        r#"IsMatch(name, attributes["http.route"])"#,
         r#"String(attributes["http.response.status_code"]) == "503""#,
         r#"Concat([resource.attributes["service.name"], name], " ") == "checkout GET /api/users""#,
         r#"HasPrefix(name, "GET") and HasSuffix(name, "users")"#,
@@ -340,6 +353,18 @@ fn evaluation_errors_are_errors() {
         r#"Substring(attributes["http.response.status_code"], 0, 1) == "5""#,
         r#"Substring(name, 0, 1.5) == "x""#,
         r#"Substring("héllo", 0, 6, true) == "x""#,
+        // Double of a string that is not a number fails (Go's ParseFloat), and Int and
+        // Double of a kind they do not convert (pkg/ottl's IntLikeGetter, FloatLikeGetter).
+        r#"Double("abc") == nil"#,
+        r#"Double("") == nil"#,
+        "Int(trace_id) == nil",
+        "Int(start_time) == 1",
+        r#"Double(Duration("1s")) == 1"#,
+        r#"Double(attributes["user"]) == nil"#,
+        // A pattern read at evaluation: nil, or not a regular expression.
+        r#"IsMatch(name, attributes["missing"])"#,
+        r#"IsMatch(name, Concat(["(", "x"], ""))"#,
+        r#"Concat(name, ",") == "x""#,
     ] {
         assert!(
             matches!(holds(Context::Span, c), Err(OttlError::Eval(_))),
@@ -392,6 +417,23 @@ fn mistakes_are_refused_at_load_with_their_position() {
             "{c}"
         );
     }
+    // Math takes numbers, paths, converters and parenthesised math (OTTL's
+    // mathExprLiteral): the Collector refuses the rest when it starts.
+    for (c, column) in [
+        (r#""a" + "b" == "ab""#, 1),
+        ("true + 1 == 2", 1),
+        ("nil + 1 == 1", 1),
+        ("kind == SPAN_KIND_CLIENT - 1", 9),
+        ("1 * (kind == 1) == 1", 5),
+        (r#"attributes["n"] - "1" == 0"#, 19),
+    ] {
+        let (at, message) = col(Context::Span, c);
+        assert!(message.contains("math"), "{c}: {message}");
+        assert_eq!(at, column, "{c}");
+    }
+    assert!(col(Context::Span, r#"IsMatch(name, ["a"])"#)
+        .1
+        .contains("pattern must be a string"));
     assert!(col(Context::SpanEvent, "IsRootSpan()")
         .1
         .contains("only available in span"));
