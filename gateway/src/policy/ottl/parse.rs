@@ -398,7 +398,9 @@ impl Lexer {
                 Self::string(src, i)?
             } else if c == b'0' && matches!(b.get(i + 1), Some(b'x' | b'X')) {
                 Self::bytes(src, i)?
-            } else if c.is_ascii_digit() {
+            } else if c.is_ascii_digit()
+                || (c == b'.' && b.get(i + 1).is_some_and(u8::is_ascii_digit))
+            {
                 Self::number(src, i)?
             } else if c.is_ascii_alphabetic() || c == b'_' {
                 let end = i + b[i..]
@@ -469,7 +471,8 @@ impl Lexer {
         Ok((Tok::Bytes(bytes), end))
     }
 
-    /// An integer, or a float when a dot and a digit follow the integer part.
+    /// An integer, or a float as OTTL's lexer reads one (`\d*\.\d+([eE][-+]?\d+)?`: a
+    /// dot and a digit after the integer part, which may be empty, then an exponent).
     fn number(src: &str, start: usize) -> Result<(Tok, usize), OttlError> {
         let b = src.as_bytes();
         let digits =
@@ -478,6 +481,12 @@ impl Lexer {
         let float = b.get(i) == Some(&b'.') && b.get(i + 1).is_some_and(u8::is_ascii_digit);
         if float {
             i = digits(i + 1);
+            if matches!(b.get(i), Some(b'e' | b'E')) {
+                let sign = usize::from(matches!(b.get(i + 1), Some(b'+' | b'-')));
+                if b.get(i + 1 + sign).is_some_and(u8::is_ascii_digit) {
+                    i = digits(i + 1 + sign);
+                }
+            }
         }
         let text = &src[start..i];
         let tok = if float {
@@ -760,6 +769,14 @@ impl Parser<'_> {
     }
 
     fn unary(&mut self) -> Result<Expr, OttlError> {
+        // A sign before a number is part of it in OTTL's lexer (`+5`); unary plus changes
+        // nothing, as pkg/ottl's math.
+        if self.eat_punct("+") {
+            self.enter()?;
+            let e = self.unary()?;
+            self.depth -= 1;
+            return Ok(e);
+        }
         if self.eat_punct("-") {
             self.enter()?;
             let e = match self.unary()? {

@@ -289,6 +289,9 @@ fn time_values_decide_as_ottl() {
         r#"Duration("1ns") != 1"#,
         // An int with a double is a double, as pkg/ottl's math.
         "1 + 1.5 == 2.5",
+        // Numbers as OTTL's lexer reads them.
+        r#"attributes["ratio"] == .5 and -.5 < 0 and +5 == 5"#,
+        "1.5e3 == 1500 and 2.5E-1 == 0.25 and 1.0e+2 == 100",
         r#"attributes["http.response.status_code"] * 0.5 == 251.5"#,
         "dropped_events_count == 0 and dropped_links_count == 0",
     ] {
@@ -431,6 +434,8 @@ fn mistakes_are_refused_at_load_with_their_position() {
         assert!(message.contains("math"), "{c}: {message}");
         assert_eq!(at, column, "{c}");
     }
+    // An exponent needs a fraction in OTTL's lexer: `1e3` is `1` and a name.
+    assert!(col(Context::Span, "1e3 == 1000").1.contains("unexpected"));
     assert!(col(Context::Span, r#"IsMatch(name, ["a"])"#)
         .1
         .contains("pattern must be a string"));
