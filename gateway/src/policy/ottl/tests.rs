@@ -462,3 +462,181 @@ fn mistakes_are_refused_at_load_with_their_position() {
     let deep = format!("{}1 == 1", "-".repeat(10_000));
     assert!(col(Context::Span, &deep).1.contains("nested more than"));
 }
+
+/// Words conditions are made of: paths, converters, operators, literals, brackets.
+const WORDS: &[&str] = &[
+    "name",
+    "span.name",
+    "kind",
+    "start_time",
+    "end_time",
+    "start_time_unix_nano",
+    "trace_id",
+    "span_id.string",
+    "attributes",
+    "attributes[\"ratio\"]",
+    "attributes[\"tags\"]",
+    "attributes[\"user\"][\"tier\"]",
+    "attributes[\"tags\"][0]",
+    "resource.attributes",
+    "resource.schema_url",
+    "events",
+    "cache",
+    "Duration(",
+    "Now()",
+    "Unix(",
+    "UnixNano(",
+    "Seconds(",
+    "Hour(",
+    "TruncateTime(",
+    "Int(",
+    "Double(",
+    "String(",
+    "Len(",
+    "IsMatch(",
+    "Concat(",
+    "Substring(",
+    "ContainsValue(",
+    "IsRootSpan()",
+    "(",
+    ")",
+    "[",
+    "]",
+    ",",
+    "==",
+    "!=",
+    "<",
+    ">=",
+    "+",
+    "-",
+    "*",
+    "/",
+    "and",
+    "or",
+    "not",
+    "nil",
+    "true",
+    "1",
+    "-1",
+    "0",
+    ".5",
+    "1.5e3",
+    "9223372036854775807",
+    "\"1s\"",
+    "\"-2h\"",
+    "\"x\"",
+    "\"(\"",
+    "\"\"",
+    "0x01",
+    "SPAN_KIND_SERVER",
+    "STATUS_CODE_ERROR",
+];
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig {
+        cases: 2_000,
+        failure_persistence: None,
+        ..Default::default()
+    })]
+
+    /// Scenario: conditions made of random sequences of OTTL's words, and arbitrary
+    /// bytes as the span. Guarantees: parsing never panics and an error names a column
+    /// inside the condition; evaluating what parses never panics, on the sample span or
+    /// on bytes that are no span at all.
+    #[test]
+    fn random_conditions_never_panic(
+        words in proptest::collection::vec(proptest::sample::select(WORDS), 1..14),
+        junk in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..64),
+    ) {
+        let cond = words.join(" ");
+        let e = sample();
+        for ctx in [Context::Span, Context::SpanEvent] {
+            match Condition::new(&cond, ctx) {
+                Err(OttlError::Parse { column, .. }) => {
+                    proptest::prop_assert!(column >= 1 && column <= cond.chars().count() + 1);
+                }
+                Err(other) => proptest::prop_assert!(false, "{cond}: {other:?}"),
+                Ok(c) => {
+                    for span in [&e.span[..], &junk[..]] {
+                        let event = eval::events(span).next().unwrap_or_default();
+                        let input = SpanInput { span, resource: &e.resource, scope: &e.scope, event };
+                        let _ = c.holds(&input);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Values at the edges of what evaluation meets: extreme ints, times and durations, each
+/// kind of path, converters on the wrong kinds.
+const VALUES: &[&str] = &[
+    "name",
+    "start_time",
+    "end_time",
+    "end_time - start_time",
+    "attributes[\"ratio\"]",
+    "attributes[\"tags\"]",
+    "attributes[\"user\"]",
+    "attributes[\"missing\"]",
+    "trace_id",
+    "Len(events)",
+    "Len(cache)",
+    "Duration(\"1s\")",
+    "Duration(name)",
+    "Duration(\"-2562047h47m16.854775808s\")",
+    "Unix(1, -5)",
+    "Unix(9223372036854775807, 9223372036854775807)",
+    "Unix(-9223372036854775807, -9223372036854775807)",
+    "Hour(Now())",
+    "Year(Unix(-9223372036854775807))",
+    "String(Unix(9223372036854775807))",
+    "String(Unix(-62135596801))",
+    "TruncateTime(end_time, Duration(\"-1h\"))",
+    "TruncateTime(Unix(-9223372036854775807), Duration(\"168h\"))",
+    "Seconds(end_time - start_time)",
+    "Milliseconds(Duration(\"-1ns\"))",
+    "UnixNano(Unix(9223372036854775807))",
+    "Int(name)",
+    "Double(attributes[\"ratio\"])",
+    "9223372036854775807",
+    "-9223372036854775807",
+    "(-9223372036854775807 - 1)",
+    "-1",
+    "0",
+    "1.5e308",
+    ".5",
+    "Substring(name, 9223372036854775807, 9223372036854775807)",
+    "Concat(attributes[\"tags\"], \"-\")",
+    "IsMatch(name, String(start_time))",
+];
+const OPS: &[&str] = &["+", "-", "*", "/"];
+const CMPS: &[&str] = &["==", "!=", "<", "<=", ">", ">="];
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig {
+        cases: 3_000,
+        failure_persistence: None,
+        ..Default::default()
+    })]
+
+    /// Scenario: `(a OP b) CMP c` over edge values (extreme ints, times past Go's range,
+    /// negative durations, converters on the wrong kind). Guarantees: every one loads (each
+    /// operand is math OTTL's grammar takes) and evaluates to a verdict or an error,
+    /// never a panic or an overflow.
+    #[test]
+    fn edge_values_evaluate_without_panicking(
+        a in proptest::sample::select(VALUES),
+        op in proptest::sample::select(OPS),
+        b in proptest::sample::select(VALUES),
+        cmp in proptest::sample::select(CMPS),
+        c in proptest::sample::select(VALUES),
+    ) {
+        let cond = format!("({a} {op} {b}) {cmp} {c}");
+        let condition = Condition::new(&cond, Context::Span);
+        proptest::prop_assert!(condition.is_ok(), "{cond}: {condition:?}");
+        let e = sample();
+        let input = SpanInput { span: &e.span, resource: &e.resource, scope: &e.scope, event: &[] };
+        let _ = condition.unwrap().holds(&input);
+    }
+}
