@@ -560,7 +560,11 @@ proptest::proptest! {
                     for span in [&e.span[..], &junk[..]] {
                         let event = eval::events(span).next().unwrap_or_default();
                         let input = SpanInput { span, resource: &e.resource, scope: &e.scope, event };
-                        let _ = c.holds(&input);
+                        let verdict = c.holds(&input);
+                        proptest::prop_assert!(
+                            !matches!(verdict, Err(OttlError::Parse { .. })),
+                            "{cond}: {verdict:?}"
+                        );
                     }
                 }
             }
@@ -637,6 +641,8 @@ proptest::proptest! {
         proptest::prop_assert!(condition.is_ok(), "{cond}: {condition:?}");
         let e = sample();
         let input = SpanInput { span: &e.span, resource: &e.resource, scope: &e.scope, event: &[] };
-        let _ = condition.unwrap().holds(&input);
+        let verdict = condition.unwrap().holds(&input);
+        // Evaluation fails only with an evaluation error.
+        proptest::prop_assert!(!matches!(verdict, Err(OttlError::Parse { .. })), "{cond}: {verdict:?}");
     }
 }
