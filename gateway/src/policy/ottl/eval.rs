@@ -47,14 +47,7 @@ pub enum Value<'a> {
     Messages(&'a [u8], u32),
 }
 
-/// Which id an [`Value::Id`] is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum IdKind {
-    /// A trace id.
-    Trace,
-    /// A span id (`span_id`, `parent_span_id`).
-    Span,
-}
+pub use super::types::IdKind;
 
 /// One span as a condition sees it: its bytes and its resource's and scope's headers.
 #[derive(Debug, Clone, Copy)]
@@ -136,7 +129,15 @@ pub fn compare(a: &Value<'_>, op: CmpOp, b: &Value<'_>) -> bool {
         (Value::Time(x), Value::Time(y)) => Some(x.cmp(y)),
         (Value::Duration(x), Value::Duration(y)) => Some(x.cmp(y)),
         (Value::Id(kx, x), Value::Id(ky, y)) if kx == ky => {
-            let same = x == y;
+            // pdata's ids are arrays: an absent one is all zeros.
+            let zeros = [0u8; 16];
+            let zeros = &zeros[..kx.bytes()];
+            let same = match (x.is_empty(), y.is_empty()) {
+                (true, true) => true,
+                (true, false) => *y == zeros,
+                (false, true) => *x == zeros,
+                (false, false) => x == y,
+            };
             return match op {
                 CmpOp::Eq => same,
                 CmpOp::Ne => !same,
@@ -175,6 +176,7 @@ pub fn value<'a>(e: &'a Expr, input: &SpanInput<'a>) -> Result<Value<'a>, OttlEr
         Expr::Float(f) => Value::Float(*f),
         Expr::Str(s) => Value::Str(Cow::Borrowed(s.as_bytes())),
         Expr::Bytes(b) => Value::Bytes(Cow::Borrowed(b)),
+        Expr::Id(k, b) => Value::Id(*k, b),
         Expr::Or(_) | Expr::And(_) | Expr::Not(_) | Expr::Cmp(..) => Value::Bool(truth(e, input)?),
         Expr::List(_) => {
             return Err(OttlError::Eval(
@@ -389,6 +391,15 @@ fn call<'a>(
             time_arg(func, arg(0)?)?,
             duration_arg(func, arg(1)?)?,
         )),
+        Func::TrimPrefix | Func::TrimSuffix => {
+            let (target, affix) = (arg(0)?, arg(1)?);
+            trim_affix(func, target, &affix)?
+        }
+        Func::Index => index(arg(0)?, &arg(1)?)?,
+        // Literal ids are built at load (`Expr::Id`); this is not reached.
+        Func::TraceId | Func::SpanId => {
+            return Err(OttlError::Eval(format!("{} takes a literal", func.name())))
+        }
         Func::Substring => {
             let (start, length) = (arg(1)?, arg(2)?);
             // A literal (checked at load).
@@ -538,6 +549,63 @@ fn substring<'a>(
         Cow::Borrowed(b) => Cow::Borrowed(&b[from..to]),
         Cow::Owned(v) => Cow::Owned(v[from..to].to_vec()),
     }))
+}
+
+/// `TrimPrefix(target, prefix)` and `TrimSuffix(target, suffix)`, as Go's `strings`:
+/// both strings (never nil); the target unchanged when it does not start (end) so.
+fn trim_affix<'a>(
+    func: Func,
+    target: Value<'a>,
+    affix: &Value<'_>,
+) -> Result<Value<'a>, OttlError> {
+    let Value::Str(t) = target else {
+        return Err(expects(func, "a string", &target));
+    };
+    let Value::Str(a) = affix else {
+        return Err(expects(func, "a string", affix));
+    };
+    let (from, to) = if func == Func::TrimPrefix {
+        if t.starts_with(a) {
+            (a.len(), t.len())
+        } else {
+            (0, t.len())
+        }
+    } else if t.ends_with(a) {
+        (0, t.len() - a.len())
+    } else {
+        (0, t.len())
+    };
+    Ok(Value::Str(match t {
+        Cow::Borrowed(b) => Cow::Borrowed(&b[from..to]),
+        Cow::Owned(v) => Cow::Owned(v[from..to].to_vec()),
+    }))
+}
+
+/// `Index(source, value)`, as pkg/ottl: in a string, the byte offset of the first
+/// occurrence of a string (`-1` when absent); in a list, the position of the first item
+/// equal to `value` by OTTL's comparison (`-1`); any other source is an error.
+fn index<'a>(source: Value<'_>, value: &Value<'_>) -> Result<Value<'a>, OttlError> {
+    match source {
+        Value::Str(s) => {
+            let Value::Str(v) = value else {
+                return Err(OttlError::Eval(
+                    "Index: when source is a string, value must also be a string".into(),
+                ));
+            };
+            let at = if v.is_empty() {
+                Some(0)
+            } else {
+                s.windows(v.len()).position(|w| w == v.as_ref())
+            };
+            Ok(Value::Int(at.map_or(-1, |i| i as i64)))
+        }
+        Value::List(l) => Ok(Value::Int(
+            list_items(l)
+                .position(|item| compare(&any_value(item), CmpOp::Eq, value))
+                .map_or(-1, |i| i as i64),
+        )),
+        other => Err(expects(Func::Index, "a string or a list", &other)),
+    }
 }
 
 /// `IsMatch(target, pattern)`: a nil target does not match; numbers and booleans match as

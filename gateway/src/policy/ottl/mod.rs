@@ -13,7 +13,8 @@
 //! `attributes["k"]`, …, or with `spanevent.`) and its span (`span.name`, …); converters
 //! `IsMatch`, `IsString`, `IsInt`, `IsDouble`, `IsBool`, `IsMap`, `IsList`, `Len`, `Int`,
 //! `Double`, `String`, `Concat`, `HasPrefix`, `HasSuffix`, `ToLowerCase`, `ToUpperCase`,
-//! `IsRootSpan`, `ContainsValue`, `Substring`, and the time converters (`Now`,
+//! `IsRootSpan`, `ContainsValue`, `Substring`, `TrimPrefix`, `TrimSuffix`, `Index`,
+//! `TraceID` and `SpanID` (of literals), and the time converters (`Now`,
 //! `Duration`, `Unix`, `UnixNano`…, `Year`…, `Milliseconds`…, `TruncateTime`).
 //! docs/policies.md lists the paths, the semantics and each departure from pkg/ottl.
 

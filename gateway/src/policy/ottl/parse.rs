@@ -8,7 +8,7 @@
 
 use regex::bytes::Regex;
 
-use super::types::{Context, OttlError};
+use super::types::{Context, IdKind, OttlError};
 
 /// A comparison operator.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -179,6 +179,16 @@ pub enum Func {
     DurationIn(DurationUnit),
     /// `TruncateTime(t, d)`
     TruncateTime,
+    /// `TrimPrefix(target, prefix)`
+    TrimPrefix,
+    /// `TrimSuffix(target, suffix)`
+    TrimSuffix,
+    /// `Index(source, value)`
+    Index,
+    /// `TraceID(0x…)` or `TraceID("hex")` (a literal, built at load)
+    TraceId,
+    /// `SpanID(0x…)` or `SpanID("hex")` (a literal, built at load)
+    SpanId,
 }
 
 impl Func {
@@ -296,6 +306,11 @@ const FUNCS: &[(&str, Func, usize, usize)] = &[
     ("Minutes", Func::DurationIn(DurationUnit::Minutes), 1, 1),
     ("Hours", Func::DurationIn(DurationUnit::Hours), 1, 1),
     ("TruncateTime", Func::TruncateTime, 2, 2),
+    ("TrimPrefix", Func::TrimPrefix, 2, 2),
+    ("TrimSuffix", Func::TrimSuffix, 2, 2),
+    ("Index", Func::Index, 2, 2),
+    ("TraceID", Func::TraceId, 1, 1),
+    ("SpanID", Func::SpanId, 1, 1),
 ];
 
 /// A parsed expression.
@@ -325,6 +340,8 @@ pub enum Expr {
     Str(String),
     /// A bytes literal (`0x…`).
     Bytes(Vec<u8>),
+    /// An id built from a literal at load (`TraceID(…)`, `SpanID(…)`).
+    Id(IdKind, Vec<u8>),
     /// A list literal (`[a, b]`), as a converter's argument.
     List(Vec<Expr>),
     /// A path into the context.
@@ -351,7 +368,8 @@ impl Expr {
             | Expr::Int(_)
             | Expr::Float(_)
             | Expr::Str(_)
-            | Expr::Bytes(_) => true,
+            | Expr::Bytes(_)
+            | Expr::Id(..) => true,
         }
     }
 
@@ -749,6 +767,8 @@ impl Parser<'_> {
         fn math_value(e: &Expr) -> bool {
             match e {
                 Expr::Int(_) | Expr::Float(_) | Expr::Path(..) | Expr::Call(..) => true,
+                // A converter's result, built at load.
+                Expr::Id(..) => true,
                 Expr::Math(..) => true,
                 Expr::Neg(inner) => math_value(inner),
                 _ => false,
@@ -918,6 +938,9 @@ impl Parser<'_> {
                 "Substring's utf8Safe must be true or false",
             ));
         }
+        if let Func::TraceId | Func::SpanId = func {
+            return id_literal(func, &args[0]).map_err(|m| err(self.src, at, &m));
+        }
         Ok(Expr::Call(func, args, regex))
     }
 
@@ -948,6 +971,44 @@ impl Parser<'_> {
             .map(|(t, f)| Expr::Path(t, f))
             .map_err(|m| err(self.src, at, &m))
     }
+}
+
+/// `TraceID(…)` / `SpanID(…)` of a literal, as pkg/ottl's id converters read their
+/// argument: the id's own bytes (`0x…` of 16 or 8 bytes), or its hex as a string (32 or 16
+/// characters). Built once here; anything else is refused at load.
+fn id_literal(func: Func, arg: &Expr) -> Result<Expr, String> {
+    let kind = if func == Func::TraceId {
+        IdKind::Trace
+    } else {
+        IdKind::Span
+    };
+    let name = func.name();
+    let raw: &[u8] = match arg {
+        Expr::Bytes(b) => b,
+        Expr::Str(s) => s.as_bytes(),
+        _ => {
+            return Err(format!(
+                "{name} takes a literal here (0x… bytes or a hex string)"
+            ))
+        }
+    };
+    let n = kind.bytes();
+    if raw.len() == n {
+        return Ok(Expr::Id(kind, raw.to_vec()));
+    }
+    if raw.len() == 2 * n {
+        let hex = std::str::from_utf8(raw).map_err(|_| format!("{name}: invalid hex"))?;
+        let bytes = (0..n)
+            .map(|i| u8::from_str_radix(hex.get(2 * i..2 * i + 2).unwrap_or("-"), 16))
+            .collect::<Result<Vec<u8>, _>>()
+            .map_err(|_| format!("{name}: invalid hex {hex:?}"))?;
+        return Ok(Expr::Id(kind, bytes));
+    }
+    Err(format!(
+        "{name}: expected {n} or {} bytes, got {}",
+        2 * n,
+        raw.len()
+    ))
 }
 
 /// The value of an OTTL enum.

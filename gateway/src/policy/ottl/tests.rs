@@ -166,6 +166,15 @@ fn span_conditions_decide_as_ottl() {
         r#"Concat(attributes["tags"], ",") == "a,b""#,
         // A pattern the span holds, compiled at evaluation.
         r#"IsMatch(name, attributes["http.route"])"#,
+        // Ids from literals: the id's bytes or its hex; an absent id is zeros.
+        "trace_id == TraceID(0x01010101010101010101010101010101)",
+        r#"trace_id == TraceID("01010101010101010101010101010101")"#,
+        r#"span_id == SpanID("0202020202020202") and span_id != SpanID("0000000000000000")"#,
+        "parent_span_id == SpanID(0x0000000000000000)",
+        r#"TrimPrefix(name, "GET ") == "/api/users" and TrimSuffix(name, "users") == "GET /api/""#,
+        r#"TrimPrefix(name, "x") == name and TrimSuffix(name, "") == name"#,
+        r#"Index(name, "/api") == 4 and Index(name, "zzz") == -1 and Index(name, "") == 0"#,
+        r#"Index(attributes["tags"], "b") == 1 and Index(attributes["tags"], "z") == -1"#,
         r#"String(attributes["http.response.status_code"]) == "503""#,
         r#"Concat([resource.attributes["service.name"], name], " ") == "checkout GET /api/users""#,
         r#"HasPrefix(name, "GET") and HasSuffix(name, "users")"#,
@@ -368,6 +377,11 @@ fn evaluation_errors_are_errors() {
         r#"IsMatch(name, attributes["missing"])"#,
         r#"IsMatch(name, Concat(["(", "x"], ""))"#,
         r#"Concat(name, ",") == "x""#,
+        r#"TrimPrefix(attributes["missing"], "a") == nil"#,
+        r#"TrimSuffix(name, 1) == nil"#,
+        r#"Index(name, 1) == 0"#,
+        r#"Index(1, "a") == 0"#,
+        r#"Index(attributes["missing"], "a") == 0"#,
     ] {
         assert!(
             matches!(holds(Context::Span, c), Err(OttlError::Eval(_))),
@@ -434,6 +448,18 @@ fn mistakes_are_refused_at_load_with_their_position() {
         assert!(message.contains("math"), "{c}: {message}");
         assert_eq!(at, column, "{c}");
     }
+    // Id converters take a literal of the id's length, or its hex.
+    for (c, says) in [
+        (
+            r#"trace_id == TraceID("abc")"#,
+            "expected 16 or 32 bytes, got 3",
+        ),
+        ("span_id == SpanID(0x0102)", "expected 8 or 16 bytes, got 2"),
+        (r#"span_id == SpanID("zz02020202020202")"#, "invalid hex"),
+        ("trace_id == TraceID(name)", "takes a literal"),
+    ] {
+        assert!(col(Context::Span, c).1.contains(says), "{c}");
+    }
     // An exponent needs a fraction in OTTL's lexer: `1e3` is `1` and a name.
     assert!(col(Context::Span, "1e3 == 1000").1.contains("unexpected"));
     assert!(col(Context::Span, r#"IsMatch(name, ["a"])"#)
@@ -498,6 +524,10 @@ const WORDS: &[&str] = &[
     "Substring(",
     "ContainsValue(",
     "IsRootSpan()",
+    "Index(",
+    "TrimPrefix(",
+    "TraceID(",
+    "SpanID(\"0000000000000000\")",
     "(",
     ")",
     "[",
@@ -613,6 +643,9 @@ const VALUES: &[&str] = &[
     "Substring(name, 9223372036854775807, 9223372036854775807)",
     "Concat(attributes[\"tags\"], \"-\")",
     "IsMatch(name, String(start_time))",
+    "Index(attributes[\"tags\"], nil)",
+    "TrimSuffix(name, \"users\")",
+    "TraceID(0x00000000000000000000000000000000)",
 ];
 const OPS: &[&str] = &["+", "-", "*", "/"];
 const CMPS: &[&str] = &["==", "!=", "<", "<=", ">", ">="];

@@ -20,6 +20,25 @@ impl Context {
     }
 }
 
+/// Which id an id value is: pdata's `TraceID` (16 bytes) or `SpanID` (8).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IdKind {
+    /// A trace id.
+    Trace,
+    /// A span id (`span_id`, `parent_span_id`).
+    Span,
+}
+
+impl IdKind {
+    /// The id's length in bytes.
+    pub fn bytes(self) -> usize {
+        match self {
+            IdKind::Trace => 16,
+            IdKind::Span => 8,
+        }
+    }
+}
+
 /// An OTTL condition that cannot be used.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum OttlError {
