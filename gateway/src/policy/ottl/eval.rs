@@ -255,12 +255,15 @@ fn math(a: Value<'_>, op: MathOp, b: Value<'_>) -> Result<Value<'static>, OttlEr
     }
 }
 
-fn to_string(v: &Value<'_>) -> Option<Vec<u8>> {
-    Some(match v {
-        Value::Nil => return None,
+/// A value as OTTL's string-like getter writes it (`String`, `Concat`, `IsMatch`): `None`
+/// for `nil`; strings as they are, bytes as hex, and anything else as Go's `json.Marshal`
+/// writes it (maps and lists included; a NaN or infinite double has no JSON and fails).
+fn to_string(v: &Value<'_>) -> Result<Option<Vec<u8>>, OttlError> {
+    Ok(Some(match v {
+        Value::Nil => return Ok(None),
         Value::Bool(b) => b.to_string().into_bytes(),
         Value::Int(i) => i.to_string().into_bytes(),
-        Value::Float(f) => format_float(*f).into_bytes(),
+        Value::Float(f) => json_float(*f)?.into_bytes(),
         Value::Str(s) => s.to_vec(),
         Value::Bytes(b) => hex(b).into_bytes(),
         // pdata's TraceID and SpanID are byte arrays, not slices: OTTL's string getter
@@ -275,20 +278,119 @@ fn to_string(v: &Value<'_>) -> Option<Vec<u8>> {
         }
         // Go's JSON of a time.Time (quoted RFC 3339) and of a time.Duration (its
         // nanoseconds), as OTTL's string getter writes values of other types.
-        Value::Time(t) => return time::json(*t).map(String::into_bytes),
+        Value::Time(t) => return Ok(time::json(*t).map(String::into_bytes)),
         Value::Duration(d) => d.to_string().into_bytes(),
-        Value::Map(..) | Value::List(_) | Value::Messages(..) => return None,
+        Value::Map(..) | Value::List(_) => {
+            let mut out = String::new();
+            write_json(v, &mut out, 0)?;
+            out.into_bytes()
+        }
+        Value::Messages(..) => return Ok(None),
+    }))
+}
+
+/// Deepest nesting of maps and lists written as JSON (a span may nest them as deep as
+/// its bytes allow; the writer recurses).
+const MAX_JSON_DEPTH: usize = 64;
+
+/// `v` as Go's `json.Marshal` writes pdata's `AsRaw()` of it: map keys sorted (the last of
+/// duplicate keys wins, as `AsRaw` builds a Go map), bytes in base64, an empty value `null`.
+fn write_json(v: &Value<'_>, out: &mut String, depth: usize) -> Result<(), OttlError> {
+    if depth > MAX_JSON_DEPTH {
+        return Err(OttlError::Eval(format!(
+            "a map or list nested more than {MAX_JSON_DEPTH} deep has no string form here"
+        )));
+    }
+    match v {
+        Value::Map(msg, field) => {
+            let mut entries: Vec<(&[u8], &[u8])> = Vec::new();
+            for (k, val) in map_entries(msg, *field) {
+                match entries.iter_mut().find(|(seen, _)| *seen == k) {
+                    Some(entry) => entry.1 = val,
+                    None => entries.push((k, val)),
+                }
+            }
+            entries.sort_by(|a, b| a.0.cmp(b.0));
+            out.push('{');
+            for (i, (k, val)) in entries.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                json_string(k, out);
+                out.push(':');
+                write_json(&any_value(val), out, depth + 1)?;
+            }
+            out.push('}');
+        }
+        Value::List(msg) => {
+            out.push('[');
+            for (i, item) in list_items(msg).enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                write_json(&any_value(item), out, depth + 1)?;
+            }
+            out.push(']');
+        }
+        Value::Nil => out.push_str("null"),
+        Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
+        Value::Int(i) => out.push_str(&i.to_string()),
+        Value::Float(f) => out.push_str(&json_float(*f)?),
+        Value::Str(s) => json_string(s, out),
+        Value::Bytes(b) => {
+            use base64::Engine as _;
+            out.push('"');
+            out.push_str(&base64::engine::general_purpose::STANDARD.encode(b));
+            out.push('"');
+        }
+        // Not found inside an attribute value.
+        Value::Id(..) | Value::Time(_) | Value::Duration(_) | Value::Messages(..) => {
+            out.push_str("null")
+        }
+    }
+    Ok(())
+}
+
+/// A double as Go's `encoding/json` writes one: the shortest exact form, without exponent
+/// from 1e-6 up to 1e21 and with one outside (`1e+21`, `1e-7`); NaN and infinities fail.
+fn json_float(f: f64) -> Result<String, OttlError> {
+    if !f.is_finite() {
+        return Err(OttlError::Eval(format!("json: unsupported value: {f}")));
+    }
+    let abs = f.abs();
+    if abs == 0.0 || (1e-6..1e21).contains(&abs) {
+        return Ok(format!("{f}"));
+    }
+    // Rust writes `1e21` and `1.5e-7`; Go `1e+21` and `1.5e-7`.
+    let text = format!("{f:e}");
+    Ok(match text.split_once('e') {
+        Some((mantissa, exp)) if !exp.starts_with('-') => format!("{mantissa}e+{exp}"),
+        _ => text,
     })
 }
 
-/// A float as Go's `strconv.FormatFloat(f, 'f', -1, 64)` writes it (shortest exact form,
-/// no exponent).
-fn format_float(f: f64) -> String {
-    if f.is_finite() && f == f.trunc() && f.abs() < 1e21 {
-        format!("{f:.0}")
-    } else {
-        format!("{f}")
+/// `s` as a JSON string the way Go's `encoding/json` escapes it: quotes, backslashes and
+/// control characters (`\n \r \t \b \f`, else `\u00XX`), HTML's `< > &` and U+2028/9
+/// as `\uXXXX`, invalid UTF-8 as U+FFFD.
+fn json_string(s: &[u8], out: &mut String) {
+    use std::fmt::Write as _;
+    out.push('"');
+    for c in String::from_utf8_lossy(s).chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            '\u{8}' => out.push_str("\\b"),
+            '\u{c}' => out.push_str("\\f"),
+            c if (c as u32) < 0x20 || matches!(c, '<' | '>' | '&' | '\u{2028}' | '\u{2029}') => {
+                write!(out, "\\u{:04x}", c as u32).ok();
+            }
+            c => out.push(c),
+        }
     }
+    out.push('"');
 }
 
 fn hex(b: &[u8]) -> String {
@@ -363,7 +465,7 @@ fn call<'a>(
         Func::Double => to_double(arg(0)?)?,
         Func::String => match arg(0)? {
             Value::Str(s) => Value::Str(s),
-            other => to_string(&other).map_or(Value::Nil, |s| Value::Str(Cow::Owned(s))),
+            other => to_string(&other)?.map_or(Value::Nil, |s| Value::Str(Cow::Owned(s))),
         },
         Func::Concat => concat(args, &arg(1)?, input)?,
         Func::HasPrefix | Func::HasSuffix => affix(func, &arg(0)?, &arg(1)?)?,
@@ -614,7 +716,7 @@ fn is_match<'a>(target: &Value<'_>, re: &regex::bytes::Regex) -> Result<Value<'a
     Ok(match target {
         Value::Nil => Value::Bool(false),
         Value::Str(s) => Value::Bool(re.is_match(s)),
-        other => match to_string(other) {
+        other => match to_string(other)? {
             Some(s) => Value::Bool(re.is_match(&s)),
             None => {
                 return Err(OttlError::Eval(format!(
@@ -710,27 +812,28 @@ fn concat<'a>(
         return Err(OttlError::Eval("Concat's delimiter is nil".into()));
     };
     let mut out = Vec::new();
-    let mut push = |i: usize, v: Value<'_>| {
+    let mut push = |i: usize, v: Value<'_>| -> Result<(), OttlError> {
         if i > 0 {
             out.extend_from_slice(delim);
         }
         match v {
             // As Go's fmt prints a nil.
             Value::Nil => out.extend_from_slice(b"<nil>"),
-            v => out.extend_from_slice(&to_string(&v).unwrap_or_default()),
+            v => out.extend_from_slice(&to_string(&v)?.unwrap_or_default()),
         }
+        Ok(())
     };
     match args.first() {
         Some(Expr::List(items)) => {
             for (i, item) in items.iter().enumerate() {
-                push(i, value(item, input)?);
+                push(i, value(item, input)?)?;
             }
         }
         // A list the condition reads (`Concat(attributes["tags"], ",")`).
         Some(e) => match value(e, input)? {
             Value::List(l) => {
                 for (i, item) in list_items(l).enumerate() {
-                    push(i, any_value(item));
+                    push(i, any_value(item))?;
                 }
             }
             other => return Err(expects(Func::Concat, "a list", &other)),

@@ -679,3 +679,79 @@ proptest::proptest! {
         proptest::prop_assert!(!matches!(verdict, Err(OttlError::Parse { .. })), "{cond}: {verdict:?}");
     }
 }
+
+/// Scenario: maps and lists converted to strings (`String`, `Concat`, `IsMatch`), with
+/// keys out of order and repeated, nested lists, bytes, an empty value, doubles needing an
+/// exponent, and characters Go escapes; then a NaN, and nesting past the limit.
+/// Guarantees: Go's `json.Marshal` of pdata's `AsRaw()` (keys sorted, the last duplicate
+/// wins, bytes in base64, `null`, `1e+21`, HTML and U+2028 escaped); a NaN and too deep a
+/// nesting are evaluation errors, not panics.
+#[test]
+fn maps_and_lists_convert_to_go_json() {
+    let any = |v: any_value::Value| AnyValue { value: Some(v) };
+    let list = |values: Vec<AnyValue>| any_value::Value::ArrayValue(ArrayValue { values });
+    let map = |values: Vec<KeyValue>| any_value::Value::KvlistValue(KeyValueList { values });
+    let m = map(vec![
+        kv("z", any_value::Value::IntValue(1)),
+        kv("a", s("first")),
+        kv("h", s("<a&b>\n\u{2028}\u{1}")),
+        kv(
+            "a",
+            list(vec![
+                any(any_value::Value::BoolValue(true)),
+                any(any_value::Value::DoubleValue(1.5)),
+                AnyValue { value: None },
+                any(any_value::Value::BytesValue(vec![1, 2, 3])),
+                any(any_value::Value::DoubleValue(1e21)),
+                any(any_value::Value::DoubleValue(1e-7)),
+                any(map(vec![])),
+            ]),
+        ),
+    ]);
+    let mut deep = s("x");
+    for _ in 0..100 {
+        deep = list(vec![any(deep)]);
+    }
+    let span = Span {
+        attributes: vec![kv("m", m), kv("deep", deep)],
+        ..Default::default()
+    }
+    .encode_to_vec();
+    let holds = |cond: &str| {
+        Condition::new(cond, Context::Span)
+            .unwrap_or_else(|e| panic!("{cond}: {e}"))
+            .holds(&SpanInput {
+                span: &span,
+                resource: &[],
+                scope: &[],
+                event: &[],
+            })
+    };
+    let json = r#"{"a":[true,1.5,null,"AQID",1e+21,1e-7,{}],"h":"\u003ca\u0026b\u003e\n\u2028\u0001","z":1}"#;
+    let quoted = json.replace('\\', "\\\\").replace('"', "\\\"");
+    assert_eq!(
+        holds(&format!(r#"String(attributes["m"]) == "{quoted}""#)),
+        Ok(true)
+    );
+    assert_eq!(
+        holds(&format!(
+            r#"Concat([attributes["m"], 1], "|") == "{quoted}|1""#
+        )),
+        Ok(true)
+    );
+    assert_eq!(holds(r#"IsMatch(attributes["m"], "AQID")"#), Ok(true));
+    assert_eq!(
+        holds(r#"String(1.0e21) == "1e+21" and String(0.0000001) == "1e-7""#),
+        Ok(true)
+    );
+    assert_eq!(
+        holds(r#"String(0.5) == "0.5" and String(100.0) == "100""#),
+        Ok(true)
+    );
+    for fails in [
+        r#"String(Double("NaN")) == "x""#,
+        r#"String(attributes["deep"]) == "x""#,
+    ] {
+        assert!(matches!(holds(fails), Err(OttlError::Eval(_))), "{fails}");
+    }
+}
