@@ -303,14 +303,12 @@ fn write_json(v: &Value<'_>, out: &mut String, depth: usize) -> Result<(), OttlE
     }
     match v {
         Value::Map(msg, field) => {
-            let mut entries: Vec<(&[u8], &[u8])> = Vec::new();
-            for (k, val) in map_entries(msg, *field) {
-                match entries.iter_mut().find(|(seen, _)| *seen == k) {
-                    Some(entry) => entry.1 = val,
-                    None => entries.push((k, val)),
-                }
-            }
+            // Latest first, then a stable sort by key: the first of each key is the last
+            // written, the one to keep (n log n, however many keys a span sends).
+            let mut entries: Vec<(&[u8], &[u8])> = map_entries(msg, *field).collect();
+            entries.reverse();
             entries.sort_by(|a, b| a.0.cmp(b.0));
+            entries.dedup_by(|later, first| later.0 == first.0);
             out.push('{');
             for (i, (k, val)) in entries.into_iter().enumerate() {
                 if i > 0 {
