@@ -270,6 +270,19 @@ pub fn bytes_regex(pattern: &str) -> Result<regex::bytes::Regex, GoRegexError> {
     Ok(regex::bytes::Regex::new(&translate(pattern)?)?)
 }
 
+/// A byte regex of a Go pattern that arrived with the data (an OTTL pattern read from a
+/// span): compiled with a size limit of `size_limit` bytes, so a hostile pattern costs a
+/// bounded time to refuse.
+pub fn bytes_regex_bounded(
+    pattern: &str,
+    size_limit: usize,
+) -> Result<regex::bytes::Regex, GoRegexError> {
+    Ok(regex::bytes::RegexBuilder::new(&translate(pattern)?)
+        .size_limit(size_limit)
+        .dfa_size_limit(size_limit)
+        .build()?)
+}
+
 /// A string regex of a Go pattern.
 pub fn str_regex(pattern: &str) -> Result<regex::Regex, GoRegexError> {
     Ok(regex::Regex::new(&translate(pattern)?)?)

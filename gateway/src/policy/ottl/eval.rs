@@ -411,6 +411,12 @@ fn string_arg<'a>(v: &'a Value<'_>, func: &str) -> Result<Option<&'a [u8]>, Ottl
     }
 }
 
+/// Longest `IsMatch` pattern read from a span (not written in the condition): the data
+/// chooses it, and it is compiled for every evaluation.
+const MAX_READ_PATTERN: usize = 1024;
+/// The compiled size such a pattern may reach (the regex crate's own default is 10 MiB).
+const READ_PATTERN_SIZE_LIMIT: usize = 256 * 1024;
+
 /// One OTTL converter or predicate call: the arguments are evaluated lazily, as OTTL does.
 fn call<'a>(
     func: Func,
@@ -437,12 +443,21 @@ fn call<'a>(
             None => {
                 let target = arg(0)?;
                 let pattern = match arg(1)? {
-                    Value::Str(p) => String::from_utf8_lossy(&p).into_owned(),
+                    Value::Str(p) if p.len() <= MAX_READ_PATTERN => {
+                        String::from_utf8_lossy(&p).into_owned()
+                    }
+                    Value::Str(p) => {
+                        return Err(OttlError::Eval(format!(
+                            "IsMatch: a pattern read from the span is {} bytes, more than {MAX_READ_PATTERN}",
+                            p.len()
+                        )))
+                    }
                     other => return Err(expects(func, "a string pattern", &other)),
                 };
-                let re = crate::go_regex::bytes_regex(&pattern).map_err(|e| {
-                    OttlError::Eval(format!("IsMatch: invalid regular expression: {e}"))
-                })?;
+                let re = crate::go_regex::bytes_regex_bounded(&pattern, READ_PATTERN_SIZE_LIMIT)
+                    .map_err(|e| {
+                        OttlError::Eval(format!("IsMatch: invalid regular expression: {e}"))
+                    })?;
                 is_match(&target, &re)?
             }
         },

@@ -755,3 +755,40 @@ fn maps_and_lists_convert_to_go_json() {
         assert!(matches!(holds(fails), Err(OttlError::Eval(_))), "{fails}");
     }
 }
+
+/// Scenario: `IsMatch` with a pattern the span holds: a fitting one, one over the length
+/// cap, one whose compiled form is too large, one that is not a pattern.
+/// Guarantees: the first matches; the others are evaluation errors, found in bounded
+/// time, so a sender cannot make each evaluation compile an arbitrarily large regex.
+#[test]
+fn patterns_read_from_spans_are_bounded() {
+    let span = Span {
+        name: "GET /pay".into(),
+        attributes: vec![
+            kv("ok", s("^GET /p")),
+            kv("long", s(&"a".repeat(1025))),
+            kv("huge", s("(?:a{1000}){1000}")),
+            kv("bad", s("(")),
+        ],
+        ..Default::default()
+    }
+    .encode_to_vec();
+    let run = |key: &str| {
+        Condition::new(
+            &format!(r#"IsMatch(name, attributes["{key}"])"#),
+            Context::Span,
+        )
+        .unwrap()
+        .holds(&SpanInput {
+            span: &span,
+            resource: &[],
+            scope: &[],
+            event: &[],
+        })
+    };
+    assert_eq!(run("ok"), Ok(true));
+    for key in ["long", "huge", "bad"] {
+        assert!(matches!(run(key), Err(OttlError::Eval(_))), "{key}");
+    }
+    assert!(matches!(run("long"), Err(OttlError::Eval(m)) if m.contains("more than 1024")));
+}
