@@ -1,7 +1,8 @@
 //! Evaluating a parsed condition against one span (or span event), read straight off its
 //! encoded bytes: only the fields the condition names are read, and string values are
 //! views into the buffered request, so evaluating allocates nothing unless a converter
-//! builds a new string (`Concat`, `String`, `ToLowerCase`, …).
+//! builds a new string (`Concat`, `String`, `ToLowerCase`, a map's JSON, …) or compiles a
+//! pattern read from the span (`IsMatch`, bounded).
 //!
 //! Comparisons follow `pkg/ottl`'s comparator: `nil` equals only `nil`; ints and floats
 //! compare as numbers; strings, bytes and booleans compare with their own kind; any other
@@ -15,6 +16,10 @@ use tailgate_core::wire::attrs::{next_field_slice as next_field, read_varint};
 use super::parse::{CmpOp, DurationUnit, Expr, Field, Func, Index, MathOp, Target, TimePart};
 use super::time;
 use super::types::OttlError;
+
+// Values are passed and returned by value on every comparison: keep them at four words.
+#[cfg(target_pointer_width = "64")]
+const _: () = assert!(std::mem::size_of::<Value<'static>>() == 32);
 
 /// A value during evaluation.
 #[derive(Debug, Clone, PartialEq)]
@@ -278,7 +283,14 @@ fn to_string(v: &Value<'_>) -> Result<Option<Vec<u8>>, OttlError> {
         }
         // Go's JSON of a time.Time (quoted RFC 3339) and of a time.Duration (its
         // nanoseconds), as OTTL's string getter writes values of other types.
-        Value::Time(t) => return Ok(time::json(*t).map(String::into_bytes)),
+        Value::Time(t) => match time::json(*t) {
+            Some(text) => text.into_bytes(),
+            None => {
+                return Err(OttlError::Eval(
+                    "json: a time outside years 0 to 9999 has no JSON form".into(),
+                ))
+            }
+        },
         Value::Duration(d) => d.to_string().into_bytes(),
         Value::Map(..) | Value::List(_) => {
             let mut out = String::new();
@@ -369,11 +381,23 @@ fn json_float(f: f64) -> Result<String, OttlError> {
 
 /// `s` as a JSON string the way Go's `encoding/json` escapes it: quotes, backslashes and
 /// control characters (`\n \r \t \b \f`, else `\u00XX`), HTML's `< > &` and U+2028/9
-/// as `\uXXXX`, invalid UTF-8 as U+FFFD.
+/// as `\uXXXX`, each byte that is not UTF-8 as `\ufffd`.
 fn json_string(s: &[u8], out: &mut String) {
-    use std::fmt::Write as _;
     out.push('"');
-    for c in String::from_utf8_lossy(s).chars() {
+    for chunk in s.utf8_chunks() {
+        json_chars(chunk.valid(), out);
+        // Go writes the escape once for each byte that is not UTF-8.
+        for _ in chunk.invalid() {
+            out.push_str("\\ufffd");
+        }
+    }
+    out.push('"');
+}
+
+/// Valid text inside a JSON string, escaped as Go's `encoding/json` does.
+fn json_chars(text: &str, out: &mut String) {
+    use std::fmt::Write as _;
+    for c in text.chars() {
         match c {
             '"' => out.push_str("\\\""),
             '\\' => out.push_str("\\\\"),
@@ -388,7 +412,6 @@ fn json_string(s: &[u8], out: &mut String) {
             c => out.push(c),
         }
     }
-    out.push('"');
 }
 
 fn hex(b: &[u8]) -> String {
@@ -467,8 +490,10 @@ fn call<'a>(
         Func::IsBool => Value::Bool(matches!(arg(0)?, Value::Bool(_))),
         Func::IsMap => Value::Bool(matches!(arg(0)?, Value::Map(..))),
         // A list literal is a list (`[]any`) to these two, as in pkg/ottl.
+        // pdata's slices of events and links are lists to IsList (func_is_list.go).
         Func::IsList => Value::Bool(
-            matches!(args.first(), Some(Expr::List(_))) || matches!(arg(0)?, Value::List(_)),
+            matches!(args.first(), Some(Expr::List(_)))
+                || matches!(arg(0)?, Value::List(_) | Value::Messages(..)),
         ),
         Func::Len => match args.first() {
             Some(Expr::List(items)) => Value::Int(items.len() as i64),
@@ -707,11 +732,8 @@ fn index<'a>(source: Value<'_>, value: &Value<'_>) -> Result<Value<'a>, OttlErro
                     "Index: when source is a string, value must also be a string".into(),
                 ));
             };
-            let at = if v.is_empty() {
-                Some(0)
-            } else {
-                s.windows(v.len()).position(|w| w == v.as_ref())
-            };
+            // Linear in both, as Go's strings.Index, whichever of them the span supplies.
+            let at = memchr::memmem::find(&s, v);
             Ok(Value::Int(at.map_or(-1, |i| i as i64)))
         }
         Value::List(l) => Ok(Value::Int(
@@ -793,10 +815,7 @@ fn to_double<'a>(v: Value<'_>) -> Result<Value<'a>, OttlError> {
         Value::Int(i) => Value::Float(i as f64),
         Value::Float(f) => Value::Float(f),
         Value::Bool(b) => Value::Float(if b { 1.0 } else { 0.0 }),
-        Value::Str(s) => match std::str::from_utf8(&s)
-            .ok()
-            .and_then(|t| t.parse::<f64>().ok())
-        {
+        Value::Str(s) => match std::str::from_utf8(&s).ok().and_then(parse_go_float) {
             Some(f) => Value::Float(f),
             None => {
                 return Err(OttlError::Eval(format!(
@@ -814,6 +833,33 @@ fn to_double<'a>(v: Value<'_>) -> Result<Value<'a>, OttlError> {
         }
     })
 }
+
+/// A decimal float as Go's `strconv.ParseFloat(s, 64)` reads it: Rust's grammar (which
+/// also takes `inf`, `infinity` and `nan` in any case, as Go), plus underscores between
+/// digits; a finite number too large for a double is out of range (`None`), not infinity.
+/// Go's hexadecimal floats (`0x1p-2`) are not read.
+pub(super) fn parse_go_float(text: &str) -> Option<f64> {
+    let digits_around = |i: usize| {
+        let b = text.as_bytes();
+        i > 0 && b[i - 1].is_ascii_digit() && b.get(i + 1).is_some_and(u8::is_ascii_digit)
+    };
+    let f: f64 = if text.contains('_') {
+        if !text.match_indices('_').all(|(i, _)| digits_around(i)) {
+            return None;
+        }
+        text.replace('_', "").parse().ok()?
+    } else {
+        text.parse().ok()?
+    };
+    let named = text
+        .trim_start_matches(['+', '-'])
+        .to_ascii_lowercase()
+        .starts_with("inf");
+    (f.is_finite() || f.is_nan() || named).then_some(f)
+}
+
+/// Largest string `Concat` builds.
+const MAX_CONCAT: usize = 4 << 20;
 
 /// `Concat([items], delimiter)`: each item in its string form, nil as Go prints it.
 fn concat<'a>(
@@ -833,6 +879,13 @@ fn concat<'a>(
             // As Go's fmt prints a nil.
             Value::Nil => out.extend_from_slice(b"<nil>"),
             v => out.extend_from_slice(&to_string(&v)?.unwrap_or_default()),
+        }
+        // A list and a delimiter both read from the span could multiply into far more
+        // than the span holds.
+        if out.len() > MAX_CONCAT {
+            return Err(OttlError::Eval(format!(
+                "Concat: the result passes {MAX_CONCAT} bytes"
+            )));
         }
         Ok(())
     };

@@ -392,7 +392,9 @@ impl Expr {
 enum Tok {
     Ident(String),
     Str(String),
-    Int(i64),
+    /// An integer's digits (its sign is a token of its own): `9223372036854775808` fits
+    /// only after a minus.
+    Int(u64),
     Float(f64),
     Bytes(Vec<u8>),
     Punct(&'static str),
@@ -508,9 +510,12 @@ impl Lexer {
         }
         let text = &src[start..i];
         let tok = if float {
+            // Go's ParseFloat refuses a number too large for a double (ErrRange).
             Tok::Float(
                 text.parse()
-                    .map_err(|_| err(src, start, "invalid number"))?,
+                    .ok()
+                    .filter(|f: &f64| f.is_finite())
+                    .ok_or_else(|| err(src, start, "number out of range"))?,
             )
         } else {
             Tok::Int(
@@ -788,26 +793,26 @@ impl Parser<'_> {
         ))
     }
 
+    /// A value with at most one sign before it. OTTL's grammar takes one optional sign on
+    /// a math value (a number, path, converter or parenthesised math); `+` changes nothing,
+    /// `-` negates (pkg/ottl's math.go).
     fn unary(&mut self) -> Result<Expr, OttlError> {
-        // A sign before a number is part of it in OTTL's lexer (`+5`); unary plus changes
-        // nothing, as pkg/ottl's math.
-        if self.eat_punct("+") {
-            self.enter()?;
-            let e = self.unary()?;
-            self.depth -= 1;
-            return Ok(e);
+        let negative = if self.eat_punct("-") {
+            Some(true)
+        } else if self.eat_punct("+") {
+            Some(false)
+        } else {
+            None
+        };
+        if negative.is_some() && matches!(self.peek(), Some(Tok::Punct("+" | "-"))) {
+            return Err(self.error_here("one sign at most before a value"));
         }
-        if self.eat_punct("-") {
-            self.enter()?;
-            let e = match self.unary()? {
-                Expr::Int(i) => Expr::Int(i.wrapping_neg()),
-                Expr::Float(f) => Expr::Float(-f),
-                e => Expr::Neg(Box::new(e)),
-            };
-            self.depth -= 1;
-            return Ok(e);
+        let (start, at) = (self.pos, self.at());
+        // The magnitude of i64::MIN fits only with its minus.
+        if negative == Some(true) && self.peek() == Some(&Tok::Int(1 << 63)) {
+            self.pos += 1;
+            return Ok(Expr::Int(i64::MIN));
         }
-        let at = self.at();
         let e = self.primary()?;
         if matches!(e, Expr::List(_)) {
             return Err(err(
@@ -816,7 +821,16 @@ impl Parser<'_> {
                 "a list literal is only allowed as a converter's argument",
             ));
         }
-        Ok(e)
+        let Some(negative) = negative else {
+            return Ok(e);
+        };
+        self.check_operand(&e, start)?;
+        Ok(match (negative, e) {
+            (false, e) => e,
+            (true, Expr::Int(i)) => Expr::Int(i.wrapping_neg()),
+            (true, Expr::Float(f)) => Expr::Float(-f),
+            (true, e) => Expr::Neg(Box::new(e)),
+        })
     }
 
     /// The items of a list literal, after its `[`.
@@ -849,7 +863,9 @@ impl Parser<'_> {
             Tok::Punct("[") => self.list(),
             Tok::Punct(p) => Err(err(self.src, at, &format!("unexpected `{p}`"))),
             Tok::Str(s) => Ok(Expr::Str(s)),
-            Tok::Int(i) => Ok(Expr::Int(i)),
+            Tok::Int(u) => i64::try_from(u)
+                .map(Expr::Int)
+                .map_err(|_| err(self.src, at, "integer out of range")),
             Tok::Float(f) => Ok(Expr::Float(f)),
             Tok::Bytes(b) => Ok(Expr::Bytes(b)),
             Tok::Ident(id) => match id.as_str() {
@@ -960,7 +976,9 @@ impl Parser<'_> {
         while self.eat_punct("[") {
             match self.peek().cloned() {
                 Some(Tok::Str(s)) => indexes.push(Index::Key(s)),
-                Some(Tok::Int(i)) => indexes.push(Index::Pos(i)),
+                Some(Tok::Int(u)) => indexes.push(Index::Pos(
+                    i64::try_from(u).map_err(|_| self.error_here("index out of range"))?,
+                )),
                 _ => return Err(self.error_here("expected a string key or an integer index")),
             }
             self.pos += 1;
@@ -997,11 +1015,13 @@ fn id_literal(func: Func, arg: &Expr) -> Result<Expr, String> {
         return Ok(Expr::Id(kind, raw.to_vec()));
     }
     if raw.len() == 2 * n {
-        let hex = std::str::from_utf8(raw).map_err(|_| format!("{name}: invalid hex"))?;
-        let bytes = (0..n)
-            .map(|i| u8::from_str_radix(hex.get(2 * i..2 * i + 2).unwrap_or("-"), 16))
-            .collect::<Result<Vec<u8>, _>>()
-            .map_err(|_| format!("{name}: invalid hex {hex:?}"))?;
+        // Hex digits only, as Go's hex.Decode (from_str_radix would take a `+`).
+        let digit = |c: u8| (c as char).to_digit(16);
+        let bytes = raw
+            .chunks(2)
+            .map(|pair| Some((digit(pair[0])? << 4 | digit(pair[1])?) as u8))
+            .collect::<Option<Vec<u8>>>()
+            .ok_or_else(|| format!("{name}: invalid hex {:?}", String::from_utf8_lossy(raw)))?;
         return Ok(Expr::Id(kind, bytes));
     }
     Err(format!(

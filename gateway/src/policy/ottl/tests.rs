@@ -303,6 +303,9 @@ fn time_values_decide_as_ottl() {
         "1.5e3 == 1500 and 2.5E-1 == 0.25 and 1.0e+2 == 100",
         r#"attributes["http.response.status_code"] * 0.5 == 251.5"#,
         "dropped_events_count == 0 and dropped_links_count == 0",
+        "IsList(span.events) and IsList(links)",
+        "-9223372036854775808 < 0 and -9223372036854775808 - 1 == 9223372036854775807",
+        r#"Double("1_000.5") == 1000.5 and Double("-Inf") < 0 and Double("1e308") > 0"#,
     ] {
         assert!(t(yes), "{yes} should hold");
     }
@@ -343,6 +346,12 @@ fn evaluation_errors_are_errors() {
         r#"Duration("1s") * 2 == nil"#,
         r#"-Duration("1s") == nil"#,
         "start_time + 1 == start_time",
+        // Go's ParseFloat: out of range, and underscores not between digits.
+        r#"Double("1e400") == nil"#,
+        r#"Double("_1") == nil"#,
+        r#"Double("1__0") == nil"#,
+        // A time Go's JSON cannot write.
+        "String(Unix(-62167219201)) == nil",
         r#"Len(attributes["ratio"]) == 1"#,
         r#"HasPrefix(attributes["ratio"], "a")"#,
         r#"HasPrefix(attributes["missing"], "a")"#,
@@ -448,8 +457,22 @@ fn mistakes_are_refused_at_load_with_their_position() {
         assert!(message.contains("math"), "{c}: {message}");
         assert_eq!(at, column, "{c}");
     }
+    // One sign at most, on a math value (OTTL's `@OpAddSub?` before a mathValue).
+    for (c, says) in [
+        (r#"+"a" == "a""#, "math"),
+        ("-true == false", "math"),
+        ("+nil == nil", "math"),
+        ("--5 == 5", "one sign at most"),
+        ("+-5 == -5", "one sign at most"),
+        ("9223372036854775808 > 0", "integer out of range"),
+        ("1.0e400 > 0", "number out of range"),
+        ("-SPAN_KIND_SERVER == -2", "math"),
+    ] {
+        assert!(col(Context::Span, c).1.contains(says), "{c}");
+    }
     // Id converters take a literal of the id's length, or its hex.
     for (c, says) in [
+        (r#"span_id == SpanID("+f+f+f+f+f+f+f+f")"#, "invalid hex"),
         (
             r#"trace_id == TraceID("abc")"#,
             "expected 16 or 32 bytes, got 3",
@@ -486,7 +509,7 @@ fn mistakes_are_refused_at_load_with_their_position() {
     let deep = format!("{}1 == 1", "not ".repeat(10_000));
     assert!(col(Context::Span, &deep).1.contains("nested more than"));
     let deep = format!("{}1 == 1", "-".repeat(10_000));
-    assert!(col(Context::Span, &deep).1.contains("nested more than"));
+    assert!(col(Context::Span, &deep).1.contains("one sign at most"));
 }
 
 /// Words conditions are made of: paths, converters, operators, literals, brackets.
@@ -590,11 +613,16 @@ proptest::proptest! {
                     for span in [&e.span[..], &junk[..]] {
                         let event = eval::events(span).next().unwrap_or_default();
                         let input = SpanInput { span, resource: &e.resource, scope: &e.scope, event };
-                        let verdict = c.holds(&input);
-                        proptest::prop_assert!(
-                            !matches!(verdict, Err(OttlError::Parse { .. })),
-                            "{cond}: {verdict:?}"
-                        );
+                        let whole = c.holds(&input);
+                        // The policy evaluates a leading resource-only part once per
+                        // resource, then the rest: the same answer as the whole.
+                        if let Some(outer) = c.holds_for_resource(&input) {
+                            let split = match outer {
+                                Ok(true) => c.holds_given_resource(&input),
+                                other => other,
+                            };
+                            proptest::prop_assert_eq!(&split, &whole, "{}", cond);
+                        }
                     }
                 }
             }
@@ -674,9 +702,9 @@ proptest::proptest! {
         proptest::prop_assert!(condition.is_ok(), "{cond}: {condition:?}");
         let e = sample();
         let input = SpanInput { span: &e.span, resource: &e.resource, scope: &e.scope, event: &[] };
-        let verdict = condition.unwrap().holds(&input);
-        // Evaluation fails only with an evaluation error.
-        proptest::prop_assert!(!matches!(verdict, Err(OttlError::Parse { .. })), "{cond}: {verdict:?}");
+        let condition = condition.unwrap();
+        // The same verdict twice (evaluation reads, never changes, what it is given).
+        proptest::prop_assert_eq!(condition.holds(&input), condition.holds(&input), "{}", cond);
     }
 }
 
@@ -754,6 +782,45 @@ fn maps_and_lists_convert_to_go_json() {
     ] {
         assert!(matches!(holds(fails), Err(OttlError::Eval(_))), "{fails}");
     }
+}
+
+/// Scenario: `Concat` of a list the span holds with a delimiter it holds: 5,000 empty
+/// items joined by 1,000 bytes, then 10 items.
+/// Guarantees: past 4 MiB the result is an evaluation error (a span cannot multiply
+/// itself into far more memory); the small join works.
+#[test]
+fn concat_of_read_values_is_bounded() {
+    let empty = AnyValue { value: Some(s("")) };
+    let span = |items: usize| {
+        Span {
+            attributes: vec![
+                kv(
+                    "items",
+                    any_value::Value::ArrayValue(ArrayValue {
+                        values: vec![empty.clone(); items],
+                    }),
+                ),
+                kv("sep", s(&"-".repeat(1000))),
+            ],
+            ..Default::default()
+        }
+        .encode_to_vec()
+    };
+    let c = Condition::new(
+        r#"Len(Concat(attributes["items"], attributes["sep"])) > 0"#,
+        Context::Span,
+    )
+    .unwrap();
+    let run = |span: &[u8]| {
+        c.holds(&SpanInput {
+            span,
+            resource: &[],
+            scope: &[],
+            event: &[],
+        })
+    };
+    assert!(matches!(run(&span(5000)), Err(OttlError::Eval(m)) if m.contains("Concat")));
+    assert_eq!(run(&span(10)), Ok(true));
 }
 
 /// Scenario: `IsMatch` with a pattern the span holds: a fitting one, one over the length

@@ -2,8 +2,9 @@
 //! epoch in UTC (pdata's timestamps, `Now()`, `Unix(…)`), a duration is nanoseconds in an
 //! `i64` (Go's `time.Duration`). The evaluator calls these; they know nothing of spans.
 //!
-//! Calendar fields are read in UTC: pdata's `AsTime` gives UTC, and `Now()` is the local
-//! time of the Collector's process, which is UTC in the containers it usually runs in.
+//! Calendar fields are read in UTC: pdata's `AsTime` gives UTC; `Now()` and `Unix(…)` give
+//! the local time of the Collector's process, which is UTC in the containers it usually
+//! runs in.
 
 /// Nanoseconds in a second, a minute, an hour, a day.
 const SECOND: i128 = 1_000_000_000;
@@ -14,9 +15,10 @@ const DAY: i128 = 24 * HOUR as i128;
 /// origin `Truncate` counts multiples from.
 const ZERO_TO_EPOCH: i128 = 62_135_596_800 * SECOND;
 
-/// Go's `time.ParseDuration`, exactly: an optional sign, then one or more decimal
-/// numbers, each with an optional fraction and a unit (`ns`, `us`, `µs`, `μs`, `ms`, `s`,
-/// `m`, `h`), or `0` alone. The error is Go's message.
+/// Go's `time.ParseDuration`: an optional sign, then one or more decimal numbers, each
+/// with an optional fraction and a unit (`ns`, `us`, `µs`, `μs`, `ms`, `s`, `m`, `h`), or
+/// `0` alone; the same values and overflow limits, and Go's messages (quoting aside). One
+/// departure: a sum of parts past 2⁶³ ns is an error here, where Go's unsigned sum wraps.
 pub fn parse_duration(text: &str) -> Result<i64, String> {
     let invalid = || format!("time: invalid duration {text:?}");
     let mut s = text;
