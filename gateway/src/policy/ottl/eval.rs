@@ -112,7 +112,7 @@ fn kind(v: &Value<'_>) -> &'static str {
         Value::Id(IdKind::Span, _) => "a span id",
         Value::Time(_) => "a time",
         Value::Duration(_) => "a duration",
-        Value::Messages(_, 11) => "span events",
+        Value::Messages(_, SPAN_EVENTS) => "span events",
         Value::Messages(..) => "span links",
     }
 }
@@ -134,15 +134,7 @@ pub fn compare(a: &Value<'_>, op: CmpOp, b: &Value<'_>) -> bool {
         (Value::Time(x), Value::Time(y)) => Some(x.cmp(y)),
         (Value::Duration(x), Value::Duration(y)) => Some(x.cmp(y)),
         (Value::Id(kx, x), Value::Id(ky, y)) if kx == ky => {
-            // pdata's ids are arrays: an absent one is all zeros.
-            let zeros = [0u8; 16];
-            let zeros = &zeros[..kx.bytes()];
-            let same = match (x.is_empty(), y.is_empty()) {
-                (true, true) => true,
-                (true, false) => *y == zeros,
-                (false, true) => *x == zeros,
-                (false, false) => x == y,
-            };
+            let same = id_bytes(*kx, x) == id_bytes(*ky, y);
             return match op {
                 CmpOp::Eq => same,
                 CmpOp::Ne => !same,
@@ -275,10 +267,7 @@ fn to_string(v: &Value<'_>) -> Result<Option<Vec<u8>>, OttlError> {
         // falls through to Go's json.Marshal, which writes an array's numbers (`[1,2,…]`),
         // not hex (`trace_id.string` is the hex form). An absent id is all zeros.
         Value::Id(k, b) => {
-            let n = if *k == IdKind::Trace { 16 } else { 8 };
-            let zeros = [0u8; 16];
-            let b: &[u8] = if b.is_empty() { &zeros[..n] } else { b };
-            let items: Vec<String> = b.iter().map(u8::to_string).collect();
+            let items: Vec<String> = id_bytes(*k, b).iter().map(u8::to_string).collect();
             format!("[{}]", items.join(",")).into_bytes()
         }
         // Go's JSON of a time.Time (quoted RFC 3339) and of a time.Duration (its
@@ -299,6 +288,24 @@ fn to_string(v: &Value<'_>) -> Result<Option<Vec<u8>>, OttlError> {
         }
         Value::Messages(..) => return Ok(None),
     }))
+}
+
+/// An id's bytes as pdata's fixed-size array holds them: an absent id is all zeros.
+fn id_bytes(kind: IdKind, b: &[u8]) -> &[u8] {
+    const ZEROS: [u8; 16] = [0; 16];
+    if b.is_empty() {
+        &ZEROS[..kind.bytes()]
+    } else {
+        b
+    }
+}
+
+/// `s[from..to]`, borrowed where `s` is.
+fn sub_str(s: Cow<'_, [u8]>, from: usize, to: usize) -> Cow<'_, [u8]> {
+    match s {
+        Cow::Borrowed(b) => Cow::Borrowed(&b[from..to]),
+        Cow::Owned(v) => Cow::Owned(v[from..to].to_vec()),
+    }
 }
 
 /// Deepest nesting of maps and lists written as JSON (a span may nest them as deep as
@@ -595,9 +602,9 @@ fn duration_arg(func: Func, v: Value<'_>) -> Result<i64, OttlError> {
 fn time_part<'a>(part: TimePart, t: i128) -> Value<'a> {
     let c = || time::civil(t);
     Value::Int(match part {
-        TimePart::UnixSeconds => time::unix_in(t, 1_000_000_000),
-        TimePart::UnixMilli => time::unix_in(t, 1_000_000),
-        TimePart::UnixMicro => time::unix_in(t, 1_000),
+        TimePart::UnixSeconds => time::unix_in(t, time::SECOND),
+        TimePart::UnixMilli => time::unix_in(t, time::MILLISECOND),
+        TimePart::UnixMicro => time::unix_in(t, time::MICROSECOND),
         TimePart::UnixNano => time::unix_in(t, 1),
         TimePart::Year => c().year,
         TimePart::Month => c().month,
@@ -615,11 +622,11 @@ fn time_part<'a>(part: TimePart, t: i128) -> Value<'a> {
 fn duration_in<'a>(unit: DurationUnit, d: i64) -> Value<'a> {
     match unit {
         DurationUnit::Nanoseconds => Value::Int(d),
-        DurationUnit::Microseconds => Value::Int(time::whole(d, 1_000)),
-        DurationUnit::Milliseconds => Value::Int(time::whole(d, 1_000_000)),
-        DurationUnit::Seconds => Value::Float(time::fractional(d, 1_000_000_000)),
-        DurationUnit::Minutes => Value::Float(time::fractional(d, time::NANOS_PER_MINUTE)),
-        DurationUnit::Hours => Value::Float(time::fractional(d, time::NANOS_PER_HOUR)),
+        DurationUnit::Microseconds => Value::Int(time::whole(d, time::MICROSECOND)),
+        DurationUnit::Milliseconds => Value::Int(time::whole(d, time::MILLISECOND)),
+        DurationUnit::Seconds => Value::Float(time::fractional(d, time::SECOND)),
+        DurationUnit::Minutes => Value::Float(time::fractional(d, time::MINUTE)),
+        DurationUnit::Hours => Value::Float(time::fractional(d, time::HOUR)),
     }
 }
 
@@ -685,10 +692,7 @@ fn substring<'a>(
         }
         (start as usize, (start + length) as usize)
     };
-    Ok(Value::Str(match s {
-        Cow::Borrowed(b) => Cow::Borrowed(&b[from..to]),
-        Cow::Owned(v) => Cow::Owned(v[from..to].to_vec()),
-    }))
+    Ok(Value::Str(sub_str(s, from, to)))
 }
 
 /// `TrimPrefix(target, prefix)` and `TrimSuffix(target, suffix)`, as Go's `strings`:
@@ -715,10 +719,7 @@ fn trim_affix<'a>(
     } else {
         (0, t.len())
     };
-    Ok(Value::Str(match t {
-        Cow::Borrowed(b) => Cow::Borrowed(&b[from..to]),
-        Cow::Owned(v) => Cow::Owned(v[from..to].to_vec()),
-    }))
+    Ok(Value::Str(sub_str(t, from, to)))
 }
 
 /// `Index(source, value)`, as pkg/ottl: in a string, the byte offset of the first
@@ -769,12 +770,7 @@ fn len<'a>(v: Value<'_>) -> Result<Value<'a>, OttlError> {
         Value::Str(s) => Value::Int(s.len() as i64),
         Value::Bytes(b) => Value::Int(b.len() as i64),
         Value::Map(msg, field) => Value::Int(map_entries(msg, field).count() as i64),
-        Value::Messages(msg, field) => Value::Int(
-            (0..)
-                .scan(0, |pos, _| next_field(msg, pos))
-                .filter(|&(f, wt, ..)| f == field && wt == 2)
-                .count() as i64,
-        ),
+        Value::Messages(msg, field) => Value::Int(messages(msg, field).count() as i64),
         Value::List(msg) => Value::Int(list_items(msg).count() as i64),
         other => {
             return Err(OttlError::Eval(format!(
@@ -911,11 +907,7 @@ fn concat<'a>(
 
 /// `HasPrefix(target, prefix)` and `HasSuffix(target, suffix)`: both strings, never nil.
 fn affix<'a>(func: Func, target: &Value<'_>, affix: &Value<'_>) -> Result<Value<'a>, OttlError> {
-    let name = if func == Func::HasPrefix {
-        "HasPrefix"
-    } else {
-        "HasSuffix"
-    };
+    let name = func.name();
     match (string_arg(target, name)?, string_arg(affix, name)?) {
         (Some(t), Some(a)) => Ok(Value::Bool(if func == Func::HasPrefix {
             t.starts_with(a)
@@ -1236,8 +1228,8 @@ fn path<'a>(
             Value::Time(i128::from(last_field(msg, 1, 1).map_or(0, fixed64) as i64))
         }
         (Target::Span, Field::DroppedEventsCount) => Value::Int(varint_field(msg, 12)),
-        (Target::Span, Field::Events) => Value::Messages(msg, 11),
-        (Target::Span, Field::Links) => Value::Messages(msg, 13),
+        (Target::Span, Field::Events) => Value::Messages(msg, SPAN_EVENTS),
+        (Target::Span, Field::Links) => Value::Messages(msg, SPAN_LINKS),
         // `schema_url` sits beside the resource (scope) in its `ResourceSpans` (`ScopeSpans`).
         (Target::Resource, Field::SchemaUrl) => str_of(bytes_field(input.resource, 3)),
         (Target::Scope, Field::SchemaUrl) => str_of(bytes_field(input.scope, 3)),
@@ -1313,13 +1305,23 @@ fn span_path<'a>(f: SpanFieldsRead<'a>, field: &Field) -> Value<'a> {
     }
 }
 
-/// The span events (field 11) of a span message.
+/// `Span.events`' field number.
+const SPAN_EVENTS: u32 = 11;
+/// `Span.links`' field number.
+const SPAN_LINKS: u32 = 13;
+
+/// The span events of a span message.
 pub fn events(span: &[u8]) -> impl Iterator<Item = &[u8]> {
+    messages(span, SPAN_EVENTS)
+}
+
+/// The sub-messages in repeated field `field` of `msg`.
+fn messages(msg: &[u8], field: u32) -> impl Iterator<Item = &[u8]> {
     let mut pos = 0;
     std::iter::from_fn(move || loop {
-        let (f, wt, s, e) = next_field(span, &mut pos)?;
-        if f == 11 && wt == 2 {
-            return Some(&span[s..e]);
+        let (f, wt, s, e) = next_field(msg, &mut pos)?;
+        if f == field && wt == 2 {
+            return Some(&msg[s..e]);
         }
     })
 }

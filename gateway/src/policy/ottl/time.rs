@@ -6,14 +6,21 @@
 //! the local time of the Collector's process, which is UTC in the containers it usually
 //! runs in.
 
-/// Nanoseconds in a second, a minute, an hour, a day.
-const SECOND: i128 = 1_000_000_000;
-const MINUTE: i64 = 60 * SECOND as i64;
-const HOUR: i64 = 60 * MINUTE;
+/// Nanoseconds in a microsecond.
+pub const MICROSECOND: i64 = 1_000;
+/// Nanoseconds in a millisecond.
+pub const MILLISECOND: i64 = 1_000_000;
+/// Nanoseconds in a second.
+pub const SECOND: i64 = 1_000_000_000;
+/// Nanoseconds in a minute.
+pub const MINUTE: i64 = 60 * SECOND;
+/// Nanoseconds in an hour.
+pub const HOUR: i64 = 60 * MINUTE;
+/// Nanoseconds in a day.
 const DAY: i128 = 24 * HOUR as i128;
 /// Nanoseconds from Go's zero time (January 1 of year 1, UTC) to the Unix epoch, the
 /// origin `Truncate` counts multiples from.
-const ZERO_TO_EPOCH: i128 = 62_135_596_800 * SECOND;
+const ZERO_TO_EPOCH: i128 = 62_135_596_800 * SECOND as i128;
 
 /// Go's `time.ParseDuration`: an optional sign, then one or more decimal numbers, each
 /// with an optional fraction and a unit (`ns`, `us`, `µs`, `μs`, `ms`, `s`, `m`, `h`), or
@@ -90,7 +97,7 @@ pub fn parse_duration(text: &str) -> Result<i64, String> {
             "ns" => 1,
             "us" | "µs" | "μs" => 1_000,
             "ms" => 1_000_000,
-            "s" => 1_000_000_000,
+            "s" => SECOND as u64,
             "m" => MINUTE as u64,
             "h" => HOUR as u64,
             _ => return Err(format!("time: unknown unit {unit:?} in duration {text:?}")),
@@ -174,8 +181,8 @@ pub fn civil(t: i128) -> Civil {
         day: day as i64,
         hour: of_day / HOUR,
         minute: of_day % HOUR / MINUTE,
-        second: of_day % MINUTE / SECOND as i64,
-        nanosecond: of_day % SECOND as i64,
+        second: of_day % MINUTE / SECOND,
+        nanosecond: of_day % SECOND,
         // 1970-01-01 was a Thursday.
         weekday: (days + 4).rem_euclid(7) as i64,
     }
@@ -205,13 +212,13 @@ pub fn json(t: i128) -> Option<String> {
 /// Nanoseconds since the epoch of a `Unix(seconds, nanoseconds)` pair, as Go's
 /// `time.Unix` (the nanoseconds may be outside [0, 1e9)).
 pub fn unix(seconds: i64, nanos: i64) -> i128 {
-    i128::from(seconds) * SECOND + i128::from(nanos)
+    i128::from(seconds) * i128::from(SECOND) + i128::from(nanos)
 }
 
 /// `t.Unix()`, `UnixMilli()`, `UnixMicro()` or `UnixNano()`: whole units since the epoch,
 /// rounded down, in Go's `int64` (wrapping as Go's arithmetic does outside its range).
-pub fn unix_in(t: i128, unit_nanos: i128) -> i64 {
-    t.div_euclid(unit_nanos) as i64
+pub fn unix_in(t: i128, unit_nanos: i64) -> i64 {
+    t.div_euclid(i128::from(unit_nanos)) as i64
 }
 
 /// A duration in whole `unit_nanos` (`Milliseconds()`, `Microseconds()`), truncated
@@ -225,11 +232,6 @@ pub fn whole(d: i64, unit_nanos: i64) -> i64 {
 pub fn fractional(d: i64, unit_nanos: i64) -> f64 {
     (d / unit_nanos) as f64 + (d % unit_nanos) as f64 / unit_nanos as f64
 }
-
-/// Nanoseconds in a minute and an hour, for callers naming units.
-pub const NANOS_PER_MINUTE: i64 = MINUTE;
-/// Nanoseconds in an hour.
-pub const NANOS_PER_HOUR: i64 = HOUR;
 
 #[cfg(test)]
 mod tests {
