@@ -536,6 +536,60 @@ fn write_value(
     Ok(())
 }
 
+/// Whether a reference is the whole of a quoted value (`key: "${env:N}"`, `- '${env:N}'`,
+/// `{k: "${env:N}"}`; `before` ends with its opening quote, `after` starts with its
+/// closing one) and resolves to a number or a boolean. The Collector reads such a value
+/// typed whatever its quotes: confmap expands a value that is exactly one reference to the
+/// YAML it holds, keeping the text only for string fields. Written unquoted, it reads the
+/// same way here: a number for a number, its text for a string.
+fn quoted_whole_typed(
+    ctx: Context,
+    in_block: bool,
+    before: &str,
+    after: &str,
+    value: &str,
+) -> bool {
+    let q = match ctx.quoting {
+        Quoting::Double => '"',
+        Quoting::Single => '\'',
+        Quoting::Plain => return false,
+    };
+    if in_block || ctx.continued || !yaml_number_or_bool(value) {
+        return false;
+    }
+    let (Some(open), Some(close)) = (before.strip_suffix(q), after.strip_prefix(q)) else {
+        return false;
+    };
+    if ctx.flow > 0 {
+        open.trim_end().ends_with([':', '[', ',', '{'])
+            && close.trim_start().starts_with([',', '}', ']'])
+    } else {
+        whole_value_start(open) && nothing_but_a_comment(close)
+    }
+}
+
+/// Whether YAML reads `v` as a number (decimal int or float, no leading zeros) or a
+/// boolean.
+fn yaml_number_or_bool(v: &str) -> bool {
+    if matches!(v, "true" | "false" | "True" | "False" | "TRUE" | "FALSE") {
+        return true;
+    }
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    let unsigned = v.strip_prefix(['-', '+']).unwrap_or(v);
+    let (mantissa, exponent) = match unsigned.split_once(['e', 'E']) {
+        Some((m, e)) => (m, Some(e.strip_prefix(['-', '+']).unwrap_or(e))),
+        None => (unsigned, None),
+    };
+    let mantissa_ok = match mantissa.split_once('.') {
+        Some((whole, frac)) => {
+            (digits(whole) || whole.is_empty())
+                && (digits(frac) || (frac.is_empty() && digits(whole)))
+        }
+        None => digits(mantissa) && (mantissa == "0" || !mantissa.starts_with('0')),
+    };
+    mantissa_ok && exponent.is_none_or(digits)
+}
+
 /// Whether a reference between `before` and `after` (the rest of its line) in plain text
 /// is certainly a whole value: `key: ${…}` or `- ${…}` on one line, then nothing or a
 /// comment, outside flow collections and continued lines.
@@ -652,6 +706,15 @@ fn expand_line(
         }
         let value = value.as_deref().or(default).unwrap_or("");
         let line_before = &text[..text.len() - rest.len() + i];
+        if quoted_whole_typed(ctx, in_block, line_before, &body[end + 1..], value) {
+            // `key: "${env:N}"` with N a number: written without its quotes.
+            out.pop();
+            out.push_str(value);
+            ctx.quoting = Quoting::Plain;
+            ctx.at_start = false;
+            rest = &body[end + 2..];
+            continue;
+        }
         write_value(
             &mut out,
             value,
@@ -1166,6 +1229,42 @@ mod tests {
             .unwrap_err()
             .1
             .contains("unterminated"));
+    }
+
+    /// Scenario: a reference that is the whole of a quoted value and holds a number or a
+    /// boolean (`sampling_percentage: "${env:P}"`, found in a real tail-sampling guide),
+    /// in a block mapping, a list and a flow mapping; beside it quoted references that are
+    /// text (a longer string, a value that is not a number, a leading zero).
+    /// Guarantees: the first are read typed, as the Collector reads them; the others stay
+    /// strings; lines are unchanged.
+    #[test]
+    fn quoted_whole_references_to_numbers_are_typed() {
+        let src = env(&[
+            ("P", "25"),
+            ("B", "true"),
+            ("F", "0.5"),
+            ("Z", "007"),
+            ("W", "5s"),
+        ]);
+        let text = "a: \"${env:P}\"\nb: '${env:B}' # flag\nl:\n  - \"${env:F}\"\nf: { x: \"${env:P}\", y: '${env:F}' }\ns: \"id ${env:P}\"\nz: \"${env:Z}\"\nw: \"${env:W}\"\n";
+        let expanded = expand(text, &src).unwrap();
+        assert_eq!(expanded.lines().count(), 8, "{expanded}");
+        let v: serde_yaml_ng::Value = parse_plain_yaml(Path::new("x"), &expanded).unwrap();
+        assert_eq!(v["a"].as_u64(), Some(25));
+        assert_eq!(v["b"].as_bool(), Some(true));
+        assert_eq!(v["l"][0].as_f64(), Some(0.5));
+        assert_eq!(v["f"]["x"].as_u64(), Some(25));
+        assert_eq!(v["f"]["y"].as_f64(), Some(0.5));
+        assert_eq!(v["s"].as_str(), Some("id 25"));
+        assert_eq!(v["z"].as_str(), Some("007"));
+        assert_eq!(v["w"].as_str(), Some("5s"));
+        // A string field still gets the text.
+        #[derive(serde::Deserialize)]
+        struct Key {
+            a: String,
+        }
+        let k: Key = serde_yaml_ng::from_str(&expanded).unwrap();
+        assert_eq!(k.a, "25");
     }
 
     /// A file of several lines, as `${file:}` reads a certificate.
