@@ -95,6 +95,8 @@ pub struct Explanation {
     pub policies: Vec<PolicyTally>,
     /// The chosen trace, when asked for and found.
     pub trace: Option<TraceExplanation>,
+    /// What the reader must know about how far the replay stands for the gateway.
+    pub note: Option<String>,
 }
 
 struct Replayed {
@@ -128,6 +130,9 @@ pub fn explain(
                 ..Default::default()
             })
             .collect(),
+        note: plan.span_ingest.then(|| {
+            "note: the file sets sampling_strategy: span-ingest, under which the gateway decides each batch of a trace's spans as it arrives; this replay decides each trace on all its spans at once, so a rule over several spans (an `and` of conditions on different spans) may keep here what the gateway would not\n".to_owned()
+        }),
         ..Default::default()
     };
     for (id, t) in order {
@@ -277,6 +282,9 @@ impl Explanation {
             self.kept_spans,
             share(self.kept_spans, self.spans)
         );
+        if let Some(note) = &self.note {
+            s.insert_str(0, note);
+        }
         let width = self
             .policies
             .iter()
@@ -400,6 +408,27 @@ mod tests {
     /// Scenario: a drop policy (listed last) drops a trace another policy samples, and a
     /// trace no policy samples. Guarantees: the tally counts the drop under the drop
     /// policy, and the explanation names it (a user trial found both missing); the other
+    /// Scenario: a file with `sampling_strategy: span-ingest` (found by a user trial:
+    /// explain said "kept" where the gateway decides batch by batch), and one without.
+    /// Guarantees: the report says that it replays whole traces; the plain one says nothing.
+    #[test]
+    fn span_ingest_files_are_flagged() {
+        let text = line(1, "a", &[(1, 0)]);
+        let note = |yaml: &str| {
+            let file = PolicyFile::parse(Path::new("p.yaml"), yaml).unwrap();
+            explain(&file, &text, None).unwrap().render()
+        };
+        let flagged = note(
+            "sampling_strategy: span-ingest\npolicies:\n  - {name: all, type: always_sample}\n",
+        );
+        assert!(
+            flagged.starts_with("note: the file sets sampling_strategy: span-ingest"),
+            "{flagged}"
+        );
+        let plain = note("policies:\n  - {name: all, type: always_sample}\n");
+        assert!(!plain.contains("span-ingest"), "{plain}");
+    }
+
     /// trace is "no policy sampled it".
     #[test]
     fn drops_are_counted_and_named() {

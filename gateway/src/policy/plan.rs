@@ -383,10 +383,17 @@ impl PolicyPlan {
 
     /// The plan in plain words.
     pub fn describe(&self) -> String {
-        let mut out = format!(
-            "decide {:?} after a trace's first span; keep at most {} traces buffered\n",
-            self.decision_wait, self.num_traces
-        );
+        let mut out = if self.span_ingest {
+            format!(
+                "decide each batch of a trace's spans as it arrives (span-ingest); a trace still undecided {:?} after its first span is not sampled; keep at most {} traces buffered\n",
+                self.decision_wait, self.num_traces
+            )
+        } else {
+            format!(
+                "decide {:?} after a trace's first span; keep at most {} traces buffered\n",
+                self.decision_wait, self.num_traces
+            )
+        };
         if let Some(d) = self.decision_wait_after_root {
             out.push_str(&format!(
                 "decide {d:?} after a trace's root span, if that is earlier\n"
