@@ -18,7 +18,7 @@ pub enum ConfigError {
         error: std::io::Error,
     },
     /// The YAML is malformed or does not fit the schema.
-    #[error("{}: {error}", path.display())]
+    #[error("{}: {}", path.display(), readable(&error.to_string()))]
     Parse {
         /// The file.
         path: PathBuf,
@@ -47,6 +47,30 @@ pub enum ConfigError {
         /// What is wrong.
         message: String,
     },
+}
+
+/// A serde message in the words of a config file: the names of Tailgate's structs
+/// (`expected struct AndConfig`) become what the file should hold there, and serde's
+/// "unit value" (an empty value) says where one usually comes from.
+pub fn readable(message: &str) -> String {
+    if message.contains("invalid type: sequence, expected struct Raw") {
+        return message.replace(
+            "invalid type: sequence, expected struct RawPolicyFile",
+            "the document is a list; a policy file is a mapping: put the list under `policies:`",
+        );
+    }
+    let mut out = message.replace(
+        "invalid type: unit value",
+        "an empty value (null, or an unset ${env:…} variable)",
+    );
+    while let Some(at) = out.find("expected struct ") {
+        let name_start = at + "expected struct ".len();
+        let name_end = out[name_start..]
+            .find(|c: char| !(c.is_alphanumeric() || c == '_'))
+            .map_or(out.len(), |n| name_start + n);
+        out.replace_range(at..name_end, "expected a mapping of settings (key: value)");
+    }
+    out
 }
 
 /// Reads and deserializes a YAML file.
@@ -1265,6 +1289,40 @@ mod tests {
         }
         let k: Key = serde_yaml_ng::from_str(&expanded).unwrap();
         assert_eq!(k.a, "25");
+    }
+
+    /// Scenario: serde messages naming Tailgate's own structs or a "unit value".
+    /// Guarantees: they say what the file should hold, not a type name.
+    #[test]
+    fn parse_errors_speak_of_the_file() {
+        #[derive(Debug, serde::Deserialize)]
+        #[allow(dead_code)]
+        struct AndConfig {
+            and_sub_policy: Vec<String>,
+        }
+        #[derive(Debug, serde::Deserialize)]
+        #[allow(dead_code)]
+        struct Outer {
+            and: AndConfig,
+            pct: f64,
+        }
+        let err = |text: &str| {
+            parse_plain_yaml::<Outer>(Path::new("p.yaml"), text)
+                .unwrap_err()
+                .to_string()
+        };
+        let list = err("and: [a, b]\npct: 1\n");
+        assert!(list.contains("expected a mapping of settings"), "{list}");
+        assert!(!list.contains("AndConfig"), "{list}");
+        let empty = err("and: {and_sub_policy: []}\npct:\n");
+        assert!(
+            empty.contains("an empty value (null, or an unset"),
+            "{empty}"
+        );
+        assert_eq!(
+            readable("invalid type: sequence, expected struct RawPolicyFile"),
+            "the document is a list; a policy file is a mapping: put the list under `policies:`"
+        );
     }
 
     /// A file of several lines, as `${file:}` reads a certificate.

@@ -709,7 +709,7 @@ fn name_policy_in_error(e: ConfigError, written: Option<&serde_yaml_ng::Value>) 
     let ConfigError::Parse { path, error } = e else {
         return e;
     };
-    let text = error.to_string();
+    let text = tailgate_core::config::readable(&error.to_string());
     let index = text.find("policies[").and_then(|at| {
         let rest = &text[at + 9..];
         rest[..rest.find(']')?].parse::<usize>().ok()

@@ -1050,3 +1050,27 @@ fn every_kind_in_the_table_validates_and_compiles_with_its_settings() {
         let _ = p.compile(&mut keys);
     }
 }
+
+/// Scenario: mistakes a trial on real configs met with serde's wording: a bare list of
+/// policies, an `and:` given a list, a number left empty by an unset variable.
+/// Guarantees: the message says what the file should hold (no struct names, no "unit
+/// value"), with the line.
+#[test]
+fn shape_errors_speak_of_the_file() {
+    let bare = parse("- name: a\n  type: always_sample\n").unwrap_err();
+    assert!(bare.contains("put the list under `policies:`"), "{bare}");
+    let and = parse("policies:\n  - name: a\n    type: and\n    and: [x]\n").unwrap_err();
+    assert!(
+        and.contains(":4:") && and.contains("expected a mapping of settings"),
+        "{and}"
+    );
+    assert!(!and.contains("AndConfig"), "{and}");
+    let empty = parse(
+        "policies:\n  - {name: p, type: probabilistic, probabilistic: {sampling_percentage: }}\n",
+    )
+    .unwrap_err();
+    assert!(
+        empty.contains("an empty value (null, or an unset"),
+        "{empty}"
+    );
+}
