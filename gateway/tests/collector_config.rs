@@ -141,6 +141,44 @@ fn the_readme_ottl_example_matches_each_condition() {
     );
 }
 
+/// Scenario: a Collector config wrapped in an OpenTelemetryCollector resource, and in the
+/// Helm chart's values (found by a trial: "unknown field `apiVersion`").
+/// Guarantees: the error says what the file is and how to extract the config.
+#[test]
+fn wrapped_collector_configs_say_how_to_extract_them() {
+    let err = |text: &str| {
+        PolicyFile::parse(std::path::Path::new("c.yaml"), text)
+            .unwrap_err()
+            .to_string()
+    };
+    let cr = err("apiVersion: opentelemetry.io/v1beta1\nkind: OpenTelemetryCollector\nspec:\n  config:\n    processors:\n      tail_sampling: {policies: []}\n");
+    assert!(
+        cr.contains("OpenTelemetryCollector resource") && cr.contains("spec.config"),
+        "{cr}"
+    );
+    let helm = err("mode: deployment\nconfig:\n  processors:\n    tail_sampling: {policies: []}\n");
+    assert!(
+        helm.contains("Helm chart's values") && helm.contains("yq '.config'"),
+        "{helm}"
+    );
+}
+
+/// Scenario: a Collector config holding nothing but its processors (a trial found the
+/// note naming the ignored sections as "-").
+/// Guarantees: the note speaks of other processors only.
+#[test]
+fn a_config_of_processors_alone_is_noted_plainly() {
+    let file = PolicyFile::parse(
+        std::path::Path::new("c.yaml"),
+        "processors:\n  batch: {}\n  tail_sampling:\n    policies:\n      - {name: all, type: always_sample}\n",
+    )
+    .unwrap();
+    assert_eq!(
+        file.notes,
+        ["using processors.tail_sampling of a Collector config; other processors are not Tailgate's and are ignored"]
+    );
+}
+
 /// Scenario: a whole Collector config with receivers, exporters, extensions, two
 /// tail_sampling processors (one used by the traces pipeline) and `${env:…:-default}`.
 /// Guarantees: the used processor is taken, with its defaults and `200_000`; a note says

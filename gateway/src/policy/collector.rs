@@ -32,12 +32,38 @@ pub(crate) enum Shape {
     },
 }
 
+/// Where a Collector config sits inside a file that is not one: the OpenTelemetry
+/// Operator's `OpenTelemetryCollector` resource (`spec.config`) or the Collector Helm
+/// chart's values (`config:`). Tailgate reads the config itself; the hint says how to get
+/// it out.
+fn wrapped_config_hint(top: &serde_yaml_ng::Value) -> Option<String> {
+    if top.get("processors").is_some() || top.get("policies").is_some() {
+        return None;
+    }
+    let kind = top.get("kind").and_then(|k| k.as_str());
+    if top.get("apiVersion").is_some() && kind == Some("OpenTelemetryCollector") {
+        return Some("this is an OpenTelemetryCollector resource; Tailgate reads the Collector config inside it: extract spec.config into a file (`yq '.spec.config' FILE`, or `kubectl get otelcol NAME -o jsonpath='{.spec.config}'`) and pass that".into());
+    }
+    let config = top.get("config")?;
+    if config.get("processors").is_some() || config.get("service").is_some() {
+        return Some("this looks like the Collector Helm chart's values; Tailgate reads the Collector config under `config:`: extract it into a file (`yq '.config' values.yaml`) and pass that".into());
+    }
+    None
+}
+
 /// Decides what `top` (the parsed text) is, choosing a processor in a whole config.
 pub(crate) fn shape(
     path: &Path,
     top: &serde_yaml_ng::Value,
     wanted: Option<&str>,
 ) -> Result<Shape, ConfigError> {
+    if let Some(hint) = wrapped_config_hint(top) {
+        return Err(ConfigError::Invalid {
+            path: path.to_owned(),
+            key: "(top level)".into(),
+            message: hint,
+        });
+    }
     let Some(processors) = top.get("processors") else {
         return Ok(if top.get("tail_sampling").is_some() {
             Shape::Block
@@ -116,10 +142,14 @@ pub(crate) fn shape(
         .find(|(p, _)| *p == chosen)
         .map(|(_, n)| format!(" (pipeline {n})"))
         .unwrap_or_default();
-    let note = format!(
-        "using processors.{chosen}{pipeline} of a Collector config; other processors and the sections {} are not Tailgate's and are ignored",
-        if ignored.is_empty() { "-".to_owned() } else { ignored.join(", ") }
-    );
+    let note = if ignored.is_empty() {
+        format!("using processors.{chosen}{pipeline} of a Collector config; other processors are not Tailgate's and are ignored")
+    } else {
+        format!(
+            "using processors.{chosen}{pipeline} of a Collector config; other processors and the sections {} are not Tailgate's and are ignored",
+            ignored.join(", ")
+        )
+    };
     Ok(Shape::Whole {
         processor: chosen,
         note,

@@ -734,9 +734,15 @@ fn name_policy_in_error(e: ConfigError, written: Option<&serde_yaml_ng::Value>) 
                 d <= 2 && d * 4 <= field.chars().count()
             })
             .min_by_key(|k| edit_distance(k, field));
-        message = match near {
-            Some(k) => format!("unknown key `{field}` (did you mean `{k}`?): {message}"),
-            None => format!("unknown policy type or settings block `{field}`: {message}"),
+        // Where the key stands: beside `name:` and `type:`, or inside a settings block
+        // (`policies[0].ottl_condition: unknown field …`).
+        let block = message
+            .split_once(": unknown field")
+            .and_then(|(path, _)| path.rsplit_once("].").map(|(_, b)| b.to_owned()));
+        message = match (near, block) {
+            (Some(k), _) => format!("unknown key `{field}` (did you mean `{k}`?): {message}"),
+            (None, Some(block)) => format!("unknown key `{field}` in `{block}`: {message}"),
+            (None, None) => format!("unknown policy type or settings block `{field}`: {message}"),
         };
     }
     if let Some(name) = name {

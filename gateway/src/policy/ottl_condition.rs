@@ -212,11 +212,15 @@ impl Policy for OttlConditionPolicy {
     }
 
     fn describe(&self) -> String {
-        let list = |l: &[Condition]| {
-            l.iter()
-                .map(|c| c.source.as_str())
+        // Each condition in parentheses when there are several: they are alternatives,
+        // and a condition may hold an `or` of its own.
+        let list = |l: &[Condition]| match l {
+            [one] => one.source.clone(),
+            many => many
+                .iter()
+                .map(|c| format!("({})", c.source))
                 .collect::<Vec<_>>()
-                .join(" | ")
+                .join(" or "),
         };
         match (self.span.is_empty(), self.spanevent.is_empty()) {
             (false, true) => format!("keep traces with a span where {}", list(&self.span)),

@@ -206,6 +206,12 @@ fn a_misspelt_settings_block_is_suggested() {
         "{err}"
     );
     assert!(!err.contains("did you mean"), "{err}");
+    // Inside a settings block the key is named with its block, not as a policy type.
+    let err = parse("policies:\n  - name: o\n    type: ottl_condition\n    ottl_condition: {span_properties: ['true']}\n").unwrap_err();
+    assert!(
+        err.contains("unknown key `span_properties` in `ottl_condition`"),
+        "{err}"
+    );
     assert_eq!(super::edit_distance("kitten", "sitting"), 3);
 }
 
@@ -1072,5 +1078,24 @@ fn shape_errors_speak_of_the_file() {
     assert!(
         empty.contains("an empty value (null, or an unset"),
         "{empty}"
+    );
+}
+
+/// Scenario: an `ottl_condition` with two span conditions, one holding an `or` (a trial
+/// found `A | B or C` ambiguous in `check-policies`' plan).
+/// Guarantees: each condition is shown in parentheses, joined by `or`; a single condition
+/// is shown bare.
+#[test]
+fn ottl_descriptions_group_each_condition() {
+    let plan = |yaml: &str| PolicyPlan::compile(&parse(yaml).unwrap()).describe();
+    let two = plan("policies:\n  - name: o\n    type: ottl_condition\n    ottl_condition:\n      span: ['name == \"a\"', 'kind == 1 or kind == 2']\n");
+    assert!(
+        two.contains("keep traces with a span where (name == \"a\") or (kind == 1 or kind == 2)"),
+        "{two}"
+    );
+    let one = plan("policies:\n  - name: o\n    type: ottl_condition\n    ottl_condition: {span: ['name == \"a\"']}\n");
+    assert!(
+        one.contains("keep traces with a span where name == \"a\"\n"),
+        "{one}"
     );
 }
