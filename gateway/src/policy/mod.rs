@@ -705,6 +705,48 @@ fn edit_distance(a: &str, b: &str) -> usize {
     row[b.len()]
 }
 
+/// Warnings for `string_attribute` values written as YAML booleans, numbers or null
+/// (`values: [true, 200]`): Tailgate compares their text with string attributes, so a
+/// boolean or int attribute never matches them; the Collector refuses such a file (it
+/// decodes no bool or int into a string). Quoted values are strings and say nothing.
+fn untyped_string_values(block: &str) -> Vec<String> {
+    fn walk(v: &serde_yaml_ng::Value, out: &mut Vec<String>) {
+        match v {
+            serde_yaml_ng::Value::Mapping(m) => {
+                if let Some(sa) = m.get("string_attribute") {
+                    let key = sa.get("key").and_then(|k| k.as_str()).unwrap_or("?");
+                    for item in sa
+                        .get("values")
+                        .and_then(|v| v.as_sequence())
+                        .into_iter()
+                        .flatten()
+                    {
+                        let kind = match item {
+                            serde_yaml_ng::Value::Bool(_) => "the boolean",
+                            serde_yaml_ng::Value::Number(_) => "the number",
+                            serde_yaml_ng::Value::Null => "null,",
+                            _ => continue,
+                        };
+                        let text = serde_yaml_ng::to_string(item).unwrap_or_default();
+                        out.push(format!(
+                            "string_attribute on {key:?} lists {kind} {} among its values: it is compared as text with string attributes, so a boolean or number attribute never matches it (use boolean_attribute or numeric_attribute, or quote it); the Collector refuses such a file",
+                            text.trim()
+                        ));
+                    }
+                }
+                m.values().for_each(|v| walk(v, out));
+            }
+            serde_yaml_ng::Value::Sequence(s) => s.iter().for_each(|v| walk(v, out)),
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    if let Ok(v) = serde_yaml_ng::from_str::<serde_yaml_ng::Value>(block) {
+        walk(&v, &mut out);
+    }
+    out
+}
+
 fn name_policy_in_error(e: ConfigError, written: Option<&serde_yaml_ng::Value>) -> ConfigError {
     let ConfigError::Parse { path, error } = e else {
         return e;
@@ -829,6 +871,7 @@ impl PolicyFile {
         let policies = Self::validate_entries(path, &block, first_line, entries)?;
         let (mut ignored_options, span_ingest) = Self::options(path, &raw, &policies)?;
         ignored_options.extend(warnings);
+        ignored_options.extend(untyped_string_values(&block));
         let file = PolicyFile {
             notes,
             decision_wait: raw.decision_wait,

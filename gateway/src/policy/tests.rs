@@ -1099,3 +1099,26 @@ fn ottl_descriptions_group_each_condition() {
         "{one}"
     );
 }
+
+/// Scenario: `string_attribute` values written as a YAML boolean and number (found in a
+/// blog's config: `values: [true]` meant the boolean attribute), inside an `and` too, and
+/// quoted ones. Guarantees: a warning for each unquoted one, naming the key; none for
+/// quoted values.
+#[test]
+fn untyped_string_attribute_values_are_warned_about() {
+    let file = parse("policies:\n  - {name: c, type: string_attribute, string_attribute: {key: critical, values: [true, \"yes\"]}}\n  - name: a\n    type: and\n    and: {and_sub_policy: [{name: s, type: string_attribute, string_attribute: {key: code, values: [200, '500']}}]}\n").unwrap();
+    let warned: Vec<&String> = file
+        .ignored_options
+        .iter()
+        .filter(|w| w.contains("compared as text"))
+        .collect();
+    assert_eq!(warned.len(), 2, "{:?}", file.ignored_options);
+    assert!(
+        warned[0].contains("\"critical\" lists the boolean true"),
+        "{warned:?}"
+    );
+    assert!(
+        warned[1].contains("\"code\" lists the number 200"),
+        "{warned:?}"
+    );
+}
