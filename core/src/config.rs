@@ -53,7 +53,8 @@ pub enum ConfigError {
 /// (`expected struct AndConfig`) become what the file should hold there, and serde's
 /// "unit value" (an empty value) says where one usually comes from.
 pub fn readable(message: &str) -> String {
-    if message.contains("invalid type: sequence, expected struct Raw") {
+    // The whole document (serde names no key before it).
+    if message.starts_with("invalid type: sequence, expected struct RawPolicyFile") {
         return message.replace(
             "invalid type: sequence, expected struct RawPolicyFile",
             "the document is a list; a policy file is a mapping: put the list under `policies:`",
@@ -593,8 +594,23 @@ fn quoted_whole_typed(
 }
 
 /// Whether YAML reads `v` as a number (decimal int or float, no leading zeros) or a
-/// boolean.
+/// boolean, and writes it back as the same text: a string key must still get exactly
+/// the text (the Collector keeps it for string fields), and a file with merge keys is
+/// read and written again before it is deserialized.
 fn yaml_number_or_bool(v: &str) -> bool {
+    if !yaml_number_or_bool_syntax(v) {
+        return false;
+    }
+    match serde_yaml_ng::from_str::<serde_yaml_ng::Value>(v) {
+        Ok(parsed @ (serde_yaml_ng::Value::Number(_) | serde_yaml_ng::Value::Bool(_))) => {
+            serde_yaml_ng::to_string(&parsed).is_ok_and(|text| text.trim_end() == v)
+        }
+        _ => false,
+    }
+}
+
+/// The shape of a decimal number or a boolean (see [`yaml_number_or_bool`]).
+fn yaml_number_or_bool_syntax(v: &str) -> bool {
     if matches!(v, "true" | "false" | "True" | "False" | "TRUE" | "FALSE") {
         return true;
     }
@@ -1289,6 +1305,19 @@ mod tests {
         }
         let k: Key = serde_yaml_ng::from_str(&expanded).unwrap();
         assert_eq!(k.a, "25");
+        // Text YAML would write back otherwise (a string key must get it as it is, and a
+        // file with merge keys is written out again), or no i64/f64 at all: left quoted.
+        let src = env(&[
+            ("D", "1.50"),
+            ("P", "+1"),
+            ("T", "True"),
+            ("BIG", "12345678901234567890123"),
+        ]);
+        let text = "d: \"${env:D}\"\np: \"${env:P}\"\nt: \"${env:T}\"\nb: \"${env:BIG}\"\n";
+        assert_eq!(
+            expand(text, &src).unwrap(),
+            "d: \"1.50\"\np: \"+1\"\nt: \"True\"\nb: \"12345678901234567890123\"\n"
+        );
     }
 
     /// Scenario: serde messages naming Tailgate's own structs or a "unit value".
@@ -1322,6 +1351,11 @@ mod tests {
         assert_eq!(
             readable("invalid type: sequence, expected struct RawPolicyFile"),
             "the document is a list; a policy file is a mapping: put the list under `policies:`"
+        );
+        // Deeper, a struct name is a mapping whatever it is called.
+        assert_eq!(
+            readable("policies[0]: invalid type: sequence, expected struct RawPolicy at line 2"),
+            "policies[0]: invalid type: sequence, expected a mapping of settings (key: value) at line 2"
         );
     }
 

@@ -131,7 +131,7 @@ pub fn explain(
             })
             .collect(),
         note: plan.span_ingest.then(|| {
-            "note: the file sets sampling_strategy: span-ingest, under which the gateway decides each batch of a trace's spans as it arrives; this replay decides each trace on all its spans at once, so a rule over several spans (an `and` of conditions on different spans) may keep here what the gateway would not\n".to_owned()
+            "note: the file sets sampling_strategy: span-ingest, under which the gateway decides each batch of a trace's spans as it arrives; this replay decides each trace on all its spans at once, so a rule over several spans can decide otherwise here (an `and` of conditions on different spans may keep here what the gateway would not; a `not` may keep there a first batch this replay drops)\n".to_owned()
         }),
         ..Default::default()
     };
@@ -405,9 +405,6 @@ mod tests {
         assert_eq!((e.policies[0].traces, e.policies[0].decided), (1, 1));
     }
 
-    /// Scenario: a drop policy (listed last) drops a trace another policy samples, and a
-    /// trace no policy samples. Guarantees: the tally counts the drop under the drop
-    /// policy, and the explanation names it (a user trial found both missing); the other
     /// Scenario: a file with `sampling_strategy: span-ingest` (found by a user trial:
     /// explain said "kept" where the gateway decides batch by batch), and one without.
     /// Guarantees: the report says that it replays whole traces; the plain one says nothing.
@@ -429,6 +426,9 @@ mod tests {
         assert!(!plain.contains("span-ingest"), "{plain}");
     }
 
+    /// Scenario: a drop policy (listed last) drops a trace another policy samples, and a
+    /// trace no policy samples. Guarantees: the tally counts the drop under the drop
+    /// policy, and the explanation names it (a user trial found both missing); the other
     /// trace is "no policy sampled it".
     #[test]
     fn drops_are_counted_and_named() {

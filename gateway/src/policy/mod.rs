@@ -708,8 +708,10 @@ fn edit_distance(a: &str, b: &str) -> usize {
 /// Warnings for `string_attribute` values written as YAML booleans, numbers or null
 /// (`values: [true, 200]`): Tailgate compares their text with string attributes, so a
 /// boolean or int attribute never matches them; the Collector refuses such a file (it
-/// decodes no bool or int into a string). Quoted values are strings and say nothing.
-fn untyped_string_values(block: &str) -> Vec<String> {
+/// decodes no bool or int into a string). Read in the text as written (before `${…}` is
+/// substituted: a reference is the user's choice, typed or not), at `at`, the chosen
+/// settings; quoted values are strings and say nothing.
+fn untyped_string_values(text: &str, at: &[String]) -> Vec<String> {
     fn walk(v: &serde_yaml_ng::Value, out: &mut Vec<String>) {
         match v {
             serde_yaml_ng::Value::Mapping(m) => {
@@ -741,8 +743,10 @@ fn untyped_string_values(block: &str) -> Vec<String> {
         }
     }
     let mut out = Vec::new();
-    if let Ok(v) = serde_yaml_ng::from_str::<serde_yaml_ng::Value>(block) {
-        walk(&v, &mut out);
+    if let Ok(top) = serde_yaml_ng::from_str::<serde_yaml_ng::Value>(text) {
+        if let Some(settings) = at.iter().try_fold(&top, |v, key| v.get(key.as_str())) {
+            walk(settings, &mut out);
+        }
     }
     out
 }
@@ -756,7 +760,13 @@ fn name_policy_in_error(e: ConfigError, written: Option<&serde_yaml_ng::Value>) 
         let rest = &text[at + 9..];
         rest[..rest.find(']')?].parse::<usize>().ok()
     });
-    let name = index.and_then(|i| written?.get(i)?.get("name")?.as_str().map(str::to_owned));
+    // A name may read as a number (`name: "${env:N}"` with N=7).
+    let name = index.and_then(|i| match written?.get(i)?.get("name")? {
+        serde_yaml_ng::Value::String(s) => Some(s.clone()),
+        serde_yaml_ng::Value::Number(n) => Some(n.to_string()),
+        serde_yaml_ng::Value::Bool(b) => Some(b.to_string()),
+        _ => None,
+    });
     let (Some(i), Some(line)) = (index, error.location().map(|l| l.line())) else {
         return ConfigError::Parse { path, error };
     };
@@ -780,7 +790,9 @@ fn name_policy_in_error(e: ConfigError, written: Option<&serde_yaml_ng::Value>) 
         // (`policies[0].ottl_condition: unknown field …`).
         let block = message
             .split_once(": unknown field")
-            .and_then(|(path, _)| path.rsplit_once("].").map(|(_, b)| b.to_owned()));
+            .and_then(|(path, _)| path.rsplit_once("].").map(|(_, b)| b.to_owned()))
+            // `and.and_sub_policy[0]` is an entry (a sub-policy), not a settings block.
+            .filter(|b| !b.ends_with(']'));
         message = match (near, block) {
             (Some(k), _) => format!("unknown key `{field}` (did you mean `{k}`?): {message}"),
             (None, Some(block)) => format!("unknown key `{field}` in `{block}`: {message}"),
@@ -829,6 +841,9 @@ struct ReadRaw {
     first_line: usize,
     notes: Vec<String>,
     warnings: Vec<String>,
+    /// Where the settings sit in the document: `[]` (the body), `[tail_sampling]`, or
+    /// `[processors, tail_sampling/NAME]` in a whole Collector config.
+    at: Vec<String>,
 }
 
 impl PolicyFile {
@@ -866,12 +881,13 @@ impl PolicyFile {
             first_line,
             notes,
             warnings,
+            at,
         } = Self::read_raw(path, text, processor)?;
         let entries = std::mem::take(&mut raw.policies);
         let policies = Self::validate_entries(path, &block, first_line, entries)?;
         let (mut ignored_options, span_ingest) = Self::options(path, &raw, &policies)?;
         ignored_options.extend(warnings);
-        ignored_options.extend(untyped_string_values(&block));
+        ignored_options.extend(untyped_string_values(text, &at));
         let file = PolicyFile {
             notes,
             decision_wait: raw.decision_wait,
@@ -905,6 +921,13 @@ impl PolicyFile {
         let text = &expanded;
         let top: serde_yaml_ng::Value = parse_plain_yaml(path, text)?;
         let shape = collector::shape(path, &top, processor)?;
+        let at = match &shape {
+            collector::Shape::Body => Vec::new(),
+            collector::Shape::Block => vec!["tail_sampling".to_owned()],
+            collector::Shape::Whole { processor, .. } => {
+                vec!["processors".to_owned(), processor.clone()]
+            }
+        };
         let used = match &shape {
             collector::Shape::Whole { processor, .. } => collector::block_lines(text, processor),
             _ => 1..usize::MAX,
@@ -967,6 +990,7 @@ impl PolicyFile {
             first_line,
             notes,
             warnings,
+            at,
         })
     }
 

@@ -1122,3 +1122,38 @@ fn untyped_string_attribute_values_are_warned_about() {
         "{warned:?}"
     );
 }
+
+/// Scenario (review): a quoted reference among `string_attribute` values, and a whole
+/// Collector config whose unused processor and later sections hold untyped values.
+/// Guarantees: the reference draws no warning (it is read as written, before
+/// substitution); only the chosen processor's policies are checked.
+#[test]
+fn untyped_value_warnings_read_the_chosen_settings_as_written() {
+    let warned = |text: &str| -> Vec<String> {
+        parse(text)
+            .unwrap()
+            .ignored_options
+            .into_iter()
+            .filter(|w| w.contains("compared as text"))
+            .collect()
+    };
+    assert!(warned("policies:\n  - {name: c, type: string_attribute, string_attribute: {key: code, values: [\"${env:TG_TEST_UNSET_CODE:-200}\"]}}\n").is_empty());
+    let whole = "processors:\n  tail_sampling:\n    policies:\n      - {name: c, type: string_attribute, string_attribute: {key: used, values: [true]}}\n  tail_sampling/other:\n    policies:\n      - {name: c, type: string_attribute, string_attribute: {key: unused, values: [true]}}\nexporters:\n  debug: {}\nservice:\n  pipelines:\n    traces: {processors: [tail_sampling]}\n";
+    let w = warned(whole);
+    assert_eq!(w.len(), 1, "{w:?}");
+    assert!(w[0].contains("\"used\""), "{w:?}");
+}
+
+/// Scenario (review): an unknown key in a sub-policy entry, and a policy whose name reads
+/// as a number. Guarantees: the first is called a policy type or settings block (not a
+/// key of a block named `and.and_sub_policy[0]`); the second names the policy "7".
+#[test]
+fn entry_keys_and_numeric_names_are_reported_plainly() {
+    let err = parse("policies:\n  - name: a\n    type: and\n    and: {and_sub_policy: [{name: s, type: always_sample, foo: 1}]}\n").unwrap_err();
+    assert!(
+        err.contains("unknown policy type or settings block `foo`"),
+        "{err}"
+    );
+    let err = parse("policies:\n  - {name: ${env:TG_TEST_UNSET_N:-7}, type: status_code, status_code: {status_codes: 5}}\n").unwrap_err();
+    assert!(err.contains("policy \"7\""), "{err}");
+}
