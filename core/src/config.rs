@@ -589,7 +589,7 @@ fn quoted_whole_typed(
         open.trim_end().ends_with([':', '[', ',', '{'])
             && close.trim_start().starts_with([',', '}', ']'])
     } else {
-        whole_value_start(open) && nothing_but_a_comment(close)
+        whole_plain_value(ctx, open, close)
     }
 }
 

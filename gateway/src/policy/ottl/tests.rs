@@ -118,6 +118,16 @@ fn holds(ctx: Context, cond: &str) -> Result<bool, OttlError> {
     })
 }
 
+/// `span` alone, without resource, scope or event, as a condition sees it.
+fn bare(span: &[u8]) -> SpanInput<'_> {
+    SpanInput {
+        span,
+        resource: &[],
+        scope: &[],
+        event: &[],
+    }
+}
+
 /// Scenario: span conditions of every supported form.
 /// Guarantees: each decides as the Collector's OTTL does on the same span.
 #[test]
@@ -234,12 +244,7 @@ fn kind_string_of_an_unknown_kind_is_empty() {
         }
         .encode_to_vec();
         let c = Condition::new(&format!("kind.string == \"{name}\""), Context::Span).unwrap();
-        let input = SpanInput {
-            span: &span,
-            resource: &[],
-            scope: &[],
-            event: &[],
-        };
+        let input = bare(&span);
         assert!(c.holds(&input).unwrap(), "{kind}");
     }
 }
@@ -748,12 +753,7 @@ fn maps_and_lists_convert_to_go_json() {
     let holds = |cond: &str| {
         Condition::new(cond, Context::Span)
             .unwrap_or_else(|e| panic!("{cond}: {e}"))
-            .holds(&SpanInput {
-                span: &span,
-                resource: &[],
-                scope: &[],
-                event: &[],
-            })
+            .holds(&bare(&span))
     };
     let json = r#"{"a":[true,1.5,null,"AQID",1e+21,1e-7,{}],"h":"\u003ca\u0026b\u003e\n\u2028\u0001","z":1}"#;
     let quoted = json.replace('\\', "\\\\").replace('"', "\\\"");
@@ -811,14 +811,7 @@ fn concat_of_read_values_is_bounded() {
         Context::Span,
     )
     .unwrap();
-    let run = |span: &[u8]| {
-        c.holds(&SpanInput {
-            span,
-            resource: &[],
-            scope: &[],
-            event: &[],
-        })
-    };
+    let run = |span: &[u8]| c.holds(&bare(span));
     assert!(matches!(run(&span(5000)), Err(OttlError::Eval(m)) if m.contains("Concat")));
     assert_eq!(run(&span(10)), Ok(true));
 }
@@ -846,12 +839,7 @@ fn patterns_read_from_spans_are_bounded() {
             Context::Span,
         )
         .unwrap()
-        .holds(&SpanInput {
-            span: &span,
-            resource: &[],
-            scope: &[],
-            event: &[],
-        })
+        .holds(&bare(&span))
     };
     assert_eq!(run("ok"), Ok(true));
     for key in ["long", "huge", "bad"] {
