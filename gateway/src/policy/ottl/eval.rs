@@ -430,14 +430,12 @@ fn hex(b: &[u8]) -> String {
         })
 }
 
-fn string_arg<'a>(v: &'a Value<'_>, func: &str) -> Result<Option<&'a [u8]>, OttlError> {
+/// A string argument, or `None` for `nil`.
+fn string_arg<'a>(v: &'a Value<'_>, func: Func) -> Result<Option<&'a [u8]>, OttlError> {
     match v {
         Value::Str(s) => Ok(Some(s)),
         Value::Nil => Ok(None),
-        other => Err(OttlError::Eval(format!(
-            "{func} expects a string, found {}",
-            kind(other)
-        ))),
+        other => Err(expects(func, "a string", other)),
     }
 }
 
@@ -863,7 +861,7 @@ fn concat<'a>(
     delim: &Value<'_>,
     input: &SpanInput<'a>,
 ) -> Result<Value<'a>, OttlError> {
-    let Some(delim) = string_arg(delim, "Concat")? else {
+    let Some(delim) = string_arg(delim, Func::Concat)? else {
         return Err(OttlError::Eval("Concat's delimiter is nil".into()));
     };
     let mut out = Vec::new();
@@ -907,16 +905,13 @@ fn concat<'a>(
 
 /// `HasPrefix(target, prefix)` and `HasSuffix(target, suffix)`: both strings, never nil.
 fn affix<'a>(func: Func, target: &Value<'_>, affix: &Value<'_>) -> Result<Value<'a>, OttlError> {
-    let name = func.name();
-    match (string_arg(target, name)?, string_arg(affix, name)?) {
+    match (string_arg(target, func)?, string_arg(affix, func)?) {
         (Some(t), Some(a)) => Ok(Value::Bool(if func == Func::HasPrefix {
             t.starts_with(a)
         } else {
             t.ends_with(a)
         })),
-        _ => Err(OttlError::Eval(format!(
-            "{name} expects a string, found nil"
-        ))),
+        _ => Err(expects(func, "a string", &Value::Nil)),
     }
 }
 
