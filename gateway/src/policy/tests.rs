@@ -1157,3 +1157,22 @@ fn entry_keys_and_numeric_names_are_reported_plainly() {
     let err = parse("policies:\n  - {name: ${env:TG_TEST_UNSET_N:-7}, type: status_code, status_code: {status_codes: 5}}\n").unwrap_err();
     assert!(err.contains("policy \"7\""), "{err}");
 }
+
+/// Scenario: the plan of a span-ingest file in plain words (docs/policies.md: decided
+/// batch by batch; `decision_wait` is when an undecided trace is given up).
+/// Guarantees: the description says so, and a trace-complete file's does not.
+#[test]
+fn span_ingest_plans_describe_batches() {
+    let plan = |yaml: &str| PolicyPlan::compile(&parse(yaml).unwrap()).describe();
+    let ingest =
+        plan("sampling_strategy: span-ingest\npolicies:\n  - {name: all, type: always_sample}\n");
+    assert!(
+        ingest.starts_with("decide each batch of a trace's spans as it arrives (span-ingest); a trace still undecided 30s after its first span is not sampled"),
+        "{ingest}"
+    );
+    let complete = plan("policies:\n  - {name: all, type: always_sample}\n");
+    assert!(
+        complete.starts_with("decide 30s after a trace's first span"),
+        "{complete}"
+    );
+}

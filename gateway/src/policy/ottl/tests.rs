@@ -847,3 +847,38 @@ fn patterns_read_from_spans_are_bounded() {
     }
     assert!(matches!(run("long"), Err(OttlError::Eval(m)) if m.contains("more than 1024")));
 }
+
+/// Scenario: claims of docs/policies.md not held elsewhere: events compared with `==`, a
+/// Go hexadecimal float, `x +1`, and the paths and indexes refused at load.
+/// Guarantees: each behaves as the docs say.
+#[test]
+fn documented_departures_hold() {
+    let t = |c: &str| holds(Context::Span, c);
+    assert_eq!(t("span.events == span.events"), Ok(false));
+    assert_eq!(t("span.events != span.events"), Ok(true));
+    assert!(matches!(
+        t(r#"Double("0x1p-2") == 0.25"#),
+        Err(OttlError::Eval(_))
+    ));
+    assert_eq!(
+        t(r#"attributes["http.response.status_code"] +1 == 504"#),
+        Ok(true)
+    );
+    for refused in [
+        "span.status == nil",
+        r#"attributes[attributes["http.route"]] == nil"#,
+        r#"attributes["tags"][-1] == "b""#,
+    ] {
+        assert!(
+            matches!(
+                Condition::new(refused, Context::Span),
+                Err(OttlError::Parse { .. })
+            ),
+            "{refused}"
+        );
+    }
+    assert!(matches!(
+        Condition::new("spanevent.event_index == 0", Context::SpanEvent),
+        Err(OttlError::Parse { .. })
+    ));
+}
