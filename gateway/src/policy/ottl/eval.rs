@@ -387,8 +387,8 @@ fn json_float(f: f64) -> Result<String, OttlError> {
 }
 
 /// `s` as a JSON string the way Go's `encoding/json` escapes it: quotes, backslashes and
-/// control characters (`\n \r \t \b \f`, else `\u00XX`), HTML's `< > &` and U+2028/9
-/// as `\uXXXX`, each byte that is not UTF-8 as `\ufffd`.
+/// control characters (`\n \r \t \b \f`, else `\u0001`-style), HTML's `< > &` and U+2028/9
+/// as a `\u` escape of four hex digits (`\u003c`), each byte that is not UTF-8 as `\ufffd`.
 fn json_string(s: &[u8], out: &mut String) {
     out.push('"');
     for chunk in s.utf8_chunks() {
