@@ -174,6 +174,7 @@ pub fn value<'a>(e: &'a Expr, input: &SpanInput<'a>) -> Result<Value<'a>, OttlEr
         Expr::Str(s) => Value::Str(Cow::Borrowed(s.as_bytes())),
         Expr::Bytes(b) => Value::Bytes(Cow::Borrowed(b)),
         Expr::Id(k, b) => Value::Id(*k, b),
+        Expr::Duration(d) => Value::Duration(*d),
         Expr::Or(_) | Expr::And(_) | Expr::Not(_) | Expr::Cmp(..) => Value::Bool(truth(e, input)?),
         Expr::List(_) => {
             return Err(OttlError::Eval(

@@ -342,6 +342,9 @@ pub enum Expr {
     Bytes(Vec<u8>),
     /// An id built from a literal at load (`TraceID(…)`, `SpanID(…)`).
     Id(IdKind, Vec<u8>),
+    /// `Duration("…")` of a literal Go reads, parsed once at load (nanoseconds); one it
+    /// cannot read stays a call and fails at evaluation, as in pkg/ottl.
+    Duration(i64),
     /// A list literal (`[a, b]`), as a converter's argument.
     List(Vec<Expr>),
     /// A path into the context.
@@ -369,7 +372,8 @@ impl Expr {
             | Expr::Float(_)
             | Expr::Str(_)
             | Expr::Bytes(_)
-            | Expr::Id(..) => true,
+            | Expr::Id(..)
+            | Expr::Duration(_) => true,
         }
     }
 
@@ -773,7 +777,7 @@ impl Parser<'_> {
             match e {
                 Expr::Int(_) | Expr::Float(_) | Expr::Path(..) | Expr::Call(..) => true,
                 // A converter's result, built at load.
-                Expr::Id(..) => true,
+                Expr::Id(..) | Expr::Duration(_) => true,
                 Expr::Math(..) => true,
                 Expr::Neg(inner) => math_value(inner),
                 _ => false,
@@ -956,6 +960,12 @@ impl Parser<'_> {
         }
         if let Func::TraceId | Func::SpanId = func {
             return id_literal(func, &args[0]).map_err(|m| err(self.src, at, &m));
+        }
+        // The rule every latency condition holds: parsed here, not for every span.
+        if let (Func::Duration, Some(Expr::Str(text))) = (func, args.first()) {
+            if let Ok(nanos) = super::time::parse_duration(text) {
+                return Ok(Expr::Duration(nanos));
+            }
         }
         Ok(Expr::Call(func, args, regex))
     }
