@@ -121,9 +121,6 @@ impl Gateway {
             .compile()
             .map_err(|e| GatewayError::Attributes(e.to_string()))?
             .map(Arc::new);
-        let (senders, shards, drain) =
-            start_shards(config, &plan, &exporters, &stats, &attribute_actions)?;
-        drop(exporters);
         let me = if config.peers.enabled() {
             config.identity()?
         } else {
@@ -136,6 +133,15 @@ impl Gateway {
             tracing::warn!("Neither peers.secret nor peers.cert_names is set: anyone who can reach the receivers can send peer requests (forwarded spans, hand-offs, decisions).");
         }
         let peers = peers::Peers::new(config.peers.clone(), me, stats.clone());
+        let (senders, shards, drain) = start_shards(
+            config,
+            &plan,
+            &exporters,
+            &stats,
+            &attribute_actions,
+            &peers,
+        )?;
+        drop(exporters);
         let buffer = Arc::new(
             buffer::TraceBuffer::new(
                 plan.clone(),
@@ -394,6 +400,7 @@ fn start_shards(
     exporters: &[export::ExportHandle],
     stats: &Arc<GatewayStats>,
     attribute_actions: &Option<Arc<attributes::AttributeActions>>,
+    peers: &Arc<peers::Peers>,
 ) -> Result<ShardSet, GatewayError> {
     let num_traces = plan.load().num_traces;
     let n = config.shard_count();
@@ -418,7 +425,8 @@ fn start_shards(
         };
         let shard =
             buffer::shard::Shard::new(rx, plan.clone(), limits, exporters.to_vec(), stats.clone())
-                .with_attribute_actions(attribute_actions.clone());
+                .with_attribute_actions(attribute_actions.clone())
+                .with_peers(peers.clone());
         shards.push(tokio::spawn(shard.run(drain.clone())));
     }
     Ok((senders, shards, drain))
@@ -470,8 +478,9 @@ const SETTLE_PASSES: [Duration; 4] = [
 ];
 
 /// Hands off what this gateway no longer owns on every ring change, then a few times more
-/// while the cluster settles (see [`SETTLE_PASSES`]), and once more a second after a peer
-/// sent spans this gateway does not own while no pass was due.
+/// while the cluster settles (see [`SETTLE_PASSES`]), and within a second when a peer
+/// sent spans this gateway does not own or a due trace waits for a pass (see
+/// [`buffer::shard::MAX_DEFER`]).
 async fn redistribution(
     mut changes: tokio::sync::watch::Receiver<u64>,
     buffer: Arc<buffer::TraceBuffer>,
@@ -490,10 +499,17 @@ async fn redistribution(
                 pass = 0;
                 next = tokio::time::Instant::now() + SETTLE_PASSES[0];
             }
-            () = buffer.peers().pass_wanted(), if !settling => {
-                // Spans that belong elsewhere arrived while no pass was due: one soon.
-                pass = SETTLE_PASSES.len() - 1;
-                next = tokio::time::Instant::now() + SETTLE_PASSES[0];
+            () = buffer.peers().pass_wanted() => {
+                // Spans that belong elsewhere arrived, or due traces wait for a pass to
+                // take them to their owner: one within a second, settling or not (a
+                // settling pass may be 8 s away, past what a due trace waits).
+                let soon = tokio::time::Instant::now() + SETTLE_PASSES[0];
+                if settling {
+                    next = next.min(soon);
+                } else {
+                    pass = SETTLE_PASSES.len() - 1;
+                    next = soon;
+                }
             }
             () = tokio::time::sleep_until(next), if settling => {
                 buffer.redistribute().await;

@@ -56,6 +56,9 @@ pub struct PeerStats {
     /// Spans whose hand-off was abandoned unanswered (the drain cut it short) and kept
     /// here: the peer may have taken them too.
     pub abandoned_spans: Counter,
+    /// Due traces that another gateway owns, left for a hand-off pass instead of being
+    /// decided here on part of their spans.
+    pub deferred_decisions: Counter,
     /// Accepted spans that could neither be passed on nor buffered here (the gateway was
     /// stopping): counted as failed.
     pub failed_spans: Counter,
@@ -500,6 +503,11 @@ impl GatewayStats {
                 "tailgate_gateway_peer_abandoned_spans_total",
                 "Spans whose hand-off was abandoned unanswered when the drain cut it short, kept here: the peer may have taken them too.",
                 &peers.abandoned_spans,
+            ),
+            (
+                "tailgate_gateway_peer_deferred_decisions_total",
+                "Due traces another gateway owns, left for a hand-off pass to take there instead of being decided here on part of their spans.",
+                &peers.deferred_decisions,
             ),
             (
                 "tailgate_gateway_peer_failed_spans_total",

@@ -333,6 +333,67 @@ async fn traces_stay_whole_through_stale_routes_ring_changes_and_drain() {
     }
 }
 
+/// Sends `req` to `addr` as a peer hands over traces first seen `age_ms` ago.
+async fn hand_over(addr: SocketAddr, req: &ExportTraceServiceRequest, age_ms: u64) {
+    let mut client = TraceServiceClient::connect(format!("http://{addr}"))
+        .await
+        .unwrap();
+    let mut request = tonic::Request::new(req.clone());
+    let origin = format!("handoff; hops=1; age_ms={age_ms}");
+    request
+        .metadata_mut()
+        .insert("tailgate-peer", origin.parse().unwrap());
+    request
+        .metadata_mut()
+        .insert("tailgate-peer-auth", SECRET.parse().unwrap());
+    client.export(request).await.unwrap();
+}
+
+/// Scenario: two gateways agree on the ring; B holds the first spans of some traces it
+/// owns. A peer whose ring is stale hands A the rest of those traces, first seen long
+/// ago, so due at once (as a leaving gateway's traces bounce between leavers while DNS
+/// catches up). Guarantees: A does not decide them on the part it holds; a hand-off pass
+/// takes them to B, which decides each trace once, whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_due_trace_reaching_a_gateway_that_does_not_own_it_is_decided_whole_by_its_owner() {
+    let (listeners, addrs) = bind_pods(&[[127, 0, 0, 71], [127, 0, 0, 72]]).await;
+    let mut pods = Vec::new();
+    for l in listeners {
+        pods.push(pod(l, &addrs).await);
+    }
+    let (a, b) = (&pods[0], &pods[1]);
+    // Traces B owns (both views agree), their first spans sent to B by a router.
+    let ring = tailgate_core::ring::Ring::new(addrs.iter().map(|x| Member::new(x.to_string())));
+    let first = FakeOtlp::traces(40).spans(3).seed(4242).build();
+    let mut owned_by_b = first.clone();
+    for rs in &mut owned_by_b.resource_spans {
+        for ss in &mut rs.scope_spans {
+            ss.spans.retain(|s| {
+                let id: [u8; 16] = s.trace_id.as_slice().try_into().unwrap();
+                ring.owner_index(&id) == Some(1)
+            });
+        }
+    }
+    let ids = trace_ids(&owned_by_b);
+    assert!(ids.len() >= 10, "only {} of 40 traces on B", ids.len());
+    send(b.addr, &owned_by_b).await;
+    // The rest of them reach A from a peer, 10 s old.
+    hand_over(a.addr, &more_spans_of(&owned_by_b), 10_000).await;
+    settle(&[a, b]).await;
+    let got = arrivals(&[a, b]);
+    for id in &ids {
+        let (spans, senders) = got.get(id).expect("trace lost");
+        assert_eq!(senders, &vec![1], "trace {id:02x?} decided on A");
+        assert_eq!(spans.len(), 6, "trace {id:02x?} incomplete");
+    }
+    assert!(a.stats.peers.deferred_decisions.get() >= ids.len() as u64);
+    assert_eq!(a.stats.peers.handed_off_spans.get(), 3 * ids.len() as u64);
+    for p in pods {
+        p.stop.cancel();
+        p.served.await.unwrap().unwrap();
+    }
+}
+
 /// A gateway receiving on `receive` with `shards` shards and `peers`, exporting to
 /// `backend` in 50 ms batches, with the pods' `SCRUB`.
 fn exporting_to(

@@ -1107,6 +1107,66 @@ mod tests {
         )
     }
 
+    /// Scenario: a shard whose ring gives every trace it holds to a peer (reachable as far
+    /// as it knows) and no hand-off pass that takes them: 5 traces due at 1 s, then a
+    /// drain, with or without the drain coming before [`shard::MAX_DEFER`].
+    /// Guarantees: a due trace another gateway owns is not decided here while it waits for
+    /// a pass; past `MAX_DEFER` it is decided here after all (nothing waits forever), and a
+    /// drain decides whatever still waits; each is counted once as deferred.
+    #[tokio::test(start_paused = true)]
+    async fn a_due_trace_another_gateway_owns_waits_for_a_pass_then_is_decided_here() {
+        use tailgate_core::ring::Member;
+        for drain_early in [false, true] {
+            let plan: crate::reload::SharedPlan = Arc::new(arc_swap::ArcSwap::from_pointee(plan(
+                "decision_wait: 1s\npolicies: [{name: all, type: always_sample}]\n",
+            )));
+            let stats = Arc::new(GatewayStats::default());
+            let me = Member::new("127.0.0.1:4317");
+            let peers = Peers::new(Default::default(), me.clone(), stats.clone());
+            peers.set_members(vec![me, Member::new("127.0.0.1:9")]);
+            let request = tailgate_core::test_util::FakeOtlp::traces(40)
+                .spans(2)
+                .seed(5)
+                .build();
+            let (req, mut spans) = incoming(&request, &plan.load());
+            let view = peers.view_full();
+            spans.retain(|s| view.owner(&s.trace_id) != Owner::Local);
+            spans.truncate(10);
+            let traces: std::collections::HashSet<_> = spans.iter().map(|s| s.trace_id).collect();
+            let n = traces.len() as u64;
+            assert!(n >= 5, "{n}");
+            let (tx, rx) = mpsc::channel(4);
+            let bytes = shard::queued_bytes(&req, &spans);
+            stats.shard_queue_bytes.add(bytes);
+            stats.live_spans.add(spans.len() as u64);
+            tx.send(shard::ShardMsg::Spans {
+                req,
+                spans,
+                first_seen: None,
+                bytes,
+            })
+            .await
+            .unwrap();
+            let drain = tokio_util::sync::CancellationToken::new();
+            let shard = shard_reading(rx, plan, &stats, 1_000, 1_000).with_peers(peers);
+            let run = tokio::spawn(shard.run(drain.clone()));
+            // Due at 1 s; 2 s later still waiting for a pass.
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            assert_eq!(stats.peers.deferred_decisions.get(), n);
+            assert_eq!(stats.traces_sampled.get(), 0);
+            if !drain_early {
+                // Past MAX_DEFER from the deadline: decided here.
+                tokio::time::sleep(shard::MAX_DEFER).await;
+                assert_eq!(stats.traces_sampled.get(), n);
+            }
+            drain.cancel();
+            run.await.unwrap();
+            assert_eq!(stats.traces_sampled.get(), n, "drain_early {drain_early}");
+            assert_eq!(stats.peers.deferred_decisions.get(), n);
+            assert_eq!(stats.live_traces.get(), 0);
+        }
+    }
+
     /// Scenario: a request accepted while its shard has not yet taken it (the channel is
     /// read only afterwards), then the shard buffers it.
     /// Guarantees: while queued its bytes count in `shard_queue_bytes` and in the charge

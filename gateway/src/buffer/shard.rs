@@ -4,8 +4,9 @@
 //! the exporter. Nothing here is shared with other shards, so nothing is locked.
 
 use std::cmp::Reverse;
-use std::collections::BinaryHeap;
+use std::collections::{BinaryHeap, VecDeque};
 use std::sync::Arc;
+use std::time::Duration;
 
 use tailgate_core::telemetry::Counter;
 use tailgate_core::wire::span_fields::{AdjustedCount, AdjustedCountWriter, AttributeRewrite};
@@ -25,8 +26,19 @@ use super::trace::{BufferedSpan, RequestBytes, SpanRef, TraceSummary, TraceView}
 use crate::decide::{Cached, DecisionCache};
 use crate::export::{ExportHandle, Ticket};
 use crate::metrics::{DecisionTally, GatewayStats};
-use crate::peers::{Owner, PeerView};
+use crate::peers::{Owner, PeerView, Peers};
 use crate::timer::DeadlineQueue;
+
+/// How often a due trace that another gateway owns (see [`Shard::defers`]) is looked at
+/// again while it waits for a hand-off pass to take it.
+const DEFER_RECHECK: Duration = Duration::from_millis(250);
+
+/// How long a due trace may wait here for a hand-off pass to move it to its owner; past
+/// it, the trace is decided here on the spans it has. A ring change starts a pass at once
+/// and a wanted pass comes within a second (see `redistribution` in the crate root), so
+/// this is reached only when the owner keeps refusing or the gateways' rings disagree
+/// for longer.
+pub const MAX_DEFER: Duration = Duration::from_secs(3);
 
 /// What a shard gives up when the ring changes: traces and decisions for other gateways.
 #[derive(Default)]
@@ -266,6 +278,12 @@ pub struct Shard {
     /// Deadlines of traces another gateway handed over, which were first seen before they
     /// arrived here and so do not come due in arrival order.
     handed_deadlines: BinaryHeap<Reverse<(Instant, [u8; 16])>>,
+    /// Due traces that another gateway owns, waiting for a hand-off pass to take them:
+    /// `(when to look again, when they were first deferred, id)`, in order (one recheck
+    /// interval for all). No longer in `deadlines`.
+    deferred: VecDeque<(Instant, Instant, [u8; 16])>,
+    /// The cluster, to tell whether a due trace belongs to another gateway.
+    peers: Option<Arc<Peers>>,
     cache: DecisionCache,
     /// The ids' hashes of the batch being inserted (kept for the next batch's room).
     hashes: Vec<IdHash>,
@@ -348,6 +366,8 @@ impl Shard {
             deadlines: DeadlineQueue::default(),
             root_deadlines: DeadlineQueue::default(),
             handed_deadlines: BinaryHeap::new(),
+            deferred: VecDeque::new(),
+            peers: None,
             plan,
             max_traces: max_traces.max(1),
             early_decision_bytes: early_decision_bytes.max(1),
@@ -370,6 +390,13 @@ impl Shard {
     /// Applies `actions` to the attributes of every span this shard keeps.
     pub fn with_attribute_actions(mut self, actions: Option<Arc<AttributeActions>>) -> Self {
         self.attribute_actions = actions;
+        self
+    }
+
+    /// Leaves a due trace that the ring gives to another gateway for a hand-off pass to
+    /// move (see [`Shard::defers`]).
+    pub fn with_peers(mut self, peers: Arc<Peers>) -> Self {
+        self.peers = Some(peers);
         self
     }
 
@@ -444,6 +471,7 @@ impl Shard {
                 self.deadlines.next_due(),
                 self.root_deadlines.next_due(),
                 self.handed_deadlines.peek().map(|Reverse((t, _))| *t),
+                self.deferred.front().map(|d| d.0),
             ]
             .into_iter()
             .flatten()
@@ -472,6 +500,10 @@ impl Shard {
             self.handle(msg).await;
         }
         let drop_pending = self.plan.load().drop_pending_traces_on_shutdown;
+        // No pass takes anything now: traces waiting for one are decided here too.
+        while let Some((_, _, id)) = self.deferred.pop_front() {
+            self.deadlines.push(id, Instant::now(), Duration::ZERO);
+        }
         while let Some(id) = self.deadlines.pop_front() {
             if drop_pending {
                 if self.drop_unevaluated(id) {
@@ -901,7 +933,13 @@ impl Shard {
                 // A reload takes effect from the next group.
                 plan = self.plan_for_decisions();
             }
-            let Some(id) = self.deadlines.pop_front() else {
+            // Traces waiting for a hand-off pass are the oldest of all: over a limit,
+            // they are decided here after the rest.
+            let Some(id) = self
+                .deadlines
+                .pop_front()
+                .or_else(|| self.deferred.pop_front().map(|d| d.2))
+            else {
                 break;
             };
             // The queue's front is the group read ahead, in order.
@@ -920,7 +958,57 @@ impl Shard {
         self.keep_group(&mut kept).await;
     }
 
+    /// The ring in force when traces may belong to other gateways, else `None`.
+    fn routing_view(&self) -> Option<Arc<PeerView>> {
+        self.peers
+            .as_ref()
+            .map(|p| p.view_full())
+            .filter(|v| v.routes())
+    }
+
+    /// Whether trace `id`, due at `now` and waiting since `since` (`now` when it has not
+    /// waited yet), is left for a hand-off pass instead of being decided: the ring gives it
+    /// to another gateway that is not marked down, and it has waited less than
+    /// [`MAX_DEFER`]. A trace that reached this gateway by a stale ring (a peer sent it on,
+    /// or a router had not yet seen a change) would otherwise be decided on the spans it
+    /// has here while its owner holds the others: one trace, two decisions. The trace is
+    /// looked at again after [`DEFER_RECHECK`].
+    fn defers(
+        &mut self,
+        view: Option<&PeerView>,
+        id: [u8; 16],
+        since: Instant,
+        now: Instant,
+    ) -> bool {
+        let foreign = view.is_some_and(|v| matches!(v.owner(&id), Owner::Peer(_)));
+        if !foreign || now.saturating_duration_since(since) >= MAX_DEFER {
+            return false;
+        }
+        if !self.traces.contains_key(&id) {
+            // Decided or handed off already: nothing to wait for.
+            return true;
+        }
+        if since == now {
+            self.stats.peers.deferred_decisions.add(1);
+        }
+        self.deferred.push_back((now + DEFER_RECHECK, since, id));
+        true
+    }
+
     async fn decide_due(&mut self, now: Instant) {
+        let view = self.routing_view();
+        let waiting = self.deferred.len();
+        // Traces left for a hand-off pass: when it has not taken them, either the pass has
+        // not come yet (wait on) or the owner is out of reach (decide here).
+        while let Some(&(at, since, id)) = self.deferred.front() {
+            if at > now {
+                break;
+            }
+            self.deferred.pop_front();
+            if !self.defers(view.as_deref(), id, since, now) {
+                self.decide(id, now).await;
+            }
+        }
         // Due traces are taken in groups whose table and cache entries are read first, so
         // that their cache misses overlap.
         loop {
@@ -938,6 +1026,9 @@ impl Shard {
             let plan = self.plan_for_decisions();
             let mut kept = SmallVec::new();
             for (id, h) in due {
+                if self.defers(view.as_deref(), id, now, now) {
+                    continue;
+                }
                 if let Decided::Kept(k) = self.decide_now(id, h, now, &plan) {
                     kept.push(k);
                 }
@@ -945,14 +1036,23 @@ impl Shard {
             self.keep_group(&mut kept).await;
         }
         while let Some(id) = self.root_deadlines.pop_due(now) {
-            self.decide(id, now).await;
+            if !self.defers(view.as_deref(), id, now, now) {
+                self.decide(id, now).await;
+            }
         }
         while let Some(Reverse((due, id))) = self.handed_deadlines.peek().copied() {
             if due > now {
                 break;
             }
             self.handed_deadlines.pop();
-            self.decide(id, now).await;
+            if !self.defers(view.as_deref(), id, now, now) {
+                self.decide(id, now).await;
+            }
+        }
+        if self.deferred.len() > waiting {
+            if let Some(peers) = &self.peers {
+                peers.want_pass();
+            }
         }
         self.flush_counts();
         self.send().await;
