@@ -83,6 +83,15 @@ pub enum ForwardError {
         /// The connection error, as a status.
         status: tonic::Status,
     },
+    /// The endpoint is a gateway leaving the ring, which takes no more peer requests
+    /// ([`crate::receive::Refusal::Leaving`]): the caller routes around it.
+    #[error("{endpoint} is leaving the ring: {status}")]
+    Leaving {
+        /// Where it was sent.
+        endpoint: String,
+        /// The status it answered.
+        status: tonic::Status,
+    },
     /// Retries ran out of time.
     #[error("{endpoint} still failing after {attempts} attempts: {status}")]
     GaveUp {
@@ -102,7 +111,9 @@ impl ForwardError {
     pub fn is_retryable(&self) -> bool {
         matches!(
             self,
-            ForwardError::GaveUp { .. } | ForwardError::Unreachable { .. }
+            ForwardError::GaveUp { .. }
+                | ForwardError::Unreachable { .. }
+                | ForwardError::Leaving { .. }
         )
     }
 }
@@ -399,6 +410,8 @@ impl GrpcClient {
                     Err(status) if self.unreachable_ends && is_connect_failure(&status) => {
                         Attempt::Fail(status)
                     }
+                    // Retrying cannot help: it takes no more until it is gone.
+                    Err(status) if is_leaving(&status) => Attempt::Fail(status),
                     Err(status) if is_retryable_status(&status) => Attempt::Retry {
                         after: retry_delay(&status),
                         error: status,
@@ -418,6 +431,10 @@ impl GrpcClient {
                     status,
                 })
             }
+            Err(Failed::Rejected(status)) if is_leaving(&status) => Err(ForwardError::Leaving {
+                endpoint: self.endpoint.clone(),
+                status,
+            }),
             Err(Failed::Rejected(status)) => Err(ForwardError::Rejected {
                 endpoint: self.endpoint.clone(),
                 status,
@@ -492,6 +509,15 @@ fn http2_client(tls: Option<&ClientTls>, connect_timeout: Duration) -> Transport
 /// Whether a call failed because no connection could be made.
 fn is_connect_failure(status: &tonic::Status) -> bool {
     status.metadata().contains_key(CONNECT_FAILED)
+}
+
+/// Whether the server is a gateway leaving the ring (see
+/// [`crate::receive::Refusal::Leaving`]).
+fn is_leaving(status: &tonic::Status) -> bool {
+    status.code() == tonic::Code::Unavailable
+        && status
+            .metadata()
+            .contains_key(crate::receive::LEAVING_METADATA)
 }
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);

@@ -352,6 +352,9 @@ pub struct Peers {
     me: Member,
     view: ArcSwap<PeerView>,
     members: Mutex<Vec<Member>>,
+    /// Members that answered they are leaving the ring, with when to let them back in
+    /// (see [`Peers::depart`]).
+    departed: Mutex<HashMap<Member, Instant>>,
     clients: Mutex<HashMap<Member, GrpcClient>>,
     leaving: AtomicBool,
     changed: watch::Sender<u64>,
@@ -371,6 +374,7 @@ impl Peers {
             me,
             view: ArcSwap::from_pointee(PeerView::standalone()),
             members: Mutex::new(Vec::new()),
+            departed: Mutex::new(HashMap::new()),
             clients: Mutex::new(HashMap::new()),
             leaving: AtomicBool::new(false),
             changed: watch::Sender::new(0),
@@ -432,9 +436,43 @@ impl Peers {
             if *m == members {
                 return;
             }
+            // One DNS no longer lists has left for good: forget it was leaving.
+            if let Ok(mut departed) = self.departed.lock() {
+                departed.retain(|d, _| members.contains(d));
+            }
             *m = members;
         }
         self.rebuild();
+    }
+
+    /// A peer answered that it is leaving the ring (it got SIGTERM): this gateway leaves it
+    /// off its ring at once rather than when DNS drops it, so spans and traces go straight
+    /// to the next owner instead of through a gateway about to stop (with several leaving
+    /// at once they would be passed between them). It comes back when DNS lists it anew
+    /// after dropping it, or after `leave_linger + down_for` if it is still listed then (a
+    /// static list; a gateway that stopped is unreachable by then and left out as down).
+    pub fn depart(self: &Arc<Self>, member: &Member) {
+        let back = self.config.leave_linger + self.config.down_for;
+        {
+            let Ok(mut departed) = self.departed.lock() else {
+                return;
+            };
+            if departed
+                .insert(member.clone(), Instant::now() + back)
+                .is_some()
+            {
+                return;
+            }
+        }
+        tracing::info!(%member, "A peer is leaving the ring; routing around it.");
+        self.rebuild();
+        let peers = Arc::downgrade(self);
+        tokio::spawn(async move {
+            tokio::time::sleep(back).await;
+            if let Some(peers) = peers.upgrade() {
+                peers.rebuild();
+            }
+        });
     }
 
     /// Where a peer is dialled: its ring address, with the port `peers.listen` names when
@@ -462,11 +500,20 @@ impl Peers {
             return;
         };
         let leaving = self.is_leaving();
+        let now = Instant::now();
+        let Ok(mut departed) = self.departed.lock() else {
+            return;
+        };
+        departed.retain(|_, back| *back > now);
         let members: Vec<Member> = all
             .iter()
-            .filter(|m| !(leaving && **m == self.me))
+            .filter(|m| {
+                let me_leaving = leaving && **m == self.me;
+                !me_leaving && !departed.contains_key(*m)
+            })
             .cloned()
             .collect();
+        drop(departed);
         let ring = Ring::new(members);
         let self_index = ring.members().iter().position(|m| *m == self.me);
         let clients = {
@@ -635,5 +682,35 @@ mod tests {
         );
         c.advertise = Some("10.0.0.9:4317".into());
         assert_eq!(c.identity(grpc, None).unwrap().as_str(), "10.0.0.9:4317");
+    }
+
+    /// Scenario: a gateway of a three-member ring hears that one member is leaving; later
+    /// DNS drops it and lists it again (a new pod at the address), or it stays listed.
+    /// Guarantees: it is off the ring at once and only once (one ring change per
+    /// departure); back as soon as DNS lists it anew, or after `leave_linger + down_for`
+    /// while still listed.
+    #[tokio::test(start_paused = true)]
+    async fn a_leaving_peer_is_routed_around_until_dns_drops_it_or_its_time_is_up() {
+        let names = ["127.0.0.2:4317", "127.0.0.3:4317", "127.0.0.4:4317"];
+        let all: Vec<Member> = names.iter().map(|n| Member::new(*n)).collect();
+        let stats = Arc::new(GatewayStats::default());
+        let peers = Peers::new(PeersConfig::default(), all[0].clone(), stats.clone());
+        peers.set_members(all.clone());
+        let on_ring = |p: &Peers| p.view().ring.members().to_vec();
+        let changes = stats.peers.ring_changes.get();
+        peers.depart(&all[2]);
+        peers.depart(&all[2]);
+        assert_eq!(on_ring(&peers), all[..2]);
+        assert_eq!(stats.peers.ring_changes.get(), changes + 1);
+        // DNS drops it, then lists it again: back at once.
+        peers.set_members(all[..2].to_vec());
+        peers.set_members(all.clone());
+        assert_eq!(on_ring(&peers), all);
+        // Still listed: back after leave_linger + down_for (3 s + 5 s).
+        peers.depart(&all[1]);
+        tokio::time::sleep(Duration::from_millis(7_900)).await;
+        assert_eq!(on_ring(&peers), vec![all[0].clone(), all[2].clone()]);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(on_ring(&peers), all);
     }
 }

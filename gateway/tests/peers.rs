@@ -333,6 +333,58 @@ async fn traces_stay_whole_through_stale_routes_ring_changes_and_drain() {
     }
 }
 
+/// Scenario: three gateways on a static list (a DNS that has not caught up); traces
+/// buffered on all three; then two of them get SIGTERM at once while the list still names
+/// them (as a scale-down from 3 to 1 looks before DNS drops the leavers).
+/// Guarantees: a leaving gateway refuses the other leaver's hand-off as "leaving", the
+/// sender routes around it at once, and every trace reaches the one that stays, whole:
+/// none is decided on a leaver, in part or whole; none bounces between the leavers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gateways_leaving_together_hand_everything_to_the_one_that_stays() {
+    let (listeners, addrs) = bind_pods(&[[127, 0, 0, 73], [127, 0, 0, 74], [127, 0, 0, 75]]).await;
+    let mut pods = Vec::new();
+    for l in listeners {
+        pods.push(pod(l, &addrs).await);
+    }
+    let first = FakeOtlp::traces(90).spans(3).seed(31).build();
+    send(pods[0].addr, &first).await;
+    // Buffered where they belong (forwarded from A), not yet due.
+    assert!(pods[1].stats.peers.received_spans.get() > 0);
+    assert!(pods[2].stats.peers.received_spans.get() > 0);
+    let mut pods = pods.into_iter();
+    let a = pods.next().unwrap();
+    let leavers: Vec<Pod> = pods.collect();
+    for l in &leavers {
+        l.stop.cancel();
+    }
+    for l in leavers.iter() {
+        // Each routed around the other once it answered "leaving".
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while l.peers.view().ring.members().len() != 1 {
+            assert!(tokio::time::Instant::now() < deadline, "still on the ring");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+    let mut stopped = Vec::new();
+    for l in leavers {
+        l.served.await.unwrap().unwrap();
+        stopped.push((l.stats, l.backend));
+    }
+    settle(&[&a]).await;
+    let got = arrivals(&[&a]);
+    for id in trace_ids(&first) {
+        let (spans, _) = got.get(&id).expect("trace not at the gateway that stays");
+        assert_eq!(spans.len(), 3, "trace {id:02x?} incomplete");
+    }
+    for (stats, backend) in &stopped {
+        assert!(backend.bodies().is_empty(), "a leaver exported");
+        assert_eq!(stats.traces_sampled.get(), 0);
+        assert_eq!(stats.peers.failures.get(), 0);
+    }
+    a.stop.cancel();
+    a.served.await.unwrap().unwrap();
+}
+
 /// Sends `req` to `addr` as a peer hands over traces first seen `age_ms` ago.
 async fn hand_over(addr: SocketAddr, req: &ExportTraceServiceRequest, age_ms: u64) {
     let mut client = TraceServiceClient::connect(format!("http://{addr}"))

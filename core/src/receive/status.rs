@@ -44,7 +44,16 @@ pub enum Refusal {
     /// The request lacks the receiver's bearer token.
     #[error("{0}")]
     Unauthenticated(String),
+    /// A gateway leaving the ring refuses other gateways' spans and decisions: `UNAVAILABLE`
+    /// marked with [`LEAVING_METADATA`], so the sender drops it from its ring at once and
+    /// sends them to the next owner instead of waiting for DNS (counted as `unavailable`).
+    #[error("{0}")]
+    Leaving(String),
 }
+
+/// Metadata key of the status a gateway leaving the ring answers peer requests with (see
+/// [`Refusal::Leaving`]).
+pub const LEAVING_METADATA: &str = "tailgate-leaving";
 
 // === impl Refusal ===
 
@@ -99,7 +108,7 @@ impl Refusal {
             Refusal::TooLarge(_) => 1,
             Refusal::Timeout(_) => 2,
             Refusal::Overloaded { .. } => 3,
-            Refusal::Unavailable { .. } => 4,
+            Refusal::Unavailable { .. } | Refusal::Leaving(_) => 4,
             Refusal::PermissionDenied(_) => 5,
             Refusal::Unauthenticated(_) => 6,
         }
@@ -121,6 +130,14 @@ impl Refusal {
             } => with_retry_info(tonic::Code::Unavailable, message, *retry_after),
             Refusal::PermissionDenied(m) => tonic::Status::permission_denied(m.clone()),
             Refusal::Unauthenticated(m) => tonic::Status::unauthenticated(m.clone()),
+            Refusal::Leaving(m) => {
+                let mut status = tonic::Status::unavailable(m.clone());
+                status.metadata_mut().insert(
+                    LEAVING_METADATA,
+                    tonic::metadata::MetadataValue::from_static("1"),
+                );
+                status
+            }
         }
     }
 
@@ -134,7 +151,9 @@ impl Refusal {
             // retried too).
             Refusal::Timeout(_) => http::StatusCode::GATEWAY_TIMEOUT,
             Refusal::Overloaded { .. } => http::StatusCode::TOO_MANY_REQUESTS,
-            Refusal::Unavailable { .. } => http::StatusCode::SERVICE_UNAVAILABLE,
+            Refusal::Unavailable { .. } | Refusal::Leaving(_) => {
+                http::StatusCode::SERVICE_UNAVAILABLE
+            }
             Refusal::PermissionDenied(_) => http::StatusCode::FORBIDDEN,
             Refusal::Unauthenticated(_) => http::StatusCode::UNAUTHORIZED,
         }
@@ -146,6 +165,7 @@ impl Refusal {
             Refusal::Overloaded { retry_after, .. } | Refusal::Unavailable { retry_after, .. } => {
                 Some(retry_after.as_secs_f64().ceil().max(1.0) as u64)
             }
+            Refusal::Leaving(_) => Some(1),
             _ => None,
         }
     }

@@ -18,6 +18,7 @@ use std::time::Duration;
 use std::collections::HashMap;
 
 use bytes::{Bytes, BytesMut};
+use tailgate_core::forward::ForwardError;
 use tailgate_core::receive::{
     Accepted, Origin, Refusal, SpanSink, DECISION_RECORD_LEN, DEFAULT_RETRY_AFTER,
 };
@@ -277,6 +278,11 @@ fn span_field_attrs(span: &Bytes, keys: &SpanFieldKeys, is_root: bool, out: &mut
     }
 }
 
+/// What a gateway leaving the ring answers other gateways.
+fn leaving() -> Refusal {
+    Refusal::Leaving("this gateway is leaving the ring; send to the next owner".into())
+}
+
 /// Most gateways a span passes through: a gateway leaving the ring forwards even spans
 /// another gateway sent it, up to this many hops; past it they are buffered where they are.
 pub const MAX_HOPS: u8 = 3;
@@ -429,6 +435,11 @@ impl SpanSink for TraceBuffer {
     }
 
     async fn export_from(&self, body: Bytes, origin: Origin) -> Result<Accepted, Refusal> {
+        // A leaving gateway would only pass a peer's spans on (to gateways that may be
+        // leaving too): the peer routes around it instead, and sends them to the owner.
+        if origin != Origin::Client && self.peers.is_leaving() {
+            return Err(leaving());
+        }
         let mut scan = SpareScan::take();
         let scanned = scan
             .scan_request(&body)
@@ -519,6 +530,10 @@ impl SpanSink for TraceBuffer {
     }
 
     async fn decisions(&self, body: Bytes) -> Result<u64, Refusal> {
+        // Its cache leaves with it: the sender hands them to the next owner instead.
+        if self.peers.is_leaving() {
+            return Err(leaving());
+        }
         if body.len() % DECISION_RECORD_LEN != 0 {
             return Err(Refusal::Invalid(format!(
                 "a decisions body is a multiple of {DECISION_RECORD_LEN} bytes, not {}",
@@ -801,8 +816,12 @@ impl TraceBuffer {
         origin: Origin,
     ) -> Option<u64> {
         let sent = match view.client(p) {
-            Some(c) => c.send_from(body, origin).await.map_err(|e| e.to_string()),
-            None => Err("no client for this peer".to_owned()),
+            Some(c) => c.send_from(body, origin).await,
+            None => {
+                tracing::warn!(peer = ?view.member(p), spans, "No client for a peer; keeping its spans here.");
+                self.stats.peers.failures.add(1);
+                return None;
+            }
         };
         match sent {
             Ok(d) => {
@@ -811,12 +830,26 @@ impl TraceBuffer {
                 self.stats.rejected_spans.add(rejected);
                 Some(spans - rejected)
             }
+            Err(ForwardError::Leaving { .. }) => {
+                // Kept here for now; leaving the ring starts a pass that takes them to
+                // the next owner.
+                self.depart(view, p);
+                None
+            }
             Err(error) => {
                 tracing::warn!(peer = ?view.member(p), %error, spans, "Sending to a peer failed; keeping its spans here.");
                 self.stats.peers.failures.add(1);
                 view.mark_down(p, self.peers.config().down_for);
                 None
             }
+        }
+    }
+
+    /// Peer `p` of `view` answered that it is leaving the ring: it is routed around from
+    /// now on (see [`Peers::depart`]).
+    fn depart(&self, view: &PeerView, p: usize) {
+        if let Some(member) = view.member(p) {
+            self.peers.depart(member);
         }
     }
 
@@ -874,15 +907,16 @@ impl TraceBuffer {
                     let n = (decisions.len() / DECISION_RECORD_LEN) as u64;
                     let sent = match view.client(p) {
                         Some(c) => tokio::select! {
-                            sent = c.send_decisions(Bytes::from(decisions)) => sent.is_ok(),
-                            () = self.handoff_stop.cancelled() => false,
+                            sent = c.send_decisions(Bytes::from(decisions)) => Some(sent),
+                            () = self.handoff_stop.cancelled() => None,
                         },
-                        None => false,
+                        None => None,
                     };
-                    if sent {
-                        self.stats.peers.handed_off_decisions.add(n);
-                    } else {
-                        self.stats.peers.failures.add(1);
+                    match sent {
+                        Some(Ok(_)) => self.stats.peers.handed_off_decisions.add(n),
+                        // The pass the departure starts hands them to the next owner.
+                        Some(Err(ForwardError::Leaving { .. })) => self.depart(&view, p),
+                        _ => self.stats.peers.failures.add(1),
                     }
                 }
                 self.hand_off(&view, p, traces).await;
