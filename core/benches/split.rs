@@ -143,5 +143,27 @@ fn bench(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench);
+/// One owner lookup: what a gateway with peers adds to each due trace it decides (it
+/// leaves one another gateway owns for a hand-off), set against `decide_10_policies` in
+/// gateway/benches/decide.rs. Rings of 3 and 30 gateways; 1,024 distinct ids per batch.
+fn bench_owner(c: &mut Criterion) {
+    let mut group = c.benchmark_group("ring_owner_index");
+    let ids: Vec<[u8; 16]> = (0..1024u128)
+        .map(|i| (i.wrapping_mul(0x9e37_79b9_7f4a_7c15_f39c_c060_5ced_c835)).to_le_bytes())
+        .collect();
+    group.throughput(Throughput::Elements(ids.len() as u64));
+    for n in [3u8, 30] {
+        let ring = Ring::new((0..n).map(|i| Member::new(format!("10.0.0.{i}:4317"))));
+        group.bench_with_input(BenchmarkId::from_parameter(n), &ring, |b, ring| {
+            b.iter(|| {
+                ids.iter()
+                    .map(|id| ring.owner_index(std::hint::black_box(id)).unwrap_or(0))
+                    .sum::<usize>()
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, bench, bench_owner);
 criterion_main!(benches);

@@ -997,7 +997,6 @@ impl Shard {
 
     async fn decide_due(&mut self, now: Instant) {
         let view = self.routing_view();
-        let waiting = self.deferred.len();
         // Traces left for a hand-off pass: when it has not taken them, either the pass has
         // not come yet (wait on) or the owner is out of reach (decide here).
         while let Some(&(at, since, id)) = self.deferred.front() {
@@ -1049,7 +1048,9 @@ impl Shard {
                 self.decide(id, now).await;
             }
         }
-        if self.deferred.len() > waiting {
+        // Deferred now (for the first time or again): a pass should come to take them.
+        let recheck = now + DEFER_RECHECK;
+        if self.deferred.back().is_some_and(|d| d.0 == recheck) {
             if let Some(peers) = &self.peers {
                 peers.want_pass();
             }
