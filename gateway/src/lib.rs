@@ -488,6 +488,9 @@ async fn redistribution(
 ) {
     let mut pass = SETTLE_PASSES.len();
     let mut next = tokio::time::Instant::now();
+    // A pass asked for (see `Peers::want_pass`), kept apart from the settling schedule so
+    // that asking often does not use up its later passes.
+    let mut wanted: Option<tokio::time::Instant> = None;
     loop {
         let settling = pass < SETTLE_PASSES.len();
         tokio::select! {
@@ -498,18 +501,13 @@ async fn redistribution(
                 buffer.redistribute().await;
                 pass = 0;
                 next = tokio::time::Instant::now() + SETTLE_PASSES[0];
+                wanted = None;
             }
             () = buffer.peers().pass_wanted() => {
                 // Spans that belong elsewhere arrived, or due traces wait for a pass to
                 // take them to their owner: one within a second, settling or not (a
                 // settling pass may be 8 s away, past what a due trace waits).
-                let soon = tokio::time::Instant::now() + SETTLE_PASSES[0];
-                if settling {
-                    next = next.min(soon);
-                } else {
-                    pass = SETTLE_PASSES.len() - 1;
-                    next = soon;
-                }
+                wanted.get_or_insert(tokio::time::Instant::now() + SETTLE_PASSES[0]);
             }
             () = tokio::time::sleep_until(next), if settling => {
                 buffer.redistribute().await;
@@ -518,8 +516,20 @@ async fn redistribution(
                     next = tokio::time::Instant::now() + *wait;
                 }
             }
+            () = sleep_until_some(wanted) => {
+                buffer.redistribute().await;
+                wanted = None;
+            }
             () = stop.cancelled() => return,
         }
+    }
+}
+
+/// Sleeps until `at`, or forever without one.
+async fn sleep_until_some(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
     }
 }
 

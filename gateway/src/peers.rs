@@ -457,22 +457,37 @@ impl Peers {
             let Ok(mut departed) = self.departed.lock() else {
                 return;
             };
-            if departed
-                .insert(member.clone(), Instant::now() + back)
-                .is_some()
-            {
-                return;
+            // Told again (each request in flight answers so): the first time stands, and
+            // with it the one timer that lets the member back.
+            match departed.entry(member.clone()) {
+                std::collections::hash_map::Entry::Occupied(_) => return,
+                std::collections::hash_map::Entry::Vacant(v) => {
+                    v.insert(Instant::now() + back);
+                }
             }
         }
         tracing::info!(%member, "A peer is leaving the ring; routing around it.");
         self.rebuild();
-        let peers = Arc::downgrade(self);
+        let (peers, member) = (Arc::downgrade(self), member.clone());
         tokio::spawn(async move {
             tokio::time::sleep(back).await;
-            if let Some(peers) = peers.upgrade() {
+            let Some(peers) = peers.upgrade() else {
+                return;
+            };
+            // Only when DNS still lists it: otherwise its leaving is forgotten already,
+            // and a rebuild would only reset the other members' down marks.
+            let listed = peers.members.lock().is_ok_and(|m| m.contains(&member));
+            let waiting = peers.departed.lock().is_ok_and(|d| d.contains_key(&member));
+            if listed && waiting {
                 peers.rebuild();
             }
         });
+    }
+
+    /// Whether `member` answered that it is leaving and is routed around (see
+    /// [`Peers::depart`]): a pass stops sending it what is left.
+    pub fn has_departed(&self, member: &Member) -> bool {
+        self.departed.lock().is_ok_and(|d| d.contains_key(member))
     }
 
     /// Where a peer is dialled: its ring address, with the port `peers.listen` names when
@@ -688,7 +703,8 @@ mod tests {
     /// DNS drops it and lists it again (a new pod at the address), or it stays listed.
     /// Guarantees: it is off the ring at once and only once (one ring change per
     /// departure); back as soon as DNS lists it anew, or after `leave_linger + down_for`
-    /// while still listed.
+    /// from the first time it said so while still listed (saying it again does not move
+    /// that time).
     #[tokio::test(start_paused = true)]
     async fn a_leaving_peer_is_routed_around_until_dns_drops_it_or_its_time_is_up() {
         let names = ["127.0.0.2:4317", "127.0.0.3:4317", "127.0.0.4:4317"];
@@ -706,11 +722,16 @@ mod tests {
         peers.set_members(all[..2].to_vec());
         peers.set_members(all.clone());
         assert_eq!(on_ring(&peers), all);
-        // Still listed: back after leave_linger + down_for (3 s + 5 s).
+        // Still listed: back after leave_linger + down_for (3 s + 5 s) from the first time
+        // it said so (it says so again from requests still in flight).
         peers.depart(&all[1]);
-        tokio::time::sleep(Duration::from_millis(7_900)).await;
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        peers.depart(&all[1]);
+        assert!(peers.has_departed(&all[1]));
+        tokio::time::sleep(Duration::from_millis(5_900)).await;
         assert_eq!(on_ring(&peers), vec![all[0].clone(), all[2].clone()]);
         tokio::time::sleep(Duration::from_millis(200)).await;
         assert_eq!(on_ring(&peers), all);
+        assert!(!peers.has_departed(&all[1]));
     }
 }

@@ -820,6 +820,7 @@ impl TraceBuffer {
             None => {
                 tracing::warn!(peer = ?view.member(p), spans, "No client for a peer; keeping its spans here.");
                 self.stats.peers.failures.add(1);
+                view.mark_down(p, self.peers.config().down_for);
                 return None;
             }
         };
@@ -963,7 +964,15 @@ impl TraceBuffer {
                 hops: 1,
                 age_ms: youngest.elapsed().as_millis() as u64,
             };
-            match self.hand_to_peer(view, p, body.clone(), n, origin).await {
+            // A peer that answered "leaving" during this pass gets nothing more: its
+            // traces stay here for the pass its departure started.
+            let departed = view.member(p).is_some_and(|m| self.peers.has_departed(m));
+            let handed = if departed {
+                None
+            } else {
+                self.hand_to_peer(view, p, body.clone(), n, origin).await
+            };
+            match handed {
                 Some(taken) => {
                     self.stats.peers.handed_off_spans.add(taken);
                     self.stats.peers.handed_off_traces.add(chunk.len() as u64);
@@ -1142,15 +1151,16 @@ mod tests {
     }
 
     /// Scenario: a shard whose ring gives every trace it holds to a peer (reachable as far
-    /// as it knows) and no hand-off pass that takes them: 5 traces due at 1 s, then a
-    /// drain, with or without the drain coming before [`shard::MAX_DEFER`].
+    /// as it knows) and no hand-off pass that takes them: 5 or more traces due at 1 s, then
+    /// a drain, with or without the drain coming before [`shard::MAX_DEFER`]; or handed
+    /// over 10 s old (due at once by the hand-over's deadline, then by their own).
     /// Guarantees: a due trace another gateway owns is not decided here while it waits for
     /// a pass; past `MAX_DEFER` it is decided here after all (nothing waits forever), and a
     /// drain decides whatever still waits; each is counted once as deferred.
     #[tokio::test(start_paused = true)]
     async fn a_due_trace_another_gateway_owns_waits_for_a_pass_then_is_decided_here() {
         use tailgate_core::ring::Member;
-        for drain_early in [false, true] {
+        for (drain_early, handed) in [(false, false), (true, false), (false, true)] {
             let plan: crate::reload::SharedPlan = Arc::new(arc_swap::ArcSwap::from_pointee(plan(
                 "decision_wait: 1s\npolicies: [{name: all, type: always_sample}]\n",
             )));
@@ -1173,10 +1183,13 @@ mod tests {
             let bytes = shard::queued_bytes(&req, &spans);
             stats.shard_queue_bytes.add(bytes);
             stats.live_spans.add(spans.len() as u64);
+            // Handed over 10 s old: due at once by its hand-over deadline, and again at 1 s
+            // by its own.
+            let first_seen = handed.then(|| Instant::now() - Duration::from_secs(10));
             tx.send(shard::ShardMsg::Spans {
                 req,
                 spans,
-                first_seen: None,
+                first_seen,
                 bytes,
             })
             .await
@@ -1184,12 +1197,12 @@ mod tests {
             let drain = tokio_util::sync::CancellationToken::new();
             let shard = shard_reading(rx, plan, &stats, 1_000, 1_000).with_peers(peers);
             let run = tokio::spawn(shard.run(drain.clone()));
-            // Due at 1 s; 2 s later still waiting for a pass.
-            tokio::time::sleep(Duration::from_secs(3)).await;
-            assert_eq!(stats.peers.deferred_decisions.get(), n);
+            // Due at 1 s (or at once); at 2 s still waiting for a pass, counted once.
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            assert_eq!(stats.peers.deferred_decisions.get(), n, "handed {handed}");
             assert_eq!(stats.traces_sampled.get(), 0);
             if !drain_early {
-                // Past MAX_DEFER from the deadline: decided here.
+                // Past MAX_DEFER from the first deadline: decided here.
                 tokio::time::sleep(shard::MAX_DEFER).await;
                 assert_eq!(stats.traces_sampled.get(), n);
             }

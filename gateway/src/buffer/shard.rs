@@ -282,6 +282,9 @@ pub struct Shard {
     /// `(when to look again, when they were first deferred, id)`, in order (one recheck
     /// interval for all). No longer in `deadlines`.
     deferred: VecDeque<(Instant, Instant, [u8; 16])>,
+    /// The ids in `deferred`: a trace due by two deadlines (its root's or its hand-over's,
+    /// then its own) waits there once.
+    deferred_ids: TraceMap<()>,
     /// The cluster, to tell whether a due trace belongs to another gateway.
     peers: Option<Arc<Peers>>,
     cache: DecisionCache,
@@ -367,6 +370,7 @@ impl Shard {
             root_deadlines: DeadlineQueue::default(),
             handed_deadlines: BinaryHeap::new(),
             deferred: VecDeque::new(),
+            deferred_ids: TraceMap::default(),
             peers: None,
             plan,
             max_traces: max_traces.max(1),
@@ -501,7 +505,7 @@ impl Shard {
         }
         let drop_pending = self.plan.load().drop_pending_traces_on_shutdown;
         // No pass takes anything now: traces waiting for one are decided here too.
-        while let Some((_, _, id)) = self.deferred.pop_front() {
+        while let Some(id) = self.pop_deferred() {
             self.deadlines.push(id, Instant::now(), Duration::ZERO);
         }
         while let Some(id) = self.deadlines.pop_front() {
@@ -933,13 +937,9 @@ impl Shard {
                 // A reload takes effect from the next group.
                 plan = self.plan_for_decisions();
             }
-            // Traces waiting for a hand-off pass are the oldest of all: over a limit,
-            // they are decided here after the rest.
-            let Some(id) = self
-                .deadlines
-                .pop_front()
-                .or_else(|| self.deferred.pop_front().map(|d| d.2))
-            else {
+            // Traces waiting for a hand-off pass come last: deciding one here splits it,
+            // and none waits longer than MAX_DEFER.
+            let Some(id) = self.deadlines.pop_front().or_else(|| self.pop_deferred()) else {
                 break;
             };
             // The queue's front is the group read ahead, in order.
@@ -989,10 +989,22 @@ impl Shard {
             return true;
         }
         if since == now {
+            if self.deferred_ids.contains_key(&id) {
+                // Waiting already (due by an earlier deadline).
+                return true;
+            }
             self.stats.peers.deferred_decisions.add(1);
         }
+        self.deferred_ids.insert(id, ());
         self.deferred.push_back((now + DEFER_RECHECK, since, id));
         true
+    }
+
+    /// The next waiting trace's id, due or not.
+    fn pop_deferred(&mut self) -> Option<[u8; 16]> {
+        let (_, _, id) = self.deferred.pop_front()?;
+        self.deferred_ids.remove(&id);
+        Some(id)
     }
 
     async fn decide_due(&mut self, now: Instant) {
@@ -1003,7 +1015,7 @@ impl Shard {
             if at > now {
                 break;
             }
-            self.deferred.pop_front();
+            self.pop_deferred();
             if !self.defers(view.as_deref(), id, since, now) {
                 self.decide(id, now).await;
             }
