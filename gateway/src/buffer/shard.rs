@@ -398,7 +398,7 @@ impl Shard {
     }
 
     /// Leaves a due trace that the ring gives to another gateway for a hand-off pass to
-    /// move (see [`Shard::defers`]).
+    /// move (at most [`MAX_DEFER`]).
     pub fn with_peers(mut self, peers: Arc<Peers>) -> Self {
         self.peers = Some(peers);
         self
