@@ -516,20 +516,12 @@ async fn redistribution(
                     next = tokio::time::Instant::now() + *wait;
                 }
             }
-            () = sleep_until_some(wanted) => {
+            () = timer::sleep_until_some(wanted) => {
                 buffer.redistribute().await;
                 wanted = None;
             }
             () = stop.cancelled() => return,
         }
-    }
-}
-
-/// Sleeps until `at`, or forever without one.
-async fn sleep_until_some(at: Option<tokio::time::Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
     }
 }
 

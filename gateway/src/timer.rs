@@ -81,6 +81,14 @@ impl DeadlineQueue {
     }
 }
 
+/// Sleeps until `at`, or forever without one (a `select!` branch for an optional timer).
+pub async fn sleep_until_some(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

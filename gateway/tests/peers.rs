@@ -296,18 +296,7 @@ async fn traces_stay_whole_through_stale_routes_ring_changes_and_drain() {
     //    them to their owner rather than waiting for the next ring change.
     tokio::time::sleep(Duration::from_secs(16)).await;
     let fourth = FakeOtlp::traces(60).spans(2).seed(1234).build();
-    let mut client = TraceServiceClient::connect(format!("http://{}", b.addr))
-        .await
-        .unwrap();
-    let mut request = tonic::Request::new(fourth.clone());
-    request
-        .metadata_mut()
-        .insert("tailgate-peer", "forwarded; hops=1".parse().unwrap());
-    // As a peer would: with the peers' secret.
-    request
-        .metadata_mut()
-        .insert("tailgate-peer-auth", SECRET.parse().unwrap());
-    client.export(request).await.unwrap();
+    send_as_peer(b.addr, &fourth, "forwarded; hops=1").await;
     let handed = b.stats.peers.handed_off_spans.get();
     settle(&[&b, &c]).await;
     assert!(b.stats.peers.handed_off_spans.get() > handed);
@@ -354,15 +343,18 @@ async fn gateways_leaving_together_hand_everything_to_the_one_that_stays() {
     let mut pods = pods.into_iter();
     let a = pods.next().unwrap();
     let leavers: Vec<Pod> = pods.collect();
+    let changes: Vec<_> = leavers.iter().map(|l| l.peers.subscribe()).collect();
     for l in &leavers {
         l.stop.cancel();
     }
-    for l in leavers.iter() {
-        // Each routed around the other once it answered "leaving".
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    for (l, mut changes) in leavers.iter().zip(changes) {
+        // Each routed around the other once it answered "leaving": woken by its ring's
+        // changes, not polled.
         while l.peers.view().ring.members().len() != 1 {
-            assert!(tokio::time::Instant::now() < deadline, "still on the ring");
-            tokio::time::sleep(Duration::from_millis(10)).await;
+            tokio::time::timeout(Duration::from_secs(5), changes.changed())
+                .await
+                .expect("still on the ring")
+                .unwrap();
         }
     }
     let mut stopped = Vec::new();
@@ -385,13 +377,13 @@ async fn gateways_leaving_together_hand_everything_to_the_one_that_stays() {
     a.served.await.unwrap().unwrap();
 }
 
-/// Sends `req` to `addr` as a peer hands over traces first seen `age_ms` ago.
-async fn hand_over(addr: SocketAddr, req: &ExportTraceServiceRequest, age_ms: u64) {
+/// Sends `req` to `addr` as a peer does: marked `tailgate-peer: {origin}`, with the
+/// peers' secret.
+async fn send_as_peer(addr: SocketAddr, req: &ExportTraceServiceRequest, origin: &str) {
     let mut client = TraceServiceClient::connect(format!("http://{addr}"))
         .await
         .unwrap();
     let mut request = tonic::Request::new(req.clone());
-    let origin = format!("handoff; hops=1; age_ms={age_ms}");
     request
         .metadata_mut()
         .insert("tailgate-peer", origin.parse().unwrap());
@@ -430,7 +422,12 @@ async fn a_due_trace_reaching_a_gateway_that_does_not_own_it_is_decided_whole_by
     assert!(ids.len() >= 10, "only {} of 40 traces on B", ids.len());
     send(b.addr, &owned_by_b).await;
     // The rest of them reach A from a peer, 10 s old.
-    hand_over(a.addr, &more_spans_of(&owned_by_b), 10_000).await;
+    send_as_peer(
+        a.addr,
+        &more_spans_of(&owned_by_b),
+        "handoff; hops=1; age_ms=10000",
+    )
+    .await;
     settle(&[a, b]).await;
     let got = arrivals(&[a, b]);
     for id in &ids {

@@ -815,14 +815,10 @@ impl TraceBuffer {
         spans: u64,
         origin: Origin,
     ) -> Option<u64> {
+        // `Err(None)`: there is no client for this peer.
         let sent = match view.client(p) {
-            Some(c) => c.send_from(body, origin).await,
-            None => {
-                tracing::warn!(peer = ?view.member(p), spans, "No client for a peer; keeping its spans here.");
-                self.stats.peers.failures.add(1);
-                view.mark_down(p, self.peers.config().down_for);
-                return None;
-            }
+            Some(c) => c.send_from(body, origin).await.map_err(Some),
+            None => Err(None),
         };
         match sent {
             Ok(d) => {
@@ -831,13 +827,15 @@ impl TraceBuffer {
                 self.stats.rejected_spans.add(rejected);
                 Some(spans - rejected)
             }
-            Err(ForwardError::Leaving { .. }) => {
+            Err(Some(ForwardError::Leaving { .. })) => {
                 // Kept here for now; leaving the ring starts a pass that takes them to
                 // the next owner.
                 self.depart(view, p);
                 None
             }
             Err(error) => {
+                let error =
+                    error.map_or_else(|| "no client for this peer".to_owned(), |e| e.to_string());
                 tracing::warn!(peer = ?view.member(p), %error, spans, "Sending to a peer failed; keeping its spans here.");
                 self.stats.peers.failures.add(1);
                 view.mark_down(p, self.peers.config().down_for);

@@ -480,18 +480,12 @@ impl Shard {
             .into_iter()
             .flatten()
             .min();
-            let sleep = async move {
-                match next {
-                    Some(t) => tokio::time::sleep_until(t).await,
-                    None => std::future::pending().await,
-                }
-            };
             tokio::select! {
                 msg = self.rx.recv() => match msg {
                     Some(msg) => self.handle(msg).await,
                     None => break,
                 },
-                () = sleep => {}
+                () = crate::timer::sleep_until_some(next) => {}
                 () = drain.cancelled() => break,
             }
         }
