@@ -688,6 +688,25 @@ mod tests {
     use opentelemetry_proto::tonic::collector::trace::v1::{
         ExportTracePartialSuccess, ExportTraceServiceResponse,
     };
+
+    /// Scenario: the status a leaving gateway answers peers with, and plain UNAVAILABLE.
+    /// Guarantees: as docs/resilience.md says, the answer is UNAVAILABLE marked
+    /// `tailgate-leaving`, counted as `unavailable` (503 over HTTP); the client tells it
+    /// apart from an UNAVAILABLE it should retry.
+    #[test]
+    fn a_leaving_answer_is_unavailable_marked_and_recognised() {
+        let refusal = crate::receive::Refusal::Leaving("leaving".into());
+        let status = refusal.to_grpc();
+        assert_eq!(status.code(), tonic::Code::Unavailable);
+        assert!(is_leaving(&status));
+        assert_eq!(refusal.reason(), "unavailable");
+        assert_eq!(refusal.http_status(), http::StatusCode::SERVICE_UNAVAILABLE);
+        assert!(!is_leaving(&tonic::Status::unavailable("down")));
+        // The marker survives the trip through response headers.
+        let (parts, _) = status.into_http::<()>().into_parts();
+        let back = tonic::Status::from_header_map(&parts.headers).unwrap();
+        assert!(is_leaving(&back));
+    }
     use std::io::Write;
 
     fn framed(flag: u8, message: &[u8]) -> Bytes {

@@ -343,6 +343,10 @@ async fn gateways_leaving_together_hand_everything_to_the_one_that_stays() {
     let mut pods = pods.into_iter();
     let a = pods.next().unwrap();
     let leavers: Vec<Pod> = pods.collect();
+    let received: Vec<u64> = leavers
+        .iter()
+        .map(|l| l.stats.peers.received_spans.get())
+        .collect();
     let changes: Vec<_> = leavers.iter().map(|l| l.peers.subscribe()).collect();
     for l in &leavers {
         l.stop.cancel();
@@ -358,8 +362,10 @@ async fn gateways_leaving_together_hand_everything_to_the_one_that_stays() {
         }
     }
     let mut stopped = Vec::new();
-    for l in leavers {
+    for (l, before) in leavers.into_iter().zip(received) {
         l.served.await.unwrap().unwrap();
+        // Neither took anything from the other once leaving.
+        assert_eq!(l.stats.peers.received_spans.get(), before);
         stopped.push((l.stats, l.backend));
     }
     settle(&[&a]).await;
