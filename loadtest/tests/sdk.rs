@@ -131,8 +131,9 @@ impl TlsCluster {
 }
 
 /// Scenario: 25 traces (50 spans) from the Python SDK over gRPC and 25 over HTTP, both
-/// over TLS trusting the test's CA, through router → (mTLS) → gateway → (TLS) → backend;
-/// then the SDK with no trust in that CA.
+/// over TLS trusting the test's CA and compressed with `deflate` (the SDK's choice besides
+/// gzip: `grpc-encoding: deflate`, and `Content-Encoding: deflate` over HTTP), through router → (mTLS) → gateway → (TLS) →
+/// backend; then the SDK with no trust in that CA.
 /// Guarantees: as [`TlsCluster::delivers_every_span`].
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn python_sdk_over_tls_through_router_and_gateway_delivers_every_span() {
@@ -151,7 +152,7 @@ async fn python_sdk_over_tls_through_router_and_gateway_delivers_every_span() {
                 .arg(sdk_dir().join("send.py"))
                 .args([protocol, endpoint.as_str()])
                 .arg(ca)
-                .arg("25")
+                .args(["25", "deflate"])
                 .output()
                 .unwrap()
         })

@@ -1,11 +1,154 @@
-//! Request decompression (gzip and zstd) bounded in output, so that a small compressed body
-//! cannot make a receiver allocate without bound. Both receivers use it.
+//! Request decompression, bounded in output so that a small compressed body cannot make a
+//! receiver allocate without bound. Both receivers (OTLP/gRPC and OTLP/HTTP) use it.
+//!
+//! The encodings are the Collector's (v0.161): its OTLP/HTTP receiver takes by default
+//! `gzip`, `zstd`, `zlib`, `deflate` (read as zlib, as there), `snappy` (the block format,
+//! or the framed format its exporters sent under that name before v0.125, told apart by
+//! the framed stream's header), `x-snappy-framed` and `lz4` (the frame format); its
+//! OTLP/gRPC receiver `gzip`, `zstd` and `snappy` (framed). An agent whose `otlp` or
+//! `otlphttp` exporter sets any `compression` the Collector offers can send here.
 
 use std::io::Read;
 
 use bytes::Bytes;
 
 use super::status::Refusal;
+
+/// An encoding no receiver takes: its name as sent.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unsupported encoding {0:?}")]
+pub struct UnsupportedEncoding(pub String);
+
+/// A content coding a receiver decompresses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Encoding {
+    /// `gzip` (every member of a multi-member body).
+    Gzip,
+    /// `zstd`.
+    Zstd,
+    /// `zlib`, and `deflate`, which HTTP defines as the zlib format (RFC 9110, 8.4.1.2).
+    Zlib,
+    /// `snappy`: the block format, or the framed format when the body starts with the
+    /// framed stream's identifier.
+    Snappy,
+    /// `x-snappy-framed`: the framed format only.
+    SnappyFramed,
+    /// `lz4`: the LZ4 frame format.
+    Lz4,
+}
+
+/// The `Content-Encoding` values the OTLP/HTTP receiver takes, for error messages.
+pub const HTTP_ENCODINGS: &str = "gzip, zstd, zlib, deflate, snappy, x-snappy-framed, lz4 or none";
+
+/// The `grpc-encoding` values the OTLP/gRPC receiver takes, as `grpc-accept-encoding`
+/// lists them.
+pub const GRPC_ENCODINGS: &str = "gzip,zstd,snappy,deflate,identity";
+
+impl Encoding {
+    /// Every encoding.
+    pub const ALL: [Encoding; 6] = [
+        Encoding::Gzip,
+        Encoding::Zstd,
+        Encoding::Zlib,
+        Encoding::Snappy,
+        Encoding::SnappyFramed,
+        Encoding::Lz4,
+    ];
+
+    /// An HTTP `Content-Encoding` value (content codings are case-insensitive, RFC 9110
+    /// 8.4.1): `Ok(None)` for none.
+    pub fn from_content_encoding(value: &str) -> Result<Option<Encoding>, UnsupportedEncoding> {
+        match value.trim().to_ascii_lowercase().as_str() {
+            "" | "identity" => Ok(None),
+            "gzip" | "x-gzip" => Ok(Some(Encoding::Gzip)),
+            "zstd" => Ok(Some(Encoding::Zstd)),
+            "zlib" | "deflate" => Ok(Some(Encoding::Zlib)),
+            "snappy" => Ok(Some(Encoding::Snappy)),
+            "x-snappy-framed" => Ok(Some(Encoding::SnappyFramed)),
+            "lz4" => Ok(Some(Encoding::Lz4)),
+            _ => Err(UnsupportedEncoding(value.to_owned())),
+        }
+    }
+
+    /// A `grpc-encoding` value: `Ok(None)` for identity.
+    pub fn from_grpc_encoding(value: &str) -> Result<Option<Encoding>, UnsupportedEncoding> {
+        match value {
+            "identity" => Ok(None),
+            "gzip" => Ok(Some(Encoding::Gzip)),
+            "zstd" => Ok(Some(Encoding::Zstd)),
+            "snappy" => Ok(Some(Encoding::Snappy)),
+            "deflate" => Ok(Some(Encoding::Zlib)),
+            _ => Err(UnsupportedEncoding(value.to_owned())),
+        }
+    }
+
+    /// Its name in error messages.
+    pub fn name(self) -> &'static str {
+        match self {
+            Encoding::Gzip => "gzip",
+            Encoding::Zstd => "zstd",
+            Encoding::Zlib => "zlib",
+            Encoding::Snappy => "snappy",
+            Encoding::SnappyFramed => "x-snappy-framed",
+            Encoding::Lz4 => "lz4",
+        }
+    }
+}
+
+/// Decompresses `body` to at most `max` bytes; a larger output is refused
+/// ([`Refusal::TooLarge`]), a body that is not in `encoding` too ([`Refusal::Invalid`]).
+pub fn decompress(encoding: Encoding, body: &[u8], max: usize) -> Result<Bytes, Refusal> {
+    match encoding {
+        Encoding::Gzip => gunzip(body, max),
+        Encoding::Zstd => unzstd(body, max),
+        Encoding::Zlib => bounded_read(
+            flate2::read::ZlibDecoder::new(body),
+            body.len(),
+            max,
+            "zlib",
+        )
+        .map(Bytes::from),
+        Encoding::Snappy if !body.starts_with(SNAPPY_STREAM_IDENTIFIER) => {
+            unsnappy_block(body, max)
+        }
+        Encoding::Snappy | Encoding::SnappyFramed => bounded_read(
+            snap::read::FrameDecoder::new(body),
+            body.len(),
+            max,
+            encoding.name(),
+        )
+        .map(Bytes::from),
+        Encoding::Lz4 => bounded_read(
+            lz4_flex::frame::FrameDecoder::new(body),
+            body.len(),
+            max,
+            "lz4",
+        )
+        .map(Bytes::from),
+    }
+}
+
+/// The first chunk of every framed snappy stream: its identifier.
+const SNAPPY_STREAM_IDENTIFIER: &[u8] = b"\xff\x06\x00\x00sNaPpY";
+
+/// A snappy block: its header states the decompressed length, which is checked against
+/// `max` before anything is allocated, and the output takes exactly that.
+fn unsnappy_block(body: &[u8], max: usize) -> Result<Bytes, Refusal> {
+    let corrupt = |e: snap::Error| Refusal::Invalid(format!("snappy body is corrupt: {e}"));
+    let len = snap::raw::decompress_len(body).map_err(corrupt)?;
+    if len > max {
+        return Err(Refusal::TooLarge(format!(
+            "decompressed request body of {len} bytes (snappy header) exceeds the limit of \
+             {max} bytes"
+        )));
+    }
+    let mut out = vec![0; len];
+    let n = snap::raw::Decoder::new()
+        .decompress(body, &mut out)
+        .map_err(corrupt)?;
+    out.truncate(n);
+    Ok(Bytes::from(out))
+}
 
 /// Decompresses at most `max` bytes; a larger output is refused, so a small compressed body
 /// cannot make the receiver allocate without bound. A body of several gzip members is read
@@ -69,6 +212,106 @@ mod tests {
         let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
         e.write_all(data).unwrap();
         e.finish().unwrap()
+    }
+
+    use crate::test_util::compressed as compress;
+
+    /// Scenario: 1 MiB of zeros in each encoding (a few KiB compressed), read with a limit
+    /// of 64 KiB and of 1 MiB; the same bodies cut short, and bytes in no format.
+    /// Guarantees: over the limit is `TooLarge` whatever the format (a bomb allocates no
+    /// more than the limit), at the limit the body is whole, in an allocation of its size;
+    /// a cut or foreign body is `Invalid` naming the format, never a panic.
+    #[test]
+    fn every_encoding_is_bounded_whole_and_checked() {
+        let data: Vec<u8> = (0..1u32 << 20).map(|i| (i / 4096) as u8).collect();
+        for encoding in Encoding::ALL {
+            let name = encoding.name();
+            let small = compress(encoding, &data);
+            assert!(small.len() < data.len() / 8, "{name}: {}", small.len());
+            assert!(
+                matches!(
+                    decompress(encoding, &small, 64 << 10),
+                    Err(Refusal::TooLarge(_))
+                ),
+                "{name}"
+            );
+            let out = decompress(encoding, &small, 1 << 20).unwrap();
+            assert!(out == data, "{name}");
+            for cut in [small.len() / 2, 3] {
+                let err = decompress(encoding, &small[..cut], 1 << 20)
+                    .expect_err(&format!("{name} cut at {cut}"));
+                assert!(
+                    matches!(&err, Refusal::Invalid(m) if m.contains(name)),
+                    "{name}: {err:?}"
+                );
+            }
+            let err = decompress(encoding, b"not compressed at all", 1 << 20).unwrap_err();
+            assert!(
+                matches!(&err, Refusal::Invalid(m) if m.contains(name)),
+                "{name}: {err:?}"
+            );
+        }
+    }
+
+    /// Scenario: `snappy` bodies in the block format and in the framed format (what the
+    /// Collector's exporters sent under that name before v0.125, and its gRPC exporter
+    /// sends); an `x-snappy-framed` body in the block format.
+    /// Guarantees: `snappy` reads both; `x-snappy-framed` only the framed one.
+    #[test]
+    fn snappy_reads_blocks_and_frames_and_framed_snappy_only_frames() {
+        let data = b"a span, a span, a span, a span".repeat(100);
+        for body in [
+            compress(Encoding::Snappy, &data),
+            compress(Encoding::SnappyFramed, &data),
+        ] {
+            assert_eq!(
+                &decompress(Encoding::Snappy, &body, 1 << 20).unwrap()[..],
+                &data[..]
+            );
+        }
+        let block = compress(Encoding::Snappy, &data);
+        assert!(matches!(
+            decompress(Encoding::SnappyFramed, &block, 1 << 20),
+            Err(Refusal::Invalid(_))
+        ));
+        // A block's header states its size: one over the limit is refused before any of
+        // it is decompressed.
+        let big = compress(Encoding::Snappy, &vec![0; 100_000]);
+        assert!(
+            matches!(decompress(Encoding::Snappy, &big, 99_999), Err(Refusal::TooLarge(m)) if m.contains("100000 bytes"))
+        );
+    }
+
+    /// Scenario: the `Content-Encoding` and `grpc-encoding` values the Collector's
+    /// exporters send, in other cases and with spaces, and values no receiver takes.
+    /// Guarantees: each maps to its format; identity to none; the rest are refused.
+    #[test]
+    fn encoding_names_map_as_the_collector_sends_them() {
+        let http = |v| Encoding::from_content_encoding(v);
+        assert_eq!(http("gzip"), Ok(Some(Encoding::Gzip)));
+        assert_eq!(http(" GZIP "), Ok(Some(Encoding::Gzip)));
+        assert_eq!(http("zstd"), Ok(Some(Encoding::Zstd)));
+        assert_eq!(http("zlib"), Ok(Some(Encoding::Zlib)));
+        assert_eq!(http("deflate"), Ok(Some(Encoding::Zlib)));
+        assert_eq!(http("snappy"), Ok(Some(Encoding::Snappy)));
+        assert_eq!(http("x-snappy-framed"), Ok(Some(Encoding::SnappyFramed)));
+        assert_eq!(http("lz4"), Ok(Some(Encoding::Lz4)));
+        assert_eq!(http("identity"), Ok(None));
+        assert_eq!(http(""), Ok(None));
+        assert_eq!(http("br"), Err(UnsupportedEncoding("br".into())));
+        assert!(http("gzip, zstd").is_err());
+        let grpc = |v| Encoding::from_grpc_encoding(v);
+        assert_eq!(grpc("gzip"), Ok(Some(Encoding::Gzip)));
+        assert_eq!(grpc("zstd"), Ok(Some(Encoding::Zstd)));
+        assert_eq!(grpc("snappy"), Ok(Some(Encoding::Snappy)));
+        assert_eq!(grpc("deflate"), Ok(Some(Encoding::Zlib)));
+        assert_eq!(grpc("identity"), Ok(None));
+        assert_eq!(grpc("lz4"), Err(UnsupportedEncoding("lz4".into())));
+        assert!(grpc("GZIP").is_err(), "gRPC encodings are matched exactly");
+        // Every name `grpc-accept-encoding` lists is taken.
+        for name in GRPC_ENCODINGS.split(',') {
+            assert!(grpc(name).is_ok(), "{name}");
+        }
     }
 
     /// Scenario: a body of two gzip members, and one of a member and trailing bytes.

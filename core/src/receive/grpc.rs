@@ -17,7 +17,7 @@ use tonic::body::Body;
 use tonic::server::NamedService;
 
 use super::auth::{check_sender, PeerAuth, PeerTraffic, ReceiveAuth};
-use super::compress::{gunzip, unzstd};
+use super::compress::{decompress, Encoding, GRPC_ENCODINGS as ACCEPT_ENCODING};
 use super::limits::{serve_connections_with, InFlight, InFlightBytes, Limits};
 use super::sink::{encode_response, run_detached, Origin, SpanSink, DECISIONS_PATH, PEER_HEADER};
 use super::status::Refusal;
@@ -102,8 +102,7 @@ impl<S: SpanSink> TraceService<S> {
         };
         let message = match (compressed, encoding) {
             (false, _) => message,
-            (true, Some(Encoding::Gzip)) => gunzip(&message, max)?,
-            (true, Some(Encoding::Zstd)) => unzstd(&message, max)?,
+            (true, Some(encoding)) => decompress(encoding, &message, max)?,
             (true, None) => {
                 return Err(Refusal::Invalid(
                     "message flagged compressed without a grpc-encoding".into(),
@@ -228,24 +227,12 @@ impl<S: SpanSink> TraceService<S> {
     }
 }
 
-/// The message encodings the receiver takes, as `grpc-accept-encoding` lists them.
-const ACCEPT_ENCODING: &str = "gzip,zstd,identity";
-
-/// A message encoding other than identity.
-#[derive(Debug, Clone, Copy)]
-enum Encoding {
-    Gzip,
-    Zstd,
-}
-
 /// The request's `grpc-encoding`: `None` for identity, `Err` with the value when it is not
 /// one we take.
 fn encoding_of<B>(req: &http::Request<B>) -> Result<Option<Encoding>, String> {
     match req.headers().get("grpc-encoding").map(|v| v.to_str()) {
-        None | Some(Ok("identity")) => Ok(None),
-        Some(Ok("gzip")) => Ok(Some(Encoding::Gzip)),
-        Some(Ok("zstd")) => Ok(Some(Encoding::Zstd)),
-        Some(Ok(other)) => Err(other.to_owned()),
+        None => Ok(None),
+        Some(Ok(value)) => Encoding::from_grpc_encoding(value).map_err(|e| e.0),
         Some(Err(_)) => Err("(not text)".to_owned()),
     }
 }

@@ -1,7 +1,8 @@
 """Sends traces with the OpenTelemetry Python SDK, as an application would.
 
-Usage: send.py grpc|http ENDPOINT CA_FILE TRACES
-Each trace is a root span with one child. Exits non-zero if any export failed.
+Usage: send.py grpc|http ENDPOINT CA_FILE TRACES [none|gzip|deflate]
+Each trace is a root span with one child, sent compressed as asked (none by default).
+Exits non-zero if any export failed.
 """
 import sys
 
@@ -32,18 +33,32 @@ class Recording(SpanExporter):
 
 def main() -> int:
     protocol, endpoint, ca_file, traces = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+    compression = sys.argv[5] if len(sys.argv) > 5 else "none"
     if protocol == "grpc":
         import grpc
         from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
 
         with open(ca_file, "rb") as f:
             credentials = grpc.ssl_channel_credentials(root_certificates=f.read())
-        exporter = OTLPSpanExporter(endpoint=endpoint, credentials=credentials, timeout=10)
+        exporter = OTLPSpanExporter(
+            endpoint=endpoint,
+            credentials=credentials,
+            timeout=10,
+            compression={
+                "none": grpc.Compression.NoCompression,
+                "gzip": grpc.Compression.Gzip,
+                "deflate": grpc.Compression.Deflate,
+            }[compression],
+        )
     else:
+        from opentelemetry.exporter.otlp.proto.http import Compression
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
         exporter = OTLPSpanExporter(
-            endpoint=endpoint + "/v1/traces", certificate_file=ca_file, timeout=10
+            endpoint=endpoint + "/v1/traces",
+            certificate_file=ca_file,
+            timeout=10,
+            compression=Compression(compression),
         )
     provider = TracerProvider(resource=Resource.create({"service.name": f"sdk-{protocol}"}))
     recording = Recording(exporter)
