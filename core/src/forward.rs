@@ -25,27 +25,124 @@ use crate::wire::TRACE_EXPORT_PATH;
 pub use crate::retry::RetryConfig;
 use crate::retry::{Attempt, Failed, Retrier, RetryStats};
 
-/// Compression of outgoing requests.
+/// Compression of outgoing requests: the Collector's `compression` values (v0.161,
+/// `configcompression`). Over gRPC only `none`, `gzip`, `zstd` and `snappy` exist
+/// ([`Self::grpc_encoding`]); the others are for OTLP/HTTP.
 #[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum Compression {
-    /// None: cheapest for hops inside a cluster.
+    /// None: cheapest for hops inside a cluster. Also written `""`.
     #[default]
+    #[serde(alias = "")]
     None,
     /// gzip.
     Gzip,
     /// zstd: better ratio than gzip at a lower CPU cost.
     Zstd,
+    /// snappy: the block format over HTTP, the framed format over gRPC (as the Collector).
+    Snappy,
+    /// zlib (HTTP only).
+    Zlib,
+    /// deflate, which HTTP defines as the zlib format (HTTP only).
+    Deflate,
+    /// lz4, the frame format (HTTP only).
+    Lz4,
+    /// Framed snappy (HTTP only).
+    #[serde(rename = "x-snappy-framed")]
+    SnappyFramed,
 }
 
 impl Compression {
-    /// The `grpc-encoding` header value, `None` for uncompressed messages.
+    /// The `grpc-encoding` header value, `None` for uncompressed messages and for the
+    /// compressions gRPC does not have (which a gRPC client's config refuses, see
+    /// [`Self::check_grpc`]).
     pub fn grpc_encoding(self) -> Option<&'static str> {
+        match self {
+            Compression::Gzip => Some("gzip"),
+            Compression::Zstd => Some("zstd"),
+            Compression::Snappy => Some("snappy"),
+            _ => None,
+        }
+    }
+
+    /// Refuses a compression gRPC does not have, as the Collector's `otlp` exporter does.
+    pub fn check_grpc(self) -> Result<Self, String> {
+        match self {
+            Compression::None => Ok(self),
+            c if c.grpc_encoding().is_some() => Ok(self),
+            c => Err(format!(
+                "compression {:?} is not available over gRPC: use none, gzip, zstd or snappy \
+                 (zlib, deflate, lz4 and x-snappy-framed are for OTLP/HTTP)",
+                c.content_encoding().unwrap_or_default()
+            )),
+        }
+    }
+
+    /// The HTTP `Content-Encoding` value, `None` for an uncompressed body.
+    pub fn content_encoding(self) -> Option<&'static str> {
         match self {
             Compression::None => None,
             Compression::Gzip => Some("gzip"),
             Compression::Zstd => Some("zstd"),
+            Compression::Snappy => Some("snappy"),
+            Compression::Zlib => Some("zlib"),
+            Compression::Deflate => Some("deflate"),
+            Compression::Lz4 => Some("lz4"),
+            Compression::SnappyFramed => Some("x-snappy-framed"),
         }
+    }
+
+    /// Reads a gRPC client's `compression` (`#[serde(deserialize_with)]`), refusing one
+    /// gRPC does not have where the config names it.
+    pub fn deserialize_grpc<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        // Checked inside the scalar's visit, so that the error carries the scalar's line.
+        struct Grpc;
+        impl serde::de::Visitor<'_> for Grpc {
+            type Value = Compression;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("none, gzip, zstd or snappy")
+            }
+
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Compression, E> {
+                use serde::de::IntoDeserializer;
+                Compression::deserialize(v.into_deserializer())?
+                    .check_grpc()
+                    .map_err(E::custom)
+            }
+
+            fn visit_unit<E: serde::de::Error>(self) -> Result<Compression, E> {
+                Ok(Compression::None)
+            }
+        }
+        d.deserialize_any(Grpc)
+    }
+
+    /// Compresses an OTLP/HTTP body (`None` when it is sent as it is).
+    pub fn compress_http(self, chunks: &[Bytes]) -> std::io::Result<Option<Vec<u8>>> {
+        use crate::receive::compress::{compress, Encoding};
+        let encoding = match self {
+            Compression::None => return Ok(None),
+            Compression::Gzip => Encoding::Gzip,
+            Compression::Zstd => Encoding::Zstd,
+            Compression::Snappy => Encoding::Snappy,
+            Compression::Zlib | Compression::Deflate => Encoding::Zlib,
+            Compression::Lz4 => Encoding::Lz4,
+            Compression::SnappyFramed => Encoding::SnappyFramed,
+        };
+        compress(encoding, chunks).map(Some)
+    }
+
+    /// Compresses a gRPC message (`None` when it is sent as it is).
+    fn compress_grpc(self, chunks: &[Bytes]) -> std::io::Result<Option<Vec<u8>>> {
+        use crate::receive::compress::{compress, Encoding};
+        let encoding = match self {
+            Compression::Gzip => Encoding::Gzip,
+            Compression::Zstd => Encoding::Zstd,
+            Compression::Snappy => Encoding::SnappyFramed,
+            _ => return Ok(None),
+        };
+        compress(encoding, chunks).map(Some)
     }
 }
 
@@ -63,6 +160,9 @@ pub enum ForwardError {
     /// A header name or value is not valid gRPC metadata.
     #[error("invalid header {0:?}")]
     Header(String),
+    /// A compression gRPC does not have (see [`Compression::check_grpc`]).
+    #[error("{0}")]
+    Compression(String),
     /// The `tls:` settings cannot be used.
     #[error("tls: {0}")]
     Tls(#[from] crate::tls::TlsError),
@@ -189,6 +289,9 @@ impl GrpcClient {
             endpoint: endpoint.to_owned(),
             message,
         };
+        let compression = compression
+            .check_grpc()
+            .map_err(ForwardError::Compression)?;
         let uri = crate::endpoint::parse(endpoint, crate::endpoint::Bare::AsHttp)
             .map_err(|e| invalid(e.to_string()))?;
         let tls = match uri.scheme_str() {
@@ -594,9 +697,12 @@ pub(crate) struct MessageBody {
 
 impl MessageBody {
     fn new(chunks: &[Bytes], compression: Compression) -> Result<Self, tonic::Status> {
-        let (flag, chunks): (u8, Vec<Bytes>) = match compression {
-            Compression::None => (0, chunks.to_vec()),
-            other => (1, vec![compress(chunks, other)?]),
+        let (flag, chunks): (u8, Vec<Bytes>) = match compression
+            .compress_grpc(chunks)
+            .map_err(|e| tonic::Status::internal(format!("compressing: {e}")))?
+        {
+            None => (0, chunks.to_vec()),
+            Some(compressed) => (1, vec![Bytes::from(compressed)]),
         };
         let len: usize = chunks.iter().map(Bytes::len).sum();
         let len = u32::try_from(len)
@@ -637,33 +743,6 @@ impl http_body::Body for MessageBody {
     fn size_hint(&self) -> http_body::SizeHint {
         http_body::SizeHint::with_exact(self.remaining)
     }
-}
-
-/// The chunks, concatenated and compressed.
-fn compress(chunks: &[Bytes], compression: Compression) -> Result<Bytes, tonic::Status> {
-    use std::io::Write;
-    let failed = |e: std::io::Error| tonic::Status::internal(format!("compressing: {e}"));
-    let len: usize = chunks.iter().map(Bytes::len).sum();
-    let out = Vec::with_capacity(len / 4 + 64);
-    let out = match compression {
-        Compression::None => chunks.concat(),
-        Compression::Gzip => {
-            let mut w = flate2::write::GzEncoder::new(out, flate2::Compression::default());
-            for c in chunks {
-                w.write_all(c).map_err(failed)?;
-            }
-            w.finish().map_err(failed)?
-        }
-        Compression::Zstd => {
-            let mut w = zstd::stream::write::Encoder::new(out, zstd::DEFAULT_COMPRESSION_LEVEL)
-                .map_err(failed)?;
-            for c in chunks {
-                w.write_all(c).map_err(failed)?;
-            }
-            w.finish().map_err(failed)?
-        }
-    };
-    Ok(Bytes::from(out))
 }
 
 /// Reads `partial_success` from an `ExportTraceServiceResponse`; a response that does not

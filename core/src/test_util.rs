@@ -614,33 +614,10 @@ pub async fn stalled_upload(addr: std::net::SocketAddr) -> std::io::Result<tokio
     Ok(stream)
 }
 
-/// `data` compressed in `encoding` by that format's own encoder (flate2, zstd, snap,
-/// lz4_flex), as a client would send it.
+/// `data` compressed in `encoding` as a client sends it (see
+/// [`crate::receive::compress::compress`]).
 #[cfg(feature = "net")]
 pub fn compressed(encoding: crate::receive::compress::Encoding, data: &[u8]) -> Vec<u8> {
-    use crate::receive::compress::Encoding;
-    use std::io::Write;
-    fn written<W: Write>(mut w: W, data: &[u8]) -> W {
-        w.write_all(data).expect("writing to memory");
-        w
-    }
-    let fast = flate2::Compression::fast();
-    match encoding {
-        Encoding::Gzip => written(flate2::write::GzEncoder::new(Vec::new(), fast), data)
-            .finish()
-            .expect("gzip"),
-        Encoding::Zstd => zstd::bulk::compress(data, 3).expect("zstd"),
-        Encoding::Zlib => written(flate2::write::ZlibEncoder::new(Vec::new(), fast), data)
-            .finish()
-            .expect("zlib"),
-        Encoding::Snappy => snap::raw::Encoder::new()
-            .compress_vec(data)
-            .expect("snappy"),
-        Encoding::SnappyFramed => written(snap::write::FrameEncoder::new(Vec::new()), data)
-            .into_inner()
-            .expect("framed snappy"),
-        Encoding::Lz4 => written(lz4_flex::frame::FrameEncoder::new(Vec::new()), data)
-            .finish()
-            .expect("lz4"),
-    }
+    crate::receive::compress::compress(encoding, &[bytes::Bytes::copy_from_slice(data)])
+        .expect("compressing in memory")
 }

@@ -92,6 +92,46 @@ async fn tonic_server(state: Arc<Tonic>) -> (String, tokio_util::sync::DropGuard
     (addr.to_string(), token.drop_guard())
 }
 
+/// Scenario: the same two chunks sent with `compression: snappy`, which tonic's server does
+/// not take, to Tailgate's own receiver (what routers forward to and gateways export to).
+/// Guarantees: one request holding both arrives (framed snappy, `grpc-encoding: snappy`, as
+/// the Collector's gRPC exporter sends it).
+#[tokio::test]
+async fn snappy_chunks_arrive_as_one_request() {
+    let stop = CancellationToken::new();
+    let (addr, backend) = CaptureBackend::start("127.0.0.1:0".parse().unwrap(), stop.clone())
+        .await
+        .unwrap();
+    let a = FakeOtlp::traces(3).spans(4).seed(1).build();
+    let b = FakeOtlp::traces(2).spans(5).seed(2).build();
+    let chunks = [
+        Bytes::from(a.encode_to_vec()),
+        Bytes::from(b.encode_to_vec()),
+    ];
+    let client = GrpcClient::with_compression(
+        &format!("http://{addr}"),
+        &[],
+        Duration::from_secs(5),
+        quick_retry(),
+        Compression::Snappy,
+    )
+    .unwrap();
+    client.send_chunks(&chunks).await.unwrap();
+    assert_eq!(backend.spans(), 3 * 4 + 2 * 5);
+    assert_eq!(backend.bodies().concat(), chunks.concat());
+    // A compression gRPC does not have is refused when the client is made.
+    let err = GrpcClient::with_compression(
+        &format!("http://{addr}"),
+        &[],
+        Duration::from_secs(5),
+        quick_retry(),
+        Compression::Lz4,
+    )
+    .unwrap_err();
+    assert!(matches!(err, ForwardError::Compression(_)), "{err}");
+    stop.cancel();
+}
+
 /// Scenario: two encoded requests sent as the chunks of one message, plain, gzip and zstd,
 /// to the generated tonic server. Guarantees: the server decodes one request holding both
 /// (concatenation is a valid encoding of the merged request), and the configured and peer

@@ -328,6 +328,27 @@ mod tests {
         )
         .unwrap();
         c.validate(p).unwrap();
+        // Every compression the Collector's exporters take loads where it exists: snappy
+        // over gRPC too, lz4 (and zlib, deflate, x-snappy-framed) over HTTP only, refused
+        // for the gRPC exporter with the line, as the Collector's `otlp` refuses it.
+        let collector: GatewayConfig = parse_yaml(
+            p,
+            "export:\n  otlp/a: {endpoint: 'http://a:4317', compression: snappy}\n  otlphttp/b: {endpoint: 'http://b:4318', compression: lz4}\n",
+        )
+        .unwrap();
+        collector.validate(p).unwrap();
+        let err = parse_yaml::<GatewayConfig>(
+            p,
+            "export:\n  otlp:\n    endpoint: http://a:4317\n    compression: lz4\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("gateway.yaml")
+                && err.contains("not available over gRPC")
+                && err.contains("line 4"),
+            "{err}"
+        );
         assert_eq!(c.export.exporters.len(), 3);
         // A token on the receivers needs the peers' secret, or peer traffic is refused.
         let base = "export:\n  debug:\nreceive: {grpc: 127.0.0.9:4317, auth: {bearer_token: t0k}}\npeers: {static: [127.0.0.9:4317]";

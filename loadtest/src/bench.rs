@@ -331,11 +331,7 @@ async fn start_counting_sink(
 
 /// The compression's name in the router's config.
 fn compression_name(compression: Compression) -> &'static str {
-    match compression {
-        Compression::None => "none",
-        Compression::Gzip => "gzip",
-        Compression::Zstd => "zstd",
-    }
+    compression.content_encoding().unwrap_or("none")
 }
 
 /// Writes the router's config (the sinks as static members) to the temp dir; returns its path.

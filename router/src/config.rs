@@ -16,7 +16,7 @@
 //!   max_queued_bytes: 16777216   # whole router
 //!   queue_wait: 5s               # then RESOURCE_EXHAUSTED, before the body is read
 //!   max_held_requests: 64        # more waiting than this: refused at once, unread
-//!   compression: none            # none | gzip | zstd
+//!   compression: none            # none | gzip | zstd | snappy
 //! admin: 127.0.0.1:13133        # /metrics, /healthz, /readyz (null disables)
 //! ```
 
@@ -121,9 +121,12 @@ pub struct ForwardConfig {
     /// How often a gateway marked down is probed. Default 1s.
     #[serde(default = "default_probe_interval", with = "humantime_serde")]
     pub probe_interval: Duration,
-    /// Compression towards gateways: `none` (default; cheapest inside a cluster), `gzip`
-    /// or `zstd`.
-    #[serde(default)]
+    /// Compression towards gateways: `none` (default; cheapest inside a cluster), `gzip`,
+    /// `zstd` or `snappy`.
+    #[serde(
+        default,
+        deserialize_with = "tailgate_core::forward::Compression::deserialize_grpc"
+    )]
     pub compression: tailgate_core::forward::Compression,
     /// TLS towards the gateways (the Collector's `configtls` client keys). The gateways'
     /// addresses are IPs from DNS: set `server_name_override` to the name their
@@ -330,6 +333,15 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("members.static[1]"), "{err}");
+        // Forwarding is gRPC: an HTTP-only compression is refused where it is written.
+        let err = parse("members:\n  static: [a:1]\nforward:\n  compression: zlib\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("not available over gRPC") && err.contains("line 4"),
+            "{err}"
+        );
+        assert!(parse("members:\n  static: [a:1]\nforward: {compression: snappy}\n").is_ok());
     }
 
     /// Scenario: sizes and waits whose arithmetic would overflow (a request limit near

@@ -128,6 +128,38 @@ pub fn decompress(encoding: Encoding, body: &[u8], max: usize) -> Result<Bytes, 
     }
 }
 
+/// `chunks`, one after another, compressed in `encoding` as a client sends them: `Snappy`
+/// in the block format (what `Content-Encoding: snappy` means to the Collector since
+/// v0.125), `SnappyFramed` in the framed one (also what gRPC's `snappy` carries). gzip,
+/// zlib and zstd at their fastest level: what is compressed here is kept spans on their
+/// way out, where CPU counts more than the last bytes of ratio.
+pub fn compress(encoding: Encoding, chunks: &[Bytes]) -> std::io::Result<Vec<u8>> {
+    use std::io::Write;
+    fn written<W: Write>(mut w: W, chunks: &[Bytes]) -> std::io::Result<W> {
+        for c in chunks {
+            w.write_all(c)?;
+        }
+        Ok(w)
+    }
+    let len: usize = chunks.iter().map(Bytes::len).sum();
+    let out = Vec::with_capacity(len / 4 + 64);
+    let fast = flate2::Compression::fast();
+    match encoding {
+        Encoding::Gzip => written(flate2::write::GzEncoder::new(out, fast), chunks)?.finish(),
+        Encoding::Zlib => written(flate2::write::ZlibEncoder::new(out, fast), chunks)?.finish(),
+        Encoding::Zstd => written(zstd::stream::write::Encoder::new(out, 1)?, chunks)?.finish(),
+        Encoding::Snappy => snap::raw::Encoder::new()
+            .compress_vec(&chunks.concat())
+            .map_err(std::io::Error::other),
+        Encoding::SnappyFramed => written(snap::write::FrameEncoder::new(out), chunks)?
+            .into_inner()
+            .map_err(|e| std::io::Error::other(e.to_string())),
+        Encoding::Lz4 => written(lz4_flex::frame::FrameEncoder::new(out), chunks)?
+            .finish()
+            .map_err(std::io::Error::other),
+    }
+}
+
 /// The first chunk of every framed snappy stream: its identifier.
 const SNAPPY_STREAM_IDENTIFIER: &[u8] = b"\xff\x06\x00\x00sNaPpY";
 
@@ -214,7 +246,9 @@ mod tests {
         e.finish().unwrap()
     }
 
-    use crate::test_util::compressed as compress;
+    fn compressed(encoding: Encoding, data: &[u8]) -> Vec<u8> {
+        super::compress(encoding, &[Bytes::copy_from_slice(data)]).unwrap()
+    }
 
     /// Scenario: 1 MiB of zeros in each encoding (a few KiB compressed), read with a limit
     /// of 64 KiB and of 1 MiB; the same bodies cut short, and bytes in no format.
@@ -226,7 +260,7 @@ mod tests {
         let data: Vec<u8> = (0..1u32 << 20).map(|i| (i / 4096) as u8).collect();
         for encoding in Encoding::ALL {
             let name = encoding.name();
-            let small = compress(encoding, &data);
+            let small = compressed(encoding, &data);
             assert!(small.len() < data.len() / 8, "{name}: {}", small.len());
             assert!(
                 matches!(
@@ -261,22 +295,26 @@ mod tests {
     fn snappy_reads_blocks_and_frames_and_framed_snappy_only_frames() {
         let data = b"a span, a span, a span, a span".repeat(100);
         for body in [
-            compress(Encoding::Snappy, &data),
-            compress(Encoding::SnappyFramed, &data),
+            compressed(Encoding::Snappy, &data),
+            compressed(Encoding::SnappyFramed, &data),
         ] {
             assert_eq!(
                 &decompress(Encoding::Snappy, &body, 1 << 20).unwrap()[..],
                 &data[..]
             );
         }
-        let block = compress(Encoding::Snappy, &data);
+        let block = compressed(Encoding::Snappy, &data);
+        // What each name writes: `snappy` a block, `x-snappy-framed` a stream.
+        assert!(!block.starts_with(SNAPPY_STREAM_IDENTIFIER));
+        assert_eq!(snap::raw::decompress_len(&block).unwrap(), data.len());
+        assert!(compressed(Encoding::SnappyFramed, &data).starts_with(SNAPPY_STREAM_IDENTIFIER));
         assert!(matches!(
             decompress(Encoding::SnappyFramed, &block, 1 << 20),
             Err(Refusal::Invalid(_))
         ));
         // A block's header states its size: one over the limit is refused before any of
         // it is decompressed.
-        let big = compress(Encoding::Snappy, &vec![0; 100_000]);
+        let big = compressed(Encoding::Snappy, &vec![0; 100_000]);
         assert!(
             matches!(decompress(Encoding::Snappy, &big, 99_999), Err(Refusal::TooLarge(m)) if m.contains("100000 bytes"))
         );

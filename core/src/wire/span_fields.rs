@@ -176,7 +176,9 @@ pub fn threshold_hex(p: f64) -> String {
 
 /// `tracestate` with its `ot` entry's `th` set to `th` (other `ot` sub-keys and other
 /// vendors' entries kept). The `ot` entry moves to the front, as W3C asks of an entry that
-/// was modified.
+/// was modified; when that makes more than [`TRACESTATE_MAX_MEMBERS`] entries (a header
+/// of 32 without `ot`), the rightmost are dropped, as W3C asks, so that the header stays
+/// one a consumer parses (Go's `ParseTraceState` refuses 33).
 pub fn tracestate_with_threshold(tracestate: &[u8], th: &str) -> Vec<u8> {
     let mut out = Vec::with_capacity(tracestate.len() + th.len() + 8);
     append_tracestate_with_threshold(tracestate, th, &mut out);
@@ -203,7 +205,10 @@ fn append_tracestate_with_threshold(tracestate: &[u8], th: &str, out: &mut Vec<u
             }
         }
     }
-    for member in members().filter(|m| !m.starts_with(b"ot=")) {
+    for member in members()
+        .filter(|m| !m.starts_with(b"ot="))
+        .take(TRACESTATE_MAX_MEMBERS - 1)
+    {
         out.push(b',');
         out.extend_from_slice(member);
     }
@@ -727,6 +732,30 @@ mod tests {
         assert!(c.attr.is_empty());
         assert!(std::rc::Rc::ptr_eq(&c, &d));
         assert!(!std::rc::Rc::ptr_eq(&b, &c));
+    }
+
+    /// Scenario: the threshold added to a tracestate of 32 vendor entries, of 31, and of
+    /// 32 with an `ot` entry among them.
+    /// Guarantees: the result never holds more than 32 entries and stays valid; what is
+    /// dropped is the rightmost vendor entry (W3C), and only when there is no room.
+    #[test]
+    fn a_full_tracestate_drops_its_rightmost_entry_for_the_threshold() {
+        let vendors = |n: usize| (0..n).map(|i| format!("k{i}=v")).collect::<Vec<_>>();
+        let full = vendors(32).join(",");
+        let out = String::from_utf8(tracestate_with_threshold(full.as_bytes(), "0")).unwrap();
+        assert!(tracestate_is_valid(out.as_bytes()), "{out}");
+        assert_eq!(out, format!("ot=th:0,{}", vendors(31).join(",")));
+        let room = vendors(31).join(",");
+        let out = String::from_utf8(tracestate_with_threshold(room.as_bytes(), "8")).unwrap();
+        assert_eq!(out, format!("ot=th:8,{room}"));
+        let with_ot = format!(
+            "{},ot=rv:ab;th:c,{}",
+            vendors(15).join(","),
+            vendors(31)[15..].join(",")
+        );
+        let out = String::from_utf8(tracestate_with_threshold(with_ot.as_bytes(), "8")).unwrap();
+        assert!(tracestate_is_valid(out.as_bytes()), "{out}");
+        assert_eq!(out, format!("ot=th:8;rv:ab,{}", vendors(31).join(",")));
     }
 
     #[test]

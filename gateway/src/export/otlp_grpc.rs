@@ -23,8 +23,9 @@ pub struct OtlpGrpcConfig {
     /// Retries. Past `max_elapsed_time` the spans count as failed. Default 30s.
     #[serde(default)]
     pub retry: RetryConfig,
-    /// Request compression: `none`, `gzip` or `zstd`. Default none.
-    #[serde(default)]
+    /// Request compression: `none`, `gzip`, `zstd` or `snappy` (framed, as the Collector's
+    /// gRPC exporter). Default none.
+    #[serde(default, deserialize_with = "Compression::deserialize_grpc")]
     pub compression: Compression,
     /// How kept spans are gathered into requests.
     #[serde(default)]
