@@ -50,8 +50,9 @@ pub enum ConfigError {
 }
 
 /// A serde message in the words of a config file: the names of Tailgate's structs
-/// (`expected struct AndConfig`) become what the file should hold there, and serde's
-/// "unit value" (an empty value) says where one usually comes from.
+/// (`expected struct AndConfig`) and Rust's number types (`expected f64`) become what the
+/// file should hold there, and serde's "unit value" (an empty value) says where one
+/// usually comes from.
 pub fn readable(message: &str) -> String {
     // The whole document (serde names no key before it).
     if message.starts_with("invalid type: sequence, expected struct RawPolicyFile") {
@@ -70,6 +71,29 @@ pub fn readable(message: &str) -> String {
             .find(|c: char| !(c.is_alphanumeric() || c == '_'))
             .map_or(out.len(), |n| name_start + n);
         out.replace_range(at..name_end, "expected a mapping of settings (key: value)");
+    }
+    for (rust, words) in [
+        ("f64", "a number"),
+        ("f32", "a number"),
+        ("i64", "an integer"),
+        ("i32", "an integer"),
+        ("u64", "a whole number (0 or more)"),
+        ("u32", "a whole number (0 or more)"),
+        ("u16", "a whole number (0 to 65535)"),
+        ("u8", "a whole number (0 to 255)"),
+        ("usize", "a whole number (0 or more)"),
+    ] {
+        for end in [" ", ",", ")", ""] {
+            let from = format!("expected {rust}{end}");
+            if end.is_empty() {
+                if out.ends_with(&from) {
+                    let at = out.len() - from.len();
+                    out.replace_range(at.., &format!("expected {words}"));
+                }
+            } else {
+                out = out.replace(&from, &format!("expected {words}{end}"));
+            }
+        }
     }
     out
 }
@@ -1352,6 +1376,17 @@ mod tests {
             readable("invalid type: sequence, expected struct RawPolicyFile"),
             "the document is a list; a policy file is a mapping: put the list under `policies:`"
         );
+        // Rust's number types are named as what to write.
+        assert_eq!(
+            readable("policies[0].latency.threshold_ms: invalid type: string \"fast\", expected i64 at line 4 column 29"),
+            "policies[0].latency.threshold_ms: invalid type: string \"fast\", expected an integer at line 4 column 29"
+        );
+        assert_eq!(
+            readable("pct: invalid type: string \"\", expected f64"),
+            "pct: invalid type: string \"\", expected a number"
+        );
+        assert!(readable("x: expected u64 at line 1")
+            .contains("expected a whole number (0 or more) at"));
         // Deeper, a struct name is a mapping whatever it is called.
         assert_eq!(
             readable("policies[0]: invalid type: sequence, expected struct RawPolicy at line 2"),
