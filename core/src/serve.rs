@@ -210,6 +210,14 @@ fn connection_age(limits: &ConnectionLimits) -> Duration {
     }
 }
 
+/// The most an HTTP/1.1 connection reads ahead (hyper's default is about 400 KiB): a
+/// request's headers must fit in it (431 beyond), and a body streams through it. A
+/// connection that sends part of a header line and stalls holds this much until
+/// `request_timeout`, uncounted by the in-flight budget: at the default 4,096 connections
+/// 64 MiB per receiver, where hyper's default let 3,000 such connections take 1.2 GB (a
+/// black-box check). OTLP requests' headers (a token, a tenant) need a few KiB.
+const HTTP1_MAX_BUF: usize = 16 << 10;
+
 /// HTTP/1.1 and HTTP/2 (large windows and frames, pings) as every listener serves them.
 fn http_builder(
     limits: &ConnectionLimits,
@@ -218,7 +226,8 @@ fn http_builder(
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(limits.header_timeout);
+        .header_read_timeout(limits.header_timeout)
+        .max_buf_size(HTTP1_MAX_BUF);
     builder
         .http2()
         .timer(TokioTimer::new())

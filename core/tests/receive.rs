@@ -276,6 +276,99 @@ async fn every_collector_compression_reaches_the_sink() {
     assert!(answer.contains("snappy header"), "{answer}");
 }
 
+/// Scenario: an OTLP/HTTP exporter pointed at the gRPC port by mistake: `POST /v1/traces`
+/// with a protobuf and a JSON body, over HTTP/1.1 and over h2c; then a gRPC call to a
+/// method that is not served (a metrics export).
+/// Guarantees: none gets a 2xx (a 200 carrying a gRPC status read as success to the
+/// OpenTelemetry SDKs, and the spans were lost): the HTTP ones get 415 saying where
+/// OTLP/HTTP goes, the gRPC one UNIMPLEMENTED; each is counted as refused; nothing
+/// reaches the sink.
+#[tokio::test]
+async fn otlp_http_sent_to_the_grpc_port_is_refused_not_lost() {
+    let s = start().await;
+    let body = FakeOtlp::traces(1).spans(2).build().encode_to_vec();
+    let url = format!("{}/v1/traces", s.grpc);
+    for ct in ["application/x-protobuf", "application/json"] {
+        let (st, _, answer) = post(&url, ct, None, body.clone()).await;
+        assert_eq!(st, 415, "{ct}: {answer}");
+        assert!(answer.contains("OTLP/HTTP"), "{answer}");
+    }
+    let h2 = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .http2_only(true)
+        .build_http();
+    let req = http::Request::post(&url)
+        .header("content-type", "application/x-protobuf")
+        .body(Full::new(Bytes::from(body.clone())))
+        .unwrap();
+    assert_eq!(h2.request(req).await.unwrap().status(), 415);
+    let (st, code, message) = {
+        let req = http::Request::post(format!(
+            "{}/opentelemetry.proto.collector.metrics.v1.MetricsService/Export",
+            s.grpc
+        ))
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .body(Full::new(Bytes::from(grpc_message(0, &body))))
+        .unwrap();
+        let resp = h2.request(req).await.unwrap();
+        let status = resp.status().as_u16();
+        let mut fields = resp.headers().clone();
+        if let Some(t) = resp.into_body().collect().await.unwrap().trailers() {
+            fields.extend(t.clone());
+        }
+        let grpc = tonic::Status::from_header_map(&fields).unwrap();
+        (status, grpc.code(), grpc.message().to_owned())
+    };
+    assert_eq!((st, code), (200, tonic::Code::Unimplemented), "{message}");
+    assert!(message.contains("MetricsService"), "{message}");
+    assert_eq!(*s.sink.refused.lock().unwrap(), ["invalid"; 4]);
+    assert!(s.sink.bodies.lock().unwrap().is_empty());
+}
+
+/// Scenario: over HTTP/1.1, a connection that sends 20 KiB of one header line (and would
+/// stall there); a request with an 8 KiB header (a long token) and a 900 KB body.
+/// Guarantees: the first is answered 431 at once instead of being buffered (hyper's default
+/// read-ahead of ~400 KiB let stalled connections hold 1.2 GB); the second is served whole:
+/// real headers fit and bodies stream through the smaller buffer.
+#[tokio::test]
+async fn http1_header_read_ahead_is_bounded() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let s = start().await;
+    let addr = s
+        .http
+        .trim_start_matches("http://")
+        .trim_end_matches("/v1/traces");
+    let mut conn = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut head = b"POST /v1/traces HTTP/1.1\r\nHost: x\r\nX-Pad: ".to_vec();
+    head.resize(head.len() + (20 << 10), b'a');
+    conn.write_all(&head).await.unwrap();
+    let mut answer = vec![0; 64];
+    let n = tokio::time::timeout(std::time::Duration::from_secs(5), conn.read(&mut answer))
+        .await
+        .expect("answered before the request timeout")
+        .unwrap();
+    let answer = String::from_utf8_lossy(&answer[..n]);
+    assert!(answer.starts_with("HTTP/1.1 431"), "{answer}");
+
+    let req = FakeOtlp::traces(90).spans(40).attrs(6).build();
+    let body = req.encode_to_vec();
+    assert!((800_000..1 << 20).contains(&body.len()), "{}", body.len());
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http();
+    let resp = client
+        .request(
+            http::Request::post(&s.http)
+                .header("content-type", "application/x-protobuf")
+                .header("authorization", format!("Bearer {}", "t".repeat(8 << 10)))
+                .body(Full::new(Bytes::from(body)))
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_received(&s, 1, &req);
+}
+
 /// Scenario: an OTLP/JSON body written by hand as the spec shows it (hex ids, string
 /// timestamps, enum numbers).
 /// Guarantees: it is converted and its ids survive.

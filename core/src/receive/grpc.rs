@@ -115,6 +115,26 @@ impl<S: SpanSink> TraceService<S> {
         Ok((origin, message))
     }
 
+    /// HTTP 415 for a request that is not gRPC, as the gRPC spec asks, saying where
+    /// OTLP/HTTP goes (counted as refused, `invalid`).
+    fn not_grpc(&self) -> http::Response<Body> {
+        let refusal = Refusal::Invalid(
+            "not a gRPC request (Content-Type is not application/grpc): this is the OTLP/gRPC \
+             receiver; send OTLP/HTTP to the HTTP receiver (port 4318 by default)"
+                .into(),
+        );
+        self.sink.refused(&refusal);
+        let mut response = http::Response::new(Body::new(http_body_util::Full::new(Bytes::from(
+            refusal.to_string(),
+        ))));
+        *response.status_mut() = http::StatusCode::UNSUPPORTED_MEDIA_TYPE;
+        response.headers_mut().insert(
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_static("text/plain; charset=utf-8"),
+        );
+        response
+    }
+
     /// Answers one unary call: the sink's answer as a gRPC response, or its refusal (and
     /// the receiver's own: malformed framing, too large, too slow) as a gRPC status, counted
     /// by the sink.
@@ -129,13 +149,8 @@ impl<S: SpanSink> TraceService<S> {
             .headers()
             .get(http::header::CONTENT_TYPE)
             .map(|v| v.as_bytes());
-        if !content_type.is_some_and(|ct| ct.starts_with(b"application/grpc")) {
-            // As the gRPC spec asks of a server that is sent something else.
-            self.sink
-                .refused(&Refusal::Invalid("not a gRPC content type".into()));
-            let mut response = http::Response::new(Body::empty());
-            *response.status_mut() = http::StatusCode::UNSUPPORTED_MEDIA_TYPE;
-            return response;
+        if !is_grpc(&req) {
+            return self.not_grpc();
         }
         // `application/grpc+json` (or any codec but protobuf) would be read as protobuf and
         // refused as malformed, or worse, taken: refuse it by name.
@@ -392,8 +407,16 @@ impl<S: SpanSink> tower_service::Service<http::Request<Body>> for TraceService<S
                     })
                     .await)
             }),
-            _ => Box::pin(async {
-                Ok(tonic::Status::unimplemented("only TraceService/Export is served").into_http())
+            // An OTLP/HTTP exporter pointed at this port must not read success in the
+            // answer (a 200 carrying a gRPC status looks like one to it).
+            _ if !is_grpc(&req) => Box::pin(async move { Ok(this.not_grpc()) }),
+            _ => Box::pin(async move {
+                let refusal = Refusal::Invalid(format!(
+                    "{} is not served here; only TraceService/Export is",
+                    req.uri().path()
+                ));
+                this.sink.refused(&refusal);
+                Ok(tonic::Status::unimplemented(refusal.to_string()).into_http())
             }),
         }
     }
@@ -463,6 +486,13 @@ fn sender_deadline<B>(req: &http::Request<B>) -> Option<tokio::time::Instant> {
         _ => return None,
     };
     tokio::time::Instant::now().checked_add(d)
+}
+
+/// Whether the request says it is gRPC (`application/grpc…`).
+fn is_grpc<B>(req: &http::Request<B>) -> bool {
+    req.headers()
+        .get(http::header::CONTENT_TYPE)
+        .is_some_and(|ct| ct.as_bytes().starts_with(b"application/grpc"))
 }
 
 /// The codec of an `application/grpc…` content type when it is not protobuf: the
