@@ -105,7 +105,7 @@ impl<S: SpanSink> TraceService<S> {
             (true, Some(encoding)) => decompress(encoding, &message, max)?,
             (true, None) => {
                 return Err(Refusal::Invalid(
-                    "message flagged compressed without a grpc-encoding".into(),
+                    "message flagged compressed without a grpc-encoding (none, or identity)".into(),
                 ))
             }
         };
