@@ -36,6 +36,16 @@ pub enum EndpointError {
         /// As written.
         endpoint: String,
     },
+    /// Credentials in the URL (`user:password@host`): neither sent nor kept out of the
+    /// logs, which print endpoints. The endpoint is named with them masked.
+    #[error(
+        "endpoint {masked:?} carries credentials (user:password@): Tailgate does not send \
+         them; put them in headers, e.g. authorization: \"Basic <base64 of user:password>\""
+    )]
+    Credentials {
+        /// The endpoint with what comes before `@` replaced by `***`.
+        masked: String,
+    },
 }
 
 /// What a bare `host:port` (no scheme) means.
@@ -69,6 +79,11 @@ pub fn parse(endpoint: &str, bare: Bare) -> Result<http::Uri, EndpointError> {
                 scheme: other.unwrap_or_default().to_owned(),
             })
         }
+    }
+    if let Some((userinfo, _)) = uri.authority().and_then(|a| a.as_str().rsplit_once('@')) {
+        return Err(EndpointError::Credentials {
+            masked: url.replacen(userinfo, "***", 1),
+        });
     }
     if uri.host().is_none_or(str::is_empty) {
         return Err(EndpointError::NoHost { endpoint: owned() });
@@ -108,5 +123,16 @@ mod tests {
             parse("not a url", Bare::AsHttp),
             Err(EndpointError::NotAUrl { .. })
         ));
+        // Credentials in the URL are refused, and the message does not repeat them.
+        for endpoint in [
+            "https://instance123:glc_SeCrEt@otlp.example.com/otlp",
+            "user:pw@b:4317",
+        ] {
+            let err = parse(endpoint, Bare::AsHttp).unwrap_err();
+            let text = err.to_string();
+            assert!(matches!(err, EndpointError::Credentials { .. }), "{text}");
+            assert!(!text.contains("SeCrEt") && !text.contains("pw@"), "{text}");
+            assert!(text.contains("***@") && text.contains("headers"), "{text}");
+        }
     }
 }

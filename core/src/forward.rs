@@ -652,8 +652,9 @@ fn status_of_http(code: http::StatusCode) -> tonic::Status {
     }
 }
 
-/// An error with its sources, `a: b: c`, since hyper's top-level messages are terse.
-fn error_chain(e: &dyn std::error::Error) -> String {
+/// An error with its sources, `a: b: c`, since hyper's top-level messages are terse
+/// (`client error (Connect)` hides `invalid peer certificate: UnknownIssuer`).
+pub fn error_chain(e: &dyn std::error::Error) -> String {
     let mut out = e.to_string();
     let mut source = e.source();
     while let Some(s) = source {

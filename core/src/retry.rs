@@ -101,7 +101,14 @@ pub struct RetryStats {
     /// all the same, so what is sent again may arrive twice.
     pub unanswered: Counter,
     failing: AtomicBool,
+    /// The error last logged while failing, and when: a failing endpoint's error that
+    /// changes (a refused connection, then a certificate the client does not trust once
+    /// the backend is up) is logged again, at most once per [`REWARN_AFTER`].
+    warned: std::sync::Mutex<Option<(String, tokio::time::Instant)>>,
 }
+
+/// Least time between two warnings of a failing endpoint whose error changed.
+const REWARN_AFTER: Duration = Duration::from_secs(60);
 
 impl RetryStats {
     /// Whether the endpoint is failing: its last attempt failed and was worth retrying.
@@ -217,8 +224,22 @@ impl Retrier {
     }
 
     fn failed(&self, error: &dyn std::fmt::Display) {
+        let error = error.to_string();
+        let now = tokio::time::Instant::now();
+        let mut warned = self
+            .stats
+            .warned
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if !self.stats.failing.swap(true, Ordering::Relaxed) {
             tracing::warn!(endpoint = %self.endpoint, %error, max_elapsed_time = ?self.config.max_elapsed_time, "Endpoint is failing; retrying with back-off.");
+            *warned = Some((error, now));
+        } else if warned
+            .as_ref()
+            .is_none_or(|(last, at)| *last != error && now.duration_since(*at) >= REWARN_AFTER)
+        {
+            tracing::warn!(endpoint = %self.endpoint, %error, "Endpoint is still failing, now with another error.");
+            *warned = Some((error, now));
         }
     }
 

@@ -461,6 +461,25 @@ pub struct ClientTlsConfig {
 impl ClientTlsConfig {
     /// Whether any CA or client certificate is set (the Collector's `insecure` yields to
     /// them).
+    /// The first setting written that only applies to a TLS connection, if any.
+    fn tls_only_setting(&self) -> Option<&'static str> {
+        [
+            (self.has_files(), "certificates"),
+            (self.insecure_skip_verify, "insecure_skip_verify"),
+            (self.server_name_override.is_some(), "server_name_override"),
+            (self.min_version.is_some(), "min_version"),
+            (self.max_version.is_some(), "max_version"),
+            (
+                self.include_system_ca_certs_pool,
+                "include_system_ca_certs_pool",
+            ),
+            (!self.cipher_suites.is_empty(), "cipher_suites"),
+            (!self.curve_preferences.is_empty(), "curve_preferences"),
+        ]
+        .into_iter()
+        .find_map(|(set, name)| set.then_some(name))
+    }
+
     fn has_files(&self) -> bool {
         self.ca_file.is_some()
             || self.ca_pem.is_some()
@@ -478,9 +497,13 @@ impl ClientTlsConfig {
             .map(|(s, _)| s.to_ascii_lowercase());
         match (scheme.as_deref(), tls) {
             (Some("https"), _) => Ok(true),
-            (Some("http"), Some(t)) if !t.insecure && t.has_files() => {
+            // Settings that only mean something over TLS, on a plaintext endpoint: the
+            // writer meant TLS, and headers (API keys) would go out in clear.
+            (Some("http"), Some(t)) if !t.insecure && t.tls_only_setting().is_some() => {
                 Err(TlsError::Settings(format!(
-                    "endpoint {endpoint:?} is http:// but tls: sets certificates; write https://"
+                    "endpoint {endpoint:?} is http:// (plaintext) but tls: sets {}; write \
+                     https://, or set insecure: true to send in clear",
+                    t.tls_only_setting().unwrap_or_default()
                 )))
             }
             (Some("http"), _) => Ok(false),

@@ -240,6 +240,43 @@ fn the_endpoint_scheme_and_tls_block_decide_together() {
         uses(Some(&with_ca), "http://b:4317"),
         Err(TlsError::Settings(_))
     ));
+    // Any setting that only means something over TLS, on a plaintext endpoint, is refused
+    // naming it: the writer meant TLS, and headers (API keys) would go out in clear.
+    for (name, meant_tls) in [
+        (
+            "insecure_skip_verify",
+            ClientTlsConfig {
+                insecure_skip_verify: true,
+                ..Default::default()
+            },
+        ),
+        (
+            "server_name_override",
+            ClientTlsConfig {
+                server_name_override: Some("api.example.com".into()),
+                ..Default::default()
+            },
+        ),
+        (
+            "min_version",
+            ClientTlsConfig {
+                min_version: Some("1.3".into()),
+                ..Default::default()
+            },
+        ),
+    ] {
+        let err = uses(Some(&meant_tls), "http://b:4317").unwrap_err();
+        assert!(
+            matches!(&err, TlsError::Settings(m) if m.contains(name) && m.contains("https://")),
+            "{err}"
+        );
+        // Written with insecure: true, plaintext is what the writer asked for.
+        let asked = ClientTlsConfig {
+            insecure: true,
+            ..meant_tls
+        };
+        assert!(!uses(Some(&asked), "http://b:4317").unwrap());
+    }
     assert!(!uses(None, "b:4317").unwrap());
     assert!(uses(Some(&block), "b:4317").unwrap());
     assert!(!uses(Some(&insecure), "b:4317").unwrap());

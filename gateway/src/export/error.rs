@@ -33,4 +33,24 @@ pub enum SettingError {
 }
 
 /// An empty header value (an unset `${env:}` variable, an empty file).
-pub(crate) const EMPTY_HEADER: &str = "is empty (an unset ${env:…} variable or an empty file?)";
+const EMPTY_HEADER: &str = "is empty (an unset ${env:…} variable or an empty file?)";
+
+/// What is wrong with a header value written for a backend, if anything: empty; spaces at
+/// either end (no HTTP field value has them: `"Bearer ${env:TOKEN}"` with the variable
+/// unset); or an authorization scheme with no credentials after it (the same, unquoted).
+/// Each would be sent as it is and every request refused by the backend.
+pub(crate) fn header_problem(value: &str) -> Option<&'static str> {
+    const SCHEMES: [&str; 5] = ["bearer", "basic", "token", "apikey", "api-key"];
+    if value.trim().is_empty() {
+        Some(EMPTY_HEADER)
+    } else if value.trim() != value {
+        Some(
+            "has spaces at its start or end (an unset ${env:…} variable or an empty file \
+             inside it, as in \"Bearer ${env:TOKEN}\"?)",
+        )
+    } else if SCHEMES.iter().any(|s| value.eq_ignore_ascii_case(s)) {
+        Some("is an authorization scheme without credentials (an unset ${env:…} variable or an empty file after it?)")
+    } else {
+        None
+    }
+}

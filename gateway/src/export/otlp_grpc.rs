@@ -6,7 +6,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use tailgate_core::forward::{Compression, ForwardError, GrpcClient, RetryConfig};
 
-use super::error::{SettingError, EMPTY_HEADER};
+use super::error::{header_problem, SettingError};
 
 /// `export.otlp_grpc[/name]`.
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
@@ -68,8 +68,8 @@ impl OtlpGrpcConfig {
                 name: k.clone(),
                 problem,
             };
-            if v.trim().is_empty() {
-                return Err(bad(EMPTY_HEADER));
+            if let Some(problem) = header_problem(v) {
+                return Err(bad(problem));
             }
             let key = tonic::metadata::MetadataKey::<tonic::metadata::Ascii>::from_bytes(
                 k.to_ascii_lowercase().as_bytes(),

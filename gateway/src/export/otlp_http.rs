@@ -17,7 +17,7 @@ use tailgate_core::forward::{parse_response, Compression, Delivered, RetryConfig
 use tailgate_core::retry::{Failed, Retrier};
 use tailgate_core::tls::{ClientTls, Transport};
 
-use super::error::{SettingError, EMPTY_HEADER};
+use super::error::{header_problem, SettingError};
 
 /// Longest a connection to the backend may take to open: at most this, and well inside
 /// the request's `timeout` (60% of it), so that a backend that cannot be reached ends an
@@ -98,8 +98,8 @@ impl OtlpHttpConfig {
                 name: k.clone(),
                 problem,
             };
-            if v.trim().is_empty() {
-                return Err(bad(EMPTY_HEADER));
+            if let Some(problem) = header_problem(v) {
+                return Err(bad(problem));
             }
             let name = header::HeaderName::from_bytes(k.as_bytes())
                 .map_err(|_| bad("is not a valid HTTP header name"))?;
@@ -265,7 +265,7 @@ impl HttpClient {
             }
             Ok(Err(e)) => {
                 return Attempt::Retry {
-                    error: e.to_string().into(),
+                    error: tailgate_core::forward::error_chain(&e).into(),
                     after: None,
                 }
             }
@@ -281,7 +281,7 @@ impl HttpClient {
             Ok(Ok(b)) => b.to_bytes(),
             Ok(Err(e)) => {
                 return Attempt::Retry {
-                    error: e.to_string().into(),
+                    error: tailgate_core::forward::error_chain(&e).into(),
                     after,
                 }
             }

@@ -174,6 +174,27 @@ fn exporter_settings_are_refused_by_kind() {
         with_header.validate(),
         Err(SettingError::Header { name, .. }) if name == "x-key"
     ));
+    // A secret that came out empty inside a value: "Bearer ${env:UNSET}", quoted (a
+    // trailing space) or not (the scheme alone), over gRPC and HTTP; a real token passes.
+    for value in ["Bearer ", "Bearer", "basic", " key"] {
+        let mut g = grpc("http://b:4317");
+        g.headers = BTreeMap::from([("authorization".to_owned(), value.to_owned())]);
+        assert!(
+            matches!(g.validate(), Err(SettingError::Header { problem, .. }) if problem.contains("unset")),
+            "{value:?}"
+        );
+        let h: OtlpHttpConfig = serde_yaml_ng::from_str(&format!(
+            "{{endpoint: 'http://b:4318', headers: {{authorization: '{value}'}}}}"
+        ))
+        .unwrap();
+        assert!(
+            matches!(h.validate(), Err(SettingError::Header { .. })),
+            "{value:?}"
+        );
+    }
+    let mut token = grpc("http://b:4317");
+    token.headers = BTreeMap::from([("authorization".to_owned(), "Bearer abc".to_owned())]);
+    token.validate().unwrap();
     let mut contradiction = grpc("http://b:4317");
     contradiction.tls = Some(tailgate_core::tls::ClientTlsConfig {
         ca_file: Some("/ca.crt".into()),
