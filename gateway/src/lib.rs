@@ -265,12 +265,17 @@ impl Gateway {
             plan: self.plan.clone(),
             ready: Readiness::default(),
         });
-        // Every admin listener (13133 for health, 8888 for metrics) serves every endpoint.
+        // Every admin listener (13133 for health, 8888 for metrics) serves every endpoint,
+        // through the drain too (not ready from SIGTERM on): Prometheus scrapes what the
+        // drain does (hand-offs, abandoned peer spans) and probes read 503, not a closed
+        // port. They close when the drain is over.
+        let admin_stop = CancellationToken::new();
+        let _admin_stop = admin_stop.clone().drop_guard();
         for admin in admin {
             tokio::spawn(tailgate_core::telemetry::serve_admin(
                 admin,
                 this.clone(),
-                shutdown.clone().cancelled_owned(),
+                admin_stop.clone().cancelled_owned(),
             ));
         }
         this.ready.set(true);

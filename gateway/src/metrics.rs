@@ -815,6 +815,13 @@ pub fn render_reload(p: &mut PromText, reload: &ReloadStats) {
         &[],
         reload.active_hash.get(),
     );
+    p.metric(
+        "tailgate_config_last_reload_successful",
+        "gauge",
+        "1 while the policy file in place is the one in force; 0 after a refused reload until a good file loads.",
+        &[],
+        reload.last_reload_successful.get(),
+    );
 }
 
 /// Per-policy verdicts, evaluation time and errors of the plan in force.

@@ -30,6 +30,10 @@ pub struct ReloadStats {
     pub error: Counter,
     /// xxh3 of the policy file the running plan was compiled from.
     pub active_hash: Gauge,
+    /// 1 while the file in place is the one in force (loaded at start or by the last
+    /// reload), 0 from a refused reload, or a file that stays unreadable, until a good
+    /// file loads: what an alert reads (a rate of `error` after an `ok` hid it).
+    pub last_reload_successful: Gauge,
 }
 
 /// Where policies are read from: a file and, for a whole Collector config, which
@@ -62,6 +66,8 @@ pub struct Reloader {
     unreadable: u32,
     /// A new content seen once: it is applied when the next check reads it unchanged.
     pending: Option<u64>,
+    /// The last failure was the file not being readable (not its content being refused).
+    read_failed: bool,
 }
 
 impl Reloader {
@@ -70,6 +76,7 @@ impl Reloader {
         let PolicySource { path, processor } = source.into();
         let last_hash = std::fs::read(&path).map(|b| xxh3_64(&b)).unwrap_or(0);
         stats.active_hash.set(last_hash);
+        stats.last_reload_successful.set(1);
         Reloader {
             path,
             processor,
@@ -78,6 +85,7 @@ impl Reloader {
             last_hash,
             unreadable: 0,
             pending: None,
+            read_failed: false,
         }
     }
 
@@ -98,6 +106,8 @@ impl Reloader {
                 if self.unreadable == 2 {
                     tracing::warn!(path = %self.path.display(), %error, "Policy file cannot be read; the running policies stay.");
                     self.stats.error.add(1);
+                    self.stats.last_reload_successful.set(0);
+                    self.read_failed = true;
                 } else {
                     tracing::debug!(path = %self.path.display(), %error, "Policy file not readable now.");
                 }
@@ -107,6 +117,10 @@ impl Reloader {
         self.unreadable = 0;
         let hash = xxh3_64(&bytes);
         if hash == self.last_hash && !force {
+            // Readable again, as it was when it last loaded: nothing is wrong any more.
+            if std::mem::take(&mut self.read_failed) {
+                self.stats.last_reload_successful.set(1);
+            }
             self.pending = None;
             return false;
         }
@@ -128,11 +142,15 @@ impl Reloader {
                 self.plan.store(Arc::new(plan));
                 self.stats.ok.add(1);
                 self.stats.active_hash.set(hash);
+                self.stats.last_reload_successful.set(1);
+                self.read_failed = false;
                 true
             }
             Err(error) => {
                 tracing::warn!(%error, "Policy reload refused; the running policies stay.");
                 self.stats.error.add(1);
+                self.stats.last_reload_successful.set(0);
+                self.read_failed = false;
                 false
             }
         }
@@ -179,6 +197,8 @@ mod tests {
         let stats = Arc::new(ReloadStats::default());
         let mut r = Reloader::new(path.clone(), plan.clone(), stats.clone());
         assert!(!r.check(false), "unchanged file reloaded");
+        let successful = || stats.last_reload_successful.get();
+        assert_eq!(successful(), 1, "the file loaded at start is in force");
 
         std::fs::write(&path, OTHER).unwrap();
         assert!(!r.check(false), "applied before it was seen stable");
@@ -196,6 +216,11 @@ mod tests {
             "a bad file replaced the plan"
         );
         assert_eq!(stats.error.get(), 1);
+        assert_eq!(
+            successful(),
+            0,
+            "a refused file is flagged until a good one loads"
+        );
 
         // A ConfigMap-style update: the file is replaced through a renamed symlink.
         let target = dir.join("v2.yaml");
@@ -204,8 +229,10 @@ mod tests {
         std::os::unix::fs::symlink(&target, &link).unwrap();
         std::fs::rename(&link, &path).unwrap();
         assert!(!r.check(false));
+        assert_eq!(successful(), 0);
         assert!(r.check(false));
         assert_eq!(plan.load().names(), ["all"]);
+        assert_eq!(successful(), 1);
 
         // A deleted file: one missed check is a ConfigMap swap; the second is reported,
         // once, as a reload error; the plan stays.
@@ -217,6 +244,11 @@ mod tests {
         assert!(!r.check(false));
         assert_eq!(stats.error.get(), errors + 1);
         assert_eq!(plan.load().names(), ["all"]);
+        assert_eq!(successful(), 0, "a file that stays unreadable is flagged");
+        // Back as it was: the policies in force are the file's again.
+        std::fs::write(&path, GOOD).unwrap();
+        assert!(!r.check(false));
+        assert_eq!(successful(), 1);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

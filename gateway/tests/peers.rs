@@ -561,7 +561,9 @@ async fn a_handoff_cut_short_by_the_drain_deadline_loses_nothing() {
 /// (the receive timeout is the default 30 s).
 /// Guarantee: the stalled request does not hold the drain: the gateway stops within its
 /// deadline and every buffered trace is decided and exported; the stalled sender is cut
-/// off unacknowledged (it retries elsewhere).
+/// off unacknowledged (it retries elsewhere). Health and metrics answer through the drain
+/// (`/readyz` 503, `/metrics` scraped: a black-box check found both ports closed at
+/// SIGTERM, so what the drain did was never scraped) and close once it is over.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stalled_request_does_not_hold_the_drain() {
     let (stop, backend_stop) = (CancellationToken::new(), CancellationToken::new());
@@ -587,7 +589,10 @@ async fn a_stalled_request_does_not_hold_the_drain() {
     );
     let gateway = Gateway::start(&config, common::plan(KEEP_ALL)).unwrap();
     let stats = gateway.stats().clone();
-    let served = tokio::spawn(gateway.serve(listeners, None, stop.clone(), Duration::from_secs(2)));
+    let admin = tokio::net::TcpListener::bind("127.0.0.24:0").await.unwrap();
+    let admin_addr = admin.local_addr().unwrap();
+    let served =
+        tokio::spawn(gateway.serve(listeners, Some(admin), stop.clone(), Duration::from_secs(2)));
     let mut sent = 0u64;
     for seed in 0..10u64 {
         send(
@@ -597,13 +602,33 @@ async fn a_stalled_request_does_not_hold_the_drain() {
         .await;
         sent += 6;
     }
+    assert!(admin_get(admin_addr, "/readyz")
+        .await
+        .starts_with("HTTP/1.1 200"));
     let stalled = tailgate_core::test_util::stalled_upload(http)
         .await
         .unwrap();
 
     let started = tokio::time::Instant::now();
     stop.cancel();
+    // While it drains (the stalled request holds the receivers for a fifth of the
+    // deadline), health and metrics still answer: not ready, and scraped.
+    let mut not_ready = false;
+    while !not_ready && started.elapsed() < Duration::from_secs(1) {
+        not_ready = admin_get(admin_addr, "/readyz")
+            .await
+            .starts_with("HTTP/1.1 503");
+    }
+    assert!(not_ready, "/readyz said 503 during the drain");
+    let metrics = admin_get(admin_addr, "/metrics").await;
+    assert!(
+        metrics.starts_with("HTTP/1.1 200") && metrics.contains("tailgate_gateway_held_bytes"),
+        "{metrics}"
+    );
+    assert!(!served.is_finished(), "checked during the drain");
     served.await.unwrap().unwrap();
+    // Once the drain is over the ports close.
+    assert!(tokio::net::TcpStream::connect(admin_addr).await.is_err());
     assert!(
         started.elapsed() < Duration::from_secs(4),
         "the stalled request held the drain for {:?}",
@@ -773,4 +798,19 @@ async fn peer_traffic_uses_a_port_of_its_own() {
     for p in pods {
         p.served.await.unwrap().unwrap();
     }
+}
+
+/// The raw answer to `GET path` on an admin listener ("" when it cannot be reached).
+async fn admin_get(addr: std::net::SocketAddr, path: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let Ok(mut s) = tokio::net::TcpStream::connect(addr).await else {
+        return String::new();
+    };
+    let request = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    if s.write_all(request.as_bytes()).await.is_err() {
+        return String::new();
+    }
+    let mut out = String::new();
+    s.read_to_string(&mut out).await.ok();
+    out
 }

@@ -71,11 +71,15 @@ pub async fn run(
                 .collect(),
         ),
     }
+    // Health and metrics stay up through the drain (not ready from SIGTERM on), so that
+    // Prometheus scrapes what the drain does and probes read 503, not a closed port.
+    let admin_stop = CancellationToken::new();
+    let _admin_stop = admin_stop.clone().drop_guard();
     for admin in admin {
         tokio::spawn(tailgate_core::telemetry::serve_admin(
             admin,
             router.clone(),
-            shutdown.clone().cancelled_owned(),
+            admin_stop.clone().cancelled_owned(),
         ));
     }
     let limits = tailgate_core::receive::Limits::new(&config.receive)?;
@@ -90,6 +94,7 @@ pub async fn run(
     let mark = async {
         shutdown.cancelled().await;
         stopped_at.get_or_init(tokio::time::Instant::now);
+        router.readiness().set(false);
         std::future::pending::<()>().await;
     };
     let result = tokio::select! {
