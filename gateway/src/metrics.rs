@@ -96,8 +96,8 @@ pub struct ExporterStats {
 /// quantile reads about the wait plus the real delay (with only 10 and 15, every healthy
 /// decision at a 10 s wait fell in one bucket and p50 read 12.5 s).
 pub const DECISION_LATENCY_BUCKETS: [f64; 21] = [
-    0.1, 0.5, 1.0, 2.0, 2.5, 5.0, 5.5, 10.0, 10.5, 11.0, 12.5, 15.0, 20.0, 30.0, 30.5, 32.0,
-    35.0, 45.0, 60.0, 120.0, 300.0,
+    0.1, 0.5, 1.0, 2.0, 2.5, 5.0, 5.5, 10.0, 10.5, 11.0, 12.5, 15.0, 20.0, 30.0, 30.5, 32.0, 35.0,
+    45.0, 60.0, 120.0, 300.0,
 ];
 
 /// One per-exporter metric: name, type, help, and how to read it.

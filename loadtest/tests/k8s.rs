@@ -178,7 +178,10 @@ fn every_overlay_renders_configs_that_load_with_the_pods_namespace() {
         if owns_namespace {
             assert_eq!(ns[0]["metadata"]["name"].as_str(), Some(namespace), "{dir}");
         }
-        for doc in docs.iter().filter(|d| d["metadata"]["namespace"].is_string()) {
+        for doc in docs
+            .iter()
+            .filter(|d| d["metadata"]["namespace"].is_string())
+        {
             assert_eq!(
                 doc["metadata"]["namespace"].as_str(),
                 Some(namespace),
