@@ -24,20 +24,70 @@ use tokio::time::Instant;
 
 use crate::telemetry::Counter;
 
-/// Retry behaviour of a client.
+/// Retry behaviour of a client. Read with the keys of the Collector's `retry_on_failure`
+/// too (`enabled`, `multiplier`, `randomization_factor`), so that an exporter block copied
+/// from a Collector config loads.
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields)]
+#[serde(try_from = "RawRetry")]
 pub struct RetryConfig {
     /// First back-off. Default 100ms.
-    #[serde(default = "default_initial", with = "humantime_serde")]
     pub initial_interval: Duration,
     /// Largest back-off. Default 5s.
-    #[serde(default = "default_max_interval", with = "humantime_serde")]
     pub max_interval: Duration,
     /// Give up after this long; the data is then failed. `0` never gives up, as in the
     /// Collector's `retry_on_failure`. Default 30s.
-    #[serde(default = "default_max_elapsed", with = "humantime_serde")]
     pub max_elapsed_time: Duration,
+}
+
+/// [`RetryConfig`] as written: its keys, and the rest of the Collector's
+/// `retry_on_failure` block. `enabled: false` means one attempt, no retry (a
+/// `max_elapsed_time` of 1 ns); `multiplier` and `randomization_factor` are checked and
+/// not applied: the back-off doubles, with ±25% jitter (docs/configuration.md).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRetry {
+    #[serde(default = "default_enabled")]
+    enabled: bool,
+    #[serde(default = "default_initial", with = "humantime_serde")]
+    initial_interval: Duration,
+    #[serde(default = "default_max_interval", with = "humantime_serde")]
+    max_interval: Duration,
+    #[serde(default = "default_max_elapsed", with = "humantime_serde")]
+    max_elapsed_time: Duration,
+    #[serde(default)]
+    multiplier: Option<f64>,
+    #[serde(default)]
+    randomization_factor: Option<f64>,
+}
+
+fn default_enabled() -> bool {
+    true
+}
+
+impl TryFrom<RawRetry> for RetryConfig {
+    type Error = String;
+
+    fn try_from(raw: RawRetry) -> Result<Self, String> {
+        if raw.multiplier.is_some_and(|m| !(m >= 1.0 && m.is_finite())) {
+            return Err("multiplier must be a number of at least 1".into());
+        }
+        if raw
+            .randomization_factor
+            .is_some_and(|r| !(0.0..=1.0).contains(&r))
+        {
+            return Err("randomization_factor must be between 0 and 1".into());
+        }
+        Ok(RetryConfig {
+            initial_interval: raw.initial_interval,
+            max_interval: raw.max_interval,
+            // One attempt: out of time before any wait.
+            max_elapsed_time: if raw.enabled {
+                raw.max_elapsed_time
+            } else {
+                Duration::from_nanos(1)
+            },
+        })
+    }
 }
 
 fn default_initial() -> Duration {
@@ -301,6 +351,43 @@ mod tests {
         assert!(matches!(out, Err(Failed::GaveUp { .. })), "{out:?}");
         let n = tries.load(Ordering::Relaxed);
         assert!((2..=12).contains(&n), "{n} tries in 3 s");
+    }
+
+    /// Scenario: the Collector's `retry_on_failure` block as written in its docs; the same
+    /// with `enabled: false`; factors out of range; a key neither has.
+    /// Guarantees: the intervals are read; disabled means one attempt and no retry (on a
+    /// paused clock, no time passes); bad factors and unknown keys are refused by name.
+    #[tokio::test(start_paused = true)]
+    async fn the_collectors_retry_on_failure_block_is_read() {
+        let read = |yaml: &str| serde_yaml_ng::from_str::<RetryConfig>(yaml);
+        let c = read("{enabled: true, initial_interval: 5s, randomization_factor: 0.5, multiplier: 1.5, max_interval: 30s, max_elapsed_time: 300s}").unwrap();
+        assert_eq!(
+            c,
+            RetryConfig {
+                initial_interval: Duration::from_secs(5),
+                max_interval: Duration::from_secs(30),
+                max_elapsed_time: Duration::from_secs(300),
+            }
+        );
+        assert_eq!(read("{}").unwrap(), RetryConfig::default());
+        let off = read("{enabled: false}").unwrap();
+        let r = Retrier::new(off, "backend");
+        let tries = AtomicU32::new(0);
+        let start = Instant::now();
+        let out = r.run(|| attempt(&tries, u32::MAX)).await;
+        assert!(
+            matches!(out, Err(Failed::GaveUp { attempts: 1, .. })),
+            "{out:?}"
+        );
+        assert_eq!(start.elapsed(), Duration::ZERO);
+        for (yaml, words) in [
+            ("{multiplier: 0.5}", "multiplier"),
+            ("{randomization_factor: 2}", "randomization_factor"),
+            ("{max_retries: 3}", "max_retries"),
+        ] {
+            let err = read(yaml).unwrap_err().to_string();
+            assert!(err.contains(words), "{yaml}: {err}");
+        }
     }
 
     #[tokio::test(start_paused = true)]

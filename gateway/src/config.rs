@@ -337,6 +337,16 @@ mod tests {
         )
         .unwrap();
         collector.validate(p).unwrap();
+        // An exporter block as a Collector config writes its retries.
+        let copied: GatewayConfig = parse_yaml(
+            p,
+            "export:\n  otlp:\n    endpoint: http://a:4317\n    retry_on_failure:\n      enabled: true\n      initial_interval: 5s\n      randomization_factor: 0.5\n      multiplier: 1.5\n      max_interval: 30s\n      max_elapsed_time: 300s\n",
+        )
+        .unwrap();
+        let crate::export::ExporterConfig::OtlpGrpc(otlp) = &copied.export.exporters[0].1 else {
+            panic!("an otlp exporter");
+        };
+        assert_eq!(otlp.retry.max_elapsed_time, Duration::from_secs(300));
         let err = parse_yaml::<GatewayConfig>(
             p,
             "export:\n  otlp:\n    endpoint: http://a:4317\n    compression: lz4\n",

@@ -20,8 +20,9 @@ pub struct OtlpGrpcConfig {
     /// Timeout of one attempt. Default 10s.
     #[serde(default = "default_timeout", with = "humantime_serde")]
     pub timeout: Duration,
-    /// Retries. Past `max_elapsed_time` the spans count as failed. Default 30s.
-    #[serde(default)]
+    /// Retries. Past `max_elapsed_time` the spans count as failed. Default 30s. Also
+    /// read as `retry_on_failure`, the Collector's name (and keys).
+    #[serde(default, alias = "retry_on_failure")]
     pub retry: RetryConfig,
     /// Request compression: `none`, `gzip`, `zstd` or `snappy` (framed, as the Collector's
     /// gRPC exporter). Default none.

@@ -44,8 +44,9 @@ pub struct OtlpHttpConfig {
         with = "humantime_serde"
     )]
     pub timeout: Duration,
-    /// Retries. Past `max_elapsed_time` the spans count as failed. Default 30s.
-    #[serde(default)]
+    /// Retries. Past `max_elapsed_time` the spans count as failed. Default 30s. Also
+    /// read as `retry_on_failure`, the Collector's name (and keys).
+    #[serde(default, alias = "retry_on_failure")]
     pub retry: RetryConfig,
     /// Body compression: `none`, `gzip`, `zstd`, `zlib`, `deflate`, `snappy` (the block
     /// format), `x-snappy-framed` or `lz4`, as the Collector's `otlphttp` exporter. Default
