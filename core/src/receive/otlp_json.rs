@@ -71,6 +71,8 @@ struct Field {
     num: u32,
     ty: Ty,
     oneof: bool,
+    /// Its JSON name (lowerCamelCase), for errors.
+    name: &'static str,
 }
 
 const SPAN_KINDS: &[&str] = &[
@@ -87,73 +89,97 @@ const STATUS_CODES: &[&str] = &["STATUS_CODE_UNSET", "STATUS_CODE_OK", "STATUS_C
 /// unknown one, which is skipped.
 fn field(msg: Msg, key: &str) -> Option<Field> {
     use Ty::*;
-    let f = |num, ty| {
+    let f = |num, ty, name| {
         Some(Field {
             num,
             ty,
             oneof: false,
+            name,
         })
     };
     match (msg, key) {
-        (Msg::Request, "resourceSpans" | "resource_spans") => f(1, List(Msg::ResourceSpans)),
-        (Msg::ResourceSpans, "resource") => f(1, Ty::One(Msg::Resource)),
-        (Msg::ResourceSpans, "scopeSpans" | "scope_spans") => f(2, List(Msg::ScopeSpans)),
-        (Msg::ResourceSpans | Msg::ScopeSpans, "schemaUrl" | "schema_url") => f(3, Str),
-        (Msg::Resource, "attributes") => f(1, List(Msg::KeyValue)),
-        (Msg::Resource, "droppedAttributesCount" | "dropped_attributes_count") => f(2, Varint),
-        (Msg::ScopeSpans, "scope") => f(1, Ty::One(Msg::Scope)),
-        (Msg::ScopeSpans, "spans") => f(2, List(Msg::Span)),
-        (Msg::Scope, "name") => f(1, Str),
-        (Msg::Scope, "version") => f(2, Str),
-        (Msg::Scope, "attributes") => f(3, List(Msg::KeyValue)),
-        (Msg::Scope, "droppedAttributesCount" | "dropped_attributes_count") => f(4, Varint),
-        (Msg::Span, "traceId" | "trace_id") => f(1, Id),
-        (Msg::Span, "spanId" | "span_id") => f(2, Id),
-        (Msg::Span, "traceState" | "trace_state") => f(3, Str),
-        (Msg::Span, "parentSpanId" | "parent_span_id") => f(4, Id),
-        (Msg::Span, "flags") => f(16, Fixed32),
-        (Msg::Span, "name") => f(5, Str),
-        (Msg::Span, "kind") => f(6, Enum(SPAN_KINDS)),
-        (Msg::Span, "startTimeUnixNano" | "start_time_unix_nano") => f(7, Fixed64),
-        (Msg::Span, "endTimeUnixNano" | "end_time_unix_nano") => f(8, Fixed64),
-        (Msg::Span, "attributes") => f(9, List(Msg::KeyValue)),
-        (Msg::Span, "droppedAttributesCount" | "dropped_attributes_count") => f(10, Varint),
-        (Msg::Span, "events") => f(11, List(Msg::Event)),
-        (Msg::Span, "droppedEventsCount" | "dropped_events_count") => f(12, Varint),
-        (Msg::Span, "links") => f(13, List(Msg::Link)),
-        (Msg::Span, "droppedLinksCount" | "dropped_links_count") => f(14, Varint),
-        (Msg::Span, "status") => f(15, Ty::One(Msg::Status)),
-        (Msg::Event, "timeUnixNano" | "time_unix_nano") => f(1, Fixed64),
-        (Msg::Event, "name") => f(2, Str),
-        (Msg::Event, "attributes") => f(3, List(Msg::KeyValue)),
-        (Msg::Event, "droppedAttributesCount" | "dropped_attributes_count") => f(4, Varint),
-        (Msg::Link, "traceId" | "trace_id") => f(1, Id),
-        (Msg::Link, "spanId" | "span_id") => f(2, Id),
-        (Msg::Link, "traceState" | "trace_state") => f(3, Str),
-        (Msg::Link, "attributes") => f(4, List(Msg::KeyValue)),
-        (Msg::Link, "droppedAttributesCount" | "dropped_attributes_count") => f(5, Varint),
-        (Msg::Link, "flags") => f(6, Fixed32),
-        (Msg::Status, "message") => f(2, Str),
-        (Msg::Status, "code") => f(3, Enum(STATUS_CODES)),
-        (Msg::KeyValue, "key") => f(1, Str),
-        (Msg::KeyValue, "value") => f(2, Ty::One(Msg::AnyValue)),
-        (Msg::ArrayValue, "values") => f(1, List(Msg::AnyValue)),
-        (Msg::KeyValueList, "values") => f(1, List(Msg::KeyValue)),
+        (Msg::Request, "resourceSpans" | "resource_spans") => {
+            f(1, List(Msg::ResourceSpans), "resourceSpans")
+        }
+        (Msg::ResourceSpans, "resource") => f(1, Ty::One(Msg::Resource), "resource"),
+        (Msg::ResourceSpans, "scopeSpans" | "scope_spans") => {
+            f(2, List(Msg::ScopeSpans), "scopeSpans")
+        }
+        (Msg::ResourceSpans | Msg::ScopeSpans, "schemaUrl" | "schema_url") => {
+            f(3, Str, "schemaUrl")
+        }
+        (Msg::Resource, "attributes") => f(1, List(Msg::KeyValue), "attributes"),
+        (Msg::Resource, "droppedAttributesCount" | "dropped_attributes_count") => {
+            f(2, Varint, "droppedAttributesCount")
+        }
+        (Msg::ScopeSpans, "scope") => f(1, Ty::One(Msg::Scope), "scope"),
+        (Msg::ScopeSpans, "spans") => f(2, List(Msg::Span), "spans"),
+        (Msg::Scope, "name") => f(1, Str, "name"),
+        (Msg::Scope, "version") => f(2, Str, "version"),
+        (Msg::Scope, "attributes") => f(3, List(Msg::KeyValue), "attributes"),
+        (Msg::Scope, "droppedAttributesCount" | "dropped_attributes_count") => {
+            f(4, Varint, "droppedAttributesCount")
+        }
+        (Msg::Span, "traceId" | "trace_id") => f(1, Id, "traceId"),
+        (Msg::Span, "spanId" | "span_id") => f(2, Id, "spanId"),
+        (Msg::Span, "traceState" | "trace_state") => f(3, Str, "traceState"),
+        (Msg::Span, "parentSpanId" | "parent_span_id") => f(4, Id, "parentSpanId"),
+        (Msg::Span, "flags") => f(16, Fixed32, "flags"),
+        (Msg::Span, "name") => f(5, Str, "name"),
+        (Msg::Span, "kind") => f(6, Enum(SPAN_KINDS), "kind"),
+        (Msg::Span, "startTimeUnixNano" | "start_time_unix_nano") => {
+            f(7, Fixed64, "startTimeUnixNano")
+        }
+        (Msg::Span, "endTimeUnixNano" | "end_time_unix_nano") => f(8, Fixed64, "endTimeUnixNano"),
+        (Msg::Span, "attributes") => f(9, List(Msg::KeyValue), "attributes"),
+        (Msg::Span, "droppedAttributesCount" | "dropped_attributes_count") => {
+            f(10, Varint, "droppedAttributesCount")
+        }
+        (Msg::Span, "events") => f(11, List(Msg::Event), "events"),
+        (Msg::Span, "droppedEventsCount" | "dropped_events_count") => {
+            f(12, Varint, "droppedEventsCount")
+        }
+        (Msg::Span, "links") => f(13, List(Msg::Link), "links"),
+        (Msg::Span, "droppedLinksCount" | "dropped_links_count") => {
+            f(14, Varint, "droppedLinksCount")
+        }
+        (Msg::Span, "status") => f(15, Ty::One(Msg::Status), "status"),
+        (Msg::Event, "timeUnixNano" | "time_unix_nano") => f(1, Fixed64, "timeUnixNano"),
+        (Msg::Event, "name") => f(2, Str, "name"),
+        (Msg::Event, "attributes") => f(3, List(Msg::KeyValue), "attributes"),
+        (Msg::Event, "droppedAttributesCount" | "dropped_attributes_count") => {
+            f(4, Varint, "droppedAttributesCount")
+        }
+        (Msg::Link, "traceId" | "trace_id") => f(1, Id, "traceId"),
+        (Msg::Link, "spanId" | "span_id") => f(2, Id, "spanId"),
+        (Msg::Link, "traceState" | "trace_state") => f(3, Str, "traceState"),
+        (Msg::Link, "attributes") => f(4, List(Msg::KeyValue), "attributes"),
+        (Msg::Link, "droppedAttributesCount" | "dropped_attributes_count") => {
+            f(5, Varint, "droppedAttributesCount")
+        }
+        (Msg::Link, "flags") => f(6, Fixed32, "flags"),
+        (Msg::Status, "message") => f(2, Str, "message"),
+        (Msg::Status, "code") => f(3, Enum(STATUS_CODES), "code"),
+        (Msg::KeyValue, "key") => f(1, Str, "key"),
+        (Msg::KeyValue, "value") => f(2, Ty::One(Msg::AnyValue), "value"),
+        (Msg::ArrayValue, "values") => f(1, List(Msg::AnyValue), "values"),
+        (Msg::KeyValueList, "values") => f(1, List(Msg::KeyValue), "values"),
         (Msg::AnyValue, key) => {
-            let (num, ty) = match key {
-                "stringValue" | "string_value" => (1, Str),
-                "boolValue" | "bool_value" => (2, Bool),
-                "intValue" | "int_value" => (3, Int64),
-                "doubleValue" | "double_value" => (4, Double),
-                "arrayValue" | "array_value" => (5, Ty::One(Msg::ArrayValue)),
-                "kvlistValue" | "kvlist_value" => (6, Ty::One(Msg::KeyValueList)),
-                "bytesValue" | "bytes_value" => (7, Base64),
+            let (num, ty, name) = match key {
+                "stringValue" | "string_value" => (1, Str, "stringValue"),
+                "boolValue" | "bool_value" => (2, Bool, "boolValue"),
+                "intValue" | "int_value" => (3, Int64, "intValue"),
+                "doubleValue" | "double_value" => (4, Double, "doubleValue"),
+                "arrayValue" | "array_value" => (5, Ty::One(Msg::ArrayValue), "arrayValue"),
+                "kvlistValue" | "kvlist_value" => (6, Ty::One(Msg::KeyValueList), "kvlistValue"),
+                "bytesValue" | "bytes_value" => (7, Base64, "bytesValue"),
                 _ => return None,
             };
             Some(Field {
                 num,
                 ty,
                 oneof: true,
+                name,
             })
         }
         _ => None,
@@ -392,9 +418,14 @@ impl<'de> DeserializeSeed<'de> for Value<'_> {
 impl Value<'_> {
     /// Writes a scalar, unless it is at its default outside a oneof.
     fn scalar<E: de::Error>(self, s: Scalar<'_>) -> Result<(), E> {
-        let Field { num, ty, oneof } = self.field;
+        let Field {
+            num,
+            ty,
+            oneof,
+            name,
+        } = self.field;
         let out = self.out;
-        let bad = |what: &str| Err(E::custom(format_args!("field {num}: {what}")));
+        let bad = |what: &str| Err(E::custom(format_args!("field \"{name}\": {what}")));
         match (ty, s) {
             (Ty::Str, Scalar::Str(v)) => {
                 if oneof || !v.is_empty() {
@@ -563,7 +594,7 @@ impl<'de> Visitor<'de> for Value<'_> {
     type Value = ();
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "a value of field {}", self.field.num)
+        write!(f, "a value of field \"{}\"", self.field.name)
     }
 
     fn visit_unit<E: de::Error>(self) -> Result<(), E> {
@@ -593,8 +624,8 @@ impl<'de> Visitor<'de> for Value<'_> {
     fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<(), A::Error> {
         let Ty::One(msg) = self.field.ty else {
             return Err(de::Error::custom(format_args!(
-                "field {}: unexpected object",
-                self.field.num
+                "field \"{}\": unexpected object",
+                self.field.name
             )));
         };
         let mut inner = Vec::new();
@@ -610,8 +641,8 @@ impl<'de> Visitor<'de> for Value<'_> {
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
         let Ty::List(msg) = self.field.ty else {
             return Err(de::Error::custom(format_args!(
-                "field {}: unexpected list",
-                self.field.num
+                "field \"{}\": unexpected list",
+                self.field.name
             )));
         };
         let mut inner = Vec::new();
@@ -965,7 +996,17 @@ mod tests {
     #[test]
     fn malformed_values_are_refused_naming_the_field() {
         for (json, what) in [
-            (r#"{"resourceSpans":5}"#, "field 1"),
+            (r#"{"resourceSpans":5}"#, "field \"resourceSpans\""),
+            // The JSON name, not the protobuf field number (5 would mean `name` here and
+            // nothing to the sender).
+            (
+                r#"{"resourceSpans":[{"scopeSpans":[{"spans":[{"name":5}]}]}]}"#,
+                "field \"name\"",
+            ),
+            (
+                r#"{"resourceSpans":[{"scopeSpans":[{"spans":[{"attributes":[{"key":"k","value":{"boolValue":"true"}}]}]}]}]}"#,
+                "field \"boolValue\"",
+            ),
             (
                 r#"{"resourceSpans":[{"scopeSpans":[{"spans":[{"kind":"SIDEWAYS"}]}]}]}"#,
                 "integer",
