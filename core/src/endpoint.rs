@@ -57,8 +57,30 @@ pub enum Bare {
     Refused,
 }
 
+/// `endpoint` as it may be shown: what comes before an `@` after the scheme replaced by
+/// `***` (credentials, however they are written: a password may hold `/`, `?` or `#`).
+pub fn redact(endpoint: &str) -> String {
+    let (scheme, rest) = match endpoint.split_once("://") {
+        Some((scheme, rest)) => (Some(scheme), rest),
+        None => (None, endpoint),
+    };
+    match rest.rsplit_once('@') {
+        Some((_, host)) => match scheme {
+            Some(scheme) => format!("{scheme}://***@{host}"),
+            None => format!("***@{host}"),
+        },
+        None => endpoint.to_owned(),
+    }
+}
+
 /// Parses `endpoint` into a URI with an `http` or `https` scheme and a host.
 pub fn parse(endpoint: &str, bare: Bare) -> Result<http::Uri, EndpointError> {
+    // Credentials first, before any error could print them.
+    if redact(endpoint) != endpoint {
+        return Err(EndpointError::Credentials {
+            masked: redact(endpoint),
+        });
+    }
     let owned = || endpoint.to_owned();
     let url = match (endpoint.contains("://"), bare) {
         (true, _) => endpoint.to_owned(),
@@ -79,11 +101,6 @@ pub fn parse(endpoint: &str, bare: Bare) -> Result<http::Uri, EndpointError> {
                 scheme: other.unwrap_or_default().to_owned(),
             })
         }
-    }
-    if let Some((userinfo, _)) = uri.authority().and_then(|a| a.as_str().rsplit_once('@')) {
-        return Err(EndpointError::Credentials {
-            masked: url.replacen(userinfo, "***", 1),
-        });
     }
     if uri.host().is_none_or(str::is_empty) {
         return Err(EndpointError::NoHost { endpoint: owned() });
@@ -127,11 +144,20 @@ mod tests {
         for endpoint in [
             "https://instance123:glc_SeCrEt@otlp.example.com/otlp",
             "user:pw@b:4317",
+            // A password holding '/' ends the URL's authority early: still caught.
+            "https://user:SeCrEt/pw@b:4318/v1/traces",
         ] {
             let err = parse(endpoint, Bare::AsHttp).unwrap_err();
             let text = err.to_string();
             assert!(matches!(err, EndpointError::Credentials { .. }), "{text}");
             assert!(!text.contains("SeCrEt") && !text.contains("pw@"), "{text}");
+            assert!(!redact(endpoint).contains("SeCrEt"), "{endpoint}");
+            for bare in [Bare::AsHttp, Bare::Refused] {
+                assert!(!parse(endpoint, bare)
+                    .unwrap_err()
+                    .to_string()
+                    .contains("SeCrEt"));
+            }
             assert!(text.contains("***@") && text.contains("headers"), "{text}");
         }
     }

@@ -286,7 +286,7 @@ impl GrpcClient {
         compression: Compression,
     ) -> Result<Self, ForwardError> {
         let invalid = |message: String| ForwardError::Endpoint {
-            endpoint: endpoint.to_owned(),
+            endpoint: crate::endpoint::redact(endpoint),
             message,
         };
         let compression = compression
@@ -310,7 +310,8 @@ impl GrpcClient {
             let key = http::HeaderName::from_str(&k.to_ascii_lowercase())
                 .map_err(|_| ForwardError::Header(k.clone()))?;
             let value = http::HeaderValue::from_str(v)
-                .map_err(|_| ForwardError::Header(format!("{k}: {v}")))?;
+                // The value is not shown: headers carry credentials.
+                .map_err(|_| ForwardError::Header(format!("{k} (its value)")))?;
             map.insert(key, value);
         }
         let client = GrpcClient {

@@ -41,7 +41,7 @@ pub struct RetryConfig {
 
 /// [`RetryConfig`] as written: its keys, and the rest of the Collector's
 /// `retry_on_failure` block. `enabled: false` means one attempt, no retry (a
-/// `max_elapsed_time` of 1 ns); `multiplier` and `randomization_factor` are checked and
+/// `max_elapsed_time` of [`NO_RETRY`]); `multiplier` and `randomization_factor` are checked and
 /// not applied: the back-off doubles, with ±25% jitter (docs/configuration.md).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -64,6 +64,10 @@ fn default_enabled() -> bool {
     true
 }
 
+/// The `max_elapsed_time` of `enabled: false`: one attempt, given up even while a caller
+/// would hold it ([`Retrier::hold_while`]): the writer asked for no retry.
+pub const NO_RETRY: Duration = Duration::from_nanos(1);
+
 impl TryFrom<RawRetry> for RetryConfig {
     type Error = String;
 
@@ -84,7 +88,7 @@ impl TryFrom<RawRetry> for RetryConfig {
             max_elapsed_time: if raw.enabled {
                 raw.max_elapsed_time
             } else {
-                Duration::from_nanos(1)
+                NO_RETRY
             },
         })
     }
@@ -267,6 +271,9 @@ impl Retrier {
     /// Whether a request started at `start` must stop rather than wait `wait` more.
     fn out_of_time(&self, start: Instant, wait: Duration) -> bool {
         let max = self.config.max_elapsed_time;
+        if max == NO_RETRY {
+            return true;
+        }
         if max.is_zero() || start.elapsed().saturating_add(wait) <= max {
             return false;
         }
@@ -371,7 +378,9 @@ mod tests {
         );
         assert_eq!(read("{}").unwrap(), RetryConfig::default());
         let off = read("{enabled: false}").unwrap();
-        let r = Retrier::new(off, "backend");
+        // Even a caller that would hold a request past its time (an exporter while the
+        // gateway has room) gives it up: no retry was asked for.
+        let r = Retrier::new(off, "backend").hold_while(Arc::new(|| true));
         let tries = AtomicU32::new(0);
         let start = Instant::now();
         let out = r.run(|| attempt(&tries, u32::MAX)).await;

@@ -459,8 +459,6 @@ pub struct ClientTlsConfig {
 }
 
 impl ClientTlsConfig {
-    /// Whether any CA or client certificate is set (the Collector's `insecure` yields to
-    /// them).
     /// The first setting written that only applies to a TLS connection, if any.
     fn tls_only_setting(&self) -> Option<&'static str> {
         [
@@ -480,6 +478,8 @@ impl ClientTlsConfig {
         .find_map(|(set, name)| set.then_some(name))
     }
 
+    /// Whether any CA or client certificate is set (the Collector's `insecure` yields to
+    /// them).
     fn has_files(&self) -> bool {
         self.ca_file.is_some()
             || self.ca_pem.is_some()

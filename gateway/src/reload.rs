@@ -68,6 +68,9 @@ pub struct Reloader {
     pending: Option<u64>,
     /// The last failure was the file not being readable (not its content being refused).
     read_failed: bool,
+    /// Whether `last_hash` is the content in force (it loaded), not one that was refused:
+    /// what the gauge returns to when an unreadable file comes back unchanged.
+    last_loaded: bool,
 }
 
 impl Reloader {
@@ -86,6 +89,7 @@ impl Reloader {
             unreadable: 0,
             pending: None,
             read_failed: false,
+            last_loaded: true,
         }
     }
 
@@ -117,9 +121,11 @@ impl Reloader {
         self.unreadable = 0;
         let hash = xxh3_64(&bytes);
         if hash == self.last_hash && !force {
-            // Readable again, as it was when it last loaded: nothing is wrong any more.
+            // Readable again and unchanged: the gauge is what that content's load made it.
             if std::mem::take(&mut self.read_failed) {
-                self.stats.last_reload_successful.set(1);
+                self.stats
+                    .last_reload_successful
+                    .set(u64::from(self.last_loaded));
             }
             self.pending = None;
             return false;
@@ -144,6 +150,7 @@ impl Reloader {
                 self.stats.active_hash.set(hash);
                 self.stats.last_reload_successful.set(1);
                 self.read_failed = false;
+                self.last_loaded = true;
                 true
             }
             Err(error) => {
@@ -151,6 +158,7 @@ impl Reloader {
                 self.stats.error.add(1);
                 self.stats.last_reload_successful.set(0);
                 self.read_failed = false;
+                self.last_loaded = false;
                 false
             }
         }
@@ -249,6 +257,22 @@ mod tests {
         std::fs::write(&path, GOOD).unwrap();
         assert!(!r.check(false));
         assert_eq!(successful(), 1);
+        // A refused file that goes missing and comes back unchanged is still refused.
+        let bad = "policies:\n  - {name: y, type: nope}\n";
+        std::fs::write(&path, bad).unwrap();
+        assert!(!r.check(false));
+        assert!(!r.check(false));
+        assert_eq!(successful(), 0);
+        std::fs::remove_file(&path).unwrap();
+        assert!(!r.check(false));
+        assert!(!r.check(false));
+        std::fs::write(&path, bad).unwrap();
+        assert!(!r.check(false));
+        assert_eq!(
+            successful(),
+            0,
+            "the refused content is back, not a good one"
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -1,8 +1,9 @@
 //! OTLP/gRPC receiver: `TraceService/Export` (and the gateways' `Peer/Decisions`) served as
 //! unary gRPC directly over hyper's HTTP/2 requests, so the request message reaches the
-//! [`SpanSink`] as it came off the wire (after gzip or zstd, if the client used it), without
+//! [`SpanSink`] as it came off the wire (decompressed, if the client compressed it: see `compress`), without
 //! tonic's decode buffer. Other methods answer `UNIMPLEMENTED`; a content type other than
-//! `application/grpc*` gets HTTP 415, as the gRPC spec asks.
+//! `application/grpc*` gets HTTP 415 on any path, as the gRPC spec asks (an OTLP/HTTP
+//! exporter pointed at this port must not read a 200 as success).
 
 use std::convert::Infallible;
 use std::future::Future;

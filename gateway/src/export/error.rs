@@ -35,20 +35,17 @@ pub enum SettingError {
 /// An empty header value (an unset `${env:}` variable, an empty file).
 const EMPTY_HEADER: &str = "is empty (an unset ${env:…} variable or an empty file?)";
 
-/// What is wrong with a header value written for a backend, if anything: empty; spaces at
-/// either end (no HTTP field value has them: `"Bearer ${env:TOKEN}"` with the variable
-/// unset); or an authorization scheme with no credentials after it (the same, unquoted).
-/// Each would be sent as it is and every request refused by the backend.
-pub(crate) fn header_problem(value: &str) -> Option<&'static str> {
+/// What is wrong with header `name`'s value written for a backend, if anything: empty,
+/// or (an `authorization` header) a scheme with no credentials after it, as
+/// `"Bearer ${env:TOKEN}"` with `TOKEN` unset reads. Each would be sent as it is and every
+/// request refused by the backend.
+pub(crate) fn header_problem(name: &str, value: &str) -> Option<&'static str> {
     const SCHEMES: [&str; 5] = ["bearer", "basic", "token", "apikey", "api-key"];
+    let auth = name.eq_ignore_ascii_case("authorization")
+        || name.eq_ignore_ascii_case("proxy-authorization");
     if value.trim().is_empty() {
         Some(EMPTY_HEADER)
-    } else if value.trim() != value {
-        Some(
-            "has spaces at its start or end (an unset ${env:…} variable or an empty file \
-             inside it, as in \"Bearer ${env:TOKEN}\"?)",
-        )
-    } else if SCHEMES.iter().any(|s| value.eq_ignore_ascii_case(s)) {
+    } else if auth && SCHEMES.iter().any(|s| value.trim().eq_ignore_ascii_case(s)) {
         Some("is an authorization scheme without credentials (an unset ${env:…} variable or an empty file after it?)")
     } else {
         None

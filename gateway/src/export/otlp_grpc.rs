@@ -69,7 +69,7 @@ impl OtlpGrpcConfig {
                 name: k.clone(),
                 problem,
             };
-            if let Some(problem) = header_problem(v) {
+            if let Some(problem) = header_problem(k, v) {
                 return Err(bad(problem));
             }
             let key = tonic::metadata::MetadataKey::<tonic::metadata::Ascii>::from_bytes(

@@ -1,6 +1,6 @@
 //! The OTLP/HTTP exporter (`export.otlp_http[/name]`): protobuf bodies POSTed to
-//! `{endpoint}/v1/traces` (or to `traces_endpoint` as given), optionally gzip- or
-//! zstd-compressed, retried as the OTLP/HTTP specification says: 429, 502, 503 and 504
+//! `{endpoint}/v1/traces` (or to `traces_endpoint` as given), optionally compressed
+//! (the Collector's `compression` values), retried as the OTLP/HTTP specification says: 429, 502, 503 and 504
 //! (and connection failures) are retried, honouring `Retry-After`; any other status is a
 //! permanent failure. A 200 response may carry a partial success.
 
@@ -99,7 +99,7 @@ impl OtlpHttpConfig {
                 name: k.clone(),
                 problem,
             };
-            if let Some(problem) = header_problem(v) {
+            if let Some(problem) = header_problem(k, v) {
                 return Err(bad(problem));
             }
             let name = header::HeaderName::from_bytes(k.as_bytes())

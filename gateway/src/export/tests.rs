@@ -176,7 +176,7 @@ fn exporter_settings_are_refused_by_kind() {
     ));
     // A secret that came out empty inside a value: "Bearer ${env:UNSET}", quoted (a
     // trailing space) or not (the scheme alone), over gRPC and HTTP; a real token passes.
-    for value in ["Bearer ", "Bearer", "basic", " key"] {
+    for value in ["Bearer ", "Bearer", "basic", " token "] {
         let mut g = grpc("http://b:4317");
         g.headers = BTreeMap::from([("authorization".to_owned(), value.to_owned())]);
         assert!(
@@ -195,6 +195,10 @@ fn exporter_settings_are_refused_by_kind() {
     let mut token = grpc("http://b:4317");
     token.headers = BTreeMap::from([("authorization".to_owned(), "Bearer abc".to_owned())]);
     token.validate().unwrap();
+    // A scheme word elsewhere is just a value (a tenant called "basic").
+    let mut tenant = grpc("http://b:4317");
+    tenant.headers = BTreeMap::from([("x-scope-orgid".to_owned(), "basic".to_owned())]);
+    tenant.validate().unwrap();
     let mut contradiction = grpc("http://b:4317");
     contradiction.tls = Some(tailgate_core::tls::ClientTlsConfig {
         ca_file: Some("/ca.crt".into()),
