@@ -50,6 +50,10 @@ proptest! {
         for encoding in Encoding::ALL {
             let good = compressed(encoding, &data);
             prop_assert_eq!(&decompress(encoding, &good, MAX).unwrap()[..], &data[..]);
+            if good.is_empty() {
+                // Framed snappy of nothing is nothing: no byte to damage.
+                continue;
+            }
             let mut changed = good.clone();
             let i = at.index(changed.len());
             changed[i] ^= byte | 1;
