@@ -340,13 +340,15 @@ mod tests {
         // An exporter block as a Collector config writes its retries.
         let copied: GatewayConfig = parse_yaml(
             p,
-            "export:\n  otlp:\n    endpoint: http://a:4317\n    retry_on_failure:\n      enabled: true\n      initial_interval: 5s\n      randomization_factor: 0.5\n      multiplier: 1.5\n      max_interval: 30s\n      max_elapsed_time: 300s\n",
+            "export:\n  otlp:\n    endpoint: http://a:4317\n    retry_on_failure:\n      enabled: true\n      initial_interval: 5s\n      randomization_factor: 0.5\n      multiplier: 1.5\n      max_interval: 30s\n      max_elapsed_time: 300s\n    sending_queue: {enabled: true, num_consumers: 10, queue_size: 5000}\n  otlphttp:\n    endpoint: http://b:4318\n    sending_queue:\n      enabled: false\n",
         )
         .unwrap();
         let crate::export::ExporterConfig::OtlpGrpc(otlp) = &copied.export.exporters[0].1 else {
             panic!("an otlp exporter");
         };
         assert_eq!(otlp.retry.max_elapsed_time, Duration::from_secs(300));
+        assert!(otlp.sending_queue.is_some(), "accepted (and not applied)");
+        copied.validate(p).unwrap();
         let err = parse_yaml::<GatewayConfig>(
             p,
             "export:\n  otlp:\n    endpoint: http://a:4317\n    compression: lz4\n",

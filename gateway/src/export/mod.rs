@@ -395,6 +395,14 @@ pub fn start(
     let mut handles = Vec::with_capacity(config.exporters.len());
     let mut tasks = Vec::with_capacity(config.exporters.len());
     for (key, cfg) in &config.exporters {
+        let copied_queue = match cfg {
+            ExporterConfig::OtlpGrpc(c) => c.sending_queue.is_some(),
+            ExporterConfig::OtlpHttp(c) => c.sending_queue.is_some(),
+            ExporterConfig::Debug(_) => false,
+        };
+        if copied_queue {
+            tracing::warn!(exporter = %key, "sending_queue (a Collector key) is accepted but not applied: this exporter queues queue_bytes of spans and batches by batch.");
+        }
         let waiting = Arc::new(Gauge::default());
         let hold: Hold = {
             let (stats, waiting) = (stats.clone(), waiting.clone());

@@ -59,6 +59,11 @@ pub struct OtlpHttpConfig {
     /// Span bytes queued for this exporter before the shards wait. Default 64 MiB.
     #[serde(default = "super::batch::default_queue_bytes")]
     pub queue_bytes: u64,
+    /// The Collector's `sending_queue` block: accepted so that an exporter block copied from
+    /// a Collector config loads, and not applied (Tailgate's queue is `queue_bytes`, its
+    /// batching `batch`); a warning at start says so.
+    #[serde(default)]
+    pub sending_queue: Option<serde_yaml_ng::Value>,
     /// TLS (the Collector's `configtls` client keys); `https://` URLs use TLS with the
     /// system's roots unless `ca_file` is set.
     #[serde(default)]
