@@ -118,31 +118,36 @@ impl Compression {
         d.deserialize_any(Grpc)
     }
 
+    /// The format a body is written in, over gRPC (`grpc`) or HTTP; `None` when it is
+    /// sent as it is (and, over gRPC, for the compressions gRPC does not have). snappy is
+    /// framed over gRPC and a block over HTTP, as the Collector writes them.
+    fn encoding(self, grpc: bool) -> Option<crate::receive::compress::Encoding> {
+        use crate::receive::compress::Encoding as E;
+        Some(match self {
+            Compression::None => return None,
+            Compression::Gzip => E::Gzip,
+            Compression::Zstd => E::Zstd,
+            Compression::Snappy if grpc => E::SnappyFramed,
+            Compression::Snappy => E::Snappy,
+            _ if grpc => return None,
+            Compression::Zlib | Compression::Deflate => E::Zlib,
+            Compression::Lz4 => E::Lz4,
+            Compression::SnappyFramed => E::SnappyFramed,
+        })
+    }
+
     /// Compresses an OTLP/HTTP body (`None` when it is sent as it is).
     pub fn compress_http(self, chunks: &[Bytes]) -> std::io::Result<Option<Vec<u8>>> {
-        use crate::receive::compress::{compress, Encoding};
-        let encoding = match self {
-            Compression::None => return Ok(None),
-            Compression::Gzip => Encoding::Gzip,
-            Compression::Zstd => Encoding::Zstd,
-            Compression::Snappy => Encoding::Snappy,
-            Compression::Zlib | Compression::Deflate => Encoding::Zlib,
-            Compression::Lz4 => Encoding::Lz4,
-            Compression::SnappyFramed => Encoding::SnappyFramed,
-        };
-        compress(encoding, chunks).map(Some)
+        self.encoding(false)
+            .map(|e| crate::receive::compress::compress(e, chunks))
+            .transpose()
     }
 
     /// Compresses a gRPC message (`None` when it is sent as it is).
     fn compress_grpc(self, chunks: &[Bytes]) -> std::io::Result<Option<Vec<u8>>> {
-        use crate::receive::compress::{compress, Encoding};
-        let encoding = match self {
-            Compression::Gzip => Encoding::Gzip,
-            Compression::Zstd => Encoding::Zstd,
-            Compression::Snappy => Encoding::SnappyFramed,
-            _ => return Ok(None),
-        };
-        compress(encoding, chunks).map(Some)
+        self.encoding(true)
+            .map(|e| crate::receive::compress::compress(e, chunks))
+            .transpose()
     }
 }
 
