@@ -136,18 +136,63 @@ impl Compression {
         })
     }
 
-    /// Compresses an OTLP/HTTP body (`None` when it is sent as it is).
-    pub fn compress_http(self, chunks: &[Bytes]) -> std::io::Result<Option<Vec<u8>>> {
+    /// Compresses an OTLP/HTTP body at `level` (see [`CompressionParams`]; `None` when it
+    /// is sent as it is).
+    pub fn compress_http(
+        self,
+        level: Option<i32>,
+        chunks: &[Bytes],
+    ) -> std::io::Result<Option<Vec<u8>>> {
         self.encoding(false)
-            .map(|e| crate::receive::compress::compress(e, chunks))
+            .map(|e| crate::receive::compress::compress_at(e, level, chunks))
             .transpose()
     }
 
     /// Compresses a gRPC message (`None` when it is sent as it is).
-    fn compress_grpc(self, chunks: &[Bytes]) -> std::io::Result<Option<Vec<u8>>> {
+    fn compress_grpc(
+        self,
+        level: Option<i32>,
+        chunks: &[Bytes],
+    ) -> std::io::Result<Option<Vec<u8>>> {
         self.encoding(true)
-            .map(|e| crate::receive::compress::compress(e, chunks))
+            .map(|e| crate::receive::compress::compress_at(e, level, chunks))
             .transpose()
+    }
+}
+
+/// The Collector's `compression_params` block of a client (`configcompression`, v0.161):
+/// the level `compression` compresses at. Without it, the fastest level.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct CompressionParams {
+    /// gzip, zlib, deflate: -1 (the default, 6), -2 (Go's Huffman-only, taken as 1 here),
+    /// 0 (stored) to 9. zstd: any level (its levels are 1 to 22; 0 is the fastest). The
+    /// other compressions take 0 only.
+    #[serde(default)]
+    pub level: Option<i32>,
+}
+
+impl CompressionParams {
+    /// Whether `compression` takes this level, as the Collector checks it.
+    pub fn check(&self, compression: Compression) -> Result<(), String> {
+        let Some(level) = self.level else {
+            return Ok(());
+        };
+        let fits = match compression {
+            Compression::Gzip | Compression::Zlib | Compression::Deflate => {
+                (-2..=9).contains(&level)
+            }
+            Compression::Zstd => true,
+            _ => level == 0,
+        };
+        if fits {
+            Ok(())
+        } else {
+            Err(format!(
+                "compression_params.level {level} does not apply to compression {compression:?} \
+                 (gzip, zlib, deflate: -2 to 9; zstd: any; the others: 0)"
+            ))
+        }
     }
 }
 
@@ -234,6 +279,42 @@ pub struct Delivered {
     pub attempts: u32,
 }
 
+/// HTTP/2 pings on a client's connection, so that a connection a middlebox dropped
+/// without a word is found and replaced before a request waits on it: the Collector's
+/// `keepalive` block of a gRPC client (`configgrpc`, v0.161), with its defaults for keys
+/// left out (10 s, 10 s). Without the block a client pings every 30 s and waits 20 s.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Keepalive {
+    /// Time without activity after which the client pings; 0 turns pings off (grpc-go's
+    /// "infinity").
+    #[serde(default = "Keepalive::default_time", with = "humantime_serde")]
+    pub time: Duration,
+    /// How long the client waits for a ping's answer before it closes the connection.
+    #[serde(default = "Keepalive::default_time", with = "humantime_serde")]
+    pub timeout: Duration,
+    /// Ping also while no request is in flight.
+    #[serde(default)]
+    pub permit_without_stream: bool,
+}
+
+impl Keepalive {
+    fn default_time() -> Duration {
+        Duration::from_secs(10)
+    }
+}
+
+impl Default for Keepalive {
+    /// What a client without a `keepalive` block does.
+    fn default() -> Self {
+        Keepalive {
+            time: Duration::from_secs(30),
+            timeout: Duration::from_secs(20),
+            permit_without_stream: false,
+        }
+    }
+}
+
 /// A client for one OTLP/gRPC endpoint.
 ///
 /// gRPC over hyper's HTTP/2 client rather than tonic's channel: the request body goes out as
@@ -254,6 +335,11 @@ pub struct GrpcClient {
     unreachable_ends: bool,
     /// Sent in [`PEER_AUTH_HEADER`] on peer requests.
     peer_secret: Option<http::HeaderValue>,
+    /// TLS of the connection, if any (kept to rebuild the connection pool).
+    tls: Option<ClientTls>,
+    keepalive: Keepalive,
+    /// `compression_params.level` (`None`: the fastest).
+    compression_level: Option<i32>,
 }
 
 /// Metadata key a failed call's status carries when no connection could be made.
@@ -322,13 +408,16 @@ impl GrpcClient {
         let client = GrpcClient {
             endpoint: endpoint.to_owned(),
             base,
-            client: http2_client(None, connect_timeout(timeout)),
+            client: http2_client(None, connect_timeout(timeout), Keepalive::default()),
             headers: map,
             timeout,
             retry: Retrier::new(retry, endpoint),
             compression,
             unreachable_ends: false,
             peer_secret: None,
+            tls: None,
+            keepalive: Keepalive::default(),
+            compression_level: None,
         };
         Ok(match tls {
             Some(tls) => client.with_tls(&tls),
@@ -361,7 +450,27 @@ impl GrpcClient {
             .map_or(&*self.base, |(_, a)| a)
             .to_owned();
         self.base = format!("https://{authority}").into();
-        self.client = http2_client(Some(tls), connect_timeout(self.timeout));
+        self.tls = Some(tls.clone());
+        self.client = http2_client(Some(tls), connect_timeout(self.timeout), self.keepalive);
+        self
+    }
+
+    /// Compresses at `params.level`, checked against the client's compression.
+    pub fn with_compression_params(
+        mut self,
+        params: CompressionParams,
+    ) -> Result<Self, ForwardError> {
+        params
+            .check(self.compression)
+            .map_err(ForwardError::Compression)?;
+        self.compression_level = params.level;
+        Ok(self)
+    }
+
+    /// Pings the server as `keepalive` says.
+    pub fn with_keepalive(mut self, keepalive: Keepalive) -> Self {
+        self.keepalive = keepalive;
+        self.client = http2_client(self.tls.as_ref(), connect_timeout(self.timeout), keepalive);
         self
     }
 
@@ -383,7 +492,7 @@ impl GrpcClient {
         chunks: &[Bytes],
         origin: Origin,
     ) -> Result<Delivered, tonic::Status> {
-        let body = MessageBody::new(chunks, self.compression)?;
+        let body = MessageBody::new(chunks, self.compression, self.compression_level)?;
         let mut request = http::Request::post(format!("{}{path}", self.base))
             .header(http::header::CONTENT_TYPE, "application/grpc")
             .header(http::header::TE, "trailers")
@@ -603,15 +712,20 @@ fn connect_timeout(timeout: Duration) -> Duration {
 }
 
 /// The HTTP/2 client: plaintext, or with `tls` TLS for `https://` URLs.
-fn http2_client(tls: Option<&ClientTls>, connect_timeout: Duration) -> Transport<MessageBody> {
+fn http2_client(
+    tls: Option<&ClientTls>,
+    connect_timeout: Duration,
+    keepalive: Keepalive,
+) -> Transport<MessageBody> {
     let mut builder = Client::builder(TokioExecutor::new());
     builder
         .http2_only(true)
         .timer(TokioTimer::new())
         .http2_initial_stream_window_size(STREAM_WINDOW)
         .http2_initial_connection_window_size(CONNECTION_WINDOW)
-        .http2_keep_alive_interval(Duration::from_secs(30))
-        .http2_keep_alive_timeout(Duration::from_secs(20));
+        .http2_keep_alive_interval((!keepalive.time.is_zero()).then_some(keepalive.time))
+        .http2_keep_alive_timeout(keepalive.timeout)
+        .http2_keep_alive_while_idle(keepalive.permit_without_stream);
     Transport::new(&builder, tls, connect_timeout, true)
 }
 
@@ -703,9 +817,13 @@ pub(crate) struct MessageBody {
 // === impl MessageBody ===
 
 impl MessageBody {
-    fn new(chunks: &[Bytes], compression: Compression) -> Result<Self, tonic::Status> {
+    fn new(
+        chunks: &[Bytes],
+        compression: Compression,
+        level: Option<i32>,
+    ) -> Result<Self, tonic::Status> {
         let (flag, chunks): (u8, Vec<Bytes>) = match compression
-            .compress_grpc(chunks)
+            .compress_grpc(level, chunks)
             .map_err(|e| tonic::Status::internal(format!("compressing: {e}")))?
         {
             None => (0, chunks.to_vec()),

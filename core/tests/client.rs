@@ -14,7 +14,9 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse,
 };
 use prost::Message;
-use tailgate_core::forward::{Compression, ForwardError, GrpcClient, RetryConfig};
+use tailgate_core::forward::{
+    Compression, CompressionParams, ForwardError, GrpcClient, Keepalive, RetryConfig,
+};
 use tailgate_core::receive::{Origin, PEER_HEADER};
 use tailgate_core::test_util::{CaptureBackend, FakeOtlp};
 use tokio_util::sync::CancellationToken;
@@ -128,6 +130,35 @@ async fn snappy_chunks_arrive_as_one_request() {
         Compression::Lz4,
     )
     .unwrap_err();
+    assert!(matches!(err, ForwardError::Compression(_)), "{err}");
+    // The Collector's `compression_params` and `keepalive`: a level gzip takes is applied
+    // (the body arrives whole), one snappy does not take is refused.
+    let client = |compression, level| {
+        GrpcClient::with_compression(
+            &format!("http://{addr}"),
+            &[],
+            Duration::from_secs(5),
+            quick_retry(),
+            compression,
+        )
+        .unwrap()
+        .with_keepalive(Keepalive {
+            time: Duration::from_secs(1),
+            timeout: Duration::from_secs(1),
+            permit_without_stream: true,
+        })
+        .with_compression_params(CompressionParams { level })
+    };
+    client(Compression::Gzip, Some(9))
+        .unwrap()
+        .send_chunks(&chunks)
+        .await
+        .unwrap();
+    assert_eq!(
+        backend.bodies().concat(),
+        [chunks.concat(), chunks.concat()].concat()
+    );
+    let err = client(Compression::Snappy, Some(3)).unwrap_err();
     assert!(matches!(err, ForwardError::Compression(_)), "{err}");
     stop.cancel();
 }

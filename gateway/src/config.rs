@@ -349,6 +349,85 @@ mod tests {
         assert_eq!(otlp.retry.max_elapsed_time, Duration::from_secs(300));
         assert!(otlp.sending_queue.is_some(), "accepted (and not applied)");
         copied.validate(p).unwrap();
+        // The Collector's own exporter test configs (v0.161 testdata, keys as they are):
+        // keepalive and compression_params are applied, tuning keys accepted and named.
+        let copied: GatewayConfig = parse_yaml(
+            p,
+            "export:
+  otlp:
+    endpoint: 1.2.3.4:1234
+    compression: gzip
+    compression_params: {level: 9}
+    headers: {header1: \"234\"}
+    keepalive:
+      time: 20s
+      timeout: 30s
+      permit_without_stream: true
+    balancer_name: round_robin
+    read_buffer_size: 123
+    write_buffer_size: 345
+    wait_for_ready: true
+  otlphttp:
+    endpoint: https://1.2.3.4:1234
+    timeout: 10s
+    read_buffer_size: 123
+    write_buffer_size: 345
+    sending_queue: {enabled: true, num_consumers: 2, queue_size: 10}
+    batcher: {enabled: true, flush_timeout: 200ms, sizer: items, min_size: 1000, max_size: 10000}
+    compression: zstd
+    compression_params: {level: 11}
+    encoding: proto
+    keepalive: {enabled: true, idle_conn_timeout: 90s, max_idle_conns: 100}
+    http2_ping_timeout: 15s
+",
+        )
+        .unwrap();
+        copied.validate(p).unwrap();
+        let crate::export::ExporterConfig::OtlpGrpc(otlp) = &copied.export.exporters[0].1 else {
+            panic!("an otlp exporter");
+        };
+        assert_eq!(
+            otlp.keepalive,
+            Some(tailgate_core::forward::Keepalive {
+                time: Duration::from_secs(20),
+                timeout: Duration::from_secs(30),
+                permit_without_stream: true,
+            })
+        );
+        assert_eq!(otlp.compression_params.level, Some(9));
+        assert_eq!(
+            otlp.not_applied(),
+            [
+                "balancer_name",
+                "read_buffer_size",
+                "write_buffer_size",
+                "wait_for_ready"
+            ]
+        );
+        let crate::export::ExporterConfig::OtlpHttp(http) = &copied.export.exporters[1].1 else {
+            panic!("an otlphttp exporter");
+        };
+        assert_eq!(
+            http.not_applied(),
+            [
+                "sending_queue",
+                "keepalive",
+                "read_buffer_size",
+                "write_buffer_size",
+                "http2_ping_timeout",
+                "batcher"
+            ]
+        );
+        // A level the compression does not take, and JSON bodies, are refused by name.
+        for (block, wanted) in [
+            ("otlp: {endpoint: 'http://a:4317', compression: gzip, compression_params: {level: 12}}", "level 12"),
+            ("otlp: {endpoint: 'http://a:4317', compression: snappy, compression_params: {level: 3}}", "level 3"),
+            ("otlphttp: {endpoint: 'http://a:4318', encoding: json}", "encoding \"json\""),
+        ] {
+            let c: GatewayConfig = parse_yaml(p, &format!("export:\n  {block}\n")).unwrap();
+            let err = c.validate(p).unwrap_err().to_string();
+            assert!(err.contains(wanted), "{block}: {err}");
+        }
         let err = parse_yaml::<GatewayConfig>(
             p,
             "export:\n  otlp:\n    endpoint: http://a:4317\n    compression: lz4\n",

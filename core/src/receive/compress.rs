@@ -134,6 +134,18 @@ pub fn decompress(encoding: Encoding, body: &[u8], max: usize) -> Result<Bytes, 
 /// zlib and zstd at their fastest level: what is compressed here is kept spans on their
 /// way out, where CPU counts more than the last bytes of ratio.
 pub fn compress(encoding: Encoding, chunks: &[Bytes]) -> std::io::Result<Vec<u8>> {
+    compress_at(encoding, None, chunks)
+}
+
+/// [`compress`] at `level` (the Collector's `compression_params.level`; `None`: the
+/// fastest). gzip and zlib: 0 (stored) to 9, -1 the library default (6), -2 (Go's
+/// Huffman-only, which flate2 does not have) the fastest. zstd: zstd's own levels, 0 the
+/// fastest, as the Collector's encoder maps it. The others have none.
+pub fn compress_at(
+    encoding: Encoding,
+    level: Option<i32>,
+    chunks: &[Bytes],
+) -> std::io::Result<Vec<u8>> {
     use std::io::Write;
     fn written<W: Write>(mut w: W, chunks: &[Bytes]) -> std::io::Result<W> {
         for c in chunks {
@@ -143,11 +155,24 @@ pub fn compress(encoding: Encoding, chunks: &[Bytes]) -> std::io::Result<Vec<u8>
     }
     let len: usize = chunks.iter().map(Bytes::len).sum();
     let out = Vec::with_capacity(len / 4 + 64);
-    let fast = flate2::Compression::fast();
+    let deflate = match level {
+        Some(-1) => flate2::Compression::default(),
+        Some(l @ 0..=9) => flate2::Compression::new(l.unsigned_abs()),
+        _ => flate2::Compression::fast(),
+    };
+    let zstd_level = match level {
+        None | Some(0) => 1,
+        Some(l) => l.clamp(
+            *zstd::compression_level_range().start(),
+            *zstd::compression_level_range().end(),
+        ),
+    };
     match encoding {
-        Encoding::Gzip => written(flate2::write::GzEncoder::new(out, fast), chunks)?.finish(),
-        Encoding::Zlib => written(flate2::write::ZlibEncoder::new(out, fast), chunks)?.finish(),
-        Encoding::Zstd => written(zstd::stream::write::Encoder::new(out, 1)?, chunks)?.finish(),
+        Encoding::Gzip => written(flate2::write::GzEncoder::new(out, deflate), chunks)?.finish(),
+        Encoding::Zlib => written(flate2::write::ZlibEncoder::new(out, deflate), chunks)?.finish(),
+        Encoding::Zstd => {
+            written(zstd::stream::write::Encoder::new(out, zstd_level)?, chunks)?.finish()
+        }
         Encoding::Snappy => snap::raw::Encoder::new()
             .compress_vec(&chunks.concat())
             .map_err(std::io::Error::other),
@@ -248,6 +273,39 @@ mod tests {
 
     fn compressed(encoding: Encoding, data: &[u8]) -> Vec<u8> {
         super::compress(encoding, &[Bytes::copy_from_slice(data)]).unwrap()
+    }
+
+    /// Scenario: 256 KiB of text-like bytes compressed by gzip, zlib and zstd at the
+    /// Collector's `compression_params` levels.
+    /// Guarantees: each output reads back whole; gzip and zlib level 0 store (larger than
+    /// the input), 9 compresses more than the fastest; zstd 19 more than the fastest; a
+    /// level out of zstd's range is clamped, not an error.
+    #[test]
+    fn levels_are_applied() {
+        let data: Vec<u8> = (0..256u32 << 10)
+            .map(|i| b"trace span resource scope attribute"[(i * 7 % 31) as usize % 35])
+            .collect();
+        let at = |e: Encoding, level: Option<i32>| {
+            let out = compress_at(e, level, &[Bytes::copy_from_slice(&data)]).unwrap();
+            assert_eq!(
+                &decompress(e, &out, data.len()).unwrap()[..],
+                &data[..],
+                "{e:?} {level:?}"
+            );
+            out.len()
+        };
+        for e in [Encoding::Gzip, Encoding::Zlib] {
+            assert!(at(e, Some(0)) > data.len(), "{e:?} stored");
+            assert!(at(e, Some(9)) < at(e, None), "{e:?}");
+            assert_eq!(
+                at(e, Some(-2)),
+                at(e, None),
+                "{e:?}: Huffman-only is the fastest"
+            );
+        }
+        assert!(at(Encoding::Zstd, Some(19)) < at(Encoding::Zstd, None));
+        assert_eq!(at(Encoding::Zstd, Some(0)), at(Encoding::Zstd, None));
+        at(Encoding::Zstd, Some(1000));
     }
 
     /// Scenario: 1 MiB of 4 KiB runs in each encoding (an eighth of that or less

@@ -1,5 +1,6 @@
 //! Why an exporter's settings are refused, typed; shown by the config loader with the
-//! exporter's key (`export.otlp/honeycomb`). A leaf of `export/`.
+//! exporter's key (`export.otlp/honeycomb`), and the Collector keys accepted and not
+//! applied. A leaf of `export/`.
 
 /// What is wrong with one exporter's settings.
 #[derive(Debug, thiserror::Error)]
@@ -30,6 +31,23 @@ pub enum SettingError {
     /// The `tls:` block.
     #[error("tls: {0}")]
     Tls(#[from] tailgate_core::tls::TlsError),
+    /// A level in `compression_params` the compression does not take.
+    #[error("{0}")]
+    CompressionParams(String),
+    /// `encoding` other than `proto`.
+    #[error("encoding {0:?} is not supported: Tailgate's otlphttp exporter sends protobuf (encoding: proto)")]
+    Encoding(String),
+}
+
+/// A Collector exporter key accepted so that a copied block loads, and not applied: its
+/// value, whatever it is, is read and dropped (and the exporter warns at start).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NotApplied;
+
+impl<'de> serde::Deserialize<'de> for NotApplied {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        serde::de::IgnoredAny::deserialize(d).map(|_| NotApplied)
+    }
 }
 
 /// An empty header value (an unset `${env:}` variable, an empty file).

@@ -395,13 +395,13 @@ pub fn start(
     let mut handles = Vec::with_capacity(config.exporters.len());
     let mut tasks = Vec::with_capacity(config.exporters.len());
     for (key, cfg) in &config.exporters {
-        let copied_queue = match cfg {
-            ExporterConfig::OtlpGrpc(c) => c.sending_queue.is_some(),
-            ExporterConfig::OtlpHttp(c) => c.sending_queue.is_some(),
-            ExporterConfig::Debug(_) => false,
+        let not_applied = match cfg {
+            ExporterConfig::OtlpGrpc(c) => c.not_applied(),
+            ExporterConfig::OtlpHttp(c) => c.not_applied(),
+            ExporterConfig::Debug(_) => Vec::new(),
         };
-        if copied_queue {
-            tracing::warn!(exporter = %key, "sending_queue (a Collector key) is accepted but not applied: this exporter queues queue_bytes of spans and batches by batch.");
+        if !not_applied.is_empty() {
+            tracing::warn!(exporter = %key, keys = ?not_applied, "Collector keys accepted but not applied: this exporter queues queue_bytes of spans, batches by batch and tunes its own connection (docs/configuration.md).");
         }
         let waiting = Arc::new(Gauge::default());
         let hold: Hold = {

@@ -4,9 +4,11 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde::Deserialize;
-use tailgate_core::forward::{Compression, ForwardError, GrpcClient, RetryConfig};
+use tailgate_core::forward::{
+    Compression, CompressionParams, ForwardError, GrpcClient, Keepalive, RetryConfig,
+};
 
-use super::error::{header_problem, SettingError};
+use super::error::{header_problem, NotApplied, SettingError};
 
 /// `export.otlp_grpc[/name]`.
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
@@ -28,6 +30,9 @@ pub struct OtlpGrpcConfig {
     /// gRPC exporter). Default none.
     #[serde(default, deserialize_with = "Compression::deserialize_grpc")]
     pub compression: Compression,
+    /// The Collector's `compression_params` (`level`) for `compression`.
+    #[serde(default)]
+    pub compression_params: CompressionParams,
     /// How kept spans are gathered into requests.
     #[serde(default)]
     pub batch: super::batch::BatchConfig,
@@ -38,7 +43,31 @@ pub struct OtlpGrpcConfig {
     /// a Collector config loads, and not applied (Tailgate's queue is `queue_bytes`, its
     /// batching `batch`); a warning at start says so.
     #[serde(default)]
-    pub sending_queue: Option<serde_yaml_ng::Value>,
+    pub sending_queue: Option<NotApplied>,
+    /// HTTP/2 pings: the Collector's `keepalive` block (`time`, `timeout`,
+    /// `permit_without_stream`). Without it, a ping after 30 s without activity, answered
+    /// within 20 s.
+    #[serde(default)]
+    pub keepalive: Option<Keepalive>,
+    /// The Collector's grpc-go tuning keys, accepted so that a copied block loads and not
+    /// applied (warned at start): `balancer_name` (one endpoint, one connection here),
+    /// `read_buffer_size`, `write_buffer_size` and `wait_for_ready` (a request waits for
+    /// the connection within `timeout`, and retries).
+    #[serde(default)]
+    pub balancer_name: Option<NotApplied>,
+    /// See `balancer_name`.
+    #[serde(default)]
+    pub read_buffer_size: Option<NotApplied>,
+    /// See `balancer_name`.
+    #[serde(default)]
+    pub write_buffer_size: Option<NotApplied>,
+    /// See `balancer_name`.
+    #[serde(default)]
+    pub wait_for_ready: Option<NotApplied>,
+    /// The Collector's `batcher` block (deprecated there for `sending_queue.batch`):
+    /// accepted and not applied, as `sending_queue`.
+    #[serde(default)]
+    pub batcher: Option<NotApplied>,
     /// TLS (the Collector's `configtls` client keys). `https://` endpoints always use
     /// TLS (the system's roots unless `ca_file`), `http://` ones never; an endpoint
     /// without a scheme uses TLS when this block is written without `insecure: true`.
@@ -59,17 +88,42 @@ impl OtlpGrpcConfig {
             timeout: default_timeout(),
             retry: RetryConfig::default(),
             compression: Compression::None,
+            compression_params: CompressionParams::default(),
             batch: super::batch::BatchConfig::default(),
             queue_bytes: super::batch::default_queue_bytes(),
             sending_queue: None,
+            keepalive: None,
+            balancer_name: None,
+            read_buffer_size: None,
+            write_buffer_size: None,
+            wait_for_ready: None,
+            batcher: None,
             tls: None,
         }
+    }
+
+    /// The Collector keys set in this block that are accepted and not applied.
+    pub fn not_applied(&self) -> Vec<&'static str> {
+        [
+            ("sending_queue", &self.sending_queue),
+            ("balancer_name", &self.balancer_name),
+            ("read_buffer_size", &self.read_buffer_size),
+            ("write_buffer_size", &self.write_buffer_size),
+            ("wait_for_ready", &self.wait_for_ready),
+            ("batcher", &self.batcher),
+        ]
+        .into_iter()
+        .filter_map(|(key, v)| v.is_some().then_some(key))
+        .collect()
     }
 
     /// Checks the endpoint and headers without connecting.
     pub fn validate(&self) -> Result<(), SettingError> {
         tailgate_core::endpoint::parse(&self.endpoint, tailgate_core::endpoint::Bare::AsHttp)?;
         tailgate_core::tls::client_side(self.tls.as_ref(), &self.endpoint)?;
+        self.compression_params
+            .check(self.compression)
+            .map_err(SettingError::CompressionParams)?;
         for (k, v) in &self.headers {
             let bad = |problem| SettingError::Header {
                 name: k.clone(),
@@ -95,13 +149,18 @@ impl OtlpGrpcConfig {
             .iter()
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
-        GrpcClient::with_tls_config(
+        let client = GrpcClient::with_tls_config(
             &self.endpoint,
             &headers,
             self.timeout,
             self.retry.clone(),
             self.compression,
             self.tls.as_ref(),
-        )
+        )?
+        .with_compression_params(self.compression_params)?;
+        Ok(match self.keepalive {
+            Some(k) => client.with_keepalive(k),
+            None => client,
+        })
     }
 }

@@ -13,11 +13,13 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use serde::Deserialize;
-use tailgate_core::forward::{parse_response, Compression, Delivered, RetryConfig};
+use tailgate_core::forward::{
+    parse_response, Compression, CompressionParams, Delivered, RetryConfig,
+};
 use tailgate_core::retry::{Failed, Retrier};
 use tailgate_core::tls::{ClientTls, Transport};
 
-use super::error::{header_problem, SettingError};
+use super::error::{header_problem, NotApplied, SettingError};
 
 /// Longest a connection to the backend may take to open: at most this, and well inside
 /// the request's `timeout` (60% of it), so that a backend that cannot be reached ends an
@@ -53,6 +55,54 @@ pub struct OtlpHttpConfig {
     /// none.
     #[serde(default)]
     pub compression: Compression,
+    /// The Collector's `compression_params` (`level`) for `compression`.
+    #[serde(default)]
+    pub compression_params: CompressionParams,
+    /// The Collector's `encoding`: `proto` (the default) only; `json` is refused.
+    #[serde(default)]
+    pub encoding: Option<String>,
+    /// The Collector's HTTP client tuning keys, accepted so that a copied block loads and
+    /// not applied (warned at start): `keepalive` (connections are kept and reused here),
+    /// `read_buffer_size`, `write_buffer_size`, `max_conns_per_host`,
+    /// `force_attempt_http2`, `http2_ping_timeout`, `http2_read_idle_timeout`, and the
+    /// older `max_idle_conns`, `max_idle_conns_per_host`, `idle_conn_timeout`,
+    /// `disable_keep_alives`.
+    #[serde(default)]
+    pub keepalive: Option<NotApplied>,
+    /// See `keepalive`.
+    #[serde(default)]
+    pub read_buffer_size: Option<NotApplied>,
+    /// See `keepalive`.
+    #[serde(default)]
+    pub write_buffer_size: Option<NotApplied>,
+    /// See `keepalive`.
+    #[serde(default)]
+    pub max_conns_per_host: Option<NotApplied>,
+    /// See `keepalive`.
+    #[serde(default)]
+    pub force_attempt_http2: Option<NotApplied>,
+    /// See `keepalive`.
+    #[serde(default)]
+    pub http2_ping_timeout: Option<NotApplied>,
+    /// See `keepalive`.
+    #[serde(default)]
+    pub http2_read_idle_timeout: Option<NotApplied>,
+    /// See `keepalive`.
+    #[serde(default)]
+    pub max_idle_conns: Option<NotApplied>,
+    /// See `keepalive`.
+    #[serde(default)]
+    pub max_idle_conns_per_host: Option<NotApplied>,
+    /// See `keepalive`.
+    #[serde(default)]
+    pub idle_conn_timeout: Option<NotApplied>,
+    /// See `keepalive`.
+    #[serde(default)]
+    pub disable_keep_alives: Option<NotApplied>,
+    /// The Collector's `batcher` block (deprecated there for `sending_queue.batch`):
+    /// accepted and not applied, as `sending_queue`.
+    #[serde(default)]
+    pub batcher: Option<NotApplied>,
     /// How kept spans are gathered into requests.
     #[serde(default)]
     pub batch: super::batch::BatchConfig,
@@ -63,7 +113,7 @@ pub struct OtlpHttpConfig {
     /// a Collector config loads, and not applied (Tailgate's queue is `queue_bytes`, its
     /// batching `batch`); a warning at start says so.
     #[serde(default)]
-    pub sending_queue: Option<serde_yaml_ng::Value>,
+    pub sending_queue: Option<NotApplied>,
     /// TLS (the Collector's `configtls` client keys); `https://` URLs use TLS with the
     /// system's roots unless `ca_file` is set.
     #[serde(default)]
@@ -90,9 +140,37 @@ impl OtlpHttpConfig {
         Ok(tailgate_core::tls::client_side(self.tls.as_ref(), &url)?)
     }
 
-    /// Checks the URL, TLS and headers without connecting.
+    /// The Collector keys set in this block that are accepted and not applied.
+    pub fn not_applied(&self) -> Vec<&'static str> {
+        [
+            ("sending_queue", &self.sending_queue),
+            ("keepalive", &self.keepalive),
+            ("read_buffer_size", &self.read_buffer_size),
+            ("write_buffer_size", &self.write_buffer_size),
+            ("max_conns_per_host", &self.max_conns_per_host),
+            ("force_attempt_http2", &self.force_attempt_http2),
+            ("http2_ping_timeout", &self.http2_ping_timeout),
+            ("http2_read_idle_timeout", &self.http2_read_idle_timeout),
+            ("max_idle_conns", &self.max_idle_conns),
+            ("max_idle_conns_per_host", &self.max_idle_conns_per_host),
+            ("idle_conn_timeout", &self.idle_conn_timeout),
+            ("disable_keep_alives", &self.disable_keep_alives),
+            ("batcher", &self.batcher),
+        ]
+        .into_iter()
+        .filter_map(|(key, v)| v.is_some().then_some(key))
+        .collect()
+    }
+
+    /// Checks the URL, TLS, compression, encoding and headers without connecting.
     pub fn validate(&self) -> Result<(), SettingError> {
         self.tls_side()?;
+        self.compression_params
+            .check(self.compression)
+            .map_err(SettingError::CompressionParams)?;
+        if let Some(e) = self.encoding.as_deref().filter(|e| *e != "proto") {
+            return Err(SettingError::Encoding(e.to_owned()));
+        }
         self.header_map().map(|_| ())
     }
 
@@ -127,6 +205,7 @@ impl OtlpHttpConfig {
             headers,
             timeout: self.timeout,
             compression: self.compression,
+            compression_level: self.compression_params.level,
             client: Transport::new(
                 &Client::builder(TokioExecutor::new()),
                 tls.as_ref(),
@@ -145,6 +224,7 @@ pub struct HttpClient {
     timeout: Duration,
     retry: Retrier,
     compression: Compression,
+    compression_level: Option<i32>,
     client: Transport<Full<Bytes>>,
 }
 
@@ -229,7 +309,10 @@ impl HttpClient {
     }
 
     fn compress(&self, body: Bytes) -> Result<Bytes, String> {
-        match self.compression.compress_http(std::slice::from_ref(&body)) {
+        match self
+            .compression
+            .compress_http(self.compression_level, std::slice::from_ref(&body))
+        {
             Ok(None) => Ok(body),
             Ok(Some(compressed)) => Ok(Bytes::from(compressed)),
             Err(e) => Err(e.to_string()),
