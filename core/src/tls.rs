@@ -9,8 +9,9 @@
 //!   certificate and logs a warning.
 //! * [`ClientTlsConfig`] (exporters, the router's forwarder, gateway peers): `ca_file`
 //!   (else the system's roots), `cert_file`/`key_file` for mutual TLS, `insecure`,
-//!   `insecure_skip_verify`, `server_name_override`. [`ClientTls`] is the built client
-//!   side; its certificate is re-read as the server's is.
+//!   `insecure_skip_verify`, `server_name_override`, `reload_interval`. [`ClientTls`] is
+//!   the built client side; its certificate and its `ca_file` are re-read as the server's
+//!   files are.
 //!
 //! Layer: on `config` only; `serve` (accepting) and `forward` (connecting) use it.
 
@@ -27,6 +28,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::{Builder, Client, ResponseFuture};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::client::ResolvesClientCert;
+use rustls::client::WebPkiServerVerifier;
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
@@ -447,7 +449,8 @@ pub struct ClientTlsConfig {
     /// Newest protocol version: `"1.3"` (default) or `"1.2"`.
     #[serde(default)]
     pub max_version: Option<String>,
-    /// How often the client certificate files are checked for changes. Default 10s.
+    /// How often the client certificate files and `ca_file` are checked for changes.
+    /// Default 10s.
     #[serde(default, deserialize_with = "reload_interval")]
     pub reload_interval: Option<Duration>,
     /// Accepted and ignored: rustls offers only its own modern suites.
@@ -520,10 +523,22 @@ impl ClientTlsConfig {
         let versions = versions(&self.min_version, &self.max_version)?;
         let builder = rustls::ClientConfig::builder_with_provider(provider())
             .with_protocol_versions(&versions)?;
+        let ca_file = Source::pick("ca_file", &self.ca_file, "ca_pem", &self.ca_pem)?
+            .filter(|s| matches!(s, Source::File(..)));
         let builder = if self.insecure_skip_verify {
             builder
                 .dangerous()
                 .with_custom_certificate_verifier(Arc::new(AnyServer(provider())))
+        } else if ca_file.is_some() {
+            // A CA file is re-read as certificates are (a rotated CA bundle).
+            let (verifier, contents) = self.verifier()?;
+            builder
+                .dangerous()
+                .with_custom_certificate_verifier(Arc::new(ReloadingRoots {
+                    config: self.clone(),
+                    current: ArcSwap::new(verifier),
+                    reload: Reload::new(self.reload_interval, contents),
+                }))
         } else {
             builder.with_root_certificates(self.roots()?)
         };
@@ -556,17 +571,94 @@ impl ClientTlsConfig {
     }
 
     fn roots(&self) -> Result<RootCertStore, TlsError> {
+        self.roots_read().map(|(roots, _)| roots)
+    }
+
+    /// The roots, and the CA text they were read from (empty without `ca_file`/`ca_pem`).
+    fn roots_read(&self) -> Result<(RootCertStore, Vec<u8>), TlsError> {
         let mut roots = RootCertStore::empty();
         let ca = Source::pick("ca_file", &self.ca_file, "ca_pem", &self.ca_pem)?;
+        let mut text = Vec::new();
         if let Some(ca) = &ca {
-            for c in certificates(ca.key(), &ca.read()?)? {
+            text = ca.read()?;
+            for c in certificates(ca.key(), &text)? {
                 roots.add(c)?;
             }
         }
         if ca.is_none() || self.include_system_ca_certs_pool {
             add_system_roots(&mut roots);
         }
-        Ok(roots)
+        Ok((roots, text))
+    }
+
+    /// A verifier of servers' certificates against the roots, and what the CA held.
+    fn verifier(&self) -> Result<(Arc<WebPkiServerVerifier>, Vec<Vec<u8>>), TlsError> {
+        let (roots, text) = self.roots_read()?;
+        let verifier = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider())
+            .build()
+            .map_err(|e| TlsError::Settings(format!("ca_file: {e}")))?;
+        Ok((verifier, vec![text]))
+    }
+}
+
+/// Servers' certificates verified against `ca_file`, re-read every `reload_interval`
+/// when it changed (a CA rotated by cert-manager or a mounted Secret): new connections
+/// trust the new bundle without a restart; a half-written file keeps the old one.
+#[derive(Debug)]
+struct ReloadingRoots {
+    config: ClientTlsConfig,
+    current: ArcSwap<WebPkiServerVerifier>,
+    reload: Mutex<Reload>,
+}
+
+impl ServerCertVerifier for ReloadingRoots {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Reload::check(
+            &self.reload,
+            "client TLS ca_file",
+            || self.config.verifier(),
+            |v| self.current.store(v),
+        );
+        self.current.load().verify_server_cert(
+            end_entity,
+            intermediates,
+            server_name,
+            ocsp_response,
+            now,
+        )
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.current
+            .load()
+            .verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.current
+            .load()
+            .verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.current.load().supported_verify_schemes()
     }
 }
 

@@ -166,6 +166,59 @@ async fn rotated_certificates_apply_to_new_connections_without_dropping_open_one
     token.cancel();
 }
 
+/// Scenario: a client trusts the CA in its `ca_file`; the server's certificate is replaced
+/// by one from a new CA, then the client's `ca_file` by the new CA (a rotated bundle).
+/// Guarantees: with the old bundle a new connection is refused; once the file holds the
+/// new CA, a new connection from the same built client side is served, without a
+/// restart; a half-written file keeps the bundle in use.
+#[tokio::test]
+async fn a_rotated_ca_file_is_trusted_by_new_connections() {
+    let dir = tempdir("rotate-ca");
+    let old = TestPki::new(&dir, "old").unwrap();
+    let new = TestPki::new(&dir, "new").unwrap();
+    let (crt, key) = old.issue("server", &["127.0.0.1"]).unwrap();
+    let server = TlsServer::load(&ServerTlsConfig {
+        cert_file: Some(crt.clone()),
+        key_file: Some(key.clone()),
+        reload_interval: Some(Duration::from_secs(3600)),
+        ..Default::default()
+    })
+    .unwrap();
+    let token = CancellationToken::new();
+    let (addr, backend) = CaptureBackend::start_with_tls(
+        "127.0.0.1:0".parse().unwrap(),
+        false,
+        Some(server.clone()),
+        token.clone(),
+    )
+    .await
+    .unwrap();
+    let bundle = dir.join("bundle.crt");
+    std::fs::copy(old.ca_file("old"), &bundle).unwrap();
+    // Checked at every handshake, so that the test needs no clock.
+    let tls = ClientTlsConfig {
+        ca_file: Some(bundle.clone()),
+        reload_interval: Some(Duration::from_nanos(1)),
+        ..Default::default()
+    }
+    .build()
+    .unwrap();
+    client(addr, Some(&tls)).send(body(1)).await.unwrap();
+
+    let (new_crt, new_key) = new.issue("server-next", &["127.0.0.1"]).unwrap();
+    std::fs::copy(&new_crt, &crt).unwrap();
+    std::fs::copy(&new_key, &key).unwrap();
+    server.reload_now();
+    assert!(client(addr, Some(&tls)).send(body(1)).await.is_err());
+    std::fs::write(&bundle, b"-----BEGIN CERTIFICATE-----\nhalf").unwrap();
+    assert!(client(addr, Some(&tls)).send(body(1)).await.is_err());
+
+    std::fs::copy(new.ca_file("new"), &bundle).unwrap();
+    client(addr, Some(&tls)).send(body(10)).await.unwrap();
+    assert_eq!(backend.spans(), 11);
+    token.cancel();
+}
+
 /// Scenario: settings the Collector's configtls refuses, and files that do not hold
 /// what they should. Guarantees: a typed error naming the key.
 #[test]
