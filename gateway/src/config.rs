@@ -379,6 +379,10 @@ mod tests {
     encoding: proto
     keepalive: {enabled: true, idle_conn_timeout: 90s, max_idle_conns: 100}
     http2_ping_timeout: 15s
+    profiles_endpoint: https://1.2.3.4:1234/v1/profiles
+  debug:
+    verbosity: detailed
+    sampling_initial: 5
 ",
         )
         .unwrap();
@@ -415,8 +419,21 @@ mod tests {
                 "read_buffer_size",
                 "write_buffer_size",
                 "http2_ping_timeout",
+                "profiles_endpoint",
                 "batcher"
             ]
+        );
+        let crate::export::ExporterConfig::Debug(debug) = &copied.export.exporters[2].1 else {
+            panic!("a debug exporter");
+        };
+        assert_eq!(debug.not_applied(), ["verbosity", "sampling_initial"]);
+        // `--check` and the start name them, per exporter.
+        let warnings = copied.export.warnings();
+        assert_eq!(warnings.len(), 3, "{warnings:?}");
+        assert!(
+            warnings[0].starts_with("export.otlp: ")
+                && warnings[0].contains("balancer_name, read_buffer_size"),
+            "{warnings:?}"
         );
         // A level the compression does not take, and JSON bodies, are refused by name.
         for (block, wanted) in [

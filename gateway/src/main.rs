@@ -138,6 +138,7 @@ fn main() -> ExitCode {
     }
     let mut warnings = tailgate_gateway::buffer::sizing_warnings(&config);
     warnings.extend(config.receive.warnings());
+    warnings.extend(config.export.warnings());
     if args.check {
         for warning in &warnings {
             eprintln!("{}: warning: {warning}", config_path.display());

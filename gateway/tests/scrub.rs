@@ -64,8 +64,8 @@ async fn kept_spans_leave_scrubbed_and_policies_see_the_originals() {
             c.attributes = serde_yaml_ng::from_str::<AttributesConfig>(SCRUB).unwrap();
             let mut debug = DebugConfig {
                 path: Some(debug_path.clone()),
-                batch: Default::default(),
                 queue_bytes: 1 << 20,
+                ..Default::default()
             };
             debug.batch.timeout = Duration::from_millis(20);
             c.export

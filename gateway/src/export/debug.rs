@@ -8,6 +8,8 @@ use std::sync::{Arc, Mutex};
 
 use serde::Deserialize;
 
+use super::error::NotApplied;
+
 /// `export.debug[/name]`.
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq, Default)]
 #[serde(deny_unknown_fields)]
@@ -21,9 +23,37 @@ pub struct DebugConfig {
     /// Span bytes queued for this exporter before the shards wait. Default 64 MiB.
     #[serde(default = "super::batch::default_queue_bytes")]
     pub queue_bytes: u64,
+    /// The Collector's `debug` exporter keys, accepted so that a copied block loads and
+    /// not applied (warned at start): `verbosity` (Tailgate writes whole OTLP JSON
+    /// requests), `sampling_initial`, `sampling_thereafter` (every kept request is
+    /// written), `use_internal_logger`.
+    #[serde(default)]
+    pub verbosity: Option<NotApplied>,
+    /// See `verbosity`.
+    #[serde(default)]
+    pub sampling_initial: Option<NotApplied>,
+    /// See `verbosity`.
+    #[serde(default)]
+    pub sampling_thereafter: Option<NotApplied>,
+    /// See `verbosity`.
+    #[serde(default)]
+    pub use_internal_logger: Option<NotApplied>,
 }
 
 impl DebugConfig {
+    /// The Collector keys set in this block that are accepted and not applied.
+    pub fn not_applied(&self) -> Vec<&'static str> {
+        [
+            ("verbosity", &self.verbosity),
+            ("sampling_initial", &self.sampling_initial),
+            ("sampling_thereafter", &self.sampling_thereafter),
+            ("use_internal_logger", &self.use_internal_logger),
+        ]
+        .into_iter()
+        .filter_map(|(key, v)| v.is_some().then_some(key))
+        .collect()
+    }
+
     /// Opens the output. Must be called inside a Tokio runtime.
     pub fn writer(&self) -> std::io::Result<DebugWriter> {
         let out = match &self.path {

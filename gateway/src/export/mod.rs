@@ -140,6 +140,30 @@ impl<'de> Deserialize<'de> for ExportConfig {
 }
 
 impl ExportConfig {
+    /// What the config asks for that is not done: the Collector keys each exporter accepts
+    /// and does not apply. Printed by `--check` and logged at start.
+    pub fn warnings(&self) -> Vec<String> {
+        self.exporters
+            .iter()
+            .filter_map(|(key, cfg)| {
+                let keys = match cfg {
+                    ExporterConfig::OtlpGrpc(c) => c.not_applied(),
+                    ExporterConfig::OtlpHttp(c) => c.not_applied(),
+                    ExporterConfig::Debug(c) => c.not_applied(),
+                };
+                (!keys.is_empty()).then(|| {
+                    format!(
+                        "export.{key}: Collector keys accepted but not applied: {}. This \
+                         exporter queues queue_bytes of spans in memory (a sending_queue's \
+                         storage is not used), batches by batch and tunes its own \
+                         connection (docs/configuration.md).",
+                        keys.join(", ")
+                    )
+                })
+            })
+            .collect()
+    }
+
     /// One OTLP/gRPC exporter.
     pub fn otlp_grpc(config: OtlpGrpcConfig) -> Self {
         ExportConfig {
@@ -395,14 +419,6 @@ pub fn start(
     let mut handles = Vec::with_capacity(config.exporters.len());
     let mut tasks = Vec::with_capacity(config.exporters.len());
     for (key, cfg) in &config.exporters {
-        let not_applied = match cfg {
-            ExporterConfig::OtlpGrpc(c) => c.not_applied(),
-            ExporterConfig::OtlpHttp(c) => c.not_applied(),
-            ExporterConfig::Debug(_) => Vec::new(),
-        };
-        if !not_applied.is_empty() {
-            tracing::warn!(exporter = %key, keys = ?not_applied, "Collector keys accepted but not applied: this exporter queues queue_bytes of spans, batches by batch and tunes its own connection (docs/configuration.md).");
-        }
         let waiting = Arc::new(Gauge::default());
         let hold: Hold = {
             let (stats, waiting) = (stats.clone(), waiting.clone());

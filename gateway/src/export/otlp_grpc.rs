@@ -70,7 +70,8 @@ pub struct OtlpGrpcConfig {
     pub batcher: Option<NotApplied>,
     /// TLS (the Collector's `configtls` client keys). `https://` endpoints always use
     /// TLS (the system's roots unless `ca_file`), `http://` ones never; an endpoint
-    /// without a scheme uses TLS when this block is written without `insecure: true`.
+    /// without a scheme uses TLS unless this block says `insecure: true`, as the
+    /// Collector's.
     #[serde(default)]
     pub tls: Option<tailgate_core::tls::ClientTlsConfig>,
 }
@@ -102,6 +103,18 @@ impl OtlpGrpcConfig {
         }
     }
 
+    /// The `tls:` block in force: an endpoint without a scheme and without a block uses
+    /// TLS with the system's roots, as the Collector's `otlp` exporter (its `tls` defaults
+    /// to `insecure: false`), so that `endpoint: api.vendor.io:443` with an API key in
+    /// `headers` never goes out in clear. `tls: {insecure: true}` speaks plaintext.
+    pub(crate) fn tls_block(&self) -> Option<tailgate_core::tls::ClientTlsConfig> {
+        match &self.tls {
+            Some(t) => Some(t.clone()),
+            None if !self.endpoint.contains("://") => Some(Default::default()),
+            None => None,
+        }
+    }
+
     /// The Collector keys set in this block that are accepted and not applied.
     pub fn not_applied(&self) -> Vec<&'static str> {
         [
@@ -120,7 +133,7 @@ impl OtlpGrpcConfig {
     /// Checks the endpoint and headers without connecting.
     pub fn validate(&self) -> Result<(), SettingError> {
         tailgate_core::endpoint::parse(&self.endpoint, tailgate_core::endpoint::Bare::AsHttp)?;
-        tailgate_core::tls::client_side(self.tls.as_ref(), &self.endpoint)?;
+        tailgate_core::tls::client_side(self.tls_block().as_ref(), &self.endpoint)?;
         self.compression_params
             .check(self.compression)
             .map_err(SettingError::CompressionParams)?;
@@ -155,7 +168,7 @@ impl OtlpGrpcConfig {
             self.timeout,
             self.retry.clone(),
             self.compression,
-            self.tls.as_ref(),
+            self.tls_block().as_ref(),
         )?
         .with_compression_params(self.compression_params)?;
         Ok(match self.keepalive {

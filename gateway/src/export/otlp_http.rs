@@ -99,6 +99,17 @@ pub struct OtlpHttpConfig {
     /// See `keepalive`.
     #[serde(default)]
     pub disable_keep_alives: Option<NotApplied>,
+    /// The other signals' endpoints of the Collector's `otlphttp` exporter
+    /// (`metrics_endpoint`, `logs_endpoint`, `profiles_endpoint`): accepted and not used,
+    /// Tailgate exports traces only.
+    #[serde(default)]
+    pub metrics_endpoint: Option<NotApplied>,
+    /// See `metrics_endpoint`.
+    #[serde(default)]
+    pub logs_endpoint: Option<NotApplied>,
+    /// See `metrics_endpoint`.
+    #[serde(default)]
+    pub profiles_endpoint: Option<NotApplied>,
     /// The Collector's `batcher` block (deprecated there for `sending_queue.batch`):
     /// accepted and not applied, as `sending_queue`.
     #[serde(default)]
@@ -155,6 +166,9 @@ impl OtlpHttpConfig {
             ("max_idle_conns_per_host", &self.max_idle_conns_per_host),
             ("idle_conn_timeout", &self.idle_conn_timeout),
             ("disable_keep_alives", &self.disable_keep_alives),
+            ("metrics_endpoint", &self.metrics_endpoint),
+            ("logs_endpoint", &self.logs_endpoint),
+            ("profiles_endpoint", &self.profiles_endpoint),
             ("batcher", &self.batcher),
         ]
         .into_iter()

@@ -208,6 +208,27 @@ fn exporter_settings_are_refused_by_kind() {
         contradiction.validate(),
         Err(SettingError::Tls(_))
     ));
+    // An endpoint without a scheme and without a `tls:` block is TLS, as the Collector's
+    // otlp exporter: its API key does not go out in clear. Settings only plaintext can
+    // use show it: a `tls:` block that says `insecure: true` is plaintext again.
+    let bare = grpc("api.vendor.example:443");
+    assert!(bare.tls_block().is_some_and(|t| !t.insecure));
+    assert!(grpc("http://b:4317").tls_block().is_none());
+    let mut insecure = grpc("tempo:4317");
+    insecure.tls = Some(tailgate_core::tls::ClientTlsConfig {
+        insecure: true,
+        ..Default::default()
+    });
+    assert!(!tailgate_core::tls::ClientTlsConfig::uses_tls(
+        insecure.tls_block().as_ref(),
+        &insecure.endpoint
+    )
+    .unwrap());
+    assert!(tailgate_core::tls::ClientTlsConfig::uses_tls(
+        bare.tls_block().as_ref(),
+        &bare.endpoint
+    )
+    .unwrap());
     let http: OtlpHttpConfig = serde_yaml_ng::from_str("{traces_endpoint: 'b:4318'}").unwrap();
     assert!(matches!(http.validate(), Err(SettingError::Endpoint(_))));
     let none: OtlpHttpConfig = serde_yaml_ng::from_str("{}").unwrap();
