@@ -229,6 +229,9 @@ pub struct ServerTlsConfig {
     /// Accepted and ignored, as `cipher_suites`.
     #[serde(default)]
     pub curve_preferences: Vec<String>,
+    /// Accepted and ignored, as `cipher_suites` (rustls has no insecure suites to add).
+    #[serde(default)]
+    pub include_insecure_cipher_suites: bool,
 }
 
 impl ServerTlsConfig {
@@ -459,6 +462,9 @@ pub struct ClientTlsConfig {
     /// Accepted and ignored, as `cipher_suites`.
     #[serde(default)]
     pub curve_preferences: Vec<String>,
+    /// Accepted and ignored, as `cipher_suites` (rustls has no insecure suites to add).
+    #[serde(default)]
+    pub include_insecure_cipher_suites: bool,
 }
 
 impl ClientTlsConfig {

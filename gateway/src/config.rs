@@ -358,7 +358,7 @@ mod tests {
     endpoint: 1.2.3.4:1234
     compression: gzip
     compression_params: {level: 9}
-    headers: {header1: \"234\"}
+    headers: {header1: 234, another: somevalue}
     keepalive:
       time: 20s
       timeout: 30s
@@ -379,6 +379,9 @@ mod tests {
     encoding: proto
     keepalive: {enabled: true, idle_conn_timeout: 90s, max_idle_conns: 100}
     http2_ping_timeout: 15s
+    headers:
+      - {name: x-scope-orgid, value: team-a}
+      - {name: x-retries, value: 3}
     profiles_endpoint: https://1.2.3.4:1234/v1/profiles
   debug:
     verbosity: detailed
@@ -399,6 +402,7 @@ mod tests {
             })
         );
         assert_eq!(otlp.compression_params.level, Some(9));
+        assert_eq!(otlp.headers["header1"], "234", "a number is its text");
         assert_eq!(
             otlp.not_applied(),
             [
@@ -423,6 +427,14 @@ mod tests {
                 "batcher"
             ]
         );
+        assert_eq!(
+            http.headers,
+            std::collections::BTreeMap::from([
+                ("x-retries".to_owned(), "3".to_owned()),
+                ("x-scope-orgid".to_owned(), "team-a".to_owned())
+            ]),
+            "the Collector's list of {{name, value}}"
+        );
         let crate::export::ExporterConfig::Debug(debug) = &copied.export.exporters[2].1 else {
             panic!("a debug exporter");
         };
@@ -445,6 +457,16 @@ mod tests {
             let err = c.validate(p).unwrap_err().to_string();
             assert!(err.contains(wanted), "{block}: {err}");
         }
+        let err = parse_yaml::<GatewayConfig>(
+            p,
+            "export:\n  otlp:\n    endpoint: http://a:4317\n    headers:\n      - {name: a, value: x}\n      - {name: a, value: y}\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("given twice") && err.contains("line 5"),
+            "{err}"
+        );
         let err = parse_yaml::<GatewayConfig>(
             p,
             "export:\n  otlp:\n    endpoint: http://a:4317\n    compression: lz4\n",

@@ -50,6 +50,82 @@ impl<'de> serde::Deserialize<'de> for NotApplied {
     }
 }
 
+/// Reads an exporter's `headers` as the Collector writes them: a map (`{x-key: v}`), or
+/// a list of `{name, value}` (`configopaque.MapList`, the Collector's newer form). A value
+/// written as a number or a boolean (`header1: 234`) is its text, as the Collector reads
+/// it; a name given twice in a list is refused.
+pub(crate) fn deserialize_headers<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<std::collections::BTreeMap<String, String>, D::Error> {
+    use serde::de::{Error, MapAccess, SeqAccess, Visitor};
+    use std::collections::BTreeMap;
+
+    /// A scalar read as its text.
+    struct Text(String);
+    impl<'de> serde::Deserialize<'de> for Text {
+        fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            struct V;
+            impl Visitor<'_> for V {
+                type Value = Text;
+                fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                    f.write_str("a header value (text, a number or a boolean)")
+                }
+                fn visit_str<E: Error>(self, v: &str) -> Result<Text, E> {
+                    Ok(Text(v.to_owned()))
+                }
+                fn visit_i64<E: Error>(self, v: i64) -> Result<Text, E> {
+                    Ok(Text(v.to_string()))
+                }
+                fn visit_u64<E: Error>(self, v: u64) -> Result<Text, E> {
+                    Ok(Text(v.to_string()))
+                }
+                fn visit_f64<E: Error>(self, v: f64) -> Result<Text, E> {
+                    Ok(Text(v.to_string()))
+                }
+                fn visit_bool<E: Error>(self, v: bool) -> Result<Text, E> {
+                    Ok(Text(v.to_string()))
+                }
+            }
+            d.deserialize_any(V)
+        }
+    }
+
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Pair {
+        name: String,
+        value: Text,
+    }
+
+    struct Headers;
+    impl<'de> Visitor<'de> for Headers {
+        type Value = BTreeMap<String, String>;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a map of header names to values, or a list of {name, value}")
+        }
+        fn visit_unit<E: Error>(self) -> Result<Self::Value, E> {
+            Ok(BTreeMap::new())
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            let mut out = BTreeMap::new();
+            while let Some((k, Text(v))) = map.next_entry::<String, Text>()? {
+                out.insert(k, v);
+            }
+            Ok(out)
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+            let mut out = BTreeMap::new();
+            while let Some(Pair { name, value }) = seq.next_element::<Pair>()? {
+                if out.insert(name.clone(), value.0).is_some() {
+                    return Err(A::Error::custom(format!("header {name:?} is given twice")));
+                }
+            }
+            Ok(out)
+        }
+    }
+    d.deserialize_any(Headers)
+}
+
 /// An empty header value (an unset `${env:}` variable, an empty file).
 const EMPTY_HEADER: &str = "is empty (an unset ${env:…} variable or an empty file?)";
 

@@ -17,7 +17,8 @@ pub struct OtlpGrpcConfig {
     /// Backend address, `http://host:4317`, `https://host:4317` (TLS) or `host:4317`.
     pub endpoint: String,
     /// gRPC metadata sent with every request (e.g. auth tokens, tenant ids).
-    #[serde(default)]
+    /// Also written as the Collector's list of `{name, value}`.
+    #[serde(default, deserialize_with = "super::error::deserialize_headers")]
     pub headers: BTreeMap<String, String>,
     /// Timeout of one attempt. Default 10s.
     #[serde(default = "default_timeout", with = "humantime_serde")]
@@ -103,6 +104,20 @@ impl OtlpGrpcConfig {
         }
     }
 
+    /// The endpoint to dial: `endpoint` with gRPC's `dns:` resolver prefix taken off
+    /// (`dns:///host:4317`, `dns:host:4317`, as Collector configs write it for grpc-go),
+    /// which leaves `host:4317`: resolved by the system's resolver, one connection to one
+    /// of its addresses (`balancer_name` is not applied).
+    pub fn target(&self) -> &str {
+        let e = self.endpoint.as_str();
+        if let Some(rest) = e.strip_prefix("dns://") {
+            // `dns://[authority]/host:port`: the authority (a DNS server) is not used.
+            rest.split_once('/').map_or(rest, |(_, target)| target)
+        } else {
+            e.strip_prefix("dns:").unwrap_or(e)
+        }
+    }
+
     /// The `tls:` block in force: an endpoint without a scheme and without a block uses
     /// TLS with the system's roots, as the Collector's `otlp` exporter (its `tls` defaults
     /// to `insecure: false`), so that `endpoint: api.vendor.io:443` with an API key in
@@ -110,7 +125,7 @@ impl OtlpGrpcConfig {
     pub(crate) fn tls_block(&self) -> Option<tailgate_core::tls::ClientTlsConfig> {
         match &self.tls {
             Some(t) => Some(t.clone()),
-            None if !self.endpoint.contains("://") => Some(Default::default()),
+            None if !self.target().contains("://") => Some(Default::default()),
             None => None,
         }
     }
@@ -132,8 +147,8 @@ impl OtlpGrpcConfig {
 
     /// Checks the endpoint and headers without connecting.
     pub fn validate(&self) -> Result<(), SettingError> {
-        tailgate_core::endpoint::parse(&self.endpoint, tailgate_core::endpoint::Bare::AsHttp)?;
-        tailgate_core::tls::client_side(self.tls_block().as_ref(), &self.endpoint)?;
+        tailgate_core::endpoint::parse(self.target(), tailgate_core::endpoint::Bare::AsHttp)?;
+        tailgate_core::tls::client_side(self.tls_block().as_ref(), self.target())?;
         self.compression_params
             .check(self.compression)
             .map_err(SettingError::CompressionParams)?;
@@ -163,7 +178,7 @@ impl OtlpGrpcConfig {
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
         let client = GrpcClient::with_tls_config(
-            &self.endpoint,
+            self.target(),
             &headers,
             self.timeout,
             self.retry.clone(),

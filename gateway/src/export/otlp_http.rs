@@ -38,7 +38,8 @@ pub struct OtlpHttpConfig {
     #[serde(default)]
     pub traces_endpoint: Option<String>,
     /// HTTP headers sent with every request (auth tokens, tenant ids).
-    #[serde(default)]
+    /// Also written as the Collector's list of `{name, value}`.
+    #[serde(default, deserialize_with = "super::error::deserialize_headers")]
     pub headers: BTreeMap<String, String>,
     /// Timeout of one attempt. Default 10s.
     #[serde(

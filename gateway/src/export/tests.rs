@@ -229,6 +229,20 @@ fn exporter_settings_are_refused_by_kind() {
         &bare.endpoint
     )
     .unwrap());
+    // gRPC's dns: resolver prefix, as Collector configs write it, is the bare host:port.
+    for written in [
+        "dns:///tempo:4317",
+        "dns:tempo:4317",
+        "dns://10.0.0.2/tempo:4317",
+    ] {
+        let g = grpc(written);
+        assert_eq!(g.target(), "tempo:4317", "{written}");
+        g.validate().unwrap();
+        assert!(
+            g.tls_block().is_some(),
+            "{written}: TLS, as a bare endpoint"
+        );
+    }
     let http: OtlpHttpConfig = serde_yaml_ng::from_str("{traces_endpoint: 'b:4318'}").unwrap();
     assert!(matches!(http.validate(), Err(SettingError::Endpoint(_))));
     let none: OtlpHttpConfig = serde_yaml_ng::from_str("{}").unwrap();
