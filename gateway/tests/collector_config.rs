@@ -141,8 +141,8 @@ fn the_readme_ottl_example_matches_each_condition() {
     );
 }
 
-/// Scenario: a Collector config wrapped in an OpenTelemetryCollector resource, and in the
-/// Helm chart's values (found by a trial: "unknown field `apiVersion`").
+/// Scenario: a Collector config wrapped in an OpenTelemetryCollector resource, in a
+/// ConfigMap manifest, and in the Helm chart's values (found by a trial: "unknown field `apiVersion`").
 /// Guarantees: the error says what the file is and how to extract the config.
 #[test]
 fn wrapped_collector_configs_say_how_to_extract_them() {
@@ -155,6 +155,12 @@ fn wrapped_collector_configs_say_how_to_extract_them() {
     assert!(
         cr.contains("OpenTelemetryCollector resource") && cr.contains("spec.config"),
         "{cr}"
+    );
+    let cm = err("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: otel}\ndata:\n  relay: |\n    processors:\n      tail_sampling: {policies: []}\n");
+    assert!(
+        cm.contains("Kubernetes ConfigMap (data keys: relay)")
+            && cm.contains("jsonpath='{.data.relay}'"),
+        "{cm}"
     );
     let helm = err("mode: deployment\nconfig:\n  processors:\n    tail_sampling: {policies: []}\n");
     assert!(

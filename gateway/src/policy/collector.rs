@@ -33,8 +33,8 @@ pub(crate) enum Shape {
 }
 
 /// Where a Collector config sits inside a file that is not one: the OpenTelemetry
-/// Operator's `OpenTelemetryCollector` resource (`spec.config`) or the Collector Helm
-/// chart's values (`config:`). Tailgate reads the config itself; the hint says how to get
+/// Operator's `OpenTelemetryCollector` resource (`spec.config`), a Kubernetes ConfigMap
+/// (a `data` key) or the Collector Helm chart's values (`config:`). Tailgate reads the config itself; the hint says how to get
 /// it out.
 fn wrapped_config_hint(top: &serde_yaml_ng::Value) -> Option<String> {
     if top.get("processors").is_some() || top.get("policies").is_some() {
@@ -43,6 +43,18 @@ fn wrapped_config_hint(top: &serde_yaml_ng::Value) -> Option<String> {
     let kind = top.get("kind").and_then(|k| k.as_str());
     if top.get("apiVersion").is_some() && kind == Some("OpenTelemetryCollector") {
         return Some("this is an OpenTelemetryCollector resource; Tailgate reads the Collector config inside it: extract spec.config into a file (`yq '.spec.config' FILE`, or `kubectl get otelcol NAME -o jsonpath='{.spec.config}'`) and pass that".into());
+    }
+    if top.get("apiVersion").is_some() && kind == Some("ConfigMap") {
+        let keys: Vec<&str> = top
+            .get("data")
+            .and_then(|d| d.as_mapping())
+            .map(|m| m.keys().filter_map(|k| k.as_str()).collect())
+            .unwrap_or_default();
+        let key = keys.first().copied().unwrap_or("KEY");
+        return Some(format!(
+            "this is a Kubernetes ConfigMap (data keys: {}); Tailgate reads the file one of its keys holds: mount the ConfigMap (each key becomes a file) and pass that file, or extract it (`yq '.data[\"{key}\"]' FILE`, or `kubectl get configmap NAME -o jsonpath='{{.data.{key}}}'`)",
+            if keys.is_empty() { "none".into() } else { keys.join(", ") }
+        ));
     }
     let config = top.get("config")?;
     if config.get("processors").is_some() || config.get("service").is_some() {
