@@ -107,6 +107,23 @@ pub fn load_yaml<T: DeserializeOwned>(path: &Path) -> Result<T, ConfigError> {
     parse_yaml(path, &text)
 }
 
+/// Whether a config file that did not parse is a whole OpenTelemetry Collector config
+/// (`receivers`/`exporters`/`service` at the top, none of Tailgate's keys), so that the
+/// binary can say what to pass instead of "unknown field `exporters`".
+pub fn is_collector_config(path: &Path) -> bool {
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return false;
+    };
+    let Ok(top) = serde_yaml_ng::from_str::<serde_yaml_ng::Value>(&text) else {
+        return false;
+    };
+    ["receivers", "exporters", "service"]
+        .iter()
+        .filter(|k| top.get(**k).is_some())
+        .count()
+        >= 2
+}
+
 /// Deserializes YAML text; `path` is only used in errors. An empty document is read as an
 /// empty mapping, so that every key takes its default. The text is first read as the
 /// Collector reads its configs (see [`collector_text`]), with values from the process

@@ -168,7 +168,19 @@ impl GatewayConfig {
 
     /// Loads and validates a config file.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let c: GatewayConfig = load_yaml(path)?;
+        let c: GatewayConfig = load_yaml(path).map_err(|e| match e {
+            ConfigError::Parse { .. } if tailgate_core::config::is_collector_config(path) => {
+                ConfigError::Invalid {
+                    path: path.to_owned(),
+                    key: "(top level)".into(),
+                    message: "this is a Collector config: pass it as --policies (its \
+                              tail_sampling processor is used); --config takes the \
+                              gateway's own (receive, buffer, export: docs/configuration.md)"
+                        .into(),
+                }
+            }
+            e => e,
+        })?;
         c.validate(path)?;
         Ok(c)
     }

@@ -38,7 +38,11 @@ pub struct PeersConfig {
     #[serde(rename = "self", default)]
     pub advertise: Option<String>,
     /// A fixed list of the gateways' OTLP/gRPC addresses (this one included).
-    #[serde(rename = "static", default)]
+    #[serde(
+        rename = "static",
+        default,
+        deserialize_with = "tailgate_core::members::deserialize_static"
+    )]
     pub static_list: Vec<String>,
     /// Discover the gateways through DNS, with the same settings as the routers.
     #[serde(default)]

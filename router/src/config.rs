@@ -62,8 +62,13 @@ fn default_metrics() -> Option<SocketAddr> {
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct MembersConfig {
-    /// A fixed list of gateway OTLP/gRPC addresses (`host:port`).
-    #[serde(rename = "static", default)]
+    /// A fixed list of gateway OTLP/gRPC addresses (`host:port`; a host alone is given
+    /// port 4317, as the Collector's `loadbalancing` exporter does).
+    #[serde(
+        rename = "static",
+        default,
+        deserialize_with = "tailgate_core::members::deserialize_static"
+    )]
     pub static_list: Vec<String>,
     /// Discover the gateways through DNS (a Kubernetes headless Service).
     #[serde(default)]
@@ -202,7 +207,20 @@ impl Default for ForwardConfig {
 impl RouterConfig {
     /// Loads and validates a config file.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let config: RouterConfig = load_yaml(path)?;
+        let config: RouterConfig = load_yaml(path).map_err(|e| match e {
+            ConfigError::Parse { .. } if tailgate_core::config::is_collector_config(path) => {
+                ConfigError::Invalid {
+                    path: path.to_owned(),
+                    key: "(top level)".into(),
+                    message: "this is a Collector config; the router reads its own (receive, \
+                              members, forward: docs/configuration.md). A loadbalancing \
+                              exporter's resolver.static.hostnames become members.static, \
+                              its resolver.dns.hostname members.dns.name"
+                        .into(),
+                }
+            }
+            e => e,
+        })?;
         config.validate(path)?;
         Ok(config)
     }
@@ -302,6 +320,30 @@ mod tests {
         Ok(c)
     }
 
+    /// Scenario: a loadbalancing exporter's habits: static members written as hostnames
+    /// alone, and a whole Collector config given as the router's.
+    /// Guarantees: a host alone is dialled on 4317; the Collector config is refused with
+    /// what to write instead, not "unknown field".
+    #[test]
+    fn collector_habits_are_understood() {
+        let c = parse("members:\n  static: [gateway-1, '10.0.0.8:4400']\n").unwrap();
+        assert_eq!(c.members.static_list, ["gateway-1:4317", "10.0.0.8:4400"]);
+        let path =
+            std::env::temp_dir().join(format!("tailgate-router-otel-{}.yaml", std::process::id()));
+        std::fs::write(
+            &path,
+            "receivers:\n  otlp: {protocols: {grpc: {}}}\nexporters:\n  loadbalancing:\n    resolver:\n      static: {hostnames: [gateway-1]}\nservice: {}\n",
+        )
+        .unwrap();
+        let err = RouterConfig::load(&path).unwrap_err();
+        std::fs::remove_file(&path).unwrap();
+        assert!(
+            matches!(&err, ConfigError::Invalid { key, message, .. }
+                if key == "(top level)" && message.contains("members.static")),
+            "{err}"
+        );
+    }
+
     #[test]
     fn minimal_config_takes_defaults() {
         let c = parse("members:\n  static: [127.0.0.2:4317]\n").unwrap();
@@ -329,7 +371,7 @@ mod tests {
             .to_string();
         assert!(err.starts_with("router.yaml:"), "{err}");
         assert!(err.contains("forwrd") && err.contains("line 3"), "{err}");
-        let err = parse("members:\n  static: [a:1, nope]\n")
+        let err = parse("members:\n  static: [a:1, 'nope:']\n")
             .unwrap_err()
             .to_string();
         assert!(err.contains("members.static[1]"), "{err}");

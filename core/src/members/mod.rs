@@ -6,3 +6,43 @@ pub mod dns;
 
 pub use crate::ring::normalise;
 pub use dns::{DiscoveryStats, DnsConfig, DnsDiscovery};
+
+/// The port a static member written without one is dialled on: OTLP/gRPC's, as the
+/// Collector's `loadbalancing` exporter assumes for its static hostnames.
+pub const DEFAULT_MEMBER_PORT: u16 = 4317;
+
+/// Reads a static member list (`members.static`, `peers.static`), giving an entry
+/// written without a port (`gateway-1`, `10.0.0.7`, `[::1]`) [`DEFAULT_MEMBER_PORT`], so
+/// that routers and gateways place the same `host:port` on their rings.
+pub fn deserialize_static<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    let list = <Option<Vec<String>> as serde::Deserialize>::deserialize(d)?.unwrap_or_default();
+    Ok(list.into_iter().map(with_default_port).collect())
+}
+
+fn with_default_port(member: String) -> String {
+    let bracketed = member.starts_with('[') && member.ends_with(']');
+    if bracketed || (!member.is_empty() && !member.contains(':')) {
+        format!("{member}:{DEFAULT_MEMBER_PORT}")
+    } else {
+        member
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_member_without_a_port_gets_otlp_grpc_s() {
+        for (written, read) in [
+            ("gateway-1", "gateway-1:4317"),
+            ("10.0.0.7", "10.0.0.7:4317"),
+            ("[::1]", "[::1]:4317"),
+            ("gateway-1:4400", "gateway-1:4400"),
+            ("[::1]:4400", "[::1]:4400"),
+            ("", ""),
+        ] {
+            assert_eq!(with_default_port(written.to_owned()), read, "{written}");
+        }
+    }
+}
