@@ -546,6 +546,8 @@ fn call<'a>(
         Func::TraceId | Func::SpanId => {
             return Err(OttlError::Eval(format!("{} takes a literal", func.name())))
         }
+        Func::Bool => to_bool(arg(0)?)?,
+        Func::IsInCidr => is_in_cidr(args, arg(0)?, input)?,
         Func::Substring => {
             let (start, length) = (arg(1)?, arg(2)?);
             // A literal (checked at load).
@@ -800,6 +802,144 @@ fn to_int<'a>(v: Value<'_>) -> Result<Value<'a>, OttlError> {
             ))
         }
     })
+}
+
+/// `Bool(v)`, as pkg/ottl's `BoolLikeGetter`: `nil` stays `nil`; a number is true when not
+/// 0; a string is read as Go's `strconv.ParseBool` reads it (`1`, `t`, `T`, `TRUE`,
+/// `true`, `True` and their false forms), anything else an error, as is a value of another
+/// kind.
+fn to_bool<'a>(v: Value<'_>) -> Result<Value<'a>, OttlError> {
+    Ok(match v {
+        Value::Nil => Value::Nil,
+        Value::Bool(b) => Value::Bool(b),
+        Value::Int(i) => Value::Bool(i != 0),
+        Value::Float(f) => Value::Bool(f != 0.0),
+        Value::Str(s) => match &s[..] {
+            b"1" | b"t" | b"T" | b"TRUE" | b"true" | b"True" => Value::Bool(true),
+            b"0" | b"f" | b"F" | b"FALSE" | b"false" | b"False" => Value::Bool(false),
+            _ => {
+                return Err(OttlError::Eval(format!(
+                    "Bool: {:?} is not a boolean",
+                    String::from_utf8_lossy(&s)
+                )))
+            }
+        },
+        other => {
+            return Err(expects(
+                Func::Bool,
+                "a boolean, a number or a string",
+                &other,
+            ))
+        }
+    })
+}
+
+/// An IP network as Go's `net.ParseCIDR` reads it and `IPNet.Contains` tests it: IPv4 as
+/// four bytes, and an IPv4-mapped IPv6 network (`::ffff:10.0.0.0/104`) as the IPv4 network
+/// it maps (prefix less 96), so that it holds IPv4 addresses, as in Go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cidr {
+    net: Vec<u8>,
+    prefix: u32,
+}
+
+impl Cidr {
+    /// `addr/prefix`, or `None` when it is not one.
+    pub fn parse(text: &str) -> Option<Cidr> {
+        let (addr, prefix) = text.split_once('/')?;
+        if prefix.is_empty() || !prefix.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        let prefix: u32 = prefix.parse().ok()?;
+        match addr.parse::<std::net::IpAddr>().ok()? {
+            std::net::IpAddr::V4(v4) => (prefix <= 32).then(|| Cidr {
+                net: v4.octets().to_vec(),
+                prefix,
+            }),
+            std::net::IpAddr::V6(v6) if prefix <= 128 => Some(match v6.to_ipv4_mapped() {
+                Some(v4) => Cidr {
+                    net: v4.octets().to_vec(),
+                    prefix: prefix.saturating_sub(96),
+                },
+                None => Cidr {
+                    net: v6.octets().to_vec(),
+                    prefix,
+                },
+            }),
+            std::net::IpAddr::V6(_) => None,
+        }
+    }
+
+    /// Whether `ip` (four or sixteen bytes, IPv4-mapped addresses as four) is in it.
+    fn contains(&self, ip: &[u8]) -> bool {
+        if ip.len() != self.net.len() {
+            return false;
+        }
+        let whole = (self.prefix / 8) as usize;
+        let rest = self.prefix % 8;
+        ip[..whole] == self.net[..whole]
+            && (rest == 0 || (ip[whole] ^ self.net[whole]) >> (8 - rest) == 0)
+    }
+}
+
+/// An address as Go's `net.ParseIP` reads it, IPv4-mapped IPv6 as IPv4.
+fn ip_bytes(text: &str) -> Option<Vec<u8>> {
+    Some(match text.parse::<std::net::IpAddr>().ok()? {
+        std::net::IpAddr::V4(v4) => v4.octets().to_vec(),
+        std::net::IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => v4.octets().to_vec(),
+            None => v6.octets().to_vec(),
+        },
+    })
+}
+
+/// `IsInCIDR(target, networks)`: the target must be a string (else an error, as pkg/ottl's
+/// `StringGetter`); one that is not an IP address is in no network; a network that is not
+/// a CIDR is an error.
+fn is_in_cidr<'a>(
+    args: &'a [Expr],
+    target: Value<'_>,
+    input: &SpanInput<'a>,
+) -> Result<Value<'a>, OttlError> {
+    let Value::Str(target) = target else {
+        return Err(expects(Func::IsInCidr, "a string", &target));
+    };
+    let Some(ip) = std::str::from_utf8(&target).ok().and_then(ip_bytes) else {
+        return Ok(Value::Bool(false));
+    };
+    let within = |net: &Value<'_>| -> Result<bool, OttlError> {
+        let Value::Str(net) = net else {
+            return Err(expects(Func::IsInCidr, "networks of strings", net));
+        };
+        let text = String::from_utf8_lossy(net);
+        Cidr::parse(&text)
+            .map(|c| c.contains(&ip))
+            .ok_or_else(|| OttlError::Eval(format!("IsInCIDR: invalid CIDR address: {text}")))
+    };
+    if let Some(Expr::List(items)) = args.get(1) {
+        for i in items {
+            if within(&value(i, input)?)? {
+                return Ok(Value::Bool(true));
+            }
+        }
+        return Ok(Value::Bool(false));
+    }
+    let networks = match args.get(1) {
+        Some(e) => value(e, input)?,
+        None => Value::Nil,
+    };
+    match networks {
+        Value::List(msg) => {
+            for item in list_items(msg) {
+                if within(&any_value(item))? {
+                    return Ok(Value::Bool(true));
+                }
+            }
+            Ok(Value::Bool(false))
+        }
+        Value::Nil => Err(OttlError::Eval("IsInCIDR: networks cannot be nil".into())),
+        other => Err(expects(Func::IsInCidr, "a list of networks", &other)),
+    }
 }
 
 /// `Double(v)`, as pkg/ottl's `FloatLikeGetter`: `nil` stays `nil`; a string that is not a

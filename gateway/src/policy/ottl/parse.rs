@@ -189,6 +189,10 @@ pub enum Func {
     TraceId,
     /// `SpanID(0x…)` or `SpanID("hex")` (a literal, built at load)
     SpanId,
+    /// `Bool(v)`
+    Bool,
+    /// `IsInCIDR(target, ["10.0.0.0/8", …])`
+    IsInCidr,
 }
 
 impl Func {
@@ -311,6 +315,8 @@ const FUNCS: &[(&str, Func, usize, usize)] = &[
     ("Index", Func::Index, 2, 2),
     ("TraceID", Func::TraceId, 1, 1),
     ("SpanID", Func::SpanId, 1, 1),
+    ("Bool", Func::Bool, 1, 1),
+    ("IsInCIDR", Func::IsInCidr, 2, 2),
 ];
 
 /// A parsed expression.
@@ -957,6 +963,28 @@ impl Parser<'_> {
                 at,
                 "Substring's utf8Safe must be true or false",
             ));
+        }
+        if func == Func::IsInCidr {
+            // Literal networks are checked here, as pkg/ottl parses them at load.
+            match &args[1] {
+                Expr::List(items) => {
+                    for item in items {
+                        if let Expr::Str(net) = item {
+                            if super::eval::Cidr::parse(net).is_none() {
+                                return Err(err(
+                                    self.src,
+                                    at,
+                                    &format!("IsInCIDR: invalid CIDR address: {net}"),
+                                ));
+                            }
+                        }
+                    }
+                }
+                Expr::Str(_) | Expr::Int(_) | Expr::Float(_) | Expr::Bool(_) | Expr::Nil => {
+                    return Err(err(self.src, at, "IsInCIDR's networks must be a list"))
+                }
+                _ => {}
+            }
         }
         if let Func::TraceId | Func::SpanId = func {
             return id_literal(func, &args[0]).map_err(|m| err(self.src, at, &m));

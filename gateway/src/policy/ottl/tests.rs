@@ -45,6 +45,8 @@ fn sample() -> Encoded {
             kv("http.route", s("/api/users")),
             kv("ratio", any_value::Value::DoubleValue(0.5)),
             kv("cached", any_value::Value::BoolValue(false)),
+            kv("client.address", s("10.1.2.3")),
+            kv("server.address", s("::ffff:192.168.1.7")),
             kv(
                 "tags",
                 any_value::Value::ArrayValue(ArrayValue {
@@ -213,6 +215,16 @@ fn span_conditions_decide_as_ottl() {
         r#"Substring(name, 0, 3) == "GET" and Substring(name, 4, 10) == "/api/users""#,
         r#"Substring("héllo", 1, 2) == "é" and Substring("héllo", 1, 1, true) == "é""#,
         r#"Substring("héllo", 0, 5, true) == "héllo" and Substring("héllo", 3, 3, false) == "llo""#,
+        // Bool as pkg/ottl's BoolLikeGetter: numbers not 0, Go's ParseBool words.
+        r#"Bool(attributes["cached"]) == false and Bool(attributes["http.response.status_code"])"#,
+        r#"Bool("T") and Bool("1") and not Bool("False") and Bool(0.5) and not Bool(0)"#,
+        r#"Bool(attributes["missing"]) == nil"#,
+        // IsInCIDR as Go's net.ParseCIDR and IPNet.Contains: IPv4-mapped as IPv4.
+        r#"IsInCIDR(attributes["client.address"], ["192.168.0.0/16", "10.0.0.0/8"])"#,
+        r#"IsInCIDR(attributes["client.address"], ["10.1.2.0/23"])"#,
+        r#"IsInCIDR(attributes["server.address"], ["192.168.1.0/24"])"#,
+        r#"IsInCIDR("192.168.1.7", ["::ffff:192.168.1.0/120"])"#,
+        r#"IsInCIDR("2001:db8::1", ["2001:db8::/32"])"#,
     ] {
         assert!(t(yes), "{yes} should hold");
     }
@@ -228,6 +240,11 @@ fn span_conditions_decide_as_ottl() {
         r#"IsMatch(attributes["missing"], ".*")"#,
         "trace_id == 0x01010101010101010101010101010101",
         "trace_id == span_id",
+        r#"IsInCIDR(attributes["client.address"], ["10.1.4.0/23", "2001:db8::/32"])"#,
+        r#"IsInCIDR(name, ["0.0.0.0/0"])"#, // not an address: in no network
+        r#"IsInCIDR("2001:db8::1", ["0.0.0.0/0"])"#,
+        r#"IsInCIDR("10.0.0.1", [])"#,
+        r#"IsInCIDR("010.0.0.1", ["0.0.0.0/0"])"#, // Go refuses leading zeros
     ] {
         assert!(!t(no), "{no} should not hold");
     }
@@ -359,6 +376,12 @@ fn evaluation_errors_are_errors() {
         "String(Unix(-62167219201)) == nil",
         r#"Len(attributes["ratio"]) == 1"#,
         r#"HasPrefix(attributes["ratio"], "a")"#,
+        r#"Bool("yes") == true"#,
+        r#"Bool(attributes["tags"]) == true"#,
+        r#"IsInCIDR(attributes["ratio"], ["10.0.0.0/8"])"#,
+        r#"IsInCIDR(attributes["missing"], ["10.0.0.0/8"])"#,
+        r#"IsInCIDR(attributes["client.address"], [name])"#,
+        r#"IsInCIDR(attributes["client.address"], attributes["missing"])"#,
         r#"HasPrefix(attributes["missing"], "a")"#,
         r#"ToLowerCase(attributes["missing"]) == "a""#,
         r#"Len(attributes["missing"]) == 0"#,
@@ -419,6 +442,12 @@ fn mistakes_are_refused_at_load_with_their_position() {
         .1
         .contains("unknown function Foo"));
     assert_eq!(col(Context::Span, "name == \"x\" and Foo(name)").0, 17);
+    assert!(col(Context::Span, r#"IsInCIDR(name, ["10.0.0.0/33"])"#)
+        .1
+        .contains("invalid CIDR address: 10.0.0.0/33"));
+    assert!(col(Context::Span, r#"IsInCIDR(name, "10.0.0.0/8")"#)
+        .1
+        .contains("must be a list"));
     assert!(col(Context::Span, "kind == SPAN_KIND_WHATEVER")
         .1
         .contains("unknown enum"));
