@@ -158,7 +158,13 @@ fn versions(
     let parse = |key: &'static str, v: &Option<String>, default: u8| -> Result<u8, TlsError> {
         match v.as_deref().map(str::trim) {
             None | Some("") => Ok(default),
-            Some("1.0" | "1.1" | "1.2") => Ok(2),
+            Some(old @ ("1.0" | "1.1")) => {
+                tracing::warn!(
+                    "tls: {key} {old:?} reads as \"1.2\": rustls speaks TLS 1.2 and 1.3 only."
+                );
+                Ok(2)
+            }
+            Some("1.2") => Ok(2),
             Some("1.3") => Ok(3),
             Some(other) => Err(TlsError::Version {
                 key,
