@@ -451,12 +451,13 @@ mod tests {
             panic!("a debug exporter");
         };
         assert_eq!(debug.not_applied(), ["verbosity", "sampling_initial"]);
-        // `--check` and the start name them, per exporter.
+        // `--check` and the start name them, per exporter, after the bare endpoint's TLS.
         let warnings = copied.export.warnings();
-        assert_eq!(warnings.len(), 3, "{warnings:?}");
+        assert_eq!(warnings.len(), 4, "{warnings:?}");
+        assert!(warnings[0].contains("has no scheme"), "{warnings:?}");
         assert!(
-            warnings[0].starts_with("export.otlp: ")
-                && warnings[0].contains("balancer_name, read_buffer_size"),
+            warnings[1].starts_with("export.otlp: ")
+                && warnings[1].contains("balancer_name, read_buffer_size"),
             "{warnings:?}"
         );
         // A level the compression does not take, and JSON bodies, are refused by name.

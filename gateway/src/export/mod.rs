@@ -140,28 +140,42 @@ impl<'de> Deserialize<'de> for ExportConfig {
 }
 
 impl ExportConfig {
-    /// What the config asks for that is not done: the Collector keys each exporter accepts
-    /// and does not apply. Printed by `--check` and logged at start.
+    /// What the operator should know: an `otlp` endpoint without a scheme (TLS, as in the
+    /// Collector), and the Collector keys each exporter accepts and does not apply.
+    /// Printed by `--check` and logged at start.
     pub fn warnings(&self) -> Vec<String> {
-        self.exporters
-            .iter()
-            .filter_map(|(key, cfg)| {
-                let keys = match cfg {
-                    ExporterConfig::OtlpGrpc(c) => c.not_applied(),
-                    ExporterConfig::OtlpHttp(c) => c.not_applied(),
-                    ExporterConfig::Debug(c) => c.not_applied(),
+        let bare_tls = self.exporters.iter().filter_map(|(key, cfg)| match cfg {
+            ExporterConfig::OtlpGrpc(c) if c.tls.is_none() && !c.target().contains("://") => {
+                Some(format!(
+                    "export.{key}: endpoint {:?} has no scheme: it is dialled with TLS and the \
+                     system's roots, as the Collector's otlp exporter does; write http://… \
+                     (or tls: {{insecure: true}}) for a plaintext backend",
+                    c.endpoint
+                ))
+            }
+            _ => None,
+        });
+        let not_applied = self.exporters.iter().filter_map(|(key, cfg)| {
+            let keys = match cfg {
+                ExporterConfig::OtlpGrpc(c) => c.not_applied(),
+                ExporterConfig::OtlpHttp(c) => c.not_applied(),
+                ExporterConfig::Debug(c) => c.not_applied(),
+            };
+            (!keys.is_empty()).then(|| {
+                let queue = if keys.contains(&"sending_queue") {
+                    "; kept spans queue in memory (queue_bytes), a sending_queue's \
+                         storage is not used"
+                } else {
+                    ""
                 };
-                (!keys.is_empty()).then(|| {
-                    format!(
-                        "export.{key}: Collector keys accepted but not applied: {}. This \
-                         exporter queues queue_bytes of spans in memory (a sending_queue's \
-                         storage is not used), batches by batch and tunes its own \
-                         connection (docs/configuration.md).",
-                        keys.join(", ")
-                    )
-                })
+                format!(
+                    "export.{key}: Collector keys accepted but not applied: {}{queue} \
+                         (docs/configuration.md says what this exporter does instead)",
+                    keys.join(", ")
+                )
             })
-            .collect()
+        });
+        bare_tls.chain(not_applied).collect()
     }
 
     /// One OTLP/gRPC exporter.

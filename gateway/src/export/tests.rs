@@ -213,6 +213,14 @@ fn exporter_settings_are_refused_by_kind() {
     // use show it: a `tls:` block that says `insecure: true` is plaintext again.
     let bare = grpc("api.vendor.example:443");
     assert!(bare.tls_block().is_some_and(|t| !t.insecure));
+    let warned = ExportConfig::otlp_grpc(bare.clone()).warnings();
+    assert!(
+        warned.len() == 1 && warned[0].contains("has no scheme") && warned[0].contains("TLS"),
+        "{warned:?}"
+    );
+    assert!(ExportConfig::otlp_grpc(grpc("http://b:4317"))
+        .warnings()
+        .is_empty());
     assert!(grpc("http://b:4317").tls_block().is_none());
     let mut insecure = grpc("tempo:4317");
     insecure.tls = Some(tailgate_core::tls::ClientTlsConfig {
