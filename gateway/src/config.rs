@@ -368,6 +368,7 @@ mod tests {
             "export:
   otlp:
     endpoint: 1.2.3.4:1234
+    tls: {insecure: true}
     compression: gzip
     compression_params: {level: 9}
     headers: {header1: 234, another: somevalue}
@@ -451,15 +452,15 @@ mod tests {
             panic!("a debug exporter");
         };
         assert_eq!(debug.not_applied(), ["verbosity", "sampling_initial"]);
-        // `--check` and the start name them, per exporter, after the bare endpoint's TLS.
+        // `--check` and the start name them, per exporter.
         let warnings = copied.export.warnings();
-        assert_eq!(warnings.len(), 4, "{warnings:?}");
-        assert!(warnings[0].contains("has no scheme"), "{warnings:?}");
+        assert_eq!(warnings.len(), 3, "{warnings:?}");
         assert!(
-            warnings[1].starts_with("export.otlp: ")
-                && warnings[1].contains("balancer_name, read_buffer_size"),
+            warnings[0].starts_with("export.otlp: ")
+                && warnings[0].contains("balancer_name, read_buffer_size"),
             "{warnings:?}"
         );
+        assert!(warnings[1].contains("storage is not used"), "{warnings:?}");
         // A level the compression does not take, and JSON bodies, are refused by name.
         for (block, wanted) in [
             ("otlp: {endpoint: 'http://a:4317', compression: gzip, compression_params: {level: 12}}", "level 12"),
@@ -589,7 +590,7 @@ mod tests {
         let p = Path::new("gateway.yaml");
         let c: GatewayConfig = parse_yaml(
             p,
-            "receive: {grpc: 'localhost:4317', http: ':4318'}\nmetrics: localhost:8888\nexport:\n  otlp: {endpoint: 'tempo:4317'}\n  otlphttp/archive: {endpoint: 'http://archive:4318'}\n",
+            "receive: {grpc: 'localhost:4317', http: ':4318'}\nmetrics: localhost:8888\nexport:\n  otlp: {endpoint: 'tempo:4317', tls: {insecure: true}}\n  otlphttp/archive: {endpoint: 'http://archive:4318'}\n",
         )
         .unwrap();
         c.validate(p).unwrap();

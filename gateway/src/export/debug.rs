@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 
 use serde::Deserialize;
 
-use super::error::NotApplied;
+use super::keys::NotApplied;
 
 /// `export.debug[/name]`.
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq, Default)]

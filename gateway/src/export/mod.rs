@@ -28,6 +28,7 @@
 pub mod batch;
 pub mod debug;
 pub mod error;
+pub mod keys;
 pub mod otlp_grpc;
 pub mod otlp_http;
 
@@ -140,21 +141,9 @@ impl<'de> Deserialize<'de> for ExportConfig {
 }
 
 impl ExportConfig {
-    /// What the operator should know: an `otlp` endpoint without a scheme (TLS, as in the
-    /// Collector), and the Collector keys each exporter accepts and does not apply.
-    /// Printed by `--check` and logged at start.
+    /// What the operator should know: the Collector keys each exporter accepts and does
+    /// not apply. Printed by `--check` and logged at start.
     pub fn warnings(&self) -> Vec<String> {
-        let bare_tls = self.exporters.iter().filter_map(|(key, cfg)| match cfg {
-            ExporterConfig::OtlpGrpc(c) if c.tls.is_none() && !c.target().contains("://") => {
-                Some(format!(
-                    "export.{key}: endpoint {:?} has no scheme: it is dialled with TLS and the \
-                     system's roots, as the Collector's otlp exporter does; write http://… \
-                     (or tls: {{insecure: true}}) for a plaintext backend",
-                    c.endpoint
-                ))
-            }
-            _ => None,
-        });
         let not_applied = self.exporters.iter().filter_map(|(key, cfg)| {
             let keys = match cfg {
                 ExporterConfig::OtlpGrpc(c) => c.not_applied(),
@@ -175,7 +164,7 @@ impl ExportConfig {
                 )
             })
         });
-        bare_tls.chain(not_applied).collect()
+        not_applied.collect()
     }
 
     /// One OTLP/gRPC exporter.

@@ -8,7 +8,8 @@ use tailgate_core::forward::{
     Compression, CompressionParams, ForwardError, GrpcClient, Keepalive, RetryConfig,
 };
 
-use super::error::{header_problem, NotApplied, SettingError};
+use super::error::{header_problem, SettingError};
+use super::keys::NotApplied;
 
 /// `export.otlp_grpc[/name]`.
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
@@ -18,7 +19,7 @@ pub struct OtlpGrpcConfig {
     pub endpoint: String,
     /// gRPC metadata sent with every request (e.g. auth tokens, tenant ids).
     /// Also written as the Collector's list of `{name, value}`.
-    #[serde(default, deserialize_with = "super::error::deserialize_headers")]
+    #[serde(default, deserialize_with = "super::keys::deserialize_headers")]
     pub headers: BTreeMap<String, String>,
     /// Timeout of one attempt. Default 10s.
     #[serde(default = "default_timeout", with = "humantime_serde")]
@@ -71,8 +72,9 @@ pub struct OtlpGrpcConfig {
     pub batcher: Option<NotApplied>,
     /// TLS (the Collector's `configtls` client keys). `https://` endpoints always use
     /// TLS (the system's roots unless `ca_file`), `http://` ones never; an endpoint
-    /// without a scheme uses TLS unless this block says `insecure: true`, as the
-    /// Collector's.
+    /// without a scheme uses TLS unless this block says `insecure: true`, and needs the
+    /// block: without it the Collector would dial TLS and Tailgate once dialled plaintext,
+    /// so it is refused rather than guessed.
     #[serde(default)]
     pub tls: Option<tailgate_core::tls::ClientTlsConfig>,
 }
@@ -118,16 +120,9 @@ impl OtlpGrpcConfig {
         }
     }
 
-    /// The `tls:` block in force: an endpoint without a scheme and without a block uses
-    /// TLS with the system's roots, as the Collector's `otlp` exporter (its `tls` defaults
-    /// to `insecure: false`), so that `endpoint: api.vendor.io:443` with an API key in
-    /// `headers` never goes out in clear. `tls: {insecure: true}` speaks plaintext.
+    /// The `tls:` block in force: the one written, if any.
     pub(crate) fn tls_block(&self) -> Option<tailgate_core::tls::ClientTlsConfig> {
-        match &self.tls {
-            Some(t) => Some(t.clone()),
-            None if !self.target().contains("://") => Some(Default::default()),
-            None => None,
-        }
+        self.tls.clone()
     }
 
     /// The Collector keys set in this block that are accepted and not applied.
@@ -147,6 +142,9 @@ impl OtlpGrpcConfig {
 
     /// Checks the endpoint and headers without connecting.
     pub fn validate(&self) -> Result<(), SettingError> {
+        if self.tls.is_none() && !self.target().contains("://") {
+            return Err(SettingError::BareEndpoint(self.endpoint.clone()));
+        }
         tailgate_core::endpoint::parse(self.target(), tailgate_core::endpoint::Bare::AsHttp)?;
         tailgate_core::tls::client_side(self.tls_block().as_ref(), self.target())?;
         self.compression_params

@@ -19,7 +19,8 @@ use tailgate_core::forward::{
 use tailgate_core::retry::{Failed, Retrier};
 use tailgate_core::tls::{ClientTls, Transport};
 
-use super::error::{header_problem, NotApplied, SettingError};
+use super::error::{header_problem, SettingError};
+use super::keys::NotApplied;
 
 /// Longest a connection to the backend may take to open: at most this, and well inside
 /// the request's `timeout` (60% of it), so that a backend that cannot be reached ends an
@@ -39,7 +40,7 @@ pub struct OtlpHttpConfig {
     pub traces_endpoint: Option<String>,
     /// HTTP headers sent with every request (auth tokens, tenant ids).
     /// Also written as the Collector's list of `{name, value}`.
-    #[serde(default, deserialize_with = "super::error::deserialize_headers")]
+    #[serde(default, deserialize_with = "super::keys::deserialize_headers")]
     pub headers: BTreeMap<String, String>,
     /// Timeout of one attempt. Default 10s.
     #[serde(

@@ -208,33 +208,31 @@ fn exporter_settings_are_refused_by_kind() {
         contradiction.validate(),
         Err(SettingError::Tls(_))
     ));
-    // An endpoint without a scheme and without a `tls:` block is TLS, as the Collector's
-    // otlp exporter: its API key does not go out in clear. Settings only plaintext can
-    // use show it: a `tls:` block that says `insecure: true` is plaintext again.
+    // An endpoint without a scheme needs a `tls:` block saying which: the Collector dials
+    // it with TLS and Tailgate once did in plaintext, so an API key in `headers` could go
+    // out in clear, or a working export break, on a guess.
     let bare = grpc("api.vendor.example:443");
-    assert!(bare.tls_block().is_some_and(|t| !t.insecure));
-    let warned = ExportConfig::otlp_grpc(bare.clone()).warnings();
-    assert!(
-        warned.len() == 1 && warned[0].contains("has no scheme") && warned[0].contains("TLS"),
-        "{warned:?}"
-    );
-    assert!(ExportConfig::otlp_grpc(grpc("http://b:4317"))
-        .warnings()
-        .is_empty());
-    assert!(grpc("http://b:4317").tls_block().is_none());
+    assert!(matches!(
+        bare.validate(),
+        Err(SettingError::BareEndpoint(e)) if e == "api.vendor.example:443"
+    ));
     let mut insecure = grpc("tempo:4317");
     insecure.tls = Some(tailgate_core::tls::ClientTlsConfig {
         insecure: true,
         ..Default::default()
     });
+    insecure.validate().unwrap();
     assert!(!tailgate_core::tls::ClientTlsConfig::uses_tls(
         insecure.tls_block().as_ref(),
-        &insecure.endpoint
+        insecure.target()
     )
     .unwrap());
+    let mut with_tls = grpc("api.vendor.example:443");
+    with_tls.tls = Some(Default::default());
+    with_tls.validate().unwrap();
     assert!(tailgate_core::tls::ClientTlsConfig::uses_tls(
-        bare.tls_block().as_ref(),
-        &bare.endpoint
+        with_tls.tls_block().as_ref(),
+        with_tls.target()
     )
     .unwrap());
     // gRPC's dns: resolver prefix, as Collector configs write it, is the bare host:port.
@@ -243,13 +241,14 @@ fn exporter_settings_are_refused_by_kind() {
         "dns:tempo:4317",
         "dns://10.0.0.2/tempo:4317",
     ] {
-        let g = grpc(written);
+        let mut g = grpc(written);
         assert_eq!(g.target(), "tempo:4317", "{written}");
-        g.validate().unwrap();
         assert!(
-            g.tls_block().is_some(),
-            "{written}: TLS, as a bare endpoint"
+            matches!(g.validate(), Err(SettingError::BareEndpoint(_))),
+            "{written}"
         );
+        g.tls = insecure.tls.clone();
+        g.validate().unwrap();
     }
     let http: OtlpHttpConfig = serde_yaml_ng::from_str("{traces_endpoint: 'b:4318'}").unwrap();
     assert!(matches!(http.validate(), Err(SettingError::Endpoint(_))));

@@ -835,8 +835,9 @@ fn to_bool<'a>(v: Value<'_>) -> Result<Value<'a>, OttlError> {
 }
 
 /// An IP network as Go's `net.ParseCIDR` reads it and `IPNet.Contains` tests it: IPv4 as
-/// four bytes, and an IPv4-mapped IPv6 network (`::ffff:10.0.0.0/104`) as the IPv4 network
-/// it maps (prefix less 96), so that it holds IPv4 addresses, as in Go.
+/// four bytes, and an IPv6 network that is IPv4-mapped once masked
+/// (`::ffff:10.0.0.0/104`) as the IPv4 network it maps (prefix less 96), so that it holds
+/// IPv4 addresses, as in Go.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Cidr {
     net: Vec<u8>,
@@ -856,16 +857,22 @@ impl Cidr {
                 net: v4.octets().to_vec(),
                 prefix,
             }),
-            std::net::IpAddr::V6(v6) if prefix <= 128 => Some(match v6.to_ipv4_mapped() {
-                Some(v4) => Cidr {
-                    net: v4.octets().to_vec(),
-                    prefix: prefix.saturating_sub(96),
-                },
-                None => Cidr {
-                    net: v6.octets().to_vec(),
-                    prefix,
-                },
-            }),
+            // Go masks first: only a network still IPv4-mapped once masked (a prefix of
+            // 96 or more) holds IPv4 addresses; `::ffff:0:0/64` is an IPv6 network.
+            std::net::IpAddr::V6(v6) if prefix <= 128 => {
+                let mask = u128::MAX.checked_shl(128 - prefix).unwrap_or(0);
+                let masked = std::net::Ipv6Addr::from(u128::from(v6) & mask);
+                Some(match masked.to_ipv4_mapped() {
+                    Some(v4) => Cidr {
+                        net: v4.octets().to_vec(),
+                        prefix: prefix - 96,
+                    },
+                    None => Cidr {
+                        net: masked.octets().to_vec(),
+                        prefix,
+                    },
+                })
+            }
             std::net::IpAddr::V6(_) => None,
         }
     }

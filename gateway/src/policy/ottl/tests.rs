@@ -224,6 +224,8 @@ fn span_conditions_decide_as_ottl() {
         r#"IsInCIDR(attributes["client.address"], ["10.1.2.0/23"])"#,
         r#"IsInCIDR(attributes["server.address"], ["192.168.1.0/24"])"#,
         r#"IsInCIDR("192.168.1.7", ["::ffff:192.168.1.0/120"])"#,
+        r#"IsInCIDR("10.1.2.3", ["::ffff:0.0.0.0/96"]) and IsInCIDR("::ffff:10.1.2.3", ["10.0.0.0/8"])"#,
+        r#"IsInCIDR("::1", ["::ffff:0.0.0.0/64"]) and IsInCIDR("::2", ["::/64"])"#,
         r#"IsInCIDR("2001:db8::1", ["2001:db8::/32"])"#,
     ] {
         assert!(t(yes), "{yes} should hold");
@@ -244,6 +246,8 @@ fn span_conditions_decide_as_ottl() {
         r#"IsInCIDR(name, ["0.0.0.0/0"])"#, // not an address: in no network
         r#"IsInCIDR("2001:db8::1", ["0.0.0.0/0"])"#,
         r#"IsInCIDR("10.0.0.1", [])"#,
+        r#"IsInCIDR("10.1.2.3", ["::ffff:0.0.0.0/64"])"#, // masked: an IPv6 network
+        r#"IsInCIDR("10.1.2.3", ["::ffff:0.0.0.0/95"])"#,
         r#"IsInCIDR("010.0.0.1", ["0.0.0.0/0"])"#, // Go refuses leading zeros
     ] {
         assert!(!t(no), "{no} should not hold");
