@@ -166,8 +166,8 @@ impl Compression {
 #[serde(deny_unknown_fields)]
 pub struct CompressionParams {
     /// gzip, zlib, deflate: -1 (the default, 6), -2 (Go's Huffman-only, taken as 1 here),
-    /// 0 (stored) to 9. zstd: any level (its levels are 1 to 22; 0 is the fastest). The
-    /// other compressions take 0 only.
+    /// 0 (unset: the fastest) to 9. zstd: any level, mapped to the Collector's four speeds
+    /// (see [`crate::receive::compress::compress_at`]). The other compressions take 0 only.
     #[serde(default)]
     pub level: Option<i32>,
 }
@@ -281,17 +281,26 @@ pub struct Delivered {
 
 /// HTTP/2 pings on a client's connection, so that a connection a middlebox dropped
 /// without a word is found and replaced before a request waits on it: the Collector's
-/// `keepalive` block of a gRPC client (`configgrpc`, v0.161), with its defaults for keys
-/// left out (10 s, 10 s). Without the block a client pings every 30 s and waits 20 s.
+/// `keepalive` block of a gRPC client (`configgrpc`, v0.161), read as grpc-go reads it
+/// ([`Keepalive::pings`]), with the Collector's defaults for keys left out (10 s, 10 s).
+/// **Departure:** without the block a client pings after 30 s and waits 20 s (the
+/// Collector's `otlp` exporter: 10 s and 10 s).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Keepalive {
-    /// Time without activity after which the client pings; 0 turns pings off (grpc-go's
-    /// "infinity").
-    #[serde(default = "Keepalive::default_time", with = "humantime_serde")]
+    /// Time without activity after which the client pings: 0 is never, under 10 s is
+    /// 10 s (grpc-go's floor).
+    #[serde(
+        default = "Keepalive::default_time",
+        with = "crate::config::go_duration"
+    )]
     pub time: Duration,
-    /// How long the client waits for a ping's answer before it closes the connection.
-    #[serde(default = "Keepalive::default_time", with = "humantime_serde")]
+    /// How long the client waits for a ping's answer before it closes the connection: 0
+    /// is 20 s (grpc-go's default).
+    #[serde(
+        default = "Keepalive::default_time",
+        with = "crate::config::go_duration"
+    )]
     pub timeout: Duration,
     /// Ping also while no request is in flight.
     #[serde(default)]
@@ -301,6 +310,19 @@ pub struct Keepalive {
 impl Keepalive {
     fn default_time() -> Duration {
         Duration::from_secs(10)
+    }
+
+    /// The ping interval (`None`: no pings) and timeout the connection uses, as grpc-go
+    /// reads `time` and `timeout`.
+    pub fn pings(&self) -> (Option<Duration>, Duration) {
+        const FLOOR: Duration = Duration::from_secs(10);
+        let interval = (!self.time.is_zero()).then_some(self.time.max(FLOOR));
+        let timeout = if self.timeout.is_zero() {
+            Duration::from_secs(20)
+        } else {
+            self.timeout
+        };
+        (interval, timeout)
     }
 }
 
@@ -723,8 +745,8 @@ fn http2_client(
         .timer(TokioTimer::new())
         .http2_initial_stream_window_size(STREAM_WINDOW)
         .http2_initial_connection_window_size(CONNECTION_WINDOW)
-        .http2_keep_alive_interval((!keepalive.time.is_zero()).then_some(keepalive.time))
-        .http2_keep_alive_timeout(keepalive.timeout)
+        .http2_keep_alive_interval(keepalive.pings().0)
+        .http2_keep_alive_timeout(keepalive.pings().1)
         .http2_keep_alive_while_idle(keepalive.permit_without_stream);
     Transport::new(&builder, tls, connect_timeout, true)
 }
@@ -889,6 +911,22 @@ pub fn parse_response(body: Bytes) -> Delivered {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Scenario: `keepalive` blocks as Collector configs write them.
+    /// Guarantees: read as grpc-go reads them: `time` 0 is no pings, under 10 s is 10 s;
+    /// `timeout` 0 is 20 s; Go durations (`1.5m`) are taken; keys left out are 10 s.
+    #[test]
+    fn keepalive_reads_as_grpc_go() {
+        let read = |text: &str| serde_yaml_ng::from_str::<Keepalive>(text).unwrap().pings();
+        let s = Duration::from_secs;
+        assert_eq!(read("{time: 20s, timeout: 30s}"), (Some(s(20)), s(30)));
+        assert_eq!(read("{time: 1s, timeout: 0s}"), (Some(s(10)), s(20)));
+        assert_eq!(read("{time: 0s}"), (None, s(10)));
+        assert_eq!(read("{time: 1.5m}"), (Some(s(90)), s(10)));
+        assert_eq!(read("{}"), (Some(s(10)), s(10)));
+        assert_eq!(Keepalive::default().pings(), (Some(s(30)), s(20)));
+        assert!(serde_yaml_ng::from_str::<Keepalive>("{time: 5x}").is_err());
+    }
     use opentelemetry_proto::tonic::collector::trace::v1::{
         ExportTracePartialSuccess, ExportTraceServiceResponse,
     };

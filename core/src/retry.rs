@@ -82,7 +82,11 @@ impl TryFrom<RawRetry> for RetryConfig {
             return Err("randomization_factor must be between 0 and 1".into());
         }
         if raw.multiplier.is_some() || raw.randomization_factor.is_some() {
-            tracing::warn!("retry_on_failure: multiplier and randomization_factor are checked and not applied: the back-off doubles, with ±25% jitter (docs/configuration.md).");
+            tracing::warn!(
+                multiplier = ?raw.multiplier,
+                randomization_factor = ?raw.randomization_factor,
+                "Retry multiplier and randomization_factor are checked and not applied: the back-off doubles, with ±25% jitter (docs/configuration.md)."
+            );
         }
         Ok(RetryConfig {
             initial_interval: raw.initial_interval,

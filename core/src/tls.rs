@@ -159,9 +159,16 @@ fn versions(
         match v.as_deref().map(str::trim) {
             None | Some("") => Ok(default),
             Some(old @ ("1.0" | "1.1")) => {
-                tracing::warn!(
-                    "tls: {key} {old:?} reads as \"1.2\": rustls speaks TLS 1.2 and 1.3 only."
-                );
+                // Once per process: configs are rebuilt at every reload check.
+                static WARNED: std::sync::atomic::AtomicBool =
+                    std::sync::atomic::AtomicBool::new(false);
+                if !WARNED.swap(true, Ordering::Relaxed) {
+                    tracing::warn!(
+                        key,
+                        value = old,
+                        "TLS versions before 1.2 read as 1.2: rustls speaks 1.2 and 1.3 only."
+                    );
+                }
                 Ok(2)
             }
             Some("1.2") => Ok(2),
@@ -541,13 +548,19 @@ impl ClientTlsConfig {
             builder
                 .dangerous()
                 .with_custom_certificate_verifier(Arc::new(AnyServer(provider())))
-        } else if ca_file.is_some() {
-            // A CA file is re-read as certificates are (a rotated CA bundle).
-            let (verifier, contents) = self.verifier()?;
+        } else if let Some(ca) = ca_file {
+            // A CA file is re-read as certificates are (a rotated CA bundle); the system's
+            // roots, when included, are read once.
+            let mut system = RootCertStore::empty();
+            if self.include_system_ca_certs_pool {
+                add_system_roots(&mut system);
+            }
+            let (verifier, contents) = ReloadingRoots::verifier(&ca, &system)?;
             builder
                 .dangerous()
                 .with_custom_certificate_verifier(Arc::new(ReloadingRoots {
-                    config: self.clone(),
+                    ca,
+                    system,
                     current: ArcSwap::new(verifier),
                     reload: Reload::new(self.reload_interval, contents),
                 }))
@@ -583,33 +596,17 @@ impl ClientTlsConfig {
     }
 
     fn roots(&self) -> Result<RootCertStore, TlsError> {
-        self.roots_read().map(|(roots, _)| roots)
-    }
-
-    /// The roots, and the CA text they were read from (empty without `ca_file`/`ca_pem`).
-    fn roots_read(&self) -> Result<(RootCertStore, Vec<u8>), TlsError> {
         let mut roots = RootCertStore::empty();
         let ca = Source::pick("ca_file", &self.ca_file, "ca_pem", &self.ca_pem)?;
-        let mut text = Vec::new();
         if let Some(ca) = &ca {
-            text = ca.read()?;
-            for c in certificates(ca.key(), &text)? {
+            for c in certificates(ca.key(), &ca.read()?)? {
                 roots.add(c)?;
             }
         }
         if ca.is_none() || self.include_system_ca_certs_pool {
             add_system_roots(&mut roots);
         }
-        Ok((roots, text))
-    }
-
-    /// A verifier of servers' certificates against the roots, and what the CA held.
-    fn verifier(&self) -> Result<(Arc<WebPkiServerVerifier>, Vec<Vec<u8>>), TlsError> {
-        let (roots, text) = self.roots_read()?;
-        let verifier = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider())
-            .build()
-            .map_err(|e| TlsError::Settings(format!("ca_file: {e}")))?;
-        Ok((verifier, vec![text]))
+        Ok(roots)
     }
 }
 
@@ -618,9 +615,30 @@ impl ClientTlsConfig {
 /// trust the new bundle without a restart; a half-written file keeps the old one.
 #[derive(Debug)]
 struct ReloadingRoots {
-    config: ClientTlsConfig,
+    /// The `ca_file`.
+    ca: Source,
+    /// The system's roots (`include_system_ca_certs_pool`), else none: read once.
+    system: RootCertStore,
     current: ArcSwap<WebPkiServerVerifier>,
     reload: Mutex<Reload>,
+}
+
+impl ReloadingRoots {
+    /// A verifier trusting `ca`'s certificates and `system`, and what `ca` held.
+    fn verifier(
+        ca: &Source,
+        system: &RootCertStore,
+    ) -> Result<(Arc<WebPkiServerVerifier>, Vec<Vec<u8>>), TlsError> {
+        let text = ca.read()?;
+        let mut roots = system.clone();
+        for c in certificates(ca.key(), &text)? {
+            roots.add(c)?;
+        }
+        let verifier = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider())
+            .build()
+            .map_err(|e| TlsError::Settings(format!("ca_file: {e}")))?;
+        Ok((verifier, vec![text]))
+    }
 }
 
 impl ServerCertVerifier for ReloadingRoots {
@@ -635,7 +653,7 @@ impl ServerCertVerifier for ReloadingRoots {
         Reload::check(
             &self.reload,
             "client TLS ca_file",
-            || self.config.verifier(),
+            || Self::verifier(&self.ca, &self.system),
             |v| self.current.store(v),
         );
         self.current.load().verify_server_cert(

@@ -361,8 +361,8 @@ mod tests {
         assert_eq!(otlp.retry.max_elapsed_time, Duration::from_secs(300));
         assert!(otlp.sending_queue.is_some(), "accepted (and not applied)");
         copied.validate(p).unwrap();
-        // The Collector's own exporter test configs (v0.161 testdata, keys as they are):
-        // keepalive and compression_params are applied, tuning keys accepted and named.
+        // Exporter blocks with the Collector's keys (its exporters' testdata, configgrpc
+        // and confighttp): keepalive and compression_params applied, tuning keys named.
         let copied: GatewayConfig = parse_yaml(
             p,
             "export:

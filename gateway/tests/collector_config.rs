@@ -156,10 +156,11 @@ fn wrapped_collector_configs_say_how_to_extract_them() {
         cr.contains("OpenTelemetryCollector resource") && cr.contains("spec.config"),
         "{cr}"
     );
-    let cm = err("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: otel}\ndata:\n  relay: |\n    processors:\n      tail_sampling: {policies: []}\n");
+    let cm = err("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: otel}\ndata:\n  collector.yaml: |\n    processors:\n      tail_sampling: {policies: []}\n");
     assert!(
-        cm.contains("Kubernetes ConfigMap (data keys: relay)")
-            && cm.contains("jsonpath='{.data.relay}'"),
+        cm.contains("Kubernetes ConfigMap (data keys: collector.yaml)")
+            && cm.contains(r"jsonpath='{.data.collector\.yaml}'")
+            && cm.contains(r#"yq '.data["collector.yaml"]'"#),
         "{cm}"
     );
     let helm = err("mode: deployment\nconfig:\n  processors:\n    tail_sampling: {policies: []}\n");

@@ -32,6 +32,8 @@ fn with_default_port(member: String) -> String {
 mod tests {
     use super::*;
 
+    /// Scenario: static members written with and without ports, IPv4, IPv6 and names.
+    /// Guarantees: one without a port gets 4317; one with a port keeps it.
     #[test]
     fn a_member_without_a_port_gets_otlp_grpc_s() {
         for (written, read) in [

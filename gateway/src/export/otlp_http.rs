@@ -67,7 +67,7 @@ pub struct OtlpHttpConfig {
     /// not applied (warned at start): `keepalive` (connections are kept and reused here),
     /// `read_buffer_size`, `write_buffer_size`, `max_conns_per_host`,
     /// `force_attempt_http2`, `http2_ping_timeout`, `http2_read_idle_timeout`, and the
-    /// older `max_idle_conns`, `max_idle_conns_per_host`, `idle_conn_timeout`,
+    /// `max_idle_conns`, `max_idle_conns_per_host`, `idle_conn_timeout`,
     /// `disable_keep_alives`.
     #[serde(default)]
     pub keepalive: Option<NotApplied>,

@@ -51,8 +51,10 @@ fn wrapped_config_hint(top: &serde_yaml_ng::Value) -> Option<String> {
             .map(|m| m.keys().filter_map(|k| k.as_str()).collect())
             .unwrap_or_default();
         let key = keys.first().copied().unwrap_or("KEY");
+        // jsonpath reads a dot in a key as a step: `{.data.collector\.yaml}`.
+        let path_key = key.replace('.', "\\.");
         return Some(format!(
-            "this is a Kubernetes ConfigMap (data keys: {}); Tailgate reads the file one of its keys holds: mount the ConfigMap (each key becomes a file) and pass that file, or extract it (`yq '.data[\"{key}\"]' FILE`, or `kubectl get configmap NAME -o jsonpath='{{.data.{key}}}'`)",
+            "this is a Kubernetes ConfigMap (data keys: {}); Tailgate reads the file one of its keys holds: mount the ConfigMap (each key becomes a file) and pass that file, or extract it (`yq '.data[\"{key}\"]' FILE`, or `kubectl get configmap NAME -o jsonpath='{{.data.{path_key}}}'`)",
             if keys.is_empty() { "none".into() } else { keys.join(", ") }
         ));
     }

@@ -18,6 +18,7 @@
 //! `Duration`, `Unix`, `UnixNano`…, `Year`…, `Milliseconds`…, `TruncateTime`).
 //! docs/policies.md lists the paths, the semantics and each departure from pkg/ottl.
 
+pub mod cidr;
 pub mod eval;
 pub mod parse;
 pub mod time;

@@ -970,7 +970,7 @@ impl Parser<'_> {
                 Expr::List(items) => {
                     for item in items {
                         if let Expr::Str(net) = item {
-                            if super::eval::Cidr::parse(net).is_none() {
+                            if super::cidr::Cidr::parse(net).is_none() {
                                 return Err(err(
                                     self.src,
                                     at,
