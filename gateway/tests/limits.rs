@@ -227,6 +227,50 @@ async fn over_the_hard_limit_senders_are_refused_with_resource_exhausted() {
     gw.stop().await;
 }
 
+/// Scenario: a buffer whose soft limit is its hard one, filled by a minute-long
+/// `decision_wait` until a request is refused for memory (a hostile-input check found a
+/// router's parts refused for the whole `decision_wait` this way: the buffer sat just under
+/// its soft limit with less room than a part may cost, so nothing was decided early).
+/// Guarantees: the refusal makes the shards decide their oldest traces early, and the
+/// same request, retried, is taken long before any trace comes due; every span is
+/// accounted for.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refusal_for_memory_makes_room_for_the_retry() {
+    let (gw, mut client) = hard_limited([127, 0, 0, 16], KEEP_ALL_SLOWLY, 1 << 20).await;
+    let mut sent = 0u64;
+    let mut refused = None;
+    for seed in 0..2000 {
+        let req = FakeOtlp::traces(50).spans(2).seed(9000 + seed).build();
+        if admitted(&mut client, req.clone()).await {
+            sent += 100;
+        } else {
+            refused = Some(req);
+            break;
+        }
+    }
+    let req = refused.expect("the buffer fills");
+    // Nothing is inserted while requests are refused: early decisions after this are
+    // the room made for the retry.
+    let before = gw.stats.early_decisions_memory.get();
+    let mut taken = false;
+    for _ in 0..200 {
+        if admitted(&mut client, req.clone()).await {
+            taken = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(taken, "the retry fits once room is made");
+    sent += 100;
+    assert!(gw.stats.early_decisions_memory.get() > before);
+    assert_eq!(
+        gw.stats.received_spans.get() - gw.stats.refused_spans.get(),
+        sent,
+        "every accepted span counted"
+    );
+    gw.stop().await;
+}
+
 /// Scenario: requests of one small span each under a 1 MiB resource attribute (bytes the
 /// scan reads past, and a header the gateway keeps for export), against an 8 MiB hard
 /// limit with a minute's `decision_wait`.

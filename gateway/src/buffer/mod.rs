@@ -310,7 +310,13 @@ pub struct TraceBuffer {
     /// The `attributes:` actions, for the resource rewrite each request gets as it is
     /// buffered (the shards apply the rest to kept spans).
     attribute_actions: Option<Arc<AttributeActions>>,
+    /// When the shards were last asked to make room (see [`ShardMsg::MakeRoom`]).
+    room_asked: crate::metrics::LastSeen,
 }
+
+/// Least time between two requests to the shards to make room: a burst of refused
+/// requests asks once.
+const MAKE_ROOM_EVERY: Duration = Duration::from_millis(20);
 
 // === impl TraceBuffer ===
 
@@ -333,6 +339,22 @@ impl TraceBuffer {
             handoff_stop: Default::default(),
             handoffs: Default::default(),
             attribute_actions: None,
+            room_asked: Default::default(),
+        }
+    }
+
+    /// Asks every shard to free its share of `bytes` by deciding its oldest traces early
+    /// (at most once per [`MAKE_ROOM_EVERY`]; a shard whose queue is full is busy
+    /// inserting and decides early there when over its soft limit).
+    fn make_room(&self, bytes: u64) {
+        if self.room_asked.within(MAKE_ROOM_EVERY) {
+            return;
+        }
+        self.room_asked.mark();
+        let share = bytes.div_ceil(self.shards.len().max(1) as u64);
+        for tx in &self.shards {
+            // Full or closed: see above; nothing is lost by not asking.
+            let _asked = tx.try_send(ShardMsg::MakeRoom { bytes: share });
         }
     }
 
@@ -489,6 +511,11 @@ impl SpanSink for TraceBuffer {
             self.stats.refused_spans.add(valid);
             self.stats.refused_spans_memory.add(valid);
             self.stats.last_memory_refusal.mark();
+            self.make_room(
+                others
+                    .saturating_add(admitted.bytes)
+                    .saturating_sub(self.max_buffered_bytes),
+            );
             return Err(Refusal::Overloaded {
                 message: format!(
                     "gateway buffer is over its limit of {} bytes; retry later",

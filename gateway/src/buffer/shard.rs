@@ -214,6 +214,14 @@ pub enum ShardMsg {
     },
     /// Decisions another gateway made for traces this one now owns.
     Decisions(Vec<([u8; 16], Cached)>),
+    /// A request was refused for memory: decide the oldest traces early until this
+    /// shard holds `bytes` less (its share of what the request needed), so that the
+    /// sender's retry fits. Without it a buffer just under its soft limit, with less room
+    /// than a request may cost, refuses every request until traces come due.
+    MakeRoom {
+        /// Bytes to free.
+        bytes: u64,
+    },
 }
 
 pub use crate::metrics::SPAN_OVERHEAD_BYTES;
@@ -294,6 +302,8 @@ pub struct Shard {
     max_traces: usize,
     /// This shard's share of the soft byte limit.
     early_decision_bytes: u64,
+    /// What [`ShardMsg::MakeRoom`] decides down to (`u64::MAX` between requests).
+    room_goal: u64,
     max_spans_per_trace: u32,
     /// Span bytes this shard buffers.
     bytes: u64,
@@ -375,6 +385,7 @@ impl Shard {
             plan,
             max_traces: max_traces.max(1),
             early_decision_bytes: early_decision_bytes.max(1),
+            room_goal: u64::MAX,
             max_spans_per_trace: max_spans_per_trace.max(1),
             bytes: 0,
             spans: 0,
@@ -547,6 +558,16 @@ impl Shard {
                 }
             }
             ShardMsg::Decisions(list) => self.take_decisions(list).await,
+            ShardMsg::MakeRoom { bytes } => {
+                self.room_goal = self.held().saturating_sub(bytes);
+                self.decide_oldest_while(
+                    Instant::now(),
+                    |shard| shard.held() > shard.room_goal,
+                    |stats| &stats.early_decisions_memory,
+                )
+                .await;
+                self.room_goal = u64::MAX;
+            }
         }
         self.flush_counts();
         self.send().await;
