@@ -325,6 +325,37 @@ async fn otlp_http_sent_to_the_grpc_port_is_refused_not_lost() {
     assert!(s.sink.bodies.lock().unwrap().is_empty());
 }
 
+/// Scenario: a receiver with a minute's `request_timeout`, and an HTTP/1.1 connection
+/// that sends half its headers and stalls (slowloris), on a paused clock.
+/// Guarantees: the connection is closed after 10 s, not the minute: trickled headers hold
+/// one of `max_connections` only that long.
+#[tokio::test(start_paused = true)]
+async fn trickled_headers_are_cut_at_ten_seconds() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let s = start_with(std::time::Duration::from_secs(60)).await;
+    let addr = s
+        .http
+        .trim_start_matches("http://")
+        .trim_end_matches("/v1/traces");
+    let mut conn = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let started = tokio::time::Instant::now();
+    conn.write_all(b"POST /v1/traces HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    let mut answer = vec![0; 256];
+    let read = tokio::time::timeout(std::time::Duration::from_secs(120), async {
+        // Until the server closes: an answer (408) and then the end, or the end at once.
+        while conn.read(&mut answer).await.is_ok_and(|n| n > 0) {}
+    })
+    .await;
+    assert!(read.is_ok(), "closed before two minutes");
+    let waited = started.elapsed();
+    assert!(
+        waited <= std::time::Duration::from_secs(11),
+        "closed after {waited:?}, not at the header timeout"
+    );
+}
+
 /// Scenario: over HTTP/1.1, a connection that sends 20 KiB of one header line (and would
 /// stall there); a request with an 8 KiB header (a long token) and a 900 KB body.
 /// Guarantees: the first is answered 431 at once instead of being buffered (hyper's default

@@ -104,6 +104,12 @@ impl ReceiveConfig {
     }
 }
 
+/// Longest a new connection may stay silent, and an HTTP/1.1 request's headers may take,
+/// when `request_timeout` is longer: a client sends its headers at once, and a sender that
+/// trickles them (slowloris) would hold one of `max_connections` for the whole
+/// `request_timeout` (30 s by default, past a typical SDK's 10 s export timeout).
+pub const HEADER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// A body that arrived in one frame, copied out of the connection's read buffer: a view
 /// would keep the whole buffer (frames of other requests, pipelined ones included, and its
 /// spare room) alive for as long as the body lives, which for a gateway is
@@ -401,8 +407,8 @@ where
 {
     let conn_limits = crate::serve::ConnectionLimits {
         max_connections: limits.max_connections,
-        first_byte_timeout: limits.request_timeout,
-        header_timeout: limits.request_timeout,
+        first_byte_timeout: limits.request_timeout.min(HEADER_TIMEOUT),
+        header_timeout: limits.request_timeout.min(HEADER_TIMEOUT),
         max_connection_age: limits.max_connection_age,
         max_connection_age_grace: limits.max_connection_age_grace,
     };
