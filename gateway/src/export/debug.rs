@@ -43,15 +43,12 @@ pub struct DebugConfig {
 impl DebugConfig {
     /// The Collector keys set in this block that are accepted and not applied.
     pub fn not_applied(&self) -> Vec<&'static str> {
-        [
+        super::keys::set_keys([
             ("verbosity", &self.verbosity),
             ("sampling_initial", &self.sampling_initial),
             ("sampling_thereafter", &self.sampling_thereafter),
             ("use_internal_logger", &self.use_internal_logger),
-        ]
-        .into_iter()
-        .filter_map(|(key, v)| v.is_some().then_some(key))
-        .collect()
+        ])
     }
 
     /// Opens the output. Must be called inside a Tokio runtime.

@@ -17,6 +17,16 @@ impl<'de> serde::Deserialize<'de> for NotApplied {
     }
 }
 
+/// The keys among `written` that are set, in order: what a block's warning names.
+pub fn set_keys<const N: usize>(
+    written: [(&'static str, &Option<NotApplied>); N],
+) -> Vec<&'static str> {
+    written
+        .into_iter()
+        .filter_map(|(key, v)| v.is_some().then_some(key))
+        .collect()
+}
+
 /// Reads an exporter's `headers` as the Collector writes them: a map (`{x-key: v}`), or
 /// a list of `{name, value}` (`configopaque.MapList`, the Collector's newer form). Values
 /// are read as strings, so a scalar keeps its text as written (`234`, `1.10`, `0x1F`,

@@ -127,17 +127,14 @@ impl OtlpGrpcConfig {
 
     /// The Collector keys set in this block that are accepted and not applied.
     pub fn not_applied(&self) -> Vec<&'static str> {
-        [
+        super::keys::set_keys([
             ("sending_queue", &self.sending_queue),
             ("balancer_name", &self.balancer_name),
             ("read_buffer_size", &self.read_buffer_size),
             ("write_buffer_size", &self.write_buffer_size),
             ("wait_for_ready", &self.wait_for_ready),
             ("batcher", &self.batcher),
-        ]
-        .into_iter()
-        .filter_map(|(key, v)| v.is_some().then_some(key))
-        .collect()
+        ])
     }
 
     /// Checks the endpoint and headers without connecting.

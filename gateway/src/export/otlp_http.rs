@@ -155,7 +155,7 @@ impl OtlpHttpConfig {
 
     /// The Collector keys set in this block that are accepted and not applied.
     pub fn not_applied(&self) -> Vec<&'static str> {
-        [
+        super::keys::set_keys([
             ("sending_queue", &self.sending_queue),
             ("keepalive", &self.keepalive),
             ("read_buffer_size", &self.read_buffer_size),
@@ -172,10 +172,7 @@ impl OtlpHttpConfig {
             ("logs_endpoint", &self.logs_endpoint),
             ("profiles_endpoint", &self.profiles_endpoint),
             ("batcher", &self.batcher),
-        ]
-        .into_iter()
-        .filter_map(|(key, v)| v.is_some().then_some(key))
-        .collect()
+        ])
     }
 
     /// Checks the URL, TLS, compression, encoding and headers without connecting.
