@@ -259,6 +259,7 @@ pub struct CaptureBackend {
     bodies: std::sync::Mutex<Vec<bytes::Bytes>>,
     spans: std::sync::atomic::AtomicU64,
     unavailable: std::sync::atomic::AtomicBool,
+    overloaded: std::sync::atomic::AtomicBool,
     poison: std::sync::Mutex<Option<Vec<u8>>>,
     poisoned: std::sync::atomic::AtomicU64,
     /// Requests larger than this are refused as too large (0: no limit).
@@ -329,6 +330,14 @@ impl CaptureBackend {
             .store(unavailable, std::sync::atomic::Ordering::Relaxed);
     }
 
+    /// While `true`, every request holding spans is refused with `RESOURCE_EXHAUSTED` and a
+    /// retry hint, as a gateway over its memory limit refuses it (empty requests, a
+    /// router's probes, are taken).
+    pub fn set_overloaded(&self, overloaded: bool) {
+        self.overloaded
+            .store(overloaded, std::sync::atomic::Ordering::Relaxed);
+    }
+
     /// While set, a request whose bytes contain `marker` is refused whole with
     /// `INVALID_ARGUMENT`, as a backend refuses a batch holding one span it cannot decode.
     pub fn refuse_requests_containing(&self, marker: Option<&[u8]>) {
@@ -370,6 +379,12 @@ impl crate::receive::SpanSink for CaptureBackend {
         if self.unavailable.load(std::sync::atomic::Ordering::Relaxed) {
             return Err(crate::receive::Refusal::Unavailable {
                 message: "test backend is down".into(),
+                retry_after: std::time::Duration::from_millis(100),
+            });
+        }
+        if !body.is_empty() && self.overloaded.load(std::sync::atomic::Ordering::Relaxed) {
+            return Err(crate::receive::Refusal::Overloaded {
+                message: "test backend is over its memory limit".into(),
                 retry_after: std::time::Duration::from_millis(100),
             });
         }

@@ -9,8 +9,8 @@
 //! and keeps a few requests in flight. What cannot be delivered within the retry bound is counted as
 //! failed. A gateway that cannot be connected to is marked down at once and the parts in
 //! flight to it are re-routed; one whose sends keep failing otherwise is marked down after
-//! two give-ups. The router then routes around it (see [`crate::split`]) and a probe brings
-//! it back.
+//! two give-ups, unless it was refusing for memory (it is up). The router then routes
+//! around it (see [`crate::split`]) and a probe brings it back.
 
 use bytes::Bytes;
 use std::collections::VecDeque;
@@ -291,7 +291,16 @@ impl Forwarder {
                 self.stats.failed_spans.add(spans);
                 self.router_stats.failed_spans.add(spans);
                 let n = self.consecutive_failures.fetch_add(1, Ordering::Relaxed) + 1;
-                if error.is_retryable() && n >= 2 && !self.down.swap(true, Ordering::Relaxed) {
+                // A gateway refusing for memory is up and answering: marking it down would
+                // send its traces' parts to other gateways (splitting them), or refuse every
+                // sender when it is the only one. Its probes would pass at once anyway.
+                let overloaded = matches!(&error, ForwardError::GaveUp { status, .. }
+                    if status.code() == tonic::Code::ResourceExhausted);
+                if error.is_retryable()
+                    && !overloaded
+                    && n >= 2
+                    && !self.down.swap(true, Ordering::Relaxed)
+                {
                     tracing::warn!(member = %self.member, "Gateway marked down; routing around it.");
                     (hooks.health)();
                     // The run loop may be parked waiting for work, and no work comes for a

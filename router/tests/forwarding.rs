@@ -394,6 +394,55 @@ async fn all_gateways_down_refuses_with_unavailable() {
     stop.cancel();
 }
 
+/// Scenario: the only gateway refuses every part for memory (RESOURCE_EXHAUSTED) until the
+/// router's retries give up, several times; then it takes requests again.
+/// Guarantees: the given-up spans are counted failed, but the gateway is not marked down
+/// (it is up and answering: down, the router would refuse every sender), and once it takes
+/// requests again new spans are delivered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gateway_refusing_for_memory_is_not_marked_down() {
+    let stop = CancellationToken::new();
+    let (gw_addr, gw) = CaptureBackend::start("127.0.0.37:0".parse().unwrap(), stop.clone())
+        .await
+        .unwrap();
+    gw.set_overloaded(true);
+    let forward = ForwardConfig {
+        retry: RetryConfig {
+            initial_interval: Duration::from_millis(10),
+            max_interval: Duration::from_millis(20),
+            max_elapsed_time: Duration::from_millis(100),
+        },
+        probe_interval: Duration::from_secs(60),
+        ..ForwardConfig::default()
+    };
+    let (addr, router) = start_router(vec![gw_addr.to_string()], forward, &stop).await;
+    let mut client = TraceServiceClient::connect(format!("http://{addr}"))
+        .await
+        .unwrap();
+    let s = router.stats();
+    let started = Instant::now();
+    for seed in 0..3 {
+        let req = FakeOtlp::traces(5).spans(2).seed(800 + seed).build();
+        client.export(req).await.unwrap();
+        let failed = s.failed_spans.get();
+        while s.failed_spans.get() == failed {
+            assert!(started.elapsed() < Duration::from_secs(10), "no give-up");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+    assert_eq!(s.failed_spans.get(), 30, "three parts given up");
+    let text = tailgate_core::telemetry::Admin::render_metrics(&*router).finish();
+    assert!(text.contains("tailgate_router_healthy_members 1"), "{text}");
+    gw.set_overloaded(false);
+    let req = FakeOtlp::traces(5).spans(2).seed(900).build();
+    client.export(req).await.unwrap();
+    while gw.spans() < 10 {
+        assert!(started.elapsed() < Duration::from_secs(10), "not delivered");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    stop.cancel();
+}
+
 /// Scenario: two gateways, one of which refuses connections, with a 30 s retry bound; a few
 /// requests arrive.
 /// Guarantees (issue 14 item 5): the refusing gateway is marked down at its first refused
