@@ -739,14 +739,15 @@ fn http2_client(
     connect_timeout: Duration,
     keepalive: Keepalive,
 ) -> Transport<MessageBody> {
+    let (ping_interval, ping_timeout) = keepalive.pings();
     let mut builder = Client::builder(TokioExecutor::new());
     builder
         .http2_only(true)
         .timer(TokioTimer::new())
         .http2_initial_stream_window_size(STREAM_WINDOW)
         .http2_initial_connection_window_size(CONNECTION_WINDOW)
-        .http2_keep_alive_interval(keepalive.pings().0)
-        .http2_keep_alive_timeout(keepalive.pings().1)
+        .http2_keep_alive_interval(ping_interval)
+        .http2_keep_alive_timeout(ping_timeout)
         .http2_keep_alive_while_idle(keepalive.permit_without_stream);
     Transport::new(&builder, tls, connect_timeout, true)
 }
@@ -911,6 +912,9 @@ pub fn parse_response(body: Bytes) -> Delivered {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use opentelemetry_proto::tonic::collector::trace::v1::{
+        ExportTracePartialSuccess, ExportTraceServiceResponse,
+    };
 
     /// Scenario: `keepalive` blocks as Collector configs write them.
     /// Guarantees: read as grpc-go reads them: `time` 0 is no pings, under 10 s is 10 s;
@@ -927,9 +931,6 @@ mod tests {
         assert_eq!(Keepalive::default().pings(), (Some(s(30)), s(20)));
         assert!(serde_yaml_ng::from_str::<Keepalive>("{time: 5x}").is_err());
     }
-    use opentelemetry_proto::tonic::collector::trace::v1::{
-        ExportTracePartialSuccess, ExportTraceServiceResponse,
-    };
 
     /// Scenario: the status a leaving gateway answers peers with, and plain UNAVAILABLE.
     /// Guarantees: as docs/resilience.md says, the answer is UNAVAILABLE marked

@@ -599,15 +599,22 @@ impl ClientTlsConfig {
         let mut roots = RootCertStore::empty();
         let ca = Source::pick("ca_file", &self.ca_file, "ca_pem", &self.ca_pem)?;
         if let Some(ca) = &ca {
-            for c in certificates(ca.key(), &ca.read()?)? {
-                roots.add(c)?;
-            }
+            add_ca(&mut roots, ca)?;
         }
         if ca.is_none() || self.include_system_ca_certs_pool {
             add_system_roots(&mut roots);
         }
         Ok(roots)
     }
+}
+
+/// Adds the certificates `ca` holds to `roots`; returns the text they were read from.
+fn add_ca(roots: &mut RootCertStore, ca: &Source) -> Result<Vec<u8>, TlsError> {
+    let text = ca.read()?;
+    for c in certificates(ca.key(), &text)? {
+        roots.add(c)?;
+    }
+    Ok(text)
 }
 
 /// Servers' certificates verified against `ca_file`, re-read every `reload_interval`
@@ -629,11 +636,8 @@ impl ReloadingRoots {
         ca: &Source,
         system: &RootCertStore,
     ) -> Result<(Arc<WebPkiServerVerifier>, Vec<Vec<u8>>), TlsError> {
-        let text = ca.read()?;
         let mut roots = system.clone();
-        for c in certificates(ca.key(), &text)? {
-            roots.add(c)?;
-        }
+        let text = add_ca(&mut roots, ca)?;
         let verifier = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider())
             .build()
             .map_err(|e| TlsError::Settings(format!("ca_file: {e}")))?;

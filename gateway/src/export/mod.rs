@@ -144,27 +144,29 @@ impl ExportConfig {
     /// What the operator should know: the Collector keys each exporter accepts and does
     /// not apply. Printed by `--check` and logged at start.
     pub fn warnings(&self) -> Vec<String> {
-        let not_applied = self.exporters.iter().filter_map(|(key, cfg)| {
-            let keys = match cfg {
-                ExporterConfig::OtlpGrpc(c) => c.not_applied(),
-                ExporterConfig::OtlpHttp(c) => c.not_applied(),
-                ExporterConfig::Debug(c) => c.not_applied(),
-            };
-            (!keys.is_empty()).then(|| {
-                let queue = if keys.contains(&"sending_queue") {
-                    "; kept spans queue in memory (queue_bytes), a sending_queue's \
-                         storage is not used"
-                } else {
-                    ""
+        self.exporters
+            .iter()
+            .filter_map(|(key, cfg)| {
+                let keys = match cfg {
+                    ExporterConfig::OtlpGrpc(c) => c.not_applied(),
+                    ExporterConfig::OtlpHttp(c) => c.not_applied(),
+                    ExporterConfig::Debug(c) => c.not_applied(),
                 };
-                format!(
-                    "export.{key}: Collector keys accepted but not applied: {}{queue} \
+                (!keys.is_empty()).then(|| {
+                    let queue = if keys.contains(&"sending_queue") {
+                        "; kept spans queue in memory (queue_bytes), a sending_queue's \
+                         storage is not used"
+                    } else {
+                        ""
+                    };
+                    format!(
+                        "export.{key}: Collector keys accepted but not applied: {}{queue} \
                          (docs/configuration.md says what this exporter does instead)",
-                    keys.join(", ")
-                )
+                        keys.join(", ")
+                    )
+                })
             })
-        });
-        not_applied.collect()
+            .collect()
     }
 
     /// One OTLP/gRPC exporter.

@@ -120,11 +120,6 @@ impl OtlpGrpcConfig {
         }
     }
 
-    /// The `tls:` block in force: the one written, if any.
-    pub(crate) fn tls_block(&self) -> Option<tailgate_core::tls::ClientTlsConfig> {
-        self.tls.clone()
-    }
-
     /// The Collector keys set in this block that are accepted and not applied.
     pub fn not_applied(&self) -> Vec<&'static str> {
         super::keys::set_keys([
@@ -143,7 +138,7 @@ impl OtlpGrpcConfig {
             return Err(SettingError::BareEndpoint(self.endpoint.clone()));
         }
         tailgate_core::endpoint::parse(self.target(), tailgate_core::endpoint::Bare::AsHttp)?;
-        tailgate_core::tls::client_side(self.tls_block().as_ref(), self.target())?;
+        tailgate_core::tls::client_side(self.tls.as_ref(), self.target())?;
         self.compression_params
             .check(self.compression)
             .map_err(SettingError::CompressionParams)?;
@@ -178,7 +173,7 @@ impl OtlpGrpcConfig {
             self.timeout,
             self.retry.clone(),
             self.compression,
-            self.tls_block().as_ref(),
+            self.tls.as_ref(),
         )?
         .with_compression_params(self.compression_params)?;
         Ok(match self.keepalive {

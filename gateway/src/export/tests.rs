@@ -223,7 +223,7 @@ fn exporter_settings_are_refused_by_kind() {
     });
     insecure.validate().unwrap();
     assert!(!tailgate_core::tls::ClientTlsConfig::uses_tls(
-        insecure.tls_block().as_ref(),
+        insecure.tls.as_ref(),
         insecure.target()
     )
     .unwrap());
@@ -231,7 +231,7 @@ fn exporter_settings_are_refused_by_kind() {
     with_tls.tls = Some(Default::default());
     with_tls.validate().unwrap();
     assert!(tailgate_core::tls::ClientTlsConfig::uses_tls(
-        with_tls.tls_block().as_ref(),
+        with_tls.tls.as_ref(),
         with_tls.target()
     )
     .unwrap());

@@ -860,29 +860,10 @@ fn is_in_cidr<'a>(
             .map(|c| c.contains(&ip))
             .ok_or_else(|| OttlError::Eval(format!("IsInCIDR: invalid CIDR address: {text}")))
     };
-    if let Some(Expr::List(items)) = args.get(1) {
-        for i in items {
-            if within(&value(i, input)?)? {
-                return Ok(Value::Bool(true));
-            }
-        }
-        return Ok(Value::Bool(false));
-    }
-    let networks = match args.get(1) {
-        Some(e) => value(e, input)?,
-        None => Value::Nil,
-    };
-    match networks {
-        Value::List(msg) => {
-            for item in list_items(msg) {
-                if within(&any_value(item))? {
-                    return Ok(Value::Bool(true));
-                }
-            }
-            Ok(Value::Bool(false))
-        }
-        Value::Nil => Err(OttlError::Eval("IsInCIDR: networks cannot be nil".into())),
-        other => Err(expects(Func::IsInCidr, "a list of networks", &other)),
+    match any_listed(args.get(1), input, within)? {
+        Ok(found) => Ok(Value::Bool(found)),
+        Err(Value::Nil) => Err(OttlError::Eval("IsInCIDR: networks cannot be nil".into())),
+        Err(other) => Err(expects(Func::IsInCidr, "a list of networks", &other)),
     }
 }
 
@@ -1040,26 +1021,41 @@ fn contains_value<'a>(
     item: &Value<'_>,
     input: &SpanInput<'a>,
 ) -> Result<Value<'a>, OttlError> {
-    if let Some(Expr::List(items)) = args.first() {
-        for i in items {
-            if compare(&value(i, input)?, CmpOp::Eq, item) {
-                return Ok(Value::Bool(true));
-            }
-        }
-        return Ok(Value::Bool(false));
-    }
-    let list = match args.first() {
-        Some(e) => value(e, input)?,
-        None => Value::Nil,
-    };
-    match list {
-        Value::List(msg) => Ok(Value::Bool(
-            list_items(msg).any(|v| compare(&any_value(v), CmpOp::Eq, item)),
-        )),
-        other => Err(OttlError::Eval(format!(
+    match any_listed(args.first(), input, |v| Ok(compare(v, CmpOp::Eq, item)))? {
+        Ok(found) => Ok(Value::Bool(found)),
+        Err(other) => Err(OttlError::Eval(format!(
             "ContainsValue expects a list, found {}",
             kind(&other)
         ))),
+    }
+}
+
+/// Whether `holds` is true of an item of the list argument `arg`: a list literal, or a
+/// list the span holds. `Ok(Err(v))` when `arg` is something else, `v`; the first error
+/// `holds` returns ends the search.
+fn any_listed<'a>(
+    arg: Option<&'a Expr>,
+    input: &SpanInput<'a>,
+    mut holds: impl FnMut(&Value<'_>) -> Result<bool, OttlError>,
+) -> Result<Result<bool, Value<'a>>, OttlError> {
+    if let Some(Expr::List(items)) = arg {
+        for i in items {
+            if holds(&value(i, input)?)? {
+                return Ok(Ok(true));
+            }
+        }
+        return Ok(Ok(false));
+    }
+    match arg.map_or(Ok(Value::Nil), |e| value(e, input))? {
+        Value::List(msg) => {
+            for item in list_items(msg) {
+                if holds(&any_value(item))? {
+                    return Ok(Ok(true));
+                }
+            }
+            Ok(Ok(false))
+        }
+        other => Ok(Err(other)),
     }
 }
 
