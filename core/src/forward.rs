@@ -355,6 +355,8 @@ pub struct GrpcClient {
     compression: Compression,
     /// End a request at once, without retrying, when no connection can be made.
     unreachable_ends: bool,
+    /// The hold keeps only requests the server refuses for room (`RESOURCE_EXHAUSTED`).
+    hold_only_overloaded: bool,
     /// Sent in [`PEER_AUTH_HEADER`] on peer requests.
     peer_secret: Option<http::HeaderValue>,
     /// TLS of the connection, if any (kept to rebuild the connection pool).
@@ -436,6 +438,7 @@ impl GrpcClient {
             retry: Retrier::new(retry, endpoint),
             compression,
             unreachable_ends: false,
+            hold_only_overloaded: false,
             peer_secret: None,
             tls: None,
             keepalive: Keepalive::default(),
@@ -642,23 +645,29 @@ impl GrpcClient {
         chunks: &[Bytes],
         origin: Origin,
     ) -> Result<Delivered, ForwardError> {
+        let holds_for = |status: &tonic::Status| {
+            !self.hold_only_overloaded || status.code() == tonic::Code::ResourceExhausted
+        };
         let result = self
             .retry
-            .run(|| async {
-                match self.call(path, chunks, origin).await {
-                    Ok(delivered) => Attempt::Done(delivered),
-                    Err(status) if self.unreachable_ends && is_connect_failure(&status) => {
-                        Attempt::Fail(status)
+            .run_holding(
+                || async {
+                    match self.call(path, chunks, origin).await {
+                        Ok(delivered) => Attempt::Done(delivered),
+                        Err(status) if self.unreachable_ends && is_connect_failure(&status) => {
+                            Attempt::Fail(status)
+                        }
+                        // Retrying cannot help: it takes no more until it is gone.
+                        Err(status) if is_leaving(&status) => Attempt::Fail(status),
+                        Err(status) if is_retryable_status(&status) => Attempt::Retry {
+                            after: retry_delay(&status),
+                            error: status,
+                        },
+                        Err(status) => Attempt::Fail(status),
                     }
-                    // Retrying cannot help: it takes no more until it is gone.
-                    Err(status) if is_leaving(&status) => Attempt::Fail(status),
-                    Err(status) if is_retryable_status(&status) => Attempt::Retry {
-                        after: retry_delay(&status),
-                        error: status,
-                    },
-                    Err(status) => Attempt::Fail(status),
-                }
-            })
+                },
+                holds_for,
+            )
             .await;
         match result {
             Ok((mut delivered, attempts)) => {
@@ -715,6 +724,15 @@ impl GrpcClient {
     /// [`crate::retry`]).
     pub fn hold_while(mut self, hold: crate::retry::Hold) -> Self {
         self.retry = self.retry.hold_while(hold);
+        self
+    }
+
+    /// Like [`GrpcClient::hold_while`], for requests the server refuses for room
+    /// (`RESOURCE_EXHAUSTED`: it is up and answering) only; others are given up at
+    /// `max_elapsed_time` as without a hold.
+    pub fn hold_overloaded_while(mut self, hold: crate::retry::Hold) -> Self {
+        self.retry = self.retry.hold_while(hold);
+        self.hold_only_overloaded = true;
         self
     }
 

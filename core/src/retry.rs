@@ -234,7 +234,23 @@ impl Retrier {
 
     /// Calls `attempt` until it is done, refused for good, or out of time. Returns the
     /// result with the number of attempts it took.
-    pub async fn run<T, E, F, Fut>(&self, mut attempt: F) -> Result<(T, u32), Failed<E>>
+    pub async fn run<T, E, F, Fut>(&self, attempt: F) -> Result<(T, u32), Failed<E>>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Attempt<T, E>>,
+        E: std::fmt::Display,
+    {
+        self.run_holding(attempt, |_| true).await
+    }
+
+    /// [`Retrier::run`], where the hold ([`Retrier::hold_while`]) keeps a request past
+    /// `max_elapsed_time` only while its last error is one `holds_for` accepts (the router
+    /// holds parts a gateway refuses for memory, and gives up on other errors as before).
+    pub async fn run_holding<T, E, F, Fut>(
+        &self,
+        mut attempt: F,
+        holds_for: impl Fn(&E) -> bool,
+    ) -> Result<(T, u32), Failed<E>>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = Attempt<T, E>>,
@@ -260,7 +276,7 @@ impl Retrier {
             // a hint of 0, or a Retry-After date already past (clock skew), must not turn
             // retries into a tight loop.
             let wait = jitter(backoff).max(after.map_or(Duration::ZERO, |hint| hint.min(MAX_HINT)));
-            if self.out_of_time(start, wait) {
+            if self.out_of_time(start, wait, || holds_for(&error)) {
                 self.stats.gave_up.add(1);
                 tracing::warn!(endpoint = %self.endpoint, attempts, %error, "Giving up on a request after its retry time.");
                 return Err(Failed::GaveUp {
@@ -275,8 +291,9 @@ impl Retrier {
         }
     }
 
-    /// Whether a request started at `start` must stop rather than wait `wait` more.
-    fn out_of_time(&self, start: Instant, wait: Duration) -> bool {
+    /// Whether a request started at `start` must stop rather than wait `wait` more;
+    /// `holdable` says whether its last error is one the hold may keep it for.
+    fn out_of_time(&self, start: Instant, wait: Duration, holdable: impl Fn() -> bool) -> bool {
         let max = self.config.max_elapsed_time;
         if max == NO_RETRY {
             return true;
@@ -284,7 +301,9 @@ impl Retrier {
         if max.is_zero() || start.elapsed().saturating_add(wait) <= max {
             return false;
         }
-        self.hold.as_ref().is_none_or(|hold| !hold())
+        self.hold
+            .as_ref()
+            .is_none_or(|hold| !(holdable() && hold()))
     }
 
     fn failed(&self, error: &dyn std::fmt::Display) {
@@ -442,6 +461,61 @@ mod tests {
         let tries = AtomicU32::new(0);
         let out = r.run(|| attempt(&tries, u32::MAX)).await;
         assert!(matches!(out, Err(Failed::GaveUp { .. })), "{out:?}");
+    }
+
+    /// Scenario: a holding client whose hold only covers some errors (the router holds
+    /// parts a gateway refuses for memory): one request keeps getting a held error for
+    /// 90 s, another an error the hold does not cover, both with a 3 s bound.
+    /// Guarantees: the first is kept past the bound and delivered; the second is given up
+    /// at the bound, as without a hold; and when the held error turns into another, the
+    /// bound applies from there.
+    #[tokio::test(start_paused = true)]
+    async fn a_hold_for_some_errors_gives_up_on_the_others() {
+        let r =
+            Retrier::new(config(Duration::from_secs(3)), "backend").hold_while(Arc::new(|| true));
+        let holds_for = |e: &String| e.starts_with("full");
+        let tries = AtomicU32::new(0);
+        let start = Instant::now();
+        let out = r
+            .run_holding(
+                || async {
+                    let n = tries.fetch_add(1, Ordering::Relaxed);
+                    if start.elapsed() < Duration::from_secs(90) {
+                        Attempt::Retry {
+                            error: format!("full ({n})"),
+                            after: None,
+                        }
+                    } else {
+                        Attempt::Done(n)
+                    }
+                },
+                holds_for,
+            )
+            .await;
+        assert!(out.is_ok(), "{out:?}");
+        assert!(start.elapsed() >= Duration::from_secs(90));
+
+        for first_error in ["down", "full"] {
+            let tries = AtomicU32::new(0);
+            let start = Instant::now();
+            let out: Result<(u32, u32), _> = r
+                .run_holding(
+                    || async {
+                        // One held error first, then only errors the hold does not cover.
+                        let n = tries.fetch_add(1, Ordering::Relaxed);
+                        let error = if n == 0 { first_error } else { "down" };
+                        Attempt::Retry {
+                            error: format!("{error} ({n})"),
+                            after: None,
+                        }
+                    },
+                    holds_for,
+                )
+                .await;
+            assert!(matches!(out, Err(Failed::GaveUp { .. })), "{out:?}");
+            assert!(start.elapsed() <= Duration::from_secs(3), "{first_error}");
+        }
+        assert_eq!(r.stats().gave_up.get(), 2);
     }
 
     #[tokio::test(start_paused = true)]

@@ -260,6 +260,7 @@ pub struct CaptureBackend {
     spans: std::sync::atomic::AtomicU64,
     unavailable: std::sync::atomic::AtomicBool,
     overloaded: std::sync::atomic::AtomicBool,
+    overload_refusals: std::sync::atomic::AtomicU64,
     poison: std::sync::Mutex<Option<Vec<u8>>>,
     poisoned: std::sync::atomic::AtomicU64,
     /// Requests larger than this are refused as too large (0: no limit).
@@ -338,6 +339,12 @@ impl CaptureBackend {
             .store(overloaded, std::sync::atomic::Ordering::Relaxed);
     }
 
+    /// Requests refused by [`CaptureBackend::set_overloaded`].
+    pub fn overload_refusals(&self) -> u64 {
+        self.overload_refusals
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// While set, a request whose bytes contain `marker` is refused whole with
     /// `INVALID_ARGUMENT`, as a backend refuses a batch holding one span it cannot decode.
     pub fn refuse_requests_containing(&self, marker: Option<&[u8]>) {
@@ -383,6 +390,8 @@ impl crate::receive::SpanSink for CaptureBackend {
             });
         }
         if !body.is_empty() && self.overloaded.load(std::sync::atomic::Ordering::Relaxed) {
+            self.overload_refusals
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             return Err(crate::receive::Refusal::Overloaded {
                 message: "test backend is over its memory limit".into(),
                 retry_after: std::time::Duration::from_millis(100),

@@ -83,7 +83,9 @@ pub struct ForwardConfig {
     #[serde(default = "default_timeout", with = "humantime_serde")]
     pub timeout: Duration,
     /// Retries of one request to a gateway; past `max_elapsed_time` its spans count as
-    /// failed. Default: 100ms doubling to 1s, for at most 30s.
+    /// failed, unless the gateway is refusing them for memory (`RESOURCE_EXHAUSTED`): those
+    /// are retried until it takes them (see [`crate::forward`]). Default: 100ms doubling to
+    /// 1s, for at most 30s.
     #[serde(default = "default_retry")]
     pub retry: RetryConfig,
     /// Bytes queued per gateway. While a gateway's queue is full, new requests wait unread

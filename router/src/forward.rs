@@ -7,7 +7,10 @@
 //! `ExportTraceServiceRequest`s back to back are one valid request holding both; the client
 //! writes each part as it is, without copying them together), up to a size and age bound,
 //! and keeps a few requests in flight. What cannot be delivered within the retry bound is counted as
-//! failed. A gateway that cannot be connected to is marked down at once and the parts in
+//! failed, except parts a gateway refuses for memory (`RESOURCE_EXHAUSTED`): those are held
+//! and retried until it takes them or the forwarder closes, while the queue behind them
+//! fills and new requests are refused unread, so an overload costs senders latency and
+//! retries, not spans. A gateway that cannot be connected to is marked down at once and the parts in
 //! flight to it are re-routed; one whose sends keep failing otherwise is marked down after
 //! two give-ups, unless it was refusing for memory (it is up). The router then routes
 //! around it (see [`crate::split`]) and a probe brings it back.
@@ -167,6 +170,11 @@ impl Forwarder {
             self.stats.pending_spans.sub(p.spans);
         }
         parts
+    }
+
+    /// Whether [`Forwarder::close`] was called: the router stops or the gateway left.
+    pub fn is_closing(&self) -> bool {
+        self.closed.is_cancelled()
     }
 
     /// Stops the task once its queue is empty and its sends are done.

@@ -210,7 +210,14 @@ impl Router {
             self.cfg.compression,
             self.cfg.tls.as_ref(),
         )?
-        .give_up_when_unreachable();
+        .give_up_when_unreachable()
+        // A gateway refusing for memory is up and making room: its parts wait (and the
+        // queue behind them fills, so senders are refused before their data is read)
+        // rather than be given up at max_elapsed_time, until the router stops.
+        .hold_overloaded_while({
+            let f = Arc::downgrade(f);
+            Arc::new(move || f.upgrade().is_some_and(|f| !f.is_closing()))
+        });
         let (this, again) = (self.this.clone(), self.this.clone());
         let hooks = Hooks {
             health: Arc::new(move || {

@@ -394,23 +394,25 @@ async fn all_gateways_down_refuses_with_unavailable() {
     stop.cancel();
 }
 
-/// Scenario: the only gateway refuses every part for memory (RESOURCE_EXHAUSTED) until the
-/// router's retries give up, several times; then it takes requests again.
-/// Guarantees: the given-up spans are counted failed, but the gateway is not marked down
-/// (it is up and answering: down, the router would refuse every sender), and once it takes
-/// requests again new spans are delivered.
+/// Scenario: the only gateway refuses every part for memory (RESOURCE_EXHAUSTED with a
+/// retry hint) for many times the router's retry bound; then it takes requests again.
+/// Guarantees: the refused parts are held and retried, not given up (none counted failed:
+/// the gateway is up and making room, and the senders were told their spans were taken);
+/// the gateway is not marked down (down, the router would refuse every sender); once it
+/// takes requests again every span is delivered, the held ones and new ones.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_gateway_refusing_for_memory_is_not_marked_down() {
+async fn a_gateway_refusing_for_memory_gets_its_parts_once_it_has_room() {
     let stop = CancellationToken::new();
     let (gw_addr, gw) = CaptureBackend::start("127.0.0.37:0".parse().unwrap(), stop.clone())
         .await
         .unwrap();
     gw.set_overloaded(true);
+    let max_elapsed = Duration::from_millis(100);
     let forward = ForwardConfig {
         retry: RetryConfig {
             initial_interval: Duration::from_millis(10),
             max_interval: Duration::from_millis(20),
-            max_elapsed_time: Duration::from_millis(100),
+            max_elapsed_time: max_elapsed,
         },
         probe_interval: Duration::from_secs(60),
         ..ForwardConfig::default()
@@ -424,22 +426,31 @@ async fn a_gateway_refusing_for_memory_is_not_marked_down() {
     for seed in 0..3 {
         let req = FakeOtlp::traces(5).spans(2).seed(800 + seed).build();
         client.export(req).await.unwrap();
-        let failed = s.failed_spans.get();
-        while s.failed_spans.get() == failed {
-            assert!(started.elapsed() < Duration::from_secs(10), "no give-up");
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
     }
-    assert_eq!(s.failed_spans.get(), 30, "three parts given up");
+    // Refusals for many times the retry bound (the gateway's hint spaces them 100 ms apart).
+    let refusing_since = Instant::now();
+    while gw.overload_refusals() < 6 || refusing_since.elapsed() < max_elapsed * 8 {
+        assert_eq!(s.failed_spans.get(), 0, "parts refused for memory are held");
+        assert!(started.elapsed() < Duration::from_secs(10), "no retries");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(s.failed_spans.get(), 0, "parts refused for memory are held");
+    assert_eq!(gw.spans(), 0);
     let text = tailgate_core::telemetry::Admin::render_metrics(&*router).finish();
     assert!(text.contains("tailgate_router_healthy_members 1"), "{text}");
     gw.set_overloaded(false);
     let req = FakeOtlp::traces(5).spans(2).seed(900).build();
     client.export(req).await.unwrap();
-    while gw.spans() < 10 {
-        assert!(started.elapsed() < Duration::from_secs(10), "not delivered");
+    while gw.spans() < 40 {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "not delivered: {}",
+            gw.spans()
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+    assert_eq!(gw.spans(), 40);
+    assert_eq!(s.failed_spans.get(), 0);
     stop.cancel();
 }
 
