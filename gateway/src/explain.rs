@@ -63,7 +63,9 @@ pub struct TraceExplanation {
     pub duration: Duration,
     /// Whether the root span was seen.
     pub has_root: bool,
-    /// Each policy's verdict and description.
+    /// Each policy's verdict and description: the deciding plan's verdict for the policies
+    /// it evaluated (a stateful policy's, such as a rate limiter's, depends on the traces
+    /// before), what the policy alone says for the others (see `evaluated`).
     pub verdicts: Vec<(String, Verdict, String)>,
     /// Kept or not.
     pub sampled: bool,
@@ -163,6 +165,9 @@ pub fn explain(
             evaluated.push(i);
             if v == Verdict::Dropped {
                 dropped_at = Some(i);
+            }
+            if let Some(own) = verdicts.get_mut(i) {
+                own.1 = v;
             }
         });
         out.traces += 1;
@@ -326,7 +331,12 @@ impl Explanation {
             )
             .ok();
             for (name, v, why) in &t.verdicts {
-                writeln!(s, "  {name:width$}  {:<18}  {why}", format!("{v:?}")).ok();
+                let v = if t.evaluated.contains(name) {
+                    format!("{v:?}")
+                } else {
+                    format!("({v:?} alone)")
+                };
+                writeln!(s, "  {name:width$}  {v:<18}  {why}").ok();
             }
             writeln!(
                 s,
@@ -403,6 +413,42 @@ mod tests {
         let e = explain(&file, &text, None).unwrap();
         assert_eq!((e.traces, e.kept_traces), (2, 1));
         assert_eq!((e.policies[0].traces, e.policies[0].decided), (1, 1));
+    }
+
+    /// Scenario: `sample_on_first_match` with an error policy before a rate limiter; an
+    /// error trace of 5 spans, then in the same second a trace of 8 spans without errors
+    /// (a Collector-parity check found the detail contradicting the verdict).
+    /// Guarantees: the plan's rate limiter never saw the first trace (evaluation stopped
+    /// at the error policy), so it keeps the second, and the detail shows the plan's own
+    /// verdict for it, not the verdict of the limiter alone (which spent 5 of its 10 spans
+    /// on the first trace); a policy the plan did not evaluate is marked as such.
+    #[test]
+    fn the_detail_shows_the_deciding_plans_verdicts() {
+        let file = PolicyFile::parse(
+            Path::new("p.yaml"),
+            "sample_on_first_match: true\npolicies:\n  - {name: err, type: status_code, status_code: {status_codes: [ERROR]}}\n  - {name: r, type: rate_limiting, rate_limiting: {spans_per_second: 10, burst_capacity: 10}}\n",
+        )
+        .unwrap();
+        let first = line(1, "a", &[(1, 2), (2, 2), (3, 2), (4, 2), (5, 2)]);
+        let ok: Vec<(u8, i32)> = (11..=18).map(|i| (i, 0)).collect();
+        let second = line(1, "a", &ok).replace(&format!("{:032x}", 1), &format!("{:032x}", 2));
+        let text = [first, second].join("\n");
+        let mut id = [0u8; 16];
+        id[15] = 2;
+        let e = explain(&file, &text, Some(id)).unwrap();
+        assert_eq!(e.kept_traces, 2);
+        assert_eq!(
+            e.policies[1].traces, 1,
+            "the limiter alone keeps only the first"
+        );
+        let t = e.trace.as_ref().unwrap();
+        assert_eq!(t.decided_by.as_deref(), Some("r"));
+        assert_eq!(t.verdicts[1].1, Verdict::Sampled);
+        id[15] = 1;
+        let e = explain(&file, &text, Some(id)).unwrap();
+        let out = e.render();
+        assert!(out.contains("(Sampled alone)"), "{out}");
+        assert!(out.contains("kept by \"err\""), "{out}");
     }
 
     /// Scenario: a file with `sampling_strategy: span-ingest` (found by a user trial:

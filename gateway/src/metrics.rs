@@ -610,7 +610,7 @@ impl GatewayStats {
                 p.metric(
                     "tailgate_gateway_policy_sampled_traces_total",
                     "counter",
-                    "Traces kept, by the policy credited with keeping them: the one with the highest sampling probability, the first in the file on a tie.",
+                    "Traces kept, by the policy credited with keeping them: the first that sampled the trace, in evaluation order (drop policies first, then the file's order), as the Collector credits it.",
                     &labels,
                     v,
                 );

@@ -14,7 +14,8 @@ use crate::buffer::trace::TraceView;
 pub struct BooleanAttributeConfig {
     /// Attribute key.
     pub key: String,
-    /// The value that matches.
+    /// The value that matches; `false` when left out, as the Collector's zero value.
+    #[serde(default)]
     pub value: bool,
     /// Invert the match.
     #[serde(default)]

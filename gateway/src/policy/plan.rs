@@ -124,8 +124,8 @@ pub struct LocalVerdicts {
 pub struct Decision {
     /// Keep or not.
     pub sampled: bool,
-    /// Index of the policy that kept it: the one with the highest probability, the first
-    /// on a tie.
+    /// Index of the policy that kept it: the first that sampled it, in evaluation order
+    /// (`drop` policies first, then the file's order), as the Collector credits it.
     pub policy: Option<u16>,
     /// The probability with which it was kept: the highest of the policies that sampled
     /// it (a trace any deterministic policy keeps is kept for certain). 1 when not kept.
@@ -231,14 +231,14 @@ impl PolicyPlan {
                     }
                 }
                 Verdict::Sampled if n >= self.drops => {
-                    // The recorded policy is the one with the highest probability, the first
-                    // on a tie, as the Collector records it (no later one beats 1).
-                    if first_sampled.is_none() || probability < 1.0 {
-                        let q = p.probability(trace);
-                        if first_sampled.is_none() || q > probability {
-                            first_sampled = Some(i as u16);
-                            probability = q;
-                        }
+                    // The credited policy is the first that sampled, in evaluation order,
+                    // as the Collector's makeDecision records it; the probability is the
+                    // highest of those that sampled (no later one beats 1).
+                    if first_sampled.is_none() {
+                        first_sampled = Some(i as u16);
+                        probability = p.probability(trace);
+                    } else if probability < 1.0 {
+                        probability = probability.max(p.probability(trace));
                     }
                     if self.sample_on_first_match {
                         break;

@@ -830,27 +830,39 @@ fn span_ingest_skips_a_failing_drop() {
     assert!(plan.decide_batch(&view, &mut local).is_none());
 }
 
-/// Scenario: two policies keep a trace with different probabilities.
-/// Guarantees: the recorded policy is the one with the highest probability, whose
-/// probability the kept spans carry (the first on a tie), as the Collector records it.
+/// Scenario: several policies keep a trace with different probabilities, the less
+/// probable first in the file.
+/// Guarantees: the credited policy is the first that sampled, in evaluation order, as the
+/// Collector's makeDecision records it (the first policy whose decision is Sampled), while
+/// the kept spans carry the highest probability among them (a trace any deterministic
+/// policy keeps is kept for certain).
 #[test]
-fn the_recorded_policy_is_the_most_probable_one() {
+fn the_credited_policy_is_the_first_that_sampled() {
     let yaml = "policies:\n  - {name: tenth, type: probabilistic, probabilistic: {sampling_percentage: 100}}\n  - {name: all, type: always_sample}\n  - {name: also, type: always_sample}\n";
     let plan = PolicyPlan::compile(&parse(yaml).unwrap());
     let mut s = crate::buffer::trace::TraceSummary::default();
     s.add_span(0, MS, 0, true);
     let d = plan.decide(&crate::buffer::trace::TraceView::new(&[1; 16], &s));
-    assert_eq!(
-        (d.policy, d.probability),
-        (Some(0), 1.0),
-        "100% ties with always_sample: first wins"
-    );
+    assert_eq!((d.policy, d.probability), (Some(0), 1.0));
     let yaml = yaml.replace("sampling_percentage: 100", "sampling_percentage: 10");
     let plan = PolicyPlan::compile(&parse(&yaml).unwrap());
-    for id in 0..50u8 {
+    let (mut by_tenth, mut by_all) = (0, 0);
+    for id in 0..=255u8 {
         let d = plan.decide(&crate::buffer::trace::TraceView::new(&[id; 16], &s));
-        assert_eq!((d.policy, d.probability), (Some(1), 1.0));
+        assert_eq!(d.probability, 1.0, "always_sample kept it too");
+        match d.policy {
+            Some(0) => by_tenth += 1,
+            Some(1) => by_all += 1,
+            other => panic!("credited {other:?}"),
+        }
     }
+    // The 10% policy samples some of these ids and is then credited, as it comes first.
+    assert!(by_tenth > 0 && by_all > by_tenth, "{by_tenth} / {by_all}");
+    // Behind a drop policy that does not match, the first sampling one is still credited.
+    let yaml = format!("{yaml}  - {{name: d, type: drop, drop: {{drop_sub_policy: [{{name: n, type: probabilistic, probabilistic: {{sampling_percentage: 0}}}}]}}}}\n");
+    let plan = PolicyPlan::compile(&parse(&yaml).unwrap());
+    let d = plan.decide(&crate::buffer::trace::TraceView::new(&[7; 16], &s));
+    assert!(matches!(d.policy, Some(0 | 1)), "{d:?}");
 }
 
 /// One span, encoded as the buffer holds it.
@@ -986,6 +998,22 @@ fn entry_errors_are_typed_by_what_is_wrong() {
         entry("{name: a, type: latency, latency: {threshold_ms: -1}}"),
         Err(PolicyError::Setting { block: "latency", error: SettingError::OutOfRange { key, .. }, .. })
             if key == "threshold_ms"
+    ));
+    // Refused as mistakes (docs/policies.md, Departures), where the Collector loads them
+    // and keeps nothing.
+    assert!(matches!(
+        entry("{name: a, type: latency, latency: {threshold_ms: 10, upper_threshold_ms: 5}}"),
+        Err(PolicyError::Setting { block: "latency", error: SettingError::OutOfRange { key, .. }, .. })
+            if key == "upper_threshold_ms"
+    ));
+    let e = parse("policies:\n  - {name: a, type: probabilistic, probabilistic: {hash_salt: x}}\n")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("sampling_percentage") && e.contains(":2"), "{e}");
+    // A left-out boolean `value` is false, as the Collector's zero value.
+    assert!(matches!(
+        entry("{name: a, type: boolean_attribute, boolean_attribute: {key: k}}"),
+        Ok(PolicyConfig { kind: PolicyKind::BooleanAttribute(c), .. }) if !c.value && c.key == "k"
     ));
     assert!(matches!(
         entry("{name: a, type: string_attribute, string_attribute: {key: k, values: ['('], enabled_regex_matching: true}}"),
