@@ -13,7 +13,9 @@
 //! retries, not spans. A gateway that cannot be connected to is marked down at once and the parts in
 //! flight to it are re-routed; one whose sends keep failing otherwise is marked down after
 //! two give-ups, unless it was refusing for memory (it is up). The router then routes
-//! around it (see [`crate::split`]) and a probe brings it back.
+//! around it (see [`crate::split`]) and a probe brings it back. A gateway that leaves the
+//! ring ([`Forwarder::leave`]) stops being held for; what it then fails to take is
+//! re-routed to its traces' new owners.
 
 use bytes::Bytes;
 use std::collections::VecDeque;
@@ -52,6 +54,8 @@ pub struct Forwarder {
     router_stats: Arc<RouterStats>,
     notify: Notify,
     down: AtomicBool,
+    /// Its gateway left the ring: what it could not deliver goes to the new owners.
+    left: AtomicBool,
     consecutive_failures: AtomicU32,
     closed: CancellationToken,
     /// Counters.
@@ -82,6 +86,7 @@ impl Forwarder {
             router_stats,
             notify: Notify::new(),
             down: AtomicBool::new(false),
+            left: AtomicBool::new(false),
             consecutive_failures: AtomicU32::new(0),
             closed: CancellationToken::new(),
             stats: ForwarderStats::default(),
@@ -175,6 +180,13 @@ impl Forwarder {
     /// Whether [`Forwarder::close`] was called: the router stops or the gateway left.
     pub fn is_closing(&self) -> bool {
         self.closed.is_cancelled()
+    }
+
+    /// [`Forwarder::close`] because its gateway left the ring: sends that then fail, or
+    /// that were held while it refused for memory, are re-routed rather than failed.
+    pub fn leave(&self) {
+        self.left.store(true, Ordering::Relaxed);
+        self.close();
     }
 
     /// Stops the task once its queue is empty and its sends are done.
@@ -278,12 +290,21 @@ impl Forwarder {
                     (hooks.health)();
                     self.notify.notify_one();
                 }
-                let body = if chunks.len() == 1 {
-                    chunks[0].clone()
-                } else {
-                    Bytes::from(chunks.concat())
-                };
-                (hooks.reroute)(vec![Part { body, spans }]);
+                (hooks.reroute)(vec![Part {
+                    body: one_body(chunks),
+                    spans,
+                }]);
+            }
+            Err(error @ (ForwardError::GaveUp { .. } | ForwardError::Leaving { .. }))
+                if self.left.load(Ordering::Relaxed) =>
+            {
+                // The gateway left the ring while these were in flight (held, perhaps,
+                // while it refused for memory): its traces have new owners, which take them.
+                tracing::info!(member = %self.member, %error, spans, "Gateway left the ring with spans in flight; re-routing them.");
+                (hooks.reroute)(vec![Part {
+                    body: one_body(chunks),
+                    spans,
+                }]);
             }
             Ok(d) => {
                 let rejected = d.rejected_spans.min(spans);
@@ -338,6 +359,15 @@ impl Forwarder {
             tracing::info!(member = %self.member, "Gateway answers again; routing to it.");
             on_health();
         }
+    }
+}
+
+/// The parts of a coalesced request as one body (a copy only when there are several).
+fn one_body(chunks: &[Bytes]) -> Bytes {
+    if chunks.len() == 1 {
+        chunks[0].clone()
+    } else {
+        Bytes::from(chunks.concat())
     }
 }
 

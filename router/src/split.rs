@@ -151,6 +151,9 @@ impl Router {
                     match self.spawn_forwarder(member) {
                         Ok((f, task)) => {
                             m.forwarders.insert(member.clone(), f);
+                            // Tasks of gateways that left and finished: a churning member
+                            // set (pod IPs under DNS discovery) must not grow the list.
+                            m.tasks.retain(|t| !t.is_finished());
                             m.tasks.push(task);
                         }
                         Err(error) => {
@@ -175,9 +178,10 @@ impl Router {
         self.stats.ring_changes.add(1);
         self.rebuild();
         for f in leaving {
-            // Whatever it has queued goes to the new owners; what is in flight finishes.
+            // Whatever it has queued goes to the new owners; what is in flight finishes,
+            // or goes to them too if it fails (see `Forwarder::leave`).
             let parts = f.take_queued();
-            f.close();
+            f.leave();
             self.reroute(parts);
         }
     }
@@ -303,6 +307,9 @@ impl Router {
             }
             for p in std::mem::take(&mut parts) {
                 if scan.scan(&p.body).is_err() {
+                    // Parts are the router's own framing, scanned once already: never
+                    // expected, but a part not re-routed is counted.
+                    self.stats.failed_spans.add(p.spans);
                     continue;
                 }
                 for (owner, spans, body) in split(&state.ring, &p.body, &scan) {

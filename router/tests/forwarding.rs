@@ -454,6 +454,74 @@ async fn a_gateway_refusing_for_memory_gets_its_parts_once_it_has_room() {
     stop.cancel();
 }
 
+/// Scenario: two gateways; one refuses every part for memory, so the router holds its
+/// parts (past a 100 ms retry bound); then it leaves the ring (scaled down), still refusing.
+/// Guarantees: the parts held for it go to their traces' new owner, the other gateway:
+/// every span delivered there, none counted failed (a review found them given up and
+/// counted failed once the leaving gateway's forwarder closed).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parts_held_for_a_gateway_that_leaves_go_to_the_new_owners() {
+    let stop = CancellationToken::new();
+    let (full_addr, full) = CaptureBackend::start("127.0.0.38:0".parse().unwrap(), stop.clone())
+        .await
+        .unwrap();
+    let (live_addr, live) = CaptureBackend::start("127.0.0.39:0".parse().unwrap(), stop.clone())
+        .await
+        .unwrap();
+    full.set_overloaded(true);
+    let forward = ForwardConfig {
+        retry: RetryConfig {
+            initial_interval: Duration::from_millis(10),
+            max_interval: Duration::from_millis(20),
+            max_elapsed_time: Duration::from_millis(100),
+        },
+        probe_interval: Duration::from_secs(60),
+        ..ForwardConfig::default()
+    };
+    let (addr, router) = start_router(
+        vec![full_addr.to_string(), live_addr.to_string()],
+        forward,
+        &stop,
+    )
+    .await;
+    let mut client = TraceServiceClient::connect(format!("http://{addr}"))
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let mut sent = 0;
+    for seed in 0..4 {
+        let req = FakeOtlp::traces(20).spans(2).seed(600 + seed).build();
+        sent += spans(&req);
+        client.export(req).await.unwrap();
+    }
+    // Held past the bound: refused several times, over 300 ms.
+    while full.overload_refusals() < 3 || started.elapsed() < Duration::from_millis(300) {
+        assert!(started.elapsed() < Duration::from_secs(10), "no refusals");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(router.stats().failed_spans.get(), 0);
+    assert!(
+        live.spans() < sent,
+        "some traces belong to the refusing gateway"
+    );
+    router.set_members(vec![tailgate_core::ring::Member::new(
+        live_addr.to_string(),
+    )]);
+    while live.spans() < sent {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{} of {sent} delivered, {} failed",
+            live.spans(),
+            router.stats().failed_spans.get()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(live.spans(), sent);
+    assert_eq!(full.spans(), 0);
+    assert_eq!(router.stats().failed_spans.get(), 0);
+    stop.cancel();
+}
+
 /// Scenario: two gateways, one of which refuses connections, with a 30 s retry bound; a few
 /// requests arrive.
 /// Guarantees (issue 14 item 5): the refusing gateway is marked down at its first refused
