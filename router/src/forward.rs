@@ -60,8 +60,9 @@ pub struct Forwarder {
     closed: CancellationToken,
     /// Counters.
     pub stats: ForwarderStats,
-    /// Its client's retry counters, once it runs.
-    retry: std::sync::OnceLock<Arc<tailgate_core::retry::RetryStats>>,
+    /// Its client, once it runs: a drain that starts the task again reuses it (its
+    /// connection and its retry counters).
+    client: std::sync::OnceLock<GrpcClient>,
 }
 
 // === impl Forwarder ===
@@ -90,7 +91,7 @@ impl Forwarder {
             consecutive_failures: AtomicU32::new(0),
             closed: CancellationToken::new(),
             stats: ForwarderStats::default(),
-            retry: std::sync::OnceLock::new(),
+            client: std::sync::OnceLock::new(),
         })
     }
 
@@ -102,7 +103,9 @@ impl Forwarder {
     /// Requests the gateway did not answer in time, so that sending them again may deliver
     /// their spans twice.
     pub fn unanswered(&self) -> u64 {
-        self.retry.get().map_or(0, |r| r.unanswered.get())
+        self.client
+            .get()
+            .map_or(0, |c| c.retry_stats().unanswered.get())
     }
 
     /// Whether the gateway is marked down.
@@ -219,7 +222,7 @@ impl Forwarder {
     /// goes down or comes back, so the router can rebuild its effective ring, and
     /// `hooks.reroute` takes back parts that were in flight to a gateway found unreachable.
     pub async fn run(self: Arc<Self>, client: GrpcClient, cfg: ForwardConfig, hooks: Hooks) {
-        self.retry.set(client.retry_stats().clone()).ok();
+        let client = self.client.get_or_init(|| client).clone();
         let on_health = hooks.health.clone();
         let in_flight = Arc::new(Semaphore::new(cfg.max_in_flight.max(1)));
         loop {
