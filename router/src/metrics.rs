@@ -150,7 +150,7 @@ impl RouterStats {
             (
                 "tailgate_router_healthy_members",
                 "gauge",
-                "Gateways on the ring now (not marked down).",
+                "Gateways not marked down: those on the ring (with every gateway down the ring keeps them all, so that data queues and probes go on, and this is 0).",
                 self.healthy_members.get(),
             ),
             (

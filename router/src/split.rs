@@ -255,6 +255,9 @@ impl Router {
             .filter(|x| m.forwarders.get(*x).is_some_and(|f| !f.is_down()))
             .cloned()
             .collect();
+        // Counted before the fallback below: with every gateway down the ring holds
+        // them all, but none is healthy (the alert on healthy < members must fire).
+        self.stats.healthy_members.set(healthy.len() as u64);
         let chosen = if healthy.is_empty() {
             m.members
                 .iter()
@@ -271,7 +274,6 @@ impl Router {
             .filter_map(|x| m.forwarders.get(x).cloned())
             .collect();
         self.stats.members.set(m.members.len() as u64);
-        self.stats.healthy_members.set(ring.members().len() as u64);
         self.state.store(Arc::new(RingState { ring, forwarders }));
     }
 
@@ -362,10 +364,15 @@ impl Router {
         // restarted forwarders still get what is left of the deadline.
         let all = futures_util::future::join_all(tasks);
         let _joined = tokio::time::timeout_at(until, all).await;
-        if self.pending_spans() > 0 {
-            tracing::warn!(
-                pending_spans = self.pending_spans(),
-                "Drain ended with spans still queued for gateways."
+        // What is still queued or in flight now is lost with the process: counted failed,
+        // so that the loss shows where the last scrape and the alert on failed spans look
+        // (the senders were told these spans were taken).
+        let lost = self.pending_spans();
+        if lost > 0 {
+            self.stats.failed_spans.add(lost);
+            tracing::error!(
+                lost_spans = lost,
+                "Drain deadline passed with spans still queued for gateways; counted as failed."
             );
         }
     }

@@ -353,7 +353,8 @@ async fn bad_trace_ids_are_rejected_by_partial_success() {
 /// Scenario: the only gateway is unreachable and retries give up fast, so it is marked down.
 /// Guarantees (issue 14 item 5): from then on the router refuses new data with UNAVAILABLE
 /// and a retry hint instead of accepting spans that can only fail, counts them refused, and
-/// says not ready.
+/// says not ready; `healthy_members` is 0 (a review found it kept at 1, so the alert on
+/// healthy < members never fired in a total outage).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn all_gateways_down_refuses_with_unavailable() {
     let stop = CancellationToken::new();
@@ -391,6 +392,37 @@ async fn all_gateways_down_refuses_with_unavailable() {
     assert!(router.ring_state().forwarders.iter().all(|f| f.is_down()));
     assert!(!tailgate_core::telemetry::Admin::ready(router.as_ref()));
     assert!(router.stats().refused_spans.get() >= 4);
+    // The alert on healthy < members must fire with the only gateway down.
+    let text = tailgate_core::telemetry::Admin::render_metrics(&*router).finish();
+    assert!(text.contains("tailgate_router_healthy_members 0"), "{text}");
+    assert!(text.contains("tailgate_router_members 1"), "{text}");
+    stop.cancel();
+}
+
+/// Scenario: the only gateway is unreachable; a request is accepted before the router
+/// finds out (a router is ready until its first connection fails), so its part waits in
+/// the down gateway's queue; then the router drains with a short deadline.
+/// Guarantees: the spans still queued at the deadline are counted failed (a docs audit
+/// found them lost with the process and in no counter).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spans_left_at_the_drain_deadline_are_counted_failed() {
+    let stop = CancellationToken::new();
+    let dead = dead_address([127, 0, 0, 40]).await;
+    let (addr, router) =
+        start_router(vec![dead.to_string()], ForwardConfig::default(), &stop).await;
+    let mut client = TraceServiceClient::connect(format!("http://{addr}"))
+        .await
+        .unwrap();
+    let req = FakeOtlp::traces(3).spans(2).seed(42).build();
+    let sent = spans(&req);
+    client.export(req).await.unwrap();
+    let started = Instant::now();
+    while router.stats().failed_spans.get() == 0 && router.pending_spans() < sent {
+        assert!(started.elapsed() < Duration::from_secs(5), "not queued");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    router.drain(Duration::from_millis(300)).await;
+    assert_eq!(router.stats().failed_spans.get(), sent);
     stop.cancel();
 }
 
