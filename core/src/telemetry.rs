@@ -326,12 +326,18 @@ impl Collector for Families {
 
 /// Logs to stderr at `RUST_LOG`, or `default` (`info`, `warn`…) without it; colour only on
 /// a terminal, so log files and collectors get plain text. For the binaries' `main`.
+///
+/// A line that cannot be written (stderr a closed pipe: a log shipper gone) is dropped.
+/// tracing-subscriber would otherwise report it with `eprintln!`, which panics on the same
+/// closed pipe and ended the task that logged: the shutdown task, so that SIGTERM was
+/// ignored (found by a docs audit).
 pub fn init_logging(default: &str) {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| default.into()),
         )
+        .log_internal_errors(false)
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();

@@ -1,6 +1,7 @@
 #![allow(clippy::unwrap_used)] // test fixtures: a failed setup should fail loudly
 //! The router binary survives SIGHUP (issue 14 item 11): it has nothing to reload, and a
-//! hangup sent to a fleet must not take routers down.
+//! hangup sent to a fleet must not take routers down; and SIGTERM ends it even when its
+//! log has nowhere to go.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
@@ -62,4 +63,60 @@ fn sighup_does_not_end_the_router() {
     let status = child.wait().unwrap();
     assert!(status.success(), "{status:?}");
     std::fs::remove_dir_all(&dir).ok();
+}
+
+/// Scenario: a router whose stderr is a pipe nobody reads any more (a log shipper that
+/// died) receives SIGTERM, and logs that it shuts down into the closed pipe.
+/// Guarantees: it still drains and exits within its drain deadline (a docs audit found it
+/// running on, ready, 20 s later: the failed log write panicked the shutdown task).
+#[test]
+fn sigterm_ends_the_router_when_its_log_pipe_is_closed() {
+    let dir = std::env::temp_dir().join(format!("tailgate-epipe-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("router.yaml");
+    std::fs::write(
+        &config,
+        "receive: { grpc: '127.0.0.63:0', http: null }\nmembers: { static: ['127.0.0.64:4317'] }\nadmin: null\nmetrics: null\n",
+    )
+    .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tailgate-router"))
+        .args(["--config".as_ref(), config.as_os_str()])
+        .args(["--drain-deadline", "2s"])
+        .env("RUST_LOG", "info")
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let started = std::time::Instant::now();
+    loop {
+        match lines.next() {
+            Some(Ok(line)) if line.contains("Router listening") => break,
+            Some(Ok(_)) => assert!(started.elapsed() < Duration::from_secs(20), "not started"),
+            other => panic!("the router's log ended before it listened: {other:?}"),
+        }
+    }
+    // Close the read end: every later log line fails with EPIPE.
+    drop(lines);
+    let pid = child.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break Some(status);
+        }
+        if std::time::Instant::now() > deadline {
+            child.kill().ok();
+            child.wait().ok();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    std::fs::remove_dir_all(&dir).ok();
+    let status = status.expect("still running 10 s after SIGTERM with a 2 s drain deadline");
+    assert!(status.success(), "{status:?}");
 }
