@@ -88,7 +88,7 @@ fn sigterm_ends_the_router_when_its_log_pipe_is_closed() {
         .spawn()
         .unwrap();
     let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let started = std::time::Instant::now();
+    let started = tokio::time::Instant::now();
     loop {
         match lines.next() {
             Some(Ok(line)) if line.contains("Router listening") => break,
@@ -104,12 +104,12 @@ fn sigterm_ends_the_router_when_its_log_pipe_is_closed() {
         .status()
         .unwrap()
         .success());
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     let status = loop {
         if let Some(status) = child.try_wait().unwrap() {
             break Some(status);
         }
-        if std::time::Instant::now() > deadline {
+        if tokio::time::Instant::now() > deadline {
             child.kill().ok();
             child.wait().ok();
             break None;
