@@ -21,9 +21,16 @@ struct Capture {
     refused: Mutex<Vec<&'static str>>,
     /// Requests that asked for room ([`SpanSink::ready`]).
     ready: std::sync::atomic::AtomicU64,
+    /// Requests the receiver found malformed before export ([`SpanSink::malformed`]).
+    malformed: std::sync::atomic::AtomicU64,
 }
 
 impl SpanSink for Capture {
+    fn malformed(&self) {
+        self.malformed
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+
     fn refused(&self, refusal: &Refusal) {
         self.refused.lock().unwrap().push(refusal.reason());
     }
@@ -291,7 +298,20 @@ async fn otlp_http_sent_to_the_grpc_port_is_refused_not_lost() {
     for ct in ["application/x-protobuf", "application/json"] {
         let (st, _, answer) = post(&url, ct, None, body.clone()).await;
         assert_eq!(st, 415, "{ct}: {answer}");
-        assert!(answer.contains("OTLP/HTTP"), "{answer}");
+        // The port the HTTP receiver listens on, not the default (a docs audit found
+        // "4318 by default" said to a sender of a receiver on another port).
+        let http_port = s
+            .http
+            .trim_end_matches("/v1/traces")
+            .rsplit(':')
+            .next()
+            .unwrap();
+        assert!(
+            answer.contains(&format!(
+                "send OTLP/HTTP to the HTTP receiver, port {http_port}"
+            )),
+            "{answer}"
+        );
     }
     let h2 = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
         .http2_only(true)
@@ -442,6 +462,12 @@ async fn http_bad_input_gets_specific_errors() {
     .await;
     assert_eq!(st, 400);
     assert!(body.contains("invalid OTLP/JSON"), "{body}");
+    // Told to the stage, which counts it in its malformed_requests as it counts
+    // malformed protobuf (a docs audit found JSON missing from that count).
+    assert_eq!(
+        s.sink.malformed.load(std::sync::atomic::Ordering::SeqCst),
+        1
+    );
     let (st, _, body) = post(&s.http, "text/plain", None, b"hi".to_vec()).await;
     assert_eq!(st, 415);
     assert!(body.contains("Content-Type"), "{body}");

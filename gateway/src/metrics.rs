@@ -423,7 +423,7 @@ impl GatewayStats {
         counter(
             p,
             "tailgate_gateway_malformed_requests_total",
-            "Requests refused as malformed.",
+            "Requests refused as malformed: protobuf the scan cannot read, or OTLP/JSON that does not convert.",
             &self.malformed_requests,
         );
         counter(

@@ -104,7 +104,7 @@ impl RouterStats {
         p.metric(
             "tailgate_router_malformed_requests_total",
             "counter",
-            "Requests refused as malformed.",
+            "Requests refused as malformed: protobuf the scan cannot read, or OTLP/JSON that does not convert.",
             &[],
             self.malformed_requests.get(),
         );

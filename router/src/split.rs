@@ -440,6 +440,10 @@ impl SpanSink for Router {
         self.stats.late_answers.add(1);
     }
 
+    fn malformed(&self) {
+        self.stats.malformed_requests.add(1);
+    }
+
     async fn ready(&self, first_bytes: Option<usize>) -> Result<Ready, Refusal> {
         if self.gate.available_permits() > 0 && self.has_room() {
             return Ok(self.pass(first_bytes));

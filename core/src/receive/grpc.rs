@@ -37,6 +37,7 @@ pub struct TraceService<S> {
     peer_auth: PeerAuth,
     auth: Option<ReceiveAuth>,
     peer_traffic: PeerTraffic,
+    http_port: Option<u16>,
 }
 
 impl<S> Clone for TraceService<S> {
@@ -49,6 +50,7 @@ impl<S> Clone for TraceService<S> {
             peer_auth: self.peer_auth.clone(),
             auth: self.auth.clone(),
             peer_traffic: self.peer_traffic,
+            http_port: self.http_port,
         }
     }
 }
@@ -72,6 +74,7 @@ impl<S: SpanSink> TraceService<S> {
             peer_auth: limits.peer_auth.clone(),
             auth: limits.auth.clone(),
             peer_traffic: limits.peer_traffic,
+            http_port: limits.http_port,
         }
     }
 
@@ -119,11 +122,14 @@ impl<S: SpanSink> TraceService<S> {
     /// HTTP 415 for a request that is not gRPC, as the gRPC spec asks, saying where
     /// OTLP/HTTP goes (counted as refused, `invalid`).
     fn not_grpc(&self) -> http::Response<Body> {
-        let refusal = Refusal::Invalid(
+        let to = match self.http_port {
+            Some(port) => format!("to the HTTP receiver, port {port}"),
+            None => "to an HTTP receiver (this process has none: `receive.http`)".to_owned(),
+        };
+        let refusal = Refusal::Invalid(format!(
             "not a gRPC request (Content-Type is not application/grpc): this is the OTLP/gRPC \
-             receiver; send OTLP/HTTP to the HTTP receiver (port 4318 by default)"
-                .into(),
-        );
+             receiver; send OTLP/HTTP {to}"
+        ));
         self.sink.refused(&refusal);
         let mut response = http::Response::new(Body::new(http_body_util::Full::new(Bytes::from(
             refusal.to_string(),

@@ -162,7 +162,7 @@ async fn receive<S: SpanSink>(
         Format::Protobuf => body,
         // The JSON is freed once converted (its budget share stays held: the protobuf,
         // never larger, takes its place).
-        Format::Json => owned_json_to_protobuf(body)?,
+        Format::Json => owned_json_to_protobuf(body).inspect_err(|_| sink.malformed())?,
     };
     let sink = sink.clone();
     // The budget share goes with the body into the detached task (see grpc.rs).

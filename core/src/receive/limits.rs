@@ -96,11 +96,21 @@ impl ReceiveConfig {
     /// What is odd but not wrong in this block, for the binaries to print at start and with
     /// `--check`.
     pub fn warnings(&self) -> Vec<String> {
-        self.cors
+        let mut out: Vec<String> = self
+            .cors
             .iter()
             .filter_map(|c| c.warning())
             .map(str::to_owned)
-            .collect()
+            .collect();
+        if self.max_in_flight_bytes < 2 * self.max_request_bytes {
+            out.push(format!(
+                "receive.max_in_flight_bytes ({}) is below twice max_request_bytes ({}): it is raised to {} (a request is held compressed and decompressed at once)",
+                self.max_in_flight_bytes,
+                self.max_request_bytes,
+                2 * self.max_request_bytes
+            ));
+        }
+        out
     }
 }
 
@@ -183,6 +193,31 @@ mod body_tests {
         }
     }
 
+    /// Scenario: `max_in_flight_bytes` below twice `max_request_bytes` (a docs audit found
+    /// it raised in silence, where the docs say "at least 2 x"), and one at twice.
+    /// Guarantees: the first draws a warning naming both keys and the value used; the
+    /// second none; the budget used is the raised one.
+    #[test]
+    fn a_small_in_flight_budget_is_raised_with_a_warning() {
+        let small = ReceiveConfig {
+            max_request_bytes: 1 << 20,
+            max_in_flight_bytes: 1024,
+            ..ReceiveConfig::default()
+        };
+        let w = small.warnings();
+        assert!(
+            w.iter().any(
+                |w| w.contains("max_in_flight_bytes (1024)") && w.contains("raised to 2097152")
+            ),
+            "{w:?}"
+        );
+        let exact = ReceiveConfig {
+            max_in_flight_bytes: 2 << 20,
+            ..small
+        };
+        assert!(exact.warnings().is_empty(), "{:?}", exact.warnings());
+    }
+
     /// Scenario: bodies sent a byte at a time.
     /// Guarantees: the same bytes, in order, in one allocation about their size.
     #[test]
@@ -229,6 +264,9 @@ pub struct Limits {
     pub auth: Option<ReceiveAuth>,
     /// Cross-origin requests the OTLP/HTTP receiver answers (`receive.cors`), if any.
     pub cors: Option<std::sync::Arc<super::cors::Cors>>,
+    /// The OTLP/HTTP receiver's port as configured (`receive.http`), named to a sender that
+    /// sends OTLP/HTTP to the gRPC receiver; `None` when there is none.
+    pub http_port: Option<u16>,
 }
 
 impl Limits {
@@ -263,6 +301,7 @@ impl Limits {
                 .map(std::sync::Arc::new),
             tls: None,
             peer_traffic: super::auth::PeerTraffic::Mixed,
+            http_port: c.http.map(|a| a.port()),
         }
     }
 }

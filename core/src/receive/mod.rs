@@ -122,6 +122,16 @@ impl Listeners {
         limits: Limits,
         shutdown: tokio_util::sync::CancellationToken,
     ) -> std::io::Result<()> {
+        // The port the HTTP receiver really listens on (`:0` in a config picks one), or
+        // none: what the gRPC receiver names to OTLP/HTTP sent to it.
+        let limits = Limits {
+            http_port: self
+                .http
+                .as_ref()
+                .and_then(|l| l.local_addr().ok())
+                .map(|a| a.port()),
+            ..limits
+        };
         let grpc = {
             let (sink, token, limits) = (sink.clone(), shutdown.clone(), limits.clone());
             async move {

@@ -85,6 +85,12 @@ pub trait SpanSink: Send + Sync + 'static {
     /// so that the stage can count refusals by [`Refusal::reason`].
     fn refused(&self, _refusal: &Refusal) {}
 
+    /// Told of every request the receiver refuses because its body is not an
+    /// `ExportTraceServiceRequest` it can read before [`SpanSink::export`] sees it (OTLP/JSON
+    /// that does not convert), so that the stage counts malformed requests whatever their
+    /// encoding. [`SpanSink::refused`] is told too.
+    fn malformed(&self) {}
+
     /// Told of every request taken (answered OK) after its sender's deadline
     /// (`grpc-timeout`) had passed: the sender has likely given up and may send it again,
     /// so its spans may be taken twice (see [`run_detached`]). Stages count these so that

@@ -452,6 +452,10 @@ impl SpanSink for TraceBuffer {
         self.stats.late_answers.add(1);
     }
 
+    fn malformed(&self) {
+        self.stats.malformed_requests.add(1);
+    }
+
     async fn export(&self, body: Bytes) -> Result<Accepted, Refusal> {
         self.export_from(body, Origin::Client).await
     }
