@@ -916,6 +916,73 @@ fn whole_exponent_float(token: &str) -> Option<String> {
     whole.then(|| format!("{}", value as i64))
 }
 
+/// The 1-based line where the key path `key` (`forward.max_request_bytes`,
+/// `members.static[1]`, `export.otlp/backend`) is written in a YAML text: the line of its
+/// deepest part found, so that a key inside a flow mapping (`tls: {ca_file: x}`) or a
+/// part the text leaves out points at the nearest line that holds it. `None` when not even
+/// the first part is at the top level (a key written only through a merge, say).
+pub fn locate_key(text: &str, key: &str) -> Option<usize> {
+    let lines: Vec<&str> = text.lines().collect();
+    // The block being searched: lines (from, to] below a parent written at `indent`.
+    let (mut from, mut to, mut parent_indent) = (0usize, lines.len(), None::<usize>);
+    let mut found = None;
+    for part in key.split('.') {
+        let (name, index) = match part.split_once('[') {
+            Some((n, rest)) => (n, rest.trim_end_matches(']').parse::<usize>().ok()),
+            None => (part, None),
+        };
+        let at = (from..to).find(|&n| {
+            let l = lines[n];
+            let t = l.trim_start();
+            let indent = l.len() - t.len();
+            parent_indent.is_none_or(|p| indent > p)
+                && (parent_indent.is_some() || indent == 0)
+                && [name, &format!("\"{name}\""), &format!("'{name}'")]
+                    .iter()
+                    .any(|k| {
+                        t.strip_prefix(*k)
+                            .is_some_and(|r| r.trim_start().starts_with(':'))
+                    })
+        });
+        let Some(at) = at else { break };
+        found = Some(at + 1);
+        let indent = lines[at].len() - lines[at].trim_start().len();
+        // The block ends at the next line as far left as the key, or further.
+        let end = (at + 1..to)
+            .find(|&n| {
+                let t = lines[n].trim_start();
+                !t.is_empty() && !t.starts_with('#') && lines[n].len() - t.len() <= indent
+            })
+            .unwrap_or(to);
+        if let Some(i) = index {
+            if let Some(item) = locate_sequence_item(&lines[at..end].join("\n"), name, i) {
+                found = Some(at + item);
+            }
+            break;
+        }
+        (from, to, parent_indent) = (at + 1, end, Some(indent));
+    }
+    found
+}
+
+/// `error` with the line of its key in `text` (the file it was read from), when it has
+/// none and the key is found there: validation runs on parsed values, which carry no
+/// position.
+pub fn with_line(error: ConfigError, text: &str) -> ConfigError {
+    match error {
+        ConfigError::Invalid { path, key, message } => match locate_key(text, &key) {
+            Some(line) => ConfigError::InvalidAt {
+                path,
+                line,
+                key,
+                message,
+            },
+            None => ConfigError::Invalid { path, key, message },
+        },
+        e => e,
+    }
+}
+
 /// The 1-based line of item `index` of the block sequence under the first `key:` line of a
 /// YAML text, for errors about values that parsed but are invalid. `None` for flow-style
 /// sequences (`key: [a, b]`) or when the text is not laid out as expected.
@@ -1608,10 +1675,46 @@ mod tests {
         .is_err());
     }
 
+    /// Scenario: key paths as validation errors name them, in a file with nesting, flow
+    /// mappings, sequences, comments and a key repeated at another level (a docs audit
+    /// found validation errors without a line).
+    /// Guarantees: each is found at its line; a part the text does not hold points at its
+    /// parent; a key absent from the top level is not located.
+    #[test]
+    fn key_paths_are_located_by_line() {
+        let text = "receive:\n  grpc: x\n  # max_connections: 1\n  max_connections: 0\nexport:\n  otlp/backend:\n    endpoint: a\n    tls: {ca_file: b}\n\n  \"debug\": {}\nmembers:\n  static:\n    - a\n    - b:1\n  endpoint: z\n";
+        for (key, line) in [
+            ("receive.max_connections", Some(4)),
+            ("export.otlp/backend.endpoint", Some(7)),
+            ("export.otlp/backend.tls.ca_file", Some(8)),
+            ("export.debug", Some(10)),
+            ("members.static[1]", Some(14)),
+            ("members.endpoint", Some(15)),
+            ("receive.absent", Some(1)),
+            ("endpoint", None),
+            ("(top level)", None),
+        ] {
+            assert_eq!(locate_key(text, key), line, "{key}");
+        }
+        let e = with_line(
+            ConfigError::Invalid {
+                path: "g.yaml".into(),
+                key: "receive.max_connections".into(),
+                message: "must be at least 1".into(),
+            },
+            text,
+        );
+        assert_eq!(
+            e.to_string(),
+            "g.yaml:4: receive.max_connections: must be at least 1"
+        );
+    }
+
     #[test]
     fn sequence_items_are_located_by_line() {
         let text = "a: 1\npolicies:\n  # comment\n  - name: x\n    type: y\n  - name: z\n    sub:\n      - q\n  - {name: w}\nother: 2\n";
         assert_eq!(locate_sequence_item(text, "policies", 0), Some(4));
+        assert_eq!(locate_key(text, "policies[1]"), Some(6));
         assert_eq!(locate_sequence_item(text, "policies", 1), Some(6));
         assert_eq!(locate_sequence_item(text, "policies", 2), Some(9));
         assert_eq!(locate_sequence_item(text, "policies", 3), None);

@@ -181,7 +181,12 @@ impl GatewayConfig {
             }
             e => e,
         })?;
-        c.validate(path)?;
+        // Validation reads parsed values, which carry no position: its errors get the
+        // line of their key from the file.
+        c.validate(path).map_err(|e| {
+            let text = std::fs::read_to_string(path).unwrap_or_default();
+            tailgate_core::config::with_line(e, &text)
+        })?;
         Ok(c)
     }
 
@@ -309,6 +314,40 @@ mod tests {
     use super::*;
     use crate::export::ExporterConfig;
     use tailgate_core::config::parse_yaml;
+
+    /// Scenario: errors found after parsing (an exporter endpoint without a scheme, a
+    /// receiver limit of 0) and a null `peers.secret`, in files as written, loaded as the
+    /// binary loads them (a docs audit found these without a line, or with the line of
+    /// another key).
+    /// Guarantees: each names the file, the line of its key, and the key.
+    #[test]
+    fn errors_name_the_line_of_their_key() {
+        let dir = std::env::temp_dir().join(format!("tailgate-lines-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        for (name, text, want) in [
+            (
+                "endpoint.yaml",
+                "receive: {grpc: 127.0.0.1:4317}\n\nexport:\n  otlp:\n    endpoint: api.vendor.io:443\n",
+                "endpoint.yaml:4: export.otlp",
+            ),
+            (
+                "limit.yaml",
+                "export: {debug: {}}\nreceive:\n  grpc: 127.0.0.1:4317\n  max_connections: 0\n",
+                "limit.yaml:4: receive.max_connections",
+            ),
+            (
+                "secret.yaml",
+                "export: {debug: {}}\npeers:\n  static: [127.0.0.1:4317]\n  down_for: 5s\n  secret: null\n",
+                "secret.yaml:5: peers.secret: written but empty or null",
+            ),
+        ] {
+            let path = dir.join(name);
+            std::fs::write(&path, text).unwrap();
+            let err = GatewayConfig::load(&path).unwrap_err().to_string();
+            assert!(err.contains(want), "{name}: {err}");
+        }
+        std::fs::remove_dir_all(&dir).ok();
+    }
 
     #[test]
     fn minimal_config_and_errors() {

@@ -116,14 +116,13 @@ fn default_retry() -> RetryConfig {
 fn default_down_for() -> Duration {
     Duration::from_secs(5)
 }
-/// `peers.secret` when the key is written: a string, never null.
+/// `peers.secret` when the key is written: a string; null (an unset `${env:}` variable,
+/// `~`) is read as empty, which [`PeersConfig::validate`] refuses with the key's line (a
+/// refusal here named the line of the `peers:` mapping's first key).
 fn written_secret<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
-    match <Option<String> as serde::Deserialize>::deserialize(d)? {
-        Some(secret) => Ok(Some(secret)),
-        None => Err(serde::de::Error::custom(
-            "peers.secret is written but empty or null (an unset ${env:} variable?): set it, or remove the key to run without a secret",
-        )),
-    }
+    Ok(Some(
+        <Option<String> as serde::Deserialize>::deserialize(d)?.unwrap_or_default(),
+    ))
 }
 
 fn default_linger() -> Duration {
@@ -184,10 +183,16 @@ impl PeersConfig {
             ));
         }
         if let Some(secret) = &self.secret {
-            if secret.is_empty() || http::HeaderValue::from_str(secret).is_err() {
+            if secret.is_empty() {
                 return Err((
                     "peers.secret".into(),
-                    "must be non-empty visible ASCII (a header value)".into(),
+                    "written but empty or null (an unset ${env:} variable?): set it, or remove the key to run without a secret".into(),
+                ));
+            }
+            if http::HeaderValue::from_str(secret).is_err() {
+                return Err((
+                    "peers.secret".into(),
+                    "must be visible ASCII (a header value)".into(),
                 ));
             }
         }

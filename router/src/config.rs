@@ -223,7 +223,12 @@ impl RouterConfig {
             }
             e => e,
         })?;
-        config.validate(path)?;
+        // Validation reads parsed values, which carry no position: its errors get the
+        // line of their key from the file.
+        config.validate(path).map_err(|e| {
+            let text = std::fs::read_to_string(path).unwrap_or_default();
+            tailgate_core::config::with_line(e, &text)
+        })?;
         Ok(config)
     }
 
