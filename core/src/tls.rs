@@ -122,12 +122,29 @@ impl Source {
     }
 }
 
+/// A PEM error in words: the parser's own message prints the marker lines it means as
+/// lists of byte values (`missing section end marker: [45, 45, …]`).
+fn pem_problem(e: &rustls::pki_types::pem::Error) -> String {
+    use rustls::pki_types::pem::Error as E;
+    match e {
+        E::MissingSectionEnd { end_marker } => format!(
+            "a section has no end line \"-----END {}-----\" (a truncated or half-written file?)",
+            String::from_utf8_lossy(end_marker)
+        ),
+        E::IllegalSectionStart { line } => format!(
+            "malformed section start line {:?}",
+            String::from_utf8_lossy(line)
+        ),
+        other => other.to_string(),
+    }
+}
+
 fn certificates(key: &'static str, pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, TlsError> {
     let certs = CertificateDer::pem_slice_iter(pem)
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| TlsError::Pem {
             key,
-            problem: e.to_string(),
+            problem: pem_problem(&e),
         })?;
     if certs.is_empty() {
         return Err(TlsError::Pem {
@@ -141,7 +158,7 @@ fn certificates(key: &'static str, pem: &[u8]) -> Result<Vec<CertificateDer<'sta
 fn private_key(key: &'static str, pem: &[u8]) -> Result<PrivateKeyDer<'static>, TlsError> {
     PrivateKeyDer::from_pem_slice(pem).map_err(|e| TlsError::Pem {
         key,
-        problem: format!("no usable PEM private key: {e}"),
+        problem: format!("no usable PEM private key: {}", pem_problem(&e)),
     })
 }
 
@@ -905,6 +922,24 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Scenario: a certificate file cut off before its end line, and a key file likewise.
+    /// Guarantees: the error names the missing line in words, not as byte values (a docs
+    /// audit met `missing section end marker: [45, 45, …]`), and which key it is about.
+    #[test]
+    fn truncated_pem_files_are_named_in_words() {
+        let cut = b"-----BEGIN CERTIFICATE-----\nMIIB\n";
+        let err = certificates("cert_file", cut).unwrap_err().to_string();
+        assert!(
+            err.contains("cert_file") && err.contains("-----END CERTIFICATE-----"),
+            "{err}"
+        );
+        assert!(!err.contains("[45,"), "{err}");
+        let err = private_key("key_file", b"-----BEGIN PRIVATE KEY-----\nMIIB\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("-----END PRIVATE KEY-----"), "{err}");
+    }
 
     /// Scenario: the version keys as the Collector's configs write them. Guarantees: 1.0
     /// and 1.1 read as 1.2 (the oldest rustls speaks), the default is 1.2 to 1.3, and a

@@ -299,6 +299,13 @@ impl GatewayConfig {
             .identity(self.receive.grpc, std::env::var("POD_IP").ok())
     }
 
+    /// The warning for peers that anyone could impersonate (no `peers.secret`, no
+    /// `peers.cert_names`), printed by `--check` and at start.
+    pub fn peers_warning(&self) -> Option<String> {
+        (self.peers.enabled() && self.peers.secret.is_none() && self.peers.cert_names.is_empty())
+            .then(|| "neither peers.secret nor peers.cert_names is set: anyone who can reach the receivers can send peer requests (forwarded spans, hand-offs, decisions)".to_owned())
+    }
+
     /// Shards to run.
     pub fn shard_count(&self) -> usize {
         if self.buffer.shards > 0 {
@@ -347,6 +354,28 @@ mod tests {
             assert!(err.contains(want), "{name}: {err}");
         }
         std::fs::remove_dir_all(&dir).ok();
+    }
+
+    /// Scenario: peers without a secret or certificate names, and with a secret.
+    /// Guarantees: the first draws the warning `--check` prints (a docs audit found it
+    /// only at start), the second none.
+    #[test]
+    fn peers_without_a_secret_are_warned_of() {
+        let p = Path::new("gateway.yaml");
+        let open: GatewayConfig = parse_yaml(
+            p,
+            "export: {debug: {}}\npeers: {static: [127.0.0.1:4317]}\n",
+        )
+        .unwrap();
+        assert!(open
+            .peers_warning()
+            .is_some_and(|w| w.contains("peers.secret")));
+        let closed: GatewayConfig = parse_yaml(
+            p,
+            "export: {debug: {}}\npeers: {static: [127.0.0.1:4317], secret: s}\n",
+        )
+        .unwrap();
+        assert_eq!(closed.peers_warning(), None);
     }
 
     #[test]

@@ -126,12 +126,6 @@ impl Gateway {
         } else {
             tailgate_core::ring::Member::new("standalone")
         };
-        if config.peers.enabled()
-            && config.peers.secret.is_none()
-            && config.peers.cert_names.is_empty()
-        {
-            tracing::warn!("Neither peers.secret nor peers.cert_names is set: anyone who can reach the receivers can send peer requests (forwarded spans, hand-offs, decisions).");
-        }
         let peers = peers::Peers::new(config.peers.clone(), me, stats.clone());
         let (senders, shards, drain) = start_shards(
             config,
