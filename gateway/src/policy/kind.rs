@@ -168,6 +168,20 @@ pub enum PolicyError {
     },
 }
 
+impl PolicyError {
+    /// The key of the policy's entry the error is about (`status_code`, `and`), for the
+    /// loader to name its line rather than the entry's first.
+    pub fn entry_key(&self) -> Option<&str> {
+        match self {
+            PolicyError::Setting { block, .. } => Some(block),
+            PolicyError::NoSubPolicies { key, .. }
+            | PolicyError::Nested { key, .. }
+            | PolicyError::InSubPolicy { key, .. } => key.split('.').next(),
+            _ => None,
+        }
+    }
+}
+
 /// What is wrong with one value of a settings block; its Display starts with the key.
 #[derive(Debug, thiserror::Error)]
 pub enum SettingError {

@@ -810,6 +810,35 @@ fn name_policy_in_error(e: ConfigError, written: Option<&serde_yaml_ng::Value>) 
     }
 }
 
+/// The 1-based line of `key:` within the list entry whose `- ` is on line `item` of
+/// `text` (the entry's first line too, after the dash); `None` when the entry does not
+/// write it on a line of its own.
+fn locate_in_entry(text: &str, item: usize, key: &str) -> Option<usize> {
+    let lines: Vec<&str> = text.lines().collect();
+    let first = *lines.get(item.checked_sub(1)?)?;
+    let dash = first.len() - first.trim_start().len();
+    let is_key = |t: &str| {
+        t.strip_prefix(key)
+            .is_some_and(|r| r.trim_start().starts_with(':'))
+    };
+    if is_key(first.trim_start().trim_start_matches('-').trim_start()) {
+        return Some(item);
+    }
+    for (n, l) in lines.iter().enumerate().skip(item) {
+        let t = l.trim_start();
+        if t.is_empty() || t.starts_with('#') {
+            continue;
+        }
+        if l.len() - t.len() <= dash {
+            return None;
+        }
+        if is_key(t) {
+            return Some(n + 1);
+        }
+    }
+    None
+}
+
 /// The 1-based line of a flow-style entry `name: NAME` (quoted or not) in `text`.
 fn locate_name(text: &str, name: &str) -> Option<usize> {
     text.lines()
@@ -1023,7 +1052,15 @@ impl PolicyFile {
                 Err(error) => {
                     let message = error.to_string();
                     let line = locate_sequence_item(block, "policies", i)
-                        .or_else(|| name.as_deref().and_then(|n| locate_name(block, n)));
+                        .or_else(|| name.as_deref().and_then(|n| locate_name(block, n)))
+                        // The line of the entry's key the error is about, when written
+                        // on a line of its own within the entry.
+                        .map(|item| {
+                            error
+                                .entry_key()
+                                .and_then(|k| locate_in_entry(block, item, k))
+                                .unwrap_or(item)
+                        });
                     return Err(match line {
                         Some(line) => ConfigError::InvalidAt {
                             path: path.to_owned(),

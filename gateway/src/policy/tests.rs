@@ -20,6 +20,21 @@ fn collector_block_parses_with_or_without_the_wrapper() {
     assert_eq!(b.policies[0].name, "errors");
 }
 
+/// Scenario: a value that parses but is refused inside a policy's settings block, written
+/// on a line of its own, in flow style, and inside an `and`.
+/// Guarantees: the error names the line of the block, not the entry's first line (a docs
+/// audit found `:4:` for a bad status code on line 6).
+#[test]
+fn setting_errors_name_the_line_of_their_block() {
+    let err = parse("decision_wait: 3s\npolicies:\n  - name: errors\n    type: status_code\n\n    status_code: { status_codes: [EROR] }\n").unwrap_err();
+    assert!(err.starts_with("policies.yaml:6: policies[0]:"), "{err}");
+    let err = parse("policies:\n  - {name: e, type: status_code, status_code: {status_codes: [EROR]}}\n  - name: b\n    type: and\n    and:\n      and_sub_policy: []\n").unwrap_err();
+    assert!(err.starts_with("policies.yaml:2: policies[0]:"), "{err}");
+    let err = parse("policies:\n  - name: b\n    type: and\n    and:\n      and_sub_policy: []\n")
+        .unwrap_err();
+    assert!(err.starts_with("policies.yaml:4: policies[0]:"), "{err}");
+}
+
 #[test]
 fn unknown_type_names_file_policy_and_line() {
     let err = parse(
