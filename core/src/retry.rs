@@ -162,6 +162,8 @@ pub struct RetryStats {
     /// all the same, so what is sent again may arrive twice.
     pub unanswered: Counter,
     failing: AtomicBool,
+    /// Whether the current failing spell was announced (see `Retrier::failed`).
+    announced: AtomicBool,
     /// The error last logged while failing, and when: a failing endpoint's error that
     /// changes (a refused connection, then a certificate the client does not trust once
     /// the backend is up) is logged again, at most once per [`REWARN_AFTER`].
@@ -341,8 +343,19 @@ impl Retrier {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         if !self.stats.failing.swap(true, Ordering::Relaxed) {
-            tracing::warn!(endpoint = %self.endpoint, %error, max_elapsed_time = ?self.config.max_elapsed_time, "Endpoint is failing; retrying with back-off.");
-            *warned = Some((error, now));
+            // An endpoint that flaps (a gateway refusing some requests for memory and
+            // taking others) starts a failing spell at every refusal after a success:
+            // announced once per REWARN_AFTER, not several times a second.
+            let quiet = warned
+                .as_ref()
+                .is_some_and(|(_, at)| now.duration_since(*at) < REWARN_AFTER);
+            self.stats.announced.store(!quiet, Ordering::Relaxed);
+            if quiet {
+                tracing::debug!(endpoint = %self.endpoint, %error, "Endpoint is failing again; retrying with back-off.");
+            } else {
+                tracing::warn!(endpoint = %self.endpoint, %error, max_elapsed_time = ?self.config.max_elapsed_time, "Endpoint is failing; retrying with back-off.");
+                *warned = Some((error, now));
+            }
         } else if warned
             .as_ref()
             .is_none_or(|(last, at)| *last != error && now.duration_since(*at) >= REWARN_AFTER)
@@ -353,7 +366,9 @@ impl Retrier {
     }
 
     fn took(&self, start: Instant) {
-        if self.stats.failing.swap(false, Ordering::Relaxed) {
+        if self.stats.failing.swap(false, Ordering::Relaxed)
+            && self.stats.announced.swap(false, Ordering::Relaxed)
+        {
             tracing::info!(endpoint = %self.endpoint, after = ?start.elapsed(), "Endpoint takes requests again.");
         }
     }
@@ -566,6 +581,65 @@ mod tests {
             "given up {after_hold:?} after the last held error"
         );
         assert_eq!(r.stats().gave_up.get(), 2);
+    }
+
+    /// A log sink for tests: what the fmt layer writes, kept.
+    #[derive(Clone, Default)]
+    struct Captured(Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .extend_from_slice(buf);
+            Ok(buf.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl Captured {
+        fn count(&self, needle: &str) -> usize {
+            let text = self
+                .0
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .clone();
+            String::from_utf8_lossy(&text).matches(needle).count()
+        }
+    }
+
+    /// Scenario: an endpoint that flaps, as a gateway refusing some requests for memory and
+    /// taking others does: twenty requests in a few seconds, each refused once and then
+    /// taken; then another a minute later.
+    /// Guarantees: the failing spell is announced (and its end) once, not twenty times (an
+    /// overload check counted 470 warnings a minute); a minute later it is announced again.
+    #[tokio::test(start_paused = true)]
+    async fn a_flapping_endpoint_is_announced_once_a_minute() {
+        let log = Captured::default();
+        let sink = log.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || sink.clone())
+            .with_ansi(false)
+            .with_max_level(tracing::Level::INFO)
+            .finish();
+        let _guard = tracing::subscriber::set_default(subscriber);
+        let r = Retrier::new(config(Duration::from_secs(3)), "gateway");
+        for _ in 0..20 {
+            let tries = AtomicU32::new(0);
+            let out = r.run(|| attempt(&tries, 2)).await;
+            assert!(out.is_ok(), "{out:?}");
+        }
+        assert_eq!(log.count("Endpoint is failing"), 1);
+        assert_eq!(log.count("takes requests again"), 1);
+        tokio::time::advance(REWARN_AFTER).await;
+        let tries = AtomicU32::new(0);
+        assert!(r.run(|| attempt(&tries, 2)).await.is_ok());
+        assert_eq!(log.count("Endpoint is failing"), 2);
+        assert_eq!(log.count("takes requests again"), 2);
     }
 
     #[tokio::test(start_paused = true)]

@@ -8,7 +8,7 @@
 //! writes each part as it is, without copying them together), up to a size and age bound,
 //! and keeps a few requests in flight. What cannot be delivered within the retry bound is counted as
 //! failed, except parts a gateway refuses for memory (`RESOURCE_EXHAUSTED`): those are held
-//! and retried until it takes them or the forwarder closes, while the queue behind them
+//! and retried until it takes them, it leaves the ring, or a drain's deadline passes, while the queue behind them
 //! fills and new requests are refused unread, so an overload costs senders latency and
 //! retries, not spans. A gateway that cannot be connected to is marked down at once and the parts in
 //! flight to it are re-routed; one whose sends keep failing otherwise is marked down after
@@ -180,9 +180,9 @@ impl Forwarder {
         parts
     }
 
-    /// Whether [`Forwarder::close`] was called: the router stops or the gateway left.
-    pub fn is_closing(&self) -> bool {
-        self.closed.is_cancelled()
+    /// Whether its gateway left the ring ([`Forwarder::leave`]).
+    pub fn has_left(&self) -> bool {
+        self.left.load(Ordering::Relaxed)
     }
 
     /// [`Forwarder::close`] because its gateway left the ring: sends that then fail, or
@@ -299,7 +299,7 @@ impl Forwarder {
                 }]);
             }
             Err(error @ (ForwardError::GaveUp { .. } | ForwardError::Leaving { .. }))
-                if self.left.load(Ordering::Relaxed) =>
+                if self.has_left() =>
             {
                 // The gateway left the ring while these were in flight (held, perhaps,
                 // while it refused for memory): its traces have new owners, which take them.

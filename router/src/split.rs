@@ -217,10 +217,12 @@ impl Router {
         .give_up_when_unreachable()
         // A gateway refusing for memory is up and making room: its parts wait (and the
         // queue behind them fills, so senders are refused before their data is read)
-        // rather than be given up at max_elapsed_time, until the router stops.
+        // rather than be given up at max_elapsed_time; through a drain too, whose
+        // deadline counts what is still held. Only a gateway that left the ring is not
+        // waited for: its parts go to the new owners (see `Forwarder::leave`).
         .hold_overloaded_while({
             let f = Arc::downgrade(f);
-            Arc::new(move || f.upgrade().is_some_and(|f| !f.is_closing()))
+            Arc::new(move || f.upgrade().is_some_and(|f| !f.has_left()))
         });
         let (this, again) = (self.this.clone(), self.this.clone());
         let hooks = Hooks {

@@ -486,6 +486,59 @@ async fn a_gateway_refusing_for_memory_gets_its_parts_once_it_has_room() {
     stop.cancel();
 }
 
+/// Scenario: the only gateway refuses every part for memory, so the router holds them past
+/// its 100 ms retry bound; the router starts draining (deadline 5 s) and the gateway takes
+/// requests again 300 ms into the drain.
+/// Guarantees: the held parts are delivered, none failed (an overload check found them
+/// given up at the start of the drain, seconds before its deadline).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parts_held_for_memory_are_held_through_a_drain() {
+    let stop = CancellationToken::new();
+    let (gw_addr, gw) = CaptureBackend::start("127.0.0.41:0".parse().unwrap(), stop.clone())
+        .await
+        .unwrap();
+    gw.set_overloaded(true);
+    let forward = ForwardConfig {
+        retry: RetryConfig {
+            initial_interval: Duration::from_millis(10),
+            max_interval: Duration::from_millis(20),
+            max_elapsed_time: Duration::from_millis(100),
+        },
+        probe_interval: Duration::from_secs(60),
+        ..ForwardConfig::default()
+    };
+    let (addr, router) = start_router(vec![gw_addr.to_string()], forward, &stop).await;
+    let mut client = TraceServiceClient::connect(format!("http://{addr}"))
+        .await
+        .unwrap();
+    let req = FakeOtlp::traces(5).spans(2).seed(77).build();
+    let sent = spans(&req);
+    client.export(req).await.unwrap();
+    let started = Instant::now();
+    while gw.overload_refusals() < 3 || started.elapsed() < Duration::from_millis(400) {
+        assert!(started.elapsed() < Duration::from_secs(10), "no refusals");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let draining = {
+        let router = router.clone();
+        tokio::spawn(async move { router.drain(Duration::from_secs(5)).await })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        router.stats().failed_spans.get(),
+        0,
+        "given up in the drain"
+    );
+    gw.set_overloaded(false);
+    tokio::time::timeout(Duration::from_secs(10), draining)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(gw.spans(), sent);
+    assert_eq!(router.stats().failed_spans.get(), 0);
+    stop.cancel();
+}
+
 /// Scenario: two gateways; one refuses every part for memory, so the router holds its
 /// parts (past a 100 ms retry bound); then it leaves the ring (scaled down), still refusing.
 /// Guarantees: the parts held for it go to their traces' new owner, the other gateway:
