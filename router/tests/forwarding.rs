@@ -45,6 +45,39 @@ async fn start_router(
     (addr, router)
 }
 
+/// Retries 10 to 20 ms apart for at most 100 ms, and no probe for a minute: a refusing
+/// gateway's parts are past their retry bound within a few attempts.
+fn fast_retries() -> ForwardConfig {
+    ForwardConfig {
+        retry: RetryConfig {
+            initial_interval: Duration::from_millis(10),
+            max_interval: Duration::from_millis(20),
+            max_elapsed_time: FAST_BOUND,
+        },
+        probe_interval: Duration::from_secs(60),
+        ..ForwardConfig::default()
+    }
+}
+
+/// The retry bound of [`fast_retries`].
+const FAST_BOUND: Duration = Duration::from_millis(100);
+
+/// Waits until `gw`, refusing for memory, has refused parts for `bounds` times the retry
+/// bound of [`fast_retries`] (at least three refusals: its hint spaces them 100 ms apart),
+/// checking all along that `router` gave none up.
+async fn held_past_the_bound(gw: &CaptureBackend, router: &Router, bounds: u32) {
+    let since = Instant::now();
+    while gw.overload_refusals() < 3 || since.elapsed() < FAST_BOUND * bounds {
+        assert_eq!(
+            router.stats().failed_spans.get(),
+            0,
+            "parts refused for memory are held"
+        );
+        assert!(since.elapsed() < Duration::from_secs(10), "no refusals");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 /// Waits until `router` has `n` members on its ring (set as it starts).
 async fn members_known(router: &Router, n: usize) {
     while router.ring_state().ring.members().len() < n {
@@ -439,17 +472,7 @@ async fn a_gateway_refusing_for_memory_gets_its_parts_once_it_has_room() {
         .await
         .unwrap();
     gw.set_overloaded(true);
-    let max_elapsed = Duration::from_millis(100);
-    let forward = ForwardConfig {
-        retry: RetryConfig {
-            initial_interval: Duration::from_millis(10),
-            max_interval: Duration::from_millis(20),
-            max_elapsed_time: max_elapsed,
-        },
-        probe_interval: Duration::from_secs(60),
-        ..ForwardConfig::default()
-    };
-    let (addr, router) = start_router(vec![gw_addr.to_string()], forward, &stop).await;
+    let (addr, router) = start_router(vec![gw_addr.to_string()], fast_retries(), &stop).await;
     let mut client = TraceServiceClient::connect(format!("http://{addr}"))
         .await
         .unwrap();
@@ -459,13 +482,7 @@ async fn a_gateway_refusing_for_memory_gets_its_parts_once_it_has_room() {
         let req = FakeOtlp::traces(5).spans(2).seed(800 + seed).build();
         client.export(req).await.unwrap();
     }
-    // Refusals for many times the retry bound (the gateway's hint spaces them 100 ms apart).
-    let refusing_since = Instant::now();
-    while gw.overload_refusals() < 6 || refusing_since.elapsed() < max_elapsed * 8 {
-        assert_eq!(s.failed_spans.get(), 0, "parts refused for memory are held");
-        assert!(started.elapsed() < Duration::from_secs(10), "no retries");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    held_past_the_bound(&gw, &router, 8).await;
     assert_eq!(s.failed_spans.get(), 0, "parts refused for memory are held");
     assert_eq!(gw.spans(), 0);
     let text = tailgate_core::telemetry::Admin::render_metrics(&*router).finish();
@@ -498,15 +515,7 @@ async fn parts_held_for_memory_are_held_through_a_drain() {
         .await
         .unwrap();
     gw.set_overloaded(true);
-    let forward = ForwardConfig {
-        retry: RetryConfig {
-            initial_interval: Duration::from_millis(10),
-            max_interval: Duration::from_millis(20),
-            max_elapsed_time: Duration::from_millis(100),
-        },
-        probe_interval: Duration::from_secs(60),
-        ..ForwardConfig::default()
-    };
+    let forward = fast_retries();
     let (addr, router) = start_router(vec![gw_addr.to_string()], forward, &stop).await;
     let mut client = TraceServiceClient::connect(format!("http://{addr}"))
         .await
@@ -514,11 +523,7 @@ async fn parts_held_for_memory_are_held_through_a_drain() {
     let req = FakeOtlp::traces(5).spans(2).seed(77).build();
     let sent = spans(&req);
     client.export(req).await.unwrap();
-    let started = Instant::now();
-    while gw.overload_refusals() < 3 || started.elapsed() < Duration::from_millis(400) {
-        assert!(started.elapsed() < Duration::from_secs(10), "no refusals");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    held_past_the_bound(&gw, &router, 4).await;
     let draining = {
         let router = router.clone();
         tokio::spawn(async move { router.drain(Duration::from_secs(5)).await })
@@ -554,15 +559,7 @@ async fn parts_held_for_a_gateway_that_leaves_go_to_the_new_owners() {
         .await
         .unwrap();
     full.set_overloaded(true);
-    let forward = ForwardConfig {
-        retry: RetryConfig {
-            initial_interval: Duration::from_millis(10),
-            max_interval: Duration::from_millis(20),
-            max_elapsed_time: Duration::from_millis(100),
-        },
-        probe_interval: Duration::from_secs(60),
-        ..ForwardConfig::default()
-    };
+    let forward = fast_retries();
     let (addr, router) = start_router(
         vec![full_addr.to_string(), live_addr.to_string()],
         forward,
@@ -579,12 +576,7 @@ async fn parts_held_for_a_gateway_that_leaves_go_to_the_new_owners() {
         sent += spans(&req);
         client.export(req).await.unwrap();
     }
-    // Held past the bound: refused several times, over 300 ms.
-    while full.overload_refusals() < 3 || started.elapsed() < Duration::from_millis(300) {
-        assert!(started.elapsed() < Duration::from_secs(10), "no refusals");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    assert_eq!(router.stats().failed_spans.get(), 0);
+    held_past_the_bound(&full, &router, 3).await;
     assert!(
         live.spans() < sent,
         "some traces belong to the refusing gateway"
