@@ -565,9 +565,14 @@ impl GrpcClient {
     ) -> Result<Delivered, tonic::Status> {
         let response = self.client.request(request).await.map_err(|e| {
             let mut status = tonic::Status::unavailable(format!(
-                "cannot reach {}: {}",
+                "cannot reach {}: {}{}",
                 self.endpoint,
-                error_chain(&e)
+                error_chain(&e),
+                if self.tls.is_some() && !e.is_connect() {
+                    TLS_HINT
+                } else {
+                    ""
+                }
             ));
             if e.is_connect() {
                 status.metadata_mut().insert(
@@ -769,6 +774,13 @@ fn http2_client(
         .http2_keep_alive_while_idle(keepalive.permit_without_stream);
     Transport::new(&builder, tls, connect_timeout, true)
 }
+
+/// Said of a request over TLS that failed after its connection was made and before any
+/// answer: under TLS 1.3 a server refuses the client's certificate after the client's
+/// handshake is done, so the client sees only a connection closed or cancelled, worded
+/// differently from run to run (a docs audit met a bare "connection closed").
+const TLS_HINT: &str = " (over TLS: if this persists, the server may be refusing this \
+     client's certificate, or want one; its tls_failed_handshakes_total and log say)";
 
 /// Whether a call failed because no connection could be made.
 fn is_connect_failure(status: &tonic::Status) -> bool {

@@ -22,7 +22,8 @@ const SERVICE: &str = "tailgate-gateway.tailgate.svc";
 /// client certificates from the cluster CA, certificates for the Service name only). One
 /// gateway's certificate is rotated on disk in the middle of the load.
 /// Guarantees: every span sent by curl and by the gRPC client reaches a gateway; a router
-/// without a client certificate cannot deliver (the gateways refuse it).
+/// without a client certificate cannot deliver (the gateways refuse it), and its error
+/// says the certificate is the likely cause.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn agents_to_router_to_gateways_over_mutual_tls() {
     let dir = scratch_dir("router-tls").unwrap();
@@ -180,10 +181,17 @@ async fn agents_to_router_to_gateways_over_mutual_tls() {
         .unwrap(),
     );
     let before = gateways[1].1.spans();
-    assert!(no_cert
+    let err = no_cert
         .send(FakeOtlp::traces(1).build().encode_to_vec().into())
         .await
-        .is_err());
+        .unwrap_err()
+        .to_string();
+    // The client sees a closed connection; the message says what it likely means (a docs
+    // audit met a bare "connection closed").
+    assert!(
+        err.contains("may be refusing this client's certificate"),
+        "{err}"
+    );
     assert_eq!(gateways[1].1.spans(), before);
     assert!(gateways[1].2.failed_handshakes() > 0);
     backends_stop.cancel();
