@@ -923,35 +923,41 @@ fn whole_exponent_float(token: &str) -> Option<String> {
 /// the first part is at the top level (a key written only through a merge, say).
 pub fn locate_key(text: &str, key: &str) -> Option<usize> {
     let lines: Vec<&str> = text.lines().collect();
-    // The block being searched: lines (from, to] below a parent written at `indent`.
-    let (mut from, mut to, mut parent_indent) = (0usize, lines.len(), None::<usize>);
+    let indent_of = |l: &str| l.len() - l.trim_start().len();
+    let content = |l: &str| {
+        let t = l.trim_start();
+        !t.is_empty() && !t.starts_with('#')
+    };
+    // The block being searched: lines from..to, whose direct children sit at the indent
+    // of its first line written (the top level: 0).
+    let (mut from, mut to) = (0usize, lines.len());
     let mut found = None;
     for part in key.split('.') {
         let (name, index) = match part.split_once('[') {
             Some((n, rest)) => (n, rest.trim_end_matches(']').parse::<usize>().ok()),
             None => (part, None),
         };
-        let at = (from..to).find(|&n| {
-            let l = lines[n];
-            let t = l.trim_start();
-            let indent = l.len() - t.len();
-            parent_indent.is_none_or(|p| indent > p)
-                && (parent_indent.is_some() || indent == 0)
-                && [name, &format!("\"{name}\""), &format!("'{name}'")]
-                    .iter()
-                    .any(|k| {
-                        t.strip_prefix(*k)
-                            .is_some_and(|r| r.trim_start().starts_with(':'))
-                    })
-        });
-        let Some(at) = at else { break };
+        let Some(child) = (from..to)
+            .find(|&n| content(lines[n]))
+            .map(|n| indent_of(lines[n]))
+        else {
+            break;
+        };
+        let Some(at) = (from..to)
+            .find(|&n| indent_of(lines[n]) == child && is_key_line(lines[n].trim_start(), name))
+        else {
+            break;
+        };
         found = Some(at + 1);
-        let indent = lines[at].len() - lines[at].trim_start().len();
-        // The block ends at the next line as far left as the key, or further.
+        let indent = indent_of(lines[at]);
+        // The block ends at the next line as far left as the key, or further, but for
+        // the items of a sequence written at the key's own indent (`static:` then `- a`).
         let end = (at + 1..to)
             .find(|&n| {
-                let t = lines[n].trim_start();
-                !t.is_empty() && !t.starts_with('#') && lines[n].len() - t.len() <= indent
+                content(lines[n])
+                    && (indent_of(lines[n]) < indent
+                        || (indent_of(lines[n]) == indent
+                            && !lines[n].trim_start().starts_with('-')))
             })
             .unwrap_or(to);
         if let Some(i) = index {
@@ -960,9 +966,31 @@ pub fn locate_key(text: &str, key: &str) -> Option<usize> {
             }
             break;
         }
-        (from, to, parent_indent) = (at + 1, end, Some(indent));
+        (from, to) = (at + 1, end);
     }
     found
+}
+
+/// Whether a line (without its indent) writes `key:`, plain or quoted.
+pub fn is_key_line(trimmed: &str, key: &str) -> bool {
+    [key, &format!("\"{key}\""), &format!("'{key}'")]
+        .iter()
+        .any(|k| {
+            trimmed
+                .strip_prefix(*k)
+                .is_some_and(|r| r.trim_start().starts_with(':'))
+        })
+}
+
+/// [`with_line`] for an error about the file at `path`, read again (validation errors are
+/// rare, so the text is not kept for them).
+pub fn with_line_of(error: ConfigError, path: &Path) -> ConfigError {
+    match &error {
+        ConfigError::Invalid { .. } => {
+            with_line(error, &std::fs::read_to_string(path).unwrap_or_default())
+        }
+        _ => error,
+    }
 }
 
 /// `error` with the line of its key in `text` (the file it was read from), when it has
@@ -1682,7 +1710,7 @@ mod tests {
     /// parent; a key absent from the top level is not located.
     #[test]
     fn key_paths_are_located_by_line() {
-        let text = "receive:\n  grpc: x\n  # max_connections: 1\n  max_connections: 0\nexport:\n  otlp/backend:\n    endpoint: a\n    tls: {ca_file: b}\n\n  \"debug\": {}\nmembers:\n  static:\n    - a\n    - b:1\n  endpoint: z\n";
+        let text = "receive:\n  grpc: x\n  # max_connections: 1\n  max_connections: 0\nexport:\n  otlp/backend:\n    endpoint: a\n    tls: {ca_file: b}\n\n  \"debug\": {}\nmembers:\n  static:\n    - a\n    - b:1\n  endpoint: z\npeers:\n  static:\n  - c\n  - d\n  dns:\n    endpoint: e\n  endpoint: f\n";
         for (key, line) in [
             ("receive.max_connections", Some(4)),
             ("export.otlp/backend.endpoint", Some(7)),
@@ -1690,6 +1718,10 @@ mod tests {
             ("export.debug", Some(10)),
             ("members.static[1]", Some(14)),
             ("members.endpoint", Some(15)),
+            // A sequence written at its key's indent (kubectl's style).
+            ("peers.static[1]", Some(19)),
+            // A direct child, not a deeper key of the same name before it.
+            ("peers.endpoint", Some(22)),
             ("receive.absent", Some(1)),
             ("endpoint", None),
             ("(top level)", None),

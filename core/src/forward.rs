@@ -733,8 +733,10 @@ impl GrpcClient {
     }
 
     /// Like [`GrpcClient::hold_while`], for requests the server refuses for room
-    /// (`RESOURCE_EXHAUSTED`: it is up and answering) only; others are given up at
-    /// `max_elapsed_time` as without a hold.
+    /// (`RESOURCE_EXHAUSTED`: it is up and answering) only. Other errors are given up at
+    /// `max_elapsed_time`, timed from the first attempt, or from the last time the hold
+    /// kept the request if it did (see [`crate::retry::Retrier::run_holding`]). With
+    /// retries off (`retry_on_failure.enabled: false`) nothing is held.
     pub fn hold_overloaded_while(mut self, hold: crate::retry::Hold) -> Self {
         self.retry = self.retry.hold_while(hold);
         self.hold_only_overloaded = true;
@@ -778,7 +780,7 @@ fn http2_client(
 /// Said of a request over TLS that failed after its connection was made and before any
 /// answer: under TLS 1.3 a server refuses the client's certificate after the client's
 /// handshake is done, so the client sees only a connection closed or cancelled, worded
-/// differently from run to run (a docs audit met a bare "connection closed").
+/// differently from run to run ("connection closed", "channel closed", "canceled").
 const TLS_HINT: &str = " (over TLS: if this persists, the server may be refusing this \
      client's certificate, or want one; its tls_failed_handshakes_total and log say)";
 

@@ -342,13 +342,16 @@ impl Retrier {
             .warned
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let recently = |warned: &Option<(String, Instant)>| {
+            warned
+                .as_ref()
+                .is_some_and(|(_, at)| now.duration_since(*at) < REWARN_AFTER)
+        };
         if !self.stats.failing.swap(true, Ordering::Relaxed) {
             // An endpoint that flaps (a gateway refusing some requests for memory and
             // taking others) starts a failing spell at every refusal after a success:
             // announced once per REWARN_AFTER, not several times a second.
-            let quiet = warned
-                .as_ref()
-                .is_some_and(|(_, at)| now.duration_since(*at) < REWARN_AFTER);
+            let quiet = recently(&warned);
             self.stats.announced.store(!quiet, Ordering::Relaxed);
             if quiet {
                 tracing::debug!(endpoint = %self.endpoint, %error, "Endpoint is failing again; retrying with back-off.");
@@ -356,6 +359,12 @@ impl Retrier {
                 tracing::warn!(endpoint = %self.endpoint, %error, max_elapsed_time = ?self.config.max_elapsed_time, "Endpoint is failing; retrying with back-off.");
                 *warned = Some((error, now));
             }
+        } else if !self.stats.announced.load(Ordering::Relaxed) && !recently(&warned) {
+            // A spell that began quietly and lasts: announced once the last warning is
+            // REWARN_AFTER old, so a lasting outage is never silent.
+            self.stats.announced.store(true, Ordering::Relaxed);
+            tracing::warn!(endpoint = %self.endpoint, %error, max_elapsed_time = ?self.config.max_elapsed_time, "Endpoint is failing; retrying with back-off.");
+            *warned = Some((error, now));
         } else if warned
             .as_ref()
             .is_none_or(|(last, at)| *last != error && now.duration_since(*at) >= REWARN_AFTER)
@@ -366,6 +375,12 @@ impl Retrier {
     }
 
     fn took(&self, start: Instant) {
+        // Under the lock `failed` takes, so that a spell it starts meanwhile keeps its flag.
+        let _warned = self
+            .stats
+            .warned
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if self.stats.failing.swap(false, Ordering::Relaxed)
             && self.stats.announced.swap(false, Ordering::Relaxed)
         {
@@ -538,8 +553,11 @@ mod tests {
 
         // Errors the hold does not cover from the start: given up within the bound.
         let start = Instant::now();
-        let out: Result<(u32, u32), _> = r
-            .run_holding(
+        // Bounded, so that a hold that ignored `holds_for` fails the test, not hangs it.
+        let bound = Duration::from_secs(600);
+        let out: Result<(u32, u32), _> = tokio::time::timeout(
+            bound,
+            r.run_holding(
                 || async {
                     Attempt::Retry {
                         error: "down".to_owned(),
@@ -547,8 +565,10 @@ mod tests {
                     }
                 },
                 holds_for,
-            )
-            .await;
+            ),
+        )
+        .await
+        .expect("held past the bound");
         assert!(matches!(out, Err(Failed::GaveUp { .. })), "{out:?}");
         assert!(start.elapsed() <= Duration::from_secs(3));
 
@@ -556,8 +576,9 @@ mod tests {
         // bound again from the last time the hold kept the request, not nothing.
         let start = Instant::now();
         let last_full = std::sync::Mutex::new(start);
-        let out: Result<(u32, u32), _> = r
-            .run_holding(
+        let out: Result<(u32, u32), _> = tokio::time::timeout(
+            bound,
+            r.run_holding(
                 || async {
                     let error = if start.elapsed() < Duration::from_secs(20) {
                         *last_full.lock().unwrap_or_else(|e| e.into_inner()) = Instant::now();
@@ -571,8 +592,10 @@ mod tests {
                     }
                 },
                 holds_for,
-            )
-            .await;
+            ),
+        )
+        .await
+        .expect("held past the bound");
         assert!(matches!(out, Err(Failed::GaveUp { .. })), "{out:?}");
         let last_full = *last_full.lock().unwrap_or_else(|e| e.into_inner());
         let after_hold = start.elapsed() - last_full.duration_since(start);
@@ -640,6 +663,18 @@ mod tests {
         assert!(r.run(|| attempt(&tries, 2)).await.is_ok());
         assert_eq!(log.count("Endpoint is failing"), 2);
         assert_eq!(log.count("takes requests again"), 2);
+        // A spell that starts quietly (within a minute of the last warning) and lasts is
+        // announced once it has lasted past that minute, and so is its end.
+        tokio::time::advance(Duration::from_secs(10)).await;
+        let tries = AtomicU32::new(0);
+        let long = config(Duration::from_secs(300));
+        let r2 = Retrier {
+            config: long,
+            ..r.clone()
+        };
+        assert!(r2.run(|| attempt(&tries, 100)).await.is_ok());
+        assert_eq!(log.count("Endpoint is failing"), 3);
+        assert_eq!(log.count("takes requests again"), 3);
     }
 
     #[tokio::test(start_paused = true)]

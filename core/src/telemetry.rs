@@ -327,10 +327,9 @@ impl Collector for Families {
 /// Logs to stderr at `RUST_LOG`, or `default` (`info`, `warn`…) without it; colour only on
 /// a terminal, so log files and collectors get plain text. For the binaries' `main`.
 ///
-/// A line that cannot be written (stderr a closed pipe: a log shipper gone) is dropped.
+/// A line that cannot be written (stderr a closed pipe: a log shipper gone) is dropped:
 /// tracing-subscriber would otherwise report it with `eprintln!`, which panics on the same
-/// closed pipe and ended the task that logged: the shutdown task, so that SIGTERM was
-/// ignored (found by a docs audit).
+/// closed pipe and ends the task that logged, such as the one that handles SIGTERM.
 pub fn init_logging(default: &str) {
     tracing_subscriber::fmt()
         .with_env_filter(

@@ -183,10 +183,8 @@ impl GatewayConfig {
         })?;
         // Validation reads parsed values, which carry no position: its errors get the
         // line of their key from the file.
-        c.validate(path).map_err(|e| {
-            let text = std::fs::read_to_string(path).unwrap_or_default();
-            tailgate_core::config::with_line(e, &text)
-        })?;
+        c.validate(path)
+            .map_err(|e| tailgate_core::config::with_line_of(e, path))?;
         Ok(c)
     }
 

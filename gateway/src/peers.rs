@@ -117,8 +117,9 @@ fn default_down_for() -> Duration {
     Duration::from_secs(5)
 }
 /// `peers.secret` when the key is written: a string; null (an unset `${env:}` variable,
-/// `~`) is read as empty, which [`PeersConfig::validate`] refuses with the key's line (a
-/// refusal here named the line of the `peers:` mapping's first key).
+/// `~`) is read as empty, which [`PeersConfig::validate`] refuses. Refused here instead,
+/// the error would name the line of the `peers:` block's first key (this field is read
+/// through a buffer that keeps no positions); validation names the key's own line.
 fn written_secret<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
     Ok(Some(
         <Option<String> as serde::Deserialize>::deserialize(d)?.unwrap_or_default(),

@@ -180,6 +180,20 @@ impl Forwarder {
         parts
     }
 
+    /// Its client, once its task has run.
+    pub(crate) fn client(&self) -> Option<GrpcClient> {
+        self.client.get().cloned()
+    }
+
+    /// Counts the spans still pending (queued or in flight) as failed, for a drain whose
+    /// deadline passed: the process exits with them. Returns how many.
+    pub(crate) fn give_up_pending(&self) -> u64 {
+        let n = self.stats.pending_spans.get();
+        self.stats.pending_spans.sub(n);
+        self.stats.failed_spans.add(n);
+        n
+    }
+
     /// Whether its gateway left the ring ([`Forwarder::leave`]).
     pub fn has_left(&self) -> bool {
         self.left.load(Ordering::Relaxed)

@@ -206,7 +206,39 @@ impl Router {
         &self,
         f: &Arc<Forwarder>,
     ) -> Result<JoinHandle<()>, tailgate_core::forward::ForwardError> {
-        let client = GrpcClient::with_tls_config(
+        // A drain restarting the task reuses its client (connection, counters, and TLS
+        // files read when they were good).
+        let client = match f.client() {
+            Some(client) => client,
+            None => self.new_client(f)?,
+        };
+        let (this, again)
+        // A gateway refusing for memory is up and making room: its parts wait (and the
+        // queue behind them fills, so senders are refused before their data is read)
+        // rather than be given up at max_elapsed_time; through a drain too, whose
+        // deadline counts what is still held. Only a gateway that left the ring is not
+        // waited for: its parts go to the new owners (see `Forwarder::leave`).
+ = (self.this.clone(), self.this.clone());
+        let hooks = Hooks {
+            health: Arc::new(move || {
+                if let Some(router) = this.upgrade() {
+                    router.health_changed();
+                }
+            }),
+            reroute: Arc::new(move |parts| match again.upgrade() {
+                Some(router) => router.reroute(parts),
+                None => tracing::error!("Router gone; parts in flight were not re-routed."),
+            }),
+        };
+        Ok(tokio::spawn(f.clone().run(client, self.cfg.clone(), hooks)))
+    }
+
+    /// The client of `f`'s gateway.
+    fn new_client(
+        &self,
+        f: &Arc<Forwarder>,
+    ) -> Result<GrpcClient, tailgate_core::forward::ForwardError> {
+        Ok(GrpcClient::with_tls_config(
             f.member().as_str(),
             &[],
             self.cfg.timeout,
@@ -223,20 +255,7 @@ impl Router {
         .hold_overloaded_while({
             let f = Arc::downgrade(f);
             Arc::new(move || f.upgrade().is_some_and(|f| !f.has_left()))
-        });
-        let (this, again) = (self.this.clone(), self.this.clone());
-        let hooks = Hooks {
-            health: Arc::new(move || {
-                if let Some(router) = this.upgrade() {
-                    router.health_changed();
-                }
-            }),
-            reroute: Arc::new(move |parts| match again.upgrade() {
-                Some(router) => router.reroute(parts),
-                None => tracing::error!("Router gone; parts in flight were not re-routed."),
-            }),
-        };
-        Ok(tokio::spawn(f.clone().run(client, self.cfg.clone(), hooks)))
+        }))
     }
 
     fn health_changed(&self) {
@@ -366,10 +385,11 @@ impl Router {
         // restarted forwarders still get what is left of the deadline.
         let all = futures_util::future::join_all(tasks);
         let _joined = tokio::time::timeout_at(until, all).await;
-        // What is still queued or in flight now is lost with the process: counted failed,
-        // so that the loss shows where the last scrape and the alert on failed spans look
-        // (the senders were told these spans were taken).
-        let lost = self.pending_spans();
+        // What is still queued or in flight now is lost with the process, which exits
+        // next: moved from pending to failed (per gateway and in all), so that the books
+        // balance in the log line and in a test's last look (the senders were told these
+        // spans were taken).
+        let lost: u64 = self.forwarders().iter().map(|f| f.give_up_pending()).sum();
         if lost > 0 {
             self.stats.failed_spans.add(lost);
             tracing::error!(

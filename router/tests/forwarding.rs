@@ -456,6 +456,11 @@ async fn spans_left_at_the_drain_deadline_are_counted_failed() {
     }
     router.drain(Duration::from_millis(300)).await;
     assert_eq!(router.stats().failed_spans.get(), sent);
+    assert_eq!(
+        router.pending_spans(),
+        0,
+        "counted once: failed, no longer pending"
+    );
     stop.cancel();
 }
 

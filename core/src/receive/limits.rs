@@ -102,15 +102,21 @@ impl ReceiveConfig {
             .filter_map(|c| c.warning())
             .map(str::to_owned)
             .collect();
-        if self.max_in_flight_bytes < 2 * self.max_request_bytes {
+        if self.in_flight_budget() > self.max_in_flight_bytes {
             out.push(format!(
                 "receive.max_in_flight_bytes ({}) is below twice max_request_bytes ({}): it is raised to {} (a request is held compressed and decompressed at once)",
                 self.max_in_flight_bytes,
                 self.max_request_bytes,
-                2 * self.max_request_bytes
+                self.in_flight_budget()
             ));
         }
         out
+    }
+
+    /// The in-flight budget used: `max_in_flight_bytes`, and at least twice
+    /// `max_request_bytes`, since a request is held compressed and decompressed at once.
+    pub fn in_flight_budget(&self) -> usize {
+        self.max_in_flight_bytes.max(2 * self.max_request_bytes)
     }
 }
 
@@ -291,7 +297,7 @@ impl Limits {
             // 0 means never, as in the Collector (grpc-go).
             max_connection_age: c.max_connection_age.filter(|d| !d.is_zero()),
             max_connection_age_grace: c.max_connection_age_grace,
-            in_flight: InFlight::new(c.max_in_flight_bytes.max(2 * c.max_request_bytes)),
+            in_flight: InFlight::new(c.in_flight_budget()),
             peer_auth: Default::default(),
             auth: c.auth.clone(),
             cors: c

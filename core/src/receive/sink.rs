@@ -85,10 +85,10 @@ pub trait SpanSink: Send + Sync + 'static {
     /// so that the stage can count refusals by [`Refusal::reason`].
     fn refused(&self, _refusal: &Refusal) {}
 
-    /// Told of every request the receiver refuses because its body is not an
-    /// `ExportTraceServiceRequest` it can read before [`SpanSink::export`] sees it (OTLP/JSON
-    /// that does not convert), so that the stage counts malformed requests whatever their
-    /// encoding. [`SpanSink::refused`] is told too.
+    /// Told of every OTLP/JSON request the receiver refuses because it does not convert to
+    /// an `ExportTraceServiceRequest` (so [`SpanSink::export`] never sees it), so that the
+    /// stage counts malformed requests in either encoding. [`SpanSink::refused`] is told
+    /// too. (A body that does not decompress is refused as invalid, not malformed.)
     fn malformed(&self) {}
 
     /// Told of every request taken (answered OK) after its sender's deadline

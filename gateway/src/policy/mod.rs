@@ -35,8 +35,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 use tailgate_core::config::{
-    collector_text_lenient, locate_sequence_item, parse_plain_yaml, reference_error, system_source,
-    ConfigError,
+    collector_text_lenient, is_key_line, locate_sequence_item, parse_plain_yaml, reference_error,
+    system_source, ConfigError,
 };
 
 pub use kind::{PolicyError, SettingError};
@@ -817,10 +817,7 @@ fn locate_in_entry(text: &str, item: usize, key: &str) -> Option<usize> {
     let lines: Vec<&str> = text.lines().collect();
     let first = *lines.get(item.checked_sub(1)?)?;
     let dash = first.len() - first.trim_start().len();
-    let is_key = |t: &str| {
-        t.strip_prefix(key)
-            .is_some_and(|r| r.trim_start().starts_with(':'))
-    };
+    let is_key = |t: &str| is_key_line(t, key);
     if is_key(first.trim_start().trim_start_matches('-').trim_start()) {
         return Some(item);
     }

@@ -33,6 +33,9 @@ fn setting_errors_name_the_line_of_their_block() {
     let err = parse("policies:\n  - name: b\n    type: and\n    and:\n      and_sub_policy: []\n")
         .unwrap_err();
     assert!(err.starts_with("policies.yaml:4: policies[0]:"), "{err}");
+    // An error inside a sub-policy names the line of the entry's `and:` block.
+    let err = parse("policies:\n  - name: b\n    type: and\n    and:\n      and_sub_policy:\n        - {name: s, type: status_code, status_code: {status_codes: [EROR]}}\n").unwrap_err();
+    assert!(err.starts_with("policies.yaml:4: policies[0]:"), "{err}");
 }
 
 #[test]
@@ -873,11 +876,24 @@ fn the_credited_policy_is_the_first_that_sampled() {
     }
     // The 10% policy samples some of these ids and is then credited, as it comes first.
     assert!(by_tenth > 0 && by_all > by_tenth, "{by_tenth} / {by_all}");
-    // Behind a drop policy that does not match, the first sampling one is still credited.
+    // Behind a drop policy (evaluated first) that does not match, the first sampling one
+    // is still credited: for an id the 10% policy keeps, it; for one it does not, the next.
+    let ids: Vec<[u8; 16]> = (0..=255u8).map(|i| [i; 16]).collect();
+    let tenth_keeps = |id: &[u8; 16]| {
+        plan.decide(&crate::buffer::trace::TraceView::new(id, &s))
+            .policy
+            == Some(0)
+    };
+    let kept = *ids.iter().find(|id| tenth_keeps(id)).unwrap();
+    let not_kept = *ids.iter().find(|id| !tenth_keeps(id)).unwrap();
     let yaml = format!("{yaml}  - {{name: d, type: drop, drop: {{drop_sub_policy: [{{name: n, type: probabilistic, probabilistic: {{sampling_percentage: 0}}}}]}}}}\n");
     let plan = PolicyPlan::compile(&parse(&yaml).unwrap());
-    let d = plan.decide(&crate::buffer::trace::TraceView::new(&[7; 16], &s));
-    assert!(matches!(d.policy, Some(0 | 1)), "{d:?}");
+    let credit = |id: &[u8; 16]| {
+        plan.decide(&crate::buffer::trace::TraceView::new(id, &s))
+            .policy
+    };
+    assert_eq!(credit(&kept), Some(0));
+    assert_eq!(credit(&not_kept), Some(1));
 }
 
 /// One span, encoded as the buffer holds it.
