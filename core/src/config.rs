@@ -932,20 +932,32 @@ pub fn locate_key(text: &str, key: &str) -> Option<usize> {
     // of its first line written (the top level: 0).
     let (mut from, mut to) = (0usize, lines.len());
     let mut found = None;
-    for part in key.split('.') {
-        let (name, index) = match part.split_once('[') {
-            Some((n, rest)) => (n, rest.trim_end_matches(']').parse::<usize>().ok()),
-            None => (part, None),
-        };
+    let parts: Vec<&str> = key.split('.').collect();
+    let mut next = 0;
+    while next < parts.len() {
         let Some(child) = (from..to)
             .find(|&n| content(lines[n]))
             .map(|n| indent_of(lines[n]))
         else {
             break;
         };
-        let Some(at) = (from..to)
-            .find(|&n| indent_of(lines[n]) == child && is_key_line(lines[n].trim_start(), name))
-        else {
+        // A key may hold dots itself (an exporter named `otlp/tempo.eu`): the longest
+        // run of parts written as one key at this level is taken.
+        let Some((at, name, index)) = (next + 1..=parts.len()).rev().find_map(|end| {
+            let joined = parts[next..end].join(".");
+            let (name, index) = match joined.split_once('[') {
+                Some((n, rest)) => (
+                    n.to_owned(),
+                    rest.trim_end_matches(']').parse::<usize>().ok(),
+                ),
+                None => (joined.clone(), None),
+            };
+            let at = (from..to).find(|&n| {
+                indent_of(lines[n]) == child && is_key_line(lines[n].trim_start(), &name)
+            })?;
+            next = end;
+            Some((at, name, index))
+        }) else {
             break;
         };
         found = Some(at + 1);
@@ -961,7 +973,7 @@ pub fn locate_key(text: &str, key: &str) -> Option<usize> {
             })
             .unwrap_or(to);
         if let Some(i) = index {
-            if let Some(item) = locate_sequence_item(&lines[at..end].join("\n"), name, i) {
+            if let Some(item) = locate_sequence_item(&lines[at..end].join("\n"), &name, i) {
                 found = Some(at + item);
             }
             break;
@@ -1728,6 +1740,11 @@ mod tests {
         ] {
             assert_eq!(locate_key(text, key), line, "{key}");
         }
+        // A key with dots of its own (an exporter named `otlp/tempo.eu`).
+        let dotted = "export:\n  otlp/tempo:\n    endpoint: a\n  otlp/tempo.eu:\n    endpoint: b\n";
+        assert_eq!(locate_key(dotted, "export.otlp/tempo.eu.endpoint"), Some(5));
+        assert_eq!(locate_key(dotted, "export.otlp/tempo.endpoint"), Some(3));
+        assert_eq!(locate_key(dotted, "export.otlp/tempo.eu"), Some(4));
         let e = with_line(
             ConfigError::Invalid {
                 path: "g.yaml".into(),
