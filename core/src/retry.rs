@@ -375,6 +375,10 @@ impl Retrier {
     }
 
     fn took(&self, start: Instant) {
+        // Every delivered request comes here: no lock unless a failing spell is to end.
+        if !self.stats.failing.load(Ordering::Relaxed) {
+            return;
+        }
         // Under the lock `failed` takes, so that a spell it starts meanwhile keeps its flag.
         let _warned = self
             .stats
