@@ -87,9 +87,9 @@ where
         };
         let stream = tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => {
+                Ok((stream, from)) => {
                     backoff = Duration::ZERO;
-                    stream
+                    (stream, SenderAddr(from.ip()))
                 }
                 Err(error) => {
                     backoff = (backoff * 2).clamp(Duration::from_millis(10), MAX_ACCEPT_BACKOFF);
@@ -103,6 +103,7 @@ where
             },
             () = &mut shutdown => break,
         };
+        let (stream, sender) = stream;
         if let Err(error) = stream.set_nodelay(true) {
             tracing::debug!(%error, "Cannot set TCP_NODELAY.");
         }
@@ -127,6 +128,7 @@ where
                 if let Some(cert) = cert_slot.get() {
                     req.extensions_mut().insert(cert.clone());
                 }
+                req.extensions_mut().insert(sender);
                 async move { Ok::<_, std::convert::Infallible>(handler(req).await) }
             });
             // Serves one connection until it ends; asks it to close (GOAWAY) when it
@@ -217,6 +219,12 @@ fn connection_age(limits: &ConnectionLimits) -> Duration {
 /// 64 MiB per receiver, where hyper's default let 3,000 such connections take 1.2 GB (a
 /// black-box check). OTLP requests' headers (a token, a tenant) need a few KiB.
 const HTTP1_MAX_BUF: usize = 16 << 10;
+
+/// The address a request's connection comes from, attached to each request: stages that
+/// share room among senders tell them apart by it (see
+/// [`crate::receive::SpanSink::ready_from`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SenderAddr(pub std::net::IpAddr);
 
 /// HTTP/1.1 and HTTP/2 (large windows and frames, pings) as every listener serves them.
 fn http_builder(

@@ -20,6 +20,7 @@
 //! ring, so accepted data is never dropped.
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 
@@ -66,6 +67,9 @@ pub struct Router {
     gate: tokio::sync::Semaphore,
     /// Requests waiting in [`SpanSink::ready`] now.
     waiting: AtomicUsize,
+    /// Of those, per sender address: no sender may hold more than
+    /// [`Router::held_per_sender`] of the `max_held_requests` places.
+    waiting_by_sender: Mutex<HashMap<IpAddr, usize>>,
     /// Requests let through and not yet admitted, counted for a second or two (see
     /// [`crate::passes`]).
     passes: Arc<Passes>,
@@ -96,6 +100,7 @@ impl Router {
             room: Arc::new(tokio::sync::Notify::new()),
             gate: tokio::sync::Semaphore::new(1),
             waiting: AtomicUsize::new(0),
+            waiting_by_sender: Mutex::default(),
             passes: Passes::new(PASS_WINDOW),
             mean_request: AtomicUsize::new(64 << 10),
             stats: Arc::new(RouterStats::default()),
@@ -438,6 +443,42 @@ impl Drop for Waiting<'_> {
     }
 }
 
+/// A request's place among those of its sender waiting in [`SpanSink::ready`].
+struct SenderWaits<'a> {
+    map: &'a Mutex<HashMap<IpAddr, usize>>,
+    ip: IpAddr,
+}
+
+impl<'a> SenderWaits<'a> {
+    /// Counts a request of `ip` in, unless `max` of its requests already wait.
+    fn enter(map: &'a Mutex<HashMap<IpAddr, usize>>, ip: IpAddr, max: usize) -> Option<Self> {
+        let mut m = map
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let n = m.entry(ip).or_insert(0);
+        if *n >= max {
+            return None;
+        }
+        *n += 1;
+        Some(SenderWaits { map, ip })
+    }
+}
+
+impl Drop for SenderWaits<'_> {
+    fn drop(&mut self) {
+        let mut m = self
+            .map
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(n) = m.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                m.remove(&self.ip);
+            }
+        }
+    }
+}
+
 /// Whether some of `forwarders`, but not all, are down: then parts queued on the down ones
 /// belong to the others.
 fn has_some_down(forwarders: &[Arc<Forwarder>]) -> bool {
@@ -467,6 +508,14 @@ impl SpanSink for Router {
     }
 
     async fn ready(&self, first_bytes: Option<usize>) -> Result<Ready, Refusal> {
+        self.ready_from(first_bytes, None).await
+    }
+
+    async fn ready_from(
+        &self,
+        first_bytes: Option<usize>,
+        sender: Option<IpAddr>,
+    ) -> Result<Ready, Refusal> {
         if self.gate.available_permits() > 0 && self.has_room() {
             return Ok(self.pass(first_bytes));
         }
@@ -476,6 +525,16 @@ impl SpanSink for Router {
                 message,
                 retry_after: DEFAULT_RETRY_AFTER,
             }
+        };
+        // One sender with many streams must not take every place: the others would be
+        // refused at once while it waits its turns.
+        let per_sender = self.held_per_sender();
+        let Some(_sender_waits) = sender.map_or(Some(None), |ip| {
+            SenderWaits::enter(&self.waiting_by_sender, ip, per_sender).map(Some)
+        }) else {
+            return Err(full(format!(
+                "the router's queues are full and this sender already has {per_sender} requests waiting; retry later"
+            )));
         };
         // Each held request may keep a stream window of unread data in the receiver's
         // buffers: their number is bounded.
@@ -532,6 +591,12 @@ thread_local! {
 }
 
 impl Router {
+    /// Most requests one sender address may have waiting for room: a quarter of
+    /// `max_held_requests` (at least one), so that at least four senders find a place.
+    fn held_per_sender(&self) -> usize {
+        (self.cfg.max_held_requests / 4).max(1)
+    }
+
     /// Whether a new request may be read: the router's queues, with what the requests let
     /// through and not yet admitted are expected to add, and those of every gateway on the
     /// ring have room (a request's gateways are known only once it is read). With no
@@ -770,6 +835,51 @@ mod tests {
             f.mark_down_for_test();
         }
         assert!(SpanSink::ready(&*router, Some(1 << 20)).await.is_ok());
+    }
+
+    /// Scenario: full queues, `max_held_requests: 4` (a place each for four senders); one
+    /// sender asks twice, another once.
+    /// Guarantees: the first sender's second request is refused at once, unread, naming
+    /// the cause, while the other sender's request still finds a place and waits.
+    #[tokio::test(start_paused = true)]
+    async fn one_sender_cannot_take_every_held_place() {
+        let router = full_router_with(ForwardConfig {
+            queue_wait: Duration::from_secs(5),
+            max_held_requests: 4,
+            ..ForwardConfig::default()
+        });
+        let (a, b): (IpAddr, IpAddr) = ("10.0.0.1".parse().unwrap(), "10.0.0.2".parse().unwrap());
+        let waits = |ip: IpAddr| {
+            let router = router.clone();
+            tokio::spawn(async move {
+                SpanSink::ready_from(&*router, Some(1 << 20), Some(ip))
+                    .await
+                    .map(drop)
+            })
+        };
+        let first = waits(a);
+        tokio::task::yield_now().await;
+        let start = tokio::time::Instant::now();
+        let refusal = SpanSink::ready_from(&*router, Some(1 << 20), Some(a))
+            .await
+            .unwrap_err();
+        assert_eq!(start.elapsed(), Duration::ZERO);
+        assert!(
+            refusal
+                .to_string()
+                .contains("this sender already has 1 requests waiting"),
+            "{refusal}"
+        );
+        let other = waits(b);
+        tokio::task::yield_now().await;
+        assert_eq!(
+            router.waiting.load(Ordering::Relaxed),
+            2,
+            "both senders wait"
+        );
+        assert!(first.await.unwrap().is_err(), "refused after queue_wait");
+        assert!(other.await.unwrap().is_err());
+        assert!(router.waiting_by_sender.lock().unwrap().is_empty());
     }
 
     /// A request read while the router's queues are past twice their limit is refused

@@ -208,7 +208,11 @@ impl<S: SpanSink> TraceService<S> {
                 return refusal.to_grpc().into_http();
             }
         };
-        let pass = match self.sink.ready(req.body().first_len()).await {
+        let sender = req
+            .extensions()
+            .get::<crate::serve::SenderAddr>()
+            .map(|a| a.0);
+        let pass = match self.sink.ready_from(req.body().first_len(), sender).await {
             Ok(pass) => pass,
             Err(refusal) => {
                 self.sink.refused(&refusal);

@@ -136,7 +136,11 @@ async fn receive<S: SpanSink>(
     // Room is asked for once the body starts (see `primed`), then held before reading the
     // rest: the unread body holds the sender back.
     let req = super::primed::body_started(req, limits.request_timeout).await?;
-    let pass = sink.ready(req.body().first_len()).await?;
+    let sender = req
+        .extensions()
+        .get::<crate::serve::SenderAddr>()
+        .map(|a| a.0);
+    let pass = sink.ready_from(req.body().first_len(), sender).await?;
     // The rest of the body has `request_timeout` from when room was given.
     let read_by = super::primed::deadline_in(limits.request_timeout);
     // Every chunk takes its size from the receivers' in-flight budget as it arrives; the

@@ -69,6 +69,17 @@ pub trait SpanSink: Send + Sync + 'static {
         async { Ok(Ready::default()) }
     }
 
+    /// [`SpanSink::ready`] for a request from `sender` (its connection's address, when
+    /// known), so that a stage can share the room it holds requests in among senders.
+    fn ready_from(
+        &self,
+        first_bytes: Option<usize>,
+        sender: Option<std::net::IpAddr>,
+    ) -> impl Future<Output = Result<Ready, Refusal>> + Send {
+        let _ = sender;
+        self.ready(first_bytes)
+    }
+
     /// Takes decisions another gateway hands over (see [`DECISIONS_PATH`]): a body of
     /// [`DECISION_RECORD_LEN`]-byte records. Returns how many were taken. Stages that keep
     /// no decisions refuse.
