@@ -105,9 +105,9 @@ pub struct ForwardConfig {
     pub queue_wait: Duration,
     /// Most requests held unread at once; more are refused at once, unread. Each holds up
     /// to one HTTP/2 stream window (2 MiB) of unread data in the receiver's buffers, which
-    /// no other limit counts: 64 bounds it to 128 MiB. One sender address may hold a
-    /// quarter of them (at least one), so that a sender with many streams cannot take
-    /// every place. Default 64.
+    /// no other limit counts: 64 bounds it to 128 MiB. One sender address may hold half
+    /// of them (at least one), so that a sender with many streams cannot take every
+    /// place. Default 64.
     #[serde(default = "default_max_held_requests")]
     pub max_held_requests: usize,
     /// Largest request sent to a gateway after coalescing; a request's spans for one
