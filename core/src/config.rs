@@ -98,23 +98,11 @@ pub fn readable(message: &str) -> String {
     out
 }
 
-/// Reads and deserializes a YAML file.
-pub fn load_yaml<T: DeserializeOwned>(path: &Path) -> Result<T, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
-        path: path.to_owned(),
-        error,
-    })?;
-    parse_yaml(path, &text)
-}
-
-/// Whether a config file that did not parse is a whole OpenTelemetry Collector config
+/// Whether config text that did not parse is a whole OpenTelemetry Collector config
 /// (`receivers`/`exporters`/`service` at the top, none of Tailgate's keys), so that the
 /// binary can say what to pass instead of "unknown field `exporters`".
-pub fn is_collector_config(path: &Path) -> bool {
-    let Ok(text) = std::fs::read_to_string(path) else {
-        return false;
-    };
-    let Ok(top) = serde_yaml_ng::from_str::<serde_yaml_ng::Value>(&text) else {
+fn is_collector_config(text: &str) -> bool {
+    let Ok(top) = serde_yaml_ng::from_str::<serde_yaml_ng::Value>(text) else {
         return false;
     };
     ["receivers", "exporters", "service"]
@@ -122,6 +110,31 @@ pub fn is_collector_config(path: &Path) -> bool {
         .filter(|k| top.get(**k).is_some())
         .count()
         >= 2
+}
+
+/// Reads, deserializes and validates a binary's own config file, read once: a whole
+/// Collector config given in its place is refused with `collector_hint` (what to pass
+/// instead), and `validate`'s errors, found on parsed values that carry no position,
+/// get the line of their key from the text.
+pub fn load_checked<T: DeserializeOwned>(
+    path: &Path,
+    collector_hint: &str,
+    validate: impl FnOnce(&T) -> Result<(), ConfigError>,
+) -> Result<T, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
+        path: path.to_owned(),
+        error,
+    })?;
+    let config: T = parse_yaml(path, &text).map_err(|e| match e {
+        ConfigError::Parse { .. } if is_collector_config(&text) => ConfigError::Invalid {
+            path: path.to_owned(),
+            key: "(top level)".into(),
+            message: collector_hint.to_owned(),
+        },
+        e => e,
+    })?;
+    validate(&config).map_err(|e| with_line(e, &text))?;
+    Ok(config)
 }
 
 /// Deserializes YAML text; `path` is only used in errors. An empty document is read as an
@@ -992,17 +1005,6 @@ pub fn is_key_line(trimmed: &str, key: &str) -> bool {
                 .strip_prefix(*k)
                 .is_some_and(|r| r.trim_start().starts_with(':'))
         })
-}
-
-/// [`with_line`] for an error about the file at `path`, read again (validation errors are
-/// rare, so the text is not kept for them).
-pub fn with_line_of(error: ConfigError, path: &Path) -> ConfigError {
-    match &error {
-        ConfigError::Invalid { .. } => {
-            with_line(error, &std::fs::read_to_string(path).unwrap_or_default())
-        }
-        _ => error,
-    }
 }
 
 /// `error` with the line of its key in `text` (the file it was read from), when it has

@@ -33,7 +33,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use serde::Deserialize;
-use tailgate_core::config::{load_yaml, ConfigError};
+use tailgate_core::config::{load_checked, ConfigError};
 use tailgate_core::receive::ReceiveConfig;
 
 pub use crate::export::ExportConfig;
@@ -168,24 +168,13 @@ impl GatewayConfig {
 
     /// Loads and validates a config file.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let c: GatewayConfig = load_yaml(path).map_err(|e| match e {
-            ConfigError::Parse { .. } if tailgate_core::config::is_collector_config(path) => {
-                ConfigError::Invalid {
-                    path: path.to_owned(),
-                    key: "(top level)".into(),
-                    message: "this is a Collector config: pass it as --policies (its \
-                              tail_sampling processor is used); --config takes the \
-                              gateway's own (receive, buffer, export: docs/configuration.md)"
-                        .into(),
-                }
-            }
-            e => e,
-        })?;
-        // Validation reads parsed values, which carry no position: its errors get the
-        // line of their key from the file.
-        c.validate(path)
-            .map_err(|e| tailgate_core::config::with_line_of(e, path))?;
-        Ok(c)
+        load_checked(
+            path,
+            "this is a Collector config: pass it as --policies (its tail_sampling processor \
+             is used); --config takes the gateway's own (receive, buffer, export: \
+             docs/configuration.md)",
+            |c: &GatewayConfig| c.validate(path),
+        )
     }
 
     /// Checks what the schema cannot.

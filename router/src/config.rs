@@ -25,7 +25,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use serde::Deserialize;
-use tailgate_core::config::{load_yaml, ConfigError};
+use tailgate_core::config::{load_checked, ConfigError};
 use tailgate_core::forward::RetryConfig;
 use tailgate_core::receive::ReceiveConfig;
 
@@ -211,26 +211,13 @@ impl Default for ForwardConfig {
 impl RouterConfig {
     /// Loads and validates a config file.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let config: RouterConfig = load_yaml(path).map_err(|e| match e {
-            ConfigError::Parse { .. } if tailgate_core::config::is_collector_config(path) => {
-                ConfigError::Invalid {
-                    path: path.to_owned(),
-                    key: "(top level)".into(),
-                    message: "this is a Collector config; the router reads its own (receive, \
-                              members, forward: docs/configuration.md). A loadbalancing \
-                              exporter's resolver.static.hostnames become members.static, \
-                              its resolver.dns.hostname members.dns.name"
-                        .into(),
-                }
-            }
-            e => e,
-        })?;
-        // Validation reads parsed values, which carry no position: its errors get the
-        // line of their key from the file.
-        config
-            .validate(path)
-            .map_err(|e| tailgate_core::config::with_line_of(e, path))?;
-        Ok(config)
+        load_checked(
+            path,
+            "this is a Collector config; the router reads its own (receive, members, forward: \
+             docs/configuration.md). A loadbalancing exporter's resolver.static.hostnames \
+             become members.static, its resolver.dns.hostname members.dns.name",
+            |c: &RouterConfig| c.validate(path),
+        )
     }
 
     /// Checks what the schema cannot.
