@@ -619,6 +619,9 @@ mod tests {
             "tenant1@vendor=x",
             "0tenant@sys=x",
             "a_-*/9=v",
+            // Trimmed before the key and after the value only: `k= v` holds " v"
+            // (docs/policies.md, trace_state).
+            "k= v",
         ] {
             assert!(tracestate_is_valid(ok.as_bytes()), "{ok:?} should be valid");
         }
@@ -637,6 +640,8 @@ mod tests {
             "a@B=v",
             "a@=v",
             "@a=v",
+            // Not trimmed around the `=`: a key ending in a space is invalid.
+            "k =v",
             long_value.as_str(),
             too_many.as_str(),
         ] {
