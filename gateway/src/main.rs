@@ -144,12 +144,16 @@ fn main() -> ExitCode {
         for warning in &warnings {
             eprintln!("{}: warning: {warning}", config_path.display());
         }
-        eprintln!(
-            "{}: ok\n{}: ok",
+        // The verdict on stdout, for scripts; warnings stay on stderr.
+        let ok = format!(
+            "{}: ok\n{}: ok\n",
             config_path.display(),
             policies_path.display()
         );
-        return ExitCode::SUCCESS;
+        return match std::io::Write::write_all(&mut std::io::stdout().lock(), ok.as_bytes()) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(_) => ExitCode::FAILURE,
+        };
     }
     for warning in &warnings {
         tracing::warn!(%warning, "Config.");

@@ -134,6 +134,11 @@ fn the_shipped_config_checks_as_deploy_md_says() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // The verdict goes to stdout (for scripts), one line per file.
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "gateway.yaml: ok\npolicies.yaml: ok\n"
+    );
     let out = run(false);
     assert_eq!(out.status.code(), Some(64));
     let err = String::from_utf8_lossy(&out.stderr);

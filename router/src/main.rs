@@ -45,8 +45,12 @@ fn main() -> ExitCode {
         for warning in &warnings {
             eprintln!("{}: warning: {warning}", args.config.display());
         }
-        eprintln!("{}: ok", args.config.display());
-        return ExitCode::SUCCESS;
+        // The verdict on stdout, for scripts; warnings stay on stderr.
+        let ok = format!("{}: ok\n", args.config.display());
+        return match std::io::Write::write_all(&mut std::io::stdout().lock(), ok.as_bytes()) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(_) => ExitCode::FAILURE,
+        };
     }
     for warning in &warnings {
         tracing::warn!(%warning, "Config.");

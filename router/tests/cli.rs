@@ -3,8 +3,8 @@
 
 use std::process::Command;
 
-/// Runs `tailgate-router --config <yaml> --check`: (exit code, stderr).
-fn check(name: &str, yaml: &str) -> (Option<i32>, String) {
+/// Runs `tailgate-router --config <yaml> --check`: (exit code, stderr, stdout).
+fn check(name: &str, yaml: &str) -> (Option<i32>, String, String) {
     let dir = std::env::temp_dir().join(format!("tailgate-cli-{name}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let config = dir.join("router.yaml");
@@ -18,6 +18,7 @@ fn check(name: &str, yaml: &str) -> (Option<i32>, String) {
     (
         out.status.code(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
     )
 }
 
@@ -26,7 +27,7 @@ fn check(name: &str, yaml: &str) -> (Option<i32>, String) {
 /// warning, so the operator learns before the rollout that browsers will not be let in.
 #[test]
 fn check_prints_the_warnings_a_start_would_log() {
-    let (code, stderr) = check(
+    let (code, stderr, stdout) = check(
         "cors",
         "receive: { cors: { allowed_headers: [x-api-key] } }\nmembers: { static: ['127.0.0.62:4317'] }\n",
     );
@@ -37,20 +38,24 @@ fn check_prints_the_warnings_a_start_would_log() {
         ),
         "{stderr}"
     );
-    let (code, stderr) = check(
+    assert!(!stdout.contains("warning"), "{stdout}");
+    assert!(stdout.ends_with("router.yaml: ok\n"), "{stdout}");
+    let (code, stderr, stdout) = check(
         "plain",
         "receive: { cors: { allowed_origins: ['https://*.example.com'] } }\nmembers: { static: ['127.0.0.62:4317'] }\n",
     );
     assert_eq!(code, Some(0), "{stderr}");
     assert!(!stderr.contains("warning"), "{stderr}");
-    assert!(stderr.contains("router.yaml: ok"), "{stderr}");
+    // The verdict on stdout, for scripts; warnings and errors on stderr.
+    assert!(stdout.ends_with("router.yaml: ok\n"), "{stdout}");
+    assert!(!stderr.contains(": ok"), "{stderr}");
 }
 
 /// Scenario: a config with a misspelt key. Guarantees: `--check` exits 64 (EX_USAGE) and
 /// names the file, the line and the key.
 #[test]
 fn check_names_the_file_line_and_key_of_an_error() {
-    let (code, stderr) = check(
+    let (code, stderr, stdout) = check(
         "typo",
         "receive:\n  cors:\n    allowed_origin: ['*']\nmembers: { static: ['127.0.0.62:4317'] }\n",
     );
@@ -58,4 +63,5 @@ fn check_names_the_file_line_and_key_of_an_error() {
     assert!(stderr.contains("router.yaml"), "{stderr}");
     assert!(stderr.contains("allowed_origin"), "{stderr}");
     assert!(stderr.contains("line 3"), "{stderr}");
+    assert!(stdout.is_empty(), "{stdout}");
 }
