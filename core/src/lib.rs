@@ -10,6 +10,7 @@
 //! * [`wire`]: scan encoded requests, re-frame spans into new requests, raw gRPC codec.
 //! * [`ring`]: the xxh3 consistent-hash ring over the gateways.
 //! * [`members`]: where the gateways are: static lists and DNS discovery.
+//! * [`credential`]: the header a client authenticates with (tokens, Basic), files re-read.
 //! * [`forward`]: a gRPC client that sends encoded requests to one member with retries.
 //! * [`serve`]: the accept loop and connection limits of every listener.
 //! * [`retry`]: the one retry loop (back-off, server hints, time bound, holding).
@@ -19,6 +20,8 @@
 
 #[cfg(feature = "net")]
 pub mod config;
+#[cfg(feature = "net")]
+pub mod credential;
 #[cfg(feature = "net")]
 pub mod endpoint;
 #[cfg(feature = "net")]

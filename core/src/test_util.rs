@@ -301,6 +301,18 @@ impl CaptureBackend {
         tls: Option<std::sync::Arc<crate::tls::TlsServer>>,
         shutdown: tokio_util::sync::CancellationToken,
     ) -> std::io::Result<(std::net::SocketAddr, std::sync::Arc<Self>)> {
+        Self::start_with(addr, http, tls, None, shutdown).await
+    }
+
+    /// [`CaptureBackend::start_with_tls`] taking only requests with `authorization:
+    /// Bearer <token>` when `token` is set (others get UNAUTHENTICATED / 401).
+    pub async fn start_with(
+        addr: std::net::SocketAddr,
+        http: bool,
+        tls: Option<std::sync::Arc<crate::tls::TlsServer>>,
+        token: Option<&str>,
+        shutdown: tokio_util::sync::CancellationToken,
+    ) -> std::io::Result<(std::net::SocketAddr, std::sync::Arc<Self>)> {
         let listener = tokio::net::TcpListener::bind(addr).await?;
         let local = listener.local_addr()?;
         let me = std::sync::Arc::new(CaptureBackend::default());
@@ -313,6 +325,7 @@ impl CaptureBackend {
         let limits = crate::receive::Limits {
             max_request_bytes: 64 << 20,
             tls,
+            auth: token.map(crate::receive::ReceiveAuth::new),
             ..crate::receive::Limits::plaintext(&crate::receive::ReceiveConfig::default())
         };
         tokio::spawn(listeners.serve(me.clone(), limits, shutdown));

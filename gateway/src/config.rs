@@ -17,8 +17,9 @@
 //!     endpoint: http://tempo:4317
 //!     headers: { x-scope-orgid: team-a }
 //!   otlp_http/archive:
-//!     endpoint: http://archive:4318
+//!     endpoint: https://archive.example.com
 //!     compression: zstd
+//!     auth: { authenticator: bearertokenauth }   # an extension below, as in a Collector
 //!   debug:                      # OTLP JSON lines on stdout (or `path:`)
 //! admin: 127.0.0.1:13133          # /healthz, /readyz (and /metrics)
 //! metrics: 127.0.0.1:8888          # /metrics (and the health endpoints)
@@ -26,6 +27,8 @@
 //!   dns: { name: tailgate-gateway.tailgate.svc.cluster.local, port: 4317, interval: 5s }
 //!   # self: 10.0.0.7:4317       # default: $POD_IP and the gRPC port
 //!   leave_linger: 3s
+//! extensions:                   # exporter authenticators: bearertokenauth, basicauth
+//!   bearertokenauth: { filename: /var/run/secrets/archive/token }
 //! ```
 
 use std::net::SocketAddr;
@@ -71,6 +74,10 @@ pub struct GatewayConfig {
     /// decision: policies see the original values.
     #[serde(default)]
     pub attributes: crate::attributes::AttributesConfig,
+    /// Authenticators that exporters name in `auth: {authenticator: …}`, as in a
+    /// Collector config (`bearertokenauth`, `basicauth` with `client_auth`).
+    #[serde(default)]
+    pub extensions: crate::export::ExtensionsConfig,
 }
 
 /// `buffer`.
@@ -163,6 +170,7 @@ impl GatewayConfig {
             metrics: None,
             peers: PeersConfig::default(),
             attributes: crate::attributes::AttributesConfig::default(),
+            extensions: crate::export::ExtensionsConfig::default(),
         }
     }
 
@@ -184,7 +192,7 @@ impl GatewayConfig {
             key: key.to_owned(),
             message: message.to_owned(),
         };
-        if let Err((key, error)) = self.export.validate() {
+        if let Err((key, error)) = self.export.validate(&self.extensions) {
             return Err(invalid(&key, &error.to_string()));
         }
         if self.receive.grpc.is_none() && self.receive.http.is_none() {

@@ -114,8 +114,12 @@ impl Gateway {
             .early_decision_bytes
             .set(config.buffer.early_decision_bytes());
         let plan: reload::SharedPlan = Arc::new(arc_swap::ArcSwap::from_pointee(plan));
-        let (exporters, export_tasks) =
-            export::start(&config.export, &stats, config.buffer.max_buffered_bytes)?;
+        let (exporters, export_tasks) = export::start(
+            &config.export,
+            &config.extensions,
+            &stats,
+            config.buffer.max_buffered_bytes,
+        )?;
         let attribute_actions = config
             .attributes
             .compile()

@@ -139,6 +139,7 @@ fn main() -> ExitCode {
     let mut warnings = tailgate_gateway::buffer::sizing_warnings(&config);
     warnings.extend(config.receive.warnings());
     warnings.extend(config.export.warnings());
+    warnings.extend(config.extensions.warnings());
     warnings.extend(config.peers_warning());
     if args.check {
         for warning in &warnings {

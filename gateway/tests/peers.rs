@@ -470,6 +470,7 @@ fn exporting_to(
         metrics: None,
         peers,
         attributes: serde_yaml_ng::from_str(SCRUB).unwrap(),
+        extensions: Default::default(),
     }
 }
 

@@ -272,3 +272,102 @@ async fn peers_are_known_by_their_certificates() {
         served.await.unwrap().unwrap();
     }
 }
+
+/// Scenario: a Collector user's exporter blocks with `auth: {authenticator: …}` and the
+/// extensions under `extensions:`: an `otlp` exporter over TLS whose bearer token is read
+/// from a file, and an `otlphttp` one with a token in a custom header-less form
+/// (`bearertokenauth` with its default header), each to a backend that takes only its own
+/// token. Then the same `otlp` exporter in plaintext, and an authenticator that is not
+/// under `extensions:`.
+/// Guarantees: every span reaches both backends (a missing or wrong credential is refused
+/// by them, and the spans would never arrive); the plaintext gRPC exporter with an
+/// authenticator and the unknown authenticator are refused at load, naming the key and
+/// line.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exporters_authenticate_with_the_collectors_extensions() {
+    tracing_subscriber::fmt().with_test_writer().try_init().ok();
+    let dir = scratch_dir("gw-auth").unwrap();
+    let backend_ca = TestPki::new(&dir, "backend").unwrap();
+    let stop = CancellationToken::new();
+    let backend_tls = backend_ca.server("backend-server", &["127.0.0.1"]).unwrap();
+    let local = "127.0.0.1:0".parse().unwrap();
+    let (grpc_addr, grpc_backend) = CaptureBackend::start_with(
+        local,
+        false,
+        Some(backend_tls),
+        Some("grpc-t0k"),
+        stop.clone(),
+    )
+    .await
+    .unwrap();
+    let (http_addr, http_backend) =
+        CaptureBackend::start_with(local, true, None, Some("http-t0k"), stop.clone())
+            .await
+            .unwrap();
+    let token_file = dir.join("token");
+    std::fs::write(&token_file, "grpc-t0k\n").unwrap();
+
+    let ca = backend_ca.ca_file("backend").display().to_string();
+    let config_text = format!(
+        "receive:\n  grpc: '127.0.0.1:0'\n\
+         extensions:\n  bearertokenauth/file:\n    filename: '{}'\n  bearertokenauth/inline:\n    token: http-t0k\n\
+         export:\n  otlp:\n    endpoint: 'https://{grpc_addr}'\n    tls: {{ca_file: '{ca}'}}\n    auth:\n      authenticator: bearertokenauth/file\n\
+         \x20 otlphttp:\n    endpoint: 'http://{http_addr}'\n    auth: {{authenticator: bearertokenauth/inline}}\n\
+         admin: null\nmetrics: null\n",
+        token_file.display(),
+    );
+    let config_path = dir.join("gateway.yaml");
+    std::fs::write(&config_path, &config_text).unwrap();
+    let config = GatewayConfig::load(&config_path).unwrap();
+
+    // Refused at load: the gRPC exporter in plaintext with credentials, and a name that is
+    // not under extensions:, each with the line of its `authenticator`.
+    for (text, says) in [
+        (
+            config_text.replace(
+                &format!("https://{grpc_addr}'\n    tls: {{ca_file: '{ca}'}}"),
+                &format!("http://{grpc_addr}'"),
+            ),
+            "gateway.yaml:12: export.otlp.auth.authenticator",
+        ),
+        (
+            config_text.replace(
+                "authenticator: bearertokenauth/inline",
+                "authenticator: oauth2client",
+            ),
+            "gateway.yaml:16: export.otlphttp.auth.authenticator",
+        ),
+    ] {
+        std::fs::write(&config_path, text).unwrap();
+        let err = GatewayConfig::load(&config_path).unwrap_err().to_string();
+        assert!(err.contains(says), "{err}");
+    }
+
+    let listeners = Listeners::bind(&config.receive).await.unwrap();
+    let grpc_in = listeners.grpc_addr().unwrap();
+    let plan = PolicyPlan::compile(&PolicyFile::parse(Path::new("p.yaml"), POLICIES).unwrap());
+    let gateway = Gateway::start(&config, plan).unwrap();
+    let served =
+        tokio::spawn(gateway.serve(listeners, None, stop.clone(), Duration::from_secs(10)));
+    let client = GrpcClient::new(
+        &grpc_in.to_string(),
+        &[],
+        Duration::from_secs(5),
+        RetryConfig::default(),
+    )
+    .unwrap();
+    let req = FakeOtlp::traces(10).spans(3).seed(3).build();
+    client.send(req.encode_to_vec().into()).await.unwrap();
+
+    let sent = 10 * 3;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    while (grpc_backend.spans() < sent || http_backend.spans() < sent)
+        && tokio::time::Instant::now() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(grpc_backend.spans(), sent);
+    assert_eq!(http_backend.spans(), sent);
+    stop.cancel();
+    served.await.unwrap().unwrap();
+}

@@ -25,6 +25,7 @@
 //! it: exact unless two exporters fail different spans of one trace; with one exporter,
 //! one ticket per batch is exact and cheaper).
 
+pub mod auth;
 pub mod batch;
 pub mod debug;
 pub mod error;
@@ -53,6 +54,7 @@ use tokio::time::Instant;
 use crate::buffer::trace::BufferedSpan;
 use crate::metrics::GatewayStats;
 
+pub use auth::{AuthRef, ExtensionsConfig};
 pub use batch::{default_queue_bytes, BatchConfig};
 pub use debug::DebugConfig;
 pub use error::SettingError;
@@ -177,7 +179,9 @@ impl ExportConfig {
     }
 
     /// Checks every exporter; the error names its key.
-    pub fn validate(&self) -> Result<(), (String, SettingError)> {
+    /// `extensions` are the authenticators exporters' `auth` blocks may name; their
+    /// files are read.
+    pub fn validate(&self, extensions: &ExtensionsConfig) -> Result<(), (String, SettingError)> {
         if self.exporters.is_empty() {
             return Err(("export".into(), SettingError::NoExporter));
         }
@@ -190,12 +194,38 @@ impl ExportConfig {
             }
             .and(batch.validate(queue));
             checked.map_err(|m| (format!("export.{key}"), m))?;
+            if let Some(auth) = e.auth() {
+                let at = || format!("export.{key}.auth.authenticator");
+                e.credential(extensions)
+                    .map_err(|err| (at(), SettingError::Auth(err)))?;
+                if matches!(e, ExporterConfig::OtlpGrpc(c) if !c.uses_tls()) {
+                    let err = auth::AuthError::PlaintextGrpc(auth.authenticator.clone());
+                    return Err((at(), SettingError::Auth(err)));
+                }
+            }
         }
         Ok(())
     }
 }
 
 impl ExporterConfig {
+    /// Its `auth` block, if any.
+    fn auth(&self) -> Option<&AuthRef> {
+        match self {
+            ExporterConfig::OtlpGrpc(c) => c.auth.as_ref(),
+            ExporterConfig::OtlpHttp(c) => c.auth.as_ref(),
+            ExporterConfig::Debug(_) => None,
+        }
+    }
+
+    /// The credential its `auth` block names (`None` without one), files read now.
+    fn credential(
+        &self,
+        extensions: &ExtensionsConfig,
+    ) -> Result<Option<Arc<tailgate_core::credential::Credential>>, auth::AuthError> {
+        self.auth().map(|a| extensions.credential(a)).transpose()
+    }
+
     /// Its batching and its queue budget in bytes.
     fn batching(&self) -> (BatchConfig, u64) {
         match self {
@@ -224,6 +254,14 @@ pub enum ExportError {
         exporter: String,
         /// Cause.
         source: SettingError,
+    },
+    /// The credential its `auth` block names could not be built.
+    #[error("{exporter}: {source}")]
+    Auth {
+        /// Exporter key.
+        exporter: String,
+        /// Cause.
+        source: auth::AuthError,
     },
     /// The debug output could not be opened.
     #[error("{exporter}: opening {path}: {source}")]
@@ -418,6 +456,7 @@ pub struct Exporter {
 /// refused below the limit; see [`tailgate_core::retry`]).
 pub fn start(
     config: &ExportConfig,
+    extensions: &ExtensionsConfig,
     stats: &Arc<GatewayStats>,
     max_held_bytes: u64,
 ) -> Result<(Vec<ExportHandle>, Vec<JoinHandle<()>>), ExportError> {
@@ -432,17 +471,28 @@ pub fn start(
                 waiting.get() == 0 && !refusing && stats.held_bytes() < max_held_bytes
             })
         };
+        let credential = cfg
+            .credential(extensions)
+            .map_err(|source| ExportError::Auth {
+                exporter: key.clone(),
+                source,
+            })?;
         let sink = match cfg {
-            ExporterConfig::OtlpGrpc(c) => Sink::Grpc(
-                c.client()
-                    .map_err(|source| ExportError::Grpc {
-                        exporter: key.clone(),
-                        source,
-                    })?
+            ExporterConfig::OtlpGrpc(c) => {
+                let client = c.client().map_err(|source| ExportError::Grpc {
+                    exporter: key.clone(),
+                    source,
+                })?;
+                Sink::Grpc(
+                    match credential {
+                        Some(credential) => client.with_credential(credential),
+                        None => client,
+                    }
                     .hold_while(hold),
-            ),
+                )
+            }
             ExporterConfig::OtlpHttp(c) => Sink::Http(
-                c.client()
+                c.client_with(credential)
                     .map_err(|source| ExportError::Http {
                         exporter: key.clone(),
                         source,

@@ -77,6 +77,10 @@ pub struct OtlpGrpcConfig {
     /// so it is refused rather than guessed.
     #[serde(default)]
     pub tls: Option<tailgate_core::tls::ClientTlsConfig>,
+    /// The Collector's `auth: {authenticator: NAME}`: an extension under `extensions:`
+    /// whose credential goes with every request (TLS required, as in the Collector).
+    #[serde(default)]
+    pub auth: Option<super::auth::AuthRef>,
 }
 
 pub(crate) fn default_timeout() -> Duration {
@@ -103,6 +107,7 @@ impl OtlpGrpcConfig {
             wait_for_ready: None,
             batcher: None,
             tls: None,
+            auth: None,
         }
     }
 
@@ -130,6 +135,14 @@ impl OtlpGrpcConfig {
             ("wait_for_ready", &self.wait_for_ready),
             ("batcher", &self.batcher),
         ])
+    }
+
+    /// Whether requests go over TLS (`false` when the endpoint or TLS block is invalid).
+    pub fn uses_tls(&self) -> bool {
+        matches!(
+            tailgate_core::tls::client_side(self.tls.as_ref(), self.target()),
+            Ok(Some(_))
+        )
     }
 
     /// Checks the endpoint and headers without connecting.

@@ -5,6 +5,7 @@
 //! permanent failure. A 200 response may carry a partial success.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -13,6 +14,7 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use serde::Deserialize;
+use tailgate_core::credential::Credential;
 use tailgate_core::forward::{
     parse_response, Compression, CompressionParams, Delivered, RetryConfig,
 };
@@ -131,6 +133,10 @@ pub struct OtlpHttpConfig {
     /// system's roots unless `ca_file` is set.
     #[serde(default)]
     pub tls: Option<tailgate_core::tls::ClientTlsConfig>,
+    /// The Collector's `auth: {authenticator: NAME}`: an extension under `extensions:`
+    /// whose credential goes with every request.
+    #[serde(default)]
+    pub auth: Option<super::auth::AuthRef>,
 }
 
 impl OtlpHttpConfig {
@@ -207,6 +213,17 @@ impl OtlpHttpConfig {
         Ok(headers)
     }
 
+    /// The client this config describes, sending `credential`'s header too. Must be called
+    /// inside a Tokio runtime.
+    pub fn client_with(
+        &self,
+        credential: Option<Arc<Credential>>,
+    ) -> Result<HttpClient, SettingError> {
+        let mut client = self.client()?;
+        client.credential = credential;
+        Ok(client)
+    }
+
     /// The client this config describes. Must be called inside a Tokio runtime.
     pub fn client(&self) -> Result<HttpClient, SettingError> {
         let headers = self.header_map()?;
@@ -225,6 +242,7 @@ impl OtlpHttpConfig {
                 CONNECT_TIMEOUT.min(self.timeout.mul_f64(0.6)),
                 false,
             ),
+            credential: None,
         })
     }
 }
@@ -239,6 +257,8 @@ pub struct HttpClient {
     compression: Compression,
     compression_level: Option<i32>,
     client: Transport<Full<Bytes>>,
+    /// An authenticator's header, asked for on every request.
+    credential: Option<Arc<Credential>>,
 }
 
 /// What went wrong with one attempt: the HTTP status when there was an answer.
@@ -340,6 +360,9 @@ impl HttpClient {
             .map_err(|e| e.to_string());
         if let Ok(r) = &mut req {
             r.headers_mut().extend(self.headers.clone());
+            if let Some(c) = &self.credential {
+                r.headers_mut().insert(c.header().clone(), c.value());
+            }
             if let Some(e) = self.compression.content_encoding() {
                 r.headers_mut().insert(
                     header::CONTENT_ENCODING,
@@ -487,6 +510,36 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// Scenario: an exporter with a static `authorization` header and an authenticator.
+    /// Guarantees: the request carries the authenticator's value once, replacing the
+    /// static one (as the Collector's round-tripper sets it after `headers`), and the other
+    /// headers as configured.
+    #[test]
+    fn an_authenticator_replaces_a_header_of_its_name() {
+        use tailgate_core::credential::{Scheme, Secret};
+        let cfg: OtlpHttpConfig = serde_yaml_ng::from_str(
+            "{endpoint: 'http://127.0.0.1:1', headers: {authorization: Bearer old, x-tenant: a}}",
+        )
+        .unwrap();
+        let credential = Credential::new(
+            "Authorization",
+            Scheme::Basic {
+                username: Secret::Inline("u".into()),
+                password: Secret::Inline("p".into()),
+            },
+        )
+        .unwrap();
+        let client = cfg.client_with(Some(Arc::new(credential))).unwrap();
+        let req = client.request(Bytes::new()).unwrap();
+        let auth: Vec<_> = req
+            .headers()
+            .get_all(header::AUTHORIZATION)
+            .iter()
+            .collect();
+        assert_eq!(auth, ["Basic dTpw"]);
+        assert_eq!(req.headers()["x-tenant"], "a");
     }
 
     /// Scenario: `Retry-After` as seconds, as an HTTP date ahead and past, and garbage.

@@ -264,7 +264,7 @@ fn exporter_settings_are_refused_by_kind() {
         )],
     };
     assert!(matches!(
-        zero.validate(),
+        zero.validate(&Default::default()),
         Err((key, SettingError::Zero { key: "queue_bytes" })) if key == "export.otlp"
     ));
 }

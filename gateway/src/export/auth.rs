@@ -1,0 +1,406 @@
+//! Exporter authentication as a Collector config writes it: `auth: {authenticator: NAME}`
+//! in an `otlp` or `otlphttp` block, and the extension `NAME` under the gateway config's
+//! top-level `extensions:`. Two client authenticators of the Collector (contrib, v0.161)
+//! are applied, `bearertokenauth` and `basicauth` (its `client_auth`); each becomes a
+//! [`Credential`] that the exporter's client sends on every request. A leaf of `export/`:
+//! read by the exporters' settings and by `export::start`.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use serde::Deserialize;
+use tailgate_core::credential::{Credential, CredentialError, Scheme, Secret};
+
+use super::keys::NotApplied;
+
+/// An exporter's `auth` block: the extension that authenticates its requests.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct AuthRef {
+    /// The extension's key under `extensions:` (`bearertokenauth`, `basicauth/grafana`).
+    pub authenticator: String,
+}
+
+/// `extensions:`: authenticators by key, the type optionally followed by `/name`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ExtensionsConfig {
+    /// The extensions, by key, in file order.
+    pub extensions: Vec<(String, Extension)>,
+}
+
+/// One extension's settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Extension {
+    /// `bearertokenauth`
+    BearerToken(BearerTokenAuth),
+    /// `basicauth`
+    Basic(BasicAuth),
+}
+
+/// `bearertokenauth`: `<scheme> <token>` in `header`.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct BearerTokenAuth {
+    /// The header. Default `Authorization`.
+    #[serde(default = "default_header")]
+    pub header: String,
+    /// Written before the token with a space; empty for the token alone. Default `Bearer`.
+    #[serde(default = "default_scheme")]
+    pub scheme: String,
+    /// The token.
+    #[serde(default)]
+    pub token: Option<String>,
+    /// Several tokens: a client sends the first (the others are for receivers).
+    #[serde(default)]
+    pub tokens: Vec<String>,
+    /// A file whose first line is the token, read again when it changes.
+    #[serde(default)]
+    pub filename: Option<PathBuf>,
+}
+
+fn default_header() -> String {
+    "Authorization".into()
+}
+
+fn default_scheme() -> String {
+    "Bearer".into()
+}
+
+/// `basicauth`: the client side (`client_auth`) only.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct BasicAuth {
+    /// The user name and password this gateway sends.
+    #[serde(default)]
+    pub client_auth: Option<ClientAuth>,
+    /// The server side (checking senders): refused when an exporter uses the extension.
+    #[serde(default)]
+    pub htpasswd: Option<NotApplied>,
+}
+
+/// `basicauth.client_auth`.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ClientAuth {
+    /// The user name.
+    #[serde(default)]
+    pub username: Option<String>,
+    /// A file whose first line is the user name (over `username`).
+    #[serde(default)]
+    pub username_file: Option<PathBuf>,
+    /// The password.
+    #[serde(default)]
+    pub password: Option<String>,
+    /// A file whose first line is the password (over `password`).
+    #[serde(default)]
+    pub password_file: Option<PathBuf>,
+    /// Credentials from AWS Secrets Manager: not supported (refused).
+    #[serde(default)]
+    pub aws_secrets_manager: Option<NotApplied>,
+}
+
+/// Why an exporter's `auth` cannot be applied.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    /// `authenticator` names no key under `extensions:`.
+    #[error("auth.authenticator {name:?} is not under extensions: ({defined})")]
+    Unknown {
+        /// The name given.
+        name: String,
+        /// The keys that are there, or a hint when there are none.
+        defined: String,
+    },
+    /// A `bearertokenauth` without `token`, `tokens` or `filename`.
+    #[error("extension {0}: no bearer token provided (set token, tokens or filename)")]
+    NoToken(String),
+    /// A `basicauth` without `client_auth` (only `htpasswd`, which checks senders).
+    #[error("extension {0}: an exporter needs client_auth (username and password); htpasswd checks senders, which Tailgate's receivers do with receive.auth")]
+    NoClientAuth(String),
+    /// `client_auth.aws_secrets_manager`.
+    #[error("extension {0}: client_auth.aws_secrets_manager is not supported; use username_file and password_file (a mounted secret) or ${{env:…}}")]
+    AwsSecretsManager(String),
+    /// An authenticator on a plaintext gRPC exporter.
+    #[error("{0} sends credentials, and this gRPC exporter is plaintext: use an https:// endpoint or a tls: block (the Collector's gRPC client refuses to send them without TLS too)")]
+    PlaintextGrpc(String),
+    /// The credential cannot be built.
+    #[error("extension {name}: {source}")]
+    Credential {
+        /// The extension's key.
+        name: String,
+        /// Why.
+        source: CredentialError,
+    },
+}
+
+impl<'de> Deserialize<'de> for ExtensionsConfig {
+    /// Each extension's settings are read straight from the file by their type, so that an
+    /// error names its line.
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Extensions;
+        impl<'de> serde::de::Visitor<'de> for Extensions {
+            type Value = ExtensionsConfig;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(
+                    "a mapping of extensions (bearertokenauth, basicauth, optionally with /name)",
+                )
+            }
+
+            fn visit_unit<E: serde::de::Error>(self) -> Result<ExtensionsConfig, E> {
+                Ok(ExtensionsConfig::default())
+            }
+
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<ExtensionsConfig, A::Error> {
+                use serde::de::Error;
+                let mut extensions: Vec<(String, Extension)> = Vec::new();
+                while let Some(key) = map.next_key::<String>()? {
+                    if extensions.iter().any(|(k, _)| *k == key) {
+                        return Err(A::Error::custom(format!("extension {key} is listed twice")));
+                    }
+                    let parsed = match key.split('/').next().unwrap_or_default() {
+                        "bearertokenauth" => Extension::BearerToken(map.next_value()?),
+                        "basicauth" => Extension::Basic(map.next_value()?),
+                        "health_check" => return Err(A::Error::custom(format!(
+                            "extension {key}: the gateway's admin: address serves the health_check extension's / (and /healthz, /readyz); remove it from extensions:"
+                        ))),
+                        other => return Err(A::Error::custom(format!(
+                            "extension {key}: type {other:?} is not applied by Tailgate; extensions: takes the exporter authenticators bearertokenauth and basicauth (client_auth); other credentials go in an exporter's headers"
+                        ))),
+                    };
+                    extensions.push((key, parsed));
+                }
+                Ok(ExtensionsConfig { extensions })
+            }
+        }
+        d.deserialize_map(Extensions)
+    }
+}
+
+impl ExtensionsConfig {
+    /// The credential that `auth` names, its files read now.
+    pub fn credential(&self, auth: &AuthRef) -> Result<Arc<Credential>, AuthError> {
+        let name = auth.authenticator.trim();
+        let Some((key, extension)) = self.extensions.iter().find(|(k, _)| k == name) else {
+            let defined = if self.extensions.is_empty() {
+                "there is no extensions: block; add one at the top level, as in a Collector config"
+                    .to_owned()
+            } else {
+                let keys: Vec<&str> = self.extensions.iter().map(|(k, _)| k.as_str()).collect();
+                format!("defined: {}", keys.join(", "))
+            };
+            return Err(AuthError::Unknown {
+                name: name.to_owned(),
+                defined,
+            });
+        };
+        let (header, scheme) = match extension {
+            Extension::BearerToken(b) => {
+                // The Collector's order: `tokens`, then `filename`, then `token`.
+                let token = if let Some(first) = b.tokens.first() {
+                    Secret::Inline(first.clone())
+                } else if let Some(path) = &b.filename {
+                    Secret::File(path.clone())
+                } else if let Some(token) = &b.token {
+                    Secret::Inline(token.clone())
+                } else {
+                    return Err(AuthError::NoToken(key.clone()));
+                };
+                (
+                    b.header.as_str(),
+                    Scheme::Token {
+                        scheme: b.scheme.clone(),
+                        token,
+                    },
+                )
+            }
+            Extension::Basic(b) => {
+                let Some(c) = &b.client_auth else {
+                    return Err(AuthError::NoClientAuth(key.clone()));
+                };
+                if c.aws_secrets_manager.is_some() {
+                    return Err(AuthError::AwsSecretsManager(key.clone()));
+                }
+                let secret = |file: &Option<PathBuf>, inline: &Option<String>| match file {
+                    Some(path) => Secret::File(path.clone()),
+                    None => Secret::Inline(inline.clone().unwrap_or_default()),
+                };
+                (
+                    "Authorization",
+                    Scheme::Basic {
+                        username: secret(&c.username_file, &c.username),
+                        password: secret(&c.password_file, &c.password),
+                    },
+                )
+            }
+        };
+        Credential::new(header, scheme)
+            .map(Arc::new)
+            .map_err(|source| AuthError::Credential {
+                name: key.clone(),
+                source,
+            })
+    }
+
+    /// What the operator should know: settings the Collector ignores with a warning.
+    pub fn warnings(&self) -> Vec<String> {
+        self.extensions
+            .iter()
+            .filter_map(|(key, e)| match e {
+                Extension::BearerToken(b)
+                    if b.filename.is_some() && (b.token.is_some() || !b.tokens.is_empty()) =>
+                {
+                    let used = if b.tokens.is_empty() {
+                        "filename"
+                    } else {
+                        "the first of tokens"
+                    };
+                    Some(format!(
+                        "extensions.{key}: more than one of token, tokens and filename; {used} is sent, as in the Collector"
+                    ))
+                }
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn extensions(yaml: &str) -> ExtensionsConfig {
+        serde_yaml_ng::from_str(yaml).unwrap()
+    }
+
+    fn auth(name: &str) -> AuthRef {
+        AuthRef {
+            authenticator: name.into(),
+        }
+    }
+
+    /// Scenario: the extension blocks of the Collector's READMEs (bearertokenauth with a
+    /// scheme, several tokens, a custom header; basicauth's client_auth as Grafana Cloud's
+    /// docs write it). Guarantees: each gives the header the Collector's client sends.
+    #[test]
+    fn the_collectors_blocks_give_the_collectors_headers() {
+        let e = extensions(
+            "bearertokenauth/withscheme:\n  scheme: Bearer\n  token: randomtoken\n\
+             bearertokenauth/multipletokens:\n  scheme: Bearer\n  tokens: [randomtoken, thistokenalsoworks]\n\
+             bearertokenauth/apikey:\n  header: X-API-Key\n  scheme: ''\n  token: k3y\n\
+             basicauth/grafana_cloud:\n  client_auth:\n    username: '123456'\n    password: glc_secret\n",
+        );
+        let value = |name: &str| {
+            let c = e.credential(&auth(name)).unwrap();
+            (
+                c.header().to_string(),
+                c.value().to_str().unwrap().to_owned(),
+            )
+        };
+        assert_eq!(
+            value("bearertokenauth/withscheme"),
+            ("authorization".into(), "Bearer randomtoken".into())
+        );
+        assert_eq!(
+            value("bearertokenauth/multipletokens"),
+            ("authorization".into(), "Bearer randomtoken".into())
+        );
+        assert_eq!(
+            value("bearertokenauth/apikey"),
+            ("x-api-key".into(), "k3y".into())
+        );
+        assert_eq!(
+            value("basicauth/grafana_cloud"),
+            (
+                "authorization".into(),
+                "Basic MTIzNDU2OmdsY19zZWNyZXQ=".into()
+            )
+        );
+    }
+
+    /// Scenario: references and extensions that cannot work. Guarantees: each refused with
+    /// its own variant, naming what to do.
+    #[test]
+    fn unusable_authenticators_are_refused_by_kind() {
+        let e = extensions(
+            "bearertokenauth: {}\nbasicauth/server:\n  htpasswd: {file: .htpasswd}\n\
+             basicauth/aws:\n  client_auth: {aws_secrets_manager: {secret_arn: x}}\n\
+             basicauth/unset:\n  client_auth: {username: '', password: p}\n",
+        );
+        let err = |name: &str| e.credential(&auth(name)).unwrap_err();
+        assert!(matches!(err("bearertokenauth"), AuthError::NoToken(_)));
+        assert!(matches!(
+            err("basicauth/server"),
+            AuthError::NoClientAuth(_)
+        ));
+        assert!(matches!(
+            err("basicauth/aws"),
+            AuthError::AwsSecretsManager(_)
+        ));
+        assert!(matches!(
+            err("basicauth/unset"),
+            AuthError::Credential {
+                source: CredentialError::Empty {
+                    what: "username",
+                    ..
+                },
+                ..
+            }
+        ));
+        let unknown = err("oauth2client");
+        assert!(matches!(unknown, AuthError::Unknown { .. }));
+        assert!(unknown
+            .to_string()
+            .contains("defined: bearertokenauth, basicauth/server"));
+        let none = ExtensionsConfig::default()
+            .credential(&auth("basicauth"))
+            .unwrap_err();
+        assert!(none.to_string().contains("no extensions: block"), "{none}");
+    }
+
+    /// Scenario: extension types Tailgate does not apply, copied with the rest.
+    /// Guarantees: refused at parse, saying what to do.
+    #[test]
+    fn other_extension_types_are_refused_saying_why() {
+        for (yaml, says) in [
+            ("health_check: {}\n", "admin:"),
+            ("oauth2client: {client_id: a}\n", "headers"),
+            (
+                "bearertokenauth: {token: a, tokn: b}\n",
+                "unknown field `tokn`",
+            ),
+        ] {
+            let err = serde_yaml_ng::from_str::<ExtensionsConfig>(yaml)
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(says), "{yaml}: {err}");
+        }
+    }
+
+    /// Scenario: a bearertokenauth with both a file and an inline token. Guarantees: the
+    /// file is sent and a warning says so.
+    #[test]
+    fn a_file_wins_over_an_inline_token_with_a_warning() {
+        let dir = std::env::temp_dir().join(format!("tailgate-auth-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("token");
+        std::fs::write(&path, "from-file\n").unwrap();
+        let e = extensions(&format!(
+            "bearertokenauth:\n  token: inline\n  filename: {}\n",
+            path.display()
+        ));
+        assert_eq!(
+            e.credential(&auth("bearertokenauth")).unwrap().value(),
+            "Bearer from-file"
+        );
+        assert_eq!(e.warnings().len(), 1);
+        assert!(
+            e.warnings()[0].contains("filename is sent"),
+            "{:?}",
+            e.warnings()
+        );
+        std::fs::remove_dir_all(&dir).ok();
+    }
+}
