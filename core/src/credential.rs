@@ -23,26 +23,40 @@ use tokio::time::Instant;
 /// How often, at most, secret files are read again.
 pub const REREAD_EVERY: Duration = Duration::from_secs(10);
 
-/// Where one secret comes from.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Largest secret file read: a token or password is far smaller; a path to a device or a
+/// log by mistake is refused rather than read.
+pub const MAX_SECRET_FILE_BYTES: u64 = 64 * 1024;
+
+/// Where one secret comes from. Its `Debug` shows a file's path, never inline text.
+#[derive(Clone, PartialEq, Eq)]
 pub enum Secret {
     /// Written in the config (usually through `${env:…}`).
     Inline(String),
-    /// The first line of a file, trimmed (the Collector's `filename`, `*_file`).
+    /// A regular file's text (the Collector's `filename`, `*_file`).
     File(PathBuf),
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Secret::Inline(_) => f.write_str("Inline(<redacted>)"),
+            Secret::File(path) => f.debug_tuple("File").field(path).finish(),
+        }
+    }
 }
 
 /// How the header's value is made.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Scheme {
-    /// `<scheme> <token>`, or the token alone when `scheme` is empty.
+    /// `<scheme> <token>`, or the token alone when `scheme` is empty. The token is the
+    /// secret's first line once the text is trimmed, as `bearertokenauth` reads it.
     Token {
         /// `Bearer` by default.
         scheme: String,
         /// The token.
         token: Secret,
     },
-    /// `Basic base64(<username>:<password>)`.
+    /// `Basic base64(<username>:<password>)`, each secret's text trimmed.
     Basic {
         /// The user name (it may not contain `:`).
         username: Secret,
@@ -62,8 +76,17 @@ pub enum CredentialError {
         /// The cause.
         error: std::io::Error,
     },
+    /// A secret file that is not a regular file, or larger than
+    /// [`MAX_SECRET_FILE_BYTES`].
+    #[error("{path} is not a secret file: {why}")]
+    NotASecretFile {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        why: &'static str,
+    },
     /// A secret is empty (an unset `${env:…}` variable, an empty file).
-    #[error("the {what} is empty{}", .path.as_ref().map(|p| format!(" ({} has no text on its first line)", p.display())).unwrap_or_else(|| " (an unset ${env:…} variable?)".into()))]
+    #[error("the {what} is empty{}", .path.as_ref().map(|p| format!(" ({} has no text)", p.display())).unwrap_or_else(|| " (an unset ${env:…} variable?)".into()))]
     Empty {
         /// `token`, `username` or `password`.
         what: &'static str,
@@ -81,15 +104,23 @@ pub enum CredentialError {
     HeaderValue(&'static str),
 }
 
-/// One header sent with every request, its value kept current.
-#[derive(Debug)]
+/// One header sent with every request, its value kept current. Its `Debug` shows the
+/// header's name and where the secrets come from, never their values.
 pub struct Credential {
     header: HeaderName,
     scheme: Scheme,
     current: Mutex<Current>,
 }
 
-#[derive(Debug)]
+impl std::fmt::Debug for Credential {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Credential")
+            .field("header", &self.header)
+            .field("scheme", &self.scheme)
+            .finish_non_exhaustive()
+    }
+}
+
 struct Current {
     value: HeaderValue,
     read_at: Instant,
@@ -117,16 +148,26 @@ impl Credential {
     }
 
     /// The header's value for the next request: secret files are read again when the last
-    /// read is [`REREAD_EVERY`] old; an unreadable or empty one keeps the last value.
+    /// read is [`REREAD_EVERY`] old (by the one request that finds it so, without holding
+    /// the lock while it reads: the others send the value they find); an unreadable or
+    /// empty one keeps the last value.
     pub fn value(&self) -> HeaderValue {
-        let mut current = self
-            .current
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if self.reads_files() && current.read_at.elapsed() >= REREAD_EVERY {
-            current.read_at = Instant::now();
+        let lock = || {
+            self.current
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+        };
+        let due = self.reads_files() && {
+            let mut current = lock();
+            let due = current.read_at.elapsed() >= REREAD_EVERY;
+            if due {
+                current.read_at = Instant::now();
+            }
+            due
+        };
+        if due {
             match make_value(&self.scheme) {
-                Ok(value) => current.value = value,
+                Ok(value) => lock().value = value,
                 Err(error) => tracing::warn!(
                     header = %self.header,
                     %error,
@@ -134,7 +175,7 @@ impl Credential {
                 ),
             }
         }
-        current.value.clone()
+        lock().value.clone()
     }
 
     fn reads_files(&self) -> bool {
@@ -146,29 +187,54 @@ impl Credential {
     }
 }
 
-/// Reads `secret`: the inline text, or the first line of the file, trimmed.
-fn read(secret: &Secret, what: &'static str) -> Result<String, CredentialError> {
+/// Reads `secret`, trimmed: the inline text or the file's; with `first_line`, only the
+/// first line of that (a token).
+fn read(secret: &Secret, what: &'static str, first_line: bool) -> Result<String, CredentialError> {
     let (text, path) = match secret {
         Secret::Inline(s) => (s.clone(), None),
-        Secret::File(path) => {
-            let text = std::fs::read_to_string(path).map_err(|error| CredentialError::Read {
-                path: path.clone(),
-                error,
-            })?;
-            let first = text.lines().next().unwrap_or("").trim().to_owned();
-            (first, Some(path.clone()))
-        }
+        Secret::File(path) => (read_file(path)?, Some(path.clone())),
     };
-    if text.trim().is_empty() {
+    let mut text = text.trim();
+    if first_line {
+        text = text.lines().next().unwrap_or_default().trim();
+    }
+    if text.is_empty() {
         return Err(CredentialError::Empty { what, path });
     }
+    Ok(text.to_owned())
+}
+
+/// A regular file's text, at most [`MAX_SECRET_FILE_BYTES`] (a FIFO or a device would
+/// block or never end).
+fn read_file(path: &std::path::Path) -> Result<String, CredentialError> {
+    use std::io::Read;
+    let failed = |error| CredentialError::Read {
+        path: path.to_owned(),
+        error,
+    };
+    let file = std::fs::File::open(path).map_err(failed)?;
+    let meta = file.metadata().map_err(failed)?;
+    let refuse = |why| CredentialError::NotASecretFile {
+        path: path.to_owned(),
+        why,
+    };
+    if !meta.is_file() {
+        return Err(refuse("not a regular file"));
+    }
+    if meta.len() > MAX_SECRET_FILE_BYTES {
+        return Err(refuse("larger than 64 KiB"));
+    }
+    let mut text = String::new();
+    file.take(MAX_SECRET_FILE_BYTES)
+        .read_to_string(&mut text)
+        .map_err(failed)?;
     Ok(text)
 }
 
 fn make_value(scheme: &Scheme) -> Result<HeaderValue, CredentialError> {
     let (text, what) = match scheme {
         Scheme::Token { scheme, token } => {
-            let token = read(token, "token")?;
+            let token = read(token, "token", true)?;
             let text = if scheme.is_empty() {
                 token
             } else {
@@ -177,11 +243,11 @@ fn make_value(scheme: &Scheme) -> Result<HeaderValue, CredentialError> {
             (text, "token")
         }
         Scheme::Basic { username, password } => {
-            let user = read(username, "username")?;
+            let user = read(username, "username", false)?;
             if user.contains(':') {
                 return Err(CredentialError::ColonInUsername);
             }
-            let password = read(password, "password")?;
+            let password = read(password, "password", false)?;
             let encoded =
                 base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
             (format!("Basic {encoded}"), "password")
@@ -222,6 +288,19 @@ mod tests {
         assert_eq!(c.value(), "Bearer t0k");
         assert!(c.value().is_sensitive());
         assert_eq!(bearer("").value(), "t0k");
+        // A token is its text's first line, trimmed, inline as from a file: an
+        // `${env:…}` from a Kubernetes secret often ends in a newline.
+        for written in ["t0k\n", "\n  t0k \nsecond line\n"] {
+            let c = Credential::new(
+                "authorization",
+                Scheme::Token {
+                    scheme: "Bearer".into(),
+                    token: Secret::Inline(written.into()),
+                },
+            )
+            .unwrap();
+            assert_eq!(c.value(), "Bearer t0k", "{written:?}");
+        }
         let basic = Credential::new(
             "authorization",
             Scheme::Basic {
@@ -232,6 +311,27 @@ mod tests {
         .unwrap();
         // RFC 7617's example.
         assert_eq!(basic.value(), "Basic QWxhZGRpbjpvcGVuIHNlc2FtZQ==");
+        // From files, each trimmed whole (a password may hold spaces inside).
+        let dir = scratch("basic");
+        std::fs::write(dir.join("user"), "Aladdin\n").unwrap();
+        std::fs::write(dir.join("password"), "  open sesame\n").unwrap();
+        let from_files = Credential::new(
+            "authorization",
+            Scheme::Basic {
+                username: Secret::File(dir.join("user")),
+                password: Secret::File(dir.join("password")),
+            },
+        )
+        .unwrap();
+        assert_eq!(from_files.value(), basic.value());
+        std::fs::remove_dir_all(&dir).ok();
+        // Debug output (a log line, a panic message) carries no secret.
+        let shown = format!("{basic:?} {c:?}");
+        assert!(
+            !shown.contains("open sesame") && !shown.contains("t0k"),
+            "{shown}"
+        );
+        assert!(!shown.contains("QWxh"), "{shown}");
     }
 
     /// Scenario: secrets that would make every request fail. Guarantees: refused when the
@@ -255,7 +355,7 @@ mod tests {
             })
         ));
         assert!(matches!(
-            token("a\nb"),
+            token("a\u{1}b"),
             Err(CredentialError::HeaderValue("token"))
         ));
         let basic = Credential::new(
@@ -274,6 +374,30 @@ mod tests {
             },
         );
         assert!(matches!(missing, Err(CredentialError::Read { .. })));
+        // A directory (or a FIFO, a device) is not read: it could block or never end.
+        let dir = Credential::new(
+            "authorization",
+            Scheme::Token {
+                scheme: "Bearer".into(),
+                token: Secret::File(std::env::temp_dir()),
+            },
+        );
+        assert!(matches!(dir, Err(CredentialError::NotASecretFile { .. })));
+        let empty_dir = scratch("empty");
+        let empty = empty_dir.join("token");
+        std::fs::write(&empty, "\n  \n").unwrap();
+        let empty = Credential::new(
+            "authorization",
+            Scheme::Token {
+                scheme: "Bearer".into(),
+                token: Secret::File(empty),
+            },
+        );
+        assert!(matches!(
+            empty,
+            Err(CredentialError::Empty { path: Some(_), .. })
+        ));
+        std::fs::remove_dir_all(&empty_dir).ok();
         let bad_name = Credential::new(
             "x header",
             Scheme::Token {

@@ -192,6 +192,9 @@ impl GatewayConfig {
             key: key.to_owned(),
             message: message.to_owned(),
         };
+        if let Err((key, error)) = self.extensions.validate() {
+            return Err(invalid(&key, &error.to_string()));
+        }
         if let Err((key, error)) = self.export.validate(&self.extensions) {
             return Err(invalid(&key, &error.to_string()));
         }
@@ -646,26 +649,32 @@ mod tests {
     }
 
     /// Scenario: what docs/configuration.md and security.md say of Collector keys that are
-    /// not taken: exporter `auth` and `proxy_url`, a whole Collector config as `--config`,
-    /// and `tls.include_insecure_cipher_suites` (accepted, ignored).
+    /// not taken: exporter `proxy_url`, an `auth` naming an extension that is not there, a
+    /// whole Collector config as `--config`, and `tls.include_insecure_cipher_suites`
+    /// (accepted, ignored).
     /// Guarantees: the first two are refused naming the key, the config with what to pass
     /// instead; the last loads.
     #[test]
     fn collector_keys_not_taken_are_named() {
         let p = Path::new("gateway.yaml");
-        for key in [
-            "auth: {authenticator: oauth2client}",
-            "proxy_url: http://proxy:3128",
-        ] {
-            let err = parse_yaml::<GatewayConfig>(
-                p,
-                &format!("export:\n  otlp:\n    endpoint: http://a:4317\n    {key}\n"),
-            )
-            .unwrap_err()
-            .to_string();
-            let name = key.split(':').next().unwrap_or_default();
-            assert!(err.contains(&format!("unknown field `{name}`")), "{err}");
-        }
+        let c: GatewayConfig = parse_yaml(
+            p,
+            "export:\n  otlp:\n    endpoint: https://a:4317\n    auth: {authenticator: oauth2client}\n",
+        )
+        .unwrap();
+        let err = c.validate(p).unwrap_err().to_string();
+        assert!(
+            err.contains("export.otlp.auth.authenticator")
+                && err.contains("\"oauth2client\" is not under extensions:"),
+            "{err}"
+        );
+        let err = parse_yaml::<GatewayConfig>(
+            p,
+            "export:\n  otlp:\n    endpoint: http://a:4317\n    proxy_url: http://proxy:3128\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("unknown field `proxy_url`"), "{err}");
         let c: GatewayConfig = parse_yaml(
             p,
             "export:\n  otlp:\n    endpoint: https://a:4317\n    tls: {include_insecure_cipher_suites: true}\n",

@@ -281,8 +281,8 @@ async fn peers_are_known_by_their_certificates() {
 /// under `extensions:`.
 /// Guarantees: every span reaches both backends (a missing or wrong credential is refused
 /// by them, and the spans would never arrive); the plaintext gRPC exporter with an
-/// authenticator and the unknown authenticator are refused at load, naming the key and
-/// line.
+/// authenticator (`http://`, or `tls: {insecure: true}`) and the unknown authenticator are
+/// refused at load, naming the key and line and what to change.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exporters_authenticate_with_the_collectors_extensions() {
     tracing_subscriber::fmt().with_test_writer().try_init().ok();
@@ -329,6 +329,13 @@ async fn exporters_authenticate_with_the_collectors_extensions() {
                 &format!("http://{grpc_addr}'"),
             ),
             "gateway.yaml:12: export.otlp.auth.authenticator",
+        ),
+        (
+            config_text.replace(
+                &format!("https://{grpc_addr}'\n    tls: {{ca_file: '{ca}'}}"),
+                &format!("{grpc_addr}'\n    tls: {{insecure: true}}"),
+            ),
+            "remove insecure: true",
         ),
         (
             config_text.replace(

@@ -37,8 +37,8 @@ pub enum Extension {
     Basic(BasicAuth),
 }
 
-/// `bearertokenauth`: `<scheme> <token>` in `header`.
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+/// `bearertokenauth`: `<scheme> <token>` in `header`. `Debug` leaves the tokens out.
+#[derive(Clone, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct BearerTokenAuth {
     /// The header. Default `Authorization`.
@@ -50,12 +50,52 @@ pub struct BearerTokenAuth {
     /// The token.
     #[serde(default)]
     pub token: Option<String>,
-    /// Several tokens: a client sends the first (the others are for receivers).
-    #[serde(default)]
+    /// Several tokens: a client sends the first (the others are for receivers). A
+    /// single string is read as a list of one (its value is never quoted in an error).
+    #[serde(default, deserialize_with = "one_or_many")]
     pub tokens: Vec<String>,
     /// A file whose first line is the token, read again when it changes.
     #[serde(default)]
     pub filename: Option<PathBuf>,
+}
+
+impl std::fmt::Debug for BearerTokenAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BearerTokenAuth")
+            .field("header", &self.header)
+            .field("scheme", &self.scheme)
+            .field("filename", &self.filename)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A list of strings, or one string as a list of one: `tokens: ${env:TOKEN}` would
+/// otherwise be refused with the token quoted in the error.
+fn one_or_many<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    struct OneOrMany;
+    impl<'de> serde::de::Visitor<'de> for OneOrMany {
+        type Value = Vec<String>;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a list of tokens")
+        }
+        fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
+            Ok(vec![v.to_owned()])
+        }
+        fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+            Ok(Vec::new())
+        }
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(
+            self,
+            mut seq: A,
+        ) -> Result<Self::Value, A::Error> {
+            let mut out = Vec::new();
+            while let Some(token) = seq.next_element::<String>()? {
+                out.push(token);
+            }
+            Ok(out)
+        }
+    }
+    d.deserialize_any(OneOrMany)
 }
 
 fn default_header() -> String {
@@ -78,8 +118,8 @@ pub struct BasicAuth {
     pub htpasswd: Option<NotApplied>,
 }
 
-/// `basicauth.client_auth`.
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+/// `basicauth.client_auth`. `Debug` leaves the password out.
+#[derive(Clone, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct ClientAuth {
     /// The user name.
@@ -99,6 +139,16 @@ pub struct ClientAuth {
     pub aws_secrets_manager: Option<NotApplied>,
 }
 
+impl std::fmt::Debug for ClientAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientAuth")
+            .field("username", &self.username)
+            .field("username_file", &self.username_file)
+            .field("password_file", &self.password_file)
+            .finish_non_exhaustive()
+    }
+}
+
 /// Why an exporter's `auth` cannot be applied.
 #[derive(Debug, thiserror::Error)]
 pub enum AuthError {
@@ -113,15 +163,33 @@ pub enum AuthError {
     /// A `bearertokenauth` without `token`, `tokens` or `filename`.
     #[error("extension {0}: no bearer token provided (set token, tokens or filename)")]
     NoToken(String),
-    /// A `basicauth` without `client_auth` (only `htpasswd`, which checks senders).
+    /// A `bearertokenauth` with both `token` and `tokens`, which the Collector refuses.
+    #[error("extension {0}: either tokens or token should be provided, not both")]
+    TokenAndTokens(String),
+    /// A `basicauth` with neither `client_auth` nor `htpasswd`.
+    #[error("extension {0}: no credential source provided (an exporter needs client_auth: {{username, password}})")]
+    NoCredentialSource(String),
+    /// A `basicauth` with both, which the Collector refuses.
+    #[error("extension {0}: only one of htpasswd or client_auth can be specified")]
+    BothSides(String),
+    /// A `basicauth` with only `htpasswd`, which checks senders.
     #[error("extension {0}: an exporter needs client_auth (username and password); htpasswd checks senders, which Tailgate's receivers do with receive.auth")]
     NoClientAuth(String),
+    /// A `client_auth` key left out (neither it nor its `_file`).
+    #[error("extension {name}: client_auth.{key} is not set (nor {key}_file)")]
+    Missing {
+        /// The extension's key.
+        name: String,
+        /// `username` or `password`.
+        key: &'static str,
+    },
     /// `client_auth.aws_secrets_manager`.
     #[error("extension {0}: client_auth.aws_secrets_manager is not supported; use username_file and password_file (a mounted secret) or ${{env:…}}")]
     AwsSecretsManager(String),
-    /// An authenticator on a plaintext gRPC exporter.
-    #[error("{0} sends credentials, and this gRPC exporter is plaintext: use an https:// endpoint or a tls: block (the Collector's gRPC client refuses to send them without TLS too)")]
-    PlaintextGrpc(String),
+    /// An authenticator on a plaintext gRPC exporter: an `http://` endpoint (`true`), or
+    /// `tls: {insecure: true}` (`false`).
+    #[error("{0} sends credentials, and this gRPC exporter is plaintext: {fix} (the Collector's gRPC client refuses to send them without TLS too)", fix = if *.1 { "write the endpoint as https:// (http:// is always plaintext here)" } else { "remove insecure: true from its tls: block" })]
+    PlaintextGrpc(String, bool),
     /// The credential cannot be built.
     #[error("extension {name}: {source}")]
     Credential {
@@ -196,8 +264,25 @@ impl ExtensionsConfig {
                 defined,
             });
         };
+        Self::credential_of(key, extension)
+    }
+
+    /// Builds every extension's credential, reading its files, as the Collector starts
+    /// every extension: one no exporter uses is checked too. The error's key.
+    pub fn validate(&self) -> Result<(), (String, AuthError)> {
+        for (key, extension) in &self.extensions {
+            Self::credential_of(key, extension).map_err(|e| (format!("extensions.{key}"), e))?;
+        }
+        Ok(())
+    }
+
+    fn credential_of(key: &str, extension: &Extension) -> Result<Arc<Credential>, AuthError> {
+        let key = key.to_owned();
         let (header, scheme) = match extension {
             Extension::BearerToken(b) => {
+                if b.token.is_some() && !b.tokens.is_empty() {
+                    return Err(AuthError::TokenAndTokens(key));
+                }
                 // The Collector's order: `tokens`, then `filename`, then `token`.
                 let token = if let Some(first) = b.tokens.first() {
                     Secret::Inline(first.clone())
@@ -217,21 +302,29 @@ impl ExtensionsConfig {
                 )
             }
             Extension::Basic(b) => {
-                let Some(c) = &b.client_auth else {
-                    return Err(AuthError::NoClientAuth(key.clone()));
+                let c = match (&b.client_auth, &b.htpasswd) {
+                    (Some(_), Some(_)) => return Err(AuthError::BothSides(key)),
+                    (None, None) => return Err(AuthError::NoCredentialSource(key)),
+                    (None, Some(_)) => return Err(AuthError::NoClientAuth(key)),
+                    (Some(c), None) => c,
                 };
                 if c.aws_secrets_manager.is_some() {
-                    return Err(AuthError::AwsSecretsManager(key.clone()));
+                    return Err(AuthError::AwsSecretsManager(key));
                 }
-                let secret = |file: &Option<PathBuf>, inline: &Option<String>| match file {
-                    Some(path) => Secret::File(path.clone()),
-                    None => Secret::Inline(inline.clone().unwrap_or_default()),
-                };
+                let secret =
+                    |file: &Option<PathBuf>, inline: &Option<String>, name| match (file, inline) {
+                        (Some(path), _) => Ok(Secret::File(path.clone())),
+                        (None, Some(text)) => Ok(Secret::Inline(text.clone())),
+                        (None, None) => Err(AuthError::Missing {
+                            name: key.clone(),
+                            key: name,
+                        }),
+                    };
                 (
                     "Authorization",
                     Scheme::Basic {
-                        username: secret(&c.username_file, &c.username),
-                        password: secret(&c.password_file, &c.password),
+                        username: secret(&c.username_file, &c.username, "username")?,
+                        password: secret(&c.password_file, &c.password, "password")?,
                     },
                 )
             }
@@ -249,16 +342,14 @@ impl ExtensionsConfig {
         self.extensions
             .iter()
             .filter_map(|(key, e)| match e {
-                Extension::BearerToken(b)
-                    if b.filename.is_some() && (b.token.is_some() || !b.tokens.is_empty()) =>
-                {
-                    let used = if b.tokens.is_empty() {
-                        "filename"
-                    } else {
-                        "the first of tokens"
-                    };
+                Extension::BearerToken(b) if b.filename.is_some() && !b.tokens.is_empty() => {
                     Some(format!(
-                        "extensions.{key}: more than one of token, tokens and filename; {used} is sent, as in the Collector"
+                        "extensions.{key}: both tokens and filename; the first of tokens is sent, as in the Collector"
+                    ))
+                }
+                Extension::BearerToken(b) if b.filename.is_some() && b.token.is_some() => {
+                    Some(format!(
+                        "extensions.{key}: both token and filename; the file's token is sent, as in the Collector"
                     ))
                 }
                 _ => None,
@@ -291,6 +382,11 @@ mod tests {
              bearertokenauth/multipletokens:\n  scheme: Bearer\n  tokens: [randomtoken, thistokenalsoworks]\n\
              bearertokenauth/apikey:\n  header: X-API-Key\n  scheme: ''\n  token: k3y\n\
              basicauth/grafana_cloud:\n  client_auth:\n    username: '123456'\n    password: glc_secret\n",
+        );
+        let shown = format!("{e:?}");
+        assert!(
+            !shown.contains("randomtoken") && !shown.contains("glc_secret"),
+            "{shown}"
         );
         let value = |name: &str| {
             let c = e.credential(&auth(name)).unwrap();
@@ -327,10 +423,25 @@ mod tests {
         let e = extensions(
             "bearertokenauth: {}\nbasicauth/server:\n  htpasswd: {file: .htpasswd}\n\
              basicauth/aws:\n  client_auth: {aws_secrets_manager: {secret_arn: x}}\n\
-             basicauth/unset:\n  client_auth: {username: '', password: p}\n",
+             basicauth/unset:\n  client_auth: {username: '', password: p}\n\
+             basicauth/nothing: {}\n\
+             basicauth/both:\n  client_auth: {username: u, password: p}\n  htpasswd: {inline: 'u:p'}\n\
+             basicauth/nopassword:\n  client_auth: {username: u}\n",
         );
         let err = |name: &str| e.credential(&auth(name)).unwrap_err();
         assert!(matches!(err("bearertokenauth"), AuthError::NoToken(_)));
+        assert!(matches!(
+            err("basicauth/nothing"),
+            AuthError::NoCredentialSource(_)
+        ));
+        assert!(matches!(err("basicauth/both"), AuthError::BothSides(_)));
+        assert!(matches!(
+            err("basicauth/nopassword"),
+            AuthError::Missing {
+                key: "password",
+                ..
+            }
+        ));
         assert!(matches!(
             err("basicauth/server"),
             AuthError::NoClientAuth(_)
@@ -371,12 +482,26 @@ mod tests {
                 "bearertokenauth: {token: a, tokn: b}\n",
                 "unknown field `tokn`",
             ),
+            // A type error never quotes a secret.
+            ("bearertokenauth: {token: [s3cret]}\n", "expected a string"),
+            (
+                "basicauth: {client_auth: {password: {s3cret: 1}}}\n",
+                "expected a string",
+            ),
         ] {
             let err = serde_yaml_ng::from_str::<ExtensionsConfig>(yaml)
                 .unwrap_err()
                 .to_string();
             assert!(err.contains(says), "{yaml}: {err}");
+            assert!(!err.contains("s3cret"), "{err}");
         }
+        // `tokens` written as one string (an `${env:…}`) is a list of one, not an error
+        // quoting it.
+        let one = extensions("bearertokenauth: {tokens: s3cret}\n");
+        assert_eq!(
+            one.credential(&auth("bearertokenauth")).unwrap().value(),
+            "Bearer s3cret"
+        );
     }
 
     /// Scenario: a bearertokenauth with both a file and an inline token. Guarantees: the
@@ -397,9 +522,31 @@ mod tests {
         );
         assert_eq!(e.warnings().len(), 1);
         assert!(
-            e.warnings()[0].contains("filename is sent"),
+            e.warnings()[0].contains("the file's token is sent"),
             "{:?}",
             e.warnings()
+        );
+        // tokens over filename, with its own warning; token with tokens refused.
+        let e = extensions(&format!(
+            "bearertokenauth:\n  tokens: [first, second]\n  filename: {}\n\
+             bearertokenauth/both: {{token: a, tokens: [b]}}\n",
+            path.display()
+        ));
+        assert_eq!(
+            e.credential(&auth("bearertokenauth")).unwrap().value(),
+            "Bearer first"
+        );
+        assert!(
+            e.warnings()[0].contains("the first of tokens"),
+            "{:?}",
+            e.warnings()
+        );
+        assert!(matches!(
+            e.credential(&auth("bearertokenauth/both")),
+            Err(AuthError::TokenAndTokens(_))
+        ));
+        assert!(
+            matches!(e.validate(), Err((key, AuthError::TokenAndTokens(_))) if key == "extensions.bearertokenauth/both")
         );
         std::fs::remove_dir_all(&dir).ok();
     }

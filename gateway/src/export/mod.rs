@@ -198,9 +198,12 @@ impl ExportConfig {
                 let at = || format!("export.{key}.auth.authenticator");
                 e.credential(extensions)
                     .map_err(|err| (at(), SettingError::Auth(err)))?;
-                if matches!(e, ExporterConfig::OtlpGrpc(c) if !c.uses_tls()) {
-                    let err = auth::AuthError::PlaintextGrpc(auth.authenticator.clone());
-                    return Err((at(), SettingError::Auth(err)));
+                if let ExporterConfig::OtlpGrpc(c) = e {
+                    if !c.uses_tls() {
+                        let http = c.target().to_ascii_lowercase().starts_with("http://");
+                        let err = auth::AuthError::PlaintextGrpc(auth.authenticator.clone(), http);
+                        return Err((at(), SettingError::Auth(err)));
+                    }
                 }
             }
         }

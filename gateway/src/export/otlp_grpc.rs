@@ -139,10 +139,8 @@ impl OtlpGrpcConfig {
 
     /// Whether requests go over TLS (`false` when the endpoint or TLS block is invalid).
     pub fn uses_tls(&self) -> bool {
-        matches!(
-            tailgate_core::tls::client_side(self.tls.as_ref(), self.target()),
-            Ok(Some(_))
-        )
+        tailgate_core::tls::ClientTlsConfig::uses_tls(self.tls.as_ref(), self.target())
+            .unwrap_or(false)
     }
 
     /// Checks the endpoint and headers without connecting.
