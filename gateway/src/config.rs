@@ -78,6 +78,11 @@ pub struct GatewayConfig {
     /// Collector config (`bearertokenauth`, `basicauth` with `client_auth`).
     #[serde(default)]
     pub extensions: crate::export::ExtensionsConfig,
+    /// A Collector `service:` block pasted with its extensions (`service: {extensions:
+    /// [...]}`): accepted and not read, with a warning; every exporter under `export:`
+    /// gets every kept span and every extension listed is checked.
+    #[serde(default)]
+    pub service: Option<crate::export::keys::NotApplied>,
 }
 
 /// `buffer`.
@@ -171,7 +176,23 @@ impl GatewayConfig {
             peers: PeersConfig::default(),
             attributes: crate::attributes::AttributesConfig::default(),
             extensions: crate::export::ExtensionsConfig::default(),
+            service: None,
         }
+    }
+
+    /// What the operator should know about the top level: a `service:` block, not read.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut warnings = Vec::new();
+        if self.service.is_some() {
+            warnings.push(
+                "service: is accepted and not read: every exporter under export: gets every \
+                 kept span, and every extension under extensions: is started"
+                    .to_owned(),
+            );
+        }
+        warnings.extend(self.export.warnings());
+        warnings.extend(self.extensions.warnings());
+        warnings
     }
 
     /// Loads and validates a config file.
@@ -320,7 +341,7 @@ mod tests {
     use crate::export::ExporterConfig;
     use tailgate_core::config::parse_yaml;
 
-    /// Scenario: errors found after parsing (an exporter endpoint without a scheme, a
+    /// Scenario: errors found after parsing (an exporter endpoint with an unknown scheme, a
     /// receiver limit of 0) and a null `peers.secret`, in files as written, loaded as the
     /// binary loads them (a docs audit found these without a line, or with the line of
     /// another key).
@@ -332,7 +353,7 @@ mod tests {
         for (name, text, want) in [
             (
                 "endpoint.yaml",
-                "receive: {grpc: 127.0.0.1:4317}\n\nexport:\n  otlp:\n    endpoint: api.vendor.io:443\n",
+                "receive: {grpc: 127.0.0.1:4317}\n\nexport:\n  otlp:\n    endpoint: ftp://api.vendor.io:443\n",
                 "endpoint.yaml:4: export.otlp",
             ),
             (
@@ -695,6 +716,51 @@ mod tests {
                 if key == "(top level)" && message.contains("pass it as --policies")),
             "{err}"
         );
+    }
+
+    /// Scenario: exporter blocks as vendors document them for the Collector, pasted with
+    /// their `extensions:` and `service:` (a bare `host:443` endpoint, Honeycomb's; basic
+    /// auth, Grafana Cloud's; a header written `$VAR`, as an old example writes it).
+    /// Guarantees: it loads; the bare endpoint is dialled with TLS as the Collector dials
+    /// it; `service:` and the unexpanded `$VAR` are named in warnings.
+    #[test]
+    fn vendor_blocks_pasted_whole_load() {
+        let p = Path::new("gateway.yaml");
+        let c: GatewayConfig = parse_yaml(
+            p,
+            "extensions:\n  basicauth/grafana_cloud:\n    client_auth: {username: '123', password: k}\n\
+             export:\n  otlp/honeycomb:\n    endpoint: api.honeycomb.io:443\n    headers: {x-honeycomb-team: abc}\n\
+             \x20 otlphttp/grafana:\n    endpoint: https://otlp.grafana.net/otlp\n    auth: {authenticator: basicauth/grafana_cloud}\n\
+             \x20 otlphttp/newrelic:\n    endpoint: https://otlp.nr-data.net\n    headers: {api-key: $NEW_RELIC_API_KEY}\n\
+             service:\n  extensions: [basicauth/grafana_cloud]\n  pipelines: {traces: {exporters: [otlp/honeycomb]}}\n",
+        )
+        .unwrap();
+        c.validate(p).unwrap();
+        let ExporterConfig::OtlpGrpc(honeycomb) = &c.export.exporters[0].1 else {
+            panic!("otlp/honeycomb is gRPC");
+        };
+        assert!(honeycomb.uses_tls());
+        let warnings = c.warnings();
+        assert!(
+            warnings.iter().any(|w| w.starts_with("service:")),
+            "{warnings:?}"
+        );
+        assert!(
+            warnings
+                .iter()
+                .any(|w| w.contains("export.otlphttp/newrelic.headers.api-key")
+                    && w.contains("${env:NEW_RELIC_API_KEY}")),
+            "{warnings:?}"
+        );
+        assert_eq!(warnings.len(), 2, "{warnings:?}");
+        // `${…}` and `$$` are not shell variables.
+        assert_eq!(
+            crate::export::shell_variable("Bearer $TOKEN"),
+            Some("TOKEN")
+        );
+        assert_eq!(crate::export::shell_variable("a$$b"), None);
+        assert_eq!(crate::export::shell_variable("${env:X}"), None);
+        assert_eq!(crate::export::shell_variable("costs $5"), None);
     }
 
     /// Scenario: a gateway config written with the Collector's words: exporter types

@@ -35,7 +35,7 @@ struct Args {
     /// (`NAME` for `tail_sampling/NAME`).
     #[arg(long, value_name = "NAME")]
     processor: Option<String>,
-    /// Validate both files and exit: 0 when valid, 64 when not.
+    /// Validate both files and exit: 0 and `FILE: ok` per file on stdout when valid, 64 and the error on stderr when not (warnings on stderr either way).
     #[arg(long)]
     check: bool,
     /// How often the policy file is checked for changes (it also reloads on SIGHUP).
@@ -138,8 +138,7 @@ fn main() -> ExitCode {
     }
     let mut warnings = tailgate_gateway::buffer::sizing_warnings(&config);
     warnings.extend(config.receive.warnings());
-    warnings.extend(config.export.warnings());
-    warnings.extend(config.extensions.warnings());
+    warnings.extend(config.warnings());
     warnings.extend(config.peers_warning());
     if args.check {
         for warning in &warnings {

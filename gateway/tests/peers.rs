@@ -471,6 +471,7 @@ fn exporting_to(
         peers,
         attributes: serde_yaml_ng::from_str(SCRUB).unwrap(),
         extensions: Default::default(),
+        service: None,
     }
 }
 

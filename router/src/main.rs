@@ -16,7 +16,7 @@ struct Args {
     /// Router config file (YAML): receive, members, forward, admin. See docs/configuration.md.
     #[arg(short, long, value_name = "FILE")]
     config: PathBuf,
-    /// Validate the config file and exit: 0 when valid, 64 when not.
+    /// Validate the config file and exit: 0 and `FILE: ok` on stdout when valid, 64 and the error on stderr when not (warnings on stderr either way).
     #[arg(long)]
     check: bool,
     /// Worker threads (default: one per core). One thread per pinned core avoids

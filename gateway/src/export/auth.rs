@@ -161,22 +161,24 @@ pub enum AuthError {
         defined: String,
     },
     /// A `bearertokenauth` without `token`, `tokens` or `filename`.
-    #[error("extension {0}: no bearer token provided (set token, tokens or filename)")]
+    #[error("no bearer token provided (set token, tokens or filename)")]
     NoToken(String),
     /// A `bearertokenauth` with both `token` and `tokens`, which the Collector refuses.
-    #[error("extension {0}: either tokens or token should be provided, not both")]
+    #[error("either tokens or token should be provided, not both")]
     TokenAndTokens(String),
     /// A `basicauth` with neither `client_auth` nor `htpasswd`.
-    #[error("extension {0}: no credential source provided (an exporter needs client_auth: {{username, password}})")]
+    #[error(
+        "no credential source provided (an exporter needs client_auth: {{username, password}})"
+    )]
     NoCredentialSource(String),
     /// A `basicauth` with both, which the Collector refuses.
-    #[error("extension {0}: only one of htpasswd or client_auth can be specified")]
+    #[error("only one of htpasswd or client_auth can be specified")]
     BothSides(String),
     /// A `basicauth` with only `htpasswd`, which checks senders.
-    #[error("extension {0}: an exporter needs client_auth (username and password); htpasswd checks senders, which Tailgate's receivers do with receive.auth")]
+    #[error("an exporter needs client_auth (username and password); htpasswd checks senders, which Tailgate's receivers do with receive.auth")]
     NoClientAuth(String),
     /// A `client_auth` key left out (neither it nor its `_file`).
-    #[error("extension {name}: client_auth.{key} is not set (nor {key}_file)")]
+    #[error("client_auth.{key} is not set (nor {key}_file)")]
     Missing {
         /// The extension's key.
         name: String,
@@ -184,14 +186,14 @@ pub enum AuthError {
         key: &'static str,
     },
     /// `client_auth.aws_secrets_manager`.
-    #[error("extension {0}: client_auth.aws_secrets_manager is not supported; use username_file and password_file (a mounted secret) or ${{env:…}}")]
+    #[error("client_auth.aws_secrets_manager is not supported; use username_file and password_file (a mounted secret) or ${{env:…}}")]
     AwsSecretsManager(String),
     /// An authenticator on a plaintext gRPC exporter: an `http://` endpoint (`true`), or
     /// `tls: {insecure: true}` (`false`).
     #[error("{0} sends credentials, and this gRPC exporter is plaintext: {fix} (the Collector's gRPC client refuses to send them without TLS too)", fix = if *.1 { "write the endpoint as https:// (http:// is always plaintext here)" } else { "remove insecure: true from its tls: block" })]
     PlaintextGrpc(String, bool),
     /// The credential cannot be built.
-    #[error("extension {name}: {source}")]
+    #[error("{source}")]
     Credential {
         /// The extension's key.
         name: String,
@@ -235,7 +237,8 @@ impl<'de> Deserialize<'de> for ExtensionsConfig {
                             "extension {key}: the gateway's admin: address serves the health_check extension's / (and /healthz, /readyz); remove it from extensions:"
                         ))),
                         other => return Err(A::Error::custom(format!(
-                            "extension {key}: type {other:?} is not applied by Tailgate; extensions: takes the exporter authenticators bearertokenauth and basicauth (client_auth); other credentials go in an exporter's headers"
+                            "extension {key}: type {other:?} is not applied by Tailgate; extensions: takes the exporter authenticators bearertokenauth and basicauth (client_auth); {}",
+                            instead_of(other)
                         ))),
                     };
                     extensions.push((key, parsed));
@@ -244,6 +247,26 @@ impl<'de> Deserialize<'de> for ExtensionsConfig {
             }
         }
         d.deserialize_map(Extensions)
+    }
+}
+
+/// What to do instead of an extension type Tailgate does not apply.
+fn instead_of(kind: &str) -> &'static str {
+    match kind {
+        "oauth2client" | "googleclientauth" | "azureauth" | "azure_auth" => {
+            "it fetches short-lived tokens, which Tailgate does not: have a sidecar (or the \
+             cloud's agent) keep the token in a file and use bearertokenauth with filename: \
+             (read again every 10 s)"
+        }
+        "sigv4auth" => {
+            "it signs each request, which Tailgate cannot: export to a Collector (ADOT) \
+             that signs and forwards"
+        }
+        "headers_setter" => {
+            "it copies headers from each incoming request, and Tailgate exports traces \
+             gathered from many requests: set fixed values in the exporter's headers:"
+        }
+        _ => "fixed credentials go in an exporter's headers:",
     }
 }
 
@@ -477,7 +500,16 @@ mod tests {
     fn other_extension_types_are_refused_saying_why() {
         for (yaml, says) in [
             ("health_check: {}\n", "admin:"),
-            ("oauth2client: {client_id: a}\n", "headers"),
+            (
+                "oauth2client: {client_id: a}\n",
+                "bearertokenauth with filename",
+            ),
+            ("sigv4auth: {region: eu-west-1}\n", "signs each request"),
+            ("headers_setter: {headers: []}\n", "fixed values"),
+            (
+                "zpages: {}\n",
+                "fixed credentials go in an exporter's headers",
+            ),
             (
                 "bearertokenauth: {token: a, tokn: b}\n",
                 "unknown field `tokn`",

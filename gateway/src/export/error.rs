@@ -33,9 +33,6 @@ pub enum SettingError {
     /// A level in `compression_params` the compression does not take.
     #[error("{0}")]
     CompressionParams(String),
-    /// A gRPC endpoint without a scheme and without a `tls:` block.
-    #[error("endpoint {0:?} has no scheme and there is no tls: block: write https://… (TLS, as the Collector dials it), http://… (plaintext), or keep it and add tls: {{insecure: true}} for plaintext or a tls: block for TLS")]
-    BareEndpoint(String),
     /// The `auth` block.
     #[error(transparent)]
     Auth(#[from] super::auth::AuthError),

@@ -146,7 +146,8 @@ impl ExportConfig {
     /// What the operator should know: the Collector keys each exporter accepts and does
     /// not apply. Printed by `--check` and logged at start.
     pub fn warnings(&self) -> Vec<String> {
-        self.exporters
+        let mut warnings: Vec<String> = self
+            .exporters
             .iter()
             .filter_map(|(key, cfg)| {
                 let keys = match cfg {
@@ -168,7 +169,25 @@ impl ExportConfig {
                     )
                 })
             })
-            .collect()
+            .collect();
+        // `$VAR` in a header value is sent as written: v0.161 expands only `${…}` (its
+        // bare `$VAR` expansion was removed), and so does Tailgate. Examples still write it.
+        for (key, cfg) in &self.exporters {
+            let headers = match cfg {
+                ExporterConfig::OtlpGrpc(c) => &c.headers,
+                ExporterConfig::OtlpHttp(c) => &c.headers,
+                ExporterConfig::Debug(_) => continue,
+            };
+            for (name, value) in headers {
+                if let Some(var) = shell_variable(value) {
+                    warnings.push(format!(
+                        "export.{key}.headers.{name}: ${var} is sent as written, not expanded \
+                         (as in the Collector v0.161); write ${{env:{var}}} for the variable"
+                    ));
+                }
+            }
+        }
+        warnings
     }
 
     /// One OTLP/gRPC exporter.
@@ -209,6 +228,25 @@ impl ExportConfig {
         }
         Ok(())
     }
+}
+
+/// The name of a shell-style `$NAME` in `value`, if it holds one (not `${…}`, not `$$`).
+pub(crate) fn shell_variable(value: &str) -> Option<&str> {
+    let bytes = value.as_bytes();
+    (0..bytes.len()).find_map(|i| {
+        let starts = bytes[i] == b'$'
+            && (i == 0 || bytes[i - 1] != b'$')
+            && bytes
+                .get(i + 1)
+                .is_some_and(|b| b.is_ascii_alphabetic() || *b == b'_');
+        starts.then(|| {
+            let rest = &value[i + 1..];
+            let end = rest
+                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .unwrap_or(rest.len());
+            &rest[..end]
+        })
+    })
 }
 
 impl ExporterConfig {

@@ -72,9 +72,8 @@ pub struct OtlpGrpcConfig {
     pub batcher: Option<NotApplied>,
     /// TLS (the Collector's `configtls` client keys). `https://` endpoints always use
     /// TLS (the system's roots unless `ca_file`), `http://` ones never; an endpoint
-    /// without a scheme uses TLS unless this block says `insecure: true`, and needs the
-    /// block: without it the Collector would dial TLS and Tailgate once dialled plaintext,
-    /// so it is refused rather than guessed.
+    /// without a scheme uses TLS unless this block says `insecure: true`, as the
+    /// Collector dials it (with the system's roots when there is no block).
     #[serde(default)]
     pub tls: Option<tailgate_core::tls::ClientTlsConfig>,
     /// The Collector's `auth: {authenticator: NAME}`: an extension under `extensions:`
@@ -137,19 +136,28 @@ impl OtlpGrpcConfig {
         ])
     }
 
+    /// The `tls:` block as dialled: as written, or for an endpoint without a scheme and
+    /// without a block, the Collector's default (TLS, the system's roots).
+    fn tls_config(&self) -> Option<std::borrow::Cow<'_, tailgate_core::tls::ClientTlsConfig>> {
+        match &self.tls {
+            Some(t) => Some(std::borrow::Cow::Borrowed(t)),
+            None if !self.target().contains("://") => Some(std::borrow::Cow::Owned(
+                tailgate_core::tls::ClientTlsConfig::default(),
+            )),
+            None => None,
+        }
+    }
+
     /// Whether requests go over TLS (`false` when the endpoint or TLS block is invalid).
     pub fn uses_tls(&self) -> bool {
-        tailgate_core::tls::ClientTlsConfig::uses_tls(self.tls.as_ref(), self.target())
+        tailgate_core::tls::ClientTlsConfig::uses_tls(self.tls_config().as_deref(), self.target())
             .unwrap_or(false)
     }
 
     /// Checks the endpoint and headers without connecting.
     pub fn validate(&self) -> Result<(), SettingError> {
-        if self.tls.is_none() && !self.target().contains("://") {
-            return Err(SettingError::BareEndpoint(self.endpoint.clone()));
-        }
         tailgate_core::endpoint::parse(self.target(), tailgate_core::endpoint::Bare::AsHttp)?;
-        tailgate_core::tls::client_side(self.tls.as_ref(), self.target())?;
+        tailgate_core::tls::client_side(self.tls_config().as_deref(), self.target())?;
         self.compression_params
             .check(self.compression)
             .map_err(SettingError::CompressionParams)?;
@@ -184,7 +192,7 @@ impl OtlpGrpcConfig {
             self.timeout,
             self.retry.clone(),
             self.compression,
-            self.tls.as_ref(),
+            self.tls_config().as_deref(),
         )?
         .with_compression_params(self.compression_params)?;
         Ok(match self.keepalive {

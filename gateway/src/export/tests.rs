@@ -208,14 +208,11 @@ fn exporter_settings_are_refused_by_kind() {
         contradiction.validate(),
         Err(SettingError::Tls(_))
     ));
-    // An endpoint without a scheme needs a `tls:` block saying which: the Collector dials
-    // it with TLS and Tailgate once did in plaintext, so an API key in `headers` could go
-    // out in clear, or a working export break, on a guess.
+    // An endpoint without a scheme and without a `tls:` block is dialled with TLS, as the
+    // Collector dials it (as vendors document their endpoints: `api.honeycomb.io:443`).
     let bare = grpc("api.vendor.example:443");
-    assert!(matches!(
-        bare.validate(),
-        Err(SettingError::BareEndpoint(e)) if e == "api.vendor.example:443"
-    ));
+    bare.validate().unwrap();
+    assert!(bare.uses_tls());
     let mut insecure = grpc("tempo:4317");
     insecure.tls = Some(tailgate_core::tls::ClientTlsConfig {
         insecure: true,
@@ -243,12 +240,11 @@ fn exporter_settings_are_refused_by_kind() {
     ] {
         let mut g = grpc(written);
         assert_eq!(g.target(), "tempo:4317", "{written}");
-        assert!(
-            matches!(g.validate(), Err(SettingError::BareEndpoint(_))),
-            "{written}"
-        );
+        g.validate().unwrap();
+        assert!(g.uses_tls(), "{written}");
         g.tls = insecure.tls.clone();
         g.validate().unwrap();
+        assert!(!g.uses_tls(), "{written}");
     }
     let http: OtlpHttpConfig = serde_yaml_ng::from_str("{traces_endpoint: 'b:4318'}").unwrap();
     assert!(matches!(http.validate(), Err(SettingError::Endpoint(_))));
