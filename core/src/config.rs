@@ -604,6 +604,8 @@ fn write_value(
                 } else {
                     out.push_str(&double_quoted(value));
                 }
+            } else if whole_flow_value(ctx, before, after) {
+                out.push_str(&double_quoted(value));
             } else {
                 return Err(
                     "the value holds characters YAML may read specially here (such as '&', '#', ': ', ',' or a line break): put the reference in a double-quoted value, \"…${…}…\", or make it the whole value of a key"
@@ -689,6 +691,32 @@ fn yaml_number_or_bool_syntax(v: &str) -> bool {
 /// comment, outside flow collections and continued lines.
 fn whole_plain_value(ctx: Context, before: &str, after: &str) -> bool {
     ctx.flow == 0 && !ctx.continued && whole_value_start(before) && nothing_but_a_comment(after)
+}
+
+/// Whether a reference is the whole of a value inside a flow collection opened on its line
+/// (`{ dsn: ${env:DSN} }`, `[a, ${env:B}]`): after `{`, `[` or `,`, or after `key: `
+/// there, and followed by `,`, `}` or `]`. A double-quoted string there reads as the
+/// value's text whatever it holds.
+fn whole_flow_value(ctx: Context, before: &str, after: &str) -> bool {
+    if ctx.flow == 0 || ctx.continued || !after.trim_start().starts_with([',', '}', ']']) {
+        return false;
+    }
+    let b = before.trim_end();
+    if b.ends_with(['{', '[', ',']) {
+        return true;
+    }
+    let Some(k) = b.strip_suffix(':') else {
+        return false;
+    };
+    let Some((_, key)) = k.rsplit_once(['{', ',']) else {
+        return false;
+    };
+    let key = key.trim();
+    before.len() > b.len()
+        && !key.is_empty()
+        && key
+            .chars()
+            .all(|c| c.is_alphanumeric() || "_-./".contains(c))
 }
 
 /// Whether the rest of a line, after a value, holds nothing or only a comment (a `#` after
@@ -1409,6 +1437,25 @@ mod tests {
         )
         .unwrap();
         assert_eq!(got, "a: 10s\nb: 25\nc: 7\nd: \ne: $HOME $PLAIN\n");
+        // A value YAML would read specially, whole inside a flow collection (a DSN in a
+        // flow mapping of headers, as Uptrace's docs write it): read as its text.
+        let src = env(&[
+            ("DSN", "https://tok@api.uptrace.dev?grpc=4317"),
+            ("T", "a, b"),
+        ]);
+        let got = expand(
+            "h: { uptrace-dsn: ${env:DSN}, x: 1 }\nl: [${env:T}, ${env:DSN}]\n",
+            &src,
+        )
+        .unwrap();
+        let v: serde_yaml_ng::Value = serde_yaml_ng::from_str(&got).unwrap();
+        let dsn = "https://tok@api.uptrace.dev?grpc=4317";
+        assert_eq!(v["h"]["uptrace-dsn"].as_str(), Some(dsn));
+        assert_eq!(v["h"]["x"].as_u64(), Some(1));
+        assert_eq!(v["l"][0].as_str(), Some("a, b"));
+        assert_eq!(v["l"][1].as_str(), Some(dsn));
+        // Not whole (text follows inside the value): still refused.
+        assert!(expand("h: { k: ${env:T} x }\n", &src).is_err());
         assert_eq!(expand("a: 1\nb: ${env:1X}\n", &src).unwrap_err().0, 2);
         assert_eq!(expand("a: 1\n${env:1X}: 2\n", &src).unwrap_err().0, 2);
         assert!(expand("a: ${http:x}\n", &src)
@@ -1550,8 +1597,14 @@ mod tests {
         assert_eq!(v["n"].as_u64(), Some(5));
         assert_eq!(v["u"].as_str(), Some("http://host:4317/v1"));
         assert_eq!(v["l"][0].as_str(), Some("&k2Zq8x"));
-        let err = expand("a: 1\nl: [${env:S}, b]\n", &src).unwrap_err();
-        assert_eq!(err.0, 2, "in a flow collection: refused, not guessed");
+        // A whole item of a flow collection is quoted as a whole value is.
+        let flow = expand("a: 1\nl: [${env:S}, b]\n", &src).unwrap();
+        let v: serde_yaml_ng::Value = parse_plain_yaml(Path::new("x"), &flow).unwrap();
+        assert_eq!(v["l"][0].as_str(), Some("&k2Zq8x"));
+        assert_eq!(v["l"][1].as_str(), Some("b"));
+        // Part of a flow item: refused, not guessed.
+        let err = expand("a: 1\nl: [x${env:S}, b]\n", &src).unwrap_err();
+        assert_eq!(err.0, 2, "part of a flow item: refused, not guessed");
         let err = expand("a: 1\nh: Bearer ${env:C}\n", &src).unwrap_err();
         assert_eq!(err.0, 2);
         assert!(err.1.contains("double-quoted value"), "{}", err.1);
