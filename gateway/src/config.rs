@@ -722,7 +722,8 @@ mod tests {
     /// their `extensions:` and `service:` (a bare `host:443` endpoint, Honeycomb's; basic
     /// auth, Grafana Cloud's; a header written `$VAR`, as an old example writes it).
     /// Guarantees: it loads; the bare endpoint is dialled with TLS as the Collector dials
-    /// it; `service:` and the unexpanded `$VAR` are named in warnings.
+    /// it; `service:`, the unexpanded `$VAR` and an unverified backend certificate are
+    /// named in warnings.
     #[test]
     fn vendor_blocks_pasted_whole_load() {
         let p = Path::new("gateway.yaml");
@@ -732,6 +733,7 @@ mod tests {
              export:\n  otlp/honeycomb:\n    endpoint: api.honeycomb.io:443\n    headers: {x-honeycomb-team: abc}\n\
              \x20 otlphttp/grafana:\n    endpoint: https://otlp.grafana.net/otlp\n    auth: {authenticator: basicauth/grafana_cloud}\n\
              \x20 otlphttp/newrelic:\n    endpoint: https://otlp.nr-data.net\n    headers: {api-key: $NEW_RELIC_API_KEY}\n\
+             \x20 otlp/lightstep:\n    endpoint: ingest.lightstep.com:443\n    tls: {insecure_skip_verify: true}\n\
              service:\n  extensions: [basicauth/grafana_cloud]\n  pipelines: {traces: {exporters: [otlp/honeycomb]}}\n",
         )
         .unwrap();
@@ -752,7 +754,13 @@ mod tests {
                     && w.contains("${env:NEW_RELIC_API_KEY}")),
             "{warnings:?}"
         );
-        assert_eq!(warnings.len(), 2, "{warnings:?}");
+        assert!(
+            warnings
+                .iter()
+                .any(|w| w.starts_with("export.otlp/lightstep.tls.insecure_skip_verify")),
+            "{warnings:?}"
+        );
+        assert_eq!(warnings.len(), 3, "{warnings:?}");
         // `${…}` and `$$` are not shell variables.
         assert_eq!(
             crate::export::shell_variable("Bearer $TOKEN"),

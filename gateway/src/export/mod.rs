@@ -173,11 +173,17 @@ impl ExportConfig {
         // `$VAR` in a header value is sent as written: v0.161 expands only `${…}` (its
         // bare `$VAR` expansion was removed), and so does Tailgate. Examples still write it.
         for (key, cfg) in &self.exporters {
-            let headers = match cfg {
-                ExporterConfig::OtlpGrpc(c) => &c.headers,
-                ExporterConfig::OtlpHttp(c) => &c.headers,
+            let (headers, tls) = match cfg {
+                ExporterConfig::OtlpGrpc(c) => (&c.headers, &c.tls),
+                ExporterConfig::OtlpHttp(c) => (&c.headers, &c.tls),
                 ExporterConfig::Debug(_) => continue,
             };
+            if tls.as_ref().is_some_and(|t| t.insecure_skip_verify) {
+                warnings.push(format!(
+                    "export.{key}.tls.insecure_skip_verify: the backend's certificate is not \
+                     checked, so its headers and credentials go to whoever answers; for tests only"
+                ));
+            }
             for (name, value) in headers {
                 if let Some(var) = shell_variable(value) {
                     warnings.push(format!(
