@@ -268,8 +268,29 @@ pub fn expand(text: &str, source: &Source<'_>) -> Result<String, (usize, String)
 }
 
 fn expand_lenient(text: &str, source: &Source<'_>) -> (String, Vec<(usize, String)>) {
+    let (out, failures, bare) = expand_collect(text, source);
+    for (line, variable) in bare {
+        // Vendor examples still write `$NAME`; the Collector stopped expanding it.
+        tracing::warn!(
+            line,
+            variable,
+            "Configuration writes a shell-style $NAME, which is not expanded (as in the \
+             Collector since its confmap.unifyEnvVarExpansion gate went stable); write \
+             ${{env:NAME}} for the variable."
+        );
+    }
+    (out, failures)
+}
+
+/// Lines of a file with something said of each: (line number, what).
+type ByLine = Vec<(usize, String)>;
+
+/// Expands `text`: the text, the lines that failed (with why), and the bare `$NAME`s left
+/// as they are outside comments (line, name; each name once).
+fn expand_collect(text: &str, source: &Source<'_>) -> (String, ByLine, ByLine) {
     let mut out = String::with_capacity(text.len());
     let mut failures = Vec::new();
+    let mut bare_names: Vec<(usize, String)> = Vec::new();
     // Unset variables referenced without a default, each once, in order.
     let mut unset: Vec<String> = Vec::new();
     for (
@@ -286,7 +307,14 @@ fn expand_lenient(text: &str, source: &Source<'_>) -> (String, Vec<(usize, Strin
             out.push_str(line);
             continue;
         }
-        match expand_line(line, source, in_block, continued, &mut unset) {
+        let mut bare = Vec::new();
+        let expanded = expand_line(line, source, in_block, continued, &mut unset, &mut bare);
+        for name in bare {
+            if !bare_names.iter().any(|(_, b)| *b == name) {
+                bare_names.push((n + 1, name));
+            }
+        }
+        match expanded {
             Ok(l) => out.push_str(&l),
             Err(message) => {
                 failures.push((n + 1, message));
@@ -301,7 +329,7 @@ fn expand_lenient(text: &str, source: &Source<'_>) -> (String, Vec<(usize, Strin
             "Configuration references an unset environment variable; it reads as nothing."
         );
     }
-    (out, failures)
+    (out, failures, bare_names)
 }
 
 /// A line of YAML text and where it stands: inside a block scalar's text (`key: |`), or
@@ -605,7 +633,13 @@ fn write_value(
                     out.push_str(&double_quoted(value));
                 }
             } else if whole_flow_value(ctx, before, after) {
-                out.push_str(&double_quoted(value));
+                // As a whole block value: as it is when YAML reads it as its text (a
+                // number stays a number), else double-quoted.
+                if plain_safe(value) {
+                    out.push_str(value);
+                } else {
+                    out.push_str(&double_quoted(value));
+                }
             } else {
                 return Err(
                     "the value holds characters YAML may read specially here (such as '&', '#', ': ', ',' or a line break): put the reference in a double-quoted value, \"…${…}…\", or make it the whole value of a key"
@@ -770,6 +804,7 @@ fn expand_line(
     in_block: bool,
     continued: bool,
     unset: &mut Vec<String>,
+    bare: &mut Vec<String>,
 ) -> Result<String, String> {
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
@@ -790,6 +825,12 @@ fn expand_line(
             continue;
         }
         let Some(body) = after.strip_prefix('{') else {
+            if after.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_') {
+                let end = after
+                    .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                    .unwrap_or(after.len());
+                bare.push(after[..end].to_owned());
+            }
             out.push('$');
             rest = after;
             continue;
@@ -1437,11 +1478,39 @@ mod tests {
         )
         .unwrap();
         assert_eq!(got, "a: 10s\nb: 25\nc: 7\nd: \ne: $HOME $PLAIN\n");
+        // Bare `$NAME`s are named for a warning, once each, with their first line; `$$`,
+        // `${…}`, a `$` before a non-letter and comments are not.
+        let (_, _, bare) = expand_collect(
+            "a: $PLAIN\nb: x $$HOME ${env:WAIT} $5\nc: [$PLAIN, $OTHER_1] # $COMMENTED\n",
+            &src,
+        );
+        assert_eq!(bare, [(1, "PLAIN".to_owned()), (3, "OTHER_1".to_owned())]);
+        assert_eq!(expand("a: 1\nb: ${env:1X}\n", &src).unwrap_err().0, 2);
+        assert_eq!(expand("a: 1\n${env:1X}: 2\n", &src).unwrap_err().0, 2);
+        assert!(expand("a: ${http:x}\n", &src)
+            .unwrap_err()
+            .1
+            .contains("http"));
+        assert!(expand("a: ${env:X\n", &src)
+            .unwrap_err()
+            .1
+            .contains("unterminated"));
+    }
+
+    /// Scenario: a reference that is a whole key or item inside a flow collection on its
+    /// line, its value holding what YAML reads specially there (a DSN with `@` and `?`, a
+    /// list separator), or a negative number.
+    /// Guarantees: read as its text (a number as a number), where the Collector's YAML
+    /// parser refuses an unquoted `${…}` inside `{…}` or `[…]` (a departure: docs say so);
+    /// a reference that is part of a flow value is still refused.
+    #[test]
+    fn whole_flow_references_read_as_their_text() {
         // A value YAML would read specially, whole inside a flow collection (a DSN in a
         // flow mapping of headers, as Uptrace's docs write it): read as its text.
         let src = env(&[
             ("DSN", "https://tok@api.uptrace.dev?grpc=4317"),
             ("T", "a, b"),
+            ("N", "-5"),
         ]);
         let got = expand(
             "h: { uptrace-dsn: ${env:DSN}, x: 1 }\nl: [${env:T}, ${env:DSN}]\n",
@@ -1454,18 +1523,12 @@ mod tests {
         assert_eq!(v["h"]["x"].as_u64(), Some(1));
         assert_eq!(v["l"][0].as_str(), Some("a, b"));
         assert_eq!(v["l"][1].as_str(), Some(dsn));
+        let n = expand("m: {n: ${env:N}}\nl: [${env:N}]\n", &src).unwrap();
+        let v: serde_yaml_ng::Value = serde_yaml_ng::from_str(&n).unwrap();
+        assert_eq!(v["m"]["n"].as_i64(), Some(-5));
+        assert_eq!(v["l"][0].as_i64(), Some(-5));
         // Not whole (text follows inside the value): still refused.
         assert!(expand("h: { k: ${env:T} x }\n", &src).is_err());
-        assert_eq!(expand("a: 1\nb: ${env:1X}\n", &src).unwrap_err().0, 2);
-        assert_eq!(expand("a: 1\n${env:1X}: 2\n", &src).unwrap_err().0, 2);
-        assert!(expand("a: ${http:x}\n", &src)
-            .unwrap_err()
-            .1
-            .contains("http"));
-        assert!(expand("a: ${env:X\n", &src)
-            .unwrap_err()
-            .1
-            .contains("unterminated"));
     }
 
     /// Scenario: a reference that is the whole of a quoted value and holds a number or a

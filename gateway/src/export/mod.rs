@@ -170,27 +170,22 @@ impl ExportConfig {
                 })
             })
             .collect();
-        // `$VAR` in a header value is sent as written: v0.161 expands only `${…}` (its
-        // bare `$VAR` expansion was removed), and so does Tailgate. Examples still write it.
         for (key, cfg) in &self.exporters {
-            let (headers, tls) = match cfg {
-                ExporterConfig::OtlpGrpc(c) => (&c.headers, &c.tls),
-                ExporterConfig::OtlpHttp(c) => (&c.headers, &c.tls),
-                ExporterConfig::Debug(_) => continue,
+            // Only where the connection is TLS: with `insecure: true` it is plaintext.
+            let skips = match cfg {
+                ExporterConfig::OtlpGrpc(c) => {
+                    c.uses_tls() && c.tls.as_ref().is_some_and(|t| t.insecure_skip_verify)
+                }
+                ExporterConfig::OtlpHttp(c) => {
+                    c.tls.as_ref().is_some_and(|t| t.insecure_skip_verify)
+                }
+                ExporterConfig::Debug(_) => false,
             };
-            if tls.as_ref().is_some_and(|t| t.insecure_skip_verify) {
+            if skips {
                 warnings.push(format!(
                     "export.{key}.tls.insecure_skip_verify: the backend's certificate is not \
                      checked, so its headers and credentials go to whoever answers; for tests only"
                 ));
-            }
-            for (name, value) in headers {
-                if let Some(var) = shell_variable(value) {
-                    warnings.push(format!(
-                        "export.{key}.headers.{name}: ${var} is sent as written, not expanded \
-                         (as in the Collector v0.161); write ${{env:{var}}} for the variable"
-                    ));
-                }
             }
         }
         warnings
@@ -234,25 +229,6 @@ impl ExportConfig {
         }
         Ok(())
     }
-}
-
-/// The name of a shell-style `$NAME` in `value`, if it holds one (not `${…}`, not `$$`).
-pub(crate) fn shell_variable(value: &str) -> Option<&str> {
-    let bytes = value.as_bytes();
-    (0..bytes.len()).find_map(|i| {
-        let starts = bytes[i] == b'$'
-            && (i == 0 || bytes[i - 1] != b'$')
-            && bytes
-                .get(i + 1)
-                .is_some_and(|b| b.is_ascii_alphabetic() || *b == b'_');
-        starts.then(|| {
-            let rest = &value[i + 1..];
-            let end = rest
-                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
-                .unwrap_or(rest.len());
-            &rest[..end]
-        })
-    })
 }
 
 impl ExporterConfig {

@@ -153,8 +153,10 @@ fn size_refusals_bound_what_is_sent_again() {
     assert!(!sizes.may_send(1), "the budget is spent");
 }
 
-/// Scenario: exporter settings that cannot work. Guarantees: each is refused with the
-/// variant that says why, before any connection is tried.
+/// Scenario: exporter settings that cannot work, and endpoint forms that look doubtful
+/// but are the Collector's (no scheme, `dns:` targets). Guarantees: the first are each
+/// refused with the variant that says why, before any connection is tried; the others
+/// load, dialled with TLS unless `tls: {insecure: true}`, as the Collector dials them.
 #[test]
 fn exporter_settings_are_refused_by_kind() {
     use super::SettingError;
