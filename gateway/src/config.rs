@@ -548,6 +548,11 @@ mod tests {
             "{warnings:?}"
         );
         assert!(warnings[1].contains("storage is not used"), "{warnings:?}");
+        assert!(
+            warnings[2].starts_with("export.debug: ")
+                && warnings[2].contains("written whole, as one line of OTLP JSON"),
+            "{warnings:?}"
+        );
         // A level the compression does not take, and JSON bodies, are refused by name.
         for (block, wanted) in [
             ("otlp: {endpoint: 'http://a:4317', compression: gzip, compression_params: {level: 12}}", "level 12"),

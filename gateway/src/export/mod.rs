@@ -159,6 +159,9 @@ impl ExportConfig {
                     let queue = if keys.contains(&"sending_queue") {
                         "; kept spans queue in memory (queue_bytes), a sending_queue's \
                          storage is not used"
+                    } else if keys.contains(&"verbosity") {
+                        "; every kept request is written whole, as one line of OTLP JSON \
+                         (verbosity: detailed, in JSON)"
                     } else {
                         ""
                     };
