@@ -52,6 +52,10 @@ struct Membership {
     members: Vec<Member>,
     /// A forwarder per discovered member.
     forwarders: HashMap<Member, Arc<Forwarder>>,
+    /// Forwarders of members that left the ring with spans still pending (in flight:
+    /// what was queued went to the new owners), until those settle: counted in
+    /// [`Router::pending_spans`] and by a drain's deadline, not lost from the books.
+    left: Vec<Arc<Forwarder>>,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -93,6 +97,7 @@ impl Router {
             membership: Mutex::new(Membership {
                 members: Vec::new(),
                 forwarders: HashMap::new(),
+                left: Vec::new(),
                 tasks: Vec::new(),
             }),
             cfg,
@@ -124,12 +129,21 @@ impl Router {
         self.state.load_full()
     }
 
-    /// Spans accepted but not yet delivered or failed.
+    /// Spans accepted but not yet delivered or failed (those in flight to gateways that
+    /// left the ring included).
     pub fn pending_spans(&self) -> u64 {
-        self.forwarders()
+        self.forwarders_and_left()
             .iter()
             .map(|f| f.stats.pending_spans.get())
             .sum()
+    }
+
+    /// The members' forwarders and those of members that left with spans pending.
+    fn forwarders_and_left(&self) -> Vec<Arc<Forwarder>> {
+        self.membership
+            .lock()
+            .map(|m| m.forwarders.values().chain(&m.left).cloned().collect())
+            .unwrap_or_default()
     }
 
     fn forwarders(&self) -> Vec<Arc<Forwarder>> {
@@ -151,6 +165,7 @@ impl Router {
             if m.members == members {
                 return;
             }
+            m.left.retain(|f| f.stats.pending_spans.get() > 0);
             for member in &members {
                 if !m.forwarders.contains_key(member) {
                     match self.spawn_forwarder(member) {
@@ -175,6 +190,7 @@ impl Router {
                 .collect();
             for g in gone {
                 if let Some(f) = m.forwarders.remove(&g) {
+                    m.left.push(f.clone());
                     leaving.push(f);
                 }
             }
@@ -394,7 +410,11 @@ impl Router {
         // next: moved from pending to failed (per gateway and in all), so that the books
         // balance in the log line and in a test's last look (the senders were told these
         // spans were taken).
-        let lost: u64 = self.forwarders().iter().map(|f| f.give_up_pending()).sum();
+        let lost: u64 = self
+            .forwarders_and_left()
+            .iter()
+            .map(|f| f.give_up_pending())
+            .sum();
         if lost > 0 {
             self.stats.failed_spans.add(lost);
             tracing::error!(
