@@ -340,6 +340,7 @@ mod tests {
     use super::*;
     use crate::export::ExporterConfig;
     use tailgate_core::config::parse_yaml;
+    use tailgate_core::forward::Compression;
 
     /// Scenario: errors found after parsing (an exporter endpoint with an unknown scheme, a
     /// receiver limit of 0) and a null `peers.secret`, in files as written, loaded as the
@@ -728,8 +729,9 @@ mod tests {
     /// auth, Grafana Cloud's; a header written `$VAR`, as an old example writes it; an
     /// unverified certificate, as a gist writes it).
     /// Guarantees: it loads; the bare endpoint is dialled with TLS as the Collector dials
-    /// it; `service:` and the unverified certificate are named in warnings (the `$VAR` at
-    /// expansion, tested in core's config).
+    /// it; `service:`, the unverified certificate and each TLS exporter without
+    /// `compression` (gzip in the Collector, none here) are named in warnings (the `$VAR`
+    /// at expansion, tested in core's config).
     #[test]
     fn vendor_blocks_pasted_whole_load() {
         let p = Path::new("gateway.yaml");
@@ -759,7 +761,24 @@ mod tests {
                 .any(|w| w.starts_with("export.otlp/lightstep.tls.insecure_skip_verify")),
             "{warnings:?}"
         );
-        assert_eq!(warnings.len(), 2, "{warnings:?}");
+        // Left out, compression is none here and gzip in the Collector: each TLS exporter
+        // without it is named; one that writes `compression: none` is not.
+        assert!(
+            warnings
+                .iter()
+                .any(|w| w.starts_with("export.otlp/honeycomb: no compression set")),
+            "{warnings:?}"
+        );
+        assert_eq!(warnings.len(), 6, "{warnings:?}");
+        let mut quiet = c.clone();
+        for (_, e) in &mut quiet.export.exporters {
+            match e {
+                ExporterConfig::OtlpGrpc(g) => g.compression = Some(Compression::None),
+                ExporterConfig::OtlpHttp(h) => h.compression = Some(Compression::Zstd),
+                ExporterConfig::Debug(_) => {}
+            }
+        }
+        assert_eq!(quiet.warnings().len(), 2, "{:?}", quiet.warnings());
     }
 
     /// Scenario: a gateway config written with the Collector's words: exporter types

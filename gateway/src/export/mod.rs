@@ -190,6 +190,21 @@ impl ExportConfig {
                      checked, so its headers and credentials go to whoever answers; for tests only"
                 ));
             }
+            // A block copied from a Collector config for a backend across the internet
+            // (TLS) usually leaves compression out, relying on the Collector's gzip.
+            let unset_over_tls = match cfg {
+                ExporterConfig::OtlpGrpc(c) => c.compression.is_none() && c.uses_tls(),
+                ExporterConfig::OtlpHttp(c) => c.compression.is_none() && c.uses_tls(),
+                ExporterConfig::Debug(_) => false,
+            };
+            if unset_over_tls {
+                warnings.push(format!(
+                    "export.{key}: no compression set, so requests go uncompressed (the \
+                     Collector's exporters gzip unless told otherwise); for a backend across \
+                     the internet set compression: zstd or gzip, or compression: none to keep \
+                     this and silence the warning"
+                ));
+            }
         }
         warnings
     }

@@ -29,9 +29,9 @@ pub struct OtlpGrpcConfig {
     #[serde(default, alias = "retry_on_failure")]
     pub retry: RetryConfig,
     /// Request compression: `none`, `gzip`, `zstd` or `snappy` (framed, as the Collector's
-    /// gRPC exporter). Default none.
-    #[serde(default, deserialize_with = "Compression::deserialize_grpc")]
-    pub compression: Compression,
+    /// gRPC exporter). Left out: none (see [`OtlpGrpcConfig::compression`]).
+    #[serde(default, deserialize_with = "written_grpc_compression")]
+    pub compression: Option<Compression>,
     /// The Collector's `compression_params` (`level`) for `compression`.
     #[serde(default)]
     pub compression_params: CompressionParams,
@@ -82,6 +82,13 @@ pub struct OtlpGrpcConfig {
     pub auth: Option<super::auth::AuthRef>,
 }
 
+/// `compression` as written: `None` only when the key is left out.
+fn written_grpc_compression<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<Compression>, D::Error> {
+    Compression::deserialize_grpc(d).map(Some)
+}
+
 pub(crate) fn default_timeout() -> Duration {
     Duration::from_secs(10)
 }
@@ -94,7 +101,7 @@ impl OtlpGrpcConfig {
             headers: BTreeMap::new(),
             timeout: default_timeout(),
             retry: RetryConfig::default(),
-            compression: Compression::None,
+            compression: None,
             compression_params: CompressionParams::default(),
             batch: super::batch::BatchConfig::default(),
             queue_bytes: super::batch::default_queue_bytes(),
@@ -148,6 +155,12 @@ impl OtlpGrpcConfig {
         }
     }
 
+    /// The compression requests are sent with: as written, none when left out (a
+    /// departure: the Collector's exporters gzip by default; see [`super::ExportConfig::warnings`]).
+    pub fn compression(&self) -> Compression {
+        self.compression.unwrap_or(Compression::None)
+    }
+
     /// Whether requests go over TLS (`false` when the endpoint or TLS block is invalid).
     pub fn uses_tls(&self) -> bool {
         tailgate_core::tls::ClientTlsConfig::uses_tls(self.tls_config().as_deref(), self.target())
@@ -159,7 +172,7 @@ impl OtlpGrpcConfig {
         tailgate_core::endpoint::parse(self.target(), tailgate_core::endpoint::Bare::AsHttp)?;
         tailgate_core::tls::client_side(self.tls_config().as_deref(), self.target())?;
         self.compression_params
-            .check(self.compression)
+            .check(self.compression())
             .map_err(SettingError::CompressionParams)?;
         for (k, v) in &self.headers {
             let bad = |problem| SettingError::Header {
@@ -191,7 +204,7 @@ impl OtlpGrpcConfig {
             &headers,
             self.timeout,
             self.retry.clone(),
-            self.compression,
+            self.compression(),
             self.tls_config().as_deref(),
         )?
         .with_compression_params(self.compression_params)?;

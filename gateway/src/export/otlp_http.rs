@@ -55,10 +55,10 @@ pub struct OtlpHttpConfig {
     #[serde(default, alias = "retry_on_failure")]
     pub retry: RetryConfig,
     /// Body compression: `none`, `gzip`, `zstd`, `zlib`, `deflate`, `snappy` (the block
-    /// format), `x-snappy-framed` or `lz4`, as the Collector's `otlphttp` exporter. Default
-    /// none.
+    /// format), `x-snappy-framed` or `lz4`, as the Collector's `otlphttp` exporter. Left
+    /// out: none (see [`OtlpHttpConfig::compression`]).
     #[serde(default)]
-    pub compression: Compression,
+    pub compression: Option<Compression>,
     /// The Collector's `compression_params` (`level`) for `compression`.
     #[serde(default)]
     pub compression_params: CompressionParams,
@@ -153,6 +153,17 @@ impl OtlpHttpConfig {
         )?)
     }
 
+    /// The compression requests are sent with: as written, none when left out (a
+    /// departure: the Collector's exporters gzip by default; see [`super::ExportConfig::warnings`]).
+    pub fn compression(&self) -> Compression {
+        self.compression.unwrap_or(Compression::None)
+    }
+
+    /// Whether requests go over TLS (an `https://` URL).
+    pub fn uses_tls(&self) -> bool {
+        self.url().is_ok_and(|u| u.scheme_str() == Some("https"))
+    }
+
     /// The TLS side for the URL (`None`: plaintext), its files read.
     fn tls_side(&self) -> Result<Option<ClientTls>, SettingError> {
         let url = self.url()?.to_string();
@@ -185,7 +196,7 @@ impl OtlpHttpConfig {
     pub fn validate(&self) -> Result<(), SettingError> {
         self.tls_side()?;
         self.compression_params
-            .check(self.compression)
+            .check(self.compression())
             .map_err(SettingError::CompressionParams)?;
         if let Some(e) = self.encoding.as_deref().filter(|e| *e != "proto") {
             return Err(SettingError::Encoding(e.to_owned()));
@@ -234,7 +245,7 @@ impl OtlpHttpConfig {
             url,
             headers,
             timeout: self.timeout,
-            compression: self.compression,
+            compression: self.compression(),
             compression_level: self.compression_params.level,
             client: Transport::new(
                 &Client::builder(TokioExecutor::new()),
