@@ -204,20 +204,24 @@ fn read(secret: &Secret, what: &'static str, first_line: bool) -> Result<String,
     Ok(text.to_owned())
 }
 
-/// A regular file's text, at most [`MAX_SECRET_FILE_BYTES`] (a FIFO or a device would
-/// block or never end).
+/// A regular file's text, at most [`MAX_SECRET_FILE_BYTES`]. What the path is, is looked
+/// up before the file is opened: opening a FIFO blocks until a writer comes (a worker
+/// thread, and with it the gateway, stood still), and a device may never end.
 fn read_file(path: &std::path::Path) -> Result<String, CredentialError> {
     use std::io::Read;
     let failed = |error| CredentialError::Read {
         path: path.to_owned(),
         error,
     };
-    let file = std::fs::File::open(path).map_err(failed)?;
-    let meta = file.metadata().map_err(failed)?;
     let refuse = |why| CredentialError::NotASecretFile {
         path: path.to_owned(),
         why,
     };
+    if !std::fs::metadata(path).map_err(failed)?.is_file() {
+        return Err(refuse("not a regular file"));
+    }
+    let file = std::fs::File::open(path).map_err(failed)?;
+    let meta = file.metadata().map_err(failed)?;
     if !meta.is_file() {
         return Err(refuse("not a regular file"));
     }
@@ -383,6 +387,21 @@ mod tests {
             },
         );
         assert!(matches!(dir, Err(CredentialError::NotASecretFile { .. })));
+        // A FIFO is refused without being opened (opening it blocks until a writer comes;
+        // this test would hang).
+        let fifo_dir = scratch("fifo");
+        let fifo = fifo_dir.join("token");
+        let made = std::process::Command::new("mkfifo").arg(&fifo).status();
+        assert!(made.is_ok_and(|s| s.success()), "mkfifo (coreutils)");
+        let c = Credential::new(
+            "authorization",
+            Scheme::Token {
+                scheme: "Bearer".into(),
+                token: Secret::File(fifo),
+            },
+        );
+        assert!(matches!(c, Err(CredentialError::NotASecretFile { .. })));
+        std::fs::remove_dir_all(&fifo_dir).ok();
         let empty_dir = scratch("empty");
         let empty = empty_dir.join("token");
         std::fs::write(&empty, "\n  \n").unwrap();
@@ -408,9 +427,10 @@ mod tests {
         assert!(matches!(bad_name, Err(CredentialError::HeaderName(_))));
     }
 
-    /// Scenario: a token file rotated in place, then removed. Guarantees: its first line,
-    /// trimmed, is sent; the new token is sent once [`REREAD_EVERY`] has passed (not
-    /// before); a file gone later keeps the last token (paused clock).
+    /// Scenario: a token file rotated in place, then removed, then replaced by a FIFO.
+    /// Guarantees: its first line, trimmed, is sent; the new token is sent once
+    /// [`REREAD_EVERY`] has passed (not before); a file gone later, or a FIFO in its place,
+    /// keeps the last token, without blocking (paused clock).
     #[tokio::test(start_paused = true)]
     async fn a_rotated_token_file_is_picked_up() {
         let dir = scratch("rotate");
@@ -431,6 +451,11 @@ mod tests {
         tokio::time::advance(REREAD_EVERY / 2).await;
         assert_eq!(c.value(), "rotated");
         std::fs::remove_file(&path).unwrap();
+        tokio::time::advance(REREAD_EVERY).await;
+        assert_eq!(c.value(), "rotated");
+        // Replaced by a FIFO: not opened (it would block the thread until a writer came).
+        let made = std::process::Command::new("mkfifo").arg(&path).status();
+        assert!(made.is_ok_and(|s| s.success()), "mkfifo (coreutils)");
         tokio::time::advance(REREAD_EVERY).await;
         assert_eq!(c.value(), "rotated");
         std::fs::remove_dir_all(&dir).ok();

@@ -40,7 +40,8 @@ pub enum EndpointError {
     /// logs, which print endpoints. The endpoint is named with them masked.
     #[error(
         "endpoint {masked:?} carries credentials (user:password@): Tailgate does not send \
-         them; put them in headers, e.g. authorization: \"Basic <base64 of user:password>\""
+         them; put them in a basicauth extension (client_auth: {{username, password}}) named \
+         by the exporter's auth: {{authenticator: …}}, as a Collector config does"
     )]
     Credentials {
         /// The endpoint with what comes before `@` replaced by `***`.

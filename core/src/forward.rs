@@ -577,15 +577,17 @@ impl GrpcClient {
         request: http::Request<MessageBody>,
     ) -> Result<Delivered, tonic::Status> {
         let response = self.client.request(request).await.map_err(|e| {
+            let chain = error_chain(&e);
+            let hint = match &self.tls {
+                None => "",
+                // rustls's words for a plaintext answer to its hello.
+                Some(_) if chain.contains("InvalidContentType") => PLAINTEXT_SERVER_HINT,
+                Some(_) if !e.is_connect() => TLS_HINT,
+                Some(_) => "",
+            };
             let mut status = tonic::Status::unavailable(format!(
-                "cannot reach {}: {}{}",
-                self.endpoint,
-                error_chain(&e),
-                if self.tls.is_some() && !e.is_connect() {
-                    TLS_HINT
-                } else {
-                    ""
-                }
+                "cannot reach {}: {chain}{hint}",
+                self.endpoint
             ));
             if e.is_connect() {
                 status.metadata_mut().insert(
@@ -796,6 +798,10 @@ fn http2_client(
 /// differently from run to run ("connection closed", "channel closed", "canceled").
 const TLS_HINT: &str = " (over TLS: if this persists, the server may be refusing this \
      client's certificate, or want one; its tls_failed_handshakes_total and log say)";
+
+const PLAINTEXT_SERVER_HINT: &str = " (the server answered in plaintext, not TLS: for a \
+     plaintext endpoint write http://, or set tls: {insecure: true}; an endpoint without a \
+     scheme is dialled with TLS, as the Collector dials it)";
 
 /// Whether a call failed because no connection could be made.
 fn is_connect_failure(status: &tonic::Status) -> bool {

@@ -343,6 +343,34 @@ async fn unreachable_and_invalid_endpoints() {
     }
 }
 
+/// Scenario: a client dialling TLS (an endpoint without a scheme and a `tls:` block, as
+/// a Collector user's `otlp` exporter writes it) to a server that speaks plaintext.
+/// Guarantees: the error says the server answered in plaintext and what to write instead
+/// (a black-box check found only rustls's "InvalidContentType").
+#[tokio::test]
+async fn tls_to_a_plaintext_server_says_so() {
+    let stop = CancellationToken::new();
+    let (addr, _backend) = CaptureBackend::start("127.0.0.1:0".parse().unwrap(), stop.clone())
+        .await
+        .unwrap();
+    let client = GrpcClient::with_tls_config(
+        &addr.to_string(),
+        &[],
+        Duration::from_secs(2),
+        quick_retry(),
+        Compression::None,
+        Some(&tailgate_core::tls::ClientTlsConfig::default()),
+    )
+    .unwrap();
+    let err = client.send_once(Bytes::new()).await.unwrap_err();
+    assert!(
+        err.message().contains("answered in plaintext")
+            && err.message().contains("tls: {insecure: true}"),
+        "{err}"
+    );
+    stop.cancel();
+}
+
 /// Scenario: an HTTP/2 server that answers 503 without any gRPC status (a proxy in the
 /// way). Guarantees: read as UNAVAILABLE (retryable), as the gRPC spec maps it.
 #[tokio::test]

@@ -423,6 +423,9 @@ enum Outcome {
     /// The backend refused the request as too large for it (`RESOURCE_EXHAUSTED` without
     /// `RetryInfo`, HTTP 413): smaller parts may pass.
     TooLarge(String),
+    /// The backend refuses the exporter's credentials (UNAUTHENTICATED, PERMISSION_DENIED,
+    /// HTTP 401, 403): not delivered, and every request will be refused until they change.
+    Unauthorized(String),
     /// Not delivered: refused for another reason, or still failing when retries ran out.
     Failed(String),
 }
@@ -445,6 +448,9 @@ impl Sink {
                     match status.code() {
                         tonic::Code::InvalidArgument => Outcome::Invalid(e),
                         tonic::Code::ResourceExhausted => Outcome::TooLarge(e),
+                        tonic::Code::Unauthenticated | tonic::Code::PermissionDenied => {
+                            Outcome::Unauthorized(e)
+                        }
                         _ => Outcome::Failed(e),
                     }
                 }
@@ -457,6 +463,7 @@ impl Sink {
                 },
                 Err(otlp_http::HttpExportError::Invalid(e)) => Outcome::Invalid(e),
                 Err(otlp_http::HttpExportError::TooLarge(e)) => Outcome::TooLarge(e),
+                Err(otlp_http::HttpExportError::Unauthorized(e)) => Outcome::Unauthorized(e),
                 Err(e) => Outcome::Failed(e.to_string()),
             },
             Sink::Debug(w) => match w.write(body).await {
@@ -486,7 +493,13 @@ pub struct Exporter {
     batch: BatchConfig,
     stats: Arc<GatewayStats>,
     own: Arc<ExporterStats>,
+    /// When refused credentials were last logged, and the spans failed for them since.
+    credentials_refused: (Option<Instant>, u64),
 }
+
+/// How often, at most, an exporter logs that its backend refuses its credentials (each
+/// refused request fails at once, so a bad key would log every request).
+const CREDENTIALS_REWARN: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// Starts one task per configured exporter. Must be called inside a Tokio runtime.
 ///
@@ -578,6 +591,7 @@ pub fn start(
             batch,
             stats: stats.clone(),
             own,
+            credentials_refused: (None, 0),
         };
         tasks.push(tokio::spawn(exporter.run()));
     }
@@ -822,6 +836,21 @@ impl Exporter {
                 Some(Outcome::TooLarge(error)) => {
                     sizes.refused(size);
                     tracing::warn!(exporter, bytes = size, %error, "Backend refused a single span, with its resource and scope headers, as too large; it is counted as failed.");
+                    failed.push(range);
+                }
+                Some(Outcome::Unauthorized(error)) => {
+                    let (warned, since) = &mut self.credentials_refused;
+                    *since += n;
+                    if warned.is_none_or(|at| at.elapsed() >= CREDENTIALS_REWARN) {
+                        tracing::warn!(
+                            exporter,
+                            %error,
+                            spans = *since,
+                            "The backend refuses this exporter's credentials (its headers or auth extension); spans counted as failed. Logged at most once a minute, spans counted since the last time."
+                        );
+                        *warned = Some(Instant::now());
+                        *since = 0;
+                    }
                     failed.push(range);
                 }
                 Some(Outcome::Failed(error)) => {

@@ -305,6 +305,9 @@ pub enum HttpExportError {
     /// The backend refused the request as too large (HTTP 413): a part of it may pass.
     #[error("{0}")]
     TooLarge(String),
+    /// The backend refuses the exporter's credentials (HTTP 401 or 403).
+    #[error("{0}")]
+    Unauthorized(String),
     /// Refused for good for another reason, or the request could not be built.
     #[error("{0}")]
     Rejected(String),
@@ -330,6 +333,14 @@ impl HttpClient {
             }
             Err(Failed::Rejected(e)) if e.status == Some(StatusCode::PAYLOAD_TOO_LARGE) => {
                 Err(HttpExportError::TooLarge(format!("{}: {e}", self.url)))
+            }
+            Err(Failed::Rejected(e))
+                if matches!(
+                    e.status,
+                    Some(StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN)
+                ) =>
+            {
+                Err(HttpExportError::Unauthorized(format!("{}: {e}", self.url)))
             }
             Err(Failed::Rejected(e)) => {
                 Err(HttpExportError::Rejected(format!("{}: {e}", self.url)))
@@ -551,6 +562,47 @@ mod tests {
             .collect();
         assert_eq!(auth, ["Basic dTpw"]);
         assert_eq!(req.headers()["x-tenant"], "a");
+    }
+
+    /// Scenario: a backend that takes only its own bearer token, sent a request with
+    /// another, then with it.
+    /// Guarantees: the first is refused as `Unauthorized` at once (not retried: 401 is
+    /// final), which the exporter reports as refused credentials; the second is taken.
+    #[tokio::test]
+    async fn refused_credentials_are_told_apart() {
+        use tailgate_core::credential::{Scheme, Secret};
+        use tailgate_core::test_util::CaptureBackend;
+        let stop = tokio_util::sync::CancellationToken::new();
+        let (addr, backend) = CaptureBackend::start_with(
+            "127.0.0.1:0".parse().unwrap(),
+            true,
+            None,
+            Some("right"),
+            stop.clone(),
+        )
+        .await
+        .unwrap();
+        let cfg: OtlpHttpConfig =
+            serde_yaml_ng::from_str(&format!("{{endpoint: 'http://{addr}'}}")).unwrap();
+        let with = |token: &str| {
+            let credential = Credential::new(
+                "authorization",
+                Scheme::Token {
+                    scheme: "Bearer".into(),
+                    token: Secret::Inline(token.into()),
+                },
+            )
+            .unwrap();
+            cfg.client_with(Some(Arc::new(credential))).unwrap()
+        };
+        let body = Bytes::from(
+            prost::Message::encode_to_vec(&tailgate_core::test_util::FakeOtlp::traces(2).build()),
+        );
+        let err = with("wrong").send(body.clone()).await.unwrap_err();
+        assert!(matches!(err, HttpExportError::Unauthorized(_)), "{err}");
+        with("right").send(body).await.unwrap();
+        assert!(backend.spans() > 0);
+        stop.cancel();
     }
 
     /// Scenario: `Retry-After` as seconds, as an HTTP date ahead and past, and garbage.
