@@ -375,6 +375,24 @@ impl ExtensionsConfig {
                         "extensions.{key}: both token and filename; the file's token is sent, as in the Collector"
                     ))
                 }
+                Extension::Basic(BasicAuth {
+                    client_auth: Some(c),
+                    ..
+                }) => {
+                    let both: Vec<&str> = [
+                        ("username", c.username.is_some() && c.username_file.is_some()),
+                        ("password", c.password.is_some() && c.password_file.is_some()),
+                    ]
+                    .into_iter()
+                    .filter_map(|(k, b)| b.then_some(k))
+                    .collect();
+                    (!both.is_empty()).then(|| {
+                        format!(
+                            "extensions.{key}.client_auth: both {0} and {0}_file; the file's is sent, as in the Collector",
+                            both.join(" and ")
+                        )
+                    })
+                }
                 _ => None,
             })
             .collect()
@@ -579,6 +597,21 @@ mod tests {
         ));
         assert!(
             matches!(e.validate(), Err((key, AuthError::TokenAndTokens(_))) if key == "extensions.bearertokenauth/both")
+        );
+        // basicauth's `_file` keys over the inline ones, with a warning.
+        std::fs::write(dir.join("user"), "from-file\n").unwrap();
+        let e = extensions(&format!(
+            "basicauth:\n  client_auth: {{username: inline, username_file: {}, password: p}}\n",
+            dir.join("user").display()
+        ));
+        assert_eq!(
+            e.credential(&auth("basicauth")).unwrap().value(),
+            "Basic ZnJvbS1maWxlOnA="
+        );
+        assert!(
+            e.warnings()[0].contains("both username and username_file"),
+            "{:?}",
+            e.warnings()
         );
         std::fs::remove_dir_all(&dir).ok();
     }

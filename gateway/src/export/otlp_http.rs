@@ -595,9 +595,9 @@ mod tests {
             .unwrap();
             cfg.client_with(Some(Arc::new(credential))).unwrap()
         };
-        let body = Bytes::from(
-            prost::Message::encode_to_vec(&tailgate_core::test_util::FakeOtlp::traces(2).build()),
-        );
+        let body = Bytes::from(prost::Message::encode_to_vec(
+            &tailgate_core::test_util::FakeOtlp::traces(2).build(),
+        ));
         let err = with("wrong").send(body.clone()).await.unwrap_err();
         assert!(matches!(err, HttpExportError::Unauthorized(_)), "{err}");
         with("right").send(body).await.unwrap();
