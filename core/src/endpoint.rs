@@ -159,7 +159,7 @@ mod tests {
                     .to_string()
                     .contains("SeCrEt"));
             }
-            assert!(text.contains("***@") && text.contains("headers"), "{text}");
+            assert!(text.contains("***@") && text.contains("basicauth extension"), "{text}");
         }
     }
 }
