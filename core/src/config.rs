@@ -829,7 +829,12 @@ fn expand_line(
                 let end = after
                     .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
                     .unwrap_or(after.len());
-                bare.push(after[..end].to_owned());
+                // Only a name the environment has: the rest of a secret after a `$`
+                // (`Tr0ub$dor`) is not logged as a variable's name.
+                let name = &after[..end];
+                if matches!(source("env", name), Ok(Some(_))) {
+                    bare.push(name.to_owned());
+                }
             }
             out.push('$');
             rest = after;
@@ -1478,11 +1483,18 @@ mod tests {
         )
         .unwrap();
         assert_eq!(got, "a: 10s\nb: 25\nc: 7\nd: \ne: $HOME $PLAIN\n");
-        // Bare `$NAME`s are named for a warning, once each, with their first line; `$$`,
-        // `${…}`, a `$` before a non-letter and comments are not.
+        // Bare `$NAME`s the environment has are named for a warning, once each, with
+        // their first line; `$$`, `${…}`, a `$` before a non-letter, comments, and names
+        // the environment does not have (the rest of a secret: `Tr0ub$dor`) are not.
+        let vars = env(&[
+            ("PLAIN", "p"),
+            ("OTHER_1", "o"),
+            ("COMMENTED", "c"),
+            ("HOME", "h"),
+        ]);
         let (_, _, bare) = expand_collect(
-            "a: $PLAIN\nb: x $$HOME ${env:WAIT} $5\nc: [$PLAIN, $OTHER_1] # $COMMENTED\n",
-            &src,
+            "a: $PLAIN\nb: x $$HOME ${env:PLAIN} $5 Tr0ub$dor\nc: [$PLAIN, $OTHER_1] # $COMMENTED\n",
+            &vars,
         );
         assert_eq!(bare, [(1, "PLAIN".to_owned()), (3, "OTHER_1".to_owned())]);
         assert_eq!(expand("a: 1\nb: ${env:1X}\n", &src).unwrap_err().0, 2);
@@ -1497,7 +1509,7 @@ mod tests {
             .contains("unterminated"));
     }
 
-    /// Scenario: a reference that is a whole key or item inside a flow collection on its
+    /// Scenario: a reference that is a whole value or item inside a flow collection on its
     /// line, its value holding what YAML reads specially there (a DSN with `@` and `?`, a
     /// list separator), or a negative number.
     /// Guarantees: read as its text (a number as a number), where the Collector's YAML

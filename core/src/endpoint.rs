@@ -159,7 +159,10 @@ mod tests {
                     .to_string()
                     .contains("SeCrEt"));
             }
-            assert!(text.contains("***@") && text.contains("basicauth extension"), "{text}");
+            assert!(
+                text.contains("***@") && text.contains("basicauth extension"),
+                "{text}"
+            );
         }
     }
 }

@@ -470,8 +470,9 @@ impl GrpcClient {
         })
     }
 
-    /// Sends `credential`'s header with every request (after `headers`, so it wins over a
-    /// header of the same name, as an authenticator extension does in the Collector).
+    /// Sends `credential`'s header with every request (after `headers`, so it replaces a
+    /// header of the same name, as the Collector's `otlphttp` does; its gRPC client sends
+    /// both values).
     pub fn with_credential(mut self, credential: Arc<crate::credential::Credential>) -> Self {
         self.credential = Some(credential);
         self

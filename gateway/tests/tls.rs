@@ -328,14 +328,14 @@ async fn exporters_authenticate_with_the_collectors_extensions() {
                 &format!("https://{grpc_addr}'\n    tls: {{ca_file: '{ca}'}}"),
                 &format!("http://{grpc_addr}'"),
             ),
-            "gateway.yaml:12: export.otlp.auth.authenticator",
+            "gateway.yaml:12: export.otlp.auth.authenticator: bearertokenauth/file sends credentials, and this gRPC exporter is plaintext: write the endpoint as https://",
         ),
         (
             config_text.replace(
                 &format!("https://{grpc_addr}'\n    tls: {{ca_file: '{ca}'}}"),
                 &format!("{grpc_addr}'\n    tls: {{insecure: true}}"),
             ),
-            "remove insecure: true",
+            "gateway.yaml:13: export.otlp.auth.authenticator: bearertokenauth/file sends credentials, and this gRPC exporter is plaintext: remove insecure: true",
         ),
         (
             config_text.replace(

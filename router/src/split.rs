@@ -52,8 +52,8 @@ struct Membership {
     members: Vec<Member>,
     /// A forwarder per discovered member.
     forwarders: HashMap<Member, Arc<Forwarder>>,
-    /// Forwarders of members that left the ring with spans still pending (in flight:
-    /// what was queued went to the new owners), until those settle: counted in
+    /// Forwarders of members that left the ring, while they may have spans pending (in
+    /// flight: what was queued went to the new owners; pruned once settled): counted in
     /// [`Router::pending_spans`] and by a drain's deadline, not lost from the books.
     left: Vec<Arc<Forwarder>>,
     tasks: Vec<JoinHandle<()>>,
@@ -138,12 +138,33 @@ impl Router {
             .sum()
     }
 
-    /// The members' forwarders and those of members that left with spans pending.
+    /// The members' forwarders and those of members that left with spans pending (the
+    /// settled ones are dropped here, with their clients).
     fn forwarders_and_left(&self) -> Vec<Arc<Forwarder>> {
         self.membership
             .lock()
-            .map(|m| m.forwarders.values().chain(&m.left).cloned().collect())
+            .map(|mut m| {
+                m.left.retain(|f| f.stats.pending_spans.get() > 0);
+                m.forwarders.values().chain(&m.left).cloned().collect()
+            })
             .unwrap_or_default()
+    }
+
+    /// Parts that landed in the queue of a gateway that left after its queue was handed
+    /// on (admitted over a ring read just before it left) go to their traces' new owners.
+    fn reroute_left_queues(&self) {
+        let parts: Vec<Part> = match self.membership.lock() {
+            Ok(m) => m
+                .left
+                .iter()
+                .filter(|f| f.queued_bytes() > 0)
+                .flat_map(|f| f.take_queued())
+                .collect(),
+            Err(_) => return,
+        };
+        if !parts.is_empty() {
+            self.reroute(parts);
+        }
     }
 
     fn forwarders(&self) -> Vec<Arc<Forwarder>> {
@@ -205,6 +226,7 @@ impl Router {
             f.leave();
             self.reroute(parts);
         }
+        self.reroute_left_queues();
     }
 
     fn spawn_forwarder(
@@ -379,6 +401,7 @@ impl Router {
             }
             Err(_) => Vec::new(),
         };
+        self.reroute_left_queues();
         // A send that fails after another forwarder has emptied its queue and stopped
         // re-routes its parts there: a forwarder that stopped with parts queued is started
         // again, until none is left or the deadline passes.

@@ -792,9 +792,9 @@ async fn a_large_request_reaches_a_gateway_cut_to_its_request_size() {
 /// Scenario: two gateways, one of which accepts connections and never answers (a hung
 /// pod), with a 30 s request timeout; requests arrive, so parts are in flight to it; it
 /// leaves the ring; then the router drains with a short deadline.
-/// Guarantees: the spans in flight to the gateway that left stay pending (they were
-/// dropped from the books when it left), and the drain deadline counts them failed: every
-/// span sent is delivered or failed, none pending after.
+/// Guarantees: the spans in flight to the gateway that left stay pending after it left
+/// (before the fix they were in no count), and the drain deadline counts them failed:
+/// every span sent is delivered or failed, none pending after.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn spans_in_flight_to_a_gateway_that_left_are_counted_at_the_drain_deadline() {
     let stop = CancellationToken::new();

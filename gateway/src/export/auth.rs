@@ -84,6 +84,22 @@ fn one_or_many<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D:
         fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
             Ok(Vec::new())
         }
+        // A token of digits alone reads as a number; its text is the token. Other
+        // scalars are refused without quoting them.
+        fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Self::Value, E> {
+            Ok(vec![v.to_string()])
+        }
+        fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Self::Value, E> {
+            Ok(vec![v.to_string()])
+        }
+        fn visit_f64<E: serde::de::Error>(self, _: f64) -> Result<Self::Value, E> {
+            Err(E::custom(
+                "tokens: a number that is not an integer; quote the token",
+            ))
+        }
+        fn visit_bool<E: serde::de::Error>(self, _: bool) -> Result<Self::Value, E> {
+            Err(E::custom("tokens: true or false; quote the token"))
+        }
         fn visit_seq<A: serde::de::SeqAccess<'de>>(
             self,
             mut seq: A,
@@ -125,13 +141,13 @@ pub struct ClientAuth {
     /// The user name.
     #[serde(default)]
     pub username: Option<String>,
-    /// A file whose first line is the user name (over `username`).
+    /// A file whose text, trimmed, is the user name (over `username`).
     #[serde(default)]
     pub username_file: Option<PathBuf>,
     /// The password.
     #[serde(default)]
     pub password: Option<String>,
-    /// A file whose first line is the password (over `password`).
+    /// A file whose text, trimmed, is the password (over `password`).
     #[serde(default)]
     pub password_file: Option<PathBuf>,
     /// Credentials from AWS Secrets Manager: not supported (refused).
@@ -547,6 +563,20 @@ mod tests {
         }
         // `tokens` written as one string (an `${env:…}`) is a list of one, not an error
         // quoting it.
+        for (yaml, says) in [
+            ("bearertokenauth: {tokens: 1.5}\n", "quote the token"),
+            ("bearertokenauth: {tokens: true}\n", "quote the token"),
+        ] {
+            let err = serde_yaml_ng::from_str::<ExtensionsConfig>(yaml)
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(says) && !err.contains("1.5"), "{err}");
+        }
+        let digits = extensions("bearertokenauth: {tokens: 123456}\n");
+        assert_eq!(
+            digits.credential(&auth("bearertokenauth")).unwrap().value(),
+            "Bearer 123456"
+        );
         let one = extensions("bearertokenauth: {tokens: s3cret}\n");
         assert_eq!(
             one.credential(&auth("bearertokenauth")).unwrap().value(),

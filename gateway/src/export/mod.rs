@@ -180,7 +180,7 @@ impl ExportConfig {
                     c.uses_tls() && c.tls.as_ref().is_some_and(|t| t.insecure_skip_verify)
                 }
                 ExporterConfig::OtlpHttp(c) => {
-                    c.tls.as_ref().is_some_and(|t| t.insecure_skip_verify)
+                    c.uses_tls() && c.tls.as_ref().is_some_and(|t| t.insecure_skip_verify)
                 }
                 ExporterConfig::Debug(_) => false,
             };
