@@ -23,6 +23,10 @@ use tokio::time::Instant;
 /// How often, at most, secret files are read again.
 pub const REREAD_EVERY: Duration = Duration::from_secs(10);
 
+/// The least time between two reads forced by refusals ([`Credential::refresh_now`]), so
+/// that a backend refusing every request does not have the files read for each.
+pub const FORCED_REREAD_EVERY: Duration = Duration::from_secs(1);
+
 /// Largest secret file read: a token or password is far smaller; a path to a device or a
 /// log by mistake is refused rather than read.
 pub const MAX_SECRET_FILE_BYTES: u64 = 64 * 1024;
@@ -176,6 +180,37 @@ impl Credential {
             }
         }
         lock().value.clone()
+    }
+
+    /// Reads the secret files now, for a request the backend refused as unauthenticated:
+    /// whether the value changed (a key rotated since the last read), so that the
+    /// request is worth sending again. At most once per [`FORCED_REREAD_EVERY`]; `false`
+    /// for inline secrets.
+    pub fn refresh_now(&self) -> bool {
+        if !self.reads_files() {
+            return false;
+        }
+        let lock = || {
+            self.current
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+        };
+        {
+            let mut current = lock();
+            if current.read_at.elapsed() < FORCED_REREAD_EVERY {
+                return false;
+            }
+            current.read_at = Instant::now();
+        }
+        match make_value(&self.scheme) {
+            Ok(value) => {
+                let mut current = lock();
+                let changed = current.value != value;
+                current.value = value;
+                changed
+            }
+            Err(_) => false,
+        }
     }
 
     fn reads_files(&self) -> bool {
@@ -449,6 +484,18 @@ mod tests {
         tokio::time::advance(REREAD_EVERY / 2).await;
         assert_eq!(c.value(), "first");
         tokio::time::advance(REREAD_EVERY / 2).await;
+        assert_eq!(c.value(), "rotated");
+        // A refusal forces a read: at once when the file changed since (at most once a
+        // second), not when it did not.
+        std::fs::write(&path, "forced\n").unwrap();
+        assert!(!c.refresh_now(), "within a second of the last read");
+        tokio::time::advance(FORCED_REREAD_EVERY).await;
+        assert!(c.refresh_now());
+        assert_eq!(c.value(), "forced");
+        tokio::time::advance(FORCED_REREAD_EVERY).await;
+        assert!(!c.refresh_now(), "unchanged");
+        std::fs::write(&path, "rotated\n").unwrap();
+        tokio::time::advance(REREAD_EVERY).await;
         assert_eq!(c.value(), "rotated");
         std::fs::remove_file(&path).unwrap();
         tokio::time::advance(REREAD_EVERY).await;

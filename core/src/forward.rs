@@ -680,6 +680,19 @@ impl GrpcClient {
                         }
                         // Retrying cannot help: it takes no more until it is gone.
                         Err(status) if is_leaving(&status) => Attempt::Fail(status),
+                        // Refused credentials: worth another try only with a key read
+                        // anew from its file (rotated since the last read).
+                        Err(status)
+                            if matches!(
+                                status.code(),
+                                tonic::Code::Unauthenticated | tonic::Code::PermissionDenied
+                            ) && self.credential.as_ref().is_some_and(|c| c.refresh_now()) =>
+                        {
+                            Attempt::Retry {
+                                error: status,
+                                after: None,
+                            }
+                        }
                         Err(status) if is_retryable_status(&status) => Attempt::Retry {
                             after: retry_delay(&status),
                             error: status,

@@ -371,6 +371,55 @@ async fn tls_to_a_plaintext_server_says_so() {
     stop.cancel();
 }
 
+/// Scenario: a backend that takes only its bearer token; a client whose key file held an
+/// old key when read and was rotated since.
+/// Guarantees: the refused request (UNAUTHENTICATED) reads the file again and is sent
+/// again with the new key: delivered on the second attempt, not given up.
+#[tokio::test]
+async fn a_refused_key_is_read_again_from_its_file() {
+    use tailgate_core::credential::{Credential, Scheme, Secret, FORCED_REREAD_EVERY};
+    let stop = CancellationToken::new();
+    let (addr, backend) = CaptureBackend::start_with(
+        "127.0.0.1:0".parse().unwrap(),
+        false,
+        None,
+        Some("right"),
+        stop.clone(),
+    )
+    .await
+    .unwrap();
+    let dir = std::env::temp_dir().join(format!("tailgate-grpc-401-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("token");
+    std::fs::write(&file, "wrong\n").unwrap();
+    let credential = Credential::new(
+        "authorization",
+        Scheme::Token {
+            scheme: "Bearer".into(),
+            token: Secret::File(file.clone()),
+        },
+    )
+    .unwrap();
+    let client = GrpcClient::new(
+        &format!("http://{addr}"),
+        &[],
+        Duration::from_secs(2),
+        quick_retry(),
+    )
+    .unwrap()
+    .with_credential(Arc::new(credential));
+    std::fs::write(&file, "right\n").unwrap();
+    tokio::time::pause();
+    tokio::time::advance(FORCED_REREAD_EVERY).await;
+    tokio::time::resume();
+    let body = Bytes::from(FakeOtlp::traces(2).build().encode_to_vec());
+    let delivered = client.send(body).await.unwrap();
+    assert_eq!(delivered.attempts, 2);
+    assert!(backend.spans() > 0);
+    std::fs::remove_dir_all(&dir).ok();
+    stop.cancel();
+}
+
 /// Scenario: an HTTP/2 server that answers 503 without any gRPC status (a proxy in the
 /// way). Guarantees: read as UNAVAILABLE (retryable), as the gRPC spec maps it.
 #[tokio::test]

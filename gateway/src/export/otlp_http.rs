@@ -440,6 +440,19 @@ impl HttpClient {
                 };
             }
         };
+        // Refused credentials: worth another try only with a key read anew from its file
+        // (rotated since the last read).
+        if matches!(status, StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN)
+            && self.credential.as_ref().is_some_and(|c| c.refresh_now())
+        {
+            return Attempt::Retry {
+                error: Failure {
+                    status: Some(status),
+                    message: format!("HTTP {status}: credentials refused; read again"),
+                },
+                after: None,
+            };
+        }
         classify(status, body, after)
     }
 }
@@ -566,8 +579,10 @@ mod tests {
 
     /// Scenario: a backend that takes only its own bearer token, sent a request with
     /// another, then with it.
+    /// Then a client whose key file is rotated between its reads.
     /// Guarantees: the first is refused as `Unauthorized` at once (not retried: 401 is
-    /// final), which the exporter reports as refused credentials; the second is taken.
+    /// final), which the exporter reports as refused credentials; the second is taken; the
+    /// rotated file is read again on the refusal and the request sent again with it.
     #[tokio::test]
     async fn refused_credentials_are_told_apart() {
         use tailgate_core::credential::{Scheme, Secret};
@@ -600,8 +615,37 @@ mod tests {
         ));
         let err = with("wrong").send(body.clone()).await.unwrap_err();
         assert!(matches!(err, HttpExportError::Unauthorized(_)), "{err}");
-        with("right").send(body).await.unwrap();
+        with("right").send(body.clone()).await.unwrap();
         assert!(backend.spans() > 0);
+
+        // A key file rotated since its last read: the refused request reads it again and
+        // is sent with the new key, not given up.
+        let dir = std::env::temp_dir().join(format!("tailgate-401-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("token");
+        std::fs::write(&file, "wrong\n").unwrap();
+        let credential = Credential::new(
+            "authorization",
+            Scheme::Token {
+                scheme: "Bearer".into(),
+                token: Secret::File(file.clone()),
+            },
+        )
+        .unwrap();
+        let client = cfg.client_with(Some(Arc::new(credential))).unwrap();
+        std::fs::write(&file, "right\n").unwrap();
+        // Past the least time between forced reads (the clock paused only for this).
+        tokio::time::pause();
+        tokio::time::advance(tailgate_core::credential::FORCED_REREAD_EVERY).await;
+        tokio::time::resume();
+        let before = backend.spans();
+        let delivered = client.send(body).await.unwrap();
+        assert_eq!(
+            delivered.attempts, 2,
+            "refused once, then sent with the new key"
+        );
+        assert!(backend.spans() > before);
+        std::fs::remove_dir_all(&dir).ok();
         stop.cancel();
     }
 
