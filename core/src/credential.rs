@@ -128,6 +128,9 @@ impl std::fmt::Debug for Credential {
 struct Current {
     value: HeaderValue,
     read_at: Instant,
+    /// The last read forced by a refusal: they are spaced on their own, so that a key
+    /// rotated just after a routine read is still picked up by the first refusal.
+    forced_at: Option<Instant>,
 }
 
 impl Credential {
@@ -142,6 +145,7 @@ impl Credential {
             current: Mutex::new(Current {
                 value,
                 read_at: Instant::now(),
+                forced_at: None,
             }),
         })
     }
@@ -197,10 +201,15 @@ impl Credential {
         };
         {
             let mut current = lock();
-            if current.read_at.elapsed() < FORCED_REREAD_EVERY {
+            if current
+                .forced_at
+                .is_some_and(|at| at.elapsed() < FORCED_REREAD_EVERY)
+            {
                 return false;
             }
-            current.read_at = Instant::now();
+            let now = Instant::now();
+            current.forced_at = Some(now);
+            current.read_at = now;
         }
         match make_value(&self.scheme) {
             Ok(value) => {
@@ -485,13 +494,16 @@ mod tests {
         assert_eq!(c.value(), "first");
         tokio::time::advance(REREAD_EVERY / 2).await;
         assert_eq!(c.value(), "rotated");
-        // A refusal forces a read: at once when the file changed since (at most once a
-        // second), not when it did not.
+        // A refusal forces a read: at once, even just after a routine read, and true when
+        // the file changed; forced reads at most once a second; false when unchanged.
         std::fs::write(&path, "forced\n").unwrap();
-        assert!(!c.refresh_now(), "within a second of the last read");
+        assert!(c.refresh_now(), "right after a routine read");
+        assert_eq!(c.value(), "forced");
+        std::fs::write(&path, "again\n").unwrap();
+        assert!(!c.refresh_now(), "within a second of the last forced read");
         tokio::time::advance(FORCED_REREAD_EVERY).await;
         assert!(c.refresh_now());
-        assert_eq!(c.value(), "forced");
+        assert_eq!(c.value(), "again");
         tokio::time::advance(FORCED_REREAD_EVERY).await;
         assert!(!c.refresh_now(), "unchanged");
         std::fs::write(&path, "rotated\n").unwrap();

@@ -282,7 +282,11 @@ fn instead_of(kind: &str) -> &'static str {
             "it copies headers from each incoming request, and Tailgate exports traces \
              gathered from many requests: set fixed values in the exporter's headers:"
         }
-        _ => "fixed credentials go in an exporter's headers:",
+        kind if kind.ends_with("_storage") => {
+            "Tailgate queues kept spans in memory (an exporter's queue_bytes) and stores \
+             nothing: remove it"
+        }
+        _ => "remove it; fixed credentials go in an exporter's headers:",
     }
 }
 
@@ -542,7 +546,11 @@ mod tests {
             ("headers_setter: {headers: []}\n", "fixed values"),
             (
                 "zpages: {}\n",
-                "fixed credentials go in an exporter's headers",
+                "remove it; fixed credentials go in an exporter's headers",
+            ),
+            (
+                "file_storage: {directory: /var/lib/otelcol}\n",
+                "queues kept spans in memory",
             ),
             (
                 "bearertokenauth: {token: a, tokn: b}\n",
