@@ -374,7 +374,8 @@ async fn tls_to_a_plaintext_server_says_so() {
 /// Scenario: a backend that takes only its bearer token; a client whose key file held an
 /// old key when read and was rotated since.
 /// Guarantees: the refused request (UNAUTHENTICATED) reads the file again and is sent
-/// again with the new key: delivered on the second attempt, not given up.
+/// again with the new key: delivered on the second attempt, not given up. A credential
+/// replaces a configured header of its name.
 #[tokio::test]
 async fn a_refused_key_is_read_again_from_its_file() {
     use tailgate_core::credential::{Credential, Scheme, Secret, FORCED_REREAD_EVERY};
@@ -413,9 +414,31 @@ async fn a_refused_key_is_read_again_from_its_file() {
     tokio::time::advance(FORCED_REREAD_EVERY).await;
     tokio::time::resume();
     let body = Bytes::from(FakeOtlp::traces(2).build().encode_to_vec());
-    let delivered = client.send(body).await.unwrap();
+    let delivered = client.send(body.clone()).await.unwrap();
     assert_eq!(delivered.attempts, 2);
     assert!(backend.spans() > 0);
+
+    // The credential's header replaces a configured header of the same name (the backend
+    // reads the first `authorization`: were both sent, the stale one would be refused).
+    let stale = [("Authorization".to_owned(), "Bearer wrong".to_owned())];
+    let replaced = GrpcClient::new(
+        &format!("http://{addr}"),
+        &stale,
+        Duration::from_secs(2),
+        quick_retry(),
+    )
+    .unwrap()
+    .with_credential(Arc::new(
+        Credential::new(
+            "authorization",
+            Scheme::Token {
+                scheme: "Bearer".into(),
+                token: Secret::Inline("right".into()),
+            },
+        )
+        .unwrap(),
+    ));
+    assert_eq!(replaced.send(body).await.unwrap().attempts, 1);
     std::fs::remove_dir_all(&dir).ok();
     stop.cancel();
 }
