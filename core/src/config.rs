@@ -558,11 +558,12 @@ fn whole_value_start(before: &str) -> bool {
     let Some(key) = t.trim_end().strip_suffix(':') else {
         return false;
     };
-    t.len() > t.trim_end().len()
-        && !key.is_empty()
-        && key
-            .chars()
-            .all(|c| c.is_alphanumeric() || "_-./".contains(c))
+    t.len() > t.trim_end().len() && !key.is_empty() && key.chars().all(plain_key_char)
+}
+
+/// A character of a plain key a reference may follow (`key: ${…}`).
+fn plain_key_char(c: char) -> bool {
+    c.is_alphanumeric() || "_-./".contains(c)
 }
 
 /// `value` as a double-quoted YAML string.
@@ -746,11 +747,7 @@ fn whole_flow_value(ctx: Context, before: &str, after: &str) -> bool {
         return false;
     };
     let key = key.trim();
-    before.len() > b.len()
-        && !key.is_empty()
-        && key
-            .chars()
-            .all(|c| c.is_alphanumeric() || "_-./".contains(c))
+    before.len() > b.len() && !key.is_empty() && key.chars().all(plain_key_char)
 }
 
 /// Whether the rest of a line, after a value, holds nothing or only a comment (a `#` after

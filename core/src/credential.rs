@@ -160,13 +160,8 @@ impl Credential {
     /// the lock while it reads: the others send the value they find); an unreadable or
     /// empty one keeps the last value.
     pub fn value(&self) -> HeaderValue {
-        let lock = || {
-            self.current
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-        };
         let due = self.reads_files() && {
-            let mut current = lock();
+            let mut current = self.current();
             let due = current.read_at.elapsed() >= REREAD_EVERY;
             if due {
                 current.read_at = Instant::now();
@@ -175,7 +170,7 @@ impl Credential {
         };
         if due {
             match make_value(&self.scheme) {
-                Ok(value) => lock().value = value,
+                Ok(value) => self.current().value = value,
                 Err(error) => tracing::warn!(
                     header = %self.header,
                     %error,
@@ -183,7 +178,7 @@ impl Credential {
                 ),
             }
         }
-        lock().value.clone()
+        self.current().value.clone()
     }
 
     /// Reads the secret files now, for a request the backend refused as unauthenticated:
@@ -194,13 +189,8 @@ impl Credential {
         if !self.reads_files() {
             return false;
         }
-        let lock = || {
-            self.current
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-        };
         {
-            let mut current = lock();
+            let mut current = self.current();
             if current
                 .forced_at
                 .is_some_and(|at| at.elapsed() < FORCED_REREAD_EVERY)
@@ -213,13 +203,20 @@ impl Credential {
         }
         match make_value(&self.scheme) {
             Ok(value) => {
-                let mut current = lock();
+                let mut current = self.current();
                 let changed = current.value != value;
                 current.value = value;
                 changed
             }
             Err(_) => false,
         }
+    }
+
+    /// The current value, whatever a panicking holder left (it is a whole value).
+    fn current(&self) -> std::sync::MutexGuard<'_, Current> {
+        self.current
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     fn reads_files(&self) -> bool {

@@ -170,8 +170,9 @@ pub struct RetryStats {
     warned: std::sync::Mutex<Option<(String, tokio::time::Instant)>>,
 }
 
-/// Least time between two warnings of a failing endpoint whose error changed.
-const REWARN_AFTER: Duration = Duration::from_secs(60);
+/// Least time between two warnings of a failing endpoint whose error changed (also of an
+/// exporter whose backend refuses its credentials).
+pub const REWARN_AFTER: Duration = Duration::from_secs(60);
 
 impl RetryStats {
     /// Whether the endpoint is failing: its last attempt failed and was worth retrying.

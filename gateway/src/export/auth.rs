@@ -293,6 +293,12 @@ fn instead_of(kind: &str) -> &'static str {
 impl ExtensionsConfig {
     /// The credential that `auth` names, its files read now.
     pub fn credential(&self, auth: &AuthRef) -> Result<Arc<Credential>, AuthError> {
+        let (key, extension) = self.named(auth)?;
+        Self::credential_of(key, extension)
+    }
+
+    /// The extension `auth` names (its key and settings), without reading its files.
+    pub fn named(&self, auth: &AuthRef) -> Result<(&str, &Extension), AuthError> {
         let name = auth.authenticator.trim();
         let Some((key, extension)) = self.extensions.iter().find(|(k, _)| k == name) else {
             let defined = if self.extensions.is_empty() {
@@ -307,7 +313,7 @@ impl ExtensionsConfig {
                 defined,
             });
         };
-        Self::credential_of(key, extension)
+        Ok((key, extension))
     }
 
     /// Builds every extension's credential, reading its files, as the Collector starts

@@ -234,7 +234,10 @@ impl ExportConfig {
             checked.map_err(|m| (format!("export.{key}"), m))?;
             if let Some(auth) = e.auth() {
                 let at = || format!("export.{key}.auth.authenticator");
-                e.credential(extensions)
+                // The extension's own settings and files are checked once, by
+                // `ExtensionsConfig::validate`: here only that it is there.
+                extensions
+                    .named(auth)
                     .map_err(|err| (at(), SettingError::Auth(err)))?;
                 if let ExporterConfig::OtlpGrpc(c) = e {
                     if !c.uses_tls() {
@@ -496,10 +499,6 @@ pub struct Exporter {
     /// When refused credentials were last logged, and the spans failed for them since.
     credentials_refused: (Option<Instant>, u64),
 }
-
-/// How often, at most, an exporter logs that its backend refuses its credentials (each
-/// refused request fails at once, so a bad key would log every request).
-const CREDENTIALS_REWARN: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// Starts one task per configured exporter. Must be called inside a Tokio runtime.
 ///
@@ -841,7 +840,7 @@ impl Exporter {
                 Some(Outcome::Unauthorized(error)) => {
                     let (warned, since) = &mut self.credentials_refused;
                     *since += n;
-                    if warned.is_none_or(|at| at.elapsed() >= CREDENTIALS_REWARN) {
+                    if warned.is_none_or(|at| at.elapsed() >= tailgate_core::retry::REWARN_AFTER) {
                         tracing::warn!(
                             exporter,
                             %error,
