@@ -13,7 +13,7 @@
 //! warning (as the Collector keeps its last token).
 
 use std::path::PathBuf;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use base64::Engine;
@@ -26,6 +26,10 @@ pub const REREAD_EVERY: Duration = Duration::from_secs(10);
 /// The least time between two reads forced by refusals ([`Credential::refresh_now`]), so
 /// that a backend refusing every request does not have the files read for each.
 pub const FORCED_REREAD_EVERY: Duration = Duration::from_secs(1);
+
+/// The longest a request waits for its read of the secret files before it is sent with
+/// the last value read (the read goes on; see [`Credential::value`]).
+pub const READ_WAIT: Duration = Duration::from_secs(1);
 
 /// Largest secret file read: a token or password is far smaller; a path to a device or a
 /// log by mistake is refused rather than read.
@@ -112,8 +116,8 @@ pub enum CredentialError {
 /// header's name and where the secrets come from, never their values.
 pub struct Credential {
     header: HeaderName,
-    scheme: Scheme,
-    current: Mutex<Current>,
+    scheme: Arc<Scheme>,
+    current: Arc<Mutex<Current>>,
 }
 
 impl std::fmt::Debug for Credential {
@@ -131,6 +135,18 @@ struct Current {
     /// The last read forced by a refusal: they are spaced on their own, so that a key
     /// rotated just after a routine read is still picked up by the first refusal.
     forced_at: Option<Instant>,
+    /// A read of the files is under way (at most one at a time: a file on a hung mount
+    /// holds one thread of the blocking pool, not one per request).
+    reading: bool,
+}
+
+/// Which read a request asks for.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Read {
+    /// The routine one, when the last is [`REREAD_EVERY`] old.
+    Routine,
+    /// One forced by a refusal, spaced by [`FORCED_REREAD_EVERY`] among themselves.
+    Forced,
 }
 
 impl Credential {
@@ -141,12 +157,13 @@ impl Credential {
         let value = make_value(&scheme)?;
         Ok(Credential {
             header,
-            scheme,
-            current: Mutex::new(Current {
+            scheme: Arc::new(scheme),
+            current: Arc::new(Mutex::new(Current {
                 value,
                 read_at: Instant::now(),
                 forced_at: None,
-            }),
+                reading: false,
+            })),
         })
     }
 
@@ -155,77 +172,105 @@ impl Credential {
         &self.header
     }
 
-    /// The header's value for the next request: secret files are read again when the last
-    /// read is [`REREAD_EVERY`] old (by the one request that finds it so, without holding
-    /// the lock while it reads: the others send the value they find); an unreadable or
-    /// empty one keeps the last value.
-    pub fn value(&self) -> HeaderValue {
-        let due = self.reads_files() && {
-            let mut current = self.current();
-            let due = current.read_at.elapsed() >= REREAD_EVERY;
-            if due {
-                current.read_at = Instant::now();
-            }
-            due
-        };
-        if due {
-            match make_value(&self.scheme) {
-                Ok(value) => self.current().value = value,
-                Err(error) => tracing::warn!(
-                    header = %self.header,
-                    %error,
-                    "Cannot read a credential again; sending the last one read."
-                ),
-            }
+    /// The value last read, without reading anything.
+    pub fn last_value(&self) -> HeaderValue {
+        lock(&self.current).value.clone()
+    }
+
+    /// The header's value for the next request. Secret files are read again when the last
+    /// read is [`REREAD_EVERY`] old, by the one request that finds it so; the others send
+    /// the value they find. The read runs on the blocking pool, not on the runtime's
+    /// workers, and is waited for at most [`READ_WAIT`]: a file on a hung network mount
+    /// delays one request by that, then the last value is sent. An unreadable or empty
+    /// file keeps the last value, with a warning.
+    pub async fn value(&self) -> HeaderValue {
+        if self.start_read(Read::Routine) {
+            self.read_again().await;
         }
-        self.current().value.clone()
+        self.last_value()
     }
 
     /// Reads the secret files now, for a request the backend refused as unauthenticated:
     /// whether the value changed (a key rotated since the last read), so that the
     /// request is worth sending again. At most once per [`FORCED_REREAD_EVERY`]; `false`
-    /// for inline secrets.
-    pub fn refresh_now(&self) -> bool {
+    /// for inline secrets, and when the read fails or takes longer than [`READ_WAIT`].
+    pub async fn refresh_now(&self) -> bool {
+        self.start_read(Read::Forced) && self.read_again().await
+    }
+
+    /// Whether this request is the one to read the files (then marked as reading).
+    fn start_read(&self, read: Read) -> bool {
         if !self.reads_files() {
             return false;
         }
-        {
-            let mut current = self.current();
-            if current
-                .forced_at
-                .is_some_and(|at| at.elapsed() < FORCED_REREAD_EVERY)
-            {
-                return false;
-            }
+        let mut current = lock(&self.current);
+        let due = !current.reading
+            && match read {
+                Read::Routine => current.read_at.elapsed() >= REREAD_EVERY,
+                Read::Forced => current
+                    .forced_at
+                    .is_none_or(|at| at.elapsed() >= FORCED_REREAD_EVERY),
+            };
+        if due {
             let now = Instant::now();
-            current.forced_at = Some(now);
+            current.reading = true;
             current.read_at = now;
-        }
-        match make_value(&self.scheme) {
-            Ok(value) => {
-                let mut current = self.current();
-                let changed = current.value != value;
-                current.value = value;
-                changed
+            if read == Read::Forced {
+                current.forced_at = Some(now);
             }
-            Err(_) => false,
         }
+        due
     }
 
-    /// The current value, whatever a panicking holder left (it is a whole value).
-    fn current(&self) -> std::sync::MutexGuard<'_, Current> {
-        self.current
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    /// Reads the files on the blocking pool and keeps what it reads: whether the value
+    /// changed, if the read ended within [`READ_WAIT`]. A read that takes longer goes
+    /// on, and its value is kept when it ends.
+    async fn read_again(&self) -> bool {
+        let scheme = self.scheme.clone();
+        let current = self.current.clone();
+        let header = self.header.clone();
+        // The warning goes where this task's logs go (a test's subscriber, too).
+        let dispatch = tracing::dispatcher::get_default(Clone::clone);
+        let read = tokio::task::spawn_blocking(move || {
+            let value = make_value(&scheme);
+            let mut current = lock(&current);
+            current.reading = false;
+            match value {
+                Ok(value) => {
+                    let changed = current.value != value;
+                    current.value = value;
+                    changed
+                }
+                Err(error) => {
+                    drop(current);
+                    tracing::dispatcher::with_default(&dispatch, || {
+                        tracing::warn!(
+                            header = %header,
+                            %error,
+                            "Cannot read a credential again; sending the last one read."
+                        )
+                    });
+                    false
+                }
+            }
+        });
+        matches!(tokio::time::timeout(READ_WAIT, read).await, Ok(Ok(true)))
     }
 
     fn reads_files(&self) -> bool {
         let file = |s: &Secret| matches!(s, Secret::File(_));
-        match &self.scheme {
+        match &*self.scheme {
             Scheme::Token { token, .. } => file(token),
             Scheme::Basic { username, password } => file(username) || file(password),
         }
     }
+}
+
+/// The current value, whatever a panicking holder left (it is a whole value).
+fn lock(current: &Mutex<Current>) -> std::sync::MutexGuard<'_, Current> {
+    current
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// Reads `secret`, trimmed: the inline text or the file's; with `first_line`, only the
@@ -245,11 +290,13 @@ fn read(secret: &Secret, what: &'static str, first_line: bool) -> Result<String,
     Ok(text.to_owned())
 }
 
-/// A regular file's text, at most [`MAX_SECRET_FILE_BYTES`]. What the path is, is looked
-/// up before the file is opened: opening a FIFO blocks until a writer comes (a worker
-/// thread, and with it the gateway, stood still), and a device may never end.
+/// A regular file's text, at most [`MAX_SECRET_FILE_BYTES`]. The file is opened without
+/// blocking and what it is looked up on the open file, so a FIFO (whose open would wait
+/// for a writer) or a device (which may never end) put at the path, even between two
+/// reads, is refused, not read.
 fn read_file(path: &std::path::Path) -> Result<String, CredentialError> {
     use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
     let failed = |error| CredentialError::Read {
         path: path.to_owned(),
         error,
@@ -258,10 +305,11 @@ fn read_file(path: &std::path::Path) -> Result<String, CredentialError> {
         path: path.to_owned(),
         why,
     };
-    if !std::fs::metadata(path).map_err(failed)?.is_file() {
-        return Err(refuse("not a regular file"));
-    }
-    let file = std::fs::File::open(path).map_err(failed)?;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .map_err(failed)?;
     let meta = file.metadata().map_err(failed)?;
     if !meta.is_file() {
         return Err(refuse("not a regular file"));
@@ -330,9 +378,9 @@ mod tests {
         };
         let c = bearer("Bearer");
         assert_eq!(c.header().as_str(), "authorization");
-        assert_eq!(c.value(), "Bearer t0k");
-        assert!(c.value().is_sensitive());
-        assert_eq!(bearer("").value(), "t0k");
+        assert_eq!(c.last_value(), "Bearer t0k");
+        assert!(c.last_value().is_sensitive());
+        assert_eq!(bearer("").last_value(), "t0k");
         // A token is its text's first line, trimmed, inline as from a file: an
         // `${env:…}` from a Kubernetes secret often ends in a newline.
         for written in ["t0k\n", "\n  t0k \nsecond line\n"] {
@@ -344,7 +392,7 @@ mod tests {
                 },
             )
             .unwrap();
-            assert_eq!(c.value(), "Bearer t0k", "{written:?}");
+            assert_eq!(c.last_value(), "Bearer t0k", "{written:?}");
         }
         let basic = Credential::new(
             "authorization",
@@ -355,7 +403,7 @@ mod tests {
         )
         .unwrap();
         // RFC 7617's example.
-        assert_eq!(basic.value(), "Basic QWxhZGRpbjpvcGVuIHNlc2FtZQ==");
+        assert_eq!(basic.last_value(), "Basic QWxhZGRpbjpvcGVuIHNlc2FtZQ==");
         // From files, each trimmed whole (a password may hold spaces inside).
         let dir = scratch("basic");
         std::fs::write(dir.join("user"), "Aladdin\n").unwrap();
@@ -368,7 +416,7 @@ mod tests {
             },
         )
         .unwrap();
-        assert_eq!(from_files.value(), basic.value());
+        assert_eq!(from_files.last_value(), basic.last_value());
         std::fs::remove_dir_all(&dir).ok();
         // Debug output (a log line, a panic message) carries no secret.
         let shown = format!("{basic:?} {c:?}");
@@ -468,12 +516,15 @@ mod tests {
         assert!(matches!(bad_name, Err(CredentialError::HeaderName(_))));
     }
 
-    /// Scenario: a token file rotated in place, then removed, then replaced by a FIFO.
+    /// Scenario: a token file rotated in place, then removed, then replaced by a FIFO, by
+    /// a file over 64 KiB, and written again.
     /// Guarantees: its first line, trimmed, is sent; the new token is sent once
-    /// [`REREAD_EVERY`] has passed (not before); a file gone later, or a FIFO in its place,
-    /// keeps the last token, without blocking (paused clock).
+    /// [`REREAD_EVERY`] has passed (not before); a file gone later, a FIFO in its place
+    /// (opened without blocking) or an oversized file keeps the last token, each with a
+    /// warning that names no secret; a good file again is picked up (paused clock).
     #[tokio::test(start_paused = true)]
     async fn a_rotated_token_file_is_picked_up() {
+        let (log, _guard) = crate::test_util::CapturedLog::install();
         let dir = scratch("rotate");
         let path = dir.join("token");
         std::fs::write(&path, "first \nsecond-line-ignored\n").unwrap();
@@ -485,35 +536,62 @@ mod tests {
             },
         )
         .unwrap();
-        assert_eq!(c.value(), "first");
+        assert_eq!(c.value().await, "first");
         std::fs::write(&path, "rotated\n").unwrap();
         tokio::time::advance(REREAD_EVERY / 2).await;
-        assert_eq!(c.value(), "first");
+        assert_eq!(c.value().await, "first");
         tokio::time::advance(REREAD_EVERY / 2).await;
-        assert_eq!(c.value(), "rotated");
+        assert_eq!(c.value().await, "rotated");
         // A refusal forces a read: at once, even just after a routine read, and true when
         // the file changed; forced reads at most once a second; false when unchanged.
         std::fs::write(&path, "forced\n").unwrap();
-        assert!(c.refresh_now(), "right after a routine read");
-        assert_eq!(c.value(), "forced");
+        assert!(c.refresh_now().await, "right after a routine read");
+        assert_eq!(c.value().await, "forced");
         std::fs::write(&path, "again\n").unwrap();
-        assert!(!c.refresh_now(), "within a second of the last forced read");
+        assert!(
+            !c.refresh_now().await,
+            "within a second of the last forced read"
+        );
         tokio::time::advance(FORCED_REREAD_EVERY).await;
-        assert!(c.refresh_now());
-        assert_eq!(c.value(), "again");
+        assert!(c.refresh_now().await);
+        assert_eq!(c.value().await, "again");
         tokio::time::advance(FORCED_REREAD_EVERY).await;
-        assert!(!c.refresh_now(), "unchanged");
+        assert!(!c.refresh_now().await, "unchanged");
         std::fs::write(&path, "rotated\n").unwrap();
         tokio::time::advance(REREAD_EVERY).await;
-        assert_eq!(c.value(), "rotated");
+        assert_eq!(c.value().await, "rotated");
+        let warned = |n| {
+            assert_eq!(
+                log.count("Cannot read a credential again"),
+                n,
+                "{}",
+                String::from_utf8_lossy(&log.text())
+            )
+        };
+        warned(0);
         std::fs::remove_file(&path).unwrap();
         tokio::time::advance(REREAD_EVERY).await;
-        assert_eq!(c.value(), "rotated");
-        // Replaced by a FIFO: not opened (it would block the thread until a writer came).
+        assert_eq!(c.value().await, "rotated");
+        warned(1);
+        // Replaced by a FIFO: opened without blocking, refused (a blocking open would
+        // wait for a writer).
         let made = std::process::Command::new("mkfifo").arg(&path).status();
         assert!(made.is_ok_and(|s| s.success()), "mkfifo (coreutils)");
         tokio::time::advance(REREAD_EVERY).await;
-        assert_eq!(c.value(), "rotated");
+        assert_eq!(c.value().await, "rotated");
+        warned(2);
+        std::fs::remove_file(&path).unwrap();
+        let big = "k".repeat(MAX_SECRET_FILE_BYTES as usize + 1);
+        std::fs::write(&path, &big).unwrap();
+        tokio::time::advance(REREAD_EVERY).await;
+        assert_eq!(c.value().await, "rotated");
+        warned(3);
+        assert!(log.count("larger than 64 KiB") == 1 && log.count("kkkk") == 0);
+        std::fs::write(&path, "back\n").unwrap();
+        tokio::time::advance(REREAD_EVERY).await;
+        assert_eq!(c.value().await, "back");
+        warned(3);
+        assert_eq!(log.count("rotated"), 0, "no token in the log");
         std::fs::remove_dir_all(&dir).ok();
     }
 }

@@ -529,6 +529,10 @@ impl GrpcClient {
         origin: Origin,
     ) -> Result<Delivered, tonic::Status> {
         let body = MessageBody::new(chunks, self.compression, self.compression_level)?;
+        let credential = match &self.credential {
+            Some(c) => Some((c.header().clone(), c.value().await)),
+            None => None,
+        };
         let mut request = http::Request::post(format!("{}{path}", self.base))
             .header(http::header::CONTENT_TYPE, "application/grpc")
             .header(http::header::TE, "trailers")
@@ -538,8 +542,8 @@ impl GrpcClient {
             .map_err(|e| tonic::Status::internal(format!("cannot build the request: {e}")))?;
         let headers = request.headers_mut();
         headers.extend(self.headers.iter().map(|(k, v)| (k.clone(), v.clone())));
-        if let Some(credential) = &self.credential {
-            headers.insert(credential.header().clone(), credential.value());
+        if let Some((name, value)) = credential {
+            headers.insert(name, value);
         }
         if let Some(encoding) = self.compression.grpc_encoding() {
             headers.insert("grpc-encoding", http::HeaderValue::from_static(encoding));
@@ -686,11 +690,14 @@ impl GrpcClient {
                             if matches!(
                                 status.code(),
                                 tonic::Code::Unauthenticated | tonic::Code::PermissionDenied
-                            ) && self.credential.as_ref().is_some_and(|c| c.refresh_now()) =>
+                            ) =>
                         {
-                            Attempt::Retry {
-                                error: status,
-                                after: None,
+                            match &self.credential {
+                                Some(c) if c.refresh_now().await => Attempt::Retry {
+                                    error: status,
+                                    after: None,
+                                },
+                                _ => Attempt::Fail(status),
                             }
                         }
                         Err(status) if is_retryable_status(&status) => Attempt::Retry {

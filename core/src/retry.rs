@@ -611,35 +611,6 @@ mod tests {
         assert_eq!(r.stats().gave_up.get(), 2);
     }
 
-    /// A log sink for tests: what the fmt layer writes, kept.
-    #[derive(Clone, Default)]
-    struct Captured(Arc<std::sync::Mutex<Vec<u8>>>);
-
-    impl std::io::Write for Captured {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.0
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .extend_from_slice(buf);
-            Ok(buf.len())
-        }
-
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-
-    impl Captured {
-        fn count(&self, needle: &str) -> usize {
-            let text = self
-                .0
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .clone();
-            String::from_utf8_lossy(&text).matches(needle).count()
-        }
-    }
-
     /// Scenario: an endpoint that flaps, as a gateway refusing some requests for memory and
     /// taking others does: twenty requests in a few seconds, each refused once and then
     /// taken; then another a minute later.
@@ -647,14 +618,7 @@ mod tests {
     /// overload check counted 470 warnings a minute); a minute later it is announced again.
     #[tokio::test(start_paused = true)]
     async fn a_flapping_endpoint_is_announced_once_a_minute() {
-        let log = Captured::default();
-        let sink = log.clone();
-        let subscriber = tracing_subscriber::fmt()
-            .with_writer(move || sink.clone())
-            .with_ansi(false)
-            .with_max_level(tracing::Level::INFO)
-            .finish();
-        let _guard = tracing::subscriber::set_default(subscriber);
+        let (log, _guard) = crate::test_util::CapturedLog::install();
         let r = Retrier::new(config(Duration::from_secs(3)), "gateway");
         for _ in 0..20 {
             let tries = AtomicU32::new(0);

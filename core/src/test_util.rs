@@ -658,3 +658,52 @@ pub fn compressed(encoding: crate::receive::compress::Encoding, data: &[u8]) -> 
     crate::receive::compress::compress(encoding, &[bytes::Bytes::copy_from_slice(data)])
         .expect("compressing in memory")
 }
+
+/// A log sink for tests: what the fmt layer writes at INFO and above, kept. Installed as
+/// the thread's default subscriber while the guard lives (code that logs from other
+/// threads passes its dispatcher on, as `credential` does).
+#[derive(Clone, Default)]
+pub struct CapturedLog(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl CapturedLog {
+    /// A new sink, installed.
+    pub fn install() -> (Self, tracing::subscriber::DefaultGuard) {
+        let log = CapturedLog::default();
+        let sink = log.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || sink.clone())
+            .with_ansi(false)
+            .with_max_level(tracing::Level::INFO)
+            .finish();
+        (log, tracing::subscriber::set_default(subscriber))
+    }
+
+    /// How many times `needle` was written.
+    pub fn count(&self, needle: &str) -> usize {
+        String::from_utf8_lossy(&self.text())
+            .matches(needle)
+            .count()
+    }
+
+    /// All that was written.
+    pub fn text(&self) -> Vec<u8> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+}
+
+impl std::io::Write for CapturedLog {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}

@@ -459,7 +459,7 @@ mod tests {
             let c = e.credential(&auth(name)).unwrap();
             (
                 c.header().to_string(),
-                c.value().to_str().unwrap().to_owned(),
+                c.last_value().to_str().unwrap().to_owned(),
             )
         };
         assert_eq!(
@@ -588,12 +588,17 @@ mod tests {
         }
         let digits = extensions("bearertokenauth: {tokens: 123456}\n");
         assert_eq!(
-            digits.credential(&auth("bearertokenauth")).unwrap().value(),
+            digits
+                .credential(&auth("bearertokenauth"))
+                .unwrap()
+                .last_value(),
             "Bearer 123456"
         );
         let one = extensions("bearertokenauth: {tokens: s3cret}\n");
         assert_eq!(
-            one.credential(&auth("bearertokenauth")).unwrap().value(),
+            one.credential(&auth("bearertokenauth"))
+                .unwrap()
+                .last_value(),
             "Bearer s3cret"
         );
     }
@@ -611,7 +616,7 @@ mod tests {
             path.display()
         ));
         assert_eq!(
-            e.credential(&auth("bearertokenauth")).unwrap().value(),
+            e.credential(&auth("bearertokenauth")).unwrap().last_value(),
             "Bearer from-file"
         );
         assert_eq!(e.warnings().len(), 1);
@@ -627,7 +632,7 @@ mod tests {
             path.display()
         ));
         assert_eq!(
-            e.credential(&auth("bearertokenauth")).unwrap().value(),
+            e.credential(&auth("bearertokenauth")).unwrap().last_value(),
             "Bearer first"
         );
         assert!(
@@ -649,7 +654,7 @@ mod tests {
             dir.join("user").display()
         ));
         assert_eq!(
-            e.credential(&auth("basicauth")).unwrap().value(),
+            e.credential(&auth("basicauth")).unwrap().last_value(),
             "Basic ZnJvbS1maWxlOnA="
         );
         assert!(

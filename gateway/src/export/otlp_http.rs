@@ -374,16 +374,21 @@ impl HttpClient {
         }
     }
 
-    /// The POST of one encoded request, with the configured headers and encoding.
-    fn request(&self, body: Bytes) -> Result<Request<Full<Bytes>>, String> {
+    /// The POST of one encoded request, with the configured headers, the credential's
+    /// current value and the encoding.
+    async fn request(&self, body: Bytes) -> Result<Request<Full<Bytes>>, String> {
+        let credential = match &self.credential {
+            Some(c) => Some((c.header().clone(), c.value().await)),
+            None => None,
+        };
         let mut req = Request::post(self.url.clone())
             .header(header::CONTENT_TYPE, "application/x-protobuf")
             .body(Full::new(body))
             .map_err(|e| e.to_string());
         if let Ok(r) = &mut req {
             r.headers_mut().extend(self.headers.clone());
-            if let Some(c) = &self.credential {
-                r.headers_mut().insert(c.header().clone(), c.value());
+            if let Some((name, value)) = credential {
+                r.headers_mut().insert(name, value);
             }
             if let Some(e) = self.compression.content_encoding() {
                 r.headers_mut().insert(
@@ -396,7 +401,7 @@ impl HttpClient {
     }
 
     async fn attempt(&self, body: Bytes) -> Attempt {
-        let req = self.request(body);
+        let req = self.request(body).await;
         let req = match req {
             Ok(r) => r,
             Err(e) => return Attempt::Fail(e.into()),
@@ -442,16 +447,17 @@ impl HttpClient {
         };
         // Refused credentials: worth another try only with a key read anew from its file
         // (rotated since the last read).
-        if matches!(status, StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN)
-            && self.credential.as_ref().is_some_and(|c| c.refresh_now())
-        {
-            return Attempt::Retry {
-                error: Failure {
-                    status: Some(status),
-                    message: format!("HTTP {status}: credentials refused; read again"),
-                },
-                after: None,
-            };
+        let refused = matches!(status, StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN);
+        if let (true, Some(c)) = (refused, &self.credential) {
+            if c.refresh_now().await {
+                return Attempt::Retry {
+                    error: Failure {
+                        status: Some(status),
+                        message: format!("HTTP {status}: credentials refused; read again"),
+                    },
+                    after: None,
+                };
+            }
         }
         classify(status, body, after)
     }
@@ -526,6 +532,7 @@ mod tests {
             let client = cfg.client().unwrap();
             let req = client
                 .request(client.compress(body.clone()).unwrap())
+                .await
                 .unwrap();
             let sent = req.body().clone().collect().await.unwrap().to_bytes();
             match req.headers().get(header::CONTENT_ENCODING) {
@@ -551,8 +558,8 @@ mod tests {
     /// Guarantees: the request carries the authenticator's value once, replacing the
     /// static one (as the Collector's round-tripper sets it after `headers`), and the other
     /// headers as configured.
-    #[test]
-    fn an_authenticator_replaces_a_header_of_its_name() {
+    #[tokio::test]
+    async fn an_authenticator_replaces_a_header_of_its_name() {
         use tailgate_core::credential::{Scheme, Secret};
         let cfg: OtlpHttpConfig = serde_yaml_ng::from_str(
             "{endpoint: 'http://127.0.0.1:1', headers: {authorization: Bearer old, x-tenant: a}}",
@@ -567,7 +574,7 @@ mod tests {
         )
         .unwrap();
         let client = cfg.client_with(Some(Arc::new(credential))).unwrap();
-        let req = client.request(Bytes::new()).unwrap();
+        let req = client.request(Bytes::new()).await.unwrap();
         let auth: Vec<_> = req
             .headers()
             .get_all(header::AUTHORIZATION)
