@@ -266,6 +266,10 @@ pub struct CaptureBackend {
     /// Requests larger than this are refused as too large (0: no limit).
     max_request: std::sync::atomic::AtomicUsize,
     too_large: std::sync::atomic::AtomicU64,
+    /// While set, requests wait before they are answered ([`CaptureBackend::hold`]).
+    held: std::sync::atomic::AtomicBool,
+    released: tokio::sync::Notify,
+    waiting: std::sync::atomic::AtomicU64,
 }
 
 impl CaptureBackend {
@@ -385,6 +389,20 @@ impl CaptureBackend {
         self.too_large.load(std::sync::atomic::Ordering::Relaxed)
     }
 
+    /// While `true`, requests are read and then wait, unanswered, until it is `false`
+    /// again (a gateway slow to answer); then they are taken.
+    pub fn hold(&self, held: bool) {
+        self.held.store(held, std::sync::atomic::Ordering::SeqCst);
+        if !held {
+            self.released.notify_waiters();
+        }
+    }
+
+    /// Requests waiting in [`CaptureBackend::hold`] now.
+    pub fn waiting(&self) -> u64 {
+        self.waiting.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
     /// Bodies received.
     pub fn bodies(&self) -> Vec<bytes::Bytes> {
         self.bodies.lock().map(|b| b.clone()).unwrap_or_default()
@@ -396,6 +414,19 @@ impl crate::receive::SpanSink for CaptureBackend {
         &self,
         body: bytes::Bytes,
     ) -> Result<crate::receive::Accepted, crate::receive::Refusal> {
+        if self.held.load(std::sync::atomic::Ordering::SeqCst) {
+            self.waiting
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            loop {
+                let released = self.released.notified();
+                if !self.held.load(std::sync::atomic::Ordering::SeqCst) {
+                    break;
+                }
+                released.await;
+            }
+            self.waiting
+                .fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+        }
         if self.unavailable.load(std::sync::atomic::Ordering::Relaxed) {
             return Err(crate::receive::Refusal::Unavailable {
                 message: "test backend is down".into(),

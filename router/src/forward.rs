@@ -58,6 +58,12 @@ pub struct Forwarder {
     left: AtomicBool,
     consecutive_failures: AtomicU32,
     closed: CancellationToken,
+    /// Set when a drain's deadline passed ([`Forwarder::abandon`]): what is pending now is
+    /// counted failed, so a send that ends later changes no count.
+    abandoned: AtomicBool,
+    /// Sends counting their outcome now: an abandoning drain waits for them, so each
+    /// send's spans are counted once, by it or by the drain.
+    settling: AtomicUsize,
     /// Counters.
     pub stats: ForwarderStats,
     /// Its client, once it runs: a drain that starts the task again reuses it (its
@@ -90,6 +96,8 @@ impl Forwarder {
             left: AtomicBool::new(false),
             consecutive_failures: AtomicU32::new(0),
             closed: CancellationToken::new(),
+            abandoned: AtomicBool::new(false),
+            settling: AtomicUsize::new(0),
             stats: ForwarderStats::default(),
             client: std::sync::OnceLock::new(),
         })
@@ -183,6 +191,20 @@ impl Forwarder {
     /// Its client, once its task has run.
     pub(crate) fn client(&self) -> Option<GrpcClient> {
         self.client.get().cloned()
+    }
+
+    /// Stops counting the outcomes of sends, for a drain whose deadline passed, once the
+    /// sends counting theirs now are done: from then on what is pending stays pending
+    /// until [`Forwarder::give_up_pending`] counts it failed, even if its send ends well.
+    /// Call it for every forwarder before counting any (a send's re-route moves spans
+    /// into another forwarder's count).
+    pub(crate) async fn abandon(&self) {
+        // SeqCst on both sides (here and in `deliver`): either the send sees the flag and
+        // counts nothing, or this sees the send settling and waits for it.
+        self.abandoned.store(true, Ordering::SeqCst);
+        while self.settling.load(Ordering::SeqCst) > 0 {
+            tokio::task::yield_now().await;
+        }
     }
 
     /// Counts the spans still pending (queued or in flight) as failed, for a drain whose
@@ -298,7 +320,24 @@ impl Forwarder {
         hooks: &Hooks,
     ) {
         self.stats.requests.add(1);
-        match client.send_chunks(chunks).await {
+        let result = client.send_chunks(chunks).await;
+        self.settling.fetch_add(1, Ordering::SeqCst);
+        if !self.abandoned.load(Ordering::SeqCst) {
+            self.settle(result, chunks, spans, bytes, hooks);
+        }
+        self.settling.fetch_sub(1, Ordering::SeqCst);
+    }
+
+    /// Counts a send's outcome, marks the gateway down or re-routes its parts.
+    fn settle(
+        &self,
+        result: Result<tailgate_core::forward::Delivered, ForwardError>,
+        chunks: &[Bytes],
+        spans: u64,
+        bytes: usize,
+        hooks: &Hooks,
+    ) {
+        match result {
             Err(error @ ForwardError::Unreachable { .. }) => {
                 // Refused or unanswered connection: no use retrying here. The gateway is
                 // marked down at once and the parts go to their traces' next owners.

@@ -864,3 +864,52 @@ async fn spans_in_flight_to_a_gateway_that_left_are_counted_at_the_drain_deadlin
     held.abort();
     stop.cancel();
 }
+
+/// Scenario: a gateway that reads requests and answers them only after the router's drain
+/// deadline has passed (slow, not dead).
+/// Guarantees: the drain counts the spans in flight failed, and the answer that comes
+/// later changes no count: delivered + failed = sent, each span counted once (before the
+/// fix the late answer counted them delivered as well).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_send_answered_after_the_drain_deadline_is_counted_once() {
+    let stop = CancellationToken::new();
+    let (gw_addr, gateway) = CaptureBackend::start("127.0.0.43:0".parse().unwrap(), stop.clone())
+        .await
+        .unwrap();
+    gateway.hold(true);
+    let forward = ForwardConfig {
+        timeout: Duration::from_secs(30),
+        ..ForwardConfig::default()
+    };
+    let (addr, router) = start_router(vec![gw_addr.to_string()], forward, &stop).await;
+    let mut client = TraceServiceClient::connect(format!("http://{addr}"))
+        .await
+        .unwrap();
+    let req = FakeOtlp::traces(10).spans(2).seed(43).build();
+    let sent = spans(&req);
+    client.export(req).await.unwrap();
+    let started = Instant::now();
+    while gateway.waiting() == 0 {
+        assert!(started.elapsed() < Duration::from_secs(10), "never sent");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    router.drain(Duration::from_millis(200)).await;
+    assert_eq!(router.stats().failed_spans.get(), sent);
+    gateway.hold(false);
+    while gateway.spans() < sent {
+        assert!(started.elapsed() < Duration::from_secs(10), "never taken");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // The answer is on its way back to the router's send, which ends within moments.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let stats = router.stats();
+    assert_eq!(
+        stats.forwarded_spans.get() + stats.failed_spans.get(),
+        sent,
+        "{} forwarded + {} failed",
+        stats.forwarded_spans.get(),
+        stats.failed_spans.get()
+    );
+    assert_eq!(router.pending_spans(), 0);
+    stop.cancel();
+}
