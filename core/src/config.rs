@@ -149,10 +149,30 @@ pub fn parse_yaml<T: DeserializeOwned>(path: &Path, text: &str) -> Result<T, Con
 /// Deserializes YAML text as it is, without substitutions.
 pub fn parse_plain_yaml<T: DeserializeOwned>(path: &Path, text: &str) -> Result<T, ConfigError> {
     let text = if text.trim().is_empty() { "{}" } else { text };
-    serde_yaml_ng::from_str(text).map_err(|error| ConfigError::Parse {
-        path: path.to_owned(),
-        error,
+    serde_yaml_ng::from_str(text).map_err(|error| match tab_indented(&error, text) {
+        Some(line) => ConfigError::InvalidAt {
+            path: path.to_owned(),
+            line,
+            key: "(indentation)".into(),
+            message: "this line is indented with a tab; YAML indents with spaces only".into(),
+        },
+        None => ConfigError::Parse {
+            path: path.to_owned(),
+            error,
+        },
     })
+}
+
+/// The line of a parse error when that line is indented with a tab, which YAML forbids
+/// and the parser reports only as "found character that cannot start any token".
+fn tab_indented(error: &serde_yaml_ng::Error, text: &str) -> Option<usize> {
+    let line = error.location()?.line();
+    let indent = text.lines().nth(line.checked_sub(1)?)?;
+    indent
+        .chars()
+        .take_while(|c| c.is_whitespace())
+        .any(|c| c == '\t')
+        .then_some(line)
 }
 
 /// Where `${scheme:name}` references are resolved: `(scheme, name)` → the value, `None` for
@@ -1452,6 +1472,15 @@ mod tests {
         }
         let ok: Top = parse_plain_yaml(p, "_wait: 1s\n_inner: {_linger: null}\n").unwrap();
         assert!(ok._inner.unwrap()._linger.is_none());
+        // A tab in the indentation, which the parser calls "a character that cannot start
+        // any token", is named as what it is, at its line; a tab after a key's colon is
+        // fine in YAML and still reads.
+        let tabbed = parse_plain_yaml::<Top>(p, "_wait: 1s\n_inner:\n\t_linger: 5s\n");
+        assert!(
+            matches!(&tabbed, Err(ConfigError::InvalidAt { line: 3, message, .. }) if message.contains("tab")),
+            "{tabbed:?}"
+        );
+        assert!(parse_plain_yaml::<Top>(p, "_wait:\t1s\n").is_ok());
     }
 
     /// Scenario: listen addresses in the Collector's forms. Guarantees: IPs, host names and
