@@ -35,7 +35,7 @@ struct Args {
     /// (`NAME` for `tail_sampling/NAME`).
     #[arg(long, value_name = "NAME")]
     processor: Option<String>,
-    /// Validate both files and exit: 0 and `FILE: ok` per file on stdout when valid, 64 and the error on stderr when not (warnings on stderr either way).
+    /// Validate the files given (--config, --policies or both) and exit: 0 and `FILE: ok` per file on stdout when valid, 64 and the error on stderr when not (warnings on stderr either way).
     #[arg(long)]
     check: bool,
     /// How often the policy file is checked for changes (it also reloads on SIGHUP).
@@ -112,9 +112,16 @@ fn main() -> ExitCode {
             return check_policies(file, processor.as_deref());
         }
     }
-    let (Some(config_path), Some(policies_path)) = (&args.config, &args.policies) else {
-        eprintln!("error: --config FILE and --policies FILE are both required (see --help)");
-        return ExitCode::from(EX_USAGE);
+    let (config_path, policies_path) = match (&args.config, &args.policies) {
+        (Some(c), Some(p)) => (c, p),
+        (None, Some(p)) if args.check => return check_policies_only(p, args.processor.as_deref()),
+        (Some(c), None) if args.check => return check_config_only(c),
+        _ => {
+            eprintln!(
+                "error: --config FILE and --policies FILE are both required (see --help; --check takes either or both)"
+            );
+            return ExitCode::from(EX_USAGE);
+        }
     };
     let config = match GatewayConfig::load(config_path) {
         Ok(c) => c,
@@ -136,24 +143,12 @@ fn main() -> ExitCode {
     for note in &policies.ignored_options {
         tracing::warn!(option = %note, "Collector option accepted but not applied.");
     }
-    let mut warnings = tailgate_gateway::buffer::sizing_warnings(&config);
-    warnings.extend(config.receive.warnings());
-    warnings.extend(config.warnings());
-    warnings.extend(config.peers_warning());
+    let warnings = config_warnings(&config);
     if args.check {
         for warning in &warnings {
             eprintln!("{}: warning: {warning}", config_path.display());
         }
-        // The verdict on stdout, for scripts; warnings stay on stderr.
-        let ok = format!(
-            "{}: ok\n{}: ok\n",
-            config_path.display(),
-            policies_path.display()
-        );
-        return match std::io::Write::write_all(&mut std::io::stdout().lock(), ok.as_bytes()) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(_) => ExitCode::FAILURE,
-        };
+        return say_ok(&[config_path, policies_path]);
     }
     for warning in &warnings {
         tracing::warn!(%warning, "Config.");
@@ -173,6 +168,63 @@ fn main() -> ExitCode {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// `--check --config FILE` alone: the config's errors or `FILE: ok`, its warnings.
+fn check_config_only(path: &std::path::Path) -> ExitCode {
+    let config = match GatewayConfig::load(path) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: invalid config: {e}");
+            return ExitCode::from(EX_USAGE);
+        }
+    };
+    let warnings = config_warnings(&config);
+    for warning in &warnings {
+        eprintln!("{}: warning: {warning}", path.display());
+    }
+    say_ok(&[path])
+}
+
+/// `--check --policies FILE` alone: the policy file's errors or `FILE: ok`, the Collector
+/// options it accepts without applying as warnings (`check-policies` shows the plan).
+fn check_policies_only(path: &std::path::Path, processor: Option<&str>) -> ExitCode {
+    match PolicyFile::load_processor(path, processor) {
+        Ok(policies) => {
+            for note in &policies.ignored_options {
+                eprintln!(
+                    "{}: warning: Collector option accepted but not applied: {note}",
+                    path.display()
+                );
+            }
+            say_ok(&[path])
+        }
+        Err(e) => {
+            eprintln!("error: invalid policies: {e}");
+            ExitCode::from(EX_USAGE)
+        }
+    }
+}
+
+/// What is worth a warning in a config that loads.
+fn config_warnings(config: &GatewayConfig) -> Vec<String> {
+    let mut warnings = tailgate_gateway::buffer::sizing_warnings(config);
+    warnings.extend(config.receive.warnings());
+    warnings.extend(config.warnings());
+    warnings.extend(config.peers_warning());
+    warnings
+}
+
+/// `FILE: ok` per file on stdout, for scripts (warnings stay on stderr).
+fn say_ok(paths: &[&std::path::Path]) -> ExitCode {
+    let ok: String = paths
+        .iter()
+        .map(|p| format!("{}: ok\n", p.display()))
+        .collect();
+    match std::io::Write::write_all(&mut std::io::stdout().lock(), ok.as_bytes()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(_) => ExitCode::FAILURE,
     }
 }
 

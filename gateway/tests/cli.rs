@@ -149,3 +149,52 @@ fn the_shipped_config_checks_as_deploy_md_says() {
         "{err}"
     );
 }
+
+/// Scenario: `--check` with one file only: the shipped config alone, the shipped policies
+/// alone, a config with a tab-indented line alone, and `--check` with neither.
+/// Guarantees: each file given is checked on its own (`FILE: ok`, exit 0; or the error,
+/// exit 64); with neither, a usage error (64) that says --check takes either.
+#[test]
+fn check_takes_either_file_alone() {
+    let base = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../k8s/base/config");
+    let check = |args: &[&str], dir: &std::path::Path| {
+        Command::new(env!("CARGO_BIN_EXE_tailgate-gateway"))
+            .arg("--check")
+            .args(args)
+            .current_dir(dir)
+            .env("POD_NAMESPACE", "tailgate")
+            .env("POD_IP", "127.0.0.1")
+            .env("TAILGATE_PEER_SECRET", "check")
+            .output()
+            .unwrap()
+    };
+    let config = check(&["--config", "gateway.yaml"], &base);
+    assert_eq!(config.status.code(), Some(0), "{config:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&config.stdout),
+        "gateway.yaml: ok\n"
+    );
+    let policies = check(&["--policies", "policies.yaml"], &base);
+    assert_eq!(policies.status.code(), Some(0), "{policies:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&policies.stdout),
+        "policies.yaml: ok\n"
+    );
+    let dir = scratch("check-one");
+    std::fs::write(
+        dir.join("tabbed.yaml"),
+        "receive:\n\tgrpc: 127.0.0.1:4317\n",
+    )
+    .unwrap();
+    let tabbed = check(&["--config", "tabbed.yaml"], &dir);
+    assert_eq!(tabbed.status.code(), Some(64));
+    let err = String::from_utf8_lossy(&tabbed.stderr);
+    assert!(
+        err.contains("tabbed.yaml:2") && err.contains("tab"),
+        "{err}"
+    );
+    let neither = check(&[], &dir);
+    assert_eq!(neither.status.code(), Some(64));
+    assert!(String::from_utf8_lossy(&neither.stderr).contains("--check takes either"));
+    std::fs::remove_dir_all(&dir).ok();
+}
