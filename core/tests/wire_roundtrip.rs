@@ -582,3 +582,97 @@ fn a_huge_header_is_not_repeated_per_span() {
         }
     }
 }
+
+/// A group of unknown field `field`: a varint, a nested group of `field + 1` holding a
+/// string, then its end (what a proto2 sender, or a future field written so, puts in).
+fn unknown_group(field: u64) -> Vec<u8> {
+    let mut g = Vec::new();
+    prost::encoding::encode_varint((field << 3) | 3, &mut g);
+    g.extend_from_slice(&[0x08, 0x05]);
+    prost::encoding::encode_varint(((field + 1) << 3) | 3, &mut g);
+    g.extend_from_slice(&[0x12, 0x02, b'h', b'i']);
+    prost::encoding::encode_varint(((field + 1) << 3) | 4, &mut g);
+    prost::encoding::encode_varint((field << 3) | 4, &mut g);
+    g
+}
+
+/// A request of one span of trace `id`, with `extra` appended to the span, the scope
+/// spans, the resource spans and the request, as chosen.
+fn with_extra(id: u8, extra: &[u8], at: [bool; 4]) -> Vec<u8> {
+    let wrap = |tag: u8, inner: &[u8]| {
+        let mut out = vec![tag];
+        prost::encoding::encode_varint(inner.len() as u64, &mut out);
+        out.extend_from_slice(inner);
+        out
+    };
+    let pick = |on: bool| if on { extra } else { &[][..] };
+    let span = [
+        &[0x0a, 16][..],
+        &[id; 16],
+        &[0x12, 8],
+        &[id; 8],
+        pick(at[0]),
+    ]
+    .concat();
+    let scope = [wrap(0x12, &span), pick(at[1]).to_vec()].concat();
+    let resource = [wrap(0x12, &scope), pick(at[2]).to_vec()].concat();
+    [wrap(0x0a, &resource), pick(at[3]).to_vec()].concat()
+}
+
+/// Scenario: unknown fields sent as protobuf groups (wire types 3 and 4, valid protobuf)
+/// in a span, a scope's spans, a resource's spans and the request; then groups that are
+/// not well-formed: an end without a start, an end of another group, a group never
+/// closed, groups nested 40 deep.
+/// Guarantees: well-formed groups are skipped as prost skips them (the span accepted, its
+/// trace id read, the oracle satisfied; before, the span or the whole request was
+/// refused as a wrong wire type); malformed ones are refused, never accepted into spans
+/// prost cannot decode.
+#[test]
+fn unknown_fields_sent_as_groups_are_skipped() {
+    let group = unknown_group(90);
+    for at in [
+        [true, false, false, false],
+        [false, true, false, false],
+        [false, false, true, false],
+        [false, false, false, true],
+        [true, true, true, true],
+    ] {
+        let body = with_extra(3, &group, at);
+        let decoded = ExportTraceServiceRequest::decode(body.as_slice()).unwrap();
+        assert_eq!(decoded.resource_spans[0].scope_spans[0].spans.len(), 1);
+        let mut scan = Scan::default();
+        let scanned = scan
+            .scan_request(&body)
+            .unwrap_or_else(|e| panic!("{at:?}: {e}"));
+        assert_eq!((scanned.valid, scanned.rejected), (1, 0), "{at:?}");
+        assert_eq!(scan.spans[0].trace_id, [3; 16]);
+        tailgate_core::wire::oracle::scan_oracle(&body).unwrap();
+    }
+    let deep: Vec<u8> = {
+        let mut g = Vec::new();
+        for f in 0..40u64 {
+            prost::encoding::encode_varint(((100 + f) << 3) | 3, &mut g);
+        }
+        for f in (0..40u64).rev() {
+            prost::encoding::encode_varint(((100 + f) << 3) | 4, &mut g);
+        }
+        g
+    };
+    let stray_end = vec![0xe4, 0x05]; // field 90, wire type 4
+    let mismatched = [&group[..group.len() - 2], &[0xec, 0x05][..]].concat(); // ends 93
+    let unclosed = group[..group.len() - 2].to_vec();
+    for (bad, what) in [
+        (&stray_end, "an end without a start"),
+        (&mismatched, "the end of another group"),
+        (&unclosed, "a group never closed"),
+        (&deep, "groups 40 deep"),
+    ] {
+        for at in [[true, false, false, false], [false, false, false, true]] {
+            let body = with_extra(4, bad, at);
+            let mut scan = Scan::default();
+            let accepted = scan.scan_request(&body).map(|s| s.valid).unwrap_or(0);
+            assert_eq!(accepted, 0, "{what} at {at:?}");
+            tailgate_core::wire::oracle::scan_oracle(&body).unwrap();
+        }
+    }
+}

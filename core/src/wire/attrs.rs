@@ -159,6 +159,12 @@ pub fn next_field_slice(buf: &[u8], pos: &mut usize) -> Option<(u32, u8, usize, 
         }
         1 => *pos + 8,
         5 => *pos + 4,
+        // A group (an unknown field sent so): skipped whole, its range its fields and end.
+        3 => {
+            let end = super::reader::group_end(buf, *pos, field)?;
+            *pos = end;
+            return Some((field, wt, start, end));
+        }
         2 => {
             let (len, n) = read_varint(buf, *pos);
             if n == 0 {
@@ -227,6 +233,23 @@ mod tests {
         );
         let string_then_array = Bytes::from_static(b"\x0a\x03yes\x2a\x00");
         assert_eq!(any_value(&string_then_array), AttrValue::Other);
+        // An unknown field sent as a group (field 15: start 0x7b, a varint, end 0x7c)
+        // is skipped whole, and the fields after it are read.
+        let string_then_group = Bytes::from_static(b"\x0a\x03yes\x7b\x08\x01\x7c");
+        assert_eq!(
+            any_value(&string_then_group),
+            AttrValue::Str(Bytes::from_static(b"yes"))
+        );
+        let group_then_string = Bytes::from_static(b"\x7b\x08\x01\x7c\x0a\x02no");
+        assert_eq!(
+            any_value(&group_then_string),
+            AttrValue::Str(Bytes::from_static(b"no"))
+        );
+        let mut pos = 0;
+        let fields: Vec<_> = std::iter::from_fn(|| next_field_slice(&group_then_string, &mut pos))
+            .map(|(f, wt, _, _)| (f, wt))
+            .collect();
+        assert_eq!(fields, [(15, 3), (1, 2)]);
     }
     use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
     use opentelemetry_proto::tonic::resource::v1::Resource;

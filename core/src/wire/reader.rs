@@ -105,6 +105,23 @@ pub(crate) const WT_VARINT: u8 = 0;
 pub(crate) const WT_I64: u8 = 1;
 pub(crate) const WT_LEN: u8 = 2;
 pub(crate) const WT_I32: u8 = 5;
+/// A group's start and end (proto2's groups, deprecated but valid protobuf): an unknown
+/// field sent as a group is skipped to its end, as protobuf decoders (the Collector's
+/// included) skip it.
+pub(crate) const WT_SGROUP: u8 = 3;
+pub(crate) const WT_EGROUP: u8 = 4;
+
+/// The deepest nesting of groups skipped: well under prost's recursion limit of 100, which
+/// also counts the messages around them, so that what the scan accepts prost decodes.
+pub(crate) const MAX_GROUP_DEPTH: u32 = 32;
+
+/// The end of the group of `field` whose fields start at `pos` in `buf` (just past its
+/// end tag), or `None` when it is not well-formed.
+pub(crate) fn group_end(buf: &[u8], pos: usize, field: u32) -> Option<usize> {
+    let mut r = Reader::new(buf, pos, buf.len());
+    r.skip_group(field, pos, "group", 0).ok()?;
+    Some(r.pos)
+}
 
 pub(crate) fn bad_wire(what: &'static str, field: u32, wire_type: u8, at: usize) -> ScanError {
     ScanError::BadWireType {
@@ -261,6 +278,7 @@ impl<'a> Reader<'a> {
                 }
                 self.pos += 4;
             }
+            WT_SGROUP => self.skip_group(field, at, what, 0)?,
             _ => {
                 return Err(ScanError::BadWireType {
                     what,
@@ -271,6 +289,39 @@ impl<'a> Reader<'a> {
             }
         }
         Ok(())
+    }
+}
+
+impl Reader<'_> {
+    /// Skips the fields of the group of `field` (started at byte `at`) through its end
+    /// tag, nested groups included, at most [`MAX_GROUP_DEPTH`] deep.
+    #[inline(never)]
+    fn skip_group(
+        &mut self,
+        field: u32,
+        at: usize,
+        what: &'static str,
+        depth: u32,
+    ) -> Result<(), ScanError> {
+        if depth >= MAX_GROUP_DEPTH {
+            return Err(ScanError::Malformed(Malformed {
+                what,
+                why: "has groups nested too deep",
+                at,
+            }));
+        }
+        loop {
+            let Some((inner, wt, inner_at)) = self.tag(what)? else {
+                return Err(ScanError::Truncated { what, at });
+            };
+            match wt {
+                WT_EGROUP if inner == field => return Ok(()),
+                WT_SGROUP => self.skip_group(inner, inner_at, what, depth + 1)?,
+                // An end without its start, or of another group.
+                WT_EGROUP => return Err(bad_wire(what, inner, wt, inner_at)),
+                _ => self.skip(inner, wt, inner_at, what)?,
+            }
+        }
     }
 }
 
