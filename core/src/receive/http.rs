@@ -279,13 +279,40 @@ fn ok_response(format: Format, accepted: &Accepted) -> Response<Full<Bytes>> {
             serde_json::json!({
                 "partialSuccess": {
                     "rejectedSpans": accepted.rejected_spans.to_string(),
-                    "errorMessage": accepted.message,
+                    "errorMessage": json_message(&accepted.message),
                 }
             })
             .to_string(),
         ),
     };
     with_body(StatusCode::OK, format, body)
+}
+
+/// A partial success's message as a JSON sender can use it: byte offsets, which point
+/// into the protobuf the JSON was converted to, are left out; an id of the wrong length
+/// (what an id that is not hex becomes, see `otlp_json`) says that OTLP/JSON writes ids in
+/// hex, not base64 as protobuf's JSON mapping would.
+fn json_message(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    let mut rest = message;
+    while let Some(at) = rest.find(" (byte ") {
+        out.push_str(&rest[..at]);
+        let after = &rest[at + " (byte ".len()..];
+        let digits = after.bytes().take_while(u8::is_ascii_digit).count();
+        if digits > 0 && after[digits..].starts_with(')') {
+            rest = &after[digits + 1..];
+        } else {
+            out.push_str(" (byte ");
+            rest = after;
+        }
+    }
+    out.push_str(rest);
+    if out.contains("is not 16 bytes") || out.contains("is not 8 bytes") {
+        out.push_str(
+            " (OTLP/JSON writes ids in hex: 32 digits for a trace id, 16 for a span id, not base64)",
+        );
+    }
+    out
 }
 
 fn refusal_response(format: Format, refusal: &Refusal) -> Response<Full<Bytes>> {
@@ -348,6 +375,27 @@ mod tests {
             protobuf_to_json(b"\xff\xff"),
             Err(JsonError::Malformed(_))
         ));
+    }
+
+    /// Scenario: a JSON request whose ids are base64 (as protobuf's JSON mapping writes
+    /// bytes) beside a good span, scanned as the receivers scan it.
+    /// Guarantees: the good span is kept, the other rejected, and the JSON answer's message
+    /// says ids are hex, without the protobuf byte offset a JSON sender cannot use; other
+    /// parentheses are kept.
+    #[test]
+    fn a_json_partial_success_speaks_json() {
+        let json = r#"{"resourceSpans":[{"scopeSpans":[{"spans":[
+            {"traceId":"AQIDBAUGBwgJCgsMDQ4PEA==","spanId":"AQIDBAUGBwg=","name":"b64"},
+            {"traceId":"0102030405060708090a0b0c0d0e0f10","spanId":"0102030405060708","name":"hex"}]}]}]}"#;
+        let body = json_to_protobuf(json.as_bytes()).unwrap();
+        let mut scan = crate::wire::scan::Scan::default();
+        let scanned = scan.scan_request(&body).unwrap();
+        assert_eq!((scanned.valid, scanned.rejected), (1, 1));
+        assert!(scanned.message.contains("(byte "), "{}", scanned.message);
+        let said = json_message(&scanned.message);
+        assert!(!said.contains("(byte "), "{said}");
+        assert!(said.contains("ids in hex"), "{said}");
+        assert_eq!(json_message("a (byte x) b (byte 12)"), "a (byte x) b");
     }
 
     #[test]

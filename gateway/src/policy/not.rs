@@ -1,4 +1,4 @@
-//! `not` (a Tailgate extension in the Collector's shape): keeps a trace when its one
+//! `not` (the Collector's `not` policy type): keeps a trace when its one
 //! sub-policy does not, so plain conditions can be inverted without `invert_match`.
 //!
 //! ```yaml
