@@ -622,7 +622,7 @@ fn with_extra(id: u8, extra: &[u8], at: [bool; 4]) -> Vec<u8> {
 /// Scenario: unknown fields sent as protobuf groups (wire types 3 and 4, valid protobuf)
 /// in a span, a scope's spans, a resource's spans and the request; then groups that are
 /// not well-formed: an end without a start, an end of another group, a group never
-/// closed, groups nested 40 deep.
+/// closed, groups nested 9 deep.
 /// Guarantees: well-formed groups are skipped as prost skips them (the span accepted, its
 /// trace id read, the oracle satisfied; before, the span or the whole request was
 /// refused as a wrong wire type); malformed ones are refused, never accepted into spans
@@ -648,16 +648,20 @@ fn unknown_fields_sent_as_groups_are_skipped() {
         assert_eq!(scan.spans[0].trace_id, [3; 16]);
         tailgate_core::wire::oracle::scan_oracle(&body).unwrap();
     }
-    let deep: Vec<u8> = {
+    let nested = |levels: u64| {
         let mut g = Vec::new();
-        for f in 0..40u64 {
+        for f in 0..levels {
             prost::encoding::encode_varint(((100 + f) << 3) | 3, &mut g);
         }
-        for f in (0..40u64).rev() {
+        for f in (0..levels).rev() {
             prost::encoding::encode_varint(((100 + f) << 3) | 4, &mut g);
         }
         g
     };
+    // Eight levels are skipped; nine are refused (no sender nests them at all).
+    let body = with_extra(5, &nested(8), [true, false, false, true]);
+    assert_eq!(Scan::default().scan_request(&body).map(|s| s.valid), Ok(1));
+    let deep = nested(9);
     let stray_end = vec![0xe4, 0x05]; // field 90, wire type 4
     let mismatched = [&group[..group.len() - 2], &[0xec, 0x05][..]].concat(); // ends 93
     let unclosed = group[..group.len() - 2].to_vec();
@@ -665,7 +669,7 @@ fn unknown_fields_sent_as_groups_are_skipped() {
         (&stray_end, "an end without a start"),
         (&mismatched, "the end of another group"),
         (&unclosed, "a group never closed"),
-        (&deep, "groups 40 deep"),
+        (&deep, "groups 9 deep"),
     ] {
         for at in [[true, false, false, false], [false, false, false, true]] {
             let body = with_extra(4, bad, at);
