@@ -135,8 +135,8 @@ struct GatewayBenchArgs {
     #[arg(long)]
     tls: bool,
     /// Pin the gateway to this CPU with taskset: it then runs one shard and one worker
-    /// thread, and the load generator has the other cores to itself (steadier figures on
-    /// a small shared machine, and CPU per span of one core).
+    /// thread, and the bench moves itself (generator, sink) to the other cores (steadier
+    /// figures on a small shared machine, and CPU per span of one core).
     #[arg(long)]
     pin_cpu: Option<usize>,
     /// Mean spans per trace of the load (each trace has 50% to 150% of it): small traces
@@ -186,8 +186,9 @@ struct RouterBenchArgs {
     /// Client connections.
     #[arg(long, default_value_t = 4)]
     connections: usize,
-    /// Pin the router to this CPU with taskset and run it with one worker thread, as the
-    /// reference figures in the design notes were taken.
+    /// Pin the router (or relay) to this CPU with taskset and run it with one worker
+    /// thread, as the reference figures in the design notes were taken; the bench moves
+    /// itself to the other cores.
     #[arg(long)]
     pin_cpu: Option<usize>,
     /// Compare plaintext with TLS on both hops (generator → router → sinks), with
