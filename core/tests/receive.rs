@@ -1192,3 +1192,31 @@ async fn browsers_are_answered_as_cors_allows() {
     assert_eq!(status, 405);
     assert!(!h.contains_key("access-control-allow-origin"));
 }
+
+/// Scenario: gRPC calls whose metadata (a token header) is 12 KiB, then 20 KiB in all, as
+/// operations.md's table of errors describes.
+/// Guarantees: 12 KiB is taken; over 16 KiB the HTTP/2 layer answers 431 before the
+/// request is read, with no grpc-status, and nothing reaches the sink.
+#[tokio::test]
+async fn grpc_metadata_over_16_kib_is_refused_before_it_is_read() {
+    let s = start().await;
+    let msg = FakeOtlp::traces(1).spans(1).build().encode_to_vec();
+    for (size, status, received) in [(12 << 10, 200, 1), (20 << 10, 431, 1)] {
+        let token = "t".repeat(size);
+        let headers = [
+            ("content-type", "application/grpc"),
+            ("x-token", token.as_str()),
+        ];
+        let (http, grpc, message) =
+            raw_grpc(&s.grpc, &headers, frames(vec![grpc_message(0, &msg)])).await;
+        assert_eq!(http, status, "{size} bytes: {grpc} {message}");
+        if status == 431 {
+            assert_eq!(grpc, "", "no grpc-status: {message}");
+        }
+        assert_eq!(
+            s.sink.bodies.lock().unwrap().len(),
+            received,
+            "{size} bytes"
+        );
+    }
+}
