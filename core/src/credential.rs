@@ -142,7 +142,7 @@ struct Current {
 
 /// Which read a request asks for.
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Read {
+enum ReadKind {
     /// The routine one, when the last is [`REREAD_EVERY`] old.
     Routine,
     /// One forced by a refusal, spaced by [`FORCED_REREAD_EVERY`] among themselves.
@@ -184,10 +184,15 @@ impl Credential {
     /// delays one request by that, then the last value is sent. An unreadable or empty
     /// file keeps the last value, with a warning.
     pub async fn value(&self) -> HeaderValue {
-        if self.start_read(Read::Routine) {
+        if self.start_read(ReadKind::Routine) {
             self.read_again().await;
         }
         self.last_value()
+    }
+
+    /// The header to send: its name and [`Credential::value`].
+    pub async fn header_value(&self) -> (HeaderName, HeaderValue) {
+        (self.header.clone(), self.value().await)
     }
 
     /// Reads the secret files now, for a request the backend refused as unauthenticated:
@@ -195,19 +200,19 @@ impl Credential {
     /// request is worth sending again. At most once per [`FORCED_REREAD_EVERY`]; `false`
     /// for inline secrets, and when the read fails or takes longer than [`READ_WAIT`].
     pub async fn refresh_now(&self) -> bool {
-        self.start_read(Read::Forced) && self.read_again().await
+        self.start_read(ReadKind::Forced) && self.read_again().await
     }
 
     /// Whether this request is the one to read the files (then marked as reading).
-    fn start_read(&self, read: Read) -> bool {
+    fn start_read(&self, read: ReadKind) -> bool {
         if !self.reads_files() {
             return false;
         }
         let mut current = lock(&self.current);
         let due = !current.reading
             && match read {
-                Read::Routine => current.read_at.elapsed() >= REREAD_EVERY,
-                Read::Forced => current
+                ReadKind::Routine => current.read_at.elapsed() >= REREAD_EVERY,
+                ReadKind::Forced => current
                     .forced_at
                     .is_none_or(|at| at.elapsed() >= FORCED_REREAD_EVERY),
             };
@@ -215,7 +220,7 @@ impl Credential {
             let now = Instant::now();
             current.reading = true;
             current.read_at = now;
-            if read == Read::Forced {
+            if read == ReadKind::Forced {
                 current.forced_at = Some(now);
             }
         }
@@ -231,9 +236,12 @@ impl Credential {
         let header = self.header.clone();
         // The warning goes where this task's logs go (a test's subscriber, too).
         let dispatch = tracing::dispatcher::get_default(Clone::clone);
+        // Clears `reading` however the read ends: a panic, or a task the runtime drops
+        // unstarted at shutdown, must not stop every later read.
+        let reading = Reading(current);
         let read = tokio::task::spawn_blocking(move || {
             let value = make_value(&scheme);
-            let mut current = lock(&current);
+            let mut current = lock(&reading.0);
             current.reading = false;
             match value {
                 Ok(value) => {
@@ -263,6 +271,15 @@ impl Credential {
             Scheme::Token { token, .. } => file(token),
             Scheme::Basic { username, password } => file(username) || file(password),
         }
+    }
+}
+
+/// A read of the files under way: dropped, it marks the read over.
+struct Reading(Arc<Mutex<Current>>);
+
+impl Drop for Reading {
+    fn drop(&mut self) {
+        lock(&self.0).reading = false;
     }
 }
 

@@ -530,7 +530,7 @@ impl GrpcClient {
     ) -> Result<Delivered, tonic::Status> {
         let body = MessageBody::new(chunks, self.compression, self.compression_level)?;
         let credential = match &self.credential {
-            Some(c) => Some((c.header().clone(), c.value().await)),
+            Some(c) => Some(c.header_value().await),
             None => None,
         };
         let mut request = http::Request::post(format!("{}{path}", self.base))

@@ -137,17 +137,20 @@ fn main() -> ExitCode {
             return ExitCode::from(EX_USAGE);
         }
     };
-    for note in &policies.notes {
-        tracing::info!(%note, "Policy file read.");
-    }
-    for note in &policies.ignored_options {
-        tracing::warn!(option = %note, "Collector option accepted but not applied.");
+    if !args.check {
+        for note in &policies.notes {
+            tracing::info!(%note, "Policy file read.");
+        }
+        for note in &policies.ignored_options {
+            tracing::warn!(option = %note, "Collector option accepted but not applied.");
+        }
     }
     let warnings = config_warnings(&config);
     if args.check {
         for warning in &warnings {
             eprintln!("{}: warning: {warning}", config_path.display());
         }
+        print_policy_warnings(policies_path, &policies);
         return say_ok(&[config_path, policies_path]);
     }
     for warning in &warnings {
@@ -192,12 +195,7 @@ fn check_config_only(path: &std::path::Path) -> ExitCode {
 fn check_policies_only(path: &std::path::Path, processor: Option<&str>) -> ExitCode {
     match PolicyFile::load_processor(path, processor) {
         Ok(policies) => {
-            for note in &policies.ignored_options {
-                eprintln!(
-                    "{}: warning: Collector option accepted but not applied: {note}",
-                    path.display()
-                );
-            }
+            print_policy_warnings(path, &policies);
             say_ok(&[path])
         }
         Err(e) => {
@@ -214,6 +212,20 @@ fn config_warnings(config: &GatewayConfig) -> Vec<String> {
     warnings.extend(config.warnings());
     warnings.extend(config.peers_warning());
     warnings
+}
+
+/// For `--check`: the Collector options a policy file sets that are not applied, as
+/// warnings on stderr, and the notes its reading made.
+fn print_policy_warnings(path: &std::path::Path, policies: &PolicyFile) {
+    for note in &policies.notes {
+        eprintln!("{}: note: {note}", path.display());
+    }
+    for option in &policies.ignored_options {
+        eprintln!(
+            "{}: warning: Collector option accepted but not applied: {option}",
+            path.display()
+        );
+    }
 }
 
 /// `FILE: ok` per file on stdout, for scripts (warnings stay on stderr).
@@ -313,8 +325,33 @@ fn explain(
     }
 }
 
-#[tokio::main]
-async fn run(
+/// Runs the gateway on a multi-threaded runtime until it has drained. The runtime is then
+/// given a second to stop: a blocking read of a secret file on a hung network mount (see
+/// `tailgate_core::credential`) would otherwise hold the exit past `--drain-deadline`, as
+/// dropping a runtime waits for its blocking tasks without end.
+fn run(
+    config: GatewayConfig,
+    policies: PolicyFile,
+    policies_path: tailgate_gateway::reload::PolicySource,
+    reload_interval: Duration,
+    drain: Duration,
+) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    let result = runtime.block_on(serve(
+        config,
+        policies,
+        policies_path,
+        reload_interval,
+        drain,
+    ));
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    result
+}
+
+async fn serve(
     config: GatewayConfig,
     policies: PolicyFile,
     policies_path: tailgate_gateway::reload::PolicySource,

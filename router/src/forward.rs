@@ -58,12 +58,9 @@ pub struct Forwarder {
     left: AtomicBool,
     consecutive_failures: AtomicU32,
     closed: CancellationToken,
-    /// Set when a drain's deadline passed ([`Forwarder::abandon`]): what is pending now is
-    /// counted failed, so a send that ends later changes no count.
-    abandoned: AtomicBool,
-    /// Sends counting their outcome now: an abandoning drain waits for them, so each
-    /// send's spans are counted once, by it or by the drain.
-    settling: AtomicUsize,
+    /// The router's books: a send counts its outcome, and spans move between queues, only
+    /// while they are open (see [`Books`]).
+    books: Arc<Books>,
     /// Counters.
     pub stats: ForwarderStats,
     /// Its client, once it runs: a drain that starts the task again reuses it (its
@@ -75,13 +72,14 @@ pub struct Forwarder {
 
 impl Forwarder {
     /// A forwarder for `member` with a queue of `capacity` bytes, counting also into the
-    /// router-wide `global` queued bytes and `router_stats`.
+    /// router-wide `global` queued bytes and `router_stats`, under the router's `books`.
     pub fn new(
         member: Member,
         capacity: usize,
         global: Arc<AtomicUsize>,
         room: Arc<Notify>,
         router_stats: Arc<RouterStats>,
+        books: Arc<Books>,
     ) -> Arc<Self> {
         Arc::new(Forwarder {
             member,
@@ -96,8 +94,7 @@ impl Forwarder {
             left: AtomicBool::new(false),
             consecutive_failures: AtomicU32::new(0),
             closed: CancellationToken::new(),
-            abandoned: AtomicBool::new(false),
-            settling: AtomicUsize::new(0),
+            books,
             stats: ForwarderStats::default(),
             client: std::sync::OnceLock::new(),
         })
@@ -191,20 +188,6 @@ impl Forwarder {
     /// Its client, once its task has run.
     pub(crate) fn client(&self) -> Option<GrpcClient> {
         self.client.get().cloned()
-    }
-
-    /// Stops counting the outcomes of sends, for a drain whose deadline passed, once the
-    /// sends counting theirs now are done: from then on what is pending stays pending
-    /// until [`Forwarder::give_up_pending`] counts it failed, even if its send ends well.
-    /// Call it for every forwarder before counting any (a send's re-route moves spans
-    /// into another forwarder's count).
-    pub(crate) async fn abandon(&self) {
-        // SeqCst on both sides (here and in `deliver`): either the send sees the flag and
-        // counts nothing, or this sees the send settling and waits for it.
-        self.abandoned.store(true, Ordering::SeqCst);
-        while self.settling.load(Ordering::SeqCst) > 0 {
-            tokio::task::yield_now().await;
-        }
     }
 
     /// Counts the spans still pending (queued or in flight) as failed, for a drain whose
@@ -305,9 +288,11 @@ impl Forwarder {
             .await;
         // A part admitted over a ring read just before this gateway left, and landing after
         // its queue was moved, would be stranded here: it goes to its trace's new owner.
-        let stranded = self.take_queued();
-        if !stranded.is_empty() {
-            (hooks.reroute)(stranded);
+        if let Some(_open) = self.books.enter() {
+            let stranded = self.take_queued();
+            if !stranded.is_empty() {
+                (hooks.reroute)(stranded);
+            }
         }
     }
 
@@ -321,11 +306,10 @@ impl Forwarder {
     ) {
         self.stats.requests.add(1);
         let result = client.send_chunks(chunks).await;
-        self.settling.fetch_add(1, Ordering::SeqCst);
-        if !self.abandoned.load(Ordering::SeqCst) {
+        // Past a drain's deadline these spans were counted failed already.
+        if let Some(_open) = self.books.enter() {
             self.settle(result, chunks, spans, bytes, hooks);
         }
-        self.settling.fetch_sub(1, Ordering::SeqCst);
     }
 
     /// Counts a send's outcome, marks the gateway down or re-routes its parts.
@@ -418,6 +402,53 @@ impl Forwarder {
     }
 }
 
+/// The router's books of pending spans: open until a drain's deadline passes, then
+/// closed, so that what is pending is counted failed once. Whatever changes them from
+/// outside the admission path (a send counting its outcome, parts moved from one queue to
+/// another) holds them open while it does: [`Books::close`] waits for those, and after it
+/// nothing enters, so a send answered later, or a probe's re-route, counts no span twice
+/// and loses none from the count.
+#[derive(Debug, Default)]
+pub struct Books {
+    closed: AtomicBool,
+    open: AtomicUsize,
+}
+
+/// Held while the books are changed; dropped (panics included), it lets a close go on.
+#[must_use]
+pub struct Open<'a>(&'a Books);
+
+impl Drop for Open<'_> {
+    fn drop(&mut self) {
+        self.0.open.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+impl Books {
+    /// Holds the books open, or `None` once they are closed.
+    pub fn enter(&self) -> Option<Open<'_>> {
+        // SeqCst on both sides (here and in `close`): either this sees the flag, or the
+        // close sees this one inside and waits for it.
+        self.open.fetch_add(1, Ordering::SeqCst);
+        let open = Open(self);
+        (!self.closed.load(Ordering::SeqCst)).then_some(open)
+    }
+
+    /// Closes the books and waits, at most `within`, for those changing them now (each
+    /// holds them for a few microseconds: a count, a re-route). Whether they all left.
+    pub async fn close(&self, within: std::time::Duration) -> bool {
+        self.closed.store(true, Ordering::SeqCst);
+        let until = Instant::now() + within;
+        while self.open.load(Ordering::SeqCst) > 0 {
+            if Instant::now() >= until {
+                return false;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        }
+        true
+    }
+}
+
 /// The parts of a coalesced request as one body (a copy only when there are several).
 fn one_body(chunks: &[Bytes]) -> Bytes {
     if chunks.len() == 1 {
@@ -498,5 +529,37 @@ impl Drop for Admission<'_> {
         for (f, bytes) in self.reserved.drain(..) {
             f.release(bytes);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Scenario: the books held open by one change, closed by a drain, entered after, and
+    /// a holder that panics.
+    /// Guarantees: the close waits for the holder (and says whether it left in time);
+    /// nothing enters once closed; a panicking holder still lets the close go on.
+    #[tokio::test(start_paused = true)]
+    async fn closed_books_wait_for_their_holders_and_take_no_one_after() {
+        let books = Arc::new(Books::default());
+        let open = books.enter().expect("open at first");
+        assert!(
+            !books.close(std::time::Duration::from_millis(50)).await,
+            "a holder past the wait"
+        );
+        assert!(books.enter().is_none(), "closed: nothing enters");
+        drop(open);
+        assert!(books.close(std::time::Duration::from_millis(50)).await);
+
+        let books = Arc::new(Books::default());
+        let held = books.clone();
+        let panicked = std::thread::spawn(move || {
+            let _open = held.enter();
+            panic!("a hook failed while the books were open");
+        })
+        .join();
+        assert!(panicked.is_err());
+        assert!(books.close(std::time::Duration::from_millis(50)).await);
     }
 }

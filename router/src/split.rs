@@ -34,7 +34,7 @@ use tailgate_core::wire::Scan;
 use tokio::task::JoinHandle;
 
 use crate::config::ForwardConfig;
-use crate::forward::{Admission, Forwarder, Hooks, Part};
+use crate::forward::{Admission, Books, Forwarder, Hooks, Part};
 use crate::metrics::{MemberSample, RouterStats};
 use crate::passes::{Passes, PASS_WINDOW};
 
@@ -59,6 +59,10 @@ struct Membership {
     tasks: Vec<JoinHandle<()>>,
 }
 
+/// How long a drain whose deadline passed waits for the sends and re-routes changing the
+/// books to finish (each takes microseconds; this bounds a pathological one).
+const BOOKS_CLOSE_WAIT: std::time::Duration = std::time::Duration::from_millis(500);
+
 /// The router stage.
 pub struct Router {
     state: ArcSwap<RingState>,
@@ -80,6 +84,8 @@ pub struct Router {
     /// A running mean of request sizes, bytes: what a passed request is expected to add.
     mean_request: AtomicUsize,
     stats: Arc<RouterStats>,
+    /// Open until a drain's deadline; moves of parts between queues hold them open.
+    books: Arc<Books>,
     ready: Readiness,
     this: Weak<Router>,
 }
@@ -109,6 +115,7 @@ impl Router {
             passes: Passes::new(PASS_WINDOW),
             mean_request: AtomicUsize::new(64 << 10),
             stats: Arc::new(RouterStats::default()),
+            books: Arc::default(),
             ready: Readiness::default(),
             this: this.clone(),
         })
@@ -153,6 +160,9 @@ impl Router {
     /// Parts that landed in the queue of a gateway that left after its queue was handed
     /// on (admitted over a ring read just before it left) go to their traces' new owners.
     fn reroute_left_queues(&self) {
+        let Some(_open) = self.books.enter() else {
+            return;
+        };
         let parts: Vec<Part> = match self.membership.lock() {
             Ok(m) => m
                 .left
@@ -221,10 +231,13 @@ impl Router {
         self.rebuild();
         for f in leaving {
             // Whatever it has queued goes to the new owners; what is in flight finishes,
-            // or goes to them too if it fails (see `Forwarder::leave`).
-            let parts = f.take_queued();
+            // or goes to them too if it fails (see `Forwarder::leave`). Past a drain's
+            // deadline it stays, counted failed where it is.
+            let queued = self.books.enter().map(|open| (open, f.take_queued()));
             f.leave();
-            self.reroute(parts);
+            if let Some((_open, parts)) = queued {
+                self.reroute(parts);
+            }
         }
         self.reroute_left_queues();
     }
@@ -239,6 +252,7 @@ impl Router {
             self.global_queued.clone(),
             self.room.clone(),
             self.stats.clone(),
+            self.books.clone(),
         );
         let task = self.run_forwarder(&f)?;
         Ok((f, task))
@@ -304,7 +318,9 @@ impl Router {
     fn health_changed(&self) {
         self.rebuild();
         // Parts queued for gateways now down go to their traces' new owners.
-        self.reroute(take_stranded(&self.forwarders()));
+        if let Some(_open) = self.books.enter() {
+            self.reroute(take_stranded(&self.forwarders()));
+        }
     }
 
     /// Publishes a ring over the healthy members (all members if none is healthy, so that
@@ -433,13 +449,17 @@ impl Router {
         // next: moved from pending to failed (per gateway and in all), so that the books
         // balance in the log line and in a test's last look (the senders were told these
         // spans were taken).
-        // Sends still running may end after this: abandoned first, so that one ending
-        // well is not counted delivered as well as failed.
-        let forwarders = self.forwarders_and_left();
-        for f in &forwarders {
-            f.abandon().await;
+        // Sends still running may end after this, and probes may move parts: the books
+        // close first, so that a send ending well is not counted delivered as well as
+        // failed, nor a part counted in two queues or in none.
+        if !self.books.close(BOOKS_CLOSE_WAIT).await {
+            tracing::warn!("A send or re-route held the router's books past the drain; the last counts may be off by its spans.");
         }
-        let lost: u64 = forwarders.iter().map(|f| f.give_up_pending()).sum();
+        let lost: u64 = self
+            .forwarders_and_left()
+            .iter()
+            .map(|f| f.give_up_pending())
+            .sum();
         if lost > 0 {
             self.stats.failed_spans.add(lost);
             tracing::error!(
@@ -771,7 +791,9 @@ impl Router {
         // forwarder only probes. Move what landed there now, or it would wait for the
         // gateway to come back.
         if has_some_down(&state.forwarders) {
-            self.reroute(take_stranded(&state.forwarders));
+            if let Some(_open) = self.books.enter() {
+                self.reroute(take_stranded(&state.forwarders));
+            }
         }
         Ok(accepted)
     }

@@ -378,7 +378,7 @@ impl HttpClient {
     /// current value and the encoding.
     async fn request(&self, body: Bytes) -> Result<Request<Full<Bytes>>, String> {
         let credential = match &self.credential {
-            Some(c) => Some((c.header().clone(), c.value().await)),
+            Some(c) => Some(c.header_value().await),
             None => None,
         };
         let mut req = Request::post(self.url.clone())
