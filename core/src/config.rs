@@ -164,8 +164,12 @@ pub fn parse_plain_yaml<T: DeserializeOwned>(path: &Path, text: &str) -> Result<
 }
 
 /// The line of a parse error when that line is indented with a tab, which YAML forbids
-/// and the parser reports only as "found character that cannot start any token".
+/// in block context and the parser reports only as "found character that cannot start any
+/// token" (inside `{…}` a tab is allowed, and another error there keeps its words).
 fn tab_indented(error: &serde_yaml_ng::Error, text: &str) -> Option<usize> {
+    if !error.to_string().contains("cannot start any token") {
+        return None;
+    }
     let line = error.location()?.line();
     let indent = text.lines().nth(line.checked_sub(1)?)?;
     indent
@@ -1481,6 +1485,13 @@ mod tests {
             "{tabbed:?}"
         );
         assert!(parse_plain_yaml::<Top>(p, "_wait:\t1s\n").is_ok());
+        // In a flow mapping a tab may indent; a bad value there keeps its own words.
+        let flow =
+            parse_plain_yaml::<Top>(p, "_wait: 1s\n_inner: {_linger: 5s,\n\t_grpc: nohost}\n");
+        assert!(
+            matches!(&flow, Err(ConfigError::Parse { error, .. }) if error.to_string().contains("listen address")),
+            "{flow:?}"
+        );
     }
 
     /// Scenario: listen addresses in the Collector's forms. Guarantees: IPs, host names and

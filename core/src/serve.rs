@@ -220,6 +220,10 @@ fn connection_age(limits: &ConnectionLimits) -> Duration {
 /// black-box check). OTLP requests' headers (a token, a tenant) need a few KiB.
 const HTTP1_MAX_BUF: usize = 16 << 10;
 
+/// The most an HTTP/2 request's headers may hold (gRPC metadata included), as HTTP/1.1's
+/// read-ahead bounds them ([`HTTP1_MAX_BUF`]).
+const MAX_HEADER_LIST: u32 = 16 << 10;
+
 /// The address a request's connection comes from, attached to each request: stages that
 /// share room among senders tell them apart by it (see
 /// [`crate::receive::SpanSink::ready_from`]).
@@ -243,6 +247,9 @@ fn http_builder(
         .initial_connection_window_size(CONNECTION_WINDOW)
         .max_frame_size(MAX_FRAME_SIZE)
         .max_concurrent_streams(256)
+        // hyper's default, set here because operations.md promises it: a request's
+        // headers (gRPC metadata) beyond it get 431 before they are read further.
+        .max_header_list_size(MAX_HEADER_LIST)
         .keep_alive_interval(Some(Duration::from_secs(30)))
         .keep_alive_timeout(Duration::from_secs(20));
     builder

@@ -661,8 +661,10 @@ fn unknown_fields_sent_as_groups_are_skipped() {
     // Eight levels are skipped; nine are refused (no sender nests them at all).
     let body = with_extra(5, &nested(8), [true, false, false, true]);
     assert_eq!(Scan::default().scan_request(&body).map(|s| s.valid), Ok(1));
+    ExportTraceServiceRequest::decode(body.as_slice()).unwrap();
+    tailgate_core::wire::oracle::scan_oracle(&body).unwrap();
     let deep = nested(9);
-    let stray_end = vec![0xe4, 0x05]; // field 90, wire type 4
+    let stray_end = vec![0xd4, 0x05]; // field 90, wire type 4 (724 as a varint)
     let mismatched = [&group[..group.len() - 2], &[0xec, 0x05][..]].concat(); // ends 93
     let unclosed = group[..group.len() - 2].to_vec();
     for (bad, what) in [

@@ -379,12 +379,16 @@ fn key_and_value(kv: &[u8]) -> Option<(&[u8], &[u8])> {
 /// bool as `true`/`false`, a double in its shortest form, bytes raw; anything else (arrays,
 /// maps) by its encoded bytes.
 fn value_as_string(any: &[u8]) -> Vec<u8> {
-    // The last field wins, as every protobuf decoder reads a repeated singular field: a
-    // value encoded twice must not hide the one the backend will read from a mask.
+    // The last of AnyValue's own fields wins, as every protobuf decoder reads a repeated
+    // singular field: a value encoded twice must not hide the one the backend will read
+    // from a mask. A field AnyValue does not have (a newer one, a group) is skipped, as
+    // decoders skip it.
     let mut pos = 0;
     let mut last = None;
     while let Some(field) = tailgate_core::wire::attrs::next_field_slice(any, &mut pos) {
-        last = Some(field);
+        if (1..=7).contains(&field.0) {
+            last = Some(field);
+        }
     }
     if let Some((field, wt, start, end)) = last {
         let raw = &any[start..end];
@@ -482,6 +486,14 @@ mod tests {
         let out = m.rewrite(&kv).unwrap_or_default();
         let (_, value) = key_and_value(&out).unwrap_or_default();
         assert_eq!(value_as_string(value), b"**** ****".to_vec());
+        // A field AnyValue does not have after the string (a varint field 15, a group of
+        // field 15) is skipped, as decoders skip it: the string is what is read.
+        for unknown in [&[0x78, 0x01][..], &[0x7b, 0x08, 0x01, 0x7c]] {
+            let mut any = Vec::new();
+            put_field(&mut any, 1, b"42");
+            any.extend_from_slice(unknown);
+            assert_eq!(value_as_string(&any), b"42".to_vec(), "{unknown:?}");
+        }
     }
 
     /// Scenario: a delete and an upsert of the same key, two inserts of one key, and an

@@ -190,7 +190,7 @@ fn check_takes_either_file_alone() {
     assert_eq!(tabbed.status.code(), Some(64));
     let err = String::from_utf8_lossy(&tabbed.stderr);
     assert!(
-        err.contains("tabbed.yaml:2") && err.contains("tab"),
+        err.contains("tabbed.yaml:2") && err.contains("indented with a tab"),
         "{err}"
     );
     let neither = check(&[], &dir);

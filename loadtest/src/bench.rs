@@ -107,7 +107,7 @@ pub struct RouterBenchResult {
 
 /// Runs both variants: no compression and gzip, or (with `tls`) plaintext and TLS.
 pub async fn bench_router(cfg: &RouterBench) -> anyhow::Result<Vec<RouterBenchResult>> {
-    leave_cpu(cfg.pin_cpu);
+    leave_cpu(cfg.pin_cpu).await;
     let mut out = Vec::new();
     if cfg.relay_bin.is_some() {
         out.push(run_variant(cfg, Compression::None, None).await?);
@@ -390,29 +390,53 @@ fn spawn_relay(
 /// Moves every thread of this process off `pin_cpu`, which the benchmarked process is
 /// pinned to: left free to run there, the generator took a share of that core and the
 /// server's measured utilisation fell (64-span traces: 85% busy against 92% with the
-/// bench on the other cores; docs/benchmarks.md, "Session 35"). Best effort: without
-/// `taskset`, or on one core, nothing changes.
-fn leave_cpu(pin_cpu: Option<usize>) {
+/// bench on the other cores; docs/benchmarks.md, "Session 35"). The bench keeps the other
+/// CPUs it was allowed (`Cpus_allowed_list`, so a `taskset` or cpuset around it holds).
+/// Best effort: without `taskset`, or with no other CPU, nothing changes.
+async fn leave_cpu(pin_cpu: Option<usize>) {
     let Some(cpu) = pin_cpu else { return };
-    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let others: Vec<String> = (0..cpus)
+    let allowed = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+                .map(cpu_list)
+        })
+        .unwrap_or_default();
+    let others: Vec<String> = allowed
+        .into_iter()
         .filter(|c| *c != cpu)
         .map(|c| c.to_string())
         .collect();
     if others.is_empty() {
         return;
     }
-    let moved = std::process::Command::new("taskset")
+    let moved = tokio::process::Command::new("taskset")
         .args(["-a", "-p", "-c", &others.join(",")])
         .arg(std::process::id().to_string())
         .stdout(std::process::Stdio::null())
-        .status();
+        .status()
+        .await;
     if !moved.is_ok_and(|s| s.success()) {
         tracing::warn!(
             cpu,
             "Cannot move the bench off the benchmarked process's CPU; figures may read low."
         );
     }
+}
+
+/// The CPUs of a Linux CPU list (`0-3,6`); what does not parse is left out.
+fn cpu_list(list: &str) -> Vec<usize> {
+    list.trim()
+        .split(',')
+        .flat_map(|part| {
+            let (from, to) = part.split_once('-').unwrap_or((part, part));
+            match (from.trim().parse::<usize>(), to.trim().parse::<usize>()) {
+                (Ok(from), Ok(to)) if from <= to && to - from < 4096 => (from..=to).collect(),
+                _ => Vec::new(),
+            }
+        })
+        .collect()
 }
 
 /// A command running `exe`, pinned to `pin_cpu` with `taskset` when one is given.
@@ -768,7 +792,7 @@ pub struct GatewayBenchResult {
 /// of the rest), drives it with `spans_per_request`-span requests, then waits until every
 /// trace is decided and exported.
 pub async fn bench_gateway(cfg: &GatewayBench) -> anyhow::Result<GatewayBenchResult> {
-    leave_cpu(cfg.pin_cpu);
+    leave_cpu(cfg.pin_cpu).await;
     let stop = CancellationToken::new();
     let pki = if cfg.tls {
         Some(BenchPki::new()?)
@@ -1264,4 +1288,19 @@ async fn scrape_text(addr: SocketAddr) -> Option<String> {
 fn sample_of(text: &str, name: &str) -> Option<u64> {
     text.lines()
         .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Guarantees: Linux CPU lists read as the kernel writes them (ranges, singles, a
+    /// trailing newline); what does not parse is left out rather than guessed.
+    #[test]
+    fn cpu_lists_read_as_the_kernel_writes_them() {
+        assert_eq!(cpu_list("0-1\n"), [0, 1]);
+        assert_eq!(cpu_list("\t0,2-4,7"), [0, 2, 3, 4, 7]);
+        assert_eq!(cpu_list("3"), [3]);
+        assert_eq!(cpu_list("x,5-2,1"), [1]);
+    }
 }

@@ -307,7 +307,12 @@ fn json_message(message: &str) -> String {
         }
     }
     out.push_str(rest);
-    if out.contains("is not 16 bytes") || out.contains("is not 8 bytes") {
+    // The scan's words for an id of the wrong length (`wire::scan::SpanDefect` for the
+    // trace id, `wire::validate` for the others).
+    if ["must be 16 bytes", "is not 16 bytes", "is not 8 bytes"]
+        .iter()
+        .any(|words| out.contains(words))
+    {
         out.push_str(
             " (OTLP/JSON writes ids in hex: 32 digits for a trace id, 16 for a span id, not base64)",
         );
@@ -396,6 +401,17 @@ mod tests {
         assert!(!said.contains("(byte "), "{said}");
         assert!(said.contains("ids in hex"), "{said}");
         assert_eq!(json_message("a (byte x) b (byte 12)"), "a (byte x) b");
+        // A base64 trace id beside a hex span id: the trace id's own wording.
+        let json = r#"{"resourceSpans":[{"scopeSpans":[{"spans":[
+            {"traceId":"AQIDBAUGBwgJCgsMDQ4PEA==","spanId":"0102030405060708","name":"b64"}]}]}]}"#;
+        let body = json_to_protobuf(json.as_bytes()).unwrap();
+        let scanned = scan.scan_request(&body).unwrap();
+        assert_eq!(scanned.rejected, 1);
+        let said = json_message(&scanned.message);
+        assert!(
+            said.contains("trace_id") && said.contains("ids in hex"),
+            "{said}"
+        );
     }
 
     #[test]

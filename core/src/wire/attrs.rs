@@ -132,11 +132,10 @@ fn next_field(buf: &Bytes, pos: &mut usize) -> Option<(u32, u8, usize, usize)> {
     next_field_slice(buf, pos)
 }
 
-/// The next field of `buf` at `pos`: (number, wire type, value start, value end). For
-/// length-delimited fields the range is the payload; for others it starts at the value.
 /// Reads the field at `*pos` of a protobuf message: `(field number, wire type, start, end)`
-/// of its value (for length-delimited fields, the payload without its length), advancing
-/// `*pos` past it. `None` at the end or at a malformed field.
+/// of its value (for a length-delimited field, the payload without its length; for a
+/// group, its fields and its end tag), advancing `*pos` past it. `None` at the end or at
+/// a malformed field.
 #[inline]
 pub fn next_field_slice(buf: &[u8], pos: &mut usize) -> Option<(u32, u8, usize, usize)> {
     if *pos >= buf.len() {
