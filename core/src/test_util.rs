@@ -266,6 +266,9 @@ pub struct CaptureBackend {
     /// Requests larger than this are refused as too large (0: no limit).
     max_request: std::sync::atomic::AtomicUsize,
     too_large: std::sync::atomic::AtomicU64,
+    /// While set, every request is refused as forbidden ([`CaptureBackend::forbid`]).
+    forbidden: std::sync::atomic::AtomicBool,
+    forbidden_refusals: std::sync::atomic::AtomicU64,
     /// While set, requests wait before they are answered ([`CaptureBackend::hold`]).
     held: std::sync::atomic::AtomicBool,
     released: tokio::sync::Notify,
@@ -389,6 +392,19 @@ impl CaptureBackend {
         self.too_large.load(std::sync::atomic::Ordering::Relaxed)
     }
 
+    /// While `true`, every request is refused with `PERMISSION_DENIED` / 403, as a backend
+    /// refuses a key that is valid but not allowed to write.
+    pub fn forbid(&self, forbidden: bool) {
+        self.forbidden
+            .store(forbidden, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Requests refused by [`CaptureBackend::forbid`].
+    pub fn forbidden_refusals(&self) -> u64 {
+        self.forbidden_refusals
+            .load(std::sync::atomic::Ordering::SeqCst)
+    }
+
     /// While `true`, requests are read and then wait, unanswered, until it is `false`
     /// again (a gateway slow to answer); then they are taken.
     pub fn hold(&self, held: bool) {
@@ -426,6 +442,13 @@ impl crate::receive::SpanSink for CaptureBackend {
             }
             self.waiting
                 .fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+        }
+        if self.forbidden.load(std::sync::atomic::Ordering::SeqCst) {
+            self.forbidden_refusals
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            return Err(crate::receive::Refusal::PermissionDenied(
+                "test backend: this key may not write".into(),
+            ));
         }
         if self.unavailable.load(std::sync::atomic::Ordering::Relaxed) {
             return Err(crate::receive::Refusal::Unavailable {

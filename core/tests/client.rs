@@ -438,7 +438,43 @@ async fn a_refused_key_is_read_again_from_its_file() {
         )
         .unwrap(),
     ));
-    assert_eq!(replaced.send(body).await.unwrap().attempts, 1);
+    assert_eq!(replaced.send(body.clone()).await.unwrap().attempts, 1);
+
+    // PERMISSION_DENIED (a key not allowed to write) is a refusal of the credential too:
+    // the file is read again at once and, changed, the request is sent again; refused
+    // again within the second, it fails for good (not retried as a transient error).
+    let (addr, backend) = CaptureBackend::start("127.0.0.1:0".parse().unwrap(), stop.clone())
+        .await
+        .unwrap();
+    backend.forbid(true);
+    std::fs::write(&file, "first\n").unwrap();
+    let credential = Credential::new(
+        "authorization",
+        Scheme::Token {
+            scheme: "Bearer".into(),
+            token: Secret::File(file.clone()),
+        },
+    )
+    .unwrap();
+    let client = GrpcClient::new(
+        &format!("http://{addr}"),
+        &[],
+        Duration::from_secs(2),
+        quick_retry(),
+    )
+    .unwrap()
+    .with_credential(Arc::new(credential));
+    std::fs::write(&file, "rotated\n").unwrap();
+    let refused = client.send(body).await.unwrap_err();
+    assert!(
+        matches!(&refused, ForwardError::Rejected { status, .. } if status.code() == tonic::Code::PermissionDenied),
+        "{refused}"
+    );
+    assert_eq!(
+        backend.forbidden_refusals(),
+        2,
+        "sent again once, with the new key"
+    );
     std::fs::remove_dir_all(&dir).ok();
     stop.cancel();
 }

@@ -624,6 +624,12 @@ mod tests {
         assert!(matches!(err, HttpExportError::Unauthorized(_)), "{err}");
         with("right").send(body.clone()).await.unwrap();
         assert!(backend.spans() > 0);
+        // 403 (a key not allowed to write) is refused credentials too, not retried.
+        backend.forbid(true);
+        let err = with("right").send(body.clone()).await.unwrap_err();
+        assert!(matches!(err, HttpExportError::Unauthorized(_)), "{err}");
+        assert_eq!(backend.forbidden_refusals(), 1);
+        backend.forbid(false);
 
         // A key file rotated since its last read: the refused request reads it again and
         // is sent with the new key, not given up.
