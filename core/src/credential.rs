@@ -42,6 +42,10 @@ pub enum Secret {
     Inline(String),
     /// A regular file's text (the Collector's `filename`, `*_file`).
     File(PathBuf),
+    /// Tests only: a read that takes as long as `tests::SLOW_READ_MS` says (a file on a
+    /// hung network mount), giving the text with the read's number after it.
+    #[cfg(test)]
+    Slow(String),
 }
 
 impl std::fmt::Debug for Secret {
@@ -49,6 +53,8 @@ impl std::fmt::Debug for Secret {
         match self {
             Secret::Inline(_) => f.write_str("Inline(<redacted>)"),
             Secret::File(path) => f.debug_tuple("File").field(path).finish(),
+            #[cfg(test)]
+            Secret::Slow(_) => f.write_str("Slow"),
         }
     }
 }
@@ -266,7 +272,12 @@ impl Credential {
     }
 
     fn reads_files(&self) -> bool {
-        let file = |s: &Secret| matches!(s, Secret::File(_));
+        let file = |s: &Secret| match s {
+            Secret::Inline(_) => false,
+            Secret::File(_) => true,
+            #[cfg(test)]
+            Secret::Slow(_) => true,
+        };
         match &*self.scheme {
             Scheme::Token { token, .. } => file(token),
             Scheme::Basic { username, password } => file(username) || file(password),
@@ -296,6 +307,8 @@ fn read(secret: &Secret, what: &'static str, first_line: bool) -> Result<String,
     let (text, path) = match secret {
         Secret::Inline(s) => (s.clone(), None),
         Secret::File(path) => (read_file(path)?, Some(path.clone())),
+        #[cfg(test)]
+        Secret::Slow(text) => (tests::slow_read(text), None),
     };
     let mut text = text.trim();
     if first_line {
@@ -371,6 +384,63 @@ fn make_value(scheme: &Scheme) -> Result<HeaderValue, CredentialError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    /// How long a [`Secret::Slow`] read takes, and how many there were.
+    static SLOW_READ_MS: AtomicU64 = AtomicU64::new(0);
+    static SLOW_READS: AtomicU64 = AtomicU64::new(0);
+
+    pub(super) fn slow_read(text: &str) -> String {
+        std::thread::sleep(Duration::from_millis(SLOW_READ_MS.load(Ordering::SeqCst)));
+        let n = SLOW_READS.fetch_add(1, Ordering::SeqCst) + 1;
+        format!("{text}{n}")
+    }
+
+    /// Scenario: a secret whose read takes 2.5 s (a file on a hung network mount), read
+    /// again for a refused request, then asked for again while that read runs.
+    /// Guarantees: the request waits [`READ_WAIT`], not the whole read, and goes with the
+    /// last value; no second read starts while one runs; the read's value is kept when it
+    /// ends. (Real time: the wait on the blocking pool is what is tested.)
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_hung_read_delays_one_request_by_the_wait_and_starts_no_other() {
+        let c = Credential::new(
+            "x-api-key",
+            Scheme::Token {
+                scheme: String::new(),
+                token: Secret::Slow("key-".into()),
+            },
+        )
+        .unwrap();
+        assert_eq!(c.last_value(), "key-1");
+        SLOW_READ_MS.store(2_500, Ordering::SeqCst);
+        let started = std::time::Instant::now();
+        assert!(!c.refresh_now().await, "the read outlasted the wait");
+        let waited = started.elapsed();
+        assert!(
+            waited >= READ_WAIT && waited < Duration::from_millis(2_000),
+            "{waited:?}"
+        );
+        assert_eq!(c.value().await, "key-1", "the last value, at once");
+        // Past the spacing of forced reads, with the first still running (until 2.5 s).
+        tokio::time::sleep(FORCED_REREAD_EVERY.saturating_sub(waited) + Duration::from_millis(200))
+            .await;
+        let again = std::time::Instant::now();
+        assert!(!c.refresh_now().await, "no second read while one runs");
+        assert!(again.elapsed() < Duration::from_millis(100));
+        let ended = std::time::Instant::now();
+        while c.last_value() != "key-2" {
+            assert!(
+                ended.elapsed() < Duration::from_secs(5),
+                "the read never ended"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(
+            SLOW_READS.load(Ordering::SeqCst),
+            2,
+            "one read at load, one since"
+        );
+    }
 
     fn scratch(name: &str) -> PathBuf {
         let dir = std::env::temp_dir().join(format!("tailgate-cred-{name}-{}", std::process::id()));
