@@ -413,7 +413,7 @@ mod tests {
         .unwrap();
         assert_eq!(c.last_value(), "key-1");
         SLOW_READ_MS.store(2_500, Ordering::SeqCst);
-        let started = std::time::Instant::now();
+        let started = Instant::now();
         assert!(!c.refresh_now().await, "the read outlasted the wait");
         let waited = started.elapsed();
         assert!(
@@ -424,10 +424,10 @@ mod tests {
         // Past the spacing of forced reads, with the first still running (until 2.5 s).
         tokio::time::sleep(FORCED_REREAD_EVERY.saturating_sub(waited) + Duration::from_millis(200))
             .await;
-        let again = std::time::Instant::now();
+        let again = Instant::now();
         assert!(!c.refresh_now().await, "no second read while one runs");
         assert!(again.elapsed() < Duration::from_millis(100));
-        let ended = std::time::Instant::now();
+        let ended = Instant::now();
         while c.last_value() != "key-2" {
             assert!(
                 ended.elapsed() < Duration::from_secs(5),
