@@ -392,23 +392,27 @@ async fn a_refused_key_is_read_again_from_its_file() {
     let dir = std::env::temp_dir().join(format!("tailgate-grpc-401-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let file = dir.join("token");
+    // A client of `addr` whose bearer token is `file`'s text, read now.
+    let file_client = |addr: std::net::SocketAddr| {
+        let credential = Credential::new(
+            "authorization",
+            Scheme::Token {
+                scheme: "Bearer".into(),
+                token: Secret::File(file.clone()),
+            },
+        )
+        .unwrap();
+        GrpcClient::new(
+            &format!("http://{addr}"),
+            &[],
+            Duration::from_secs(2),
+            quick_retry(),
+        )
+        .unwrap()
+        .with_credential(Arc::new(credential))
+    };
     std::fs::write(&file, "wrong\n").unwrap();
-    let credential = Credential::new(
-        "authorization",
-        Scheme::Token {
-            scheme: "Bearer".into(),
-            token: Secret::File(file.clone()),
-        },
-    )
-    .unwrap();
-    let client = GrpcClient::new(
-        &format!("http://{addr}"),
-        &[],
-        Duration::from_secs(2),
-        quick_retry(),
-    )
-    .unwrap()
-    .with_credential(Arc::new(credential));
+    let client = file_client(addr);
     std::fs::write(&file, "right\n").unwrap();
     tokio::time::pause();
     tokio::time::advance(FORCED_REREAD_EVERY).await;
@@ -448,22 +452,7 @@ async fn a_refused_key_is_read_again_from_its_file() {
         .unwrap();
     backend.forbid(true);
     std::fs::write(&file, "first\n").unwrap();
-    let credential = Credential::new(
-        "authorization",
-        Scheme::Token {
-            scheme: "Bearer".into(),
-            token: Secret::File(file.clone()),
-        },
-    )
-    .unwrap();
-    let client = GrpcClient::new(
-        &format!("http://{addr}"),
-        &[],
-        Duration::from_secs(2),
-        quick_retry(),
-    )
-    .unwrap()
-    .with_credential(Arc::new(credential));
+    let client = file_client(addr);
     std::fs::write(&file, "rotated\n").unwrap();
     let refused = client.send(body).await.unwrap_err();
     assert!(
