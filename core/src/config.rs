@@ -164,10 +164,12 @@ pub fn parse_plain_yaml<T: DeserializeOwned>(path: &Path, text: &str) -> Result<
 }
 
 /// The line of a parse error when that line is indented with a tab, which YAML forbids
-/// in block context and the parser reports only as "found character that cannot start any
-/// token" (inside `{…}` a tab is allowed, and another error there keeps its words).
+/// in block context and the parser reports as "found character that cannot start any
+/// token" or "found a tab character that violates indentation" (inside `{…}` a tab is
+/// allowed, and another error there keeps its words).
 fn tab_indented(error: &serde_yaml_ng::Error, text: &str) -> Option<usize> {
-    if !error.to_string().contains("cannot start any token") {
+    let message = error.to_string();
+    if !message.contains("cannot start any token") && !message.contains("tab character") {
         return None;
     }
     let line = error.location()?.line();
@@ -1485,6 +1487,12 @@ mod tests {
             "{tabbed:?}"
         );
         assert!(parse_plain_yaml::<Top>(p, "_wait:\t1s\n").is_ok());
+        // After a line ending in a value, the parser words it otherwise; the same answer.
+        let after_value = parse_plain_yaml::<Top>(p, "_inner:\n  _linger: 5s\n\t_grpc: x\n");
+        assert!(
+            matches!(&after_value, Err(ConfigError::InvalidAt { line: 3, message, .. }) if message.contains("tab")),
+            "{after_value:?}"
+        );
         // In a flow mapping a tab may indent; a bad value there keeps its own words.
         let flow =
             parse_plain_yaml::<Top>(p, "_wait: 1s\n_inner: {_linger: 5s,\n\t_grpc: nohost}\n");

@@ -144,6 +144,9 @@ struct Current {
     /// A read of the files is under way (at most one at a time: a file on a hung mount
     /// holds one thread of the blocking pool, not one per request).
     reading: bool,
+    /// When a failed read was last logged: once a minute at most, as refusals force a
+    /// read every second.
+    warned_at: Option<Instant>,
 }
 
 /// Which read a request asks for.
@@ -169,6 +172,7 @@ impl Credential {
                 read_at: Instant::now(),
                 forced_at: None,
                 reading: false,
+                warned_at: None,
             })),
         })
     }
@@ -256,14 +260,22 @@ impl Credential {
                     changed
                 }
                 Err(error) => {
+                    let warn = current
+                        .warned_at
+                        .is_none_or(|at| at.elapsed() >= crate::retry::REWARN_AFTER);
+                    if warn {
+                        current.warned_at = Some(Instant::now());
+                    }
                     drop(current);
-                    tracing::dispatcher::with_default(&dispatch, || {
-                        tracing::warn!(
-                            header = %header,
-                            %error,
-                            "Cannot read a credential again; sending the last one read."
-                        )
-                    });
+                    if warn {
+                        tracing::dispatcher::with_default(&dispatch, || {
+                            tracing::warn!(
+                                header = %header,
+                                %error,
+                                "Cannot read a credential again; sending the last one read (logged once a minute at most)."
+                            )
+                        });
+                    }
                     false
                 }
             }
@@ -607,8 +619,9 @@ mod tests {
     /// a file over 64 KiB, and written again.
     /// Guarantees: its first line, trimmed, is sent; the new token is sent once
     /// [`REREAD_EVERY`] has passed (not before); a file gone later, a FIFO in its place
-    /// (opened without blocking) or an oversized file keeps the last token, each with a
-    /// warning that names no secret; a good file again is picked up (paused clock).
+    /// (opened without blocking) or an oversized file keeps the last token, with a warning
+    /// that names no secret, once a minute at most; a good file again is picked up
+    /// (paused clock).
     #[tokio::test(start_paused = true)]
     async fn a_rotated_token_file_is_picked_up() {
         let (log, _guard) = crate::test_util::CapturedLog::install();
@@ -661,23 +674,25 @@ mod tests {
         assert_eq!(c.value().await, "rotated");
         warned(1);
         // Replaced by a FIFO: opened without blocking, refused (a blocking open would
-        // wait for a writer).
+        // wait for a writer). Logged once a minute at most: refusals force a read a second.
         let made = std::process::Command::new("mkfifo").arg(&path).status();
         assert!(made.is_ok_and(|s| s.success()), "mkfifo (coreutils)");
         tokio::time::advance(REREAD_EVERY).await;
         assert_eq!(c.value().await, "rotated");
-        warned(2);
+        tokio::time::advance(FORCED_REREAD_EVERY).await;
+        assert!(!c.refresh_now().await);
+        warned(1);
         std::fs::remove_file(&path).unwrap();
         let big = "k".repeat(MAX_SECRET_FILE_BYTES as usize + 1);
         std::fs::write(&path, &big).unwrap();
-        tokio::time::advance(REREAD_EVERY).await;
+        tokio::time::advance(crate::retry::REWARN_AFTER).await;
         assert_eq!(c.value().await, "rotated");
-        warned(3);
+        warned(2);
         assert!(log.count("larger than 64 KiB") == 1 && log.count("kkkk") == 0);
         std::fs::write(&path, "back\n").unwrap();
         tokio::time::advance(REREAD_EVERY).await;
         assert_eq!(c.value().await, "back");
-        warned(3);
+        warned(2);
         assert_eq!(log.count("rotated"), 0, "no token in the log");
         std::fs::remove_dir_all(&dir).ok();
     }

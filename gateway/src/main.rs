@@ -118,7 +118,7 @@ fn main() -> ExitCode {
         (Some(c), None) if args.check => return check_config_only(c),
         _ => {
             eprintln!(
-                "error: --config FILE and --policies FILE are both required (see --help; --check takes either or both)"
+                "error: give --config FILE and --policies FILE (both to run; --check takes either or both; see --help)"
             );
             return ExitCode::from(EX_USAGE);
         }
