@@ -208,7 +208,8 @@ impl Credential {
     /// Reads the secret files now, for a request the backend refused as unauthenticated:
     /// whether the value changed (a key rotated since the last read), so that the
     /// request is worth sending again. At most once per [`FORCED_REREAD_EVERY`]; `false`
-    /// for inline secrets, and when the read fails or takes longer than [`READ_WAIT`].
+    /// for inline secrets, while another read is under way, and when the read fails or
+    /// takes longer than [`READ_WAIT`].
     pub async fn refresh_now(&self) -> bool {
         self.start_read(ReadKind::Forced) && self.read_again().await
     }
@@ -251,8 +252,9 @@ impl Credential {
         let reading = Reading(current);
         let read = tokio::task::spawn_blocking(move || {
             let value = make_value(&scheme);
+            // `reading` is cleared when the guard drops, after this: only then may the next
+            // read start (clearing it here too let a third read start beside a second).
             let mut current = lock(&reading.0);
-            current.reading = false;
             match value {
                 Ok(value) => {
                     let changed = current.value != value;
@@ -333,7 +335,7 @@ fn read(secret: &Secret, what: &'static str, first_line: bool) -> Result<String,
 }
 
 /// A regular file's text, at most [`MAX_SECRET_FILE_BYTES`]. The file is opened without
-/// blocking and what it is looked up on the open file, so a FIFO (whose open would wait
+/// blocking and its type checked on the open file (fstat), so a FIFO (whose open would wait
 /// for a writer) or a device (which may never end) put at the path, even between two
 /// reads, is refused, not read.
 fn read_file(path: &std::path::Path) -> Result<String, CredentialError> {
@@ -575,8 +577,8 @@ mod tests {
             },
         );
         assert!(matches!(dir, Err(CredentialError::NotASecretFile { .. })));
-        // A FIFO is refused without being opened (opening it blocks until a writer comes;
-        // this test would hang).
+        // A FIFO is opened without blocking and refused (a blocking open waits until a
+        // writer comes: this test would hang).
         let fifo_dir = scratch("fifo");
         let fifo = fifo_dir.join("token");
         let made = std::process::Command::new("mkfifo").arg(&fifo).status();

@@ -389,8 +389,8 @@ fn spawn_relay(
 
 /// Moves every thread of this process off `pin_cpu`, which the benchmarked process is
 /// pinned to: left free to run there, the generator took a share of that core and the
-/// server's measured utilisation fell (64-span traces: 85% busy against 92% with the
-/// bench on the other cores; docs/benchmarks.md, "Session 35"). The bench keeps the other
+/// server's measured utilisation fell (64-span traces: 80–88% busy against 89–92% with
+/// the bench on the other cores; docs/benchmarks.md, "Session 35"). The bench keeps the other
 /// CPUs it was allowed (`Cpus_allowed_list`, so a `taskset` or cpuset around it holds).
 /// Best effort: without `taskset`, or with no other CPU, nothing changes.
 async fn leave_cpu(pin_cpu: Option<usize>) {
