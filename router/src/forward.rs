@@ -412,6 +412,8 @@ impl Forwarder {
 pub struct Books {
     closed: AtomicBool,
     open: AtomicUsize,
+    /// Told when the last holder leaves closed books.
+    left: Notify,
 }
 
 /// Held while the books are changed; dropped (panics included), it lets a close go on.
@@ -420,7 +422,9 @@ pub struct Open<'a>(&'a Books);
 
 impl Drop for Open<'_> {
     fn drop(&mut self) {
-        self.0.open.fetch_sub(1, Ordering::SeqCst);
+        if self.0.open.fetch_sub(1, Ordering::SeqCst) == 1 && self.0.closed.load(Ordering::SeqCst) {
+            self.0.left.notify_waiters();
+        }
     }
 }
 
@@ -439,13 +443,16 @@ impl Books {
     pub async fn close(&self, within: std::time::Duration) -> bool {
         self.closed.store(true, Ordering::SeqCst);
         let until = Instant::now() + within;
-        while self.open.load(Ordering::SeqCst) > 0 {
-            if Instant::now() >= until {
+        loop {
+            // Registered before the count is read, so a holder leaving in between is heard.
+            let left = self.left.notified();
+            if self.open.load(Ordering::SeqCst) == 0 {
+                return true;
+            }
+            if tokio::time::timeout_at(until, left).await.is_err() {
                 return false;
             }
-            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
         }
-        true
     }
 }
 
