@@ -42,8 +42,8 @@ pub enum Secret {
     Inline(String),
     /// A regular file's text (the Collector's `filename`, `*_file`).
     File(PathBuf),
-    /// Tests only: a read that takes as long as `tests::SLOW_READ_MS` says (a file on a
-    /// hung network mount), giving the text with the read's number after it.
+    /// Tests only: a read that blocks while `tests::hold_reads` holds it (a file on a hung
+    /// network mount), giving the text with the read's number after it.
     #[cfg(test)]
     Slow(String),
 }
@@ -175,6 +175,17 @@ impl Credential {
                 warned_at: None,
             })),
         })
+    }
+
+    /// `authorization: Bearer <token>`, `bearertokenauth`'s defaults.
+    pub fn bearer(token: Secret) -> Result<Self, CredentialError> {
+        Credential::new(
+            "authorization",
+            Scheme::Token {
+                scheme: "Bearer".into(),
+                token,
+            },
+        )
     }
 
     /// The header's name (lower case, as gRPC metadata needs it).
@@ -400,55 +411,91 @@ mod tests {
     use super::*;
     use std::sync::atomic::{AtomicU64, Ordering};
 
-    /// How long a [`Secret::Slow`] read takes, and how many there were.
-    static SLOW_READ_MS: AtomicU64 = AtomicU64::new(0);
+    /// Whether [`Secret::Slow`] reads block now, and how many there were.
+    static HELD: (std::sync::Mutex<bool>, std::sync::Condvar) =
+        (std::sync::Mutex::new(false), std::sync::Condvar::new());
     static SLOW_READS: AtomicU64 = AtomicU64::new(0);
 
+    fn hold_reads(held: bool) {
+        *HELD
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = held;
+        HELD.1.notify_all();
+    }
+
     pub(super) fn slow_read(text: &str) -> String {
-        std::thread::sleep(Duration::from_millis(SLOW_READ_MS.load(Ordering::SeqCst)));
+        let mut held = HELD
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        while *held {
+            held = HELD
+                .1
+                .wait(held)
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+        }
         let n = SLOW_READS.fetch_add(1, Ordering::SeqCst) + 1;
         format!("{text}{n}")
     }
 
-    /// Scenario: a secret whose read takes 2.5 s (a file on a hung network mount), read
-    /// again for a refused request, then asked for again while that read runs.
+    /// Scenario: a secret whose read blocks (a file on a hung network mount), read again
+    /// for a refused request, then asked for again while that read runs, then released.
     /// Guarantees: the request waits [`READ_WAIT`], not the whole read, and goes with the
-    /// last value; no second read starts while one runs; the read's value is kept when it
-    /// ends. (Real time: the wait on the blocking pool is what is tested.)
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    /// last value; no second read starts while one runs (that call returns at once); the
+    /// read's value is kept when it ends. Paused clock: a blocking task holds the clock
+    /// still, so the wait is advanced by hand.
+    #[tokio::test(start_paused = true)]
     async fn a_hung_read_delays_one_request_by_the_wait_and_starts_no_other() {
-        let c = Credential::new(
-            "x-api-key",
-            Scheme::Token {
-                scheme: String::new(),
-                token: Secret::Slow("key-".into()),
-            },
-        )
-        .unwrap();
-        assert_eq!(c.last_value(), "key-1");
-        SLOW_READ_MS.store(2_500, Ordering::SeqCst);
-        let started = Instant::now();
-        assert!(!c.refresh_now().await, "the read outlasted the wait");
-        let waited = started.elapsed();
-        assert!(
-            waited >= READ_WAIT && waited < Duration::from_millis(2_000),
-            "{waited:?}"
+        let c = Arc::new(
+            Credential::new(
+                "x-api-key",
+                Scheme::Token {
+                    scheme: String::new(),
+                    token: Secret::Slow("key-".into()),
+                },
+            )
+            .unwrap(),
         );
-        assert_eq!(c.value().await, "key-1", "the last value, at once");
-        // Past the spacing of forced reads, with the first still running (until 2.5 s).
-        tokio::time::sleep(FORCED_REREAD_EVERY.saturating_sub(waited) + Duration::from_millis(200))
-            .await;
-        let again = Instant::now();
-        assert!(!c.refresh_now().await, "no second read while one runs");
-        assert!(again.elapsed() < Duration::from_millis(100));
-        let ended = Instant::now();
-        while c.last_value() != "key-2" {
-            assert!(
-                ended.elapsed() < Duration::from_secs(5),
-                "the read never ended"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
+        assert_eq!(c.last_value(), "key-1");
+        hold_reads(true);
+        // Released however the test ends: a blocked read would hold the runtime's drop.
+        struct Release;
+        impl Drop for Release {
+            fn drop(&mut self) {
+                hold_reads(false);
+            }
         }
+        let _release = Release;
+        let forced = tokio::spawn({
+            let c = c.clone();
+            async move { c.refresh_now().await }
+        });
+        tokio::task::yield_now().await;
+        assert!(!forced.is_finished(), "waiting for the read");
+        tokio::time::advance(READ_WAIT).await;
+        assert!(!forced.await.unwrap(), "the read outlasted the wait");
+        assert_eq!(c.value().await, "key-1", "the last value, at once");
+        tokio::time::advance(FORCED_REREAD_EVERY).await;
+        let second = tokio::spawn({
+            let c = c.clone();
+            async move { c.refresh_now().await }
+        });
+        tokio::task::yield_now().await;
+        assert!(
+            second.is_finished(),
+            "no second read while one runs: returned at once"
+        );
+        assert!(!second.await.unwrap());
+        hold_reads(false);
+        for _ in 0..100 {
+            if c.last_value() == "key-2" {
+                break;
+            }
+            // Ends once the blocking read has (it holds the clock still until then).
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        assert_eq!(c.last_value(), "key-2", "the read's value, kept");
         assert_eq!(
             SLOW_READS.load(Ordering::SeqCst),
             2,
@@ -485,14 +532,7 @@ mod tests {
         // A token is its text's first line, trimmed, inline as from a file: an
         // `${env:…}` from a Kubernetes secret often ends in a newline.
         for written in ["t0k\n", "\n  t0k \nsecond line\n"] {
-            let c = Credential::new(
-                "authorization",
-                Scheme::Token {
-                    scheme: "Bearer".into(),
-                    token: Secret::Inline(written.into()),
-                },
-            )
-            .unwrap();
+            let c = Credential::bearer(Secret::Inline(written.into())).unwrap();
             assert_eq!(c.last_value(), "Bearer t0k", "{written:?}");
         }
         let basic = Credential::new(
@@ -532,15 +572,7 @@ mod tests {
     /// credential is built, each with its own variant.
     #[test]
     fn unusable_secrets_are_refused_by_kind() {
-        let token = |t: &str| {
-            Credential::new(
-                "authorization",
-                Scheme::Token {
-                    scheme: "Bearer".into(),
-                    token: Secret::Inline(t.into()),
-                },
-            )
-        };
+        let token = |t: &str| Credential::bearer(Secret::Inline(t.into()));
         assert!(matches!(
             token(""),
             Err(CredentialError::Empty {
@@ -560,22 +592,10 @@ mod tests {
             },
         );
         assert!(matches!(basic, Err(CredentialError::ColonInUsername)));
-        let missing = Credential::new(
-            "authorization",
-            Scheme::Token {
-                scheme: "Bearer".into(),
-                token: Secret::File("/nonexistent/tailgate/token".into()),
-            },
-        );
+        let missing = Credential::bearer(Secret::File("/nonexistent/tailgate/token".into()));
         assert!(matches!(missing, Err(CredentialError::Read { .. })));
         // A directory (or a FIFO, a device) is not read: it could block or never end.
-        let dir = Credential::new(
-            "authorization",
-            Scheme::Token {
-                scheme: "Bearer".into(),
-                token: Secret::File(std::env::temp_dir()),
-            },
-        );
+        let dir = Credential::bearer(Secret::File(std::env::temp_dir()));
         assert!(matches!(dir, Err(CredentialError::NotASecretFile { .. })));
         // A FIFO is opened without blocking and refused (a blocking open waits until a
         // writer comes: this test would hang).
@@ -583,25 +603,13 @@ mod tests {
         let fifo = fifo_dir.join("token");
         let made = std::process::Command::new("mkfifo").arg(&fifo).status();
         assert!(made.is_ok_and(|s| s.success()), "mkfifo (coreutils)");
-        let c = Credential::new(
-            "authorization",
-            Scheme::Token {
-                scheme: "Bearer".into(),
-                token: Secret::File(fifo),
-            },
-        );
+        let c = Credential::bearer(Secret::File(fifo));
         assert!(matches!(c, Err(CredentialError::NotASecretFile { .. })));
         std::fs::remove_dir_all(&fifo_dir).ok();
         let empty_dir = scratch("empty");
         let empty = empty_dir.join("token");
         std::fs::write(&empty, "\n  \n").unwrap();
-        let empty = Credential::new(
-            "authorization",
-            Scheme::Token {
-                scheme: "Bearer".into(),
-                token: Secret::File(empty),
-            },
-        );
+        let empty = Credential::bearer(Secret::File(empty));
         assert!(matches!(
             empty,
             Err(CredentialError::Empty { path: Some(_), .. })

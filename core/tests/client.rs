@@ -378,7 +378,7 @@ async fn tls_to_a_plaintext_server_says_so() {
 /// replaces a configured header of its name.
 #[tokio::test]
 async fn a_refused_key_is_read_again_from_its_file() {
-    use tailgate_core::credential::{Credential, Scheme, Secret, FORCED_REREAD_EVERY};
+    use tailgate_core::credential::{Credential, Secret, FORCED_REREAD_EVERY};
     let stop = CancellationToken::new();
     let (addr, backend) = CaptureBackend::start_with(
         "127.0.0.1:0".parse().unwrap(),
@@ -394,14 +394,7 @@ async fn a_refused_key_is_read_again_from_its_file() {
     let file = dir.join("token");
     // A client of `addr` whose bearer token is `file`'s text, read now.
     let file_client = |addr: std::net::SocketAddr| {
-        let credential = Credential::new(
-            "authorization",
-            Scheme::Token {
-                scheme: "Bearer".into(),
-                token: Secret::File(file.clone()),
-            },
-        )
-        .unwrap();
+        let credential = Credential::bearer(Secret::File(file.clone())).unwrap();
         GrpcClient::new(
             &format!("http://{addr}"),
             &[],
@@ -433,14 +426,7 @@ async fn a_refused_key_is_read_again_from_its_file() {
     )
     .unwrap()
     .with_credential(Arc::new(
-        Credential::new(
-            "authorization",
-            Scheme::Token {
-                scheme: "Bearer".into(),
-                token: Secret::Inline("right".into()),
-            },
-        )
-        .unwrap(),
+        Credential::bearer(Secret::Inline("right".into())).unwrap(),
     ));
     assert_eq!(replaced.send(body.clone()).await.unwrap().attempts, 1);
 

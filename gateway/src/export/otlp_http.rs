@@ -592,7 +592,7 @@ mod tests {
     /// rotated file is read again on the refusal and the request sent again with it.
     #[tokio::test]
     async fn refused_credentials_are_told_apart() {
-        use tailgate_core::credential::{Scheme, Secret};
+        use tailgate_core::credential::Secret;
         use tailgate_core::test_util::CaptureBackend;
         let stop = tokio_util::sync::CancellationToken::new();
         let (addr, backend) = CaptureBackend::start_with(
@@ -607,14 +607,7 @@ mod tests {
         let cfg: OtlpHttpConfig =
             serde_yaml_ng::from_str(&format!("{{endpoint: 'http://{addr}'}}")).unwrap();
         let with = |token: &str| {
-            let credential = Credential::new(
-                "authorization",
-                Scheme::Token {
-                    scheme: "Bearer".into(),
-                    token: Secret::Inline(token.into()),
-                },
-            )
-            .unwrap();
+            let credential = Credential::bearer(Secret::Inline(token.into())).unwrap();
             cfg.client_with(Some(Arc::new(credential))).unwrap()
         };
         let body = Bytes::from(prost::Message::encode_to_vec(
@@ -637,14 +630,7 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let file = dir.join("token");
         std::fs::write(&file, "wrong\n").unwrap();
-        let credential = Credential::new(
-            "authorization",
-            Scheme::Token {
-                scheme: "Bearer".into(),
-                token: Secret::File(file.clone()),
-            },
-        )
-        .unwrap();
+        let credential = Credential::bearer(Secret::File(file.clone())).unwrap();
         let client = cfg.client_with(Some(Arc::new(credential))).unwrap();
         std::fs::write(&file, "right\n").unwrap();
         // Past the least time between forced reads (the clock paused only for this).
