@@ -539,8 +539,8 @@ impl Kind for NotConfig {
 impl Kind for RawCompositeConfig {
     type Valid = CompositeConfig;
 
-    /// Its sub-policies may be plain kinds, `and` or `not`, as in the Collector (which
-    /// also allows `and` there); composites and `drop` do not nest.
+    /// Its sub-policies may be plain kinds or `and`, as in the Collector, or (Tailgate
+    /// only) `not`; composites and `drop` do not nest.
     fn validated(self, at: &At<'_>) -> Result<CompositeConfig, PolicyError> {
         if self.max_total_spans_per_second == 0 {
             return Err(at.setting(SettingError::range(
@@ -611,10 +611,10 @@ fn name_by_place(raw: &mut RawPolicy, key: &str, index: usize) {
     }
 }
 
-/// Validates the sub-policies of `and`, `drop` or `not`. As in the Collector (v0.154 on)
-/// they are plain kinds, and those of `and` and `drop` may also be a `not` (`with_not`),
-/// whose own sub-policy is plain: `and`, `drop`, `composite` and `adaptive_rate` do not
-/// nest there, nor `not` in `not`.
+/// Validates the sub-policies of `and`, `drop` or `not`. As in the Collector they are
+/// plain kinds: `and`, `drop`, `composite` and `adaptive_rate` do not nest there, nor
+/// `not` in `not`. Those of `and` and `drop` may also be a `not` (`with_not`), which the
+/// Collector refuses (docs/policies.md, Departures: a superset, so its files still load).
 fn sub_policies(
     policy: &str,
     key: &'static str,
