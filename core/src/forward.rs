@@ -366,6 +366,8 @@ pub struct GrpcClient {
     compression_level: Option<i32>,
     /// An authenticator's header, its value asked for on every request.
     credential: Option<Arc<crate::credential::Credential>>,
+    /// The proxy connections go through, if any (kept to rebuild the connection pool).
+    proxy: Option<crate::proxy::Proxy>,
 }
 
 /// Metadata key a failed call's status carries when no connection could be made.
@@ -434,7 +436,7 @@ impl GrpcClient {
         let client = GrpcClient {
             endpoint: endpoint.to_owned(),
             base,
-            client: http2_client(None, connect_timeout(timeout), Keepalive::default()),
+            client: http2_client(None, connect_timeout(timeout), Keepalive::default(), None),
             headers: map,
             timeout,
             retry: Retrier::new(retry, endpoint),
@@ -446,6 +448,7 @@ impl GrpcClient {
             keepalive: Keepalive::default(),
             compression_level: None,
             credential: None,
+            proxy: None,
         };
         Ok(match tls {
             Some(tls) => client.with_tls(&tls),
@@ -487,8 +490,31 @@ impl GrpcClient {
             .to_owned();
         self.base = format!("https://{authority}").into();
         self.tls = Some(tls.clone());
-        self.client = http2_client(Some(tls), connect_timeout(self.timeout), self.keepalive);
+        self.client = self.transport();
         self
+    }
+
+    /// Connects through `proxy` (an HTTP `CONNECT` tunnel; TLS, if any, inside it), or
+    /// straight to the endpoint with `None`.
+    pub fn with_proxy(mut self, proxy: Option<crate::proxy::Proxy>) -> Self {
+        self.proxy = proxy;
+        self.client = self.transport();
+        self
+    }
+
+    /// The proxy connections go through, if any.
+    pub fn proxy(&self) -> Option<&crate::proxy::Proxy> {
+        self.proxy.as_ref()
+    }
+
+    /// A connection pool for the client's TLS, keep-alive and proxy.
+    fn transport(&self) -> Transport<MessageBody> {
+        http2_client(
+            self.tls.as_ref(),
+            connect_timeout(self.timeout),
+            self.keepalive,
+            self.proxy.as_ref(),
+        )
     }
 
     /// Compresses at `params.level`, checked against the client's compression.
@@ -506,7 +532,7 @@ impl GrpcClient {
     /// Pings the server as `keepalive` says.
     pub fn with_keepalive(mut self, keepalive: Keepalive) -> Self {
         self.keepalive = keepalive;
-        self.client = http2_client(self.tls.as_ref(), connect_timeout(self.timeout), keepalive);
+        self.client = self.transport();
         self
     }
 
@@ -794,11 +820,13 @@ fn connect_timeout(timeout: Duration) -> Duration {
     CONNECT_TIMEOUT.min(timeout.mul_f64(0.6))
 }
 
-/// The HTTP/2 client: plaintext, or with `tls` TLS for `https://` URLs.
+/// The HTTP/2 client: plaintext, or with `tls` TLS for `https://` URLs; through `proxy`
+/// when there is one.
 fn http2_client(
     tls: Option<&ClientTls>,
     connect_timeout: Duration,
     keepalive: Keepalive,
+    proxy: Option<&crate::proxy::Proxy>,
 ) -> Transport<MessageBody> {
     let (ping_interval, ping_timeout) = keepalive.pings();
     let mut builder = Client::builder(TokioExecutor::new());
@@ -810,7 +838,7 @@ fn http2_client(
         .http2_keep_alive_interval(ping_interval)
         .http2_keep_alive_timeout(ping_timeout)
         .http2_keep_alive_while_idle(keepalive.permit_without_stream);
-    Transport::new(&builder, tls, connect_timeout, true)
+    Transport::new(&builder, tls, connect_timeout, true, proxy)
 }
 
 /// Said of a request over TLS that failed after its connection was made and before any

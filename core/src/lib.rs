@@ -12,6 +12,7 @@
 //! * [`members`]: where the gateways are: static lists and DNS discovery.
 //! * [`credential`]: the header a client authenticates with (tokens, Basic), files re-read.
 //! * [`forward`]: a gRPC client that sends encoded requests to one member with retries.
+//! * [`proxy`]: the HTTP proxy an exporter goes through (`proxy_url`, `HTTPS_PROXY`).
 //! * [`serve`]: the accept loop and connection limits of every listener.
 //! * [`retry`]: the one retry loop (back-off, server hints, time bound, holding).
 //! * [`config`]: YAML loading with errors that name the file, line and key.
@@ -28,6 +29,8 @@ pub mod endpoint;
 pub mod forward;
 #[cfg(feature = "net")]
 pub mod members;
+#[cfg(feature = "net")]
+pub mod proxy;
 pub mod receive;
 #[cfg(feature = "net")]
 pub mod retry;

@@ -683,6 +683,82 @@ impl TestPki {
     }
 }
 
+/// An HTTP proxy for tests: answers `CONNECT`, keeps each request's head, and joins
+/// every tunnel to `to`, whatever host was asked for (so tests can name hosts that do not
+/// resolve, and certificates issued for them), or refuses with a set answer.
+#[derive(Debug, Default)]
+pub struct ConnectProxy {
+    heads: std::sync::Mutex<Vec<String>>,
+    refusal: std::sync::Mutex<Option<&'static str>>,
+}
+
+impl ConnectProxy {
+    /// Starts a proxy on a free loopback port, tunnelling to `to`; returns its address.
+    /// It runs until the runtime ends.
+    pub async fn start(
+        to: std::net::SocketAddr,
+    ) -> std::io::Result<(std::net::SocketAddr, std::sync::Arc<Self>)> {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let local = listener.local_addr()?;
+        let me = std::sync::Arc::new(ConnectProxy::default());
+        let proxy = me.clone();
+        tokio::spawn(async move {
+            while let Ok((mut client, _)) = listener.accept().await {
+                let proxy = proxy.clone();
+                tokio::spawn(async move {
+                    let mut head = Vec::new();
+                    while !head.ends_with(b"\r\n\r\n") && head.len() < 8192 {
+                        match client.read_u8().await {
+                            Ok(b) => head.push(b),
+                            Err(_) => return,
+                        }
+                    }
+                    let head = String::from_utf8_lossy(&head).into_owned();
+                    let refusal = *proxy.refusal.lock().unwrap_or_else(|e| e.into_inner());
+                    proxy
+                        .heads
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .push(head);
+                    if let Some(answer) = refusal {
+                        client.write_all(answer.as_bytes()).await.ok();
+                        return;
+                    }
+                    let Ok(mut upstream) = tokio::net::TcpStream::connect(to).await else {
+                        client
+                            .write_all(b"HTTP/1.1 502 Bad Gateway\r\n\r\n")
+                            .await
+                            .ok();
+                        return;
+                    };
+                    if client
+                        .write_all(b"HTTP/1.1 200 Connection established\r\n\r\n")
+                        .await
+                        .is_ok()
+                    {
+                        tokio::io::copy_bidirectional(&mut client, &mut upstream)
+                            .await
+                            .ok();
+                    }
+                });
+            }
+        });
+        Ok((local, me))
+    }
+
+    /// The heads of the `CONNECT` requests received so far.
+    pub fn heads(&self) -> Vec<String> {
+        self.heads.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Answers every later `CONNECT` with `answer` (a whole HTTP head) instead of a tunnel;
+    /// `None` tunnels again.
+    pub fn refuse_with(&self, answer: Option<&'static str>) {
+        *self.refusal.lock().unwrap_or_else(|e| e.into_inner()) = answer;
+    }
+}
+
 /// Opens an OTLP/HTTP upload to `addr` that announces 100,000 bytes, sends 10 and stalls:
 /// a slow or stuck sender. Returns once the server is reading its body (it answered the
 /// request's `Expect: 100-continue`), so a test can act on a request known to be open.

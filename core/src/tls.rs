@@ -36,6 +36,8 @@ use rustls::sign::CertifiedKey;
 use rustls::{DigitallySignedStruct, RootCertStore, SignatureScheme, SupportedProtocolVersion};
 use serde::Deserialize;
 
+use crate::proxy::{Proxy, ProxyConnector};
+
 /// How often certificate files are checked for changes when `reload_interval` is not set.
 pub const DEFAULT_RELOAD_INTERVAL: Duration = Duration::from_secs(10);
 
@@ -861,6 +863,10 @@ pub enum Transport<B> {
     Plain(Client<HttpConnector, B>),
     /// TLS.
     Tls(Client<HttpsConnector<HttpConnector>, B>),
+    /// Plaintext inside a proxy's tunnel.
+    PlainProxied(Client<ProxyConnector, B>),
+    /// TLS to the endpoint inside a proxy's tunnel.
+    TlsProxied(Client<HttpsConnector<ProxyConnector>, B>),
 }
 
 impl<B> Clone for Transport<B> {
@@ -868,6 +874,8 @@ impl<B> Clone for Transport<B> {
         match self {
             Transport::Plain(c) => Transport::Plain(c.clone()),
             Transport::Tls(c) => Transport::Tls(c.clone()),
+            Transport::PlainProxied(c) => Transport::PlainProxied(c.clone()),
+            Transport::TlsProxied(c) => Transport::TlsProxied(c.clone()),
         }
     }
 }
@@ -879,13 +887,24 @@ where
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     /// A client built by `builder`, with TCP_NODELAY and `connect_timeout`; over TLS it
-    /// offers ALPN `h2` only when `http2_only` (gRPC), else `h2` and `http/1.1`.
+    /// offers ALPN `h2` only when `http2_only` (gRPC), else `h2` and `http/1.1`. With a
+    /// `proxy`, every connection is a tunnel through it (TLS, if any, inside).
     pub fn new(
         builder: &Builder,
         tls: Option<&ClientTls>,
         connect_timeout: Duration,
         http2_only: bool,
+        proxy: Option<&Proxy>,
     ) -> Self {
+        if let Some(proxy) = proxy {
+            let connector = ProxyConnector::new(proxy, connect_timeout);
+            return match tls {
+                None => Transport::PlainProxied(builder.build(connector)),
+                Some(tls) => Transport::TlsProxied(
+                    builder.build(Self::https(tls, http2_only).wrap_connector(connector)),
+                ),
+            };
+        }
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
         connector.set_connect_timeout(Some(connect_timeout));
@@ -893,6 +912,14 @@ where
             return Transport::Plain(builder.build(connector));
         };
         connector.enforce_http(false);
+        Transport::Tls(builder.build(Self::https(tls, http2_only).wrap_connector(connector)))
+    }
+
+    /// The TLS layer of a connector, as [`Self::new`] describes.
+    fn https(
+        tls: &ClientTls,
+        http2_only: bool,
+    ) -> hyper_rustls::HttpsConnectorBuilder<hyper_rustls::builderstates::WantsProtocols3> {
         let https = hyper_rustls::HttpsConnectorBuilder::new()
             .with_tls_config((*tls.config).clone())
             .https_or_http();
@@ -902,12 +929,11 @@ where
             }
             None => https,
         };
-        let https = if http2_only {
-            https.enable_http2().wrap_connector(connector)
+        if http2_only {
+            https.enable_http2()
         } else {
-            https.enable_all_versions().wrap_connector(connector)
-        };
-        Transport::Tls(builder.build(https))
+            https.enable_all_versions()
+        }
     }
 
     /// Sends `request`.
@@ -915,6 +941,8 @@ where
         match self {
             Transport::Plain(c) => c.request(request),
             Transport::Tls(c) => c.request(request),
+            Transport::PlainProxied(c) => c.request(request),
+            Transport::TlsProxied(c) => c.request(request),
         }
     }
 }

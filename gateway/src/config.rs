@@ -676,7 +676,8 @@ mod tests {
     }
 
     /// Scenario: what docs/configuration.md and security.md say of Collector keys that are
-    /// not taken: exporter `proxy_url`, an `auth` naming an extension that is not there, a
+    /// not taken: `proxy_url` on an `otlp` exporter (configgrpc has none; `otlphttp` takes
+    /// it, tests/proxy.rs), an `auth` naming an extension that is not there, a
     /// whole Collector config as `--config`, and `tls.include_insecure_cipher_suites`
     /// (accepted, ignored).
     /// Guarantees: the first two are refused naming the key, the config with what to pass

@@ -22,7 +22,14 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 /// Tail-sampling gateway: buffers whole traces, decides each one after `decision_wait` with
 /// policies in the OpenTelemetry Collector's tail_sampling syntax, exports the kept ones.
 #[derive(Debug, Parser)]
-#[command(version = tailgate_core::telemetry::VERSION, about, args_conflicts_with_subcommands = true)]
+#[command(
+    version = tailgate_core::telemetry::VERSION,
+    about,
+    args_conflicts_with_subcommands = true,
+    after_help = "Environment: HTTPS_PROXY, HTTP_PROXY and NO_PROXY route exporters through an HTTP proxy \
+                  as in the Collector (an otlphttp exporter's proxy_url overrides them; --check names the \
+                  proxy each exporter takes). See docs/configuration.md, \"Proxies\"."
+)]
 struct Args {
     /// Gateway config file (YAML): receive, buffer, export, admin. See docs/configuration.md.
     #[arg(short, long, value_name = "FILE")]
@@ -150,11 +157,17 @@ fn main() -> ExitCode {
         for warning in &warnings {
             eprintln!("{}: warning: {warning}", config_path.display());
         }
+        for note in config.export.proxy_notes() {
+            eprintln!("{}: note: {note}", config_path.display());
+        }
         print_policy_warnings(policies_path, &policies);
         return say_ok(&[config_path, policies_path]);
     }
     for warning in &warnings {
         tracing::warn!(%warning, "Config.");
+    }
+    for note in config.export.proxy_notes() {
+        tracing::info!(%note, "Config.");
     }
     match run(
         config,
@@ -186,6 +199,9 @@ fn check_config_only(path: &std::path::Path) -> ExitCode {
     let warnings = config_warnings(&config);
     for warning in &warnings {
         eprintln!("{}: warning: {warning}", path.display());
+    }
+    for note in config.export.proxy_notes() {
+        eprintln!("{}: note: {note}", path.display());
     }
     say_ok(&[path])
 }

@@ -198,3 +198,146 @@ fn check_takes_either_file_alone() {
     assert!(String::from_utf8_lossy(&neither.stderr).contains("--check takes either"));
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// Scenario: `--check --config` on exporters to a backend on the internet, to one in the
+/// cluster and to an `http://` one outside it, with the proxy variables a cluster with a
+/// corporate egress proxy sets, in their spellings; then a SOCKS proxy in `HTTPS_PROXY`.
+/// Guarantees: the check says which exporter goes through which proxy and from which
+/// variable (upper or lower case), and not the one `NO_PROXY` names; `ALL_PROXY` alone is
+/// not read, nor `HTTP_PROXY` under CGI (`REQUEST_METHOD` set), as in Go; a proxy Tailgate
+/// cannot use is an error naming the exporter and the variable (exit 64), its password
+/// not shown.
+#[test]
+fn check_names_the_proxy_each_exporter_takes() {
+    let dir = scratch("check-proxy");
+    std::fs::write(
+        dir.join("gateway.yaml"),
+        "export:\n  otlp/saas:\n    endpoint: api.example.com:443\n  otlphttp/incluster:\n    endpoint: http://tempo.monitoring.svc.cluster.local:4318\n  otlphttp/plain:\n    endpoint: http://archive.example.com:4318\n",
+    )
+    .unwrap();
+    let check = |vars: &[(&str, &str)]| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_tailgate-gateway"));
+        cmd.args(["--check", "--config", "gateway.yaml"])
+            .current_dir(&dir);
+        for name in [
+            "HTTPS_PROXY",
+            "https_proxy",
+            "HTTP_PROXY",
+            "http_proxy",
+            "NO_PROXY",
+            "no_proxy",
+            "ALL_PROXY",
+            "all_proxy",
+            "REQUEST_METHOD",
+        ] {
+            cmd.env_remove(name);
+        }
+        cmd.env("NO_PROXY", ".svc.cluster.local,10.0.0.0/8");
+        for (k, v) in vars {
+            cmd.env(k, v);
+        }
+        let out = cmd.output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        (out.status.code(), err)
+    };
+    let note = |key: &str, proxy: &str, var: &str| {
+        format!("note: export.{key} connects through the proxy {proxy} (from {var})")
+    };
+    let (code, err) = check(&[
+        ("HTTPS_PROXY", "http://egress.corp:3128"),
+        ("http_proxy", "plain.corp:8080"),
+    ]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        err.contains(&note("otlp/saas", "http://egress.corp:3128", "HTTPS_PROXY")),
+        "{err}"
+    );
+    assert!(
+        err.contains(&note(
+            "otlphttp/plain",
+            "http://plain.corp:8080",
+            "HTTP_PROXY"
+        )),
+        "{err}"
+    );
+    assert!(!err.contains("incluster"), "{err}");
+    let (code, err) = check(&[("https_proxy", "egress.corp:3128")]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        err.contains(&note("otlp/saas", "http://egress.corp:3128", "HTTPS_PROXY")),
+        "{err}"
+    );
+    let (code, err) = check(&[
+        ("ALL_PROXY", "http://egress.corp:3128"),
+        ("HTTP_PROXY", "http://plain.corp:8080"),
+        ("REQUEST_METHOD", "GET"),
+    ]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(!err.contains("connects through"), "{err}");
+    let (code, err) = check(&[("HTTPS_PROXY", "socks5://me:hunter2@egress.corp:1080")]);
+    assert_eq!(code, Some(64), "{err}");
+    assert!(
+        err.contains("export.otlp/saas")
+            && err.contains("HTTPS_PROXY")
+            && err.contains("only http:// proxies"),
+        "{err}"
+    );
+    assert!(!err.contains("hunter2"), "{err}");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// Scenario: the gateway started (not `--check`) with an exporter `HTTPS_PROXY` sends
+/// through a proxy, its log read until it says so (at most 200 lines, 20 s each), then
+/// stopped.
+/// Guarantees: the note `--check` prints is logged at start too.
+#[test]
+fn the_gateway_logs_its_proxies_at_start() {
+    use std::io::BufRead as _;
+    let dir = scratch("start-proxy");
+    std::fs::write(
+        dir.join("gateway.yaml"),
+        "receive:\n  grpc: 127.0.0.1:0\n  http: null\nexport:\n  otlp/saas:\n    endpoint: api.example.com:443\nadmin: null\nmetrics: null\n",
+    )
+    .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tailgate-gateway"))
+        .args(["--config", "gateway.yaml", "--policies", "policies.yaml"])
+        .current_dir(&dir)
+        .env_remove("NO_PROXY")
+        .env_remove("no_proxy")
+        .env("HTTPS_PROXY", "http://egress.corp:3128")
+        .stderr(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    // At most 200 lines, each within 20 s: the note comes before the gateway serves.
+    let mut seen = Vec::new();
+    let mut found = false;
+    while let Ok(line) = rx.recv_timeout(std::time::Duration::from_secs(20)) {
+        if line.contains(
+            "export.otlp/saas connects through the proxy http://egress.corp:3128 (from HTTPS_PROXY)",
+        ) {
+            found = true;
+            break;
+        }
+        seen.push(line);
+        if seen.len() == 200 {
+            break;
+        }
+    }
+    child.kill().ok();
+    child.wait().ok();
+    std::fs::remove_dir_all(&dir).ok();
+    assert!(found, "{seen:#?}");
+}

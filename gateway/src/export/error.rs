@@ -36,9 +36,19 @@ pub enum SettingError {
     /// The `auth` block.
     #[error(transparent)]
     Auth(#[from] super::auth::AuthError),
+    /// A proxy address (`proxy_url`, `HTTPS_PROXY`, …) that cannot be used.
+    #[error(transparent)]
+    Proxy(Box<tailgate_core::proxy::ProxyError>),
     /// `encoding` other than `proto`.
     #[error("encoding {0:?} is not supported: Tailgate's otlphttp exporter sends protobuf (encoding: proto)")]
     Encoding(String),
+}
+
+impl From<tailgate_core::proxy::ProxyError> for SettingError {
+    fn from(e: tailgate_core::proxy::ProxyError) -> Self {
+        // Boxed: the proxy's errors carry strings that would make every result larger.
+        SettingError::Proxy(Box::new(e))
+    }
 }
 
 /// An empty header value (an unset `${env:}` variable, an empty file).

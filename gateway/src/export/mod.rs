@@ -41,6 +41,7 @@ use std::sync::Arc;
 use bytes::{Bytes, BytesMut};
 use serde::Deserialize;
 use tailgate_core::forward::GrpcClient;
+use tailgate_core::proxy::ProxyEnv;
 use tailgate_core::retry::Hold;
 use tailgate_core::telemetry::{Counter, Gauge};
 use tailgate_core::wire::reframe::{
@@ -67,6 +68,9 @@ pub use otlp_http::OtlpHttpConfig;
 pub struct ExportConfig {
     /// The exporters, by key.
     pub exporters: Vec<(String, ExporterConfig)>,
+    /// The process's proxy variables (`HTTPS_PROXY`, `HTTP_PROXY`, `NO_PROXY`), read
+    /// when the config is: what exporters without a `proxy_url` go through.
+    pub proxy_env: ProxyEnv,
 }
 
 /// One exporter's settings.
@@ -135,7 +139,10 @@ impl<'de> Deserialize<'de> for ExportConfig {
                     };
                     exporters.push((key, parsed));
                 }
-                Ok(ExportConfig { exporters })
+                Ok(ExportConfig {
+                    exporters,
+                    proxy_env: ProxyEnv::from_process(),
+                })
             }
         }
         d.deserialize_map(Exporters)
@@ -209,10 +216,38 @@ impl ExportConfig {
         warnings
     }
 
+    /// The exporters that connect through a proxy, one line each naming it and where it
+    /// came from (`proxy_url`, `HTTPS_PROXY`, `HTTP_PROXY`): printed as notes by `--check`
+    /// and logged at start, since a variable set for other tools changes where data goes.
+    pub fn proxy_notes(&self) -> Vec<String> {
+        let mut notes = Vec::new();
+        for (key, e) in &self.exporters {
+            let (proxy, source) = match e {
+                ExporterConfig::OtlpGrpc(c) => (c.proxy(&self.proxy_env), "HTTPS_PROXY"),
+                ExporterConfig::OtlpHttp(c) => (
+                    c.proxy(&self.proxy_env),
+                    match (&c.proxy_url, c.url()) {
+                        (Some(p), _) if !p.trim().is_empty() => "proxy_url",
+                        (_, Ok(u)) if u.scheme_str() == Some("https") => "HTTPS_PROXY",
+                        _ => "HTTP_PROXY",
+                    },
+                ),
+                ExporterConfig::Debug(_) => continue,
+            };
+            if let Ok(Some(proxy)) = proxy {
+                notes.push(format!(
+                    "export.{key} connects through the proxy {proxy} (from {source})"
+                ));
+            }
+        }
+        notes
+    }
+
     /// One OTLP/gRPC exporter.
     pub fn otlp_grpc(config: OtlpGrpcConfig) -> Self {
         ExportConfig {
             exporters: vec![("otlp_grpc".into(), ExporterConfig::OtlpGrpc(config))],
+            proxy_env: ProxyEnv::from_process(),
         }
     }
 
@@ -226,8 +261,8 @@ impl ExportConfig {
         for (key, e) in &self.exporters {
             let (batch, queue) = e.batching();
             let checked = match e {
-                ExporterConfig::OtlpGrpc(c) => c.validate(),
-                ExporterConfig::OtlpHttp(c) => c.validate(),
+                ExporterConfig::OtlpGrpc(c) => c.validate().and(c.proxy(&self.proxy_env).map(drop)),
+                ExporterConfig::OtlpHttp(c) => c.validate().and(c.proxy(&self.proxy_env).map(drop)),
                 ExporterConfig::Debug(_) => Ok(()),
             }
             .and(batch.validate(queue));
@@ -294,6 +329,14 @@ pub enum ExportError {
     /// The HTTP client could not be built.
     #[error("{exporter}: {source}")]
     Http {
+        /// Exporter key.
+        exporter: String,
+        /// Cause.
+        source: SettingError,
+    },
+    /// The proxy its connections would go through cannot be used.
+    #[error("{exporter}: {source}")]
+    Proxy {
         /// Exporter key.
         exporter: String,
         /// Cause.
@@ -532,10 +575,19 @@ pub fn start(
             })?;
         let sink = match cfg {
             ExporterConfig::OtlpGrpc(c) => {
-                let client = c.client().map_err(|source| ExportError::Grpc {
-                    exporter: key.clone(),
-                    source,
-                })?;
+                let proxy = c
+                    .proxy(&config.proxy_env)
+                    .map_err(|source| ExportError::Proxy {
+                        exporter: key.clone(),
+                        source,
+                    })?;
+                let client = c
+                    .client()
+                    .map_err(|source| ExportError::Grpc {
+                        exporter: key.clone(),
+                        source,
+                    })?
+                    .with_proxy(proxy);
                 Sink::Grpc(
                     match credential {
                         Some(credential) => client.with_credential(credential),
@@ -545,7 +597,7 @@ pub fn start(
                 )
             }
             ExporterConfig::OtlpHttp(c) => Sink::Http(
-                c.client_with(credential)
+                c.client_with(credential, &config.proxy_env)
                     .map_err(|source| ExportError::Http {
                         exporter: key.clone(),
                         source,

@@ -7,6 +7,7 @@ use serde::Deserialize;
 use tailgate_core::forward::{
     Compression, CompressionParams, ForwardError, GrpcClient, Keepalive, RetryConfig,
 };
+use tailgate_core::proxy::{Proxy, ProxyEnv, ProxyFor};
 
 use super::error::{header_problem, SettingError};
 use super::keys::NotApplied;
@@ -165,6 +166,14 @@ impl OtlpGrpcConfig {
     pub fn uses_tls(&self) -> bool {
         tailgate_core::tls::ClientTlsConfig::uses_tls(self.tls_config().as_deref(), self.target())
             .unwrap_or(false)
+    }
+
+    /// The proxy its connections go through: what `env`'s `HTTPS_PROXY` and `NO_PROXY`
+    /// say for its endpoint, as grpc-go reads them (configgrpc has no `proxy_url`).
+    pub fn proxy(&self, env: &ProxyEnv) -> Result<Option<Proxy>, SettingError> {
+        let uri =
+            tailgate_core::endpoint::parse(self.target(), tailgate_core::endpoint::Bare::AsHttp)?;
+        Ok(env.for_endpoint(&uri, ProxyFor::Grpc)?)
     }
 
     /// Checks the endpoint and headers without connecting.

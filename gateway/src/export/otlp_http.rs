@@ -18,6 +18,7 @@ use tailgate_core::credential::Credential;
 use tailgate_core::forward::{
     parse_response, Compression, CompressionParams, Delivered, RetryConfig,
 };
+use tailgate_core::proxy::{Proxy, ProxyEnv, ProxyFor};
 use tailgate_core::retry::{Failed, Retrier};
 use tailgate_core::tls::{ClientTls, Transport};
 
@@ -137,6 +138,11 @@ pub struct OtlpHttpConfig {
     /// whose credential goes with every request.
     #[serde(default)]
     pub auth: Option<super::auth::AuthRef>,
+    /// confighttp's `proxy_url`: the HTTP proxy every request goes through (a `CONNECT`
+    /// tunnel), whatever `HTTPS_PROXY`, `HTTP_PROXY` and `NO_PROXY` say. Left out or
+    /// empty: those variables decide, as Go's `http.ProxyFromEnvironment` does.
+    #[serde(default)]
+    pub proxy_url: Option<String>,
 }
 
 impl OtlpHttpConfig {
@@ -192,8 +198,18 @@ impl OtlpHttpConfig {
         ])
     }
 
-    /// Checks the URL, TLS, compression, encoding and headers without connecting.
+    /// The proxy its requests go through: `proxy_url`, else what `env` says for its URL.
+    pub fn proxy(&self, env: &ProxyEnv) -> Result<Option<Proxy>, SettingError> {
+        match self.proxy_url.as_deref().filter(|p| !p.trim().is_empty()) {
+            Some(url) => Ok(Some(Proxy::parse("proxy_url", url)?)),
+            None => Ok(env.for_endpoint(&self.url()?, ProxyFor::Http)?),
+        }
+    }
+
+    /// Checks the URL, TLS, compression, encoding, headers and `proxy_url` without
+    /// connecting.
     pub fn validate(&self) -> Result<(), SettingError> {
+        self.proxy(&ProxyEnv::default())?;
         self.tls_side()?;
         self.compression_params
             .check(self.compression())
@@ -224,19 +240,26 @@ impl OtlpHttpConfig {
         Ok(headers)
     }
 
-    /// The client this config describes, sending `credential`'s header too. Must be called
-    /// inside a Tokio runtime.
+    /// The client this config describes, sending `credential`'s header too, through the
+    /// proxy `env` gives it unless `proxy_url` names one. Must be called inside a Tokio
+    /// runtime.
     pub fn client_with(
         &self,
         credential: Option<Arc<Credential>>,
+        env: &ProxyEnv,
     ) -> Result<HttpClient, SettingError> {
-        let mut client = self.client()?;
+        let mut client = self.client_via(self.proxy(env)?.as_ref())?;
         client.credential = credential;
         Ok(client)
     }
 
-    /// The client this config describes. Must be called inside a Tokio runtime.
+    /// The client this config describes (through `proxy_url` if set; the environment's
+    /// proxy variables are not read). Must be called inside a Tokio runtime.
     pub fn client(&self) -> Result<HttpClient, SettingError> {
+        self.client_via(self.proxy(&ProxyEnv::default())?.as_ref())
+    }
+
+    fn client_via(&self, proxy: Option<&Proxy>) -> Result<HttpClient, SettingError> {
         let headers = self.header_map()?;
         let tls = self.tls_side()?;
         let url = self.url()?;
@@ -252,6 +275,7 @@ impl OtlpHttpConfig {
                 tls.as_ref(),
                 CONNECT_TIMEOUT.min(self.timeout.mul_f64(0.6)),
                 false,
+                proxy,
             ),
             credential: None,
         })
@@ -573,7 +597,9 @@ mod tests {
             },
         )
         .unwrap();
-        let client = cfg.client_with(Some(Arc::new(credential))).unwrap();
+        let client = cfg
+            .client_with(Some(Arc::new(credential)), &ProxyEnv::default())
+            .unwrap();
         let req = client.request(Bytes::new()).await.unwrap();
         let auth: Vec<_> = req
             .headers()
@@ -608,7 +634,8 @@ mod tests {
             serde_yaml_ng::from_str(&format!("{{endpoint: 'http://{addr}'}}")).unwrap();
         let with = |token: &str| {
             let credential = Credential::bearer(Secret::Inline(token.into())).unwrap();
-            cfg.client_with(Some(Arc::new(credential))).unwrap()
+            cfg.client_with(Some(Arc::new(credential)), &ProxyEnv::default())
+                .unwrap()
         };
         let body = Bytes::from(prost::Message::encode_to_vec(
             &tailgate_core::test_util::FakeOtlp::traces(2).build(),
@@ -631,7 +658,9 @@ mod tests {
         let file = dir.join("token");
         std::fs::write(&file, "wrong\n").unwrap();
         let credential = Credential::bearer(Secret::File(file.clone())).unwrap();
-        let client = cfg.client_with(Some(Arc::new(credential))).unwrap();
+        let client = cfg
+            .client_with(Some(Arc::new(credential)), &ProxyEnv::default())
+            .unwrap();
         std::fs::write(&file, "right\n").unwrap();
         // Past the least time between forced reads (the clock paused only for this).
         tokio::time::pause();

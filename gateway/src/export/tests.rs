@@ -261,6 +261,7 @@ fn exporter_settings_are_refused_by_kind() {
                 ..grpc("http://b:4317")
             }),
         )],
+        proxy_env: Default::default(),
     };
     assert!(matches!(
         zero.validate(&Default::default()),
