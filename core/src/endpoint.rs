@@ -74,6 +74,19 @@ pub fn redact(endpoint: &str) -> String {
     }
 }
 
+/// Reads an `authority` setting (gRPC's `:authority`): `host[:port]`, no credentials.
+pub fn parse_authority(authority: &str) -> Result<http::uri::Authority, String> {
+    authority
+        .parse::<http::uri::Authority>()
+        .ok()
+        .filter(|a| !a.host().is_empty() && !authority.contains('@'))
+        // `Authority::port` is `None` for a port that is not a number: refuse it.
+        .filter(|a| {
+            a.port_u16().is_some() || a.as_str().ends_with(']') || !a.as_str().contains(':')
+        })
+        .ok_or_else(|| format!("authority {authority:?} is not a host[:port]"))
+}
+
 /// Parses `endpoint` into a URI with an `http` or `https` scheme and a host.
 pub fn parse(endpoint: &str, bare: Bare) -> Result<http::Uri, EndpointError> {
     // Credentials first, before any error could print them.

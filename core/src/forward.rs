@@ -368,6 +368,8 @@ pub struct GrpcClient {
     credential: Option<Arc<crate::credential::Credential>>,
     /// The proxy connections go through, if any (kept to rebuild the connection pool).
     proxy: Option<crate::proxy::Proxy>,
+    /// Where connections go when `base` names another authority ([`GrpcClient::with_authority`]).
+    address: Option<http::Uri>,
 }
 
 /// Metadata key a failed call's status carries when no connection could be made.
@@ -436,7 +438,11 @@ impl GrpcClient {
         let client = GrpcClient {
             endpoint: endpoint.to_owned(),
             base,
-            client: http2_client(None, connect_timeout(timeout), Keepalive::default(), None),
+            client: http2_client(
+                None,
+                crate::tls::Dialer::new(connect_timeout(timeout), None),
+                Keepalive::default(),
+            ),
             headers: map,
             timeout,
             retry: Retrier::new(retry, endpoint),
@@ -449,6 +455,7 @@ impl GrpcClient {
             compression_level: None,
             credential: None,
             proxy: None,
+            address: None,
         };
         Ok(match tls {
             Some(tls) => client.with_tls(&tls),
@@ -507,14 +514,38 @@ impl GrpcClient {
         self.proxy.as_ref()
     }
 
-    /// A connection pool for the client's TLS, keep-alive and proxy.
+    /// Sends `authority` as every request's `:authority` (and, over TLS, as the name the
+    /// server's certificate is checked against and SNI, unless the `tls:` block's
+    /// `server_name_override` says otherwise), connecting to the endpoint all the same:
+    /// configgrpc's `authority`, grpc-go's `WithAuthority`.
+    pub fn with_authority(mut self, authority: &str) -> Result<Self, ForwardError> {
+        let invalid = |message: String| ForwardError::Endpoint {
+            endpoint: crate::endpoint::redact(&self.endpoint),
+            message,
+        };
+        let parsed = crate::endpoint::parse_authority(authority).map_err(invalid)?;
+        let (scheme, endpoint) = self
+            .base
+            .split_once("://")
+            .map(|(s, a)| (s.to_owned(), a.to_owned()))
+            .ok_or_else(|| invalid("no host".into()))?;
+        let address = format!("{scheme}://{endpoint}")
+            .parse::<http::Uri>()
+            .map_err(|e| invalid(e.to_string()))?;
+        self.address = Some(address);
+        self.base = format!("{scheme}://{parsed}").into();
+        self.client = self.transport();
+        Ok(self)
+    }
+
+    /// A connection pool for the client's TLS, keep-alive, proxy and address.
     fn transport(&self) -> Transport<MessageBody> {
-        http2_client(
-            self.tls.as_ref(),
-            connect_timeout(self.timeout),
-            self.keepalive,
-            self.proxy.as_ref(),
-        )
+        let dialer = crate::tls::Dialer::new(connect_timeout(self.timeout), self.proxy.as_ref());
+        let dialer = match &self.address {
+            Some(a) => dialer.to_address(a.clone()),
+            None => dialer,
+        };
+        http2_client(self.tls.as_ref(), dialer, self.keepalive)
     }
 
     /// Compresses at `params.level`, checked against the client's compression.
@@ -820,13 +851,12 @@ fn connect_timeout(timeout: Duration) -> Duration {
     CONNECT_TIMEOUT.min(timeout.mul_f64(0.6))
 }
 
-/// The HTTP/2 client: plaintext, or with `tls` TLS for `https://` URLs; through `proxy`
-/// when there is one.
+/// The HTTP/2 client: plaintext, or with `tls` TLS for `https://` URLs, on `dialer`'s
+/// connections.
 fn http2_client(
     tls: Option<&ClientTls>,
-    connect_timeout: Duration,
+    dialer: crate::tls::Dialer,
     keepalive: Keepalive,
-    proxy: Option<&crate::proxy::Proxy>,
 ) -> Transport<MessageBody> {
     let (ping_interval, ping_timeout) = keepalive.pings();
     let mut builder = Client::builder(TokioExecutor::new());
@@ -838,7 +868,7 @@ fn http2_client(
         .http2_keep_alive_interval(ping_interval)
         .http2_keep_alive_timeout(ping_timeout)
         .http2_keep_alive_while_idle(keepalive.permit_without_stream);
-    Transport::new(&builder, tls, connect_timeout, true, proxy)
+    Transport::new(&builder, tls, dialer, true)
 }
 
 /// Said of a request over TLS that failed after its connection was made and before any

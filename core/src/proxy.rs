@@ -49,8 +49,9 @@ pub enum ProxyError {
         /// What is wrong.
         problem: &'static str,
     },
-    /// No TCP connection to the proxy.
-    #[error("connecting to proxy {proxy}: {source}")]
+    /// No TCP connection to the proxy (the cause is its source, printed after it in
+    /// error chains).
+    #[error("connecting to proxy {proxy}")]
     Connect {
         /// The proxy.
         proxy: String,
@@ -140,6 +141,11 @@ impl Proxy {
         };
         // The authority ends at the first '/', '?' or '#'; a path is ignored, as in Go.
         let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+        if !authority.contains('@') && rest.contains('@') {
+            return Err(invalid(
+                "a '/', '?' or '#' in the credentials must be written %2F, %3F or %23",
+            ));
+        }
         let (userinfo, hostport) = match authority.rsplit_once('@') {
             Some((u, h)) => (Some(u), h),
             None => (None, authority),
@@ -228,23 +234,71 @@ pub struct ProxyEnv {
     pub http: Option<String>,
     /// `NO_PROXY` (or `no_proxy`).
     pub no: Option<String>,
+    /// The names `https` and `http` were read under, for messages.
+    pub names: ProxyNames,
+}
+
+/// The names a [`ProxyEnv`]'s proxies were read under: upper case unless only the lower
+/// case one was set.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProxyNames {
+    /// `HTTPS_PROXY` or `https_proxy`.
+    pub https: &'static str,
+    /// `HTTP_PROXY` or `http_proxy`.
+    pub http: &'static str,
+}
+
+impl Default for ProxyNames {
+    fn default() -> Self {
+        ProxyNames {
+            https: "HTTPS_PROXY",
+            http: "HTTP_PROXY",
+        }
+    }
 }
 
 impl ProxyEnv {
-    /// This process's variables; upper case first, as Go reads them.
+    /// This process's variables as Go's `httpproxy.FromEnvironment` reads them: upper case
+    /// first, an empty value as unset; `HTTP_PROXY` not at all when `REQUEST_METHOD` is
+    /// set and not empty (a CGI program, where it could come from a request's `Proxy:`
+    /// header).
     pub fn from_process() -> ProxyEnv {
-        let get = |names: [&str; 2]| {
+        Self::from_vars(|name| std::env::var(name).ok())
+    }
+
+    /// [`Self::from_process`] on the variables `var` gives.
+    pub fn from_vars(var: impl Fn(&str) -> Option<String>) -> ProxyEnv {
+        let get = |names: [&'static str; 2]| {
             names
-                .iter()
-                .find_map(|n| std::env::var(n).ok())
-                .filter(|v| !v.trim().is_empty())
+                .into_iter()
+                .find_map(|n| var(n).filter(|v| !v.is_empty()).map(|v| (n, v)))
         };
-        let cgi = std::env::var_os("REQUEST_METHOD").is_some();
+        let cgi = var("REQUEST_METHOD").is_some_and(|v| !v.is_empty());
+        let https = get(["HTTPS_PROXY", "https_proxy"]);
+        let http = get(["HTTP_PROXY", "http_proxy"]).filter(|_| !cgi);
+        let defaults = ProxyNames::default();
         ProxyEnv {
-            https: get(["HTTPS_PROXY", "https_proxy"]),
-            http: get(["HTTP_PROXY", "http_proxy"]).filter(|_| !cgi),
-            no: get(["NO_PROXY", "no_proxy"]),
+            names: ProxyNames {
+                https: https.as_ref().map_or(defaults.https, |v| v.0),
+                http: http.as_ref().map_or(defaults.http, |v| v.0),
+            },
+            https: https.map(|v| v.1),
+            http: http.map(|v| v.1),
+            no: get(["NO_PROXY", "no_proxy"]).map(|v| v.1),
         }
+    }
+
+    /// The variable a `client` of `endpoint` reads: its name and value.
+    fn variable(&self, endpoint: &Uri, client: ProxyFor) -> (&'static str, Option<&String>) {
+        match (client, endpoint.scheme_str() == Some("https")) {
+            (ProxyFor::Grpc, _) | (ProxyFor::Http, true) => (self.names.https, self.https.as_ref()),
+            (ProxyFor::Http, false) => (self.names.http, self.http.as_ref()),
+        }
+    }
+
+    /// The name of the variable a `client` of `endpoint` reads (for messages).
+    pub fn variable_name(&self, endpoint: &Uri, client: ProxyFor) -> &'static str {
+        self.variable(endpoint, client).0
     }
 
     /// The proxy a `client` of `endpoint` goes through, if any: none for `localhost` and
@@ -255,10 +309,7 @@ impl ProxyEnv {
         client: ProxyFor,
     ) -> Result<Option<Proxy>, ProxyError> {
         let https = endpoint.scheme_str() == Some("https");
-        let (name, value) = match (client, https) {
-            (ProxyFor::Grpc, _) | (ProxyFor::Http, true) => ("HTTPS_PROXY", &self.https),
-            (ProxyFor::Http, false) => ("HTTP_PROXY", &self.http),
-        };
+        let (name, value) = self.variable(endpoint, client);
         let Some(value) = value else {
             return Ok(None);
         };
@@ -497,8 +548,8 @@ async fn tunnel(proxy: &Proxy, target: &str) -> Result<TcpStream, ProxyError> {
         status,
         reason,
         hint: match status {
-            407 if proxy.auth.is_some() => " (it did not take the credentials in the proxy URL)",
-            407 => " (it wants credentials: write them in the proxy URL, http://user:password@host:port)",
+            401 | 407 if proxy.auth.is_some() => " (it did not take the credentials in the proxy URL)",
+            401 | 407 => " (it wants credentials: write them in the proxy URL, http://user:password@host:port)",
             403 => " (many proxies allow CONNECT only to port 443, or only to listed hosts)",
             _ => "",
         },
@@ -557,6 +608,7 @@ mod tests {
             ("proxy:0", "not 1 to 65535"),
             ("http://pro xy:80", "not a host[:port]"),
             ("http://u:%zz@proxy", "%-escape"),
+            ("http://u:pa/ss@proxy:3128", "must be written %2F"),
         ] {
             let err = Proxy::parse("HTTPS_PROXY", value).expect_err(value);
             let ProxyError::Invalid { source_name, .. } = &err else {
@@ -613,6 +665,7 @@ mod tests {
             https: Some("http://secure-proxy:3128".into()),
             http: Some("plain-proxy:8080".into()),
             no: Some("direct.example".into()),
+            ..ProxyEnv::default()
         };
         let via = |u: &str, c| env.for_endpoint(&uri(u), c).unwrap().map(|p| p.to_string());
         assert_eq!(
@@ -653,6 +706,56 @@ mod tests {
                 .unwrap(),
             None
         );
+    }
+
+    /// Scenario: variables set as shells and Kubernetes set them: both spellings, empty
+    /// values, a CGI environment.
+    /// Guarantees: as Go's `getEnvAny`, upper case first and an empty value passed over
+    /// for the other spelling, whose name messages then use; `HTTP_PROXY` is dropped only
+    /// when `REQUEST_METHOD` is set and not empty; `ALL_PROXY` is not read.
+    #[test]
+    fn variables_are_read_as_go_reads_them() {
+        let env = |vars: &[(&str, &str)]| {
+            let vars: Vec<(String, String)> = vars
+                .iter()
+                .map(|(k, v)| ((*k).into(), (*v).into()))
+                .collect();
+            ProxyEnv::from_vars(move |n| vars.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone()))
+        };
+        let e = env(&[
+            ("HTTPS_PROXY", "a:1"),
+            ("https_proxy", "b:2"),
+            ("no_proxy", "x"),
+        ]);
+        assert_eq!(e.https.as_deref(), Some("a:1"));
+        assert_eq!(e.names.https, "HTTPS_PROXY");
+        assert_eq!(e.no.as_deref(), Some("x"));
+        let e = env(&[
+            ("HTTPS_PROXY", ""),
+            ("https_proxy", "b:2"),
+            ("NO_PROXY", ""),
+            ("no_proxy", "y"),
+        ]);
+        assert_eq!(e.https.as_deref(), Some("b:2"));
+        assert_eq!(e.names.https, "https_proxy");
+        assert_eq!(e.no.as_deref(), Some("y"));
+        let https = uri("https://api.example");
+        assert_eq!(e.variable_name(&https, ProxyFor::Grpc), "https_proxy");
+        let err = env(&[("https_proxy", "socks5://p:1")])
+            .for_endpoint(&https, ProxyFor::Http)
+            .unwrap_err();
+        assert!(err.to_string().starts_with("https_proxy "), "{err}");
+        assert_eq!(
+            env(&[("HTTP_PROXY", "p:1"), ("REQUEST_METHOD", "")])
+                .http
+                .as_deref(),
+            Some("p:1")
+        );
+        assert_eq!(
+            env(&[("HTTP_PROXY", "p:1"), ("REQUEST_METHOD", "GET")]).http,
+            None
+        );
+        assert_eq!(env(&[("ALL_PROXY", "p:1")]), ProxyEnv::default());
     }
 
     /// Scenario: a proxy's answers to CONNECT, good and bad, on an in-process listener.
@@ -723,6 +826,19 @@ mod tests {
             tunnel(&proxy, "b:1").await.unwrap_err(),
             ProxyError::BadAnswer { .. }
         ));
+        let (proxy, _task) = proxy_answering(b"HTTP/1.1 401 Unauthorized\r\n\r\n").await;
+        let err = tunnel(&proxy, "b:1").await.unwrap_err().to_string();
+        assert!(err.contains("did not take the credentials"), "{err}");
+        // A proxy not listening: the cause is the error's source, said once in a chain.
+        let closed = {
+            let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            l.local_addr().unwrap().port()
+        };
+        let proxy = Proxy::parse("proxy_url", &format!("127.0.0.1:{closed}")).unwrap();
+        let err = tunnel(&proxy, "b:1").await.unwrap_err();
+        assert!(matches!(err, ProxyError::Connect { .. }), "{err:?}");
+        let chain = crate::forward::error_chain(&err);
+        assert_eq!(chain.matches("refused").count(), 1, "{chain}");
     }
 
     /// Scenario: a proxy that accepts the connection and never answers, on a paused clock.

@@ -855,18 +855,92 @@ impl ServerCertVerifier for AnyServer {
     }
 }
 
+/// How a [`Transport`] makes a connection: TCP straight to the request's host, or through
+/// a proxy's tunnel ([`ProxyConnector`]); to the request's host and port, or to a fixed
+/// `address` whatever the request says (gRPC's `authority`: the requests name one host,
+/// the connections go to the endpoint).
+#[derive(Debug, Clone)]
+pub struct Dialer {
+    route: Route,
+    address: Option<http::Uri>,
+}
+
+#[derive(Debug, Clone)]
+enum Route {
+    Direct(HttpConnector),
+    Proxied(ProxyConnector),
+}
+
+impl Dialer {
+    /// TCP connections (TCP_NODELAY) made within `connect_timeout`, through `proxy` when
+    /// there is one (the timeout then covers the tunnel's exchange too).
+    pub fn new(connect_timeout: Duration, proxy: Option<&Proxy>) -> Self {
+        let route = match proxy {
+            Some(proxy) => Route::Proxied(ProxyConnector::new(proxy, connect_timeout)),
+            None => {
+                let mut connector = HttpConnector::new();
+                connector.set_nodelay(true);
+                connector.set_connect_timeout(Some(connect_timeout));
+                // `https://` URLs too: TLS is the layer above.
+                connector.enforce_http(false);
+                Route::Direct(connector)
+            }
+        };
+        Dialer {
+            route,
+            address: None,
+        }
+    }
+
+    /// Connects to `address` (`scheme://host:port`) for every request.
+    pub fn to_address(mut self, address: http::Uri) -> Self {
+        self.address = Some(address);
+        self
+    }
+}
+
+/// An error of either route.
+type DialError = Box<dyn std::error::Error + Send + Sync>;
+
+impl tower_service::Service<http::Uri> for Dialer {
+    type Response = hyper_util::rt::TokioIo<tokio::net::TcpStream>;
+    type Error = DialError;
+    type Future = std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<Self::Response, DialError>> + Send>,
+    >;
+
+    fn poll_ready(
+        &mut self,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), DialError>> {
+        // Both routes are always ready (`HttpConnector`'s readiness is unconditional).
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, dst: http::Uri) -> Self::Future {
+        let dst = self.address.clone().unwrap_or(dst);
+        match &mut self.route {
+            Route::Direct(c) => {
+                let connecting = c.call(dst);
+                Box::pin(async move { connecting.await.map_err(DialError::from) })
+            }
+            Route::Proxied(c) => {
+                let connecting = c.call(dst);
+                Box::pin(async move { connecting.await.map_err(DialError::from) })
+            }
+        }
+    }
+}
+
 /// An HTTP client over plain TCP, or over TLS for `https://` URLs (ALPN `h2` and
-/// `http/1.1`, verifying the URL's host or [`ClientTls::server_name`]).
+/// `http/1.1`, verifying the URL's host or [`ClientTls::server_name`]), its connections
+/// made by a [`Dialer`].
 #[derive(Debug)]
 pub enum Transport<B> {
     /// Plaintext.
-    Plain(Client<HttpConnector, B>),
+    Plain(Client<Dialer, B>),
     /// TLS.
-    Tls(Client<HttpsConnector<HttpConnector>, B>),
-    /// Plaintext inside a proxy's tunnel.
-    PlainProxied(Client<ProxyConnector, B>),
-    /// TLS to the endpoint inside a proxy's tunnel.
-    TlsProxied(Client<HttpsConnector<ProxyConnector>, B>),
+    Tls(Client<HttpsConnector<Dialer>, B>),
 }
 
 impl<B> Clone for Transport<B> {
@@ -874,8 +948,6 @@ impl<B> Clone for Transport<B> {
         match self {
             Transport::Plain(c) => Transport::Plain(c.clone()),
             Transport::Tls(c) => Transport::Tls(c.clone()),
-            Transport::PlainProxied(c) => Transport::PlainProxied(c.clone()),
-            Transport::TlsProxied(c) => Transport::TlsProxied(c.clone()),
         }
     }
 }
@@ -886,33 +958,20 @@ where
     B::Data: Send,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    /// A client built by `builder`, with TCP_NODELAY and `connect_timeout`; over TLS it
-    /// offers ALPN `h2` only when `http2_only` (gRPC), else `h2` and `http/1.1`. With a
-    /// `proxy`, every connection is a tunnel through it (TLS, if any, inside).
+    /// A client built by `builder` on `dialer`'s connections; over TLS it offers ALPN
+    /// `h2` only when `http2_only` (gRPC), else `h2` and `http/1.1`.
     pub fn new(
         builder: &Builder,
         tls: Option<&ClientTls>,
-        connect_timeout: Duration,
+        dialer: Dialer,
         http2_only: bool,
-        proxy: Option<&Proxy>,
     ) -> Self {
-        if let Some(proxy) = proxy {
-            let connector = ProxyConnector::new(proxy, connect_timeout);
-            return match tls {
-                None => Transport::PlainProxied(builder.build(connector)),
-                Some(tls) => Transport::TlsProxied(
-                    builder.build(Self::https(tls, http2_only).wrap_connector(connector)),
-                ),
-            };
+        match tls {
+            None => Transport::Plain(builder.build(dialer)),
+            Some(tls) => {
+                Transport::Tls(builder.build(Self::https(tls, http2_only).wrap_connector(dialer)))
+            }
         }
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(connect_timeout));
-        let Some(tls) = tls else {
-            return Transport::Plain(builder.build(connector));
-        };
-        connector.enforce_http(false);
-        Transport::Tls(builder.build(Self::https(tls, http2_only).wrap_connector(connector)))
     }
 
     /// The TLS layer of a connector, as [`Self::new`] describes.
@@ -941,8 +1000,6 @@ where
         match self {
             Transport::Plain(c) => c.request(request),
             Transport::Tls(c) => c.request(request),
-            Transport::PlainProxied(c) => c.request(request),
-            Transport::TlsProxied(c) => c.request(request),
         }
     }
 }

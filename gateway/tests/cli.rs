@@ -203,7 +203,8 @@ fn check_takes_either_file_alone() {
 /// cluster and to an `http://` one outside it, with the proxy variables a cluster with a
 /// corporate egress proxy sets, in their spellings; then a SOCKS proxy in `HTTPS_PROXY`.
 /// Guarantees: the check says which exporter goes through which proxy and from which
-/// variable (upper or lower case), and not the one `NO_PROXY` names; `ALL_PROXY` alone is
+/// variable, by the name it was set under (the lower-case one when the upper-case one
+/// is empty, as in Go), and not the one `NO_PROXY` names; `ALL_PROXY` alone is
 /// not read, nor `HTTP_PROXY` under CGI (`REQUEST_METHOD` set), as in Go; a proxy Tailgate
 /// cannot use is an error naming the exporter and the variable (exit 64), its password
 /// not shown.
@@ -256,15 +257,15 @@ fn check_names_the_proxy_each_exporter_takes() {
         err.contains(&note(
             "otlphttp/plain",
             "http://plain.corp:8080",
-            "HTTP_PROXY"
+            "http_proxy"
         )),
         "{err}"
     );
     assert!(!err.contains("incluster"), "{err}");
-    let (code, err) = check(&[("https_proxy", "egress.corp:3128")]);
+    let (code, err) = check(&[("HTTPS_PROXY", ""), ("https_proxy", "egress.corp:3128")]);
     assert_eq!(code, Some(0), "{err}");
     assert!(
-        err.contains(&note("otlp/saas", "http://egress.corp:3128", "HTTPS_PROXY")),
+        err.contains(&note("otlp/saas", "http://egress.corp:3128", "https_proxy")),
         "{err}"
     );
     let (code, err) = check(&[

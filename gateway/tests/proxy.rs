@@ -22,10 +22,10 @@ const POLICIES: &str = "decision_wait: 200ms\npolicies:\n  - {name: all, type: a
 /// Scenario: backends `backend.test` over TLS, reachable only through two CONNECT proxies;
 /// the gRPC exporter is given the first by `HTTPS_PROXY` (the process's variables as the
 /// config captured them), the HTTP exporter the second by `proxy_url` with credentials.
+/// The gRPC exporter also sets `authority` (a host an ingress would route by).
 /// Guarantees: every span reaches both backends; each proxy was asked for a tunnel to the
-/// backend's name and port (so TLS ran end to end inside it, the certificate checked
-/// against that name), the second with the URL's credentials as Basic
-/// `Proxy-Authorization`.
+/// endpoint's name and port, not the authority's (so TLS ran end to end inside it), the
+/// second with the URL's credentials as Basic `Proxy-Authorization`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exporters_reach_their_backends_through_proxies() {
     tracing_subscriber::fmt().with_test_writer().try_init().ok();
@@ -33,7 +33,7 @@ async fn exporters_reach_their_backends_through_proxies() {
     let backend_ca = TestPki::new(&dir, "backend").unwrap();
     let stop = CancellationToken::new();
     let backend_tls = backend_ca
-        .server("backend-server", &["backend.test"])
+        .server("backend-server", &["backend.test", "otlp.ingress.test"])
         .unwrap();
     let local = "127.0.0.1:0".parse().unwrap();
     let (grpc_addr, grpc_backend) =
@@ -53,7 +53,7 @@ async fn exporters_reach_their_backends_through_proxies() {
     std::fs::write(
         &config_path,
         format!(
-            "receive:\n  grpc: '127.0.0.1:0'\nexport:\n  otlp:\n    endpoint: 'backend.test:{grpc_port}'\n    tls: {{ca_file: '{ca}'}}\n  otlphttp:\n    endpoint: 'https://backend.test:{http_port}'\n    tls: {{ca_file: '{ca}'}}\n    proxy_url: 'http://otel:s%40cret@{http_proxy_addr}'\nadmin: null\nmetrics: null\n"
+            "receive:\n  grpc: '127.0.0.1:0'\nexport:\n  otlp:\n    endpoint: 'backend.test:{grpc_port}'\n    authority: otlp.ingress.test\n    tls: {{ca_file: '{ca}'}}\n  otlphttp:\n    endpoint: 'https://backend.test:{http_port}'\n    tls: {{ca_file: '{ca}'}}\n    proxy_url: 'http://otel:s%40cret@{http_proxy_addr}'\nadmin: null\nmetrics: null\n"
         ),
     )
     .unwrap();
@@ -64,6 +64,7 @@ async fn exporters_reach_their_backends_through_proxies() {
         https: Some(grpc_proxy_addr.to_string()),
         http: None,
         no: Some("localhost,.cluster.local".into()),
+        ..ProxyEnv::default()
     };
 
     let listeners = Listeners::bind(&config.receive).await.unwrap();

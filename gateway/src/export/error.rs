@@ -36,6 +36,9 @@ pub enum SettingError {
     /// The `auth` block.
     #[error(transparent)]
     Auth(#[from] super::auth::AuthError),
+    /// An `authority` that is not a `host[:port]`.
+    #[error("{0}")]
+    Authority(String),
     /// A proxy address (`proxy_url`, `HTTPS_PROXY`, …) that cannot be used.
     #[error(transparent)]
     Proxy(Box<tailgate_core::proxy::ProxyError>),

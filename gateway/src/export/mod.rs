@@ -41,7 +41,7 @@ use std::sync::Arc;
 use bytes::{Bytes, BytesMut};
 use serde::Deserialize;
 use tailgate_core::forward::GrpcClient;
-use tailgate_core::proxy::ProxyEnv;
+use tailgate_core::proxy::{ProxyEnv, ProxyFor};
 use tailgate_core::retry::Hold;
 use tailgate_core::telemetry::{Counter, Gauge};
 use tailgate_core::wire::reframe::{
@@ -222,14 +222,18 @@ impl ExportConfig {
     pub fn proxy_notes(&self) -> Vec<String> {
         let mut notes = Vec::new();
         for (key, e) in &self.exporters {
+            let env = &self.proxy_env;
             let (proxy, source) = match e {
-                ExporterConfig::OtlpGrpc(c) => (c.proxy(&self.proxy_env), "HTTPS_PROXY"),
+                ExporterConfig::OtlpGrpc(c) => (
+                    c.proxy(env),
+                    env.variable_name(&http::Uri::default(), ProxyFor::Grpc),
+                ),
                 ExporterConfig::OtlpHttp(c) => (
-                    c.proxy(&self.proxy_env),
+                    c.proxy(env),
                     match (&c.proxy_url, c.url()) {
                         (Some(p), _) if !p.trim().is_empty() => "proxy_url",
-                        (_, Ok(u)) if u.scheme_str() == Some("https") => "HTTPS_PROXY",
-                        _ => "HTTP_PROXY",
+                        (_, Ok(u)) => env.variable_name(&u, ProxyFor::Http),
+                        (_, Err(_)) => continue,
                     },
                 ),
                 ExporterConfig::Debug(_) => continue,
@@ -452,10 +456,11 @@ impl ExportHandle {
     }
 }
 
-/// Where an exporter's requests go.
+/// Where an exporter's requests go (the clients boxed: one per exporter, and each is
+/// several hundred bytes beside the debug writer's few).
 enum Sink {
-    Grpc(GrpcClient),
-    Http(otlp_http::HttpClient),
+    Grpc(Box<GrpcClient>),
+    Http(Box<otlp_http::HttpClient>),
     Debug(debug::DebugWriter),
 }
 
@@ -588,22 +593,22 @@ pub fn start(
                         source,
                     })?
                     .with_proxy(proxy);
-                Sink::Grpc(
+                Sink::Grpc(Box::new(
                     match credential {
                         Some(credential) => client.with_credential(credential),
                         None => client,
                     }
                     .hold_while(hold),
-                )
+                ))
             }
-            ExporterConfig::OtlpHttp(c) => Sink::Http(
+            ExporterConfig::OtlpHttp(c) => Sink::Http(Box::new(
                 c.client_with(credential, &config.proxy_env)
                     .map_err(|source| ExportError::Http {
                         exporter: key.clone(),
                         source,
                     })?
                     .hold_while(hold),
-            ),
+            )),
             ExporterConfig::Debug(c) => {
                 Sink::Debug(c.writer().map_err(|source| ExportError::Debug {
                     exporter: key.clone(),

@@ -81,6 +81,12 @@ pub struct OtlpGrpcConfig {
     /// whose credential goes with every request (TLS required, as in the Collector).
     #[serde(default)]
     pub auth: Option<super::auth::AuthRef>,
+    /// configgrpc's `authority`: sent as every request's `:authority` instead of the
+    /// endpoint's host, and (over TLS) the name the backend's certificate is checked
+    /// against, unless `tls.server_name_override` names another; connections still go to
+    /// the endpoint (grpc-go's `WithAuthority`). Left out or empty: the endpoint's.
+    #[serde(default)]
+    pub authority: Option<String>,
 }
 
 /// `compression` as written: `None` only when the key is left out.
@@ -115,6 +121,7 @@ impl OtlpGrpcConfig {
             batcher: None,
             tls: None,
             auth: None,
+            authority: None,
         }
     }
 
@@ -180,6 +187,9 @@ impl OtlpGrpcConfig {
     pub fn validate(&self) -> Result<(), SettingError> {
         tailgate_core::endpoint::parse(self.target(), tailgate_core::endpoint::Bare::AsHttp)?;
         tailgate_core::tls::client_side(self.tls_config().as_deref(), self.target())?;
+        if let Some(a) = self.authority.as_deref().filter(|a| !a.trim().is_empty()) {
+            tailgate_core::endpoint::parse_authority(a.trim()).map_err(SettingError::Authority)?;
+        }
         self.compression_params
             .check(self.compression())
             .map_err(SettingError::CompressionParams)?;
@@ -217,6 +227,10 @@ impl OtlpGrpcConfig {
             self.tls_config().as_deref(),
         )?
         .with_compression_params(self.compression_params)?;
+        let client = match self.authority.as_deref().filter(|a| !a.trim().is_empty()) {
+            Some(authority) => client.with_authority(authority.trim())?,
+            None => client,
+        };
         Ok(match self.keepalive {
             Some(k) => client.with_keepalive(k),
             None => client,

@@ -273,9 +273,11 @@ impl OtlpHttpConfig {
             client: Transport::new(
                 &Client::builder(TokioExecutor::new()),
                 tls.as_ref(),
-                CONNECT_TIMEOUT.min(self.timeout.mul_f64(0.6)),
+                tailgate_core::tls::Dialer::new(
+                    CONNECT_TIMEOUT.min(self.timeout.mul_f64(0.6)),
+                    proxy,
+                ),
                 false,
-                proxy,
             ),
             credential: None,
         })

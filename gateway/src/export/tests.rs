@@ -198,6 +198,27 @@ fn exporter_settings_are_refused_by_kind() {
     let mut token = grpc("http://b:4317");
     token.headers = BTreeMap::from([("authorization".to_owned(), "Bearer abc".to_owned())]);
     token.validate().unwrap();
+    // configgrpc's `authority`: a host[:port], or left empty; credentials or a port that
+    // is not a number are refused (tests/client.rs in core sends with one).
+    for (authority, good) in [
+        ("otlp.ingress.example", true),
+        ("otlp.ingress.example:443", true),
+        ("", true),
+        ("user@otlp.ingress.example", false),
+        ("otlp.ingress.example:https", false),
+        ("two words", false),
+    ] {
+        let mut g = grpc("https://10.0.0.7:4317");
+        g.authority = Some(authority.to_owned());
+        let checked = g.validate();
+        assert_eq!(checked.is_ok(), good, "{authority:?}: {checked:?}");
+        if !good {
+            assert!(
+                matches!(checked, Err(SettingError::Authority(_))),
+                "{authority:?}"
+            );
+        }
+    }
     // A scheme word elsewhere is just a value (a tenant called "basic").
     let mut tenant = grpc("http://b:4317");
     tenant.headers = BTreeMap::from([("x-scope-orgid".to_owned(), "basic".to_owned())]);
