@@ -210,6 +210,9 @@ pub enum ForwardError {
     /// A header name or value is not valid gRPC metadata.
     #[error("invalid header {0:?}")]
     Header(String),
+    /// An `authority` that is not a `host[:port]`.
+    #[error("{0}")]
+    Authority(String),
     /// A compression gRPC does not have (see [`Compression::check_grpc`]).
     #[error("{0}")]
     Compression(String),
@@ -368,8 +371,10 @@ pub struct GrpcClient {
     credential: Option<Arc<crate::credential::Credential>>,
     /// The proxy connections go through, if any (kept to rebuild the connection pool).
     proxy: Option<crate::proxy::Proxy>,
-    /// Where connections go when `base` names another authority ([`GrpcClient::with_authority`]).
-    address: Option<http::Uri>,
+    /// The endpoint's `host:port`, where connections go.
+    endpoint_authority: Arc<str>,
+    /// What requests name instead, if set ([`GrpcClient::with_authority`]).
+    authority: Option<http::uri::Authority>,
 }
 
 /// Metadata key a failed call's status carries when no connection could be made.
@@ -424,6 +429,7 @@ impl GrpcClient {
         let Some(authority) = uri.authority() else {
             return Err(invalid("no host".into()));
         };
+        let endpoint_authority: Arc<str> = authority.as_str().into();
         let base: Arc<str> = format!("http://{authority}").into();
 
         let mut map = http::HeaderMap::new();
@@ -455,7 +461,8 @@ impl GrpcClient {
             compression_level: None,
             credential: None,
             proxy: None,
-            address: None,
+            endpoint_authority,
+            authority: None,
         };
         Ok(match tls {
             Some(tls) => client.with_tls(&tls),
@@ -490,14 +497,8 @@ impl GrpcClient {
 
     /// Speaks TLS with `tls` to the endpoint, whatever its scheme said.
     pub fn with_tls(mut self, tls: &ClientTls) -> Self {
-        let authority = self
-            .base
-            .split_once("://")
-            .map_or(&*self.base, |(_, a)| a)
-            .to_owned();
-        self.base = format!("https://{authority}").into();
         self.tls = Some(tls.clone());
-        self.client = self.transport();
+        self.rebuild();
         self
     }
 
@@ -505,7 +506,7 @@ impl GrpcClient {
     /// straight to the endpoint with `None`.
     pub fn with_proxy(mut self, proxy: Option<crate::proxy::Proxy>) -> Self {
         self.proxy = proxy;
-        self.client = self.transport();
+        self.rebuild();
         self
     }
 
@@ -519,30 +520,38 @@ impl GrpcClient {
     /// `server_name_override` says otherwise), connecting to the endpoint all the same:
     /// configgrpc's `authority`, grpc-go's `WithAuthority`.
     pub fn with_authority(mut self, authority: &str) -> Result<Self, ForwardError> {
-        let invalid = |message: String| ForwardError::Endpoint {
-            endpoint: crate::endpoint::redact(&self.endpoint),
-            message,
-        };
-        let parsed = crate::endpoint::parse_authority(authority).map_err(invalid)?;
-        let (scheme, endpoint) = self
-            .base
-            .split_once("://")
-            .map(|(s, a)| (s.to_owned(), a.to_owned()))
-            .ok_or_else(|| invalid("no host".into()))?;
-        let address = format!("{scheme}://{endpoint}")
-            .parse::<http::Uri>()
-            .map_err(|e| invalid(e.to_string()))?;
-        self.address = Some(address);
-        self.base = format!("{scheme}://{parsed}").into();
-        self.client = self.transport();
+        let parsed =
+            crate::endpoint::parse_authority(authority).map_err(ForwardError::Authority)?;
+        self.authority = Some(parsed);
+        self.rebuild();
         Ok(self)
     }
 
-    /// A connection pool for the client's TLS, keep-alive, proxy and address.
+    /// Sets the requests' base URL and the connection pool from the client's TLS,
+    /// authority, keep-alive and proxy (whatever order they were given in).
+    fn rebuild(&mut self) {
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        let named = self
+            .authority
+            .as_ref()
+            .map_or(&*self.endpoint_authority, |a| a.as_str());
+        self.base = format!("{scheme}://{named}").into();
+        self.client = self.transport();
+    }
+
+    /// A connection pool for the client's TLS, keep-alive, proxy and authority.
     fn transport(&self) -> Transport<MessageBody> {
         let dialer = crate::tls::Dialer::new(connect_timeout(self.timeout), self.proxy.as_ref());
-        let dialer = match &self.address {
-            Some(a) => dialer.to_address(a.clone()),
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        // With an authority of its own the requests name another host: connections still
+        // go to the endpoint.
+        let address = self.authority.as_ref().and_then(|_| {
+            format!("{scheme}://{}", self.endpoint_authority)
+                .parse::<http::Uri>()
+                .ok()
+        });
+        let dialer = match address {
+            Some(a) => dialer.to_address(a),
             None => dialer,
         };
         http2_client(self.tls.as_ref(), dialer, self.keepalive)
@@ -563,7 +572,7 @@ impl GrpcClient {
     /// Pings the server as `keepalive` says.
     pub fn with_keepalive(mut self, keepalive: Keepalive) -> Self {
         self.keepalive = keepalive;
-        self.client = self.transport();
+        self.rebuild();
         self
     }
 

@@ -121,7 +121,7 @@ impl Proxy {
     pub fn parse(source_name: &str, value: &str) -> Result<Proxy, ProxyError> {
         let invalid = |problem| ProxyError::Invalid {
             source_name: source_name.to_owned(),
-            value: crate::endpoint::redact(value.trim()),
+            value: masked(value.trim()),
             problem,
         };
         let value = value.trim();
@@ -196,6 +196,20 @@ impl Proxy {
     }
 }
 
+/// A proxy value as messages show it: everything before its last `@` (credentials, with
+/// or without a scheme, whatever they hold) masked.
+fn masked(value: &str) -> String {
+    match value.rsplit_once('@') {
+        Some((before, host)) => match before.split_once("://") {
+            Some((scheme, _)) if scheme.bytes().all(|b| b.is_ascii_alphanumeric()) => {
+                format!("{scheme}://***@{host}")
+            }
+            _ => format!("***@{host}"),
+        },
+        None => value.to_owned(),
+    }
+}
+
 /// `%XX` escapes decoded (credentials in a URL); `None` for a malformed escape or bytes
 /// that are not UTF-8.
 fn percent_decode(s: &str) -> Option<String> {
@@ -236,6 +250,9 @@ pub struct ProxyEnv {
     pub no: Option<String>,
     /// The names `https` and `http` were read under, for messages.
     pub names: ProxyNames,
+    /// `REQUEST_METHOD` is set and not empty: a CGI program, where Go refuses `HTTP_PROXY`
+    /// (it could come from a request's `Proxy:` header).
+    pub cgi: bool,
 }
 
 /// The names a [`ProxyEnv`]'s proxies were read under: upper case unless only the lower
@@ -259,9 +276,7 @@ impl Default for ProxyNames {
 
 impl ProxyEnv {
     /// This process's variables as Go's `httpproxy.FromEnvironment` reads them: upper case
-    /// first, an empty value as unset; `HTTP_PROXY` not at all when `REQUEST_METHOD` is
-    /// set and not empty (a CGI program, where it could come from a request's `Proxy:`
-    /// header).
+    /// first, an empty value as unset.
     pub fn from_process() -> ProxyEnv {
         Self::from_vars(|name| std::env::var(name).ok())
     }
@@ -275,7 +290,7 @@ impl ProxyEnv {
         };
         let cgi = var("REQUEST_METHOD").is_some_and(|v| !v.is_empty());
         let https = get(["HTTPS_PROXY", "https_proxy"]);
-        let http = get(["HTTP_PROXY", "http_proxy"]).filter(|_| !cgi);
+        let http = get(["HTTP_PROXY", "http_proxy"]);
         let defaults = ProxyNames::default();
         ProxyEnv {
             names: ProxyNames {
@@ -285,11 +300,12 @@ impl ProxyEnv {
             https: https.map(|v| v.1),
             http: http.map(|v| v.1),
             no: get(["NO_PROXY", "no_proxy"]).map(|v| v.1),
+            cgi,
         }
     }
 
     /// The variable a `client` of `endpoint` reads: its name and value.
-    fn variable(&self, endpoint: &Uri, client: ProxyFor) -> (&'static str, Option<&String>) {
+    pub fn variable(&self, endpoint: &Uri, client: ProxyFor) -> (&'static str, Option<&String>) {
         match (client, endpoint.scheme_str() == Some("https")) {
             (ProxyFor::Grpc, _) | (ProxyFor::Http, true) => (self.names.https, self.https.as_ref()),
             (ProxyFor::Http, false) => (self.names.http, self.http.as_ref()),
@@ -313,6 +329,15 @@ impl ProxyEnv {
         let Some(value) = value else {
             return Ok(None);
         };
+        if self.cgi && client == ProxyFor::Http && !https {
+            // Before any other test, as Go's `proxyForURL` makes it.
+            return Err(ProxyError::Invalid {
+                source_name: name.to_owned(),
+                value: masked(value.trim()),
+                problem: "refused in a CGI environment (REQUEST_METHOD is set), as Go refuses \
+                          it: unset REQUEST_METHOD, or set proxy_url",
+            });
+        }
         let Some(host) = endpoint.host() else {
             return Ok(None);
         };
@@ -370,10 +395,11 @@ impl NoProxy {
                 no.ips.push((ip, port));
                 continue;
             }
-            let host = host.strip_prefix('*').unwrap_or(host);
-            let (suffix, bare) = match host.strip_prefix('.') {
-                Some(_) => (host.to_owned(), false),
-                None => (format!(".{host}"), true),
+            // `*.example.com` is `.example.com`; a `*` anywhere else is a literal.
+            let (suffix, bare) = match (host.strip_prefix("*."), host.strip_prefix('.')) {
+                (Some(rest), _) => (format!(".{rest}"), false),
+                (None, Some(_)) => (host.to_owned(), false),
+                (None, None) => (format!(".{host}"), true),
             };
             if suffix.len() > 1 {
                 no.domains.push((suffix, bare, port));
@@ -392,7 +418,7 @@ impl NoProxy {
             return false;
         }
         let ip = host.parse::<IpAddr>().ok();
-        if ip.is_some_and(|ip| ip.is_loopback()) || self.all {
+        if ip.is_some_and(|ip| ip.to_canonical().is_loopback()) || self.all {
             return false;
         }
         let port_ok = |p: &Option<u16>| p.is_none_or(|p| p == port);
@@ -573,6 +599,7 @@ fn status_line(head: &[u8]) -> Option<(u16, String)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tokio::net::TcpListener;
 
     fn uri(s: &str) -> Uri {
         s.parse().unwrap()
@@ -608,6 +635,7 @@ mod tests {
             ("proxy:0", "not 1 to 65535"),
             ("http://pro xy:80", "not a host[:port]"),
             ("http://u:%zz@proxy", "%-escape"),
+            ("u:hunter://2@proxy:3128", "unknown scheme"),
             ("http://u:pa/ss@proxy:3128", "must be written %2F"),
         ] {
             let err = Proxy::parse("HTTPS_PROXY", value).expect_err(value);
@@ -634,6 +662,10 @@ mod tests {
         assert!(!none.uses_proxy("127.0.0.2", 4317));
         assert!(!none.uses_proxy("[::1]", 4317));
         assert!(!NoProxy::parse("*").uses_proxy("api.honeycomb.io", 443));
+        assert!(!none.uses_proxy("::ffff:127.0.0.1", 4317));
+        // Only `*.` is a wildcard prefix.
+        assert!(NoProxy::parse("*example.com").uses_proxy("example.com", 443));
+        assert!(NoProxy::parse("*example.com").uses_proxy("a.example.com", 443));
         let no = NoProxy::parse(
             "corp.example, .svc.cluster.local, *.internal, 10.0.0.0/8, 192.168.1.7, \
              backend.example:4318, [fd00::1]:443, bad/77, :80, ,",
@@ -652,6 +684,8 @@ mod tests {
         assert!(no.uses_proxy("backend.example", 443));
         assert!(!no.uses_proxy("[fd00::1]", 443));
         assert!(no.uses_proxy("[fd00::1]", 80));
+        // A bracketed address without a port matches it (Go skips such an entry).
+        assert!(!NoProxy::parse("[fd00::2]").uses_proxy("[fd00::2]", 4317));
         assert!(!no.uses_proxy("API.CORP.EXAMPLE", 443));
     }
 
@@ -682,6 +716,21 @@ mod tests {
         );
         assert_eq!(via("https://direct.example", ProxyFor::Grpc), None);
         assert_eq!(via("http://127.0.0.1:4317", ProxyFor::Grpc), None);
+        // A port left out is the scheme's, as NO_PROXY entries with ports see it.
+        let ported = ProxyEnv {
+            no: Some("api.example:443".into()),
+            ..env.clone()
+        };
+        assert_eq!(
+            ported
+                .for_endpoint(&uri("https://api.example"), ProxyFor::Http)
+                .unwrap(),
+            None
+        );
+        assert!(ported
+            .for_endpoint(&uri("http://api.example"), ProxyFor::Http)
+            .unwrap()
+            .is_some());
         let unset = ProxyEnv::default();
         assert_eq!(
             unset
@@ -711,8 +760,10 @@ mod tests {
     /// Scenario: variables set as shells and Kubernetes set them: both spellings, empty
     /// values, a CGI environment.
     /// Guarantees: as Go's `getEnvAny`, upper case first and an empty value passed over
-    /// for the other spelling, whose name messages then use; `HTTP_PROXY` is dropped only
-    /// when `REQUEST_METHOD` is set and not empty; `ALL_PROXY` is not read.
+    /// for the other spelling, whose name messages then use; with `REQUEST_METHOD` set and
+    /// not empty, `HTTP_PROXY` is an error for http:// requests, as Go makes it (before
+    /// `NO_PROXY` and loopback are looked at), and `HTTPS_PROXY` still applies; `ALL_PROXY`
+    /// is not read.
     #[test]
     fn variables_are_read_as_go_reads_them() {
         let env = |vars: &[(&str, &str)]| {
@@ -751,10 +802,24 @@ mod tests {
                 .as_deref(),
             Some("p:1")
         );
-        assert_eq!(
-            env(&[("HTTP_PROXY", "p:1"), ("REQUEST_METHOD", "GET")]).http,
-            None
-        );
+        // Under CGI, Go refuses HTTP_PROXY for http:// requests (not HTTPS_PROXY).
+        let cgi = env(&[
+            ("HTTP_PROXY", "p:1"),
+            ("HTTPS_PROXY", "q:2"),
+            ("REQUEST_METHOD", "GET"),
+        ]);
+        let err = cgi
+            .for_endpoint(&uri("http://127.0.0.1:4318"), ProxyFor::Http)
+            .unwrap_err();
+        assert!(err.to_string().contains("CGI"), "{err}");
+        assert!(cgi
+            .for_endpoint(&uri("https://api.example"), ProxyFor::Http)
+            .unwrap()
+            .is_some());
+        assert!(cgi
+            .for_endpoint(&uri("http://api.example:4317"), ProxyFor::Grpc)
+            .unwrap()
+            .is_some());
         assert_eq!(env(&[("ALL_PROXY", "p:1")]), ProxyEnv::default());
     }
 
@@ -764,7 +829,6 @@ mod tests {
     /// a non-HTTP answer are `BadAnswer`; the request carries Host and the credentials.
     #[tokio::test]
     async fn connect_answers_are_read_as_they_are() {
-        use tokio::net::TcpListener;
         async fn proxy_answering(
             answer: &'static [u8],
         ) -> (Proxy, tokio::task::JoinHandle<Vec<u8>>) {
@@ -841,24 +905,65 @@ mod tests {
         assert_eq!(chain.matches("refused").count(), 1, "{chain}");
     }
 
-    /// Scenario: a proxy that accepts the connection and never answers, on a paused clock.
-    /// Guarantees: the connector gives up at its connect timeout with `Timeout`.
-    #[tokio::test(start_paused = true)]
-    async fn a_silent_proxy_times_out() {
+    /// Scenario: a proxy that accepts the connection and never answers (a real clock and a
+    /// 300 ms connect timeout); one that answers with an endless head; an IPv6 endpoint.
+    /// Guarantees: the connector gives up at its connect timeout with `Timeout` after the
+    /// proxy took the connection (the timeout covers the exchange, not only the TCP
+    /// connect); a head over 8 KiB is `BadAnswer`; an IPv6 target is asked for in brackets.
+    #[tokio::test]
+    async fn silent_endless_and_ipv6_exchanges() {
         use tower_service::Service as _;
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
+        let (accepted, was_accepted) = tokio::sync::oneshot::channel();
         let _held = tokio::spawn(async move {
             let (s, _) = listener.accept().await.unwrap();
+            accepted.send(()).ok();
             std::future::pending::<()>().await;
             drop(s);
         });
         let proxy = Proxy::parse("proxy_url", &format!("127.0.0.1:{port}")).unwrap();
-        let mut connector = ProxyConnector::new(&proxy, Duration::from_secs(5));
+        let mut connector = ProxyConnector::new(&proxy, Duration::from_millis(300));
         let err = connector
             .call(uri("https://backend.example"))
             .await
             .unwrap_err();
         assert!(matches!(err, ProxyError::Timeout { .. }), "{err:?}");
+        was_accepted.await.unwrap();
+
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let _endless = tokio::spawn(async move {
+            let (mut s, _) = listener.accept().await.unwrap();
+            s.write_all(b"HTTP/1.1 200 OK\r\n").await.unwrap();
+            let line = [b'x'; 1024];
+            while s.write_all(&line).await.is_ok() {}
+        });
+        let proxy = Proxy::parse("proxy_url", &format!("127.0.0.1:{port}")).unwrap();
+        let err = tunnel(&proxy, "b:443").await.unwrap_err();
+        assert!(
+            matches!(err, ProxyError::BadAnswer { problem, .. } if problem.contains("8 KiB")),
+            "{err:?}"
+        );
+
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let asked = tokio::spawn(async move {
+            let (mut s, _) = listener.accept().await.unwrap();
+            let mut head = Vec::new();
+            while !head.ends_with(b"\r\n\r\n") {
+                head.push(s.read_u8().await.unwrap());
+            }
+            s.write_all(b"HTTP/1.1 200 OK\r\n\r\n").await.unwrap();
+            String::from_utf8(head).unwrap()
+        });
+        let proxy = Proxy::parse("proxy_url", &format!("127.0.0.1:{port}")).unwrap();
+        let mut connector = ProxyConnector::new(&proxy, Duration::from_secs(5));
+        connector.call(uri("https://[fd00::7]:4317")).await.unwrap();
+        let head = asked.await.unwrap();
+        assert!(
+            head.starts_with("CONNECT [fd00::7]:4317 HTTP/1.1\r\n"),
+            "{head}"
+        );
     }
 }

@@ -863,6 +863,8 @@ impl ServerCertVerifier for AnyServer {
 pub struct Dialer {
     route: Route,
     address: Option<http::Uri>,
+    /// Refuse `https://` URLs: the transport has no TLS layer above.
+    plain_only: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -889,6 +891,7 @@ impl Dialer {
         Dialer {
             route,
             address: None,
+            plain_only: false,
         }
     }
 
@@ -918,6 +921,10 @@ impl tower_service::Service<http::Uri> for Dialer {
     }
 
     fn call(&mut self, dst: http::Uri) -> Self::Future {
+        if self.plain_only && dst.scheme_str() == Some("https") {
+            let refused = format!("{dst}: an https:// URL on a client without TLS");
+            return Box::pin(async move { Err(DialError::from(refused)) });
+        }
         let dst = self.address.clone().unwrap_or(dst);
         match &mut self.route {
             Route::Direct(c) => {
@@ -967,7 +974,10 @@ where
         http2_only: bool,
     ) -> Self {
         match tls {
-            None => Transport::Plain(builder.build(dialer)),
+            None => Transport::Plain(builder.build(Dialer {
+                plain_only: true,
+                ..dialer
+            })),
             Some(tls) => {
                 Transport::Tls(builder.build(Self::https(tls, http2_only).wrap_connector(dialer)))
             }

@@ -526,7 +526,8 @@ where
 /// overriding name while the endpoint is its address; then authorities that cannot be one.
 /// Guarantees: `:authority` is the override when set and the endpoint's otherwise, the
 /// connection going to the endpoint either way; over TLS the certificate is checked against
-/// the override (the same client without it is refused); bad values are `Endpoint` errors.
+/// the override (the same client without it is refused for the certificate), whatever the
+/// order the client's settings were given in; bad values are `Authority` errors.
 #[tokio::test]
 async fn authority_overrides_the_requests_host_not_where_they_go() {
     let state = Arc::new(Tonic::default());
@@ -579,7 +580,8 @@ async fn authority_overrides_the_requests_host_not_where_they_go() {
             .unwrap()
             .with_tls(&tls)
     };
-    assert!(client().send(body.clone()).await.is_err());
+    let refused = client().send(body.clone()).await.unwrap_err().to_string();
+    assert!(refused.contains("certificate"), "{refused}");
     client()
         .with_authority("otlp.ingress.test")
         .unwrap()
@@ -612,12 +614,22 @@ async fn authority_overrides_the_requests_host_not_where_they_go() {
         .await
         .unwrap();
 
+    // Set twice, and before TLS: the last one counts, connections still go to the
+    // endpoint, over TLS.
+    GrpcClient::new(&endpoint, &[], Duration::from_secs(5), quick_retry())
+        .unwrap()
+        .with_authority("first.example")
+        .unwrap()
+        .with_authority("otlp.ingress.test")
+        .unwrap()
+        .with_tls(&tls)
+        .send(Bytes::from(FakeOtlp::traces(2).build().encode_to_vec()))
+        .await
+        .unwrap();
+
     for bad in ["", "user@host:443", "a b", "host:port"] {
         let err = client().with_authority(bad).expect_err(bad);
-        assert!(
-            matches!(err, ForwardError::Endpoint { .. }),
-            "{bad}: {err:?}"
-        );
+        assert!(matches!(err, ForwardError::Authority(_)), "{bad}: {err:?}");
     }
     stop.cancel();
 }

@@ -204,10 +204,10 @@ fn check_takes_either_file_alone() {
 /// corporate egress proxy sets, in their spellings; then a SOCKS proxy in `HTTPS_PROXY`.
 /// Guarantees: the check says which exporter goes through which proxy and from which
 /// variable, by the name it was set under (the lower-case one when the upper-case one
-/// is empty, as in Go), and not the one `NO_PROXY` names; `ALL_PROXY` alone is
-/// not read, nor `HTTP_PROXY` under CGI (`REQUEST_METHOD` set), as in Go; a proxy Tailgate
-/// cannot use is an error naming the exporter and the variable (exit 64), its password
-/// not shown.
+/// is empty, as in Go), and that the one `NO_PROXY` names connects directly; `ALL_PROXY`
+/// is not read; `HTTP_PROXY` under CGI (`REQUEST_METHOD` set) is an error, as Go makes
+/// it; a proxy Tailgate cannot use is an error naming the exporter and the variable
+/// (exit 64), its password not shown.
 #[test]
 fn check_names_the_proxy_each_exporter_takes() {
     let dir = scratch("check-proxy");
@@ -261,20 +261,28 @@ fn check_names_the_proxy_each_exporter_takes() {
         )),
         "{err}"
     );
-    assert!(!err.contains("incluster"), "{err}");
+    assert!(
+        err.contains(
+            "note: export.otlphttp/incluster connects directly to \
+             tempo.monitoring.svc.cluster.local, though http_proxy is set"
+        ),
+        "{err}"
+    );
     let (code, err) = check(&[("HTTPS_PROXY", ""), ("https_proxy", "egress.corp:3128")]);
     assert_eq!(code, Some(0), "{err}");
     assert!(
         err.contains(&note("otlp/saas", "http://egress.corp:3128", "https_proxy")),
         "{err}"
     );
+    let (code, err) = check(&[("ALL_PROXY", "http://egress.corp:3128")]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(!err.contains("connects"), "{err}");
     let (code, err) = check(&[
-        ("ALL_PROXY", "http://egress.corp:3128"),
         ("HTTP_PROXY", "http://plain.corp:8080"),
         ("REQUEST_METHOD", "GET"),
     ]);
-    assert_eq!(code, Some(0), "{err}");
-    assert!(!err.contains("connects through"), "{err}");
+    assert_eq!(code, Some(64), "{err}");
+    assert!(err.contains("HTTP_PROXY") && err.contains("CGI"), "{err}");
     let (code, err) = check(&[("HTTPS_PROXY", "socks5://me:hunter2@egress.corp:1080")]);
     assert_eq!(code, Some(64), "{err}");
     assert!(
@@ -341,4 +349,36 @@ fn the_gateway_logs_its_proxies_at_start() {
     child.wait().ok();
     std::fs::remove_dir_all(&dir).ok();
     assert!(found, "{seen:#?}");
+}
+
+/// Scenario: deploy.md's "Behind an egress proxy": the shipped gateway config checked with
+/// its `HTTPS_PROXY` and `NO_PROXY`, and with `NO_PROXY` lacking the `tempo.tempo` entry.
+/// Guarantees: with it, the exporter to `tempo.tempo` connects directly; without it, the
+/// suffix and range entries do not cover the short name and it would go through the proxy.
+#[test]
+fn deploy_md_no_proxy_keeps_the_shipped_backend_direct() {
+    let base = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../k8s/base/config");
+    let check = |no_proxy: &str| {
+        let out = Command::new(env!("CARGO_BIN_EXE_tailgate-gateway"))
+            .args(["--check", "--config", "gateway.yaml"])
+            .current_dir(&base)
+            .env("POD_NAMESPACE", "tailgate")
+            .env("POD_IP", "127.0.0.1")
+            .env("TAILGATE_PEER_SECRET", "check")
+            .env_remove("https_proxy")
+            .env_remove("no_proxy")
+            .env("HTTPS_PROXY", "http://egress.corp.example:3128")
+            .env("NO_PROXY", no_proxy)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0), "{out:?}");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let err = check("tempo.tempo,.svc,.svc.cluster.local,10.0.0.0/8");
+    assert!(err.contains("connects directly to tempo.tempo"), "{err}");
+    let err = check(".svc,.svc.cluster.local,10.0.0.0/8");
+    assert!(
+        err.contains("connects through the proxy http://egress.corp.example:3128"),
+        "{err}"
+    );
 }

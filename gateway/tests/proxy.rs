@@ -24,24 +24,30 @@ const POLICIES: &str = "decision_wait: 200ms\npolicies:\n  - {name: all, type: a
 /// config captured them), the HTTP exporter the second by `proxy_url` with credentials.
 /// The gRPC exporter also sets `authority` (a host an ingress would route by).
 /// Guarantees: every span reaches both backends; each proxy was asked for a tunnel to the
-/// endpoint's name and port, not the authority's (so TLS ran end to end inside it), the
-/// second with the URL's credentials as Basic `Proxy-Authorization`.
+/// endpoint's name and port, not the authority's; TLS ran end to end inside it, checked
+/// against the authority for gRPC; the second proxy got the URL's credentials as Basic
+/// `Proxy-Authorization`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exporters_reach_their_backends_through_proxies() {
     tracing_subscriber::fmt().with_test_writer().try_init().ok();
     let dir = scratch_dir("gw-proxy").unwrap();
     let backend_ca = TestPki::new(&dir, "backend").unwrap();
     let stop = CancellationToken::new();
-    let backend_tls = backend_ca
-        .server("backend-server", &["backend.test", "otlp.ingress.test"])
+    // Each backend's certificate carries one name: the gRPC one the authority's (so the
+    // handshake inside the tunnel checks that name), the HTTP one the endpoint's.
+    let grpc_tls = backend_ca
+        .server("grpc-backend", &["otlp.ingress.test"])
+        .unwrap();
+    let http_tls = backend_ca
+        .server("http-backend", &["backend.test"])
         .unwrap();
     let local = "127.0.0.1:0".parse().unwrap();
     let (grpc_addr, grpc_backend) =
-        CaptureBackend::start_with_tls(local, false, Some(backend_tls.clone()), stop.clone())
+        CaptureBackend::start_with_tls(local, false, Some(grpc_tls), stop.clone())
             .await
             .unwrap();
     let (http_addr, http_backend) =
-        CaptureBackend::start_with_tls(local, true, Some(backend_tls), stop.clone())
+        CaptureBackend::start_with_tls(local, true, Some(http_tls), stop.clone())
             .await
             .unwrap();
     let (grpc_proxy_addr, grpc_proxy) = ConnectProxy::start(grpc_addr).await.unwrap();

@@ -216,32 +216,40 @@ impl ExportConfig {
         warnings
     }
 
-    /// The exporters that connect through a proxy, one line each naming it and where it
-    /// came from (`proxy_url`, `HTTPS_PROXY`, `HTTP_PROXY`): printed as notes by `--check`
-    /// and logged at start, since a variable set for other tools changes where data goes.
+    /// Where exporters connect when a proxy could apply, one line each: through which
+    /// proxy and from which setting (`proxy_url`, or the variable as it was set), or
+    /// directly though a variable is set (`NO_PROXY` names the host, or it is loopback).
+    /// Printed as notes by `--check` and logged at start, since a variable set for other
+    /// tools changes where data goes.
     pub fn proxy_notes(&self) -> Vec<String> {
+        let env = &self.proxy_env;
         let mut notes = Vec::new();
         for (key, e) in &self.exporters {
-            let env = &self.proxy_env;
-            let (proxy, source) = match e {
-                ExporterConfig::OtlpGrpc(c) => (
-                    c.proxy(env),
-                    env.variable_name(&http::Uri::default(), ProxyFor::Grpc),
-                ),
+            let (proxy, endpoint, client, proxy_url) = match e {
+                ExporterConfig::OtlpGrpc(c) => (c.proxy(env), c.dialled(), ProxyFor::Grpc, false),
                 ExporterConfig::OtlpHttp(c) => (
                     c.proxy(env),
-                    match (&c.proxy_url, c.url()) {
-                        (Some(p), _) if !p.trim().is_empty() => "proxy_url",
-                        (_, Ok(u)) => env.variable_name(&u, ProxyFor::Http),
-                        (_, Err(_)) => continue,
-                    },
+                    c.url(),
+                    ProxyFor::Http,
+                    c.proxy_url.as_deref().is_some_and(|p| !p.trim().is_empty()),
                 ),
                 ExporterConfig::Debug(_) => continue,
             };
-            if let Ok(Some(proxy)) = proxy {
-                notes.push(format!(
+            let (Ok(proxy), Ok(endpoint)) = (proxy, endpoint) else {
+                continue;
+            };
+            let (variable, value) = env.variable(&endpoint, client);
+            let source = if proxy_url { "proxy_url" } else { variable };
+            match proxy {
+                Some(proxy) => notes.push(format!(
                     "export.{key} connects through the proxy {proxy} (from {source})"
-                ));
+                )),
+                None if value.is_some() => notes.push(format!(
+                    "export.{key} connects directly to {}, though {variable} is set: NO_PROXY \
+                     names it, or it is a loopback address",
+                    endpoint.host().unwrap_or_default()
+                )),
+                None => {}
             }
         }
         notes

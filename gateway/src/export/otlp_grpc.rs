@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use http::Uri;
 use serde::Deserialize;
 use tailgate_core::forward::{
     Compression, CompressionParams, ForwardError, GrpcClient, Keepalive, RetryConfig,
@@ -178,9 +179,22 @@ impl OtlpGrpcConfig {
     /// The proxy its connections go through: what `env`'s `HTTPS_PROXY` and `NO_PROXY`
     /// say for its endpoint, as grpc-go reads them (configgrpc has no `proxy_url`).
     pub fn proxy(&self, env: &ProxyEnv) -> Result<Option<Proxy>, SettingError> {
+        Ok(env.for_endpoint(&self.dialled()?, ProxyFor::Grpc)?)
+    }
+
+    /// The endpoint as it is dialled: `https://` when its connection is TLS (so a port
+    /// left out is 443, as `NO_PROXY` entries with ports are matched against).
+    pub fn dialled(&self) -> Result<Uri, SettingError> {
         let uri =
             tailgate_core::endpoint::parse(self.target(), tailgate_core::endpoint::Bare::AsHttp)?;
-        Ok(env.for_endpoint(&uri, ProxyFor::Grpc)?)
+        if !self.uses_tls() || uri.scheme_str() == Some("https") {
+            return Ok(uri);
+        }
+        let authority = uri.authority().map(|a| a.as_str()).unwrap_or_default();
+        Ok(tailgate_core::endpoint::parse(
+            &format!("https://{authority}"),
+            tailgate_core::endpoint::Bare::AsHttp,
+        )?)
     }
 
     /// Checks the endpoint and headers without connecting.
