@@ -124,14 +124,39 @@ pub struct Credential {
     header: HeaderName,
     scheme: Arc<Scheme>,
     current: Arc<Mutex<Current>>,
+    /// Values fetched from elsewhere instead of made from secrets ([`Credential::fetched`]):
+    /// `scheme` and `current` are then unused.
+    tokens: Option<Arc<dyn FetchedValue>>,
 }
+
+/// A header value fetched from elsewhere and kept by its source (OAuth2 tokens,
+/// [`crate::oauth2::TokenSource`]), for [`Credential::fetched`].
+pub trait FetchedValue: Send + Sync + std::fmt::Debug {
+    /// The value for the next request, if there is one.
+    fn value(self: Arc<Self>) -> BoxFuture<Option<HeaderValue>>;
+    /// Fetches again now, after a refusal: whether the value changed.
+    fn refresh_now(self: Arc<Self>) -> BoxFuture<bool>;
+    /// The last value fetched, if any, without fetching.
+    fn last_value(&self) -> Option<HeaderValue>;
+}
+
+/// A boxed future of a [`FetchedValue`].
+pub type BoxFuture<T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send>>;
 
 impl std::fmt::Debug for Credential {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Credential")
-            .field("header", &self.header)
-            .field("scheme", &self.scheme)
-            .finish_non_exhaustive()
+        match &self.tokens {
+            Some(tokens) => f
+                .debug_struct("Credential")
+                .field("header", &self.header)
+                .field("oauth2", tokens)
+                .finish_non_exhaustive(),
+            None => f
+                .debug_struct("Credential")
+                .field("header", &self.header)
+                .field("scheme", &self.scheme)
+                .finish_non_exhaustive(),
+        }
     }
 }
 
@@ -174,7 +199,28 @@ impl Credential {
                 reading: false,
                 warned_at: None,
             })),
+            tokens: None,
         })
+    }
+
+    /// `header` with values `tokens` fetches and keeps (`authorization: <type> <token>`
+    /// from an OAuth2 token endpoint, [`crate::oauth2`]).
+    pub fn fetched(header: HeaderName, tokens: Arc<dyn FetchedValue>) -> Self {
+        Credential {
+            header,
+            scheme: Arc::new(Scheme::Token {
+                scheme: String::new(),
+                token: Secret::Inline(String::new()),
+            }),
+            current: Arc::new(Mutex::new(Current {
+                value: HeaderValue::from_static(""),
+                read_at: Instant::now(),
+                forced_at: None,
+                reading: false,
+                warned_at: None,
+            })),
+            tokens: Some(tokens),
+        }
     }
 
     /// `authorization: Bearer <token>`, `bearertokenauth`'s defaults.
@@ -195,6 +241,11 @@ impl Credential {
 
     /// The value last read, without reading anything.
     pub fn last_value(&self) -> HeaderValue {
+        if let Some(tokens) = &self.tokens {
+            return tokens
+                .last_value()
+                .unwrap_or_else(|| HeaderValue::from_static(""));
+        }
         lock(&self.current).value.clone()
     }
 
@@ -204,7 +255,16 @@ impl Credential {
     /// workers, and is waited for at most [`READ_WAIT`]: a file on a hung network mount
     /// delays one request by that, then the last value is sent. An unreadable or empty
     /// file keeps the last value, with a warning.
+    /// With fetched values (OAuth2 tokens), the source's value; empty when it has none
+    /// (the token endpoint failed: logged), which the backend refuses.
     pub async fn value(&self) -> HeaderValue {
+        if let Some(tokens) = &self.tokens {
+            return tokens
+                .clone()
+                .value()
+                .await
+                .unwrap_or_else(|| HeaderValue::from_static(""));
+        }
         if self.start_read(ReadKind::Routine) {
             self.read_again().await;
         }
@@ -221,7 +281,11 @@ impl Credential {
     /// request is worth sending again. At most once per [`FORCED_REREAD_EVERY`]; `false`
     /// for inline secrets, while another read is under way, and when the read fails or
     /// takes longer than [`READ_WAIT`].
+    /// With fetched values (OAuth2 tokens), the source fetches again (as often).
     pub async fn refresh_now(&self) -> bool {
+        if let Some(tokens) = &self.tokens {
+            return tokens.clone().refresh_now().await;
+        }
         self.start_read(ReadKind::Forced) && self.read_again().await
     }
 
@@ -273,12 +337,7 @@ impl Credential {
                     changed
                 }
                 Err(error) => {
-                    let warn = current
-                        .warned_at
-                        .is_none_or(|at| at.elapsed() >= crate::retry::REWARN_AFTER);
-                    if warn {
-                        current.warned_at = Some(Instant::now());
-                    }
+                    let warn = crate::retry::warn_again(&mut current.warned_at);
                     drop(current);
                     if warn {
                         tracing::dispatcher::with_default(&dispatch, || {
@@ -324,6 +383,11 @@ fn lock(current: &Mutex<Current>) -> std::sync::MutexGuard<'_, Current> {
     current
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Reads `secret` (a file's text read now), trimmed; `what` names it if it is empty.
+pub fn read_secret(secret: &Secret, what: &'static str) -> Result<String, CredentialError> {
+    read(secret, what, false)
 }
 
 /// Reads `secret`, trimmed: the inline text or the file's; with `first_line`, only the

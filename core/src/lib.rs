@@ -11,6 +11,7 @@
 //! * [`ring`]: the xxh3 consistent-hash ring over the gateways.
 //! * [`members`]: where the gateways are: static lists and DNS discovery.
 //! * [`credential`]: the header a client authenticates with (tokens, Basic), files re-read.
+//! * [`oauth2`]: OAuth2 client-credentials tokens (`oauth2client`), fetched and kept.
 //! * [`forward`]: a gRPC client that sends encoded requests to one member with retries.
 //! * [`proxy`]: the HTTP proxy an exporter goes through (`proxy_url`, `HTTPS_PROXY`).
 //! * [`serve`]: the accept loop and connection limits of every listener.
@@ -29,6 +30,8 @@ pub mod endpoint;
 pub mod forward;
 #[cfg(feature = "net")]
 pub mod members;
+#[cfg(feature = "net")]
+pub mod oauth2;
 #[cfg(feature = "net")]
 pub mod proxy;
 pub mod receive;

@@ -174,6 +174,16 @@ pub struct RetryStats {
 /// exporter whose backend refuses its credentials).
 pub const REWARN_AFTER: Duration = Duration::from_secs(60);
 
+/// Whether a warning last given at `warned_at` may be given again now (then noted as
+/// given): once per [`REWARN_AFTER`] at most.
+pub fn warn_again(warned_at: &mut Option<tokio::time::Instant>) -> bool {
+    let due = warned_at.is_none_or(|at| at.elapsed() >= REWARN_AFTER);
+    if due {
+        *warned_at = Some(tokio::time::Instant::now());
+    }
+    due
+}
+
 impl RetryStats {
     /// Whether the endpoint is failing: its last attempt failed and was worth retrying.
     pub fn is_failing(&self) -> bool {

@@ -683,6 +683,74 @@ impl TestPki {
     }
 }
 
+/// What a fake OAuth2 token endpoint ([`token_endpoint`]) saw of each request: its `authorization` header and
+/// its form.
+pub type TokenRequests = std::sync::Arc<std::sync::Mutex<Vec<(Option<String>, String)>>>;
+
+/// A token endpoint on loopback answering each request with what `answer` makes of
+/// its `authorization` header and form (status, content type, body); notes every
+/// request and wakes `asked`.
+pub async fn token_endpoint(
+    answer: impl Fn(Option<&str>, &str) -> (u16, &'static str, String) + Send + Sync + 'static,
+) -> std::io::Result<(
+    http::Uri,
+    TokenRequests,
+    std::sync::Arc<tokio::sync::Notify>,
+)> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let url: http::Uri = format!("http://{}/oauth2/token", listener.local_addr()?)
+        .parse()
+        .map_err(std::io::Error::other)?;
+    let seen: TokenRequests = std::sync::Arc::default();
+    let asked = std::sync::Arc::new(tokio::sync::Notify::new());
+    let answer = std::sync::Arc::new(answer);
+    let (noted, woken) = (seen.clone(), asked.clone());
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let (answer, noted, woken) = (answer.clone(), noted.clone(), woken.clone());
+            tokio::spawn(async move {
+                let service =
+                    hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
+                        let (answer, noted, woken) = (answer.clone(), noted.clone(), woken.clone());
+                        async move {
+                            let auth = req
+                                .headers()
+                                .get(http::header::AUTHORIZATION)
+                                .and_then(|v| v.to_str().ok())
+                                .map(str::to_owned);
+                            let body = http_body_util::BodyExt::collect(req.into_body())
+                                .await
+                                .map(|b| b.to_bytes())
+                                .unwrap_or_default();
+                            let form = String::from_utf8_lossy(&body).into_owned();
+                            let (status, kind, text) = answer(auth.as_deref(), &form);
+                            noted
+                                .lock()
+                                .unwrap_or_else(|e| e.into_inner())
+                                .push((auth, form));
+                            woken.notify_waiters();
+                            let mut response = http::Response::new(http_body_util::Full::new(
+                                bytes::Bytes::from(text),
+                            ));
+                            *response.status_mut() = http::StatusCode::from_u16(status)
+                                .unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR);
+                            response.headers_mut().insert(
+                                http::header::CONTENT_TYPE,
+                                http::HeaderValue::from_static(kind),
+                            );
+                            Ok::<_, std::convert::Infallible>(response)
+                        }
+                    });
+                hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                    .await
+                    .ok();
+            });
+        }
+    });
+    Ok((url, seen, asked))
+}
+
 /// An HTTP proxy for tests: answers `CONNECT`, keeps each request's head, and joins
 /// every tunnel to `to`, whatever host was asked for (so tests can name hosts that do not
 /// resolve, and certificates issued for them), or refuses with a set answer.

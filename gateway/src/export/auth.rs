@@ -1,7 +1,8 @@
 //! Exporter authentication as a Collector config writes it: `auth: {authenticator: NAME}`
 //! in an `otlp` or `otlphttp` block, and the extension `NAME` under the gateway config's
-//! top-level `extensions:`. Two client authenticators of the Collector (contrib, v0.161)
-//! are applied, `bearertokenauth` and `basicauth` (its `client_auth`); each becomes a
+//! top-level `extensions:`. Three client authenticators of the Collector (contrib,
+//! v0.161) are applied, `bearertokenauth`, `basicauth` (its `client_auth`) and
+//! `oauth2client` (client credentials, [`tailgate_core::oauth2`]); each becomes a
 //! [`Credential`] that the exporter's client sends on every request. A leaf of `export/`:
 //! read by the exporters' settings and by `export::start`.
 
@@ -10,6 +11,7 @@ use std::sync::Arc;
 
 use serde::Deserialize;
 use tailgate_core::credential::{Credential, CredentialError, Scheme, Secret};
+use tailgate_core::proxy::ProxyEnv;
 
 use super::keys::NotApplied;
 
@@ -26,6 +28,9 @@ pub struct AuthRef {
 pub struct ExtensionsConfig {
     /// The extensions, by key, in file order.
     pub extensions: Vec<(String, Extension)>,
+    /// The process's proxy variables, read with the config: an `oauth2client`'s token
+    /// endpoint is reached through the proxy they name, as Go's default client reaches it.
+    pub proxy_env: ProxyEnv,
 }
 
 /// One extension's settings.
@@ -35,6 +40,8 @@ pub enum Extension {
     BearerToken(BearerTokenAuth),
     /// `basicauth`
     Basic(BasicAuth),
+    /// `oauth2client` (boxed: its settings are the largest by far).
+    OAuth2(Box<OAuth2Client>),
 }
 
 /// `bearertokenauth`: `<scheme> <token>` in `header`. `Debug` leaves the tokens out.
@@ -122,6 +129,73 @@ fn default_scheme() -> String {
     "Bearer".into()
 }
 
+/// `oauth2client`: OAuth2 client credentials (RFC 6749 section 4.4), the `client_credentials`
+/// grant only. `Debug` leaves the secret out.
+#[derive(Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct OAuth2Client {
+    /// The client's id.
+    #[serde(default)]
+    pub client_id: Option<String>,
+    /// A file whose text, trimmed, is the id (over `client_id`), read for every fetch.
+    #[serde(default)]
+    pub client_id_file: Option<PathBuf>,
+    /// The client's secret.
+    #[serde(default)]
+    pub client_secret: Option<String>,
+    /// A file whose text, trimmed, is the secret (over `client_secret`), read for every
+    /// fetch.
+    #[serde(default)]
+    pub client_secret_file: Option<PathBuf>,
+    /// The token endpoint.
+    #[serde(default)]
+    pub token_url: Option<String>,
+    /// Scopes asked for.
+    #[serde(default)]
+    pub scopes: Vec<String>,
+    /// Extra form fields for the token endpoint (`audience`, …): a value or a list each.
+    #[serde(default)]
+    pub endpoint_params: std::collections::BTreeMap<String, OneOrMore>,
+    /// TLS to the token endpoint.
+    #[serde(default)]
+    pub tls: Option<tailgate_core::tls::ClientTlsConfig>,
+    /// The most one fetch takes. Left out or 0: 30 s (the Collector: no limit).
+    #[serde(default, with = "humantime_serde")]
+    pub timeout: Option<std::time::Duration>,
+    /// How long before its expiry a token is replaced. Default 5m, as in the Collector.
+    #[serde(default, with = "humantime_serde")]
+    pub expiry_buffer: Option<std::time::Duration>,
+    /// `client_credentials` (the default) only.
+    #[serde(default)]
+    pub grant_type: Option<String>,
+}
+
+/// A form field's value: one, or several (sent once each).
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(untagged)]
+pub enum OneOrMore {
+    /// One value.
+    One(String),
+    /// Several.
+    More(Vec<String>),
+}
+
+impl std::fmt::Debug for OAuth2Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OAuth2Client")
+            .field("client_id", &self.client_id)
+            .field("client_id_file", &self.client_id_file)
+            .field("client_secret_file", &self.client_secret_file)
+            .field("token_url", &self.token_url)
+            .field("scopes", &self.scopes)
+            .finish_non_exhaustive()
+    }
+}
+
+/// `oauth2client`'s fetch timeout when none is set: the Collector's client has none,
+/// which a token endpoint that never answers would turn into exporters that never send.
+pub const OAUTH2_DEFAULT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// `basicauth`: the client side (`client_auth`) only.
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
@@ -208,6 +282,9 @@ pub enum AuthError {
     /// `tls: {insecure: true}` (`false`).
     #[error("{0} sends credentials, and this gRPC exporter is plaintext: {fix} (the Collector's gRPC client refuses to send them without TLS too)", fix = if *.1 { "write the endpoint as https:// (http:// is always plaintext here)" } else { "remove insecure: true from its tls: block" })]
     PlaintextGrpc(String, bool),
+    /// An `oauth2client` that cannot be used.
+    #[error("{1}")]
+    OAuth2(String, String),
     /// The credential cannot be built.
     #[error("{source}")]
     Credential {
@@ -249,17 +326,21 @@ impl<'de> Deserialize<'de> for ExtensionsConfig {
                     let parsed = match key.split('/').next().unwrap_or_default() {
                         "bearertokenauth" => Extension::BearerToken(map.next_value()?),
                         "basicauth" => Extension::Basic(map.next_value()?),
+                        "oauth2client" => Extension::OAuth2(map.next_value()?),
                         "health_check" => return Err(A::Error::custom(format!(
                             "extension {key}: the gateway's admin: address serves the health_check extension's / (and /healthz, /readyz); remove it from extensions:"
                         ))),
                         other => return Err(A::Error::custom(format!(
-                            "extension {key}: type {other:?} is not applied by Tailgate; extensions: takes the exporter authenticators bearertokenauth and basicauth (client_auth); {}",
+                            "extension {key}: type {other:?} is not applied by Tailgate; extensions: takes the exporter authenticators bearertokenauth, basicauth (client_auth) and oauth2client; {}",
                             instead_of(other)
                         ))),
                     };
                     extensions.push((key, parsed));
                 }
-                Ok(ExtensionsConfig { extensions })
+                Ok(ExtensionsConfig {
+                    extensions,
+                    proxy_env: ProxyEnv::from_process(),
+                })
             }
         }
         d.deserialize_map(Extensions)
@@ -269,7 +350,7 @@ impl<'de> Deserialize<'de> for ExtensionsConfig {
 /// What to do instead of an extension type Tailgate does not apply.
 fn instead_of(kind: &str) -> &'static str {
     match kind {
-        "oauth2client" | "googleclientauth" | "azureauth" | "azure_auth" => {
+        "googleclientauth" | "azureauth" | "azure_auth" => {
             "it fetches short-lived tokens, which Tailgate does not: have a sidecar (or the \
              cloud's agent) keep the token in a file and use bearertokenauth with filename: \
              (read again every 10 s)"
@@ -294,7 +375,7 @@ impl ExtensionsConfig {
     /// The credential that `auth` names, its files read now.
     pub fn credential(&self, auth: &AuthRef) -> Result<Arc<Credential>, AuthError> {
         let (key, extension) = self.named(auth)?;
-        Self::credential_of(key, extension)
+        self.credential_of(key, extension)
     }
 
     /// The extension `auth` names (its key and settings), without reading its files.
@@ -320,14 +401,20 @@ impl ExtensionsConfig {
     /// every extension: one no exporter uses is checked too. The error's key.
     pub fn validate(&self) -> Result<(), (String, AuthError)> {
         for (key, extension) in &self.extensions {
-            Self::credential_of(key, extension).map_err(|e| (format!("extensions.{key}"), e))?;
+            self.credential_of(key, extension)
+                .map_err(|e| (format!("extensions.{key}"), e))?;
         }
         Ok(())
     }
 
-    fn credential_of(key: &str, extension: &Extension) -> Result<Arc<Credential>, AuthError> {
+    fn credential_of(
+        &self,
+        key: &str,
+        extension: &Extension,
+    ) -> Result<Arc<Credential>, AuthError> {
         let key = key.to_owned();
         let (header, scheme) = match extension {
+            Extension::OAuth2(o) => return self.oauth2_credential(&key, o),
             Extension::BearerToken(b) => {
                 if b.token.is_some() && !b.tokens.is_empty() {
                     return Err(AuthError::TokenAndTokens(key));
@@ -384,6 +471,86 @@ impl ExtensionsConfig {
                 name: key.clone(),
                 source,
             })
+    }
+
+    /// An `oauth2client`'s credential: its settings checked and its secrets read now (so
+    /// `--check` finds a missing file), its tokens fetched when a request first asks.
+    fn oauth2_credential(&self, key: &str, o: &OAuth2Client) -> Result<Arc<Credential>, AuthError> {
+        let fail = |problem: String| AuthError::OAuth2(key.to_owned(), problem);
+        if let Some(g) = o
+            .grant_type
+            .as_deref()
+            .filter(|g| *g != "client_credentials")
+        {
+            return Err(fail(format!(
+                "grant_type {g:?} is not supported: Tailgate fetches client_credentials tokens \
+                 only (have a sidecar keep a token in a file and use bearertokenauth with \
+                 filename:)"
+            )));
+        }
+        // As the Collector: a file over the written value.
+        let secret = |file: &Option<PathBuf>, inline: &Option<String>| match (file, inline) {
+            (Some(path), _) => Some(Secret::File(path.clone())),
+            (None, Some(text)) if !text.is_empty() => Some(Secret::Inline(text.clone())),
+            _ => None,
+        };
+        let client_id = secret(&o.client_id_file, &o.client_id).ok_or_else(|| {
+            fail("no ClientID provided in the OAuth2 exporter configuration (set client_id or client_id_file)".into())
+        })?;
+        let client_secret = secret(&o.client_secret_file, &o.client_secret).ok_or_else(|| {
+            fail("no ClientSecret provided in OAuth Client Credentials configuration (set client_secret or client_secret_file)".into())
+        })?;
+        let credential_error = |source| AuthError::Credential {
+            name: key.to_owned(),
+            source,
+        };
+        tailgate_core::credential::read_secret(&client_id, "client_id")
+            .map_err(credential_error)?;
+        tailgate_core::credential::read_secret(&client_secret, "client_secret")
+            .map_err(credential_error)?;
+        let token_url = o.token_url.as_deref().filter(|u| !u.trim().is_empty()).ok_or_else(|| {
+            fail("no TokenURL provided in OAuth Client Credentials configuration (set token_url)".into())
+        })?;
+        let url = tailgate_core::endpoint::parse(
+            token_url.trim(),
+            tailgate_core::endpoint::Bare::Refused,
+        )
+        .map_err(|e| fail(format!("token_url: {e}")))?;
+        let tls = tailgate_core::tls::client_side(o.tls.as_ref(), &url.to_string())
+            .map_err(|e| fail(format!("tls: {e}")))?;
+        let proxy = self
+            .proxy_env
+            .for_endpoint(&url, tailgate_core::proxy::ProxyFor::Http)
+            .map_err(|e| fail(format!("token_url: {e}")))?;
+        let endpoint_params = o
+            .endpoint_params
+            .iter()
+            .flat_map(|(k, v)| match v {
+                OneOrMore::One(v) => vec![(k.clone(), v.clone())],
+                OneOrMore::More(vs) => vs.iter().map(|v| (k.clone(), v.clone())).collect(),
+            })
+            .collect();
+        let source =
+            tailgate_core::oauth2::TokenSource::new(tailgate_core::oauth2::ClientCredentials {
+                token_url: url,
+                client_id,
+                client_secret,
+                scopes: o.scopes.clone(),
+                endpoint_params,
+                timeout: o
+                    .timeout
+                    .filter(|t| !t.is_zero())
+                    .unwrap_or(OAUTH2_DEFAULT_TIMEOUT),
+                expiry_buffer: o
+                    .expiry_buffer
+                    .unwrap_or(std::time::Duration::from_secs(300)),
+                tls,
+                proxy,
+            });
+        Ok(Arc::new(Credential::fetched(
+            http::header::AUTHORIZATION,
+            source,
+        )))
     }
 
     /// What the operator should know: settings the Collector ignores with a warning.
@@ -545,8 +712,16 @@ mod tests {
         for (yaml, says) in [
             ("health_check: {}\n", "admin:"),
             (
-                "oauth2client: {client_id: a}\n",
+                "googleclientauth: {project: a}\n",
                 "bearertokenauth with filename",
+            ),
+            (
+                "oauth2client: {client_id: a, audience: b}\n",
+                "unknown field `audience`",
+            ),
+            (
+                "oauth2client: {client_id: a, client_secret: [s3cret]}\n",
+                "expected a string",
             ),
             ("sigv4auth: {region: eu-west-1}\n", "signs each request"),
             ("headers_setter: {headers: []}\n", "fixed values"),
