@@ -134,8 +134,9 @@ pub struct Credential {
 pub trait FetchedValue: Send + Sync + std::fmt::Debug {
     /// The value for the next request, if there is one.
     fn value(self: Arc<Self>) -> BoxFuture<Option<HeaderValue>>;
-    /// Fetches again now, after a refusal: whether the value changed.
-    fn refresh_now(self: Arc<Self>) -> BoxFuture<bool>;
+    /// After a refusal of a request sent with `sent`: whether another value is to be had
+    /// (fetched now if need be).
+    fn refresh_after(self: Arc<Self>, sent: HeaderValue) -> BoxFuture<bool>;
     /// The last value fetched, if any, without fetching.
     fn last_value(&self) -> Option<HeaderValue>;
 }
@@ -284,9 +285,21 @@ impl Credential {
     /// With fetched values (OAuth2 tokens), the source fetches again (as often).
     pub async fn refresh_now(&self) -> bool {
         if let Some(tokens) = &self.tokens {
-            return tokens.clone().refresh_now().await;
+            return tokens.clone().refresh_after(self.last_value()).await;
         }
         self.start_read(ReadKind::Forced) && self.read_again().await
+    }
+
+    /// [`Credential::refresh_now`] for a request that was sent with `sent`: `true` at once
+    /// when the value is another already (rotated, or fetched, since it was sent).
+    pub async fn refresh_after(&self, sent: &HeaderValue) -> bool {
+        if let Some(tokens) = &self.tokens {
+            return tokens.clone().refresh_after(sent.clone()).await;
+        }
+        if self.last_value() != *sent {
+            return true;
+        }
+        self.refresh_now().await
     }
 
     /// Whether this request is the one to read the files (then marked as reading).

@@ -581,24 +581,32 @@ impl GrpcClient {
         &self.endpoint
     }
 
+    /// The credential's header for the next attempt, if there is a credential.
+    async fn credential_header(&self) -> Option<(http::HeaderName, http::HeaderValue)> {
+        match &self.credential {
+            Some(c) => Some(c.header_value().await),
+            None => None,
+        }
+    }
+
     /// Sends once, without retrying.
     pub async fn send_once(&self, body: Bytes) -> Result<Delivered, tonic::Status> {
-        self.call(TRACE_EXPORT_PATH, &[body], Origin::Client).await
+        let credential = self.credential_header().await;
+        self.call(TRACE_EXPORT_PATH, &[body], Origin::Client, credential)
+            .await
     }
 
     /// One unary call of `path` with the configured headers, plus the [`PEER_HEADER`] when
-    /// `origin` is not a client. The message is the concatenation of `chunks`.
+    /// `origin` is not a client. The message is the concatenation of `chunks`; `credential`
+    /// is the header the credential gives for this attempt.
     async fn call(
         &self,
         path: &'static str,
         chunks: &[Bytes],
         origin: Origin,
+        credential: Option<(http::HeaderName, http::HeaderValue)>,
     ) -> Result<Delivered, tonic::Status> {
         let body = MessageBody::new(chunks, self.compression, self.compression_level)?;
-        let credential = match &self.credential {
-            Some(c) => Some(c.header_value().await),
-            None => None,
-        };
         let mut request = http::Request::post(format!("{}{path}", self.base))
             .header(http::header::CONTENT_TYPE, "application/grpc")
             .header(http::header::TE, "trailers")
@@ -743,26 +751,30 @@ impl GrpcClient {
             .retry
             .run_holding(
                 || async {
-                    match self.call(path, chunks, origin).await {
+                    let credential = self.credential_header().await;
+                    let sent = credential.as_ref().map(|(_, v)| v.clone());
+                    match self.call(path, chunks, origin, credential).await {
                         Ok(delivered) => Attempt::Done(delivered),
                         Err(status) if self.unreachable_ends && is_connect_failure(&status) => {
                             Attempt::Fail(status)
                         }
                         // Retrying cannot help: it takes no more until it is gone.
                         Err(status) if is_leaving(&status) => Attempt::Fail(status),
-                        // Refused credentials: worth another try only with a key read
-                        // anew from its file (rotated since the last read).
+                        // Refused credentials: worth another try only with another key
+                        // (read anew from its file, or a token fetched anew).
                         Err(status)
                             if matches!(
                                 status.code(),
                                 tonic::Code::Unauthenticated | tonic::Code::PermissionDenied
                             ) =>
                         {
-                            match &self.credential {
-                                Some(c) if c.refresh_now().await => Attempt::Retry {
-                                    error: status,
-                                    after: None,
-                                },
+                            match (&self.credential, &sent) {
+                                (Some(c), Some(sent)) if c.refresh_after(sent).await => {
+                                    Attempt::Retry {
+                                        error: status,
+                                        after: None,
+                                    }
+                                }
                                 _ => Attempt::Fail(status),
                             }
                         }

@@ -233,21 +233,33 @@ impl TokenSource {
             .map(|t| t.value.clone())
     }
 
-    /// Fetches a new token now, for a request the backend refused as unauthenticated (a
-    /// token revoked before its expiry): whether a different one came, so that the
-    /// request is worth sending again. At most once per [`FETCH_AGAIN_AFTER`].
-    pub async fn refresh_now(self: &Arc<Self>) -> bool {
-        let (before, fetch) = {
+    /// For a request the backend refused as unauthenticated, sent with `sent` (a token
+    /// revoked before its expiry): whether a token other than `sent` is now to be had, so
+    /// that the request is worth sending again. One already kept counts at once; a fetch
+    /// under way is waited for; else a new token is fetched now, at most once per
+    /// [`FETCH_AGAIN_AFTER`].
+    pub async fn refresh_after(self: &Arc<Self>, sent: &HeaderValue) -> bool {
+        let (fetch, running) = {
             let mut state = self.lock();
-            let before = state.token.as_ref().map(|t| t.value.clone());
-            (before, self.may_fetch(&mut state, Instant::now(), true))
+            if state.token.as_ref().is_some_and(|t| t.value != *sent) {
+                return true;
+            }
+            let fetch = self.may_fetch(&mut state, Instant::now(), true);
+            (fetch, state.fetching && !fetch)
         };
-        if !fetch {
+        if !fetch && !running {
             return false;
         }
-        self.fetch_and_wait(true).await;
-        let after = self.lock().token.as_ref().map(|t| t.value.clone());
-        after.is_some() && after != before
+        self.fetch_and_wait(fetch).await;
+        self.lock().token.as_ref().is_some_and(|t| t.value != *sent)
+    }
+
+    /// [`Self::refresh_after`] the token kept now.
+    pub async fn refresh_now(self: &Arc<Self>) -> bool {
+        let sent = self
+            .last_value()
+            .unwrap_or_else(|| HeaderValue::from_static(""));
+        self.refresh_after(&sent).await
     }
 
     /// The last token fetched, whatever its age (for logs and tests).
@@ -287,11 +299,12 @@ impl TokenSource {
 
     fn spawn_fetch(self: &Arc<Self>) {
         let me = self.clone();
+        // Made before the task, so that a task never run (spawned as the runtime stops)
+        // still marks the fetch over when it is dropped.
+        let fetching = Fetching(self.clone());
         // Failures are logged where the caller's logs go (a test's subscriber, too).
         let dispatch = tracing::dispatcher::get_default(Clone::clone);
         tokio::spawn(async move {
-            let fetching = Fetching(me.clone());
-            let started = Instant::now();
             let result = tokio::time::timeout(me.config.timeout, me.fetch()).await;
             let result = result.unwrap_or_else(|_| {
                 Err(OAuth2Error::Timeout {
@@ -307,7 +320,9 @@ impl TokenSource {
                     drop(state);
                 }
                 Err(error) => {
-                    state.spaced_at = Some(started);
+                    // Spaced from the failure's end: a fetch that timed out is not
+                    // started again at once.
+                    state.spaced_at = Some(Instant::now());
                     let warn = crate::retry::warn_again(&mut state.warned_at);
                     drop(state);
                     if warn {
@@ -346,8 +361,10 @@ impl TokenSource {
         })??;
         let in_form = self.lock().in_form;
         if !in_form {
+            // As Go's auto-detection: an error answer (a refusal, or a 2xx without a
+            // token) has the form tried; no answer at all does not.
             match self.ask(&id, &secret, false).await {
-                Err(OAuth2Error::Refused { .. }) => {}
+                Err(OAuth2Error::Refused { .. } | OAuth2Error::BadAnswer { .. }) => {}
                 other => return other,
             }
         }
@@ -358,20 +375,29 @@ impl TokenSource {
 
     /// Asks the endpoint once, the id and secret in the form or in Basic.
     async fn ask(&self, id: &str, secret: &str, in_form: bool) -> Result<Token, OAuth2Error> {
-        let mut form = vec![("grant_type", "client_credentials".to_owned())];
-        if !self.config.scopes.is_empty() {
-            form.push(("scope", self.config.scopes.join(" ")));
+        // As Go's `url.Values`: keys sorted, a key's values in order; `grant_type` in the
+        // parameters replaces the default (the loader refuses the others it would clash
+        // with).
+        let mut form: std::collections::BTreeMap<&str, Vec<&str>> = Default::default();
+        let scope = self.config.scopes.join(" ");
+        if !scope.is_empty() {
+            form.insert("scope", vec![&scope]);
         }
         for (k, v) in &self.config.endpoint_params {
-            form.push((k.as_str(), v.clone()));
+            form.entry(k.as_str()).or_default().push(v.as_str());
         }
+        form.entry("grant_type")
+            .or_insert_with(|| vec!["client_credentials"]);
         if in_form {
-            form.push(("client_id", id.to_owned()));
-            form.push(("client_secret", secret.to_owned()));
+            form.insert("client_id", vec![id]);
+            form.insert("client_secret", vec![secret]);
         }
         let body: String = form
             .iter()
-            .map(|(k, v)| format!("{}={}", form_escape(k), form_escape(v)))
+            .flat_map(|(k, vs)| {
+                vs.iter()
+                    .map(move |v| format!("{}={}", form_escape(k), form_escape(v)))
+            })
             .collect::<Vec<_>>()
             .join("&");
         let mut request = http::Request::post(self.config.token_url.clone())
@@ -416,14 +442,20 @@ impl TokenSource {
             .is_some_and(|t| {
                 t.starts_with("application/x-www-form-urlencoded") || t.starts_with("text/plain")
             });
-        let body = Limited::new(response.into_body(), MAX_ANSWER)
+        let body = match Limited::new(response.into_body(), MAX_ANSWER)
             .collect()
             .await
-            .map_err(|e| OAuth2Error::BadAnswer {
-                url: self.shown.clone(),
-                problem: format!("reading the answer: {e}"),
-            })?
-            .to_bytes();
+        {
+            Ok(body) => body.to_bytes(),
+            // An error page too long to read is still the status's refusal.
+            Err(_) if !status.is_success() => Bytes::new(),
+            Err(e) => {
+                return Err(OAuth2Error::BadAnswer {
+                    url: self.shown.clone(),
+                    problem: format!("reading the answer: {e}"),
+                })
+            }
+        };
         let answer = Answer::parse(&body, form_answer);
         if !status.is_success() {
             return Err(OAuth2Error::Refused {
@@ -456,8 +488,8 @@ impl crate::credential::FetchedValue for TokenSource {
         Box::pin(async move { TokenSource::value(&self).await })
     }
 
-    fn refresh_now(self: Arc<Self>) -> crate::credential::BoxFuture<bool> {
-        Box::pin(async move { TokenSource::refresh_now(&self).await })
+    fn refresh_after(self: Arc<Self>, sent: HeaderValue) -> crate::credential::BoxFuture<bool> {
+        Box::pin(async move { TokenSource::refresh_after(&self, &sent).await })
     }
 
     fn last_value(&self) -> Option<HeaderValue> {
@@ -476,8 +508,8 @@ impl Drop for Fetching {
     }
 }
 
-/// A token endpoint's answer, JSON or a form.
-#[derive(Debug, Default, serde::Deserialize)]
+/// A token endpoint's answer, JSON or a form (no `Debug`: it holds the token).
+#[derive(Default, serde::Deserialize)]
 struct Answer {
     #[serde(default)]
     access_token: Option<String>,
@@ -536,19 +568,23 @@ impl Answer {
             t if t.eq_ignore_ascii_case("basic") => "Basic".to_owned(),
             t => t.to_owned(),
         };
-        let seconds = match &self.expires_in {
+        // As Go's `expirationTime`: an integer (or its text), at most 2^31 - 1 seconds;
+        // 0 or none, no expiry; a negative one, already expired.
+        let not_seconds =
+            |v: &dyn std::fmt::Display| format!("expires_in {v} is not a whole number of seconds");
+        let seconds: i64 = match &self.expires_in {
             None | Some(serde_json::Value::Null) => 0,
-            Some(serde_json::Value::Number(n)) => n.as_i64().unwrap_or(0),
+            Some(serde_json::Value::Number(n)) => n.as_i64().ok_or_else(|| not_seconds(n))?,
             Some(serde_json::Value::String(s)) if s.is_empty() => 0,
-            Some(serde_json::Value::String(s)) => s
-                .parse::<i64>()
-                .map_err(|_| format!("expires_in {s:?} is not a number of seconds"))?,
-            Some(other) => return Err(format!("expires_in {other} is not a number of seconds")),
+            Some(serde_json::Value::String(s)) => s.parse().map_err(|_| not_seconds(s))?,
+            Some(other) => return Err(not_seconds(other)),
         };
-        let expires = u64::try_from(seconds)
-            .ok()
-            .filter(|s| *s > 0)
-            .map(|s| now + Duration::from_secs(s));
+        let seconds = seconds.clamp(i64::from(i32::MIN), i64::from(i32::MAX));
+        let expires = match seconds {
+            0 => None,
+            s if s < 0 => Some(now),
+            s => now.checked_add(Duration::from_secs(s.unsigned_abs())),
+        };
         let mut value = HeaderValue::from_str(&format!("{kind} {access}"))
             .map_err(|_| "the access_token has characters a header cannot carry".to_owned())?;
         value.set_sensitive(true);
@@ -648,6 +684,15 @@ mod tests {
             .unwrap_err()
             .contains("no access_token"));
         assert!(json(r#"{"access_token":"a","expires_in":"soon"}"#).is_err());
+        // Whole seconds only, at most 2^31 - 1 of them; a negative count is expired.
+        assert!(json(r#"{"access_token":"a","expires_in":3600.5}"#).is_err());
+        let t = json(r#"{"access_token":"a","expires_in":9223372036854775807}"#).unwrap();
+        assert_eq!(t.expires, Some(now + Duration::from_secs(i32::MAX as u64)));
+        let t = json(r#"{"access_token":"a","expires_in":-5}"#).unwrap();
+        assert_eq!(
+            freshness(t.expires, now, Duration::ZERO),
+            Freshness::Expired
+        );
         let form = Answer::parse(b"access_token=a%2Bb&token_type=bearer&expires_in=60", true)
             .unwrap()
             .token(now)
@@ -685,9 +730,10 @@ mod tests {
     const JSON: &str = "application/json";
 
     /// Scenario: a token endpoint that issues hour-long tokens; three requests ask.
-    /// Guarantees: one fetch, its form as Go's clientcredentials writes it (grant type,
-    /// scopes joined by a space, the extra parameters) with the id and secret in Basic,
-    /// each form-escaped first; the token is sent as `Bearer <token>` and kept.
+    /// Guarantees: one fetch, its form as Go's clientcredentials writes it (`url.Values`:
+    /// keys sorted; grant type, scopes joined by a space, the extra parameters) with the
+    /// id and secret in Basic, each form-escaped first; the token is sent as
+    /// `Bearer <token>` and kept.
     #[tokio::test]
     async fn a_token_is_fetched_once_and_kept() {
         let (url, seen, _): (Uri, TokenRequests, _) = token_endpoint(|_, _| {
@@ -712,7 +758,7 @@ mod tests {
         );
         assert_eq!(
             seen[0].1,
-            "grant_type=client_credentials&scope=traces.write+tenant&audience=https%3A%2F%2Fapi.example"
+            "audience=https%3A%2F%2Fapi.example&grant_type=client_credentials&scope=traces.write+tenant"
         );
     }
 
@@ -797,6 +843,89 @@ mod tests {
         assert!(!source.refresh_now().await);
         // Basic, then the form: one fetch's two tries.
         assert_eq!(seen.lock().unwrap().len(), 2);
+    }
+
+    /// Scenario: five requests at once with no token yet; then a request refused with a
+    /// token another request has already replaced, and one refused while a fetch runs;
+    /// then the secret file rotated and a refusal forcing a fetch.
+    /// Guarantees: one fetch for the five; a refusal of an old token is worth a resend at
+    /// once, without fetching; a refusal during a fetch waits for it; every fetch reads
+    /// the secret file again; `grant_type` in `endpoint_params` replaces the default.
+    #[tokio::test]
+    async fn fetches_are_shared_and_refusals_resend_with_the_newest_token() {
+        let count = Arc::new(std::sync::atomic::AtomicU32::new(0));
+        let issued = count.clone();
+        let (url, seen, _): (Uri, TokenRequests, _) = token_endpoint(move |_, _| {
+            let n = issued.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            (
+                200,
+                JSON,
+                format!(r#"{{"access_token":"t{n}","expires_in":3600}}"#),
+            )
+        })
+        .await
+        .unwrap();
+        let dir = crate::test_util::scratch_dir("oauth2-rotate").unwrap();
+        let secret_file = dir.join("secret");
+        std::fs::write(&secret_file, "first\n").unwrap();
+        let source = TokenSource::new(ClientCredentials {
+            client_secret: Secret::File(secret_file.clone()),
+            endpoint_params: vec![("grant_type".into(), "urn:example:custom".into())],
+            ..credentials(url)
+        });
+        let (a, b, c, d, e) = tokio::join!(
+            source.value(),
+            source.value(),
+            source.value(),
+            source.value(),
+            source.value()
+        );
+        for v in [a, b, c, d, e] {
+            assert_eq!(v.unwrap(), "Bearer t0");
+        }
+        assert_eq!(seen.lock().unwrap().len(), 1);
+        assert!(seen.lock().unwrap()[0]
+            .1
+            .contains("grant_type=urn%3Aexample%3Acustom"));
+        // Refused with a token already replaced: resend at once, nothing fetched.
+        assert!(
+            source
+                .refresh_after(&HeaderValue::from_static("Bearer old"))
+                .await
+        );
+        assert_eq!(seen.lock().unwrap().len(), 1);
+        // The secret rotated; a refusal of the current token fetches with the new one.
+        std::fs::write(&secret_file, "second\n").unwrap();
+        assert!(
+            source
+                .refresh_after(&HeaderValue::from_static("Bearer t0"))
+                .await
+        );
+        let basic = |secret: &str| {
+            let pair = format!("gate+way:{secret}");
+            format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode(pair)
+            )
+        };
+        let seen_now = seen.lock().unwrap().clone();
+        assert_eq!(seen_now[0].0.as_deref(), Some(basic("first").as_str()));
+        assert_eq!(seen_now[1].0.as_deref(), Some(basic("second").as_str()));
+        assert_eq!(source.last_value().unwrap(), "Bearer t1");
+        // A refusal of t1 while a fetch it did not start runs: it waits for that one.
+        {
+            let mut state = source.lock();
+            state.spaced_at = None;
+            assert!(source.may_fetch(&mut state, Instant::now(), false));
+        }
+        source.spawn_fetch();
+        assert!(
+            source
+                .refresh_after(&HeaderValue::from_static("Bearer t1"))
+                .await
+        );
+        assert_eq!(source.last_value().unwrap(), "Bearer t2");
+        std::fs::remove_dir_all(&dir).ok();
     }
 
     /// Scenario: values with characters a form must escape. Guarantees: Go's

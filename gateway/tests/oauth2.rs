@@ -22,9 +22,9 @@ const POLICIES: &str = "decision_wait: 200ms\npolicies:\n  - {name: all, type: a
 /// file, reachable only through a proxy (`HTTP_PROXY`, its name resolving nowhere else);
 /// an OTLP/gRPC backend over TLS and an OTLP/HTTP one, each taking only
 /// `Bearer <that token>`; a gateway whose two exporters name the same `oauth2client`.
-/// Guarantees: every span reaches both backends, with tokens fetched once per exporter
-/// and kept (not once per request), the endpoint asked as the Collector asks it, through
-/// the proxy.
+/// Guarantees: every span reaches both backends, with at most one token fetched per
+/// exporter (core's oauth2 tests show it kept across requests), the endpoint asked as the
+/// Collector asks it, through the proxy.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exporters_send_the_token_an_oauth2_endpoint_issues() {
     tracing_subscriber::fmt().with_test_writer().try_init().ok();
@@ -129,9 +129,10 @@ async fn exporters_send_the_token_an_oauth2_endpoint_issues() {
 }
 
 /// Scenario: `oauth2client` blocks that cannot work: no token_url, no client secret, a
-/// secret file that is not there, and the jwt-bearer grant.
-/// Guarantees: each is refused at load, naming the extension and what to set, as the
-/// Collector's messages say it (and the grant with what to do instead).
+/// secret file that is not there, the jwt-bearer grant, endpoint_params that would
+/// overwrite the scope or the secret; and an empty grant_type.
+/// Guarantees: each of the first is refused at load, naming the extension and what to set,
+/// as the Collector's (and Go's) messages say it; an empty grant_type loads.
 #[test]
 fn oauth2client_settings_that_cannot_work_are_refused_at_load() {
     let dir = scratch_dir("gw-oauth2-bad").unwrap();
@@ -147,6 +148,14 @@ fn oauth2client_settings_that_cannot_work_are_refused_at_load() {
             "client_id: a\n    client_secret: b\n    token_url: https://idp.example/token\n    grant_type: urn:ietf:params:oauth:grant-type:jwt-bearer",
             "client_credentials tokens only",
         ),
+        (
+            "client_id: a\n    client_secret: b\n    token_url: https://idp.example/token\n    scopes: [x]\n    endpoint_params: {scope: y}",
+            "cannot overwrite parameter \"scope\"",
+        ),
+        (
+            "client_id: a\n    client_secret: b\n    token_url: https://idp.example/token\n    endpoint_params: {client_secret: y}",
+            "cannot overwrite parameter \"client_secret\"",
+        ),
     ] {
         std::fs::write(
             &path,
@@ -158,4 +167,10 @@ fn oauth2client_settings_that_cannot_work_are_refused_at_load() {
         let err = GatewayConfig::load(&path).unwrap_err().to_string();
         assert!(err.contains("oauth2client") && err.contains(says), "{block}: {err}");
     }
+    std::fs::write(
+        &path,
+        "extensions:\n  oauth2client:\n    client_id: a\n    client_secret: b\n    token_url: https://idp.example/token\n    grant_type: ''\n    endpoint_params: {scope: y, audience: [p, q]}\nexport:\n  otlphttp:\n    endpoint: https://api.example\n    auth: {authenticator: oauth2client}\n",
+    )
+    .unwrap();
+    GatewayConfig::load(&path).unwrap();
 }

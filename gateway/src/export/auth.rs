@@ -162,10 +162,11 @@ pub struct OAuth2Client {
     /// The most one fetch takes. Left out or 0: 30 s (the Collector: no limit).
     #[serde(default, with = "humantime_serde")]
     pub timeout: Option<std::time::Duration>,
-    /// How long before its expiry a token is replaced. Default 5m, as in the Collector.
+    /// How long before its expiry a token is replaced. Default 5m, as in the Collector; 0
+    /// is Go's own default, 10 s.
     #[serde(default, with = "humantime_serde")]
     pub expiry_buffer: Option<std::time::Duration>,
-    /// `client_credentials` (the default) only.
+    /// `client_credentials` (the default; empty is the same) only.
     #[serde(default)]
     pub grant_type: Option<String>,
 }
@@ -480,7 +481,7 @@ impl ExtensionsConfig {
         if let Some(g) = o
             .grant_type
             .as_deref()
-            .filter(|g| *g != "client_credentials")
+            .filter(|g| !g.is_empty() && *g != "client_credentials")
         {
             return Err(fail(format!(
                 "grant_type {g:?} is not supported: Tailgate fetches client_credentials tokens \
@@ -522,6 +523,20 @@ impl ExtensionsConfig {
             .proxy_env
             .for_endpoint(&url, tailgate_core::proxy::ProxyFor::Http)
             .map_err(|e| fail(format!("token_url: {e}")))?;
+        // Go refuses to overwrite a form field it sets (`grant_type` excepted, for servers
+        // that want another); the id and secret would go twice.
+        for clash in ["scope", "client_id", "client_secret"] {
+            if o.endpoint_params.contains_key(clash) && (clash != "scope" || !o.scopes.is_empty()) {
+                return Err(fail(format!(
+                    "endpoint_params: cannot overwrite parameter {clash:?} (set {})",
+                    if clash == "scope" {
+                        "scopes only"
+                    } else {
+                        "client_id / client_secret"
+                    }
+                )));
+            }
+        }
         let endpoint_params = o
             .endpoint_params
             .iter()
@@ -541,9 +556,12 @@ impl ExtensionsConfig {
                     .timeout
                     .filter(|t| !t.is_zero())
                     .unwrap_or(OAUTH2_DEFAULT_TIMEOUT),
-                expiry_buffer: o
-                    .expiry_buffer
-                    .unwrap_or(std::time::Duration::from_secs(300)),
+                // 0 is Go's default early expiry, 10 s.
+                expiry_buffer: match o.expiry_buffer {
+                    None => std::time::Duration::from_secs(300),
+                    Some(b) if b.is_zero() => std::time::Duration::from_secs(10),
+                    Some(b) => b,
+                },
                 tls,
                 proxy,
             });

@@ -401,12 +401,19 @@ impl HttpClient {
     }
 
     /// The POST of one encoded request, with the configured headers, the credential's
-    /// current value and the encoding.
-    async fn request(&self, body: Bytes) -> Result<Request<Full<Bytes>>, String> {
+    /// current value and the encoding; and that value.
+    async fn request(
+        &self,
+        body: Bytes,
+    ) -> (
+        Result<Request<Full<Bytes>>, String>,
+        Option<header::HeaderValue>,
+    ) {
         let credential = match &self.credential {
             Some(c) => Some(c.header_value().await),
             None => None,
         };
+        let sent = credential.as_ref().map(|(_, v)| v.clone());
         let mut req = Request::post(self.url.clone())
             .header(header::CONTENT_TYPE, "application/x-protobuf")
             .body(Full::new(body))
@@ -423,11 +430,11 @@ impl HttpClient {
                 );
             }
         }
-        req
+        (req, sent)
     }
 
     async fn attempt(&self, body: Bytes) -> Attempt {
-        let req = self.request(body).await;
+        let (req, sent) = self.request(body).await;
         let req = match req {
             Ok(r) => r,
             Err(e) => return Attempt::Fail(e.into()),
@@ -471,11 +478,11 @@ impl HttpClient {
                 };
             }
         };
-        // Refused credentials: worth another try only with a key read anew from its file
-        // (rotated since the last read).
+        // Refused credentials: worth another try only with another key (read anew from
+        // its file, or a token fetched anew).
         let refused = matches!(status, StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN);
-        if let (true, Some(c)) = (refused, &self.credential) {
-            if c.refresh_now().await {
+        if let (true, Some(c), Some(sent)) = (refused, &self.credential, &sent) {
+            if c.refresh_after(sent).await {
                 return Attempt::Retry {
                     error: Failure {
                         status: Some(status),
@@ -559,6 +566,7 @@ mod tests {
             let req = client
                 .request(client.compress(body.clone()).unwrap())
                 .await
+                .0
                 .unwrap();
             let sent = req.body().clone().collect().await.unwrap().to_bytes();
             match req.headers().get(header::CONTENT_ENCODING) {
@@ -602,7 +610,7 @@ mod tests {
         let client = cfg
             .client_with(Some(Arc::new(credential)), &ProxyEnv::default())
             .unwrap();
-        let req = client.request(Bytes::new()).await.unwrap();
+        let req = client.request(Bytes::new()).await.0.unwrap();
         let auth: Vec<_> = req
             .headers()
             .get_all(header::AUTHORIZATION)
