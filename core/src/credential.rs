@@ -277,6 +277,22 @@ impl Credential {
         (self.header.clone(), self.value().await)
     }
 
+    /// [`Credential::header_value`], or `None` when a fetched source has no value to give
+    /// (no token from its endpoint yet): the request is better held and tried again than
+    /// sent without one and refused for good.
+    pub async fn header_value_if_any(&self) -> Option<(HeaderName, HeaderValue)> {
+        let (name, value) = self.header_value().await;
+        (self.tokens.is_none() || !value.is_empty()).then_some((name, value))
+    }
+
+    /// What a request waiting for [`Credential::header_value_if_any`] is told.
+    pub fn missing_value(&self) -> String {
+        match &self.tokens {
+            Some(t) => format!("no token yet from {t:?}; held and tried again"),
+            None => "no credential value".into(),
+        }
+    }
+
     /// Reads the secret files now, for a request the backend refused as unauthenticated:
     /// whether the value changed (a key rotated since the last read), so that the
     /// request is worth sending again. At most once per [`FORCED_REREAD_EVERY`]; `false`

@@ -582,16 +582,23 @@ impl GrpcClient {
     }
 
     /// The credential's header for the next attempt, if there is a credential.
-    async fn credential_header(&self) -> Option<(http::HeaderName, http::HeaderValue)> {
+    /// `Err` when the credential has no value yet (a token endpoint that has not answered):
+    /// an unavailable status, which the retry loop retries.
+    async fn credential_header(
+        &self,
+    ) -> Result<Option<(http::HeaderName, http::HeaderValue)>, tonic::Status> {
         match &self.credential {
-            Some(c) => Some(c.header_value().await),
-            None => None,
+            Some(c) => match c.header_value_if_any().await {
+                Some(header) => Ok(Some(header)),
+                None => Err(tonic::Status::unavailable(c.missing_value())),
+            },
+            None => Ok(None),
         }
     }
 
     /// Sends once, without retrying.
     pub async fn send_once(&self, body: Bytes) -> Result<Delivered, tonic::Status> {
-        let credential = self.credential_header().await;
+        let credential = self.credential_header().await?;
         self.call(TRACE_EXPORT_PATH, &[body], Origin::Client, credential)
             .await
     }
@@ -751,7 +758,15 @@ impl GrpcClient {
             .retry
             .run_holding(
                 || async {
-                    let credential = self.credential_header().await;
+                    let credential = match self.credential_header().await {
+                        Ok(credential) => credential,
+                        Err(status) => {
+                            return Attempt::Retry {
+                                error: status,
+                                after: None,
+                            }
+                        }
+                    };
                     let sent = credential.as_ref().map(|(_, v)| v.clone());
                     match self.call(path, chunks, origin, credential).await {
                         Ok(delivered) => Attempt::Done(delivered),

@@ -236,22 +236,35 @@ impl TokenSource {
     /// For a request the backend refused as unauthenticated, sent with `sent` (a token
     /// revoked before its expiry): whether a token other than `sent` is now to be had, so
     /// that the request is worth sending again. One already kept counts at once; a fetch
-    /// under way is waited for; else a new token is fetched now, at most once per
-    /// [`FETCH_AGAIN_AFTER`].
+    /// under way is waited for; else a new token is fetched now, or, within
+    /// [`FETCH_AGAIN_AFTER`] of the last forced or failed one, once that has passed.
     pub async fn refresh_after(self: &Arc<Self>, sent: &HeaderValue) -> bool {
-        let (fetch, running) = {
-            let mut state = self.lock();
-            if state.token.as_ref().is_some_and(|t| t.value != *sent) {
-                return true;
+        // Twice at most: a refusal within a second of the last forced fetch waits for the
+        // next one allowed (a token revoked twice in a row loses nothing).
+        for _ in 0..2 {
+            let (fetch, running, wait) = {
+                let mut state = self.lock();
+                if state.token.as_ref().is_some_and(|t| t.value != *sent) {
+                    return true;
+                }
+                let now = Instant::now();
+                let fetch = self.may_fetch(&mut state, now, true);
+                let running = state.fetching && !fetch;
+                let wait = state
+                    .spaced_at
+                    .map(|at| (at + FETCH_AGAIN_AFTER).saturating_duration_since(now));
+                (fetch, running, wait)
+            };
+            if fetch || running {
+                self.fetch_and_wait(fetch).await;
+                return self.lock().token.as_ref().is_some_and(|t| t.value != *sent);
             }
-            let fetch = self.may_fetch(&mut state, Instant::now(), true);
-            (fetch, state.fetching && !fetch)
-        };
-        if !fetch && !running {
-            return false;
+            match wait {
+                Some(wait) => tokio::time::sleep(wait).await,
+                None => return false,
+            }
         }
-        self.fetch_and_wait(fetch).await;
-        self.lock().token.as_ref().is_some_and(|t| t.value != *sent)
+        false
     }
 
     /// [`Self::refresh_after`] the token kept now.
@@ -828,9 +841,11 @@ mod tests {
         drop(asked);
     }
 
-    /// Scenario: an endpoint that fails (500 with an OAuth2 error), asked twice in a row.
+    /// Scenario: an endpoint that fails (500 with an OAuth2 error), asked twice in a row,
+    /// then a refusal asking for a new token.
     /// Guarantees: no token (`None`), and the failure is not fetched again within
-    /// [`FETCH_AGAIN_AFTER`]; a forced refresh then is refused too.
+    /// [`FETCH_AGAIN_AFTER`]; the refusal waits for the next fetch allowed (a real wait
+    /// under a second), which fails too: no resend.
     #[tokio::test]
     async fn a_failing_endpoint_is_not_hammered() {
         let (url, seen, _) =
@@ -840,17 +855,20 @@ mod tests {
         let source = TokenSource::new(credentials(url));
         assert!(source.value().await.is_none());
         assert!(source.value().await.is_none());
-        assert!(!source.refresh_now().await);
         // Basic, then the form: one fetch's two tries.
         assert_eq!(seen.lock().unwrap().len(), 2);
+        assert!(!source.refresh_now().await);
+        assert_eq!(seen.lock().unwrap().len(), 4);
     }
 
     /// Scenario: five requests at once with no token yet; then a request refused with a
     /// token another request has already replaced, and one refused while a fetch runs;
     /// then the secret file rotated and a refusal forcing a fetch.
     /// Guarantees: one fetch for the five; a refusal of an old token is worth a resend at
-    /// once, without fetching; a refusal during a fetch waits for it; every fetch reads
-    /// the secret file again; `grant_type` in `endpoint_params` replaces the default.
+    /// once, without fetching; a refusal during a fetch waits for it, and one within a
+    /// second of a forced fetch for the next allowed (a real wait under a second); every
+    /// fetch reads the secret file again; `grant_type` in `endpoint_params` replaces the
+    /// default.
     #[tokio::test]
     async fn fetches_are_shared_and_refusals_resend_with_the_newest_token() {
         let count = Arc::new(std::sync::atomic::AtomicU32::new(0));
@@ -925,6 +943,14 @@ mod tests {
                 .await
         );
         assert_eq!(source.last_value().unwrap(), "Bearer t2");
+        // t2 refused too, within a second of the forced fetch that brought t1: the request
+        // waits for the next fetch allowed (under a second) instead of failing.
+        assert!(
+            source
+                .refresh_after(&HeaderValue::from_static("Bearer t2"))
+                .await
+        );
+        assert_eq!(source.last_value().unwrap(), "Bearer t3");
         std::fs::remove_dir_all(&dir).ok();
     }
 

@@ -516,7 +516,13 @@ impl ExtensionsConfig {
             token_url.trim(),
             tailgate_core::endpoint::Bare::Refused,
         )
-        .map_err(|e| fail(format!("token_url: {e}")))?;
+        .map_err(|e| match e {
+            tailgate_core::endpoint::EndpointError::Credentials { masked } => fail(format!(
+                "token_url {masked}: credentials in the URL are not sent; set client_id and \
+                 client_secret (or their _file)"
+            )),
+            e => fail(format!("token_url: {e}")),
+        })?;
         let tls = tailgate_core::tls::client_side(o.tls.as_ref(), &url.to_string())
             .map_err(|e| fail(format!("tls: {e}")))?;
         let proxy = self

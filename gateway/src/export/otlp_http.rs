@@ -405,14 +405,11 @@ impl HttpClient {
     async fn request(
         &self,
         body: Bytes,
+        credential: Option<(header::HeaderName, header::HeaderValue)>,
     ) -> (
         Result<Request<Full<Bytes>>, String>,
         Option<header::HeaderValue>,
     ) {
-        let credential = match &self.credential {
-            Some(c) => Some(c.header_value().await),
-            None => None,
-        };
         let sent = credential.as_ref().map(|(_, v)| v.clone());
         let mut req = Request::post(self.url.clone())
             .header(header::CONTENT_TYPE, "application/x-protobuf")
@@ -434,7 +431,20 @@ impl HttpClient {
     }
 
     async fn attempt(&self, body: Bytes) -> Attempt {
-        let (req, sent) = self.request(body).await;
+        // No token yet from an OAuth2 endpoint: held and tried again, not sent without one.
+        let credential = match &self.credential {
+            Some(c) => match c.header_value_if_any().await {
+                Some(header) => Some(header),
+                None => {
+                    return Attempt::Retry {
+                        error: c.missing_value().into(),
+                        after: None,
+                    }
+                }
+            },
+            None => None,
+        };
+        let (req, sent) = self.request(body, credential).await;
         let req = match req {
             Ok(r) => r,
             Err(e) => return Attempt::Fail(e.into()),
@@ -486,7 +496,9 @@ impl HttpClient {
                 return Attempt::Retry {
                     error: Failure {
                         status: Some(status),
-                        message: format!("HTTP {status}: credentials refused; read again"),
+                        message: format!(
+                            "HTTP {status}: credentials refused; sent again with newer ones"
+                        ),
                     },
                     after: None,
                 };
@@ -564,7 +576,7 @@ mod tests {
             .unwrap();
             let client = cfg.client().unwrap();
             let req = client
-                .request(client.compress(body.clone()).unwrap())
+                .request(client.compress(body.clone()).unwrap(), None)
                 .await
                 .0
                 .unwrap();
@@ -610,7 +622,8 @@ mod tests {
         let client = cfg
             .client_with(Some(Arc::new(credential)), &ProxyEnv::default())
             .unwrap();
-        let req = client.request(Bytes::new()).await.0.unwrap();
+        let header = client.credential.as_ref().unwrap().header_value().await;
+        let req = client.request(Bytes::new(), Some(header)).await.0.unwrap();
         let auth: Vec<_> = req
             .headers()
             .get_all(header::AUTHORIZATION)
