@@ -754,6 +754,9 @@ impl GrpcClient {
         let holds_for = |status: &tonic::Status| {
             !self.hold_only_overloaded || status.code() == tonic::Code::ResourceExhausted
         };
+        // One resend per request for refused credentials: a backend that refuses every
+        // key (a wrong audience) fails the request and says so, not a resend per attempt.
+        let resent = std::sync::atomic::AtomicBool::new(false);
         let result = self
             .retry
             .run_holding(
@@ -783,8 +786,9 @@ impl GrpcClient {
                                 tonic::Code::Unauthenticated | tonic::Code::PermissionDenied
                             ) =>
                         {
+                            let first = !resent.swap(true, std::sync::atomic::Ordering::Relaxed);
                             match (&self.credential, &sent) {
-                                (Some(c), Some(sent)) if c.refresh_after(sent).await => {
+                                (Some(c), Some(sent)) if first && c.refresh_after(sent).await => {
                                     Attempt::Retry {
                                         error: status,
                                         after: None,

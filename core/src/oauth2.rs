@@ -241,7 +241,7 @@ impl TokenSource {
     pub async fn refresh_after(self: &Arc<Self>, sent: &HeaderValue) -> bool {
         // Twice at most: a refusal within a second of the last forced fetch waits for the
         // next one allowed (a token revoked twice in a row loses nothing).
-        for _ in 0..2 {
+        for pass in 0..2 {
             let (fetch, running, wait) = {
                 let mut state = self.lock();
                 if state.token.as_ref().is_some_and(|t| t.value != *sent) {
@@ -260,8 +260,8 @@ impl TokenSource {
                 return self.lock().token.as_ref().is_some_and(|t| t.value != *sent);
             }
             match wait {
-                Some(wait) => tokio::time::sleep(wait).await,
-                None => return false,
+                Some(wait) if pass == 0 => tokio::time::sleep(wait).await,
+                _ => return false,
             }
         }
         false
@@ -930,21 +930,23 @@ mod tests {
         assert_eq!(seen_now[0].0.as_deref(), Some(basic("first").as_str()));
         assert_eq!(seen_now[1].0.as_deref(), Some(basic("second").as_str()));
         assert_eq!(source.last_value().unwrap(), "Bearer t1");
-        // A refusal of t1 while a fetch it did not start runs: it waits for that one.
-        {
-            let mut state = source.lock();
-            state.spaced_at = None;
-            assert!(source.may_fetch(&mut state, Instant::now(), false));
-        }
-        source.spawn_fetch();
+        // t1 refused too, within a second of the forced fetch that brought it: the request
+        // waits for the next fetch allowed (a real wait under a second) instead of failing.
+        let asked_at = Instant::now();
         assert!(
             source
                 .refresh_after(&HeaderValue::from_static("Bearer t1"))
                 .await
         );
         assert_eq!(source.last_value().unwrap(), "Bearer t2");
-        // t2 refused too, within a second of the forced fetch that brought t1: the request
-        // waits for the next fetch allowed (under a second) instead of failing.
+        assert!(asked_at.elapsed() >= Duration::from_millis(500), "no wait");
+        // A refusal of t2 while a fetch it did not start runs: it waits for that one.
+        {
+            let mut state = source.lock();
+            state.spaced_at = None;
+            assert!(source.may_fetch(&mut state, Instant::now(), false));
+        }
+        source.spawn_fetch();
         assert!(
             source
                 .refresh_after(&HeaderValue::from_static("Bearer t2"))

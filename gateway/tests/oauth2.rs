@@ -193,3 +193,70 @@ fn oauth2client_settings_that_cannot_work_are_refused_at_load() {
     .unwrap();
     GatewayConfig::load(&path).unwrap();
 }
+
+/// Scenario: a backend that refuses every token the endpoint issues (a wrong audience),
+/// the endpoint issuing a new one on each fetch; one export.
+/// Guarantees: the export fails as refused credentials after one resend with a newer
+/// token (two fetches), not a fetch and resend per attempt until the retry bound.
+#[tokio::test]
+async fn a_backend_refusing_every_token_fails_after_one_resend() {
+    let count = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let issued = count.clone();
+    let (token_url, asked, _): (_, TokenRequests, _) = token_endpoint(move |_, _| {
+        let n = issued.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        (
+            200,
+            "application/json",
+            format!(r#"{{"access_token":"t{n}","expires_in":3600}}"#),
+        )
+    })
+    .await
+    .unwrap();
+    let stop = CancellationToken::new();
+    let (http_addr, backend) = CaptureBackend::start_with(
+        "127.0.0.1:0".parse().unwrap(),
+        true,
+        None,
+        Some("another-audience"),
+        stop.clone(),
+    )
+    .await
+    .unwrap();
+    let dir = scratch_dir("gw-oauth2-refused").unwrap();
+    let path = dir.join("gateway.yaml");
+    std::fs::write(
+        &path,
+        format!(
+            "extensions:\n  oauth2client:\n    client_id: a\n    client_secret: b\n    token_url: '{token_url}'\n\
+             export:\n  otlphttp:\n    endpoint: 'http://{http_addr}'\n    auth: {{authenticator: oauth2client}}\n    retry_on_failure: {{max_elapsed_time: 10s}}\n"
+        ),
+    )
+    .unwrap();
+    let config = GatewayConfig::load(&path).unwrap();
+    let tailgate_gateway::export::ExporterConfig::OtlpHttp(http) = &config.export.exporters[0].1
+    else {
+        panic!("{:?}", config.export.exporters[0].1)
+    };
+    let credential = config
+        .extensions
+        .credential(http.auth.as_ref().unwrap())
+        .unwrap();
+    let client = http
+        .client_with(Some(credential), &ProxyEnv::default())
+        .unwrap();
+    let body = FakeOtlp::traces(1).build().encode_to_vec();
+    let err = tokio::time::timeout(Duration::from_secs(8), client.send(body.into()))
+        .await
+        .expect("it fails well within the retry bound")
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            tailgate_gateway::export::otlp_http::HttpExportError::Unauthorized(_)
+        ),
+        "{err:?}"
+    );
+    assert_eq!(asked.lock().unwrap().len(), 2);
+    assert_eq!(backend.spans(), 0);
+    stop.cancel();
+}

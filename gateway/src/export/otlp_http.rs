@@ -348,7 +348,9 @@ impl HttpClient {
         let body = self
             .compress(body)
             .map_err(|e| HttpExportError::Rejected(format!("{}: {e}", self.url)))?;
-        match self.retry.run(|| self.attempt(body.clone())).await {
+        // One resend per request for refused credentials (see `attempt`).
+        let resent = std::sync::atomic::AtomicBool::new(false);
+        match self.retry.run(|| self.attempt(body.clone(), &resent)).await {
             Ok((mut d, attempts)) => {
                 d.attempts = attempts;
                 Ok(d)
@@ -430,7 +432,9 @@ impl HttpClient {
         (req, sent)
     }
 
-    async fn attempt(&self, body: Bytes) -> Attempt {
+    /// One try; `resent` says whether this request was already sent again for refused
+    /// credentials (once at most: a backend refusing every key fails it and says so).
+    async fn attempt(&self, body: Bytes, resent: &std::sync::atomic::AtomicBool) -> Attempt {
         // No token yet from an OAuth2 endpoint: held and tried again, not sent without one.
         let credential = match &self.credential {
             Some(c) => match c.header_value_if_any().await {
@@ -492,7 +496,8 @@ impl HttpClient {
         // its file, or a token fetched anew).
         let refused = matches!(status, StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN);
         if let (true, Some(c), Some(sent)) = (refused, &self.credential, &sent) {
-            if c.refresh_after(sent).await {
+            let first = !resent.swap(true, std::sync::atomic::Ordering::Relaxed);
+            if first && c.refresh_after(sent).await {
                 return Attempt::Retry {
                     error: Failure {
                         status: Some(status),
