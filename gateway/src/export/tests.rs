@@ -289,3 +289,45 @@ fn exporter_settings_are_refused_by_kind() {
         Err((key, SettingError::Zero { key: "queue_bytes" })) if key == "export.otlp"
     ));
 }
+
+/// Scenario: what configuration.md's "Proxies" says of `proxy_url` against the proxy
+/// variables: set, it wins over them and over `NO_PROXY` and loopback (as Go's
+/// `http.ProxyURL`); empty or left out, the variables decide; a gRPC exporter reads
+/// `HTTPS_PROXY` for an `http://` endpoint too.
+/// Guarantees: each exporter's proxy is the one that text names.
+#[test]
+fn proxy_url_wins_and_empty_leaves_the_variables_to_decide() {
+    use tailgate_core::proxy::ProxyEnv;
+    let env = ProxyEnv {
+        https: Some("http://egress:3128".into()),
+        http: Some("http://plain-egress:8080".into()),
+        no: Some("direct.example".into()),
+        ..ProxyEnv::default()
+    };
+    let http = |yaml: &str| -> Option<String> {
+        let c: OtlpHttpConfig = serde_yaml_ng::from_str(yaml).unwrap();
+        c.proxy(&env).unwrap().map(|p| p.to_string())
+    };
+    assert_eq!(
+        http("{endpoint: 'https://direct.example', proxy_url: 'http://mine:1'}").as_deref(),
+        Some("http://mine:1")
+    );
+    assert_eq!(
+        http("{endpoint: 'http://127.0.0.1:4318', proxy_url: 'mine:2'}").as_deref(),
+        Some("http://mine:2")
+    );
+    assert_eq!(
+        http("{endpoint: 'https://api.example', proxy_url: ''}").as_deref(),
+        Some("http://egress:3128")
+    );
+    assert_eq!(
+        http("{endpoint: 'http://api.example:4318'}").as_deref(),
+        Some("http://plain-egress:8080")
+    );
+    assert_eq!(http("{endpoint: 'https://direct.example'}"), None);
+    let grpc = OtlpGrpcConfig::new("http://api.example:4317");
+    assert_eq!(
+        grpc.proxy(&env).unwrap().map(|p| p.to_string()).as_deref(),
+        Some("http://egress:3128")
+    );
+}
