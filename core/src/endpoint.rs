@@ -58,19 +58,18 @@ pub enum Bare {
     Refused,
 }
 
-/// `endpoint` as it may be shown: what comes before an `@` after the scheme replaced by
-/// `***` (credentials, however they are written: a password may hold `/`, `?` or `#`).
+/// `endpoint` as it may be shown: what comes before its last `@` replaced by `***`, the
+/// scheme kept when there is one (credentials, however they are written: a password may
+/// hold `/`, `?`, `#` or even `://`, and a proxy value may have no scheme).
 pub fn redact(endpoint: &str) -> String {
-    let (scheme, rest) = match endpoint.split_once("://") {
-        Some((scheme, rest)) => (Some(scheme), rest),
-        None => (None, endpoint),
+    let Some((before, host)) = endpoint.rsplit_once('@') else {
+        return endpoint.to_owned();
     };
-    match rest.rsplit_once('@') {
-        Some((_, host)) => match scheme {
-            Some(scheme) => format!("{scheme}://***@{host}"),
-            None => format!("***@{host}"),
-        },
-        None => endpoint.to_owned(),
+    match before.split_once("://") {
+        Some((scheme, _)) if scheme.bytes().all(|b| b.is_ascii_alphanumeric()) => {
+            format!("{scheme}://***@{host}")
+        }
+        _ => format!("***@{host}"),
     }
 }
 

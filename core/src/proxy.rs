@@ -121,7 +121,7 @@ impl Proxy {
     pub fn parse(source_name: &str, value: &str) -> Result<Proxy, ProxyError> {
         let invalid = |problem| ProxyError::Invalid {
             source_name: source_name.to_owned(),
-            value: masked(value.trim()),
+            value: crate::endpoint::redact(value.trim()),
             problem,
         };
         let value = value.trim();
@@ -193,20 +193,6 @@ impl Proxy {
     /// Whether requests carry `Proxy-Authorization` (the URL had credentials).
     pub fn has_credentials(&self) -> bool {
         self.auth.is_some()
-    }
-}
-
-/// A proxy value as messages show it: everything before its last `@` (credentials, with
-/// or without a scheme, whatever they hold) masked.
-fn masked(value: &str) -> String {
-    match value.rsplit_once('@') {
-        Some((before, host)) => match before.split_once("://") {
-            Some((scheme, _)) if scheme.bytes().all(|b| b.is_ascii_alphanumeric()) => {
-                format!("{scheme}://***@{host}")
-            }
-            _ => format!("***@{host}"),
-        },
-        None => value.to_owned(),
     }
 }
 
@@ -333,7 +319,7 @@ impl ProxyEnv {
             // Before any other test, as Go's `proxyForURL` makes it.
             return Err(ProxyError::Invalid {
                 source_name: name.to_owned(),
-                value: masked(value.trim()),
+                value: crate::endpoint::redact(value.trim()),
                 problem: "refused in a CGI environment (REQUEST_METHOD is set), as Go refuses \
                           it: unset REQUEST_METHOD, or set proxy_url",
             });
