@@ -277,19 +277,16 @@ impl Credential {
         (self.header.clone(), self.value().await)
     }
 
-    /// [`Credential::header_value`], or `None` when a fetched source has no value to give
-    /// (no token from its endpoint yet): the request is better held and tried again than
-    /// sent without one and refused for good.
-    pub async fn header_value_if_any(&self) -> Option<(HeaderName, HeaderValue)> {
+    /// [`Credential::header_value`] for a request, or why there is none: a fetched source
+    /// without a value yet (no token from its endpoint), for which the request is better
+    /// held and tried again than sent without one and refused for good.
+    pub async fn header_for_request(&self) -> Result<(HeaderName, HeaderValue), String> {
         let (name, value) = self.header_value().await;
-        (self.tokens.is_none() || !value.is_empty()).then_some((name, value))
-    }
-
-    /// What a request waiting for [`Credential::header_value_if_any`] is told.
-    pub fn missing_value(&self) -> String {
         match &self.tokens {
-            Some(t) => format!("no token yet from {t:?}; held and tried again"),
-            None => "no credential value".into(),
+            Some(t) if value.is_empty() => {
+                Err(format!("no token yet from {t:?}; held and tried again"))
+            }
+            _ => Ok((name, value)),
         }
     }
 

@@ -510,11 +510,6 @@ impl GrpcClient {
         self
     }
 
-    /// The proxy connections go through, if any.
-    pub fn proxy(&self) -> Option<&crate::proxy::Proxy> {
-        self.proxy.as_ref()
-    }
-
     /// Sends `authority` as every request's `:authority` (and, over TLS, as the name the
     /// server's certificate is checked against and SNI, unless the `tls:` block's
     /// `server_name_override` says otherwise), connecting to the endpoint all the same:
@@ -588,10 +583,11 @@ impl GrpcClient {
         &self,
     ) -> Result<Option<(http::HeaderName, http::HeaderValue)>, tonic::Status> {
         match &self.credential {
-            Some(c) => match c.header_value_if_any().await {
-                Some(header) => Ok(Some(header)),
-                None => Err(tonic::Status::unavailable(c.missing_value())),
-            },
+            Some(c) => c
+                .header_for_request()
+                .await
+                .map(Some)
+                .map_err(tonic::Status::unavailable),
             None => Ok(None),
         }
     }

@@ -298,11 +298,6 @@ impl ProxyEnv {
         }
     }
 
-    /// The name of the variable a `client` of `endpoint` reads (for messages).
-    pub fn variable_name(&self, endpoint: &Uri, client: ProxyFor) -> &'static str {
-        self.variable(endpoint, client).0
-    }
-
     /// The proxy a `client` of `endpoint` goes through, if any: none for `localhost` and
     /// loopback addresses, nor for hosts `NO_PROXY` names.
     pub fn for_endpoint(
@@ -777,7 +772,7 @@ mod tests {
         assert_eq!(e.names.https, "https_proxy");
         assert_eq!(e.no.as_deref(), Some("y"));
         let https = uri("https://api.example");
-        assert_eq!(e.variable_name(&https, ProxyFor::Grpc), "https_proxy");
+        assert_eq!(e.variable(&https, ProxyFor::Grpc).0, "https_proxy");
         let err = env(&[("https_proxy", "socks5://p:1")])
             .for_endpoint(&https, ProxyFor::Http)
             .unwrap_err();

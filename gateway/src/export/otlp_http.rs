@@ -437,11 +437,11 @@ impl HttpClient {
     async fn attempt(&self, body: Bytes, resent: &std::sync::atomic::AtomicBool) -> Attempt {
         // No token yet from an OAuth2 endpoint: held and tried again, not sent without one.
         let credential = match &self.credential {
-            Some(c) => match c.header_value_if_any().await {
-                Some(header) => Some(header),
-                None => {
+            Some(c) => match c.header_for_request().await {
+                Ok(header) => Some(header),
+                Err(missing) => {
                     return Attempt::Retry {
-                        error: c.missing_value().into(),
+                        error: missing.into(),
                         after: None,
                     }
                 }
