@@ -813,18 +813,10 @@ mod tests {
     /// background; once that one comes, requests carry it.
     #[tokio::test]
     async fn a_token_about_to_expire_is_replaced_in_the_background() {
-        let count = Arc::new(std::sync::atomic::AtomicU32::new(0));
-        let issued = count.clone();
-        let (url, seen, asked): (Uri, TokenRequests, _) = token_endpoint(move |_, _| {
-            let n = issued.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            (
-                200,
-                JSON,
-                format!(r#"{{"access_token":"t{n}","expires_in":60}}"#),
-            )
-        })
-        .await
-        .unwrap();
+        let (url, seen, asked): (Uri, TokenRequests, _) =
+            token_endpoint(crate::test_util::issuing_tokens(60))
+                .await
+                .unwrap();
         let source = TokenSource::new(credentials(url));
         // The first waits for its fetch; the token is within the buffer at once.
         assert_eq!(source.value().await.unwrap(), "Bearer t0");
@@ -871,18 +863,10 @@ mod tests {
     /// default.
     #[tokio::test]
     async fn fetches_are_shared_and_refusals_resend_with_the_newest_token() {
-        let count = Arc::new(std::sync::atomic::AtomicU32::new(0));
-        let issued = count.clone();
-        let (url, seen, _): (Uri, TokenRequests, _) = token_endpoint(move |_, _| {
-            let n = issued.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            (
-                200,
-                JSON,
-                format!(r#"{{"access_token":"t{n}","expires_in":3600}}"#),
-            )
-        })
-        .await
-        .unwrap();
+        let (url, seen, _): (Uri, TokenRequests, _) =
+            token_endpoint(crate::test_util::issuing_tokens(3600))
+                .await
+                .unwrap();
         let dir = crate::test_util::scratch_dir("oauth2-rotate").unwrap();
         let secret_file = dir.join("secret");
         std::fs::write(&secret_file, "first\n").unwrap();

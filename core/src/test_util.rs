@@ -751,6 +751,22 @@ pub async fn token_endpoint(
     Ok((url, seen, asked))
 }
 
+/// An answer for [`token_endpoint`]: tokens `t0`, `t1`, … one per request, each valid
+/// `expires_in` seconds, whatever the request says.
+pub fn issuing_tokens(
+    expires_in: u64,
+) -> impl Fn(Option<&str>, &str) -> (u16, &'static str, String) + Send + Sync + 'static {
+    let issued = std::sync::atomic::AtomicU32::new(0);
+    move |_, _| {
+        let n = issued.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        (
+            200,
+            "application/json",
+            format!(r#"{{"access_token":"t{n}","expires_in":{expires_in}}}"#),
+        )
+    }
+}
+
 /// An HTTP proxy for tests: answers `CONNECT`, keeps each request's head, and joins
 /// every tunnel to `to`, whatever host was asked for (so tests can name hosts that do not
 /// resolve, and certificates issued for them), or refuses with a set answer.

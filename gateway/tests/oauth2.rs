@@ -3,6 +3,8 @@
 //! their tokens from an OAuth2 token endpoint (client credentials) and send them to
 //! backends that take only that token; and the settings refused at load.
 
+mod common;
+
 use std::path::Path;
 use std::time::Duration;
 
@@ -119,12 +121,12 @@ async fn exporters_send_the_token_an_oauth2_endpoint_issues() {
         client.send(req.encode_to_vec().into()).await.unwrap();
     }
     let sent = 3 * 10 * 2;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
-    while (grpc_backend.spans() < sent || http_backend.spans() < sent)
-        && tokio::time::Instant::now() < deadline
-    {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    common::wait_for_spans(
+        &[&grpc_backend, &http_backend],
+        sent,
+        Duration::from_secs(15),
+    )
+    .await;
     assert_eq!(grpc_backend.spans(), sent);
     assert_eq!(http_backend.spans(), sent);
     // One token per exporter (each builds its own credential), whatever the requests,
@@ -200,18 +202,10 @@ fn oauth2client_settings_that_cannot_work_are_refused_at_load() {
 /// token (two fetches), not a fetch and resend per attempt until the retry bound.
 #[tokio::test]
 async fn a_backend_refusing_every_token_fails_after_one_resend() {
-    let count = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
-    let issued = count.clone();
-    let (token_url, asked, _): (_, TokenRequests, _) = token_endpoint(move |_, _| {
-        let n = issued.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        (
-            200,
-            "application/json",
-            format!(r#"{{"access_token":"t{n}","expires_in":3600}}"#),
-        )
-    })
-    .await
-    .unwrap();
+    let (token_url, asked, _): (_, TokenRequests, _) =
+        token_endpoint(tailgate_core::test_util::issuing_tokens(3600))
+            .await
+            .unwrap();
     let stop = CancellationToken::new();
     let (http_addr, backend) = CaptureBackend::start_with(
         "127.0.0.1:0".parse().unwrap(),

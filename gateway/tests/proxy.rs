@@ -4,6 +4,8 @@
 //! both over TLS to backends known by a name that does not resolve here (only the proxy
 //! reaches them), as in a cluster whose egress goes through a corporate proxy.
 
+mod common;
+
 use std::path::Path;
 use std::time::Duration;
 
@@ -88,12 +90,12 @@ async fn exporters_reach_their_backends_through_proxies() {
     client.send(req.encode_to_vec().into()).await.unwrap();
 
     let sent = 20 * 3;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
-    while (grpc_backend.spans() < sent || http_backend.spans() < sent)
-        && tokio::time::Instant::now() < deadline
-    {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    common::wait_for_spans(
+        &[&grpc_backend, &http_backend],
+        sent,
+        Duration::from_secs(15),
+    )
+    .await;
     assert_eq!(grpc_backend.spans(), sent);
     assert_eq!(http_backend.spans(), sent);
 

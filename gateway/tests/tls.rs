@@ -3,6 +3,8 @@
 //! client send over mutual TLS, the gateway exports over TLS to an OTLP/gRPC and an
 //! OTLP/HTTP backend that trust only their own CA, all with certificates made here.
 
+mod common;
+
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
@@ -135,12 +137,12 @@ async fn mutual_tls_in_and_tls_out_deliver_every_span() {
     client.send(req.encode_to_vec().into()).await.unwrap();
 
     let sent = 20 * 3 + 10 * 2;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
-    while (grpc_backend.spans() < sent || http_backend.spans() < sent)
-        && tokio::time::Instant::now() < deadline
-    {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    common::wait_for_spans(
+        &[&grpc_backend, &http_backend],
+        sent,
+        Duration::from_secs(15),
+    )
+    .await;
     assert_eq!(grpc_backend.spans(), sent);
     assert_eq!(http_backend.spans(), sent);
     assert_eq!(stats.received_spans.get(), sent);
@@ -367,12 +369,12 @@ async fn exporters_authenticate_with_the_collectors_extensions() {
     client.send(req.encode_to_vec().into()).await.unwrap();
 
     let sent = 10 * 3;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
-    while (grpc_backend.spans() < sent || http_backend.spans() < sent)
-        && tokio::time::Instant::now() < deadline
-    {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    common::wait_for_spans(
+        &[&grpc_backend, &http_backend],
+        sent,
+        Duration::from_secs(15),
+    )
+    .await;
     assert_eq!(grpc_backend.spans(), sent);
     assert_eq!(http_backend.spans(), sent);
     stop.cancel();

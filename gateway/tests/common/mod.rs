@@ -131,3 +131,12 @@ impl TestGateway {
         self.served.await.unwrap().unwrap();
     }
 }
+
+/// Waits until every backend of `backends` has received `spans` spans, at most `within`
+/// (spans cross real sockets and a decision wait: bounded polling, not a timer under test).
+pub(crate) async fn wait_for_spans(backends: &[&CaptureBackend], spans: u64, within: Duration) {
+    let deadline = tokio::time::Instant::now() + within;
+    while backends.iter().any(|b| b.spans() < spans) && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
