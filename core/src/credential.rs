@@ -2,9 +2,10 @@
 //! secrets written in the config or read from files, as the Collector's client
 //! authenticator extensions (`bearertokenauth`, `basicauth`'s `client_auth`) build theirs.
 //!
-//! Configs come from the gateway's `extensions:` block (gateway `export::auth`); the value
-//! goes to the gRPC client ([`crate::forward::GrpcClient::with_credential`]) and the
-//! gateway's OTLP/HTTP exporter, which ask [`Credential::value`] once per request.
+//! Configs come from the gateway's `extensions:` block (gateway `export::auth`); the
+//! credential goes into a [`crate::request_auth::RequestAuth`], which the gRPC client and
+//! the gateway's OTLP/HTTP exporter apply to every request (asking [`Credential::value`]
+//! once per request).
 //!
 //! Files are read when the credential is built (a missing or empty one is an error then,
 //! so `--check` finds it) and again, at most every [`REREAD_EVERY`], when a request asks

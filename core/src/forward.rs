@@ -367,8 +367,8 @@ pub struct GrpcClient {
     keepalive: Keepalive,
     /// `compression_params.level` (`None`: the fastest).
     compression_level: Option<i32>,
-    /// An authenticator's header, its value asked for on every request.
-    credential: Option<Arc<crate::credential::Credential>>,
+    /// An authenticator's headers, their values asked for on every request.
+    auth: Option<Arc<crate::request_auth::RequestAuth>>,
     /// The proxy connections go through, if any (kept to rebuild the connection pool).
     proxy: Option<crate::proxy::Proxy>,
     /// The endpoint's `host:port`, where connections go.
@@ -459,7 +459,7 @@ impl GrpcClient {
             tls: None,
             keepalive: Keepalive::default(),
             compression_level: None,
-            credential: None,
+            auth: None,
             proxy: None,
             endpoint_authority,
             authority: None,
@@ -487,11 +487,12 @@ impl GrpcClient {
         })
     }
 
-    /// Sends `credential`'s header with every request (after `headers`, so it replaces a
-    /// header of the same name, as the Collector's `otlphttp` does; its gRPC client sends
-    /// both values).
-    pub fn with_credential(mut self, credential: Arc<crate::credential::Credential>) -> Self {
-        self.credential = Some(credential);
+    /// Sends `auth`'s headers with every request: its rules applied to a map of their
+    /// own (as the Collector's per-RPC credentials fill one), then set after `headers`, so
+    /// they replace a header of the same name (the Collector's gRPC client sends both
+    /// values).
+    pub fn with_auth(mut self, auth: Arc<crate::request_auth::RequestAuth>) -> Self {
+        self.auth = Some(auth);
         self
     }
 
@@ -576,38 +577,38 @@ impl GrpcClient {
         &self.endpoint
     }
 
-    /// The credential's header for the next attempt, if there is a credential.
-    /// `Err` when the credential has no value yet (a token endpoint that has not answered):
-    /// an unavailable status, which the retry loop retries.
-    async fn credential_header(
+    /// The authenticator's headers for the next attempt (none without one) and the
+    /// values sent. `Err` when its credential has no value yet (a token endpoint that has
+    /// not answered): an unavailable status, which the retry loop retries.
+    async fn auth_headers(
         &self,
-    ) -> Result<Option<(http::HeaderName, http::HeaderValue)>, tonic::Status> {
-        match &self.credential {
-            Some(c) => c
-                .header_for_request()
-                .await
-                .map(Some)
-                .map_err(tonic::Status::unavailable),
-            None => Ok(None),
+    ) -> Result<(http::HeaderMap, Option<crate::request_auth::Sent>), tonic::Status> {
+        let mut headers = http::HeaderMap::new();
+        match &self.auth {
+            Some(auth) => match auth.apply(&mut headers).await {
+                Ok(sent) => Ok((headers, Some(sent))),
+                Err(missing) => Err(tonic::Status::unavailable(missing)),
+            },
+            None => Ok((headers, None)),
         }
     }
 
     /// Sends once, without retrying.
     pub async fn send_once(&self, body: Bytes) -> Result<Delivered, tonic::Status> {
-        let credential = self.credential_header().await?;
-        self.call(TRACE_EXPORT_PATH, &[body], Origin::Client, credential)
+        let (auth, _) = self.auth_headers().await?;
+        self.call(TRACE_EXPORT_PATH, &[body], Origin::Client, auth)
             .await
     }
 
     /// One unary call of `path` with the configured headers, plus the [`PEER_HEADER`] when
-    /// `origin` is not a client. The message is the concatenation of `chunks`; `credential`
-    /// is the header the credential gives for this attempt.
+    /// `origin` is not a client. The message is the concatenation of `chunks`; `auth` are
+    /// the authenticator's headers for this attempt (those gRPC itself sets are skipped).
     async fn call(
         &self,
         path: &'static str,
         chunks: &[Bytes],
         origin: Origin,
-        credential: Option<(http::HeaderName, http::HeaderValue)>,
+        auth: http::HeaderMap,
     ) -> Result<Delivered, tonic::Status> {
         let body = MessageBody::new(chunks, self.compression, self.compression_level)?;
         let mut request = http::Request::post(format!("{}{path}", self.base))
@@ -619,8 +620,10 @@ impl GrpcClient {
             .map_err(|e| tonic::Status::internal(format!("cannot build the request: {e}")))?;
         let headers = request.headers_mut();
         headers.extend(self.headers.iter().map(|(k, v)| (k.clone(), v.clone())));
-        if let Some((name, value)) = credential {
-            headers.insert(name, value);
+        for (name, value) in auth {
+            if let Some(name) = name.filter(|n| !grpc_reserved(n)) {
+                headers.insert(name, value);
+            }
         }
         if let Some(encoding) = self.compression.grpc_encoding() {
             headers.insert("grpc-encoding", http::HeaderValue::from_static(encoding));
@@ -757,8 +760,8 @@ impl GrpcClient {
             .retry
             .run_holding(
                 || async {
-                    let credential = match self.credential_header().await {
-                        Ok(credential) => credential,
+                    let (auth, sent) = match self.auth_headers().await {
+                        Ok(headers) => headers,
                         Err(status) => {
                             return Attempt::Retry {
                                 error: status,
@@ -766,8 +769,7 @@ impl GrpcClient {
                             }
                         }
                     };
-                    let sent = credential.as_ref().map(|(_, v)| v.clone());
-                    match self.call(path, chunks, origin, credential).await {
+                    match self.call(path, chunks, origin, auth).await {
                         Ok(delivered) => Attempt::Done(delivered),
                         Err(status) if self.unreachable_ends && is_connect_failure(&status) => {
                             Attempt::Fail(status)
@@ -783,8 +785,8 @@ impl GrpcClient {
                             ) =>
                         {
                             let first = !resent.swap(true, std::sync::atomic::Ordering::Relaxed);
-                            match (&self.credential, &sent) {
-                                (Some(c), Some(sent)) if first && c.refresh_after(sent).await => {
+                            match (&self.auth, &sent) {
+                                (Some(a), Some(sent)) if first && a.refresh_after(sent).await => {
                                     Attempt::Retry {
                                         error: status,
                                         after: None,
@@ -917,6 +919,13 @@ const TLS_HINT: &str = " (over TLS: if this persists, the server may be refusing
 const PLAINTEXT_SERVER_HINT: &str = " (the server answered in plaintext, not TLS: for a \
      plaintext endpoint write http://, or set tls: {insecure: true}; an endpoint without a \
      scheme is dialled with TLS, as the Collector dials it)";
+
+/// Headers gRPC itself sets, which an authenticator's may not replace (grpc-go keeps
+/// them out of metadata too).
+fn grpc_reserved(name: &http::HeaderName) -> bool {
+    let name = name.as_str();
+    matches!(name, "content-type" | "te" | "user-agent") || name.starts_with("grpc-")
+}
 
 /// Whether a call failed because no connection could be made.
 fn is_connect_failure(status: &tonic::Status) -> bool {

@@ -11,6 +11,8 @@
 //! * [`ring`]: the xxh3 consistent-hash ring over the gateways.
 //! * [`members`]: where the gateways are: static lists and DNS discovery.
 //! * [`credential`]: the header a client authenticates with (tokens, Basic), files re-read.
+//! * [`request_auth`]: what an exporter's authenticator puts on each request
+//!   (`headers_setter` rules, then a credential).
 //! * [`oauth2`]: OAuth2 client-credentials tokens (`oauth2client`), fetched and kept.
 //! * [`forward`]: a gRPC client that sends encoded requests to one member with retries.
 //! * [`proxy`]: the HTTP proxy an exporter goes through (`proxy_url`, `HTTPS_PROXY`).
@@ -35,6 +37,8 @@ pub mod oauth2;
 #[cfg(feature = "net")]
 pub mod proxy;
 pub mod receive;
+#[cfg(feature = "net")]
+pub mod request_auth;
 #[cfg(feature = "net")]
 pub mod retry;
 pub mod ring;

@@ -402,7 +402,7 @@ async fn a_refused_key_is_read_again_from_its_file() {
             quick_retry(),
         )
         .unwrap()
-        .with_credential(Arc::new(credential))
+        .with_auth(Arc::new(credential.into()))
     };
     std::fs::write(&file, "wrong\n").unwrap();
     let client = file_client(addr);
@@ -425,8 +425,10 @@ async fn a_refused_key_is_read_again_from_its_file() {
         quick_retry(),
     )
     .unwrap()
-    .with_credential(Arc::new(
-        Credential::bearer(Secret::Inline("right".into())).unwrap(),
+    .with_auth(Arc::new(
+        Credential::bearer(Secret::Inline("right".into()))
+            .unwrap()
+            .into(),
     ));
     assert_eq!(replaced.send(body.clone()).await.unwrap().attempts, 1);
 

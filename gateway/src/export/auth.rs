@@ -1,10 +1,11 @@
 //! Exporter authentication as a Collector config writes it: `auth: {authenticator: NAME}`
 //! in an `otlp` or `otlphttp` block, and the extension `NAME` under the gateway config's
-//! top-level `extensions:`. Three client authenticators of the Collector (contrib,
-//! v0.161) are applied, `bearertokenauth`, `basicauth` (its `client_auth`) and
-//! `oauth2client` (client credentials, [`tailgate_core::oauth2`]); each becomes a
-//! [`Credential`] that the exporter's client sends on every request. A leaf of `export/`:
-//! read by the exporters' settings and by `export::start`.
+//! top-level `extensions:`. Four client authenticators of the Collector (contrib,
+//! v0.161) are applied, `bearertokenauth`, `basicauth` (its `client_auth`),
+//! `oauth2client` (client credentials, [`tailgate_core::oauth2`]), each a [`Credential`],
+//! and `headers_setter` (header rules, optionally chained to one of the others); each
+//! becomes a [`RequestAuth`] that the exporter's client applies to every request. A leaf
+//! of `export/`: read by the exporters' settings and by `export::start`.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -12,6 +13,7 @@ use std::sync::Arc;
 use serde::Deserialize;
 use tailgate_core::credential::{Credential, CredentialError, Scheme, Secret};
 use tailgate_core::proxy::ProxyEnv;
+use tailgate_core::request_auth::{HeaderAction, HeaderRule, RequestAuth, RuleValue};
 
 use super::keys::NotApplied;
 
@@ -42,6 +44,62 @@ pub enum Extension {
     Basic(BasicAuth),
     /// `oauth2client` (boxed: its settings are the largest by far).
     OAuth2(Box<OAuth2Client>),
+    /// `headers_setter`
+    HeadersSetter(HeadersSetter),
+}
+
+/// `headers_setter`: headers set, changed or removed on every request, then, with
+/// `additional_auth`, another authenticator's header.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct HeadersSetter {
+    /// The rules, applied in order.
+    #[serde(default)]
+    pub headers: Vec<HeaderSetting>,
+    /// Another extension's key (`oauth2client`, `bearertokenauth/name`) whose header is
+    /// set after the rules.
+    #[serde(default)]
+    pub additional_auth: Option<String>,
+}
+
+/// One `headers_setter` rule. `Debug` leaves the values out.
+#[derive(Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct HeaderSetting {
+    /// The header.
+    #[serde(default)]
+    pub key: Option<String>,
+    /// `insert`, `update`, `upsert` (left out: upsert, as the Collector) or `delete`.
+    #[serde(default)]
+    pub action: Option<String>,
+    /// The value.
+    #[serde(default)]
+    pub value: Option<String>,
+    /// A file whose text, trimmed, is the value, read again as token files are.
+    #[serde(default)]
+    pub value_file: Option<PathBuf>,
+    /// A key of the incoming request's metadata: none reaches an export here, so the
+    /// header takes `default_value`.
+    #[serde(default)]
+    pub from_context: Option<String>,
+    /// An attribute of the incoming request's authentication: as `from_context`.
+    #[serde(default)]
+    pub from_attribute: Option<String>,
+    /// The value when the context has none (here, always).
+    #[serde(default)]
+    pub default_value: Option<String>,
+}
+
+impl std::fmt::Debug for HeaderSetting {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HeaderSetting")
+            .field("key", &self.key)
+            .field("action", &self.action)
+            .field("value_file", &self.value_file)
+            .field("from_context", &self.from_context)
+            .field("from_attribute", &self.from_attribute)
+            .finish_non_exhaustive()
+    }
 }
 
 /// `bearertokenauth`: `<scheme> <token>` in `header`. `Debug` leaves the tokens out.
@@ -286,6 +344,10 @@ pub enum AuthError {
     /// An `oauth2client` that cannot be used.
     #[error("{1}")]
     OAuth2(String, String),
+    /// A `headers_setter` that cannot be used: its key and why (the Collector's words
+    /// where it has them).
+    #[error("{1}")]
+    HeadersSetter(String, String),
     /// The credential cannot be built.
     #[error("{source}")]
     Credential {
@@ -306,7 +368,7 @@ impl<'de> Deserialize<'de> for ExtensionsConfig {
 
             fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
                 f.write_str(
-                    "a mapping of extensions (bearertokenauth, basicauth, optionally with /name)",
+                    "a mapping of extensions (bearertokenauth, basicauth, oauth2client, headers_setter, optionally with /name)",
                 )
             }
 
@@ -328,11 +390,12 @@ impl<'de> Deserialize<'de> for ExtensionsConfig {
                         "bearertokenauth" => Extension::BearerToken(map.next_value()?),
                         "basicauth" => Extension::Basic(map.next_value()?),
                         "oauth2client" => Extension::OAuth2(map.next_value()?),
+                        "headers_setter" => Extension::HeadersSetter(map.next_value()?),
                         "health_check" => return Err(A::Error::custom(format!(
                             "extension {key}: the gateway's admin: address serves the health_check extension's / (and /healthz, /readyz); remove it from extensions:"
                         ))),
                         other => return Err(A::Error::custom(format!(
-                            "extension {key}: type {other:?} is not applied by Tailgate; extensions: takes the exporter authenticators bearertokenauth, basicauth (client_auth) and oauth2client; {}",
+                            "extension {key}: type {other:?} is not applied by Tailgate; extensions: takes the exporter authenticators bearertokenauth, basicauth (client_auth), oauth2client and headers_setter; {}",
                             instead_of(other)
                         ))),
                     };
@@ -360,10 +423,6 @@ fn instead_of(kind: &str) -> &'static str {
             "it signs each request, which Tailgate cannot: export to a Collector (ADOT) \
              that signs and forwards"
         }
-        "headers_setter" => {
-            "it copies headers from each incoming request, and Tailgate exports traces \
-             gathered from many requests: set fixed values in the exporter's headers:"
-        }
         kind if kind.ends_with("_storage") => {
             "Tailgate queues kept spans in memory (an exporter's queue_bytes) and stores \
              nothing: remove it"
@@ -372,11 +431,38 @@ fn instead_of(kind: &str) -> &'static str {
     }
 }
 
+/// A rule's action as the Collector reads it: any value but the four (left out too) is
+/// `upsert` (with a warning, [`ExtensionsConfig::warnings`]).
+fn header_action(action: Option<&str>) -> HeaderAction {
+    match action {
+        Some("insert") => HeaderAction::Insert,
+        Some("update") => HeaderAction::Update,
+        Some("delete") => HeaderAction::Delete,
+        _ => HeaderAction::Upsert,
+    }
+}
+
 impl ExtensionsConfig {
-    /// The credential that `auth` names, its files read now.
-    pub fn credential(&self, auth: &AuthRef) -> Result<Arc<Credential>, AuthError> {
+    /// What the extension `auth` names puts on each request, its files read now.
+    pub fn credential(&self, auth: &AuthRef) -> Result<Arc<RequestAuth>, AuthError> {
         let (key, extension) = self.named(auth)?;
-        self.credential_of(key, extension)
+        self.auth_of(key, extension).map(Arc::new)
+    }
+
+    /// Whether the extension `auth` names sends credentials, which a plaintext gRPC
+    /// exporter may not carry: every authenticator but a `headers_setter` without
+    /// `additional_auth` (the Collector's asks for no transport security).
+    pub fn sends_credentials(&self, auth: &AuthRef) -> bool {
+        !matches!(
+            self.named(auth),
+            Ok((
+                _,
+                Extension::HeadersSetter(HeadersSetter {
+                    additional_auth: None,
+                    ..
+                })
+            ))
+        )
     }
 
     /// The extension `auth` names (its key and settings), without reading its files.
@@ -402,20 +488,119 @@ impl ExtensionsConfig {
     /// every extension: one no exporter uses is checked too. The error's key.
     pub fn validate(&self) -> Result<(), (String, AuthError)> {
         for (key, extension) in &self.extensions {
-            self.credential_of(key, extension)
+            self.auth_of(key, extension)
                 .map_err(|e| (format!("extensions.{key}"), e))?;
         }
         Ok(())
     }
 
-    fn credential_of(
-        &self,
-        key: &str,
-        extension: &Extension,
-    ) -> Result<Arc<Credential>, AuthError> {
+    fn auth_of(&self, key: &str, extension: &Extension) -> Result<RequestAuth, AuthError> {
+        match extension {
+            Extension::HeadersSetter(h) => self.headers_setter(key, h),
+            other => self.credential_of(key, other).map(RequestAuth::from),
+        }
+    }
+
+    /// A `headers_setter`'s rules, checked as the Collector checks them, with its
+    /// `additional_auth`'s credential.
+    fn headers_setter(&self, key: &str, h: &HeadersSetter) -> Result<RequestAuth, AuthError> {
+        let fail = |problem: String| AuthError::HeadersSetter(key.to_owned(), problem);
+        if h.headers.is_empty() {
+            return Err(fail("missing headers configuration".into()));
+        }
+        let mut rules = Vec::with_capacity(h.headers.len());
+        for (i, setting) in h.headers.iter().enumerate() {
+            let at = |problem: &str| fail(format!("headers[{i}]: {problem}"));
+            let name = setting
+                .key
+                .as_deref()
+                .filter(|k| !k.is_empty())
+                .ok_or_else(|| at("missing header name"))?;
+            let name = http::HeaderName::from_bytes(name.trim().to_ascii_lowercase().as_bytes())
+                .map_err(|_| at(&format!("key {name:?} is not a valid header name")))?;
+            let action = header_action(setting.action.as_deref());
+            let sources = [
+                setting.value.is_some(),
+                setting.value_file.is_some(),
+                setting.from_context.is_some(),
+                setting.from_attribute.is_some(),
+            ]
+            .into_iter()
+            .filter(|set| *set)
+            .count();
+            if action != HeaderAction::Delete && sources == 0 {
+                return Err(at(
+                    "missing header source, must be 'from_context', 'from_attribute', 'value' or 'value_file'",
+                ));
+            }
+            if action != HeaderAction::Delete && sources > 1 {
+                return Err(at(
+                    "invalid header source, must either 'from_context', 'from_attribute', 'value' or 'value_file'",
+                ));
+            }
+            let fixed = |text: &str| {
+                let mut value = http::HeaderValue::from_str(text)
+                    .map_err(|_| at("the value has characters a header cannot carry"))?;
+                value.set_sensitive(true);
+                Ok::<_, AuthError>(RuleValue::Fixed(value))
+            };
+            let value = match (&setting.value, &setting.value_file) {
+                (_, Some(path)) if action != HeaderAction::Delete => RuleValue::File(
+                    Credential::new(
+                        name.as_str(),
+                        Scheme::Token {
+                            scheme: String::new(),
+                            token: Secret::File(path.clone()),
+                        },
+                    )
+                    .map_err(|source| AuthError::Credential {
+                        name: format!("{key}: headers[{i}].value_file"),
+                        source,
+                    })?,
+                ),
+                (Some(v), _) => fixed(v)?,
+                // from_context / from_attribute: no request's metadata reaches an export.
+                _ => fixed(setting.default_value.as_deref().unwrap_or_default())?,
+            };
+            rules.push(HeaderRule {
+                name,
+                action,
+                value,
+            });
+        }
+        let credential = match h.additional_auth.as_deref().map(str::trim) {
+            None => None,
+            Some(chained) => {
+                let Some((chained_key, extension)) =
+                    self.extensions.iter().find(|(k, _)| k == chained)
+                else {
+                    return Err(fail(format!(
+                        "additional_auth: auth extension {chained:?} not found under extensions:"
+                    )));
+                };
+                if matches!(extension, Extension::HeadersSetter(_)) {
+                    return Err(fail(format!(
+                        "additional_auth: {chained} is a headers_setter too; chain \
+                         bearertokenauth, basicauth or oauth2client (put all the rules in one \
+                         headers_setter)"
+                    )));
+                }
+                Some(self.credential_of(chained_key, extension)?)
+            }
+        };
+        Ok(RequestAuth::new(rules, credential))
+    }
+
+    fn credential_of(&self, key: &str, extension: &Extension) -> Result<Credential, AuthError> {
         let key = key.to_owned();
         let (header, scheme) = match extension {
             Extension::OAuth2(o) => return self.oauth2_credential(&key, o),
+            Extension::HeadersSetter(_) => {
+                return Err(AuthError::HeadersSetter(
+                    key,
+                    "a headers_setter is not a single credential".into(),
+                ))
+            }
             Extension::BearerToken(b) => {
                 if b.token.is_some() && !b.tokens.is_empty() {
                     return Err(AuthError::TokenAndTokens(key));
@@ -466,17 +651,15 @@ impl ExtensionsConfig {
                 )
             }
         };
-        Credential::new(header, scheme)
-            .map(Arc::new)
-            .map_err(|source| AuthError::Credential {
-                name: key.clone(),
-                source,
-            })
+        Credential::new(header, scheme).map_err(|source| AuthError::Credential {
+            name: key.clone(),
+            source,
+        })
     }
 
     /// An `oauth2client`'s credential: its settings checked and its secrets read now (so
     /// `--check` finds a missing file), its tokens fetched when a request first asks.
-    fn oauth2_credential(&self, key: &str, o: &OAuth2Client) -> Result<Arc<Credential>, AuthError> {
+    fn oauth2_credential(&self, key: &str, o: &OAuth2Client) -> Result<Credential, AuthError> {
         let fail = |problem: String| AuthError::OAuth2(key.to_owned(), problem);
         if let Some(g) = o
             .grant_type
@@ -571,17 +754,51 @@ impl ExtensionsConfig {
                 tls,
                 proxy,
             });
-        Ok(Arc::new(Credential::fetched(
-            http::header::AUTHORIZATION,
-            source,
-        )))
+        Ok(Credential::fetched(http::header::AUTHORIZATION, source))
     }
 
     /// What the operator should know: settings the Collector ignores with a warning.
     pub fn warnings(&self) -> Vec<String> {
-        self.extensions
+        let mut warnings: Vec<String> = self
+            .extensions
             .iter()
             .filter_map(|(key, e)| match e {
+                Extension::HeadersSetter(h) => Some((key, h)),
+                _ => None,
+            })
+            .flat_map(|(key, h)| {
+                h.headers.iter().enumerate().filter_map(move |(i, setting)| {
+                    let at = format!("extensions.{key}.headers[{i}]");
+                    let action = header_action(setting.action.as_deref());
+                    match setting.action.as_deref() {
+                        None => return Some(format!(
+                            "{at}: no action; upsert, as the Collector (which warns that a later version will require one)"
+                        )),
+                        Some(a) if action == HeaderAction::Upsert && a != "upsert" => {
+                            return Some(format!(
+                                "{at}: action {a:?} is none of insert, update, upsert, delete; applied as upsert, as the Collector applies it"
+                            ))
+                        }
+                        _ => {}
+                    }
+                    let from = match (&setting.from_context, &setting.from_attribute) {
+                        (Some(_), _) => "from_context",
+                        (None, Some(_)) => "from_attribute",
+                        (None, None) => return None,
+                    };
+                    (action != HeaderAction::Delete).then(|| {
+                        let default = match &setting.default_value {
+                            Some(_) => "its default_value",
+                            None => "an empty value (no default_value)",
+                        };
+                        format!(
+                            "{at}: {from}: exports carry traces gathered from many requests, so no request's metadata reaches them (as after the Collector's tail_sampling, which releases traces on a context of its own); the header takes {default}"
+                        )
+                    })
+                })
+            })
+            .collect();
+        warnings.extend(self.extensions.iter().filter_map(|(key, e)| match e {
                 Extension::BearerToken(b) if b.filename.is_some() && !b.tokens.is_empty() => {
                     Some(format!(
                         "extensions.{key}: both tokens and filename; the first of tokens is sent, as in the Collector"
@@ -611,8 +828,8 @@ impl ExtensionsConfig {
                     })
                 }
                 _ => None,
-            })
-            .collect()
+            }));
+        warnings
     }
 }
 
@@ -647,7 +864,8 @@ mod tests {
             "{shown}"
         );
         let value = |name: &str| {
-            let c = e.credential(&auth(name)).unwrap();
+            let auth = e.credential(&auth(name)).unwrap();
+            let c = auth.credential().unwrap();
             (
                 c.header().to_string(),
                 c.last_value().to_str().unwrap().to_owned(),
@@ -672,6 +890,44 @@ mod tests {
                 "Basic MTIzNDU2OmdsY19zZWNyZXQ=".into()
             )
         );
+    }
+
+    /// Scenario: the `headers_setter` block of the Collector's README (an insert from the
+    /// context with a default, an upsert, an update of it and a delete), applied to a
+    /// request that has `Some-Header` from the exporter's `headers:`.
+    /// Guarantees: the header from the context takes its default (no request's metadata
+    /// reaches an export), the upsert and update set `User-ID`, the delete removes the
+    /// exporter's header; warnings name the context's rule and the one without an action;
+    /// the values never show in `Debug`.
+    #[tokio::test]
+    async fn the_collectors_headers_setter_block_sets_its_headers() {
+        let e = extensions(
+            "headers_setter:\n  headers:\n\
+             \x20   - {action: insert, key: X-Scope-OrgID, from_context: tenant_id, default_value: Org-ID}\n\
+             \x20   - {action: upsert, key: User-ID, value: user_id}\n\
+             \x20   - {action: update, key: User-ID, value: user_id}\n\
+             \x20   - {action: delete, key: Some-Header}\n\
+             \x20   - {key: X-Secret, value: s3cret}\n",
+        );
+        assert!(!format!("{e:?}").contains("s3cret"));
+        let setter = e.credential(&auth("headers_setter")).unwrap();
+        assert!(setter.credential().is_none());
+        let mut headers = http::HeaderMap::new();
+        headers.insert("some-header", http::HeaderValue::from_static("x"));
+        setter.apply(&mut headers).await.unwrap();
+        assert_eq!(headers["x-scope-orgid"], "Org-ID");
+        assert_eq!(headers["user-id"], "user_id");
+        assert_eq!(headers["x-secret"], "s3cret");
+        assert!(headers.get("some-header").is_none());
+        assert_eq!(headers.len(), 3);
+        let warnings = e.warnings();
+        assert_eq!(warnings.len(), 2, "{warnings:?}");
+        assert!(
+            warnings[0].contains("headers[0]: from_context")
+                && warnings[0].contains("default_value")
+        );
+        assert!(warnings[1].contains("headers[4]: no action; upsert"));
+        assert!(!e.sends_credentials(&auth("headers_setter")));
     }
 
     /// Scenario: references and extensions that cannot work. Guarantees: each refused with
@@ -748,7 +1004,10 @@ mod tests {
                 "expected a string",
             ),
             ("sigv4auth: {region: eu-west-1}\n", "signs each request"),
-            ("headers_setter: {headers: []}\n", "fixed values"),
+            (
+                "headers_setter: {headers: [{key: k, value: [s3cret]}]}\n",
+                "expected a string",
+            ),
             (
                 "zpages: {}\n",
                 "remove it; fixed credentials go in an exporter's headers",
@@ -790,12 +1049,16 @@ mod tests {
             digits
                 .credential(&auth("bearertokenauth"))
                 .unwrap()
+                .credential()
+                .unwrap()
                 .last_value(),
             "Bearer 123456"
         );
         let one = extensions("bearertokenauth: {tokens: s3cret}\n");
         assert_eq!(
             one.credential(&auth("bearertokenauth"))
+                .unwrap()
+                .credential()
                 .unwrap()
                 .last_value(),
             "Bearer s3cret"
@@ -815,7 +1078,11 @@ mod tests {
             path.display()
         ));
         assert_eq!(
-            e.credential(&auth("bearertokenauth")).unwrap().last_value(),
+            e.credential(&auth("bearertokenauth"))
+                .unwrap()
+                .credential()
+                .unwrap()
+                .last_value(),
             "Bearer from-file"
         );
         assert_eq!(e.warnings().len(), 1);
@@ -831,7 +1098,11 @@ mod tests {
             path.display()
         ));
         assert_eq!(
-            e.credential(&auth("bearertokenauth")).unwrap().last_value(),
+            e.credential(&auth("bearertokenauth"))
+                .unwrap()
+                .credential()
+                .unwrap()
+                .last_value(),
             "Bearer first"
         );
         assert!(
@@ -853,7 +1124,11 @@ mod tests {
             dir.join("user").display()
         ));
         assert_eq!(
-            e.credential(&auth("basicauth")).unwrap().last_value(),
+            e.credential(&auth("basicauth"))
+                .unwrap()
+                .credential()
+                .unwrap()
+                .last_value(),
             "Basic ZnJvbS1maWxlOnA="
         );
         assert!(

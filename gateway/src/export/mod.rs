@@ -287,7 +287,7 @@ impl ExportConfig {
                     .named(auth)
                     .map_err(|err| (at(), SettingError::Auth(err)))?;
                 if let ExporterConfig::OtlpGrpc(c) = e {
-                    if !c.uses_tls() {
+                    if !c.uses_tls() && extensions.sends_credentials(auth) {
                         let http = c.target().to_ascii_lowercase().starts_with("http://");
                         let err = auth::AuthError::PlaintextGrpc(auth.authenticator.clone(), http);
                         return Err((at(), SettingError::Auth(err)));
@@ -309,11 +309,12 @@ impl ExporterConfig {
         }
     }
 
-    /// The credential its `auth` block names (`None` without one), files read now.
+    /// What its `auth` block names puts on each request (`None` without one), files read
+    /// now.
     fn credential(
         &self,
         extensions: &ExtensionsConfig,
-    ) -> Result<Option<Arc<tailgate_core::credential::Credential>>, auth::AuthError> {
+    ) -> Result<Option<Arc<tailgate_core::request_auth::RequestAuth>>, auth::AuthError> {
         self.auth().map(|a| extensions.credential(a)).transpose()
     }
 
@@ -603,7 +604,7 @@ pub fn start(
                     .with_proxy(proxy);
                 Sink::Grpc(Box::new(
                     match credential {
-                        Some(credential) => client.with_credential(credential),
+                        Some(auth) => client.with_auth(auth),
                         None => client,
                     }
                     .hold_while(hold),

@@ -14,11 +14,11 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use serde::Deserialize;
-use tailgate_core::credential::Credential;
 use tailgate_core::forward::{
     parse_response, Compression, CompressionParams, Delivered, RetryConfig,
 };
 use tailgate_core::proxy::{Proxy, ProxyEnv, ProxyFor};
+use tailgate_core::request_auth::{RequestAuth, Sent};
 use tailgate_core::retry::{Failed, Retrier};
 use tailgate_core::tls::{ClientTls, Transport};
 
@@ -240,16 +240,16 @@ impl OtlpHttpConfig {
         Ok(headers)
     }
 
-    /// The client this config describes, sending `credential`'s header too, through the
+    /// The client this config describes, sending `auth`'s headers too, through the
     /// proxy `env` gives it unless `proxy_url` names one. Must be called inside a Tokio
     /// runtime.
     pub fn client_with(
         &self,
-        credential: Option<Arc<Credential>>,
+        auth: Option<Arc<RequestAuth>>,
         env: &ProxyEnv,
     ) -> Result<HttpClient, SettingError> {
         let mut client = self.client_via(self.proxy(env)?.as_ref())?;
-        client.credential = credential;
+        client.auth = auth;
         Ok(client)
     }
 
@@ -279,7 +279,7 @@ impl OtlpHttpConfig {
                 ),
                 false,
             ),
-            credential: None,
+            auth: None,
         })
     }
 }
@@ -294,8 +294,8 @@ pub struct HttpClient {
     compression: Compression,
     compression_level: Option<i32>,
     client: Transport<Full<Bytes>>,
-    /// An authenticator's header, asked for on every request.
-    credential: Option<Arc<Credential>>,
+    /// An authenticator's headers, asked for on every request.
+    auth: Option<Arc<RequestAuth>>,
 }
 
 /// What went wrong with one attempt: the HTTP status when there was an answer.
@@ -402,56 +402,44 @@ impl HttpClient {
         }
     }
 
-    /// The POST of one encoded request, with the configured headers, the credential's
-    /// current value and the encoding; and that value.
-    async fn request(
-        &self,
-        body: Bytes,
-        credential: Option<(header::HeaderName, header::HeaderValue)>,
-    ) -> (
-        Result<Request<Full<Bytes>>, String>,
-        Option<header::HeaderValue>,
-    ) {
-        let sent = credential.as_ref().map(|(_, v)| v.clone());
+    /// The POST of one encoded request, with the configured headers, the encoding and
+    /// then the authenticator's headers (the Collector's order: its auth round-tripper is
+    /// the innermost); and the values they were sent with. `Err(Retry)` when the
+    /// authenticator has no token yet (held and tried again, not sent without one).
+    async fn request(&self, body: Bytes) -> Result<(Request<Full<Bytes>>, Option<Sent>), Attempt> {
         let mut req = Request::post(self.url.clone())
             .header(header::CONTENT_TYPE, "application/x-protobuf")
             .body(Full::new(body))
-            .map_err(|e| e.to_string());
-        if let Ok(r) = &mut req {
-            r.headers_mut().extend(self.headers.clone());
-            if let Some((name, value)) = credential {
-                r.headers_mut().insert(name, value);
-            }
-            if let Some(e) = self.compression.content_encoding() {
-                r.headers_mut().insert(
-                    header::CONTENT_ENCODING,
-                    header::HeaderValue::from_static(e),
-                );
-            }
+            .map_err(|e| Attempt::Fail(e.to_string().into()))?;
+        req.headers_mut().extend(self.headers.clone());
+        if let Some(e) = self.compression.content_encoding() {
+            req.headers_mut().insert(
+                header::CONTENT_ENCODING,
+                header::HeaderValue::from_static(e),
+            );
         }
-        (req, sent)
+        let sent = match &self.auth {
+            Some(auth) => {
+                Some(
+                    auth.apply(req.headers_mut())
+                        .await
+                        .map_err(|missing| Attempt::Retry {
+                            error: missing.into(),
+                            after: None,
+                        })?,
+                )
+            }
+            None => None,
+        };
+        Ok((req, sent))
     }
 
     /// One try; `resent` says whether this request was already sent again for refused
     /// credentials (once at most: a backend refusing every key fails it and says so).
     async fn attempt(&self, body: Bytes, resent: &std::sync::atomic::AtomicBool) -> Attempt {
-        // No token yet from an OAuth2 endpoint: held and tried again, not sent without one.
-        let credential = match &self.credential {
-            Some(c) => match c.header_for_request().await {
-                Ok(header) => Some(header),
-                Err(missing) => {
-                    return Attempt::Retry {
-                        error: missing.into(),
-                        after: None,
-                    }
-                }
-            },
-            None => None,
-        };
-        let (req, sent) = self.request(body, credential).await;
-        let req = match req {
-            Ok(r) => r,
-            Err(e) => return Attempt::Fail(e.into()),
+        let (req, sent) = match self.request(body).await {
+            Ok(built) => built,
+            Err(attempt) => return attempt,
         };
         let response = match tokio::time::timeout(self.timeout, self.client.request(req)).await {
             Err(_) => {
@@ -495,9 +483,9 @@ impl HttpClient {
         // Refused credentials: worth another try only with another key (read anew from
         // its file, or a token fetched anew).
         let refused = matches!(status, StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN);
-        if let (true, Some(c), Some(sent)) = (refused, &self.credential, &sent) {
+        if let (true, Some(auth), Some(sent)) = (refused, &self.auth, &sent) {
             let first = !resent.swap(true, std::sync::atomic::Ordering::Relaxed);
-            if first && c.refresh_after(sent).await {
+            if first && auth.refresh_after(sent).await {
                 return Attempt::Retry {
                     error: Failure {
                         status: Some(status),
@@ -555,6 +543,7 @@ fn retry_after(v: &str) -> Option<Duration> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tailgate_core::credential::Credential;
 
     /// Scenario: an `otlphttp` exporter for each `compression` the Collector's takes, its
     /// name read from YAML as a Collector config writes it; a body made into its request.
@@ -580,11 +569,9 @@ mod tests {
             ))
             .unwrap();
             let client = cfg.client().unwrap();
-            let req = client
-                .request(client.compress(body.clone()).unwrap(), None)
-                .await
-                .0
-                .unwrap();
+            let Ok((req, _)) = client.request(client.compress(body.clone()).unwrap()).await else {
+                panic!("no request built")
+            };
             let sent = req.body().clone().collect().await.unwrap().to_bytes();
             match req.headers().get(header::CONTENT_ENCODING) {
                 None => {
@@ -625,10 +612,11 @@ mod tests {
         )
         .unwrap();
         let client = cfg
-            .client_with(Some(Arc::new(credential)), &ProxyEnv::default())
+            .client_with(Some(Arc::new(credential.into())), &ProxyEnv::default())
             .unwrap();
-        let header = client.credential.as_ref().unwrap().header_value().await;
-        let req = client.request(Bytes::new(), Some(header)).await.0.unwrap();
+        let Ok((req, _)) = client.request(Bytes::new()).await else {
+            panic!("no request built")
+        };
         let auth: Vec<_> = req
             .headers()
             .get_all(header::AUTHORIZATION)
@@ -662,7 +650,7 @@ mod tests {
             serde_yaml_ng::from_str(&format!("{{endpoint: 'http://{addr}'}}")).unwrap();
         let with = |token: &str| {
             let credential = Credential::bearer(Secret::Inline(token.into())).unwrap();
-            cfg.client_with(Some(Arc::new(credential)), &ProxyEnv::default())
+            cfg.client_with(Some(Arc::new(credential.into())), &ProxyEnv::default())
                 .unwrap()
         };
         let body = Bytes::from(prost::Message::encode_to_vec(
@@ -687,7 +675,7 @@ mod tests {
         std::fs::write(&file, "wrong\n").unwrap();
         let credential = Credential::bearer(Secret::File(file.clone())).unwrap();
         let client = cfg
-            .client_with(Some(Arc::new(credential)), &ProxyEnv::default())
+            .client_with(Some(Arc::new(credential.into())), &ProxyEnv::default())
             .unwrap();
         std::fs::write(&file, "right\n").unwrap();
         // Past the least time between forced reads (the clock paused only for this).
