@@ -6,6 +6,42 @@ use std::path::{Path, PathBuf};
 
 use serde::de::DeserializeOwned;
 
+/// A list of strings as the Collector decodes one (mapstructure's `StringToSliceHookFunc`
+/// in its config decoder): a sequence, or a single string split at every `,` (`ERROR` is
+/// `[ERROR]`, `a,b` is `[a, b]`, as a `${env:…}` holding `a,b` gives; an empty string is
+/// an empty list). For `#[serde(deserialize_with = "…")]` on `Vec<String>` fields that
+/// take Collector keys.
+pub fn comma_list<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    struct CommaList;
+    impl<'de> serde::de::Visitor<'de> for CommaList {
+        type Value = Vec<String>;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a list of strings, or one string with the items separated by commas")
+        }
+        fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
+            Ok(if v.is_empty() {
+                Vec::new()
+            } else {
+                v.split(',').map(str::to_owned).collect()
+            })
+        }
+        fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+            Ok(Vec::new())
+        }
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(
+            self,
+            mut seq: A,
+        ) -> Result<Self::Value, A::Error> {
+            let mut out = Vec::new();
+            while let Some(item) = seq.next_element::<String>()? {
+                out.push(item);
+            }
+            Ok(out)
+        }
+    }
+    d.deserialize_any(CommaList)
+}
+
 /// A configuration file that could not be used.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -329,12 +365,20 @@ fn expand_collect(text: &str, source: &Source<'_>) -> (String, ByLine, ByLine) {
     ) in yaml_lines(text).enumerate()
     {
         let continued = start.continues();
+        let in_string = start.quoting != Quoting::Plain;
         if (!in_block && !continued && line.trim_start().starts_with('#')) || !line.contains('$') {
             out.push_str(line);
             continue;
         }
         let mut bare = Vec::new();
-        let expanded = expand_line(line, source, in_block, continued, &mut unset, &mut bare);
+        let expanded = expand_line(
+            line,
+            source,
+            in_block,
+            (continued, in_string),
+            &mut unset,
+            &mut bare,
+        );
         for name in bare {
             if !bare_names.iter().any(|(_, b)| *b == name) {
                 bare_names.push((n + 1, name));
@@ -653,7 +697,14 @@ fn write_value(
         Quoting::Plain => {
             // Only where the value is certainly a whole plain value is it quoted; anywhere
             // else a guess could change what YAML reads, so it is refused.
-            if whole_plain_value(ctx, before, after) {
+            let whole_block = whole_plain_value(ctx, before, after);
+            if whole_block || whole_flow_value(ctx, before, after) {
+                if let Some(collection) = as_collection(value) {
+                    out.push_str(&collection);
+                    return Ok(());
+                }
+            }
+            if whole_block {
                 if plain_safe(value) {
                     out.push_str(value);
                 } else {
@@ -676,6 +727,24 @@ fn write_value(
         }
     }
     Ok(())
+}
+
+/// A resolved value that is YAML for a list or a mapping written in flow style (`[a, b]`,
+/// `{k: v}`) or over several lines (a file of `- name: …` items), written as one line of
+/// JSON (flow YAML, so line numbers stay): a reference that is a whole unquoted value
+/// then reads as that collection, as the Collector reads one (its providers give YAML).
+/// `None` for anything else, written as text: a one-line `user: pass` stays a string
+/// (the Collector keeps the text where a string is expected, which a secret is).
+fn as_collection(value: &str) -> Option<String> {
+    if !value.trim_start().starts_with(['[', '{']) && !value.trim().contains('\n') {
+        return None;
+    }
+    match serde_yaml_ng::from_str::<serde_yaml_ng::Value>(value) {
+        Ok(v @ (serde_yaml_ng::Value::Sequence(_) | serde_yaml_ng::Value::Mapping(_))) => {
+            serde_json::to_string(&v).ok()
+        }
+        _ => None,
+    }
 }
 
 /// Whether a reference is the whole of a quoted value (`key: "${env:N}"`, `- '${env:N}'`,
@@ -820,12 +889,13 @@ fn write_yaml(
 }
 
 /// Expands the references of one line (`in_block`: a line of a block scalar's text;
-/// `continued`: a line that starts inside a quoted string or flow collection).
+/// `continued`: a line that starts inside a quoted string or flow collection; `in_string`:
+/// inside a quoted string).
 fn expand_line(
     text: &str,
     source: &Source<'_>,
     in_block: bool,
-    continued: bool,
+    (continued, in_string): (bool, bool),
     unset: &mut Vec<String>,
     bare: &mut Vec<String>,
 ) -> Result<String, String> {
@@ -906,10 +976,16 @@ fn expand_line(
             rest = &body[end + 2..];
             continue;
         }
+        // A line that continues a flow collection (not a string) of earlier lines: a quoted
+        // string opened on this line is known, and takes any value escaped.
+        let known = Context {
+            continued: ctx.continued && (in_string || ctx.quoting == Quoting::Plain),
+            ..ctx
+        };
         write_value(
             &mut out,
             value,
-            ctx,
+            known,
             in_block,
             line_before,
             &body[end + 1..],
@@ -1409,6 +1485,102 @@ mod tests {
                 .map(|(_, v)| (*v).to_owned())),
             other => Err(format!("unsupported scheme {other:?}")),
         }
+    }
+
+    /// Scenario: a list key given a sequence, one string, a string with commas, an empty
+    /// string and nothing (`status_codes: ERROR`, a `${env:…}` holding `a,b`).
+    /// Guarantees: the Collector's reading (mapstructure's string-to-slice hook): the
+    /// sequence as it is, a string split at commas, empty and nothing as no items.
+    #[test]
+    fn a_string_for_a_list_is_split_at_commas() {
+        #[derive(Debug, serde::Deserialize)]
+        struct Keys {
+            #[serde(default, deserialize_with = "comma_list")]
+            values: Vec<String>,
+        }
+        let read = |yaml: &str| serde_yaml_ng::from_str::<Keys>(yaml).unwrap().values;
+        assert_eq!(read("values: [a, 'b,c']"), ["a", "b,c"]);
+        assert_eq!(read("values: ERROR"), ["ERROR"]);
+        assert_eq!(read("values: checkout,payment"), ["checkout", "payment"]);
+        assert_eq!(read("values: 'a, b'"), ["a", " b"]);
+        assert!(read("values: ''").is_empty());
+        assert!(read("values:").is_empty());
+        assert!(read("{}").is_empty());
+        let err = serde_yaml_ng::from_str::<Keys>("values: {a: b}").unwrap_err();
+        assert!(
+            err.to_string().contains("items separated by commas"),
+            "{err}"
+        );
+    }
+
+    /// Scenario: references that are a whole value and resolve to YAML for a list or a
+    /// mapping (flow style, or a file's block of items), and ones that do not.
+    /// Guarantees: the Collector's reading (its providers give YAML): the collection, on
+    /// the reference's own line (later line numbers unchanged); a one-line `k: v`, text
+    /// with commas, and a collection inside quotes or inside a longer value stay text.
+    #[test]
+    fn a_whole_value_reference_reads_as_the_list_or_mapping_it_holds() {
+        let source = |scheme: &str, name: &str| -> Result<Option<String>, String> {
+            Ok(Some(
+                match (scheme, name) {
+                    ("env", "LIST") => "[checkout, payment]",
+                    ("env", "MAP") => "{x-scope-orgid: team-a}",
+                    ("env", "COMMAS") => "checkout,payment",
+                    ("env", "PAIR") => "user: pass",
+                    ("file", "items.yaml") => "- name: a\n  type: always_sample\n- name: b\n",
+                    _ => return Ok(None),
+                }
+                .to_owned(),
+            ))
+        };
+        let text = "a: ${env:LIST}\nb: {h: ${env:MAP}}\nc: ${env:COMMAS}\nd: ${env:PAIR}\n\
+                    e: ${file:items.yaml}\nf: \"${env:LIST}\"\ng: \"x${env:LIST}\"\nlast: 1\n";
+        let expanded = expand(text, &source).unwrap();
+        assert_eq!(expanded.lines().count(), 8, "{expanded}");
+        assert!(expanded.ends_with("last: 1\n"));
+        let v: serde_yaml_ng::Value = serde_yaml_ng::from_str(&expanded).unwrap();
+        let yaml = |t: &str| serde_yaml_ng::from_str::<serde_yaml_ng::Value>(t).unwrap();
+        assert_eq!(v["a"], yaml("[checkout, payment]"));
+        assert_eq!(v["b"]["h"], yaml("{x-scope-orgid: team-a}"));
+        assert_eq!(v["c"], yaml("checkout,payment"));
+        assert_eq!(v["d"], yaml("'user: pass'"));
+        assert_eq!(v["e"], yaml("[{name: a, type: always_sample}, {name: b}]"));
+        assert_eq!(v["f"], yaml("'[checkout, payment]'"));
+        assert_eq!(v["g"], yaml("'x[checkout, payment]'"));
+    }
+
+    /// Scenario: references on lines inside a flow collection begun on an earlier line (the
+    /// Collector README's style), in double and single quotes and unquoted, and one inside
+    /// a quoted string begun on an earlier line.
+    /// Guarantees: a quoted string opened on the reference's line takes any value, escaped
+    /// (found by a user trial: a regular expression was refused with advice it already
+    /// followed); unquoted, only a value that reads the same anywhere; inside a string of
+    /// earlier lines, only such a value too.
+    #[test]
+    fn quoted_references_in_a_flow_collection_of_several_lines() {
+        let vars = env(&[
+            ("RX", "^/api/(v1|v2)/.*$"),
+            ("SVC", "Order's \"Service\""),
+            ("PLAIN", "v1"),
+        ]);
+        let text = "values:\n  [\n    \"${env:RX}\",\n    '${env:SVC}',\n    ${env:PLAIN},\n  ]\n";
+        let expanded = expand(text, &vars).unwrap();
+        let v: serde_yaml_ng::Value = serde_yaml_ng::from_str(&expanded).unwrap();
+        let yaml = |t: &str| serde_yaml_ng::from_str::<serde_yaml_ng::Value>(t).unwrap();
+        assert_eq!(
+            v["values"],
+            serde_yaml_ng::Value::Sequence(vec![
+                yaml("'^/api/(v1|v2)/.*$'"),
+                yaml("'Order''s \"Service\"'"),
+                yaml("v1"),
+            ])
+        );
+        let unquoted = "values:\n  [\n    ${env:RX},\n  ]\n";
+        let (line, message) = expand(unquoted, &vars).unwrap_err();
+        assert_eq!(line, 3);
+        assert!(message.contains("continues"), "{message}");
+        let in_string = "name: \"a\n  ${env:SVC}\"\n";
+        assert_eq!(expand(in_string, &vars).unwrap_err().0, 2);
     }
 
     /// Scenario: durations as Go's time.ParseDuration reads them (the Collector's configs).

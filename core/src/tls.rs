@@ -256,10 +256,10 @@ pub struct ServerTlsConfig {
     #[serde(default, deserialize_with = "reload_interval")]
     pub reload_interval: Option<Duration>,
     /// Accepted and ignored: rustls offers only its own modern suites.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::config::comma_list")]
     pub cipher_suites: Vec<String>,
     /// Accepted and ignored, as `cipher_suites`.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::config::comma_list")]
     pub curve_preferences: Vec<String>,
     /// Accepted and ignored, as `cipher_suites` (rustls has no insecure suites to add).
     #[serde(default)]
@@ -489,10 +489,10 @@ pub struct ClientTlsConfig {
     #[serde(default, deserialize_with = "reload_interval")]
     pub reload_interval: Option<Duration>,
     /// Accepted and ignored: rustls offers only its own modern suites.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::config::comma_list")]
     pub cipher_suites: Vec<String>,
     /// Accepted and ignored, as `cipher_suites`.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::config::comma_list")]
     pub curve_preferences: Vec<String>,
     /// Accepted and ignored, as `cipher_suites` (rustls has no insecure suites to add).
     #[serde(default)]

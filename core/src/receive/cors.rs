@@ -39,12 +39,12 @@ pub struct CorsConfig {
     /// Origins allowed to send, e.g. `https://app.example.com`; one `*` in an origin
     /// stands for any run of characters (`https://*.example.com`), and `*` alone allows
     /// every origin. Compared without regard to case.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::config::comma_list")]
     pub allowed_origins: Vec<String>,
     /// Request headers a browser may send beyond the ones always allowed (`Accept`,
     /// `Accept-Language`, `Content-Type`, `Content-Language`, and `X-Requested-With` when
     /// this is empty); `*` allows any. An SDK that sends an API key header needs it here.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::config::comma_list")]
     pub allowed_headers: Vec<String>,
     /// Seconds a browser may cache a preflight's answer (`Access-Control-Max-Age`); 0
     /// sends none (the browser's default, 5 s in most), a negative value sends 0.

@@ -116,7 +116,8 @@ pub struct BearerTokenAuth {
     #[serde(default)]
     pub token: Option<String>,
     /// Several tokens: a client sends the first (the others are for receivers). A
-    /// single string is read as a list of one (its value is never quoted in an error).
+    /// single string is split at commas, as the Collector splits it (its value is never
+    /// quoted in an error).
     #[serde(default, deserialize_with = "one_or_many")]
     pub tokens: Vec<String>,
     /// A file whose first line is the token, read again when it changes.
@@ -143,8 +144,13 @@ fn one_or_many<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D:
         fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
             f.write_str("a list of tokens")
         }
+        // As the Collector decodes a string into a list: split at commas.
         fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
-            Ok(vec![v.to_owned()])
+            Ok(if v.is_empty() {
+                Vec::new()
+            } else {
+                v.split(',').map(str::to_owned).collect()
+            })
         }
         fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
             Ok(Vec::new())
@@ -209,7 +215,7 @@ pub struct OAuth2Client {
     #[serde(default)]
     pub token_url: Option<String>,
     /// Scopes asked for.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "tailgate_core::config::comma_list")]
     pub scopes: Vec<String>,
     /// Extra form fields for the token endpoint (`audience`, …): a value or a list each.
     #[serde(default)]

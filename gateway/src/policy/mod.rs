@@ -72,7 +72,7 @@ pub struct NotConfig {
 #[serde(deny_unknown_fields)]
 pub struct RawCompositeConfig {
     pub(crate) max_total_spans_per_second: u64,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "tailgate_core::config::comma_list")]
     pub(crate) policy_order: Vec<String>,
     pub(crate) composite_sub_policy: Vec<RawPolicy>,
     #[serde(default)]

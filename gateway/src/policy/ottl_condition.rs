@@ -55,10 +55,10 @@ pub struct OttlConditionConfig {
     #[serde(default)]
     pub error_mode: ErrorMode,
     /// Conditions on spans; any match samples the trace.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "tailgate_core::config::comma_list")]
     pub span: Vec<String>,
     /// Conditions on span events; any match samples the trace.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "tailgate_core::config::comma_list")]
     pub spanevent: Vec<String>,
 }
 

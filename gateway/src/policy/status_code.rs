@@ -13,6 +13,7 @@ use crate::buffer::trace::TraceView;
 #[serde(deny_unknown_fields)]
 pub struct StatusCodeConfig {
     /// Status codes that keep a trace.
+    #[serde(deserialize_with = "tailgate_core::config::comma_list")]
     pub status_codes: Vec<String>,
 }
 

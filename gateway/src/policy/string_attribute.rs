@@ -22,6 +22,7 @@ pub struct StringAttributeConfig {
     /// Attribute key.
     pub key: String,
     /// Values (or expressions) that match.
+    #[serde(deserialize_with = "tailgate_core::config::comma_list")]
     pub values: Vec<String>,
     /// Treat `values` as regular expressions.
     #[serde(default)]

@@ -1235,3 +1235,21 @@ fn span_ingest_plans_describe_batches() {
         "{complete}"
     );
 }
+
+/// Scenario: list keys written as one string, as the Collector's configs may write them
+/// (`status_codes: ERROR`, values separated by commas, as a `${env:…}` holding `a,b`
+/// gives). Guarantees: read as the Collector's decoder reads them: split at commas.
+#[test]
+fn a_string_where_a_list_goes_is_split_at_commas() {
+    let plan = |yaml: &str| PolicyPlan::compile(&parse(yaml).unwrap()).describe();
+    let one_string = plan(
+        "policies:\n  - {name: e, type: status_code, status_code: {status_codes: ERROR}}\n\
+         \x20 - {name: s, type: string_attribute, string_attribute: {key: service.name, values: 'checkout,payment'}}\n",
+    );
+    let lists = plan(
+        "policies:\n  - {name: e, type: status_code, status_code: {status_codes: [ERROR]}}\n\
+         \x20 - {name: s, type: string_attribute, string_attribute: {key: service.name, values: [checkout, payment]}}\n",
+    );
+    assert_eq!(one_string, lists);
+    assert!(lists.contains("one of 2 values"), "{lists}");
+}

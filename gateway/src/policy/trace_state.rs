@@ -16,6 +16,7 @@ pub struct TraceStateConfig {
     /// The tracestate key (`ot`, `congo`, …).
     pub key: String,
     /// The values that match.
+    #[serde(deserialize_with = "tailgate_core::config::comma_list")]
     pub values: Vec<String>,
 }
 
