@@ -213,6 +213,9 @@ pub enum ForwardError {
     /// An `authority` that is not a `host[:port]`.
     #[error("{0}")]
     Authority(String),
+    /// A `user_agent` a header cannot carry (a line break, a control character).
+    #[error("user_agent has characters a header cannot carry")]
+    UserAgent,
     /// A compression gRPC does not have (see [`Compression::check_grpc`]).
     #[error("{0}")]
     Compression(String),
@@ -362,6 +365,8 @@ pub struct GrpcClient {
     hold_only_overloaded: bool,
     /// Sent in [`PEER_AUTH_HEADER`] on peer requests.
     peer_secret: Option<http::HeaderValue>,
+    /// Sent as `user-agent`.
+    user_agent: http::HeaderValue,
     /// TLS of the connection, if any (kept to rebuild the connection pool).
     tls: Option<ClientTls>,
     keepalive: Keepalive,
@@ -456,6 +461,7 @@ impl GrpcClient {
             unreachable_ends: false,
             hold_only_overloaded: false,
             peer_secret: None,
+            user_agent: http::HeaderValue::from_static(USER_AGENT),
             tls: None,
             keepalive: Keepalive::default(),
             compression_level: None,
@@ -509,6 +515,15 @@ impl GrpcClient {
         self.proxy = proxy;
         self.rebuild();
         self
+    }
+
+    /// Sends `user_agent` in front of Tailgate's own in every request's `user-agent`
+    /// (`<user_agent> tailgate/<version>`), as configgrpc's `user_agent` has grpc-go put it
+    /// in front of its own.
+    pub fn with_user_agent(mut self, user_agent: &str) -> Result<Self, ForwardError> {
+        self.user_agent = http::HeaderValue::from_str(&format!("{user_agent} {USER_AGENT}"))
+            .map_err(|_| ForwardError::UserAgent)?;
+        Ok(self)
     }
 
     /// Sends `authority` as every request's `:authority` (and, over TLS, as the name the
@@ -615,7 +630,7 @@ impl GrpcClient {
             .header(http::header::CONTENT_TYPE, "application/grpc")
             .header(http::header::TE, "trailers")
             .header("grpc-timeout", grpc_timeout(self.timeout))
-            .header(http::header::USER_AGENT, USER_AGENT)
+            .header(http::header::USER_AGENT, self.user_agent.clone())
             .body(body)
             .map_err(|e| tonic::Status::internal(format!("cannot build the request: {e}")))?;
         let headers = request.headers_mut();

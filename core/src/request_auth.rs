@@ -4,10 +4,11 @@
 //! `headers_setter`'s `additional_auth`).
 //!
 //! Built by the gateway's `export::auth` from its `extensions:` block; applied to every
-//! request by the gRPC client ([`crate::forward::GrpcClient::with_auth`]) and the gateway's
-//! OTLP/HTTP exporter, in the Collector's order: the exporter's own headers first, then
-//! the rules in the order written (each seeing what the ones before it left), then the
-//! credential, whose header wins.
+//! request, the rules in the order written (each seeing what the ones before it left),
+//! then the credential, whose header wins: by the gateway's OTLP/HTTP exporter to the
+//! request's headers, the exporter's own in them (the Collector's auth round-tripper runs
+//! after its header one); by the gRPC client ([`crate::forward::GrpcClient::with_auth`])
+//! to a map of their own, as the Collector's per-RPC credentials fill one.
 
 use http::{HeaderMap, HeaderName, HeaderValue};
 

@@ -489,12 +489,14 @@ async fn plain_http_errors_map_to_grpc_codes() {
 
 /// A gRPC service that notes each request's `:authority` before the inner one serves it.
 #[derive(Clone)]
-struct NotingAuthority<S> {
+struct Noting<S> {
     inner: S,
     seen: Arc<Mutex<Vec<String>>>,
+    /// What is noted of each request.
+    what: fn(&http::Request<tonic::body::Body>) -> String,
 }
 
-impl<S> tower_service::Service<http::Request<tonic::body::Body>> for NotingAuthority<S>
+impl<S> tower_service::Service<http::Request<tonic::body::Body>> for Noting<S>
 where
     S: tower_service::Service<
         http::Request<tonic::body::Body>,
@@ -514,13 +516,116 @@ where
     }
 
     fn call(&mut self, req: http::Request<tonic::body::Body>) -> Self::Future {
-        let authority = req.uri().authority().map(ToString::to_string);
-        self.seen
-            .lock()
-            .unwrap()
-            .push(authority.unwrap_or_default());
+        self.seen.lock().unwrap().push((self.what)(&req));
         self.inner.call(req)
     }
+}
+
+/// Starts the generated server on loopback, noting `what` of each request; its address
+/// and what it noted.
+async fn noting_server(
+    what: fn(&http::Request<tonic::body::Body>) -> String,
+    stop: &CancellationToken,
+) -> (String, Arc<Tonic>, Arc<Mutex<Vec<String>>>) {
+    let state = Arc::new(Tonic::default());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let service = Noting {
+        inner: TraceServiceServer::new(Service(state.clone())),
+        seen: seen.clone(),
+        what,
+    };
+    let halt = stop.clone();
+    tokio::spawn(tailgate_core::receive::grpc::serve_service(
+        listener,
+        tailgate_core::receive::Limits::plaintext(&tailgate_core::receive::ReceiveConfig::default()),
+        async move { halt.cancelled().await },
+        service,
+    ));
+    (addr, state, seen)
+}
+
+/// Scenario: configgrpc's `user_agent`, and a headers_setter's rules with a credential,
+/// on requests to the generated server.
+/// Guarantees: `user-agent` is the configured one in front of Tailgate's own (as grpc-go
+/// puts it in front of its own) and Tailgate's alone without it; the rules' headers and
+/// the credential's reach the server; a rule's `delete` does not reach the exporter's
+/// configured headers (the rules fill a map of their own, as the Collector's per-RPC
+/// credentials do) and a rule cannot replace what gRPC sets (`te`); a user agent with a
+/// line break is a `UserAgent` error.
+#[tokio::test]
+async fn the_user_agent_and_the_authenticators_headers_reach_the_server() {
+    use tailgate_core::credential::{Credential, Secret};
+    use tailgate_core::request_auth::{HeaderAction, HeaderRule, RequestAuth, RuleValue};
+    let stop = CancellationToken::new();
+    let (addr, state, seen) = noting_server(
+        |req| {
+            [
+                "user-agent",
+                "x-scope-orgid",
+                "authorization",
+                "x-stale",
+                "te",
+            ]
+            .iter()
+            .map(|n| {
+                req.headers()
+                    .get_all(*n)
+                    .iter()
+                    .map(|v| v.to_str().unwrap().to_owned())
+                    .collect::<Vec<_>>()
+                    .join("|")
+            })
+            .collect::<Vec<_>>()
+            .join(";")
+        },
+        &stop,
+    )
+    .await;
+    let body = Bytes::from(FakeOtlp::traces(2).build().encode_to_vec());
+    let client = || {
+        GrpcClient::new(
+            &addr,
+            &[("X-Stale".to_owned(), "old".to_owned())],
+            Duration::from_secs(5),
+            quick_retry(),
+        )
+        .unwrap()
+    };
+    client().send(body.clone()).await.unwrap();
+    let rule = |name: &'static str, action, value: &'static str| HeaderRule {
+        name: http::HeaderName::from_static(name),
+        action,
+        value: RuleValue::Fixed(http::HeaderValue::from_static(value)),
+    };
+    let auth = RequestAuth::new(
+        vec![
+            rule("x-scope-orgid", HeaderAction::Insert, "team-a"),
+            rule("x-stale", HeaderAction::Delete, ""),
+            rule("te", HeaderAction::Upsert, "gzip"),
+        ],
+        Some(Credential::bearer(Secret::Inline("t0k".into())).unwrap()),
+    );
+    client()
+        .with_user_agent("my-gateway/1.0")
+        .unwrap()
+        .with_auth(Arc::new(auth))
+        .send(body)
+        .await
+        .unwrap();
+    let version = env!("CARGO_PKG_VERSION");
+    assert_eq!(
+        *seen.lock().unwrap(),
+        vec![
+            format!("tailgate/{version};;;old;trailers"),
+            format!("my-gateway/1.0 tailgate/{version};team-a;Bearer t0k;old;trailers"),
+        ]
+    );
+    assert_eq!(state.requests.lock().unwrap().len(), 2);
+    let err = client().with_user_agent("a\nb").unwrap_err();
+    assert!(matches!(err, ForwardError::UserAgent), "{err:?}");
+    stop.cancel();
 }
 
 /// Scenario: configgrpc's `authority`: requests to the generated server with and without
@@ -532,22 +637,17 @@ where
 /// order the client's settings were given in; bad values are `Authority` errors.
 #[tokio::test]
 async fn authority_overrides_the_requests_host_not_where_they_go() {
-    let state = Arc::new(Tonic::default());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap().to_string();
     let stop = CancellationToken::new();
-    let seen = Arc::new(Mutex::new(Vec::new()));
-    let service = NotingAuthority {
-        inner: TraceServiceServer::new(Service(state.clone())),
-        seen: seen.clone(),
-    };
-    let halt = stop.clone();
-    tokio::spawn(tailgate_core::receive::grpc::serve_service(
-        listener,
-        tailgate_core::receive::Limits::plaintext(&tailgate_core::receive::ReceiveConfig::default()),
-        async move { halt.cancelled().await },
-        service,
-    ));
+    let (addr, state, seen) = noting_server(
+        |req| {
+            req.uri()
+                .authority()
+                .map(ToString::to_string)
+                .unwrap_or_default()
+        },
+        &stop,
+    )
+    .await;
     let body = Bytes::from(FakeOtlp::traces(2).build().encode_to_vec());
     let plain = GrpcClient::new(&addr, &[], Duration::from_secs(5), quick_retry()).unwrap();
     plain.send(body.clone()).await.unwrap();

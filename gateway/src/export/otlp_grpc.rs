@@ -88,6 +88,10 @@ pub struct OtlpGrpcConfig {
     /// the endpoint (grpc-go's `WithAuthority`). Left out or empty: the endpoint's.
     #[serde(default)]
     pub authority: Option<String>,
+    /// configgrpc's `user_agent` (v0.151): written in front of Tailgate's own
+    /// `user-agent`, as grpc-go writes it in front of its own.
+    #[serde(default)]
+    pub user_agent: Option<String>,
 }
 
 /// `compression` as written: `None` only when the key is left out.
@@ -123,6 +127,7 @@ impl OtlpGrpcConfig {
             tls: None,
             auth: None,
             authority: None,
+            user_agent: None,
         }
     }
 
@@ -207,6 +212,14 @@ impl OtlpGrpcConfig {
         self.compression_params
             .check(self.compression())
             .map_err(SettingError::CompressionParams)?;
+        if let Some(ua) = &self.user_agent {
+            if http::HeaderValue::from_str(ua).is_err() {
+                return Err(SettingError::Header {
+                    name: "user-agent (user_agent)".into(),
+                    problem: "has characters a header cannot carry",
+                });
+            }
+        }
         for (k, v) in &self.headers {
             let bad = |problem| SettingError::Header {
                 name: k.clone(),
@@ -243,6 +256,10 @@ impl OtlpGrpcConfig {
         .with_compression_params(self.compression_params)?;
         let client = match self.authority.as_deref().filter(|a| !a.trim().is_empty()) {
             Some(authority) => client.with_authority(authority.trim())?,
+            None => client,
+        };
+        let client = match self.user_agent.as_deref().filter(|a| !a.is_empty()) {
+            Some(user_agent) => client.with_user_agent(user_agent)?,
             None => client,
         };
         Ok(match self.keepalive {

@@ -409,6 +409,10 @@ impl HttpClient {
     async fn request(&self, body: Bytes) -> Result<(Request<Full<Bytes>>, Option<Sent>), Attempt> {
         let mut req = Request::post(self.url.clone())
             .header(header::CONTENT_TYPE, "application/x-protobuf")
+            .header(
+                header::USER_AGENT,
+                concat!("tailgate/", env!("CARGO_PKG_VERSION")),
+            )
             .body(Full::new(body))
             .map_err(|e| Attempt::Fail(e.to_string().into()))?;
         req.headers_mut().extend(self.headers.clone());
@@ -592,10 +596,11 @@ mod tests {
         }
     }
 
-    /// Scenario: an exporter with a static `authorization` header and an authenticator.
+    /// Scenario: an exporter with a static `authorization` header and an authenticator;
+    /// one with a `User-Agent` header.
     /// Guarantees: the request carries the authenticator's value once, replacing the
     /// static one (as the Collector's round-tripper sets it after `headers`), and the other
-    /// headers as configured.
+    /// headers as configured; `user-agent` is Tailgate's, or the configured one alone.
     #[tokio::test]
     async fn an_authenticator_replaces_a_header_of_its_name() {
         use tailgate_core::credential::{Scheme, Secret};
@@ -624,6 +629,21 @@ mod tests {
             .collect();
         assert_eq!(auth, ["Basic dTpw"]);
         assert_eq!(req.headers()["x-tenant"], "a");
+        assert_eq!(
+            req.headers()[header::USER_AGENT],
+            concat!("tailgate/", env!("CARGO_PKG_VERSION"))
+        );
+        // A `User-Agent` in `headers:` replaces Tailgate's.
+        let cfg: OtlpHttpConfig = serde_yaml_ng::from_str(
+            "{endpoint: 'http://127.0.0.1:1', headers: {User-Agent: my-gateway/1.0}}",
+        )
+        .unwrap();
+        let client = cfg.client().unwrap();
+        let Ok((req, _)) = client.request(Bytes::new()).await else {
+            panic!("no request built")
+        };
+        let agents: Vec<_> = req.headers().get_all(header::USER_AGENT).iter().collect();
+        assert_eq!(agents, ["my-gateway/1.0"]);
     }
 
     /// Scenario: a backend that takes only its own bearer token, sent a request with
