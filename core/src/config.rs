@@ -131,6 +131,16 @@ pub fn readable(message: &str) -> String {
             }
         }
     }
+    // A Collector section name where Tailgate's own key has another: say which.
+    for (collector, ours) in [("exporters", "export"), ("receivers", "receive")] {
+        if out.contains(&format!("unknown field `{collector}`"))
+            && out.contains(&format!("`{ours}`"))
+        {
+            out.push_str(&format!(
+                " (a Collector config's {collector}: go under Tailgate's {ours}:, each block as the Collector writes it)"
+            ));
+        }
+    }
     out
 }
 
@@ -192,11 +202,31 @@ pub fn parse_plain_yaml<T: DeserializeOwned>(path: &Path, text: &str) -> Result<
             key: "(indentation)".into(),
             message: "this line is indented with a tab; YAML indents with spaces only".into(),
         },
-        None => ConfigError::Parse {
-            path: path.to_owned(),
-            error,
+        None => match unknown_top_key_line(&error, text) {
+            // serde_yaml gives no position for the document's first key: found by its name.
+            Some((line, key)) => ConfigError::InvalidAt {
+                path: path.to_owned(),
+                line,
+                key,
+                message: readable(&error.to_string()),
+            },
+            None => ConfigError::Parse {
+                path: path.to_owned(),
+                error,
+            },
         },
     })
+}
+
+/// For an "unknown field" error whose message gives no position (the parser names none
+/// for the document's first key): the line of that key at the top level, and the key.
+fn unknown_top_key_line(error: &serde_yaml_ng::Error, text: &str) -> Option<(usize, String)> {
+    let message = error.to_string();
+    if message.contains(" at line ") {
+        return None;
+    }
+    let name = message.strip_prefix("unknown field `")?.split('`').next()?;
+    Some((locate_key(text, name)?, name.to_owned()))
 }
 
 /// The line of a parse error when that line is indented with a tab, which YAML forbids
@@ -1485,6 +1515,36 @@ mod tests {
                 .map(|(_, v)| (*v).to_owned())),
             other => Err(format!("unsupported scheme {other:?}")),
         }
+    }
+
+    /// Scenario: a Collector section name (`exporters:`) as the first key of a gateway
+    /// config, and further down (found by a user trial: the first had no line).
+    /// Guarantees: the line of the key either way, and where the section goes instead.
+    #[test]
+    fn a_collector_section_name_is_placed_and_explained() {
+        #[derive(Debug, serde::Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Top {
+            #[serde(default)]
+            _export: Option<serde_yaml_ng::Value>,
+            #[serde(default)]
+            _receive: Option<serde_yaml_ng::Value>,
+        }
+        let path = Path::new("gateway.yaml");
+        for (text, line) in [
+            ("exporters:\n  otlp: {endpoint: x:4317}\n", 1),
+            ("_receive: {}\nexporters:\n  otlp: {}\n", 2),
+        ] {
+            let err = parse_plain_yaml::<Top>(path, text).unwrap_err().to_string();
+            assert!(
+                err.contains(&format!("gateway.yaml:{line}"))
+                    || err.contains(&format!("line {line}")),
+                "{err}"
+            );
+            assert!(err.contains("unknown field `exporters`"), "{err}");
+        }
+        let hint = readable("unknown field `exporters`, expected one of `receive`, `export`");
+        assert!(hint.contains("go under Tailgate's export:"), "{hint}");
     }
 
     /// Scenario: a list key given a sequence, one string, a string with commas, an empty

@@ -30,6 +30,12 @@ pub enum EndpointError {
         /// As written.
         endpoint: String,
     },
+    /// A Unix socket (`unix:///path`, which grpc-go dials): Tailgate dials TCP only.
+    #[error("endpoint {endpoint:?}: Unix sockets are not supported; Tailgate's clients dial TCP (host:port, or an http:// or https:// URL)")]
+    UnixSocket {
+        /// As written.
+        endpoint: String,
+    },
     /// No host.
     #[error("endpoint {endpoint:?} needs a host")]
     NoHost {
@@ -95,6 +101,12 @@ pub fn parse(endpoint: &str, bare: Bare) -> Result<http::Uri, EndpointError> {
         });
     }
     let owned = || endpoint.to_owned();
+    if endpoint
+        .get(..5)
+        .is_some_and(|s| s.eq_ignore_ascii_case("unix:"))
+    {
+        return Err(EndpointError::UnixSocket { endpoint: owned() });
+    }
     let url = match (endpoint.contains("://"), bare) {
         (true, _) => endpoint.to_owned(),
         (false, Bare::AsHttp) => format!("http://{endpoint}"),
@@ -153,6 +165,13 @@ mod tests {
             parse("not a url", Bare::AsHttp),
             Err(EndpointError::NotAUrl { .. })
         ));
+        // grpc-go's Unix sockets, named as such rather than "not a URL".
+        for unix in ["unix:///var/run/otel.sock", "unix:relative.sock"] {
+            assert!(matches!(
+                parse(unix, Bare::AsHttp),
+                Err(EndpointError::UnixSocket { .. })
+            ));
+        }
         // Credentials in the URL are refused, and the message does not repeat them.
         for endpoint in [
             "https://instance123:glc_SeCrEt@otlp.example.com/otlp",

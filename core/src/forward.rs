@@ -985,18 +985,7 @@ fn status_of_http(code: http::StatusCode) -> tonic::Status {
     }
 }
 
-/// An error with its sources, `a: b: c`, since hyper's top-level messages are terse
-/// (`client error (Connect)` hides `invalid peer certificate: UnknownIssuer`).
-pub fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
-    }
-    out
-}
+pub use crate::text::error_chain;
 
 /// Largest answer read from a server.
 const MAX_ANSWER_BYTES: usize = 1 << 20;

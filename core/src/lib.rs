@@ -13,6 +13,8 @@
 //! * [`credential`]: the header a client authenticates with (tokens, Basic), files re-read.
 //! * [`request_auth`]: what an exporter's authenticator puts on each request
 //!   (`headers_setter` rules, then a credential).
+//! * [`sigv4`], [`aws`]: AWS Signature Version 4 (`sigv4auth`) and the AWS credentials
+//!   chain it signs with.
 //! * [`oauth2`]: OAuth2 client-credentials tokens (`oauth2client`), fetched and kept.
 //! * [`forward`]: a gRPC client that sends encoded requests to one member with retries.
 //! * [`proxy`]: the HTTP proxy an exporter goes through (`proxy_url`, `HTTPS_PROXY`).
@@ -22,6 +24,8 @@
 //! * [`telemetry`]: counters every component keeps, rendered for Prometheus.
 //! * [`shutdown`]: SIGTERM and Ctrl-C handling for the binaries.
 
+#[cfg(feature = "net")]
+pub mod aws;
 #[cfg(feature = "net")]
 pub mod config;
 #[cfg(feature = "net")]
@@ -47,9 +51,13 @@ pub mod serve;
 #[cfg(feature = "net")]
 pub mod shutdown;
 #[cfg(feature = "net")]
+pub mod sigv4;
+#[cfg(feature = "net")]
 pub mod telemetry;
 #[cfg(any(all(test, feature = "net"), feature = "test-util"))]
 pub mod test_util;
+#[cfg(feature = "net")]
+pub mod text;
 #[cfg(feature = "net")]
 pub mod tls;
 pub mod wire;

@@ -605,21 +605,7 @@ impl Answer {
     }
 }
 
-/// `application/x-www-form-urlencoded` escaping, as Go's `url.QueryEscape`: letters,
-/// digits and `-_.~` kept, a space as `+`, every other byte `%XX`.
-pub fn form_escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                out.push(char::from(b));
-            }
-            b' ' => out.push('+'),
-            _ => out.push_str(&format!("%{b:02X}")),
-        }
-    }
-    out
-}
+pub use crate::text::form_escape;
 
 /// The reverse of [`form_escape`]; a malformed escape is kept as it is.
 fn form_unescape(s: &str) -> String {

@@ -55,11 +55,13 @@ impl std::fmt::Debug for RuleValue {
     }
 }
 
-/// The header rules and the credential one exporter sends with every request.
+/// The header rules and the credential one exporter sends with every request, or the
+/// AWS signer (`sigv4auth`) that signs each one.
 #[derive(Debug, Default)]
 pub struct RequestAuth {
     rules: Vec<HeaderRule>,
     credential: Option<Credential>,
+    signer: Option<crate::aws::SigV4>,
 }
 
 /// The values a request was sent with: after a refusal, [`RequestAuth::refresh_after`]
@@ -70,6 +72,8 @@ pub struct Sent {
     files: Vec<HeaderValue>,
     /// The credential's value.
     credential: Option<HeaderValue>,
+    /// Whether the request was signed (`sigv4auth`).
+    signed: bool,
 }
 
 impl From<Credential> for RequestAuth {
@@ -81,7 +85,42 @@ impl From<Credential> for RequestAuth {
 impl RequestAuth {
     /// `rules` applied in order, then `credential`'s header.
     pub fn new(rules: Vec<HeaderRule>, credential: Option<Credential>) -> Self {
-        RequestAuth { rules, credential }
+        RequestAuth {
+            rules,
+            credential,
+            signer: None,
+        }
+    }
+
+    /// Requests signed by `signer` (AWS SigV4), over HTTP only.
+    pub fn signed(signer: crate::aws::SigV4) -> Self {
+        RequestAuth {
+            signer: Some(signer),
+            ..RequestAuth::default()
+        }
+    }
+
+    /// The AWS signer, if requests are signed.
+    pub fn signer(&self) -> Option<&crate::aws::SigV4> {
+        self.signer.as_ref()
+    }
+
+    /// Signs an HTTP request whose headers are all set (after [`RequestAuth::apply`]),
+    /// when there is a signer; noted in `sent`. `Err` when it cannot be signed (no AWS
+    /// credentials yet: held and tried again).
+    pub async fn sign(
+        &self,
+        method: &http::Method,
+        uri: &http::Uri,
+        headers: &mut HeaderMap,
+        body: &[u8],
+        sent: &mut Sent,
+    ) -> Result<(), String> {
+        if let Some(signer) = &self.signer {
+            signer.sign_request(method, uri, headers, body).await?;
+            sent.signed = true;
+        }
+        Ok(())
     }
 
     /// The credential, if there is one.
@@ -139,6 +178,9 @@ impl RequestAuth {
         }
         if let (Some(c), Some(value)) = (&self.credential, &sent.credential) {
             newer |= c.refresh_after(value).await;
+        }
+        if let (Some(signer), true) = (&self.signer, sent.signed) {
+            newer |= signer.credentials.refresh().await;
         }
         newer
     }

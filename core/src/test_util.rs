@@ -751,6 +751,67 @@ pub async fn token_endpoint(
     Ok((url, seen, asked))
 }
 
+/// What a [`recording_backend`] saw of each request: its URI path, headers and body.
+pub type Recorded = std::sync::Arc<std::sync::Mutex<Vec<(String, http::HeaderMap, bytes::Bytes)>>>;
+
+/// An HTTP/1.1 backend on loopback noting every request (path, headers, body) and
+/// answering 200 with an empty body, or 403 while `refuse` is above 0 (counting it down);
+/// its `host:port` and what it noted.
+pub async fn recording_backend(
+    refuse: std::sync::Arc<std::sync::atomic::AtomicU32>,
+) -> (String, Recorded) {
+    let Ok(listener) = tokio::net::TcpListener::bind("127.0.0.1:0").await else {
+        panic!("cannot bind a loopback port")
+    };
+    let addr = listener
+        .local_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_default();
+    let seen: Recorded = std::sync::Arc::default();
+    let noted = seen.clone();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let (noted, refuse) = (noted.clone(), refuse.clone());
+            tokio::spawn(async move {
+                let service =
+                    hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
+                        let (noted, refuse) = (noted.clone(), refuse.clone());
+                        async move {
+                            let (parts, body) = req.into_parts();
+                            let body = http_body_util::BodyExt::collect(body)
+                                .await
+                                .map(|b| b.to_bytes())
+                                .unwrap_or_default();
+                            noted.lock().unwrap_or_else(|e| e.into_inner()).push((
+                                parts.uri.path().to_owned(),
+                                parts.headers,
+                                body,
+                            ));
+                            let refused = refuse
+                                .fetch_update(
+                                    std::sync::atomic::Ordering::SeqCst,
+                                    std::sync::atomic::Ordering::SeqCst,
+                                    |n| n.checked_sub(1),
+                                )
+                                .is_ok();
+                            let mut response =
+                                http::Response::new(http_body_util::Full::new(bytes::Bytes::new()));
+                            if refused {
+                                *response.status_mut() = http::StatusCode::FORBIDDEN;
+                            }
+                            Ok::<_, std::convert::Infallible>(response)
+                        }
+                    });
+                hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                    .await
+                    .ok();
+            });
+        }
+    });
+    (addr, seen)
+}
+
 /// An answer for [`token_endpoint`]: tokens `t0`, `t1`, … one per request, each valid
 /// `expires_in` seconds, whatever the request says.
 pub fn issuing_tokens(

@@ -55,6 +55,15 @@ pub struct ActionConfig {
     /// replaced by `****`. Without it the whole value is.
     #[serde(default)]
     pub value_pattern: Option<String>,
+    /// The Collector's value from another attribute: refused (see `compile_list`).
+    #[serde(default)]
+    pub from_attribute: Option<serde_yaml_ng::Value>,
+    /// The Collector's value from the request's metadata: refused.
+    #[serde(default)]
+    pub from_context: Option<serde_yaml_ng::Value>,
+    /// The Collector's type for `convert` and `extract`: refused with them.
+    #[serde(default)]
+    pub converted_type: Option<serde_yaml_ng::Value>,
 }
 
 /// A value written by `insert`, `update` or `upsert`.
@@ -208,6 +217,18 @@ pub enum AttributesError {
         /// Which action.
         index: usize,
     },
+    /// A value source Tailgate's actions do not take (`from_attribute`, `from_context`).
+    #[error("attributes.{list}[{index}]: {source_key} is not supported: {why}")]
+    Source {
+        /// Which list.
+        list: &'static str,
+        /// Which action.
+        index: usize,
+        /// The key as written.
+        source_key: &'static str,
+        /// Why, and what to do instead.
+        why: &'static str,
+    },
     /// More than 64 `insert`/`upsert` keys in one list.
     #[error("attributes.{0}: at most 64 insert and upsert keys")]
     TooManyAdditions(&'static str),
@@ -253,6 +274,32 @@ fn compile_list(
             action: a.action.clone(),
             problem,
         };
+        let refused = |source_key, why| AttributesError::Source {
+            list,
+            index,
+            source_key,
+            why,
+        };
+        if a.from_attribute.is_some() {
+            return Err(refused(
+                "from_attribute",
+                "insert, update and upsert write a fixed value here; copy or rename attributes \
+                 before the gateway (in the SDK, or an agent's attributes processor)",
+            ));
+        }
+        if a.from_context.is_some() {
+            return Err(refused(
+                "from_context",
+                "kept spans are written from traces gathered from many requests, so no \
+                 request's metadata reaches them",
+            ));
+        }
+        if a.converted_type.is_some() && !matches!(a.action.as_str(), "convert" | "extract") {
+            return Err(refused(
+                "converted_type",
+                "it goes with convert, which is not implemented",
+            ));
+        }
         if a.value_pattern.is_some() && a.action != "mask" {
             return Err(problem("takes no value_pattern (only mask does)"));
         }
@@ -443,6 +490,23 @@ mod tests {
                 .unwrap_or_default()
         };
         assert!(bad("actions: [{key: a, action: extract}]").contains("not supported"));
+        // The Collector's value sources are refused by name, saying why.
+        let from =
+            bad("actions: [{key: http.client_ip, from_attribute: client.address, action: insert}]");
+        assert!(
+            from.contains("actions[0]: from_attribute is not supported"),
+            "{from}"
+        );
+        let from = bad("resource: [{key: tenant, from_context: x-tenant, action: upsert}]");
+        assert!(
+            from.contains("resource[0]: from_context is not supported"),
+            "{from}"
+        );
+        let converted = bad("actions: [{key: a, action: convert, converted_type: int}]");
+        assert!(
+            converted.contains("extract and convert are not implemented"),
+            "{converted}"
+        );
         assert!(bad("actions: [{key: a, action: upsert}]").contains("needs a value"));
         assert!(bad("actions: [{key: a, action: delete, value: 1}]").contains("takes no value"));
         assert!(bad("actions: [{pattern: a, action: insert, value: 1}]").contains("need a key"));

@@ -355,7 +355,7 @@ mod tests {
             (
                 "endpoint.yaml",
                 "receive: {grpc: 127.0.0.1:4317}\n\nexport:\n  otlp:\n    endpoint: ftp://api.vendor.io:443\n",
-                "endpoint.yaml:4: export.otlp",
+                "endpoint.yaml:5: export.otlp.endpoint",
             ),
             (
                 "limit.yaml",

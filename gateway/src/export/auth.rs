@@ -1,11 +1,13 @@
 //! Exporter authentication as a Collector config writes it: `auth: {authenticator: NAME}`
 //! in an `otlp` or `otlphttp` block, and the extension `NAME` under the gateway config's
-//! top-level `extensions:`. Four client authenticators of the Collector (contrib,
+//! top-level `extensions:`. Five client authenticators of the Collector (contrib,
 //! v0.161) are applied, `bearertokenauth`, `basicauth` (its `client_auth`),
 //! `oauth2client` (client credentials, [`tailgate_core::oauth2`]), each a [`Credential`],
-//! and `headers_setter` (header rules, optionally chained to one of the others); each
-//! becomes a [`RequestAuth`] that the exporter's client applies to every request. A leaf
-//! of `export/`: read by the exporters' settings and by `export::start`.
+//! `headers_setter` (header rules, optionally chained to one of the others) and
+//! `sigv4auth` (AWS signatures, [`tailgate_core::sigv4`], credentials from
+//! [`tailgate_core::aws`]); each becomes a [`RequestAuth`] that the exporter's client
+//! applies to every request. A leaf of `export/`: read by the exporters' settings and by
+//! `export::start`.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -33,6 +35,66 @@ pub struct ExtensionsConfig {
     /// The process's proxy variables, read with the config: an `oauth2client`'s token
     /// endpoint is reached through the proxy they name, as Go's default client reaches it.
     pub proxy_env: ProxyEnv,
+    /// The process's AWS variables and home, read with the config: where a `sigv4auth`
+    /// finds its credentials.
+    pub aws_env: AwsEnv,
+}
+
+/// The `AWS_*` variables and `HOME` of the process, as read when the config was. `Debug`
+/// shows the variables' names only.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct AwsEnv {
+    /// `AWS_*` variables (the secrets among them are never shown: `Debug` lists names).
+    vars: Vec<(String, String)>,
+    /// `HOME`, for `~/.aws/credentials`.
+    pub home: Option<PathBuf>,
+}
+
+impl std::fmt::Debug for AwsEnv {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AwsEnv")
+            .field(
+                "vars",
+                &self
+                    .vars
+                    .iter()
+                    .map(|(k, _)| k.as_str())
+                    .collect::<Vec<_>>(),
+            )
+            .field("home", &self.home)
+            .finish()
+    }
+}
+
+impl AwsEnv {
+    /// The process's.
+    pub fn from_process() -> Self {
+        AwsEnv {
+            vars: std::env::vars()
+                .filter(|(k, _)| k.starts_with("AWS_"))
+                .collect(),
+            home: std::env::var_os("HOME").map(PathBuf::from),
+        }
+    }
+
+    /// Given ones (tests).
+    pub fn from_vars(vars: &[(&str, &str)], home: Option<PathBuf>) -> Self {
+        AwsEnv {
+            vars: vars
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+            home,
+        }
+    }
+
+    /// A variable's value.
+    pub fn var(&self, name: &str) -> Option<String> {
+        self.vars
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+    }
 }
 
 /// One extension's settings.
@@ -46,6 +108,56 @@ pub enum Extension {
     OAuth2(Box<OAuth2Client>),
     /// `headers_setter`
     HeadersSetter(HeadersSetter),
+    /// `sigv4auth`
+    SigV4(SigV4Auth),
+}
+
+/// `sigv4auth`: AWS Signature Version 4 on every request of an `otlphttp` exporter.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct SigV4Auth {
+    /// The region signed for; left out, inferred from the endpoint (`xray.<region>.…`).
+    #[serde(default)]
+    pub region: String,
+    /// The service signed for; left out, inferred from the endpoint (`xray`, `aps`, …).
+    #[serde(default)]
+    pub service: String,
+    /// A role assumed with the chain's credentials (STS `AssumeRole`).
+    #[serde(default)]
+    pub assume_role: Option<AssumeRole>,
+    /// A role assumed with a web identity token (STS `AssumeRoleWithWebIdentity`).
+    #[serde(default)]
+    pub assume_role_with_web_identity: Option<AssumeRoleWithWebIdentity>,
+}
+
+/// `sigv4auth.assume_role`.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct AssumeRole {
+    /// The role's ARN; empty: no role is assumed.
+    #[serde(default)]
+    pub arn: String,
+    /// The session's name; empty: one is made up.
+    #[serde(default)]
+    pub session_name: String,
+    /// The region of the STS endpoint; empty: `region`.
+    #[serde(default)]
+    pub sts_region: String,
+}
+
+/// `sigv4auth.assume_role_with_web_identity`.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct AssumeRoleWithWebIdentity {
+    /// The role's ARN.
+    #[serde(default)]
+    pub arn: String,
+    /// The file holding the token (read for every fetch).
+    #[serde(default)]
+    pub token_file: Option<PathBuf>,
+    /// The region of the STS endpoint; empty: `region`.
+    #[serde(default)]
+    pub sts_region: String,
 }
 
 /// `headers_setter`: headers set, changed or removed on every request, then, with
@@ -257,6 +369,9 @@ impl std::fmt::Debug for OAuth2Client {
     }
 }
 
+/// The longest a fetch of AWS credentials (STS, a container or instance endpoint) takes.
+pub const SIGV4_FETCH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// `oauth2client`'s fetch timeout when none is set: the Collector's client has none,
 /// which a token endpoint that never answers would turn into exporters that never send.
 pub const OAUTH2_DEFAULT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
@@ -350,6 +465,9 @@ pub enum AuthError {
     /// An `oauth2client` that cannot be used.
     #[error("{1}")]
     OAuth2(String, String),
+    /// A `sigv4auth` that cannot be used.
+    #[error("{1}")]
+    SigV4(String, String),
     /// A `headers_setter` that cannot be used: its key and why (the Collector's words
     /// where it has them).
     #[error("{1}")]
@@ -374,7 +492,7 @@ impl<'de> Deserialize<'de> for ExtensionsConfig {
 
             fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
                 f.write_str(
-                    "a mapping of extensions (bearertokenauth, basicauth, oauth2client, headers_setter, optionally with /name)",
+                    "a mapping of extensions (bearertokenauth, basicauth, oauth2client, headers_setter, sigv4auth, optionally with /name)",
                 )
             }
 
@@ -397,11 +515,12 @@ impl<'de> Deserialize<'de> for ExtensionsConfig {
                         "basicauth" => Extension::Basic(map.next_value()?),
                         "oauth2client" => Extension::OAuth2(map.next_value()?),
                         "headers_setter" => Extension::HeadersSetter(map.next_value()?),
+                        "sigv4auth" => Extension::SigV4(map.next_value()?),
                         "health_check" => return Err(A::Error::custom(format!(
                             "extension {key}: the gateway's admin: address serves the health_check extension's / (and /healthz, /readyz); remove it from extensions:"
                         ))),
                         other => return Err(A::Error::custom(format!(
-                            "extension {key}: type {other:?} is not applied by Tailgate; extensions: takes the exporter authenticators bearertokenauth, basicauth (client_auth), oauth2client and headers_setter; {}",
+                            "extension {key}: type {other:?} is not applied by Tailgate; extensions: takes the exporter authenticators bearertokenauth, basicauth (client_auth), oauth2client, headers_setter and sigv4auth; {}",
                             instead_of(other)
                         ))),
                     };
@@ -410,6 +529,7 @@ impl<'de> Deserialize<'de> for ExtensionsConfig {
                 Ok(ExtensionsConfig {
                     extensions,
                     proxy_env: ProxyEnv::from_process(),
+                    aws_env: AwsEnv::from_process(),
                 })
             }
         }
@@ -424,10 +544,6 @@ fn instead_of(kind: &str) -> &'static str {
             "it fetches short-lived tokens, which Tailgate does not: have a sidecar (or the \
              cloud's agent) keep the token in a file and use bearertokenauth with filename: \
              (read again every 10 s)"
-        }
-        "sigv4auth" => {
-            "it signs each request, which Tailgate cannot: export to a Collector (ADOT) \
-             that signs and forwards"
         }
         kind if kind.ends_with("_storage") => {
             "Tailgate queues kept spans in memory (an exporter's queue_bytes) and stores \
@@ -503,6 +619,7 @@ impl ExtensionsConfig {
     fn auth_of(&self, key: &str, extension: &Extension) -> Result<RequestAuth, AuthError> {
         match extension {
             Extension::HeadersSetter(h) => self.headers_setter(key, h),
+            Extension::SigV4(s) => self.sigv4(key, s).map(RequestAuth::signed),
             other => self.credential_of(key, other).map(RequestAuth::from),
         }
     }
@@ -607,6 +724,12 @@ impl ExtensionsConfig {
                     "a headers_setter is not a single credential".into(),
                 ))
             }
+            Extension::SigV4(_) => {
+                return Err(AuthError::SigV4(
+                    key,
+                    "sigv4auth signs requests and cannot be chained as a header".into(),
+                ))
+            }
             Extension::BearerToken(b) => {
                 if b.token.is_some() && !b.tokens.is_empty() {
                     return Err(AuthError::TokenAndTokens(key));
@@ -660,6 +783,90 @@ impl ExtensionsConfig {
         Credential::new(header, scheme).map_err(|source| AuthError::Credential {
             name: key.clone(),
             source,
+        })
+    }
+
+    /// A `sigv4auth`'s signer: its credentials' source found now (the SDKs' chain over the
+    /// variables read with the config, or the roles it names), nothing fetched yet.
+    fn sigv4(&self, key: &str, s: &SigV4Auth) -> Result<tailgate_core::aws::SigV4, AuthError> {
+        use tailgate_core::aws::{sts_endpoint, CredentialsProvider, Source};
+        let fail = |problem: String| AuthError::SigV4(key.to_owned(), problem);
+        let env = |name: &str| self.aws_env.var(name);
+        let region_var = env("AWS_REGION")
+            .or_else(|| env("AWS_DEFAULT_REGION"))
+            .unwrap_or_default();
+        let sts_region = |written: &str| {
+            [written, s.region.as_str(), region_var.as_str()]
+                .into_iter()
+                .find(|r| !r.is_empty())
+                .unwrap_or_default()
+                .to_owned()
+        };
+        let provider = |source: Source| -> Result<CredentialsProvider, AuthError> {
+            let (tls, proxy) = match &source {
+                Source::WebIdentity { sts, .. } | Source::AssumeRole { sts, .. } => {
+                    let tls = tailgate_core::tls::client_side(None, &sts.to_string())
+                        .map_err(|e| fail(format!("STS endpoint: {e}")))?;
+                    let proxy = self
+                        .proxy_env
+                        .for_endpoint(sts, tailgate_core::proxy::ProxyFor::Http)
+                        .map_err(|e| fail(format!("STS endpoint: {e}")))?;
+                    (tls, proxy)
+                }
+                _ => (None, None),
+            };
+            Ok(CredentialsProvider::new(
+                source,
+                SIGV4_FETCH_TIMEOUT,
+                tls.as_ref(),
+                proxy.as_ref(),
+            ))
+        };
+        let web = s.assume_role_with_web_identity.as_ref();
+        let source = match web {
+            Some(w) if !w.arn.is_empty() || w.token_file.is_some() => {
+                let (Some(token_file), false) = (&w.token_file, w.arn.is_empty()) else {
+                    return Err(fail(
+                        "assume_role_with_web_identity needs arn and token_file".into(),
+                    ));
+                };
+                Source::WebIdentity {
+                    role_arn: w.arn.clone(),
+                    token_file: token_file.clone(),
+                    session_name: format!("tailgate-{}", std::process::id()),
+                    sts: sts_endpoint(&env, &sts_region(&w.sts_region)).map_err(fail)?,
+                }
+            }
+            _ => {
+                let assume = s.assume_role.as_ref().filter(|a| !a.arn.is_empty());
+                let region = sts_region(assume.map_or("", |a| a.sts_region.as_str()));
+                let chain =
+                    Source::from_env(&env, self.aws_env.home.clone(), &region).map_err(fail)?;
+                match assume {
+                    None => chain,
+                    Some(a) => Source::AssumeRole {
+                        base: Arc::new(provider(chain)?),
+                        role_arn: a.arn.clone(),
+                        session_name: if a.session_name.is_empty() {
+                            format!("tailgate-{}", std::process::id())
+                        } else {
+                            a.session_name.clone()
+                        },
+                        sts: sts_endpoint(&env, &region).map_err(fail)?,
+                        // The global endpoint signs for us-east-1.
+                        region: if region.is_empty() {
+                            "us-east-1".into()
+                        } else {
+                            region
+                        },
+                    },
+                }
+            }
+        };
+        Ok(tailgate_core::aws::SigV4 {
+            service: s.service.clone(),
+            region: s.region.clone(),
+            credentials: Arc::new(provider(source)?),
         })
     }
 
@@ -936,6 +1143,50 @@ mod tests {
         assert!(!e.sends_credentials(&auth("headers_setter")));
     }
 
+    /// Scenario: sigv4auth blocks: keys in the variables with an `assume_role` on top; a
+    /// web identity without its token file; the variables shown in `Debug`.
+    /// Guarantees: the role is assumed at the region's STS with the variables' keys; the
+    /// incomplete block is refused naming what it needs; no secret in `Debug`.
+    #[test]
+    fn sigv4auth_finds_its_credentials_as_the_sdks_chain_does() {
+        use tailgate_core::aws::Source;
+        let mut e = extensions(
+            "sigv4auth:\n  region: eu-west-1\n  assume_role: {arn: 'arn:aws:iam::1:role/r', session_name: gw}\n\
+             sigv4auth/web:\n  assume_role_with_web_identity: {arn: 'arn:aws:iam::1:role/r'}\n",
+        );
+        e.aws_env = AwsEnv::from_vars(
+            &[
+                ("AWS_ACCESS_KEY_ID", "AKIDENV"),
+                ("AWS_SECRET_ACCESS_KEY", "s3cret"),
+            ],
+            None,
+        );
+        assert!(!format!("{e:?}").contains("s3cret"));
+        let signed = e.credential(&auth("sigv4auth")).unwrap();
+        let signer = signed.signer().unwrap();
+        let Source::AssumeRole {
+            base,
+            session_name,
+            sts,
+            region,
+            ..
+        } = signer.credentials.source()
+        else {
+            panic!("{:?}", signer.credentials.source())
+        };
+        assert_eq!(session_name, "gw");
+        assert_eq!(sts.to_string(), "https://sts.eu-west-1.amazonaws.com/");
+        assert_eq!(region, "eu-west-1");
+        assert!(
+            matches!(base.source(), Source::Fixed { credentials, .. } if credentials.access_key_id == "AKIDENV")
+        );
+        let err = e.credential(&auth("sigv4auth/web")).unwrap_err();
+        assert!(
+            err.to_string().contains("needs arn and token_file"),
+            "{err}"
+        );
+    }
+
     /// Scenario: references and extensions that cannot work. Guarantees: each refused with
     /// its own variant, naming what to do.
     #[test]
@@ -1009,7 +1260,10 @@ mod tests {
                 "oauth2client: {client_id: a, client_secret: [s3cret]}\n",
                 "expected a string",
             ),
-            ("sigv4auth: {region: eu-west-1}\n", "signs each request"),
+            (
+                "sigv4auth: {region: eu-west-1, assume_role: {arn: a, role: b}}\n",
+                "unknown field `role`",
+            ),
             (
                 "headers_setter: {headers: [{key: k, value: [s3cret]}]}\n",
                 "expected a string",

@@ -42,9 +42,32 @@ pub enum SettingError {
     /// A proxy address (`proxy_url`, `HTTPS_PROXY`, …) that cannot be used.
     #[error(transparent)]
     Proxy(Box<tailgate_core::proxy::ProxyError>),
+    /// A `user_agent` a header cannot carry.
+    #[error("user_agent has characters a header cannot carry")]
+    UserAgent,
     /// `encoding` other than `proto`.
     #[error("encoding {0:?} is not supported: Tailgate's otlphttp exporter sends protobuf (encoding: proto)")]
     Encoding(String),
+}
+
+impl SettingError {
+    /// The exporter's key the error is about, below the exporter (`headers.api-key`,
+    /// `endpoint`), so that the loader names its line; `None` for the exporter as a whole.
+    pub fn sub_key(&self) -> Option<String> {
+        Some(match self {
+            SettingError::NoExporter | SettingError::NoEndpoint => return None,
+            SettingError::Endpoint(_) => "endpoint".into(),
+            SettingError::Header { name, .. } => format!("headers.{name}"),
+            SettingError::Zero { key } => (*key).into(),
+            SettingError::Tls(_) => "tls".into(),
+            SettingError::CompressionParams(_) => "compression_params".into(),
+            SettingError::Auth(_) => "auth".into(),
+            SettingError::Authority(_) => "authority".into(),
+            SettingError::Proxy(_) => "proxy_url".into(),
+            SettingError::Encoding(_) => "encoding".into(),
+            SettingError::UserAgent => "user_agent".into(),
+        })
+    }
 }
 
 impl From<tailgate_core::proxy::ProxyError> for SettingError {

@@ -278,7 +278,13 @@ impl ExportConfig {
                 ExporterConfig::Debug(_) => Ok(()),
             }
             .and(batch.validate(queue));
-            checked.map_err(|m| (format!("export.{key}"), m))?;
+            checked.map_err(|m| {
+                let at = match m.sub_key() {
+                    Some(sub) => format!("export.{key}.{sub}"),
+                    None => format!("export.{key}"),
+                };
+                (at, m)
+            })?;
             if let Some(auth) = e.auth() {
                 let at = || format!("export.{key}.auth.authenticator");
                 // The extension's own settings and files are checked once, by
@@ -286,6 +292,31 @@ impl ExportConfig {
                 extensions
                     .named(auth)
                     .map_err(|err| (at(), SettingError::Auth(err)))?;
+                if let Ok((_, auth::Extension::SigV4(s))) = extensions.named(auth) {
+                    let refuse = |problem: &str| {
+                        let err =
+                            auth::AuthError::SigV4(auth.authenticator.clone(), problem.into());
+                        (at(), SettingError::Auth(err))
+                    };
+                    match e {
+                        ExporterConfig::OtlpHttp(c) => {
+                            let host = c.url().ok().and_then(|u| u.host().map(str::to_owned));
+                            let host = host.unwrap_or_default();
+                            if tailgate_core::sigv4::infer_scope(&s.service, &s.region, &host)
+                                .is_none()
+                            {
+                                return Err(refuse(&format!(
+                                    "sigv4auth cannot tell the AWS service and region of {host}: set service and region in the extension"
+                                )));
+                            }
+                        }
+                        _ => {
+                            return Err(refuse(
+                                "sigv4auth signs HTTP requests only (the Collector's does not implement gRPC): use an otlphttp exporter",
+                            ))
+                        }
+                    }
+                }
                 if let ExporterConfig::OtlpGrpc(c) = e {
                     if !c.uses_tls() && extensions.sends_credentials(auth) {
                         let http = c.target().to_ascii_lowercase().starts_with("http://");

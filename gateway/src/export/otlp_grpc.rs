@@ -214,10 +214,7 @@ impl OtlpGrpcConfig {
             .map_err(SettingError::CompressionParams)?;
         if let Some(ua) = &self.user_agent {
             if http::HeaderValue::from_str(ua).is_err() {
-                return Err(SettingError::Header {
-                    name: "user-agent (user_agent)".into(),
-                    problem: "has characters a header cannot carry",
-                });
+                return Err(SettingError::UserAgent);
             }
         }
         for (k, v) in &self.headers {

@@ -407,6 +407,7 @@ impl HttpClient {
     /// the innermost); and the values they were sent with. `Err(Retry)` when the
     /// authenticator has no token yet (held and tried again, not sent without one).
     async fn request(&self, body: Bytes) -> Result<(Request<Full<Bytes>>, Option<Sent>), Attempt> {
+        let signed_body = body.clone();
         let mut req = Request::post(self.url.clone())
             .header(header::CONTENT_TYPE, "application/x-protobuf")
             .header(
@@ -422,20 +423,27 @@ impl HttpClient {
                 header::HeaderValue::from_static(e),
             );
         }
-        let sent = match &self.auth {
-            Some(auth) => {
-                Some(
-                    auth.apply(req.headers_mut())
-                        .await
-                        .map_err(|missing| Attempt::Retry {
-                            error: missing.into(),
-                            after: None,
-                        })?,
-                )
-            }
-            None => None,
+        let Some(auth) = &self.auth else {
+            return Ok((req, None));
         };
-        Ok((req, sent))
+        // No token or AWS credentials yet: held and tried again, not sent without.
+        let held = |missing: String| Attempt::Retry {
+            error: missing.into(),
+            after: None,
+        };
+        let mut sent = auth.apply(req.headers_mut()).await.map_err(held)?;
+        // Signed last, over every header set (the Collector's auth round-tripper is the
+        // innermost) and the body as sent.
+        auth.sign(
+            &http::Method::POST,
+            &self.url,
+            req.headers_mut(),
+            &signed_body,
+            &mut sent,
+        )
+        .await
+        .map_err(held)?;
+        Ok((req, Some(sent)))
     }
 
     /// One try; `resent` says whether this request was already sent again for refused

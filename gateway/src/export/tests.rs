@@ -286,7 +286,7 @@ fn exporter_settings_are_refused_by_kind() {
     };
     assert!(matches!(
         zero.validate(&Default::default()),
-        Err((key, SettingError::Zero { key: "queue_bytes" })) if key == "export.otlp"
+        Err((key, SettingError::Zero { key: "queue_bytes" })) if key == "export.otlp.queue_bytes"
     ));
 }
 
