@@ -28,8 +28,14 @@ use crate::tls::{ClientTls, Dialer, Transport};
 /// Credentials that expire sooner than this are fetched again.
 pub const REFRESH_BEFORE: Duration = Duration::from_secs(300);
 
-/// The least time between two fetches after a failed one.
+/// The least time between two fetches after a failed one, and between two fetches
+/// forced by refusals.
 pub const FETCH_AGAIN_AFTER: Duration = Duration::from_secs(1);
+
+/// The least time between two routine fetches: credentials that come back already due for
+/// renewal (a clock ahead of the endpoint's, keys about to rotate) are used until then
+/// rather than fetched again for every request.
+pub const REFETCH_AFTER: Duration = Duration::from_secs(30);
 
 /// The longest answer read from an endpoint.
 const MAX_ANSWER: usize = 64 * 1024;
@@ -56,14 +62,15 @@ impl SigV4 {
     }
 
     /// Signs a request: its credentials asked for (fetched if need be), then [`sign`] at
-    /// the current time. `Err` when there are no credentials (yet) or no scope for its host.
+    /// the current time; the access key id signed with. `Err` when there are no
+    /// credentials (yet) or no scope for its host.
     pub async fn sign_request(
         &self,
         method: &Method,
         uri: &Uri,
         headers: &mut HeaderMap,
         body: &[u8],
-    ) -> Result<(), String> {
+    ) -> Result<String, String> {
         let host = uri.host().unwrap_or_default();
         let (service, region) = self.scope_for(host).ok_or_else(|| {
             format!("sigv4auth: cannot tell the AWS service and region of {host}; set service and region")
@@ -84,7 +91,8 @@ impl SigV4 {
             headers,
             body,
             now,
-        )
+        )?;
+        Ok(credentials.access_key_id)
     }
 }
 
@@ -179,15 +187,33 @@ impl Source {
             .map(PathBuf::from)
             .or_else(|| home.map(|h| h.join(".aws/credentials")));
         let profile = set("AWS_PROFILE").unwrap_or_else(|| "default".into());
-        if let Some(file) = file.filter(|f| f.is_file()) {
-            let text = std::fs::read_to_string(&file)
-                .map_err(|e| format!("cannot read {}: {e}", file.display()))?;
-            if let Some(credentials) = profile_credentials(&text, &profile) {
-                return Ok(Source::Fixed {
-                    credentials,
-                    from: format!("profile {profile} of {}", file.display()),
-                });
+        let named = set("AWS_PROFILE").is_some();
+        match file {
+            Some(file) if file.is_file() => {
+                let text = std::fs::read_to_string(&file)
+                    .map_err(|e| format!("cannot read {}: {e}", file.display()))?;
+                if let Some(credentials) = profile_credentials(&text, &profile) {
+                    return Ok(Source::Fixed {
+                        credentials,
+                        from: format!("profile {profile} of {}", file.display()),
+                    });
+                }
+                // As the SDKs: a profile asked for by name must be there.
+                if named {
+                    return Err(format!(
+                        "AWS_PROFILE {profile:?} has no aws_access_key_id and aws_secret_access_key in {} (profiles of ~/.aws/config are not read)",
+                        file.display()
+                    ));
+                }
             }
+            _ if named => {
+                return Err(format!(
+                    "AWS_PROFILE {profile:?} is set and there is no shared credentials file{}",
+                    file.map(|f| format!(" ({})", f.display()))
+                        .unwrap_or_default()
+                ))
+            }
+            _ => {}
         }
         if let (Some(token_file), Some(role_arn)) =
             (set("AWS_WEB_IDENTITY_TOKEN_FILE"), set("AWS_ROLE_ARN"))
@@ -270,7 +296,9 @@ pub fn sts_endpoint(var: &dyn Fn(&str) -> Option<String>, region: &str) -> Resul
 }
 
 fn parse_uri(url: &str) -> Result<Uri, String> {
-    crate::endpoint::parse(url, crate::endpoint::Bare::Refused).map_err(|e| e.to_string())
+    crate::endpoint::parse(url, crate::endpoint::Bare::Refused)
+        .map(crate::endpoint::without_default_port)
+        .map_err(|e| e.to_string())
 }
 
 /// A profile's keys in a shared credentials file (INI: `[name]`, `key = value`).
@@ -320,6 +348,10 @@ pub struct CredentialsProvider {
 #[derive(Default)]
 struct Kept {
     credentials: Option<AwsCredentials>,
+    /// When the last fetch succeeded.
+    fetched_at: Option<Instant>,
+    /// When the last fetch forced by a refusal started.
+    forced_at: Option<Instant>,
     failed_at: Option<Instant>,
     warned_at: Option<Instant>,
 }
@@ -398,26 +430,51 @@ impl CredentialsProvider {
             (Some(c), Err(_)) => return Ok(c.clone()),
             (None, Err(_)) => self.fetching.lock().await,
         };
-        // Fetched by another request while this one waited?
-        if let Some(c) = self
-            .lock()
-            .credentials
-            .clone()
-            .filter(|c| fresh(c, SystemTime::now()))
+        // Fetched by another request while this one waited, or fetched a moment ago and
+        // already due (then kept until REFETCH_AFTER)?
         {
-            return Ok(c);
+            let kept = self.lock();
+            let now = SystemTime::now();
+            if let Some(c) = kept.credentials.as_ref().filter(|c| fresh(c, now)) {
+                return Ok(c.clone());
+            }
+            let recent = kept
+                .fetched_at
+                .is_some_and(|at| at.elapsed() < REFETCH_AFTER);
+            if let (true, Some(c)) = (recent, usable.as_ref()) {
+                return Ok(c.clone());
+            }
         }
         self.fetch_kept(usable).await
     }
 
-    /// After a request was refused (403): fetches again now, unless the source is fixed
-    /// or a fetch failed within [`FETCH_AGAIN_AFTER`]. Whether the credentials changed.
-    pub async fn refresh(&self) -> bool {
+    /// After a request signed with `sent_key` was refused (403): `true` at once when the
+    /// kept credentials are other ones already (fetched since it was sent); otherwise a
+    /// fetch now, unless the source is fixed, another refusal forced one within
+    /// [`FETCH_AGAIN_AFTER`] or a fetch failed within it. Whether the credentials changed.
+    pub async fn refresh(&self, sent_key: &str) -> bool {
         if matches!(self.source, Source::Fixed { .. }) {
             return false;
         }
         let _fetching = self.fetching.lock().await;
-        let before = self.lock().credentials.clone();
+        let before = {
+            let mut kept = self.lock();
+            if kept
+                .credentials
+                .as_ref()
+                .is_some_and(|c| c.access_key_id != sent_key)
+            {
+                return true;
+            }
+            if kept
+                .forced_at
+                .is_some_and(|at| at.elapsed() < FETCH_AGAIN_AFTER)
+            {
+                return false;
+            }
+            kept.forced_at = Some(Instant::now());
+            kept.credentials.clone()
+        };
         let usable = before
             .clone()
             .filter(|c| c.expires.is_none_or(|e| e > SystemTime::now()));
@@ -449,6 +506,7 @@ impl CredentialsProvider {
         match fetched {
             Ok(c) => {
                 kept.credentials = Some(c.clone());
+                kept.fetched_at = Some(Instant::now());
                 kept.failed_at = None;
                 Ok(c)
             }
@@ -750,10 +808,17 @@ pub fn parse_time(text: &str) -> Result<SystemTime, String> {
     let time = time.split(['.', '+']).next().unwrap_or_default();
     let mut t = time.split(':');
     let (h, min, s) = (num(t.next())?, num(t.next())?, num(t.next())?);
-    if !(1..=12).contains(&m) || !(1..=31).contains(&day) || h > 23 || min > 59 || s > 60 {
+    if !(1970..=9999).contains(&y)
+        || !(1..=12).contains(&m)
+        || !(1..=31).contains(&day)
+        || h > 23
+        || min > 59
+        || s > 60
+    {
         return Err(bad());
     }
     let days = days_from_civil(y, m, day);
+    // Years up to 9999 keep every sum far below u64's and SystemTime's range.
     Ok(SystemTime::UNIX_EPOCH + Duration::from_secs(days * 86_400 + h * 3600 + min * 60 + s))
 }
 
@@ -813,6 +878,10 @@ mod tests {
             matches!(file, Source::Fixed { ref credentials, .. } if credentials.access_key_id == "AKIDFILE")
         );
         let profile = Source::from_env(&vars(&[("AWS_PROFILE", "ci")]), home.clone(), "").unwrap();
+        // A profile asked for by name and not there is an error, as in the SDKs.
+        let missing = Source::from_env(&vars(&[("AWS_PROFILE", "nope")]), home.clone(), "");
+        assert!(missing.unwrap_err().contains("AWS_PROFILE \"nope\""));
+        assert!(Source::from_env(&vars(&[("AWS_PROFILE", "ci")]), None, "").is_err());
         assert!(matches!(profile, Source::Fixed { ref credentials, .. }
             if credentials.access_key_id == "AKIDCI" && credentials.session_token.as_deref() == Some("t")));
         let irsa = Source::from_env(
@@ -870,6 +939,117 @@ mod tests {
         std::fs::remove_dir_all(&dir).ok();
     }
 
+    /// A web identity source asking the STS endpoint at `sts`, its token in a file.
+    fn web_identity(sts: Uri, dir: &std::path::Path) -> CredentialsProvider {
+        std::fs::write(dir.join("token"), "jwt").unwrap();
+        CredentialsProvider::new(
+            Source::WebIdentity {
+                role_arn: "arn:aws:iam::1:role/r".into(),
+                token_file: dir.join("token"),
+                session_name: "s".into(),
+                sts,
+            },
+            Duration::from_secs(5),
+            None,
+            None,
+        )
+    }
+
+    /// STS answering with key `ASIA<n>` for its n-th request, valid for `valid`.
+    fn issuing(
+        valid: Duration,
+        status: u16,
+    ) -> impl Fn(Option<&str>, &str) -> (u16, &'static str, String) + Send + Sync + 'static {
+        let n = std::sync::atomic::AtomicU32::new(0);
+        move |_, _| {
+            let i = n.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let xml = format!(
+                "<R><Credentials><AccessKeyId>ASIA{i}</AccessKeyId><SecretAccessKey>k{i}</SecretAccessKey>\
+                 <SessionToken>t{i}</SessionToken><Expiration>{}</Expiration></Credentials></R>",
+                iso_time(SystemTime::now() + valid)
+            );
+            (status, "text/xml", xml)
+        }
+    }
+
+    /// Scenario: eight requests asking at once for credentials from STS; a refusal of a
+    /// request signed with them; a refusal of one signed with older ones; credentials that
+    /// come back already due for renewal (valid for 2 minutes, under the 5-minute margin).
+    /// Guarantees: one STS request for the eight; a refusal fetches anew (a second
+    /// request), a refusal for older keys takes the newer at once (no request); due
+    /// credentials are used, not fetched again for every request.
+    #[tokio::test]
+    async fn credentials_are_fetched_once_and_refreshed_on_refusal() {
+        let (sts, asked, _) =
+            crate::test_util::token_endpoint(issuing(Duration::from_secs(3600), 200))
+                .await
+                .unwrap();
+        let dir = crate::test_util::scratch_dir("aws-once").unwrap();
+        let provider = Arc::new(web_identity(sts, &dir));
+        let asks: Vec<_> = (0..8)
+            .map(|_| {
+                let p = provider.clone();
+                tokio::spawn(async move { p.credentials().await })
+            })
+            .collect();
+        for ask in asks {
+            assert_eq!(ask.await.unwrap().unwrap().access_key_id, "ASIA0");
+        }
+        assert_eq!(asked.lock().unwrap().len(), 1);
+        assert!(asked.lock().unwrap()[0].1.contains("WebIdentityToken=jwt"));
+        assert!(provider.refresh("ASIA0").await, "fetched anew");
+        assert_eq!(provider.credentials().await.unwrap().access_key_id, "ASIA1");
+        assert_eq!(asked.lock().unwrap().len(), 2);
+        assert!(
+            provider.refresh("ASIA0").await,
+            "newer ones are kept already"
+        );
+        assert!(
+            !provider.refresh("ASIA1").await,
+            "a second forced fetch within a second"
+        );
+        assert_eq!(asked.lock().unwrap().len(), 2);
+
+        let (sts, asked, _) =
+            crate::test_util::token_endpoint(issuing(Duration::from_secs(120), 200))
+                .await
+                .unwrap();
+        let due = web_identity(sts, &dir);
+        for _ in 0..5 {
+            assert_eq!(due.credentials().await.unwrap().access_key_id, "ASIA0");
+        }
+        assert_eq!(
+            asked.lock().unwrap().len(),
+            1,
+            "due, but fetched a moment ago"
+        );
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    /// Scenario: an STS endpoint refusing (403 AccessDenied), asked twice at once.
+    /// Guarantees: an error naming the refusal, no secret; the second ask within a second
+    /// of the failure sends nothing.
+    #[tokio::test]
+    async fn a_failing_endpoint_is_asked_at_most_once_a_second() {
+        let (sts, asked, _) = crate::test_util::token_endpoint(|_, _| {
+            (
+                403,
+                "text/xml",
+                "<ErrorResponse><Error><Code>AccessDenied</Code><Message>no</Message></Error></ErrorResponse>".into(),
+            )
+        })
+        .await
+        .unwrap();
+        let dir = crate::test_util::scratch_dir("aws-failing").unwrap();
+        let provider = web_identity(sts, &dir);
+        let err = provider.credentials().await.unwrap_err();
+        assert!(err.contains("AccessDenied"), "{err}");
+        assert!(!err.contains("jwt"), "{err}");
+        assert!(provider.credentials().await.is_err());
+        assert_eq!(asked.lock().unwrap().len(), 1);
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
     /// Scenario: answers of STS and of container endpoints, good and refusing.
     /// Guarantees: the credentials and expiry read; a refusal's code and message.
     #[test]
@@ -897,6 +1077,14 @@ mod tests {
             Some(SystemTime::UNIX_EPOCH + Duration::from_secs(1_796_436_000))
         );
         assert!(parse_time("yesterday").is_err());
+        // Years an answer could hold but no expiry can: refused, not a panic.
+        for odd in [
+            "0000-01-01T00:00:00Z",
+            "99999999999-01-01T00:00:00Z",
+            "2026-13-01T00:00:00Z",
+        ] {
+            assert!(parse_time(odd).is_err(), "{odd}");
+        }
         let t = SystemTime::UNIX_EPOCH + Duration::from_secs(1_796_436_000);
         assert_eq!(iso_time(t), "2026-12-05T02:00:00Z");
         assert_eq!(parse_time(&iso_time(t)), Ok(t));

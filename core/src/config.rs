@@ -172,11 +172,13 @@ pub fn load_checked<T: DeserializeOwned>(
         error,
     })?;
     let config: T = parse_yaml(path, &text).map_err(|e| match e {
-        ConfigError::Parse { .. } if is_collector_config(&text) => ConfigError::Invalid {
-            path: path.to_owned(),
-            key: "(top level)".into(),
-            message: collector_hint.to_owned(),
-        },
+        ConfigError::Parse { .. } | ConfigError::InvalidAt { .. } if is_collector_config(&text) => {
+            ConfigError::Invalid {
+                path: path.to_owned(),
+                key: "(top level)".into(),
+                message: collector_hint.to_owned(),
+            }
+        }
         e => e,
     })?;
     validate(&config).map_err(|e| with_line(e, &text))?;

@@ -133,6 +133,35 @@ pub fn parse(endpoint: &str, bare: Bare) -> Result<http::Uri, EndpointError> {
     Ok(uri)
 }
 
+/// `uri` without a port that is its scheme's default (`https://h:443/p` is `https://h/p`).
+pub fn without_default_port(uri: http::Uri) -> http::Uri {
+    let default = match uri.scheme_str() {
+        Some("https") => 443,
+        Some("http") => 80,
+        _ => return uri,
+    };
+    let (Some(port), Some(host)) = (uri.port_u16(), uri.host()) else {
+        return uri;
+    };
+    if port != default {
+        return uri;
+    }
+    // An IPv6 host keeps its brackets.
+    let host = if host.contains(':') && !host.starts_with('[') {
+        format!("[{host}]")
+    } else {
+        host.to_owned()
+    };
+    let mut parts = uri.clone().into_parts();
+    match host.parse() {
+        Ok(authority) => {
+            parts.authority = Some(authority);
+            http::Uri::from_parts(parts).unwrap_or(uri)
+        }
+        Err(_) => uri,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -165,6 +194,18 @@ mod tests {
             parse("not a url", Bare::AsHttp),
             Err(EndpointError::NotAUrl { .. })
         ));
+        for (written, plain) in [
+            (
+                "https://xray.us-east-1.amazonaws.com:443/v1/traces",
+                "https://xray.us-east-1.amazonaws.com/v1/traces",
+            ),
+            ("http://b:80/v1/traces?x=1", "http://b/v1/traces?x=1"),
+            ("https://[::1]:443/v1/traces", "https://[::1]/v1/traces"),
+            ("https://b:8443/v1/traces", "https://b:8443/v1/traces"),
+        ] {
+            let uri = parse(written, Bare::Refused).unwrap();
+            assert_eq!(without_default_port(uri).to_string(), plain);
+        }
         // grpc-go's Unix sockets, named as such rather than "not a URL".
         for unix in ["unix:///var/run/otel.sock", "unix:relative.sock"] {
             assert!(matches!(

@@ -936,10 +936,21 @@ const PLAINTEXT_SERVER_HINT: &str = " (the server answered in plaintext, not TLS
      scheme is dialled with TLS, as the Collector dials it)";
 
 /// Headers gRPC itself sets, which an authenticator's may not replace (grpc-go keeps
-/// them out of metadata too).
+/// them out of metadata too), and connection headers HTTP/2 refuses.
 fn grpc_reserved(name: &http::HeaderName) -> bool {
     let name = name.as_str();
-    matches!(name, "content-type" | "te" | "user-agent") || name.starts_with("grpc-")
+    matches!(
+        name,
+        "content-type"
+            | "te"
+            | "user-agent"
+            | "connection"
+            | "keep-alive"
+            | "proxy-connection"
+            | "transfer-encoding"
+            | "upgrade"
+            | "host"
+    ) || name.starts_with("grpc-")
 }
 
 /// Whether a call failed because no connection could be made.

@@ -72,8 +72,8 @@ pub struct Sent {
     files: Vec<HeaderValue>,
     /// The credential's value.
     credential: Option<HeaderValue>,
-    /// Whether the request was signed (`sigv4auth`).
-    signed: bool,
+    /// The AWS access key id the request was signed with (`sigv4auth`).
+    signed: Option<String>,
 }
 
 impl From<Credential> for RequestAuth {
@@ -100,6 +100,13 @@ impl RequestAuth {
         }
     }
 
+    /// These rules, then `signer`'s signature over the request they leave (a
+    /// `headers_setter` chained to a `sigv4auth`).
+    pub fn with_signer(mut self, signer: crate::aws::SigV4) -> Self {
+        self.signer = Some(signer);
+        self
+    }
+
     /// The AWS signer, if requests are signed.
     pub fn signer(&self) -> Option<&crate::aws::SigV4> {
         self.signer.as_ref()
@@ -117,8 +124,7 @@ impl RequestAuth {
         sent: &mut Sent,
     ) -> Result<(), String> {
         if let Some(signer) = &self.signer {
-            signer.sign_request(method, uri, headers, body).await?;
-            sent.signed = true;
+            sent.signed = Some(signer.sign_request(method, uri, headers, body).await?);
         }
         Ok(())
     }
@@ -179,8 +185,8 @@ impl RequestAuth {
         if let (Some(c), Some(value)) = (&self.credential, &sent.credential) {
             newer |= c.refresh_after(value).await;
         }
-        if let (Some(signer), true) = (&self.signer, sent.signed) {
-            newer |= signer.credentials.refresh().await;
+        if let (Some(signer), Some(key)) = (&self.signer, &sent.signed) {
+            newer |= signer.credentials.refresh(key).await;
         }
         newer
     }

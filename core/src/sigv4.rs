@@ -85,8 +85,10 @@ pub struct Scope<'a> {
 }
 
 /// Signs a request at `unix_secs`: sets `x-amz-date`, `x-amz-security-token` (when the
-/// credentials have a session token) and `authorization` in `headers`. `Err` when a
-/// header value cannot be read as text or the credentials cannot go in a header.
+/// credentials have a session token) and `authorization` in `headers`. The host is the
+/// URI's authority as written (what HTTP/1.1's `Host` and HTTP/2's `:authority` carry),
+/// so an endpoint written with `:443` is signed with it. `Err` when the credentials cannot
+/// go in a header.
 #[allow(clippy::too_many_arguments)]
 pub fn sign(
     credentials: &AwsCredentials,
@@ -113,43 +115,55 @@ pub fn sign(
     }
     // Canonical headers: names lower case (http's already are) and sorted, values trimmed
     // with inner runs of spaces made one, a name's values joined by commas; and the host.
-    let mut canonical: Vec<(String, String)> = Vec::new();
+    // Values are signed as the bytes sent (a value need not be ASCII).
+    let mut canonical: Vec<(&str, Vec<u8>)> = Vec::new();
     for name in headers.keys() {
         if UNSIGNED.contains(&name.as_str()) || name == http::header::HOST {
             continue;
         }
-        let mut values = Vec::new();
-        for v in headers.get_all(name) {
-            let text = v
-                .to_str()
-                .map_err(|_| format!("header {name} is not text and cannot be signed"))?;
-            values.push(text.split_whitespace().collect::<Vec<_>>().join(" "));
+        let mut value = Vec::new();
+        for (i, v) in headers.get_all(name).iter().enumerate() {
+            if i > 0 {
+                value.push(b',');
+            }
+            let words = v
+                .as_bytes()
+                .split(|b| b.is_ascii_whitespace())
+                .filter(|w| !w.is_empty());
+            for (j, word) in words.enumerate() {
+                if j > 0 {
+                    value.push(b' ');
+                }
+                value.extend_from_slice(word);
+            }
         }
-        canonical.push((name.as_str().to_owned(), values.join(",")));
+        canonical.push((name.as_str(), value));
     }
-    canonical.push(("host".into(), host_of(uri)));
+    let host = uri.authority().map(|a| a.as_str()).unwrap_or_default();
+    canonical.push(("host", host.as_bytes().to_vec()));
     canonical.sort();
-    let signed: Vec<&str> = canonical.iter().map(|(n, _)| n.as_str()).collect();
+    let signed: Vec<&str> = canonical.iter().map(|(n, _)| *n).collect();
     let signed = signed.join(";");
     let mut request = format!(
         "{method}\n{}\n{}\n",
         canonical_path(uri.path()),
         canonical_query(uri.query().unwrap_or_default())
-    );
+    )
+    .into_bytes();
     for (name, value) in &canonical {
-        request.push_str(name);
-        request.push(':');
-        request.push_str(value);
-        request.push('\n');
+        request.extend_from_slice(name.as_bytes());
+        request.push(b':');
+        request.extend_from_slice(value);
+        request.push(b'\n');
     }
-    request.push('\n');
-    request.push_str(&signed);
-    request.push('\n');
-    request.push_str(&hex(sha256(body).as_ref()));
+    request.push(b'\n');
+    request.extend_from_slice(signed.as_bytes());
+    request.push(b'\n');
+    request.extend_from_slice(hex(sha256(body).as_ref()).as_bytes());
     let credential_scope = format!("{date}/{}/{}/aws4_request", scope.region, scope.service);
     let to_sign = format!(
         "AWS4-HMAC-SHA256\n{stamp}\n{credential_scope}\n{}",
-        hex(sha256(request.as_bytes()).as_ref())
+        hex(sha256(&request).as_ref())
     );
     let key = [scope.region, scope.service, "aws4_request"].iter().fold(
         hmac(
@@ -167,20 +181,6 @@ pub fn sign(
     authorization.set_sensitive(true);
     headers.insert(http::header::AUTHORIZATION, authorization);
     Ok(())
-}
-
-/// `host[:port]` as the request names it, without a port that is the scheme's default.
-fn host_of(uri: &Uri) -> String {
-    let host = uri.host().unwrap_or_default();
-    let default = match uri.scheme_str() {
-        Some("https") => Some(443),
-        Some("http") => Some(80),
-        _ => None,
-    };
-    match uri.port_u16() {
-        Some(port) if Some(port) != default => format!("{host}:{port}"),
-        _ => host.to_owned(),
-    }
 }
 
 /// The path, each byte but unreserved ones and `/` percent-encoded (again, for an escape
@@ -350,7 +350,7 @@ mod tests {
     /// independent of this one) at 2026-12-05T01:02:03Z with AWS's documented example keys:
     /// an OTLP export with compression and a header holding runs of spaces; one with a
     /// session token and an empty body; one to a non-default port with an escaped path and
-    /// an unsorted query. The vectors were made with
+    /// an unsorted query; one with a header value in UTF-8 holding commas and spaces. The vectors were made with
     /// `SigV4Auth(Credentials(id, secret, token), "xray", region).add_auth(AWSRequest(...))`
     /// with `botocore.auth.get_current_datetime` patched to that time.
     /// Guarantees: the same `x-amz-date`, `x-amz-security-token` and `authorization`.
@@ -405,6 +405,38 @@ mod tests {
             "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20261205/us-east-1/xray/aws4_request, \
              SignedHeaders=content-type;host;x-amz-date, \
              Signature=5fdae702641de60c8798d76ad91022319daf6252bf1e7094806a47cdcd75e230"
+        );
+        // A value that is not ASCII (UTF-8 bytes, signed as sent) with commas and runs of
+        // spaces: botocore's signature too.
+        let mut team = HeaderMap::new();
+        team.insert(
+            "content-type",
+            HeaderValue::from_static("application/x-protobuf"),
+        );
+        team.insert(
+            "x-team",
+            HeaderValue::from_bytes("Zürich,  a   b".as_bytes()).unwrap(),
+        );
+        sign(
+            &example(),
+            &Scope {
+                region: "us-east-1",
+                service: "xray",
+            },
+            &Method::POST,
+            &"https://xray.us-east-1.amazonaws.com/v1/traces"
+                .parse()
+                .unwrap(),
+            &mut team,
+            b"x",
+            AT,
+        )
+        .unwrap();
+        assert_eq!(
+            team["authorization"],
+            "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20261205/us-east-1/xray/aws4_request, \
+             SignedHeaders=content-type;host;x-amz-date;x-team, \
+             Signature=e0a8d06a03aae358335b843f7cb6122f37d00a0640441301735c6515ef06da84"
         );
         // Signing again replaces the signature and the date, never adds a second one.
         let mut again = h.clone();

@@ -157,7 +157,7 @@ fn main() -> ExitCode {
         for warning in &warnings {
             eprintln!("{}: warning: {warning}", config_path.display());
         }
-        for note in config.export.proxy_notes() {
+        for note in config_notes(&config) {
             eprintln!("{}: note: {note}", config_path.display());
         }
         print_policy_warnings(policies_path, &policies);
@@ -166,7 +166,7 @@ fn main() -> ExitCode {
     for warning in &warnings {
         tracing::warn!(%warning, "Config.");
     }
-    for note in config.export.proxy_notes() {
+    for note in config_notes(&config) {
         tracing::info!(%note, "Config.");
     }
     match run(
@@ -187,6 +187,14 @@ fn main() -> ExitCode {
     }
 }
 
+/// What `--check` prints and the start logs as notes: each exporter's proxy, each
+/// `sigv4auth`'s credentials.
+fn config_notes(config: &GatewayConfig) -> Vec<String> {
+    let mut notes = config.export.proxy_notes();
+    notes.extend(config.extensions.notes());
+    notes
+}
+
 /// `--check --config FILE` alone: the config's errors or `FILE: ok`, its warnings.
 fn check_config_only(path: &std::path::Path) -> ExitCode {
     let config = match GatewayConfig::load(path) {
@@ -200,7 +208,7 @@ fn check_config_only(path: &std::path::Path) -> ExitCode {
     for warning in &warnings {
         eprintln!("{}: warning: {warning}", path.display());
     }
-    for note in config.export.proxy_notes() {
+    for note in config_notes(&config) {
         eprintln!("{}: note: {note}", path.display());
     }
     say_ok(&[path])

@@ -157,6 +157,46 @@ async fn requests_are_signed_with_the_chains_keys() {
     std::fs::remove_dir_all(&dir).ok();
 }
 
+/// Scenario: a headers_setter whose rules add `x-scope-orgid` and which chains the
+/// sigv4auth (the Collector's `additional_auth`), keys in the variables.
+/// Guarantees: the rules' header reaches the backend and is among the signed ones, and the
+/// signature checks out: the rules are applied before the signature.
+#[tokio::test]
+async fn a_headers_setter_chained_to_sigv4auth_signs_its_headers() {
+    let (addr, seen) = backend(Arc::default()).await;
+    let dir = scratch_dir("gw-sigv4-chained").unwrap();
+    let path = dir.join("gateway.yaml");
+    std::fs::write(
+        &path,
+        format!(
+            "extensions:\n  sigv4auth: {{region: us-west-2, service: xray}}\n\
+             \x20 headers_setter:\n    headers: [{{key: X-Scope-OrgID, value: team-a, action: upsert}}]\n\
+             \x20   additional_auth: sigv4auth\n\
+             export:\n  otlphttp:\n    endpoint: 'http://{addr}'\n    auth: {{authenticator: headers_setter}}\n"
+        ),
+    )
+    .unwrap();
+    let mut config = GatewayConfig::load(&path).unwrap();
+    config.extensions.aws_env = AwsEnv::from_vars(
+        &[
+            ("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE"),
+            ("AWS_SECRET_ACCESS_KEY", "s3cret/key"),
+        ],
+        None,
+    );
+    let body = bytes::Bytes::from(FakeOtlp::traces(1).build().encode_to_vec());
+    client(&config).send(body).await.unwrap();
+    let seen = seen.lock().unwrap();
+    let (path, headers, body) = &seen[0];
+    assert_eq!(headers["x-scope-orgid"], "team-a");
+    assert!(headers["authorization"]
+        .to_str()
+        .unwrap()
+        .contains("x-scope-orgid"));
+    verify(path, headers, body, "s3cret/key");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
 /// Scenario: `assume_role_with_web_identity` with a token file and an STS endpoint named
 /// by `AWS_ENDPOINT_URL_STS` (a fake on loopback issuing hour-long credentials); three
 /// exports; then the backend refuses one request with 403.
@@ -255,17 +295,23 @@ fn sigv4auth_is_refused_where_it_cannot_sign() {
     )
     .unwrap_err();
     assert!(err.contains("set service and region"), "{err}");
-    // An AWS endpoint name gives both.
+    // An AWS endpoint name gives both (a web identity: the machine's chain is not read).
     let path2 = dir.join("ok.yaml");
     std::fs::write(
         &path2,
-        "extensions:\n  sigv4auth: {}\n\
+        "extensions:\n  sigv4auth: {assume_role_with_web_identity: {arn: 'arn:aws:iam::1:role/r', token_file: /var/run/token}}\n\
          export:\n  otlphttp:\n    endpoint: https://xray.us-east-1.amazonaws.com\n    auth: {authenticator: sigv4auth}\n",
     )
     .unwrap();
     let loaded = GatewayConfig::load(&path2);
-    // Loads wherever the machine's chain ends (instance metadata at worst: nothing is
-    // fetched at load).
     assert!(loaded.is_ok(), "{:?}", loaded.err());
+    // Chained to a headers_setter, on gRPC: refused as sigv4auth itself is.
+    let err = try_load(
+        "extensions:\n  sigv4auth: {region: us-east-1, service: xray}\n\
+         \x20 headers_setter: {headers: [{key: a, value: b, action: upsert}], additional_auth: sigv4auth}\n\
+         export:\n  otlp:\n    endpoint: https://xray.us-east-1.amazonaws.com\n    auth: {authenticator: headers_setter}\n",
+    )
+    .unwrap_err();
+    assert!(err.contains("HTTP requests only"), "{err}");
     std::fs::remove_dir_all(&dir).ok();
 }

@@ -571,6 +571,22 @@ impl ExtensionsConfig {
         self.auth_of(key, extension).map(Arc::new)
     }
 
+    /// The `sigv4auth` that signs the requests of an exporter whose `auth` is `auth`: the
+    /// extension itself, or the one a `headers_setter` chains.
+    pub fn signing(&self, auth: &AuthRef) -> Option<&SigV4Auth> {
+        match self.named(auth).ok()?.1 {
+            Extension::SigV4(s) => Some(s),
+            Extension::HeadersSetter(HeadersSetter {
+                additional_auth: Some(chained),
+                ..
+            }) => match self.extensions.iter().find(|(k, _)| k == chained.trim())?.1 {
+                Extension::SigV4(ref s) => Some(s),
+                _ => None,
+            },
+            _ => None,
+        }
+    }
+
     /// Whether the extension `auth` names sends credentials, which a plaintext gRPC
     /// exporter may not carry: every authenticator but a `headers_setter` without
     /// `additional_auth` (the Collector's asks for no transport security).
@@ -701,14 +717,21 @@ impl ExtensionsConfig {
                         "additional_auth: auth extension {chained:?} not found under extensions:"
                     )));
                 };
-                if matches!(extension, Extension::HeadersSetter(_)) {
-                    return Err(fail(format!(
-                        "additional_auth: {chained} is a headers_setter too; chain \
-                         bearertokenauth, basicauth or oauth2client (put all the rules in one \
-                         headers_setter)"
-                    )));
+                match extension {
+                    Extension::HeadersSetter(_) => {
+                        return Err(fail(format!(
+                            "additional_auth: {chained} is a headers_setter too; chain \
+                             bearertokenauth, basicauth, oauth2client or sigv4auth (put all the \
+                             rules in one headers_setter)"
+                        )))
+                    }
+                    // The rules, then the signature over them.
+                    Extension::SigV4(s) => {
+                        let signer = self.sigv4(chained_key, s)?;
+                        return Ok(RequestAuth::new(rules, None).with_signer(signer));
+                    }
+                    _ => Some(self.credential_of(chained_key, extension)?),
                 }
-                Some(self.credential_of(chained_key, extension)?)
             }
         };
         Ok(RequestAuth::new(rules, credential))
@@ -970,6 +993,23 @@ impl ExtensionsConfig {
         Ok(Credential::fetched(http::header::AUTHORIZATION, source))
     }
 
+    /// What the operator should know that is not a warning: where each `sigv4auth` finds
+    /// its AWS credentials (`--check` prints it; the gateway logs it at start).
+    pub fn notes(&self) -> Vec<String> {
+        self.extensions
+            .iter()
+            .filter_map(|(key, e)| match e {
+                Extension::SigV4(s) => self.sigv4(key, s).ok().map(|signer| {
+                    format!(
+                        "extensions.{key}: AWS credentials from {}",
+                        signer.credentials.source().describe()
+                    )
+                }),
+                _ => None,
+            })
+            .collect()
+    }
+
     /// What the operator should know: settings the Collector ignores with a warning.
     pub fn warnings(&self) -> Vec<String> {
         let mut warnings: Vec<String> = self
@@ -980,26 +1020,24 @@ impl ExtensionsConfig {
                 _ => None,
             })
             .flat_map(|(key, h)| {
-                h.headers.iter().enumerate().filter_map(move |(i, setting)| {
+                h.headers.iter().enumerate().flat_map(move |(i, setting)| {
                     let at = format!("extensions.{key}.headers[{i}]");
                     let action = header_action(setting.action.as_deref());
-                    match setting.action.as_deref() {
-                        None => return Some(format!(
+                    let about_action = match setting.action.as_deref() {
+                        None => Some(format!(
                             "{at}: no action; upsert, as the Collector (which warns that a later version will require one)"
                         )),
-                        Some(a) if action == HeaderAction::Upsert && a != "upsert" => {
-                            return Some(format!(
-                                "{at}: action {a:?} is none of insert, update, upsert, delete; applied as upsert, as the Collector applies it"
-                            ))
-                        }
-                        _ => {}
-                    }
-                    let from = match (&setting.from_context, &setting.from_attribute) {
-                        (Some(_), _) => "from_context",
-                        (None, Some(_)) => "from_attribute",
-                        (None, None) => return None,
+                        Some(a) if action == HeaderAction::Upsert && a != "upsert" => Some(format!(
+                            "{at}: action {a:?} is none of insert, update, upsert, delete; applied as upsert, as the Collector applies it"
+                        )),
+                        _ => None,
                     };
-                    (action != HeaderAction::Delete).then(|| {
+                    let from = match (&setting.from_context, &setting.from_attribute) {
+                        (Some(_), _) => Some("from_context"),
+                        (None, Some(_)) => Some("from_attribute"),
+                        (None, None) => None,
+                    };
+                    let about_source = from.filter(|_| action != HeaderAction::Delete).map(|from| {
                         let default = match &setting.default_value {
                             Some(_) => "its default_value",
                             None => "an empty value (no default_value)",
@@ -1007,7 +1045,8 @@ impl ExtensionsConfig {
                         format!(
                             "{at}: {from}: exports carry traces gathered from many requests, so no request's metadata reaches them (as after the Collector's tail_sampling, which releases traces on a context of its own); the header takes {default}"
                         )
-                    })
+                    });
+                    about_action.into_iter().chain(about_source)
                 })
             })
             .collect();
@@ -1120,7 +1159,8 @@ mod tests {
              \x20   - {action: upsert, key: User-ID, value: user_id}\n\
              \x20   - {action: update, key: User-ID, value: user_id}\n\
              \x20   - {action: delete, key: Some-Header}\n\
-             \x20   - {key: X-Secret, value: s3cret}\n",
+             \x20   - {key: X-Secret, value: s3cret}\n\
+             \x20   - {key: X-Org, from_attribute: org}\n",
         );
         assert!(!format!("{e:?}").contains("s3cret"));
         let setter = e.credential(&auth("headers_setter")).unwrap();
@@ -1131,10 +1171,17 @@ mod tests {
         assert_eq!(headers["x-scope-orgid"], "Org-ID");
         assert_eq!(headers["user-id"], "user_id");
         assert_eq!(headers["x-secret"], "s3cret");
+        assert_eq!(headers["x-org"], "");
         assert!(headers.get("some-header").is_none());
-        assert_eq!(headers.len(), 3);
+        assert_eq!(headers.len(), 4);
         let warnings = e.warnings();
-        assert_eq!(warnings.len(), 2, "{warnings:?}");
+        assert_eq!(warnings.len(), 4, "{warnings:?}");
+        // A rule without an action and from the context is warned of for both.
+        assert!(warnings[2].contains("headers[5]: no action"));
+        assert!(
+            warnings[3].contains("headers[5]: from_attribute")
+                && warnings[3].contains("an empty value")
+        );
         assert!(
             warnings[0].contains("headers[0]: from_context")
                 && warnings[0].contains("default_value")
@@ -1184,6 +1231,10 @@ mod tests {
         assert!(
             err.to_string().contains("needs arn and token_file"),
             "{err}"
+        );
+        assert_eq!(
+            e.notes(),
+            ["extensions.sigv4auth: AWS credentials from arn:aws:iam::1:role/r assumed with AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"]
         );
     }
 

@@ -292,7 +292,7 @@ impl ExportConfig {
                 extensions
                     .named(auth)
                     .map_err(|err| (at(), SettingError::Auth(err)))?;
-                if let Ok((_, auth::Extension::SigV4(s))) = extensions.named(auth) {
+                if let Some(s) = extensions.signing(auth) {
                     let refuse = |problem: &str| {
                         let err =
                             auth::AuthError::SigV4(auth.authenticator.clone(), problem.into());

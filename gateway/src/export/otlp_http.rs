@@ -146,17 +146,17 @@ pub struct OtlpHttpConfig {
 }
 
 impl OtlpHttpConfig {
-    /// The URL requests go to.
+    /// The URL requests go to, without a port that is its scheme's default (HTTP/1.1's
+    /// `Host` leaves it out and HTTP/2's `:authority` would keep it: a request signed for
+    /// one must not be sent with the other).
     pub fn url(&self) -> Result<Uri, SettingError> {
         let url = match (&self.traces_endpoint, &self.endpoint) {
             (Some(t), _) => t.clone(),
             (None, Some(e)) => format!("{}/v1/traces", e.trim_end_matches('/')),
             (None, None) => return Err(SettingError::NoEndpoint),
         };
-        Ok(tailgate_core::endpoint::parse(
-            &url,
-            tailgate_core::endpoint::Bare::Refused,
-        )?)
+        let uri = tailgate_core::endpoint::parse(&url, tailgate_core::endpoint::Bare::Refused)?;
+        Ok(tailgate_core::endpoint::without_default_port(uri))
     }
 
     /// The compression requests are sent with: as written, none when left out (a
