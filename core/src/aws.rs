@@ -6,36 +6,23 @@
 //! on top of any of them, STS `AssumeRole` (the extension's `assume_role`).
 //!
 //! The chain is read when the gateway's config is loaded ([`Source::from_env`]); fetched
-//! credentials are fetched when a request first asks, kept until five minutes before they
-//! expire, then fetched again by one request while the others send the kept ones. A
-//! failed fetch is not tried again for a second; kept credentials that have not expired
-//! are sent meanwhile. Requests that find none are held and retried by the exporter, as
-//! for an OAuth2 token.
+//! credentials are fetched when a request first asks and kept as [`crate::fetched`] keeps
+//! values (until five minutes before they expire; one request fetches while the others
+//! sign with the kept ones). Requests that find none are held and retried by the
+//! exporter, as for an OAuth2 token.
 
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use http::{HeaderMap, Method, Request, Uri};
 use http_body_util::{BodyExt, Full, Limited};
-use tokio::time::Instant;
 
+use crate::fetched::{Expiring, FetchCache};
 pub use crate::sigv4::AwsCredentials;
 use crate::sigv4::{infer_scope, sign, Scope};
 use crate::tls::{ClientTls, Dialer, Transport};
-
-/// Credentials that expire sooner than this are fetched again.
-pub const REFRESH_BEFORE: Duration = Duration::from_secs(300);
-
-/// The least time between two fetches after a failed one, and between two fetches
-/// forced by refusals.
-pub const FETCH_AGAIN_AFTER: Duration = Duration::from_secs(1);
-
-/// The least time between two routine fetches: credentials that come back already due for
-/// renewal (a clock ahead of the endpoint's, keys about to rotate) are used until then
-/// rather than fetched again for every request.
-pub const REFETCH_AFTER: Duration = Duration::from_secs(30);
 
 /// The longest answer read from an endpoint.
 const MAX_ANSWER: usize = 64 * 1024;
@@ -62,7 +49,7 @@ impl SigV4 {
     }
 
     /// Signs a request: its credentials asked for (fetched if need be), then [`sign`] at
-    /// the current time; the access key id signed with. `Err` when there are no
+    /// the current time; the credentials signed with. `Err` when there are no
     /// credentials (yet) or no scope for its host.
     pub async fn sign_request(
         &self,
@@ -70,7 +57,7 @@ impl SigV4 {
         uri: &Uri,
         headers: &mut HeaderMap,
         body: &[u8],
-    ) -> Result<String, String> {
+    ) -> Result<AwsCredentials, String> {
         let host = uri.host().unwrap_or_default();
         let (service, region) = self.scope_for(host).ok_or_else(|| {
             format!("sigv4auth: cannot tell the AWS service and region of {host}; set service and region")
@@ -92,7 +79,7 @@ impl SigV4 {
             body,
             now,
         )?;
-        Ok(credentials.access_key_id)
+        Ok(credentials)
     }
 }
 
@@ -173,14 +160,19 @@ impl Source {
     ) -> Result<Source, String> {
         let set = |name: &str| var(name).filter(|v| !v.is_empty());
         if let (Some(id), Some(secret)) = (set("AWS_ACCESS_KEY_ID"), set("AWS_SECRET_ACCESS_KEY")) {
+            let session_token = set("AWS_SESSION_TOKEN");
+            let from = match session_token {
+                Some(_) => "AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and AWS_SESSION_TOKEN",
+                None => "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY",
+            };
             return Ok(Source::Fixed {
                 credentials: AwsCredentials {
                     access_key_id: id,
                     secret_access_key: secret,
-                    session_token: set("AWS_SESSION_TOKEN"),
+                    session_token,
                     expires: None,
                 },
-                from: "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY".into(),
+                from: from.into(),
             });
         }
         let file = set("AWS_SHARED_CREDENTIALS_FILE")
@@ -339,21 +331,7 @@ fn profile_credentials(text: &str, profile: &str) -> Option<AwsCredentials> {
 pub struct CredentialsProvider {
     source: Source,
     client: Transport<Full<Bytes>>,
-    timeout: Duration,
-    kept: Mutex<Kept>,
-    /// Held by the one request that fetches.
-    fetching: tokio::sync::Mutex<()>,
-}
-
-#[derive(Default)]
-struct Kept {
-    credentials: Option<AwsCredentials>,
-    /// When the last fetch succeeded.
-    fetched_at: Option<Instant>,
-    /// When the last fetch forced by a refusal started.
-    forced_at: Option<Instant>,
-    failed_at: Option<Instant>,
-    warned_at: Option<Instant>,
+    cache: FetchCache<AwsCredentials>,
 }
 
 impl std::fmt::Debug for CredentialsProvider {
@@ -377,11 +355,12 @@ impl CredentialsProvider {
             hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new());
         let client = Transport::new(&builder, tls, Dialer::new(timeout, proxy), false);
         CredentialsProvider {
+            cache: FetchCache::new(
+                format!("AWS credentials from {}", source.describe()),
+                timeout,
+            ),
             source,
             client,
-            timeout,
-            kept: Mutex::new(Kept::default()),
-            fetching: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -418,115 +397,23 @@ impl CredentialsProvider {
         if let Source::Fixed { credentials, .. } = &self.source {
             return Ok(credentials.clone());
         }
-        let kept = self.lock().credentials.clone();
-        let now = SystemTime::now();
-        if let Some(c) = kept.as_ref().filter(|c| fresh(c, now)) {
-            return Ok(c.clone());
-        }
-        let usable = kept.filter(|c| c.expires.is_none_or(|e| e > now));
-        let _fetching = match (&usable, self.fetching.try_lock()) {
-            (_, Ok(guard)) => guard,
-            // Another request is fetching; these still work meanwhile.
-            (Some(c), Err(_)) => return Ok(c.clone()),
-            (None, Err(_)) => self.fetching.lock().await,
-        };
-        // Fetched by another request while this one waited, or fetched a moment ago and
-        // already due (then kept until REFETCH_AFTER)?
-        {
-            let kept = self.lock();
-            let now = SystemTime::now();
-            if let Some(c) = kept.credentials.as_ref().filter(|c| fresh(c, now)) {
-                return Ok(c.clone());
-            }
-            let recent = kept
-                .fetched_at
-                .is_some_and(|at| at.elapsed() < REFETCH_AFTER);
-            if let (true, Some(c)) = (recent, usable.as_ref()) {
-                return Ok(c.clone());
-            }
-        }
-        self.fetch_kept(usable).await
+        self.cache.get(|| self.fetch_expiring()).await
     }
 
-    /// After a request signed with `sent_key` was refused (403): `true` at once when the
-    /// kept credentials are other ones already (fetched since it was sent); otherwise a
-    /// fetch now, unless the source is fixed, another refusal forced one within
-    /// [`FETCH_AGAIN_AFTER`] or a fetch failed within it. Whether the credentials changed.
-    pub async fn refresh(&self, sent_key: &str) -> bool {
+    /// After a request signed with `sent` was refused (403): newer credentials, fetched
+    /// now unless kept already (see [`crate::fetched`]); `false` for fixed ones. Whether
+    /// they changed.
+    pub async fn refresh(&self, sent: &AwsCredentials) -> bool {
         if matches!(self.source, Source::Fixed { .. }) {
             return false;
         }
-        let _fetching = self.fetching.lock().await;
-        let before = {
-            let mut kept = self.lock();
-            if kept
-                .credentials
-                .as_ref()
-                .is_some_and(|c| c.access_key_id != sent_key)
-            {
-                return true;
-            }
-            if kept
-                .forced_at
-                .is_some_and(|at| at.elapsed() < FETCH_AGAIN_AFTER)
-            {
-                return false;
-            }
-            kept.forced_at = Some(Instant::now());
-            kept.credentials.clone()
-        };
-        let usable = before
-            .clone()
-            .filter(|c| c.expires.is_none_or(|e| e > SystemTime::now()));
-        match self.fetch_kept(usable).await {
-            Ok(now) => Some(now) != before,
-            Err(_) => false,
-        }
+        self.cache.refresh(sent, || self.fetch_expiring()).await
     }
 
-    /// Fetches (the caller holds `fetching`) and keeps what it gets; on failure, `usable`.
-    async fn fetch_kept(&self, usable: Option<AwsCredentials>) -> Result<AwsCredentials, String> {
-        if self
-            .lock()
-            .failed_at
-            .is_some_and(|at| at.elapsed() < FETCH_AGAIN_AFTER)
-        {
-            return usable.ok_or_else(|| {
-                format!(
-                    "no AWS credentials yet from {} (the last fetch failed); held and tried again",
-                    self.source.describe()
-                )
-            });
-        }
-        let fetched = match tokio::time::timeout(self.timeout, self.fetch()).await {
-            Ok(result) => result,
-            Err(_) => Err(format!("no answer within {:?}", self.timeout)),
-        };
-        let mut kept = self.lock();
-        match fetched {
-            Ok(c) => {
-                kept.credentials = Some(c.clone());
-                kept.fetched_at = Some(Instant::now());
-                kept.failed_at = None;
-                Ok(c)
-            }
-            Err(error) => {
-                kept.failed_at = Some(Instant::now());
-                if crate::retry::warn_again(&mut kept.warned_at) {
-                    tracing::warn!(
-                        source = %self.source.describe(),
-                        %error,
-                        "Cannot fetch AWS credentials; exports wait for them (logged once a minute at most)."
-                    );
-                }
-                usable.ok_or_else(|| {
-                    format!(
-                        "no AWS credentials from {}: {error}; held and tried again",
-                        self.source.describe()
-                    )
-                })
-            }
-        }
+    async fn fetch_expiring(&self) -> Result<Expiring<AwsCredentials>, String> {
+        let c = self.fetch().await?;
+        let expires = c.expires;
+        Ok((c, expires))
     }
 
     async fn fetch(&self) -> Result<AwsCredentials, String> {
@@ -658,17 +545,6 @@ impl CredentialsProvider {
             .to_bytes();
         Ok((status, body))
     }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, Kept> {
-        self.kept
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-}
-
-/// Whether credentials are good for a while yet.
-fn fresh(c: &AwsCredentials, now: SystemTime) -> bool {
-    c.expires.is_none_or(|e| e > now + REFRESH_BEFORE)
 }
 
 /// A form body, values escaped.
@@ -997,15 +873,17 @@ mod tests {
         }
         assert_eq!(asked.lock().unwrap().len(), 1);
         assert!(asked.lock().unwrap()[0].1.contains("WebIdentityToken=jwt"));
-        assert!(provider.refresh("ASIA0").await, "fetched anew");
-        assert_eq!(provider.credentials().await.unwrap().access_key_id, "ASIA1");
+        let first = provider.credentials().await.unwrap();
+        assert!(provider.refresh(&first).await, "fetched anew");
+        let second = provider.credentials().await.unwrap();
+        assert_eq!(second.access_key_id, "ASIA1");
         assert_eq!(asked.lock().unwrap().len(), 2);
         assert!(
-            provider.refresh("ASIA0").await,
+            provider.refresh(&first).await,
             "newer ones are kept already"
         );
         assert!(
-            !provider.refresh("ASIA1").await,
+            !provider.refresh(&second).await,
             "a second forced fetch within a second"
         );
         assert_eq!(asked.lock().unwrap().len(), 2);
@@ -1024,6 +902,47 @@ mod tests {
             "due, but fetched a moment ago"
         );
         std::fs::remove_dir_all(&dir).ok();
+    }
+
+    /// Scenario: `assume_role` over fixed keys, at a fake STS.
+    /// Guarantees: STS is asked `AssumeRole` for the role, the request signed for `sts`
+    /// in the region with the base keys; the assumed credentials are given.
+    #[tokio::test]
+    async fn a_role_is_assumed_with_a_signed_request() {
+        let (sts, asked, _) =
+            crate::test_util::token_endpoint(issuing(Duration::from_secs(3600), 200))
+                .await
+                .unwrap();
+        let base = CredentialsProvider::fixed(AwsCredentials {
+            access_key_id: "AKIDBASE".into(),
+            secret_access_key: "base-secret".into(),
+            session_token: None,
+            expires: None,
+        });
+        let provider = CredentialsProvider::new(
+            Source::AssumeRole {
+                base: Arc::new(base),
+                role_arn: "arn:aws:iam::1:role/writer".into(),
+                session_name: "gw".into(),
+                sts,
+                region: "eu-west-1".into(),
+            },
+            Duration::from_secs(5),
+            None,
+            None,
+        );
+        assert_eq!(provider.credentials().await.unwrap().access_key_id, "ASIA0");
+        let asked = asked.lock().unwrap();
+        let (authorization, form) = &asked[0];
+        assert!(
+            authorization
+                .as_deref()
+                .is_some_and(|a| a.starts_with("AWS4-HMAC-SHA256 Credential=AKIDBASE/")
+                    && a.contains("/eu-west-1/sts/aws4_request")),
+            "{authorization:?}"
+        );
+        assert!(form.contains("Action=AssumeRole&RoleArn=arn%3Aaws%3Aiam%3A%3A1%3Arole%2Fwriter&RoleSessionName=gw"), "{form}");
+        assert!(!form.contains("base-secret"));
     }
 
     /// Scenario: an STS endpoint refusing (403 AccessDenied), asked twice at once.
@@ -1047,6 +966,136 @@ mod tests {
         assert!(!err.contains("jwt"), "{err}");
         assert!(provider.credentials().await.is_err());
         assert_eq!(asked.lock().unwrap().len(), 1);
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    /// A fake metadata endpoint on loopback: what `answer` makes of each request's
+    /// method, path and headers; the requests seen.
+    async fn metadata_endpoint(
+        answer: fn(&http::Method, &str, &http::HeaderMap) -> (u16, String),
+    ) -> (Uri, Arc<std::sync::Mutex<Vec<String>>>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base: Uri = format!("http://{}/", listener.local_addr().unwrap())
+            .parse()
+            .unwrap();
+        let seen: Arc<std::sync::Mutex<Vec<String>>> = Arc::default();
+        let noted = seen.clone();
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let noted = noted.clone();
+                tokio::spawn(async move {
+                    let service = hyper::service::service_fn(
+                        move |req: http::Request<hyper::body::Incoming>| {
+                            let noted = noted.clone();
+                            async move {
+                                noted.lock().unwrap().push(format!(
+                                    "{} {}",
+                                    req.method(),
+                                    req.uri().path()
+                                ));
+                                let (status, body) =
+                                    answer(req.method(), req.uri().path(), req.headers());
+                                let mut response =
+                                    http::Response::new(Full::new(Bytes::from(body)));
+                                *response.status_mut() =
+                                    http::StatusCode::from_u16(status).unwrap();
+                                Ok::<_, std::convert::Infallible>(response)
+                            }
+                        },
+                    );
+                    hyper::server::conn::http1::Builder::new()
+                        .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                        .await
+                        .ok();
+                });
+            }
+        });
+        (base, seen)
+    }
+
+    fn json_answer() -> String {
+        format!(
+            r#"{{"Code":"Success","AccessKeyId":"ASIAMETA","SecretAccessKey":"s","Token":"t","Expiration":"{}"}}"#,
+            iso_time(SystemTime::now() + Duration::from_secs(3600))
+        )
+    }
+
+    /// Scenario: EC2 instance metadata as IMDSv2 answers (a session token from a PUT, the
+    /// role's name, its credentials), and a container endpoint (EKS Pod Identity) that
+    /// wants its authorization token from a file.
+    /// Guarantees: the credentials of each, asked in IMDSv2's order with its token on
+    /// every GET, and the container's token from the file.
+    #[tokio::test]
+    async fn instance_and_container_endpoints_give_credentials() {
+        let (base, seen) = metadata_endpoint(|method, path, headers| {
+            let token = headers
+                .get("x-aws-ec2-metadata-token")
+                .is_some_and(|v| v == "imds-session");
+            match (method.as_str(), path) {
+                ("PUT", "/latest/api/token")
+                    if headers.contains_key("x-aws-ec2-metadata-token-ttl-seconds") =>
+                {
+                    (200, "imds-session".into())
+                }
+                ("GET", "/latest/meta-data/iam/security-credentials/") if token => {
+                    (200, "node-role\n".into())
+                }
+                ("GET", "/latest/meta-data/iam/security-credentials/node-role") if token => {
+                    (200, json_answer())
+                }
+                _ => (401, String::new()),
+            }
+        })
+        .await;
+        let imds =
+            CredentialsProvider::new(Source::Imds { base }, Duration::from_secs(5), None, None);
+        let c = imds.credentials().await.unwrap();
+        assert_eq!(
+            (c.access_key_id.as_str(), c.session_token.as_deref()),
+            ("ASIAMETA", Some("t"))
+        );
+        assert_eq!(
+            *seen.lock().unwrap(),
+            [
+                "PUT /latest/api/token",
+                "GET /latest/meta-data/iam/security-credentials/",
+                "GET /latest/meta-data/iam/security-credentials/node-role"
+            ]
+        );
+
+        let (base, _) = metadata_endpoint(|_, path, headers| {
+            match (
+                path,
+                headers.get("authorization").map(|v| v.to_str().unwrap()),
+            ) {
+                ("/v1/credentials", Some("pod-identity-token")) => (200, json_answer()),
+                _ => (
+                    401,
+                    r#"{"Code":"Unauthorized","Message":"no token"}"#.into(),
+                ),
+            }
+        })
+        .await;
+        let dir = crate::test_util::scratch_dir("aws-container").unwrap();
+        std::fs::write(dir.join("token"), "pod-identity-token\n").unwrap();
+        let container = |token| {
+            CredentialsProvider::new(
+                Source::Container {
+                    uri: format!("{base}v1/credentials").parse().unwrap(),
+                    token,
+                },
+                Duration::from_secs(5),
+                None,
+                None,
+            )
+        };
+        let c = container(Some(ContainerToken::File(dir.join("token"))))
+            .credentials()
+            .await
+            .unwrap();
+        assert_eq!(c.access_key_id, "ASIAMETA");
+        let err = container(None).credentials().await.unwrap_err();
+        assert!(err.contains("401") && err.contains("no token"), "{err}");
         std::fs::remove_dir_all(&dir).ok();
     }
 

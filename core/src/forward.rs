@@ -634,7 +634,13 @@ impl GrpcClient {
             .body(body)
             .map_err(|e| tonic::Status::internal(format!("cannot build the request: {e}")))?;
         let headers = request.headers_mut();
-        headers.extend(self.headers.iter().map(|(k, v)| (k.clone(), v.clone())));
+        // The body's framing is the client's to write (see `grpc_reserved`).
+        headers.extend(
+            self.headers
+                .iter()
+                .filter(|(k, _)| !matches!(k.as_str(), "content-length" | "transfer-encoding"))
+                .map(|(k, v)| (k.clone(), v.clone())),
+        );
         for (name, value) in auth {
             if let Some(name) = name.filter(|n| !grpc_reserved(n)) {
                 headers.insert(name, value);
@@ -948,6 +954,7 @@ fn grpc_reserved(name: &http::HeaderName) -> bool {
             | "keep-alive"
             | "proxy-connection"
             | "transfer-encoding"
+            | "content-length"
             | "upgrade"
             | "host"
     ) || name.starts_with("grpc-")

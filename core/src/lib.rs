@@ -14,7 +14,8 @@
 //! * [`request_auth`]: what an exporter's authenticator puts on each request
 //!   (`headers_setter` rules, then a credential).
 //! * [`sigv4`], [`aws`]: AWS Signature Version 4 (`sigv4auth`) and the AWS credentials
-//!   chain it signs with.
+//!   chain it signs with; [`gcp`]: Google Cloud tokens (`googleclientauth`); [`fetched`]:
+//!   how such fetched values are kept.
 //! * [`oauth2`]: OAuth2 client-credentials tokens (`oauth2client`), fetched and kept.
 //! * [`forward`]: a gRPC client that sends encoded requests to one member with retries.
 //! * [`proxy`]: the HTTP proxy an exporter goes through (`proxy_url`, `HTTPS_PROXY`).
@@ -33,7 +34,11 @@ pub mod credential;
 #[cfg(feature = "net")]
 pub mod endpoint;
 #[cfg(feature = "net")]
+pub mod fetched;
+#[cfg(feature = "net")]
 pub mod forward;
+#[cfg(feature = "net")]
+pub mod gcp;
 #[cfg(feature = "net")]
 pub mod members;
 #[cfg(feature = "net")]

@@ -72,8 +72,8 @@ pub struct Sent {
     files: Vec<HeaderValue>,
     /// The credential's value.
     credential: Option<HeaderValue>,
-    /// The AWS access key id the request was signed with (`sigv4auth`).
-    signed: Option<String>,
+    /// The AWS credentials the request was signed with (`sigv4auth`).
+    signed: Option<crate::aws::AwsCredentials>,
 }
 
 impl From<Credential> for RequestAuth {

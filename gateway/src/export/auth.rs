@@ -1,12 +1,12 @@
 //! Exporter authentication as a Collector config writes it: `auth: {authenticator: NAME}`
 //! in an `otlp` or `otlphttp` block, and the extension `NAME` under the gateway config's
-//! top-level `extensions:`. Five client authenticators of the Collector (contrib,
+//! top-level `extensions:`. Six client authenticators of the Collector (contrib,
 //! v0.161) are applied, `bearertokenauth`, `basicauth` (its `client_auth`),
-//! `oauth2client` (client credentials, [`tailgate_core::oauth2`]), each a [`Credential`],
-//! `headers_setter` (header rules, optionally chained to one of the others) and
-//! `sigv4auth` (AWS signatures, [`tailgate_core::sigv4`], credentials from
-//! [`tailgate_core::aws`]); each becomes a [`RequestAuth`] that the exporter's client
-//! applies to every request. A leaf of `export/`: read by the exporters' settings and by
+//! `oauth2client` (client credentials, [`tailgate_core::oauth2`]) and `googleclientauth`
+//! (Google tokens, [`tailgate_core::gcp`]), each a [`Credential`], `headers_setter`
+//! (header rules, optionally chained to one of the others) and `sigv4auth` (AWS
+//! signatures, [`tailgate_core::sigv4`], credentials from [`tailgate_core::aws`]); each
+//! becomes a [`RequestAuth`] that the exporter's client applies to every request. A leaf of `export/`: read by the exporters' settings and by
 //! `export::start`.
 
 use std::path::PathBuf;
@@ -35,24 +35,24 @@ pub struct ExtensionsConfig {
     /// The process's proxy variables, read with the config: an `oauth2client`'s token
     /// endpoint is reached through the proxy they name, as Go's default client reaches it.
     pub proxy_env: ProxyEnv,
-    /// The process's AWS variables and home, read with the config: where a `sigv4auth`
-    /// finds its credentials.
-    pub aws_env: AwsEnv,
+    /// The process's AWS and Google variables and home, read with the config: where a
+    /// `sigv4auth` or `googleclientauth` finds its credentials.
+    pub cloud_env: CloudEnv,
 }
 
-/// The `AWS_*` variables and `HOME` of the process, as read when the config was. `Debug`
-/// shows the variables' names only.
+/// The `AWS_*`, `GOOGLE_*` and `GCE_*` variables and `HOME` of the process, as read when
+/// the config was. `Debug` shows the variables' names only.
 #[derive(Clone, Default, PartialEq, Eq)]
-pub struct AwsEnv {
-    /// `AWS_*` variables (the secrets among them are never shown: `Debug` lists names).
+pub struct CloudEnv {
+    /// The variables (the secrets among them are never shown: `Debug` lists names).
     vars: Vec<(String, String)>,
     /// `HOME`, for `~/.aws/credentials`.
     pub home: Option<PathBuf>,
 }
 
-impl std::fmt::Debug for AwsEnv {
+impl std::fmt::Debug for CloudEnv {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AwsEnv")
+        f.debug_struct("CloudEnv")
             .field(
                 "vars",
                 &self
@@ -66,12 +66,14 @@ impl std::fmt::Debug for AwsEnv {
     }
 }
 
-impl AwsEnv {
+impl CloudEnv {
     /// The process's.
     pub fn from_process() -> Self {
-        AwsEnv {
+        CloudEnv {
             vars: std::env::vars()
-                .filter(|(k, _)| k.starts_with("AWS_"))
+                .filter(|(k, _)| {
+                    k.starts_with("AWS_") || k.starts_with("GOOGLE_") || k.starts_with("GCE_")
+                })
                 .collect(),
             home: std::env::var_os("HOME").map(PathBuf::from),
         }
@@ -79,7 +81,7 @@ impl AwsEnv {
 
     /// Given ones (tests).
     pub fn from_vars(vars: &[(&str, &str)], home: Option<PathBuf>) -> Self {
-        AwsEnv {
+        CloudEnv {
             vars: vars
                 .iter()
                 .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
@@ -110,6 +112,55 @@ pub enum Extension {
     HeadersSetter(HeadersSetter),
     /// `sigv4auth`
     SigV4(SigV4Auth),
+    /// `googleclientauth`
+    Google(GoogleClientAuth),
+}
+
+/// `googleclientauth`: a Google access or ID token from Application Default Credentials.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct GoogleClientAuth {
+    /// Sent as `X-Goog-Project-ID`; left out: `GOOGLE_CLOUD_PROJECT`, else the key file's.
+    #[serde(default)]
+    pub project: String,
+    /// Sent as `X-Goog-User-Project`; left out: the credentials file's, if any.
+    #[serde(default)]
+    pub quota_project: String,
+    /// `access_token` (the default) or `id_token`.
+    #[serde(default = "default_token_type")]
+    pub token_type: String,
+    /// The ID token's audience (needed with `id_token`).
+    #[serde(default)]
+    pub audience: String,
+    /// `authorization` (the default) or `proxy-authorization` (an IAP-protected backend).
+    #[serde(default = "default_token_header")]
+    pub token_header: String,
+    /// The access token's scopes.
+    #[serde(
+        default = "default_google_scopes",
+        deserialize_with = "tailgate_core::config::comma_list"
+    )]
+    pub scopes: Vec<String>,
+}
+
+fn default_token_type() -> String {
+    "access_token".into()
+}
+
+fn default_token_header() -> String {
+    "authorization".into()
+}
+
+/// The Collector's default scopes.
+fn default_google_scopes() -> Vec<String> {
+    [
+        "https://www.googleapis.com/auth/cloud-platform",
+        "https://www.googleapis.com/auth/logging.write",
+        "https://www.googleapis.com/auth/monitoring.write",
+        "https://www.googleapis.com/auth/trace.append",
+    ]
+    .map(String::from)
+    .to_vec()
 }
 
 /// `sigv4auth`: AWS Signature Version 4 on every request of an `otlphttp` exporter.
@@ -468,6 +519,9 @@ pub enum AuthError {
     /// A `sigv4auth` that cannot be used.
     #[error("{1}")]
     SigV4(String, String),
+    /// A `googleclientauth` that cannot be used (the Collector's words where it has them).
+    #[error("{1}")]
+    Google(String, String),
     /// A `headers_setter` that cannot be used: its key and why (the Collector's words
     /// where it has them).
     #[error("{1}")]
@@ -492,7 +546,7 @@ impl<'de> Deserialize<'de> for ExtensionsConfig {
 
             fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
                 f.write_str(
-                    "a mapping of extensions (bearertokenauth, basicauth, oauth2client, headers_setter, sigv4auth, optionally with /name)",
+                    "a mapping of extensions (bearertokenauth, basicauth, oauth2client, headers_setter, sigv4auth, googleclientauth, optionally with /name)",
                 )
             }
 
@@ -516,11 +570,12 @@ impl<'de> Deserialize<'de> for ExtensionsConfig {
                         "oauth2client" => Extension::OAuth2(map.next_value()?),
                         "headers_setter" => Extension::HeadersSetter(map.next_value()?),
                         "sigv4auth" => Extension::SigV4(map.next_value()?),
+                        "googleclientauth" => Extension::Google(map.next_value()?),
                         "health_check" => return Err(A::Error::custom(format!(
                             "extension {key}: the gateway's admin: address serves the health_check extension's / (and /healthz, /readyz); remove it from extensions:"
                         ))),
                         other => return Err(A::Error::custom(format!(
-                            "extension {key}: type {other:?} is not applied by Tailgate; extensions: takes the exporter authenticators bearertokenauth, basicauth (client_auth), oauth2client, headers_setter and sigv4auth; {}",
+                            "extension {key}: type {other:?} is not applied by Tailgate; extensions: takes the exporter authenticators bearertokenauth, basicauth (client_auth), oauth2client, headers_setter, sigv4auth and googleclientauth; {}",
                             instead_of(other)
                         ))),
                     };
@@ -529,7 +584,7 @@ impl<'de> Deserialize<'de> for ExtensionsConfig {
                 Ok(ExtensionsConfig {
                     extensions,
                     proxy_env: ProxyEnv::from_process(),
-                    aws_env: AwsEnv::from_process(),
+                    cloud_env: CloudEnv::from_process(),
                 })
             }
         }
@@ -540,7 +595,7 @@ impl<'de> Deserialize<'de> for ExtensionsConfig {
 /// What to do instead of an extension type Tailgate does not apply.
 fn instead_of(kind: &str) -> &'static str {
     match kind {
-        "googleclientauth" | "azureauth" | "azure_auth" => {
+        "azureauth" | "azure_auth" => {
             "it fetches short-lived tokens, which Tailgate does not: have a sidecar (or the \
              cloud's agent) keep the token in a file and use bearertokenauth with filename: \
              (read again every 10 s)"
@@ -634,6 +689,10 @@ impl ExtensionsConfig {
 
     fn auth_of(&self, key: &str, extension: &Extension) -> Result<RequestAuth, AuthError> {
         match extension {
+            Extension::Google(g) => {
+                let (rules, credential) = self.google(key, g)?;
+                Ok(RequestAuth::new(rules, Some(credential)))
+            }
             Extension::HeadersSetter(h) => self.headers_setter(key, h),
             Extension::SigV4(s) => self.sigv4(key, s).map(RequestAuth::signed),
             other => self.credential_of(key, other).map(RequestAuth::from),
@@ -721,9 +780,16 @@ impl ExtensionsConfig {
                     Extension::HeadersSetter(_) => {
                         return Err(fail(format!(
                             "additional_auth: {chained} is a headers_setter too; chain \
-                             bearertokenauth, basicauth, oauth2client or sigv4auth (put all the \
-                             rules in one headers_setter)"
+                             bearertokenauth, basicauth, oauth2client, sigv4auth or \
+                             googleclientauth (put all the rules in one headers_setter)"
                         )))
+                    }
+                    // Its project headers after the rules, then its token.
+                    Extension::Google(g) => {
+                        let (extra, credential) = self.google(chained_key, g)?;
+                        let mut rules = rules;
+                        rules.extend(extra);
+                        return Ok(RequestAuth::new(rules, Some(credential)));
                     }
                     // The rules, then the signature over them.
                     Extension::SigV4(s) => {
@@ -751,6 +817,13 @@ impl ExtensionsConfig {
                 return Err(AuthError::SigV4(
                     key,
                     "sigv4auth signs requests and cannot be chained as a header".into(),
+                ))
+            }
+            Extension::Google(_) => {
+                return Err(AuthError::Google(
+                    key,
+                    "googleclientauth sets its project headers too and is chained as a whole"
+                        .into(),
                 ))
             }
             Extension::BearerToken(b) => {
@@ -814,7 +887,7 @@ impl ExtensionsConfig {
     fn sigv4(&self, key: &str, s: &SigV4Auth) -> Result<tailgate_core::aws::SigV4, AuthError> {
         use tailgate_core::aws::{sts_endpoint, CredentialsProvider, Source};
         let fail = |problem: String| AuthError::SigV4(key.to_owned(), problem);
-        let env = |name: &str| self.aws_env.var(name);
+        let env = |name: &str| self.cloud_env.var(name);
         let region_var = env("AWS_REGION")
             .or_else(|| env("AWS_DEFAULT_REGION"))
             .unwrap_or_default();
@@ -864,7 +937,7 @@ impl ExtensionsConfig {
                 let assume = s.assume_role.as_ref().filter(|a| !a.arn.is_empty());
                 let region = sts_region(assume.map_or("", |a| a.sts_region.as_str()));
                 let chain =
-                    Source::from_env(&env, self.aws_env.home.clone(), &region).map_err(fail)?;
+                    Source::from_env(&env, self.cloud_env.home.clone(), &region).map_err(fail)?;
                 match assume {
                     None => chain,
                     Some(a) => Source::AssumeRole {
@@ -891,6 +964,91 @@ impl ExtensionsConfig {
             region: s.region.clone(),
             credentials: Arc::new(provider(source)?),
         })
+    }
+
+    /// A `googleclientauth`'s project headers and token (Application Default Credentials
+    /// over the variables read with the config, nothing fetched yet).
+    fn google(
+        &self,
+        key: &str,
+        g: &GoogleClientAuth,
+    ) -> Result<(Vec<HeaderRule>, Credential), AuthError> {
+        use tailgate_core::gcp::{GcpSource, GcpTokens, TokenKind};
+        let fail = |problem: String| AuthError::Google(key.to_owned(), problem);
+        let kind = match g.token_type.as_str() {
+            "access_token" => TokenKind::Access {
+                scopes: g.scopes.clone(),
+            },
+            "id_token" if g.audience.is_empty() => {
+                return Err(fail(
+                    "audience must be specified when using the id_token token_type".into(),
+                ))
+            }
+            "id_token" => TokenKind::Id {
+                audience: g.audience.clone(),
+            },
+            _ => return Err(fail("invalid token_type".into())),
+        };
+        let header =
+            match g.token_header.as_str() {
+                "authorization" => http::header::AUTHORIZATION,
+                "proxy-authorization" => http::header::PROXY_AUTHORIZATION,
+                _ => return Err(fail(
+                    "invalid token_header, must be \"authorization\" or \"proxy-authorization\""
+                        .into(),
+                )),
+            };
+        let env = |name: &str| self.cloud_env.var(name);
+        let (source, found) =
+            GcpSource::from_env(&env, self.cloud_env.home.clone()).map_err(fail)?;
+        let project = [
+            Some(g.project.clone()),
+            env("GOOGLE_CLOUD_PROJECT"),
+            found.project_id.clone(),
+        ]
+        .into_iter()
+        .flatten()
+        .find(|p| !p.is_empty())
+        .ok_or_else(|| {
+            fail(format!(
+                "no project set in config or found with application default credentials ({}): set project or GOOGLE_CLOUD_PROJECT",
+                found.from
+            ))
+        })?;
+        let quota = Some(g.quota_project.clone())
+            .filter(|q| !q.is_empty())
+            .or(found.quota_project.clone());
+        let fixed = |name: &'static str, value: &str| -> Result<HeaderRule, AuthError> {
+            Ok(HeaderRule {
+                name: http::HeaderName::from_static(name),
+                action: HeaderAction::Upsert,
+                value: RuleValue::Fixed(
+                    http::HeaderValue::from_str(value)
+                        .map_err(|_| fail(format!("{name} cannot carry {value:?}")))?,
+                ),
+            })
+        };
+        let mut rules = vec![fixed("x-goog-project-id", &project)?];
+        if let Some(q) = quota {
+            rules.push(fixed("x-goog-user-project", &q)?);
+        }
+        let tls = tailgate_core::tls::client_side(None, "https://oauth2.googleapis.com")
+            .map_err(|e| fail(format!("token endpoint: {e}")))?;
+        let token_endpoint: http::Uri = tailgate_core::gcp::TOKEN_URI
+            .parse()
+            .map_err(|e| fail(format!("token endpoint: {e}")))?;
+        let proxy = self
+            .proxy_env
+            .for_endpoint(&token_endpoint, tailgate_core::proxy::ProxyFor::Http)
+            .map_err(|e| fail(format!("token endpoint: {e}")))?;
+        let tokens = GcpTokens::new(
+            source,
+            kind,
+            SIGV4_FETCH_TIMEOUT,
+            tls.as_ref(),
+            proxy.as_ref(),
+        );
+        Ok((rules, Credential::fetched(header, tokens)))
     }
 
     /// An `oauth2client`'s credential: its settings checked and its secrets read now (so
@@ -1005,6 +1163,14 @@ impl ExtensionsConfig {
                         signer.credentials.source().describe()
                     )
                 }),
+                Extension::Google(_) => {
+                    let env = |name: &str| self.cloud_env.var(name);
+                    tailgate_core::gcp::GcpSource::from_env(&env, self.cloud_env.home.clone())
+                        .ok()
+                        .map(|(_, found)| {
+                            format!("extensions.{key}: Google credentials from {}", found.from)
+                        })
+                }
                 _ => None,
             })
             .collect()
@@ -1201,7 +1367,7 @@ mod tests {
             "sigv4auth:\n  region: eu-west-1\n  assume_role: {arn: 'arn:aws:iam::1:role/r', session_name: gw}\n\
              sigv4auth/web:\n  assume_role_with_web_identity: {arn: 'arn:aws:iam::1:role/r'}\n",
         );
-        e.aws_env = AwsEnv::from_vars(
+        e.cloud_env = CloudEnv::from_vars(
             &[
                 ("AWS_ACCESS_KEY_ID", "AKIDENV"),
                 ("AWS_SECRET_ACCESS_KEY", "s3cret"),
@@ -1236,6 +1402,52 @@ mod tests {
             e.notes(),
             ["extensions.sigv4auth: AWS credentials from arn:aws:iam::1:role/r assumed with AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"]
         );
+    }
+
+    /// Scenario: googleclientauth blocks with the Collector's mistakes (a token type it does
+    /// not have, an ID token without audience, a header it does not take), and a good one
+    /// over a service account's key file named by `GOOGLE_APPLICATION_CREDENTIALS`.
+    /// Guarantees: the Collector's words for each mistake; the good one sends its token in
+    /// `proxy-authorization` when asked; its note names the file (gateway/tests/google.rs
+    /// shows the headers on the wire).
+    #[test]
+    fn googleclientauth_is_checked_as_the_collector_checks_it() {
+        let dir = std::env::temp_dir().join(format!("tailgate-gcp-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("key.json");
+        std::fs::write(
+            &file,
+            format!(
+                r#"{{"type":"service_account","project_id":"from-file","private_key":"{}","client_email":"gw@from-file.iam.gserviceaccount.com","quota_project_id":"billing"}}"#,
+                include_str!("../../../core/tests/fixtures/gcp-test-key.pem").replace('\n', "\\n")
+            ),
+        )
+        .unwrap();
+        let mut e = extensions(
+            "googleclientauth/type: {token_type: jwt}\n\
+             googleclientauth/id: {token_type: id_token}\n\
+             googleclientauth/header: {token_header: x-api-key}\n\
+             googleclientauth/iap: {token_header: proxy-authorization, project: mine}\n",
+        );
+        e.cloud_env = CloudEnv::from_vars(
+            &[("GOOGLE_APPLICATION_CREDENTIALS", file.to_str().unwrap())],
+            None,
+        );
+        let err = |name: &str| e.credential(&auth(name)).unwrap_err().to_string();
+        assert_eq!(err("googleclientauth/type"), "invalid token_type");
+        assert!(err("googleclientauth/id").contains("audience must be specified"));
+        assert!(err("googleclientauth/header").contains("invalid token_header"));
+        let iap = e.credential(&auth("googleclientauth/iap")).unwrap();
+        assert_eq!(iap.credential().unwrap().header(), "proxy-authorization");
+        let notes = e.notes();
+        assert!(
+            notes.iter().any(
+                |n| n.contains("googleclientauth/iap: Google credentials from")
+                    && n.contains("key.json")
+            ),
+            "{notes:?}"
+        );
+        std::fs::remove_dir_all(&dir).ok();
     }
 
     /// Scenario: references and extensions that cannot work. Guarantees: each refused with
@@ -1299,9 +1511,10 @@ mod tests {
     fn other_extension_types_are_refused_saying_why() {
         for (yaml, says) in [
             ("health_check: {}\n", "admin:"),
+            ("azureauth: {}\n", "bearertokenauth with filename"),
             (
-                "googleclientauth: {project: a}\n",
-                "bearertokenauth with filename",
+                "googleclientauth: {project: a, impersonate: b}\n",
+                "unknown field `impersonate`",
             ),
             (
                 "oauth2client: {client_id: a, audience: b}\n",

@@ -305,8 +305,13 @@ impl ExportConfig {
                             if tailgate_core::sigv4::infer_scope(&s.service, &s.region, &host)
                                 .is_none()
                             {
+                                let missing = match (s.service.is_empty(), s.region.is_empty()) {
+                                    (true, true) => "service and region",
+                                    (true, false) => "service",
+                                    _ => "region",
+                                };
                                 return Err(refuse(&format!(
-                                    "sigv4auth cannot tell the AWS service and region of {host}: set service and region in the extension"
+                                    "sigv4auth cannot tell the AWS {missing} of {host} (only AWS endpoint names tell them): set {missing} in the extension"
                                 )));
                             }
                         }

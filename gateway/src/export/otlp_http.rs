@@ -423,6 +423,10 @@ impl HttpClient {
                 header::HeaderValue::from_static(e),
             );
         }
+        // The body's framing is the client's to write: a `Content-Length` or
+        // `Transfer-Encoding` from `headers:` would cut or garble every body (Go's client,
+        // the Collector's, ignores them too).
+        strip_framing(req.headers_mut());
         let Some(auth) = &self.auth else {
             return Ok((req, None));
         };
@@ -432,6 +436,7 @@ impl HttpClient {
             after: None,
         };
         let mut sent = auth.apply(req.headers_mut()).await.map_err(held)?;
+        strip_framing(req.headers_mut());
         // Signed last, over every header set (the Collector's auth round-tripper is the
         // innermost) and the body as sent.
         auth.sign(
@@ -511,6 +516,13 @@ impl HttpClient {
         }
         classify(status, body, after)
     }
+}
+
+/// Removes the headers that frame a body (`Content-Length`, `Transfer-Encoding`), which
+/// the client writes from the body itself.
+fn strip_framing(headers: &mut http::HeaderMap) {
+    headers.remove(header::CONTENT_LENGTH);
+    headers.remove(header::TRANSFER_ENCODING);
 }
 
 /// What an answer means, as the OTLP/HTTP specification says: 2xx delivered (perhaps
@@ -652,6 +664,22 @@ mod tests {
         };
         let agents: Vec<_> = req.headers().get_all(header::USER_AGENT).iter().collect();
         assert_eq!(agents, ["my-gateway/1.0"]);
+        // Framing headers from `headers:` are not sent (found by a black-box check: a
+        // `Content-Length: 5` cut every body while the spans were counted as exported).
+        let cfg: OtlpHttpConfig = serde_yaml_ng::from_str(
+            "{endpoint: 'http://127.0.0.1:1', headers: {Content-Length: '5', Transfer-Encoding: chunked}}",
+        )
+        .unwrap();
+        let Ok((req, _)) = cfg
+            .client()
+            .unwrap()
+            .request(Bytes::from_static(b"0123456789"))
+            .await
+        else {
+            panic!("no request built")
+        };
+        assert!(req.headers().get(header::CONTENT_LENGTH).is_none());
+        assert!(req.headers().get(header::TRANSFER_ENCODING).is_none());
     }
 
     /// Scenario: a backend that takes only its own bearer token, sent a request with
