@@ -969,50 +969,6 @@ mod tests {
         std::fs::remove_dir_all(&dir).ok();
     }
 
-    /// A fake metadata endpoint on loopback: what `answer` makes of each request's
-    /// method, path and headers; the requests seen.
-    async fn metadata_endpoint(
-        answer: fn(&http::Method, &str, &http::HeaderMap) -> (u16, String),
-    ) -> (Uri, Arc<std::sync::Mutex<Vec<String>>>) {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let base: Uri = format!("http://{}/", listener.local_addr().unwrap())
-            .parse()
-            .unwrap();
-        let seen: Arc<std::sync::Mutex<Vec<String>>> = Arc::default();
-        let noted = seen.clone();
-        tokio::spawn(async move {
-            while let Ok((stream, _)) = listener.accept().await {
-                let noted = noted.clone();
-                tokio::spawn(async move {
-                    let service = hyper::service::service_fn(
-                        move |req: http::Request<hyper::body::Incoming>| {
-                            let noted = noted.clone();
-                            async move {
-                                noted.lock().unwrap().push(format!(
-                                    "{} {}",
-                                    req.method(),
-                                    req.uri().path()
-                                ));
-                                let (status, body) =
-                                    answer(req.method(), req.uri().path(), req.headers());
-                                let mut response =
-                                    http::Response::new(Full::new(Bytes::from(body)));
-                                *response.status_mut() =
-                                    http::StatusCode::from_u16(status).unwrap();
-                                Ok::<_, std::convert::Infallible>(response)
-                            }
-                        },
-                    );
-                    hyper::server::conn::http1::Builder::new()
-                        .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
-                        .await
-                        .ok();
-                });
-            }
-        });
-        (base, seen)
-    }
-
     fn json_answer() -> String {
         format!(
             r#"{{"Code":"Success","AccessKeyId":"ASIAMETA","SecretAccessKey":"s","Token":"t","Expiration":"{}"}}"#,
@@ -1027,7 +983,7 @@ mod tests {
     /// every GET, and the container's token from the file.
     #[tokio::test]
     async fn instance_and_container_endpoints_give_credentials() {
-        let (base, seen) = metadata_endpoint(|method, path, headers| {
+        let (base, seen) = crate::test_util::fake_endpoint(|method, path, headers| {
             let token = headers
                 .get("x-aws-ec2-metadata-token")
                 .is_some_and(|v| v == "imds-session");
@@ -1063,7 +1019,7 @@ mod tests {
             ]
         );
 
-        let (base, _) = metadata_endpoint(|_, path, headers| {
+        let (base, _) = crate::test_util::fake_endpoint(|_, path, headers| {
             match (
                 path,
                 headers.get("authorization").map(|v| v.to_str().unwrap()),

@@ -164,7 +164,7 @@ impl<T: Clone + PartialEq + Send> FetchCache<T> {
             .is_some_and(|at| at.elapsed() < FETCH_AGAIN_AFTER)
         {
             return held(format!(
-                "none yet from {} (the last fetch failed); held and tried again",
+                "no {} yet (the last fetch failed); held and tried again",
                 self.what
             ));
         }
@@ -190,10 +190,7 @@ impl<T: Clone + PartialEq + Send> FetchCache<T> {
                     );
                 }
                 drop(kept);
-                held(format!(
-                    "none from {}: {error}; held and tried again",
-                    self.what
-                ))
+                held(format!("no {}: {error}; held and tried again", self.what))
             }
         }
     }

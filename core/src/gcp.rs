@@ -39,6 +39,8 @@ pub enum GcpSource {
         key: Arc<::ring::signature::RsaKeyPair>,
         /// The token endpoint.
         token_uri: Uri,
+        /// The token endpoint as the file writes it: the JWT's audience.
+        audience: String,
     },
     /// A user's refresh token (`gcloud auth application-default login`).
     AuthorizedUser {
@@ -133,11 +135,13 @@ impl GcpSource {
             v.filter(|v| !v.is_empty())
                 .ok_or_else(|| format!("the credentials file has no {key}"))
         };
-        let token_uri = crate::endpoint::parse(
-            f.token_uri.as_deref().unwrap_or(TOKEN_URI),
-            crate::endpoint::Bare::Refused,
-        )
-        .map_err(|e| format!("token_uri: {e}"))?;
+        let token_uri_text = f
+            .token_uri
+            .clone()
+            .filter(|u| !u.is_empty())
+            .unwrap_or_else(|| TOKEN_URI.into());
+        let token_uri = crate::endpoint::parse(&token_uri_text, crate::endpoint::Bare::Refused)
+            .map_err(|e| format!("token_uri: {e}"))?;
         let found = |from: &str| Found {
             from: from.into(),
             project_id: f.project_id.clone().filter(|p| !p.is_empty()),
@@ -154,6 +158,7 @@ impl GcpSource {
                         key_id: f.private_key_id.clone().unwrap_or_default(),
                         key: Arc::new(key),
                         token_uri,
+                        audience: token_uri_text,
                     },
                     found,
                 ))
@@ -174,6 +179,15 @@ impl GcpSource {
                 "credentials of type {:?} are not supported (service_account and authorized_user are; for workload identity federation, run where the metadata server answers or give a service account key)",
                 other.unwrap_or_default()
             )),
+        }
+    }
+
+    /// The token endpoint asked, if not the metadata server: where a proxy applies.
+    pub fn token_uri(&self) -> Option<&Uri> {
+        match self {
+            GcpSource::ServiceAccount { token_uri, .. }
+            | GcpSource::AuthorizedUser { token_uri, .. } => Some(token_uri),
+            GcpSource::Metadata { .. } => None,
         }
     }
 
@@ -283,12 +297,24 @@ impl GcpTokens {
                 let expires = jwt_expiry(&jwt);
                 (jwt, expires)
             }
-            (GcpSource::ServiceAccount { email, key_id, key, token_uri }, kind) => {
+            (
+                GcpSource::ServiceAccount {
+                    email,
+                    key_id,
+                    key,
+                    token_uri,
+                    audience,
+                },
+                kind,
+            ) => {
+                // Issued 10 s in the past, as Go's jws does: a clock a little ahead of
+                // Google's would otherwise have the grant refused.
+                let iat = unix(now).saturating_sub(10);
                 let mut claims = serde_json::json!({
                     "iss": email,
-                    "aud": token_uri.to_string(),
-                    "iat": unix(now),
-                    "exp": unix(now) + 3600,
+                    "aud": audience,
+                    "iat": iat,
+                    "exp": iat + 3600,
                 });
                 match kind {
                     TokenKind::Access { scopes } => claims["scope"] = scopes.join(" ").into(),
@@ -338,7 +364,8 @@ impl GcpTokens {
         let mut value = HeaderValue::from_str(&format!("Bearer {token}"))
             .map_err(|_| "the token cannot go in a header".to_owned())?;
         value.set_sensitive(true);
-        Ok((value, expires))
+        // No expiry to be read: an hour, Google's tokens' life, rather than kept for good.
+        Ok((value, expires.or(Some(now + Duration::from_secs(3600)))))
     }
 
     async fn metadata(&self, url: &str) -> Result<Bytes, String> {
@@ -446,9 +473,14 @@ fn json_field(answer: &[u8], field: &str) -> Result<String, String> {
 /// An access token answer's token and expiry (`expires_in` seconds from `now`).
 fn access_token(answer: &[u8], now: SystemTime) -> Result<(String, Option<SystemTime>), String> {
     let token = json_field(answer, "access_token")?;
+    // A number, or a number written as a string (some endpoints quote it).
     let expires = serde_json::from_slice::<serde_json::Value>(answer)
         .ok()
-        .and_then(|v| v.get("expires_in")?.as_u64())
+        .and_then(|v| match v.get("expires_in")? {
+            serde_json::Value::Number(n) => n.as_u64(),
+            serde_json::Value::String(s) => s.trim().parse().ok(),
+            _ => None,
+        })
         .map(|s| now + Duration::from_secs(s.min(u64::from(u32::MAX))));
     Ok((token, expires))
 }
@@ -562,6 +594,9 @@ mod tests {
             "https://www.googleapis.com/auth/trace.append"
         );
         assert_eq!(claims["aud"], uri.to_string());
+        let iat = claims["iat"].as_u64().unwrap();
+        assert!(iat + 10 <= unix(SystemTime::now()), "issued 10 s back");
+        assert_eq!(claims["exp"].as_u64().unwrap(), iat + 3600);
         assert!(
             tokens
                 .clone()
@@ -571,6 +606,54 @@ mod tests {
         assert_eq!(tokens.clone().value().await.unwrap(), "Bearer ya29.t1");
     }
 
+    /// Scenario: gcloud's ADC file in the home directory holding a user's refresh token
+    /// (its token endpoint a fake answering with `expires_in` as a string), and no
+    /// `GOOGLE_APPLICATION_CREDENTIALS`.
+    /// Guarantees: the file is found; the endpoint is asked a refresh-token grant with
+    /// the file's client; the token is sent; an ID token is refused for such a file.
+    #[tokio::test]
+    async fn gclouds_file_gives_a_users_tokens() {
+        let (uri, asked, _) = crate::test_util::token_endpoint(|_, _| {
+            (
+                200,
+                "application/json",
+                r#"{"access_token":"ya29.user","expires_in":"3599"}"#.into(),
+            )
+        })
+        .await
+        .unwrap();
+        let home = crate::test_util::scratch_dir("gcp-home").unwrap();
+        std::fs::create_dir_all(home.join(".config/gcloud")).unwrap();
+        std::fs::write(
+            home.join(".config/gcloud/application_default_credentials.json"),
+            format!(
+                r#"{{"type":"authorized_user","client_id":"cid","client_secret":"csecret","refresh_token":"1//rt","token_uri":"{uri}"}}"#
+            ),
+        )
+        .unwrap();
+        let (source, found) = GcpSource::from_env(&|_| None, Some(home.clone())).unwrap();
+        assert!(
+            found.from.contains("application_default_credentials.json"),
+            "{found:?}"
+        );
+        let tokens = GcpTokens::new(
+            source,
+            TokenKind::Access { scopes: vec![] },
+            Duration::from_secs(5),
+            None,
+            None,
+        );
+        assert_eq!(tokens.clone().value().await.unwrap(), "Bearer ya29.user");
+        let form = asked.lock().unwrap()[0].1.clone();
+        assert_eq!(
+            form,
+            "client_id=cid&client_secret=csecret&grant_type=refresh_token&refresh_token=1%2F%2Frt"
+        );
+        let (source, _) = GcpSource::from_env(&|_| None, Some(home.clone())).unwrap();
+        assert!(matches!(source, GcpSource::AuthorizedUser { .. }));
+        std::fs::remove_dir_all(&home).ok();
+    }
+
     /// Scenario: the metadata server (GKE Workload Identity) for an access token and an ID
     /// token; credentials files Tailgate does not take.
     /// Guarantees: the metadata server is asked with `Metadata-Flavor: Google`, the scopes
@@ -578,51 +661,32 @@ mod tests {
     /// keys are refused by name.
     #[tokio::test]
     async fn the_metadata_server_gives_tokens() {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let host = listener.local_addr().unwrap().to_string();
         let exp = unix(SystemTime::now()) + 3600;
         let id_token = format!(
             "h.{}.s",
             base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!(r#"{{"exp":{exp}}}"#))
         );
-        let seen: Arc<std::sync::Mutex<Vec<String>>> = Arc::default();
-        let noted = seen.clone();
         let answer_id = id_token.clone();
-        tokio::spawn(async move {
-            while let Ok((stream, _)) = listener.accept().await {
-                let (noted, answer_id) = (noted.clone(), answer_id.clone());
-                tokio::spawn(async move {
-                    let service = hyper::service::service_fn(
-                        move |req: http::Request<hyper::body::Incoming>| {
-                            let (noted, answer_id) = (noted.clone(), answer_id.clone());
-                            async move {
-                                let flavored = req
-                                    .headers()
-                                    .get("metadata-flavor")
-                                    .is_some_and(|v| v == "Google");
-                                let target = req.uri().to_string();
-                                noted.lock().unwrap().push(target.clone());
-                                let body = match (flavored, target.contains("/token"), target.contains("/identity")) {
-                                (true, true, _) => r#"{"access_token":"ya29.meta","expires_in":3000,"token_type":"Bearer"}"#.to_owned(),
-                                (true, _, true) => answer_id,
-                                _ => String::new(),
-                            };
-                                let status = if body.is_empty() { 403 } else { 200 };
-                                let mut response =
-                                    http::Response::new(Full::new(Bytes::from(body)));
-                                *response.status_mut() =
-                                    http::StatusCode::from_u16(status).unwrap();
-                                Ok::<_, std::convert::Infallible>(response)
-                            }
-                        },
-                    );
-                    hyper::server::conn::http1::Builder::new()
-                        .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
-                        .await
-                        .ok();
-                });
+        let (base, seen) = crate::test_util::fake_endpoint(move |_, target, headers| {
+            let flavored = headers
+                .get("metadata-flavor")
+                .is_some_and(|v| v == "Google");
+            match (
+                flavored,
+                target.contains("/token"),
+                target.contains("/identity"),
+            ) {
+                (true, true, _) => (
+                    200,
+                    r#"{"access_token":"ya29.meta","expires_in":3000,"token_type":"Bearer"}"#
+                        .into(),
+                ),
+                (true, _, true) => (200, answer_id.clone()),
+                _ => (403, String::new()),
             }
-        });
+        })
+        .await;
+        let host = base.authority().unwrap().to_string();
         let var = |name: &str| (name == "GCE_METADATA_HOST").then(|| host.clone());
         let (source, found) = GcpSource::from_env(&var, None).unwrap();
         assert!(found.from.contains("metadata server"), "{found:?}");

@@ -751,6 +751,63 @@ pub async fn token_endpoint(
     Ok((url, seen, asked))
 }
 
+/// What a [`fake_endpoint`] saw: each request's method and target (`GET /path?query`).
+pub type Targets = std::sync::Arc<std::sync::Mutex<Vec<String>>>;
+
+/// An HTTP/1.1 endpoint on loopback answering each request with what `answer` makes of
+/// its method, target (path and query) and headers (status, body): a metadata server, a
+/// credentials endpoint. Its `http://host:port/` and the requests it saw.
+pub async fn fake_endpoint(
+    answer: impl Fn(&http::Method, &str, &http::HeaderMap) -> (u16, String) + Send + Sync + 'static,
+) -> (http::Uri, Targets) {
+    let Ok(listener) = tokio::net::TcpListener::bind("127.0.0.1:0").await else {
+        panic!("cannot bind a loopback port")
+    };
+    let addr = listener
+        .local_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_default();
+    let Ok(base) = format!("http://{addr}/").parse() else {
+        panic!("a loopback address is a URI")
+    };
+    let seen: Targets = std::sync::Arc::default();
+    let (noted, answer) = (seen.clone(), std::sync::Arc::new(answer));
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let (noted, answer) = (noted.clone(), answer.clone());
+            tokio::spawn(async move {
+                let service =
+                    hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
+                        let (noted, answer) = (noted.clone(), answer.clone());
+                        async move {
+                            let target = req
+                                .uri()
+                                .path_and_query()
+                                .map(|p| p.as_str().to_owned())
+                                .unwrap_or_default();
+                            noted
+                                .lock()
+                                .unwrap_or_else(|e| e.into_inner())
+                                .push(format!("{} {target}", req.method()));
+                            let (status, body) = answer(req.method(), &target, req.headers());
+                            let mut response = http::Response::new(http_body_util::Full::new(
+                                bytes::Bytes::from(body),
+                            ));
+                            *response.status_mut() = http::StatusCode::from_u16(status)
+                                .unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR);
+                            Ok::<_, std::convert::Infallible>(response)
+                        }
+                    });
+                hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                    .await
+                    .ok();
+            });
+        }
+    });
+    (base, seen)
+}
+
 /// What a [`recording_backend`] saw of each request: its URI path, headers and body.
 pub type Recorded = std::sync::Arc<std::sync::Mutex<Vec<(String, http::HeaderMap, bytes::Bytes)>>>;
 

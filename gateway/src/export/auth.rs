@@ -1032,15 +1032,24 @@ impl ExtensionsConfig {
         if let Some(q) = quota {
             rules.push(fixed("x-goog-user-project", &q)?);
         }
-        let tls = tailgate_core::tls::client_side(None, "https://oauth2.googleapis.com")
-            .map_err(|e| fail(format!("token endpoint: {e}")))?;
-        let token_endpoint: http::Uri = tailgate_core::gcp::TOKEN_URI
-            .parse()
-            .map_err(|e| fail(format!("token endpoint: {e}")))?;
-        let proxy = self
-            .proxy_env
-            .for_endpoint(&token_endpoint, tailgate_core::proxy::ProxyFor::Http)
-            .map_err(|e| fail(format!("token endpoint: {e}")))?;
+        if let (GcpSource::AuthorizedUser { .. }, TokenKind::Id { .. }) = (&source, &kind) {
+            return Err(fail(format!(
+                "id_token needs a service account or the metadata server; {} holds a user's refresh token",
+                found.from
+            )));
+        }
+        // TLS and the proxy variables for the key file's token endpoint, as Go's client
+        // picks them per request; the metadata server is reached directly.
+        let (tls, proxy) = match source.token_uri() {
+            Some(uri) => (
+                tailgate_core::tls::client_side(None, &uri.to_string())
+                    .map_err(|e| fail(format!("token_uri: {e}")))?,
+                self.proxy_env
+                    .for_endpoint(uri, tailgate_core::proxy::ProxyFor::Http)
+                    .map_err(|e| fail(format!("token_uri: {e}")))?,
+            ),
+            None => (None, None),
+        };
         let tokens = GcpTokens::new(
             source,
             kind,
@@ -1447,6 +1456,25 @@ mod tests {
             ),
             "{notes:?}"
         );
+        // An ID token from a user's refresh token: refused at load, as the Collector fails.
+        let user = dir.join("user.json");
+        std::fs::write(
+            &user,
+            r#"{"type":"authorized_user","client_id":"c","client_secret":"s","refresh_token":"r"}"#,
+        )
+        .unwrap();
+        let mut u = extensions(
+            "googleclientauth: {token_type: id_token, audience: 'https://a', project: p}\n",
+        );
+        u.cloud_env = CloudEnv::from_vars(
+            &[("GOOGLE_APPLICATION_CREDENTIALS", user.to_str().unwrap())],
+            None,
+        );
+        let err = u
+            .credential(&auth("googleclientauth"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("id_token needs a service account"), "{err}");
         std::fs::remove_dir_all(&dir).ok();
     }
 

@@ -518,11 +518,12 @@ impl HttpClient {
     }
 }
 
-/// Removes the headers that frame a body (`Content-Length`, `Transfer-Encoding`), which
-/// the client writes from the body itself.
+/// Removes the headers that frame a body (`Content-Length`, `Transfer-Encoding`,
+/// `Trailer`), which the client writes from the body itself, as Go's client drops them.
 fn strip_framing(headers: &mut http::HeaderMap) {
     headers.remove(header::CONTENT_LENGTH);
     headers.remove(header::TRANSFER_ENCODING);
+    headers.remove(header::TRAILER);
 }
 
 /// What an answer means, as the OTLP/HTTP specification says: 2xx delivered (perhaps
