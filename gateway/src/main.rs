@@ -28,7 +28,12 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
     args_conflicts_with_subcommands = true,
     after_help = "Environment: HTTPS_PROXY, HTTP_PROXY and NO_PROXY route exporters through an HTTP proxy \
                   as in the Collector (an otlphttp exporter's proxy_url overrides them; --check names the \
-                  proxy each exporter takes). See docs/configuration.md, \"Proxies\"."
+                  proxy each exporter takes). See docs/configuration.md, \"Proxies\".\n\
+                  The sigv4auth extension reads AWS credentials as the AWS SDKs do (AWS_ACCESS_KEY_ID, \
+                  AWS_PROFILE, AWS_ROLE_ARN with AWS_WEB_IDENTITY_TOKEN_FILE, AWS_CONTAINER_CREDENTIALS_*, \
+                  instance metadata; AWS_ENDPOINT_URL_STS), googleclientauth Google's Application Default \
+                  Credentials (GOOGLE_APPLICATION_CREDENTIALS, GOOGLE_CLOUD_PROJECT, the metadata server); \
+                  --check names the source each takes."
 )]
 struct Args {
     /// Gateway config file (YAML): receive, buffer, export, admin. See docs/configuration.md.

@@ -382,3 +382,24 @@ fn deploy_md_no_proxy_keeps_the_shipped_backend_direct() {
         "{err}"
     );
 }
+
+/// Scenario: `--help`.
+/// Guarantees: it names the environment variables the gateway reads for exporters (proxies,
+/// AWS and Google credentials), so an operator finds them without the docs.
+#[test]
+fn help_names_the_environment_it_reads() {
+    let dir = scratch("help-env");
+    let out = gateway(&["--help"], &dir);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    for name in [
+        "HTTPS_PROXY",
+        "NO_PROXY",
+        "AWS_ACCESS_KEY_ID",
+        "AWS_WEB_IDENTITY_TOKEN_FILE",
+        "GOOGLE_APPLICATION_CREDENTIALS",
+    ] {
+        assert!(text.contains(name), "{name} not in --help:\n{text}");
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}
