@@ -603,6 +603,12 @@ mod tests {
                 .refresh_after(HeaderValue::from_static("Bearer ya29.t0"))
                 .await
         );
+        // Neither the key nor a token in Debug.
+        let shown = format!("{tokens:?}");
+        assert!(
+            !shown.contains("PRIVATE KEY") && !shown.contains("ya29"),
+            "{shown}"
+        );
         assert_eq!(tokens.clone().value().await.unwrap(), "Bearer ya29.t1");
     }
 
@@ -651,6 +657,27 @@ mod tests {
         );
         let (source, _) = GcpSource::from_env(&|_| None, Some(home.clone())).unwrap();
         assert!(matches!(source, GcpSource::AuthorizedUser { .. }));
+        assert!(!format!("{source:?}").contains("1//rt"));
+        // A refusing endpoint: its error words, never the refresh token or the secret.
+        let (refusing, _, _) = crate::test_util::token_endpoint(|_, _| {
+            (400, "application/json", r#"{"error":"invalid_grant","error_description":"Token has been expired or revoked."}"#.into())
+        })
+        .await
+        .unwrap();
+        let (source, _) = GcpSource::from_json(&format!(
+            r#"{{"type":"authorized_user","client_id":"cid","client_secret":"csecret","refresh_token":"1//rt","token_uri":"{refusing}"}}"#
+        ))
+        .unwrap();
+        let refused = GcpTokens::new(
+            source,
+            TokenKind::Access { scopes: vec![] },
+            Duration::from_secs(5),
+            None,
+            None,
+        );
+        let err = refused.cache.get(|| refused.fetch()).await.unwrap_err();
+        assert!(err.contains("invalid_grant"), "{err}");
+        assert!(!err.contains("1//rt") && !err.contains("csecret"), "{err}");
         std::fs::remove_dir_all(&home).ok();
     }
 
@@ -729,7 +756,22 @@ mod tests {
             jwt_expiry(&id_token),
             Some(SystemTime::UNIX_EPOCH + Duration::from_secs(exp))
         );
+        // The same key in PKCS#1 (`BEGIN RSA PRIVATE KEY`): refused, as ring reads PKCS#8.
+        let pkcs1 = serde_json::json!({
+            "type": "service_account",
+            "client_email": "a",
+            "private_key": include_str!("../tests/fixtures/gcp-test-key-pkcs1.pem"),
+        })
+        .to_string();
+        assert!(GcpSource::from_json(&pkcs1)
+            .err()
+            .unwrap()
+            .contains("not an RSA key in PKCS#8"));
         for (file, says) in [
+            (
+                r#"{"type":"impersonated_service_account"}"#,
+                "not supported",
+            ),
             (r#"{"type":"external_account"}"#, "not supported"),
             (
                 r#"{"type":"service_account","client_email":"a","private_key":"-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----"}"#,

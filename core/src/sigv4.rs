@@ -486,6 +486,10 @@ mod tests {
             infer_scope("", "", "logs.ap-south-1.amazonaws.com"),
             pair("logs", "ap-south-1")
         );
+        assert_eq!(
+            infer_scope("", "", "search-logs-abc.eu-central-1.es.amazonaws.com"),
+            pair("es", "eu-central-1")
+        );
         assert_eq!(infer_scope("", "", "otlp.example.com"), None);
         assert_eq!(
             infer_scope("xray", "us-west-2", "otlp.example.com"),

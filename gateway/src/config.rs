@@ -363,6 +363,16 @@ mod tests {
                 "limit.yaml:4: receive.max_connections",
             ),
             (
+                "unix.yaml",
+                "export:\n  otlp:\n    endpoint: unix:///var/run/otel.sock\n",
+                "unix.yaml:3: export.otlp.endpoint: endpoint \"unix:///var/run/otel.sock\": Unix sockets are not supported",
+            ),
+            (
+                "ua.yaml",
+                "export:\n  otlp:\n    endpoint: http://a:4317\n    user_agent: \"my-gw\\nx\"\n",
+                "ua.yaml:4: export.otlp.user_agent: user_agent has characters a header cannot carry",
+            ),
+            (
                 "secret.yaml",
                 "export: {debug: {}}\npeers:\n  static: [127.0.0.1:4317]\n  down_for: 5s\n  secret: null\n",
                 "secret.yaml:5: peers.secret: written but empty or null",

@@ -173,6 +173,10 @@ fn unusable_headers_setters_are_refused_at_load() {
             "    headers: [{key: a, valeu: v}]\n",
             "unknown field `valeu`",
         ),
+        (
+            "    headers: [{key: a, value: v}]\n    additional_auth: headers_setter\n",
+            "is a headers_setter too",
+        ),
     ] {
         let err = load(extension, tls).unwrap_err();
         assert!(

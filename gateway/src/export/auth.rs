@@ -1335,7 +1335,8 @@ mod tests {
              \x20   - {action: update, key: User-ID, value: user_id}\n\
              \x20   - {action: delete, key: Some-Header}\n\
              \x20   - {key: X-Secret, value: s3cret}\n\
-             \x20   - {key: X-Org, from_attribute: org}\n",
+             \x20   - {key: X-Org, from_attribute: org}\n\
+             \x20   - {key: X-Cap, value: v, action: Upsert}\n",
         );
         assert!(!format!("{e:?}").contains("s3cret"));
         let setter = e.credential(&auth("headers_setter")).unwrap();
@@ -1348,9 +1349,12 @@ mod tests {
         assert_eq!(headers["x-secret"], "s3cret");
         assert_eq!(headers["x-org"], "");
         assert!(headers.get("some-header").is_none());
-        assert_eq!(headers.len(), 4);
+        assert_eq!(headers["x-cap"], "v");
+        assert_eq!(headers.len(), 5);
         let warnings = e.warnings();
-        assert_eq!(warnings.len(), 4, "{warnings:?}");
+        assert_eq!(warnings.len(), 5, "{warnings:?}");
+        // An action none of the four: upsert, with a warning, as the Collector.
+        assert!(warnings[4].contains("headers[6]: action \"Upsert\" is none of"));
         // A rule without an action and from the context is warned of for both.
         assert!(warnings[2].contains("headers[5]: no action"));
         assert!(
@@ -1456,6 +1460,20 @@ mod tests {
             ),
             "{notes:?}"
         );
+        // No project anywhere (the metadata server, no file): refused with the Collector's
+        // words; GOOGLE_CLOUD_PROJECT gives one.
+        let mut p = extensions("googleclientauth: {}\n");
+        p.cloud_env = CloudEnv::from_vars(&[], None);
+        let err = p
+            .credential(&auth("googleclientauth"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("no project set in config or found with application default credentials"),
+            "{err}"
+        );
+        p.cloud_env = CloudEnv::from_vars(&[("GOOGLE_CLOUD_PROJECT", "from-env")], None);
+        assert!(p.credential(&auth("googleclientauth")).is_ok());
         // An ID token from a user's refresh token: refused at load, as the Collector fails.
         let user = dir.join("user.json");
         std::fs::write(

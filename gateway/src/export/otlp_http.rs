@@ -681,6 +681,32 @@ mod tests {
         };
         assert!(req.headers().get(header::CONTENT_LENGTH).is_none());
         assert!(req.headers().get(header::TRANSFER_ENCODING).is_none());
+        // Nor from a headers_setter's rules.
+        use tailgate_core::request_auth::{HeaderAction, HeaderRule, RuleValue};
+        let rule = |name: &'static str, value: &'static str| HeaderRule {
+            name: header::HeaderName::from_static(name),
+            action: HeaderAction::Upsert,
+            value: RuleValue::Fixed(header::HeaderValue::from_static(value)),
+        };
+        let setter = RequestAuth::new(
+            vec![
+                rule("content-length", "5"),
+                rule("trailer", "x"),
+                rule("x-kept", "k"),
+            ],
+            None,
+        );
+        let cfg: OtlpHttpConfig =
+            serde_yaml_ng::from_str("{endpoint: 'http://127.0.0.1:1'}").unwrap();
+        let client = cfg
+            .client_with(Some(Arc::new(setter)), &ProxyEnv::default())
+            .unwrap();
+        let Ok((req, _)) = client.request(Bytes::from_static(b"0123456789")).await else {
+            panic!("no request built")
+        };
+        assert!(req.headers().get(header::CONTENT_LENGTH).is_none());
+        assert!(req.headers().get(header::TRAILER).is_none());
+        assert_eq!(req.headers()["x-kept"], "k");
     }
 
     /// Scenario: a backend that takes only its own bearer token, sent a request with
