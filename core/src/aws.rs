@@ -749,7 +749,16 @@ mod tests {
         assert!(
             matches!(keys, Source::Fixed { ref credentials, .. } if credentials.access_key_id == "AKIDENV")
         );
-        let file = Source::from_env(&vars(&[("AWS_ROLE_ARN", "r")]), home.clone(), "").unwrap();
+        // The shared file comes before a web identity, as in the SDKs' chain.
+        let file = Source::from_env(
+            &vars(&[
+                ("AWS_ROLE_ARN", "r"),
+                ("AWS_WEB_IDENTITY_TOKEN_FILE", "/var/run/token"),
+            ]),
+            home.clone(),
+            "",
+        )
+        .unwrap();
         assert!(
             matches!(file, Source::Fixed { ref credentials, .. } if credentials.access_key_id == "AKIDFILE")
         );
@@ -795,6 +804,22 @@ mod tests {
                 ..
             }
         ));
+        let ecs = Source::from_env(
+            &vars(&[
+                (
+                    "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+                    "/v2/credentials/abc",
+                ),
+                ("AWS_CONTAINER_AUTHORIZATION_TOKEN", "tok"),
+            ]),
+            None,
+            "",
+        )
+        .unwrap();
+        assert!(
+            matches!(ecs, Source::Container { ref uri, token: Some(ContainerToken::Value(_)) }
+            if *uri == "http://169.254.170.2/v2/credentials/abc")
+        );
         assert!(matches!(
             Source::from_env(&vars(&[]), None, "").unwrap(),
             Source::Imds { .. }

@@ -1460,6 +1460,15 @@ mod tests {
             ),
             "{notes:?}"
         );
+        // The Collector's four default scopes; a string of scopes split at commas.
+        let scopes = |yaml: &str| match &extensions(yaml).extensions[0].1 {
+            Extension::Google(g) => g.scopes.clone(),
+            other => panic!("{other:?}"),
+        };
+        let defaults = scopes("googleclientauth: {}\n");
+        assert_eq!(defaults.len(), 4);
+        assert!(defaults.contains(&"https://www.googleapis.com/auth/trace.append".to_owned()));
+        assert_eq!(scopes("googleclientauth: {scopes: 'a,b'}\n"), ["a", "b"]);
         // No project anywhere (the metadata server, no file): refused with the Collector's
         // words; GOOGLE_CLOUD_PROJECT gives one.
         let mut p = extensions("googleclientauth: {}\n");
