@@ -612,6 +612,73 @@ mod tests {
         assert_eq!(tokens.clone().value().await.unwrap(), "Bearer ya29.t1");
     }
 
+    /// Scenario: a service account's key asked for an ID token (its endpoint answering
+    /// with a JWT), and an access token whose answer gives no `expires_in`.
+    /// Guarantees: the grant claims the audience as `target_audience` (no scope) and the ID
+    /// token is sent with its `exp` as expiry; a token without expiry is kept an hour.
+    #[tokio::test]
+    async fn id_tokens_and_tokens_without_expiry() {
+        let exp = unix(SystemTime::now()) + 1800;
+        let jwt = format!(
+            "h.{}.s",
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!(r#"{{"exp":{exp}}}"#))
+        );
+        let answer = format!(r#"{{"id_token":"{jwt}"}}"#);
+        let (uri, asked, _) =
+            crate::test_util::token_endpoint(move |_, _| (200, "application/json", answer.clone()))
+                .await
+                .unwrap();
+        let (source, _) = GcpSource::from_json(&key_file(&uri)).unwrap();
+        let id = GcpTokens::new(
+            source,
+            TokenKind::Id {
+                audience: "https://iap.example.com".into(),
+            },
+            Duration::from_secs(5),
+            None,
+            None,
+        );
+        let (value, expires) = id.fetch().await.unwrap();
+        assert_eq!(value, format!("Bearer {jwt}").as_str());
+        assert_eq!(
+            expires,
+            Some(SystemTime::UNIX_EPOCH + Duration::from_secs(exp))
+        );
+        let form = asked.lock().unwrap()[0].1.clone();
+        let assertion = form
+            .split('&')
+            .find_map(|p| p.strip_prefix("assertion="))
+            .unwrap();
+        let claims = verified_claims(assertion);
+        assert_eq!(claims["target_audience"], "https://iap.example.com");
+        assert!(claims.get("scope").is_none());
+
+        let (uri, _, _) = crate::test_util::token_endpoint(|_, _| {
+            (
+                200,
+                "application/json",
+                r#"{"access_token":"ya29.forever"}"#.into(),
+            )
+        })
+        .await
+        .unwrap();
+        let (source, _) = GcpSource::from_json(&key_file(&uri)).unwrap();
+        let access = GcpTokens::new(
+            source,
+            TokenKind::Access { scopes: vec![] },
+            Duration::from_secs(5),
+            None,
+            None,
+        );
+        let before = SystemTime::now();
+        let (_, expires) = access.fetch().await.unwrap();
+        let expires = expires.unwrap();
+        assert!(
+            expires >= before + Duration::from_secs(3590)
+                && expires <= SystemTime::now() + Duration::from_secs(3600)
+        );
+    }
+
     /// Scenario: gcloud's ADC file in the home directory holding a user's refresh token
     /// (its token endpoint a fake answering with `expires_in` as a string), and no
     /// `GOOGLE_APPLICATION_CREDENTIALS`.

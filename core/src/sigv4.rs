@@ -438,6 +438,37 @@ mod tests {
              SignedHeaders=content-type;host;x-amz-date;x-team, \
              Signature=e0a8d06a03aae358335b843f7cb6122f37d00a0640441301735c6515ef06da84"
         );
+        // Hop-by-hop headers and those a proxy or client may change are not signed.
+        let mut hops = HeaderMap::new();
+        for (name, value) in [
+            ("content-type", "application/x-protobuf"),
+            ("connection", "keep-alive"),
+            ("expect", "100-continue"),
+            ("x-amzn-trace-id", "Root=1-abc"),
+            ("user-agent", "tailgate/0.1.0"),
+            ("proxy-authorization", "Basic eA=="),
+        ] {
+            hops.insert(name, HeaderValue::from_static(value));
+        }
+        sign(
+            &example(),
+            &Scope {
+                region: "us-east-1",
+                service: "xray",
+            },
+            &Method::POST,
+            &"https://xray.us-east-1.amazonaws.com/v1/traces"
+                .parse()
+                .unwrap(),
+            &mut hops,
+            b"",
+            AT,
+        )
+        .unwrap();
+        assert!(hops["authorization"]
+            .to_str()
+            .unwrap()
+            .contains("SignedHeaders=content-type;host;x-amz-date,"));
         // Signing again replaces the signature and the date, never adds a second one.
         let mut again = h.clone();
         sign(

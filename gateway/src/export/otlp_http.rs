@@ -617,6 +617,28 @@ mod tests {
         }
     }
 
+    /// Scenario: endpoints written with their scheme's default port.
+    /// Guarantees: the URL requests go to leaves it out (what HTTP/1.1's Host sends, so a
+    /// signed host matches on HTTP/2 too); another port is kept.
+    #[test]
+    fn a_default_port_is_left_out_of_the_url() {
+        for (endpoint, url) in [
+            (
+                "https://xray.us-east-1.amazonaws.com:443",
+                "https://xray.us-east-1.amazonaws.com/v1/traces",
+            ),
+            (
+                "http://collector:80/otlp",
+                "http://collector/otlp/v1/traces",
+            ),
+            ("https://collector:4318", "https://collector:4318/v1/traces"),
+        ] {
+            let cfg: OtlpHttpConfig =
+                serde_yaml_ng::from_str(&format!("{{endpoint: '{endpoint}'}}")).unwrap();
+            assert_eq!(cfg.url().unwrap().to_string(), url);
+        }
+    }
+
     /// Scenario: an exporter with a static `authorization` header and an authenticator;
     /// one with a `User-Agent` header.
     /// Guarantees: the request carries the authenticator's value once, replacing the
