@@ -386,6 +386,47 @@ mod tests {
         std::fs::remove_dir_all(&dir).ok();
     }
 
+    /// Scenario: a header value from a `${file:}` holding `[a, b]` (YAML for a list) as
+    /// the whole value, and the same reference quoted.
+    /// Guarantees: unquoted, refused as the wrong type for a string key, naming its line
+    /// (the documented departure: the Collector keeps the text there); quoted, the text.
+    #[test]
+    fn a_list_from_a_reference_is_refused_where_a_string_goes() {
+        let dir = std::env::temp_dir().join(format!("tailgate-listref-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let value = dir.join("value");
+        std::fs::write(&value, "[a, b]").unwrap();
+        let path = dir.join("gateway.yaml");
+        let write = |quoted: bool| {
+            let reference = format!("${{file:{}}}", value.display());
+            let reference = if quoted {
+                format!("\"{reference}\"")
+            } else {
+                reference
+            };
+            std::fs::write(
+                &path,
+                format!("export:\n  otlp:\n    endpoint: http://a:4317\n    headers:\n      x-list: {reference}\n"),
+            )
+            .unwrap();
+        };
+        write(false);
+        let err = GatewayConfig::load(&path).unwrap_err().to_string();
+        assert!(
+            err.contains("headers.x-list")
+                && err.contains("invalid type: sequence")
+                && err.contains("line 5"),
+            "{err}"
+        );
+        write(true);
+        let config = GatewayConfig::load(&path).unwrap();
+        let ExporterConfig::OtlpGrpc(grpc) = &config.export.exporters[0].1 else {
+            panic!("{:?}", config.export.exporters[0])
+        };
+        assert_eq!(grpc.headers["x-list"], "[a, b]");
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
     /// Scenario: peers without a secret or certificate names, and with a secret.
     /// Guarantees: the first draws the warning `--check` prints (a docs audit found it
     /// only at start), the second none.

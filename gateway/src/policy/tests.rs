@@ -1252,4 +1252,18 @@ fn a_string_where_a_list_goes_is_split_at_commas() {
     );
     assert_eq!(one_string, lists);
     assert!(lists.contains("one of 2 values"), "{lists}");
+    // The other list keys: trace_state values, ottl conditions, a composite's order.
+    let same = |one: &str, list: &str| assert_eq!(plan(one), plan(list), "{one}");
+    same(
+        "policies:\n  - {name: t, type: trace_state, trace_state: {key: ot, values: 'a,b'}}\n",
+        "policies:\n  - {name: t, type: trace_state, trace_state: {key: ot, values: [a, b]}}\n",
+    );
+    same(
+        "policies:\n  - {name: o, type: ottl_condition, ottl_condition: {span: 'attributes[\"x\"] == 1'}}\n",
+        "policies:\n  - {name: o, type: ottl_condition, ottl_condition: {span: ['attributes[\"x\"] == 1']}}\n",
+    );
+    let order = parse(
+        "policies:\n  - {name: c, type: composite, composite: {max_total_spans_per_second: 10, policy_order: 'x,y', composite_sub_policy: [{name: x, type: always_sample}, {name: y, type: always_sample}], rate_allocation: [{policy: x, percent: 50}, {policy: y, percent: 50}]}}\n",
+    );
+    assert!(order.is_ok(), "{:?}", order.err());
 }
