@@ -17,15 +17,12 @@ use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use http::{HeaderMap, Method, Request, Uri};
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::Full;
 
 use crate::fetched::{Expiring, FetchCache};
 pub use crate::sigv4::AwsCredentials;
 use crate::sigv4::{infer_scope, sign, Scope};
-use crate::tls::{ClientTls, Dialer, Transport};
-
-/// The longest answer read from an endpoint.
-const MAX_ANSWER: usize = 64 * 1024;
+use crate::tls::{ClientTls, Transport};
 
 /// A signer for one extension: the service and region it signs for (or infers from the
 /// endpoint), and where its credentials come from.
@@ -351,9 +348,7 @@ impl CredentialsProvider {
         tls: Option<&ClientTls>,
         proxy: Option<&crate::proxy::Proxy>,
     ) -> Self {
-        let builder =
-            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new());
-        let client = Transport::new(&builder, tls, Dialer::new(timeout, proxy), false);
+        let client = crate::fetched::client(timeout, tls, proxy);
         CredentialsProvider {
             cache: FetchCache::new(
                 format!("AWS credentials from {}", source.describe()),
@@ -527,23 +522,12 @@ impl CredentialsProvider {
         }
     }
 
-    /// One request and its answer, read up to [`MAX_ANSWER`].
+    /// One request and its answer.
     async fn call(
         &self,
         request: Request<Full<Bytes>>,
     ) -> Result<(http::StatusCode, Bytes), String> {
-        let response = self
-            .client
-            .request(request)
-            .await
-            .map_err(|e| crate::text::error_chain(&e))?;
-        let status = response.status();
-        let body = Limited::new(response.into_body(), MAX_ANSWER)
-            .collect()
-            .await
-            .map_err(|e| format!("reading the answer: {e}"))?
-            .to_bytes();
-        Ok((status, body))
+        crate::fetched::exchange(&self.client, request).await
     }
 }
 

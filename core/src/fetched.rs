@@ -14,7 +14,43 @@ use std::future::Future;
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
 
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
 use tokio::time::Instant;
+
+use crate::tls::{ClientTls, Dialer, Transport};
+
+/// The longest answer read from a credentials or token endpoint.
+const MAX_ANSWER: usize = 64 * 1024;
+
+/// The client values are fetched with: fetches take at most `timeout`, over TLS as `tls`
+/// says, through `proxy` when one is given.
+pub fn client(
+    timeout: Duration,
+    tls: Option<&ClientTls>,
+    proxy: Option<&crate::proxy::Proxy>,
+) -> Transport<Full<Bytes>> {
+    let builder = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new());
+    Transport::new(&builder, tls, Dialer::new(timeout, proxy), false)
+}
+
+/// One request to an endpoint and its answer, read up to 64 KiB.
+pub async fn exchange(
+    client: &Transport<Full<Bytes>>,
+    request: http::Request<Full<Bytes>>,
+) -> Result<(http::StatusCode, Bytes), String> {
+    let response = client
+        .request(request)
+        .await
+        .map_err(|e| crate::text::error_chain(&e))?;
+    let status = response.status();
+    let body = Limited::new(response.into_body(), MAX_ANSWER)
+        .collect()
+        .await
+        .map_err(|e| format!("reading the answer: {e}"))?
+        .to_bytes();
+    Ok((status, body))
+}
 
 /// Values that expire sooner than this are fetched again.
 pub const REFRESH_BEFORE: Duration = Duration::from_secs(300);

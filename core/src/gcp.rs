@@ -16,16 +16,13 @@ use std::time::{Duration, SystemTime};
 use base64::Engine;
 use bytes::Bytes;
 use http::{HeaderValue, Request, Uri};
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::Full;
 
 use crate::fetched::{Expiring, FetchCache};
-use crate::tls::{ClientTls, Dialer, Transport};
+use crate::tls::{ClientTls, Transport};
 
 /// Google's token endpoint, where a key file names none.
 pub const TOKEN_URI: &str = "https://oauth2.googleapis.com/token";
-
-/// The longest answer read from an endpoint.
-const MAX_ANSWER: usize = 64 * 1024;
 
 /// Where tokens come from.
 pub enum GcpSource {
@@ -257,13 +254,11 @@ impl GcpTokens {
         tls: Option<&ClientTls>,
         proxy: Option<&crate::proxy::Proxy>,
     ) -> Arc<Self> {
-        let builder =
-            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new());
         let proxy = match source {
             GcpSource::Metadata { .. } => None,
             _ => proxy,
         };
-        let client = Transport::new(&builder, tls, Dialer::new(timeout, proxy), false);
+        let client = crate::fetched::client(timeout, tls, proxy);
         Arc::new(GcpTokens {
             cache: FetchCache::new(format!("Google tokens from {}", source.describe()), timeout),
             source,
@@ -389,17 +384,7 @@ impl GcpTokens {
 
     /// A request's answer when it succeeded; otherwise its status and error words.
     async fn call(&self, request: Request<Full<Bytes>>) -> Result<Bytes, String> {
-        let response = self
-            .client
-            .request(request)
-            .await
-            .map_err(|e| crate::text::error_chain(&e))?;
-        let status = response.status();
-        let body = Limited::new(response.into_body(), MAX_ANSWER)
-            .collect()
-            .await
-            .map_err(|e| format!("reading the answer: {e}"))?
-            .to_bytes();
+        let (status, body) = crate::fetched::exchange(&self.client, request).await?;
         if status.is_success() {
             return Ok(body);
         }

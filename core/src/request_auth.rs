@@ -94,10 +94,7 @@ impl RequestAuth {
 
     /// Requests signed by `signer` (AWS SigV4), over HTTP only.
     pub fn signed(signer: crate::aws::SigV4) -> Self {
-        RequestAuth {
-            signer: Some(signer),
-            ..RequestAuth::default()
-        }
+        RequestAuth::default().with_signer(signer)
     }
 
     /// These rules, then `signer`'s signature over the request they leave (a

@@ -321,7 +321,7 @@ mod tests {
         headers: &[(&'static str, &'static str)],
         body: &[u8],
     ) -> HeaderMap {
-        let mut map: HeaderMap = headers
+        let map: HeaderMap = headers
             .iter()
             .map(|(k, v)| {
                 (
@@ -330,6 +330,17 @@ mod tests {
                 )
             })
             .collect();
+        signed_map(credentials, region, url, map, body)
+    }
+
+    /// `map` signed for `xray` in `region` at [`AT`].
+    fn signed_map(
+        credentials: &AwsCredentials,
+        region: &str,
+        url: &str,
+        mut map: HeaderMap,
+        body: &[u8],
+    ) -> HeaderMap {
         sign(
             credentials,
             &Scope {
@@ -417,21 +428,13 @@ mod tests {
             "x-team",
             HeaderValue::from_bytes("Zürich,  a   b".as_bytes()).unwrap(),
         );
-        sign(
+        let team = signed_map(
             &example(),
-            &Scope {
-                region: "us-east-1",
-                service: "xray",
-            },
-            &Method::POST,
-            &"https://xray.us-east-1.amazonaws.com/v1/traces"
-                .parse()
-                .unwrap(),
-            &mut team,
+            "us-east-1",
+            "https://xray.us-east-1.amazonaws.com/v1/traces",
+            team,
             b"x",
-            AT,
-        )
-        .unwrap();
+        );
         assert_eq!(
             team["authorization"],
             "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20261205/us-east-1/xray/aws4_request, \
@@ -439,53 +442,32 @@ mod tests {
              Signature=e0a8d06a03aae358335b843f7cb6122f37d00a0640441301735c6515ef06da84"
         );
         // Hop-by-hop headers and those a proxy or client may change are not signed.
-        let mut hops = HeaderMap::new();
-        for (name, value) in [
-            ("content-type", "application/x-protobuf"),
-            ("connection", "keep-alive"),
-            ("expect", "100-continue"),
-            ("x-amzn-trace-id", "Root=1-abc"),
-            ("user-agent", "tailgate/0.1.0"),
-            ("proxy-authorization", "Basic eA=="),
-        ] {
-            hops.insert(name, HeaderValue::from_static(value));
-        }
-        sign(
+        let hops = signed(
             &example(),
-            &Scope {
-                region: "us-east-1",
-                service: "xray",
-            },
-            &Method::POST,
-            &"https://xray.us-east-1.amazonaws.com/v1/traces"
-                .parse()
-                .unwrap(),
-            &mut hops,
+            "us-east-1",
+            "https://xray.us-east-1.amazonaws.com/v1/traces",
+            &[
+                ("content-type", "application/x-protobuf"),
+                ("connection", "keep-alive"),
+                ("expect", "100-continue"),
+                ("x-amzn-trace-id", "Root=1-abc"),
+                ("user-agent", "tailgate/0.1.0"),
+                ("proxy-authorization", "Basic eA=="),
+            ],
             b"",
-            AT,
-        )
-        .unwrap();
+        );
         assert!(hops["authorization"]
             .to_str()
             .unwrap()
             .contains("SignedHeaders=content-type;host;x-amz-date,"));
         // Signing again replaces the signature and the date, never adds a second one.
-        let mut again = h.clone();
-        sign(
+        let again = signed_map(
             &example(),
-            &Scope {
-                region: "us-east-1",
-                service: "xray",
-            },
-            &Method::POST,
-            &"https://example.com:8443/a%20b/c?b=2&a=1&a=0&x=y%2Fz"
-                .parse()
-                .unwrap(),
-            &mut again,
+            "us-east-1",
+            "https://example.com:8443/a%20b/c?b=2&a=1&a=0&x=y%2Fz",
+            h.clone(),
             b"abc",
-            AT,
-        )
-        .unwrap();
+        );
         assert_eq!(again.get_all("authorization").iter().count(), 1);
         assert_eq!(again["authorization"], h["authorization"]);
     }

@@ -687,57 +687,43 @@ impl TestPki {
 /// its form.
 pub type TokenRequests = std::sync::Arc<std::sync::Mutex<Vec<(Option<String>, String)>>>;
 
-/// A token endpoint on loopback answering each request with what `answer` makes of
-/// its `authorization` header and form (status, content type, body); notes every
-/// request and wakes `asked`.
-pub async fn token_endpoint(
-    answer: impl Fn(Option<&str>, &str) -> (u16, &'static str, String) + Send + Sync + 'static,
-) -> std::io::Result<(
-    http::Uri,
-    TokenRequests,
-    std::sync::Arc<tokio::sync::Notify>,
-)> {
+/// An HTTP/1.1 server on a loopback port handing every request (its head and whole body)
+/// to `answer`, which gives the status, content type and body to answer with. Its address.
+/// The fake endpoints below are this with their own bookkeeping.
+async fn serve_loopback(
+    answer: impl Fn(http::request::Parts, bytes::Bytes) -> (u16, &'static str, String)
+        + Send
+        + Sync
+        + 'static,
+) -> std::io::Result<std::net::SocketAddr> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let url: http::Uri = format!("http://{}/oauth2/token", listener.local_addr()?)
-        .parse()
-        .map_err(std::io::Error::other)?;
-    let seen: TokenRequests = std::sync::Arc::default();
-    let asked = std::sync::Arc::new(tokio::sync::Notify::new());
+    let addr = listener.local_addr()?;
     let answer = std::sync::Arc::new(answer);
-    let (noted, woken) = (seen.clone(), asked.clone());
     tokio::spawn(async move {
         while let Ok((stream, _)) = listener.accept().await {
-            let (answer, noted, woken) = (answer.clone(), noted.clone(), woken.clone());
+            let answer = answer.clone();
             tokio::spawn(async move {
                 let service =
                     hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
-                        let (answer, noted, woken) = (answer.clone(), noted.clone(), woken.clone());
+                        let answer = answer.clone();
                         async move {
-                            let auth = req
-                                .headers()
-                                .get(http::header::AUTHORIZATION)
-                                .and_then(|v| v.to_str().ok())
-                                .map(str::to_owned);
-                            let body = http_body_util::BodyExt::collect(req.into_body())
+                            let (parts, body) = req.into_parts();
+                            let body = http_body_util::BodyExt::collect(body)
                                 .await
                                 .map(|b| b.to_bytes())
                                 .unwrap_or_default();
-                            let form = String::from_utf8_lossy(&body).into_owned();
-                            let (status, kind, text) = answer(auth.as_deref(), &form);
-                            noted
-                                .lock()
-                                .unwrap_or_else(|e| e.into_inner())
-                                .push((auth, form));
-                            woken.notify_waiters();
+                            let (status, kind, text) = answer(parts, body);
                             let mut response = http::Response::new(http_body_util::Full::new(
                                 bytes::Bytes::from(text),
                             ));
                             *response.status_mut() = http::StatusCode::from_u16(status)
                                 .unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR);
-                            response.headers_mut().insert(
-                                http::header::CONTENT_TYPE,
-                                http::HeaderValue::from_static(kind),
-                            );
+                            if !kind.is_empty() {
+                                response.headers_mut().insert(
+                                    http::header::CONTENT_TYPE,
+                                    http::HeaderValue::from_static(kind),
+                                );
+                            }
                             Ok::<_, std::convert::Infallible>(response)
                         }
                     });
@@ -748,6 +734,41 @@ pub async fn token_endpoint(
             });
         }
     });
+    Ok(addr)
+}
+
+/// A token endpoint on loopback answering each request with what `answer` makes of
+/// its `authorization` header and form (status, content type, body); notes every
+/// request and wakes `asked`.
+pub async fn token_endpoint(
+    answer: impl Fn(Option<&str>, &str) -> (u16, &'static str, String) + Send + Sync + 'static,
+) -> std::io::Result<(
+    http::Uri,
+    TokenRequests,
+    std::sync::Arc<tokio::sync::Notify>,
+)> {
+    let seen: TokenRequests = std::sync::Arc::default();
+    let asked = std::sync::Arc::new(tokio::sync::Notify::new());
+    let (noted, woken) = (seen.clone(), asked.clone());
+    let addr = serve_loopback(move |parts, body| {
+        let auth = parts
+            .headers
+            .get(http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let form = String::from_utf8_lossy(&body).into_owned();
+        let answered = answer(auth.as_deref(), &form);
+        noted
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push((auth, form));
+        woken.notify_waiters();
+        answered
+    })
+    .await?;
+    let url: http::Uri = format!("http://{addr}/oauth2/token")
+        .parse()
+        .map_err(std::io::Error::other)?;
     Ok((url, seen, asked))
 }
 
@@ -760,51 +781,28 @@ pub type Targets = std::sync::Arc<std::sync::Mutex<Vec<String>>>;
 pub async fn fake_endpoint(
     answer: impl Fn(&http::Method, &str, &http::HeaderMap) -> (u16, String) + Send + Sync + 'static,
 ) -> (http::Uri, Targets) {
-    let Ok(listener) = tokio::net::TcpListener::bind("127.0.0.1:0").await else {
+    let seen: Targets = std::sync::Arc::default();
+    let noted = seen.clone();
+    let Ok(addr) = serve_loopback(move |parts, _| {
+        let target = parts
+            .uri
+            .path_and_query()
+            .map(|p| p.as_str().to_owned())
+            .unwrap_or_default();
+        noted
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(format!("{} {target}", parts.method));
+        let (status, body) = answer(&parts.method, &target, &parts.headers);
+        (status, "", body)
+    })
+    .await
+    else {
         panic!("cannot bind a loopback port")
     };
-    let addr = listener
-        .local_addr()
-        .map(|a| a.to_string())
-        .unwrap_or_default();
     let Ok(base) = format!("http://{addr}/").parse() else {
         panic!("a loopback address is a URI")
     };
-    let seen: Targets = std::sync::Arc::default();
-    let (noted, answer) = (seen.clone(), std::sync::Arc::new(answer));
-    tokio::spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
-            let (noted, answer) = (noted.clone(), answer.clone());
-            tokio::spawn(async move {
-                let service =
-                    hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
-                        let (noted, answer) = (noted.clone(), answer.clone());
-                        async move {
-                            let target = req
-                                .uri()
-                                .path_and_query()
-                                .map(|p| p.as_str().to_owned())
-                                .unwrap_or_default();
-                            noted
-                                .lock()
-                                .unwrap_or_else(|e| e.into_inner())
-                                .push(format!("{} {target}", req.method()));
-                            let (status, body) = answer(req.method(), &target, req.headers());
-                            let mut response = http::Response::new(http_body_util::Full::new(
-                                bytes::Bytes::from(body),
-                            ));
-                            *response.status_mut() = http::StatusCode::from_u16(status)
-                                .unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR);
-                            Ok::<_, std::convert::Infallible>(response)
-                        }
-                    });
-                hyper::server::conn::http1::Builder::new()
-                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
-                    .await
-                    .ok();
-            });
-        }
-    });
     (base, seen)
 }
 
@@ -817,56 +815,28 @@ pub type Recorded = std::sync::Arc<std::sync::Mutex<Vec<(String, http::HeaderMap
 pub async fn recording_backend(
     refuse: std::sync::Arc<std::sync::atomic::AtomicU32>,
 ) -> (String, Recorded) {
-    let Ok(listener) = tokio::net::TcpListener::bind("127.0.0.1:0").await else {
-        panic!("cannot bind a loopback port")
-    };
-    let addr = listener
-        .local_addr()
-        .map(|a| a.to_string())
-        .unwrap_or_default();
     let seen: Recorded = std::sync::Arc::default();
     let noted = seen.clone();
-    tokio::spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
-            let (noted, refuse) = (noted.clone(), refuse.clone());
-            tokio::spawn(async move {
-                let service =
-                    hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
-                        let (noted, refuse) = (noted.clone(), refuse.clone());
-                        async move {
-                            let (parts, body) = req.into_parts();
-                            let body = http_body_util::BodyExt::collect(body)
-                                .await
-                                .map(|b| b.to_bytes())
-                                .unwrap_or_default();
-                            noted.lock().unwrap_or_else(|e| e.into_inner()).push((
-                                parts.uri.path().to_owned(),
-                                parts.headers,
-                                body,
-                            ));
-                            let refused = refuse
-                                .fetch_update(
-                                    std::sync::atomic::Ordering::SeqCst,
-                                    std::sync::atomic::Ordering::SeqCst,
-                                    |n| n.checked_sub(1),
-                                )
-                                .is_ok();
-                            let mut response =
-                                http::Response::new(http_body_util::Full::new(bytes::Bytes::new()));
-                            if refused {
-                                *response.status_mut() = http::StatusCode::FORBIDDEN;
-                            }
-                            Ok::<_, std::convert::Infallible>(response)
-                        }
-                    });
-                hyper::server::conn::http1::Builder::new()
-                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
-                    .await
-                    .ok();
-            });
-        }
-    });
-    (addr, seen)
+    let Ok(addr) = serve_loopback(move |parts, body| {
+        noted.lock().unwrap_or_else(|e| e.into_inner()).push((
+            parts.uri.path().to_owned(),
+            parts.headers,
+            body,
+        ));
+        let refused = refuse
+            .fetch_update(
+                std::sync::atomic::Ordering::SeqCst,
+                std::sync::atomic::Ordering::SeqCst,
+                |n| n.checked_sub(1),
+            )
+            .is_ok();
+        (if refused { 403 } else { 200 }, "", String::new())
+    })
+    .await
+    else {
+        panic!("cannot bind a loopback port")
+    };
+    (addr.to_string(), seen)
 }
 
 /// An answer for [`token_endpoint`]: tokens `t0`, `t1`, … one per request, each valid

@@ -4,13 +4,13 @@
 //! from a token endpoint (a fake on loopback), with the project headers Google's clients
 //! send. Core's `gcp` tests check the key's signature and the metadata server.
 
+mod common;
+
 use std::sync::Arc;
 
 use prost::Message;
-use tailgate_core::proxy::ProxyEnv;
 use tailgate_core::test_util::{recording_backend, scratch_dir, token_endpoint, FakeOtlp};
 use tailgate_gateway::export::auth::CloudEnv;
-use tailgate_gateway::export::ExporterConfig;
 use tailgate_gateway::GatewayConfig;
 
 /// Scenario: `GOOGLE_APPLICATION_CREDENTIALS` naming a service account's key whose
@@ -63,14 +63,7 @@ async fn exports_carry_a_google_token_and_project() {
         None,
     );
     config.validate(&path).unwrap();
-    let ExporterConfig::OtlpHttp(http) = &config.export.exporters[0].1 else {
-        panic!("{:?}", config.export.exporters[0])
-    };
-    let auth = config
-        .extensions
-        .credential(http.auth.as_ref().unwrap())
-        .unwrap();
-    let client = http.client_with(Some(auth), &ProxyEnv::default()).unwrap();
+    let client = common::http_client(&config, 0);
     let body = bytes::Bytes::from(FakeOtlp::traces(2).build().encode_to_vec());
     for _ in 0..3 {
         assert_eq!(client.send(body.clone()).await.unwrap().attempts, 1);

@@ -4,10 +4,11 @@
 //! rules' effect on each header is shown by core's `request_auth` tests; here, that what
 //! they leave is what reaches the backend, over gRPC and HTTP.
 
+mod common;
+
 use std::time::Duration;
 
 use prost::Message;
-use tailgate_core::proxy::ProxyEnv;
 use tailgate_core::test_util::{scratch_dir, CaptureBackend, FakeOtlp};
 use tailgate_gateway::export::ExporterConfig;
 use tailgate_gateway::GatewayConfig;
@@ -92,22 +93,12 @@ async fn the_headers_the_rules_leave_reach_the_backend() {
     assert_eq!(client.send(body.clone()).await.unwrap().attempts, 1);
     assert!(grpc_backend.spans() > 0);
 
-    let ExporterConfig::OtlpHttp(http) = &exporters[1].1 else {
-        panic!("{:?}", exporters[1])
-    };
-    let client = http
-        .client_with(Some(auth(&exporters[1].1)), &ProxyEnv::default())
-        .unwrap();
+    let client = common::http_client(&config, 1);
     assert_eq!(client.send(body.clone()).await.unwrap().attempts, 1);
     let delivered = http_backend.spans();
     assert!(delivered > 0);
 
-    let ExporterConfig::OtlpHttp(update) = &exporters[2].1 else {
-        panic!("{:?}", exporters[2])
-    };
-    let client = update
-        .client_with(Some(auth(&exporters[2].1)), &ProxyEnv::default())
-        .unwrap();
+    let client = common::http_client(&config, 2);
     let err = tokio::time::timeout(Duration::from_secs(4), client.send(body))
         .await
         .expect("a refusal is final")

@@ -227,17 +227,7 @@ async fn a_backend_refusing_every_token_fails_after_one_resend() {
     )
     .unwrap();
     let config = GatewayConfig::load(&path).unwrap();
-    let tailgate_gateway::export::ExporterConfig::OtlpHttp(http) = &config.export.exporters[0].1
-    else {
-        panic!("{:?}", config.export.exporters[0].1)
-    };
-    let credential = config
-        .extensions
-        .credential(http.auth.as_ref().unwrap())
-        .unwrap();
-    let client = http
-        .client_with(Some(credential), &ProxyEnv::default())
-        .unwrap();
+    let client = common::http_client(&config, 0);
     let body = FakeOtlp::traces(1).build().encode_to_vec();
     let err = tokio::time::timeout(Duration::from_secs(8), client.send(body.into()))
         .await

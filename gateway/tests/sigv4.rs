@@ -5,16 +5,16 @@
 //! each signature as AWS does, from the headers the request lists as signed. Core's
 //! `sigv4` tests check the signatures against botocore's.
 
+mod common;
+
 use std::sync::Arc;
 use std::time::Duration;
 
 use prost::Message;
-use tailgate_core::proxy::ProxyEnv;
 use tailgate_core::test_util::{
     recording_backend as backend, scratch_dir, token_endpoint, FakeOtlp, TokenRequests,
 };
 use tailgate_gateway::export::auth::CloudEnv;
-use tailgate_gateway::export::ExporterConfig;
 use tailgate_gateway::GatewayConfig;
 
 /// Checks a request's signature as AWS does: the headers its `authorization` lists as
@@ -109,17 +109,6 @@ fn load(dir: &std::path::Path, extension: &str, endpoint: &str) -> GatewayConfig
     tailgate_core::config::parse_yaml(&path, &text).unwrap()
 }
 
-fn client(config: &GatewayConfig) -> tailgate_gateway::export::otlp_http::HttpClient {
-    let ExporterConfig::OtlpHttp(http) = &config.export.exporters[0].1 else {
-        panic!("{:?}", config.export.exporters[0])
-    };
-    let auth = config
-        .extensions
-        .credential(http.auth.as_ref().unwrap())
-        .unwrap();
-    http.client_with(Some(auth), &ProxyEnv::default()).unwrap()
-}
-
 /// Scenario: keys in `AWS_ACCESS_KEY_ID`/`AWS_SECRET_ACCESS_KEY`, an exporter compressing
 /// with gzip to a backend that is not an AWS name (so `service` and `region` are set).
 /// Guarantees: every request carries a signature that checks out over the body as sent
@@ -141,7 +130,7 @@ async fn requests_are_signed_with_the_chains_keys() {
         ],
         None,
     );
-    let client = client(&config);
+    let client = common::http_client(&config, 0);
     let body = bytes::Bytes::from(FakeOtlp::traces(3).build().encode_to_vec());
     for _ in 0..2 {
         assert_eq!(client.send(body.clone()).await.unwrap().attempts, 1);
@@ -188,7 +177,7 @@ async fn a_headers_setter_chained_to_sigv4auth_signs_its_headers() {
         None,
     );
     let body = bytes::Bytes::from(FakeOtlp::traces(1).build().encode_to_vec());
-    client(&config).send(body).await.unwrap();
+    common::http_client(&config, 0).send(body).await.unwrap();
     let seen = seen.lock().unwrap();
     let (path, headers, body) = &seen[0];
     assert_eq!(headers["x-scope-orgid"], "team-a");
@@ -241,7 +230,7 @@ async fn a_web_identity_is_exchanged_at_sts_and_kept() {
     );
     config.extensions.cloud_env =
         CloudEnv::from_vars(&[("AWS_ENDPOINT_URL_STS", &sts.to_string())], None);
-    let client = client(&config);
+    let client = common::http_client(&config, 0);
     let body = bytes::Bytes::from(FakeOtlp::traces(2).build().encode_to_vec());
     for _ in 0..3 {
         assert_eq!(client.send(body.clone()).await.unwrap().attempts, 1);

@@ -423,32 +423,33 @@ impl HttpClient {
                 header::HeaderValue::from_static(e),
             );
         }
-        // The body's framing is the client's to write: a `Content-Length` or
-        // `Transfer-Encoding` from `headers:` would cut or garble every body (Go's client,
-        // the Collector's, ignores them too).
-        strip_framing(req.headers_mut());
-        let Some(auth) = &self.auth else {
-            return Ok((req, None));
-        };
         // No token or AWS credentials yet: held and tried again, not sent without.
         let held = |missing: String| Attempt::Retry {
             error: missing.into(),
             after: None,
         };
-        let mut sent = auth.apply(req.headers_mut()).await.map_err(held)?;
+        let mut sent = match &self.auth {
+            Some(auth) => Some(auth.apply(req.headers_mut()).await.map_err(held)?),
+            None => None,
+        };
+        // The body's framing is the client's to write: a `Content-Length` or
+        // `Transfer-Encoding` from `headers:` or the rules would cut or garble every body
+        // (Go's client, the Collector's, ignores them too).
         strip_framing(req.headers_mut());
-        // Signed last, over every header set (the Collector's auth round-tripper is the
-        // innermost) and the body as sent.
-        auth.sign(
-            &http::Method::POST,
-            &self.url,
-            req.headers_mut(),
-            &signed_body,
-            &mut sent,
-        )
-        .await
-        .map_err(held)?;
-        Ok((req, Some(sent)))
+        if let (Some(auth), Some(sent)) = (&self.auth, sent.as_mut()) {
+            // Signed last, over every header set (the Collector's auth round-tripper is
+            // the innermost) and the body as sent.
+            auth.sign(
+                &http::Method::POST,
+                &self.url,
+                req.headers_mut(),
+                &signed_body,
+                sent,
+            )
+            .await
+            .map_err(held)?;
+        }
+        Ok((req, sent))
     }
 
     /// One try; `resent` says whether this request was already sent again for refused

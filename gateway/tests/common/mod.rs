@@ -140,3 +140,22 @@ pub(crate) async fn wait_for_spans(backends: &[&CaptureBackend], spans: u64, wit
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// The client of `config`'s exporter number `index`, an `otlphttp` one, with what its
+/// `auth` names (the proxy variables not read).
+pub(crate) fn http_client(
+    config: &GatewayConfig,
+    index: usize,
+) -> tailgate_gateway::export::otlp_http::HttpClient {
+    let tailgate_gateway::export::ExporterConfig::OtlpHttp(http) =
+        &config.export.exporters[index].1
+    else {
+        panic!("{:?}", config.export.exporters[index])
+    };
+    let auth = http
+        .auth
+        .as_ref()
+        .map(|a| config.extensions.credential(a).unwrap());
+    http.client_with(auth, &tailgate_core::proxy::ProxyEnv::default())
+        .unwrap()
+}
