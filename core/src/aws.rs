@@ -861,7 +861,7 @@ mod tests {
     /// request signed with them; a refusal of one signed with older ones; credentials that
     /// come back already due for renewal (valid for 2 minutes, under the 5-minute margin).
     /// Guarantees: one STS request for the eight; a refusal fetches anew (a second
-    /// request), a refusal for older keys takes the newer at once (no request); due
+    /// request, with the token file read again), a refusal for older keys takes the newer at once (no request); due
     /// credentials are used, not fetched again for every request.
     #[tokio::test]
     async fn credentials_are_fetched_once_and_refreshed_on_refusal() {
@@ -883,7 +883,12 @@ mod tests {
         assert_eq!(asked.lock().unwrap().len(), 1);
         assert!(asked.lock().unwrap()[0].1.contains("WebIdentityToken=jwt"));
         let first = provider.credentials().await.unwrap();
+        // The token file is read for every fetch: a rotated token is the one sent next.
+        std::fs::write(dir.join("token"), "jwt-rotated").unwrap();
         assert!(provider.refresh(&first).await, "fetched anew");
+        assert!(asked.lock().unwrap()[1]
+            .1
+            .contains("WebIdentityToken=jwt-rotated"));
         let second = provider.credentials().await.unwrap();
         assert_eq!(second.access_key_id, "ASIA1");
         assert_eq!(asked.lock().unwrap().len(), 2);

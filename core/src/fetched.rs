@@ -247,3 +247,70 @@ fn fresh<T>((_, expires): &Expiring<T>, now: SystemTime) -> bool {
 fn works<T>((_, expires): &Expiring<T>, now: SystemTime) -> bool {
     expires.is_none_or(|e| e > now)
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    /// Scenario: an endpoint that never answers, on a paused clock: a first request with
+    /// nothing kept, a second within a second of the failure, a third after it; then a
+    /// value fetched with two minutes left, and its renewal, which hangs.
+    /// Guarantees: the fetch gives up at exactly the timeout with an error naming it and
+    /// saying the export is held; nothing is asked again within [`FETCH_AGAIN_AFTER`];
+    /// after it, asked again; a request whose renewal hangs gets the kept value, which
+    /// still works, after the timeout rather than an error.
+    #[tokio::test(start_paused = true)]
+    async fn a_fetch_that_hangs_gives_up_at_the_timeout() {
+        let cache = FetchCache::<u32>::new("test tokens".into(), Duration::from_secs(10));
+        let asked = AtomicU32::new(0);
+        let hang = || {
+            asked.fetch_add(1, Ordering::SeqCst);
+            std::future::pending::<Result<Expiring<u32>, String>>()
+        };
+        let start = Instant::now();
+        let err = cache.get(hang).await.unwrap_err();
+        assert_eq!(start.elapsed(), Duration::from_secs(10));
+        assert!(err.contains("no answer within 10s"), "{err}");
+        assert!(err.contains("held and tried again"), "{err}");
+        assert_eq!(asked.load(Ordering::SeqCst), 1);
+
+        tokio::time::advance(Duration::from_millis(500)).await;
+        assert!(cache.get(hang).await.is_err());
+        assert_eq!(
+            asked.load(Ordering::SeqCst),
+            1,
+            "within a second: not asked"
+        );
+        tokio::time::advance(FETCH_AGAIN_AFTER).await;
+        let start = Instant::now();
+        assert!(cache.get(hang).await.is_err());
+        assert_eq!(
+            asked.load(Ordering::SeqCst),
+            2,
+            "asked again after a second"
+        );
+        assert_eq!(start.elapsed(), Duration::from_secs(10));
+
+        // A value fetched with two minutes left (under the renewal margin) is used; past
+        // REFETCH_AFTER a renewal that hangs gives it again, after the timeout.
+        let soon = SystemTime::now() + Duration::from_secs(120);
+        let due = FetchCache::<u32>::new("due tokens".into(), Duration::from_secs(10));
+        assert_eq!(
+            due.get(|| async move { Ok((8, Some(soon))) })
+                .await
+                .unwrap(),
+            8
+        );
+        tokio::time::advance(REFETCH_AFTER).await;
+        let start = Instant::now();
+        assert_eq!(
+            due.get(hang).await.unwrap(),
+            8,
+            "the kept value still works"
+        );
+        assert_eq!(start.elapsed(), Duration::from_secs(10));
+        assert_eq!(asked.load(Ordering::SeqCst), 3);
+    }
+}

@@ -444,7 +444,11 @@ impl GrpcClient {
             let value = http::HeaderValue::from_str(v)
                 // The value is not shown: headers carry credentials.
                 .map_err(|_| ForwardError::Header(format!("{k} (its value)")))?;
-            map.insert(key, value);
+            // What gRPC sets itself, or HTTP/2 refuses, is not sent: one would fail every
+            // request (grpc-go drops the first kind from metadata too).
+            if !grpc_reserved(&key) {
+                map.insert(key, value);
+            }
         }
         let client = GrpcClient {
             endpoint: endpoint.to_owned(),
@@ -634,13 +638,8 @@ impl GrpcClient {
             .body(body)
             .map_err(|e| tonic::Status::internal(format!("cannot build the request: {e}")))?;
         let headers = request.headers_mut();
-        // The body's framing is the client's to write (see `grpc_reserved`).
-        headers.extend(
-            self.headers
-                .iter()
-                .filter(|(k, _)| !matches!(k.as_str(), "content-length" | "transfer-encoding"))
-                .map(|(k, v)| (k.clone(), v.clone())),
-        );
+        // None of gRPC's own (`grpc_reserved` names were left out when built).
+        headers.extend(self.headers.iter().map(|(k, v)| (k.clone(), v.clone())));
         for (name, value) in auth {
             if let Some(name) = name.filter(|n| !grpc_reserved(n)) {
                 headers.insert(name, value);
@@ -941,9 +940,10 @@ const PLAINTEXT_SERVER_HINT: &str = " (the server answered in plaintext, not TLS
      plaintext endpoint write http://, or set tls: {insecure: true}; an endpoint without a \
      scheme is dialled with TLS, as the Collector dials it)";
 
-/// Headers gRPC itself sets, which an authenticator's may not replace (grpc-go keeps
-/// them out of metadata too), and connection headers HTTP/2 refuses.
-fn grpc_reserved(name: &http::HeaderName) -> bool {
+/// Headers gRPC itself sets, which neither the configured headers nor an
+/// authenticator's may replace (grpc-go keeps them out of metadata too), and connection
+/// headers HTTP/2 refuses: such headers are not sent.
+pub fn grpc_reserved(name: &http::HeaderName) -> bool {
     let name = name.as_str();
     matches!(
         name,

@@ -668,7 +668,9 @@ mod tests {
     /// (its token endpoint a fake answering with `expires_in` as a string), and no
     /// `GOOGLE_APPLICATION_CREDENTIALS`.
     /// Guarantees: the file is found; the endpoint is asked a refresh-token grant with
-    /// the file's client; the token is sent; an ID token is refused for such a file.
+    /// the file's client; the token is sent; a file `GOOGLE_APPLICATION_CREDENTIALS`
+    /// names is taken instead when set, with its `quota_project_id`; an ID token is
+    /// refused for such a file.
     #[tokio::test]
     async fn gclouds_file_gives_a_users_tokens() {
         let (uri, asked, _) = crate::test_util::token_endpoint(|_, _| {
@@ -710,6 +712,24 @@ mod tests {
         let (source, _) = GcpSource::from_env(&|_| None, Some(home.clone())).unwrap();
         assert!(matches!(source, GcpSource::AuthorizedUser { .. }));
         assert!(!format!("{source:?}").contains("1//rt"));
+        // GOOGLE_APPLICATION_CREDENTIALS wins over gcloud's file; its quota project is found.
+        let named = home.join("named.json");
+        std::fs::write(
+            &named,
+            format!(
+                r#"{{"type":"authorized_user","client_id":"other","client_secret":"s","refresh_token":"r","quota_project_id":"billing","token_uri":"{uri}"}}"#
+            ),
+        )
+        .unwrap();
+        let var = |name: &str| {
+            (name == "GOOGLE_APPLICATION_CREDENTIALS").then(|| named.display().to_string())
+        };
+        let (source, found) = GcpSource::from_env(&var, Some(home.clone())).unwrap();
+        assert!(found.from.contains("named.json"), "{found:?}");
+        assert_eq!(found.quota_project.as_deref(), Some("billing"));
+        assert!(
+            matches!(source, GcpSource::AuthorizedUser { ref client_id, .. } if client_id == "other")
+        );
         // A refusing endpoint: its error words, never the refresh token or the secret.
         let (refusing, _, _) = crate::test_util::token_endpoint(|_, _| {
             (400, "application/json", r#"{"error":"invalid_grant","error_description":"Token has been expired or revoked."}"#.into())

@@ -1064,8 +1064,8 @@ mod tests {
     }
 
     /// Scenario: Collector configs that set cipher suites and curves, and no reload
-    /// interval. Guarantees: they are accepted (and ignored); the files are checked every
-    /// 10 s by default, and `0` reads as the default too.
+    /// interval. Guarantees: they are accepted (and ignored), as lists or comma-separated
+    /// strings; the files are checked every 10 s by default, and `0` reads as the default too.
     #[test]
     fn collector_only_keys_are_accepted_and_reload_defaults_to_ten_seconds() {
         let c: ClientTlsConfig = serde_yaml_ng::from_str(
@@ -1073,6 +1073,15 @@ mod tests {
         )
         .unwrap();
         assert!(c.build().is_ok());
+        // A string (Helm's `${env:…}`) is split at commas, on both sides.
+        let c: ClientTlsConfig = serde_yaml_ng::from_str(
+            "{insecure: true, cipher_suites: 'TLS_AES_128_GCM_SHA256,TLS_AES_256_GCM_SHA384'}",
+        )
+        .unwrap();
+        assert_eq!(c.cipher_suites.len(), 2);
+        let s: ServerTlsConfig =
+            serde_yaml_ng::from_str("{curve_preferences: 'X25519,P256'}").unwrap();
+        assert_eq!(s.curve_preferences, ["X25519", "P256"]);
         let r = Reload::new(None, Vec::new());
         assert_eq!(
             r.lock().map(|r| r.interval).ok(),

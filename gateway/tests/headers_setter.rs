@@ -19,9 +19,11 @@ use tokio_util::sync::CancellationToken;
 /// the exporter's stale `headers:` one (gRPC, plaintext: a headers_setter alone asks for
 /// no TLS, as the Collector's), one that deletes the exporter's stale header and chains a
 /// bearertokenauth with the right token (HTTP), one that only `update`s a header the
-/// request does not have (HTTP). The gRPC one also tries to replace headers gRPC sets.
+/// request does not have (HTTP). The gRPC one also tries to replace headers gRPC sets
+/// and to set connection headers HTTP/2 refuses, by rules and by the exporter's `headers:`.
 /// Guarantees: the first two deliver at the first attempt (gRPC's own headers left as
-/// gRPC set them); the third sends no authorization at all and is refused as
+/// gRPC set them, the connection headers not sent; the exporter's are named in a load
+/// warning); the third sends no authorization at all and is refused as
 /// unauthorized, not retried.
 #[tokio::test]
 async fn the_headers_the_rules_leave_reach_the_backend() {
@@ -49,6 +51,8 @@ async fn the_headers_the_rules_leave_reach_the_backend() {
              \x20     - {{key: Authorization, value: Bearer right, action: upsert}}\n\
              \x20     - {{key: Content-Type, value: text/plain, action: upsert}}\n\
              \x20     - {{key: grpc-encoding, value: bogus, action: upsert}}\n\
+             \x20     - {{key: Connection, value: close, action: upsert}}\n\
+             \x20     - {{key: Upgrade, value: h2c, action: upsert}}\n\
              \x20 headers_setter/http:\n\
              \x20   headers:\n\
              \x20     - {{key: authorization, action: delete}}\n\
@@ -61,7 +65,7 @@ async fn the_headers_the_rules_leave_reach_the_backend() {
              export:\n\
              \x20 otlp:\n\
              \x20   endpoint: 'http://{grpc_addr}'\n\
-             \x20   headers: {{authorization: Bearer stale}}\n\
+             \x20   headers: {{authorization: Bearer stale, connection: keep-alive, content-type: application/json, te: gzip}}\n\
              \x20   auth: {{authenticator: headers_setter/grpc}}\n\
              \x20 otlphttp:\n\
              \x20   endpoint: 'http://{http_addr}'\n\
@@ -75,6 +79,15 @@ async fn the_headers_the_rules_leave_reach_the_backend() {
     )
     .unwrap();
     let config = GatewayConfig::load(&path).unwrap();
+    let warnings = config.warnings();
+    for name in ["connection", "content-type", "te"] {
+        assert!(
+            warnings
+                .iter()
+                .any(|w| w.starts_with(&format!("export.otlp.headers.{name}: not sent"))),
+            "{warnings:?}"
+        );
+    }
     let body = bytes::Bytes::from(FakeOtlp::traces(2).build().encode_to_vec());
     let auth = |e: &ExporterConfig| {
         let auth = match e {
@@ -112,6 +125,47 @@ async fn the_headers_the_rules_leave_reach_the_backend() {
     );
     assert_eq!(http_backend.spans(), delivered);
     stop.cancel();
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// Scenario: an `otlphttp` exporter whose headers_setter updates `Content-Type` and
+/// `Content-Encoding` (headers the exporter sets), deletes a `headers:` entry and
+/// `update`s one nobody set.
+/// Guarantees: over HTTP the rules act on the request's own headers, as the Collector's
+/// round-tripper order has them: the backend sees the updated values, not the deleted
+/// header, and no header the update found missing.
+#[tokio::test]
+async fn over_http_the_rules_act_on_the_requests_own_headers() {
+    let (addr, seen) = tailgate_core::test_util::recording_backend(Default::default()).await;
+    let dir = scratch_dir("gw-headers-setter-http").unwrap();
+    let path = dir.join("gateway.yaml");
+    std::fs::write(
+        &path,
+        format!(
+            "extensions:\n\
+             \x20 headers_setter:\n\
+             \x20   headers:\n\
+             \x20     - {{key: Content-Type, value: application/x-protobuf; v=2, action: update}}\n\
+             \x20     - {{key: content-encoding, value: identity-ish, action: update}}\n\
+             \x20     - {{key: X-Stale, action: delete}}\n\
+             \x20     - {{key: X-Absent, value: v, action: update}}\n\
+             export:\n\
+             \x20 otlphttp:\n\
+             \x20   endpoint: 'http://{addr}'\n\
+             \x20   compression: gzip\n\
+             \x20   headers: {{x-stale: old}}\n\
+             \x20   auth: {{authenticator: headers_setter}}\n"
+        ),
+    )
+    .unwrap();
+    let config = GatewayConfig::load(&path).unwrap();
+    let body = bytes::Bytes::from(FakeOtlp::traces(1).build().encode_to_vec());
+    common::http_client(&config, 0).send(body).await.unwrap();
+    let seen = seen.lock().unwrap();
+    let headers = &seen[0].1;
+    assert_eq!(headers["content-type"], "application/x-protobuf; v=2");
+    assert_eq!(headers["content-encoding"], "identity-ish");
+    assert!(!headers.contains_key("x-stale") && !headers.contains_key("x-absent"));
     std::fs::remove_dir_all(&dir).ok();
 }
 

@@ -262,6 +262,106 @@ async fn a_web_identity_is_exchanged_at_sts_and_kept() {
     std::fs::remove_dir_all(&dir).ok();
 }
 
+/// Scenario: a web identity exchanged at an STS endpoint named `http://sts.test` (a name
+/// that does not resolve) with `HTTP_PROXY` naming a CONNECT proxy that reaches the fake
+/// STS; the backend on loopback.
+/// Guarantees: STS is asked through the proxy (a tunnel to `sts.test:80`), the export is
+/// signed with what it issued, and the backend is reached directly (loopback is never
+/// proxied, as in Go).
+#[tokio::test]
+async fn sts_is_reached_through_the_proxy_variables_name() {
+    let (sts, asked, _) = token_endpoint(|_, _| {
+        let xml = format!(
+            "<R><Credentials><AccessKeyId>ASIAPROXIED</AccessKeyId><SecretAccessKey>via-proxy</SecretAccessKey>\
+             <SessionToken>t</SessionToken><Expiration>{}</Expiration></Credentials></R>",
+            tailgate_core::aws::iso_time(std::time::SystemTime::now() + Duration::from_secs(3600))
+        );
+        (200, "text/xml", xml)
+    })
+    .await
+    .unwrap();
+    let sts_addr: std::net::SocketAddr = sts.authority().unwrap().as_str().parse().unwrap();
+    let (proxy_addr, proxy) = tailgate_core::test_util::ConnectProxy::start(sts_addr)
+        .await
+        .unwrap();
+    let (addr, seen) = backend(Arc::default()).await;
+    let dir = scratch_dir("gw-sigv4-proxy").unwrap();
+    std::fs::write(dir.join("token"), "jwt").unwrap();
+    let mut config = load(
+        &dir,
+        &format!(
+            "    region: eu-west-1\n    service: xray\n    assume_role_with_web_identity:\n\
+             \x20     arn: arn:aws:iam::1:role/r\n      token_file: {}\n",
+            dir.join("token").display()
+        ),
+        &format!("http://{addr}/v1/traces"),
+    );
+    config.extensions.cloud_env = CloudEnv::from_vars(
+        &[("AWS_ENDPOINT_URL_STS", "http://sts.test/oauth2/token")],
+        None,
+    );
+    config.extensions.proxy_env = tailgate_core::proxy::ProxyEnv {
+        http: Some(format!("http://{proxy_addr}")),
+        ..Default::default()
+    };
+    let body = bytes::Bytes::from(FakeOtlp::traces(1).build().encode_to_vec());
+    common::http_client(&config, 0).send(body).await.unwrap();
+    assert_eq!(asked.lock().unwrap().len(), 1);
+    let heads = proxy.heads();
+    assert_eq!(heads.len(), 1, "only STS goes through the proxy: {heads:?}");
+    assert!(heads[0].starts_with("CONNECT sts.test:80 "), "{heads:?}");
+    let seen = seen.lock().unwrap();
+    let (path, headers, body) = &seen[0];
+    assert!(verify(path, headers, body, "via-proxy").starts_with("ASIAPROXIED/"));
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// Scenario: an STS endpoint failing its first two requests (503), on a paused clock; one
+/// export.
+/// Guarantees: the export is not sent unsigned nor given up: it is held and retried
+/// (the exporter's backoff) until STS issues credentials, then delivered once, signed.
+#[tokio::test(start_paused = true)]
+async fn an_export_without_credentials_is_held_until_sts_answers() {
+    let n = std::sync::atomic::AtomicU32::new(0);
+    let (sts, asked, _) = token_endpoint(move |_, _| {
+        if n.fetch_add(1, std::sync::atomic::Ordering::SeqCst) < 2 {
+            return (503, "text/xml", "<Error><Code>ServiceUnavailable</Code></Error>".into());
+        }
+        let xml = format!(
+            "<R><Credentials><AccessKeyId>ASIALATE</AccessKeyId><SecretAccessKey>late</SecretAccessKey>\
+             <SessionToken>t</SessionToken><Expiration>{}</Expiration></Credentials></R>",
+            tailgate_core::aws::iso_time(std::time::SystemTime::now() + Duration::from_secs(3600))
+        );
+        (200, "text/xml", xml)
+    })
+    .await
+    .unwrap();
+    let (addr, seen) = backend(Arc::default()).await;
+    let dir = scratch_dir("gw-sigv4-held").unwrap();
+    std::fs::write(dir.join("token"), "jwt").unwrap();
+    let mut config = load(
+        &dir,
+        &format!(
+            "    region: eu-west-1\n    service: xray\n    assume_role_with_web_identity:\n\
+             \x20     arn: arn:aws:iam::1:role/r\n      token_file: {}\n",
+            dir.join("token").display()
+        ),
+        &format!("http://{addr}/v1/traces"),
+    );
+    config.extensions.cloud_env =
+        CloudEnv::from_vars(&[("AWS_ENDPOINT_URL_STS", &sts.to_string())], None);
+    let body = bytes::Bytes::from(FakeOtlp::traces(1).build().encode_to_vec());
+    let delivered = common::http_client(&config, 0).send(body).await.unwrap();
+    // Held attempts within a second of a failed fetch ask nothing (FETCH_AGAIN_AFTER).
+    assert!(delivered.attempts >= 3, "{delivered:?}");
+    assert_eq!(asked.lock().unwrap().len(), 3);
+    let seen = seen.lock().unwrap();
+    assert_eq!(seen.len(), 1, "nothing sent without credentials");
+    let (path, headers, body) = &seen[0];
+    assert!(verify(path, headers, body, "late").starts_with("ASIALATE/"));
+    std::fs::remove_dir_all(&dir).ok();
+}
+
 /// Scenario: sigv4auth where it cannot work: on a gRPC exporter, and on an endpoint whose
 /// service and region cannot be inferred while none are set.
 /// Guarantees: each refused at load naming the extension and what to do.

@@ -290,6 +290,10 @@ mod tests {
         assert!(c.origin_allowed("http://10.0.0.evil.example:8080"));
         assert!(!c.origin_allowed("http://10.0.0.7:8081"));
         assert!(cors("allowed_origins: ['*']").origin_allowed("null"));
+        // One string (`${env:ORIGINS}`) is split at commas, as the Collector decodes it.
+        let c = cors("allowed_origins: 'https://a.test,https://b.test'");
+        assert!(c.origin_allowed("https://a.test") && c.origin_allowed("https://b.test"));
+        assert!(!c.origin_allowed("https://a.test,https://b.test"));
     }
 
     /// Scenario: a browser's preflight for a JSON POST carrying an API key header, from an

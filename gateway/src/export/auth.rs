@@ -1469,6 +1469,21 @@ mod tests {
         assert_eq!(defaults.len(), 4);
         assert!(defaults.contains(&"https://www.googleapis.com/auth/trace.append".to_owned()));
         assert_eq!(scopes("googleclientauth: {scopes: 'a,b'}\n"), ["a", "b"]);
+        // So are oauth2client's scopes and bearertokenauth's tokens (the first is sent).
+        match &extensions("oauth2client: {client_id: c, client_secret: s, token_url: 'https://t.test', scopes: 'x,y'}\n").extensions[0].1 {
+            Extension::OAuth2(o) => assert_eq!(o.scopes, ["x", "y"]),
+            other => panic!("{other:?}"),
+        }
+        let tokens = extensions("bearertokenauth: {tokens: 'first,second'}\n");
+        assert_eq!(
+            tokens
+                .credential(&auth("bearertokenauth"))
+                .unwrap()
+                .credential()
+                .unwrap()
+                .last_value(),
+            "Bearer first"
+        );
         // No project anywhere (the metadata server, no file): refused with the Collector's
         // words; GOOGLE_CLOUD_PROJECT gives one.
         let mut p = extensions("googleclientauth: {}\n");
@@ -1716,5 +1731,78 @@ mod tests {
             e.warnings()
         );
         std::fs::remove_dir_all(&dir).ok();
+    }
+
+    /// Scenario: `sigv4auth` blocks assuming a role (with a web identity, and with the
+    /// chain's keys) under each way of giving STS's region: `sts_region`, `region`,
+    /// `AWS_REGION`, `AWS_DEFAULT_REGION`, none.
+    /// Guarantees: STS is the region's endpoint, taken in that order; with none, the
+    /// global endpoint, an assumed role's request then signed for us-east-1.
+    #[test]
+    fn sts_is_the_first_given_regions() {
+        use tailgate_core::aws::Source;
+        let sts = |block: &str, vars: &[(&str, &str)]| {
+            let mut e = extensions(&format!("sigv4auth:\n{block}"));
+            e.cloud_env = CloudEnv::from_vars(vars, None);
+            let Some((key, Extension::SigV4(s))) = e.extensions.first() else {
+                panic!("{e:?}")
+            };
+            match e.sigv4(key, s).unwrap().credentials.source() {
+                Source::WebIdentity { sts, .. } => (sts.to_string(), String::new()),
+                Source::AssumeRole { sts, region, .. } => (sts.to_string(), region.clone()),
+                other => panic!("{other:?}"),
+            }
+        };
+        let web =
+            "  assume_role_with_web_identity: {arn: 'arn:aws:iam::1:role/r', token_file: /t}\n";
+        let keys = [
+            ("AWS_ACCESS_KEY_ID", "AKID"),
+            ("AWS_SECRET_ACCESS_KEY", "s"),
+        ];
+        let at = |r: &str| format!("https://sts.{r}.amazonaws.com/");
+        let web_sts = |extra: &str, vars: &[(&str, &str)]| sts(&format!("{web}{extra}"), vars).0;
+        assert_eq!(
+            web_sts("  region: eu-west-1\n", &[("AWS_REGION", "us-east-2")]),
+            at("eu-west-1")
+        );
+        assert_eq!(
+            sts(
+                "  region: eu-west-1\n  assume_role_with_web_identity: {arn: 'arn:aws:iam::1:role/r', token_file: /t, sts_region: ap-south-1}\n",
+                &[]
+            )
+            .0,
+            at("ap-south-1")
+        );
+        assert_eq!(
+            web_sts(
+                "",
+                &[("AWS_REGION", "us-east-2"), ("AWS_DEFAULT_REGION", "x")]
+            ),
+            at("us-east-2")
+        );
+        assert_eq!(
+            web_sts("", &[("AWS_DEFAULT_REGION", "ca-central-1")]),
+            at("ca-central-1")
+        );
+        assert_eq!(web_sts("", &[]), "https://sts.amazonaws.com/");
+        let role = "  assume_role: {arn: 'arn:aws:iam::1:role/w'}\n";
+        assert_eq!(
+            sts(&format!("{role}  region: eu-west-1\n"), &keys),
+            (at("eu-west-1"), "eu-west-1".to_owned())
+        );
+        assert_eq!(
+            sts(
+                "  region: eu-west-1\n  assume_role: {arn: 'arn:aws:iam::1:role/w', sts_region: eu-north-1}\n",
+                &keys
+            ),
+            (at("eu-north-1"), "eu-north-1".to_owned())
+        );
+        assert_eq!(
+            sts(role, &keys),
+            (
+                "https://sts.amazonaws.com/".to_owned(),
+                "us-east-1".to_owned()
+            )
+        );
     }
 }

@@ -181,6 +181,17 @@ impl ExportConfig {
             })
             .collect();
         for (key, cfg) in &self.exporters {
+            if let ExporterConfig::OtlpGrpc(c) = cfg {
+                for name in c.headers.keys().filter(|k| {
+                    http::HeaderName::from_bytes(k.to_ascii_lowercase().as_bytes())
+                        .is_ok_and(|n| tailgate_core::forward::grpc_reserved(&n))
+                }) {
+                    warnings.push(format!(
+                        "export.{key}.headers.{name}: not sent: gRPC sets it itself, or HTTP/2 \
+                         does not allow it (the Collector's gRPC client drops gRPC's own too)"
+                    ));
+                }
+            }
             // Only where the connection is TLS: with `insecure: true` it is plaintext.
             let skips = match cfg {
                 ExporterConfig::OtlpGrpc(c) => {
