@@ -12,7 +12,8 @@ use crate::buffer::trace::TraceView;
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SpanCountConfig {
-    /// Fewest spans; 0 when left out, as the Collector's zero value.
+    /// Fewest spans; 0 when left out, as the Collector's zero value (a negative one acts
+    /// as 0).
     #[serde(default)]
     pub min_spans: i32,
     /// Most spans; 0 means no upper bound.
@@ -22,12 +23,10 @@ pub struct SpanCountConfig {
 
 impl SpanCountConfig {
     pub(crate) fn validate(&self) -> Result<(), SettingError> {
-        if self.min_spans < 0 || self.max_spans < 0 {
-            return Err(SettingError::range(
-                "min_spans and max_spans",
-                "0 or more",
-                format!("{} and {}", self.min_spans, self.max_spans),
-            ));
+        // A negative `min_spans` bounds nothing, as 0 (the Collector loads it so); a
+        // negative `max_spans` keeps nothing there, so it can only be a mistake.
+        if self.max_spans < 0 {
+            return Err(SettingError::range("max_spans", "0 or more", self.max_spans));
         }
         if self.max_spans != 0 && self.max_spans < self.min_spans {
             return Err(SettingError::range(
@@ -113,6 +112,9 @@ mod tests {
             ((2, 0), 900, Verdict::Sampled),
             ((2, 3), 3, Verdict::Sampled),
             ((2, 3), 4, Verdict::NotSampled),
+            ((-1, 0), 1, Verdict::Sampled),
+            ((-5, 3), 3, Verdict::Sampled),
+            ((-5, 3), 4, Verdict::NotSampled),
         ];
         for ((min, max), n, want) in cases {
             let p = SpanCountPolicy::new(&SpanCountConfig {
@@ -131,5 +133,12 @@ mod tests {
                 "{min}..{max} with {n}"
             );
         }
+        let at = |min, max| SpanCountConfig {
+            min_spans: min,
+            max_spans: max,
+        }
+        .validate();
+        assert!(at(-1, 0).is_ok() && at(-1, 4).is_ok());
+        assert!(at(0, -1).is_err() && at(3, 2).is_err());
     }
 }

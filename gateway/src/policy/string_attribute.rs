@@ -27,9 +27,10 @@ pub struct StringAttributeConfig {
     /// Treat `values` as regular expressions.
     #[serde(default)]
     pub enabled_regex_matching: bool,
-    /// Accepted for compatibility.
+    /// Accepted for compatibility, any integer (the Collector reads 0 or less as its
+    /// default size).
     #[serde(default)]
-    pub cache_max_size: usize,
+    pub cache_max_size: i64,
     /// Invert the match (see the module docs).
     #[serde(default)]
     pub invert_match: bool,

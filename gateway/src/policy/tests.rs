@@ -296,6 +296,9 @@ fn string_attribute_matches_spans_and_resources_like_the_collector() {
         decide_attrs(regex, &[("route", b("/api/payment"), false)]),
         "expressions are not anchored"
     );
+    // cache_max_size: any integer loads (the Collector reads 0 or less as its default).
+    let cached = "policies:\n  - {name: s, type: string_attribute, string_attribute: {key: route, values: ['pay'], enabled_regex_matching: true, cache_max_size: -1}}\n";
+    assert!(decide_attrs(cached, &[("route", b("/api/payment"), false)]));
     let bad = "policies:\n  - {name: s, type: string_attribute, string_attribute: {key: route, values: ['('], enabled_regex_matching: true}}\n";
     assert!(parse(bad).unwrap_err().contains("regular expression"));
 }
