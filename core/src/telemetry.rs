@@ -502,6 +502,66 @@ pub trait Admin: Send + Sync + 'static {
     fn render_metrics(&self) -> PromText;
     /// Whether `/readyz` says ready.
     fn ready(&self) -> bool;
+    /// Told of every `/metrics` answer, if the component waits for scrapes.
+    fn scrapes(&self) -> Option<&Scrapes> {
+        None
+    }
+}
+
+/// The `/metrics` answers an admin server has given, so that a process that lost data at
+/// its drain deadline (counted in a counter just then) can wait for one more scrape before
+/// it exits: otherwise the count dies with the process and no alert sees it.
+#[derive(Debug, Default)]
+pub struct Scrapes {
+    answered: AtomicU64,
+    notify: tokio::sync::Notify,
+}
+
+/// Time given to the last answer's bytes to leave before the process exits.
+const LAST_ANSWER_FLUSH: std::time::Duration = std::time::Duration::from_millis(200);
+
+impl Scrapes {
+    /// One more `/metrics` answer was rendered.
+    pub fn answered(&self) {
+        self.answered.fetch_add(1, Ordering::Relaxed);
+        self.notify.notify_waiters();
+    }
+
+    /// How many `/metrics` answers were rendered.
+    pub fn count(&self) -> u64 {
+        self.answered.load(Ordering::Relaxed)
+    }
+
+    /// Waits until a `/metrics` answer is rendered after this call (and a moment for it to
+    /// be written), at most `wait`. Whether one was.
+    pub async fn next(&self, wait: std::time::Duration) -> bool {
+        let answered = self.notify.notified();
+        if tokio::time::timeout(wait, answered).await.is_err() {
+            return false;
+        }
+        tokio::time::sleep(LAST_ANSWER_FLUSH).await;
+        true
+    }
+
+    /// After a drain that left `lost` spans (counted already), waits for the next scrape
+    /// as [`Scrapes::next`], at most `wait`, logging what it does. Nothing when none were
+    /// lost or `wait` is zero.
+    pub async fn after_loss(&self, lost: u64, wait: std::time::Duration) {
+        if lost == 0 || wait.is_zero() {
+            return;
+        }
+        tracing::info!(
+            lost_spans = lost,
+            wait = ?wait,
+            "Waiting for one more /metrics scrape before exiting, so the loss is counted where alerts see it."
+        );
+        if !self.next(wait).await {
+            tracing::warn!(
+                wait = ?wait,
+                "No /metrics scrape came before exiting; the lost spans are in the log only (raise --final-scrape-wait to the scrape interval)."
+            );
+        }
+    }
 }
 
 /// Readiness flag shared by a component and its admin server.
@@ -549,7 +609,13 @@ pub async fn serve_admin<A: Admin>(
                 .headers()
                 .get(http::header::ACCEPT)
                 .and_then(|v| v.to_str().ok());
-            answer(&*admin, req.uri().path(), MetricsFormat::negotiate(accept))
+            let answer = answer(&*admin, req.uri().path(), MetricsFormat::negotiate(accept));
+            if req.uri().path() == "/metrics" {
+                if let Some(scrapes) = admin.scrapes() {
+                    scrapes.answered();
+                }
+            }
+            answer
         }
     };
     if let Err(error) = crate::serve::serve(listener, limits, None, shutdown, handler).await {
@@ -596,6 +662,40 @@ fn answer<A: Admin>(admin: &A, path: &str, format: MetricsFormat) -> Response<Fu
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Scenario: waits for the next scrape, on a paused clock: one with no scrape, one
+    /// answered 3 s in, and a wait after a loss of none.
+    /// Guarantees: without a scrape the wait ends at its bound and says so; a scrape ends
+    /// it then (with a moment for the answer to leave); nothing is waited for without a
+    /// loss or with a zero bound.
+    #[tokio::test(start_paused = true)]
+    async fn the_next_scrape_is_waited_for_at_most_the_bound() {
+        let scrapes = Arc::new(Scrapes::default());
+        let start = tokio::time::Instant::now();
+        assert!(!scrapes.next(std::time::Duration::from_secs(10)).await);
+        assert_eq!(start.elapsed(), std::time::Duration::from_secs(10));
+        let answering = {
+            let scrapes = scrapes.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+                scrapes.answered();
+            })
+        };
+        let start = tokio::time::Instant::now();
+        assert!(scrapes.next(std::time::Duration::from_secs(10)).await);
+        assert_eq!(
+            start.elapsed(),
+            std::time::Duration::from_secs(3) + LAST_ANSWER_FLUSH
+        );
+        answering.await.unwrap();
+        assert_eq!(scrapes.count(), 1);
+        let start = tokio::time::Instant::now();
+        scrapes
+            .after_loss(0, std::time::Duration::from_secs(10))
+            .await;
+        scrapes.after_loss(5, std::time::Duration::ZERO).await;
+        assert_eq!(start.elapsed(), std::time::Duration::ZERO);
+    }
 
     /// Scenario: a histogram given as Prometheus shows it (cumulative counts, no +Inf
     /// bucket), one with a summary's sum and count only, and a counter, in both formats.

@@ -98,6 +98,8 @@ pub struct Gateway {
     limits: tailgate_core::receive::Limits,
     /// The peer port (`peers.listen`), bound at start so that its errors come early.
     peer_listener: Option<std::net::TcpListener>,
+    /// After a drain that lost spans, how long to wait for one more scrape.
+    final_scrape_wait: Duration,
 }
 
 // === impl Gateway ===
@@ -162,6 +164,7 @@ impl Gateway {
         };
         Ok(Gateway {
             peer_listener,
+            final_scrape_wait: Duration::ZERO,
             plan,
             reload_stats: Arc::new(reload::ReloadStats::default()),
             buffer,
@@ -262,6 +265,7 @@ impl Gateway {
             reload: self.reload_stats.clone(),
             plan: self.plan.clone(),
             ready: Readiness::default(),
+            scrapes: tailgate_core::telemetry::Scrapes::default(),
         });
         // Every admin listener (13133 for health, 8888 for metrics) serves every endpoint,
         // through the drain too (not ready from SIGTERM on): Prometheus scrapes what the
@@ -346,13 +350,26 @@ impl Gateway {
         self.buffer.redistribute().await;
         cutoff.abort();
         let remaining = drain_deadline.saturating_sub(started.elapsed());
-        self.drain(remaining).await;
+        let final_scrape_wait = self.final_scrape_wait;
+        let lost = self.drain(remaining).await;
+        this.scrapes.after_loss(lost, final_scrape_wait).await;
         served
     }
 
+    /// After a drain whose deadline left spans unsettled (counted in
+    /// `tailgate_gateway_drain_lost_spans_total`), [`Gateway::serve`] keeps `/metrics` up
+    /// until one more scrape, at most `wait`, so the count reaches the alerts; 0 (the
+    /// default) exits at once.
+    pub fn with_final_scrape_wait(mut self, wait: Duration) -> Self {
+        self.final_scrape_wait = wait;
+        self
+    }
+
     /// Decides every buffered trace now and waits for the exporter to finish, at most
-    /// `deadline`. What is still unsettled after it stays visible in the counters.
-    pub async fn drain(self, deadline: Duration) {
+    /// `deadline`. Spans still unsettled after it (buffered, queued for a shard or the
+    /// backend, in a hand-off) are lost with the process: counted in
+    /// `drain_lost_spans` and returned.
+    pub async fn drain(self, deadline: Duration) -> u64 {
         // Spans a hand-off pass took out of the shards come back before the shards decide.
         self.buffer.stop_handoffs().await;
         self.peers_stop.cancel();
@@ -371,11 +388,15 @@ impl Gateway {
             }
         };
         if tokio::time::timeout(deadline, finish).await.is_err() {
-            tracing::warn!(
-                unsettled_spans = self.stats.in_flight_spans(),
-                "Drain deadline passed with spans still buffered or unexported."
+            let lost = self.stats.in_flight_spans();
+            self.stats.drain_lost_spans.add(lost);
+            tracing::error!(
+                lost_spans = lost,
+                "Drain deadline passed with spans still buffered or unexported; they are lost with the process (counted in tailgate_gateway_drain_lost_spans_total)."
             );
+            return lost;
         }
+        0
     }
 }
 
@@ -533,6 +554,7 @@ struct AdminView {
     reload: Arc<reload::ReloadStats>,
     plan: reload::SharedPlan,
     ready: Readiness,
+    scrapes: tailgate_core::telemetry::Scrapes,
 }
 
 impl Admin for AdminView {
@@ -550,6 +572,10 @@ impl Admin for AdminView {
 
     fn ready(&self) -> bool {
         self.ready.get()
+    }
+
+    fn scrapes(&self) -> Option<&tailgate_core::telemetry::Scrapes> {
+        Some(&self.scrapes)
     }
 }
 

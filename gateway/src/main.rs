@@ -58,6 +58,12 @@ struct Args {
     /// flush the exporters. Keep it under Kubernetes' terminationGracePeriodSeconds.
     #[arg(long, value_name = "DURATION", default_value = "25s", value_parser = humantime::parse_duration)]
     drain_deadline: Duration,
+    /// When the drain deadline passed with spans still unsettled (counted in
+    /// tailgate_gateway_drain_lost_spans_total), keep /metrics up until one more scrape, at
+    /// most this long, so the loss reaches your alerts; 0 exits at once. Set it to the scrape
+    /// interval, and terminationGracePeriodSeconds above the drain deadline plus it.
+    #[arg(long, value_name = "DURATION", default_value = "15s", value_parser = humantime::parse_duration)]
+    final_scrape_wait: Duration,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -183,6 +189,7 @@ fn main() -> ExitCode {
         },
         args.reload_interval,
         args.drain_deadline,
+        args.final_scrape_wait,
     ) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -364,6 +371,7 @@ fn run(
     policies_path: tailgate_gateway::reload::PolicySource,
     reload_interval: Duration,
     drain: Duration,
+    final_scrape_wait: Duration,
 ) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -375,6 +383,7 @@ fn run(
         policies_path,
         reload_interval,
         drain,
+        final_scrape_wait,
     ));
     runtime.shutdown_timeout(Duration::from_secs(1));
     result
@@ -386,6 +395,7 @@ async fn serve(
     policies_path: tailgate_gateway::reload::PolicySource,
     reload_interval: Duration,
     drain: Duration,
+    final_scrape_wait: Duration,
 ) -> anyhow::Result<()> {
     let listeners = Listeners::bind(&config.receive).await?;
     let mut admin = Vec::new();
@@ -397,7 +407,9 @@ async fn serve(
     }
     let plan = PolicyPlan::compile(&policies);
     tracing::info!(grpc = ?listeners.grpc_addr(), http = ?listeners.http_addr(), policies = plan.names().len(), decision_wait = ?plan.decision_wait, "Gateway listening.");
-    let gateway = Gateway::start(&config, plan).context("starting the pipeline")?;
+    let gateway = Gateway::start(&config, plan)
+        .context("starting the pipeline")?
+        .with_final_scrape_wait(final_scrape_wait);
     let shutdown = CancellationToken::new();
     tokio::spawn(tailgate_core::shutdown::on_signal(
         shutdown.clone(),

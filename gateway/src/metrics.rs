@@ -234,6 +234,8 @@ pub struct GatewayStats {
     pub exported_spans: Counter,
     /// Spans the backend did not take within the retry bound, or rejected.
     pub export_failed_spans: Counter,
+    /// Spans still unsettled when the drain deadline passed: lost with the process.
+    pub drain_lost_spans: Counter,
     /// Traces decided before their deadline because the trace limit was reached.
     pub early_decisions: Counter,
     /// Traces decided early because their shard was over the soft byte limit.
@@ -461,6 +463,12 @@ impl GatewayStats {
             "tailgate_gateway_export_failed_spans_total",
             "Spans not delivered within the retry bound.",
             &self.export_failed_spans,
+        );
+        counter(
+            p,
+            "tailgate_gateway_drain_lost_spans_total",
+            "Spans still buffered, queued or waiting for the backend when the drain deadline passed: lost with the process (they also stay in the live and pending gauges of that last scrape).",
+            &self.drain_lost_spans,
         );
     }
 

@@ -654,6 +654,76 @@ async fn a_stalled_request_does_not_hold_the_drain() {
     backend_stop.cancel();
 }
 
+/// Scenario: a gateway alone whose backend refuses everything (UNAVAILABLE), buffering
+/// traces, is stopped with a 1 s drain deadline and a 30 s final scrape wait.
+/// Guarantees: the spans still unexported at the deadline are counted in
+/// `tailgate_gateway_drain_lost_spans_total`, which a scrape after the deadline reads (a
+/// day-one check saw them only in the log: the process exited before any scrape); the
+/// gateway then exits soon after that scrape, not at the end of the wait.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spans_lost_at_the_drain_deadline_are_scraped_before_exit() {
+    let (stop, backend_stop) = (CancellationToken::new(), CancellationToken::new());
+    let (backend_addr, backend) =
+        CaptureBackend::start("127.0.0.1:0".parse().unwrap(), backend_stop.clone())
+            .await
+            .unwrap();
+    backend.set_unavailable(true);
+    let receive = ReceiveConfig {
+        grpc: Some("127.0.0.26:0".parse().unwrap()),
+        http: None,
+        ..Default::default()
+    };
+    let listeners = Listeners::bind(&receive).await.unwrap();
+    let addr = listeners.grpc_addr().unwrap();
+    let config = exporting_to(
+        backend_addr,
+        receive,
+        BufferConfig::default().shards,
+        PeersConfig::default(),
+    );
+    let gateway = Gateway::start(&config, common::plan(KEEP_ALL))
+        .unwrap()
+        .with_final_scrape_wait(Duration::from_secs(30));
+    let admin = tokio::net::TcpListener::bind("127.0.0.26:0").await.unwrap();
+    let admin_addr = admin.local_addr().unwrap();
+    let served =
+        tokio::spawn(gateway.serve(listeners, Some(admin), stop.clone(), Duration::from_secs(1)));
+    let mut sent = 0u64;
+    for seed in 0..5u64 {
+        send(
+            addr,
+            &FakeOtlp::traces(2).spans(3).seed(7000 + seed).build(),
+        )
+        .await;
+        sent += 6;
+    }
+    let started = tokio::time::Instant::now();
+    stop.cancel();
+    let lost_line = format!("tailgate_gateway_drain_lost_spans_total {sent}\n");
+    let mut scraped = None;
+    while scraped.is_none() && started.elapsed() < Duration::from_secs(10) {
+        let metrics = admin_get(admin_addr, "/metrics").await;
+        if metrics.contains(&lost_line) {
+            scraped = Some(started.elapsed());
+        } else {
+            assert!(!served.is_finished(), "exited before the loss was scraped");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    let scraped = scraped.expect("the loss was scraped");
+    assert!(
+        scraped >= Duration::from_secs(1),
+        "counted at the deadline: {scraped:?}"
+    );
+    tokio::time::timeout(Duration::from_secs(5), served)
+        .await
+        .expect("exits soon after the scrape, not at the end of the wait")
+        .unwrap()
+        .unwrap();
+    assert_eq!(backend.spans(), 0);
+    backend_stop.cancel();
+}
+
 /// Scenario: a gateway with a peers' secret, and one without peers at all (no secret
 /// either, as `examples/gateway.yaml`); an outsider (no secret, or a wrong one) sends spans
 /// marked as a peer's and calls the Decisions method; a client exports normally.

@@ -87,14 +87,19 @@ fn as_in_pod<T: serde::de::DeserializeOwned>(name: &str, text: &str, namespace: 
 
 /// The seconds of a `--drain-deadline 30s` argument.
 fn drain_deadline(container: &Value) -> u64 {
+    flag_seconds(container, "--drain-deadline").unwrap()
+}
+
+/// A duration flag's value in a container's args, in seconds, if given.
+fn flag_seconds(container: &Value, flag: &str) -> Option<u64> {
     let args: Vec<&str> = container["args"]
         .as_sequence()
         .unwrap()
         .iter()
         .map(|a| a.as_str().unwrap())
         .collect();
-    let at = args.iter().position(|a| *a == "--drain-deadline").unwrap();
-    humantime::parse_duration(args[at + 1]).unwrap().as_secs()
+    let at = args.iter().position(|a| *a == flag)?;
+    Some(humantime::parse_duration(args[at + 1]).unwrap().as_secs())
 }
 
 /// Scenario: each overlay rendered, checked by `kubernetes-validate --strict` against the
@@ -151,7 +156,7 @@ fn every_object_validates_strictly_against_the_kubernetes_schemas() {
 /// Scenario: each of base, dev and production rendered as `kubectl apply -k` would.
 /// Guarantees: the configs load with the gateways' DNS name in the pods' own namespace;
 /// every ConfigMap and Secret a pod names is in the output (or, for the production
-/// Secret, documented); grace periods cover the drain (and the router's preStop); pods
+/// Secret, documented); grace periods cover the drain and the final scrape wait (and the router's preStop); pods
 /// run as non-root, read-only, with no capabilities and no API token.
 #[test]
 fn every_overlay_renders_configs_that_load_with_the_pods_namespace() {
@@ -280,9 +285,11 @@ fn every_overlay_renders_configs_that_load_with_the_pods_namespace() {
             let spec = &deployment["spec"]["template"]["spec"];
             let c = &spec["containers"][0];
             let grace = spec["terminationGracePeriodSeconds"].as_u64().unwrap();
+            // The binaries' default final scrape wait is 15 s.
+            let final_scrape = flag_seconds(c, "--final-scrape-wait").unwrap_or(15);
             assert!(
-                grace > drain_deadline(c) + pre_stop,
-                "{dir}: grace {grace}s must cover the drain and preStop"
+                grace > drain_deadline(c) + pre_stop + final_scrape,
+                "{dir}: grace {grace}s must cover preStop, the drain and the final scrape wait"
             );
             assert_eq!(
                 c["lifecycle"]["preStop"]["sleep"]["seconds"]

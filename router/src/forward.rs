@@ -387,10 +387,12 @@ impl Forwarder {
         cfg: &ForwardConfig,
         on_health: &Arc<dyn Fn() + Send + Sync>,
     ) {
+        // Draining, the probe goes at once: the drain restarts a down gateway's forwarder
+        // (with pauses) for as long as its deadline lasts, and each start probes once.
         let deadline = Instant::now() + cfg.probe_interval;
         tokio::select! {
             () = tokio::time::sleep_until(deadline) => {}
-            () = self.closed.cancelled() => return,
+            () = self.closed.cancelled() => {}
         }
         // An empty request is a valid export that changes nothing.
         if client.send_once(Bytes::new()).await.is_ok() {

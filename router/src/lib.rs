@@ -103,6 +103,7 @@ pub async fn run(
     };
     router.readiness().set(false);
     let since = stopped_at.get_or_init(tokio::time::Instant::now).elapsed();
-    router.drain(drain_deadline.saturating_sub(since)).await;
+    let lost = router.drain(drain_deadline.saturating_sub(since)).await;
+    router.after_drain(lost).await;
     Ok(result?)
 }

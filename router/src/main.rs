@@ -26,6 +26,12 @@ struct Args {
     /// Longest time to send queued data after SIGTERM.
     #[arg(long, value_name = "DURATION", default_value = "20s", value_parser = humantime::parse_duration)]
     drain_deadline: std::time::Duration,
+    /// When the drain deadline passed with spans still queued (counted in
+    /// tailgate_router_failed_spans_total), keep /metrics up until one more scrape, at most
+    /// this long, so the loss reaches your alerts; 0 exits at once. Set it to the scrape
+    /// interval, and terminationGracePeriodSeconds above preStop, the drain deadline and it.
+    #[arg(long, value_name = "DURATION", default_value = "15s", value_parser = humantime::parse_duration)]
+    final_scrape_wait: std::time::Duration,
 }
 
 const EX_USAGE: u8 = 64;
@@ -67,7 +73,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(config, args.drain_deadline)) {
+    match runtime.block_on(run(config, args.drain_deadline, args.final_scrape_wait)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
@@ -76,7 +82,11 @@ fn main() -> ExitCode {
     }
 }
 
-async fn run(config: RouterConfig, drain: std::time::Duration) -> anyhow::Result<()> {
+async fn run(
+    config: RouterConfig,
+    drain: std::time::Duration,
+    final_scrape_wait: std::time::Duration,
+) -> anyhow::Result<()> {
     tokio::spawn(tailgate_core::shutdown::hangup_ignored(
         "the router reads its config only at start; restart it to apply a change",
     )?);
@@ -89,6 +99,7 @@ async fn run(config: RouterConfig, drain: std::time::Duration) -> anyhow::Result
         admin.push(tailgate_core::receive::bind("metrics", m).await?);
     }
     let router = Router::new(config.forward.clone());
+    router.set_final_scrape_wait(final_scrape_wait);
     let shutdown = CancellationToken::new();
     tokio::spawn(tailgate_core::shutdown::on_signal(
         shutdown.clone(),

@@ -63,6 +63,13 @@ struct Membership {
 /// books to finish (each takes microseconds; this bounds a pathological one).
 const BOOKS_CLOSE_WAIT: std::time::Duration = std::time::Duration::from_millis(500);
 
+/// The pause before a drain restarts forwarders a second time (see [`Router::drain`]),
+/// doubling up to [`DRAIN_RETRY_MAX`].
+const DRAIN_RETRY_FIRST: std::time::Duration = std::time::Duration::from_millis(50);
+
+/// The longest pause between a drain's restarts of forwarders whose gateways are down.
+const DRAIN_RETRY_MAX: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// The router stage.
 pub struct Router {
     state: ArcSwap<RingState>,
@@ -87,6 +94,10 @@ pub struct Router {
     /// Open until a drain's deadline; moves of parts between queues hold them open.
     books: Arc<Books>,
     ready: Readiness,
+    /// `/metrics` answers, waited for after a drain that lost spans.
+    scrapes: tailgate_core::telemetry::Scrapes,
+    /// How long [`crate::run`] waits for that scrape, in milliseconds (0: not at all).
+    final_scrape_wait_ms: std::sync::atomic::AtomicU64,
     this: Weak<Router>,
 }
 
@@ -117,6 +128,8 @@ impl Router {
             stats: Arc::new(RouterStats::default()),
             books: Arc::default(),
             ready: Readiness::default(),
+            scrapes: tailgate_core::telemetry::Scrapes::default(),
+            final_scrape_wait_ms: std::sync::atomic::AtomicU64::new(0),
             this: this.clone(),
         })
     }
@@ -405,8 +418,9 @@ impl Router {
         }
     }
 
-    /// Stops the forwarders after their queues are sent, waiting at most `deadline`.
-    pub async fn drain(&self, deadline: std::time::Duration) {
+    /// Stops the forwarders after their queues are sent, waiting at most `deadline`;
+    /// returns the spans still queued then, given up (counted as failed).
+    pub async fn drain(&self, deadline: std::time::Duration) -> u64 {
         let until = tokio::time::Instant::now() + deadline;
         let mut tasks = match self.membership.lock() {
             Ok(mut m) => {
@@ -420,31 +434,42 @@ impl Router {
         self.reroute_left_queues();
         // A send that fails after another forwarder has emptied its queue and stopped
         // re-routes its parts there: a forwarder that stopped with parts queued is started
-        // again, until none is left or the deadline passes.
-        const ROUNDS: usize = 8;
-        for _ in 0..ROUNDS {
+        // again, until none is left or the deadline passes. The first restart is at once;
+        // later ones (every gateway down or refusing, so the parts bounce) after a pause
+        // that doubles to a second, so the parts wait for a gateway to come back within the
+        // deadline instead of being given up in a few milliseconds of restarts.
+        let mut pause = std::time::Duration::ZERO;
+        loop {
             let all = futures_util::future::join_all(std::mem::take(&mut tasks));
             if tokio::time::timeout_at(until, all).await.is_err() {
                 break;
             }
-            for f in self.forwarders() {
-                if f.queued_bytes() > 0 {
-                    match self.run_forwarder(&f) {
-                        Ok(task) => tasks.push(task),
-                        Err(error) => {
-                            tracing::error!(member = %f.member(), %error, "Cannot restart a forwarder to send what is left.")
-                        }
+            let left: Vec<_> = self
+                .forwarders()
+                .into_iter()
+                .filter(|f| f.queued_bytes() > 0)
+                .collect();
+            if left.is_empty() {
+                return 0;
+            }
+            if tokio::time::Instant::now() + pause >= until {
+                tokio::time::sleep_until(until).await;
+                break;
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).clamp(DRAIN_RETRY_FIRST, DRAIN_RETRY_MAX);
+            for f in left {
+                match self.run_forwarder(&f) {
+                    Ok(task) => tasks.push(task),
+                    Err(error) => {
+                        tracing::error!(member = %f.member(), %error, "Cannot restart a forwarder to send what is left.")
                     }
                 }
             }
             if tasks.is_empty() {
-                return;
+                break;
             }
         }
-        // Out of rounds (parts bouncing between gateways that are all down): the last
-        // restarted forwarders still get what is left of the deadline.
-        let all = futures_util::future::join_all(tasks);
-        let _joined = tokio::time::timeout_at(until, all).await;
         // What is still queued or in flight now is lost with the process, which exits
         // next: moved from pending to failed (per gateway and in all), so that the books
         // balance in the log line and in a test's last look (the senders were told these
@@ -467,6 +492,7 @@ impl Router {
                 "Drain deadline passed with spans still queued for gateways; counted as failed."
             );
         }
+        lost
     }
 
     /// Gathers the router's series: its stats, then one per gateway it forwards to.
@@ -799,6 +825,24 @@ impl Router {
     }
 }
 
+impl Router {
+    /// After a drain that gave spans up, [`crate::run`] keeps `/metrics` up until one more
+    /// scrape, at most `wait` (0, the default: exits at once), so the count reaches alerts.
+    pub fn set_final_scrape_wait(&self, wait: std::time::Duration) {
+        let ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX);
+        self.final_scrape_wait_ms.store(ms, Ordering::Relaxed);
+    }
+
+    /// After a drain that gave up `lost` spans, waits for one more scrape (see
+    /// [`Router::set_final_scrape_wait`]).
+    pub async fn after_drain(&self, lost: u64) {
+        let wait = self.final_scrape_wait_ms.load(Ordering::Relaxed);
+        self.scrapes
+            .after_loss(lost, std::time::Duration::from_millis(wait))
+            .await;
+    }
+}
+
 impl Admin for Router {
     fn render_metrics(&self) -> PromText {
         let mut p = PromText::default();
@@ -813,6 +857,10 @@ impl Admin for Router {
         self.ready.get()
             && !state.forwarders.is_empty()
             && !state.forwarders.iter().all(|f| f.is_down())
+    }
+
+    fn scrapes(&self) -> Option<&tailgate_core::telemetry::Scrapes> {
+        Some(&self.scrapes)
     }
 }
 

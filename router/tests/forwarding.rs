@@ -474,6 +474,49 @@ async fn spans_left_at_the_drain_deadline_are_counted_failed() {
     stop.cancel();
 }
 
+/// Scenario: the only gateway is down when the router starts draining (deadline 20 s), with
+/// a request's part queued for it; it comes back 3 s into the drain, on a paused clock.
+/// Guarantees: the drain keeps trying until then instead of giving the part up at once (a
+/// day-one check saw a router with every gateway down end its drain 5 ms after SIGTERM):
+/// every span is delivered, none counted failed, and the drain ends well before its deadline.
+#[tokio::test(start_paused = true)]
+async fn a_drain_waits_for_a_gateway_that_comes_back() {
+    let stop = CancellationToken::new();
+    let dead = dead_address([127, 0, 0, 41]).await;
+    let (addr, router) =
+        start_router(vec![dead.to_string()], ForwardConfig::default(), &stop).await;
+    let mut client = TraceServiceClient::connect(format!("http://{addr}"))
+        .await
+        .unwrap();
+    let req = FakeOtlp::traces(3).spans(2).seed(43).build();
+    let sent = spans(&req);
+    client.export(req).await.unwrap();
+    let started = Instant::now();
+    while router.pending_spans() < sent {
+        assert!(started.elapsed() < Duration::from_secs(5), "not queued");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let back = {
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            CaptureBackend::start(dead, stop).await.unwrap().1
+        })
+    };
+    let draining = Instant::now();
+    let lost = router.drain(Duration::from_secs(20)).await;
+    let took = draining.elapsed();
+    let gateway = back.await.unwrap();
+    assert_eq!(lost, 0);
+    assert_eq!(gateway.spans(), sent);
+    assert_eq!(router.stats().failed_spans.get(), 0);
+    assert!(
+        took >= Duration::from_secs(3) && took < Duration::from_secs(6),
+        "drained in {took:?}"
+    );
+    stop.cancel();
+}
+
 /// Scenario: the only gateway refuses every part for memory (RESOURCE_EXHAUSTED with a
 /// retry hint) for many times the router's retry bound; then it takes requests again.
 /// Guarantees: the refused parts are held and retried, not given up (none counted failed:
