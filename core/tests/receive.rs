@@ -1014,6 +1014,68 @@ async fn requests_still_arriving_are_bounded_by_the_in_flight_budget() {
         .unwrap();
 }
 
+/// Scenario: 100 gRPC requests that send their headers (8 KiB of them each) and then
+/// nothing, against receivers with a 1 MiB in-flight budget (a hostile-input check held
+/// 2.8 GB with 250 connections of 256 such streams: nothing counted an open request
+/// before its body).
+/// Guarantees: each open request is charged for itself and its headers from the moment
+/// they arrive, so past the budget further ones are refused at once with
+/// RESOURCE_EXHAUSTED rather than each held for `request_timeout`; when the stalled ones
+/// end, the budget is free again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_that_send_only_headers_are_bounded_by_the_in_flight_budget() {
+    const MIB: usize = 1 << 20;
+    let cfg = ReceiveConfig {
+        grpc: Some("127.0.0.1:0".parse().unwrap()),
+        http: None,
+        max_request_bytes: 64 << 10,
+        max_in_flight_bytes: MIB,
+        ..ReceiveConfig::default()
+    };
+    let listeners = Listeners::bind(&cfg).await.unwrap();
+    let url = format!("http://{}", listeners.grpc_addr().unwrap());
+    let sink = Arc::new(Capture::default());
+    let token = CancellationToken::new();
+    let limits = tailgate_core::receive::Limits::plaintext(&cfg);
+    let in_flight = limits.in_flight.clone();
+    tokio::spawn(listeners.serve(sink.clone(), limits, token.clone()));
+    let _stop = token.drop_guard();
+
+    let pad = "v".repeat(1000);
+    let names: Vec<String> = (0..8).map(|i| format!("x-pad-{i}")).collect();
+    let (answers_tx, mut answers) = tokio::sync::mpsc::unbounded_channel();
+    let mut stalled = Vec::new();
+    for _ in 0..100 {
+        let (tx, rx) = tokio::sync::mpsc::channel::<FrameResult>(1);
+        stalled.push(tx);
+        let (url, answers_tx, pad, names) =
+            (url.clone(), answers_tx.clone(), pad.clone(), names.clone());
+        tokio::spawn(async move {
+            let mut headers = vec![("content-type", "application/grpc")];
+            headers.extend(names.iter().map(|n| (n.as_str(), pad.as_str())));
+            let body = http_body_util::StreamBody::new(tokio_stream_of(rx));
+            answers_tx
+                .send(raw_grpc(&url, &headers, body).await)
+                .unwrap();
+        });
+    }
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+    for _ in 0..50 {
+        let answer = tokio::time::timeout_at(deadline, answers.recv()).await;
+        let (http, grpc, message) = answer.expect("fifty refusals within 5 s").unwrap();
+        assert_eq!((http, grpc.as_str()), (200, "8"), "{message}");
+    }
+    assert!(in_flight.held() <= MIB, "held {}", in_flight.held());
+    assert!(in_flight.held() > MIB / 2, "the open requests are charged");
+    assert!(sink.refused.lock().unwrap().contains(&"overloaded"));
+    drop(stalled);
+    for _ in 50..100 {
+        let answer = tokio::time::timeout_at(deadline, answers.recv()).await;
+        assert!(answer.is_ok(), "every request was answered");
+    }
+    assert_eq!(in_flight.held(), 0);
+}
+
 /// Scenario: 40 connections that never send a byte against a receiver that serves at most
 /// 8 connections and gives each 300 ms to speak; then a real client exports.
 /// Guarantees (issue 14 item 10): silent connections are closed after the first-byte

@@ -199,6 +199,13 @@ impl<S: SpanSink> TraceService<S> {
         };
         // The sender's deadline, from its arrival: handling that ends past it is counted.
         let deadline = sender_deadline(&req);
+        // The open request's own cost first, held until it is answered (see
+        // `InFlight::take_request`): a stream that sends headers and then nothing holds it.
+        let mut held = InFlightBytes::default();
+        if let Err(refusal) = self.in_flight.take_request(&mut held, req.headers()) {
+            self.sink.refused(&refusal);
+            return refusal.to_grpc().into_http();
+        }
         // Room is asked for once the body starts (see `primed`), then held before reading
         // the rest: the unread body holds the sender back.
         let req = match super::primed::body_started(req, self.request_timeout).await {
@@ -221,7 +228,6 @@ impl<S: SpanSink> TraceService<S> {
         };
         // The rest of the body has `request_timeout` from when room was given.
         let read_by = super::primed::deadline_in(self.request_timeout);
-        let mut held = InFlightBytes::default();
         let answer = match self.read_message(req, encoding, &mut held, read_by).await {
             // The sink runs to its end on its own task, even if the client goes away, and
             // the request's share of the in-flight budget (and its pass) goes with it: the

@@ -133,6 +133,10 @@ async fn receive<S: SpanSink>(
             "request body of {len} bytes (Content-Length) exceeds the limit of {max} bytes"
         )));
     }
+    // The open request's own cost first, held until it is answered (see
+    // `InFlight::take_request`).
+    let mut held = InFlightBytes::default();
+    limits.in_flight.take_request(&mut held, req.headers())?;
     // Room is asked for once the body starts (see `primed`), then held before reading the
     // rest: the unread body holds the sender back.
     let req = super::primed::body_started(req, limits.request_timeout).await?;
@@ -145,7 +149,6 @@ async fn receive<S: SpanSink>(
     let read_by = super::primed::deadline_in(limits.request_timeout);
     // Every chunk takes its size from the receivers' in-flight budget as it arrives; the
     // request gives it all back once the sink has answered.
-    let mut held = InFlightBytes::default();
     let collect = read_body(req.into_body(), max, &limits.in_flight, &mut held);
     let body = tokio::time::timeout_at(read_by, collect)
         .await

@@ -346,6 +346,18 @@ impl InFlight {
         self.capacity
     }
 
+    /// Takes what an open request costs before its body from `held`: see
+    /// [`request_cost`]. From the moment its headers are in until it is answered, so that
+    /// requests that send headers and then nothing (HTTP/2 lets a connection open 256) are
+    /// bounded by the budget rather than by connections times streams.
+    pub fn take_request(
+        &self,
+        held: &mut InFlightBytes,
+        headers: &http::HeaderMap,
+    ) -> Result<(), Refusal> {
+        self.take(held, request_cost(headers))
+    }
+
     /// Adds `n` bytes to `held`, or refuses (overloaded, with a retry hint) when the
     /// budget has not that much room left.
     pub fn take(&self, held: &mut InFlightBytes, n: usize) -> Result<(), Refusal> {
@@ -369,6 +381,22 @@ impl InFlight {
         }
         Ok(())
     }
+}
+
+/// What the server holds for an open request besides its body, beyond its headers: the
+/// HTTP/2 stream, the request and the task handling it (measured: 250 connections of 256
+/// header-only streams with 15.5 KB of headers each took about 44 KB a stream).
+const REQUEST_OVERHEAD: usize = 12 << 10;
+
+/// What an open request is charged before its body: [`REQUEST_OVERHEAD`] and twice its
+/// headers as decoded (the decoder's copy and the request's), each header with HPACK's 32
+/// bytes of entry overhead.
+pub fn request_cost(headers: &http::HeaderMap) -> usize {
+    let headers: usize = headers
+        .iter()
+        .map(|(name, value)| name.as_str().len() + value.len() + 32)
+        .sum();
+    REQUEST_OVERHEAD + 2 * headers
 }
 
 fn default_max_in_flight_bytes() -> usize {
