@@ -208,3 +208,90 @@ async fn kept_spans_leave_scrubbed_and_policies_see_the_originals() {
     gw.stop().await;
     std::fs::remove_file(&path).ok();
 }
+
+/// Scenario: a `hash` action on `k`, an exporter with a 256 KiB queue whose backend holds
+/// every request unanswered; one trace of 1,600 spans, each with 100 small int values of
+/// `k` (about 1.6 MB as sent; hashed, each value becomes 64 characters: about 12 MB).
+/// Guarantees: the trace is re-encoded and handed on in pieces, so while the backend
+/// holds, what waits for the exporter (`pending_export_bytes`) stays near the queue and a
+/// grown piece or two (under 4 MB), not the whole trace grown (a hostile-input check saw a
+/// gateway go past its memory limit by the growth of what it kept); once the backend
+/// answers, every span arrives, hashed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trace_that_grows_when_scrubbed_goes_out_in_pieces() {
+    let gw = common::spawn_gateway_configured(
+        [127, 0, 0, 62],
+        common::plan("decision_wait: 200ms\npolicies:\n  - {name: all, type: always_sample}\n"),
+        |c| {
+            c.attributes =
+                serde_yaml_ng::from_str::<AttributesConfig>("actions: [{key: k, action: hash}]")
+                    .unwrap();
+            if let ExporterConfig::OtlpGrpc(otlp) = &mut c.export.exporters[0].1 {
+                otlp.queue_bytes = 256 << 10;
+            }
+        },
+        |_, _| {},
+    )
+    .await;
+    gw.backend.hold(true);
+    let mut request = FakeOtlp::traces(1).spans(1_600).seed(77).build();
+    let trace_id = request.resource_spans[0].scope_spans[0].spans[0]
+        .trace_id
+        .clone();
+    for span in request
+        .resource_spans
+        .iter_mut()
+        .flat_map(|r| r.scope_spans.iter_mut())
+        .flat_map(|s| s.spans.iter_mut())
+    {
+        span.trace_id = trace_id.clone();
+        span.attributes = (0..100)
+            .map(|i| opentelemetry_proto::tonic::common::v1::KeyValue {
+                key: "k".into(),
+                value: Some(opentelemetry_proto::tonic::common::v1::AnyValue {
+                    value: Some(any_value::Value::IntValue(i)),
+                }),
+                ..Default::default()
+            })
+            .collect();
+    }
+    let sent = request.encoded_len();
+    let mut client = TraceServiceClient::connect(format!("http://{}", gw.addr))
+        .await
+        .unwrap();
+    client.export(request).await.unwrap();
+    // While the backend holds: what waits for the exporter, at its most.
+    let started = tokio::time::Instant::now();
+    let mut most = 0;
+    while started.elapsed() < Duration::from_secs(2) {
+        most = most.max(gw.stats.pending_export_bytes.get());
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert!(gw.backend.waiting() > 0, "the exporter is sending");
+    assert!(most > 0, "kept spans are waiting");
+    assert!(
+        most < 4 << 20,
+        "{most} bytes waited for the exporter (the trace was {sent} bytes as sent)"
+    );
+    gw.backend.hold(false);
+    gw.settle(Duration::from_secs(20)).await;
+    let mut spans = 0;
+    for body in gw.backend.bodies() {
+        for span in ExportTraceServiceRequest::decode(body)
+            .unwrap()
+            .resource_spans
+            .into_iter()
+            .flat_map(|r| r.scope_spans)
+            .flat_map(|s| s.spans)
+        {
+            let hashed = span.attributes.iter().filter(|kv| kv.key == "k").all(|kv| {
+                matches!(kv.value.as_ref().and_then(|v| v.value.as_ref()),
+                        Some(any_value::Value::StringValue(s)) if s.len() == 64)
+            });
+            assert!(hashed);
+            spans += 1;
+        }
+    }
+    assert_eq!(spans, 1_600);
+    gw.stop().await;
+}

@@ -147,20 +147,33 @@ impl Inserted {
 /// this; with both outputs turned off the spans go out untouched.
 /// `resource` rewrites the attributes of their resources.
 fn adjusted(
-    spans: SpanList,
+    spans: &[SpanRef<'_>],
     p: f64,
     how: &AdjustedCount<'_>,
     resource: Option<&dyn AttributeRewrite>,
     out: &mut Vec<BufferedSpan>,
 ) {
     if how.is_noop() && resource.is_none() {
-        out.extend(spans.iter().map(|s| s.to_buffered()));
+        out.extend(spans.iter().map(SpanRef::to_buffered));
         return;
     }
     let mut writer = AdjustedCountWriter::new(p, how);
-    // Kept traces are small: their spans' handles stay on the stack.
-    let spans: SmallVec<[SpanRef<'_>; 16]> = spans.iter().collect();
-    BufferedSpan::rewrite_all(&spans, |span, buf| writer.write(span, buf), resource, out);
+    BufferedSpan::rewrite_all(spans, |span, buf| writer.write(span, buf), resource, out);
+}
+
+/// Where the piece of a kept trace starting at span `start` ends: at least one span, and
+/// no more than [`EXPORT_BATCH_BYTES`] of them as encoded (see [`Shard::keep`]).
+fn piece_end(spans: &[SpanRef<'_>], start: usize) -> usize {
+    let mut bytes = 0u64;
+    let mut end = start;
+    while end < spans.len() {
+        bytes += spans[end].span().len() as u64;
+        if end > start && bytes > EXPORT_BATCH_BYTES {
+            break;
+        }
+        end += 1;
+    }
+    end
 }
 
 /// A trace decided and kept, its spans not yet re-encoded (see [`Shard::keep_group`]).
@@ -419,7 +432,7 @@ impl Shard {
     /// attributes rewritten by the `attributes:` actions.
     fn kept(
         &self,
-        spans: SpanList,
+        spans: &[SpanRef<'_>],
         p: f64,
         plan: &crate::policy::plan::PolicyPlan,
         out: &mut Vec<BufferedSpan>,
@@ -444,7 +457,34 @@ impl Shard {
 
     /// Keeps a trace's spans (see [`Self::kept`]): they join the batch for the exporters,
     /// which goes once it is [`EXPORT_BATCH_BYTES`] or the shard's work at hand is done.
+    ///
+    /// A trace re-encoded on the way (attribute actions, adjusted counts) is re-encoded and
+    /// handed on in pieces of about [`EXPORT_BATCH_BYTES`], each waiting for room in the
+    /// exporters' queues before the next is re-encoded: what waits for that room is then a
+    /// piece, not the whole trace grown. (A `hash` action on many small values makes spans
+    /// five times larger; a large trace grown whole took the gateway past its memory limit
+    /// by that much.) Small traces are one piece.
     async fn keep(&mut self, spans: SpanList, p: f64, plan: &crate::policy::plan::PolicyPlan) {
+        // Kept traces are mostly small: their spans' handles stay on the stack.
+        let refs: SmallVec<[SpanRef<'_>; 16]> = spans.iter().collect();
+        if !self.rewrites(plan) {
+            return self.keep_piece(&refs, p, plan).await;
+        }
+        let mut start = 0;
+        while start < refs.len() {
+            let end = piece_end(&refs, start);
+            self.keep_piece(&refs[start..end], p, plan).await;
+            start = end;
+        }
+    }
+
+    /// Keeps some of a trace's spans (see [`Self::keep`]).
+    async fn keep_piece(
+        &mut self,
+        spans: &[SpanRef<'_>],
+        p: f64,
+        plan: &crate::policy::plan::PolicyPlan,
+    ) {
         let mut out = std::mem::take(&mut self.outgoing);
         let from = out.len();
         self.kept(spans, p, plan, &mut out);
