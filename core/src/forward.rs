@@ -941,23 +941,30 @@ const PLAINTEXT_SERVER_HINT: &str = " (the server answered in plaintext, not TLS
      scheme is dialled with TLS, as the Collector dials it)";
 
 /// Headers gRPC itself sets, which neither the configured headers nor an
-/// authenticator's may replace (grpc-go keeps them out of metadata too), and connection
-/// headers HTTP/2 refuses: such headers are not sent.
+/// authenticator's may replace (grpc-go's reserved names, which it keeps out of metadata
+/// too), `host` (the `:authority` is the endpoint's, or `authority`'s), and connection
+/// headers HTTP/2 refuses: such headers are not sent. Other `grpc-*` names are sent, as
+/// grpc-go sends them.
 pub fn grpc_reserved(name: &http::HeaderName) -> bool {
-    let name = name.as_str();
     matches!(
-        name,
+        name.as_str(),
         "content-type"
             | "te"
             | "user-agent"
+            | "grpc-message-type"
+            | "grpc-encoding"
+            | "grpc-message"
+            | "grpc-status"
+            | "grpc-timeout"
+            | "grpc-status-details-bin"
+            | "host"
             | "connection"
             | "keep-alive"
             | "proxy-connection"
             | "transfer-encoding"
             | "content-length"
             | "upgrade"
-            | "host"
-    ) || name.starts_with("grpc-")
+    )
 }
 
 /// Whether a call failed because no connection could be made.
@@ -1112,6 +1119,37 @@ mod tests {
     use opentelemetry_proto::tonic::collector::trace::v1::{
         ExportTracePartialSuccess, ExportTraceServiceResponse,
     };
+
+    /// Scenario: header names an exporter's `headers` or an authenticator may give a gRPC
+    /// call. Guarantees: grpc-go's reserved names, `host` and HTTP/2's connection headers
+    /// are kept out; other `grpc-*` names and ordinary ones are sent, as grpc-go sends them.
+    #[test]
+    fn only_what_grpc_sets_or_http2_refuses_is_kept_out() {
+        let reserved =
+            |n: &str| grpc_reserved(&http::HeaderName::from_bytes(n.as_bytes()).unwrap());
+        for n in [
+            "content-type",
+            "te",
+            "user-agent",
+            "grpc-encoding",
+            "grpc-timeout",
+            "grpc-status",
+            "host",
+            "connection",
+            "upgrade",
+            "transfer-encoding",
+        ] {
+            assert!(reserved(n), "{n}");
+        }
+        for n in [
+            "grpc-previous-rpc-attempts",
+            "grpc-retry-pushback-ms",
+            "x-scope-orgid",
+            "authorization",
+        ] {
+            assert!(!reserved(n), "{n}");
+        }
+    }
 
     /// Scenario: `keepalive` blocks as Collector configs write them.
     /// Guarantees: read as grpc-go reads them: `time` 0 is no pings, under 10 s is 10 s;

@@ -513,6 +513,9 @@ pub trait Admin: Send + Sync + 'static {
 /// it exits: otherwise the count dies with the process and no alert sees it.
 #[derive(Debug, Default)]
 pub struct Scrapes {
+    /// Renderings of `/metrics` begun, numbered from 1.
+    begun: AtomicU64,
+    /// The highest number of a rendering answered.
     answered: AtomicU64,
     notify: tokio::sync::Notify,
 }
@@ -521,21 +524,36 @@ pub struct Scrapes {
 const LAST_ANSWER_FLUSH: std::time::Duration = std::time::Duration::from_millis(200);
 
 impl Scrapes {
-    /// One more `/metrics` answer was rendered.
-    pub fn answered(&self) {
-        self.answered.fetch_add(1, Ordering::Relaxed);
+    /// A `/metrics` rendering begins: its number, for [`Scrapes::answered`].
+    pub fn begin(&self) -> u64 {
+        self.begun.fetch_add(1, Ordering::AcqRel) + 1
+    }
+
+    /// The rendering `number` was answered.
+    pub fn answered(&self, number: u64) {
+        self.answered.fetch_max(number, Ordering::AcqRel);
         self.notify.notify_waiters();
     }
 
-    /// How many `/metrics` answers were rendered.
+    /// How many `/metrics` answers were rendered, at least.
     pub fn count(&self) -> u64 {
-        self.answered.load(Ordering::Relaxed)
+        self.answered.load(Ordering::Acquire)
     }
 
-    /// Waits until a `/metrics` answer is rendered after this call (and a moment for it to
-    /// be written), at most `wait`. Whether one was.
+    /// Waits until a `/metrics` answer whose rendering began after this call is given (and
+    /// a moment for it to be written), at most `wait`: one begun before might not hold
+    /// what was counted just now. Whether one was.
     pub async fn next(&self, wait: std::time::Duration) -> bool {
-        let answered = self.notify.notified();
+        let after = self.begun.load(Ordering::Acquire);
+        let answered = async {
+            loop {
+                let notified = self.notify.notified();
+                if self.answered.load(Ordering::Acquire) > after {
+                    return;
+                }
+                notified.await;
+            }
+        };
         if tokio::time::timeout(wait, answered).await.is_err() {
             return false;
         }
@@ -609,11 +627,13 @@ pub async fn serve_admin<A: Admin>(
                 .headers()
                 .get(http::header::ACCEPT)
                 .and_then(|v| v.to_str().ok());
+            let scrape = match (req.uri().path(), admin.scrapes()) {
+                ("/metrics", Some(scrapes)) => Some((scrapes, scrapes.begin())),
+                _ => None,
+            };
             let answer = answer(&*admin, req.uri().path(), MetricsFormat::negotiate(accept));
-            if req.uri().path() == "/metrics" {
-                if let Some(scrapes) = admin.scrapes() {
-                    scrapes.answered();
-                }
+            if let Some((scrapes, number)) = scrape {
+                scrapes.answered(number);
             }
             answer
         }
@@ -664,21 +684,27 @@ mod tests {
     use super::*;
 
     /// Scenario: waits for the next scrape, on a paused clock: one with no scrape, one
-    /// answered 3 s in, and a wait after a loss of none.
-    /// Guarantees: without a scrape the wait ends at its bound and says so; a scrape ends
-    /// it then (with a moment for the answer to leave); nothing is waited for without a
-    /// loss or with a zero bound.
+    /// during which a rendering begun before it is answered (1 s in) and then a new one
+    /// (3 s in), and a wait after a loss of none.
+    /// Guarantees: without a scrape the wait ends at its bound and says so; only a
+    /// rendering begun after the wait started ends it (with a moment for the answer to
+    /// leave); nothing is waited for without a loss or with a zero bound.
     #[tokio::test(start_paused = true)]
     async fn the_next_scrape_is_waited_for_at_most_the_bound() {
         let scrapes = Arc::new(Scrapes::default());
         let start = tokio::time::Instant::now();
         assert!(!scrapes.next(std::time::Duration::from_secs(10)).await);
         assert_eq!(start.elapsed(), std::time::Duration::from_secs(10));
+        // A rendering begun before the wait and answered during it does not count.
+        let early = scrapes.begin();
         let answering = {
             let scrapes = scrapes.clone();
             tokio::spawn(async move {
-                tokio::time::sleep(std::time::Duration::from_secs(3)).await;
-                scrapes.answered();
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                scrapes.answered(early);
+                tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+                let number = scrapes.begin();
+                scrapes.answered(number);
             })
         };
         let start = tokio::time::Instant::now();
@@ -688,7 +714,7 @@ mod tests {
             std::time::Duration::from_secs(3) + LAST_ANSWER_FLUSH
         );
         answering.await.unwrap();
-        assert_eq!(scrapes.count(), 1);
+        assert_eq!(scrapes.count(), 2);
         let start = tokio::time::Instant::now();
         scrapes
             .after_loss(0, std::time::Duration::from_secs(10))

@@ -273,7 +273,10 @@ impl Gateway {
         // port. They close when the drain is over.
         let admin_stop = CancellationToken::new();
         let _admin_stop = admin_stop.clone().drop_guard();
+        // Without a listener there is no scrape to wait for after a lossy drain.
+        let mut scraped = false;
         for admin in admin {
+            scraped = true;
             tokio::spawn(tailgate_core::telemetry::serve_admin(
                 admin,
                 this.clone(),
@@ -350,7 +353,11 @@ impl Gateway {
         self.buffer.redistribute().await;
         cutoff.abort();
         let remaining = drain_deadline.saturating_sub(started.elapsed());
-        let final_scrape_wait = self.final_scrape_wait;
+        let final_scrape_wait = if scraped {
+            self.final_scrape_wait
+        } else {
+            Duration::ZERO
+        };
         let lost = self.drain(remaining).await;
         this.scrapes.after_loss(lost, final_scrape_wait).await;
         served
@@ -375,19 +382,25 @@ impl Gateway {
         self.peers_stop.cancel();
         self.drain.cancel();
         drop(self.buffer);
+        let (mut shards, mut exporters) = (self.shards, self.exporters);
         let finish = async {
-            for s in self.shards {
+            for s in &mut shards {
                 if let Err(error) = s.await {
                     tracing::error!(%error, "A shard task failed.");
                 }
             }
-            for e in self.exporters {
+            for e in &mut exporters {
                 if let Err(error) = e.await {
                     tracing::error!(%error, "An exporter task failed.");
                 }
             }
         };
         if tokio::time::timeout(deadline, finish).await.is_err() {
+            // Stopped now, so that nothing counted lost below is delivered (and counted
+            // again) while the process waits for its last scrape.
+            for task in shards.iter().chain(&exporters) {
+                task.abort();
+            }
             let lost = self.stats.in_flight_spans();
             self.stats.drain_lost_spans.add(lost);
             tracing::error!(

@@ -387,12 +387,18 @@ impl Forwarder {
         cfg: &ForwardConfig,
         on_health: &Arc<dyn Fn() + Send + Sync>,
     ) {
-        // Draining, the probe goes at once: the drain restarts a down gateway's forwarder
-        // (with pauses) for as long as its deadline lasts, and each start probes once.
+        // Draining, the probe goes at once if parts wait for this gateway: the drain
+        // restarts a down gateway's forwarder (with pauses) for as long as its deadline
+        // lasts, and each start probes once. With nothing queued there is nothing to probe
+        // for (a blackholed gateway would hold the drain for the probe's timeout).
         let deadline = Instant::now() + cfg.probe_interval;
         tokio::select! {
             () = tokio::time::sleep_until(deadline) => {}
-            () = self.closed.cancelled() => {}
+            () = self.closed.cancelled() => {
+                if self.queued_bytes() == 0 {
+                    return;
+                }
+            }
         }
         // An empty request is a valid export that changes nothing.
         if client.send_once(Bytes::new()).await.is_ok() {

@@ -75,7 +75,10 @@ pub async fn run(
     // Prometheus scrapes what the drain does and probes read 503, not a closed port.
     let admin_stop = CancellationToken::new();
     let _admin_stop = admin_stop.clone().drop_guard();
+    // Without a listener there is no scrape to wait for after a lossy drain.
+    let mut scraped = false;
     for admin in admin {
+        scraped = true;
         tokio::spawn(tailgate_core::telemetry::serve_admin(
             admin,
             router.clone(),
@@ -104,6 +107,8 @@ pub async fn run(
     router.readiness().set(false);
     let since = stopped_at.get_or_init(tokio::time::Instant::now).elapsed();
     let lost = router.drain(drain_deadline.saturating_sub(since)).await;
-    router.after_drain(lost).await;
+    if scraped {
+        router.after_drain(lost).await;
+    }
     Ok(result?)
 }

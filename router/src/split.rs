@@ -452,11 +452,12 @@ impl Router {
             if left.is_empty() {
                 return 0;
             }
-            if tokio::time::Instant::now() + pause >= until {
-                tokio::time::sleep_until(until).await;
+            // The last restart comes before the deadline, however short the pause left.
+            let now = tokio::time::Instant::now();
+            if now >= until {
                 break;
             }
-            tokio::time::sleep(pause).await;
+            tokio::time::sleep(pause.min(until - now)).await;
             pause = (pause * 2).clamp(DRAIN_RETRY_FIRST, DRAIN_RETRY_MAX);
             for f in left {
                 match self.run_forwarder(&f) {
