@@ -517,6 +517,95 @@ async fn a_drain_waits_for_a_gateway_that_comes_back() {
     stop.cancel();
 }
 
+/// Scenario: a router serving metrics, whose only gateway is unreachable, is stopped with
+/// a 1 s drain deadline and a 30 s final scrape wait while a request's part is queued.
+/// Guarantees: the part is counted failed at the deadline, a scrape after it reads the
+/// count (a day-one check saw it counted only as the process exited, so no alert could
+/// see it), and the router ends soon after that scrape, not at the end of the wait.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spans_given_up_at_the_drain_deadline_are_scraped_before_exit() {
+    let stop = CancellationToken::new();
+    let dead = dead_address([127, 0, 0, 42]).await;
+    let config = RouterConfig {
+        receive: ReceiveConfig {
+            grpc: Some("127.0.0.42:0".parse().unwrap()),
+            http: None,
+            ..Default::default()
+        },
+        members: MembersConfig {
+            static_list: vec![dead.to_string()],
+            dns: None,
+        },
+        forward: ForwardConfig::default(),
+        admin: None,
+        metrics: None,
+    };
+    let listeners = Listeners::bind(&config.receive).await.unwrap();
+    let addr = listeners.grpc_addr().unwrap();
+    let admin = tokio::net::TcpListener::bind("127.0.0.42:0").await.unwrap();
+    let admin_addr = admin.local_addr().unwrap();
+    let router = Router::new(config.forward.clone());
+    router.set_final_scrape_wait(Duration::from_secs(30));
+    let running = {
+        let (r, s) = (router.clone(), stop.clone());
+        tokio::spawn(async move {
+            tailgate_router::run(
+                r,
+                &config,
+                listeners,
+                Some(admin),
+                Duration::from_secs(1),
+                s,
+            )
+            .await
+        })
+    };
+    members_known(&router, 1).await;
+    let mut client = TraceServiceClient::connect(format!("http://{addr}"))
+        .await
+        .unwrap();
+    let req = FakeOtlp::traces(3).spans(2).seed(44).build();
+    let sent = spans(&req);
+    client.export(req).await.unwrap();
+    let started = Instant::now();
+    while router.pending_spans() < sent {
+        assert!(started.elapsed() < Duration::from_secs(5), "not queued");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    stop.cancel();
+    let failed_line = format!("tailgate_router_failed_spans_total {sent}\n");
+    let mut scraped = false;
+    while !scraped && started.elapsed() < Duration::from_secs(10) {
+        let metrics = scrape(admin_addr).await;
+        scraped = metrics.contains(&failed_line);
+        if !scraped {
+            assert!(!running.is_finished(), "exited before the loss was scraped");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    assert!(scraped, "the loss was scraped");
+    tokio::time::timeout(Duration::from_secs(5), running)
+        .await
+        .expect("exits soon after the scrape")
+        .unwrap()
+        .unwrap();
+}
+
+/// `/metrics` of an admin port, or "" when it does not answer.
+async fn scrape(addr: SocketAddr) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let Ok(mut s) = tokio::net::TcpStream::connect(addr).await else {
+        return String::new();
+    };
+    let ask = b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+    if s.write_all(ask).await.is_err() {
+        return String::new();
+    }
+    let mut out = String::new();
+    s.read_to_string(&mut out).await.ok();
+    out
+}
+
 /// Scenario: the only gateway refuses every part for memory (RESOURCE_EXHAUSTED with a
 /// retry hint) for many times the router's retry bound; then it takes requests again.
 /// Guarantees: the refused parts are held and retried, not given up (none counted failed:
