@@ -944,6 +944,26 @@ async fn a_request_the_client_gives_up_on_still_runs_to_its_end() {
     assert_eq!(sink.late.load(SeqCst), 1);
 }
 
+/// Serves `cfg`'s gRPC receiver into a [`Capture`]: its URL, the sink, the receivers'
+/// in-flight budget, and the guard that stops it.
+async fn serve_grpc_budgeted(
+    cfg: &ReceiveConfig,
+) -> (
+    String,
+    Arc<Capture>,
+    tailgate_core::receive::InFlight,
+    tokio_util::sync::DropGuard,
+) {
+    let listeners = Listeners::bind(cfg).await.unwrap();
+    let url = format!("http://{}", listeners.grpc_addr().unwrap());
+    let sink = Arc::new(Capture::default());
+    let token = CancellationToken::new();
+    let limits = tailgate_core::receive::Limits::plaintext(cfg);
+    let in_flight = limits.in_flight.clone();
+    tokio::spawn(listeners.serve(sink.clone(), limits, token.clone()));
+    (url, sink, in_flight, token.drop_guard())
+}
+
 /// Scenario: ten clients each announce a 1 MiB message, send 900 KB of it and stall, against
 /// receivers with a 4 MiB in-flight budget (the gRPC reader once also sized each buffer
 /// from the untrusted prefix).
@@ -961,14 +981,7 @@ async fn requests_still_arriving_are_bounded_by_the_in_flight_budget() {
         max_in_flight_bytes: 4 * MIB,
         ..ReceiveConfig::default()
     };
-    let listeners = Listeners::bind(&cfg).await.unwrap();
-    let url = format!("http://{}", listeners.grpc_addr().unwrap());
-    let sink = Arc::new(Capture::default());
-    let token = CancellationToken::new();
-    let limits = tailgate_core::receive::Limits::plaintext(&cfg);
-    let in_flight = limits.in_flight.clone();
-    tokio::spawn(listeners.serve(sink.clone(), limits, token.clone()));
-    let _stop = token.drop_guard();
+    let (url, sink, in_flight, _stop) = serve_grpc_budgeted(&cfg).await;
 
     let mut prefix = vec![0u8];
     prefix.extend_from_slice(&(MIB as u32).to_be_bytes());
@@ -1032,14 +1045,7 @@ async fn requests_that_send_only_headers_are_bounded_by_the_in_flight_budget() {
         max_in_flight_bytes: MIB,
         ..ReceiveConfig::default()
     };
-    let listeners = Listeners::bind(&cfg).await.unwrap();
-    let url = format!("http://{}", listeners.grpc_addr().unwrap());
-    let sink = Arc::new(Capture::default());
-    let token = CancellationToken::new();
-    let limits = tailgate_core::receive::Limits::plaintext(&cfg);
-    let in_flight = limits.in_flight.clone();
-    tokio::spawn(listeners.serve(sink.clone(), limits, token.clone()));
-    let _stop = token.drop_guard();
+    let (url, sink, in_flight, _stop) = serve_grpc_budgeted(&cfg).await;
 
     let pad = "v".repeat(1000);
     let names: Vec<String> = (0..8).map(|i| format!("x-pad-{i}")).collect();

@@ -109,6 +109,30 @@ fn load(dir: &std::path::Path, extension: &str, endpoint: &str) -> GatewayConfig
     tailgate_core::config::parse_yaml(&path, &text).unwrap()
 }
 
+/// A gateway config whose `sigv4auth` assumes a role with a web identity token (a file
+/// in `dir`), its exporter sending to `addr`; STS is for the test to name.
+fn web_identity(dir: &std::path::Path, addr: &str) -> GatewayConfig {
+    std::fs::write(dir.join("token"), "jwt").unwrap();
+    load(
+        dir,
+        &format!(
+            "    region: eu-west-1\n    service: xray\n    assume_role_with_web_identity:\n\
+             \x20     arn: arn:aws:iam::1:role/r\n      token_file: {}\n",
+            dir.join("token").display()
+        ),
+        &format!("http://{addr}/v1/traces"),
+    )
+}
+
+/// STS's answer issuing `key` with `secret`, valid for an hour.
+fn sts_answer(key: &str, secret: &str) -> String {
+    format!(
+        "<R><Credentials><AccessKeyId>{key}</AccessKeyId><SecretAccessKey>{secret}</SecretAccessKey>\
+         <SessionToken>t</SessionToken><Expiration>{}</Expiration></Credentials></R>",
+        tailgate_core::aws::iso_time(std::time::SystemTime::now() + Duration::from_secs(3600))
+    )
+}
+
 /// Scenario: keys in `AWS_ACCESS_KEY_ID`/`AWS_SECRET_ACCESS_KEY`, an exporter compressing
 /// with gzip to a backend that is not an AWS name (so `service` and `region` are set).
 /// Guarantees: every request carries a signature that checks out over the body as sent
@@ -270,32 +294,17 @@ async fn a_web_identity_is_exchanged_at_sts_and_kept() {
 /// proxied, as in Go).
 #[tokio::test]
 async fn sts_is_reached_through_the_proxy_variables_name() {
-    let (sts, asked, _) = token_endpoint(|_, _| {
-        let xml = format!(
-            "<R><Credentials><AccessKeyId>ASIAPROXIED</AccessKeyId><SecretAccessKey>via-proxy</SecretAccessKey>\
-             <SessionToken>t</SessionToken><Expiration>{}</Expiration></Credentials></R>",
-            tailgate_core::aws::iso_time(std::time::SystemTime::now() + Duration::from_secs(3600))
-        );
-        (200, "text/xml", xml)
-    })
-    .await
-    .unwrap();
+    let (sts, asked, _) =
+        token_endpoint(|_, _| (200, "text/xml", sts_answer("ASIAPROXIED", "via-proxy")))
+            .await
+            .unwrap();
     let sts_addr: std::net::SocketAddr = sts.authority().unwrap().as_str().parse().unwrap();
     let (proxy_addr, proxy) = tailgate_core::test_util::ConnectProxy::start(sts_addr)
         .await
         .unwrap();
     let (addr, seen) = backend(Arc::default()).await;
     let dir = scratch_dir("gw-sigv4-proxy").unwrap();
-    std::fs::write(dir.join("token"), "jwt").unwrap();
-    let mut config = load(
-        &dir,
-        &format!(
-            "    region: eu-west-1\n    service: xray\n    assume_role_with_web_identity:\n\
-             \x20     arn: arn:aws:iam::1:role/r\n      token_file: {}\n",
-            dir.join("token").display()
-        ),
-        &format!("http://{addr}/v1/traces"),
-    );
+    let mut config = web_identity(&dir, &addr);
     config.extensions.cloud_env = CloudEnv::from_vars(
         &[("AWS_ENDPOINT_URL_STS", "http://sts.test/oauth2/token")],
         None,
@@ -325,29 +334,19 @@ async fn an_export_without_credentials_is_held_until_sts_answers() {
     let n = std::sync::atomic::AtomicU32::new(0);
     let (sts, asked, _) = token_endpoint(move |_, _| {
         if n.fetch_add(1, std::sync::atomic::Ordering::SeqCst) < 2 {
-            return (503, "text/xml", "<Error><Code>ServiceUnavailable</Code></Error>".into());
+            return (
+                503,
+                "text/xml",
+                "<Error><Code>ServiceUnavailable</Code></Error>".into(),
+            );
         }
-        let xml = format!(
-            "<R><Credentials><AccessKeyId>ASIALATE</AccessKeyId><SecretAccessKey>late</SecretAccessKey>\
-             <SessionToken>t</SessionToken><Expiration>{}</Expiration></Credentials></R>",
-            tailgate_core::aws::iso_time(std::time::SystemTime::now() + Duration::from_secs(3600))
-        );
-        (200, "text/xml", xml)
+        (200, "text/xml", sts_answer("ASIALATE", "late"))
     })
     .await
     .unwrap();
     let (addr, seen) = backend(Arc::default()).await;
     let dir = scratch_dir("gw-sigv4-held").unwrap();
-    std::fs::write(dir.join("token"), "jwt").unwrap();
-    let mut config = load(
-        &dir,
-        &format!(
-            "    region: eu-west-1\n    service: xray\n    assume_role_with_web_identity:\n\
-             \x20     arn: arn:aws:iam::1:role/r\n      token_file: {}\n",
-            dir.join("token").display()
-        ),
-        &format!("http://{addr}/v1/traces"),
-    );
+    let mut config = web_identity(&dir, &addr);
     config.extensions.cloud_env =
         CloudEnv::from_vars(&[("AWS_ENDPOINT_URL_STS", &sts.to_string())], None);
     let body = bytes::Bytes::from(FakeOtlp::traces(1).build().encode_to_vec());

@@ -14,14 +14,11 @@ use tailgate_router::{Router, RouterConfig};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-async fn start_router(
-    members: Vec<String>,
-    forward: ForwardConfig,
-    stop: &CancellationToken,
-) -> (SocketAddr, std::sync::Arc<Router>) {
-    let config = RouterConfig {
+/// A router config receiving gRPC on `grpc`, forwarding to `members`.
+fn config_for(members: Vec<String>, forward: ForwardConfig, grpc: &str) -> RouterConfig {
+    RouterConfig {
         receive: ReceiveConfig {
-            grpc: Some("127.0.0.1:0".parse().unwrap()),
+            grpc: Some(grpc.parse().unwrap()),
             http: None,
             ..Default::default()
         },
@@ -32,7 +29,15 @@ async fn start_router(
         forward,
         admin: None,
         metrics: None,
-    };
+    }
+}
+
+async fn start_router(
+    members: Vec<String>,
+    forward: ForwardConfig,
+    stop: &CancellationToken,
+) -> (SocketAddr, std::sync::Arc<Router>) {
+    let config = config_for(members, forward, "127.0.0.1:0");
     let listeners = Listeners::bind(&config.receive).await.unwrap();
     let addr = listeners.grpc_addr().unwrap();
     let router = Router::new(config.forward.clone());
@@ -526,20 +531,11 @@ async fn a_drain_waits_for_a_gateway_that_comes_back() {
 async fn spans_given_up_at_the_drain_deadline_are_scraped_before_exit() {
     let stop = CancellationToken::new();
     let dead = dead_address([127, 0, 0, 42]).await;
-    let config = RouterConfig {
-        receive: ReceiveConfig {
-            grpc: Some("127.0.0.42:0".parse().unwrap()),
-            http: None,
-            ..Default::default()
-        },
-        members: MembersConfig {
-            static_list: vec![dead.to_string()],
-            dns: None,
-        },
-        forward: ForwardConfig::default(),
-        admin: None,
-        metrics: None,
-    };
+    let config = config_for(
+        vec![dead.to_string()],
+        ForwardConfig::default(),
+        "127.0.0.42:0",
+    );
     let listeners = Listeners::bind(&config.receive).await.unwrap();
     let addr = listeners.grpc_addr().unwrap();
     let admin = tokio::net::TcpListener::bind("127.0.0.42:0").await.unwrap();
