@@ -40,6 +40,8 @@ pub const CONNECTION_WINDOW: u32 = 8 << 20;
 pub struct ConnectionLimits {
     /// Open connections at most.
     pub max_connections: usize,
+    /// Streams an HTTP/2 connection may have open at once (SETTINGS_MAX_CONCURRENT_STREAMS).
+    pub max_concurrent_streams: u32,
     /// Longest a new connection may stay silent before it is closed.
     pub first_byte_timeout: Duration,
     /// Longest an HTTP/1 request's headers may take.
@@ -224,9 +226,6 @@ const HTTP1_MAX_BUF: usize = 16 << 10;
 /// read-ahead bounds them ([`HTTP1_MAX_BUF`]).
 const MAX_HEADER_LIST: u32 = 16 << 10;
 
-/// Streams an HTTP/2 connection may have open at once (see [`http_builder`]).
-const MAX_CONCURRENT_STREAMS: u32 = 100;
-
 /// The address a request's connection comes from, attached to each request: stages that
 /// share room among senders tell them apart by it (see
 /// [`crate::receive::SpanSink::ready_from`]).
@@ -249,12 +248,12 @@ fn http_builder(
         .initial_stream_window_size(STREAM_WINDOW)
         .initial_connection_window_size(CONNECTION_WINDOW)
         .max_frame_size(MAX_FRAME_SIZE)
-        // HTTP/2's recommended least. Each stream's headers are decoded before its
-        // request can be refused, so a sender opening streams that never send a body
-        // holds up to this many headers per connection for a moment (a hostile-input
-        // check: 4,000 connections of 256 such streams peaked at 1.5 GB). Agents and
-        // routers use a few streams each (the router's `forward.max_in_flight` is 4).
-        .max_concurrent_streams(MAX_CONCURRENT_STREAMS)
+        // Each stream's headers are decoded, and a task started for it, before its
+        // request can be counted or refused: a sender opening streams that never send a
+        // body holds this many per connection (a hostile-input check, 1,000 connections
+        // of 256 such streams on the router: 579 MB at 100, 76 MB at 32). Clients queue
+        // streams beyond it. Agents and routers use a few each.
+        .max_concurrent_streams(limits.max_concurrent_streams)
         // hyper's default, set here because operations.md promises it: a request's
         // headers (gRPC metadata) beyond it get 431 before they are read further.
         .max_header_list_size(MAX_HEADER_LIST)

@@ -602,6 +602,8 @@ impl Readiness {
 
 /// Connections the admin port serves at once: scrapers and probes, not clients.
 const ADMIN_MAX_CONNECTIONS: usize = 256;
+/// Requests an admin connection may have open at once (scrapes and probes, one at a time).
+const ADMIN_MAX_STREAMS: u32 = 8;
 /// Longest an admin connection may stay silent, or take to send its headers.
 const ADMIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
@@ -615,6 +617,7 @@ pub async fn serve_admin<A: Admin>(
 ) {
     let limits = crate::serve::ConnectionLimits {
         max_connections: ADMIN_MAX_CONNECTIONS,
+        max_concurrent_streams: ADMIN_MAX_STREAMS,
         first_byte_timeout: ADMIN_TIMEOUT,
         header_timeout: ADMIN_TIMEOUT,
         max_connection_age: None,

@@ -31,6 +31,14 @@ pub struct ReceiveConfig {
     /// Open connections per receiver; past it new connections wait. Default 4096.
     #[serde(default = "default_max_connections")]
     pub max_connections: usize,
+    /// Requests an HTTP/2 connection may have open at once (SETTINGS_MAX_CONCURRENT_STREAMS,
+    /// the Collector's gRPC server key); clients queue the rest. Each open stream's headers
+    /// are held before its request can be counted or refused, so this times
+    /// `max_connections` bounds what connections hold outside `max_in_flight_bytes`.
+    /// Default 32: routers send 4 at a time (`forward.max_in_flight`), a Collector's `otlp`
+    /// exporter 10, an SDK one. The Collector's 0 (no limit) is not offered.
+    #[serde(default = "default_max_concurrent_streams")]
+    pub max_concurrent_streams: u32,
     /// Longest a client may take to send a request's headers and body. Default 30s.
     #[serde(default = "default_request_timeout", with = "humantime_serde")]
     pub request_timeout: Duration,
@@ -83,6 +91,12 @@ impl ReceiveConfig {
         }
         if self.max_connections == 0 {
             return Err(("max_connections", "must be at least 1".into()));
+        }
+        if self.max_concurrent_streams == 0 {
+            return Err((
+                "max_concurrent_streams",
+                "must be at least 1 (the Collector's 0, no limit, is not offered: each open stream's headers are held outside max_in_flight_bytes)".into(),
+            ));
         }
         if self.request_timeout.is_zero() {
             return Err((
@@ -255,6 +269,8 @@ pub struct Limits {
     pub max_request_bytes: usize,
     /// Open connections.
     pub max_connections: usize,
+    /// Streams an HTTP/2 connection may have open at once.
+    pub max_concurrent_streams: u32,
     /// Time to receive a request.
     pub request_timeout: Duration,
     /// Connections are asked to close (GOAWAY) after this long.
@@ -297,6 +313,7 @@ impl Limits {
         Limits {
             max_request_bytes: c.max_request_bytes,
             max_connections: c.max_connections,
+            max_concurrent_streams: c.max_concurrent_streams,
             request_timeout: c.request_timeout,
             // 0 means never, as in the Collector (grpc-go).
             max_connection_age: c.max_connection_age.filter(|d| !d.is_zero()),
@@ -352,7 +369,7 @@ impl InFlight {
 
     /// Takes what an open request costs before its body from `held`: see
     /// [`request_cost`]. From the moment its headers are in until it is answered, so that
-    /// requests that send headers and then nothing (HTTP/2 lets a connection open 256) are
+    /// requests that send headers and then nothing (`max_concurrent_streams` a connection) are
     /// bounded by the budget rather than by connections times streams.
     pub fn take_request(
         &self,
@@ -416,6 +433,10 @@ fn default_max_connections() -> usize {
     4096
 }
 
+fn default_max_concurrent_streams() -> u32 {
+    32
+}
+
 fn default_request_timeout() -> Duration {
     Duration::from_secs(30)
 }
@@ -439,6 +460,7 @@ impl Default for ReceiveConfig {
             http: default_http(),
             max_request_bytes: default_max_request_bytes(),
             max_connections: default_max_connections(),
+            max_concurrent_streams: default_max_concurrent_streams(),
             request_timeout: default_request_timeout(),
             max_in_flight_bytes: default_max_in_flight_bytes(),
             auth: None,
@@ -489,6 +511,7 @@ where
 {
     let conn_limits = crate::serve::ConnectionLimits {
         max_connections: limits.max_connections,
+        max_concurrent_streams: limits.max_concurrent_streams,
         first_byte_timeout: limits.request_timeout.min(HEADER_TIMEOUT),
         header_timeout: limits.request_timeout.min(HEADER_TIMEOUT),
         max_connection_age: limits.max_connection_age,
