@@ -560,9 +560,26 @@ where
     B: http_body::Body<Data = Bytes> + Send + Unpin + 'static,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
+    raw_grpc_from(None, url, headers, body).await
+}
+
+/// [`raw_grpc`] from the local address `from` (a loopback address other than 127.0.0.1
+/// makes another sender).
+async fn raw_grpc_from<B>(
+    from: Option<std::net::IpAddr>,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: B,
+) -> (u16, String, String)
+where
+    B: http_body::Body<Data = Bytes> + Send + Unpin + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let mut connector = hyper_util::client::legacy::connect::HttpConnector::new();
+    connector.set_local_address(from);
     let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
         .http2_only(true)
-        .build_http();
+        .build(connector);
     let mut req = http::Request::post(format!("{url}{}", tailgate_core::wire::TRACE_EXPORT_PATH))
         .header("te", "trailers");
     for (k, v) in headers {
@@ -1076,6 +1093,77 @@ async fn requests_that_send_only_headers_are_bounded_by_the_in_flight_budget() {
     assert!(sink.refused.lock().unwrap().contains(&"overloaded"));
     drop(stalled);
     for _ in 50..100 {
+        let answer = tokio::time::timeout_at(deadline, answers.recv()).await;
+        assert!(answer.is_ok(), "every request was answered");
+    }
+    assert_eq!(in_flight.held(), 0);
+}
+
+/// Scenario: a sender (127.0.0.1) exports once; another (127.0.0.2) then opens 100 gRPC
+/// requests that send their headers (8 KiB each) and nothing else, against a 1 MiB
+/// in-flight budget; then the first exports again. (A hostile-input check: a sustained
+/// flood of such streams made a legitimate sender give up 56% of its spans.)
+/// Guarantees: with another sender about, the flooding one holds at most half the budget
+/// (and one request more), its other streams refused at once; the first sender's second
+/// export is accepted; the budget is whole again once the flood ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_sender_cannot_take_the_room_another_needs() {
+    const MIB: usize = 1 << 20;
+    let cfg = ReceiveConfig {
+        grpc: Some("127.0.0.1:0".parse().unwrap()),
+        http: None,
+        max_request_bytes: 64 << 10,
+        max_in_flight_bytes: MIB,
+        ..ReceiveConfig::default()
+    };
+    let (url, sink, in_flight, _stop) = serve_grpc_budgeted(&cfg).await;
+    let mut client = TraceServiceClient::connect(url.clone()).await.unwrap();
+    client
+        .export(FakeOtlp::traces(1).spans(2).seed(1).build())
+        .await
+        .unwrap();
+
+    let flooder: std::net::IpAddr = "127.0.0.2".parse().unwrap();
+    let pad = "v".repeat(1000);
+    let names: Vec<String> = (0..8).map(|i| format!("x-pad-{i}")).collect();
+    let (answers_tx, mut answers) = tokio::sync::mpsc::unbounded_channel();
+    let mut stalled = Vec::new();
+    for _ in 0..100 {
+        let (tx, rx) = tokio::sync::mpsc::channel::<FrameResult>(1);
+        stalled.push(tx);
+        let (url, answers_tx, pad, names) =
+            (url.clone(), answers_tx.clone(), pad.clone(), names.clone());
+        tokio::spawn(async move {
+            let mut headers = vec![("content-type", "application/grpc")];
+            headers.extend(names.iter().map(|n| (n.as_str(), pad.as_str())));
+            let body = http_body_util::StreamBody::new(tokio_stream_of(rx));
+            // The test may be over (and its receiver gone) when a late answer comes.
+            answers_tx
+                .send(raw_grpc_from(Some(flooder), &url, &headers, body).await)
+                .ok();
+        });
+    }
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+    for _ in 0..80 {
+        let answer = tokio::time::timeout_at(deadline, answers.recv()).await;
+        let (http, grpc, message) = answer.expect("eighty refusals within 5 s").unwrap();
+        assert_eq!((http, grpc.as_str()), (200, "8"), "{message}");
+        assert!(message.contains("127.0.0.2"), "{message}");
+    }
+    let one_request = 64 << 10;
+    assert!(
+        in_flight.held() <= MIB / 2 + one_request,
+        "the flooder holds {}",
+        in_flight.held()
+    );
+    client
+        .export(FakeOtlp::traces(1).spans(2).seed(2).build())
+        .await
+        .expect("the other sender still has room");
+    assert_eq!(sink.bodies.lock().unwrap().len(), 2);
+
+    drop(stalled);
+    for _ in 80..100 {
         let answer = tokio::time::timeout_at(deadline, answers.recv()).await;
         assert!(answer.is_ok(), "every request was answered");
     }

@@ -201,7 +201,11 @@ impl<S: SpanSink> TraceService<S> {
         let deadline = sender_deadline(&req);
         // The open request's own cost first, held until it is answered (see
         // `InFlight::take_request`): a stream that sends headers and then nothing holds it.
-        let mut held = InFlightBytes::default();
+        let sender = req
+            .extensions()
+            .get::<crate::serve::SenderAddr>()
+            .map(|a| a.0);
+        let mut held = InFlightBytes::from_sender(sender);
         if let Err(refusal) = self.in_flight.take_request(&mut held, req.headers()) {
             self.sink.refused(&refusal);
             return refusal.to_grpc().into_http();
@@ -215,10 +219,6 @@ impl<S: SpanSink> TraceService<S> {
                 return refusal.to_grpc().into_http();
             }
         };
-        let sender = req
-            .extensions()
-            .get::<crate::serve::SenderAddr>()
-            .map(|a| a.0);
         let pass = match self.sink.ready_from(req.body().first_len(), sender).await {
             Ok(pass) => pass,
             Err(refusal) => {

@@ -135,15 +135,15 @@ async fn receive<S: SpanSink>(
     }
     // The open request's own cost first, held until it is answered (see
     // `InFlight::take_request`).
-    let mut held = InFlightBytes::default();
-    limits.in_flight.take_request(&mut held, req.headers())?;
-    // Room is asked for once the body starts (see `primed`), then held before reading the
-    // rest: the unread body holds the sender back.
-    let req = super::primed::body_started(req, limits.request_timeout).await?;
     let sender = req
         .extensions()
         .get::<crate::serve::SenderAddr>()
         .map(|a| a.0);
+    let mut held = InFlightBytes::from_sender(sender);
+    limits.in_flight.take_request(&mut held, req.headers())?;
+    // Room is asked for once the body starts (see `primed`), then held before reading the
+    // rest: the unread body holds the sender back.
+    let req = super::primed::body_started(req, limits.request_timeout).await?;
     let pass = sink.ready_from(req.body().first_len(), sender).await?;
     // The rest of the body has `request_timeout` from when room was given.
     let read_by = super::primed::deadline_in(limits.request_timeout);

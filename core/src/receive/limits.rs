@@ -318,7 +318,10 @@ impl Limits {
             // 0 means never, as in the Collector (grpc-go).
             max_connection_age: c.max_connection_age.filter(|d| !d.is_zero()),
             max_connection_age_grace: c.max_connection_age_grace,
-            in_flight: InFlight::new(c.in_flight_budget()),
+            in_flight: InFlight::new(
+                c.in_flight_budget(),
+                2 * c.max_request_bytes + MAX_REQUEST_COST,
+            ),
             peer_auth: Default::default(),
             auth: c.auth.clone(),
             cors: c
@@ -337,23 +340,105 @@ impl Limits {
 /// each request takes its bytes as they arrive (and its decompressed size) and gives them
 /// back when it has been handed on, so that many slow or unfinished requests cannot hold
 /// more than the budget, however many connections and streams they use.
+///
+/// Shared among senders (by address): once more than half the budget is held, a sender
+/// that holds more than its share (the budget over the senders that hold some or asked
+/// for some in the last [`SENDER_RECENT`], and at least the largest request's cost) is
+/// refused until it holds less. So one sender (a flood of streams that never send a body,
+/// a burst of large requests) cannot keep the room other senders need: while another
+/// sender is about, it gets past half the budget only within its share. A sender alone
+/// may use all of it.
 #[derive(Debug, Clone)]
 pub struct InFlight {
     budget: std::sync::Arc<tokio::sync::Semaphore>,
     capacity: usize,
+    least_share: usize,
+    senders: Senders,
+}
+
+/// How long a sender that asked for room counts among those the budget is shared by.
+pub const SENDER_RECENT: Duration = Duration::from_secs(10);
+
+/// The most senders tracked; beyond, new ones are not counted until old ones age out (a
+/// sender's entry lives while it holds bytes, and [`SENDER_RECENT`] after).
+const MAX_SENDERS: usize = 1 << 16;
+
+/// Each sender's bytes held and when it last asked for room.
+type Senders = std::sync::Arc<std::sync::Mutex<SenderTable>>;
+
+#[derive(Debug, Default)]
+struct SenderTable {
+    by_addr: std::collections::HashMap<std::net::IpAddr, Sender>,
+    pruned: Option<tokio::time::Instant>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Sender {
+    held: usize,
+    seen: tokio::time::Instant,
+}
+
+impl SenderTable {
+    /// Drops senders that hold nothing and have not asked for a while, at most once a
+    /// second (a scan of the table).
+    fn prune(&mut self, now: tokio::time::Instant) {
+        if self
+            .pruned
+            .is_some_and(|at| now.duration_since(at) < Duration::from_secs(1))
+        {
+            return;
+        }
+        self.pruned = Some(now);
+        self.by_addr
+            .retain(|_, s| s.held > 0 || now.duration_since(s.seen) < SENDER_RECENT);
+    }
 }
 
 /// A request's share of the [`InFlight`] budget, given back when dropped.
 #[derive(Debug, Default)]
-pub struct InFlightBytes(Option<tokio::sync::OwnedSemaphorePermit>);
+pub struct InFlightBytes {
+    permit: Option<tokio::sync::OwnedSemaphorePermit>,
+    /// The sender's address, when known; its share of the budget is counted.
+    sender: Option<std::net::IpAddr>,
+    /// What this request added to its sender's share, and where, to give back.
+    counted: Option<(Senders, usize)>,
+}
+
+impl InFlightBytes {
+    /// Nothing held yet, for a request from `sender` (see [`crate::serve::SenderAddr`]);
+    /// without one, the request is not counted in any sender's share.
+    pub fn from_sender(sender: Option<std::net::IpAddr>) -> Self {
+        InFlightBytes {
+            permit: None,
+            sender,
+            counted: None,
+        }
+    }
+}
+
+impl Drop for InFlightBytes {
+    fn drop(&mut self) {
+        if let (Some(sender), Some((senders, n))) = (self.sender, self.counted.take()) {
+            let mut table = senders
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if let Some(s) = table.by_addr.get_mut(&sender) {
+                s.held = s.held.saturating_sub(n);
+            }
+        }
+    }
+}
 
 impl InFlight {
-    /// A budget of `capacity` bytes.
-    pub fn new(capacity: usize) -> Self {
+    /// A budget of `capacity` bytes, of which every sender may hold `least_share` (the
+    /// largest request's cost) however many others are about.
+    pub fn new(capacity: usize, least_share: usize) -> Self {
         let capacity = capacity.min(tokio::sync::Semaphore::MAX_PERMITS);
         InFlight {
             budget: std::sync::Arc::new(tokio::sync::Semaphore::new(capacity)),
             capacity,
+            least_share,
+            senders: Default::default(),
         }
     }
 
@@ -380,11 +465,57 @@ impl InFlight {
     }
 
     /// Adds `n` bytes to `held`, or refuses (overloaded, with a retry hint) when the
-    /// budget has not that much room left.
+    /// budget has not that much room left, or more than half of it is held and `held`'s
+    /// sender would hold more than its share.
     pub fn take(&self, held: &mut InFlightBytes, n: usize) -> Result<(), Refusal> {
         if n == 0 {
             return Ok(());
         }
+        let Some(addr) = held.sender else {
+            return self.take_permit(held, n);
+        };
+        let now = tokio::time::Instant::now();
+        let mut table = self
+            .senders
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        table.prune(now);
+        let tracked = table.by_addr.len() < MAX_SENDERS || table.by_addr.contains_key(&addr);
+        let mine = match table.by_addr.get_mut(&addr) {
+            Some(sender) => {
+                sender.seen = now;
+                sender.held
+            }
+            None if tracked => {
+                table.by_addr.insert(addr, Sender { held: 0, seen: now });
+                0
+            }
+            None => 0,
+        };
+        if self.held() + n > self.capacity / 2 {
+            let senders = table.by_addr.len().max(1);
+            let share = (self.capacity / senders).max(self.least_share);
+            if senders > 1 && mine + n > share {
+                return Err(Refusal::Overloaded {
+                    message: format!(
+                        "this sender ({addr}) holds {mine} bytes of requests still arriving, its share of the receivers' {} with {senders} senders about; retry later",
+                        self.capacity
+                    ),
+                    retry_after: DEFAULT_RETRY_AFTER,
+                });
+            }
+        }
+        self.take_permit(held, n)?;
+        if let Some(sender) = table.by_addr.get_mut(&addr) {
+            sender.held += n;
+            let before = held.counted.take().map_or(0, |(_, n)| n);
+            held.counted = Some((self.senders.clone(), before + n));
+        }
+        Ok(())
+    }
+
+    /// Adds `n` bytes of the budget to `held`, or refuses when it has not that much left.
+    fn take_permit(&self, held: &mut InFlightBytes, n: usize) -> Result<(), Refusal> {
         let more = u32::try_from(n)
             .ok()
             .and_then(|n| self.budget.clone().try_acquire_many_owned(n).ok())
@@ -396,9 +527,9 @@ impl InFlight {
                 ),
                 retry_after: DEFAULT_RETRY_AFTER,
             })?;
-        match &mut held.0 {
+        match &mut held.permit {
             Some(p) => p.merge(more),
-            None => held.0 = Some(more),
+            None => held.permit = Some(more),
         }
         Ok(())
     }
@@ -523,6 +654,91 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn addr(last: u8) -> Option<std::net::IpAddr> {
+        Some(std::net::IpAddr::from([127, 0, 0, last]))
+    }
+
+    /// Takes `n` bytes `times` times for `sender`, each in a request of its own.
+    fn takes(
+        budget: &InFlight,
+        sender: Option<std::net::IpAddr>,
+        n: usize,
+        times: usize,
+    ) -> Result<Vec<InFlightBytes>, Refusal> {
+        (0..times)
+            .map(|_| {
+                let mut held = InFlightBytes::from_sender(sender);
+                budget.take(&mut held, n).map(|()| held)
+            })
+            .collect()
+    }
+
+    /// Scenario: one sender takes a 1,000-byte budget 100 at a time, then once more.
+    /// Guarantees: alone, it may hold all of it; beyond, the budget itself refuses.
+    #[tokio::test(start_paused = true)]
+    async fn a_sender_alone_may_use_the_whole_budget() {
+        let budget = InFlight::new(1000, 100);
+        let _held = takes(&budget, addr(1), 100, 10).unwrap();
+        assert_eq!(budget.held(), 1000);
+        match takes(&budget, addr(1), 100, 1) {
+            Err(Refusal::Overloaded { message, .. }) => {
+                assert!(message.starts_with("receivers hold 1000"), "{message}")
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// Scenario: sender 1 asks for 100 bytes, then sender 2 takes 100 at a time until
+    /// refused; sender 1 then takes 100 at a time; 11 s later (sender 1 holding nothing and
+    /// silent) sender 2 asks again.
+    /// Guarantees: with sender 1 about, sender 2 gets past half the budget only within its
+    /// share (500), refused naming itself, and sender 1 finds the rest; once sender 1 has
+    /// been silent for SENDER_RECENT, sender 2 may use what is free; bytes given back
+    /// leave the shares.
+    #[tokio::test(start_paused = true)]
+    async fn a_sender_keeps_to_its_share_while_another_is_about() {
+        let budget = InFlight::new(1000, 100);
+        drop(takes(&budget, addr(1), 100, 1).unwrap());
+        let flood = takes(&budget, addr(2), 100, 5).unwrap();
+        match takes(&budget, addr(2), 100, 1) {
+            Err(Refusal::Overloaded { message, .. }) => {
+                assert!(
+                    message.contains("127.0.0.2") && message.contains("2 senders"),
+                    "{message}"
+                )
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(budget.held(), 500);
+        let other = takes(&budget, addr(1), 100, 5).unwrap();
+        assert_eq!(budget.held(), 1000);
+        drop(other);
+        assert_eq!(budget.held(), 500);
+
+        tokio::time::advance(SENDER_RECENT + Duration::from_secs(1)).await;
+        let more = takes(&budget, addr(2), 100, 5).unwrap();
+        assert_eq!(budget.held(), 1000);
+        drop((flood, more));
+        assert_eq!(budget.held(), 0);
+        let table = budget.senders.lock().unwrap();
+        assert!(table.by_addr.values().all(|s| s.held == 0));
+    }
+
+    /// Scenario: a 1,000-byte budget whose largest request costs 800; three senders about.
+    /// Guarantees: a sender may always hold the largest request's cost, though its share
+    /// (333) is less; requests without a sender address count in no share.
+    #[tokio::test(start_paused = true)]
+    async fn a_share_is_at_least_the_largest_request() {
+        let budget = InFlight::new(1000, 800);
+        drop(takes(&budget, addr(1), 1, 1).unwrap());
+        drop(takes(&budget, addr(3), 1, 1).unwrap());
+        let big = takes(&budget, addr(2), 800, 1).unwrap();
+        assert!(takes(&budget, addr(2), 100, 1).is_err());
+        let anonymous = takes(&budget, None, 200, 1).unwrap();
+        assert_eq!(budget.held(), 1000);
+        drop((big, anonymous));
+    }
 
     /// Scenario: `max_connection_age` left out, 0, and set. Guarantees: never for the
     /// first two (as grpc-go), the value for the last; the grace defaults to 30 s.
