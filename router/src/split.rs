@@ -400,6 +400,9 @@ impl Router {
                     .add(parts.iter().map(|p| p.spans).sum());
                 return;
             }
+            // With every gateway down, parts go back to down forwarders for their probes to
+            // send: queued again, not moved to another gateway, so not counted re-routed.
+            let all_down = state.forwarders.iter().all(|f| f.is_down());
             for p in std::mem::take(&mut parts) {
                 if scan.scan(&p.body).is_err() {
                     // Parts are the router's own framing, scanned once already: never
@@ -410,7 +413,9 @@ impl Router {
                 for (owner, spans, body) in split(&state.ring, &p.body, &scan) {
                     state.forwarders[owner].push_forced(Part { body, spans });
                 }
-                self.stats.rerouted_spans.add(p.spans);
+                if !all_down {
+                    self.stats.rerouted_spans.add(p.spans);
+                }
             }
             if round < ROUNDS && has_some_down(&state.forwarders) {
                 parts = take_stranded(&state.forwarders);
