@@ -531,6 +531,7 @@ mod tests {
     encoding: proto
     keepalive: {enabled: true, idle_conn_timeout: 90s, max_idle_conns: 100}
     http2_ping_timeout: 15s
+    cookies: {enabled: true}
     headers:
       - {name: x-scope-orgid, value: team-a}
       - {name: x-retries, value: 3}
@@ -575,6 +576,7 @@ mod tests {
                 "read_buffer_size",
                 "write_buffer_size",
                 "http2_ping_timeout",
+                "cookies",
                 "profiles_endpoint",
                 "batcher"
             ]

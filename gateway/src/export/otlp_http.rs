@@ -104,6 +104,11 @@ pub struct OtlpHttpConfig {
     /// See `keepalive`.
     #[serde(default)]
     pub disable_keep_alives: Option<NotApplied>,
+    /// The Collector's `cookies: {enabled}` (a cookie jar, for load balancers that keep a
+    /// client on one backend by cookie): accepted and not applied, warned at start;
+    /// requests carry no cookies, so such a balancer spreads them.
+    #[serde(default)]
+    pub cookies: Option<NotApplied>,
     /// The other signals' endpoints of the Collector's `otlphttp` exporter
     /// (`metrics_endpoint`, `logs_endpoint`, `profiles_endpoint`): accepted and not used,
     /// Tailgate exports traces only.
@@ -191,6 +196,7 @@ impl OtlpHttpConfig {
             ("max_idle_conns_per_host", &self.max_idle_conns_per_host),
             ("idle_conn_timeout", &self.idle_conn_timeout),
             ("disable_keep_alives", &self.disable_keep_alives),
+            ("cookies", &self.cookies),
             ("metrics_endpoint", &self.metrics_endpoint),
             ("logs_endpoint", &self.logs_endpoint),
             ("profiles_endpoint", &self.profiles_endpoint),
