@@ -1099,13 +1099,50 @@ async fn requests_that_send_only_headers_are_bounded_by_the_in_flight_budget() {
     assert_eq!(in_flight.held(), 0);
 }
 
+/// Opens `n` gRPC requests from `from` that send their headers (8 KiB each) and then
+/// nothing until the returned senders are dropped; their answers come on the receiver.
+fn flood(
+    url: &str,
+    from: std::net::IpAddr,
+    n: usize,
+) -> (
+    Vec<tokio::sync::mpsc::Sender<FrameResult>>,
+    tokio::sync::mpsc::UnboundedReceiver<(u16, String, String)>,
+) {
+    let pad = "v".repeat(1000);
+    let names: Vec<String> = (0..8).map(|i| format!("x-pad-{i}")).collect();
+    let (answers_tx, answers) = tokio::sync::mpsc::unbounded_channel();
+    let mut stalled = Vec::new();
+    for _ in 0..n {
+        let (tx, rx) = tokio::sync::mpsc::channel::<FrameResult>(1);
+        stalled.push(tx);
+        let (url, answers_tx, pad, names) = (
+            url.to_owned(),
+            answers_tx.clone(),
+            pad.clone(),
+            names.clone(),
+        );
+        tokio::spawn(async move {
+            let mut headers = vec![("content-type", "application/grpc")];
+            headers.extend(names.iter().map(|n| (n.as_str(), pad.as_str())));
+            let body = http_body_util::StreamBody::new(tokio_stream_of(rx));
+            // The test may be over (and its receiver gone) when a late answer comes.
+            answers_tx
+                .send(raw_grpc_from(Some(from), &url, &headers, body).await)
+                .ok();
+        });
+    }
+    (stalled, answers)
+}
+
 /// Scenario: a sender (127.0.0.1) exports once; another (127.0.0.2) then opens 100 gRPC
 /// requests that send their headers (8 KiB each) and nothing else, against a 1 MiB
 /// in-flight budget; then the first exports again. (A hostile-input check: a sustained
 /// flood of such streams made a legitimate sender give up 56% of its spans.)
 /// Guarantees: with another sender about, the flooding one holds at most half the budget
-/// (and one request more), its other streams refused at once; the first sender's second
-/// export is accepted; the budget is whole again once the flood ends.
+/// (and one request more), its other streams refused at once naming its address; the
+/// first sender's second export is accepted; the budget is whole again once the flood
+/// ends.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_sender_cannot_take_the_room_another_needs() {
     const MIB: usize = 1 << 20;
@@ -1123,26 +1160,7 @@ async fn one_sender_cannot_take_the_room_another_needs() {
         .await
         .unwrap();
 
-    let flooder: std::net::IpAddr = "127.0.0.2".parse().unwrap();
-    let pad = "v".repeat(1000);
-    let names: Vec<String> = (0..8).map(|i| format!("x-pad-{i}")).collect();
-    let (answers_tx, mut answers) = tokio::sync::mpsc::unbounded_channel();
-    let mut stalled = Vec::new();
-    for _ in 0..100 {
-        let (tx, rx) = tokio::sync::mpsc::channel::<FrameResult>(1);
-        stalled.push(tx);
-        let (url, answers_tx, pad, names) =
-            (url.clone(), answers_tx.clone(), pad.clone(), names.clone());
-        tokio::spawn(async move {
-            let mut headers = vec![("content-type", "application/grpc")];
-            headers.extend(names.iter().map(|n| (n.as_str(), pad.as_str())));
-            let body = http_body_util::StreamBody::new(tokio_stream_of(rx));
-            // The test may be over (and its receiver gone) when a late answer comes.
-            answers_tx
-                .send(raw_grpc_from(Some(flooder), &url, &headers, body).await)
-                .ok();
-        });
-    }
+    let (stalled, mut answers) = flood(&url, "127.0.0.2".parse().unwrap(), 100);
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
     for _ in 0..80 {
         let answer = tokio::time::timeout_at(deadline, answers.recv()).await;
@@ -1168,6 +1186,59 @@ async fn one_sender_cannot_take_the_room_another_needs() {
         assert!(answer.is_ok(), "every request was answered");
     }
     assert_eq!(in_flight.held(), 0);
+}
+
+/// Scenario: as above with two flooding addresses (127.0.0.2 and .3, 60 streams each) and
+/// a budget of four largest requests (1 MiB, `max_request_bytes` 256 KiB). (A black-box
+/// check: when a share was at least twice the largest request, half the default budget,
+/// two addresses held all of it and the legitimate sender lost 81% of its spans.)
+/// Guarantees: the two hold at most half the budget and a share (a third) between them,
+/// and a request more each, and the first sender's second export is accepted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_flooding_addresses_still_leave_room() {
+    const MIB: usize = 1 << 20;
+    let cfg = ReceiveConfig {
+        grpc: Some("127.0.0.1:0".parse().unwrap()),
+        http: None,
+        max_request_bytes: 256 << 10,
+        max_in_flight_bytes: MIB,
+        ..ReceiveConfig::default()
+    };
+    let (url, sink, in_flight, _stop) = serve_grpc_budgeted(&cfg).await;
+    let mut client = TraceServiceClient::connect(url.clone()).await.unwrap();
+    client
+        .export(FakeOtlp::traces(1).spans(2).seed(1).build())
+        .await
+        .unwrap();
+
+    let floods = [
+        flood(&url, "127.0.0.2".parse().unwrap(), 60),
+        flood(&url, "127.0.0.3".parse().unwrap(), 60),
+    ];
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+    let mut stalled = Vec::new();
+    for (senders, mut answers) in floods {
+        // The first to come may take half the budget while under it (17 or 18 of its
+        // streams), the other its third (11 or 12).
+        for _ in 0..40 {
+            let answer = tokio::time::timeout_at(deadline, answers.recv()).await;
+            let (http, grpc, message) = answer.expect("refusals within 5 s").unwrap();
+            assert_eq!((http, grpc.as_str()), (200, "8"), "{message}");
+        }
+        stalled.push((senders, answers));
+    }
+    let one_request = 64 << 10;
+    assert!(
+        in_flight.held() <= MIB / 2 + MIB / 3 + 2 * one_request,
+        "the flooders hold {}",
+        in_flight.held()
+    );
+    client
+        .export(FakeOtlp::traces(1).spans(2).seed(2).build())
+        .await
+        .expect("the other sender still has room");
+    assert_eq!(sink.bodies.lock().unwrap().len(), 2);
+    drop(stalled);
 }
 
 /// Scenario: 40 connections that never send a byte against a receiver that serves at most

@@ -318,10 +318,12 @@ impl Limits {
             // 0 means never, as in the Collector (grpc-go).
             max_connection_age: c.max_connection_age.filter(|d| !d.is_zero()),
             max_connection_age_grace: c.max_connection_age_grace,
-            in_flight: InFlight::new(
-                c.in_flight_budget(),
-                2 * c.max_request_bytes + MAX_REQUEST_COST,
-            ),
+            // A share holds at least one largest request as sent uncompressed. Not twice
+            // that (a compressed one and its decompressed copy): at the defaults that is
+            // half the budget, and two senders' addresses could hold all of it (a
+            // black-box check). A compressed one of that size waits for the budget to be
+            // under half held, or for fewer senders about.
+            in_flight: InFlight::new(c.in_flight_budget(), c.max_request_bytes + MAX_REQUEST_COST),
             peer_auth: Default::default(),
             auth: c.auth.clone(),
             cors: c
@@ -343,7 +345,7 @@ impl Limits {
 ///
 /// Shared among senders (by address): once more than half the budget is held, a sender
 /// that holds more than its share (the budget over the senders that hold some or asked
-/// for some in the last [`SENDER_RECENT`], and at least the largest request's cost) is
+/// for some in the last [`SENDER_RECENT`], and at least one largest request) is
 /// refused until it holds less. So one sender (a flood of streams that never send a body,
 /// a burst of large requests) cannot keep the room other senders need: while another
 /// sender is about, it gets past half the budget only within its share. A sender alone
@@ -430,8 +432,8 @@ impl Drop for InFlightBytes {
 }
 
 impl InFlight {
-    /// A budget of `capacity` bytes, of which every sender may hold `least_share` (the
-    /// largest request's cost) however many others are about.
+    /// A budget of `capacity` bytes, of which every sender may hold `least_share` (one
+    /// largest request) however many others are about.
     pub fn new(capacity: usize, least_share: usize) -> Self {
         let capacity = capacity.min(tokio::sync::Semaphore::MAX_PERMITS);
         InFlight {
