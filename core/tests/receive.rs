@@ -1099,16 +1099,15 @@ async fn requests_that_send_only_headers_are_bounded_by_the_in_flight_budget() {
     assert_eq!(in_flight.held(), 0);
 }
 
-/// Opens `n` gRPC requests from `from` that send their headers (8 KiB each) and then
-/// nothing until the returned senders are dropped; their answers come on the receiver.
-fn flood(
-    url: &str,
-    from: std::net::IpAddr,
-    n: usize,
-) -> (
+/// Requests held open (dropping them ends the requests) and where their answers come.
+type Flood = (
     Vec<tokio::sync::mpsc::Sender<FrameResult>>,
     tokio::sync::mpsc::UnboundedReceiver<(u16, String, String)>,
-) {
+);
+
+/// Opens `n` gRPC requests from `from` that send their headers (8 KiB each) and then
+/// nothing until the returned senders are dropped; their answers come on the receiver.
+fn flood(url: &str, from: std::net::IpAddr, n: usize) -> Flood {
     let pad = "v".repeat(1000);
     let names: Vec<String> = (0..8).map(|i| format!("x-pad-{i}")).collect();
     let (answers_tx, answers) = tokio::sync::mpsc::unbounded_channel();
