@@ -1178,6 +1178,11 @@ async fn one_sender_cannot_take_the_room_another_needs() {
         .await
         .expect("the other sender still has room");
     assert_eq!(sink.bodies.lock().unwrap().len(), 2);
+    let refused = sink.refused.lock().unwrap().clone();
+    assert!(
+        refused.iter().all(|r| *r == "sender_share"),
+        "refusals counted apart from a full budget: {refused:?}"
+    );
 
     drop(stalled);
     for _ in 80..100 {
@@ -1238,6 +1243,136 @@ async fn two_flooding_addresses_still_leave_room() {
         .expect("the other sender still has room");
     assert_eq!(sink.bodies.lock().unwrap().len(), 2);
     drop(stalled);
+}
+
+/// Waits (10 s at most) until `check` holds, looking every 5 ms.
+async fn until(what: &str, check: impl Fn() -> bool) {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !check() {
+        assert!(tokio::time::Instant::now() < deadline, "{what}");
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+}
+
+/// Scenario: clients that give a request up part-way through its body: a gRPC client
+/// whose connection closes after part of the message, an HTTP/2 client whose body fails
+/// (it resets the stream), an HTTP/1.1 client that closes after 10 of 1,000 bytes; then
+/// an HTTP/1.1 body with a malformed chunk size.
+/// Guarantees: the first three are counted `cancelled`, not `invalid` (a black-box check
+/// saw stalled streams closed by their client counted invalid, which the rejected-spans
+/// alert reads as senders sending wrong); the malformed body stays `invalid` (400); each
+/// request's share of the in-flight budget is given back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_goes_away_mid_body_is_counted_cancelled() {
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    type Chunk = Result<http_body::Frame<Bytes>, std::io::Error>;
+    let cfg = ReceiveConfig {
+        grpc: Some("127.0.0.1:0".parse().unwrap()),
+        http: Some("127.0.0.1:0".parse().unwrap()),
+        ..ReceiveConfig::default()
+    };
+    let listeners = Listeners::bind(&cfg).await.unwrap();
+    let (grpc, http) = (
+        listeners.grpc_addr().unwrap(),
+        listeners.http_addr().unwrap(),
+    );
+    let sink = Arc::new(Capture::default());
+    let limits = tailgate_core::receive::Limits::plaintext(&cfg);
+    let in_flight = limits.in_flight.clone();
+    let token = CancellationToken::new();
+    tokio::spawn(listeners.serve(sink.clone(), limits, token.clone()));
+    let _stop = token.drop_guard();
+    let refused = |n: usize| {
+        let sink = sink.clone();
+        move || sink.refused.lock().unwrap().len() == n
+    };
+
+    // gRPC: the connection closes after part of the message.
+    let (tx, rx) = tokio::sync::mpsc::channel::<Chunk>(1);
+    let tcp = tokio::net::TcpStream::connect(grpc).await.unwrap();
+    let (mut send, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp))
+            .await
+            .unwrap();
+    let conn = tokio::spawn(async move {
+        conn.await.ok();
+    });
+    let req = http::Request::post(format!(
+        "http://{grpc}{}",
+        tailgate_core::wire::TRACE_EXPORT_PATH
+    ))
+    .header("content-type", "application/grpc")
+    .header("te", "trailers")
+    .body(http_body_util::StreamBody::new(tokio_stream_of(rx)))
+    .unwrap();
+    let answer = tokio::spawn(send.send_request(req));
+    let part = grpc_message(0, &[0u8; 100])[..50].to_vec();
+    tx.send(Ok(http_body::Frame::data(Bytes::from(part))))
+        .await
+        .unwrap();
+    until("the gRPC request arrives", || in_flight.held() > 0).await;
+    conn.abort();
+    answer.abort();
+    until("the gRPC request is counted", refused(1)).await;
+    until("its budget is given back", || in_flight.held() == 0).await;
+    drop(tx);
+
+    // HTTP/2 to the OTLP/HTTP port: the body fails, so the client resets the stream.
+    let (tx, rx) = tokio::sync::mpsc::channel::<Chunk>(1);
+    let tcp = tokio::net::TcpStream::connect(http).await.unwrap();
+    let (mut send, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp))
+            .await
+            .unwrap();
+    tokio::spawn(async move {
+        conn.await.ok();
+    });
+    let req = http::Request::post(format!("http://{http}/v1/traces"))
+        .header("content-type", "application/x-protobuf")
+        .body(http_body_util::StreamBody::new(tokio_stream_of(rx)))
+        .unwrap();
+    let answer = tokio::spawn(send.send_request(req));
+    tx.send(Ok(http_body::Frame::data(Bytes::from_static(&[0x0a; 10]))))
+        .await
+        .unwrap();
+    until("the HTTP/2 request arrives", || in_flight.held() > 0).await;
+    tx.send(Err(std::io::Error::other("the client gives up")))
+        .await
+        .unwrap();
+    until("the HTTP/2 request is counted", refused(2)).await;
+    until("its budget is given back", || in_flight.held() == 0).await;
+    answer.abort();
+
+    // HTTP/1.1: the connection closes after 10 of 1,000 bytes.
+    let mut tcp = tokio::net::TcpStream::connect(http).await.unwrap();
+    tcp.write_all(
+        b"POST /v1/traces HTTP/1.1\r\nhost: x\r\ncontent-type: application/x-protobuf\r\ncontent-length: 1000\r\n\r\n0123456789",
+    )
+    .await
+    .unwrap();
+    until("the HTTP/1.1 request arrives", || in_flight.held() > 0).await;
+    drop(tcp);
+    until("the HTTP/1.1 request is counted", refused(3)).await;
+    until("its budget is given back", || in_flight.held() == 0).await;
+
+    // HTTP/1.1 with a chunk size that is not hexadecimal: the sender's mistake.
+    let mut tcp = tokio::net::TcpStream::connect(http).await.unwrap();
+    tcp.write_all(
+        b"POST /v1/traces HTTP/1.1\r\nhost: x\r\ncontent-type: application/x-protobuf\r\ntransfer-encoding: chunked\r\n\r\n5\r\n01234\r\nzz\r\n",
+    )
+    .await
+    .unwrap();
+    let mut head = [0u8; 12];
+    tcp.read_exact(&mut head).await.unwrap();
+    assert_eq!(&head, b"HTTP/1.1 400");
+    until("the malformed request is counted", refused(4)).await;
+
+    assert_eq!(
+        *sink.refused.lock().unwrap(),
+        ["cancelled", "cancelled", "cancelled", "invalid"]
+    );
+    assert!(sink.bodies.lock().unwrap().is_empty());
 }
 
 /// Scenario: 40 connections that never send a byte against a receiver that serves at most

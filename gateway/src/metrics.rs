@@ -251,7 +251,7 @@ pub struct GatewayStats {
     /// When a request was last refused for memory (what the exporters' hold looks at).
     pub last_memory_refusal: LastSeen,
     /// Requests refused, by [`tailgate_core::receive::Refusal::REASONS`].
-    pub refused_requests: [Counter; 7],
+    pub refused_requests: [Counter; tailgate_core::receive::Refusal::REASONS.len()],
     /// Decisions by how long after the trace's first span they came, per
     /// [`DECISION_LATENCY_BUCKETS`] (cumulative buckets are built when rendering).
     pub decision_latency: [Counter; DECISION_LATENCY_BUCKETS.len() + 1],

@@ -28,7 +28,7 @@ pub struct RouterStats {
     /// sent them again: their spans may be forwarded twice).
     pub late_answers: Counter,
     /// Requests refused, by [`tailgate_core::receive::Refusal::REASONS`].
-    pub refused_requests: [Counter; 7],
+    pub refused_requests: [Counter; tailgate_core::receive::Refusal::REASONS.len()],
     /// Accepted spans that could not be delivered within the retry bound.
     pub failed_spans: Counter,
     /// Gateways known (discovered or listed).

@@ -89,7 +89,7 @@ impl<S: SpanSink> TraceService<S> {
     ) -> Result<(Origin, Bytes), Refusal>
     where
         B: http_body::Body<Data = Bytes> + Unpin,
-        B::Error: std::fmt::Display,
+        B::Error: std::error::Error + 'static,
     {
         let origin = Origin::parse(req.headers().get(PEER_HEADER).map(|v| v.as_bytes()));
         let max = self.max_request_bytes;
@@ -148,7 +148,7 @@ impl<S: SpanSink> TraceService<S> {
     async fn unary<B, F, Fut>(self, req: http::Request<B>, handle: F) -> http::Response<Body>
     where
         B: http_body::Body<Data = Bytes> + Unpin,
-        B::Error: std::fmt::Display + Unpin,
+        B::Error: std::error::Error + Unpin + 'static,
         F: FnOnce(Arc<S>, Origin, Bytes) -> Fut,
         Fut: Future<Output = Result<Bytes, Refusal>> + Send + 'static,
     {
@@ -279,14 +279,14 @@ async fn read_one_message<B>(
 ) -> Result<(bool, Bytes), Refusal>
 where
     B: http_body::Body<Data = Bytes> + Unpin,
-    B::Error: std::fmt::Display,
+    B::Error: std::error::Error + 'static,
 {
     use http_body_util::BodyExt;
     let mut prefix = BytesMut::new();
     let mut message: Option<(bool, usize, Vec<u8>)> = None;
     let mut whole: Option<(bool, Bytes)> = None;
     while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|e| Refusal::Invalid(format!("reading the request: {e}")))?;
+        let frame = frame.map_err(|e| super::status::body_error(&e))?;
         let Ok(mut data) = frame.into_data() else {
             continue; // trailers: nothing a unary request needs
         };

@@ -190,13 +190,12 @@ async fn read_body<B>(
 ) -> Result<Bytes, Refusal>
 where
     B: http_body::Body<Data = Bytes> + Unpin,
-    B::Error: std::fmt::Display,
+    B::Error: std::error::Error + 'static,
 {
     let mut gathered = super::limits::BodyBuf::default();
     let mut len = 0usize;
     while let Some(frame) = body.frame().await {
-        let frame =
-            frame.map_err(|e| Refusal::Invalid(format!("reading the request body failed: {e}")))?;
+        let frame = frame.map_err(|e| super::status::body_error(&e))?;
         let Ok(data) = frame.into_data() else {
             continue;
         };

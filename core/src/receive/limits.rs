@@ -498,7 +498,7 @@ impl InFlight {
             let senders = table.by_addr.len().max(1);
             let share = (self.capacity / senders).max(self.least_share);
             if senders > 1 && mine + n > share {
-                return Err(Refusal::Overloaded {
+                return Err(Refusal::OverShare {
                     message: format!(
                         "this sender ({addr}) holds {mine} bytes of requests still arriving, its share of the receivers' {} with {senders} senders about; retry later",
                         self.capacity
@@ -704,7 +704,7 @@ mod tests {
         drop(takes(&budget, addr(1), 100, 1).unwrap());
         let flood = takes(&budget, addr(2), 100, 5).unwrap();
         match takes(&budget, addr(2), 100, 1) {
-            Err(Refusal::Overloaded { message, .. }) => {
+            Err(Refusal::OverShare { message, .. }) => {
                 assert!(
                     message.contains("127.0.0.2") && message.contains("2 senders"),
                     "{message}"

@@ -30,6 +30,15 @@ pub enum Refusal {
         /// Suggested back-off.
         retry_after: Duration,
     },
+    /// The sender holds more than its share of the receivers' in-flight budget while
+    /// others want some (see [`super::InFlight`]); answered as [`Refusal::Overloaded`] is.
+    #[error("{message}")]
+    OverShare {
+        /// Whose share, and how much it holds.
+        message: String,
+        /// Suggested back-off.
+        retry_after: Duration,
+    },
     /// A downstream stage could not be reached; retry later.
     #[error("{message}")]
     Unavailable {
@@ -49,6 +58,10 @@ pub enum Refusal {
     /// sends them to the next owner instead of waiting for DNS (counted as `unavailable`).
     #[error("{0}")]
     Leaving(String),
+    /// The client reset the request or closed its connection before sending it whole: it
+    /// gave the request up (an export timeout, a restart), it did not send it wrong.
+    #[error("{0}")]
+    Cancelled(String),
 }
 
 /// Metadata key of the status a gateway leaving the ring answers peer requests with (see
@@ -68,7 +81,7 @@ impl From<crate::wire::ScanError> for Refusal {
 
 impl Refusal {
     /// Every reason, in [`Refusal::reason_index`] order, as metrics label them.
-    pub const REASONS: [&'static str; 7] = [
+    pub const REASONS: [&'static str; 9] = [
         "invalid",
         "too_large",
         "timeout",
@@ -76,6 +89,8 @@ impl Refusal {
         "unavailable",
         "permission_denied",
         "unauthenticated",
+        "cancelled",
+        "sender_share",
     ];
 
     /// Renders per-reason refusal counters (indexed as [`Refusal::REASONS`]) as the
@@ -83,12 +98,12 @@ impl Refusal {
     pub fn render_counts(
         p: &mut crate::telemetry::PromText,
         name: &str,
-        counts: &[crate::telemetry::Counter; 7],
+        counts: &[crate::telemetry::Counter; Refusal::REASONS.len()],
     ) {
         p.labelled(
             name,
             "counter",
-            "Requests refused, by reason (invalid, too_large, timeout, overloaded, unavailable, permission_denied, unauthenticated).",
+            "Requests refused, by reason (invalid, too_large, timeout, overloaded, unavailable, permission_denied, unauthenticated, cancelled: the client reset the request or went away, sender_share: the sender held more than its share of the in-flight budget).",
             "reason",
             Self::REASONS
                 .into_iter()
@@ -111,6 +126,8 @@ impl Refusal {
             Refusal::Unavailable { .. } | Refusal::Leaving(_) => 4,
             Refusal::PermissionDenied(_) => 5,
             Refusal::Unauthenticated(_) => 6,
+            Refusal::Cancelled(_) => 7,
+            Refusal::OverShare { .. } => 8,
         }
     }
 
@@ -123,6 +140,10 @@ impl Refusal {
             Refusal::Overloaded {
                 message,
                 retry_after,
+            }
+            | Refusal::OverShare {
+                message,
+                retry_after,
             } => with_retry_info(tonic::Code::ResourceExhausted, message, *retry_after),
             Refusal::Unavailable {
                 message,
@@ -130,6 +151,7 @@ impl Refusal {
             } => with_retry_info(tonic::Code::Unavailable, message, *retry_after),
             Refusal::PermissionDenied(m) => tonic::Status::permission_denied(m.clone()),
             Refusal::Unauthenticated(m) => tonic::Status::unauthenticated(m.clone()),
+            Refusal::Cancelled(m) => tonic::Status::cancelled(m.clone()),
             Refusal::Leaving(m) => {
                 let mut status = tonic::Status::unavailable(m.clone());
                 status.metadata_mut().insert(
@@ -150,19 +172,25 @@ impl Refusal {
             // that arrived too slowly is worth sending again (gRPC's DEADLINE_EXCEEDED is
             // retried too).
             Refusal::Timeout(_) => http::StatusCode::GATEWAY_TIMEOUT,
-            Refusal::Overloaded { .. } => http::StatusCode::TOO_MANY_REQUESTS,
+            Refusal::Overloaded { .. } | Refusal::OverShare { .. } => {
+                http::StatusCode::TOO_MANY_REQUESTS
+            }
             Refusal::Unavailable { .. } | Refusal::Leaving(_) => {
                 http::StatusCode::SERVICE_UNAVAILABLE
             }
             Refusal::PermissionDenied(_) => http::StatusCode::FORBIDDEN,
             Refusal::Unauthenticated(_) => http::StatusCode::UNAUTHORIZED,
+            // Nobody reads it: the client is gone or has reset the request.
+            Refusal::Cancelled(_) => http::StatusCode::BAD_REQUEST,
         }
     }
 
     /// The `Retry-After` value in whole seconds, for refusals worth retrying.
     pub fn retry_after_secs(&self) -> Option<u64> {
         match self {
-            Refusal::Overloaded { retry_after, .. } | Refusal::Unavailable { retry_after, .. } => {
+            Refusal::Overloaded { retry_after, .. }
+            | Refusal::OverShare { retry_after, .. }
+            | Refusal::Unavailable { retry_after, .. } => {
                 Some(retry_after.as_secs_f64().ceil().max(1.0) as u64)
             }
             Refusal::Leaving(_) => Some(1),
@@ -174,6 +202,36 @@ impl Refusal {
     pub fn grpc_code(&self) -> i32 {
         self.to_grpc().code() as i32
     }
+}
+
+/// Why a request's body could not be read whole: the client reset the request or its
+/// connection went away ([`Refusal::Cancelled`]), or it broke the protocol
+/// ([`Refusal::Invalid`]). Only the first is normal: SDKs give up requests that time out,
+/// and pods restart; counting those as invalid fired alerts on what senders send wrong.
+pub fn body_error(error: &(dyn std::error::Error + 'static)) -> Refusal {
+    let mut cause = Some(error);
+    while let Some(e) = cause {
+        let gone = if let Some(e) = e.downcast_ref::<hyper::Error>() {
+            e.is_incomplete_message() || e.is_canceled() || e.is_closed()
+        } else if let Some(e) = e.downcast_ref::<h2::Error>() {
+            (e.is_reset() && e.is_remote()) || e.is_io() || (e.is_go_away() && e.is_remote())
+        } else if let Some(e) = e.downcast_ref::<std::io::Error>() {
+            matches!(
+                e.kind(),
+                std::io::ErrorKind::ConnectionReset
+                    | std::io::ErrorKind::ConnectionAborted
+                    | std::io::ErrorKind::BrokenPipe
+                    | std::io::ErrorKind::UnexpectedEof
+            )
+        } else {
+            false
+        };
+        if gone {
+            return Refusal::Cancelled(format!("the client gave the request up: {error}"));
+        }
+        cause = e.source();
+    }
+    Refusal::Invalid(format!("reading the request body failed: {error}"))
 }
 
 /// `google.rpc.Status`, the body of OTLP/HTTP error responses and of gRPC status details.
