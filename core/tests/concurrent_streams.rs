@@ -144,20 +144,25 @@ async fn a_sender_ignoring_the_limit_gets_its_extra_streams_reset() {
 
     let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
     let mut out = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
-    out.extend(frame(4, 0, 0, b"")); // SETTINGS
-    out.extend(frame(4, 1, 0, b"")); // SETTINGS ack (the server's comes first on the wire)
-                                     // :method GET, :scheme http, :path /, :authority (literal), END_HEADERS, no END_STREAM.
+    // SETTINGS, then the ack of the server's (which comes first on the wire).
+    out.extend(frame(4, 0, 0, b""));
+    out.extend(frame(4, 1, 0, b""));
+    // :method GET, :scheme http, :path /, :authority (literal); END_HEADERS, no END_STREAM.
     let block = [0x82, 0x86, 0x84, 0x01, 0x01, b'x'];
     for k in 0..20u32 {
         out.extend(frame(1, 0x4, 1 + 2 * k, &block));
     }
+    // A PING after them: the server answers frames in order, so every reset it sends for
+    // the streams comes before the PING's ack.
+    out.extend(frame(6, 0, 0, b"tailgate"));
     tcp.write_all(&out).await.unwrap();
 
     let mut refused = 0;
+    let mut acked = false;
     let mut buf = Vec::new();
     let read = tokio::time::timeout(Duration::from_secs(10), async {
         let mut chunk = [0u8; 4096];
-        while refused < 16 {
+        while !acked {
             let n = tcp.read(&mut chunk).await.unwrap();
             assert!(n > 0, "the server closed the connection");
             buf.extend_from_slice(&chunk[..n]);
@@ -171,12 +176,16 @@ async fn a_sender_ignoring_the_limit_gets_its_extra_streams_reset() {
                 if kind == 3 && payload == [0, 0, 0, 7] {
                     refused += 1;
                 }
+                // PING with ACK.
+                if kind == 6 && buf[4] & 1 == 1 {
+                    acked = true;
+                }
                 buf.drain(..9 + len);
             }
         }
     })
     .await;
-    assert!(read.is_ok(), "only {refused} streams were refused");
+    assert!(read.is_ok(), "no PING ack; {refused} streams refused");
     assert_eq!(refused, 16);
     tokio::time::timeout(Duration::from_secs(10), async {
         while handlers.started.load(Ordering::SeqCst) < 4 {

@@ -47,6 +47,13 @@ pub struct ReceiveConfig {
     /// `max_request_bytes` (a compressed request and its decompressed copy). Default 64 MiB.
     #[serde(default = "default_max_in_flight_bytes")]
     pub max_in_flight_bytes: usize,
+    /// Share `max_in_flight_bytes` among senders by address (an IPv6 one by its /64): past
+    /// half of it, a sender over its share is refused (see [`InFlight`]). Default true;
+    /// `false` where senders reach the receivers through a proxy or NAT that gives many of
+    /// them one address beside a few that come directly, so that one address is not held
+    /// to a share.
+    #[serde(default = "default_sender_shares")]
+    pub sender_shares: bool,
     /// Require a bearer token from clients: `auth: { bearer_token_file: PATH }` (read at
     /// start) or `auth: { bearer_token: "${env:VAR}" }`. Requests without it get
     /// UNAUTHENTICATED / 401. Peer requests that present the gateways' secret are exempt.
@@ -323,7 +330,15 @@ impl Limits {
             // half the budget, and two senders' addresses could hold all of it (a
             // black-box check). A compressed one of that size waits for the budget to be
             // under half held, or for fewer senders about.
-            in_flight: InFlight::new(c.in_flight_budget(), c.max_request_bytes + MAX_REQUEST_COST),
+            in_flight: InFlight::new(
+                c.in_flight_budget(),
+                if c.sender_shares {
+                    c.max_request_bytes + MAX_REQUEST_COST
+                } else {
+                    // A share as large as the budget: no sender is held to less.
+                    usize::MAX
+                },
+            ),
             peer_auth: Default::default(),
             auth: c.auth.clone(),
             cors: c
@@ -361,9 +376,27 @@ pub struct InFlight {
 /// How long a sender that asked for room counts among those the budget is shared by.
 pub const SENDER_RECENT: Duration = Duration::from_secs(10);
 
-/// The most senders tracked; beyond, new ones are not counted until old ones age out (a
-/// sender's entry lives while it holds bytes, and [`SENDER_RECENT`] after).
+/// The most senders tracked; beyond, new ones share one entry ([`OVERFLOW`]) until old
+/// ones age out (a sender's entry lives while it holds bytes, and [`SENDER_RECENT`] after).
 const MAX_SENDERS: usize = 1 << 16;
+
+/// Where senders beyond [`MAX_SENDERS`] are counted, together.
+const OVERFLOW: std::net::IpAddr = std::net::IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED);
+
+/// The key a sender's share is kept under: its address; an IPv4-mapped IPv6 address as
+/// the IPv4 one, and an IPv6 address by its /64, since a host is given a /64 to take
+/// addresses from (one sender must not get a share per address it picks).
+fn sender_key(addr: std::net::IpAddr) -> std::net::IpAddr {
+    match addr {
+        std::net::IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => std::net::IpAddr::V4(v4),
+            None => std::net::IpAddr::V6(std::net::Ipv6Addr::from(
+                u128::from(v6) & !(u128::from(u64::MAX)),
+            )),
+        },
+        v4 => v4,
+    }
+}
 
 /// Each sender's bytes held and when it last asked for room.
 type Senders = std::sync::Arc<std::sync::Mutex<SenderTable>>;
@@ -402,8 +435,9 @@ pub struct InFlightBytes {
     permit: Option<tokio::sync::OwnedSemaphorePermit>,
     /// The sender's address, when known; its share of the budget is counted.
     sender: Option<std::net::IpAddr>,
-    /// What this request added to its sender's share, and where, to give back.
-    counted: Option<(Senders, usize)>,
+    /// What this request added to its sender's share, under which key, and where, to
+    /// give back.
+    counted: Option<(Senders, std::net::IpAddr, usize)>,
 }
 
 impl InFlightBytes {
@@ -420,11 +454,11 @@ impl InFlightBytes {
 
 impl Drop for InFlightBytes {
     fn drop(&mut self) {
-        if let (Some(sender), Some((senders, n))) = (self.sender, self.counted.take()) {
+        if let Some((senders, key, n)) = self.counted.take() {
             let mut table = senders
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
-            if let Some(s) = table.by_addr.get_mut(&sender) {
+            if let Some(s) = table.by_addr.get_mut(&key) {
                 s.held = s.held.saturating_sub(n);
             }
         }
@@ -482,18 +516,24 @@ impl InFlight {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         table.prune(now);
-        let tracked = table.by_addr.len() < MAX_SENDERS || table.by_addr.contains_key(&addr);
-        let mine = match table.by_addr.get_mut(&addr) {
-            Some(sender) => {
-                sender.seen = now;
-                sender.held
+        // A request keeps the key of its first take: its bytes go back where they went.
+        let key = match &held.counted {
+            Some((_, key, _)) => *key,
+            None => {
+                let key = sender_key(addr);
+                if table.by_addr.len() < MAX_SENDERS || table.by_addr.contains_key(&key) {
+                    key
+                } else {
+                    OVERFLOW
+                }
             }
-            None if tracked => {
-                table.by_addr.insert(addr, Sender { held: 0, seen: now });
-                0
-            }
-            None => 0,
         };
+        let sender = table
+            .by_addr
+            .entry(key)
+            .or_insert(Sender { held: 0, seen: now });
+        sender.seen = now;
+        let mine = sender.held;
         if self.held() + n > self.capacity / 2 {
             let senders = table.by_addr.len().max(1);
             let share = (self.capacity / senders).max(self.least_share);
@@ -508,10 +548,10 @@ impl InFlight {
             }
         }
         self.take_permit(held, n)?;
-        if let Some(sender) = table.by_addr.get_mut(&addr) {
+        if let Some(sender) = table.by_addr.get_mut(&key) {
             sender.held += n;
-            let before = held.counted.take().map_or(0, |(_, n)| n);
-            held.counted = Some((self.senders.clone(), before + n));
+            let before = held.counted.take().map_or(0, |(.., n)| n);
+            held.counted = Some((self.senders.clone(), key, before + n));
         }
         Ok(())
     }
@@ -570,6 +610,10 @@ fn default_max_concurrent_streams() -> u32 {
     32
 }
 
+fn default_sender_shares() -> bool {
+    true
+}
+
 fn default_request_timeout() -> Duration {
     Duration::from_secs(30)
 }
@@ -596,6 +640,7 @@ impl Default for ReceiveConfig {
             max_concurrent_streams: default_max_concurrent_streams(),
             request_timeout: default_request_timeout(),
             max_in_flight_bytes: default_max_in_flight_bytes(),
+            sender_shares: default_sender_shares(),
             auth: None,
             max_connection_age: None,
             max_connection_age_grace: default_age_grace(),
@@ -736,10 +781,73 @@ mod tests {
         drop(takes(&budget, addr(1), 1, 1).unwrap());
         drop(takes(&budget, addr(3), 1, 1).unwrap());
         let big = takes(&budget, addr(2), 800, 1).unwrap();
-        assert!(takes(&budget, addr(2), 100, 1).is_err());
+        assert!(matches!(
+            takes(&budget, addr(2), 100, 1),
+            Err(Refusal::OverShare { .. })
+        ));
         let anonymous = takes(&budget, None, 200, 1).unwrap();
         assert_eq!(budget.held(), 1000);
         drop((big, anonymous));
+    }
+
+    /// Scenario: IPv6 senders in one /64 and an IPv4-mapped address; then, with the table
+    /// of senders full, two new senders.
+    /// Guarantees: a /64 is one sender (a host picking addresses from its /64 gets one
+    /// share, refused as one), a mapped address is its IPv4 one; senders past the table's
+    /// bound are counted together in one entry, not left without a share, and their bytes
+    /// go back to it.
+    #[tokio::test(start_paused = true)]
+    async fn a_v6_64_is_one_sender_and_senders_past_the_bound_share_one_entry() {
+        let v6 = |s: &str| Some(s.parse::<std::net::IpAddr>().unwrap());
+        assert_eq!(
+            sender_key(v6("::ffff:10.1.2.3").unwrap()),
+            v6("10.1.2.3").unwrap()
+        );
+        assert_eq!(
+            sender_key(v6("2001:db8:1:2:aaaa::1").unwrap()),
+            v6("2001:db8:1:2::").unwrap()
+        );
+        let budget = InFlight::new(1000, 100);
+        drop(takes(&budget, addr(1), 100, 1).unwrap());
+        let first = takes(&budget, v6("2001:db8::1"), 100, 5).unwrap();
+        assert!(matches!(
+            takes(&budget, v6("2001:db8::2"), 100, 1),
+            Err(Refusal::OverShare { .. })
+        ));
+        drop(first);
+
+        let budget = InFlight::new(1 << 20, 1);
+        for i in 0..MAX_SENDERS as u32 {
+            let sender = Some(std::net::IpAddr::from((0x0a00_0000 + i).to_be_bytes()));
+            drop(takes(&budget, sender, 1, 1).unwrap());
+        }
+        let x = takes(&budget, addr(1), 10, 1).unwrap();
+        let y = takes(&budget, addr(2), 20, 1).unwrap();
+        {
+            let table = budget.senders.lock().unwrap();
+            assert_eq!(table.by_addr.len(), MAX_SENDERS + 1);
+            assert_eq!(table.by_addr[&OVERFLOW].held, 30);
+        }
+        drop((x, y));
+        assert_eq!(budget.senders.lock().unwrap().by_addr[&OVERFLOW].held, 0);
+        assert_eq!(budget.held(), 0);
+    }
+
+    /// Scenario: `receive.sender_shares: false`; two senders about, one taking more than
+    /// half the budget.
+    /// Guarantees: no sender is held to a share (the budget alone refuses); shares are on
+    /// by default.
+    #[tokio::test(start_paused = true)]
+    async fn sender_shares_can_be_turned_off() {
+        let config = |yaml: &str| -> ReceiveConfig { serde_yaml_ng::from_str(yaml).unwrap() };
+        assert!(config("{}").sender_shares);
+        let limits = Limits::plaintext(&config(
+            "{sender_shares: false, max_request_bytes: 1024, max_in_flight_bytes: 1048576}",
+        ));
+        drop(takes(&limits.in_flight, addr(1), 1, 1).unwrap());
+        let most = takes(&limits.in_flight, addr(2), 1 << 17, 7).unwrap();
+        assert_eq!(limits.in_flight.held(), 7 << 17);
+        drop(most);
     }
 
     /// Scenario: `max_connection_age` left out, 0, and set. Guarantees: never for the

@@ -214,15 +214,11 @@ pub fn body_error(error: &(dyn std::error::Error + 'static)) -> Refusal {
         let gone = if let Some(e) = e.downcast_ref::<hyper::Error>() {
             e.is_incomplete_message() || e.is_canceled() || e.is_closed()
         } else if let Some(e) = e.downcast_ref::<h2::Error>() {
-            (e.is_reset() && e.is_remote()) || e.is_io() || (e.is_go_away() && e.is_remote())
+            (e.is_reset() && e.is_remote())
+                || (e.is_go_away() && e.is_remote())
+                || e.get_io().is_some_and(connection_lost)
         } else if let Some(e) = e.downcast_ref::<std::io::Error>() {
-            matches!(
-                e.kind(),
-                std::io::ErrorKind::ConnectionReset
-                    | std::io::ErrorKind::ConnectionAborted
-                    | std::io::ErrorKind::BrokenPipe
-                    | std::io::ErrorKind::UnexpectedEof
-            )
+            connection_lost(e)
         } else {
             false
         };
@@ -232,6 +228,18 @@ pub fn body_error(error: &(dyn std::error::Error + 'static)) -> Refusal {
         cause = e.source();
     }
     Refusal::Invalid(format!("reading the request body failed: {error}"))
+}
+
+/// Whether an I/O error says the connection went away (not that its bytes were wrong: a
+/// corrupt TLS record is `InvalidData`).
+fn connection_lost(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::ConnectionReset
+            | std::io::ErrorKind::ConnectionAborted
+            | std::io::ErrorKind::BrokenPipe
+            | std::io::ErrorKind::UnexpectedEof
+    )
 }
 
 /// `google.rpc.Status`, the body of OTLP/HTTP error responses and of gRPC status details.
