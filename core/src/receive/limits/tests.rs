@@ -1,0 +1,170 @@
+//! Tests of the receive config and the in-flight budget's sender shares.
+use super::*;
+
+fn addr(last: u8) -> Option<std::net::IpAddr> {
+    Some(std::net::IpAddr::from([127, 0, 0, last]))
+}
+
+/// Takes `n` bytes `times` times for `sender`, each in a request of its own.
+fn takes(
+    budget: &InFlight,
+    sender: Option<std::net::IpAddr>,
+    n: usize,
+    times: usize,
+) -> Result<Vec<InFlightBytes>, Refusal> {
+    (0..times)
+        .map(|_| {
+            let mut held = InFlightBytes::from_sender(sender);
+            budget.take(&mut held, n).map(|()| held)
+        })
+        .collect()
+}
+
+/// Scenario: one sender takes a 1,000-byte budget 100 at a time, then once more.
+/// Guarantees: alone, it may hold all of it; beyond, the budget itself refuses.
+#[tokio::test(start_paused = true)]
+async fn a_sender_alone_may_use_the_whole_budget() {
+    let budget = InFlight::new(1000, 100);
+    let _held = takes(&budget, addr(1), 100, 10).unwrap();
+    assert_eq!(budget.held(), 1000);
+    match takes(&budget, addr(1), 100, 1) {
+        Err(Refusal::Overloaded { message, .. }) => {
+            assert!(message.starts_with("receivers hold 1000"), "{message}")
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+/// Scenario: sender 1 asks for 100 bytes, then sender 2 takes 100 at a time until
+/// refused; sender 1 then takes 100 at a time; 11 s later (sender 1 holding nothing and
+/// silent) sender 2 asks again.
+/// Guarantees: with sender 1 about, sender 2 gets past half the budget only within its
+/// share (500), refused naming itself, and sender 1 finds the rest; once sender 1 has
+/// been silent for SENDER_RECENT, sender 2 may use what is free; bytes given back
+/// leave the shares.
+#[tokio::test(start_paused = true)]
+async fn a_sender_keeps_to_its_share_while_another_is_about() {
+    let budget = InFlight::new(1000, 100);
+    drop(takes(&budget, addr(1), 100, 1).unwrap());
+    let flood = takes(&budget, addr(2), 100, 5).unwrap();
+    match takes(&budget, addr(2), 100, 1) {
+        Err(Refusal::OverShare { message, .. }) => {
+            assert!(
+                message.contains("127.0.0.2") && message.contains("2 senders"),
+                "{message}"
+            )
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(budget.held(), 500);
+    let other = takes(&budget, addr(1), 100, 5).unwrap();
+    assert_eq!(budget.held(), 1000);
+    drop(other);
+    assert_eq!(budget.held(), 500);
+
+    tokio::time::advance(SENDER_RECENT + Duration::from_secs(1)).await;
+    let more = takes(&budget, addr(2), 100, 5).unwrap();
+    assert_eq!(budget.held(), 1000);
+    drop((flood, more));
+    assert_eq!(budget.held(), 0);
+    let table = budget.senders.lock().unwrap();
+    assert!(table.by_addr.values().all(|s| s.held == 0));
+}
+
+/// Scenario: a 1,000-byte budget whose largest request costs 800; three senders about.
+/// Guarantees: a sender may always hold the largest request's cost, though its share
+/// (333) is less; requests without a sender address count in no share.
+#[tokio::test(start_paused = true)]
+async fn a_share_is_at_least_the_largest_request() {
+    let budget = InFlight::new(1000, 800);
+    drop(takes(&budget, addr(1), 1, 1).unwrap());
+    drop(takes(&budget, addr(3), 1, 1).unwrap());
+    let big = takes(&budget, addr(2), 800, 1).unwrap();
+    assert!(matches!(
+        takes(&budget, addr(2), 100, 1),
+        Err(Refusal::OverShare { .. })
+    ));
+    let anonymous = takes(&budget, None, 200, 1).unwrap();
+    assert_eq!(budget.held(), 1000);
+    drop((big, anonymous));
+}
+
+/// Scenario: IPv6 senders in one /64 and an IPv4-mapped address; then, with the table
+/// of senders full, two new senders.
+/// Guarantees: a /64 is one sender (a host picking addresses from its /64 gets one
+/// share, refused as one), a mapped address is its IPv4 one; senders past the table's
+/// bound are counted together in one entry, not left without a share, and their bytes
+/// go back to it.
+#[tokio::test(start_paused = true)]
+async fn a_v6_64_is_one_sender_and_senders_past_the_bound_share_one_entry() {
+    let v6 = |s: &str| Some(s.parse::<std::net::IpAddr>().unwrap());
+    assert_eq!(
+        sender_key(v6("::ffff:10.1.2.3").unwrap()),
+        v6("10.1.2.3").unwrap()
+    );
+    assert_eq!(
+        sender_key(v6("2001:db8:1:2:aaaa::1").unwrap()),
+        v6("2001:db8:1:2::").unwrap()
+    );
+    let budget = InFlight::new(1000, 100);
+    drop(takes(&budget, addr(1), 100, 1).unwrap());
+    let first = takes(&budget, v6("2001:db8::1"), 100, 5).unwrap();
+    assert!(matches!(
+        takes(&budget, v6("2001:db8::2"), 100, 1),
+        Err(Refusal::OverShare { .. })
+    ));
+    drop(first);
+
+    let budget = InFlight::new(1 << 20, 1);
+    for i in 0..MAX_SENDERS as u32 {
+        let sender = Some(std::net::IpAddr::from((0x0a00_0000 + i).to_be_bytes()));
+        drop(takes(&budget, sender, 1, 1).unwrap());
+    }
+    let x = takes(&budget, addr(1), 10, 1).unwrap();
+    let y = takes(&budget, addr(2), 20, 1).unwrap();
+    {
+        let table = budget.senders.lock().unwrap();
+        assert_eq!(table.by_addr.len(), MAX_SENDERS + 1);
+        assert_eq!(table.by_addr[&OVERFLOW].held, 30);
+    }
+    drop((x, y));
+    assert_eq!(budget.senders.lock().unwrap().by_addr[&OVERFLOW].held, 0);
+    assert_eq!(budget.held(), 0);
+}
+
+/// Scenario: `receive.sender_shares: false`; two senders about, one taking more than
+/// half the budget.
+/// Guarantees: no sender is held to a share (the budget alone refuses); shares are on
+/// by default.
+#[tokio::test(start_paused = true)]
+async fn sender_shares_can_be_turned_off() {
+    let config = |yaml: &str| -> ReceiveConfig { serde_yaml_ng::from_str(yaml).unwrap() };
+    assert!(config("{}").sender_shares);
+    let limits = Limits::plaintext(&config(
+        "{sender_shares: false, max_request_bytes: 1024, max_in_flight_bytes: 1048576}",
+    ));
+    drop(takes(&limits.in_flight, addr(1), 1, 1).unwrap());
+    let most = takes(&limits.in_flight, addr(2), 1 << 17, 7).unwrap();
+    assert_eq!(limits.in_flight.held(), 7 << 17);
+    drop(most);
+}
+
+/// Scenario: `max_connection_age` left out, 0, and set. Guarantees: never for the
+/// first two (as grpc-go), the value for the last; the grace defaults to 30 s.
+#[test]
+fn connection_age_zero_means_never() {
+    let limits = |yaml: &str| {
+        let c: ReceiveConfig = serde_yaml_ng::from_str(yaml).expect("valid receive config");
+        Limits::plaintext(&c)
+    };
+    assert_eq!(limits("{}").max_connection_age, None);
+    assert_eq!(limits("{max_connection_age: 0s}").max_connection_age, None);
+    assert_eq!(
+        limits("{max_connection_age: 5m}").max_connection_age,
+        Some(Duration::from_secs(300))
+    );
+    assert_eq!(
+        limits("{}").max_connection_age_grace,
+        Duration::from_secs(30)
+    );
+}
