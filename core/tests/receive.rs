@@ -1134,6 +1134,33 @@ fn flood(url: &str, from: std::net::IpAddr, n: usize) -> Flood {
     (stalled, answers)
 }
 
+/// A gRPC receiver with a 1 MiB in-flight budget and `max_request_bytes`, and a client
+/// (127.0.0.1) that has exported once, so it counts among the senders about.
+async fn budget_with_a_sender(
+    max_request_bytes: usize,
+) -> (
+    String,
+    Arc<Capture>,
+    tailgate_core::receive::InFlight,
+    tokio_util::sync::DropGuard,
+    TraceServiceClient<tonic::transport::Channel>,
+) {
+    let cfg = ReceiveConfig {
+        grpc: Some("127.0.0.1:0".parse().unwrap()),
+        http: None,
+        max_request_bytes,
+        max_in_flight_bytes: 1 << 20,
+        ..ReceiveConfig::default()
+    };
+    let (url, sink, in_flight, stop) = serve_grpc_budgeted(&cfg).await;
+    let mut client = TraceServiceClient::connect(url.clone()).await.unwrap();
+    client
+        .export(FakeOtlp::traces(1).spans(2).seed(1).build())
+        .await
+        .unwrap();
+    (url, sink, in_flight, stop, client)
+}
+
 /// Scenario: a sender (127.0.0.1) exports once; another (127.0.0.2) then opens 100 gRPC
 /// requests that send their headers (8 KiB each) and nothing else, against a 1 MiB
 /// in-flight budget; then the first exports again. (A hostile-input check: a sustained
@@ -1145,19 +1172,7 @@ fn flood(url: &str, from: std::net::IpAddr, n: usize) -> Flood {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_sender_cannot_take_the_room_another_needs() {
     const MIB: usize = 1 << 20;
-    let cfg = ReceiveConfig {
-        grpc: Some("127.0.0.1:0".parse().unwrap()),
-        http: None,
-        max_request_bytes: 64 << 10,
-        max_in_flight_bytes: MIB,
-        ..ReceiveConfig::default()
-    };
-    let (url, sink, in_flight, _stop) = serve_grpc_budgeted(&cfg).await;
-    let mut client = TraceServiceClient::connect(url.clone()).await.unwrap();
-    client
-        .export(FakeOtlp::traces(1).spans(2).seed(1).build())
-        .await
-        .unwrap();
+    let (url, sink, in_flight, _stop, mut client) = budget_with_a_sender(64 << 10).await;
 
     let (stalled, mut answers) = flood(&url, "127.0.0.2".parse().unwrap(), 100);
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
@@ -1201,19 +1216,7 @@ async fn one_sender_cannot_take_the_room_another_needs() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_flooding_addresses_still_leave_room() {
     const MIB: usize = 1 << 20;
-    let cfg = ReceiveConfig {
-        grpc: Some("127.0.0.1:0".parse().unwrap()),
-        http: None,
-        max_request_bytes: 256 << 10,
-        max_in_flight_bytes: MIB,
-        ..ReceiveConfig::default()
-    };
-    let (url, sink, in_flight, _stop) = serve_grpc_budgeted(&cfg).await;
-    let mut client = TraceServiceClient::connect(url.clone()).await.unwrap();
-    client
-        .export(FakeOtlp::traces(1).spans(2).seed(1).build())
-        .await
-        .unwrap();
+    let (url, sink, in_flight, _stop, mut client) = budget_with_a_sender(256 << 10).await;
 
     let floods = [
         flood(&url, "127.0.0.2".parse().unwrap(), 60),
