@@ -996,6 +996,8 @@ async fn requests_still_arriving_are_bounded_by_the_in_flight_budget() {
         http: None,
         max_request_bytes: MIB,
         max_in_flight_bytes: 4 * MIB,
+        // The budget itself: a sender alone is otherwise refused one share short of it.
+        sender_shares: false,
         ..ReceiveConfig::default()
     };
     let (url, sink, in_flight, _stop) = serve_grpc_budgeted(&cfg).await;
@@ -1060,6 +1062,8 @@ async fn requests_that_send_only_headers_are_bounded_by_the_in_flight_budget() {
         http: None,
         max_request_bytes: 64 << 10,
         max_in_flight_bytes: MIB,
+        // The budget itself: a sender alone is otherwise refused one share short of it.
+        sender_shares: false,
         ..ReceiveConfig::default()
     };
     let (url, sink, in_flight, _stop) = serve_grpc_budgeted(&cfg).await;
@@ -1205,6 +1209,46 @@ async fn one_sender_cannot_take_the_room_another_needs() {
         assert!(answer.is_ok(), "every request was answered");
     }
     assert_eq!(in_flight.held(), 0);
+}
+
+/// Scenario: a flood of 100 header-only gRPC requests from 127.0.0.2 starts while no one
+/// else sends (1 MiB budget, `max_request_bytes` 64 KiB); then another sender exports.
+/// (A black-box check: a flood that came first held the whole budget, and the next
+/// sender was refused until the flood's requests timed out.)
+/// Guarantees: alone, the flooder holds all but one share (refused past it as
+/// `sender_share`), and the sender that comes next is served at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_that_comes_first_leaves_room_for_the_next_sender() {
+    const MIB: usize = 1 << 20;
+    let cfg = ReceiveConfig {
+        grpc: Some("127.0.0.1:0".parse().unwrap()),
+        http: None,
+        max_request_bytes: 64 << 10,
+        max_in_flight_bytes: MIB,
+        ..ReceiveConfig::default()
+    };
+    let (url, sink, in_flight, _stop) = serve_grpc_budgeted(&cfg).await;
+    let (stalled, mut answers) = flood(&url, "127.0.0.2".parse().unwrap(), 100);
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+    for _ in 0..60 {
+        let answer = tokio::time::timeout_at(deadline, answers.recv()).await;
+        let (http, grpc, message) = answer.expect("sixty refusals within 5 s").unwrap();
+        assert_eq!((http, grpc.as_str()), (200, "8"), "{message}");
+    }
+    let share = (64 << 10) + (64 << 10);
+    assert!(
+        in_flight.held() <= MIB - share,
+        "the flooder holds {}",
+        in_flight.held()
+    );
+    let mut client = TraceServiceClient::connect(url.clone()).await.unwrap();
+    client
+        .export(FakeOtlp::traces(1).spans(2).seed(3).build())
+        .await
+        .expect("the next sender finds room");
+    assert_eq!(sink.bodies.lock().unwrap().len(), 1);
+    assert!(sink.refused.lock().unwrap().contains(&"sender_share"));
+    drop(stalled);
 }
 
 /// Scenario: as above with two flooding addresses (127.0.0.2 and .3, 60 streams each) and

@@ -330,15 +330,15 @@ impl Limits {
             // half the budget, and two senders' addresses could hold all of it (a
             // black-box check). A compressed one of that size waits for the budget to be
             // under half held, or for fewer senders about.
-            in_flight: InFlight::new(
-                c.in_flight_budget(),
-                if c.sender_shares {
-                    c.max_request_bytes + MAX_REQUEST_COST
-                } else {
-                    // A share as large as the budget: no sender is held to less.
-                    usize::MAX
-                },
-            ),
+            in_flight: if c.sender_shares {
+                InFlight::shared(
+                    c.in_flight_budget(),
+                    c.max_request_bytes + MAX_REQUEST_COST,
+                    2 * c.max_request_bytes + MAX_REQUEST_COST,
+                )
+            } else {
+                InFlight::new(c.in_flight_budget())
+            },
             peer_auth: Default::default(),
             auth: c.auth.clone(),
             cors: c
@@ -364,12 +364,15 @@ impl Limits {
 /// refused until it holds less. So one sender (a flood of streams that never send a body,
 /// a burst of large requests) cannot keep the room other senders need: while another
 /// sender is about, it gets past half the budget only within its share. A sender alone
-/// may use all of it.
+/// may use all of it but one share, kept for a sender that comes next (a flood that
+/// starts first cannot hold everything until its requests time out).
 #[derive(Debug, Clone)]
 pub struct InFlight {
     budget: std::sync::Arc<tokio::sync::Semaphore>,
     capacity: usize,
     least_share: usize,
+    /// The most a sender alone may hold.
+    alone: usize,
     senders: Senders,
 }
 
@@ -474,14 +477,22 @@ impl Drop for InFlightBytes {
 // === impl InFlight ===
 
 impl InFlight {
-    /// A budget of `capacity` bytes, of which every sender may hold `least_share` (one
-    /// largest request) however many others are about.
-    pub fn new(capacity: usize, least_share: usize) -> Self {
+    /// A budget of `capacity` bytes, not shared among senders.
+    pub fn new(capacity: usize) -> Self {
+        Self::shared(capacity, usize::MAX, usize::MAX)
+    }
+
+    /// A budget of `capacity` bytes shared among senders: every sender may hold
+    /// `least_share` (one largest request as sent) however many others are about, and a
+    /// sender alone all but that, or at least `largest` (the most one request may take,
+    /// compressed and decompressed).
+    pub fn shared(capacity: usize, least_share: usize, largest: usize) -> Self {
         let capacity = capacity.min(tokio::sync::Semaphore::MAX_PERMITS);
         InFlight {
             budget: std::sync::Arc::new(tokio::sync::Semaphore::new(capacity)),
             capacity,
             least_share,
+            alone: capacity.saturating_sub(least_share).max(largest),
             senders: Default::default(),
         }
     }
@@ -552,8 +563,9 @@ impl InFlight {
         Ok(())
     }
 
-    /// Refuses `n` more bytes for a sender holding `mine`, among `senders` about, when more
-    /// than half the budget would be held and it would be past its share.
+    /// Refuses `n` more bytes for a sender holding `mine`, among `senders` about: alone,
+    /// past all but the room kept for a newcomer; with others, when more than half the
+    /// budget would be held and it would be past its share.
     fn within_share(
         &self,
         addr: std::net::IpAddr,
@@ -561,7 +573,19 @@ impl InFlight {
         n: usize,
         senders: usize,
     ) -> Result<(), Refusal> {
-        if self.held() + n <= self.capacity / 2 || senders <= 1 {
+        if senders <= 1 {
+            if mine + n <= self.alone {
+                return Ok(());
+            }
+            return Err(Refusal::OverShare {
+                message: format!(
+                    "this sender ({addr}) holds {mine} bytes of requests still arriving, all of the receivers' {} but the room kept for other senders; retry later",
+                    self.capacity
+                ),
+                retry_after: DEFAULT_RETRY_AFTER,
+            });
+        }
+        if self.held() + n <= self.capacity / 2 {
             return Ok(());
         }
         let share = (self.capacity / senders).max(self.least_share);

@@ -20,11 +20,30 @@ fn takes(
         .collect()
 }
 
-/// Scenario: one sender takes a 1,000-byte budget 100 at a time, then once more.
-/// Guarantees: alone, it may hold all of it; beyond, the budget itself refuses.
+/// Scenario: one sender takes a 1,000-byte budget whose share is 100, 100 at a time,
+/// until refused; then a second sender comes. The same with a largest request of 950, and
+/// with a budget not shared.
+/// Guarantees: alone, a sender may hold all but one share (900), refused past it naming
+/// the room kept, so a sender that comes next finds it; never less than the largest
+/// request; unshared, the whole budget, and only the budget refuses.
 #[tokio::test(start_paused = true)]
-async fn a_sender_alone_may_use_the_whole_budget() {
-    let budget = InFlight::new(1000, 100);
+async fn a_sender_alone_may_use_all_but_a_newcomers_room() {
+    let budget = InFlight::shared(1000, 100, 300);
+    let _first = takes(&budget, addr(1), 100, 9).unwrap();
+    match takes(&budget, addr(1), 100, 1) {
+        Err(Refusal::OverShare { message, .. }) => {
+            assert!(message.contains("room kept for other senders"), "{message}")
+        }
+        other => panic!("{other:?}"),
+    }
+    let _next = takes(&budget, addr(2), 100, 1).unwrap();
+    assert_eq!(budget.held(), 1000);
+
+    let budget = InFlight::shared(1000, 100, 950);
+    let _first = takes(&budget, addr(1), 950, 1).unwrap();
+    assert!(takes(&budget, addr(1), 1, 1).is_err());
+
+    let budget = InFlight::new(1000);
     let _held = takes(&budget, addr(1), 100, 10).unwrap();
     assert_eq!(budget.held(), 1000);
     match takes(&budget, addr(1), 100, 1) {
@@ -40,11 +59,11 @@ async fn a_sender_alone_may_use_the_whole_budget() {
 /// silent) sender 2 asks again.
 /// Guarantees: with sender 1 about, sender 2 gets past half the budget only within its
 /// share (500), refused naming itself, and sender 1 finds the rest; once sender 1 has
-/// been silent for SENDER_RECENT, sender 2 may use what is free; bytes given back
-/// leave the shares.
+/// been silent for SENDER_RECENT, sender 2 may use what is free but one share; bytes
+/// given back leave the shares.
 #[tokio::test(start_paused = true)]
 async fn a_sender_keeps_to_its_share_while_another_is_about() {
-    let budget = InFlight::new(1000, 100);
+    let budget = InFlight::shared(1000, 100, 100);
     drop(takes(&budget, addr(1), 100, 1).unwrap());
     let flood = takes(&budget, addr(2), 100, 5).unwrap();
     match takes(&budget, addr(2), 100, 1) {
@@ -63,8 +82,9 @@ async fn a_sender_keeps_to_its_share_while_another_is_about() {
     assert_eq!(budget.held(), 500);
 
     tokio::time::advance(SENDER_RECENT + Duration::from_secs(1)).await;
-    let more = takes(&budget, addr(2), 100, 5).unwrap();
-    assert_eq!(budget.held(), 1000);
+    let more = takes(&budget, addr(2), 100, 4).unwrap();
+    assert!(takes(&budget, addr(2), 100, 1).is_err());
+    assert_eq!(budget.held(), 900);
     drop((flood, more));
     assert_eq!(budget.held(), 0);
     let table = budget.senders.lock().unwrap();
@@ -76,7 +96,7 @@ async fn a_sender_keeps_to_its_share_while_another_is_about() {
 /// (333) is less; requests without a sender address count in no share.
 #[tokio::test(start_paused = true)]
 async fn a_share_is_at_least_the_largest_request() {
-    let budget = InFlight::new(1000, 800);
+    let budget = InFlight::shared(1000, 800, 800);
     drop(takes(&budget, addr(1), 1, 1).unwrap());
     drop(takes(&budget, addr(3), 1, 1).unwrap());
     let big = takes(&budget, addr(2), 800, 1).unwrap();
@@ -106,7 +126,7 @@ async fn a_v6_64_is_one_sender_and_senders_past_the_bound_share_one_entry() {
         sender_key(v6("2001:db8:1:2:aaaa::1").unwrap()),
         v6("2001:db8:1:2::").unwrap()
     );
-    let budget = InFlight::new(1000, 100);
+    let budget = InFlight::shared(1000, 100, 100);
     drop(takes(&budget, addr(1), 100, 1).unwrap());
     let first = takes(&budget, v6("2001:db8::1"), 100, 5).unwrap();
     assert!(matches!(
@@ -115,7 +135,7 @@ async fn a_v6_64_is_one_sender_and_senders_past_the_bound_share_one_entry() {
     ));
     drop(first);
 
-    let budget = InFlight::new(1 << 20, 1);
+    let budget = InFlight::shared(1 << 20, 1, 1);
     for i in 0..MAX_SENDERS as u32 {
         let sender = Some(std::net::IpAddr::from((0x0a00_0000 + i).to_be_bytes()));
         drop(takes(&budget, sender, 1, 1).unwrap());
