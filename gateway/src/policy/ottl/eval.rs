@@ -38,8 +38,8 @@ pub enum Value<'a> {
     Bytes(Cow<'a, [u8]>),
     /// A map: the message holding it and the field number of its repeated `KeyValue`s.
     Map(&'a [u8], u32),
-    /// A list: an `ArrayValue` message.
-    List(&'a [u8]),
+    /// A list: an `ArrayValue` message, the span's or built by a converter (`Keys`).
+    List(Cow<'a, [u8]>),
     /// A trace id (16 bytes) or span id (8): pdata's own types, equal only to an id of the
     /// same kind, never to bytes.
     Id(IdKind, &'a [u8]),
@@ -515,6 +515,7 @@ fn call<'a>(
         Func::HasPrefix | Func::HasSuffix => affix(func, &arg(0)?, &arg(1)?)?,
         Func::ToLowerCase | Func::ToUpperCase => change_case(func, arg(0)?)?,
         Func::ContainsValue => contains_value(args, &arg(1)?, input)?,
+        Func::Keys => keys(arg(0)?)?,
         Func::Now => Value::Time(now()),
         Func::Duration => match arg(0)? {
             Value::Str(s) => Value::Duration(
@@ -739,7 +740,7 @@ fn index<'a>(source: Value<'_>, value: &Value<'_>) -> Result<Value<'a>, OttlErro
             Ok(Value::Int(at.map_or(-1, |i| i as i64)))
         }
         Value::List(l) => Ok(Value::Int(
-            list_items(l)
+            list_items(&l)
                 .position(|item| compare(&any_value(item), CmpOp::Eq, value))
                 .map_or(-1, |i| i as i64),
         )),
@@ -772,7 +773,7 @@ fn len<'a>(v: Value<'_>) -> Result<Value<'a>, OttlError> {
         Value::Bytes(b) => Value::Int(b.len() as i64),
         Value::Map(msg, field) => Value::Int(map_entries(msg, field).count() as i64),
         Value::Messages(msg, field) => Value::Int(messages(msg, field).count() as i64),
-        Value::List(msg) => Value::Int(list_items(msg).count() as i64),
+        Value::List(msg) => Value::Int(list_items(&msg).count() as i64),
         other => {
             return Err(OttlError::Eval(format!(
                 "Len cannot measure {}",
@@ -958,7 +959,7 @@ fn concat<'a>(
         // A list the condition reads (`Concat(attributes["tags"], ",")`).
         Some(e) => match value(e, input)? {
             Value::List(l) => {
-                for (i, item) in list_items(l).enumerate() {
+                for (i, item) in list_items(&l).enumerate() {
                     push(i, any_value(item))?;
                 }
             }
@@ -967,6 +968,30 @@ fn concat<'a>(
         None => return Err(OttlError::Eval("Concat takes a list".into())),
     }
     Ok(Value::Str(Cow::Owned(out)))
+}
+
+/// `Keys(map)`: the map's keys, in its order, as a list of strings. Anything but a map,
+/// nil included, is an error, as OTTL's `PMapGetter` makes it.
+fn keys<'a>(target: Value<'_>) -> Result<Value<'a>, OttlError> {
+    let Value::Map(msg, field) = target else {
+        return Err(expects(Func::Keys, "a map", &target));
+    };
+    let mut out = Vec::new();
+    for (key, _) in map_entries(msg, field) {
+        push_list_string(&mut out, key);
+    }
+    Ok(Value::List(Cow::Owned(out)))
+}
+
+/// Appends `s` to an encoded `ArrayValue` as a string `AnyValue` (field 1 of each).
+fn push_list_string(list: &mut Vec<u8>, s: &[u8]) {
+    use tailgate_core::wire::reframe::{put_varint, varint_len};
+    let len = s.len() as u64;
+    list.push(0x0a);
+    put_varint(list, 1 + varint_len(len) as u64 + len);
+    list.push(0x0a);
+    put_varint(list, len);
+    list.extend_from_slice(s);
 }
 
 /// `HasPrefix(target, prefix)` and `HasSuffix(target, suffix)`: both strings, never nil.
@@ -1048,7 +1073,7 @@ fn any_listed<'a>(
     }
     match arg.map_or(Ok(Value::Nil), |e| value(e, input))? {
         Value::List(msg) => {
-            for item in list_items(msg) {
+            for item in list_items(&msg) {
                 if holds(&any_value(item))? {
                     return Ok(Ok(true));
                 }
@@ -1194,7 +1219,7 @@ fn any_value(v: &[u8]) -> Value<'_> {
             (2, 0) => Value::Bool(read_varint(b, 0).0 != 0),
             (3, 0) => Value::Int(read_varint(b, 0).0 as i64),
             (4, 1) => Value::Float(f64::from_bits(fixed64(b))),
-            (5, 2) => Value::List(b),
+            (5, 2) => Value::List(Cow::Borrowed(b)),
             (6, 2) => Value::Map(b, 1),
             (7, 2) => Value::Bytes(Cow::Borrowed(b)),
             _ => out,
@@ -1253,11 +1278,15 @@ fn lookup<'a>(
                 Some(v) => any_value(v),
                 None => return Ok(Value::Nil),
             },
-            (Value::List(l), Index::Pos(i)) => {
+            (Value::List(Cow::Borrowed(l)), Index::Pos(i)) => {
                 match usize::try_from(*i).ok().and_then(|i| list_items(l).nth(i)) {
                     Some(v) => any_value(v),
                     None => return Err(OttlError::Eval(format!("index {i} out of bounds"))),
                 }
+            }
+            // Lists built by converters are not looked up by paths.
+            (Value::List(Cow::Owned(_)), Index::Pos(_)) => {
+                return Err(OttlError::Eval("a built list is not indexed".into()))
             }
             (Value::Map(..), Index::Pos(_)) => {
                 return Err(OttlError::Eval("a map is indexed by a string key".into()))

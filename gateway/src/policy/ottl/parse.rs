@@ -193,6 +193,8 @@ pub enum Func {
     Bool,
     /// `IsInCIDR(target, ["10.0.0.0/8", …])`
     IsInCidr,
+    /// `Keys(map)`: a map's keys, in its order, as a list of strings
+    Keys,
 }
 
 impl Func {
@@ -317,6 +319,7 @@ const FUNCS: &[(&str, Func, usize, usize)] = &[
     ("SpanID", Func::SpanId, 1, 1),
     ("Bool", Func::Bool, 1, 1),
     ("IsInCIDR", Func::IsInCidr, 2, 2),
+    ("Keys", Func::Keys, 1, 1),
 ];
 
 /// A parsed expression.

@@ -130,6 +130,39 @@ fn bare(span: &[u8]) -> SpanInput<'_> {
     }
 }
 
+/// Scenario: `Keys` (a list built by a converter) read by the list converters: `Len`,
+/// `ContainsValue`, `Index`, `IsList`, `String` (JSON); maps with keys and none; targets
+/// that are not maps.
+/// Guarantees: each decides as pkg/ottl's `Keys` does (a slice of the map's keys, in its
+/// order); a target that is not a map, nil included, is an error, as OTTL's `PMapGetter`
+/// makes it.
+#[test]
+fn keys_lists_a_maps_keys_in_order() {
+    for c in [
+        r#"Len(Keys(attributes)) == 8"#,
+        r#"Index(Keys(attributes), "tags") == 6"#,
+        r#"Index(Keys(attributes), "nope") == -1"#,
+        r#"IsList(Keys(attributes))"#,
+        r#"ContainsValue(Keys(resource.attributes), "service.name")"#,
+        r#"not ContainsValue(Keys(resource.attributes), "host.name")"#,
+        r#"String(Keys(attributes["user"])) == "[\"tier\"]""#,
+        r#"Len(Keys(scope.attributes)) == 0"#,
+    ] {
+        assert_eq!(holds(Context::Span, c), Ok(true), "{c}");
+    }
+    for c in [
+        r#"Len(Keys(attributes["missing"])) == 0"#,
+        r#"Len(Keys(attributes["tags"])) == 0"#,
+        r#"Len(Keys(name)) == 0"#,
+    ] {
+        assert!(
+            matches!(holds(Context::Span, c), Err(OttlError::Eval(_))),
+            "{c}: {:?}",
+            holds(Context::Span, c)
+        );
+    }
+}
+
 /// Scenario: span conditions of every supported form.
 /// Guarantees: each decides as the Collector's OTTL does on the same span.
 #[test]
