@@ -220,6 +220,22 @@ impl RouterConfig {
         )
     }
 
+    /// What is odd but not wrong in this config, for `--check` and the start: the
+    /// receivers' own, and a `forward.max_in_flight` above what a gateway takes on one
+    /// connection by default (`receive.max_concurrent_streams`, 32): the rest would wait
+    /// there, and at a connection's start, before the gateway's settings arrive, be reset.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut out = self.receive.warnings();
+        let streams = ReceiveConfig::default().max_concurrent_streams;
+        if self.forward.max_in_flight > streams as usize {
+            out.push(format!(
+                "forward.max_in_flight ({}) is above the {streams} requests a gateway takes on a connection by default (receive.max_concurrent_streams): raise that on the gateways too, or the rest wait",
+                self.forward.max_in_flight
+            ));
+        }
+        out
+    }
+
     /// Checks what the schema cannot.
     pub fn validate(&self, path: &Path) -> Result<(), ConfigError> {
         let invalid = |key: String, message: String| ConfigError::Invalid {
@@ -313,6 +329,24 @@ mod tests {
         let c: RouterConfig = parse_yaml(path, text)?;
         c.validate(path)?;
         Ok(c)
+    }
+
+    /// Scenario: `forward.max_in_flight` left out, 32 and 33.
+    /// Guarantees: only 33 is warned of, naming the key and the gateways' setting.
+    #[test]
+    fn more_in_flight_than_a_gateway_takes_is_warned_of() {
+        let members = "members:\n  static: [g:4317]\n";
+        assert!(parse(members).unwrap().warnings().is_empty());
+        let at = parse(&format!("{members}forward: {{max_in_flight: 32}}\n")).unwrap();
+        assert!(at.warnings().is_empty());
+        let over = parse(&format!("{members}forward: {{max_in_flight: 33}}\n")).unwrap();
+        let warnings = over.warnings();
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(
+            warnings[0].starts_with("forward.max_in_flight (33)")
+                && warnings[0].contains("receive.max_concurrent_streams"),
+            "{warnings:?}"
+        );
     }
 
     /// Scenario: a loadbalancing exporter's habits: static members written as hostnames

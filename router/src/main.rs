@@ -46,7 +46,7 @@ fn main() -> ExitCode {
             return ExitCode::from(EX_USAGE);
         }
     };
-    let warnings = config.receive.warnings();
+    let warnings = config.warnings();
     if args.check {
         for warning in &warnings {
             eprintln!("{}: warning: {warning}", args.config.display());
