@@ -232,6 +232,13 @@ const MAX_HEADER_LIST: u32 = 16 << 10;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SenderAddr(pub std::net::IpAddr);
 
+impl SenderAddr {
+    /// The address `req` came from, when its connection was served here.
+    pub fn of<B>(req: &::http::Request<B>) -> Option<std::net::IpAddr> {
+        req.extensions().get::<SenderAddr>().map(|a| a.0)
+    }
+}
+
 /// HTTP/1.1 and HTTP/2 (large windows and frames, pings) as every listener serves them.
 fn http_builder(
     limits: &ConnectionLimits,

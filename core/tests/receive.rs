@@ -1068,30 +1068,9 @@ async fn requests_that_send_only_headers_are_bounded_by_the_in_flight_budget() {
     };
     let (url, sink, in_flight, _stop) = serve_grpc_budgeted(&cfg).await;
 
-    let pad = "v".repeat(1000);
-    let names: Vec<String> = (0..8).map(|i| format!("x-pad-{i}")).collect();
-    let (answers_tx, mut answers) = tokio::sync::mpsc::unbounded_channel();
-    let mut stalled = Vec::new();
-    for _ in 0..100 {
-        let (tx, rx) = tokio::sync::mpsc::channel::<FrameResult>(1);
-        stalled.push(tx);
-        let (url, answers_tx, pad, names) =
-            (url.clone(), answers_tx.clone(), pad.clone(), names.clone());
-        tokio::spawn(async move {
-            let mut headers = vec![("content-type", "application/grpc")];
-            headers.extend(names.iter().map(|n| (n.as_str(), pad.as_str())));
-            let body = http_body_util::StreamBody::new(tokio_stream_of(rx));
-            answers_tx
-                .send(raw_grpc(&url, &headers, body).await)
-                .unwrap();
-        });
-    }
+    let (stalled, mut answers) = flood(&url, "127.0.0.1".parse().unwrap(), 100);
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
-    for _ in 0..50 {
-        let answer = tokio::time::timeout_at(deadline, answers.recv()).await;
-        let (http, grpc, message) = answer.expect("fifty refusals within 5 s").unwrap();
-        assert_eq!((http, grpc.as_str()), (200, "8"), "{message}");
-    }
+    refusals(&mut answers, 50, deadline).await;
     assert!(in_flight.held() <= MIB, "held {}", in_flight.held());
     assert!(in_flight.held() > MIB / 2, "the open requests are charged");
     assert!(sink.refused.lock().unwrap().contains(&"overloaded"));
@@ -1165,6 +1144,25 @@ async fn budget_with_a_sender(
     (url, sink, in_flight, stop, client)
 }
 
+/// Waits until `deadline` for `n` answers, each RESOURCE_EXHAUSTED (HTTP 200, grpc-status
+/// 8); their messages.
+async fn refusals(
+    answers: &mut tokio::sync::mpsc::UnboundedReceiver<(u16, String, String)>,
+    n: usize,
+    deadline: tokio::time::Instant,
+) -> Vec<String> {
+    let mut messages = Vec::new();
+    for i in 0..n {
+        let answer = tokio::time::timeout_at(deadline, answers.recv()).await;
+        let (http, grpc, message) = answer
+            .unwrap_or_else(|_| panic!("{i} of {n} refusals by the deadline"))
+            .unwrap();
+        assert_eq!((http, grpc.as_str()), (200, "8"), "{message}");
+        messages.push(message);
+    }
+    messages
+}
+
 /// Scenario: a sender (127.0.0.1) exports once; another (127.0.0.2) then opens 100 gRPC
 /// requests that send their headers (8 KiB each) and nothing else, against a 1 MiB
 /// in-flight budget; then the first exports again. (A hostile-input check: a sustained
@@ -1180,10 +1178,7 @@ async fn one_sender_cannot_take_the_room_another_needs() {
 
     let (stalled, mut answers) = flood(&url, "127.0.0.2".parse().unwrap(), 100);
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
-    for _ in 0..80 {
-        let answer = tokio::time::timeout_at(deadline, answers.recv()).await;
-        let (http, grpc, message) = answer.expect("eighty refusals within 5 s").unwrap();
-        assert_eq!((http, grpc.as_str()), (200, "8"), "{message}");
+    for message in refusals(&mut answers, 80, deadline).await {
         assert!(message.contains("127.0.0.2"), "{message}");
     }
     let one_request = 64 << 10;
@@ -1230,11 +1225,7 @@ async fn a_flood_that_comes_first_leaves_room_for_the_next_sender() {
     let (url, sink, in_flight, _stop) = serve_grpc_budgeted(&cfg).await;
     let (stalled, mut answers) = flood(&url, "127.0.0.2".parse().unwrap(), 100);
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
-    for _ in 0..60 {
-        let answer = tokio::time::timeout_at(deadline, answers.recv()).await;
-        let (http, grpc, message) = answer.expect("sixty refusals within 5 s").unwrap();
-        assert_eq!((http, grpc.as_str()), (200, "8"), "{message}");
-    }
+    refusals(&mut answers, 60, deadline).await;
     let share = (64 << 10) + (64 << 10);
     assert!(
         in_flight.held() <= MIB - share,
@@ -1271,11 +1262,7 @@ async fn two_flooding_addresses_still_leave_room() {
     for (senders, mut answers) in floods {
         // The first to come may take half the budget while under it (17 or 18 of its
         // streams), the other its third (11 or 12).
-        for _ in 0..40 {
-            let answer = tokio::time::timeout_at(deadline, answers.recv()).await;
-            let (http, grpc, message) = answer.expect("refusals within 5 s").unwrap();
-            assert_eq!((http, grpc.as_str()), (200, "8"), "{message}");
-        }
+        refusals(&mut answers, 40, deadline).await;
         stalled.push((senders, answers));
     }
     let one_request = 64 << 10;

@@ -479,6 +479,23 @@ async fn spans_left_at_the_drain_deadline_are_counted_failed() {
     stop.cancel();
 }
 
+/// Exports three traces of two spans (`seed`) to the router at `addr` and waits (5 s at
+/// most) until their spans are queued: how many, and when the wait began.
+async fn export_queued(addr: SocketAddr, router: &Router, seed: u64) -> (u64, Instant) {
+    let mut client = TraceServiceClient::connect(format!("http://{addr}"))
+        .await
+        .unwrap();
+    let req = FakeOtlp::traces(3).spans(2).seed(seed).build();
+    let sent = spans(&req);
+    client.export(req).await.unwrap();
+    let started = Instant::now();
+    while router.pending_spans() < sent {
+        assert!(started.elapsed() < Duration::from_secs(5), "not queued");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    (sent, started)
+}
+
 /// Scenario: the only gateway is down when the router starts draining (deadline 20 s), with
 /// a request's part queued for it; it comes back 3 s into the drain, on a paused clock.
 /// Guarantees: the drain keeps trying until then instead of giving the part up at once (a
@@ -491,17 +508,7 @@ async fn a_drain_waits_for_a_gateway_that_comes_back() {
     let dead = dead_address([127, 0, 0, 41]).await;
     let (addr, router) =
         start_router(vec![dead.to_string()], ForwardConfig::default(), &stop).await;
-    let mut client = TraceServiceClient::connect(format!("http://{addr}"))
-        .await
-        .unwrap();
-    let req = FakeOtlp::traces(3).spans(2).seed(43).build();
-    let sent = spans(&req);
-    client.export(req).await.unwrap();
-    let started = Instant::now();
-    while router.pending_spans() < sent {
-        assert!(started.elapsed() < Duration::from_secs(5), "not queued");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    let (sent, _) = export_queued(addr, &router, 43).await;
     let back = {
         let stop = stop.clone();
         tokio::spawn(async move {
@@ -561,17 +568,7 @@ async fn spans_given_up_at_the_drain_deadline_are_scraped_before_exit() {
         })
     };
     members_known(&router, 1).await;
-    let mut client = TraceServiceClient::connect(format!("http://{addr}"))
-        .await
-        .unwrap();
-    let req = FakeOtlp::traces(3).spans(2).seed(44).build();
-    let sent = spans(&req);
-    client.export(req).await.unwrap();
-    let started = Instant::now();
-    while router.pending_spans() < sent {
-        assert!(started.elapsed() < Duration::from_secs(5), "not queued");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    let (sent, started) = export_queued(addr, &router, 44).await;
     stop.cancel();
     let failed_line = format!("tailgate_router_failed_spans_total {sent}\n");
     let mut scraped = false;

@@ -201,10 +201,7 @@ impl<S: SpanSink> TraceService<S> {
         let deadline = sender_deadline(&req);
         // The open request's own cost first, held until it is answered (see
         // `InFlight::take_request`): a stream that sends headers and then nothing holds it.
-        let sender = req
-            .extensions()
-            .get::<crate::serve::SenderAddr>()
-            .map(|a| a.0);
+        let sender = crate::serve::SenderAddr::of(&req);
         let mut held = InFlightBytes::from_sender(sender);
         if let Err(refusal) = self.in_flight.take_request(&mut held, req.headers()) {
             self.sink.refused(&refusal);

@@ -135,10 +135,7 @@ async fn receive<S: SpanSink>(
     }
     // The open request's own cost first, held until it is answered (see
     // `InFlight::take_request`).
-    let sender = req
-        .extensions()
-        .get::<crate::serve::SenderAddr>()
-        .map(|a| a.0);
+    let sender = crate::serve::SenderAddr::of(&req);
     let mut held = InFlightBytes::from_sender(sender);
     limits.in_flight.take_request(&mut held, req.headers())?;
     // Room is asked for once the body starts (see `primed`), then held before reading the

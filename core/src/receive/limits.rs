@@ -370,7 +370,15 @@ impl Limits {
 pub struct InFlight {
     budget: std::sync::Arc<tokio::sync::Semaphore>,
     capacity: usize,
-    least_share: usize,
+    /// How the budget is shared among senders; `None`: it is not.
+    shares: Option<Shares>,
+}
+
+/// How an [`InFlight`] budget is shared among senders.
+#[derive(Debug, Clone)]
+struct Shares {
+    /// What every sender may hold however many others are about (one largest request).
+    least: usize,
     /// The most a sender alone may hold.
     alone: usize,
     senders: Senders,
@@ -479,7 +487,12 @@ impl Drop for InFlightBytes {
 impl InFlight {
     /// A budget of `capacity` bytes, not shared among senders.
     pub fn new(capacity: usize) -> Self {
-        Self::shared(capacity, usize::MAX, usize::MAX)
+        let capacity = capacity.min(tokio::sync::Semaphore::MAX_PERMITS);
+        InFlight {
+            budget: std::sync::Arc::new(tokio::sync::Semaphore::new(capacity)),
+            capacity,
+            shares: None,
+        }
     }
 
     /// A budget of `capacity` bytes shared among senders: every sender may hold
@@ -487,13 +500,14 @@ impl InFlight {
     /// sender alone all but that, or at least `largest` (the most one request may take,
     /// compressed and decompressed).
     pub fn shared(capacity: usize, least_share: usize, largest: usize) -> Self {
-        let capacity = capacity.min(tokio::sync::Semaphore::MAX_PERMITS);
+        let budget = Self::new(capacity);
         InFlight {
-            budget: std::sync::Arc::new(tokio::sync::Semaphore::new(capacity)),
-            capacity,
-            least_share,
-            alone: capacity.saturating_sub(least_share).max(largest),
-            senders: Default::default(),
+            shares: Some(Shares {
+                least: least_share,
+                alone: budget.capacity.saturating_sub(least_share).max(largest),
+                senders: Default::default(),
+            }),
+            ..budget
         }
     }
 
@@ -526,11 +540,11 @@ impl InFlight {
         if n == 0 {
             return Ok(());
         }
-        let Some(addr) = held.sender else {
+        let (Some(addr), Some(shares)) = (held.sender, &self.shares) else {
             return self.take_permit(held, n);
         };
         let now = tokio::time::Instant::now();
-        let mut table = self
+        let mut table = shares
             .senders
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -553,12 +567,12 @@ impl InFlight {
             .or_insert(Sender { held: 0, seen: now });
         sender.seen = now;
         let mine = sender.held;
-        self.within_share(addr, mine, n, table.by_addr.len())?;
+        self.within_share(shares, addr, mine, n, table.by_addr.len())?;
         self.take_permit(held, n)?;
         if let Some(sender) = table.by_addr.get_mut(&key) {
             sender.held += n;
             let before = held.counted.take().map_or(0, |(.., n)| n);
-            held.counted = Some((self.senders.clone(), key, before + n));
+            held.counted = Some((shares.senders.clone(), key, before + n));
         }
         Ok(())
     }
@@ -568,13 +582,14 @@ impl InFlight {
     /// budget would be held and it would be past its share.
     fn within_share(
         &self,
+        shares: &Shares,
         addr: std::net::IpAddr,
         mine: usize,
         n: usize,
         senders: usize,
     ) -> Result<(), Refusal> {
         if senders <= 1 {
-            if mine + n <= self.alone {
+            if mine + n <= shares.alone {
                 return Ok(());
             }
             return Err(Refusal::OverShare {
@@ -588,7 +603,7 @@ impl InFlight {
         if self.held() + n <= self.capacity / 2 {
             return Ok(());
         }
-        let share = (self.capacity / senders).max(self.least_share);
+        let share = (self.capacity / senders).max(shares.least);
         if mine + n <= share {
             return Ok(());
         }

@@ -87,7 +87,7 @@ async fn a_sender_keeps_to_its_share_while_another_is_about() {
     assert_eq!(budget.held(), 900);
     drop((flood, more));
     assert_eq!(budget.held(), 0);
-    let table = budget.senders.lock().unwrap();
+    let table = budget.shares.as_ref().unwrap().senders.lock().unwrap();
     assert!(table.by_addr.values().all(|s| s.held == 0));
 }
 
@@ -143,12 +143,23 @@ async fn a_v6_64_is_one_sender_and_senders_past_the_bound_share_one_entry() {
     let x = takes(&budget, addr(1), 10, 1).unwrap();
     let y = takes(&budget, addr(2), 20, 1).unwrap();
     {
-        let table = budget.senders.lock().unwrap();
+        let table = budget.shares.as_ref().unwrap().senders.lock().unwrap();
         assert_eq!(table.by_addr.len(), MAX_SENDERS + 1);
         assert_eq!(table.by_addr[&OVERFLOW].held, 30);
     }
     drop((x, y));
-    assert_eq!(budget.senders.lock().unwrap().by_addr[&OVERFLOW].held, 0);
+    assert_eq!(
+        budget
+            .shares
+            .as_ref()
+            .unwrap()
+            .senders
+            .lock()
+            .unwrap()
+            .by_addr[&OVERFLOW]
+            .held,
+        0
+    );
     assert_eq!(budget.held(), 0);
 }
 

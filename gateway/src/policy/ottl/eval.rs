@@ -973,25 +973,18 @@ fn concat<'a>(
 /// `Keys(map)`: the map's keys, in its order, as a list of strings. Anything but a map,
 /// nil included, is an error, as OTTL's `PMapGetter` makes it.
 fn keys<'a>(target: Value<'_>) -> Result<Value<'a>, OttlError> {
+    use tailgate_core::wire::span_fields::put_len_field;
     let Value::Map(msg, field) = target else {
         return Err(expects(Func::Keys, "a map", &target));
     };
-    let mut out = Vec::new();
+    // An `ArrayValue`'s `values` (field 1), each an `AnyValue` with `string_value` (1).
+    let (mut out, mut item) = (Vec::new(), Vec::new());
     for (key, _) in map_entries(msg, field) {
-        push_list_string(&mut out, key);
+        item.clear();
+        put_len_field(&mut item, 1, key);
+        put_len_field(&mut out, 1, &item);
     }
     Ok(Value::List(Cow::Owned(out)))
-}
-
-/// Appends `s` to an encoded `ArrayValue` as a string `AnyValue` (field 1 of each).
-fn push_list_string(list: &mut Vec<u8>, s: &[u8]) {
-    use tailgate_core::wire::reframe::{put_varint, varint_len};
-    let len = s.len() as u64;
-    list.push(0x0a);
-    put_varint(list, 1 + varint_len(len) as u64 + len);
-    list.push(0x0a);
-    put_varint(list, len);
-    list.extend_from_slice(s);
 }
 
 /// `HasPrefix(target, prefix)` and `HasSuffix(target, suffix)`: both strings, never nil.
