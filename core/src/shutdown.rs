@@ -5,22 +5,43 @@
 
 use tokio_util::sync::CancellationToken;
 
-/// Waits for SIGTERM or Ctrl-C, logs `what` (what shutting down means for this component)
-/// and cancels `shutdown`.
-pub async fn on_signal(shutdown: CancellationToken, what: &'static str) {
-    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(s) => s,
+/// Takes SIGTERM and SIGINT (Ctrl-C) from now on (registered before this returns, so a
+/// signal sent after it, even before the returned future first runs, cannot end the
+/// process undrained); the future waits for one, logs `what` (what shutting down means
+/// for this component) and cancels `shutdown`. Where a signal cannot be registered, it is
+/// logged and the future waits for the other.
+pub fn on_signal(
+    shutdown: CancellationToken,
+    what: &'static str,
+) -> impl std::future::Future<Output = ()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let registered = |kind: SignalKind, name: &'static str| match signal(kind) {
+        Ok(s) => Some(s),
         Err(e) => {
-            tracing::warn!(error = %e, "Cannot listen for SIGTERM.");
-            return;
+            tracing::warn!(error = %e, "Cannot listen for {name}.");
+            None
         }
     };
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = tokio::signal::ctrl_c() => {}
+    let mut term = registered(SignalKind::terminate(), "SIGTERM");
+    let mut int = registered(SignalKind::interrupt(), "SIGINT");
+    async move {
+        tokio::select! {
+            () = next(&mut term) => {}
+            () = next(&mut int) => {}
+        }
+        tracing::info!("Shutting down: {what}.");
+        shutdown.cancel();
     }
-    tracing::info!("Shutting down: {what}.");
-    shutdown.cancel();
+}
+
+/// The next delivery of `signal`; never, without one.
+async fn next(signal: &mut Option<tokio::signal::unix::Signal>) {
+    match signal {
+        Some(s) => {
+            s.recv().await;
+        }
+        None => std::future::pending().await,
+    }
 }
 
 /// Takes SIGHUP from now on (registered before this returns, so a SIGHUP sent after it

@@ -406,15 +406,16 @@ async fn serve(
         admin.push(tailgate_core::receive::bind("metrics", m).await?);
     }
     let plan = PolicyPlan::compile(&policies);
-    tracing::info!(grpc = ?listeners.grpc_addr(), http = ?listeners.http_addr(), policies = plan.names().len(), decision_wait = ?plan.decision_wait, "Gateway listening.");
-    let gateway = Gateway::start(&config, plan)
-        .context("starting the pipeline")?
-        .with_final_scrape_wait(final_scrape_wait);
+    // Registered before "listening" is logged: a SIGTERM from then on drains.
     let shutdown = CancellationToken::new();
     tokio::spawn(tailgate_core::shutdown::on_signal(
         shutdown.clone(),
         "deciding buffered traces and flushing exports",
     ));
+    tracing::info!(grpc = ?listeners.grpc_addr(), http = ?listeners.http_addr(), policies = plan.names().len(), decision_wait = ?plan.decision_wait, "Gateway listening.");
+    let gateway = Gateway::start(&config, plan)
+        .context("starting the pipeline")?
+        .with_final_scrape_wait(final_scrape_wait);
     gateway.watch_policies(policies_path, reload_interval, shutdown.clone());
     gateway
         .serve(listeners, admin, shutdown, drain)

@@ -101,6 +101,7 @@ async fn run(
     let router = Router::new(config.forward.clone());
     router.set_final_scrape_wait(final_scrape_wait);
     let shutdown = CancellationToken::new();
+    // Registered before "listening" is logged: a SIGTERM from then on drains.
     tokio::spawn(tailgate_core::shutdown::on_signal(
         shutdown.clone(),
         "finishing open requests and sending queued data",
