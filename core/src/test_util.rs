@@ -1009,3 +1009,43 @@ impl std::io::Write for CapturedLog {
         Ok(())
     }
 }
+
+/// Asserts that every `.rs` file in `package/tests/` is compiled: named as a module
+/// (`mod name;`) in `main_rs`, the source of the package's one integration-test binary
+/// (`tests/main.rs`, listed there for why), or listed in `own_targets` (files that are a test
+/// target of their own in Cargo.toml). With `autotests = false`, a file left out would
+/// otherwise never run and never fail.
+///
+/// # Panics
+///
+/// When a file is neither, or the folder cannot be read.
+pub fn assert_test_files_are_modules(
+    package: &std::path::Path,
+    main_rs: &str,
+    own_targets: &[&str],
+) {
+    let dir = package.join("tests");
+    let mut missing = Vec::new();
+    let entries = std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(module) = name.strip_suffix(".rs") else {
+            continue;
+        };
+        if module == "main" || own_targets.contains(&module) {
+            continue;
+        }
+        if !main_rs
+            .lines()
+            .any(|l| l.trim() == format!("mod {module};"))
+        {
+            missing.push(name);
+        }
+    }
+    missing.sort();
+    assert!(
+        missing.is_empty(),
+        "{}: not compiled (add `mod <name>;` to tests/main.rs): {missing:?}",
+        dir.display()
+    );
+}

@@ -1,7 +1,7 @@
 #![allow(clippy::unwrap_used)] // test fixtures: a failed setup should fail loudly
 //! A gateway on its own: every span it receives is accounted for.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -4,7 +4,7 @@
 //! head sampler already wrote; policies read `tracestate` and the root span's name off the
 //! encoded spans.
 
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 use std::time::Duration;

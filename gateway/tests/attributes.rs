@@ -2,7 +2,7 @@
 //! Attribute policies on real requests: values are read from the encoded spans and
 //! resources, not from decoded structs.
 
-mod common;
+use crate::common;
 
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;

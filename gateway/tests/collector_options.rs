@@ -3,7 +3,7 @@
 //! `drop_pending_traces_on_shutdown` (processor.go: an oversized trace is dropped
 //! unevaluated; pending traces are dropped at shutdown instead of decided).
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -1,7 +1,7 @@
 #![allow(clippy::unwrap_used)] // test fixtures: a failed setup should fail loudly
 //! `decision_wait_after_root_received`: traces whose root arrived are decided early.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -4,7 +4,7 @@
 //! from a token endpoint (a fake on loopback), with the project headers Google's clients
 //! send. Core's `gcp` tests check the key's signature and the metadata server.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 

@@ -4,7 +4,7 @@
 //! rules' effect on each header is shown by core's `request_auth` tests; here, that what
 //! they leave is what reaches the backend, over gRPC and HTTP.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -3,7 +3,7 @@
 //! limit the oldest traces are decided early; over the hard limit senders are refused with
 //! `RESOURCE_EXHAUSTED`; every span stays accounted for.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -3,7 +3,7 @@
 //! their tokens from an OAuth2 token endpoint (client credentials) and send them to
 //! backends that take only that token; and the settings refused at load.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::time::Duration;

@@ -3,7 +3,7 @@
 //! up exported, dropped by policy, refused (the sender was told to retry) or failed (the
 //! backend stayed down past the retry bound), and nothing is in two places or none.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

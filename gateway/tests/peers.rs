@@ -5,7 +5,7 @@
 //! a draining gateway hands off everything. Every trace must reach a backend whole, from
 //! exactly one gateway.
 
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;

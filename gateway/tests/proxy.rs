@@ -4,7 +4,7 @@
 //! both over TLS to backends known by a name that does not resolve here (only the proxy
 //! reaches them), as in a cluster whose egress goes through a corporate proxy.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::time::Duration;

@@ -3,7 +3,7 @@
 //! (examples/refinery-rules.yaml → examples/from-refinery.yaml) decides as the rules do,
 //! end to end, and Honeycomb's `SampleRate` field is written on kept spans.
 
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 use std::path::Path;

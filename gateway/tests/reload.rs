@@ -1,7 +1,7 @@
 #![allow(clippy::unwrap_used)] // test fixtures: a failed setup should fail loudly
 //! Policy hot reload while traffic flows.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -2,7 +2,7 @@
 //! `attributes:` actions on kept spans (issue 16): what the backends get is scrubbed, what
 //! the policies decide on is not.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -5,7 +5,7 @@
 //! each signature as AWS does, from the headers the request lists as signed. Core's
 //! `sigv4` tests check the signatures against botocore's.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::time::Duration;

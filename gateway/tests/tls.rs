@@ -3,7 +3,7 @@
 //! client send over mutual TLS, the gateway exports over TLS to an OTLP/gRPC and an
 //! OTLP/HTTP backend that trust only their own CA, all with certificates made here.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::process::Command;

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use tailgate_loadtest::chaos::{run_chaos, ChaosConfig, Scenario};
 
-mod common;
+use crate::common;
 use common::binaries;
 
 /// The scenarios of each run below, each run on its own subnet.

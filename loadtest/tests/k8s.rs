@@ -13,7 +13,7 @@ use serde_yaml_ng::Value;
 use tailgate_core::config::{collector_text, parse_plain_yaml};
 use tailgate_gateway::{GatewayConfig, PolicyFile};
 
-mod common;
+use crate::common;
 use tailgate_router::RouterConfig;
 
 fn root() -> PathBuf {

@@ -22,7 +22,7 @@ use tokio_util::sync::CancellationToken;
 
 const KEEP_ALL: &str = "decision_wait: 500ms\npolicies:\n  - {name: all, type: always_sample}\n";
 
-mod common;
+use crate::common;
 
 fn python_sdk_missing() -> bool {
     let ok = Command::new(common::python_tool("python3"))
