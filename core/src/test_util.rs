@@ -967,9 +967,23 @@ pub fn compressed(encoding: crate::receive::compress::Encoding, data: &[u8]) -> 
 #[derive(Clone, Default)]
 pub struct CapturedLog(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
 
+/// Keeps a [`CapturedLog`] installed while it lives.
+pub struct CapturedLogGuard {
+    _default: tracing::subscriber::DefaultGuard,
+    /// A second registered dispatcher, interested in everything (see [`CapturedLog::install`]).
+    _anchor: tracing::Dispatch,
+}
+
 impl CapturedLog {
     /// A new sink, installed.
-    pub fn install() -> (Self, tracing::subscriber::DefaultGuard) {
+    ///
+    /// tracing caches each callsite's interest process-wide, computed by the first thread
+    /// that reaches it; while only one dispatcher is registered it asks that thread's
+    /// default, so a test thread with no subscriber (a sibling test) could cache "never"
+    /// for a line this capture waits for, and its event would be dropped (seen: one run in
+    /// ten of core's tests, tokio-rs/tracing#3611). A second dispatcher kept registered
+    /// while the capture lives makes tracing ask every registered dispatcher instead.
+    pub fn install() -> (Self, CapturedLogGuard) {
         let log = CapturedLog::default();
         let sink = log.clone();
         let subscriber = tracing_subscriber::fmt()
@@ -977,7 +991,14 @@ impl CapturedLog {
             .with_ansi(false)
             .with_max_level(tracing::Level::INFO)
             .finish();
-        (log, tracing::subscriber::set_default(subscriber))
+        let anchor = tracing::Dispatch::new(tracing_subscriber::registry());
+        let default = tracing::subscriber::set_default(subscriber);
+        tracing::callsite::rebuild_interest_cache();
+        let guard = CapturedLogGuard {
+            _default: default,
+            _anchor: anchor,
+        };
+        (log, guard)
     }
 
     /// How many times `needle` was written.
