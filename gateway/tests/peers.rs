@@ -67,6 +67,12 @@ async fn pod_with_peer_port(
 
 /// A pod with the `peers` block given.
 async fn pod_with_peers(listeners: Listeners, peers: PeersConfig) -> Pod {
+    let largest = ReceiveConfig::default().max_request_bytes;
+    pod_taking(listeners, peers, largest).await
+}
+
+/// A pod with the `peers` block given, taking requests of at most `max_request_bytes`.
+async fn pod_taking(listeners: Listeners, peers: PeersConfig, max_request_bytes: usize) -> Pod {
     let stop = CancellationToken::new();
     let (backend_addr, backend) =
         CaptureBackend::start("127.0.0.1:0".parse().unwrap(), stop.clone())
@@ -76,6 +82,7 @@ async fn pod_with_peers(listeners: Listeners, peers: PeersConfig) -> Pod {
     let receive = ReceiveConfig {
         grpc: Some(addr),
         http: None,
+        max_request_bytes,
         ..Default::default()
     };
     // Scrubbed wherever a trace is exported: forwarded and handed-off traces too.
@@ -385,6 +392,76 @@ async fn gateways_leaving_together_hand_everything_to_the_one_that_stays() {
 
 /// Sends `req` to `addr` as a peer does: marked `tailgate-peer: {origin}`, with the
 /// peers' secret.
+/// Scenario: gateway A, alone on the ring, buffers one 4 MB request of 100 two-span traces
+/// (20 KB spans); gateway B, which takes requests of 1.5 MiB at most, joins the ring.
+/// Guarantees: A hands B every span of the traces B now owns (about 2 MB: more than B
+/// takes in one request, so they go in several) and keeps none of them; B received them
+/// all from A.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_handoff_larger_than_a_peer_takes_in_one_request_goes_in_several() {
+    let (listeners, addrs) = bind_pods(&[[127, 0, 0, 40], [127, 0, 0, 41]]).await;
+    let mut listeners = listeners.into_iter();
+    let peers = |initial: &[SocketAddr], me: SocketAddr| PeersConfig {
+        advertise: Some(me.to_string()),
+        static_list: initial.iter().map(ToString::to_string).collect(),
+        leave_linger: Duration::from_millis(300),
+        secret: Some(SECRET.into()),
+        ..Default::default()
+    };
+    let largest = ReceiveConfig::default().max_request_bytes;
+    let a = pod_taking(
+        listeners.next().unwrap(),
+        peers(&addrs[..1], addrs[0]),
+        largest,
+    )
+    .await;
+    let b = pod_taking(
+        listeners.next().unwrap(),
+        peers(&addrs[..1], addrs[1]),
+        1536 << 10,
+    )
+    .await;
+    let mut req = FakeOtlp::traces(100).spans(2).seed(40).build();
+    for rs in &mut req.resource_spans {
+        for ss in &mut rs.scope_spans {
+            for s in &mut ss.spans {
+                s.attributes
+                    .push(tailgate_core::test_util::kv("payload", &"x".repeat(20_000)));
+            }
+        }
+    }
+    assert!(req.encoded_len() > 4_000_000);
+    send(a.addr, &req).await;
+    let all: Vec<Member> = addrs.iter().map(|x| Member::new(x.to_string())).collect();
+    let ring = tailgate_core::ring::Ring::new(all.clone());
+    let for_b: u64 = req
+        .resource_spans
+        .iter()
+        .flat_map(|rs| &rs.scope_spans)
+        .flat_map(|ss| &ss.spans)
+        .filter(|s| ring.owner(&s.trace_id.as_slice().try_into().unwrap()) == Some(&all[1]))
+        .count() as u64;
+    assert!((60..=140).contains(&for_b), "B owns {for_b} of 200 spans");
+    for p in [&a, &b] {
+        p.peers.set_members(all.clone());
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while b.stats.peers.received_spans.get() < for_b {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "B received {} of {for_b} spans; A handed off {}",
+            b.stats.peers.received_spans.get(),
+            a.stats.peers.handed_off_spans.get()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(a.stats.peers.handed_off_spans.get(), for_b);
+    assert_eq!(b.stats.peers.received_spans.get(), for_b);
+    for p in [a, b] {
+        p.stop.cancel();
+    }
+}
+
 async fn send_as_peer(addr: SocketAddr, req: &ExportTraceServiceRequest, origin: &str) {
     let mut client = TraceServiceClient::connect(format!("http://{addr}"))
         .await

@@ -289,6 +289,10 @@ pub const MAX_HOPS: u8 = 3;
 
 /// Handed-off traces go out in requests of at most this many spans...
 const HANDOFF_MAX_SPANS: usize = 4096;
+/// ...and this many bytes of spans (a trace larger goes alone), so that a request stays
+/// under the peers' `receive.max_request_bytes` (4 MiB in the shipped manifests: 4,096
+/// spans of 1 KB would not) and is as cheap to move as the routers' parts...
+const HANDOFF_MAX_BYTES: u64 = 1 << 20;
 /// ...whose traces were first seen within this span of time, since a request carries one
 /// age for all of them (the youngest's: a trace may be decided a little late, never early).
 const HANDOFF_AGE_STEP: Duration = Duration::from_millis(250);
@@ -965,13 +969,16 @@ impl TraceBuffer {
         let mut out = BytesMut::new();
         let mut i = 0;
         while i < traces.len() {
-            let (start, mut j, mut spans) = (traces[i].entry.first_seen, i, 0usize);
+            let (start, mut j, mut spans, mut bytes) =
+                (traces[i].entry.first_seen, i, 0usize, 0u64);
             while j < traces.len()
                 && (j == i
                     || (spans + traces[j].entry.spans.len() <= HANDOFF_MAX_SPANS
+                        && bytes + traces[j].entry.summary.bytes <= HANDOFF_MAX_BYTES
                         && traces[j].entry.first_seen.duration_since(start) <= HANDOFF_AGE_STEP))
             {
                 spans += traces[j].entry.spans.len();
+                bytes += traces[j].entry.summary.bytes;
                 j += 1;
             }
             let chunk = &traces[i..j];
