@@ -41,6 +41,7 @@ pub mod forward;
 pub mod gcp;
 #[cfg(feature = "net")]
 pub mod members;
+pub mod memory;
 #[cfg(feature = "net")]
 pub mod oauth2;
 #[cfg(feature = "net")]

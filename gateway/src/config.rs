@@ -37,6 +37,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 use tailgate_core::config::{load_checked, ConfigError};
+use tailgate_core::memory::MemoryBound;
 use tailgate_core::receive::ReceiveConfig;
 
 pub use crate::export::ExportConfig;
@@ -160,6 +161,11 @@ impl BufferConfig {
     }
 }
 
+/// What the gateway holds whatever its config (the formula's "64 MiB"): runtime, threads'
+/// stacks, the decision cache at its default size, metrics, the reused scans' retained
+/// room, and half of one exporter's default queue.
+const GATEWAY_BASE_BYTES: u64 = 64 << 20;
+
 // === impl GatewayConfig ===
 
 impl GatewayConfig {
@@ -193,6 +199,48 @@ impl GatewayConfig {
         warnings.extend(self.export.warnings());
         warnings.extend(self.extensions.warnings());
         warnings
+    }
+
+    /// What this config lets the gateway hold at most with `threads` worker threads
+    /// (docs/configuration.md's formula, every term that applies to senders that are not
+    /// trusted included): the buffer and 10% for what its spans' bytes cost beyond their
+    /// charge, the receivers' in-flight budget and connections (the peer port too), a fixed
+    /// base that covers one exporter's queue at its default, half of the other queues,
+    /// and one scan of a request of bare spans per worker thread (six times
+    /// `receive.max_request_bytes`). Not counted: kept spans grown by `attributes` actions.
+    pub fn memory_bound(&self, threads: usize) -> MemoryBound {
+        let mut bound = MemoryBound::default();
+        bound.add(
+            "base (runtime, decision cache, metrics)",
+            GATEWAY_BASE_BYTES,
+        );
+        bound.add(
+            "buffer.max_buffered_bytes × 1.1",
+            self.buffer
+                .max_buffered_bytes
+                .saturating_add(self.buffer.max_buffered_bytes / 10),
+        );
+        let listeners = usize::from(self.receive.grpc.is_some())
+            + usize::from(self.receive.http.is_some())
+            + usize::from(self.peers.listen.is_some());
+        self.receive.memory_terms(&mut bound, listeners);
+        // Queued kept spans cost up to half again what they were admitted at; the base
+        // holds half of one default queue.
+        let halves: u64 = self.export.queue_bytes().map(|q| q / 2).sum();
+        let in_base = crate::export::default_queue_bytes() / 2;
+        bound.add(
+            "export queue_bytes ÷ 2 per exporter, one default queue's in the base (queued kept spans)",
+            halves.saturating_sub(in_base),
+        );
+        bound.add(
+            format!(
+                "6 × receive.max_request_bytes × {threads} worker threads (scans of bare spans)"
+            ),
+            (self.receive.max_request_bytes as u64)
+                .saturating_mul(6)
+                .saturating_mul(threads as u64),
+        );
+        bound
     }
 
     /// Loads and validates a config file.
@@ -341,6 +389,36 @@ mod tests {
     use crate::export::ExporterConfig;
     use tailgate_core::config::parse_yaml;
     use tailgate_core::forward::Compression;
+
+    /// Scenario: the memory bound of a gateway config with a 1 GiB buffer, 256 connections
+    /// a port, a peer port and two exporters (one with a 128 MiB queue), on 4 cores.
+    /// Guarantees: each term is what docs/configuration.md's formula gives, computed here
+    /// from the documented defaults: connections count on each of the three ports, the
+    /// queues beyond one default queue count half, scans count per worker thread.
+    #[test]
+    fn the_memory_bound_follows_the_documented_formula() {
+        const MIB: u64 = 1 << 20;
+        let text = "receive: {grpc: 127.0.0.1:4317, http: 127.0.0.1:4318, max_connections: 256}\n\
+                    buffer: {max_buffered_bytes: 1073741824}\n\
+                    peers: {static: [127.0.0.1:4317], listen: 127.0.0.1:4319}\n\
+                    export:\n  debug: {}\n  otlp:\n    endpoint: http://b:4317\n    queue_bytes: 134217728\n";
+        let path = Path::new("gateway.yaml");
+        let c: GatewayConfig = parse_yaml(path, text).unwrap();
+        let terms: Vec<u64> = c.memory_bound(4).terms.iter().map(|t| t.bytes).collect();
+        // base; 1 GiB + 10%; 64 MiB in flight; 256 × 3 ports × 80 KiB; (32 + 64) − 32 MiB of
+        // queues; 6 × 16 MiB × 4 threads.
+        assert_eq!(
+            terms,
+            [
+                64 * MIB,
+                1024 * MIB + 1073741824 / 10,
+                64 * MIB,
+                60 * MIB,
+                64 * MIB,
+                384 * MIB
+            ]
+        );
+    }
 
     /// Scenario: errors found after parsing (an exporter endpoint with an unknown scheme, a
     /// receiver limit of 0) and a null `peers.secret`, in files as written, loaded as the

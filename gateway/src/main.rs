@@ -47,7 +47,7 @@ struct Args {
     /// (`NAME` for `tail_sampling/NAME`).
     #[arg(long, value_name = "NAME")]
     processor: Option<String>,
-    /// Validate the files given (--config, --policies or both) and exit: 0 and `FILE: ok` per file on stdout when valid, 64 and the error on stderr when not (warnings on stderr either way).
+    /// Validate the files given (--config, --policies or both) and exit: 0 and `FILE: ok` per file on stdout when valid, 64 and the error on stderr when not (warnings, and the memory the config allows on this machine, term by term, on stderr).
     #[arg(long)]
     check: bool,
     /// How often the policy file is checked for changes (it also reloads on SIGHUP).
@@ -168,7 +168,7 @@ fn main() -> ExitCode {
         for warning in &warnings {
             eprintln!("{}: warning: {warning}", config_path.display());
         }
-        for note in config_notes(&config) {
+        for note in config_notes(&config, true) {
             eprintln!("{}: note: {note}", config_path.display());
         }
         print_policy_warnings(policies_path, &policies);
@@ -177,7 +177,7 @@ fn main() -> ExitCode {
     for warning in &warnings {
         tracing::warn!(%warning, "Config.");
     }
-    for note in config_notes(&config) {
+    for note in config_notes(&config, false) {
         tracing::info!(%note, "Config.");
     }
     match run(
@@ -200,10 +200,22 @@ fn main() -> ExitCode {
 }
 
 /// What `--check` prints and the start logs as notes: each exporter's proxy, each
-/// `sigv4auth`'s credentials.
-fn config_notes(config: &GatewayConfig) -> Vec<String> {
+/// `sigv4auth`'s credentials, and the memory the config allows on this machine (worker
+/// threads are one per core), for the container's limit: a line per term with `lines`
+/// (`--check`), else one line (the start's log).
+fn config_notes(config: &GatewayConfig, lines: bool) -> Vec<String> {
     let mut notes = config.export.proxy_notes();
     notes.extend(config.extensions.notes());
+    let threads = std::thread::available_parallelism().map_or(1, usize::from);
+    let bound = config.memory_bound(threads);
+    let bound = if lines {
+        format!("{bound:#}")
+    } else {
+        bound.to_string()
+    };
+    notes.push(format!(
+        "memory with {threads} worker threads (docs/configuration.md: set the container's limit above it): {bound}"
+    ));
     notes
 }
 
@@ -220,7 +232,7 @@ fn check_config_only(path: &std::path::Path) -> ExitCode {
     for warning in &warnings {
         eprintln!("{}: warning: {warning}", path.display());
     }
-    for note in config_notes(&config) {
+    for note in config_notes(&config, true) {
         eprintln!("{}: note: {note}", path.display());
     }
     say_ok(&[path])

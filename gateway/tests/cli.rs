@@ -153,7 +153,8 @@ fn the_shipped_config_checks_as_deploy_md_says() {
 /// Scenario: `--check` with one file only: the shipped config alone, the shipped policies
 /// alone, a config with a tab-indented line alone, and `--check` with neither.
 /// Guarantees: each file given is checked on its own (`FILE: ok`, exit 0; or the error,
-/// exit 64); with neither, a usage error (64) that says --check takes either.
+/// exit 64), a config with the memory it allows on this machine; with neither, a usage
+/// error (64) that says --check takes either.
 #[test]
 fn check_takes_either_file_alone() {
     let base = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../k8s/base/config");
@@ -174,6 +175,26 @@ fn check_takes_either_file_alone() {
         String::from_utf8_lossy(&config.stdout),
         "gateway.yaml: ok\n"
     );
+    // The memory the shipped config allows, on this machine's cores: the 1 GiB buffer and
+    // a 4 MiB request's scan per worker thread among the terms.
+    let err = String::from_utf8_lossy(&config.stderr);
+    let threads = std::thread::available_parallelism().unwrap().get();
+    assert!(
+        err.contains(&format!(
+            "gateway.yaml: note: memory with {threads} worker threads"
+        )),
+        "{err}"
+    );
+    let terms: Vec<&str> = err.lines().map(str::trim).collect();
+    assert!(
+        terms.contains(&"1127 MiB  buffer.max_buffered_bytes × 1.1"),
+        "{err}"
+    );
+    let scans = format!(
+        "{} MiB  6 × receive.max_request_bytes × {threads} worker threads (scans of bare spans)",
+        24 * threads
+    );
+    assert!(terms.contains(&scans.as_str()), "{err}");
     let policies = check(&["--policies", "policies.yaml"], &base);
     assert_eq!(policies.status.code(), Some(0), "{policies:?}");
     assert_eq!(

@@ -85,6 +85,23 @@ fn as_in_pod<T: serde::de::DeserializeOwned>(name: &str, text: &str, namespace: 
     parse_plain_yaml(path, &expanded).unwrap()
 }
 
+/// The cores of the largest node the shipped gateway limits are sized for (docs/deploy.md).
+const NODE_CORES: usize = 8;
+
+/// A memory quantity (`512Mi`, `1Gi`, `1536Mi`) in bytes.
+fn memory_quantity(q: &Value) -> u64 {
+    let q = q
+        .as_str()
+        .unwrap_or_else(|| panic!("memory quantity {q:?}"));
+    let (n, unit) = q.split_at(q.find(|c: char| !c.is_ascii_digit()).unwrap_or(q.len()));
+    let shift = match unit {
+        "Mi" => 20,
+        "Gi" => 30,
+        other => panic!("unit {other} of {q}"),
+    };
+    n.parse::<u64>().unwrap() << shift
+}
+
 /// The seconds of a `--drain-deadline 30s` argument.
 fn drain_deadline(container: &Value) -> u64 {
     flag_seconds(container, "--drain-deadline").unwrap()
@@ -311,6 +328,25 @@ fn every_overlay_renders_configs_that_load_with_the_pods_namespace() {
                 c["image"].as_str(),
                 Some(concat!("tailgate:", env!("CARGO_PKG_VERSION"))),
                 "{dir}: the image tag follows the crate version"
+            );
+        }
+        // The memory limits cover what the configs allow with senders that are not trusted
+        // (`--check` prints it): the gateways' on nodes of up to NODE_CORES cores (a worker
+        // thread per core), the routers' with as many gateways as may run.
+        let most_gateways = kind(&docs, "HorizontalPodAutoscaler")
+            .iter()
+            .find(|h| h["metadata"]["name"].as_str() == Some("tailgate-gateway"))
+            .map_or(replicas, |h| h["spec"]["maxReplicas"].as_u64().unwrap());
+        for (deployment, bound) in [
+            (gateway, g.memory_bound(NODE_CORES)),
+            (router, r.memory_bound(most_gateways as usize)),
+        ] {
+            let c = &deployment["spec"]["template"]["spec"]["containers"][0];
+            let limit = memory_quantity(&c["resources"]["limits"]["memory"]);
+            assert!(
+                bound.total() <= limit,
+                "{dir}: {} limit {limit} below {bound:#}",
+                deployment["metadata"]["name"].as_str().unwrap()
             );
         }
         // Services select their Deployment's pods and name ports the containers have.

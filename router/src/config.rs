@@ -27,7 +27,17 @@ use std::time::Duration;
 use serde::Deserialize;
 use tailgate_core::config::{load_checked, ConfigError};
 use tailgate_core::forward::RetryConfig;
+use tailgate_core::memory::MemoryBound;
 use tailgate_core::receive::ReceiveConfig;
+
+/// What the router holds whatever its config: runtime, threads' stacks, ring, metrics and
+/// TLS state (an idle release build is under 20 MiB; this leaves room for the allocator's
+/// spare pages under load).
+const ROUTER_BASE_BYTES: u64 = 32 << 20;
+
+/// Unread data one held request may leave in the receiver's buffers: one HTTP/2 stream
+/// window.
+const HELD_REQUEST_BYTES: u64 = 2 << 20;
 
 /// The whole router config file.
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
@@ -236,6 +246,36 @@ impl RouterConfig {
         out
     }
 
+    /// What this config lets the router hold at most, with `gateways` gateways
+    /// (docs/configuration.md's formula): twice `forward.max_queued_bytes` of queued parts,
+    /// the receivers' budget and connections, `max_held_requests` stream windows of unread
+    /// data, each gateway's requests in flight, and a fixed base. A single request whose
+    /// parts come to more than twice `max_queued_bytes` goes alone, so that term is at least
+    /// twice `receive.max_request_bytes` (each resource's fields may be copied per gateway).
+    pub fn memory_bound(&self, gateways: usize) -> MemoryBound {
+        let f = &self.forward;
+        let mut bound = MemoryBound::default();
+        bound.add("base (runtime, ring, metrics, TLS)", ROUTER_BASE_BYTES);
+        bound.add(
+            "2 × forward.max_queued_bytes (queued parts)",
+            2 * (f.max_queued_bytes.max(self.receive.max_request_bytes) as u64),
+        );
+        let listeners =
+            usize::from(self.receive.grpc.is_some()) + usize::from(self.receive.http.is_some());
+        self.receive.memory_terms(&mut bound, listeners);
+        bound.add(
+            "forward.max_held_requests × 2 MiB (unread stream windows)",
+            (f.max_held_requests as u64).saturating_mul(HELD_REQUEST_BYTES),
+        );
+        bound.add(
+            format!("forward.max_in_flight × forward.max_request_bytes × {gateways} gateway(s) (sending)"),
+            (f.max_in_flight as u64)
+                .saturating_mul(f.max_request_bytes as u64)
+                .saturating_mul(gateways as u64),
+        );
+        bound
+    }
+
     /// Checks what the schema cannot.
     pub fn validate(&self, path: &Path) -> Result<(), ConfigError> {
         let invalid = |key: String, message: String| ConfigError::Invalid {
@@ -329,6 +369,43 @@ mod tests {
         let c: RouterConfig = parse_yaml(path, text)?;
         c.validate(path)?;
         Ok(c)
+    }
+
+    /// Scenario: the memory bound of a config at the defaults with three gateways, and of
+    /// one with the gRPC receiver only and smaller limits.
+    /// Guarantees: each term is what docs/configuration.md's formula gives (computed here
+    /// from the documented defaults, not from the code's); the receivers' connections
+    /// count per port given.
+    #[test]
+    fn the_memory_bound_follows_the_documented_formula() {
+        const MIB: u64 = 1 << 20;
+        let members = "members:\n  static: [g:4317]\n";
+        let at_defaults = parse(members).unwrap().memory_bound(3);
+        let terms: Vec<u64> = at_defaults.terms.iter().map(|t| t.bytes).collect();
+        // base, 2 × 16 MiB queued, 64 MiB in flight, 4,096 connections × 2 ports × 80 KiB,
+        // 64 held × 2 MiB, 4 in flight × 512 KiB × 3 gateways.
+        assert_eq!(
+            terms,
+            [32 * MIB, 32 * MIB, 64 * MIB, 640 * MIB, 128 * MIB, 6 * MIB]
+        );
+        assert_eq!(at_defaults.total(), 902 * MIB);
+        let small = parse(&format!(
+            "{members}receive: {{grpc: 127.0.0.1:4317, http: null, max_connections: 100, max_request_bytes: 1048576}}\nforward: {{max_queued_bytes: 8388608, max_held_requests: 8}}\n"
+        ))
+        .unwrap()
+        .memory_bound(1);
+        let terms: Vec<u64> = small.terms.iter().map(|t| t.bytes).collect();
+        assert_eq!(
+            terms,
+            [
+                32 * MIB,
+                16 * MIB,
+                64 * MIB,
+                100 * 80 * 1024,
+                16 * MIB,
+                2 * MIB
+            ]
+        );
     }
 
     /// Scenario: `forward.max_in_flight` left out, 32 and 33.

@@ -16,7 +16,7 @@ struct Args {
     /// Router config file (YAML): receive, members, forward, admin. See docs/configuration.md.
     #[arg(short, long, value_name = "FILE")]
     config: PathBuf,
-    /// Validate the config file and exit: 0 and `FILE: ok` on stdout when valid, 64 and the error on stderr when not (warnings on stderr either way).
+    /// Validate the config file and exit: 0 and `FILE: ok` on stdout when valid, 64 and the error on stderr when not (warnings, and the memory the config allows, term by term, on stderr).
     #[arg(long)]
     check: bool,
     /// Worker threads (default: one per core). One thread per pinned core avoids
@@ -36,6 +36,31 @@ struct Args {
 
 const EX_USAGE: u8 = 64;
 
+/// The memory the config allows, for the container's limit: with a static member list for
+/// its gateways, with DNS for one (each more adds its requests in flight); a line per
+/// term with `lines` (`--check`), else one line (the start's log).
+fn memory_note(config: &RouterConfig, lines: bool) -> String {
+    let listed = config.members.static_list.len();
+    let bound = config.memory_bound(listed.max(1));
+    let per_gateway = if listed == 0 {
+        let one = config.forward.max_in_flight * config.forward.max_request_bytes;
+        format!(
+            "; members from DNS: counted for one gateway, each more adds {} KiB",
+            one >> 10
+        )
+    } else {
+        String::new()
+    };
+    let bound = if lines {
+        format!("{bound:#}")
+    } else {
+        bound.to_string()
+    };
+    format!(
+        "memory{per_gateway} (docs/configuration.md: set the container's limit above it): {bound}"
+    )
+}
+
 fn main() -> ExitCode {
     tailgate_core::telemetry::init_logging("info");
     let args = Args::parse();
@@ -51,6 +76,11 @@ fn main() -> ExitCode {
         for warning in &warnings {
             eprintln!("{}: warning: {warning}", args.config.display());
         }
+        eprintln!(
+            "{}: note: {}",
+            args.config.display(),
+            memory_note(&config, true)
+        );
         // The verdict on stdout, for scripts; warnings stay on stderr.
         let ok = format!("{}: ok\n", args.config.display());
         return match std::io::Write::write_all(&mut std::io::stdout().lock(), ok.as_bytes()) {
@@ -61,6 +91,7 @@ fn main() -> ExitCode {
     for warning in &warnings {
         tracing::warn!(%warning, "Config.");
     }
+    tracing::info!(note = %memory_note(&config, false), "Config.");
     let mut runtime = tokio::runtime::Builder::new_multi_thread();
     runtime.enable_all();
     if let Some(n) = args.threads {

@@ -65,3 +65,42 @@ fn check_names_the_file_line_and_key_of_an_error() {
     assert!(stderr.contains("line 3"), "{stderr}");
     assert!(stdout.is_empty(), "{stdout}");
 }
+
+/// Scenario: `--check` on a config with two static gateways and 1,000 connections a
+/// receiver, then on one that finds its gateways by DNS.
+/// Guarantees: the check prints the memory the config allows on stderr, its total and a
+/// line per term (the connections' term from the config's own numbers: 1,000 × 2 ports ×
+/// 80 KiB = 157 MiB, rounded up); with DNS it says the bound counts one gateway and what
+/// each more adds (4 requests × 512 KiB).
+#[test]
+fn check_prints_the_memory_the_config_allows() {
+    let (code, stderr, _) = check(
+        "memory",
+        "receive: { max_connections: 1000 }\nmembers: { static: ['127.0.0.62:4317', '127.0.0.63:4317'] }\n",
+    );
+    assert_eq!(code, Some(0), "{stderr}");
+    let note = stderr
+        .lines()
+        .position(|l| l.contains("router.yaml: note: memory"))
+        .unwrap_or_else(|| panic!("{stderr}"));
+    let lines: Vec<&str> = stderr.lines().skip(note).collect();
+    assert!(lines[0].contains("up to about 417 MiB"), "{stderr}");
+    assert!(
+        lines.iter().any(|l| l.trim() == "157 MiB  receive.max_connections × 2 port(s) × 80 KiB (connections hostile senders hold)"),
+        "{stderr}"
+    );
+    assert!(
+        lines.iter().any(|l| l.trim()
+            == "4 MiB  forward.max_in_flight × forward.max_request_bytes × 2 gateway(s) (sending)"),
+        "{stderr}"
+    );
+    let (code, stderr, _) = check(
+        "memory-dns",
+        "members: { dns: { name: gateways.example.internal, port: 4317 } }\n",
+    );
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(
+        stderr.contains("members from DNS: counted for one gateway, each more adds 2048 KiB"),
+        "{stderr}"
+    );
+}

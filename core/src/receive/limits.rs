@@ -134,6 +134,25 @@ impl ReceiveConfig {
         out
     }
 
+    /// Adds what the receivers may hold to `bound`: the in-flight budget, and
+    /// [`crate::memory::CONNECTION_BYTES`] for each of `max_connections` on each of
+    /// `listeners` (the gRPC and HTTP ports given, and any other port served with these
+    /// limits, such as a gateway's peer port).
+    pub fn memory_terms(&self, bound: &mut crate::memory::MemoryBound, listeners: usize) {
+        bound.add(
+            "receive.max_in_flight_bytes (requests being received)",
+            self.in_flight_budget() as u64,
+        );
+        let connections = (self.max_connections as u64).saturating_mul(listeners as u64);
+        bound.add(
+            format!(
+                "receive.max_connections × {listeners} port(s) × {} KiB (connections hostile senders hold)",
+                crate::memory::CONNECTION_BYTES >> 10
+            ),
+            connections.saturating_mul(crate::memory::CONNECTION_BYTES),
+        );
+    }
+
     /// The in-flight budget used: `max_in_flight_bytes`, and at least twice
     /// `max_request_bytes` and [`MAX_REQUEST_COST`], since a request is held compressed
     /// and decompressed at once, and charged for itself before its body: one request of

@@ -150,6 +150,11 @@ impl<'de> Deserialize<'de> for ExportConfig {
 }
 
 impl ExportConfig {
+    /// Each exporter's queue budget (`queue_bytes`), in the order configured.
+    pub fn queue_bytes(&self) -> impl Iterator<Item = u64> + '_ {
+        self.exporters.iter().map(|(_, e)| e.batching().1)
+    }
+
     /// What the operator should know: the Collector keys each exporter accepts and does
     /// not apply. Printed by `--check` and logged at start.
     pub fn warnings(&self) -> Vec<String> {
