@@ -9,7 +9,7 @@
 //! accounting identity holds span for span: received = rejected + exported (keep-all plan,
 //! nothing refused or failed), with the backend holding exactly the exported spans.
 
-use crate::common;
+mod common;
 
 use std::time::Duration;
 
