@@ -180,8 +180,6 @@ fn every_overlay_renders_configs_that_load_with_the_pods_namespace() {
     if kubectl_missing() {
         return;
     }
-    // The gateway reads POD_IP from its environment at validation, as in a pod.
-    std::env::set_var("POD_IP", "10.0.0.7");
     // The files cert-manager writes into the mTLS overlay's Secrets (tls.crt, tls.key,
     // ca.crt), so that its configs load their certificates as in a pod.
     let tls_dir = cert_manager_files("k8s-overlays");
@@ -235,14 +233,21 @@ fn every_overlay_renders_configs_that_load_with_the_pods_namespace() {
                 .unwrap()
                 .replace("/etc/tailgate/tls", &tls_dir.display().to_string())
         };
-        let g: GatewayConfig = as_in_pod(
+        let mut g: GatewayConfig = as_in_pod(
             "gateway.yaml",
             &config_of(gateway, "config", "gateway.yaml"),
             namespace,
         );
-        g.validate(Path::new("gateway.yaml")).unwrap();
         assert_eq!(g.peers.dns.as_ref().unwrap().name, dns, "{dir}");
-        assert_eq!(g.identity().unwrap().as_str(), "10.0.0.7:4317", "{dir}");
+        // The gateway names itself by the POD_IP the downward API sets, as in a pod (given
+        // here, not set in this process's environment, which other tests share).
+        let me = g
+            .peers
+            .identity(g.receive.grpc, Some("10.0.0.7".to_owned()))
+            .unwrap();
+        assert_eq!(me.as_str(), "10.0.0.7:4317", "{dir}");
+        g.peers.advertise = Some(me.as_str().to_owned());
+        g.validate(Path::new("gateway.yaml")).unwrap();
         // Peer traffic has its own port, which the container declares; in production only
         // gateways may reach it, and routers only the receivers.
         let peer_port = g
@@ -331,15 +336,15 @@ fn every_overlay_renders_configs_that_load_with_the_pods_namespace() {
             );
         }
         // The memory limits cover what the configs allow with senders that are not trusted
-        // (`--check` prints it): the gateways' on nodes of up to NODE_CORES cores (a worker
-        // thread per core), the routers' with as many gateways as may run.
+        // (`--check` prints it): on nodes of up to NODE_CORES cores (a worker thread per
+        // core), the routers' with as many gateways as may run.
         let most_gateways = kind(&docs, "HorizontalPodAutoscaler")
             .iter()
             .find(|h| h["metadata"]["name"].as_str() == Some("tailgate-gateway"))
             .map_or(replicas, |h| h["spec"]["maxReplicas"].as_u64().unwrap());
         for (deployment, bound) in [
             (gateway, g.memory_bound(NODE_CORES)),
-            (router, r.memory_bound(most_gateways as usize)),
+            (router, r.memory_bound(most_gateways as usize, NODE_CORES)),
         ] {
             let c = &deployment["spec"]["template"]["spec"]["containers"][0];
             let limit = memory_quantity(&c["resources"]["limits"]["memory"]);
