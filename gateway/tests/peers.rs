@@ -390,13 +390,12 @@ async fn gateways_leaving_together_hand_everything_to_the_one_that_stays() {
     a.served.await.unwrap().unwrap();
 }
 
-/// Sends `req` to `addr` as a peer does: marked `tailgate-peer: {origin}`, with the
-/// peers' secret.
-/// Scenario: gateway A, alone on the ring, buffers one 4 MB request of 100 two-span traces
-/// (20 KB spans); gateway B, which takes requests of 1.5 MiB at most, joins the ring.
-/// Guarantees: A hands B every span of the traces B now owns (about 2 MB: more than B
-/// takes in one request, so they go in several) and keeps none of them; B received them
-/// all from A.
+/// Scenario: gateway A, alone on the ring, buffers one 7 MB request of 100 two-span traces
+/// and one 150-span trace (20 KB spans); gateway B, which takes requests of 1.5 MiB at
+/// most, joins the ring and owns the large trace and about half the others.
+/// Guarantees: A hands B every span of the traces B now owns (about 5 MB, the large trace
+/// 3 MB on its own: more than B takes in one request, so they go in several) and keeps
+/// none of them; B received them all from A.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_handoff_larger_than_a_peer_takes_in_one_request_goes_in_several() {
     let (listeners, addrs) = bind_pods(&[[127, 0, 0, 40], [127, 0, 0, 41]]).await;
@@ -421,7 +420,23 @@ async fn a_handoff_larger_than_a_peer_takes_in_one_request_goes_in_several() {
         1536 << 10,
     )
     .await;
+    let all: Vec<Member> = addrs.iter().map(|x| Member::new(x.to_string())).collect();
+    let ring = tailgate_core::ring::Ring::new(all.clone());
     let mut req = FakeOtlp::traces(100).spans(2).seed(40).build();
+    // And one trace of 150 spans (3 MB) that B will own: more than B takes in one request.
+    let big_id = (1u8..=255)
+        .map(|b| [b; 16])
+        .find(|id| ring.owner(id) == Some(&all[1]))
+        .unwrap();
+    let mut big = FakeOtlp::traces(1).spans(150).seed(41).build();
+    for rs in &mut big.resource_spans {
+        for ss in &mut rs.scope_spans {
+            for s in &mut ss.spans {
+                s.trace_id = big_id.to_vec();
+            }
+        }
+    }
+    req.resource_spans.extend(big.resource_spans);
     for rs in &mut req.resource_spans {
         for ss in &mut rs.scope_spans {
             for s in &mut ss.spans {
@@ -430,10 +445,10 @@ async fn a_handoff_larger_than_a_peer_takes_in_one_request_goes_in_several() {
             }
         }
     }
-    assert!(req.encoded_len() > 4_000_000);
+    assert!(req.encoded_len() > 7_000_000);
     send(a.addr, &req).await;
-    let all: Vec<Member> = addrs.iter().map(|x| Member::new(x.to_string())).collect();
-    let ring = tailgate_core::ring::Ring::new(all.clone());
+    assert_eq!(a.stats.received_spans.get(), 350);
+    assert_eq!(a.stats.rejected_spans.get(), 0);
     let for_b: u64 = req
         .resource_spans
         .iter()
@@ -441,7 +456,7 @@ async fn a_handoff_larger_than_a_peer_takes_in_one_request_goes_in_several() {
         .flat_map(|ss| &ss.spans)
         .filter(|s| ring.owner(&s.trace_id.as_slice().try_into().unwrap()) == Some(&all[1]))
         .count() as u64;
-    assert!((60..=140).contains(&for_b), "B owns {for_b} of 200 spans");
+    assert!((210..=290).contains(&for_b), "B owns {for_b} of 350 spans");
     for p in [&a, &b] {
         p.peers.set_members(all.clone());
     }
@@ -449,9 +464,13 @@ async fn a_handoff_larger_than_a_peer_takes_in_one_request_goes_in_several() {
     while b.stats.peers.received_spans.get() < for_b {
         assert!(
             tokio::time::Instant::now() < deadline,
-            "B received {} of {for_b} spans; A handed off {}",
+            "B received {} of {for_b} spans; A handed off {} (A's failures {}, B refused {} and rejected {}, A live traces {})",
             b.stats.peers.received_spans.get(),
-            a.stats.peers.handed_off_spans.get()
+            a.stats.peers.handed_off_spans.get(),
+            a.stats.peers.failures.get(),
+            b.stats.refused_spans.get(),
+            b.stats.rejected_spans.get(),
+            a.stats.live_traces.get()
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -462,6 +481,8 @@ async fn a_handoff_larger_than_a_peer_takes_in_one_request_goes_in_several() {
     }
 }
 
+/// Sends `req` to `addr` as a peer does: marked `tailgate-peer: {origin}`, with the
+/// peers' secret.
 async fn send_as_peer(addr: SocketAddr, req: &ExportTraceServiceRequest, origin: &str) {
     let mut client = TraceServiceClient::connect(format!("http://{addr}"))
         .await
@@ -631,6 +652,79 @@ async fn a_handoff_cut_short_by_the_drain_deadline_loses_nothing() {
         stats.peers.abandoned_spans.get() > 0,
         "the cut-short hand-off is counted as possibly taken twice"
     );
+    held.abort();
+    backend_stop.cancel();
+}
+
+/// Scenario: a gateway shares its ring with a peer that accepts connections and never
+/// answers; a client sends it a request of 2,000 bare spans of traces that peer owns.
+/// Guarantees: while the gateway waits for the peer, what it holds for the request (its
+/// scan, a 64-byte entry a span) is counted against the buffer's limit
+/// (`shard_queue_bytes`), so that requests waiting on peers are bounded as buffered spans
+/// are; it was not counted at all before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_waiting_on_a_peer_is_counted_against_the_buffer() {
+    let hole = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let hole_addr = hole.local_addr().unwrap();
+    let held = tokio::spawn(async move {
+        let mut sockets = Vec::new();
+        while let Ok((s, _)) = hole.accept().await {
+            sockets.push(s);
+        }
+    });
+    let (stop, backend_stop) = (CancellationToken::new(), CancellationToken::new());
+    let (backend_addr, _backend) =
+        CaptureBackend::start("127.0.0.1:0".parse().unwrap(), backend_stop.clone())
+            .await
+            .unwrap();
+    let receive = ReceiveConfig {
+        grpc: Some("127.0.0.42:0".parse().unwrap()),
+        http: None,
+        ..Default::default()
+    };
+    let listeners = Listeners::bind(&receive).await.unwrap();
+    let addr = listeners.grpc_addr().unwrap();
+    let peers = PeersConfig {
+        advertise: Some(addr.to_string()),
+        static_list: vec![addr.to_string(), hole_addr.to_string()],
+        leave_linger: Duration::from_millis(300),
+        timeout: Duration::from_secs(60),
+        ..Default::default()
+    };
+    let config = exporting_to(backend_addr, receive, 2, peers);
+    let gateway = Gateway::start(&config, common::plan(KEEP_ALL)).unwrap();
+    let (stats, peers) = (gateway.stats().clone(), gateway.peers().clone());
+    let served = tokio::spawn(gateway.serve(listeners, None, stop.clone(), Duration::from_secs(1)));
+    let mut req = tailgate_core::test_util::bare_spans(4000, 42);
+    for rs in &mut req.resource_spans {
+        for ss in &mut rs.scope_spans {
+            ss.spans.retain(|s| {
+                let id: [u8; 16] = s.trace_id.clone().try_into().unwrap();
+                peers.view_full().owner(&id) != tailgate_gateway::peers::Owner::Local
+            });
+        }
+    }
+    let spans: usize = req
+        .resource_spans
+        .iter()
+        .flat_map(|rs| &rs.scope_spans)
+        .map(|ss| ss.spans.len())
+        .sum();
+    assert!(spans > 1000, "{spans} spans for the peer");
+    let sending = tokio::spawn(async move { send(addr, &req).await });
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while stats.shard_queue_bytes.get() < 64 * spans as u64 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{} bytes counted while the request waits on the peer",
+            stats.shard_queue_bytes.get()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(!sending.is_finished(), "the peer never answers");
+    sending.abort();
+    stop.cancel();
+    served.await.unwrap().unwrap();
     held.abort();
     backend_stop.cancel();
 }

@@ -186,6 +186,16 @@ impl Scan {
         self.headers.shrink_to(HEADERS);
     }
 
+    /// Bytes its lists hold allocated (their capacity, not their length): what holding
+    /// this scan costs.
+    pub fn held_bytes(&self) -> usize {
+        use std::mem::size_of;
+        self.spans.capacity() * size_of::<SpanEntry>()
+            + self.scopes.capacity() * size_of::<ScopeEntry>()
+            + self.resources.capacity() * size_of::<ResourceEntry>()
+            + self.headers.capacity()
+    }
+
     /// Spans a reused scan keeps room for between requests (see [`Scan::trim`]).
     pub const RETAINED_SPANS: usize = 16 << 10;
 

@@ -289,9 +289,10 @@ pub const MAX_HOPS: u8 = 3;
 
 /// Handed-off traces go out in requests of at most this many spans...
 const HANDOFF_MAX_SPANS: usize = 4096;
-/// ...and this many bytes of spans (a trace larger goes alone), so that a request stays
-/// under the peers' `receive.max_request_bytes` (4 MiB in the shipped manifests: 4,096
-/// spans of 1 KB would not) and is as cheap to move as the routers' parts...
+/// ...and this many bytes of spans (a trace larger goes in several, a span larger alone),
+/// so that a request stays under the peers' `receive.max_request_bytes` (4 MiB in the
+/// shipped manifests: 4,096 spans of 1 KB would not) unless its resource and scope
+/// headers are large, and is as cheap to move as the routers' parts...
 const HANDOFF_MAX_BYTES: u64 = 1 << 20;
 /// ...whose traces were first seen within this span of time, since a request carries one
 /// age for all of them (the youngest's: a trace may be decided a little late, never early).
@@ -552,7 +553,11 @@ impl SpanSink for TraceBuffer {
         if foreign {
             if origin == Origin::Client || (view.leaving && origin.hops() < MAX_HOPS) {
                 // Peers charge what they take; the part kept here is charged once queued.
+                // The scan is held until the peers answer: charged meanwhile (it was within
+                // the charge just checked), so that requests waiting on peers are bounded
+                // by the buffer's limit as buffered spans are.
                 drop(admitted);
+                let _scan = Admitted::charge(&self.stats, scan.held_bytes() as u64);
                 self.route(&body, &scan, &view, origin, valid, first_seen)
                     .await?;
                 return Ok(accepted);
@@ -959,37 +964,40 @@ impl TraceBuffer {
         futures_util::future::join_all(sends).await;
     }
 
-    /// Sends one peer its traces, in requests of traces first seen at about the same time;
-    /// what the peer does not take is buffered here again.
+    /// Sends one peer its traces, in requests of traces first seen at about the same time,
+    /// a trace too large for one request in several; what the peer does not take is
+    /// buffered here again.
     async fn hand_off(&self, view: &PeerView, p: usize, mut traces: Vec<shard::HandedTrace>) {
         traces.sort_unstable_by_key(|t| t.entry.first_seen);
         // Headers compared by address once interned (see `Interner`): traces from many
         // requests, some with copies of one header, would otherwise be compared byte by byte.
         let mut reframer = Reframer::by_address();
         let mut out = BytesMut::new();
-        let mut i = 0;
+        // The next span to send: the `k`th of trace `i`.
+        let (mut i, mut k) = (0, 0);
         while i < traces.len() {
-            let (start, mut j, mut spans, mut bytes) =
-                (traces[i].entry.first_seen, i, 0usize, 0u64);
-            while j < traces.len()
-                && (j == i
-                    || (spans + traces[j].entry.spans.len() <= HANDOFF_MAX_SPANS
-                        && bytes + traces[j].entry.summary.bytes <= HANDOFF_MAX_BYTES
-                        && traces[j].entry.first_seen.duration_since(start) <= HANDOFF_AGE_STEP))
-            {
-                spans += traces[j].entry.spans.len();
-                bytes += traces[j].entry.summary.bytes;
-                j += 1;
-            }
-            let chunk = &traces[i..j];
-            let youngest = chunk[chunk.len() - 1].entry.first_seen;
+            let start = traces[i].entry.first_seen;
+            let (mut youngest, mut spans, mut bytes, mut whole) = (start, 0usize, 0u64, 0u64);
             // One interner per request sent: its maps stay within HANDOFF_MAX_SPANS.
             let mut interner = Interner::default();
-            let mut parts: Vec<_> = chunk
-                .iter()
-                .flat_map(|t| t.entry.spans.iter().map(|s| s.parts()))
-                .map(|p| interner.parts(p))
-                .collect();
+            let mut parts = Vec::new();
+            'fill: while i < traces.len() {
+                let t = &traces[i];
+                if t.entry.first_seen.duration_since(start) > HANDOFF_AGE_STEP {
+                    break;
+                }
+                for s in t.entry.spans.iter().skip(k) {
+                    let s = s.parts();
+                    let b = s.span.len() as u64;
+                    if spans > 0 && (spans == HANDOFF_MAX_SPANS || bytes + b > HANDOFF_MAX_BYTES) {
+                        break 'fill;
+                    }
+                    parts.push(interner.parts(s));
+                    (spans, bytes, k) = (spans + 1, bytes + b, k + 1);
+                    youngest = t.entry.first_seen;
+                }
+                (i, k, whole) = (i + 1, 0, whole + 1);
+            }
             // Each resource once, not once per trace (the peer takes all or none: order
             // does not matter).
             group_by_headers(&mut parts);
@@ -1011,12 +1019,12 @@ impl TraceBuffer {
             match handed {
                 Some(taken) => {
                     self.stats.peers.handed_off_spans.add(taken);
-                    self.stats.peers.handed_off_traces.add(chunk.len() as u64);
+                    // Traces whose last span went in this request.
+                    self.stats.peers.handed_off_traces.add(whole);
                 }
                 None => self.buffer_here(&body, n, Some(youngest)).await,
             }
             self.stats.peers.handoff_pending_spans.sub(n);
-            i = j;
         }
     }
 }
