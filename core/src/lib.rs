@@ -22,6 +22,7 @@
 //! * [`serve`]: the accept loop and connection limits of every listener.
 //! * [`retry`]: the one retry loop (back-off, server hints, time bound, holding).
 //! * [`config`]: YAML loading with errors that name the file, line and key.
+//! * [`memory`]: the memory a config allows, term by term (what `--check` prints).
 //! * [`telemetry`]: counters every component keeps, rendered for Prometheus.
 //! * [`shutdown`]: SIGTERM and Ctrl-C handling for the binaries.
 

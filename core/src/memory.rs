@@ -28,6 +28,8 @@ pub struct MemoryBound {
     pub terms: Vec<MemoryTerm>,
 }
 
+// === impl MemoryBound ===
+
 impl MemoryBound {
     /// Adds a term.
     pub fn add(&mut self, what: impl Into<String>, bytes: u64) -> &mut Self {

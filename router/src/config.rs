@@ -39,6 +39,12 @@ const ROUTER_BASE_BYTES: u64 = 32 << 20;
 /// window.
 const HELD_REQUEST_BYTES: u64 = 2 << 20;
 
+/// What a request of bare spans costs while a worker thread scans and splits it, in
+/// multiples of its size: the scan's 64-byte entry per span (a bare span is about 30
+/// bytes) with its vector's growth, and the splitter's own per span (measured in
+/// docs/benchmarks.md, "Session 40").
+const SCAN_FACTOR: u64 = 8;
+
 /// The whole router config file.
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
@@ -246,19 +252,24 @@ impl RouterConfig {
         out
     }
 
-    /// What this config lets the router hold at most, with `gateways` gateways
-    /// (docs/configuration.md's formula): twice `forward.max_queued_bytes` of queued parts,
-    /// the receivers' budget and connections, `max_held_requests` stream windows of unread
-    /// data, each gateway's requests in flight, and a fixed base. A single request whose
-    /// parts come to more than twice `max_queued_bytes` goes alone, so that term is at least
-    /// twice `receive.max_request_bytes` (each resource's fields may be copied per gateway).
-    pub fn memory_bound(&self, gateways: usize) -> MemoryBound {
+    /// What this config lets the router hold at most, with `gateways` gateways and
+    /// `threads` worker threads (docs/configuration.md's formula, every term for senders
+    /// that are not trusted included): a fixed base; queued parts, twice
+    /// `forward.max_queued_bytes`, or one request's parts when larger (a request that alone
+    /// is over goes alone; its resource's fields may be copied into every gateway's part);
+    /// the receivers' budget and connections; `max_held_requests` stream windows of unread
+    /// data; each gateway's requests in flight (a part larger than
+    /// `forward.max_request_bytes` goes alone, up to a whole request); and the scan and
+    /// split of a request of bare spans per worker thread.
+    pub fn memory_bound(&self, gateways: usize, threads: usize) -> MemoryBound {
         let f = &self.forward;
+        let request = self.receive.max_request_bytes as u64;
+        let gateways_n = gateways.max(1) as u64;
         let mut bound = MemoryBound::default();
         bound.add("base (runtime, ring, metrics, TLS)", ROUTER_BASE_BYTES);
         bound.add(
-            "2 × forward.max_queued_bytes (queued parts)",
-            2 * (f.max_queued_bytes.max(self.receive.max_request_bytes) as u64),
+            format!("2 × forward.max_queued_bytes, or receive.max_request_bytes × {gateways} gateway(s) if more (queued parts)"),
+            (2 * f.max_queued_bytes as u64).max(request.saturating_mul(gateways_n)),
         );
         let listeners =
             usize::from(self.receive.grpc.is_some()) + usize::from(self.receive.http.is_some());
@@ -268,12 +279,43 @@ impl RouterConfig {
             (f.max_held_requests as u64).saturating_mul(HELD_REQUEST_BYTES),
         );
         bound.add(
-            format!("forward.max_in_flight × forward.max_request_bytes × {gateways} gateway(s) (sending)"),
+            format!("forward.max_in_flight × the larger of forward.max_request_bytes and receive.max_request_bytes × {gateways} gateway(s) (sending)"),
             (f.max_in_flight as u64)
-                .saturating_mul(f.max_request_bytes as u64)
-                .saturating_mul(gateways as u64),
+                .saturating_mul((f.max_request_bytes as u64).max(request))
+                .saturating_mul(gateways_n),
+        );
+        bound.add(
+            format!("{SCAN_FACTOR} × receive.max_request_bytes × {threads} worker threads (scans and splits of bare spans)"),
+            request
+                .saturating_mul(SCAN_FACTOR)
+                .saturating_mul(threads as u64),
         );
         bound
+    }
+
+    /// The memory note `--check` prints and the start logs: the bound with the static
+    /// member list's gateways, or with DNS for one and what each more adds; a line per term
+    /// with `lines`, else one line.
+    pub fn memory_note(&self, threads: usize, lines: bool) -> String {
+        let listed = self.members.static_list.len();
+        let bound = self.memory_bound(listed.max(1), threads);
+        let per_gateway = if listed == 0 {
+            let request = self.receive.max_request_bytes as u64;
+            let sending = (self.forward.max_in_flight as u64)
+                .saturating_mul((self.forward.max_request_bytes as u64).max(request));
+            format!(
+                "; members from DNS: counted for one gateway, each more adds up to {} KiB",
+                (sending + request) >> 10
+            )
+        } else {
+            String::new()
+        };
+        let bound = if lines {
+            format!("{bound:#}")
+        } else {
+            bound.to_string()
+        };
+        format!("memory with {threads} worker threads{per_gateway} (docs/configuration.md: set the container's limit above it): {bound}")
     }
 
     /// Checks what the schema cannot.
@@ -371,8 +413,8 @@ mod tests {
         Ok(c)
     }
 
-    /// Scenario: the memory bound of a config at the defaults with three gateways, and of
-    /// one with the gRPC receiver only and smaller limits.
+    /// Scenario: the memory bound of a config at the defaults with three gateways and two
+    /// worker threads, and of one with the gRPC receiver only and smaller limits.
     /// Guarantees: each term is what docs/configuration.md's formula gives (computed here
     /// from the documented defaults, not from the code's); the receivers' connections
     /// count per port given.
@@ -380,20 +422,29 @@ mod tests {
     fn the_memory_bound_follows_the_documented_formula() {
         const MIB: u64 = 1 << 20;
         let members = "members:\n  static: [g:4317]\n";
-        let at_defaults = parse(members).unwrap().memory_bound(3);
+        let at_defaults = parse(members).unwrap().memory_bound(3, 2);
         let terms: Vec<u64> = at_defaults.terms.iter().map(|t| t.bytes).collect();
-        // base, 2 × 16 MiB queued, 64 MiB in flight, 4,096 connections × 2 ports × 80 KiB,
-        // 64 held × 2 MiB, 4 in flight × 512 KiB × 3 gateways.
+        // base; one 16 MiB request's parts for 3 gateways (over 2 × 16 MiB queued); 64 MiB
+        // in flight; 4,096 connections × 2 ports × 80 KiB; 64 held × 2 MiB; 4 in flight ×
+        // a 16 MiB part × 3 gateways; 8 × 16 MiB × 2 threads.
         assert_eq!(
             terms,
-            [32 * MIB, 32 * MIB, 64 * MIB, 640 * MIB, 128 * MIB, 6 * MIB]
+            [
+                32 * MIB,
+                48 * MIB,
+                64 * MIB,
+                640 * MIB,
+                128 * MIB,
+                192 * MIB,
+                256 * MIB
+            ]
         );
-        assert_eq!(at_defaults.total(), 902 * MIB);
+        assert_eq!(at_defaults.total(), 1360 * MIB);
         let small = parse(&format!(
             "{members}receive: {{grpc: 127.0.0.1:4317, http: null, max_connections: 100, max_request_bytes: 1048576}}\nforward: {{max_queued_bytes: 8388608, max_held_requests: 8}}\n"
         ))
         .unwrap()
-        .memory_bound(1);
+        .memory_bound(1, 1);
         let terms: Vec<u64> = small.terms.iter().map(|t| t.bytes).collect();
         assert_eq!(
             terms,
@@ -403,7 +454,8 @@ mod tests {
                 64 * MIB,
                 100 * 80 * 1024,
                 16 * MIB,
-                2 * MIB
+                4 * MIB,
+                8 * MIB
             ]
         );
     }

@@ -36,28 +36,11 @@ struct Args {
 
 const EX_USAGE: u8 = 64;
 
-/// The memory the config allows, for the container's limit: with a static member list for
-/// its gateways, with DNS for one (each more adds its requests in flight); a line per
-/// term with `lines` (`--check`), else one line (the start's log).
-fn memory_note(config: &RouterConfig, lines: bool) -> String {
-    let listed = config.members.static_list.len();
-    let bound = config.memory_bound(listed.max(1));
-    let per_gateway = if listed == 0 {
-        let one = config.forward.max_in_flight * config.forward.max_request_bytes;
-        format!(
-            "; members from DNS: counted for one gateway, each more adds {} KiB",
-            one >> 10
-        )
-    } else {
-        String::new()
-    };
-    let bound = if lines {
-        format!("{bound:#}")
-    } else {
-        bound.to_string()
-    };
-    format!(
-        "memory{per_gateway} (docs/configuration.md: set the container's limit above it): {bound}"
+/// The runtime's worker threads: `--threads`, else one per core.
+fn worker_threads(threads: Option<usize>) -> usize {
+    threads.map_or_else(
+        || std::thread::available_parallelism().map_or(1, usize::from),
+        |n| n.max(1),
     )
 }
 
@@ -79,7 +62,7 @@ fn main() -> ExitCode {
         eprintln!(
             "{}: note: {}",
             args.config.display(),
-            memory_note(&config, true)
+            config.memory_note(worker_threads(args.threads), true)
         );
         // The verdict on stdout, for scripts; warnings stay on stderr.
         let ok = format!("{}: ok\n", args.config.display());
@@ -91,11 +74,12 @@ fn main() -> ExitCode {
     for warning in &warnings {
         tracing::warn!(%warning, "Config.");
     }
-    tracing::info!(note = %memory_note(&config, false), "Config.");
+    let note = config.memory_note(worker_threads(args.threads), false);
+    tracing::info!(%note, "Config.");
     let mut runtime = tokio::runtime::Builder::new_multi_thread();
     runtime.enable_all();
-    if let Some(n) = args.threads {
-        runtime.worker_threads(n.max(1));
+    if args.threads.is_some() {
+        runtime.worker_threads(worker_threads(args.threads));
     }
     let runtime = match runtime.build() {
         Ok(r) => r,

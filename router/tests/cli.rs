@@ -70,8 +70,9 @@ fn check_names_the_file_line_and_key_of_an_error() {
 /// receiver, then on one that finds its gateways by DNS.
 /// Guarantees: the check prints the memory the config allows on stderr, its total and a
 /// line per term (the connections' term from the config's own numbers: 1,000 × 2 ports ×
-/// 80 KiB = 157 MiB, rounded up); with DNS it says the bound counts one gateway and what
-/// each more adds (4 requests × 512 KiB).
+/// 80 KiB = 157 MiB, rounded up; the sending term, 4 parts as large as a request for each
+/// gateway); with DNS it says the bound counts one gateway and what each more adds (4
+/// parts and one request's part in the queue, 80 MiB).
 #[test]
 fn check_prints_the_memory_the_config_allows() {
     let (code, stderr, _) = check(
@@ -84,14 +85,22 @@ fn check_prints_the_memory_the_config_allows() {
         .position(|l| l.contains("router.yaml: note: memory"))
         .unwrap_or_else(|| panic!("{stderr}"));
     let lines: Vec<&str> = stderr.lines().skip(note).collect();
-    assert!(lines[0].contains("up to about 417 MiB"), "{stderr}");
+    // base 32, queued 32, in flight 64, connections 156.25, held 128, sending 4 × 16 × 2,
+    // and 8 × 16 MiB per worker thread (one per core here).
+    let threads = std::thread::available_parallelism().unwrap().get();
+    let total = (540.25 + 128.0 * threads as f64).ceil();
+    assert!(
+        lines[0].contains(&format!("with {threads} worker threads"))
+            && lines[0].contains(&format!("up to about {total} MiB")),
+        "{stderr}"
+    );
     assert!(
         lines.iter().any(|l| l.trim() == "157 MiB  receive.max_connections × 2 port(s) × 80 KiB (connections hostile senders hold)"),
         "{stderr}"
     );
     assert!(
         lines.iter().any(|l| l.trim()
-            == "4 MiB  forward.max_in_flight × forward.max_request_bytes × 2 gateway(s) (sending)"),
+            == "128 MiB  forward.max_in_flight × the larger of forward.max_request_bytes and receive.max_request_bytes × 2 gateway(s) (sending)"),
         "{stderr}"
     );
     let (code, stderr, _) = check(
@@ -100,7 +109,8 @@ fn check_prints_the_memory_the_config_allows() {
     );
     assert_eq!(code, Some(0), "{stderr}");
     assert!(
-        stderr.contains("members from DNS: counted for one gateway, each more adds 2048 KiB"),
+        stderr
+            .contains("members from DNS: counted for one gateway, each more adds up to 81920 KiB"),
         "{stderr}"
     );
 }
