@@ -21,11 +21,13 @@ pub struct MemoryTerm {
     pub bytes: u64,
 }
 
-/// A memory bound: the sum of its terms.
+/// A memory bound: the sum of its terms, and what it assumed.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct MemoryBound {
     /// The terms, in the order the formula names them.
     pub terms: Vec<MemoryTerm>,
+    /// What the bound assumed or left out, printed after the total ("2 worker threads").
+    pub context: Vec<String>,
 }
 
 // === impl MemoryBound ===
@@ -40,6 +42,12 @@ impl MemoryBound {
         self
     }
 
+    /// Adds what the bound assumed or left out.
+    pub fn assume(&mut self, what: impl Into<String>) -> &mut Self {
+        self.context.push(what.into());
+        self
+    }
+
     /// The sum of the terms.
     pub fn total(&self) -> u64 {
         self.terms
@@ -48,24 +56,52 @@ impl MemoryBound {
     }
 }
 
+/// `n thread` or `n threads`.
+pub fn threads_text(n: usize) -> String {
+    if n == 1 {
+        "1 worker thread".to_owned()
+    } else {
+        format!("{n} worker threads")
+    }
+}
+
+/// The worker threads a binary's runtime starts: `explicit` (a `--threads` flag), else
+/// `TOKIO_WORKER_THREADS` as tokio reads it, else one per core this process may use.
+pub fn worker_threads(explicit: Option<usize>) -> usize {
+    explicit
+        .or_else(|| {
+            std::env::var("TOKIO_WORKER_THREADS")
+                .ok()
+                .and_then(|v| v.trim().parse().ok())
+        })
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from))
+        .max(1)
+}
+
 /// Bytes as MiB, rounded up: a bound is never printed below itself.
 fn mib(bytes: u64) -> u64 {
     bytes.div_ceil(1 << 20)
 }
 
 impl fmt::Display for MemoryBound {
-    /// `up to about 1318 MiB = 64 MiB base (...) + 1127 MiB buffer.max_buffered_bytes × 1.1
-    /// + ...` on one line (for logs); with `{:#}`, a line per term (for `--check`).
+    /// `up to about 1318 MiB (2 worker threads) = base (...): 64 MiB + ...` on one line
+    /// (for logs); with `{:#}`, a line per term (for `--check`). The total is the terms'
+    /// sum rounded up; each term is rounded up on its own, so with many small terms they
+    /// may add up to a little more.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "up to about {} MiB", mib(self.total()))?;
+        if !self.context.is_empty() {
+            write!(f, " ({})", self.context.join("; "))?;
+        }
         // Terms of nothing (no exporter beyond the first) are left out.
         for (i, t) in self.terms.iter().filter(|t| t.bytes > 0).enumerate() {
             let (bytes, what) = (mib(t.bytes), &t.what);
             if f.alternate() {
-                write!(f, "\n  {bytes:>6} MiB  {what}")?;
+                let head = if i == 0 { ":" } else { "" };
+                write!(f, "{head}\n  {bytes:>6} MiB  {what}")?;
             } else {
                 let sep = if i == 0 { " =" } else { " +" };
-                write!(f, "{sep} {bytes} MiB {what}")?;
+                write!(f, "{sep} {what}: {bytes} MiB")?;
             }
         }
         Ok(())
@@ -84,10 +120,15 @@ mod tests {
         let mut b = MemoryBound::default();
         b.add("a", 3 << 20).add("nothing", 0).add("b", 1);
         assert_eq!(b.total(), (3 << 20) + 1);
-        assert_eq!(b.to_string(), "up to about 4 MiB = 3 MiB a + 1 MiB b");
+        assert_eq!(b.to_string(), "up to about 4 MiB = a: 3 MiB + b: 1 MiB");
         assert_eq!(
             format!("{b:#}"),
-            "up to about 4 MiB\n       3 MiB  a\n       1 MiB  b"
+            "up to about 4 MiB:\n       3 MiB  a\n       1 MiB  b"
+        );
+        b.assume("2 worker threads").assume("x left out");
+        assert_eq!(
+            b.to_string(),
+            "up to about 4 MiB (2 worker threads; x left out) = a: 3 MiB + b: 1 MiB"
         );
     }
 }

@@ -211,7 +211,7 @@ impl GatewayConfig {
     pub fn memory_bound(&self, threads: usize) -> MemoryBound {
         let mut bound = MemoryBound::default();
         bound.add(
-            "base (runtime, decision cache, metrics)",
+            "base (runtime, decision cache, metrics, 32 MiB of one exporter's queue)",
             GATEWAY_BASE_BYTES,
         );
         bound.add(
@@ -229,7 +229,7 @@ impl GatewayConfig {
         let halves: u64 = self.export.queue_bytes().map(|q| q / 2).sum();
         let in_base = crate::export::default_queue_bytes() / 2;
         bound.add(
-            "export queue_bytes ÷ 2 per exporter, one default queue's in the base (queued kept spans)",
+            "half of each exporter's queue_bytes, less the 32 MiB in the base (queued kept spans)",
             halves.saturating_sub(in_base),
         );
         bound.add(
@@ -241,6 +241,25 @@ impl GatewayConfig {
                 .saturating_mul(threads as u64),
         );
         bound
+    }
+
+    /// The memory note `--check` prints and the start logs: the bound with `threads` worker
+    /// threads, and what it leaves out; a line per term with `lines`, else one line.
+    pub fn memory_note(&self, threads: usize, lines: bool) -> String {
+        let mut bound = self.memory_bound(threads);
+        bound.assume(tailgate_core::memory::threads_text(threads));
+        let a = &self.attributes;
+        if !(a.actions.is_empty() && a.events.is_empty() && a.resource.is_empty()) {
+            bound.assume(
+                "not counted: kept spans grown by attributes actions, see docs/configuration.md",
+            );
+        }
+        bound.assume("keep the container's memory limit above it: docs/configuration.md");
+        if lines {
+            format!("memory: {bound:#}")
+        } else {
+            format!("memory: {bound}")
+        }
     }
 
     /// Loads and validates a config file.
@@ -394,7 +413,8 @@ mod tests {
     /// a port, a peer port and two exporters (one with a 128 MiB queue), on 4 cores.
     /// Guarantees: each term is what docs/configuration.md's formula gives, computed here
     /// from the documented defaults: connections count on each of the three ports, the
-    /// queues beyond one default queue count half, scans count per worker thread.
+    /// queues beyond one default queue count half, scans count per worker thread; with
+    /// `attributes` actions the note says what it does not count.
     #[test]
     fn the_memory_bound_follows_the_documented_formula() {
         const MIB: u64 = 1 << 20;
@@ -405,6 +425,12 @@ mod tests {
         let path = Path::new("gateway.yaml");
         let c: GatewayConfig = parse_yaml(path, text).unwrap();
         let terms: Vec<u64> = c.memory_bound(4).terms.iter().map(|t| t.bytes).collect();
+        let left_out = "not counted: kept spans grown by attributes actions";
+        assert!(!c.memory_note(4, false).contains(left_out));
+        let with_actions =
+            format!("{text}attributes:\n  actions: [{{key: user.id, action: hash}}]\n");
+        let hashing: GatewayConfig = parse_yaml(path, &with_actions).unwrap();
+        assert!(hashing.memory_note(4, false).contains(left_out));
         // base; 1 GiB + 10%; 64 MiB in flight; 256 × 3 ports × 80 KiB; (32 + 64) − 32 MiB of
         // queues; 6 × 16 MiB × 4 threads.
         assert_eq!(

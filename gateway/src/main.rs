@@ -47,7 +47,7 @@ struct Args {
     /// (`NAME` for `tail_sampling/NAME`).
     #[arg(long, value_name = "NAME")]
     processor: Option<String>,
-    /// Validate the files given (--config, --policies or both) and exit: 0 and `FILE: ok` per file on stdout when valid, 64 and the error on stderr when not (warnings, and the memory the config allows on this machine, term by term, on stderr).
+    /// Validate the files given (--config, --policies or both) and exit: 0 and `FILE: ok` per file on stdout when valid, 64 and the error on stderr when not (warnings, and the most memory the config lets the gateway use with this machine's worker threads, term by term, on stderr).
     #[arg(long)]
     check: bool,
     /// How often the policy file is checked for changes (it also reloads on SIGHUP).
@@ -180,6 +180,8 @@ fn main() -> ExitCode {
     for note in config_notes(&config, false) {
         tracing::info!(%note, "Config.");
     }
+    let memory = config.memory_note(tailgate_core::memory::worker_threads(None), false);
+    tracing::info!(note = ?memory, "Memory this config allows.");
     match run(
         config,
         policies,
@@ -200,22 +202,15 @@ fn main() -> ExitCode {
 }
 
 /// What `--check` prints and the start logs as notes: each exporter's proxy, each
-/// `sigv4auth`'s credentials, and the memory the config allows on this machine (worker
-/// threads are one per core), for the container's limit: a line per term with `lines`
-/// (`--check`), else one line (the start's log).
-fn config_notes(config: &GatewayConfig, lines: bool) -> Vec<String> {
+/// `sigv4auth`'s credentials, and (with `memory`, `--check` only: the start logs it on its
+/// own) the memory the config allows with the runtime's worker threads, a line per term.
+fn config_notes(config: &GatewayConfig, memory: bool) -> Vec<String> {
     let mut notes = config.export.proxy_notes();
     notes.extend(config.extensions.notes());
-    let threads = std::thread::available_parallelism().map_or(1, usize::from);
-    let bound = config.memory_bound(threads);
-    let bound = if lines {
-        format!("{bound:#}")
-    } else {
-        bound.to_string()
-    };
-    notes.push(format!(
-        "memory with {threads} worker threads (docs/configuration.md: set the container's limit above it): {bound}"
-    ));
+    if memory {
+        let threads = tailgate_core::memory::worker_threads(None);
+        notes.push(config.memory_note(threads, true));
+    }
     notes
 }
 

@@ -268,7 +268,7 @@ impl RouterConfig {
         let mut bound = MemoryBound::default();
         bound.add("base (runtime, ring, metrics, TLS)", ROUTER_BASE_BYTES);
         bound.add(
-            format!("2 × forward.max_queued_bytes, or receive.max_request_bytes × {gateways} gateway(s) if more (queued parts)"),
+            format!("max(2 × forward.max_queued_bytes, receive.max_request_bytes × {gateways} gateway(s)) (queued parts)"),
             (2 * f.max_queued_bytes as u64).max(request.saturating_mul(gateways_n)),
         );
         let listeners =
@@ -279,7 +279,7 @@ impl RouterConfig {
             (f.max_held_requests as u64).saturating_mul(HELD_REQUEST_BYTES),
         );
         bound.add(
-            format!("forward.max_in_flight × the larger of forward.max_request_bytes and receive.max_request_bytes × {gateways} gateway(s) (sending)"),
+            format!("forward.max_in_flight × max(forward.max_request_bytes, receive.max_request_bytes) × {gateways} gateway(s) (sending)"),
             (f.max_in_flight as u64)
                 .saturating_mul((f.max_request_bytes as u64).max(request))
                 .saturating_mul(gateways_n),
@@ -298,24 +298,24 @@ impl RouterConfig {
     /// with `lines`, else one line.
     pub fn memory_note(&self, threads: usize, lines: bool) -> String {
         let listed = self.members.static_list.len();
-        let bound = self.memory_bound(listed.max(1), threads);
-        let per_gateway = if listed == 0 {
+        let mut bound = self.memory_bound(listed.max(1), threads);
+        bound.assume(tailgate_core::memory::threads_text(threads));
+        if listed == 0 {
             let request = self.receive.max_request_bytes as u64;
-            let sending = (self.forward.max_in_flight as u64)
-                .saturating_mul((self.forward.max_request_bytes as u64).max(request));
-            format!(
-                "; members from DNS: counted for one gateway, each more adds up to {} KiB",
-                (sending + request) >> 10
-            )
+            let each = (self.forward.max_in_flight as u64)
+                .saturating_mul((self.forward.max_request_bytes as u64).max(request))
+                .saturating_add(request);
+            bound.assume(format!(
+                "members from DNS: counted as one gateway, each more adds up to {} MiB",
+                each.div_ceil(1 << 20)
+            ));
+        }
+        bound.assume("keep the container's memory limit above it: docs/configuration.md");
+        if lines {
+            format!("memory: {bound:#}")
         } else {
-            String::new()
-        };
-        let bound = if lines {
-            format!("{bound:#}")
-        } else {
-            bound.to_string()
-        };
-        format!("memory with {threads} worker threads{per_gateway} (docs/configuration.md: set the container's limit above it): {bound}")
+            format!("memory: {bound}")
+        }
     }
 
     /// Checks what the schema cannot.

@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
+use tailgate_core::memory::worker_threads;
 use tailgate_core::receive::Listeners;
 use tailgate_router::{Router, RouterConfig};
 use tokio_util::sync::CancellationToken;
@@ -16,13 +17,13 @@ struct Args {
     /// Router config file (YAML): receive, members, forward, admin. See docs/configuration.md.
     #[arg(short, long, value_name = "FILE")]
     config: PathBuf,
-    /// Validate the config file and exit: 0 and `FILE: ok` on stdout when valid, 64 and the error on stderr when not (warnings, and the memory the config allows, term by term, on stderr).
+    /// Validate the config file and exit: 0 and `FILE: ok` on stdout when valid, 64 and the error on stderr when not (warnings, and the most memory the config lets the router use, term by term, on stderr).
     #[arg(long)]
     check: bool,
-    /// Worker threads (default: one per core). One thread per pinned core avoids
-    /// cross-core wake-ups.
-    #[arg(long, value_name = "N")]
-    threads: Option<usize>,
+    /// Worker threads (default: TOKIO_WORKER_THREADS, else one per core). One thread per
+    /// pinned core avoids cross-core wake-ups.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    threads: Option<u16>,
     /// Longest time to send queued data after SIGTERM.
     #[arg(long, value_name = "DURATION", default_value = "20s", value_parser = humantime::parse_duration)]
     drain_deadline: std::time::Duration,
@@ -35,14 +36,6 @@ struct Args {
 }
 
 const EX_USAGE: u8 = 64;
-
-/// The runtime's worker threads: `--threads`, else one per core.
-fn worker_threads(threads: Option<usize>) -> usize {
-    threads.map_or_else(
-        || std::thread::available_parallelism().map_or(1, usize::from),
-        |n| n.max(1),
-    )
-}
 
 fn main() -> ExitCode {
     tailgate_core::telemetry::init_logging("info");
@@ -62,7 +55,7 @@ fn main() -> ExitCode {
         eprintln!(
             "{}: note: {}",
             args.config.display(),
-            config.memory_note(worker_threads(args.threads), true)
+            config.memory_note(worker_threads(args.threads.map(usize::from)), true)
         );
         // The verdict on stdout, for scripts; warnings stay on stderr.
         let ok = format!("{}: ok\n", args.config.display());
@@ -74,12 +67,12 @@ fn main() -> ExitCode {
     for warning in &warnings {
         tracing::warn!(%warning, "Config.");
     }
-    let note = config.memory_note(worker_threads(args.threads), false);
-    tracing::info!(%note, "Config.");
+    let note = config.memory_note(worker_threads(args.threads.map(usize::from)), false);
+    tracing::info!(?note, "Memory this config allows.");
     let mut runtime = tokio::runtime::Builder::new_multi_thread();
     runtime.enable_all();
     if args.threads.is_some() {
-        runtime.worker_threads(worker_threads(args.threads));
+        runtime.worker_threads(worker_threads(args.threads.map(usize::from)));
     }
     let runtime = match runtime.build() {
         Ok(r) => r,
