@@ -573,17 +573,20 @@ fn exporting_to(
     }
 }
 
-/// Scenario: a gateway shares its ring with a peer that accepts connections and never
-/// answers, and is stopped with a 2 s drain deadline while it buffers traces. Leaving the
-/// ring gives every trace to that peer, whose sends hang far past the deadline.
-/// Guarantee: when the drain deadline cuts the hand-off short, the traces the hand-off took
-/// out of the shards are decided and exported here; none is dropped with the send that held
-/// it (issue 14, item 7).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_handoff_cut_short_by_the_drain_deadline_loses_nothing() {
+/// A gateway whose ring also holds a peer that accepts connections and never answers.
+struct BesideAHole {
+    /// The gateway, on its own 127.0.0.x address; its backend is stopped by `backend_stop`.
+    pod: Pod,
+    /// Accepts the peer's connections and keeps them open, unanswered.
+    hole: JoinHandle<()>,
+    backend_stop: CancellationToken,
+}
+
+/// Starts a [`BesideAHole`] gateway on `ip`, drained within `drain` when stopped.
+async fn beside_a_hole(ip: [u8; 4], drain: Duration) -> BesideAHole {
     let hole = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let hole_addr = hole.local_addr().unwrap();
-    let held = tokio::spawn(async move {
+    let hole = tokio::spawn(async move {
         let mut sockets = Vec::new();
         while let Ok((s, _)) = hole.accept().await {
             sockets.push(s);
@@ -595,7 +598,7 @@ async fn a_handoff_cut_short_by_the_drain_deadline_loses_nothing() {
             .await
             .unwrap();
     let receive = ReceiveConfig {
-        grpc: Some("127.0.0.23:0".parse().unwrap()),
+        grpc: Some(SocketAddr::from((ip, 0))),
         http: None,
         ..Default::default()
     };
@@ -611,7 +614,35 @@ async fn a_handoff_cut_short_by_the_drain_deadline_loses_nothing() {
     let config = exporting_to(backend_addr, receive, 2, peers);
     let gateway = Gateway::start(&config, common::plan(KEEP_ALL)).unwrap();
     let (stats, peers) = (gateway.stats().clone(), gateway.peers().clone());
-    let served = tokio::spawn(gateway.serve(listeners, None, stop.clone(), Duration::from_secs(2)));
+    let served = tokio::spawn(gateway.serve(listeners, None, stop.clone(), drain));
+    BesideAHole {
+        pod: Pod {
+            addr,
+            backend,
+            stats,
+            peers,
+            stop,
+            served,
+        },
+        hole,
+        backend_stop,
+    }
+}
+
+/// Scenario: a gateway shares its ring with a peer that accepts connections and never
+/// answers, and is stopped with a 2 s drain deadline while it buffers traces. Leaving the
+/// ring gives every trace to that peer, whose sends hang far past the deadline.
+/// Guarantee: when the drain deadline cuts the hand-off short, the traces the hand-off took
+/// out of the shards are decided and exported here; none is dropped with the send that held
+/// it (issue 14, item 7).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_handoff_cut_short_by_the_drain_deadline_loses_nothing() {
+    let BesideAHole {
+        mut pod,
+        hole,
+        backend_stop,
+    } = beside_a_hole([127, 0, 0, 23], Duration::from_secs(2)).await;
+    let (addr, stats, peers) = (pod.addr, pod.stats.clone(), pod.peers.clone());
 
     // Only traces this gateway owns, so that nothing is forwarded to the hole while sending.
     let mut sent = 0u64;
@@ -625,21 +656,14 @@ async fn a_handoff_cut_short_by_the_drain_deadline_loses_nothing() {
     }
     assert!(sent > 0);
     let started = tokio::time::Instant::now();
-    stop.cancel();
-    served.await.unwrap().unwrap();
+    pod.stop.cancel();
+    (&mut pod.served).await.unwrap().unwrap();
     assert!(
         started.elapsed() < Duration::from_secs(4),
         "drain overran its deadline"
     );
 
-    let got = arrivals(&[&Pod {
-        addr,
-        backend,
-        stats: stats.clone(),
-        peers,
-        stop: CancellationToken::new(),
-        served: tokio::spawn(async { Ok(()) }),
-    }]);
+    let got = arrivals(&[&pod]);
     let exported: usize = got.values().map(|a| a.0.len()).sum();
     assert_eq!(
         exported as u64, sent,
@@ -652,7 +676,7 @@ async fn a_handoff_cut_short_by_the_drain_deadline_loses_nothing() {
         stats.peers.abandoned_spans.get() > 0,
         "the cut-short hand-off is counted as possibly taken twice"
     );
-    held.abort();
+    hole.abort();
     backend_stop.cancel();
 }
 
@@ -664,37 +688,12 @@ async fn a_handoff_cut_short_by_the_drain_deadline_loses_nothing() {
 /// are; it was not counted at all before.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_request_waiting_on_a_peer_is_counted_against_the_buffer() {
-    let hole = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let hole_addr = hole.local_addr().unwrap();
-    let held = tokio::spawn(async move {
-        let mut sockets = Vec::new();
-        while let Ok((s, _)) = hole.accept().await {
-            sockets.push(s);
-        }
-    });
-    let (stop, backend_stop) = (CancellationToken::new(), CancellationToken::new());
-    let (backend_addr, _backend) =
-        CaptureBackend::start("127.0.0.1:0".parse().unwrap(), backend_stop.clone())
-            .await
-            .unwrap();
-    let receive = ReceiveConfig {
-        grpc: Some("127.0.0.42:0".parse().unwrap()),
-        http: None,
-        ..Default::default()
-    };
-    let listeners = Listeners::bind(&receive).await.unwrap();
-    let addr = listeners.grpc_addr().unwrap();
-    let peers = PeersConfig {
-        advertise: Some(addr.to_string()),
-        static_list: vec![addr.to_string(), hole_addr.to_string()],
-        leave_linger: Duration::from_millis(300),
-        timeout: Duration::from_secs(60),
-        ..Default::default()
-    };
-    let config = exporting_to(backend_addr, receive, 2, peers);
-    let gateway = Gateway::start(&config, common::plan(KEEP_ALL)).unwrap();
-    let (stats, peers) = (gateway.stats().clone(), gateway.peers().clone());
-    let served = tokio::spawn(gateway.serve(listeners, None, stop.clone(), Duration::from_secs(1)));
+    let BesideAHole {
+        mut pod,
+        hole,
+        backend_stop,
+    } = beside_a_hole([127, 0, 0, 42], Duration::from_secs(1)).await;
+    let (addr, stats, peers) = (pod.addr, pod.stats.clone(), pod.peers.clone());
     let mut req = tailgate_core::test_util::bare_spans(4000, 42);
     for rs in &mut req.resource_spans {
         for ss in &mut rs.scope_spans {
@@ -723,9 +722,9 @@ async fn a_request_waiting_on_a_peer_is_counted_against_the_buffer() {
     }
     assert!(!sending.is_finished(), "the peer never answers");
     sending.abort();
-    stop.cancel();
-    served.await.unwrap().unwrap();
-    held.abort();
+    pod.stop.cancel();
+    (&mut pod.served).await.unwrap().unwrap();
+    hole.abort();
     backend_stop.cancel();
 }
 
