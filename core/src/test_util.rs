@@ -1034,8 +1034,9 @@ impl std::io::Write for CapturedLog {
 /// Asserts that every `.rs` file in `package/tests/` is compiled: named as a module
 /// (`mod name;`) in `main_rs`, the source of the package's one integration-test binary
 /// (`tests/main.rs`, listed there for why), or listed in `own_targets` (files that are a test
-/// target of their own in Cargo.toml). With `autotests = false`, a file left out would
-/// otherwise never run and never fail.
+/// target of their own in Cargo.toml); and that no folder there holds a `main.rs` (a
+/// test binary in Cargo's layout) unless it is listed too. With `autotests = false`, a
+/// file left out would otherwise never run and never fail.
 ///
 /// # Panics
 ///
@@ -1050,6 +1051,12 @@ pub fn assert_test_files_are_modules(
     let entries = std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
     for entry in entries.flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
+        // A folder with a main.rs is a test binary in Cargo's layout, which autotests =
+        // false no longer builds: a target of its own, or a mistake.
+        if entry.path().join("main.rs").is_file() && !own_targets.contains(&name.as_str()) {
+            missing.push(format!("{name}/main.rs"));
+            continue;
+        }
         let Some(module) = name.strip_suffix(".rs") else {
             continue;
         };
@@ -1066,7 +1073,7 @@ pub fn assert_test_files_are_modules(
     missing.sort();
     assert!(
         missing.is_empty(),
-        "{}: not compiled (add `mod <name>;` to tests/main.rs): {missing:?}",
+        "{}: not compiled (add `mod <name>;` to tests/main.rs, or a [[test]] target to Cargo.toml): {missing:?}",
         dir.display()
     );
 }
