@@ -48,6 +48,18 @@ impl MemoryBound {
         self
     }
 
+    /// What `--check` prints (a line per term with `lines`) and the start logs (one line):
+    /// `memory: up to about N MiB (assumptions; keep the container's memory limit above
+    /// it: docs/configuration.md) ...`.
+    pub fn note(mut self, lines: bool) -> String {
+        self.assume("keep the container's memory limit above it: docs/configuration.md");
+        if lines {
+            format!("memory: {self:#}")
+        } else {
+            format!("memory: {self}")
+        }
+    }
+
     /// The sum of the terms.
     pub fn total(&self) -> u64 {
         self.terms

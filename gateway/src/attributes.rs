@@ -235,6 +235,11 @@ pub enum AttributesError {
 }
 
 impl AttributesConfig {
+    /// Whether no action is configured.
+    pub fn is_empty(&self) -> bool {
+        self.actions.is_empty() && self.events.is_empty() && self.resource.is_empty()
+    }
+
     /// Compiles the actions; `None` when there are none.
     pub fn compile(&self) -> Result<Option<AttributeActions>, AttributesError> {
         let compiled = AttributeActions {

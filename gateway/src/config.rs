@@ -210,6 +210,7 @@ impl GatewayConfig {
     /// `receive.max_request_bytes`). Not counted: kept spans grown by `attributes` actions.
     pub fn memory_bound(&self, threads: usize) -> MemoryBound {
         let mut bound = MemoryBound::default();
+        bound.assume(tailgate_core::memory::threads_text(threads));
         bound.add(
             "base (runtime, decision cache, metrics, 32 MiB of one exporter's queue)",
             GATEWAY_BASE_BYTES,
@@ -247,19 +248,12 @@ impl GatewayConfig {
     /// threads, and what it leaves out; a line per term with `lines`, else one line.
     pub fn memory_note(&self, threads: usize, lines: bool) -> String {
         let mut bound = self.memory_bound(threads);
-        bound.assume(tailgate_core::memory::threads_text(threads));
-        let a = &self.attributes;
-        if !(a.actions.is_empty() && a.events.is_empty() && a.resource.is_empty()) {
+        if !self.attributes.is_empty() {
             bound.assume(
                 "not counted: kept spans grown by attributes actions, see docs/configuration.md",
             );
         }
-        bound.assume("keep the container's memory limit above it: docs/configuration.md");
-        if lines {
-            format!("memory: {bound:#}")
-        } else {
-            format!("memory: {bound}")
-        }
+        bound.note(lines)
     }
 
     /// Loads and validates a config file.

@@ -181,6 +181,17 @@ fn trace_ids(req: &ExportTraceServiceRequest) -> Vec<Vec<u8>> {
     ids
 }
 
+/// Waits until `done` holds, looking every 20 ms; fails with `what` after 5 s. The pods
+/// talk over real loopback sockets, so what is awaited is I/O, not a timer: a paused clock
+/// would not bring it sooner.
+async fn until(done: impl Fn() -> bool, what: impl Fn() -> String) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while !done() {
+        assert!(tokio::time::Instant::now() < deadline, "{}", what());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 async fn settle(pods: &[&Pod]) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
     while pods.iter().any(|p| p.stats.in_flight_spans() > 0) {
@@ -214,11 +225,11 @@ async fn traces_stay_whole_through_stale_routes_ring_changes_and_drain() {
     for p in &pods {
         p.peers.set_members(all.clone());
     }
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    while a.stats.peers.handed_off_spans.get() == 0 {
-        assert!(tokio::time::Instant::now() < deadline, "no handoff");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    until(
+        || a.stats.peers.handed_off_spans.get() > 0,
+        || "no handoff".into(),
+    )
+    .await;
     // 3. The traces' later spans go, by a stale route, to A, which forwards them to their
     //    new owners, where they join the handed-over part.
     let later = more_spans_of(&first);
@@ -247,14 +258,11 @@ async fn traces_stay_whole_through_stale_routes_ring_changes_and_drain() {
     for p in &pods {
         p.peers.set_members(all[..1].to_vec());
     }
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    while a.stats.peers.received_decisions.get() == 0 {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "no decisions handed over"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    until(
+        || a.stats.peers.received_decisions.get() > 0,
+        || "no decisions handed over".into(),
+    )
+    .await;
     tokio::time::sleep(Duration::from_millis(200)).await;
     let mut latest = more_spans_of(&later);
     for rs in &mut latest.resource_spans {
@@ -460,20 +468,21 @@ async fn a_handoff_larger_than_a_peer_takes_in_one_request_goes_in_several() {
     for p in [&a, &b] {
         p.peers.set_members(all.clone());
     }
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    while b.stats.peers.received_spans.get() < for_b {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "B received {} of {for_b} spans; A handed off {} (A's failures {}, B refused {} and rejected {}, A live traces {})",
-            b.stats.peers.received_spans.get(),
-            a.stats.peers.handed_off_spans.get(),
-            a.stats.peers.failures.get(),
-            b.stats.refused_spans.get(),
-            b.stats.rejected_spans.get(),
-            a.stats.live_traces.get()
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    until(
+        || b.stats.peers.received_spans.get() >= for_b,
+        || {
+            format!(
+                "B received {} of {for_b} spans; A handed off {} (A's failures {}, B refused {} and rejected {}, A live traces {})",
+                b.stats.peers.received_spans.get(),
+                a.stats.peers.handed_off_spans.get(),
+                a.stats.peers.failures.get(),
+                b.stats.refused_spans.get(),
+                b.stats.rejected_spans.get(),
+                a.stats.live_traces.get()
+            )
+        },
+    )
+    .await;
     assert_eq!(a.stats.peers.handed_off_spans.get(), for_b);
     assert_eq!(b.stats.peers.received_spans.get(), for_b);
     for p in [a, b] {
@@ -711,15 +720,16 @@ async fn a_request_waiting_on_a_peer_is_counted_against_the_buffer() {
         .sum();
     assert!(spans > 1000, "{spans} spans for the peer");
     let sending = tokio::spawn(async move { send(addr, &req).await });
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    while stats.shard_queue_bytes.get() < 64 * spans as u64 {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{} bytes counted while the request waits on the peer",
-            stats.shard_queue_bytes.get()
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    until(
+        || stats.shard_queue_bytes.get() >= 64 * spans as u64,
+        || {
+            format!(
+                "{} bytes counted while the request waits on the peer",
+                stats.shard_queue_bytes.get()
+            )
+        },
+    )
+    .await;
     assert!(!sending.is_finished(), "the peer never answers");
     sending.abort();
     pod.stop.cancel();

@@ -266,6 +266,7 @@ impl RouterConfig {
         let request = self.receive.max_request_bytes as u64;
         let gateways_n = gateways.max(1) as u64;
         let mut bound = MemoryBound::default();
+        bound.assume(tailgate_core::memory::threads_text(threads));
         bound.add("base (runtime, ring, metrics, TLS)", ROUTER_BASE_BYTES);
         bound.add(
             format!("max(2 × forward.max_queued_bytes, receive.max_request_bytes × {gateways} gateway(s)) (queued parts)"),
@@ -299,7 +300,6 @@ impl RouterConfig {
     pub fn memory_note(&self, threads: usize, lines: bool) -> String {
         let listed = self.members.static_list.len();
         let mut bound = self.memory_bound(listed.max(1), threads);
-        bound.assume(tailgate_core::memory::threads_text(threads));
         if listed == 0 {
             let request = self.receive.max_request_bytes as u64;
             let each = (self.forward.max_in_flight as u64)
@@ -310,12 +310,7 @@ impl RouterConfig {
                 each.div_ceil(1 << 20)
             ));
         }
-        bound.assume("keep the container's memory limit above it: docs/configuration.md");
-        if lines {
-            format!("memory: {bound:#}")
-        } else {
-            format!("memory: {bound}")
-        }
+        bound.note(lines)
     }
 
     /// Checks what the schema cannot.

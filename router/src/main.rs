@@ -48,6 +48,8 @@ fn main() -> ExitCode {
         }
     };
     let warnings = config.warnings();
+    // As the runtime will start them (it reads TOKIO_WORKER_THREADS itself without --threads).
+    let threads = worker_threads(args.threads.map(usize::from));
     if args.check {
         for warning in &warnings {
             eprintln!("{}: warning: {warning}", args.config.display());
@@ -55,7 +57,7 @@ fn main() -> ExitCode {
         eprintln!(
             "{}: note: {}",
             args.config.display(),
-            config.memory_note(worker_threads(args.threads.map(usize::from)), true)
+            config.memory_note(threads, true)
         );
         // The verdict on stdout, for scripts; warnings stay on stderr.
         let ok = format!("{}: ok\n", args.config.display());
@@ -67,12 +69,12 @@ fn main() -> ExitCode {
     for warning in &warnings {
         tracing::warn!(%warning, "Config.");
     }
-    let note = config.memory_note(worker_threads(args.threads.map(usize::from)), false);
+    let note = config.memory_note(threads, false);
     tracing::info!(?note, "Memory this config allows.");
     let mut runtime = tokio::runtime::Builder::new_multi_thread();
     runtime.enable_all();
     if args.threads.is_some() {
-        runtime.worker_threads(worker_threads(args.threads.map(usize::from)));
+        runtime.worker_threads(threads);
     }
     let runtime = match runtime.build() {
         Ok(r) => r,
