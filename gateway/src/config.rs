@@ -164,7 +164,7 @@ impl BufferConfig {
 /// What the gateway holds whatever its config (the formula's "64 MiB"): runtime, threads'
 /// stacks, the decision cache at its default size, metrics, the reused scans' retained
 /// room, and half of one exporter's default queue.
-const GATEWAY_BASE_BYTES: u64 = 64 << 20;
+pub const GATEWAY_BASE_BYTES: u64 = 64 << 20;
 
 // === impl GatewayConfig ===
 
@@ -254,6 +254,26 @@ impl GatewayConfig {
             );
         }
         bound.note(lines)
+    }
+
+    /// The largest `buffer.max_buffered_bytes` whose [memory bound](Self::memory_bound) with
+    /// `threads` worker threads is at most `limit`, or `None` when the other terms alone
+    /// (connections, in-flight bytes, queues, scans) take the limit.
+    pub fn largest_buffer_within(&self, limit: u64, threads: usize) -> Option<u64> {
+        let mut without = self.clone();
+        without.buffer.max_buffered_bytes = 0;
+        let room = limit.checked_sub(without.memory_bound(threads).total())?;
+        // The buffer's term is `b + b / 10`: start from `room × 10 / 11` and settle on the
+        // largest `b` that fits (integer division leaves it a step or two off).
+        let fits = |b: u64| b.saturating_add(b / 10) <= room;
+        let mut b = (u128::from(room) * 10 / 11) as u64;
+        while b > 0 && !fits(b) {
+            b -= 1;
+        }
+        while fits(b + 1) {
+            b += 1;
+        }
+        (b > 0).then_some(b)
     }
 
     /// Loads and validates a config file.
@@ -409,6 +429,30 @@ mod tests {
     /// from the documented defaults: connections count on each of the three ports, the
     /// queues beyond one default queue count half, scans count per worker thread; with
     /// `attributes` actions the note says what it does not count.
+    #[test]
+    fn the_largest_buffer_within_a_limit_fills_it() {
+        const MIB: u64 = 1 << 20;
+        let path = Path::new("gateway.yaml");
+        let c: GatewayConfig = parse_yaml(
+            path,
+            "receive: {grpc: 127.0.0.1:4317, max_connections: 64}\nexport: {debug: {}}\n",
+        )
+        .unwrap();
+        for limit in [1536 * MIB, 4096 * MIB + 7, 16 << 30] {
+            let b = c.largest_buffer_within(limit, 2).unwrap();
+            let with = |b: u64| {
+                let mut c = c.clone();
+                c.buffer.max_buffered_bytes = b;
+                c.memory_bound(2).total()
+            };
+            assert!(with(b) <= limit, "{b} at {limit}");
+            assert!(with(b + 1) > limit, "{b} + 1 at {limit}");
+        }
+        // base 64 + in-flight 64 + 64 × 80 KiB + scans 6 × 16 MiB × 2: nothing left in 300 MiB.
+        assert_eq!(c.largest_buffer_within(300 * MIB, 2), None);
+        assert!(c.largest_buffer_within(340 * MIB, 2).is_some());
+    }
+
     #[test]
     fn the_memory_bound_follows_the_documented_formula() {
         const MIB: u64 = 1 << 20;

@@ -64,6 +64,14 @@ enum Command {
         /// Memory limit per gateway in GiB.
         #[arg(long, default_value_t = 4.0)]
         gateway_memory_gib: f64,
+        /// The gateways' config file (as `tailgate-gateway --config`): its buffer block is
+        /// run, with `max_buffered_bytes` the most the memory limit holds under the config's
+        /// memory bound (what `tailgate-gateway --check` prints: connections on each port,
+        /// in-flight bytes, exporter queues, a scan per core). Use it where senders are not
+        /// trusted. Without it the buffer is `limit / 1.3 - 100 MiB`, the rule for gateways
+        /// behind routers (docs/sizing.md).
+        #[arg(long, value_name = "FILE")]
+        gateway_config: Option<PathBuf>,
         /// The JSON report of the run at the recommended size.
         #[arg(long, default_value = "sim-plan.json")]
         report: PathBuf,
@@ -139,10 +147,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             policies,
             gateway_cores,
             gateway_memory_gib,
+            gateway_config,
             report,
             html,
             svg_dir,
         } => {
+            let gateway_config = gateway_config
+                .map(|path| tailgate_gateway::config::GatewayConfig::load(&path))
+                .transpose()?;
             let q = PlanQuestion {
                 rate,
                 decision_wait,
@@ -150,6 +162,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 gateway_cores,
                 gateway_memory_bytes: (gateway_memory_gib * 1073741824.0) as u64,
                 workload: None,
+                gateway_config,
                 seed: 1,
             };
             let started = tokio::time::Instant::now();

@@ -9,6 +9,7 @@ use crate::cost::CostModel;
 use crate::engine::{self, Report};
 use crate::scenario::{Loaded, Scenario, ScenarioError};
 use crate::workload::{DurationDist, Rate, TraceSize, Workload};
+use tailgate_gateway::config::{BufferConfig, GatewayConfig};
 
 /// What `plan` is asked.
 #[derive(Debug, Clone)]
@@ -25,6 +26,10 @@ pub struct PlanQuestion {
     pub gateway_memory_bytes: u64,
     /// The workload (default: [`default_workload`] at `rate`).
     pub workload: Option<Workload>,
+    /// The gateways' own config (`--gateway-config`): its `buffer` block is run, with
+    /// `max_buffered_bytes` the most its memory bound lets the limit hold; without it, the
+    /// buffer follows the rule for gateways behind routers ([`buffer_for`]).
+    pub gateway_config: Option<GatewayConfig>,
     /// The seed.
     pub seed: u64,
 }
@@ -82,11 +87,12 @@ pub fn plan(
         / (q.gateway_cores * engine::CPU_TARGET))
         .ceil()
         .max(2.0) as usize;
+    let sizing = size_buffer(q)?;
     // Scale to the recommendation until it settles (at most 6 runs); the answer is the
     // last run, made at the size it recommends or at the last size tried.
     let mut report = None;
     for round in 0..6 {
-        let loaded = steady(q, gateways, routers)?;
+        let loaded = steady(q, &sizing, gateways, routers)?;
         progress(&format!("run {}: {gateways} gateways", round + 1));
         let r = engine::run(&loaded, cost, |_, _| {});
         let next = r.recommended_gateways;
@@ -101,7 +107,7 @@ pub fn plan(
         || "the policy file's decision_wait".to_owned(),
         |d| format!("decision_wait {}", humantime::format_duration(d)),
     );
-    let summary = format!(
+    let mut summary = format!(
         "{rate} spans/s with {wait}: {gateways} gateways ({cores} cores, {mem:.1} GiB each; CPU p99 {cpu:.0}%, RSS max {rss:.2} GiB) and {routers} routers",
         rate = rate_text(q.rate),
         cores = q.gateway_cores,
@@ -109,6 +115,14 @@ pub fn plan(
         cpu = 100.0 * report.gateway_cpu.p99,
         rss = report.gateway_wanted_rss_bytes.max / 1073741824.0,
     );
+    if q.gateway_config.is_some() {
+        summary.push_str(&format!(
+            "; buffer.max_buffered_bytes {} ({} MiB; {} MiB set aside for the config's connections, in-flight bytes, queues and scans)",
+            sizing.buffer.max_buffered_bytes,
+            sizing.buffer.max_buffered_bytes >> 20,
+            sizing.reserved >> 20
+        ));
+    }
     Ok(PlanAnswer {
         gateways,
         routers,
@@ -117,8 +131,65 @@ pub fn plan(
     })
 }
 
+/// The gateways' buffer, and the memory of the limit its traces may take.
+#[derive(Debug, Clone)]
+struct Sizing {
+    buffer: BufferConfig,
+    /// What the config's memory bound sets aside besides the buffer and the base:
+    /// connections, in-flight bytes, exporter queues, scans (0 without a config: the rule
+    /// for gateways behind routers leaves its margin inside the limit).
+    reserved: u64,
+}
+
+/// Sizes the buffer: from the gateway config's memory bound when one is given (the
+/// largest `max_buffered_bytes` the limit holds with a worker thread per core), else by
+/// the rule of docs/sizing.md.
+fn size_buffer(q: &PlanQuestion) -> Result<Sizing, ScenarioError> {
+    let Some(config) = &q.gateway_config else {
+        return Ok(Sizing {
+            buffer: buffer_for(q.gateway_memory_bytes),
+            reserved: 0,
+        });
+    };
+    let threads = (q.gateway_cores.ceil() as usize).max(1);
+    let too_small = |fixed: u64| ScenarioError::Invalid {
+        path: "--gateway-config".into(),
+        key: "--gateway-memory-gib".into(),
+        message: format!(
+            "{:.2} GiB leaves no buffer: the config's other terms take {} MiB with {threads} \
+             worker threads (tailgate-gateway --check prints them); raise the memory or lower \
+             receive.max_connections / receive.max_request_bytes",
+            q.gateway_memory_bytes as f64 / 1073741824.0,
+            fixed >> 20
+        ),
+    };
+    let mut without = config.clone();
+    without.buffer.max_buffered_bytes = 0;
+    let fixed = without.memory_bound(threads).total();
+    let max = config
+        .largest_buffer_within(q.gateway_memory_bytes, threads)
+        .ok_or_else(|| too_small(fixed))?;
+    let mut buffer = config.buffer.clone();
+    // An early-decision threshold set for a larger buffer keeps its share of it.
+    buffer.early_decision_bytes = config.buffer.early_decision_bytes.map(|e| {
+        let share = e as f64 / config.buffer.max_buffered_bytes.max(1) as f64;
+        (share.min(1.0) * max as f64) as u64
+    });
+    buffer.max_buffered_bytes = max;
+    Ok(Sizing {
+        buffer,
+        // The bound's base has its counterpart in the cost model's own base.
+        reserved: fixed.saturating_sub(tailgate_gateway::config::GATEWAY_BASE_BYTES),
+    })
+}
+
 /// A steady scenario of the question's rate on `gateways` gateways.
-fn steady(q: &PlanQuestion, gateways: usize, routers: usize) -> Result<Loaded, ScenarioError> {
+fn steady(
+    q: &PlanQuestion,
+    sizing: &Sizing,
+    gateways: usize,
+    routers: usize,
+) -> Result<Loaded, ScenarioError> {
     let wait = q.decision_wait.unwrap_or(Duration::from_secs(30));
     let scenario = Scenario {
         name: format!("plan {} spans/s on {gateways} gateways", rate_text(q.rate)),
@@ -129,9 +200,10 @@ fn steady(q: &PlanQuestion, gateways: usize, routers: usize) -> Result<Loaded, S
         routers,
         gateway_cores: q.gateway_cores,
         router_cores: 2.0,
-        gateway_memory_bytes: q.gateway_memory_bytes,
+        // Traces may take what the config's senders, queues and scans leave.
+        gateway_memory_bytes: q.gateway_memory_bytes.saturating_sub(sizing.reserved),
         policies: q.policies.clone(),
-        buffer: buffer_for(q.gateway_memory_bytes),
+        buffer: sizing.buffer.clone(),
         export_retry: Default::default(),
         export_batch: Default::default(),
         export_queue_bytes: tailgate_gateway::export::default_queue_bytes(),
@@ -155,8 +227,8 @@ fn steady(q: &PlanQuestion, gateways: usize, routers: usize) -> Result<Loaded, S
 
 /// `buffer.max_buffered_bytes` as the docs advise for a memory limit: about 1/1.3 of it,
 /// less 100 MiB.
-fn buffer_for(memory: u64) -> tailgate_gateway::config::BufferConfig {
-    tailgate_gateway::config::BufferConfig {
+fn buffer_for(memory: u64) -> BufferConfig {
+    BufferConfig {
         max_buffered_bytes: ((memory as f64 / 1.3) as u64)
             .saturating_sub(100 << 20)
             .max(64 << 20),
@@ -178,4 +250,79 @@ pub fn rate_text(rate: f64) -> String {
 fn trim(v: f64) -> String {
     let s = format!("{v:.2}");
     s.trim_end_matches('0').trim_end_matches('.').to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::PathBuf;
+
+    const MIB: u64 = 1 << 20;
+
+    fn question(memory: u64, config: Option<&str>) -> PlanQuestion {
+        PlanQuestion {
+            rate: 100e3,
+            decision_wait: None,
+            policies: PathBuf::from("policies.yaml"),
+            gateway_cores: 2.0,
+            gateway_memory_bytes: memory,
+            workload: None,
+            gateway_config: config.map(|text| {
+                serde_yaml_ng::from_str::<GatewayConfig>(text).expect("a gateway config")
+            }),
+            seed: 1,
+        }
+    }
+
+    /// Scenario: plan sized with and without a gateway config. Guarantees: without one the
+    /// buffer follows the documented rule and nothing is set aside; with one the buffer is
+    /// the most the limit holds under the config's bound at a thread per core, what the
+    /// bound sets aside besides its base is taken off the traces' memory, and an early
+    /// decision threshold keeps its share of the buffer.
+    #[test]
+    fn the_buffer_is_sized_from_the_config_bound_when_one_is_given() {
+        let rule = size_buffer(&question(4096 * MIB, None)).unwrap();
+        assert_eq!(
+            rule.buffer.max_buffered_bytes,
+            (4096.0 * MIB as f64 / 1.3) as u64 - 100 * MIB
+        );
+        assert_eq!(rule.reserved, 0);
+
+        let text = "receive: {grpc: 127.0.0.1:4317, http: 127.0.0.1:4318, max_connections: 4096}\n\
+                    buffer: {max_buffered_bytes: 1073741824, early_decision_bytes: 536870912}\n\
+                    export: {debug: {}}\n";
+        let q = question(4096 * MIB, Some(text));
+        let sized = size_buffer(&q).unwrap();
+        let config = q.gateway_config.clone().unwrap();
+        let mut at = config.clone();
+        at.buffer.max_buffered_bytes = sized.buffer.max_buffered_bytes;
+        assert!(at.memory_bound(2).total() <= 4096 * MIB);
+        at.buffer.max_buffered_bytes += 1;
+        assert!(at.memory_bound(2).total() > 4096 * MIB);
+        // In flight 64 MiB, 4,096 × 2 ports × 80 KiB, scans 6 × 16 MiB × 2 threads.
+        assert_eq!(sized.reserved, 64 * MIB + 640 * MIB + 192 * MIB);
+        // Half of the buffer before, half of it now.
+        let early = sized.buffer.early_decision_bytes.unwrap();
+        assert!(
+            early.abs_diff(sized.buffer.max_buffered_bytes / 2) <= 1,
+            "{early}"
+        );
+        // Below the rule's buffer: the connections a hostile sender may hold cost room.
+        assert!(sized.buffer.max_buffered_bytes < rule.buffer.max_buffered_bytes);
+    }
+
+    /// Scenario: a memory limit below what the config's other terms take. Guarantees: a
+    /// typed error naming the option and the terms' size, not a zero buffer.
+    #[test]
+    fn a_limit_the_config_fills_without_a_buffer_is_refused() {
+        let text = "receive: {grpc: 127.0.0.1:4317, max_connections: 4096}\nexport: {debug: {}}\n";
+        let err = size_buffer(&question(512 * MIB, Some(text))).unwrap_err();
+        let ScenarioError::Invalid { key, message, .. } = err else {
+            panic!("{err:?}");
+        };
+        assert_eq!(key, "--gateway-memory-gib");
+        // base 64 + in flight 64 + 4,096 × 80 KiB on gRPC and the default HTTP port (640)
+        // + scans 192.
+        assert!(message.contains("960 MiB"), "{message}");
+    }
 }

@@ -62,6 +62,36 @@ fn run_and_plan_write_their_reports() {
         stderr.contains("100k spans/s with decision_wait 10s:") && stderr.contains("gateways"),
         "{stderr}"
     );
+    assert!(!stderr.contains("max_buffered_bytes"), "{stderr}");
+
+    // With the gateways' own config: the buffer it leaves is said; a limit its other terms
+    // fill is refused, naming the option.
+    let plan_with = |gib: &str| {
+        sim()
+            .args(["plan", "--rate", "100k", "--decision-wait", "10s"])
+            .args(["--policies", "examples/policies.yaml"])
+            .args(["--gateway-config", "examples/gateway.yaml"])
+            .args(["--gateway-memory-gib", gib, "--report"])
+            .arg(dir.join("p.json"))
+            .arg("--html")
+            .arg(dir.join("p.html"))
+            .output()
+            .unwrap()
+    };
+    let out = plan_with("4");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("; buffer.max_buffered_bytes ") && stderr.contains("MiB set aside"),
+        "{stderr}"
+    );
+    let out = plan_with("0.25");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("--gateway-memory-gib") && stderr.contains("leaves no buffer"),
+        "{stderr}"
+    );
     std::fs::remove_dir_all(&dir).ok();
 }
 
