@@ -28,7 +28,7 @@ pub struct PlanQuestion {
     pub workload: Option<Workload>,
     /// The gateways' own config (`--gateway-config`): its `buffer` block is run, with
     /// `max_buffered_bytes` the most its memory bound lets the limit hold; without it, the
-    /// buffer follows the rule for gateways behind routers ([`buffer_for`]).
+    /// buffer follows the rule for gateways behind routers (`limit / 1.3 - 100 MiB`).
     pub gateway_config: Option<GatewayConfig>,
     /// The seed.
     pub seed: u64,
