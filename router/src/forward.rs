@@ -66,7 +66,14 @@ pub struct Forwarder {
     /// Its client, once it runs: a drain that starts the task again reuses it (its
     /// connection and its retry counters).
     client: std::sync::OnceLock<GrpcClient>,
+    /// The largest request its gateway is known to take: half the smallest it refused as
+    /// too large (`usize::MAX` until one is). See [`Forwarder::request_cap`].
+    request_cap: AtomicUsize,
 }
+
+/// The smallest [`Forwarder::request_cap`] a refusal sets: a gateway refusing requests
+/// this small refuses nearly every span, and halving further would only delay the count.
+pub const MIN_REQUEST_CAP: usize = 512;
 
 // === impl Forwarder ===
 
@@ -97,6 +104,7 @@ impl Forwarder {
             books,
             stats: ForwarderStats::default(),
             client: std::sync::OnceLock::new(),
+            request_cap: AtomicUsize::new(usize::MAX),
         })
     }
 
@@ -111,6 +119,16 @@ impl Forwarder {
         self.client
             .get()
             .map_or(0, |c| c.retry_stats().unanswered.get())
+    }
+
+    /// The largest request to send its gateway, beyond `forward.max_request_bytes`: a
+    /// gateway refuses for good (`RESOURCE_EXHAUSTED` without a retry hint) a request larger
+    /// than its `receive.max_request_bytes`, or one that could cost more than its whole
+    /// buffer. The router acknowledged those spans to their senders already, so the refused
+    /// request is split and sent again, and later ones are cut and gathered to at most half
+    /// its size (`usize::MAX` while none was refused).
+    pub fn request_cap(&self) -> usize {
+        self.request_cap.load(Ordering::Relaxed)
     }
 
     /// Whether the gateway is marked down.
@@ -271,7 +289,8 @@ impl Forwarder {
             let Ok(permit) = in_flight.clone().acquire_owned().await else {
                 break;
             };
-            let Some((chunks, spans, bytes)) = self.pop_batch(cfg.max_request_bytes) else {
+            let max_bytes = cfg.max_request_bytes.min(self.request_cap());
+            let Some((chunks, spans, bytes)) = self.pop_batch(max_bytes) else {
                 continue;
             };
             self.release(bytes);
@@ -346,6 +365,12 @@ impl Forwarder {
                     spans,
                 }]);
             }
+            Err(ForwardError::Rejected { status, .. })
+                if status.code() == tonic::Code::ResourceExhausted
+                    && self.split_refused(chunks, bytes, hooks) =>
+            {
+                // Too large for this gateway: sent again in smaller parts (split_refused).
+            }
             Ok(d) => {
                 let rejected = d.rejected_spans.min(spans);
                 self.stats.forwarded_spans.add(spans - rejected);
@@ -379,6 +404,50 @@ impl Forwarder {
             }
         }
         self.stats.pending_spans.sub(spans);
+    }
+
+    /// A request of `bytes` bytes its gateway refused for good as too large: lowers the
+    /// [`Forwarder::request_cap`] to half its size and queues its spans again in parts cut
+    /// to it (over the ring then in force, so a gateway that left is not sent them).
+    /// Returns false, leaving the spans to be counted failed, when that cannot make it
+    /// smaller: one part that cannot be cut (a single span, or spans under headers larger
+    /// than the cap), or a cap under [`MIN_REQUEST_CAP`]. Each split either lowers the cap
+    /// or sends fewer spans in a request than were refused, so a request is split a bounded
+    /// number of times.
+    fn split_refused(&self, chunks: &[Bytes], bytes: usize, hooks: &Hooks) -> bool {
+        let cap = bytes / 2;
+        if cap < MIN_REQUEST_CAP {
+            return false;
+        }
+        let was = self.request_cap.fetch_min(cap, Ordering::Relaxed);
+        let cap = cap.min(was);
+        let ring = tailgate_core::ring::Ring::new([self.member.clone()]);
+        let mut scan = tailgate_core::wire::Scan::default();
+        let mut splitter = tailgate_core::wire::split::Splitter::default();
+        let mut parts = Vec::new();
+        for chunk in chunks {
+            if scan.scan(chunk).is_err() {
+                return false;
+            }
+            for (_, spans, body) in splitter.split_capped(&ring, chunk, &scan, None, cap) {
+                parts.push(Part { body, spans });
+            }
+        }
+        if parts.len() < 2 {
+            return false;
+        }
+        if cap < was {
+            tracing::warn!(
+                member = %self.member,
+                refused_bytes = bytes,
+                cap,
+                "Gateway refused a request as too large; sending it requests of at most `cap` \
+                 bytes from now on. Raise its receive.max_request_bytes (or buffer.max_buffered_bytes), \
+                 or lower this router's forward.max_request_bytes to match."
+            );
+        }
+        (hooks.requeue)(parts);
+        true
     }
 
     async fn probe(
@@ -481,6 +550,9 @@ pub struct Hooks {
     /// Parts that were in flight to a gateway found unreachable: send them to their
     /// traces' owners on the ring now in force.
     pub reroute: Arc<dyn Fn(Vec<Part>) + Send + Sync>,
+    /// Parts of a request refused as too large, cut smaller: queue them again for their
+    /// traces' owners (counted neither re-routed nor failed).
+    pub requeue: Arc<dyn Fn(Vec<Part>) + Send + Sync>,
 }
 
 /// All-or-nothing admission of a request's parts into their forwarders' queues. Dropped

@@ -282,13 +282,7 @@ impl Router {
             Some(client) => client,
             None => self.new_client(f)?,
         };
-        let (this, again)
-        // A gateway refusing for memory is up and making room: its parts wait (and the
-        // queue behind them fills, so senders are refused before their data is read)
-        // rather than be given up at max_elapsed_time; through a drain too, whose
-        // deadline counts what is still held. Only a gateway that left the ring is not
-        // waited for: its parts go to the new owners (see `Forwarder::leave`).
- = (self.this.clone(), self.this.clone());
+        let (this, again, requeue) = (self.this.clone(), self.this.clone(), self.this.clone());
         let hooks = Hooks {
             health: Arc::new(move || {
                 if let Some(router) = this.upgrade() {
@@ -298,6 +292,11 @@ impl Router {
             reroute: Arc::new(move |parts| match again.upgrade() {
                 Some(router) => router.reroute(parts),
                 None => tracing::error!("Router gone; parts in flight were not re-routed."),
+            }),
+            requeue: Arc::new(move |parts| match requeue.upgrade() {
+                // Called from a send's settling, inside the books (as `reroute` is).
+                Some(router) => router.route_again(parts, false),
+                None => tracing::error!("Router gone; parts cut smaller were not queued."),
             }),
         };
         Ok(tokio::spawn(f.clone().run(client, self.cfg.clone(), hooks)))
@@ -379,7 +378,15 @@ impl Router {
     /// the ring is rebuilt first when it still holds a down gateway, and whatever still
     /// lands on a gateway that went down meanwhile is moved again.
     fn reroute(&self, parts: Vec<Part>) {
+        self.route_again(parts, true);
+    }
+
+    /// [`Router::reroute`]; the spans counted re-routed only when `rerouted` (parts of a
+    /// request its gateway refused as too large are queued again, cut smaller, for the
+    /// same owners). Parts are cut to the smallest [`Forwarder::request_cap`] in force.
+    fn route_again(&self, parts: Vec<Part>, rerouted: bool) {
         let mut parts = parts;
+        let mut splitter = Splitter::default();
         let mut scan = Scan::default();
         // A round is repeated only when a gateway went down during it. The bound guards
         // against a ring that cannot be rebuilt (a poisoned lock): the last round leaves
@@ -410,10 +417,13 @@ impl Router {
                     self.stats.failed_spans.add(p.spans);
                     continue;
                 }
-                for (owner, spans, body) in split(&state.ring, &p.body, &scan) {
+                let cap = request_cap(&state.forwarders);
+                for (owner, spans, body) in
+                    splitter.split_capped(&state.ring, &p.body, &scan, None, cap)
+                {
                     state.forwarders[owner].push_forced(Part { body, spans });
                 }
-                if !all_down {
+                if rerouted && !all_down {
                     self.stats.rerouted_spans.add(p.spans);
                 }
             }
@@ -578,6 +588,16 @@ impl Drop for SenderWaits<'_> {
 
 /// Whether some of `forwarders`, but not all, are down: then parts queued on the down ones
 /// belong to the others.
+/// The smallest request any gateway takes ([`Forwarder::request_cap`]): parts are cut to
+/// it for all (the forwarders gather them again up to their own).
+fn request_cap(forwarders: &[Arc<Forwarder>]) -> usize {
+    forwarders
+        .iter()
+        .map(|f| f.request_cap())
+        .min()
+        .unwrap_or(usize::MAX)
+}
+
 fn has_some_down(forwarders: &[Arc<Forwarder>]) -> bool {
     forwarders.iter().any(|f| f.is_down()) && !forwarders.iter().all(|f| f.is_down())
 }
@@ -779,7 +799,10 @@ impl Router {
         let owners = state.forwarders.len();
         let uncut = scan.split_bound(body.len(), owners);
         // Parts cut to `forward.max_request_bytes` repeat the headers they start under.
-        let max_part = self.cfg.max_request_bytes;
+        let max_part = self
+            .cfg
+            .max_request_bytes
+            .min(request_cap(&state.forwarders));
         let written = uncut.saturating_add(tailgate_core::wire::split::cut_bound(
             scan,
             body.len(),

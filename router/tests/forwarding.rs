@@ -918,6 +918,76 @@ async fn a_large_request_reaches_a_gateway_cut_to_its_request_size() {
     stop.cancel();
 }
 
+/// Scenario: a gateway that refuses requests over 8 KiB for good as too large
+/// (`RESOURCE_EXHAUSTED` without a retry hint, as one with a small `receive.max_request_bytes`
+/// or buffer does) behind a router gathering parts up to its default 512 KiB; senders send
+/// requests of about 30 KB, then one with a span larger than the gateway takes alone.
+/// Guarantees: the refused requests are split and sent again, so every span the gateway
+/// can take arrives once (before the fix, each refused request's spans were counted failed
+/// after the senders were told OK); the router learns the size (later requests are cut
+/// to it); only the span too large alone is counted failed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gateway_refusing_requests_as_too_large_gets_them_cut_smaller() {
+    let stop = CancellationToken::new();
+    let (backend_addr, backend) =
+        CaptureBackend::start("127.0.0.43:0".parse().unwrap(), stop.clone())
+            .await
+            .unwrap();
+    const LIMIT: usize = 8 << 10;
+    backend.refuse_requests_over(Some(LIMIT));
+    let (addr, router) = start_router(
+        vec![backend_addr.to_string()],
+        ForwardConfig::default(),
+        &stop,
+    )
+    .await;
+    let mut client = TraceServiceClient::connect(format!("http://{addr}"))
+        .await
+        .unwrap();
+    let mut sent = 0;
+    for seed in 0..6 {
+        let req = FakeOtlp::traces(60)
+            .spans(4)
+            .attrs(8)
+            .seed(900 + seed)
+            .build();
+        assert!(
+            prost::Message::encoded_len(&req) > 3 * LIMIT,
+            "{}",
+            prost::Message::encoded_len(&req)
+        );
+        sent += spans(&req);
+        client.export(req).await.unwrap();
+    }
+    let settled = |want: u64| {
+        let (backend, router) = (backend.clone(), router.clone());
+        async move {
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while backend.spans() + router.stats().failed_spans.get() < want
+                && Instant::now() < deadline
+            {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    };
+    settled(sent).await;
+    assert_eq!(backend.spans(), sent);
+    assert_eq!(router.stats().failed_spans.get(), 0);
+    assert!(backend.too_large_requests() > 0, "nothing was refused");
+    assert!(backend.bodies().iter().all(|b| b.len() <= LIMIT));
+
+    // One span larger than the gateway takes, beside small ones: it alone is failed.
+    let mut big = FakeOtlp::traces(10).spans(1).seed(990).build();
+    let span = &mut big.resource_spans[0].scope_spans[0].spans[0];
+    span.name = "x".repeat(LIMIT + 100);
+    let more = spans(&big);
+    client.export(big).await.unwrap();
+    settled(sent + more).await;
+    assert_eq!(router.stats().failed_spans.get(), 1);
+    assert_eq!(backend.spans(), sent + more - 1);
+    stop.cancel();
+}
+
 /// Scenario: two gateways, one of which accepts connections and never answers (a hung
 /// pod), with a 30 s request timeout; requests arrive, so parts are in flight to it; it
 /// leaves the ring; then the router drains with a short deadline.

@@ -661,9 +661,11 @@ pub fn sizing_warnings(cfg: &crate::config::GatewayConfig) -> Vec<String> {
     vec![format!(
         "receive.max_request_bytes ({request}) allows a request of bare spans that may take \
          {charge} bytes once buffered, more than buffer.max_buffered_bytes ({max}): such a \
-         request is refused for good. Lower receive.max_request_bytes to {} or less, or \
-         raise buffer.max_buffered_bytes",
-        largest_request_fitting(max)
+         request is refused for good. Lower receive.max_request_bytes to {fit} or less, or \
+         raise buffer.max_buffered_bytes; routers in front should have forward.max_request_bytes \
+         at most {fit} too (they cut what a gateway refuses as too large and send it again, \
+         but each refusal costs a round trip)",
+        fit = largest_request_fitting(max)
     )]
 }
 
