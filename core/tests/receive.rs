@@ -491,14 +491,31 @@ async fn http_bad_input_gets_specific_errors() {
     )
     .await;
     assert_eq!(st, 413);
-    let (st, _, _) = post(
-        &s.http.replace("/v1/traces", "/v1/logs"),
-        "application/x-protobuf",
-        None,
-        vec![],
-    )
-    .await;
-    assert_eq!(st, 404);
+    // A wrong path answers with a Status in the request's format (OTLP/HTTP's rule for
+    // 4xx bodies), text only when the request has no OTLP content type.
+    for (ct, answer) in [
+        ("application/x-protobuf", "application/x-protobuf"),
+        ("application/json", "application/json"),
+        ("text/plain", "text/plain; charset=utf-8"),
+    ] {
+        let (st, headers, body) =
+            post(&s.http.replace("/v1/traces", "/v1/logs"), ct, None, vec![]).await;
+        assert_eq!(st, 404);
+        assert!(
+            headers
+                .iter()
+                .any(|(k, v)| k == "content-type" && v == answer),
+            "{ct}: {headers:?}"
+        );
+        assert!(body.contains("only /v1/traces is served"), "{ct}: {body}");
+        if ct == "application/x-protobuf" {
+            let status = <tailgate_core::receive::status::RpcStatus as prost::Message>::decode(
+                &body.as_bytes()[..],
+            )
+            .unwrap();
+            assert!(status.message.starts_with("only /v1/traces"), "{status:?}");
+        }
+    }
     *s.sink.refuse.lock().unwrap() = Some(Refusal::Overloaded {
         message: "full".into(),
         retry_after: std::time::Duration::from_secs(3),

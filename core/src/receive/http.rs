@@ -75,11 +75,22 @@ async fn answer<S: SpanSink>(
     req: Request<Incoming>,
     limits: Limits,
 ) -> Response<Full<Bytes>> {
+    // A wrong path or method is answered with a `Status` in the request's format when it
+    // has one of OTLP's (the spec's rule for 4xx bodies), else in text, as the Collector
+    // answers every one of them.
     if req.uri().path() != TRACES_PATH {
-        return plain(StatusCode::NOT_FOUND, "only /v1/traces is served");
+        return misdirected(
+            &req,
+            StatusCode::NOT_FOUND,
+            "only /v1/traces is served here (Tailgate takes traces, not metrics or logs)",
+        );
     }
     if req.method() != Method::POST {
-        return plain(StatusCode::METHOD_NOT_ALLOWED, "use POST for /v1/traces");
+        return misdirected(
+            &req,
+            StatusCode::METHOD_NOT_ALLOWED,
+            "use POST for /v1/traces",
+        );
     }
     let format = match content_type(&req) {
         Ok(f) => f,
@@ -320,20 +331,7 @@ fn json_message(message: &str) -> String {
 }
 
 fn refusal_response(format: Format, refusal: &Refusal) -> Response<Full<Bytes>> {
-    let message = refusal.to_string();
-    let body = match format {
-        Format::Protobuf => Bytes::from(
-            RpcStatus {
-                code: refusal.grpc_code(),
-                message,
-                details: Vec::new(),
-            }
-            .encode_to_vec(),
-        ),
-        Format::Json => Bytes::from(
-            serde_json::json!({ "code": refusal.grpc_code(), "message": message }).to_string(),
-        ),
-    };
+    let body = status_body(format, refusal.grpc_code(), &refusal.to_string());
     let mut resp = with_body(refusal.http_status(), format, body);
     if let Some(secs) = refusal.retry_after_secs() {
         resp.headers_mut()
@@ -352,6 +350,32 @@ fn with_body(status: StatusCode, format: Format, body: Bytes) -> Response<Full<B
     resp.headers_mut()
         .insert(header::CONTENT_TYPE, header::HeaderValue::from_static(ct));
     resp
+}
+
+/// `status` with `message`: a `Status` (code UNIMPLEMENTED) in the request's OTLP format,
+/// or text when it has none.
+fn misdirected<B>(req: &Request<B>, status: StatusCode, message: &str) -> Response<Full<Bytes>> {
+    match content_type(req) {
+        Ok(format) => with_body(status, format, status_body(format, 12, message)),
+        Err(_) => plain(status, message),
+    }
+}
+
+/// A `google.rpc.Status` of `code` and `message` as OTLP/HTTP writes it in `format`.
+fn status_body(format: Format, code: i32, message: &str) -> Bytes {
+    match format {
+        Format::Protobuf => Bytes::from(
+            RpcStatus {
+                code,
+                message: message.to_owned(),
+                details: Vec::new(),
+            }
+            .encode_to_vec(),
+        ),
+        Format::Json => {
+            Bytes::from(serde_json::json!({ "code": code, "message": message }).to_string())
+        }
+    }
 }
 
 fn plain(status: StatusCode, message: &str) -> Response<Full<Bytes>> {
