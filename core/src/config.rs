@@ -1337,6 +1337,61 @@ impl<'de, T, E: std::fmt::Display> serde::de::Visitor<'de> for OptionStrWith<T, 
     }
 }
 
+/// An integer setting read as the Collector's config decoder (mapstructure) reads one: a
+/// YAML float is taken for its whole part (`threshold_ms: 1.5` is 1, `-2.7` is -2), where
+/// serde refuses it; a value out of the setting's range, and NaN or an infinity, are
+/// refused. `#[serde(with = "tailgate_core::config::go_int")]` on the field (`go_int::option`
+/// for an `Option`).
+pub mod go_int {
+    use serde::de::{Deserializer, Error, Visitor};
+
+    struct Whole<T>(std::marker::PhantomData<T>);
+
+    impl<T: TryFrom<i128>> Visitor<'_> for Whole<T> {
+        type Value = T;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("an integer")
+        }
+
+        fn visit_i64<E: Error>(self, v: i64) -> Result<T, E> {
+            T::try_from(i128::from(v)).map_err(|_| E::custom(format!("{v} is out of range")))
+        }
+
+        fn visit_u64<E: Error>(self, v: u64) -> Result<T, E> {
+            T::try_from(i128::from(v)).map_err(|_| E::custom(format!("{v} is out of range")))
+        }
+
+        fn visit_f64<E: Error>(self, v: f64) -> Result<T, E> {
+            // Past 2^100 no integer setting fits; the cast below saturates anyway.
+            if !v.is_finite() || v.abs() > 1e30 {
+                return Err(E::custom(format!("{v} is not an integer")));
+            }
+            T::try_from(v.trunc() as i128).map_err(|_| E::custom(format!("{v} is out of range")))
+        }
+    }
+
+    /// Reads an integer, or a float's whole part.
+    pub fn deserialize<'de, D: Deserializer<'de>, T: TryFrom<i128>>(d: D) -> Result<T, D::Error> {
+        d.deserialize_any(Whole(std::marker::PhantomData))
+    }
+
+    /// [`deserialize`] for an `Option` (null or left out: `None`).
+    pub mod option {
+        use serde::de::Deserializer;
+        use serde::Deserialize;
+
+        /// Reads `null` as `None`, else as [`super::deserialize`] does.
+        pub fn deserialize<'de, D: Deserializer<'de>, T: TryFrom<i128>>(
+            d: D,
+        ) -> Result<Option<T>, D::Error> {
+            #[derive(Deserialize)]
+            struct Wrapped<T: TryFrom<i128>>(#[serde(deserialize_with = "super::deserialize")] T);
+            Ok(Option::<Wrapped<T>>::deserialize(d)?.map(|Wrapped(v)| v))
+        }
+    }
+}
+
 /// Durations as the Collector (Go's `time.ParseDuration`) writes them: a sequence of
 /// decimal numbers, each with an optional fraction and a unit (`ns`, `us`, `µs`, `ms`, `s`,
 /// `m`, `h`), like `300ms`, `1.5h` or `1h15m30s`; `0` alone. Use with

@@ -510,7 +510,7 @@ async fn http_bad_input_gets_specific_errors() {
         assert!(body.contains("only /v1/traces is served"), "{ct}: {body}");
         if ct == "application/x-protobuf" {
             let status = <tailgate_core::receive::status::RpcStatus as prost::Message>::decode(
-                &body.as_bytes()[..],
+                body.as_bytes(),
             )
             .unwrap();
             assert!(status.message.starts_with("only /v1/traces"), "{status:?}");

@@ -15,10 +15,11 @@ use super::verdict::Policy;
 #[serde(deny_unknown_fields)]
 pub struct BytesLimitingConfig {
     /// Bytes kept per second, per gateway.
+    #[serde(with = "tailgate_core::config::go_int")]
     pub bytes_per_second: u64,
     /// Bytes the bucket holds; default `2 × bytes_per_second`.
     /// 0 or less is the default, as in the Collector (which reads `> 0` as set).
-    #[serde(default)]
+    #[serde(default, with = "tailgate_core::config::go_int::option")]
     pub burst_capacity: Option<i64>,
 }
 

@@ -17,10 +17,10 @@ use crate::buffer::trace::TraceView;
 #[serde(deny_unknown_fields)]
 pub struct LatencyConfig {
     /// Lower bound in milliseconds; 0 when left out, as the Collector's zero value.
-    #[serde(default)]
+    #[serde(default, with = "tailgate_core::config::go_int")]
     pub threshold_ms: i64,
     /// Upper bound in milliseconds; 0 means none.
-    #[serde(default)]
+    #[serde(default, with = "tailgate_core::config::go_int")]
     pub upper_threshold_ms: i64,
 }
 

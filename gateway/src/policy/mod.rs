@@ -71,6 +71,7 @@ pub struct NotConfig {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawCompositeConfig {
+    #[serde(with = "tailgate_core::config::go_int")]
     pub(crate) max_total_spans_per_second: u64,
     #[serde(default, deserialize_with = "tailgate_core::config::comma_list")]
     pub(crate) policy_order: Vec<String>,
@@ -87,7 +88,7 @@ pub struct RateAllocation {
     pub policy: String,
     /// Percent of `max_total_spans_per_second`; 0 or less (the Collector's field is an
     /// `int64`, and it loads a negative one) gives an equal split.
-    #[serde(default)]
+    #[serde(default, with = "tailgate_core::config::go_int")]
     pub percent: i64,
 }
 
@@ -231,10 +232,10 @@ impl Default for AdjustedCountConfig {
 #[serde(deny_unknown_fields)]
 pub struct DecisionCacheConfig {
     /// Kept trace ids remembered.
-    #[serde(default)]
+    #[serde(default, with = "tailgate_core::config::go_int")]
     pub sampled_cache_size: usize,
     /// Dropped trace ids remembered.
-    #[serde(default)]
+    #[serde(default, with = "tailgate_core::config::go_int")]
     pub non_sampled_cache_size: usize,
 }
 
@@ -250,10 +251,10 @@ struct RawPolicyFile {
     decision_wait: Duration,
     /// Traces kept in memory per gateway; past it the oldest are decided early (the
     /// Collector drops them instead). Default 50000.
-    #[serde(default = "default_num_traces")]
+    #[serde(default = "default_num_traces", with = "tailgate_core::config::go_int")]
     num_traces: usize,
     /// Accepted for compatibility; Tailgate sizes its tables as they fill.
-    #[serde(default)]
+    #[serde(default, with = "tailgate_core::config::go_int")]
     expected_new_traces_per_sec: u64,
     #[serde(default, with = "tailgate_core::config::go_duration::option")]
     decision_wait_after_root_received: Option<Duration>,
@@ -267,7 +268,7 @@ struct RawPolicyFile {
     drop_pending_traces_on_shutdown: Option<bool>,
     #[serde(default)]
     block_on_overflow: Option<bool>,
-    #[serde(default)]
+    #[serde(default, with = "tailgate_core::config::go_int::option")]
     maximum_trace_size_bytes: Option<u64>,
     /// `trace-complete` (default) or `span-ingest`.
     #[serde(default)]

@@ -20,10 +20,10 @@ pub struct NumericAttributeConfig {
     /// Attribute key.
     pub key: String,
     /// Lower bound (inclusive); 0 is no bound, as in the Collector.
-    #[serde(default)]
+    #[serde(default, with = "tailgate_core::config::go_int::option")]
     pub min_value: Option<i64>,
     /// Upper bound (inclusive); 0 is no bound, as in the Collector.
-    #[serde(default)]
+    #[serde(default, with = "tailgate_core::config::go_int::option")]
     pub max_value: Option<i64>,
     /// Invert the match.
     #[serde(default)]

@@ -14,10 +14,10 @@ use crate::buffer::trace::TraceView;
 pub struct SpanCountConfig {
     /// Fewest spans; 0 when left out, as the Collector's zero value (a negative one acts
     /// as 0).
-    #[serde(default)]
+    #[serde(default, with = "tailgate_core::config::go_int")]
     pub min_spans: i32,
     /// Most spans; 0 means no upper bound.
-    #[serde(default)]
+    #[serde(default, with = "tailgate_core::config::go_int")]
     pub max_spans: i32,
 }
 

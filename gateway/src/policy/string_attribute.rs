@@ -29,7 +29,7 @@ pub struct StringAttributeConfig {
     pub enabled_regex_matching: bool,
     /// Accepted for compatibility, any integer (the Collector reads 0 or less as its
     /// default size).
-    #[serde(default)]
+    #[serde(default, with = "tailgate_core::config::go_int")]
     pub cache_max_size: i64,
     /// Invert the match (see the module docs).
     #[serde(default)]

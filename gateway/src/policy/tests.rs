@@ -1270,3 +1270,37 @@ fn a_string_where_a_list_goes_is_split_at_commas() {
     );
     assert!(order.is_ok(), "{:?}", order.err());
 }
+
+/// Scenario: integer settings written as decimals (`threshold_ms: 1.5`, `min_spans: 2.7`),
+/// which the Collector's decoder takes for their whole part, and ones no integer holds.
+/// Guarantees: the file loads and decides with the whole parts, as the Collector does
+/// (before, it was refused: "invalid type: floating point"); a value out of the
+/// setting's range, NaN and an infinity are refused naming the key.
+#[test]
+fn decimals_in_integer_settings_are_read_for_their_whole_part() {
+    let latency = "num_traces: 100.9\npolicies:\n  - {name: slow, type: latency, latency: {threshold_ms: 1.5}}\n";
+    assert_eq!(parse(latency).unwrap().num_traces, 100);
+    // Threshold 1 ms (exclusive): 2 ms is slow; with 2 it would not be.
+    assert!(decide(latency, &[(0, 2 * MS, 0)]));
+    assert!(!decide(latency, &[(0, MS, 0)]));
+    let count = "policies:\n  - {name: n, type: span_count, span_count: {min_spans: 2.7}}\n";
+    assert!(decide(count, &[(0, MS, 0), (0, MS, 0)]));
+    assert!(!decide(count, &[(0, MS, 0)]));
+    for text in [
+        "policies:\n  - {name: n, type: numeric_attribute, numeric_attribute: {key: k, min_value: 5.5, max_value: -2.5e1}}\n",
+        "policies:\n  - {name: r, type: rate_limiting, rate_limiting: {spans_per_second: 35.5}}\n",
+        "decision_cache: {sampled_cache_size: 10.5}\npolicies:\n  - {name: a, type: always_sample}\n",
+        "policies:\n  - name: c\n    type: composite\n    composite:\n      max_total_spans_per_second: 100.5\n      policy_order: [a]\n      composite_sub_policy: [{name: a, type: always_sample}]\n      rate_allocation: [{policy: a, percent: 33.3}]\n",
+    ] {
+        assert!(parse(text).is_ok(), "{text}: {:?}", parse(text).err());
+    }
+    for (text, key) in [
+        ("policies:\n  - {name: n, type: span_count, span_count: {min_spans: 3e9}}\n", "min_spans"),
+        ("policies:\n  - {name: s, type: latency, latency: {threshold_ms: .nan}}\n", "threshold_ms"),
+        ("policies:\n  - {name: s, type: latency, latency: {threshold_ms: -.inf}}\n", "threshold_ms"),
+        ("policies:\n  - {name: r, type: rate_limiting, rate_limiting: {spans_per_second: -1.5}}\n", "spans_per_second"),
+    ] {
+        let err = parse(text).unwrap_err();
+        assert!(err.contains(key), "{text}: {err}");
+    }
+}
