@@ -91,7 +91,7 @@ async fn exporters_send_the_token_an_oauth2_endpoint_issues() {
     std::fs::write(
         &config_path,
         format!(
-            "receive:\n  grpc: '127.0.0.1:0'\n\
+            "receive:\n  grpc: '127.0.0.1:0'\n  http: null\n\
              extensions:\n  oauth2client:\n    client_id: tailgate\n    client_secret_file: '{}'\n    token_url: '{token_url}'\n    scopes: [traces]\n    timeout: 2s\n\
              export:\n  otlp:\n    endpoint: 'https://{grpc_addr}'\n    tls: {{ca_file: '{ca}'}}\n    auth: {{authenticator: oauth2client}}\n\
              \x20 otlphttp:\n    endpoint: 'http://{http_addr}'\n    auth: {{authenticator: oauth2client}}\n\

@@ -61,7 +61,7 @@ async fn exporters_reach_their_backends_through_proxies() {
     std::fs::write(
         &config_path,
         format!(
-            "receive:\n  grpc: '127.0.0.1:0'\nexport:\n  otlp:\n    endpoint: 'backend.test:{grpc_port}'\n    authority: otlp.ingress.test\n    tls: {{ca_file: '{ca}'}}\n  otlphttp:\n    endpoint: 'https://backend.test:{http_port}'\n    tls: {{ca_file: '{ca}'}}\n    proxy_url: 'http://otel:s%40cret@{http_proxy_addr}'\nadmin: null\nmetrics: null\n"
+            "receive:\n  grpc: '127.0.0.1:0'\n  http: null\nexport:\n  otlp:\n    endpoint: 'backend.test:{grpc_port}'\n    authority: otlp.ingress.test\n    tls: {{ca_file: '{ca}'}}\n  otlphttp:\n    endpoint: 'https://backend.test:{http_port}'\n    tls: {{ca_file: '{ca}'}}\n    proxy_url: 'http://otel:s%40cret@{http_proxy_addr}'\nadmin: null\nmetrics: null\n"
         ),
     )
     .unwrap();

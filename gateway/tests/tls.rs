@@ -311,7 +311,7 @@ async fn exporters_authenticate_with_the_collectors_extensions() {
 
     let ca = backend_ca.ca_file("backend").display().to_string();
     let config_text = format!(
-        "receive:\n  grpc: '127.0.0.1:0'\n\
+        "receive:\n  grpc: '127.0.0.1:0'\n  http: null\n\
          extensions:\n  bearertokenauth/file:\n    filename: '{}'\n  bearertokenauth/inline:\n    token: http-t0k\n\
          export:\n  otlp:\n    endpoint: 'https://{grpc_addr}'\n    tls: {{ca_file: '{ca}'}}\n    auth:\n      authenticator: bearertokenauth/file\n\
          \x20 otlphttp:\n    endpoint: 'http://{http_addr}'\n    auth: {{authenticator: bearertokenauth/inline}}\n\
@@ -330,21 +330,21 @@ async fn exporters_authenticate_with_the_collectors_extensions() {
                 &format!("https://{grpc_addr}'\n    tls: {{ca_file: '{ca}'}}"),
                 &format!("http://{grpc_addr}'"),
             ),
-            "gateway.yaml:12: export.otlp.auth.authenticator: bearertokenauth/file sends credentials, and this gRPC exporter is plaintext: write the endpoint as https://",
+            "gateway.yaml:13: export.otlp.auth.authenticator: bearertokenauth/file sends credentials, and this gRPC exporter is plaintext: write the endpoint as https://",
         ),
         (
             config_text.replace(
                 &format!("https://{grpc_addr}'\n    tls: {{ca_file: '{ca}'}}"),
                 &format!("{grpc_addr}'\n    tls: {{insecure: true}}"),
             ),
-            "gateway.yaml:13: export.otlp.auth.authenticator: bearertokenauth/file sends credentials, and this gRPC exporter is plaintext: remove insecure: true",
+            "gateway.yaml:14: export.otlp.auth.authenticator: bearertokenauth/file sends credentials, and this gRPC exporter is plaintext: remove insecure: true",
         ),
         (
             config_text.replace(
                 "authenticator: bearertokenauth/inline",
                 "authenticator: oauth2client",
             ),
-            "gateway.yaml:16: export.otlphttp.auth.authenticator",
+            "gateway.yaml:17: export.otlphttp.auth.authenticator",
         ),
     ] {
         std::fs::write(&config_path, text).unwrap();
