@@ -1365,7 +1365,12 @@ pub mod go_int {
         fn visit_f64<E: Error>(self, v: f64) -> Result<T, E> {
             // Past 2^100 no integer setting fits; the cast below saturates anyway.
             if !v.is_finite() || v.abs() > 1e30 {
-                return Err(E::custom(format!("{v} is not an integer")));
+                return Err(E::custom(format!("{v} is out of range")));
+            }
+            // mapstructure refuses a negative float for an unsigned setting, even one that
+            // truncates to 0.
+            if v < 0.0 && T::try_from(-1).is_err() {
+                return Err(E::custom(format!("{v} is out of range")));
             }
             T::try_from(v.trunc() as i128).map_err(|_| E::custom(format!("{v} is out of range")))
         }

@@ -491,6 +491,23 @@ async fn http_bad_input_gets_specific_errors() {
     )
     .await;
     assert_eq!(st, 413);
+    // Not a POST: 405, with a Status in the request's format.
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<Full<Bytes>>();
+    let resp = client
+        .request(
+            http::Request::put(&s.http)
+                .header("content-type", "application/json")
+                .body(Full::new(Bytes::from_static(b"{}")))
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 405);
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    let status: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(status["message"], "use POST for /v1/traces", "{status}");
+    assert_eq!(status["code"], 12);
     // A wrong path answers with a Status in the request's format (OTLP/HTTP's rule for
     // 4xx bodies), text only when the request has no OTLP content type.
     for (ct, answer) in [

@@ -583,6 +583,34 @@ fn a_huge_header_is_not_repeated_per_span() {
     }
 }
 
+/// Scenario: tiny spans under a resource header of 1,500 bytes, cut at 1,700 bytes, as a
+/// router cuts a request a gateway refused as too large.
+/// Guarantees: `split_capped` keeps spans together until they outweigh the header (a part
+/// over the cap); `split_cut_to` cuts at the cap whatever the header weighs, so every part
+/// it writes fits, and no span is lost or repeated.
+#[test]
+fn a_refused_request_is_cut_to_the_cap_whatever_its_header_weighs() {
+    use tailgate_core::ring::{Member, Ring};
+    use tailgate_core::wire::split::Splitter;
+    let ring = Ring::new([Member::new("10.0.0.1:4317")]);
+    let (spans, header, cap) = (200u32, 1_500usize, 1_700usize);
+    let body = bytes::Bytes::from(one_span_traces(spans, header).encode_to_vec());
+    let mut scan = Scan::default();
+    scan.scan(&body).unwrap();
+    let weighed = Splitter::default().split_capped(&ring, &body, &scan, None, cap);
+    assert!(
+        weighed.iter().any(|p| p.2.len() > cap),
+        "the rule kept no part over the cap"
+    );
+    let cut = Splitter::default().split_cut_to(&ring, &body, &scan, cap);
+    assert_eq!(cut.iter().map(|p| p.1).sum::<u64>(), u64::from(spans));
+    assert!(
+        cut.iter().all(|p| p.2.len() <= cap),
+        "largest {}",
+        cut.iter().map(|p| p.2.len()).max().unwrap_or(0)
+    );
+}
+
 /// A group of unknown field `field`: a varint, a nested group of `field + 1` holding a
 /// string, then its end (what a proto2 sender, or a future field written so, puts in).
 fn unknown_group(field: u64) -> Vec<u8> {

@@ -423,12 +423,10 @@ mod tests {
     use tailgate_core::config::parse_yaml;
     use tailgate_core::forward::Compression;
 
-    /// Scenario: the memory bound of a gateway config with a 1 GiB buffer, 256 connections
-    /// a port, a peer port and two exporters (one with a 128 MiB queue), on 4 cores.
-    /// Guarantees: each term is what docs/configuration.md's formula gives, computed here
-    /// from the documented defaults: connections count on each of the three ports, the
-    /// queues beyond one default queue count half, scans count per worker thread; with
-    /// `attributes` actions the note says what it does not count.
+    /// Scenario: the largest buffer within limits of 1.5 GiB, 4 GiB and an odd byte, and
+    /// 16 GiB, for a config of 64 connections on 2 threads; limits the other terms fill.
+    /// Guarantees: the buffer found fits its limit and one byte more would not; a limit
+    /// under the other terms has no buffer.
     #[test]
     fn the_largest_buffer_within_a_limit_fills_it() {
         const MIB: u64 = 1 << 20;
@@ -453,6 +451,12 @@ mod tests {
         assert!(c.largest_buffer_within(340 * MIB, 2).is_some());
     }
 
+    /// Scenario: the memory bound of a gateway config with a 1 GiB buffer, 256 connections
+    /// a port, a peer port and two exporters (one with a 128 MiB queue), on 4 cores.
+    /// Guarantees: each term is what docs/configuration.md's formula gives, computed here
+    /// from the documented defaults: connections count on each of the three ports, the
+    /// queues beyond one default queue count half, scans count per worker thread; with
+    /// `attributes` actions the note says what it does not count.
     #[test]
     fn the_memory_bound_follows_the_documented_formula() {
         const MIB: u64 = 1 << 20;

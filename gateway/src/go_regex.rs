@@ -359,6 +359,13 @@ const NOT_IN_GO: &[&str] = &[
     "xidc",
     "xidstart",
     "xids",
+    "hyphen",
+    "graphemelink",
+    "grlink",
+    "idcompatmathstart",
+    "idcompatmathcontinue",
+    "modifiercombiningmark",
+    "mcm",
 ];
 
 /// Refuses a `\p{name}` the crate reads and Go does not.
@@ -368,7 +375,9 @@ fn check_property(name: &str) -> Result<(), GoRegexError> {
         .filter(|c| !matches!(c, ' ' | '_' | '-'))
         .flat_map(char::to_lowercase)
         .collect();
-    if name.contains(['=', ':', '!']) || NOT_IN_GO.contains(&loose.as_str()) {
+    // The crate also takes any name after `is` (`IsGreek`, `isAlphabetic`); Go none.
+    let is_prefixed = loose.len() > 2 && loose.starts_with("is");
+    if name.contains(['=', ':', '!']) || is_prefixed || NOT_IN_GO.contains(&loose.as_str()) {
         return Err(GoRegexError::Property(name.to_owned()));
     }
     Ok(())
@@ -682,6 +691,9 @@ mod tests {
             ("\\p{sc=Greek}", "property"),
             ("\\p{Script=Greek}", "property"),
             ("[\\p{gc=L}]", "property"),
+            ("\\p{IsGreek}", "property"),
+            ("\\p{isAlphabetic}", "property"),
+            ("\\p{Hyphen}", "property"),
         ] {
             let err = translate(pattern).expect_err(pattern);
             let matched = match rule {

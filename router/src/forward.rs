@@ -122,11 +122,12 @@ impl Forwarder {
     }
 
     /// The largest request to send its gateway, beyond `forward.max_request_bytes`: a
-    /// gateway refuses for good (`RESOURCE_EXHAUSTED` without a retry hint) a request larger
-    /// than its `receive.max_request_bytes`, or one that could cost more than its whole
-    /// buffer. The router acknowledged those spans to their senders already, so the refused
-    /// request is split and sent again, and later ones are cut and gathered to at most half
-    /// its size (`usize::MAX` while none was refused).
+    /// gateway refuses for good a request larger than its `receive.max_request_bytes`, or
+    /// one that could cost more than its whole buffer (`RESOURCE_EXHAUSTED` marked
+    /// [`TOO_LARGE_METADATA`](tailgate_core::receive::TOO_LARGE_METADATA)). The router
+    /// acknowledged those spans to their senders already, so the refused request is cut
+    /// and sent again, and later ones are gathered to at most half its size (`usize::MAX`
+    /// while none was refused; it is not raised again while the router runs).
     pub fn request_cap(&self) -> usize {
         self.request_cap.load(Ordering::Relaxed)
     }
@@ -367,6 +368,9 @@ impl Forwarder {
             }
             Err(ForwardError::Rejected { status, .. })
                 if status.code() == tonic::Code::ResourceExhausted
+                    && status
+                        .metadata()
+                        .contains_key(tailgate_core::receive::TOO_LARGE_METADATA)
                     && self.split_refused(chunks, bytes, hooks) =>
             {
                 // Too large for this gateway: sent again in smaller parts (split_refused).
@@ -406,21 +410,18 @@ impl Forwarder {
         self.stats.pending_spans.sub(spans);
     }
 
-    /// A request of `bytes` bytes its gateway refused for good as too large: lowers the
-    /// [`Forwarder::request_cap`] to half its size and queues its spans again in parts cut
-    /// to it (over the ring then in force, so a gateway that left is not sent them).
-    /// Returns false, leaving the spans to be counted failed, when that cannot make it
-    /// smaller: one part that cannot be cut (a single span, or spans under headers larger
-    /// than the cap), or a cap under [`MIN_REQUEST_CAP`]. Each split either lowers the cap
-    /// or sends fewer spans in a request than were refused, so a request is split a bounded
-    /// number of times.
+    /// A request of `bytes` bytes its gateway refused for good as too large: cuts its spans
+    /// into parts of at most half its size (or the [`Forwarder::request_cap`], if lower),
+    /// queues them again (over the ring then in force, so a gateway that left is not sent
+    /// them), and lowers the cap to that size. Returns false, leaving the spans to be
+    /// counted failed, when that cannot make it smaller: a single span (with its headers)
+    /// too large alone, or a cap under [`MIN_REQUEST_CAP`]. Each split halves what is sent
+    /// at once, so a request is split a bounded number of times.
     fn split_refused(&self, chunks: &[Bytes], bytes: usize, hooks: &Hooks) -> bool {
-        let cap = bytes / 2;
+        let cap = (bytes / 2).min(self.request_cap());
         if cap < MIN_REQUEST_CAP {
             return false;
         }
-        let was = self.request_cap.fetch_min(cap, Ordering::Relaxed);
-        let cap = cap.min(was);
         let ring = tailgate_core::ring::Ring::new([self.member.clone()]);
         let mut scan = tailgate_core::wire::Scan::default();
         let mut splitter = tailgate_core::wire::split::Splitter::default();
@@ -429,13 +430,15 @@ impl Forwarder {
             if scan.scan(chunk).is_err() {
                 return false;
             }
-            for (_, spans, body) in splitter.split_capped(&ring, chunk, &scan, None, cap) {
+            for (_, spans, body) in splitter.split_cut_to(&ring, chunk, &scan, cap) {
                 parts.push(Part { body, spans });
             }
         }
         if parts.len() < 2 {
             return false;
         }
+        self.stats.too_large_requests.add(1);
+        let was = self.request_cap.fetch_min(cap, Ordering::Relaxed);
         if cap < was {
             tracing::warn!(
                 member = %self.member,
@@ -446,7 +449,7 @@ impl Forwarder {
                  or lower this router's forward.max_request_bytes to match."
             );
         }
-        (hooks.requeue)(parts);
+        (hooks.requeue)(parts, cap);
         true
     }
 
@@ -550,9 +553,10 @@ pub struct Hooks {
     /// Parts that were in flight to a gateway found unreachable: send them to their
     /// traces' owners on the ring now in force.
     pub reroute: Arc<dyn Fn(Vec<Part>) + Send + Sync>,
-    /// Parts of a request refused as too large, cut smaller: queue them again for their
-    /// traces' owners (counted neither re-routed nor failed).
-    pub requeue: Arc<dyn Fn(Vec<Part>) + Send + Sync>,
+    /// Parts of a request refused as too large, cut to the size given: queue them again for
+    /// their traces' owners (counted neither re-routed nor failed), and cut requests to
+    /// that size from now on.
+    pub requeue: Arc<dyn Fn(Vec<Part>, usize) + Send + Sync>,
 }
 
 /// All-or-nothing admission of a request's parts into their forwarders' queues. Dropped

@@ -213,6 +213,9 @@ pub struct ForwarderStats {
     pub failed_spans: Counter,
     /// Requests sent (after coalescing).
     pub requests: Counter,
+    /// Requests the gateway refused as too large, whose spans were cut smaller and queued
+    /// again.
+    pub too_large_requests: Counter,
     /// Bytes queued now.
     pub queued_bytes: Gauge,
     /// Spans queued or in flight now.
@@ -235,7 +238,7 @@ pub struct MemberSample<'a> {
 /// The per-gateway series: name, help, and the value of one member.
 type MemberMetric = (&'static str, &'static str, fn(&MemberSample<'_>) -> u64);
 
-const MEMBER_METRICS: [MemberMetric; 7] = [
+const MEMBER_METRICS: [MemberMetric; 8] = [
     (
         "tailgate_router_member_forwarded_spans_total",
         "Spans delivered, per gateway.",
@@ -260,6 +263,11 @@ const MEMBER_METRICS: [MemberMetric; 7] = [
         "tailgate_router_member_unanswered_requests_total",
         "Attempts the gateway did not answer within forward.timeout (then sent again, or given up at the retry bound): it may have taken them, so their spans may arrive twice.",
         |m| m.unanswered,
+    ),
+    (
+        "tailgate_router_member_too_large_requests_total",
+        "Requests the gateway refused as too large (over its receive.max_request_bytes, or more than its buffer could hold): their spans were cut into requests of half the size and sent again, and later requests are cut to that size. Lower forward.max_request_bytes to what the gateways take.",
+        |m| m.stats.too_large_requests.get(),
     ),
     (
         "tailgate_router_member_queued_bytes",

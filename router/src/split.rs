@@ -90,6 +90,10 @@ pub struct Router {
     passes: Arc<Passes>,
     /// A running mean of request sizes, bytes: what a passed request is expected to add.
     mean_request: AtomicUsize,
+    /// The smallest [`Forwarder::request_cap`] any gateway's refusal set (`usize::MAX`
+    /// until one refuses a request as too large): requests are cut to it for every
+    /// gateway (each forwarder gathers them again up to its own cap).
+    request_cap: AtomicUsize,
     stats: Arc<RouterStats>,
     /// Open until a drain's deadline; moves of parts between queues hold them open.
     books: Arc<Books>,
@@ -125,6 +129,7 @@ impl Router {
             waiting_by_sender: Mutex::default(),
             passes: Passes::new(PASS_WINDOW),
             mean_request: AtomicUsize::new(64 << 10),
+            request_cap: AtomicUsize::new(usize::MAX),
             stats: Arc::new(RouterStats::default()),
             books: Arc::default(),
             ready: Readiness::default(),
@@ -293,9 +298,12 @@ impl Router {
                 Some(router) => router.reroute(parts),
                 None => tracing::error!("Router gone; parts in flight were not re-routed."),
             }),
-            requeue: Arc::new(move |parts| match requeue.upgrade() {
+            requeue: Arc::new(move |parts, cap| match requeue.upgrade() {
                 // Called from a send's settling, inside the books (as `reroute` is).
-                Some(router) => router.route_again(parts, false),
+                Some(router) => {
+                    router.request_cap.fetch_min(cap, Ordering::Relaxed);
+                    router.route_again(parts, false);
+                }
                 None => tracing::error!("Router gone; parts cut smaller were not queued."),
             }),
         };
@@ -383,7 +391,7 @@ impl Router {
 
     /// [`Router::reroute`]; the spans counted re-routed only when `rerouted` (parts of a
     /// request its gateway refused as too large are queued again, cut smaller, for the
-    /// same owners). Parts are cut to the smallest [`Forwarder::request_cap`] in force.
+    /// same owners). Parts are cut to the router's `request_cap`.
     fn route_again(&self, parts: Vec<Part>, rerouted: bool) {
         let mut parts = parts;
         let mut splitter = Splitter::default();
@@ -417,7 +425,7 @@ impl Router {
                     self.stats.failed_spans.add(p.spans);
                     continue;
                 }
-                let cap = request_cap(&state.forwarders);
+                let cap = self.request_cap.load(Ordering::Relaxed);
                 for (owner, spans, body) in
                     splitter.split_capped(&state.ring, &p.body, &scan, None, cap)
                 {
@@ -511,6 +519,12 @@ impl Router {
         lost
     }
 
+    /// The size requests are cut to since a gateway refused a larger one as too large
+    /// (`None` while none has): see [`Forwarder::request_cap`].
+    pub fn request_cap(&self) -> Option<usize> {
+        Some(self.request_cap.load(Ordering::Relaxed)).filter(|&c| c != usize::MAX)
+    }
+
     /// Gathers the router's series: its stats, then one per gateway it forwards to.
     fn render(&self, p: &mut PromText) {
         let forwarders = self.forwarders();
@@ -588,16 +602,6 @@ impl Drop for SenderWaits<'_> {
 
 /// Whether some of `forwarders`, but not all, are down: then parts queued on the down ones
 /// belong to the others.
-/// The smallest request any gateway takes ([`Forwarder::request_cap`]): parts are cut to
-/// it for all (the forwarders gather them again up to their own).
-fn request_cap(forwarders: &[Arc<Forwarder>]) -> usize {
-    forwarders
-        .iter()
-        .map(|f| f.request_cap())
-        .min()
-        .unwrap_or(usize::MAX)
-}
-
 fn has_some_down(forwarders: &[Arc<Forwarder>]) -> bool {
     forwarders.iter().any(|f| f.is_down()) && !forwarders.iter().all(|f| f.is_down())
 }
@@ -802,7 +806,7 @@ impl Router {
         let max_part = self
             .cfg
             .max_request_bytes
-            .min(request_cap(&state.forwarders));
+            .min(self.request_cap.load(Ordering::Relaxed));
         let written = uncut.saturating_add(tailgate_core::wire::split::cut_bound(
             scan,
             body.len(),

@@ -945,12 +945,15 @@ async fn a_gateway_refusing_requests_as_too_large_gets_them_cut_smaller() {
         .await
         .unwrap();
     let mut sent = 0;
+    assert_eq!(router.request_cap(), None);
+    let mut smallest = usize::MAX;
     for seed in 0..6 {
         let req = FakeOtlp::traces(60)
             .spans(4)
             .attrs(8)
             .seed(900 + seed)
             .build();
+        smallest = smallest.min(prost::Message::encoded_len(&req));
         assert!(
             prost::Message::encoded_len(&req) > 3 * LIMIT,
             "{}",
@@ -974,7 +977,17 @@ async fn a_gateway_refusing_requests_as_too_large_gets_them_cut_smaller() {
     assert_eq!(backend.spans(), sent);
     assert_eq!(router.stats().failed_spans.get(), 0);
     assert!(backend.too_large_requests() > 0, "nothing was refused");
-    assert!(backend.bodies().iter().all(|b| b.len() <= LIMIT));
+    // The router learnt a size: at most half a refused request's.
+    let cap = router.request_cap().expect("a size was learnt");
+    assert!(cap <= smallest / 2, "{cap}");
+    let metrics = tailgate_core::telemetry::Admin::render_metrics(&*router).finish();
+    assert!(
+        metrics.lines().any(
+            |l| l.starts_with("tailgate_router_member_too_large_requests_total{")
+                && !l.ends_with(" 0")
+        ),
+        "{metrics}"
+    );
 
     // One span larger than the gateway takes, beside small ones: it alone is failed.
     let mut big = FakeOtlp::traces(10).spans(1).seed(990).build();

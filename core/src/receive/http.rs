@@ -356,7 +356,11 @@ fn with_body(status: StatusCode, format: Format, body: Bytes) -> Response<Full<B
 /// or text when it has none.
 fn misdirected<B>(req: &Request<B>, status: StatusCode, message: &str) -> Response<Full<Bytes>> {
     match content_type(req) {
-        Ok(format) => with_body(status, format, status_body(format, 12, message)),
+        Ok(format) => with_body(
+            status,
+            format,
+            status_body(format, tonic::Code::Unimplemented as i32, message),
+        ),
         Err(_) => plain(status, message),
     }
 }

@@ -68,6 +68,12 @@ pub enum Refusal {
 /// [`Refusal::Leaving`]).
 pub const LEAVING_METADATA: &str = "tailgate-leaving";
 
+/// Metadata key marking a `RESOURCE_EXHAUSTED` as [`Refusal::TooLarge`]: the request is
+/// refused for its size, and the same spans in smaller requests may be taken. A router
+/// cuts such a request and sends it again; a refusal for anything else (a proxy's quota)
+/// is not marked, and is not retried.
+pub const TOO_LARGE_METADATA: &str = "tailgate-too-large";
+
 // === impl Refusal ===
 
 /// Suggested client back-off when a receiver refuses for overload.
@@ -135,7 +141,14 @@ impl Refusal {
     pub fn to_grpc(&self) -> tonic::Status {
         match self {
             Refusal::Invalid(m) => tonic::Status::invalid_argument(m.clone()),
-            Refusal::TooLarge(m) => tonic::Status::resource_exhausted(m.clone()),
+            Refusal::TooLarge(m) => {
+                let mut status = tonic::Status::resource_exhausted(m.clone());
+                status.metadata_mut().insert(
+                    TOO_LARGE_METADATA,
+                    tonic::metadata::MetadataValue::from_static("1"),
+                );
+                status
+            }
             Refusal::Timeout(m) => tonic::Status::deadline_exceeded(m.clone()),
             Refusal::Overloaded {
                 message,

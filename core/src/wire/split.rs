@@ -74,6 +74,32 @@ impl Splitter {
         whole: Option<&Bytes>,
         max_part: usize,
     ) -> Vec<(usize, u64, Bytes)> {
+        self.split_cut(ring, body, scan, whole, max_part, false)
+    }
+
+    /// [`Splitter::split_capped`] cutting wherever a part would grow past `max_part`,
+    /// whatever the headers the next part repeats weigh: for a request a gateway refused
+    /// as too large, whose spans it takes only in parts this small. Only a span larger
+    /// than `max_part` with its headers makes a part larger than it.
+    pub fn split_cut_to(
+        &mut self,
+        ring: &Ring,
+        body: &[u8],
+        scan: &Scan,
+        max_part: usize,
+    ) -> Vec<(usize, u64, Bytes)> {
+        self.split_cut(ring, body, scan, None, max_part, true)
+    }
+
+    fn split_cut(
+        &mut self,
+        ring: &Ring,
+        body: &[u8],
+        scan: &Scan,
+        whole: Option<&Bytes>,
+        max_part: usize,
+        force: bool,
+    ) -> Vec<(usize, u64, Bytes)> {
         // An owner's part holds each of its headers once per run, as the request does, and
         // a subset of its spans: it is no larger than the request.
         let capped = body.len() > max_part;
@@ -136,7 +162,7 @@ impl Splitter {
             }
             let mut rest = &parts[..];
             while !rest.is_empty() {
-                let n = part_len(rest, max_part);
+                let n = part_len(rest, max_part, force);
                 self.reframer.encode(&rest[..n], &mut out);
                 result.push((owner, n as u64, out.split().freeze()));
                 rest = &rest[n..];
@@ -179,8 +205,9 @@ pub fn cut_bound(
 /// charges it ([`GATEWAY_SPAN_CHARGE`] more than its bytes). So a part under a header
 /// larger than `max_part` holds about as much span weight as the header: a gateway's
 /// worst-case charge for it is about twice the header, not the header's whole share of
-/// spans, and the repeated headers add at most what the spans weigh.
-fn part_len(spans: &[SpanParts<'_>], max_part: usize) -> usize {
+/// spans, and the repeated headers add at most what the spans weigh. With `force`, the cut
+/// is made whatever the repeated headers weigh.
+fn part_len(spans: &[SpanParts<'_>], max_part: usize, force: bool) -> usize {
     let weight = |s: &SpanParts<'_>| field_len(s.span.len()) + GATEWAY_SPAN_CHARGE;
     let mut size = added_len(None, &spans[0]);
     let mut span_weight = weight(&spans[0]);
@@ -191,7 +218,7 @@ fn part_len(spans: &[SpanParts<'_>], max_part: usize) -> usize {
             // What starting a part at `next` writes that following `prev` would not: its
             // resource and scope headers, less any `next` starts anew anyway.
             let repeated = added_len(None, next) - add;
-            if repeated <= span_weight {
+            if force || repeated <= span_weight {
                 return i + 1;
             }
         }

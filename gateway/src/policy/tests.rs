@@ -1299,6 +1299,7 @@ fn decimals_in_integer_settings_are_read_for_their_whole_part() {
         ("policies:\n  - {name: s, type: latency, latency: {threshold_ms: .nan}}\n", "threshold_ms"),
         ("policies:\n  - {name: s, type: latency, latency: {threshold_ms: -.inf}}\n", "threshold_ms"),
         ("policies:\n  - {name: r, type: rate_limiting, rate_limiting: {spans_per_second: -1.5}}\n", "spans_per_second"),
+        ("policies:\n  - {name: r, type: rate_limiting, rate_limiting: {spans_per_second: -0.5}}\n", "spans_per_second"),
     ] {
         let err = parse(text).unwrap_err();
         assert!(err.contains(key), "{text}: {err}");
