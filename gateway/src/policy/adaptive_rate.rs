@@ -241,6 +241,25 @@ pub struct AdaptiveRatePolicy {
     history: Mutex<History>,
 }
 
+/// Most bytes of one value a key's name keeps (for operators to read it): keys are told
+/// apart by a hash of their whole values, so a sender's long values (a 100 KB
+/// `service.name`) cost the table this much, not their length.
+const MAX_NAME_VALUE_BYTES: usize = 128;
+
+/// `s` cut to at most `max` bytes at a character boundary, marked `…` when cut.
+fn push_cut(name: &mut String, s: &str, max: usize) {
+    if s.len() <= max {
+        name.push_str(s);
+        return;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    name.push_str(&s[..end]);
+    name.push('…');
+}
+
 /// Hash of "(other)", the key that absorbs keys past `max_keys`.
 fn other_hash() -> u64 {
     xxh3_64_with_seed(b"\xff(other)", SEED)
@@ -289,7 +308,10 @@ impl AdaptiveRatePolicy {
                     n.push('/');
                 }
                 match value {
-                    Some(AttrValue::Str(b)) => n.push_str(&String::from_utf8_lossy(b)),
+                    Some(AttrValue::Str(b)) => {
+                        let cut = &b[..b.len().min(MAX_NAME_VALUE_BYTES + 4)];
+                        push_cut(n, &String::from_utf8_lossy(cut), MAX_NAME_VALUE_BYTES);
+                    }
                     Some(AttrValue::Int(v)) => n.push_str(&v.to_string()),
                     Some(AttrValue::Bool(v)) => n.push_str(&v.to_string()),
                     Some(AttrValue::Double(v)) => n.push_str(&v.to_string()),
@@ -321,13 +343,22 @@ impl AdaptiveRatePolicy {
             // Never wait: if another shard is noting a key right now, this count is lost,
             // which only delays the key's first rate by an interval.
             if let Ok(mut new) = self.new_keys.try_lock() {
-                new.entry(hash)
-                    .or_insert_with(|| {
-                        let mut name = String::new();
-                        self.key_of(trace, Some(&mut name));
-                        (name, 0)
-                    })
-                    .1 += weight;
+                // At most `max_keys` new keys an interval, as the table holds at most that
+                // many: past it a sender inventing keys adds to "(other)", not to memory.
+                let full = new.len() >= self.cfg.max_keys && !new.contains_key(&hash);
+                if full {
+                    new.entry(other_hash())
+                        .or_insert_with(|| ("(other)".into(), 0))
+                        .1 += weight;
+                } else {
+                    new.entry(hash)
+                        .or_insert_with(|| {
+                            let mut name = String::new();
+                            self.key_of(trace, Some(&mut name));
+                            (name, 0)
+                        })
+                        .1 += weight;
+                }
             }
         }
         self.new_key_threshold.load(Ordering::Relaxed)

@@ -183,3 +183,63 @@ fn bad_settings_are_named() {
         SettingError::Empty { key } if key == "keys[0]"
     ));
 }
+
+/// Scenario: a sender whose every trace has its own 100 KB `service.name` (a black-box
+/// check took a gateway to 6.9 GB this way, uncharged by its limits), against a policy
+/// tracking at most 50 keys.
+/// Guarantees: keys seen in an interval stay at most `max_keys` (plus "(other)", which
+/// takes the rest), names keep at most 128 bytes of a value, and the table after the
+/// recompute holds at most `max_keys` keys; the long keys are still told apart by their
+/// whole values (two values alike in their first 128 bytes are two keys).
+#[test]
+fn a_flood_of_long_distinct_keys_is_bounded() {
+    let cfg = AdaptiveRateConfig {
+        target_traces_per_second: Some(100.0),
+        keys: vec!["service.name".into()],
+        interval: Duration::from_secs(1),
+        max_keys: 50,
+        ..Default::default()
+    };
+    cfg.validate().unwrap();
+    let policy = AdaptiveRatePolicy::new(&cfg, vec![0]);
+    let t0 = Instant::now();
+    let long = |i: u64| {
+        let mut v = vec![b'x'; 100_000];
+        v.extend_from_slice(i.to_string().as_bytes());
+        Bytes::from(v)
+    };
+    let evaluate = |i: u64, now: Instant| {
+        let mut s = TraceSummary::default();
+        s.add_span(0, 1, 0, true);
+        s.add_attrs(&[TraceAttr {
+            key: 0,
+            value: AttrValue::Str(long(i)),
+            from_resource: true,
+            from_root: true,
+        }]);
+        let id = (i as u128 + 1).to_be_bytes();
+        policy.evaluate(&TraceView {
+            trace_id: &id,
+            summary: &s,
+            spans: crate::buffer::Spans::EMPTY,
+            now,
+        })
+    };
+    for i in 0..2_000 {
+        evaluate(i, t0 + Duration::from_millis(100));
+    }
+    {
+        let new = policy.new_keys.lock().unwrap();
+        assert!(new.len() <= 51, "{} keys noted", new.len());
+        assert!(new.contains_key(&other_hash()));
+        assert!(
+            new.values().all(|(name, _)| name.len() <= MAX_NAME_VALUE_BYTES + 3),
+            "a name kept more than a value's first bytes"
+        );
+        // Alike in their first 128 bytes, told apart by the rest.
+        assert!(new.len() > 2);
+    }
+    // The recompute (due after the first second) keeps at most max_keys.
+    evaluate(5_000, t0 + Duration::from_millis(1_500));
+    assert!(policy.key_probabilities().len() <= 50);
+}
