@@ -244,6 +244,12 @@ fn bounded_read(
         .read_to_end(&mut out)
         .map_err(|e| match out.len() {
             0 => Refusal::Invalid(format!("{what} body is corrupt: {e}")),
+            // The body ended inside a stream: cut short, or a few trailing bytes that
+            // began to be read as the next stream's header.
+            n if e.kind() == std::io::ErrorKind::UnexpectedEof => Refusal::Invalid(format!(
+                "{what} body is corrupt after {n} good decompressed bytes: it ends inside a \
+                 {what} stream (cut short in transit? or trailing bytes that are not one): {e}"
+            )),
             // Most often bytes after a whole member that do not start another one.
             n => Refusal::Invalid(format!(
                 "{what} body is corrupt after {n} good decompressed bytes (trailing bytes \
@@ -424,6 +430,14 @@ mod tests {
         body.extend_from_slice(b"not gzip");
         assert!(
             matches!(gunzip(&body, 1 << 20), Err(Refusal::Invalid(m)) if m.contains("corrupt after 6 good"))
+        );
+        // A member cut short (its checksum trailer lost) is said to be cut short.
+        let whole = gzip(&[b'a'; 300]);
+        let cut = &whole[..whole.len() - 8];
+        assert!(
+            matches!(gunzip(cut, 1 << 20), Err(Refusal::Invalid(m)) if m.contains("ends inside a gzip stream")),
+            "{:?}",
+            gunzip(cut, 1 << 20)
         );
         // The output limit counts every member.
         let mut body = gzip(&[1; 600]);

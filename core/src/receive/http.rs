@@ -317,6 +317,17 @@ fn json_message(message: &str) -> String {
         }
     }
     out.push_str(rest);
+    // An id that is not hex reaches the scan as one byte (see `otlp_json`): "found 1" would
+    // count bytes the sender never wrote.
+    if let Some(at) = out.find("trace_id must be 16 bytes, found 1") {
+        let end = at + "trace_id must be 16 bytes, found 1".len();
+        if !out[end..].starts_with(|c: char| c.is_ascii_digit()) {
+            out.replace_range(
+                at..end,
+                "trace_id must be 16 bytes (32 hex digits), found 1 byte or digits that are not hex",
+            );
+        }
+    }
     // The scan's words for an id of the wrong length (`wire::scan::SpanDefect` for the
     // trace id, `wire::validate` for the others).
     if ["must be 16 bytes", "is not 16 bytes", "is not 8 bytes"]
@@ -438,6 +449,15 @@ mod tests {
         assert!(
             said.contains("trace_id") && said.contains("ids in hex"),
             "{said}"
+        );
+        // It does not say the sender wrote one byte.
+        assert!(
+            said.contains("found 1 byte or digits that are not hex") && !said.contains("found 1 ("),
+            "{said}"
+        );
+        assert_eq!(
+            json_message("trace_id must be 16 bytes, found 12"),
+            "trace_id must be 16 bytes, found 12 (OTLP/JSON writes ids in hex: 32 digits for a trace id, 16 for a span id, not base64)"
         );
     }
 
