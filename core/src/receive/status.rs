@@ -240,7 +240,19 @@ pub fn body_error(error: &(dyn std::error::Error + 'static)) -> Refusal {
         }
         cause = e.source();
     }
-    Refusal::Invalid(format!("reading the request body failed: {error}"))
+    // hyper's error says only that reading failed; its sources say why (a chunk size that
+    // is not hex, for one).
+    let mut message = format!("reading the request body failed: {error}");
+    let mut cause = error.source();
+    while let Some(e) = cause {
+        let said = e.to_string();
+        if !said.is_empty() && !message.contains(&said) {
+            message.push_str(": ");
+            message.push_str(&said);
+        }
+        cause = e.source();
+    }
+    Refusal::Invalid(message)
 }
 
 /// Whether an I/O error says the connection went away (not that its bytes were wrong: a
