@@ -1432,11 +1432,13 @@ async fn a_client_that_goes_away_mid_body_is_counted_cancelled() {
     .await
     .unwrap();
     let mut answer = Vec::new();
-    let _ = tokio::time::timeout(
+    // The connection closes after the answer; a bound in case it does not.
+    let read = tokio::time::timeout(
         std::time::Duration::from_secs(5),
         tcp.read_to_end(&mut answer),
     )
     .await;
+    assert!(read.is_ok(), "the connection stayed open after the 400");
     let answer = String::from_utf8_lossy(&answer);
     assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
     // The answer says why, not only that reading failed.
