@@ -256,13 +256,19 @@ impl GatewayConfig {
         bound.note(lines)
     }
 
+    /// The [memory bound](Self::memory_bound) with `threads` worker threads, less its
+    /// buffer term: the base, connections, in-flight bytes, exporter queues and scans.
+    pub fn memory_besides_buffer(&self, threads: usize) -> u64 {
+        let mut without = self.clone();
+        without.buffer.max_buffered_bytes = 0;
+        without.memory_bound(threads).total()
+    }
+
     /// The largest `buffer.max_buffered_bytes` whose [memory bound](Self::memory_bound) with
     /// `threads` worker threads is at most `limit`, or `None` when the other terms alone
     /// (connections, in-flight bytes, queues, scans) take the limit.
     pub fn largest_buffer_within(&self, limit: u64, threads: usize) -> Option<u64> {
-        let mut without = self.clone();
-        without.buffer.max_buffered_bytes = 0;
-        let room = limit.checked_sub(without.memory_bound(threads).total())?;
+        let room = limit.checked_sub(self.memory_besides_buffer(threads))?;
         // The buffer's term is `b + b / 10`: start from `room × 10 / 11` and settle on the
         // largest `b` that fits (integer division leaves it a step or two off).
         let fits = |b: u64| b.saturating_add(b / 10) <= room;

@@ -198,8 +198,10 @@ fn escape(
                 .position(|&c| c == '}')
                 .map_or(chars.len(), |p| at + p + 1);
             if c != 'x' {
-                let name: String = chars[(at + 2).min(end)..end.saturating_sub(1).max(at + 2)]
+                // Between the braces (to the end of the pattern when unclosed).
+                let name: String = chars[at + 2..end]
                     .iter()
+                    .take_while(|&&c| c != '}')
                     .collect();
                 check_property(name.trim_start_matches('^'))?;
             }

@@ -418,6 +418,7 @@ impl Router {
             // With every gateway down, parts go back to down forwarders for their probes to
             // send: queued again, not moved to another gateway, so not counted re-routed.
             let all_down = state.forwarders.iter().all(|f| f.is_down());
+            let cap = self.request_cap.load(Ordering::Relaxed);
             for p in std::mem::take(&mut parts) {
                 if scan.scan(&p.body).is_err() {
                     // Parts are the router's own framing, scanned once already: never
@@ -425,7 +426,6 @@ impl Router {
                     self.stats.failed_spans.add(p.spans);
                     continue;
                 }
-                let cap = self.request_cap.load(Ordering::Relaxed);
                 for (owner, spans, body) in
                     splitter.split_capped(&state.ring, &p.body, &scan, None, cap)
                 {

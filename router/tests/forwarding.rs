@@ -130,6 +130,24 @@ async fn silent_address(ip: [u8; 4], stop: &CancellationToken) -> SocketAddr {
     addr
 }
 
+/// A router in front of one gateway, a [`CaptureBackend`] on `gateway` (`ip:0`): the
+/// router's address, the router and the backend.
+async fn with_one_gateway(
+    gateway: &str,
+    forward: ForwardConfig,
+    stop: &CancellationToken,
+) -> (
+    SocketAddr,
+    std::sync::Arc<Router>,
+    std::sync::Arc<CaptureBackend>,
+) {
+    let (backend_addr, backend) = CaptureBackend::start(gateway.parse().unwrap(), stop.clone())
+        .await
+        .unwrap();
+    let (addr, router) = start_router(vec![backend_addr.to_string()], forward, stop).await;
+    (addr, router, backend)
+}
+
 fn spans(req: &opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest) -> u64 {
     req.resource_spans
         .iter()
@@ -359,16 +377,8 @@ async fn dead_gateway_is_routed_around_and_rejoins() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_trace_ids_are_rejected_by_partial_success() {
     let stop = CancellationToken::new();
-    let (backend_addr, backend) =
-        CaptureBackend::start("127.0.0.34:0".parse().unwrap(), stop.clone())
-            .await
-            .unwrap();
-    let (addr, router) = start_router(
-        vec![backend_addr.to_string()],
-        ForwardConfig::default(),
-        &stop,
-    )
-    .await;
+    let (addr, router, backend) =
+        with_one_gateway("127.0.0.34:0", ForwardConfig::default(), &stop).await;
     let mut req = FakeOtlp::traces(5).spans(2).resources(1).build();
     let spans_list = &mut req.resource_spans[0].scope_spans[0].spans;
     spans_list[0].trace_id = vec![1; 8];
@@ -881,12 +891,8 @@ async fn a_stalled_request_does_not_hold_the_routers_drain() {
 async fn a_large_request_reaches_a_gateway_cut_to_its_request_size() {
     use prost::Message as _;
     let stop = CancellationToken::new();
-    let (backend_addr, backend) =
-        CaptureBackend::start("127.0.0.40:0".parse().unwrap(), stop.clone())
-            .await
-            .unwrap();
-    let (addr, router) = start_router(
-        vec![backend_addr.to_string()],
+    let (addr, router, backend) = with_one_gateway(
+        "127.0.0.40:0",
         ForwardConfig {
             max_request_bytes: 256 << 10,
             ..ForwardConfig::default()
@@ -929,18 +935,10 @@ async fn a_large_request_reaches_a_gateway_cut_to_its_request_size() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_gateway_refusing_requests_as_too_large_gets_them_cut_smaller() {
     let stop = CancellationToken::new();
-    let (backend_addr, backend) =
-        CaptureBackend::start("127.0.0.43:0".parse().unwrap(), stop.clone())
-            .await
-            .unwrap();
+    let (addr, router, backend) =
+        with_one_gateway("127.0.0.43:0", ForwardConfig::default(), &stop).await;
     const LIMIT: usize = 8 << 10;
     backend.refuse_requests_over(Some(LIMIT));
-    let (addr, router) = start_router(
-        vec![backend_addr.to_string()],
-        ForwardConfig::default(),
-        &stop,
-    )
-    .await;
     let mut client = TraceServiceClient::connect(format!("http://{addr}"))
         .await
         .unwrap();

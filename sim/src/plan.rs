@@ -163,9 +163,7 @@ fn size_buffer(q: &PlanQuestion) -> Result<Sizing, ScenarioError> {
             fixed >> 20
         ),
     };
-    let mut without = config.clone();
-    without.buffer.max_buffered_bytes = 0;
-    let fixed = without.memory_bound(threads).total();
+    let fixed = config.memory_besides_buffer(threads);
     let max = config
         .largest_buffer_within(q.gateway_memory_bytes, threads)
         .ok_or_else(|| too_small(fixed))?;

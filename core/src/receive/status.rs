@@ -68,6 +68,14 @@ pub enum Refusal {
 /// [`Refusal::Leaving`]).
 pub const LEAVING_METADATA: &str = "tailgate-leaving";
 
+/// `status` carrying the metadata `key` (`1`), which a Tailgate sender reads.
+fn marked(mut status: tonic::Status, key: &'static str) -> tonic::Status {
+    status
+        .metadata_mut()
+        .insert(key, tonic::metadata::MetadataValue::from_static("1"));
+    status
+}
+
 /// Metadata key marking a `RESOURCE_EXHAUSTED` as [`Refusal::TooLarge`]: the request is
 /// refused for its size, and the same spans in smaller requests may be taken. A router
 /// cuts such a request and sends it again; a refusal for anything else (a proxy's quota)
@@ -141,14 +149,10 @@ impl Refusal {
     pub fn to_grpc(&self) -> tonic::Status {
         match self {
             Refusal::Invalid(m) => tonic::Status::invalid_argument(m.clone()),
-            Refusal::TooLarge(m) => {
-                let mut status = tonic::Status::resource_exhausted(m.clone());
-                status.metadata_mut().insert(
-                    TOO_LARGE_METADATA,
-                    tonic::metadata::MetadataValue::from_static("1"),
-                );
-                status
-            }
+            Refusal::TooLarge(m) => marked(
+                tonic::Status::resource_exhausted(m.clone()),
+                TOO_LARGE_METADATA,
+            ),
             Refusal::Timeout(m) => tonic::Status::deadline_exceeded(m.clone()),
             Refusal::Overloaded {
                 message,
@@ -165,14 +169,7 @@ impl Refusal {
             Refusal::PermissionDenied(m) => tonic::Status::permission_denied(m.clone()),
             Refusal::Unauthenticated(m) => tonic::Status::unauthenticated(m.clone()),
             Refusal::Cancelled(m) => tonic::Status::cancelled(m.clone()),
-            Refusal::Leaving(m) => {
-                let mut status = tonic::Status::unavailable(m.clone());
-                status.metadata_mut().insert(
-                    LEAVING_METADATA,
-                    tonic::metadata::MetadataValue::from_static("1"),
-                );
-                status
-            }
+            Refusal::Leaving(m) => marked(tonic::Status::unavailable(m.clone()), LEAVING_METADATA),
         }
     }
 

@@ -24,11 +24,16 @@ fn fair_share_protects_quiet_keys_and_meets_the_target() {
 }
 
 fn trace(service: &'static str, n: u64) -> ([u8; 16], TraceSummary) {
+    trace_of(Bytes::from_static(service.as_bytes()), n)
+}
+
+/// A one-span trace `n` whose root's `service.name` (key 0) is `service`.
+fn trace_of(service: Bytes, n: u64) -> ([u8; 16], TraceSummary) {
     let mut s = TraceSummary::default();
     s.add_span(0, 1, 0, true);
     s.add_attrs(&[TraceAttr {
         key: 0,
-        value: AttrValue::Str(Bytes::from_static(service.as_bytes())),
+        value: AttrValue::Str(service),
         from_resource: true,
         from_root: true,
     }]);
@@ -209,15 +214,7 @@ fn a_flood_of_long_distinct_keys_is_bounded() {
         Bytes::from(v)
     };
     let evaluate = |i: u64, now: Instant| {
-        let mut s = TraceSummary::default();
-        s.add_span(0, 1, 0, true);
-        s.add_attrs(&[TraceAttr {
-            key: 0,
-            value: AttrValue::Str(long(i)),
-            from_resource: true,
-            from_root: true,
-        }]);
-        let id = (i as u128 + 1).to_be_bytes();
+        let (id, s) = trace_of(long(i), i);
         policy.evaluate(&TraceView {
             trace_id: &id,
             summary: &s,
