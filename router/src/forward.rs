@@ -371,7 +371,7 @@ impl Forwarder {
                     && status
                         .metadata()
                         .contains_key(tailgate_core::receive::TOO_LARGE_METADATA)
-                    && self.split_refused(chunks, bytes, hooks) =>
+                    && self.split_refused(chunks, bytes, status.message(), hooks) =>
             {
                 // Too large for this gateway: sent again in smaller parts (split_refused).
             }
@@ -417,7 +417,7 @@ impl Forwarder {
     /// counted failed, when that cannot make it smaller: a single span (with its headers)
     /// too large alone, or a cap under [`MIN_REQUEST_CAP`]. Each split halves what is sent
     /// at once, so a request is split a bounded number of times.
-    fn split_refused(&self, chunks: &[Bytes], bytes: usize, hooks: &Hooks) -> bool {
+    fn split_refused(&self, chunks: &[Bytes], bytes: usize, answer: &str, hooks: &Hooks) -> bool {
         let cap = (bytes / 2).min(self.request_cap());
         if cap < MIN_REQUEST_CAP {
             return false;
@@ -444,6 +444,7 @@ impl Forwarder {
                 member = %self.member,
                 refused_bytes = bytes,
                 cap,
+                answer,
                 "Gateway refused a request as too large; sending it requests of at most `cap` \
                  bytes from now on. Raise its receive.max_request_bytes (or buffer.max_buffered_bytes), \
                  or lower this router's forward.max_request_bytes to match."
@@ -626,6 +627,94 @@ impl Drop for Admission<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Scenario: a gateway answers a send of 120 spans `RESOURCE_EXHAUSTED` without a retry
+    /// hint, once unmarked (a proxy's quota, say) and once marked too large, as a Tailgate
+    /// gateway marks it.
+    /// Guarantees: only the marked refusal is cut and queued again (parts of at most half
+    /// the request, every span once), lowering the forwarder's size and counting the
+    /// refusal, with a warning when the size goes down (not when it stays); the unmarked
+    /// one is counted failed and changes no size.
+    #[test]
+    fn only_a_refusal_marked_too_large_is_cut_and_sent_again() {
+        use prost::Message as _;
+        let body = Bytes::from(
+            tailgate_core::test_util::FakeOtlp::traces(40)
+                .spans(3)
+                .build()
+                .encode_to_vec(),
+        );
+        let bytes = body.len();
+        let forwarder = Forwarder::new(
+            Member::new("10.0.0.7:4317"),
+            1 << 20,
+            Arc::new(AtomicUsize::new(0)),
+            Arc::new(Notify::new()),
+            Arc::new(RouterStats::default()),
+            Arc::new(Books::default()),
+        );
+        // What the hook was given: the parts and the size they were cut to.
+        type Requeued = Arc<Mutex<Vec<(Vec<Part>, usize)>>>;
+        let queued: Requeued = Arc::default();
+        let into = queued.clone();
+        let hooks = Hooks {
+            health: Arc::new(|| {}),
+            reroute: Arc::new(|_| panic!("nothing is re-routed")),
+            requeue: Arc::new(move |parts, cap| into.lock().unwrap().push((parts, cap))),
+        };
+        let refused = |marked: bool| {
+            let mut status = tonic::Status::resource_exhausted(
+                "message of 5000 bytes is over the limit of 4096",
+            );
+            if marked {
+                status.metadata_mut().insert(
+                    tailgate_core::receive::TOO_LARGE_METADATA,
+                    tonic::metadata::MetadataValue::from_static("1"),
+                );
+            }
+            Err(ForwardError::Rejected {
+                endpoint: "10.0.0.7:4317".into(),
+                status,
+            })
+        };
+        let (log, _guard) = tailgate_core::test_util::CapturedLog::install();
+        forwarder.settle(
+            refused(false),
+            std::slice::from_ref(&body),
+            120,
+            bytes,
+            &hooks,
+        );
+        assert_eq!(forwarder.stats.failed_spans.get(), 120);
+        assert!(queued.lock().unwrap().is_empty());
+        assert_eq!(forwarder.request_cap(), usize::MAX);
+
+        forwarder.settle(
+            refused(true),
+            std::slice::from_ref(&body),
+            120,
+            bytes,
+            &hooks,
+        );
+        let warning = "Gateway refused a request as too large";
+        assert_eq!(log.count(warning), 1);
+        // It quotes the gateway's answer, which says which limit refused it.
+        assert_eq!(
+            log.count("answer=\"message of 5000 bytes is over the limit of 4096"),
+            1
+        );
+        // The same size again: cut and queued, the size unchanged, no second warning.
+        forwarder.settle(refused(true), &[body], 120, bytes, &hooks);
+        assert_eq!(log.count(warning), 1);
+        assert_eq!(forwarder.stats.too_large_requests.get(), 2);
+        assert_eq!(forwarder.stats.failed_spans.get(), 120, "none more failed");
+        let queued = queued.lock().unwrap();
+        let (parts, cap) = &queued[0];
+        assert_eq!(*cap, bytes / 2);
+        assert_eq!(forwarder.request_cap(), bytes / 2);
+        assert!(parts.len() >= 2 && parts.iter().all(|p| p.body.len() <= bytes / 2));
+        assert_eq!(parts.iter().map(|p| p.spans).sum::<u64>(), 120);
+    }
 
     /// Scenario: the books held open by one change, closed by a drain, entered after, and
     /// a holder that panics.
