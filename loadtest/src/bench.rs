@@ -12,8 +12,9 @@ use anyhow::{bail, Context};
 use bytes::Bytes;
 use prost::Message;
 use serde::Serialize;
-use tailgate_core::forward::Compression;
+use tailgate_core::forward::{Compression, GrpcClient};
 use tailgate_core::receive::{Accepted, Listeners, Refusal, SpanSink};
+use tailgate_core::retry::RetryConfig;
 use tailgate_core::wire::{RawCodec, Scan, TRACE_EXPORT_PATH};
 use tokio::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
@@ -811,21 +812,7 @@ pub async fn bench_gateway(cfg: &GatewayBench) -> anyhow::Result<GatewayBenchRes
     let pid = child.id().context("gateway pid")?;
     wait_for_port(gateway_addr, Duration::from_secs(10)).await?;
 
-    let scheme = if pki.is_some() { "https" } else { "http" };
-    let endpoint = tonic::transport::Endpoint::from_shared(format!("{scheme}://{gateway_addr}"))?
-        .initial_stream_window_size(Some(2 << 20))
-        .initial_connection_window_size(Some(8 << 20));
-    let channel = match &pki {
-        None => endpoint.connect().await?,
-        Some(pki) => connect_tls(&endpoint, pki).await?,
-    };
-    let mut channels = vec![channel];
-    for _ in 1..cfg.connections.max(1) {
-        channels.push(match &pki {
-            None => endpoint.connect().await?,
-            Some(pki) => connect_tls(&endpoint, pki).await?,
-        });
-    }
+    let clients = gateway_clients(gateway_addr, cfg.connections, pki.as_ref())?;
     let tally = Arc::new(SpanTally::default());
     let peak_buffered = Arc::new(std::sync::Mutex::new(HeldSample::default()));
     let source = if cfg.saturate {
@@ -856,7 +843,7 @@ pub async fn bench_gateway(cfg: &GatewayBench) -> anyhow::Result<GatewayBenchRes
     let tasks = match (&source, cfg.open_loop_rate) {
         (Source::Replay(pool), Some(rate)) => {
             vec![spawn_open_loop(
-                &channels,
+                &clients,
                 pool.clone(),
                 rate,
                 cfg,
@@ -864,7 +851,7 @@ pub async fn bench_gateway(cfg: &GatewayBench) -> anyhow::Result<GatewayBenchRes
                 &tally,
             )]
         }
-        _ => spawn_gateway_senders(&channels, &source, cfg, end, &tally),
+        _ => spawn_gateway_senders(&clients, &source, cfg, end, &tally),
     };
     let sampler = spawn_buffered_bytes_sampler(admin_addr, pid, peak_buffered.clone());
     // The steady-state window opens after the warm-up (if driving lasts that long).
@@ -1110,7 +1097,7 @@ fn spawn_request_producer(
 /// Spawns `concurrency` tasks (spread over `channels`) sending requests from `source` to
 /// the gateway until `end` or the source runs dry, counting spans.
 fn spawn_gateway_senders(
-    channels: &[tonic::transport::Channel],
+    clients: &[GrpcClient],
     source: &Source,
     cfg: &GatewayBench,
     end: Instant,
@@ -1119,7 +1106,7 @@ fn spawn_gateway_senders(
     let n = cfg.spans_per_request;
     let mut tasks = Vec::new();
     for w in 0..cfg.concurrency.max(1) {
-        let mut grpc = tonic::client::Grpc::new(channels[w % channels.len()].clone());
+        let client = clients[w % clients.len()].clone();
         let tally = tally.clone();
         let (rx, pool) = match source {
             Source::Fresh(rx) => (rx.clone(), None),
@@ -1135,11 +1122,7 @@ fn spawn_gateway_senders(
                 let Some(body) = body else {
                     break;
                 };
-                if grpc.ready().await.is_err() {
-                    break;
-                }
-                let path = http::uri::PathAndQuery::from_static(TRACE_EXPORT_PATH);
-                match grpc.unary(tonic::Request::new(body), path, RawCodec).await {
+                match client.send_once(body).await {
                     Ok(_) => tally.sent.fetch_add(n as u64, Ordering::Relaxed),
                     Err(_) => tally.refused.fetch_add(n as u64, Ordering::Relaxed),
                 };
@@ -1165,11 +1148,51 @@ pub struct HeldSample {
     pub live_traces: u64,
 }
 
+/// How long an open-loop request may take before it counts as refused.
+const OPEN_LOOP_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// One client per connection to the gateway at `addr` (over TLS with `pki`): core's own
+/// gRPC client, which sends a request's bytes as they are, where tonic's codec copied
+/// each body into its buffer (about 4% of the generator's CPU in a saturation run with
+/// 64-span traces, docs/benchmarks.md "Session 42"). Clones of a client share its
+/// connection, made at the first request. One attempt per request: what is refused is
+/// counted refused.
+fn gateway_clients(
+    addr: SocketAddr,
+    connections: usize,
+    pki: Option<&BenchPki>,
+) -> anyhow::Result<Vec<GrpcClient>> {
+    let scheme = if pki.is_some() { "https" } else { "http" };
+    let tls = pki
+        .map(|pki| {
+            tailgate_core::tls::ClientTlsConfig {
+                ca_file: Some(pki.ca.clone()),
+                ..Default::default()
+            }
+            .build()
+        })
+        .transpose()?;
+    (0..connections.max(1))
+        .map(|_| {
+            let client = GrpcClient::new(
+                &format!("{scheme}://{addr}"),
+                &[],
+                Duration::from_secs(30),
+                RetryConfig::default(),
+            )?;
+            Ok(match &tls {
+                Some(tls) => client.with_tls(tls),
+                None => client,
+            })
+        })
+        .collect()
+}
+
 /// Spawns a task offering `rate` spans/s of replayed requests from `pool` until `end`, open
 /// loop: each request on its own task, at most `cfg.concurrency` outstanding; what cannot be
 /// sent, is refused, or times out counts as refused.
 fn spawn_open_loop(
-    channels: &[tonic::transport::Channel],
+    clients: &[GrpcClient],
     pool: Arc<ReplayPool>,
     rate: f64,
     cfg: &GatewayBench,
@@ -1178,7 +1201,7 @@ fn spawn_open_loop(
 ) -> tokio::task::JoinHandle<()> {
     let n = cfg.spans_per_request as u64;
     let outstanding = Arc::new(tokio::sync::Semaphore::new(cfg.concurrency.max(1)));
-    let (channels, tally) = (channels.to_vec(), tally.clone());
+    let (clients, tally) = (clients.to_vec(), tally.clone());
     tokio::spawn(async move {
         let start = Instant::now();
         let mut issued = 0u64;
@@ -1194,19 +1217,11 @@ fn spawn_open_loop(
                     tally.refused.fetch_add(n, Ordering::Relaxed);
                     continue;
                 };
-                let channel = channels[issued as usize % channels.len()].clone();
+                let client = clients[issued as usize % clients.len()].clone();
                 let (body, tally) = (pool.next_request(), tally.clone());
                 inflight.spawn(async move {
                     let _permit = permit;
-                    let mut grpc = tonic::client::Grpc::new(channel);
-                    let path = http::uri::PathAndQuery::from_static(TRACE_EXPORT_PATH);
-                    let call = async {
-                        grpc.ready().await.map_err(|_| ())?;
-                        grpc.unary(tonic::Request::new(body), path, RawCodec)
-                            .await
-                            .map_err(|_| ())
-                    };
-                    match tokio::time::timeout(Duration::from_secs(2), call).await {
+                    match tokio::time::timeout(OPEN_LOOP_TIMEOUT, client.send_once(body)).await {
                         Ok(Ok(_)) => tally.sent.fetch_add(n, Ordering::Relaxed),
                         _ => tally.refused.fetch_add(n, Ordering::Relaxed),
                     };
