@@ -217,6 +217,11 @@ pub struct GatewayStats {
     pub received_spans: Counter,
     /// Spans rejected for a defect (partial success to the sender).
     pub rejected_spans: Counter,
+    /// Of those, spans with a malformed field inside (the rest had a bad trace id, or a
+    /// peer rejected them: [`Self::peer_rejected_spans`]).
+    pub rejected_malformed_spans: Counter,
+    /// Of those, spans a peer they were forwarded to rejected (by its own count).
+    pub peer_rejected_spans: Counter,
     /// Spans refused because a buffer was full or the gateway was stopping.
     pub refused_spans: Counter,
     /// Requests refused as malformed.
@@ -410,11 +415,29 @@ impl GatewayStats {
             "Spans received in well-formed requests.",
             &self.received_spans,
         );
-        counter(
-            p,
+        let (malformed, by_peer) = (
+            self.rejected_malformed_spans.get(),
+            self.peer_rejected_spans.get(),
+        );
+        p.metric(
             "tailgate_gateway_rejected_spans_total",
-            "Spans rejected as invalid (a bad trace id or a malformed field inside; partial success to the sender).",
-            &self.rejected_spans,
+            "counter",
+            "Spans rejected as invalid (partial success to the sender), by reason: a bad trace id, a malformed field inside, or rejected by the peer they were forwarded to.",
+            &[("reason", "invalid_trace_id")],
+            self.rejected_spans
+                .get()
+                .saturating_sub(malformed)
+                .saturating_sub(by_peer),
+        );
+        p.sample(
+            "tailgate_gateway_rejected_spans_total",
+            &[("reason", "malformed_span")],
+            malformed,
+        );
+        p.sample(
+            "tailgate_gateway_rejected_spans_total",
+            &[("reason", "peer")],
+            by_peer,
         );
         counter(
             p,
@@ -893,6 +916,25 @@ pub fn render_plan(p: &mut PromText, plan: &PolicyPlan) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Scenario: spans rejected for each reason: 3 with a bad trace id, 2 malformed, 1 by
+    /// a peer. Guarantees: `tailgate_gateway_rejected_spans_total` shows each by its
+    /// `reason`, as the router's does and docs/operations.md says.
+    #[test]
+    fn rejected_spans_are_shown_by_reason() {
+        let stats = GatewayStats::default();
+        stats.rejected_spans.add(6);
+        stats.rejected_malformed_spans.add(2);
+        stats.peer_rejected_spans.add(1);
+        let text = stats.render();
+        for line in [
+            "tailgate_gateway_rejected_spans_total{reason=\"invalid_trace_id\"} 3",
+            "tailgate_gateway_rejected_spans_total{reason=\"malformed_span\"} 2",
+            "tailgate_gateway_rejected_spans_total{reason=\"peer\"} 1",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} in\n{text}");
+        }
+    }
 
     /// Scenario: a shard tallies four decisions, adds them, tallies one more and adds it.
     /// Guarantees: the shared counters see each decision once, by outcome, policy and

@@ -478,6 +478,9 @@ impl SpanSink for TraceBuffer {
         let (valid, rejected, message) = (scanned.valid, scanned.rejected, scanned.message);
         self.stats.received_spans.add(valid + rejected);
         self.stats.rejected_spans.add(rejected);
+        self.stats
+            .rejected_malformed_spans
+            .add(u64::from(scan.rejected_malformed));
         if origin != Origin::Client {
             self.stats.peers.received_spans.add(valid + rejected);
         }
@@ -867,6 +870,7 @@ impl TraceBuffer {
                 // A peer's count is its word: never more than what was sent.
                 let rejected = d.rejected_spans.min(spans);
                 self.stats.rejected_spans.add(rejected);
+                self.stats.peer_rejected_spans.add(rejected);
                 Some(spans - rejected)
             }
             Err(Some(ForwardError::Leaving { .. })) => {
