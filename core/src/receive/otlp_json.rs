@@ -41,6 +41,8 @@ enum Msg {
     AnyValue,
     ArrayValue,
     KeyValueList,
+    /// `Resource.entity_refs` (development in OTLP, kept as the protobuf path keeps it).
+    EntityRef,
 }
 
 /// How a field's JSON value is read and encoded.
@@ -49,6 +51,8 @@ enum Ty {
     One(Msg),
     List(Msg),
     Str,
+    /// A repeated string: each element written, empty ones too.
+    Strs,
     /// Trace and span ids: hex.
     Id,
     /// `bytes` values: base64.
@@ -105,6 +109,15 @@ fn field(msg: Msg, key: &str) -> Option<Field> {
         (Msg::ResourceSpans, "scopeSpans" | "scope_spans") => {
             f(2, List(Msg::ScopeSpans), "scopeSpans")
         }
+        // OTLP's names before v0.15, which the Collector's JSON reader took: written as
+        // their protobuf fields, and read as the scan reads those (only when a resource has
+        // no `scopeSpans`).
+        (Msg::ResourceSpans, "instrumentationLibrarySpans" | "instrumentation_library_spans") => {
+            f(1000, List(Msg::ScopeSpans), "instrumentationLibrarySpans")
+        }
+        (Msg::ScopeSpans, "instrumentationLibrary" | "instrumentation_library") => {
+            f(1, Ty::One(Msg::Scope), "instrumentationLibrary")
+        }
         (Msg::ResourceSpans | Msg::ScopeSpans, "schemaUrl" | "schema_url") => {
             f(3, Str, "schemaUrl")
         }
@@ -112,6 +125,11 @@ fn field(msg: Msg, key: &str) -> Option<Field> {
         (Msg::Resource, "droppedAttributesCount" | "dropped_attributes_count") => {
             f(2, Varint, "droppedAttributesCount")
         }
+        (Msg::Resource, "entityRefs" | "entity_refs") => f(3, List(Msg::EntityRef), "entityRefs"),
+        (Msg::EntityRef, "schemaUrl" | "schema_url") => f(1, Str, "schemaUrl"),
+        (Msg::EntityRef, "type") => f(2, Str, "type"),
+        (Msg::EntityRef, "idKeys" | "id_keys") => f(3, Strs, "idKeys"),
+        (Msg::EntityRef, "descriptionKeys" | "description_keys") => f(4, Strs, "descriptionKeys"),
         (Msg::ScopeSpans, "scope") => f(1, Ty::One(Msg::Scope), "scope"),
         (Msg::ScopeSpans, "spans") => f(2, List(Msg::Span), "spans"),
         (Msg::Scope, "name") => f(1, Str, "name"),
@@ -639,6 +657,12 @@ impl<'de> Visitor<'de> for Value<'_> {
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        if let Ty::Strs = self.field.ty {
+            while let Some(s) = seq.next_element::<String>()? {
+                put_len_delimited(self.out, self.field.num, s.as_bytes());
+            }
+            return Ok(());
+        }
         let Ty::List(msg) = self.field.ty else {
             return Err(de::Error::custom(format_args!(
                 "field \"{}\": unexpected list",
@@ -683,6 +707,70 @@ mod tests {
     use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
     use opentelemetry_proto::tonic::common::v1::any_value;
     use prost::Message as _;
+
+    /// Scenario: an OTLP/JSON request as senders before OTLP v0.15 wrote it
+    /// (`instrumentationLibrarySpans`, `instrumentationLibrary`).
+    /// Guarantees: its spans are read, under their library as the scope.
+    #[test]
+    fn deprecated_json_names_are_read() {
+        let json = r#"{"resourceSpans":[{"instrumentationLibrarySpans":[{"instrumentationLibrary":{"name":"old-lib"},"spans":[{"traceId":"0102030405060708090a0b0c0d0e0f10","spanId":"0102030405060708","name":"a"}]}]}]}"#;
+        let body = to_protobuf(json.as_bytes()).unwrap();
+        let mut scan = crate::wire::Scan::default();
+        scan.scan(&body).unwrap();
+        assert_eq!(scan.spans.len(), 1);
+        let scope = scan.scope_header(0);
+        assert!(scope.windows(7).any(|w| w == b"old-lib"), "{scope:?}");
+    }
+
+    /// Scenario: a resource with entity references in OTLP/JSON (a black-box check found
+    /// them dropped, where the protobuf path and the Collector keep them).
+    /// Guarantees: they convert to `Resource.entity_refs` (field 3) with every key.
+    #[test]
+    fn entity_refs_are_kept() {
+        #[derive(Clone, PartialEq, prost::Message)]
+        struct EntityRef {
+            #[prost(string, tag = "1")]
+            schema_url: String,
+            #[prost(string, tag = "2")]
+            r#type: String,
+            #[prost(string, repeated, tag = "3")]
+            id_keys: Vec<String>,
+            #[prost(string, repeated, tag = "4")]
+            description_keys: Vec<String>,
+        }
+        #[derive(Clone, PartialEq, prost::Message)]
+        struct Resource {
+            #[prost(message, repeated, tag = "3")]
+            entity_refs: Vec<EntityRef>,
+        }
+        #[derive(Clone, PartialEq, prost::Message)]
+        struct ResourceSpans {
+            #[prost(message, optional, tag = "1")]
+            resource: Option<Resource>,
+        }
+        #[derive(Clone, PartialEq, prost::Message)]
+        struct Request {
+            #[prost(message, repeated, tag = "1")]
+            resource_spans: Vec<ResourceSpans>,
+        }
+        let json = r#"{"resourceSpans":[{"resource":{"entityRefs":[{"schemaUrl":"s","type":"service","idKeys":["service.name","service.namespace"],"description_keys":["", "d"]}]}}]}"#;
+        let body = to_protobuf(json.as_bytes()).unwrap();
+        let req = Request::decode(body.as_slice()).unwrap();
+        let refs = &req.resource_spans[0].resource.as_ref().unwrap().entity_refs;
+        assert_eq!(
+            refs,
+            &[EntityRef {
+                schema_url: "s".into(),
+                r#type: "service".into(),
+                id_keys: vec!["service.name".into(), "service.namespace".into()],
+                description_keys: vec!["".into(), "d".into()],
+            }]
+        );
+        assert!(to_protobuf(
+            br#"{"resourceSpans":[{"resource":{"entityRefs":[{"idKeys":[1]}]}}]}"#
+        )
+        .is_err());
+    }
 
     /// Scenario: double attribute values whose shortest decimal form needs every digit.
     /// Guarantees: each converts to exactly the double it names (as protobuf carries it),

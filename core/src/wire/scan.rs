@@ -26,6 +26,11 @@ pub use super::reader::ScanError;
 use super::reader::{bad_wire, Malformed, Reader, WT_I32, WT_I64, WT_LEN, WT_VARINT};
 use super::validate;
 
+/// `ResourceSpans.instrumentation_library_spans`, what OTLP called `scope_spans` before
+/// v0.15 (2022; reserved since, same fields): the Collector still reads spans sent in it,
+/// and so does the scan (see `Scan::scan_resource_spans`).
+const DEPRECATED_SCOPE_SPANS: u32 = 1000;
+
 /// Why a span is rejected while the rest of its request is kept.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SpanDefect {
@@ -248,12 +253,16 @@ impl Scan {
         let header_start = self.headers.len();
         let mut r = Reader::new(body, range.start, range.end);
         // First pass: copy the header fields; note whether there are scopes at all.
-        let mut has_scopes = false;
+        let (mut has_scopes, mut has_deprecated) = (false, false);
         while let Some((field, wt, at)) = r.tag("ResourceSpans")? {
             match (field, wt) {
                 (2, WT_LEN) => {
                     r.len_delimited("scope_spans")?;
                     has_scopes = true;
+                }
+                (DEPRECATED_SCOPE_SPANS, WT_LEN) => {
+                    r.len_delimited("instrumentation_library_spans")?;
+                    has_deprecated = true;
                 }
                 (1 | 3, WT_LEN) => {
                     let v = r.len_delimited("ResourceSpans")?;
@@ -275,13 +284,17 @@ impl Scan {
         self.resources.push(ResourceEntry {
             header: header_start as u32..self.headers.len() as u32,
         });
-        if !has_scopes {
-            return Ok(());
-        }
+        // Spans under the field OTLP had before `scope_spans` are read as the Collector
+        // migrates them (`MigrateTraces`): only when the resource has no `scope_spans`.
+        let scopes_field = match (has_scopes, has_deprecated) {
+            (true, _) => 2,
+            (false, true) => DEPRECATED_SCOPE_SPANS,
+            (false, false) => return Ok(()),
+        };
         // Second pass over the same bytes, now that the header is known: scan the scopes.
         let mut r = Reader::new(body, range.start, range.end);
         while let Some((field, wt, at)) = r.tag("ResourceSpans")? {
-            if (field, wt) == (2, WT_LEN) {
+            if (field, wt) == (scopes_field, WT_LEN) {
                 let inner = r.len_delimited("scope_spans")?;
                 self.scan_scope_spans(body, inner, resource)?;
             } else {
@@ -291,6 +304,8 @@ impl Scan {
         Ok(())
     }
 
+    /// Scans one `ScopeSpans` (or a deprecated `InstrumentationLibrarySpans`, whose fields
+    /// are the same: its `instrumentation_library` has a scope's name and version).
     fn scan_scope_spans(
         &mut self,
         body: &[u8],
@@ -561,6 +576,110 @@ impl Scan {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A `ResourceSpans` as OTLP before v0.15 could write it: spans under field 1000.
+    #[derive(Clone, PartialEq, prost::Message)]
+    struct OldResourceSpans {
+        #[prost(message, optional, tag = "1")]
+        resource: Option<opentelemetry_proto::tonic::resource::v1::Resource>,
+        #[prost(message, repeated, tag = "2")]
+        scope_spans: Vec<opentelemetry_proto::tonic::trace::v1::ScopeSpans>,
+        #[prost(message, repeated, tag = "1000")]
+        instrumentation_library_spans: Vec<opentelemetry_proto::tonic::trace::v1::ScopeSpans>,
+    }
+    #[derive(Clone, PartialEq, prost::Message)]
+    struct OldRequest {
+        #[prost(message, repeated, tag = "1")]
+        resource_spans: Vec<OldResourceSpans>,
+    }
+
+    /// Scenario: requests from a sender built on OTLP before v0.15, spans under
+    /// `instrumentation_library_spans` (field 1000), alone and beside `scope_spans`.
+    /// Guarantees: as the Collector migrates them: alone, they are the resource's scopes
+    /// (re-framed under `scope_spans`, their library as the scope); beside `scope_spans`,
+    /// they are left out, and never copied into the resource's header (which every
+    /// re-framed request of the resource carries).
+    #[test]
+    fn deprecated_scope_spans_are_read_as_the_collector_migrates_them() {
+        use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+        use opentelemetry_proto::tonic::common::v1::InstrumentationScope;
+        use opentelemetry_proto::tonic::trace::v1::{ScopeSpans, Span};
+        use prost::Message as _;
+        let scope_spans = |name: &str, ids: &[u8]| ScopeSpans {
+            scope: Some(InstrumentationScope {
+                name: name.into(),
+                ..Default::default()
+            }),
+            spans: ids
+                .iter()
+                .map(|&i| Span {
+                    trace_id: vec![i; 16],
+                    span_id: vec![i; 8],
+                    name: format!("span-{i}"),
+                    ..Default::default()
+                })
+                .collect(),
+            ..Default::default()
+        };
+        let reframed = |old: &OldRequest| {
+            let body = old.encode_to_vec();
+            let mut scan = Scan::default();
+            scan.scan(&body).unwrap();
+            assert!(
+                !scan.resource_header(0).windows(7).any(|w| w == b"old-lib"),
+                "the deprecated field is not part of the resource's header"
+            );
+            let parts: Vec<_> = (0..scan.spans.len())
+                .map(|i| crate::wire::reframe::parts_of(&body, &scan, i))
+                .collect();
+            let mut out = bytes::BytesMut::new();
+            crate::wire::Reframer::default().encode(&parts, &mut out);
+            ExportTraceServiceRequest::decode(out.freeze()).unwrap()
+        };
+        let names = |req: &ExportTraceServiceRequest| -> Vec<(String, String)> {
+            req.resource_spans
+                .iter()
+                .flat_map(|r| &r.scope_spans)
+                .flat_map(|s| {
+                    let scope = s.scope.as_ref().map(|s| s.name.clone()).unwrap_or_default();
+                    s.spans
+                        .iter()
+                        .map(move |sp| (scope.clone(), sp.name.clone()))
+                })
+                .collect()
+        };
+
+        let alone = OldRequest {
+            resource_spans: vec![OldResourceSpans {
+                resource: None,
+                scope_spans: Vec::new(),
+                instrumentation_library_spans: vec![
+                    scope_spans("old-lib", &[1, 2]),
+                    scope_spans("old-lib", &[3]),
+                ],
+            }],
+        };
+        assert_eq!(
+            names(&reframed(&alone)),
+            [
+                ("old-lib".into(), "span-1".into()),
+                ("old-lib".into(), "span-2".into()),
+                ("old-lib".into(), "span-3".into())
+            ]
+        );
+
+        let beside = OldRequest {
+            resource_spans: vec![OldResourceSpans {
+                resource: None,
+                scope_spans: vec![scope_spans("new-lib", &[4])],
+                instrumentation_library_spans: vec![scope_spans("old-lib", &[5])],
+            }],
+        };
+        assert_eq!(
+            names(&reframed(&beside)),
+            [("new-lib".into(), "span-4".into())]
+        );
+    }
 
     // The OTLP path to a span's status, with the code as a bare varint (uint64), so a test
     // can write values an enum field's type would not let it.
