@@ -283,6 +283,29 @@ async fn every_collector_compression_reaches_the_sink() {
     assert!(answer.contains("snappy header"), "{answer}");
 }
 
+/// Scenario: protobuf requests sent as `application/protobuf` and as
+/// `application/x-protobuf`, good and malformed (a black-box check found the first
+/// answered as `application/x-protobuf`).
+/// Guarantees: each answer carries the request's own Content-Type, as the OTLP
+/// specification requires.
+#[tokio::test]
+async fn a_protobuf_answer_carries_the_requests_content_type() {
+    let s = start().await;
+    let good = FakeOtlp::traces(1).spans(2).build().encode_to_vec();
+    for ct in ["application/protobuf", "application/x-protobuf"] {
+        for (body, status) in [(good.clone(), 200), (vec![0x0a, 0x05, 0x12], 400)] {
+            let (st, headers, _) = post(&s.http, ct, None, body).await;
+            assert_eq!(st, status, "{ct}");
+            let answered = headers.iter().find(|(k, _)| k == "content-type");
+            assert_eq!(
+                answered.map(|(_, v)| v.as_str()),
+                Some(ct),
+                "{ct}, {status}"
+            );
+        }
+    }
+}
+
 /// Scenario: an OTLP/HTTP exporter pointed at the gRPC port by mistake: `POST /v1/traces`
 /// with a protobuf and a JSON body, over HTTP/1.1 and over h2c; then a gRPC call to a
 /// method that is not served (a metrics export).

@@ -23,9 +23,11 @@ use super::status::{Refusal, RpcStatus};
 /// The OTLP/HTTP traces path.
 pub const TRACES_PATH: &str = "/v1/traces";
 
+/// A request's OTLP format; a protobuf one keeps the media type it was sent with, which
+/// its answer carries (the spec: "MUST use the same Content-Type" as the request).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Format {
-    Protobuf,
+    Protobuf(&'static str),
     Json,
 }
 
@@ -174,7 +176,7 @@ async fn receive<S: SpanSink>(
         limits.in_flight.take(&mut held, body.len())?;
     }
     let body = match format {
-        Format::Protobuf => body,
+        Format::Protobuf(_) => body,
         // The JSON is freed once converted (its budget share stays held: the protobuf,
         // never larger, takes its place).
         Format::Json => owned_json_to_protobuf(body).inspect_err(|_| sink.malformed())?,
@@ -268,7 +270,8 @@ fn content_type<B>(req: &Request<B>) -> Result<Format, Box<Response<Full<Bytes>>
         .trim()
         .to_ascii_lowercase();
     match mime.as_str() {
-        "application/x-protobuf" | "application/protobuf" => Ok(Format::Protobuf),
+        "application/x-protobuf" => Ok(Format::Protobuf("application/x-protobuf")),
+        "application/protobuf" => Ok(Format::Protobuf("application/protobuf")),
         "application/json" => Ok(Format::Json),
         _ => Err(Box::new(plain(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -281,7 +284,7 @@ fn content_type<B>(req: &Request<B>) -> Result<Format, Box<Response<Full<Bytes>>
 
 fn ok_response(format: Format, accepted: &Accepted) -> Response<Full<Bytes>> {
     let body = match format {
-        Format::Protobuf => encode_response(accepted),
+        Format::Protobuf(_) => encode_response(accepted),
         Format::Json if accepted.rejected_spans == 0 && accepted.message.is_empty() => {
             Bytes::from_static(b"{}")
         }
@@ -353,7 +356,7 @@ fn refusal_response(format: Format, refusal: &Refusal) -> Response<Full<Bytes>> 
 
 fn with_body(status: StatusCode, format: Format, body: Bytes) -> Response<Full<Bytes>> {
     let ct = match format {
-        Format::Protobuf => "application/x-protobuf",
+        Format::Protobuf(ct) => ct,
         Format::Json => "application/json",
     };
     let mut resp = Response::new(Full::new(body));
@@ -379,7 +382,7 @@ fn misdirected<B>(req: &Request<B>, status: StatusCode, message: &str) -> Respon
 /// A `google.rpc.Status` of `code` and `message` as OTLP/HTTP writes it in `format`.
 fn status_body(format: Format, code: i32, message: &str) -> Bytes {
     match format {
-        Format::Protobuf => Bytes::from(
+        Format::Protobuf(_) => Bytes::from(
             RpcStatus {
                 code,
                 message: message.to_owned(),
