@@ -85,7 +85,7 @@ enum Command {
     /// Runs small scenarios for real (router and gateways as processes: the load test's
     /// chaos and bench) and in the sim, prints predicted against measured, and exits 1 when
     /// a figure is off by more than 20%. Needs tailgate-loadtest, -gateway and -router
-    /// built next to this binary (`cargo build --release`); about 5 minutes.
+    /// built next to this binary (`cargo build --release`); about 7 minutes.
     Validate {
         /// The JSON report (with `max_relative_error`).
         #[arg(long, default_value = "sim-validate.json")]

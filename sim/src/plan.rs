@@ -223,8 +223,8 @@ fn steady(
     Ok(loaded)
 }
 
-/// `buffer.max_buffered_bytes` as the docs advise for a memory limit: about 1/1.3 of it,
-/// less 100 MiB.
+/// `buffer.max_buffered_bytes` for a memory limit by docs/sizing.md's rule of thumb: about
+/// 1/1.3 of it, less 100 MiB (rounder than the bound `--check` prints).
 fn buffer_for(memory: u64) -> BufferConfig {
     BufferConfig {
         max_buffered_bytes: ((memory as f64 / 1.3) as u64)
