@@ -283,6 +283,50 @@ async fn every_collector_compression_reaches_the_sink() {
     assert!(answer.contains("snappy header"), "{answer}");
 }
 
+/// Scenario: a receiver with `traces_url_path: otlp/v1/traces` (behind a proxy that adds a
+/// prefix; written without its leading slash, as the Collector takes it).
+/// Guarantees: traces are taken at `/otlp/v1/traces`; `/v1/traces` is answered 404 naming
+/// the path that is served; paths that are not paths are refused at load, naming the key.
+#[tokio::test]
+async fn the_traces_path_is_configurable() {
+    let cfg = ReceiveConfig {
+        grpc: None,
+        http: Some("127.0.0.1:0".parse().unwrap()),
+        traces_url_path: "otlp/v1/traces".into(),
+        ..ReceiveConfig::default()
+    };
+    cfg.validate().unwrap();
+    let s = serve(&cfg).await;
+    let base = s.http.trim_end_matches("/v1/traces");
+    let body = FakeOtlp::traces(1).spans(2).build().encode_to_vec();
+    let (st, _, answer) = post(
+        &format!("{base}/otlp/v1/traces"),
+        "application/x-protobuf",
+        None,
+        body.clone(),
+    )
+    .await;
+    assert_eq!(st, 200, "{answer}");
+    assert_eq!(
+        s.sink.bodies.lock().unwrap().len(),
+        1,
+        "the request reached the sink"
+    );
+    let (st, _, answer) = post(&s.http, "application/json", None, b"{}".to_vec()).await;
+    assert_eq!(st, 404);
+    assert!(
+        answer.contains("only /otlp/v1/traces is served here"),
+        "{answer}"
+    );
+    for bad in ["", "/", "/v1/traces?x=1", "/v1 traces", "/v1#a"] {
+        let cfg = ReceiveConfig {
+            traces_url_path: bad.into(),
+            ..ReceiveConfig::default()
+        };
+        assert_eq!(cfg.validate().unwrap_err().0, "traces_url_path", "{bad:?}");
+    }
+}
+
 /// Scenario: protobuf requests sent as `application/protobuf` and as
 /// `application/x-protobuf`, good and malformed (a black-box check found the first
 /// answered as `application/x-protobuf`).

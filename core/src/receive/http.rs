@@ -80,18 +80,19 @@ async fn answer<S: SpanSink>(
     // A wrong path or method is answered with a `Status` in the request's format when it
     // has one of OTLP's (the spec's rule for 4xx bodies), else in text, as the Collector
     // answers every one of them.
-    if req.uri().path() != TRACES_PATH {
+    let path = &*limits.traces_path;
+    if req.uri().path() != path {
         return misdirected(
             &req,
             StatusCode::NOT_FOUND,
-            "only /v1/traces is served here (Tailgate takes traces, not metrics or logs)",
+            &format!("only {path} is served here (Tailgate takes traces, not metrics or logs)"),
         );
     }
     if req.method() != Method::POST {
         return misdirected(
             &req,
             StatusCode::METHOD_NOT_ALLOWED,
-            "use POST for /v1/traces",
+            &format!("use POST for {path}"),
         );
     }
     let format = match content_type(&req) {
@@ -118,7 +119,7 @@ async fn receive<S: SpanSink>(
         &limits.peer_auth,
         limits.auth.as_ref(),
         &req,
-        TRACES_PATH,
+        &limits.traces_path,
     )?;
     let max = limits.max_request_bytes;
     // The Collector's OTLP/HTTP receiver's encodings (see `compress`).

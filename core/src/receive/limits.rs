@@ -78,6 +78,11 @@ pub struct ReceiveConfig {
     /// allowed_headers, max_age }`, the Collector's keys (see [`super::cors`]).
     #[serde(default)]
     pub cors: Option<super::cors::CorsConfig>,
+    /// The path OTLP/HTTP traces are posted to (the Collector's `traces_url_path`), for a
+    /// receiver behind a proxy that adds a prefix. Default `/v1/traces`; a path without
+    /// its leading `/` gets one, as the Collector gives it.
+    #[serde(default = "default_traces_url_path")]
+    pub traces_url_path: String,
 }
 
 /// The largest `max_request_bytes` accepted: a gRPC message length is 32 bits, and twice
@@ -85,6 +90,15 @@ pub struct ReceiveConfig {
 pub const MAX_REQUEST_BYTES_LIMIT: usize = 1 << 30;
 
 impl ReceiveConfig {
+    /// The OTLP/HTTP traces path, with its leading `/`.
+    pub fn traces_path(&self) -> String {
+        if self.traces_url_path.starts_with('/') {
+            self.traces_url_path.clone()
+        } else {
+            format!("/{}", self.traces_url_path)
+        }
+    }
+
     /// Checks the sizes: `Err((key under receive, message))`.
     pub fn validate(&self) -> Result<(), (&'static str, String)> {
         if !(1024..=MAX_REQUEST_BYTES_LIMIT).contains(&self.max_request_bytes) {
@@ -103,6 +117,20 @@ impl ReceiveConfig {
             return Err((
                 "max_concurrent_streams",
                 "must be at least 1 (the Collector's 0, no limit, is not offered: each open stream's headers are held outside max_in_flight_bytes)".into(),
+            ));
+        }
+        if self.traces_url_path.trim_start_matches('/').is_empty()
+            || self
+                .traces_url_path
+                .chars()
+                .any(|c| c.is_whitespace() || c.is_control() || matches!(c, '?' | '#'))
+        {
+            return Err((
+                "traces_url_path",
+                format!(
+                    "{:?} is not a URL path: write one such as /v1/traces or /otlp/v1/traces, without a query or spaces",
+                    self.traces_url_path
+                ),
             ));
         }
         if self.request_timeout.is_zero() {
@@ -319,6 +347,8 @@ pub struct Limits {
     /// The OTLP/HTTP receiver's port as configured (`receive.http`), named to a sender that
     /// sends OTLP/HTTP to the gRPC receiver; `None` when there is none.
     pub http_port: Option<u16>,
+    /// The OTLP/HTTP traces path (`receive.traces_url_path`, with its leading `/`).
+    pub traces_path: std::sync::Arc<str>,
 }
 
 impl Limits {
@@ -368,6 +398,7 @@ impl Limits {
             tls: None,
             peer_traffic: super::auth::PeerTraffic::Mixed,
             http_port: c.http.map(|a| a.port()),
+            traces_path: c.traces_path().into(),
         }
     }
 }
@@ -705,6 +736,10 @@ fn default_http() -> Option<SocketAddr> {
     Some(SocketAddr::from(([127, 0, 0, 1], 4318)))
 }
 
+fn default_traces_url_path() -> String {
+    super::http::TRACES_PATH.to_owned()
+}
+
 fn default_max_request_bytes() -> usize {
     16 << 20
 }
@@ -725,6 +760,7 @@ impl Default for ReceiveConfig {
             max_connection_age_grace: default_age_grace(),
             tls: None,
             cors: None,
+            traces_url_path: default_traces_url_path(),
         }
     }
 }
