@@ -571,6 +571,8 @@ async fn http_bad_input_gets_specific_errors() {
         .await
         .unwrap();
     assert_eq!(resp.status(), 405);
+    // RFC 9110 §15.5.6: a 405 names the methods that are allowed.
+    assert_eq!(resp.headers().get("allow").unwrap(), "POST");
     let body = resp.into_body().collect().await.unwrap().to_bytes();
     let status: serde_json::Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(status["message"], "use POST for /v1/traces", "{status}");

@@ -89,11 +89,15 @@ async fn answer<S: SpanSink>(
         );
     }
     if req.method() != Method::POST {
-        return misdirected(
+        let mut resp = misdirected(
             &req,
             StatusCode::METHOD_NOT_ALLOWED,
             &format!("use POST for {path}"),
         );
+        // RFC 9110: a 405 says which methods the resource takes.
+        resp.headers_mut()
+            .insert(header::ALLOW, header::HeaderValue::from_static("POST"));
+        return resp;
     }
     let format = match content_type(&req) {
         Ok(f) => f,
