@@ -318,7 +318,15 @@ async fn the_traces_path_is_configurable() {
         answer.contains("only /otlp/v1/traces is served here"),
         "{answer}"
     );
-    for bad in ["", "/", "/v1/traces?x=1", "/v1 traces", "/v1#a"] {
+    for bad in [
+        "",
+        "/",
+        "/v1/traces?x=1",
+        "/v1 traces",
+        "/v1#a",
+        "/v1/{x}",
+        "/spür",
+    ] {
         let cfg = ReceiveConfig {
             traces_url_path: bad.into(),
             ..ReceiveConfig::default()
@@ -347,6 +355,28 @@ async fn a_protobuf_answer_carries_the_requests_content_type() {
                 "{ct}, {status}"
             );
         }
+        // A wrong path (404) and a wrong method (405) too.
+        let logs = s.http.replace("/v1/traces", "/v1/logs");
+        let (st, headers, _) = post(&logs, ct, None, good.clone()).await;
+        assert_eq!(st, 404);
+        assert!(
+            headers.iter().any(|(k, v)| k == "content-type" && v == ct),
+            "{ct}"
+        );
+        let client =
+            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                .build_http::<Full<Bytes>>();
+        let resp = client
+            .request(
+                http::Request::put(&s.http)
+                    .header("content-type", ct)
+                    .body(Full::new(Bytes::new()))
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 405);
+        assert_eq!(resp.headers().get("content-type").unwrap(), ct);
     }
 }
 

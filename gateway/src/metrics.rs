@@ -217,8 +217,9 @@ pub struct GatewayStats {
     pub received_spans: Counter,
     /// Spans rejected for a defect (partial success to the sender).
     pub rejected_spans: Counter,
-    /// Of those, spans with a malformed field inside (the rest had a bad trace id, or a
-    /// peer rejected them: [`Self::peer_rejected_spans`]).
+    /// Of those, spans with a bad trace id.
+    pub rejected_invalid_id_spans: Counter,
+    /// Of those, spans with a malformed field inside.
     pub rejected_malformed_spans: Counter,
     /// Of those, spans a peer they were forwarded to rejected (by its own count).
     pub peer_rejected_spans: Counter,
@@ -415,29 +416,25 @@ impl GatewayStats {
             "Spans received in well-formed requests.",
             &self.received_spans,
         );
-        let (malformed, by_peer) = (
-            self.rejected_malformed_spans.get(),
-            self.peer_rejected_spans.get(),
-        );
+        // Each reason its own counter: one worked out by subtraction could read lower on
+        // a later scrape (a counter reset to Prometheus) when a scrape fell between the
+        // additions.
         p.metric(
             "tailgate_gateway_rejected_spans_total",
             "counter",
-            "Spans rejected as invalid (partial success to the sender), by reason: a bad trace id, a malformed field inside, or rejected by the peer they were forwarded to.",
+            "Spans rejected as invalid, by reason: a bad trace id or a malformed field inside (partial success to the sender), or rejected by the peer they were forwarded to after the sender was answered (that peer counts them too).",
             &[("reason", "invalid_trace_id")],
-            self.rejected_spans
-                .get()
-                .saturating_sub(malformed)
-                .saturating_sub(by_peer),
+            self.rejected_invalid_id_spans.get(),
         );
         p.sample(
             "tailgate_gateway_rejected_spans_total",
             &[("reason", "malformed_span")],
-            malformed,
+            self.rejected_malformed_spans.get(),
         );
         p.sample(
             "tailgate_gateway_rejected_spans_total",
             &[("reason", "peer")],
-            by_peer,
+            self.peer_rejected_spans.get(),
         );
         counter(
             p,
@@ -924,6 +921,7 @@ mod tests {
     fn rejected_spans_are_shown_by_reason() {
         let stats = GatewayStats::default();
         stats.rejected_spans.add(6);
+        stats.rejected_invalid_id_spans.add(3);
         stats.rejected_malformed_spans.add(2);
         stats.peer_rejected_spans.add(1);
         let text = stats.render();

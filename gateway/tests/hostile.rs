@@ -159,6 +159,7 @@ async fn hostile_input_keeps_status_liveness_memory_and_accounts() {
     assert_eq!(rejected, rejected_seen);
     // Each a name that is not UTF-8: malformed, not a bad trace id.
     assert_eq!(s.rejected_malformed_spans.get(), rejected_seen);
+    assert_eq!(s.rejected_invalid_id_spans.get(), 0);
     assert_eq!(s.in_flight_spans(), 0);
     assert_eq!(
         received,

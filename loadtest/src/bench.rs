@@ -813,6 +813,14 @@ pub async fn bench_gateway(cfg: &GatewayBench) -> anyhow::Result<GatewayBenchRes
     wait_for_port(gateway_addr, Duration::from_secs(10)).await?;
 
     let clients = gateway_clients(gateway_addr, cfg.connections, pki.as_ref())?;
+    // Each client connects at its first request: an empty one, before timing starts, so
+    // that a connection or TLS failure stops the bench rather than counting as refusals.
+    for client in &clients {
+        client
+            .send_once(Bytes::new())
+            .await
+            .with_context(|| format!("cannot send to the gateway at {gateway_addr}"))?;
+    }
     let tally = Arc::new(SpanTally::default());
     let peak_buffered = Arc::new(std::sync::Mutex::new(HeldSample::default()));
     let source = if cfg.saturate {
@@ -1094,7 +1102,7 @@ fn spawn_request_producer(
     (producer, rx)
 }
 
-/// Spawns `concurrency` tasks (spread over `channels`) sending requests from `source` to
+/// Spawns `concurrency` tasks (spread over `clients`) sending requests from `source` to
 /// the gateway until `end` or the source runs dry, counting spans.
 fn spawn_gateway_senders(
     clients: &[GrpcClient],

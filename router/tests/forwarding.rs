@@ -408,6 +408,59 @@ async fn bad_trace_ids_are_rejected_by_partial_success() {
     stop.cancel();
 }
 
+/// Scenario: a request whose spans are all under OTLP's deprecated
+/// `instrumentation_library_spans` (field 1000, as senders on OTLP before v0.15 write
+/// them), all owned by the one gateway.
+/// Guarantees: the gateway gets every span under `scope_spans`: the router re-frames such
+/// a request rather than passing it on as it came (a review found it would pass, and a
+/// gateway reading only `scope_spans` takes that as empty).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spans_under_the_deprecated_field_reach_the_gateway_under_scope_spans() {
+    use prost::Message;
+    let stop = CancellationToken::new();
+    let (addr, router, backend) =
+        with_one_gateway("127.0.0.34:0", ForwardConfig::default(), &stop).await;
+    let req = FakeOtlp::traces(4).spans(3).resources(2).build();
+    let mut body = Vec::new();
+    for rs in &req.resource_spans {
+        let mut inner = Vec::new();
+        if let Some(resource) = &rs.resource {
+            prost::encoding::message::encode(1, resource, &mut inner);
+        }
+        for scope in &rs.scope_spans {
+            prost::encoding::message::encode(1000, scope, &mut inner);
+        }
+        prost::encoding::bytes::encode(1, &inner, &mut body);
+    }
+    let client = tailgate_core::forward::GrpcClient::new(
+        &format!("http://{addr}"),
+        &[],
+        Duration::from_secs(5),
+        RetryConfig::default(),
+    )
+    .unwrap();
+    client.send_once(body.into()).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while backend.spans() < 12 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let under_scope_spans: u64 = backend
+        .bodies()
+        .iter()
+        .map(|b| {
+            spans(
+                &opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest::decode(
+                    b.clone(),
+                )
+                .unwrap(),
+            )
+        })
+        .sum();
+    assert_eq!(under_scope_spans, 12);
+    assert_eq!(router.stats().received_spans.get(), 12);
+    stop.cancel();
+}
+
 /// Scenario: the only gateway is unreachable and retries give up fast, so it is marked down.
 /// Guarantees (issue 14 item 5): from then on the router refuses new data with UNAVAILABLE
 /// and a retry hint instead of accepting spans that can only fail, counts them refused, and

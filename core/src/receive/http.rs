@@ -1,5 +1,5 @@
-//! OTLP/HTTP receiver: `POST /v1/traces` with `application/x-protobuf` or
-//! `application/json` bodies, optionally gzip- or zstd-encoded, with or without `Content-Length`
+//! OTLP/HTTP receiver: `POST /v1/traces` (or `receive.traces_url_path`) with
+//! `application/x-protobuf` (or `application/protobuf`) or `application/json` bodies, optionally gzip- or zstd-encoded, with or without `Content-Length`
 //! (chunked). JSON is converted to protobuf once, here at the edge; the [`SpanSink`] only
 //! ever sees protobuf. Replies use the request's content type, as OTLP/HTTP specifies.
 
@@ -20,8 +20,7 @@ use super::limits::{serve_connections_with, InFlight, InFlightBytes, Limits};
 use super::sink::{encode_response, run_detached, Accepted, Origin, SpanSink, PEER_HEADER};
 use super::status::{Refusal, RpcStatus};
 
-/// The OTLP/HTTP traces path.
-pub const TRACES_PATH: &str = "/v1/traces";
+pub use super::limits::TRACES_PATH;
 
 /// A request's OTLP format; a protobuf one keeps the media type it was sent with, which
 /// its answer carries (the spec: "MUST use the same Content-Type" as the request).

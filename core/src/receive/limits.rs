@@ -119,16 +119,16 @@ impl ReceiveConfig {
                 "must be at least 1 (the Collector's 0, no limit, is not offered: each open stream's headers are held outside max_in_flight_bytes)".into(),
             ));
         }
+        // RFC 3986's path characters only: anything else reaches the server
+        // percent-encoded, so a path holding it would never match a request.
+        let pchar = |c: char| c.is_ascii_alphanumeric() || "-._~!$&'()*+,;=:@/%".contains(c);
         if self.traces_url_path.trim_start_matches('/').is_empty()
-            || self
-                .traces_url_path
-                .chars()
-                .any(|c| c.is_whitespace() || c.is_control() || matches!(c, '?' | '#'))
+            || !self.traces_url_path.chars().all(pchar)
         {
             return Err((
                 "traces_url_path",
                 format!(
-                    "{:?} is not a URL path: write one such as /v1/traces or /otlp/v1/traces, without a query or spaces",
+                    "{:?} is not a URL path as requests carry it: write one such as /v1/traces or /otlp/v1/traces (letters, digits, -._~!$&'()*+,;=:@/ and %-escapes; no query, fragment or spaces)",
                     self.traces_url_path
                 ),
             ));
@@ -736,8 +736,11 @@ fn default_http() -> Option<SocketAddr> {
     Some(SocketAddr::from(([127, 0, 0, 1], 4318)))
 }
 
+/// The OTLP/HTTP traces path by default.
+pub const TRACES_PATH: &str = "/v1/traces";
+
 fn default_traces_url_path() -> String {
-    super::http::TRACES_PATH.to_owned()
+    TRACES_PATH.to_owned()
 }
 
 fn default_max_request_bytes() -> usize {

@@ -109,9 +109,10 @@ fn field(msg: Msg, key: &str) -> Option<Field> {
         (Msg::ResourceSpans, "scopeSpans" | "scope_spans") => {
             f(2, List(Msg::ScopeSpans), "scopeSpans")
         }
-        // OTLP's names before v0.15, which the Collector's JSON reader took: written as
-        // their protobuf fields, and read as the scan reads those (only when a resource has
-        // no `scopeSpans`).
+        // OTLP's names before v0.15: written as their protobuf fields, and read as the scan
+        // reads those (only when a resource has no `scopeSpans`). The Collector's current
+        // JSON reader skips them (older ones read them); kept here rather than lose the
+        // spans (docs/operations.md).
         (Msg::ResourceSpans, "instrumentationLibrarySpans" | "instrumentation_library_spans") => {
             f(1000, List(Msg::ScopeSpans), "instrumentationLibrarySpans")
         }

@@ -126,6 +126,10 @@ pub struct Scan {
     /// Of the rejected spans, those with a malformed field inside (the others have a bad
     /// trace id).
     pub rejected_malformed: u32,
+    /// Whether spans were read from a resource's deprecated `instrumentation_library_spans`:
+    /// the body must then be re-framed (under `scope_spans`) before it goes on, never
+    /// forwarded as it came, or a receiver that does not read the old field would lose them.
+    pub deprecated_scopes: bool,
 }
 
 // === impl Scan ===
@@ -212,6 +216,7 @@ impl Scan {
         self.headers.clear();
         self.rejected = 0;
         self.rejected_malformed = 0;
+        self.deprecated_scopes = false;
         self.first_defect = None;
     }
 
@@ -264,6 +269,10 @@ impl Scan {
                     r.len_delimited("instrumentation_library_spans")?;
                     has_deprecated = true;
                 }
+                // A known field keeps its wire type (as the Collector's decoder insists).
+                (DEPRECATED_SCOPE_SPANS, _) => {
+                    return Err(bad_wire("ResourceSpans", field, wt, at))
+                }
                 (1 | 3, WT_LEN) => {
                     let v = r.len_delimited("ResourceSpans")?;
                     if field == 1 {
@@ -288,7 +297,10 @@ impl Scan {
         // migrates them (`MigrateTraces`): only when the resource has no `scope_spans`.
         let scopes_field = match (has_scopes, has_deprecated) {
             (true, _) => 2,
-            (false, true) => DEPRECATED_SCOPE_SPANS,
+            (false, true) => {
+                self.deprecated_scopes = true;
+                DEPRECATED_SCOPE_SPANS
+            }
             (false, false) => return Ok(()),
         };
         // Second pass over the same bytes, now that the header is known: scan the scopes.
@@ -679,6 +691,16 @@ mod tests {
             names(&reframed(&beside)),
             [("new-lib".into(), "span-4".into())]
         );
+        // Whether the body must be re-framed before it goes on.
+        let mut scan = Scan::default();
+        scan.scan(&alone.encode_to_vec()).unwrap();
+        assert!(scan.deprecated_scopes);
+        scan.scan(&beside.encode_to_vec()).unwrap();
+        assert!(!scan.deprecated_scopes);
+        // Field 1000 of another wire type is refused, as fields 1 to 3 are (a Collector
+        // would refuse a batch carrying it on).
+        let varint_1000 = [0x0a, 0x03, 0xc0, 0x3e, 0x01];
+        assert!(scan.scan(&varint_1000).is_err());
     }
 
     // The OTLP path to a span's status, with the code as a bare varint (uint64), so a test

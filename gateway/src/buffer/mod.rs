@@ -478,9 +478,11 @@ impl SpanSink for TraceBuffer {
         let (valid, rejected, message) = (scanned.valid, scanned.rejected, scanned.message);
         self.stats.received_spans.add(valid + rejected);
         self.stats.rejected_spans.add(rejected);
+        let malformed = u64::from(scan.rejected_malformed);
+        self.stats.rejected_malformed_spans.add(malformed);
         self.stats
-            .rejected_malformed_spans
-            .add(u64::from(scan.rejected_malformed));
+            .rejected_invalid_id_spans
+            .add(rejected.saturating_sub(malformed));
         if origin != Origin::Client {
             self.stats.peers.received_spans.add(valid + rejected);
         }
