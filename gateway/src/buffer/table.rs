@@ -44,6 +44,12 @@ pub fn make_room(list: &mut SpanList, arriving: impl FnOnce() -> usize) {
             // Leaving the slot: straight to room for [`FIRST_SPILL`] spans, one allocation
             // where doubling would make two for a trace of five to eight spans.
             list.reserve_exact(FIRST_SPILL - len);
+        } else if len == FIRST_SPILL {
+            // Eight to twelve, not sixteen: 192 bytes, a size class of its own, where a
+            // trace of nine to twelve spans in a list of sixteen left 64 to 112 bytes
+            // unused (goal 4b of issue 19, docs/benchmarks.md "Session 42"); the same one
+            // reallocation for it, one more (12 to 16) for a trace of thirteen or more.
+            list.reserve_exact(FIRST_SPILL / 2);
         }
     }
 }
@@ -378,8 +384,8 @@ mod tests {
     /// Scenario: a large trace's list, full, receives a request's part of 300 spans, then
     /// spans one at a time; a small list fills; a list full in its slot.
     /// Guarantees: the large list grows by exactly the part, then by a quarter (not to
-    /// the next power of two); a small one is left to double; one leaving the slot takes
-    /// room for eight at once.
+    /// the next power of two); a full list of eight takes room for twelve, one of twelve is
+    /// left to double; one leaving the slot takes room for eight at once.
     #[test]
     fn large_span_lists_grow_by_what_arrives() {
         let span = BufferedSpan::alone(bytes::Bytes::from_static(b"0123456789"));
@@ -390,13 +396,18 @@ mod tests {
         list.extend(std::iter::repeat_n(span.clone(), 300));
         make_room(&mut list, || 1);
         assert_eq!(list.capacity(), 500);
-        let mut small = SpanList::new();
-        small.extend(std::iter::repeat_n(span.clone(), 8));
-        let before = small.capacity();
+        // A full list of eight takes room for twelve; of twelve, it is left to double.
+        let mut small = SpanList::with_capacity(FIRST_SPILL);
+        small.extend(std::iter::repeat_n(span.clone(), FIRST_SPILL));
+        make_room(&mut small, || panic!("not asked under sixteen spans"));
+        assert_eq!(small.capacity(), 12);
+        small.extend(std::iter::repeat_n(span.clone(), 4));
         make_room(&mut small, || {
             panic!("a small list is left to the vector's growth")
         });
-        assert_eq!(small.capacity(), before);
+        assert_eq!(small.capacity(), 12);
+        small.push(span.clone());
+        assert_eq!(small.capacity(), 16);
         // A list leaving its slot goes straight to room for eight.
         let mut inline = SpanList::new();
         inline.extend(std::iter::repeat_n(span.clone(), INLINE_SPANS));
