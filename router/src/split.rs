@@ -794,9 +794,9 @@ impl Router {
                 retry_after: DEFAULT_RETRY_AFTER,
             });
         }
-        // A request whose spans all go to one gateway, none left out and none under OTLP's
-        // deprecated field (re-framed, it reaches a gateway as any other), goes on as it came.
-        let whole = (rejected == 0 && !scan.deprecated_scopes).then_some(body);
+        // A request whose spans all go to one gateway, none left out, goes on as it came
+        // (unless the splitter must re-frame it, see `Splitter::split`).
+        let whole = (rejected == 0).then_some(body);
         let hard_limit = self.cfg.max_queued_bytes * Self::HARD_LIMIT_FACTOR;
         let queued = self.global_queued.load(Ordering::Relaxed);
         // What its parts may come to: a resource's header is copied into every gateway's

@@ -127,8 +127,8 @@ pub struct Scan {
     /// trace id).
     pub rejected_malformed: u32,
     /// Whether spans were read from a resource's deprecated `instrumentation_library_spans`:
-    /// the body must then be re-framed (under `scope_spans`) before it goes on, never
-    /// forwarded as it came, or a receiver that does not read the old field would lose them.
+    /// the splitter then re-frames the body (under `scope_spans`) rather than pass it on as
+    /// it came, which a receiver that does not read the old field would take as empty.
     pub deprecated_scopes: bool,
 }
 

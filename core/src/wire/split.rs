@@ -44,7 +44,9 @@ impl Splitter {
     /// owner's spans in their original order so the re-framer keeps the original grouping.
     ///
     /// When every span goes to one owner and `whole` is given (the request's own bytes,
-    /// with no span left out by the scan), the part is `whole` itself: no copy at all.
+    /// with no span left out by the scan), the part is `whole` itself: no copy at all,
+    /// unless the scan read spans under OTLP's deprecated field ([`Scan::deprecated_scopes`]),
+    /// which only a re-framed part carries where every receiver reads them.
     pub fn split(
         &mut self,
         ring: &Ring,
@@ -103,7 +105,10 @@ impl Splitter {
         // An owner's part holds each of its headers once per run, as the request does, and
         // a subset of its spans: it is no larger than the request.
         let capped = body.len() > max_part;
-        let whole = whole.filter(|w| w.len() <= max_part);
+        // A body whose spans came under OTLP's deprecated field goes on re-framed (under
+        // `scope_spans`), never as it came: a receiver that does not read the old field
+        // would take it as empty.
+        let whole = whole.filter(|w| w.len() <= max_part && !scan.deprecated_scopes);
         let members = ring.members().len().max(1);
         self.owners.clear();
         // Spans of one trace are usually adjacent: look the owner up once per run.
