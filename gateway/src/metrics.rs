@@ -215,13 +215,11 @@ impl DecisionTally {
 pub struct GatewayStats {
     /// Spans in well-formed requests.
     pub received_spans: Counter,
-    /// Spans rejected for a defect (partial success to the sender).
-    pub rejected_spans: Counter,
-    /// Of those, spans with a bad trace id.
+    /// Spans rejected for a bad trace id (partial success to the sender).
     pub rejected_invalid_id_spans: Counter,
-    /// Of those, spans with a malformed field inside.
+    /// Spans rejected for a malformed field inside (partial success to the sender).
     pub rejected_malformed_spans: Counter,
-    /// Of those, spans a peer they were forwarded to rejected (by its own count).
+    /// Spans a peer they were forwarded to rejected (by its own count).
     pub peer_rejected_spans: Counter,
     /// Spans refused because a buffer was full or the gateway was stopping.
     pub refused_spans: Counter,
@@ -306,6 +304,13 @@ pub struct GatewayStats {
 // === impl GatewayStats ===
 
 impl GatewayStats {
+    /// Spans rejected as invalid, for every reason.
+    pub fn rejected_spans(&self) -> u64 {
+        self.rejected_invalid_id_spans.get()
+            + self.rejected_malformed_spans.get()
+            + self.peer_rejected_spans.get()
+    }
+
     /// Registers the exporters' counters, for `/metrics`.
     pub fn set_exporters(&self, exporters: Vec<Arc<ExporterStats>>) {
         if let Ok(mut e) = self.exporters.lock() {
@@ -920,7 +925,6 @@ mod tests {
     #[test]
     fn rejected_spans_are_shown_by_reason() {
         let stats = GatewayStats::default();
-        stats.rejected_spans.add(6);
         stats.rejected_invalid_id_spans.add(3);
         stats.rejected_malformed_spans.add(2);
         stats.peer_rejected_spans.add(1);

@@ -84,7 +84,7 @@ async fn every_received_span_is_exported_or_dropped_by_policy() {
     );
     assert_eq!(exported + dropped, total);
     assert_eq!(
-        stats.refused_spans.get() + stats.rejected_spans.get() + stats.export_failed_spans.get(),
+        stats.refused_spans.get() + stats.rejected_spans() + stats.export_failed_spans.get(),
         0
     );
     assert_eq!(backend.spans(), exported);

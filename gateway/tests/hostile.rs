@@ -152,7 +152,7 @@ async fn hostile_input_keeps_status_liveness_memory_and_accounts() {
     let s = &gw.stats;
     let (received, rejected, exported) = (
         s.received_spans.get(),
-        s.rejected_spans.get(),
+        s.rejected_spans(),
         s.exported_spans.get(),
     );
     assert_eq!(received, sent);

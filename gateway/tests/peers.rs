@@ -456,7 +456,7 @@ async fn a_handoff_larger_than_a_peer_takes_in_one_request_goes_in_several() {
     assert!(req.encoded_len() > 7_000_000);
     send(a.addr, &req).await;
     assert_eq!(a.stats.received_spans.get(), 350);
-    assert_eq!(a.stats.rejected_spans.get(), 0);
+    assert_eq!(a.stats.rejected_spans(), 0);
     let for_b: u64 = req
         .resource_spans
         .iter()
@@ -477,7 +477,7 @@ async fn a_handoff_larger_than_a_peer_takes_in_one_request_goes_in_several() {
                 a.stats.peers.handed_off_spans.get(),
                 a.stats.peers.failures.get(),
                 b.stats.refused_spans.get(),
-                b.stats.rejected_spans.get(),
+                b.stats.rejected_spans(),
                 a.stats.live_traces.get()
             )
         },

@@ -477,12 +477,13 @@ impl SpanSink for TraceBuffer {
             .inspect_err(|_| self.stats.malformed_requests.add(1))?;
         let (valid, rejected, message) = (scanned.valid, scanned.rejected, scanned.message);
         self.stats.received_spans.add(valid + rejected);
-        self.stats.rejected_spans.add(rejected);
-        let malformed = u64::from(scan.rejected_malformed);
-        self.stats.rejected_malformed_spans.add(malformed);
-        self.stats
-            .rejected_invalid_id_spans
-            .add(rejected.saturating_sub(malformed));
+        if rejected > 0 {
+            let malformed = u64::from(scan.rejected_malformed);
+            self.stats.rejected_malformed_spans.add(malformed);
+            self.stats
+                .rejected_invalid_id_spans
+                .add(rejected.saturating_sub(malformed));
+        }
         if origin != Origin::Client {
             self.stats.peers.received_spans.add(valid + rejected);
         }
@@ -871,7 +872,6 @@ impl TraceBuffer {
             Ok(d) => {
                 // A peer's count is its word: never more than what was sent.
                 let rejected = d.rejected_spans.min(spans);
-                self.stats.rejected_spans.add(rejected);
                 self.stats.peer_rejected_spans.add(rejected);
                 Some(spans - rejected)
             }
@@ -1291,6 +1291,37 @@ mod tests {
             .run(Default::default())
             .await;
         assert_eq!(stats.shard_queue_bytes.get(), 0);
+    }
+
+    /// Scenario: a request of 10 spans, two with an all-zero trace id, one with a name that
+    /// is not UTF-8.
+    /// Guarantees: the sender's partial success counts 3; the gateway counts 2 under
+    /// `invalid_trace_id` and 1 under `malformed_span`, as `/metrics` shows them.
+    #[tokio::test]
+    async fn rejected_spans_are_counted_by_reason() {
+        let (_plan, stats, buffer, _rx) =
+            one_shard("policies: [{name: all, type: always_sample}]\n");
+        let mut req = tailgate_core::test_util::FakeOtlp::traces(10)
+            .spans(1)
+            .seed(4)
+            .build();
+        let spans = &mut req.resource_spans[0].scope_spans[0].spans;
+        spans[0].trace_id = vec![0; 16];
+        spans[1].trace_id = vec![0; 16];
+        spans[2].name = "NAMENAME".into();
+        let mut body = req.encode_to_vec();
+        let at = body.windows(8).position(|w| w == b"NAMENAME").unwrap();
+        body[at + 2] = 0xff;
+        let accepted = buffer.export(Bytes::from(body)).await.unwrap();
+        assert_eq!(accepted.rejected_spans, 3);
+        assert_eq!(
+            (
+                stats.rejected_invalid_id_spans.get(),
+                stats.rejected_malformed_spans.get(),
+                stats.rejected_spans()
+            ),
+            (2, 1, 3)
+        );
     }
 
     /// Scenario: one request of 200 resources of one span each, buffered (its shard not yet
