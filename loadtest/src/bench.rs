@@ -136,6 +136,15 @@ struct BenchPki {
 }
 
 impl BenchPki {
+    /// A client's TLS that trusts this PKI's CA.
+    fn client_tls(&self) -> anyhow::Result<tailgate_core::tls::ClientTls> {
+        Ok(tailgate_core::tls::ClientTlsConfig {
+            ca_file: Some(self.ca.clone()),
+            ..Default::default()
+        }
+        .build()?)
+    }
+
     fn new() -> anyhow::Result<Self> {
         // A directory per PKI: two benches in one process (tests run in parallel) must
         // not rewrite each other's CA.
@@ -519,11 +528,7 @@ async fn connect_tls(
     endpoint: &tonic::transport::Endpoint,
     pki: &BenchPki,
 ) -> anyhow::Result<tonic::transport::Channel> {
-    let client = tailgate_core::tls::ClientTlsConfig {
-        ca_file: Some(pki.ca.clone()),
-        ..Default::default()
-    }
-    .build()?;
+    let client = pki.client_tls()?;
     let mut http = hyper_util::client::legacy::connect::HttpConnector::new();
     http.enforce_http(false);
     http.set_nodelay(true);
@@ -1171,15 +1176,7 @@ fn gateway_clients(
     pki: Option<&BenchPki>,
 ) -> anyhow::Result<Vec<GrpcClient>> {
     let scheme = if pki.is_some() { "https" } else { "http" };
-    let tls = pki
-        .map(|pki| {
-            tailgate_core::tls::ClientTlsConfig {
-                ca_file: Some(pki.ca.clone()),
-                ..Default::default()
-            }
-            .build()
-        })
-        .transpose()?;
+    let tls = pki.map(BenchPki::client_tls).transpose()?;
     (0..connections.max(1))
         .map(|_| {
             let client = GrpcClient::new(
