@@ -709,6 +709,16 @@ mod tests {
     use opentelemetry_proto::tonic::common::v1::any_value;
     use prost::Message as _;
 
+    /// Scenario: an OTLP/JSON request with a byte that is not UTF-8 inside a span's name.
+    /// Guarantees: the whole request is refused (JSON is UTF-8), as docs/operations.md says.
+    #[test]
+    fn json_that_is_not_utf8_is_refused_whole() {
+        let mut json = br#"{"resourceSpans":[{"scopeSpans":[{"spans":[{"traceId":"0102030405060708090a0b0c0d0e0f10","spanId":"0102030405060708","name":"aXb"}]}]}]}"#.to_vec();
+        let at = json.windows(3).position(|w| w == b"aXb").unwrap();
+        json[at + 1] = 0xff;
+        assert!(to_protobuf(&json).is_err());
+    }
+
     /// Scenario: an OTLP/JSON request as senders before OTLP v0.15 wrote it
     /// (`instrumentationLibrarySpans`, `instrumentationLibrary`).
     /// Guarantees: its spans are read, under their library as the scope.
