@@ -691,7 +691,7 @@ mod tests {
             ),
         )
         .unwrap();
-        let (source, found) = GcpSource::from_env(&|_| None, Some(home.clone())).unwrap();
+        let (source, found) = GcpSource::from_env(&|_| None, Some(home.to_path_buf())).unwrap();
         assert!(
             found.from.contains("application_default_credentials.json"),
             "{found:?}"
@@ -709,7 +709,7 @@ mod tests {
             form,
             "client_id=cid&client_secret=csecret&grant_type=refresh_token&refresh_token=1%2F%2Frt"
         );
-        let (source, _) = GcpSource::from_env(&|_| None, Some(home.clone())).unwrap();
+        let (source, _) = GcpSource::from_env(&|_| None, Some(home.to_path_buf())).unwrap();
         assert!(matches!(source, GcpSource::AuthorizedUser { .. }));
         assert!(!format!("{source:?}").contains("1//rt"));
         // GOOGLE_APPLICATION_CREDENTIALS wins over gcloud's file; its quota project is found.
@@ -724,7 +724,7 @@ mod tests {
         let var = |name: &str| {
             (name == "GOOGLE_APPLICATION_CREDENTIALS").then(|| named.display().to_string())
         };
-        let (source, found) = GcpSource::from_env(&var, Some(home.clone())).unwrap();
+        let (source, found) = GcpSource::from_env(&var, Some(home.to_path_buf())).unwrap();
         assert!(found.from.contains("named.json"), "{found:?}");
         assert_eq!(found.quota_project.as_deref(), Some("billing"));
         assert!(

@@ -590,14 +590,32 @@ impl DnsZone {
 
 pub use crate::wire::oracle::scan_oracle;
 
-/// An empty directory of its own for one test run: `$TMPDIR/tailgate-{label}-{pid}`.
-pub fn scratch_dir(label: &str) -> std::io::Result<std::path::PathBuf> {
-    let dir = std::env::temp_dir().join(format!("tailgate-{label}-{}", std::process::id()));
-    if dir.exists() {
-        std::fs::remove_dir_all(&dir)?;
+/// An empty directory of its own for one test: `$TMPDIR/tailgate-{label}-` and a random
+/// suffix, removed with what is in it when the returned guard is dropped (also when the
+/// test fails), so test runs neither leave files behind nor see each other's.
+pub fn scratch_dir(label: &str) -> std::io::Result<ScratchDir> {
+    tempfile::Builder::new()
+        .prefix(&format!("tailgate-{label}-"))
+        .tempdir()
+        .map(ScratchDir)
+}
+
+/// A directory made by [`scratch_dir`], removed when this is dropped; reads as its path.
+#[derive(Debug)]
+pub struct ScratchDir(tempfile::TempDir);
+
+impl std::ops::Deref for ScratchDir {
+    type Target = std::path::Path;
+
+    fn deref(&self) -> &std::path::Path {
+        self.0.path()
     }
-    std::fs::create_dir_all(&dir)?;
-    Ok(dir)
+}
+
+impl AsRef<std::path::Path> for ScratchDir {
+    fn as_ref(&self) -> &std::path::Path {
+        self.0.path()
+    }
 }
 
 /// A throwaway PKI for TLS tests: a CA, and certificates it signs written as PEM files in

@@ -337,6 +337,6 @@ fn the_endpoint_scheme_and_tls_block_decide_together() {
     assert!(matches!(uses(None, "ftp://b"), Err(TlsError::Settings(_))));
 }
 
-fn tempdir(name: &str) -> std::path::PathBuf {
+fn tempdir(name: &str) -> tailgate_core::test_util::ScratchDir {
     tailgate_core::test_util::scratch_dir(&format!("tls-{name}")).unwrap()
 }

@@ -1063,7 +1063,8 @@ mod tests {
     #[test]
     fn exporter_headers_take_secrets_from_env_and_files() {
         let p = Path::new("gateway.yaml");
-        let key_file = std::env::temp_dir().join(format!("tailgate-key-{}", std::process::id()));
+        let dir = tailgate_core::test_util::scratch_dir("key").unwrap();
+        let key_file = dir.join("key");
         std::fs::write(&key_file, "file-secret\n").unwrap();
         // A variable name no other test uses: tests run in threads of one process.
         std::env::set_var("TAILGATE_TEST_HONEYCOMB_KEY", "env-secret");

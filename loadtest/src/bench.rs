@@ -117,7 +117,6 @@ pub async fn bench_router(cfg: &RouterBench) -> anyhow::Result<Vec<RouterBenchRe
         for tls in [None, Some(&pki)] {
             out.push(run_variant(cfg, Compression::None, tls).await?);
         }
-        std::fs::remove_dir_all(&pki.dir).ok();
     } else {
         for compression in [Compression::None, Compression::Gzip] {
             out.push(run_variant(cfg, compression, None).await?);
@@ -129,7 +128,8 @@ pub async fn bench_router(cfg: &RouterBench) -> anyhow::Result<Vec<RouterBenchRe
 /// The certificates of the TLS variant: a CA, and one certificate for the router and the
 /// sinks (their loopback addresses as IP names).
 struct BenchPki {
-    dir: PathBuf,
+    /// Where the files are; removed with them when the PKI is dropped.
+    _dir: tailgate_core::test_util::ScratchDir,
     ca: PathBuf,
     cert: PathBuf,
     key: PathBuf,
@@ -165,7 +165,7 @@ impl BenchPki {
         )?;
         Ok(BenchPki {
             ca: pki.ca_file("bench-ca"),
-            dir,
+            _dir: dir,
             cert,
             key,
         })
@@ -905,7 +905,6 @@ pub async fn bench_gateway(cfg: &GatewayBench) -> anyhow::Result<GatewayBenchRes
     let _removed = (
         std::fs::remove_file(&files.config),
         std::fs::remove_file(&files.policies),
-        pki.map(|p| std::fs::remove_dir_all(p.dir)),
     );
     let cores = cores_used(cfg.pin_cpu);
     let utilisation = driving_cpu / wall.max(1e-9) / cores;

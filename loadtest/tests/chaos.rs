@@ -31,6 +31,10 @@ async fn run_and_check(
         .local_addr()
         .unwrap()
         .port();
+    let workdir = std::env::temp_dir().join(format!(
+        "tailgate-chaos-test-{}-{subnet}",
+        std::process::id()
+    ));
     let cfg = ChaosConfig {
         loadtest_bin: PathBuf::from(env!("CARGO_BIN_EXE_tailgate-loadtest")),
         gateway_bin,
@@ -47,10 +51,7 @@ async fn run_and_check(
         subnet,
         dns_interval: Duration::from_millis(500),
         baseline_percentage: 5.0,
-        workdir: std::env::temp_dir().join(format!(
-            "tailgate-chaos-test-{}-{subnet}",
-            std::process::id()
-        )),
+        workdir: workdir.clone(),
         progress: false,
     };
     let report = run_chaos(cfg).await.unwrap();
@@ -60,7 +61,9 @@ async fn run_and_check(
         assert!(s.report.spans_sent > 0, "{table}");
         assert!(s.kept_traces > 0, "{table}");
     }
-    assert!(report.passed, "{table}");
+    assert!(report.passed, "{table}\nlogs: {}", workdir.display());
+    // The processes' logs stay for a failed run.
+    std::fs::remove_dir_all(&workdir).ok();
     report
 }
 

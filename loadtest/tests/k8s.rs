@@ -140,8 +140,7 @@ fn every_object_validates_strictly_against_the_kubernetes_schemas() {
         eprintln!("SKIPPED: kubernetes-validate not installed (run .ci/python-sdk)");
         return;
     }
-    let dir = std::env::temp_dir().join(format!("tailgate-kv-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = tailgate_core::test_util::scratch_dir("kv").unwrap();
     for overlay in [
         "k8s/base",
         "k8s/overlays/dev",
@@ -167,7 +166,6 @@ fn every_object_validates_strictly_against_the_kubernetes_schemas() {
             String::from_utf8_lossy(&checked.stderr)
         );
     }
-    std::fs::remove_dir_all(&dir).ok();
 }
 
 /// Scenario: each of base, dev and production rendered as `kubectl apply -k` would.
@@ -393,8 +391,8 @@ fn every_overlay_renders_configs_that_load_with_the_pods_namespace() {
 }
 
 /// Writes a CA and a certificate as cert-manager writes a Certificate's Secret (`tls.crt`,
-/// `tls.key`, `ca.crt`) into a new directory; returns it.
-fn cert_manager_files(label: &str) -> PathBuf {
+/// `tls.key`, `ca.crt`) into a new directory; returns it (removed when dropped).
+fn cert_manager_files(label: &str) -> tailgate_core::test_util::ScratchDir {
     let dir = tailgate_core::test_util::scratch_dir(label).unwrap();
     let pki = tailgate_core::test_util::TestPki::new(&dir, "ca").unwrap();
     pki.issue("tls", &["tailgate-gateway.observability.svc"])
@@ -632,8 +630,7 @@ fn alerts_pass_promtool_check_and_unit_tests() {
     }
     let docs = render("k8s/overlays/production");
     let rule = named(&docs, "PrometheusRule", "tailgate");
-    let dir = std::env::temp_dir().join(format!("tailgate-promtool-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = tailgate_core::test_util::scratch_dir("promtool").unwrap();
     let rules =
         serde_yaml_ng::to_string(&BTreeMap::from([("groups", &rule["spec"]["groups"])])).unwrap();
     std::fs::write(dir.join("alerts.rules.yaml"), rules).unwrap();
@@ -896,7 +893,7 @@ fn the_image_layout_runs_both_binaries_with_the_manifests_args() {
             .collect();
         let mut cmd = Command::new("ip");
         cmd.args(["netns", "exec", &ns.name, "unshare", "--root"])
-            .arg(&image)
+            .arg(&*image)
             .args(["--setuid", "65532", "--setgid", "65532", "--"])
             .args(&args)
             .env_clear()
@@ -964,5 +961,4 @@ fn the_image_layout_runs_both_binaries_with_the_manifests_args() {
             .unwrap_or_else(|| panic!("{deployment} did not exit within 40 s of SIGTERM"));
         assert!(status.success(), "{deployment} exited with {status}");
     }
-    std::fs::remove_dir_all(&image).ok();
 }

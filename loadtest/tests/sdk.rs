@@ -67,7 +67,7 @@ struct TlsCluster {
     http_in: std::net::SocketAddr,
     backend: Arc<CaptureBackend>,
     gateway_stats: Arc<GatewayStats>,
-    dir: PathBuf,
+    dir: tailgate_core::test_util::ScratchDir,
     stop: CancellationToken,
 }
 
@@ -126,7 +126,6 @@ impl TlsCluster {
         tokio::time::sleep(Duration::from_secs(1)).await;
         assert_eq!(self.backend.spans(), sent);
         self.stop.cancel();
-        std::fs::remove_dir_all(&self.dir).ok();
     }
 }
 

@@ -38,16 +38,12 @@ fn chunks_settle_tickets_in_order_across_batches() {
         retry: Arc::default(),
     });
     let (_tx, rx) = mpsc::channel(1);
+    let dir = tailgate_core::test_util::scratch_dir("debug").unwrap();
     let e = Exporter {
         rx,
         sink: Sink::Debug(
             DebugConfig {
-                path: Some(
-                    std::env::temp_dir()
-                        .join(format!("tailgate-debug-{}", std::process::id()))
-                        .display()
-                        .to_string(),
-                ),
+                path: Some(dir.join("spans.jsonl").display().to_string()),
                 ..Default::default()
             }
             .writer()
