@@ -273,6 +273,8 @@ pub struct CaptureBackend {
     held: std::sync::atomic::AtomicBool,
     released: tokio::sync::Notify,
     waiting: std::sync::atomic::AtomicU64,
+    /// Spans of each accepted request answered as rejected ([`CaptureBackend::reject_spans`]).
+    reject: std::sync::atomic::AtomicU64,
 }
 
 impl CaptureBackend {
@@ -420,6 +422,14 @@ impl CaptureBackend {
     }
 
     /// Bodies received.
+    /// From now on answers each request it accepts with an OTLP partial success rejecting
+    /// `n` of its spans (at most as many as it holds; 0: none), as a backend that drops
+    /// spans it cannot take, or a peer of another version, does. The spans are still
+    /// counted and kept.
+    pub fn reject_spans(&self, n: u64) {
+        self.reject.store(n, std::sync::atomic::Ordering::SeqCst);
+    }
+
     pub fn bodies(&self) -> Vec<bytes::Bytes> {
         self.bodies.lock().map(|b| b.clone()).unwrap_or_default()
     }
@@ -492,7 +502,18 @@ impl crate::receive::SpanSink for CaptureBackend {
         if let Ok(mut b) = self.bodies.lock() {
             b.push(body);
         }
-        Ok(crate::receive::Accepted::default())
+        let rejected = self
+            .reject
+            .load(std::sync::atomic::Ordering::SeqCst)
+            .min(scan.spans.len() as u64);
+        Ok(crate::receive::Accepted {
+            rejected_spans: rejected,
+            message: if rejected > 0 {
+                format!("test backend: {rejected} spans rejected")
+            } else {
+                String::new()
+            },
+        })
     }
 }
 

@@ -582,6 +582,83 @@ fn exporting_to(
     }
 }
 
+/// Scenario: a gateway shares its ring with a peer that takes the spans forwarded to it
+/// but answers each request with an OTLP partial success rejecting one of its spans (a
+/// peer of another version whose scan refuses what this one's accepts; here a backend
+/// standing in for it).
+/// Guarantee: what the peer rejected is counted once, as `rejected_spans_total`'s
+/// `reason="peer"`, and the rest as forwarded: every span sent is in one of the two.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spans_a_peer_rejects_are_counted_as_rejected_by_the_peer() {
+    let (stop, backend_stop) = (CancellationToken::new(), CancellationToken::new());
+    let (backend_addr, _backend) =
+        CaptureBackend::start("127.0.0.1:0".parse().unwrap(), backend_stop.clone())
+            .await
+            .unwrap();
+    let (peer_addr, peer) =
+        CaptureBackend::start("127.0.0.1:0".parse().unwrap(), backend_stop.clone())
+            .await
+            .unwrap();
+    peer.reject_spans(1);
+    let receive = ReceiveConfig {
+        grpc: Some("127.0.0.43:0".parse().unwrap()),
+        http: None,
+        ..Default::default()
+    };
+    let listeners = Listeners::bind(&receive).await.unwrap();
+    let addr = listeners.grpc_addr().unwrap();
+    let peers = PeersConfig {
+        advertise: Some(addr.to_string()),
+        static_list: vec![addr.to_string(), peer_addr.to_string()],
+        ..Default::default()
+    };
+    let config = exporting_to(backend_addr, receive, 2, peers);
+    let gateway = Gateway::start(&config, common::plan(KEEP_ALL)).unwrap();
+    let (stats, peers) = (gateway.stats().clone(), gateway.peers().clone());
+    let served = tokio::spawn(gateway.serve(listeners, None, stop.clone(), Duration::ZERO));
+
+    let mut req = FakeOtlp::traces(60).spans(3).seed(43).build();
+    for rs in &mut req.resource_spans {
+        for ss in &mut rs.scope_spans {
+            ss.spans.retain(|s| {
+                let id: [u8; 16] = s.trace_id.clone().try_into().unwrap();
+                peers.view_full().owner(&id) != tailgate_gateway::peers::Owner::Local
+            });
+        }
+    }
+    let spans: u64 = req
+        .resource_spans
+        .iter()
+        .flat_map(|rs| &rs.scope_spans)
+        .map(|ss| ss.spans.len() as u64)
+        .sum();
+    assert!(spans > 30, "{spans} spans for the peer");
+    send(addr, &req).await;
+    until(
+        || stats.peers.forwarded_spans.get() + stats.peer_rejected_spans.get() == spans,
+        || {
+            format!(
+                "{} forwarded and {} rejected by the peer of {spans}",
+                stats.peers.forwarded_spans.get(),
+                stats.peer_rejected_spans.get()
+            )
+        },
+    )
+    .await;
+    let requests = peer.bodies().len() as u64;
+    assert!(requests > 0);
+    assert_eq!(
+        stats.peer_rejected_spans.get(),
+        requests,
+        "one span a request"
+    );
+    assert_eq!(stats.rejected_spans(), requests, "and in the total");
+    assert_eq!(peer.spans(), spans, "the peer had every span");
+    stop.cancel();
+    served.await.unwrap().unwrap();
+    backend_stop.cancel();
+}
+
 /// A gateway whose ring also holds a peer that accepts connections and never answers.
 struct BesideAHole {
     /// The gateway, on its own 127.0.0.x address; its backend is stopped by `backend_stop`.
