@@ -421,7 +421,6 @@ impl CaptureBackend {
         self.waiting.load(std::sync::atomic::Ordering::SeqCst)
     }
 
-    /// Bodies received.
     /// From now on answers each request it accepts with an OTLP partial success rejecting
     /// `n` of its spans (at most as many as it holds; 0: none), as a backend that drops
     /// spans it cannot take, or a peer of another version, does. The spans are still
@@ -430,6 +429,7 @@ impl CaptureBackend {
         self.reject.store(n, std::sync::atomic::Ordering::SeqCst);
     }
 
+    /// Bodies received.
     pub fn bodies(&self) -> Vec<bytes::Bytes> {
         self.bodies.lock().map(|b| b.clone()).unwrap_or_default()
     }
