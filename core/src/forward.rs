@@ -619,6 +619,23 @@ impl GrpcClient {
             .await
     }
 
+    /// Whether the endpoint, a gateway, takes peer requests now: one empty request marked
+    /// as a peer's, without retries (an empty request is a valid export that changes
+    /// nothing). False when it answers that it is leaving the ring, or fails.
+    pub async fn peer_answers(&self) -> bool {
+        let Ok((auth, _)) = self.auth_headers().await else {
+            return false;
+        };
+        self.call(
+            TRACE_EXPORT_PATH,
+            &[Bytes::new()],
+            Origin::Forwarded { hops: 1 },
+            auth,
+        )
+        .await
+        .is_ok()
+    }
+
     /// One unary call of `path` with the configured headers, plus the [`PEER_HEADER`] when
     /// `origin` is not a client. The message is the concatenation of `chunks`; `auth` are
     /// the authenticator's headers for this attempt (those gRPC itself sets are skipped).

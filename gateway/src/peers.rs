@@ -356,6 +356,11 @@ impl PeerView {
 
 pub use crate::metrics::PeerStats;
 
+/// How often a peer that answered it is leaving is asked whether it takes peer requests
+/// again (see [`Peers::depart`]): about as soon as the routers' probes (every second by
+/// default) take a restarted gateway back.
+const DEPARTED_PROBE_INTERVAL: Duration = Duration::from_millis(500);
+
 /// The cluster as this gateway sees it.
 pub struct Peers {
     config: PeersConfig,
@@ -459,8 +464,10 @@ impl Peers {
     /// off its ring at once rather than when DNS drops it, so spans and traces go straight
     /// to the next owner instead of through a gateway about to stop (with several leaving
     /// at once they would be passed between them). It comes back when DNS lists it anew
-    /// after dropping it, or after `leave_linger + down_for` if it is still listed then (a
-    /// static list; a gateway that stopped is unreachable by then and left out as down).
+    /// after dropping it, when it answers a peer request again (asked every
+    /// `DEPARTED_PROBE_INTERVAL`: it restarted at the same address), or after
+    /// `leave_linger + down_for` if it is still listed then (a static list; a gateway that
+    /// stopped is unreachable by then and left out as down).
     pub fn depart(self: &Arc<Self>, member: &Member) {
         let back = self.config.leave_linger + self.config.down_for;
         {
@@ -478,18 +485,49 @@ impl Peers {
         }
         tracing::info!(%member, "A peer is leaving the ring; routing around it.");
         self.rebuild();
+        let client = self.client_for(member);
         let (peers, member) = (Arc::downgrade(self), member.clone());
         tokio::spawn(async move {
-            tokio::time::sleep(back).await;
-            let Some(peers) = peers.upgrade() else {
-                return;
-            };
-            // Only when DNS still lists it: otherwise its leaving is forgotten already,
-            // and a rebuild would only reset the other members' down marks.
-            let listed = peers.members.lock().is_ok_and(|m| m.contains(&member));
-            let waiting = peers.departed.lock().is_ok_and(|d| d.contains_key(&member));
-            if listed && waiting {
-                peers.rebuild();
+            let until = Instant::now() + back;
+            loop {
+                let now = Instant::now();
+                tokio::time::sleep(
+                    until
+                        .saturating_duration_since(now)
+                        .min(DEPARTED_PROBE_INTERVAL),
+                )
+                .await;
+                let Some(peers) = peers.upgrade() else {
+                    return;
+                };
+                // Only while DNS still lists it: otherwise its leaving is forgotten
+                // already, and a rebuild would only reset the other members' down marks.
+                let listed = peers.members.lock().is_ok_and(|m| m.contains(&member));
+                let waiting = peers.departed.lock().is_ok_and(|d| d.contains_key(&member));
+                if !(listed && waiting) {
+                    return;
+                }
+                if Instant::now() >= until {
+                    peers.rebuild();
+                    return;
+                }
+                // Restarted at the same address (a rolling restart with a static list, or a
+                // pod DNS never stopped listing), it takes peer requests again: back at
+                // once, as the routers take it back at their first probe. Waiting out
+                // `back` while routers sent it spans split the traces due meanwhile
+                // between it and the gateways still routing around it.
+                let answers = match &client {
+                    Some(c) => c.peer_answers().await,
+                    None => false,
+                };
+                if answers {
+                    if let Ok(mut departed) = peers.departed.lock() {
+                        departed.remove(&member);
+                    }
+                    tracing::info!(%member, "A peer that left the ring answers again; routing to it.");
+                    peers.rebuild();
+                    return;
+                }
             }
         });
     }
@@ -507,6 +545,27 @@ impl Peers {
             (Some(listen), Some((host, _))) => format!("{host}:{}", listen.port()),
             _ => member.to_owned(),
         }
+    }
+
+    /// A new client for peer `m` (`None`, logged, when its settings cannot make one). A
+    /// peer that refuses connections is left out at once: its spans stay here instead of
+    /// waiting out the retries.
+    fn client_for(&self, m: &Member) -> Option<GrpcClient> {
+        let endpoint = self.peer_endpoint(m.as_str());
+        GrpcClient::with_tls_config(
+            &endpoint,
+            &[],
+            self.config.timeout,
+            self.config.retry.clone(),
+            tailgate_core::forward::Compression::None,
+            self.config.tls.as_ref(),
+        )
+        .map(GrpcClient::give_up_when_unreachable)
+        .and_then(|c| c.with_peer_secret(self.config.secret.as_deref()))
+        .inspect_err(|error| {
+            tracing::error!(member = %m, %error, "Cannot create a client for a peer.");
+        })
+        .ok()
     }
 
     /// Leaves the ring: from now on every trace belongs to another gateway.
@@ -555,29 +614,9 @@ impl Peers {
                     if let Some(c) = cache.get(m) {
                         return Some(c.clone());
                     }
-                    // A peer that refuses connections is left out at once; its spans stay
-                    // here instead of waiting out the retries.
-                    let endpoint = self.peer_endpoint(m.as_str());
-                    match GrpcClient::with_tls_config(
-                        &endpoint,
-                        &[],
-                        self.config.timeout,
-                        self.config.retry.clone(),
-                        tailgate_core::forward::Compression::None,
-                        self.config.tls.as_ref(),
-                    )
-                    .map(GrpcClient::give_up_when_unreachable)
-                    .and_then(|c| c.with_peer_secret(self.config.secret.as_deref()))
-                    {
-                        Ok(c) => {
-                            cache.insert(m.clone(), c.clone());
-                            Some(c)
-                        }
-                        Err(error) => {
-                            tracing::error!(member = %m, %error, "Cannot create a client for a peer.");
-                            None
-                        }
-                    }
+                    let c = self.client_for(m)?;
+                    cache.insert(m.clone(), c.clone());
+                    Some(c)
                 })
                 .collect()
         };

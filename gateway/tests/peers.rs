@@ -582,6 +582,123 @@ fn exporting_to(
     }
 }
 
+/// Scenario: gateway B of two on a static list stops (SIGTERM) and A routes around it, as
+/// when B answers a forwarded request that it is leaving; A's `down_for` is a minute. B
+/// restarts at the same address while A buffers traces B owns.
+/// Guarantee: A takes B back as soon as B answers peer requests again (the routers take
+/// it back at their first probe), not after `leave_linger + down_for`, and hands B the
+/// traces it buffered for it meanwhile: each is exported whole, once, by B. (A black-box
+/// check of a rolling restart with a static list found traces decided in two parts:
+/// the routers sent B spans for seven seconds while the other gateways still kept
+/// theirs.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gateway_restarted_at_its_address_is_taken_back_at_once() {
+    let (mut listeners, addrs) = bind_pods(&[[127, 0, 0, 46], [127, 0, 0, 47]]).await;
+    let config = |listeners: &Listeners, backend: SocketAddr| {
+        let addr = listeners.grpc_addr().unwrap();
+        let peers = PeersConfig {
+            advertise: Some(addr.to_string()),
+            static_list: addrs.iter().map(ToString::to_string).collect(),
+            leave_linger: Duration::from_millis(300),
+            down_for: Duration::from_secs(60),
+            secret: Some(SECRET.into()),
+            ..Default::default()
+        };
+        let receive = ReceiveConfig {
+            grpc: Some(addr),
+            http: None,
+            ..Default::default()
+        };
+        exporting_to(backend, receive, 2, peers)
+    };
+    // Long enough that what A holds is not decided before B is back, on a busy machine.
+    let plan = "decision_wait: 8s\npolicies:\n  - {name: all, type: always_sample}\n";
+    let stop = CancellationToken::new();
+    let start = |listeners: Listeners| {
+        let stop = stop.clone();
+        let config = &config;
+        async move {
+            let (backend_addr, backend) =
+                CaptureBackend::start("127.0.0.1:0".parse().unwrap(), stop.clone())
+                    .await
+                    .unwrap();
+            let config = config(&listeners, backend_addr);
+            let gateway = Gateway::start(&config, common::plan(plan)).unwrap();
+            let peers = gateway.peers().clone();
+            let own_stop = stop.child_token();
+            let served = tokio::spawn(gateway.serve(
+                listeners,
+                None,
+                own_stop.clone(),
+                Duration::from_secs(10),
+            ));
+            (backend, peers, own_stop, served)
+        }
+    };
+    let b_listeners = listeners.pop().unwrap();
+    let (a_backend, a_peers, _, a_served) = start(listeners.pop().unwrap()).await;
+    let (_, _, b_stop, b_served) = start(b_listeners).await;
+    until(
+        || a_peers.view_full().ring.members().len() == 2,
+        || "A sees both".into(),
+    )
+    .await;
+    let full = a_peers.view_full();
+
+    b_stop.cancel();
+    b_served.await.unwrap().unwrap();
+    let b = Member::new(addrs[1].to_string());
+    a_peers.depart(&b);
+    assert_eq!(a_peers.view_full().ring.members().len(), 1);
+    // Traces B owns on the full ring, sent to A while B is away: A keeps them.
+    let mut req = FakeOtlp::traces(40).spans(3).seed(46).build();
+    for rs in &mut req.resource_spans {
+        for ss in &mut rs.scope_spans {
+            ss.spans.retain(|s| {
+                let id: [u8; 16] = s.trace_id.clone().try_into().unwrap();
+                full.owner(&id) != tailgate_gateway::peers::Owner::Local
+            });
+        }
+    }
+    let ids = trace_ids(&req);
+    assert!(ids.len() > 10, "{} traces for B", ids.len());
+    send(addrs[0], &req).await;
+
+    let receive = ReceiveConfig {
+        grpc: Some(addrs[1]),
+        http: None,
+        ..Default::default()
+    };
+    let (b2_backend, _, _, b2_served) = start(Listeners::bind(&receive).await.unwrap()).await;
+    until(
+        || a_peers.view_full().ring.members().len() == 2,
+        || "A takes the restarted B back within 5 s".into(),
+    )
+    .await;
+    // B decides them: everything at B's backend, whole, nothing at A's.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let spans: u64 = req
+        .resource_spans
+        .iter()
+        .flat_map(|rs| &rs.scope_spans)
+        .map(|ss| ss.spans.len() as u64)
+        .sum();
+    while b2_backend.spans() < spans {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{} of {spans} spans at the restarted B, {} at A",
+            b2_backend.spans(),
+            a_backend.spans()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(b2_backend.spans(), spans);
+    assert_eq!(a_backend.spans(), 0, "no part of them decided at A");
+    stop.cancel();
+    a_served.await.unwrap().unwrap();
+    b2_served.await.unwrap().unwrap();
+}
+
 /// Scenario: a gateway shares its ring with a peer that takes the spans forwarded to it
 /// but answers each request with an OTLP partial success rejecting one of its spans (a
 /// peer of another version whose scan refuses what this one's accepts; here a backend
