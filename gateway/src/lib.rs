@@ -439,9 +439,7 @@ fn start_shards(
     attribute_actions: &Option<Arc<attributes::AttributeActions>>,
     peers: &Arc<peers::Peers>,
 ) -> Result<ShardSet, GatewayError> {
-    let num_traces = plan.load().num_traces;
     let n = config.shard_count();
-    let per_shard_traces = num_traces.div_ceil(n);
     // The policy file's decision_cache (the Collector's option) wins over the config's.
     let cache_size = plan
         .load()
@@ -455,7 +453,7 @@ fn start_shards(
         let (tx, rx) = mpsc::channel(config.buffer.shard_queue);
         senders.push(tx);
         let limits = buffer::shard::ShardLimits {
-            max_traces: per_shard_traces,
+            shards: n,
             cache_size: per_shard_cache,
             early_decision_bytes: config.buffer.early_decision_bytes().div_ceil(n as u64),
             max_spans_per_trace: config.buffer.max_spans_per_trace,

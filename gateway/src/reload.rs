@@ -144,6 +144,14 @@ impl Reloader {
                     tracing::warn!(option = %note, "Collector option accepted but not applied.");
                 }
                 let plan = PolicyPlan::compile(&file);
+                let cache = self.plan.load().decision_cache_size;
+                if plan.decision_cache_size != cache {
+                    tracing::warn!(
+                        was = ?cache,
+                        now = ?plan.decision_cache_size,
+                        "The decision cache's size is set at start; the new decision_cache applies after a restart."
+                    );
+                }
                 tracing::info!(path = %self.path.display(), policies = plan.names().len(), "Policies reloaded.");
                 self.plan.store(Arc::new(plan));
                 self.stats.ok.add(1);

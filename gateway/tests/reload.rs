@@ -12,6 +12,39 @@ use tokio::time::Instant;
 const KEEP_ALL: &str = "decision_wait: 200ms\npolicies:\n  - {name: all, type: always_sample}\n";
 const KEEP_NONE: &str = "decision_wait: 200ms\npolicies:\n  - {name: none, type: probabilistic, probabilistic: {sampling_percentage: 0}}\n";
 
+/// Scenario: a gateway starts with the default `num_traces` (50,000); a reload sets it to
+/// 10, then 50 traces arrive (decided by time only a minute later).
+/// Guarantees: the reloaded limit holds at once: at most 10 traces stay buffered, the
+/// others are decided early and counted so. (It was fixed at start while
+/// `tailgate_gateway_max_traces` showed the reloaded value: a black-box check saw the
+/// gauge read 100,000 with live traces pinned at the 200 of the start.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reloaded_num_traces_holds_at_once() {
+    let wait = "decision_wait: 60s\npolicies:\n  - {name: all, type: always_sample}\n";
+    let gw = common::spawn_gateway([127, 0, 0, 77], common::plan(wait), |_, _| {}).await;
+    gw.plan.store(std::sync::Arc::new(common::plan(&format!(
+        "num_traces: 10\n{wait}"
+    ))));
+    let mut client = TraceServiceClient::connect(format!("http://{}", gw.addr))
+        .await
+        .unwrap();
+    client
+        .export(FakeOtlp::traces(50).spans(2).seed(7).build())
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while gw.stats.early_decisions.get() < 40 {
+        assert!(
+            Instant::now() < deadline,
+            "{} decided early, {} live",
+            gw.stats.early_decisions.get(),
+            gw.stats.live_traces.get()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(gw.stats.live_traces.get() <= 10);
+}
+
 /// Scenario: a gateway keeps everything; while requests keep arriving, its policy file is
 /// rewritten to keep nothing, then replaced by a broken file.
 /// Guarantees: no span is lost across the swap (received = exported + dropped); traces

@@ -1179,20 +1179,19 @@ mod tests {
         (plan, stats, buffer, rx)
     }
 
-    /// The shard reading `rx`, without exporters, that may buffer `max_traces` traces of
-    /// at most `max_spans` spans.
+    /// The shard reading `rx`, without exporters, the only one: it may buffer the plan's
+    /// `num_traces` traces of at most `max_spans` spans.
     fn shard_reading(
         rx: mpsc::Receiver<shard::ShardMsg>,
         plan: crate::reload::SharedPlan,
         stats: &std::sync::Arc<GatewayStats>,
-        max_traces: usize,
         max_spans: u32,
     ) -> shard::Shard {
         shard::Shard::new(
             rx,
             plan,
             shard::ShardLimits {
-                max_traces,
+                shards: 1,
                 cache_size: 1_000,
                 early_decision_bytes: 1 << 30,
                 max_spans_per_trace: max_spans,
@@ -1247,7 +1246,7 @@ mod tests {
             .await
             .unwrap();
             let drain = tokio_util::sync::CancellationToken::new();
-            let shard = shard_reading(rx, plan, &stats, 1_000, 1_000).with_peers(peers);
+            let shard = shard_reading(rx, plan, &stats, 1_000).with_peers(peers);
             let run = tokio::spawn(shard.run(drain.clone()));
             // Due at 1 s (or at once); at 2 s still waiting for a pass, counted once.
             tokio::time::sleep(Duration::from_secs(2)).await;
@@ -1287,7 +1286,7 @@ mod tests {
         assert!(stats.held_bytes() >= queued);
         assert_eq!(stats.buffered_bytes.get(), 0);
         drop(buffer);
-        shard_reading(rx, plan, &stats, 1_000, 1_000)
+        shard_reading(rx, plan, &stats, 1_000)
             .run(Default::default())
             .await;
         assert_eq!(stats.shard_queue_bytes.get(), 0);
@@ -1364,8 +1363,7 @@ mod tests {
             buffer.export(body.clone()).await.unwrap();
             held.push((stats.request_bytes.get(), stats.held_bytes()));
             drop(buffer);
-            let shard =
-                shard_reading(rx, plan, &stats, 1_000, 1_000).with_attribute_actions(actions);
+            let shard = shard_reading(rx, plan, &stats, 1_000).with_attribute_actions(actions);
             shard.run(Default::default()).await;
             // Kept (pending export, as there is no exporter).
             assert_eq!(stats.pending_export_spans.get(), 200);
@@ -1417,7 +1415,7 @@ mod tests {
         requests: &[(usize, usize, u64)],
         max_spans: u32,
     ) -> std::sync::Arc<GatewayStats> {
-        let (plan, stats, buffer, rx) = one_shard(policies);
+        let (plan, stats, buffer, rx) = one_shard(&format!("num_traces: 10\n{policies}"));
         for &(traces, spans, seed) in requests {
             let body = Bytes::from(
                 tailgate_core::test_util::FakeOtlp::traces(traces)
@@ -1429,7 +1427,7 @@ mod tests {
             buffer.export(body).await.unwrap();
         }
         drop(buffer);
-        shard_reading(rx, plan, &stats, 10, max_spans)
+        shard_reading(rx, plan, &stats, max_spans)
             .run(Default::default())
             .await;
         stats

@@ -277,8 +277,9 @@ impl Released {
 /// A shard's limits.
 #[derive(Debug, Clone, Copy)]
 pub struct ShardLimits {
-    /// Traces buffered before the oldest are decided early.
-    pub max_traces: usize,
+    /// How many shards share the `num_traces` of the plan in force: this one buffers its
+    /// share (rounded up) before the oldest are decided early, as a reload sets it.
+    pub shards: usize,
     /// Decision cache entries.
     pub cache_size: usize,
     /// Span bytes buffered before the oldest traces are decided early.
@@ -312,7 +313,8 @@ pub struct Shard {
     /// The ids' hashes of the batch being inserted (kept for the next batch's room).
     hashes: Vec<IdHash>,
     plan: crate::reload::SharedPlan,
-    max_traces: usize,
+    /// See [`ShardLimits::shards`].
+    shards: usize,
     /// This shard's share of the soft byte limit.
     early_decision_bytes: u64,
     /// What [`ShardMsg::MakeRoom`] decides down to (`u64::MAX` between requests).
@@ -378,7 +380,7 @@ impl Shard {
         stats: Arc<GatewayStats>,
     ) -> Self {
         let ShardLimits {
-            max_traces,
+            shards,
             cache_size,
             early_decision_bytes,
             max_spans_per_trace,
@@ -396,7 +398,7 @@ impl Shard {
             deferred_ids: TraceMap::default(),
             peers: None,
             plan,
-            max_traces: max_traces.max(1),
+            shards: shards.max(1),
             early_decision_bytes: early_decision_bytes.max(1),
             room_goal: u64::MAX,
             max_spans_per_trace: max_spans_per_trace.max(1),
@@ -938,9 +940,10 @@ impl Shard {
             }
         }
         // Past the trace limit, decide the oldest early instead of dropping them.
+        let max_traces = self.plan.load().num_traces.div_ceil(self.shards).max(1);
         self.decide_oldest_while(
             now,
-            |shard| shard.traces.len() > shard.max_traces,
+            |shard| shard.traces.len() > max_traces,
             |stats| &stats.early_decisions,
         )
         .await;
@@ -968,7 +971,7 @@ impl Shard {
     async fn decide_oldest_while(
         &mut self,
         now: Instant,
-        over: fn(&Self) -> bool,
+        over: impl Fn(&Self) -> bool,
         counter: fn(&GatewayStats) -> &Counter,
     ) {
         if !over(self) {
