@@ -13,7 +13,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -60,8 +60,10 @@ pub struct PeersConfig {
     /// to 500ms, for at most 3s.
     #[serde(default = "default_retry")]
     pub retry: RetryConfig,
-    /// How long a peer that could not be reached is left out of the ring by this gateway.
-    /// Default 5s.
+    /// With `leave_linger`, the longest a peer that answered it is leaving is left off
+    /// this gateway's ring while DNS still lists it and it does not answer peer requests
+    /// again. (A peer that could not be reached is left off the ring until it answers,
+    /// asked every 0.5 s, as the routers probe a gateway that failed.) Default 5s.
     #[serde(default = "default_down_for", with = "humantime_serde")]
     pub down_for: Duration,
     /// After SIGTERM, how long the gateway keeps receiving (and forwarding everything to
@@ -259,10 +261,15 @@ pub enum Owner {
 
 /// The redistribution rule, apart from any I/O; [`PeerView`] and the simulator both apply
 /// it. A span or a buffered trace belongs to `ring_owner`, its owner on the gateways' ring,
-/// unless that is this gateway (`self_index`), nobody (an empty ring), or a peer
-/// `is_down` says failed lately: then it stays here rather than wait for that peer. A
-/// handoff pass moves exactly the buffered traces (and cached decisions) for which this
-/// names a peer, keeping their first-seen time, so their decision comes when it would have.
+/// unless that is this gateway (`self_index`), nobody (an empty ring), or a peer `is_down`
+/// names: then it stays here. A handoff pass moves exactly the buffered traces (and cached
+/// decisions) for which this names a peer, keeping their first-seen time, so their
+/// decision comes when it would have. The gateway names no peer down: one that failed is
+/// off its ring ([`Peers::mark_down`]), so its traces belong to the next member. The
+/// simulator names the dead members: its rings are DNS's, which still list them, so a
+/// dead owner's spans stay where they arrived (the gateway's next member is the gateway
+/// the routers, which also route around it, sent them to, unless they had not noticed
+/// yet).
 pub fn owner_rule(
     ring_owner: Option<usize>,
     self_index: Option<usize>,
@@ -282,9 +289,6 @@ pub struct PeerView {
     pub self_index: Option<usize>,
     /// `clients[i]` talks to `ring.members()[i]` (`None` for this gateway).
     clients: Vec<Option<GrpcClient>>,
-    /// Per member: until when (ms on [`Peers`]' clock) it is left out after a failure.
-    down_until: Vec<AtomicU64>,
-    epoch: Instant,
     /// Set once the gateway has started to leave.
     pub leaving: bool,
     /// Whether spans and traces move between gateways at all.
@@ -300,8 +304,6 @@ impl PeerView {
             ring: Ring::new([]),
             self_index: None,
             clients: Vec::new(),
-            down_until: Vec::new(),
-            epoch: Instant::now(),
             leaving: false,
             redistribute: false,
         }
@@ -312,15 +314,15 @@ impl PeerView {
         self.redistribute && !self.ring.is_empty()
     }
 
-    /// Who owns `trace_id`. A peer marked down counts as local: the spans stay here rather
-    /// than wait for it.
+    /// Who owns `trace_id`. Peers that failed are not on the ring (see
+    /// [`Peers::mark_down`]): their traces belong to the next member, as on the routers'.
     pub fn owner(&self, trace_id: &[u8; 16]) -> Owner {
         self.owner_of_index(self.ring.owner_index(trace_id))
     }
 
     /// [`PeerView::owner`] from a ring index.
     pub fn owner_of_index(&self, index: Option<usize>) -> Owner {
-        owner_rule(index, self.self_index, |i| self.is_down(i))
+        owner_rule(index, self.self_index, |_| false)
     }
 
     /// The client of peer `i`.
@@ -332,34 +334,40 @@ impl PeerView {
     pub fn member(&self, i: usize) -> Option<&Member> {
         self.ring.members().get(i)
     }
-
-    fn now_ms(&self) -> u64 {
-        self.epoch.elapsed().as_millis() as u64
-    }
-
-    fn is_down(&self, i: usize) -> bool {
-        self.down_until
-            .get(i)
-            .is_some_and(|d| d.load(Ordering::Relaxed) > self.now_ms())
-    }
-
-    /// Leaves peer `i` out for `down_for` after a failed request.
-    pub fn mark_down(&self, i: usize, down_for: Duration) {
-        if let Some(d) = self.down_until.get(i) {
-            d.store(
-                self.now_ms() + down_for.as_millis() as u64,
-                Ordering::Relaxed,
-            );
-        }
-    }
 }
 
 pub use crate::metrics::PeerStats;
 
-/// How often a peer that answered it is leaving is asked whether it takes peer requests
-/// again (see [`Peers::depart`]): about as soon as the routers' probes (every second by
-/// default) take a restarted gateway back.
-const DEPARTED_PROBE_INTERVAL: Duration = Duration::from_millis(500);
+/// How often a peer off the ring (it answered it is leaving, or failed) is asked whether
+/// it takes peer requests again (see [`Peers::depart`], [`Peers::mark_down`]): about as
+/// soon as the routers' probes (every second by default) take a gateway back.
+const AWAY_PROBE_INTERVAL: Duration = Duration::from_millis(500);
+
+/// Why and until when a member is off the ring.
+#[derive(Debug, Clone, Copy)]
+struct Away {
+    /// It answered that it is leaving (else: a request to it failed).
+    leaving: bool,
+    /// When it is back even if it never answers (`None`: only when it answers, or DNS
+    /// drops it).
+    back: Option<Instant>,
+}
+
+impl Away {
+    fn leaving(back: Instant) -> Self {
+        Away {
+            leaving: true,
+            back: Some(back),
+        }
+    }
+
+    fn down() -> Self {
+        Away {
+            leaving: false,
+            back: None,
+        }
+    }
+}
 
 /// The cluster as this gateway sees it.
 pub struct Peers {
@@ -367,15 +375,14 @@ pub struct Peers {
     me: Member,
     view: ArcSwap<PeerView>,
     members: Mutex<Vec<Member>>,
-    /// Members that answered they are leaving the ring, with when to let them back in
-    /// (see [`Peers::depart`]).
-    departed: Mutex<HashMap<Member, Instant>>,
+    /// Members off the ring for now: those that answered they are leaving (see
+    /// [`Peers::depart`]) and those that failed (see [`Peers::mark_down`]).
+    away: Mutex<HashMap<Member, Away>>,
     clients: Mutex<HashMap<Member, GrpcClient>>,
     leaving: AtomicBool,
     changed: watch::Sender<u64>,
     /// Asks for a handoff pass soon (spans arrived here that another gateway owns).
     pass_wanted: tokio::sync::Notify,
-    epoch: Instant,
     stats: Arc<GatewayStats>,
 }
 
@@ -389,12 +396,11 @@ impl Peers {
             me,
             view: ArcSwap::from_pointee(PeerView::standalone()),
             members: Mutex::new(Vec::new()),
-            departed: Mutex::new(HashMap::new()),
+            away: Mutex::new(HashMap::new()),
             clients: Mutex::new(HashMap::new()),
             leaving: AtomicBool::new(false),
             changed: watch::Sender::new(0),
             pass_wanted: tokio::sync::Notify::new(),
-            epoch: Instant::now(),
             stats,
         })
     }
@@ -452,8 +458,8 @@ impl Peers {
                 return;
             }
             // One DNS no longer lists has left for good: forget it was leaving.
-            if let Ok(mut departed) = self.departed.lock() {
-                departed.retain(|d, _| members.contains(d));
+            if let Ok(mut away) = self.away.lock() {
+                away.retain(|d, _| members.contains(d));
             }
             *m = members;
         }
@@ -465,66 +471,117 @@ impl Peers {
     /// to the next owner instead of through a gateway about to stop (with several leaving
     /// at once they would be passed between them). It comes back when DNS lists it anew
     /// after dropping it, when it answers a peer request again (asked every
-    /// `DEPARTED_PROBE_INTERVAL`: it restarted at the same address), or after
+    /// `AWAY_PROBE_INTERVAL`: it restarted at the same address), or after
     /// `leave_linger + down_for` if it is still listed then (a static list; a gateway that
-    /// stopped is unreachable by then and left out as down).
+    /// stopped is unreachable by then and left out as down at the next failure).
     pub fn depart(self: &Arc<Self>, member: &Member) {
-        let back = self.config.leave_linger + self.config.down_for;
-        {
-            let Ok(mut departed) = self.departed.lock() else {
+        let back = Instant::now() + self.config.leave_linger + self.config.down_for;
+        let watched = {
+            let Ok(mut away) = self.away.lock() else {
                 return;
             };
-            // Told again (each request in flight answers so): the first time stands, and
-            // with it the one timer that lets the member back.
-            match departed.entry(member.clone()) {
-                std::collections::hash_map::Entry::Occupied(_) => return,
-                std::collections::hash_map::Entry::Vacant(v) => {
-                    v.insert(Instant::now() + back);
+            match away.get_mut(member) {
+                // Told again (each request in flight answers so): the first time stands,
+                // and with it the time that lets the member back.
+                Some(a) if a.leaving => return,
+                // Down, now leaving: its watch goes on.
+                Some(a) => {
+                    *a = Away::leaving(back);
+                    true
+                }
+                None => {
+                    away.insert(member.clone(), Away::leaving(back));
+                    false
                 }
             }
-        }
+        };
         tracing::info!(%member, "A peer is leaving the ring; routing around it.");
         self.rebuild();
+        if !watched {
+            self.watch_away(member);
+        }
+    }
+
+    /// A request to peer `member` failed (unreachable, or refused past its retries): it is
+    /// left off this gateway's ring until it answers a peer request again (asked every
+    /// `AWAY_PROBE_INTERVAL`), as the routers leave a gateway that fails out of theirs
+    /// until a probe passes. Its traces go to the next owner on the ring, as the routers'
+    /// do: keeping them wherever they were (the rule before) split them whenever that was
+    /// not the next owner, as on a gateway leaving the ring beside a listed gateway that
+    /// was down. Already away, nothing changes.
+    pub fn mark_down(self: &Arc<Self>, member: &Member) {
+        {
+            let Ok(mut away) = self.away.lock() else {
+                return;
+            };
+            if away.contains_key(member) {
+                return;
+            }
+            away.insert(member.clone(), Away::down());
+        }
+        tracing::warn!(%member, "A peer cannot be reached; routing around it until it answers.");
+        self.rebuild();
+        self.watch_away(member);
+    }
+
+    /// Asks `member`, away from the ring, every `AWAY_PROBE_INTERVAL` whether it takes peer
+    /// requests, and puts it back on the ring at its first answer (or when its time to
+    /// come back is up); ends when it is no longer away or no longer listed.
+    fn watch_away(self: &Arc<Self>, member: &Member) {
         let client = self.client_for(member);
-        let (peers, member) = (Arc::downgrade(self), member.clone());
+        let (weak, member) = (Arc::downgrade(self), member.clone());
         tokio::spawn(async move {
-            let until = Instant::now() + back;
             loop {
+                let back = {
+                    let Some(peers) = weak.upgrade() else {
+                        return;
+                    };
+                    let Ok(away) = peers.away.lock() else {
+                        return;
+                    };
+                    match away.get(&member) {
+                        Some(a) => a.back,
+                        None => return,
+                    }
+                };
                 let now = Instant::now();
-                tokio::time::sleep(
-                    until
-                        .saturating_duration_since(now)
-                        .min(DEPARTED_PROBE_INTERVAL),
-                )
-                .await;
-                let Some(peers) = peers.upgrade() else {
+                let wait = back.map_or(AWAY_PROBE_INTERVAL, |b| {
+                    b.saturating_duration_since(now).min(AWAY_PROBE_INTERVAL)
+                });
+                tokio::time::sleep(wait).await;
+                let Some(peers) = weak.upgrade() else {
                     return;
                 };
-                // Only while DNS still lists it: otherwise its leaving is forgotten
-                // already, and a rebuild would only reset the other members' down marks.
+                // Only while DNS still lists it: otherwise it is forgotten already, and a
+                // rebuild would change nothing.
                 let listed = peers.members.lock().is_ok_and(|m| m.contains(&member));
-                let waiting = peers.departed.lock().is_ok_and(|d| d.contains_key(&member));
-                if !(listed && waiting) {
+                let still_away = peers.away.lock().is_ok_and(|a| a.contains_key(&member));
+                if !(listed && still_away) {
                     return;
                 }
-                if Instant::now() >= until {
+                if back.is_some_and(|b| Instant::now() >= b) {
                     peers.rebuild();
                     return;
                 }
+                // Not kept alive by its watch while the probe waits (up to `timeout`).
+                drop(peers);
                 // Restarted at the same address (a rolling restart with a static list, or a
-                // pod DNS never stopped listing), it takes peer requests again: back at
-                // once, as the routers take it back at their first probe. Waiting out
-                // `back` while routers sent it spans split the traces due meanwhile
-                // between it and the gateways still routing around it.
+                // pod DNS never stopped listing), or reachable again, it takes peer
+                // requests: back at once, as the routers take it back at their first
+                // probe. Waiting out a fixed time while the routers sent it spans split the
+                // traces due meanwhile between it and the gateways still routing around it.
                 let answers = match &client {
                     Some(c) => c.peer_answers().await,
                     None => false,
                 };
                 if answers {
-                    if let Ok(mut departed) = peers.departed.lock() {
-                        departed.remove(&member);
+                    let Some(peers) = weak.upgrade() else {
+                        return;
+                    };
+                    if let Ok(mut away) = peers.away.lock() {
+                        away.remove(&member);
                     }
-                    tracing::info!(%member, "A peer that left the ring answers again; routing to it.");
+                    tracing::info!(%member, "A peer answers again; routing to it.");
                     peers.rebuild();
                     return;
                 }
@@ -535,7 +592,9 @@ impl Peers {
     /// Whether `member` answered that it is leaving and is routed around (see
     /// [`Peers::depart`]): a pass stops sending it what is left.
     pub fn has_departed(&self, member: &Member) -> bool {
-        self.departed.lock().is_ok_and(|d| d.contains_key(member))
+        self.away
+            .lock()
+            .is_ok_and(|a| a.get(member).is_some_and(|a| a.leaving))
     }
 
     /// Where a peer is dialled: its ring address, with the port `peers.listen` names when
@@ -585,19 +644,19 @@ impl Peers {
         };
         let leaving = self.is_leaving();
         let now = Instant::now();
-        let Ok(mut departed) = self.departed.lock() else {
+        let Ok(mut away) = self.away.lock() else {
             return;
         };
-        departed.retain(|_, back| *back > now);
+        away.retain(|_, a| a.back.is_none_or(|back| back > now));
         let members: Vec<Member> = all
             .iter()
             .filter(|m| {
                 let me_leaving = leaving && **m == self.me;
-                !me_leaving && !departed.contains_key(*m)
+                !me_leaving && !away.contains_key(*m)
             })
             .cloned()
             .collect();
-        drop(departed);
+        drop(away);
         let ring = Ring::new(members);
         let self_index = ring.members().iter().position(|m| *m == self.me);
         let clients = {
@@ -633,8 +692,6 @@ impl Peers {
             ring,
             self_index,
             clients,
-            down_until: (0..n).map(|_| AtomicU64::new(0)).collect(),
-            epoch: self.epoch,
             leaving,
             redistribute: self.config.redistribute,
         }));

@@ -699,6 +699,68 @@ async fn a_gateway_restarted_at_its_address_is_taken_back_at_once() {
     b2_served.await.unwrap().unwrap();
 }
 
+/// Scenario: gateways A and B and a third listed member, C, that is down (its address
+/// refuses connections); A receives traces C owns on the full ring whose owner on a ring
+/// without C is B (where routers, which leave C out once it fails, send them).
+/// Guarantee: A's forward to C fails, A leaves C off its ring as the routers do, and the
+/// traces go to B: B exports every span of them, A none. (Before, a failed peer's traces
+/// stayed wherever they were: a black-box check of a gateway leaving the ring beside a
+/// listed gateway that was down found traces decided in two parts and spans of kept
+/// traces lost.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_down_peers_traces_go_to_the_next_gateway_as_on_the_routers_ring() {
+    let (mut listeners, mut addrs) = bind_pods(&[[127, 0, 0, 48], [127, 0, 0, 49]]).await;
+    let down = tokio::net::TcpListener::bind("127.0.0.50:0").await.unwrap();
+    addrs.push(down.local_addr().unwrap());
+    drop(down);
+    let config = |me: SocketAddr| PeersConfig {
+        advertise: Some(me.to_string()),
+        static_list: addrs.iter().map(ToString::to_string).collect(),
+        leave_linger: Duration::from_millis(300),
+        secret: Some(SECRET.into()),
+        ..Default::default()
+    };
+    let b = pod_with_peers(listeners.pop().unwrap(), config(addrs[1])).await;
+    let a = pod_with_peers(listeners.pop().unwrap(), config(addrs[0])).await;
+    let members: Vec<Member> = addrs.iter().map(|x| Member::new(x.to_string())).collect();
+    let full = tailgate_core::ring::Ring::new(members.clone());
+    let without_c = tailgate_core::ring::Ring::new(members[..2].to_vec());
+    let mut req = FakeOtlp::traces(300).spans(2).seed(48).build();
+    for rs in &mut req.resource_spans {
+        for ss in &mut rs.scope_spans {
+            ss.spans.retain(|s| {
+                let id: [u8; 16] = s.trace_id.clone().try_into().unwrap();
+                full.owner(&id) == Some(&members[2]) && without_c.owner(&id) == Some(&members[1])
+            });
+        }
+    }
+    let spans: u64 = req
+        .resource_spans
+        .iter()
+        .flat_map(|rs| &rs.scope_spans)
+        .map(|ss| ss.spans.len() as u64)
+        .sum();
+    assert!(spans > 20, "{spans} spans of C's traces that B takes without C");
+    send(a.addr, &req).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while b.backend.spans() < spans {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{} of {spans} spans exported by B, {} by A",
+            b.backend.spans(),
+            a.backend.spans()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(b.backend.spans(), spans);
+    assert_eq!(a.backend.spans(), 0, "none decided on A");
+    assert!(a.stats.peers.failures.get() > 0, "A tried C");
+    for p in [a, b] {
+        p.stop.cancel();
+        p.served.await.unwrap().unwrap();
+    }
+}
+
 /// Scenario: a gateway shares its ring with a peer that takes the spans forwarded to it
 /// but answers each request with an OTLP partial success rejecting one of its spans (a
 /// peer of another version whose scan refuses what this one's accepts; here a backend

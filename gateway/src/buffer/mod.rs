@@ -854,7 +854,8 @@ impl TraceBuffer {
 
     /// Sends `spans` spans to peer `p`, marked with `origin`. Returns how many it took (the
     /// rest it rejected as invalid, counted here), or `None` when it took nothing: then the
-    /// failure is counted and the peer left out for `down_for`, and the caller keeps them.
+    /// failure is counted and the peer left off the ring until it answers again
+    /// ([`Peers::mark_down`]), and the caller keeps them.
     async fn send_to_peer(
         &self,
         view: &PeerView,
@@ -886,7 +887,9 @@ impl TraceBuffer {
                     error.map_or_else(|| "no client for this peer".to_owned(), |e| e.to_string());
                 tracing::warn!(peer = ?view.member(p), %error, spans, "Sending to a peer failed; keeping its spans here.");
                 self.stats.peers.failures.add(1);
-                view.mark_down(p, self.peers.config().down_for);
+                if let Some(member) = view.member(p) {
+                    self.peers.mark_down(member);
+                }
                 None
             }
         }
