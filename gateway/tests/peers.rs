@@ -740,7 +740,10 @@ async fn a_down_peers_traces_go_to_the_next_gateway_as_on_the_routers_ring() {
         .flat_map(|rs| &rs.scope_spans)
         .map(|ss| ss.spans.len() as u64)
         .sum();
-    assert!(spans > 20, "{spans} spans of C's traces that B takes without C");
+    assert!(
+        spans > 20,
+        "{spans} spans of C's traces that B takes without C"
+    );
     send(a.addr, &req).await;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     while b.backend.spans() < spans {

@@ -23,7 +23,7 @@ pub struct OtlpGrpcConfig {
     /// Also written as the Collector's list of `{name, value}`.
     #[serde(default, deserialize_with = "super::keys::deserialize_headers")]
     pub headers: BTreeMap<String, String>,
-    /// Timeout of one attempt. Default 10s.
+    /// Timeout of one attempt. Default 10s; 0 is the default too (see `attempt_timeout`).
     #[serde(default = "default_timeout", with = "humantime_serde")]
     pub timeout: Duration,
     /// Retries. Past `max_elapsed_time` the spans count as failed. Default 30s. Also
@@ -103,6 +103,18 @@ fn written_grpc_compression<'de, D: serde::Deserializer<'de>>(
 
 pub(crate) fn default_timeout() -> Duration {
     Duration::from_secs(10)
+}
+
+/// The timeout of one attempt for a `timeout` setting: 0 is the default. (The Collector's
+/// exporters wait without limit then; here one backend that never answers would hold an
+/// exporter's one request in flight, and every trace queued behind it, forever, where
+/// the setting read as written timed every attempt out at once.)
+pub(crate) fn attempt_timeout(timeout: Duration) -> Duration {
+    if timeout.is_zero() {
+        default_timeout()
+    } else {
+        timeout
+    }
 }
 
 impl OtlpGrpcConfig {
@@ -245,7 +257,7 @@ impl OtlpGrpcConfig {
         let client = GrpcClient::with_tls_config(
             self.target(),
             &headers,
-            self.timeout,
+            attempt_timeout(self.timeout),
             self.retry.clone(),
             self.compression(),
             self.tls_config().as_deref(),
@@ -263,5 +275,41 @@ impl OtlpGrpcConfig {
             Some(k) => client.with_keepalive(k),
             None => client,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tailgate_core::test_util::CaptureBackend;
+
+    /// Scenario: an `otlp` exporter written with `timeout: 0` (a Collector config's "no
+    /// timeout") sends to a backend that answers after 200 ms.
+    /// Guarantees: the request is delivered at the first attempt: 0 is the default 10 s,
+    /// not a timeout every attempt meets at once (a black-box check saw every export time
+    /// out and the same spans stored again and again).
+    #[tokio::test]
+    async fn a_zero_timeout_is_the_default_not_an_instant_one() {
+        let stop = tokio_util::sync::CancellationToken::new();
+        let (addr, backend) = CaptureBackend::start("127.0.0.1:0".parse().unwrap(), stop.clone())
+            .await
+            .unwrap();
+        let cfg: OtlpGrpcConfig = serde_yaml_ng::from_str(&format!(
+            "{{endpoint: 'http://{addr}', timeout: 0s, retry_on_failure: {{max_elapsed_time: 1s}}}}"
+        ))
+        .unwrap();
+        let client = cfg.client().unwrap();
+        backend.hold(true);
+        let release = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            backend.hold(false);
+        });
+        let delivered = client
+            .send_from(bytes::Bytes::new(), tailgate_core::receive::Origin::Client)
+            .await
+            .unwrap();
+        assert_eq!(delivered.attempts, 1);
+        release.await.unwrap();
+        stop.cancel();
     }
 }

@@ -273,14 +273,15 @@ impl OtlpHttpConfig {
             retry: Retrier::new(self.retry.clone(), &url.to_string()),
             url,
             headers,
-            timeout: self.timeout,
+            timeout: super::otlp_grpc::attempt_timeout(self.timeout),
             compression: self.compression(),
             compression_level: self.compression_params.level,
             client: Transport::new(
                 &Client::builder(TokioExecutor::new()),
                 tls.as_ref(),
                 tailgate_core::tls::Dialer::new(
-                    CONNECT_TIMEOUT.min(self.timeout.mul_f64(0.6)),
+                    CONNECT_TIMEOUT
+                        .min(super::otlp_grpc::attempt_timeout(self.timeout).mul_f64(0.6)),
                     proxy,
                 ),
                 false,
