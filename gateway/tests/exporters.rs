@@ -154,24 +154,34 @@ async fn a_span_the_backend_refuses_fails_alone() {
     stop.cancel();
 }
 
-/// Scenario: a backend (or a proxy before it) refuses every request as malformed, here
-/// 1,000 kept spans in one batch.
-/// Guarantees: the exporter halves a bounded number of times (enough to isolate a few bad
-/// spans), not 2n - 1 = 1,999 requests; every span is counted failed, none exported.
+/// Scenario: a backend (or a proxy before it) refuses every request as malformed (a
+/// schema it does not take), here 1,000 kept spans in one batch; then the same with only
+/// the spans of one of the two resources refused (500 bad spans).
+/// Guarantees: every span is counted failed after the 15 requests of the halving's first
+/// four levels (one clean part among the eight of the fourth would have shown fewer than
+/// eight bad spans), not 2n - 1 = 1,999 requests nor the 176 of the bad-span budget (a
+/// black-box check saw a batch take 7 s to fail at 40 ms an answer, and intake stop
+/// behind it). With half the spans bad, the clean half is exported and the bad half
+/// fails within the budget: a clean span is not failed with the bad ones.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_backend_refusing_everything_is_not_flooded_by_halving() {
-    let stop = CancellationToken::new();
-    let (config, backend) = refusing_backend(43, 1, b"EVERY-SPAN", &stop).await;
-    let mut req = FakeOtlp::traces(1000).spans(1).seed(79).build();
-    for s in &mut req.resource_spans[0].scope_spans[0].spans {
-        s.name = "EVERY-SPAN".into();
+    for (resources, failed, requests) in [(2, 1000, 15..=15), (1, 500, 2..=400)] {
+        let stop = CancellationToken::new();
+        let (config, backend) = refusing_backend(43, 1, b"EVERY-SPAN", &stop).await;
+        let mut req = FakeOtlp::traces(1000).spans(1).seed(79).build();
+        for rs in &mut req.resource_spans[..resources] {
+            for s in &mut rs.scope_spans[0].spans {
+                s.name = "EVERY-SPAN".into();
+            }
+        }
+        let stats = keep_all_and_settle(&config, req, &stop).await;
+        assert_eq!(stats.export_failed_spans.get(), failed);
+        assert_eq!(stats.exported_spans.get(), 1000 - failed);
+        assert_eq!(backend.spans(), 1000 - failed);
+        let sent = backend.poisoned_requests();
+        assert!(requests.contains(&sent), "{sent} requests refused");
+        stop.cancel();
     }
-    let stats = keep_all_and_settle(&config, req, &stop).await;
-    assert_eq!(stats.export_failed_spans.get(), 1000);
-    assert_eq!(stats.exported_spans.get(), 0);
-    let sent = backend.poisoned_requests();
-    assert!((2..400).contains(&sent), "{sent} requests");
-    stop.cancel();
 }
 
 /// Scenario: two backends, each refusing for good any request that holds its own poison

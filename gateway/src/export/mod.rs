@@ -607,7 +607,14 @@ pub struct Exporter {
     own: Arc<ExporterStats>,
     /// When refused credentials were last logged, and the spans failed for them since.
     credentials_refused: (Option<Instant>, u64),
+    /// When spans refused as malformed were last logged, and those failed since.
+    malformed_refused: (Option<Instant>, u64),
 }
+
+/// Requests refused as malformed, before any part of a batch was taken, that make
+/// [`Exporter::send_isolating`] count the rest of the batch failed unsent: levels one to
+/// four of the halving (1 + 2 + 4 + 8).
+const REFUSED_AS_SYSTEMATIC: usize = 15;
 
 /// Starts one task per configured exporter. Must be called inside a Tokio runtime.
 ///
@@ -709,6 +716,7 @@ pub fn start(
             stats: stats.clone(),
             own,
             credentials_refused: (None, 0),
+            malformed_refused: (None, 0),
         };
         tasks.push(tokio::spawn(exporter.run()));
     }
@@ -888,16 +896,26 @@ impl Exporter {
         reframer: &mut Reframer,
         sizes: &mut SizeRefusals,
     ) -> Vec<Range<usize>> {
-        let exporter = self.own.name.as_str();
+        let own = self.own.clone();
+        let exporter = own.name.as_str();
         let mut failed = Vec::new();
-        let mut todo = Vec::with_capacity(8);
-        todo.push(0..chunk.len());
+        // Breadth first: each half of a part after the other parts of its level, so the
+        // first requests tell a backend that refuses everything from a few bad spans.
+        let mut todo = VecDeque::with_capacity(8);
+        todo.push_back(0..chunk.len());
         // Halving isolates a few malformed spans in about 2 log2(n) requests each. A
         // backend (or proxy) that refuses every request as malformed would take 2n - 1:
         // past enough halvings for about 16 bad spans, the rest is counted failed unsent.
         let mut splits_left = 16 * (usize::BITS - chunk.len().leading_zeros()) as usize;
+        // Requests refused as malformed before any was taken. Fewer than eight bad spans
+        // leave one of the eight parts of the fourth level clean: all of the first
+        // `REFUSED_AS_SYSTEMATIC` refused means the backend refuses this batch as a whole
+        // (a schema or a proxy it does not take), which the Collector learns in one
+        // round trip, and halving on would cost it about 180 requests per batch.
+        let mut refused_first = 0usize;
+        let mut took_any = false;
         let mut too_large_unsent = 0u64;
-        while let Some(range) = todo.pop() {
+        while let Some(range) = todo.pop_front() {
             let part = &chunk[range.clone()];
             let n = part.len() as u64;
             let size = reframer.measure(part);
@@ -908,11 +926,16 @@ impl Exporter {
                 reframer.write_measured(part, size, &mut out);
                 Some(self.sink.send(out.freeze()).await)
             };
-            let halve = |todo: &mut Vec<Range<usize>>| {
+            let halve = |todo: &mut VecDeque<Range<usize>>| {
                 let mid = range.start + part.len() / 2;
-                todo.push(mid..range.end);
-                todo.push(range.start..mid);
+                todo.push_back(range.start..mid);
+                todo.push_back(mid..range.end);
             };
+            match &outcome {
+                Some(Outcome::Invalid(_)) if !took_any => refused_first += 1,
+                Some(_) => took_any = true,
+                None => {}
+            }
             match outcome {
                 None if part.len() > 1 => halve(&mut todo),
                 None => {
@@ -926,15 +949,19 @@ impl Exporter {
                         failed.push(range.start..range.start + rejected as usize);
                     }
                 }
-                Some(Outcome::Invalid(error)) if part.len() > 1 && splits_left == 0 => {
-                    tracing::warn!(exporter, %error, "Backend refuses every part of this batch; the rest is counted as failed.");
+                Some(Outcome::Invalid(error))
+                    if part.len() > 1
+                        && (splits_left == 0 || refused_first >= REFUSED_AS_SYSTEMATIC) =>
+                {
                     failed.push(range);
-                    failed.append(&mut todo);
+                    failed.extend(todo.drain(..));
+                    let spans = failed.iter().map(|r| (r.end - r.start) as u64).sum();
+                    self.refused_as_malformed(spans, &error, true);
                 }
                 Some(Outcome::TooLarge(error)) if sizes.left == 0 => {
-                    tracing::warn!(exporter, %error, "Backend refuses every part of this batch; the rest is counted as failed.");
+                    tracing::warn!(exporter, %error, "Backend refuses every part of this batch as too large (RESOURCE_EXHAUSTED without a retry hint, or HTTP 413); the rest is counted as failed.");
                     failed.push(range);
-                    failed.append(&mut todo);
+                    failed.extend(todo.drain(..));
                 }
                 Some(Outcome::Invalid(error)) if part.len() > 1 => {
                     splits_left -= 1;
@@ -947,12 +974,12 @@ impl Exporter {
                     halve(&mut todo);
                 }
                 Some(Outcome::Invalid(error)) => {
-                    tracing::warn!(exporter, %error, "Backend refused a span as malformed; it alone is counted as failed.");
                     failed.push(range);
+                    self.refused_as_malformed(1, &error, false);
                 }
                 Some(Outcome::TooLarge(error)) => {
                     sizes.refused(size);
-                    tracing::warn!(exporter, bytes = size, %error, "Backend refused a single span, with its resource and scope headers, as too large; it is counted as failed.");
+                    tracing::warn!(exporter, bytes = size, %error, "Backend refused a single span, with its resource and scope headers, as too large (RESOURCE_EXHAUSTED without a retry hint, or HTTP 413); it is counted as failed.");
                     failed.push(range);
                 }
                 Some(Outcome::Unauthorized(error)) => {
@@ -985,6 +1012,29 @@ impl Exporter {
             );
         }
         failed
+    }
+
+    /// Logs `spans` refused as malformed (`whole`: with the rest of their batch, the
+    /// backend refusing every part) at most once a minute, with the spans failed for it
+    /// since: a backend refusing a sender's spans would otherwise log a line per span.
+    fn refused_as_malformed(&mut self, spans: u64, error: &str, whole: bool) {
+        let (warned, since) = &mut self.malformed_refused;
+        *since += spans;
+        if warned.is_none_or(|at| at.elapsed() >= tailgate_core::retry::REWARN_AFTER) {
+            let what = if whole {
+                "The backend refuses every part of a batch as malformed (INVALID_ARGUMENT, HTTP 400); the batch is counted as failed."
+            } else {
+                "The backend refused spans as malformed (INVALID_ARGUMENT, HTTP 400); each is counted as failed alone."
+            };
+            tracing::warn!(
+                exporter = %self.own.name,
+                %error,
+                spans = *since,
+                "{what} Logged at most once a minute, spans counted since the last time."
+            );
+            *warned = Some(Instant::now());
+            *since = 0;
+        }
     }
 
     /// Settles the next `n` spans, from the front of the tickets; `failed` are the ranges

@@ -53,6 +53,7 @@ fn chunks_settle_tickets_in_order_across_batches() {
         stats: stats.clone(),
         own,
         credentials_refused: (None, 0),
+        malformed_refused: (None, 0),
     };
     let (a, b) = (Ticket::new(2, 0, 1), Ticket::new(3, 0, 1));
     let mut g = Gathered::default();
