@@ -71,6 +71,16 @@ impl BatchConfig {
         spans >= self.max_spans || bytes >= self.max_bytes
     }
 
+    /// Whether `more` spans of `more_bytes` bytes would take a batch gathered so far
+    /// (`spans` spans of `bytes` bytes, at least one) past `max_spans` or `max_bytes`:
+    /// then they start the next batch instead. Added anyway, the excess went out as a
+    /// request of its own right after the full one (a 4,096-span request, then one of a
+    /// few dozen spans), which halved what a backend answering one request at a time
+    /// took (a black-box check: 4.1k spans/s where full requests make 8.2k).
+    pub fn overflows(&self, spans: usize, bytes: usize, more: usize, more_bytes: usize) -> bool {
+        spans > 0 && (spans + more > self.max_spans || bytes + more_bytes > self.max_bytes)
+    }
+
     /// Most bytes of one request whose first span needs `first_headers` bytes of resource
     /// and scope headers: `max_bytes`, or the headers and a quarter of `max_bytes` of
     /// spans when that is more, so that spans under an oversized header (a resource

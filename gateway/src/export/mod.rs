@@ -478,6 +478,13 @@ pub struct ExportBatch {
     pub permit: Option<OwnedSemaphorePermit>,
 }
 
+impl ExportBatch {
+    /// Its spans' encoded bytes.
+    fn bytes(&self) -> usize {
+        self.spans.iter().map(BufferedSpan::encoded_len).sum()
+    }
+}
+
 /// A shard's handle to one exporter.
 #[derive(Debug, Clone)]
 pub struct ExportHandle {
@@ -787,7 +794,7 @@ struct Gathered {
 
 impl Gathered {
     fn add(&mut self, b: ExportBatch) {
-        self.bytes += b.spans.iter().map(BufferedSpan::encoded_len).sum::<usize>();
+        self.bytes += b.bytes();
         self.tickets
             .extend(b.tickets.into_iter().map(|(ticket, n)| (ticket, n, 0)));
         self.permits.extend(b.permit);
@@ -802,9 +809,15 @@ impl Exporter {
     pub async fn run(mut self) {
         let mut reframer = Reframer::by_address();
         let mut open = true;
+        // A batch from a shard that did not fit the last request: it starts the next.
+        let mut next: Option<ExportBatch> = None;
         while open {
-            let Some(first) = self.rx.recv().await else {
-                break;
+            let first = match next.take() {
+                Some(b) => b,
+                None => match self.rx.recv().await {
+                    Some(b) => b,
+                    None => break,
+                },
             };
             let mut g = Gathered::default();
             g.add(first);
@@ -812,6 +825,10 @@ impl Exporter {
             while !self.batch.is_full(g.spans.len(), g.bytes) {
                 tokio::select! {
                     item = self.rx.recv() => match item {
+                        Some(b) if self.batch.overflows(g.spans.len(), g.bytes, b.spans.len(), b.bytes()) => {
+                            next = Some(b);
+                            break;
+                        }
                         Some(b) => g.add(b),
                         None => { open = false; break; }
                     },

@@ -328,3 +328,80 @@ fn proxy_url_wins_and_empty_leaves_the_variables_to_decide() {
         Some("http://egress:3128")
     );
 }
+
+/// Scenario: five batches of 30 kept spans reach an exporter whose requests hold 100 at
+/// most, all at once.
+/// Guarantees: no request is cut from a batch's excess: the first takes the three that
+/// fit (90 spans), the next the other two (60), every span once; before, a request of
+/// 100 went out with a request of the 20 left over right behind it (a black-box check
+/// saw a backend answering one request at a time take half the spans it could).
+#[tokio::test]
+async fn a_batch_that_does_not_fit_a_request_starts_the_next() {
+    use prost::Message;
+    let stop = tokio_util::sync::CancellationToken::new();
+    let (addr, backend) = tailgate_core::test_util::CaptureBackend::start(
+        "127.0.0.1:0".parse().unwrap(),
+        stop.clone(),
+    )
+    .await
+    .unwrap();
+    let stats = Arc::new(GatewayStats::default());
+    stats.pending_export_spans.add(150);
+    let own = Arc::new(ExporterStats {
+        name: "x".into(),
+        sent_spans: Counter::default(),
+        failed_spans: Counter::default(),
+        queue_bytes: Gauge::default(),
+        queue_capacity_bytes: 0,
+        waiting: Arc::default(),
+        retry: Arc::default(),
+    });
+    let req = tailgate_core::test_util::FakeOtlp::traces(150)
+        .spans(1)
+        .resources(1)
+        .seed(5)
+        .build();
+    let mut spans = req.resource_spans[0].scope_spans[0]
+        .spans
+        .iter()
+        .map(|s| BufferedSpan::alone(Bytes::from(s.encode_to_vec())));
+    let (tx, rx) = mpsc::channel(8);
+    for _ in 0..5 {
+        tx.send(ExportBatch {
+            spans: spans.by_ref().take(30).collect(),
+            tickets: vec![(Ticket::new(30, 0, 1), 30)],
+            permit: None,
+        })
+        .await
+        .unwrap();
+    }
+    drop(tx);
+    let cfg: super::otlp_grpc::OtlpGrpcConfig =
+        serde_yaml_ng::from_str(&format!("{{endpoint: 'http://{addr}'}}")).unwrap();
+    let e = Exporter {
+        rx,
+        sink: Sink::Grpc(Box::new(cfg.client().unwrap())),
+        batch: BatchConfig {
+            max_spans: 100,
+            timeout: std::time::Duration::from_secs(5),
+            ..Default::default()
+        },
+        stats: stats.clone(),
+        own,
+        credentials_refused: (None, 0),
+        malformed_refused: (None, 0),
+    };
+    e.run().await;
+    let per_request: Vec<usize> = backend
+        .bodies()
+        .iter()
+        .map(|b| {
+            let mut scan = tailgate_core::wire::Scan::default();
+            scan.scan(b).unwrap();
+            scan.spans.len()
+        })
+        .collect();
+    assert_eq!(per_request, [90, 60]);
+    assert_eq!(stats.exported_spans.get(), 150);
+    stop.cancel();
+}
