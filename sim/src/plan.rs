@@ -47,7 +47,8 @@ pub struct PlanAnswer {
     pub summary: String,
 }
 
-/// A web service's traces: about 16 spans, 200 ms median, 1% errors, 2% slow.
+/// A web service's traces: about 16 spans, durations lognormal around 200 ms (about 22%
+/// over 500 ms), 1% errors, and 2% ten times slower still.
 pub fn default_workload(rate: f64) -> Workload {
     Workload {
         rate: Rate::Steady {
@@ -80,6 +81,7 @@ pub fn plan(
     cost: &CostModel,
     mut progress: impl FnMut(&str),
 ) -> Result<PlanAnswer, ScenarioError> {
+    check_question(q)?;
     let routers = ((q.rate * cost.router_cpu_per_span_s) / (2.0 * engine::CPU_TARGET))
         .ceil()
         .max(2.0) as usize;
@@ -91,16 +93,63 @@ pub fn plan(
     // Scale to the recommendation until it settles (at most 6 runs); the answer is the
     // last run, made at the size it recommends or at the last size tried.
     let mut report = None;
+    // The most gateways seen deciding early, and the fewest seen not to.
+    let mut too_few = 0usize;
+    let mut enough: Option<(usize, Report)> = None;
     for round in 0..6 {
+        if gateways > MAX_GATEWAYS {
+            return Err(invalid(
+                "--rate",
+                &format!(
+                    "{} spans/s needs more than {MAX_GATEWAYS} gateways of {} cores and {:.2} GiB, the most the simulator runs: give each more cores or memory",
+                    rate_text(q.rate),
+                    q.gateway_cores,
+                    q.gateway_memory_bytes as f64 / 1073741824.0
+                ),
+            ));
+        }
         let loaded = steady(q, &sizing, gateways, routers)?;
         progress(&format!("run {}: {gateways} gateways", round + 1));
         let r = engine::run(&loaded, cost, |_, _| {});
-        let next = r.recommended_gateways;
+        // Sized for the full wait: traces decided early for memory mean the buffers hold
+        // too little of it, whatever the CPU says; more gateways share the traces out,
+        // and no size that decided early is tried again.
+        // Between a size that decides early and one that does not, halve the gap.
+        let early = r.early_decision_share > EARLY_DECISIONS_ALLOWED;
+        let next = if early {
+            too_few = too_few.max(gateways);
+            match &enough {
+                Some((g, _)) => (too_few + g).div_ceil(2),
+                None => {
+                    let wanted = gateways as f64 / (1.0 - r.early_decision_share).max(0.05) * 1.1;
+                    r.recommended_gateways.max(wanted.ceil() as usize)
+                }
+            }
+        } else {
+            if enough.as_ref().is_none_or(|(g, _)| gateways < *g) {
+                enough = Some((gateways, r.clone()));
+            }
+            let fewer = r.recommended_gateways.max(too_few + 1);
+            if too_few > 0 && fewer < gateways {
+                fewer.max((too_few + gateways).div_ceil(2))
+            } else {
+                fewer
+            }
+        };
         report = Some(r);
         if next == gateways || round == 5 {
             break;
         }
         gateways = next;
+    }
+    // Ended on a size that decides early after one that did not: answer with that one.
+    if report
+        .as_ref()
+        .is_some_and(|r| r.early_decision_share > EARLY_DECISIONS_ALLOWED)
+    {
+        if let Some((g, r)) = enough {
+            (gateways, report) = (g, Some(r));
+        }
     }
     let report = report.ok_or_else(|| ScenarioError::Policies("no run".into()))?;
     let wait = q.decision_wait.map_or_else(
@@ -115,6 +164,13 @@ pub fn plan(
         cpu = 100.0 * report.gateway_cpu.p99,
         rss = report.gateway_wanted_rss_bytes.max / 1073741824.0,
     );
+    if report.early_decision_share > EARLY_DECISIONS_ALLOWED {
+        summary.push_str(&format!(
+            "; WARNING: {:.1}% of traces are still decided early for memory at this size (each gateway's buffer {} MiB holds too little of the wait): give the gateways more memory",
+            100.0 * report.early_decision_share,
+            sizing.buffer.max_buffered_bytes >> 20
+        ));
+    }
     if q.gateway_config.is_some() {
         summary.push_str(&format!(
             "; buffer.max_buffered_bytes {} ({} MiB; {} MiB set aside for the config's connections, in-flight bytes, queues and scans)",
@@ -129,6 +185,44 @@ pub fn plan(
         report,
         summary,
     })
+}
+
+/// Most gateways `plan` tries (the scenarios' limit).
+const MAX_GATEWAYS: usize = 10_000;
+
+/// The share of traces decided early for memory that a plan accepts: a size for the full
+/// `decision_wait` decides none early but for bursts.
+const EARLY_DECISIONS_ALLOWED: f64 = 0.001;
+
+fn invalid(key: &str, message: &str) -> ScenarioError {
+    ScenarioError::Invalid {
+        path: "plan".into(),
+        key: key.to_owned(),
+        message: message.to_owned(),
+    }
+}
+
+/// Refuses a question no gateway could be sized for, naming the flag.
+fn check_question(q: &PlanQuestion) -> Result<(), ScenarioError> {
+    if !(q.rate.is_finite() && q.rate > 0.0) {
+        return Err(invalid(
+            "--rate",
+            "must be a number of spans per second above 0",
+        ));
+    }
+    if !(q.gateway_cores.is_finite() && q.gateway_cores > 0.0) {
+        return Err(invalid("--gateway-cores", "must be above 0"));
+    }
+    if q.gateway_memory_bytes == 0 {
+        return Err(invalid("--gateway-memory-gib", "must be above 0"));
+    }
+    if q.decision_wait.is_some_and(|d| d.is_zero()) {
+        return Err(invalid(
+            "--decision-wait",
+            "must be above 0, as the gateway's decision_wait",
+        ));
+    }
+    Ok(())
 }
 
 /// The gateways' buffer, and the memory of the limit its traces may take.

@@ -64,6 +64,30 @@ fn run_and_plan_write_their_reports() {
     );
     assert!(!stderr.contains("max_buffered_bytes"), "{stderr}");
 
+    // Gateways whose memory holds too little of the wait: sized up until the buffers hold
+    // it (a black-box check got a CPU-only answer with 44% of traces decided early).
+    let out = sim()
+        .args(["plan", "--rate", "100k", "--decision-wait", "10s"])
+        .args([
+            "--policies",
+            "examples/policies.yaml",
+            "--gateway-memory-gib",
+            "0.1",
+        ])
+        .arg("--report")
+        .arg(dir.join("small.json"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let small: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("small.json")).unwrap()).unwrap();
+    let early = small["early_decision_share"].as_f64().unwrap();
+    assert!(
+        early <= 0.001 || stderr.contains("WARNING"),
+        "{early} decided early: {stderr}"
+    );
+
     // With the gateways' own config: the buffer it leaves is said; a limit its other terms
     // fill is refused, naming the option.
     let plan_with = |gib: &str| {
@@ -132,5 +156,30 @@ fn mistakes_are_named_not_panicked_on() {
         .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("not a rate"));
+    for (args, want) in [
+        (
+            &["--gateway-cores", "0"][..],
+            "--gateway-cores: must be above 0",
+        ),
+        (
+            &["--decision-wait", "0s"][..],
+            "--decision-wait: must be above 0",
+        ),
+        (&["--rate", "1e12"][..], "more than 10000 gateways"),
+    ] {
+        let out = sim()
+            .args(["plan", "--policies", "examples/policies.yaml"])
+            .args(if args[0] == "--rate" {
+                &[][..]
+            } else {
+                &["--rate", "100k"][..]
+            })
+            .args(args)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{stderr}");
+        assert!(stderr.contains(want), "{args:?}: {stderr}");
+    }
     std::fs::remove_dir_all(&dir).ok();
 }
