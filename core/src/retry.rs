@@ -281,7 +281,7 @@ impl Retrier {
     {
         let start = Instant::now();
         let mut held_at = None;
-        let mut backoff = self.config.initial_interval;
+        let mut backoff = self.config.initial_interval.max(MIN_BACKOFF);
         let mut attempts = 0u32;
         loop {
             attempts += 1;
@@ -325,7 +325,7 @@ impl Retrier {
             self.stats.retries.add(1);
             tracing::debug!(endpoint = %self.endpoint, %error, ?wait, "Retrying.");
             tokio::time::sleep(wait).await;
-            backoff = (backoff * 2).min(self.config.max_interval);
+            backoff = (backoff * 2).min(self.config.max_interval.max(MIN_BACKOFF));
         }
     }
 
@@ -367,7 +367,11 @@ impl Retrier {
             if quiet {
                 tracing::debug!(endpoint = %self.endpoint, %error, "Endpoint is failing again; retrying with back-off.");
             } else {
-                tracing::warn!(endpoint = %self.endpoint, %error, max_elapsed_time = ?self.config.max_elapsed_time, "Endpoint is failing; retrying with back-off.");
+                if self.config.max_elapsed_time == NO_RETRY {
+                    tracing::warn!(endpoint = %self.endpoint, %error, "Endpoint is failing; not retried (retry_on_failure.enabled: false).");
+                } else {
+                    tracing::warn!(endpoint = %self.endpoint, %error, max_elapsed_time = ?self.config.max_elapsed_time, "Endpoint is failing; retrying with back-off.");
+                }
                 *warned = Some((error, now));
             }
         } else if !self.stats.announced.load(Ordering::Relaxed) && !recently(&warned) {
@@ -391,7 +395,7 @@ impl Retrier {
             return;
         }
         // Under the lock `failed` takes, so that a spell it starts meanwhile keeps its flag.
-        let _warned = self
+        let warned = self
             .stats
             .warned
             .lock()
@@ -399,10 +403,20 @@ impl Retrier {
         if self.stats.failing.swap(false, Ordering::Relaxed)
             && self.stats.announced.swap(false, Ordering::Relaxed)
         {
-            tracing::info!(endpoint = %self.endpoint, after = ?start.elapsed(), "Endpoint takes requests again.");
+            // Timed from the warning that announced the failing spell (or, for one that
+            // lasted, the last reminder): the request that got through may have been
+            // sent long after the spell began.
+            let since_warning = warned.as_ref().map(|(_, at)| at.elapsed());
+            tracing::info!(endpoint = %self.endpoint, ?since_warning, request_took = ?start.elapsed(), "Endpoint takes requests again.");
         }
     }
 }
+
+/// The shortest back-off between attempts, whatever `initial_interval` and `max_interval`
+/// say: written as 0 (which the Collector reads as retrying without pause), retries would
+/// be a tight loop against a failing backend (a black-box check saw 1,550 attempts in
+/// 4 s).
+pub const MIN_BACKOFF: Duration = Duration::from_millis(10);
 
 /// `d` spread by ±25%, so that many clients retrying together do not stay in step.
 pub fn jitter(d: Duration) -> Duration {
@@ -455,6 +469,25 @@ mod tests {
         assert!(matches!(out, Err(Failed::GaveUp { .. })), "{out:?}");
         let n = tries.load(Ordering::Relaxed);
         assert!((2..=12).contains(&n), "{n} tries in 3 s");
+    }
+
+    /// Scenario: intervals written as 0 (`initial_interval: 0s, max_interval: 0s`), a
+    /// backend failing every try, for 1 s of retries.
+    /// Guarantee: the back-off is at least `MIN_BACKOFF`: about 100 tries, not a tight
+    /// loop (a black-box check saw 1,550 attempts in 4 s).
+    #[tokio::test(start_paused = true)]
+    async fn zero_intervals_do_not_make_a_tight_loop() {
+        let zero = RetryConfig {
+            initial_interval: Duration::ZERO,
+            max_interval: Duration::ZERO,
+            max_elapsed_time: Duration::from_secs(1),
+        };
+        let r = Retrier::new(zero, "backend");
+        let tries = AtomicU32::new(0);
+        let out: Result<(u32, u32), _> = r.run(|| attempt(&tries, u32::MAX)).await;
+        assert!(matches!(out, Err(Failed::GaveUp { .. })), "{out:?}");
+        let n = tries.load(Ordering::Relaxed);
+        assert!((60..=140).contains(&n), "{n} tries in 1 s");
     }
 
     /// Scenario: the Collector's `retry_on_failure` block as written in its docs; the same
