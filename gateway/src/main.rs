@@ -50,7 +50,8 @@ struct Args {
     /// Validate the files given (--config, --policies or both) and exit: 0 and `FILE: ok` per file on stdout when valid, 64 and the error on stderr when not (warnings, and the most memory the config lets the gateway use with this machine's worker threads, term by term, on stderr).
     #[arg(long)]
     check: bool,
-    /// How often the policy file is checked for changes (it also reloads on SIGHUP).
+    /// How often the policy file is checked for changes (it also reloads on SIGHUP; 0:
+    /// on SIGHUP only).
     #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = humantime::parse_duration)]
     reload_interval: Duration,
     /// Longest time from SIGTERM to exit: with peers, leave the ring, hand buffered traces

@@ -172,7 +172,7 @@ impl Reloader {
         }
     }
 
-    /// Checks every `interval` and on SIGHUP until `shutdown`.
+    /// Checks every `interval` (never with 0) and on SIGHUP until `shutdown`.
     pub async fn run(mut self, interval: Duration, shutdown: CancellationToken) {
         let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
         loop {
@@ -185,7 +185,8 @@ impl Reloader {
                 }
             };
             let force = tokio::select! {
-                () = tokio::time::sleep(interval) => false,
+                // 0: no polling, SIGHUP only.
+                () = tokio::time::sleep(interval), if !interval.is_zero() => false,
                 () = signalled => true,
                 () = shutdown.cancelled() => return,
             };
@@ -200,6 +201,30 @@ mod tests {
 
     const GOOD: &str = "policies:\n  - {name: all, type: always_sample}\n";
     const OTHER: &str = "decision_wait: 5s\npolicies:\n  - {name: none, type: probabilistic, probabilistic: {sampling_percentage: 0}}\n";
+
+    /// Scenario: the watch runs with `--reload-interval 0`; the file changes, then a
+    /// minute passes (paused clock); then the same with 1 s.
+    /// Guarantees: with 0 the file is never polled (SIGHUP only: before, a sleep of 0
+    /// polled it in a loop); with 1 s the change is applied.
+    #[tokio::test(start_paused = true)]
+    async fn a_zero_interval_polls_never() {
+        let dir = tailgate_core::test_util::scratch_dir("reload-zero").unwrap();
+        let path = dir.join("policies.yaml");
+        for (interval, applied) in [(Duration::ZERO, false), (Duration::from_secs(1), true)] {
+            std::fs::write(&path, GOOD).unwrap();
+            let plan: SharedPlan = Arc::new(ArcSwap::from_pointee(PolicyPlan::compile(
+                &PolicyFile::parse(&path, GOOD).unwrap(),
+            )));
+            let r = Reloader::new(path.clone(), plan.clone(), Arc::default());
+            let stop = CancellationToken::new();
+            let watch = tokio::spawn(r.run(interval, stop.clone()));
+            std::fs::write(&path, OTHER).unwrap();
+            tokio::time::sleep(Duration::from_secs(60)).await;
+            assert_eq!(plan.load().names() == ["none"], applied, "{interval:?}");
+            stop.cancel();
+            watch.await.unwrap();
+        }
+    }
 
     #[test]
     fn changed_files_swap_and_bad_files_change_nothing() {
