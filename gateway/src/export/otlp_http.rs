@@ -545,18 +545,40 @@ fn classify(status: StatusCode, body: Bytes, after: Option<Duration>) -> Attempt
         | StatusCode::GATEWAY_TIMEOUT => Attempt::Retry {
             error: Failure {
                 status: Some(status),
-                message: format!("HTTP {status}"),
+                message: format!("HTTP {status}{}", answer_text(&body)),
             },
             after,
         },
         s => Attempt::Fail(Failure {
             status: Some(s),
-            message: format!(
-                "HTTP {s}: {}",
-                String::from_utf8_lossy(&body[..body.len().min(256)])
-            ),
+            message: format!("HTTP {s}{}", answer_text(&body)),
         }),
     }
+}
+
+/// What an error answer's body says, as `": …"` (empty for an empty body): the message of
+/// the `google.rpc.Status` OTLP/HTTP answers with (protobuf or JSON), else the body's
+/// first 256 bytes as text.
+fn answer_text(body: &[u8]) -> String {
+    use prost::Message;
+    if body.is_empty() {
+        return String::new();
+    }
+    let from_proto = tailgate_core::receive::status::RpcStatus::decode(body)
+        .ok()
+        .map(|s| s.message)
+        .filter(|m| !m.is_empty());
+    let from_json = || {
+        serde_json::from_slice::<serde_json::Value>(body)
+            .ok()?
+            .get("message")?
+            .as_str()
+            .map(str::to_owned)
+    };
+    let text = from_proto
+        .or_else(from_json)
+        .unwrap_or_else(|| String::from_utf8_lossy(&body[..body.len().min(256)]).into_owned());
+    format!(": {}", text.trim())
 }
 
 /// A `Retry-After` value (RFC 9110): seconds, or an HTTP date (how long until then; a date
@@ -577,6 +599,52 @@ fn retry_after(v: &str) -> Option<Duration> {
 mod tests {
     use super::*;
     use tailgate_core::credential::Credential;
+
+    /// Scenario: error answers whose body is a `google.rpc.Status` in protobuf or JSON,
+    /// plain text, or nothing, retried (429) and final (400).
+    /// Guarantees: the error names the status and what the backend said: the Status's
+    /// message, not its bytes (a black-box check saw 429s logged as only "HTTP 429 Too Many
+    /// Requests", and 400s with the protobuf's bytes).
+    #[test]
+    fn error_answers_carry_the_backends_message() {
+        use prost::Message;
+        let proto = tailgate_core::receive::status::RpcStatus {
+            code: 8,
+            message: "tenant over its quota".into(),
+            details: Vec::new(),
+        }
+        .encode_to_vec();
+        for (status, body, want) in [
+            (
+                StatusCode::TOO_MANY_REQUESTS,
+                proto.clone(),
+                "HTTP 429 Too Many Requests: tenant over its quota",
+            ),
+            (
+                StatusCode::BAD_REQUEST,
+                proto,
+                "HTTP 400 Bad Request: tenant over its quota",
+            ),
+            (
+                StatusCode::BAD_REQUEST,
+                br#"{"code":3,"message":"bad span"}"#.to_vec(),
+                "HTTP 400 Bad Request: bad span",
+            ),
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                b"down for maintenance\n".to_vec(),
+                "HTTP 503 Service Unavailable: down for maintenance",
+            ),
+            (StatusCode::BAD_GATEWAY, Vec::new(), "HTTP 502 Bad Gateway"),
+        ] {
+            let (Attempt::Retry { error, .. } | Attempt::Fail(error)) =
+                classify(status, Bytes::from(body), None)
+            else {
+                panic!("{status}: delivered");
+            };
+            assert_eq!(error.message, want);
+        }
+    }
 
     /// Scenario: an `otlphttp` exporter for each `compression` the Collector's takes, its
     /// name read from YAML as a Collector config writes it; a body made into its request.
