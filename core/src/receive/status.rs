@@ -278,6 +278,25 @@ pub struct RpcStatus {
     pub details: Vec<ProtoAny>,
 }
 
+impl RpcStatus {
+    /// The message of an OTLP/HTTP error answer's body, a `google.rpc.Status` in protobuf
+    /// or in JSON; `None` when the body is neither or its message is empty.
+    pub fn message_in(body: &[u8]) -> Option<String> {
+        let from_proto = RpcStatus::decode(body)
+            .ok()
+            .map(|s| s.message)
+            .filter(|m| !m.is_empty());
+        from_proto.or_else(|| {
+            serde_json::from_slice::<serde_json::Value>(body)
+                .ok()?
+                .get("message")?
+                .as_str()
+                .filter(|m| !m.is_empty())
+                .map(str::to_owned)
+        })
+    }
+}
+
 /// `google.protobuf.Any`.
 #[derive(Clone, PartialEq, Message)]
 pub struct ProtoAny {

@@ -560,23 +560,10 @@ fn classify(status: StatusCode, body: Bytes, after: Option<Duration>) -> Attempt
 /// the `google.rpc.Status` OTLP/HTTP answers with (protobuf or JSON), else the body's
 /// first 256 bytes as text.
 fn answer_text(body: &[u8]) -> String {
-    use prost::Message;
     if body.is_empty() {
         return String::new();
     }
-    let from_proto = tailgate_core::receive::status::RpcStatus::decode(body)
-        .ok()
-        .map(|s| s.message)
-        .filter(|m| !m.is_empty());
-    let from_json = || {
-        serde_json::from_slice::<serde_json::Value>(body)
-            .ok()?
-            .get("message")?
-            .as_str()
-            .map(str::to_owned)
-    };
-    let text = from_proto
-        .or_else(from_json)
+    let text = tailgate_core::receive::status::RpcStatus::message_in(body)
         .unwrap_or_else(|| String::from_utf8_lossy(&body[..body.len().min(256)]).into_owned());
     format!(": {}", text.trim())
 }
