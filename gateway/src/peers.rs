@@ -351,23 +351,17 @@ struct Away {
     /// When it is back even if it never answers (`None`: only when it answers, or DNS
     /// drops it).
     back: Option<Instant>,
+    /// Not asked before this: a peer that fails and answers probes (its requests time out,
+    /// its probes do not) would otherwise be back within one probe, its traces moved there
+    /// and back every few seconds.
+    not_before: Instant,
+    /// Which watch brings it back: a watch that finds another generation in its place
+    /// (the member was dropped and marked again meanwhile) stops.
+    generation: u64,
 }
 
-impl Away {
-    fn leaving(back: Instant) -> Self {
-        Away {
-            leaving: true,
-            back: Some(back),
-        }
-    }
-
-    fn down() -> Self {
-        Away {
-            leaving: false,
-            back: None,
-        }
-    }
-}
+/// The least time a peer that failed stays off the ring: the routers' probe interval.
+const DOWN_AT_LEAST: Duration = Duration::from_secs(1);
 
 /// The cluster as this gateway sees it.
 pub struct Peers {
@@ -378,6 +372,8 @@ pub struct Peers {
     /// Members off the ring for now: those that answered they are leaving (see
     /// [`Peers::depart`]) and those that failed (see [`Peers::mark_down`]).
     away: Mutex<HashMap<Member, Away>>,
+    /// The last [`Away::generation`] given.
+    away_generation: std::sync::atomic::AtomicU64,
     clients: Mutex<HashMap<Member, GrpcClient>>,
     leaving: AtomicBool,
     changed: watch::Sender<u64>,
@@ -397,6 +393,7 @@ impl Peers {
             view: ArcSwap::from_pointee(PeerView::standalone()),
             members: Mutex::new(Vec::new()),
             away: Mutex::new(HashMap::new()),
+            away_generation: std::sync::atomic::AtomicU64::new(0),
             clients: Mutex::new(HashMap::new()),
             leaving: AtomicBool::new(false),
             changed: watch::Sender::new(0),
@@ -475,64 +472,80 @@ impl Peers {
     /// `leave_linger + down_for` if it is still listed then (a static list; a gateway that
     /// stopped is unreachable by then and left out as down at the next failure).
     pub fn depart(self: &Arc<Self>, member: &Member) {
-        let back = Instant::now() + self.config.leave_linger + self.config.down_for;
-        let watched = {
-            let Ok(mut away) = self.away.lock() else {
-                return;
-            };
-            match away.get_mut(member) {
-                // Told again (each request in flight answers so): the first time stands,
-                // and with it the time that lets the member back.
-                Some(a) if a.leaving => return,
-                // Down, now leaving: its watch goes on.
-                Some(a) => {
-                    *a = Away::leaving(back);
-                    true
-                }
-                None => {
-                    away.insert(member.clone(), Away::leaving(back));
-                    false
-                }
-            }
+        let now = Instant::now();
+        let back = now + self.config.leave_linger + self.config.down_for;
+        let Some(generation) = self.set_away(member, |was| match was {
+            // Told again (each request in flight answers so): the first time stands, and
+            // with it the time that lets the member back.
+            Some(a) if a.leaving => None,
+            _ => Some((true, Some(back), now)),
+        }) else {
+            return;
         };
         tracing::info!(%member, "A peer is leaving the ring; routing around it.");
         self.rebuild();
-        if !watched {
-            self.watch_away(member);
-        }
+        self.watch_away(member, generation);
     }
 
-    /// A request to peer `member` failed (unreachable, or refused past its retries): it is
-    /// left off this gateway's ring until it answers a peer request again (asked every
-    /// `AWAY_PROBE_INTERVAL`), as the routers leave a gateway that fails out of theirs
-    /// until a probe passes. Its traces go to the next owner on the ring, as the routers'
-    /// do: keeping them wherever they were (the rule before) split them whenever that was
-    /// not the next owner, as on a gateway leaving the ring beside a listed gateway that
-    /// was down. Already away, nothing changes.
+    /// A request to peer `member` could not be delivered (it cannot be reached, or still
+    /// failed past the retries): it is left off this gateway's ring until it answers a
+    /// peer request again (asked every `AWAY_PROBE_INTERVAL`, from `DOWN_AT_LEAST` on), as
+    /// the routers leave a gateway that fails out of theirs until a probe passes. Its
+    /// traces go to the next owner on the ring, as the routers' do: keeping them wherever
+    /// they were (the rule before) split them whenever that was not the next owner, as on a
+    /// gateway leaving the ring beside a listed gateway that was down. Already away, or no
+    /// longer listed, nothing changes.
     pub fn mark_down(self: &Arc<Self>, member: &Member) {
-        {
-            let Ok(mut away) = self.away.lock() else {
-                return;
-            };
-            if away.contains_key(member) {
-                return;
-            }
-            away.insert(member.clone(), Away::down());
-        }
+        let now = Instant::now();
+        let Some(generation) = self.set_away(member, |was| match was {
+            Some(_) => None,
+            None => Some((false, None, now + DOWN_AT_LEAST)),
+        }) else {
+            return;
+        };
         tracing::warn!(%member, "A peer cannot be reached; routing around it until it answers.");
         self.rebuild();
-        self.watch_away(member);
+        self.watch_away(member, generation);
+    }
+
+    /// Sets `member` away as `how` says from what it was (`None`: leave it as it is); only
+    /// a listed member (one a late failure or answer names after DNS dropped it would
+    /// stay away, unwatched, when DNS lists it again). Returns the new entry's generation.
+    fn set_away(
+        &self,
+        member: &Member,
+        how: impl FnOnce(Option<&Away>) -> Option<(bool, Option<Instant>, Instant)>,
+    ) -> Option<u64> {
+        // Members, then away: the order `rebuild` takes them in.
+        let members = self.members.lock().ok()?;
+        if !members.contains(member) {
+            return None;
+        }
+        let mut away = self.away.lock().ok()?;
+        let (leaving, back, not_before) = how(away.get(member))?;
+        let generation = self.away_generation.fetch_add(1, Ordering::Relaxed) + 1;
+        away.insert(
+            member.clone(),
+            Away {
+                leaving,
+                back,
+                not_before,
+                generation,
+            },
+        );
+        Some(generation)
     }
 
     /// Asks `member`, away from the ring, every `AWAY_PROBE_INTERVAL` whether it takes peer
     /// requests, and puts it back on the ring at its first answer (or when its time to
-    /// come back is up); ends when it is no longer away or no longer listed.
-    fn watch_away(self: &Arc<Self>, member: &Member) {
+    /// come back is up); ends when its entry is gone or is another generation's, or the
+    /// member is no longer listed (its entry then goes too).
+    fn watch_away(self: &Arc<Self>, member: &Member, generation: u64) {
         let client = self.client_for(member);
         let (weak, member) = (Arc::downgrade(self), member.clone());
         tokio::spawn(async move {
             loop {
-                let back = {
+                let wake = {
                     let Some(peers) = weak.upgrade() else {
                         return;
                     };
@@ -540,26 +553,30 @@ impl Peers {
                         return;
                     };
                     match away.get(&member) {
-                        Some(a) => a.back,
-                        None => return,
+                        Some(a) if a.generation == generation => {
+                            let next = Instant::now() + AWAY_PROBE_INTERVAL;
+                            let next = next.max(a.not_before);
+                            a.back.map_or(next, |b| next.min(b))
+                        }
+                        _ => return,
                     }
                 };
-                let now = Instant::now();
-                let wait = back.map_or(AWAY_PROBE_INTERVAL, |b| {
-                    b.saturating_duration_since(now).min(AWAY_PROBE_INTERVAL)
-                });
-                tokio::time::sleep(wait).await;
+                tokio::time::sleep_until(wake).await;
                 let Some(peers) = weak.upgrade() else {
                     return;
                 };
-                // Only while DNS still lists it: otherwise it is forgotten already, and a
-                // rebuild would change nothing.
                 let listed = peers.members.lock().is_ok_and(|m| m.contains(&member));
-                let still_away = peers.away.lock().is_ok_and(|a| a.contains_key(&member));
-                if !(listed && still_away) {
+                let entry = peers.away.lock().ok().and_then(|a| a.get(&member).copied());
+                let Some(entry) = entry.filter(|a| a.generation == generation) else {
+                    return;
+                };
+                if !listed {
+                    // Dropped by DNS: forgotten, so that listed again it starts afresh.
+                    peers.forget_away(&member, generation);
                     return;
                 }
-                if back.is_some_and(|b| Instant::now() >= b) {
+                if entry.back.is_some_and(|b| Instant::now() >= b) {
+                    peers.forget_away(&member, generation);
                     peers.rebuild();
                     return;
                 }
@@ -578,23 +595,41 @@ impl Peers {
                     let Some(peers) = weak.upgrade() else {
                         return;
                     };
-                    if let Ok(mut away) = peers.away.lock() {
-                        away.remove(&member);
+                    if peers.forget_away(&member, generation) {
+                        tracing::info!(%member, "A peer answers again; routing to it.");
+                        peers.rebuild();
                     }
-                    tracing::info!(%member, "A peer answers again; routing to it.");
-                    peers.rebuild();
                     return;
                 }
             }
         });
     }
 
+    /// Removes `member`'s away entry if it is still `generation`'s; whether it was.
+    fn forget_away(&self, member: &Member, generation: u64) -> bool {
+        let Ok(mut away) = self.away.lock() else {
+            return false;
+        };
+        if away.get(member).is_some_and(|a| a.generation == generation) {
+            away.remove(member);
+            true
+        } else {
+            false
+        }
+    }
+
     /// Whether `member` answered that it is leaving and is routed around (see
-    /// [`Peers::depart`]): a pass stops sending it what is left.
+    /// [`Peers::depart`]).
     pub fn has_departed(&self, member: &Member) -> bool {
         self.away
             .lock()
             .is_ok_and(|a| a.get(member).is_some_and(|a| a.leaving))
+    }
+
+    /// Whether `member` is off this gateway's ring for now, leaving or failed (see
+    /// [`Peers::depart`], [`Peers::mark_down`]): a pass stops sending it what is left.
+    pub fn is_away(&self, member: &Member) -> bool {
+        self.away.lock().is_ok_and(|a| a.contains_key(member))
     }
 
     /// Where a peer is dialled: its ring address, with the port `peers.listen` names when
@@ -803,6 +838,36 @@ mod tests {
         );
         c.advertise = Some("10.0.0.9:4317".into());
         assert_eq!(c.identity(grpc, None).unwrap().as_str(), "10.0.0.9:4317");
+    }
+
+    /// Scenario: a request to a member fails after DNS dropped it (it was in flight), then
+    /// DNS lists it again; and a member marked down while listed is dropped and listed
+    /// again.
+    /// Guarantees: either way it is back on the ring once listed: a late failure does not
+    /// leave it off for good, unwatched (a review found that sequence possible).
+    #[tokio::test]
+    async fn a_member_listed_again_is_back_on_the_ring() {
+        let names = ["127.0.0.2:4317", "127.0.0.3:4317", "127.0.0.4:4317"];
+        let all: Vec<Member> = names.iter().map(|n| Member::new(*n)).collect();
+        let peers = Peers::new(PeersConfig::default(), all[0].clone(), Default::default());
+        peers.set_members(all.clone());
+        let without = vec![all[0].clone(), all[2].clone()];
+        peers.set_members(without.clone());
+        peers.mark_down(&all[1]);
+        assert!(
+            !peers.is_away(&all[1]),
+            "a member DNS dropped is not marked"
+        );
+        peers.set_members(all.clone());
+        assert_eq!(peers.view().ring.members().len(), 3);
+
+        peers.mark_down(&all[1]);
+        assert!(peers.is_away(&all[1]));
+        assert_eq!(peers.view().ring.members().len(), 2);
+        peers.set_members(without);
+        peers.set_members(all.clone());
+        assert!(!peers.is_away(&all[1]));
+        assert_eq!(peers.view().ring.members().len(), 3);
     }
 
     /// Scenario: a gateway of a three-member ring hears that one member is leaving; later

@@ -883,11 +883,22 @@ impl TraceBuffer {
                 None
             }
             Err(error) => {
+                // Off the ring as on the routers': a peer that cannot be reached, or that
+                // still fails past the retries; not one refusing for memory (it is up, and
+                // the routers keep sending it its traces) nor one that refused this request
+                // for good.
+                let down = match &error {
+                    Some(ForwardError::Unreachable { .. }) => true,
+                    Some(ForwardError::GaveUp { status, .. }) => {
+                        status.code() != tonic::Code::ResourceExhausted
+                    }
+                    _ => false,
+                };
                 let error =
                     error.map_or_else(|| "no client for this peer".to_owned(), |e| e.to_string());
                 tracing::warn!(peer = ?view.member(p), %error, spans, "Sending to a peer failed; keeping its spans here.");
                 self.stats.peers.failures.add(1);
-                if let Some(member) = view.member(p) {
+                if let (true, Some(member)) = (down, view.member(p)) {
                     self.peers.mark_down(member);
                 }
                 None
@@ -1021,7 +1032,7 @@ impl TraceBuffer {
             };
             // A peer that answered "leaving" during this pass gets nothing more: its
             // traces stay here for the pass its departure started.
-            let departed = view.member(p).is_some_and(|m| self.peers.has_departed(m));
+            let departed = view.member(p).is_some_and(|m| self.peers.is_away(m));
             let handed = if departed {
                 None
             } else {

@@ -1026,7 +1026,7 @@ impl Shard {
 
     /// Whether trace `id`, due at `now` and waiting since `since` (`now` when it has not
     /// waited yet), is left for a hand-off pass instead of being decided: the ring gives it
-    /// to another gateway that is not marked down, and it has waited less than
+    /// to another gateway (one that failed is off the ring), and it has waited less than
     /// [`MAX_DEFER`]. A trace that reached this gateway by a stale ring (a peer sent it on,
     /// or a router had not yet seen a change) would otherwise be decided on the spans it
     /// has here while its owner holds the others: one trace, two decisions. The trace is
