@@ -156,22 +156,34 @@ async fn a_span_the_backend_refuses_fails_alone() {
 
 /// Scenario: a backend (or a proxy before it) refuses every request as malformed (a
 /// schema it does not take), here 1,000 kept spans in one batch; then the same with only
-/// the spans of one of the two resources refused (500 bad spans).
-/// Guarantees: every span is counted failed after the 15 requests of the halving's first
-/// four levels (one clean part among the eight of the fourth would have shown fewer than
-/// eight bad spans), not 2n - 1 = 1,999 requests nor the 176 of the bad-span budget (a
-/// black-box check saw a batch take 7 s to fail at 40 ms an answer, and intake stop
-/// behind it). With half the spans bad, the clean half is exported and the bad half
-/// fails within the budget: a clean span is not failed with the bad ones.
+/// the spans of one of the two resources refused (500 bad spans); then with eight bad
+/// spans, one in each eighth of the batch.
+/// Guarantees: refusing everything, every span is counted failed after 19 requests: the
+/// 15 of the halving's first four levels (all refused: at least eight bad spans), three
+/// single spans from parts apart (all refused: the batch is refused whole) and one more
+/// part; not 2n - 1 = 1,999 requests nor the 176 of the bad-span budget (a black-box check
+/// saw a batch take 7 s to fail at 40 ms an answer, and intake stop behind it). With half
+/// the spans bad, the clean half is exported and the bad half fails within the budget;
+/// with eight bad spans spread out, only they fail (a single clean span is taken, so the
+/// halving goes on): no clean span is failed with the bad ones.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_backend_refusing_everything_is_not_flooded_by_halving() {
-    for (resources, failed, requests) in [(2, 1000, 15..=15), (1, 500, 2..=400)] {
+    // (which spans are bad by resource and position, spans failed, requests refused)
+    type Case = (fn(usize, usize) -> bool, u64, std::ops::RangeInclusive<u64>);
+    let cases: [Case; 3] = [
+        (|_, _| true, 1000, 19..=19),
+        (|r, _| r == 0, 500, 2..=400),
+        (|_, j| [60, 185, 310, 435].contains(&j), 8, 2..=400),
+    ];
+    for (bad, failed, requests) in cases {
         let stop = CancellationToken::new();
         let (config, backend) = refusing_backend(43, 1, b"EVERY-SPAN", &stop).await;
         let mut req = FakeOtlp::traces(1000).spans(1).seed(79).build();
-        for rs in &mut req.resource_spans[..resources] {
-            for s in &mut rs.scope_spans[0].spans {
-                s.name = "EVERY-SPAN".into();
+        for (r, rs) in req.resource_spans.iter_mut().enumerate() {
+            for (j, s) in rs.scope_spans[0].spans.iter_mut().enumerate() {
+                if bad(r, j) {
+                    s.name = "EVERY-SPAN".into();
+                }
             }
         }
         let stats = keep_all_and_settle(&config, req, &stop).await;

@@ -926,11 +926,14 @@ impl Exporter {
         let mut splits_left = 16 * (usize::BITS - chunk.len().leading_zeros()) as usize;
         // Requests refused as malformed before any was taken. Fewer than eight bad spans
         // leave one of the eight parts of the fourth level clean: all of the first
-        // `REFUSED_AS_SYSTEMATIC` refused means the backend refuses this batch as a whole
-        // (a schema or a proxy it does not take), which the Collector learns in one
-        // round trip, and halving on would cost it about 180 requests per batch.
+        // `REFUSED_AS_SYSTEMATIC` refused means eight bad spans or more, or a backend that
+        // refuses this batch as a whole (a schema or a proxy it does not take), which the
+        // Collector learns in one round trip and halving on would take about 180 requests
+        // per batch to learn. Three single spans from parts apart then tell the two apart.
         let mut refused_first = 0usize;
         let mut took_any = false;
+        // Whether single spans were sent to tell the two apart (see below).
+        let mut probed = false;
         let mut too_large_unsent = 0u64;
         while let Some(range) = todo.pop_front() {
             let part = &chunk[range.clone()];
@@ -950,8 +953,8 @@ impl Exporter {
             };
             match &outcome {
                 Some(Outcome::Invalid(_)) if !took_any => refused_first += 1,
-                Some(_) => took_any = true,
-                None => {}
+                Some(Outcome::Took { .. }) => took_any = true,
+                _ => {}
             }
             match outcome {
                 None if part.len() > 1 => halve(&mut todo),
@@ -968,12 +971,45 @@ impl Exporter {
                 }
                 Some(Outcome::Invalid(error))
                     if part.len() > 1
-                        && (splits_left == 0 || refused_first >= REFUSED_AS_SYSTEMATIC) =>
+                        && (splits_left == 0
+                            || (probed && !took_any && refused_first >= REFUSED_AS_SYSTEMATIC)) =>
                 {
+                    let before = failed.len();
                     failed.push(range);
                     failed.extend(todo.drain(..));
-                    let spans = failed.iter().map(|r| (r.end - r.start) as u64).sum();
+                    let spans = failed[before..]
+                        .iter()
+                        .map(|r| (r.end - r.start) as u64)
+                        .sum();
                     self.refused_as_malformed(spans, &error, true);
+                }
+                Some(Outcome::Invalid(_))
+                    if part.len() > 1 && !took_any && refused_first >= REFUSED_AS_SYSTEMATIC =>
+                {
+                    // Eight or more bad spans, or a backend refusing the batch whole: a
+                    // single span from each of three parts apart tells which. If one is
+                    // taken, halving goes on (within its budget); if all are refused, the
+                    // next refused part fails the rest.
+                    probed = true;
+                    splits_left = splits_left.saturating_sub(1);
+                    let mut singles = Vec::with_capacity(3);
+                    singles.push(range.start..range.start + 1);
+                    let step = (todo.len() / 2).max(1);
+                    for t in todo.iter_mut().step_by(step).take(2) {
+                        singles.push(t.start..t.start + 1);
+                        t.start += 1;
+                    }
+                    todo.retain(|t| !t.is_empty());
+                    let rest = range.start + 1..range.end;
+                    let mid = rest.start + rest.len() / 2;
+                    for half in [rest.start..mid, mid..rest.end] {
+                        if !half.is_empty() {
+                            todo.push_back(half);
+                        }
+                    }
+                    for single in singles.into_iter().rev() {
+                        todo.push_front(single);
+                    }
                 }
                 Some(Outcome::TooLarge(error)) if sizes.left == 0 => {
                     tracing::warn!(exporter, %error, "Backend refuses every part of this batch as too large (RESOURCE_EXHAUSTED without a retry hint, or HTTP 413); the rest is counted as failed.");
