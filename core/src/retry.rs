@@ -299,7 +299,9 @@ impl Retrier {
             // below the back-off, as the Collector's exporter helper does (max of the two):
             // a hint of 0, or a Retry-After date already past (clock skew), must not turn
             // retries into a tight loop.
-            let wait = jitter(backoff).max(after.map_or(Duration::ZERO, |hint| hint.min(MAX_HINT)));
+            let wait = jitter(backoff)
+                .max(MIN_BACKOFF)
+                .max(after.map_or(Duration::ZERO, |hint| hint.min(MAX_HINT)));
             // An error the hold covers is timed from the first attempt; one it does not
             // cover, from the last time the hold kept the request (a gateway that refused
             // for memory for minutes and then times out once still gets the whole bound

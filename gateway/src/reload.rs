@@ -71,6 +71,8 @@ pub struct Reloader {
     /// Whether `last_hash` is the content in force (it loaded), not one that was refused:
     /// what the gauge returns to when an unreadable file comes back unchanged.
     last_loaded: bool,
+    /// The `decision_cache` of the plan at start, which sized the caches.
+    started_cache_size: Option<usize>,
 }
 
 impl Reloader {
@@ -80,7 +82,9 @@ impl Reloader {
         let last_hash = std::fs::read(&path).map(|b| xxh3_64(&b)).unwrap_or(0);
         stats.active_hash.set(last_hash);
         stats.last_reload_successful.set(1);
+        let started_cache_size = plan.load().decision_cache_size;
         Reloader {
+            started_cache_size,
             path,
             processor,
             plan,
@@ -144,7 +148,7 @@ impl Reloader {
                     tracing::warn!(option = %note, "Collector option accepted but not applied.");
                 }
                 let plan = PolicyPlan::compile(&file);
-                let cache = self.plan.load().decision_cache_size;
+                let cache = self.started_cache_size;
                 if plan.decision_cache_size != cache {
                     tracing::warn!(
                         was = ?cache,

@@ -122,7 +122,9 @@ pub fn plan(
                 Some((g, _)) => (too_few + g).div_ceil(2),
                 None => {
                     let wanted = gateways as f64 / (1.0 - r.early_decision_share).max(0.05) * 1.1;
-                    r.recommended_gateways.max(wanted.ceil() as usize)
+                    // Past the limit only if the limit itself is found too few.
+                    let wanted = (wanted.ceil() as usize).min(MAX_GATEWAYS.max(gateways + 1));
+                    r.recommended_gateways.max(wanted)
                 }
             }
         } else {
@@ -137,6 +139,14 @@ pub fn plan(
             }
         };
         report = Some(r);
+        // A size already run and found large enough: its run is the answer.
+        if let Some((g, r)) = enough
+            .as_ref()
+            .filter(|(g, _)| *g == next && next != gateways)
+        {
+            (gateways, report) = (*g, Some(r.clone()));
+            break;
+        }
         if next == gateways || round == 5 {
             break;
         }
