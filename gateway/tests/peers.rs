@@ -490,6 +490,21 @@ async fn a_handoff_larger_than_a_peer_takes_in_one_request_goes_in_several() {
     }
 }
 
+/// Keeps the spans of `req` whose trace id `keep` accepts; returns how many are left.
+fn keep_spans(req: &mut ExportTraceServiceRequest, keep: impl Fn(&[u8; 16]) -> bool) -> u64 {
+    for rs in &mut req.resource_spans {
+        for ss in &mut rs.scope_spans {
+            ss.spans
+                .retain(|s| <&[u8; 16]>::try_from(s.trace_id.as_slice()).is_ok_and(&keep));
+        }
+    }
+    req.resource_spans
+        .iter()
+        .flat_map(|rs| &rs.scope_spans)
+        .map(|ss| ss.spans.len() as u64)
+        .sum()
+}
+
 /// Sends `req` to `addr` as a peer does: marked `tailgate-peer: {origin}`, with the
 /// peers' secret.
 async fn send_as_peer(addr: SocketAddr, req: &ExportTraceServiceRequest, origin: &str) {
@@ -523,14 +538,7 @@ async fn a_due_trace_reaching_a_gateway_that_does_not_own_it_is_decided_whole_by
     let ring = tailgate_core::ring::Ring::new(addrs.iter().map(|x| Member::new(x.to_string())));
     let first = FakeOtlp::traces(40).spans(3).seed(4242).build();
     let mut owned_by_b = first.clone();
-    for rs in &mut owned_by_b.resource_spans {
-        for ss in &mut rs.scope_spans {
-            ss.spans.retain(|s| {
-                let id: [u8; 16] = s.trace_id.as_slice().try_into().unwrap();
-                ring.owner_index(&id) == Some(1)
-            });
-        }
-    }
+    keep_spans(&mut owned_by_b, |id| ring.owner_index(id) == Some(1));
     let ids = trace_ids(&owned_by_b);
     assert!(ids.len() >= 10, "only {} of 40 traces on B", ids.len());
     send(b.addr, &owned_by_b).await;
@@ -652,14 +660,9 @@ async fn a_gateway_restarted_at_its_address_is_taken_back_at_once() {
     assert_eq!(a_peers.view_full().ring.members().len(), 1);
     // Traces B owns on the full ring, sent to A while B is away: A keeps them.
     let mut req = FakeOtlp::traces(40).spans(3).seed(46).build();
-    for rs in &mut req.resource_spans {
-        for ss in &mut rs.scope_spans {
-            ss.spans.retain(|s| {
-                let id: [u8; 16] = s.trace_id.clone().try_into().unwrap();
-                full.owner(&id) != tailgate_gateway::peers::Owner::Local
-            });
-        }
-    }
+    let spans = keep_spans(&mut req, |id| {
+        full.owner(id) != tailgate_gateway::peers::Owner::Local
+    });
     let ids = trace_ids(&req);
     assert!(ids.len() > 10, "{} traces for B", ids.len());
     send(addrs[0], &req).await;
@@ -677,12 +680,6 @@ async fn a_gateway_restarted_at_its_address_is_taken_back_at_once() {
     .await;
     // B decides them: everything at B's backend, whole, nothing at A's.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    let spans: u64 = req
-        .resource_spans
-        .iter()
-        .flat_map(|rs| &rs.scope_spans)
-        .map(|ss| ss.spans.len() as u64)
-        .sum();
     while b2_backend.spans() < spans {
         assert!(
             tokio::time::Instant::now() < deadline,
@@ -726,20 +723,9 @@ async fn a_down_peers_traces_go_to_the_next_gateway_as_on_the_routers_ring() {
     let full = tailgate_core::ring::Ring::new(members.clone());
     let without_c = tailgate_core::ring::Ring::new(members[..2].to_vec());
     let mut req = FakeOtlp::traces(300).spans(2).seed(48).build();
-    for rs in &mut req.resource_spans {
-        for ss in &mut rs.scope_spans {
-            ss.spans.retain(|s| {
-                let id: [u8; 16] = s.trace_id.clone().try_into().unwrap();
-                full.owner(&id) == Some(&members[2]) && without_c.owner(&id) == Some(&members[1])
-            });
-        }
-    }
-    let spans: u64 = req
-        .resource_spans
-        .iter()
-        .flat_map(|rs| &rs.scope_spans)
-        .map(|ss| ss.spans.len() as u64)
-        .sum();
+    let spans = keep_spans(&mut req, |id| {
+        full.owner(id) == Some(&members[2]) && without_c.owner(id) == Some(&members[1])
+    });
     assert!(
         spans > 20,
         "{spans} spans of C's traces that B takes without C"
@@ -800,20 +786,9 @@ async fn spans_a_peer_rejects_are_counted_as_rejected_by_the_peer() {
     let served = tokio::spawn(gateway.serve(listeners, None, stop.clone(), Duration::ZERO));
 
     let mut req = FakeOtlp::traces(60).spans(3).seed(43).build();
-    for rs in &mut req.resource_spans {
-        for ss in &mut rs.scope_spans {
-            ss.spans.retain(|s| {
-                let id: [u8; 16] = s.trace_id.clone().try_into().unwrap();
-                peers.view_full().owner(&id) != tailgate_gateway::peers::Owner::Local
-            });
-        }
-    }
-    let spans: u64 = req
-        .resource_spans
-        .iter()
-        .flat_map(|rs| &rs.scope_spans)
-        .map(|ss| ss.spans.len() as u64)
-        .sum();
+    let spans = keep_spans(&mut req, |id| {
+        peers.view_full().owner(id) != tailgate_gateway::peers::Owner::Local
+    });
     assert!(spans > 30, "{spans} spans for the peer");
     send(addr, &req).await;
     until(
@@ -963,20 +938,9 @@ async fn a_request_waiting_on_a_peer_is_counted_against_the_buffer() {
     } = beside_a_hole([127, 0, 0, 42], Duration::from_secs(1)).await;
     let (addr, stats, peers) = (pod.addr, pod.stats.clone(), pod.peers.clone());
     let mut req = tailgate_core::test_util::bare_spans(4000, 42);
-    for rs in &mut req.resource_spans {
-        for ss in &mut rs.scope_spans {
-            ss.spans.retain(|s| {
-                let id: [u8; 16] = s.trace_id.clone().try_into().unwrap();
-                peers.view_full().owner(&id) != tailgate_gateway::peers::Owner::Local
-            });
-        }
-    }
-    let spans: usize = req
-        .resource_spans
-        .iter()
-        .flat_map(|rs| &rs.scope_spans)
-        .map(|ss| ss.spans.len())
-        .sum();
+    let spans = keep_spans(&mut req, |id| {
+        peers.view_full().owner(id) != tailgate_gateway::peers::Owner::Local
+    }) as usize;
     assert!(spans > 1000, "{spans} spans for the peer");
     let sending = tokio::spawn(async move { send(addr, &req).await });
     until(

@@ -1,5 +1,18 @@
 use super::*;
 
+/// An exporter's own counters, all zero.
+fn exporter_stats() -> Arc<ExporterStats> {
+    Arc::new(ExporterStats {
+        name: "x".into(),
+        sent_spans: Counter::default(),
+        failed_spans: Counter::default(),
+        queue_bytes: Gauge::default(),
+        queue_capacity_bytes: 0,
+        waiting: Arc::default(),
+        retry: Arc::default(),
+    })
+}
+
 fn span(n: u8) -> BufferedSpan {
     BufferedSpan::alone(Bytes::from(vec![n; 10]))
 }
@@ -28,15 +41,7 @@ fn a_ticket_settles_when_every_exporter_has_and_counts_any_failure() {
 fn chunks_settle_tickets_in_order_across_batches() {
     let stats = Arc::new(GatewayStats::default());
     stats.pending_export_spans.add(5);
-    let own = Arc::new(ExporterStats {
-        name: "x".into(),
-        sent_spans: Counter::default(),
-        failed_spans: Counter::default(),
-        queue_bytes: Gauge::default(),
-        queue_capacity_bytes: 0,
-        waiting: Arc::default(),
-        retry: Arc::default(),
-    });
+    let own = exporter_stats();
     let (_tx, rx) = mpsc::channel(1);
     let dir = tailgate_core::test_util::scratch_dir("debug").unwrap();
     let e = Exporter {
@@ -347,15 +352,7 @@ async fn a_batch_that_does_not_fit_a_request_starts_the_next() {
     .unwrap();
     let stats = Arc::new(GatewayStats::default());
     stats.pending_export_spans.add(150);
-    let own = Arc::new(ExporterStats {
-        name: "x".into(),
-        sent_spans: Counter::default(),
-        failed_spans: Counter::default(),
-        queue_bytes: Gauge::default(),
-        queue_capacity_bytes: 0,
-        waiting: Arc::default(),
-        retry: Arc::default(),
-    });
+    let own = exporter_stats();
     let req = tailgate_core::test_util::FakeOtlp::traces(150)
         .spans(1)
         .resources(1)
