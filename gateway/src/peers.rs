@@ -60,10 +60,11 @@ pub struct PeersConfig {
     /// to 500ms, for at most 3s.
     #[serde(default = "default_retry")]
     pub retry: RetryConfig,
-    /// With `leave_linger`, the longest a peer that answered it is leaving is left off
-    /// this gateway's ring while DNS still lists it and it does not answer peer requests
-    /// again. (A peer that could not be reached is left off the ring until it answers,
-    /// asked every 0.5 s, as the routers probe a gateway that failed.) Default 5s.
+    /// With `leave_linger`, how long a peer that answered it is leaving counts as leaving
+    /// while DNS still lists it and it does not answer peer requests again; then it counts
+    /// as a peer that failed. Either way it is off this gateway's ring until it answers
+    /// (asked every 0.5 s, as the routers probe a gateway that failed) or DNS lists it
+    /// anew. Default 5s.
     #[serde(default = "default_down_for", with = "humantime_serde")]
     pub down_for: Duration,
     /// After SIGTERM, how long the gateway keeps receiving (and forwarding everything to
@@ -348,8 +349,9 @@ const AWAY_PROBE_INTERVAL: Duration = Duration::from_millis(500);
 struct Away {
     /// It answered that it is leaving (else: a request to it failed).
     leaving: bool,
-    /// When it is back even if it never answers (`None`: only when it answers, or DNS
-    /// drops it).
+    /// When a leaver still listed and not answering starts to count as failed (`None`:
+    /// failed already). Either way it is back on the ring only when it answers, or when
+    /// DNS lists it anew.
     back: Option<Instant>,
     /// Not asked before this: a peer that fails and answers probes (its requests time out,
     /// its probes do not) would otherwise be back within one probe, its traces moved there
@@ -467,10 +469,10 @@ impl Peers {
     /// off its ring at once rather than when DNS drops it, so spans and traces go straight
     /// to the next owner instead of through a gateway about to stop (with several leaving
     /// at once they would be passed between them). It comes back when DNS lists it anew
-    /// after dropping it, when it answers a peer request again (asked every
-    /// `AWAY_PROBE_INTERVAL`: it restarted at the same address), or after
-    /// `leave_linger + down_for` if it is still listed then (a static list; a gateway that
-    /// stopped is unreachable by then and left out as down at the next failure).
+    /// after dropping it, or when it answers a peer request again (asked every
+    /// `AWAY_PROBE_INTERVAL`: it restarted at the same address). After
+    /// `leave_linger + down_for` still listed and not answering, it counts as a peer that
+    /// failed ([`Peers::mark_down`]): a pass no longer skips it as leaving.
     pub fn depart(self: &Arc<Self>, member: &Member) {
         let now = Instant::now();
         let back = now + self.config.leave_linger + self.config.down_for;
@@ -575,10 +577,12 @@ impl Peers {
                     peers.forget_away(&member, generation);
                     return;
                 }
-                if entry.back.is_some_and(|b| Instant::now() >= b) {
-                    peers.forget_away(&member, generation);
-                    peers.rebuild();
-                    return;
+                if entry.leaving && entry.back.is_some_and(|b| Instant::now() >= b) {
+                    // Its time as a leaver is up and it is still listed: from now on it is
+                    // a peer that failed, back when it answers. Put back unasked, a gateway
+                    // that left for good (a static list) took forwards that failed first.
+                    peers.leaving_is_over(&member, generation);
+                    continue;
                 }
                 // Not kept alive by its watch while the probe waits (up to `timeout`).
                 drop(peers);
@@ -603,6 +607,16 @@ impl Peers {
                 }
             }
         });
+    }
+
+    /// Turns `member`'s away entry, if still `generation`'s, from leaving into failed: off
+    /// the ring until it answers.
+    fn leaving_is_over(&self, member: &Member, generation: u64) {
+        if let Ok(mut away) = self.away.lock() {
+            if let Some(a) = away.get_mut(member).filter(|a| a.generation == generation) {
+                (a.leaving, a.back) = (false, None);
+            }
+        }
     }
 
     /// Removes `member`'s away entry if it is still `generation`'s; whether it was.
@@ -678,11 +692,9 @@ impl Peers {
             return;
         };
         let leaving = self.is_leaving();
-        let now = Instant::now();
-        let Ok(mut away) = self.away.lock() else {
+        let Ok(away) = self.away.lock() else {
             return;
         };
-        away.retain(|_, a| a.back.is_none_or(|back| back > now));
         let members: Vec<Member> = all
             .iter()
             .filter(|m| {
@@ -871,11 +883,13 @@ mod tests {
     }
 
     /// Scenario: a gateway of a three-member ring hears that one member is leaving; later
-    /// DNS drops it and lists it again (a new pod at the address), or it stays listed.
+    /// DNS drops it and lists it again (a new pod at the address), or it stays listed and
+    /// never answers (nothing listens at its address).
     /// Guarantees: it is off the ring at once and only once (one ring change per
-    /// departure); back as soon as DNS lists it anew, or after `leave_linger + down_for`
-    /// from the first time it said so while still listed (saying it again does not move
-    /// that time).
+    /// departure); back as soon as DNS lists it anew; still listed, it counts as leaving
+    /// until `leave_linger + down_for` from the first time it said so (saying it again
+    /// does not move that time), then as failed: still off the ring, not put back unasked
+    /// (a black-box re-run saw a gateway that had left put back and a forward to it fail).
     #[tokio::test(start_paused = true)]
     async fn a_leaving_peer_is_routed_around_until_dns_drops_it_or_its_time_is_up() {
         let names = ["127.0.0.2:4317", "127.0.0.3:4317", "127.0.0.4:4317"];
@@ -893,16 +907,17 @@ mod tests {
         peers.set_members(all[..2].to_vec());
         peers.set_members(all.clone());
         assert_eq!(on_ring(&peers), all);
-        // Still listed: back after leave_linger + down_for (3 s + 5 s) from the first time
-        // it said so (it says so again from requests still in flight).
+        // Still listed: leaving for leave_linger + down_for (3 s + 5 s) from the first time
+        // it said so (it says so again from requests still in flight), then failed.
         peers.depart(&all[1]);
         tokio::time::sleep(Duration::from_secs(2)).await;
         peers.depart(&all[1]);
         assert!(peers.has_departed(&all[1]));
         tokio::time::sleep(Duration::from_millis(5_900)).await;
-        assert_eq!(on_ring(&peers), vec![all[0].clone(), all[2].clone()]);
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        assert_eq!(on_ring(&peers), all);
+        assert!(peers.has_departed(&all[1]));
+        tokio::time::sleep(Duration::from_millis(700)).await;
         assert!(!peers.has_departed(&all[1]));
+        assert!(peers.is_away(&all[1]));
+        assert_eq!(on_ring(&peers), vec![all[0].clone(), all[2].clone()]);
     }
 }
