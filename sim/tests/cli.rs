@@ -76,6 +76,8 @@ fn run_and_plan_write_their_reports() {
         ])
         .arg("--report")
         .arg(dir.join("small.json"))
+        .arg("--html")
+        .arg(dir.join("small.html"))
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
