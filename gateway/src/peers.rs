@@ -347,12 +347,10 @@ const AWAY_PROBE_INTERVAL: Duration = Duration::from_millis(500);
 /// Why and until when a member is off the ring.
 #[derive(Debug, Clone, Copy)]
 struct Away {
-    /// It answered that it is leaving (else: a request to it failed).
-    leaving: bool,
-    /// When a leaver still listed and not answering starts to count as failed (`None`:
-    /// failed already). Either way it is back on the ring only when it answers, or when
-    /// DNS lists it anew.
-    back: Option<Instant>,
+    /// Until when it counts as leaving (it answered so); then, still listed and not
+    /// answering, as failed. `None`: a request to it failed. Either way it is back on the
+    /// ring only when it answers, or when DNS lists it anew.
+    leaving_until: Option<Instant>,
     /// Not asked before this: a peer that fails and answers probes (its requests time out,
     /// its probes do not) would otherwise be back within one probe, its traces moved there
     /// and back every few seconds.
@@ -479,8 +477,8 @@ impl Peers {
         let Some(generation) = self.set_away(member, |was| match was {
             // Told again (each request in flight answers so): the first time stands, and
             // with it the time that lets the member back.
-            Some(a) if a.leaving => None,
-            _ => Some((true, Some(back), now)),
+            Some(a) if a.leaving_until.is_some() => None,
+            _ => Some((Some(back), now)),
         }) else {
             return;
         };
@@ -501,7 +499,7 @@ impl Peers {
         let now = Instant::now();
         let Some(generation) = self.set_away(member, |was| match was {
             Some(_) => None,
-            None => Some((false, None, now + DOWN_AT_LEAST)),
+            None => Some((None, now + DOWN_AT_LEAST)),
         }) else {
             return;
         };
@@ -516,7 +514,7 @@ impl Peers {
     fn set_away(
         &self,
         member: &Member,
-        how: impl FnOnce(Option<&Away>) -> Option<(bool, Option<Instant>, Instant)>,
+        how: impl FnOnce(Option<&Away>) -> Option<(Option<Instant>, Instant)>,
     ) -> Option<u64> {
         // Members, then away: the order `rebuild` takes them in.
         let members = self.members.lock().ok()?;
@@ -524,13 +522,12 @@ impl Peers {
             return None;
         }
         let mut away = self.away.lock().ok()?;
-        let (leaving, back, not_before) = how(away.get(member))?;
+        let (leaving_until, not_before) = how(away.get(member))?;
         let generation = self.away_generation.fetch_add(1, Ordering::Relaxed) + 1;
         away.insert(
             member.clone(),
             Away {
-                leaving,
-                back,
+                leaving_until,
                 not_before,
                 generation,
             },
@@ -558,7 +555,7 @@ impl Peers {
                         Some(a) if a.generation == generation => {
                             let next = Instant::now() + AWAY_PROBE_INTERVAL;
                             let next = next.max(a.not_before);
-                            a.back.map_or(next, |b| next.min(b))
+                            a.leaving_until.map_or(next, |b| next.min(b))
                         }
                         _ => return,
                     }
@@ -577,7 +574,7 @@ impl Peers {
                     peers.forget_away(&member, generation);
                     return;
                 }
-                if entry.leaving && entry.back.is_some_and(|b| Instant::now() >= b) {
+                if entry.leaving_until.is_some_and(|b| Instant::now() >= b) {
                     // Its time as a leaver is up and it is still listed: from now on it is
                     // a peer that failed, back when it answers. Put back unasked, a gateway
                     // that left for good (a static list) took forwards that failed first.
@@ -614,7 +611,7 @@ impl Peers {
     fn leaving_is_over(&self, member: &Member, generation: u64) {
         if let Ok(mut away) = self.away.lock() {
             if let Some(a) = away.get_mut(member).filter(|a| a.generation == generation) {
-                (a.leaving, a.back) = (false, None);
+                a.leaving_until = None;
             }
         }
     }
@@ -637,7 +634,7 @@ impl Peers {
     pub fn has_departed(&self, member: &Member) -> bool {
         self.away
             .lock()
-            .is_ok_and(|a| a.get(member).is_some_and(|a| a.leaving))
+            .is_ok_and(|a| a.get(member).is_some_and(|a| a.leaving_until.is_some()))
     }
 
     /// Whether `member` is off this gateway's ring for now, leaving or failed (see
