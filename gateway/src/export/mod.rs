@@ -793,8 +793,9 @@ struct Gathered {
 }
 
 impl Gathered {
-    fn add(&mut self, b: ExportBatch) {
-        self.bytes += b.bytes();
+    /// Adds `b`, of `bytes` span bytes ([`ExportBatch::bytes`], counted once by the caller).
+    fn add(&mut self, b: ExportBatch, bytes: usize) {
+        self.bytes += bytes;
         self.tickets
             .extend(b.tickets.into_iter().map(|(ticket, n)| (ticket, n, 0)));
         self.permits.extend(b.permit);
@@ -820,16 +821,20 @@ impl Exporter {
                 },
             };
             let mut g = Gathered::default();
-            g.add(first);
+            let bytes = first.bytes();
+            g.add(first, bytes);
             let deadline = Instant::now() + self.batch.timeout;
             while !self.batch.is_full(g.spans.len(), g.bytes) {
                 tokio::select! {
                     item = self.rx.recv() => match item {
-                        Some(b) if self.batch.overflows(g.spans.len(), g.bytes, b.spans.len(), b.bytes()) => {
-                            next = Some(b);
-                            break;
+                        Some(b) => {
+                            let bytes = b.bytes();
+                            if self.batch.overflows(g.spans.len(), g.bytes, b.spans.len(), bytes) {
+                                next = Some(b);
+                                break;
+                            }
+                            g.add(b, bytes);
                         }
-                        Some(b) => g.add(b),
                         None => { open = false; break; }
                     },
                     () = tokio::time::sleep_until(deadline) => break,

@@ -1,5 +1,11 @@
 use super::*;
 
+/// Adds `b` to `g` as the exporter's gatherer does.
+fn gather(g: &mut Gathered, b: ExportBatch) {
+    let bytes = b.bytes();
+    g.add(b, bytes);
+}
+
 /// An exporter's own counters, all zero.
 fn exporter_stats() -> Arc<ExporterStats> {
     Arc::new(ExporterStats {
@@ -63,11 +69,14 @@ fn chunks_settle_tickets_in_order_across_batches() {
     let (a, b) = (Ticket::new(2, 0, 1), Ticket::new(3, 0, 1));
     let mut g = Gathered::default();
     for (t, n) in [(a, 2u8), (b, 3)] {
-        g.add(ExportBatch {
-            spans: (0..n).map(span).collect(),
-            tickets: vec![(t, n as u64)],
-            permit: None,
-        });
+        gather(
+            &mut g,
+            ExportBatch {
+                spans: (0..n).map(span).collect(),
+                tickets: vec![(t, n as u64)],
+                permit: None,
+            },
+        );
     }
     // A chunk of 3 spans with 1 failure settles the first ticket (its failure) and part of
     // the second; the rest settles the second.
@@ -86,11 +95,14 @@ fn chunks_settle_tickets_in_order_across_batches() {
     stats.pending_export_spans.add(5);
     let (a, b) = (Ticket::new(2, 0, 1), Ticket::new(3, 0, 1));
     let mut g = Gathered::default();
-    g.add(ExportBatch {
-        spans: (0..5u8).map(span).collect(),
-        tickets: vec![(a, 2), (b, 3)],
-        permit: None,
-    });
+    gather(
+        &mut g,
+        ExportBatch {
+            spans: (0..5u8).map(span).collect(),
+            tickets: vec![(a, 2), (b, 3)],
+            permit: None,
+        },
+    );
     let third: Range<usize> = 2..3;
     e.settle(&mut g.tickets, 3, std::slice::from_ref(&third));
     assert_eq!(stats.export_failed_spans.get(), 1);
@@ -110,11 +122,14 @@ fn chunks_settle_tickets_in_order_across_batches() {
         Ticket::new(2, 0, 1),
     ];
     let mut g = Gathered::default();
-    g.add(ExportBatch {
-        spans: (0..7u8).map(span).collect(),
-        tickets: tickets.iter().cloned().zip([2, 3, 2]).collect(),
-        permit: None,
-    });
+    gather(
+        &mut g,
+        ExportBatch {
+            spans: (0..7u8).map(span).collect(),
+            tickets: tickets.iter().cloned().zip([2, 3, 2]).collect(),
+            permit: None,
+        },
+    );
     e.settle(&mut g.tickets, 7, &[0..1, 1..3, 6..7]);
     assert_eq!(stats.export_failed_spans.get(), 2 + 4);
     assert_eq!(stats.exported_spans.get(), 8 + 3);
