@@ -185,7 +185,12 @@ fn trace_ids(req: &ExportTraceServiceRequest) -> Vec<Vec<u8>> {
 /// talk over real loopback sockets, so what is awaited is I/O, not a timer: a paused clock
 /// would not bring it sooner.
 async fn until(done: impl Fn() -> bool, what: impl Fn() -> String) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    until_within(Duration::from_secs(5), done, what).await;
+}
+
+/// [`until`], failing after `within`.
+async fn until_within(within: Duration, done: impl Fn() -> bool, what: impl Fn() -> String) {
+    let deadline = tokio::time::Instant::now() + within;
     while !done() {
         assert!(tokio::time::Instant::now() < deadline, "{}", what());
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -679,16 +684,18 @@ async fn a_gateway_restarted_at_its_address_is_taken_back_at_once() {
     )
     .await;
     // B decides them: everything at B's backend, whole, nothing at A's.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while b2_backend.spans() < spans {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{} of {spans} spans at the restarted B, {} at A",
-            b2_backend.spans(),
-            a_backend.spans()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    until_within(
+        Duration::from_secs(30),
+        || b2_backend.spans() >= spans,
+        || {
+            format!(
+                "{} of {spans} spans at the restarted B, {} at A",
+                b2_backend.spans(),
+                a_backend.spans()
+            )
+        },
+    )
+    .await;
     assert_eq!(b2_backend.spans(), spans);
     assert_eq!(a_backend.spans(), 0, "no part of them decided at A");
     stop.cancel();
@@ -731,16 +738,18 @@ async fn a_down_peers_traces_go_to_the_next_gateway_as_on_the_routers_ring() {
         "{spans} spans of C's traces that B takes without C"
     );
     send(a.addr, &req).await;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    while b.backend.spans() < spans {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{} of {spans} spans exported by B, {} by A",
-            b.backend.spans(),
-            a.backend.spans()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    until_within(
+        Duration::from_secs(20),
+        || b.backend.spans() >= spans,
+        || {
+            format!(
+                "{} of {spans} spans exported by B, {} by A",
+                b.backend.spans(),
+                a.backend.spans()
+            )
+        },
+    )
+    .await;
     assert_eq!(b.backend.spans(), spans);
     assert_eq!(a.backend.spans(), 0, "none decided on A");
     assert!(a.stats.peers.failures.get() > 0, "A tried C");
@@ -758,32 +767,14 @@ async fn a_down_peers_traces_go_to_the_next_gateway_as_on_the_routers_ring() {
 /// `reason="peer"`, and the rest as forwarded: every span sent is in one of the two.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn spans_a_peer_rejects_are_counted_as_rejected_by_the_peer() {
-    let (stop, backend_stop) = (CancellationToken::new(), CancellationToken::new());
-    let (backend_addr, _backend) =
-        CaptureBackend::start("127.0.0.1:0".parse().unwrap(), backend_stop.clone())
-            .await
-            .unwrap();
+    let peer_stop = CancellationToken::new();
     let (peer_addr, peer) =
-        CaptureBackend::start("127.0.0.1:0".parse().unwrap(), backend_stop.clone())
+        CaptureBackend::start("127.0.0.1:0".parse().unwrap(), peer_stop.clone())
             .await
             .unwrap();
     peer.reject_spans(1);
-    let receive = ReceiveConfig {
-        grpc: Some("127.0.0.43:0".parse().unwrap()),
-        http: None,
-        ..Default::default()
-    };
-    let listeners = Listeners::bind(&receive).await.unwrap();
-    let addr = listeners.grpc_addr().unwrap();
-    let peers = PeersConfig {
-        advertise: Some(addr.to_string()),
-        static_list: vec![addr.to_string(), peer_addr.to_string()],
-        ..Default::default()
-    };
-    let config = exporting_to(backend_addr, receive, 2, peers);
-    let gateway = Gateway::start(&config, common::plan(KEEP_ALL)).unwrap();
-    let (stats, peers) = (gateway.stats().clone(), gateway.peers().clone());
-    let served = tokio::spawn(gateway.serve(listeners, None, stop.clone(), Duration::ZERO));
+    let (pod, backend_stop) = beside([127, 0, 0, 43], peer_addr, Duration::ZERO).await;
+    let (addr, stats, peers) = (pod.addr, pod.stats.clone(), pod.peers.clone());
 
     let mut req = FakeOtlp::traces(60).spans(3).seed(43).build();
     let spans = keep_spans(&mut req, |id| {
@@ -811,9 +802,10 @@ async fn spans_a_peer_rejects_are_counted_as_rejected_by_the_peer() {
     );
     assert_eq!(stats.rejected_spans(), requests, "and in the total");
     assert_eq!(peer.spans(), spans, "the peer had every span");
-    stop.cancel();
-    served.await.unwrap().unwrap();
+    pod.stop.cancel();
+    pod.served.await.unwrap().unwrap();
     backend_stop.cancel();
+    peer_stop.cancel();
 }
 
 /// A gateway whose ring also holds a peer that accepts connections and never answers.
@@ -835,6 +827,17 @@ async fn beside_a_hole(ip: [u8; 4], drain: Duration) -> BesideAHole {
             sockets.push(s);
         }
     });
+    let (pod, backend_stop) = beside(ip, hole_addr, drain).await;
+    BesideAHole {
+        pod,
+        hole,
+        backend_stop,
+    }
+}
+
+/// A one-shard-pair gateway on `ip` whose static ring also holds `other`, exporting to a
+/// capture backend that `backend_stop` (returned) stops; drained within `drain`.
+async fn beside(ip: [u8; 4], other: SocketAddr, drain: Duration) -> (Pod, CancellationToken) {
     let (stop, backend_stop) = (CancellationToken::new(), CancellationToken::new());
     let (backend_addr, backend) =
         CaptureBackend::start("127.0.0.1:0".parse().unwrap(), backend_stop.clone())
@@ -849,7 +852,7 @@ async fn beside_a_hole(ip: [u8; 4], drain: Duration) -> BesideAHole {
     let addr = listeners.grpc_addr().unwrap();
     let peers = PeersConfig {
         advertise: Some(addr.to_string()),
-        static_list: vec![addr.to_string(), hole_addr.to_string()],
+        static_list: vec![addr.to_string(), other.to_string()],
         leave_linger: Duration::from_millis(300),
         timeout: Duration::from_secs(60),
         ..Default::default()
@@ -858,18 +861,15 @@ async fn beside_a_hole(ip: [u8; 4], drain: Duration) -> BesideAHole {
     let gateway = Gateway::start(&config, common::plan(KEEP_ALL)).unwrap();
     let (stats, peers) = (gateway.stats().clone(), gateway.peers().clone());
     let served = tokio::spawn(gateway.serve(listeners, None, stop.clone(), drain));
-    BesideAHole {
-        pod: Pod {
-            addr,
-            backend,
-            stats,
-            peers,
-            stop,
-            served,
-        },
-        hole,
-        backend_stop,
-    }
+    let pod = Pod {
+        addr,
+        backend,
+        stats,
+        peers,
+        stop,
+        served,
+    };
+    (pod, backend_stop)
 }
 
 /// Scenario: a gateway shares its ring with a peer that accepts connections and never
