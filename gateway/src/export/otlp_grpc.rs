@@ -284,7 +284,7 @@ mod tests {
     use tailgate_core::test_util::CaptureBackend;
 
     /// Scenario: an `otlp` exporter written with `timeout: 0` (a Collector config's "no
-    /// timeout") sends to a backend that answers after 200 ms.
+    /// timeout") sends to a backend that holds the request before it answers.
     /// Guarantees: the request is delivered at the first attempt: 0 is the default 10 s,
     /// not a timeout every attempt meets at once (a black-box check saw every export time
     /// out and the same spans stored again and again).
@@ -300,9 +300,17 @@ mod tests {
         .unwrap();
         let client = cfg.client().unwrap();
         backend.hold(true);
+        // Released once the request waits there: an attempt that timed out at once would
+        // have failed by then (no timer: the wait is for the request to arrive).
         let release = tokio::spawn(async move {
-            tokio::time::sleep(Duration::from_millis(200)).await;
-            backend.hold(false);
+            for _ in 0..10_000_000 {
+                if backend.waiting() > 0 {
+                    backend.hold(false);
+                    return;
+                }
+                tokio::task::yield_now().await;
+            }
+            panic!("the request never reached the backend");
         });
         let delivered = client
             .send_from(bytes::Bytes::new(), tailgate_core::receive::Origin::Client)
