@@ -230,6 +230,36 @@ mod tests {
         }
     }
 
+    /// Scenario: a gateway started without `decision_cache`; reloads set it, then remove it
+    /// again (policies.md: the caches are sized at start, a reload that changes it is
+    /// logged as a warning).
+    /// Guarantees: the reload that sets it warns; the one back to the size at start does
+    /// not; the plans are swapped either way.
+    #[test]
+    fn a_changed_decision_cache_is_warned_about_against_the_size_at_start() {
+        let (log, _guard) = tailgate_core::test_util::CapturedLog::install();
+        let dir = tailgate_core::test_util::scratch_dir("reload-cache").unwrap();
+        let path = dir.join("policies.yaml");
+        std::fs::write(&path, GOOD).unwrap();
+        let plan: SharedPlan = Arc::new(ArcSwap::from_pointee(PolicyPlan::compile(
+            &PolicyFile::parse(&path, GOOD).unwrap(),
+        )));
+        let mut r = Reloader::new(path.clone(), plan.clone(), Arc::default());
+        let sized = format!("decision_cache: {{sampled_cache_size: 5000}}\n{GOOD}");
+        std::fs::write(&path, &sized).unwrap();
+        assert!(r.check(true));
+        assert_eq!(plan.load().decision_cache_size, Some(5000));
+        assert_eq!(log.count("applies after a restart"), 1);
+        std::fs::write(&path, GOOD).unwrap();
+        assert!(r.check(true));
+        assert_eq!(plan.load().decision_cache_size, None);
+        assert_eq!(
+            log.count("applies after a restart"),
+            1,
+            "back to the size at start"
+        );
+    }
+
     #[test]
     fn changed_files_swap_and_bad_files_change_nothing() {
         let dir = std::env::temp_dir().join(format!("tailgate-reload-{}", std::process::id()));

@@ -417,3 +417,49 @@ async fn a_batch_that_does_not_fit_a_request_starts_the_next() {
     assert_eq!(stats.exported_spans.get(), 150);
     stop.cancel();
 }
+
+/// Scenario: a backend refuses span after span as malformed, then a whole batch, within a
+/// minute (configuration.md: "logged at most once a minute per exporter, with the count
+/// since").
+/// Guarantees: one warning for all of them, not one per span (a black-box check saw 400
+/// lines a second); the next after a minute carries the spans refused since.
+#[tokio::test(start_paused = true)]
+async fn malformed_refusals_are_logged_once_a_minute() {
+    let (log, _guard) = tailgate_core::test_util::CapturedLog::install();
+    let (_tx, rx) = mpsc::channel(1);
+    let dir = tailgate_core::test_util::scratch_dir("malformed-log").unwrap();
+    let mut e = Exporter {
+        rx,
+        sink: Sink::Debug(
+            DebugConfig {
+                path: Some(dir.join("spans.jsonl").display().to_string()),
+                ..Default::default()
+            }
+            .writer()
+            .unwrap(),
+        ),
+        batch: BatchConfig::default(),
+        stats: Arc::default(),
+        own: exporter_stats(),
+        credentials_refused: (None, 0),
+        malformed_refused: (None, 0),
+    };
+    for _ in 0..100 {
+        e.refused_as_malformed(1, "bad span", false);
+    }
+    e.refused_as_malformed(50, "bad batch", true);
+    assert_eq!(
+        log.count("as malformed"),
+        1,
+        "{}",
+        String::from_utf8_lossy(&log.text())
+    );
+    tokio::time::advance(tailgate_core::retry::REWARN_AFTER).await;
+    e.refused_as_malformed(1, "bad span", false);
+    assert_eq!(log.count("as malformed"), 2);
+    assert_eq!(
+        log.count("spans=150"),
+        1,
+        "the spans refused since the first line"
+    );
+}
