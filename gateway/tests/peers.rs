@@ -808,6 +808,47 @@ async fn spans_a_peer_rejects_are_counted_as_rejected_by_the_peer() {
     peer_stop.cancel();
 }
 
+/// Scenario: a gateway's peer refuses everything for memory (RESOURCE_EXHAUSTED with a
+/// retry hint) until the gateway's retries run out.
+/// Guarantees: the send fails and its spans stay here (counted as a peer failure), but
+/// the peer stays on the ring, as on the routers' (they keep sending an overloaded
+/// gateway its traces; configuration.md, "A peer refusing for memory ... stays on the
+/// ring"): taking it off would split its traces between the two.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_refusing_for_memory_stays_on_the_ring() {
+    let peer_stop = CancellationToken::new();
+    let (peer_addr, peer) =
+        CaptureBackend::start("127.0.0.1:0".parse().unwrap(), peer_stop.clone())
+            .await
+            .unwrap();
+    peer.set_overloaded(true);
+    let (pod, backend_stop) = beside([127, 0, 0, 44], peer_addr, Duration::ZERO).await;
+    let peers = pod.peers.clone();
+    let mut req = FakeOtlp::traces(20).spans(2).seed(44).build();
+    let spans = keep_spans(&mut req, |id| {
+        peers.view_full().owner(id) != tailgate_gateway::peers::Owner::Local
+    });
+    assert!(spans > 5, "{spans} spans for the peer");
+    send(pod.addr, &req).await;
+    until_within(
+        Duration::from_secs(15),
+        || pod.stats.peers.failures.get() > 0,
+        || "the send to the overloaded peer never gave up".into(),
+    )
+    .await;
+    assert!(peer.overload_refusals() > 0);
+    let member = Member::new(peer_addr.to_string());
+    assert!(
+        !peers.is_away(&member),
+        "a peer refusing for memory is not marked down"
+    );
+    assert_eq!(peers.view_full().ring.members().len(), 2);
+    pod.stop.cancel();
+    pod.served.await.unwrap().unwrap();
+    backend_stop.cancel();
+    peer_stop.cancel();
+}
+
 /// A gateway whose ring also holds a peer that accepts connections and never answers.
 struct BesideAHole {
     /// The gateway, on its own 127.0.0.x address; its backend is stopped by `backend_stop`.
