@@ -350,7 +350,14 @@ impl Cluster {
             next_host: 10,
             started: 0,
         };
-        for _ in 0..3 {
+        // As many as the first scenario starts from, so the header names the gateways
+        // that run it.
+        let first = cluster
+            .cfg
+            .scenarios
+            .first()
+            .map_or(3, |s| s.gateways_before());
+        for _ in 0..first {
             cluster.add_gateway().await?;
         }
         cluster.publish();
