@@ -249,7 +249,7 @@ fn one_line(r: &Report) -> String {
         "{}: {:.3}% of kept traces incomplete, {:.4}% of spans lost, {:.3}% refused; gateway CPU p99 {:.0}%, RSS max {:.0} MiB; recommended {} gateways",
         r.scenario,
         100.0 * r.traces.incomplete_share,
-        100.0 * (r.spans.lost_killed + r.spans.lost_router + r.spans.lost_export) / r.spans.sent.max(1.0),
+        100.0 * r.spans.lost() / r.spans.sent.max(1.0),
         100.0 * r.spans.refused / r.spans.sent.max(1.0),
         100.0 * r.gateway_cpu.p99,
         r.gateway_rss_bytes.max / 1048576.0,

@@ -36,6 +36,11 @@ svg{{border:1px solid #ddd;margin:.5em 0}}</style></head><body><h1>tailgate-sim:
         ("lost: gateway killed", e.lost_killed, f.lost_killed),
         ("lost: router gave up", e.lost_router, f.lost_router),
         ("lost: exporter gave up", e.lost_export, f.lost_export),
+        (
+            "lost: dropped part of a kept trace",
+            e.lost_split,
+            f.lost_split,
+        ),
     ] {
         h.push_str(&format!(
             "<tr><td>{label}</td><td>{}</td><td>{:.4}%</td><td>{}</td></tr>",

@@ -35,6 +35,10 @@ pub struct Fates {
     pub lost_router: f64,
     /// Kept, but given up by the exporter (backend out past the retry bound, queue full).
     pub lost_export: f64,
+    /// Spans of a kept trace that a part of it decided apart dropped: the trace was split
+    /// and the part without what keeps it was not sampled. The load test counts these as
+    /// unaccounted (sent, neither at the backend nor dropped by a decision on the whole).
+    pub lost_split: f64,
 }
 
 impl Fates {
@@ -46,17 +50,17 @@ impl Fates {
         self.lost_killed += other.lost_killed * weight;
         self.lost_router += other.lost_router * weight;
         self.lost_export += other.lost_export * weight;
+        self.lost_split += other.lost_split * weight;
+    }
+
+    /// Spans lost, for whatever reason.
+    pub fn lost(&self) -> f64 {
+        self.lost_killed + self.lost_router + self.lost_export + self.lost_split
     }
 
     /// Every span accounted for: sent − (kept + dropped + refused + lost).
     pub fn unaccounted(&self) -> f64 {
-        self.sent
-            - self.kept
-            - self.dropped
-            - self.refused
-            - self.lost_killed
-            - self.lost_router
-            - self.lost_export
+        self.sent - self.kept - self.dropped - self.refused - self.lost()
     }
 }
 
@@ -183,6 +187,11 @@ impl Ctx<'_> {
             self.place(trace, i, at, dest, &mut parts, &mut fates);
         }
         self.settle(trace, &mut parts, rng, &mut fates, tally, weight);
+        if parts.iter().any(|p| p.kept == Some(true)) {
+            // The trace is kept, so the spans a part of it (or a late span following that
+            // part's decision) dropped are lost to it.
+            fates.lost_split += std::mem::take(&mut fates.dropped);
+        }
         let kept_spans = fates.kept;
         tally.sampled.add(&fates, 1.0);
         tally.estimated.add(&fates, weight);
