@@ -380,6 +380,8 @@ pub struct GrpcClient {
     endpoint_authority: Arc<str>,
     /// What requests name instead, if set ([`GrpcClient::with_authority`]).
     authority: Option<http::uri::Authority>,
+    /// Connections made to the endpoint (see [`GrpcClient::connections_made`]).
+    connections: Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// Metadata key a failed call's status carries when no connection could be made.
@@ -436,6 +438,7 @@ impl GrpcClient {
         };
         let endpoint_authority: Arc<str> = authority.as_str().into();
         let base: Arc<str> = format!("http://{authority}").into();
+        let connections = Arc::new(std::sync::atomic::AtomicU64::new(0));
 
         let mut map = http::HeaderMap::new();
         for (k, v) in headers {
@@ -455,7 +458,8 @@ impl GrpcClient {
             base,
             client: http2_client(
                 None,
-                crate::tls::Dialer::new(connect_timeout(timeout), None),
+                crate::tls::Dialer::new(connect_timeout(timeout), None)
+                    .counting(connections.clone()),
                 Keepalive::default(),
             ),
             headers: map,
@@ -473,6 +477,7 @@ impl GrpcClient {
             proxy: None,
             endpoint_authority,
             authority: None,
+            connections,
         };
         Ok(match tls {
             Some(tls) => client.with_tls(&tls),
@@ -556,7 +561,8 @@ impl GrpcClient {
 
     /// A connection pool for the client's TLS, keep-alive, proxy and authority.
     fn transport(&self) -> Transport<MessageBody> {
-        let dialer = crate::tls::Dialer::new(connect_timeout(self.timeout), self.proxy.as_ref());
+        let dialer = crate::tls::Dialer::new(connect_timeout(self.timeout), self.proxy.as_ref())
+            .counting(self.connections.clone());
         let scheme = if self.tls.is_some() { "https" } else { "http" };
         // With an authority of its own the requests name another host: connections still
         // go to the endpoint.
@@ -909,6 +915,14 @@ impl GrpcClient {
         self.retry = self.retry.hold_while(hold);
         self.hold_only_overloaded = true;
         self
+    }
+
+    /// Connections made to the endpoint so far (TCP, before any TLS handshake), by this
+    /// client and its clones. One more than a caller saw last means the old connection
+    /// ended and a new one was made: after a restart behind the same address, a new
+    /// process may be answering.
+    pub fn connections_made(&self) -> u64 {
+        self.connections.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// The client's retry counters.

@@ -865,6 +865,8 @@ pub struct Dialer {
     address: Option<http::Uri>,
     /// Refuse `https://` URLs: the transport has no TLS layer above.
     plain_only: bool,
+    /// Counts the connections made, when set ([`Dialer::counting`]).
+    made: Option<std::sync::Arc<std::sync::atomic::AtomicU64>>,
 }
 
 #[derive(Debug, Clone)]
@@ -892,12 +894,19 @@ impl Dialer {
             route,
             address: None,
             plain_only: false,
+            made: None,
         }
     }
 
     /// Connects to `address` (`scheme://host:port`) for every request.
     pub fn to_address(mut self, address: http::Uri) -> Self {
         self.address = Some(address);
+        self
+    }
+
+    /// Adds one to `made` for every connection made (before any TLS handshake).
+    pub fn counting(mut self, made: std::sync::Arc<std::sync::atomic::AtomicU64>) -> Self {
+        self.made = Some(made);
         self
     }
 }
@@ -926,14 +935,21 @@ impl tower_service::Service<http::Uri> for Dialer {
             return Box::pin(async move { Err(DialError::from(refused)) });
         }
         let dst = self.address.clone().unwrap_or(dst);
+        let made = self.made.clone();
+        let counted = move |stream| {
+            if let Some(made) = &made {
+                made.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+            stream
+        };
         match &mut self.route {
             Route::Direct(c) => {
                 let connecting = c.call(dst);
-                Box::pin(async move { connecting.await.map_err(DialError::from) })
+                Box::pin(async move { connecting.await.map(counted).map_err(DialError::from) })
             }
             Route::Proxied(c) => {
                 let connecting = c.call(dst);
-                Box::pin(async move { connecting.await.map_err(DialError::from) })
+                Box::pin(async move { connecting.await.map(counted).map_err(DialError::from) })
             }
         }
     }

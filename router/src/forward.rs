@@ -19,7 +19,7 @@
 
 use bytes::Bytes;
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use tailgate_core::forward::{ForwardError, GrpcClient};
 use tailgate_core::ring::Member;
@@ -69,7 +69,16 @@ pub struct Forwarder {
     /// The largest request its gateway is known to take: half the smallest it refused as
     /// too large (`usize::MAX` until one is). See [`Forwarder::request_cap`].
     request_cap: AtomicUsize,
+    /// When the cap was last lowered, in milliseconds since `born`.
+    cap_lowered_ms: AtomicU64,
+    born: Instant,
 }
+
+/// How long a [`Forwarder::request_cap`] holds after the refusal that set it: then larger
+/// requests are tried again, since the gateway behind the address may have been restarted
+/// with a larger limit without the router seeing it down. Still too large, one request is
+/// refused, cut and sent again (nothing lost), and the cap is learnt again.
+pub const REQUEST_CAP_HOLDS: std::time::Duration = std::time::Duration::from_secs(600);
 
 /// The smallest [`Forwarder::request_cap`] a refusal sets: a gateway refusing requests
 /// this small refuses nearly every span, and halving further would only delay the count.
@@ -105,6 +114,8 @@ impl Forwarder {
             stats: ForwarderStats::default(),
             client: std::sync::OnceLock::new(),
             request_cap: AtomicUsize::new(usize::MAX),
+            cap_lowered_ms: AtomicU64::new(0),
+            born: Instant::now(),
         })
     }
 
@@ -127,9 +138,40 @@ impl Forwarder {
     /// [`TOO_LARGE_METADATA`](tailgate_core::receive::TOO_LARGE_METADATA)). The router
     /// acknowledged those spans to their senders already, so the refused request is cut
     /// and sent again, and later ones are gathered to at most half its size (`usize::MAX`
-    /// while none was refused; it is not raised again while the router runs).
+    /// while none was refused). It is forgotten when a new connection is made to the
+    /// gateway or it answers again after being down (a restart may have raised its limit),
+    /// and [`REQUEST_CAP_HOLDS`] after it was last lowered.
     pub fn request_cap(&self) -> usize {
         self.request_cap.load(Ordering::Relaxed)
+    }
+
+    /// Forgets the cap when it has held [`REQUEST_CAP_HOLDS`]; whether it did.
+    fn cap_expired(&self) -> bool {
+        if self.request_cap() == usize::MAX {
+            return false;
+        }
+        let lowered = std::time::Duration::from_millis(self.cap_lowered_ms.load(Ordering::Relaxed));
+        if self.born.elapsed() < lowered + REQUEST_CAP_HOLDS {
+            return false;
+        }
+        self.forget_cap(&format!(
+            "{} s passed since the last refusal",
+            REQUEST_CAP_HOLDS.as_secs()
+        ))
+    }
+
+    /// Sets the cap back to no cap; whether there was one.
+    fn forget_cap(&self, why: &str) -> bool {
+        let was = self.request_cap.swap(usize::MAX, Ordering::Relaxed);
+        if was != usize::MAX {
+            tracing::info!(
+                member = %self.member,
+                cap = was,
+                "Trying requests larger than the size this gateway last refused, as {why}; \
+                 a request still too large is cut and sent again."
+            );
+        }
+        was != usize::MAX
     }
 
     /// Whether the gateway is marked down.
@@ -263,6 +305,7 @@ impl Forwarder {
         let client = self.client.get_or_init(|| client).clone();
         let on_health = hooks.health.clone();
         let in_flight = Arc::new(Semaphore::new(cfg.max_in_flight.max(1)));
+        let mut connections = client.connections_made();
         loop {
             if self.is_down() {
                 self.probe(&client, &cfg, &on_health).await;
@@ -290,6 +333,17 @@ impl Forwarder {
             let Ok(permit) = in_flight.clone().acquire_owned().await else {
                 break;
             };
+            // A new connection (not the first) may reach a new process (restarted behind
+            // the same address, quicker than a request failed): its limit may be larger.
+            let made = client.connections_made();
+            let reconnected = made > connections
+                && connections > 0
+                && self.forget_cap("a new connection was made to it (it may be a new process)");
+            connections = made;
+            if reconnected || self.cap_expired() {
+                // The router cuts parts to the smallest cap of its gateways: recomputed.
+                on_health();
+            }
             let max_bytes = cfg.max_request_bytes.min(self.request_cap());
             let Some((chunks, spans, bytes)) = self.pop_batch(max_bytes) else {
                 continue;
@@ -439,6 +493,10 @@ impl Forwarder {
         }
         self.stats.too_large_requests.add(1);
         let was = self.request_cap.fetch_min(cap, Ordering::Relaxed);
+        if cap <= was {
+            self.cap_lowered_ms
+                .store(self.born.elapsed().as_millis() as u64, Ordering::Relaxed);
+        }
         if cap < was {
             tracing::warn!(
                 member = %self.member,
@@ -478,6 +536,8 @@ impl Forwarder {
             self.consecutive_failures.store(0, Ordering::Relaxed);
             self.down.store(false, Ordering::Relaxed);
             tracing::info!(member = %self.member, "Gateway answers again; routing to it.");
+            // It may be a new process with a larger limit.
+            self.forget_cap("it was down and answers again");
             on_health();
         }
     }
@@ -714,6 +774,73 @@ mod tests {
         assert_eq!(forwarder.request_cap(), bytes / 2);
         assert!(parts.len() >= 2 && parts.iter().all(|p| p.body.len() <= bytes / 2));
         assert_eq!(parts.iter().map(|p| p.spans).sum::<u64>(), 120);
+    }
+
+    /// Scenario: a forwarder whose gateway refused a request as too large, on a paused
+    /// clock: just before [`REQUEST_CAP_HOLDS`], then after it; then a second refusal.
+    /// Guarantees: the cap holds until then and is forgotten after (said in the log), and a
+    /// later refusal sets it again, counting its time from then.
+    #[tokio::test(start_paused = true)]
+    async fn a_learnt_request_cap_is_tried_again_after_it_held() {
+        use prost::Message as _;
+        let body = Bytes::from(
+            tailgate_core::test_util::FakeOtlp::traces(40)
+                .spans(3)
+                .build()
+                .encode_to_vec(),
+        );
+        let forwarder = Forwarder::new(
+            Member::new("10.0.0.8:4317"),
+            1 << 20,
+            Arc::new(AtomicUsize::new(0)),
+            Arc::new(Notify::new()),
+            Arc::new(RouterStats::default()),
+            Arc::new(Books::default()),
+        );
+        let hooks = Hooks {
+            health: Arc::new(|| {}),
+            reroute: Arc::new(|_| panic!("nothing is re-routed")),
+            requeue: Arc::new(|_, _| {}),
+        };
+        let refuse = || {
+            let mut status = tonic::Status::resource_exhausted("too large");
+            status.metadata_mut().insert(
+                tailgate_core::receive::TOO_LARGE_METADATA,
+                tonic::metadata::MetadataValue::from_static("1"),
+            );
+            let refused = Err(ForwardError::Rejected {
+                endpoint: "10.0.0.8:4317".into(),
+                status,
+            });
+            forwarder.settle(
+                refused,
+                std::slice::from_ref(&body),
+                120,
+                body.len(),
+                &hooks,
+            );
+        };
+        let (log, _guard) = tailgate_core::test_util::CapturedLog::install();
+        tokio::time::advance(std::time::Duration::from_secs(5)).await;
+        refuse();
+        let cap = body.len() / 2;
+        assert_eq!(forwarder.request_cap(), cap);
+        tokio::time::advance(REQUEST_CAP_HOLDS - std::time::Duration::from_millis(10)).await;
+        assert!(!forwarder.cap_expired());
+        assert_eq!(forwarder.request_cap(), cap);
+        tokio::time::advance(std::time::Duration::from_millis(20)).await;
+        assert!(forwarder.cap_expired());
+        assert_eq!(forwarder.request_cap(), usize::MAX);
+        assert_eq!(log.count("Trying requests larger than the size"), 1);
+        assert!(!forwarder.cap_expired(), "no cap, nothing to forget");
+
+        refuse();
+        assert_eq!(forwarder.request_cap(), cap);
+        tokio::time::advance(REQUEST_CAP_HOLDS / 2).await;
+        assert!(
+            !forwarder.cap_expired(),
+            "its time counts from the new refusal"
+        );
     }
 
     /// Scenario: the books held open by one change, closed by a drain, entered after, and

@@ -90,9 +90,10 @@ pub struct Router {
     passes: Arc<Passes>,
     /// A running mean of request sizes, bytes: what a passed request is expected to add.
     mean_request: AtomicUsize,
-    /// The smallest [`Forwarder::request_cap`] any gateway's refusal set (`usize::MAX`
-    /// until one refuses a request as too large): requests are cut to it for every
-    /// gateway (each forwarder gathers them again up to its own cap).
+    /// The smallest [`Forwarder::request_cap`] of the gateways on the ring (`usize::MAX`
+    /// while none has one): requests are cut to it for every gateway (each forwarder
+    /// gathers them again up to its own cap). Lowered by a refusal, recomputed when the
+    /// ring is rebuilt, so a gateway that left, or whose cap expired, no longer cuts them.
     request_cap: AtomicUsize,
     stats: Arc<RouterStats>,
     /// Open until a drain's deadline; moves of parts between queues hold them open.
@@ -367,6 +368,14 @@ impl Router {
         } else {
             healthy
         };
+        let cap = m
+            .members
+            .iter()
+            .filter_map(|x| m.forwarders.get(x))
+            .map(|f| f.request_cap())
+            .min()
+            .unwrap_or(usize::MAX);
+        self.request_cap.store(cap, Ordering::Relaxed);
         let ring = Ring::new(chosen);
         let forwarders = ring
             .members()
@@ -519,8 +528,9 @@ impl Router {
         lost
     }
 
-    /// The size requests are cut to since a gateway refused a larger one as too large
-    /// (`None` while none has): see [`Forwarder::request_cap`].
+    /// The size requests are cut to since a gateway on the ring refused a larger one as too
+    /// large (`None` while none has, or its cap was forgotten): see
+    /// [`Forwarder::request_cap`].
     pub fn request_cap(&self) -> Option<usize> {
         Some(self.request_cap.load(Ordering::Relaxed)).filter(|&c| c != usize::MAX)
     }

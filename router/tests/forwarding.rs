@@ -1052,6 +1052,79 @@ async fn a_gateway_refusing_requests_as_too_large_gets_them_cut_smaller() {
     stop.cancel();
 }
 
+/// Scenario: a gateway refusing requests over 8 KiB as too large, so the router learns to
+/// cut requests to it; the gateway is then restarted at the same address (a static member
+/// list) taking any size, and requests keep coming.
+/// Guarantees: the router notices the restart (the gateway was down and answers again),
+/// forgets the size it learnt, and sends the new process requests larger than the old
+/// limit again (before, the size held for as long as the router ran); every span arrives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gateway_restarted_with_a_larger_limit_gets_larger_requests_again() {
+    let stop = CancellationToken::new();
+    let first = CancellationToken::new();
+    let addr = dead_address([127, 0, 0, 46]).await;
+    let (_, old) = CaptureBackend::start(addr, first.clone()).await.unwrap();
+    const LIMIT: usize = 8 << 10;
+    old.refuse_requests_over(Some(LIMIT));
+    let (router_addr, router) =
+        start_router(vec![addr.to_string()], ForwardConfig::default(), &stop).await;
+    let mut client = TraceServiceClient::connect(format!("http://{router_addr}"))
+        .await
+        .unwrap();
+    let request = |seed| FakeOtlp::traces(60).spans(4).attrs(8).seed(seed).build();
+    let first_req = request(1001);
+    let mut sent_old = spans(&first_req);
+    client.export(first_req).await.unwrap();
+    let within = Duration::from_secs(20);
+    until(
+        within,
+        || format!("old got {}", old.spans()),
+        || old.spans() == sent_old,
+    )
+    .await;
+    assert!(router.request_cap().is_some_and(|c| c <= LIMIT));
+    // Learnt: the next request is cut to the size at once, none refused.
+    let refused = old.too_large_requests();
+    let second = request(1009);
+    sent_old += spans(&second);
+    client.export(second).await.unwrap();
+    until(
+        within,
+        || format!("old got {}", old.spans()),
+        || old.spans() == sent_old,
+    )
+    .await;
+    assert_eq!(old.too_large_requests(), refused);
+    assert!(router.request_cap().is_some_and(|c| c <= LIMIT));
+
+    // The restart: the old process goes (its connections closed), a new one takes the
+    // address with no limit.
+    first.cancel();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let (_, new) = CaptureBackend::start(addr, stop.clone()).await.unwrap();
+    let mut sent_new = 0;
+    for seed in 1002..1006 {
+        let req = request(seed);
+        sent_new += spans(&req);
+        client.export(req).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    until(
+        within,
+        || format!("new got {}", new.spans()),
+        || new.spans() == sent_new,
+    )
+    .await;
+    assert_eq!(router.request_cap(), None, "the learnt size was forgotten");
+    assert!(
+        new.bodies().iter().any(|b| b.len() > LIMIT),
+        "largest request {}",
+        new.bodies().iter().map(|b| b.len()).max().unwrap_or(0)
+    );
+    assert_eq!(router.stats().failed_spans.get(), 0);
+    stop.cancel();
+}
+
 /// Scenario: two gateways, one of which accepts connections and never answers (a hung
 /// pod), with a 30 s request timeout; requests arrive, so parts are in flight to it; it
 /// leaves the ring; then the router drains with a short deadline.
