@@ -189,6 +189,71 @@ pub fn value<'a>(e: &'a Expr, input: &SpanInput<'a>) -> Result<Value<'a>, OttlEr
         Expr::Math(a, op, b) => math(value(a, input)?, *op, value(b, input)?)?,
         Expr::Path(target, field) => path(*target, field, input)?,
         Expr::Call(func, args, regex) => call(*func, args, regex.as_deref(), input)?,
+        Expr::Keyed(inner, keys) => {
+            let mut v = value(inner, input)?;
+            for key in keys {
+                v = keyed(v, key)?;
+            }
+            v
+        }
+    })
+}
+
+/// A converter's result indexed, as pkg/ottl indexes one (stricter than a path's lookup:
+/// a key missing from a map is an error there, not nil): a map by a string key, a list by
+/// a position within it; anything else is an error.
+fn keyed<'a>(v: Value<'a>, key: &Index) -> Result<Value<'a>, OttlError> {
+    let missing = || OttlError::Eval("key not found in map".into());
+    let item = |l: &[u8], i: i64| -> Result<usize, OttlError> {
+        usize::try_from(i)
+            .ok()
+            .filter(|&at| at < list_items(l).count())
+            .ok_or_else(|| OttlError::Eval(format!("index {i} out of bounds")))
+    };
+    match (v, key) {
+        (Value::Map(m, f), Index::Key(k)) => find_value(m, f, k.as_bytes())
+            .map(any_value)
+            .ok_or_else(missing),
+        (Value::List(Cow::Borrowed(l)), Index::Pos(i)) => {
+            let at = item(l, *i)?;
+            Ok(list_items(l).nth(at).map_or(Value::Nil, any_value))
+        }
+        // A list a converter built: its item is copied out of it.
+        (Value::List(Cow::Owned(l)), Index::Pos(i)) => {
+            let at = item(&l, *i)?;
+            owned(list_items(&l).nth(at).map_or(Value::Nil, any_value))
+        }
+        (other, Index::Key(_)) => Err(OttlError::Eval(format!(
+            "{} does not support string indexing",
+            kind(&other)
+        ))),
+        (other, Index::Pos(_)) => Err(OttlError::Eval(format!(
+            "{} does not support int indexing",
+            kind(&other)
+        ))),
+    }
+}
+
+/// `v` holding nothing borrowed from where it was read. A map cannot be copied out of a
+/// built list (none of the converters that build lists puts one in, but `Values` of a map
+/// holding maps does): an error.
+fn owned<'a>(v: Value<'_>) -> Result<Value<'a>, OttlError> {
+    Ok(match v {
+        Value::Nil => Value::Nil,
+        Value::Bool(b) => Value::Bool(b),
+        Value::Int(i) => Value::Int(i),
+        Value::Float(f) => Value::Float(f),
+        Value::Time(t) => Value::Time(t),
+        Value::Duration(d) => Value::Duration(d),
+        Value::Str(s) => Value::Str(Cow::Owned(s.into_owned())),
+        Value::Bytes(b) => Value::Bytes(Cow::Owned(b.into_owned())),
+        Value::List(l) => Value::List(Cow::Owned(l.into_owned())),
+        other => {
+            return Err(OttlError::Eval(format!(
+                "a {} inside a list a converter built is not indexed",
+                kind(&other)
+            )))
+        }
     })
 }
 
@@ -516,6 +581,25 @@ fn call<'a>(
         Func::ToLowerCase | Func::ToUpperCase => change_case(func, arg(0)?)?,
         Func::ContainsValue => contains_value(args, &arg(1)?, input)?,
         Func::Keys => keys(arg(0)?)?,
+        Func::Values => values(arg(0)?)?,
+        Func::Coalesce => coalesce(args.first(), input)?,
+        Func::Trim => {
+            // A literal (checked at load); pkg/ottl trims spaces when it is left out.
+            let cutset = match args.get(1) {
+                Some(Expr::Str(c)) => c.as_bytes(),
+                _ => b" ",
+            };
+            trim(arg(0)?, cutset)?
+        }
+        Func::Split => match args.get(1) {
+            // A literal (checked at load).
+            Some(Expr::Str(sep)) => split(arg(0)?, sep.as_bytes())?,
+            _ => return Err(OttlError::Eval("Split takes a literal delimiter".into())),
+        },
+        Func::ParseInt => {
+            let target = arg(0)?;
+            parse_int(&target, arg(1)?)?
+        }
         Func::Now => Value::Time(now()),
         Func::Duration => match arg(0)? {
             Value::Str(s) => Value::Duration(
@@ -985,6 +1069,268 @@ fn keys<'a>(target: Value<'_>) -> Result<Value<'a>, OttlError> {
         put_len_field(&mut out, 1, &item);
     }
     Ok(Value::List(Cow::Owned(out)))
+}
+
+/// `Values(map)`: the map's values, in its order, as a list (each value as the span holds
+/// it, which is what pkg/ottl's round trip through Go values gives). Anything but a map,
+/// nil included, is an error.
+fn values<'a>(target: Value<'_>) -> Result<Value<'a>, OttlError> {
+    use tailgate_core::wire::span_fields::put_len_field;
+    let Value::Map(msg, field) = target else {
+        return Err(expects(Func::Values, "a map", &target));
+    };
+    let mut out = Vec::new();
+    for (_, value) in map_entries(msg, field) {
+        put_len_field(&mut out, 1, value);
+    }
+    Ok(Value::List(Cow::Owned(out)))
+}
+
+/// `Coalesce([a, b, …])`: the first item that is not nil, evaluated in order (nil when
+/// every one is); an item's error ends it, as pkg/ottl's getters do. The list is a literal
+/// of at least one item (checked at load).
+fn coalesce<'a>(list: Option<&'a Expr>, input: &SpanInput<'a>) -> Result<Value<'a>, OttlError> {
+    let Some(Expr::List(items)) = list else {
+        return Err(OttlError::Eval("Coalesce takes a list".into()));
+    };
+    for item in items {
+        let v = value(item, input)?;
+        if !matches!(v, Value::Nil) {
+            return Ok(v);
+        }
+    }
+    Ok(Value::Nil)
+}
+
+/// The character `b` starts with and its length in bytes, as Go's `utf8.DecodeRune`: a
+/// byte that does not start a valid sequence is U+FFFD, one byte long. `b` is not empty.
+fn first_char(b: &[u8]) -> (char, usize) {
+    for n in 1..=b.len().min(4) {
+        if let Some(c) = std::str::from_utf8(&b[..n])
+            .ok()
+            .and_then(|s| s.chars().next())
+        {
+            return (c, n);
+        }
+    }
+    (char::REPLACEMENT_CHARACTER, 1)
+}
+
+/// The character `b` ends with and its length, as Go's `utf8.DecodeLastRune`.
+fn last_char(b: &[u8]) -> (char, usize) {
+    for n in 1..=b.len().min(4) {
+        let tail = std::str::from_utf8(&b[b.len() - n..]).ok();
+        let mut chars = tail.map(str::chars).into_iter().flatten();
+        if let (Some(c), None) = (chars.next(), chars.next()) {
+            return (c, n);
+        }
+    }
+    (char::REPLACEMENT_CHARACTER, 1)
+}
+
+/// `Trim(target[, cutset])`, as Go's `strings.Trim`: the characters of `cutset` removed
+/// from both ends (bytes that are not UTF-8 read as U+FFFD); an empty cutset leaves the
+/// target as it is. The target is a string, never nil.
+fn trim<'a>(target: Value<'a>, cutset: &[u8]) -> Result<Value<'a>, OttlError> {
+    let Value::Str(t) = target else {
+        return Err(expects(Func::Trim, "a string", &target));
+    };
+    let mut set = Vec::new();
+    let mut rest = cutset;
+    while !rest.is_empty() {
+        let (c, n) = first_char(rest);
+        set.push(c);
+        rest = &rest[n..];
+    }
+    let (mut from, mut to) = (0, t.len());
+    while from < to {
+        let (c, n) = first_char(&t[from..to]);
+        if !set.contains(&c) {
+            break;
+        }
+        from += n;
+    }
+    while from < to {
+        let (c, n) = last_char(&t[from..to]);
+        if !set.contains(&c) {
+            break;
+        }
+        to -= n;
+    }
+    Ok(Value::Str(sub_str(t, from, to)))
+}
+
+/// The most bytes a list `Split` builds: a string of a few MiB split on every character
+/// would otherwise take several times its size for every evaluation.
+const MAX_SPLIT: usize = 4 << 20;
+
+/// `Split(target, delimiter)`, as Go's `strings.Split`: the parts between occurrences of
+/// the delimiter, as a list of strings (`[""]` for an empty target); an empty delimiter
+/// splits after each UTF-8 sequence (each byte that is not one alone). The target is a
+/// string, never nil.
+fn split<'a>(target: Value<'_>, sep: &[u8]) -> Result<Value<'a>, OttlError> {
+    use tailgate_core::wire::span_fields::put_len_field;
+    let Value::Str(s) = target else {
+        return Err(expects(Func::Split, "a string", &target));
+    };
+    let (mut out, mut item) = (Vec::new(), Vec::new());
+    let mut push = |part: &[u8]| {
+        item.clear();
+        put_len_field(&mut item, 1, part);
+        put_len_field(&mut out, 1, &item);
+        if out.len() > MAX_SPLIT {
+            return Err(OttlError::Eval(format!(
+                "Split: the list passes {MAX_SPLIT} bytes"
+            )));
+        }
+        Ok(())
+    };
+    if sep.is_empty() {
+        let mut rest = &s[..];
+        while !rest.is_empty() {
+            let (_, n) = first_char(rest);
+            push(&rest[..n])?;
+            rest = &rest[n..];
+        }
+    } else {
+        let mut start = 0;
+        for at in memchr::memmem::find_iter(&s, sep) {
+            push(&s[start..at])?;
+            start = at + sep.len();
+        }
+        push(&s[start..])?;
+    }
+    Ok(Value::List(Cow::Owned(out)))
+}
+
+/// `ParseInt(target, base)`: the target a string (not empty, never nil), the base an int
+/// (not negative); then Go's `strconv.ParseInt(target, base, 64)`, whose errors are
+/// evaluation errors.
+fn parse_int<'a>(target: &Value<'_>, base: Value<'_>) -> Result<Value<'a>, OttlError> {
+    let Value::Str(s) = target else {
+        return Err(expects(Func::ParseInt, "a string", target));
+    };
+    if s.is_empty() {
+        return Err(OttlError::Eval(
+            "invalid target value for ParseInt function, target cannot be empty".into(),
+        ));
+    }
+    let base = int_arg(Func::ParseInt, base)?;
+    if base < 0 {
+        return Err(OttlError::Eval(format!(
+            "invalid base value: {base} for ParseInt function, base cannot be negative"
+        )));
+    }
+    go_parse_int(s, base)
+        .map(Value::Int)
+        .map_err(OttlError::Eval)
+}
+
+/// Go's `strconv.ParseInt(s, base, 64)`: an optional sign, then digits in `base` (2 to
+/// 36), or with base 0 the base its prefix says (`0x`, `0o`, `0b`, a leading `0` for
+/// octal, else decimal) and underscores between digits allowed.
+fn go_parse_int(s: &[u8], base: i64) -> Result<i64, String> {
+    let text = String::from_utf8_lossy(s);
+    let syntax = || format!("strconv.ParseInt: parsing {text:?}: invalid syntax");
+    let range = || format!("strconv.ParseInt: parsing {text:?}: value out of range");
+    let (neg, mut digits) = match s.first() {
+        Some(b'+') => (false, &s[1..]),
+        Some(b'-') => (true, &s[1..]),
+        _ => (false, s),
+    };
+    if digits.is_empty() {
+        return Err(syntax());
+    }
+    let base0 = base == 0;
+    let base = if base0 {
+        let lower = |i: usize| digits.get(i).map(u8::to_ascii_lowercase);
+        let (b, skip) = match (digits[0], lower(1)) {
+            (b'0', Some(b'b')) if digits.len() >= 3 => (2, 2),
+            (b'0', Some(b'o')) if digits.len() >= 3 => (8, 2),
+            (b'0', Some(b'x')) if digits.len() >= 3 => (16, 2),
+            (b'0', _) => (8, 1),
+            _ => (10, 0),
+        };
+        digits = &digits[skip..];
+        b
+    } else if (2..=36).contains(&base) {
+        base as u64
+    } else {
+        return Err(format!(
+            "strconv.ParseInt: parsing {text:?}: invalid base {base}"
+        ));
+    };
+    let mut n: u64 = 0;
+    let mut underscores = false;
+    for &c in digits {
+        let d = match c {
+            b'_' if base0 => {
+                underscores = true;
+                continue;
+            }
+            b'0'..=b'9' => u64::from(c - b'0'),
+            b'a'..=b'z' | b'A'..=b'Z' => u64::from(c.to_ascii_lowercase() - b'a') + 10,
+            _ => return Err(syntax()),
+        };
+        if d >= base {
+            return Err(syntax());
+        }
+        n = n
+            .checked_mul(base)
+            .and_then(|n| n.checked_add(d))
+            .ok_or_else(range)?;
+    }
+    if underscores && !go_underscores_ok(s) {
+        return Err(syntax());
+    }
+    let limit = 1u64 << 63;
+    match (neg, n) {
+        (false, n) if n >= limit => Err(range()),
+        (true, n) if n > limit => Err(range()),
+        (true, n) => Ok((n as i64).wrapping_neg()),
+        (false, n) => Ok(n as i64),
+    }
+}
+
+/// Whether the underscores of a base-0 number sit as Go allows: each between two digits,
+/// or between the base prefix and a digit.
+fn go_underscores_ok(s: &[u8]) -> bool {
+    let s = match s.first() {
+        Some(b'+' | b'-') => &s[1..],
+        _ => s,
+    };
+    // What came last: the start, a digit (or the base prefix), an underscore, other.
+    #[derive(PartialEq)]
+    enum Saw {
+        Start,
+        Digit,
+        Underscore,
+        Other,
+    }
+    let mut saw = Saw::Start;
+    let mut i = 0;
+    let mut hex = false;
+    if s.len() >= 2 && s[0] == b'0' && matches!(s[1].to_ascii_lowercase(), b'b' | b'o' | b'x') {
+        i = 2;
+        saw = Saw::Digit;
+        hex = s[1].eq_ignore_ascii_case(&b'x');
+    }
+    for &c in &s[i..] {
+        if c.is_ascii_digit() || hex && c.is_ascii_hexdigit() {
+            saw = Saw::Digit;
+        } else if c == b'_' {
+            if saw != Saw::Digit {
+                return false;
+            }
+            saw = Saw::Underscore;
+        } else {
+            if saw == Saw::Underscore {
+                return false;
+            }
+            saw = Saw::Other;
+        }
+    }
+    saw != Saw::Underscore
 }
 
 /// `HasPrefix(target, prefix)` and `HasSuffix(target, suffix)`: both strings, never nil.

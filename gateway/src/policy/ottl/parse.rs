@@ -195,6 +195,16 @@ pub enum Func {
     IsInCidr,
     /// `Keys(map)`: a map's keys, in its order, as a list of strings
     Keys,
+    /// `Values(map)`: a map's values, in its order, as a list
+    Values,
+    /// `Coalesce([a, b, …])`: the first value that is not nil
+    Coalesce,
+    /// `Trim(target[, cutset])`: Go's `strings.Trim`, the cutset `" "` when left out
+    Trim,
+    /// `Split(target, "delimiter")`: Go's `strings.Split`, a list of strings
+    Split,
+    /// `ParseInt(target, base)`: Go's `strconv.ParseInt(target, base, 64)`
+    ParseInt,
 }
 
 impl Func {
@@ -320,6 +330,11 @@ const FUNCS: &[(&str, Func, usize, usize)] = &[
     ("Bool", Func::Bool, 1, 1),
     ("IsInCIDR", Func::IsInCidr, 2, 2),
     ("Keys", Func::Keys, 1, 1),
+    ("Values", Func::Values, 1, 1),
+    ("Coalesce", Func::Coalesce, 1, 1),
+    ("Trim", Func::Trim, 1, 2),
+    ("Split", Func::Split, 2, 2),
+    ("ParseInt", Func::ParseInt, 2, 2),
 ];
 
 /// A parsed expression.
@@ -360,6 +375,8 @@ pub enum Expr {
     Path(Target, Field),
     /// A converter call; `regex` is the compiled pattern of `IsMatch`.
     Call(Func, Vec<Expr>, Option<Box<Regex>>),
+    /// A converter's result indexed (`Split(name, "/")[1]`, `Coalesce([…])["k"]`).
+    Keyed(Box<Expr>, Vec<Index>),
 }
 
 impl Expr {
@@ -375,6 +392,7 @@ impl Expr {
             Expr::Path(t, _) => matches!(t, Target::Resource | Target::Scope),
             Expr::Call(Func::IsRootSpan, ..) => false,
             Expr::Call(_, args, _) => args.iter().all(Expr::reads_only_resource),
+            Expr::Keyed(e, _) => e.reads_only_resource(),
             Expr::Nil
             | Expr::Bool(_)
             | Expr::Int(_)
@@ -397,6 +415,7 @@ impl Expr {
                 | Expr::Cmp(..)
                 | Expr::Bool(_)
                 | Expr::Call(..)
+                | Expr::Keyed(..)
         )
     }
 }
@@ -784,7 +803,11 @@ impl Parser<'_> {
     fn check_operand(&self, e: &Expr, first: usize) -> Result<(), OttlError> {
         fn math_value(e: &Expr) -> bool {
             match e {
-                Expr::Int(_) | Expr::Float(_) | Expr::Path(..) | Expr::Call(..) => true,
+                Expr::Int(_)
+                | Expr::Float(_)
+                | Expr::Path(..)
+                | Expr::Call(..)
+                | Expr::Keyed(..) => true,
                 // A converter's result, built at load.
                 Expr::Id(..) | Expr::Duration(_) => true,
                 Expr::Math(..) => true,
@@ -892,7 +915,14 @@ impl Parser<'_> {
                 )),
                 _ if id.starts_with(|c: char| c.is_ascii_uppercase()) => {
                     if self.eat_punct("(") {
-                        self.call(&id, at)
+                        // OTTL's grammar lets a converter's result be indexed.
+                        let call = self.call(&id, at)?;
+                        let keys = self.indexes()?;
+                        Ok(if keys.is_empty() {
+                            call
+                        } else {
+                            Expr::Keyed(Box::new(call), keys)
+                        })
                     } else {
                         enum_value(&id)
                             .map(Expr::Int)
@@ -989,6 +1019,29 @@ impl Parser<'_> {
                 _ => {}
             }
         }
+        // Arguments pkg/ottl types as a Go `string` are literals, checked when the
+        // condition is parsed; `Coalesce` takes a list of values, at least one.
+        let literal = match func {
+            Func::Trim => args.get(1),
+            Func::Split => args.get(1),
+            _ => None,
+        };
+        if literal.is_some_and(|a| !matches!(a, Expr::Str(_))) {
+            return Err(err(
+                self.src,
+                at,
+                &format!("{name}'s second argument must be a string literal"),
+            ));
+        }
+        if func == Func::Coalesce {
+            match &args[0] {
+                Expr::List(items) if !items.is_empty() => {}
+                Expr::List(_) => {
+                    return Err(err(self.src, at, "Coalesce requires at least one argument"))
+                }
+                _ => return Err(err(self.src, at, "Coalesce takes a list: Coalesce([a, b])")),
+            }
+        }
         if let Func::TraceId | Func::SpanId = func {
             return id_literal(func, &args[0]).map_err(|m| err(self.src, at, &m));
         }
@@ -999,6 +1052,23 @@ impl Parser<'_> {
             }
         }
         Ok(Expr::Call(func, args, regex))
+    }
+
+    /// `[index]`es after a path or a converter: string keys and integers (not negative).
+    fn indexes(&mut self) -> Result<Vec<Index>, OttlError> {
+        let mut indexes = Vec::new();
+        while self.eat_punct("[") {
+            match self.peek().cloned() {
+                Some(Tok::Str(s)) => indexes.push(Index::Key(s)),
+                Some(Tok::Int(u)) => indexes.push(Index::Pos(
+                    i64::try_from(u).map_err(|_| self.error_here("index out of range"))?,
+                )),
+                _ => return Err(self.error_here("expected a string key or an integer index")),
+            }
+            self.pos += 1;
+            self.expect("]")?;
+        }
+        Ok(indexes)
     }
 
     /// A path: dotted names and then `[index]`es, resolved against the context.
@@ -1013,18 +1083,7 @@ impl Parser<'_> {
                 _ => return Err(self.error_here("expected a name after `.`")),
             }
         }
-        let mut indexes = Vec::new();
-        while self.eat_punct("[") {
-            match self.peek().cloned() {
-                Some(Tok::Str(s)) => indexes.push(Index::Key(s)),
-                Some(Tok::Int(u)) => indexes.push(Index::Pos(
-                    i64::try_from(u).map_err(|_| self.error_here("index out of range"))?,
-                )),
-                _ => return Err(self.error_here("expected a string key or an integer index")),
-            }
-            self.pos += 1;
-            self.expect("]")?;
-        }
+        let indexes = self.indexes()?;
         let names: Vec<&str> = names.iter().map(String::as_str).collect();
         resolve(self.ctx, &names, indexes)
             .map(|(t, f)| Expr::Path(t, f))

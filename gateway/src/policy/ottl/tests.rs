@@ -163,6 +163,131 @@ fn keys_lists_a_maps_keys_in_order() {
     }
 }
 
+/// Scenario: `Coalesce`, `Trim`, `Split`, `Values` and `ParseInt` on the sample span's
+/// values, including the edges of their Go counterparts (`strings.Trim` with an empty or
+/// non-ASCII cutset, `strings.Split` with an empty target or delimiter,
+/// `strconv.ParseInt` with base 0 prefixes, underscores, signs and the int64 range).
+/// Guarantees: each decides as pkg/ottl's converter (func_coalesce.go, func_trim.go,
+/// func_split.go, func_values.go, func_parse_int.go) does; a target of the wrong kind, nil
+/// included where pkg/ottl's typed getter refuses it, and a number Go does not parse are
+/// evaluation errors; a literal argument of the wrong kind is refused at load.
+#[test]
+fn coalesce_trim_split_values_and_parse_int_decide_as_ottl() {
+    for c in [
+        // The semantic conventions' rename: whichever the span has.
+        r#"Coalesce([attributes["http.status_code"], attributes["http.response.status_code"]]) == 503"#,
+        r#"Coalesce([attributes["missing"], nil]) == nil"#,
+        r#"Coalesce([name, attributes["missing"]]) == "GET /api/users""#,
+        r#"Coalesce([attributes["missing"], Len(name) + 1]) == 15"#,
+        r#"Trim("  x y  ") == "x y""#,
+        r#"Trim("\tx ") == "\tx""#,
+        r#"Trim("--x-y--", "-") == "x-y""#,
+        r#"Trim("xyxhixy", "yx") == "hi""#,
+        r#"Trim(" x ", "") == " x ""#,
+        r#"Trim("ééxé", "é") == "x""#,
+        r#"Trim("", " ") == """#,
+        r#"Len(Split(attributes["http.route"], "/")) == 3"#,
+        r#"Index(Split(attributes["http.route"], "/"), "users") == 2"#,
+        r#"Index(Split(attributes["http.route"], "/"), "") == 0"#,
+        r#"ContainsValue(Split("a,b,,c", ","), "")"#,
+        r#"String(Split("a,b,,c", ",")) == "[\"a\",\"b\",\"\",\"c\"]""#,
+        r#"String(Split("", ",")) == "[\"\"]""#,
+        r#"String(Split("héj", "")) == "[\"h\",\"é\",\"j\"]""#,
+        r#"Len(Split("", "")) == 0"#,
+        r#"String(Split("aaa", "aa")) == "[\"\",\"a\"]""#,
+        r#"Len(Values(attributes)) == 8"#,
+        r#"Index(Values(attributes), 503) == 0"#,
+        r#"ContainsValue(Values(attributes), "/api/users")"#,
+        r#"ContainsValue(Values(resource.attributes), "checkout")"#,
+        r#"String(Values(attributes["user"])) == "[\"gold\"]""#,
+        r#"Len(Values(scope.attributes)) == 0"#,
+        r#"ParseInt("42", 10) == 42"#,
+        r#"ParseInt("-42", 10) == -42"#,
+        r#"ParseInt("+7", 10) == 7"#,
+        r#"ParseInt("ff", 16) == 255"#,
+        r#"ParseInt("FF", 16) == 255"#,
+        r#"ParseInt("z", 36) == 35"#,
+        r#"ParseInt("0x1f", 0) == 31"#,
+        r#"ParseInt("0X1F", 0) == 31"#,
+        r#"ParseInt("0o17", 0) == 15"#,
+        r#"ParseInt("017", 0) == 15"#,
+        r#"ParseInt("0b101", 0) == 5"#,
+        r#"ParseInt("0", 0) == 0"#,
+        r#"ParseInt("1_000", 0) == 1000"#,
+        r#"ParseInt("0x_1f", 0) == 31"#,
+        r#"ParseInt("-9223372036854775808", 10) == -9223372036854775808 - 0"#,
+        r#"ParseInt("9223372036854775807", 10) == 9223372036854775807"#,
+        r#"ParseInt("101", 1 + 1) == 5"#,
+        // A converter's result indexed, as OTTL's grammar allows.
+        r#"Split(attributes["http.route"], "/")[1] == "api""#,
+        r#"Split(name, " ")[0] == "GET""#,
+        r#"ParseInt(Split("port:8080", ":")[1], 10) + 1 == 8081"#,
+        r#"Keys(attributes)[1] == "http.route""#,
+        r#"Values(attributes)[0] == 503"#,
+        r#"Values(attributes)[6][1] == "b""#,
+        r#"Coalesce([attributes["user"]])["tier"] == "gold""#,
+        r#"Coalesce([attributes["tags"]])[1] == "b""#,
+        r#"Len(Split(name, " ")[1]) == 10"#,
+    ] {
+        assert_eq!(holds(Context::Span, c), Ok(true), "{c}");
+    }
+    for c in [
+        // A getter's error ends Coalesce, even past a value.
+        r#"Coalesce([1 / 0, 1]) == 1"#,
+        r#"Trim(attributes["missing"]) == """#,
+        r#"Trim(attributes["http.response.status_code"]) == "503""#,
+        r#"Len(Split(attributes["missing"], ",")) == 0"#,
+        r#"Len(Split(attributes["tags"], ",")) == 0"#,
+        r#"Len(Values(attributes["missing"])) == 0"#,
+        r#"Len(Values(name)) == 0"#,
+        r#"ParseInt("", 10) == 0"#,
+        r#"ParseInt(attributes["missing"], 10) == 0"#,
+        r#"ParseInt(attributes["http.response.status_code"], 10) == 503"#,
+        r#"ParseInt("10", -1) == 0"#,
+        r#"ParseInt("10", 1) == 0"#,
+        r#"ParseInt("10", 37) == 0"#,
+        r#"ParseInt("10", 2.0) == 2"#,
+        r#"ParseInt("12", 2) == 0"#,
+        r#"ParseInt("1_000", 10) == 1000"#,
+        r#"ParseInt("_1", 0) == 1"#,
+        r#"ParseInt("1__0", 0) == 10"#,
+        r#"ParseInt("1_", 0) == 1"#,
+        r#"ParseInt("0x", 0) == 0"#,
+        r#"ParseInt("08", 0) == 8"#,
+        r#"ParseInt("+", 10) == 0"#,
+        r#"ParseInt(" 1", 10) == 1"#,
+        r#"ParseInt("9223372036854775808", 10) == 0"#,
+        r#"ParseInt("-9223372036854775809", 10) == 0"#,
+        r#"Split("a,b", ",")[2] == nil"#,
+        r#"Split("a,b", ",")["k"] == nil"#,
+        r#"Split(name, " ")[0][0] == nil"#,
+        r#"Coalesce([attributes["user"]])["nope"] == nil"#,
+        r#"Coalesce([attributes["user"]])[0] == nil"#,
+        r#"Values(attributes)[7]["tier"] == "gold""#,
+    ] {
+        assert!(
+            matches!(holds(Context::Span, c), Err(OttlError::Eval(_))),
+            "{c}: {:?}",
+            holds(Context::Span, c)
+        );
+    }
+    for (c, says) in [
+        (r#"Split(name, attributes["x"]) == nil"#, "string literal"),
+        (r#"Trim(name, 1) == nil"#, "string literal"),
+        (r#"Coalesce(name) == nil"#, "takes a list"),
+        (r#"Coalesce([]) == nil"#, "at least one"),
+        (r#"ParseInt("1") == 1"#, "takes 2 argument"),
+        (r#"Split(name, " ")[-1] == "x""#, "integer index"),
+    ] {
+        match Condition::new(c, Context::Span) {
+            Err(OttlError::Parse { message, .. }) => {
+                assert!(message.contains(says), "{c}: {message}")
+            }
+            other => panic!("{c}: {other:?}"),
+        }
+    }
+}
+
 /// Scenario: span conditions of every supported form.
 /// Guarantees: each decides as the Collector's OTTL does on the same span.
 #[test]
