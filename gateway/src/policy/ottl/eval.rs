@@ -189,54 +189,60 @@ pub fn value<'a>(e: &'a Expr, input: &SpanInput<'a>) -> Result<Value<'a>, OttlEr
         Expr::Math(a, op, b) => math(value(a, input)?, *op, value(b, input)?)?,
         Expr::Path(target, field) => path(*target, field, input)?,
         Expr::Call(func, args, regex) => call(*func, args, regex.as_deref(), input)?,
-        Expr::Keyed(inner, keys) => {
-            let mut v = value(inner, input)?;
-            for key in keys {
-                v = keyed(v, key)?;
-            }
-            v
-        }
+        Expr::Keyed(inner, keys) => match value(inner, input)? {
+            // A list a converter built: indexed in place, what is reached copied out.
+            Value::List(Cow::Owned(l)) => owned(keyed(Value::List(Cow::Borrowed(&l)), keys)?)?,
+            v => keyed(v, keys)?,
+        },
     })
 }
 
 /// A converter's result indexed, as pkg/ottl indexes one (stricter than a path's lookup:
 /// a key missing from a map is an error there, not nil): a map by a string key, a list by
 /// a position within it; anything else is an error.
-fn keyed<'a>(v: Value<'a>, key: &Index) -> Result<Value<'a>, OttlError> {
-    let missing = || OttlError::Eval("key not found in map".into());
-    let item = |l: &[u8], i: i64| -> Result<usize, OttlError> {
-        usize::try_from(i)
-            .ok()
-            .filter(|&at| at < list_items(l).count())
-            .ok_or_else(|| OttlError::Eval(format!("index {i} out of bounds")))
-    };
-    match (v, key) {
-        (Value::Map(m, f), Index::Key(k)) => find_value(m, f, k.as_bytes())
-            .map(any_value)
-            .ok_or_else(missing),
-        (Value::List(Cow::Borrowed(l)), Index::Pos(i)) => {
-            let at = item(l, *i)?;
-            Ok(list_items(l).nth(at).map_or(Value::Nil, any_value))
-        }
-        // A list a converter built: its item is copied out of it.
-        (Value::List(Cow::Owned(l)), Index::Pos(i)) => {
-            let at = item(&l, *i)?;
-            owned(list_items(&l).nth(at).map_or(Value::Nil, any_value))
-        }
-        (other, Index::Key(_)) => Err(OttlError::Eval(format!(
-            "{} does not support string indexing",
-            kind(&other)
-        ))),
-        (other, Index::Pos(_)) => Err(OttlError::Eval(format!(
-            "{} does not support int indexing",
-            kind(&other)
-        ))),
+fn keyed<'a>(mut v: Value<'a>, keys: &[Index]) -> Result<Value<'a>, OttlError> {
+    let out_of_bounds = |i: i64| OttlError::Eval(format!("index {i} out of bounds"));
+    for key in keys {
+        v = match (v, key) {
+            (Value::Map(m, f), Index::Key(k)) => find_value(m, f, k.as_bytes())
+                .map(any_value)
+                .ok_or_else(|| OttlError::Eval("key not found in map".into()))?,
+            (Value::List(Cow::Borrowed(l)), Index::Pos(i)) => usize::try_from(*i)
+                .ok()
+                .and_then(|at| list_items(l).nth(at))
+                .map(any_value)
+                .ok_or_else(|| out_of_bounds(*i))?,
+            // Go's `[]byte` indexes to a byte (an int to OTTL's comparisons).
+            (Value::Bytes(b), Index::Pos(i)) => usize::try_from(*i)
+                .ok()
+                .and_then(|at| b.get(at))
+                .map(|&byte| Value::Int(i64::from(byte)))
+                .ok_or_else(|| out_of_bounds(*i))?,
+            // Only a list a converter built is owned, and `Expr::Keyed` indexes it in
+            // place (its items borrowed from it).
+            (Value::List(Cow::Owned(_)), Index::Pos(_)) => {
+                return Err(OttlError::Eval("a built list is indexed in place".into()))
+            }
+            (other, Index::Key(_)) => {
+                return Err(OttlError::Eval(format!(
+                    "{} does not support string indexing",
+                    kind(&other)
+                )))
+            }
+            (other, Index::Pos(_)) => {
+                return Err(OttlError::Eval(format!(
+                    "{} does not support int indexing",
+                    kind(&other)
+                )))
+            }
+        };
     }
+    Ok(v)
 }
 
 /// `v` holding nothing borrowed from where it was read. A map cannot be copied out of a
-/// built list (none of the converters that build lists puts one in, but `Values` of a map
-/// holding maps does): an error.
+/// built list (`Values(m)[i]` of a map value; indexing through it is done in place): an
+/// error.
 fn owned<'a>(v: Value<'_>) -> Result<Value<'a>, OttlError> {
     Ok(match v {
         Value::Nil => Value::Nil,
@@ -582,12 +588,12 @@ fn call<'a>(
         Func::ContainsValue => contains_value(args, &arg(1)?, input)?,
         Func::Keys => keys(arg(0)?)?,
         Func::Values => values(arg(0)?)?,
-        Func::Coalesce => coalesce(args.first(), input)?,
+        Func::Coalesce => coalesce(args, input)?,
         Func::Trim => {
             // A literal (checked at load); pkg/ottl trims spaces when it is left out.
             let cutset = match args.get(1) {
-                Some(Expr::Str(c)) => c.as_bytes(),
-                _ => b" ",
+                Some(Expr::Str(c)) => c.as_str(),
+                _ => " ",
             };
             trim(arg(0)?, cutset)?
         }
@@ -1086,20 +1092,45 @@ fn values<'a>(target: Value<'_>) -> Result<Value<'a>, OttlError> {
     Ok(Value::List(Cow::Owned(out)))
 }
 
-/// `Coalesce([a, b, …])`: the first item that is not nil, evaluated in order (nil when
-/// every one is); an item's error ends it, as pkg/ottl's getters do. The list is a literal
-/// of at least one item (checked at load).
-fn coalesce<'a>(list: Option<&'a Expr>, input: &SpanInput<'a>) -> Result<Value<'a>, OttlError> {
-    let Some(Expr::List(items)) = list else {
-        return Err(OttlError::Eval("Coalesce takes a list".into()));
-    };
-    for item in items {
-        let v = value(item, input)?;
-        if !matches!(v, Value::Nil) {
-            return Ok(v);
+/// `Coalesce(list)`, as pkg/ottl's (a `SliceGetter`): the first item that is not nil
+/// (nil when every one is). A list literal's items are evaluated in order until then, an
+/// item's error ending it; a list the span holds (or a converter builds) is read whole; a
+/// nil list is nil, an empty one an error, anything else an error.
+fn coalesce<'a>(args: &'a [Expr], input: &SpanInput<'a>) -> Result<Value<'a>, OttlError> {
+    let empty = || OttlError::Eval("Coalesce requires at least one value".into());
+    if let Some(Expr::List(items)) = args.first() {
+        if items.is_empty() {
+            return Err(empty());
         }
+        for item in items {
+            let v = value(item, input)?;
+            if !matches!(v, Value::Nil) {
+                return Ok(v);
+            }
+        }
+        return Ok(Value::Nil);
     }
-    Ok(Value::Nil)
+    let list = match args.first() {
+        Some(e) => value(e, input)?,
+        None => Value::Nil,
+    };
+    let first = |l: &[u8]| -> Result<Option<usize>, OttlError> {
+        if list_items(l).next().is_none() {
+            return Err(empty());
+        }
+        Ok(list_items(l).position(|item| !matches!(any_value(item), Value::Nil)))
+    };
+    match list {
+        Value::Nil => Ok(Value::Nil),
+        Value::List(Cow::Borrowed(l)) => Ok(first(l)?
+            .and_then(|at| list_items(l).nth(at))
+            .map_or(Value::Nil, any_value)),
+        Value::List(Cow::Owned(l)) => match first(&l)?.and_then(|at| list_items(&l).nth(at)) {
+            Some(item) => owned(any_value(item)),
+            None => Ok(Value::Nil),
+        },
+        other => Err(expects(Func::Coalesce, "a list", &other)),
+    }
 }
 
 /// The character `b` starts with and its length in bytes, as Go's `utf8.DecodeRune`: a
@@ -1128,31 +1159,25 @@ fn last_char(b: &[u8]) -> (char, usize) {
     (char::REPLACEMENT_CHARACTER, 1)
 }
 
-/// `Trim(target[, cutset])`, as Go's `strings.Trim`: the characters of `cutset` removed
-/// from both ends (bytes that are not UTF-8 read as U+FFFD); an empty cutset leaves the
-/// target as it is. The target is a string, never nil.
-fn trim<'a>(target: Value<'a>, cutset: &[u8]) -> Result<Value<'a>, OttlError> {
+/// `Trim(target[, cutset])`, as Go's `strings.Trim`: the characters of `cutset` (a
+/// literal, so UTF-8) removed from both ends (bytes of the target that are not UTF-8 read
+/// as U+FFFD); an empty cutset leaves the target as it is. The target is a string, never
+/// nil.
+fn trim<'a>(target: Value<'a>, cutset: &str) -> Result<Value<'a>, OttlError> {
     let Value::Str(t) = target else {
         return Err(expects(Func::Trim, "a string", &target));
     };
-    let mut set = Vec::new();
-    let mut rest = cutset;
-    while !rest.is_empty() {
-        let (c, n) = first_char(rest);
-        set.push(c);
-        rest = &rest[n..];
-    }
     let (mut from, mut to) = (0, t.len());
     while from < to {
         let (c, n) = first_char(&t[from..to]);
-        if !set.contains(&c) {
+        if !cutset.contains(c) {
             break;
         }
         from += n;
     }
     while from < to {
         let (c, n) = last_char(&t[from..to]);
-        if !set.contains(&c) {
+        if !cutset.contains(c) {
             break;
         }
         to -= n;
@@ -1230,7 +1255,8 @@ fn parse_int<'a>(target: &Value<'_>, base: Value<'_>) -> Result<Value<'a>, OttlE
 /// 36), or with base 0 the base its prefix says (`0x`, `0o`, `0b`, a leading `0` for
 /// octal, else decimal) and underscores between digits allowed.
 fn go_parse_int(s: &[u8], base: i64) -> Result<i64, String> {
-    let text = String::from_utf8_lossy(s);
+    // Quoted as Go quotes it, at most 64 bytes of it: the span chooses the text.
+    let text = String::from_utf8_lossy(&s[..s.len().min(64)]);
     let syntax = || format!("strconv.ParseInt: parsing {text:?}: invalid syntax");
     let range = || format!("strconv.ParseInt: parsing {text:?}: value out of range");
     let (neg, mut digits) = match s.first() {

@@ -197,7 +197,7 @@ pub enum Func {
     Keys,
     /// `Values(map)`: a map's values, in its order, as a list
     Values,
-    /// `Coalesce([a, b, …])`: the first value that is not nil
+    /// `Coalesce([a, b, …])` (or a list value): the first item that is not nil
     Coalesce,
     /// `Trim(target[, cutset])`: Go's `strings.Trim`, the cutset `" "` when left out
     Trim,
@@ -1020,7 +1020,7 @@ impl Parser<'_> {
             }
         }
         // Arguments pkg/ottl types as a Go `string` are literals, checked when the
-        // condition is parsed; `Coalesce` takes a list of values, at least one.
+        // condition is parsed.
         let literal = match func {
             Func::Trim => args.get(1),
             Func::Split => args.get(1),
@@ -1032,15 +1032,6 @@ impl Parser<'_> {
                 at,
                 &format!("{name}'s second argument must be a string literal"),
             ));
-        }
-        if func == Func::Coalesce {
-            match &args[0] {
-                Expr::List(items) if !items.is_empty() => {}
-                Expr::List(_) => {
-                    return Err(err(self.src, at, "Coalesce requires at least one argument"))
-                }
-                _ => return Err(err(self.src, at, "Coalesce takes a list: Coalesce([a, b])")),
-            }
         }
         if let Func::TraceId | Func::SpanId = func {
             return id_literal(func, &args[0]).map_err(|m| err(self.src, at, &m));
@@ -1054,14 +1045,30 @@ impl Parser<'_> {
         Ok(Expr::Call(func, args, regex))
     }
 
-    /// `[index]`es after a path or a converter: string keys and integers (not negative).
+    /// `[index]`es after a path or a converter: string keys and integers, signed as OTTL's
+    /// lexer reads them (`[-1]` is out of bounds at evaluation, as in pkg/ottl).
     fn indexes(&mut self) -> Result<Vec<Index>, OttlError> {
         let mut indexes = Vec::new();
         while self.eat_punct("[") {
+            let sign = match self.peek() {
+                Some(Tok::Punct(p @ ("-" | "+")))
+                    if matches!(self.toks.get(self.pos + 1), Some((Tok::Int(_), _))) =>
+                {
+                    let negative = *p == "-";
+                    self.pos += 1;
+                    Some(negative)
+                }
+                _ => None,
+            };
             match self.peek().cloned() {
                 Some(Tok::Str(s)) => indexes.push(Index::Key(s)),
                 Some(Tok::Int(u)) => indexes.push(Index::Pos(
-                    i64::try_from(u).map_err(|_| self.error_here("index out of range"))?,
+                    if sign == Some(true) {
+                        0i64.checked_sub_unsigned(u)
+                    } else {
+                        i64::try_from(u).ok()
+                    }
+                    .ok_or_else(|| self.error_here("index out of range"))?,
                 )),
                 _ => return Err(self.error_here("expected a string key or an integer index")),
             }
