@@ -343,6 +343,57 @@ async fn unreachable_and_invalid_endpoints() {
     }
 }
 
+/// Scenario: a client sends to an address where nothing listens, then three requests to
+/// a backend started there, then (the backend stopped, its connections closed, a new one
+/// started at the same address) one more, sent until it arrives.
+/// Guarantees: `connections_made` counts connections made, not attempts: 0 after the
+/// refused dial, 1 for the three requests on one connection, 2 once the new backend is
+/// reached (the signal a router takes for a restart behind the same address).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_made_counts_connections_not_requests() {
+    let addr = {
+        let l = std::net::TcpListener::bind("127.0.0.3:0").unwrap();
+        l.local_addr().unwrap()
+    };
+    let client = GrpcClient::new(
+        &addr.to_string(),
+        &[],
+        Duration::from_secs(1),
+        quick_retry(),
+    )
+    .unwrap()
+    .give_up_when_unreachable();
+    assert!(client.send(Bytes::new()).await.is_err());
+    assert_eq!(client.connections_made(), 0);
+    let first = CancellationToken::new();
+    CaptureBackend::start(addr, first.clone()).await.unwrap();
+    for _ in 0..3 {
+        client.send(Bytes::new()).await.unwrap();
+    }
+    assert_eq!(client.connections_made(), 1);
+    first.cancel();
+    let stop = CancellationToken::new();
+    // The old server's connection closes (GOAWAY) once it stops; the address is free.
+    let started = tokio::time::Instant::now();
+    let second = loop {
+        match CaptureBackend::start(addr, stop.clone()).await {
+            Ok((_, backend)) => break backend,
+            Err(e) => {
+                assert!(started.elapsed() < Duration::from_secs(5), "{e}");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    };
+    let body = Bytes::from(FakeOtlp::traces(1).spans(1).build().encode_to_vec());
+    while client.send(body.clone()).await.is_err() {
+        assert!(started.elapsed() < Duration::from_secs(10), "not reached");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(second.spans(), 1);
+    assert_eq!(client.connections_made(), 2);
+    stop.cancel();
+}
+
 /// Scenario: a client dialling TLS (an endpoint without a scheme and a `tls:` block, as
 /// a Collector user's `otlp` exporter writes it) to a server that speaks plaintext.
 /// Guarantees: the error says the server answered in plaintext and what to write instead

@@ -19,7 +19,7 @@
 
 use bytes::Bytes;
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use tailgate_core::forward::{ForwardError, GrpcClient};
 use tailgate_core::ring::Member;
@@ -66,18 +66,28 @@ pub struct Forwarder {
     /// Its client, once it runs: a drain that starts the task again reuses it (its
     /// connection and its retry counters).
     client: std::sync::OnceLock<GrpcClient>,
-    /// The largest request its gateway is known to take: half the smallest it refused as
-    /// too large (`usize::MAX` until one is). See [`Forwarder::request_cap`].
-    request_cap: AtomicUsize,
-    /// When the cap was last lowered, in milliseconds since `born`.
-    cap_lowered_ms: AtomicU64,
-    born: Instant,
+    /// The largest request its gateway is known to take (`None` until it refuses one as
+    /// too large). See [`Forwarder::request_cap`]. Read once per request gathered.
+    cap: Mutex<Option<RequestCap>>,
 }
 
-/// How long a [`Forwarder::request_cap`] holds after the refusal that set it: then larger
-/// requests are tried again, since the gateway behind the address may have been restarted
-/// with a larger limit without the router seeing it down. Still too large, one request is
-/// refused, cut and sent again (nothing lost), and the cap is learnt again.
+/// What a forwarder learnt from its gateway's refusals for size.
+#[derive(Debug, Clone, Copy)]
+struct RequestCap {
+    /// Requests are gathered to at most this many bytes.
+    bytes: usize,
+    /// When it was last set (lowered or doubled).
+    since: Instant,
+    /// [`GrpcClient::connections_made`] when the refusal came: a later connection may
+    /// reach a new process.
+    connection: u64,
+}
+
+/// How long a [`Forwarder::request_cap`] holds after it was last set: then it is doubled,
+/// since the gateway behind the address may have been given a larger limit without the
+/// router seeing it down or connecting anew. Still too large, one request is refused,
+/// cut and sent again (nothing lost), and the cap is halved back: one refusal per period
+/// at most while the sizes disagree.
 pub const REQUEST_CAP_HOLDS: std::time::Duration = std::time::Duration::from_secs(600);
 
 /// The smallest [`Forwarder::request_cap`] a refusal sets: a gateway refusing requests
@@ -113,9 +123,7 @@ impl Forwarder {
             books,
             stats: ForwarderStats::default(),
             client: std::sync::OnceLock::new(),
-            request_cap: AtomicUsize::new(usize::MAX),
-            cap_lowered_ms: AtomicU64::new(0),
-            born: Instant::now(),
+            cap: Mutex::new(None),
         })
     }
 
@@ -138,40 +146,62 @@ impl Forwarder {
     /// [`TOO_LARGE_METADATA`](tailgate_core::receive::TOO_LARGE_METADATA)). The router
     /// acknowledged those spans to their senders already, so the refused request is cut
     /// and sent again, and later ones are gathered to at most half its size (`usize::MAX`
-    /// while none was refused). It is forgotten when a new connection is made to the
-    /// gateway or it answers again after being down (a restart may have raised its limit),
-    /// and [`REQUEST_CAP_HOLDS`] after it was last lowered.
+    /// while none was refused). It is forgotten when a connection newer than the one the
+    /// refusal came on is made to the gateway, or the gateway answers again after being
+    /// down (a restart may have raised its limit); [`REQUEST_CAP_HOLDS`] after it was last
+    /// set it is doubled.
     pub fn request_cap(&self) -> usize {
-        self.request_cap.load(Ordering::Relaxed)
+        self.cap
+            .lock()
+            .ok()
+            .and_then(|c| c.map(|c| c.bytes))
+            .unwrap_or(usize::MAX)
     }
 
-    /// Forgets the cap when it has held [`REQUEST_CAP_HOLDS`]; whether it did.
-    fn cap_expired(&self) -> bool {
-        if self.request_cap() == usize::MAX {
+    /// Applies the cap's rules given the client's connection count; whether it changed.
+    fn review_cap(&self, connections: u64, max_request_bytes: usize) -> bool {
+        let Ok(mut cap) = self.cap.lock() else {
             return false;
-        }
-        let lowered = std::time::Duration::from_millis(self.cap_lowered_ms.load(Ordering::Relaxed));
-        if self.born.elapsed() < lowered + REQUEST_CAP_HOLDS {
+        };
+        let Some(c) = *cap else {
             return false;
-        }
-        self.forget_cap(&format!(
-            "{} s passed since the last refusal",
-            REQUEST_CAP_HOLDS.as_secs()
-        ))
+        };
+        let why = if connections > c.connection {
+            *cap = None;
+            "a new connection was made to it (it may be a new process)"
+        } else if c.since.elapsed() >= REQUEST_CAP_HOLDS {
+            let doubled = c.bytes.saturating_mul(2);
+            *cap = (doubled < max_request_bytes).then_some(RequestCap {
+                bytes: doubled,
+                since: Instant::now(),
+                ..c
+            });
+            "it held for ten minutes"
+        } else {
+            return false;
+        };
+        drop(cap);
+        self.tell_cap_raised(c.bytes, why);
+        true
     }
 
-    /// Sets the cap back to no cap; whether there was one.
+    /// Forgets the cap, if any; whether there was one.
     fn forget_cap(&self, why: &str) -> bool {
-        let was = self.request_cap.swap(usize::MAX, Ordering::Relaxed);
-        if was != usize::MAX {
-            tracing::info!(
-                member = %self.member,
-                cap = was,
-                "Trying requests larger than the size this gateway last refused, as {why}; \
-                 a request still too large is cut and sent again."
-            );
+        let was = self.cap.lock().ok().and_then(|mut c| c.take());
+        if let Some(c) = was {
+            self.tell_cap_raised(c.bytes, why);
         }
-        was != usize::MAX
+        was.is_some()
+    }
+
+    fn tell_cap_raised(&self, was: usize, why: &str) {
+        tracing::info!(
+            member = %self.member,
+            cap = was,
+            now = self.request_cap(),
+            "Trying requests larger than the size this gateway last refused, as {why}; \
+             a request still too large is cut and sent again."
+        );
     }
 
     /// Whether the gateway is marked down.
@@ -305,7 +335,6 @@ impl Forwarder {
         let client = self.client.get_or_init(|| client).clone();
         let on_health = hooks.health.clone();
         let in_flight = Arc::new(Semaphore::new(cfg.max_in_flight.max(1)));
-        let mut connections = client.connections_made();
         loop {
             if self.is_down() {
                 self.probe(&client, &cfg, &on_health).await;
@@ -333,14 +362,10 @@ impl Forwarder {
             let Ok(permit) = in_flight.clone().acquire_owned().await else {
                 break;
             };
-            // A new connection (not the first) may reach a new process (restarted behind
-            // the same address, quicker than a request failed): its limit may be larger.
-            let made = client.connections_made();
-            let reconnected = made > connections
-                && connections > 0
-                && self.forget_cap("a new connection was made to it (it may be a new process)");
-            connections = made;
-            if reconnected || self.cap_expired() {
+            // A connection newer than the refusal's may reach a new process (restarted
+            // behind the same address, quicker than a request failed): its limit may be
+            // larger; and a cap that held long enough is doubled.
+            if self.review_cap(client.connections_made(), cfg.max_request_bytes) {
                 // The router cuts parts to the smallest cap of its gateways: recomputed.
                 on_health();
             }
@@ -380,9 +405,12 @@ impl Forwarder {
     ) {
         self.stats.requests.add(1);
         let result = client.send_chunks(chunks).await;
+        // The connection the answer came on (or a later one: then a refusal for size
+        // is forgotten at once, and learnt again).
+        let connection = client.connections_made();
         // Past a drain's deadline these spans were counted failed already.
         if let Some(_open) = self.books.enter() {
-            self.settle(result, chunks, spans, bytes, hooks);
+            self.settle(result, chunks, (spans, bytes), connection, hooks);
         }
     }
 
@@ -391,8 +419,8 @@ impl Forwarder {
         &self,
         result: Result<tailgate_core::forward::Delivered, ForwardError>,
         chunks: &[Bytes],
-        spans: u64,
-        bytes: usize,
+        (spans, bytes): (u64, usize),
+        connection: u64,
         hooks: &Hooks,
     ) {
         match result {
@@ -425,7 +453,7 @@ impl Forwarder {
                     && status
                         .metadata()
                         .contains_key(tailgate_core::receive::TOO_LARGE_METADATA)
-                    && self.split_refused(chunks, bytes, status.message(), hooks) =>
+                    && self.split_refused(chunks, bytes, status.message(), connection, hooks) =>
             {
                 // Too large for this gateway: sent again in smaller parts (split_refused).
             }
@@ -471,7 +499,14 @@ impl Forwarder {
     /// counted failed, when that cannot make it smaller: a single span (with its headers)
     /// too large alone, or a cap under [`MIN_REQUEST_CAP`]. Each split halves what is sent
     /// at once, so a request is split a bounded number of times.
-    fn split_refused(&self, chunks: &[Bytes], bytes: usize, answer: &str, hooks: &Hooks) -> bool {
+    fn split_refused(
+        &self,
+        chunks: &[Bytes],
+        bytes: usize,
+        answer: &str,
+        connection: u64,
+        hooks: &Hooks,
+    ) -> bool {
         let cap = (bytes / 2).min(self.request_cap());
         if cap < MIN_REQUEST_CAP {
             return false;
@@ -492,11 +527,18 @@ impl Forwarder {
             return false;
         }
         self.stats.too_large_requests.add(1);
-        let was = self.request_cap.fetch_min(cap, Ordering::Relaxed);
-        if cap <= was {
-            self.cap_lowered_ms
-                .store(self.born.elapsed().as_millis() as u64, Ordering::Relaxed);
-        }
+        let was = {
+            let Ok(mut learnt) = self.cap.lock() else {
+                return false;
+            };
+            let was = learnt.map_or(usize::MAX, |c| c.bytes);
+            *learnt = Some(RequestCap {
+                bytes: cap.min(was),
+                since: Instant::now(),
+                connection,
+            });
+            was
+        };
         if cap < was {
             tracing::warn!(
                 member = %self.member,
@@ -741,8 +783,8 @@ mod tests {
         forwarder.settle(
             refused(false),
             std::slice::from_ref(&body),
-            120,
-            bytes,
+            (120, bytes),
+            1,
             &hooks,
         );
         assert_eq!(forwarder.stats.failed_spans.get(), 120);
@@ -752,8 +794,8 @@ mod tests {
         forwarder.settle(
             refused(true),
             std::slice::from_ref(&body),
-            120,
-            bytes,
+            (120, bytes),
+            1,
             &hooks,
         );
         let warning = "Gateway refused a request as too large";
@@ -764,7 +806,7 @@ mod tests {
             1
         );
         // The same size again: cut and queued, the size unchanged, no second warning.
-        forwarder.settle(refused(true), &[body], 120, bytes, &hooks);
+        forwarder.settle(refused(true), &[body], (120, bytes), 1, &hooks);
         assert_eq!(log.count(warning), 1);
         assert_eq!(forwarder.stats.too_large_requests.get(), 2);
         assert_eq!(forwarder.stats.failed_spans.get(), 120, "none more failed");
@@ -776,12 +818,17 @@ mod tests {
         assert_eq!(parts.iter().map(|p| p.spans).sum::<u64>(), 120);
     }
 
-    /// Scenario: a forwarder whose gateway refused a request as too large, on a paused
-    /// clock: just before [`REQUEST_CAP_HOLDS`], then after it; then a second refusal.
-    /// Guarantees: the cap holds until then and is forgotten after (said in the log), and a
-    /// later refusal sets it again, counting its time from then.
+    /// Scenario: a forwarder whose gateway refused a request as too large on connection 1,
+    /// on a paused clock: reviewed on connection 1 just before [`REQUEST_CAP_HOLDS`], after
+    /// it, and again until the doubled cap passes `forward.max_request_bytes`; then a
+    /// refusal on connection 2, reviewed on connection 2 and then 3.
+    /// Guarantees: the cap holds for its period, then doubles (one refusal at most per
+    /// period while the sizes disagree, where forgetting it would cost a halving per
+    /// doubling of the size) and goes once it would not cut requests; each rise is logged;
+    /// a review on the connection the refusal came on keeps it, a newer connection forgets
+    /// it at once.
     #[tokio::test(start_paused = true)]
-    async fn a_learnt_request_cap_is_tried_again_after_it_held() {
+    async fn a_learnt_request_cap_is_raised_after_it_held_or_on_a_new_connection() {
         use prost::Message as _;
         let body = Bytes::from(
             tailgate_core::test_util::FakeOtlp::traces(40)
@@ -802,7 +849,7 @@ mod tests {
             reroute: Arc::new(|_| panic!("nothing is re-routed")),
             requeue: Arc::new(|_, _| {}),
         };
-        let refuse = || {
+        let refuse = |connection: u64| {
             let mut status = tonic::Status::resource_exhausted("too large");
             status.metadata_mut().insert(
                 tailgate_core::receive::TOO_LARGE_METADATA,
@@ -812,35 +859,51 @@ mod tests {
                 endpoint: "10.0.0.8:4317".into(),
                 status,
             });
+            let sizes = (120, body.len());
             forwarder.settle(
                 refused,
                 std::slice::from_ref(&body),
-                120,
-                body.len(),
+                sizes,
+                connection,
                 &hooks,
             );
         };
-        let (log, _guard) = tailgate_core::test_util::CapturedLog::install();
-        tokio::time::advance(std::time::Duration::from_secs(5)).await;
-        refuse();
         let cap = body.len() / 2;
+        let max = 16 * cap;
+        let (log, _guard) = tailgate_core::test_util::CapturedLog::install();
+        let raised = "Trying requests larger than the size";
+        tokio::time::advance(std::time::Duration::from_secs(5)).await;
+        refuse(1);
         assert_eq!(forwarder.request_cap(), cap);
         tokio::time::advance(REQUEST_CAP_HOLDS - std::time::Duration::from_millis(10)).await;
-        assert!(!forwarder.cap_expired());
+        assert!(!forwarder.review_cap(1, max));
         assert_eq!(forwarder.request_cap(), cap);
         tokio::time::advance(std::time::Duration::from_millis(20)).await;
-        assert!(forwarder.cap_expired());
-        assert_eq!(forwarder.request_cap(), usize::MAX);
-        assert_eq!(log.count("Trying requests larger than the size"), 1);
-        assert!(!forwarder.cap_expired(), "no cap, nothing to forget");
-
-        refuse();
-        assert_eq!(forwarder.request_cap(), cap);
-        tokio::time::advance(REQUEST_CAP_HOLDS / 2).await;
-        assert!(
-            !forwarder.cap_expired(),
-            "its time counts from the new refusal"
+        assert!(forwarder.review_cap(1, max));
+        assert_eq!(forwarder.request_cap(), 2 * cap);
+        assert_eq!(log.count(raised), 1);
+        assert!(!forwarder.review_cap(1, max), "its period starts again");
+        for want in [4 * cap, 8 * cap] {
+            tokio::time::advance(REQUEST_CAP_HOLDS).await;
+            assert!(forwarder.review_cap(1, max));
+            assert_eq!(forwarder.request_cap(), want);
+        }
+        tokio::time::advance(REQUEST_CAP_HOLDS).await;
+        assert!(forwarder.review_cap(1, max));
+        assert_eq!(
+            forwarder.request_cap(),
+            usize::MAX,
+            "16 × cap is past the max"
         );
+        assert_eq!(log.count(raised), 4);
+        assert!(!forwarder.review_cap(1, max), "no cap, nothing to raise");
+
+        refuse(2);
+        assert_eq!(forwarder.request_cap(), cap);
+        assert!(!forwarder.review_cap(2, max), "the connection it came on");
+        assert!(forwarder.review_cap(3, max), "a newer connection");
+        assert_eq!(forwarder.request_cap(), usize::MAX);
+        assert_eq!(log.count(raised), 5);
     }
 
     /// Scenario: the books held open by one change, closed by a drain, entered after, and

@@ -38,13 +38,22 @@ use crate::forward::{Admission, Books, Forwarder, Hooks, Part};
 use crate::metrics::{MemberSample, RouterStats};
 use crate::passes::{Passes, PASS_WINDOW};
 
-/// A per-member metric: name, help, and how to read it.
 /// The ring in force and the forwarder of each of its members, index-aligned.
 pub struct RingState {
     /// The ring over the healthy members.
     pub ring: Ring,
     /// `forwarders[i]` sends to `ring.members()[i]`.
     pub forwarders: Vec<Arc<Forwarder>>,
+}
+
+/// The smallest [`Forwarder::request_cap`] of the members (`usize::MAX` if none has one).
+fn members_cap(m: &Membership) -> usize {
+    m.members
+        .iter()
+        .filter_map(|x| m.forwarders.get(x))
+        .map(|f| f.request_cap())
+        .min()
+        .unwrap_or(usize::MAX)
 }
 
 struct Membership {
@@ -299,10 +308,14 @@ impl Router {
                 Some(router) => router.reroute(parts),
                 None => tracing::error!("Router gone; parts in flight were not re-routed."),
             }),
-            requeue: Arc::new(move |parts, cap| match requeue.upgrade() {
+            // The size the parts were cut to is the forwarder's cap, read from there.
+            requeue: Arc::new(move |parts, _cut_to| match requeue.upgrade() {
                 // Called from a send's settling, inside the books (as `reroute` is).
                 Some(router) => {
-                    router.request_cap.fetch_min(cap, Ordering::Relaxed);
+                    // Recomputed over the members (under their lock, as `rebuild` does), so
+                    // neither overwrites the other with a stale value, and a gateway that
+                    // left the ring with a refusal in flight cuts no one's parts.
+                    router.recompute_request_cap();
                     router.route_again(parts, false);
                 }
                 None => tracing::error!("Router gone; parts cut smaller were not queued."),
@@ -368,14 +381,7 @@ impl Router {
         } else {
             healthy
         };
-        let cap = m
-            .members
-            .iter()
-            .filter_map(|x| m.forwarders.get(x))
-            .map(|f| f.request_cap())
-            .min()
-            .unwrap_or(usize::MAX);
-        self.request_cap.store(cap, Ordering::Relaxed);
+        self.request_cap.store(members_cap(&m), Ordering::Relaxed);
         let ring = Ring::new(chosen);
         let forwarders = ring
             .members()
@@ -384,6 +390,13 @@ impl Router {
             .collect();
         self.stats.members.set(m.members.len() as u64);
         self.state.store(Arc::new(RingState { ring, forwarders }));
+    }
+
+    /// Sets the router's `request_cap` to the smallest of its members'.
+    fn recompute_request_cap(&self) {
+        if let Ok(m) = self.membership.lock() {
+            self.request_cap.store(members_cap(&m), Ordering::Relaxed);
+        }
     }
 
     /// Splits already-accepted parts again over the current ring and queues them whatever
