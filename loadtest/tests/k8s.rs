@@ -559,6 +559,7 @@ fn production_has_budgets_autoscaling_fences_and_alerts_on_real_metrics() {
             stats: &forwarder,
             up: true,
             unanswered: 0,
+            request_cap: 0,
         }],
     );
     let exported = format!(

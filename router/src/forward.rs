@@ -66,9 +66,22 @@ pub struct Forwarder {
     /// Its client, once it runs: a drain that starts the task again reuses it (its
     /// connection and its retry counters).
     client: std::sync::OnceLock<GrpcClient>,
-    /// The largest request its gateway is known to take (`None` until it refuses one as
-    /// too large). See [`Forwarder::request_cap`]. Read once per request gathered.
-    cap: Mutex<Option<RequestCap>>,
+    /// What its gateway's refusals for size taught. See [`Forwarder::request_cap`]. Read
+    /// once per request gathered.
+    cap: Mutex<CapState>,
+}
+
+/// A forwarder's learnt request size, and the one it forgot last.
+#[derive(Debug, Default)]
+struct CapState {
+    /// The size requests are gathered to (`None`: `forward.max_request_bytes`).
+    learnt: Option<RequestCap>,
+    /// The size forgotten on a new connection or a return from down: if the gateway
+    /// refuses a larger request again, requests are cut straight back to it (one refusal,
+    /// not one per halving from `forward.max_request_bytes`). A connection can be new
+    /// without a new process behind it (the client's pool drops one idle for 90 s; a
+    /// gateway's `max_connection_age` closes them).
+    forgotten: Option<usize>,
 }
 
 /// What a forwarder learnt from its gateway's refusals for size.
@@ -123,7 +136,7 @@ impl Forwarder {
             books,
             stats: ForwarderStats::default(),
             client: std::sync::OnceLock::new(),
-            cap: Mutex::new(None),
+            cap: Mutex::new(CapState::default()),
         })
     }
 
@@ -148,30 +161,31 @@ impl Forwarder {
     /// and sent again, and later ones are gathered to at most half its size (`usize::MAX`
     /// while none was refused). It is forgotten when a connection newer than the one the
     /// refusal came on is made to the gateway, or the gateway answers again after being
-    /// down (a restart may have raised its limit); [`REQUEST_CAP_HOLDS`] after it was last
-    /// set it is doubled.
+    /// down (a restart may have raised its limit), and a refusal then brings it back at
+    /// once; [`REQUEST_CAP_HOLDS`] after it was last set it is doubled.
     pub fn request_cap(&self) -> usize {
         self.cap
             .lock()
             .ok()
-            .and_then(|c| c.map(|c| c.bytes))
+            .and_then(|c| c.learnt.map(|c| c.bytes))
             .unwrap_or(usize::MAX)
     }
 
     /// Applies the cap's rules given the client's connection count; whether it changed.
     fn review_cap(&self, connections: u64, max_request_bytes: usize) -> bool {
-        let Ok(mut cap) = self.cap.lock() else {
+        let Ok(mut state) = self.cap.lock() else {
             return false;
         };
-        let Some(c) = *cap else {
+        let Some(c) = state.learnt else {
             return false;
         };
         let why = if connections > c.connection {
-            *cap = None;
+            state.learnt = None;
+            state.forgotten = Some(c.bytes);
             "a new connection was made to it (it may be a new process)"
         } else if c.since.elapsed() >= REQUEST_CAP_HOLDS {
             let doubled = c.bytes.saturating_mul(2);
-            *cap = (doubled < max_request_bytes).then_some(RequestCap {
+            state.learnt = (doubled < max_request_bytes).then_some(RequestCap {
                 bytes: doubled,
                 since: Instant::now(),
                 ..c
@@ -180,27 +194,33 @@ impl Forwarder {
         } else {
             return false;
         };
-        drop(cap);
-        self.tell_cap_raised(c.bytes, why);
+        let now = state.learnt.map(|c| c.bytes);
+        drop(state);
+        self.tell_cap_raised(c.bytes, now, why);
         true
     }
 
-    /// Forgets the cap, if any; whether there was one.
+    /// Forgets the cap, if any (keeping it to go back to); whether there was one.
     fn forget_cap(&self, why: &str) -> bool {
-        let was = self.cap.lock().ok().and_then(|mut c| c.take());
+        let was = self.cap.lock().ok().and_then(|mut state| {
+            let was = state.learnt.take()?;
+            state.forgotten = Some(was.bytes);
+            Some(was)
+        });
         if let Some(c) = was {
-            self.tell_cap_raised(c.bytes, why);
+            self.tell_cap_raised(c.bytes, None, why);
         }
         was.is_some()
     }
 
-    fn tell_cap_raised(&self, was: usize, why: &str) {
+    fn tell_cap_raised(&self, was: usize, now: Option<usize>, why: &str) {
+        let cut_to = now.map_or_else(|| "forward.max_request_bytes".to_owned(), |n| n.to_string());
         tracing::info!(
             member = %self.member,
-            cap = was,
-            now = self.request_cap(),
-            "Trying requests larger than the size this gateway last refused, as {why}; \
-             a request still too large is cut and sent again."
+            was,
+            %cut_to,
+            "Trying larger requests than the size this gateway last refused, as {why}; \
+             if it refuses one again, its requests are cut back (nothing is lost)."
         );
     }
 
@@ -507,7 +527,11 @@ impl Forwarder {
         connection: u64,
         hooks: &Hooks,
     ) -> bool {
-        let cap = (bytes / 2).min(self.request_cap());
+        // After a size was forgotten, a refusal cuts straight back to it.
+        let forgotten = self.cap.lock().ok().and_then(|s| s.forgotten);
+        let cap = (bytes / 2)
+            .min(self.request_cap())
+            .min(forgotten.unwrap_or(usize::MAX));
         if cap < MIN_REQUEST_CAP {
             return false;
         }
@@ -527,30 +551,40 @@ impl Forwarder {
             return false;
         }
         self.stats.too_large_requests.add(1);
-        let was = {
-            let Ok(mut learnt) = self.cap.lock() else {
+        let (cut_to, was, back) = {
+            let Ok(mut state) = self.cap.lock() else {
                 return false;
             };
-            let was = learnt.map_or(usize::MAX, |c| c.bytes);
-            *learnt = Some(RequestCap {
-                bytes: cap.min(was),
+            let was = state.learnt.map_or(usize::MAX, |c| c.bytes);
+            let back = state.forgotten.take().filter(|&f| f == cap);
+            let cut_to = cap.min(was);
+            state.learnt = Some(RequestCap {
+                bytes: cut_to,
                 since: Instant::now(),
                 connection,
             });
-            was
+            (cut_to, was, back)
         };
-        if cap < was {
+        if back.is_some() {
+            tracing::info!(
+                member = %self.member,
+                refused_bytes = bytes,
+                cut_to,
+                "Gateway still refuses requests larger than the size it refused before; its \
+                 requests are cut to that size again (the refused one was cut and sent again)."
+            );
+        } else if cut_to < was {
             tracing::warn!(
                 member = %self.member,
                 refused_bytes = bytes,
-                cap,
+                cut_to,
                 answer,
-                "Gateway refused a request as too large; sending it requests of at most `cap` \
-                 bytes from now on. Raise its receive.max_request_bytes (or buffer.max_buffered_bytes), \
-                 or lower this router's forward.max_request_bytes to match."
+                "Gateway refused a request as too large; it was cut and sent again, and its \
+                 requests are cut to cut_to bytes from now on. Raise its receive.max_request_bytes \
+                 (or buffer.max_buffered_bytes), or lower this router's forward.max_request_bytes to match."
             );
         }
-        (hooks.requeue)(parts, cap);
+        (hooks.requeue)(parts, cut_to);
         true
     }
 
@@ -849,7 +883,13 @@ mod tests {
             reroute: Arc::new(|_| panic!("nothing is re-routed")),
             requeue: Arc::new(|_, _| {}),
         };
-        let refuse = |connection: u64| {
+        let larger = Bytes::from(
+            tailgate_core::test_util::FakeOtlp::traces(160)
+                .spans(3)
+                .build()
+                .encode_to_vec(),
+        );
+        let refuse_body = |body: &Bytes, connection: u64| {
             let mut status = tonic::Status::resource_exhausted("too large");
             status.metadata_mut().insert(
                 tailgate_core::receive::TOO_LARGE_METADATA,
@@ -859,19 +899,20 @@ mod tests {
                 endpoint: "10.0.0.8:4317".into(),
                 status,
             });
-            let sizes = (120, body.len());
+            let sizes = (480, body.len());
             forwarder.settle(
                 refused,
-                std::slice::from_ref(&body),
+                std::slice::from_ref(body),
                 sizes,
                 connection,
                 &hooks,
             );
         };
+        let refuse = |connection: u64| refuse_body(&body, connection);
         let cap = body.len() / 2;
         let max = 16 * cap;
         let (log, _guard) = tailgate_core::test_util::CapturedLog::install();
-        let raised = "Trying requests larger than the size";
+        let raised = "Trying larger requests than the size";
         tokio::time::advance(std::time::Duration::from_secs(5)).await;
         refuse(1);
         assert_eq!(forwarder.request_cap(), cap);
@@ -904,6 +945,24 @@ mod tests {
         assert!(forwarder.review_cap(3, max), "a newer connection");
         assert_eq!(forwarder.request_cap(), usize::MAX);
         assert_eq!(log.count(raised), 5);
+
+        // The same process behind the new connection refuses a request four times as
+        // large: its requests are cut straight back to the size forgotten, not to half
+        // the refused one (a halving per refusal), and no warning is logged again.
+        let warned = log.count("Gateway refused a request as too large");
+        refuse_body(&larger, 3);
+        assert!(larger.len() / 2 > 2 * cap, "{}", larger.len());
+        assert_eq!(forwarder.request_cap(), cap);
+        assert_eq!(log.count("Gateway refused a request as too large"), warned);
+        assert_eq!(log.count("Gateway still refuses requests larger"), 1);
+        // Forgotten again on a newer connection, it comes back the same way.
+        assert!(forwarder.review_cap(4, max));
+        refuse_body(&larger, 4);
+        assert_eq!(
+            forwarder.request_cap(),
+            cap,
+            "forgotten again on connection 4"
+        );
     }
 
     /// Scenario: the books held open by one change, closed by a drain, entered after, and

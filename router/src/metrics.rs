@@ -233,12 +233,15 @@ pub struct MemberSample<'a> {
     pub up: bool,
     /// Requests it did not answer in time (see [`crate::forward::Forwarder::unanswered`]).
     pub unanswered: u64,
+    /// The size its requests are cut to (see [`crate::forward::Forwarder::request_cap`]),
+    /// 0 while none was learnt.
+    pub request_cap: u64,
 }
 
 /// The per-gateway series: name, help, and the value of one member.
 type MemberMetric = (&'static str, &'static str, fn(&MemberSample<'_>) -> u64);
 
-const MEMBER_METRICS: [MemberMetric; 8] = [
+const MEMBER_METRICS: [MemberMetric; 9] = [
     (
         "tailgate_router_member_forwarded_spans_total",
         "Spans delivered, per gateway.",
@@ -268,6 +271,11 @@ const MEMBER_METRICS: [MemberMetric; 8] = [
         "tailgate_router_member_too_large_requests_total",
         "Requests the gateway refused as too large (over its receive.max_request_bytes, or more than its buffer could hold): their spans were cut into requests of half the size and sent again, and later requests are cut to that size. Lower forward.max_request_bytes to what the gateways take.",
         |m| m.stats.too_large_requests.get(),
+    ),
+    (
+        "tailgate_router_member_request_cap_bytes",
+        "The size requests to the gateway are cut to since it refused a larger one as too large (0: none learnt, requests go up to forward.max_request_bytes). Doubled ten minutes after it was set; forgotten on a new connection to the gateway.",
+        |m| m.request_cap,
     ),
     (
         "tailgate_router_member_queued_bytes",

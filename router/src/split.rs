@@ -558,6 +558,9 @@ impl Router {
                 stats: &f.stats,
                 up: !f.is_down(),
                 unanswered: f.unanswered(),
+                request_cap: Some(f.request_cap())
+                    .filter(|&c| c != usize::MAX)
+                    .map_or(0, |c| c as u64),
             })
             .collect();
         crate::metrics::render_members(p, &members);

@@ -1040,6 +1040,15 @@ async fn a_gateway_refusing_requests_as_too_large_gets_them_cut_smaller() {
         "{metrics}"
     );
 
+    // The size learnt is on /metrics, per gateway.
+    assert!(
+        metrics.lines().any(
+            |l| l.starts_with("tailgate_router_member_request_cap_bytes{")
+                && l.ends_with(&format!(" {cap}"))
+        ),
+        "{metrics}"
+    );
+
     // One span larger than the gateway takes, beside small ones: it alone is failed.
     let mut big = FakeOtlp::traces(10).spans(1).seed(990).build();
     let span = &mut big.resource_spans[0].scope_spans[0].spans[0];
