@@ -184,6 +184,8 @@ impl Forwarder {
             state.forgotten = Some(c.bytes);
             "a new connection was made to it (it may be a new process)"
         } else if c.since.elapsed() >= REQUEST_CAP_HOLDS {
+            // Refused again, the requests go back to the size it had, in one refusal.
+            state.forgotten = Some(c.bytes);
             let doubled = c.bytes.saturating_mul(2);
             state.learnt = (doubled < max_request_bytes).then_some(RequestCap {
                 bytes: doubled,
@@ -938,6 +940,16 @@ mod tests {
         );
         assert_eq!(log.count(raised), 4);
         assert!(!forwarder.review_cap(1, max), "no cap, nothing to raise");
+        // Refused again at full size: back to the size before the last doubling at once.
+        let largest = Bytes::from(
+            tailgate_core::test_util::FakeOtlp::traces(800)
+                .spans(3)
+                .build()
+                .encode_to_vec(),
+        );
+        assert!(largest.len() / 2 > 8 * cap);
+        refuse_body(&largest, 1);
+        assert_eq!(forwarder.request_cap(), 8 * cap);
 
         refuse(2);
         assert_eq!(forwarder.request_cap(), cap);
@@ -950,11 +962,15 @@ mod tests {
         // large: its requests are cut straight back to the size forgotten, not to half
         // the refused one (a halving per refusal), and no warning is logged again.
         let warned = log.count("Gateway refused a request as too large");
+        let still = log.count("Gateway still refuses requests larger");
         refuse_body(&larger, 3);
         assert!(larger.len() / 2 > 2 * cap, "{}", larger.len());
         assert_eq!(forwarder.request_cap(), cap);
         assert_eq!(log.count("Gateway refused a request as too large"), warned);
-        assert_eq!(log.count("Gateway still refuses requests larger"), 1);
+        assert_eq!(
+            log.count("Gateway still refuses requests larger"),
+            still + 1
+        );
         // Forgotten again on a newer connection, it comes back the same way.
         assert!(forwarder.review_cap(4, max));
         refuse_body(&larger, 4);
