@@ -71,17 +71,36 @@ pub struct Forwarder {
     cap: Mutex<CapState>,
 }
 
-/// A forwarder's learnt request size, and the one it forgot last.
+/// A forwarder's learnt request size, and a larger one being tried.
 #[derive(Debug, Default)]
 struct CapState {
     /// The size requests are gathered to (`None`: `forward.max_request_bytes`).
     learnt: Option<RequestCap>,
-    /// The size forgotten on a new connection or a return from down: if the gateway
-    /// refuses a larger request again, requests are cut straight back to it (one refusal,
-    /// not one per halving from `forward.max_request_bytes`). A connection can be new
-    /// without a new process behind it (the client's pool drops one idle for 90 s; a
-    /// gateway's `max_connection_age` closes them).
-    forgotten: Option<usize>,
+    /// A larger size being tried (after a new connection, a return from down, or
+    /// [`REQUEST_CAP_HOLDS`]): one request at a time is gathered to it, the others to the
+    /// learnt size. Taken, it becomes the size; refused, the learnt size stays (one
+    /// refusal, whatever `forward.max_in_flight`). A connection can be new without a new
+    /// process behind it (the client's pool drops one idle for 90 s; a gateway's
+    /// `max_connection_age` closes them), so trying costs at most that one refusal.
+    trial: Option<Trial>,
+}
+
+/// How a request went out, for its answer's settling.
+#[derive(Debug, Clone, Copy)]
+struct Sent {
+    /// [`GrpcClient::connections_made`] after the answer.
+    connection: u64,
+    /// Whether it was gathered to a larger size being tried.
+    trial: bool,
+}
+
+/// A larger request size being tried.
+#[derive(Debug, Clone, Copy)]
+struct Trial {
+    /// The size (`usize::MAX`: none, `forward.max_request_bytes`).
+    bytes: usize,
+    /// Whether a request gathered to it is out.
+    in_flight: bool,
 }
 
 /// What a forwarder learnt from its gateway's refusals for size.
@@ -89,17 +108,17 @@ struct CapState {
 struct RequestCap {
     /// Requests are gathered to at most this many bytes.
     bytes: usize,
-    /// When it was last set (lowered or doubled).
+    /// When it was last set, or last tried larger.
     since: Instant,
     /// [`GrpcClient::connections_made`] when the refusal came: a later connection may
     /// reach a new process.
     connection: u64,
 }
 
-/// How long a [`Forwarder::request_cap`] holds after it was last set: then it is doubled,
-/// since the gateway behind the address may have been given a larger limit without the
-/// router seeing it down or connecting anew. Still too large, one request is refused,
-/// cut and sent again (nothing lost), and the cap is halved back: one refusal per period
+/// How long a [`Forwarder::request_cap`] holds after it was last set: then twice the size
+/// is tried with one request, since the gateway behind the address may have been given a
+/// larger limit without the router seeing it down or connecting anew. Refused, that
+/// request is cut and sent again (nothing lost) and the size stays: one refusal per period
 /// at most while the sizes disagree.
 pub const REQUEST_CAP_HOLDS: std::time::Duration = std::time::Duration::from_secs(600);
 
@@ -159,10 +178,11 @@ impl Forwarder {
     /// [`TOO_LARGE_METADATA`](tailgate_core::receive::TOO_LARGE_METADATA)). The router
     /// acknowledged those spans to their senders already, so the refused request is cut
     /// and sent again, and later ones are gathered to at most half its size (`usize::MAX`
-    /// while none was refused). It is forgotten when a connection newer than the one the
-    /// refusal came on is made to the gateway, or the gateway answers again after being
-    /// down (a restart may have raised its limit), and a refusal then brings it back at
-    /// once; [`REQUEST_CAP_HOLDS`] after it was last set it is doubled.
+    /// while none was refused). When a connection newer than the one the refusal came on
+    /// is made to the gateway, or it answers again after being down (a restart may have
+    /// raised its limit), one request is sent up to `forward.max_request_bytes`, and
+    /// [`REQUEST_CAP_HOLDS`] after the size was last set one up to twice it: taken, that
+    /// becomes the size.
     pub fn request_cap(&self) -> usize {
         self.cap
             .lock()
@@ -171,59 +191,113 @@ impl Forwarder {
             .unwrap_or(usize::MAX)
     }
 
-    /// Applies the cap's rules given the client's connection count; whether it changed.
-    fn review_cap(&self, connections: u64, max_request_bytes: usize) -> bool {
+    /// Starts trying a larger size when a connection newer than the refusal's was made, or
+    /// the size has held [`REQUEST_CAP_HOLDS`].
+    fn review_cap(&self, connections: u64) {
+        let Ok(mut state) = self.cap.lock() else {
+            return;
+        };
+        let (Some(c), None) = (state.learnt, state.trial) else {
+            return;
+        };
+        let (bytes, why) = if connections > c.connection {
+            (
+                usize::MAX,
+                "a new connection was made to it (it may be a new process)",
+            )
+        } else if c.since.elapsed() >= REQUEST_CAP_HOLDS {
+            (c.bytes.saturating_mul(2), "the size held for ten minutes")
+        } else {
+            return;
+        };
+        // The size's time and connection start again: a refused trial waits as long.
+        state.learnt = Some(RequestCap {
+            since: Instant::now(),
+            connection: connections,
+            ..c
+        });
+        state.trial = Some(Trial {
+            bytes,
+            in_flight: false,
+        });
+        drop(state);
+        let trying = Self::size_text(bytes);
+        tracing::debug!(member = %self.member, size = c.bytes, %trying, "Trying one larger request to this gateway, as {why}.");
+    }
+
+    /// Starts trying requests up to `forward.max_request_bytes` (the gateway answers
+    /// again after being down: it may be a new process with a larger limit).
+    fn try_full_size(&self) {
+        if let Ok(mut state) = self.cap.lock() {
+            if state.learnt.is_some() {
+                state.trial = Some(Trial {
+                    bytes: usize::MAX,
+                    in_flight: false,
+                });
+            }
+        }
+    }
+
+    /// The size to gather the next request to, and whether it is the trial's.
+    fn gather_size(&self, max_request_bytes: usize) -> (usize, bool) {
+        let Ok(mut state) = self.cap.lock() else {
+            return (max_request_bytes, false);
+        };
+        let learnt = state.learnt.map_or(usize::MAX, |c| c.bytes);
+        match &mut state.trial {
+            Some(t) if !t.in_flight => {
+                t.in_flight = true;
+                (max_request_bytes.min(t.bytes), true)
+            }
+            _ => (max_request_bytes.min(learnt), false),
+        }
+    }
+
+    /// What a request gathered for the trial came to: `taken` it was answered, `refused`
+    /// as too large, neither (it failed otherwise, or was no larger than the learnt size,
+    /// so it tells nothing) the trial goes on. Whether the size changed.
+    fn end_trial(&self, bytes: usize, taken: bool, refused: bool) -> bool {
         let Ok(mut state) = self.cap.lock() else {
             return false;
         };
-        let Some(c) = state.learnt else {
+        let learnt = state.learnt.map_or(usize::MAX, |c| c.bytes);
+        let Some(trial) = state.trial.as_mut() else {
             return false;
         };
-        let why = if connections > c.connection {
-            state.learnt = None;
-            state.forgotten = Some(c.bytes);
-            "a new connection was made to it (it may be a new process)"
-        } else if c.since.elapsed() >= REQUEST_CAP_HOLDS {
-            // Refused again, the requests go back to the size it had, in one refusal.
-            state.forgotten = Some(c.bytes);
-            let doubled = c.bytes.saturating_mul(2);
-            state.learnt = (doubled < max_request_bytes).then_some(RequestCap {
-                bytes: doubled,
+        if bytes <= learnt || !(taken || refused) {
+            trial.in_flight = false;
+            return false;
+        }
+        let trial = *trial;
+        state.trial = None;
+        if refused {
+            return false;
+        }
+        // Taken: the size tried (or none, past `forward.max_request_bytes`).
+        state.learnt = state
+            .learnt
+            .filter(|_| trial.bytes != usize::MAX)
+            .map(|c| RequestCap {
+                bytes: trial.bytes,
                 since: Instant::now(),
                 ..c
             });
-            "it held for ten minutes"
-        } else {
-            return false;
-        };
-        let now = state.learnt.map(|c| c.bytes);
         drop(state);
-        self.tell_cap_raised(c.bytes, now, why);
+        tracing::info!(
+            member = %self.member,
+            was = learnt,
+            cut_to = %Self::size_text(trial.bytes),
+            "Gateway takes larger requests again; cutting them to the larger size."
+        );
         true
     }
 
-    /// Forgets the cap, if any (keeping it to go back to); whether there was one.
-    fn forget_cap(&self, why: &str) -> bool {
-        let was = self.cap.lock().ok().and_then(|mut state| {
-            let was = state.learnt.take()?;
-            state.forgotten = Some(was.bytes);
-            Some(was)
-        });
-        if let Some(c) = was {
-            self.tell_cap_raised(c.bytes, None, why);
+    fn size_text(bytes: usize) -> String {
+        if bytes == usize::MAX {
+            "forward.max_request_bytes".to_owned()
+        } else {
+            bytes.to_string()
         }
-        was.is_some()
-    }
-
-    fn tell_cap_raised(&self, was: usize, now: Option<usize>, why: &str) {
-        let cut_to = now.map_or_else(|| "forward.max_request_bytes".to_owned(), |n| n.to_string());
-        tracing::info!(
-            member = %self.member,
-            was,
-            %cut_to,
-            "Trying larger requests than the size this gateway last refused, as {why}; \
-             if it refuses one again, its requests are cut back (nothing is lost)."
-        );
     }
 
     /// Whether the gateway is marked down.
@@ -386,21 +460,25 @@ impl Forwarder {
             };
             // A connection newer than the refusal's may reach a new process (restarted
             // behind the same address, quicker than a request failed): its limit may be
-            // larger; and a cap that held long enough is doubled.
-            if self.review_cap(client.connections_made(), cfg.max_request_bytes) {
-                // The router cuts parts to the smallest cap of its gateways: recomputed.
-                on_health();
-            }
-            let max_bytes = cfg.max_request_bytes.min(self.request_cap());
+            // larger; and a size that held long enough is tried doubled.
+            self.review_cap(client.connections_made());
+            let (max_bytes, trial) = self.gather_size(cfg.max_request_bytes);
             let Some((chunks, spans, bytes)) = self.pop_batch(max_bytes) else {
+                if trial {
+                    self.end_trial(0, false, false);
+                }
                 continue;
             };
+            // A request no larger than the learnt size tells nothing: the trial waits.
+            let trial =
+                trial && (bytes > self.request_cap() || self.end_trial(bytes, false, false));
             self.release(bytes);
             self.stats.queued_bytes.sub(bytes as u64);
             let (me, client, hooks) = (self.clone(), client.clone(), hooks.clone());
             tokio::spawn(async move {
                 let _permit = permit;
-                me.deliver(&client, &chunks, spans, bytes, &hooks).await;
+                me.deliver(&client, &chunks, (spans, bytes), trial, &hooks)
+                    .await;
             });
         }
         // Wait for sends still in flight.
@@ -421,18 +499,21 @@ impl Forwarder {
         &self,
         client: &GrpcClient,
         chunks: &[Bytes],
-        spans: u64,
-        bytes: usize,
+        (spans, bytes): (u64, usize),
+        trial: bool,
         hooks: &Hooks,
     ) {
         self.stats.requests.add(1);
         let result = client.send_chunks(chunks).await;
-        // The connection the answer came on (or a later one: then a refusal for size
-        // is forgotten at once, and learnt again).
-        let connection = client.connections_made();
+        let sent = Sent {
+            // The connection the answer came on (or a later one: then a larger size is
+            // tried once more).
+            connection: client.connections_made(),
+            trial,
+        };
         // Past a drain's deadline these spans were counted failed already.
         if let Some(_open) = self.books.enter() {
-            self.settle(result, chunks, (spans, bytes), connection, hooks);
+            self.settle(result, chunks, (spans, bytes), sent, hooks);
         }
     }
 
@@ -442,9 +523,11 @@ impl Forwarder {
         result: Result<tailgate_core::forward::Delivered, ForwardError>,
         chunks: &[Bytes],
         (spans, bytes): (u64, usize),
-        connection: u64,
+        sent: Sent,
         hooks: &Hooks,
     ) {
+        // What the request tells of a larger size being tried: (taken, refused as too large).
+        let mut told = (false, false);
         match result {
             Err(error @ ForwardError::Unreachable { .. }) => {
                 // Refused or unanswered connection: no use retrying here. The gateway is
@@ -475,11 +558,13 @@ impl Forwarder {
                     && status
                         .metadata()
                         .contains_key(tailgate_core::receive::TOO_LARGE_METADATA)
-                    && self.split_refused(chunks, bytes, status.message(), connection, hooks) =>
+                    && self.split_refused(chunks, bytes, status.message(), sent, hooks) =>
             {
                 // Too large for this gateway: sent again in smaller parts (split_refused).
+                told.1 = true;
             }
             Ok(d) => {
+                told.0 = true;
                 let rejected = d.rejected_spans.min(spans);
                 self.stats.forwarded_spans.add(spans - rejected);
                 self.stats.forwarded_bytes.add(bytes as u64);
@@ -511,6 +596,10 @@ impl Forwarder {
                 }
             }
         }
+        if sent.trial && self.end_trial(bytes, told.0, told.1) {
+            // The router cuts parts to the smallest size of its gateways: recomputed.
+            (hooks.health)();
+        }
         self.stats.pending_spans.sub(spans);
     }
 
@@ -526,14 +615,17 @@ impl Forwarder {
         chunks: &[Bytes],
         bytes: usize,
         answer: &str,
-        connection: u64,
+        sent: Sent,
         hooks: &Hooks,
     ) -> bool {
-        // After a size was forgotten, a refusal cuts straight back to it.
-        let forgotten = self.cap.lock().ok().and_then(|s| s.forgotten);
-        let cap = (bytes / 2)
-            .min(self.request_cap())
-            .min(forgotten.unwrap_or(usize::MAX));
+        // A trial's request (larger than the learnt size) is cut to that size, which
+        // stays; another is cut to half its size, which becomes the size.
+        let learnt = self.request_cap();
+        let cap = if sent.trial && bytes > learnt {
+            learnt
+        } else {
+            (bytes / 2).min(learnt)
+        };
         if cap < MIN_REQUEST_CAP {
             return false;
         }
@@ -553,27 +645,28 @@ impl Forwarder {
             return false;
         }
         self.stats.too_large_requests.add(1);
-        let (cut_to, was, back) = {
+        let (cut_to, was) = {
             let Ok(mut state) = self.cap.lock() else {
                 return false;
             };
             let was = state.learnt.map_or(usize::MAX, |c| c.bytes);
-            let back = state.forgotten.take().filter(|&f| f == cap);
             let cut_to = cap.min(was);
-            state.learnt = Some(RequestCap {
-                bytes: cut_to,
-                since: Instant::now(),
-                connection,
-            });
-            (cut_to, was, back)
+            if cut_to < was {
+                state.learnt = Some(RequestCap {
+                    bytes: cut_to,
+                    since: Instant::now(),
+                    connection: sent.connection,
+                });
+            }
+            (cut_to, was)
         };
-        if back.is_some() {
-            tracing::info!(
+        if sent.trial && cut_to == was {
+            tracing::debug!(
                 member = %self.member,
                 refused_bytes = bytes,
                 cut_to,
-                "Gateway still refuses requests larger than the size it refused before; its \
-                 requests are cut to that size again (the refused one was cut and sent again)."
+                "Gateway still refuses requests larger than the size it refused before; the \
+                 larger one tried was cut and sent again."
             );
         } else if cut_to < was {
             tracing::warn!(
@@ -615,7 +708,7 @@ impl Forwarder {
             self.down.store(false, Ordering::Relaxed);
             tracing::info!(member = %self.member, "Gateway answers again; routing to it.");
             // It may be a new process with a larger limit.
-            self.forget_cap("it was down and answers again");
+            self.try_full_size();
             on_health();
         }
     }
@@ -820,7 +913,10 @@ mod tests {
             refused(false),
             std::slice::from_ref(&body),
             (120, bytes),
-            1,
+            Sent {
+                connection: 1,
+                trial: false,
+            },
             &hooks,
         );
         assert_eq!(forwarder.stats.failed_spans.get(), 120);
@@ -831,7 +927,10 @@ mod tests {
             refused(true),
             std::slice::from_ref(&body),
             (120, bytes),
-            1,
+            Sent {
+                connection: 1,
+                trial: false,
+            },
             &hooks,
         );
         let warning = "Gateway refused a request as too large";
@@ -842,7 +941,11 @@ mod tests {
             1
         );
         // The same size again: cut and queued, the size unchanged, no second warning.
-        forwarder.settle(refused(true), &[body], (120, bytes), 1, &hooks);
+        let sent = Sent {
+            connection: 1,
+            trial: false,
+        };
+        forwarder.settle(refused(true), &[body], (120, bytes), sent, &hooks);
         assert_eq!(log.count(warning), 1);
         assert_eq!(forwarder.stats.too_large_requests.get(), 2);
         assert_eq!(forwarder.stats.failed_spans.get(), 120, "none more failed");
@@ -854,24 +957,28 @@ mod tests {
         assert_eq!(parts.iter().map(|p| p.spans).sum::<u64>(), 120);
     }
 
-    /// Scenario: a forwarder whose gateway refused a request as too large on connection 1,
-    /// on a paused clock: reviewed on connection 1 just before [`REQUEST_CAP_HOLDS`], after
-    /// it, and again until the doubled cap passes `forward.max_request_bytes`; then a
-    /// refusal on connection 2, reviewed on connection 2 and then 3.
-    /// Guarantees: the cap holds for its period, then doubles (one refusal at most per
-    /// period while the sizes disagree, where forgetting it would cost a halving per
-    /// doubling of the size) and goes once it would not cut requests; each rise is logged;
-    /// a review on the connection the refusal came on keeps it, a newer connection forgets
-    /// it at once.
+    /// Scenario: a forwarder whose gateway refuses requests as too large (its size learnt on
+    /// connection 1), on a paused clock: reviewed just before and after
+    /// [`REQUEST_CAP_HOLDS`], the doubled size tried and refused, then tried and taken; a
+    /// new connection, the full size tried and refused, then (a new process) taken.
+    /// Guarantees: the size holds for its period; then one request at a time is gathered
+    /// to the larger size while the others keep to the learnt one (so one refusal per
+    /// trial, whatever `forward.max_in_flight`); a refused trial leaves the size as it was
+    /// (no halving below it, no warning), a taken one makes it the size (none past the full
+    /// size); a request no larger than the learnt size tells nothing and the trial waits.
     #[tokio::test(start_paused = true)]
-    async fn a_learnt_request_cap_is_raised_after_it_held_or_on_a_new_connection() {
+    async fn a_learnt_request_size_is_raised_by_one_request_at_a_time() {
         use prost::Message as _;
-        let body = Bytes::from(
-            tailgate_core::test_util::FakeOtlp::traces(40)
-                .spans(3)
-                .build()
-                .encode_to_vec(),
-        );
+        let encoded = |traces: usize| {
+            Bytes::from(
+                tailgate_core::test_util::FakeOtlp::traces(traces)
+                    .spans(3)
+                    .build()
+                    .encode_to_vec(),
+            )
+        };
+        let (small, body) = (encoded(10), encoded(40));
+        let (larger, largest) = (encoded(160), encoded(800));
         let forwarder = Forwarder::new(
             Member::new("10.0.0.8:4317"),
             1 << 20,
@@ -885,100 +992,106 @@ mod tests {
             reroute: Arc::new(|_| panic!("nothing is re-routed")),
             requeue: Arc::new(|_, _| {}),
         };
-        let larger = Bytes::from(
-            tailgate_core::test_util::FakeOtlp::traces(160)
-                .spans(3)
-                .build()
-                .encode_to_vec(),
-        );
-        let refuse_body = |body: &Bytes, connection: u64| {
+        let answer = |refused: bool| {
+            if !refused {
+                return Ok(tailgate_core::forward::Delivered::default());
+            }
             let mut status = tonic::Status::resource_exhausted("too large");
             status.metadata_mut().insert(
                 tailgate_core::receive::TOO_LARGE_METADATA,
                 tonic::metadata::MetadataValue::from_static("1"),
             );
-            let refused = Err(ForwardError::Rejected {
+            Err(ForwardError::Rejected {
                 endpoint: "10.0.0.8:4317".into(),
                 status,
-            });
+            })
+        };
+        let settle = |body: &Bytes, refused: bool, connection: u64, trial: bool| {
+            let sent = Sent { connection, trial };
             let sizes = (480, body.len());
             forwarder.settle(
-                refused,
+                answer(refused),
                 std::slice::from_ref(body),
                 sizes,
-                connection,
+                sent,
                 &hooks,
             );
         };
-        let refuse = |connection: u64| refuse_body(&body, connection);
-        let cap = body.len() / 2;
-        let max = 16 * cap;
+        let max = 1 << 30;
         let (log, _guard) = tailgate_core::test_util::CapturedLog::install();
-        let raised = "Trying larger requests than the size";
+        let warning = "Gateway refused a request as too large";
         tokio::time::advance(std::time::Duration::from_secs(5)).await;
-        refuse(1);
+        settle(&body, true, 1, false);
+        let cap = body.len() / 2;
         assert_eq!(forwarder.request_cap(), cap);
+        assert_eq!(log.count(warning), 1);
+        assert_eq!(forwarder.gather_size(max), (cap, false));
+
         tokio::time::advance(REQUEST_CAP_HOLDS - std::time::Duration::from_millis(10)).await;
-        assert!(!forwarder.review_cap(1, max));
-        assert_eq!(forwarder.request_cap(), cap);
+        forwarder.review_cap(1);
+        assert_eq!(forwarder.gather_size(max), (cap, false), "not yet");
         tokio::time::advance(std::time::Duration::from_millis(20)).await;
-        assert!(forwarder.review_cap(1, max));
-        assert_eq!(forwarder.request_cap(), 2 * cap);
-        assert_eq!(log.count(raised), 1);
-        assert!(!forwarder.review_cap(1, max), "its period starts again");
-        for want in [4 * cap, 8 * cap] {
-            tokio::time::advance(REQUEST_CAP_HOLDS).await;
-            assert!(forwarder.review_cap(1, max));
-            assert_eq!(forwarder.request_cap(), want);
-        }
+        forwarder.review_cap(1);
+        assert_eq!(
+            forwarder.gather_size(max),
+            (2 * cap, true),
+            "one request tries twice"
+        );
+        assert_eq!(
+            forwarder.gather_size(max),
+            (cap, false),
+            "the others keep the size"
+        );
+        // The trial's request is refused: cut to the size, which stays, without a warning.
+        settle(&larger, true, 1, true);
+        assert_eq!(forwarder.request_cap(), cap);
+        assert_eq!(log.count(warning), 1);
+        assert_eq!(forwarder.stats.too_large_requests.get(), 2);
+        assert_eq!(
+            forwarder.gather_size(max),
+            (cap, false),
+            "no trial until the next period"
+        );
+
         tokio::time::advance(REQUEST_CAP_HOLDS).await;
-        assert!(forwarder.review_cap(1, max));
+        forwarder.review_cap(1);
+        assert_eq!(forwarder.gather_size(max), (2 * cap, true));
+        // A request no larger than the size tells nothing: the trial waits.
+        assert!(small.len() <= cap);
+        settle(&small, false, 1, true);
+        assert_eq!(forwarder.request_cap(), cap);
+        assert_eq!(forwarder.gather_size(max), (2 * cap, true));
+        settle(&larger, false, 1, true);
+        assert_eq!(forwarder.request_cap(), 2 * cap, "taken: the size doubled");
+
+        // A new connection: the full size is tried with one request.
+        forwarder.review_cap(2);
+        assert_eq!(forwarder.gather_size(max), (max, true));
+        assert_eq!(forwarder.gather_size(max), (2 * cap, false));
+        settle(&largest, true, 2, true);
+        assert_eq!(forwarder.request_cap(), 2 * cap, "refused: the size stays");
+        assert_eq!(forwarder.stats.too_large_requests.get(), 3);
+        assert_eq!(log.count(warning), 1);
+        forwarder.review_cap(2);
+        assert_eq!(
+            forwarder.gather_size(max),
+            (2 * cap, false),
+            "the same connection"
+        );
+        forwarder.review_cap(3);
+        assert_eq!(forwarder.gather_size(max), (max, true));
+        settle(&largest, false, 3, true);
         assert_eq!(
             forwarder.request_cap(),
             usize::MAX,
-            "16 × cap is past the max"
+            "a new process takes any size"
         );
-        assert_eq!(log.count(raised), 4);
-        assert!(!forwarder.review_cap(1, max), "no cap, nothing to raise");
-        // Refused again at full size: back to the size before the last doubling at once.
-        let largest = Bytes::from(
-            tailgate_core::test_util::FakeOtlp::traces(800)
-                .spans(3)
-                .build()
-                .encode_to_vec(),
-        );
-        assert!(largest.len() / 2 > 8 * cap);
-        refuse_body(&largest, 1);
-        assert_eq!(forwarder.request_cap(), 8 * cap);
+        assert_eq!(log.count("Gateway takes larger requests again"), 2);
 
-        refuse(2);
-        assert_eq!(forwarder.request_cap(), cap);
-        assert!(!forwarder.review_cap(2, max), "the connection it came on");
-        assert!(forwarder.review_cap(3, max), "a newer connection");
-        assert_eq!(forwarder.request_cap(), usize::MAX);
-        assert_eq!(log.count(raised), 5);
-
-        // The same process behind the new connection refuses a request four times as
-        // large: its requests are cut straight back to the size forgotten, not to half
-        // the refused one (a halving per refusal), and no warning is logged again.
-        let warned = log.count("Gateway refused a request as too large");
-        let still = log.count("Gateway still refuses requests larger");
-        refuse_body(&larger, 3);
-        assert!(larger.len() / 2 > 2 * cap, "{}", larger.len());
-        assert_eq!(forwarder.request_cap(), cap);
-        assert_eq!(log.count("Gateway refused a request as too large"), warned);
-        assert_eq!(
-            log.count("Gateway still refuses requests larger"),
-            still + 1
-        );
-        // Forgotten again on a newer connection, it comes back the same way.
-        assert!(forwarder.review_cap(4, max));
-        refuse_body(&larger, 4);
-        assert_eq!(
-            forwarder.request_cap(),
-            cap,
-            "forgotten again on connection 4"
-        );
+        // A refusal that is no trial still halves, with a warning.
+        settle(&largest, true, 3, false);
+        assert_eq!(forwarder.request_cap(), largest.len() / 2);
+        assert_eq!(log.count(warning), 2);
     }
 
     /// Scenario: the books held open by one change, closed by a drain, entered after, and
