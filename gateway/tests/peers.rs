@@ -473,8 +473,12 @@ async fn a_handoff_larger_than_a_peer_takes_in_one_request_goes_in_several() {
     for p in [&a, &b] {
         p.peers.set_members(all.clone());
     }
+    // B counts spans as they arrive, A once B answered: both are waited for.
     until(
-        || b.stats.peers.received_spans.get() >= for_b,
+        || {
+            b.stats.peers.received_spans.get() >= for_b
+                && a.stats.peers.handed_off_spans.get() >= for_b
+        },
         || {
             format!(
                 "B received {} of {for_b} spans; A handed off {} (A's failures {}, B refused {} and rejected {}, A live traces {})",
