@@ -92,6 +92,9 @@ struct Sent {
     connection: u64,
     /// Whether it was gathered to a larger size being tried.
     trial: bool,
+    /// Whether the queue still held parts once it was gathered: it was cut by the size it
+    /// was gathered to, not by what was queued.
+    full: bool,
 }
 
 /// A larger request size being tried.
@@ -247,48 +250,57 @@ impl Forwarder {
         match &mut state.trial {
             Some(t) if !t.in_flight => {
                 t.in_flight = true;
+                if t.bytes >= max_request_bytes {
+                    t.bytes = usize::MAX;
+                }
                 (max_request_bytes.min(t.bytes), true)
             }
             _ => (max_request_bytes.min(learnt), false),
         }
     }
 
-    /// What a request gathered for the trial came to: `taken` it was answered, `refused`
-    /// as too large, neither (it failed otherwise, or was no larger than the learnt size,
-    /// so it tells nothing) the trial goes on. Whether the size changed.
-    fn end_trial(&self, bytes: usize, taken: bool, refused: bool) -> bool {
+    /// What a request of `bytes` gathered for the trial came to (`full`: cut by the size
+    /// tried, not by what was queued): refused as too large, the trial ends and the size
+    /// stays; taken and full, the size tried becomes the size (none for the full size);
+    /// taken and not full, the size rises to what was taken and the trial goes on (a
+    /// shallow queue proves no more); otherwise, or no larger than the size, it tells
+    /// nothing and the trial goes on. Whether the size changed.
+    fn end_trial(&self, bytes: usize, (taken, refused): (bool, bool), full: bool) -> bool {
         let Ok(mut state) = self.cap.lock() else {
             return false;
         };
         let learnt = state.learnt.map_or(usize::MAX, |c| c.bytes);
-        let Some(trial) = state.trial.as_mut() else {
+        let (Some(trial), Some(c)) = (state.trial, state.learnt) else {
             return false;
         };
         if bytes <= learnt || !(taken || refused) {
-            trial.in_flight = false;
-            return false;
-        }
-        let trial = *trial;
-        state.trial = None;
-        if refused {
-            return false;
-        }
-        // Taken: the size tried (or none, past `forward.max_request_bytes`).
-        state.learnt = state
-            .learnt
-            .filter(|_| trial.bytes != usize::MAX)
-            .map(|c| RequestCap {
-                bytes: trial.bytes,
-                since: Instant::now(),
-                ..c
+            state.trial = Some(Trial {
+                in_flight: false,
+                ..trial
             });
+            return false;
+        }
+        if refused {
+            state.trial = None;
+            return false;
+        }
+        let now = if full { trial.bytes } else { bytes };
+        state.learnt = (now != usize::MAX).then_some(RequestCap {
+            bytes: now,
+            since: Instant::now(),
+            ..c
+        });
+        state.trial = (!full).then_some(Trial {
+            in_flight: false,
+            ..trial
+        });
         drop(state);
-        tracing::info!(
-            member = %self.member,
-            was = learnt,
-            cut_to = %Self::size_text(trial.bytes),
-            "Gateway takes larger requests again; cutting them to the larger size."
-        );
+        let cut_to = Self::size_text(now);
+        if full {
+            tracing::info!(member = %self.member, was = learnt, %cut_to, "Gateway takes larger requests again; cutting them to the larger size.");
+        } else {
+            tracing::debug!(member = %self.member, was = learnt, %cut_to, "Gateway took a larger request; cutting them to its size while larger ones are tried.");
+        }
         true
     }
 
@@ -465,19 +477,20 @@ impl Forwarder {
             let (max_bytes, trial) = self.gather_size(cfg.max_request_bytes);
             let Some((chunks, spans, bytes)) = self.pop_batch(max_bytes) else {
                 if trial {
-                    self.end_trial(0, false, false);
+                    self.end_trial(0, (false, false), false);
                 }
                 continue;
             };
             // A request no larger than the learnt size tells nothing: the trial waits.
             let trial =
-                trial && (bytes > self.request_cap() || self.end_trial(bytes, false, false));
+                trial && (bytes > self.request_cap() || self.end_trial(0, (false, false), false));
             self.release(bytes);
             self.stats.queued_bytes.sub(bytes as u64);
+            let full = self.queued_bytes() > 0;
             let (me, client, hooks) = (self.clone(), client.clone(), hooks.clone());
             tokio::spawn(async move {
                 let _permit = permit;
-                me.deliver(&client, &chunks, (spans, bytes), trial, &hooks)
+                me.deliver(&client, &chunks, (spans, bytes), (trial, full), &hooks)
                     .await;
             });
         }
@@ -500,7 +513,7 @@ impl Forwarder {
         client: &GrpcClient,
         chunks: &[Bytes],
         (spans, bytes): (u64, usize),
-        trial: bool,
+        (trial, full): (bool, bool),
         hooks: &Hooks,
     ) {
         self.stats.requests.add(1);
@@ -510,6 +523,7 @@ impl Forwarder {
             // tried once more).
             connection: client.connections_made(),
             trial,
+            full,
         };
         // Past a drain's deadline these spans were counted failed already.
         if let Some(_open) = self.books.enter() {
@@ -596,7 +610,7 @@ impl Forwarder {
                 }
             }
         }
-        if sent.trial && self.end_trial(bytes, told.0, told.1) {
+        if sent.trial && self.end_trial(bytes, told, sent.full) {
             // The router cuts parts to the smallest size of its gateways: recomputed.
             (hooks.health)();
         }
@@ -618,14 +632,11 @@ impl Forwarder {
         sent: Sent,
         hooks: &Hooks,
     ) -> bool {
-        // A trial's request (larger than the learnt size) is cut to that size, which
-        // stays; another is cut to half its size, which becomes the size.
+        // A request larger than the learnt size (a trial's, or one gathered before the
+        // size was learnt or lowered) is cut to it, which stays; one no larger is cut to
+        // half its size, which becomes the size.
         let learnt = self.request_cap();
-        let cap = if sent.trial && bytes > learnt {
-            learnt
-        } else {
-            (bytes / 2).min(learnt)
-        };
+        let cap = if bytes > learnt { learnt } else { bytes / 2 };
         if cap < MIN_REQUEST_CAP {
             return false;
         }
@@ -660,7 +671,7 @@ impl Forwarder {
             }
             (cut_to, was)
         };
-        if sent.trial && cut_to == was {
+        if cut_to == was {
             tracing::debug!(
                 member = %self.member,
                 refused_bytes = bytes,
@@ -916,6 +927,7 @@ mod tests {
             Sent {
                 connection: 1,
                 trial: false,
+                full: true,
             },
             &hooks,
         );
@@ -930,6 +942,7 @@ mod tests {
             Sent {
                 connection: 1,
                 trial: false,
+                full: true,
             },
             &hooks,
         );
@@ -944,6 +957,7 @@ mod tests {
         let sent = Sent {
             connection: 1,
             trial: false,
+            full: true,
         };
         forwarder.settle(refused(true), &[body], (120, bytes), sent, &hooks);
         assert_eq!(log.count(warning), 1);
@@ -977,7 +991,7 @@ mod tests {
                     .encode_to_vec(),
             )
         };
-        let (small, body) = (encoded(10), encoded(40));
+        let (small, middle, body) = (encoded(10), encoded(30), encoded(40));
         let (larger, largest) = (encoded(160), encoded(800));
         let forwarder = Forwarder::new(
             Member::new("10.0.0.8:4317"),
@@ -1006,8 +1020,13 @@ mod tests {
                 status,
             })
         };
+        // A request gathered to the size it was given (the queue held more).
         let settle = |body: &Bytes, refused: bool, connection: u64, trial: bool| {
-            let sent = Sent { connection, trial };
+            let sent = Sent {
+                connection,
+                trial,
+                full: true,
+            };
             let sizes = (480, body.len());
             forwarder.settle(
                 answer(refused),
@@ -1061,8 +1080,35 @@ mod tests {
         settle(&small, false, 1, true);
         assert_eq!(forwarder.request_cap(), cap);
         assert_eq!(forwarder.gather_size(max), (2 * cap, true));
+        // Taken, but the queue ran out before the size tried: the size rises to what was
+        // taken, and the trial goes on.
+        let sent = Sent {
+            connection: 1,
+            trial: true,
+            full: false,
+        };
+        let sizes = (360, middle.len());
+        let ok = Ok(tailgate_core::forward::Delivered::default());
+        forwarder.settle(ok, std::slice::from_ref(&middle), sizes, sent, &hooks);
+        assert!(middle.len() > cap && middle.len() < 2 * cap);
+        assert_eq!(forwarder.request_cap(), middle.len());
+        assert_eq!(forwarder.gather_size(max), (2 * cap, true));
         settle(&larger, false, 1, true);
-        assert_eq!(forwarder.request_cap(), 2 * cap, "taken: the size doubled");
+        assert_eq!(
+            forwarder.request_cap(),
+            2 * cap,
+            "taken full: the size doubled"
+        );
+        assert_eq!(
+            forwarder.gather_size(max),
+            (2 * cap, false),
+            "the trial is over"
+        );
+        // A request gathered before the size was lowered, refused: cut to the size, which
+        // stays, without a warning.
+        settle(&larger, true, 1, false);
+        assert_eq!(forwarder.request_cap(), 2 * cap);
+        assert_eq!(log.count(warning), 1);
 
         // A new connection: the full size is tried with one request.
         forwarder.review_cap(2);
@@ -1070,7 +1116,7 @@ mod tests {
         assert_eq!(forwarder.gather_size(max), (2 * cap, false));
         settle(&largest, true, 2, true);
         assert_eq!(forwarder.request_cap(), 2 * cap, "refused: the size stays");
-        assert_eq!(forwarder.stats.too_large_requests.get(), 3);
+        assert_eq!(forwarder.stats.too_large_requests.get(), 4);
         assert_eq!(log.count(warning), 1);
         forwarder.review_cap(2);
         assert_eq!(

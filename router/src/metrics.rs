@@ -274,7 +274,7 @@ const MEMBER_METRICS: [MemberMetric; 9] = [
     ),
     (
         "tailgate_router_member_request_cap_bytes",
-        "The size requests to the gateway are cut to since it refused a larger one as too large (0: none learnt, requests go up to forward.max_request_bytes). Every ten minutes, and on a new connection to the gateway, one request tries a larger size: taken, it becomes the size.",
+        "The size requests to the gateway are cut to since it refused a larger one as too large (0: none learnt, requests go up to forward.max_request_bytes). Every ten minutes, and on a new connection to the gateway, one request at a time tries a larger size: taken, the size rises to it.",
         |m| m.request_cap,
     ),
     (

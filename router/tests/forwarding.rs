@@ -1073,8 +1073,8 @@ async fn a_gateway_refusing_requests_as_too_large_gets_them_cut_smaller() {
 /// list) taking any size, and requests keep coming.
 /// Guarantees: the router notices the restart (its client makes a new connection; the
 /// restart is quicker than any request failing, so the gateway is never seen down),
-/// forgets the size it learnt, and sends the new process requests larger than the old
-/// limit again (before, the size held for as long as the router ran); every span arrives.
+/// tries a larger request, and sends the new process requests larger than the old limit
+/// again (before, the size held for as long as the router ran); every span arrives.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_gateway_restarted_with_a_larger_limit_gets_larger_requests_again() {
     let stop = CancellationToken::new();
@@ -1132,7 +1132,12 @@ async fn a_gateway_restarted_with_a_larger_limit_gets_larger_requests_again() {
         || new.spans() == sent_new,
     )
     .await;
-    assert_eq!(router.request_cap(), None, "the learnt size was forgotten");
+    // Raised to what the new process took (or dropped, had a request been cut by it).
+    assert!(
+        router.request_cap().is_none_or(|c| c > LIMIT),
+        "{:?}",
+        router.request_cap()
+    );
     assert!(
         new.bodies().iter().any(|b| b.len() > LIMIT),
         "largest request {}",
