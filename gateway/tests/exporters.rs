@@ -2,6 +2,8 @@
 //! Fan-out: every configured exporter gets every kept span, each with its own queue and
 //! accounting, and one exporter's outage holds kept traces back instead of losing them.
 
+use crate::common;
+
 use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
@@ -24,10 +26,7 @@ const POLICIES: &str = "decision_wait: 300ms\npolicies:\n  - {name: errors, type
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_exporter_gets_every_kept_span_through_an_outage() {
     let stop = CancellationToken::new();
-    let (grpc_addr, grpc_backend) =
-        CaptureBackend::start("127.0.0.1:0".parse().unwrap(), stop.clone())
-            .await
-            .unwrap();
+    let (grpc_addr, grpc_backend) = common::capture_backend(&stop).await;
     let (http_addr, http_backend) =
         CaptureBackend::start_http("127.0.0.1:0".parse().unwrap(), stop.clone())
             .await
@@ -253,9 +252,7 @@ async fn two_poisons(ip: u8, req: ExportTraceServiceRequest, poisoned: u64, fail
     let stop = CancellationToken::new();
     let mut backends = Vec::new();
     for poison in [&b"POISON-A"[..], b"POISON-B"] {
-        let (addr, backend) = CaptureBackend::start("127.0.0.1:0".parse().unwrap(), stop.clone())
-            .await
-            .unwrap();
+        let (addr, backend) = common::capture_backend(&stop).await;
         backend.refuse_requests_containing(Some(poison));
         backends.push((addr, backend));
     }
@@ -288,9 +285,7 @@ async fn two_poisons(ip: u8, req: ExportTraceServiceRequest, poisoned: u64, fail
 async fn requests_over_a_backends_limit_are_halved_until_they_pass() {
     const LIMIT: usize = 16 << 10;
     let stop = CancellationToken::new();
-    let (grpc_addr, grpc) = CaptureBackend::start("127.0.0.1:0".parse().unwrap(), stop.clone())
-        .await
-        .unwrap();
+    let (grpc_addr, grpc) = common::capture_backend(&stop).await;
     let (http_addr, http) =
         CaptureBackend::start_http("127.0.0.1:0".parse().unwrap(), stop.clone())
             .await
@@ -352,9 +347,7 @@ async fn spans_of_decreasing_size_do_not_each_get_a_request() {
 /// as too large; checks every span counts failed and none arrived; the requests it got.
 async fn refused_as_too_large(ip: u8, req: ExportTraceServiceRequest, spans: u64) -> u64 {
     let stop = CancellationToken::new();
-    let (addr, backend) = CaptureBackend::start("127.0.0.1:0".parse().unwrap(), stop.clone())
-        .await
-        .unwrap();
+    let (addr, backend) = common::capture_backend(&stop).await;
     backend.refuse_requests_over(Some(1));
     let config = one_shard_gateway(
         ip,
@@ -375,10 +368,7 @@ async fn refusing_backend(
     marker: &[u8],
     stop: &CancellationToken,
 ) -> (GatewayConfig, std::sync::Arc<CaptureBackend>) {
-    let (backend_addr, backend) =
-        CaptureBackend::start("127.0.0.1:0".parse().unwrap(), stop.clone())
-            .await
-            .unwrap();
+    let (backend_addr, backend) = common::capture_backend(stop).await;
     backend.refuse_requests_containing(Some(marker));
     let receive = ReceiveConfig {
         grpc: Some(format!("127.0.0.{ip}:0").parse().unwrap()),

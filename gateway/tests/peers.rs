@@ -74,10 +74,28 @@ async fn pod_with_peers(listeners: Listeners, peers: PeersConfig) -> Pod {
 /// A pod with the `peers` block given, taking requests of at most `max_request_bytes`.
 async fn pod_taking(listeners: Listeners, peers: PeersConfig, max_request_bytes: usize) -> Pod {
     let stop = CancellationToken::new();
-    let (backend_addr, backend) =
-        CaptureBackend::start("127.0.0.1:0".parse().unwrap(), stop.clone())
-            .await
-            .unwrap();
+    let drain = Duration::from_secs(10);
+    start_pod(
+        listeners,
+        peers,
+        max_request_bytes,
+        drain,
+        (stop.clone(), &stop),
+    )
+    .await
+}
+
+/// A pod serving `listeners` with `peers`, taking requests of at most
+/// `max_request_bytes`, drained within `drain`, stopped with `stop`; its capture backend
+/// stopped with `backend_stop`.
+async fn start_pod(
+    listeners: Listeners,
+    peers: PeersConfig,
+    max_request_bytes: usize,
+    drain: Duration,
+    (stop, backend_stop): (CancellationToken, &CancellationToken),
+) -> Pod {
+    let (backend_addr, backend) = common::capture_backend(backend_stop).await;
     let addr = listeners.grpc_addr().unwrap();
     let receive = ReceiveConfig {
         grpc: Some(addr),
@@ -89,8 +107,7 @@ async fn pod_taking(listeners: Listeners, peers: PeersConfig, max_request_bytes:
     let config = exporting_to(backend_addr, receive, 2, peers);
     let gateway = Gateway::start(&config, common::plan(KEEP_ALL)).unwrap();
     let (stats, peers) = (gateway.stats().clone(), gateway.peers().clone());
-    let served =
-        tokio::spawn(gateway.serve(listeners, None, stop.clone(), Duration::from_secs(10)));
+    let served = tokio::spawn(gateway.serve(listeners, None, stop.clone(), drain));
     Pod {
         addr,
         backend,
@@ -635,10 +652,7 @@ async fn a_gateway_restarted_at_its_address_is_taken_back_at_once() {
         let stop = stop.clone();
         let config = &config;
         async move {
-            let (backend_addr, backend) =
-                CaptureBackend::start("127.0.0.1:0".parse().unwrap(), stop.clone())
-                    .await
-                    .unwrap();
+            let (backend_addr, backend) = common::capture_backend(&stop).await;
             let config = config(&listeners, backend_addr);
             let gateway = Gateway::start(&config, common::plan(plan)).unwrap();
             let peers = gateway.peers().clone();
@@ -772,10 +786,7 @@ async fn a_down_peers_traces_go_to_the_next_gateway_as_on_the_routers_ring() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn spans_a_peer_rejects_are_counted_as_rejected_by_the_peer() {
     let peer_stop = CancellationToken::new();
-    let (peer_addr, peer) =
-        CaptureBackend::start("127.0.0.1:0".parse().unwrap(), peer_stop.clone())
-            .await
-            .unwrap();
+    let (peer_addr, peer) = common::capture_backend(&peer_stop).await;
     peer.reject_spans(1);
     let (pod, backend_stop) = beside([127, 0, 0, 43], peer_addr, Duration::ZERO).await;
     let (addr, stats, peers) = (pod.addr, pod.stats.clone(), pod.peers.clone());
@@ -821,10 +832,7 @@ async fn spans_a_peer_rejects_are_counted_as_rejected_by_the_peer() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_peer_refusing_for_memory_stays_on_the_ring() {
     let peer_stop = CancellationToken::new();
-    let (peer_addr, peer) =
-        CaptureBackend::start("127.0.0.1:0".parse().unwrap(), peer_stop.clone())
-            .await
-            .unwrap();
+    let (peer_addr, peer) = common::capture_backend(&peer_stop).await;
     peer.set_overloaded(true);
     let (pod, backend_stop) = beside([127, 0, 0, 44], peer_addr, Duration::ZERO).await;
     let peers = pod.peers.clone();
@@ -884,10 +892,6 @@ async fn beside_a_hole(ip: [u8; 4], drain: Duration) -> BesideAHole {
 /// capture backend that `backend_stop` (returned) stops; drained within `drain`.
 async fn beside(ip: [u8; 4], other: SocketAddr, drain: Duration) -> (Pod, CancellationToken) {
     let (stop, backend_stop) = (CancellationToken::new(), CancellationToken::new());
-    let (backend_addr, backend) =
-        CaptureBackend::start("127.0.0.1:0".parse().unwrap(), backend_stop.clone())
-            .await
-            .unwrap();
     let receive = ReceiveConfig {
         grpc: Some(SocketAddr::from((ip, 0))),
         http: None,
@@ -902,18 +906,8 @@ async fn beside(ip: [u8; 4], other: SocketAddr, drain: Duration) -> (Pod, Cancel
         timeout: Duration::from_secs(60),
         ..Default::default()
     };
-    let config = exporting_to(backend_addr, receive, 2, peers);
-    let gateway = Gateway::start(&config, common::plan(KEEP_ALL)).unwrap();
-    let (stats, peers) = (gateway.stats().clone(), gateway.peers().clone());
-    let served = tokio::spawn(gateway.serve(listeners, None, stop.clone(), drain));
-    let pod = Pod {
-        addr,
-        backend,
-        stats,
-        peers,
-        stop,
-        served,
-    };
+    let largest = receive.max_request_bytes;
+    let pod = start_pod(listeners, peers, largest, drain, (stop, &backend_stop)).await;
     (pod, backend_stop)
 }
 
@@ -1017,10 +1011,7 @@ async fn a_request_waiting_on_a_peer_is_counted_against_the_buffer() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stalled_request_does_not_hold_the_drain() {
     let (stop, backend_stop) = (CancellationToken::new(), CancellationToken::new());
-    let (backend_addr, backend) =
-        CaptureBackend::start("127.0.0.1:0".parse().unwrap(), backend_stop.clone())
-            .await
-            .unwrap();
+    let (backend_addr, backend) = common::capture_backend(&backend_stop).await;
     let receive = ReceiveConfig {
         grpc: Some("127.0.0.24:0".parse().unwrap()),
         http: Some("127.0.0.24:0".parse().unwrap()),
@@ -1111,10 +1102,7 @@ async fn a_stalled_request_does_not_hold_the_drain() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn spans_lost_at_the_drain_deadline_are_scraped_before_exit() {
     let (stop, backend_stop) = (CancellationToken::new(), CancellationToken::new());
-    let (backend_addr, backend) =
-        CaptureBackend::start("127.0.0.1:0".parse().unwrap(), backend_stop.clone())
-            .await
-            .unwrap();
+    let (backend_addr, backend) = common::capture_backend(&backend_stop).await;
     backend.set_unavailable(true);
     let receive = ReceiveConfig {
         grpc: Some("127.0.0.26:0".parse().unwrap()),

@@ -174,10 +174,7 @@ async fn peers_are_known_by_their_certificates() {
     let stop = CancellationToken::new();
     let mut pods = Vec::new();
     for ip in ips {
-        let (backend_addr, backend) =
-            CaptureBackend::start("127.0.0.1:0".parse().unwrap(), stop.clone())
-                .await
-                .unwrap();
+        let (backend_addr, backend) = common::capture_backend(&stop).await;
         let text = format!(
             "receive:\n  grpc: '{ip}:4317'\n  http: null\n  tls: {{cert_file: '{crt}', key_file: '{key}', client_ca_file: '{ca}'}}\nexport:\n  otlp_grpc: {{endpoint: 'http://{backend_addr}', batch: {{timeout: 50ms}}}}\nadmin: null\nmetrics: null\npeers:\n  static: ['{}:4317', '{}:4317']\n  self: '{ip}:4317'\n  listen: '{ip}:4319'\n  cert_names: [tailgate-gateway.test]\n  tls: {{ca_file: '{ca}', cert_file: '{crt}', key_file: '{key}', server_name_override: tailgate-gateway.test}}\n",
             ips[0],

@@ -870,6 +870,48 @@ impl Drop for Admission<'_> {
 mod tests {
     use super::*;
 
+    /// A forwarder to `member` with a 1 MiB queue, alone in its router.
+    fn forwarder(member: &str) -> Arc<Forwarder> {
+        Forwarder::new(
+            Member::new(member),
+            1 << 20,
+            Arc::new(AtomicUsize::new(0)),
+            Arc::new(Notify::new()),
+            Arc::new(RouterStats::default()),
+            Arc::new(Books::default()),
+        )
+    }
+
+    /// A gateway's `RESOURCE_EXHAUSTED` without a retry hint, `marked` too large as a
+    /// Tailgate gateway marks it.
+    fn refusal(
+        message: &'static str,
+        marked: bool,
+    ) -> Result<tailgate_core::forward::Delivered, ForwardError> {
+        let mut status = tonic::Status::resource_exhausted(message);
+        if marked {
+            status.metadata_mut().insert(
+                tailgate_core::receive::TOO_LARGE_METADATA,
+                tonic::metadata::MetadataValue::from_static("1"),
+            );
+        }
+        Err(ForwardError::Rejected {
+            endpoint: "10.0.0.7:4317".into(),
+            status,
+        })
+    }
+
+    /// An encoded request of `traces` traces of three spans.
+    fn encoded(traces: usize) -> Bytes {
+        use prost::Message as _;
+        Bytes::from(
+            tailgate_core::test_util::FakeOtlp::traces(traces)
+                .spans(3)
+                .build()
+                .encode_to_vec(),
+        )
+    }
+
     /// Scenario: a gateway answers a send of 120 spans `RESOURCE_EXHAUSTED` without a retry
     /// hint, once unmarked (a proxy's quota, say) and once marked too large, as a Tailgate
     /// gateway marks it.
@@ -879,22 +921,9 @@ mod tests {
     /// one is counted failed and changes no size.
     #[test]
     fn only_a_refusal_marked_too_large_is_cut_and_sent_again() {
-        use prost::Message as _;
-        let body = Bytes::from(
-            tailgate_core::test_util::FakeOtlp::traces(40)
-                .spans(3)
-                .build()
-                .encode_to_vec(),
-        );
+        let body = encoded(40);
         let bytes = body.len();
-        let forwarder = Forwarder::new(
-            Member::new("10.0.0.7:4317"),
-            1 << 20,
-            Arc::new(AtomicUsize::new(0)),
-            Arc::new(Notify::new()),
-            Arc::new(RouterStats::default()),
-            Arc::new(Books::default()),
-        );
+        let forwarder = forwarder("10.0.0.7:4317");
         // What the hook was given: the parts and the size they were cut to.
         type Requeued = Arc<Mutex<Vec<(Vec<Part>, usize)>>>;
         let queued: Requeued = Arc::default();
@@ -904,21 +933,7 @@ mod tests {
             reroute: Arc::new(|_| panic!("nothing is re-routed")),
             requeue: Arc::new(move |parts, cap| into.lock().unwrap().push((parts, cap))),
         };
-        let refused = |marked: bool| {
-            let mut status = tonic::Status::resource_exhausted(
-                "message of 5000 bytes is over the limit of 4096",
-            );
-            if marked {
-                status.metadata_mut().insert(
-                    tailgate_core::receive::TOO_LARGE_METADATA,
-                    tonic::metadata::MetadataValue::from_static("1"),
-                );
-            }
-            Err(ForwardError::Rejected {
-                endpoint: "10.0.0.7:4317".into(),
-                status,
-            })
-        };
+        let refused = |marked| refusal("message of 5000 bytes is over the limit of 4096", marked);
         let (log, _guard) = tailgate_core::test_util::CapturedLog::install();
         forwarder.settle(
             refused(false),
@@ -982,43 +997,17 @@ mod tests {
     /// size); a request no larger than the learnt size tells nothing and the trial waits.
     #[tokio::test(start_paused = true)]
     async fn a_learnt_request_size_is_raised_by_one_request_at_a_time() {
-        use prost::Message as _;
-        let encoded = |traces: usize| {
-            Bytes::from(
-                tailgate_core::test_util::FakeOtlp::traces(traces)
-                    .spans(3)
-                    .build()
-                    .encode_to_vec(),
-            )
-        };
         let (small, middle, body) = (encoded(10), encoded(30), encoded(40));
         let (larger, largest) = (encoded(160), encoded(800));
-        let forwarder = Forwarder::new(
-            Member::new("10.0.0.8:4317"),
-            1 << 20,
-            Arc::new(AtomicUsize::new(0)),
-            Arc::new(Notify::new()),
-            Arc::new(RouterStats::default()),
-            Arc::new(Books::default()),
-        );
+        let forwarder = forwarder("10.0.0.8:4317");
         let hooks = Hooks {
             health: Arc::new(|| {}),
             reroute: Arc::new(|_| panic!("nothing is re-routed")),
             requeue: Arc::new(|_, _| {}),
         };
-        let answer = |refused: bool| {
-            if !refused {
-                return Ok(tailgate_core::forward::Delivered::default());
-            }
-            let mut status = tonic::Status::resource_exhausted("too large");
-            status.metadata_mut().insert(
-                tailgate_core::receive::TOO_LARGE_METADATA,
-                tonic::metadata::MetadataValue::from_static("1"),
-            );
-            Err(ForwardError::Rejected {
-                endpoint: "10.0.0.8:4317".into(),
-                status,
-            })
+        let answer = |refused: bool| match refused {
+            true => refusal("too large", true),
+            false => Ok(tailgate_core::forward::Delivered::default()),
         };
         // A request gathered to the size it was given (the queue held more).
         let settle = |body: &Bytes, refused: bool, connection: u64, trial: bool| {

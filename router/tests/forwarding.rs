@@ -1117,21 +1117,28 @@ async fn a_gateway_restarted_with_a_larger_limit_gets_larger_requests_again() {
     // The restart: the old process goes (its connections closed), a new one takes the
     // address with no limit.
     first.cancel();
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let (_, new) = CaptureBackend::start(addr, stop.clone()).await.unwrap();
+    let restarted = Instant::now();
+    let new = loop {
+        // The address is free once the old listener is gone.
+        match CaptureBackend::start(addr, stop.clone()).await {
+            Ok((_, new)) => break new,
+            Err(e) => assert!(restarted.elapsed() < within, "{e}"),
+        }
+        tokio::task::yield_now().await;
+    };
     let mut sent_new = 0;
     for seed in 1002..1006 {
         let req = request(seed);
         sent_new += spans(&req);
         client.export(req).await.unwrap();
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        // Each delivered before the next: requests one at a time, as a restart meets them.
+        until(
+            within,
+            || format!("new got {}", new.spans()),
+            || new.spans() == sent_new,
+        )
+        .await;
     }
-    until(
-        within,
-        || format!("new got {}", new.spans()),
-        || new.spans() == sent_new,
-    )
-    .await;
     // Raised to what the new process took (or dropped, had a request been cut by it).
     assert!(
         router.request_cap().is_none_or(|c| c > LIMIT),

@@ -6,6 +6,36 @@ fn gather(g: &mut Gathered, b: ExportBatch) {
     g.add(b, bytes);
 }
 
+/// An exporter of `sink` reading `rx`, its own counters zero and nothing refused yet.
+fn exporter(
+    rx: mpsc::Receiver<ExportBatch>,
+    sink: Sink,
+    batch: BatchConfig,
+    stats: Arc<GatewayStats>,
+) -> Exporter {
+    Exporter {
+        rx,
+        sink,
+        batch,
+        stats,
+        own: exporter_stats(),
+        credentials_refused: (None, 0),
+        malformed_refused: (None, 0),
+    }
+}
+
+/// A `debug` sink writing into `dir`.
+fn debug_sink(dir: &std::path::Path) -> Sink {
+    Sink::Debug(
+        DebugConfig {
+            path: Some(dir.join("spans.jsonl").display().to_string()),
+            ..Default::default()
+        }
+        .writer()
+        .unwrap(),
+    )
+}
+
 /// An exporter's own counters, all zero.
 fn exporter_stats() -> Arc<ExporterStats> {
     Arc::new(ExporterStats {
@@ -47,25 +77,9 @@ fn a_ticket_settles_when_every_exporter_has_and_counts_any_failure() {
 fn chunks_settle_tickets_in_order_across_batches() {
     let stats = Arc::new(GatewayStats::default());
     stats.pending_export_spans.add(5);
-    let own = exporter_stats();
     let (_tx, rx) = mpsc::channel(1);
     let dir = tailgate_core::test_util::scratch_dir("debug").unwrap();
-    let e = Exporter {
-        rx,
-        sink: Sink::Debug(
-            DebugConfig {
-                path: Some(dir.join("spans.jsonl").display().to_string()),
-                ..Default::default()
-            }
-            .writer()
-            .unwrap(),
-        ),
-        batch: BatchConfig::default(),
-        stats: stats.clone(),
-        own,
-        credentials_refused: (None, 0),
-        malformed_refused: (None, 0),
-    };
+    let e = exporter(rx, debug_sink(&dir), BatchConfig::default(), stats.clone());
     let (a, b) = (Ticket::new(2, 0, 1), Ticket::new(3, 0, 1));
     let mut g = Gathered::default();
     for (t, n) in [(a, 2u8), (b, 3)] {
@@ -367,7 +381,6 @@ async fn a_batch_that_does_not_fit_a_request_starts_the_next() {
     .unwrap();
     let stats = Arc::new(GatewayStats::default());
     stats.pending_export_spans.add(150);
-    let own = exporter_stats();
     let req = tailgate_core::test_util::FakeOtlp::traces(150)
         .spans(1)
         .resources(1)
@@ -390,19 +403,13 @@ async fn a_batch_that_does_not_fit_a_request_starts_the_next() {
     drop(tx);
     let cfg: super::otlp_grpc::OtlpGrpcConfig =
         serde_yaml_ng::from_str(&format!("{{endpoint: 'http://{addr}'}}")).unwrap();
-    let e = Exporter {
-        rx,
-        sink: Sink::Grpc(Box::new(cfg.client().unwrap())),
-        batch: BatchConfig {
-            max_spans: 100,
-            timeout: std::time::Duration::from_secs(5),
-            ..Default::default()
-        },
-        stats: stats.clone(),
-        own,
-        credentials_refused: (None, 0),
-        malformed_refused: (None, 0),
+    let batch = BatchConfig {
+        max_spans: 100,
+        timeout: std::time::Duration::from_secs(5),
+        ..Default::default()
     };
+    let sink = Sink::Grpc(Box::new(cfg.client().unwrap()));
+    let e = exporter(rx, sink, batch, stats.clone());
     e.run().await;
     let per_request: Vec<usize> = backend
         .bodies()
@@ -428,22 +435,7 @@ async fn malformed_refusals_are_logged_once_a_minute() {
     let (log, _guard) = tailgate_core::test_util::CapturedLog::install();
     let (_tx, rx) = mpsc::channel(1);
     let dir = tailgate_core::test_util::scratch_dir("malformed-log").unwrap();
-    let mut e = Exporter {
-        rx,
-        sink: Sink::Debug(
-            DebugConfig {
-                path: Some(dir.join("spans.jsonl").display().to_string()),
-                ..Default::default()
-            }
-            .writer()
-            .unwrap(),
-        ),
-        batch: BatchConfig::default(),
-        stats: Arc::default(),
-        own: exporter_stats(),
-        credentials_refused: (None, 0),
-        malformed_refused: (None, 0),
-    };
+    let mut e = exporter(rx, debug_sink(&dir), BatchConfig::default(), Arc::default());
     for _ in 0..100 {
         e.refused_as_malformed(1, "bad span", false);
     }

@@ -41,6 +41,15 @@ pub(crate) fn plan(yaml: &str) -> PolicyPlan {
         .unwrap()
 }
 
+/// A capture backend (OTLP/gRPC) on a free loopback port, stopped with `stop`.
+pub(crate) async fn capture_backend(
+    stop: &CancellationToken,
+) -> (SocketAddr, std::sync::Arc<CaptureBackend>) {
+    CaptureBackend::start("127.0.0.1:0".parse().unwrap(), stop.clone())
+        .await
+        .unwrap()
+}
+
 /// Starts a gateway on `ip` (port 0) with `plan`; `setup` runs before it serves (to watch a
 /// policy file, for example).
 pub(crate) async fn spawn_gateway(
@@ -74,10 +83,7 @@ pub(crate) async fn spawn_gateway_configured(
     setup: impl FnOnce(&Gateway, &CancellationToken),
 ) -> TestGateway {
     let stop = CancellationToken::new();
-    let (backend_addr, backend) =
-        CaptureBackend::start("127.0.0.1:0".parse().unwrap(), stop.clone())
-            .await
-            .unwrap();
+    let (backend_addr, backend) = capture_backend(&stop).await;
     let receive = ReceiveConfig {
         grpc: Some(SocketAddr::from((ip, 0))),
         http: None,
