@@ -478,10 +478,13 @@ impl crate::receive::SpanSink for CaptureBackend {
         if max > 0 && body.len() > max {
             self.too_large
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            return Err(crate::receive::Refusal::TooLarge(format!(
-                "a request of {} bytes is over this backend's limit of {max}",
-                body.len()
-            )));
+            return Err(crate::receive::Refusal::too_large(
+                format!(
+                    "a request of {} bytes is over this backend's limit of {max}",
+                    body.len()
+                ),
+                max,
+            ));
         }
         if let Some(marker) = self.poison.lock().ok().and_then(|p| p.clone()) {
             if body.windows(marker.len().max(1)).any(|w| w == marker) {

@@ -17,7 +17,7 @@ fn answers(encoding: Encoding, body: &[u8]) {
     match decompress(encoding, body, MAX) {
         Ok(b) => assert!(b.len() <= MAX, "{encoding:?}: {} bytes", b.len()),
         Err(Refusal::Invalid(m)) => assert!(m.contains(encoding.name()), "{m}"),
-        Err(Refusal::TooLarge(_)) => {}
+        Err(Refusal::TooLarge { .. }) => {}
         Err(other) => panic!("{encoding:?}: unexpected refusal {other:?}"),
     }
 }

@@ -362,8 +362,10 @@ async fn requests_of_tiny_spans_are_admitted_at_what_they_will_cost() {
 /// Scenario: with nothing buffered, one client request of 40,000 bare spans (1.2 MB, which
 /// may cost about 12 MB once buffered) against an 8 MiB limit; then one of 10,000.
 /// Guarantees: the first is refused for good (`RESOURCE_EXHAUSTED` without a retry hint,
-/// naming the limit and what to do), counted as refused for memory, and nothing of it is
-/// buffered; the second is taken. Before, a request alone was taken whatever it cost: a
+/// naming the limit and what to do, marked too large for routers, which cut it, but
+/// stating no size in bytes: what it costs depends on its spans), counted as refused for
+/// memory, and nothing of it is buffered; the second is taken. One over
+/// `receive.max_request_bytes` is refused stating that limit, which a router cuts to. Before, a request alone was taken whatever it cost: a
 /// 16 MB one held 4 times a 64 MiB limit (hostile-input check, session 22).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_request_that_could_never_fit_is_refused_for_good() {
@@ -386,10 +388,25 @@ async fn a_request_that_could_never_fit_is_refused_for_good() {
         1,
         "counted as too large"
     );
+    let metadata = status.metadata();
+    assert!(metadata.contains_key(tailgate_core::receive::TOO_LARGE_METADATA));
+    assert!(!metadata.contains_key(tailgate_core::receive::MAX_REQUEST_BYTES_METADATA));
     assert_eq!(gw.stats.held_bytes(), 0);
     assert!(admitted(&mut client, bare_spans(10_000, 2)).await);
     assert_eq!(gw.stats.received_spans.get(), 50_000);
     assert_eq!(gw.stats.refused_spans.get(), 40_000);
+
+    // Over receive.max_request_bytes (4 MiB): the limit is stated.
+    let status = client.export(bare_spans(160_000, 3)).await.unwrap_err();
+    assert_eq!(status.code(), tonic::Code::ResourceExhausted, "{status:?}");
+    let metadata = status.metadata();
+    assert!(metadata.contains_key(tailgate_core::receive::TOO_LARGE_METADATA));
+    assert_eq!(
+        metadata
+            .get(tailgate_core::receive::MAX_REQUEST_BYTES_METADATA)
+            .and_then(|v| v.to_str().ok()),
+        Some("4194304")
+    );
     gw.stop().await;
 }
 

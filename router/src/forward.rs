@@ -180,8 +180,9 @@ impl Forwarder {
     /// one that could cost more than its whole buffer (`RESOURCE_EXHAUSTED` marked
     /// [`TOO_LARGE_METADATA`](tailgate_core::receive::TOO_LARGE_METADATA)). The router
     /// acknowledged those spans to their senders already, so the refused request is cut
-    /// and sent again, and later ones are gathered to at most half its size (`usize::MAX`
-    /// while none was refused). When a connection newer than the one the refusal came on
+    /// and sent again, and later ones are gathered to at most the limit the gateway stated
+    /// ([`MAX_REQUEST_BYTES_METADATA`](tailgate_core::receive::MAX_REQUEST_BYTES_METADATA)),
+    /// or half its size when it stated none (`usize::MAX` while none was refused). When a connection newer than the one the refusal came on
     /// is made to the gateway, or it answers again after being down (a restart may have
     /// raised its limit), one request is sent up to `forward.max_request_bytes`, and
     /// [`REQUEST_CAP_HOLDS`] after the size was last set one up to twice it: taken, that
@@ -572,7 +573,16 @@ impl Forwarder {
                     && status
                         .metadata()
                         .contains_key(tailgate_core::receive::TOO_LARGE_METADATA)
-                    && self.split_refused(chunks, bytes, status.message(), sent, hooks) =>
+                    && self.split_refused(
+                        chunks,
+                        bytes,
+                        Refused {
+                            answer: status.message(),
+                            limit: stated_limit(&status),
+                        },
+                        sent,
+                        hooks,
+                    ) =>
             {
                 // Too large for this gateway: sent again in smaller parts (split_refused).
                 told.1 = true;
@@ -618,25 +628,34 @@ impl Forwarder {
     }
 
     /// A request of `bytes` bytes its gateway refused for good as too large: cuts its spans
-    /// into parts of at most half its size (or the [`Forwarder::request_cap`], if lower),
-    /// queues them again (over the ring then in force, so a gateway that left is not sent
-    /// them), and lowers the cap to that size. Returns false, leaving the spans to be
-    /// counted failed, when that cannot make it smaller: a single span (with its headers)
-    /// too large alone, or a cap under [`MIN_REQUEST_CAP`]. Each split halves what is sent
-    /// at once, so a request is split a bounded number of times.
+    /// into parts of at most the limit the gateway stated, or without one half its size (or
+    /// the [`Forwarder::request_cap`], if lower), queues them again (over the ring then in
+    /// force, so a gateway that left is not sent them), and sets the cap to that size.
+    /// Returns false, leaving the spans to be counted failed, when that cannot make it
+    /// smaller: a single span (with its headers) too large alone, or a cap under
+    /// [`MIN_REQUEST_CAP`]. Each split cuts what is sent at once, so a request is split a
+    /// bounded number of times.
     fn split_refused(
         &self,
         chunks: &[Bytes],
         bytes: usize,
-        answer: &str,
+        refused: Refused<'_>,
         sent: Sent,
         hooks: &Hooks,
     ) -> bool {
-        // A request larger than the learnt size (a trial's, or one gathered before the
-        // size was learnt or lowered) is cut to it, which stays; one no larger is cut to
-        // half its size, which becomes the size.
+        // The limit the gateway stated is the size, up or down: a trial refused by a
+        // gateway whose limit rose less than tried raises it. Without one (a refusal for
+        // the whole buffer, or an older gateway), a request larger than the learnt size (a
+        // trial's, or one gathered before the size was learnt or lowered) is cut to it,
+        // which stays; one no larger is cut to half its size, which becomes the size.
+        // A stated limit no smaller than the request refused is not believed.
         let learnt = self.request_cap();
-        let cap = if bytes > learnt { learnt } else { bytes / 2 };
+        let stated = refused.limit.filter(|&limit| limit < bytes);
+        let cap = match stated {
+            Some(limit) => limit,
+            None if bytes > learnt => learnt,
+            None => bytes / 2,
+        };
         if cap < MIN_REQUEST_CAP {
             return false;
         }
@@ -661,8 +680,8 @@ impl Forwarder {
                 return false;
             };
             let was = state.learnt.map_or(usize::MAX, |c| c.bytes);
-            let cut_to = cap.min(was);
-            if cut_to < was {
+            let cut_to = if stated.is_some() { cap } else { cap.min(was) };
+            if cut_to != was {
                 state.learnt = Some(RequestCap {
                     bytes: cut_to,
                     since: Instant::now(),
@@ -671,7 +690,17 @@ impl Forwarder {
             }
             (cut_to, was)
         };
-        if cut_to == was {
+        let answer = refused.answer;
+        if cut_to > was {
+            tracing::info!(
+                member = %self.member,
+                refused_bytes = bytes,
+                was,
+                cut_to,
+                "Gateway takes larger requests than before, up to the limit it stated; its \
+                 requests are cut to cut_to bytes from now on."
+            );
+        } else if cut_to == was {
             tracing::debug!(
                 member = %self.member,
                 refused_bytes = bytes,
@@ -723,6 +752,27 @@ impl Forwarder {
             on_health();
         }
     }
+}
+
+/// A gateway's answer refusing a request as too large.
+struct Refused<'a> {
+    /// Its message, for the log.
+    answer: &'a str,
+    /// The largest request it takes, when it said
+    /// ([`MAX_REQUEST_BYTES_METADATA`](tailgate_core::receive::MAX_REQUEST_BYTES_METADATA)).
+    limit: Option<usize>,
+}
+
+/// The limit a too-large refusal states, if it states one that can be read.
+fn stated_limit(status: &tonic::Status) -> Option<usize> {
+    status
+        .metadata()
+        .get(tailgate_core::receive::MAX_REQUEST_BYTES_METADATA)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
 }
 
 /// The router's books of pending spans: open until a drain's deadline passes, then
@@ -870,6 +920,9 @@ impl Drop for Admission<'_> {
 mod tests {
     use super::*;
 
+    /// What a requeue hook was given: the parts and the size they were cut to.
+    type Requeued = Arc<Mutex<Vec<(Vec<Part>, usize)>>>;
+
     /// A forwarder to `member` with a 1 MiB queue, alone in its router.
     fn forwarder(member: &str) -> Arc<Forwarder> {
         Forwarder::new(
@@ -901,6 +954,20 @@ mod tests {
         })
     }
 
+    /// A Tailgate gateway's too-large refusal stating its limit (`limit`, as sent).
+    fn refusal_stating(
+        limit: &'static str,
+    ) -> Result<tailgate_core::forward::Delivered, ForwardError> {
+        let mut refused = refusal("message is over the limit", true);
+        if let Err(ForwardError::Rejected { status, .. }) = &mut refused {
+            status.metadata_mut().insert(
+                tailgate_core::receive::MAX_REQUEST_BYTES_METADATA,
+                tonic::metadata::MetadataValue::from_static(limit),
+            );
+        }
+        refused
+    }
+
     /// An encoded request of `traces` traces of three spans.
     fn encoded(traces: usize) -> Bytes {
         use prost::Message as _;
@@ -924,8 +991,6 @@ mod tests {
         let body = encoded(40);
         let bytes = body.len();
         let forwarder = forwarder("10.0.0.7:4317");
-        // What the hook was given: the parts and the size they were cut to.
-        type Requeued = Arc<Mutex<Vec<(Vec<Part>, usize)>>>;
         let queued: Requeued = Arc::default();
         let into = queued.clone();
         let hooks = Hooks {
@@ -1127,6 +1192,70 @@ mod tests {
         settle(&largest, true, 3, false);
         assert_eq!(forwarder.request_cap(), largest.len() / 2);
         assert_eq!(log.count(warning), 2);
+    }
+
+    /// Scenario: a gateway refuses a request as too large stating a limit far under half
+    /// the request; later, on a new connection (a new process), it refuses the full-size
+    /// trial stating a larger limit; then it states a limit no smaller than what it
+    /// refused, and one that is not a number.
+    /// Guarantees: the stated limit is the size at once, up or down (parts of at most it,
+    /// one warning going down, none going up); a statement that cannot be right, or read,
+    /// is not believed: the request is cut as without one (to the size, which stays).
+    #[test]
+    fn a_stated_limit_is_the_size_at_once() {
+        let body = encoded(200);
+        let spans = 600;
+        let forwarder = forwarder("10.0.0.9:4317");
+        let queued: Requeued = Arc::default();
+        let into = queued.clone();
+        let hooks = Hooks {
+            health: Arc::new(|| {}),
+            reroute: Arc::new(|_| panic!("nothing is re-routed")),
+            requeue: Arc::new(move |parts, cap| into.lock().unwrap().push((parts, cap))),
+        };
+        let settle = |answer, connection, trial| {
+            let sent = Sent {
+                connection,
+                trial,
+                full: true,
+            };
+            let sizes = (spans, body.len());
+            forwarder.settle(answer, std::slice::from_ref(&body), sizes, sent, &hooks);
+        };
+        let (log, _guard) = tailgate_core::test_util::CapturedLog::install();
+        let warning = "Gateway refused a request as too large";
+        // 2,000 bytes: a fraction of the request, which halving would take several
+        // refusals to reach.
+        assert!(body.len() > 16 * 2_000, "{}", body.len());
+        settle(refusal_stating("2000"), 1, false);
+        assert_eq!(forwarder.request_cap(), 2_000);
+        assert_eq!(log.count(warning), 1);
+        {
+            let queued = queued.lock().unwrap();
+            let (parts, cap) = &queued[0];
+            assert_eq!(*cap, 2_000);
+            assert!(parts.iter().all(|p| p.body.len() <= 2_000));
+            assert_eq!(parts.iter().map(|p| p.spans).sum::<u64>(), spans);
+        }
+
+        // A new process with a larger limit refuses the full-size trial, stating it.
+        forwarder.review_cap(2);
+        assert_eq!(forwarder.gather_size(1 << 30), (1 << 30, true));
+        settle(refusal_stating("9000"), 2, true);
+        assert_eq!(forwarder.request_cap(), 9_000, "raised to the stated limit");
+        assert_eq!(log.count(warning), 1, "no warning going up");
+        assert_eq!(log.count("Gateway takes larger requests than before"), 1);
+
+        // A limit no smaller than the request refused, or not a number: halved.
+        let cap = forwarder.request_cap();
+        let bytes = body.len();
+        assert!(bytes > cap, "gathered before the size was learnt");
+        settle(refusal_stating("99999999"), 2, false);
+        assert_eq!(forwarder.request_cap(), cap, "cut to the size, which stays");
+        settle(refusal_stating("lots"), 2, false);
+        assert_eq!(forwarder.request_cap(), cap);
+        assert_eq!(forwarder.stats.too_large_requests.get(), 4);
+        assert_eq!(forwarder.stats.failed_spans.get(), 0);
     }
 
     /// Scenario: the books held open by one change, closed by a drain, entered after, and

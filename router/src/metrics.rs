@@ -269,12 +269,12 @@ const MEMBER_METRICS: [MemberMetric; 9] = [
     ),
     (
         "tailgate_router_member_too_large_requests_total",
-        "Requests the gateway refused as too large (over its receive.max_request_bytes, or more than its buffer could hold): their spans were cut into requests of half the size and sent again, and later requests are cut to that size. Lower forward.max_request_bytes to what the gateways take.",
+        "Requests the gateway refused as too large (over its receive.max_request_bytes, or more than its buffer could hold): their spans were cut into requests of the size the gateway stated (its receive.max_request_bytes), or of half the size when it stated none (a buffer too small), and sent again, and later requests are cut to that size. Lower forward.max_request_bytes to what the gateways take.",
         |m| m.stats.too_large_requests.get(),
     ),
     (
         "tailgate_router_member_request_cap_bytes",
-        "The size requests to the gateway are cut to since it refused a larger one as too large (0: none learnt, requests go up to forward.max_request_bytes). Every ten minutes, and on a new connection to the gateway, one request at a time tries a larger size: taken, the size rises to it.",
+        "The size requests to the gateway are cut to since it refused a larger one as too large (0: none learnt, requests go up to forward.max_request_bytes). Every ten minutes, and on a new connection to the gateway, one request at a time tries a larger size: taken, the size rises to it; refused stating a larger limit, the size rises to that.",
         |m| m.request_cap,
     ),
     (

@@ -194,10 +194,13 @@ fn unsnappy_block(body: &[u8], max: usize) -> Result<Bytes, Refusal> {
     let corrupt = |e: snap::Error| Refusal::Invalid(format!("snappy body is corrupt: {e}"));
     let len = snap::raw::decompress_len(body).map_err(corrupt)?;
     if len > max {
-        return Err(Refusal::TooLarge(format!(
-            "decompressed request body of {len} bytes (snappy header) exceeds the limit of \
-             {max} bytes"
-        )));
+        return Err(Refusal::too_large(
+            format!(
+                "decompressed request body of {len} bytes (snappy header) exceeds the limit \
+                 of {max} bytes"
+            ),
+            max,
+        ));
     }
     let mut out = vec![0; len];
     let n = snap::raw::Decoder::new()
@@ -257,9 +260,10 @@ fn bounded_read(
             )),
         })?;
     if out.len() > max {
-        return Err(Refusal::TooLarge(format!(
-            "decompressed request body exceeds the limit of {max} bytes"
-        )));
+        return Err(Refusal::too_large(
+            format!("decompressed request body exceeds the limit of {max} bytes"),
+            max,
+        ));
     }
     out.shrink_to_fit();
     Ok(out)
@@ -331,7 +335,7 @@ mod tests {
             assert!(
                 matches!(
                     decompress(encoding, &small, 64 << 10),
-                    Err(Refusal::TooLarge(_))
+                    Err(Refusal::TooLarge { .. })
                 ),
                 "{name}"
             );
@@ -382,7 +386,7 @@ mod tests {
         // it is decompressed.
         let big = compressed(Encoding::Snappy, &vec![0; 100_000]);
         assert!(
-            matches!(decompress(Encoding::Snappy, &big, 99_999), Err(Refusal::TooLarge(m)) if m.contains("100000 bytes"))
+            matches!(decompress(Encoding::Snappy, &big, 99_999), Err(Refusal::TooLarge { message: m, .. }) if m.contains("100000 bytes"))
         );
     }
 
@@ -442,7 +446,10 @@ mod tests {
         // The output limit counts every member.
         let mut body = gzip(&[1; 600]);
         body.extend(gzip(&[2; 600]));
-        assert!(matches!(gunzip(&body, 1_000), Err(Refusal::TooLarge(_))));
+        assert!(matches!(
+            gunzip(&body, 1_000),
+            Err(Refusal::TooLarge { .. })
+        ));
     }
 
     /// Scenario: a body that compresses well (the buffer doubles past its guess) and one

@@ -361,9 +361,10 @@ fn parse_prefix(prefix: &[u8], max: usize) -> Result<(bool, usize), Refusal> {
     };
     let len = u32::from_be_bytes([prefix[1], prefix[2], prefix[3], prefix[4]]) as usize;
     if len > max {
-        return Err(Refusal::TooLarge(format!(
-            "message of {len} bytes is over the limit of {max}"
-        )));
+        return Err(Refusal::too_large(
+            format!("message of {len} bytes is over the limit of {max}"),
+            max,
+        ));
     }
     Ok((flag, len))
 }

@@ -146,9 +146,12 @@ async fn receive<S: SpanSink>(
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok()?.trim().parse::<u64>().ok());
     if let Some(len) = announced.filter(|&len| len > max as u64) {
-        return Err(Refusal::TooLarge(format!(
-            "request body of {len} bytes (Content-Length) exceeds the limit of {max} bytes"
-        )));
+        return Err(Refusal::too_large(
+            format!(
+                "request body of {len} bytes (Content-Length) exceeds the limit of {max} bytes"
+            ),
+            max,
+        ));
     }
     // The open request's own cost first, held until it is answered (see
     // `InFlight::take_request`).
@@ -215,9 +218,10 @@ where
         };
         len += data.len();
         if len > max {
-            return Err(Refusal::TooLarge(format!(
-                "request body exceeds the limit of {max} bytes"
-            )));
+            return Err(Refusal::too_large(
+                format!("request body exceeds the limit of {max} bytes"),
+                max,
+            ));
         }
         in_flight.take(held, data.len())?;
         gathered.push(data);

@@ -51,7 +51,9 @@ pub use sink::{
     PEER_AUTH_HEADER, PEER_HEADER,
 };
 #[cfg(feature = "net")]
-pub use status::{Refusal, DEFAULT_RETRY_AFTER, LEAVING_METADATA, TOO_LARGE_METADATA};
+pub use status::{
+    Refusal, DEFAULT_RETRY_AFTER, LEAVING_METADATA, MAX_REQUEST_BYTES_METADATA, TOO_LARGE_METADATA,
+};
 
 #[cfg(feature = "net")]
 use tokio::net::TcpListener;

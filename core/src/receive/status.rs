@@ -17,8 +17,15 @@ pub enum Refusal {
     #[error("{0}")]
     Invalid(String),
     /// The request is larger than the configured limit.
-    #[error("{0}")]
-    TooLarge(String),
+    #[error("{message}")]
+    TooLarge {
+        /// What is too large, and the limit.
+        message: String,
+        /// The largest request body of this kind the receiver takes, in bytes, when its
+        /// limit is one of bytes (`receive.max_request_bytes`); a Tailgate sender cuts its
+        /// requests to it ([`MAX_REQUEST_BYTES_METADATA`]).
+        limit: Option<usize>,
+    },
     /// The client did not send the request in time.
     #[error("{0}")]
     Timeout(String),
@@ -82,6 +89,12 @@ fn marked(mut status: tonic::Status, key: &'static str) -> tonic::Status {
 /// is not marked, and is not retried.
 pub const TOO_LARGE_METADATA: &str = "tailgate-too-large";
 
+/// Metadata key of a [`Refusal::TooLarge`] answer stating the largest request body the
+/// receiver takes (decimal bytes), when its limit is one of bytes: a router cuts its
+/// requests to that size at once instead of halving them until one is taken. A refusal for
+/// the whole buffer's size (which depends on the spans, not the bytes alone) states none.
+pub const MAX_REQUEST_BYTES_METADATA: &str = "tailgate-max-request-bytes";
+
 // === impl Refusal ===
 
 /// Suggested client back-off when a receiver refuses for overload.
@@ -94,6 +107,14 @@ impl From<crate::wire::ScanError> for Refusal {
 }
 
 impl Refusal {
+    /// A request over a limit of `limit` bytes ([`Refusal::TooLarge`] stating it).
+    pub fn too_large(message: String, limit: usize) -> Self {
+        Refusal::TooLarge {
+            message,
+            limit: Some(limit),
+        }
+    }
+
     /// Every reason, in [`Refusal::reason_index`] order, as metrics label them.
     pub const REASONS: [&'static str; 9] = [
         "invalid",
@@ -134,7 +155,7 @@ impl Refusal {
     pub fn reason_index(&self) -> usize {
         match self {
             Refusal::Invalid(_) => 0,
-            Refusal::TooLarge(_) => 1,
+            Refusal::TooLarge { .. } => 1,
             Refusal::Timeout(_) => 2,
             Refusal::Overloaded { .. } => 3,
             Refusal::Unavailable { .. } | Refusal::Leaving(_) => 4,
@@ -149,10 +170,18 @@ impl Refusal {
     pub fn to_grpc(&self) -> tonic::Status {
         match self {
             Refusal::Invalid(m) => tonic::Status::invalid_argument(m.clone()),
-            Refusal::TooLarge(m) => marked(
-                tonic::Status::resource_exhausted(m.clone()),
-                TOO_LARGE_METADATA,
-            ),
+            Refusal::TooLarge { message, limit } => {
+                let mut status = marked(
+                    tonic::Status::resource_exhausted(message.clone()),
+                    TOO_LARGE_METADATA,
+                );
+                if let Some(limit) = limit {
+                    status
+                        .metadata_mut()
+                        .insert(MAX_REQUEST_BYTES_METADATA, (*limit).into());
+                }
+                status
+            }
             Refusal::Timeout(m) => tonic::Status::deadline_exceeded(m.clone()),
             Refusal::Overloaded {
                 message,
@@ -177,7 +206,7 @@ impl Refusal {
     pub fn http_status(&self) -> http::StatusCode {
         match self {
             Refusal::Invalid(_) => http::StatusCode::BAD_REQUEST,
-            Refusal::TooLarge(_) => http::StatusCode::PAYLOAD_TOO_LARGE,
+            Refusal::TooLarge { .. } => http::StatusCode::PAYLOAD_TOO_LARGE,
             // Not 408: OTLP/HTTP exporters retry only 429, 502, 503 and 504, and a request
             // that arrived too slowly is worth sending again (gRPC's DEADLINE_EXCEEDED is
             // retried too).

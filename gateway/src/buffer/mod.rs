@@ -512,13 +512,17 @@ impl SpanSink for TraceBuffer {
         if charge > self.max_buffered_bytes && origin == Origin::Client {
             self.stats.refused_spans.add(valid);
             self.stats.refused_spans_memory.add(valid);
-            return Err(Refusal::TooLarge(format!(
-                "a request of {} bytes and {valid} spans may take up to {charge} bytes once \
+            return Err(Refusal::TooLarge {
+                message: format!(
+                    "a request of {} bytes and {valid} spans may take up to {charge} bytes once \
                  buffered, more than this gateway's whole buffer.max_buffered_bytes ({}); \
                  send smaller requests",
-                body.len(),
-                self.max_buffered_bytes
-            )));
+                    body.len(),
+                    self.max_buffered_bytes
+                ),
+                // Not a limit of bytes: what a request costs buffered depends on its spans.
+                limit: None,
+            });
         }
         let admitted = Admitted::charge(&self.stats, charge);
         let others = self.stats.held_bytes().saturating_sub(admitted.bytes);
@@ -1408,7 +1412,10 @@ mod tests {
             let answer = buffer.export(body.clone()).await;
             assert_eq!(answer.is_ok(), fits, "{answer:?}");
             if !fits {
-                assert!(matches!(answer, Err(Refusal::TooLarge(_))), "{answer:?}");
+                assert!(
+                    matches!(answer, Err(Refusal::TooLarge { .. })),
+                    "{answer:?}"
+                );
             }
             drop(rx);
         }
