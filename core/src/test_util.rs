@@ -266,6 +266,9 @@ pub struct CaptureBackend {
     /// Requests larger than this are refused as too large (0: no limit).
     max_request: std::sync::atomic::AtomicUsize,
     too_large: std::sync::atomic::AtomicU64,
+    /// Too-large refusals of requests from a sender saying it cuts them
+    /// ([`crate::receive::CUTS_TOO_LARGE_HEADER`]).
+    cut_refusals: std::sync::atomic::AtomicU64,
     /// While set, every request is refused as forbidden ([`CaptureBackend::forbid`]).
     forbidden: std::sync::atomic::AtomicBool,
     forbidden_refusals: std::sync::atomic::AtomicU64,
@@ -394,6 +397,12 @@ impl CaptureBackend {
         self.too_large.load(std::sync::atomic::Ordering::Relaxed)
     }
 
+    /// Of [`CaptureBackend::too_large_requests`], those whose sender said it cuts them and
+    /// sends them again ([`crate::receive::CUTS_TOO_LARGE_HEADER`]).
+    pub fn cut_refusals(&self) -> u64 {
+        self.cut_refusals.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// While `true`, every request is refused with `PERMISSION_DENIED` / 403, as a backend
     /// refuses a key that is valid but not allowed to write.
     pub fn forbid(&self, forbidden: bool) {
@@ -436,6 +445,11 @@ impl CaptureBackend {
 }
 
 impl crate::receive::SpanSink for CaptureBackend {
+    fn refused_cut(&self, _refusal: &crate::receive::Refusal) {
+        self.cut_refusals
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
     async fn export(
         &self,
         body: bytes::Bytes,

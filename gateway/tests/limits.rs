@@ -365,7 +365,8 @@ async fn requests_of_tiny_spans_are_admitted_at_what_they_will_cost() {
 /// naming the limit and what to do, marked too large for routers, which cut it, but
 /// stating no size in bytes: what it costs depends on its spans), counted as refused for
 /// memory, and nothing of it is buffered; the second is taken. One over
-/// `receive.max_request_bytes` is refused stating that limit, which a router cuts to. Before, a request alone was taken whatever it cost: a
+/// `receive.max_request_bytes` is refused stating that limit, which a router cuts to; from
+/// a sender saying it cuts such requests (a router), it is counted as `too_large_cut`. Before, a request alone was taken whatever it cost: a
 /// 16 MB one held 4 times a 64 MiB limit (hostile-input check, session 22).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_request_that_could_never_fit_is_refused_for_good() {
@@ -406,6 +407,20 @@ async fn a_request_that_could_never_fit_is_refused_for_good() {
             .get(tailgate_core::receive::MAX_REQUEST_BYTES_METADATA)
             .and_then(|v| v.to_str().ok()),
         Some("4194304")
+    );
+    assert_eq!(gw.stats.refused_requests[1].get(), 2);
+    // The same from a sender that cuts and resends it (a router): counted apart.
+    let mut cut = tonic::Request::new(bare_spans(160_000, 3));
+    cut.metadata_mut().insert(
+        tailgate_core::receive::CUTS_TOO_LARGE_HEADER,
+        tonic::metadata::MetadataValue::from_static("1"),
+    );
+    let status = client.export(cut).await.unwrap_err();
+    assert_eq!(status.code(), tonic::Code::ResourceExhausted, "{status:?}");
+    assert_eq!(gw.stats.refused_requests[1].get(), 2);
+    assert_eq!(
+        gw.stats.refused_requests[tailgate_core::receive::Refusal::TOO_LARGE_CUT].get(),
+        1
     );
     gw.stop().await;
 }

@@ -27,7 +27,9 @@ use std::sync::{Arc, Mutex, Weak};
 use arc_swap::ArcSwap;
 use bytes::Bytes;
 use tailgate_core::forward::GrpcClient;
-use tailgate_core::receive::{Accepted, Ready, Refusal, SpanSink, DEFAULT_RETRY_AFTER};
+use tailgate_core::receive::{
+    Accepted, Ready, Refusal, SpanSink, CUTS_TOO_LARGE_HEADER, DEFAULT_RETRY_AFTER,
+};
 use tailgate_core::ring::{Member, Ring};
 use tailgate_core::telemetry::{Admin, PromText, Readiness};
 use tailgate_core::wire::Scan;
@@ -329,9 +331,12 @@ impl Router {
         &self,
         f: &Arc<Forwarder>,
     ) -> Result<GrpcClient, tailgate_core::forward::ForwardError> {
+        // The gateway counts its too-large refusals of this router's requests apart: the
+        // router cuts and resends them (see `Forwarder::settle`), nothing is lost.
+        let cuts = [(CUTS_TOO_LARGE_HEADER.to_owned(), "1".to_owned())];
         Ok(GrpcClient::with_tls_config(
             f.member().as_str(),
-            &[],
+            &cuts,
             self.cfg.timeout,
             self.cfg.retry.clone(),
             self.cfg.compression,
@@ -644,6 +649,10 @@ fn take_stranded(forwarders: &[Arc<Forwarder>]) -> Vec<Part> {
 impl SpanSink for Router {
     fn refused(&self, refusal: &Refusal) {
         self.stats.refused_requests[refusal.reason_index()].add(1);
+    }
+
+    fn refused_cut(&self, _refusal: &Refusal) {
+        self.stats.refused_requests[Refusal::TOO_LARGE_CUT].add(1);
     }
 
     fn answered_late(&self) {

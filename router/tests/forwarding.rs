@@ -1029,6 +1029,8 @@ async fn a_gateway_refusing_requests_as_too_large_gets_them_cut_smaller() {
     assert_eq!(backend.spans(), sent);
     assert_eq!(router.stats().failed_spans.get(), 0);
     assert!(backend.too_large_requests() > 0, "nothing was refused");
+    // Each refusal counted as one the router recovers from: it says it cuts them.
+    assert_eq!(backend.cut_refusals(), backend.too_large_requests());
     // The router learnt the size the gateway stated, not half a refused request's (which
     // would take two refusals to get under it).
     let cap = router.request_cap().expect("a size was learnt");

@@ -199,6 +199,9 @@ impl<S: SpanSink> TraceService<S> {
         };
         // The sender's deadline, from its arrival: handling that ends past it is counted.
         let deadline = sender_deadline(&req);
+        let cuts_too_large = req
+            .headers()
+            .contains_key(super::sink::CUTS_TOO_LARGE_HEADER);
         // The open request's own cost first, held until it is answered (see
         // `InFlight::take_request`): a stream that sends headers and then nothing holds it.
         let sender = crate::serve::SenderAddr::of(&req);
@@ -249,7 +252,11 @@ impl<S: SpanSink> TraceService<S> {
         match answer {
             Ok(message) => message_response(message),
             Err(refusal) => {
-                self.sink.refused(&refusal);
+                if cuts_too_large && matches!(refusal, Refusal::TooLarge { .. }) {
+                    self.sink.refused_cut(&refusal);
+                } else {
+                    self.sink.refused(&refusal);
+                }
                 refusal.to_grpc().into_http()
             }
         }

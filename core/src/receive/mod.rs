@@ -47,8 +47,8 @@ pub use limits::{
 };
 #[cfg(feature = "net")]
 pub use sink::{
-    run_detached, Accepted, Origin, Ready, SpanSink, DECISIONS_PATH, DECISION_RECORD_LEN,
-    PEER_AUTH_HEADER, PEER_HEADER,
+    run_detached, Accepted, Origin, Ready, SpanSink, CUTS_TOO_LARGE_HEADER, DECISIONS_PATH,
+    DECISION_RECORD_LEN, PEER_AUTH_HEADER, PEER_HEADER,
 };
 #[cfg(feature = "net")]
 pub use status::{

@@ -96,6 +96,14 @@ pub trait SpanSink: Send + Sync + 'static {
     /// so that the stage can count refusals by [`Refusal::reason`].
     fn refused(&self, _refusal: &Refusal) {}
 
+    /// Told instead of [`SpanSink::refused`] of a request refused as too large from a
+    /// sender that cuts such a request and sends it again ([`CUTS_TOO_LARGE_HEADER`]: a
+    /// Tailgate router), so that the stage can count it apart from refusals that lose the
+    /// spans (as [`Refusal::TOO_LARGE_CUT`]).
+    fn refused_cut(&self, refusal: &Refusal) {
+        self.refused(refusal);
+    }
+
     /// Told of every OTLP/JSON request the receiver refuses because it does not convert to
     /// an `ExportTraceServiceRequest` (so [`SpanSink::export`] never sees it), so that the
     /// stage counts malformed requests in either encoding. [`SpanSink::refused`] is told
@@ -133,6 +141,12 @@ pub async fn run_detached<T: Send + 'static>(
 /// `handoff; hops=N; age_ms=M` (buffered traces handed to their new owner, first seen `M`
 /// milliseconds before they were sent).
 pub const PEER_HEADER: &str = "tailgate-peer";
+
+/// Request header of a sender that cuts a request refused as too large
+/// ([`Refusal::TooLarge`]) into smaller ones and sends them again, as a Tailgate router does
+/// (value `1`): such a refusal loses nothing, and the receiver counts it as
+/// `too_large_cut`, which alerts on lost spans leave out.
+pub const CUTS_TOO_LARGE_HEADER: &str = "tailgate-cuts-too-large";
 
 /// Header that carries the gateways' shared secret on every peer request (spans with a
 /// [`PEER_HEADER`], and [`DECISIONS_PATH`] calls). A gateway configured with a secret

@@ -116,7 +116,7 @@ impl Refusal {
     }
 
     /// Every reason, in [`Refusal::reason_index`] order, as metrics label them.
-    pub const REASONS: [&'static str; 9] = [
+    pub const REASONS: [&'static str; 10] = [
         "invalid",
         "too_large",
         "timeout",
@@ -126,7 +126,12 @@ impl Refusal {
         "unauthenticated",
         "cancelled",
         "sender_share",
+        "too_large_cut",
     ];
+
+    /// Index in [`Refusal::REASONS`] of a [`Refusal::TooLarge`] its sender recovers from
+    /// (see [`CUTS_TOO_LARGE_HEADER`](super::CUTS_TOO_LARGE_HEADER)); no variant's own.
+    pub const TOO_LARGE_CUT: usize = 9;
 
     /// Renders per-reason refusal counters (indexed as [`Refusal::REASONS`]) as the
     /// counter `name{reason="…"}`, the same for the router and the gateway.
@@ -138,7 +143,7 @@ impl Refusal {
         p.labelled(
             name,
             "counter",
-            "Requests refused, by reason (invalid, too_large, timeout, overloaded, unavailable, permission_denied, unauthenticated, cancelled: the client reset the request or went away, sender_share: the sender held more than its share of the in-flight budget).",
+            "Requests refused, by reason (invalid, too_large, timeout, overloaded, unavailable, permission_denied, unauthenticated, cancelled: the client reset the request or went away, sender_share: the sender held more than its share of the in-flight budget, too_large_cut: too large from a sender that cuts such requests and sends them again, a Tailgate router: nothing lost).",
             "reason",
             Self::REASONS
                 .into_iter()

@@ -453,6 +453,10 @@ impl SpanSink for TraceBuffer {
         self.stats.refused_requests[refusal.reason_index()].add(1);
     }
 
+    fn refused_cut(&self, _refusal: &Refusal) {
+        self.stats.refused_requests[Refusal::TOO_LARGE_CUT].add(1);
+    }
+
     fn answered_late(&self) {
         self.stats.late_answers.add(1);
     }
