@@ -633,10 +633,16 @@ fn call<'a>(
             trim_affix(func, target, &affix)?
         }
         Func::Index => index(arg(0)?, &arg(1)?)?,
-        // Literal ids are built at load (`Expr::Id`); this is not reached.
-        Func::TraceId | Func::SpanId => {
+        // Literal ids are built at load (`Expr::Id`), and `ConvertCase` is read as the
+        // converter its case names; this is not reached.
+        Func::TraceId | Func::SpanId | Func::ConvertCase => {
             return Err(OttlError::Eval(format!("{} takes a literal", func.name())))
         }
+        // A list literal is a Go `[]any` to it.
+        Func::IsEmpty => match args.first() {
+            Some(Expr::List(items)) => Value::Bool(items.is_empty()),
+            _ => Value::Bool(is_empty(&arg(0)?)),
+        },
         Func::Bool => to_bool(arg(0)?)?,
         Func::IsInCidr => is_in_cidr(args, arg(0)?, input)?,
         Func::Substring => {
@@ -871,6 +877,27 @@ fn len<'a>(v: Value<'_>) -> Result<Value<'a>, OttlError> {
             )))
         }
     })
+}
+
+/// `IsEmpty(v)`, as pkg/ottl reads the value its getter gives: `nil`; Go's zero value of a
+/// scalar (`""`, `0`, `0.0` but not `-0.0`, whose bits are not zero, `false`, a zero
+/// duration, an all-zero id, so an absent parent span id too); a map, list or bytes value
+/// with nothing in it. A time is never empty (no time OTTL makes is Go's zero time, which
+/// also needs a nil location), and nor are a span's events or links (pdata's slices of
+/// them are structs holding pointers, never Go's zero value, whatever their length).
+fn is_empty(v: &Value<'_>) -> bool {
+    match v {
+        Value::Nil => true,
+        Value::Bool(b) => !b,
+        Value::Int(i) => *i == 0,
+        Value::Float(f) => f.to_bits() == 0,
+        Value::Str(s) | Value::Bytes(s) => s.is_empty(),
+        Value::Map(msg, field) => map_entries(msg, *field).next().is_none(),
+        Value::List(list) => list_items(list).next().is_none(),
+        Value::Id(_, id) => id.iter().all(|&b| b == 0),
+        Value::Duration(d) => *d == 0,
+        Value::Time(_) | Value::Messages(..) => false,
+    }
 }
 
 /// `Int(v)`, as pkg/ottl's `IntLikeGetter`: `nil` stays `nil`, and so does a string that

@@ -205,6 +205,11 @@ pub enum Func {
     Split,
     /// `ParseInt(target, base)`: Go's `strconv.ParseInt(target, base, 64)`
     ParseInt,
+    /// `IsEmpty(v)`: nil, Go's zero value, or a map, list or bytes with nothing in it
+    IsEmpty,
+    /// `ConvertCase(target, "lower" | "upper")`: read at load as `ToLowerCase` or
+    /// `ToUpperCase`
+    ConvertCase,
 }
 
 impl Func {
@@ -335,6 +340,8 @@ const FUNCS: &[(&str, Func, usize, usize)] = &[
     ("Trim", Func::Trim, 1, 2),
     ("Split", Func::Split, 2, 2),
     ("ParseInt", Func::ParseInt, 2, 2),
+    ("IsEmpty", Func::IsEmpty, 1, 1),
+    ("ConvertCase", Func::ConvertCase, 2, 2),
 ];
 
 /// A parsed expression.
@@ -1035,6 +1042,40 @@ impl Parser<'_> {
         }
         if let Func::TraceId | Func::SpanId = func {
             return id_literal(func, &args[0]).map_err(|m| err(self.src, at, &m));
+        }
+        if func == Func::ConvertCase {
+            // `toCase` is a Go `string`: a literal, checked at load as pkg/ottl checks it.
+            let to = match args.get(1) {
+                Some(Expr::Str(case)) if case == "lower" => Func::ToLowerCase,
+                Some(Expr::Str(case)) if case == "upper" => Func::ToUpperCase,
+                Some(Expr::Str(case)) if case == "snake" || case == "camel" => {
+                    return Err(err(
+                        self.src,
+                        at,
+                        &format!(
+                            "ConvertCase to {case} case is not supported (lower and upper are)"
+                        ),
+                    ))
+                }
+                Some(Expr::Str(case)) => {
+                    return Err(err(
+                        self.src,
+                        at,
+                        &format!(
+                            "invalid case: {case}, allowed cases are: lower, upper, snake, camel"
+                        ),
+                    ))
+                }
+                _ => {
+                    return Err(err(
+                        self.src,
+                        at,
+                        "ConvertCase's second argument must be a string literal",
+                    ))
+                }
+            };
+            args.truncate(1);
+            return Ok(Expr::Call(to, args, None));
         }
         // The rule every latency condition holds: parsed here, not for every span.
         if let (Func::Duration, Some(Expr::Str(text))) = (func, args.first()) {

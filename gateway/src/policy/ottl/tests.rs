@@ -305,6 +305,97 @@ fn coalesce_trim_split_values_and_parse_int_decide_as_ottl() {
     }
 }
 
+/// Scenario: `IsEmpty` of each kind of value a condition reads or builds (pkg/ottl's
+/// `func_is_empty_test.go` cases where a condition can make them), and `ConvertCase` to
+/// each case.
+/// Guarantees: each decides as pkg/ottl's current converters; `ConvertCase` to a case that
+/// does not exist is refused at load as pkg/ottl refuses it, and to snake or camel case
+/// (not supported) by name.
+#[test]
+fn is_empty_and_convert_case_decide_as_ottl() {
+    for c in [
+        r#"IsEmpty(attributes["missing"])"#,
+        r#"IsEmpty(nil)"#,
+        r#"IsEmpty("")"#,
+        r#"not IsEmpty("hello")"#,
+        r#"IsEmpty(0)"#,
+        r#"not IsEmpty(1)"#,
+        r#"IsEmpty(0.0)"#,
+        r#"not IsEmpty(1.5)"#,
+        r#"not IsEmpty(-0.0)"#,
+        r#"not IsEmpty(0.0 * -1.0)"#,
+        r#"IsEmpty(false)"#,
+        r#"not IsEmpty(true)"#,
+        r#"IsEmpty(attributes["cached"])"#,
+        r#"not IsEmpty(attributes["http.response.status_code"])"#,
+        r#"not IsEmpty(attributes["user"])"#,
+        r#"not IsEmpty(attributes["tags"])"#,
+        r#"not IsEmpty(attributes)"#,
+        r#"IsEmpty(scope.attributes)"#,
+        r#"IsEmpty(cache)"#,
+        r#"IsEmpty([])"#,
+        r#"not IsEmpty(["v"])"#,
+        r#"IsEmpty(Split("", ""))"#,
+        r#"not IsEmpty(Split("a", ","))"#,
+        r#"IsEmpty(Keys(scope.attributes))"#,
+        r#"not IsEmpty(0x01)"#,
+        r#"not IsEmpty(trace_id)"#,
+        r#"IsEmpty(parent_span_id)"#,
+        r#"IsEmpty(TraceID(0x00000000000000000000000000000000))"#,
+        r#"not IsEmpty(SpanID(0x0102030405060708))"#,
+        r#"IsEmpty(Duration("0s"))"#,
+        r#"not IsEmpty(Duration("1ns"))"#,
+        r#"IsEmpty(end_time - end_time)"#,
+        r#"not IsEmpty(start_time)"#,
+        r#"not IsEmpty(Unix(0))"#,
+        r#"not IsEmpty(events)"#,
+        r#"not IsEmpty(links)"#,
+        r#"IsEmpty(dropped_attributes_count)"#,
+        r#"not IsEmpty(kind)"#,
+        r#"IsEmpty(status.message) == false"#,
+        r#"ConvertCase(name, "lower") == "get /api/users""#,
+        r#"ConvertCase(name, "upper") == "GET /API/USERS""#,
+        r#"ConvertCase("", "upper") == """#,
+    ] {
+        assert_eq!(holds(Context::Span, c), Ok(true), "{c}");
+    }
+    for c in [
+        r#"IsEmpty(1 / 0)"#,
+        r#"ConvertCase(attributes["missing"], "lower") == nil"#,
+        r#"ConvertCase(attributes["http.response.status_code"], "lower") == "503""#,
+    ] {
+        assert!(
+            matches!(holds(Context::Span, c), Err(OttlError::Eval(_))),
+            "{c}: {:?}",
+            holds(Context::Span, c)
+        );
+    }
+    for (c, says) in [
+        (
+            r#"ConvertCase(name, "title") == """#,
+            "invalid case: title, allowed cases are: lower, upper, snake, camel",
+        ),
+        (
+            r#"ConvertCase(name, "snake") == """#,
+            "snake case is not supported",
+        ),
+        (
+            r#"ConvertCase(name, "camel") == """#,
+            "camel case is not supported",
+        ),
+        (r#"ConvertCase(name, name) == """#, "string literal"),
+        (r#"ConvertCase(name) == """#, "takes 2 argument"),
+        (r#"IsEmpty()"#, "takes 1 argument"),
+    ] {
+        match Condition::new(c, Context::Span) {
+            Err(OttlError::Parse { message, .. }) => {
+                assert!(message.contains(says), "{c}: {message}")
+            }
+            other => panic!("{c}: {other:?}"),
+        }
+    }
+}
+
 /// Scenario: span conditions of every supported form.
 /// Guarantees: each decides as the Collector's OTTL does on the same span.
 #[test]
@@ -903,6 +994,8 @@ const VALUES: &[&str] = &[
     "Values(attributes)[0]",
     "Split(name, \" \")[1]",
     "Len(Trim(name, \"GET\"))",
+    "IsEmpty(Values(attributes)[7])",
+    "ConvertCase(String(attributes[\"user\"]), \"upper\")",
     "Coalesce([0xff])[0]",
 ];
 const OPS: &[&str] = &["+", "-", "*", "/"];
