@@ -150,8 +150,10 @@ impl Target {
                 let mut client = client.clone();
                 match client.export(req).await {
                     Ok(resp) => Ok(rejected(resp.into_inner())),
+                    // As OTLP exporters: `RESOURCE_EXHAUSTED` only with a `RetryInfo` (a
+                    // request refused as too large has none, and is not sent again).
                     Err(status) => Err(SendError {
-                        retryable: tailgate_core::receive::status::is_retryable(status.code()),
+                        retryable: tailgate_core::receive::status::is_retryable_status(&status),
                         message: format!("{:?}: {}", status.code(), status.message()),
                     }),
                 }

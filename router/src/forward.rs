@@ -230,7 +230,9 @@ impl Forwarder {
     }
 
     /// Starts trying requests up to `forward.max_request_bytes` (the gateway answers
-    /// again after being down: it may be a new process with a larger limit).
+    /// again after being down: it may be a new process with a larger limit). A refusal
+    /// ends the try, and holds the size on the connection it came on (see
+    /// [`Forwarder::split_refused`]): no second try follows for the same connection.
     fn try_full_size(&self) {
         if let Ok(mut state) = self.cap.lock() {
             if state.learnt.is_some() {
@@ -687,6 +689,10 @@ impl Forwarder {
                     since: Instant::now(),
                     connection: sent.connection,
                 });
+            } else if let Some(c) = &mut state.learnt {
+                // The size holds on the connection this refusal came on: a gateway that
+                // restarted behind it has been heard, and needs no try of its own.
+                c.connection = c.connection.max(sent.connection);
             }
             (cut_to, was)
         };
@@ -708,6 +714,16 @@ impl Forwarder {
                 "Gateway still refuses requests larger than the size it refused before; the \
                  larger one tried was cut and sent again."
             );
+        } else if cut_to < was && stated.is_some() {
+            tracing::warn!(
+                member = %self.member,
+                refused_bytes = bytes,
+                cut_to,
+                answer,
+                "Gateway refused a request as too large; it was cut and sent again, and its \
+                 requests are cut to cut_to bytes, its receive.max_request_bytes, from now on. \
+                 Raise that, or lower this router's forward.max_request_bytes to match."
+            );
         } else if cut_to < was {
             tracing::warn!(
                 member = %self.member,
@@ -715,8 +731,9 @@ impl Forwarder {
                 cut_to,
                 answer,
                 "Gateway refused a request as too large; it was cut and sent again, and its \
-                 requests are cut to cut_to bytes from now on. Raise its receive.max_request_bytes \
-                 (or buffer.max_buffered_bytes), or lower this router's forward.max_request_bytes to match."
+                 requests are cut to cut_to bytes from now on. Raise its buffer.max_buffered_bytes \
+                 (or receive.max_request_bytes, if the answer names it), or lower this router's \
+                 forward.max_request_bytes."
             );
         }
         (hooks.requeue)(parts, cut_to);
@@ -1192,6 +1209,25 @@ mod tests {
         settle(&largest, true, 3, false);
         assert_eq!(forwarder.request_cap(), largest.len() / 2);
         assert_eq!(log.count(warning), 2);
+
+        // Back from down on a new connection: one request tries the full size, and its
+        // refusal on that connection ends the try (no second one for the same connection,
+        // which `review_cap` would otherwise take for newer than the size's).
+        forwarder.try_full_size();
+        assert_eq!(forwarder.gather_size(max), (max, true));
+        settle(&largest, true, 4, true);
+        forwarder.review_cap(4);
+        assert_eq!(
+            forwarder.gather_size(max),
+            (largest.len() / 2, false),
+            "one try per connection"
+        );
+        // A refusal on a newer connection than the size's (a restart the probe did not see)
+        // holds the size there too.
+        settle(&largest, true, 5, false);
+        forwarder.review_cap(5);
+        assert_eq!(forwarder.gather_size(max), (largest.len() / 2, false));
+        assert_eq!(log.count(warning), 2);
     }
 
     /// Scenario: a gateway refuses a request as too large stating a limit far under half
@@ -1230,6 +1266,8 @@ mod tests {
         settle(refusal_stating("2000"), 1, false);
         assert_eq!(forwarder.request_cap(), 2_000);
         assert_eq!(log.count(warning), 1);
+        assert_eq!(log.count("cut_to=2000"), 1);
+        assert_eq!(log.count("its receive.max_request_bytes, from now on"), 1);
         {
             let queued = queued.lock().unwrap();
             let (parts, cap) = &queued[0];
