@@ -283,6 +283,11 @@ pub struct Delivered {
     pub message: String,
     /// Attempts it took.
     pub attempts: u32,
+    /// The largest request the server says it takes (a Tailgate receiver's
+    /// `receive.max_request_bytes`, in
+    /// [`MAX_REQUEST_BYTES_METADATA`](crate::receive::MAX_REQUEST_BYTES_METADATA)): a
+    /// router cuts its requests to it before one is refused.
+    pub max_request_bytes: Option<usize>,
 }
 
 /// HTTP/2 pings on a client's connection, so that a connection a middlebox dropped
@@ -753,7 +758,12 @@ impl GrpcClient {
         match status {
             Some(status) if status.code() == tonic::Code::Ok => {
                 let encoding = parts.headers.get("grpc-encoding").map(|v| v.as_bytes());
-                Ok(parse_message(message, encoding))
+                let mut delivered = parse_message(message, encoding);
+                delivered.max_request_bytes = parts
+                    .headers
+                    .get(crate::receive::MAX_REQUEST_BYTES_METADATA)
+                    .and_then(|v| v.to_str().ok()?.trim().parse().ok());
+                Ok(delivered)
             }
             Some(status) => Err(status),
             None => Err(tonic::Status::internal(format!(
@@ -1138,7 +1148,7 @@ pub fn parse_response(body: Bytes) -> Delivered {
         }) => Delivered {
             rejected_spans: p.rejected_spans.max(0) as u64,
             message: p.error_message,
-            attempts: 0,
+            ..Delivered::default()
         },
         _ => Delivered::default(),
     }

@@ -325,6 +325,28 @@ impl CaptureBackend {
         token: Option<&str>,
         shutdown: tokio_util::sync::CancellationToken,
     ) -> std::io::Result<(std::net::SocketAddr, std::sync::Arc<Self>)> {
+        Self::start_limited(addr, http, tls, token, 64 << 20, shutdown).await
+    }
+
+    /// [`CaptureBackend::start`] whose receiver takes requests of at most
+    /// `max_request_bytes`, as a gateway's `receive.max_request_bytes`: larger ones are
+    /// refused by the receiver, stating the limit, as it states it in every answer.
+    pub async fn start_taking(
+        addr: std::net::SocketAddr,
+        max_request_bytes: usize,
+        shutdown: tokio_util::sync::CancellationToken,
+    ) -> std::io::Result<(std::net::SocketAddr, std::sync::Arc<Self>)> {
+        Self::start_limited(addr, false, None, None, max_request_bytes, shutdown).await
+    }
+
+    async fn start_limited(
+        addr: std::net::SocketAddr,
+        http: bool,
+        tls: Option<std::sync::Arc<crate::tls::TlsServer>>,
+        token: Option<&str>,
+        max_request_bytes: usize,
+        shutdown: tokio_util::sync::CancellationToken,
+    ) -> std::io::Result<(std::net::SocketAddr, std::sync::Arc<Self>)> {
         let listener = tokio::net::TcpListener::bind(addr).await?;
         let local = listener.local_addr()?;
         let me = std::sync::Arc::new(CaptureBackend::default());
@@ -335,7 +357,7 @@ impl CaptureBackend {
         };
         let listeners = crate::receive::Listeners { grpc, http };
         let limits = crate::receive::Limits {
-            max_request_bytes: 64 << 20,
+            max_request_bytes,
             tls,
             auth: token.map(crate::receive::ReceiveAuth::new),
             ..crate::receive::Limits::plaintext(&crate::receive::ReceiveConfig::default())
@@ -386,7 +408,9 @@ impl CaptureBackend {
 
     /// Refuses requests over `bytes` (`None`: any size) as too large, as a backend whose
     /// message limit is smaller than the sender's requests does: `RESOURCE_EXHAUSTED`
-    /// without `RetryInfo` over gRPC, 413 over HTTP.
+    /// without `RetryInfo` over gRPC, 413 over HTTP, stating no limit (as a gateway
+    /// refusing a request its whole buffer could not hold, or one older than the limit's
+    /// statement).
     pub fn refuse_requests_over(&self, bytes: Option<usize>) {
         self.max_request
             .store(bytes.unwrap_or(0), std::sync::atomic::Ordering::Relaxed);
@@ -492,13 +516,14 @@ impl crate::receive::SpanSink for CaptureBackend {
         if max > 0 && body.len() > max {
             self.too_large
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            return Err(crate::receive::Refusal::too_large(
-                format!(
+            // No limit stated: its receiver states another (see `start_taking`).
+            return Err(crate::receive::Refusal::TooLarge {
+                message: format!(
                     "a request of {} bytes is over this backend's limit of {max}",
                     body.len()
                 ),
-                max,
-            ));
+                limit: None,
+            });
         }
         if let Some(marker) = self.poison.lock().ok().and_then(|p| p.clone()) {
             if body.windows(marker.len().max(1)).any(|w| w == marker) {

@@ -116,10 +116,14 @@ struct RequestCap {
     /// [`GrpcClient::connections_made`] when the refusal came: a later connection may
     /// reach a new process.
     connection: u64,
+    /// Whether the gateway stated it (its `receive.max_request_bytes`): a Tailgate gateway
+    /// states it in every answer, so a change is heard at once and no larger size is
+    /// tried.
+    stated: bool,
 }
 
-/// How long a [`Forwarder::request_cap`] holds after it was last set: then twice the size
-/// is tried with one request, since the gateway behind the address may have been given a
+/// How long a [`Forwarder::request_cap`] learnt without a stated limit holds after it was
+/// last set: then twice the size is tried with one request, since the gateway behind the address may have been given a
 /// larger limit without the router seeing it down or connecting anew. Refused, that
 /// request is cut and sent again (nothing lost) and the size stays: one refusal per period
 /// at most while the sizes disagree.
@@ -181,12 +185,14 @@ impl Forwarder {
     /// [`TOO_LARGE_METADATA`](tailgate_core::receive::TOO_LARGE_METADATA)). The router
     /// acknowledged those spans to their senders already, so the refused request is cut
     /// and sent again, and later ones are gathered to at most the limit the gateway stated
-    /// ([`MAX_REQUEST_BYTES_METADATA`](tailgate_core::receive::MAX_REQUEST_BYTES_METADATA)),
-    /// or half its size when it stated none (`usize::MAX` while none was refused). When a connection newer than the one the refusal came on
-    /// is made to the gateway, or it answers again after being down (a restart may have
-    /// raised its limit), one request is sent up to `forward.max_request_bytes`, and
-    /// [`REQUEST_CAP_HOLDS`] after the size was last set one up to twice it: taken, that
-    /// becomes the size.
+    /// ([`MAX_REQUEST_BYTES_METADATA`](tailgate_core::receive::MAX_REQUEST_BYTES_METADATA),
+    /// which a Tailgate gateway states in every answer, so this follows it from the first
+    /// answer on), or half its size when it stated none (`usize::MAX` while none is known).
+    /// For a size learnt without a stated limit: when a connection newer than the one the
+    /// refusal came on is made to the gateway, or it answers again after being down (a
+    /// restart may have raised its limit), one request is sent up to
+    /// `forward.max_request_bytes`, and [`REQUEST_CAP_HOLDS`] after the size was last set
+    /// one up to twice it: taken, that becomes the size.
     pub fn request_cap(&self) -> usize {
         self.cap
             .lock()
@@ -204,6 +210,9 @@ impl Forwarder {
         let (Some(c), None) = (state.learnt, state.trial) else {
             return;
         };
+        if c.stated {
+            return;
+        }
         let (bytes, why) = if connections > c.connection {
             (
                 usize::MAX,
@@ -235,7 +244,7 @@ impl Forwarder {
     /// [`Forwarder::split_refused`]): no second try follows for the same connection.
     fn try_full_size(&self) {
         if let Ok(mut state) = self.cap.lock() {
-            if state.learnt.is_some() {
+            if state.learnt.is_some_and(|c| !c.stated) {
                 state.trial = Some(Trial {
                     bytes: usize::MAX,
                     in_flight: false,
@@ -304,6 +313,37 @@ impl Forwarder {
         } else {
             tracing::debug!(member = %self.member, was = learnt, %cut_to, "Gateway took a larger request; cutting them to its size while larger ones are tried.");
         }
+        true
+    }
+
+    /// The largest request the gateway states it takes, in an answer that took a request
+    /// (a Tailgate gateway states it in every answer): the size from then on, up or down,
+    /// and no larger size is tried (the next answer tells of a change, a restart's
+    /// included). A smaller size learnt from a refusal that stated none (one for the
+    /// whole buffer, which the byte limit does not cover) stays, and is tried larger as
+    /// before. Whether the size changed.
+    fn take_stated(&self, limit: usize, connection: u64) -> bool {
+        let Ok(mut state) = self.cap.lock() else {
+            return false;
+        };
+        let was = state.learnt;
+        if was.is_some_and(|c| (c.stated && c.bytes == limit) || (!c.stated && c.bytes <= limit)) {
+            return false;
+        }
+        state.learnt = Some(RequestCap {
+            bytes: limit,
+            since: Instant::now(),
+            connection,
+            stated: true,
+        });
+        state.trial = None;
+        drop(state);
+        let was = was.map_or(usize::MAX, |c| c.bytes);
+        if was == limit {
+            return false;
+        }
+        let was = Self::size_text(was);
+        tracing::debug!(member = %self.member, %was, cut_to = limit, "Gateway states the largest request it takes; cutting its requests to that size.");
         true
     }
 
@@ -591,6 +631,12 @@ impl Forwarder {
             }
             Ok(d) => {
                 told.0 = true;
+                if let Some(limit) = d.max_request_bytes {
+                    if self.take_stated(limit, sent.connection) {
+                        // The router cuts parts to the smallest size of its gateways.
+                        (hooks.health)();
+                    }
+                }
                 let rejected = d.rejected_spans.min(spans);
                 self.stats.forwarded_spans.add(spans - rejected);
                 self.stats.forwarded_bytes.add(bytes as u64);
@@ -683,11 +729,12 @@ impl Forwarder {
             };
             let was = state.learnt.map_or(usize::MAX, |c| c.bytes);
             let cut_to = if stated.is_some() { cap } else { cap.min(was) };
-            if cut_to != was {
+            if cut_to != was || stated.is_some() {
                 state.learnt = Some(RequestCap {
                     bytes: cut_to,
                     since: Instant::now(),
                     connection: sent.connection,
+                    stated: stated.is_some(),
                 });
             } else if let Some(c) = &mut state.learnt {
                 // The size holds on the connection this refusal came on: a gateway that
@@ -1231,16 +1278,21 @@ mod tests {
     }
 
     /// Scenario: a gateway refuses a request as too large stating a limit far under half
-    /// the request; later, on a new connection (a new process), it refuses the full-size
-    /// trial stating a larger limit; then it states a limit no smaller than what it
-    /// refused, and one that is not a number.
-    /// Guarantees: the stated limit is the size at once, up or down (parts of at most it,
-    /// one warning going down, none going up); a statement that cannot be right, or read,
-    /// is not believed: the request is cut as without one (to the size, which stays).
-    #[test]
-    fn a_stated_limit_is_the_size_at_once() {
+    /// the request; a new connection is made and ten minutes pass; a request in flight
+    /// across a restart is refused stating a larger limit; answers taking requests state
+    /// limits up and down, and none; then a gateway refuses without stating a limit (its
+    /// buffer) and its answers state a larger one; last, limits that cannot be right, or
+    /// read.
+    /// Guarantees: a stated limit is the size at once, up or down (parts of at most it,
+    /// one warning going down, none going up), and no larger size is tried while it holds
+    /// (answers tell of a change); a size learnt from a refusal stating none stays under a
+    /// larger stated limit; a statement that cannot be right, or read, is not believed: the
+    /// request is cut as without one (to the size, which stays).
+    #[tokio::test(start_paused = true)]
+    async fn a_stated_limit_is_the_size_at_once() {
         let body = encoded(200);
         let spans = 600;
+        let buffered = forwarder("10.0.0.10:4317");
         let forwarder = forwarder("10.0.0.9:4317");
         let queued: Requeued = Arc::default();
         let into = queued.clone();
@@ -1249,21 +1301,27 @@ mod tests {
             reroute: Arc::new(|_| panic!("nothing is re-routed")),
             requeue: Arc::new(move |parts, cap| into.lock().unwrap().push((parts, cap))),
         };
-        let settle = |answer, connection, trial| {
+        let settle = |forwarder: &Forwarder, answer, connection| {
             let sent = Sent {
                 connection,
-                trial,
+                trial: false,
                 full: true,
             };
             let sizes = (spans, body.len());
             forwarder.settle(answer, std::slice::from_ref(&body), sizes, sent, &hooks);
+        };
+        let taken = |limit| {
+            Ok(tailgate_core::forward::Delivered {
+                max_request_bytes: limit,
+                ..Default::default()
+            })
         };
         let (log, _guard) = tailgate_core::test_util::CapturedLog::install();
         let warning = "Gateway refused a request as too large";
         // 2,000 bytes: a fraction of the request, which halving would take several
         // refusals to reach.
         assert!(body.len() > 16 * 2_000, "{}", body.len());
-        settle(refusal_stating("2000"), 1, false);
+        settle(&forwarder, refusal_stating("2000"), 1);
         assert_eq!(forwarder.request_cap(), 2_000);
         assert_eq!(log.count(warning), 1);
         assert_eq!(log.count("cut_to=2000"), 1);
@@ -1275,25 +1333,52 @@ mod tests {
             assert!(parts.iter().all(|p| p.body.len() <= 2_000));
             assert_eq!(parts.iter().map(|p| p.spans).sum::<u64>(), spans);
         }
-
-        // A new process with a larger limit refuses the full-size trial, stating it.
+        // Not tried larger: the gateway's answers tell of a change.
         forwarder.review_cap(2);
-        assert_eq!(forwarder.gather_size(1 << 30), (1 << 30, true));
-        settle(refusal_stating("9000"), 2, true);
+        tokio::time::advance(REQUEST_CAP_HOLDS).await;
+        forwarder.review_cap(2);
+        forwarder.try_full_size();
+        assert_eq!(forwarder.gather_size(1 << 30), (2_000, false));
+
+        // A request in flight across a restart, refused stating a larger limit: raised.
+        settle(&forwarder, refusal_stating("9000"), 2);
         assert_eq!(forwarder.request_cap(), 9_000, "raised to the stated limit");
         assert_eq!(log.count(warning), 1, "no warning going up");
         assert_eq!(log.count("Gateway takes larger requests than before"), 1);
 
-        // A limit no smaller than the request refused, or not a number: halved.
-        let cap = forwarder.request_cap();
+        // Answers taking requests state the limit: up, down, the same, or nothing.
+        settle(&forwarder, taken(Some(50_000)), 3);
+        assert_eq!(forwarder.request_cap(), 50_000);
+        settle(&forwarder, taken(Some(4_000)), 3);
+        assert_eq!(forwarder.request_cap(), 4_000);
+        settle(&forwarder, taken(Some(4_000)), 3);
+        settle(&forwarder, taken(None), 3);
+        assert_eq!(forwarder.request_cap(), 4_000);
+        assert_eq!(forwarder.gather_size(1 << 30), (4_000, false));
+        assert_eq!(log.count(warning), 1);
+
+        // A limit no smaller than the request refused, or not a number: not believed.
         let bytes = body.len();
-        assert!(bytes > cap, "gathered before the size was learnt");
-        settle(refusal_stating("99999999"), 2, false);
-        assert_eq!(forwarder.request_cap(), cap, "cut to the size, which stays");
-        settle(refusal_stating("lots"), 2, false);
-        assert_eq!(forwarder.request_cap(), cap);
+        assert!(bytes > 4_000, "gathered before the size was learnt");
+        settle(&forwarder, refusal_stating("99999999"), 3);
+        assert_eq!(
+            forwarder.request_cap(),
+            4_000,
+            "cut to the size, which stays"
+        );
+        settle(&forwarder, refusal_stating("lots"), 3);
+        assert_eq!(forwarder.request_cap(), 4_000);
         assert_eq!(forwarder.stats.too_large_requests.get(), 4);
         assert_eq!(forwarder.stats.failed_spans.get(), 0);
+
+        // A refusal stating no limit (the whole buffer) halves, and answers stating a larger
+        // byte limit do not undo it; a smaller one is the size.
+        settle(&buffered, refusal("over the whole buffer", true), 1);
+        assert_eq!(buffered.request_cap(), bytes / 2);
+        settle(&buffered, taken(Some(16 << 20)), 1);
+        assert_eq!(buffered.request_cap(), bytes / 2);
+        settle(&buffered, taken(Some(1_000)), 1);
+        assert_eq!(buffered.request_cap(), 1_000);
     }
 
     /// Scenario: the books held open by one change, closed by a drain, entered after, and

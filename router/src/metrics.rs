@@ -274,7 +274,7 @@ const MEMBER_METRICS: [MemberMetric; 9] = [
     ),
     (
         "tailgate_router_member_request_cap_bytes",
-        "The size requests to the gateway are cut to since it refused a larger one as too large (0: none learnt, requests go up to forward.max_request_bytes). Every ten minutes, and on a new connection to the gateway, one request at a time tries a larger size: taken, the size rises to it; refused stating a larger limit, the size rises to that.",
+        "The size requests to the gateway are cut to: the receive.max_request_bytes it states in its answers, or a size learnt when it refused a larger request stating none (0: none known, requests go up to forward.max_request_bytes). A learnt size is tried larger one request at a time every ten minutes and on a new connection to the gateway: taken, the size rises to it.",
         |m| m.request_cap,
     ),
     (

@@ -983,9 +983,9 @@ async fn a_large_request_reaches_a_gateway_cut_to_its_request_size() {
 /// requests of about 30 KB, then one with a span larger than the gateway takes alone.
 /// Guarantees: the refused requests are split and sent again, so every span the gateway
 /// can take arrives once (before the fix, each refused request's spans were counted failed
-/// after the senders were told OK); the router learns the size from the limit the
-/// gateway states (later requests are cut to it); only the span too large alone is counted
-/// failed.
+/// after the senders were told OK); the router learns the size (later requests are cut
+/// to it: half a refused one's, as the refusals state no limit, and the larger limit the
+/// answers state does not undo it); only the span too large alone is counted failed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_gateway_refusing_requests_as_too_large_gets_them_cut_smaller() {
     let stop = CancellationToken::new();
@@ -1031,10 +1031,9 @@ async fn a_gateway_refusing_requests_as_too_large_gets_them_cut_smaller() {
     assert!(backend.too_large_requests() > 0, "nothing was refused");
     // Each refusal counted as one the router recovers from: it says it cuts them.
     assert_eq!(backend.cut_refusals(), backend.too_large_requests());
-    // The router learnt the size the gateway stated, not half a refused request's (which
-    // would take two refusals to get under it).
+    // The router learnt a size: at most half a refused request's.
     let cap = router.request_cap().expect("a size was learnt");
-    assert_eq!(cap, LIMIT, "smallest request refused: {smallest}");
+    assert!(cap <= smallest / 2, "{cap}");
     let metrics = tailgate_core::telemetry::Admin::render_metrics(&*router).finish();
     assert!(
         metrics.lines().any(
@@ -1154,6 +1153,87 @@ async fn a_gateway_restarted_with_a_larger_limit_gets_larger_requests_again() {
         "largest request {}",
         new.bodies().iter().map(|b| b.len()).max().unwrap_or(0)
     );
+    assert_eq!(router.stats().failed_spans.get(), 0);
+    stop.cancel();
+}
+
+/// Scenario: a gateway whose receiver takes requests of at most 8 KiB (its limit stated
+/// in every answer, refusals included), requests of about 70 KB sent through the router one
+/// at a time; the gateway restarted at the same address taking 32 KiB, then 4 KiB.
+/// Guarantees: the router cuts to the stated limit from the first refusal (the limit, not
+/// half a request) and is refused no more; after each restart the first answer tells the
+/// new limit: a larger one is taken with no refusal at all, a smaller one costs only the
+/// parts in flight when it changed (the first request's, cut to the old limit); every span
+/// arrives once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gateway_stating_its_limit_is_followed_up_and_down() {
+    let stop = CancellationToken::new();
+    let addr = dead_address([127, 0, 0, 48]).await;
+    let within = Duration::from_secs(20);
+    let request = |seed| FakeOtlp::traces(60).spans(4).attrs(8).seed(seed).build();
+    let (router_addr, router) =
+        start_router(vec![addr.to_string()], ForwardConfig::default(), &stop).await;
+    let mut client = TraceServiceClient::connect(format!("http://{router_addr}"))
+        .await
+        .unwrap();
+    let mut old: Option<CancellationToken> = None;
+    let mut previous = usize::MAX;
+    for (limit, seeds) in [
+        (8 << 10, 1100..1103),
+        (32 << 10, 1103..1106),
+        (4 << 10, 1106..1109),
+    ] {
+        // The previous process goes (its connections closed), the next takes the address.
+        if let Some(old) = old.take() {
+            old.cancel();
+        }
+        let up = CancellationToken::new();
+        let started = Instant::now();
+        let backend = loop {
+            match CaptureBackend::start_taking(addr, limit, up.clone()).await {
+                Ok((_, backend)) => break backend,
+                Err(e) => assert!(started.elapsed() < within, "{e}"),
+            }
+            tokio::task::yield_now().await;
+        };
+        old = Some(up);
+        let mut sent = 0;
+        let mut first_refused = None;
+        for seed in seeds {
+            let req = request(seed);
+            let len = prost::Message::encoded_len(&req);
+            assert!(len > 64 << 10, "{len}");
+            sent += spans(&req);
+            client.export(req).await.unwrap();
+            // Each delivered before the next, as one sender meets a restart.
+            until(
+                within,
+                || format!("{limit}: got {} of {sent}", backend.spans()),
+                || backend.spans() == sent,
+            )
+            .await;
+            let first = *first_refused.get_or_insert(backend.cut_refusals());
+            // The parts it was cut into before the new limit was heard.
+            let in_flight = len.div_ceil(previous.min(512 << 10)) as u64;
+            if limit > previous {
+                assert_eq!(first, 0, "{limit}: a larger limit");
+            } else {
+                assert!((1..=in_flight).contains(&first), "{limit}: {first}");
+            }
+        }
+        assert_eq!(
+            Some(backend.cut_refusals()),
+            first_refused,
+            "{limit}: none refused once the limit was heard"
+        );
+        assert_eq!(router.request_cap(), Some(limit));
+        let largest = backend.bodies().iter().map(|b| b.len()).max().unwrap_or(0);
+        assert!(
+            largest <= limit && largest > limit / 2,
+            "{limit}: {largest}"
+        );
+        previous = limit;
+    }
     assert_eq!(router.stats().failed_spans.get(), 0);
     stop.cancel();
 }

@@ -32,6 +32,8 @@ pub use crate::serve::{CONNECTION_WINDOW, MAX_FRAME_SIZE, STREAM_WINDOW};
 pub struct TraceService<S> {
     sink: Arc<S>,
     max_request_bytes: usize,
+    /// `max_request_bytes` as every answer states it (`MAX_REQUEST_BYTES_METADATA`).
+    limit_header: http::HeaderValue,
     request_timeout: Duration,
     in_flight: InFlight,
     peer_auth: PeerAuth,
@@ -45,6 +47,7 @@ impl<S> Clone for TraceService<S> {
         TraceService {
             sink: self.sink.clone(),
             max_request_bytes: self.max_request_bytes,
+            limit_header: self.limit_header.clone(),
             request_timeout: self.request_timeout,
             in_flight: self.in_flight.clone(),
             peer_auth: self.peer_auth.clone(),
@@ -69,6 +72,7 @@ impl<S: SpanSink> TraceService<S> {
         TraceService {
             sink,
             max_request_bytes: limits.max_request_bytes,
+            limit_header: limits.max_request_bytes.into(),
             request_timeout: limits.request_timeout,
             in_flight: limits.in_flight.clone(),
             peer_auth: limits.peer_auth.clone(),
@@ -250,7 +254,7 @@ impl<S: SpanSink> TraceService<S> {
             Err(refusal) => Err(refusal),
         };
         match answer {
-            Ok(message) => message_response(message),
+            Ok(message) => message_response(message, &self.limit_header),
             Err(refusal) => {
                 if cuts_too_large && matches!(refusal, Refusal::TooLarge { .. }) {
                     self.sink.refused_cut(&refusal);
@@ -376,8 +380,10 @@ fn parse_prefix(prefix: &[u8], max: usize) -> Result<(bool, usize), Refusal> {
     Ok((flag, len))
 }
 
-/// A successful unary answer: headers, the message in one frame, `grpc-status: 0`.
-fn message_response(message: Bytes) -> http::Response<Body> {
+/// A successful unary answer: headers (with the largest request this receiver takes,
+/// `limit`, which a router cuts its requests to before one is refused), the message in
+/// one frame, `grpc-status: 0`.
+fn message_response(message: Bytes, limit: &http::HeaderValue) -> http::Response<Body> {
     let mut framed = BytesMut::with_capacity(5 + message.len());
     framed.put_u8(0);
     framed.put_u32(message.len() as u32);
@@ -394,6 +400,9 @@ fn message_response(message: Bytes) -> http::Response<Body> {
         http::header::CONTENT_TYPE,
         http::HeaderValue::from_static("application/grpc"),
     );
+    response
+        .headers_mut()
+        .insert(super::status::MAX_REQUEST_BYTES_METADATA, limit.clone());
     response
 }
 
