@@ -987,6 +987,18 @@ mod tests {
     /// What a requeue hook was given: the parts and the size they were cut to.
     type Requeued = Arc<Mutex<Vec<(Vec<Part>, usize)>>>;
 
+    /// Hooks keeping what a settling queues again (and re-routing nothing).
+    fn requeue_hooks() -> (Hooks, Requeued) {
+        let queued: Requeued = Arc::default();
+        let into = queued.clone();
+        let hooks = Hooks {
+            health: Arc::new(|| {}),
+            reroute: Arc::new(|_| panic!("nothing is re-routed")),
+            requeue: Arc::new(move |parts, cap| into.lock().unwrap().push((parts, cap))),
+        };
+        (hooks, queued)
+    }
+
     /// A forwarder to `member` with a 1 MiB queue, alone in its router.
     fn forwarder(member: &str) -> Arc<Forwarder> {
         Forwarder::new(
@@ -1055,13 +1067,7 @@ mod tests {
         let body = encoded(40);
         let bytes = body.len();
         let forwarder = forwarder("10.0.0.7:4317");
-        let queued: Requeued = Arc::default();
-        let into = queued.clone();
-        let hooks = Hooks {
-            health: Arc::new(|| {}),
-            reroute: Arc::new(|_| panic!("nothing is re-routed")),
-            requeue: Arc::new(move |parts, cap| into.lock().unwrap().push((parts, cap))),
-        };
+        let (hooks, queued) = requeue_hooks();
         let refused = |marked| refusal("message of 5000 bytes is over the limit of 4096", marked);
         let (log, _guard) = tailgate_core::test_util::CapturedLog::install();
         forwarder.settle(
@@ -1294,13 +1300,7 @@ mod tests {
         let spans = 600;
         let buffered = forwarder("10.0.0.10:4317");
         let forwarder = forwarder("10.0.0.9:4317");
-        let queued: Requeued = Arc::default();
-        let into = queued.clone();
-        let hooks = Hooks {
-            health: Arc::new(|| {}),
-            reroute: Arc::new(|_| panic!("nothing is re-routed")),
-            requeue: Arc::new(move |parts, cap| into.lock().unwrap().push((parts, cap))),
-        };
+        let (hooks, queued) = requeue_hooks();
         let settle = |forwarder: &Forwarder, answer, connection| {
             let sent = Sent {
                 connection,
