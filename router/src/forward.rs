@@ -76,6 +76,9 @@ pub struct Forwarder {
 struct CapState {
     /// The size requests are gathered to (`None`: `forward.max_request_bytes`).
     learnt: Option<RequestCap>,
+    /// `forward.max_request_bytes`, as requests were last gathered with (0 before the
+    /// first): a stated limit below it is worth a line in the log.
+    configured: usize,
     /// A larger size being tried (after a new connection, a return from down, or
     /// [`REQUEST_CAP_HOLDS`]): one request at a time is gathered to it, the others to the
     /// learnt size. Taken, it becomes the size; refused, the learnt size stays (one
@@ -258,6 +261,7 @@ impl Forwarder {
         let Ok(mut state) = self.cap.lock() else {
             return (max_request_bytes, false);
         };
+        state.configured = max_request_bytes;
         let learnt = state.learnt.map_or(usize::MAX, |c| c.bytes);
         match &mut state.trial {
             Some(t) if !t.in_flight => {
@@ -337,13 +341,27 @@ impl Forwarder {
             stated: true,
         });
         state.trial = None;
+        let configured = state.configured;
         drop(state);
         let was = was.map_or(usize::MAX, |c| c.bytes);
         if was == limit {
             return false;
         }
         let was = Self::size_text(was);
-        tracing::debug!(member = %self.member, %was, cut_to = limit, "Gateway states the largest request it takes; cutting its requests to that size.");
+        if limit < configured {
+            tracing::info!(
+                member = %self.member,
+                %was,
+                cut_to = limit,
+                forward_max_request_bytes = configured,
+                "Gateway takes requests of at most cut_to bytes (its receive.max_request_bytes), \
+                 less than this router's forward.max_request_bytes: its requests are cut to \
+                 that size. Raise its limit, or lower forward.max_request_bytes, for fewer, \
+                 larger requests."
+            );
+        } else {
+            tracing::debug!(member = %self.member, %was, cut_to = limit, "Gateway states the largest request it takes; cutting its requests to that size.");
+        }
         true
     }
 
@@ -759,7 +777,8 @@ impl Forwarder {
                 refused_bytes = bytes,
                 cut_to,
                 "Gateway still refuses requests larger than the size it refused before; the \
-                 larger one tried was cut and sent again."
+                 larger one (a try, or one gathered before the size was set) was cut and sent \
+                 again."
             );
         } else if cut_to < was && stated.is_some() {
             tracing::warn!(
@@ -806,8 +825,12 @@ impl Forwarder {
                 }
             }
         }
-        // An empty request is a valid export that changes nothing.
-        if client.send_once(Bytes::new()).await.is_ok() {
+        // An empty request is a valid export that changes nothing; its answer states the
+        // gateway's limit, which may be new (a restart), before any request meets it.
+        if let Ok(answer) = client.send_once(Bytes::new()).await {
+            if let Some(limit) = answer.max_request_bytes {
+                self.take_stated(limit, client.connections_made());
+            }
             self.consecutive_failures.store(0, Ordering::Relaxed);
             self.down.store(false, Ordering::Relaxed);
             tracing::info!(member = %self.member, "Gateway answers again; routing to it.");
@@ -1356,6 +1379,10 @@ mod tests {
         assert_eq!(forwarder.request_cap(), 4_000);
         assert_eq!(forwarder.gather_size(1 << 30), (4_000, false));
         assert_eq!(log.count(warning), 1);
+        // Each change to a limit under forward.max_request_bytes is told once, at info.
+        let told = "Gateway takes requests of at most cut_to bytes";
+        assert_eq!(log.count(told), 2);
+        assert_eq!(log.count("forward_max_request_bytes=1073741824"), 2);
 
         // A limit no smaller than the request refused, or not a number: not believed.
         let bytes = body.len();

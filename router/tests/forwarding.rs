@@ -1238,6 +1238,101 @@ async fn a_gateway_stating_its_limit_is_followed_up_and_down() {
     stop.cancel();
 }
 
+/// Scenario: two gateways, one taking requests of at most 32 KiB; it stops, is marked
+/// down by a failed send (its spans going to the other), and comes back at the same
+/// address taking at most 8 KiB; requests keep coming.
+/// Guarantees: the answer to the router's probe states the new limit, so requests admitted
+/// after the gateway is back are cut to it before any reaches it: it refuses none (before,
+/// the first was cut to the old limit and refused); every span arrives once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gateway_back_from_down_with_a_smaller_limit_is_told_by_its_probe() {
+    let stop = CancellationToken::new();
+    let within = Duration::from_secs(20);
+    let (steady_addr, steady) =
+        CaptureBackend::start("127.0.0.49:0".parse().unwrap(), stop.clone())
+            .await
+            .unwrap();
+    let addr = dead_address([127, 0, 0, 50]).await;
+    let first = CancellationToken::new();
+    let (_, old) = CaptureBackend::start_taking(addr, 32 << 10, first.clone())
+        .await
+        .unwrap();
+    let (router_addr, router) = start_router(
+        vec![steady_addr.to_string(), addr.to_string()],
+        ForwardConfig {
+            probe_interval: Duration::from_millis(50),
+            ..ForwardConfig::default()
+        },
+        &stop,
+    )
+    .await;
+    members_known(&router, 2).await;
+    let mut client = TraceServiceClient::connect(format!("http://{router_addr}"))
+        .await
+        .unwrap();
+    let request = |seed| FakeOtlp::traces(60).spans(4).attrs(8).seed(seed).build();
+    let arrived = || steady.spans() + old.spans();
+    let mut sent = 0;
+    for seed in 1200..1202 {
+        let req = request(seed);
+        sent += spans(&req);
+        client.export(req).await.unwrap();
+    }
+    until(
+        within,
+        || format!("{} of {sent}", arrived()),
+        || arrived() == sent,
+    )
+    .await;
+    assert_eq!(router.request_cap(), Some(32 << 10));
+
+    // It stops; a send to it fails and marks it down (its parts go to the other).
+    first.cancel();
+    let mut seed = 1210;
+    while router.ring_state().ring.members().len() == 2 {
+        let req = request(seed);
+        seed += 1;
+        sent += spans(&req);
+        client.export(req).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(seed < 1400, "never marked down");
+    }
+    let started = Instant::now();
+    let new = loop {
+        match CaptureBackend::start_taking(addr, 8 << 10, stop.clone()).await {
+            Ok((_, new)) => break new,
+            Err(e) => assert!(started.elapsed() < within, "{e}"),
+        }
+        tokio::task::yield_now().await;
+    };
+    // Back once a probe is answered.
+    until(
+        within,
+        || "not back".into(),
+        || router.ring_state().ring.members().len() == 2,
+    )
+    .await;
+    let before = steady.spans();
+    let mut sent_now = 0;
+    for seed in 1300..1304 {
+        let req = request(seed);
+        sent_now += spans(&req);
+        client.export(req).await.unwrap();
+    }
+    until(
+        within,
+        || format!("{} of {sent_now}", steady.spans() - before + new.spans()),
+        || steady.spans() - before + new.spans() == sent_now,
+    )
+    .await;
+    assert!(new.spans() > 0, "the gateway back took its share");
+    assert_eq!(new.cut_refusals(), 0, "cut to the new limit before sending");
+    assert_eq!(router.request_cap(), Some(8 << 10));
+    assert_eq!(steady.spans() + old.spans() + new.spans(), sent + sent_now);
+    assert_eq!(router.stats().failed_spans.get(), 0);
+    stop.cancel();
+}
+
 /// Scenario: two gateways, one of which accepts connections and never answers (a hung
 /// pod), with a 30 s request timeout; requests arrive, so parts are in flight to it; it
 /// leaves the ring; then the router drains with a short deadline.
