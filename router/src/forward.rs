@@ -76,8 +76,8 @@ pub struct Forwarder {
 struct CapState {
     /// The size requests are gathered to (`None`: `forward.max_request_bytes`).
     learnt: Option<RequestCap>,
-    /// `forward.max_request_bytes`, as requests were last gathered with (0 before the
-    /// first): a stated limit below it is worth a line in the log.
+    /// `forward.max_request_bytes` (0 until the send loop starts): a stated limit below it
+    /// is worth a line in the log.
     configured: usize,
     /// A larger size being tried (after a new connection, a return from down, or
     /// [`REQUEST_CAP_HOLDS`]): one request at a time is gathered to it, the others to the
@@ -304,6 +304,7 @@ impl Forwarder {
         state.learnt = (now != usize::MAX).then_some(RequestCap {
             bytes: now,
             since: Instant::now(),
+            stated: false,
             ..c
         });
         state.trial = (!full).then_some(Trial {
@@ -327,6 +328,11 @@ impl Forwarder {
     /// whole buffer, which the byte limit does not cover) stays, and is tried larger as
     /// before. Whether the size changed.
     fn take_stated(&self, limit: usize, connection: u64) -> bool {
+        // No gateway takes less than any request can be cut to: a statement under it (a
+        // proxy's, say) would cut every request to single spans.
+        if limit < MIN_REQUEST_CAP {
+            return false;
+        }
         let Ok(mut state) = self.cap.lock() else {
             return false;
         };
@@ -503,6 +509,9 @@ impl Forwarder {
     pub async fn run(self: Arc<Self>, client: GrpcClient, cfg: ForwardConfig, hooks: Hooks) {
         let client = self.client.get_or_init(|| client).clone();
         let on_health = hooks.health.clone();
+        if let Ok(mut state) = self.cap.lock() {
+            state.configured = cfg.max_request_bytes;
+        }
         let in_flight = Arc::new(Semaphore::new(cfg.max_in_flight.max(1)));
         loop {
             if self.is_down() {
@@ -715,8 +724,16 @@ impl Forwarder {
         // trial's, or one gathered before the size was learnt or lowered) is cut to it,
         // which stays; one no larger is cut to half its size, which becomes the size.
         // A stated limit no smaller than the request refused is not believed.
-        let learnt = self.request_cap();
-        let stated = refused.limit.filter(|&limit| limit < bytes);
+        let known = self.cap.lock().ok().and_then(|c| c.learnt);
+        let learnt = known.map_or(usize::MAX, |c| c.bytes);
+        // Believed only when it could be a gateway's (no smaller than any request can be
+        // cut to) and cuts this one; and a size learnt without a statement (the whole
+        // buffer's, which the byte limit does not cover) is not raised by one.
+        let stated = refused.limit.filter(|&limit| {
+            limit < bytes
+                && limit >= MIN_REQUEST_CAP
+                && !known.is_some_and(|c| !c.stated && c.bytes <= limit)
+        });
         let cap = match stated {
             Some(limit) => limit,
             None if bytes > learnt => learnt,
@@ -754,6 +771,10 @@ impl Forwarder {
                     connection: sent.connection,
                     stated: stated.is_some(),
                 });
+                if stated.is_some() {
+                    // A stated size is not tried larger.
+                    state.trial = None;
+                }
             } else if let Some(c) = &mut state.learnt {
                 // The size holds on the connection this refusal came on: a gateway that
                 // restarted behind it has been heard, and needs no try of its own.
@@ -1054,14 +1075,12 @@ mod tests {
     }
 
     /// A Tailgate gateway's too-large refusal stating its limit (`limit`, as sent).
-    fn refusal_stating(
-        limit: &'static str,
-    ) -> Result<tailgate_core::forward::Delivered, ForwardError> {
+    fn refusal_stating(limit: &str) -> Result<tailgate_core::forward::Delivered, ForwardError> {
         let mut refused = refusal("message is over the limit", true);
         if let Err(ForwardError::Rejected { status, .. }) = &mut refused {
             status.metadata_mut().insert(
                 tailgate_core::receive::MAX_REQUEST_BYTES_METADATA,
-                tonic::metadata::MetadataValue::from_static(limit),
+                limit.parse().expect("ASCII"),
             );
         }
         refused
@@ -1395,7 +1414,15 @@ mod tests {
         );
         settle(&forwarder, refusal_stating("lots"), 3);
         assert_eq!(forwarder.request_cap(), 4_000);
-        assert_eq!(forwarder.stats.too_large_requests.get(), 4);
+        // Nor a limit under what any request can be cut to (a proxy's 0 would cut every
+        // request to single spans), in a refusal or an answer.
+        settle(&forwarder, refusal_stating("100"), 3);
+        assert_eq!(forwarder.request_cap(), 4_000);
+        for tiny in [0, 1, MIN_REQUEST_CAP - 1] {
+            settle(&forwarder, taken(Some(tiny)), 3);
+            assert_eq!(forwarder.request_cap(), 4_000, "{tiny}");
+        }
+        assert_eq!(forwarder.stats.too_large_requests.get(), 5);
         assert_eq!(forwarder.stats.failed_spans.get(), 0);
 
         // A refusal stating no limit (the whole buffer) halves, and answers stating a larger
@@ -1403,6 +1430,12 @@ mod tests {
         settle(&buffered, refusal("over the whole buffer", true), 1);
         assert_eq!(buffered.request_cap(), bytes / 2);
         settle(&buffered, taken(Some(16 << 20)), 1);
+        assert_eq!(buffered.request_cap(), bytes / 2);
+        // Its try at full size refused for the byte limit, above the size: the size stays,
+        // not taken for the stated one (the buffer would refuse that again).
+        buffered.review_cap(2);
+        assert_eq!(buffered.gather_size(1 << 30), (1 << 30, true));
+        settle(&buffered, refusal_stating(&(bytes - 1).to_string()), 2);
         assert_eq!(buffered.request_cap(), bytes / 2);
         settle(&buffered, taken(Some(1_000)), 1);
         assert_eq!(buffered.request_cap(), 1_000);

@@ -546,8 +546,8 @@ impl Router {
         lost
     }
 
-    /// The size requests are cut to since a gateway on the ring refused a larger one as too
-    /// large (`None` while none has, or its cap was forgotten): see
+    /// The size requests are cut to: the smallest of the gateways' on the ring, stated in
+    /// their answers or learnt from their refusals (`None` while none is known): see
     /// [`Forwarder::request_cap`].
     pub fn request_cap(&self) -> Option<usize> {
         Some(self.request_cap.load(Ordering::Relaxed)).filter(|&c| c != usize::MAX)
@@ -649,10 +649,6 @@ fn take_stranded(forwarders: &[Arc<Forwarder>]) -> Vec<Part> {
 impl SpanSink for Router {
     fn refused(&self, refusal: &Refusal) {
         self.stats.refused_requests[refusal.reason_index()].add(1);
-    }
-
-    fn refused_cut(&self, _refusal: &Refusal) {
-        self.stats.refused_requests[Refusal::TOO_LARGE_CUT].add(1);
     }
 
     fn answered_late(&self) {
