@@ -759,10 +759,12 @@ impl GrpcClient {
             Some(status) if status.code() == tonic::Code::Ok => {
                 let encoding = parts.headers.get("grpc-encoding").map(|v| v.as_bytes());
                 let mut delivered = parse_message(message, encoding);
-                delivered.max_request_bytes = parts
-                    .headers
-                    .get(crate::receive::MAX_REQUEST_BYTES_METADATA)
-                    .and_then(|v| v.to_str().ok()?.trim().parse().ok());
+                delivered.max_request_bytes = crate::receive::status::stated_max_request_bytes(
+                    parts
+                        .headers
+                        .get(crate::receive::MAX_REQUEST_BYTES_METADATA)
+                        .map(|v| v.as_bytes()),
+                );
                 Ok(delivered)
             }
             Some(status) => Err(status),

@@ -125,6 +125,21 @@ struct RequestCap {
     stated: bool,
 }
 
+impl RequestCap {
+    /// Whether a limit the gateway states replaces this size: any does a stated size; a
+    /// size learnt without one (the whole buffer's, which a byte limit does not cover)
+    /// only a smaller limit.
+    fn yields_to(self, limit: usize) -> bool {
+        self.stated || limit < self.bytes
+    }
+}
+
+/// Whether a stated limit could be a gateway's: none takes less than any request can be
+/// cut to (a proxy's 0 would cut every request to single spans).
+fn believable(limit: usize) -> bool {
+    limit >= MIN_REQUEST_CAP
+}
+
 /// How long a [`Forwarder::request_cap`] learnt without a stated limit holds after it was
 /// last set: then twice the size is tried with one request, since the gateway behind the address may have been given a
 /// larger limit without the router seeing it down or connecting anew. Refused, that
@@ -328,16 +343,14 @@ impl Forwarder {
     /// whole buffer, which the byte limit does not cover) stays, and is tried larger as
     /// before. Whether the size changed.
     fn take_stated(&self, limit: usize, connection: u64) -> bool {
-        // No gateway takes less than any request can be cut to: a statement under it (a
-        // proxy's, say) would cut every request to single spans.
-        if limit < MIN_REQUEST_CAP {
+        if !believable(limit) {
             return false;
         }
         let Ok(mut state) = self.cap.lock() else {
             return false;
         };
         let was = state.learnt;
-        if was.is_some_and(|c| (c.stated && c.bytes == limit) || (!c.stated && c.bytes <= limit)) {
+        if was.is_some_and(|c| !c.yields_to(limit) || (c.stated && c.bytes == limit)) {
             return false;
         }
         state.learnt = Some(RequestCap {
@@ -726,13 +739,10 @@ impl Forwarder {
         // A stated limit no smaller than the request refused is not believed.
         let known = self.cap.lock().ok().and_then(|c| c.learnt);
         let learnt = known.map_or(usize::MAX, |c| c.bytes);
-        // Believed only when it could be a gateway's (no smaller than any request can be
-        // cut to) and cuts this one; and a size learnt without a statement (the whole
-        // buffer's, which the byte limit does not cover) is not raised by one.
+        // Believed when it could be a gateway's, cuts this request, and may replace the
+        // size known (as in `take_stated`).
         let stated = refused.limit.filter(|&limit| {
-            limit < bytes
-                && limit >= MIN_REQUEST_CAP
-                && !known.is_some_and(|c| !c.stated && c.bytes <= limit)
+            limit < bytes && believable(limit) && known.is_none_or(|c| c.yields_to(limit))
         });
         let cap = match stated {
             Some(limit) => limit,
@@ -873,14 +883,12 @@ struct Refused<'a> {
 
 /// The limit a too-large refusal states, if it states one that can be read.
 fn stated_limit(status: &tonic::Status) -> Option<usize> {
-    status
-        .metadata()
-        .get(tailgate_core::receive::MAX_REQUEST_BYTES_METADATA)?
-        .to_str()
-        .ok()?
-        .trim()
-        .parse()
-        .ok()
+    tailgate_core::receive::status::stated_max_request_bytes(
+        status
+            .metadata()
+            .get(tailgate_core::receive::MAX_REQUEST_BYTES_METADATA)
+            .map(|v| v.as_bytes()),
+    )
 }
 
 /// The router's books of pending spans: open until a drain's deadline passes, then

@@ -934,6 +934,22 @@ mod tests {
     use super::*;
     use std::time::Duration;
 
+    /// Scenario: the router's receiver refuses a request as too large from a sender that
+    /// says it cuts and resends such requests (`tailgate-cuts-too-large`).
+    /// Guarantees: a router counts it `too_large` all the same: its senders are agents and
+    /// SDKs, which do not resend, so the refusal may be a loss the alert must see.
+    #[test]
+    fn a_router_counts_too_large_refusals_as_too_large_whatever_the_sender_says() {
+        let router = Router::new(ForwardConfig::default());
+        let refusal = Refusal::too_large("over the limit".into(), 1 << 20);
+        router.refused_cut(&refusal);
+        assert_eq!(router.stats.refused_requests[1].get(), 1);
+        assert_eq!(
+            router.stats.refused_requests[Refusal::TOO_LARGE_CUT].get(),
+            0
+        );
+    }
+
     /// A router with one gateway (never contacted: nothing is queued for it) whose
     /// router-wide queue is full.
     fn full_router(wait: Duration) -> Arc<Router> {

@@ -95,6 +95,12 @@ pub const TOO_LARGE_METADATA: &str = "tailgate-too-large";
 /// the whole buffer's size (which depends on the spans, not the bytes alone) states none.
 pub const MAX_REQUEST_BYTES_METADATA: &str = "tailgate-max-request-bytes";
 
+/// The limit a [`MAX_REQUEST_BYTES_METADATA`] value states, if it is one that reads as a
+/// number of bytes.
+pub fn stated_max_request_bytes(value: Option<&[u8]>) -> Option<usize> {
+    std::str::from_utf8(value?).ok()?.trim().parse().ok()
+}
+
 // === impl Refusal ===
 
 /// Suggested client back-off when a receiver refuses for overload.
