@@ -93,6 +93,24 @@ async fn held_until(done: impl Fn() -> bool, router: &Router) {
     }
 }
 
+/// A capture backend taking requests of at most `limit` at `addr`, started as soon as the
+/// address is free (a gateway restarting there: the old listener goes as its token is
+/// cancelled), within 20 s; stopped with `stop`.
+async fn restart_at(
+    addr: SocketAddr,
+    limit: usize,
+    stop: &CancellationToken,
+) -> std::sync::Arc<CaptureBackend> {
+    let started = Instant::now();
+    loop {
+        match CaptureBackend::start_taking(addr, limit, stop.clone()).await {
+            Ok((_, backend)) => return backend,
+            Err(e) => assert!(started.elapsed() < Duration::from_secs(20), "{e}"),
+        }
+        tokio::task::yield_now().await;
+    }
+}
+
 /// Waits until `router` has `n` members on its ring (set as it starts).
 async fn members_known(router: &Router, n: usize) {
     while router.ring_state().ring.members().len() < n {
@@ -1120,15 +1138,7 @@ async fn a_gateway_restarted_with_a_larger_limit_gets_larger_requests_again() {
     // The restart: the old process goes (its connections closed), a new one takes the
     // address with no limit.
     first.cancel();
-    let restarted = Instant::now();
-    let new = loop {
-        // The address is free once the old listener is gone.
-        match CaptureBackend::start(addr, stop.clone()).await {
-            Ok((_, new)) => break new,
-            Err(e) => assert!(restarted.elapsed() < within, "{e}"),
-        }
-        tokio::task::yield_now().await;
-    };
+    let new = restart_at(addr, 64 << 20, &stop).await;
     let mut sent_new = 0;
     for seed in 1002..1006 {
         let req = request(seed);
@@ -1188,14 +1198,7 @@ async fn a_gateway_stating_its_limit_is_followed_up_and_down() {
             old.cancel();
         }
         let up = CancellationToken::new();
-        let started = Instant::now();
-        let backend = loop {
-            match CaptureBackend::start_taking(addr, limit, up.clone()).await {
-                Ok((_, backend)) => break backend,
-                Err(e) => assert!(started.elapsed() < within, "{e}"),
-            }
-            tokio::task::yield_now().await;
-        };
+        let backend = restart_at(addr, limit, &up).await;
         old = Some(up);
         let mut sent = 0;
         let mut first_refused = None;
@@ -1297,14 +1300,7 @@ async fn a_gateway_back_from_down_with_a_smaller_limit_is_told_by_its_probe() {
         tokio::time::sleep(Duration::from_millis(20)).await;
         assert!(seed < 1400, "never marked down");
     }
-    let started = Instant::now();
-    let new = loop {
-        match CaptureBackend::start_taking(addr, 8 << 10, stop.clone()).await {
-            Ok((_, new)) => break new,
-            Err(e) => assert!(started.elapsed() < within, "{e}"),
-        }
-        tokio::task::yield_now().await;
-    };
+    let new = restart_at(addr, 8 << 10, &stop).await;
     // Back once a probe is answered.
     until(
         within,
