@@ -1432,6 +1432,10 @@ mod tests {
         }
         assert_eq!(forwarder.stats.too_large_requests.get(), 5);
         assert_eq!(forwarder.stats.failed_spans.get(), 0);
+        // A request larger than the size (gathered before it was set) refused stating a
+        // lower limit: the size is lowered to it (without a statement it would stay).
+        settle(&forwarder, refusal_stating("3000"), 3);
+        assert_eq!(forwarder.request_cap(), 3_000);
 
         // A refusal stating no limit (the whole buffer) halves, and answers stating a larger
         // byte limit do not undo it; a smaller one is the size.
