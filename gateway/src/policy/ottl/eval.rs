@@ -13,6 +13,7 @@ use std::cmp::Ordering;
 
 use tailgate_core::wire::attrs::{next_field_slice as next_field, read_varint};
 
+use super::convert::{self, hex};
 use super::parse::{CmpOp, DurationUnit, Expr, Field, Func, Index, MathOp, Target, TimePart};
 use super::time;
 use super::types::OttlError;
@@ -493,15 +494,6 @@ fn json_chars(text: &str, out: &mut String) {
     }
 }
 
-fn hex(b: &[u8]) -> String {
-    use std::fmt::Write as _;
-    b.iter()
-        .fold(String::with_capacity(b.len() * 2), |mut s, x| {
-            write!(s, "{x:02x}").ok();
-            s
-        })
-}
-
 /// A string argument, or `None` for `nil`.
 fn string_arg<'a>(v: &'a Value<'_>, func: Func) -> Result<Option<&'a [u8]>, OttlError> {
     match v {
@@ -644,6 +636,23 @@ fn call<'a>(
             _ => Value::Bool(is_empty(&arg(0)?)),
         },
         Func::Bool => to_bool(arg(0)?)?,
+        Func::Hash(kind) => match arg(0)? {
+            Value::Str(s) => match convert::hash(kind, &s) {
+                convert::Hashed::Hex(h) => Value::Str(Cow::Owned(h.into_bytes())),
+                convert::Hashed::Int(i) => Value::Int(i),
+            },
+            other => return Err(expects(func, "a string", &other)),
+        },
+        Func::Hex => hex_of(arg(0)?)?,
+        Func::Log => log(arg(0)?)?,
+        Func::ToSnakeCase | Func::ToCamelCase => match arg(0)? {
+            Value::Str(s) => Value::Str(Cow::Owned(if func == Func::ToSnakeCase {
+                convert::snake_case(&s)
+            } else {
+                convert::camel_case(&s)
+            })),
+            other => return Err(expects(func, "a string", &other)),
+        },
         Func::IsInCidr => is_in_cidr(args, arg(0)?, input)?,
         Func::Substring => {
             let (start, length) = (arg(1)?, arg(2)?);
@@ -652,6 +661,59 @@ fn call<'a>(
             substring(arg(0)?, &start, &length, utf8_safe)?
         }
     })
+}
+
+/// `Hex(v)`: pkg/ottl's byte-slice-like getter reads bytes and strings as their bytes, an
+/// int or a double as its eight big-endian bytes and a boolean as one byte; `nil` is `""`.
+fn hex_of<'a>(v: Value<'_>) -> Result<Value<'a>, OttlError> {
+    let text = match v {
+        Value::Nil => String::new(),
+        Value::Str(b) | Value::Bytes(b) => hex(&b),
+        Value::Int(i) => hex(&i.to_be_bytes()),
+        Value::Float(f) => hex(&f.to_bits().to_be_bytes()),
+        Value::Bool(b) => hex(&[u8::from(b)]),
+        other => {
+            return Err(expects(
+                Func::Hex,
+                "bytes, a string, a number or a boolean",
+                &other,
+            ))
+        }
+    };
+    Ok(Value::Str(Cow::Owned(text.into_bytes())))
+}
+
+/// `Log(x)`: the natural logarithm of a float-like value (a number, a string read as Go's
+/// `ParseFloat` reads it, a boolean as 1 or 0), which must be above zero.
+fn log<'a>(v: Value<'_>) -> Result<Value<'a>, OttlError> {
+    let x = match v {
+        Value::Nil => return Err(OttlError::Eval("Log: invalid input: <nil>".into())),
+        Value::Int(i) => i as f64,
+        Value::Float(f) => f,
+        Value::Bool(b) => f64::from(u8::from(b)),
+        Value::Str(s) => std::str::from_utf8(&s)
+            .ok()
+            .and_then(parse_go_float)
+            .ok_or_else(|| {
+                OttlError::Eval(format!(
+                    "Log: invalid input: {:?} is not a number",
+                    String::from_utf8_lossy(&s)
+                ))
+            })?,
+        other => {
+            return Err(expects(
+                Func::Log,
+                "a number, a string or a boolean",
+                &other,
+            ))
+        }
+    };
+    if x <= 0.0 {
+        return Err(OttlError::Eval(format!(
+            "Log: invalid input: expected number greater than zero but got {x}"
+        )));
+    }
+    Ok(Value::Float(x.ln()))
 }
 
 /// The current time, as `Now()`.

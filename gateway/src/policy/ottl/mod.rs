@@ -14,11 +14,14 @@
 //! `IsMatch`, `IsString`, `IsInt`, `IsDouble`, `IsBool`, `IsMap`, `IsList`, `Len`, `Int`,
 //! `Double`, `String`, `Concat`, `HasPrefix`, `HasSuffix`, `ToLowerCase`, `ToUpperCase`,
 //! `IsRootSpan`, `ContainsValue`, `Substring`, `TrimPrefix`, `TrimSuffix`, `Index`,
-//! `TraceID` and `SpanID` (of literals), and the time converters (`Now`,
-//! `Duration`, `Unix`, `UnixNano`…, `Year`…, `Milliseconds`…, `TruncateTime`).
+//! `TraceID` and `SpanID` (of literals), the time converters (`Now`,
+//! `Duration`, `Unix`, `UnixNano`…, `Year`…, `Milliseconds`…, `TruncateTime`), and the
+//! rest listed in docs/policies.md (`Keys` … `ConvertCase`, the hashes in [`convert`],
+//! `Hex`, `Log`); arguments by position or by name.
 //! docs/policies.md lists the paths, the semantics and each departure from pkg/ottl.
 
 pub mod cidr;
+pub mod convert;
 pub mod eval;
 pub mod parse;
 pub mod time;

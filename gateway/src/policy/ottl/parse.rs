@@ -8,6 +8,7 @@
 
 use regex::bytes::Regex;
 
+use super::convert::HashKind;
 use super::types::{Context, IdKind, OttlError};
 
 /// A comparison operator.
@@ -207,9 +208,20 @@ pub enum Func {
     ParseInt,
     /// `IsEmpty(v)`: nil, Go's zero value, or a map, list or bytes with nothing in it
     IsEmpty,
-    /// `ConvertCase(target, "lower" | "upper")`: read at load as `ToLowerCase` or
-    /// `ToUpperCase`
+    /// `ConvertCase(target, "lower" | "upper" | "snake" | "camel")`: read at load as
+    /// `ToLowerCase`, `ToUpperCase`, `ToSnakeCase` or `ToCamelCase`
     ConvertCase,
+    /// `MD5(s)`, `SHA1(s)`, …, `XXH128(s)`: a hash of a string
+    Hash(HashKind),
+    /// `Hex(v)`: bytes, a string, a number or a boolean as pkg/ottl's byte-slice-like
+    /// getter reads it, in lower-case hex
+    Hex,
+    /// `Log(x)`: the natural logarithm of a number (or a string or boolean read as one)
+    Log,
+    /// `ToSnakeCase(s)`: strcase's `ToSnake`
+    ToSnakeCase,
+    /// `ToCamelCase(s)`: strcase's `ToCamel`
+    ToCamelCase,
 }
 
 impl Func {
@@ -217,8 +229,8 @@ impl Func {
     pub fn name(self) -> &'static str {
         FUNCS
             .iter()
-            .find(|(_, f, ..)| *f == self)
-            .map_or("?", |(n, ..)| *n)
+            .find(|c| c.func == self)
+            .map_or("?", |c| c.name)
     }
 }
 
@@ -268,81 +280,167 @@ pub enum DurationUnit {
     Hours,
 }
 
-/// Each converter: its name, and the fewest and most arguments it takes (more than the
-/// fewest where OTTL has `ottl.Optional` arguments, written by position).
-const FUNCS: &[(&str, Func, usize, usize)] = &[
-    ("IsMatch", Func::IsMatch, 2, 2),
-    ("IsString", Func::IsString, 1, 1),
-    ("IsInt", Func::IsInt, 1, 1),
-    ("IsDouble", Func::IsDouble, 1, 1),
-    ("IsBool", Func::IsBool, 1, 1),
-    ("IsMap", Func::IsMap, 1, 1),
-    ("IsList", Func::IsList, 1, 1),
-    ("Len", Func::Len, 1, 1),
-    ("Int", Func::Int, 1, 1),
-    ("Double", Func::Double, 1, 1),
-    ("String", Func::String, 1, 1),
-    ("Concat", Func::Concat, 2, 2),
-    ("HasPrefix", Func::HasPrefix, 2, 2),
-    ("HasSuffix", Func::HasSuffix, 2, 2),
-    ("ToLowerCase", Func::ToLowerCase, 1, 1),
-    ("ToUpperCase", Func::ToUpperCase, 1, 1),
-    ("IsRootSpan", Func::IsRootSpan, 0, 0),
-    ("ContainsValue", Func::ContainsValue, 2, 2),
-    ("Substring", Func::Substring, 3, 4),
-    ("Now", Func::Now, 0, 0),
-    ("Duration", Func::Duration, 1, 1),
-    ("Unix", Func::Unix, 1, 2),
-    ("UnixSeconds", Func::TimePart(TimePart::UnixSeconds), 1, 1),
-    ("UnixMilli", Func::TimePart(TimePart::UnixMilli), 1, 1),
-    ("UnixMicro", Func::TimePart(TimePart::UnixMicro), 1, 1),
-    ("UnixNano", Func::TimePart(TimePart::UnixNano), 1, 1),
-    ("Year", Func::TimePart(TimePart::Year), 1, 1),
-    ("Month", Func::TimePart(TimePart::Month), 1, 1),
-    ("Day", Func::TimePart(TimePart::Day), 1, 1),
-    ("Hour", Func::TimePart(TimePart::Hour), 1, 1),
-    ("Minute", Func::TimePart(TimePart::Minute), 1, 1),
-    ("Second", Func::TimePart(TimePart::Second), 1, 1),
-    ("Nanosecond", Func::TimePart(TimePart::Nanosecond), 1, 1),
-    ("Weekday", Func::TimePart(TimePart::Weekday), 1, 1),
-    (
+/// A converter as a condition calls it.
+struct Converter {
+    /// Its name.
+    name: &'static str,
+    /// What it does.
+    func: Func,
+    /// How many of its parameters are required (the rest are `ottl.Optional`, written by
+    /// position after them or by name).
+    required: usize,
+    /// Its parameters' names: the fields of pkg/ottl's arguments struct, in order (a named
+    /// argument's name in camel case). None where pkg/ottl's factory takes no arguments,
+    /// and then any given are read and ignored, as there.
+    params: &'static [&'static str],
+}
+
+/// Every converter conditions can call.
+const FUNCS: &[Converter] = &[
+    conv("IsMatch", Func::IsMatch, 2, &["Target", "Pattern"]),
+    conv("IsString", Func::IsString, 1, &["Target"]),
+    conv("IsInt", Func::IsInt, 1, &["Target"]),
+    conv("IsDouble", Func::IsDouble, 1, &["Target"]),
+    conv("IsBool", Func::IsBool, 1, &["Target"]),
+    conv("IsMap", Func::IsMap, 1, &["Target"]),
+    conv("IsList", Func::IsList, 1, &["Target"]),
+    conv("Len", Func::Len, 1, &["Target"]),
+    conv("Int", Func::Int, 1, &["Target"]),
+    conv("Double", Func::Double, 1, &["Target"]),
+    conv("String", Func::String, 1, &["Target"]),
+    conv("Concat", Func::Concat, 2, &["Vals", "Delimiter"]),
+    conv("HasPrefix", Func::HasPrefix, 2, &["Target", "Prefix"]),
+    conv("HasSuffix", Func::HasSuffix, 2, &["Target", "Suffix"]),
+    conv("ToLowerCase", Func::ToLowerCase, 1, &["Target"]),
+    conv("ToUpperCase", Func::ToUpperCase, 1, &["Target"]),
+    conv("IsRootSpan", Func::IsRootSpan, 0, &[]),
+    conv("ContainsValue", Func::ContainsValue, 2, &["Target", "Item"]),
+    conv(
+        "Substring",
+        Func::Substring,
+        3,
+        &["Target", "Start", "Length", "Utf8Safe"],
+    ),
+    conv("Now", Func::Now, 0, &[]),
+    conv("Duration", Func::Duration, 1, &["Duration"]),
+    conv("Unix", Func::Unix, 1, &["Seconds", "Nanoseconds"]),
+    conv(
+        "UnixSeconds",
+        Func::TimePart(TimePart::UnixSeconds),
+        1,
+        &["Time"],
+    ),
+    conv(
+        "UnixMilli",
+        Func::TimePart(TimePart::UnixMilli),
+        1,
+        &["Time"],
+    ),
+    conv(
+        "UnixMicro",
+        Func::TimePart(TimePart::UnixMicro),
+        1,
+        &["Time"],
+    ),
+    conv("UnixNano", Func::TimePart(TimePart::UnixNano), 1, &["Time"]),
+    conv("Year", Func::TimePart(TimePart::Year), 1, &["Time"]),
+    conv("Month", Func::TimePart(TimePart::Month), 1, &["Time"]),
+    conv("Day", Func::TimePart(TimePart::Day), 1, &["Time"]),
+    conv("Hour", Func::TimePart(TimePart::Hour), 1, &["Time"]),
+    conv("Minute", Func::TimePart(TimePart::Minute), 1, &["Time"]),
+    conv("Second", Func::TimePart(TimePart::Second), 1, &["Time"]),
+    conv(
+        "Nanosecond",
+        Func::TimePart(TimePart::Nanosecond),
+        1,
+        &["Time"],
+    ),
+    conv("Weekday", Func::TimePart(TimePart::Weekday), 1, &["Time"]),
+    conv(
         "Nanoseconds",
         Func::DurationIn(DurationUnit::Nanoseconds),
         1,
-        1,
+        &["Duration"],
     ),
-    (
+    conv(
         "Microseconds",
         Func::DurationIn(DurationUnit::Microseconds),
         1,
-        1,
+        &["Duration"],
     ),
-    (
+    conv(
         "Milliseconds",
         Func::DurationIn(DurationUnit::Milliseconds),
         1,
-        1,
+        &["Duration"],
     ),
-    ("Seconds", Func::DurationIn(DurationUnit::Seconds), 1, 1),
-    ("Minutes", Func::DurationIn(DurationUnit::Minutes), 1, 1),
-    ("Hours", Func::DurationIn(DurationUnit::Hours), 1, 1),
-    ("TruncateTime", Func::TruncateTime, 2, 2),
-    ("TrimPrefix", Func::TrimPrefix, 2, 2),
-    ("TrimSuffix", Func::TrimSuffix, 2, 2),
-    ("Index", Func::Index, 2, 2),
-    ("TraceID", Func::TraceId, 1, 1),
-    ("SpanID", Func::SpanId, 1, 1),
-    ("Bool", Func::Bool, 1, 1),
-    ("IsInCIDR", Func::IsInCidr, 2, 2),
-    ("Keys", Func::Keys, 1, 1),
-    ("Values", Func::Values, 1, 1),
-    ("Coalesce", Func::Coalesce, 1, 1),
-    ("Trim", Func::Trim, 1, 2),
-    ("Split", Func::Split, 2, 2),
-    ("ParseInt", Func::ParseInt, 2, 2),
-    ("IsEmpty", Func::IsEmpty, 1, 1),
-    ("ConvertCase", Func::ConvertCase, 2, 2),
+    conv(
+        "Seconds",
+        Func::DurationIn(DurationUnit::Seconds),
+        1,
+        &["Duration"],
+    ),
+    conv(
+        "Minutes",
+        Func::DurationIn(DurationUnit::Minutes),
+        1,
+        &["Duration"],
+    ),
+    conv(
+        "Hours",
+        Func::DurationIn(DurationUnit::Hours),
+        1,
+        &["Duration"],
+    ),
+    conv("TruncateTime", Func::TruncateTime, 2, &["Time", "Duration"]),
+    conv("TrimPrefix", Func::TrimPrefix, 2, &["Target", "Prefix"]),
+    conv("TrimSuffix", Func::TrimSuffix, 2, &["Target", "Suffix"]),
+    conv("Index", Func::Index, 2, &["Target", "Value"]),
+    conv("TraceID", Func::TraceId, 1, &["Target"]),
+    conv("SpanID", Func::SpanId, 1, &["Target"]),
+    conv("Bool", Func::Bool, 1, &["Target"]),
+    conv("IsInCIDR", Func::IsInCidr, 2, &["Target", "Networks"]),
+    conv("Keys", Func::Keys, 1, &["Target"]),
+    conv("Values", Func::Values, 1, &["Target"]),
+    conv("Coalesce", Func::Coalesce, 1, &["Values"]),
+    conv("Trim", Func::Trim, 1, &["Target", "Replacement"]),
+    conv("Split", Func::Split, 2, &["Target", "Delimiter"]),
+    conv("ParseInt", Func::ParseInt, 2, &["Target", "Base"]),
+    conv("IsEmpty", Func::IsEmpty, 1, &["Target"]),
+    conv("ConvertCase", Func::ConvertCase, 2, &["Target", "ToCase"]),
+    conv("MD5", Func::Hash(HashKind::Md5), 1, &["Target"]),
+    conv("SHA1", Func::Hash(HashKind::Sha1), 1, &["Target"]),
+    conv("SHA256", Func::Hash(HashKind::Sha256), 1, &["Target"]),
+    conv("SHA512", Func::Hash(HashKind::Sha512), 1, &["Target"]),
+    conv("FNV", Func::Hash(HashKind::Fnv), 1, &["Target"]),
+    conv("Murmur3Hash", Func::Hash(HashKind::Murmur3), 1, &["Target"]),
+    conv(
+        "Murmur3Hash128",
+        Func::Hash(HashKind::Murmur3x128),
+        1,
+        &["Target"],
+    ),
+    conv("XXH3", Func::Hash(HashKind::Xxh3), 1, &["Target"]),
+    conv("XXH128", Func::Hash(HashKind::Xxh128), 1, &["Target"]),
+    conv("Hex", Func::Hex, 1, &["Target"]),
+    conv("Log", Func::Log, 1, &["Target"]),
+    conv("ToSnakeCase", Func::ToSnakeCase, 1, &["Target"]),
+    conv("ToCamelCase", Func::ToCamelCase, 1, &["Target"]),
 ];
+
+const fn conv(
+    name: &'static str,
+    func: Func,
+    required: usize,
+    params: &'static [&'static str],
+) -> Converter {
+    Converter {
+        name,
+        func,
+        required,
+        params,
+    }
+}
 
 /// A parsed expression.
 #[derive(Debug, Clone)]
@@ -586,6 +684,7 @@ impl Lexer {
                 b'-' => "-",
                 b'*' => "*",
                 b'/' => "/",
+                b'=' => "=",
                 _ => {
                     return Err(err(
                         src,
@@ -597,6 +696,28 @@ impl Lexer {
         };
         Ok((Tok::Punct(p), start + p.len()))
     }
+}
+
+/// A named argument's name as pkg/ottl reads it (`strcase.ToCamel`, as `ToCamelCase`):
+/// `utf8_safe` and `utf8Safe` are `Utf8Safe`.
+fn go_camel_case(name: &str) -> String {
+    String::from_utf8_lossy(&super::convert::camel_case(name.as_bytes())).into_owned()
+}
+
+/// A parameter's field name as a condition writes it by name (`Utf8Safe` is `utf8_safe`).
+fn go_snake_case(field: &str) -> String {
+    let mut out = String::with_capacity(field.len() + 4);
+    for (i, c) in field.chars().enumerate() {
+        if c.is_ascii_uppercase() {
+            if i > 0 {
+                out.push('_');
+            }
+            out.push(c.to_ascii_lowercase());
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 fn err(src: &str, pos: usize, message: &str) -> OttlError {
@@ -941,32 +1062,108 @@ impl Parser<'_> {
         }
     }
 
+    /// Puts a call's arguments in their parameters' order: by position, or by name as
+    /// pkg/ottl matches a name (its field's name is the name in camel case; one given twice
+    /// takes the last). A parameter left without a value is refused if it is required, and
+    /// an optional one is left out (each converter here has at most one, the last).
+    fn place_arguments(
+        &self,
+        (name, at): (&str, usize),
+        params: &[&str],
+        required: usize,
+        given: Vec<(Option<(String, usize)>, Expr)>,
+    ) -> Result<Vec<Expr>, OttlError> {
+        let mut slots: Vec<Option<Expr>> = vec![None; params.len()];
+        for (position, (named, value)) in given.into_iter().enumerate() {
+            let slot = match named {
+                None => position,
+                Some((arg, arg_at)) => {
+                    let field = go_camel_case(&arg);
+                    params.iter().position(|p| *p == field).ok_or_else(|| {
+                        err(self.src, arg_at, &format!("no such parameter: {arg}"))
+                    })?
+                }
+            };
+            slots[slot] = Some(value);
+        }
+        if let Some(missing) = slots[..required].iter().position(Option::is_none) {
+            return Err(err(
+                self.src,
+                at,
+                &format!(
+                    "{name} is missing its argument {}",
+                    go_snake_case(params[missing])
+                ),
+            ));
+        }
+        Ok(slots.into_iter().map_while(|s| s).collect())
+    }
+
     fn call(&mut self, name: &str, at: usize) -> Result<Expr, OttlError> {
-        let Some(&(_, func, arity, most)) = FUNCS.iter().find(|(n, ..)| *n == name) else {
-            let known: Vec<&str> = FUNCS.iter().map(|(n, ..)| *n).collect();
+        let Some(&Converter {
+            func,
+            required: arity,
+            params,
+            ..
+        }) = FUNCS.iter().find(|c| c.name == name)
+        else {
+            let known: Vec<&str> = FUNCS.iter().map(|c| c.name).collect();
             return Err(err(
                 self.src,
                 at,
                 &format!("unknown function {name}; supported: {}", known.join(", ")),
             ));
         };
-        let mut args = Vec::new();
+        let mut given = Vec::new();
         if !self.eat_punct(")") {
             loop {
-                if self.eat_punct("[") {
-                    self.enter()?;
-                    args.push(self.list()?);
-                    self.depth -= 1;
-                } else {
-                    args.push(self.or()?);
+                let arg_at = self.at();
+                // `name = value`: pkg/ottl's named argument.
+                let named = match (self.peek(), self.toks.get(self.pos + 1)) {
+                    (Some(Tok::Ident(n)), Some((Tok::Punct("="), _))) => {
+                        if !n.starts_with(|c: char| c.is_ascii_lowercase()) {
+                            // OTTL's grammar: a name starts with a lowercase letter.
+                            return Err(err(
+                                self.src,
+                                arg_at,
+                                &format!("an argument's name starts with a lowercase letter: {n}"),
+                            ));
+                        }
+                        let n = n.clone();
+                        self.pos += 2;
+                        Some((n, arg_at))
+                    }
+                    _ => None,
+                };
+                if named.is_none() && given.iter().any(|(n, _)| Option::is_some(n)) {
+                    return Err(err(
+                        self.src,
+                        arg_at,
+                        "unnamed argument used after named argument",
+                    ));
                 }
+                let value = if self.eat_punct("[") {
+                    self.enter()?;
+                    let list = self.list()?;
+                    self.depth -= 1;
+                    list
+                } else {
+                    self.or()?
+                };
+                given.push((named, value));
                 if self.eat_punct(")") {
                     break;
                 }
                 self.expect(",")?;
             }
         }
-        if args.len() < arity || args.len() > most {
+        let most = params.len();
+        if most == 0 {
+            // pkg/ottl builds no arguments for a converter without an arguments struct:
+            // any given are ignored (here after being read, so they must still parse).
+            given.clear();
+        }
+        if given.len() < arity || given.len() > most {
             let takes = if most == arity {
                 format!("{arity}")
             } else {
@@ -975,9 +1172,10 @@ impl Parser<'_> {
             return Err(err(
                 self.src,
                 at,
-                &format!("{name} takes {takes} argument(s), found {}", args.len()),
+                &format!("{name} takes {takes} argument(s), found {}", given.len()),
             ));
         }
+        let mut args = self.place_arguments((name, at), params, arity, given)?;
         if func == Func::IsRootSpan && self.ctx != Context::Span {
             return Err(err(
                 self.src,
@@ -1048,15 +1246,8 @@ impl Parser<'_> {
             let to = match args.get(1) {
                 Some(Expr::Str(case)) if case == "lower" => Func::ToLowerCase,
                 Some(Expr::Str(case)) if case == "upper" => Func::ToUpperCase,
-                Some(Expr::Str(case)) if case == "snake" || case == "camel" => {
-                    return Err(err(
-                        self.src,
-                        at,
-                        &format!(
-                            "ConvertCase to {case} case is not supported (lower and upper are)"
-                        ),
-                    ))
-                }
+                Some(Expr::Str(case)) if case == "snake" => Func::ToSnakeCase,
+                Some(Expr::Str(case)) if case == "camel" => Func::ToCamelCase,
                 Some(Expr::Str(case)) => {
                     return Err(err(
                         self.src,

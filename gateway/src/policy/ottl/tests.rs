@@ -309,8 +309,7 @@ fn coalesce_trim_split_values_and_parse_int_decide_as_ottl() {
 /// `func_is_empty_test.go` cases where a condition can make them), and `ConvertCase` to
 /// each case.
 /// Guarantees: each decides as pkg/ottl's current converters; `ConvertCase` to a case that
-/// does not exist is refused at load as pkg/ottl refuses it, and to snake or camel case
-/// (not supported) by name.
+/// does not exist is refused at load as pkg/ottl refuses it.
 #[test]
 fn is_empty_and_convert_case_decide_as_ottl() {
     for c in [
@@ -374,14 +373,6 @@ fn is_empty_and_convert_case_decide_as_ottl() {
         (
             r#"ConvertCase(name, "title") == """#,
             "invalid case: title, allowed cases are: lower, upper, snake, camel",
-        ),
-        (
-            r#"ConvertCase(name, "snake") == """#,
-            "snake case is not supported",
-        ),
-        (
-            r#"ConvertCase(name, "camel") == """#,
-            "camel case is not supported",
         ),
         (r#"ConvertCase(name, name) == """#, "string literal"),
         (r#"ConvertCase(name) == """#, "takes 2 argument"),
@@ -859,6 +850,15 @@ const WORDS: &[&str] = &[
     "Values(",
     "ParseInt(",
     "Keys(attributes)",
+    "SHA256(",
+    "FNV(",
+    "Murmur3Hash128(",
+    "Hex(",
+    "Log(",
+    "ToSnakeCase(",
+    "ToCamelCase(",
+    "target =",
+    "utf8_safe =",
     "\"\"",
     "\",\"",
     "TraceID(",
@@ -1243,4 +1243,132 @@ fn documented_departures_hold() {
         Condition::new("spanevent.event_index == 0", Context::SpanEvent),
         Err(OttlError::Parse { .. })
     ));
+}
+
+/// Scenario: converters called with named arguments (`name = value`), in any order, with
+/// optional ones by name, mixed after positional ones; names pkg/ottl reads the same way
+/// (`utf8Safe`, `utf8safe`); a converter without arguments given some; and the calls
+/// pkg/ottl refuses.
+/// Guarantees: a named argument goes to the parameter whose field is its name in camel
+/// case (pkg/ottl's `strcase.ToCamel` match), the last of two for one parameter wins, and
+/// `Now`/`IsRootSpan` ignore what they are given, as pkg/ottl's `buildArgs` does; an
+/// unknown name, a positional argument after a named one, a name starting with a capital
+/// and a required parameter left without a value are refused at load, each naming it.
+#[test]
+fn named_arguments_decide_as_ottl() {
+    let t = |c: &str| holds(Context::Span, c);
+    for c in [
+        r#"IsMatch(target = name, pattern = "^GET ")"#,
+        r#"IsMatch(pattern = "^GET ", target = name)"#,
+        r#"IsMatch(name, pattern = "users$")"#,
+        r#"Substring(target = name, length = 3, start = 0) == "GET""#,
+        r#"Substring(name, 0, 3, utf8_safe = true) == "GET""#,
+        r#"Substring(name, 0, 3, utf8Safe = false) == "GET""#,
+        r#"Substring(name, 0, 3, utf8safe = true) == "GET""#,
+        r#"Trim(target = "xxaxx", replacement = "x") == "a""#,
+        r#"Trim(" a ", target = "  b  ") == "b""#,
+        r#"ConvertCase(to_case = "upper", target = "get") == "GET""#,
+        r#"ConvertCase("get", toCase = "lower") == "get""#,
+        r#"Concat(delimiter = "-", vals = ["a", "b"]) == "a-b""#,
+        r#"Unix(seconds = 1, nanoseconds = 5) == Unix(1, 5)"#,
+        r#"Len(target = attributes["tags"]) == 2"#,
+        r#"IsRootSpan(name)"#,
+        r#"Now(1) > end_time"#,
+    ] {
+        assert_eq!(t(c), Ok(true), "{c}");
+    }
+    let refused = |c: &str| match Condition::new(c, Context::Span) {
+        Err(OttlError::Parse {
+            column, message, ..
+        }) => (column, message),
+        other => panic!("{c}: {other:?}"),
+    };
+    assert_eq!(
+        refused(r#"IsMatch(target = name, "^GET ")"#),
+        (24, "unnamed argument used after named argument".to_owned())
+    );
+    assert_eq!(
+        refused(r#"IsMatch(name, patern = "x")"#),
+        (15, "no such parameter: patern".to_owned())
+    );
+    assert!(refused(r#"IsMatch(Target = name, pattern = "x")"#)
+        .1
+        .contains("lowercase"));
+    assert!(refused(r#"Substring(name, 0, start = 1)"#)
+        .1
+        .contains("missing its argument length"));
+    assert!(refused(r#"IsMatch(target = name)"#)
+        .1
+        .contains("takes 2 argument(s), found 1"));
+    // A name is not an expression: `=` outside a call is refused.
+    assert!(refused(r#"name = "x""#).1.contains("unexpected"));
+}
+
+/// Scenario: the hash converters, `Hex`, `Log`, `ToSnakeCase`, `ToCamelCase` and
+/// `ConvertCase` to snake and camel case in conditions, on pkg/ottl's test inputs (its
+/// `func_*_test.go` for each) and on values read from the span; arguments of kinds each
+/// refuses.
+/// Guarantees: each gives pkg/ottl's result (hex text, byte order, FNV's signed int, Hex's
+/// big-endian numbers, Log's natural logarithm) and fails where it fails: a hash or a case
+/// of anything but a string (nil included), `Hex` of a map, `Log` of nil, of zero or less
+/// and of a string that is not a number.
+#[test]
+fn hashes_hex_log_and_word_case_decide_as_ottl() {
+    let t = |c: &str| holds(Context::Span, c);
+    for c in [
+        r#"MD5("hello world") == "5eb63bbbe01eeed093cb22bb8f5acdc3""#,
+        r#"SHA1("") == "da39a3ee5e6b4b0d3255bfef95601890afd80709""#,
+        r#"SHA256("hello world") == "b94d27b9934d3e08a52e52d7da7dabfac484efe37a5380ee9088f7ace2efcde9""#,
+        r#"Len(SHA512(name)) == 128"#,
+        r#"FNV("hello world") == 8618312879776256743"#,
+        r#"FNV("") == -3750763034362895579"#,
+        r#"Murmur3Hash("Hello World") == "ce837619""#,
+        r#"Murmur3Hash128("Hello World") == "dbc2a0c1ab26631a27b4c09fcf1fe683""#,
+        r#"XXH3("hello world") == "d447b1ea40e6988b""#,
+        r#"XXH128("") == "99aa06d3014798d86001c324468d497f""#,
+        r#"SHA256(attributes["http.route"]) == SHA256("/api/users")"#,
+        r#"Hex(12) == "000000000000000c""#,
+        r#"Hex(nil) == """#,
+        r#"Hex(attributes["missing"]) == """#,
+        r#"Hex(true) == "01""#,
+        r#"Hex(false) == "00""#,
+        r#"Hex(1.0) == "3ff0000000000000""#,
+        r#"Hex("a") == "61""#,
+        r#"Hex(0x0aff) == "0aff""#,
+        r#"Hex(attributes["http.response.status_code"]) == "00000000000001f7""#,
+        r#"Log(1) == 0.0"#,
+        r#"Log(true) == 0.0"#,
+        r#"Log("50") > 3.91 and Log("50") < 3.92"#,
+        r#"Log(2.7) < 1.0"#,
+        r#"Log(attributes["http.response.status_code"]) > 6.2"#,
+        r#"ToSnakeCase("CPUUtilizationMetric") == "cpu_utilization_metric""#,
+        r#"ToSnakeCase("") == """#,
+        r#"ToCamelCase("simple-string") == "SimpleString""#,
+        r#"ConvertCase("simpleString", "snake") == "simple_string""#,
+        r#"ConvertCase(to_case = "camel", target = "simple_string") == "SimpleString""#,
+        r#"ToCamelCase(name) == "Getapiusers""#,
+    ] {
+        assert_eq!(t(c), Ok(true), "{c}");
+    }
+    for c in [
+        r#"MD5(10) == """#,
+        r#"SHA256(nil) == """#,
+        r#"FNV(attributes["missing"]) == 0"#,
+        r#"XXH3(0x01) == """#,
+        r#"ToSnakeCase(1) == """#,
+        r#"ConvertCase(nil, "camel") == """#,
+        r#"Hex(attributes["user"]) == """#,
+        r#"Hex(attributes["tags"]) == """#,
+        r#"Hex(trace_id) == """#,
+        r#"Hex(start_time) == """#,
+        r#"Hex(Duration("1s")) == """#,
+        r#"Log(nil) > 0"#,
+        r#"Log(0) > 0"#,
+        r#"Log(-30.3) > 0"#,
+        r#"Log(false) > 0"#,
+        r#"Log("test") > 0"#,
+        r#"Log(attributes["user"]) > 0"#,
+    ] {
+        assert!(matches!(t(c), Err(OttlError::Eval(_))), "{c}: {:?}", t(c));
+    }
 }
