@@ -14,6 +14,7 @@ use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::any_value::Value;
 use prost::Message;
 use tailgate_core::test_util::FakeOtlp;
+use tailgate_core::wire::span_fields::{sampling_randomness, threshold_value, tracestate_get};
 
 const POLICIES: &str = "decision_wait: 200ms
 policies:
@@ -29,7 +30,9 @@ policies:
 /// quarter were head-sampled at 50% (`ot=th:8`). Policies keep gold traces and 50% of all.
 /// Guarantees: gold traces are all kept with th:0 / count 1 (or th:8 / count 2 when also
 /// head-sampled); others kept by the 50% policy carry th:8 / count 2, or th:c / count 4
-/// after the head sampler; other vendors' entries survive.
+/// after the head sampler, each threshold written only where the trace's randomness
+/// (`rv`, or its id's last 56 bits) reaches it (the head sampler's removed otherwise, the
+/// count kept in the attribute); other vendors' entries survive.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kept_spans_carry_their_sampling_probability() {
     let gw = common::spawn_gateway([127, 0, 0, 9], common::plan(POLICIES), |_, _| {}).await;
@@ -52,7 +55,12 @@ async fn kept_spans_carry_their_sampling_probability() {
             span.trace_state = match (gold, head) {
                 (true, true) => "tier=gold,ot=th:8".into(),
                 (true, false) => "vendor=x,tier=gold".into(),
-                (false, true) => "ot=th:8;rv:ab,vendor=x".into(),
+                // A head sampler's randomness, consistent with its 50% (at or above
+                // 0x80…), sometimes below 25%'s threshold (0xc0…), sometimes above.
+                (false, true) => format!(
+                    "ot=th:8;rv:{:014x},vendor=x",
+                    0x80_0000_0000_0000u64 | u64::from(span.trace_id[13]) << 48
+                ),
                 (false, false) => String::new(),
             };
             sent.insert(span.trace_id.clone(), (gold, head));
@@ -65,6 +73,7 @@ async fn kept_spans_carry_their_sampling_probability() {
     }
 
     let mut kept_gold = 0;
+    let mut consistency: HashMap<bool, usize> = HashMap::new();
     let mut by_case: HashMap<(bool, bool), usize> = HashMap::new();
     for body in backend.bodies() {
         for rs in ExportTraceServiceRequest::decode(body)
@@ -82,14 +91,37 @@ async fn kept_spans_carry_their_sampling_probability() {
                         _ => None,
                     })
                     .expect("every kept span has an integer adjusted count");
-                let th = span.trace_state.split(',').next().unwrap().to_owned();
-                let want = match (gold, head) {
-                    (true, false) => ("ot=th:0", 1),
-                    (true, true) => ("ot=th:8", 2),
-                    (false, false) => ("ot=th:8", 2),
-                    (false, true) => ("ot=th:c;rv:ab", 4),
+                let first = span.trace_state.split(',').next().unwrap().to_owned();
+                let (th, want_count) = match (gold, head) {
+                    (true, false) => ("th:0", 1),
+                    (true, true) => ("th:8", 2),
+                    (false, false) => ("th:8", 2),
+                    (false, true) => ("th:c", 4),
                 };
-                assert_eq!((th.as_str(), count), want, "{:?}", span.trace_state);
+                // The threshold is written only where the randomness (`rv`, or the id's
+                // last 56 bits) reaches it; else the `ot` entry keeps only its `rv`.
+                let ts = span.trace_state.as_bytes();
+                let r = sampling_randomness(ts, &span.trace_id).unwrap();
+                let consistent = r >= threshold_value(1.0 / want_count as f64);
+                let rv = tracestate_get(ts, b"ot")
+                    .and_then(|ot| ot.split(|&b| b == b';').find(|kv| kv.starts_with(b"rv:")))
+                    .map(|rv| String::from_utf8_lossy(rv).into_owned());
+                let want_first = match (consistent, rv) {
+                    (true, None) => format!("ot={th}"),
+                    (true, Some(rv)) => format!("ot={th};{rv}"),
+                    (false, Some(rv)) => format!("ot={rv}"),
+                    (false, None) => match (gold, head) {
+                        (true, true) => "tier=gold".into(),
+                        _ => String::new(),
+                    },
+                };
+                assert_eq!(
+                    (first.as_str(), count),
+                    (want_first.as_str(), want_count),
+                    "{:?}",
+                    span.trace_state
+                );
+                *consistency.entry(consistent).or_default() += 1;
                 let survivors = match (gold, head) {
                     (true, false) => span.trace_state.ends_with("vendor=x,tier=gold"),
                     (false, true) => span.trace_state.ends_with(",vendor=x"),
@@ -107,6 +139,11 @@ async fn kept_spans_carry_their_sampling_probability() {
         by_case.len(),
         4,
         "all four cases were exercised: {by_case:?}"
+    );
+    assert_eq!(
+        consistency.len(),
+        2,
+        "thresholds written and left out: {consistency:?}"
     );
     gw.stop().await;
 }

@@ -161,12 +161,42 @@ pub fn tracestate_probability(tracestate: &[u8]) -> Option<f64> {
     Some(1.0 - value as f64 / MAX_THRESHOLD as f64)
 }
 
+/// The rejection threshold for keeping with probability `p` (0 < p <= 1): 0 for 100%,
+/// below 2^56.
+pub fn threshold_value(p: f64) -> u64 {
+    let p = p.clamp(0.0, 1.0);
+    let t = ((1.0 - p) * MAX_THRESHOLD as f64).round() as u64;
+    t.min(MAX_THRESHOLD - 1)
+}
+
+/// The randomness consistent probability sampling compares thresholds with: the `ot=rv:`
+/// value (14 hex digits) when `tracestate` has one, else the trace id's last 56 bits (what
+/// W3C Trace Context level 2 makes random). `None` for an `rv` that is not 14 hex digits
+/// and an id that is not 16 bytes.
+pub fn sampling_randomness(tracestate: &[u8], trace_id: &[u8]) -> Option<u64> {
+    let rv = tracestate_get(tracestate, b"ot").and_then(|ot| {
+        ot.split(|&b| b == b';')
+            .find_map(|kv| kv.strip_prefix(b"rv:"))
+    });
+    match rv {
+        Some(rv) if rv.len() == 14 => u64::from_str_radix(std::str::from_utf8(rv).ok()?, 16).ok(),
+        Some(_) => None,
+        None => trace_id_randomness(trace_id),
+    }
+}
+
+/// A trace id's last 56 bits, big-endian (`None` for an id that is not 16 bytes).
+pub fn trace_id_randomness(trace_id: &[u8]) -> Option<u64> {
+    let id: &[u8; 16] = trace_id.try_into().ok()?;
+    let mut r = [0u8; 8];
+    r[1..].copy_from_slice(&id[9..]);
+    Some(u64::from_be_bytes(r))
+}
+
 /// The `th` hex value for keeping with probability `p` (0 < p <= 1): 14 hex digits,
 /// trailing zeros removed, "0" for 100%.
 pub fn threshold_hex(p: f64) -> String {
-    let p = p.clamp(0.0, 1.0);
-    let t = ((1.0 - p) * MAX_THRESHOLD as f64).round() as u64;
-    let t = t.min(MAX_THRESHOLD - 1);
+    let t = threshold_value(p);
     if t == 0 {
         return "0".into();
     }
@@ -181,35 +211,50 @@ pub fn threshold_hex(p: f64) -> String {
 /// one a consumer parses (Go's `ParseTraceState` refuses 33).
 pub fn tracestate_with_threshold(tracestate: &[u8], th: &str) -> Vec<u8> {
     let mut out = Vec::with_capacity(tracestate.len() + th.len() + 8);
-    append_tracestate_with_threshold(tracestate, th, &mut out);
+    append_tracestate_with_threshold(tracestate, Some(th), &mut out);
+    out
+}
+
+/// `tracestate` without a `th` in its `ot` entry (other `ot` sub-keys kept, the entry left
+/// out when nothing else is in it): for a span whose threshold would not be consistent
+/// with its randomness.
+pub fn tracestate_without_threshold(tracestate: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(tracestate.len());
+    append_tracestate_with_threshold(tracestate, None, &mut out);
     out
 }
 
 /// Appends [`tracestate_with_threshold`]'s value to `out`, allocating nothing itself: two
 /// passes over `tracestate`, one for the `ot` entry's other sub-keys, one for the other
 /// entries.
-fn append_tracestate_with_threshold(tracestate: &[u8], th: &str, out: &mut Vec<u8>) {
+fn append_tracestate_with_threshold(tracestate: &[u8], th: Option<&str>, out: &mut Vec<u8>) {
     let members = || {
         tracestate
             .split(|&b| b == b',')
             .map(trim)
             .filter(|m| !m.is_empty())
     };
-    out.extend_from_slice(b"ot=th:");
-    out.extend_from_slice(th.as_bytes());
+    let start = out.len();
+    if let Some(th) = th {
+        out.extend_from_slice(b"ot=th:");
+        out.extend_from_slice(th.as_bytes());
+    }
     for value in members().filter_map(|m| m.strip_prefix(b"ot=")) {
         for kv in value.split(|&b| b == b';') {
             if !kv.is_empty() && !kv.starts_with(b"th:") {
-                out.push(b';');
+                out.extend_from_slice(if out.len() == start { b"ot=" } else { b";" });
                 out.extend_from_slice(kv);
             }
         }
     }
+    let mut first = out.len() == start;
     for member in members()
         .filter(|m| !m.starts_with(b"ot="))
         .take(TRACESTATE_MAX_MEMBERS - 1)
     {
-        out.push(b',');
+        if !std::mem::take(&mut first) {
+            out.push(b',');
+        }
         out.extend_from_slice(member);
     }
 }
@@ -217,12 +262,17 @@ fn append_tracestate_with_threshold(tracestate: &[u8], th: &str, out: &mut Vec<u
 /// Appends the span's `trace_state` field (3) holding `tracestate` with threshold `th`,
 /// writing the value in place and its length after (a one-byte length is reserved and
 /// widened only for a value of 128 bytes or more).
-fn put_tracestate_field(out: &mut Vec<u8>, tracestate: &[u8], th: &str) {
+fn put_tracestate_field(out: &mut Vec<u8>, tracestate: &[u8], th: Option<&str>) {
     out.push(3 << 3 | 2);
     let len_at = out.len();
     out.push(0);
     append_tracestate_with_threshold(tracestate, th, out);
     let len = out.len() - len_at - 1;
+    if len == 0 {
+        // Nothing left: proto3 writes no empty string.
+        out.truncate(len_at - 1);
+        return;
+    }
     if len < 0x80 {
         out[len_at] = len as u8;
     } else {
@@ -239,6 +289,8 @@ fn put_tracestate_field(out: &mut Vec<u8>, tracestate: &[u8], th: &str) {
 struct SamplingMarks {
     p_bits: u64,
     key: Option<Box<str>>,
+    /// The threshold, and its `th` text.
+    t: u64,
     th: String,
     attr: Vec<u8>,
     fresh_ts: Vec<u8>,
@@ -267,10 +319,11 @@ fn sampling_marks(p: f64, key: Option<&str>) -> std::rc::Rc<SamplingMarks> {
         }
         let th = threshold_hex(p);
         let mut fresh_ts = Vec::new();
-        put_tracestate_field(&mut fresh_ts, b"", &th);
+        put_tracestate_field(&mut fresh_ts, b"", Some(&th));
         let marks = std::rc::Rc::new(SamplingMarks {
             p_bits: p.to_bits(),
             key: key.map(Into::into),
+            t: threshold_value(p),
             attr: key.map_or_else(Vec::new, |k| adjusted_count_field(k, 1.0 / p)),
             th,
             fresh_ts,
@@ -376,6 +429,7 @@ impl<'a> AdjustedCountWriter<'a> {
         // Which additions' keys the span already has (bit i: additions[i]).
         let mut present = 0u64;
         let mut old_ts: &[u8] = &[];
+        let mut trace_id: &[u8] = &[];
         let (mut pos, mut copy_from) = (0, 0);
         loop {
             let field_start = pos;
@@ -385,6 +439,10 @@ impl<'a> AdjustedCountWriter<'a> {
             };
             let mut replacement = None;
             let drop = match (field, wt) {
+                (1, 2) => {
+                    trace_id = &span[start..end];
+                    false
+                }
                 (3, 2) => {
                     old_ts = &span[start..end];
                     self.how.tracestate
@@ -423,7 +481,7 @@ impl<'a> AdjustedCountWriter<'a> {
                 put_len_field(out, 9, kv);
             }
         }
-        self.append_sampling(old_ts, out);
+        self.append_sampling(old_ts, trace_id, out);
     }
 
     /// Whether an attribute (a `KeyValue`'s bytes) leaves the span: the adjusted-count key
@@ -442,7 +500,15 @@ impl<'a> AdjustedCountWriter<'a> {
 
     /// Appends the sampling marks: the `trace_state` with this probability's threshold
     /// (combined with a head sampler's, from `old_ts`) and the adjusted-count attribute.
-    fn append_sampling(&mut self, old_ts: &[u8], out: &mut Vec<u8>) {
+    ///
+    /// A threshold says the span was kept because its randomness (`rv`, or the trace id's
+    /// last 56 bits) is at or above it. A policy that chose the trace otherwise (the
+    /// Collector's `probabilistic` hashes the id with a salt) keeps traces whose randomness
+    /// is below the threshold too; for those a threshold would be inconsistent, which
+    /// consistent samplers downstream read as an error and erase, so none is written (and
+    /// a head sampler's, no longer the span's probability, is removed). The attribute
+    /// carries the adjusted count either way.
+    fn append_sampling(&mut self, old_ts: &[u8], trace_id: &[u8], out: &mut Vec<u8>) {
         let prior = tracestate_probability(old_ts).unwrap_or(1.0);
         if self.cached.as_ref().map(|c| c.0) != Some(prior.to_bits()) {
             let p = (self.p * prior).clamp(f64::MIN_POSITIVE, 1.0);
@@ -450,10 +516,14 @@ impl<'a> AdjustedCountWriter<'a> {
         }
         if let Some((_, marks)) = &self.cached {
             if self.how.tracestate {
-                if old_ts.is_empty() {
+                let consistent = marks.t == 0
+                    || sampling_randomness(old_ts, trace_id).is_some_and(|r| r >= marks.t);
+                if !consistent {
+                    put_tracestate_field(out, old_ts, None);
+                } else if old_ts.is_empty() {
                     out.extend_from_slice(&marks.fresh_ts);
                 } else {
-                    put_tracestate_field(out, old_ts, &marks.th);
+                    put_tracestate_field(out, old_ts, Some(&marks.th));
                 }
             }
             out.extend_from_slice(&marks.attr);
@@ -698,7 +768,7 @@ mod tests {
             longer.as_str(),
         ] {
             let mut in_place = vec![0xff];
-            put_tracestate_field(&mut in_place, ts.as_bytes(), "c");
+            put_tracestate_field(&mut in_place, ts.as_bytes(), Some("c"));
             let mut built = vec![0xff];
             put_len_field(
                 &mut built,
@@ -793,9 +863,66 @@ mod tests {
         assert_eq!(ts, b"ot=th:c;rv:abc,a=1,b=2");
     }
 
+    /// Scenario: spans kept at 12.5% (25% after a 50% head sampler) or 25%, whose
+    /// randomness (the trace id's last 56 bits, or an `ot=rv:`) is below or above the
+    /// threshold, with and without a tracestate; a span kept at 100%.
+    /// Guarantees: `th` is written only where it is consistent with the randomness (the
+    /// spec's rule: kept because randomness >= threshold); otherwise the span's own `th`
+    /// is removed too (the `ot` entry with it when nothing else is in it) and other
+    /// entries stay; the adjusted-count attribute is written either way; 100% is always
+    /// consistent.
+    #[test]
+    fn a_threshold_is_written_only_where_the_randomness_reaches_it() {
+        let how = AdjustedCount {
+            tracestate: true,
+            attribute: Some("n"),
+            rewrite: None,
+            events: None,
+        };
+        let kept = |ts: &str, last: u8, p: f64| {
+            let mut s = span(ts);
+            s.trace_id[9..].fill(last);
+            let got = Span::decode(&with_adjusted_count(&s.encode_to_vec(), p, &how)[..]).unwrap();
+            let count = got.attributes[1].value.clone().unwrap().value;
+            (got.trace_state, count)
+        };
+        let int = |n| Some(any_value::Value::IntValue(n));
+        // 12.5%: threshold 0xe0000000000000.
+        assert_eq!(
+            kept("vendor=x,ot=th:8", 0xff, 0.25),
+            ("ot=th:e,vendor=x".into(), int(8))
+        );
+        assert_eq!(
+            kept("vendor=x,ot=th:8", 0xdf, 0.25),
+            ("vendor=x".into(), int(8))
+        );
+        assert_eq!(
+            kept("ot=th:8;rv:e0000000000000,v=1", 0x00, 0.25),
+            ("ot=th:e;rv:e0000000000000,v=1".into(), int(8))
+        );
+        assert_eq!(
+            kept("ot=th:8;rv:dfffffffffffff,v=1", 0xff, 0.25),
+            ("ot=rv:dfffffffffffff,v=1".into(), int(8))
+        );
+        // A malformed rv proves nothing.
+        assert_eq!(kept("ot=rv:ff", 0xff, 0.5), ("ot=rv:ff".into(), int(2)));
+        // 25%: threshold 0xc0000000000000; no tracestate before.
+        assert_eq!(kept("", 0xc0, 0.25), ("ot=th:c".into(), int(4)));
+        assert_eq!(kept("", 0xbf, 0.25), (String::new(), int(4)));
+        assert_eq!(kept("", 0x00, 1.0), ("ot=th:0".into(), int(1)));
+        assert_eq!(trace_id_randomness(&[0xff; 15]), None);
+        assert_eq!(
+            sampling_randomness(b"ot=rv:0123456789abcd", &[0; 16]),
+            Some(0x0123456789abcd)
+        );
+    }
+
     #[test]
     fn adjusted_count_rewrites_only_what_it_must() {
-        let original = span("vendor=x,ot=th:8");
+        let mut original = span("vendor=x,ot=th:8");
+        // Randomness (the id's last 56 bits) above any threshold here: see
+        // `a_threshold_is_written_only_where_the_randomness_reaches_it`.
+        original.trace_id[9..].fill(0xff);
         let how = AdjustedCount {
             tracestate: true,
             attribute: Some("sampling.adjusted_count"),
