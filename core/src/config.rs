@@ -131,14 +131,28 @@ pub fn readable(message: &str) -> String {
             }
         }
     }
-    // A Collector section name where Tailgate's own key has another: say which.
-    for (collector, ours) in [("exporters", "export"), ("receivers", "receive")] {
+    // A Collector section name where Tailgate's own key has another: say how it maps.
+    for (collector, ours, how) in [
+        (
+            "exporters",
+            "export",
+            "a Collector config's exporters: go under Tailgate's export:, each block as the Collector writes it",
+        ),
+        (
+            "receivers",
+            "receive",
+            "a Collector config's receivers.otlp.protocols.grpc.endpoint is Tailgate's receive.grpc: HOST:PORT, and http.endpoint receive.http: HOST:PORT",
+        ),
+        (
+            "processors",
+            "buffer",
+            "a Collector config's processors are not the gateway config's: its tail_sampling block (or the whole Collector config) is the --policies file",
+        ),
+    ] {
         if out.contains(&format!("unknown field `{collector}`"))
             && out.contains(&format!("`{ours}`"))
         {
-            out.push_str(&format!(
-                " (a Collector config's {collector}: go under Tailgate's {ours}:, each block as the Collector writes it)"
-            ));
+            out.push_str(&format!(" ({how})"));
         }
     }
     out
@@ -1607,6 +1621,17 @@ mod tests {
         }
         let hint = readable("unknown field `exporters`, expected one of `receive`, `export`");
         assert!(hint.contains("go under Tailgate's export:"), "{hint}");
+        // The receivers' hint says what the receive block takes (an address, not the
+        // Collector's block: found by a user trial following the old hint).
+        let hint = readable("unknown field `receivers`, expected one of `receive`, `export`");
+        assert!(
+            hint.contains(
+                "receivers.otlp.protocols.grpc.endpoint is Tailgate's receive.grpc: HOST:PORT"
+            ),
+            "{hint}"
+        );
+        let hint = readable("unknown field `processors`, expected one of `receive`, `buffer`");
+        assert!(hint.contains("is the --policies file"), "{hint}");
     }
 
     /// Scenario: a list key given a sequence, one string, a string with commas, an empty

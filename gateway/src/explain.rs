@@ -48,7 +48,8 @@ pub struct PolicyTally {
     pub decided: u64,
     /// Traces the plan dropped because of it (a `drop` policy that matched).
     pub dropped: u64,
-    /// Traces it could not evaluate (an OTTL condition that failed, say).
+    /// Evaluations of its conditions that failed (an OTTL type error, say): one per
+    /// condition and span (or event) it failed on, so possibly more than the traces.
     pub errors: u64,
 }
 
@@ -317,7 +318,12 @@ impl Explanation {
             .ok();
         }
         for p in self.policies.iter().filter(|p| p.errors > 0) {
-            writeln!(s, "{}: {} traces could not be evaluated", p.name, p.errors).ok();
+            writeln!(
+                s,
+                "{}: {} condition evaluations failed (error_mode propagate: the trace's verdict is an error, neither kept nor dropped by it; ignore or silent: the condition counted as false)",
+                p.name, p.errors
+            )
+            .ok();
         }
         s.push_str("\n(traces/spans: what each policy alone says to keep; deciding: traces the plan kept because of it; dropped: traces a drop policy dropped)\n");
         if let Some(t) = &self.trace {
@@ -395,6 +401,26 @@ mod tests {
             r#"{{"resourceSpans":[{{"resource":{{"attributes":[{{"key":"service.name","value":{{"stringValue":"{service}"}}}}]}},"scopeSpans":[{{"spans":[{}]}}]}}]}}"#,
             spans.join(",")
         )
+    }
+
+    /// Scenario: an `ottl_condition` failing on every span (`error_mode: ignore`) replays
+    /// two traces of three spans (found by a user trial: the report said "6 traces could not
+    /// be evaluated" for two traces).
+    /// Guarantees: the report counts failed evaluations as such, not as traces.
+    #[test]
+    fn failed_evaluations_are_not_called_traces() {
+        let file = PolicyFile::parse(
+            Path::new("p.yaml"),
+            "policies:\n  - {name: bad, type: ottl_condition, ottl_condition: {error_mode: ignore, span: ['Len(name) + attributes[\"nope\"] > 3']}}\n",
+        )
+        .unwrap();
+        let spans = [(1, 0), (2, 0), (3, 0)];
+        let text = [line(1, "a", &spans), line(2, "a", &spans)].join("\n");
+        let e = explain(&file, &text, None).unwrap();
+        assert_eq!((e.traces, e.policies[0].errors), (2, 6));
+        let out = e.render();
+        assert!(out.contains("bad: 6 condition evaluations failed"), "{out}");
+        assert!(!out.contains("traces could not"), "{out}");
     }
 
     /// Scenario: a rate-limited plan replays a trace that takes the whole burst, then one

@@ -160,8 +160,11 @@ fn main() -> ExitCode {
         for note in &policies.notes {
             tracing::info!(%note, "Policy file read.");
         }
+        for note in tailgate_gateway::policy::version_notes(&policies) {
+            tracing::info!(%note, "Policy file read.");
+        }
         for note in &policies.ignored_options {
-            tracing::warn!(option = %note, "Collector option accepted but not applied.");
+            tracing::warn!(%note, "Policy file read with a warning.");
         }
     }
     let warnings = config_warnings(&config);
@@ -258,17 +261,19 @@ fn config_warnings(config: &GatewayConfig) -> Vec<String> {
     warnings
 }
 
-/// For `--check`: the Collector options a policy file sets that are not applied, as
-/// warnings on stderr, and the notes its reading made.
+/// For `--check`: a policy file's warnings (options not applied, processors around
+/// `tail_sampling` not run, values that never match) on stderr, with the notes its reading
+/// made and those on rules whose Collector semantics changed between versions (as
+/// `check-policies` prints them).
 fn print_policy_warnings(path: &std::path::Path, policies: &PolicyFile) {
     for note in &policies.notes {
         eprintln!("{}: note: {note}", path.display());
     }
-    for option in &policies.ignored_options {
-        eprintln!(
-            "{}: warning: Collector option accepted but not applied: {option}",
-            path.display()
-        );
+    for note in tailgate_gateway::policy::version_notes(policies) {
+        eprintln!("{}: note: {note}", path.display());
+    }
+    for warning in &policies.ignored_options {
+        eprintln!("{}: warning: {warning}", path.display());
     }
 }
 

@@ -145,7 +145,7 @@ impl Reloader {
         match PolicyFile::parse_processor(&self.path, &text, self.processor.as_deref()) {
             Ok(file) => {
                 for note in &file.ignored_options {
-                    tracing::warn!(option = %note, "Collector option accepted but not applied.");
+                    tracing::warn!(%note, "Policy file read with a warning.");
                 }
                 let plan = PolicyPlan::compile(&file);
                 let cache = self.started_cache_size;

@@ -38,6 +38,10 @@ pub struct ExtensionsConfig {
     /// The process's AWS and Google variables and home, read with the config: where a
     /// `sigv4auth` or `googleclientauth` finds its credentials.
     pub cloud_env: CloudEnv,
+    /// Keys of the Collector's own service extensions (`health_check`, `pprof`, `zpages`),
+    /// copied with a Collector config: read and ignored, each with a warning saying what
+    /// serves its purpose here.
+    pub ignored: Vec<String>,
 }
 
 /// The `AWS_*`, `GOOGLE_*` and `GCE_*` variables and `HOME` of the process, as read when
@@ -560,20 +564,24 @@ impl<'de> Deserialize<'de> for ExtensionsConfig {
             ) -> Result<ExtensionsConfig, A::Error> {
                 use serde::de::Error;
                 let mut extensions: Vec<(String, Extension)> = Vec::new();
+                let mut ignored: Vec<String> = Vec::new();
                 while let Some(key) = map.next_key::<String>()? {
-                    if extensions.iter().any(|(k, _)| *k == key) {
+                    if extensions.iter().any(|(k, _)| *k == key) || ignored.contains(&key) {
                         return Err(A::Error::custom(format!("extension {key} is listed twice")));
                     }
-                    let parsed = match key.split('/').next().unwrap_or_default() {
+                    let kind = key.split('/').next().unwrap_or_default();
+                    if SERVICE_EXTENSIONS.iter().any(|(k, _)| *k == kind) {
+                        map.next_value::<serde::de::IgnoredAny>()?;
+                        ignored.push(key);
+                        continue;
+                    }
+                    let parsed = match kind {
                         "bearertokenauth" => Extension::BearerToken(map.next_value()?),
                         "basicauth" => Extension::Basic(map.next_value()?),
                         "oauth2client" => Extension::OAuth2(map.next_value()?),
                         "headers_setter" => Extension::HeadersSetter(map.next_value()?),
                         "sigv4auth" => Extension::SigV4(map.next_value()?),
                         "googleclientauth" => Extension::Google(map.next_value()?),
-                        "health_check" => return Err(A::Error::custom(format!(
-                            "extension {key}: the gateway's admin: address serves the health_check extension's / (and /healthz, /readyz); remove it from extensions:"
-                        ))),
                         other => return Err(A::Error::custom(format!(
                             "extension {key}: type {other:?} is not applied by Tailgate; extensions: takes the exporter authenticators bearertokenauth, basicauth (client_auth), oauth2client, headers_setter, sigv4auth and googleclientauth; {}",
                             instead_of(other)
@@ -585,12 +593,30 @@ impl<'de> Deserialize<'de> for ExtensionsConfig {
                     extensions,
                     proxy_env: ProxyEnv::from_process(),
                     cloud_env: CloudEnv::from_process(),
+                    ignored,
                 })
             }
         }
         d.deserialize_map(Extensions)
     }
 }
+
+/// The Collector's service extensions found in nearly every copied config, and what
+/// serves their purpose in Tailgate: read and ignored with a warning.
+const SERVICE_EXTENSIONS: &[(&str, &str)] = &[
+    (
+        "health_check",
+        "the gateway's admin: address serves the health_check extension's / (and /healthz, /readyz)",
+    ),
+    (
+        "pprof",
+        "Tailgate serves no Go profiles; profile the process with perf (docs/benchmarks.md)",
+    ),
+    (
+        "zpages",
+        "Tailgate serves no zpages; its metrics are on the admin: address's /metrics",
+    ),
+];
 
 /// What to do instead of an extension type Tailgate does not apply.
 fn instead_of(kind: &str) -> &'static str {
@@ -1188,6 +1214,18 @@ impl ExtensionsConfig {
     /// What the operator should know: settings the Collector ignores with a warning.
     pub fn warnings(&self) -> Vec<String> {
         let mut warnings: Vec<String> = self
+            .ignored
+            .iter()
+            .map(|key| {
+                let kind = key.split('/').next().unwrap_or_default();
+                let instead = SERVICE_EXTENSIONS
+                    .iter()
+                    .find(|(k, _)| *k == kind)
+                    .map_or("", |(_, instead)| instead);
+                format!("extensions.{key}: ignored; {instead}")
+            })
+            .collect();
+        warnings.extend(self
             .extensions
             .iter()
             .filter_map(|(key, e)| match e {
@@ -1223,8 +1261,7 @@ impl ExtensionsConfig {
                     });
                     about_action.into_iter().chain(about_source)
                 })
-            })
-            .collect();
+            }));
         warnings.extend(self.extensions.iter().filter_map(|(key, e)| match e {
                 Extension::BearerToken(b) if b.filename.is_some() && !b.tokens.is_empty() => {
                     Some(format!(
@@ -1575,12 +1612,34 @@ mod tests {
         assert!(none.to_string().contains("no extensions: block"), "{none}");
     }
 
+    /// Scenario: the Collector's service extensions (`health_check`, `pprof`, `zpages`,
+    /// with and without a name) copied with a Collector config beside an authenticator
+    /// (found by a user trial: each was refused in turn, three runs to copy one block).
+    /// Guarantees: read and ignored, one warning each saying what serves its purpose; the
+    /// authenticator is read as usual; one listed twice is still refused.
+    #[test]
+    fn service_extensions_are_ignored_with_a_warning() {
+        let e = extensions(
+            "health_check: {endpoint: 0.0.0.0:13133}\npprof:\nzpages/x: {endpoint: localhost:55679}\nbearertokenauth: {token: t}\n",
+        );
+        assert_eq!(e.extensions.len(), 1);
+        let w = e.warnings();
+        assert_eq!(w.len(), 3, "{w:?}");
+        assert!(
+            w[0].starts_with("extensions.health_check: ignored; the gateway's admin: address"),
+            "{w:?}"
+        );
+        assert!(w[1].starts_with("extensions.pprof: ignored"), "{w:?}");
+        assert!(w[2].contains("/metrics"), "{w:?}");
+        let twice = serde_yaml_ng::from_str::<ExtensionsConfig>("pprof: {}\npprof: {}\n");
+        assert!(twice.is_err());
+    }
+
     /// Scenario: extension types Tailgate does not apply, copied with the rest.
     /// Guarantees: refused at parse, saying what to do.
     #[test]
     fn other_extension_types_are_refused_saying_why() {
         for (yaml, says) in [
-            ("health_check: {}\n", "admin:"),
             ("azureauth: {}\n", "bearertokenauth with filename"),
             (
                 "googleclientauth: {project: a, impersonate: b}\n",
@@ -1603,7 +1662,7 @@ mod tests {
                 "expected a string",
             ),
             (
-                "zpages: {}\n",
+                "memory_ballast: {}\n",
                 "remove it; fixed credentials go in an exporter's headers",
             ),
             (

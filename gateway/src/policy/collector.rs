@@ -126,7 +126,7 @@ pub(crate) fn shape(
             )));
         }
     };
-    let warnings = chains(&used_by)
+    let mut warnings: Vec<String> = chains(&used_by)
         .into_iter()
         .filter(|(_, procs)| procs.contains(&chosen))
         .map(|(pipeline, procs)| {
@@ -141,6 +141,7 @@ pub(crate) fn shape(
             )
         })
         .collect();
+    warnings.extend(unapplied_neighbours(pipelines, &chosen));
     let ignored: Vec<String> = top
         .as_mapping()
         .map(|m| {
@@ -169,6 +170,59 @@ pub(crate) fn shape(
         note,
         warnings,
     })
+}
+
+/// Processors that change nothing a policy reads or a backend receives: batching, and the
+/// Collector's memory limiter (the gateway's own bound is `buffer.max_buffered_bytes`).
+const NEUTRAL_PROCESSORS: &[&str] = &["batch", "memory_limiter"];
+
+/// For each traces pipeline using `chosen`: the processors around it other than
+/// `tail_sampling` ones (those are [`chains`]) and [`NEUTRAL_PROCESSORS`], which the
+/// Collector runs and Tailgate does not. Those before it change what the policies see
+/// (a `transform` setting an attribute a policy reads, a `filter` dropping health checks,
+/// a `probabilistic_sampler` thinning the traffic); those after, what is exported.
+fn unapplied_neighbours(pipelines: Option<&serde_yaml_ng::Value>, chosen: &str) -> Vec<String> {
+    let Some(pipelines) = pipelines.and_then(|p| p.as_mapping()) else {
+        return Vec::new();
+    };
+    let mut warnings = Vec::new();
+    for (name, p) in pipelines {
+        let Some(name) = name.as_str() else { continue };
+        let listed: Vec<&str> = p
+            .get("processors")
+            .and_then(|l| l.as_sequence())
+            .into_iter()
+            .flatten()
+            .filter_map(|v| v.as_str())
+            .collect();
+        let Some(at) = listed.iter().position(|p| *p == chosen) else {
+            continue;
+        };
+        let unapplied = |procs: &[&str]| -> Vec<String> {
+            procs
+                .iter()
+                .filter(|p| {
+                    let kind = p.split('/').next().unwrap_or(p);
+                    kind != "tail_sampling" && !NEUTRAL_PROCESSORS.contains(&kind)
+                })
+                .map(|p| (*p).to_owned())
+                .collect()
+        };
+        let (before, after) = (unapplied(&listed[..at]), unapplied(&listed[at + 1..]));
+        if !before.is_empty() {
+            warnings.push(format!(
+                "pipeline {name} runs {} before {chosen}; Tailgate does not run them, so the policies see spans as senders send them (attributes those processors would set are absent, spans they would drop or sample away are evaluated): run them where the spans come from (the agents, or a Collector before the routers), or write a filter as a `drop` policy",
+                before.join(", ")
+            ));
+        }
+        if !after.is_empty() {
+            warnings.push(format!(
+                "pipeline {name} runs {} after {chosen}; Tailgate does not run them on kept spans: run them after the gateways (the gateway's `attributes` actions in its config cover deleting, hashing and inserting attributes)",
+                after.join(", ")
+            ));
+        }
+    }
+    warnings
 }
 
 /// The traces pipelines that list more than one `tail_sampling` processor, with those

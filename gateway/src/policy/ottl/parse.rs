@@ -428,6 +428,50 @@ const FUNCS: &[Converter] = &[
     conv("ToCamelCase", Func::ToCamelCase, 1, &["Target"]),
 ];
 
+/// pkg/ottl's converters (its current `converters()` and lambda functions) that
+/// conditions here cannot call, so that a condition using one is told so rather than that
+/// the name is unknown.
+const UNSUPPORTED: &[&str] = &[
+    "Base64Encode",
+    "Decode",
+    "CommunityID",
+    "ConvertAttributesToElementsXML",
+    "ConvertTextToElementsXML",
+    "ExtractPatterns",
+    "ExtractGrokPatterns",
+    "GetXML",
+    "InsertXML",
+    "IsValidLuhn",
+    "ParseCSV",
+    "ParseJSON",
+    "ParseKeyValue",
+    "ParseSimplifiedXML",
+    "ParseXML",
+    "RemoveXML",
+    "Sort",
+    "Format",
+    "Time",
+    "FormatTime",
+    "ToKeyValueString",
+    "UUID",
+    "UUIDv7",
+    "URL",
+    "UserAgent",
+    "Append",
+    "DeleteIndex",
+    "SliceToMap",
+    "ParseSeverity",
+    "ProfileID",
+    "All",
+    "Any",
+    "Filter",
+    "Find",
+    "MapEach",
+    "MapKeys",
+    "Reduce",
+    "When",
+];
+
 const fn conv(
     name: &'static str,
     func: Func,
@@ -684,7 +728,21 @@ impl Lexer {
                 b'-' => "-",
                 b'*' => "*",
                 b'/' => "/",
+                b'=' if src.as_bytes().get(start + 1) == Some(&b'>') => {
+                    return Err(err(
+                        src,
+                        start,
+                        "lambda expressions (`(x) => …`) are not supported: pkg/ottl has them only behind its alpha ottl.functions.enableLambda feature gate",
+                    ))
+                }
                 b'=' => "=",
+                b'{' => {
+                    return Err(err(
+                        src,
+                        start,
+                        "map literals (`{…}`) are not supported in conditions",
+                    ))
+                }
                 _ => {
                     return Err(err(
                         src,
@@ -1107,6 +1165,13 @@ impl Parser<'_> {
             ..
         }) = FUNCS.iter().find(|c| c.name == name)
         else {
+            if UNSUPPORTED.contains(&name) {
+                return Err(err(
+                    self.src,
+                    at,
+                    &format!("{name} is a pkg/ottl converter Tailgate does not support in conditions (docs/policies.md lists what is)"),
+                ));
+            }
             let known: Vec<&str> = FUNCS.iter().map(|c| c.name).collect();
             return Err(err(
                 self.src,

@@ -1300,6 +1300,15 @@ fn named_arguments_decide_as_ottl() {
     assert!(refused(r#"IsMatch(target = name)"#)
         .1
         .contains("takes 2 argument(s), found 1"));
+    assert!(refused(r#"Sort(attributes["tags"])[0] == "a""#)
+        .1
+        .contains("Sort is a pkg/ottl converter Tailgate does not support"));
+    assert!(refused(r#"Any(attributes["tags"], (x) => x == "a")"#)
+        .1
+        .contains("lambda expressions"));
+    assert!(refused(r#"attributes["m"] == {"a": 1}"#)
+        .1
+        .contains("map literals"));
     // A name is not an expression: `=` outside a call is refused.
     assert!(refused(r#"name = "x""#).1.contains("unexpected"));
 }
