@@ -131,6 +131,9 @@ pub fn readable(message: &str) -> String {
             }
         }
     }
+    if let Some(hint) = unknown_field_hint(&out) {
+        out.push_str(&hint);
+    }
     // A Collector section name where Tailgate's own key has another: say how it maps.
     for (collector, ours, how) in [
         (
@@ -156,6 +159,67 @@ pub fn readable(message: &str) -> String {
         }
     }
     out
+}
+
+/// Keys of the Collector's components that Tailgate names otherwise, where the known key
+/// is not within a typo of them: the `loadbalancing` exporter's `resolver.dns.hostname`
+/// and `resolver` are the router's `members.dns.name` and `members`.
+const COLLECTOR_KEYS: &[(&str, &str)] = &[("hostname", "name"), ("resolver", "members")];
+
+/// For serde's "unknown field `x`, expected one of `a`, `b`": " (did you mean `a`?)" when
+/// a known key is the Collector's name for it or within a typo of it (two edits, or a
+/// third of its length).
+fn unknown_field_hint(message: &str) -> Option<String> {
+    if message.contains("(did you mean") {
+        // Already suggested (the policy file's reader words its own).
+        return None;
+    }
+    let rest = message.split("unknown field `").nth(1)?;
+    let (field, rest) = rest.split_once('`')?;
+    if ["exporters", "receivers", "processors"].contains(&field) {
+        // Sections of a Collector config: `readable` says how each maps.
+        return None;
+    }
+    let known: Vec<&str> = rest
+        .split("expected ")
+        .nth(1)?
+        .split('`')
+        .skip(1)
+        .step_by(2)
+        .collect();
+    let pick = COLLECTOR_KEYS
+        .iter()
+        .find(|(theirs, ours)| *theirs == field && known.contains(ours))
+        .map(|(_, ours)| *ours)
+        .or_else(|| near_key(field, known))?;
+    Some(format!(" (did you mean `{pick}`?)"))
+}
+
+/// The key of `known` most likely meant by `field`: within two edits, and at most one
+/// edit per four characters of `field` (so `foo` suggests nothing).
+pub fn near_key<'a>(field: &str, known: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    known
+        .into_iter()
+        .map(|k| (edit_distance(k, field), k))
+        .filter(|(d, _)| *d <= 2 && d * 4 <= field.chars().count())
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, k)| k)
+}
+
+/// Levenshtein distance by characters, for suggestions on short keys.
+pub fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut prev = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let cur = row[j + 1];
+            row[j + 1] = (prev + usize::from(ca != *cb)).min(row[j] + 1).min(cur + 1);
+            prev = cur;
+        }
+    }
+    row[b.len()]
 }
 
 /// Whether config text that did not parse is a whole OpenTelemetry Collector config
@@ -1632,6 +1696,28 @@ mod tests {
         );
         let hint = readable("unknown field `processors`, expected one of `receive`, `buffer`");
         assert!(hint.contains("is the --policies file"), "{hint}");
+        // Typos and the loadbalancing exporter's names get a "did you mean".
+        for (message, says) in [
+            (
+                "members.dns: unknown field `hostname`, expected one of `name`, `port`, `interval`",
+                Some("(did you mean `name`?)"),
+            ),
+            (
+                "unknown field `resolver`, expected one of `receive`, `members`, `forward`",
+                Some("(did you mean `members`?)"),
+            ),
+            (
+                "unknown field `intreval`, expected one of `name`, `port`, `interval`",
+                Some("(did you mean `interval`?)"),
+            ),
+            ("unknown field `zzz`, expected one of `name`, `port`", None),
+        ] {
+            let hint = readable(message);
+            match says {
+                Some(says) => assert!(hint.contains(says), "{hint}"),
+                None => assert!(!hint.contains("did you mean"), "{hint}"),
+            }
+        }
     }
 
     /// Scenario: a list key given a sequence, one string, a string with commas, an empty

@@ -33,7 +33,13 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
                   AWS_PROFILE, AWS_ROLE_ARN with AWS_WEB_IDENTITY_TOKEN_FILE, AWS_CONTAINER_CREDENTIALS_*, \
                   instance metadata; AWS_ENDPOINT_URL_STS), googleclientauth Google's Application Default \
                   Credentials (GOOGLE_APPLICATION_CREDENTIALS, GOOGLE_CLOUD_PROJECT, the metadata server); \
-                  --check names the source each takes."
+                  --check names the source each takes.\n\
+                  Logs go to stderr at info; RUST_LOG sets the level (RUST_LOG=debug, or \
+                  RUST_LOG=tailgate_gateway=debug,info). See docs/operations.md.\n\
+                  Policies decide as the tail_sampling processor of the OpenTelemetry Collector v0.161; \
+                  docs/policies.md lists every departure.\n\
+                  Exit codes: 0 ok; 64 a config or policy file missing, unreadable or invalid (--check, check-policies, \
+                  explain, and at start); 1 a failure while running (a port taken, say)."
 )]
 struct Args {
     /// Gateway config file (YAML): receive, buffer, export, admin. See docs/configuration.md.

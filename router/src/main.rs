@@ -12,7 +12,14 @@ use tokio_util::sync::CancellationToken;
 /// Receives OTLP traces and forwards every span to the Tailgate gateway that owns its trace
 /// (consistent hashing on trace_id), so each gateway sees whole traces.
 #[derive(Debug, Parser)]
-#[command(version = tailgate_core::telemetry::VERSION, about)]
+#[command(
+    version = tailgate_core::telemetry::VERSION,
+    about,
+    after_help = "Logs go to stderr at info; RUST_LOG sets the level (RUST_LOG=debug, or \
+                  RUST_LOG=tailgate_router=debug,info). See docs/operations.md.\n\
+                  Exit codes: 0 ok; 64 a config file missing, unreadable or invalid (--check, and at start); 1 a \
+                  failure while running (a port taken, say)."
+)]
 struct Args {
     /// Router config file (YAML): receive, members, forward, admin. See docs/configuration.md.
     #[arg(short, long, value_name = "FILE")]

@@ -688,24 +688,6 @@ fn between<'a>(s: &'a str, open: &str, close: &str) -> Option<&'a str> {
     Some(&s[start..start + len])
 }
 
-/// Levenshtein distance by characters, for suggestions on short keys.
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut row: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut diagonal = row[0];
-        row[0] = i + 1;
-        for (j, cb) in b.iter().enumerate() {
-            let above = row[j + 1];
-            row[j + 1] = (diagonal + usize::from(ca != *cb))
-                .min(row[j] + 1)
-                .min(above + 1);
-            diagonal = above;
-        }
-    }
-    row[b.len()]
-}
-
 /// Warnings for `string_attribute` values written as YAML booleans, numbers or null
 /// (`values: [true, 200]`): Tailgate compares their text with string attributes, so a
 /// boolean or int attribute never matches them; the Collector refuses such a file (it
@@ -778,15 +760,7 @@ fn name_policy_in_error(e: ConfigError, written: Option<&serde_yaml_ng::Value>) 
         let expected = message
             .split_once("expected one of")
             .map_or("", |(_, list)| list);
-        let near = expected
-            .split('`')
-            .skip(1)
-            .step_by(2)
-            .filter(|k| {
-                let d = edit_distance(k, field);
-                d <= 2 && d * 4 <= field.chars().count()
-            })
-            .min_by_key(|k| edit_distance(k, field));
+        let near = tailgate_core::config::near_key(field, expected.split('`').skip(1).step_by(2));
         // Where the key stands: beside `name:` and `type:`, or inside a settings block
         // (`policies[0].ottl_condition: unknown field …`).
         let block = message

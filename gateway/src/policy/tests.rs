@@ -230,7 +230,7 @@ fn a_misspelt_settings_block_is_suggested() {
         err.contains("unknown key `span_properties` in `ottl_condition`"),
         "{err}"
     );
-    assert_eq!(super::edit_distance("kitten", "sitting"), 3);
+    assert_eq!(tailgate_core::config::edit_distance("kitten", "sitting"), 3);
 }
 
 #[test]
