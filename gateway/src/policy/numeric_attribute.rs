@@ -113,9 +113,12 @@ impl Policy for NumericAttributePolicy {
         } else {
             "keep traces where"
         };
-        format!(
-            "{verb} attribute {:?} is within [{}, {}]",
-            self.key_name, self.min, self.max
-        )
+        let range = match (self.min, self.max) {
+            (i64::MIN, i64::MAX) => "any int".to_owned(),
+            (min, i64::MAX) => format!("at least {min}"),
+            (i64::MIN, max) => format!("at most {max}"),
+            (min, max) => format!("within [{min}, {max}]"),
+        };
+        format!("{verb} attribute {:?} is {range}", self.key_name)
     }
 }

@@ -126,6 +126,17 @@ impl Policy for StringAttributePolicy {
 
     fn describe(&self) -> String {
         let how = match &self.matcher {
+            // A few short values are named; a long list is counted.
+            Matcher::Exact(v) if v.len() <= 4 && v.iter().all(|x| x.len() <= 40) => {
+                let named: Vec<String> = v
+                    .iter()
+                    .map(|x| format!("{:?}", String::from_utf8_lossy(x)))
+                    .collect();
+                match named.as_slice() {
+                    [one] => format!("is {one}"),
+                    many => format!("is one of {}", many.join(", ")),
+                }
+            }
             Matcher::Exact(v) => format!("is one of {} values", v.len()),
             Matcher::Regex(s) => format!("matches one of {} expressions", s.len()),
         };

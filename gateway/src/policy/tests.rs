@@ -1254,7 +1254,22 @@ fn a_string_where_a_list_goes_is_split_at_commas() {
          \x20 - {name: s, type: string_attribute, string_attribute: {key: service.name, values: [checkout, payment]}}\n",
     );
     assert_eq!(one_string, lists);
-    assert!(lists.contains("one of 2 values"), "{lists}");
+    assert!(
+        lists.contains(r#"is one of "checkout", "payment""#),
+        "{lists}"
+    );
+    // The plan names bounds left out as such, not as i64's extremes.
+    let bounds = plan(
+        "policies:\n  - {name: n, type: numeric_attribute, numeric_attribute: {key: k, min_value: 50}}\n  - {name: s, type: string_attribute, string_attribute: {key: service.name, values: [a]}}\n",
+    );
+    assert!(
+        bounds.contains(r#"attribute "k" is at least 50"#),
+        "{bounds}"
+    );
+    assert!(
+        bounds.contains(r#"attribute "service.name" is "a""#),
+        "{bounds}"
+    );
     // The other list keys: trace_state values, ottl conditions, a composite's order.
     let same = |one: &str, list: &str| assert_eq!(plan(one), plan(list), "{one}");
     same(
