@@ -768,11 +768,27 @@ fn name_policy_in_error(e: ConfigError, written: Option<&serde_yaml_ng::Value>) 
             .and_then(|(path, _)| path.rsplit_once("].").map(|(_, b)| b.to_owned()))
             // `and.and_sub_policy[0]` is an entry (a sub-policy), not a settings block.
             .filter(|b| !b.ends_with(']'));
+        // A top-level policy whose type names another block than the one at fault (the
+        // Collector README's `type: boolean_attribute` over a `string_attribute:` block):
+        // the fix is more likely the type or the block's name than the key.
+        let policy_type =
+            index.and_then(|i| written?.get(i)?.get("type")?.as_str().map(str::to_owned));
+        let mismatch = match (&block, &policy_type) {
+            (Some(b), Some(t))
+                if b != t && message.contains(&format!("policies[{i}].{b}: unknown field")) =>
+            {
+                format!(
+                    " (this policy's type is {t}, whose settings go in a {t}: block; the {b}: block beside it must hold {b}'s keys, or be renamed)"
+                )
+            }
+            _ => String::new(),
+        };
         message = match (near, block) {
             (Some(k), _) => format!("unknown key `{field}` (did you mean `{k}`?): {message}"),
             (None, Some(block)) => format!("unknown key `{field}` in `{block}`: {message}"),
             (None, None) => format!("unknown policy type or settings block `{field}`: {message}"),
         };
+        message.push_str(&mismatch);
     }
     if let Some(name) = name {
         message = format!("policy {name:?}: {message}");

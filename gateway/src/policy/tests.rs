@@ -231,6 +231,13 @@ fn a_misspelt_settings_block_is_suggested() {
         "{err}"
     );
     assert_eq!(tailgate_core::config::edit_distance("kitten", "sitting"), 3);
+    // A type naming another block than the one at fault (the Collector README's practical
+    // example: `type: boolean_attribute` over a `string_attribute:` block) says so.
+    let err = parse("policies:\n  - name: b\n    type: boolean_attribute\n    string_attribute: {key: k, value: true}\n").unwrap_err();
+    assert!(
+        err.contains("this policy's type is boolean_attribute, whose settings go in a boolean_attribute: block"),
+        "{err}"
+    );
 }
 
 #[test]
