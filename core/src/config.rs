@@ -268,6 +268,8 @@ pub fn load_checked<T: DeserializeOwned>(
 /// Collector reads its configs (see [`collector_text`]), with values from the process
 /// environment and files.
 pub fn parse_yaml<T: DeserializeOwned>(path: &Path, text: &str) -> Result<T, ConfigError> {
+    // Warnings about references name the file.
+    let _file = tracing::warn_span!("config", file = %path.display()).entered();
     let text = collector_text(path, text, &system_source)?;
     parse_plain_yaml(path, &text)
 }
@@ -464,7 +466,7 @@ fn expand_collect(text: &str, source: &Source<'_>) -> (String, ByLine, ByLine) {
     let mut failures = Vec::new();
     let mut bare_names: Vec<(usize, String)> = Vec::new();
     // Unset variables referenced without a default, each once, in order.
-    let mut unset: Vec<String> = Vec::new();
+    let mut unset: Vec<(usize, String)> = Vec::new();
     for (
         n,
         YamlLine {
@@ -481,14 +483,20 @@ fn expand_collect(text: &str, source: &Source<'_>) -> (String, ByLine, ByLine) {
             continue;
         }
         let mut bare = Vec::new();
+        let mut unset_here = Vec::new();
         let expanded = expand_line(
             line,
             source,
             in_block,
             (continued, in_string),
-            &mut unset,
+            &mut unset_here,
             &mut bare,
         );
+        for name in unset_here {
+            if !unset.iter().any(|(_, u)| *u == name) {
+                unset.push((n + 1, name));
+            }
+        }
         for name in bare {
             if !bare_names.iter().any(|(_, b)| *b == name) {
                 bare_names.push((n + 1, name));
@@ -502,9 +510,10 @@ fn expand_collect(text: &str, source: &Source<'_>) -> (String, ByLine, ByLine) {
             }
         }
     }
-    for variable in unset {
+    for (line, variable) in unset {
         // As the Collector, which reads it as nothing too and warns; once per variable.
         tracing::warn!(
+            line,
             variable,
             "Configuration references an unset environment variable; it reads as nothing."
         );

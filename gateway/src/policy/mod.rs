@@ -933,7 +933,11 @@ impl PolicyFile {
     fn read_raw(path: &Path, text: &str, processor: Option<&str>) -> Result<ReadRaw, ConfigError> {
         // References that cannot be resolved matter only where Tailgate reads: in a whole
         // Collector config, only in the chosen processor's block.
-        let (expanded, failures) = collector_text_lenient(text, &system_source);
+        let (expanded, failures) = {
+            // Warnings about references name the file.
+            let _file = tracing::warn_span!("policies", file = %path.display()).entered();
+            collector_text_lenient(text, &system_source)
+        };
         let expanded = tailgate_core::config::merge_keys(path, expanded)?;
         let text = &expanded;
         let top: serde_yaml_ng::Value = parse_plain_yaml(path, text)?;

@@ -127,7 +127,7 @@ impl Policy for StringAttributePolicy {
     fn describe(&self) -> String {
         let how = match &self.matcher {
             // A few short values are named; a long list is counted.
-            Matcher::Exact(v) if v.len() <= 4 && v.iter().all(|x| x.len() <= 40) => {
+            Matcher::Exact(v) if (1..=4).contains(&v.len()) && v.iter().all(|x| x.len() <= 40) => {
                 let named: Vec<String> = v
                     .iter()
                     .map(|x| format!("{:?}", String::from_utf8_lossy(x)))
