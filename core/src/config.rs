@@ -90,6 +90,16 @@ pub enum ConfigError {
 /// file should hold there, and serde's "unit value" (an empty value) says where one
 /// usually comes from.
 pub fn readable(message: &str) -> String {
+    let mut out = readable_without_suggestion(message);
+    if let Some(hint) = unknown_field_hint(&out) {
+        out.push_str(&hint);
+    }
+    out
+}
+
+/// [`readable`] without its "did you mean" for an unknown key, for a reader that words
+/// its own (the policy file's).
+pub fn readable_without_suggestion(message: &str) -> String {
     // The whole document (serde names no key before it).
     if message.starts_with("invalid type: sequence, expected struct RawPolicyFile") {
         return message.replace(
@@ -131,9 +141,6 @@ pub fn readable(message: &str) -> String {
             }
         }
     }
-    if let Some(hint) = unknown_field_hint(&out) {
-        out.push_str(&hint);
-    }
     // A Collector section name where Tailgate's own key has another: say how it maps.
     for (collector, ours, how) in [
         (
@@ -170,10 +177,6 @@ const COLLECTOR_KEYS: &[(&str, &str)] = &[("hostname", "name"), ("resolver", "me
 /// a known key is the Collector's name for it or within a typo of it (two edits, or a
 /// third of its length).
 fn unknown_field_hint(message: &str) -> Option<String> {
-    if message.contains("(did you mean") {
-        // Already suggested (the policy file's reader words its own).
-        return None;
-    }
     let rest = message.split("unknown field `").nth(1)?;
     let (field, rest) = rest.split_once('`')?;
     if ["exporters", "receivers", "processors"].contains(&field) {

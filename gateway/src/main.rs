@@ -39,7 +39,8 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
                   Policies decide as the tail_sampling processor of the OpenTelemetry Collector v0.161; \
                   docs/policies.md lists every departure.\n\
                   Exit codes: 0 ok; 64 a config or policy file missing, unreadable or invalid (--check, check-policies, \
-                  explain, and at start); 1 a failure while running (a port taken, say)."
+                  explain, and at start), or a file explain reads; 2 a command line the parser refuses; 1 a \
+                  failure while running (a port taken, say; explain: the trace asked for is not in the file)."
 )]
 struct Args {
     /// Gateway config file (YAML): receive, buffer, export, admin. See docs/configuration.md.

@@ -425,3 +425,44 @@ fn help_names_the_environment_it_reads() {
     }
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// Scenario: `--check --policies` on a whole Collector config whose pipeline runs a
+/// `filter` before `tail_sampling`, with an `invert_match` rule and an unset `${env:}`
+/// reference (found by a user trial: `--check` showed none of what `check-policies` did).
+/// Guarantees: `--check` exits 0 and prints, on stderr, the processor warning, the
+/// version note on `invert_match` (as `check-policies` does), and the unset variable's
+/// warning with its line and file.
+#[test]
+fn check_shows_the_warnings_and_notes_check_policies_shows() {
+    let dir = scratch("check-notes");
+    std::fs::write(
+        dir.join("collector.yaml"),
+        "processors:\n  filter/health: {traces: {span: ['attributes[\"url.path\"] == \"/health\"']}}\n  tail_sampling:\n    policies:\n      - {name: not-staging, type: string_attribute, string_attribute: {key: env, values: [staging], invert_match: true}}\n      - {name: tier, type: string_attribute, string_attribute: {key: tier, values: [\"${env:TAILGATE_TEST_UNSET_TIER}\"]}}\nservice:\n  pipelines:\n    traces: {receivers: [otlp], processors: [filter/health, tail_sampling], exporters: [otlp]}\n",
+    )
+    .unwrap();
+    let out = gateway(&["--check", "--policies", "collector.yaml"], &dir);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert!(
+        stderr.contains(
+            "collector.yaml: warning: pipeline traces runs filter/health before tail_sampling"
+        ),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("collector.yaml: note: invert_match: since Collector v0.144"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("accepted but not applied: pipeline"),
+        "{stderr}"
+    );
+    let unset = stderr
+        .lines()
+        .find(|l| l.contains("TAILGATE_TEST_UNSET_TIER"))
+        .unwrap_or_else(|| panic!("{stderr}"));
+    assert!(
+        unset.contains("file=collector.yaml") && unset.contains("line=6"),
+        "{unset}"
+    );
+}

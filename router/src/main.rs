@@ -17,8 +17,8 @@ use tokio_util::sync::CancellationToken;
     about,
     after_help = "Logs go to stderr at info; RUST_LOG sets the level (RUST_LOG=debug, or \
                   RUST_LOG=tailgate_router=debug,info). See docs/operations.md.\n\
-                  Exit codes: 0 ok; 64 a config file missing, unreadable or invalid (--check, and at start); 1 a \
-                  failure while running (a port taken, say)."
+                  Exit codes: 0 ok; 64 a config file missing, unreadable or invalid (--check, and at start); 2 a \
+                  command line the parser refuses; 1 a failure while running (a port taken, say)."
 )]
 struct Args {
     /// Router config file (YAML): receive, members, forward, admin. See docs/configuration.md.

@@ -152,7 +152,7 @@ pub fn tracestate_probability(tracestate: &[u8]) -> Option<f64> {
     let th = ot
         .split(|&b| b == b';')
         .find_map(|kv| kv.strip_prefix(b"th:"))?;
-    if th.is_empty() || th.len() > 14 {
+    if th.is_empty() || th.len() > 14 || !th.iter().all(u8::is_ascii_hexdigit) {
         return None;
     }
     let hex = std::str::from_utf8(th).ok()?;
@@ -179,7 +179,10 @@ pub fn sampling_randomness(tracestate: &[u8], trace_id: &[u8]) -> Option<u64> {
             .find_map(|kv| kv.strip_prefix(b"rv:"))
     });
     match rv {
-        Some(rv) if rv.len() == 14 => u64::from_str_radix(std::str::from_utf8(rv).ok()?, 16).ok(),
+        // Exactly 14 hex digits (`from_str_radix` alone would take a leading `+`).
+        Some(rv) if rv.len() == 14 && rv.iter().all(u8::is_ascii_hexdigit) => {
+            u64::from_str_radix(std::str::from_utf8(rv).ok()?, 16).ok()
+        }
         Some(_) => None,
         None => trace_id_randomness(trace_id),
     }
@@ -215,15 +218,6 @@ pub fn tracestate_with_threshold(tracestate: &[u8], th: &str) -> Vec<u8> {
     out
 }
 
-/// `tracestate` without a `th` in its `ot` entry (other `ot` sub-keys kept, the entry left
-/// out when nothing else is in it): for a span whose threshold would not be consistent
-/// with its randomness.
-pub fn tracestate_without_threshold(tracestate: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(tracestate.len());
-    append_tracestate_with_threshold(tracestate, None, &mut out);
-    out
-}
-
 /// Appends [`tracestate_with_threshold`]'s value to `out`, allocating nothing itself: two
 /// passes over `tracestate`, one for the `ot` entry's other sub-keys, one for the other
 /// entries.
@@ -247,10 +241,11 @@ fn append_tracestate_with_threshold(tracestate: &[u8], th: Option<&str>, out: &m
             }
         }
     }
+    // Room for the `ot` entry, when there is one: W3C's 32 members at most.
     let mut first = out.len() == start;
     for member in members()
         .filter(|m| !m.starts_with(b"ot="))
-        .take(TRACESTATE_MAX_MEMBERS - 1)
+        .take(TRACESTATE_MAX_MEMBERS - usize::from(!first))
     {
         if !std::mem::take(&mut first) {
             out.push(b',');
@@ -854,6 +849,7 @@ mod tests {
             assert!((back - p).abs() / p < 1e-9, "{p} came back as {back}");
         }
         assert_eq!(tracestate_probability(b"ot=th:zz"), None);
+        assert_eq!(tracestate_probability(b"ot=th:+8"), None);
         assert_eq!(tracestate_probability(b"other=th:8"), None);
     }
 
@@ -906,6 +902,22 @@ mod tests {
         );
         // A malformed rv proves nothing.
         assert_eq!(kept("ot=rv:ff", 0xff, 0.5), ("ot=rv:ff".into(), int(2)));
+        assert_eq!(
+            kept("ot=rv:+fffffffffffff", 0xff, 0.5),
+            ("ot=rv:+fffffffffffff".into(), int(2))
+        );
+        // With no `ot` entry left, all 32 vendors' members stay (none makes room for it).
+        let vendors: Vec<String> = (0..32).map(|i| format!("v{i}=x")).collect();
+        let full = vendors.join(",");
+        assert_eq!(kept(&full, 0x00, 0.5), (full.clone(), int(2)));
+        // Nothing left at all: no trace_state field, not an empty one.
+        let mut bare = span("");
+        bare.trace_id[9..].fill(0x00);
+        let bytes = with_adjusted_count(&bare.encode_to_vec(), 0.5, &how);
+        let mut pos = 0;
+        while let Some((field, ..)) = crate::wire::attrs::next_field_slice(&bytes, &mut pos) {
+            assert_ne!(field, 3, "an empty trace_state field was written");
+        }
         // 25%: threshold 0xc0000000000000; no tracestate before.
         assert_eq!(kept("", 0xc0, 0.25), ("ot=th:c".into(), int(4)));
         assert_eq!(kept("", 0xbf, 0.25), (String::new(), int(4)));

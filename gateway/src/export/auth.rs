@@ -1631,8 +1631,14 @@ mod tests {
         );
         assert!(w[1].starts_with("extensions.pprof: ignored"), "{w:?}");
         assert!(w[2].contains("/metrics"), "{w:?}");
-        let twice = serde_yaml_ng::from_str::<ExtensionsConfig>("pprof: {}\npprof: {}\n");
-        assert!(twice.is_err());
+        let twice =
+            serde_yaml_ng::from_str::<ExtensionsConfig>("pprof: {}\npprof/a: {}\npprof/a: {}\n")
+                .unwrap_err()
+                .to_string();
+        assert!(
+            twice.contains("pprof/a is listed twice") || twice.contains("duplicate"),
+            "{twice}"
+        );
     }
 
     /// Scenario: extension types Tailgate does not apply, copied with the rest.

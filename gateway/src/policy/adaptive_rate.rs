@@ -10,11 +10,12 @@
 //! and the loud keys share what is left equally. Each key's probability is bounded by
 //! `min_probability` and `max_probability`.
 //!
-//! A trace is kept when its id's randomness (its last 56 bits, as W3C Trace Context level
-//! 2 and OpenTelemetry's consistent probability sampling read it) is at or above the key's
-//! threshold, so with the same probabilities every gateway decides the same for the same
-//! trace, and the threshold is exactly what `ot=th:` in `tracestate` carries, consistent
-//! with the id for any sampler downstream. The target is per gateway.
+//! A trace is kept when a hash of its id (56 bits) is at or above the key's threshold, so
+//! with the same probabilities every gateway decides the same for the same trace. The hash
+//! is independent of the randomness a consistent head sampler decided on (the id's last 56
+//! bits, or `rv`), so a head sampler's probability and this one multiply, as the adjusted
+//! count written into kept spans says; the `ot=th:` written is that product's, where the
+//! trace's randomness reaches it (core's `span_fields`). The target is per gateway.
 //! Keys first seen during an interval get the overall keep probability of the last
 //! interval. The first interval is at most one second and keeps at most the target's worth
 //! of it, so a fresh gateway neither floods the backend nor waits long to adapt. A reload
@@ -32,7 +33,7 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use serde::Deserialize;
 use tailgate_core::wire::attrs::AttrValue;
-use tailgate_core::wire::span_fields::{trace_id_randomness, MAX_THRESHOLD};
+use tailgate_core::wire::span_fields::MAX_THRESHOLD;
 use tokio::time::Instant;
 use xxhash_rust::xxh3::{xxh3_64_with_seed, Xxh3};
 
@@ -539,9 +540,7 @@ impl Policy for AdaptiveRatePolicy {
             self.maybe_recompute(now_ns);
         }
         let t = self.threshold_for(trace, true);
-        // The randomness consistent sampling reads, so that the threshold written into
-        // kept spans (`ot=th:`) is one a consistent sampler downstream agrees with.
-        if trace_id_randomness(trace.trace_id).unwrap_or(0) < t {
+        if xxh3_64_with_seed(trace.trace_id, SEED) >> 8 < t {
             return Verdict::NotSampled;
         }
         if !self.recomputed.load(Ordering::Relaxed) {

@@ -172,9 +172,10 @@ pub(crate) fn shape(
     })
 }
 
-/// Processors that change nothing a policy reads or a backend receives: batching, and the
-/// Collector's memory limiter (the gateway's own bound is `buffer.max_buffered_bytes`).
-const NEUTRAL_PROCESSORS: &[&str] = &["batch", "memory_limiter"];
+/// Processors that change nothing a policy reads or a backend receives: batching, the
+/// Collector's memory limiter (the gateway's own bound is `buffer.max_buffered_bytes`) and
+/// `groupbytrace` (the gateway groups spans by trace itself).
+const NEUTRAL_PROCESSORS: &[&str] = &["batch", "memory_limiter", "groupbytrace"];
 
 /// For each traces pipeline using `chosen`: the processors around it other than
 /// `tail_sampling` ones (those are [`chains`]) and [`NEUTRAL_PROCESSORS`], which the

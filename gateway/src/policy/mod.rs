@@ -183,7 +183,8 @@ pub struct PolicyFile {
     pub decision_cache: Option<DecisionCacheConfig>,
     /// How kept spans record their sampling probability (Tailgate).
     pub adjusted_count: AdjustedCountConfig,
-    /// Collector options Tailgate accepts but does not apply, with why; log them.
+    /// Warnings on the file, with why; log them: Collector options accepted but not
+    /// applied, processors around `tail_sampling` not run, values that never match.
     pub ignored_options: Vec<String>,
     /// What was read, for one info line each (the processor taken from a whole Collector
     /// config, the sections ignored).
@@ -738,7 +739,8 @@ fn name_policy_in_error(e: ConfigError, written: Option<&serde_yaml_ng::Value>) 
     let ConfigError::Parse { path, error } = e else {
         return e;
     };
-    let text = tailgate_core::config::readable(&error.to_string());
+    // Without core's suggestion: this reader words its own, with the policy's context.
+    let text = tailgate_core::config::readable_without_suggestion(&error.to_string());
     let index = text.find("policies[").and_then(|at| {
         let rest = &text[at + 9..];
         rest[..rest.find(']')?].parse::<usize>().ok()

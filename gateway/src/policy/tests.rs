@@ -218,6 +218,7 @@ fn a_misspelt_settings_block_is_suggested() {
             && err.contains("unknown key `status_codes` (did you mean `status_code`?)"),
         "{err}"
     );
+    assert_eq!(err.matches("did you mean").count(), 1, "{err}");
     let err = parse("policies:\n  - {name: b, type: status_code, foo: 1}\n").unwrap_err();
     assert!(
         err.contains("unknown policy type or settings block `foo`"),

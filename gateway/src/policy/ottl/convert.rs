@@ -208,6 +208,12 @@ mod tests {
             ),
             (Murmur3, "Hello World", "ce837619"),
             (Murmur3, "", "00000000"),
+            // Longer than a block: MurmurHash3's published x86_32 value 0x2e4ff723.
+            (
+                Murmur3,
+                "The quick brown fox jumps over the lazy dog",
+                "23f74f2e",
+            ),
             (Murmur3x128, "Hello World", "dbc2a0c1ab26631a27b4c09fcf1fe683"),
             (Murmur3x128, "", "00000000000000000000000000000000"),
             (Xxh3, "hello world", "d447b1ea40e6988b"),

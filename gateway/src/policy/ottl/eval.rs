@@ -686,27 +686,8 @@ fn hex_of<'a>(v: Value<'_>) -> Result<Value<'a>, OttlError> {
 /// `Log(x)`: the natural logarithm of a float-like value (a number, a string read as Go's
 /// `ParseFloat` reads it, a boolean as 1 or 0), which must be above zero.
 fn log<'a>(v: Value<'_>) -> Result<Value<'a>, OttlError> {
-    let x = match v {
-        Value::Nil => return Err(OttlError::Eval("Log: invalid input: <nil>".into())),
-        Value::Int(i) => i as f64,
-        Value::Float(f) => f,
-        Value::Bool(b) => f64::from(u8::from(b)),
-        Value::Str(s) => std::str::from_utf8(&s)
-            .ok()
-            .and_then(parse_go_float)
-            .ok_or_else(|| {
-                OttlError::Eval(format!(
-                    "Log: invalid input: {:?} is not a number",
-                    String::from_utf8_lossy(&s)
-                ))
-            })?,
-        other => {
-            return Err(expects(
-                Func::Log,
-                "a number, a string or a boolean",
-                &other,
-            ))
-        }
+    let Some(x) = float_like(Func::Log, v)? else {
+        return Err(OttlError::Eval("Log: invalid input: <nil>".into()));
     };
     if x <= 0.0 {
         return Err(OttlError::Eval(format!(
@@ -1050,28 +1031,29 @@ fn is_in_cidr<'a>(
 /// `Double(v)`, as pkg/ottl's `FloatLikeGetter`: `nil` stays `nil`; a string that is not a
 /// number is an error (Go's `strconv.ParseFloat` fails), as is a value of another kind.
 fn to_double<'a>(v: Value<'_>) -> Result<Value<'a>, OttlError> {
-    Ok(match v {
-        Value::Nil => Value::Nil,
-        Value::Int(i) => Value::Float(i as f64),
-        Value::Float(f) => Value::Float(f),
-        Value::Bool(b) => Value::Float(if b { 1.0 } else { 0.0 }),
+    Ok(float_like(Func::Double, v)?.map_or(Value::Nil, Value::Float))
+}
+
+/// pkg/ottl's float-like getter, for `func`: `nil` is `None`; an int, a double, a boolean
+/// (1 or 0) and a string Go's `ParseFloat` reads are numbers; anything else is an error.
+fn float_like(func: Func, v: Value<'_>) -> Result<Option<f64>, OttlError> {
+    Ok(Some(match v {
+        Value::Nil => return Ok(None),
+        Value::Int(i) => i as f64,
+        Value::Float(f) => f,
+        Value::Bool(b) => f64::from(u8::from(b)),
         Value::Str(s) => match std::str::from_utf8(&s).ok().and_then(parse_go_float) {
-            Some(f) => Value::Float(f),
+            Some(f) => f,
             None => {
                 return Err(OttlError::Eval(format!(
-                    "Double: {:?} is not a number",
+                    "{}: {:?} is not a number",
+                    func.name(),
                     String::from_utf8_lossy(&s)
                 )))
             }
         },
-        other => {
-            return Err(expects(
-                Func::Double,
-                "a number, a string or a boolean",
-                &other,
-            ))
-        }
-    })
+        other => return Err(expects(func, "a number, a string or a boolean", &other)),
+    }))
 }
 
 /// A decimal float as Go's `strconv.ParseFloat(s, 64)` reads it: Rust's grammar (which

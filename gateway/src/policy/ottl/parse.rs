@@ -290,8 +290,8 @@ struct Converter {
     /// position after them or by name).
     required: usize,
     /// Its parameters' names: the fields of pkg/ottl's arguments struct, in order (a named
-    /// argument's name in camel case). None where pkg/ottl's factory takes no arguments,
-    /// and then any given are read and ignored, as there.
+    /// argument's name in camel case). Empty where pkg/ottl's factory takes no arguments,
+    /// and then any given are read (so they must parse) and ignored.
     params: &'static [&'static str],
 }
 
@@ -1082,7 +1082,14 @@ impl Parser<'_> {
                 self.expect(")")?;
                 Ok(e)
             }
-            Tok::Punct("[") => self.list(),
+            Tok::Punct("[") => {
+                // Counted as nesting: `[[[…` would otherwise recurse without bound (a list
+                // inside a list is refused, but only once it is parsed).
+                self.enter()?;
+                let list = self.list()?;
+                self.depth -= 1;
+                Ok(list)
+            }
             Tok::Punct(p) => Err(err(self.src, at, &format!("unexpected `{p}`"))),
             Tok::Str(s) => Ok(Expr::Str(s)),
             Tok::Int(u) => i64::try_from(u)
@@ -1183,6 +1190,10 @@ impl Parser<'_> {
         if !self.eat_punct(")") {
             loop {
                 let arg_at = self.at();
+                if matches!(self.peek(), None | Some(Tok::Punct(")"))) {
+                    // `f(a = 1,)` or an unfinished call: no argument here.
+                    return Err(self.error_here("expected a value"));
+                }
                 // `name = value`: pkg/ottl's named argument.
                 let named = match (self.peek(), self.toks.get(self.pos + 1)) {
                     (Some(Tok::Ident(n)), Some((Tok::Punct("="), _))) => {

@@ -805,6 +805,14 @@ fn mistakes_are_refused_at_load_with_their_position() {
     assert!(col(Context::Span, &deep).1.contains("nested more than"));
     let deep = format!("{}1 == 1", "-".repeat(10_000));
     assert!(col(Context::Span, &deep).1.contains("one sign at most"));
+    // Lists inside lists too, as an argument or by name (found by review: unbounded).
+    for deep in [
+        format!("Len({}) == 1", "[".repeat(10_000)),
+        format!("Len(target = {}) == 1", "[".repeat(10_000)),
+        format!("[{}] == nil", "[".repeat(10_000)),
+    ] {
+        assert!(col(Context::Span, &deep).1.contains("nested more than"));
+    }
 }
 
 /// Words conditions are made of: paths, converters, operators, literals, brackets.
@@ -1300,6 +1308,12 @@ fn named_arguments_decide_as_ottl() {
     assert!(refused(r#"IsMatch(target = name)"#)
         .1
         .contains("takes 2 argument(s), found 1"));
+    for unfinished in [
+        r#"IsMatch(target = name, pattern = "x",)"#,
+        r#"IsMatch(target = name,"#,
+    ] {
+        assert_eq!(refused(unfinished).1, "expected a value", "{unfinished}");
+    }
     assert!(refused(r#"Sort(attributes["tags"])[0] == "a""#)
         .1
         .contains("Sort is a pkg/ottl converter Tailgate does not support"));
