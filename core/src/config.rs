@@ -487,6 +487,7 @@ fn expand_collect(text: &str, source: &Source<'_>) -> (String, ByLine, ByLine) {
         }
         let mut bare = Vec::new();
         let mut unset_here = Vec::new();
+        let mut embedded_here = Vec::new();
         let expanded = expand_line(
             line,
             source,
@@ -494,11 +495,23 @@ fn expand_collect(text: &str, source: &Source<'_>) -> (String, ByLine, ByLine) {
             (continued, in_string),
             &mut unset_here,
             &mut bare,
+            &mut embedded_here,
         );
         for name in unset_here {
             if !unset.iter().any(|(_, u)| *u == name) {
                 unset.push((n + 1, name));
             }
+        }
+        for reference in embedded_here {
+            // A later value with `#`, `: `, `,` or `&` (a rotated secret) would be refused:
+            // say so while this one loads.
+            tracing::warn!(
+                line = n + 1,
+                reference = %format!("${{{reference}}}"),
+                "Configuration writes a reference inside a longer unquoted value: this value \
+                 reads as meant, but one holding '#', ': ', ',' or '&' would be refused at \
+                 start; put the whole value in double quotes."
+            );
         }
         for name in bare {
             if !bare_names.iter().any(|(_, b)| *b == name) {
@@ -1020,6 +1033,7 @@ fn expand_line(
     (continued, in_string): (bool, bool),
     unset: &mut Vec<String>,
     bare: &mut Vec<String>,
+    embedded: &mut Vec<String>,
 ) -> Result<String, String> {
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
@@ -1104,14 +1118,18 @@ fn expand_line(
             continued: ctx.continued && (in_string || ctx.quoting == Quoting::Plain),
             ..ctx
         };
-        write_value(
-            &mut out,
-            value,
-            known,
-            in_block,
-            line_before,
-            &body[end + 1..],
-        )?;
+        let after = &body[end + 1..];
+        if !in_block
+            && known.quoting == Quoting::Plain
+            && plain_anywhere(value)
+            && !whole_plain_value(known, line_before, after)
+            && !whole_flow_value(known, line_before, after)
+            && !embedded.iter().any(|e| e == reference)
+        {
+            // Pasted inside a longer plain value, which reads as meant for this value only.
+            embedded.push(reference.to_owned());
+        }
+        write_value(&mut out, value, known, in_block, line_before, after)?;
         // What was written is a value: the next text is not at a scalar's start.
         ctx.at_start = false;
         rest = &body[end + 1..];

@@ -466,3 +466,42 @@ fn check_shows_the_warnings_and_notes_check_policies_shows() {
         "{unset}"
     );
 }
+
+/// Scenario: `--check --config` on a gateway config whose exporter header is
+/// `Bearer ${env:TOKEN}` unquoted, with a token that reads fine as plain YAML (found by a
+/// user trial: the file passed, and a rotated token holding `#` or `: ` would be refused at
+/// start), and the same value double-quoted.
+/// Guarantees: the unquoted one passes with a warning naming the line and the reference;
+/// the quoted one passes without it.
+#[test]
+fn a_reference_inside_an_unquoted_value_is_warned_about() {
+    let dir = scratch("embedded-ref");
+    let config = |value: &str| {
+        format!("receive: {{grpc: 127.0.0.1:0, http: null}}\nexport:\n  otlp_grpc:\n    endpoint: http://127.0.0.1:4317\n    headers:\n      authorization: {value}\n")
+    };
+    let check = |value: &str| {
+        std::fs::write(dir.join("gateway.yaml"), config(value)).unwrap();
+        let out = Command::new(env!("CARGO_BIN_EXE_tailgate-gateway"))
+            .args(["--check", "--config", "gateway.yaml"])
+            .env("TAILGATE_TEST_TOKEN", "abc123")
+            .current_dir(&dir)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0), "{out:?}");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let stderr = check("Bearer ${env:TAILGATE_TEST_TOKEN}");
+    let warning = stderr
+        .lines()
+        .find(|l| l.contains("inside a longer unquoted value"))
+        .unwrap_or_else(|| panic!("{stderr}"));
+    assert!(
+        warning.contains("line=6") && warning.contains("${env:TAILGATE_TEST_TOKEN}"),
+        "{warning}"
+    );
+    let stderr = check("\"Bearer ${env:TAILGATE_TEST_TOKEN}\"");
+    assert!(
+        !stderr.contains("inside a longer unquoted value"),
+        "{stderr}"
+    );
+}
