@@ -940,9 +940,21 @@ impl PolicyFile {
             let _file = tracing::warn_span!("policies", file = %path.display()).entered();
             collector_text_lenient(text, &system_source)
         };
-        let expanded = tailgate_core::config::merge_keys(path, expanded)?;
+        // A reference left as written can break the YAML around it (`{pct: ${PCT:-7}}` in a
+        // flow mapping): then the reference's own error says what is wrong, not the parser's.
+        let first_failure = |e: ConfigError| {
+            let at = match &e {
+                ConfigError::Parse { error, .. } => error.location().map(|l| l.line()),
+                _ => None,
+            };
+            match failures.iter().find(|(line, _)| Some(*line) == at) {
+                Some((line, message)) => reference_error(path, *line, message.clone()),
+                None => e,
+            }
+        };
+        let expanded = tailgate_core::config::merge_keys(path, expanded).map_err(first_failure)?;
         let text = &expanded;
-        let top: serde_yaml_ng::Value = parse_plain_yaml(path, text)?;
+        let top: serde_yaml_ng::Value = parse_plain_yaml(path, text).map_err(first_failure)?;
         let shape = collector::shape(path, &top, processor)?;
         let at = match &shape {
             collector::Shape::Body => Vec::new(),

@@ -206,6 +206,21 @@ fn not_inverts_and_nesting_is_refused() {
     );
 }
 
+/// Scenario: a reference the substitution cannot resolve (`${PCT:-7}`, read as an unknown
+/// scheme, as the Collector reads it) inside a flow mapping, where the text left as written
+/// breaks the YAML (found by a user trial: a raw "did not find expected ',' or '}'").
+/// Guarantees: the reference's own error, with its line, as in block style.
+#[test]
+fn an_unresolved_reference_in_a_flow_mapping_is_named() {
+    for text in [
+        "policies:\n  - {name: p, type: probabilistic, probabilistic: {sampling_percentage: ${PCT:-7}}}\n",
+        "policies:\n  - name: p\n    type: probabilistic\n    probabilistic:\n      sampling_percentage: ${PCT:-7}\n",
+    ] {
+        let err = parse(text).unwrap_err();
+        assert!(err.contains("unsupported scheme \"PCT\""), "{err}");
+    }
+}
+
 /// Scenario: a misspelt settings block (`status_codes:` for `status_code:`, found by a
 /// user trial: the error began "unknown policy type or settings block") and an unknown
 /// short key. Guarantees: the near miss is suggested with the policy's line; a key near
