@@ -309,6 +309,21 @@ impl Scan {
             if (field, wt) == (scopes_field, WT_LEN) {
                 let inner = r.len_delimited("scope_spans")?;
                 self.scan_scope_spans(body, inner, resource)?;
+            } else if (field, wt) == (DEPRECATED_SCOPE_SPANS, WT_LEN) {
+                // Beside `scope_spans`, left out as the Collector leaves them; rejected
+                // (counted, and the sender told so) rather than lost without a word.
+                let inner = r.len_delimited("instrumentation_library_spans")?;
+                let left_out = count_spans(body, inner);
+                if left_out > 0 {
+                    self.rejected += left_out;
+                    self.rejected_malformed += left_out;
+                    self.first_defect
+                        .get_or_insert(SpanDefect::Malformed(Malformed {
+                            what: "instrumentation_library_spans",
+                            why: "is not read beside scope_spans (the deprecated field, left out as the Collector leaves it)",
+                            at,
+                        }));
+                }
             } else {
                 r.skip(field, wt, at, "ResourceSpans")?;
             }
@@ -567,6 +582,24 @@ pub struct Scanned {
 
 // === impl Scan ===
 
+/// The spans (field 2) of a `ScopeSpans`-shaped message at `range`, counted as far as its
+/// framing reads (a message left out is not checked further).
+fn count_spans(body: &[u8], range: Range<usize>) -> u32 {
+    let mut r = Reader::new(body, range.start, range.end);
+    let mut n = 0u32;
+    while let Ok(Some((field, wt, at))) = r.tag("ScopeSpans") {
+        let read = if (field, wt) == (2, WT_LEN) {
+            r.len_delimited("span").map(|_| n += 1)
+        } else {
+            r.skip(field, wt, at, "ScopeSpans")
+        };
+        if read.is_err() {
+            break;
+        }
+    }
+    n
+}
+
 impl Scan {
     /// Scans a request body for a receiving stage: the counts of valid and rejected spans,
     /// and the partial-success message for the rejected ones. A malformed body is an error
@@ -610,7 +643,8 @@ mod tests {
     /// Guarantees: as the Collector migrates them: alone, they are the resource's scopes
     /// (re-framed under `scope_spans`, their library as the scope); beside `scope_spans`,
     /// they are left out, and never copied into the resource's header (which every
-    /// re-framed request of the resource carries).
+    /// re-framed request of the resource carries), and counted as rejected with a message
+    /// saying why (the Collector answers as if it took them).
     #[test]
     fn deprecated_scope_spans_are_read_as_the_collector_migrates_them() {
         use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
@@ -697,6 +731,16 @@ mod tests {
         assert!(scan.deprecated_scopes);
         scan.scan(&beside.encode_to_vec()).unwrap();
         assert!(!scan.deprecated_scopes);
+        let scanned = scan.scan_request(&beside.encode_to_vec()).unwrap();
+        assert_eq!((scanned.valid, scanned.rejected), (1, 1));
+        assert!(
+            scanned.message.starts_with(
+                "1 span(s) rejected: span instrumentation_library_spans is not read beside scope_spans"
+            ),
+            "{}",
+            scanned.message
+        );
+        assert_eq!(scan.rejected_malformed, 1);
         // Field 1000 of another wire type is refused, as fields 1 to 3 are (a Collector
         // would refuse a batch carrying it on).
         let varint_1000 = [0x0a, 0x03, 0xc0, 0x3e, 0x01];
