@@ -949,12 +949,20 @@ impl Parser<'_> {
     fn additive(&mut self) -> Result<Expr, OttlError> {
         let start = self.pos;
         let mut left = self.term()?;
+        // Each operation nests the chain's tree one deeper (`1 + 1 + …` is left-deep),
+        // which evaluation and dropping recurse through: counted as nesting.
+        let mut operations = 0;
         loop {
             let op = match self.peek() {
                 Some(Tok::Punct("+")) => MathOp::Add,
                 Some(Tok::Punct("-")) => MathOp::Sub,
-                _ => return Ok(left),
+                _ => {
+                    self.depth -= operations;
+                    return Ok(left);
+                }
             };
+            self.enter()?;
+            operations += 1;
             self.check_operand(&left, start)?;
             self.pos += 1;
             let start = self.pos;
@@ -967,12 +975,20 @@ impl Parser<'_> {
     fn term(&mut self) -> Result<Expr, OttlError> {
         let start = self.pos;
         let mut left = self.unary()?;
+        // Each operation nests the chain's tree one deeper (`1 + 1 + …` is left-deep),
+        // which evaluation and dropping recurse through: counted as nesting.
+        let mut operations = 0;
         loop {
             let op = match self.peek() {
                 Some(Tok::Punct("*")) => MathOp::Mul,
                 Some(Tok::Punct("/")) => MathOp::Div,
-                _ => return Ok(left),
+                _ => {
+                    self.depth -= operations;
+                    return Ok(left);
+                }
             };
+            self.enter()?;
+            operations += 1;
             self.check_operand(&left, start)?;
             self.pos += 1;
             let start = self.pos;
@@ -1202,7 +1218,9 @@ impl Parser<'_> {
                             return Err(err(
                                 self.src,
                                 arg_at,
-                                &format!("an argument's name starts with a lowercase letter: {n}"),
+                                &format!(
+                                    "an argument's name must start with a lowercase letter: {n}"
+                                ),
                             ));
                         }
                         let n = n.clone();

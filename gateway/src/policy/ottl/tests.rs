@@ -805,6 +805,23 @@ fn mistakes_are_refused_at_load_with_their_position() {
     assert!(col(Context::Span, &deep).1.contains("nested more than"));
     let deep = format!("{}1 == 1", "-".repeat(10_000));
     assert!(col(Context::Span, &deep).1.contains("one sign at most"));
+    // A long chain of math nests its tree as deep (found by a black-box run: 25,000
+    // terms overflowed the stack when evaluated).
+    for deep in [
+        format!("{}1 > 0", "1 + ".repeat(25_000)),
+        format!("{}1 > 0", "2 * ".repeat(25_000)),
+    ] {
+        assert!(col(Context::Span, &deep).1.contains("nested more than"));
+    }
+    assert!(Condition::new(&format!("{}1 > 0", "1 + ".repeat(40)), Context::Span).is_ok());
+    // Its error quotes the part around the column, not 100 KB.
+    let long = Condition::new(&format!("{}1 > 0", "1 + ".repeat(25_000)), Context::Span)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        long.len() < 400 && long.contains("(100005 characters)"),
+        "{long}"
+    );
     // Lists inside lists too, as an argument or by name (found by review: unbounded).
     for deep in [
         format!("Len({}) == 1", "[".repeat(10_000)),

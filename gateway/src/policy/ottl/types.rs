@@ -43,7 +43,7 @@ impl IdKind {
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum OttlError {
     /// The condition does not parse, or names an unknown path or function.
-    #[error("{condition:?}, column {column}: {message}")]
+    #[error("{}, column {column}: {message}", shown(condition, *column))]
     Parse {
         /// The condition as written.
         condition: String,
@@ -55,4 +55,22 @@ pub enum OttlError {
     /// Evaluating the condition failed on a span (a type error, division by zero).
     #[error("{0}")]
     Eval(String),
+}
+
+/// A condition as an error quotes it: whole when short, else the 80 characters either side
+/// of `column` (a refused 100 KB condition would otherwise be a 100 KB log line).
+fn shown(condition: &str, column: usize) -> String {
+    const AROUND: usize = 80;
+    let chars = condition.chars().count();
+    if chars <= 2 * AROUND {
+        return format!("{condition:?}");
+    }
+    let from = column.saturating_sub(AROUND + 1);
+    let to = (column + AROUND).min(chars);
+    let window: String = condition.chars().skip(from).take(to - from).collect();
+    format!(
+        "{}{window:?}{} ({chars} characters)",
+        if from > 0 { "…" } else { "" },
+        if to < chars { "…" } else { "" }
+    )
 }
