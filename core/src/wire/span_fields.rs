@@ -144,21 +144,37 @@ fn trim(mut s: &[u8]) -> &[u8] {
 /// 56-bit numbers.
 pub const MAX_THRESHOLD: u64 = 1 << 56;
 
+/// The value of sub-key `key` (`th`, `rv`) in `tracestate`'s `ot` entry.
+fn ot_value<'a>(tracestate: &'a [u8], key: &[u8]) -> Option<&'a [u8]> {
+    tracestate_get(tracestate, b"ot")?
+        .split(|&b| b == b';')
+        .find_map(|kv| {
+            kv.strip_prefix(key)
+                .and_then(|rest| rest.strip_prefix(b":"))
+        })
+}
+
+/// One to fourteen hex digits (nothing else: `from_str_radix` alone would take a `+`).
+fn hex56(digits: &[u8]) -> Option<u64> {
+    if digits.is_empty() || digits.len() > 14 || !digits.iter().all(u8::is_ascii_hexdigit) {
+        return None;
+    }
+    u64::from_str_radix(std::str::from_utf8(digits).ok()?, 16).ok()
+}
+
 /// The sampling probability carried by an `ot=th:…` entry, or `None` when there is none or
 /// it is malformed. `th` is the rejection threshold: a span is kept with probability
 /// `1 - th / 2^56`; `th:0` is 100%.
 pub fn tracestate_probability(tracestate: &[u8]) -> Option<f64> {
-    let ot = tracestate_get(tracestate, b"ot")?;
-    let th = ot
-        .split(|&b| b == b';')
-        .find_map(|kv| kv.strip_prefix(b"th:"))?;
-    if th.is_empty() || th.len() > 14 || !th.iter().all(u8::is_ascii_hexdigit) {
-        return None;
-    }
-    let hex = std::str::from_utf8(th).ok()?;
+    let th = ot_value(tracestate, b"th")?;
     // Trailing zeros are omitted: "8" is 0x80000000000000.
-    let value = u64::from_str_radix(hex, 16).ok()? << (4 * (14 - th.len()));
-    Some(1.0 - value as f64 / MAX_THRESHOLD as f64)
+    let value = hex56(th)? << (4 * (14 - th.len()));
+    Some(threshold_probability(value))
+}
+
+/// The probability of keeping with rejection threshold `t` (of 2^56).
+pub fn threshold_probability(t: u64) -> f64 {
+    1.0 - t as f64 / MAX_THRESHOLD as f64
 }
 
 /// The rejection threshold for keeping with probability `p` (0 < p <= 1): 0 for 100%,
@@ -174,15 +190,8 @@ pub fn threshold_value(p: f64) -> u64 {
 /// W3C Trace Context level 2 makes random). `None` for an `rv` that is not 14 hex digits
 /// and an id that is not 16 bytes.
 pub fn sampling_randomness(tracestate: &[u8], trace_id: &[u8]) -> Option<u64> {
-    let rv = tracestate_get(tracestate, b"ot").and_then(|ot| {
-        ot.split(|&b| b == b';')
-            .find_map(|kv| kv.strip_prefix(b"rv:"))
-    });
-    match rv {
-        // Exactly 14 hex digits (`from_str_radix` alone would take a leading `+`).
-        Some(rv) if rv.len() == 14 && rv.iter().all(u8::is_ascii_hexdigit) => {
-            u64::from_str_radix(std::str::from_utf8(rv).ok()?, 16).ok()
-        }
+    match ot_value(tracestate, b"rv") {
+        Some(rv) if rv.len() == 14 => hex56(rv),
         Some(_) => None,
         None => trace_id_randomness(trace_id),
     }

@@ -33,7 +33,9 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use serde::Deserialize;
 use tailgate_core::wire::attrs::AttrValue;
-use tailgate_core::wire::span_fields::MAX_THRESHOLD;
+use tailgate_core::wire::span_fields::{
+    threshold_probability as probability, threshold_value as threshold,
+};
 use tokio::time::Instant;
 use xxhash_rust::xxh3::{xxh3_64_with_seed, Xxh3};
 
@@ -485,15 +487,6 @@ impl AdaptiveRatePolicy {
         out.sort_by(|a, b| b.2.total_cmp(&a.2));
         out.into_iter().map(|(n, p, _)| (n, p)).collect()
     }
-}
-
-/// The 56-bit rejection threshold of probability `p`.
-fn threshold(p: f64) -> u64 {
-    (((1.0 - p.clamp(0.0, 1.0)) * MAX_THRESHOLD as f64).round() as u64).min(MAX_THRESHOLD - 1)
-}
-
-fn probability(threshold: u64) -> f64 {
-    1.0 - threshold as f64 / MAX_THRESHOLD as f64
 }
 
 /// Max-min fair probabilities: find the level `L` such that keeping
