@@ -164,13 +164,11 @@ fn main() -> ExitCode {
         }
     };
     if !args.check {
-        for note in &policies.notes {
+        let (notes, warnings) = tailgate_gateway::policy::messages(&policies);
+        for note in notes {
             tracing::info!(%note, "Policy file read.");
         }
-        for note in tailgate_gateway::policy::version_notes(&policies) {
-            tracing::info!(%note, "Policy file read.");
-        }
-        for note in &policies.ignored_options {
+        for note in warnings {
             tracing::warn!(%note, "Policy file read with a warning.");
         }
     }
@@ -273,13 +271,11 @@ fn config_warnings(config: &GatewayConfig) -> Vec<String> {
 /// made and those on rules whose Collector semantics changed between versions (as
 /// `check-policies` prints them).
 fn print_policy_warnings(path: &std::path::Path, policies: &PolicyFile) {
-    for note in &policies.notes {
+    let (notes, warnings) = tailgate_gateway::policy::messages(policies);
+    for note in notes {
         eprintln!("{}: note: {note}", path.display());
     }
-    for note in tailgate_gateway::policy::version_notes(policies) {
-        eprintln!("{}: note: {note}", path.display());
-    }
-    for warning in &policies.ignored_options {
+    for warning in warnings {
         eprintln!("{}: warning: {warning}", path.display());
     }
 }
@@ -301,14 +297,12 @@ fn check_policies(file: &std::path::Path, processor: Option<&str>) -> ExitCode {
     match PolicyFile::load_processor(file, processor) {
         Ok(f) => {
             use std::io::Write as _;
-            for note in &f.notes {
+            let (notes, warnings) = tailgate_gateway::policy::messages(&f);
+            for note in notes {
                 eprintln!("note: {note}");
             }
-            for note in &f.ignored_options {
-                eprintln!("warning: {note}");
-            }
-            for note in tailgate_gateway::policy::version_notes(&f) {
-                eprintln!("note: {note}");
+            for warning in warnings {
+                eprintln!("warning: {warning}");
             }
             let text = PolicyPlan::compile(&f).describe();
             match std::io::stdout().lock().write_all(text.as_bytes()) {

@@ -1206,6 +1206,15 @@ fn every_policy(policies: &[PolicyConfig]) -> Vec<&PolicyConfig> {
 #[cfg(test)]
 mod tests;
 
+/// What reading `file` has to say, for every place that shows it (the start log,
+/// `--check`, `check-policies`): notes (what was read, and the rules the Collector changed
+/// between versions that the file relies on), then warnings.
+pub fn messages(file: &PolicyFile) -> (Vec<String>, &[String]) {
+    let mut notes = file.notes.clone();
+    notes.extend(version_notes(file));
+    (notes, &file.ignored_options)
+}
+
 /// One-line notes for a file that relies on a rule the Collector changed between versions,
 /// so that a user moving from an older Collector knows where decisions may differ from
 /// what they saw there. Tailgate follows the Collector v0.161 in each.
