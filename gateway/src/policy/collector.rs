@@ -183,19 +183,8 @@ const NEUTRAL_PROCESSORS: &[&str] = &["batch", "memory_limiter", "groupbytrace"]
 /// (a `transform` setting an attribute a policy reads, a `filter` dropping health checks,
 /// a `probabilistic_sampler` thinning the traffic); those after, what is exported.
 fn unapplied_neighbours(pipelines: Option<&serde_yaml_ng::Value>, chosen: &str) -> Vec<String> {
-    let Some(pipelines) = pipelines.and_then(|p| p.as_mapping()) else {
-        return Vec::new();
-    };
     let mut warnings = Vec::new();
-    for (name, p) in pipelines {
-        let Some(name) = name.as_str() else { continue };
-        let listed: Vec<&str> = p
-            .get("processors")
-            .and_then(|l| l.as_sequence())
-            .into_iter()
-            .flatten()
-            .filter_map(|v| v.as_str())
-            .collect();
+    for (name, listed) in traces_pipelines(pipelines) {
         let Some(at) = listed.iter().position(|p| *p == chosen) else {
             continue;
         };
@@ -257,14 +246,9 @@ fn candidates(
         })
         .unwrap_or_default();
     let mut used_by: Vec<(String, String)> = Vec::new();
-    if let Some(pipelines) = pipelines.and_then(|p| p.as_mapping()) {
-        for (name, p) in pipelines {
-            let Some(name) = name.as_str() else { continue };
-            if name != "traces" && !name.starts_with("traces/") {
-                continue;
-            }
-            let listed = p.get("processors").and_then(|l| l.as_sequence());
-            for proc in listed.into_iter().flatten().filter_map(|v| v.as_str()) {
+    if pipelines.and_then(|p| p.as_mapping()).is_some() {
+        for (name, listed) in traces_pipelines(pipelines) {
+            for proc in listed {
                 if candidates.iter().any(|c| c == proc) {
                     used_by.push((proc.to_owned(), name.to_owned()));
                 }
@@ -273,6 +257,31 @@ fn candidates(
         candidates.retain(|c| used_by.iter().any(|(p, _)| p == c));
     }
     (candidates, used_by)
+}
+
+/// The traces pipelines (`traces`, `traces/NAME`) of `service.pipelines`, each with the
+/// processors it lists, in order.
+fn traces_pipelines(pipelines: Option<&serde_yaml_ng::Value>) -> Vec<(&str, Vec<&str>)> {
+    let Some(pipelines) = pipelines.and_then(|p| p.as_mapping()) else {
+        return Vec::new();
+    };
+    pipelines
+        .iter()
+        .filter_map(|(name, p)| {
+            let name = name.as_str()?;
+            (name == "traces" || name.starts_with("traces/")).then(|| {
+                let listed = p.get("processors").and_then(|l| l.as_sequence());
+                (
+                    name,
+                    listed
+                        .into_iter()
+                        .flatten()
+                        .filter_map(|v| v.as_str())
+                        .collect(),
+                )
+            })
+        })
+        .collect()
 }
 
 /// Deserializes `processors.<name>` of a whole config from `text` as `T`, skipping the rest.
