@@ -369,16 +369,16 @@ fn chained_processors_are_named_not_silently_dropped() {
 }
 
 /// Scenario: a whole Collector config whose traces pipeline runs `memory_limiter`,
-/// `filter`, `transform` and `probabilistic_sampler` before `tail_sampling`, and
+/// `groupbytrace`, `filter`, `transform` and `probabilistic_sampler` before `tail_sampling`, and
 /// `attributes` and `batch` after it (found by a user trial: the gateway said only "other
 /// processors are ignored", at info).
 /// Guarantees: it loads with a warning naming the processors before it that Tailgate does
-/// not run (what the policies see differs) and one naming those after it; `batch` and
-/// `memory_limiter`, which change nothing a policy reads or a backend receives, are not
-/// named.
+/// not run (what the policies see differs) and one naming those after it; `batch`,
+/// `memory_limiter` and `groupbytrace` (the gateway groups spans by trace itself), which
+/// change nothing a policy reads or a backend receives, are not named.
 #[test]
 fn processors_around_tail_sampling_are_named() {
-    let text = "processors:\n  memory_limiter: {check_interval: 1s, limit_mib: 512}\n  filter/health: {error_mode: ignore, traces: {span: ['attributes[\"url.path\"] == \"/health\"']}}\n  transform/normalize: {trace_statements: ['set(span.attributes[\"tier\"], \"gold\")']}\n  probabilistic_sampler: {sampling_percentage: 10}\n  tail_sampling:\n    policies: [{name: gold, type: string_attribute, string_attribute: {key: tier, values: [gold]}}]\n  attributes/scrub: {actions: [{key: user.email, action: delete}]}\n  batch: {}\nservice:\n  pipelines:\n    traces:\n      receivers: [otlp]\n      processors: [memory_limiter, filter/health, transform/normalize, probabilistic_sampler, tail_sampling, attributes/scrub, batch]\n      exporters: [otlp]\n";
+    let text = "processors:\n  memory_limiter: {check_interval: 1s, limit_mib: 512}\n  filter/health: {error_mode: ignore, traces: {span: ['attributes[\"url.path\"] == \"/health\"']}}\n  transform/normalize: {trace_statements: ['set(span.attributes[\"tier\"], \"gold\")']}\n  probabilistic_sampler: {sampling_percentage: 10}\n  tail_sampling:\n    policies: [{name: gold, type: string_attribute, string_attribute: {key: tier, values: [gold]}}]\n  attributes/scrub: {actions: [{key: user.email, action: delete}]}\n  batch: {}\n  groupbytrace: {wait_duration: 10s}\nservice:\n  pipelines:\n    traces:\n      receivers: [otlp]\n      processors: [memory_limiter, groupbytrace, filter/health, transform/normalize, probabilistic_sampler, tail_sampling, attributes/scrub, batch]\n      exporters: [otlp]\n";
     let file = PolicyFile::parse_processor(Path::new("collector.yaml"), text, None).unwrap();
     let before = file
         .ignored_options
@@ -401,10 +401,9 @@ fn processors_around_tail_sampling_are_named() {
         "{after}"
     );
     assert!(
-        !file
-            .ignored_options
-            .iter()
-            .any(|w| w.contains("batch") || w.contains("memory_limiter")),
+        !file.ignored_options.iter().any(|w| w.contains("batch")
+            || w.contains("memory_limiter")
+            || w.contains("groupbytrace")),
         "{:?}",
         file.ignored_options
     );
