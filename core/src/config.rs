@@ -372,10 +372,11 @@ pub fn system_source(scheme: &str, name: &str) -> Result<Option<String>, String>
 /// written so that YAML reads it as its text (quoted or escaped where it sits, see
 /// `write_value`), so line numbers are unchanged.
 pub fn collector_text(path: &Path, text: &str, source: &Source<'_>) -> Result<String, ConfigError> {
-    let (expanded, failures) = collector_text_lenient(text, source);
-    match failures.into_iter().next() {
+    let expanded = collector_text_lenient(text, source);
+    expanded.warn(|_| true);
+    match expanded.failures.into_iter().next() {
         Some((line, message)) => Err(reference_error(path, line, message)),
-        None => merge_keys(path, expanded),
+        None => merge_keys(path, expanded.text),
     }
 }
 
@@ -414,14 +415,14 @@ pub fn merge_keys(path: &Path, text: String) -> Result<String, ConfigError> {
 }
 
 /// [`collector_text`], leaving a reference that cannot be resolved as written and
-/// returning `(line, message)` for each, for callers that use only part of the file (a
-/// whole Collector config, whose other sections may name files that exist only where the
-/// Collector runs).
-pub fn collector_text_lenient(text: &str, source: &Source<'_>) -> (String, Vec<(usize, String)>) {
+/// returning `(line, message)` for each, and the warnings unlogged, for callers that use
+/// only part of the file (a whole Collector config, whose other sections may name files
+/// that exist only where the Collector runs, and variables set only where it runs).
+pub fn collector_text_lenient(text: &str, source: &Source<'_>) -> Expanded {
     // Numbers are read as written in the file, before values are pasted in: a pasted
     // value is text, and a string key must get it as it is (`x-tenant: ${env:T}` with
     // T=12e4 is "12e4", as in the Collector).
-    expand_lenient(&plain_integers(text), source)
+    expand_collect(&plain_integers(text), source)
 }
 
 /// The error for a reference that could not be resolved.
@@ -437,39 +438,90 @@ pub fn reference_error(path: &Path, line: usize, message: String) -> ConfigError
 /// Expands `${…}` references; errors carry the 1-based line. Whole-line comments are left
 /// as they are.
 pub fn expand(text: &str, source: &Source<'_>) -> Result<String, (usize, String)> {
-    let (out, failures) = expand_lenient(text, source);
-    match failures.into_iter().next() {
+    let expanded = expand_collect(text, source);
+    expanded.warn(|_| true);
+    match expanded.failures.into_iter().next() {
         Some(f) => Err(f),
-        None => Ok(out),
+        None => Ok(expanded.text),
     }
-}
-
-fn expand_lenient(text: &str, source: &Source<'_>) -> (String, Vec<(usize, String)>) {
-    let (out, failures, bare) = expand_collect(text, source);
-    for (line, variable) in bare {
-        // Vendor examples still write `$NAME`; the Collector stopped expanding it.
-        tracing::warn!(
-            line,
-            variable,
-            "Configuration writes a shell-style $NAME, which is not expanded (as in the \
-             Collector since its confmap.unifyEnvVarExpansion gate went stable); write \
-             ${{env:NAME}} for the variable."
-        );
-    }
-    (out, failures)
 }
 
 /// Lines of a file with something said of each: (line number, what).
 type ByLine = Vec<(usize, String)>;
 
-/// Expands `text`: the text, the lines that failed (with why), and the bare `$NAME`s left
-/// as they are outside comments (line, name; each name once).
-fn expand_collect(text: &str, source: &Source<'_>) -> (String, ByLine, ByLine) {
+/// What expanding a file's references found worth a warning.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Notice {
+    /// `${env:NAME}` of an unset variable without a default: it reads as nothing.
+    Unset(String),
+    /// A reference inside a longer unquoted value (`Bearer ${env:TOKEN}`).
+    Embedded(String),
+    /// A shell-style `$NAME` of a variable the environment has: not expanded.
+    Bare(String),
+}
+
+/// A file's text with its references expanded.
+#[derive(Debug)]
+pub struct Expanded {
+    /// The text, each reference that could not be resolved left as written.
+    pub text: String,
+    /// The lines whose references could not be resolved, with why.
+    pub failures: ByLine,
+    /// What is worth a warning, by line, every occurrence.
+    pub notices: Vec<(usize, Notice)>,
+}
+
+impl Expanded {
+    /// Logs the notices on the lines `read` says are read (a whole Collector config's
+    /// other sections are not), each variable or reference once, at its first such line.
+    pub fn warn(&self, read: impl Fn(usize) -> bool) {
+        warn_notices(&self.notices, read);
+    }
+}
+
+/// Logs the `notices` on the lines `read` says are read, each variable or reference once,
+/// at its first such line (see [`Expanded::warn`]).
+pub fn warn_notices(notices: &[(usize, Notice)], read: impl Fn(usize) -> bool) {
+    let mut said: Vec<&Notice> = Vec::new();
+    for (line, notice) in notices.iter().filter(|(l, _)| read(*l)) {
+        if said.contains(&notice) {
+            continue;
+        }
+        said.push(notice);
+        match notice {
+            // As the Collector, which reads it as nothing too and warns.
+            Notice::Unset(variable) => tracing::warn!(
+                line,
+                variable,
+                "Configuration references an unset environment variable; it reads as nothing."
+            ),
+            // A later value with `#`, `: `, `,` or `&` (a rotated secret) would be
+            // refused: say so while this one loads.
+            Notice::Embedded(reference) => tracing::warn!(
+                line,
+                reference = %format!("${{{reference}}}"),
+                "Configuration writes a reference inside a longer unquoted value: this value \
+                 reads as meant, but one holding '#', ': ', ',' or '&' would be refused at \
+                 start; put the whole value in double quotes."
+            ),
+            // Vendor examples still write `$NAME`; the Collector stopped expanding it.
+            Notice::Bare(variable) => tracing::warn!(
+                line,
+                variable,
+                "Configuration writes a shell-style $NAME, which is not expanded (as in the \
+                     Collector since its confmap.unifyEnvVarExpansion gate went stable); write \
+                     ${{env:NAME}} for the variable."
+            ),
+        }
+    }
+}
+
+/// Expands `text`: the text, the lines that failed (with why), and what is worth a
+/// warning (unlogged).
+fn expand_collect(text: &str, source: &Source<'_>) -> Expanded {
     let mut out = String::with_capacity(text.len());
     let mut failures = Vec::new();
-    let mut bare_names: Vec<(usize, String)> = Vec::new();
-    // Unset variables referenced without a default, each once, in order.
-    let mut unset: Vec<(usize, String)> = Vec::new();
+    let mut notices = Vec::new();
     for (
         n,
         YamlLine {
@@ -497,27 +549,12 @@ fn expand_collect(text: &str, source: &Source<'_>) -> (String, ByLine, ByLine) {
             &mut bare,
             &mut embedded_here,
         );
-        for name in unset_here {
-            if !unset.iter().any(|(_, u)| *u == name) {
-                unset.push((n + 1, name));
-            }
-        }
-        for reference in embedded_here {
-            // A later value with `#`, `: `, `,` or `&` (a rotated secret) would be refused:
-            // say so while this one loads.
-            tracing::warn!(
-                line = n + 1,
-                reference = %format!("${{{reference}}}"),
-                "Configuration writes a reference inside a longer unquoted value: this value \
-                 reads as meant, but one holding '#', ': ', ',' or '&' would be refused at \
-                 start; put the whole value in double quotes."
-            );
-        }
-        for name in bare {
-            if !bare_names.iter().any(|(_, b)| *b == name) {
-                bare_names.push((n + 1, name));
-            }
-        }
+        let here = unset_here.into_iter().map(Notice::Unset);
+        let here = here.chain(embedded_here.into_iter().map(Notice::Embedded));
+        notices.extend(
+            here.chain(bare.into_iter().map(Notice::Bare))
+                .map(|w| (n + 1, w)),
+        );
         match expanded {
             Ok(l) => out.push_str(&l),
             Err(message) => {
@@ -526,15 +563,11 @@ fn expand_collect(text: &str, source: &Source<'_>) -> (String, ByLine, ByLine) {
             }
         }
     }
-    for (line, variable) in unset {
-        // As the Collector, which reads it as nothing too and warns; once per variable.
-        tracing::warn!(
-            line,
-            variable,
-            "Configuration references an unset environment variable; it reads as nothing."
-        );
+    Expanded {
+        text: out,
+        failures,
+        notices,
     }
-    (out, failures, bare_names)
 }
 
 /// A line of YAML text and where it stands: inside a block scalar's text (`key: |`), or
@@ -1963,8 +1996,8 @@ mod tests {
         )
         .unwrap();
         assert_eq!(got, "a: 10s\nb: 25\nc: 7\nd: \ne: $HOME $PLAIN\n");
-        // Bare `$NAME`s the environment has are named for a warning, once each, with
-        // their first line; `$$`, `${…}`, a `$` before a non-letter, comments, and names
+        // Bare `$NAME`s the environment has are noted for a warning, each where it is
+        // (`warn` says each name once); `$$`, `${…}`, a `$` before a non-letter, comments, and names
         // the environment does not have (the rest of a secret: `Tr0ub$dor`) are not.
         let vars = env(&[
             ("PLAIN", "p"),
@@ -1972,11 +2005,21 @@ mod tests {
             ("COMMENTED", "c"),
             ("HOME", "h"),
         ]);
-        let (_, _, bare) = expand_collect(
+        let expanded = expand_collect(
             "a: $PLAIN\nb: x $$HOME ${env:PLAIN} $5 Tr0ub$dor\nc: [$PLAIN, $OTHER_1] # $COMMENTED\n",
             &vars,
         );
-        assert_eq!(bare, [(1, "PLAIN".to_owned()), (3, "OTHER_1".to_owned())]);
+        let bare = |name: &str| Notice::Bare(name.to_owned());
+        let bare_ones: Vec<_> = expanded
+            .notices
+            .iter()
+            .filter(|(_, n)| matches!(n, Notice::Bare(_)))
+            .cloned()
+            .collect();
+        assert_eq!(
+            bare_ones,
+            [(1, bare("PLAIN")), (3, bare("PLAIN")), (3, bare("OTHER_1"))]
+        );
         assert_eq!(expand("a: 1\nb: ${env:1X}\n", &src).unwrap_err().0, 2);
         assert_eq!(expand("a: 1\n${env:1X}: 2\n", &src).unwrap_err().0, 2);
         assert!(expand("a: ${http:x}\n", &src)

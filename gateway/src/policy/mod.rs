@@ -935,10 +935,17 @@ impl PolicyFile {
     fn read_raw(path: &Path, text: &str, processor: Option<&str>) -> Result<ReadRaw, ConfigError> {
         // References that cannot be resolved matter only where Tailgate reads: in a whole
         // Collector config, only in the chosen processor's block.
-        let (expanded, failures) = {
-            // Warnings about references name the file.
+        let tailgate_core::config::Expanded {
+            text: expanded,
+            failures,
+            notices,
+        } = collector_text_lenient(text, &system_source);
+        // Warnings about references name the file; in a whole Collector config, only
+        // those in the chosen processor's block are said (the other sections' variables
+        // are set where the Collector runs), unless the file cannot be read at all.
+        let warn = |read: &dyn Fn(usize) -> bool| {
             let _file = tracing::warn_span!("policies", file = %path.display()).entered();
-            collector_text_lenient(text, &system_source)
+            tailgate_core::config::warn_notices(&notices, read);
         };
         // A reference left as written can break the YAML around it (`{pct: ${PCT:-7}}` in a
         // flow mapping): then the reference's own error says what is wrong, not the parser's.
@@ -952,10 +959,18 @@ impl PolicyFile {
                 None => e,
             }
         };
-        let expanded = tailgate_core::config::merge_keys(path, expanded).map_err(first_failure)?;
+        let read_whole = |e: ConfigError| {
+            warn(&|_| true);
+            e
+        };
+        let expanded = tailgate_core::config::merge_keys(path, expanded)
+            .map_err(first_failure)
+            .map_err(read_whole)?;
         let text = &expanded;
-        let top: serde_yaml_ng::Value = parse_plain_yaml(path, text).map_err(first_failure)?;
-        let shape = collector::shape(path, &top, processor)?;
+        let top: serde_yaml_ng::Value = parse_plain_yaml(path, text)
+            .map_err(first_failure)
+            .map_err(read_whole)?;
+        let shape = collector::shape(path, &top, processor).map_err(read_whole)?;
         let at = match &shape {
             collector::Shape::Body => Vec::new(),
             collector::Shape::Block => vec!["tail_sampling".to_owned()],
@@ -967,6 +982,7 @@ impl PolicyFile {
             collector::Shape::Whole { processor, .. } => collector::block_lines(text, processor),
             _ => 1..usize::MAX,
         };
+        warn(&|line| used.contains(&line));
         if let Some((line, message)) = failures.into_iter().find(|(l, _)| used.contains(l)) {
             return Err(reference_error(path, line, message));
         }
