@@ -51,6 +51,9 @@ pub struct PolicyTally {
     /// Evaluations of its conditions that failed (an OTTL type error, say): one per
     /// condition and span (or event) it failed on, so possibly more than the traces.
     pub errors: u64,
+    /// What a failed evaluation did to its verdict, when one meaning applies (see
+    /// [`Policy::error_meaning`](crate::policy::Policy::error_meaning)).
+    pub error_meaning: Option<&'static str>,
 }
 
 /// One trace's evaluation, policy by policy.
@@ -203,6 +206,7 @@ pub fn explain(
     }
     for (tally, policy) in out.policies.iter_mut().zip(alone.policies()) {
         tally.errors = policy.errors();
+        tally.error_meaning = policy.error_meaning();
     }
     Ok(out)
 }
@@ -320,8 +324,10 @@ impl Explanation {
         for p in self.policies.iter().filter(|p| p.errors > 0) {
             writeln!(
                 s,
-                "{}: {} condition evaluations failed (error_mode propagate: the trace's verdict is an error, neither kept nor dropped by it; ignore or silent: the condition counted as false)",
-                p.name, p.errors
+                "{}: {} condition evaluations failed ({})",
+                p.name,
+                p.errors,
+                p.error_meaning.unwrap_or("error_mode propagate: the trace's verdict is an error, neither kept nor dropped by it; ignore or silent: the condition counted as false")
             )
             .ok();
         }
@@ -406,20 +412,31 @@ mod tests {
     /// Scenario: an `ottl_condition` failing on every span (`error_mode: ignore`) replays
     /// two traces of three spans (found by a user trial: the report said "6 traces could not
     /// be evaluated" for two traces).
-    /// Guarantees: the report counts failed evaluations as such, not as traces.
+    /// Guarantees: the report counts failed evaluations as such, not as traces, and says
+    /// what they did under the policy's own `error_mode` (under `not`, both meanings: the
+    /// wrapped condition's errors are counted too).
     #[test]
     fn failed_evaluations_are_not_called_traces() {
+        let failing = "{error_mode: ignore, span: ['Len(name) + attributes[\"nope\"] > 3']}";
         let file = PolicyFile::parse(
             Path::new("p.yaml"),
-            "policies:\n  - {name: bad, type: ottl_condition, ottl_condition: {error_mode: ignore, span: ['Len(name) + attributes[\"nope\"] > 3']}}\n",
+            &format!("policies:\n  - {{name: bad, type: ottl_condition, ottl_condition: {failing}}}\n  - {{name: inverted, type: not, not: {{not_sub_policy: {{name: n, type: ottl_condition, ottl_condition: {failing}}}}}}}\n"),
         )
         .unwrap();
         let spans = [(1, 0), (2, 0), (3, 0)];
         let text = [line(1, "a", &spans), line(2, "a", &spans)].join("\n");
         let e = explain(&file, &text, None).unwrap();
         assert_eq!((e.traces, e.policies[0].errors), (2, 6));
+        assert_eq!(e.policies[1].errors, 6);
         let out = e.render();
-        assert!(out.contains("bad: 6 condition evaluations failed"), "{out}");
+        assert!(
+            out.contains("bad: 6 condition evaluations failed (error_mode ignore or silent: the condition counted as false)\n"),
+            "{out}"
+        );
+        assert!(
+            out.contains("inverted: 6 condition evaluations failed (error_mode propagate: "),
+            "{out}"
+        );
         assert!(!out.contains("traces could not"), "{out}");
     }
 

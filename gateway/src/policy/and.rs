@@ -27,6 +27,10 @@ impl Policy for AndPolicy {
         self.subs.iter().map(|s| s.probability(trace)).product()
     }
 
+    fn errors(&self) -> u64 {
+        self.subs.iter().map(|s| s.errors()).sum()
+    }
+
     fn describe(&self) -> String {
         let parts: Vec<String> = self.subs.iter().map(|s| s.describe()).collect();
         format!("keep traces that pass all of: [{}]", parts.join("; "))

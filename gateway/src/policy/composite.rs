@@ -114,6 +114,10 @@ impl Policy for CompositePolicy {
         Verdict::NotSampled
     }
 
+    fn errors(&self) -> u64 {
+        self.subs.iter().map(|s| s.policy.errors()).sum()
+    }
+
     fn describe(&self) -> String {
         let parts: Vec<String> = self
             .subs

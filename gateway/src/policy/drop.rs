@@ -25,6 +25,10 @@ impl Policy for DropPolicy {
         }
     }
 
+    fn errors(&self) -> u64 {
+        self.subs.iter().map(|s| s.errors()).sum()
+    }
+
     fn describe(&self) -> String {
         let parts: Vec<String> = self.subs.iter().map(|s| s.describe()).collect();
         format!(

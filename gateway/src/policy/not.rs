@@ -32,6 +32,10 @@ impl Policy for NotPolicy {
         }
     }
 
+    fn errors(&self) -> u64 {
+        self.sub.errors()
+    }
+
     fn describe(&self) -> String {
         format!("keep traces that fail: {}", self.sub.describe())
     }

@@ -211,6 +211,13 @@ impl Policy for OttlConditionPolicy {
         self.errors.load(Ordering::Relaxed)
     }
 
+    fn error_meaning(&self) -> Option<&'static str> {
+        Some(match self.error_mode {
+            ErrorMode::Propagate => "error_mode propagate: the trace's verdict is an error, neither kept nor dropped by it",
+            ErrorMode::Ignore | ErrorMode::Silent => "error_mode ignore or silent: the condition counted as false",
+        })
+    }
+
     fn describe(&self) -> String {
         // Each condition in parentheses when there are several: they are alternatives,
         // and a condition may hold an `or` of its own.

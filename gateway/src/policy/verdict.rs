@@ -75,4 +75,10 @@ pub trait Policy: Send + Sync + Debug {
     fn errors(&self) -> u64 {
         0
     }
+    /// What a failed evaluation does to this policy's verdict, in words, when one meaning
+    /// applies (an `ottl_condition`'s `error_mode`); `None` for the kinds that cannot fail
+    /// and for those combining others.
+    fn error_meaning(&self) -> Option<&'static str> {
+        None
+    }
 }
