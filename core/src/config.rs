@@ -280,6 +280,15 @@ pub fn parse_yaml<T: DeserializeOwned>(path: &Path, text: &str) -> Result<T, Con
 /// Deserializes YAML text as it is, without substitutions.
 pub fn parse_plain_yaml<T: DeserializeOwned>(path: &Path, text: &str) -> Result<T, ConfigError> {
     let text = if text.trim().is_empty() { "{}" } else { text };
+    if let Some(&(line, _)) = later_documents(text).first() {
+        // serde's message names no line ("more than one document is not supported").
+        return Err(ConfigError::InvalidAt {
+            path: path.to_owned(),
+            line,
+            key: "---".into(),
+            message: "a second YAML document starts here; this file must hold one (the Collector would read only the first): keep the one that is this file's in a file of its own".into(),
+        });
+    }
     serde_yaml_ng::from_str(text).map_err(|error| match tab_indented(&error, text) {
         Some(line) => ConfigError::InvalidAt {
             path: path.to_owned(),
@@ -301,6 +310,37 @@ pub fn parse_plain_yaml<T: DeserializeOwned>(path: &Path, text: &str) -> Result<
             },
         },
     })
+}
+
+/// Where each YAML document after the first starts in `text`: its `---` line (1-based) and
+/// byte offset. A `---` before any content opens the first document and is not counted; a
+/// marker is at the start of a line (inside a block scalar or a quoted string a line
+/// starting with `---` is not allowed in YAML, so no context is tracked).
+pub fn later_documents(text: &str) -> Vec<(usize, usize)> {
+    let mut starts = Vec::new();
+    let mut content = false;
+    let mut offset = 0;
+    for (n, line) in text.split_inclusive('\n').enumerate() {
+        let body = line.trim_end_matches(['\n', '\r']);
+        let marker = body
+            .strip_prefix("---")
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with([' ', '\t']));
+        if marker {
+            if content {
+                starts.push((n + 1, offset));
+            }
+            // What follows the marker on its line is the new document's.
+            content = !body[3..].trim().is_empty() && !body[3..].trim_start().starts_with('#');
+        } else {
+            // Blank lines, comments, a directive before content and an end marker are not
+            // a document's content.
+            let directive = body.starts_with('%') && !content;
+            let blank = body.trim().is_empty() || body.trim_start().starts_with('#');
+            content |= !blank && !directive && body != "...";
+        }
+        offset += line.len();
+    }
+    starts
 }
 
 /// For an "unknown field" error whose message gives no position (the parser names none
@@ -2064,6 +2104,29 @@ mod tests {
         assert_eq!(v["l"][0].as_i64(), Some(-5));
         // Not whole (text follows inside the value): still refused.
         assert!(expand("h: { k: ${env:T} x }\n", &src).is_err());
+    }
+
+    /// Scenario: texts with document markers: a leading `---` (after comments and a
+    /// directive), two and three documents, `---` with content on its line, a `----` line
+    /// and a `--- #` comment. Guarantees: only markers after content start a later
+    /// document, with their line and offset; a config file of two documents is refused
+    /// naming the second's line (serde's message named none).
+    #[test]
+    fn later_documents_are_found_by_their_markers() {
+        assert!(later_documents("# c\n%YAML 1.2\n---\na: 1\n").is_empty());
+        assert!(later_documents("a: 1\n----\n").is_empty());
+        let text = "a: 1\n--- # two\nb: 2\n---\n---\nc: 3\n";
+        let found = later_documents(text);
+        assert_eq!(found.iter().map(|(l, _)| *l).collect::<Vec<_>>(), [2, 4]);
+        assert!(text[found[0].1..].starts_with("--- # two"));
+        assert_eq!(later_documents("--- {a: 1}\n--- {b: 2}\n").len(), 1);
+        let err =
+            parse_plain_yaml::<serde_yaml_ng::Value>(Path::new("g.yaml"), "a: 1\n---\nb: 2\n")
+                .unwrap_err();
+        assert!(
+            matches!(&err, ConfigError::InvalidAt { line: 2, key, .. } if key == "---"),
+            "{err:?}"
+        );
     }
 
     /// Scenario: a reference that is the whole of a quoted value and holds a number or a

@@ -168,6 +168,74 @@ fn wrapped_collector_configs_say_how_to_extract_them() {
         helm.contains("Helm chart's values") && helm.contains("yq '.config'"),
         "{helm}"
     );
+    // An umbrella chart's values (a trial: Coralogix's), the agent chart first: the
+    // hint names the chart whose config samples.
+    let umbrella = err("global: {domain: x}\nopentelemetry-agent:\n  config:\n    processors: {batch: {}}\nopentelemetry-gateway:\n  config:\n    processors:\n      tail_sampling: {policies: []}\n");
+    assert!(
+        umbrella.contains("umbrella Helm chart's values, with the Collector chart's under `opentelemetry-gateway:`")
+            && umbrella.contains(r#"yq '.["opentelemetry-gateway"].config'"#),
+        "{umbrella}"
+    );
+}
+
+/// Scenario: files of several YAML documents (a trial: a guide's two tiers in one file,
+/// the tail_sampling one second). Guarantees: as the Collector, which reads the first
+/// document only, the first is read and a warning says so; when only a later one has
+/// tail_sampling settings, the error names its `---` line; a leading `---` is one
+/// document, without a warning.
+#[test]
+fn files_of_several_documents_are_read_as_the_collector_reads_them() {
+    let parse = |text: &str| PolicyFile::parse(Path::new("two.yaml"), text);
+    let tier2 = "processors:\n  tail_sampling:\n    policies: [{name: all, type: always_sample}]\nservice:\n  pipelines:\n    traces: {receivers: [otlp], processors: [tail_sampling], exporters: [otlp]}\n";
+    let text = format!("# tier 1\nprocessors: {{batch: {{}}}}\nservice:\n  pipelines:\n    traces: {{receivers: [otlp], processors: [batch], exporters: [otlp]}}\n---\n{tier2}");
+    let err = parse(&text).unwrap_err();
+    assert!(
+        matches!(&err, ConfigError::InvalidAt { line: 6, key, .. } if key == "---"),
+        "{err:?}"
+    );
+    assert!(
+        err.to_string().contains("2 YAML documents") && err.to_string().contains("document 2"),
+        "{err}"
+    );
+    let file = parse(&format!("{tier2}---\nsomething: else\n---\nmore: 1\n")).unwrap();
+    assert_eq!(file.policies.len(), 1);
+    assert!(
+        file.ignored_options.iter().any(|w| w == "this file holds 3 YAML documents; as the Collector, Tailgate reads the first (lines 1 to 6) and ignores the others"),
+        "{:?}",
+        file.ignored_options
+    );
+    let file = parse(&format!("---\n{tier2}")).unwrap();
+    assert!(
+        !file.ignored_options.iter().any(|w| w.contains("documents")),
+        "{:?}",
+        file.ignored_options
+    );
+}
+
+/// Scenario: pipelines with slips the Collector refuses at start (a trial: a blog's
+/// pipeline names a `filter` it never defines; Alloy's converter test data lists
+/// `tail_sampling` in metrics and logs pipelines), and a span-metrics processor before
+/// `tail_sampling` (SigNoz's ingester).
+/// Guarantees: each slip is a warning saying the Collector refuses it, the undefined
+/// processor is not also called one Tailgate "does not run"; the span-metrics processor
+/// is warned about for the metrics lost, not for attributes; a note with one ignored
+/// section says "section".
+#[test]
+fn pipeline_slips_and_span_metrics_are_named() {
+    let text = "processors:\n  signozspanmetrics/delta: {}\n  tail_sampling:\n    policies: [{name: all, type: always_sample}]\nservice:\n  pipelines:\n    traces: {receivers: [otlp], processors: [signozspanmetrics/delta, filter, tail_sampling], exporters: [otlp]}\n    metrics: {receivers: [otlp], processors: [tail_sampling], exporters: [otlp]}\n";
+    let file = PolicyFile::parse_processor(Path::new("c.yaml"), text, None).unwrap();
+    let warnings = &file.ignored_options;
+    let has = |w: &str| warnings.iter().any(|x| x.starts_with(w));
+    assert!(has("pipeline traces lists processor filter, which processors: does not define; the Collector refuses such a file"), "{warnings:?}");
+    assert!(has("pipeline metrics lists tail_sampling, which processes traces only; the Collector refuses such a file"), "{warnings:?}");
+    assert!(has("pipeline traces runs signozspanmetrics/delta before tail_sampling; Tailgate does not run them, so the metrics they compute from every span are not computed"), "{warnings:?}");
+    assert!(
+        !warnings
+            .iter()
+            .any(|w| w.contains("runs filter") || w.contains("attributes those processors")),
+        "{warnings:?}"
+    );
+    assert_eq!(file.notes, ["using processors.tail_sampling (pipeline traces) of a Collector config; other processors and the section service are not Tailgate's and are ignored"]);
 }
 
 /// Scenario: a Collector config holding nothing but its processors (a trial found the

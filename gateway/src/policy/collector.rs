@@ -58,11 +58,99 @@ fn wrapped_config_hint(top: &serde_yaml_ng::Value) -> Option<String> {
             if keys.is_empty() { "none".into() } else { keys.join(", ") }
         ));
     }
-    let config = top.get("config")?;
-    if config.get("processors").is_some() || config.get("service").is_some() {
+    let is_config =
+        |v: &serde_yaml_ng::Value| v.get("processors").is_some() || v.get("service").is_some();
+    if top.get("config").is_some_and(is_config) {
         return Some("this looks like the Collector Helm chart's values; Tailgate reads the Collector config under `config:`: extract it into a file (`yq '.config' values.yaml`) and pass that".into());
     }
-    None
+    // An umbrella chart's values: the Collector chart as a dependency under its name (a
+    // user trial: Coralogix's `opentelemetry-gateway:`).
+    // The chart whose config has a tail_sampling processor, else the first with a config.
+    let charts: Vec<(&str, &serde_yaml_ng::Value)> = top
+        .as_mapping()?
+        .iter()
+        .filter_map(|(k, v)| Some((k.as_str()?, v.get("config").filter(|c| is_config(c))?)))
+        .collect();
+    let (name, _) = charts
+        .iter()
+        .find(|(_, c)| defines_tail_sampling(c))
+        .or(charts.first())?;
+    let plain = name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    let path = if plain {
+        format!(".{name}.config")
+    } else {
+        format!(".[\"{name}\"].config")
+    };
+    Some(format!("this looks like an umbrella Helm chart's values, with the Collector chart's under `{name}:`; Tailgate reads the Collector config under `{name}.config:`: extract it into a file (`yq '{path}' values.yaml`) and pass that"))
+}
+
+/// Whether a parsed document holds `tail_sampling` settings: a policy file's body, the
+/// block, or a Collector config with such a processor.
+fn holds_tail_sampling(doc: &str) -> bool {
+    let Ok(top) = serde_yaml_ng::from_str::<serde_yaml_ng::Value>(doc) else {
+        return false;
+    };
+    top.get("policies").is_some()
+        || top.get("tail_sampling").is_some()
+        || defines_tail_sampling(&top)
+}
+
+/// Whether a Collector config's `processors:` defines a `tail_sampling` processor.
+fn defines_tail_sampling(config: &serde_yaml_ng::Value) -> bool {
+    config
+        .get("processors")
+        .and_then(|p| p.as_mapping())
+        .is_some_and(|m| {
+            m.keys()
+                .filter_map(|k| k.as_str())
+                .any(|k| k == "tail_sampling" || k.starts_with("tail_sampling/"))
+        })
+}
+
+/// A file of several YAML documents read as the Collector reads it: its first document
+/// only (Go's YAML decodes one). Returns the text cut to that document (its lines keep
+/// their numbers) and a warning saying so, or, when the first holds no `tail_sampling`
+/// settings and a later one does (a guide's two tiers in one file), an error naming it.
+pub(crate) fn first_document(
+    path: &Path,
+    text: String,
+) -> Result<(String, Option<String>), ConfigError> {
+    let starts = tailgate_core::config::later_documents(&text);
+    let Some(&(second_line, second_at)) = starts.first() else {
+        return Ok((text, None));
+    };
+    let count = starts.len() + 1;
+    if !holds_tail_sampling(&text[..second_at]) {
+        let ends = starts
+            .iter()
+            .skip(1)
+            .map(|(_, at)| *at)
+            .chain(std::iter::once(text.len()));
+        let found = starts
+            .iter()
+            .zip(ends)
+            .position(|((_, at), end)| holds_tail_sampling(&text[*at..end]));
+        if let Some(k) = found {
+            return Err(ConfigError::InvalidAt {
+                path: path.to_owned(),
+                line: starts[k].0,
+                key: "---".into(),
+                message: format!(
+                    "this file holds {count} YAML documents and the Collector reads only the first, which has no tail_sampling settings; this one (document {}) has them: put it in a file of its own",
+                    k + 2
+                ),
+            });
+        }
+    }
+    let mut first = text;
+    first.truncate(second_at);
+    Ok((
+        first,
+        Some(format!(
+            "this file holds {count} YAML documents; as the Collector, Tailgate reads the first (lines 1 to {}) and ignores the others",
+            second_line - 1
+        )),
+    ))
 }
 
 /// Decides what `top` (the parsed text) is, choosing a processor in a whole config.
@@ -141,7 +229,8 @@ pub(crate) fn shape(
             )
         })
         .collect();
-    warnings.extend(unapplied_neighbours(pipelines, &chosen));
+    warnings.extend(pipeline_errors(processors, pipelines));
+    warnings.extend(unapplied_neighbours(processors, pipelines, &chosen));
     let ignored: Vec<String> = top
         .as_mapping()
         .map(|m| {
@@ -157,13 +246,13 @@ pub(crate) fn shape(
         .find(|(p, _)| *p == chosen)
         .map(|(_, n)| format!(" (pipeline {n})"))
         .unwrap_or_default();
-    let note = if ignored.is_empty() {
-        format!("using processors.{chosen}{pipeline} of a Collector config; other processors are not Tailgate's and are ignored")
-    } else {
-        format!(
+    let note = match ignored.as_slice() {
+        [] => format!("using processors.{chosen}{pipeline} of a Collector config; other processors are not Tailgate's and are ignored"),
+        [one] => format!("using processors.{chosen}{pipeline} of a Collector config; other processors and the section {one} are not Tailgate's and are ignored"),
+        many => format!(
             "using processors.{chosen}{pipeline} of a Collector config; other processors and the sections {} are not Tailgate's and are ignored",
-            ignored.join(", ")
-        )
+            many.join(", ")
+        ),
     };
     Ok(Shape::Whole {
         processor: chosen,
@@ -182,23 +271,39 @@ const NEUTRAL_PROCESSORS: &[&str] = &["batch", "memory_limiter", "groupbytrace"]
 /// Collector runs and Tailgate does not. Those before it change what the policies see
 /// (a `transform` setting an attribute a policy reads, a `filter` dropping health checks,
 /// a `probabilistic_sampler` thinning the traffic); those after, what is exported.
-fn unapplied_neighbours(pipelines: Option<&serde_yaml_ng::Value>, chosen: &str) -> Vec<String> {
+fn unapplied_neighbours(
+    processors: &serde_yaml_ng::Value,
+    pipelines: Option<&serde_yaml_ng::Value>,
+    chosen: &str,
+) -> Vec<String> {
     let mut warnings = Vec::new();
     for (name, listed) in traces_pipelines(pipelines) {
         let Some(at) = listed.iter().position(|p| *p == chosen) else {
             continue;
         };
+        // Those not defined are named by [`pipeline_errors`].
         let unapplied = |procs: &[&str]| -> Vec<String> {
             procs
                 .iter()
                 .filter(|p| {
                     let kind = p.split('/').next().unwrap_or(p);
-                    kind != "tail_sampling" && !NEUTRAL_PROCESSORS.contains(&kind)
+                    kind != "tail_sampling"
+                        && !NEUTRAL_PROCESSORS.contains(&kind)
+                        && processors.get(**p).is_some()
                 })
                 .map(|p| (*p).to_owned())
                 .collect()
         };
         let (before, after) = (unapplied(&listed[..at]), unapplied(&listed[at + 1..]));
+        // Span metrics computed before sampling see every span; here they would see none.
+        let (metrics, before): (Vec<String>, Vec<String>) =
+            before.into_iter().partition(|p| computes_metrics(p));
+        if !metrics.is_empty() {
+            warnings.push(format!(
+                "pipeline {name} runs {} before {chosen}; Tailgate does not run them, so the metrics they compute from every span are not computed: compute them where every span still passes (a Collector in the agents or before the routers, or its spanmetrics connector there)",
+                metrics.join(", ")
+            ));
+        }
         if !before.is_empty() {
             warnings.push(format!(
                 "pipeline {name} runs {} before {chosen}; Tailgate does not run them, so the policies see spans as senders send them (attributes those processors would set are absent, spans they would drop or sample away are evaluated): run them where the spans come from (the agents, or a Collector before the routers), or write a filter as a `drop` policy",
@@ -210,6 +315,47 @@ fn unapplied_neighbours(pipelines: Option<&serde_yaml_ng::Value>, chosen: &str) 
                 "pipeline {name} runs {} after {chosen}; Tailgate does not run them on kept spans: run them after the gateways (the gateway's `attributes` actions in its config cover deleting, hashing and inserting attributes)",
                 after.join(", ")
             ));
+        }
+    }
+    warnings
+}
+
+/// Processors that compute metrics from the spans passing and change nothing else
+/// (`spanmetrics`, vendors' variants such as SigNoz's `signozspanmetrics/delta`, and
+/// `servicegraph`).
+fn computes_metrics(processor: &str) -> bool {
+    let kind = processor.split('/').next().unwrap_or(processor);
+    kind.ends_with("spanmetrics") || kind == "servicegraph"
+}
+
+/// Mistakes in `service.pipelines` that stop the Collector from starting and that
+/// Tailgate, reading one processor, loads past: a pipeline listing a processor that
+/// `processors:` does not define, and a `tail_sampling` processor in a pipeline of metrics
+/// or logs (it processes traces only). Warned about, so that a file copied from a post
+/// with such a slip is fixed before it goes back to a Collector.
+fn pipeline_errors(
+    processors: &serde_yaml_ng::Value,
+    pipelines: Option<&serde_yaml_ng::Value>,
+) -> Vec<String> {
+    let Some(pipelines) = pipelines.and_then(|p| p.as_mapping()) else {
+        return Vec::new();
+    };
+    let mut warnings = Vec::new();
+    for (name, pipeline) in pipelines {
+        let Some(name) = name.as_str() else { continue };
+        let signal = name.split('/').next().unwrap_or(name);
+        let listed = pipeline.get("processors").and_then(|l| l.as_sequence());
+        for processor in listed.into_iter().flatten().filter_map(|p| p.as_str()) {
+            let kind = processor.split('/').next().unwrap_or(processor);
+            if processors.get(processor).is_none() {
+                warnings.push(format!(
+                    "pipeline {name} lists processor {processor}, which processors: does not define; the Collector refuses such a file"
+                ));
+            } else if kind == "tail_sampling" && signal != "traces" {
+                warnings.push(format!(
+                    "pipeline {name} lists {processor}, which processes traces only; the Collector refuses such a file"
+                ));
+            }
         }
     }
     warnings

@@ -963,6 +963,10 @@ impl PolicyFile {
             warn(&|_| true);
             e
         };
+        let (expanded, documents) =
+            collector::first_document(path, expanded).map_err(read_whole)?;
+        // Lines past the first document are not read.
+        let read_lines = 1..expanded.lines().count() + 1;
         let expanded = tailgate_core::config::merge_keys(path, expanded)
             .map_err(first_failure)
             .map_err(read_whole)?;
@@ -980,7 +984,7 @@ impl PolicyFile {
         };
         let used = match &shape {
             collector::Shape::Whole { processor, .. } => collector::block_lines(text, processor),
-            _ => 1..usize::MAX,
+            _ => read_lines,
         };
         warn(&|line| used.contains(&line));
         if let Some((line, message)) = failures.into_iter().find(|(l, _)| used.contains(l)) {
@@ -1034,6 +1038,8 @@ impl PolicyFile {
                 warnings,
             ),
         };
+        let mut warnings = warnings;
+        warnings.extend(documents);
         let block: String = text.lines().skip(first_line).collect::<Vec<_>>().join("\n");
         Ok(ReadRaw {
             raw,
