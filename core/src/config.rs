@@ -1518,6 +1518,78 @@ impl<'de, T, E: std::fmt::Display> serde::de::Visitor<'de> for OptionStrWith<T, 
     }
 }
 
+/// The value of a plain YAML scalar Go's YAML (yaml.v3, which the Collector reads its
+/// config with) reads as an integer in a form serde's YAML leaves as text or refuses for a
+/// number: a leading `0` for octal (`010` is 8), `0x`/`0X`, `0o`/`0O` or `0b`/`0B` for hex,
+/// octal or binary, a sign, and `_` anywhere (yaml.v3 drops them and parses with
+/// `strconv.ParseInt(s, 0, 64)`, then `ParseUint`). `None` for anything else, decimal
+/// digits included: serde's YAML gives a plain one as a number already, so text of
+/// decimal digits was quoted, which the Collector refuses for a number too.
+pub fn go_integer_text(text: &str) -> Option<i128> {
+    let plain = text.replace('_', "");
+    let (negative, digits) = match plain.strip_prefix('-') {
+        Some(d) => (true, d),
+        None => (false, plain.strip_prefix('+').unwrap_or(&plain)),
+    };
+    let (radix, digits) = match digits.get(..2) {
+        Some("0x" | "0X") => (16, &digits[2..]),
+        Some("0o" | "0O") => (8, &digits[2..]),
+        Some("0b" | "0B") => (2, &digits[2..]),
+        _ if digits.len() > 1 && digits.starts_with('0') => (8, &digits[1..]),
+        _ => return None,
+    };
+    if digits.is_empty() || digits.starts_with(['+', '-']) {
+        return None;
+    }
+    let magnitude = match u64::from_str_radix(digits, radix) {
+        Ok(m) => m,
+        // `08` is no octal: yaml.v3 then reads it as a float, 8.
+        Err(_) if radix == 8 && !plain.contains(['o', 'O']) => digits.parse::<u64>().ok()?,
+        Err(_) => return None,
+    };
+    let value = if negative {
+        -i128::from(magnitude)
+    } else {
+        i128::from(magnitude)
+    };
+    // ParseInt's range for negatives, ParseUint's for the rest.
+    (value >= i128::from(i64::MIN)).then_some(value)
+}
+
+/// A number setting (`sampling_percentage`) read as the Collector reads one: a float, an
+/// integer in any form Go's YAML reads ([`go_integer_text`]: `0x10` is 16, `010` is 8),
+/// where serde's YAML refuses those for a float.
+pub fn go_float<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    struct Number;
+
+    impl serde::de::Visitor<'_> for Number {
+        type Value = f64;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a number")
+        }
+
+        fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<f64, E> {
+            Ok(v)
+        }
+
+        fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<f64, E> {
+            Ok(v as f64)
+        }
+
+        fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<f64, E> {
+            Ok(v as f64)
+        }
+
+        fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<f64, E> {
+            go_integer_text(v)
+                .map(|n| n as f64)
+                .ok_or_else(|| E::invalid_type(serde::de::Unexpected::Str(v), &self))
+        }
+    }
+    d.deserialize_any(Number)
+}
+
 /// An integer setting read as the Collector's config decoder (mapstructure) reads one: a
 /// YAML float is taken for its whole part (`threshold_ms: 1.5` is 1, `-2.7` is -2), where
 /// serde refuses it; a value out of the setting's range, and NaN or an infinity, are
@@ -1541,6 +1613,15 @@ pub mod go_int {
 
         fn visit_u64<E: Error>(self, v: u64) -> Result<T, E> {
             T::try_from(i128::from(v)).map_err(|_| E::custom(format!("{v} is out of range")))
+        }
+
+        fn visit_str<E: Error>(self, v: &str) -> Result<T, E> {
+            // Go's YAML reads `010` (octal) and `0X10` as integers where serde's leaves them
+            // text; `0x10`, `0o10` and `0b11` come as integers already.
+            match super::go_integer_text(v) {
+                Some(n) => T::try_from(n).map_err(|_| E::custom(format!("{v} is out of range"))),
+                None => Err(E::invalid_type(serde::de::Unexpected::Str(v), &self)),
+            }
         }
 
         fn visit_f64<E: Error>(self, v: f64) -> Result<T, E> {

@@ -20,6 +20,7 @@ const DEFAULT_SALT: &str = "default-hash-seed";
 #[serde(deny_unknown_fields)]
 pub struct ProbabilisticConfig {
     /// Percentage of traces to keep; 100 or more keeps all, 0 or less none.
+    #[serde(deserialize_with = "tailgate_core::config::go_float")]
     pub sampling_percentage: f64,
     /// Salt of the hash; use the same value on every node that must agree.
     #[serde(default)]

@@ -1343,3 +1343,40 @@ fn decimals_in_integer_settings_are_read_for_their_whole_part() {
         assert!(err.contains(key), "{text}: {err}");
     }
 }
+
+/// Scenario: numbers in the forms Go's YAML reads and serde's refuses (a known finding of a
+/// parity run: `sampling_percentage: 0x10` was refused as "integer `16`, expected a
+/// number"): hex, octal with `0o` and with a leading zero, binary, upper-case prefixes,
+/// `08` (no octal: Go's float 8), a sign; beside them a quoted decimal and `0x` alone.
+/// Guarantees: each reads as the Collector reads it, in a float setting and an integer
+/// one; the quoted decimal and `0x` are refused as before.
+#[test]
+fn numbers_in_go_yaml_forms_read_as_the_collector_reads_them() {
+    let file = |pct: &str, min: &str| {
+        parse(&format!("policies:\n  - {{name: p, type: probabilistic, probabilistic: {{sampling_percentage: {pct}}}}}\n  - {{name: n, type: numeric_attribute, numeric_attribute: {{key: k, min_value: {min}, max_value: 100}}}}\n"))
+    };
+    for (text, want) in [
+        ("0x10", 16),
+        ("0X10", 16),
+        ("0o17", 15),
+        ("017", 15),
+        ("0b101", 5),
+        ("0B101", 5),
+        ("08", 8),
+        ("-0x10", -16),
+        ("-010", -8),
+        ("0x1_0", 16),
+    ] {
+        let f = file(text, text).unwrap_or_else(|e| panic!("{text}: {e}"));
+        let described = PolicyPlan::compile(&f).describe();
+        assert!(
+            described.contains(&format!("keep {want}% of traces"))
+                && described.contains(&format!("within [{want}, 100]")),
+            "{text}: {described}"
+        );
+    }
+    for text in ["\"5\"", "0x", "0o8", "0xg"] {
+        assert!(file(text, "1").is_err(), "{text}");
+        assert!(file("1", text).is_err(), "{text}");
+    }
+}
