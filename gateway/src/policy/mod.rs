@@ -785,9 +785,17 @@ fn name_policy_in_error(e: ConfigError, written: Option<&serde_yaml_ng::Value>) 
             }
             _ => String::new(),
         };
+        // A plain value beside `name:` and `type:` (`decision: drop`, a trial) is no
+        // settings block.
+        let plain_value = written
+            .and_then(|w| w.get(i)?.get(field))
+            .is_some_and(|v| !v.is_mapping());
         message = match (near, block) {
             (Some(k), _) => format!("unknown key `{field}` (did you mean `{k}`?): {message}"),
             (None, Some(block)) => format!("unknown key `{field}` in `{block}`: {message}"),
+            (None, None) if plain_value => format!(
+                "unknown key `{field}` beside name and type (a policy holds its name, its type and the settings block its type names): {message}"
+            ),
             (None, None) => format!("unknown policy type or settings block `{field}`: {message}"),
         };
         message.push_str(&mismatch);

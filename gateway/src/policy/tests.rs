@@ -234,12 +234,18 @@ fn a_misspelt_settings_block_is_suggested() {
         "{err}"
     );
     assert_eq!(err.matches("did you mean").count(), 1, "{err}");
-    let err = parse("policies:\n  - {name: b, type: status_code, foo: 1}\n").unwrap_err();
+    let err = parse("policies:\n  - {name: b, type: status_code, foo: {x: 1}}\n").unwrap_err();
     assert!(
         err.contains("unknown policy type or settings block `foo`"),
         "{err}"
     );
     assert!(!err.contains("did you mean"), "{err}");
+    // A plain value (a trial: `decision: drop`) is no settings block.
+    let err = parse("policies:\n  - {name: b, type: status_code, foo: 1}\n").unwrap_err();
+    assert!(
+        err.contains("unknown key `foo` beside name and type (a policy holds its name, its type and the settings block its type names)"),
+        "{err}"
+    );
     // Inside a settings block the key is named with its block, not as a policy type.
     let err = parse("policies:\n  - name: o\n    type: ottl_condition\n    ottl_condition: {span_properties: ['true']}\n").unwrap_err();
     assert!(
