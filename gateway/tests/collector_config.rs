@@ -204,6 +204,14 @@ fn files_of_several_documents_are_read_as_the_collector_reads_them() {
         "{:?}",
         file.ignored_options
     );
+    // Manifests: a Namespace, then the ConfigMap holding the config.
+    let manifests = "apiVersion: v1\nkind: Namespace\nmetadata: {name: otel}\n---\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: otel}\ndata:\n  collector.yaml: |\n    processors:\n      tail_sampling: {policies: []}\n";
+    let err = parse(manifests).unwrap_err();
+    assert!(
+        matches!(&err, ConfigError::InvalidAt { line: 4, .. })
+            && err.to_string().contains("document 2"),
+        "{err:?}"
+    );
     let file = parse(&format!("---\n{tier2}")).unwrap();
     assert!(
         !file.ignored_options.iter().any(|w| w.contains("documents")),

@@ -84,8 +84,9 @@ fn wrapped_config_hint(top: &serde_yaml_ng::Value) -> Option<String> {
     Some(format!("this looks like an umbrella Helm chart's values, with the Collector chart's under `{name}:`; Tailgate reads the Collector config under `{name}.config:`: extract it into a file (`yq '{path}' values.yaml`) and pass that"))
 }
 
-/// Whether a parsed document holds `tail_sampling` settings: a policy file's body, the
-/// block, or a Collector config with such a processor.
+/// Whether a document holds `tail_sampling` settings: a policy file's body, the block, a
+/// Collector config with such a processor, or one wrapped in a manifest or chart values
+/// ([`wrapped_config_hint`]; a file of Kubernetes manifests, say) that mentions it.
 fn holds_tail_sampling(doc: &str) -> bool {
     let Ok(top) = serde_yaml_ng::from_str::<serde_yaml_ng::Value>(doc) else {
         return false;
@@ -93,6 +94,7 @@ fn holds_tail_sampling(doc: &str) -> bool {
     top.get("policies").is_some()
         || top.get("tail_sampling").is_some()
         || defines_tail_sampling(&top)
+        || (wrapped_config_hint(&top).is_some() && doc.contains("tail_sampling"))
 }
 
 /// Whether a Collector config's `processors:` defines a `tail_sampling` processor.
