@@ -519,8 +519,21 @@ impl ClientTlsConfig {
         .find_map(|(set, name)| set.then_some(name))
     }
 
-    /// Whether any CA or client certificate is set (the Collector's `insecure` yields to
-    /// them).
+    /// Whether a CA is set: the Collector's `insecure` yields to one (configtls'
+    /// `LoadTLSConfig`: no TLS when `insecure` and no CA), and to nothing else.
+    fn has_ca(&self) -> bool {
+        self.ca_file.is_some() || self.ca_pem.is_some()
+    }
+
+    /// Whether a client certificate is set with `insecure: true` and no CA: as in the
+    /// Collector, the connection is then plaintext and the certificate goes unused (a
+    /// user trial: a vendor block with a leftover `insecure: true` lost every export
+    /// against a TLS backend), worth a warning where the endpoint has no `https://`.
+    pub fn unused_client_certificate(&self) -> bool {
+        self.insecure && !self.has_ca() && (self.cert_file.is_some() || self.cert_pem.is_some())
+    }
+
+    /// Whether any CA or client certificate is set.
     fn has_files(&self) -> bool {
         self.ca_file.is_some()
             || self.ca_pem.is_some()
@@ -531,7 +544,7 @@ impl ClientTlsConfig {
     /// Whether a connection to `endpoint` uses TLS, given its scheme and this block
     /// (`None`: no `tls:` block written): `https://` always; `http://` never (a `tls:`
     /// block asking for TLS there is an error); no scheme: when a `tls:` block is written
-    /// and not `insecure: true`.
+    /// and not `insecure: true`, or sets a CA.
     pub fn uses_tls(tls: Option<&Self>, endpoint: &str) -> Result<bool, TlsError> {
         let scheme = endpoint
             .split_once("://")
@@ -551,7 +564,7 @@ impl ClientTlsConfig {
             (Some(other), _) => Err(TlsError::Settings(format!(
                 "endpoint {endpoint:?}: scheme {other:?} is not supported; use http:// or https://"
             ))),
-            (None, Some(t)) => Ok(!t.insecure || t.has_files()),
+            (None, Some(t)) => Ok(!t.insecure || t.has_ca()),
             (None, None) => Ok(false),
         }
     }

@@ -335,6 +335,28 @@ fn the_endpoint_scheme_and_tls_block_decide_together() {
     assert!(uses(Some(&block), "b:4317").unwrap());
     assert!(!uses(Some(&insecure), "b:4317").unwrap());
     assert!(matches!(uses(None, "ftp://b"), Err(TlsError::Settings(_))));
+    // `insecure: true` yields to a CA only, as configtls' LoadTLSConfig: a leftover client
+    // certificate beside it (a trial's vendor block) is plaintext there, and flagged.
+    let ca_insecure = ClientTlsConfig {
+        insecure: true,
+        ..with_ca.clone()
+    };
+    assert!(uses(Some(&ca_insecure), "b:4317").unwrap());
+    assert!(!ca_insecure.unused_client_certificate());
+    let cert_insecure = ClientTlsConfig {
+        insecure: true,
+        cert_file: Some("/client.crt".into()),
+        key_file: Some("/client.key".into()),
+        ..Default::default()
+    };
+    assert!(!uses(Some(&cert_insecure), "b:4317").unwrap());
+    assert!(cert_insecure.unused_client_certificate());
+    let cert = ClientTlsConfig {
+        insecure: false,
+        ..cert_insecure
+    };
+    assert!(uses(Some(&cert), "b:4317").unwrap());
+    assert!(!cert.unused_client_certificate());
 }
 
 fn tempdir(name: &str) -> tailgate_core::test_util::ScratchDir {

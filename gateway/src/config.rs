@@ -985,6 +985,36 @@ mod tests {
             }
         }
         assert_eq!(quiet.warnings().len(), 2, "{:?}", quiet.warnings());
+        // A leftover client certificate beside insecure: true and no CA (a trial's Tempo
+        // block): plaintext, as in the Collector, and named; with a CA it is TLS.
+        let tempo = |tls: &str| {
+            parse_yaml::<GatewayConfig>(
+                p,
+                &format!("export:\n  otlp/tempo:\n    endpoint: tempo:4317\n    compression: gzip\n    tls: {{insecure: true, cert_file: c.crt, key_file: c.key{tls}}}\n"),
+            )
+            .unwrap()
+        };
+        let leftover = tempo("");
+        let ExporterConfig::OtlpGrpc(g) = &leftover.export.exporters[0].1 else {
+            panic!("otlp is gRPC");
+        };
+        assert!(!g.uses_tls());
+        let warnings = leftover.warnings();
+        assert!(
+            warnings.iter().any(|w| w.starts_with(
+                "export.otlp/tempo.tls: a client certificate with insecure: true and no CA"
+            )),
+            "{warnings:?}"
+        );
+        let with_ca = tempo(", ca_file: ca.crt");
+        let ExporterConfig::OtlpGrpc(g) = &with_ca.export.exporters[0].1 else {
+            panic!("otlp is gRPC");
+        };
+        assert!(g.uses_tls());
+        assert!(with_ca
+            .warnings()
+            .iter()
+            .all(|w| !w.contains("client certificate")));
     }
 
     /// Scenario: a gateway config written with the Collector's words: exporter types

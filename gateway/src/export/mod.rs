@@ -197,17 +197,20 @@ impl ExportConfig {
                     ));
                 }
             }
-            // Only where the connection is TLS: with `insecure: true` it is plaintext.
-            let skips = match cfg {
-                ExporterConfig::OtlpGrpc(c) => {
-                    c.uses_tls() && c.tls.as_ref().is_some_and(|t| t.insecure_skip_verify)
-                }
-                ExporterConfig::OtlpHttp(c) => {
-                    c.uses_tls() && c.tls.as_ref().is_some_and(|t| t.insecure_skip_verify)
-                }
-                ExporterConfig::Debug(_) => false,
+            let (uses_tls, tls) = match cfg {
+                ExporterConfig::OtlpGrpc(c) => (c.uses_tls(), c.tls.as_ref()),
+                ExporterConfig::OtlpHttp(c) => (c.uses_tls(), c.tls.as_ref()),
+                ExporterConfig::Debug(_) => (false, None),
             };
-            if skips {
+            if !uses_tls && tls.is_some_and(|t| t.unused_client_certificate()) {
+                warnings.push(format!(
+                    "export.{key}.tls: a client certificate with insecure: true and no CA: as \
+                     in the Collector, the connection is plaintext and the certificate is not \
+                     used; remove insecure: true (or write https://) if the backend speaks TLS"
+                ));
+            }
+            // Only where the connection is TLS: with `insecure: true` it is plaintext.
+            if uses_tls && tls.is_some_and(|t| t.insecure_skip_verify) {
                 warnings.push(format!(
                     "export.{key}.tls.insecure_skip_verify: the backend's certificate is not \
                      checked, so its headers and credentials go to whoever answers; for tests only"
