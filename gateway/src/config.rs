@@ -652,6 +652,28 @@ mod tests {
         assert_eq!(otlp.retry.max_elapsed_time, Duration::from_secs(300));
         assert!(otlp.sending_queue.is_some(), "accepted (and not applied)");
         copied.validate(p).unwrap();
+        // Its keys as the Collector's exporterhelper has them (v0.161, batch and partition
+        // included) load; a misspelt one is refused, as there (a trial: `enabeld` loaded).
+        let queue = |q: &str| {
+            parse_yaml::<GatewayConfig>(
+                p,
+                &format!("export:\n  otlp:\n    endpoint: http://a:4317\n    sending_queue: {q}\n"),
+            )
+        };
+        queue("{enabled: true, wait_for_result: false, sizer: bytes, queue_size: 5000000, block_on_overflow: true, storage: file_storage, num_consumers: 4, batch: {flush_timeout: 1s, sizer: items, min_size: 100, max_size: 1000, partition: {metadata_keys: [tenant]}}}")
+            .unwrap();
+        queue("{batch: }").unwrap();
+        for (typo, key) in [
+            ("{enabeld: true}", "enabeld"),
+            ("{queue_sise: 10}", "queue_sise"),
+            ("{batch: {flush_timeot: 1s}}", "flush_timeot"),
+        ] {
+            let err = queue(typo).unwrap_err().to_string();
+            assert!(
+                err.contains(&format!("unknown field `{key}`")),
+                "{typo}: {err}"
+            );
+        }
         // Exporter blocks with the Collector's keys (its exporters' testdata, configgrpc
         // and confighttp): keepalive and compression_params applied, tuning keys named.
         let copied: GatewayConfig = parse_yaml(

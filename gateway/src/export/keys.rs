@@ -17,6 +17,65 @@ impl<'de> serde::Deserialize<'de> for NotApplied {
     }
 }
 
+/// Reads a Collector `sending_queue` block as [`NotApplied`], refusing a key the
+/// Collector's `exporterhelper` queue does not have (`enabeld`, `queue_sise`), as the
+/// Collector refuses it: the block is not applied, but a typo in it is still a typo.
+/// The values are not checked (`num_consumers: 0`, which the Collector refuses, loads).
+pub(crate) fn sending_queue<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<NotApplied>, D::Error> {
+    use serde::de::IgnoredAny;
+    use serde::Deserialize;
+    /// The Collector's `sending_queue` keys (`configoptional`'s `enabled` and
+    /// `queuebatch.Config`, v0.161).
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)] // read for its keys only
+    struct Queue {
+        #[serde(default)]
+        enabled: Option<IgnoredAny>,
+        #[serde(default)]
+        wait_for_result: Option<IgnoredAny>,
+        #[serde(default)]
+        sizer: Option<IgnoredAny>,
+        #[serde(default)]
+        queue_size: Option<IgnoredAny>,
+        #[serde(default)]
+        block_on_overflow: Option<IgnoredAny>,
+        #[serde(default)]
+        storage: Option<IgnoredAny>,
+        #[serde(default)]
+        num_consumers: Option<IgnoredAny>,
+        #[serde(default)]
+        batch: Option<Option<Batch>>,
+    }
+    /// `sending_queue.batch`.
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)] // read for its keys only
+    struct Batch {
+        #[serde(default)]
+        flush_timeout: Option<IgnoredAny>,
+        #[serde(default)]
+        sizer: Option<IgnoredAny>,
+        #[serde(default)]
+        min_size: Option<IgnoredAny>,
+        #[serde(default)]
+        max_size: Option<IgnoredAny>,
+        #[serde(default)]
+        partition: Option<Option<Partition>>,
+    }
+    /// `sending_queue.batch.partition`.
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)] // read for its keys only
+    struct Partition {
+        #[serde(default)]
+        metadata_keys: Option<IgnoredAny>,
+    }
+    Ok(Option::<Queue>::deserialize(d)?.map(|_| NotApplied))
+}
+
 /// The keys among `written` that are set, in order: what a block's warning names.
 pub fn set_keys<const N: usize>(
     written: [(&'static str, &Option<NotApplied>); N],

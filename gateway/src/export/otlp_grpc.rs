@@ -46,7 +46,7 @@ pub struct OtlpGrpcConfig {
     /// The Collector's `sending_queue` block: accepted so that an exporter block copied from
     /// a Collector config loads, and not applied (Tailgate's queue is `queue_bytes`, its
     /// batching `batch`); a warning at start says so.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "super::keys::sending_queue")]
     pub sending_queue: Option<NotApplied>,
     /// HTTP/2 pings: the Collector's `keepalive` block (`time`, `timeout`,
     /// `permit_without_stream`). Without it, a ping after 30 s without activity, answered

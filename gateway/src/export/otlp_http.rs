@@ -133,7 +133,7 @@ pub struct OtlpHttpConfig {
     /// The Collector's `sending_queue` block: accepted so that an exporter block copied from
     /// a Collector config loads, and not applied (Tailgate's queue is `queue_bytes`, its
     /// batching `batch`); a warning at start says so.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "super::keys::sending_queue")]
     pub sending_queue: Option<NotApplied>,
     /// TLS (the Collector's `configtls` client keys); `https://` URLs use TLS with the
     /// system's roots unless `ca_file` is set.
