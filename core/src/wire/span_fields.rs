@@ -434,6 +434,8 @@ impl<'a> AdjustedCountWriter<'a> {
         let mut present = 0u64;
         let mut old_ts: &[u8] = &[];
         let mut trace_id: &[u8] = &[];
+        // The count an earlier sampler wrote under the attribute's key, if any.
+        let mut prior_count = None;
         let (mut pos, mut copy_from) = (0, 0);
         loop {
             let field_start = pos;
@@ -453,7 +455,7 @@ impl<'a> AdjustedCountWriter<'a> {
                 }
                 (9, 2) => {
                     let kv = &span[start..end];
-                    let (dropped, rewritten) = self.attribute_fate(kv, key);
+                    let (dropped, rewritten) = self.attribute_fate(kv, key, &mut prior_count);
                     replacement = rewritten;
                     // An attribute that stays (as it was or rewritten) counts as present
                     // for insert/upsert; one deleted here does not.
@@ -485,15 +487,22 @@ impl<'a> AdjustedCountWriter<'a> {
                 put_len_field(out, 9, kv);
             }
         }
-        self.append_sampling(old_ts, trace_id, out);
+        self.append_sampling(old_ts, trace_id, prior_count, out);
     }
 
     /// Whether an attribute (a `KeyValue`'s bytes) leaves the span: the adjusted-count key
-    /// always does (it is written anew), others when the rewrite replaces or deletes them
-    /// (an empty replacement).
+    /// always does (it is written anew; its count, when it holds one, is noted in
+    /// `prior_count`), others when the rewrite replaces or deletes them (an empty
+    /// replacement).
     #[inline]
-    fn attribute_fate(&self, kv: &[u8], key: Option<&[u8]>) -> (bool, Option<Vec<u8>>) {
+    fn attribute_fate(
+        &self,
+        kv: &[u8],
+        key: Option<&[u8]>,
+        prior_count: &mut Option<f64>,
+    ) -> (bool, Option<Vec<u8>>) {
         if key.is_some_and(|k| key_value_key_is(kv, k)) {
+            *prior_count = key_value_count(kv);
             return (true, None);
         }
         match self.how.rewrite.map(|r| r.rewrite(kv)) {
@@ -512,8 +521,23 @@ impl<'a> AdjustedCountWriter<'a> {
     /// consistent samplers downstream read as an error and erase, so none is written (and
     /// a head sampler's, no longer the span's probability, is removed). The attribute
     /// carries the adjusted count either way.
-    fn append_sampling(&mut self, old_ts: &[u8], trace_id: &[u8], out: &mut Vec<u8>) {
-        let prior = tracestate_probability(old_ts).unwrap_or(1.0);
+    ///
+    /// A span that came with the attribute holding a count (`prior_count`: an earlier
+    /// sampler's, Honeycomb's `SampleRate` from a head sampler, say) and no threshold in
+    /// its `trace_state` gets the product of that count and this one, as Refinery
+    /// multiplies a span's `SampleRate` by its own: the earlier sampling is known from the
+    /// attribute only. With a threshold, the threshold says the earlier probability and the
+    /// attribute is written from it alone (so an attribute an earlier consistent sampler
+    /// wrote beside its threshold is not counted twice).
+    fn append_sampling(
+        &mut self,
+        old_ts: &[u8],
+        trace_id: &[u8],
+        prior_count: Option<f64>,
+        out: &mut Vec<u8>,
+    ) {
+        let head = tracestate_probability(old_ts);
+        let prior = head.unwrap_or(1.0);
         if self.cached.as_ref().map(|c| c.0) != Some(prior.to_bits()) {
             let p = (self.p * prior).clamp(f64::MIN_POSITIVE, 1.0);
             self.cached = Some((prior.to_bits(), sampling_marks(p, self.how.attribute)));
@@ -530,9 +554,41 @@ impl<'a> AdjustedCountWriter<'a> {
                     put_tracestate_field(out, old_ts, Some(&marks.th));
                 }
             }
-            out.extend_from_slice(&marks.attr);
+            match (self.how.attribute, prior_count.filter(|_| head.is_none())) {
+                (Some(k), Some(c)) => {
+                    let p = f64::from_bits(marks.p_bits);
+                    out.extend_from_slice(&adjusted_count_field(k, c / p));
+                }
+                _ => out.extend_from_slice(&marks.attr),
+            }
         }
     }
+}
+
+/// The count a `KeyValue` holds: an `int_value` or a finite `double_value` of at least 1
+/// (a count below 1 is no sampler's); `None` for anything else.
+fn key_value_count(kv: &[u8]) -> Option<f64> {
+    let mut pos = 0;
+    while let Some((field, wt, start, end)) = super::attrs::next_field_slice(kv, &mut pos) {
+        if (field, wt) != (2, 2) {
+            continue;
+        }
+        let any = &kv[start..end];
+        let mut at = 0;
+        let mut count = None;
+        while let Some((f, wt, s, e)) = super::attrs::next_field_slice(any, &mut at) {
+            count = match (f, wt) {
+                (3, 0) => Some(super::attrs::read_varint(any, s).0 as i64 as f64),
+                (4, 1) => any
+                    .get(s..e)
+                    .and_then(|b| <[u8; 8]>::try_from(b).ok())
+                    .map(f64::from_le_bytes),
+                _ => None,
+            };
+        }
+        return count.filter(|c| c.is_finite() && *c >= 1.0);
+    }
+    None
 }
 
 /// Appends `msg` (a message whose field `field` is its repeated `KeyValue` attributes: 3 in
@@ -983,6 +1039,49 @@ mod tests {
             Some(any_value::Value::DoubleValue(d)) => assert!((d - 1.0 / 0.3).abs() < 1e-9),
             ref other => panic!("expected a double, got {other:?}"),
         }
+    }
+
+    /// Scenario: kept spans that already carry the adjusted-count attribute (a Refinery
+    /// user's trial: a head sampler's `SampleRate=10` came out as `SampleRate=1`): an int,
+    /// a double, one beside a head threshold, and values that are no count (0, a string).
+    /// Guarantees: without a threshold the counts multiply, as Refinery multiplies
+    /// `SampleRate`; with one the threshold alone says the earlier probability (the
+    /// attribute is not counted twice); a value that is no count is replaced.
+    #[test]
+    fn an_earlier_count_in_the_attribute_multiplies() {
+        let how = AdjustedCount {
+            tracestate: false,
+            attribute: Some("SampleRate"),
+            rewrite: None,
+            events: None,
+        };
+        let with = |ts: &str, value: any_value::Value| {
+            let mut s = span(ts);
+            s.attributes.push(KeyValue {
+                key: "SampleRate".into(),
+                value: Some(AnyValue { value: Some(value) }),
+                ..Default::default()
+            });
+            s
+        };
+        let count = |s: &Span, p: f64| {
+            let got = Span::decode(&with_adjusted_count(&s.encode_to_vec(), p, &how)[..]).unwrap();
+            let rates: Vec<_> = got
+                .attributes
+                .iter()
+                .filter(|a| a.key == "SampleRate")
+                .collect();
+            assert_eq!(rates.len(), 1, "{got:?}");
+            rates[0].value.as_ref().unwrap().value.clone().unwrap()
+        };
+        use any_value::Value::{DoubleValue, IntValue, StringValue};
+        assert_eq!(count(&with("", IntValue(10)), 0.5), IntValue(20));
+        assert_eq!(count(&with("", DoubleValue(2.5)), 0.5), IntValue(5));
+        assert_eq!(count(&with("", IntValue(10)), 1.0), IntValue(10));
+        // A head threshold of 50% says the earlier probability: 1 / (0.5 × 0.5).
+        assert_eq!(count(&with("ot=th:8", IntValue(2)), 0.5), IntValue(4));
+        assert_eq!(count(&with("", IntValue(0)), 0.5), IntValue(2));
+        assert_eq!(count(&with("", StringValue("10".into())), 0.5), IntValue(2));
     }
 
     /// Deletes `drop`, masks `mask`, and adds `add` = "v" when missing.
