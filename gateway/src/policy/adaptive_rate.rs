@@ -61,7 +61,8 @@ pub struct AdaptiveRateConfig {
     #[serde(default)]
     pub target_spans_per_second: Option<f64>,
     /// Attribute names whose values make a trace's key; `root.name` is the root span's
-    /// name. Empty: one key for all traces.
+    /// name, `root.X` (as Refinery writes a root span's field) the attribute X. Empty: one
+    /// key for all traces.
     #[serde(default)]
     pub keys: Vec<String>,
     /// How often probabilities are recomputed. Default 10s.
@@ -195,7 +196,10 @@ impl Kind for AdaptiveRateConfig {
             .iter()
             .map(|k| match k.as_str() {
                 ROOT_NAME => keys.index(field_keys::ROOT_NAME),
-                k => keys.index(k),
+                // Refinery's `root.http.route` (a field of the root span): the attribute,
+                // whose root span's value is preferred anyway (a Refinery user's trial:
+                // the literal name matched nothing, so every trace shared one key).
+                k => keys.index(k.strip_prefix("root.").unwrap_or(k)),
             })
             .collect();
         Box::new(AdaptiveRatePolicy::new(c, idx))

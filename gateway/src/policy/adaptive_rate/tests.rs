@@ -189,6 +189,24 @@ fn bad_settings_are_named() {
     ));
 }
 
+/// Scenario: keys written as Refinery writes a root span's fields (`root.http.route`,
+/// a Refinery user's trial: the literal name matched nothing, so all traces shared a key).
+/// Guarantees: the plan reads the attribute (`http.route`); `root.name` stays the root
+/// span's name.
+#[test]
+fn root_prefixed_keys_read_the_attribute() {
+    let file = crate::PolicyFile::parse(
+        std::path::Path::new("p.yaml"),
+        "policies:\n  - {name: a, type: adaptive_rate, adaptive_rate: {target_traces_per_second: 5, keys: [root.http.route, root.name, service.name]}}\n",
+    )
+    .unwrap();
+    let plan = crate::PolicyPlan::compile(&file);
+    assert_eq!(
+        plan.attribute_keys(),
+        ["http.route", field_keys::ROOT_NAME, "service.name"]
+    );
+}
+
 /// Scenario: a sender whose every trace has its own 100 KB `service.name` (a black-box
 /// check took a gateway to 6.9 GB this way, uncharged by its limits), against a policy
 /// tracking at most 50 keys.
