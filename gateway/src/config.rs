@@ -412,12 +412,13 @@ impl GatewayConfig {
             .then(|| "neither peers.secret nor peers.cert_names is set: anyone who can reach the receivers can send peer requests (forwarded spans, hand-offs, decisions)".to_owned())
     }
 
-    /// Shards to run.
+    /// Shards to run: `buffer.shards`, else one per worker thread (`TOKIO_WORKER_THREADS`
+    /// when set, as the runtime reads it, else one per core).
     pub fn shard_count(&self) -> usize {
         if self.buffer.shards > 0 {
             self.buffer.shards
         } else {
-            std::thread::available_parallelism().map_or(1, |n| n.get())
+            tailgate_core::memory::worker_threads(None)
         }
     }
 }
