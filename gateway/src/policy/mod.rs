@@ -479,7 +479,12 @@ impl Kind for AndConfig {
     type Valid = Vec<PolicyConfig>;
 
     fn validated(self, at: &At<'_>) -> Result<Self::Valid, PolicyError> {
-        sub_policies(at.policy, "and.and_sub_policy", self.and_sub_policy, true)
+        sub_policies(
+            at.policy,
+            "and.and_sub_policy",
+            self.and_sub_policy,
+            Holder::And,
+        )
     }
 
     fn is_stateful(subs: &Self::Valid) -> bool {
@@ -501,7 +506,7 @@ impl Kind for DropConfig {
             at.policy,
             "drop.drop_sub_policy",
             self.drop_sub_policy,
-            true,
+            Holder::Drop,
         )
     }
 
@@ -524,7 +529,7 @@ impl Kind for NotConfig {
             at.policy,
             "not.not_sub_policy",
             vec![*self.not_sub_policy],
-            false,
+            Holder::Not,
         )?;
         Ok(Box::new(subs.remove(0)))
     }
@@ -613,15 +618,25 @@ fn name_by_place(raw: &mut RawPolicy, key: &str, index: usize) {
     }
 }
 
+/// The combining kind whose sub-policies [`sub_policies`] validates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Holder {
+    And,
+    Drop,
+    Not,
+}
+
 /// Validates the sub-policies of `and`, `drop` or `not`. As in the Collector they are
-/// plain kinds: `and`, `drop`, `composite` and `adaptive_rate` do not nest there, nor
-/// `not` in `not`. Those of `and` and `drop` may also be a `not` (`with_not`), which the
-/// Collector refuses (docs/policies.md, Departures: a superset, so its files still load).
+/// plain kinds: `and`, `drop` and `composite` do not nest there, nor `not` in `not`.
+/// Tailgate also takes a `not` in `and` and `drop`, which the Collector refuses
+/// (docs/policies.md, Departures: a superset, so its files still load), and its own
+/// `adaptive_rate` in `and`, where it sees only the traces the other sub-policies before it
+/// keep (Refinery's rule whose matches go to a dynamic sampler).
 fn sub_policies(
     policy: &str,
     key: &'static str,
     raws: Vec<RawPolicy>,
-    with_not: bool,
+    holder: Holder,
 ) -> Result<Vec<PolicyConfig>, PolicyError> {
     if raws.is_empty() {
         return Err(PolicyError::NoSubPolicies {
@@ -639,11 +654,9 @@ fn sub_policies(
             error: Box::new(e),
         })?;
         let nests = match sub.kind {
-            PolicyKind::Not(_) => !with_not,
-            PolicyKind::And(_)
-            | PolicyKind::Drop(_)
-            | PolicyKind::Composite(_)
-            | PolicyKind::AdaptiveRate(_) => true,
+            PolicyKind::Not(_) => holder == Holder::Not,
+            PolicyKind::AdaptiveRate(_) => holder != Holder::And,
+            PolicyKind::And(_) | PolicyKind::Drop(_) | PolicyKind::Composite(_) => true,
             _ => false,
         };
         if nests {
@@ -652,10 +665,10 @@ fn sub_policies(
                 key,
                 index,
                 kind: sub.kind.name(),
-                rule: if with_not {
-                    "sub-policies must be plain kinds or `not`"
-                } else {
-                    "sub-policies must be plain kinds"
+                rule: match holder {
+                    Holder::And => "sub-policies must be plain kinds, `not` or `adaptive_rate`",
+                    Holder::Drop => "sub-policies must be plain kinds or `not`",
+                    Holder::Not => "sub-policies must be plain kinds",
                 },
             });
         }

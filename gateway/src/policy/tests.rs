@@ -790,6 +790,31 @@ fn not_nests_in_and_and_drop_only() {
     ));
 }
 
+/// Scenario: Refinery's rule that hands its matches to a dynamic sampler, written as an
+/// `and` of a condition and `adaptive_rate` (a Refinery user's trial: refused as "cannot be
+/// nested here"); `adaptive_rate` in `drop` and `not`.
+/// Guarantees: the `and` loads, keeps no trace its condition does not match, and keeps a
+/// matching one while the adaptive budget allows (its first interval, at a high target);
+/// in `drop` and `not` it is still refused naming the rule.
+#[test]
+fn adaptive_rate_may_follow_conditions_in_an_and() {
+    let yaml = "policies:\n  - name: api\n    type: and\n    and:\n      and_sub_policy:\n        - {name: route, type: string_attribute, string_attribute: {key: http.route, values: [/api]}}\n        - {name: dynamic, type: adaptive_rate, adaptive_rate: {target_traces_per_second: 1000, keys: [root.http.route]}}\n";
+    let b = |s: &'static str| {
+        tailgate_core::wire::attrs::AttrValue::Str(bytes::Bytes::from_static(s.as_bytes()))
+    };
+    assert!(decide_attrs(yaml, &[("http.route", b("/api"), false)]));
+    assert!(!decide_attrs(yaml, &[("http.route", b("/web"), false)]));
+    for holder in [
+        "{name: d, type: drop, drop: {drop_sub_policy: [{name: a, type: adaptive_rate, adaptive_rate: {target_traces_per_second: 1}}]}}",
+        "{name: n, type: not, not: {not_sub_policy: {name: a, type: adaptive_rate, adaptive_rate: {target_traces_per_second: 1}}}}",
+    ] {
+        assert!(
+            matches!(entry(holder), Err(PolicyError::Nested { kind: "adaptive_rate", .. })),
+            "{holder}"
+        );
+    }
+}
+
 /// Scenario: `latency` with only `upper_threshold_ms`, `span_count` with only `max_spans`.
 /// Guarantees: the left-out bound is 0, the Collector's zero value: traces of 1..=500 ms,
 /// and of at most one span, are kept.
