@@ -240,3 +240,65 @@ fn the_doc_shows_the_tested_files() {
     assert_eq!(honeycomb.headers["x-honeycomb-team"], "hcaik_test");
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// Scenario: docs/migrating.md's "Rule order" snippet (a drop rule below a keep rule, with
+/// a `not` of it: a Refinery user's trial found the plain translation dropped a
+/// `/healthz` trace with an error that Refinery keeps) after a keep-errors policy, and
+/// its recording recipe's two files.
+/// Guarantees: a `/healthz` trace with an error is kept, one without is dropped, another
+/// route is kept by the rest; the recipe's gateway config and policies load.
+#[test]
+fn the_rule_order_snippet_decides_as_refinery() {
+    let doc = std::fs::read_to_string(root().join("docs/migrating.md")).unwrap();
+    // A ```yaml block of the doc, the indent of its opening line taken off every line.
+    let block = |opening: &str| -> String {
+        let start = doc.find(opening).unwrap_or_else(|| panic!("{opening}")) + "```yaml\n".len();
+        let body = &doc[start..];
+        let body = &body[..body.find("```").unwrap()];
+        let indent = body.len() - body.trim_start_matches(' ').len();
+        body.lines()
+            .map(|l| format!("{}\n", l.get(indent..).unwrap_or("")))
+            .collect()
+    };
+    let drop = block("```yaml\n  - name: drop health checks");
+    let policies = format!(
+        "policies:\n  - {{name: keep errors, type: status_code, status_code: {{status_codes: [ERROR]}}}}\n{}  - {{name: rest, type: always_sample}}\n",
+        drop.lines().map(|l| format!("  {l}\n")).collect::<String>()
+    );
+    let file = tailgate_gateway::PolicyFile::parse(Path::new("order.yaml"), &policies)
+        .unwrap_or_else(|e| panic!("{e}\n{policies}"));
+    let line = |id: u8, route: &str, code: u8| {
+        format!(
+            r#"{{"resourceSpans":[{{"scopeSpans":[{{"spans":[{{"traceId":"{id:032x}","spanId":"{id:016x}","name":"GET","startTimeUnixNano":"1000","endTimeUnixNano":"2000","attributes":[{{"key":"http.route","value":{{"stringValue":"{route}"}}}}],"status":{{"code":{code}}}}}]}}]}}]}}"#
+        )
+    };
+    let traces = [
+        line(1, "/healthz", 2),
+        line(2, "/healthz", 0),
+        line(3, "/pay", 0),
+    ]
+    .join("\n");
+    let kept = |id: u8| {
+        tailgate_gateway::explain::explain(&file, &traces, Some(u128::from(id).to_be_bytes()))
+            .unwrap()
+            .trace
+            .unwrap()
+            .sampled
+    };
+    assert!(
+        kept(1),
+        "a /healthz trace with an error is kept, as Refinery keeps it"
+    );
+    assert!(!kept(2), "a plain /healthz trace is dropped");
+    assert!(kept(3));
+    // The recording recipe: its files load.
+    let dir = tailgate_core::test_util::scratch_dir("gw-record").unwrap();
+    let config = dir.join("record.yaml");
+    std::fs::write(&config, block("```yaml\n# record.yaml")).unwrap();
+    tailgate_gateway::GatewayConfig::load(&config).unwrap();
+    tailgate_gateway::PolicyFile::parse(
+        Path::new("keep-all.yaml"),
+        &block("```yaml\n# keep-all.yaml"),
+    )
+    .unwrap();
+}
