@@ -313,12 +313,14 @@ pub fn parse_plain_yaml<T: DeserializeOwned>(path: &Path, text: &str) -> Result<
 }
 
 /// Where each YAML document after the first starts in `text`: its `---` line (1-based) and
-/// byte offset. A `---` before any content opens the first document and is not counted; a
+/// byte offset. A `---` before any content or other marker opens the first document and is
+/// not counted (a marker right after a marker is: the document between is empty); a
 /// marker is at the start of a line (inside a block scalar or a quoted string a line
 /// starting with `---` is not allowed in YAML, so no context is tracked).
 pub fn later_documents(text: &str) -> Vec<(usize, usize)> {
     let mut starts = Vec::new();
     let mut content = false;
+    let mut opened = false;
     let mut offset = 0;
     for (n, line) in text.split_inclusive('\n').enumerate() {
         let body = line.trim_end_matches(['\n', '\r']);
@@ -326,9 +328,10 @@ pub fn later_documents(text: &str) -> Vec<(usize, usize)> {
             .strip_prefix("---")
             .is_some_and(|rest| rest.is_empty() || rest.starts_with([' ', '\t']));
         if marker {
-            if content {
+            if content || opened {
                 starts.push((n + 1, offset));
             }
+            opened = true;
             // What follows the marker on its line is the new document's.
             content = !body[3..].trim().is_empty() && !body[3..].trim_start().starts_with('#');
         } else {
@@ -522,12 +525,7 @@ impl Expanded {
 /// Logs the `notices` on the lines `read` says are read, each variable or reference once,
 /// at its first such line (see [`Expanded::warn`]).
 pub fn warn_notices(notices: &[(usize, Notice)], read: impl Fn(usize) -> bool) {
-    let mut said: Vec<&Notice> = Vec::new();
-    for (line, notice) in notices.iter().filter(|(l, _)| read(*l)) {
-        if said.contains(&notice) {
-            continue;
-        }
-        said.push(notice);
+    for (line, notice) in to_say(notices, read) {
         match notice {
             // As the Collector, which reads it as nothing too and warns.
             Notice::Unset(variable) => tracing::warn!(
@@ -554,6 +552,18 @@ pub fn warn_notices(notices: &[(usize, Notice)], read: impl Fn(usize) -> bool) {
             ),
         }
     }
+}
+
+/// The notices [`warn_notices`] logs: those on lines `read` says are read, each once, at
+/// its first such line.
+fn to_say(notices: &[(usize, Notice)], read: impl Fn(usize) -> bool) -> Vec<&(usize, Notice)> {
+    let mut said: Vec<&(usize, Notice)> = Vec::new();
+    for n in notices.iter().filter(|(l, _)| read(*l)) {
+        if !said.iter().any(|s| s.1 == n.1) {
+            said.push(n);
+        }
+    }
+    said
 }
 
 /// Expands `text`: the text, the lines that failed (with why), and what is worth a
@@ -2141,6 +2151,15 @@ mod tests {
             bare_ones,
             [(1, bare("PLAIN")), (3, bare("PLAIN")), (3, bare("OTHER_1"))]
         );
+        // Said once each, at the first line read: all lines, then line 1 left out.
+        let said = |read: &dyn Fn(usize) -> bool| -> Vec<(usize, Notice)> {
+            to_say(&bare_ones, read).into_iter().cloned().collect()
+        };
+        assert_eq!(said(&|_| true), [(1, bare("PLAIN")), (3, bare("OTHER_1"))]);
+        assert_eq!(
+            said(&|l| l != 1),
+            [(3, bare("PLAIN")), (3, bare("OTHER_1"))]
+        );
         assert_eq!(expand("a: 1\nb: ${env:1X}\n", &src).unwrap_err().0, 2);
         assert_eq!(expand("a: 1\n${env:1X}: 2\n", &src).unwrap_err().0, 2);
         assert!(expand("a: ${http:x}\n", &src)
@@ -2198,9 +2217,11 @@ mod tests {
         assert!(later_documents("a: 1\n----\n").is_empty());
         let text = "a: 1\n--- # two\nb: 2\n---\n---\nc: 3\n";
         let found = later_documents(text);
-        assert_eq!(found.iter().map(|(l, _)| *l).collect::<Vec<_>>(), [2, 4]);
+        assert_eq!(found.iter().map(|(l, _)| *l).collect::<Vec<_>>(), [2, 4, 5]);
         assert!(text[found[0].1..].starts_with("--- # two"));
         assert_eq!(later_documents("--- {a: 1}\n--- {b: 2}\n").len(), 1);
+        // An empty first document: the second starts at the second marker.
+        assert_eq!(later_documents("---\n---\nc: 3\n"), [(2, 4)]);
         let err =
             parse_plain_yaml::<serde_yaml_ng::Value>(Path::new("g.yaml"), "a: 1\n---\nb: 2\n")
                 .unwrap_err();

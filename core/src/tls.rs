@@ -442,6 +442,10 @@ impl TlsServer {
 
 // === client ===
 
+/// The warning for a block [`ClientTlsConfig::unused_client_certificate`] finds, `{key}`
+/// standing for the block's place (`export.otlp/tempo`, `forward`, `peers`).
+pub const UNUSED_CLIENT_CERTIFICATE: &str = "{key}.tls: a client certificate with insecure: true and no CA: as in the Collector, the connection is plaintext and the certificate is not used; remove insecure: true (or write https://) if the other side speaks TLS";
+
 /// `tls:` of a client (exporters, the router's forwarder, gateway peers), as the
 /// Collector's `configtls.ClientConfig`.
 #[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]

@@ -6,7 +6,7 @@
 //!   grpc: 127.0.0.1:4317
 //!   http: 127.0.0.1:4318
 //! buffer:
-//!   shards: 0                 # 0 = one per core
+//!   shards: 0                 # 0 = one per worker thread
 //!   decision_cache_size: 200000
 //!   enqueue_timeout: 2s       # how long a request waits for buffer room before 429
 //!   max_buffered_bytes: 1073741824    # hard limit: refuse new data above it
@@ -90,7 +90,8 @@ pub struct GatewayConfig {
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct BufferConfig {
-    /// Shard tasks; 0 means one per core. Default 0.
+    /// Shard tasks; 0 means one per worker thread (`TOKIO_WORKER_THREADS`, else one per
+    /// core). Default 0.
     #[serde(default)]
     pub shards: usize,
     /// Decided trace ids remembered for late spans, per gateway. Default 200000.
@@ -198,6 +199,15 @@ impl GatewayConfig {
         }
         warnings.extend(self.export.warnings());
         warnings.extend(self.extensions.warnings());
+        // Peers are dialled by `ip:port`: no scheme, so such a block is plaintext.
+        if self
+            .peers
+            .tls
+            .as_ref()
+            .is_some_and(|t| t.unused_client_certificate())
+        {
+            warnings.push(tailgate_core::tls::UNUSED_CLIENT_CERTIFICATE.replace("{key}", "peers"));
+        }
         warnings
     }
 
@@ -664,6 +674,7 @@ mod tests {
         queue("{enabled: true, wait_for_result: false, sizer: bytes, queue_size: 5000000, block_on_overflow: true, storage: file_storage, num_consumers: 4, batch: {flush_timeout: 1s, sizer: items, min_size: 100, max_size: 1000, partition: {metadata_keys: [tenant]}}}")
             .unwrap();
         queue("{batch: }").unwrap();
+        queue("{batch: {enabled: false}}").unwrap();
         for (typo, key) in [
             ("{enabeld: true}", "enabeld"),
             ("{queue_sise: 10}", "queue_sise"),

@@ -212,6 +212,15 @@ fn files_of_several_documents_are_read_as_the_collector_reads_them() {
             && err.to_string().contains("document 2"),
         "{err:?}"
     );
+    // A first document that does not parse is reported as such, not passed over.
+    let broken = parse(&format!("processors: [\n---\n{tier2}")).unwrap_err();
+    assert!(!broken.to_string().contains("document 2"), "{broken}");
+    // An empty first document, as the Collector reads it: no tail_sampling there.
+    let empty_first = parse(&format!("---\n---\n{tier2}")).unwrap_err();
+    assert!(
+        matches!(&empty_first, ConfigError::InvalidAt { line: 2, .. }),
+        "{empty_first:?}"
+    );
     let file = parse(&format!("---\n{tier2}")).unwrap();
     assert!(
         !file.ignored_options.iter().any(|w| w.contains("documents")),
@@ -234,8 +243,8 @@ fn pipeline_slips_and_span_metrics_are_named() {
     let file = PolicyFile::parse_processor(Path::new("c.yaml"), text, None).unwrap();
     let warnings = &file.ignored_options;
     let has = |w: &str| warnings.iter().any(|x| x.starts_with(w));
-    assert!(has("pipeline traces lists processor filter, which processors: does not define; the Collector refuses such a file"), "{warnings:?}");
-    assert!(has("pipeline metrics lists tail_sampling, which processes traces only; the Collector refuses such a file"), "{warnings:?}");
+    assert!(has("pipeline traces lists processor filter, which processors: does not define here; the Collector refuses such a config"), "{warnings:?}");
+    assert!(has("pipeline metrics lists tail_sampling, which processes traces only; the Collector refuses such a config"), "{warnings:?}");
     assert!(has("pipeline traces runs signozspanmetrics/delta before tail_sampling; Tailgate does not run them, so the metrics they compute from every span are not computed"), "{warnings:?}");
     assert!(
         !warnings

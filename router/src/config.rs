@@ -249,6 +249,15 @@ impl RouterConfig {
                 self.forward.max_in_flight
             ));
         }
+        // Gateways are dialled by `ip:port`: no scheme, so such a block is plaintext.
+        if self
+            .forward
+            .tls
+            .as_ref()
+            .is_some_and(|t| t.unused_client_certificate())
+        {
+            out.push(tailgate_core::tls::UNUSED_CLIENT_CERTIFICATE.replace("{key}", "forward"));
+        }
         out
     }
 
@@ -471,6 +480,27 @@ mod tests {
                 && warnings[0].contains("receive.max_concurrent_streams"),
             "{warnings:?}"
         );
+    }
+
+    /// Scenario: `forward.tls` with `insecure: true` and a client certificate but no CA
+    /// (plaintext, as configtls makes it), and with a CA.
+    /// Guarantees: the first is warned of, naming `forward.tls`; the second is not.
+    #[test]
+    fn an_unused_client_certificate_is_warned_of() {
+        let members = "members:\n  static: [g:4317]\n";
+        let tls = |extra: &str| {
+            // Read without validating: the files do not exist here.
+            parse_yaml::<RouterConfig>(Path::new("router.yaml"), &format!("{members}forward: {{tls: {{insecure: true, cert_file: c.crt, key_file: c.key{extra}}}}}\n"))
+                .unwrap()
+                .warnings()
+        };
+        let unused = tls("");
+        assert!(
+            unused.iter().any(|w| w
+                .starts_with("forward.tls: a client certificate with insecure: true and no CA")),
+            "{unused:?}"
+        );
+        assert!(tls(", ca_file: ca.crt").is_empty());
     }
 
     /// Scenario: a loadbalancing exporter's habits: static members written as hostnames

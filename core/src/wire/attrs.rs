@@ -105,6 +105,26 @@ fn key_values(
     }
 }
 
+/// The number an encoded `AnyValue` holds (an `int_value` or a `double_value`), read as
+/// the attribute reader reads it (the last value field wins; fields `AnyValue` does not have are
+/// skipped); `None` for a string, a bool, an array, a map or bytes.
+pub fn any_value_number(v: &[u8]) -> Option<f64> {
+    let mut pos = 0;
+    let mut out = None;
+    while let Some((field, wt, start, end)) = next_field_slice(v, &mut pos) {
+        out = match (field, wt) {
+            (3, 0) => Some(read_varint(v, start).0 as i64 as f64),
+            (4, 1) => v
+                .get(start..end)
+                .and_then(|b| <[u8; 8]>::try_from(b).ok())
+                .map(f64::from_le_bytes),
+            (1..=7, _) => None,
+            _ => continue,
+        };
+    }
+    out
+}
+
 fn any_value(v: &Bytes) -> AttrValue {
     let mut pos = 0;
     let mut out = AttrValue::Other;

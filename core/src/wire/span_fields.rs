@@ -412,6 +412,9 @@ pub struct AdjustedCountWriter<'a> {
     how: &'a AdjustedCount<'a>,
     /// For the last prior probability seen: its bits and the marks for it.
     cached: Option<(u64, std::rc::Rc<SamplingMarks>)>,
+    /// For the last earlier count and probability multiplied (their bits): the attribute's
+    /// bytes, so that the spans of a head-sampled trace, which share both, build it once.
+    counted: Option<(u64, u64, Vec<u8>)>,
 }
 
 impl<'a> AdjustedCountWriter<'a> {
@@ -421,6 +424,7 @@ impl<'a> AdjustedCountWriter<'a> {
             p,
             how,
             cached: None,
+            counted: None,
         }
     }
 
@@ -556,8 +560,14 @@ impl<'a> AdjustedCountWriter<'a> {
             }
             match (self.how.attribute, prior_count.filter(|_| head.is_none())) {
                 (Some(k), Some(c)) => {
-                    let p = f64::from_bits(marks.p_bits);
-                    out.extend_from_slice(&adjusted_count_field(k, c / p));
+                    let key = (c.to_bits(), marks.p_bits);
+                    if self.counted.as_ref().map(|(c, p, _)| (*c, *p)) != Some(key) {
+                        let p = f64::from_bits(marks.p_bits);
+                        self.counted = Some((key.0, key.1, adjusted_count_field(k, c / p)));
+                    }
+                    if let Some((_, _, attr)) = &self.counted {
+                        out.extend_from_slice(attr);
+                    }
                 }
                 _ => out.extend_from_slice(&marks.attr),
             }
@@ -569,26 +579,13 @@ impl<'a> AdjustedCountWriter<'a> {
 /// (a count below 1 is no sampler's); `None` for anything else.
 fn key_value_count(kv: &[u8]) -> Option<f64> {
     let mut pos = 0;
+    let mut count = None;
     while let Some((field, wt, start, end)) = super::attrs::next_field_slice(kv, &mut pos) {
-        if (field, wt) != (2, 2) {
-            continue;
+        if (field, wt) == (2, 2) {
+            count = super::attrs::any_value_number(&kv[start..end]);
         }
-        let any = &kv[start..end];
-        let mut at = 0;
-        let mut count = None;
-        while let Some((f, wt, s, e)) = super::attrs::next_field_slice(any, &mut at) {
-            count = match (f, wt) {
-                (3, 0) => Some(super::attrs::read_varint(any, s).0 as i64 as f64),
-                (4, 1) => any
-                    .get(s..e)
-                    .and_then(|b| <[u8; 8]>::try_from(b).ok())
-                    .map(f64::from_le_bytes),
-                _ => None,
-            };
-        }
-        return count.filter(|c| c.is_finite() && *c >= 1.0);
     }
-    None
+    count.filter(|c| c.is_finite() && *c >= 1.0)
 }
 
 /// Appends `msg` (a message whose field `field` is its repeated `KeyValue` attributes: 3 in

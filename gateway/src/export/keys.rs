@@ -49,11 +49,13 @@ pub(crate) fn sending_queue<'de, D: serde::Deserializer<'de>>(
         #[serde(default)]
         batch: Option<Option<Batch>>,
     }
-    /// `sending_queue.batch`.
+    /// `sending_queue.batch` (a `configoptional.Optional` too: `enabled` is taken).
     #[derive(Deserialize)]
     #[serde(deny_unknown_fields)]
     #[allow(dead_code)] // read for its keys only
     struct Batch {
+        #[serde(default)]
+        enabled: Option<IgnoredAny>,
         #[serde(default)]
         flush_timeout: Option<IgnoredAny>,
         #[serde(default)]

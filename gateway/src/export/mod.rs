@@ -203,11 +203,8 @@ impl ExportConfig {
                 ExporterConfig::Debug(_) => (false, None),
             };
             if !uses_tls && tls.is_some_and(|t| t.unused_client_certificate()) {
-                warnings.push(format!(
-                    "export.{key}.tls: a client certificate with insecure: true and no CA: as \
-                     in the Collector, the connection is plaintext and the certificate is not \
-                     used; remove insecure: true (or write https://) if the backend speaks TLS"
-                ));
+                let key = format!("export.{key}");
+                warnings.push(tailgate_core::tls::UNUSED_CLIENT_CERTIFICATE.replace("{key}", &key));
             }
             // Only where the connection is TLS: with `insecure: true` it is plaintext.
             if uses_tls && tls.is_some_and(|t| t.insecure_skip_verify) {

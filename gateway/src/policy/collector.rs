@@ -87,14 +87,21 @@ fn wrapped_config_hint(top: &serde_yaml_ng::Value) -> Option<String> {
 /// Whether a document holds `tail_sampling` settings: a policy file's body, the block, a
 /// Collector config with such a processor, or one wrapped in a manifest or chart values
 /// ([`wrapped_config_hint`]; a file of Kubernetes manifests, say) that mentions it.
-fn holds_tail_sampling(doc: &str) -> bool {
-    let Ok(top) = serde_yaml_ng::from_str::<serde_yaml_ng::Value>(doc) else {
-        return false;
-    };
-    top.get("policies").is_some()
-        || top.get("tail_sampling").is_some()
-        || defines_tail_sampling(&top)
-        || (wrapped_config_hint(&top).is_some() && doc.contains("tail_sampling"))
+/// `None` when the document is no YAML.
+fn holds_tail_sampling(doc: &str) -> Option<bool> {
+    let top = serde_yaml_ng::from_str::<serde_yaml_ng::Value>(doc).ok()?;
+    Some(
+        top.get("policies").is_some()
+            || top.get("tail_sampling").is_some()
+            || defines_tail_sampling(&top)
+            || (wrapped_config_hint(&top).is_some() && doc.contains("tail_sampling")),
+    )
+}
+
+/// A component's or pipeline's type: `tail_sampling` of `tail_sampling/keep`, `traces` of
+/// `traces/in`.
+fn kind_of(id: &str) -> &str {
+    id.split('/').next().unwrap_or(id)
 }
 
 /// Whether a Collector config's `processors:` defines a `tail_sampling` processor.
@@ -105,7 +112,7 @@ fn defines_tail_sampling(config: &serde_yaml_ng::Value) -> bool {
         .is_some_and(|m| {
             m.keys()
                 .filter_map(|k| k.as_str())
-                .any(|k| k == "tail_sampling" || k.starts_with("tail_sampling/"))
+                .any(|k| kind_of(k) == "tail_sampling")
         })
 }
 
@@ -122,7 +129,9 @@ pub(crate) fn first_document(
         return Ok((text, None));
     };
     let count = starts.len() + 1;
-    if !holds_tail_sampling(&text[..second_at]) {
+    // A first document that does not parse is read (its error names its line), not passed
+    // over for a later one.
+    if holds_tail_sampling(&text[..second_at]) == Some(false) {
         let ends = starts
             .iter()
             .skip(1)
@@ -131,7 +140,7 @@ pub(crate) fn first_document(
         let found = starts
             .iter()
             .zip(ends)
-            .position(|((_, at), end)| holds_tail_sampling(&text[*at..end]));
+            .position(|((_, at), end)| holds_tail_sampling(&text[*at..end]) == Some(true));
         if let Some(k) = found {
             return Err(ConfigError::InvalidAt {
                 path: path.to_owned(),
@@ -288,7 +297,7 @@ fn unapplied_neighbours(
             procs
                 .iter()
                 .filter(|p| {
-                    let kind = p.split('/').next().unwrap_or(p);
+                    let kind = kind_of(p);
                     kind != "tail_sampling"
                         && !NEUTRAL_PROCESSORS.contains(&kind)
                         && processors.get(**p).is_some()
@@ -326,7 +335,7 @@ fn unapplied_neighbours(
 /// (`spanmetrics`, vendors' variants such as SigNoz's `signozspanmetrics/delta`, and
 /// `servicegraph`).
 fn computes_metrics(processor: &str) -> bool {
-    let kind = processor.split('/').next().unwrap_or(processor);
+    let kind = kind_of(processor);
     kind.ends_with("spanmetrics") || kind == "servicegraph"
 }
 
@@ -345,17 +354,17 @@ fn pipeline_errors(
     let mut warnings = Vec::new();
     for (name, pipeline) in pipelines {
         let Some(name) = name.as_str() else { continue };
-        let signal = name.split('/').next().unwrap_or(name);
+        let signal = kind_of(name);
         let listed = pipeline.get("processors").and_then(|l| l.as_sequence());
         for processor in listed.into_iter().flatten().filter_map(|p| p.as_str()) {
-            let kind = processor.split('/').next().unwrap_or(processor);
+            let kind = kind_of(processor);
             if processors.get(processor).is_none() {
                 warnings.push(format!(
-                    "pipeline {name} lists processor {processor}, which processors: does not define; the Collector refuses such a file"
+                    "pipeline {name} lists processor {processor}, which processors: does not define here; the Collector refuses such a config (unless another of its --config files defines it)"
                 ));
             } else if kind == "tail_sampling" && signal != "traces" {
                 warnings.push(format!(
-                    "pipeline {name} lists {processor}, which processes traces only; the Collector refuses such a file"
+                    "pipeline {name} lists {processor}, which processes traces only; the Collector refuses such a config"
                 ));
             }
         }
@@ -388,7 +397,7 @@ fn candidates(
         .map(|m| {
             m.keys()
                 .filter_map(|k| k.as_str())
-                .filter(|k| *k == "tail_sampling" || k.starts_with("tail_sampling/"))
+                .filter(|k| kind_of(k) == "tail_sampling")
                 .map(str::to_owned)
                 .collect()
         })

@@ -630,8 +630,8 @@ enum Holder {
 /// plain kinds: `and`, `drop` and `composite` do not nest there, nor `not` in `not`.
 /// Tailgate also takes a `not` in `and` and `drop`, which the Collector refuses
 /// (docs/policies.md, Departures: a superset, so its files still load), and its own
-/// `adaptive_rate` in `and`, where it sees only the traces the other sub-policies before it
-/// keep (Refinery's rule whose matches go to a dynamic sampler).
+/// `adaptive_rate` last in an `and`, where it sees only the traces the sub-policies before
+/// it keep (Refinery's rule whose matches go to a dynamic sampler).
 fn sub_policies(
     policy: &str,
     key: &'static str,
@@ -644,6 +644,7 @@ fn sub_policies(
             key,
         });
     }
+    let last = raws.len() - 1;
     let mut out = Vec::with_capacity(raws.len());
     for (index, mut raw) in raws.into_iter().enumerate() {
         name_by_place(&mut raw, key, index);
@@ -655,7 +656,9 @@ fn sub_policies(
         })?;
         let nests = match sub.kind {
             PolicyKind::Not(_) => holder == Holder::Not,
-            PolicyKind::AdaptiveRate(_) => holder != Holder::And,
+            // Last only: listed first it would count, and spend its budget on, traces the
+            // conditions after it refuse; so at most one (two would hash alike).
+            PolicyKind::AdaptiveRate(_) => holder != Holder::And || index != last,
             PolicyKind::And(_) | PolicyKind::Drop(_) | PolicyKind::Composite(_) => true,
             _ => false,
         };
@@ -666,7 +669,7 @@ fn sub_policies(
                 index,
                 kind: sub.kind.name(),
                 rule: match holder {
-                    Holder::And => "sub-policies must be plain kinds, `not` or `adaptive_rate`",
+                    Holder::And => "sub-policies must be plain kinds or `not`, and an `adaptive_rate` only last",
                     Holder::Drop => "sub-policies must be plain kinds or `not`",
                     Holder::Not => "sub-policies must be plain kinds",
                 },
@@ -988,6 +991,9 @@ impl PolicyFile {
             collector::first_document(path, expanded).map_err(read_whole)?;
         // Lines past the first document are not read.
         let read_lines = 1..expanded.lines().count() + 1;
+        // The notices' lines are the file's: the processor's block is found in the text
+        // as written, not as merge keys rewrite it.
+        let unmerged = expanded.clone();
         let expanded = tailgate_core::config::merge_keys(path, expanded)
             .map_err(first_failure)
             .map_err(read_whole)?;
@@ -1004,7 +1010,9 @@ impl PolicyFile {
             }
         };
         let used = match &shape {
-            collector::Shape::Whole { processor, .. } => collector::block_lines(text, processor),
+            collector::Shape::Whole { processor, .. } => {
+                collector::block_lines(&unmerged, processor)
+            }
             _ => read_lines,
         };
         warn(&|line| used.contains(&line));

@@ -793,17 +793,52 @@ fn not_nests_in_and_and_drop_only() {
 /// Scenario: Refinery's rule that hands its matches to a dynamic sampler, written as an
 /// `and` of a condition and `adaptive_rate` (a Refinery user's trial: refused as "cannot be
 /// nested here"); `adaptive_rate` in `drop` and `not`.
-/// Guarantees: the `and` loads, keeps no trace its condition does not match, and keeps a
-/// matching one while the adaptive budget allows (its first interval, at a high target);
-/// in `drop` and `not` it is still refused naming the rule.
+/// Guarantees: the `and` loads, and its `adaptive_rate` sees only the traces the condition
+/// keeps: at a target of one trace in its first interval, five other routes first leave
+/// the budget to the matching trace; listed first, or in `drop` and `not`, it is refused
+/// naming the rule.
 #[test]
 fn adaptive_rate_may_follow_conditions_in_an_and() {
-    let yaml = "policies:\n  - name: api\n    type: and\n    and:\n      and_sub_policy:\n        - {name: route, type: string_attribute, string_attribute: {key: http.route, values: [/api]}}\n        - {name: dynamic, type: adaptive_rate, adaptive_rate: {target_traces_per_second: 1000, keys: [root.http.route]}}\n";
-    let b = |s: &'static str| {
-        tailgate_core::wire::attrs::AttrValue::Str(bytes::Bytes::from_static(s.as_bytes()))
+    use crate::buffer::trace::{TraceAttr, TraceSummary, TraceView};
+    let yaml = "policies:\n  - name: api\n    type: and\n    and:\n      and_sub_policy:\n        - {name: route, type: string_attribute, string_attribute: {key: http.route, values: [/api]}}\n        - {name: dynamic, type: adaptive_rate, adaptive_rate: {target_traces_per_second: 1, keys: [root.http.route]}}\n";
+    let plan = PolicyPlan::compile(&parse(yaml).unwrap());
+    let now = tokio::time::Instant::now();
+    let decide = |id: u8, route: &'static str| {
+        let mut s = TraceSummary::default();
+        s.add_span(0, MS, 0, true);
+        s.add_attrs(&[TraceAttr {
+            key: 0,
+            value: tailgate_core::wire::attrs::AttrValue::Str(bytes::Bytes::from_static(
+                route.as_bytes(),
+            )),
+            from_resource: false,
+            from_root: true,
+        }]);
+        plan.decide(&TraceView {
+            trace_id: &[id; 16],
+            summary: &s,
+            spans: crate::buffer::Spans::EMPTY,
+            now,
+        })
+        .sampled
     };
-    assert!(decide_attrs(yaml, &[("http.route", b("/api"), false)]));
-    assert!(!decide_attrs(yaml, &[("http.route", b("/web"), false)]));
+    for id in 1..=5 {
+        assert!(!decide(id, "/web"));
+    }
+    assert!(
+        decide(6, "/api"),
+        "the other routes spent nothing of the budget"
+    );
+    assert!(!decide(7, "/api"), "the budget of one trace is spent");
+    let first = "{name: a, type: and, and: {and_sub_policy: [{name: d, type: adaptive_rate, adaptive_rate: {target_traces_per_second: 1}}, {name: s, type: always_sample}]}}";
+    assert!(matches!(
+        entry(first),
+        Err(PolicyError::Nested {
+            kind: "adaptive_rate",
+            index: 0,
+            ..
+        })
+    ));
     for holder in [
         "{name: d, type: drop, drop: {drop_sub_policy: [{name: a, type: adaptive_rate, adaptive_rate: {target_traces_per_second: 1}}]}}",
         "{name: n, type: not, not: {not_sub_policy: {name: a, type: adaptive_rate, adaptive_rate: {target_traces_per_second: 1}}}}",
