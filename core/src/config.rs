@@ -1293,14 +1293,13 @@ fn plain_integers_in_line(line: &str, start: Context, out: &mut String) {
     out.push_str(&line[last..]);
 }
 
-/// `100_000` → `100000`: digits (after an optional sign) with single `_` between them.
+/// `100_000` → `100000`: digits (after an optional sign) and `_`, starting with a digit;
+/// Go's YAML drops every `_` of such a scalar (`1__000` and `1_` are 1000 and 1 there too).
 fn separated_integer(token: &str) -> Option<String> {
     let digits = token.strip_prefix(['-', '+']).unwrap_or(token);
     let well_formed = token.contains('_')
         && digits.bytes().all(|c| c.is_ascii_digit() || c == b'_')
-        && !digits.starts_with('_')
-        && !digits.ends_with('_')
-        && !digits.contains("__");
+        && digits.starts_with(|c: char| c.is_ascii_digit());
     well_formed.then(|| token.replace('_', ""))
 }
 
@@ -1536,6 +1535,10 @@ impl<'de, T, E: std::fmt::Display> serde::de::Visitor<'de> for OptionStrWith<T, 
 /// digits included: serde's YAML gives a plain one as a number already, so text of
 /// decimal digits was quoted, which the Collector refuses for a number too.
 pub fn go_integer_text(text: &str) -> Option<i128> {
+    // yaml.v3 reads a scalar as a number only when it starts like one.
+    if !text.starts_with(|c: char| c.is_ascii_digit() || c == '-' || c == '+') {
+        return None;
+    }
     let plain = text.replace('_', "");
     let (negative, digits) = match plain.strip_prefix('-') {
         Some(d) => (true, d),
@@ -2471,11 +2474,14 @@ mod tests {
     /// Guarantees: plain integers in values; strings, keys and quoted text unchanged.
     #[test]
     fn digit_separators_are_read_as_integers() {
-        let text = "a: 100_000\nb: [1_000, -2_5]\nc: \"1_000\"\nd: v1_2\n- 3_000 # n\nname: x_1\ne: 1__0\n";
+        // `1__0` and `1_` as yaml.v3 reads them (every `_` dropped); `_1` is text there.
+        let text = "a: 100_000\nb: [1_000, -2_5]\nc: \"1_000\"\nd: v1_2\n- 3_000 # n\nname: x_1\ne: 1__0\nf: 1_\ng: _1\n";
         assert_eq!(
             plain_integers(text),
-            "a: 100000\nb: [1000, -25]\nc: \"1_000\"\nd: v1_2\n- 3000 # n\nname: x_1\ne: 1__0\n"
+            "a: 100000\nb: [1000, -25]\nc: \"1_000\"\nd: v1_2\n- 3000 # n\nname: x_1\ne: 10\nf: 1\ng: _1\n"
         );
+        assert_eq!(go_integer_text("_010"), None);
+        assert_eq!(go_integer_text("0_10"), Some(8));
         let v: serde_yaml_ng::Value =
             parse_plain_yaml(Path::new("x"), &plain_integers("n: 100_000")).unwrap();
         assert_eq!(v["n"].as_u64(), Some(100_000));
