@@ -628,7 +628,8 @@ enum Holder {
 
 /// Validates the sub-policies of `and`, `drop` or `not`. As in the Collector they are
 /// plain kinds: `and`, `drop` and `composite` do not nest there, nor `not` in `not`.
-/// Tailgate also takes a `not` in `and` and `drop`, which the Collector refuses
+/// Tailgate also takes a `not` in `and` and `drop`, and an `and` in `not`, which the
+/// Collector refuses
 /// (docs/policies.md, Departures: a superset, so its files still load), and its own
 /// `adaptive_rate` last in an `and`, where it sees only the traces the sub-policies before
 /// it keep (Refinery's rule whose matches go to a dynamic sampler).
@@ -659,6 +660,12 @@ fn sub_policies(
             // Last only: listed first it would count, and spend its budget on, traces the
             // conditions after it refuse; so at most one (two would hash alike).
             PolicyKind::AdaptiveRate(_) => holder != Holder::And || index != last,
+            // A `not` of an `and` (Tailgate only): "not all of these", what Refinery's
+            // first-match order needs of a rule of several conditions. Bounded: that
+            // `and` holds plain kinds and `not`s of plain kinds, and no `adaptive_rate`.
+            PolicyKind::And(ref subs) if holder == Holder::Not => subs
+                .iter()
+                .any(|s| matches!(s.kind, PolicyKind::AdaptiveRate(_))),
             PolicyKind::And(_) | PolicyKind::Drop(_) | PolicyKind::Composite(_) => true,
             _ => false,
         };
@@ -671,7 +678,7 @@ fn sub_policies(
                 rule: match holder {
                     Holder::And => "sub-policies must be plain kinds or `not`, and an `adaptive_rate` only last",
                     Holder::Drop => "sub-policies must be plain kinds or `not`",
-                    Holder::Not => "sub-policies must be plain kinds",
+                    Holder::Not => "the sub-policy must be a plain kind or an `and` without `adaptive_rate`",
                 },
             });
         }

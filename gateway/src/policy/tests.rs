@@ -790,6 +790,29 @@ fn not_nests_in_and_and_drop_only() {
     ));
 }
 
+/// Scenario: a `not` of an `and` ("not all of these": a Refinery rule of two trace-scope
+/// conditions excluded from a later rule; a trial found it refused), and one whose `and`
+/// holds an `adaptive_rate`.
+/// Guarantees: the first keeps a trace unless both conditions hold; the second is refused
+/// naming the rule.
+#[test]
+fn not_of_an_and_is_not_all_of_them() {
+    use tailgate_core::wire::attrs::AttrValue::Str;
+    let b = |s: &'static str| Str(bytes::Bytes::from_static(s.as_bytes()));
+    let yaml = "policies:\n  - name: rest\n    type: not\n    not:\n      not_sub_policy:\n        name: both\n        type: and\n        and: {and_sub_policy: [{name: r, type: string_attribute, string_attribute: {key: route, values: [/api]}}, {name: t, type: string_attribute, string_attribute: {key: tier, values: [gold]}}]}\n";
+    assert!(!decide_attrs(
+        yaml,
+        &[("route", b("/api"), false), ("tier", b("gold"), false)]
+    ));
+    assert!(decide_attrs(yaml, &[("route", b("/api"), false)]));
+    assert!(decide_attrs(yaml, &[("tier", b("gold"), false)]));
+    let adaptive = "{name: n, type: not, not: {not_sub_policy: {name: a, type: and, and: {and_sub_policy: [{name: s, type: always_sample}, {name: d, type: adaptive_rate, adaptive_rate: {target_traces_per_second: 1}}]}}}}";
+    assert!(matches!(
+        entry(adaptive),
+        Err(PolicyError::Nested { kind: "and", .. })
+    ));
+}
+
 /// Scenario: Refinery's rule that hands its matches to a dynamic sampler, written as an
 /// `and` of a condition and `adaptive_rate` (a Refinery user's trial: refused as "cannot be
 /// nested here"); `adaptive_rate` in `drop` and `not`.
