@@ -651,7 +651,14 @@ fn call<'a>(
             } else {
                 convert::camel_case(&s)
             })),
-            other => return Err(expects(func, "a string", &other)),
+            // As pkg/ottl's StringGetter, the message names no converter (`ConvertCase` is
+            // read as these two, so naming one misnamed it).
+            other => {
+                return Err(OttlError::Eval(format!(
+                    "expected a string, found {}",
+                    kind(&other)
+                )))
+            }
         },
         Func::IsInCidr => is_in_cidr(args, arg(0)?, input)?,
         Func::Substring => {

@@ -686,6 +686,17 @@ fn evaluation_errors_are_errors() {
             "{c} should fail"
         );
     }
+    // ConvertCase is read as ToSnakeCase and the others: its errors name none of them.
+    for c in [
+        r#"ConvertCase(1, "snake") == "x""#,
+        r#"ConvertCase(1, "upper") == "x""#,
+    ] {
+        assert!(
+            matches!(holds(Context::Span, c), Err(OttlError::Eval(m)) if m == "expected a string, found an int"),
+            "{c}: {:?}",
+            holds(Context::Span, c)
+        );
+    }
 }
 
 /// Scenario: conditions that cannot be used. Guarantees: refused at load, with the column
