@@ -442,9 +442,14 @@ impl TlsServer {
 
 // === client ===
 
-/// The warning for a block [`ClientTlsConfig::unused_client_certificate`] finds, `{key}`
-/// standing for the block's place (`export.otlp/tempo`, `forward`, `peers`).
-pub const UNUSED_CLIENT_CERTIFICATE: &str = "{key}.tls: a client certificate with insecure: true and no CA: as in the Collector, the connection is plaintext and the certificate is not used; remove insecure: true (or write https://) if the other side speaks TLS";
+/// The warning for a `tls:` block at `place` (`export.otlp/tempo`, `forward`, `peers`)
+/// whose client certificate goes unused ([`ClientTlsConfig::unused_client_certificate`]),
+/// if it has one.
+pub fn unused_certificate_warning(tls: Option<&ClientTlsConfig>, place: &str) -> Option<String> {
+    tls.filter(|t| t.unused_client_certificate()).map(|_| {
+        format!("{place}.tls: a client certificate with insecure: true and no CA: as in the Collector, the connection is plaintext and the certificate is not used; remove insecure: true (or write https://) if the other side speaks TLS")
+    })
+}
 
 /// `tls:` of a client (exporters, the router's forwarder, gateway peers), as the
 /// Collector's `configtls.ClientConfig`.

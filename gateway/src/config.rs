@@ -200,14 +200,10 @@ impl GatewayConfig {
         warnings.extend(self.export.warnings());
         warnings.extend(self.extensions.warnings());
         // Peers are dialled by `ip:port`: no scheme, so such a block is plaintext.
-        if self
-            .peers
-            .tls
-            .as_ref()
-            .is_some_and(|t| t.unused_client_certificate())
-        {
-            warnings.push(tailgate_core::tls::UNUSED_CLIENT_CERTIFICATE.replace("{key}", "peers"));
-        }
+        warnings.extend(tailgate_core::tls::unused_certificate_warning(
+            self.peers.tls.as_ref(),
+            "peers",
+        ));
         warnings
     }
 

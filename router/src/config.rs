@@ -250,14 +250,10 @@ impl RouterConfig {
             ));
         }
         // Gateways are dialled by `ip:port`: no scheme, so such a block is plaintext.
-        if self
-            .forward
-            .tls
-            .as_ref()
-            .is_some_and(|t| t.unused_client_certificate())
-        {
-            out.push(tailgate_core::tls::UNUSED_CLIENT_CERTIFICATE.replace("{key}", "forward"));
-        }
+        out.extend(tailgate_core::tls::unused_certificate_warning(
+            self.forward.tls.as_ref(),
+            "forward",
+        ));
         out
     }
 

@@ -202,9 +202,12 @@ impl ExportConfig {
                 ExporterConfig::OtlpHttp(c) => (c.uses_tls(), c.tls.as_ref()),
                 ExporterConfig::Debug(_) => (false, None),
             };
-            if !uses_tls && tls.is_some_and(|t| t.unused_client_certificate()) {
-                let key = format!("export.{key}");
-                warnings.push(tailgate_core::tls::UNUSED_CLIENT_CERTIFICATE.replace("{key}", &key));
+            // With `https://` the connection is TLS and the certificate used.
+            if !uses_tls {
+                warnings.extend(tailgate_core::tls::unused_certificate_warning(
+                    tls,
+                    &format!("export.{key}"),
+                ));
             }
             // Only where the connection is TLS: with `insecure: true` it is plaintext.
             if uses_tls && tls.is_some_and(|t| t.insecure_skip_verify) {
