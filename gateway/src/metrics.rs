@@ -24,10 +24,12 @@ use crate::reload::ReloadStats;
 /// of 1 to 1,000 spans (docs/benchmarks.md, "Spans without header indices").
 pub const SPAN_OVERHEAD_BYTES: u64 = 24;
 
-/// Memory a buffered trace costs whatever its size: its slab slot (128 bytes: its id,
-/// summary and two inline span handles), its 8-byte index bucket, its 24-byte deadline
-/// entry, and the allocations' slack. Without it the limits under-count small traces: a
-/// flood of 1-span traces costs 1.45 times its encoded bytes.
+/// Memory a buffered trace costs whatever its size: its slab slot (120 bytes: its id,
+/// summary and two inline span handles), its 8-byte index bucket, its place in the
+/// deadline queue (16 bytes, 32 for a trace alone in its batch: charged at the most, as
+/// a sender of one trace per request could make every trace cost), and the allocations'
+/// slack (docs/benchmarks.md, "Session 48"). Without it the limits under-count small
+/// traces: a flood of 1-span traces costs 1.44 times its encoded bytes.
 pub const TRACE_OVERHEAD_BYTES: u64 = 168;
 
 /// What `bytes` of spans (encoded, with their requests' share), `spans` spans and

@@ -10,19 +10,27 @@ use tokio::time::{Duration, Instant};
 
 /// Deadlines in first-seen order.
 ///
-/// A due time is kept as nanoseconds since the queue was made: 24 bytes per buffered trace
-/// with its id, where an `Instant` would make it 32.
+/// Ids are kept apart from their due times, and each due time once per run of ids that
+/// share it: a shard starts every new trace of a batch at the batch's arrival, so a
+/// request's new traces share one due time. A due time is kept as nanoseconds since the
+/// queue was made. 16 bytes per buffered trace (its id) and 16 per run, where a due time
+/// beside every id made 24 per trace (goal 4b of issue 19; docs/benchmarks.md, "Session
+/// 48"); a trace alone in its batch costs 32.
 #[derive(Debug)]
 pub struct DeadlineQueue {
     epoch: Instant,
-    queue: VecDeque<(u64, [u8; 16])>,
+    ids: VecDeque<[u8; 16]>,
+    /// Due times in order, each with the number of ids at the front of what is left of
+    /// `ids` that it covers (never 0).
+    dues: VecDeque<(u64, u32)>,
 }
 
 impl Default for DeadlineQueue {
     fn default() -> Self {
         DeadlineQueue {
             epoch: Instant::now(),
-            queue: VecDeque::new(),
+            ids: VecDeque::new(),
+            dues: VecDeque::new(),
         }
     }
 }
@@ -43,41 +51,89 @@ impl DeadlineQueue {
         let due = self.offset(first_seen + wait);
         // A shorter wait after a reload could make a new deadline earlier than queued ones;
         // keeping it behind them delays it by at most the difference and keeps order.
-        let due = self.queue.back().map_or(due, |(last, _)| due.max(*last));
-        self.queue.push_back((due, trace_id));
+        match self.dues.back_mut() {
+            Some((last, n)) if *last >= due && *n < u32::MAX => *n += 1,
+            Some((last, _)) => {
+                let due = due.max(*last);
+                self.dues.push_back((due, 1));
+            }
+            None => self.dues.push_back((due, 1)),
+        }
+        self.ids.push_back(trace_id);
     }
 
     /// The next deadline.
     pub fn next_due(&self) -> Option<Instant> {
-        self.queue.front().map(|(d, _)| self.at(*d))
+        self.dues.front().map(|(d, _)| self.at(*d))
     }
 
     /// Pops the next trace id if it is due at `now`.
     pub fn pop_due(&mut self, now: Instant) -> Option<[u8; 16]> {
-        match self.queue.front() {
-            Some((due, _)) if *due <= self.offset(now) => self.queue.pop_front().map(|(_, id)| id),
+        match self.dues.front() {
+            Some((due, _)) if *due <= self.offset(now) => self.pop_front(),
             _ => None,
         }
     }
 
     /// Pops the next trace id, due or not (early decisions).
     pub fn pop_front(&mut self) -> Option<[u8; 16]> {
-        self.queue.pop_front().map(|(_, id)| id)
+        let id = self.ids.pop_front()?;
+        if let Some((_, n)) = self.dues.front_mut() {
+            *n -= 1;
+            if *n == 0 {
+                self.dues.pop_front();
+            }
+        }
+        Some(id)
     }
 
     /// The next `n` trace ids (or fewer), without taking them.
     pub fn front(&self, n: usize) -> impl Iterator<Item = &[u8; 16]> {
-        self.queue.iter().take(n).map(|(_, id)| id)
+        self.ids.iter().take(n)
     }
 
     /// Number of scheduled traces.
     pub fn len(&self) -> usize {
-        self.queue.len()
+        self.ids.len()
     }
 
     /// True when nothing is scheduled.
     pub fn is_empty(&self) -> bool {
-        self.queue.is_empty()
+        self.ids.is_empty()
+    }
+}
+
+/// A moment in 8 bytes: nanoseconds from a process-wide epoch, where an `Instant` takes
+/// 16. Every buffered trace keeps its first sighting as one (goal 4b of issue 19).
+/// Exact to the nanosecond within 292 years of the epoch, either side.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Moment(i64);
+
+/// The epoch of [`Moment`]s: the first moment asked for.
+fn epoch() -> Instant {
+    static EPOCH: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    *EPOCH.get_or_init(Instant::now)
+}
+
+impl Moment {
+    /// `at`, kept in 8 bytes.
+    pub fn of(at: Instant) -> Self {
+        let e = epoch();
+        let nanos = |d: Duration| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX);
+        match at.checked_duration_since(e) {
+            Some(after) => Moment(nanos(after)),
+            None => Moment(-nanos(e.duration_since(at))),
+        }
+    }
+
+    /// The moment as an `Instant`.
+    pub fn instant(self) -> Instant {
+        let d = Duration::from_nanos(self.0.unsigned_abs());
+        if self.0 >= 0 {
+            epoch() + d
+        } else {
+            epoch() - d
+        }
     }
 }
 
@@ -126,6 +182,53 @@ mod tests {
         );
         assert_eq!(q.front(9).count(), 3);
         assert_eq!((q.len(), q.pop_front()), (3, Some([1; 16])));
+    }
+
+    /// Scenario: three traces first seen in one batch, two in a later one, one scheduled
+    /// by a shorter wait (after a reload) behind them; popped early and when due.
+    /// Guarantees: a batch's traces keep one due time between them (what the queue's size
+    /// rests on), each id comes out once, in order, and the due time in force is always
+    /// that of the id at the front.
+    #[tokio::test(start_paused = true)]
+    async fn a_batch_shares_one_due_time() {
+        let mut q = DeadlineQueue::default();
+        let t0 = Instant::now();
+        let wait = Duration::from_secs(10);
+        for i in 1..=3u8 {
+            q.push([i; 16], t0, wait);
+        }
+        assert_eq!(q.dues.len(), 1);
+        let t1 = t0 + Duration::from_millis(5);
+        q.push([4; 16], t1, wait);
+        q.push([5; 16], t1, wait);
+        q.push([6; 16], t1, Duration::from_secs(1));
+        assert_eq!((q.len(), q.dues.len()), (6, 2));
+        assert_eq!(q.pop_front(), Some([1; 16]));
+        assert_eq!(q.next_due(), Some(t0 + wait));
+        assert_eq!(q.pop_due(t0 + wait), Some([2; 16]));
+        assert_eq!(q.pop_due(t0 + wait), Some([3; 16]));
+        assert_eq!(q.pop_due(t0 + wait), None);
+        assert_eq!(q.next_due(), Some(t1 + wait));
+        let ids: Vec<_> = std::iter::from_fn(|| q.pop_due(t1 + wait)).collect();
+        assert_eq!(ids, vec![[4; 16], [5; 16], [6; 16]]);
+        assert!(q.is_empty() && q.dues.is_empty() && q.next_due().is_none());
+    }
+
+    /// Scenario: moments before and after the epoch (a handed-over trace's first sighting
+    /// is set back, up to an hour). Guarantees: each comes back to the nanosecond, they
+    /// order as their instants, and one takes 8 bytes.
+    #[tokio::test(start_paused = true)]
+    async fn moments_keep_their_instants() {
+        let e = epoch();
+        let later = e + Duration::from_nanos(3_600_000_000_123);
+        tokio::time::advance(Duration::from_secs(7200)).await;
+        let earlier = e - Duration::from_nanos(1_000_000_001);
+        for at in [e, later, earlier, Instant::now()] {
+            assert_eq!(Moment::of(at).instant(), at);
+        }
+        assert!(Moment::of(e) < Moment::of(later));
+        assert!(Moment::of(e - Duration::from_nanos(1)) < Moment::of(e));
+        assert_eq!(std::mem::size_of::<Moment>(), 8);
     }
 
     /// Scenario: a trace handed over with a first sighting before the queue was made, and

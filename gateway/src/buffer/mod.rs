@@ -1006,14 +1006,14 @@ impl TraceBuffer {
         // The next span to send: the `k`th of trace `i`.
         let (mut i, mut k) = (0, 0);
         while i < traces.len() {
-            let start = traces[i].entry.first_seen;
+            let start = traces[i].entry.first_seen.instant();
             let (mut youngest, mut spans, mut bytes, mut whole) = (start, 0usize, 0u64, 0u64);
             // One interner per request sent: its maps stay within HANDOFF_MAX_SPANS.
             let mut interner = Interner::default();
             let mut parts = Vec::new();
             'fill: while i < traces.len() {
                 let t = &traces[i];
-                if t.entry.first_seen.duration_since(start) > HANDOFF_AGE_STEP {
+                if t.entry.first_seen.instant().duration_since(start) > HANDOFF_AGE_STEP {
                     break;
                 }
                 for s in t.entry.spans.iter().skip(k) {
@@ -1024,7 +1024,7 @@ impl TraceBuffer {
                     }
                     parts.push(interner.parts(s));
                     (spans, bytes, k) = (spans + 1, bytes + b, k + 1);
-                    youngest = t.entry.first_seen;
+                    youngest = t.entry.first_seen.instant();
                 }
                 (i, k, whole) = (i + 1, 0, whole + 1);
             }

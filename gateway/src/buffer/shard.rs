@@ -27,7 +27,7 @@ use crate::decide::{Cached, DecisionCache};
 use crate::export::{ExportHandle, Ticket};
 use crate::metrics::{DecisionTally, GatewayStats};
 use crate::peers::{Owner, PeerView, Peers};
-use crate::timer::DeadlineQueue;
+use crate::timer::{DeadlineQueue, Moment};
 
 /// How often a due trace that another gateway owns (see [`Shard::defers`]) is looked at
 /// again while it waits for a hand-off pass to take it.
@@ -64,6 +64,8 @@ struct InsertRules {
     now: Instant,
     /// When a handed-over batch was first seen by its previous owner.
     first_seen: Option<Instant>,
+    /// The first sighting of the batch's new traces: `first_seen`, else `now`.
+    seen: Moment,
     wait: std::time::Duration,
     root_wait: Option<std::time::Duration>,
     max_trace_bytes: u64,
@@ -795,8 +797,10 @@ impl Shard {
     /// The plan's rules in force when a batch arrived: one load per batch.
     fn insert_rules(&self, first_seen: Option<Instant>) -> InsertRules {
         let plan = self.plan.load();
+        let now = Instant::now();
         InsertRules {
-            now: Instant::now(),
+            now,
+            seen: Moment::of(first_seen.unwrap_or(now)),
             first_seen,
             wait: plan.decision_wait,
             root_wait: plan.decision_wait_after_root,
@@ -821,8 +825,8 @@ impl Shard {
             return Some(s);
         };
         // A handed-over part of a trace also here: the earlier first sighting wins.
-        if let Some(fs) = rules.first_seen.filter(|fs| *fs < entry.first_seen) {
-            entry.first_seen = fs;
+        if let Some(fs) = rules.first_seen.filter(|_| rules.seen < entry.first_seen) {
+            entry.first_seen = rules.seen;
             self.handed_deadlines
                 .push(Reverse((fs + rules.wait, s.trace_id)));
         }
@@ -893,7 +897,7 @@ impl Shard {
             h,
             s.trace_id,
             TraceEntry {
-                first_seen: rules.first_seen.unwrap_or(rules.now),
+                first_seen: rules.seen,
                 spans,
                 summary,
                 held,
@@ -1289,7 +1293,7 @@ impl Shard {
                 Cached::Dropped
             },
         );
-        let waited = now.saturating_duration_since(entry.first_seen);
+        let waited = now.saturating_duration_since(entry.first_seen.instant());
         if decision.dropped {
             self.tally.record_dropped(waited);
         } else {

@@ -14,12 +14,12 @@
 //! oldest traces are decided early, once the batch that crossed them is buffered.
 
 use smallvec::SmallVec;
-use tokio::time::Instant;
 
 use super::hash::{prefetch, IdHash, TraceIdHash};
 use super::index::SlotIndex;
 use super::trace::TraceSummary;
 pub use super::trace::{SpanList, INLINE_SPANS};
+use crate::timer::Moment;
 
 /// From this many spans a full span list grows by what is arriving, not by doubling.
 const GROW_BY_ARRIVAL_FROM: usize = 16;
@@ -74,8 +74,8 @@ pub fn first_capacity(n: usize) -> usize {
 pub struct TraceEntry {
     /// Its spans.
     pub spans: SpanList,
-    /// When its first span arrived.
-    pub first_seen: Instant,
+    /// When its first span arrived (8 bytes, where an `Instant` took 16).
+    pub first_seen: Moment,
     /// Its summary (`summary.bytes`: its spans' encoded bytes, what policies and
     /// `maximum_trace_size_bytes` read).
     pub summary: TraceSummary,
@@ -270,7 +270,7 @@ mod tests {
     fn entry(spans: usize) -> TraceEntry {
         TraceEntry {
             spans: SpanList::new(),
-            first_seen: Instant::now(),
+            first_seen: Moment::of(tokio::time::Instant::now()),
             summary: TraceSummary {
                 span_count: spans as u32,
                 ..TraceSummary::default()
@@ -366,14 +366,14 @@ mod tests {
         assert_eq!(t.keys().count(), 100);
     }
 
-    /// Guarantees: a slot stays at most 128 bytes (its id and a trace with two spans
+    /// Guarantees: a slot stays at most 120 bytes (its id and a trace with two spans
     /// inline), a span 16: a field added to either is paid per buffered trace or span, and
     /// the charge (`metrics::TRACE_OVERHEAD_BYTES`, `SPAN_OVERHEAD_BYTES`) must follow.
     #[test]
     fn slots_and_spans_stay_small() {
         assert_eq!(std::mem::size_of::<BufferedSpan>(), 16);
         assert!(
-            std::mem::size_of::<Slot>() <= 128,
+            std::mem::size_of::<Slot>() <= 120,
             "{}",
             std::mem::size_of::<Slot>()
         );
