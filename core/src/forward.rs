@@ -1010,8 +1010,9 @@ pub fn grpc_reserved(name: &http::HeaderName) -> bool {
     )
 }
 
-/// Whether a call failed because no connection could be made.
-fn is_connect_failure(status: &tonic::Status) -> bool {
+/// Whether a call failed because no connection could be made (refused, or not made
+/// within the connect timeout): a [`GrpcClient::send_once`] error, say.
+pub fn is_connect_failure(status: &tonic::Status) -> bool {
     status.metadata().contains_key(CONNECT_FAILED)
 }
 

@@ -147,3 +147,58 @@ async fn an_outage_past_the_retry_bound_loses_nothing_while_there_is_room() {
     assert!(!exporter.retry.is_failing(), "delivery cleared the gauge");
     gw.stop().await;
 }
+
+/// Scenario: the backend is down, the exporter's queue small (8 KiB) and the buffer large;
+/// every trace is kept; requests keep coming.
+/// Guarantees: once the queue is full the shards wait for it, and senders are refused with
+/// a retryable status whose message names the exporter and its full queue (it said the
+/// buffer was full, which a trial found misleading: the buffer held a few percent of its
+/// limit, and raising the limit changed nothing); no refusal is counted as one for memory.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn senders_refused_for_a_full_exporter_queue_are_told_which() {
+    let gw = common::spawn_gateway_configured(
+        [127, 0, 0, 18],
+        common::plan("decision_wait: 100ms\npolicies:\n  - {name: all, type: always_sample}\n"),
+        |c| {
+            c.buffer.enqueue_timeout = Duration::from_millis(100);
+            if let ExporterConfig::OtlpGrpc(e) = &mut c.export.exporters[0].1 {
+                e.queue_bytes = 8 * 1024;
+                e.retry = RetryConfig {
+                    initial_interval: Duration::from_millis(50),
+                    max_interval: Duration::from_millis(100),
+                    max_elapsed_time: Duration::from_secs(60),
+                };
+                e.batch.timeout = Duration::from_millis(20);
+            }
+        },
+        |_, _| {},
+    )
+    .await;
+    let (addr, backend, stats) = (gw.addr, gw.backend.clone(), gw.stats.clone());
+    backend.set_unavailable(true);
+    let mut client = TraceServiceClient::connect(format!("http://{addr}"))
+        .await
+        .unwrap();
+    let mut refusal = None;
+    for seed in 0..400u64 {
+        let req = FakeOtlp::traces(4).spans(3).seed(5000 + seed).build();
+        if let Err(status) = client.export(req).await {
+            refusal = Some(status);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let status = refusal.expect("no request was refused with the exporter's queue full");
+    assert_eq!(status.code(), tonic::Code::ResourceExhausted, "{status:?}");
+    let name = stats.exporters()[0].name.clone();
+    assert!(
+        status
+            .message()
+            .contains(&format!("waits for exporter {name}: its queue is full")),
+        "{status:?}"
+    );
+    assert_eq!(stats.refused_spans_memory.get(), 0);
+    backend.set_unavailable(false);
+    gw.settle(Duration::from_secs(20)).await;
+    gw.stop().await;
+}

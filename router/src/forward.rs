@@ -54,6 +54,8 @@ pub struct Forwarder {
     router_stats: Arc<RouterStats>,
     notify: Notify,
     down: AtomicBool,
+    /// Whether the first word with the gateway ([`Forwarder::greet`]) has had its answer.
+    greeted: AtomicBool,
     /// Its gateway left the ring: what it could not deliver goes to the new owners.
     left: AtomicBool,
     consecutive_failures: AtomicU32,
@@ -174,6 +176,7 @@ impl Forwarder {
             router_stats,
             notify: Notify::new(),
             down: AtomicBool::new(false),
+            greeted: AtomicBool::new(false),
             left: AtomicBool::new(false),
             consecutive_failures: AtomicU32::new(0),
             closed: CancellationToken::new(),
@@ -402,6 +405,19 @@ impl Forwarder {
         self.queued_bytes.load(Ordering::Relaxed)
     }
 
+    /// Whether the gateway has been greeted ([`Forwarder::greet`]): until then, whether it
+    /// can be reached is not known.
+    pub fn greeted(&self) -> bool {
+        self.greeted.load(Ordering::Relaxed)
+    }
+
+    /// Marks the gateway greeted, so that its send loop, if it has not run yet, never
+    /// contacts it unless parts are queued (tests of the router's stage).
+    #[cfg(test)]
+    pub(crate) fn greeted_for_test(&self) {
+        self.greeted.store(true, Ordering::Relaxed);
+    }
+
     /// Marks the gateway down, as a failed send would (tests of the router's stage).
     #[cfg(test)]
     pub(crate) fn mark_down_for_test(&self) {
@@ -526,6 +542,12 @@ impl Forwarder {
             state.configured = cfg.max_request_bytes;
         }
         let in_flight = Arc::new(Semaphore::new(cfg.max_in_flight.max(1)));
+        if !self.greeted() {
+            // Beside the send loop: a gateway that takes connections and never answers
+            // holds the greeting for the request timeout, and would hold every send too.
+            let (me, client, on_health) = (self.clone(), client.clone(), on_health.clone());
+            tokio::spawn(async move { me.greet(&client, &on_health).await });
+        }
         loop {
             if self.is_down() {
                 self.probe(&client, &cfg, &on_health).await;
@@ -835,6 +857,37 @@ impl Forwarder {
         }
         (hooks.requeue)(parts, cut_to);
         true
+    }
+
+    /// The first word with a gateway, as soon as the router knows it: an empty request
+    /// (a valid export that changes nothing). One that cannot be reached is marked down at
+    /// once, before the router says it is ready or routes to it; it was marked down only
+    /// when a request to it failed, so a router started in front of gateways that were all
+    /// unreachable said it was ready and took requests it could only hold. The answer
+    /// states the gateway's request limit, learnt before any request meets it. Any other
+    /// failure leaves the gateway up: it answered, and requests will meet what it says.
+    async fn greet(&self, client: &GrpcClient, on_health: &Arc<dyn Fn() + Send + Sync>) {
+        match client.send_once(Bytes::new()).await {
+            Ok(answer) => {
+                if let Some(limit) = answer.max_request_bytes {
+                    if self.take_stated(limit, client.connections_made()) {
+                        on_health();
+                    }
+                }
+            }
+            Err(status) if tailgate_core::forward::is_connect_failure(&status) => {
+                if !self.down.swap(true, Ordering::Relaxed) {
+                    tracing::warn!(member = %self.member, error = %status.message(), "Gateway unreachable; marked down, routing around it.");
+                    on_health();
+                    // The send loop may be parked waiting for work: it probes from now on.
+                    self.notify.notify_one();
+                }
+            }
+            Err(status) => {
+                tracing::debug!(member = %self.member, error = %status.message(), "Gateway answered the router's first request with an error; left up.");
+            }
+        }
+        self.greeted.store(true, Ordering::Relaxed);
     }
 
     async fn probe(

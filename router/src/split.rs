@@ -546,6 +546,13 @@ impl Router {
         lost
     }
 
+    /// Whether every gateway the router knows has had its greeting answered (or found
+    /// unreachable): until then, a gateway's state is a guess (tests, and tools that wait
+    /// for a router to settle).
+    pub fn gateways_greeted(&self) -> bool {
+        self.forwarders().iter().all(|f| f.greeted())
+    }
+
     /// The size requests are cut to: the smallest of the gateways' on the ring, stated in
     /// their answers or learnt from their refusals (`None` while none is known): see
     /// [`Forwarder::request_cap`].
@@ -919,9 +926,9 @@ impl Admin for Router {
 
     fn ready(&self) -> bool {
         let state = self.state.load();
-        self.ready.get()
-            && !state.forwarders.is_empty()
-            && !state.forwarders.iter().all(|f| f.is_down())
+        // Ready once a gateway it has greeted is up: a router whose gateways are all
+        // unreachable, or not yet asked, can only hold what it takes.
+        self.ready.get() && state.forwarders.iter().any(|f| f.greeted() && !f.is_down())
     }
 
     fn scrapes(&self) -> Option<&tailgate_core::telemetry::Scrapes> {
@@ -950,8 +957,9 @@ mod tests {
         );
     }
 
-    /// A router with one gateway (never contacted: nothing is queued for it) whose
-    /// router-wide queue is full.
+    /// A router with one gateway (never contacted: taken as greeted, on a runtime of one
+    /// thread before its send loop runs, and nothing is queued for it) whose router-wide
+    /// queue is full.
     fn full_router(wait: Duration) -> Arc<Router> {
         full_router_with(ForwardConfig {
             queue_wait: wait,
@@ -973,6 +981,9 @@ mod tests {
     fn full_router_with(cfg: ForwardConfig) -> Arc<Router> {
         let router = Router::new(cfg);
         router.set_members(vec![Member::new("127.0.0.1:9")]);
+        for f in router.forwarders() {
+            f.greeted_for_test();
+        }
         router
             .global_queued
             .store(router.cfg.max_queued_bytes, Ordering::Relaxed);

@@ -111,11 +111,15 @@ async fn restart_at(
     }
 }
 
-/// Waits until `router` has `n` members on its ring (set as it starts).
+/// Waits (10 s at most) until `router` knows `n` members (set as it starts).
 async fn members_known(router: &Router, n: usize) {
-    while router.ring_state().ring.members().len() < n {
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    // Members, not the ring: one found unreachable at its greeting is off the ring.
+    until(
+        Duration::from_secs(10),
+        || format!("{} members known of {n}", router.stats().members.get()),
+        || router.stats().members.get() >= n as u64,
+    )
+    .await;
 }
 
 /// An address nothing listens on.
@@ -124,6 +128,39 @@ async fn dead_address(ip: [u8; 4]) -> SocketAddr {
         .await
         .unwrap();
     l.local_addr().unwrap()
+}
+
+/// A gateway at `ip` (an address of its own) to be stopped with the token: for a router
+/// to greet before it goes ([`gone_after_greeting`]).
+async fn going_gateway(ip: [u8; 4]) -> (SocketAddr, CancellationToken) {
+    let going = CancellationToken::new();
+    let (addr, _) = CaptureBackend::start(SocketAddr::from((ip, 0)), going.clone())
+        .await
+        .unwrap();
+    (addr, going)
+}
+
+/// Waits (5 s at most) until `router` has greeted its gateway at `addr` and is ready, then
+/// stops that gateway and waits until its address refuses connections: requests the router
+/// accepts from then on are for a gateway it will find unreachable only when it sends
+/// them (it greets each gateway when it learns of it, so one unreachable from the start is
+/// marked down before any request).
+async fn gone_after_greeting(router: &Router, addr: SocketAddr, going: CancellationToken) {
+    until(
+        Duration::from_secs(5),
+        || "router not ready".into(),
+        || router.gateways_greeted() && tailgate_core::telemetry::Admin::ready(router),
+    )
+    .await;
+    going.cancel();
+    let started = Instant::now();
+    while tokio::net::TcpStream::connect(addr).await.is_ok() {
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "still taking connections"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
 }
 
 /// An address that accepts connections and never answers on them.
@@ -310,8 +347,9 @@ async fn a_held_request_goes_on_when_room_comes_back() {
 
 /// Scenario: two gateways, one of which is down; load keeps coming; later the dead one
 /// comes up.
-/// Guarantees: the dead gateway is marked down and its traces go to the other one (its
-/// queued parts re-split, not dropped); every span is delivered or counted failed; when it
+/// Guarantees: the dead gateway is marked down (at the router's greeting, before any part
+/// is queued for it, or at a failed send) and its traces go to the other one (queued parts
+/// re-split, not dropped); every span is delivered or counted failed; when it
 /// answers again it rejoins the ring and receives traffic.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dead_gateway_is_routed_around_and_rejoins() {
@@ -528,17 +566,18 @@ async fn all_gateways_down_refuses_with_unavailable() {
     stop.cancel();
 }
 
-/// Scenario: the only gateway is unreachable; a request is accepted before the router
-/// finds out (a router is ready until its first connection fails), so its part waits in
-/// the down gateway's queue; then the router drains with a short deadline.
+/// Scenario: the only gateway goes after the router greeted it; a request is accepted
+/// before the router finds out, so its part waits in the down gateway's queue; then the
+/// router drains with a short deadline.
 /// Guarantees: the spans still queued at the deadline are counted failed (a docs audit
 /// found them lost with the process and in no counter).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn spans_left_at_the_drain_deadline_are_counted_failed() {
     let stop = CancellationToken::new();
-    let dead = dead_address([127, 0, 0, 40]).await;
+    let (dead, going) = going_gateway([127, 0, 0, 40]).await;
     let (addr, router) =
         start_router(vec![dead.to_string()], ForwardConfig::default(), &stop).await;
+    gone_after_greeting(&router, dead, going).await;
     let mut client = TraceServiceClient::connect(format!("http://{addr}"))
         .await
         .unwrap();
@@ -577,8 +616,9 @@ async fn export_queued(addr: SocketAddr, router: &Router, seed: u64) -> (u64, In
     (sent, started)
 }
 
-/// Scenario: the only gateway is down when the router starts draining (deadline 20 s), with
-/// a request's part queued for it; it comes back 3 s into the drain, on a paused clock.
+/// Scenario: the only gateway is down (gone after the router greeted it) when the router
+/// starts draining (deadline 20 s), with a request's part queued for it; it comes back 3 s
+/// into the drain, on a paused clock.
 /// Guarantees: the drain keeps trying until then instead of giving the part up at once (a
 /// day-one check saw a router with every gateway down end its drain 5 ms after SIGTERM):
 /// every span is delivered, none counted failed or re-routed, and the drain ends well before
@@ -586,9 +626,10 @@ async fn export_queued(addr: SocketAddr, router: &Router, seed: u64) -> (u64, In
 #[tokio::test(start_paused = true)]
 async fn a_drain_waits_for_a_gateway_that_comes_back() {
     let stop = CancellationToken::new();
-    let dead = dead_address([127, 0, 0, 41]).await;
+    let (dead, going) = going_gateway([127, 0, 0, 41]).await;
     let (addr, router) =
         start_router(vec![dead.to_string()], ForwardConfig::default(), &stop).await;
+    gone_after_greeting(&router, dead, going).await;
     let (sent, _) = export_queued(addr, &router, 43).await;
     let back = {
         let stop = stop.clone();
@@ -614,15 +655,16 @@ async fn a_drain_waits_for_a_gateway_that_comes_back() {
     stop.cancel();
 }
 
-/// Scenario: a router serving metrics, whose only gateway is unreachable, is stopped with
-/// a 1 s drain deadline and a 30 s final scrape wait while a request's part is queued.
+/// Scenario: a router serving metrics, whose only gateway is unreachable (gone after the
+/// router greeted it), is stopped with a 1 s drain deadline and a 30 s final scrape wait
+/// while a request's part is queued.
 /// Guarantees: the part is counted failed at the deadline, a scrape after it reads the
 /// count (a day-one check saw it counted only as the process exited, so no alert could
 /// see it), and the router ends soon after that scrape, not at the end of the wait.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn spans_given_up_at_the_drain_deadline_are_scraped_before_exit() {
     let stop = CancellationToken::new();
-    let dead = dead_address([127, 0, 0, 42]).await;
+    let (dead, going) = going_gateway([127, 0, 0, 42]).await;
     let config = config_for(
         vec![dead.to_string()],
         ForwardConfig::default(),
@@ -649,6 +691,7 @@ async fn spans_given_up_at_the_drain_deadline_are_scraped_before_exit() {
         })
     };
     members_known(&router, 1).await;
+    gone_after_greeting(&router, dead, going).await;
     let (sent, started) = export_queued(addr, &router, 44).await;
     stop.cancel();
     let failed_line = format!("tailgate_router_failed_spans_total {sent}\n");
@@ -821,8 +864,8 @@ async fn parts_held_for_a_gateway_that_leaves_go_to_the_new_owners() {
     stop.cancel();
 }
 
-/// Scenario: two gateways, one of which refuses connections, with a 30 s retry bound; a few
-/// requests arrive.
+/// Scenario: two gateways, one of which refuses connections (gone after the router greeted
+/// it), with a 30 s retry bound; a few requests arrive.
 /// Guarantees (issue 14 item 5): the refusing gateway is marked down at its first refused
 /// connection, not after two 30 s give-ups, and the parts that were on their way to it are
 /// re-routed to the live gateway: every span delivered within seconds, none failed.
@@ -832,7 +875,7 @@ async fn a_refused_connection_marks_a_gateway_down_at_once_and_reroutes() {
     let (live_addr, live) = CaptureBackend::start("127.0.0.35:0".parse().unwrap(), stop.clone())
         .await
         .unwrap();
-    let dead = dead_address([127, 0, 0, 36]).await;
+    let (dead, going) = going_gateway([127, 0, 0, 36]).await;
     let forward = ForwardConfig {
         retry: RetryConfig {
             initial_interval: Duration::from_millis(100),
@@ -848,6 +891,7 @@ async fn a_refused_connection_marks_a_gateway_down_at_once_and_reroutes() {
         &stop,
     )
     .await;
+    gone_after_greeting(&router, dead, going).await;
     let mut client = TraceServiceClient::connect(format!("http://{addr}"))
         .await
         .unwrap();
@@ -1015,7 +1059,12 @@ async fn a_gateway_refusing_requests_as_too_large_gets_them_cut_smaller() {
         .await
         .unwrap();
     let mut sent = 0;
-    assert_eq!(router.request_cap(), None);
+    // What the gateway's answer to the greeting states cuts none of these requests.
+    assert!(
+        router.request_cap().is_none_or(|cap| cap > 3 * LIMIT),
+        "{:?}",
+        router.request_cap()
+    );
     let mut smallest = usize::MAX;
     for seed in 0..6 {
         let req = FakeOtlp::traces(60)
@@ -1085,7 +1134,12 @@ async fn a_gateway_refusing_requests_as_too_large_gets_them_cut_smaller() {
         .await
         .unwrap();
     router.set_members(vec![tailgate_core::ring::Member::new(other.to_string())]);
-    assert_eq!(router.request_cap(), None);
+    // None, or (once the router has greeted it) the larger limit it states.
+    assert!(
+        router.request_cap().is_none_or(|c| c > cap),
+        "{:?}",
+        router.request_cap()
+    );
     stop.cancel();
 }
 
@@ -1170,8 +1224,9 @@ async fn a_gateway_restarted_with_a_larger_limit_gets_larger_requests_again() {
 /// Scenario: a gateway whose receiver takes requests of at most 8 KiB (its limit stated
 /// in every answer, refusals included), requests of about 70 KB sent through the router one
 /// at a time; the gateway restarted at the same address taking 32 KiB, then 4 KiB.
-/// Guarantees: the router cuts to the stated limit from the first refusal (the limit, not
-/// half a request) and is refused no more; after each restart the first answer tells the
+/// Guarantees: the router cuts to the stated limit (the limit, not half a request) from the
+/// first answer, its probe's (the gateway starts after the router found its address
+/// unreachable), and is refused none; after each restart the first answer tells the
 /// new limit: a larger one is taken with no refusal at all, a smaller one costs only the
 /// parts in flight when it changed (the first request's, cut to the old limit); every span
 /// arrives once.
@@ -1200,6 +1255,16 @@ async fn a_gateway_stating_its_limit_is_followed_up_and_down() {
         let up = CancellationToken::new();
         let backend = restart_at(addr, limit, &up).await;
         old = Some(up);
+        if previous == usize::MAX {
+            // The router greeted the address before anything listened there: it found the
+            // gateway down, and takes data again once a probe finds it up.
+            until(
+                within,
+                || "router not ready".into(),
+                || tailgate_core::telemetry::Admin::ready(router.as_ref()),
+            )
+            .await;
+        }
         let mut sent = 0;
         let mut first_refused = None;
         for seed in seeds {
@@ -1218,8 +1283,10 @@ async fn a_gateway_stating_its_limit_is_followed_up_and_down() {
             let first = *first_refused.get_or_insert(backend.cut_refusals());
             // The parts it was cut into before the new limit was heard.
             let in_flight = len.div_ceil(previous.min(512 << 10)) as u64;
-            if limit > previous {
-                assert_eq!(first, 0, "{limit}: a larger limit");
+            if limit > previous || previous == usize::MAX {
+                // A larger limit; or the first, stated in the answer to the probe that
+                // found the gateway up.
+                assert_eq!(first, 0, "{limit}: a larger limit, or the first");
             } else {
                 assert!((1..=in_flight).contains(&first), "{limit}: {first}");
             }
@@ -1454,5 +1521,57 @@ async fn a_send_answered_after_the_drain_deadline_is_counted_once() {
         stats.failed_spans.get()
     );
     assert_eq!(router.pending_spans(), 0);
+    stop.cancel();
+}
+
+/// Scenario: a router started in front of its one gateway before that gateway listens (a
+/// static list, the gateway still starting); a request comes; then the gateway starts.
+/// Guarantees: the router greets the gateway at once and finds it unreachable: it says it
+/// is not ready and refuses the request with UNAVAILABLE, so its sender keeps the data (a
+/// docs trial found such a router ready, taking a request with OK into a queue nothing
+/// drained, lost at the drain); once a probe finds the gateway, it is ready and delivers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_router_whose_gateways_are_unreachable_from_the_start_is_not_ready() {
+    use tailgate_core::telemetry::Admin;
+    let stop = CancellationToken::new();
+    let dead = dead_address([127, 0, 0, 52]).await;
+    let forward = ForwardConfig {
+        probe_interval: Duration::from_millis(100),
+        ..ForwardConfig::default()
+    };
+    let (addr, router) = start_router(vec![dead.to_string()], forward, &stop).await;
+    until(
+        Duration::from_secs(5),
+        || "the gateway was never greeted".into(),
+        || router.gateways_greeted(),
+    )
+    .await;
+    assert!(!Admin::ready(router.as_ref()));
+    let mut client = TraceServiceClient::connect(format!("http://{addr}"))
+        .await
+        .unwrap();
+    let refused = client
+        .export(FakeOtlp::traces(2).spans(2).seed(52).build())
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::Unavailable, "{refused:?}");
+    assert_eq!(router.pending_spans(), 0);
+
+    let (_, backend) = CaptureBackend::start(dead, stop.clone()).await.unwrap();
+    until(
+        Duration::from_secs(5),
+        || "never ready with the gateway up".into(),
+        || Admin::ready(router.as_ref()),
+    )
+    .await;
+    let req = FakeOtlp::traces(3).spans(2).seed(53).build();
+    let sent = spans(&req);
+    client.export(req).await.unwrap();
+    until(
+        Duration::from_secs(5),
+        || format!("delivered {} of {sent}", backend.spans()),
+        || backend.spans() == sent,
+    )
+    .await;
     stop.cancel();
 }

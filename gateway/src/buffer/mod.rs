@@ -768,7 +768,7 @@ impl TraceBuffer {
                 Err(_) => {
                     self.stats.refused_spans.add(valid);
                     return Err(Refusal::Overloaded {
-                        message: "gateway buffer is full; retry later".into(),
+                        message: self.why_shards_wait(),
                         retry_after: DEFAULT_RETRY_AFTER,
                     });
                 }
@@ -992,6 +992,28 @@ impl TraceBuffer {
             }
         });
         futures_util::future::join_all(sends).await;
+    }
+
+    /// Why a request found a shard's channel full, for its sender and the operator: an
+    /// exporter's full queue the shards wait on (its backend slow or down: the buffer does
+    /// not fill meanwhile), or the shards behind.
+    fn why_shards_wait(&self) -> String {
+        let waited_on: Vec<String> = self
+            .stats
+            .exporters()
+            .iter()
+            .filter(|e| e.waiting.get() > 0)
+            .map(|e| e.name.clone())
+            .collect();
+        if waited_on.is_empty() {
+            "the gateway's shards are behind (their queues are full); retry later".into()
+        } else {
+            format!(
+                "the gateway waits for exporter {}: its queue is full (the backend is slow or \
+                 down); retry later",
+                waited_on.join(", ")
+            )
+        }
     }
 
     /// Sends one peer its traces, in requests of traces first seen at about the same time,
