@@ -580,7 +580,7 @@ impl Scrapes {
         if !self.next(wait).await {
             tracing::warn!(
                 wait = ?wait,
-                "No /metrics scrape came before exiting; the lost spans are in the log only (raise --final-scrape-wait to the scrape interval)."
+                "No /metrics scrape came before exiting; the lost spans are in the log only (set --final-scrape-wait a few seconds above the scrape interval)."
             );
         }
     }

@@ -437,7 +437,8 @@ async fn a_request_that_could_never_fit_is_refused_for_good() {
 /// Scenario: the sizing check on the default config, and on a 64 MiB buffer behind the
 /// default 16 MiB requests.
 /// Guarantees: the defaults pass (a 16 MiB request of bare 20-byte spans may cost 238 MB,
-/// under 1 GiB); the other is named, with a size that passes.
+/// under 1 GiB); the other is named, with a size that passes; a buffer too small for the
+/// smallest request limit is told the buffer size that passes.
 #[test]
 fn request_size_against_the_buffer_is_checked() {
     use tailgate_gateway::buffer::{largest_request_charge, sizing_warnings};
@@ -461,6 +462,23 @@ fn request_size_against_the_buffer_is_checked() {
         .expect("a size to use");
     assert!(largest_request_charge(suggested as u64) <= 64 << 20);
     cfg.receive.max_request_bytes = suggested;
+    assert_eq!(sizing_warnings(&cfg), Vec::<String>::new());
+
+    // A buffer too small for any request limit the receivers take: the size to raise it
+    // to, never a request limit under the smallest allowed (a trial found "lower it to 72").
+    cfg.buffer.max_buffered_bytes = 1024;
+    let warnings = sizing_warnings(&cfg);
+    assert!(
+        warnings.len() == 1 && !warnings[0].contains("Lower receive.max_request_bytes"),
+        "{warnings:?}"
+    );
+    let need: u64 = warnings[0]
+        .split("Raise buffer.max_buffered_bytes to at least ")
+        .nth(1)
+        .and_then(|n| n.parse().ok())
+        .expect("a size to raise the buffer to");
+    cfg.buffer.max_buffered_bytes = need;
+    cfg.receive.max_request_bytes = tailgate_core::receive::MIN_REQUEST_BYTES_LIMIT;
     assert_eq!(sizing_warnings(&cfg), Vec::<String>::new());
 }
 

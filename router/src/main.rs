@@ -36,8 +36,10 @@ struct Args {
     drain_deadline: std::time::Duration,
     /// When the drain deadline passed with spans still queued (counted in
     /// tailgate_router_failed_spans_total), keep /metrics up until one more scrape, at most
-    /// this long, so the loss reaches your alerts; 0 exits at once. Set it to the scrape
-    /// interval, and terminationGracePeriodSeconds above preStop, the drain deadline and it.
+    /// this long, so the loss reaches your alerts; 0 exits at once. Set it a few seconds
+    /// above the scrape interval (equal to it, a scrape just before the deadline can be the
+    /// last one answered: k8s/ waits 20s for 15s), and terminationGracePeriodSeconds above
+    /// preStop, the drain deadline and it.
     #[arg(long, value_name = "DURATION", default_value = "15s", value_parser = humantime::parse_duration)]
     final_scrape_wait: std::time::Duration,
 }

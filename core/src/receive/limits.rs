@@ -89,6 +89,9 @@ pub struct ReceiveConfig {
 /// the limit (the in-flight floor) must not overflow.
 pub const MAX_REQUEST_BYTES_LIMIT: usize = 1 << 30;
 
+/// The smallest `receive.max_request_bytes` a config may set.
+pub const MIN_REQUEST_BYTES_LIMIT: usize = 1024;
+
 impl ReceiveConfig {
     /// The OTLP/HTTP traces path, with its leading `/`.
     pub fn traces_path(&self) -> String {
@@ -101,11 +104,11 @@ impl ReceiveConfig {
 
     /// Checks the sizes: `Err((key under receive, message))`.
     pub fn validate(&self) -> Result<(), (&'static str, String)> {
-        if !(1024..=MAX_REQUEST_BYTES_LIMIT).contains(&self.max_request_bytes) {
+        if !(MIN_REQUEST_BYTES_LIMIT..=MAX_REQUEST_BYTES_LIMIT).contains(&self.max_request_bytes) {
             return Err((
                 "max_request_bytes",
                 format!(
-                    "{} is out of range: from 1024 to {MAX_REQUEST_BYTES_LIMIT} (1 GiB)",
+                    "{} is out of range: from {MIN_REQUEST_BYTES_LIMIT} to {MAX_REQUEST_BYTES_LIMIT} (1 GiB)",
                     self.max_request_bytes
                 ),
             ));

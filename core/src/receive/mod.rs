@@ -44,6 +44,7 @@ pub use auth::{
 #[cfg(feature = "net")]
 pub use limits::{
     serve_connections, serve_connections_with, InFlight, InFlightBytes, Limits, ReceiveConfig,
+    MIN_REQUEST_BYTES_LIMIT,
 };
 #[cfg(feature = "net")]
 pub use sink::{

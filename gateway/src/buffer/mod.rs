@@ -672,14 +672,25 @@ pub fn sizing_warnings(cfg: &crate::config::GatewayConfig) -> Vec<String> {
     if charge <= max {
         return Vec::new();
     }
+    let smallest = tailgate_core::receive::MIN_REQUEST_BYTES_LIMIT as u64;
+    let fit = largest_request_fitting(max);
+    if fit < smallest {
+        // No request limit the receivers take would fit: only the buffer can change.
+        return vec![format!(
+            "buffer.max_buffered_bytes ({max}) is smaller than the {need} bytes a request \
+             of bare spans of the smallest receive.max_request_bytes ({smallest}) may take \
+             once buffered: such requests are refused for good. Raise \
+             buffer.max_buffered_bytes to at least {need}",
+            need = largest_request_charge(smallest)
+        )];
+    }
     vec![format!(
         "receive.max_request_bytes ({request}) allows a request of bare spans that may take \
          {charge} bytes once buffered, more than buffer.max_buffered_bytes ({max}): such a \
          request is refused for good. Lower receive.max_request_bytes to {fit} or less, or \
          raise buffer.max_buffered_bytes; routers in front should have forward.max_request_bytes \
          at most {fit} too (they cut what a gateway refuses as too large and send it again, \
-         but each refusal costs a round trip)",
-        fit = largest_request_fitting(max)
+         but each refusal costs a round trip)"
     )]
 }
 

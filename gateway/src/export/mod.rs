@@ -619,6 +619,9 @@ pub struct Exporter {
     credentials_refused: (Option<Instant>, u64),
     /// When spans refused as malformed were last logged, and those failed since.
     malformed_refused: (Option<Instant>, u64),
+    /// When a partial success rejecting no span (a warning) was last logged, and how many
+    /// came since.
+    warned_by_backend: (Option<Instant>, u64),
 }
 
 /// Requests refused as malformed, before any part of a batch was taken, that make
@@ -727,6 +730,7 @@ pub fn start(
             own,
             credentials_refused: (None, 0),
             malformed_refused: (None, 0),
+            warned_by_backend: (None, 0),
         };
         tasks.push(tokio::spawn(exporter.run()));
     }
@@ -975,6 +979,8 @@ impl Exporter {
                     if rejected > 0 {
                         tracing::warn!(exporter, rejected, %message, "Backend rejected part of an export.");
                         failed.push(range.start..range.start + rejected as usize);
+                    } else if !message.is_empty() {
+                        self.warned_by_backend(&message);
                     }
                 }
                 Some(Outcome::Invalid(error))
@@ -1092,6 +1098,24 @@ impl Exporter {
                 %error,
                 spans = *since,
                 "{what} Logged at most once a minute, spans counted since the last time."
+            );
+            *warned = Some(Instant::now());
+            *since = 0;
+        }
+    }
+
+    /// A backend took a request whole with a message (OTLP's partial success rejecting no
+    /// span: a warning, which the Collector logs too): logged at most once a minute.
+    fn warned_by_backend(&mut self, message: &str) {
+        let (warned, since) = &mut self.warned_by_backend;
+        *since += 1;
+        if warned.is_none_or(|at| at.elapsed() >= tailgate_core::retry::REWARN_AFTER) {
+            tracing::warn!(
+                exporter = %self.own.name,
+                %message,
+                responses = *since,
+                "The backend took an export whole with a warning (a partial success rejecting \
+                 no spans). Logged at most once a minute, responses counted since the last time."
             );
             *warned = Some(Instant::now());
             *since = 0;

@@ -21,6 +21,7 @@ fn exporter(
         own: exporter_stats(),
         credentials_refused: (None, 0),
         malformed_refused: (None, 0),
+        warned_by_backend: (None, 0),
     }
 }
 
@@ -453,5 +454,32 @@ async fn malformed_refusals_are_logged_once_a_minute() {
         log.count("spans=150"),
         1,
         "the spans refused since the first line"
+    );
+}
+
+/// Scenario: a backend answers requests with a partial success that rejects no span but
+/// carries a message (OTLP's way of warning), many times within a minute, then again after
+/// one.
+/// Guarantees: the message is logged, as the Collector logs such an answer (a trial found it
+/// logged nowhere), at most once a minute, with the count of such answers since.
+#[tokio::test(start_paused = true)]
+async fn a_backends_warning_is_logged_once_a_minute() {
+    let (log, _guard) = tailgate_core::test_util::CapturedLog::install();
+    let (_tx, rx) = mpsc::channel(1);
+    let dir = tailgate_core::test_util::scratch_dir("backend-warning").unwrap();
+    let mut e = exporter(rx, debug_sink(&dir), BatchConfig::default(), Arc::default());
+    for _ in 0..10 {
+        e.warned_by_backend("attribute values truncated");
+    }
+    let text = || String::from_utf8_lossy(&log.text()).into_owned();
+    assert_eq!(log.count("attribute values truncated"), 1, "{}", text());
+    tokio::time::advance(tailgate_core::retry::REWARN_AFTER).await;
+    e.warned_by_backend("attribute values truncated");
+    assert_eq!(log.count("attribute values truncated"), 2, "{}", text());
+    assert_eq!(
+        log.count("responses=10"),
+        1,
+        "the answers since the first line: {}",
+        text()
     );
 }
