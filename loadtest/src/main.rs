@@ -302,7 +302,7 @@ struct SinkArgs {
     /// OTLP/HTTP listen address.
     #[arg(long, default_value = "127.0.0.1:14318")]
     http: SocketAddr,
-    /// Stop after this long (default: until Ctrl-C).
+    /// Stop after this long (default: until Ctrl-C or SIGTERM).
     #[arg(long, value_parser = humantime::parse_duration)]
     duration: Option<Duration>,
     /// Write the final summary as JSON to this file.
@@ -564,7 +564,7 @@ async fn run_gateway_bench(a: GatewayBenchArgs) -> anyhow::Result<bool> {
     Ok(r.all_spans_settled)
 }
 
-/// `sink`: receives OTLP until the duration ends or Ctrl-C, then prints the summary.
+/// `sink`: receives OTLP until the duration ends, Ctrl-C or SIGTERM, then prints the summary.
 async fn run_sink_command(a: SinkArgs) -> anyhow::Result<bool> {
     let sink = Arc::new(Sink::default());
     let grpc = tailgate_core::receive::bind("sink OTLP/gRPC", a.grpc).await?;
@@ -591,7 +591,8 @@ async fn run_sink_command(a: SinkArgs) -> anyhow::Result<bool> {
     Ok(summary.duplicate_spans == 0 && summary.incomplete_traces == 0 && summary.split_traces == 0)
 }
 
-/// Waits for `duration` (or Ctrl-C), printing the sink's summary every 5 s unless `quiet`.
+/// Waits for `duration` (or Ctrl-C, or SIGTERM), printing the sink's summary every 5 s
+/// unless `quiet`.
 async fn wait_printing_summaries(
     sink: &Sink,
     duration: Option<Duration>,
@@ -601,8 +602,21 @@ async fn wait_printing_summaries(
         match duration {
             Some(d) => tokio::time::sleep(d).await,
             None => {
-                if let Err(e) = tokio::signal::ctrl_c().await {
-                    eprintln!("cannot wait for Ctrl-C ({e}); stopping now");
+                // SIGTERM too: harnesses and `kill` stop it that way, and want the summary.
+                let term = async {
+                    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                    {
+                        Ok(mut s) => {
+                            s.recv().await;
+                        }
+                        Err(_) => std::future::pending().await,
+                    }
+                };
+                tokio::select! {
+                    r = tokio::signal::ctrl_c() => if let Err(e) = r {
+                        eprintln!("cannot wait for Ctrl-C ({e}); stopping now");
+                    },
+                    () = term => {}
                 }
             }
         }

@@ -11,6 +11,7 @@ mod demo;
 mod k8s;
 mod prometheus;
 mod sdk;
+mod sink;
 
 /// Scenario: the `.rs` files in `tests/`.
 /// Guarantees: each is a module of this binary (or its own test target in Cargo.toml), so a

@@ -382,6 +382,12 @@ impl RouterConfig {
         if let Err((key, message)) = self.receive.validate() {
             return Err(invalid(format!("receive.{key}"), message));
         }
+        if self.forward.max_in_flight == 0 {
+            return Err(invalid(
+                "forward.max_in_flight".into(),
+                "0 would send nothing: at least 1 request in flight per gateway".into(),
+            ));
+        }
         if self.forward.queue_wait > Duration::from_secs(3600) {
             return Err(invalid(
                 "forward.queue_wait".into(),
@@ -587,6 +593,7 @@ mod tests {
                 "forward: {max_request_bytes: 0}",
                 "forward.max_request_bytes",
             ),
+            ("forward: {max_in_flight: 0}", "forward.max_in_flight"),
         ] {
             let err = parse(&format!("members:\n  static: [a:1]\n{yaml}\n"))
                 .unwrap_err()

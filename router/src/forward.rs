@@ -405,8 +405,8 @@ impl Forwarder {
         self.queued_bytes.load(Ordering::Relaxed)
     }
 
-    /// Whether the gateway has been greeted ([`Forwarder::greet`]): until then, whether it
-    /// can be reached is not known.
+    /// Whether the gateway has been greeted (its first request, an empty one): until then,
+    /// whether it can be reached is not known.
     pub fn greeted(&self) -> bool {
         self.greeted.load(Ordering::Relaxed)
     }
