@@ -1612,9 +1612,17 @@ async fn a_bearer_token_is_required_when_configured() {
         file.display()
     );
     let cfg: ReceiveConfig = serde_yaml_ng::from_str(&yaml).unwrap();
-    let both: Result<ReceiveConfig, _> =
-        serde_yaml_ng::from_str("auth: { bearer_token: a, bearer_token_file: /x }\n");
-    assert!(both.unwrap_err().to_string().contains("one of"));
+    let both: ReceiveConfig =
+        serde_yaml_ng::from_str("auth: { bearer_token: a, bearer_token_file: /x }\n").unwrap();
+    let (key, problem) = both.validate().unwrap_err();
+    assert_eq!(key, "auth");
+    assert!(problem.contains("one of"), "{problem}");
+    // Unusable settings take no one, whatever is presented (they hold an empty token).
+    let auth = both.auth.as_ref().unwrap();
+    let mut empty = http::HeaderMap::new();
+    empty.insert(http::header::AUTHORIZATION, "Bearer ".parse().unwrap());
+    assert!(auth.check(&empty).is_err());
+    assert!(auth.check(&http::HeaderMap::new()).is_err());
     let listeners = Listeners::bind(&cfg).await.unwrap();
     let grpc = format!("http://{}", listeners.grpc_addr().unwrap());
     let http_url = format!("http://{}/v1/traces", listeners.http_addr().unwrap());

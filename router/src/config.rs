@@ -575,6 +575,41 @@ mod tests {
     /// usize::MAX wrapped the decompression bound to 0 bytes; a queue wait of years
     /// overflowed an Instant).
     /// Guarantees: refused at load, naming the key.
+    /// Scenario: `receive.auth` settings that cannot be used: a token file that cannot be
+    /// read, an empty token, both the token and its file; each in a file of several lines.
+    /// Guarantees: the error names the key under `receive.auth` and its line (a docs trial
+    /// found it named `receive` and the line of `grpc`, read while the YAML was).
+    #[test]
+    fn unusable_auth_settings_are_named_at_their_line() {
+        for (auth, key, line) in [
+            (
+                "  auth:\n    bearer_token_file: /nonexistent/token\n",
+                "receive.auth.bearer_token_file",
+                6,
+            ),
+            (
+                "  auth:\n    bearer_token: ''\n",
+                "receive.auth.bearer_token",
+                6,
+            ),
+            (
+                "  auth: {bearer_token: a, bearer_token_file: /x}\n",
+                "receive.auth",
+                5,
+            ),
+        ] {
+            let text = format!("members:\n  static: [a:1]\nreceive:\n  grpc: 127.0.0.1:0\n{auth}");
+            let err = match parse(&text) {
+                Err(e) => tailgate_core::config::with_line(e, &text).to_string(),
+                Ok(_) => panic!("{auth} loaded"),
+            };
+            assert!(
+                err.contains(&format!("router.yaml:{line}: {key}:")),
+                "{auth}: {err}"
+            );
+        }
+    }
+
     #[test]
     fn sizes_and_waits_that_overflow_are_refused() {
         for (yaml, key) in [

@@ -10,10 +10,19 @@ use super::status::Refusal;
 pub use crate::tls::ClientCertificate;
 
 /// `receive.auth`: the bearer token clients must send (`authorization: Bearer <token>`).
+///
+/// Settings that cannot be used (both or neither of the token and its file, a file that
+/// cannot be read, an empty token) are kept as a problem that
+/// [`ReceiveConfig::validate`](super::ReceiveConfig::validate) reports under its own key
+/// (`auth.bearer_token_file`, …), so the config error names the line of that key: refused
+/// while the YAML was read, the error named the line of the first key of `receive`.
 #[derive(Clone, PartialEq, Eq, Deserialize)]
-#[serde(try_from = "RawAuth")]
+#[serde(from = "RawAuth")]
 pub struct ReceiveAuth {
     token: std::sync::Arc<str>,
+    /// What is wrong with the settings, and under which key of `receive`; the token is
+    /// empty then, so that a receiver built without validating refuses every request.
+    problem: Option<(&'static str, String)>,
 }
 
 impl std::fmt::Debug for ReceiveAuth {
@@ -51,21 +60,39 @@ pub enum AuthConfigError {
     BadToken,
 }
 
-impl TryFrom<RawAuth> for ReceiveAuth {
-    type Error = AuthConfigError;
-
-    fn try_from(raw: RawAuth) -> Result<Self, AuthConfigError> {
-        let token = match (raw.bearer_token, raw.bearer_token_file) {
-            (Some(t), None) => t,
-            (None, Some(path)) => std::fs::read_to_string(&path)
-                .map_err(|error| AuthConfigError::Read { path, error })?,
-            _ => return Err(AuthConfigError::OneOf),
+impl RawAuth {
+    /// The token, or what is wrong and under which key of `receive`.
+    fn token(self) -> Result<String, (&'static str, AuthConfigError)> {
+        let (key, token) = match (self.bearer_token, self.bearer_token_file) {
+            (Some(t), None) => ("auth.bearer_token", t),
+            (None, Some(path)) => (
+                "auth.bearer_token_file",
+                std::fs::read_to_string(&path).map_err(|error| {
+                    (
+                        "auth.bearer_token_file",
+                        AuthConfigError::Read { path, error },
+                    )
+                })?,
+            ),
+            _ => return Err(("auth", AuthConfigError::OneOf)),
         };
         let token = token.trim();
         if token.is_empty() || http::HeaderValue::from_str(token).is_err() {
-            return Err(AuthConfigError::BadToken);
+            return Err((key, AuthConfigError::BadToken));
         }
-        Ok(ReceiveAuth::new(token))
+        Ok(token.to_owned())
+    }
+}
+
+impl From<RawAuth> for ReceiveAuth {
+    fn from(raw: RawAuth) -> Self {
+        match raw.token() {
+            Ok(token) => ReceiveAuth::new(&token),
+            Err((key, error)) => ReceiveAuth {
+                token: "".into(),
+                problem: Some((key, error.to_string())),
+            },
+        }
     }
 }
 
@@ -74,7 +101,14 @@ impl ReceiveAuth {
     pub fn new(token: &str) -> Self {
         ReceiveAuth {
             token: token.into(),
+            problem: None,
         }
+    }
+
+    /// What is wrong with the settings it was read from, under which key of `receive`
+    /// (see the type's documentation).
+    pub fn problem(&self) -> Option<(&'static str, &str)> {
+        self.problem.as_ref().map(|(k, m)| (*k, m.as_str()))
     }
 
     /// Checks a request's `authorization` header: `Bearer <token>` (the scheme in any
@@ -89,7 +123,9 @@ impl ReceiveAuth {
             .filter(|scheme| scheme.eq_ignore_ascii_case(b"bearer "))
             .map(|_| &presented[7..])
             .unwrap_or_default();
-        if same_secret(token, self.token.as_bytes()) {
+        // Settings with a problem (reported at validation) take no one, not even a sender
+        // presenting the empty token they hold.
+        if self.problem.is_none() && same_secret(token, self.token.as_bytes()) {
             Ok(())
         } else {
             Err(Refusal::Unauthenticated(

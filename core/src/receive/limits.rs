@@ -116,6 +116,9 @@ impl ReceiveConfig {
         if self.max_connections == 0 {
             return Err(("max_connections", "must be at least 1".into()));
         }
+        if let Some((key, problem)) = self.auth.as_ref().and_then(|a| a.problem()) {
+            return Err((key, problem.to_owned()));
+        }
         if self.max_concurrent_streams == 0 {
             return Err((
                 "max_concurrent_streams",
