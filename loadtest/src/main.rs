@@ -302,7 +302,7 @@ struct SinkArgs {
     /// OTLP/HTTP listen address.
     #[arg(long, default_value = "127.0.0.1:14318")]
     http: SocketAddr,
-    /// Stop after this long (default: until Ctrl-C or SIGTERM).
+    /// Stop after this long (default: until Ctrl-C or SIGTERM, which also stop it sooner).
     #[arg(long, value_parser = humantime::parse_duration)]
     duration: Option<Duration>,
     /// Write the final summary as JSON to this file.
@@ -566,6 +566,9 @@ async fn run_gateway_bench(a: GatewayBenchArgs) -> anyhow::Result<bool> {
 
 /// `sink`: receives OTLP until the duration ends, Ctrl-C or SIGTERM, then prints the summary.
 async fn run_sink_command(a: SinkArgs) -> anyhow::Result<bool> {
+    // Taken before it listens: a signal sent as soon as it does (a harness) would
+    // otherwise end the process before its summary.
+    let signals = Signals::take()?;
     let sink = Arc::new(Sink::default());
     let grpc = tailgate_core::receive::bind("sink OTLP/gRPC", a.grpc).await?;
     let http = tailgate_core::receive::bind("sink OTLP/HTTP", a.http).await?;
@@ -576,7 +579,7 @@ async fn run_sink_command(a: SinkArgs) -> anyhow::Result<bool> {
         let control = tailgate_core::receive::bind("sink control", addr).await?;
         tokio::spawn(sink.clone().serve_control(control, shutdown.clone()));
     }
-    wait_printing_summaries(&sink, a.duration, a.quiet).await?;
+    wait_printing_summaries(&sink, a.duration, a.quiet, signals).await?;
     shutdown.cancel();
     task.await??;
     let summary = sink.summary();
@@ -591,34 +594,46 @@ async fn run_sink_command(a: SinkArgs) -> anyhow::Result<bool> {
     Ok(summary.duplicate_spans == 0 && summary.incomplete_traces == 0 && summary.split_traces == 0)
 }
 
-/// Waits for `duration` (or Ctrl-C, or SIGTERM), printing the sink's summary every 5 s
-/// unless `quiet`.
+/// SIGINT (Ctrl-C) and SIGTERM, taken over from their default of ending the process.
+struct Signals {
+    interrupt: tokio::signal::unix::Signal,
+    terminate: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn take() -> anyhow::Result<Self> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(Signals {
+            interrupt: signal(SignalKind::interrupt()).context("cannot wait for SIGINT")?,
+            terminate: signal(SignalKind::terminate()).context("cannot wait for SIGTERM")?,
+        })
+    }
+
+    /// Until either comes.
+    async fn recv(&mut self) {
+        tokio::select! {
+            _ = self.interrupt.recv() => {}
+            _ = self.terminate.recv() => {}
+        }
+    }
+}
+
+/// Waits for `duration`, or Ctrl-C or SIGTERM (harnesses and `kill` stop it that way, and
+/// want the summary), printing the sink's summary every 5 s unless `quiet`.
 async fn wait_printing_summaries(
     sink: &Sink,
     duration: Option<Duration>,
     quiet: bool,
+    mut signals: Signals,
 ) -> anyhow::Result<()> {
+    // A signal stops it early with a duration too: the handlers replaced the default.
     let stop = async {
         match duration {
-            Some(d) => tokio::time::sleep(d).await,
-            None => {
-                // SIGTERM too: harnesses and `kill` stop it that way, and want the summary.
-                let term = async {
-                    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-                    {
-                        Ok(mut s) => {
-                            s.recv().await;
-                        }
-                        Err(_) => std::future::pending().await,
-                    }
-                };
-                tokio::select! {
-                    r = tokio::signal::ctrl_c() => if let Err(e) = r {
-                        eprintln!("cannot wait for Ctrl-C ({e}); stopping now");
-                    },
-                    () = term => {}
-                }
-            }
+            Some(d) => tokio::select! {
+                () = tokio::time::sleep(d) => {}
+                () = signals.recv() => {}
+            },
+            None => signals.recv().await,
         }
     };
     tokio::pin!(stop);

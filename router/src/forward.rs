@@ -56,6 +56,8 @@ pub struct Forwarder {
     down: AtomicBool,
     /// Whether the first word with the gateway ([`Forwarder::greet`]) has had its answer.
     greeted: AtomicBool,
+    /// Whether the greeting was sent (once per forwarder, whatever restarts its loop).
+    greeting: AtomicBool,
     /// Its gateway left the ring: what it could not deliver goes to the new owners.
     left: AtomicBool,
     consecutive_failures: AtomicU32,
@@ -177,6 +179,7 @@ impl Forwarder {
             notify: Notify::new(),
             down: AtomicBool::new(false),
             greeted: AtomicBool::new(false),
+            greeting: AtomicBool::new(false),
             left: AtomicBool::new(false),
             consecutive_failures: AtomicU32::new(0),
             closed: CancellationToken::new(),
@@ -408,14 +411,16 @@ impl Forwarder {
     /// Whether the gateway has been greeted (its first request, an empty one): until then,
     /// whether it can be reached is not known.
     pub fn greeted(&self) -> bool {
-        self.greeted.load(Ordering::Relaxed)
+        // Acquire: a reader that sees it greeted sees `down` as the greeting left it.
+        self.greeted.load(Ordering::Acquire)
     }
 
     /// Marks the gateway greeted, so that its send loop, if it has not run yet, never
     /// contacts it unless parts are queued (tests of the router's stage).
     #[cfg(test)]
     pub(crate) fn greeted_for_test(&self) {
-        self.greeted.store(true, Ordering::Relaxed);
+        self.greeting.store(true, Ordering::Relaxed);
+        self.greeted.store(true, Ordering::Release);
     }
 
     /// Marks the gateway down, as a failed send would (tests of the router's stage).
@@ -542,7 +547,8 @@ impl Forwarder {
             state.configured = cfg.max_request_bytes;
         }
         let in_flight = Arc::new(Semaphore::new(cfg.max_in_flight.max(1)));
-        if !self.greeted() {
+        // Once: a drain restarts the loop of a down gateway, which may still be greeting.
+        if !self.greeting.swap(true, Ordering::Relaxed) {
             // Beside the send loop: a gateway that takes connections and never answers
             // holds the greeting for the request timeout, and would hold every send too.
             let (me, client, on_health) = (self.clone(), client.clone(), on_health.clone());
@@ -861,12 +867,15 @@ impl Forwarder {
 
     /// The first word with a gateway, as soon as the router knows it: an empty request
     /// (a valid export that changes nothing). One that cannot be reached is marked down at
-    /// once, before the router says it is ready or routes to it; it was marked down only
-    /// when a request to it failed, so a router started in front of gateways that were all
-    /// unreachable said it was ready and took requests it could only hold. The answer
-    /// states the gateway's request limit, learnt before any request meets it. Any other
-    /// failure leaves the gateway up: it answered, and requests will meet what it says.
+    /// once, before a router starting says it is ready (parts routed to it meanwhile go to
+    /// their traces' next owners, as when a send finds it unreachable); it was marked down
+    /// only when a request to it failed, so a router started in front of gateways that
+    /// were all unreachable said it was ready and took requests it could only hold. The
+    /// answer states the gateway's request limit, learnt before any request meets it. Any
+    /// other failure leaves the gateway up: it answered, and requests will meet what it
+    /// says; so does a connection made meanwhile (a send got through).
     async fn greet(&self, client: &GrpcClient, on_health: &Arc<dyn Fn() + Send + Sync>) {
+        let connections = client.connections_made();
         match client.send_once(Bytes::new()).await {
             Ok(answer) => {
                 if let Some(limit) = answer.max_request_bytes {
@@ -875,7 +884,10 @@ impl Forwarder {
                     }
                 }
             }
-            Err(status) if tailgate_core::forward::is_connect_failure(&status) => {
+            Err(status)
+                if tailgate_core::forward::is_connect_failure(&status)
+                    && client.connections_made() == connections =>
+            {
                 if !self.down.swap(true, Ordering::Relaxed) {
                     tracing::warn!(member = %self.member, error = %status.message(), "Gateway unreachable; marked down, routing around it.");
                     on_health();
@@ -887,7 +899,7 @@ impl Forwarder {
                 tracing::debug!(member = %self.member, error = %status.message(), "Gateway answered the router's first request with an error; left up.");
             }
         }
-        self.greeted.store(true, Ordering::Relaxed);
+        self.greeted.store(true, Ordering::Release);
     }
 
     async fn probe(

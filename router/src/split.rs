@@ -110,6 +110,8 @@ pub struct Router {
     /// Open until a drain's deadline; moves of parts between queues hold them open.
     books: Arc<Books>,
     ready: Readiness,
+    /// Whether a greeted gateway was ever up (see `Admin::ready`).
+    been_ready: std::sync::atomic::AtomicBool,
     /// `/metrics` answers, waited for after a drain that lost spans.
     scrapes: tailgate_core::telemetry::Scrapes,
     /// How long [`crate::run`] waits for that scrape, in milliseconds (0: not at all).
@@ -145,6 +147,7 @@ impl Router {
             stats: Arc::new(RouterStats::default()),
             books: Arc::default(),
             ready: Readiness::default(),
+            been_ready: std::sync::atomic::AtomicBool::new(false),
             scrapes: tailgate_core::telemetry::Scrapes::default(),
             final_scrape_wait_ms: std::sync::atomic::AtomicU64::new(0),
             this: this.clone(),
@@ -925,10 +928,19 @@ impl Admin for Router {
     }
 
     fn ready(&self) -> bool {
+        if !self.ready.get() {
+            return false;
+        }
         let state = self.state.load();
         // Ready once a gateway it has greeted is up: a router whose gateways are all
-        // unreachable, or not yet asked, can only hold what it takes.
-        self.ready.get() && state.forwarders.iter().any(|f| f.greeted() && !f.is_down())
+        // unreachable, or not yet asked, can only hold what it takes. From then on, while
+        // any gateway is up: discovery replacing every member at once (a new ReplicaSet)
+        // must not make the router unready for the new ones' greetings.
+        if state.forwarders.iter().any(|f| f.greeted() && !f.is_down()) {
+            self.been_ready.store(true, Ordering::Relaxed);
+            return true;
+        }
+        self.been_ready.load(Ordering::Relaxed) && state.forwarders.iter().any(|f| !f.is_down())
     }
 
     fn scrapes(&self) -> Option<&tailgate_core::telemetry::Scrapes> {
@@ -1018,6 +1030,34 @@ mod tests {
         assert_eq!(backend.spans(), 6);
         assert_eq!(router.forwarders()[0].queued_bytes(), 0);
         stop.cancel();
+    }
+
+    /// Scenario: a router whose one gateway is greeted and up; discovery replaces it with
+    /// a new gateway not yet greeted; the new one is found unreachable.
+    /// Guarantees: ready before the change, still ready while the new gateway is greeted
+    /// (a new set of members does not make a running router unready), not ready once no
+    /// gateway is up.
+    #[tokio::test(start_paused = true)]
+    async fn a_new_member_set_does_not_make_a_ready_router_unready_while_it_greets() {
+        use tailgate_core::telemetry::Admin;
+        let router = Router::new(ForwardConfig::default());
+        router.readiness().set(true);
+        router.set_members(vec![Member::new("127.0.0.1:9")]);
+        assert!(!Admin::ready(&*router), "not greeted yet");
+        for f in router.forwarders() {
+            f.greeted_for_test();
+        }
+        assert!(Admin::ready(&*router));
+        router.set_members(vec![Member::new("127.0.0.2:9")]);
+        assert!(router.forwarders().iter().all(|f| !f.greeted()));
+        assert!(
+            Admin::ready(&*router),
+            "unready while greeting the new members"
+        );
+        for f in router.forwarders() {
+            f.mark_down_for_test();
+        }
+        assert!(!Admin::ready(&*router));
     }
 
     /// Past `max_held_requests` waiting, a request is refused at once, unread; with every

@@ -510,9 +510,18 @@ impl ExportHandle {
         let want = u32::try_from(bytes)
             .unwrap_or(u32::MAX)
             .clamp(1, self.capacity);
-        self.stats.waiting.add(1);
-        let permit = self.budget.clone().acquire_many_owned(want).await.ok();
-        self.stats.waiting.sub(1);
+        // Counted as waiting only when it does wait: the gauge says why senders are refused
+        // (and an exporter gives a held request up only while shards wait for it).
+        let permit = match self.budget.clone().try_acquire_many_owned(want) {
+            Ok(permit) => Some(permit),
+            Err(tokio::sync::TryAcquireError::Closed) => None,
+            Err(tokio::sync::TryAcquireError::NoPermits) => {
+                self.stats.waiting.add(1);
+                let permit = self.budget.clone().acquire_many_owned(want).await.ok();
+                self.stats.waiting.sub(1);
+                permit
+            }
+        };
         self.stats.queue_bytes.add(u64::from(want));
         self.tx
             .send(ExportBatch {
