@@ -297,7 +297,8 @@ pub fn parse_plain_yaml<T: DeserializeOwned>(path: &Path, text: &str) -> Result<
             message: "this line is indented with a tab; YAML indents with spaces only".into(),
         },
         None => match unknown_top_key_line(&error, text) {
-            // serde_yaml gives no position for the document's first key: found by its name.
+            // serde_yaml gives no position for the document's first key, nor for a top-level
+            // key written twice: found by its name.
             Some((line, key)) => ConfigError::InvalidAt {
                 path: path.to_owned(),
                 line,
@@ -347,11 +348,26 @@ pub fn later_documents(text: &str) -> Vec<(usize, usize)> {
 }
 
 /// For an "unknown field" error whose message gives no position (the parser names none
-/// for the document's first key): the line of that key at the top level, and the key.
+/// for the document's first key), or a "duplicate field" one (none for a top-level key
+/// written twice): the line of that key (its second, for a duplicate) at the top level,
+/// and the key.
 fn unknown_top_key_line(error: &serde_yaml_ng::Error, text: &str) -> Option<(usize, String)> {
     let message = error.to_string();
     if message.contains(" at line ") {
         return None;
+    }
+    if let Some(rest) = message.strip_prefix("duplicate field `") {
+        // Nor for a top-level key written twice: the second one, at the start of a line.
+        let name = rest.split('`').next()?;
+        let (at, _) = text
+            .lines()
+            .enumerate()
+            .filter(|(_, l)| {
+                l.strip_prefix(name)
+                    .is_some_and(|r| r.trim_start().starts_with(':'))
+            })
+            .nth(1)?;
+        return Some((at + 1, name.to_owned()));
     }
     let name = message.strip_prefix("unknown field `")?.split('`').next()?;
     Some((locate_key(text, name)?, name.to_owned()))
@@ -1852,6 +1868,35 @@ mod tests {
                 .map(|(_, v)| (*v).to_owned())),
             other => Err(format!("unsupported scheme {other:?}")),
         }
+    }
+
+    /// Scenario: a top-level key written twice, the second time at line 4 (a docs trial
+    /// found the error gave no line); a nested key written twice.
+    /// Guarantees: the line of the second, and the key; the nested one keeps the parser's
+    /// own position.
+    #[test]
+    fn a_top_level_key_written_twice_is_placed() {
+        #[derive(Debug, serde::Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Top {
+            #[serde(default, rename = "members")]
+            _members: Option<serde_yaml_ng::Value>,
+            #[serde(default, rename = "receive")]
+            _receive: Option<Inner>,
+        }
+        #[derive(Debug, serde::Deserialize)]
+        struct Inner {
+            #[serde(default)]
+            _grpc: Option<String>,
+        }
+        let path = Path::new("router.yaml");
+        let text = "members:\n  static: [a:1]\nreceive: {}\nmembers:\n  static: [b:1]\n";
+        let err = parse_plain_yaml::<Top>(path, text).unwrap_err().to_string();
+        assert!(err.starts_with("router.yaml:4: members:"), "{err}");
+        assert!(err.contains("duplicate field `members`"), "{err}");
+        let text = "receive:\n  _grpc: a\n  _grpc: b\n";
+        let err = parse_plain_yaml::<Top>(path, text).unwrap_err().to_string();
+        assert!(err.contains("line 2") || err.contains("line 3"), "{err}");
     }
 
     /// Scenario: a Collector section name (`exporters:`) as the first key of a gateway
