@@ -631,6 +631,32 @@ pub struct Exporter {
     /// When a partial success rejecting no span (a warning) was last logged, and how many
     /// came since.
     warned_by_backend: (Option<Instant>, u64),
+    /// When single spans refused as too large were last logged, and those failed since.
+    too_large_refused: (Option<Instant>, u64),
+}
+
+/// Logs `what` (a refusal that failed `spans` spans, for `error`) at most once a minute per
+/// kind, `slot` holding when that kind was last logged and the spans failed for it since:
+/// a backend refusing span after span would otherwise log a line per span.
+fn warn_refused(
+    slot: &mut (Option<Instant>, u64),
+    spans: u64,
+    exporter: &str,
+    error: &str,
+    what: &str,
+) {
+    let (warned, since) = slot;
+    *since += spans;
+    if warned.is_none_or(|at| at.elapsed() >= tailgate_core::retry::REWARN_AFTER) {
+        tracing::warn!(
+            exporter,
+            %error,
+            spans = *since,
+            "{what} Logged at most once a minute, spans counted since the last time."
+        );
+        *warned = Some(Instant::now());
+        *since = 0;
+    }
 }
 
 /// Requests refused as malformed, before any part of a batch was taken, that make
@@ -740,6 +766,7 @@ pub fn start(
             credentials_refused: (None, 0),
             malformed_refused: (None, 0),
             warned_by_backend: (None, 0),
+            too_large_refused: (None, 0),
         };
         tasks.push(tokio::spawn(exporter.run()));
     }
@@ -1055,22 +1082,23 @@ impl Exporter {
                 }
                 Some(Outcome::TooLarge(error)) => {
                     sizes.refused(size);
-                    tracing::warn!(exporter, bytes = size, %error, "Backend refused a single span, with its resource and scope headers, as too large (RESOURCE_EXHAUSTED without a retry hint, or HTTP 413); it is counted as failed.");
+                    warn_refused(
+                        &mut self.too_large_refused,
+                        1,
+                        exporter,
+                        &error,
+                        "Backend refused single spans, each with its resource and scope headers, as too large (RESOURCE_EXHAUSTED without a retry hint, or HTTP 413); each is counted as failed.",
+                    );
                     failed.push(range);
                 }
                 Some(Outcome::Unauthorized(error)) => {
-                    let (warned, since) = &mut self.credentials_refused;
-                    *since += n;
-                    if warned.is_none_or(|at| at.elapsed() >= tailgate_core::retry::REWARN_AFTER) {
-                        tracing::warn!(
-                            exporter,
-                            %error,
-                            spans = *since,
-                            "The backend refuses this exporter's credentials (its headers or auth extension); spans counted as failed. Logged at most once a minute, spans counted since the last time."
-                        );
-                        *warned = Some(Instant::now());
-                        *since = 0;
-                    }
+                    warn_refused(
+                        &mut self.credentials_refused,
+                        n,
+                        exporter,
+                        &error,
+                        "The backend refuses this exporter's credentials (its headers or auth extension); spans counted as failed.",
+                    );
                     failed.push(range);
                 }
                 Some(Outcome::Failed(error)) => {
@@ -1094,23 +1122,18 @@ impl Exporter {
     /// backend refusing every part) at most once a minute, with the spans failed for it
     /// since: a backend refusing a sender's spans would otherwise log a line per span.
     fn refused_as_malformed(&mut self, spans: u64, error: &str, whole: bool) {
-        let (warned, since) = &mut self.malformed_refused;
-        *since += spans;
-        if warned.is_none_or(|at| at.elapsed() >= tailgate_core::retry::REWARN_AFTER) {
-            let what = if whole {
-                "The backend refuses every part of a batch as malformed (INVALID_ARGUMENT, HTTP 400); the batch is counted as failed."
-            } else {
-                "The backend refused spans as malformed (INVALID_ARGUMENT, HTTP 400); each is counted as failed alone."
-            };
-            tracing::warn!(
-                exporter = %self.own.name,
-                %error,
-                spans = *since,
-                "{what} Logged at most once a minute, spans counted since the last time."
-            );
-            *warned = Some(Instant::now());
-            *since = 0;
-        }
+        let what = if whole {
+            "The backend refuses every part of a batch as malformed (INVALID_ARGUMENT, HTTP 400); the batch is counted as failed."
+        } else {
+            "The backend refused spans as malformed (INVALID_ARGUMENT, HTTP 400); each is counted as failed alone."
+        };
+        warn_refused(
+            &mut self.malformed_refused,
+            spans,
+            &self.own.name,
+            error,
+            what,
+        );
     }
 
     /// A backend took a request whole with a message (OTLP's partial success rejecting no

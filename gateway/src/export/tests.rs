@@ -22,6 +22,7 @@ fn exporter(
         credentials_refused: (None, 0),
         malformed_refused: (None, 0),
         warned_by_backend: (None, 0),
+        too_large_refused: (None, 0),
     }
 }
 
@@ -482,4 +483,69 @@ async fn a_backends_warning_is_logged_once_a_minute() {
         "the answers since the first line: {}",
         text()
     );
+}
+
+/// Scenario: a backend refusing every request as too large (a quota answered
+/// RESOURCE_EXHAUSTED without a retry hint looks the same); a batch of 40 spans, each
+/// smaller than the one before, each alone still too large.
+/// Guarantees: every span counts failed, and the refused single spans are logged once
+/// with their count, not a line per span (a trial saw one line per span).
+#[tokio::test]
+async fn single_spans_refused_as_too_large_are_logged_once_a_minute() {
+    use prost::Message;
+    let (log, _guard) = tailgate_core::test_util::CapturedLog::install();
+    let stop = tokio_util::sync::CancellationToken::new();
+    let (addr, backend) = tailgate_core::test_util::CaptureBackend::start(
+        "127.0.0.1:0".parse().unwrap(),
+        stop.clone(),
+    )
+    .await
+    .unwrap();
+    backend.refuse_requests_over(Some(1));
+    let stats = Arc::new(GatewayStats::default());
+    stats.pending_export_spans.add(40);
+    let req = tailgate_core::test_util::FakeOtlp::traces(40)
+        .spans(1)
+        .resources(40)
+        .seed(7)
+        .build();
+    // Each smaller than the one before: every one is tried alone (a part as large as one
+    // refused is not sent again).
+    let spans: Vec<BufferedSpan> = req
+        .resource_spans
+        .iter()
+        .flat_map(|r| r.scope_spans[0].spans.iter())
+        .enumerate()
+        .map(|(i, s)| {
+            let mut s = s.clone();
+            s.attributes.clear();
+            s.name = "n".repeat(1000 - i);
+            BufferedSpan::alone(Bytes::from(s.encode_to_vec()))
+        })
+        .collect();
+    let (tx, rx) = mpsc::channel(1);
+    tx.send(ExportBatch {
+        spans,
+        tickets: vec![(Ticket::new(40, 0, 1), 40)],
+        permit: None,
+    })
+    .await
+    .unwrap();
+    drop(tx);
+    let cfg: super::otlp_grpc::OtlpGrpcConfig =
+        serde_yaml_ng::from_str(&format!("{{endpoint: 'http://{addr}'}}")).unwrap();
+    let sink = Sink::Grpc(Box::new(cfg.client().unwrap()));
+    exporter(rx, sink, BatchConfig::default(), stats.clone())
+        .run()
+        .await;
+    assert_eq!(stats.export_failed_spans.get(), 40);
+    assert_eq!(backend.spans(), 0);
+    let text = String::from_utf8_lossy(&log.text()).into_owned();
+    assert!(
+        backend.too_large_requests() >= 40,
+        "each span was tried alone"
+    );
+    assert_eq!(log.count("Backend refused single spans"), 1, "{text}");
+    assert!(log.count("as too large") <= 3, "a line per span: {text}");
+    stop.cancel();
 }
