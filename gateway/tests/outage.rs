@@ -12,6 +12,19 @@ use tailgate_core::forward::RetryConfig;
 use tailgate_core::test_util::FakeOtlp;
 use tailgate_gateway::export::ExporterConfig;
 
+/// Sets the gateway's one exporter to retry 50 to 100 ms apart within `bound`, and to
+/// send batches after 20 ms.
+fn quick_retries(c: &mut tailgate_gateway::config::GatewayConfig, bound: Duration) {
+    if let ExporterConfig::OtlpGrpc(e) = &mut c.export.exporters[0].1 {
+        e.retry = RetryConfig {
+            initial_interval: Duration::from_millis(50),
+            max_interval: Duration::from_millis(100),
+            max_elapsed_time: bound,
+        };
+        e.batch.timeout = Duration::from_millis(20);
+    }
+}
+
 const POLICIES: &str = "decision_wait: 200ms\npolicies:\n  - {name: errors, type: status_code, status_code: {status_codes: [ERROR]}}\n  - {name: half, type: probabilistic, probabilistic: {sampling_percentage: 50}}\n";
 
 /// Scenario: load runs through a gateway (errors + 50%) whose backend goes away for 1.5 s
@@ -30,14 +43,7 @@ async fn received_is_exported_plus_dropped_plus_refused_plus_failed() {
             // trace of its own), so the limit holds several requests.
             c.buffer.max_buffered_bytes = 64 * 1024;
             c.buffer.early_decision_bytes = Some(32 * 1024);
-            if let ExporterConfig::OtlpGrpc(e) = &mut c.export.exporters[0].1 {
-                e.retry = RetryConfig {
-                    initial_interval: Duration::from_millis(50),
-                    max_interval: Duration::from_millis(100),
-                    max_elapsed_time: Duration::from_millis(300),
-                };
-                e.batch.timeout = Duration::from_millis(20);
-            }
+            quick_retries(c, Duration::from_millis(300));
         },
         |_, _| {},
     )
@@ -99,14 +105,7 @@ async fn an_outage_past_the_retry_bound_loses_nothing_while_there_is_room() {
         [127, 0, 0, 16],
         common::plan(POLICIES),
         |c| {
-            if let ExporterConfig::OtlpGrpc(e) = &mut c.export.exporters[0].1 {
-                e.retry = RetryConfig {
-                    initial_interval: Duration::from_millis(50),
-                    max_interval: Duration::from_millis(100),
-                    max_elapsed_time: Duration::from_millis(300),
-                };
-                e.batch.timeout = Duration::from_millis(20);
-            }
+            quick_retries(c, Duration::from_millis(300));
         },
         |_, _| {},
     )
@@ -161,14 +160,9 @@ async fn senders_refused_for_a_full_exporter_queue_are_told_which() {
         common::plan("decision_wait: 100ms\npolicies:\n  - {name: all, type: always_sample}\n"),
         |c| {
             c.buffer.enqueue_timeout = Duration::from_millis(100);
+            quick_retries(c, Duration::from_secs(60));
             if let ExporterConfig::OtlpGrpc(e) = &mut c.export.exporters[0].1 {
                 e.queue_bytes = 8 * 1024;
-                e.retry = RetryConfig {
-                    initial_interval: Duration::from_millis(50),
-                    max_interval: Duration::from_millis(100),
-                    max_elapsed_time: Duration::from_secs(60),
-                };
-                e.batch.timeout = Duration::from_millis(20);
             }
         },
         |_, _| {},
@@ -186,7 +180,6 @@ async fn senders_refused_for_a_full_exporter_queue_are_told_which() {
             refusal = Some(status);
             break;
         }
-        tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let status = refusal.expect("no request was refused with the exporter's queue full");
     assert_eq!(status.code(), tonic::Code::ResourceExhausted, "{status:?}");

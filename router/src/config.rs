@@ -571,10 +571,6 @@ mod tests {
         assert!(parse("members:\n  static: [a:1]\nforward: {compression: snappy}\n").is_ok());
     }
 
-    /// Scenario: sizes and waits whose arithmetic would overflow (a request limit near
-    /// usize::MAX wrapped the decompression bound to 0 bytes; a queue wait of years
-    /// overflowed an Instant).
-    /// Guarantees: refused at load, naming the key.
     /// Scenario: `receive.auth` settings that cannot be used: a token file that cannot be
     /// read, an empty token, both the token and its file; each in a file of several lines.
     /// Guarantees: the error names the key under `receive.auth` and its line (a docs trial
@@ -610,6 +606,10 @@ mod tests {
         }
     }
 
+    /// Scenario: sizes and waits whose arithmetic would overflow (a request limit near
+    /// usize::MAX wrapped the decompression bound to 0 bytes; a queue wait of years
+    /// overflowed an Instant).
+    /// Guarantees: refused at load, naming the key.
     #[test]
     fn sizes_and_waits_that_overflow_are_refused() {
         for (yaml, key) in [

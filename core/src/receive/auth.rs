@@ -64,18 +64,15 @@ impl RawAuth {
     /// The token, or what is wrong and under which key of `receive`.
     fn token(self) -> Result<String, (&'static str, AuthConfigError)> {
         let (key, token) = match (self.bearer_token, self.bearer_token_file) {
-            (Some(t), None) => ("auth.bearer_token", t),
+            (Some(t), None) => ("auth.bearer_token", Ok(t)),
             (None, Some(path)) => (
                 "auth.bearer_token_file",
-                std::fs::read_to_string(&path).map_err(|error| {
-                    (
-                        "auth.bearer_token_file",
-                        AuthConfigError::Read { path, error },
-                    )
-                })?,
+                std::fs::read_to_string(&path)
+                    .map_err(|error| AuthConfigError::Read { path, error }),
             ),
             _ => return Err(("auth", AuthConfigError::OneOf)),
         };
+        let token = token.map_err(|e| (key, e))?;
         let token = token.trim();
         if token.is_empty() || http::HeaderValue::from_str(token).is_err() {
             return Err((key, AuthConfigError::BadToken));

@@ -624,38 +624,45 @@ pub struct Exporter {
     batch: BatchConfig,
     stats: Arc<GatewayStats>,
     own: Arc<ExporterStats>,
-    /// When refused credentials were last logged, and the spans failed for them since.
-    credentials_refused: (Option<Instant>, u64),
-    /// When spans refused as malformed were last logged, and those failed since.
-    malformed_refused: (Option<Instant>, u64),
-    /// When a partial success rejecting no span (a warning) was last logged, and how many
-    /// came since.
-    warned_by_backend: (Option<Instant>, u64),
-    /// When single spans refused as too large were last logged, and those failed since.
-    too_large_refused: (Option<Instant>, u64),
+    /// Spans failed for refused credentials since that was last logged.
+    credentials_refused: Tally,
+    /// Spans refused as malformed since that was last logged.
+    malformed_refused: Tally,
+    /// Partial successes rejecting no span (a backend's warning) since one was last logged.
+    backend_warnings: Tally,
+    /// Single spans refused as too large since that was last logged.
+    too_large_refused: Tally,
+}
+
+/// What happened since a warning about it was last given, for warnings given at most
+/// once per [`tailgate_core::retry::REWARN_AFTER`] with the count since
+/// ([`tailgate_core::retry::warn_again`]).
+#[derive(Debug, Default)]
+struct Tally {
+    warned_at: Option<Instant>,
+    since: u64,
+}
+
+impl Tally {
+    /// Counts `n` more; the count to warn with (then started again) when a warning is due.
+    fn add(&mut self, n: u64) -> Option<u64> {
+        self.since += n;
+        tailgate_core::retry::warn_again(&mut self.warned_at)
+            .then(|| std::mem::take(&mut self.since))
+    }
 }
 
 /// Logs `what` (a refusal that failed `spans` spans, for `error`) at most once a minute per
-/// kind, `slot` holding when that kind was last logged and the spans failed for it since:
-/// a backend refusing span after span would otherwise log a line per span.
-fn warn_refused(
-    slot: &mut (Option<Instant>, u64),
-    spans: u64,
-    exporter: &str,
-    error: &str,
-    what: &str,
-) {
-    let (warned, since) = slot;
-    *since += spans;
-    if warned.is_none_or(|at| at.elapsed() >= tailgate_core::retry::REWARN_AFTER) {
+/// kind, `tally` counting the spans failed for that kind since: a backend refusing span
+/// after span would otherwise log a line per span.
+fn warn_refused(tally: &mut Tally, spans: u64, exporter: &str, error: &str, what: &str) {
+    if let Some(spans) = tally.add(spans) {
         tracing::warn!(
             exporter,
             %error,
-            spans = *since,
+            spans,
             "{what} Logged at most once a minute, spans counted since the last time."
         );
-        *warned = Some(Instant::now());
-        *since = 0;
     }
 }
 
@@ -763,10 +770,10 @@ pub fn start(
             batch,
             stats: stats.clone(),
             own,
-            credentials_refused: (None, 0),
-            malformed_refused: (None, 0),
-            warned_by_backend: (None, 0),
-            too_large_refused: (None, 0),
+            credentials_refused: Tally::default(),
+            malformed_refused: Tally::default(),
+            backend_warnings: Tally::default(),
+            too_large_refused: Tally::default(),
         };
         tasks.push(tokio::spawn(exporter.run()));
     }
@@ -1139,18 +1146,14 @@ impl Exporter {
     /// A backend took a request whole with a message (OTLP's partial success rejecting no
     /// span: a warning, which the Collector logs too): logged at most once a minute.
     fn warned_by_backend(&mut self, message: &str) {
-        let (warned, since) = &mut self.warned_by_backend;
-        *since += 1;
-        if warned.is_none_or(|at| at.elapsed() >= tailgate_core::retry::REWARN_AFTER) {
+        if let Some(responses) = self.backend_warnings.add(1) {
             tracing::warn!(
                 exporter = %self.own.name,
                 %message,
-                responses = *since,
+                responses,
                 "The backend took an export whole with a warning (a partial success rejecting \
                  no spans). Logged at most once a minute, responses counted since the last time."
             );
-            *warned = Some(Instant::now());
-            *since = 0;
         }
     }
 

@@ -19,10 +19,10 @@ fn exporter(
         batch,
         stats,
         own: exporter_stats(),
-        credentials_refused: (None, 0),
-        malformed_refused: (None, 0),
-        warned_by_backend: (None, 0),
-        too_large_refused: (None, 0),
+        credentials_refused: Default::default(),
+        malformed_refused: Default::default(),
+        backend_warnings: Default::default(),
+        too_large_refused: Default::default(),
     }
 }
 
@@ -39,6 +39,21 @@ fn debug_sink(dir: &std::path::Path) -> Sink {
 }
 
 /// An exporter's own counters, all zero.
+/// A backend on loopback (stopped with `stop`) and an OTLP/gRPC sink sending to it.
+async fn grpc_backend(
+    stop: &tokio_util::sync::CancellationToken,
+) -> (Arc<tailgate_core::test_util::CaptureBackend>, Sink) {
+    let (addr, backend) = tailgate_core::test_util::CaptureBackend::start(
+        "127.0.0.1:0".parse().unwrap(),
+        stop.clone(),
+    )
+    .await
+    .unwrap();
+    let cfg: super::otlp_grpc::OtlpGrpcConfig =
+        serde_yaml_ng::from_str(&format!("{{endpoint: 'http://{addr}'}}")).unwrap();
+    (backend, Sink::Grpc(Box::new(cfg.client().unwrap())))
+}
+
 fn exporter_stats() -> Arc<ExporterStats> {
     Arc::new(ExporterStats {
         name: "x".into(),
@@ -375,12 +390,7 @@ fn proxy_url_wins_and_empty_leaves_the_variables_to_decide() {
 async fn a_batch_that_does_not_fit_a_request_starts_the_next() {
     use prost::Message;
     let stop = tokio_util::sync::CancellationToken::new();
-    let (addr, backend) = tailgate_core::test_util::CaptureBackend::start(
-        "127.0.0.1:0".parse().unwrap(),
-        stop.clone(),
-    )
-    .await
-    .unwrap();
+    let (backend, sink) = grpc_backend(&stop).await;
     let stats = Arc::new(GatewayStats::default());
     stats.pending_export_spans.add(150);
     let req = tailgate_core::test_util::FakeOtlp::traces(150)
@@ -403,14 +413,11 @@ async fn a_batch_that_does_not_fit_a_request_starts_the_next() {
         .unwrap();
     }
     drop(tx);
-    let cfg: super::otlp_grpc::OtlpGrpcConfig =
-        serde_yaml_ng::from_str(&format!("{{endpoint: 'http://{addr}'}}")).unwrap();
     let batch = BatchConfig {
         max_spans: 100,
         timeout: std::time::Duration::from_secs(5),
         ..Default::default()
     };
-    let sink = Sink::Grpc(Box::new(cfg.client().unwrap()));
     let e = exporter(rx, sink, batch, stats.clone());
     e.run().await;
     let per_request: Vec<usize> = backend
@@ -495,12 +502,7 @@ async fn single_spans_refused_as_too_large_are_logged_once_a_minute() {
     use prost::Message;
     let (log, _guard) = tailgate_core::test_util::CapturedLog::install();
     let stop = tokio_util::sync::CancellationToken::new();
-    let (addr, backend) = tailgate_core::test_util::CaptureBackend::start(
-        "127.0.0.1:0".parse().unwrap(),
-        stop.clone(),
-    )
-    .await
-    .unwrap();
+    let (backend, sink) = grpc_backend(&stop).await;
     backend.refuse_requests_over(Some(1));
     let stats = Arc::new(GatewayStats::default());
     stats.pending_export_spans.add(40);
@@ -532,9 +534,6 @@ async fn single_spans_refused_as_too_large_are_logged_once_a_minute() {
     .await
     .unwrap();
     drop(tx);
-    let cfg: super::otlp_grpc::OtlpGrpcConfig =
-        serde_yaml_ng::from_str(&format!("{{endpoint: 'http://{addr}'}}")).unwrap();
-    let sink = Sink::Grpc(Box::new(cfg.client().unwrap()));
     exporter(rx, sink, BatchConfig::default(), stats.clone())
         .run()
         .await;
