@@ -457,6 +457,7 @@ fn start_shards(
             cache_size: per_shard_cache,
             early_decision_bytes: config.buffer.early_decision_bytes().div_ceil(n as u64),
             max_spans_per_trace: config.buffer.max_spans_per_trace,
+            max_held_bytes: config.buffer.max_buffered_bytes,
         };
         let shard =
             buffer::shard::Shard::new(rx, plan.clone(), limits, exporters.to_vec(), stats.clone())

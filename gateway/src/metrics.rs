@@ -87,10 +87,30 @@ pub struct ExporterStats {
     pub queue_bytes: Gauge,
     /// The queue's capacity in bytes.
     pub queue_capacity_bytes: u64,
-    /// Shards waiting for room in the queue.
+    /// Encoded bytes of kept spans the shards hold for this exporter while its queue has
+    /// no room for them (charged in the buffer as pending export).
+    pub parked_bytes: Gauge,
+    /// Shards waiting for room in the queue (only once the buffer is full: until then they
+    /// park what does not fit, see `parked_bytes`).
     pub waiting: Arc<Gauge>,
     /// The client's retries, give-ups and whether the backend is failing now.
     pub retry: Arc<RetryStats>,
+}
+
+impl ExporterStats {
+    /// Counters for exporter `name` with a queue of `capacity` bytes, all at zero.
+    pub fn new(name: &str, capacity: u64) -> Self {
+        ExporterStats {
+            name: name.to_owned(),
+            sent_spans: Counter::default(),
+            failed_spans: Counter::default(),
+            queue_bytes: Gauge::default(),
+            queue_capacity_bytes: capacity,
+            parked_bytes: Gauge::default(),
+            waiting: Arc::default(),
+            retry: Arc::default(),
+        }
+    }
 }
 
 /// Upper bounds (seconds) of the decision-latency histogram's buckets: fine just past the
@@ -765,7 +785,7 @@ impl GatewayStats {
     /// Per exporter: delivered, failed, queued, retried.
     fn render_exporters(&self, p: &mut PromText) {
         let exporters = self.exporters();
-        let series: [ExporterSeries; 8] = [
+        let series: [ExporterSeries; 9] = [
             (
                 "tailgate_gateway_exporter_sent_spans_total",
                 "counter",
@@ -787,8 +807,14 @@ impl GatewayStats {
             (
                 "tailgate_gateway_exporter_queue_capacity_bytes",
                 "gauge",
-                "Each exporter's queue capacity; shards wait when it is full.",
+                "Each exporter's queue capacity; past it, kept spans wait in the buffer (parked).",
                 |e| e.queue_capacity_bytes,
+            ),
+            (
+                "tailgate_gateway_exporter_parked_bytes",
+                "gauge",
+                "Span bytes of kept traces waiting in the buffer for room in each exporter's queue (its backend is slow or down); charged against buffer.max_buffered_bytes.",
+                |e| e.parked_bytes.get(),
             ),
             (
                 "tailgate_gateway_exporter_retries_total",

@@ -147,22 +147,27 @@ async fn an_outage_past_the_retry_bound_loses_nothing_while_there_is_room() {
     gw.stop().await;
 }
 
-/// Scenario: the backend is down, the exporter's queue small (8 KiB) and the buffer large;
-/// every trace is kept; requests keep coming.
-/// Guarantees: once the queue is full the shards wait for it, and senders are refused with
-/// a retryable status whose message names the exporter and its full queue (it said the
-/// buffer was full, which a trial found misleading: the buffer held a few percent of its
-/// limit, and raising the limit changed nothing); no refusal is counted as one for memory.
+/// Scenario: the backend is down, the exporter's queue small (8 KiB) and the buffer 2 MiB;
+/// every trace is kept; requests keep coming until one is refused; then the backend
+/// returns.
+/// Guarantees: kept spans the queue has no room for wait in the buffer (parked), so the
+/// gateway goes on taking requests well past the queue's size, until the buffer is full;
+/// the refusal then is one for memory, retryable, and names the exporter whose backend
+/// the buffer waits for (a trial found senders refused at a few percent of the buffer
+/// when shards waited on the queue: raising the buffer changed nothing). Nothing taken is
+/// lost: once the backend is back, every accepted span is exported and nothing stays
+/// parked.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn senders_refused_for_a_full_exporter_queue_are_told_which() {
+async fn an_outage_fills_the_buffer_with_kept_spans_not_just_the_queue() {
+    const QUEUE: u64 = 8 * 1024;
     let gw = common::spawn_gateway_configured(
         [127, 0, 0, 18],
         common::plan("decision_wait: 100ms\npolicies:\n  - {name: all, type: always_sample}\n"),
         |c| {
-            c.buffer.enqueue_timeout = Duration::from_millis(100);
+            c.buffer.max_buffered_bytes = 2 << 20;
             quick_retries(c, Duration::from_secs(60));
             if let ExporterConfig::OtlpGrpc(e) = &mut c.export.exporters[0].1 {
-                e.queue_bytes = 8 * 1024;
+                e.queue_bytes = QUEUE;
             }
         },
         |_, _| {},
@@ -173,25 +178,103 @@ async fn senders_refused_for_a_full_exporter_queue_are_told_which() {
     let mut client = TraceServiceClient::connect(format!("http://{addr}"))
         .await
         .unwrap();
-    let mut refusal = None;
-    for seed in 0..400u64 {
+    let (mut accepted, mut refusal, mut most_parked) = (0u64, None, 0u64);
+    let exporter = stats.exporters()[0].clone();
+    for seed in 0..4_000u64 {
         let req = FakeOtlp::traces(4).spans(3).seed(5000 + seed).build();
-        if let Err(status) = client.export(req).await {
-            refusal = Some(status);
-            break;
+        match client.export(req).await {
+            Ok(_) => accepted += 12,
+            Err(status) => {
+                refusal = Some(status);
+                break;
+            }
         }
+        most_parked = most_parked.max(exporter.parked_bytes.get());
     }
-    let status = refusal.expect("no request was refused with the exporter's queue full");
+    let status = refusal.expect("no request was refused with the backend down");
     assert_eq!(status.code(), tonic::Code::ResourceExhausted, "{status:?}");
-    let name = stats.exporters()[0].name.clone();
     assert!(
         status
             .message()
-            .contains(&format!("waits for exporter {name}: its queue is full")),
+            .contains("gateway buffer is over its limit")
+            && status
+                .message()
+                .contains(&format!("for exporter {}", exporter.name)),
         "{status:?}"
     );
-    assert_eq!(stats.refused_spans_memory.get(), 0);
+    assert!(stats.refused_spans_memory.get() > 0);
+    assert!(
+        most_parked > 20 * QUEUE,
+        "parked at most {most_parked} bytes beside a queue of {QUEUE}"
+    );
+    assert!(
+        stats.pending_export_bytes.get() > (1 << 20),
+        "kept spans pending export: {} bytes",
+        stats.pending_export_bytes.get()
+    );
     backend.set_unavailable(false);
-    gw.settle(Duration::from_secs(20)).await;
+    gw.settle(Duration::from_secs(30)).await;
+    assert_eq!(stats.in_flight_spans(), 0);
+    assert_eq!(stats.export_failed_spans.get(), 0);
+    assert_eq!(stats.exported_spans.get(), accepted);
+    assert_eq!(backend.spans(), accepted);
+    assert_eq!(exporter.parked_bytes.get(), 0);
     gw.stop().await;
+}
+
+/// Scenario: two exporters, the second's backend down with an 8 KiB queue; every trace
+/// is kept; 300 traces of 3 spans arrive; then the second backend returns.
+/// Guarantees: the first backend gets every kept span while the second is down (its
+/// batches wait apart: one backend's outage does not hold back another's), nothing is
+/// refused, and once the second is back it gets every span too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_backend_down_does_not_hold_back_another() {
+    let stop = tokio_util::sync::CancellationToken::new();
+    let (down_addr, down) = common::capture_backend(&stop).await;
+    down.set_unavailable(true);
+    let gw = common::spawn_gateway_configured(
+        [127, 0, 0, 93],
+        common::plan("decision_wait: 100ms\npolicies:\n  - {name: all, type: always_sample}\n"),
+        |c| {
+            quick_retries(c, Duration::from_secs(60));
+            let mut second =
+                tailgate_gateway::export::OtlpGrpcConfig::new(format!("http://{down_addr}"));
+            second.queue_bytes = 8 * 1024;
+            second.batch.timeout = Duration::from_millis(20);
+            c.export
+                .exporters
+                .push(("otlp/down".into(), ExporterConfig::OtlpGrpc(second)));
+        },
+        |_, _| {},
+    )
+    .await;
+    let (addr, up, stats) = (gw.addr, gw.backend.clone(), gw.stats.clone());
+    let mut client = TraceServiceClient::connect(format!("http://{addr}"))
+        .await
+        .unwrap();
+    for seed in 0..100u64 {
+        let req = FakeOtlp::traces(3).spans(3).seed(7000 + seed).build();
+        client.export(req).await.unwrap();
+    }
+    let sent = 900;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while up.spans() < sent && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        up.spans(),
+        sent,
+        "the healthy backend waited for the down one"
+    );
+    assert_eq!(down.spans(), 0);
+    assert!(stats.exporters()[1].parked_bytes.get() > 0);
+    assert_eq!(stats.refused_spans.get(), 0);
+    down.set_unavailable(false);
+    gw.settle(Duration::from_secs(30)).await;
+    assert_eq!(stats.in_flight_spans(), 0);
+    assert_eq!(stats.exported_spans.get(), sent);
+    assert_eq!(down.spans(), sent);
+    assert_eq!(stats.exporters()[1].parked_bytes.get(), 0);
+    gw.stop().await;
+    stop.cancel();
 }

@@ -560,15 +560,7 @@ fn production_has_budgets_autoscaling_fences_and_alerts_on_real_metrics() {
     // A gateway with one exporter renders every series (per-exporter ones need one).
     let gateway_stats = tailgate_gateway::metrics::GatewayStats::default();
     gateway_stats.set_exporters(vec![std::sync::Arc::new(
-        tailgate_gateway::metrics::ExporterStats {
-            name: "otlp".into(),
-            sent_spans: Default::default(),
-            failed_spans: Default::default(),
-            queue_bytes: Default::default(),
-            queue_capacity_bytes: 0,
-            waiting: Default::default(),
-            retry: Default::default(),
-        },
+        tailgate_gateway::metrics::ExporterStats::new("otlp", 0),
     )]);
     // Per-policy series appear once a policy has kept a trace.
     let policies = ["errors".to_owned()];

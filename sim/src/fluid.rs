@@ -140,13 +140,15 @@ pub fn run(input: &FluidInput<'_>) -> Flows {
             let unlimited: f64 = history[m].iter().sum();
             let buffered = unlimited.min(early);
             let effective_wait = input.decision_wait * (buffered / unlimited.max(1e-9)).min(1.0);
-            // The export queue: filled by kept spans while the backend is out, drained
-            // at once when it is back.
+            // The export backlog: kept spans while the backend is out, in the exporter's
+            // queue and then parked in the buffer (charged there) until the buffer with
+            // its live traces is full; drained at once when the backend is back.
             let kept_bytes = accepted * dt * input.keep_share * input.cost.encoded_bytes_per_span;
             let (mut export_failing, mut failed) = (false, 0.0);
             if let Some(since) = outage {
                 queue[m] += kept_bytes;
-                let limit = s.export_queue_bytes as f64;
+                let room = s.buffer.max_buffered_bytes as f64 - buffered * charge;
+                let limit = (s.export_queue_bytes as f64).max(room);
                 if queue[m] > limit {
                     let over = (queue[m] - limit) / input.cost.encoded_bytes_per_span;
                     queue[m] = limit;
@@ -154,7 +156,7 @@ pub fn run(input: &FluidInput<'_>) -> Flows {
                         export_failing = true;
                         failed = over;
                     } else {
-                        // Shards wait for room: the receivers refuse what cannot be held.
+                        // The buffer is full: the receivers refuse what cannot be held.
                         refused_share = (refused_share + over / (spans * dt).max(1e-9)).min(1.0);
                     }
                 }

@@ -56,7 +56,7 @@ fn go(loaded: &Loaded) -> Report {
 /// failures show up where they should (spans lost to the kill and to the exporter).
 #[test]
 fn every_span_is_accounted_for() {
-    let events = "events:\n  - {at: 20s, kind: kill, gateway: 2}\n  - {at: 40s, kind: scale_down, to: 4}\n  - {at: 50s, kind: backend_outage, for: 60s}\n  - {at: 60s, kind: dns_outage, for: 20s}\n  - {at: 30s, kind: slow, gateway: 1, factor: 3, for: 30s}\nexport_queue_bytes: 1000000\nexport_retry: {initial_interval: 1s, max_interval: 5s, max_elapsed_time: 20s}\n";
+    let events = "events:\n  - {at: 20s, kind: kill, gateway: 2}\n  - {at: 40s, kind: scale_down, to: 4}\n  - {at: 50s, kind: backend_outage, for: 60s}\n  - {at: 60s, kind: dns_outage, for: 20s}\n  - {at: 30s, kind: slow, gateway: 1, factor: 3, for: 30s}\nexport_queue_bytes: 1000000\nbuffer: {max_buffered_bytes: 67108864}\nexport_retry: {initial_interval: 1s, max_interval: 5s, max_elapsed_time: 20s}\n";
     let r = go(&scenario("conserve", MIXED, 6, 200_000.0, 120, events));
     assert!(r.spans_followed.sent > 10_000.0);
     assert_eq!(

@@ -541,8 +541,9 @@ impl SpanSink for TraceBuffer {
             );
             return Err(Refusal::Overloaded {
                 message: format!(
-                    "gateway buffer is over its limit of {} bytes; retry later",
-                    self.max_buffered_bytes
+                    "gateway buffer is over its limit of {} bytes{}; retry later",
+                    self.max_buffered_bytes,
+                    self.parked_for()
                 ),
                 retry_after: DEFAULT_RETRY_AFTER,
             });
@@ -1005,9 +1006,30 @@ impl TraceBuffer {
         futures_util::future::join_all(sends).await;
     }
 
+    /// What of the buffer kept spans waiting for a slow or down backend take (see
+    /// [`crate::metrics::ExporterStats::parked_bytes`]), for a refusal's message; empty when
+    /// none do.
+    fn parked_for(&self) -> String {
+        let parked: Vec<String> = self
+            .stats
+            .exporters()
+            .iter()
+            .filter(|e| e.parked_bytes.get() > 0)
+            .map(|e| format!("{} bytes for exporter {}", e.parked_bytes.get(), e.name))
+            .collect();
+        if parked.is_empty() {
+            String::new()
+        } else {
+            format!(
+                " (kept spans waiting for a slow or down backend hold {})",
+                parked.join(", ")
+            )
+        }
+    }
+
     /// Why a request found a shard's channel full, for its sender and the operator: an
-    /// exporter's full queue the shards wait on (its backend slow or down: the buffer does
-    /// not fill meanwhile), or the shards behind.
+    /// exporter's full queue the shards wait on (its backend slow or down, and the buffer
+    /// full of kept spans parked for it), or the shards behind.
     fn why_shards_wait(&self) -> String {
         let waited_on: Vec<String> = self
             .stats
@@ -1234,6 +1256,87 @@ mod tests {
         (plan, stats, buffer, rx)
     }
 
+    /// Scenario: one shard, one exporter whose queue holds one batch (a byte: every batch
+    /// takes all of it) and is read only when the test says; three requests of 10 kept
+    /// traces each, a second apart (`decision_wait` 1 s); then the exporter takes its
+    /// batches one at a time, the last after the shard's drain has begun.
+    /// Guarantees: the batches the queue has no room for are parked (the exporter's gauge
+    /// counts their bytes) while the shard goes on taking requests and deciding; they go
+    /// out in order as room comes, without another request to wake the shard; a drain
+    /// sends what is still parked before the shard ends; every span arrives once.
+    #[tokio::test(start_paused = true)]
+    async fn kept_batches_park_while_the_exporters_queue_is_full_and_go_in_order() {
+        let (plan, stats, buffer, rx) =
+            one_shard("decision_wait: 1s\npolicies: [{name: all, type: always_sample}]\n");
+        let (exporter, mut queue, exporter_stats) = crate::export::ExportHandle::for_test(1);
+        let shard = shard::Shard::new(
+            rx,
+            plan,
+            shard::ShardLimits {
+                shards: 1,
+                cache_size: 1_000,
+                early_decision_bytes: 1 << 30,
+                max_spans_per_trace: 1_000,
+                max_held_bytes: u64::MAX,
+            },
+            vec![exporter],
+            stats.clone(),
+        );
+        let drain = tokio_util::sync::CancellationToken::new();
+        let running = tokio::spawn(shard.run(drain.clone()));
+        let mut firsts = Vec::new();
+        for seed in 0..3u64 {
+            let req = tailgate_core::test_util::FakeOtlp::traces(10)
+                .spans(2)
+                .seed(100 + seed)
+                .build();
+            firsts.push(
+                req.resource_spans[0].scope_spans[0].spans[0]
+                    .trace_id
+                    .clone(),
+            );
+            buffer
+                .export(Bytes::from(req.encode_to_vec()))
+                .await
+                .unwrap();
+            tokio::time::sleep(Duration::from_millis(1_100)).await;
+        }
+        // The first batch took the queue; the other two wait in the shard.
+        assert_eq!(stats.pending_export_spans.get(), 60);
+        let parked = exporter_stats.parked_bytes.get();
+        assert!(parked > 0, "nothing parked");
+        // Whether a batch's first span is of trace `id`.
+        let starts = |batch: &crate::export::ExportBatch, id: &[u8]| {
+            batch.spans[0].span().windows(id.len()).any(|w| w == id)
+        };
+        async fn next(
+            queue: &mut mpsc::Receiver<crate::export::ExportBatch>,
+        ) -> crate::export::ExportBatch {
+            tokio::time::timeout(Duration::from_secs(5), queue.recv())
+                .await
+                .expect("no batch came")
+                .expect("the exporter's queue closed")
+        }
+        let first = next(&mut queue).await;
+        assert!(starts(&first, &firsts[0]));
+        drop(first);
+        let second = next(&mut queue).await;
+        assert!(starts(&second, &firsts[1]));
+        assert!(exporter_stats.parked_bytes.get() < parked);
+        drain.cancel();
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        assert!(
+            !running.is_finished(),
+            "the drain waits for the parked batch"
+        );
+        drop(second);
+        let third = next(&mut queue).await;
+        assert!(starts(&third, &firsts[2]));
+        assert_eq!(third.spans.len(), 20);
+        running.await.unwrap();
+        assert_eq!(exporter_stats.parked_bytes.get(), 0);
+    }
+
     /// The shard reading `rx`, without exporters, the only one: it may buffer the plan's
     /// `num_traces` traces of at most `max_spans` spans.
     fn shard_reading(
@@ -1250,6 +1353,7 @@ mod tests {
                 cache_size: 1_000,
                 early_decision_bytes: 1 << 30,
                 max_spans_per_trace: max_spans,
+                max_held_bytes: u64::MAX,
             },
             Vec::new(),
             stats.clone(),

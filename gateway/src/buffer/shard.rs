@@ -1,7 +1,8 @@
 //! A shard: the task that owns a share of the gateway's traces. It receives spans from
 //! [`super::TraceBuffer`], keeps each trace with its summary, decides it when its deadline
 //! comes (or earlier, past `num_traces`), remembers the decision, and sends kept traces to
-//! the exporter. Nothing here is shared with other shards, so nothing is locked.
+//! the exporters, parking them (still charged to the buffer) while an exporter's queue is
+//! full. Nothing here is shared with other shards, so nothing is locked.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
@@ -24,7 +25,7 @@ use super::table::{first_capacity, make_room, SpanList, TraceTable};
 use super::trace::IncomingSpan;
 use super::trace::{BufferedSpan, RequestBytes, SpanRef, TraceSummary, TraceView};
 use crate::decide::{Cached, DecisionCache};
-use crate::export::{ExportHandle, Ticket};
+use crate::export::{ExportHandle, NoRoom, Outgoing, Room, Ticket};
 use crate::metrics::{DecisionTally, GatewayStats};
 use crate::peers::{Owner, PeerView, Peers};
 use crate::timer::{DeadlineQueue, Moment};
@@ -288,6 +289,10 @@ pub struct ShardLimits {
     pub early_decision_bytes: u64,
     /// Spans after which a trace is decided at once.
     pub max_spans_per_trace: u32,
+    /// The gateway's hard limit (`buffer.max_buffered_bytes`): past it in
+    /// [`GatewayStats::held_bytes`], a shard waits for an exporter's queue instead of
+    /// parking more kept spans for it.
+    pub max_held_bytes: u64,
 }
 
 /// The state of one shard.
@@ -346,6 +351,18 @@ pub struct Shard {
     /// (exporters may fail different traces of one batch; a ticket counts its spans as
     /// failed when any exporter failed any of them). With one, the batch takes one ticket.
     outgoing_tickets: Vec<(Arc<Ticket>, u64)>,
+    /// Per exporter, kept spans its queue had no room for, oldest first (see
+    /// [`Self::send`]). Each exporter's batches wait apart: one backend down does not hold
+    /// back another's.
+    parked: Vec<VecDeque<Outgoing>>,
+    /// The wait for room for the oldest parked batch of each exporter that has one, kept
+    /// from one turn of the loop to the next: a wait dropped and begun again would give
+    /// back the budget it had gathered and go to the back of the queue, so a batch needing
+    /// much of it could wait for ever behind smaller ones. Begun again only when another
+    /// exporter starts parking.
+    room_wait: Option<RoomWait>,
+    /// See [`ShardLimits::max_held_bytes`].
+    max_held_bytes: u64,
 }
 
 /// What `spans` are charged while they wait in a shard's channel: their charges (encoded
@@ -386,6 +403,7 @@ impl Shard {
             cache_size,
             early_decision_bytes,
             max_spans_per_trace,
+            max_held_bytes,
         } = limits;
         let traces = TraceTable::default();
         Shard {
@@ -406,6 +424,9 @@ impl Shard {
             max_spans_per_trace: max_spans_per_trace.max(1),
             bytes: 0,
             spans: 0,
+            parked: export.iter().map(|_| VecDeque::new()).collect(),
+            room_wait: None,
+            max_held_bytes,
             export,
             stats,
             verdicts: (None, Default::default()),
@@ -526,6 +547,9 @@ impl Shard {
     pub async fn run(mut self, drain: CancellationToken) {
         loop {
             self.decide_due(Instant::now()).await;
+            if self.room_wait.is_none() && self.parked.iter().any(|q| !q.is_empty()) {
+                self.room_wait = Some(parked_room(&self.export, &self.parked));
+            }
             let next = [
                 self.deadlines.next_due(),
                 self.root_deadlines.next_due(),
@@ -541,6 +565,10 @@ impl Shard {
                     None => break,
                 },
                 () = crate::timer::sleep_until_some(next) => {}
+                (i, room) = room_or_never(&mut self.room_wait) => {
+                    self.room_wait = None;
+                    self.unpark(i, room);
+                }
                 () = drain.cancelled() => break,
             }
         }
@@ -568,6 +596,17 @@ impl Shard {
         }
         self.flush_counts();
         self.send().await;
+        // Whatever is parked goes now, waiting as long as it must (the exporters give
+        // requests up at the drain's deadline, which makes room).
+        self.room_wait = None;
+        for (i, exporter) in self.export.iter().enumerate() {
+            while let Some(out) = self.parked[i].pop_front() {
+                exporter.unpark(out.bytes);
+                if let Err(out) = exporter.send(out).await {
+                    self.stopped(&out);
+                }
+            }
+        }
     }
 
     /// Drops a buffered trace without evaluating the policies, as the Collector does with
@@ -1307,15 +1346,18 @@ impl Shard {
         }
     }
 
-    /// Hands the kept spans gathered so far to every exporter; waits while an exporter's
-    /// queue is full, so backpressure reaches the receivers instead of data being dropped.
+    /// Hands the kept spans gathered so far to every exporter. An exporter whose queue has
+    /// no room for them (its backend is slow or down) finds them parked here, still charged
+    /// as pending export, while the shard goes on taking and deciding traces: an outage
+    /// then fills the buffer with kept spans only (the dropped ones are freed as before),
+    /// and senders are refused once it is full, not once a queue is. Past the buffer's
+    /// hard limit the shard waits for room instead, so that parked spans stay within it.
     async fn send(&mut self) {
         if self.outgoing.is_empty() {
             return;
         }
-        // The wait below may be long (a full exporter queue): the shared counters see
-        // this batch's releases and decisions first, so that the limits do not count
-        // kept traces both as buffered and as pending export meanwhile.
+        // The shared counters see this batch's releases and decisions first, so that the
+        // limits do not count kept traces both as buffered and as pending export.
         self.flush_counts();
         let spans = std::mem::take(&mut self.outgoing);
         let bytes = std::mem::take(&mut self.outgoing_bytes);
@@ -1326,21 +1368,109 @@ impl Shard {
             vec![(Ticket::new(n, bytes, self.export.len()), n)]
         };
         let last = self.export.len().saturating_sub(1);
-        let mut spans = Some(spans);
-        for (i, exporter) in self.export.iter().enumerate() {
+        let mut out = Some(Outgoing {
+            spans,
+            bytes,
+            tickets,
+        });
+        for i in 0..self.export.len() {
             // Every exporter gets the same span handles; the last one takes the Vec.
             let batch = if i == last {
-                spans.take().unwrap_or_default()
+                out.take().unwrap_or_default()
             } else {
-                spans.clone().unwrap_or_default()
+                out.clone().unwrap_or_default()
             };
-            if exporter.send(batch, bytes, tickets.clone()).await.is_err() {
-                // Only when the exporter has stopped: count, never lose silently.
-                tracing::error!(spans = n, "Exporter stopped; spans counted as failed.");
-                for (ticket, covered) in &tickets {
-                    ticket.settle(*covered, &self.stats);
-                }
+            self.hand(i, batch);
+        }
+        while self.parked.iter().any(|q| !q.is_empty())
+            && self.stats.held_bytes() > self.max_held_bytes
+        {
+            let wait = self.room_wait.take();
+            let (i, room) = wait
+                .unwrap_or_else(|| parked_room(&self.export, &self.parked))
+                .await;
+            self.unpark(i, room);
+        }
+    }
+
+    /// Hands `out` to exporter `i` if its queue has room and nothing waits before it;
+    /// parks it otherwise.
+    fn hand(&mut self, i: usize, out: Outgoing) {
+        if self.parked[i].is_empty() {
+            match self.export[i].try_room(out.bytes) {
+                Ok(room) => return self.export[i].send_in(room, out),
+                Err(NoRoom::Stopped) => return self.stopped(&out),
+                Err(NoRoom::Full) => {}
             }
         }
+        if self.parked[i].is_empty() {
+            // The wait under way does not watch this exporter.
+            self.room_wait = None;
+        }
+        self.export[i].park(out.bytes);
+        self.parked[i].push_back(out);
+    }
+
+    /// Sends exporter `i`'s oldest parked batch in `room` (reserved for it), then as many
+    /// of the next as its queue has room for now.
+    fn unpark(&mut self, i: usize, room: Result<Room, NoRoom>) {
+        let mut room = room;
+        loop {
+            let Some(out) = self.parked[i].pop_front() else {
+                return;
+            };
+            self.export[i].unpark(out.bytes);
+            match room {
+                Ok(room) => self.export[i].send_in(room, out),
+                Err(NoRoom::Stopped) => self.stopped(&out),
+                Err(NoRoom::Full) => {
+                    self.export[i].park(out.bytes);
+                    self.parked[i].push_front(out);
+                    return;
+                }
+            }
+            room = match self.parked[i].front() {
+                Some(next) => self.export[i].try_room(next.bytes),
+                None => return,
+            };
+        }
+    }
+
+    /// Counts spans an exporter that has stopped did not take as failed: never lost
+    /// silently.
+    fn stopped(&self, out: &Outgoing) {
+        tracing::error!(
+            spans = out.spans.len(),
+            "Exporter stopped; spans counted as failed."
+        );
+        for (ticket, covered) in &out.tickets {
+            ticket.settle(*covered, &self.stats);
+        }
+    }
+}
+
+/// A wait for room in some exporter's queue: see [`parked_room`].
+type RoomWait =
+    std::pin::Pin<Box<dyn std::future::Future<Output = (usize, Result<Room, NoRoom>)> + Send>>;
+
+/// Waits until some exporter with parked batches (in `parked`, by exporter) has room for
+/// its oldest; returns which, and the room. `parked` must not be all empty.
+fn parked_room(export: &[ExportHandle], parked: &[VecDeque<Outgoing>]) -> RoomWait {
+    let waits: Vec<_> = parked
+        .iter()
+        .enumerate()
+        .filter_map(|(i, q)| {
+            let (bytes, exporter) = (q.front()?.bytes, export[i].clone());
+            Some(Box::pin(async move { (i, exporter.room(bytes).await) }))
+        })
+        .collect();
+    Box::pin(async move { futures_util::future::select_all(waits).await.0 })
+}
+
+/// `wait`'s outcome, or never when there is none.
+async fn room_or_never(wait: &mut Option<RoomWait>) -> (usize, Result<Room, NoRoom>) {
+    match wait {
+        Some(wait) => wait.await,
+        None => std::future::pending().await,
     }
 }

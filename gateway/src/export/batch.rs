@@ -23,7 +23,7 @@ pub struct BatchConfig {
 }
 
 /// Default of every exporter's `queue_bytes`: span bytes queued for (or being sent by) one
-/// exporter before the shards wait.
+/// exporter before kept spans wait in the buffer (parked).
 pub fn default_queue_bytes() -> u64 {
     64 << 20
 }

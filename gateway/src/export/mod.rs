@@ -4,11 +4,13 @@
 //!
 //! Shards hand every exporter the same kept spans (`Bytes` handles, not copies), a batch of
 //! kept traces at a time. Before handing a batch over, a shard takes its size from the
-//! exporter's queue budget, and
-//! waits while the budget is spent: a stalled backend makes decided traces wait instead of
-//! being dropped, the shards stop taking spans, and the receivers refuse new data with a
-//! retry hint. The budget comes back when the exporter has delivered or given up on the
-//! spans. Spans a backend does not take within the retry bound count as failed.
+//! exporter's queue budget ([`ExportHandle::try_room`]); while the budget is spent, the
+//! shard parks the batch and goes on ([`ExporterStats::parked_bytes`]), sending it when
+//! the budget has room ([`ExportHandle::room`]): a stalled backend makes decided traces
+//! wait in the buffer instead of being dropped, and once the buffer is full the receivers
+//! refuse new data with a retry hint. The budget comes back when the exporter has
+//! delivered or given up on the spans. Spans a backend does not take within the retry
+//! bound count as failed.
 //!
 //! Requests: a flush writes the gathered spans as requests of at most `batch.max_spans`
 //! and `batch.max_bytes` (headers counted; see `BatchConfig::request_limit` for headers
@@ -488,6 +490,36 @@ impl ExportBatch {
     }
 }
 
+/// Kept spans on their way to one exporter, before they have room in its queue: a shard
+/// holds them ("parked") while the exporter's queue is full.
+#[derive(Debug, Clone, Default)]
+pub struct Outgoing {
+    /// The spans.
+    pub spans: Vec<BufferedSpan>,
+    /// Their encoded bytes (what they take of the queue's budget).
+    pub bytes: u64,
+    /// Their tickets in span order, each with how many of the spans it covers.
+    pub tickets: Vec<(Arc<Ticket>, u64)>,
+}
+
+/// Room reserved in an exporter's queue for one [`Outgoing`] batch: its share of the byte
+/// budget and a slot in the channel. Dropped unused, both are given back.
+#[derive(Debug)]
+pub struct Room {
+    budget: Option<OwnedSemaphorePermit>,
+    slot: mpsc::OwnedPermit<ExportBatch>,
+    want: u32,
+}
+
+/// Why an exporter's queue took nothing.
+#[derive(Debug, PartialEq, Eq)]
+pub enum NoRoom {
+    /// Its queue is full for now.
+    Full,
+    /// The exporter has stopped: it takes nothing more.
+    Stopped,
+}
+
 /// A shard's handle to one exporter.
 #[derive(Debug, Clone)]
 pub struct ExportHandle {
@@ -498,41 +530,103 @@ pub struct ExportHandle {
 }
 
 impl ExportHandle {
-    /// Hands `spans` to this exporter, waiting for room in its queue budget. Returns the
-    /// spans back when the exporter has stopped.
-    pub async fn send(
-        &self,
-        spans: Vec<BufferedSpan>,
-        bytes: u64,
-        tickets: Vec<(Arc<Ticket>, u64)>,
-    ) -> Result<(), ()> {
-        // A trace larger than the whole budget takes all of it, and goes alone.
-        let want = u32::try_from(bytes)
+    /// What `bytes` of spans take of the queue's budget: a batch larger than the whole
+    /// budget takes all of it, and goes alone.
+    fn want(&self, bytes: u64) -> u32 {
+        u32::try_from(bytes)
             .unwrap_or(u32::MAX)
-            .clamp(1, self.capacity);
-        // Counted as waiting only when it does wait: the gauge says why senders are refused
-        // (and an exporter gives a held request up only while shards wait for it).
-        let permit = match self.budget.clone().try_acquire_many_owned(want) {
+            .clamp(1, self.capacity)
+    }
+
+    /// Room for `bytes` of spans if the queue has it now.
+    pub fn try_room(&self, bytes: u64) -> Result<Room, NoRoom> {
+        let want = self.want(bytes);
+        let budget = match self.budget.clone().try_acquire_many_owned(want) {
             Ok(permit) => Some(permit),
+            // Never closed while the handle lives; were it, the channel decides.
             Err(tokio::sync::TryAcquireError::Closed) => None,
-            Err(tokio::sync::TryAcquireError::NoPermits) => {
+            Err(tokio::sync::TryAcquireError::NoPermits) => return Err(NoRoom::Full),
+        };
+        match self.tx.clone().try_reserve_owned() {
+            Ok(slot) => Ok(Room { budget, slot, want }),
+            Err(mpsc::error::TrySendError::Full(_)) => Err(NoRoom::Full),
+            Err(mpsc::error::TrySendError::Closed(_)) => Err(NoRoom::Stopped),
+        }
+    }
+
+    /// Waits for room for `bytes` of spans (cancel-safe: dropped, it takes nothing).
+    pub async fn room(&self, bytes: u64) -> Result<Room, NoRoom> {
+        let want = self.want(bytes);
+        let budget = self.budget.clone().acquire_many_owned(want).await.ok();
+        let slot = self
+            .tx
+            .clone()
+            .reserve_owned()
+            .await
+            .map_err(|_| NoRoom::Stopped)?;
+        Ok(Room { budget, slot, want })
+    }
+
+    /// Hands `out` to the exporter in the room reserved for it.
+    pub fn send_in(&self, room: Room, out: Outgoing) {
+        let Room { budget, slot, want } = room;
+        self.stats.queue_bytes.add(u64::from(want));
+        slot.send(ExportBatch {
+            spans: out.spans,
+            tickets: out.tickets,
+            permit: budget,
+        });
+    }
+
+    /// Hands `out` to the exporter, waiting for room in its queue (counted as a shard
+    /// waiting: see [`ExporterStats::waiting`]). Returns it back when the exporter has
+    /// stopped.
+    pub async fn send(&self, out: Outgoing) -> Result<(), Outgoing> {
+        let room = match self.try_room(out.bytes) {
+            Ok(room) => Ok(room),
+            Err(NoRoom::Stopped) => Err(NoRoom::Stopped),
+            Err(NoRoom::Full) => {
                 self.stats.waiting.add(1);
-                let permit = self.budget.clone().acquire_many_owned(want).await.ok();
+                let room = self.room(out.bytes).await;
                 self.stats.waiting.sub(1);
-                permit
+                room
             }
         };
-        self.stats.queue_bytes.add(u64::from(want));
-        self.tx
-            .send(ExportBatch {
-                spans,
-                tickets,
-                permit,
-            })
-            .await
-            .map_err(|_| {
-                self.stats.queue_bytes.sub(u64::from(want));
-            })
+        match room {
+            Ok(room) => {
+                self.send_in(room, out);
+                Ok(())
+            }
+            Err(_) => Err(out),
+        }
+    }
+
+    /// A handle to an exporter that is not running, with a queue of `capacity` bytes:
+    /// what it is handed comes out of the receiver, its budget back when a batch is
+    /// dropped.
+    #[cfg(test)]
+    pub(crate) fn for_test(
+        capacity: u32,
+    ) -> (Self, mpsc::Receiver<ExportBatch>, Arc<ExporterStats>) {
+        let stats = Arc::new(ExporterStats::new("test", u64::from(capacity)));
+        let (tx, rx) = mpsc::channel(16);
+        let handle = ExportHandle {
+            tx,
+            budget: Arc::new(Semaphore::new(capacity as usize)),
+            capacity,
+            stats: stats.clone(),
+        };
+        (handle, rx, stats)
+    }
+
+    /// Counts `bytes` of kept spans as parked in a shard for this exporter.
+    pub fn park(&self, bytes: u64) {
+        self.stats.parked_bytes.add(bytes);
+    }
+
+    /// Counts `bytes` of parked spans as parked no longer.
+    pub fn unpark(&self, bytes: u64) {
+        self.stats.parked_bytes.sub(bytes);
     }
 }
 
@@ -674,7 +768,8 @@ const REFUSED_AS_SYSTEMATIC: usize = 15;
 /// Starts one task per configured exporter. Must be called inside a Tokio runtime.
 ///
 /// An exporter whose backend keeps failing holds its spans past the retry bound while it
-/// costs no one anything: it gives them up only once shards wait for room in its queue, or
+/// costs no one anything: it gives them up only once shards wait for room in its queue
+/// (they park kept spans in the buffer until it is full), or
 /// the gateway holds `max_held_bytes` or has refused a sender for memory in the last
 /// [`REFUSALS_LOOKED_BACK`] (a request is admitted at its worst case, so senders can be
 /// refused below the limit; see [`tailgate_core::retry`]).
@@ -753,6 +848,7 @@ pub fn start(
             failed_spans: Counter::default(),
             queue_bytes: Gauge::default(),
             queue_capacity_bytes: u64::from(capacity),
+            parked_bytes: Gauge::default(),
             waiting,
             retry,
         });

@@ -127,7 +127,7 @@ pub struct OtlpHttpConfig {
     /// How kept spans are gathered into requests.
     #[serde(default)]
     pub batch: super::batch::BatchConfig,
-    /// Span bytes queued for this exporter before the shards wait. Default 64 MiB.
+    /// Span bytes queued for this exporter before kept spans wait in the buffer (parked). Default 64 MiB.
     #[serde(default = "super::batch::default_queue_bytes")]
     pub queue_bytes: u64,
     /// The Collector's `sending_queue` block: accepted so that an exporter block copied from
