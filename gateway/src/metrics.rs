@@ -90,8 +90,8 @@ pub struct ExporterStats {
     /// Encoded bytes of kept spans the shards hold for this exporter while its queue has
     /// no room for them (charged in the buffer as pending export).
     pub parked_bytes: Gauge,
-    /// Shards waiting for room in the queue (only once the buffer is full: until then they
-    /// park what does not fit, see `parked_bytes`).
+    /// Shards waiting for room in the queue: past the buffer's hard limit, or in a drain
+    /// (otherwise they park what does not fit, see `parked_bytes`).
     pub waiting: Arc<Gauge>,
     /// The client's retries, give-ups and whether the backend is failing now.
     pub retry: Arc<RetryStats>,
@@ -298,6 +298,10 @@ pub struct GatewayStats {
     pub buffered_bytes: Gauge,
     /// Encoded bytes of kept spans handed to the exporter and not yet delivered or failed.
     pub pending_export_bytes: Gauge,
+    /// With more than one exporter, what the copies of kept spans' handles and tickets
+    /// parked for each exporter take (`pending_export_bytes` charges one copy's spans):
+    /// charged against the limits while they wait.
+    pub parked_copies_bytes: Gauge,
     /// Requests being admitted (their worst-case charge) and accepted spans on their way to
     /// a shard, in its channel: their encoded bytes with their requests' share, the handles
     /// carrying them and a trace's charge each.
@@ -411,7 +415,10 @@ impl GatewayStats {
     /// (`buffer.max_buffered_bytes`) applies to this.
     pub fn held_bytes(&self) -> u64 {
         let queued = self.shard_queue_bytes.get();
-        let spans = self.buffered_bytes.get() + self.pending_export_bytes.get() + queued;
+        let spans = self.buffered_bytes.get()
+            + self.pending_export_bytes.get()
+            + self.parked_copies_bytes.get()
+            + queued;
         charge(
             spans.max(self.request_bytes.get() + queued),
             self.live_spans.get() + self.pending_export_spans.get(),
@@ -1118,9 +1125,10 @@ mod tests {
         s.pending_export_bytes.add(500);
         s.pending_export_spans.add(2);
         s.shard_queue_bytes.add(300);
+        s.parked_copies_bytes.add(40);
         assert_eq!(
             s.held_bytes(),
-            10_800 + 22 * SPAN_OVERHEAD_BYTES + 20 * TRACE_OVERHEAD_BYTES
+            10_840 + 22 * SPAN_OVERHEAD_BYTES + 20 * TRACE_OVERHEAD_BYTES
         );
         assert!(s
             .render()

@@ -147,8 +147,13 @@ pub fn run(input: &FluidInput<'_>) -> Flows {
             let (mut export_failing, mut failed) = (false, 0.0);
             if let Some(since) = outage {
                 queue[m] += kept_bytes;
-                let room = s.buffer.max_buffered_bytes as f64 - buffered * charge;
-                let limit = (s.export_queue_bytes as f64).max(room);
+                // The queue is charged in the buffer too: the backlog's limit is the room
+                // the live traces leave, each backlog span charged its handle beside its
+                // bytes.
+                let room = (s.buffer.max_buffered_bytes as f64 - buffered * charge).max(0.0);
+                let per_span = input.cost.encoded_bytes_per_span;
+                let limit = room * per_span
+                    / (per_span + tailgate_gateway::metrics::SPAN_OVERHEAD_BYTES as f64);
                 if queue[m] > limit {
                     let over = (queue[m] - limit) / input.cost.encoded_bytes_per_span;
                     queue[m] = limit;

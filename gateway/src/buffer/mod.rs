@@ -1266,75 +1266,166 @@ mod tests {
     /// sends what is still parked before the shard ends; every span arrives once.
     #[tokio::test(start_paused = true)]
     async fn kept_batches_park_while_the_exporters_queue_is_full_and_go_in_order() {
-        let (plan, stats, buffer, rx) =
-            one_shard("decision_wait: 1s\npolicies: [{name: all, type: always_sample}]\n");
         let (exporter, mut queue, exporter_stats) = crate::export::ExportHandle::for_test(1);
-        let shard = shard::Shard::new(
-            rx,
-            plan,
-            shard::ShardLimits {
-                shards: 1,
-                cache_size: 1_000,
-                early_decision_bytes: 1 << 30,
-                max_spans_per_trace: 1_000,
-                max_held_bytes: u64::MAX,
-            },
-            vec![exporter],
-            stats.clone(),
-        );
-        let drain = tokio_util::sync::CancellationToken::new();
-        let running = tokio::spawn(shard.run(drain.clone()));
+        let shard = parking_shard(vec![exporter], u64::MAX);
         let mut firsts = Vec::new();
         for seed in 0..3u64 {
-            let req = tailgate_core::test_util::FakeOtlp::traces(10)
-                .spans(2)
-                .seed(100 + seed)
-                .build();
-            firsts.push(
-                req.resource_spans[0].scope_spans[0].spans[0]
-                    .trace_id
-                    .clone(),
-            );
-            buffer
-                .export(Bytes::from(req.encode_to_vec()))
-                .await
-                .unwrap();
-            tokio::time::sleep(Duration::from_millis(1_100)).await;
+            firsts.push(kept_request(&shard.buffer, 100 + seed).await);
         }
         // The first batch took the queue; the other two wait in the shard.
-        assert_eq!(stats.pending_export_spans.get(), 60);
+        assert_eq!(shard.stats.pending_export_spans.get(), 60);
         let parked = exporter_stats.parked_bytes.get();
         assert!(parked > 0, "nothing parked");
-        // Whether a batch's first span is of trace `id`.
-        let starts = |batch: &crate::export::ExportBatch, id: &[u8]| {
-            batch.spans[0].span().windows(id.len()).any(|w| w == id)
-        };
-        async fn next(
-            queue: &mut mpsc::Receiver<crate::export::ExportBatch>,
-        ) -> crate::export::ExportBatch {
-            tokio::time::timeout(Duration::from_secs(5), queue.recv())
-                .await
-                .expect("no batch came")
-                .expect("the exporter's queue closed")
-        }
-        let first = next(&mut queue).await;
-        assert!(starts(&first, &firsts[0]));
+        let first = next_batch(&mut queue).await;
+        assert!(starts_with_trace(&first, &firsts[0]));
         drop(first);
-        let second = next(&mut queue).await;
-        assert!(starts(&second, &firsts[1]));
+        let second = next_batch(&mut queue).await;
+        assert!(starts_with_trace(&second, &firsts[1]));
         assert!(exporter_stats.parked_bytes.get() < parked);
-        drain.cancel();
+        shard.drain.cancel();
         tokio::time::sleep(Duration::from_millis(10)).await;
         assert!(
-            !running.is_finished(),
+            !shard.running.is_finished(),
             "the drain waits for the parked batch"
         );
         drop(second);
-        let third = next(&mut queue).await;
-        assert!(starts(&third, &firsts[2]));
+        let third = next_batch(&mut queue).await;
+        assert!(starts_with_trace(&third, &firsts[2]));
         assert_eq!(third.spans.len(), 20);
-        running.await.unwrap();
+        shard.running.await.unwrap();
         assert_eq!(exporter_stats.parked_bytes.get(), 0);
+    }
+
+    /// Scenario: one shard, two exporters whose queues each hold one batch; three requests
+    /// of 10 kept traces a second apart; the second exporter takes all its batches (each
+    /// settled as delivered) while the first never reads; then the first stops.
+    /// Guarantees: the second exporter gets every batch, in order, while the first holds
+    /// its queue (one exporter's full queue does not hold back another's); parked copies
+    /// are charged against the limits while they wait; once the first exporter stops, the
+    /// batches parked for it are counted failed (40 spans) and nothing stays parked or
+    /// charged.
+    #[tokio::test(start_paused = true)]
+    async fn each_exporters_parked_batches_wait_apart_and_a_stopped_one_fails_them() {
+        let (a, queue_a, stats_a) = crate::export::ExportHandle::for_test(1);
+        let (b, mut queue_b, stats_b) = crate::export::ExportHandle::for_test(1);
+        let shard = parking_shard(vec![a, b], u64::MAX);
+        let mut firsts = Vec::new();
+        for seed in 0..3u64 {
+            firsts.push(kept_request(&shard.buffer, 200 + seed).await);
+        }
+        assert!(stats_a.parked_bytes.get() > 0 && stats_b.parked_bytes.get() > 0);
+        assert!(shard.stats.parked_copies_bytes.get() > 0);
+        for first in &firsts {
+            let batch = next_batch(&mut queue_b).await;
+            assert!(starts_with_trace(&batch, first));
+            for (ticket, _) in &batch.tickets {
+                ticket.settle(0, &shard.stats);
+            }
+        }
+        assert_eq!(stats_b.parked_bytes.get(), 0);
+        assert!(
+            stats_a.parked_bytes.get() > 0,
+            "the first exporter's wait on"
+        );
+        drop(queue_a);
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        assert_eq!(stats_a.parked_bytes.get(), 0);
+        assert_eq!(shard.stats.parked_copies_bytes.get(), 0);
+        // Batches 2 and 3: delivered by one exporter, failed by the other.
+        assert_eq!(shard.stats.export_failed_spans.get(), 40);
+        shard.drain.cancel();
+        shard.running.await.unwrap();
+    }
+
+    /// Scenario: one shard, one exporter whose queue holds one batch, and a hard limit of
+    /// one byte (the gateway is always over it); two requests of 10 kept traces a second
+    /// apart, then the exporter takes its first batch.
+    /// Guarantees: over the limit, a shard with a parked batch waits for the exporter
+    /// (counted in its `waiting`, which lets an exporter give requests up and names it in
+    /// refusals) instead of taking more; it ends its wait once the batch has gone.
+    #[tokio::test(start_paused = true)]
+    async fn past_the_hard_limit_a_shard_waits_for_the_exporter_and_says_so() {
+        let (exporter, mut queue, exporter_stats) = crate::export::ExportHandle::for_test(1);
+        let shard = parking_shard(vec![exporter], 1);
+        kept_request(&shard.buffer, 300).await;
+        assert_eq!(exporter_stats.waiting.get(), 0, "nothing parked yet");
+        kept_request(&shard.buffer, 301).await;
+        assert_eq!(exporter_stats.waiting.get(), 1);
+        drop(next_batch(&mut queue).await);
+        let second = next_batch(&mut queue).await;
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        assert_eq!(exporter_stats.waiting.get(), 0);
+        assert_eq!(exporter_stats.parked_bytes.get(), 0);
+        drop(second);
+        shard.drain.cancel();
+        shard.running.await.unwrap();
+    }
+
+    /// A running shard keeping every trace (`decision_wait` 1 s), handing kept spans to
+    /// `exporters`, under a hard limit of `max_held_bytes`: its counters, the buffer feeding
+    /// it, its task and its drain.
+    struct ParkingShard {
+        stats: std::sync::Arc<GatewayStats>,
+        buffer: TraceBuffer,
+        running: tokio::task::JoinHandle<()>,
+        drain: tokio_util::sync::CancellationToken,
+    }
+
+    fn parking_shard(
+        exporters: Vec<crate::export::ExportHandle>,
+        max_held_bytes: u64,
+    ) -> ParkingShard {
+        let (plan, stats, buffer, rx) =
+            one_shard("decision_wait: 1s\npolicies: [{name: all, type: always_sample}]\n");
+        let limits = shard::ShardLimits {
+            shards: 1,
+            cache_size: 1_000,
+            early_decision_bytes: 1 << 30,
+            max_spans_per_trace: 1_000,
+            max_held_bytes,
+        };
+        let shard = shard::Shard::new(rx, plan, limits, exporters, stats.clone());
+        let drain = tokio_util::sync::CancellationToken::new();
+        let running = tokio::spawn(shard.run(drain.clone()));
+        ParkingShard {
+            stats,
+            buffer,
+            running,
+            drain,
+        }
+    }
+
+    /// Sends 10 traces of 2 spans (from `seed`) and waits until they are decided; returns
+    /// the first trace's id.
+    async fn kept_request(buffer: &TraceBuffer, seed: u64) -> Vec<u8> {
+        let req = tailgate_core::test_util::FakeOtlp::traces(10)
+            .spans(2)
+            .seed(seed)
+            .build();
+        let first = req.resource_spans[0].scope_spans[0].spans[0]
+            .trace_id
+            .clone();
+        buffer
+            .export(Bytes::from(req.encode_to_vec()))
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(1_100)).await;
+        first
+    }
+
+    /// The next batch out of an exporter's queue, within 5 s.
+    async fn next_batch(
+        queue: &mut mpsc::Receiver<crate::export::ExportBatch>,
+    ) -> crate::export::ExportBatch {
+        tokio::time::timeout(Duration::from_secs(5), queue.recv())
+            .await
+            .expect("no batch came")
+            .expect("the exporter's queue closed")
+    }
+
+    /// Whether a batch's first span is of trace `id`.
+    fn starts_with_trace(batch: &crate::export::ExportBatch, id: &[u8]) -> bool {
+        batch.spans[0].span().windows(id.len()).any(|w| w == id)
     }
 
     /// The shard reading `rx`, without exporters, the only one: it may buffer the plan's

@@ -355,12 +355,11 @@ pub struct Shard {
     /// [`Self::send`]). Each exporter's batches wait apart: one backend down does not hold
     /// back another's.
     parked: Vec<VecDeque<Outgoing>>,
-    /// The wait for room for the oldest parked batch of each exporter that has one, kept
-    /// from one turn of the loop to the next: a wait dropped and begun again would give
-    /// back the budget it had gathered and go to the back of the queue, so a batch needing
-    /// much of it could wait for ever behind smaller ones. Begun again only when another
-    /// exporter starts parking.
-    room_wait: Option<RoomWait>,
+    /// Per exporter, the wait for room for its oldest parked batch, kept from one turn of
+    /// the loop to the next until it ends: a wait dropped and begun again would give back
+    /// the budget it had gathered and go to the back of the queue, so a batch needing much
+    /// of it could wait for ever behind smaller ones.
+    room_waits: Vec<Option<RoomWait>>,
     /// See [`ShardLimits::max_held_bytes`].
     max_held_bytes: u64,
 }
@@ -425,7 +424,7 @@ impl Shard {
             bytes: 0,
             spans: 0,
             parked: export.iter().map(|_| VecDeque::new()).collect(),
-            room_wait: None,
+            room_waits: export.iter().map(|_| None).collect(),
             max_held_bytes,
             export,
             stats,
@@ -484,8 +483,9 @@ impl Shard {
     /// which goes once it is [`EXPORT_BATCH_BYTES`] or the shard's work at hand is done.
     ///
     /// A trace re-encoded on the way (attribute actions, adjusted counts) is re-encoded and
-    /// handed on in pieces of about [`EXPORT_BATCH_BYTES`], each waiting for room in the
-    /// exporters' queues before the next is re-encoded: what waits for that room is then a
+    /// handed on in pieces of about [`EXPORT_BATCH_BYTES`], each charged as it is made and
+    /// handed on (or parked, see [`Self::send`]) before the next is re-encoded; past the
+    /// buffer's limit the shard waits for the exporters' queues: what waits is then a
     /// piece, not the whole trace grown. (A `hash` action on many small values makes spans
     /// five times larger; a large trace grown whole took the gateway past its memory limit
     /// by that much.) Small traces are one piece.
@@ -547,9 +547,7 @@ impl Shard {
     pub async fn run(mut self, drain: CancellationToken) {
         loop {
             self.decide_due(Instant::now()).await;
-            if self.room_wait.is_none() && self.parked.iter().any(|q| !q.is_empty()) {
-                self.room_wait = Some(parked_room(&self.export, &self.parked));
-            }
+            self.arm_room_waits();
             let next = [
                 self.deadlines.next_due(),
                 self.root_deadlines.next_due(),
@@ -565,10 +563,7 @@ impl Shard {
                     None => break,
                 },
                 () = crate::timer::sleep_until_some(next) => {}
-                (i, room) = room_or_never(&mut self.room_wait) => {
-                    self.room_wait = None;
-                    self.unpark(i, room);
-                }
+                (i, room) = any_room(&mut self.room_waits) => self.unpark(i, room),
                 () = drain.cancelled() => break,
             }
         }
@@ -596,16 +591,31 @@ impl Shard {
         }
         self.flush_counts();
         self.send().await;
-        // Whatever is parked goes now, waiting as long as it must (the exporters give
-        // requests up at the drain's deadline, which makes room).
-        self.room_wait = None;
-        for (i, exporter) in self.export.iter().enumerate() {
-            while let Some(out) = self.parked[i].pop_front() {
-                exporter.unpark(out.bytes);
-                if let Err(out) = exporter.send(out).await {
-                    self.stopped(&out);
+        // Whatever is parked goes now, each exporter's apart (one down does not hold back
+        // another), waiting as long as it must: a drain's send counts as a shard waiting,
+        // so an exporter whose backend is down gives requests up past its retry bound,
+        // which makes room; at the drain's deadline the gateway stops waiting and counts
+        // what is left as lost.
+        self.room_waits.iter_mut().for_each(|w| *w = None);
+        let parked = std::mem::take(&mut self.parked);
+        for (i, queue) in parked.iter().enumerate() {
+            queue.iter().for_each(|out| self.park_charge(i, out, false));
+        }
+        let sends = self
+            .export
+            .iter()
+            .zip(parked)
+            .map(|(exporter, queue)| async move {
+                let mut stopped = Vec::new();
+                for out in queue {
+                    if let Err(out) = exporter.send(out).await {
+                        stopped.push(out);
+                    }
                 }
-            }
+                stopped
+            });
+        for out in futures_util::future::join_all(sends).await.iter().flatten() {
+            self.stopped(out);
         }
     }
 
@@ -1382,14 +1392,47 @@ impl Shard {
             };
             self.hand(i, batch);
         }
+        self.wait_under_limit().await;
+    }
+
+    /// While the gateway holds more than its hard limit and this shard has parked
+    /// batches, waits for room in their exporters' queues instead of taking more spans
+    /// (counted as waiting on those exporters: see [`ExporterStats::waiting`], which
+    /// lets an exporter give requests up), looking at the limit again every
+    /// [`LIMIT_RECHECK`].
+    ///
+    /// [`ExporterStats::waiting`]: crate::metrics::ExporterStats::waiting
+    async fn wait_under_limit(&mut self) {
+        if self.stats.held_bytes() <= self.max_held_bytes {
+            return;
+        }
+        let waited: Vec<usize> = (0..self.export.len())
+            .filter(|&i| !self.parked[i].is_empty())
+            .collect();
+        for &i in &waited {
+            self.export[i].wait_begins();
+        }
         while self.parked.iter().any(|q| !q.is_empty())
             && self.stats.held_bytes() > self.max_held_bytes
         {
-            let wait = self.room_wait.take();
-            let (i, room) = wait
-                .unwrap_or_else(|| parked_room(&self.export, &self.parked))
-                .await;
-            self.unpark(i, room);
+            self.arm_room_waits();
+            tokio::select! {
+                (i, room) = any_room(&mut self.room_waits) => self.unpark(i, room),
+                () = tokio::time::sleep(LIMIT_RECHECK) => {}
+            }
+        }
+        for &i in &waited {
+            self.export[i].wait_ends();
+        }
+    }
+
+    /// Begins a wait for room for every exporter with parked batches and none under way.
+    fn arm_room_waits(&mut self) {
+        for (i, queue) in self.parked.iter().enumerate() {
+            if let (Some(front), None) = (queue.front(), &self.room_waits[i]) {
+                let (bytes, exporter) = (front.bytes, self.export[i].clone());
+                self.room_waits[i] = Some(Box::pin(async move { exporter.room(bytes).await }));
+            }
         }
     }
 
@@ -1398,17 +1441,37 @@ impl Shard {
     fn hand(&mut self, i: usize, out: Outgoing) {
         if self.parked[i].is_empty() {
             match self.export[i].try_room(out.bytes) {
-                Ok(room) => return self.export[i].send_in(room, out),
+                Ok(room) => {
+                    if let Err(out) = self.export[i].send_in(room, out) {
+                        self.stopped(&out);
+                    }
+                    return;
+                }
                 Err(NoRoom::Stopped) => return self.stopped(&out),
                 Err(NoRoom::Full) => {}
             }
         }
-        if self.parked[i].is_empty() {
-            // The wait under way does not watch this exporter.
-            self.room_wait = None;
-        }
-        self.export[i].park(out.bytes);
+        self.park_charge(i, &out, true);
         self.parked[i].push_back(out);
+    }
+
+    /// Counts `out` as parked for exporter `i` (or, `parked` false, no longer): its bytes
+    /// in the exporter's gauge and, with several exporters, its copy's handles and tickets
+    /// against the limits (see [`GatewayStats::parked_copies_bytes`]).
+    fn park_charge(&self, i: usize, out: &Outgoing, parked: bool) {
+        let copy = if self.export.len() > 1 {
+            (out.spans.len() * std::mem::size_of::<BufferedSpan>()
+                + out.tickets.len() * std::mem::size_of::<(Arc<Ticket>, u64)>()) as u64
+        } else {
+            0
+        };
+        if parked {
+            self.export[i].park(out.bytes);
+            self.stats.parked_copies_bytes.add(copy);
+        } else {
+            self.export[i].unpark(out.bytes);
+            self.stats.parked_copies_bytes.sub(copy);
+        }
     }
 
     /// Sends exporter `i`'s oldest parked batch in `room` (reserved for it), then as many
@@ -1419,12 +1482,16 @@ impl Shard {
             let Some(out) = self.parked[i].pop_front() else {
                 return;
             };
-            self.export[i].unpark(out.bytes);
+            self.park_charge(i, &out, false);
             match room {
-                Ok(room) => self.export[i].send_in(room, out),
+                Ok(room) => {
+                    if let Err(out) = self.export[i].send_in(room, out) {
+                        self.stopped(&out);
+                    }
+                }
                 Err(NoRoom::Stopped) => self.stopped(&out),
                 Err(NoRoom::Full) => {
-                    self.export[i].park(out.bytes);
+                    self.park_charge(i, &out, true);
                     self.parked[i].push_front(out);
                     return;
                 }
@@ -1449,28 +1516,25 @@ impl Shard {
     }
 }
 
-/// A wait for room in some exporter's queue: see [`parked_room`].
-type RoomWait =
-    std::pin::Pin<Box<dyn std::future::Future<Output = (usize, Result<Room, NoRoom>)> + Send>>;
+/// A wait for room in one exporter's queue (see [`Shard::arm_room_waits`]).
+type RoomWait = std::pin::Pin<Box<dyn std::future::Future<Output = Result<Room, NoRoom>> + Send>>;
 
-/// Waits until some exporter with parked batches (in `parked`, by exporter) has room for
-/// its oldest; returns which, and the room. `parked` must not be all empty.
-fn parked_room(export: &[ExportHandle], parked: &[VecDeque<Outgoing>]) -> RoomWait {
-    let waits: Vec<_> = parked
-        .iter()
-        .enumerate()
-        .filter_map(|(i, q)| {
-            let (bytes, exporter) = (q.front()?.bytes, export[i].clone());
-            Some(Box::pin(async move { (i, exporter.room(bytes).await) }))
-        })
-        .collect();
-    Box::pin(async move { futures_util::future::select_all(waits).await.0 })
-}
+/// How often a shard waiting for an exporter past the hard limit looks at the limit again.
+const LIMIT_RECHECK: Duration = Duration::from_millis(100);
 
-/// `wait`'s outcome, or never when there is none.
-async fn room_or_never(wait: &mut Option<RoomWait>) -> (usize, Result<Room, NoRoom>) {
-    match wait {
-        Some(wait) => wait.await,
-        None => std::future::pending().await,
-    }
+/// Waits until one of `waits` (by exporter) ends; returns which and its outcome, and
+/// clears it. The others go on. Never ends when there is none.
+async fn any_room(waits: &mut [Option<RoomWait>]) -> (usize, Result<Room, NoRoom>) {
+    std::future::poll_fn(|cx| {
+        for (i, slot) in waits.iter_mut().enumerate() {
+            if let Some(wait) = slot {
+                if let std::task::Poll::Ready(room) = wait.as_mut().poll(cx) {
+                    *slot = None;
+                    return std::task::Poll::Ready((i, room));
+                }
+            }
+        }
+        std::task::Poll::Pending
+    })
+    .await
 }

@@ -540,6 +540,10 @@ impl ExportHandle {
 
     /// Room for `bytes` of spans if the queue has it now.
     pub fn try_room(&self, bytes: u64) -> Result<Room, NoRoom> {
+        // Stopped before full: a stopped exporter's budget may be spent for good.
+        if self.tx.is_closed() {
+            return Err(NoRoom::Stopped);
+        }
         let want = self.want(bytes);
         let budget = match self.budget.clone().try_acquire_many_owned(want) {
             Ok(permit) => Some(permit),
@@ -557,7 +561,11 @@ impl ExportHandle {
     /// Waits for room for `bytes` of spans (cancel-safe: dropped, it takes nothing).
     pub async fn room(&self, bytes: u64) -> Result<Room, NoRoom> {
         let want = self.want(bytes);
-        let budget = self.budget.clone().acquire_many_owned(want).await.ok();
+        // A stopped exporter gives no budget back: its stop ends the wait.
+        let budget = tokio::select! {
+            budget = self.budget.clone().acquire_many_owned(want) => budget.ok(),
+            () = self.tx.closed() => return Err(NoRoom::Stopped),
+        };
         let slot = self
             .tx
             .clone()
@@ -567,8 +575,12 @@ impl ExportHandle {
         Ok(Room { budget, slot, want })
     }
 
-    /// Hands `out` to the exporter in the room reserved for it.
-    pub fn send_in(&self, room: Room, out: Outgoing) {
+    /// Hands `out` to the exporter in the room reserved for it. Returns it back when the
+    /// exporter has stopped meanwhile.
+    pub fn send_in(&self, room: Room, out: Outgoing) -> Result<(), Outgoing> {
+        if self.tx.is_closed() {
+            return Err(out);
+        }
         let Room { budget, slot, want } = room;
         self.stats.queue_bytes.add(u64::from(want));
         slot.send(ExportBatch {
@@ -576,6 +588,7 @@ impl ExportHandle {
             tickets: out.tickets,
             permit: budget,
         });
+        Ok(())
     }
 
     /// Hands `out` to the exporter, waiting for room in its queue (counted as a shard
@@ -586,19 +599,27 @@ impl ExportHandle {
             Ok(room) => Ok(room),
             Err(NoRoom::Stopped) => Err(NoRoom::Stopped),
             Err(NoRoom::Full) => {
-                self.stats.waiting.add(1);
+                self.wait_begins();
                 let room = self.room(out.bytes).await;
-                self.stats.waiting.sub(1);
+                self.wait_ends();
                 room
             }
         };
         match room {
-            Ok(room) => {
-                self.send_in(room, out);
-                Ok(())
-            }
+            Ok(room) => self.send_in(room, out),
             Err(_) => Err(out),
         }
+    }
+
+    /// A shard begins to wait for room in this exporter's queue, taking nothing meanwhile
+    /// (see [`ExporterStats::waiting`]).
+    pub fn wait_begins(&self) {
+        self.stats.waiting.add(1);
+    }
+
+    /// The wait [`Self::wait_begins`] counted is over.
+    pub fn wait_ends(&self) {
+        self.stats.waiting.sub(1);
     }
 
     /// A handle to an exporter that is not running, with a queue of `capacity` bytes:
@@ -769,7 +790,7 @@ const REFUSED_AS_SYSTEMATIC: usize = 15;
 ///
 /// An exporter whose backend keeps failing holds its spans past the retry bound while it
 /// costs no one anything: it gives them up only once shards wait for room in its queue
-/// (they park kept spans in the buffer until it is full), or
+/// (they park kept spans in the buffer, and wait only past its limit or in a drain), or
 /// the gateway holds `max_held_bytes` or has refused a sender for memory in the last
 /// [`REFUSALS_LOOKED_BACK`] (a request is admitted at its worst case, so senders can be
 /// refused below the limit; see [`tailgate_core::retry`]).
