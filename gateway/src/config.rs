@@ -86,6 +86,10 @@ pub struct GatewayConfig {
     pub service: Option<crate::export::keys::NotApplied>,
 }
 
+/// The most `buffer.shards` a config may set: far past the cores of any machine, short of
+/// the cost of splitting every request over that many shards and of their tables.
+pub const MAX_SHARDS: usize = 1024;
+
 /// `buffer`.
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
@@ -344,6 +348,16 @@ impl GatewayConfig {
         }
         if self.buffer.shard_queue == 0 {
             return Err(invalid("buffer.shard_queue", "must be greater than 0"));
+        }
+        if self.buffer.shards > MAX_SHARDS {
+            return Err(invalid(
+                "buffer.shards",
+                &format!(
+                    "at most {MAX_SHARDS}, not {}: a shard per core is enough (0, the default, \
+                     takes one per worker thread), and every request is split over all of them",
+                    self.buffer.shards
+                ),
+            ));
         }
         if let Err(e) = self.attributes.compile() {
             return Err(invalid("attributes", &e.to_string()));
@@ -682,6 +696,60 @@ mod tests {
                 "{typo}: {err}"
             );
         }
+        // Values the Collector's queue refuses (queuebatch.Config.Validate, v0.161) are
+        // refused with its message; a disabled queue is not checked, as there.
+        for (bad, message) in [
+            ("{num_consumers: 0}", "`num_consumers` must be positive"),
+            ("{queue_size: -1}", "`queue_size` must be positive"),
+            (
+                "{storage: file_storage, wait_for_result: true}",
+                "`wait_for_result` is not supported",
+            ),
+            ("{sizer: pages}", "unknown variant `pages`"),
+            (
+                "{sizer: items, queue_size: 5000, batch: {}}",
+                "`min_size` must be less than or equal to `queue_size`",
+            ),
+            (
+                "{queue_size: 10000, batch: {sizer: requests}}",
+                "supports only `items` or `bytes` sizer",
+            ),
+            (
+                "{batch: {flush_timeout: 0s}}",
+                "`flush_timeout` must be positive",
+            ),
+            (
+                "{batch: {min_size: 10, max_size: 5}}",
+                "`max_size` (5) must be greater or equal to `min_size` (10)",
+            ),
+            (
+                "{batch: {partition: {metadata_keys: [Tenant, tenant]}}}",
+                "duplicate entry in metadata_keys",
+            ),
+        ] {
+            let err = queue(bad).unwrap_err().to_string();
+            assert!(err.contains(message), "{bad}: {err}");
+        }
+        queue("{enabled: false, num_consumers: 0}").unwrap();
+        // Shards: up to MAX_SHARDS.
+        for (shards, ok) in [
+            (MAX_SHARDS, true),
+            (MAX_SHARDS + 1, false),
+            (100_000, false),
+        ] {
+            let config: GatewayConfig =
+                parse_yaml(p, &format!("export:\n  otlp: {{endpoint: 'http://a:4317'}}\nbuffer: {{shards: {shards}}}\n")).unwrap();
+            match config.validate(p) {
+                Ok(()) => assert!(ok, "{shards} shards loaded"),
+                Err(ConfigError::Invalid { key, .. }) => {
+                    assert!(!ok, "{shards} shards refused");
+                    assert_eq!(key, "buffer.shards");
+                }
+                Err(e) => panic!("{shards}: {e}"),
+            }
+        }
+        queue("{sizer: items, queue_size: 5000, batch: {enabled: false}}").unwrap();
+        queue("{sizer: items, queue_size: 10000, batch: {}}").unwrap();
         // Exporter blocks with the Collector's keys (its exporters' testdata, configgrpc
         // and confighttp): keepalive and compression_params applied, tuning keys named.
         let copied: GatewayConfig = parse_yaml(

@@ -17,65 +17,173 @@ impl<'de> serde::Deserialize<'de> for NotApplied {
     }
 }
 
-/// Reads a Collector `sending_queue` block as [`NotApplied`], refusing a key the
-/// Collector's `exporterhelper` queue does not have (`enabeld`, `queue_sise`), as the
-/// Collector refuses it: the block is not applied, but a typo in it is still a typo.
-/// The values are not checked (`num_consumers: 0`, which the Collector refuses, loads).
+/// Reads a Collector `sending_queue` block as [`NotApplied`], refusing what the
+/// Collector's `exporterhelper` queue refuses (v0.161, `queuebatch.Config.Validate`): a
+/// key it does not have (`enabeld`, `queue_sise`), and, when the queue is enabled,
+/// `num_consumers` or `queue_size` not positive, `wait_for_result` with `storage`, a
+/// sizer other than `requests`, `items` or `bytes` (`items` or `bytes` for `batch`), a
+/// `batch` with `flush_timeout` 0, sizes below 0 or `max_size` under `min_size`, a
+/// batch that cannot fit the queue (`min_size` over `queue_size` in the same unit) and a
+/// `metadata_keys` entry given twice. The block is not applied, but a config the
+/// Collector would refuse is refused here too, with the Collector's message.
 pub(crate) fn sending_queue<'de, D: serde::Deserializer<'de>>(
     d: D,
 ) -> Result<Option<NotApplied>, D::Error> {
-    use serde::de::IgnoredAny;
     use serde::Deserialize;
-    /// The Collector's `sending_queue` keys (`configoptional`'s `enabled` and
-    /// `queuebatch.Config`, v0.161).
-    #[derive(Deserialize)]
-    #[serde(deny_unknown_fields)]
-    #[allow(dead_code)] // read for its keys only
-    struct Queue {
-        #[serde(default)]
-        enabled: Option<IgnoredAny>,
-        #[serde(default)]
-        wait_for_result: Option<IgnoredAny>,
-        #[serde(default)]
-        sizer: Option<IgnoredAny>,
-        #[serde(default)]
-        queue_size: Option<IgnoredAny>,
-        #[serde(default)]
-        block_on_overflow: Option<IgnoredAny>,
-        #[serde(default)]
-        storage: Option<IgnoredAny>,
-        #[serde(default)]
-        num_consumers: Option<IgnoredAny>,
-        #[serde(default)]
-        batch: Option<Option<Batch>>,
+    use std::time::Duration;
+    /// The Collector's sizers (`request.SizerType`).
+    #[derive(Deserialize, Clone, Copy, PartialEq, Eq, Debug)]
+    #[serde(rename_all = "lowercase")]
+    enum Sizer {
+        Requests,
+        Items,
+        Bytes,
     }
-    /// `sending_queue.batch` (a `configoptional.Optional` too: `enabled` is taken).
+    fn yes() -> bool {
+        true
+    }
+    /// The Collector's `sending_queue` keys (`configoptional`'s `enabled` and
+    /// `queuebatch.Config`, v0.161), with its defaults (`NewDefaultQueueConfig`).
     #[derive(Deserialize)]
     #[serde(deny_unknown_fields)]
-    #[allow(dead_code)] // read for its keys only
+    #[allow(dead_code)] // read to be checked only
+    struct Queue {
+        #[serde(default = "yes")]
+        enabled: bool,
+        #[serde(default)]
+        wait_for_result: bool,
+        #[serde(default)]
+        sizer: Option<Sizer>,
+        #[serde(default = "default_queue_size")]
+        queue_size: i64,
+        #[serde(default)]
+        block_on_overflow: bool,
+        #[serde(default)]
+        storage: Option<String>,
+        #[serde(default = "default_consumers")]
+        num_consumers: i64,
+        #[serde(default)]
+        batch: Option<Batch>,
+    }
+    fn default_queue_size() -> i64 {
+        1_000
+    }
+    fn default_consumers() -> i64 {
+        10
+    }
+    /// `sending_queue.batch` (a `configoptional.Optional` too: `enabled` is taken), with
+    /// the Collector's defaults.
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
     struct Batch {
+        #[serde(default = "yes")]
+        enabled: bool,
+        #[serde(
+            default = "default_flush_timeout",
+            with = "tailgate_core::config::go_duration"
+        )]
+        flush_timeout: Duration,
         #[serde(default)]
-        enabled: Option<IgnoredAny>,
+        sizer: Option<Sizer>,
+        #[serde(default = "default_min_size")]
+        min_size: i64,
         #[serde(default)]
-        flush_timeout: Option<IgnoredAny>,
+        max_size: i64,
         #[serde(default)]
-        sizer: Option<IgnoredAny>,
-        #[serde(default)]
-        min_size: Option<IgnoredAny>,
-        #[serde(default)]
-        max_size: Option<IgnoredAny>,
-        #[serde(default)]
-        partition: Option<Option<Partition>>,
+        partition: Option<Partition>,
+    }
+    fn default_flush_timeout() -> Duration {
+        Duration::from_millis(200)
+    }
+    fn default_min_size() -> i64 {
+        8192
     }
     /// `sending_queue.batch.partition`.
     #[derive(Deserialize)]
     #[serde(deny_unknown_fields)]
-    #[allow(dead_code)] // read for its keys only
     struct Partition {
         #[serde(default)]
-        metadata_keys: Option<IgnoredAny>,
+        metadata_keys: Vec<String>,
     }
-    Ok(Option::<Queue>::deserialize(d)?.map(|_| NotApplied))
+    let Some(queue) = Option::<Queue>::deserialize(d)? else {
+        return Ok(None);
+    };
+    check_queue(&queue).map_err(D::Error::custom)?;
+    return Ok(Some(NotApplied));
+
+    /// `queuebatch.Config.Validate` and `BatchConfig.Validate`, in their order.
+    fn check_queue(q: &Queue) -> Result<(), String> {
+        if !q.enabled {
+            return Ok(());
+        }
+        if q.num_consumers <= 0 {
+            return Err("sending_queue: `num_consumers` must be positive".into());
+        }
+        if q.queue_size <= 0 {
+            return Err("sending_queue: `queue_size` must be positive".into());
+        }
+        if q.storage.is_some() && q.wait_for_result {
+            return Err(
+                "sending_queue: `wait_for_result` is not supported with a persistent \
+                        queue configured with `storage`"
+                    .into(),
+            );
+        }
+        let Some(batch) = q.batch.as_ref().filter(|b| b.enabled) else {
+            return Ok(());
+        };
+        // A batch without its own sizer takes the queue's, when the queue names one.
+        let queue_sizer = q.sizer.unwrap_or(Sizer::Requests);
+        let batch_sizer = batch.sizer.or(q.sizer).unwrap_or(Sizer::Items);
+        if batch_sizer == queue_sizer && batch.min_size > q.queue_size {
+            return Err(
+                "sending_queue: `min_size` must be less than or equal to `queue_size`".into(),
+            );
+        }
+        if batch_sizer == Sizer::Requests {
+            return Err(
+                "sending_queue.batch: `batch` supports only `items` or `bytes` \
+                        sizer, found \"requests\""
+                    .into(),
+            );
+        }
+        if batch.flush_timeout.is_zero() {
+            return Err("sending_queue.batch: `flush_timeout` must be positive, found 0".into());
+        }
+        if batch.min_size < 0 {
+            let found = batch.min_size;
+            return Err(format!(
+                "sending_queue.batch: `min_size` must be non-negative, found {found}"
+            ));
+        }
+        if batch.max_size < 0 {
+            let found = batch.max_size;
+            return Err(format!(
+                "sending_queue.batch: `max_size` must be non-negative, found {found}"
+            ));
+        }
+        if batch.max_size > 0 && batch.max_size < batch.min_size {
+            let (max, min) = (batch.max_size, batch.min_size);
+            return Err(format!(
+                "sending_queue.batch: `max_size` ({max}) must be greater or equal to \
+                 `min_size` ({min})"
+            ));
+        }
+        let keys = batch
+            .partition
+            .as_ref()
+            .map_or(&[][..], |p| &p.metadata_keys);
+        let mut seen = std::collections::HashSet::new();
+        for key in keys {
+            if !seen.insert(key.to_lowercase()) {
+                return Err(format!(
+                    "sending_queue.batch.partition: duplicate entry in metadata_keys: \
+                     {key:?} (case-insensitive)"
+                ));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// The keys among `written` that are set, in order: what a block's warning names.
