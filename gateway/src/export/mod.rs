@@ -739,14 +739,23 @@ pub struct Exporter {
     batch: BatchConfig,
     stats: Arc<GatewayStats>,
     own: Arc<ExporterStats>,
-    /// Spans failed for refused credentials since that was last logged.
+    /// What its once-a-minute warnings counted since they were last given.
+    warnings: Warnings,
+}
+
+/// An exporter's warnings given at most once a minute, each with what it counted since.
+#[derive(Debug, Default)]
+struct Warnings {
+    /// Spans failed for refused credentials.
     credentials_refused: Tally,
-    /// Spans refused as malformed since that was last logged.
+    /// Spans refused as malformed.
     malformed_refused: Tally,
-    /// Partial successes rejecting no span (a backend's warning) since one was last logged.
+    /// Partial successes rejecting no span (a backend's warning).
     backend_warnings: Tally,
-    /// Single spans refused as too large since that was last logged.
+    /// Single spans refused as too large.
     too_large_refused: Tally,
+    /// Spans failed otherwise (refused for good, or still failing past the retry bound).
+    failed_otherwise: Tally,
 }
 
 /// What happened since a warning about it was last given, for warnings given at most
@@ -887,10 +896,7 @@ pub fn start(
             batch,
             stats: stats.clone(),
             own,
-            credentials_refused: Tally::default(),
-            malformed_refused: Tally::default(),
-            backend_warnings: Tally::default(),
-            too_large_refused: Tally::default(),
+            warnings: Warnings::default(),
         };
         tasks.push(tokio::spawn(exporter.run()));
     }
@@ -1207,7 +1213,7 @@ impl Exporter {
                 Some(Outcome::TooLarge(error)) => {
                     sizes.refused(size);
                     warn_refused(
-                        &mut self.too_large_refused,
+                        &mut self.warnings.too_large_refused,
                         1,
                         exporter,
                         &error,
@@ -1217,7 +1223,7 @@ impl Exporter {
                 }
                 Some(Outcome::Unauthorized(error)) => {
                     warn_refused(
-                        &mut self.credentials_refused,
+                        &mut self.warnings.credentials_refused,
                         n,
                         exporter,
                         &error,
@@ -1226,7 +1232,7 @@ impl Exporter {
                     failed.push(range);
                 }
                 Some(Outcome::Failed(error)) => {
-                    tracing::warn!(exporter, %error, spans = n, "Export failed; spans counted as failed.");
+                    self.failed_otherwise(n, &error);
                     failed.push(range);
                 }
             }
@@ -1252,7 +1258,7 @@ impl Exporter {
             "The backend refused spans as malformed (INVALID_ARGUMENT, HTTP 400); each is counted as failed alone."
         };
         warn_refused(
-            &mut self.malformed_refused,
+            &mut self.warnings.malformed_refused,
             spans,
             &self.own.name,
             error,
@@ -1260,10 +1266,24 @@ impl Exporter {
         );
     }
 
+    /// Logs `spans` failed for another reason (a status that is not retried, such as a
+    /// 404 or 500, or a failure still there past the retry bound) at most once a minute,
+    /// with the spans failed since: a backend answering 500 to every request would
+    /// otherwise log a line per request.
+    fn failed_otherwise(&mut self, spans: u64, error: &str) {
+        warn_refused(
+            &mut self.warnings.failed_otherwise,
+            spans,
+            &self.own.name,
+            error,
+            "Export failed (refused by the backend, or still failing when retries ran out); spans counted as failed.",
+        );
+    }
+
     /// A backend took a request whole with a message (OTLP's partial success rejecting no
     /// span: a warning, which the Collector logs too): logged at most once a minute.
     fn warned_by_backend(&mut self, message: &str) {
-        if let Some(responses) = self.backend_warnings.add(1) {
+        if let Some(responses) = self.warnings.backend_warnings.add(1) {
             tracing::warn!(
                 exporter = %self.own.name,
                 %message,

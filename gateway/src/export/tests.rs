@@ -19,10 +19,7 @@ fn exporter(
         batch,
         stats,
         own: exporter_stats(),
-        credentials_refused: Default::default(),
-        malformed_refused: Default::default(),
-        backend_warnings: Default::default(),
-        too_large_refused: Default::default(),
+        warnings: Default::default(),
     }
 }
 
@@ -454,6 +451,33 @@ async fn malformed_refusals_are_logged_once_a_minute() {
         log.count("spans=150"),
         1,
         "the spans refused since the first line"
+    );
+}
+
+/// Scenario: a backend answers every request with a status that is not retried (a 500,
+/// say), many times within a minute, then again after one.
+/// Guarantees: one warning for all of them with the error, not a line per request (a
+/// trial saw a line per request), and the next after a minute carries the spans failed
+/// since.
+#[tokio::test(start_paused = true)]
+async fn other_failures_are_logged_once_a_minute() {
+    let (log, _guard) = tailgate_core::test_util::CapturedLog::install();
+    let (_tx, rx) = mpsc::channel(1);
+    let dir = tailgate_core::test_util::scratch_dir("failed-log").unwrap();
+    let mut e = exporter(rx, debug_sink(&dir), BatchConfig::default(), Arc::default());
+    for _ in 0..20 {
+        e.failed_otherwise(5, "HTTP 500 Internal Server Error");
+    }
+    let text = || String::from_utf8_lossy(&log.text()).into_owned();
+    assert_eq!(log.count("HTTP 500"), 1, "{}", text());
+    tokio::time::advance(tailgate_core::retry::REWARN_AFTER).await;
+    e.failed_otherwise(5, "HTTP 500 Internal Server Error");
+    assert_eq!(log.count("HTTP 500"), 2, "{}", text());
+    assert_eq!(
+        log.count("spans=100"),
+        1,
+        "the spans failed since: {}",
+        text()
     );
 }
 
