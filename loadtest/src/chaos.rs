@@ -800,9 +800,11 @@ fn judge(
             ..Default::default()
         },
         cfg.rate,
-        cfg.baseline_percentage / 100.0,
-        // The share is checked by the demo; here only the changes are.
-        1.0,
+        crate::report::Expect::DemoPolicies {
+            baseline_share: cfg.baseline_percentage / 100.0,
+            // The share is checked by the demo; here only the changes are.
+            tolerance: 1.0,
+        },
     );
     let mut notes = notes;
     notes.extend(incomplete_examples(result, sink, 3));

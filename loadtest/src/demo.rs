@@ -23,7 +23,7 @@ use tokio::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
 use crate::drive::{drive, DriveConfig, Protocol};
-use crate::report::{ComponentCounts, Report};
+use crate::report::{ComponentCounts, Expect, Report};
 use crate::sink::{Sink, SENDER_HEADER};
 
 /// Demo settings.
@@ -39,8 +39,11 @@ pub struct DemoConfig {
     pub sink: SocketAddr,
     /// Load.
     pub drive: DriveConfig,
-    /// The gateways' decision wait.
+    /// The gateways' decision wait (with `policies`, the file's own is used).
     pub decision_wait: Duration,
+    /// The user's policy file (the Collector's `tail_sampling` syntax, or a whole
+    /// Collector config with one such processor), decided with instead of the demo's.
+    pub policies: Option<std::path::PathBuf>,
     /// Share of other traces the policy keeps, in percent.
     pub baseline_percentage: f64,
     /// Allowed distance of the measured baseline share from the configured one.
@@ -81,15 +84,8 @@ struct DemoRouter {
 /// Runs the demo and returns its report.
 pub async fn run_demo(cfg: DemoConfig) -> anyhow::Result<Report> {
     let shutdown = CancellationToken::new();
-    let policies = policy_yaml(
-        cfg.decision_wait,
-        cfg.drive.gen.slow_threshold.as_millis(),
-        cfg.baseline_percentage,
-    );
-    let policy_file = PolicyFile::parse(Path::new("<demo policies>"), &policies)?;
-    if cfg.progress {
-        eprintln!("Policies (Collector tail_sampling syntax):\n{policies}");
-    }
+    let (policy_file, expect) = demo_policies(&cfg)?;
+    let decision_wait = PolicyPlan::compile(&policy_file).decision_wait;
 
     // Backend.
     let sink = Arc::new(Sink::default());
@@ -110,7 +106,7 @@ pub async fn run_demo(cfg: DemoConfig) -> anyhow::Result<Report> {
         .then(|| spawn_progress(sink.clone(), gateways.stats.clone(), router.router.clone()));
     let result = drive(drive_cfg).await?;
 
-    wait_until_settled(&router.router, &gateways.stats, cfg.decision_wait).await;
+    wait_until_settled(&router.router, &gateways.stats, decision_wait).await;
     if let Some(p) = progress {
         p.abort();
     }
@@ -127,9 +123,39 @@ pub async fn run_demo(cfg: DemoConfig) -> anyhow::Result<Report> {
         &sink,
         components,
         cfg.drive.rate,
-        cfg.baseline_percentage / 100.0,
-        cfg.baseline_tolerance,
+        expect,
     ))
+}
+
+/// The policies the gateways decide with, and what the report's checks expect of them:
+/// the user's file (`--policies`), or the demo's own.
+fn demo_policies(cfg: &DemoConfig) -> anyhow::Result<(PolicyFile, Expect)> {
+    if let Some(path) = &cfg.policies {
+        let file = PolicyFile::load(path)?;
+        if cfg.progress {
+            eprintln!(
+                "Policies from {} (the checks of the demo's own policies are skipped: what is \
+                 kept is yours to judge; whole traces, no duplicates and nothing lost are \
+                 checked).",
+                path.display()
+            );
+        }
+        return Ok((file, Expect::OwnPolicies(path.display().to_string())));
+    }
+    let policies = policy_yaml(
+        cfg.decision_wait,
+        cfg.drive.gen.slow_threshold.as_millis(),
+        cfg.baseline_percentage,
+    );
+    let file = PolicyFile::parse(Path::new("<demo policies>"), &policies)?;
+    if cfg.progress {
+        eprintln!("Policies (Collector tail_sampling syntax):\n{policies}");
+    }
+    let expect = Expect::DemoPolicies {
+        baseline_share: cfg.baseline_percentage / 100.0,
+        tolerance: cfg.baseline_tolerance,
+    };
+    Ok((file, expect))
 }
 
 /// Starts one gateway per address, exporting to the sink under its own address.

@@ -277,12 +277,21 @@ struct DemoArgs {
     /// Backend (sink) address; port 0 picks a free one.
     #[arg(long, default_value = "127.0.0.1:0")]
     sink: SocketAddr,
-    /// The gateways' decision_wait.
+    /// The gateways' decision_wait (not with --policies: the file's own is used).
     #[arg(long, default_value = "4s", value_parser = humantime::parse_duration)]
     decision_wait: Duration,
-    /// Percentage of other traces the baseline policy keeps.
+    /// Percentage of other traces the baseline policy keeps (not with --policies).
     #[arg(long, default_value_t = 5.0)]
     baseline_percentage: f64,
+    /// Decide with this policy file instead of the demo's own (errors, slow, a baseline
+    /// share): the Collector's tail_sampling syntax, or a whole Collector config with one
+    /// tail_sampling processor, as `tailgate-gateway --policies` takes. The report then
+    /// checks what holds for any policy (no incomplete kept trace, no duplicate span,
+    /// nothing unaccounted) and shows, unchecked, how many error, slow and other traces
+    /// were kept. The load is the demo's (errors, slow traces; see --error-share and
+    /// --slow-share), with the attributes it generates.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["decision_wait", "baseline_percentage"])]
+    policies: Option<PathBuf>,
 }
 
 #[derive(Debug, ClapArgs)]
@@ -402,6 +411,7 @@ async fn run_demo_command(a: DemoArgs) -> anyhow::Result<bool> {
         sink: a.sink,
         drive: a.load.drive(String::new()),
         decision_wait: a.decision_wait,
+        policies: a.policies,
         baseline_percentage: a.baseline_percentage,
         baseline_tolerance: 0.01,
         progress: true,

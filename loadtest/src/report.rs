@@ -74,8 +74,13 @@ pub struct Report {
     pub unaccounted_spans: i64,
     /// Kept share of traces that are neither error nor slow.
     pub baseline_keep_share: f64,
-    /// The baseline share the policy asks for.
+    /// The baseline share the policy asks for (0 with the user's own policies, which
+    /// the demo does not know the shares of).
     pub expected_baseline_share: f64,
+    /// The user's policy file the gateways decided with (`demo --policies`), if not the
+    /// demo's own: then only the checks any policy passes are run.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub policies: Option<String>,
     /// Offered load.
     pub offered_spans_per_sec: f64,
     /// Spans sent per second of driving (from the first trace to the last answer).
@@ -109,8 +114,7 @@ impl Report {
         sink: &Sink,
         components: ComponentCounts,
         offered: f64,
-        expected_baseline_share: f64,
-        baseline_tolerance: f64,
+        expect: Expect,
     ) -> Report {
         let by_kind_sent = count_sent_by_kind(drive);
         let arrivals = Arrivals::tally(drive, sink);
@@ -142,7 +146,14 @@ impl Report {
             duplicate_spans: arrivals.duplicate_spans,
             unaccounted_spans: unaccounted,
             baseline_keep_share: baseline,
-            expected_baseline_share,
+            expected_baseline_share: match &expect {
+                Expect::DemoPolicies { baseline_share, .. } => *baseline_share,
+                Expect::OwnPolicies(_) => 0.0,
+            },
+            policies: match &expect {
+                Expect::OwnPolicies(name) => Some(name.clone()),
+                Expect::DemoPolicies { .. } => None,
+            },
             offered_spans_per_sec: offered,
             sent_spans_per_sec: drive.spans_sent as f64 / secs,
             achieved_spans_per_sec: drive.spans_accepted as f64 / secs,
@@ -156,30 +167,61 @@ impl Report {
             checks: Vec::new(),
             passed: false,
         };
-        r.checks = r.run_checks(normal_sent, baseline_tolerance);
+        r.checks = r.run_checks(normal_sent, &expect);
         r.passed = r.checks.iter().all(|c| c.ok);
         r
     }
 
     /// The checks a correct cluster passes, judged on this report's numbers.
-    fn run_checks(&self, normal_sent: u64, baseline_tolerance: f64) -> Vec<Check> {
+    /// The checks of the demo's own policies (errors, slow traces, the baseline share)
+    /// run only with [`Expect::DemoPolicies`]; the others hold for any policy.
+    fn run_checks(&self, normal_sent: u64, expect: &Expect) -> Vec<Check> {
         let r = self;
-        let (baseline, expected_baseline_share) =
-            (r.baseline_keep_share, r.expected_baseline_share);
-        vec![
-            check("every error trace kept", r.error_traces_kept == r.error_traces_sent, format!("{} of {}", r.error_traces_kept, r.error_traces_sent)),
-            check("every slow trace kept", r.slow_traces_kept == r.slow_traces_sent, format!("{} of {}", r.slow_traces_kept, r.slow_traces_sent)),
-            check("no incomplete kept traces", r.incomplete_kept_traces == 0, format!("{}", r.incomplete_kept_traces)),
-            check("no duplicate spans", r.duplicate_spans == 0, format!("{}", r.duplicate_spans)),
-            check("no unaccounted spans", r.unaccounted_spans == 0, format!("{}", r.unaccounted_spans)),
+        let mut checks = Vec::new();
+        if let Expect::DemoPolicies {
+            baseline_share,
+            tolerance,
+        } = *expect
+        {
+            let baseline = r.baseline_keep_share;
+            checks.extend([
+                check("every error trace kept", r.error_traces_kept == r.error_traces_sent, format!("{} of {}", r.error_traces_kept, r.error_traces_sent)),
+                check("every slow trace kept", r.slow_traces_kept == r.slow_traces_sent, format!("{} of {}", r.slow_traces_kept, r.slow_traces_sent)),
+                check(
+                    "baseline keep share as configured",
+                    normal_sent > 0 && (baseline - baseline_share).abs() <= tolerance,
+                    format!("{baseline:.4} (want {baseline_share:.2} ± {tolerance:.2}, {normal_sent} traces)"),
+                ),
+            ]);
+        }
+        checks.extend([
             check(
-                "baseline keep share as configured",
-                normal_sent > 0 && (baseline - expected_baseline_share).abs() <= baseline_tolerance,
-                format!("{baseline:.4} (want {expected_baseline_share:.2} ± {baseline_tolerance:.2}, {normal_sent} traces)"),
+                "no incomplete kept traces",
+                r.incomplete_kept_traces == 0,
+                format!("{}", r.incomplete_kept_traces),
             ),
-            check("nothing unexpected at the backend", r.unexpected_traces == 0, format!("{}", r.unexpected_traces)),
-            check("load was sent", r.spans_sent > 0 && r.spans_refused < r.spans_sent, format!("{} sent, {} refused", r.spans_sent, r.spans_refused)),
-        ]
+            check(
+                "no duplicate spans",
+                r.duplicate_spans == 0,
+                format!("{}", r.duplicate_spans),
+            ),
+            check(
+                "no unaccounted spans",
+                r.unaccounted_spans == 0,
+                format!("{}", r.unaccounted_spans),
+            ),
+            check(
+                "nothing unexpected at the backend",
+                r.unexpected_traces == 0,
+                format!("{}", r.unexpected_traces),
+            ),
+            check(
+                "load was sent",
+                r.spans_sent > 0 && r.spans_refused < r.spans_sent,
+                format!("{} sent, {} refused", r.spans_sent, r.spans_refused),
+            ),
+        ]);
+        checks
     }
 
     /// The report for people.
@@ -194,10 +236,16 @@ impl Report {
             format!("  kept      {:>10} spans in {:>8} traces", self.spans_kept, self.traces_kept),
             format!("  errors    {:>10} of {} traces kept", self.error_traces_kept, self.error_traces_sent),
             format!("  slow      {:>10} of {} traces kept", self.slow_traces_kept, self.slow_traces_sent),
-            format!(
-                "  baseline  {:>10.4} kept share (policy: {:.2})",
-                self.baseline_keep_share, self.expected_baseline_share
-            ),
+            match &self.policies {
+                None => format!(
+                    "  baseline  {:>10.4} kept share (policy: {:.2})",
+                    self.baseline_keep_share, self.expected_baseline_share
+                ),
+                Some(file) => format!(
+                    "  other     {:>10.4} kept share (of traces neither error nor slow; policies: {file})",
+                    self.baseline_keep_share
+                ),
+            },
             format!(
                 "  dropped   {:>10} spans by policy; {} refused, {} rejected, {} failed",
                 self.components.dropped_by_policy, self.spans_refused, self.spans_rejected, self.components.failed
@@ -225,6 +273,22 @@ impl Report {
         lines.push(String::new());
         lines.join("\n")
     }
+}
+
+/// What the checks expect of the policies the gateways decided with.
+#[derive(Debug, Clone)]
+pub enum Expect {
+    /// The demo's own: every error and slow trace kept, other traces at `baseline_share`
+    /// (0 to 1) within `tolerance`.
+    DemoPolicies {
+        /// Share of other traces kept.
+        baseline_share: f64,
+        /// How far the measured share may be from it.
+        tolerance: f64,
+    },
+    /// The user's policy file (its name): what is kept is theirs to judge; only what
+    /// holds for any policy is checked (whole traces, no duplicates, nothing lost).
+    OwnPolicies(String),
 }
 
 /// Traces sent, per kind.

@@ -36,6 +36,7 @@ fn config(protocol: Protocol, rate: f64, secs: u64, tolerance: f64, host: u8) ->
             },
         },
         decision_wait: Duration::from_millis(1500),
+        policies: None,
         baseline_percentage: 5.0,
         baseline_tolerance: tolerance,
         progress: false,
@@ -86,4 +87,36 @@ async fn demo_over_http_keeps_traces_whole() {
     assert_eq!(report.incomplete_kept_traces, 0, "{text}");
     assert_eq!(report.unaccounted_spans, 0, "{text}");
     assert_eq!(report.spans_refused, 0, "{text}");
+}
+
+/// Scenario: the demo with the user's own policy file (`demo --policies`): a whole
+/// Collector config whose `tail_sampling` keeps errors only, with a 1 s wait.
+/// Guarantees: the gateways decide with that file, not the demo's (every error trace kept,
+/// no slow or other trace: the demo's baseline would keep 5% of them); the report names
+/// the file and runs only the checks any policy passes (no baseline check, which would
+/// fail here), all of which pass.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_with_the_users_policies_decides_with_them() {
+    let dir = tailgate_core::test_util::scratch_dir("demo-policies").unwrap();
+    let path = dir.join("collector.yaml");
+    std::fs::write(
+        &path,
+        "processors:\n  tail_sampling:\n    decision_wait: 1s\n    policies:\n      - {name: errors, type: status_code, status_code: {status_codes: [ERROR]}}\n",
+    )
+    .unwrap();
+    let mut cfg = config(Protocol::Grpc, 3000.0, 2, 0.01, 2);
+    cfg.policies = Some(path.clone());
+    let report = run_demo(cfg).await.unwrap();
+    let text = report.render();
+    assert!(report.error_traces_sent > 10, "{text}");
+    assert_eq!(report.error_traces_kept, report.error_traces_sent, "{text}");
+    assert_eq!(report.slow_traces_kept, 0, "{text}");
+    assert_eq!(report.baseline_keep_share, 0.0, "{text}");
+    assert_eq!(report.policies, Some(path.display().to_string()));
+    assert!(
+        report.checks.iter().all(|c| !c.name.contains("baseline")),
+        "{text}"
+    );
+    assert!(text.contains("policies: "), "{text}");
+    assert!(report.passed, "{text}");
 }
