@@ -409,6 +409,11 @@ impl Gateway {
             );
             return lost;
         }
+        tracing::info!(
+            exported_spans = self.stats.exported_spans.get(),
+            failed_spans = self.stats.export_failed_spans.get(),
+            "Drained: every buffered trace decided and every kept span delivered or counted failed."
+        );
         0
     }
 }

@@ -90,8 +90,9 @@ pub struct ExporterStats {
     /// Encoded bytes of kept spans the shards hold for this exporter while its queue has
     /// no room for them (charged in the buffer as pending export).
     pub parked_bytes: Gauge,
-    /// Shards waiting for room in the queue: past the buffer's hard limit, or in a drain
-    /// (otherwise they park what does not fit, see `parked_bytes`).
+    /// Shards waiting for room in the queue: to re-encode kept spans well past the buffer's
+    /// hard limit, or in a drain (otherwise they park what does not fit, see
+    /// `parked_bytes`).
     pub waiting: Arc<Gauge>,
     /// The client's retries, give-ups and whether the backend is failing now.
     pub retry: Arc<RetryStats>,

@@ -317,6 +317,9 @@ pub struct TraceBuffer {
     attribute_actions: Option<Arc<AttributeActions>>,
     /// When the shards were last asked to make room (see [`ShardMsg::MakeRoom`]).
     room_asked: crate::metrics::LastSeen,
+    /// When senders' refusal for memory was last logged, and the requests refused so
+    /// since (logged at most once a minute: see [`TraceBuffer::log_memory_refusal`]).
+    memory_refusals: std::sync::Mutex<(Option<tokio::time::Instant>, u64)>,
 }
 
 /// Least time between two requests to the shards to make room: a burst of refused
@@ -345,6 +348,28 @@ impl TraceBuffer {
             handoffs: Default::default(),
             attribute_actions: None,
             room_asked: Default::default(),
+            memory_refusals: Default::default(),
+        }
+    }
+
+    /// Logs that senders are refused for memory, with `why`, at most once a minute and
+    /// with the requests refused since: an operator reading the log otherwise saw the
+    /// exporter's warnings and nothing of the senders refused (a trial). Only on a
+    /// refusal, so the lock is off the path of accepted requests.
+    fn log_memory_refusal(&self, why: &str) {
+        let mut guard = match self.memory_refusals.lock() {
+            Ok(guard) => guard,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        let (warned_at, since) = &mut *guard;
+        *since += 1;
+        if tailgate_core::retry::warn_again(warned_at) {
+            let requests = std::mem::take(since);
+            drop(guard);
+            tracing::warn!(
+                requests,
+                "Refusing senders for memory: {why}. Logged at most once a minute, requests refused since counted."
+            );
         }
     }
 
@@ -539,12 +564,14 @@ impl SpanSink for TraceBuffer {
                     .saturating_add(admitted.bytes)
                     .saturating_sub(self.max_buffered_bytes),
             );
+            let message = format!(
+                "gateway buffer is over its limit of {} bytes{}; retry later",
+                self.max_buffered_bytes,
+                self.parked_for()
+            );
+            self.log_memory_refusal(&message);
             return Err(Refusal::Overloaded {
-                message: format!(
-                    "gateway buffer is over its limit of {} bytes{}; retry later",
-                    self.max_buffered_bytes,
-                    self.parked_for()
-                ),
+                message,
                 retry_after: DEFAULT_RETRY_AFTER,
             });
         }
@@ -1267,7 +1294,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn kept_batches_park_while_the_exporters_queue_is_full_and_go_in_order() {
         let (exporter, mut queue, exporter_stats) = crate::export::ExportHandle::for_test(1);
-        let shard = parking_shard(vec![exporter], u64::MAX);
+        let shard = parking_shard(vec![exporter], u64::MAX, None);
         let mut firsts = Vec::new();
         for seed in 0..3u64 {
             firsts.push(kept_request(&shard.buffer, 100 + seed).await);
@@ -1308,7 +1335,7 @@ mod tests {
     async fn each_exporters_parked_batches_wait_apart_and_a_stopped_one_fails_them() {
         let (a, queue_a, stats_a) = crate::export::ExportHandle::for_test(1);
         let (b, mut queue_b, stats_b) = crate::export::ExportHandle::for_test(1);
-        let shard = parking_shard(vec![a, b], u64::MAX);
+        let shard = parking_shard(vec![a, b], u64::MAX, None);
         let mut firsts = Vec::new();
         for seed in 0..3u64 {
             firsts.push(kept_request(&shard.buffer, 200 + seed).await);
@@ -1338,31 +1365,77 @@ mod tests {
     }
 
     /// Scenario: one shard, one exporter whose queue holds one batch, and a hard limit of
-    /// one byte (the gateway is always over it); two requests of 10 kept traces a second
-    /// apart, then the exporter takes its first batch.
-    /// Guarantees: over the limit, a shard with a parked batch waits for the exporter
-    /// (counted in its `waiting`, which lets an exporter give requests up and names it in
-    /// refusals) instead of taking more; it ends its wait once the batch has gone.
+    /// one byte (the gateway is always over it); requests of 10 kept traces, first two with
+    /// kept spans sent as they came (no adjusted count), then one with an `attributes:` action
+    /// that re-encodes (and so grows) them; the exporter then takes its batches one by
+    /// one.
+    /// Guarantees: without re-encoding, a shard over the limit goes on deciding (a trial
+    /// saw shards just over the limit stop deciding due traces, most of them droppable,
+    /// and senders refused for half a minute): every trace decided, the rest parked,
+    /// nobody waiting. With it, the shard re-encodes no more while over the limit with
+    /// spans parked: it waits for the exporter (counted in its `waiting`, which lets an
+    /// exporter give requests up and names it in refusals), so each trace goes alone as
+    /// room comes; once all have gone the wait is over and nothing is parked.
     #[tokio::test(start_paused = true)]
-    async fn past_the_hard_limit_a_shard_waits_for_the_exporter_and_says_so() {
-        let (exporter, mut queue, exporter_stats) = crate::export::ExportHandle::for_test(1);
-        let shard = parking_shard(vec![exporter], 1);
+    async fn over_the_hard_limit_a_shard_waits_only_to_grow_kept_spans() {
+        let (exporter, _queue, exporter_stats) = crate::export::ExportHandle::for_test(1);
+        let shard = parking_shard_with(
+            vec![exporter],
+            1,
+            None,
+            "adjusted_count: {tracestate: false, attribute: false}\n",
+        );
+        // The first request's batch takes the queue, the second's is parked.
         kept_request(&shard.buffer, 300).await;
-        assert_eq!(exporter_stats.waiting.get(), 0, "nothing parked yet");
+        kept_request(&shard.buffer, 302).await;
+        assert_eq!(shard.stats.live_spans.get(), 0, "every trace decided");
+        assert_eq!(shard.stats.pending_export_spans.get(), 40);
+        assert!(exporter_stats.parked_bytes.get() > 0);
+        assert_eq!(exporter_stats.waiting.get(), 0);
+
+        let config: crate::attributes::AttributesConfig =
+            serde_yaml_ng::from_str("actions: [{key: k, action: insert, value: v}]").unwrap();
+        let actions = Arc::new(config.compile().unwrap().unwrap());
+        let (exporter, mut queue, exporter_stats) = crate::export::ExportHandle::for_test(1);
+        let shard = parking_shard(vec![exporter], 1, Some(actions));
         kept_request(&shard.buffer, 301).await;
         assert_eq!(exporter_stats.waiting.get(), 1);
-        drop(next_batch(&mut queue).await);
-        let second = next_batch(&mut queue).await;
+        assert!(shard.stats.live_spans.get() > 0, "waiting, not deciding");
+        for _ in 0..10 {
+            let batch = next_batch(&mut queue).await;
+            assert_eq!(batch.spans.len(), 2, "one trace at a time");
+        }
         tokio::time::sleep(Duration::from_millis(10)).await;
         assert_eq!(exporter_stats.waiting.get(), 0);
         assert_eq!(exporter_stats.parked_bytes.get(), 0);
-        drop(second);
+        assert_eq!(shard.stats.live_spans.get(), 0);
         shard.drain.cancel();
         shard.running.await.unwrap();
     }
 
+    /// Scenario: senders refused for memory five times within a minute, then once more
+    /// after it.
+    /// Guarantees: the refusal is logged (a trial saw 800,000 spans refused and no line
+    /// saying so), once a minute at most, with its reason and the requests refused since.
+    #[tokio::test(start_paused = true)]
+    async fn refusals_for_memory_are_logged_once_a_minute() {
+        let (log, _guard) = tailgate_core::test_util::CapturedLog::install();
+        let (_plan, _stats, buffer, _rx) =
+            one_shard("policies: [{name: all, type: always_sample}]\n");
+        for _ in 0..5 {
+            buffer.log_memory_refusal("gateway buffer is over its limit");
+        }
+        let text = || String::from_utf8_lossy(&log.text()).into_owned();
+        assert_eq!(log.count("Refusing senders for memory"), 1, "{}", text());
+        tokio::time::advance(tailgate_core::retry::REWARN_AFTER).await;
+        buffer.log_memory_refusal("gateway buffer is over its limit");
+        assert_eq!(log.count("over its limit"), 2, "{}", text());
+        assert_eq!(log.count("requests=5"), 1, "{}", text());
+    }
+
     /// A running shard keeping every trace (`decision_wait` 1 s), handing kept spans to
-    /// `exporters`, under a hard limit of `max_held_bytes`: its counters, the buffer feeding
+    /// `exporters`, under a hard limit of `max_held_bytes`, with `actions` on kept spans:
+    /// its counters, the buffer feeding
     /// it, its task and its drain.
     struct ParkingShard {
         stats: std::sync::Arc<GatewayStats>,
@@ -1374,9 +1447,21 @@ mod tests {
     fn parking_shard(
         exporters: Vec<crate::export::ExportHandle>,
         max_held_bytes: u64,
+        actions: Option<Arc<crate::attributes::AttributeActions>>,
     ) -> ParkingShard {
-        let (plan, stats, buffer, rx) =
-            one_shard("decision_wait: 1s\npolicies: [{name: all, type: always_sample}]\n");
+        parking_shard_with(exporters, max_held_bytes, actions, "")
+    }
+
+    /// [`parking_shard`] with `more` added to its policy file.
+    fn parking_shard_with(
+        exporters: Vec<crate::export::ExportHandle>,
+        max_held_bytes: u64,
+        actions: Option<Arc<crate::attributes::AttributeActions>>,
+        more: &str,
+    ) -> ParkingShard {
+        let (plan, stats, buffer, rx) = one_shard(&format!(
+            "decision_wait: 1s\npolicies: [{{name: all, type: always_sample}}]\n{more}"
+        ));
         let limits = shard::ShardLimits {
             shards: 1,
             cache_size: 1_000,
@@ -1384,7 +1469,8 @@ mod tests {
             max_spans_per_trace: 1_000,
             max_held_bytes,
         };
-        let shard = shard::Shard::new(rx, plan, limits, exporters, stats.clone());
+        let shard = shard::Shard::new(rx, plan, limits, exporters, stats.clone())
+            .with_attribute_actions(actions);
         let drain = tokio_util::sync::CancellationToken::new();
         let running = tokio::spawn(shard.run(drain.clone()));
         ParkingShard {

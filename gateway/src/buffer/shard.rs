@@ -497,6 +497,12 @@ impl Shard {
         }
         let mut start = 0;
         while start < refs.len() {
+            // A piece grows as it is re-encoded: well over the hard limit, what waits for
+            // the exporters goes (or is parked) and the shard waits for room first.
+            if self.over_limit() {
+                self.send().await;
+                self.wait_under_limit().await;
+            }
             let end = piece_end(&refs, start);
             self.keep_piece(&refs[start..end], p, plan).await;
             start = end;
@@ -1360,8 +1366,9 @@ impl Shard {
     /// no room for them (its backend is slow or down) finds them parked here, still charged
     /// as pending export, while the shard goes on taking and deciding traces: an outage
     /// then fills the buffer with kept spans only (the dropped ones are freed as before),
-    /// and senders are refused once it is full, not once a queue is. Past the buffer's
-    /// hard limit the shard waits for room instead, so that parked spans stay within it.
+    /// and senders are refused once it is full, not once a queue is. Deciding goes on past
+    /// the limit (it frees dropped traces, and moves kept spans to parked as they are),
+    /// except where kept spans grow as they are re-encoded (see [`Self::keep`]).
     async fn send(&mut self) {
         if self.outgoing.is_empty() {
             return;
@@ -1392,18 +1399,17 @@ impl Shard {
             };
             self.hand(i, batch);
         }
-        self.wait_under_limit().await;
     }
 
-    /// While the gateway holds more than its hard limit and this shard has parked
-    /// batches, waits for room in their exporters' queues instead of taking more spans
+    /// While the gateway is over its hard limit (see [`Self::over_limit`]) and this shard has parked
+    /// batches, waits for room in their exporters' queues instead of re-encoding more
     /// (counted as waiting on those exporters: see [`ExporterStats::waiting`], which
     /// lets an exporter give requests up), looking at the limit again every
     /// [`LIMIT_RECHECK`].
     ///
     /// [`ExporterStats::waiting`]: crate::metrics::ExporterStats::waiting
     async fn wait_under_limit(&mut self) {
-        if self.stats.held_bytes() <= self.max_held_bytes {
+        if !self.over_limit() {
             return;
         }
         let waited: Vec<usize> = (0..self.export.len())
@@ -1412,9 +1418,7 @@ impl Shard {
         for &i in &waited {
             self.export[i].wait_begins();
         }
-        while self.parked.iter().any(|q| !q.is_empty())
-            && self.stats.held_bytes() > self.max_held_bytes
-        {
+        while self.parked.iter().any(|q| !q.is_empty()) && self.over_limit() {
             self.arm_room_waits();
             tokio::select! {
                 (i, room) = any_room(&mut self.room_waits) => self.unpark(i, room),
@@ -1424,6 +1428,12 @@ impl Shard {
         for &i in &waited {
             self.export[i].wait_ends();
         }
+    }
+
+    /// Whether the gateway holds more than its hard limit and [`LIMIT_SLACK`] of it: past
+    /// it, a shard re-encodes no more kept spans until their exporters make room.
+    fn over_limit(&self) -> bool {
+        over_limit(self.stats.held_bytes(), self.max_held_bytes)
     }
 
     /// Begins a wait for room for every exporter with parked batches and none under way.
@@ -1519,6 +1529,18 @@ impl Shard {
 /// A wait for room in one exporter's queue (see [`Shard::arm_room_waits`]).
 type RoomWait = std::pin::Pin<Box<dyn std::future::Future<Output = Result<Room, NoRoom>> + Send>>;
 
+/// The share of the hard limit (1 / this) a shard may go past it by re-encoding kept spans
+/// before it waits for their exporters: the adjusted count (on by default) grows every
+/// kept span by a few bytes, and a shard that waited as soon as the gateway was a byte
+/// over its limit stopped deciding due traces, most of which would have freed their
+/// room (a trial: senders refused for half a minute with half the buffer droppable).
+pub const LIMIT_SLACK: u64 = 16;
+
+/// Whether `held` bytes are past `max` and its [`LIMIT_SLACK`].
+fn over_limit(held: u64, max: u64) -> bool {
+    held > max.saturating_add(max / LIMIT_SLACK)
+}
+
 /// How often a shard waiting for an exporter past the hard limit looks at the limit again.
 const LIMIT_RECHECK: Duration = Duration::from_millis(100);
 
@@ -1537,4 +1559,21 @@ async fn any_room(waits: &mut [Option<RoomWait>]) -> (usize, Result<Room, NoRoom
         std::task::Poll::Pending
     })
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Guarantees: a shard waits to re-encode only past the limit and its slack (1/16):
+    /// at 1,600 bytes, 1,700 held is within it, 1,701 past it; a limit too small to have
+    /// slack has none.
+    #[test]
+    fn the_limit_has_a_sixteenth_of_slack() {
+        assert!(!over_limit(1_600, 1_600));
+        assert!(!over_limit(1_700, 1_600));
+        assert!(over_limit(1_701, 1_600));
+        assert!(over_limit(2, 1));
+        assert!(!over_limit(u64::MAX, u64::MAX));
+    }
 }
