@@ -219,6 +219,16 @@ struct Driver {
 /// Runs the driver to completion: starts traces for `duration`, then sends the remaining
 /// chunks and waits for every request to be answered.
 pub async fn drive(cfg: DriveConfig) -> anyhow::Result<DriveResult> {
+    drive_until(cfg, tokio_util::sync::CancellationToken::new()).await
+}
+
+/// [`drive`], stopped early when `stop` is cancelled: no trace is started nor chunk sent
+/// after it, and the requests already sent are waited for (each at most its retry
+/// window); what was never sent is not counted as sent.
+pub async fn drive_until(
+    cfg: DriveConfig,
+    stop: tokio_util::sync::CancellationToken,
+) -> anyhow::Result<DriveResult> {
     let mut driver = Driver::new(&cfg)?;
     let trace_rate = cfg.rate / f64::from(cfg.gen.spans_per_trace.max(1));
     let unix_base = std::time::SystemTime::now()
@@ -229,7 +239,16 @@ pub async fn drive(cfg: DriveConfig) -> anyhow::Result<DriveResult> {
     let mut tick = tokio::time::interval(Duration::from_millis(10));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        tick.tick().await;
+        tokio::select! {
+            _ = tick.tick() => {}
+            () = stop.cancelled() => {
+                // Spans moved into the request being gathered count as sent: they go.
+                if !driver.pending.is_empty() {
+                    driver.send_batch().await;
+                }
+                break;
+            }
+        }
         let now = Instant::now();
         if now < end {
             let want = ((now - start).as_secs_f64() * trace_rate) as usize;

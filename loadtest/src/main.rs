@@ -10,7 +10,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Args as ClapArgs, Parser, Subcommand};
 use tailgate_loadtest::demo::{run_demo, DemoConfig};
-use tailgate_loadtest::drive::{drive, DriveConfig, Protocol};
+use tailgate_loadtest::drive::{drive_until, DriveConfig, Protocol};
 use tailgate_loadtest::generate::GenConfig;
 use tailgate_loadtest::sink::Sink;
 use tokio_util::sync::CancellationToken;
@@ -30,6 +30,8 @@ enum Command {
     /// Exits 1 when a check fails.
     Demo(DemoArgs),
     /// Send synthetic traces to an OTLP endpoint (a router, a gateway or a Collector).
+    /// Ctrl-C or SIGTERM stops it early (no new spans; the requests in flight are waited
+    /// for) with its summary; a second signal exits at once.
     Run(RunArgs),
     /// Receive OTLP like a backend and report what arrived (complete, split, duplicate).
     Sink(SinkArgs),
@@ -457,8 +459,26 @@ async fn run_chaos_command(a: ChaosArgs) -> anyhow::Result<bool> {
 
 /// `run`: drives load at the target and prints one line of what happened.
 async fn run_load_command(a: RunArgs) -> anyhow::Result<bool> {
-    let r = drive(a.load.drive(a.target.clone())).await?;
+    // A signal stops the load early with its summary (a trial: a run refused for long
+    // went on well past --duration, and Ctrl-C printed nothing); a second one exits.
+    let mut signals = Signals::take()?;
+    let stop = tokio_util::sync::CancellationToken::new();
+    let stopper = {
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            signals.recv().await;
+            eprintln!("Stopping: no new spans; waiting for the requests in flight (a second signal exits at once).");
+            stop.cancel();
+            signals.recv().await;
+            std::process::exit(130);
+        })
+    };
+    let r = drive_until(a.load.drive(a.target.clone()), stop.clone()).await?;
+    stopper.abort();
     let mut out = std::io::stdout().lock();
+    if stop.is_cancelled() {
+        writeln!(out, "stopped early by a signal")?;
+    }
     writeln!(
         out,
         "sent {} spans in {} traces to {} over {:.1}s: {} accepted ({:.0}/s), {} refused, {} rejected, {} retries",

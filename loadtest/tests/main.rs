@@ -10,6 +10,7 @@ mod common;
 mod demo;
 mod k8s;
 mod prometheus;
+mod run;
 mod sdk;
 mod sink;
 
