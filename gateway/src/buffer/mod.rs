@@ -1366,16 +1366,16 @@ mod tests {
 
     /// Scenario: one shard, one exporter whose queue holds one batch, and a hard limit of
     /// one byte (the gateway is always over it); requests of 10 kept traces, first two with
-    /// kept spans sent as they came (no adjusted count), then one with an `attributes:` action
-    /// that re-encodes (and so grows) them; the exporter then takes its batches one by
-    /// one.
+    /// kept spans sent as they came (no adjusted count), then three with an `attributes:`
+    /// action that re-encodes (and so grows) them; the exporter then takes its batches one
+    /// by one.
     /// Guarantees: without re-encoding, a shard over the limit goes on deciding (a trial
     /// saw shards just over the limit stop deciding due traces, most of them droppable,
     /// and senders refused for half a minute): every trace decided, the rest parked,
     /// nobody waiting. With it, the shard re-encodes no more while over the limit with
     /// spans parked: it waits for the exporter (counted in its `waiting`, which lets an
-    /// exporter give requests up and names it in refusals), so each trace goes alone as
-    /// room comes; once all have gone the wait is over and nothing is parked.
+    /// exporter give requests up and names it in refusals), its third request undecided,
+    /// until room comes; once all have gone the wait is over and nothing is parked.
     #[tokio::test(start_paused = true)]
     async fn over_the_hard_limit_a_shard_waits_only_to_grow_kept_spans() {
         let (exporter, _queue, exporter_stats) = crate::export::ExportHandle::for_test(1);
@@ -1398,12 +1398,16 @@ mod tests {
         let actions = Arc::new(config.compile().unwrap().unwrap());
         let (exporter, mut queue, exporter_stats) = crate::export::ExportHandle::for_test(1);
         let shard = parking_shard(vec![exporter], 1, Some(actions));
-        kept_request(&shard.buffer, 301).await;
+        // The first request's batch takes the queue, the second's is parked; the third
+        // finds spans parked and the gateway over its limit.
+        for seed in 301..304 {
+            kept_request(&shard.buffer, seed).await;
+        }
         assert_eq!(exporter_stats.waiting.get(), 1);
-        assert!(shard.stats.live_spans.get() > 0, "waiting, not deciding");
-        for _ in 0..10 {
+        assert_eq!(shard.stats.live_spans.get(), 20, "waiting, not deciding");
+        for _ in 0..3 {
             let batch = next_batch(&mut queue).await;
-            assert_eq!(batch.spans.len(), 2, "one trace at a time");
+            assert_eq!(batch.spans.len(), 20, "a request's traces at a time");
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
         assert_eq!(exporter_stats.waiting.get(), 0);

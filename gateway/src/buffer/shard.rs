@@ -497,9 +497,12 @@ impl Shard {
         }
         let mut start = 0;
         while start < refs.len() {
-            // A piece grows as it is re-encoded: well over the hard limit, what waits for
-            // the exporters goes (or is parked) and the shard waits for room first.
-            if self.over_limit() {
+            // A piece grows as it is re-encoded: well over the hard limit with spans
+            // parked, what waits for the exporters goes (or is parked) and the shard waits
+            // for room first. (Nothing parked here: the batch gathered goes at its size
+            // or at the end of the round, and parks then; the shared counters are read
+            // only while something is parked.)
+            if self.parked.iter().any(|q| !q.is_empty()) && self.over_limit() {
                 self.send().await;
                 self.wait_under_limit().await;
             }
