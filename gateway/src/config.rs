@@ -731,6 +731,17 @@ mod tests {
             assert!(err.contains(message), "{bad}: {err}");
         }
         queue("{enabled: false, num_consumers: 0}").unwrap();
+        // Decoded as the Collector decodes: a float's whole part, a list as one string.
+        queue(
+            "{queue_size: 5000.0, num_consumers: 2.5, batch: {partition: {metadata_keys: 'a,b'}}}",
+        )
+        .unwrap();
+        // A null batch is the default batch, checked without the queue's sizer.
+        queue("{queue_size: 5000, batch: null}").unwrap();
+        let err = queue("{sizer: items, queue_size: 5000, batch: null}")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("`min_size` must be less than"), "{err}");
         // Shards: up to MAX_SHARDS.
         for (shards, ok) in [
             (MAX_SHARDS, true),

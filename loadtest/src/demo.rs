@@ -133,6 +133,14 @@ fn demo_policies(cfg: &DemoConfig) -> anyhow::Result<(PolicyFile, Expect)> {
     if let Some(path) = &cfg.policies {
         let file = PolicyFile::load(path)?;
         if cfg.progress {
+            // What the gateway prints of a file at start: options not applied, notes.
+            let (notes, warnings) = tailgate_gateway::policy::messages(&file);
+            for note in notes {
+                eprintln!("note: {note}");
+            }
+            for warning in warnings {
+                eprintln!("warning: {warning}");
+            }
             eprintln!(
                 "Policies from {} (the checks of the demo's own policies are skipped: what is \
                  kept is yours to judge; whole traces, no duplicates and nothing lost are \

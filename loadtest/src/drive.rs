@@ -214,6 +214,8 @@ struct Driver {
     spans_sent: u64,
     batch: usize,
     retry_for: Duration,
+    /// Cancelled to stop early (see [`drive_until`]).
+    stop: tokio_util::sync::CancellationToken,
 }
 
 /// Runs the driver to completion: starts traces for `duration`, then sends the remaining
@@ -223,13 +225,14 @@ pub async fn drive(cfg: DriveConfig) -> anyhow::Result<DriveResult> {
 }
 
 /// [`drive`], stopped early when `stop` is cancelled: no trace is started nor chunk sent
-/// after it, and the requests already sent are waited for (each at most its retry
-/// window); what was never sent is not counted as sent.
+/// after it, a request refused is not retried (it counts refused), and the requests
+/// already sent are waited for (each at most its timeout); what was never sent is not
+/// counted as sent.
 pub async fn drive_until(
     cfg: DriveConfig,
     stop: tokio_util::sync::CancellationToken,
 ) -> anyhow::Result<DriveResult> {
-    let mut driver = Driver::new(&cfg)?;
+    let mut driver = Driver::new(&cfg, stop.clone())?;
     let trace_rate = cfg.rate / f64::from(cfg.gen.spans_per_trace.max(1));
     let unix_base = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -240,14 +243,9 @@ pub async fn drive_until(
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
+            biased;
+            () = stop.cancelled() => break,
             _ = tick.tick() => {}
-            () = stop.cancelled() => {
-                // Spans moved into the request being gathered count as sent: they go.
-                if !driver.pending.is_empty() {
-                    driver.send_batch().await;
-                }
-                break;
-            }
         }
         let now = Instant::now();
         if now < end {
@@ -262,12 +260,16 @@ pub async fn drive_until(
             driver.send_batch().await;
         }
     }
+    // Stopped: the request being gathered is not sent.
+    let unsent = driver.pending.len() as u64;
+    driver.spans_sent -= unsent;
+    driver.pending.clear();
     driver.finish(start, cfg.max_in_flight).await
 }
 
 impl Driver {
     /// A driver with a client of the target and nothing under way yet.
-    fn new(cfg: &DriveConfig) -> anyhow::Result<Self> {
+    fn new(cfg: &DriveConfig, stop: tokio_util::sync::CancellationToken) -> anyhow::Result<Self> {
         let target = Target::new(&cfg.target, cfg.protocol)?;
         Ok(Driver {
             target,
@@ -282,6 +284,7 @@ impl Driver {
             spans_sent: 0,
             batch: cfg.batch,
             retry_for: cfg.retry_for,
+            stop,
         })
     }
 
@@ -306,7 +309,7 @@ impl Driver {
     /// Moves every chunk due by `now` into the pending request, sending full batches.
     async fn send_due_chunks(&mut self, now: Instant) {
         while let Some(Reverse((when, slot, chunk))) = self.due.peek().copied() {
-            if when > now {
+            if when > now || self.stop.is_cancelled() {
                 break;
             }
             self.due.pop();
@@ -359,7 +362,16 @@ impl Driver {
             .sum();
         // Waiting for a slot is where an overloaded target slows the driver down; the report's
         // achieved rate shows it.
-        let Ok(permit) = self.in_flight.clone().acquire_owned().await else {
+        let permit = tokio::select! {
+            biased;
+            // Stopped while waiting for a slot: this request is not sent.
+            () = self.stop.cancelled() => {
+                self.spans_sent -= n;
+                return;
+            }
+            permit = self.in_flight.clone().acquire_owned() => permit,
+        };
+        let Ok(permit) = permit else {
             return;
         };
         let now = Instant::now();
@@ -367,7 +379,7 @@ impl Driver {
             self.records[slot].last_sent = Some(now);
         }
         let (target, counters) = (self.target.clone(), self.counters.clone());
-        let retry_for = self.retry_for;
+        let (retry_for, stop) = (self.retry_for, self.stop.clone());
         tokio::spawn(async move {
             let _permit = permit;
             counters.requests.fetch_add(1, Ordering::Relaxed);
@@ -388,12 +400,22 @@ impl Driver {
                         if let Ok(mut last) = counters.last_error.lock() {
                             *last = Some(e.message.clone());
                         }
-                        if !e.retryable || Instant::now() + backoff > deadline {
+                        // Stopped: refused requests are not retried (they count refused).
+                        if !e.retryable
+                            || Instant::now() + backoff > deadline
+                            || stop.is_cancelled()
+                        {
                             counters.refused.fetch_add(n, Ordering::Relaxed);
                             return;
                         }
                         counters.retries.fetch_add(1, Ordering::Relaxed);
-                        tokio::time::sleep(backoff).await;
+                        tokio::select! {
+                            () = tokio::time::sleep(backoff) => {}
+                            () = stop.cancelled() => {
+                                counters.refused.fetch_add(n, Ordering::Relaxed);
+                                return;
+                            }
+                        }
                         backoff = (backoff * 2).min(Duration::from_secs(2));
                     }
                 }

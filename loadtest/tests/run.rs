@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used)] // test fixtures: a failed setup should fail loudly
 //! The load driver stopped early, as `tailgate-loadtest run` is on a signal.
 
 use std::sync::Arc;
@@ -9,13 +10,20 @@ use tailgate_loadtest::sink::Sink;
 use tokio_util::sync::CancellationToken;
 
 /// Scenario: a minute of load at 2,000 spans/s into a sink, stopped once the sink holds
-/// 500 spans.
+/// 500 spans; then the same into a sink refusing everything (retryable), stopped after
+/// its first refusals, with requests retried for 30 s.
 /// Guarantees: the driver returns soon after (a trial's run went on well past its
 /// duration while refused, and a signal printed nothing), having sent far less than the
-/// minute's load; every span it counts as sent was answered, and the sink holds exactly
-/// those accepted.
+/// minute's load, without retrying for 30 s; every span it counts as sent was answered
+/// (accepted, refused or rejected), and the sink holds exactly those accepted.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stopped_driver_returns_with_what_it_sent() {
+    stopped_run(false).await;
+    stopped_run(true).await;
+}
+
+/// One run of [`a_stopped_driver_returns_with_what_it_sent`]: into a refusing sink or not.
+async fn stopped_run(refusing: bool) {
     let shutdown = CancellationToken::new();
     let sink = Arc::new(Sink::default());
     let listener = tailgate_core::receive::bind("sink", "127.0.0.1:0".parse().unwrap())
@@ -23,6 +31,7 @@ async fn a_stopped_driver_returns_with_what_it_sent() {
         .unwrap();
     let addr = listener.local_addr().unwrap();
     let served = tokio::spawn(sink.clone().serve(listener, None, shutdown.clone()));
+    sink.set_unavailable(refusing);
     let cfg = DriveConfig {
         target: addr.to_string(),
         protocol: Protocol::Grpc,
@@ -30,7 +39,7 @@ async fn a_stopped_driver_returns_with_what_it_sent() {
         duration: Duration::from_secs(60),
         batch: 64,
         max_in_flight: 4,
-        retry_for: Duration::from_secs(2),
+        retry_for: Duration::from_secs(30),
         gen: GenConfig {
             spans_per_trace: 4,
             attrs_per_span: 2,
@@ -42,25 +51,30 @@ async fn a_stopped_driver_returns_with_what_it_sent() {
     let stopper = {
         let (stop, sink) = (stop.clone(), sink.clone());
         tokio::spawn(async move {
-            let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-            while sink.unique_spans() < 500 && tokio::time::Instant::now() < deadline {
+            // Refusing, the sink holds nothing: a second of load is refused meanwhile.
+            let deadline =
+                tokio::time::Instant::now() + Duration::from_secs(if refusing { 1 } else { 20 });
+            while (refusing || sink.unique_spans() < 500) && tokio::time::Instant::now() < deadline
+            {
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
             stop.cancel();
         })
     };
     let started = tokio::time::Instant::now();
-    let r = tokio::time::timeout(Duration::from_secs(45), drive_until(cfg, stop))
+    let r = tokio::time::timeout(Duration::from_secs(25), drive_until(cfg, stop))
         .await
         .expect("the driver did not stop")
         .unwrap();
     stopper.await.unwrap();
-    assert!(started.elapsed() < Duration::from_secs(40));
+    assert!(started.elapsed() < Duration::from_secs(25));
+    let least = if refusing { 1 } else { 500 };
     assert!(
-        r.spans_sent >= 500 && r.spans_sent < 60_000,
+        r.spans_sent >= least && r.spans_sent < 60_000,
         "{}",
         r.spans_sent
     );
+    assert_eq!(r.spans_refused > 0, refusing, "{}", r.spans_refused);
     assert_eq!(
         r.spans_accepted + r.spans_refused + r.spans_rejected,
         r.spans_sent

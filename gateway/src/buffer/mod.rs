@@ -317,9 +317,9 @@ pub struct TraceBuffer {
     attribute_actions: Option<Arc<AttributeActions>>,
     /// When the shards were last asked to make room (see [`ShardMsg::MakeRoom`]).
     room_asked: crate::metrics::LastSeen,
-    /// When senders' refusal for memory was last logged, and the requests refused so
-    /// since (logged at most once a minute: see [`TraceBuffer::log_memory_refusal`]).
-    memory_refusals: std::sync::Mutex<(Option<tokio::time::Instant>, u64)>,
+    /// When senders' refusal for room was last logged, and the requests refused so since
+    /// (logged at most once a minute: see [`TraceBuffer::log_refusal`]).
+    refusals_logged: std::sync::Mutex<(Option<tokio::time::Instant>, u64)>,
 }
 
 /// Least time between two requests to the shards to make room: a burst of refused
@@ -348,16 +348,17 @@ impl TraceBuffer {
             handoffs: Default::default(),
             attribute_actions: None,
             room_asked: Default::default(),
-            memory_refusals: Default::default(),
+            refusals_logged: Default::default(),
         }
     }
 
-    /// Logs that senders are refused for memory, with `why`, at most once a minute and
-    /// with the requests refused since: an operator reading the log otherwise saw the
-    /// exporter's warnings and nothing of the senders refused (a trial). Only on a
-    /// refusal, so the lock is off the path of accepted requests.
-    fn log_memory_refusal(&self, why: &str) {
-        let mut guard = match self.memory_refusals.lock() {
+    /// Logs that senders are refused for room (the buffer over its limit, or the shards'
+    /// queues full), with `why`, at most once a minute and with the requests refused
+    /// since: an operator reading the log otherwise saw the exporter's warnings and
+    /// nothing of the senders refused (a trial). Only on a refusal, so the lock is off the
+    /// path of accepted requests.
+    fn log_refusal(&self, why: &str) {
+        let mut guard = match self.refusals_logged.lock() {
             Ok(guard) => guard,
             Err(poisoned) => poisoned.into_inner(),
         };
@@ -368,7 +369,7 @@ impl TraceBuffer {
             drop(guard);
             tracing::warn!(
                 requests,
-                "Refusing senders for memory: {why}. Logged at most once a minute, requests refused since counted."
+                "Refusing senders: {why}. Logged at most once a minute, requests refused since counted."
             );
         }
     }
@@ -569,7 +570,7 @@ impl SpanSink for TraceBuffer {
                 self.max_buffered_bytes,
                 self.parked_for()
             );
-            self.log_memory_refusal(&message);
+            self.log_refusal(&message);
             return Err(Refusal::Overloaded {
                 message,
                 retry_after: DEFAULT_RETRY_AFTER,
@@ -806,8 +807,10 @@ impl TraceBuffer {
                 }
                 Err(_) => {
                     self.stats.refused_spans.add(valid);
+                    let message = self.why_shards_wait();
+                    self.log_refusal(&message);
                     return Err(Refusal::Overloaded {
-                        message: self.why_shards_wait(),
+                        message,
                         retry_after: DEFAULT_RETRY_AFTER,
                     });
                 }
@@ -1417,22 +1420,22 @@ mod tests {
         shard.running.await.unwrap();
     }
 
-    /// Scenario: senders refused for memory five times within a minute, then once more
-    /// after it.
+    /// Scenario: senders refused for room (here for memory) five times within a minute,
+    /// then once more after it.
     /// Guarantees: the refusal is logged (a trial saw 800,000 spans refused and no line
     /// saying so), once a minute at most, with its reason and the requests refused since.
     #[tokio::test(start_paused = true)]
-    async fn refusals_for_memory_are_logged_once_a_minute() {
+    async fn refusals_for_room_are_logged_once_a_minute() {
         let (log, _guard) = tailgate_core::test_util::CapturedLog::install();
         let (_plan, _stats, buffer, _rx) =
             one_shard("policies: [{name: all, type: always_sample}]\n");
         for _ in 0..5 {
-            buffer.log_memory_refusal("gateway buffer is over its limit");
+            buffer.log_refusal("gateway buffer is over its limit");
         }
         let text = || String::from_utf8_lossy(&log.text()).into_owned();
-        assert_eq!(log.count("Refusing senders for memory"), 1, "{}", text());
+        assert_eq!(log.count("Refusing senders"), 1, "{}", text());
         tokio::time::advance(tailgate_core::retry::REWARN_AFTER).await;
-        buffer.log_memory_refusal("gateway buffer is over its limit");
+        buffer.log_refusal("gateway buffer is over its limit");
         assert_eq!(log.count("over its limit"), 2, "{}", text());
         assert_eq!(log.count("requests=5"), 1, "{}", text());
     }

@@ -493,22 +493,30 @@ impl Shard {
         // Kept traces are mostly small: their spans' handles stay on the stack.
         let refs: SmallVec<[SpanRef<'_>; 16]> = spans.iter().collect();
         if !self.rewrites(plan) {
+            // Copies parked for several exporters cost their handles beside the spans.
+            if self.export.len() > 1 {
+                self.room_to_grow().await;
+            }
             return self.keep_piece(&refs, p, plan).await;
         }
         let mut start = 0;
         while start < refs.len() {
-            // A piece grows as it is re-encoded: well over the hard limit with spans
-            // parked, what waits for the exporters goes (or is parked) and the shard waits
-            // for room first. (Nothing parked here: the batch gathered goes at its size
-            // or at the end of the round, and parks then; the shared counters are read
-            // only while something is parked.)
-            if self.parked.iter().any(|q| !q.is_empty()) && self.over_limit() {
-                self.send().await;
-                self.wait_under_limit().await;
-            }
+            self.room_to_grow().await;
             let end = piece_end(&refs, start);
             self.keep_piece(&refs[start..end], p, plan).await;
             start = end;
+        }
+    }
+
+    /// Before kept spans that cost more once kept (a piece re-encoded, or copies for
+    /// several exporters): well over the hard limit with spans parked, what waits for the
+    /// exporters goes (or is parked) and the shard waits for room first. (Nothing parked
+    /// here: the batch gathered goes at its size or at the end of the round, and parks
+    /// then; the shared counters are read only while something is parked.)
+    async fn room_to_grow(&mut self) {
+        if self.parked.iter().any(|q| !q.is_empty()) && self.over_limit() {
+            self.send().await;
+            self.wait_under_limit().await;
         }
     }
 
@@ -1412,6 +1420,9 @@ impl Shard {
     ///
     /// [`ExporterStats::waiting`]: crate::metrics::ExporterStats::waiting
     async fn wait_under_limit(&mut self) {
+        // The shared counters first see what this shard released: a limit read with
+        // traces it took out still counted would wait on room it already made.
+        self.flush_counts();
         if !self.over_limit() {
             return;
         }

@@ -18,7 +18,9 @@ impl<'de> serde::Deserialize<'de> for NotApplied {
 }
 
 /// Reads a Collector `sending_queue` block as [`NotApplied`], refusing what the
-/// Collector's `exporterhelper` queue refuses (v0.161, `queuebatch.Config.Validate`): a
+/// Collector's `exporterhelper` queue refuses (`queuebatch.Config.Validate`, read from its
+/// main of August 2026; values decoded as its decoder does: a float for an integer's whole
+/// part, a list as one comma-separated string): a
 /// key it does not have (`enabeld`, `queue_sise`), and, when the queue is enabled,
 /// `num_consumers` or `queue_size` not positive, `wait_for_result` with `storage`, a
 /// sizer other than `requests`, `items` or `bytes` (`items` or `bytes` for `batch`), a
@@ -54,16 +56,24 @@ pub(crate) fn sending_queue<'de, D: serde::Deserializer<'de>>(
         wait_for_result: bool,
         #[serde(default)]
         sizer: Option<Sizer>,
-        #[serde(default = "default_queue_size")]
+        #[serde(default = "default_queue_size", with = "tailgate_core::config::go_int")]
         queue_size: i64,
         #[serde(default)]
         block_on_overflow: bool,
         #[serde(default)]
         storage: Option<String>,
-        #[serde(default = "default_consumers")]
+        #[serde(default = "default_consumers", with = "tailgate_core::config::go_int")]
         num_consumers: i64,
-        #[serde(default)]
-        batch: Option<Batch>,
+        /// Left out: no batch; written, even empty or null: a batch (null takes the
+        /// defaults without the queue's sizer, as the Collector's `Unmarshal` does).
+        #[serde(default, deserialize_with = "written")]
+        batch: Option<Option<Batch>>,
+    }
+    /// A key written, whatever its value (null too): `Some`.
+    fn written<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(
+        d: D,
+    ) -> Result<Option<Option<T>>, D::Error> {
+        Option::<T>::deserialize(d).map(Some)
     }
     fn default_queue_size() -> i64 {
         1_000
@@ -85,9 +95,9 @@ pub(crate) fn sending_queue<'de, D: serde::Deserializer<'de>>(
         flush_timeout: Duration,
         #[serde(default)]
         sizer: Option<Sizer>,
-        #[serde(default = "default_min_size")]
+        #[serde(default = "default_min_size", with = "tailgate_core::config::go_int")]
         min_size: i64,
-        #[serde(default)]
+        #[serde(default, with = "tailgate_core::config::go_int")]
         max_size: i64,
         #[serde(default)]
         partition: Option<Partition>,
@@ -102,7 +112,7 @@ pub(crate) fn sending_queue<'de, D: serde::Deserializer<'de>>(
     #[derive(Deserialize)]
     #[serde(deny_unknown_fields)]
     struct Partition {
-        #[serde(default)]
+        #[serde(default, deserialize_with = "tailgate_core::config::comma_list")]
         metadata_keys: Vec<String>,
     }
     let Some(queue) = Option::<Queue>::deserialize(d)? else {
@@ -129,12 +139,29 @@ pub(crate) fn sending_queue<'de, D: serde::Deserializer<'de>>(
                     .into(),
             );
         }
-        let Some(batch) = q.batch.as_ref().filter(|b| b.enabled) else {
-            return Ok(());
+        let default_batch = Batch {
+            enabled: true,
+            flush_timeout: default_flush_timeout(),
+            sizer: None,
+            min_size: default_min_size(),
+            max_size: 0,
+            partition: None,
         };
-        // A batch without its own sizer takes the queue's, when the queue names one.
+        let (batch, inherits) = match &q.batch {
+            None => return Ok(()),
+            Some(None) => (&default_batch, false),
+            Some(Some(batch)) => (batch, true),
+        };
+        if !batch.enabled {
+            return Ok(());
+        }
+        // A batch written without its own sizer takes the queue's, when the queue names
+        // one (not a null batch: the Collector's `Unmarshal` sees nothing there).
         let queue_sizer = q.sizer.unwrap_or(Sizer::Requests);
-        let batch_sizer = batch.sizer.or(q.sizer).unwrap_or(Sizer::Items);
+        let batch_sizer = batch
+            .sizer
+            .or(q.sizer.filter(|_| inherits))
+            .unwrap_or(Sizer::Items);
         if batch_sizer == queue_sizer && batch.min_size > q.queue_size {
             return Err(
                 "sending_queue: `min_size` must be less than or equal to `queue_size`".into(),
