@@ -1318,6 +1318,10 @@ mod tests {
             !shard.running.is_finished(),
             "the drain waits for the parked batch"
         );
+        assert!(
+            exporter_stats.parked_bytes.get() > 0,
+            "the backlog shows through the drain"
+        );
         drop(second);
         let third = next_batch(&mut queue).await;
         assert!(starts_with_trace(&third, &firsts[2]));

@@ -615,9 +615,8 @@ impl Shard {
         // what is left as lost.
         self.room_waits.iter_mut().for_each(|w| *w = None);
         let parked = std::mem::take(&mut self.parked);
-        for (i, queue) in parked.iter().enumerate() {
-            queue.iter().for_each(|out| self.park_charge(i, out, false));
-        }
+        let exporters = self.export.len();
+        let stats = &self.stats;
         let sends = self
             .export
             .iter()
@@ -625,7 +624,12 @@ impl Shard {
             .map(|(exporter, queue)| async move {
                 let mut stopped = Vec::new();
                 for out in queue {
-                    if let Err(out) = exporter.send(out).await {
+                    // Parked until it goes: the gauges show the backlog through the drain.
+                    let (bytes, copy) = (out.bytes, copy_charge(exporters, &out));
+                    let sent = exporter.send(out).await;
+                    exporter.unpark(bytes);
+                    stats.parked_copies_bytes.sub(copy);
+                    if let Err(out) = sent {
                         stopped.push(out);
                     }
                 }
@@ -1483,12 +1487,7 @@ impl Shard {
     /// in the exporter's gauge and, with several exporters, its copy's handles and tickets
     /// against the limits (see [`GatewayStats::parked_copies_bytes`]).
     fn park_charge(&self, i: usize, out: &Outgoing, parked: bool) {
-        let copy = if self.export.len() > 1 {
-            (out.spans.len() * std::mem::size_of::<BufferedSpan>()
-                + out.tickets.len() * std::mem::size_of::<(Arc<Ticket>, u64)>()) as u64
-        } else {
-            0
-        };
+        let copy = copy_charge(self.export.len(), out);
         if parked {
             self.export[i].park(out.bytes);
             self.stats.parked_copies_bytes.add(copy);
@@ -1537,6 +1536,18 @@ impl Shard {
         for (ticket, covered) in &out.tickets {
             ticket.settle(*covered, &self.stats);
         }
+    }
+}
+
+/// What a batch parked for one of `exporters` costs beside its spans' charge: with
+/// several exporters, its copy's handles and tickets (see
+/// [`GatewayStats::parked_copies_bytes`]); with one, nothing.
+fn copy_charge(exporters: usize, out: &Outgoing) -> u64 {
+    if exporters > 1 {
+        (out.spans.len() * std::mem::size_of::<BufferedSpan>()
+            + out.tickets.len() * std::mem::size_of::<(Arc<Ticket>, u64)>()) as u64
+    } else {
+        0
     }
 }
 

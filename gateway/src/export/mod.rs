@@ -726,6 +726,37 @@ impl Sink {
     }
 }
 
+/// Whether an exporter whose backend keeps failing holds a request past the retry bound:
+/// while it costs no one anything. It gives it up only once shards wait for room in its
+/// queue (`waiting`: they park kept spans in the buffer, and wait only well past its
+/// limit or in a drain), or the gateway holds `max_held_bytes`, or has refused a sender
+/// for memory since the exporter last looked (the first look: in the last
+/// [`REFUSALS_LOOKED_BACK`]; a request is admitted at its worst case, so senders can be
+/// refused below the limit; see [`tailgate_core::retry`]). Since the last look, not a
+/// fixed minute: a trial saw requests given up for a minute after the refusals had
+/// ended, with the buffer 70% full.
+pub fn hold_rule(stats: Arc<GatewayStats>, waiting: Arc<Gauge>, max_held_bytes: u64) -> Hold {
+    let last_look = std::sync::Mutex::new(None::<Instant>);
+    Arc::new(move || {
+        let now = Instant::now();
+        let since = {
+            let mut last = match last_look.lock() {
+                Ok(guard) => guard,
+                Err(poisoned) => poisoned.into_inner(),
+            };
+            // Strictly after the last look: one at its instant was seen by it.
+            let since = last.map_or(REFUSALS_LOOKED_BACK, |at| {
+                now.saturating_duration_since(at)
+                    .saturating_sub(std::time::Duration::from_nanos(1))
+            });
+            *last = Some(now);
+            since.min(REFUSALS_LOOKED_BACK)
+        };
+        let refusing = stats.last_memory_refusal.within(since);
+        waiting.get() == 0 && !refusing && stats.held_bytes() < max_held_bytes
+    })
+}
+
 /// How far back an exporter's hold looks for a sender refused for memory: the longest wait
 /// between two looks (a backend's `Retry-After` is followed up to
 /// [`tailgate_core::retry::MAX_HINT`], a minute), so that a refusal between two looks is
@@ -798,11 +829,7 @@ const REFUSED_AS_SYSTEMATIC: usize = 15;
 /// Starts one task per configured exporter. Must be called inside a Tokio runtime.
 ///
 /// An exporter whose backend keeps failing holds its spans past the retry bound while it
-/// costs no one anything: it gives them up only once shards wait for room in its queue
-/// (they park kept spans in the buffer, and wait only past its limit or in a drain), or
-/// the gateway holds `max_held_bytes` or has refused a sender for memory in the last
-/// [`REFUSALS_LOOKED_BACK`] (a request is admitted at its worst case, so senders can be
-/// refused below the limit; see [`tailgate_core::retry`]).
+/// costs no one anything (see [`hold_rule`]).
 pub fn start(
     config: &ExportConfig,
     extensions: &ExtensionsConfig,
@@ -813,13 +840,7 @@ pub fn start(
     let mut tasks = Vec::with_capacity(config.exporters.len());
     for (key, cfg) in &config.exporters {
         let waiting = Arc::new(Gauge::default());
-        let hold: Hold = {
-            let (stats, waiting) = (stats.clone(), waiting.clone());
-            Arc::new(move || {
-                let refusing = stats.last_memory_refusal.within(REFUSALS_LOOKED_BACK);
-                waiting.get() == 0 && !refusing && stats.held_bytes() < max_held_bytes
-            })
-        };
+        let hold = hold_rule(stats.clone(), waiting.clone(), max_held_bytes);
         let credential = cfg
             .credential(extensions)
             .map_err(|source| ExportError::Auth {

@@ -564,3 +564,28 @@ async fn single_spans_refused_as_too_large_are_logged_once_a_minute() {
     assert!(log.count("as too large") <= 3, "a line per span: {text}");
     stop.cancel();
 }
+
+/// Scenario: an exporter past its retry bound looks at its hold rule: with a sender just
+/// refused for memory, then ten seconds later with no refusal since, then after another
+/// refusal, then with shards waiting on it.
+/// Guarantees: it gives the request up (false) while senders are refused since its last
+/// look, and holds it (true) once they are not, though the last refusal is within a
+/// minute (a trial saw requests given up for a minute after refusals had ended); shards
+/// waiting make it give up too.
+#[tokio::test(start_paused = true)]
+async fn the_hold_looks_for_refusals_since_its_last_look() {
+    let stats = Arc::new(GatewayStats::default());
+    let waiting = Arc::new(Gauge::default());
+    let hold = super::hold_rule(stats.clone(), waiting.clone(), u64::MAX);
+    stats.last_memory_refusal.mark();
+    assert!(!hold(), "a sender was just refused");
+    tokio::time::advance(std::time::Duration::from_secs(10)).await;
+    assert!(hold(), "no refusal since the last look");
+    tokio::time::advance(std::time::Duration::from_secs(1)).await;
+    stats.last_memory_refusal.mark();
+    tokio::time::advance(std::time::Duration::from_secs(4)).await;
+    assert!(!hold(), "refused since the last look");
+    tokio::time::advance(std::time::Duration::from_secs(5)).await;
+    waiting.add(1);
+    assert!(!hold(), "shards wait for the queue");
+}
