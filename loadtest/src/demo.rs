@@ -96,7 +96,7 @@ pub async fn run_demo(cfg: DemoConfig) -> anyhow::Result<Report> {
     let gateways = start_gateways(&cfg.gateways, sink_addr, &policy_file, &shutdown).await?;
     let router = start_router(&cfg, &gateways.addrs, &shutdown).await?;
     if cfg.progress {
-        print_cluster(&cfg, router.addr, &gateways.addrs, sink_addr);
+        print_cluster(&cfg, decision_wait, router.addr, &gateways.addrs, sink_addr);
     }
 
     // Load.
@@ -260,6 +260,7 @@ async fn start_router(
 /// Prints the cluster's layout and the load about to be driven.
 fn print_cluster(
     cfg: &DemoConfig,
+    decision_wait: Duration,
     router_addr: SocketAddr,
     gateway_addrs: &[SocketAddr],
     sink_addr: SocketAddr,
@@ -274,7 +275,7 @@ fn print_cluster(
     );
     eprintln!(
         "Driving {:.0} spans/s for {:?}; traces are decided {:?} after their first span.",
-        cfg.drive.rate, cfg.drive.duration, cfg.decision_wait
+        cfg.drive.rate, cfg.drive.duration, decision_wait
     );
 }
 
