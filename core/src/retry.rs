@@ -184,6 +184,22 @@ pub fn warn_again(warned_at: &mut Option<tokio::time::Instant>) -> bool {
     due
 }
 
+/// What happened since a warning about it was last given, for warnings given at most
+/// once per [`REWARN_AFTER`] with the count since ([`warn_again`]).
+#[derive(Debug, Default)]
+pub struct Tally {
+    warned_at: Option<tokio::time::Instant>,
+    since: u64,
+}
+
+impl Tally {
+    /// Counts `n` more; the count to warn with (then started again) when a warning is due.
+    pub fn add(&mut self, n: u64) -> Option<u64> {
+        self.since += n;
+        warn_again(&mut self.warned_at).then(|| std::mem::take(&mut self.since))
+    }
+}
+
 impl RetryStats {
     /// Whether the endpoint is failing: its last attempt failed and was worth retrying.
     pub fn is_failing(&self) -> bool {

@@ -395,34 +395,36 @@ impl Gateway {
                 }
             }
         };
-        if tokio::time::timeout(deadline, finish).await.is_err() {
+        let timed_out = tokio::time::timeout(deadline, finish).await.is_err();
+        if timed_out {
             // Stopped now, so that nothing counted lost below is delivered (and counted
             // again) while the process waits for its last scrape.
             for task in shards.iter().chain(&exporters) {
                 task.abort();
             }
-            let lost = self.stats.in_flight_spans();
-            self.stats.drain_lost_spans.add(lost);
+        }
+        // Spans still unsettled: past the deadline, or (every task ended in time) held by
+        // one that failed.
+        let lost = self.stats.in_flight_spans();
+        if lost == 0 {
+            tracing::info!(
+                "Drained: every buffered trace decided and every kept span delivered or counted failed."
+            );
+            return 0;
+        }
+        self.stats.drain_lost_spans.add(lost);
+        if timed_out {
             tracing::error!(
                 lost_spans = lost,
                 "Drain deadline passed with spans still buffered or unexported; they are lost with the process (counted in tailgate_gateway_drain_lost_spans_total)."
             );
-            return lost;
-        }
-        // Every task ended in time; spans still unsettled belonged to one that failed.
-        let lost = self.stats.in_flight_spans();
-        if lost > 0 {
-            self.stats.drain_lost_spans.add(lost);
+        } else {
             tracing::error!(
                 lost_spans = lost,
                 "The drain ended with spans unsettled (a task failed); they are lost with the process (counted in tailgate_gateway_drain_lost_spans_total)."
             );
-            return lost;
         }
-        tracing::info!(
-            "Drained: every buffered trace decided and every kept span delivered or counted failed."
-        );
-        0
+        lost
     }
 }
 

@@ -257,10 +257,7 @@ async fn one_backend_down_does_not_hold_back_another() {
         client.export(req).await.unwrap();
     }
     let sent = 900;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    while up.spans() < sent && tokio::time::Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    common::wait_for_spans(&[&up], sent, Duration::from_secs(20)).await;
     assert_eq!(
         up.spans(),
         sent,

@@ -319,7 +319,7 @@ pub struct TraceBuffer {
     room_asked: crate::metrics::LastSeen,
     /// When senders' refusal for room was last logged, and the requests refused so since
     /// (logged at most once a minute: see [`TraceBuffer::log_refusal`]).
-    refusals_logged: std::sync::Mutex<(Option<tokio::time::Instant>, u64)>,
+    refusals_logged: std::sync::Mutex<tailgate_core::retry::Tally>,
 }
 
 /// Least time between two requests to the shards to make room: a burst of refused
@@ -358,15 +358,11 @@ impl TraceBuffer {
     /// nothing of the senders refused (a trial). Only on a refusal, so the lock is off the
     /// path of accepted requests.
     fn log_refusal(&self, why: &str) {
-        let mut guard = match self.refusals_logged.lock() {
-            Ok(guard) => guard,
-            Err(poisoned) => poisoned.into_inner(),
+        let due = match self.refusals_logged.lock() {
+            Ok(mut tally) => tally.add(1),
+            Err(poisoned) => poisoned.into_inner().add(1),
         };
-        let (warned_at, since) = &mut *guard;
-        *since += 1;
-        if tailgate_core::retry::warn_again(warned_at) {
-            let requests = std::mem::take(since);
-            drop(guard);
+        if let Some(requests) = due {
             tracing::warn!(
                 requests,
                 "Refusing senders: {why}. Logged at most once a minute, requests refused since counted."

@@ -44,8 +44,8 @@ use bytes::{Bytes, BytesMut};
 use serde::Deserialize;
 use tailgate_core::forward::GrpcClient;
 use tailgate_core::proxy::{ProxyEnv, ProxyFor};
-use tailgate_core::retry::Hold;
-use tailgate_core::telemetry::{Counter, Gauge};
+use tailgate_core::retry::{Hold, Tally};
+use tailgate_core::telemetry::Gauge;
 use tailgate_core::wire::reframe::{
     added_len_by_address, field_len, group_by_headers, Interner, SpanParts,
 };
@@ -789,24 +789,6 @@ struct Warnings {
     failed_otherwise: Tally,
 }
 
-/// What happened since a warning about it was last given, for warnings given at most
-/// once per [`tailgate_core::retry::REWARN_AFTER`] with the count since
-/// ([`tailgate_core::retry::warn_again`]).
-#[derive(Debug, Default)]
-struct Tally {
-    warned_at: Option<Instant>,
-    since: u64,
-}
-
-impl Tally {
-    /// Counts `n` more; the count to warn with (then started again) when a warning is due.
-    fn add(&mut self, n: u64) -> Option<u64> {
-        self.since += n;
-        tailgate_core::retry::warn_again(&mut self.warned_at)
-            .then(|| std::mem::take(&mut self.since))
-    }
-}
-
 /// Logs `what` (a refusal that failed `spans` spans, for `error`) at most once a minute per
 /// kind, `tally` counting the spans failed for that kind since: a backend refusing span
 /// after span would otherwise log a line per span.
@@ -894,14 +876,9 @@ pub fn start(
             Sink::Debug(_) => Arc::default(),
         };
         let own = Arc::new(ExporterStats {
-            name: key.clone(),
-            sent_spans: Counter::default(),
-            failed_spans: Counter::default(),
-            queue_bytes: Gauge::default(),
-            queue_capacity_bytes: u64::from(capacity),
-            parked_bytes: Gauge::default(),
             waiting,
             retry,
+            ..ExporterStats::new(key, u64::from(capacity))
         });
         // The byte budget bounds the queue; the channel only needs room for many traces.
         let (tx, rx) = mpsc::channel(16_384);
