@@ -473,7 +473,12 @@ async fn run_load_command(a: RunArgs) -> anyhow::Result<bool> {
             std::process::exit(130);
         })
     };
-    let r = drive_until(a.load.drive(a.target.clone()), stop.clone()).await?;
+    let cfg = a.load.drive(a.target.clone());
+    eprintln!(
+        "Sending {:.0} spans/s to {} for {:?} (Ctrl-C or SIGTERM stops it early).",
+        cfg.rate, a.target, cfg.duration
+    );
+    let r = drive_until(cfg, stop.clone()).await?;
     stopper.abort();
     let mut out = std::io::stdout().lock();
     if stop.is_cancelled() {
