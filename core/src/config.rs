@@ -228,7 +228,7 @@ pub fn edit_distance(a: &str, b: &str) -> usize {
 /// Whether config text that did not parse is a whole OpenTelemetry Collector config
 /// (`receivers`/`exporters`/`service` at the top, none of Tailgate's keys), so that the
 /// binary can say what to pass instead of "unknown field `exporters`".
-fn is_collector_config(text: &str) -> bool {
+pub fn is_collector_config(text: &str) -> bool {
     let Ok(top) = serde_yaml_ng::from_str::<serde_yaml_ng::Value>(text) else {
         return false;
     };

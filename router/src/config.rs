@@ -227,13 +227,100 @@ impl Default for ForwardConfig {
 impl RouterConfig {
     /// Loads and validates a config file.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        load_checked(
+        Self::load_noted(path).map(|(config, _)| config)
+    }
+
+    /// Loads and validates a config file: the router's own, or a whole Collector config of
+    /// the `loadbalancing` exporter's tier (see [`crate::collector`]), with notes naming
+    /// what such a config holds and the router does not apply (none for its own).
+    pub fn load_noted(path: &Path) -> Result<(Self, Vec<String>), ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
+            path: path.to_owned(),
+            error,
+        })?;
+        if tailgate_core::config::is_collector_config(&text) {
+            return Self::from_collector(path, &text);
+        }
+        let config = load_checked(
             path,
-            "this is a Collector config; the router reads its own (receive, members, forward: \
-             docs/configuration.md). A loadbalancing exporter's resolver.static.hostnames \
-             become members.static, its resolver.dns.hostname members.dns.name",
+            "this is a Collector config, but not one the router reads",
             |c: &RouterConfig| c.validate(path),
-        )
+        )?;
+        Ok((config, Vec::new()))
+    }
+
+    /// A whole Collector config read for the router ([`crate::collector`]): each section
+    /// deserialized on its own, so that an error names the Collector key it came from and
+    /// that key's line.
+    fn from_collector(path: &Path, text: &str) -> Result<(Self, Vec<String>), ConfigError> {
+        let top: serde_yaml_ng::Value = tailgate_core::config::parse_yaml(path, text)?;
+        let at = |key: String, message: String| {
+            tailgate_core::config::with_line(
+                ConfigError::Invalid {
+                    path: path.to_owned(),
+                    key,
+                    message,
+                },
+                text,
+            )
+        };
+        let translated = crate::collector::translate(&top).map_err(|e| at(e.key, e.message))?;
+        let mut config = RouterConfig {
+            receive: ReceiveConfig::default(),
+            members: MembersConfig {
+                static_list: Vec::new(),
+                dns: None,
+            },
+            forward: ForwardConfig::default(),
+            admin: default_admin(),
+            metrics: default_metrics(),
+        };
+        let mut origin = Vec::new();
+        for s in &translated.sections {
+            let bad = |e: &dyn std::fmt::Display| {
+                at(
+                    s.from.clone(),
+                    tailgate_core::config::readable(&e.to_string()),
+                )
+            };
+            let listen = |v: &serde_yaml_ng::Value| match v.as_str() {
+                None => Ok(None),
+                Some(a) => tailgate_core::config::listen_addr::parse(a)
+                    .map(Some)
+                    .map_err(|e| bad(&e)),
+            };
+            use serde::Deserialize as _;
+            match s.key {
+                "receive" => {
+                    config.receive =
+                        ReceiveConfig::deserialize(s.value.clone()).map_err(|e| bad(&e))?
+                }
+                "members" => {
+                    config.members =
+                        MembersConfig::deserialize(s.value.clone()).map_err(|e| bad(&e))?
+                }
+                "forward" => {
+                    config.forward =
+                        ForwardConfig::deserialize(s.value.clone()).map_err(|e| bad(&e))?
+                }
+                "admin" => config.admin = listen(&s.value)?,
+                _ => config.metrics = listen(&s.value)?,
+            }
+            origin.push((s.key, s.from.as_str()));
+        }
+        // The router's keys in validation errors, told as the Collector keys they came from.
+        config.validate(path).map_err(|e| match e {
+            ConfigError::Invalid { key, message, .. } => {
+                let section = key.split(['.', '[']).next().unwrap_or_default();
+                let from = origin
+                    .iter()
+                    .find(|(k, _)| *k == section)
+                    .map_or(key.clone(), |(_, from)| (*from).to_owned());
+                at(from, format!("{message} (read as the router's {key})"))
+            }
+            e => e,
+        })?;
+        Ok((config, translated.notes))
     }
 
     /// What is odd but not wrong in this config, for `--check` and the start: the
@@ -506,25 +593,54 @@ mod tests {
     }
 
     /// Scenario: a loadbalancing exporter's habits: static members written as hostnames
-    /// alone, and a whole Collector config given as the router's.
-    /// Guarantees: a host alone is dialled on 4317; the Collector config is refused with
-    /// what to write instead, not "unknown field".
+    /// alone, and a whole Collector config of the load-balancing tier given as the
+    /// router's (references expanded as the Collector expands them).
+    /// Guarantees: a host alone is dialled on 4317; the Collector config loads with its
+    /// receiver, members and TLS, notes naming what is not applied; an error in it names
+    /// the Collector key and its line, also for a value only the router's validation sees.
     #[test]
     fn collector_habits_are_understood() {
         let c = parse("members:\n  static: [gateway-1, '10.0.0.8:4400']\n").unwrap();
         assert_eq!(c.members.static_list, ["gateway-1:4317", "10.0.0.8:4400"]);
         let path =
             std::env::temp_dir().join(format!("tailgate-router-otel-{}.yaml", std::process::id()));
-        std::fs::write(
-            &path,
-            "receivers:\n  otlp: {protocols: {grpc: {}}}\nexporters:\n  loadbalancing:\n    resolver:\n      static: {hostnames: [gateway-1]}\nservice: {}\n",
-        )
-        .unwrap();
-        let err = RouterConfig::load(&path).unwrap_err();
-        std::fs::remove_file(&path).unwrap();
+        let load = |text: &str| {
+            std::fs::write(&path, text).unwrap();
+            let out = RouterConfig::load_noted(&path);
+            std::fs::remove_file(&path).unwrap();
+            out
+        };
+        let whole = "receivers:\n  otlp:\n    protocols:\n      grpc:\n        endpoint: ${env:TAILGATE_TEST_UNSET_IP:-127.0.0.1}:4317\n      http:\nprocessors:\n  batch: {}\nexporters:\n  loadbalancing:\n    protocol:\n      otlp:\n        timeout: 2s\n        tls:\n          insecure: true\n    resolver:\n      static:\n        hostnames: [gateway-1, gateway-2:4400]\nservice:\n  pipelines:\n    traces:\n      receivers: [otlp]\n      processors: [batch]\n      exporters: [loadbalancing]\n";
+        let (c, notes) = load(whole).unwrap();
+        assert_eq!(c.members.static_list, ["gateway-1:4317", "gateway-2:4400"]);
+        assert_eq!(
+            c.receive.grpc,
+            Some(SocketAddr::from(([127, 0, 0, 1], 4317)))
+        );
+        assert!(c
+            .receive
+            .http
+            .is_some_and(|a| a.port() == 4318 && a.ip().is_loopback()));
+        assert_eq!(c.forward.timeout, Duration::from_secs(2));
+        assert!(c.forward.tls.as_ref().is_some_and(|t| t.insecure));
         assert!(
-            matches!(&err, ConfigError::Invalid { key, message, .. }
-                if key == "(top level)" && message.contains("members.static")),
+            notes
+                .iter()
+                .any(|n| n.contains("processors batch not applied")),
+            "{notes:?}"
+        );
+        // A value the translation passes on, refused by the router's own reading.
+        let err = load(&whole.replace("timeout: 2s", "timeout: soon")).unwrap_err();
+        assert!(
+            matches!(&err, ConfigError::InvalidAt { key, line: 12, .. }
+                if key == "exporters.loadbalancing.protocol.otlp"),
+            "{err}"
+        );
+        // One only the router's validation sees.
+        let err = load(&whole.replace("[gateway-1, gateway-2:4400]", "[]")).unwrap_err();
+        assert!(
+            matches!(&err, ConfigError::InvalidAt { key, line: 17, message, .. }
+                if key == "exporters.loadbalancing.resolver.static" && message.contains("members")),
             "{err}"
         );
     }

@@ -8,11 +8,14 @@
 //! ```
 //!
 //! * [`config`]: the YAML file (`receive`, `members`, `forward`, `admin`).
+//! * [`collector`]: a whole Collector config of the `loadbalancing` exporter's tier, read
+//!   for the router's sections.
 //! * [`split`]: the [`split::Router`] stage, a `SpanSink` that scans, splits and admits
 //!   parts to the gateways' queues; membership and health changes rebuild its ring.
 //! * [`forward`]: per-gateway byte-bounded queues, coalescing, retries, down/probe.
 //! * [`metrics`]: the router's counters.
 
+pub mod collector;
 pub mod config;
 pub mod forward;
 pub mod metrics;

@@ -21,7 +21,7 @@ use tokio_util::sync::CancellationToken;
                   command line the parser refuses; 1 a failure while running (a port taken, say)."
 )]
 struct Args {
-    /// Router config file (YAML): receive, members, forward, admin. See docs/configuration.md.
+    /// Router config file (YAML): receive, members, forward, admin (docs/configuration.md); or the whole config of a Collector running the loadbalancing exporter, read for its otlp receiver, resolver and protocol.otlp (--check names what is not applied; docs/migrating.md).
     #[arg(short, long, value_name = "FILE")]
     config: PathBuf,
     /// Validate the config file and exit: 0 and `FILE: ok` on stdout when valid, 64 and the error on stderr when not (warnings, and the most memory the config lets the router use, term by term, on stderr).
@@ -49,7 +49,7 @@ const EX_USAGE: u8 = 64;
 fn main() -> ExitCode {
     tailgate_core::telemetry::init_logging("info");
     let args = Args::parse();
-    let config = match RouterConfig::load(&args.config) {
+    let (config, notes) = match RouterConfig::load_noted(&args.config) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("error: invalid config: {e}");
@@ -62,6 +62,9 @@ fn main() -> ExitCode {
     if args.check {
         for warning in &warnings {
             eprintln!("{}: warning: {warning}", args.config.display());
+        }
+        for note in &notes {
+            eprintln!("{}: note: {note}", args.config.display());
         }
         eprintln!(
             "{}: note: {}",
@@ -77,6 +80,9 @@ fn main() -> ExitCode {
     }
     for warning in &warnings {
         tracing::warn!(%warning, "Config.");
+    }
+    for note in &notes {
+        tracing::info!(%note, "Read from a Collector config.");
     }
     let note = config.memory_note(threads, false);
     tracing::info!(?note, "Memory this config allows.");

@@ -118,3 +118,35 @@ fn check_prints_the_memory_the_config_allows() {
         "{stderr}"
     );
 }
+
+/// Scenario: the load-balancing tier's whole Collector config (the loadbalancing
+/// exporter README's Kubernetes example, routed by trace id, as the tier in front of
+/// `tail_sampling` runs it) given to `--check`, then the same with `routing_key: service`.
+/// Guarantees: the first loads, with notes naming what the router does not apply and
+/// what the k8s resolver needs here (a headless Service); the second is refused naming
+/// the key and its line.
+#[test]
+fn check_reads_a_loadbalancing_collector_config() {
+    let config = "receivers:\n  otlp:\n    protocols:\n      grpc:\n        endpoint: 127.0.0.1:4317\nprocessors:\n  batch: {}\nexporters:\n  debug: {}\n  loadbalancing:\n    routing_key: traceID\n    protocol:\n      otlp:\n        timeout: 1s\n    resolver:\n      k8s:\n        service: lb-svc.kube-public\n        ports:\n          - 15317\nservice:\n  pipelines:\n    traces:\n      receivers: [otlp]\n      processors: [batch]\n      exporters: [loadbalancing]\n    logs:\n      receivers: [otlp]\n      exporters: [debug]\n";
+    let (code, stderr, stdout) = check("collector", config);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stdout.ends_with("router.yaml: ok\n"), "{stdout}");
+    for note in [
+        "router.yaml: note: service.pipelines.traces: processors batch not applied",
+        "router.yaml: note: service.pipelines: logs not taken",
+        "resolving \"lb-svc.kube-public\" in DNS",
+        "headless",
+        "protocol.otlp.tls not written: gateways are dialled over TLS",
+    ] {
+        assert!(stderr.contains(note), "{note}: {stderr}");
+    }
+    let (code, stderr, _) = check(
+        "collector-service",
+        &config.replace("routing_key: traceID", "routing_key: service"),
+    );
+    assert_eq!(code, Some(64), "{stderr}");
+    assert!(
+        stderr.contains("router.yaml:11: exporters.loadbalancing.routing_key: \"service\""),
+        "{stderr}"
+    );
+}

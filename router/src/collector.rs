@@ -1,0 +1,749 @@
+//! A whole Collector config given as the router's: the config of a Collector running the
+//! `loadbalancing` exporter (the tier the router replaces) is read for what the router
+//! needs, so that a user's file loads as it is.
+//!
+//! Data comes from the parsed file (references already expanded) and goes to
+//! [`crate::config`] as the router config's sections, each a YAML value in the router's
+//! own shape with the Collector key it was read from (for errors), plus notes naming what
+//! was not applied. What is taken:
+//!
+//! * the traces pipeline whose exporters hold a `loadbalancing` exporter (one; several are
+//!   refused, as the router is one);
+//! * that pipeline's `otlp` receiver: `protocols.grpc.endpoint` and `protocols.http.endpoint`
+//!   (the Collector's defaults, `localhost:4317` and `localhost:4318`, for a protocol
+//!   written without one; a protocol left out is off), their `tls` (one block for both),
+//!   `max_recv_msg_size_mib` / `max_request_body_size`, `max_concurrent_streams`,
+//!   `keepalive.server_parameters.max_connection_age{,_grace}`, `cors` and
+//!   `traces_url_path`; a receiver `auth` is refused (the router's own `receive.auth`
+//!   must be written: dropping it would open the receiver);
+//! * the exporter's `resolver` (`static.hostnames`, `dns`, `k8s` as the DNS name of the
+//!   Service, which must be headless) and its `routing_key` (`traceID` only),
+//!   `protocol.otlp.timeout`, `tls` (absent: TLS with the system's roots, as the
+//!   Collector's `otlp` exporter) and `compression`;
+//! * `extensions.health_check.endpoint` (when the service enables it) as `admin`, and
+//!   `service.telemetry.metrics` (its `address`, or a pull reader's Prometheus host and
+//!   port; `level: none` turns it off) as `metrics`.
+
+use serde_yaml_ng::{Mapping, Value};
+
+/// Why a Collector config cannot be read as a router config: the Collector key at fault
+/// and what is wrong.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{key}: {message}")]
+pub struct TranslateError {
+    /// The Collector key path, as in `exporters.loadbalancing.resolver`.
+    pub key: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+/// A router config section read from a Collector config.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Section {
+    /// The router config's key: `receive`, `members`, `forward`, `admin` or `metrics`.
+    pub key: &'static str,
+    /// Its value in the router's shape.
+    pub value: Value,
+    /// The Collector key it was read from, for errors.
+    pub from: String,
+}
+
+/// What a Collector config gives the router.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Translated {
+    /// The sections read (the others take the router's defaults).
+    pub sections: Vec<Section>,
+    /// What was written and is not applied, one line each, for `--check` and the start.
+    pub notes: Vec<String>,
+}
+
+/// A component's type: `otlp` of `otlp/in`.
+fn kind_of(id: &str) -> &str {
+    id.split('/').next().unwrap_or(id)
+}
+
+fn err(key: impl Into<String>, message: impl Into<String>) -> TranslateError {
+    TranslateError {
+        key: key.into(),
+        message: message.into(),
+    }
+}
+
+/// The names listed under `key` of a pipeline (`receivers: [otlp]`).
+fn names<'a>(pipeline: &'a Value, key: &str) -> Vec<&'a str> {
+    pipeline
+        .get(key)
+        .and_then(Value::as_sequence)
+        .map(|s| s.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default()
+}
+
+/// The keys of a mapping value, as text.
+fn keys(v: &Value) -> Vec<&str> {
+    v.as_mapping()
+        .map(|m| m.keys().filter_map(Value::as_str).collect())
+        .unwrap_or_default()
+}
+
+/// Reads `top`, a whole Collector config, for the router.
+pub fn translate(top: &Value) -> Result<Translated, TranslateError> {
+    let mut out = Translated::default();
+    let pipelines = top.get("service").and_then(|s| s.get("pipelines"));
+    let traces: Vec<(&str, &Value)> = pipelines
+        .and_then(Value::as_mapping)
+        .map(|m| {
+            m.iter()
+                .filter_map(|(k, v)| Some((k.as_str()?, v)))
+                .filter(|(k, _)| kind_of(k) == "traces")
+                .collect()
+        })
+        .unwrap_or_default();
+    let with_lb: Vec<(&str, &Value)> = traces
+        .iter()
+        .copied()
+        .filter(|(_, p)| {
+            names(p, "exporters")
+                .iter()
+                .any(|e| kind_of(e) == "loadbalancing")
+        })
+        .collect();
+    let mut exporters: Vec<&str> = with_lb
+        .iter()
+        .flat_map(|(_, p)| names(p, "exporters"))
+        .filter(|e| kind_of(e) == "loadbalancing")
+        .collect();
+    exporters.dedup();
+    let exporter = match exporters[..] {
+        [] => {
+            return Err(err(
+                "service.pipelines",
+                "no traces pipeline exports to a loadbalancing exporter: a Collector config given to the router must be the load-balancing tier's (the router takes its place), or write the router's own config (receive, members, forward: docs/configuration.md)",
+            ))
+        }
+        [one] => one,
+        _ => {
+            return Err(err(
+                "service.pipelines",
+                format!(
+                    "several loadbalancing exporters in traces pipelines ({}): one router config has one member set; run a router per exporter, each with a config holding one",
+                    exporters.join(", ")
+                ),
+            ))
+        }
+    };
+    for (name, pipeline) in &with_lb {
+        let others: Vec<&str> = names(pipeline, "exporters")
+            .into_iter()
+            .filter(|e| kind_of(e) != "loadbalancing")
+            .collect();
+        if !others.is_empty() {
+            out.notes.push(format!(
+                "service.pipelines.{name}: exporters {} not applied: the router sends every span to its gateway only",
+                others.join(", ")
+            ));
+        }
+        let processors = names(pipeline, "processors");
+        if !processors.is_empty() {
+            out.notes.push(format!(
+                "service.pipelines.{name}: processors {} not applied: the router forwards spans unchanged (memory is bounded by forward.max_queued_bytes and the receivers' limits)",
+                processors.join(", ")
+            ));
+        }
+    }
+    let other_pipelines: Vec<&str> = pipelines
+        .and_then(Value::as_mapping)
+        .map(|m| {
+            m.keys()
+                .filter_map(Value::as_str)
+                .filter(|k| !with_lb.iter().any(|(n, _)| n == k))
+                .collect()
+        })
+        .unwrap_or_default();
+    if !other_pipelines.is_empty() {
+        out.notes.push(format!(
+            "service.pipelines: {} not taken: the router reads the traces pipeline of the loadbalancing exporter (it routes traces only)",
+            other_pipelines.join(", ")
+        ));
+    }
+    let receivers: Vec<&str> = {
+        let mut r: Vec<&str> = with_lb
+            .iter()
+            .flat_map(|(_, p)| names(p, "receivers"))
+            .collect();
+        r.dedup();
+        r
+    };
+    out.sections.push(receive(top, &receivers, &mut out.notes)?);
+    let lb_key = format!("exporters.{exporter}");
+    let lb = top
+        .get("exporters")
+        .and_then(|e| e.get(exporter))
+        .ok_or_else(|| {
+            err(
+                "exporters",
+                format!("{exporter} is used by a pipeline and not defined"),
+            )
+        })?;
+    let lb = if lb.is_null() {
+        &Value::Mapping(Mapping::new())
+    } else {
+        lb
+    };
+    match lb.get("routing_key").map(|k| k.as_str().unwrap_or("")) {
+        None | Some("traceID") | Some("") => {}
+        Some(other) => {
+            return Err(err(
+                format!("{lb_key}.routing_key"),
+                format!("{other:?}: the router routes by trace id only (routing_key: traceID, the default), as tail sampling needs every span of a trace on one gateway"),
+            ))
+        }
+    }
+    out.sections.push(members(lb, &lb_key, &mut out.notes)?);
+    out.sections.push(forward(lb, &lb_key, &mut out.notes));
+    for key in keys(lb) {
+        if !matches!(key, "routing_key" | "resolver" | "protocol") {
+            out.notes.push(format!(
+                "{lb_key}.{key} not applied: the router queues, retries and routes around gateways on its own terms (forward: docs/configuration.md)"
+            ));
+        }
+    }
+    out.sections.extend(admin(top));
+    out.sections.extend(metrics(top, &mut out.notes)?);
+    Ok(out)
+}
+
+/// `receive` from the pipeline's `otlp` receiver.
+fn receive(
+    top: &Value,
+    receivers: &[&str],
+    notes: &mut Vec<String>,
+) -> Result<Section, TranslateError> {
+    let otlp: Vec<&str> = receivers
+        .iter()
+        .copied()
+        .filter(|r| kind_of(r) == "otlp")
+        .collect();
+    let others: Vec<&str> = receivers
+        .iter()
+        .copied()
+        .filter(|r| kind_of(r) != "otlp")
+        .collect();
+    if !others.is_empty() {
+        notes.push(format!(
+            "receivers {} not taken: the router receives OTLP only",
+            others.join(", ")
+        ));
+    }
+    let name = match otlp[..] {
+        [] => {
+            return Err(err(
+                "service.pipelines",
+                "the loadbalancing exporter's traces pipeline has no otlp receiver: the router receives OTLP (gRPC and HTTP)",
+            ))
+        }
+        [one, ..] => one,
+    };
+    if otlp.len() > 1 {
+        notes.push(format!(
+            "receivers {} not taken: the router listens as one otlp receiver ({name})",
+            otlp[1..].join(", ")
+        ));
+    }
+    let key = format!("receivers.{name}");
+    let protocols = top
+        .get("receivers")
+        .and_then(|r| r.get(name))
+        .and_then(|r| r.get("protocols"));
+    let Some(protocols) = protocols.filter(|p| p.is_mapping()) else {
+        return Err(err(
+            format!("{key}.protocols"),
+            "the otlp receiver needs protocols (grpc, http or both), as in the Collector",
+        ));
+    };
+    let mut m = Mapping::new();
+    let mut tls: Option<(&str, &Value)> = None;
+    let mut sizes: Vec<u64> = Vec::new();
+    for (proto, default_endpoint) in [("grpc", "localhost:4317"), ("http", "localhost:4318")] {
+        let Some(p) = protocols.get(proto) else {
+            m.insert(proto.into(), Value::Null);
+            continue;
+        };
+        let at = format!("{key}.protocols.{proto}");
+        let endpoint = p
+            .get("endpoint")
+            .and_then(Value::as_str)
+            .unwrap_or(default_endpoint);
+        if let Some(path) = endpoint.strip_prefix("unix://").or(p
+            .get("transport")
+            .and_then(Value::as_str)
+            .filter(|t| *t == "unix")
+            .map(|_| endpoint))
+        {
+            return Err(err(
+                format!("{at}.endpoint"),
+                format!("{path:?}: the router listens on TCP only, not on Unix sockets"),
+            ));
+        }
+        m.insert(proto.into(), endpoint.into());
+        for (k, v) in p.as_mapping().into_iter().flatten() {
+            let Some(k) = k.as_str() else { continue };
+            match (proto, k) {
+                (_, "endpoint" | "transport") => {}
+                (_, "auth") => {
+                    return Err(err(
+                        format!("{at}.auth"),
+                        "a receiver authenticator is not read from a Collector config: write the router's own config with receive.auth (docs/configuration.md), so that the receiver is never left open by mistake",
+                    ))
+                }
+                (_, "tls") => match tls {
+                    Some((_, first)) if first != v => {
+                        return Err(err(
+                            format!("{at}.tls"),
+                            "the router's two receivers share one TLS block: give grpc and http the same tls (or write the router's own config)",
+                        ))
+                    }
+                    Some(_) => {}
+                    None => tls = Some((proto, v)),
+                },
+                ("grpc", "max_recv_msg_size_mib") => {
+                    sizes.push(v.as_u64().unwrap_or(0).saturating_mul(1 << 20));
+                }
+                ("http", "max_request_body_size") => sizes.push(v.as_u64().unwrap_or(0)),
+                ("grpc", "max_concurrent_streams") => {
+                    m.insert("max_concurrent_streams".into(), v.clone());
+                }
+                ("grpc", "keepalive") => {
+                    let server = v.get("server_parameters");
+                    for age in ["max_connection_age", "max_connection_age_grace"] {
+                        if let Some(a) = server.and_then(|s| s.get(age)) {
+                            m.insert(age.into(), a.clone());
+                        }
+                    }
+                }
+                ("http", "cors") => {
+                    m.insert("cors".into(), v.clone());
+                }
+                ("http", "traces_url_path") => {
+                    m.insert("traces_url_path".into(), v.clone());
+                }
+                _ => notes.push(format!(
+                    "{at}.{k} not applied (the router's receivers: docs/configuration.md)"
+                )),
+            }
+        }
+    }
+    if m.get("grpc").is_some_and(Value::is_null) && m.get("http").is_some_and(Value::is_null) {
+        return Err(err(
+            format!("{key}.protocols"),
+            "neither grpc nor http is enabled",
+        ));
+    }
+    if let Some((_, t)) = tls {
+        m.insert("tls".into(), t.clone());
+    }
+    // One limit for both receivers: the larger written (the Collector's defaults, 4 MiB
+    // for gRPC and 20 MiB for HTTP, are not applied: the router's is 16 MiB).
+    if let Some(&largest) = sizes.iter().filter(|s| **s > 0).max() {
+        m.insert("max_request_bytes".into(), largest.into());
+    }
+    Ok(Section {
+        key: "receive",
+        value: Value::Mapping(m),
+        from: key,
+    })
+}
+
+/// `members` from the exporter's `resolver`.
+fn members(lb: &Value, lb_key: &str, notes: &mut Vec<String>) -> Result<Section, TranslateError> {
+    let key = format!("{lb_key}.resolver");
+    let resolver = lb.get("resolver").filter(|r| !r.is_null());
+    let given: Vec<&str> = resolver
+        .map(|r| {
+            keys(r)
+                .into_iter()
+                .filter(|k| r.get(*k).is_some_and(|v| !v.is_null()))
+                .collect()
+        })
+        .unwrap_or_default();
+    // The Collector's own words for these two.
+    let resolver = match given[..] {
+        [] => return Err(err(key, "no resolvers specified for the exporter")),
+        [_] => resolver.unwrap_or(&Value::Null),
+        _ => return Err(err(key, "only one resolver should be specified")),
+    };
+    let mut m = Mapping::new();
+    let (which, from) = (given[0], format!("{key}.{}", given[0]));
+    let r = &resolver[which];
+    match which {
+        "static" => {
+            m.insert(
+                "static".into(),
+                r.get("hostnames").cloned().unwrap_or(Value::Null),
+            );
+        }
+        "dns" => {
+            let mut dns = Mapping::new();
+            for (k, v) in r.as_mapping().into_iter().flatten() {
+                match k.as_str() {
+                    Some("hostname") => {
+                        dns.insert("name".into(), v.clone());
+                    }
+                    Some("port") => {
+                        dns.insert("port".into(), port(v, &format!("{from}.port"))?);
+                    }
+                    Some(k @ ("interval" | "timeout")) => {
+                        dns.insert(k.into(), v.clone());
+                    }
+                    Some(other) => {
+                        return Err(err(
+                            format!("{from}.{other}"),
+                            "not read by the router's DNS resolver (hostname, port, interval, timeout)",
+                        ))
+                    }
+                    None => {}
+                }
+            }
+            m.insert("dns".into(), Value::Mapping(dns));
+        }
+        "k8s" => {
+            let service = r.get("service").and_then(Value::as_str).unwrap_or("");
+            if service.is_empty() {
+                return Err(err(format!("{from}.service"), "name the gateways' Service (NAME.NAMESPACE)"));
+            }
+            // The Collector watches the Service's endpoints through the API; the router
+            // resolves the Service's DNS name, which lists every ready pod only for a
+            // headless Service. No namespace: the Collector's own (or `default`), which
+            // the resolver's search domains supply for a bare name.
+            let mut dns = Mapping::new();
+            dns.insert("name".into(), service.into());
+            let ports = r
+                .get("ports")
+                .and_then(Value::as_sequence)
+                .cloned()
+                .unwrap_or_default();
+            match &ports[..] {
+                [] => {}
+                [p] => {
+                    dns.insert("port".into(), port(p, &format!("{from}.ports"))?);
+                }
+                _ => {
+                    return Err(err(
+                        format!("{from}.ports"),
+                        "the router sends to one port per gateway pod: keep the gateways' OTLP/gRPC port only",
+                    ))
+                }
+            }
+            if let Some(t) = r.get("timeout") {
+                dns.insert("timeout".into(), t.clone());
+            }
+            notes.push(format!(
+                "{from}: the gateways are found by resolving {service:?} in DNS, not through the Kubernetes API: make that Service headless (clusterIP: None), or its name resolves to one address and every trace goes to one gateway (docs/deploy.md)"
+            ));
+            m.insert("dns".into(), Value::Mapping(dns));
+        }
+        other => {
+            return Err(err(
+                from,
+                format!("the {other} resolver is not supported: the router finds gateways by a static list or DNS (a Kubernetes headless Service)"),
+            ))
+        }
+    }
+    Ok(Section {
+        key: "members",
+        value: Value::Mapping(m),
+        from,
+    })
+}
+
+/// A port written as a number or as text (`port: "4317"`, as the Collector's DNS
+/// resolver reads it).
+fn port(v: &Value, key: &str) -> Result<Value, TranslateError> {
+    let n = match v {
+        Value::Number(n) => n.as_u64(),
+        Value::String(s) => s.trim().parse::<u64>().ok(),
+        _ => None,
+    };
+    n.filter(|n| (1..=u64::from(u16::MAX)).contains(n))
+        .map(Value::from)
+        .ok_or_else(|| err(key, "a port number (1-65535)"))
+}
+
+/// `forward` from `protocol.otlp`.
+fn forward(lb: &Value, lb_key: &str, notes: &mut Vec<String>) -> Section {
+    let from = format!("{lb_key}.protocol.otlp");
+    let otlp = lb.get("protocol").and_then(|p| p.get("otlp"));
+    let mut m = Mapping::new();
+    for (k, v) in otlp.and_then(Value::as_mapping).into_iter().flatten() {
+        match k.as_str() {
+            Some(k @ ("timeout" | "tls" | "compression")) => {
+                m.insert(k.into(), v.clone());
+            }
+            // Replaced by each gateway's address, as in the Collector.
+            Some("endpoint") => {}
+            Some(k) => notes.push(format!(
+                "{from}.{k} not applied: the router's forwarding has its own settings (forward: docs/configuration.md)"
+            )),
+            None => {}
+        }
+    }
+    if !m.contains_key("tls") {
+        // The Collector's otlp exporter dials TLS with the system's roots when no
+        // `tls` is written; so does the router then.
+        m.insert("tls".into(), Value::Mapping(Mapping::new()));
+        notes.push(format!(
+            "{from}.tls not written: gateways are dialled over TLS with the system's roots, as the Collector's otlp exporter does (write tls: {{insecure: true}} for plaintext inside the cluster)"
+        ));
+    }
+    if !m.contains_key("compression") {
+        notes.push(format!(
+            "{from}.compression not written: the router sends uncompressed (the Collector's otlp exporter gzips by default; inside a cluster the CPU costs more than the bytes)"
+        ));
+    }
+    Section {
+        key: "forward",
+        value: Value::Mapping(m),
+        from,
+    }
+}
+
+/// `admin` from the `health_check` extension, when the service enables it.
+fn admin(top: &Value) -> Option<Section> {
+    let enabled = top
+        .get("service")
+        .and_then(|s| s.get("extensions"))
+        .and_then(Value::as_sequence)?;
+    let name = enabled
+        .iter()
+        .filter_map(Value::as_str)
+        .find(|e| kind_of(e) == "health_check")?;
+    let endpoint = top
+        .get("extensions")
+        .and_then(|e| e.get(name))
+        .and_then(|h| h.get("endpoint"))
+        .and_then(Value::as_str)
+        .unwrap_or("localhost:13133");
+    Some(Section {
+        key: "admin",
+        value: endpoint.into(),
+        from: format!("extensions.{name}.endpoint"),
+    })
+}
+
+/// `metrics` from `service.telemetry.metrics`.
+fn metrics(top: &Value, notes: &mut Vec<String>) -> Result<Option<Section>, TranslateError> {
+    let key = "service.telemetry.metrics";
+    let Some(m) = top
+        .get("service")
+        .and_then(|s| s.get("telemetry"))
+        .and_then(|t| t.get("metrics"))
+    else {
+        return Ok(None);
+    };
+    if m.get("level").and_then(Value::as_str) == Some("none") {
+        return Ok(Some(Section {
+            key: "metrics",
+            value: Value::Null,
+            from: format!("{key}.level"),
+        }));
+    }
+    if let Some(a) = m.get("address").and_then(Value::as_str) {
+        return Ok(Some(Section {
+            key: "metrics",
+            value: a.into(),
+            from: format!("{key}.address"),
+        }));
+    }
+    let readers = m.get("readers").and_then(Value::as_sequence);
+    let prometheus = readers.into_iter().flatten().find_map(|r| {
+        r.get("pull")
+            .and_then(|p| p.get("exporter"))
+            .and_then(|e| e.get("prometheus"))
+    });
+    if readers.is_some_and(|r| r.len() > 1) || readers.is_some() && prometheus.is_none() {
+        notes.push(format!(
+            "{key}.readers: only a pull reader's Prometheus endpoint is taken (the router serves /metrics)"
+        ));
+    }
+    let Some(p) = prometheus else { return Ok(None) };
+    let host = p.get("host").and_then(Value::as_str).unwrap_or("localhost");
+    let port = port(
+        p.get("port").unwrap_or(&Value::Null),
+        &format!("{key}.readers"),
+    )?;
+    let host = if host.contains(':') && !host.starts_with('[') {
+        format!("[{host}]")
+    } else {
+        host.to_owned()
+    };
+    Ok(Some(Section {
+        key: "metrics",
+        value: format!("{host}:{}", port.as_u64().unwrap_or(0)).into(),
+        from: format!("{key}.readers"),
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn read(yaml: &str) -> Result<Translated, TranslateError> {
+        translate(&serde_yaml_ng::from_str(yaml).unwrap())
+    }
+
+    fn section<'a>(t: &'a Translated, key: &str) -> &'a Value {
+        &t.sections.iter().find(|s| s.key == key).unwrap().value
+    }
+
+    /// Scenario: the loadbalancing exporter README's k8s example (routing by service
+    /// changed to the default), and its DNS form with the port as text.
+    /// Guarantees: the Service becomes the DNS name with its one port; the DNS resolver's
+    /// keys are renamed; the receiver's endpoint is taken and HTTP stays off.
+    #[test]
+    fn resolvers_become_members() {
+        let t = read(
+            "receivers:\n  otlp:\n    protocols:\n      grpc:\n        endpoint: 0.0.0.0:4317\nexporters:\n  loadbalancing:\n    protocol:\n      otlp:\n        timeout: 1s\n        tls: {insecure: true}\n    resolver:\n      k8s:\n        service: lb-svc.kube-public\n        ports: [15317]\nservice:\n  pipelines:\n    traces:\n      receivers: [otlp]\n      exporters: [loadbalancing]\n",
+        )
+        .unwrap();
+        assert_eq!(
+            section(&t, "members"),
+            &serde_yaml_ng::from_str::<Value>("dns: {name: lb-svc.kube-public, port: 15317}")
+                .unwrap()
+        );
+        let receive = section(&t, "receive");
+        assert_eq!(receive["grpc"], Value::from("0.0.0.0:4317"));
+        assert!(receive["http"].is_null());
+        assert_eq!(section(&t, "forward")["timeout"], Value::from("1s"));
+        let t = read(
+            "receivers: {otlp: {protocols: {grpc: null, http: null}}}\nexporters:\n  loadbalancing/x:\n    resolver:\n      dns: {hostname: gw.tailgate.svc.cluster.local, port: \"4400\", interval: 10s}\nservice: {pipelines: {traces/lb: {receivers: [otlp], exporters: [loadbalancing/x]}}}\n",
+        )
+        .unwrap();
+        assert_eq!(
+            section(&t, "members"),
+            &serde_yaml_ng::from_str::<Value>(
+                "dns: {name: gw.tailgate.svc.cluster.local, port: 4400, interval: 10s}"
+            )
+            .unwrap()
+        );
+        // Protocols written empty take the Collector's default endpoints.
+        assert_eq!(
+            section(&t, "receive")["grpc"],
+            Value::from("localhost:4317")
+        );
+        assert_eq!(
+            section(&t, "receive")["http"],
+            Value::from("localhost:4318")
+        );
+        // No tls written: TLS, as the Collector's otlp exporter, and said so.
+        assert!(section(&t, "forward")["tls"].is_mapping());
+        assert!(
+            t.notes.iter().any(|n| n.contains("tls not written")),
+            "{:?}",
+            t.notes
+        );
+        let t = read("receivers: {otlp: {protocols: {grpc: null}}}\nexporters: {loadbalancing: {resolver: {k8s: {service: gw}}}}\nservice: {pipelines: {traces: {receivers: [otlp], exporters: [loadbalancing]}}}\n").unwrap();
+        assert!(
+            t.notes.iter().any(|n| n.contains("headless")),
+            "{:?}",
+            t.notes
+        );
+    }
+
+    /// Scenario: configs the router cannot honour.
+    /// Guarantees: each is refused naming the Collector key, in the Collector's words
+    /// where it has them.
+    #[test]
+    fn what_cannot_be_honoured_is_refused_by_key() {
+        let base = |exporter: &str, receiver: &str| {
+            format!("receivers:\n  otlp:\n    protocols:\n      grpc:\n{receiver}exporters:\n  loadbalancing:\n{exporter}service:\n  pipelines:\n    traces:\n      receivers: [otlp]\n      exporters: [loadbalancing]\n")
+        };
+        let static_ = "    resolver:\n      static: {hostnames: [a]}\n";
+        for (yaml, key, words) in [
+            (
+                base("    routing_key: service\n".to_owned().as_str(), ""),
+                "exporters.loadbalancing.routing_key",
+                "trace id only",
+            ),
+            (
+                base("    resolver: {}\n", ""),
+                "exporters.loadbalancing.resolver",
+                "no resolvers specified for the exporter",
+            ),
+            (
+                base(
+                    "    resolver:\n      static: {hostnames: [a]}\n      dns: {hostname: b}\n",
+                    "",
+                ),
+                "exporters.loadbalancing.resolver",
+                "only one resolver should be specified",
+            ),
+            (
+                base("    resolver:\n      aws_cloud_map: {namespace: n}\n", ""),
+                "exporters.loadbalancing.resolver.aws_cloud_map",
+                "not supported",
+            ),
+            (
+                base(
+                    "    resolver:\n      k8s: {service: gw, ports: [4317, 4318]}\n",
+                    "",
+                ),
+                "exporters.loadbalancing.resolver.k8s.ports",
+                "one port",
+            ),
+            (
+                base(static_, "        auth: {authenticator: bearertokenauth}\n"),
+                "receivers.otlp.protocols.grpc.auth",
+                "receive.auth",
+            ),
+            (
+                base(static_, "        endpoint: unix:///tmp/otlp.sock\n"),
+                "receivers.otlp.protocols.grpc.endpoint",
+                "Unix",
+            ),
+        ] {
+            let e = read(&yaml).unwrap_err();
+            assert_eq!(e.key, key, "{yaml}");
+            assert!(e.message.contains(words), "{e}");
+        }
+        let e = read("receivers: {otlp: {protocols: {grpc: {}}}}\nexporters: {otlp: {endpoint: x:4317}}\nservice: {pipelines: {traces: {receivers: [otlp], exporters: [otlp]}}}\n").unwrap_err();
+        assert_eq!(e.key, "service.pipelines");
+        assert!(
+            e.message
+                .contains("no traces pipeline exports to a loadbalancing exporter"),
+            "{e}"
+        );
+    }
+
+    /// Scenario: a typical load-balancing tier's config with what the router does not do.
+    /// Guarantees: processors, other exporters and pipelines, queue and retry settings are
+    /// named in notes; health_check and the telemetry reader give admin and metrics.
+    #[test]
+    fn what_is_not_applied_is_named() {
+        let t = read(
+            "extensions:\n  health_check: {endpoint: 0.0.0.0:13133}\nreceivers:\n  otlp: {protocols: {grpc: {endpoint: 0.0.0.0:4317, include_metadata: true}}}\nprocessors: {memory_limiter: {}, batch: {}}\nexporters:\n  debug: {}\n  loadbalancing:\n    sending_queue: {enabled: true}\n    protocol: {otlp: {tls: {insecure: true}, compression: zstd, retry_on_failure: {enabled: true}}}\n    resolver: {static: {hostnames: [a, b]}}\nservice:\n  extensions: [health_check]\n  telemetry: {metrics: {readers: [{pull: {exporter: {prometheus: {host: 0.0.0.0, port: 8888}}}}]}}\n  pipelines:\n    traces: {receivers: [otlp], processors: [memory_limiter, batch], exporters: [loadbalancing, debug]}\n    logs: {receivers: [otlp], exporters: [debug]}\n",
+        )
+        .unwrap();
+        for words in [
+            "processors memory_limiter, batch not applied",
+            "exporters debug not applied",
+            "logs not taken",
+            "exporters.loadbalancing.sending_queue not applied",
+            "protocol.otlp.retry_on_failure not applied",
+            "protocols.grpc.include_metadata not applied",
+        ] {
+            assert!(
+                t.notes.iter().any(|n| n.contains(words)),
+                "{words}: {:?}",
+                t.notes
+            );
+        }
+        assert!(
+            !t.notes.iter().any(|n| n.contains("compression")),
+            "{:?}",
+            t.notes
+        );
+        assert_eq!(section(&t, "admin"), &Value::from("0.0.0.0:13133"));
+        assert_eq!(section(&t, "metrics"), &Value::from("0.0.0.0:8888"));
+        assert_eq!(section(&t, "members")["static"][1], Value::from("b"));
+    }
+}
