@@ -29,6 +29,8 @@
 #[cfg(feature = "net")]
 pub mod aws;
 #[cfg(feature = "net")]
+pub mod collector;
+#[cfg(feature = "net")]
 pub mod config;
 #[cfg(feature = "net")]
 pub mod credential;

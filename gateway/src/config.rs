@@ -86,6 +86,19 @@ pub struct GatewayConfig {
     pub service: Option<crate::export::keys::NotApplied>,
 }
 
+/// A config file as loaded ([`GatewayConfig::load_noted`]).
+#[derive(Debug)]
+pub struct Loaded {
+    /// The config.
+    pub config: GatewayConfig,
+    /// What a whole Collector config held and the gateway does not apply (none for the
+    /// gateway's own file).
+    pub notes: Vec<String>,
+    /// Whether the file was a whole Collector config (then, without `--policies`, its
+    /// `tail_sampling` processor is the policy file too).
+    pub whole_collector_config: bool,
+}
+
 /// The most `buffer.shards` a config may set: far past the cores of any machine, short of
 /// the cost of splitting every request over that many shards and of their tables.
 pub const MAX_SHARDS: usize = 1024;
@@ -294,13 +307,137 @@ impl GatewayConfig {
 
     /// Loads and validates a config file.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        load_checked(
+        Self::load_noted(path, None).map(|loaded| loaded.config)
+    }
+
+    /// Loads and validates a config file: the gateway's own, or a whole Collector config
+    /// of the `tail_sampling` tier (see [`crate::collector_config`]; `processor` chooses
+    /// among several `tail_sampling` processors, as `--processor` does for policies).
+    pub fn load_noted(path: &Path, processor: Option<&str>) -> Result<Loaded, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
+            path: path.to_owned(),
+            error,
+        })?;
+        if tailgate_core::config::is_collector_config(&text) {
+            return Self::from_collector(path, &text, processor);
+        }
+        let config = load_checked(
             path,
-            "this is a Collector config: pass it as --policies (its tail_sampling processor \
-             is used); --config takes the gateway's own (receive, buffer, export: \
-             docs/configuration.md)",
+            "this is a Collector config, but not one the gateway reads",
             |c: &GatewayConfig| c.validate(path),
-        )
+        )?;
+        Ok(Loaded {
+            config,
+            notes: Vec::new(),
+            whole_collector_config: false,
+        })
+    }
+
+    /// A whole Collector config read for the gateway ([`crate::collector_config`]): each
+    /// section deserialized on its own, so that an error names the Collector key it came
+    /// from and that key's line.
+    fn from_collector(
+        path: &Path,
+        text: &str,
+        processor: Option<&str>,
+    ) -> Result<Loaded, ConfigError> {
+        let (first, _) = crate::policy::collector::first_document(path, text.to_owned())?;
+        let top: serde_yaml_ng::Value = tailgate_core::config::parse_yaml(path, &first)?;
+        let at = |key: String, message: String| {
+            tailgate_core::config::with_line(
+                ConfigError::Invalid {
+                    path: path.to_owned(),
+                    key,
+                    message,
+                },
+                text,
+            )
+        };
+        let pipelines = crate::policy::collector::sampling_pipelines(path, &top, processor)
+            .map_err(|e| tailgate_core::config::with_line(e, text))?;
+        let translated = crate::collector_config::translate(&top, &pipelines)
+            .map_err(|e| at(e.key, e.message))?;
+        let mut config = GatewayConfig {
+            receive: ReceiveConfig::default(),
+            buffer: BufferConfig::default(),
+            export: ExportConfig {
+                exporters: Vec::new(),
+                proxy_env: Default::default(),
+            },
+            admin: default_admin(),
+            metrics: default_metrics(),
+            peers: PeersConfig::default(),
+            attributes: Default::default(),
+            extensions: Default::default(),
+            service: None,
+        };
+        let mut origin = Vec::new();
+        for s in &translated.sections {
+            let bad = |from: &str, e: &dyn std::fmt::Display| {
+                let message = e.to_string();
+                at(
+                    tailgate_core::collector::error_key(from, &message),
+                    tailgate_core::config::readable(&message),
+                )
+            };
+            let listen = |v: &serde_yaml_ng::Value| match v.as_str() {
+                None => Ok(None),
+                Some(a) => tailgate_core::config::listen_addr::parse(a)
+                    .map(Some)
+                    .map_err(|e| bad(&s.from, &e)),
+            };
+            use serde::Deserialize as _;
+            match s.key {
+                "receive" => {
+                    config.receive =
+                        ReceiveConfig::deserialize(s.value.clone()).map_err(|e| bad(&s.from, &e))?
+                }
+                "export" => {
+                    // One exporter at a time, so that an error names its block.
+                    for (name, block) in s.value.as_mapping().into_iter().flatten() {
+                        let one = serde_yaml_ng::Value::Mapping(
+                            [(name.clone(), block.clone())].into_iter().collect(),
+                        );
+                        let from = format!("exporters.{}", name.as_str().unwrap_or_default());
+                        let read = ExportConfig::deserialize(one).map_err(|e| bad(&from, &e))?;
+                        config.export.proxy_env = read.proxy_env;
+                        config.export.exporters.extend(read.exporters);
+                        origin.push((
+                            format!("export.{}", name.as_str().unwrap_or_default()),
+                            from,
+                        ));
+                    }
+                }
+                "extensions" => {
+                    config.extensions =
+                        crate::export::ExtensionsConfig::deserialize(s.value.clone())
+                            .map_err(|e| bad(&s.from, &e))?
+                }
+                "admin" => config.admin = listen(&s.value)?,
+                _ => config.metrics = listen(&s.value)?,
+            }
+            origin.push((s.key.to_owned(), s.from.clone()));
+        }
+        // The gateway's keys in validation errors, told as the Collector keys they came
+        // from (an exporter's own block first, then its section).
+        config.validate(path).map_err(|e| match e {
+            ConfigError::Invalid { key, message, .. } => {
+                let from = origin
+                    .iter()
+                    .filter(|(k, _)| key == *k || key.starts_with(&format!("{k}.")))
+                    .max_by_key(|(k, _)| k.len())
+                    .map_or(key.clone(), |(k, from)| {
+                        format!("{from}{}", &key[k.len()..])
+                    });
+                at(from, format!("{message} (read as the gateway's {key})"))
+            }
+            e => e,
+        })?;
+        Ok(Loaded {
+            config,
+            notes: translated.notes,
+            whole_collector_config: true,
+        })
     }
 
     /// Checks what the schema cannot.
@@ -1032,9 +1169,10 @@ mod tests {
         .unwrap();
         let err = GatewayConfig::load(&path).unwrap_err();
         std::fs::remove_file(&path).unwrap();
+        // A Collector config is read for the gateway only from its sampling tier.
         assert!(
             matches!(&err, ConfigError::Invalid { key, message, .. }
-                if key == "(top level)" && message.contains("pass it as --policies")),
+                if key == "processors" && message.contains("no tail_sampling processor")),
             "{err}"
         );
     }

@@ -7,7 +7,8 @@
 //!                                   ▸ export: batch ▸ re-frame ─OTLP/gRPC─▶ backend
 //! ```
 //!
-//! * [`config`]: the gateway YAML file.
+//! * [`config`]: the gateway YAML file; [`collector_config`]: a whole Collector config of
+//!   the `tail_sampling` tier read as one.
 //! * [`attributes`]: `delete` and `hash` actions on the attributes of kept spans.
 //! * [`buffer`]: the receive-side stage and the shards that own traces.
 //! * [`timer`]: deadline queue.
@@ -21,6 +22,7 @@
 
 pub mod attributes;
 pub mod buffer;
+pub mod collector_config;
 pub mod config;
 pub mod decide;
 pub mod explain;

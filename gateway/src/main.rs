@@ -43,7 +43,7 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
                   failure while running (a port taken, say; explain: the trace asked for is not in the file)."
 )]
 struct Args {
-    /// Gateway config file (YAML): receive, buffer, export, admin. See docs/configuration.md.
+    /// Gateway config file (YAML): receive, buffer, export, admin (docs/configuration.md); or the whole config of a Collector running tail_sampling, read for its pipeline's otlp receiver, exporters and extensions, and then also the policy file unless --policies is given (--check names what is not applied).
     #[arg(short, long, value_name = "FILE")]
     config: Option<PathBuf>,
     /// Policy file: the body of a Collector `tail_sampling:` block, the block itself, or a
@@ -140,24 +140,32 @@ fn main() -> ExitCode {
             return check_policies(file, processor.as_deref());
         }
     }
-    let (config_path, policies_path) = match (&args.config, &args.policies) {
-        (Some(c), Some(p)) => (c, p),
-        (None, Some(p)) if args.check => return check_policies_only(p, args.processor.as_deref()),
-        (Some(c), None) if args.check => return check_config_only(c),
-        _ => {
-            eprintln!(
-                "error: give --config FILE and --policies FILE (both to run; --check takes either or both; see --help)"
-            );
-            return ExitCode::from(EX_USAGE);
-        }
+    let usage = || {
+        eprintln!(
+            "error: give --config FILE and --policies FILE (both to run; --check takes either or both; a whole Collector config as --config is its own policy file; see --help)"
+        );
+        ExitCode::from(EX_USAGE)
     };
-    let config = match GatewayConfig::load(config_path) {
+    let config_path = match (&args.config, &args.policies) {
+        (Some(c), _) => c,
+        (None, Some(p)) if args.check => return check_policies_only(p, args.processor.as_deref()),
+        _ => return usage(),
+    };
+    let loaded = match GatewayConfig::load_noted(config_path, args.processor.as_deref()) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("error: invalid config: {e}");
             return ExitCode::from(EX_USAGE);
         }
     };
+    let policies_path = match &args.policies {
+        Some(p) => p,
+        // The Collector config's own tail_sampling processor.
+        None if loaded.whole_collector_config => config_path,
+        None if args.check => return check_config_only(config_path, &loaded),
+        None => return usage(),
+    };
+    let (config, read_notes) = (loaded.config, loaded.notes);
     let policies = match PolicyFile::load_processor(policies_path, args.processor.as_deref()) {
         Ok(p) => p,
         Err(e) => {
@@ -179,14 +187,24 @@ fn main() -> ExitCode {
         for warning in &warnings {
             eprintln!("{}: warning: {warning}", config_path.display());
         }
-        for note in config_notes(&config, true) {
+        for note in read_notes
+            .iter()
+            .cloned()
+            .chain(config_notes(&config, true))
+        {
             eprintln!("{}: note: {note}", config_path.display());
         }
         print_policy_warnings(policies_path, &policies);
+        if policies_path == config_path {
+            return say_ok(&[config_path]);
+        }
         return say_ok(&[config_path, policies_path]);
     }
     for warning in &warnings {
         tracing::warn!(%warning, "Config.");
+    }
+    for note in &read_notes {
+        tracing::info!(%note, "Read from a Collector config.");
     }
     for note in config_notes(&config, false) {
         tracing::info!(%note, "Config.");
@@ -225,20 +243,17 @@ fn config_notes(config: &GatewayConfig, memory: bool) -> Vec<String> {
     notes
 }
 
-/// `--check --config FILE` alone: the config's errors or `FILE: ok`, its warnings.
-fn check_config_only(path: &std::path::Path) -> ExitCode {
-    let config = match GatewayConfig::load(path) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("error: invalid config: {e}");
-            return ExitCode::from(EX_USAGE);
-        }
-    };
-    let warnings = config_warnings(&config);
+/// `--check --config FILE` alone (the gateway's own config): `FILE: ok` and its warnings.
+fn check_config_only(
+    path: &std::path::Path,
+    loaded: &tailgate_gateway::config::Loaded,
+) -> ExitCode {
+    let config = &loaded.config;
+    let warnings = config_warnings(config);
     for warning in &warnings {
         eprintln!("{}: warning: {warning}", path.display());
     }
-    for note in config_notes(&config, true) {
+    for note in config_notes(config, true) {
         eprintln!("{}: note: {note}", path.display());
     }
     say_ok(&[path])

@@ -252,7 +252,7 @@ fn pipeline_slips_and_span_metrics_are_named() {
             .any(|w| w.contains("runs filter") || w.contains("attributes those processors")),
         "{warnings:?}"
     );
-    assert_eq!(file.notes, ["using processors.tail_sampling (pipeline traces) of a Collector config; other processors and the section service are not Tailgate's and are ignored"]);
+    assert_eq!(file.notes, ["using processors.tail_sampling (pipeline traces) of a Collector config; other processors are not Tailgate's and are ignored, and the section service is read only when the file is given as --config"]);
 }
 
 /// Scenario: a Collector config holding nothing but its processors (a trial found the
@@ -492,4 +492,135 @@ fn processors_around_tail_sampling_are_named() {
         "{:?}",
         file.ignored_options
     );
+}
+
+/// Scenario: the whole config of a Collector sampling tier (otlp receiver, memory_limiter,
+/// tail_sampling keeping errors, batch, an otlp exporter, a logs pipeline beside it) given
+/// to the gateway binary as `--config` alone; errored and healthy traces sent to the
+/// receiver it names.
+/// Guarantees: the gateway serves on the receiver's endpoint, decides with the file's own
+/// tail_sampling processor, and sends the kept trace (only) to the file's exporter;
+/// `--check` on the file says ok once and names what is not applied; a misspelt key in
+/// an exporter is refused naming the exporter's line.
+#[tokio::test]
+async fn a_whole_collector_config_runs_the_gateway() {
+    use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
+    use tailgate_core::test_util::CaptureBackend;
+    let stop = tokio_util::sync::CancellationToken::new();
+    let (backend_addr, backend) =
+        CaptureBackend::start("127.0.0.1:0".parse().unwrap(), stop.clone())
+            .await
+            .unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let dir = std::env::temp_dir().join(format!("tailgate-whole-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("otelcol.yaml");
+    let text = format!(
+        "receivers:\n  otlp:\n    protocols:\n      grpc:\n        endpoint: 127.0.0.1:{port}\nprocessors:\n  memory_limiter: {{check_interval: 1s, limit_mib: 400}}\n  batch: {{}}\n  tail_sampling:\n    decision_wait: 1s\n    policies:\n      - {{name: errors, type: status_code, status_code: {{status_codes: [ERROR]}}}}\nexporters:\n  debug: {{}}\n  otlp/backend:\n    endpoint: {backend_addr}\n    tls:\n      insecure: true\n    compression: none\nservice:\n  telemetry: {{metrics: {{level: none}}}}\n  pipelines:\n    traces:\n      receivers: [otlp]\n      processors: [memory_limiter, tail_sampling, batch]\n      exporters: [otlp/backend]\n    logs:\n      receivers: [otlp]\n      exporters: [debug]\n"
+    );
+    std::fs::write(&config, &text).unwrap();
+    let check = std::process::Command::new(env!("CARGO_BIN_EXE_tailgate-gateway"))
+        .args(["--check", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&check.stdout),
+        String::from_utf8_lossy(&check.stderr),
+    );
+    assert_eq!(check.status.code(), Some(0), "{stderr}");
+    assert_eq!(stdout.matches(": ok").count(), 1, "{stdout}");
+    assert!(
+        stderr.contains("note: service.pipelines: logs not taken"),
+        "{stderr}"
+    );
+    // An exporter key the otlp exporter does not have, on line 19.
+    std::fs::write(
+        &config,
+        text.replace("compression: none", "compresion: none"),
+    )
+    .unwrap();
+    let bad = std::process::Command::new(env!("CARGO_BIN_EXE_tailgate-gateway"))
+        .args(["--check", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&bad.stderr);
+    assert_eq!(bad.status.code(), Some(64), "{stderr}");
+    assert!(
+        stderr.contains("otelcol.yaml:19: exporters.otlp/backend.compresion: unknown field"),
+        "{stderr}"
+    );
+    std::fs::write(&config, &text).unwrap();
+
+    // Killed when the test ends, passed or not.
+    struct Killed(std::process::Child);
+    impl Drop for Killed {
+        fn drop(&mut self) {
+            self.0.kill().ok();
+            self.0.wait().ok();
+        }
+    }
+    let child = Killed(
+        std::process::Command::new(env!("CARGO_BIN_EXE_tailgate-gateway"))
+            .arg("--config")
+            .arg(&config)
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    // Bounded: 100 tries 100 ms apart while the gateway starts.
+    let mut client = None;
+    for _ in 0..100 {
+        if let Ok(c) = TraceServiceClient::connect(format!("http://127.0.0.1:{port}")).await {
+            client = Some(c);
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let mut client = client.expect("the gateway listens on the receiver's endpoint");
+    let mut req = tailgate_core::test_util::FakeOtlp::traces(2)
+        .spans(3)
+        .seed(7)
+        .build();
+    // The first trace has an error span; the second none.
+    for s in req
+        .resource_spans
+        .iter_mut()
+        .flat_map(|r| &mut r.scope_spans)
+        .flat_map(|s| &mut s.spans)
+    {
+        s.status = None;
+    }
+    let spans = &mut req.resource_spans[0].scope_spans[0].spans;
+    let errored = spans[0].trace_id.clone();
+    spans[0].status = Some(opentelemetry_proto::tonic::trace::v1::Status {
+        code: 2,
+        message: String::new(),
+    });
+    let all: Vec<Vec<u8>> = req
+        .resource_spans
+        .iter()
+        .flat_map(|r| &r.scope_spans)
+        .flat_map(|s| &s.spans)
+        .map(|s| s.trace_id.clone())
+        .collect();
+    let kept_spans = all.iter().filter(|t| **t == errored).count() as u64;
+    assert!(
+        kept_spans > 0 && (kept_spans as usize) < all.len(),
+        "{all:?}"
+    );
+    client.export(req).await.unwrap();
+    crate::common::wait_for_spans(&[&backend], kept_spans, std::time::Duration::from_secs(15))
+        .await;
+    // Another second for anything the decision should not have sent.
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    assert_eq!(backend.spans(), kept_spans);
+    drop(child);
+    stop.cancel();
+    std::fs::remove_dir_all(&dir).ok();
 }

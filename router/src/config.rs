@@ -278,9 +278,10 @@ impl RouterConfig {
         let mut origin = Vec::new();
         for s in &translated.sections {
             let bad = |e: &dyn std::fmt::Display| {
+                let message = e.to_string();
                 at(
-                    s.from.clone(),
-                    tailgate_core::config::readable(&e.to_string()),
+                    tailgate_core::collector::error_key(&s.from, &message),
+                    tailgate_core::config::readable(&message),
                 )
             };
             let listen = |v: &serde_yaml_ng::Value| match v.as_str() {

@@ -259,9 +259,9 @@ pub(crate) fn shape(
         .unwrap_or_default();
     let note = match ignored.as_slice() {
         [] => format!("using processors.{chosen}{pipeline} of a Collector config; other processors are not Tailgate's and are ignored"),
-        [one] => format!("using processors.{chosen}{pipeline} of a Collector config; other processors and the section {one} are not Tailgate's and are ignored"),
+        [one] => format!("using processors.{chosen}{pipeline} of a Collector config; other processors are not Tailgate's and are ignored, and the section {one} is read only when the file is given as --config"),
         many => format!(
-            "using processors.{chosen}{pipeline} of a Collector config; other processors and the sections {} are not Tailgate's and are ignored",
+            "using processors.{chosen}{pipeline} of a Collector config; other processors are not Tailgate's and are ignored, and the sections {} are read only when the file is given as --config",
             many.join(", ")
         ),
     };
@@ -270,6 +270,33 @@ pub(crate) fn shape(
         note,
         warnings,
     })
+}
+
+/// The traces pipelines that run the `tail_sampling` processor a whole Collector config's
+/// policies come from (chosen as [`shape`] chooses it, `wanted` naming one), for a
+/// gateway config read from the same file: their receivers and exporters are the
+/// gateway's. Errors as [`shape`]'s.
+pub(crate) fn sampling_pipelines(
+    path: &Path,
+    top: &serde_yaml_ng::Value,
+    wanted: Option<&str>,
+) -> Result<Vec<String>, ConfigError> {
+    let processor = match shape(path, top, wanted)? {
+        Shape::Whole { processor, .. } => processor,
+        _ => {
+            return Err(ConfigError::Invalid {
+                path: path.to_owned(),
+                key: "processors".into(),
+                message: "this Collector config has no tail_sampling processor".into(),
+            })
+        }
+    };
+    let pipelines = top.get("service").and_then(|s| s.get("pipelines"));
+    Ok(traces_pipelines(pipelines)
+        .into_iter()
+        .filter(|(_, listed)| listed.contains(&processor.as_str()))
+        .map(|(name, _)| name.to_owned())
+        .collect())
 }
 
 /// Processors that change nothing a policy reads or a backend receives: batching, the

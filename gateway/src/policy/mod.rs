@@ -22,7 +22,7 @@
 //! shards evaluate. One policy kind, one file, named after its `type:`, and one line in the
 //! table of `policy_kinds!` below.
 
-mod collector;
+pub(crate) mod collector;
 pub mod kind;
 pub mod limiter;
 pub mod ottl;

@@ -1,0 +1,202 @@
+//! A whole Collector config given as the gateway's `--config`: the config of the Collector
+//! tier running `tail_sampling` (the tier the gateway replaces) is read for the gateway's
+//! sections, so that a user's file loads as it is (and, without `--policies`, its
+//! `tail_sampling` processor is the policy file too).
+//!
+//! Data comes from the parsed file (references already expanded) and goes to
+//! [`crate::config`] as sections in the gateway config's shape, each with the Collector
+//! key it was read from (for errors), plus notes naming what is not applied. What is
+//! taken, from the traces pipelines that run the chosen `tail_sampling` processor
+//! (`policy::collector::sampling_pipelines`):
+//!
+//! * their `otlp` receiver, as the router reads it ([`tailgate_core::collector::receive`]);
+//! * their exporters, each block as written (the gateway's `export:` reads the
+//!   Collector's `otlp`, `otlphttp` and `debug` exporter keys); an exporter of another
+//!   type is refused by `export:`'s own reading, naming it;
+//! * the top-level `extensions:` (authenticators; `health_check`'s endpoint becomes
+//!   `admin` when the service enables it, else there is no `admin`, as such a Collector
+//!   serves none; `service.telemetry.metrics` becomes `metrics`).
+//!
+//! The buffer, peers and attribute actions take their defaults: they have no Collector
+//! counterpart to read.
+
+use serde_yaml_ng::{Mapping, Value};
+use tailgate_core::collector::{admin, err, kind_of, metrics, names, receive};
+pub use tailgate_core::collector::{Section, TranslateError, Translated};
+
+/// Reads `top`, a whole Collector config, for the gateway, from the traces `pipelines`
+/// that run its `tail_sampling` processor.
+pub fn translate(top: &Value, pipelines: &[String]) -> Result<Translated, TranslateError> {
+    let mut out = Translated::default();
+    let defined = top.get("service").and_then(|s| s.get("pipelines"));
+    let chosen: Vec<(&str, &Value)> = pipelines
+        .iter()
+        .filter_map(|p| Some((p.as_str(), defined?.get(p.as_str())?)))
+        .collect();
+    let mut receivers: Vec<&str> = Vec::new();
+    let mut exporters: Vec<&str> = Vec::new();
+    for (_, p) in &chosen {
+        for r in names(p, "receivers") {
+            if !receivers.contains(&r) {
+                receivers.push(r);
+            }
+        }
+        for e in names(p, "exporters") {
+            if !exporters.contains(&e) {
+                exporters.push(e);
+            }
+        }
+    }
+    let others: Vec<&str> = defined
+        .and_then(Value::as_mapping)
+        .map(|m| {
+            m.keys()
+                .filter_map(Value::as_str)
+                .filter(|k| !pipelines.iter().any(|p| p == k))
+                .collect()
+        })
+        .unwrap_or_default();
+    if !others.is_empty() {
+        out.notes.push(format!(
+            "service.pipelines: {} not taken: the gateway reads the pipeline of its tail_sampling processor",
+            others.join(", ")
+        ));
+    }
+    let pipeline_key = format!(
+        "service.pipelines.{}",
+        pipelines.first().map_or("traces", String::as_str)
+    );
+    let connectors = top.get("connectors");
+    if let Some(c) = receivers
+        .iter()
+        .find(|r| connectors.and_then(|c| c.get(**r)).is_some())
+    {
+        return Err(err(
+            format!("{pipeline_key}.receivers"),
+            format!("{c} is a connector: the tail_sampling pipeline takes spans from another pipeline; give the gateway a config whose tail_sampling pipeline has the otlp receiver, or write its own (docs/configuration.md)"),
+        ));
+    }
+    out.sections.push(receive(top, &receivers, &mut out.notes)?);
+    let mut export = Mapping::new();
+    for e in &exporters {
+        if connectors.and_then(|c| c.get(*e)).is_some() {
+            return Err(err(
+                format!("{pipeline_key}.exporters"),
+                format!("{e} is a connector: the gateway sends kept spans to exporters only; give it the exporters the spans finally go to"),
+            ));
+        }
+        let Some(block) = top.get("exporters").and_then(|x| x.get(*e)) else {
+            return Err(err(
+                format!("{pipeline_key}.exporters"),
+                format!("{e} is used by the pipeline and not defined under exporters: (the Collector refuses this too)"),
+            ));
+        };
+        export.insert((*e).into(), block.clone());
+    }
+    if export.is_empty() {
+        return Err(err(
+            format!("{pipeline_key}.exporters"),
+            "the tail_sampling pipeline has no exporter: kept spans would go nowhere",
+        ));
+    }
+    out.sections.push(Section {
+        key: "export",
+        value: Value::Mapping(export),
+        from: "exporters".into(),
+    });
+    let admin = admin(top);
+    if let Some(mut extensions) = top.get("extensions").and_then(Value::as_mapping).cloned() {
+        // The extension serving health checks becomes `admin`; the others are read by
+        // `extensions:` (authenticators, and the Collector's service extensions, ignored
+        // with a warning each).
+        if let Some(name) = admin
+            .from
+            .strip_prefix("extensions.")
+            .and_then(|n| n.strip_suffix(".endpoint"))
+        {
+            extensions.remove(name);
+        }
+        out.sections.push(Section {
+            key: "extensions",
+            value: Value::Mapping(extensions),
+            from: "extensions".into(),
+        });
+    }
+    out.sections.push(admin);
+    out.sections.extend(metrics(top, &mut out.notes)?);
+    let unread: Vec<&str> = top
+        .as_mapping()
+        .map(|m| {
+            m.keys()
+                .filter_map(Value::as_str)
+                .filter(|k| {
+                    !matches!(
+                        kind_of(k),
+                        "receivers" | "processors" | "exporters" | "extensions" | "service"
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    if !unread.is_empty() {
+        out.notes.push(format!(
+            "{} not read: the gateway reads the tail_sampling pipeline's receiver and exporters",
+            unread.join(", ")
+        ));
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn read(yaml: &str) -> Result<Translated, TranslateError> {
+        let top: Value = serde_yaml_ng::from_str(yaml).unwrap();
+        translate(&top, &["traces".to_owned()])
+    }
+
+    fn section<'a>(t: &'a Translated, key: &str) -> Option<&'a Value> {
+        t.sections.iter().find(|s| s.key == key).map(|s| &s.value)
+    }
+
+    /// Scenario: a sampling tier's config with two exporters in its pipeline, one more
+    /// defined and unused, a health check, an authenticator and a logs pipeline.
+    /// Guarantees: only the pipeline's exporters are taken, as written; the health check
+    /// becomes admin and leaves the extensions; the other pipeline is noted.
+    #[test]
+    fn the_pipelines_receiver_and_exporters_are_taken() {
+        let t = read("extensions:\n  health_check: {endpoint: 0.0.0.0:13133}\n  bearertokenauth: {token: t}\nreceivers:\n  otlp: {protocols: {grpc: {endpoint: 0.0.0.0:4317}}}\nprocessors:\n  tail_sampling: {policies: [{name: all, type: always_sample}]}\nexporters:\n  otlp/tempo: {endpoint: tempo:4317, auth: {authenticator: bearertokenauth}}\n  debug: {verbosity: basic}\n  otlphttp/unused: {endpoint: http://x}\nservice:\n  extensions: [health_check, bearertokenauth]\n  pipelines:\n    traces: {receivers: [otlp], processors: [tail_sampling], exporters: [otlp/tempo, debug]}\n    logs: {receivers: [otlp], exporters: [debug]}\n").unwrap();
+        let export = section(&t, "export").unwrap().as_mapping().unwrap();
+        let keys: Vec<&str> = export.keys().filter_map(Value::as_str).collect();
+        assert_eq!(keys, ["otlp/tempo", "debug"]);
+        assert_eq!(section(&t, "admin"), Some(&Value::from("0.0.0.0:13133")));
+        let ext = section(&t, "extensions").unwrap();
+        assert!(ext.get("health_check").is_none() && ext.get("bearertokenauth").is_some());
+        assert_eq!(
+            section(&t, "receive").unwrap()["grpc"],
+            Value::from("0.0.0.0:4317")
+        );
+        assert!(
+            t.notes.iter().any(|n| n.contains("logs not taken")),
+            "{:?}",
+            t.notes
+        );
+    }
+
+    /// Scenario: pipelines the gateway cannot serve as they are.
+    /// Guarantees: each is refused naming the pipeline's key.
+    #[test]
+    fn pipelines_through_connectors_or_to_nowhere_are_refused() {
+        for (yaml, words) in [
+            ("receivers: {otlp: {protocols: {grpc: {}}}}\nconnectors: {forward: {}}\nexporters: {otlp: {endpoint: a:1}}\nservice: {pipelines: {traces: {receivers: [forward], exporters: [otlp]}}}\n", "forward is a connector"),
+            ("receivers: {otlp: {protocols: {grpc: {}}}}\nexporters: {}\nservice: {pipelines: {traces: {receivers: [otlp], exporters: [otlp]}}}\n", "not defined under exporters"),
+            ("receivers: {otlp: {protocols: {grpc: {}}}}\nservice: {pipelines: {traces: {receivers: [otlp]}}}\n", "no exporter"),
+        ] {
+            let e = read(yaml).unwrap_err();
+            assert!(e.key.starts_with("service.pipelines.traces"), "{e}");
+            assert!(e.message.contains(words), "{e}");
+        }
+    }
+}
