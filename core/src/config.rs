@@ -225,18 +225,23 @@ pub fn edit_distance(a: &str, b: &str) -> usize {
     row[b.len()]
 }
 
-/// Whether config text that did not parse is a whole OpenTelemetry Collector config
-/// (`receivers`/`exporters`/`service` at the top, none of Tailgate's keys), so that the
-/// binary can say what to pass instead of "unknown field `exporters`".
+/// Whether config text is a whole OpenTelemetry Collector config (two of `receivers`,
+/// `exporters` and `service` at the top): the binaries read such a file for their own
+/// sections (`tailgate_core::collector`), and name it when it is not one they read.
 pub fn is_collector_config(text: &str) -> bool {
-    let Ok(top) = serde_yaml_ng::from_str::<serde_yaml_ng::Value>(text) else {
-        return false;
-    };
-    ["receivers", "exporters", "service"]
-        .iter()
-        .filter(|k| top.get(**k).is_some())
-        .count()
-        >= 2
+    let sections = ["receivers", "exporters", "service"];
+    match serde_yaml_ng::from_str::<serde_yaml_ng::Value>(text) {
+        Ok(top) => sections.iter().filter(|k| top.get(**k).is_some()).count() >= 2,
+        // A file the parser refuses further in (a key written twice, say) is still known
+        // by its top-level keys, so that its error is read as a Collector config's.
+        Err(_) => {
+            sections
+                .iter()
+                .filter(|k| text.lines().any(|l| is_key_line(l, k)))
+                .count()
+                >= 2
+        }
+    }
 }
 
 /// Reads, deserializes and validates a binary's own config file, read once: a whole
@@ -296,6 +301,11 @@ pub fn parse_plain_yaml<T: DeserializeOwned>(path: &Path, text: &str) -> Result<
             key: "(indentation)".into(),
             message: "this line is indented with a tab; YAML indents with spaces only".into(),
         },
+        None if duplicate_key(path, &error, text).is_some() => duplicate_key(path, &error, text)
+            .unwrap_or(ConfigError::Parse {
+                path: path.to_owned(),
+                error,
+            }),
         None => match unknown_top_key_line(&error, text) {
             // serde_yaml gives no position for the document's first key, nor for a top-level
             // key written twice: found by its name.
@@ -371,6 +381,62 @@ fn unknown_top_key_line(error: &serde_yaml_ng::Error, text: &str) -> Option<(usi
     }
     let name = message.strip_prefix("unknown field `")?.split('`').next()?;
     Some((locate_key(text, name)?, name.to_owned()))
+}
+
+/// A key written twice in one mapping below the top level: the parser names the key and
+/// where the mapping starts; this finds the second writing's line (and the first's), so
+/// that the error points at the line to remove. `None` for other errors, or when the
+/// text is not laid out as block mappings (a flow mapping keeps the parser's words).
+pub fn duplicate_key(path: &Path, error: &serde_yaml_ng::Error, text: &str) -> Option<ConfigError> {
+    let message = error.to_string();
+    let (before, name) = if let Some((before, rest)) = message.split_once("duplicate field `") {
+        (before, rest.split('`').next()?)
+    } else {
+        let (before, rest) = message.split_once("duplicate entry with key \"")?;
+        (before, rest.split('"').next()?)
+    };
+    let location = error.location()?;
+    let (start, column) = (
+        location.line().checked_sub(1)?,
+        location.column().checked_sub(1)?,
+    );
+    let lines: Vec<&str> = text.lines().collect();
+    let mut seen = Vec::new();
+    for (n, line) in lines.iter().enumerate().skip(start) {
+        let t = line.trim_start();
+        if t.is_empty() || t.starts_with('#') {
+            continue;
+        }
+        let indent = line.len() - t.len();
+        let at_key = if n == start {
+            line.get(column..)
+        } else if indent < column {
+            break;
+        } else if indent == column {
+            Some(t)
+        } else {
+            None
+        };
+        if at_key.is_some_and(|k| is_key_line(k, name)) {
+            seen.push(n + 1);
+        }
+    }
+    let [first, second, ..] = seen[..] else {
+        return None;
+    };
+    let prefix = before.trim_end_matches(": ").trim();
+    Some(ConfigError::InvalidAt {
+        path: path.to_owned(),
+        line: second,
+        key: if prefix.is_empty() {
+            name.to_owned()
+        } else {
+            format!("{prefix}.{name}")
+        },
+        message: format!(
+            "written twice in one mapping (first at line {first}): YAML keys are unique, keep one (the Collector refuses this too)"
+        ),
+    })
 }
 
 /// The line of a parse error when that line is indented with a tab, which YAML forbids
@@ -1893,10 +1959,18 @@ mod tests {
         let text = "members:\n  static: [a:1]\nreceive: {}\nmembers:\n  static: [b:1]\n";
         let err = parse_plain_yaml::<Top>(path, text).unwrap_err().to_string();
         assert!(err.starts_with("router.yaml:4: members:"), "{err}");
-        assert!(err.contains("duplicate field `members`"), "{err}");
+        assert!(
+            err.contains("written twice in one mapping (first at line 1)"),
+            "{err}"
+        );
         let text = "receive:\n  _grpc: a\n  _grpc: b\n";
         let err = parse_plain_yaml::<Top>(path, text).unwrap_err().to_string();
-        assert!(err.contains("line 2") || err.contains("line 3"), "{err}");
+        assert!(
+            err.starts_with(
+                "router.yaml:3: receive._grpc: written twice in one mapping (first at line 2)"
+            ),
+            "{err}"
+        );
     }
 
     /// Scenario: a Collector section name (`exporters:`) as the first key of a gateway
@@ -2151,6 +2225,39 @@ mod tests {
 
     /// Scenario: listen addresses in the Collector's forms. Guarantees: IPs, host names and
     /// `:port` resolve; a missing port is a clear error.
+    #[test]
+    fn a_nested_key_written_twice_is_named_at_its_second_line() {
+        #[derive(Debug, serde::Deserialize)]
+        #[allow(dead_code)]
+        struct Inner {
+            a: Option<u32>,
+            b: Option<u32>,
+        }
+        #[derive(Debug, serde::Deserialize)]
+        #[allow(dead_code)]
+        struct Outer {
+            inner: Inner,
+            list: Option<Vec<Inner>>,
+        }
+        let p = Path::new("f.yaml");
+        let e =
+            parse_plain_yaml::<Outer>(p, "inner:\n  a: 1\n  # b\n  b: 2\n  a: 3\n").unwrap_err();
+        assert!(
+            matches!(&e, ConfigError::InvalidAt { line: 5, key, message, .. }
+                if key == "inner.a" && message.contains("first at line 2")),
+            "{e}"
+        );
+        let e = parse_plain_yaml::<Outer>(
+            p,
+            "inner: {}\nlist:\n  - a: 1\n    b: 2\n  - b: 1\n    b: 2\n",
+        )
+        .unwrap_err();
+        assert!(
+            matches!(&e, ConfigError::InvalidAt { line: 6, key, .. } if key.ends_with(".b")),
+            "{e}"
+        );
+    }
+
     #[test]
     fn listen_addresses_take_the_collectors_forms() {
         use listen_addr::parse;

@@ -475,9 +475,12 @@ pub(crate) fn processor_block<T: for<'de> Deserialize<'de>>(
     name: &str,
 ) -> Result<T, ConfigError> {
     let de = serde_yaml_ng::Deserializer::from_str(text);
-    let parse = |error| ConfigError::Parse {
-        path: path.to_owned(),
-        error,
+    let parse = |error| match tailgate_core::config::duplicate_key(path, &error, text) {
+        Some(e) => e,
+        None => ConfigError::Parse {
+            path: path.to_owned(),
+            error,
+        },
     };
     let found = Section {
         key: "processors",
