@@ -225,6 +225,17 @@ impl Forwarder {
             .unwrap_or(usize::MAX)
     }
 
+    /// The limit its gateway stated on requests (its `receive.max_request_bytes`), once
+    /// heard: a request larger is refused for good, so a single span larger with its
+    /// headers cannot be delivered (see `Router::admit`). `None` before the first answer
+    /// and for a size learnt without a statement.
+    pub fn stated_limit(&self) -> Option<usize> {
+        self.cap
+            .lock()
+            .ok()
+            .and_then(|c| c.learnt.filter(|c| c.stated).map(|c| c.bytes))
+    }
+
     /// Starts trying a larger size when a connection newer than the refusal's was made, or
     /// the size has held [`REQUEST_CAP_HOLDS`].
     fn review_cap(&self, connections: u64) {

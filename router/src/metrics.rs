@@ -20,6 +20,9 @@ pub struct RouterStats {
     pub rejected_spans: Counter,
     /// Of the rejected spans, those with a malformed field inside.
     pub rejected_malformed_spans: Counter,
+    /// Of the rejected spans, those larger with their headers than their gateway has said
+    /// it takes (they could never be delivered).
+    pub rejected_too_large_spans: Counter,
     /// Spans in requests refused back to the sender (retryable): queues full, no gateway.
     pub refused_spans: Counter,
     /// Requests refused because the body is not a valid OTLP request.
@@ -87,12 +90,18 @@ impl RouterStats {
             &[("reason", "invalid_trace_id")],
             self.rejected_spans
                 .get()
-                .saturating_sub(self.rejected_malformed_spans.get()),
+                .saturating_sub(self.rejected_malformed_spans.get())
+                .saturating_sub(self.rejected_too_large_spans.get()),
         );
         p.sample(
             "tailgate_router_rejected_spans_total",
             &[("reason", "malformed_span")],
             self.rejected_malformed_spans.get(),
+        );
+        p.sample(
+            "tailgate_router_rejected_spans_total",
+            &[("reason", "too_large")],
+            self.rejected_too_large_spans.get(),
         );
         p.metric(
             "tailgate_router_refused_spans_total",

@@ -872,7 +872,39 @@ impl Router {
         // many spans: a gateway admits a request at what it may cost once buffered (up to ten
         // times its size for tiny spans), and one that could never fit would be refused on
         // every retry, its spans lost after the sender was told they were taken.
-        let parts = splitter.split_capped(&state.ring, body, scan, whole, max_part);
+        let mut parts = splitter.split_capped(&state.ring, body, scan, whole, max_part);
+        // A span that alone, with its headers, is larger than its gateway has said it
+        // takes can never be delivered: rejected now, so that its sender is told, rather
+        // than acknowledged and counted failed at the gateway's refusal.
+        let mut too_large: Option<(u64, usize, usize)> = None;
+        parts.retain(|(owner, spans, part)| {
+            let limit = state.forwarders[*owner].stated_limit();
+            match limit {
+                Some(limit) if *spans == 1 && part.len() > limit => {
+                    let (n, largest, _) = too_large.unwrap_or((0, 0, limit));
+                    too_large = Some((n + 1, largest.max(part.len()), limit));
+                    false
+                }
+                _ => true,
+            }
+        });
+        let mut accepted = accepted;
+        if let Some((n, largest, limit)) = too_large {
+            self.stats.rejected_spans.add(n);
+            self.stats.rejected_too_large_spans.add(n);
+            let said = format!(
+                "{n} span(s) too large for their gateway: {largest} bytes with resource and scope, over the {limit} bytes it takes (its receive.max_request_bytes)"
+            );
+            if parts.is_empty() && rejected == 0 {
+                return Err(Refusal::too_large(said, limit));
+            }
+            accepted.rejected_spans += n;
+            accepted.message = if accepted.message.is_empty() {
+                said
+            } else {
+                format!("{}; {said}", accepted.message)
+            };
+        }
         let mut admission = Admission::new(self.cfg.max_queued_bytes);
         for (owner, _, part) in &parts {
             // The request waited for room before it was read; others read meanwhile may

@@ -1574,3 +1574,86 @@ async fn a_router_whose_gateways_are_unreachable_from_the_start_is_not_ready() {
     .await;
     stop.cancel();
 }
+
+/// Scenario: a gateway taking requests of at most 32 KiB (stated in its answers, as a
+/// gateway's `receive.max_request_bytes`); once the router heard it, a request holding a
+/// span of 64 KiB beside ordinary spans, then a request of that span alone.
+/// Guarantees: the span that can never be delivered is rejected at once, not acknowledged
+/// and then lost at the gateway's refusal: the first request answers OK with partial
+/// success naming one rejected span and the limit, its other spans all arrive; the second
+/// is refused as too large (`RESOURCE_EXHAUSTED`, stating the limit); nothing counts
+/// failed and both spans count rejected.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_span_larger_than_its_gateway_takes_is_rejected_not_acknowledged() {
+    let stop = CancellationToken::new();
+    let (gateway, backend) =
+        CaptureBackend::start_taking("127.0.0.57:0".parse().unwrap(), 32 << 10, stop.clone())
+            .await
+            .unwrap();
+    let (router_addr, router) =
+        start_router(vec![gateway.to_string()], ForwardConfig::default(), &stop).await;
+    let mut client = TraceServiceClient::connect(format!("http://{router_addr}"))
+        .await
+        .unwrap();
+    // A first request: its answer states the limit.
+    let first = FakeOtlp::traces(4).spans(2).seed(3).build();
+    let mut sent = spans(&first);
+    client.export(first).await.unwrap();
+    until(
+        Duration::from_secs(10),
+        || format!("cap {:?}", router.request_cap()),
+        || router.request_cap() == Some(32 << 10),
+    )
+    .await;
+    let huge = tailgate_core::test_util::kv("blob", &"x".repeat(64 << 10));
+    let mut mixed = FakeOtlp::traces(6).spans(2).seed(4).build();
+    mixed.resource_spans[0].scope_spans[0].spans[0]
+        .attributes
+        .push(huge.clone());
+    sent += spans(&mixed) - 1;
+    let answer = client.export(mixed).await.unwrap().into_inner();
+    let partial = answer.partial_success.unwrap();
+    assert_eq!(partial.rejected_spans, 1);
+    assert!(
+        partial
+            .error_message
+            .contains("over the 32768 bytes it takes"),
+        "{}",
+        partial.error_message
+    );
+    let mut alone = FakeOtlp::traces(1).spans(1).resources(1).seed(5).build();
+    alone.resource_spans[0].scope_spans[0].spans[0]
+        .attributes
+        .push(huge);
+    let refused = client.export(alone).await.unwrap_err();
+    assert_eq!(
+        refused.code(),
+        tonic::Code::ResourceExhausted,
+        "{refused:?}"
+    );
+    assert!(
+        refused.message().contains("too large for their gateway"),
+        "{refused:?}"
+    );
+    until(
+        Duration::from_secs(10),
+        || format!("{} of {sent}", backend.spans()),
+        || backend.spans() == sent,
+    )
+    .await;
+    let s = router.stats();
+    assert_eq!(s.failed_spans.get(), 0);
+    assert_eq!(s.rejected_spans.get(), 2);
+    assert_eq!(s.rejected_too_large_spans.get(), 2);
+    let text = router.stats().render();
+    assert!(
+        text.contains("tailgate_router_rejected_spans_total{reason=\"too_large\"} 2\n"),
+        "{text}"
+    );
+    assert_eq!(
+        backend.too_large_requests(),
+        0,
+        "nothing too large was sent"
+    );
+    stop.cancel();
+}
