@@ -534,6 +534,38 @@ async fn http1_header_read_ahead_is_bounded() {
     assert_received(&s, 1, &req);
 }
 
+/// Scenario: a gRPC request (content type `application/grpc`, a framed valid message)
+/// sent over HTTP/1.1 to the gRPC port.
+/// Guarantees: refused 505 before anything is taken, the status in its headers (over
+/// HTTP/1.1 a gRPC status has nowhere else to go, and a sender reading none could resend
+/// what was taken).
+#[tokio::test]
+async fn grpc_over_http1_is_refused_before_anything_is_taken() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let s = start().await;
+    let addr = s.grpc.trim_start_matches("http://");
+    let body = FakeOtlp::traces(1).build().encode_to_vec();
+    let mut framed = vec![0u8];
+    framed.extend_from_slice(&(body.len() as u32).to_be_bytes());
+    framed.extend_from_slice(&body);
+    let mut conn = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let head = format!(
+        "POST /opentelemetry.proto.collector.trace.v1.TraceService/Export HTTP/1.1\r\nHost: x\r\nContent-Type: application/grpc\r\nTE: trailers\r\nContent-Length: {}\r\n\r\n",
+        framed.len()
+    );
+    conn.write_all(head.as_bytes()).await.unwrap();
+    conn.write_all(&framed).await.unwrap();
+    let mut answer = vec![0; 512];
+    let n = tokio::time::timeout(std::time::Duration::from_secs(5), conn.read(&mut answer))
+        .await
+        .expect("answered")
+        .unwrap();
+    let answer = String::from_utf8_lossy(&answer[..n]).to_ascii_lowercase();
+    assert!(answer.starts_with("http/1.1 505"), "{answer}");
+    assert!(answer.contains("grpc-status: 12"), "{answer}");
+    assert!(s.sink.bodies.lock().unwrap().is_empty());
+}
+
 /// Scenario: an OTLP/JSON body written by hand as the spec shows it (hex ids, string
 /// timestamps, enum numbers).
 /// Guarantees: it is converted and its ids survive.

@@ -146,6 +146,19 @@ impl<S: SpanSink> TraceService<S> {
         response
     }
 
+    /// The answer to a gRPC request over HTTP/1.x: 505, with the status in the headers too.
+    fn not_http2(&self) -> http::Response<Body> {
+        let refusal = Refusal::Invalid(
+            "gRPC needs HTTP/2: this request came over HTTP/1.x, where its status cannot be \
+             answered; use a gRPC client, or send OTLP/HTTP to the HTTP receiver"
+                .into(),
+        );
+        self.sink.refused(&refusal);
+        let mut response = tonic::Status::unimplemented(refusal.to_string()).into_http();
+        *response.status_mut() = http::StatusCode::HTTP_VERSION_NOT_SUPPORTED;
+        response
+    }
+
     /// Answers one unary call: the sink's answer as a gRPC response, or its refusal (and
     /// the receiver's own: malformed framing, too large, too slow) as a gRPC status, counted
     /// by the sink.
@@ -421,6 +434,12 @@ impl<S: SpanSink> tower_service::Service<http::Request<Body>> for TraceService<S
 
     fn call(&mut self, req: http::Request<Body>) -> Self::Future {
         let this = self.clone();
+        if req.version() < http::Version::HTTP_2 && is_grpc(&req) {
+            // gRPC over HTTP/1.1 has nowhere to put its status (trailers), so a sender
+            // could not tell a success: refused before the body is read, as grpc-go
+            // refuses anything but HTTP/2.
+            return Box::pin(async move { Ok(this.not_http2()) });
+        }
         match req.uri().path() {
             TRACE_EXPORT_PATH => Box::pin(async move {
                 Ok(this
