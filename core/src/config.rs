@@ -294,33 +294,44 @@ pub fn parse_plain_yaml<T: DeserializeOwned>(path: &Path, text: &str) -> Result<
             message: "a second YAML document starts here; this file must hold one (the Collector would read only the first): keep the one that is this file's in a file of its own".into(),
         });
     }
-    serde_yaml_ng::from_str(text).map_err(|error| match tab_indented(&error, text) {
-        Some(line) => ConfigError::InvalidAt {
-            path: path.to_owned(),
-            line,
-            key: "(indentation)".into(),
-            message: "this line is indented with a tab; YAML indents with spaces only".into(),
-        },
-        None if duplicate_key(path, &error, text).is_some() => duplicate_key(path, &error, text)
-            .unwrap_or(ConfigError::Parse {
-                path: path.to_owned(),
-                error,
-            }),
-        None => match unknown_top_key_line(&error, text) {
-            // serde_yaml gives no position for the document's first key, nor for a top-level
-            // key written twice: found by its name.
-            Some((line, key)) => ConfigError::InvalidAt {
+    let read: T =
+        serde_yaml_ng::from_str(text).map_err(|error| match tab_indented(&error, text) {
+            Some(line) => ConfigError::InvalidAt {
                 path: path.to_owned(),
                 line,
-                key,
-                message: readable(&error.to_string()),
+                key: "(indentation)".into(),
+                message: "this line is indented with a tab; YAML indents with spaces only".into(),
             },
-            None => ConfigError::Parse {
-                path: path.to_owned(),
-                error,
+            None if duplicate_key(path, &error, text).is_some() => {
+                duplicate_key(path, &error, text).unwrap_or(ConfigError::Parse {
+                    path: path.to_owned(),
+                    error,
+                })
+            }
+            None => match unknown_top_key_line(&error, text) {
+                // serde_yaml gives no position for the document's first key, nor for a top-level
+                // key written twice: found by its name.
+                Some((line, key)) => ConfigError::InvalidAt {
+                    path: path.to_owned(),
+                    line,
+                    key,
+                    message: readable(&error.to_string()),
+                },
+                None => ConfigError::Parse {
+                    path: path.to_owned(),
+                    error,
+                },
             },
-        },
-    })
+        })?;
+    // A key written twice in a mapping read into a map (exporter `headers:`, say) is taken
+    // by serde with the last value, silently; the Collector refuses the file. A plain
+    // reading finds it.
+    if let Err(error) = serde_yaml_ng::from_str::<serde_yaml_ng::Value>(text) {
+        if let Some(e) = duplicate_key(path, &error, text) {
+            return Err(e);
+        }
+    }
+    Ok(read)
 }
 
 /// Where each YAML document after the first starts in `text`: its `---` line (1-based) and
@@ -2227,6 +2238,7 @@ mod tests {
     /// `:port` resolve; a missing port is a clear error.
     #[test]
     fn a_nested_key_written_twice_is_named_at_its_second_line() {
+        // In a struct, a sequence of structs, and a map.
         #[derive(Debug, serde::Deserialize)]
         #[allow(dead_code)]
         struct Inner {
@@ -2238,6 +2250,7 @@ mod tests {
         struct Outer {
             inner: Inner,
             list: Option<Vec<Inner>>,
+            headers: Option<std::collections::BTreeMap<String, String>>,
         }
         let p = Path::new("f.yaml");
         let e =
@@ -2254,6 +2267,13 @@ mod tests {
         .unwrap_err();
         assert!(
             matches!(&e, ConfigError::InvalidAt { line: 6, key, .. } if key.ends_with(".b")),
+            "{e}"
+        );
+        // Into a map, which serde fills with the last value without a word.
+        let e = parse_plain_yaml::<Outer>(p, "inner: {}\nheaders:\n  x-key: a\n  x-key: b\n")
+            .unwrap_err();
+        assert!(
+            matches!(&e, ConfigError::InvalidAt { line: 4, key, .. } if key == "headers.x-key"),
             "{e}"
         );
     }
