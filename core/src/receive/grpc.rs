@@ -215,7 +215,14 @@ impl<S: SpanSink> TraceService<S> {
             }
         };
         // The sender's deadline, from its arrival: handling that ends past it is counted.
-        let deadline = sender_deadline(&req);
+        let deadline = match sender_deadline(&req) {
+            Ok(deadline) => deadline,
+            Err(message) => {
+                let refusal = Refusal::Invalid(message);
+                self.sink.refused(&refusal);
+                return tonic::Status::internal(refusal.to_string()).into_http();
+            }
+        };
         let cuts_too_large = req
             .headers()
             .contains_key(super::sink::CUTS_TOO_LARGE_HEADER);
@@ -520,22 +527,35 @@ where
     .await
 }
 
-/// When the sender stops waiting: its `grpc-timeout` (digits and a unit: `H`, `M`, `S`,
-/// `m`, `u`, `n`) from now; `None` without one, or with one that does not parse.
-fn sender_deadline<B>(req: &http::Request<B>) -> Option<tokio::time::Instant> {
-    let v = req.headers().get("grpc-timeout")?.to_str().ok()?;
-    let (digits, unit) = v.split_at(v.len().checked_sub(1)?);
-    let n: u64 = digits.parse().ok()?;
+/// When the sender stops waiting: its `grpc-timeout` from now; `None` without one (or
+/// past what the clock can hold). The gRPC spec's form is one to eight ASCII digits and a
+/// unit (`H`, `M`, `S`, `m`, `u`, `n`); another value is an error, as grpc-go answers it.
+fn sender_deadline<B>(req: &http::Request<B>) -> Result<Option<tokio::time::Instant>, String> {
+    let Some(v) = req.headers().get("grpc-timeout") else {
+        return Ok(None);
+    };
+    let malformed = || {
+        format!(
+            "malformed grpc-timeout {:?}: one to eight digits and a unit (H, M, S, m, u, n)",
+            String::from_utf8_lossy(v.as_bytes())
+        )
+    };
+    let v = v.to_str().map_err(|_| malformed())?;
+    let (digits, unit) = v.split_at(v.len().checked_sub(1).ok_or_else(malformed)?);
+    if !(1..=8).contains(&digits.len()) || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(malformed());
+    }
+    let n: u64 = digits.parse().map_err(|_| malformed())?;
     let d = match unit {
-        "H" => Duration::from_secs(n.checked_mul(3600)?),
-        "M" => Duration::from_secs(n.checked_mul(60)?),
+        "H" => Duration::from_secs(n * 3600),
+        "M" => Duration::from_secs(n * 60),
         "S" => Duration::from_secs(n),
         "m" => Duration::from_millis(n),
         "u" => Duration::from_micros(n),
         "n" => Duration::from_nanos(n),
-        _ => return None,
+        _ => return Err(malformed()),
     };
-    tokio::time::Instant::now().checked_add(d)
+    Ok(tokio::time::Instant::now().checked_add(d))
 }
 
 /// Whether the request says it is gRPC (`application/grpc…`).
@@ -561,6 +581,29 @@ fn unsupported_subtype(content_type: &[u8]) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Scenario: `grpc-timeout` values as clients write them, and malformed ones (a trial
+    /// sent nine digits, a bad unit, a sign, nothing, letters).
+    /// Guarantees: the spec's forms give a deadline; the others are errors naming the value
+    /// (grpc-go answers them INTERNAL); none is none.
+    #[test]
+    fn grpc_timeouts_are_read_as_the_spec_writes_them() {
+        let with = |v: Option<&str>| {
+            let mut b = http::Request::builder();
+            if let Some(v) = v {
+                b = b.header("grpc-timeout", v);
+            }
+            sender_deadline(&b.body(()).unwrap_or_default())
+        };
+        assert_eq!(with(None), Ok(None));
+        for ok in ["1S", "99999999m", "5H", "0n", "10u", "3M"] {
+            assert!(matches!(with(Some(ok)), Ok(Some(_))), "{ok}");
+        }
+        for bad in ["1000000000S", "5X", "-5S", "", "abc", "S", "1.5S", "+5S"] {
+            let e = with(Some(bad)).unwrap_err();
+            assert!(e.starts_with("malformed grpc-timeout"), "{bad}: {e}");
+        }
+    }
 
     /// Scenario: content types gRPC clients send. Guarantees: protobuf, however written, is
     /// taken; another codec is named.
