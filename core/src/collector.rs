@@ -71,14 +71,51 @@ pub fn keys(v: &Value) -> Vec<&str> {
         .unwrap_or_default()
 }
 
-/// The key an error reading the block at `from` is about: the block's key, or for an
-/// unknown field the field's (`exporters.otlp.compresion`), so that the error's line is
-/// that field's.
-pub fn error_key(from: &str, message: &str) -> String {
-    message
+/// Reads a section's value as `T` the way a file's text is read: written back as YAML
+/// and parsed, so that a string setting takes a plain scalar's text (`token: 123456`, a
+/// `${env:ID}` holding digits) as it does in Tailgate's own files, where reading the value
+/// tree would refuse a number. The error's message carries no position (the text is not
+/// the user's): callers name the Collector key it came from.
+pub fn read_section<T: serde::de::DeserializeOwned>(value: &Value) -> Result<T, String> {
+    let text = serde_yaml_ng::to_string(value).map_err(|e| e.to_string())?;
+    serde_yaml_ng::from_str(&text).map_err(|e| {
+        let message = e.to_string();
+        match message.find(" at line ") {
+            Some(at) => message[..at].to_owned(),
+            None => message,
+        }
+    })
+}
+
+/// An error reading the block at `from` ([`read_section`]'s message): at the key inside
+/// it the message's path names (`exporters.otlp.tls.ca_fil`), so that the error's line is
+/// that key's, with the message's own words after its path.
+pub fn section_error(from: &str, message: &str) -> TranslateError {
+    let (path, rest) = match message.split_once(": ") {
+        Some((p, rest)) if !p.is_empty() && !p.contains([' ', '`']) => (Some(p), rest),
+        _ => (None, message),
+    };
+    let mut key = from.to_owned();
+    if let Some(path) = path {
+        // A section of one named block (an exporter) starts its path with that name.
+        let name = from.rsplit('.').next().unwrap_or_default();
+        let inner = match path.strip_prefix(name) {
+            Some(r) if r.is_empty() || r.starts_with('.') || r.starts_with('[') => {
+                r.trim_start_matches('.')
+            }
+            _ => path,
+        };
+        if !inner.is_empty() {
+            key = format!("{key}.{inner}");
+        }
+    }
+    if let Some((field, _)) = rest
         .split_once("unknown field `")
-        .and_then(|(_, rest)| rest.split_once('`'))
-        .map_or_else(|| from.to_owned(), |(field, _)| format!("{from}.{field}"))
+        .and_then(|(_, r)| r.split_once('`'))
+    {
+        key = format!("{key}.{field}");
+    }
+    err(key, crate::config::readable(rest))
 }
 
 /// `receive` from the first `otlp` receiver among `receivers` (a pipeline's): its
@@ -130,19 +167,26 @@ pub fn receive(
             "the otlp receiver needs protocols (grpc, http or both), as in the Collector",
         ));
     };
+    for (k, _) in protocols.as_mapping().into_iter().flatten() {
+        let k = k.as_str().unwrap_or_default();
+        if !matches!(k, "grpc" | "http") {
+            return Err(unknown(&format!("{key}.protocols"), k, &["grpc", "http"]));
+        }
+    }
     let mut m = Mapping::new();
-    let mut tls: Option<(&str, &Value)> = None;
-    let mut sizes: Vec<u64> = Vec::new();
+    let mut tls: Vec<(&str, &Value)> = Vec::new();
+    let mut sizes: Vec<(&str, u64)> = Vec::new();
     for (proto, default_endpoint) in [("grpc", "localhost:4317"), ("http", "localhost:4318")] {
         let Some(p) = protocols.get(proto) else {
             m.insert(proto.into(), Value::Null);
             continue;
         };
         let at = format!("{key}.protocols.{proto}");
-        let endpoint = p
-            .get("endpoint")
-            .and_then(Value::as_str)
-            .unwrap_or(default_endpoint);
+        let endpoint = match p.get("endpoint") {
+            None | Some(Value::Null) => default_endpoint,
+            Some(Value::String(e)) => e.as_str(),
+            Some(_) => return Err(err(format!("{at}.endpoint"), "a listen address host:port")),
+        };
         if let Some(path) = endpoint.strip_prefix("unix://").or(p
             .get("transport")
             .and_then(Value::as_str)
@@ -155,6 +199,10 @@ pub fn receive(
             ));
         }
         m.insert(proto.into(), endpoint.into());
+        let (known, noted): (&[&str], &[&str]) = match proto {
+            "grpc" => (GRPC_SERVER_KEYS, GRPC_SERVER_NOTED),
+            _ => (HTTP_SERVER_KEYS, HTTP_SERVER_NOTED),
+        };
         for (k, v) in p.as_mapping().into_iter().flatten() {
             let Some(k) = k.as_str() else { continue };
             match (proto, k) {
@@ -165,62 +213,196 @@ pub fn receive(
                         "a receiver authenticator is not read from a Collector config: write Tailgate's own config with receive.auth (docs/configuration.md), so that the receiver is never left open by mistake",
                     ))
                 }
-                (_, "tls") => match tls {
-                    Some((_, first)) if first != v => {
-                        return Err(err(
-                            format!("{at}.tls"),
-                            "Tailgate's two receivers share one TLS block: give grpc and http the same tls (or write Tailgate's own config)",
-                        ))
+                (_, "tls") if !v.is_null() => {
+                    // Checked here, so that an error names this block's line.
+                    if let Err(message) = read_section::<crate::tls::ServerTlsConfig>(v) {
+                        return Err(section_error(&format!("{at}.tls"), &message));
                     }
-                    Some(_) => {}
-                    None => tls = Some((proto, v)),
-                },
-                ("grpc", "max_recv_msg_size_mib") => {
-                    sizes.push(v.as_u64().unwrap_or(0).saturating_mul(1 << 20));
+                    tls.push((proto, v));
                 }
-                ("http", "max_request_body_size") => sizes.push(v.as_u64().unwrap_or(0)),
+                (_, "tls") => {}
+                ("grpc", "max_recv_msg_size_mib") => sizes.push((k, mib(v, &format!("{at}.{k}"))?)),
+                ("http", "max_request_body_size") => sizes.push((k, bytes(v, &format!("{at}.{k}"))?)),
                 ("grpc", "max_concurrent_streams") => {
                     m.insert("max_concurrent_streams".into(), v.clone());
                 }
-                ("grpc", "keepalive") => {
-                    let server = v.get("server_parameters");
-                    for age in ["max_connection_age", "max_connection_age_grace"] {
-                        if let Some(a) = server.and_then(|s| s.get(age)) {
-                            m.insert(age.into(), a.clone());
-                        }
-                    }
-                }
+                ("grpc", "keepalive") => keepalive(v, &format!("{at}.keepalive"), &mut m, notes)?,
                 ("http", "cors") => {
+                    if let Err(message) = read_section::<crate::receive::cors::CorsConfig>(v) {
+                        return Err(section_error(&format!("{at}.cors"), &message));
+                    }
                     m.insert("cors".into(), v.clone());
                 }
                 ("http", "traces_url_path") => {
                     m.insert("traces_url_path".into(), v.clone());
                 }
-                _ => notes.push(format!(
+                _ if noted.contains(&k) => notes.push(format!(
                     "{at}.{k} not applied (Tailgate's receivers: docs/configuration.md)"
                 )),
+                _ => return Err(unknown(&at, k, known)),
             }
         }
     }
-    if m.get("grpc").is_some_and(Value::is_null) && m.get("http").is_some_and(Value::is_null) {
+    let enabled = ["grpc", "http"]
+        .iter()
+        .filter(|p| m.get(**p).is_some_and(|v| !v.is_null()))
+        .count();
+    if enabled == 0 {
         return Err(err(
             format!("{key}.protocols"),
             "neither grpc nor http is enabled",
         ));
     }
-    if let Some((_, t)) = tls {
-        m.insert("tls".into(), t.clone());
+    match &tls[..] {
+        [] => {}
+        [(proto, _)] if enabled == 2 => {
+            return Err(err(
+                format!("{key}.protocols.{proto}.tls"),
+                "Tailgate's two receivers share one TLS block: give grpc and http the same tls, or write Tailgate's own config",
+            ))
+        }
+        [(_, a), (proto, b)] if a != b => {
+            return Err(err(
+                format!("{key}.protocols.{proto}.tls"),
+                "Tailgate's two receivers share one TLS block: give grpc and http the same tls, or write Tailgate's own config",
+            ))
+        }
+        [(_, t), ..] => {
+            m.insert("tls".into(), (*t).clone());
+        }
     }
     // One limit for both receivers: the larger written (the Collector's defaults, 4 MiB
     // for gRPC and 20 MiB for HTTP, are not applied: Tailgate's is 16 MiB).
-    if let Some(&largest) = sizes.iter().filter(|s| **s > 0).max() {
+    if let Some(&(_, largest)) = sizes.iter().filter(|(_, s)| *s > 0).max_by_key(|(_, s)| *s) {
         m.insert("max_request_bytes".into(), largest.into());
+        if sizes.len() == 1 && enabled == 2 {
+            notes.push(format!(
+                "{key}: {} is the limit of both receivers (Tailgate's share one receive.max_request_bytes)",
+                sizes[0].0
+            ));
+        }
     }
     Ok(Section {
         key: "receive",
         value: Value::Mapping(m),
         from: key,
     })
+}
+
+/// The keys of the Collector's `otlp` receiver's `protocols.grpc` (configgrpc's server
+/// config); [`GRPC_SERVER_NOTED`] are those read and not applied.
+const GRPC_SERVER_KEYS: &[&str] = &[
+    "endpoint",
+    "transport",
+    "tls",
+    "max_recv_msg_size_mib",
+    "max_concurrent_streams",
+    "read_buffer_size",
+    "write_buffer_size",
+    "keepalive",
+    "include_metadata",
+    "auth",
+    "middlewares",
+];
+const GRPC_SERVER_NOTED: &[&str] = &[
+    "read_buffer_size",
+    "write_buffer_size",
+    "include_metadata",
+    "middlewares",
+];
+
+/// The keys of `protocols.http` (confighttp's server config and the receiver's paths).
+const HTTP_SERVER_KEYS: &[&str] = &[
+    "endpoint",
+    "tls",
+    "cors",
+    "auth",
+    "max_request_body_size",
+    "include_metadata",
+    "response_headers",
+    "compression_algorithms",
+    "read_timeout",
+    "read_header_timeout",
+    "write_timeout",
+    "idle_timeout",
+    "keep_alives_enabled",
+    "middlewares",
+    "traces_url_path",
+    "metrics_url_path",
+    "logs_url_path",
+    "profiles_url_path",
+];
+const HTTP_SERVER_NOTED: &[&str] = &[
+    "include_metadata",
+    "response_headers",
+    "compression_algorithms",
+    "read_timeout",
+    "read_header_timeout",
+    "write_timeout",
+    "idle_timeout",
+    "keep_alives_enabled",
+    "middlewares",
+    "metrics_url_path",
+    "logs_url_path",
+    "profiles_url_path",
+];
+
+/// A key the Collector does not know in the block at `at` (it refuses such a file too:
+/// a misspelt `tls` or `auth` must not leave a receiver open).
+pub fn unknown(at: &str, key: &str, known: &[&str]) -> TranslateError {
+    let hint = crate::config::near_key(key, known.iter().copied())
+        .map(|k| format!(" (did you mean `{k}`?)"))
+        .unwrap_or_default();
+    err(
+        format!("{at}.{key}"),
+        format!("unknown key, expected one of {}{hint}", known.join(", ")),
+    )
+}
+
+/// `keepalive` of a gRPC receiver: the connection ages taken, the rest noted.
+fn keepalive(
+    v: &Value,
+    at: &str,
+    m: &mut Mapping,
+    notes: &mut Vec<String>,
+) -> Result<(), TranslateError> {
+    for (k, inner) in v.as_mapping().into_iter().flatten() {
+        let k = k.as_str().unwrap_or_default();
+        let known: &[&str] = match k {
+            "server_parameters" => &[
+                "max_connection_idle",
+                "max_connection_age",
+                "max_connection_age_grace",
+                "time",
+                "timeout",
+            ],
+            "enforcement_policy" => &["min_time", "permit_without_stream"],
+            _ => return Err(unknown(at, k, &["server_parameters", "enforcement_policy"])),
+        };
+        for (name, value) in inner.as_mapping().into_iter().flatten() {
+            let name = name.as_str().unwrap_or_default();
+            if !known.contains(&name) {
+                return Err(unknown(&format!("{at}.{k}"), name, known));
+            }
+            if matches!(name, "max_connection_age" | "max_connection_age_grace") {
+                m.insert(name.into(), value.clone());
+            } else {
+                notes.push(format!("{at}.{k}.{name} not applied"));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A size in MiB (`max_recv_msg_size_mib`), as bytes.
+fn mib(v: &Value, key: &str) -> Result<u64, TranslateError> {
+    bytes(v, key).map(|n| n.saturating_mul(1 << 20))
+}
+
+/// A whole non-negative number.
+fn bytes(v: &Value, key: &str) -> Result<u64, TranslateError> {
+    v.as_u64()
+        .ok_or_else(|| err(key, "a whole number, 0 or more"))
 }
 
 /// A port written as a number or as text (`port: "4317"`, as the Collector's DNS
@@ -238,8 +420,10 @@ pub fn port(v: &Value, key: &str) -> Result<Value, TranslateError> {
 
 /// `admin` from the `health_check` extension the service enables (its `endpoint`, the
 /// Collector's default `localhost:13133` without one); off when it enables none, as such
-/// a Collector serves no health check (`/metrics`' port answers the health paths too).
-pub fn admin(top: &Value) -> Section {
+/// a Collector serves no health check (`/metrics`' port answers the health paths too). A
+/// `path` other than `/`, `tls` or `auth` are refused: probes would miss, or the listener
+/// would be open where the file closed it.
+pub fn admin(top: &Value, notes: &mut Vec<String>) -> Result<Section, TranslateError> {
     let enabled = top
         .get("service")
         .and_then(|s| s.get("extensions"))
@@ -250,23 +434,63 @@ pub fn admin(top: &Value) -> Section {
         .filter_map(Value::as_str)
         .find(|e| kind_of(e) == "health_check");
     let Some(name) = name else {
-        return Section {
+        return Ok(Section {
             key: "admin",
             value: Value::Null,
             from: "service.extensions".into(),
-        };
+        });
     };
-    let endpoint = top
-        .get("extensions")
-        .and_then(|e| e.get(name))
-        .and_then(|h| h.get("endpoint"))
-        .and_then(Value::as_str)
-        .unwrap_or("localhost:13133");
-    Section {
+    let at = format!("extensions.{name}");
+    let block = top.get("extensions").and_then(|e| e.get(name));
+    let mut endpoint = "localhost:13133";
+    for (k, v) in block.and_then(Value::as_mapping).into_iter().flatten() {
+        let k = k.as_str().unwrap_or_default();
+        match k {
+            "endpoint" => match v {
+                Value::String(e) => endpoint = e.as_str(),
+                Value::Null => {}
+                _ => return Err(err(format!("{at}.endpoint"), "a listen address host:port")),
+            },
+            "path" if v.as_str().is_some_and(|p| p != "/") => {
+                return Err(err(
+                    format!("{at}.path"),
+                    "Tailgate answers health checks at / (and /healthz, /readyz): point the probes there and leave path out",
+                ))
+            }
+            "tls" | "auth" if !v.is_null() => {
+                return Err(err(
+                    format!("{at}.{k}"),
+                    "Tailgate's admin listener is plaintext and open: write Tailgate's own config (admin:) and keep the port inside the cluster",
+                ))
+            }
+            "path" | "tls" | "auth" => {}
+            "response_body" | "check_collector_pipeline" | "cors" | "include_metadata" => {
+                notes.push(format!("{at}.{k} not applied"))
+            }
+            _ => {
+                return Err(unknown(
+                    &at,
+                    k,
+                    &[
+                        "endpoint",
+                        "path",
+                        "tls",
+                        "auth",
+                        "response_body",
+                        "check_collector_pipeline",
+                    ],
+                ))
+            }
+        }
+    }
+    notes.push(format!(
+        "{at}: the admin listener on {endpoint} serves /metrics too (the Collector serves its metrics only on the telemetry address)"
+    ));
+    Ok(Section {
         key: "admin",
         value: endpoint.into(),
-        from: format!("extensions.{name}.endpoint"),
-    }
+        from: format!("{at}.endpoint"),
+    })
 }
 
 /// `metrics` from `service.telemetry.metrics`.

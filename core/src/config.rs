@@ -327,8 +327,14 @@ pub fn parse_plain_yaml<T: DeserializeOwned>(path: &Path, text: &str) -> Result<
     // by serde with the last value, silently; the Collector refuses the file. A plain
     // reading finds it.
     if let Err(error) = serde_yaml_ng::from_str::<serde_yaml_ng::Value>(text) {
-        if let Some(e) = duplicate_key(path, &error, text) {
-            return Err(e);
+        if error.to_string().contains("duplicate entry") {
+            // In a flow mapping (`{a: 1, a: 2}`) the line is the parser's.
+            return Err(
+                duplicate_key(path, &error, text).unwrap_or(ConfigError::Parse {
+                    path: path.to_owned(),
+                    error,
+                }),
+            );
         }
     }
     Ok(read)
@@ -2234,8 +2240,9 @@ mod tests {
         );
     }
 
-    /// Scenario: listen addresses in the Collector's forms. Guarantees: IPs, host names and
-    /// `:port` resolve; a missing port is a clear error.
+    /// Scenario: keys written twice below the top level: in a struct, a sequence of
+    /// structs, a flow mapping and a map. Guarantees: each is refused; in block style at
+    /// the second writing's line with the first's, under its key path.
     #[test]
     fn a_nested_key_written_twice_is_named_at_its_second_line() {
         // In a struct, a sequence of structs, and a map.
@@ -2269,6 +2276,10 @@ mod tests {
             matches!(&e, ConfigError::InvalidAt { line: 6, key, .. } if key.ends_with(".b")),
             "{e}"
         );
+        // In a flow mapping: the parser's words and position.
+        let e =
+            parse_plain_yaml::<Outer>(p, "inner: {}\nheaders: {x-key: a, x-key: b}\n").unwrap_err();
+        assert!(e.to_string().contains("duplicate entry with key"), "{e}");
         // Into a map, which serde fills with the last value without a word.
         let e = parse_plain_yaml::<Outer>(p, "inner: {}\nheaders:\n  x-key: a\n  x-key: b\n")
             .unwrap_err();
@@ -2278,6 +2289,8 @@ mod tests {
         );
     }
 
+    /// Scenario: listen addresses in the Collector's forms. Guarantees: IPs, host names and
+    /// `:port` resolve; a missing port is a clear error.
     #[test]
     fn listen_addresses_take_the_collectors_forms() {
         use listen_addr::parse;

@@ -33,6 +33,22 @@ pub fn translate(top: &Value, pipelines: &[String]) -> Result<Translated, Transl
         .iter()
         .filter_map(|p| Some((p.as_str(), defined?.get(p.as_str())?)))
         .collect();
+    // Tailgate sends every kept trace to every exporter it has: pipelines sharing the
+    // processor with different exporters would send each one's traces to the other's
+    // backends (another tenant's, say).
+    if let [(first, a), rest @ ..] = &chosen[..] {
+        fn set(p: &Value) -> Vec<&str> {
+            let mut e = names(p, "exporters");
+            e.sort_unstable();
+            e
+        }
+        if let Some((other, _)) = rest.iter().find(|(_, b)| set(b) != set(a)) {
+            return Err(err(
+                format!("service.pipelines.{other}.exporters"),
+                format!("pipelines {first} and {other} run the same tail_sampling processor with different exporters: the gateway sends every kept trace to every exporter, so each pipeline's traces would reach the other's backends; give the gateway a config with one such pipeline (or the same exporters in each)"),
+            ));
+        }
+    }
     let mut receivers: Vec<&str> = Vec::new();
     let mut exporters: Vec<&str> = Vec::new();
     for (_, p) in &chosen {
@@ -101,20 +117,35 @@ pub fn translate(top: &Value, pipelines: &[String]) -> Result<Translated, Transl
     }
     out.sections.push(Section {
         key: "export",
-        value: Value::Mapping(export),
+        value: Value::Mapping(export.clone()),
         from: "exporters".into(),
     });
-    let admin = admin(top);
+    let admin = admin(top, &mut out.notes)?;
     if let Some(mut extensions) = top.get("extensions").and_then(Value::as_mapping).cloned() {
         // The extension serving health checks becomes `admin`; the others are read by
         // `extensions:` (authenticators, and the Collector's service extensions, ignored
         // with a warning each).
-        if let Some(name) = admin
-            .from
-            .strip_prefix("extensions.")
-            .and_then(|n| n.strip_suffix(".endpoint"))
-        {
-            extensions.remove(name);
+        // Those the taken exporters name as authenticators; the rest (storage, observers,
+        // the service's own) are named in a note: an extension Tailgate has no use for
+        // must not refuse the file.
+        let used: Vec<&str> = export
+            .values()
+            .filter_map(|b| b.get("auth")?.get("authenticator")?.as_str())
+            .collect();
+        let mut unused = Vec::new();
+        extensions.retain(|k, _| {
+            let k = k.as_str().unwrap_or_default();
+            let keep = used.contains(&k);
+            if !keep && !admin.from.starts_with(&format!("extensions.{k}.")) {
+                unused.push(k.to_owned());
+            }
+            keep
+        });
+        if !unused.is_empty() {
+            out.notes.push(format!(
+                "extensions {} not taken: the gateway reads the authenticators its exporters name",
+                unused.join(", ")
+            ));
         }
         out.sections.push(Section {
             key: "extensions",
@@ -154,7 +185,7 @@ mod tests {
 
     fn read(yaml: &str) -> Result<Translated, TranslateError> {
         let top: Value = serde_yaml_ng::from_str(yaml).unwrap();
-        translate(&top, &["traces".to_owned()])
+        translate(&top, &["traces".to_owned(), "traces/b".to_owned()])
     }
 
     fn section<'a>(t: &'a Translated, key: &str) -> Option<&'a Value> {
@@ -164,10 +195,11 @@ mod tests {
     /// Scenario: a sampling tier's config with two exporters in its pipeline, one more
     /// defined and unused, a health check, an authenticator and a logs pipeline.
     /// Guarantees: only the pipeline's exporters are taken, as written; the health check
-    /// becomes admin and leaves the extensions; the other pipeline is noted.
+    /// becomes admin and leaves the extensions; an extension no exporter names is noted,
+    /// not read; the other pipeline is noted.
     #[test]
     fn the_pipelines_receiver_and_exporters_are_taken() {
-        let t = read("extensions:\n  health_check: {endpoint: 0.0.0.0:13133}\n  bearertokenauth: {token: t}\nreceivers:\n  otlp: {protocols: {grpc: {endpoint: 0.0.0.0:4317}}}\nprocessors:\n  tail_sampling: {policies: [{name: all, type: always_sample}]}\nexporters:\n  otlp/tempo: {endpoint: tempo:4317, auth: {authenticator: bearertokenauth}}\n  debug: {verbosity: basic}\n  otlphttp/unused: {endpoint: http://x}\nservice:\n  extensions: [health_check, bearertokenauth]\n  pipelines:\n    traces: {receivers: [otlp], processors: [tail_sampling], exporters: [otlp/tempo, debug]}\n    logs: {receivers: [otlp], exporters: [debug]}\n").unwrap();
+        let t = read("extensions:\n  health_check: {endpoint: 0.0.0.0:13133}\n  bearertokenauth: {token: t}\n  file_storage: {directory: /var/lib/otelcol}\nreceivers:\n  otlp: {protocols: {grpc: {endpoint: 0.0.0.0:4317}}}\nprocessors:\n  tail_sampling: {policies: [{name: all, type: always_sample}]}\nexporters:\n  otlp/tempo: {endpoint: tempo:4317, auth: {authenticator: bearertokenauth}}\n  debug: {verbosity: basic}\n  otlphttp/unused: {endpoint: http://x}\nservice:\n  extensions: [health_check, bearertokenauth]\n  pipelines:\n    traces: {receivers: [otlp], processors: [tail_sampling], exporters: [otlp/tempo, debug]}\n    logs: {receivers: [otlp], exporters: [debug]}\n").unwrap();
         let export = section(&t, "export").unwrap().as_mapping().unwrap();
         let keys: Vec<&str> = export.keys().filter_map(Value::as_str).collect();
         assert_eq!(keys, ["otlp/tempo", "debug"]);
@@ -183,6 +215,15 @@ mod tests {
             "{:?}",
             t.notes
         );
+        // An extension the gateway has no use for is named, not read (nor refused).
+        assert!(ext.get("file_storage").is_none());
+        assert!(
+            t.notes
+                .iter()
+                .any(|n| n.contains("extensions file_storage not taken")),
+            "{:?}",
+            t.notes
+        );
     }
 
     /// Scenario: pipelines the gateway cannot serve as they are.
@@ -193,6 +234,7 @@ mod tests {
             ("receivers: {otlp: {protocols: {grpc: {}}}}\nconnectors: {forward: {}}\nexporters: {otlp: {endpoint: a:1}}\nservice: {pipelines: {traces: {receivers: [forward], exporters: [otlp]}}}\n", "forward is a connector"),
             ("receivers: {otlp: {protocols: {grpc: {}}}}\nexporters: {}\nservice: {pipelines: {traces: {receivers: [otlp], exporters: [otlp]}}}\n", "not defined under exporters"),
             ("receivers: {otlp: {protocols: {grpc: {}}}}\nservice: {pipelines: {traces: {receivers: [otlp]}}}\n", "no exporter"),
+            ("receivers: {otlp: {protocols: {grpc: {}}}}\nexporters: {otlp/a: {endpoint: a:1}, otlp/b: {endpoint: b:1}}\nservice: {pipelines: {traces: {receivers: [otlp], exporters: [otlp/a]}, traces/b: {receivers: [otlp], exporters: [otlp/b]}}}\n", "different exporters"),
         ] {
             let e = read(yaml).unwrap_err();
             assert!(e.key.starts_with("service.pipelines.traces"), "{e}");

@@ -374,11 +374,8 @@ impl GatewayConfig {
         let mut origin = Vec::new();
         for s in &translated.sections {
             let bad = |from: &str, e: &dyn std::fmt::Display| {
-                let message = e.to_string();
-                at(
-                    tailgate_core::collector::error_key(from, &message),
-                    tailgate_core::config::readable(&message),
-                )
+                let e = tailgate_core::collector::section_error(from, &e.to_string());
+                at(e.key, e.message)
             };
             let listen = |v: &serde_yaml_ng::Value| match v.as_str() {
                 None => Ok(None),
@@ -386,11 +383,10 @@ impl GatewayConfig {
                     .map(Some)
                     .map_err(|e| bad(&s.from, &e)),
             };
-            use serde::Deserialize as _;
             match s.key {
                 "receive" => {
-                    config.receive =
-                        ReceiveConfig::deserialize(s.value.clone()).map_err(|e| bad(&s.from, &e))?
+                    config.receive = tailgate_core::collector::read_section(&s.value)
+                        .map_err(|e| bad(&s.from, &e))?
                 }
                 "export" => {
                     // One exporter at a time, so that an error names its block.
@@ -399,7 +395,8 @@ impl GatewayConfig {
                             [(name.clone(), block.clone())].into_iter().collect(),
                         );
                         let from = format!("exporters.{}", name.as_str().unwrap_or_default());
-                        let read = ExportConfig::deserialize(one).map_err(|e| bad(&from, &e))?;
+                        let read: ExportConfig = tailgate_core::collector::read_section(&one)
+                            .map_err(|e| bad(&from, &e))?;
                         config.export.proxy_env = read.proxy_env;
                         config.export.exporters.extend(read.exporters);
                         origin.push((
@@ -409,9 +406,8 @@ impl GatewayConfig {
                     }
                 }
                 "extensions" => {
-                    config.extensions =
-                        crate::export::ExtensionsConfig::deserialize(s.value.clone())
-                            .map_err(|e| bad(&s.from, &e))?
+                    config.extensions = tailgate_core::collector::read_section(&s.value)
+                        .map_err(|e| bad(&s.from, &e))?
                 }
                 "admin" => config.admin = listen(&s.value)?,
                 _ => config.metrics = listen(&s.value)?,
@@ -1173,6 +1169,43 @@ mod tests {
         assert!(
             matches!(&err, ConfigError::Invalid { key, message, .. }
                 if key == "processors" && message.contains("no tail_sampling processor")),
+            "{err}"
+        );
+    }
+
+    /// Scenario: a whole Collector config whose header and token hold digits (a Grafana
+    /// instance id, a numeric tenant), as `${env:}` references expanded to numbers leave
+    /// them; then one whose pipelines share tail_sampling with different exporters.
+    /// Guarantees: a string setting takes the digits' text, as in the gateway's own file;
+    /// the second is refused naming the second pipeline's exporters.
+    #[test]
+    fn a_collector_configs_numbers_are_text_where_text_is_read() {
+        let path =
+            std::env::temp_dir().join(format!("tailgate-gw-numbers-{}.yaml", std::process::id()));
+        let base = "receivers: {otlp: {protocols: {grpc: {endpoint: 127.0.0.1:4317}}}}\nprocessors: {tail_sampling: {policies: [{name: a, type: always_sample}]}}\nextensions: {bearertokenauth: {token: 123456}}\nexporters:\n  otlp:\n    endpoint: https://tempo:4317\n    headers: {X-Scope-OrgID: 654321}\n    auth: {authenticator: bearertokenauth}\n";
+        std::fs::write(
+            &path,
+            format!("{base}service: {{extensions: [bearertokenauth], pipelines: {{traces: {{receivers: [otlp], processors: [tail_sampling], exporters: [otlp]}}}}}}\n"),
+        )
+        .unwrap();
+        let loaded = GatewayConfig::load_noted(&path, None);
+        let two = format!("{base}  debug: {{}}\nservice:\n  pipelines:\n    traces: {{receivers: [otlp], processors: [tail_sampling], exporters: [otlp]}}\n    traces/b: {{receivers: [otlp], processors: [tail_sampling], exporters: [debug]}}\n");
+        std::fs::write(&path, two).unwrap();
+        let refused = GatewayConfig::load_noted(&path, None);
+        std::fs::remove_file(&path).unwrap();
+        let loaded = loaded.unwrap();
+        let crate::export::ExporterConfig::OtlpGrpc(otlp) = &loaded.config.export.exporters[0].1
+        else {
+            panic!("{:?}", loaded.config.export.exporters)
+        };
+        assert_eq!(
+            otlp.headers.get("X-Scope-OrgID").map(String::as_str),
+            Some("654321")
+        );
+        let err = refused.unwrap_err();
+        assert!(
+            matches!(&err, ConfigError::InvalidAt { key, message, .. }
+                if key == "service.pipelines.traces/b.exporters" && message.contains("different exporters")),
             "{err}"
         );
     }

@@ -165,7 +165,13 @@ fn main() -> ExitCode {
         None if args.check => return check_config_only(config_path, &loaded),
         None => return usage(),
     };
-    let (config, read_notes) = (loaded.config, loaded.notes);
+    let (config, mut read_notes) = (loaded.config, loaded.notes);
+    if loaded.whole_collector_config && policies_path != config_path {
+        read_notes.push(format!(
+            "the Collector config's own tail_sampling processor is not used: the policies are {}'s",
+            policies_path.display()
+        ));
+    }
     let policies = match PolicyFile::load_processor(policies_path, args.processor.as_deref()) {
         Ok(p) => p,
         Err(e) => {

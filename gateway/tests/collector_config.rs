@@ -252,7 +252,7 @@ fn pipeline_slips_and_span_metrics_are_named() {
             .any(|w| w.contains("runs filter") || w.contains("attributes those processors")),
         "{warnings:?}"
     );
-    assert_eq!(file.notes, ["using processors.tail_sampling (pipeline traces) of a Collector config; other processors are not Tailgate's and are ignored, and the section service is read only when the file is given as --config"]);
+    assert_eq!(file.notes, ["using processors.tail_sampling (pipeline traces) of a Collector config; other processors are not Tailgate's and are ignored, and the section service is not read for policies (a file given as --config gives the gateway its receiver, exporters and extensions)"]);
 }
 
 /// Scenario: a Collector config holding nothing but its processors (a trial found the

@@ -26,7 +26,7 @@
 //!   port; `level: none` turns it off) as `metrics`.
 
 use serde_yaml_ng::{Mapping, Value};
-use tailgate_core::collector::{admin, err, keys, kind_of, metrics, names, port, receive};
+use tailgate_core::collector::{admin, err, keys, kind_of, metrics, names, port, receive, unknown};
 pub use tailgate_core::collector::{Section, TranslateError, Translated};
 
 /// Reads `top`, a whole Collector config, for the router.
@@ -56,7 +56,12 @@ pub fn translate(top: &Value) -> Result<Translated, TranslateError> {
         .flat_map(|(_, p)| names(p, "exporters"))
         .filter(|e| kind_of(e) == "loadbalancing")
         .collect();
-    exporters.dedup();
+    let mut seen = Vec::new();
+    exporters.retain(|e| {
+        let first = !seen.contains(e);
+        seen.push(*e);
+        first
+    });
     let exporter = match exporters[..] {
         [] => {
             return Err(err(
@@ -110,11 +115,12 @@ pub fn translate(top: &Value) -> Result<Translated, TranslateError> {
         ));
     }
     let receivers: Vec<&str> = {
-        let mut r: Vec<&str> = with_lb
-            .iter()
-            .flat_map(|(_, p)| names(p, "receivers"))
-            .collect();
-        r.dedup();
+        let mut r: Vec<&str> = Vec::new();
+        for name in with_lb.iter().flat_map(|(_, p)| names(p, "receivers")) {
+            if !r.contains(&name) {
+                r.push(name);
+            }
+        }
         r
     };
     out.sections.push(receive(top, &receivers, &mut out.notes)?);
@@ -143,15 +149,24 @@ pub fn translate(top: &Value) -> Result<Translated, TranslateError> {
         }
     }
     out.sections.push(members(lb, &lb_key, &mut out.notes)?);
-    out.sections.push(forward(lb, &lb_key, &mut out.notes));
+    out.sections.push(forward(lb, &lb_key, &mut out.notes)?);
     for key in keys(lb) {
-        if !matches!(key, "routing_key" | "resolver" | "protocol") {
-            out.notes.push(format!(
-                "{lb_key}.{key} not applied: the router queues, retries and routes around gateways on its own terms (forward: docs/configuration.md)"
-            ));
+        if matches!(key, "routing_key" | "resolver" | "protocol") {
+            continue;
         }
+        if !LOADBALANCING_NOTED.contains(&key) {
+            let known: Vec<&str> = ["routing_key", "resolver", "protocol"]
+                .into_iter()
+                .chain(LOADBALANCING_NOTED.iter().copied())
+                .collect();
+            return Err(unknown(&lb_key, key, &known));
+        }
+        // Routing by attributes needs routing_key: attributes, refused above.
+        out.notes.push(format!(
+            "{lb_key}.{key} not applied: the router queues, retries and routes around gateways on its own terms (forward: docs/configuration.md)"
+        ));
     }
-    out.sections.push(admin(top));
+    out.sections.push(admin(top, &mut out.notes)?);
     out.sections.extend(metrics(top, &mut out.notes)?);
     Ok(out)
 }
@@ -179,6 +194,9 @@ fn members(lb: &Value, lb_key: &str, notes: &mut Vec<String>) -> Result<Section,
     let r = &resolver[which];
     match which {
         "static" => {
+            if let Some(k) = keys(r).into_iter().find(|k| *k != "hostnames") {
+                return Err(unknown(&from, k, &["hostnames"]));
+            }
             m.insert(
                 "static".into(),
                 r.get("hostnames").cloned().unwrap_or(Value::Null),
@@ -209,6 +227,15 @@ fn members(lb: &Value, lb_key: &str, notes: &mut Vec<String>) -> Result<Section,
             m.insert("dns".into(), Value::Mapping(dns));
         }
         "k8s" => {
+            let known = ["service", "ports", "timeout", "return_hostnames"];
+            if let Some(k) = keys(r).into_iter().find(|k| !known.contains(k)) {
+                return Err(unknown(&from, k, &known));
+            }
+            if r.get("return_hostnames").and_then(Value::as_bool) == Some(true) {
+                notes.push(format!(
+                    "{from}.return_hostnames not applied: the router dials the addresses DNS gives"
+                ));
+            }
             let service = r.get("service").and_then(Value::as_str).unwrap_or("");
             if service.is_empty() {
                 return Err(err(format!("{from}.service"), "name the gateways' Service (NAME.NAMESPACE)"));
@@ -259,21 +286,54 @@ fn members(lb: &Value, lb_key: &str, notes: &mut Vec<String>) -> Result<Section,
 }
 
 /// `forward` from `protocol.otlp`.
-fn forward(lb: &Value, lb_key: &str, notes: &mut Vec<String>) -> Section {
-    let from = format!("{lb_key}.protocol.otlp");
-    let otlp = lb.get("protocol").and_then(|p| p.get("otlp"));
+fn forward(lb: &Value, lb_key: &str, notes: &mut Vec<String>) -> Result<Section, TranslateError> {
+    let protocol_key = format!("{lb_key}.protocol");
+    let protocol = lb.get("protocol");
+    for k in protocol.map(keys).unwrap_or_default() {
+        if k != "otlp" {
+            return Err(unknown(&protocol_key, k, &["otlp"]));
+        }
+    }
+    let from = format!("{protocol_key}.otlp");
+    let otlp = protocol.and_then(|p| p.get("otlp"));
     let mut m = Mapping::new();
     for (k, v) in otlp.and_then(Value::as_mapping).into_iter().flatten() {
-        match k.as_str() {
-            Some(k @ ("timeout" | "tls" | "compression")) => {
+        let Some(k) = k.as_str() else { continue };
+        match k {
+            // A `tls:` left empty (its keys commented out) is the Collector's default.
+            "tls" if v.is_null() => {}
+            "tls" => {
+                if let Err(message) =
+                    tailgate_core::collector::read_section::<tailgate_core::tls::ClientTlsConfig>(v)
+                {
+                    return Err(tailgate_core::collector::section_error(
+                        &format!("{from}.tls"),
+                        &message,
+                    ));
+                }
+                m.insert(k.into(), v.clone());
+            }
+            "timeout" | "compression" => {
                 m.insert(k.into(), v.clone());
             }
             // Replaced by each gateway's address, as in the Collector.
-            Some("endpoint") => {}
-            Some(k) => notes.push(format!(
+            "endpoint" => {}
+            "headers" | "auth" if !v.is_null() => {
+                return Err(err(
+                    format!("{from}.{k}"),
+                    "the router sends no credentials or headers of its own to the gateways: a gateway requiring them would refuse every request after senders were told OK; write the router's own config (forward: docs/configuration.md) and keep the gateways' receivers inside the cluster",
+                ))
+            }
+            _ if OTLP_EXPORTER_NOTED.contains(&k) => notes.push(format!(
                 "{from}.{k} not applied: the router's forwarding has its own settings (forward: docs/configuration.md)"
             )),
-            None => {}
+            _ => {
+                let known: Vec<&str> = ["endpoint", "timeout", "tls", "compression", "headers", "auth"]
+                    .into_iter()
+                    .chain(OTLP_EXPORTER_NOTED.iter().copied())
+                    .collect();
+                return Err(unknown(&from, k, &known));
+            }
         }
     }
     if !m.contains_key("tls") {
@@ -289,12 +349,37 @@ fn forward(lb: &Value, lb_key: &str, notes: &mut Vec<String>) -> Section {
             "{from}.compression not written: the router sends uncompressed (the Collector's otlp exporter gzips by default; inside a cluster the CPU costs more than the bytes)"
         ));
     }
-    Section {
+    Ok(Section {
         key: "forward",
         value: Value::Mapping(m),
         from,
-    }
+    })
 }
+
+/// Keys of the Collector's `otlp` exporter that the router reads and does not apply.
+const OTLP_EXPORTER_NOTED: &[&str] = &[
+    "retry_on_failure",
+    "sending_queue",
+    "batcher",
+    "keepalive",
+    "balancer_name",
+    "read_buffer_size",
+    "write_buffer_size",
+    "wait_for_ready",
+    "authority",
+    "compression_params",
+    "middlewares",
+];
+
+/// Keys of the `loadbalancing` exporter beside `routing_key`, `resolver` and `protocol`,
+/// read and not applied.
+const LOADBALANCING_NOTED: &[&str] = &[
+    "routing_attributes",
+    "timeout",
+    "sending_queue",
+    "retry_on_failure",
+    "endpoint_health",
+];
 
 #[cfg(test)]
 mod tests {
@@ -414,11 +499,49 @@ mod tests {
                 "receivers.otlp.protocols.grpc.endpoint",
                 "Unix",
             ),
+            // Misspelt keys: a typo must not leave a default in force (the Collector
+            // refuses them too).
+            (
+                base(&format!("{static_}    protocol:\n      otlp:\n        tiemout: 5s\n"), ""),
+                "exporters.loadbalancing.protocol.otlp.tiemout",
+                "unknown key, expected one of endpoint, timeout,",
+            ),
+            (
+                base(static_, "        tsl: {insecure: false}\n"),
+                "receivers.otlp.protocols.grpc.tsl",
+                "unknown key",
+            ),
+            (
+                base(static_, "        endpiont: 0.0.0.0:4317\n"),
+                "receivers.otlp.protocols.grpc.endpiont",
+                "did you mean `endpoint`?",
+            ),
+            (
+                base(&format!("{static_}    protocl: {{otlp: {{}}}}\n"), ""),
+                "exporters.loadbalancing.protocl",
+                "did you mean `protocol`?",
+            ),
+            (
+                base(&format!("{static_}    protocol:\n      otlp:\n        headers: {{x-token: t}}\n"), ""),
+                "exporters.loadbalancing.protocol.otlp.headers",
+                "no credentials or headers",
+            ),
+            (
+                base(&format!("{static_}    protocol:\n      otlp:\n        tls: {{insecure_skip: true}}\n"), ""),
+                "exporters.loadbalancing.protocol.otlp.tls.insecure_skip",
+                "unknown field",
+            ),
         ] {
             let e = read(&yaml).unwrap_err();
             assert_eq!(e.key, key, "{yaml}");
             assert!(e.message.contains(words), "{e}");
         }
+        // A health check on another path: probes copied with the file would miss.
+        let e = read("extensions: {health_check: {endpoint: 0.0.0.0:13133, path: /health/status}}\nreceivers: {otlp: {protocols: {grpc: {}}}}\nexporters: {loadbalancing: {resolver: {static: {hostnames: [a]}}}}\nservice: {extensions: [health_check], pipelines: {traces: {receivers: [otlp], exporters: [loadbalancing]}}}\n").unwrap_err();
+        assert_eq!(e.key, "extensions.health_check.path");
+        // `tls:` left empty is the Collector's default, TLS.
+        let t = read("receivers: {otlp: {protocols: {grpc: {}}}}\nexporters: {loadbalancing: {protocol: {otlp: {tls: null}}, resolver: {static: {hostnames: [a]}}}}\nservice: {pipelines: {traces: {receivers: [otlp], exporters: [loadbalancing]}}}\n").unwrap();
+        assert!(section(&t, "forward")["tls"].is_mapping());
         let e = read("receivers: {otlp: {protocols: {grpc: {}}}}\nexporters: {otlp: {endpoint: x:4317}}\nservice: {pipelines: {traces: {receivers: [otlp], exporters: [otlp]}}}\n").unwrap_err();
         assert_eq!(e.key, "service.pipelines");
         assert!(

@@ -278,11 +278,8 @@ impl RouterConfig {
         let mut origin = Vec::new();
         for s in &translated.sections {
             let bad = |e: &dyn std::fmt::Display| {
-                let message = e.to_string();
-                at(
-                    tailgate_core::collector::error_key(&s.from, &message),
-                    tailgate_core::config::readable(&message),
-                )
+                let e = tailgate_core::collector::section_error(&s.from, &e.to_string());
+                at(e.key, e.message)
             };
             let listen = |v: &serde_yaml_ng::Value| match v.as_str() {
                 None => Ok(None),
@@ -290,19 +287,21 @@ impl RouterConfig {
                     .map(Some)
                     .map_err(|e| bad(&e)),
             };
-            use serde::Deserialize as _;
             match s.key {
                 "receive" => {
                     config.receive =
-                        ReceiveConfig::deserialize(s.value.clone()).map_err(|e| bad(&e))?
+                        tailgate_core::collector::read_section::<ReceiveConfig>(&s.value)
+                            .map_err(|e| bad(&e))?
                 }
                 "members" => {
                     config.members =
-                        MembersConfig::deserialize(s.value.clone()).map_err(|e| bad(&e))?
+                        tailgate_core::collector::read_section::<MembersConfig>(&s.value)
+                            .map_err(|e| bad(&e))?
                 }
                 "forward" => {
                     config.forward =
-                        ForwardConfig::deserialize(s.value.clone()).map_err(|e| bad(&e))?
+                        tailgate_core::collector::read_section::<ForwardConfig>(&s.value)
+                            .map_err(|e| bad(&e))?
                 }
                 "admin" => config.admin = listen(&s.value)?,
                 _ => config.metrics = listen(&s.value)?,
@@ -633,8 +632,8 @@ mod tests {
         // A value the translation passes on, refused by the router's own reading.
         let err = load(&whole.replace("timeout: 2s", "timeout: soon")).unwrap_err();
         assert!(
-            matches!(&err, ConfigError::InvalidAt { key, line: 12, .. }
-                if key == "exporters.loadbalancing.protocol.otlp"),
+            matches!(&err, ConfigError::InvalidAt { key, line: 13, .. }
+                if key == "exporters.loadbalancing.protocol.otlp.timeout"),
             "{err}"
         );
         // One only the router's validation sees.

@@ -907,7 +907,9 @@ impl Forwarder {
                 }
             }
             Err(status) => {
-                tracing::debug!(member = %self.member, error = %status.message(), "Gateway answered the router's first request with an error; left up.");
+                // Said at warn: a TLS mismatch or a refused credential shows here first,
+                // before any sender's request meets it.
+                tracing::warn!(member = %self.member, error = %status.message(), "Gateway answered the router's first request with an error; left up (requests will meet the same answer).");
             }
         }
         self.greeted.store(true, Ordering::Release);

@@ -259,9 +259,9 @@ pub(crate) fn shape(
         .unwrap_or_default();
     let note = match ignored.as_slice() {
         [] => format!("using processors.{chosen}{pipeline} of a Collector config; other processors are not Tailgate's and are ignored"),
-        [one] => format!("using processors.{chosen}{pipeline} of a Collector config; other processors are not Tailgate's and are ignored, and the section {one} is read only when the file is given as --config"),
+        [one] => format!("using processors.{chosen}{pipeline} of a Collector config; other processors are not Tailgate's and are ignored, and the section {one} is not read for policies (a file given as --config gives the gateway its receiver, exporters and extensions)"),
         many => format!(
-            "using processors.{chosen}{pipeline} of a Collector config; other processors are not Tailgate's and are ignored, and the sections {} are read only when the file is given as --config",
+            "using processors.{chosen}{pipeline} of a Collector config; other processors are not Tailgate's and are ignored, and the sections {} are not read for policies (a file given as --config gives the gateway its receiver, exporters and extensions)",
             many.join(", ")
         ),
     };
