@@ -166,6 +166,11 @@ fn main() -> ExitCode {
         None => return usage(),
     };
     let (config, mut read_notes) = (loaded.config, loaded.notes);
+    if loaded.whole_collector_config && policies_path == config_path {
+        read_notes.push(
+            "the file's tail_sampling processor reloads when it changes; its receiver, exporters and extensions are read at start only (restart to apply a change there)".into(),
+        );
+    }
     if loaded.whole_collector_config && policies_path != config_path {
         read_notes.push(format!(
             "the Collector config's own tail_sampling processor is not used: the policies are {}'s",

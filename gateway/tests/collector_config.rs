@@ -538,6 +538,10 @@ async fn a_whole_collector_config_runs_the_gateway() {
         stderr.contains("note: service.pipelines: logs not taken"),
         "{stderr}"
     );
+    assert!(
+        stderr.contains("note: the file's tail_sampling processor reloads when it changes"),
+        "{stderr}"
+    );
     // An exporter key the otlp exporter does not have, on line 19.
     std::fs::write(
         &config,
