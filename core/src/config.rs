@@ -665,6 +665,16 @@ fn to_say(notices: &[(usize, Notice)], read: impl Fn(usize) -> bool) -> Vec<&(us
     said
 }
 
+/// Whether what follows a reference is `:PORT` and the end of the value: the Collector
+/// Helm chart's `${env:MY_POD_IP}:4317`, an address, which holds none of the characters
+/// that would break the value; not worth a warning at every start.
+fn port_follows(after: &str) -> bool {
+    let value = after.split(" #").next().unwrap_or(after).trim_end();
+    value
+        .strip_prefix(':')
+        .is_some_and(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+}
+
 /// Expands `text`: the text, the lines that failed (with why), and what is worth a
 /// warning (unlogged).
 fn expand_collect(text: &str, source: &Source<'_>) -> Expanded {
@@ -1306,6 +1316,7 @@ fn expand_line(
             && plain_anywhere(value)
             && !whole_plain_value(known, line_before, after)
             && !whole_flow_value(known, line_before, after)
+            && !port_follows(after)
             && !embedded.iter().any(|e| e == reference)
         {
             // Pasted inside a longer plain value, which reads as meant for this value only.

@@ -504,6 +504,12 @@ fn a_reference_inside_an_unquoted_value_is_warned_about() {
         warning.contains("line=6") && warning.contains("${env:TAILGATE_TEST_TOKEN}"),
         "{warning}"
     );
+    // The Helm chart's address form: nothing a value could hold there breaks it.
+    let stderr = check("${env:TAILGATE_TEST_TOKEN}:4317");
+    assert!(
+        !stderr.contains("inside a longer unquoted value"),
+        "{stderr}"
+    );
     let stderr = check("\"Bearer ${env:TAILGATE_TEST_TOKEN}\"");
     assert!(
         !stderr.contains("inside a longer unquoted value"),
