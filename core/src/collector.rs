@@ -199,9 +199,9 @@ pub fn receive(
             ));
         }
         m.insert(proto.into(), endpoint.into());
-        let (known, noted): (&[&str], &[&str]) = match proto {
-            "grpc" => (GRPC_SERVER_KEYS, GRPC_SERVER_NOTED),
-            _ => (HTTP_SERVER_KEYS, HTTP_SERVER_NOTED),
+        let (taken, noted): (&[&str], &[&str]) = match proto {
+            "grpc" => (GRPC_SERVER_TAKEN, GRPC_SERVER_NOTED),
+            _ => (HTTP_SERVER_TAKEN, HTTP_SERVER_NOTED),
         };
         for (k, v) in p.as_mapping().into_iter().flatten() {
             let Some(k) = k.as_str() else { continue };
@@ -239,7 +239,7 @@ pub fn receive(
                 _ if noted.contains(&k) => notes.push(format!(
                     "{at}.{k} not applied (Tailgate's receivers: docs/configuration.md)"
                 )),
-                _ => return Err(unknown(&at, k, known)),
+                _ => return Err(unknown(&at, k, &[taken, noted].concat())),
             }
         }
     }
@@ -290,19 +290,16 @@ pub fn receive(
 }
 
 /// The keys of the Collector's `otlp` receiver's `protocols.grpc` (configgrpc's server
-/// config); [`GRPC_SERVER_NOTED`] are those read and not applied.
-const GRPC_SERVER_KEYS: &[&str] = &[
+/// config) taken or refused by name; [`GRPC_SERVER_NOTED`] are the others it has, read
+/// and not applied.
+const GRPC_SERVER_TAKEN: &[&str] = &[
     "endpoint",
     "transport",
     "tls",
     "max_recv_msg_size_mib",
     "max_concurrent_streams",
-    "read_buffer_size",
-    "write_buffer_size",
     "keepalive",
-    "include_metadata",
     "auth",
-    "middlewares",
 ];
 const GRPC_SERVER_NOTED: &[&str] = &[
     "read_buffer_size",
@@ -311,26 +308,14 @@ const GRPC_SERVER_NOTED: &[&str] = &[
     "middlewares",
 ];
 
-/// The keys of `protocols.http` (confighttp's server config and the receiver's paths).
-const HTTP_SERVER_KEYS: &[&str] = &[
+/// The same for `protocols.http` (confighttp's server config and the receiver's paths).
+const HTTP_SERVER_TAKEN: &[&str] = &[
     "endpoint",
     "tls",
     "cors",
     "auth",
     "max_request_body_size",
-    "include_metadata",
-    "response_headers",
-    "compression_algorithms",
-    "read_timeout",
-    "read_header_timeout",
-    "write_timeout",
-    "idle_timeout",
-    "keep_alives_enabled",
-    "middlewares",
     "traces_url_path",
-    "metrics_url_path",
-    "logs_url_path",
-    "profiles_url_path",
 ];
 const HTTP_SERVER_NOTED: &[&str] = &[
     "include_metadata",

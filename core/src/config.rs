@@ -1512,6 +1512,19 @@ pub fn is_key_line(trimmed: &str, key: &str) -> bool {
         })
 }
 
+/// An error at `key` of the file `path`, whose text is `text`, placed at the key's line
+/// ([`with_line`]): for errors found on values read out of the file.
+pub fn invalid_at(path: &Path, text: &str, key: String, message: String) -> ConfigError {
+    with_line(
+        ConfigError::Invalid {
+            path: path.to_owned(),
+            key,
+            message,
+        },
+        text,
+    )
+}
+
 /// `error` with the line of its key in `text` (the file it was read from), when it has
 /// none and the key is found there: validation runs on parsed values, which carry no
 /// position.

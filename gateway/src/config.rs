@@ -344,14 +344,7 @@ impl GatewayConfig {
         let (first, _) = crate::policy::collector::first_document(path, text.to_owned())?;
         let top: serde_yaml_ng::Value = tailgate_core::config::parse_yaml(path, &first)?;
         let at = |key: String, message: String| {
-            tailgate_core::config::with_line(
-                ConfigError::Invalid {
-                    path: path.to_owned(),
-                    key,
-                    message,
-                },
-                text,
-            )
+            tailgate_core::config::invalid_at(path, text, key, message)
         };
         let pipelines = crate::policy::collector::sampling_pipelines(path, &top, processor)
             .map_err(|e| tailgate_core::config::with_line(e, text))?;

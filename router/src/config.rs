@@ -255,14 +255,7 @@ impl RouterConfig {
     fn from_collector(path: &Path, text: &str) -> Result<(Self, Vec<String>), ConfigError> {
         let top: serde_yaml_ng::Value = tailgate_core::config::parse_yaml(path, text)?;
         let at = |key: String, message: String| {
-            tailgate_core::config::with_line(
-                ConfigError::Invalid {
-                    path: path.to_owned(),
-                    key,
-                    message,
-                },
-                text,
-            )
+            tailgate_core::config::invalid_at(path, text, key, message)
         };
         let translated = crate::collector::translate(&top).map_err(|e| at(e.key, e.message))?;
         let mut config = RouterConfig {
