@@ -73,6 +73,9 @@ pub struct Forwarder {
     /// What its gateway's refusals for size taught. See [`Forwarder::request_cap`]. Read
     /// once per request gathered.
     cap: Mutex<CapState>,
+    /// The last limit its gateway stated (`receive.max_request_bytes`), 0 before any: read
+    /// by the admission of every request, without the lock.
+    stated: AtomicUsize,
 }
 
 /// A forwarder's learnt request size, and a larger one being tried.
@@ -187,6 +190,7 @@ impl Forwarder {
             stats: ForwarderStats::default(),
             client: std::sync::OnceLock::new(),
             cap: Mutex::new(CapState::default()),
+            stated: AtomicUsize::new(0),
         })
     }
 
@@ -225,15 +229,14 @@ impl Forwarder {
             .unwrap_or(usize::MAX)
     }
 
-    /// The limit its gateway stated on requests (its `receive.max_request_bytes`), once
-    /// heard: a request larger is refused for good, so a single span larger with its
-    /// headers cannot be delivered (see `Router::admit`). `None` before the first answer
-    /// and for a size learnt without a statement.
+    /// The limit its gateway last stated on requests (its `receive.max_request_bytes`),
+    /// once heard: a request larger is refused for good, so a single span larger with its
+    /// headers cannot be delivered (see `Router::admit`). `None` before the first
+    /// statement; a size learnt without one (a refusal for the whole buffer) does not
+    /// change it, and the next statement (a restart's new limit) replaces it.
     pub fn stated_limit(&self) -> Option<usize> {
-        self.cap
-            .lock()
-            .ok()
-            .and_then(|c| c.learnt.filter(|c| c.stated).map(|c| c.bytes))
+        let limit = self.stated.load(Ordering::Relaxed);
+        (limit != 0).then_some(limit)
     }
 
     /// Starts trying a larger size when a connection newer than the refusal's was made, or
@@ -363,6 +366,7 @@ impl Forwarder {
         if !believable(limit) {
             return false;
         }
+        self.stated.store(limit, Ordering::Relaxed);
         let Ok(mut state) = self.cap.lock() else {
             return false;
         };
@@ -783,6 +787,9 @@ impl Forwarder {
         let stated = refused.limit.filter(|&limit| {
             limit < bytes && believable(limit) && known.is_none_or(|c| c.yields_to(limit))
         });
+        if let Some(limit) = refused.limit.filter(|&l| believable(l)) {
+            self.stated.store(limit, Ordering::Relaxed);
+        }
         let cap = match stated {
             Some(limit) => limit,
             None if bytes > learnt => learnt,
