@@ -328,7 +328,7 @@ pub fn parse_plain_yaml<T: DeserializeOwned>(path: &Path, text: &str) -> Result<
     // reading finds it.
     if let Err(error) = serde_yaml_ng::from_str::<serde_yaml_ng::Value>(text) {
         if error.to_string().contains("duplicate entry") {
-            // In a flow mapping (`{a: 1, a: 2}`) the line is the parser's.
+            // Placed at the second writing's line, or where the parser says when it cannot be.
             return Err(
                 duplicate_key(path, &error, text).unwrap_or(ConfigError::Parse {
                     path: path.to_owned(),
@@ -438,6 +438,9 @@ pub fn duplicate_key(path: &Path, error: &serde_yaml_ng::Error, text: &str) -> O
             seen.push(n + 1);
         }
     }
+    if seen.len() < 2 {
+        seen = flow_keys(&lines, start, column, name);
+    }
     let [first, second, ..] = seen[..] else {
         return None;
     };
@@ -454,6 +457,69 @@ pub fn duplicate_key(path: &Path, error: &serde_yaml_ng::Error, text: &str) -> O
             "written twice in one mapping (first at line {first}): YAML keys are unique, keep one (the Collector refuses this too)"
         ),
     })
+}
+
+/// The 1-based lines where `name` is written as a key of the flow mapping opening at
+/// `lines[start]`, column `column` (`{a: 1,` then `a: 2}` on another line, as the Collector
+/// README writes policies): its keys at its own depth, after `{` or `,`, quoted strings
+/// skipped. Empty when no flow mapping opens there.
+fn flow_keys(lines: &[&str], start: usize, column: usize, name: &str) -> Vec<usize> {
+    let mut seen = Vec::new();
+    let mut depth = 0usize;
+    let mut expect_key = false;
+    for (n, line) in lines.iter().enumerate().skip(start) {
+        let text = if n == start {
+            match line.get(column..) {
+                Some(t) if t.starts_with('{') => t,
+                _ => return seen,
+            }
+        } else {
+            line
+        };
+        let mut quote: Option<char> = None;
+        let mut quoted = String::new();
+        for (i, c) in text.char_indices() {
+            if let Some(q) = quote {
+                if c == q {
+                    // A quoted key is compared without its quotes.
+                    if expect_key && depth == 1 && quoted == name {
+                        seen.push(n + 1);
+                    }
+                    expect_key = false;
+                    quote = None;
+                } else {
+                    quoted.push(c);
+                }
+                continue;
+            }
+            match c {
+                '#' if i == 0 || text[..i].ends_with(char::is_whitespace) => break,
+                '"' | '\'' => {
+                    quote = Some(c);
+                    quoted.clear();
+                }
+                '{' | '[' => {
+                    depth += 1;
+                    expect_key = c == '{' && depth == 1;
+                }
+                '}' | ']' => {
+                    depth = depth.saturating_sub(1);
+                    if depth == 0 {
+                        return seen;
+                    }
+                }
+                ',' => expect_key = depth == 1,
+                c if c.is_whitespace() => {}
+                _ => {
+                    if expect_key && depth == 1 && is_key_line(&text[i..], name) {
+                        seen.push(n + 1);
+                    }
+                    expect_key = false;
+                }
+            }
+        }
+    }
+    seen
 }
 
 /// The line of a parse error when that line is indented with a tab, which YAML forbids
@@ -2300,10 +2366,23 @@ mod tests {
             matches!(&e, ConfigError::InvalidAt { line: 6, key, .. } if key.ends_with(".b")),
             "{e}"
         );
-        // In a flow mapping: the parser's words and position.
-        let e =
-            parse_plain_yaml::<Outer>(p, "inner: {}\nheaders: {x-key: a, x-key: b}\n").unwrap_err();
-        assert!(e.to_string().contains("duplicate entry with key"), "{e}");
+        // In a flow mapping, over lines as the Collector README writes them.
+        let e = parse_plain_yaml::<Outer>(
+            p,
+            "inner: {}\nheaders: {\n  x-key: \"a, x-key: b\",\n  y: \"{x-key: 1}\",\n  'x-key': b\n}\n",
+        )
+        .unwrap_err();
+        assert!(
+            matches!(&e, ConfigError::InvalidAt { line: 5, key, message, .. }
+                if key == "headers.x-key" && message.contains("first at line 3")),
+            "{e}"
+        );
+        let e = parse_plain_yaml::<Outer>(p, "inner: {a: 1,\n  list: [{a: 2}],\n  a: 3}\n")
+            .unwrap_err();
+        assert!(
+            matches!(&e, ConfigError::InvalidAt { line: 3, key, .. } if key == "inner.a"),
+            "{e}"
+        );
         // Into a map, which serde fills with the last value without a word.
         let e = parse_plain_yaml::<Outer>(p, "inner: {}\nheaders:\n  x-key: a\n  x-key: b\n")
             .unwrap_err();
