@@ -498,7 +498,8 @@ fn processors_around_tail_sampling_are_named() {
 /// tail_sampling keeping errors, batch, an otlp exporter, a logs pipeline beside it) given
 /// to the gateway binary as `--config` alone; errored and healthy traces sent to the
 /// receiver it names.
-/// Guarantees: the gateway serves on the receiver's endpoint, decides with the file's own
+/// Guarantees: the gateway serves on the receiver's endpoint and its metrics on the
+/// telemetry address, decides with the file's own
 /// tail_sampling processor, and sends the kept trace (only) to the file's exporter;
 /// `--check` on the file says ok once and names what is not applied; a misspelt key in
 /// an exporter is refused naming the exporter's line.
@@ -511,16 +512,19 @@ async fn a_whole_collector_config_runs_the_gateway() {
         CaptureBackend::start("127.0.0.1:0".parse().unwrap(), stop.clone())
             .await
             .unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let free_port = || {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    };
+    let (port, metrics_port) = (free_port(), free_port());
     let dir = std::env::temp_dir().join(format!("tailgate-whole-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let config = dir.join("otelcol.yaml");
     let text = format!(
-        "receivers:\n  otlp:\n    protocols:\n      grpc:\n        endpoint: 127.0.0.1:{port}\nprocessors:\n  memory_limiter: {{check_interval: 1s, limit_mib: 400}}\n  batch: {{}}\n  tail_sampling:\n    decision_wait: 1s\n    policies:\n      - {{name: errors, type: status_code, status_code: {{status_codes: [ERROR]}}}}\nexporters:\n  debug: {{}}\n  otlp/backend:\n    endpoint: {backend_addr}\n    tls:\n      insecure: true\n    compression: none\nservice:\n  telemetry: {{metrics: {{level: none}}}}\n  pipelines:\n    traces:\n      receivers: [otlp]\n      processors: [memory_limiter, tail_sampling, batch]\n      exporters: [otlp/backend]\n    logs:\n      receivers: [otlp]\n      exporters: [debug]\n"
+        "receivers:\n  otlp:\n    protocols:\n      grpc:\n        endpoint: 127.0.0.1:{port}\nprocessors:\n  memory_limiter: {{check_interval: 1s, limit_mib: 400}}\n  batch: {{}}\n  tail_sampling:\n    decision_wait: 1s\n    policies:\n      - {{name: errors, type: status_code, status_code: {{status_codes: [ERROR]}}}}\nexporters:\n  debug: {{}}\n  otlp/backend:\n    endpoint: {backend_addr}\n    tls:\n      insecure: true\n    compression: none\nservice:\n  telemetry: {{metrics: {{address: 127.0.0.1:{metrics_port}}}}}\n  pipelines:\n    traces:\n      receivers: [otlp]\n      processors: [memory_limiter, tail_sampling, batch]\n      exporters: [otlp/backend]\n    logs:\n      receivers: [otlp]\n      exporters: [debug]\n"
     );
     std::fs::write(&config, &text).unwrap();
     let check = std::process::Command::new(env!("CARGO_BIN_EXE_tailgate-gateway"))
@@ -619,10 +623,23 @@ async fn a_whole_collector_config_runs_the_gateway() {
         "{all:?}"
     );
     client.export(req).await.unwrap();
+    // Both traces decided, as the gateway's own counters say (on the telemetry address the
+    // file names): then nothing more is coming for the dropped one. Bounded: 15 s.
+    let metrics = std::net::SocketAddr::from(([127, 0, 0, 1], metrics_port));
+    let decided = |text: &str| {
+        text.contains("tailgate_gateway_decisions_total{decision=\"sampled\"} 1\n")
+            && text.contains("tailgate_gateway_decisions_total{decision=\"not_sampled\"} 1\n")
+    };
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(15);
+    while !decided(&crate::common::admin_get(metrics, "/metrics").await)
+        && tokio::time::Instant::now() < deadline
+    {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let scraped = crate::common::admin_get(metrics, "/metrics").await;
+    assert!(decided(&scraped), "{scraped}");
     crate::common::wait_for_spans(&[&backend], kept_spans, std::time::Duration::from_secs(15))
         .await;
-    // Another second for anything the decision should not have sent.
-    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
     assert_eq!(backend.spans(), kept_spans);
     drop(child);
     stop.cancel();

@@ -1046,7 +1046,7 @@ async fn a_stalled_request_does_not_hold_the_drain() {
         .await;
         sent += 6;
     }
-    assert!(admin_get(admin_addr, "/readyz")
+    assert!(common::admin_get(admin_addr, "/readyz")
         .await
         .starts_with("HTTP/1.1 200"));
     let stalled = tailgate_core::test_util::stalled_upload(http)
@@ -1059,12 +1059,12 @@ async fn a_stalled_request_does_not_hold_the_drain() {
     // deadline), health and metrics still answer: not ready, and scraped.
     let mut not_ready = false;
     while !not_ready && started.elapsed() < Duration::from_secs(1) {
-        not_ready = admin_get(admin_addr, "/readyz")
+        not_ready = common::admin_get(admin_addr, "/readyz")
             .await
             .starts_with("HTTP/1.1 503");
     }
     assert!(not_ready, "/readyz said 503 during the drain");
-    let metrics = admin_get(admin_addr, "/metrics").await;
+    let metrics = common::admin_get(admin_addr, "/metrics").await;
     assert!(
         metrics.starts_with("HTTP/1.1 200") && metrics.contains("tailgate_gateway_held_bytes"),
         "{metrics}"
@@ -1141,7 +1141,7 @@ async fn spans_lost_at_the_drain_deadline_are_scraped_before_exit() {
     let lost_line = format!("tailgate_gateway_drain_lost_spans_total {sent}\n");
     let mut scraped = None;
     while scraped.is_none() && started.elapsed() < Duration::from_secs(10) {
-        let metrics = admin_get(admin_addr, "/metrics").await;
+        let metrics = common::admin_get(admin_addr, "/metrics").await;
         if metrics.contains(&lost_line) {
             scraped = Some(started.elapsed());
         } else {
@@ -1317,19 +1317,4 @@ async fn peer_traffic_uses_a_port_of_its_own() {
     for p in pods {
         p.served.await.unwrap().unwrap();
     }
-}
-
-/// The raw answer to `GET path` on an admin listener ("" when it cannot be reached).
-async fn admin_get(addr: std::net::SocketAddr, path: &str) -> String {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let Ok(mut s) = tokio::net::TcpStream::connect(addr).await else {
-        return String::new();
-    };
-    let request = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
-    if s.write_all(request.as_bytes()).await.is_err() {
-        return String::new();
-    }
-    let mut out = String::new();
-    s.read_to_string(&mut out).await.ok();
-    out
 }

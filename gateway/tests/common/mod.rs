@@ -165,3 +165,18 @@ pub(crate) fn http_client(
     http.client_with(auth, &tailgate_core::proxy::ProxyEnv::default())
         .unwrap()
 }
+
+/// The raw answer to `GET path` on an admin listener ("" when it cannot be reached).
+pub(crate) async fn admin_get(addr: std::net::SocketAddr, path: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let Ok(mut s) = tokio::net::TcpStream::connect(addr).await else {
+        return String::new();
+    };
+    let request = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    if s.write_all(request.as_bytes()).await.is_err() {
+        return String::new();
+    }
+    let mut out = String::new();
+    s.read_to_string(&mut out).await.ok();
+    out
+}
