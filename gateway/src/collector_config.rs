@@ -21,7 +21,9 @@
 //! counterpart to read.
 
 use serde_yaml_ng::{Mapping, Value};
-use tailgate_core::collector::{admin, err, kind_of, metrics, names, receive};
+use tailgate_core::collector::{
+    admin, err, kind_of, listed, metrics, names, other_pipelines, receive,
+};
 pub use tailgate_core::collector::{Section, TranslateError, Translated};
 
 /// Reads `top`, a whole Collector config, for the gateway, from the traces `pipelines`
@@ -49,29 +51,9 @@ pub fn translate(top: &Value, pipelines: &[String]) -> Result<Translated, Transl
             ));
         }
     }
-    let mut receivers: Vec<&str> = Vec::new();
-    let mut exporters: Vec<&str> = Vec::new();
-    for (_, p) in &chosen {
-        for r in names(p, "receivers") {
-            if !receivers.contains(&r) {
-                receivers.push(r);
-            }
-        }
-        for e in names(p, "exporters") {
-            if !exporters.contains(&e) {
-                exporters.push(e);
-            }
-        }
-    }
-    let others: Vec<&str> = defined
-        .and_then(Value::as_mapping)
-        .map(|m| {
-            m.keys()
-                .filter_map(Value::as_str)
-                .filter(|k| !pipelines.iter().any(|p| p == k))
-                .collect()
-        })
-        .unwrap_or_default();
+    let receivers = listed(&chosen, "receivers");
+    let exporters = listed(&chosen, "exporters");
+    let others = other_pipelines(top, &chosen);
     if !others.is_empty() {
         out.notes.push(format!(
             "service.pipelines: {} not taken: the gateway reads the pipeline of its tail_sampling processor",

@@ -26,7 +26,9 @@
 //!   port; `level: none` turns it off) as `metrics`.
 
 use serde_yaml_ng::{Mapping, Value};
-use tailgate_core::collector::{admin, err, keys, kind_of, metrics, names, port, receive, unknown};
+use tailgate_core::collector::{
+    admin, err, keys, kind_of, listed, metrics, names, other_pipelines, port, receive, unknown,
+};
 pub use tailgate_core::collector::{Section, TranslateError, Translated};
 
 /// Reads `top`, a whole Collector config, for the router.
@@ -51,17 +53,10 @@ pub fn translate(top: &Value) -> Result<Translated, TranslateError> {
                 .any(|e| kind_of(e) == "loadbalancing")
         })
         .collect();
-    let mut exporters: Vec<&str> = with_lb
-        .iter()
-        .flat_map(|(_, p)| names(p, "exporters"))
+    let exporters: Vec<&str> = listed(&with_lb, "exporters")
+        .into_iter()
         .filter(|e| kind_of(e) == "loadbalancing")
         .collect();
-    let mut seen = Vec::new();
-    exporters.retain(|e| {
-        let first = !seen.contains(e);
-        seen.push(*e);
-        first
-    });
     let exporter = match exporters[..] {
         [] => {
             return Err(err(
@@ -99,30 +94,14 @@ pub fn translate(top: &Value) -> Result<Translated, TranslateError> {
             ));
         }
     }
-    let other_pipelines: Vec<&str> = pipelines
-        .and_then(Value::as_mapping)
-        .map(|m| {
-            m.keys()
-                .filter_map(Value::as_str)
-                .filter(|k| !with_lb.iter().any(|(n, _)| n == k))
-                .collect()
-        })
-        .unwrap_or_default();
+    let other_pipelines = other_pipelines(top, &with_lb);
     if !other_pipelines.is_empty() {
         out.notes.push(format!(
             "service.pipelines: {} not taken: the router reads the traces pipeline of the loadbalancing exporter (it routes traces only)",
             other_pipelines.join(", ")
         ));
     }
-    let receivers: Vec<&str> = {
-        let mut r: Vec<&str> = Vec::new();
-        for name in with_lb.iter().flat_map(|(_, p)| names(p, "receivers")) {
-            if !r.contains(&name) {
-                r.push(name);
-            }
-        }
-        r
-    };
+    let receivers = listed(&with_lb, "receivers");
     out.sections.push(receive(top, &receivers, &mut out.notes)?);
     let lb_key = format!("exporters.{exporter}");
     let lb = top
