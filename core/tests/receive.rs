@@ -473,6 +473,20 @@ async fn trickled_headers_are_cut_at_ten_seconds() {
     );
 }
 
+/// Writes `bytes` on a new connection to `addr` and returns the first answer read (at
+/// most 512 bytes, within 5 s: these requests are answered at once, before any timeout).
+async fn raw_answer(addr: &str, bytes: &[u8]) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut conn = tokio::net::TcpStream::connect(addr).await.unwrap();
+    conn.write_all(bytes).await.unwrap();
+    let mut answer = vec![0; 512];
+    let n = tokio::time::timeout(std::time::Duration::from_secs(5), conn.read(&mut answer))
+        .await
+        .expect("answered at once")
+        .unwrap();
+    String::from_utf8_lossy(&answer[..n]).into_owned()
+}
+
 /// Scenario: over HTTP/1.1, a connection that sends 20 KiB of one header line (and would
 /// stall there), one that sends 101 small headers; a request with an 8 KiB header (a long
 /// token) and a 900 KB body.
@@ -481,38 +495,23 @@ async fn trickled_headers_are_cut_at_ten_seconds() {
 /// real headers fit and bodies stream through the smaller buffer.
 #[tokio::test]
 async fn http1_header_read_ahead_is_bounded() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let s = start().await;
     let addr = s
         .http
         .trim_start_matches("http://")
         .trim_end_matches("/v1/traces");
-    let mut conn = tokio::net::TcpStream::connect(addr).await.unwrap();
     let mut head = b"POST /v1/traces HTTP/1.1\r\nHost: x\r\nX-Pad: ".to_vec();
     head.resize(head.len() + (20 << 10), b'a');
-    conn.write_all(&head).await.unwrap();
-    let mut answer = vec![0; 64];
-    let n = tokio::time::timeout(std::time::Duration::from_secs(5), conn.read(&mut answer))
-        .await
-        .expect("answered before the request timeout")
-        .unwrap();
-    let answer = String::from_utf8_lossy(&answer[..n]);
+    let answer = raw_answer(addr, &head).await;
     assert!(answer.starts_with("HTTP/1.1 431"), "{answer}");
 
     // More than 100 headers, though small (docs/configuration.md says so): 431 as well.
-    let mut conn = tokio::net::TcpStream::connect(addr).await.unwrap();
     let mut head = b"POST /v1/traces HTTP/1.1\r\nHost: x\r\n".to_vec();
     for i in 0..101 {
         head.extend_from_slice(format!("X-H{i}: v\r\n").as_bytes());
     }
     head.extend_from_slice(b"\r\n");
-    conn.write_all(&head).await.unwrap();
-    let mut answer = vec![0; 64];
-    let n = tokio::time::timeout(std::time::Duration::from_secs(5), conn.read(&mut answer))
-        .await
-        .expect("answered at once")
-        .unwrap();
-    let answer = String::from_utf8_lossy(&answer[..n]);
+    let answer = raw_answer(addr, &head).await;
     assert!(answer.starts_with("HTTP/1.1 431"), "{answer}");
 
     let req = FakeOtlp::traces(90).spans(40).attrs(6).build();
@@ -541,26 +540,18 @@ async fn http1_header_read_ahead_is_bounded() {
 /// what was taken).
 #[tokio::test]
 async fn grpc_over_http1_is_refused_before_anything_is_taken() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let s = start().await;
     let addr = s.grpc.trim_start_matches("http://");
     let body = FakeOtlp::traces(1).build().encode_to_vec();
-    let mut framed = vec![0u8];
-    framed.extend_from_slice(&(body.len() as u32).to_be_bytes());
-    framed.extend_from_slice(&body);
-    let mut conn = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let head = format!(
+    let mut request = format!(
         "POST /opentelemetry.proto.collector.trace.v1.TraceService/Export HTTP/1.1\r\nHost: x\r\nContent-Type: application/grpc\r\nTE: trailers\r\nContent-Length: {}\r\n\r\n",
-        framed.len()
-    );
-    conn.write_all(head.as_bytes()).await.unwrap();
-    conn.write_all(&framed).await.unwrap();
-    let mut answer = vec![0; 512];
-    let n = tokio::time::timeout(std::time::Duration::from_secs(5), conn.read(&mut answer))
-        .await
-        .expect("answered")
-        .unwrap();
-    let answer = String::from_utf8_lossy(&answer[..n]).to_ascii_lowercase();
+        body.len() + 5
+    )
+    .into_bytes();
+    request.push(0);
+    request.extend_from_slice(&(body.len() as u32).to_be_bytes());
+    request.extend_from_slice(&body);
+    let answer = raw_answer(addr, &request).await.to_ascii_lowercase();
     assert!(answer.starts_with("http/1.1 505"), "{answer}");
     assert!(answer.contains("grpc-status: 12"), "{answer}");
     assert!(s.sink.bodies.lock().unwrap().is_empty());
