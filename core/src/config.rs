@@ -302,22 +302,20 @@ pub fn parse_plain_yaml<T: DeserializeOwned>(path: &Path, text: &str) -> Result<
                 key: "(indentation)".into(),
                 message: "this line is indented with a tab; YAML indents with spaces only".into(),
             },
-            None if duplicate_key(path, &error, text).is_some() => {
-                duplicate_key(path, &error, text).unwrap_or(ConfigError::Parse {
-                    path: path.to_owned(),
-                    error,
-                })
-            }
-            None => match unknown_top_key_line(&error, text) {
+            None => match (
+                duplicate_key(path, &error, text),
+                unknown_top_key_line(&error, text),
+            ) {
+                (Some(duplicate), _) => duplicate,
                 // serde_yaml gives no position for the document's first key, nor for a top-level
                 // key written twice: found by its name.
-                Some((line, key)) => ConfigError::InvalidAt {
+                (None, Some((line, key))) => ConfigError::InvalidAt {
                     path: path.to_owned(),
                     line,
                     key,
                     message: readable(&error.to_string()),
                 },
-                None => ConfigError::Parse {
+                (None, None) => ConfigError::Parse {
                     path: path.to_owned(),
                     error,
                 },
