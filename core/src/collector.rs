@@ -109,6 +109,15 @@ pub fn read_section<T: serde::de::DeserializeOwned>(value: &Value) -> Result<T, 
     })
 }
 
+/// A listen address section (`admin`, `metrics`): `None` when off (null).
+pub fn listen_section(value: &Value) -> Result<Option<std::net::SocketAddr>, String> {
+    value.as_str().map_or(Ok(None), |a| {
+        crate::config::listen_addr::parse(a)
+            .map(Some)
+            .map_err(|e| e.to_string())
+    })
+}
+
 /// An error reading the block at `from` ([`read_section`]'s message): at the key inside
 /// it the message's path names (`exporters.otlp.tls.ca_fil`), so that the error's line is
 /// that key's, with the message's own words after its path.

@@ -370,12 +370,8 @@ impl GatewayConfig {
                 let e = tailgate_core::collector::section_error(from, &e.to_string());
                 at(e.key, e.message)
             };
-            let listen = |v: &serde_yaml_ng::Value| match v.as_str() {
-                None => Ok(None),
-                Some(a) => tailgate_core::config::listen_addr::parse(a)
-                    .map(Some)
-                    .map_err(|e| bad(&s.from, &e)),
-            };
+            let listen =
+                |v| tailgate_core::collector::listen_section(v).map_err(|e| bad(&s.from, &e));
             match s.key {
                 "receive" => {
                     config.receive = tailgate_core::collector::read_section(&s.value)

@@ -274,12 +274,7 @@ impl RouterConfig {
                 let e = tailgate_core::collector::section_error(&s.from, &e.to_string());
                 at(e.key, e.message)
             };
-            let listen = |v: &serde_yaml_ng::Value| match v.as_str() {
-                None => Ok(None),
-                Some(a) => tailgate_core::config::listen_addr::parse(a)
-                    .map(Some)
-                    .map_err(|e| bad(&e)),
-            };
+            let listen = |v| tailgate_core::collector::listen_section(v).map_err(|e| bad(&e));
             match s.key {
                 "receive" => {
                     config.receive =
