@@ -473,6 +473,30 @@ async fn trickled_headers_are_cut_at_ten_seconds() {
     );
 }
 
+/// Scenario: gRPC requests with a `grpc-timeout` outside the spec's form (nine digits, a
+/// bad unit), then one in it. Guarantees: the first two are refused `INTERNAL` naming the
+/// value, as grpc-go answers, and nothing is taken; the third is taken.
+#[tokio::test]
+async fn a_malformed_grpc_timeout_is_refused_internal() {
+    let s = start().await;
+    let body = grpc_message(0, &FakeOtlp::traces(1).build().encode_to_vec());
+    let ct = ("content-type", "application/grpc");
+    for bad in ["1000000000S", "5X"] {
+        let (st, code, message) = raw_grpc(
+            &s.grpc,
+            &[ct, ("grpc-timeout", bad)],
+            frames(vec![body.clone()]),
+        )
+        .await;
+        assert_eq!((st, code.as_str()), (200, "13"), "{bad}: {message}");
+        assert!(message.contains("malformed grpc-timeout"), "{message}");
+    }
+    assert!(s.sink.bodies.lock().unwrap().is_empty());
+    let (_, code, message) =
+        raw_grpc(&s.grpc, &[ct, ("grpc-timeout", "5S")], frames(vec![body])).await;
+    assert_eq!(code, "0", "{message}");
+}
+
 /// Writes `bytes` on a new connection to `addr` and returns the first answer read (at
 /// most 512 bytes, within 5 s: these requests are answered at once, before any timeout).
 async fn raw_answer(addr: &str, bytes: &[u8]) -> String {

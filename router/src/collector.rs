@@ -427,6 +427,35 @@ mod tests {
         );
     }
 
+    /// Scenario: a receiver block with the keys the table in docs/configuration.md says are
+    /// taken, no health_check enabled, and telemetry `level: none`.
+    /// Guarantees: each lands on its receive key (the larger size limit, the connection
+    /// ages, cors, the traces path, one tls); admin and metrics are off.
+    #[test]
+    fn the_receivers_settings_are_taken_as_documented() {
+        let t = read("receivers:\n  otlp:\n    protocols:\n      grpc:\n        endpoint: 0.0.0.0:4317\n        max_recv_msg_size_mib: 8\n        max_concurrent_streams: 64\n        tls: {cert_file: c.pem, key_file: k.pem}\n        keepalive: {server_parameters: {max_connection_age: 60s, max_connection_age_grace: 10s, time: 30s}}\n      http:\n        endpoint: 0.0.0.0:4318\n        max_request_body_size: 4194304\n        tls: {cert_file: c.pem, key_file: k.pem}\n        cors: {allowed_origins: ['https://*.example.com']}\n        traces_url_path: /otlp/v1/traces\nexporters: {loadbalancing: {resolver: {static: {hostnames: [a]}}}}\nservice:\n  telemetry: {metrics: {level: none}}\n  pipelines: {traces: {receivers: [otlp], exporters: [loadbalancing]}}\n").unwrap();
+        let r = section(&t, "receive");
+        assert_eq!(r["max_request_bytes"], Value::from(8u64 << 20));
+        assert_eq!(r["max_concurrent_streams"], Value::from(64));
+        assert_eq!(r["max_connection_age"], Value::from("60s"));
+        assert_eq!(r["max_connection_age_grace"], Value::from("10s"));
+        assert_eq!(r["tls"]["cert_file"], Value::from("c.pem"));
+        assert_eq!(
+            r["cors"]["allowed_origins"][0],
+            Value::from("https://*.example.com")
+        );
+        assert_eq!(r["traces_url_path"], Value::from("/otlp/v1/traces"));
+        assert!(
+            t.notes
+                .iter()
+                .any(|n| n.contains("server_parameters.time not applied")),
+            "{:?}",
+            t.notes
+        );
+        assert!(section(&t, "admin").is_null());
+        assert!(section(&t, "metrics").is_null());
+    }
+
     /// Scenario: configs the router cannot honour.
     /// Guarantees: each is refused naming the Collector key, in the Collector's words
     /// where it has them.

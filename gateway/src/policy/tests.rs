@@ -369,7 +369,7 @@ fn inverted_matches_are_plain_verdicts_on_the_negated_condition() {
 
 /// Scenario: numeric_attribute bounds of 0, and a range with min above max.
 /// Guarantees: as the Collector, 0 is no bound (`min_value: 0` does not stop -5), and an
-/// empty range loads with a warning and matches nothing.
+/// empty range loads with a warning and matches nothing (inverted, everything).
 #[test]
 fn numeric_attribute_reads_a_zero_bound_as_none() {
     use tailgate_core::wire::attrs::AttrValue::Int;
@@ -386,6 +386,10 @@ fn numeric_attribute_reads_a_zero_bound_as_none() {
     assert!(decide_attrs(&below, &[("code", Int(5), false)]));
     let empty = y("{key: code, min_value: 10, max_value: 5}");
     assert!(!decide_attrs(&empty, &[("code", Int(7), false)]));
+    // Inverted, an empty range keeps every trace (docs/policies.md).
+    let inverted = y("{key: code, min_value: 10, max_value: 5, invert_match: true}");
+    assert!(decide_attrs(&inverted, &[("code", Int(7), false)]));
+    assert!(decide_attrs(&inverted, &[("other", Int(7), false)]));
     let file = PolicyFile::parse(Path::new("p.yaml"), &empty).expect("loads, as in the Collector");
     assert!(
         file.ignored_options
