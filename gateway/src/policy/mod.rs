@@ -1167,11 +1167,22 @@ impl PolicyFile {
                 ),
             ));
         }
-        if raw.num_shards.is_some() {
-            ignored_options.push(
+        if let Some(n) = raw.num_shards {
+            let mut note =
                 "num_shards: Tailgate shards every gateway by buffer.shards in the gateway config"
-                    .to_owned(),
-            );
+                    .to_owned();
+            // The Collector divides a composite's budget among its shards (each shard
+            // counts its own spans per second); Tailgate's is one count per gateway.
+            if n > 1
+                && policies
+                    .iter()
+                    .any(|p| matches!(p.kind, PolicyKind::Composite(_)))
+            {
+                note.push_str(&format!(
+                    "; a composite's max_total_spans_per_second stays one budget for the gateway, where the Collector gives each of its {n} shards 1/{n} of it (the same total, but no trace larger than a shard's part is ever kept there)"
+                ));
+            }
+            ignored_options.push(note);
         }
         if raw.tail_storage.is_some() {
             return Err(invalid(

@@ -448,6 +448,28 @@ fn collector_processor_options_are_accepted() {
     assert!(f.ignored_options[0].starts_with("block_on_overflow"));
 }
 
+/// Scenario: `num_shards` with and without a composite. Guarantees: the option is
+/// accepted with a note, and with a composite the note says the budget is not divided
+/// among shards as the Collector's sharded processor divides it (policies.md, Departures).
+#[test]
+fn num_shards_notes_the_undivided_composite_budget() {
+    let head = "tail_sampling:\n  num_shards: 4\n  policies:\n";
+    let plain = parse(&format!("{head}    - {{name: all, type: always_sample}}\n")).unwrap();
+    assert_eq!(plain.ignored_options.len(), 1);
+    assert!(plain.ignored_options[0].starts_with("num_shards:"));
+    assert!(!plain.ignored_options[0].contains("composite"));
+    let composite = parse(&format!(
+        "{head}    - name: c\n      type: composite\n      composite:\n        max_total_spans_per_second: 100\n        policy_order: [a]\n        composite_sub_policy:\n          - {{name: a, type: always_sample}}\n        rate_allocation:\n          - {{policy: a, percent: 100}}\n"
+    ))
+    .unwrap();
+    let note = composite
+        .ignored_options
+        .iter()
+        .find(|o| o.starts_with("num_shards:"))
+        .unwrap();
+    assert!(note.contains("1/4"), "{note}");
+}
+
 /// Scenario: a drop policy listed after a sampling one, with and without
 /// sample_on_first_match. Guarantees: as the Collector (processor.go moves drop policies to
 /// the front and evaluates them for every trace), a matching drop drops the trace even
