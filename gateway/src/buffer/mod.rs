@@ -1032,16 +1032,22 @@ impl TraceBuffer {
         futures_util::future::join_all(sends).await;
     }
 
-    /// What of the buffer kept spans waiting for a slow or down backend take (see
-    /// [`crate::metrics::ExporterStats::parked_bytes`]), for a refusal's message; empty when
-    /// none do.
+    /// What of the buffer kept spans waiting for a slow or down backend take, for a
+    /// refusal's message: per exporter with spans parked (see
+    /// [`crate::metrics::ExporterStats::parked_bytes`]) or a failing backend, its parked and
+    /// queued bytes (both are pending export: a queue larger than the buffer fills it with
+    /// nothing parked); empty when none do.
     fn parked_for(&self) -> String {
         let parked: Vec<String> = self
             .stats
             .exporters()
             .iter()
-            .filter(|e| e.parked_bytes.get() > 0)
-            .map(|e| format!("{} bytes for exporter {}", e.parked_bytes.get(), e.name))
+            .filter_map(|e| {
+                let parked = e.parked_bytes.get();
+                let queued = e.queue_bytes.get();
+                (parked > 0 || (queued > 0 && e.retry.is_failing()))
+                    .then(|| format!("{} bytes for exporter {}", parked + queued, e.name))
+            })
             .collect();
         if parked.is_empty() {
             String::new()
