@@ -442,6 +442,32 @@ async fn otlp_http_sent_to_the_grpc_port_is_refused_not_lost() {
     assert!(s.sink.bodies.lock().unwrap().is_empty());
 }
 
+/// Scenario: a gRPC client (tonic, as the SDKs' gRPC exporters) pointed at the OTLP/HTTP
+/// port by mistake.
+/// Guarantees: it gets a gRPC status, UNIMPLEMENTED, naming the port gRPC goes to (a
+/// trial with real SDKs saw "received HTTP status 404" with no hint); the request is
+/// counted as refused and nothing reaches the sink.
+#[tokio::test]
+async fn a_grpc_client_on_the_http_port_is_told_where_grpc_goes() {
+    let s = start().await;
+    let base = s.http.trim_end_matches("/v1/traces").to_owned();
+    let grpc_port = s.grpc.rsplit(':').next().unwrap();
+    let mut client = TraceServiceClient::connect(base).await.unwrap();
+    let status = client
+        .export(FakeOtlp::traces(1).spans(2).build())
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), tonic::Code::Unimplemented, "{status:?}");
+    assert!(
+        status.message().contains(&format!(
+            "send OTLP/gRPC to the gRPC receiver, port {grpc_port}"
+        )),
+        "{status:?}"
+    );
+    assert_eq!(*s.sink.refused.lock().unwrap(), ["invalid"]);
+    assert!(s.sink.bodies.lock().unwrap().is_empty());
+}
+
 /// Scenario: a receiver with a minute's `request_timeout`, and an HTTP/1.1 connection
 /// that sends half its headers and stalls (slowloris), on a paused clock.
 /// Guarantees: the connection is closed after 10 s, not the minute: trickled headers hold

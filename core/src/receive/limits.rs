@@ -353,6 +353,9 @@ pub struct Limits {
     /// The OTLP/HTTP receiver's port as configured (`receive.http`), named to a sender that
     /// sends OTLP/HTTP to the gRPC receiver; `None` when there is none.
     pub http_port: Option<u16>,
+    /// The OTLP/gRPC receiver's port as configured (`receive.grpc`), named to a gRPC client
+    /// pointed at the HTTP receiver; `None` when there is none.
+    pub grpc_port: Option<u16>,
     /// The OTLP/HTTP traces path (`receive.traces_url_path`, with its leading `/`).
     pub traces_path: std::sync::Arc<str>,
 }
@@ -404,6 +407,7 @@ impl Limits {
             tls: None,
             peer_traffic: super::auth::PeerTraffic::Mixed,
             http_port: c.http.map(|a| a.port()),
+            grpc_port: c.grpc.map(|a| a.port()),
             traces_path: c.traces_path().into(),
         }
     }

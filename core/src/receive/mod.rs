@@ -125,14 +125,16 @@ impl Listeners {
         limits: Limits,
         shutdown: tokio_util::sync::CancellationToken,
     ) -> std::io::Result<()> {
-        // The port the HTTP receiver really listens on (`:0` in a config picks one), or
-        // none: what the gRPC receiver names to OTLP/HTTP sent to it.
-        let limits = Limits {
-            http_port: self
-                .http
-                .as_ref()
+        // The ports the receivers really listen on (`:0` in a config picks one), or none:
+        // what each names to a sender of the other protocol.
+        let port = |l: &Option<TcpListener>| {
+            l.as_ref()
                 .and_then(|l| l.local_addr().ok())
-                .map(|a| a.port()),
+                .map(|a| a.port())
+        };
+        let limits = Limits {
+            http_port: port(&self.http),
+            grpc_port: port(&self.grpc),
             ..limits
         };
         let grpc = {
