@@ -16,8 +16,10 @@
 //!
 //! The mapping is protobuf's JSON mapping as OTLP specifies it: lowerCamelCase names, ids
 //! in hex, `bytes` values in base64, 64-bit integers as strings, enums as numbers. A field
-//! absent from the wire is left out (protobuf encoders leave out default values, so
-//! nothing is lost); unknown fields are skipped, as decoders skip them.
+//! absent from the wire is left out, and so is a scalar written at its default (zero, or
+//! empty: the same value in proto3, which most encoders leave out and some write), as
+//! the Collector's file exporter writes them; unknown fields are skipped, as decoders
+//! skip them.
 
 use std::io::{self, Write};
 
@@ -269,7 +271,14 @@ fn message(msg: Msg, buf: &[u8], out: &mut impl Write, depth: u32) -> Result<(),
                     _ => found = vec![f],
                 }
             }
-            if !found.is_empty() {
+            // A scalar at its default is left out, as when the encoder left it out (proto3:
+            // the two are the same value); some encoders (the JavaScript SDK's) write
+            // zeros. The oneof members of `AnyValue` are written apart, zero or not.
+            let default = match (kind, found.as_slice()) {
+                (Kind::Message(_), _) | (_, []) => found.is_empty(),
+                (_, [.., (s, e)]) => is_default(kind, &buf[*s..*e]),
+            };
+            if !default {
                 begin_key(out, &mut first, key)?;
                 merged(kind, buf, &found, out, depth)?;
             }
@@ -406,6 +415,19 @@ fn value(kind: Kind, v: &[u8], out: &mut impl Write, depth: u32) -> Result<(), J
         Kind::Message(msg) => message(msg, v, out, depth + 1)?,
     }
     Ok(())
+}
+
+/// Whether `v`, a scalar field's payload or encoded value, is its type's default: empty,
+/// zero, or a double of +0.0 (whose bits are all zero; -0.0 is written).
+fn is_default(kind: Kind, v: &[u8]) -> bool {
+    match kind {
+        Kind::Uint32 | Kind::Enum | Kind::Bool | Kind::Int64 => {
+            matches!(read_varint(v, 0), (0, read) if read > 0)
+        }
+        Kind::Str | Kind::Hex | Kind::Base64 => v.is_empty(),
+        Kind::Fixed64 | Kind::Fixed32 | Kind::Double => v.iter().all(|&b| b == 0),
+        Kind::Message(_) => false,
+    }
 }
 
 fn varint(v: &[u8]) -> Result<u64, JsonWriteError> {
@@ -634,6 +656,62 @@ mod tests {
         // Every event is written, an object each, in small pieces.
         assert!(count.braces > 250 * 2000, "{}", count.braces);
         assert!(count.largest < 100, "{}", count.largest);
+    }
+
+    /// Scenario: a span whose encoder wrote its default values (as the JavaScript SDK
+    /// does): `droppedAttributesCount` 0, `kind` 0, an empty `traceState`, a status of code
+    /// 0, flags 0, and an attribute whose value is the int 0.
+    /// Guarantees: the defaults are left out, as the Collector's file exporter leaves
+    /// them out (a trial with real SDKs found them written); the attribute's 0 is kept (a
+    /// oneof member is a value, not a default); the line reads back to the same request.
+    #[test]
+    fn default_values_on_the_wire_are_left_out() {
+        let mut req = FakeOtlp::traces(1).spans(1).build();
+        req.resource_spans.truncate(1);
+        let rs = &mut req.resource_spans[0];
+        rs.scope_spans[0].spans.truncate(1);
+        let span = &mut rs.scope_spans[0].spans[0];
+        span.events.clear();
+        span.links.clear();
+        span.attributes.clear();
+        span.status = None;
+        span.trace_state.clear();
+        span.kind = 0;
+        span.dropped_attributes_count = 0;
+        span.flags = 0;
+        let mut span_bytes = span.encode_to_vec();
+        span_bytes.extend([0x50, 0x00]); // droppedAttributesCount: 0
+        span_bytes.extend([0x30, 0x00]); // kind: 0
+        span_bytes.extend([0x1a, 0x00]); // traceState: ""
+        span_bytes.extend([0x7a, 0x02, 0x18, 0x00]); // status { code: 0 }
+        span_bytes.extend([0x85, 0x01, 0, 0, 0, 0]); // flags: 0 (fixed32, field 16)
+        span_bytes.extend([0x4a, 0x07, 0x0a, 0x01, b'z', 0x12, 0x02, 0x18, 0x00]); // z = 0
+        let mut scope_spans = vec![0x12, span_bytes.len() as u8];
+        scope_spans.extend(&span_bytes);
+        let mut rs_bytes = vec![0x12, scope_spans.len() as u8];
+        rs_bytes.extend(scope_spans);
+        let mut body = vec![0x0a, rs_bytes.len() as u8];
+        body.extend(rs_bytes);
+
+        let decoded = ExportTraceServiceRequest::decode(&body[..]).unwrap();
+        let mut out = Vec::new();
+        write_json(&body, &mut out).unwrap();
+        let out = String::from_utf8(out).unwrap();
+        assert_eq!(read_back(&out), decoded, "{out}");
+        for key in [
+            "droppedAttributesCount",
+            "\"kind\"",
+            "traceState",
+            "flags",
+            "\"code\"",
+        ] {
+            assert!(!out.contains(key), "{key} in {out}");
+        }
+        assert!(out.contains(r#""status":{}"#), "{out}");
+        assert!(
+            out.contains(r#"{"key":"z","value":{"intValue":"0"}}"#),
+            "{out}"
+        );
     }
 
     /// Scenario: a span whose `status` comes twice (the code in the first, the message in
