@@ -465,7 +465,8 @@ impl GrpcClient {
                 None,
                 crate::tls::Dialer::new(connect_timeout(timeout), None)
                     .counting(connections.clone()),
-                Keepalive::default(),
+                Keepalive::default().pings(),
+                Keepalive::default().permit_without_stream,
             ),
             headers: map,
             timeout,
@@ -580,7 +581,17 @@ impl GrpcClient {
             Some(a) => dialer.to_address(a),
             None => dialer,
         };
-        http2_client(self.tls.as_ref(), dialer, self.keepalive)
+        let pings = if self.unreachable_ends {
+            liveness_pings(self.timeout)
+        } else {
+            self.keepalive.pings()
+        };
+        http2_client(
+            self.tls.as_ref(),
+            dialer,
+            pings,
+            self.keepalive.permit_without_stream,
+        )
     }
 
     /// Compresses at `params.level`, checked against the client's compression.
@@ -688,6 +699,13 @@ impl GrpcClient {
             headers.insert(PEER_AUTH_HEADER, secret.clone());
         }
         match tokio::time::timeout(self.timeout, self.exchange(request)).await {
+            Ok(Err(status)) if is_unanswered_ping(status.message()) => {
+                // As a request past its deadline: the server may have the data.
+                if chunks.iter().any(|c| !c.is_empty()) {
+                    self.retry.stats().unanswered.add(1);
+                }
+                Err(status)
+            }
             Ok(result) => result,
             Err(_elapsed) => {
                 // The server may have the data: what is sent again may arrive twice (an
@@ -711,7 +729,9 @@ impl GrpcClient {
     ) -> Result<Delivered, tonic::Status> {
         let response = self.client.request(request).await.map_err(|e| {
             let chain = error_chain(&e);
+            let unanswered_ping = is_unanswered_ping(&chain);
             let hint = match &self.tls {
+                _ if unanswered_ping => UNANSWERED_PING_HINT,
                 None => "",
                 // rustls's words for a plaintext answer to its hello.
                 Some(_) if chain.contains("InvalidContentType") => PLAINTEXT_SERVER_HINT,
@@ -722,7 +742,8 @@ impl GrpcClient {
                 "cannot reach {}: {chain}{hint}",
                 self.endpoint
             ));
-            if e.is_connect() {
+            // A server that does not answer pings is as good as unreachable.
+            if e.is_connect() || unanswered_ping {
                 status.metadata_mut().insert(
                     CONNECT_FAILED,
                     tonic::metadata::MetadataValue::from_static("1"),
@@ -906,8 +927,15 @@ impl GrpcClient {
     /// A client that gives a request up at once, with [`ForwardError::Unreachable`], when
     /// no connection to the endpoint can be made (refused, or not made within the connect
     /// timeout), instead of retrying it: for callers that can send it elsewhere.
+    ///
+    /// Such a client also pings a server that leaves a request unanswered (see
+    /// [`liveness_pings`]), and one that does not answer the ping counts as unreachable: a
+    /// paused or hung process whose kernel still takes connections (a black-box trial
+    /// froze a gateway: the router retried into it for the whole retry bound, holding every
+    /// sender) is routed around within seconds, as a dead one is.
     pub fn give_up_when_unreachable(mut self) -> Self {
         self.unreachable_ends = true;
+        self.rebuild();
         self
     }
 
@@ -943,6 +971,26 @@ impl GrpcClient {
     }
 }
 
+/// The pings of a client that gives requests up when their server is unreachable: while a
+/// request is open, a second without a frame from the server sends an HTTP/2 PING, and an
+/// answer later than the connect timeout (60% of `timeout`, from one to five seconds)
+/// closes the connection, failing its requests as unreachable (see [`is_unanswered_ping`]).
+/// A server's HTTP/2 layer answers pings however busy its requests are, so only a process
+/// that does not run (paused, hung) or a path that drops packets misses one; at the
+/// default 5 s `timeout` that is known within about 4 s, before the request's own deadline.
+fn liveness_pings(timeout: Duration) -> (Option<Duration>, Duration) {
+    (
+        Some(Duration::from_secs(1)),
+        connect_timeout(timeout).max(Duration::from_secs(1)),
+    )
+}
+
+/// Whether `chain` (a failed request's error chain) says its connection was closed
+/// because the server did not answer a keep-alive ping in time (hyper's words).
+fn is_unanswered_ping(chain: &str) -> bool {
+    chain.contains("keep-alive timed out")
+}
+
 /// How long a connection may take to be made, for requests of `timeout`: well inside it
 /// (at most [`CONNECT_TIMEOUT`], 60% of it), so that a host that drops packets (a lost node)
 /// ends the attempt as a connect failure, which callers treat as "unreachable" and route
@@ -957,9 +1005,9 @@ fn connect_timeout(timeout: Duration) -> Duration {
 fn http2_client(
     tls: Option<&ClientTls>,
     dialer: crate::tls::Dialer,
-    keepalive: Keepalive,
+    (ping_interval, ping_timeout): (Option<Duration>, Duration),
+    ping_while_idle: bool,
 ) -> Transport<MessageBody> {
-    let (ping_interval, ping_timeout) = keepalive.pings();
     let mut builder = Client::builder(TokioExecutor::new());
     builder
         .http2_only(true)
@@ -968,7 +1016,7 @@ fn http2_client(
         .http2_initial_connection_window_size(CONNECTION_WINDOW)
         .http2_keep_alive_interval(ping_interval)
         .http2_keep_alive_timeout(ping_timeout)
-        .http2_keep_alive_while_idle(keepalive.permit_without_stream);
+        .http2_keep_alive_while_idle(ping_while_idle);
     Transport::new(&builder, tls, dialer, true)
 }
 
@@ -978,6 +1026,9 @@ fn http2_client(
 /// differently from run to run ("connection closed", "channel closed", "canceled").
 const TLS_HINT: &str = " (over TLS: if this persists, the server may be refusing this \
      client's certificate, or want one; its tls_failed_handshakes_total and log say)";
+
+const UNANSWERED_PING_HINT: &str = " (the server did not answer an HTTP/2 ping while a \
+     request waited: its process is paused or hung, or the path to it drops packets)";
 
 const PLAINTEXT_SERVER_HINT: &str = " (the server answered in plaintext, not TLS: for a \
      plaintext endpoint write http://, or set tls: {insecure: true}; an endpoint without a \

@@ -343,6 +343,40 @@ async fn unreachable_and_invalid_endpoints() {
     }
 }
 
+/// Scenario: a client that gives requests up when their server is unreachable (a router's,
+/// a gateway's to its peers) sends a request with data, under a 5 s deadline, to a
+/// listener that never accepts: a paused (SIGSTOP) or hung process, whose kernel still
+/// completes the connection while nothing reads or answers.
+/// Guarantees: the request ends as unreachable before its deadline (the server answered
+/// no HTTP/2 ping: a black-box trial saw a router retry into a frozen gateway for its
+/// whole 30 s retry bound, holding every sender), says why, and is counted unanswered
+/// (the server may hold the data).
+#[tokio::test]
+async fn a_server_that_answers_no_ping_is_unreachable() {
+    let paused = std::net::TcpListener::bind("127.0.0.3:0").unwrap();
+    let addr = paused.local_addr().unwrap();
+    let client = GrpcClient::new(
+        &addr.to_string(),
+        &[],
+        Duration::from_secs(5),
+        quick_retry(),
+    )
+    .unwrap()
+    .give_up_when_unreachable();
+    let body = Bytes::from(FakeOtlp::traces(1).spans(1).build().encode_to_vec());
+    let started = tokio::time::Instant::now();
+    let err = client.send(body).await.unwrap_err();
+    let took = started.elapsed();
+    assert!(matches!(err, ForwardError::Unreachable { .. }), "{err}");
+    assert!(
+        err.to_string().contains("did not answer an HTTP/2 ping"),
+        "{err}"
+    );
+    assert!(took < Duration::from_secs(5), "took {took:?}");
+    assert_eq!(client.retry_stats().unanswered.get(), 1);
+    drop(paused);
+}
+
 /// Scenario: a client sends to an address where nothing listens, then three requests to
 /// a backend started there, then (the backend stopped, its connections closed, a new one
 /// started at the same address) one more, sent until it arrives.

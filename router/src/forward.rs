@@ -10,8 +10,9 @@
 //! failed, except parts a gateway refuses for memory (`RESOURCE_EXHAUSTED`): those are held
 //! and retried until it takes them, it leaves the ring, or a drain's deadline passes, while the queue behind them
 //! fills and new requests are refused unread, so an overload costs senders latency and
-//! retries, not spans. A gateway that cannot be connected to is marked down at once and the parts in
-//! flight to it are re-routed; one whose sends keep failing otherwise is marked down after
+//! retries, not spans. A gateway that cannot be connected to, or that answers neither a
+//! request nor an HTTP/2 ping (paused, hung: see `GrpcClient::give_up_when_unreachable`),
+//! is marked down at once and the parts in flight to it are re-routed; one whose sends keep failing otherwise is marked down after
 //! two give-ups, unless it was refusing for memory (it is up). The router then routes
 //! around it (see [`crate::split`]) and a probe brings it back. A gateway that leaves the
 //! ring ([`Forwarder::leave`]) stops being held for; what it then fails to take is

@@ -344,6 +344,53 @@ async fn a_held_request_goes_on_when_room_comes_back() {
     stop.cancel();
 }
 
+/// Scenario: two gateways, one of them frozen (a paused or hung process: its kernel
+/// completes connections, nothing reads or answers), at the default `forward.timeout`
+/// (5 s) and retry bound (30 s); load keeps coming.
+/// Guarantees: the frozen gateway is marked down within seconds (it answers no HTTP/2
+/// ping), not after the retry bound (a black-box trial with a SIGSTOPped gateway saw
+/// the router retry into it for 30 s, refusing every sender meanwhile and counting its
+/// spans failed); its parts go to the live gateway; nothing is counted failed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frozen_gateway_is_routed_around_within_seconds() {
+    let stop = CancellationToken::new();
+    let (live_addr, live) = CaptureBackend::start("127.0.0.52:0".parse().unwrap(), stop.clone())
+        .await
+        .unwrap();
+    let frozen = std::net::TcpListener::bind("127.0.0.53:0").unwrap();
+    let frozen_addr = frozen.local_addr().unwrap();
+    let (addr, router) = start_router(
+        vec![live_addr.to_string(), frozen_addr.to_string()],
+        ForwardConfig::default(),
+        &stop,
+    )
+    .await;
+    let mut client = TraceServiceClient::connect(format!("http://{addr}"))
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let mut sent = 0;
+    for seed in 0..20 {
+        let req = FakeOtlp::traces(20).spans(2).seed(seed).build();
+        sent += spans(&req);
+        client.export(req).await.unwrap();
+    }
+    until(
+        Duration::from_secs(12),
+        || "the frozen gateway was not routed around".into(),
+        || router.ring_state().ring.members().len() == 1 && router.pending_spans() == 0,
+    )
+    .await;
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(12), "took {took:?}");
+    let s = router.stats();
+    assert_eq!(s.failed_spans.get(), 0);
+    assert_eq!(s.forwarded_spans.get(), sent);
+    assert_eq!(live.spans(), sent);
+    drop(frozen);
+    stop.cancel();
+}
+
 /// Scenario: two gateways, one of which is down; load keeps coming; later the dead one
 /// comes up.
 /// Guarantees: the dead gateway is marked down (at the router's greeting, before any part
