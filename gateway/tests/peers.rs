@@ -1244,6 +1244,83 @@ async fn outsiders_peer_requests_are_refused(standalone: bool) {
     p.served.await.unwrap().unwrap();
 }
 
+/// A log written into a shared buffer, for reading back what was logged.
+#[derive(Clone, Default)]
+struct CapturedLog(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for CapturedLog {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .lock()
+            .map_err(|_| std::io::Error::other("poisoned"))?
+            .extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Scenario: two gateways whose `peers.secret`s differ (a misconfigured rollout); a
+/// client sends ten requests to the first, with spans of traces the second owns. One
+/// thread runs both, so the test reads their log.
+/// Guarantees: the first keeps what the second refuses, counts each failed send, and
+/// says once (not once per request: a trial saw 200 lines in two seconds) that the peer
+/// refuses its credentials; the second says once that it refuses peer requests, naming
+/// the secret (a trial found the misconfiguration only in a counter).
+#[tokio::test]
+async fn peers_with_different_secrets_say_so_once() {
+    let log = CapturedLog::default();
+    let writer = log.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .finish();
+    let _log = tracing::subscriber::set_default(subscriber);
+    let (listeners, addrs) = bind_pods(&[[127, 0, 0, 95], [127, 0, 0, 96]]).await;
+    let mut listeners = listeners.into_iter();
+    let a = pod(listeners.next().unwrap(), &addrs).await;
+    let other = PeersConfig {
+        advertise: Some(addrs[1].to_string()),
+        static_list: addrs.iter().map(ToString::to_string).collect(),
+        leave_linger: Duration::from_millis(300),
+        secret: Some("another-secret".into()),
+        ..Default::default()
+    };
+    let b = pod_with_peers(listeners.next().unwrap(), other).await;
+    for seed in 0..10 {
+        send(
+            addrs[0],
+            &FakeOtlp::traces(8).spans(2).seed(300 + seed).build(),
+        )
+        .await;
+    }
+    assert!(
+        a.stats.peers.failures.get() >= 2,
+        "{}",
+        a.stats.peers.failures.get()
+    );
+    assert_eq!(a.stats.received_spans.get(), 160);
+    let text = String::from_utf8(log.0.lock().unwrap().clone()).unwrap();
+    assert_eq!(
+        text.matches("The peer refuses this gateway's credentials")
+            .count(),
+        1,
+        "{text}"
+    );
+    assert_eq!(
+        text.matches("Refusing a request as a peer's").count(),
+        1,
+        "{text}"
+    );
+    assert!(text.contains("peers.secret"), "{text}");
+    for p in [a, b] {
+        p.stop.cancel();
+        p.served.await.unwrap().unwrap();
+    }
+}
+
 /// Scenario: two gateways whose peer traffic has a port of its own (`peers.listen`, the
 /// same port on both, as in Kubernetes); B gets spans it does not own.
 /// Guarantees: B forwards them to A through A's peer port (A counts them as received from

@@ -320,6 +320,19 @@ pub struct TraceBuffer {
     /// When senders' refusal for room was last logged, and the requests refused so since
     /// (logged at most once a minute: see [`TraceBuffer::log_refusal`]).
     refusals_logged: std::sync::Mutex<tailgate_core::retry::Tally>,
+    /// Likewise for failed sends to peers (see [`TraceBuffer::log_peer_failure`]).
+    peer_failures_logged: std::sync::Mutex<tailgate_core::retry::Tally>,
+    /// Likewise for peer requests refused here for their credentials.
+    peer_refusals_logged: std::sync::Mutex<tailgate_core::retry::Tally>,
+}
+
+/// Counts one more in `tally`; the count to log with when a warning is due (at most once
+/// a minute).
+fn due(tally: &std::sync::Mutex<tailgate_core::retry::Tally>) -> Option<u64> {
+    match tally.lock() {
+        Ok(mut tally) => tally.add(1),
+        Err(poisoned) => poisoned.into_inner().add(1),
+    }
 }
 
 /// Least time between two requests to the shards to make room: a burst of refused
@@ -349,6 +362,8 @@ impl TraceBuffer {
             attribute_actions: None,
             room_asked: Default::default(),
             refusals_logged: Default::default(),
+            peer_failures_logged: Default::default(),
+            peer_refusals_logged: Default::default(),
         }
     }
 
@@ -358,11 +373,7 @@ impl TraceBuffer {
     /// nothing of the senders refused (a trial). Only on a refusal, so the lock is off the
     /// path of accepted requests.
     fn log_refusal(&self, why: &str) {
-        let due = match self.refusals_logged.lock() {
-            Ok(mut tally) => tally.add(1),
-            Err(poisoned) => poisoned.into_inner().add(1),
-        };
-        if let Some(requests) = due {
+        if let Some(requests) = due(&self.refusals_logged) {
             tracing::warn!(
                 requests,
                 "Refusing senders: {why}. Logged at most once a minute, requests refused since counted."
@@ -473,6 +484,17 @@ impl TraceBuffer {
 impl SpanSink for TraceBuffer {
     fn refused(&self, refusal: &Refusal) {
         self.stats.refused_requests[refusal.reason_index()].add(1);
+        // A peer request without the gateways' credentials is most often a gateway
+        // configured with another `peers.secret`: it looks healthy, and its handoffs fail
+        // (a trial found it only in this counter).
+        if let Refusal::PermissionDenied(why) = refusal {
+            if let Some(requests) = due(&self.peer_refusals_logged) {
+                tracing::warn!(
+                    requests,
+                    "Refusing a request as a peer's: {why}. If gateways send it, their peers.secret (or certificates) differ from this one's. Logged at most once a minute, requests refused since counted."
+                );
+            }
+        }
     }
 
     fn refused_cut(&self, _refusal: &Refusal) {
@@ -940,15 +962,38 @@ impl TraceBuffer {
                     }
                     _ => false,
                 };
-                let error =
-                    error.map_or_else(|| "no client for this peer".to_owned(), |e| e.to_string());
-                tracing::warn!(peer = ?view.member(p), %error, spans, "Sending to a peer failed; keeping its spans here.");
+                self.log_peer_failure(view, p, error.as_ref(), "spans");
                 self.stats.peers.failures.add(1);
                 if let (true, Some(member)) = (down, view.member(p)) {
                     self.peers.mark_down(member);
                 }
                 None
             }
+        }
+    }
+
+    /// Logs a failed send of `what` to peer `p` (kept here: spans are decided here, or
+    /// handed on by a later pass), at most once a minute with the failures since: one per
+    /// request flooded the log (200 lines in two seconds of a drain, a trial). A peer
+    /// refusing this gateway's credentials is named as such.
+    fn log_peer_failure(
+        &self,
+        view: &PeerView,
+        p: usize,
+        error: Option<&ForwardError>,
+        what: &str,
+    ) {
+        if let Some(failures) = due(&self.peer_failures_logged) {
+            let refused_credentials = matches!(error, Some(ForwardError::Rejected { status, .. })
+                if status.code() == tonic::Code::PermissionDenied);
+            let hint = if refused_credentials {
+                " The peer refuses this gateway's credentials: every gateway must have the same peers.secret (or certificates peers.cert_names accepts)."
+            } else {
+                ""
+            };
+            let error =
+                error.map_or_else(|| "no client for this peer".to_owned(), |e| e.to_string());
+            tracing::warn!(peer = ?view.member(p), %error, failures, "Sending {what} to a peer failed; kept here.{hint} Logged at most once a minute, failed sends to peers since counted.");
         }
     }
 
@@ -1023,7 +1068,11 @@ impl TraceBuffer {
                         Some(Ok(_)) => self.stats.peers.handed_off_decisions.add(n),
                         // The pass the departure starts hands them to the next owner.
                         Some(Err(ForwardError::Leaving { .. })) => self.depart(&view, p),
-                        _ => self.stats.peers.failures.add(1),
+                        Some(Err(error)) => {
+                            self.log_peer_failure(&view, p, Some(&error), "decisions");
+                            self.stats.peers.failures.add(1);
+                        }
+                        None => self.stats.peers.failures.add(1),
                     }
                 }
                 self.hand_off(&view, p, traces).await;
