@@ -309,7 +309,6 @@ impl Retrier {
                 Attempt::Fail(e) => return Err(Failed::Rejected(e)),
                 Attempt::Retry { error, after } => (error, after),
             };
-            self.failed(&error);
             // A server's hint is honoured up to MAX_HINT, so that a holding caller looks
             // again at whether to keep holding, and no hint can overflow the clock; never
             // below the back-off, as the Collector's exporter helper does (max of the two):
@@ -328,7 +327,11 @@ impl Retrier {
             } else {
                 held_at.unwrap_or(start)
             };
-            match self.bound(from, wait, holdable) {
+            let bound = self.bound(from, wait, holdable);
+            // Not said to be retried when it is not (a timeout longer than the bound: a
+            // trial saw "retrying" and "giving up" in the same millisecond).
+            self.failed(&error, !matches!(bound, Bound::Over));
+            match bound {
                 Bound::Within => {}
                 Bound::Held => held_at = Some(Instant::now()),
                 Bound::Over => {
@@ -363,7 +366,14 @@ impl Retrier {
         }
     }
 
-    fn failed(&self, error: &dyn std::fmt::Display) {
+    /// Notes a failed attempt (`retrying` it, or about to give it up), warning as the
+    /// failing spell goes.
+    fn failed(&self, error: &dyn std::fmt::Display, retrying: bool) {
+        let failing = if retrying {
+            "Endpoint is failing; retrying with back-off."
+        } else {
+            "Endpoint is failing."
+        };
         let error = error.to_string();
         let now = tokio::time::Instant::now();
         let mut warned = self
@@ -388,7 +398,7 @@ impl Retrier {
                 if self.config.max_elapsed_time == NO_RETRY {
                     tracing::warn!(endpoint = %self.endpoint, %error, "Endpoint is failing; not retried (retry_on_failure.enabled: false).");
                 } else {
-                    tracing::warn!(endpoint = %self.endpoint, %error, max_elapsed_time = ?self.config.max_elapsed_time, "Endpoint is failing; retrying with back-off.");
+                    tracing::warn!(endpoint = %self.endpoint, %error, max_elapsed_time = ?self.config.max_elapsed_time, "{failing}");
                 }
                 *warned = Some((error, now));
             }
@@ -396,7 +406,7 @@ impl Retrier {
             // A spell that began quietly and lasts: announced once the last warning is
             // REWARN_AFTER old, so a lasting outage is never silent.
             self.stats.announced.store(true, Ordering::Relaxed);
-            tracing::warn!(endpoint = %self.endpoint, %error, max_elapsed_time = ?self.config.max_elapsed_time, "Endpoint is failing; retrying with back-off.");
+            tracing::warn!(endpoint = %self.endpoint, %error, max_elapsed_time = ?self.config.max_elapsed_time, "{failing}");
             *warned = Some((error, now));
         } else if warned
             .as_ref()
@@ -465,6 +475,57 @@ mod tests {
                 after: None,
             }
         }
+    }
+
+    /// A log written into a shared buffer.
+    #[derive(Clone, Default)]
+    struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            if let Ok(mut log) = self.0.lock() {
+                log.extend_from_slice(buf);
+            }
+            Ok(buf.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// Scenario: an attempt that fails after longer than the retry bound (no answer
+    /// within 5 s against a 3 s bound, as a gateway's peer clients are set), on a paused
+    /// clock, its log read back.
+    /// Guarantees: given up after one attempt, and the log does not say it is retried (a
+    /// trial saw "retrying with back-off" and "giving up" in the same millisecond).
+    #[tokio::test(start_paused = true)]
+    async fn a_failure_past_the_bound_is_not_said_to_be_retried() {
+        let log = Captured::default();
+        let writer = log.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .finish();
+        let _log = tracing::subscriber::set_default(subscriber);
+        let r = Retrier::new(config(Duration::from_secs(3)), "peer");
+        let out: Result<((), u32), _> = r
+            .run(|| async {
+                tokio::time::sleep(Duration::from_secs(5)).await;
+                Attempt::Retry {
+                    error: "no answer within 5s".to_owned(),
+                    after: None,
+                }
+            })
+            .await;
+        assert!(
+            matches!(out, Err(Failed::GaveUp { attempts: 1, .. })),
+            "{out:?}"
+        );
+        let text = String::from_utf8(log.0.lock().unwrap().clone()).unwrap();
+        assert!(text.contains("Endpoint is failing."), "{text}");
+        assert!(text.contains("Giving up"), "{text}");
+        assert!(!text.contains("retrying"), "{text}");
     }
 
     /// Scenario: a backend answers every try with a retry hint of zero (a `Retry-After`
