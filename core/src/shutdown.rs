@@ -8,7 +8,8 @@ use tokio_util::sync::CancellationToken;
 /// Takes SIGTERM and SIGINT (Ctrl-C) from now on (registered before this returns, so a
 /// signal sent after it, even before the returned future first runs, cannot end the
 /// process undrained); the future waits for one, logs `what` (what shutting down means
-/// for this component) and cancels `shutdown`. Where a signal cannot be registered, it is
+/// for this component) and cancels `shutdown`, then says of each later signal that it
+/// changes nothing (the future never completes: spawn it). Where a signal cannot be registered, it is
 /// logged and the future waits for the other.
 pub fn on_signal(
     shutdown: CancellationToken,
@@ -31,6 +32,15 @@ pub fn on_signal(
         }
         tracing::info!("Shutting down: {what}.");
         shutdown.cancel();
+        // Later signals change nothing (the drain keeps its deadline; SIGKILL ends it at
+        // once): said, so a second Ctrl-C or SIGTERM is not met with silence.
+        loop {
+            tokio::select! {
+                () = next(&mut term) => {}
+                () = next(&mut int) => {}
+            }
+            tracing::info!("Already shutting down ({what}); another signal does not hasten it: the drain ends by its deadline (--drain-deadline), or at once with SIGKILL.");
+        }
     }
 }
 

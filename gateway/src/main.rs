@@ -452,7 +452,7 @@ async fn serve(
     let shutdown = CancellationToken::new();
     tokio::spawn(tailgate_core::shutdown::on_signal(
         shutdown.clone(),
-        "deciding buffered traces and flushing exports",
+        "leaving the ring and handing traces to peers (if any), then deciding buffered traces and flushing exports",
     ));
     tracing::info!(grpc = ?listeners.grpc_addr(), http = ?listeners.http_addr(), policies = plan.names().len(), decision_wait = ?plan.decision_wait, "Gateway listening.");
     let gateway = Gateway::start(&config, plan)

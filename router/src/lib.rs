@@ -110,6 +110,10 @@ pub async fn run(
     router.readiness().set(false);
     let since = stopped_at.get_or_init(tokio::time::Instant::now).elapsed();
     let lost = router.drain(drain_deadline.saturating_sub(since)).await;
+    if lost == 0 && shutdown.is_cancelled() {
+        // As the gateway says it: an operator reading the log sees the drain end.
+        tracing::info!("Drained: every queued span forwarded or counted failed.");
+    }
     if scraped {
         router.after_drain(lost).await;
     }

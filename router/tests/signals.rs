@@ -9,7 +9,7 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 /// Scenario: a router process on loopback receives SIGHUP. Guarantees: it logs that it has
-/// nothing to reload and keeps running; SIGTERM still ends it cleanly.
+/// nothing to reload and keeps running; SIGTERM still ends it cleanly, saying it drained.
 #[test]
 fn sighup_does_not_end_the_router() {
     let dir = std::env::temp_dir().join(format!("tailgate-sighup-{}", std::process::id()));
@@ -60,6 +60,9 @@ fn sighup_does_not_end_the_router() {
         .status()
         .unwrap()
         .success());
+    // The drain's end is said, as the gateway says it (a trial read a clean router drain
+    // as no closing line at all).
+    wait_for("Drained");
     let status = child.wait().unwrap();
     assert!(status.success(), "{status:?}");
     std::fs::remove_dir_all(&dir).ok();
