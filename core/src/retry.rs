@@ -477,23 +477,6 @@ mod tests {
         }
     }
 
-    /// A log written into a shared buffer.
-    #[derive(Clone, Default)]
-    struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
-
-    impl std::io::Write for Captured {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            if let Ok(mut log) = self.0.lock() {
-                log.extend_from_slice(buf);
-            }
-            Ok(buf.len())
-        }
-
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-
     /// Scenario: an attempt that fails after longer than the retry bound (no answer
     /// within 5 s against a 3 s bound, as a gateway's peer clients are set), on a paused
     /// clock, its log read back.
@@ -501,13 +484,7 @@ mod tests {
     /// trial saw "retrying with back-off" and "giving up" in the same millisecond).
     #[tokio::test(start_paused = true)]
     async fn a_failure_past_the_bound_is_not_said_to_be_retried() {
-        let log = Captured::default();
-        let writer = log.clone();
-        let subscriber = tracing_subscriber::fmt()
-            .with_writer(move || writer.clone())
-            .with_ansi(false)
-            .finish();
-        let _log = tracing::subscriber::set_default(subscriber);
+        let (log, _installed) = crate::test_util::CapturedLog::install();
         let r = Retrier::new(config(Duration::from_secs(3)), "peer");
         let out: Result<((), u32), _> = r
             .run(|| async {
@@ -522,7 +499,7 @@ mod tests {
             matches!(out, Err(Failed::GaveUp { attempts: 1, .. })),
             "{out:?}"
         );
-        let text = String::from_utf8(log.0.lock().unwrap().clone()).unwrap();
+        let text = String::from_utf8_lossy(&log.text()).into_owned();
         assert!(text.contains("Endpoint is failing."), "{text}");
         assert!(text.contains("Giving up"), "{text}");
         assert!(!text.contains("retrying"), "{text}");

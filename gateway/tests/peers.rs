@@ -1244,24 +1244,6 @@ async fn outsiders_peer_requests_are_refused(standalone: bool) {
     p.served.await.unwrap().unwrap();
 }
 
-/// A log written into a shared buffer, for reading back what was logged.
-#[derive(Clone, Default)]
-struct CapturedLog(Arc<std::sync::Mutex<Vec<u8>>>);
-
-impl std::io::Write for CapturedLog {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0
-            .lock()
-            .map_err(|_| std::io::Error::other("poisoned"))?
-            .extend_from_slice(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 /// Scenario: two gateways whose `peers.secret`s differ (a misconfigured rollout); a
 /// client sends ten requests to the first, with spans of traces the second owns. One
 /// thread runs both, so the test reads their log.
@@ -1271,13 +1253,7 @@ impl std::io::Write for CapturedLog {
 /// the secret (a trial found the misconfiguration only in a counter).
 #[tokio::test]
 async fn peers_with_different_secrets_say_so_once() {
-    let log = CapturedLog::default();
-    let writer = log.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(move || writer.clone())
-        .with_ansi(false)
-        .finish();
-    let _log = tracing::subscriber::set_default(subscriber);
+    let (log, _installed) = tailgate_core::test_util::CapturedLog::install();
     let (listeners, addrs) = bind_pods(&[[127, 0, 0, 95], [127, 0, 0, 96]]).await;
     let mut listeners = listeners.into_iter();
     let a = pod(listeners.next().unwrap(), &addrs).await;
@@ -1302,18 +1278,13 @@ async fn peers_with_different_secrets_say_so_once() {
         a.stats.peers.failures.get()
     );
     assert_eq!(a.stats.received_spans.get(), 160);
-    let text = String::from_utf8(log.0.lock().unwrap().clone()).unwrap();
+    let text = String::from_utf8_lossy(&log.text()).into_owned();
     assert_eq!(
-        text.matches("The peer refuses this gateway's credentials")
-            .count(),
+        log.count("The peer refuses this gateway's credentials"),
         1,
         "{text}"
     );
-    assert_eq!(
-        text.matches("Refusing a request as a peer's").count(),
-        1,
-        "{text}"
-    );
+    assert_eq!(log.count("Refusing a request as a peer's"), 1, "{text}");
     assert!(text.contains("peers.secret"), "{text}");
     for p in [a, b] {
         p.stop.cancel();
