@@ -658,6 +658,25 @@ mod tests {
         assert!(count.largest < 100, "{}", count.largest);
     }
 
+    /// A request of one resource (`resource`: its fields inside `ResourceSpans`, before the
+    /// scope) with one scope holding one span encoded as `span`, all lengths under 128:
+    /// decoded, and written as JSON (checked to read back to the same request).
+    fn written_by_hand(resource: &[u8], span: &[u8]) -> (ExportTraceServiceRequest, String) {
+        let mut scope_spans = vec![0x12, span.len() as u8];
+        scope_spans.extend(span);
+        let mut rs_bytes = resource.to_vec();
+        rs_bytes.extend([0x12, scope_spans.len() as u8]);
+        rs_bytes.extend(scope_spans);
+        let mut body = vec![0x0a, rs_bytes.len() as u8];
+        body.extend(rs_bytes);
+        let decoded = ExportTraceServiceRequest::decode(&body[..]).unwrap();
+        let mut out = Vec::new();
+        write_json(&body, &mut out).unwrap();
+        let out = String::from_utf8(out).unwrap();
+        assert_eq!(read_back(&out), decoded, "{out}");
+        (decoded, out)
+    }
+
     /// Scenario: a span whose encoder wrote its default values (as the JavaScript SDK
     /// does): `droppedAttributesCount` 0, `kind` 0, an empty `traceState`, a status of code
     /// 0, flags 0, and an attribute whose value is the int 0.
@@ -686,18 +705,7 @@ mod tests {
         span_bytes.extend([0x7a, 0x02, 0x18, 0x00]); // status { code: 0 }
         span_bytes.extend([0x85, 0x01, 0, 0, 0, 0]); // flags: 0 (fixed32, field 16)
         span_bytes.extend([0x4a, 0x07, 0x0a, 0x01, b'z', 0x12, 0x02, 0x18, 0x00]); // z = 0
-        let mut scope_spans = vec![0x12, span_bytes.len() as u8];
-        scope_spans.extend(&span_bytes);
-        let mut rs_bytes = vec![0x12, scope_spans.len() as u8];
-        rs_bytes.extend(scope_spans);
-        let mut body = vec![0x0a, rs_bytes.len() as u8];
-        body.extend(rs_bytes);
-
-        let decoded = ExportTraceServiceRequest::decode(&body[..]).unwrap();
-        let mut out = Vec::new();
-        write_json(&body, &mut out).unwrap();
-        let out = String::from_utf8(out).unwrap();
-        assert_eq!(read_back(&out), decoded, "{out}");
+        let (_, out) = written_by_hand(&[], &span_bytes);
         for key in [
             "droppedAttributesCount",
             "\"kind\"",
@@ -759,21 +767,9 @@ mod tests {
             f.extend(a);
             f
         };
-        let mut scope_spans = Vec::new();
-        scope_spans.extend([0x12, span_bytes.len() as u8]);
-        scope_spans.extend(&span_bytes);
-        let mut rs_bytes = res_attr(b'p');
-        rs_bytes.extend(res_attr(b'q'));
-        rs_bytes.extend([0x12, scope_spans.len() as u8]);
-        rs_bytes.extend(scope_spans);
-        let mut body = vec![0x0a, rs_bytes.len() as u8];
-        body.extend(rs_bytes);
-
-        let decoded = ExportTraceServiceRequest::decode(&body[..]).unwrap();
-        let mut out = Vec::new();
-        write_json(&body, &mut out).unwrap();
-        let out = String::from_utf8(out).unwrap();
-        assert_eq!(read_back(&out), decoded, "{out}");
+        let mut resource = res_attr(b'p');
+        resource.extend(res_attr(b'q'));
+        let (decoded, out) = written_by_hand(&resource, &span_bytes);
         let span = &decoded.resource_spans[0].scope_spans[0].spans[0];
         assert_eq!(
             span.status.as_ref().map(|s| (s.code, s.message.as_str())),
