@@ -929,7 +929,7 @@ impl GrpcClient {
     /// timeout), instead of retrying it: for callers that can send it elsewhere.
     ///
     /// Such a client also pings a server that leaves a request unanswered (see
-    /// [`liveness_pings`]), and one that does not answer the ping counts as unreachable: a
+    /// `liveness_pings`), and one that does not answer the ping counts as unreachable: a
     /// paused or hung process whose kernel still takes connections (a black-box trial
     /// froze a gateway: the router retried into it for the whole retry bound, holding every
     /// sender) is routed around within seconds, as a dead one is.
