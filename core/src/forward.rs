@@ -643,11 +643,11 @@ impl GrpcClient {
 
     /// Whether the endpoint, a gateway, takes peer requests now: one empty request marked
     /// as a peer's, without retries (an empty request is a valid export that changes
-    /// nothing). False when it answers that it is leaving the ring, or fails.
-    pub async fn peer_answers(&self) -> bool {
-        let Ok((auth, _)) = self.auth_headers().await else {
-            return false;
-        };
+    /// nothing). The status when it answers that it is leaving the ring, refuses, or
+    /// fails (a refusal of this gateway's credentials is worth telling apart: see
+    /// [`is_refused_credentials`]).
+    pub async fn peer_answers(&self) -> Result<(), tonic::Status> {
+        let (auth, _) = self.auth_headers().await?;
         self.call(
             TRACE_EXPORT_PATH,
             &[Bytes::new()],
@@ -655,7 +655,7 @@ impl GrpcClient {
             auth,
         )
         .await
-        .is_ok()
+        .map(|_| ())
     }
 
     /// One unary call of `path` with the configured headers, plus the [`PEER_HEADER`] when
@@ -1065,6 +1065,15 @@ pub fn grpc_reserved(name: &http::HeaderName) -> bool {
 /// within the connect timeout): a [`GrpcClient::send_once`] error, say.
 pub fn is_connect_failure(status: &tonic::Status) -> bool {
     status.metadata().contains_key(CONNECT_FAILED)
+}
+
+/// Whether `status` refuses the caller's credentials (`PERMISSION_DENIED`,
+/// `UNAUTHENTICATED`): for gateways, peers with another `peers.secret` or certificate.
+pub fn is_refused_credentials(status: &tonic::Status) -> bool {
+    matches!(
+        status.code(),
+        tonic::Code::PermissionDenied | tonic::Code::Unauthenticated
+    )
 }
 
 /// Whether the server is a gateway leaving the ring (see

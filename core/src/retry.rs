@@ -198,6 +198,14 @@ impl Tally {
         self.since += n;
         warn_again(&mut self.warned_at).then(|| std::mem::take(&mut self.since))
     }
+
+    /// [`Tally::add`] of one to a shared tally (a poisoned lock still counts).
+    pub fn one_more(tally: &std::sync::Mutex<Tally>) -> Option<u64> {
+        tally
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .add(1)
+    }
 }
 
 impl RetryStats {

@@ -380,6 +380,9 @@ pub struct Peers {
     /// Asks for a handoff pass soon (spans arrived here that another gateway owns).
     pass_wanted: tokio::sync::Notify,
     stats: Arc<GatewayStats>,
+    /// When a peer refusing this gateway's credentials was last logged, and the refusals
+    /// since (at most once a minute).
+    refused_logged: Mutex<tailgate_core::retry::Tally>,
 }
 
 // === impl Peers ===
@@ -399,6 +402,7 @@ impl Peers {
             changed: watch::Sender::new(0),
             pass_wanted: tokio::sync::Notify::new(),
             stats,
+            refused_logged: Mutex::default(),
         })
     }
 
@@ -590,9 +594,20 @@ impl Peers {
                 // traces due meanwhile between it and the gateways still routing around it.
                 let answers = match &client {
                     Some(c) => c.peer_answers().await,
-                    None => false,
+                    None => Err(tonic::Status::unavailable("no client for this peer")),
                 };
-                if answers {
+                if let Err(status) = &answers {
+                    // A peer refusing this gateway's credentials is up and will never take
+                    // its requests: it stays off this ring (forwards to it would fail), so
+                    // this gateway's ring differs from the others' until the secrets agree.
+                    // Said, or the log showed only the blip that put it off the ring.
+                    if tailgate_core::forward::is_refused_credentials(status) {
+                        if let Some(peers) = weak.upgrade() {
+                            peers.log_refused_credentials(&member, status);
+                        }
+                    }
+                }
+                if answers.is_ok() {
                     let Some(peers) = weak.upgrade() else {
                         return;
                     };
@@ -604,6 +619,15 @@ impl Peers {
                 }
             }
         });
+    }
+
+    /// Logs that `member` refuses this gateway's credentials (`status`: the answer to a
+    /// probe, or to spans or decisions sent to it), at most once a minute with the
+    /// refusals since.
+    pub(crate) fn log_refused_credentials(&self, member: &Member, status: &tonic::Status) {
+        if let Some(refusals) = tailgate_core::retry::Tally::one_more(&self.refused_logged) {
+            tracing::warn!(%member, error = %status.message(), refusals, "A peer refuses this gateway's credentials: every gateway must have the same peers.secret (or certificates peers.cert_names accepts). What is meant for it stays here, and once it is off this gateway's ring it stays off, so this ring differs from the other gateways'. Logged at most once a minute, refusals since counted.");
+        }
     }
 
     /// Turns `member`'s away entry, if still `generation`'s, from leaving into failed: off

@@ -1280,12 +1280,49 @@ async fn peers_with_different_secrets_say_so_once() {
     assert_eq!(a.stats.received_spans.get(), 160);
     let text = String::from_utf8_lossy(&log.text()).into_owned();
     assert_eq!(
-        log.count("The peer refuses this gateway's credentials"),
+        log.count("A peer refuses this gateway's credentials"),
         1,
         "{text}"
     );
     assert_eq!(log.count("Refusing a request as a peer's"), 1, "{text}");
     assert!(text.contains("peers.secret"), "{text}");
+    for p in [a, b] {
+        p.stop.cancel();
+        p.served.await.unwrap().unwrap();
+    }
+}
+
+/// Scenario: as above, but nothing is sent: the first gateway has the second off its ring
+/// (as after a blip: a restart it saw as unreachable) and probes it every half second.
+/// Guarantees: the probes' refusals are said in its log (a re-check found the ring stuck
+/// without a word: the probe read a refusal as "not answering"), and the peer stays off
+/// its ring (it would refuse every forward).
+#[tokio::test]
+async fn a_peer_refusing_the_probe_is_named_in_the_log() {
+    let (log, _installed) = tailgate_core::test_util::CapturedLog::install();
+    let (listeners, addrs) = bind_pods(&[[127, 0, 0, 97], [127, 0, 0, 98]]).await;
+    let mut listeners = listeners.into_iter();
+    let a = pod(listeners.next().unwrap(), &addrs).await;
+    let other = PeersConfig {
+        advertise: Some(addrs[1].to_string()),
+        static_list: addrs.iter().map(ToString::to_string).collect(),
+        leave_linger: Duration::from_millis(300),
+        secret: Some("another-secret".into()),
+        ..Default::default()
+    };
+    let b = pod_with_peers(listeners.next().unwrap(), other).await;
+    until(
+        || a.peers.view_full().ring.members().len() == 2,
+        || "A sees both".into(),
+    )
+    .await;
+    a.peers.mark_down(&Member::new(addrs[1].to_string()));
+    until(
+        || log.count("A peer refuses this gateway's credentials") == 1,
+        || String::from_utf8_lossy(&log.text()).into_owned(),
+    )
+    .await;
+    assert_eq!(a.peers.view_full().ring.members().len(), 1);
     for p in [a, b] {
         p.stop.cancel();
         p.served.await.unwrap().unwrap();

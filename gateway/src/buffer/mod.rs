@@ -326,15 +326,6 @@ pub struct TraceBuffer {
     peer_refusals_logged: std::sync::Mutex<tailgate_core::retry::Tally>,
 }
 
-/// Counts one more in `tally`; the count to log with when a warning is due (at most once
-/// a minute).
-fn due(tally: &std::sync::Mutex<tailgate_core::retry::Tally>) -> Option<u64> {
-    match tally.lock() {
-        Ok(mut tally) => tally.add(1),
-        Err(poisoned) => poisoned.into_inner().add(1),
-    }
-}
-
 /// Least time between two requests to the shards to make room: a burst of refused
 /// requests asks once.
 const MAKE_ROOM_EVERY: Duration = Duration::from_millis(20);
@@ -373,7 +364,7 @@ impl TraceBuffer {
     /// nothing of the senders refused (a trial). Only on a refusal, so the lock is off the
     /// path of accepted requests.
     fn log_refusal(&self, why: &str) {
-        if let Some(requests) = due(&self.refusals_logged) {
+        if let Some(requests) = tailgate_core::retry::Tally::one_more(&self.refusals_logged) {
             tracing::warn!(
                 requests,
                 "Refusing senders: {why}. Logged at most once a minute, requests refused since counted."
@@ -488,7 +479,9 @@ impl SpanSink for TraceBuffer {
         // configured with another `peers.secret`: it looks healthy, and its handoffs fail
         // (a trial found it only in this counter).
         if let Refusal::PermissionDenied(why) = refusal {
-            if let Some(requests) = due(&self.peer_refusals_logged) {
+            if let Some(requests) =
+                tailgate_core::retry::Tally::one_more(&self.peer_refusals_logged)
+            {
                 tracing::warn!(
                     requests,
                     "Refusing a request as a peer's: {why}. If gateways send it, their peers.secret (or certificates) differ from this one's. Logged at most once a minute, requests refused since counted."
@@ -975,7 +968,8 @@ impl TraceBuffer {
     /// Logs a failed send of `what` to peer `p` (kept here: spans are decided here, or
     /// handed on by a later pass), at most once a minute with the failures since: one per
     /// request flooded the log (200 lines in two seconds of a drain, a trial). A peer
-    /// refusing this gateway's credentials is named as such.
+    /// refusing this gateway's credentials is said as such, on a tally of its own (see
+    /// [`Peers::log_refused_credentials`]), so other failures cannot hide it.
     fn log_peer_failure(
         &self,
         view: &PeerView,
@@ -983,17 +977,17 @@ impl TraceBuffer {
         error: Option<&ForwardError>,
         what: &str,
     ) {
-        if let Some(failures) = due(&self.peer_failures_logged) {
-            let refused_credentials = matches!(error, Some(ForwardError::Rejected { status, .. })
-                if status.code() == tonic::Code::PermissionDenied);
-            let hint = if refused_credentials {
-                " The peer refuses this gateway's credentials: every gateway must have the same peers.secret (or certificates peers.cert_names accepts)."
-            } else {
-                ""
-            };
+        if let (Some(ForwardError::Rejected { status, .. }), Some(member)) = (error, view.member(p))
+        {
+            if tailgate_core::forward::is_refused_credentials(status) {
+                self.peers.log_refused_credentials(member, status);
+                return;
+            }
+        }
+        if let Some(failures) = tailgate_core::retry::Tally::one_more(&self.peer_failures_logged) {
             let error =
                 error.map_or_else(|| "no client for this peer".to_owned(), |e| e.to_string());
-            tracing::warn!(peer = ?view.member(p), %error, failures, "Sending {what} to a peer failed; kept here.{hint} Logged at most once a minute, failed sends to peers since counted.");
+            tracing::warn!(peer = ?view.member(p), %error, failures, "Sending {what} to a peer failed; kept here. Logged at most once a minute, failed sends to peers since counted.");
         }
     }
 
