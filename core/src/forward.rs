@@ -973,15 +973,17 @@ impl GrpcClient {
 
 /// The pings of a client that gives requests up when their server is unreachable: while a
 /// request is open, a second without a frame from the server sends an HTTP/2 PING, and an
-/// answer later than the connect timeout (60% of `timeout`, from one to five seconds)
+/// answer later than the connect timeout (60% of `timeout`, from two to five seconds)
 /// closes the connection, failing its requests as unreachable (see [`is_unanswered_ping`]).
 /// A server's HTTP/2 layer answers pings however busy its requests are, so only a process
 /// that does not run (paused, hung) or a path that drops packets misses one; at the
 /// default 5 s `timeout` that is known within about 4 s, before the request's own deadline.
+/// Not under two seconds: with a 1 s `timeout`, a gateway starved of CPU (pinned beside
+/// busy processes) missed one-second answers and flapped down and up (a re-check).
 fn liveness_pings(timeout: Duration) -> (Option<Duration>, Duration) {
     (
         Some(Duration::from_secs(1)),
-        connect_timeout(timeout).max(Duration::from_secs(1)),
+        connect_timeout(timeout).max(Duration::from_secs(2)),
     )
 }
 
