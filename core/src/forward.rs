@@ -391,6 +391,9 @@ pub struct GrpcClient {
 
 /// Metadata key a failed call's status carries when no connection could be made.
 const CONNECT_FAILED: &str = "tailgate-connect-failed";
+/// Marks a status made here for a request whose connection closed because the server did
+/// not answer a ping in time (see [`is_unanswered_ping`]); set beside [`CONNECT_FAILED`].
+const UNANSWERED_PING: &str = "tailgate-unanswered-ping";
 
 impl std::fmt::Debug for GrpcClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -699,7 +702,7 @@ impl GrpcClient {
             headers.insert(PEER_AUTH_HEADER, secret.clone());
         }
         match tokio::time::timeout(self.timeout, self.exchange(request)).await {
-            Ok(Err(status)) if is_unanswered_ping(status.message()) => {
+            Ok(Err(status)) if is_unanswered_ping(&status) => {
                 // As a request past its deadline: the server may have the data.
                 if chunks.iter().any(|c| !c.is_empty()) {
                     self.retry.stats().unanswered.add(1);
@@ -729,7 +732,7 @@ impl GrpcClient {
     ) -> Result<Delivered, tonic::Status> {
         let response = self.client.request(request).await.map_err(|e| {
             let chain = error_chain(&e);
-            let unanswered_ping = is_unanswered_ping(&chain);
+            let unanswered_ping = says_ping_unanswered(&chain);
             let hint = match &self.tls {
                 _ if unanswered_ping => UNANSWERED_PING_HINT,
                 None => "",
@@ -742,8 +745,9 @@ impl GrpcClient {
                 "cannot reach {}: {chain}{hint}",
                 self.endpoint
             ));
-            // A server that does not answer pings is as good as unreachable.
-            if e.is_connect() || unanswered_ping {
+            if unanswered_ping {
+                mark_unanswered_ping(&mut status);
+            } else if e.is_connect() {
                 status.metadata_mut().insert(
                     CONNECT_FAILED,
                     tonic::metadata::MetadataValue::from_static("1"),
@@ -764,11 +768,21 @@ impl GrpcClient {
         // An export answer is a few bytes; a server that sends more is not one to trust.
         let body = http_body_util::Limited::new(body, MAX_ANSWER_BYTES);
         let collected = body.collect().await.map_err(|e| {
-            tonic::Status::unavailable(format!(
-                "reading the answer of {}: {}",
+            let chain = error_chain(&*e);
+            let unanswered_ping = says_ping_unanswered(&chain);
+            let hint = if unanswered_ping {
+                UNANSWERED_PING_HINT
+            } else {
+                ""
+            };
+            let mut status = tonic::Status::unavailable(format!(
+                "reading the answer of {}: {chain}{hint}",
                 self.endpoint,
-                error_chain(&*e)
-            ))
+            ));
+            if unanswered_ping {
+                mark_unanswered_ping(&mut status);
+            }
+            status
         })?;
         let trailers = collected.trailers().cloned();
         let message = collected.to_bytes();
@@ -975,9 +989,13 @@ impl GrpcClient {
 /// request is open, a second without a frame from the server sends an HTTP/2 PING, and an
 /// answer later than the connect timeout (60% of `timeout`, from two to five seconds)
 /// closes the connection, failing its requests as unreachable (see [`is_unanswered_ping`]).
-/// A server's HTTP/2 layer answers pings however busy its requests are, so only a process
-/// that does not run (paused, hung) or a path that drops packets misses one; at the
-/// default 5 s `timeout` that is known within about 4 s, before the request's own deadline.
+/// A server's HTTP/2 layer answers pings however long its requests take, so a process
+/// that does not run (paused, hung) or a path that drops packets misses one; so does a
+/// process starved of CPU for longer than the wait, or a client whose own runtime stalls
+/// that long (it checks the deadline before reading the answer): both are taken as down,
+/// and back at the next probe. At the default 5 s `timeout` a frozen server is known
+/// within about 4 s, before the request's own deadline; a trial pinning a gateway beside
+/// busy processes at that timeout saw no false one.
 /// Not under two seconds: with a 1 s `timeout`, a gateway starved of CPU (pinned beside
 /// busy processes) missed one-second answers and flapped down and up (a re-check).
 fn liveness_pings(timeout: Duration) -> (Option<Duration>, Duration) {
@@ -987,10 +1005,28 @@ fn liveness_pings(timeout: Duration) -> (Option<Duration>, Duration) {
     )
 }
 
-/// Whether `chain` (a failed request's error chain) says its connection was closed
-/// because the server did not answer a keep-alive ping in time (hyper's words).
-fn is_unanswered_ping(chain: &str) -> bool {
+/// Whether `chain` (the error chain of a request hyper failed) says its connection was
+/// closed because the server did not answer a keep-alive ping in time (hyper's words for
+/// its `KeepAliveTimedOut`, the only error of the client's stack with them).
+fn says_ping_unanswered(chain: &str) -> bool {
     chain.contains("keep-alive timed out")
+}
+
+/// Marks `status` as a request whose server answered no ping: as good as unreachable, so
+/// connect-failed too (see [`is_connect_failure`]).
+fn mark_unanswered_ping(status: &mut tonic::Status) {
+    for key in [CONNECT_FAILED, UNANSWERED_PING] {
+        status
+            .metadata_mut()
+            .insert(key, tonic::metadata::MetadataValue::from_static("1"));
+    }
+}
+
+/// Whether a call failed because its server answered no HTTP/2 ping in time (a paused or
+/// hung process, whose kernel still took the connection): one [`is_connect_failure`]
+/// counts, though a connection was made.
+pub fn is_unanswered_ping(status: &tonic::Status) -> bool {
+    status.metadata().contains_key(UNANSWERED_PING)
 }
 
 /// How long a connection may take to be made, for requests of `timeout`: well inside it

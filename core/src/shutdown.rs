@@ -44,13 +44,15 @@ pub fn on_signal(
     }
 }
 
-/// The next delivery of `signal`; never, without one.
+/// The next delivery of `signal`; never, without one (or once its stream has ended, so
+/// that a loop over it cannot spin).
 async fn next(signal: &mut Option<tokio::signal::unix::Signal>) {
-    match signal {
-        Some(s) => {
-            s.recv().await;
-        }
-        None => std::future::pending().await,
+    let delivered = match signal {
+        Some(s) => s.recv().await.is_some(),
+        None => false,
+    };
+    if !delivered {
+        std::future::pending::<()>().await;
     }
 }
 

@@ -344,13 +344,14 @@ async fn unreachable_and_invalid_endpoints() {
 }
 
 /// Scenario: a client that gives requests up when their server is unreachable (a router's,
-/// a gateway's to its peers) sends a request with data, under a 5 s deadline, to a
+/// a gateway's to its peers) sends a request with data, under a 10 s deadline, to a
 /// listener that never accepts: a paused (SIGSTOP) or hung process, whose kernel still
 /// completes the connection while nothing reads or answers.
-/// Guarantees: the request ends as unreachable before its deadline (the server answered
-/// no HTTP/2 ping: a black-box trial saw a router retry into a frozen gateway for its
-/// whole 30 s retry bound, holding every sender), says why, and is counted unanswered
-/// (the server may hold the data).
+/// Guarantees: the request ends as unreachable (the server answered no HTTP/2 ping
+/// within 60% of the deadline: a black-box trial saw a router retry into a frozen gateway
+/// for its whole 30 s retry bound, holding every sender), marked so, well before its
+/// deadline (about 6 s: a second's silence, then 5 s for the answer), says why, and is
+/// counted unanswered (the server may hold the data).
 #[tokio::test]
 async fn a_server_that_answers_no_ping_is_unreachable() {
     let paused = std::net::TcpListener::bind("127.0.0.3:0").unwrap();
@@ -358,7 +359,7 @@ async fn a_server_that_answers_no_ping_is_unreachable() {
     let client = GrpcClient::new(
         &addr.to_string(),
         &[],
-        Duration::from_secs(5),
+        Duration::from_secs(10),
         quick_retry(),
     )
     .unwrap()
@@ -367,12 +368,15 @@ async fn a_server_that_answers_no_ping_is_unreachable() {
     let started = tokio::time::Instant::now();
     let err = client.send(body).await.unwrap_err();
     let took = started.elapsed();
-    assert!(matches!(err, ForwardError::Unreachable { .. }), "{err}");
+    let ForwardError::Unreachable { status, .. } = &err else {
+        panic!("not unreachable: {err}");
+    };
+    assert!(tailgate_core::forward::is_unanswered_ping(status), "{err}");
     assert!(
         err.to_string().contains("did not answer an HTTP/2 ping"),
         "{err}"
     );
-    assert!(took < Duration::from_secs(5), "took {took:?}");
+    assert!(took < Duration::from_secs(9), "took {took:?}");
     assert_eq!(client.retry_stats().unanswered.get(), 1);
     drop(paused);
 }

@@ -499,7 +499,7 @@ impl Peers {
     /// they were (the rule before) split them whenever that was not the next owner, as on a
     /// gateway leaving the ring beside a listed gateway that was down. Already away, or no
     /// longer listed, nothing changes.
-    pub fn mark_down(self: &Arc<Self>, member: &Member) {
+    pub fn mark_down(self: &Arc<Self>, member: &Member, why: &str) {
         let now = Instant::now();
         let Some(generation) = self.set_away(member, |was| match was {
             Some(_) => None,
@@ -507,7 +507,9 @@ impl Peers {
         }) else {
             return;
         };
-        tracing::warn!(%member, "A peer cannot be reached; routing around it until it answers.");
+        // Once per transition, with its cause: the failed sends' own log is once a minute
+        // for all peers, so a second peer down within the minute would show no reason.
+        tracing::warn!(%member, error = %why, "A peer cannot be reached; routing around it until it answers.");
         self.rebuild();
         self.watch_away(member, generation);
     }
@@ -886,7 +888,7 @@ mod tests {
         peers.set_members(all.clone());
         let without = vec![all[0].clone(), all[2].clone()];
         peers.set_members(without.clone());
-        peers.mark_down(&all[1]);
+        peers.mark_down(&all[1], "unreachable in a test");
         assert!(
             !peers.is_away(&all[1]),
             "a member DNS dropped is not marked"
@@ -894,7 +896,7 @@ mod tests {
         peers.set_members(all.clone());
         assert_eq!(peers.view().ring.members().len(), 3);
 
-        peers.mark_down(&all[1]);
+        peers.mark_down(&all[1], "unreachable in a test");
         assert!(peers.is_away(&all[1]));
         assert_eq!(peers.view().ring.members().len(), 2);
         peers.set_members(without);

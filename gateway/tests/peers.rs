@@ -1316,7 +1316,8 @@ async fn a_peer_refusing_the_probe_is_named_in_the_log() {
         || "A sees both".into(),
     )
     .await;
-    a.peers.mark_down(&Member::new(addrs[1].to_string()));
+    a.peers
+        .mark_down(&Member::new(addrs[1].to_string()), "a blip");
     until(
         || log.count("A peer refuses this gateway's credentials") == 1,
         || String::from_utf8_lossy(&log.text()).into_owned(),

@@ -95,7 +95,9 @@ pub struct MembersConfig {
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct ForwardConfig {
-    /// Timeout of one attempt. Default 5s.
+    /// Timeout of one attempt. Default 5s. It also sets how long a gateway that leaves a
+    /// request unanswered has to answer an HTTP/2 ping before it counts as unreachable
+    /// (60% of it, two to five seconds).
     #[serde(default = "default_timeout", with = "humantime_serde")]
     pub timeout: Duration,
     /// Retries of one request to a gateway; past `max_elapsed_time` its spans count as

@@ -903,9 +903,13 @@ impl Forwarder {
                     }
                 }
             }
+            // A connection made meanwhile means a send got through, unless this one was
+            // made to a server that answers no ping (a frozen gateway at the router's
+            // start: its kernel takes connections).
             Err(status)
-                if tailgate_core::forward::is_connect_failure(&status)
-                    && client.connections_made() == connections =>
+                if tailgate_core::forward::is_unanswered_ping(&status)
+                    || (tailgate_core::forward::is_connect_failure(&status)
+                        && client.connections_made() == connections) =>
             {
                 if !self.down.swap(true, Ordering::Relaxed) {
                     tracing::warn!(member = %self.member, error = %status.message(), "Gateway unreachable; marked down, routing around it.");

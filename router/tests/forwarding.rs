@@ -350,7 +350,8 @@ async fn a_held_request_goes_on_when_room_comes_back() {
 /// Guarantees: the frozen gateway is marked down within seconds (it answers no HTTP/2
 /// ping), not after the retry bound (a black-box trial with a SIGSTOPped gateway saw
 /// the router retry into it for 30 s, refusing every sender meanwhile and counting its
-/// spans failed); its parts go to the live gateway; nothing is counted failed.
+/// spans failed), already at the router's greeting, before any request (a review found
+/// the greeting left it up); its parts go to the live gateway; nothing is counted failed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_frozen_gateway_is_routed_around_within_seconds() {
     let stop = CancellationToken::new();
@@ -368,7 +369,12 @@ async fn a_frozen_gateway_is_routed_around_within_seconds() {
     let mut client = TraceServiceClient::connect(format!("http://{addr}"))
         .await
         .unwrap();
-    let started = Instant::now();
+    until(
+        Duration::from_secs(12),
+        || "the greeting left the frozen gateway up".into(),
+        || router.ring_state().ring.members().len() == 1,
+    )
+    .await;
     let mut sent = 0;
     for seed in 0..20 {
         let req = FakeOtlp::traces(20).spans(2).seed(seed).build();
@@ -377,12 +383,10 @@ async fn a_frozen_gateway_is_routed_around_within_seconds() {
     }
     until(
         Duration::from_secs(12),
-        || "the frozen gateway was not routed around".into(),
-        || router.ring_state().ring.members().len() == 1 && router.pending_spans() == 0,
+        || "spans are still pending".into(),
+        || router.pending_spans() == 0,
     )
     .await;
-    let took = started.elapsed();
-    assert!(took < Duration::from_secs(12), "took {took:?}");
     let s = router.stats();
     assert_eq!(s.failed_spans.get(), 0);
     assert_eq!(s.forwarded_spans.get(), sent);

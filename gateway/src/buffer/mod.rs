@@ -484,7 +484,7 @@ impl SpanSink for TraceBuffer {
             {
                 tracing::warn!(
                     requests,
-                    "Refusing a request as a peer's: {why}. If gateways send it, their peers.secret (or certificates) differ from this one's. Logged at most once a minute, requests refused since counted."
+                    "Refusing a request as a peer's: {why}. If gateways send these, their peers.secret, certificates or peers.listen differ from this one's (or a client sends to the peer port). Logged at most once a minute, requests refused since counted."
                 );
             }
         }
@@ -957,8 +957,8 @@ impl TraceBuffer {
                 };
                 self.log_peer_failure(view, p, error.as_ref(), "spans");
                 self.stats.peers.failures.add(1);
-                if let (true, Some(member)) = (down, view.member(p)) {
-                    self.peers.mark_down(member);
+                if let (true, Some(member), Some(error)) = (down, view.member(p), &error) {
+                    self.peers.mark_down(member, &error.to_string());
                 }
                 None
             }
