@@ -12,6 +12,7 @@ mod connection_age;
 mod decompress_hostile;
 mod receive;
 mod ring_balance;
+mod signals;
 mod tls;
 mod wire_roundtrip;
 
