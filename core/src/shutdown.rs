@@ -26,20 +26,19 @@ pub fn on_signal(
     let mut term = registered(SignalKind::terminate(), "SIGTERM");
     let mut int = registered(SignalKind::interrupt(), "SIGINT");
     async move {
-        tokio::select! {
-            () = next(&mut term) => {}
-            () = next(&mut int) => {}
-        }
-        tracing::info!("Shutting down: {what}.");
-        shutdown.cancel();
-        // Later signals change nothing (the drain keeps its deadline; SIGKILL ends it at
-        // once): said, so a second Ctrl-C or SIGTERM is not met with silence.
         loop {
             tokio::select! {
                 () = next(&mut term) => {}
                 () = next(&mut int) => {}
             }
-            tracing::info!("Already shutting down ({what}); another signal does not hasten it: the drain ends by its deadline (--drain-deadline), or at once with SIGKILL.");
+            if shutdown.is_cancelled() {
+                // Later signals change nothing (the drain keeps its deadline; SIGKILL ends
+                // it at once): said, so a second Ctrl-C or SIGTERM is not met with silence.
+                tracing::info!("Already shutting down ({what}); another signal does not hasten it: the drain ends by its deadline (--drain-deadline), or at once with SIGKILL.");
+            } else {
+                tracing::info!("Shutting down: {what}.");
+                shutdown.cancel();
+            }
         }
     }
 }

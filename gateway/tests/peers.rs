@@ -1244,17 +1244,10 @@ async fn outsiders_peer_requests_are_refused(standalone: bool) {
     p.served.await.unwrap().unwrap();
 }
 
-/// Scenario: two gateways whose `peers.secret`s differ (a misconfigured rollout); a
-/// client sends ten requests to the first, with spans of traces the second owns. One
-/// thread runs both, so the test reads their log.
-/// Guarantees: the first keeps what the second refuses, counts each failed send, and
-/// says once (not once per request: a trial saw 200 lines in two seconds) that the peer
-/// refuses its credentials; the second says once that it refuses peer requests, naming
-/// the secret (a trial found the misconfiguration only in a counter).
-#[tokio::test]
-async fn peers_with_different_secrets_say_so_once() {
-    let (log, _installed) = tailgate_core::test_util::CapturedLog::install();
-    let (listeners, addrs) = bind_pods(&[[127, 0, 0, 95], [127, 0, 0, 96]]).await;
+/// Two pods at `ips` listing each other, the second with a `peers.secret` of its own (a
+/// misconfigured rollout); and their addresses.
+async fn pods_with_other_secrets(ips: [[u8; 4]; 2]) -> (Pod, Pod, Vec<SocketAddr>) {
+    let (listeners, addrs) = bind_pods(&ips).await;
     let mut listeners = listeners.into_iter();
     let a = pod(listeners.next().unwrap(), &addrs).await;
     let other = PeersConfig {
@@ -1265,6 +1258,20 @@ async fn peers_with_different_secrets_say_so_once() {
         ..Default::default()
     };
     let b = pod_with_peers(listeners.next().unwrap(), other).await;
+    (a, b, addrs)
+}
+
+/// Scenario: two gateways whose `peers.secret`s differ (a misconfigured rollout); a
+/// client sends ten requests to the first, with spans of traces the second owns. One
+/// thread runs both, so the test reads their log.
+/// Guarantees: the first keeps what the second refuses, counts each failed send, and
+/// says once (not once per request: a trial saw 200 lines in two seconds) that the peer
+/// refuses its credentials; the second says once that it refuses peer requests, naming
+/// the secret (a trial found the misconfiguration only in a counter).
+#[tokio::test]
+async fn peers_with_different_secrets_say_so_once() {
+    let (log, _installed) = tailgate_core::test_util::CapturedLog::install();
+    let (a, b, addrs) = pods_with_other_secrets([[127, 0, 0, 95], [127, 0, 0, 96]]).await;
     for seed in 0..10 {
         send(
             addrs[0],
@@ -1300,17 +1307,7 @@ async fn peers_with_different_secrets_say_so_once() {
 #[tokio::test]
 async fn a_peer_refusing_the_probe_is_named_in_the_log() {
     let (log, _installed) = tailgate_core::test_util::CapturedLog::install();
-    let (listeners, addrs) = bind_pods(&[[127, 0, 0, 97], [127, 0, 0, 98]]).await;
-    let mut listeners = listeners.into_iter();
-    let a = pod(listeners.next().unwrap(), &addrs).await;
-    let other = PeersConfig {
-        advertise: Some(addrs[1].to_string()),
-        static_list: addrs.iter().map(ToString::to_string).collect(),
-        leave_linger: Duration::from_millis(300),
-        secret: Some("another-secret".into()),
-        ..Default::default()
-    };
-    let b = pod_with_peers(listeners.next().unwrap(), other).await;
+    let (a, b, addrs) = pods_with_other_secrets([[127, 0, 0, 97], [127, 0, 0, 98]]).await;
     until(
         || a.peers.view_full().ring.members().len() == 2,
         || "A sees both".into(),

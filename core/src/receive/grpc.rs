@@ -126,10 +126,7 @@ impl<S: SpanSink> TraceService<S> {
     /// HTTP 415 for a request that is not gRPC, as the gRPC spec asks, saying where
     /// OTLP/HTTP goes (counted as refused, `invalid`).
     fn not_grpc(&self) -> http::Response<Body> {
-        let to = match self.http_port {
-            Some(port) => format!("to the HTTP receiver, port {port}"),
-            None => "to an HTTP receiver (this process has none: `receive.http`)".to_owned(),
-        };
+        let to = super::other_receiver("an", "HTTP", self.http_port, "receive.http");
         let refusal = Refusal::Invalid(format!(
             "not a gRPC request (Content-Type is not application/grpc): this is the OTLP/gRPC \
              receiver; send OTLP/HTTP {to}"
@@ -559,7 +556,7 @@ fn sender_deadline<B>(req: &http::Request<B>) -> Result<Option<tokio::time::Inst
 }
 
 /// Whether the request says it is gRPC (`application/grpc…`).
-fn is_grpc<B>(req: &http::Request<B>) -> bool {
+pub(super) fn is_grpc<B>(req: &http::Request<B>) -> bool {
     req.headers()
         .get(http::header::CONTENT_TYPE)
         .is_some_and(|ct| ct.as_bytes().starts_with(b"application/grpc"))

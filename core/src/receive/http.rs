@@ -79,7 +79,7 @@ async fn answer<S: SpanSink>(
     // A wrong path or method is answered with a `Status` in the request's format when it
     // has one of OTLP's (the spec's rule for 4xx bodies), else in text, as the Collector
     // answers every one of them.
-    if is_grpc(&req) {
+    if super::grpc::is_grpc(&req) {
         return grpc_misdirected(&*sink, limits.grpc_port);
     }
     let path = &*limits.traces_path;
@@ -379,26 +379,12 @@ fn with_body(status: StatusCode, format: Format, body: Bytes) -> Response<Full<B
 
 /// `status` with `message`: a `Status` (code UNIMPLEMENTED) in the request's OTLP format,
 /// or text when it has none.
-/// Whether `req` is a gRPC call (`application/grpc`, `application/grpc+proto`, …).
-fn is_grpc<B>(req: &Request<B>) -> bool {
-    req.headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| {
-            v.get(..16)
-                .is_some_and(|t| t.eq_ignore_ascii_case("application/grpc"))
-        })
-}
-
 /// The answer to a gRPC client pointed at the OTLP/HTTP receiver: a gRPC status (HTTP 200,
 /// `grpc-status` 12, UNIMPLEMENTED, in a trailers-only answer) saying where gRPC goes, so
 /// the client shows that instead of "received HTTP status 404". Counted as refused,
 /// `invalid`, as the gRPC receiver counts OTLP/HTTP sent to it.
 fn grpc_misdirected<S: SpanSink>(sink: &S, grpc_port: Option<u16>) -> Response<Full<Bytes>> {
-    let to = match grpc_port {
-        Some(port) => format!("to the gRPC receiver, port {port}"),
-        None => "to a gRPC receiver (this process has none: `receive.grpc`)".to_owned(),
-    };
+    let to = super::other_receiver("a", "gRPC", grpc_port, "receive.grpc");
     let refusal = Refusal::Invalid(format!(
         "a gRPC request reached the OTLP/HTTP receiver; send OTLP/gRPC {to}"
     ));
