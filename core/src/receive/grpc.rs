@@ -126,7 +126,7 @@ impl<S: SpanSink> TraceService<S> {
     /// HTTP 415 for a request that is not gRPC, as the gRPC spec asks, saying where
     /// OTLP/HTTP goes (counted as refused, `invalid`).
     fn not_grpc(&self) -> http::Response<Body> {
-        let to = super::other_receiver("an", "HTTP", self.http_port, "receive.http");
+        let to = other_receiver("an", "HTTP", self.http_port, "receive.http");
         let refusal = Refusal::Invalid(format!(
             "not a gRPC request (Content-Type is not application/grpc): this is the OTLP/gRPC \
              receiver; send OTLP/HTTP {to}"
@@ -553,6 +553,16 @@ fn sender_deadline<B>(req: &http::Request<B>) -> Result<Option<tokio::time::Inst
         _ => return Err(malformed()),
     };
     Ok(tokio::time::Instant::now().checked_add(d))
+}
+
+/// Where a request of the other protocol goes, as a refusal names it: "to the `name`
+/// receiver, port N", or that this process has none (`key` unset). `article` is the one
+/// `name` takes ("a gRPC", "an HTTP").
+pub(super) fn other_receiver(article: &str, name: &str, port: Option<u16>, key: &str) -> String {
+    match port {
+        Some(port) => format!("to the {name} receiver, port {port}"),
+        None => format!("to {article} {name} receiver (this process has none: `{key}`)"),
+    }
 }
 
 /// Whether the request says it is gRPC (`application/grpc…`).

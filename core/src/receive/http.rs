@@ -384,7 +384,7 @@ fn with_body(status: StatusCode, format: Format, body: Bytes) -> Response<Full<B
 /// the client shows that instead of "received HTTP status 404". Counted as refused,
 /// `invalid`, as the gRPC receiver counts OTLP/HTTP sent to it.
 fn grpc_misdirected<S: SpanSink>(sink: &S, grpc_port: Option<u16>) -> Response<Full<Bytes>> {
-    let to = super::other_receiver("a", "gRPC", grpc_port, "receive.grpc");
+    let to = super::grpc::other_receiver("a", "gRPC", grpc_port, "receive.grpc");
     let refusal = Refusal::Invalid(format!(
         "a gRPC request reached the OTLP/HTTP receiver; send OTLP/gRPC {to}"
     ));

@@ -157,16 +157,6 @@ impl Listeners {
     }
 }
 
-/// Where a request of the other protocol goes, as a refusal names it: "to the `name`
-/// receiver, port N", or that this process has none (`key` unset). `article` is the one
-/// `name` takes ("a gRPC", "an HTTP").
-fn other_receiver(article: &str, name: &str, port: Option<u16>, key: &str) -> String {
-    match port {
-        Some(port) => format!("to the {name} receiver, port {port}"),
-        None => format!("to {article} {name} receiver (this process has none: `{key}`)"),
-    }
-}
-
 /// Runs `serving` (receivers being served until `stop`) to its end, or until `grace` has
 /// passed since `stop` was cancelled, whichever comes first. A drain gives open requests
 /// this much of its deadline: a slow or stalled upload (up to `receive.request_timeout`)
