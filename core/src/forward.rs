@@ -1293,6 +1293,31 @@ mod tests {
         }
     }
 
+    /// Scenario: the liveness pings of clients that give up when unreachable, for request
+    /// timeouts of 1, 3, 5 (the routers' and peers' default), 10 and 60 s.
+    /// Guarantees (configuration.md, resilience.md, `forward.timeout`'s doc): a ping after a
+    /// second without an answer, its answer awaited 60% of the timeout, from two to five
+    /// seconds; at the default, ping and wait (4 s) end before the request's deadline.
+    #[test]
+    fn liveness_pings_wait_sixty_percent_of_the_timeout_within_two_to_five_seconds() {
+        let secs = |s: u64| Duration::from_secs(s);
+        for (timeout, wait) in [
+            (secs(1), secs(2)),
+            (secs(3), secs(2)),
+            (secs(5), secs(3)),
+            (secs(10), secs(5)),
+            (secs(60), secs(5)),
+        ] {
+            assert_eq!(
+                liveness_pings(timeout),
+                (Some(secs(1)), wait),
+                "{timeout:?}"
+            );
+        }
+        let (interval, wait) = liveness_pings(secs(5));
+        assert!(interval.unwrap() + wait < secs(5));
+    }
+
     /// Scenario: `keepalive` blocks as Collector configs write them.
     /// Guarantees: read as grpc-go reads them: `time` 0 is no pings, under 10 s is 10 s;
     /// `timeout` 0 is 20 s; Go durations (`1.5m`) are taken; keys left out are 10 s.
