@@ -47,6 +47,80 @@ pub fn kind_of(id: &str) -> &str {
     id.split('/').next().unwrap_or(id)
 }
 
+/// Where a Collector config sits inside a file that is not one: the OpenTelemetry
+/// Operator's `OpenTelemetryCollector` resource (`spec.config`), a Kubernetes ConfigMap
+/// (a `data` key) or the Collector Helm chart's values (`config:`; of an umbrella chart's
+/// Collectors, the first that is `preferred`, else the first). Tailgate reads the config
+/// itself; the hint says how to get it out.
+pub fn wrapped_config_hint(top: &Value, preferred: impl Fn(&Value) -> bool) -> Option<String> {
+    if top.get("processors").is_some() || top.get("policies").is_some() {
+        return None;
+    }
+    let kind = top.get("kind").and_then(|k| k.as_str());
+    if top.get("apiVersion").is_some() && kind == Some("OpenTelemetryCollector") {
+        return Some("this is an OpenTelemetryCollector resource; Tailgate reads the Collector config inside it: extract spec.config into a file (`yq '.spec.config' FILE`, or `kubectl get otelcol NAME -o jsonpath='{.spec.config}'`) and pass that".into());
+    }
+    if top.get("apiVersion").is_some() && kind == Some("ConfigMap") {
+        let keys: Vec<&str> = top
+            .get("data")
+            .and_then(|d| d.as_mapping())
+            .map(|m| m.keys().filter_map(|k| k.as_str()).collect())
+            .unwrap_or_default();
+        let key = keys.first().copied().unwrap_or("KEY");
+        // jsonpath reads a dot in a key as a step: `{.data.collector\.yaml}`.
+        let path_key = key.replace('.', "\\.");
+        return Some(format!(
+            "this is a Kubernetes ConfigMap (data keys: {}); Tailgate reads the file one of its keys holds: mount the ConfigMap (each key becomes a file) and pass that file, or extract it (`yq '.data[\"{key}\"]' FILE`, or `kubectl get configmap NAME -o jsonpath='{{.data.{path_key}}}'`)",
+            if keys.is_empty() { "none".into() } else { keys.join(", ") }
+        ));
+    }
+    let is_config = |v: &Value| v.get("processors").is_some() || v.get("service").is_some();
+    if top.get("config").is_some_and(is_config) {
+        return Some("this looks like the Collector Helm chart's values; Tailgate reads the Collector config under `config:`: extract it into a file (`yq '.config' values.yaml`) and pass that".into());
+    }
+    // An umbrella chart's values: the Collector chart as a dependency under its name (a
+    // user trial: Coralogix's `opentelemetry-gateway:`).
+    // The chart whose config has a tail_sampling processor, else the first with a config.
+    let charts: Vec<(&str, &Value)> = top
+        .as_mapping()?
+        .iter()
+        .filter_map(|(k, v)| Some((k.as_str()?, v.get("config").filter(|c| is_config(c))?)))
+        .collect();
+    let (name, _) = charts
+        .iter()
+        .find(|(_, c)| preferred(c))
+        .or(charts.first())?;
+    let plain = name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    let path = if plain {
+        format!(".{name}.config")
+    } else {
+        format!(".[\"{name}\"].config")
+    };
+    Some(format!("this looks like an umbrella Helm chart's values, with the Collector chart's under `{name}:`; Tailgate reads the Collector config under `{name}.config:`: extract it into a file (`yq '{path}' values.yaml`) and pass that"))
+}
+
+/// Refuses a binary's config file that wraps a Collector config (see
+/// [`wrapped_config_hint`]) with the hint, before it is read as the binary's own config,
+/// whose error ("unknown field `apiVersion`") would not say what the file is. Text that
+/// is no YAML passes: the binary's own reading names its fault.
+pub fn refuse_wrapped(
+    path: &std::path::Path,
+    text: &str,
+    preferred: impl Fn(&Value) -> bool,
+) -> Result<(), crate::config::ConfigError> {
+    let Ok(top) = serde_yaml_ng::from_str::<Value>(text) else {
+        return Ok(());
+    };
+    match wrapped_config_hint(&top, preferred) {
+        Some(hint) => Err(crate::config::ConfigError::Invalid {
+            path: path.to_owned(),
+            key: "(top level)".into(),
+            message: hint,
+        }),
+        None => Ok(()),
+    }
+}
+
 /// A [`TranslateError`] at `key`.
 pub fn err(key: impl Into<String>, message: impl Into<String>) -> TranslateError {
     TranslateError {

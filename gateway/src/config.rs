@@ -321,6 +321,9 @@ impl GatewayConfig {
         if tailgate_core::config::is_collector_config(&text) {
             return Self::from_collector(path, &text, processor);
         }
+        tailgate_core::collector::refuse_wrapped(path, &text, |c| {
+            crate::policy::collector::defines_tail_sampling(c)
+        })?;
         let config = load_checked(
             path,
             "this is a Collector config, but not one the gateway reads",
@@ -1158,6 +1161,20 @@ mod tests {
         assert!(
             matches!(&err, ConfigError::Invalid { key, message, .. }
                 if key == "processors" && message.contains("no tail_sampling processor")),
+            "{err}"
+        );
+        // The Operator's resource around one is named, with how to take the config out
+        // (it was "unknown field `apiVersion`").
+        std::fs::write(
+            &path,
+            "apiVersion: opentelemetry.io/v1beta1\nkind: OpenTelemetryCollector\nmetadata: {name: gw}\nspec:\n  config:\n    receivers: {otlp: {}}\n    processors: {tail_sampling: {policies: []}}\n",
+        )
+        .unwrap();
+        let err = GatewayConfig::load(&path).unwrap_err();
+        std::fs::remove_file(&path).unwrap();
+        assert!(
+            matches!(&err, ConfigError::Invalid { message, .. }
+                if message.contains("OpenTelemetryCollector resource") && message.contains("spec.config")),
             "{err}"
         );
     }

@@ -1,13 +1,14 @@
 //! A whole Collector config given as the router's: the config of a Collector running the
-//! `loadbalancing` exporter (the tier the router replaces) is read for what the router
-//! needs, so that a user's file loads as it is.
+//! `load_balancing` exporter (the tier the router replaces; `loadbalancing` until contrib
+//! v0.153, which the Collector still takes as a deprecated alias, and so does the router)
+//! is read for what the router needs, so that a user's file loads as it is.
 //!
 //! Data comes from the parsed file (references already expanded) and goes to
 //! [`crate::config`] as the router config's sections, each a YAML value in the router's
 //! own shape with the Collector key it was read from (for errors), plus notes naming what
 //! was not applied. What is taken:
 //!
-//! * the traces pipeline whose exporters hold a `loadbalancing` exporter (one; several are
+//! * the traces pipeline whose exporters hold a `load_balancing` exporter (one; several are
 //!   refused, as the router is one);
 //! * that pipeline's `otlp` receiver: `protocols.grpc.endpoint` and `protocols.http.endpoint`
 //!   (the Collector's defaults, `localhost:4317` and `localhost:4318`, for a protocol
@@ -47,21 +48,17 @@ pub fn translate(top: &Value) -> Result<Translated, TranslateError> {
     let with_lb: Vec<(&str, &Value)> = traces
         .iter()
         .copied()
-        .filter(|(_, p)| {
-            names(p, "exporters")
-                .iter()
-                .any(|e| kind_of(e) == "loadbalancing")
-        })
+        .filter(|(_, p)| names(p, "exporters").iter().any(|e| is_load_balancing(e)))
         .collect();
     let exporters: Vec<&str> = listed(&with_lb, "exporters")
         .into_iter()
-        .filter(|e| kind_of(e) == "loadbalancing")
+        .filter(|e| is_load_balancing(e))
         .collect();
     let exporter = match exporters[..] {
         [] => {
             return Err(err(
                 "service.pipelines",
-                "no traces pipeline exports to a loadbalancing exporter: a Collector config given to the router must be the load-balancing tier's (the router takes its place), or write the router's own config (receive, members, forward: docs/configuration.md)",
+                "no traces pipeline exports to a load_balancing (or loadbalancing) exporter: a Collector config given to the router must be the load-balancing tier's (the router takes its place), or write the router's own config (receive, members, forward: docs/configuration.md)",
             ))
         }
         [one] => one,
@@ -69,7 +66,7 @@ pub fn translate(top: &Value) -> Result<Translated, TranslateError> {
             return Err(err(
                 "service.pipelines",
                 format!(
-                    "several loadbalancing exporters in traces pipelines ({}): one router config has one member set; run a router per exporter, each with a config holding one",
+                    "several load_balancing exporters in traces pipelines ({}): one router config has one member set; run a router per exporter, each with a config holding one",
                     exporters.join(", ")
                 ),
             ))
@@ -78,7 +75,7 @@ pub fn translate(top: &Value) -> Result<Translated, TranslateError> {
     for (name, pipeline) in &with_lb {
         let others: Vec<&str> = names(pipeline, "exporters")
             .into_iter()
-            .filter(|e| kind_of(e) != "loadbalancing")
+            .filter(|e| !is_load_balancing(e))
             .collect();
         if !others.is_empty() {
             out.notes.push(format!(
@@ -97,7 +94,7 @@ pub fn translate(top: &Value) -> Result<Translated, TranslateError> {
     let other_pipelines = other_pipelines(top, &with_lb);
     if !other_pipelines.is_empty() {
         out.notes.push(format!(
-            "service.pipelines: {} not taken: the router reads the traces pipeline of the loadbalancing exporter (it routes traces only)",
+            "service.pipelines: {} not taken: the router reads the traces pipeline of the load_balancing exporter (it routes traces only)",
             other_pipelines.join(", ")
         ));
     }
@@ -350,6 +347,22 @@ const OTLP_EXPORTER_NOTED: &[&str] = &[
     "middlewares",
 ];
 
+/// Whether the component id names the load-balancing exporter: `load_balancing`, its
+/// type since contrib v0.153 (PR #48533), or `loadbalancing`, the deprecated alias the
+/// Collector still takes.
+fn is_load_balancing(id: &str) -> bool {
+    matches!(kind_of(id), "load_balancing" | "loadbalancing")
+}
+
+/// Whether a Collector config's `exporters:` defines a load-balancing exporter (of an
+/// umbrella chart's Collectors, the one a router config is wanted from).
+pub fn load_balances(config: &Value) -> bool {
+    config
+        .get("exporters")
+        .and_then(|e| e.as_mapping())
+        .is_some_and(|m| m.keys().filter_map(|k| k.as_str()).any(is_load_balancing))
+}
+
 /// Keys of the `loadbalancing` exporter beside `routing_key`, `resolver` and `protocol`,
 /// read and not applied.
 const LOADBALANCING_NOTED: &[&str] = &[
@@ -371,6 +384,31 @@ mod tests {
 
     fn section<'a>(t: &'a Translated, key: &str) -> &'a Value {
         &t.sections.iter().find(|s| s.key == key).unwrap().value
+    }
+
+    /// Scenario: the exporter under its type since contrib v0.153, `load_balancing` (as in
+    /// Dynatrace's shipped example, a named instance per signal), beside a logs pipeline.
+    /// Guarantees: read as the `loadbalancing` alias is: its resolver becomes the members,
+    /// its other pipelines are named as not taken; two of them in traces pipelines are
+    /// refused naming both, whichever spelling each uses.
+    #[test]
+    fn the_exporter_loads_under_its_new_type_name() {
+        let t = read("receivers: {otlp: {protocols: {grpc: {endpoint: 0.0.0.0:4317}}}}\nexporters:\n  load_balancing/traces:\n    protocol: {otlp: {tls: {insecure: true}}}\n    resolver: {k8s: {service: gw.obs, ports: [4317]}}\n  load_balancing/logs:\n    resolver: {k8s: {service: gw.obs}}\nservice:\n  pipelines:\n    traces: {receivers: [otlp], exporters: [load_balancing/traces]}\n    logs: {receivers: [otlp], exporters: [load_balancing/logs]}\n").unwrap();
+        assert_eq!(
+            section(&t, "members"),
+            &serde_yaml_ng::from_str::<Value>("dns: {name: gw.obs, port: 4317}").unwrap()
+        );
+        assert!(
+            t.notes.iter().any(|n| n.contains("logs not taken")),
+            "{:?}",
+            t.notes
+        );
+        let e = read("receivers: {otlp: {protocols: {grpc: {}}}}\nexporters: {load_balancing: {resolver: {static: {hostnames: [a]}}}, loadbalancing/old: {resolver: {static: {hostnames: [b]}}}}\nservice: {pipelines: {traces: {receivers: [otlp], exporters: [load_balancing, loadbalancing/old]}}}\n").unwrap_err();
+        assert_eq!(e.key, "service.pipelines");
+        assert!(
+            e.message.contains("load_balancing, loadbalancing/old"),
+            "{e}"
+        );
     }
 
     /// Scenario: the loadbalancing exporter README's k8s example (routing by service
@@ -553,8 +591,9 @@ mod tests {
         let e = read("receivers: {otlp: {protocols: {grpc: {}}}}\nexporters: {otlp: {endpoint: x:4317}}\nservice: {pipelines: {traces: {receivers: [otlp], exporters: [otlp]}}}\n").unwrap_err();
         assert_eq!(e.key, "service.pipelines");
         assert!(
-            e.message
-                .contains("no traces pipeline exports to a loadbalancing exporter"),
+            e.message.contains(
+                "no traces pipeline exports to a load_balancing (or loadbalancing) exporter"
+            ),
             "{e}"
         );
     }

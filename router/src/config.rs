@@ -243,6 +243,7 @@ impl RouterConfig {
         if tailgate_core::config::is_collector_config(&text) {
             return Self::from_collector(path, &text);
         }
+        tailgate_core::collector::refuse_wrapped(path, &text, crate::collector::load_balances)?;
         let config = load_checked(
             path,
             "this is a Collector config, but not one the router reads",
@@ -600,6 +601,14 @@ mod tests {
             std::fs::remove_file(&path).unwrap();
             out
         };
+        // The Operator's resource around a load-balancing tier's config is named, with
+        // how to take the config out (it was "unknown field `apiVersion`").
+        let err = load("apiVersion: opentelemetry.io/v1beta1\nkind: OpenTelemetryCollector\nspec:\n  config:\n    exporters: {load_balancing: {resolver: {static: {hostnames: [a]}}}}\n").unwrap_err();
+        assert!(
+            matches!(&err, ConfigError::Invalid { message, .. }
+                if message.contains("OpenTelemetryCollector resource")),
+            "{err}"
+        );
         let whole = "receivers:\n  otlp:\n    protocols:\n      grpc:\n        endpoint: ${env:TAILGATE_TEST_UNSET_IP:-127.0.0.1}:4317\n      http:\nprocessors:\n  batch: {}\nexporters:\n  loadbalancing:\n    protocol:\n      otlp:\n        timeout: 2s\n        tls:\n          insecure: true\n    resolver:\n      static:\n        hostnames: [gateway-1, gateway-2:4400]\nservice:\n  pipelines:\n    traces:\n      receivers: [otlp]\n      processors: [batch]\n      exporters: [loadbalancing]\n";
         let (c, notes) = load(whole).unwrap();
         assert_eq!(c.members.static_list, ["gateway-1:4317", "gateway-2:4400"]);

@@ -32,56 +32,11 @@ pub(crate) enum Shape {
     },
 }
 
-/// Where a Collector config sits inside a file that is not one: the OpenTelemetry
-/// Operator's `OpenTelemetryCollector` resource (`spec.config`), a Kubernetes ConfigMap
-/// (a `data` key) or the Collector Helm chart's values (`config:`). Tailgate reads the config itself; the hint says how to get
-/// it out.
+/// Where a Collector config sits inside a file that is not one (an Operator resource, a
+/// ConfigMap, chart values): [`tailgate_core::collector::wrapped_config_hint`], preferring
+/// an umbrella chart's Collector that defines `tail_sampling`.
 fn wrapped_config_hint(top: &serde_yaml_ng::Value) -> Option<String> {
-    if top.get("processors").is_some() || top.get("policies").is_some() {
-        return None;
-    }
-    let kind = top.get("kind").and_then(|k| k.as_str());
-    if top.get("apiVersion").is_some() && kind == Some("OpenTelemetryCollector") {
-        return Some("this is an OpenTelemetryCollector resource; Tailgate reads the Collector config inside it: extract spec.config into a file (`yq '.spec.config' FILE`, or `kubectl get otelcol NAME -o jsonpath='{.spec.config}'`) and pass that".into());
-    }
-    if top.get("apiVersion").is_some() && kind == Some("ConfigMap") {
-        let keys: Vec<&str> = top
-            .get("data")
-            .and_then(|d| d.as_mapping())
-            .map(|m| m.keys().filter_map(|k| k.as_str()).collect())
-            .unwrap_or_default();
-        let key = keys.first().copied().unwrap_or("KEY");
-        // jsonpath reads a dot in a key as a step: `{.data.collector\.yaml}`.
-        let path_key = key.replace('.', "\\.");
-        return Some(format!(
-            "this is a Kubernetes ConfigMap (data keys: {}); Tailgate reads the file one of its keys holds: mount the ConfigMap (each key becomes a file) and pass that file, or extract it (`yq '.data[\"{key}\"]' FILE`, or `kubectl get configmap NAME -o jsonpath='{{.data.{path_key}}}'`)",
-            if keys.is_empty() { "none".into() } else { keys.join(", ") }
-        ));
-    }
-    let is_config =
-        |v: &serde_yaml_ng::Value| v.get("processors").is_some() || v.get("service").is_some();
-    if top.get("config").is_some_and(is_config) {
-        return Some("this looks like the Collector Helm chart's values; Tailgate reads the Collector config under `config:`: extract it into a file (`yq '.config' values.yaml`) and pass that".into());
-    }
-    // An umbrella chart's values: the Collector chart as a dependency under its name (a
-    // user trial: Coralogix's `opentelemetry-gateway:`).
-    // The chart whose config has a tail_sampling processor, else the first with a config.
-    let charts: Vec<(&str, &serde_yaml_ng::Value)> = top
-        .as_mapping()?
-        .iter()
-        .filter_map(|(k, v)| Some((k.as_str()?, v.get("config").filter(|c| is_config(c))?)))
-        .collect();
-    let (name, _) = charts
-        .iter()
-        .find(|(_, c)| defines_tail_sampling(c))
-        .or(charts.first())?;
-    let plain = name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
-    let path = if plain {
-        format!(".{name}.config")
-    } else {
-        format!(".[\"{name}\"].config")
-    };
-    Some(format!("this looks like an umbrella Helm chart's values, with the Collector chart's under `{name}:`; Tailgate reads the Collector config under `{name}.config:`: extract it into a file (`yq '{path}' values.yaml`) and pass that"))
+    tailgate_core::collector::wrapped_config_hint(top, defines_tail_sampling)
 }
 
 /// Whether a document holds `tail_sampling` settings: a policy file's body, the block, a
@@ -105,7 +60,7 @@ fn kind_of(id: &str) -> &str {
 }
 
 /// Whether a Collector config's `processors:` defines a `tail_sampling` processor.
-fn defines_tail_sampling(config: &serde_yaml_ng::Value) -> bool {
+pub(crate) fn defines_tail_sampling(config: &serde_yaml_ng::Value) -> bool {
     config
         .get("processors")
         .and_then(|p| p.as_mapping())
