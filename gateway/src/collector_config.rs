@@ -11,8 +11,9 @@
 //!
 //! * their `otlp` receiver, as the router reads it ([`tailgate_core::collector::receive`]);
 //! * their exporters, each block as written (the gateway's `export:` reads the
-//!   Collector's `otlp`, `otlphttp` and `debug` exporter keys); an exporter of another
-//!   type is refused by `export:`'s own reading, naming it;
+//!   Collector's `otlp`, `otlphttp` and `debug` exporter keys), with the Collector's
+//!   `compression: gzip` where an `otlp` or `otlphttp` block leaves it out; an exporter of
+//!   another type is refused by `export:`'s own reading, naming it;
 //! * the top-level `extensions:` (authenticators; `health_check`'s endpoint becomes
 //!   `admin` when the service enables it, else there is no `admin`, as such a Collector
 //!   serves none; `service.telemetry.metrics` becomes `metrics`).
@@ -25,6 +26,22 @@ use tailgate_core::collector::{
     admin, err, kind_of, listed, metrics, names, other_pipelines, receive,
 };
 pub use tailgate_core::collector::{Section, TranslateError, Translated};
+
+/// An exporter block as the gateway reads it, meaning what it means to the Collector: an
+/// `otlp` or `otlphttp` exporter that leaves `compression` out gzips there, where the
+/// gateway's own `export:` sends uncompressed unless told (a departure for configs written
+/// for it, docs/configuration.md); a copied Collector config keeps the Collector's.
+fn with_collector_compression(id: &str, block: &Value) -> Value {
+    let otlp = matches!(kind_of(id), "otlp" | "otlp_grpc" | "otlphttp" | "otlp_http");
+    match block {
+        Value::Mapping(m) if otlp && m.get("compression").is_none() => {
+            let mut m = m.clone();
+            m.insert("compression".into(), "gzip".into());
+            Value::Mapping(m)
+        }
+        other => other.clone(),
+    }
+}
 
 /// Reads `top`, a whole Collector config, for the gateway, from the traces `pipelines`
 /// that run its `tail_sampling` processor.
@@ -89,7 +106,7 @@ pub fn translate(top: &Value, pipelines: &[String]) -> Result<Translated, Transl
                 format!("{e} is used by the pipeline and not defined under exporters: (the Collector refuses this too)"),
             ));
         };
-        export.insert((*e).into(), block.clone());
+        export.insert((*e).into(), with_collector_compression(e, block));
     }
     if export.is_empty() {
         return Err(err(
@@ -185,6 +202,13 @@ mod tests {
         let export = section(&t, "export").unwrap().as_mapping().unwrap();
         let keys: Vec<&str> = export.keys().filter_map(Value::as_str).collect();
         assert_eq!(keys, ["otlp/tempo", "debug"]);
+        // Compression left out means the Collector's gzip; written, it is kept.
+        assert_eq!(export["otlp/tempo"]["compression"], Value::from("gzip"));
+        assert!(export["debug"].get("compression").is_none());
+        let copied = read("receivers: {otlp: {protocols: {grpc: {}}}}\nprocessors: {tail_sampling: {policies: [{name: all, type: always_sample}]}}\nexporters: {otlp_http/a: {endpoint: 'https://a'}, otlp/b: {endpoint: 'b:4317', compression: none}}\nservice: {pipelines: {traces: {receivers: [otlp], processors: [tail_sampling], exporters: [otlp_http/a, otlp/b]}}}\n").unwrap();
+        let export = section(&copied, "export").unwrap();
+        assert_eq!(export["otlp_http/a"]["compression"], Value::from("gzip"));
+        assert_eq!(export["otlp/b"]["compression"], Value::from("none"));
         assert_eq!(section(&t, "admin"), Some(&Value::from("0.0.0.0:13133")));
         let ext = section(&t, "extensions").unwrap();
         assert!(ext.get("health_check").is_none() && ext.get("bearertokenauth").is_some());
