@@ -1863,6 +1863,7 @@ mod tests {
     /// counting them: 40, as without them.
     #[tokio::test]
     async fn traces_decided_already_are_not_counted_as_early_decisions() {
+        let (log, _guard) = tailgate_core::test_util::CapturedLog::install();
         let stats = shard_over_its_trace_limit(
             "policies: [{name: all, type: always_sample}]\n",
             &[(10, 4, 1), (50, 3, 2)],
@@ -1874,6 +1875,10 @@ mod tests {
         assert_eq!(stats.traces_sampled.get(), 60);
         assert_eq!(stats.pending_export_spans.get(), 40 + 150);
         assert_eq!(stats.live_spans.get(), 0);
+        // Said once (the first batch over the limit), naming the setting to raise; the
+        // later batches' early decisions are counted toward the next line, a minute on.
+        assert_eq!(log.count("Deciding traces early"), 1);
+        assert_eq!(log.count("Raise num_traces"), 1);
     }
 
     /// Scenario: one thread's spare scan reads a request with a rejected span, its spans
