@@ -121,8 +121,9 @@ pub struct Report {
     /// RSS each gateway would need to wait the whole `decision_wait` (over every gateway
     /// and step); above `gateway_rss_bytes` when the buffer's limit forced early decisions.
     pub gateway_wanted_rss_bytes: Percentiles,
-    /// Share of gateway-steps deciding early (buffer past `early_decision_bytes`): traces
-    /// then get less than `decision_wait`.
+    /// Share of the spans offered while their gateway decides early (buffer past
+    /// `early_decision_bytes`, or more than `num_traces` traces held): their traces get
+    /// less than `decision_wait`.
     pub early_decision_share: f64,
     /// Seconds from the start until every router and gateway holds the final member list
     /// (0 without membership changes); traces first seen after it plus `decision_wait` are
@@ -170,6 +171,7 @@ pub fn run(loaded: &Loaded, cost: &CostModel, mut progress: impl FnMut(usize, us
         keep_share,
         policies: loaded.plan.names().len(),
         decision_wait,
+        num_traces: loaded.plan.num_traces as f64,
         big: &big
             .iter()
             .enumerate()
@@ -303,7 +305,9 @@ fn summarise(
     let dt = s.step.as_secs_f64();
     let (mut all_cpu, mut all_rss, mut all_wanted) = (Vec::new(), Vec::new(), Vec::new());
     let mut all_demand = Vec::new();
-    let mut early = 0usize;
+    // Spans offered while early decisions were on, and in all (idle steps, as the tail
+    // after the traffic stops, weigh nothing).
+    let (mut early, mut offered_in_all) = (0.0f64, 0.0f64);
     let configured = loaded.plan.decision_wait.as_secs_f64();
     let mut per_gateway = vec![(Vec::new(), 0.0f64); timeline.members.len()];
     let mut series = Vec::new();
@@ -318,8 +322,11 @@ fn summarise(
         for m in &alive {
             all_wanted.push(row[*m].wanted_rss);
             all_demand.push(row[*m].demand);
-            if row[*m].offered > 0.0 && row[*m].effective_wait < configured * 0.99 {
-                early += 1;
+            // Flows rounding a hair below zero count as none.
+            let offered = row[*m].offered.max(0.0);
+            offered_in_all += offered;
+            if row[*m].effective_wait < configured * 0.99 {
+                early += offered;
             }
             per_gateway[*m].0.push(row[*m].utilisation);
             per_gateway[*m].1 = per_gateway[*m].1.max(row[*m].rss);
@@ -363,7 +370,6 @@ fn summarise(
         })
         .collect();
     let gateway_cpu = Percentiles::of(&mut all_cpu);
-    let samples = all_rss.len().max(1);
     let gateway_rss_bytes = Percentiles::of(&mut all_rss);
     let gateway_wanted_rss_bytes = Percentiles::of(&mut all_wanted);
     let names = loaded.plan.names();
@@ -413,7 +419,11 @@ fn summarise(
         gateway_cpu,
         gateway_rss_bytes,
         gateway_wanted_rss_bytes,
-        early_decision_share: early as f64 / samples as f64,
+        early_decision_share: if offered_in_all > 0.0 {
+            early / offered_in_all
+        } else {
+            0.0
+        },
         membership_settled_s: if timeline.versions.len() > 1 {
             timeline.settled_at()
         } else {

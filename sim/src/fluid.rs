@@ -1,7 +1,8 @@
 //! The load model: spans per second per gateway, step by step, as flows. From the rate and
 //! each gateway's share of the ring (as routers and gateways hold it), it computes each
 //! gateway's CPU (from the cost model), what it buffers (a `decision_wait` window of its
-//! arrivals, shortened by early decisions past `early_decision_bytes`), its export queue
+//! arrivals, shortened by early decisions past `early_decision_bytes` or the policy file's
+//! `num_traces`), its export queue
 //! (filling while the backend is out), its RSS, and what it refuses (CPU past its cores,
 //! or an exporter queue full within the retry bound). Large traces of a heavy tail are
 //! placed one by one on their owner, since a few of them make hot spots.
@@ -80,6 +81,9 @@ pub struct FluidInput<'a> {
     pub policies: usize,
     /// Configured decision wait, seconds.
     pub decision_wait: f64,
+    /// Traces a gateway holds before it decides the oldest early (the policy file's
+    /// `num_traces`).
+    pub num_traces: f64,
     /// Large traces: (start, spans, duration, followed trace index).
     pub big: &'a [(f64, u32, f64, usize)],
     /// Steps to simulate (traffic stops at the scenario's duration).
@@ -101,7 +105,10 @@ pub fn run(input: &FluidInput<'_>) -> Flows {
         share * f64::from(spans) / s.workload.mean_spans().max(1e-9)
     });
     let charge = charge_per_span(input.cost.encoded_bytes_per_span, ordinary_spans);
-    let early = s.buffer.early_decision_bytes() as f64 / charge;
+    // Spans a gateway holds before it decides early: its bytes' threshold, or
+    // `num_traces` traces of the mean size, whichever comes first.
+    let early =
+        (s.buffer.early_decision_bytes() as f64 / charge).min(input.num_traces * ordinary_spans);
     // RSS per buffered span follows the charge (which matches RSS for traces of 1 to 1,000
     // spans), scaled by what the cost model measured at the bench's shape (8 spans).
     let rss_per_span = input.cost.rss_bytes_per_buffered_span * charge

@@ -138,7 +138,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             r.wall_seconds = started.elapsed().as_secs_f64();
             finish_progress();
             write_reports(&r, &report, &html, svg_dir.as_deref())?;
-            eprintln!("{}", one_line(&r));
+            println!("{}", one_line(&r));
             Ok(())
         }
         Command::Plan {
@@ -169,7 +169,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let mut answer = plan(&q, &cost, |s| eprintln!("  {s}"))?;
             answer.report.wall_seconds = started.elapsed().as_secs_f64();
             write_reports(&answer.report, &report, &html, svg_dir.as_deref())?;
-            eprintln!("{}", answer.summary);
+            println!("{}", answer.summary);
             Ok(())
         }
         Command::Validate { report } => {
@@ -191,7 +191,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             std::fs::write(&report, serde_json::to_string_pretty(&v)?)
                 .with_context(|| format!("writing {}", report.display()))?;
             for f in &v.figures {
-                eprintln!(
+                println!(
                     "{:>4}  {:<75} predicted {:>12.4}  measured {:>12.4}  error {:>5.1}%",
                     if f.ok { "ok" } else { "OFF" },
                     f.name,
@@ -200,7 +200,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     100.0 * f.relative_error
                 );
             }
-            eprintln!(
+            println!(
                 "max relative error {:.1}% (tolerance {:.0}%); report: {}",
                 100.0 * v.max_relative_error,
                 100.0 * tailgate_sim::validate::TOLERANCE,
@@ -215,7 +215,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let loadtest = tailgate_sim::calibrate::loadtest_next_to_me();
             let model = tailgate_sim::calibrate::calibrate(&file, &loadtest, pin_cpu)?;
             for (key, value) in model.fields() {
-                eprintln!("{key}: {value}");
+                println!("{key}: {value}");
             }
             eprintln!("wrote {}", file.display());
             Ok(())

@@ -39,8 +39,11 @@ pub struct PlanQuestion {
 pub struct PlanAnswer {
     /// Gateways.
     pub gateways: usize,
-    /// Routers (2 cores each, at most 70% busy).
+    /// Routers (2 cores each, at most 70% busy, one to spare).
     pub routers: usize,
+    /// The `num_traces` each gateway needs to hold the whole `decision_wait` (the policy
+    /// file's, when it says less, decides traces early: the summary warns).
+    pub num_traces: usize,
     /// The run at that size.
     pub report: Report,
     /// The one-line answer.
@@ -82,9 +85,12 @@ pub fn plan(
     mut progress: impl FnMut(&str),
 ) -> Result<PlanAnswer, ScenarioError> {
     check_question(q)?;
+    // One more than the load needs, as for gateways: a router lost (a node drained)
+    // leaves the others within the target.
     let routers = ((q.rate * cost.router_cpu_per_span_s) / (2.0 * engine::CPU_TARGET))
         .ceil()
-        .max(2.0) as usize;
+        .max(1.0) as usize
+        + 1;
     let mut gateways = ((q.rate * cost.gateway_cpu_per_span_s * 1.5)
         / (q.gateway_cores * engine::CPU_TARGET))
         .ceil()
@@ -96,6 +102,9 @@ pub fn plan(
     // The most gateways seen deciding early, and the fewest seen not to.
     let mut too_few = 0usize;
     let mut enough: Option<(usize, Report)> = None;
+    // The policy file's `num_traces` and `decision_wait` (as run): the plan sizes for a
+    // `num_traces` large enough, and says so when the file's is not.
+    let (mut file_num_traces, mut wait_s) = (usize::MAX, 0.0);
     for round in 0..6 {
         if gateways > MAX_GATEWAYS {
             return Err(invalid(
@@ -108,7 +117,10 @@ pub fn plan(
                 ),
             ));
         }
-        let loaded = steady(q, &sizing, gateways, routers)?;
+        let mut loaded = steady(q, &sizing, gateways, routers)?;
+        file_num_traces = loaded.plan.num_traces;
+        wait_s = loaded.plan.decision_wait.as_secs_f64();
+        loaded.plan.num_traces = usize::MAX;
         progress(&format!("run {}: {gateways} gateways", round + 1));
         let r = engine::run(&loaded, cost, |_, _| {});
         // Sized for the full wait: traces decided early for memory mean the buffers hold
@@ -181,6 +193,17 @@ pub fn plan(
             sizing.buffer.max_buffered_bytes >> 20
         ));
     }
+    let mean_spans = q.workload.as_ref().map_or_else(
+        || default_workload(q.rate).mean_spans(),
+        Workload::mean_spans,
+    );
+    let num_traces = num_traces_needed(q.rate, mean_spans, wait_s, gateways);
+    if file_num_traces < num_traces {
+        summary.push_str(&format!(
+            "; WARNING: set num_traces to at least {num_traces} in the policy file (it says {file_num_traces}): each gateway holds about {live} traces of the wait, and past num_traces it decides the oldest early, before decision_wait (this size assumes it raised)",
+            live = (num_traces as f64 / NUM_TRACES_MARGIN / 1000.0).round() * 1000.0,
+        ));
+    }
     if q.gateway_config.is_some() {
         summary.push_str(&format!(
             "; buffer.max_buffered_bytes {} ({} MiB; {} MiB set aside for the config's connections, in-flight bytes, queues and scans)",
@@ -192,9 +215,22 @@ pub fn plan(
     Ok(PlanAnswer {
         gateways,
         routers,
+        num_traces,
         report,
         summary,
     })
+}
+
+/// Room `num_traces` leaves above the traces a gateway holds on average: the ring's
+/// uneven shares and bursts.
+const NUM_TRACES_MARGIN: f64 = 1.25;
+
+/// The `num_traces` each of `gateways` gateways needs to hold `decision_wait` (`wait_s`)
+/// of traces of `mean_spans` spans at `rate` spans/s, with [`NUM_TRACES_MARGIN`], rounded
+/// up to thousands.
+fn num_traces_needed(rate: f64, mean_spans: f64, wait_s: f64, gateways: usize) -> usize {
+    let live = rate / mean_spans.max(1.0) / gateways.max(1) as f64 * wait_s;
+    ((live * NUM_TRACES_MARGIN / 1000.0).ceil() * 1000.0) as usize
 }
 
 /// Most gateways `plan` tries (the scenarios' limit).
@@ -225,6 +261,19 @@ fn check_question(q: &PlanQuestion) -> Result<(), ScenarioError> {
     }
     if q.gateway_memory_bytes == 0 {
         return Err(invalid("--gateway-memory-gib", "must be above 0"));
+    }
+    // Without a config, the buffer follows sizing.md's rule (limit / 1.3 - 100 MiB); a
+    // limit that leaves it less than its floor would be answered with a buffer the
+    // memory cannot hold.
+    if q.gateway_config.is_none() && buffer_room(q.gateway_memory_bytes) < MIN_BUFFER {
+        return Err(invalid(
+            "--gateway-memory-gib",
+            &format!(
+                "{:.2} GiB leaves no buffer by docs/sizing.md's rule (limit / 1.3 - 100 MiB): give each gateway at least {:.2} GiB",
+                q.gateway_memory_bytes as f64 / 1073741824.0,
+                ((MIN_BUFFER + (100 << 20)) as f64 * 1.3) / 1073741824.0
+            ),
+        ));
     }
     if q.decision_wait.is_some_and(|d| d.is_zero()) {
         return Err(invalid(
@@ -331,12 +380,18 @@ fn steady(
 /// 1/1.3 of it, less 100 MiB (rounder than the bound `--check` prints).
 fn buffer_for(memory: u64) -> BufferConfig {
     BufferConfig {
-        max_buffered_bytes: ((memory as f64 / 1.3) as u64)
-            .saturating_sub(100 << 20)
-            .max(64 << 20),
+        max_buffered_bytes: buffer_room(memory).max(MIN_BUFFER),
         ..Default::default()
     }
 }
+
+/// The buffer sizing.md's rule gives a memory limit.
+fn buffer_room(memory: u64) -> u64 {
+    ((memory as f64 / 1.3) as u64).saturating_sub(100 << 20)
+}
+
+/// The smallest buffer `plan` sizes for.
+const MIN_BUFFER: u64 = 64 << 20;
 
 /// `5M`, `250k`.
 pub fn rate_text(rate: f64) -> String {

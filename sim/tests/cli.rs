@@ -58,11 +58,15 @@ fn run_and_plan_write_their_reports() {
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
+    // The answer on stdout (`plan … > answer.txt` keeps it), the progress on stderr.
+    let answer = String::from_utf8_lossy(&out.stdout);
     assert!(
-        stderr.contains("100k spans/s with decision_wait 10s:") && stderr.contains("gateways"),
-        "{stderr}"
+        answer.contains("100k spans/s with decision_wait 10s:") && answer.contains("gateways"),
+        "{answer}"
     );
-    assert!(!stderr.contains("max_buffered_bytes"), "{stderr}");
+    assert!(!answer.contains("max_buffered_bytes"), "{answer}");
+    assert!(!answer.contains("num_traces"), "{answer}");
+    assert!(stderr.contains("run 1:"), "{stderr}");
 
     // Gateways whose memory holds too little of the wait: sized up until the buffers hold
     // it (a black-box check got a CPU-only answer with 44% of traces decided early).
@@ -72,7 +76,7 @@ fn run_and_plan_write_their_reports() {
             "--policies",
             "examples/policies.yaml",
             "--gateway-memory-gib",
-            "0.1",
+            "0.25",
         ])
         .arg("--report")
         .arg(dir.join("small.json"))
@@ -86,7 +90,8 @@ fn run_and_plan_write_their_reports() {
         serde_json::from_str(&std::fs::read_to_string(dir.join("small.json")).unwrap()).unwrap();
     let early = small["early_decision_share"].as_f64().unwrap();
     assert!(early <= 0.001, "{early} decided early: {stderr}");
-    assert!(!stderr.contains("WARNING"), "{stderr}");
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("WARNING"));
+    assert!(small["gateways"][0].as_u64().unwrap() > 2, "{small}");
 
     // With the gateways' own config: the buffer it leaves is said; a limit its other terms
     // fill is refused, naming the option.
@@ -105,9 +110,39 @@ fn run_and_plan_write_their_reports() {
     let out = plan_with("4");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
+    let answer = String::from_utf8_lossy(&out.stdout);
     assert!(
-        stderr.contains("; buffer.max_buffered_bytes ") && stderr.contains("MiB set aside"),
-        "{stderr}"
+        answer.contains("; buffer.max_buffered_bytes ") && answer.contains("MiB set aside"),
+        "{answer}"
+    );
+
+    // A policy file whose num_traces holds too few of the wait's traces: said, with the
+    // number to set (100k spans/s of ~16-span traces over 30 s on a few gateways is
+    // hundreds of thousands of traces each).
+    let few = dir.join("few.yaml");
+    std::fs::write(
+        &few,
+        "decision_wait: 30s\nnum_traces: 5000\npolicies: [{name: all, type: always_sample}]\n",
+    )
+    .unwrap();
+    let out = sim()
+        .args(["plan", "--rate", "100k", "--policies"])
+        .arg(&few)
+        .arg("--report")
+        .arg(dir.join("few.json"))
+        .arg("--html")
+        .arg(dir.join("few.html"))
+        .output()
+        .unwrap();
+    let answer = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        answer.contains("WARNING: set num_traces to at least") && answer.contains("it says 5000"),
+        "{answer}"
     );
     let out = plan_with("0.25");
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -138,6 +173,20 @@ fn mistakes_are_named_not_panicked_on() {
             "events[0]",
         ),
         (steady.replace("gateways: 10", "gateways: 0"), "gateways"),
+        // Events that would do nothing, silently before: a kill past the gateways
+        // running then (two fewer after a scale-down), the only gateway's, one after the end.
+        (
+            format!("{steady}events:\n  - {{ at: 30s, kind: scale_down, to: 8 }}\n  - {{ at: 20s, kind: kill, gateway: 9 }}\n  - {{ at: 40s, kind: kill, gateway: 8 }}\n"),
+            "events[2]: gateway: position 8, but 8 gateway(s) run then",
+        ),
+        (
+            format!("{}events:\n  - {{ at: 20s, kind: kill, gateway: 0 }}\n", steady.replace("gateways: 10", "gateways: 1")),
+            "kills the only gateway",
+        ),
+        (
+            format!("{steady}events:\n  - {{ at: 3m, kind: backend_outage, for: 10s }}\n"),
+            "after the run's duration",
+        ),
     ] {
         let path = dir.join("bad.yaml");
         std::fs::write(&path, text).unwrap();
@@ -166,6 +215,10 @@ fn mistakes_are_named_not_panicked_on() {
             "--decision-wait: must be above 0",
         ),
         (&["--rate", "1e12"][..], "more than 10000 gateways"),
+        (
+            &["--gateway-memory-gib", "0.1"][..],
+            "--gateway-memory-gib: 0.10 GiB leaves no buffer",
+        ),
     ] {
         let out = sim()
             .args(["plan", "--policies", "examples/policies.yaml"])

@@ -191,7 +191,8 @@ fn validate_builds_the_chaos_scenarios_in_the_sim() {
 #[test]
 fn kills_leave_and_are_replaced_without_undoing_other_changes() {
     use tailgate_sim::cluster::Timeline;
-    let events = "events:\n  - {at: 10s, kind: kill, gateway: 0}\n  - {at: 12s, kind: scale_up, to: 6}\n  - {at: 15s, kind: kill, gateway: 99}\n";
+    let events =
+        "events:\n  - {at: 10s, kind: kill, gateway: 0}\n  - {at: 12s, kind: scale_up, to: 6}\n";
     let loaded = scenario("kill-order", MIXED, 4, 1000.0, 60, events);
     let mut rng = fastrand::Rng::with_seed(1);
     let tl = Timeline::build(&loaded.scenario, 5.0, Vec::new(), &mut rng);
@@ -200,11 +201,7 @@ fn kills_leave_and_are_replaced_without_undoing_other_changes() {
     assert_eq!(listed(15.0), 6, "the scale-up, the killed pod still listed");
     assert_eq!(listed(25.0), 5, "the killed pod left, the scale-up stayed");
     assert_eq!(listed(45.0), 6, "its replacement joined");
-    assert_eq!(
-        tl.members.len(),
-        7,
-        "4 + 2 + one replacement; the kill of nobody adds none"
-    );
+    assert_eq!(tl.members.len(), 7, "4 + 2 + one replacement");
     assert!(!tl.alive(0, 11.0) && tl.members[0].killed);
 }
 
@@ -247,4 +244,24 @@ fn kept_traces_wait_for_their_batch_as_the_exporter_rule_says() {
     assert!((0.7..1.3).contains(&slow.p50), "{slow:?}");
     assert!(slow.max <= 2.0 + 1e-9, "{slow:?}");
     assert!(fast.p50 <= 0.01 && fast.max <= 0.01 + 1e-9, "{fast:?}");
+}
+
+/// Scenario: the same steady load with the policy file's `num_traces` far below the traces
+/// a gateway holds over `decision_wait` (4 gateways, 200k spans/s of ~10-span traces,
+/// 5 s: about 25,000 each), then with the default.
+/// Guarantees: as a real gateway does, one holding `num_traces` decides the oldest early:
+/// most traffic is decided early and decisions come well before the wait; with room, none
+/// is. The early share weighs traffic, so the idle minute after the load does not dilute it.
+#[test]
+fn num_traces_decides_early_as_the_gateway_does() {
+    let tight = MIXED.replace(
+        "decision_wait: 5s\n",
+        "decision_wait: 5s\nnum_traces: 2000\n",
+    );
+    let r = go(&scenario("numtraces", &tight, 4, 200_000.0, 60, ""));
+    assert!(r.early_decision_share > 0.8, "{}", r.early_decision_share);
+    assert!(r.decision_delay_s.p50 < 2.5, "{:?}", r.decision_delay_s);
+    let r = go(&scenario("numtraces-room", MIXED, 4, 200_000.0, 60, ""));
+    assert!(r.early_decision_share < 0.001, "{}", r.early_decision_share);
+    assert!(r.decision_delay_s.p50 >= 4.9, "{:?}", r.decision_delay_s);
 }
