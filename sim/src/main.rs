@@ -14,6 +14,16 @@ use tailgate_sim::plan::{plan, PlanQuestion};
 use tailgate_sim::scenario::Scenario;
 use tailgate_sim::workload::parse_rate;
 
+/// Writes a line of the answer to stdout (`plan … > answer.txt` keeps it; progress and
+/// errors go to stderr). A closed stdout (`| head`) is not an error worth more than the
+/// lines lost.
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        writeln!(std::io::stdout().lock(), $($arg)*).ok();
+    }};
+}
+
 /// Tailgate at internet scale: routers, gateways, DNS and the backend simulated on a
 /// virtual clock with the real ring and policy plan.
 #[derive(Debug, Parser)]
@@ -138,7 +148,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             r.wall_seconds = started.elapsed().as_secs_f64();
             finish_progress();
             write_reports(&r, &report, &html, svg_dir.as_deref())?;
-            println!("{}", one_line(&r));
+            out!("{}", one_line(&r));
             Ok(())
         }
         Command::Plan {
@@ -169,7 +179,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let mut answer = plan(&q, &cost, |s| eprintln!("  {s}"))?;
             answer.report.wall_seconds = started.elapsed().as_secs_f64();
             write_reports(&answer.report, &report, &html, svg_dir.as_deref())?;
-            println!("{}", answer.summary);
+            out!("{}", answer.summary);
             Ok(())
         }
         Command::Validate { report } => {
@@ -191,7 +201,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             std::fs::write(&report, serde_json::to_string_pretty(&v)?)
                 .with_context(|| format!("writing {}", report.display()))?;
             for f in &v.figures {
-                println!(
+                out!(
                     "{:>4}  {:<75} predicted {:>12.4}  measured {:>12.4}  error {:>5.1}%",
                     if f.ok { "ok" } else { "OFF" },
                     f.name,
@@ -200,7 +210,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     100.0 * f.relative_error
                 );
             }
-            println!(
+            out!(
                 "max relative error {:.1}% (tolerance {:.0}%); report: {}",
                 100.0 * v.max_relative_error,
                 100.0 * tailgate_sim::validate::TOLERANCE,
@@ -215,7 +225,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let loadtest = tailgate_sim::calibrate::loadtest_next_to_me();
             let model = tailgate_sim::calibrate::calibrate(&file, &loadtest, pin_cpu)?;
             for (key, value) in model.fields() {
-                println!("{key}: {value}");
+                out!("{key}: {value}");
             }
             eprintln!("wrote {}", file.display());
             Ok(())
