@@ -56,8 +56,9 @@ enum Command {
         #[arg(long)]
         svg_dir: Option<PathBuf>,
     },
-    /// How many gateways and routers a rate needs: one line, plus the report of the run at
-    /// that size.
+    /// How many gateways and routers a rate needs (one to spare of each), and the
+    /// num_traces each gateway needs when the policy file says less: one line on stdout,
+    /// progress on stderr, plus the report of the run at that size.
     Plan {
         /// Spans per second: 250k, 5M, 1.5e6.
         #[arg(long, value_parser = parse_rate)]
