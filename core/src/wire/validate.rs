@@ -621,6 +621,44 @@ mod tests {
             .is_some_and(|d| d.to_string().contains("nests too deep")));
     }
 
+    /// Scenario: a span attribute's value nested in 39 and 40 arrays, 20 and 21 maps.
+    /// Guarantees: the limits operations.md states: 39 arrays and 20 maps are taken, one
+    /// more of either rejects the span.
+    #[test]
+    fn the_nesting_limits_are_as_documented() {
+        use opentelemetry_proto::tonic::common::v1::{KeyValue, KeyValueList};
+        let arrays = |n: usize| {
+            (0..n).fold(AnyValue::default(), |v, _| AnyValue {
+                value: Some(any_value::Value::ArrayValue(ArrayValue { values: vec![v] })),
+            })
+        };
+        let maps = |n: usize| {
+            (0..n).fold(AnyValue::default(), |v, _| AnyValue {
+                value: Some(any_value::Value::KvlistValue(KeyValueList {
+                    values: vec![KeyValue {
+                        key: "k".into(),
+                        value: Some(v),
+                        ..Default::default()
+                    }],
+                })),
+            })
+        };
+        for (value, rejected) in [
+            (arrays(39), 0),
+            (arrays(40), 1),
+            (maps(20), 0),
+            (maps(21), 1),
+        ] {
+            let mut req = FakeOtlp::traces(2).spans(1).seed(2).build();
+            let mut attr = kv("nested", "");
+            attr.value = Some(value);
+            req.resource_spans[0].scope_spans[0].spans[0].attributes = vec![attr];
+            let mut scan = Scan::default();
+            scan.scan(&req.encode_to_vec()).unwrap_or_default();
+            assert_eq!(scan.rejected, rejected, "{:?}", scan.first_defect);
+        }
+    }
+
     #[test]
     fn a_resource_attribute_that_is_not_utf8_refuses_the_request() {
         let mut req = FakeOtlp::traces(2).spans(1).seed(3).build();
