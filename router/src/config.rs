@@ -233,7 +233,7 @@ impl RouterConfig {
     }
 
     /// Loads and validates a config file: the router's own, or a whole Collector config of
-    /// the `loadbalancing` exporter's tier (see [`crate::collector`]), with notes naming
+    /// the `load_balancing` exporter's tier (see [`crate::collector`]), with notes naming
     /// what such a config holds and the router does not apply (none for its own).
     pub fn load_noted(path: &Path) -> Result<(Self, Vec<String>), ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
