@@ -267,6 +267,10 @@ pub struct GatewayStats {
     pub early_decisions: Counter,
     /// Traces decided early because their shard was over the soft byte limit.
     pub early_decisions_memory: Counter,
+    /// Traces decided early for `num_traces` since that was last logged (shared by the
+    /// shards, so the gateway says it once a minute; locked only by a shard that has just
+    /// decided some early for it).
+    pub num_traces_logged: std::sync::Mutex<tailgate_core::retry::Tally>,
     /// Traces decided early because they reached the span limit.
     pub early_decisions_span_limit: Counter,
     /// Traces dropped unevaluated: larger than `maximum_trace_size_bytes`.

@@ -8,7 +8,7 @@
 //! ```
 //!
 //! * [`config`]: the YAML file (`receive`, `members`, `forward`, `admin`).
-//! * [`collector`]: a whole Collector config of the `loadbalancing` exporter's tier, read
+//! * [`collector`]: a whole Collector config of the `load_balancing` exporter's tier, read
 //!   for the router's sections.
 //! * [`split`]: the [`split::Router`] stage, a `SpanSink` that scans, splits and admits
 //!   parts to the gateways' queues; membership and health changes rebuild its ring.

@@ -68,6 +68,25 @@ pub struct Timeline {
     hashes: Vec<u64>,
     /// Slowed gateways: (member id, from, to, factor).
     pub slow: Vec<(usize, f64, f64, f64)>,
+    /// Events that changed nothing, by index in the scenario's list, with why (see
+    /// [`ignored_events`]).
+    pub ignored: Vec<(usize, String)>,
+}
+
+/// The events of `s` that would change nothing in its run (a kill of a position past the
+/// gateways running then, of the only one, or of a pod already killed; a slow-down of a
+/// position past them; a scale-up or -down to the size already running), by index in
+/// its list, with why: the scenario loader refuses them, where the run went on as if
+/// they had not been written. Kills are followed as the run follows them (the pod leaves
+/// the list after [`KILL_DETECTION_S`], a replacement joins after [`REPLACEMENT_S`]).
+pub fn ignored_events(s: &Scenario) -> Vec<(usize, String)> {
+    Timeline::build(
+        s,
+        s.leave_linger.as_secs_f64(),
+        Vec::new(),
+        &mut fastrand::Rng::with_seed(0),
+    )
+    .ignored
 }
 
 impl Timeline {
@@ -89,10 +108,11 @@ impl Timeline {
             gateway_lag: interval / 2.0,
             hashes,
             slow: Vec::new(),
+            ignored: Vec::new(),
         };
         let mut current: Vec<usize> = (0..s.gateways).map(|_| t.add_member(0.0)).collect();
         t.push_version(0.0, &current);
-        let mut changes = expand_events(s);
+        let mut changes = expand_events(s, &mut t.ignored);
         changes.sort_by(|a, b| a.0.total_cmp(&b.0));
         // Changes within a millisecond make one version (a rolling restart's new pod and
         // the old one it replaces). A kill schedules changes of its own (the pod leaving
@@ -125,12 +145,27 @@ impl Timeline {
                     t.members[id].gone.get_or_insert(at + linger);
                 }
                 Change::Unlist(id) => current.retain(|m| *m != id),
-                Change::Kill(pos) => {
+                Change::Kill(pos, event) => {
                     // A position past the cluster, or its last gateway: nothing happens.
                     let Some(&id) = current.get(pos).filter(|_| current.len() > 1) else {
+                        t.ignored.push((
+                            event,
+                            if pos >= current.len() {
+                                format!(
+                                    "gateway: position {pos}, but {} gateway(s) are listed then (0 is the oldest)",
+                                    current.len()
+                                )
+                            } else {
+                                "kills the only gateway: the run would have none left (scale up before it)".into()
+                            },
+                        ));
                         continue;
                     };
                     if t.members[id].killed {
+                        t.ignored.push((
+                            event,
+                            format!("gateway: position {pos} holds a pod already killed, still listed until it is detected ({KILL_DETECTION_S} s)"),
+                        ));
                         continue;
                     }
                     t.members[id].killed = true;
@@ -145,9 +180,16 @@ impl Timeline {
                     }
                     continue;
                 }
-                Change::Slow(pos, factor, duration) => {
-                    if let Some(&id) = current.get(pos) {
-                        t.slow.push((id, at, at + duration, factor));
+                Change::Slow(pos, factor, duration, event) => {
+                    match current.get(pos) {
+                        Some(&id) => t.slow.push((id, at, at + duration, factor)),
+                        None => t.ignored.push((
+                            event,
+                            format!(
+                                "gateway: position {pos}, but {} gateway(s) are listed then (0 is the oldest)",
+                                current.len()
+                            ),
+                        )),
                     }
                     continue;
                 }
@@ -303,22 +345,23 @@ enum Change {
     Remove(usize),
     /// Take this member id off the list (a killed pod leaving the endpoints).
     Unlist(usize),
-    /// Kill the member at this position of the current list.
-    Kill(usize),
-    /// Slow the member at this position: factor, for seconds.
-    Slow(usize, f64, f64),
+    /// Kill the member at this position of the current list (and the event's index).
+    Kill(usize, usize),
+    /// Slow the member at this position: factor, for seconds (and the event's index).
+    Slow(usize, f64, f64, usize),
     Outage(f64),
     Stale(usize),
 }
 
 /// The scenario's events as membership changes (a rolling restart becomes one add and one
 /// remove per pod; scale-downs remove the newest pods, as a Deployment does).
-fn expand_events(s: &Scenario) -> Vec<(f64, Change)> {
+fn expand_events(s: &Scenario, ignored: &mut Vec<(usize, String)>) -> Vec<(f64, Change)> {
     let mut out = Vec::new();
     let mut size = s.gateways;
-    let mut events = s.events.clone();
-    events.sort_by_key(|e| e.at);
-    for e in &events {
+    let mut order: Vec<usize> = (0..s.events.len()).collect();
+    order.sort_by_key(|&i| s.events[i].at);
+    for index in order {
+        let e = &s.events[index];
         let at = e.at.as_secs_f64();
         match &e.kind {
             EventKind::ScaleUp { to } if *to > size => {
@@ -340,12 +383,19 @@ fn expand_events(s: &Scenario) -> Vec<(f64, Change)> {
                     out.push((when + 1e-6, Change::Remove(0)));
                 }
             }
-            EventKind::Kill { gateway } => out.push((at, Change::Kill(*gateway))),
+            EventKind::ScaleUp { to } | EventKind::ScaleDown { to } => ignored.push((
+                index,
+                format!("to: {to}, with {size} gateway(s) running then: it changes nothing (a scale_up must go above the size running, a scale_down below)"),
+            )),
+            EventKind::Kill { gateway } => out.push((at, Change::Kill(*gateway, index))),
             EventKind::Slow {
                 gateway,
                 factor,
                 duration,
-            } => out.push((at, Change::Slow(*gateway, *factor, duration.as_secs_f64()))),
+            } => out.push((
+                at,
+                Change::Slow(*gateway, *factor, duration.as_secs_f64(), index),
+            )),
             EventKind::DnsOutage { duration } => {
                 out.push((at, Change::Outage(duration.as_secs_f64())))
             }

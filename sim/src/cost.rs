@@ -76,7 +76,7 @@ impl Default for CostModel {
             router_hop_cpu_per_span_s: 0.432e-6,
             encoded_bytes_per_span: 430.0,
             rss_bytes_per_buffered_span: 486.0,
-            gateway_base_rss_bytes: 7.0 * 1048576.0,
+            gateway_base_rss_bytes: 21_954_560.0,
             router_rss_bytes: 24.0 * 1048576.0,
         })
     }

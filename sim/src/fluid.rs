@@ -106,7 +106,9 @@ pub fn run(input: &FluidInput<'_>) -> Flows {
     });
     let charge = charge_per_span(input.cost.encoded_bytes_per_span, ordinary_spans);
     // Spans a gateway holds before it decides early: its bytes' threshold, or
-    // `num_traces` traces of the mean size, whichever comes first.
+    // `num_traces` traces of the ordinary traces' mean size, whichever comes first (a
+    // heavy tail's large traces are counted by their spans here, so they reach it a
+    // little early; a `policy_reload` keeps the first file's `num_traces`).
     let early =
         (s.buffer.early_decision_bytes() as f64 / charge).min(input.num_traces * ordinary_spans);
     // RSS per buffered span follows the charge (which matches RSS for traces of 1 to 1,000

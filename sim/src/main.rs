@@ -141,6 +141,13 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             svg_dir,
         } => {
             let mut loaded = Scenario::load(&scenario)?;
+            // Events that would change nothing are refused, not run as if unwritten.
+            if let Some((i, why)) = tailgate_sim::cluster::ignored_events(&loaded.scenario)
+                .into_iter()
+                .next()
+            {
+                anyhow::bail!("{}: events[{i}]: {why}", scenario.display());
+            }
             if let Some(seed) = seed {
                 loaded.scenario.seed = seed;
             }

@@ -96,7 +96,7 @@ pub fn plan(
         .ceil()
         .max(2.0) as usize;
     let sizing = size_buffer(q)?;
-    // Scale to the recommendation until it settles (at most 6 runs); the answer is the
+    // Scale to the recommendation until it settles (at most MAX_ROUNDS runs); the answer is the
     // last run, made at the size it recommends or at the last size tried.
     let mut report = None;
     // The most gateways seen deciding early, and the fewest seen not to.
@@ -105,7 +105,7 @@ pub fn plan(
     // The policy file's `num_traces` and `decision_wait` (as run): the plan sizes for a
     // `num_traces` large enough, and says so when the file's is not.
     let (mut file_num_traces, mut wait_s) = (usize::MAX, 0.0);
-    for round in 0..6 {
+    for round in 0..MAX_ROUNDS {
         if gateways > MAX_GATEWAYS {
             return Err(invalid(
                 "--rate",
@@ -133,9 +133,14 @@ pub fn plan(
             match &enough {
                 Some((g, _)) => (too_few + g).div_ceil(2),
                 None => {
-                    let wanted = gateways as f64 / (1.0 - r.early_decision_share).max(0.05) * 1.1;
-                    // Past the limit only if the limit itself is found too few.
-                    let wanted = (wanted.ceil() as usize).min(MAX_GATEWAYS.max(gateways + 1));
+                    // Half as many again (at least the recommendation) until a size decides
+                    // nothing early, then the gap halved: the share decided early jumps
+                    // from none to most of the traffic within a few gateways, so it does
+                    // not say how many more are needed (read as if it did, 7 gateways
+                    // grew to 154 at 10 M spans/s, and the search stopped far from its
+                    // answer).
+                    let wanted = ((gateways as f64 * 1.5).ceil() as usize)
+                        .min(MAX_GATEWAYS.max(gateways + 1));
                     r.recommended_gateways.max(wanted)
                 }
             }
@@ -159,7 +164,7 @@ pub fn plan(
             (gateways, report) = (*g, Some(r.clone()));
             break;
         }
-        if next == gateways || round == 5 {
+        if next == gateways || round + 1 == MAX_ROUNDS {
             break;
         }
         gateways = next;
@@ -188,7 +193,7 @@ pub fn plan(
     );
     if report.early_decision_share > EARLY_DECISIONS_ALLOWED {
         summary.push_str(&format!(
-            "; WARNING: {:.1}% of traces are still decided early for memory at this size (each gateway's buffer {} MiB holds too little of the wait): give the gateways more memory",
+            "; WARNING: {:.1}% of the spans arrive while their gateway decides traces early for memory at this size (each gateway's buffer {} MiB holds too little of the wait): give the gateways more memory",
             100.0 * report.early_decision_share,
             sizing.buffer.max_buffered_bytes >> 20
         ));
@@ -197,10 +202,11 @@ pub fn plan(
         || default_workload(q.rate).mean_spans(),
         Workload::mean_spans,
     );
-    let num_traces = num_traces_needed(q.rate, mean_spans, wait_s, gateways);
+    // With one gateway lost (the spare), the others hold its traces too.
+    let num_traces = num_traces_needed(q.rate, mean_spans, wait_s, gateways.saturating_sub(1));
     if file_num_traces < num_traces {
         summary.push_str(&format!(
-            "; WARNING: set num_traces to at least {num_traces} in the policy file (it says {file_num_traces}): each gateway holds about {live} traces of the wait, and past num_traces it decides the oldest early, before decision_wait (this size assumes it raised)",
+            "; WARNING: set num_traces to at least {num_traces} in the policy file (it says {file_num_traces}): with one gateway lost each holds about {live} traces of the wait, and past num_traces it decides the oldest early, before decision_wait (this size assumes it is raised)",
             live = (num_traces as f64 / NUM_TRACES_MARGIN / 1000.0).round() * 1000.0,
         ));
     }
@@ -232,6 +238,11 @@ fn num_traces_needed(rate: f64, mean_spans: f64, wait_s: f64, gateways: usize) -
     let live = rate / mean_spans.max(1.0) / gateways.max(1) as f64 * wait_s;
     ((live * NUM_TRACES_MARGIN / 1000.0).ceil() * 1000.0) as usize
 }
+
+/// Most runs `plan` makes (a run of the steady scenario takes a fraction of a second):
+/// enough to grow by half from the CPU's estimate to 10,000 gateways and halve the gap
+/// down to one.
+const MAX_ROUNDS: usize = 32;
 
 /// Most gateways `plan` tries (the scenarios' limit).
 const MAX_GATEWAYS: usize = 10_000;

@@ -79,7 +79,7 @@ svg{{border:1px solid #ddd;margin:.5em 0}}</style></head><body><h1>tailgate-sim:
         row("export delay (s)", &r.export_delay_s, 1.0)
     ));
     h.push_str(&format!(
-        "<h2>Gateways</h2><table><tr><th></th><th>p50</th><th>p99</th><th>max</th></tr>{}{}</table><p>Routers' CPU at most {:.1}%. Gateways deciding early (buffer full): {:.2}% of gateway-seconds.</p>",
+        "<h2>Gateways</h2><table><tr><th></th><th>p50</th><th>p99</th><th>max</th></tr>{}{}</table><p>Routers' CPU at most {:.1}%. Spans arriving while their gateway decides early (its buffer at early_decision_bytes, or num_traces held): {:.2}%.</p>",
         row("CPU (% of cores)", &r.gateway_cpu, 100.0),
         row("RSS (MiB)", &r.gateway_rss_bytes, 1.0 / 1048576.0)
             + &row("RSS a full decision_wait needs (MiB)", &r.gateway_wanted_rss_bytes, 1.0 / 1048576.0),

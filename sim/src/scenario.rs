@@ -312,47 +312,24 @@ impl Scenario {
                 return Err(invalid(&format!("events[{i}]"), message));
             }
         }
-        self.check_event_times_and_targets(path)
+        self.check_event_times(path)
     }
 
-    /// Refuses events that would do nothing without a word: one after the run's end, a
-    /// kill or slow-down of a position past the gateways running then, a kill of the only
-    /// one (the count followed through the scale events and kills before it).
-    fn check_event_times_and_targets(&self, path: &Path) -> Result<(), ScenarioError> {
-        let mut order: Vec<usize> = (0..self.events.len()).collect();
-        order.sort_by_key(|&i| self.events[i].at);
-        let mut running = self.gateways;
-        for i in order {
-            let e = &self.events[i];
-            let invalid = |message: String| ScenarioError::Invalid {
-                path: path.to_owned(),
-                key: format!("events[{i}]"),
-                message,
-            };
+    /// Refuses an event after the run's end, which would do nothing without a word (the
+    /// events that change nothing at their time, `cluster::ignored_events` finds: it
+    /// follows the cluster as the run does).
+    fn check_event_times(&self, path: &Path) -> Result<(), ScenarioError> {
+        for (i, e) in self.events.iter().enumerate() {
             if e.at > self.duration {
-                return Err(invalid(format!(
-                    "at: {} is after the run's duration, {}",
-                    humantime::format_duration(e.at),
-                    humantime::format_duration(self.duration)
-                )));
-            }
-            match &e.kind {
-                EventKind::ScaleUp { to } | EventKind::ScaleDown { to } => running = *to,
-                EventKind::Kill { gateway } | EventKind::Slow { gateway, .. }
-                    if *gateway >= running =>
-                {
-                    return Err(invalid(format!(
-                        "gateway: position {gateway}, but {running} gateway(s) run then (0 is the oldest)"
-                    )));
-                }
-                EventKind::Kill { .. } if running == 1 => {
-                    return Err(invalid(
-                        "kills the only gateway: the run would have none left (scale up before it)"
-                            .into(),
-                    ));
-                }
-                EventKind::Kill { .. } => running -= 1,
-                _ => {}
+                return Err(ScenarioError::Invalid {
+                    path: path.to_owned(),
+                    key: format!("events[{i}]"),
+                    message: format!(
+                        "at: {} is after the run's duration, {}",
+                        humantime::format_duration(e.at),
+                        humantime::format_duration(self.duration)
+                    ),
+                });
             }
         }
         Ok(())

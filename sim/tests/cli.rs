@@ -174,14 +174,23 @@ fn mistakes_are_named_not_panicked_on() {
         ),
         (steady.replace("gateways: 10", "gateways: 0"), "gateways"),
         // Events that would do nothing, silently before: a kill past the gateways
-        // running then (two fewer after a scale-down), the only gateway's, one after the end.
+        // listed, the only gateway's, a pod's already killed (listed until detected), a
+        // scale to the size running, one after the end.
         (
-            format!("{steady}events:\n  - {{ at: 30s, kind: scale_down, to: 8 }}\n  - {{ at: 20s, kind: kill, gateway: 9 }}\n  - {{ at: 40s, kind: kill, gateway: 8 }}\n"),
-            "events[2]: gateway: position 8, but 8 gateway(s) run then",
+            format!("{steady}events:\n  - {{ at: 20s, kind: kill, gateway: 10 }}\n"),
+            "events[0]: gateway: position 10, but 10 gateway(s) are listed then",
         ),
         (
             format!("{}events:\n  - {{ at: 20s, kind: kill, gateway: 0 }}\n", steady.replace("gateways: 10", "gateways: 1")),
             "kills the only gateway",
+        ),
+        (
+            format!("{steady}events:\n  - {{ at: 25s, kind: kill, gateway: 3 }}\n  - {{ at: 20s, kind: kill, gateway: 3 }}\n"),
+            "events[0]: gateway: position 3 holds a pod already killed",
+        ),
+        (
+            format!("{steady}events:\n  - {{ at: 20s, kind: scale_up, to: 10 }}\n"),
+            "events[0]: to: 10, with 10 gateway(s) running then: it changes nothing",
         ),
         (
             format!("{steady}events:\n  - {{ at: 3m, kind: backend_outage, for: 10s }}\n"),

@@ -191,8 +191,7 @@ fn validate_builds_the_chaos_scenarios_in_the_sim() {
 #[test]
 fn kills_leave_and_are_replaced_without_undoing_other_changes() {
     use tailgate_sim::cluster::Timeline;
-    let events =
-        "events:\n  - {at: 10s, kind: kill, gateway: 0}\n  - {at: 12s, kind: scale_up, to: 6}\n";
+    let events = "events:\n  - {at: 10s, kind: kill, gateway: 0}\n  - {at: 12s, kind: scale_up, to: 6}\n  - {at: 15s, kind: kill, gateway: 99}\n";
     let loaded = scenario("kill-order", MIXED, 4, 1000.0, 60, events);
     let mut rng = fastrand::Rng::with_seed(1);
     let tl = Timeline::build(&loaded.scenario, 5.0, Vec::new(), &mut rng);
@@ -201,8 +200,26 @@ fn kills_leave_and_are_replaced_without_undoing_other_changes() {
     assert_eq!(listed(15.0), 6, "the scale-up, the killed pod still listed");
     assert_eq!(listed(25.0), 5, "the killed pod left, the scale-up stayed");
     assert_eq!(listed(45.0), 6, "its replacement joined");
-    assert_eq!(tl.members.len(), 7, "4 + 2 + one replacement");
+    assert_eq!(
+        tl.members.len(),
+        7,
+        "4 + 2 + one replacement; the kill of nobody adds none"
+    );
     assert!(!tl.alive(0, 11.0) && tl.members[0].killed);
+    // ... and is named, so that the loader refuses it.
+    assert_eq!(tl.ignored.len(), 1, "{:?}", tl.ignored);
+    assert_eq!(tl.ignored[0].0, 2);
+    assert!(
+        tl.ignored[0].1.contains("position 99, but 6"),
+        "{:?}",
+        tl.ignored
+    );
+    // A gateway killed and replaced leaves room for a later kill of the last position.
+    let events =
+        "events:\n  - {at: 10s, kind: kill, gateway: 1}\n  - {at: 50s, kind: kill, gateway: 1}\n";
+    let loaded = scenario("kill-twice", MIXED, 2, 1000.0, 60, events);
+    let ignored = tailgate_sim::cluster::ignored_events(&loaded.scenario);
+    assert!(ignored.is_empty(), "{ignored:?}");
 }
 
 /// Scenario: a workload whose traces carry `tier` (gold on 20% of traces, on the root span;

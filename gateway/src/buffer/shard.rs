@@ -340,8 +340,6 @@ pub struct Shard {
     ),
     /// Decisions counted since the last flush.
     tally: DecisionTally,
-    /// Traces decided early for `num_traces` since that was last logged.
-    num_traces_logged: tailgate_core::retry::Tally,
     /// Traces taken out and spans dropped since the last flush.
     released: Released,
     /// `attributes:` actions on kept spans, if any.
@@ -432,7 +430,6 @@ impl Shard {
             stats,
             verdicts: (None, Default::default()),
             tally: DecisionTally::default(),
-            num_traces_logged: Default::default(),
             released: Released::default(),
             attribute_actions: None,
             outgoing: Vec::new(),
@@ -1030,12 +1027,17 @@ impl Shard {
         // easily below what a busy gateway holds over decision_wait, and nothing else
         // told (a trial decided 92% of traces early without a line).
         if decided > 0 {
-            if let Some(traces) = self.num_traces_logged.add(decided) {
+            let logged = self
+                .stats
+                .num_traces_logged
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .add(decided);
+            if let Some(traces) = logged {
                 tracing::warn!(
                     traces,
                     num_traces,
-                    shards = self.shards,
-                    "Deciding traces early: this shard holds its share of the policy file's num_traces, so its oldest traces are decided before decision_wait. Raise num_traces to the traces a gateway holds (its new traces per second × decision_wait, with room; tailgate-sim plan says how many): memory is bounded by buffer.max_buffered_bytes, not by it. Logged at most once a minute per shard, traces decided early since counted (tailgate_gateway_early_decisions_total{{reason=\"num_traces\"}})."
+                    "Deciding traces early: this gateway holds the policy file's num_traces, so its oldest traces are decided before decision_wait. Raise num_traces to the traces a gateway holds (its new traces per second × decision_wait, with room; tailgate-sim plan says how many): memory is bounded by buffer.max_buffered_bytes, not by it. Logged at most once a minute, traces decided early on this gateway since counted (tailgate_gateway_early_decisions_total{{reason=\"num_traces\"}})."
                 );
             }
         }
