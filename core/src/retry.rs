@@ -338,7 +338,7 @@ impl Retrier {
             let bound = self.bound(from, wait, holdable);
             // Not said to be retried when it is not (a timeout longer than the bound: a
             // trial saw "retrying" and "giving up" in the same millisecond).
-            self.failed(&error, !matches!(bound, Bound::Over));
+            self.failed(&error, !matches!(bound, Bound::Over), after.is_some());
             match bound {
                 Bound::Within => {}
                 Bound::Held => held_at = Some(Instant::now()),
@@ -374,13 +374,17 @@ impl Retrier {
         }
     }
 
-    /// Notes a failed attempt (`retrying` it, or about to give it up), warning as the
-    /// failing spell goes.
-    fn failed(&self, error: &dyn std::fmt::Display, retrying: bool) {
-        let failing = if retrying {
-            "Endpoint is failing; retrying with back-off."
-        } else {
-            "Endpoint is failing."
+    /// Notes a failed attempt (`retrying` it, or about to give it up; `hinted`: the
+    /// endpoint said when to come back), warning as the failing spell goes.
+    fn failed(&self, error: &dyn std::fmt::Display, retrying: bool, hinted: bool) {
+        let failing = match (retrying, hinted) {
+            // A refusal with a retry hint is an endpoint up and pushing back (a buffer
+            // full, a restart): "failing" read as down in a trial's log.
+            (true, true) => {
+                "Endpoint pushes back (refused with a hint to retry later); retrying after its hint."
+            }
+            (true, false) => "Endpoint is failing; retrying with back-off.",
+            (false, _) => "Endpoint is failing.",
         };
         let error = error.to_string();
         let now = tokio::time::Instant::now();
@@ -511,6 +515,36 @@ mod tests {
         assert!(text.contains("Endpoint is failing."), "{text}");
         assert!(text.contains("Giving up"), "{text}");
         assert!(!text.contains("retrying"), "{text}");
+    }
+
+    /// Scenario: an endpoint refusing with a retry hint (a gateway's buffer full), then
+    /// taking the request, on a paused clock, its log read back.
+    /// Guarantees: the log says it pushes back, not that it is failing (a trial read
+    /// "failing" as down for a gateway that was up and full).
+    #[tokio::test(start_paused = true)]
+    async fn a_refusal_with_a_hint_is_logged_as_push_back() {
+        let (log, _installed) = crate::test_util::CapturedLog::install();
+        let r = Retrier::new(config(Duration::from_secs(30)), "gateway");
+        let mut tries = 0;
+        let out: Result<((), u32), _> = r
+            .run(|| {
+                tries += 1;
+                let first = tries == 1;
+                async move {
+                    if first {
+                        Attempt::Retry {
+                            error: "gateway buffer is over its limit".to_owned(),
+                            after: Some(Duration::from_secs(1)),
+                        }
+                    } else {
+                        Attempt::Done(())
+                    }
+                }
+            })
+            .await;
+        assert!(matches!(out, Ok(((), 2))), "{out:?}");
+        assert_eq!(log.count("Endpoint pushes back"), 1);
+        assert_eq!(log.count("Endpoint is failing"), 0);
     }
 
     /// Scenario: a backend answers every try with a retry hint of zero (a `Retry-After`
