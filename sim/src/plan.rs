@@ -118,6 +118,12 @@ pub fn plan(
             ));
         }
         let mut loaded = steady(q, &sizing, gateways, routers)?;
+        if loaded.plan.decision_wait > MAX_WAIT {
+            return Err(invalid(
+                "--policies",
+                "the file's decision_wait is over 10m, the most plan simulates (three waits and more at one-second steps): give --decision-wait 10m and scale the memory in proportion",
+            ));
+        }
         file_num_traces = loaded.plan.num_traces;
         wait_s = loaded.plan.decision_wait.as_secs_f64();
         loaded.plan.num_traces = usize::MAX;
@@ -244,6 +250,9 @@ fn num_traces_needed(rate: f64, mean_spans: f64, wait_s: f64, gateways: usize) -
 /// down to one.
 const MAX_ROUNDS: usize = 32;
 
+/// The longest `decision_wait` `plan` simulates.
+const MAX_WAIT: Duration = Duration::from_secs(600);
+
 /// Most gateways `plan` tries (the scenarios' limit).
 const MAX_GATEWAYS: usize = 10_000;
 
@@ -284,6 +293,12 @@ fn check_question(q: &PlanQuestion) -> Result<(), ScenarioError> {
                 q.gateway_memory_bytes as f64 / 1073741824.0,
                 ((MIN_BUFFER + (100 << 20)) as f64 * 1.3) / 1073741824.0
             ),
+        ));
+    }
+    if q.decision_wait.is_some_and(|d| d > MAX_WAIT) {
+        return Err(invalid(
+            "--decision-wait",
+            "at most 10m: plan simulates three waits and more at one-second steps (an hour took minutes and GBs); size a longer wait by its memory, which grows in proportion",
         ));
     }
     if q.decision_wait.is_some_and(|d| d.is_zero()) {

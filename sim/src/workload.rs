@@ -594,6 +594,9 @@ pub fn parse_rate(s: &str) -> Result<f64, String> {
     };
     match digits.parse::<f64>() {
         Ok(v) if v.is_finite() && v > 0.0 => Ok(v * mult),
+        Ok(v) if v.is_finite() => Err(format!(
+            "{s:?}: a rate must be above 0 spans per second (250k, 5M, 1.5e6)"
+        )),
         _ => Err(format!(
             "{s:?} is not a rate: write spans per second as 250k, 5M or 1.5e6"
         )),
@@ -607,6 +610,9 @@ mod tests {
     #[test]
     fn rates_parse_with_suffixes_and_profiles_vary_as_written() {
         assert_eq!(parse_rate("5M"), Ok(5e6));
+        assert!(parse_rate("0").unwrap_err().contains("must be above 0"));
+        assert!(parse_rate("-3k").unwrap_err().contains("must be above 0"));
+        assert!(parse_rate("fast").unwrap_err().contains("is not a rate"));
         assert_eq!(parse_rate("250k"), Ok(250e3));
         assert_eq!(parse_rate("1.5e6"), Ok(1.5e6));
         assert!(parse_rate("fast").is_err());

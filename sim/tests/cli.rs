@@ -225,6 +225,10 @@ fn mistakes_are_named_not_panicked_on() {
         ),
         (&["--rate", "1e12"][..], "more than 10000 gateways"),
         (
+            &["--decision-wait", "1h"][..],
+            "--decision-wait: at most 10m",
+        ),
+        (
             &["--gateway-memory-gib", "0.1"][..],
             "--gateway-memory-gib: 0.10 GiB leaves no buffer",
         ),
