@@ -48,6 +48,8 @@ pub struct PlanAnswer {
     pub report: Report,
     /// The one-line answer.
     pub summary: String,
+    /// Every size run, in order, with whether it decided traces early for memory.
+    pub tried: Vec<(usize, bool)>,
 }
 
 /// A web service's traces: about 16 spans, durations lognormal around 200 ms (about 22%
@@ -102,6 +104,7 @@ pub fn plan(
     // The most gateways seen deciding early, and the fewest seen not to.
     let mut too_few = 0usize;
     let mut enough: Option<(usize, Report)> = None;
+    let mut tried = Vec::new();
     // The policy file's `num_traces` and `decision_wait` (as run): the plan sizes for a
     // `num_traces` large enough, and says so when the file's is not.
     let (mut file_num_traces, mut wait_s) = (usize::MAX, 0.0);
@@ -161,6 +164,7 @@ pub fn plan(
                 fewer
             }
         };
+        tried.push((gateways, early));
         report = Some(r);
         // A size already run and found large enough: its run is the answer.
         if let Some((g, r)) = enough
@@ -230,6 +234,7 @@ pub fn plan(
         num_traces,
         report,
         summary,
+        tried,
     })
 }
 

@@ -282,3 +282,42 @@ fn num_traces_decides_early_as_the_gateway_does() {
     assert!(r.early_decision_share < 0.001, "{}", r.early_decision_share);
     assert!(r.decision_delay_s.p50 >= 4.9, "{:?}", r.decision_delay_s);
 }
+
+/// Scenario: `plan` for a rate whose gateways' memory, not CPU, sets the count (300k
+/// spans/s, 10 s, 0.5 GiB pods), the default workload and examples/policies.yaml.
+/// Guarantees: the answer decides nothing early, and is the least such size the search
+/// can tell: either one gateway fewer was run and decided early, or the answer's own run
+/// recommends no fewer (the search used to stop after six runs with a wide gap still
+/// open: 26 gateways answered where 19 sufficed).
+#[test]
+fn plan_settles_on_the_least_size_that_holds_the_wait() {
+    use tailgate_sim::plan::{plan, PlanQuestion};
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let q = PlanQuestion {
+        rate: 300_000.0,
+        decision_wait: Some(std::time::Duration::from_secs(10)),
+        policies: root.join("examples/policies.yaml"),
+        gateway_cores: 2.0,
+        gateway_memory_bytes: 512 << 20,
+        workload: None,
+        gateway_config: None,
+        seed: 1,
+    };
+    let answer = plan(&q, &CostModel::default(), |_| {}).unwrap();
+    let g = answer.gateways;
+    assert!(answer.report.early_decision_share <= 0.001, "{answer:?}");
+    assert!(g > 2, "memory should need more than the minimum: {:?}", answer.tried);
+    let fewer_too_few = answer.tried.contains(&(g - 1, true));
+    assert!(
+        fewer_too_few || answer.report.recommended_gateways >= g,
+        "{g} answered; tried {:?}, the run recommends {}",
+        answer.tried,
+        answer.report.recommended_gateways
+    );
+    // Every size at or above the answer that was run held the wait.
+    assert!(
+        answer.tried.iter().all(|&(n, early)| n < g || !early),
+        "{:?}",
+        answer.tried
+    );
+}
