@@ -306,7 +306,11 @@ fn plan_settles_on_the_least_size_that_holds_the_wait() {
     let answer = plan(&q, &CostModel::default(), |_| {}).unwrap();
     let g = answer.gateways;
     assert!(answer.report.early_decision_share <= 0.001, "{answer:?}");
-    assert!(g > 2, "memory should need more than the minimum: {:?}", answer.tried);
+    assert!(
+        g > 2,
+        "memory should need more than the minimum: {:?}",
+        answer.tried
+    );
     let fewer_too_few = answer.tried.contains(&(g - 1, true));
     assert!(
         fewer_too_few || answer.report.recommended_gateways >= g,
