@@ -1150,13 +1150,13 @@ mod tests {
         c.validate(p).unwrap();
         let path =
             std::env::temp_dir().join(format!("tailgate-gw-otel-{}.yaml", std::process::id()));
-        std::fs::write(
-            &path,
-            "receivers: {otlp: {}}\nexporters: {debug: {}}\nservice: {}\n",
-        )
-        .unwrap();
-        let err = GatewayConfig::load(&path).unwrap_err();
-        std::fs::remove_file(&path).unwrap();
+        let refused = |text: &str| {
+            std::fs::write(&path, text).unwrap();
+            let err = GatewayConfig::load(&path).unwrap_err();
+            std::fs::remove_file(&path).unwrap();
+            err
+        };
+        let err = refused("receivers: {otlp: {}}\nexporters: {debug: {}}\nservice: {}\n");
         // A Collector config is read for the gateway only from its sampling tier.
         assert!(
             matches!(&err, ConfigError::Invalid { key, message, .. }
@@ -1165,13 +1165,7 @@ mod tests {
         );
         // The Operator's resource around one is named, with how to take the config out
         // (it was "unknown field `apiVersion`").
-        std::fs::write(
-            &path,
-            "apiVersion: opentelemetry.io/v1beta1\nkind: OpenTelemetryCollector\nmetadata: {name: gw}\nspec:\n  config:\n    receivers: {otlp: {}}\n    processors: {tail_sampling: {policies: []}}\n",
-        )
-        .unwrap();
-        let err = GatewayConfig::load(&path).unwrap_err();
-        std::fs::remove_file(&path).unwrap();
+        let err = refused("apiVersion: opentelemetry.io/v1beta1\nkind: OpenTelemetryCollector\nmetadata: {name: gw}\nspec:\n  config:\n    receivers: {otlp: {}}\n    processors: {tail_sampling: {policies: []}}\n");
         assert!(
             matches!(&err, ConfigError::Invalid { message, .. }
                 if message.contains("OpenTelemetryCollector resource") && message.contains("spec.config")),

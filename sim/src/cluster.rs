@@ -73,6 +73,11 @@ pub struct Timeline {
     pub ignored: Vec<(usize, String)>,
 }
 
+/// Why a kill or slow-down of position `pos` changes nothing with `listed` gateways.
+fn past_the_list(pos: usize, listed: usize) -> String {
+    format!("gateway: position {pos}, but {listed} gateway(s) are listed then (0 is the oldest)")
+}
+
 /// The events of `s` that would change nothing in its run (a kill of a position past the
 /// gateways running then, of the only one, or of a pod already killed; a slow-down of a
 /// position past them; a scale-up or -down to the size already running), by index in
@@ -151,10 +156,7 @@ impl Timeline {
                         t.ignored.push((
                             event,
                             if pos >= current.len() {
-                                format!(
-                                    "gateway: position {pos}, but {} gateway(s) are listed then (0 is the oldest)",
-                                    current.len()
-                                )
+                                past_the_list(pos, current.len())
                             } else {
                                 "kills the only gateway: the run would have none left (scale up before it)".into()
                             },
@@ -183,13 +185,7 @@ impl Timeline {
                 Change::Slow(pos, factor, duration, event) => {
                     match current.get(pos) {
                         Some(&id) => t.slow.push((id, at, at + duration, factor)),
-                        None => t.ignored.push((
-                            event,
-                            format!(
-                                "gateway: position {pos}, but {} gateway(s) are listed then (0 is the oldest)",
-                                current.len()
-                            ),
-                        )),
+                        None => t.ignored.push((event, past_the_list(pos, current.len()))),
                     }
                     continue;
                 }

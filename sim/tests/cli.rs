@@ -48,14 +48,27 @@ fn run_and_plan_write_their_reports() {
         assert!(dir.join("svg").join(f).exists(), "{f}");
     }
 
-    let out = sim()
-        .args(["plan", "--rate", "100k", "--decision-wait", "10s"])
-        .args(["--policies", "examples/policies.yaml", "--report"])
-        .arg(dir.join("p.json"))
-        .arg("--html")
-        .arg(dir.join("p.html"))
-        .output()
-        .unwrap();
+    // `plan` at 100k spans/s with `args`, its reports as NAME.json and NAME.html.
+    let plan_into = |name: &str, args: &[&str]| {
+        sim()
+            .args(["plan", "--rate", "100k"])
+            .args(args)
+            .arg("--report")
+            .arg(dir.join(format!("{name}.json")))
+            .arg("--html")
+            .arg(dir.join(format!("{name}.html")))
+            .output()
+            .unwrap()
+    };
+    let out = plan_into(
+        "p",
+        &[
+            "--decision-wait",
+            "10s",
+            "--policies",
+            "examples/policies.yaml",
+        ],
+    );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     // The answer on stdout (`plan … > answer.txt` keeps it), the progress on stderr.
@@ -70,20 +83,17 @@ fn run_and_plan_write_their_reports() {
 
     // Gateways whose memory holds too little of the wait: sized up until the buffers hold
     // it (a black-box check got a CPU-only answer with 44% of traces decided early).
-    let out = sim()
-        .args(["plan", "--rate", "100k", "--decision-wait", "10s"])
-        .args([
+    let out = plan_into(
+        "small",
+        &[
+            "--decision-wait",
+            "10s",
             "--policies",
             "examples/policies.yaml",
             "--gateway-memory-gib",
             "0.25",
-        ])
-        .arg("--report")
-        .arg(dir.join("small.json"))
-        .arg("--html")
-        .arg(dir.join("small.html"))
-        .output()
-        .unwrap();
+        ],
+    );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     let small: serde_json::Value =
@@ -96,16 +106,19 @@ fn run_and_plan_write_their_reports() {
     // With the gateways' own config: the buffer it leaves is said; a limit its other terms
     // fill is refused, naming the option.
     let plan_with = |gib: &str| {
-        sim()
-            .args(["plan", "--rate", "100k", "--decision-wait", "10s"])
-            .args(["--policies", "examples/policies.yaml"])
-            .args(["--gateway-config", "examples/gateway.yaml"])
-            .args(["--gateway-memory-gib", gib, "--report"])
-            .arg(dir.join("p.json"))
-            .arg("--html")
-            .arg(dir.join("p.html"))
-            .output()
-            .unwrap()
+        plan_into(
+            "p",
+            &[
+                "--decision-wait",
+                "10s",
+                "--policies",
+                "examples/policies.yaml",
+                "--gateway-config",
+                "examples/gateway.yaml",
+                "--gateway-memory-gib",
+                gib,
+            ],
+        )
     };
     let out = plan_with("4");
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -125,15 +138,7 @@ fn run_and_plan_write_their_reports() {
         "decision_wait: 30s\nnum_traces: 5000\npolicies: [{name: all, type: always_sample}]\n",
     )
     .unwrap();
-    let out = sim()
-        .args(["plan", "--rate", "100k", "--policies"])
-        .arg(&few)
-        .arg("--report")
-        .arg(dir.join("few.json"))
-        .arg("--html")
-        .arg(dir.join("few.html"))
-        .output()
-        .unwrap();
+    let out = plan_into("few", &["--policies", few.to_str().unwrap()]);
     let answer = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
