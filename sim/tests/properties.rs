@@ -318,6 +318,10 @@ fn plan_settles_on_the_least_size_that_holds_the_wait() {
         answer.tried,
         answer.report.recommended_gateways
     );
+    // Routers: what the load needs at 70% of two cores each, and one to spare (sizing.md).
+    let cost = CostModel::default();
+    let needed = (q.rate * cost.router_cpu_per_span_s / 1.4).ceil().max(1.0) as usize;
+    assert_eq!(answer.routers, needed + 1);
     // Every size at or above the answer that was run held the wait.
     assert!(
         answer.tried.iter().all(|&(n, early)| n < g || !early),
