@@ -1502,6 +1502,70 @@ async fn two_flooding_addresses_still_leave_room() {
     drop(stalled);
 }
 
+/// Scenario: floods of 60 header-only gRPC requests from 127.0.0.2 and then 127.0.0.3
+/// start while no one else sends, and take the whole 1 MiB budget (`max_request_bytes`
+/// 64 KiB, `request_timeout` 30 s); then a sender (127.0.0.1) exports a 300-span request,
+/// retrying every 200 ms while refused. (A hostile-input trial: 400 connections of stalled
+/// streams from two addresses kept a gRPC sender refused until its retries gave up.)
+/// Guarantees: the sender's first attempt is refused for want of room, and its export is
+/// accepted within 5 s, long before the flood's requests time out: the flood's stalled
+/// requests, over their share, are refused to give room back, saying so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stalled_requests_over_their_share_give_room_back_to_a_refused_sender() {
+    const MIB: usize = 1 << 20;
+    let cfg = ReceiveConfig {
+        grpc: Some("127.0.0.1:0".parse().unwrap()),
+        http: None,
+        max_request_bytes: 64 << 10,
+        max_in_flight_bytes: MIB,
+        request_timeout: std::time::Duration::from_secs(30),
+        ..ReceiveConfig::default()
+    };
+    let (url, sink, in_flight, _stop) = serve_grpc_budgeted(&cfg).await;
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+    let (first, mut first_answers) = flood(&url, "127.0.0.2".parse().unwrap(), 60);
+    refusals(&mut first_answers, 20, deadline).await;
+    let (second, mut second_answers) = flood(&url, "127.0.0.3".parse().unwrap(), 60);
+    refusals(&mut second_answers, 50, deadline).await;
+    assert!(
+        in_flight.held() > MIB - (32 << 10),
+        "held {}",
+        in_flight.held()
+    );
+
+    let mut client = TraceServiceClient::connect(url.clone()).await.unwrap();
+    let request = FakeOtlp::traces(1).spans(300).seed(4).build();
+    assert!(request.encoded_len() > 32 << 10);
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        match client.export(request.clone()).await {
+            Ok(_) => break,
+            Err(status) => {
+                assert_eq!(status.code(), tonic::Code::ResourceExhausted, "{status:?}");
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "refused until the deadline: {status:?}"
+                );
+            }
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    assert!(attempts > 1, "the budget was full when the sender came");
+    assert_eq!(sink.bodies.lock().unwrap().len(), 1);
+    let mut gave_back = Vec::new();
+    while let Ok((_, _, message)) = first_answers.try_recv() {
+        gave_back.push(message);
+    }
+    assert!(
+        gave_back
+            .iter()
+            .any(|m| m.contains("127.0.0.2") && m.contains("sent nothing")),
+        "{gave_back:?}"
+    );
+    drop((first, second));
+}
+
 /// Waits (10 s at most) until `check` holds, looking every 5 ms.
 async fn until(what: &str, check: impl Fn() -> bool) {
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);

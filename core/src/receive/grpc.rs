@@ -233,7 +233,7 @@ impl<S: SpanSink> TraceService<S> {
         }
         // Room is asked for once the body starts (see `primed`), then held before reading
         // the rest: the unread body holds the sender back.
-        let req = match super::primed::body_started(req, self.request_timeout).await {
+        let req = match super::primed::body_started(req, self.request_timeout, &held).await {
             Ok(req) => req,
             Err(refusal) => {
                 self.sink.refused(&refusal);
@@ -310,7 +310,7 @@ where
     let mut prefix = BytesMut::new();
     let mut message: Option<(bool, usize, Vec<u8>)> = None;
     let mut whole: Option<(bool, Bytes)> = None;
-    while let Some(frame) = body.frame().await {
+    while let Some(frame) = held.unless_reclaimed(body.frame()).await? {
         let frame = frame.map_err(|e| super::status::body_error(&e))?;
         let Ok(mut data) = frame.into_data() else {
             continue; // trailers: nothing a unary request needs

@@ -163,7 +163,7 @@ async fn receive<S: SpanSink>(
     limits.in_flight.take_request(&mut held, req.headers())?;
     // Room is asked for once the body starts (see `primed`), then held before reading the
     // rest: the unread body holds the sender back.
-    let req = super::primed::body_started(req, limits.request_timeout).await?;
+    let req = super::primed::body_started(req, limits.request_timeout, &held).await?;
     let pass = sink.ready_from(req.body().first_len(), sender).await?;
     // The rest of the body has `request_timeout` from when room was given.
     let read_by = super::primed::deadline_in(limits.request_timeout);
@@ -214,7 +214,7 @@ where
 {
     let mut gathered = super::limits::BodyBuf::default();
     let mut len = 0usize;
-    while let Some(frame) = body.frame().await {
+    while let Some(frame) = held.unless_reclaimed(body.frame()).await? {
         let frame = frame.map_err(|e| super::status::body_error(&e))?;
         let Ok(data) = frame.into_data() else {
             continue;

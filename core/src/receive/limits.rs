@@ -426,6 +426,14 @@ impl Limits {
 /// sender is about, it gets past half the budget only within its share. A sender alone
 /// may use all of it but one share, kept for a sender that comes next (a flood that
 /// starts first cannot hold everything until its requests time out).
+///
+/// What a sender already holds is not taken back by the shares alone: a flood from
+/// several addresses that came first holds the budget until its requests end. So when a
+/// sender within its share is refused for want of room, the senders holding more than
+/// their share are asked to give some back ([`InFlightBytes::unless_reclaimed`]): each of
+/// their requests that has waited [`STALLED`] or longer for its next body frame is
+/// refused then, and its room is free for the refused sender's retry. Requests whose
+/// bodies are arriving are left alone.
 #[derive(Debug, Clone)]
 pub struct InFlight {
     budget: std::sync::Arc<tokio::sync::Semaphore>,
@@ -446,6 +454,16 @@ struct Shares {
 
 /// How long a sender that asked for room counts among those the budget is shared by.
 pub const SENDER_RECENT: Duration = Duration::from_secs(10);
+
+/// How long a request of a sender over its share may have waited for its next body frame
+/// (its first one included) and still keep its room when another sender is refused for
+/// want of it (see [`InFlight`]). Clients send a body as fast as their link allows: a
+/// second without a frame is a stall, not a slow link.
+pub const STALLED: Duration = Duration::from_secs(1);
+
+/// How often, at most, senders over their share are asked to give room back (each time
+/// a scan of the senders about).
+const RECLAIM_EVERY: Duration = Duration::from_millis(100);
 
 /// The most senders tracked; beyond, new ones share one entry ([`OVERFLOW`]) until old
 /// ones age out (a sender's entry lives while it holds bytes, and [`SENDER_RECENT`] after).
@@ -478,12 +496,26 @@ type Senders = std::sync::Arc<std::sync::Mutex<SenderTable>>;
 struct SenderTable {
     by_addr: std::collections::HashMap<std::net::IpAddr, Sender>,
     pruned: Option<tokio::time::Instant>,
+    /// When senders over their share were last asked to give room back.
+    reclaimed: Option<tokio::time::Instant>,
 }
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug)]
 struct Sender {
     held: usize,
     seen: tokio::time::Instant,
+    /// Wakes this sender's requests waiting for body frames, to give room back.
+    reclaim: std::sync::Arc<tokio::sync::Notify>,
+}
+
+impl Sender {
+    fn new(now: tokio::time::Instant) -> Self {
+        Sender {
+            held: 0,
+            seen: now,
+            reclaim: Default::default(),
+        }
+    }
 }
 
 // === impl SenderTable ===
@@ -502,6 +534,23 @@ impl SenderTable {
         self.by_addr
             .retain(|_, s| s.held > 0 || now.duration_since(s.seen) < SENDER_RECENT);
     }
+
+    /// Asks every sender but `asking` that holds more than `share` to give room back,
+    /// at most once per [`RECLAIM_EVERY`].
+    fn reclaim_over(&mut self, share: usize, asking: std::net::IpAddr, now: tokio::time::Instant) {
+        if self
+            .reclaimed
+            .is_some_and(|at| now.duration_since(at) < RECLAIM_EVERY)
+        {
+            return;
+        }
+        self.reclaimed = Some(now);
+        for (key, sender) in &self.by_addr {
+            if *key != asking && sender.held > share {
+                sender.reclaim.notify_waiters();
+            }
+        }
+    }
 }
 
 /// A request's share of the [`InFlight`] budget, given back when dropped.
@@ -513,6 +562,8 @@ pub struct InFlightBytes {
     /// What this request added to its sender's share, under which key, and where, to
     /// give back.
     counted: Option<(Senders, std::net::IpAddr, usize)>,
+    /// Its sender's call to give room back, once counted.
+    reclaim: Option<std::sync::Arc<tokio::sync::Notify>>,
 }
 
 // === impl InFlightBytes ===
@@ -525,6 +576,37 @@ impl InFlightBytes {
             permit: None,
             sender,
             counted: None,
+            reclaim: None,
+        }
+    }
+
+    /// Waits for `next` (a request's next body frame), unless this request's sender is
+    /// asked to give room back (it holds more than its share while another sender was
+    /// refused for want of room) when `next` has been waited for [`STALLED`] or longer:
+    /// then the request is refused, so that its room goes to the other sender.
+    pub async fn unless_reclaimed<F: Future>(&self, next: F) -> Result<F::Output, Refusal> {
+        let Some(reclaim) = &self.reclaim else {
+            return Ok(next.await);
+        };
+        let since = tokio::time::Instant::now();
+        let mut next = std::pin::pin!(next);
+        loop {
+            tokio::select! {
+                biased;
+                out = &mut next => return Ok(out),
+                () = reclaim.notified() => {
+                    let waited = since.elapsed();
+                    if waited >= STALLED {
+                        let sender = self.sender.map_or_else(String::new, |a| format!(" ({a})"));
+                        return Err(Refusal::OverShare {
+                            message: format!(
+                                "this sender{sender} holds more than its share of the receivers' room for requests still arriving while another sender needs some, and this request sent nothing for {waited:.1?}; retry later"
+                            ),
+                            retry_after: DEFAULT_RETRY_AFTER,
+                        });
+                    }
+                }
+            }
         }
     }
 }
@@ -621,18 +703,27 @@ impl InFlight {
                 }
             }
         };
-        let sender = table
-            .by_addr
-            .entry(key)
-            .or_insert(Sender { held: 0, seen: now });
+        let sender = table.by_addr.entry(key).or_insert_with(|| Sender::new(now));
         sender.seen = now;
         let mine = sender.held;
-        self.within_share(shares, addr, mine, n, table.by_addr.len())?;
-        self.take_permit(held, n)?;
+        let senders = table.by_addr.len();
+        self.within_share(shares, addr, mine, n, senders)?;
+        if let Err(refusal) = self.take_permit(held, n) {
+            // Refused within its share: whoever holds more than theirs gives stalled
+            // requests back (see `InFlight`), for this sender's retry.
+            if senders > 1 {
+                let share = (self.capacity / senders).max(shares.least);
+                table.reclaim_over(share, key, now);
+            }
+            return Err(refusal);
+        }
         if let Some(sender) = table.by_addr.get_mut(&key) {
             sender.held += n;
             let before = held.counted.take().map_or(0, |(.., n)| n);
             held.counted = Some((shares.senders.clone(), key, before + n));
+            if held.reclaim.is_none() {
+                held.reclaim = Some(sender.reclaim.clone());
+            }
         }
         Ok(())
     }

@@ -63,11 +63,14 @@ where
 }
 
 /// `req` once its body has started (or ended, or failed: the reader sees that), within
-/// `within`; refused as too slow when nothing came by then. Not waited for when the
-/// sender waits for `100 Continue` (see the module docs).
+/// `within`; refused as too slow when nothing came by then, or when its sender, holding
+/// `held` among more than its share, is asked to give room back (see
+/// [`super::limits::InFlightBytes::unless_reclaimed`]). Not waited for when the sender waits for
+/// `100 Continue` (see the module docs).
 pub async fn body_started<B>(
     req: http::Request<B>,
     within: std::time::Duration,
+    held: &super::limits::InFlightBytes,
 ) -> Result<http::Request<Primed<B>>, Refusal>
 where
     B: Body<Data = Bytes> + Unpin,
@@ -82,9 +85,9 @@ where
     let first = if rest.is_end_stream() || expects_continue {
         None
     } else {
-        tokio::time::timeout_at(deadline_in(within), rest.frame())
+        tokio::time::timeout_at(deadline_in(within), held.unless_reclaimed(rest.frame()))
             .await
-            .map_err(|_| Refusal::Timeout("request body not started in time".into()))?
+            .map_err(|_| Refusal::Timeout("request body not started in time".into()))??
     };
     Ok(http::Request::from_parts(parts, Primed { first, rest }))
 }
@@ -112,7 +115,7 @@ mod tests {
             .collect();
         let body = http_body_util::StreamBody::new(futures_util::stream::iter(frames));
         let req = http::Request::new(body);
-        let primed = body_started(req, std::time::Duration::from_secs(1))
+        let primed = body_started(req, std::time::Duration::from_secs(1), &Default::default())
             .await
             .unwrap();
         let all = primed.into_body().collect().await.unwrap().to_bytes();
@@ -140,7 +143,7 @@ mod tests {
                 .header(http::header::EXPECT, "100-Continue")
                 .body(body)
                 .unwrap();
-            let primed = body_started(req, std::time::Duration::from_secs(1))
+            let primed = body_started(req, std::time::Duration::from_secs(1), &Default::default())
                 .await
                 .unwrap();
             assert_eq!(primed.body().first_len(), first, "{version:?}");
