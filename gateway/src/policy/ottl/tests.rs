@@ -800,6 +800,15 @@ fn mistakes_are_refused_at_load_with_their_position() {
     assert!(col(Context::Span, "spanevent.name == \"x\"")
         .1
         .contains("unknown path"));
+    // The request's client (contrib PR #41879): a trace's spans come in many requests.
+    for c in [
+        r#"otelcol.client.metadata["tenant"] == "a""#,
+        r#"otelcol.client.addr == "10.0.0.1""#,
+    ] {
+        for context in [Context::Span, Context::SpanEvent] {
+            assert!(col(context, c).1.contains("unknown path"), "{c}");
+        }
+    }
     assert!(col(Context::Span, "name == \"a\" )")
         .1
         .contains("unexpected input"));
