@@ -164,6 +164,18 @@ pub fn run(loaded: &Loaded, cost: &CostModel, mut progress: impl FnMut(usize, us
     let tail = decision_wait + s.workload.late_by.as_secs_f64().min(600.0) + 60.0;
     let steps = ((s.duration.as_secs_f64() + tail) / dt).ceil() as usize;
     let keep_share = keep_share(loaded, &samples);
+    let mut plans = vec![(0.0, &loaded.plan)];
+    let mut reloads = loaded.reloads.iter();
+    for e in &s.events {
+        if let (EventKind::PolicyReload { .. }, Some(p)) = (&e.kind, reloads.next()) {
+            plans.push((e.at.as_secs_f64(), p));
+        }
+    }
+    plans.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let num_traces: Vec<(f64, f64)> = plans
+        .iter()
+        .map(|(at, p)| (*at, p.num_traces as f64))
+        .collect();
     let flows = fluid::run(&FluidInput {
         scenario: s,
         timeline: &timeline,
@@ -171,7 +183,7 @@ pub fn run(loaded: &Loaded, cost: &CostModel, mut progress: impl FnMut(usize, us
         keep_share,
         policies: loaded.plan.names().len(),
         decision_wait,
-        num_traces: loaded.plan.num_traces as f64,
+        num_traces: &num_traces,
         big: &big
             .iter()
             .enumerate()
@@ -187,13 +199,6 @@ pub fn run(loaded: &Loaded, cost: &CostModel, mut progress: impl FnMut(usize, us
         steps,
     });
     progress(1, 3);
-    let mut plans = vec![(0.0, &loaded.plan)];
-    let mut reloads = loaded.reloads.iter();
-    for e in &s.events {
-        if let (EventKind::PolicyReload { .. }, Some(p)) = (&e.kind, reloads.next()) {
-            plans.push((e.at.as_secs_f64(), p));
-        }
-    }
     let ctx = Ctx {
         scenario: s,
         timeline: &timeline,

@@ -82,8 +82,10 @@ pub struct FluidInput<'a> {
     /// Configured decision wait, seconds.
     pub decision_wait: f64,
     /// Traces a gateway holds before it decides the oldest early (the policy file's
-    /// `num_traces`).
-    pub num_traces: f64,
+    /// `num_traces`), from each time on (seconds, ascending, the first at 0): the file at
+    /// the start, then each `policy_reload`'s, which a gateway applies from its next
+    /// request.
+    pub num_traces: &'a [(f64, f64)],
     /// Large traces: (start, spans, duration, followed trace index).
     pub big: &'a [(f64, u32, f64, usize)],
     /// Steps to simulate (traffic stops at the scenario's duration).
@@ -108,9 +110,8 @@ pub fn run(input: &FluidInput<'_>) -> Flows {
     // Spans a gateway holds before it decides early: its bytes' threshold, or
     // `num_traces` traces of the ordinary traces' mean size, whichever comes first (a
     // heavy tail's large traces are counted by their spans here, so they reach it a
-    // little early; a `policy_reload` keeps the first file's `num_traces`).
-    let early =
-        (s.buffer.early_decision_bytes() as f64 / charge).min(input.num_traces * ordinary_spans);
+    // little early).
+    let bytes_early = s.buffer.early_decision_bytes() as f64 / charge;
     // RSS per buffered span follows the charge (which matches RSS for traces of 1 to 1,000
     // spans), scaled by what the cost model measured at the bench's shape (8 spans).
     let rss_per_span = input.cost.rss_bytes_per_buffered_span * charge
@@ -127,6 +128,13 @@ pub fn run(input: &FluidInput<'_>) -> Flows {
         let offered =
             offered_per_member(input, &mut moves, t, rate * (1.0 - big_span_share), members);
         let outage = backend_out(s, t);
+        let num_traces = input
+            .num_traces
+            .iter()
+            .rev()
+            .find(|(from, _)| *from <= t)
+            .map_or(f64::INFINITY, |&(_, n)| n);
+        let early = bytes_early.min(num_traces * ordinary_spans);
         let mut row = vec![GatewayStep::default(); members];
         for m in 0..members {
             if !input.timeline.alive(m, t) {

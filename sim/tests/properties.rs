@@ -33,9 +33,32 @@ fn scenario_with(
     extra: &str,
     workload_extra: &str,
 ) -> Loaded {
+    scenario_files(
+        label,
+        &[("p.yaml", policies)],
+        gateways,
+        rate,
+        seconds,
+        extra,
+        workload_extra,
+    )
+}
+
+/// [`scenario_with`] with `files` beside the scenario (`p.yaml` its policy file).
+fn scenario_files(
+    label: &str,
+    files: &[(&str, &str)],
+    gateways: usize,
+    rate: f64,
+    seconds: u64,
+    extra: &str,
+    workload_extra: &str,
+) -> Loaded {
     let dir = std::env::temp_dir().join(format!("tailgate-sim-{label}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(dir.join("p.yaml"), policies).unwrap();
+    for (name, text) in files {
+        std::fs::write(dir.join(name), text).unwrap();
+    }
     let text = format!(
         "name: {label}\nseed: 7\nduration: {seconds}s\ngateways: {gateways}\nrouters: 3\npolicies: p.yaml\nsample_traces_per_second: 300\n{extra}\nworkload:\n  rate: {{kind: steady, spans_per_second: {rate}}}\n  trace_size: {{kind: lognormal, median: 8, sigma: 0.8}}\n  duration: {{kind: lognormal, median: 300ms, sigma: 1.0}}\n{workload_extra}"
     );
@@ -281,6 +304,34 @@ fn num_traces_decides_early_as_the_gateway_does() {
     let r = go(&scenario("numtraces-room", MIXED, 4, 200_000.0, 60, ""));
     assert!(r.early_decision_share < 0.001, "{}", r.early_decision_share);
     assert!(r.decision_delay_s.p50 >= 4.9, "{:?}", r.decision_delay_s);
+}
+
+/// Scenario: as above, `num_traces: 2000` at the start and a `policy_reload` at 30 s of
+/// 60 to the same policies without it (the default 50,000, room for the wait).
+/// Guarantees: the gateways decide early until the reload and not after, as a gateway
+/// applies a new `num_traces` from its next request: about half the traffic is decided
+/// early (the sim once kept the first file's `num_traces` through a reload).
+#[test]
+fn a_reloaded_num_traces_holds_from_the_reload() {
+    let tight = MIXED.replace(
+        "decision_wait: 5s\n",
+        "decision_wait: 5s\nnum_traces: 2000\n",
+    );
+    let events = "events:\n  - {at: 30s, kind: policy_reload, policies: q.yaml}\n";
+    let r = go(&scenario_files(
+        "numtraces-reload",
+        &[("p.yaml", &tight), ("q.yaml", MIXED)],
+        4,
+        200_000.0,
+        60,
+        events,
+        "",
+    ));
+    assert!(
+        (0.3..0.7).contains(&r.early_decision_share),
+        "{}",
+        r.early_decision_share
+    );
 }
 
 /// Scenario: `plan` for a rate whose gateways' memory, not CPU, sets the count (300k
