@@ -98,19 +98,19 @@ pub fn run(input: &FluidInput<'_>) -> Flows {
     let dt = s.step.as_secs_f64();
     let members = input.timeline.members.len();
     let window = ((input.decision_wait / dt).ceil() as usize).max(1);
+    // Spans and traces accepted per step over the last `decision_wait`, per gateway.
     let mut history: Vec<Vec<f64>> = vec![vec![0.0; window]; members];
+    let mut history_traces: Vec<Vec<f64>> = vec![vec![0.0; window]; members];
     let mut queue = vec![0.0f64; members];
-    let big_load = place_big(input, dt, members);
+    let (big_load, big_starts) = place_big(input, dt);
     let ordinary_spans = s.workload.mean_ordinary_spans().max(1.0);
     // The rate includes the large traces' spans; they are placed one by one instead.
     let big_span_share = s.workload.big_traces().map_or(0.0, |(share, spans)| {
         share * f64::from(spans) / s.workload.mean_spans().max(1e-9)
     });
     let charge = charge_per_span(input.cost.encoded_bytes_per_span, ordinary_spans);
-    // Spans a gateway holds before it decides early: its bytes' threshold, or
-    // `num_traces` traces of the ordinary traces' mean size, whichever comes first (a
-    // heavy tail's large traces are counted by their spans here, so they reach it a
-    // little early).
+    // Spans a gateway holds before it decides early for its bytes; it also does past
+    // `num_traces` traces (a large trace of a heavy tail counts as one).
     let bytes_early = s.buffer.early_decision_bytes() as f64 / charge;
     // RSS per buffered span follows the charge (which matches RSS for traces of 1 to 1,000
     // spans), scaled by what the cost model measured at the bench's shape (8 spans).
@@ -134,7 +134,6 @@ pub fn run(input: &FluidInput<'_>) -> Flows {
             .rev()
             .find(|(from, _)| *from <= t)
             .map_or(f64::INFINITY, |&(_, n)| n);
-        let early = bytes_early.min(num_traces * ordinary_spans);
         let mut row = vec![GatewayStep::default(); members];
         for m in 0..members {
             if !input.timeline.alive(m, t) {
@@ -152,11 +151,18 @@ pub fn run(input: &FluidInput<'_>) -> Flows {
             let util = cpu / s.gateway_cores;
             let mut refused_share = if util > 1.0 { 1.0 - 1.0 / util } else { 0.0 };
             let accepted = spans * (1.0 - refused_share);
-            let slot = &mut history[m][k % window];
-            *slot = accepted * dt;
+            history[m][k % window] = accepted * dt;
+            let big_traces = big_starts.get(&(m, k)).copied().unwrap_or(0.0);
+            history_traces[m][k % window] =
+                (offered[m].0 * dt / ordinary_spans + big_traces) * (1.0 - refused_share);
             let unlimited: f64 = history[m].iter().sum();
-            let buffered = unlimited.min(early);
-            let effective_wait = input.decision_wait * (buffered / unlimited.max(1e-9)).min(1.0);
+            let unlimited_traces: f64 = history_traces[m].iter().sum();
+            // The share of the wait held: traces are decided early past either limit.
+            let held = (bytes_early / unlimited.max(1e-9))
+                .min(num_traces / unlimited_traces.max(1e-9))
+                .min(1.0);
+            let buffered = unlimited * held;
+            let effective_wait = input.decision_wait * held;
             // The export backlog: kept spans while the backend is out, in the exporter's
             // queue and then parked in the buffer (charged there) until the buffer with
             // its live traces is full; drained at once when the backend is back.
@@ -278,13 +284,16 @@ fn pair_moves(tl: &Timeline, a: usize, b: usize, members: usize) -> Vec<(f64, f6
     out
 }
 
-/// Large traces' spans by (member, step): each on its owner, spread over its duration.
-fn place_big(
-    input: &FluidInput<'_>,
-    dt: f64,
-    _members: usize,
-) -> std::collections::HashMap<(usize, usize), f64> {
-    let mut load = std::collections::HashMap::new();
+/// A figure per (member, step).
+type ByStep = std::collections::HashMap<(usize, usize), f64>;
+
+/// Large traces' spans by (member, step), each on its owner spread over its duration, and
+/// the count of them starting in each step.
+fn place_big(input: &FluidInput<'_>, dt: f64) -> (ByStep, ByStep) {
+    let (mut load, mut starts) = (
+        std::collections::HashMap::new(),
+        std::collections::HashMap::new(),
+    );
     for &(start, spans, duration, trace) in input.big {
         let owner = input
             .timeline
@@ -294,8 +303,9 @@ fn place_big(
         for k in first..first + steps {
             *load.entry((owner, k)).or_insert(0.0) += f64::from(spans) / steps as f64;
         }
+        *starts.entry((owner, first)).or_insert(0.0) += 1.0;
     }
-    load
+    (load, starts)
 }
 
 /// Seconds the backend has been out at `t`, if it is.

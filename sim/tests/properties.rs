@@ -59,8 +59,14 @@ fn scenario_files(
     for (name, text) in files {
         std::fs::write(dir.join(name), text).unwrap();
     }
+    // A `trace_size` of the caller's replaces the default one.
+    let size = if workload_extra.contains("trace_size:") {
+        ""
+    } else {
+        "  trace_size: {kind: lognormal, median: 8, sigma: 0.8}\n"
+    };
     let text = format!(
-        "name: {label}\nseed: 7\nduration: {seconds}s\ngateways: {gateways}\nrouters: 3\npolicies: p.yaml\nsample_traces_per_second: 300\n{extra}\nworkload:\n  rate: {{kind: steady, spans_per_second: {rate}}}\n  trace_size: {{kind: lognormal, median: 8, sigma: 0.8}}\n  duration: {{kind: lognormal, median: 300ms, sigma: 1.0}}\n{workload_extra}"
+        "name: {label}\nseed: 7\nduration: {seconds}s\ngateways: {gateways}\nrouters: 3\npolicies: p.yaml\nsample_traces_per_second: 300\n{extra}\nworkload:\n  rate: {{kind: steady, spans_per_second: {rate}}}\n{size}  duration: {{kind: lognormal, median: 300ms, sigma: 1.0}}\n{workload_extra}"
     );
     let path = dir.join("s.yaml");
     std::fs::write(&path, text).unwrap();
@@ -332,6 +338,32 @@ fn a_reloaded_num_traces_holds_from_the_reload() {
         "{}",
         r.early_decision_share
     );
+}
+
+/// Scenario: a heavy tail whose large traces (2,000 spans, 1% of traces) carry about two
+/// thirds of the spans, `num_traces: 4000` on 4 gateways: about 2,000 ordinary traces
+/// and 20 large ones per gateway over the 5 s wait, but over 5,000 traces' worth of
+/// ordinary-sized spans.
+/// Guarantees: nothing is decided early: a large trace counts as one trace against
+/// `num_traces`, as in the gateway's table (the sim once counted its spans, in traces of
+/// the ordinary size, and decided 89% early).
+#[test]
+fn a_large_trace_counts_once_against_num_traces() {
+    let policies = MIXED.replace(
+        "decision_wait: 5s\n",
+        "decision_wait: 5s\nnum_traces: 4000\n",
+    );
+    let workload = "  trace_size: {kind: heavy_tail, median: 8, sigma: 0.8, big_share: 0.01, big_spans: 2000}\n";
+    let r = go(&scenario_files(
+        "numtraces-heavy",
+        &[("p.yaml", &policies)],
+        4,
+        50_000.0,
+        30,
+        "",
+        workload,
+    ));
+    assert!(r.early_decision_share < 0.01, "{}", r.early_decision_share);
 }
 
 /// Scenario: `plan` for a rate whose gateways' memory, not CPU, sets the count (300k
