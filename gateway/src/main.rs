@@ -57,6 +57,11 @@ struct Args {
     /// Validate the files given (--config, --policies or both) and exit: 0 and `FILE: ok` per file on stdout when valid, 64 and the error on stderr when not (warnings, and the most memory the config lets the gateway use with this machine's worker threads, term by term, on stderr).
     #[arg(long)]
     check: bool,
+    /// Worker threads (default: TOKIO_WORKER_THREADS, else one per core). The buffer runs a
+    /// shard per worker thread unless `buffer.shards` says otherwise, and `--check` counts
+    /// the memory bound with these threads.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    threads: Option<u16>,
     /// How often the policy file is checked for changes (it also reloads on SIGHUP; 0:
     /// on SIGHUP only).
     #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = humantime::parse_duration)]
@@ -120,6 +125,11 @@ const EX_USAGE: u8 = 64;
 fn main() -> ExitCode {
     tailgate_core::telemetry::init_logging("info");
     let args = Args::parse();
+    if let Some(threads) = args.threads {
+        // What the runtime, the shard count and the memory bound all read: set here, while
+        // this is the process's only thread (nothing reads the environment concurrently).
+        std::env::set_var("TOKIO_WORKER_THREADS", threads.to_string());
+    }
     if let Some(Command::Explain {
         policies,
         traces,

@@ -196,6 +196,10 @@ fn check_takes_either_file_alone() {
         ),
         "{err}"
     );
+    // `--threads` wins over the environment, as the router's does.
+    let threads = check(&["--config", "gateway.yaml", "--threads", "3"], &base);
+    let err = String::from_utf8_lossy(&threads.stderr);
+    assert!(err.contains("(3 worker threads;"), "{err}");
     let policies = check(&["--policies", "policies.yaml"], &base);
     assert_eq!(policies.status.code(), Some(0), "{policies:?}");
     assert_eq!(
