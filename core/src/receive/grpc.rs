@@ -310,7 +310,9 @@ where
     let mut prefix = BytesMut::new();
     let mut message: Option<(bool, usize, Vec<u8>)> = None;
     let mut whole: Option<(bool, Bytes)> = None;
-    while let Some(frame) = held.unless_reclaimed(body.frame()).await? {
+    let mut begun = false;
+    while let Some(frame) = held.unless_reclaimed(body.frame(), begun).await? {
+        begun = true;
         let frame = frame.map_err(|e| super::status::body_error(&e))?;
         let Ok(mut data) = frame.into_data() else {
             continue; // trailers: nothing a unary request needs

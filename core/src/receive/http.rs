@@ -214,7 +214,9 @@ where
 {
     let mut gathered = super::limits::BodyBuf::default();
     let mut len = 0usize;
-    while let Some(frame) = held.unless_reclaimed(body.frame()).await? {
+    let mut begun = false;
+    while let Some(frame) = held.unless_reclaimed(body.frame(), begun).await? {
+        begun = true;
         let frame = frame.map_err(|e| super::status::body_error(&e))?;
         let Ok(data) = frame.into_data() else {
             continue;

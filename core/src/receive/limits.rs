@@ -430,10 +430,11 @@ impl Limits {
 /// What a sender already holds is not taken back by the shares alone: a flood from
 /// several addresses that came first holds the budget until its requests end. So when a
 /// sender within its share is refused for want of room, the senders holding more than
-/// their share are asked to give some back ([`InFlightBytes::unless_reclaimed`]): each of
-/// their requests that has waited [`STALLED`] or longer for its next body frame is
-/// refused then, and its room is free for the refused sender's retry. Requests whose
-/// bodies are arriving are left alone.
+/// their share are asked to give back what they hold past it
+/// ([`InFlightBytes::unless_reclaimed`]): their requests that have sent no body for
+/// [`STALLED`] (headers alone), or nothing more of it for [`STALLED_BODY`], are refused
+/// until that much is given back, and the room is free for the refused sender's retry.
+/// Requests whose bodies are arriving are left alone.
 #[derive(Debug, Clone)]
 pub struct InFlight {
     budget: std::sync::Arc<tokio::sync::Semaphore>,
@@ -455,11 +456,16 @@ struct Shares {
 /// How long a sender that asked for room counts among those the budget is shared by.
 pub const SENDER_RECENT: Duration = Duration::from_secs(10);
 
-/// How long a request of a sender over its share may have waited for its next body frame
-/// (its first one included) and still keep its room when another sender is refused for
-/// want of it (see [`InFlight`]). Clients send a body as fast as their link allows: a
-/// second without a frame is a stall, not a slow link.
+/// How long a request of a sender over its share may have waited for the first frame of
+/// its body and still keep its room when another sender is refused for want of it (see
+/// [`InFlight`]). Clients send a body right after its headers.
 pub const STALLED: Duration = Duration::from_secs(1);
+
+/// As [`STALLED`], for the next frame of a body begun. Longer: a frame of up to 1 MiB
+/// (`crate::serve::MAX_FRAME_SIZE`, which Rust clients send whole) is handed on once it
+/// has all arrived, and the connection's window may be held by its other requests while
+/// the next stage holds them back; 5 s covers such a frame at 2 Mbit/s.
+pub const STALLED_BODY: Duration = Duration::from_secs(5);
 
 /// How often, at most, senders over their share are asked to give room back (each time
 /// a scan of the senders about).
@@ -505,7 +511,15 @@ struct Sender {
     held: usize,
     seen: tokio::time::Instant,
     /// Wakes this sender's requests waiting for body frames, to give room back.
-    reclaim: std::sync::Arc<tokio::sync::Notify>,
+    reclaim: std::sync::Arc<Reclaim>,
+}
+
+/// A sender's call to give room back: its waiting requests are woken, and those stalled
+/// are refused until `owed` bytes are given back.
+#[derive(Debug, Default)]
+struct Reclaim {
+    notify: tokio::sync::Notify,
+    owed: std::sync::atomic::AtomicUsize,
 }
 
 impl Sender {
@@ -535,21 +549,34 @@ impl SenderTable {
             .retain(|_, s| s.held > 0 || now.duration_since(s.seen) < SENDER_RECENT);
     }
 
-    /// Asks every sender but `asking` that holds more than `share` to give room back,
-    /// at most once per [`RECLAIM_EVERY`].
-    fn reclaim_over(&mut self, share: usize, asking: std::net::IpAddr, now: tokio::time::Instant) {
+    /// Asks every sender but `asking` that holds more than `share` to give back what it
+    /// holds past it, at most once per [`RECLAIM_EVERY`]; the calls to make, once the
+    /// table is let go.
+    fn reclaim_over(
+        &mut self,
+        share: usize,
+        asking: std::net::IpAddr,
+        now: tokio::time::Instant,
+    ) -> Vec<std::sync::Arc<Reclaim>> {
         if self
             .reclaimed
             .is_some_and(|at| now.duration_since(at) < RECLAIM_EVERY)
         {
-            return;
+            return Vec::new();
         }
         self.reclaimed = Some(now);
-        for (key, sender) in &self.by_addr {
-            if *key != asking && sender.held > share {
-                sender.reclaim.notify_waiters();
-            }
-        }
+        self.by_addr
+            .iter()
+            .filter(|(key, sender)| **key != asking && sender.held > share)
+            .map(|(_, sender)| {
+                let over = sender.held - share;
+                sender
+                    .reclaim
+                    .owed
+                    .store(over, std::sync::atomic::Ordering::Relaxed);
+                sender.reclaim.clone()
+            })
+            .collect()
     }
 }
 
@@ -563,7 +590,7 @@ pub struct InFlightBytes {
     /// give back.
     counted: Option<(Senders, std::net::IpAddr, usize)>,
     /// Its sender's call to give room back, once counted.
-    reclaim: Option<std::sync::Arc<tokio::sync::Notify>>,
+    reclaim: Option<std::sync::Arc<Reclaim>>,
 }
 
 // === impl InFlightBytes ===
@@ -580,27 +607,39 @@ impl InFlightBytes {
         }
     }
 
-    /// Waits for `next` (a request's next body frame), unless this request's sender is
-    /// asked to give room back (it holds more than its share while another sender was
-    /// refused for want of room) when `next` has been waited for [`STALLED`] or longer:
-    /// then the request is refused, so that its room goes to the other sender.
-    pub async fn unless_reclaimed<F: Future>(&self, next: F) -> Result<F::Output, Refusal> {
-        let Some(reclaim) = &self.reclaim else {
+    /// Waits for `next`, a frame of the request's body (`begun`: not its first), unless
+    /// this request's sender is asked to give room back (it holds more than its share
+    /// while another sender was refused for want of room) when `next` has been waited for
+    /// [`STALLED`] ([`STALLED_BODY`] once begun) and the sender still owes some: then the
+    /// request is refused, so that its room goes to the other sender.
+    pub async fn unless_reclaimed<F: Future>(
+        &self,
+        next: F,
+        begun: bool,
+    ) -> Result<F::Output, Refusal> {
+        let (Some(reclaim), Some((_, key, mine))) = (&self.reclaim, &self.counted) else {
             return Ok(next.await);
         };
-        let since = tokio::time::Instant::now();
         let mut next = std::pin::pin!(next);
+        let since = tokio::time::Instant::now();
+        let stalled = if begun { STALLED_BODY } else { STALLED };
         loop {
             tokio::select! {
                 biased;
                 out = &mut next => return Ok(out),
-                () = reclaim.notified() => {
+                () = reclaim.notify.notified() => {
                     let waited = since.elapsed();
-                    if waited >= STALLED {
-                        let sender = self.sender.map_or_else(String::new, |a| format!(" ({a})"));
+                    let owed = std::sync::atomic::Ordering::Relaxed;
+                    if waited >= stalled
+                        && reclaim
+                            .owed
+                            .fetch_update(owed, owed, |o| (o > 0).then(|| o.saturating_sub(*mine)))
+                            .is_ok()
+                    {
+                        let more = if begun { "more of its body" } else { "of its body" };
                         return Err(Refusal::OverShare {
                             message: format!(
-                                "this sender{sender} holds more than its share of the receivers' room for requests still arriving while another sender needs some, and this request sent nothing for {waited:.1?}; retry later"
+                                "this sender ({key}) holds more than its share of the receivers' room for requests still arriving while another sender needs some, and this request, holding {mine} bytes of it, sent nothing {more} for {waited:.1?}; retry later"
                             ),
                             retry_after: DEFAULT_RETRY_AFTER,
                         });
@@ -713,7 +752,11 @@ impl InFlight {
             // requests back (see `InFlight`), for this sender's retry.
             if senders > 1 {
                 let share = (self.capacity / senders).max(shares.least);
-                table.reclaim_over(share, key, now);
+                let calls = table.reclaim_over(share, key, now);
+                drop(table);
+                for reclaim in calls {
+                    reclaim.notify.notify_waiters();
+                }
             }
             return Err(refusal);
         }

@@ -63,10 +63,10 @@ where
 }
 
 /// `req` once its body has started (or ended, or failed: the reader sees that), within
-/// `within`; refused as too slow when nothing came by then, or when its sender, holding
-/// `held` among more than its share, is asked to give room back (see
-/// [`super::limits::InFlightBytes::unless_reclaimed`]). Not waited for when the sender waits for
-/// `100 Continue` (see the module docs).
+/// `within`; refused as too slow when nothing came by then, or when its sender (whose
+/// share holds `held`) is over its share and asked to give room back (see
+/// [`super::limits::InFlightBytes::unless_reclaimed`]). Not waited for when the sender
+/// waits for `100 Continue` (see the module docs).
 pub async fn body_started<B>(
     req: http::Request<B>,
     within: std::time::Duration,
@@ -85,9 +85,12 @@ where
     let first = if rest.is_end_stream() || expects_continue {
         None
     } else {
-        tokio::time::timeout_at(deadline_in(within), held.unless_reclaimed(rest.frame()))
-            .await
-            .map_err(|_| Refusal::Timeout("request body not started in time".into()))??
+        tokio::time::timeout_at(
+            deadline_in(within),
+            held.unless_reclaimed(rest.frame(), false),
+        )
+        .await
+        .map_err(|_| Refusal::Timeout("request body not started in time".into()))??
     };
     Ok(http::Request::from_parts(parts, Primed { first, rest }))
 }

@@ -110,28 +110,32 @@ async fn a_share_is_at_least_the_largest_request() {
 }
 
 /// Scenario: sender 2, alone, holds 900 of a 1,000-byte budget (share 100) in nine
-/// requests, eight of them waiting STALLED for a body frame and one just begun; sender 3
-/// takes the last 100 and waits; then sender 1 asks for 100, is refused, and asks again.
-/// (A hostile-input check: a flood from two addresses that came first held the budget,
-/// and a gRPC sender lost spans, until the flood's requests timed out.)
-/// Guarantees: the refusal asks sender 2, over its share, for room: its stalled requests
-/// are refused naming it and why, the one just begun is not, nor is sender 3's (within
-/// its share); sender 1's second ask is served.
+/// requests of 100: seven waiting STALLED for the first frame of their body, one waiting
+/// as long for a further frame, one just begun; sender 3 takes the last 100 and waits;
+/// then sender 1 asks for 100, is refused, and asks again. (A hostile-input check: a
+/// flood from two addresses that came first held the budget, and a gRPC sender lost
+/// spans, until the flood's requests timed out.)
+/// Guarantees: the refusal asks sender 2, over its share (333 with three senders), for
+/// the 567 it holds past it: six of its stalled requests are refused naming it and why,
+/// and no more (the seventh keeps its room), nor the one mid-body (not yet
+/// STALLED_BODY), nor the one just begun, nor sender 3's (within its share); sender 1's
+/// second ask is served.
 #[tokio::test(start_paused = true)]
 async fn a_sender_refused_for_room_gets_it_back_from_stalled_requests_over_their_share() {
     let budget = InFlight::shared(1000, 100, 100);
-    let wait = |held: InFlightBytes| {
-        tokio::spawn(async move { held.unless_reclaimed(std::future::pending::<()>()).await })
+    let wait = |held: InFlightBytes, begun: bool| {
+        tokio::spawn(async move {
+            held.unless_reclaimed(std::future::pending::<()>(), begun)
+                .await
+        })
     };
-    let stalled: Vec<_> = takes(&budget, addr(2), 100, 8)
-        .unwrap()
-        .into_iter()
-        .map(wait)
-        .collect();
+    let mut taken = takes(&budget, addr(2), 100, 8).unwrap();
+    let body = wait(taken.pop().unwrap(), true);
+    let stalled: Vec<_> = taken.into_iter().map(|held| wait(held, false)).collect();
     tokio::task::yield_now().await;
     tokio::time::advance(STALLED).await;
-    let fresh = wait(takes(&budget, addr(2), 100, 1).unwrap().remove(0));
-    let within = wait(takes(&budget, addr(3), 100, 1).unwrap().remove(0));
+    let fresh = wait(takes(&budget, addr(2), 100, 1).unwrap().remove(0), false);
+    let within = wait(takes(&budget, addr(3), 100, 1).unwrap().remove(0), false);
     tokio::task::yield_now().await;
     assert_eq!(budget.held(), 1000);
 
@@ -139,27 +143,28 @@ async fn a_sender_refused_for_room_gets_it_back_from_stalled_requests_over_their
         takes(&budget, addr(1), 100, 1),
         Err(Refusal::Overloaded { .. })
     ));
+    let mut kept = 0;
     for task in stalled {
         // Within the refusal's retry hint (the clock is paused: it runs on only when
         // nothing else can).
-        let answer = tokio::time::timeout(DEFAULT_RETRY_AFTER, task).await;
-        match answer
-            .expect("a stalled request gives its room back")
-            .unwrap()
-        {
-            Err(Refusal::OverShare { message, .. }) => assert!(
-                message.contains("127.0.0.2") && message.contains("sent nothing for 1.0s"),
+        match tokio::time::timeout(DEFAULT_RETRY_AFTER, task).await {
+            Ok(Ok(Err(Refusal::OverShare { message, .. }))) => assert!(
+                message.contains("(127.0.0.2)")
+                    && message.contains("holding 100 bytes")
+                    && message.contains("sent nothing of its body for 1.0s"),
                 "{message}"
             ),
-            other => panic!("{other:?}"),
+            Ok(other) => panic!("{other:?}"),
+            Err(_) => kept += 1,
         }
     }
-    tokio::task::yield_now().await;
-    assert!(!fresh.is_finished() && !within.is_finished());
-    assert_eq!(budget.held(), 200);
+    assert_eq!(kept, 1, "refused until the 567 bytes owed were given back");
+    assert!(!body.is_finished() && !fresh.is_finished() && !within.is_finished());
+    assert_eq!(budget.held(), 400);
     let _served = takes(&budget, addr(1), 100, 1).unwrap();
-    fresh.abort();
-    within.abort();
+    for task in [body, fresh, within] {
+        task.abort();
+    }
 }
 
 /// Scenario: IPv6 senders in one /64 and an IPv4-mapped address; then, with the table
