@@ -430,7 +430,9 @@ impl Limits {
 /// What a sender already holds is not taken back by the shares alone: a flood from
 /// several addresses that came first holds the budget until its requests end. So when a
 /// sender within its share is refused for want of room, the senders holding more than
-/// their share are asked to give back what they hold past it
+/// an even share (the budget over the senders about, without the floor of one largest
+/// request) are asked to give back what they hold past it, and are held to that even
+/// share for [`SENDER_RECENT`]
 /// ([`InFlightBytes::unless_reclaimed`]): their requests that have sent no body for
 /// [`STALLED`] (headers alone), or nothing more of it for [`STALLED_BODY`], are refused
 /// until that much is given back, and the room is free for the refused sender's retry.
@@ -512,6 +514,9 @@ struct Sender {
     seen: tokio::time::Instant,
     /// Wakes this sender's requests waiting for body frames, to give room back.
     reclaim: std::sync::Arc<Reclaim>,
+    /// When it was last asked to give room back: for [`SENDER_RECENT`] after, it is held
+    /// to an even share of the budget (see [`InFlight::within_share`]).
+    reclaimed: Option<tokio::time::Instant>,
 }
 
 /// A sender's call to give room back: its waiting requests are woken, and those stalled
@@ -528,6 +533,7 @@ impl Sender {
             held: 0,
             seen: now,
             reclaim: Default::default(),
+            reclaimed: None,
         }
     }
 }
@@ -549,9 +555,9 @@ impl SenderTable {
             .retain(|_, s| s.held > 0 || now.duration_since(s.seen) < SENDER_RECENT);
     }
 
-    /// Asks every sender but `asking` that holds more than `share` to give back what it
-    /// holds past it, at most once per [`RECLAIM_EVERY`]; the calls to make, once the
-    /// table is let go.
+    /// Asks every sender but `asking` that holds more than `share` (an even share of the
+    /// budget) to give back what it holds past it, at most once per [`RECLAIM_EVERY`];
+    /// the calls to make, once the table is let go.
     fn reclaim_over(
         &mut self,
         share: usize,
@@ -566,9 +572,10 @@ impl SenderTable {
         }
         self.reclaimed = Some(now);
         self.by_addr
-            .iter()
+            .iter_mut()
             .filter(|(key, sender)| **key != asking && sender.held > share)
             .map(|(_, sender)| {
+                sender.reclaimed = Some(now);
                 let over = sender.held - share;
                 sender
                     .reclaim
@@ -745,14 +752,18 @@ impl InFlight {
         let sender = table.by_addr.entry(key).or_insert_with(|| Sender::new(now));
         sender.seen = now;
         let mine = sender.held;
+        let restrained = sender
+            .reclaimed
+            .is_some_and(|at| now.duration_since(at) < SENDER_RECENT);
         let senders = table.by_addr.len();
-        self.within_share(shares, addr, mine, n, senders)?;
+        self.within_share(shares, addr, mine, n, senders, restrained)?;
         if let Err(refusal) = self.take_permit(held, n) {
-            // Refused within its share: whoever holds more than theirs gives stalled
-            // requests back (see `InFlight`), for this sender's retry.
+            // Refused within its share: whoever holds more than an even share gives
+            // stalled requests back (see `InFlight`), for this sender's retry. Even, not
+            // at least one largest request: floods from as many addresses as the budget
+            // holds largest requests would otherwise each be within theirs.
             if senders > 1 {
-                let share = (self.capacity / senders).max(shares.least);
-                let calls = table.reclaim_over(share, key, now);
+                let calls = table.reclaim_over(self.capacity / senders, key, now);
                 drop(table);
                 for reclaim in calls {
                     reclaim.notify.notify_waiters();
@@ -773,7 +784,9 @@ impl InFlight {
 
     /// Refuses `n` more bytes for a sender holding `mine`, among `senders` about: alone,
     /// past all but the room kept for a newcomer; with others, when more than half the
-    /// budget would be held and it would be past its share.
+    /// budget would be held and it would be past its share. A sender `restrained` (asked
+    /// to give room back lately) is held to an even share of the budget whatever is held:
+    /// the room it gave back is for the sender that asked.
     fn within_share(
         &self,
         shares: &Shares,
@@ -781,6 +794,7 @@ impl InFlight {
         mine: usize,
         n: usize,
         senders: usize,
+        restrained: bool,
     ) -> Result<(), Refusal> {
         if senders <= 1 {
             if mine + n <= shares.alone {
@@ -794,10 +808,13 @@ impl InFlight {
                 retry_after: DEFAULT_RETRY_AFTER,
             });
         }
-        if self.held() + n <= self.capacity / 2 {
+        let share = if restrained {
+            self.capacity / senders
+        } else if self.held() + n <= self.capacity / 2 {
             return Ok(());
-        }
-        let share = (self.capacity / senders).max(shares.least);
+        } else {
+            (self.capacity / senders).max(shares.least)
+        };
         if mine + n <= share {
             return Ok(());
         }

@@ -161,10 +161,61 @@ async fn a_sender_refused_for_room_gets_it_back_from_stalled_requests_over_their
     assert_eq!(kept, 1, "refused until the 567 bytes owed were given back");
     assert!(!body.is_finished() && !fresh.is_finished() && !within.is_finished());
     assert_eq!(budget.held(), 400);
+    // Sender 2, asked to give room back, is held to its even share (333) though half
+    // the budget is free: the room is for sender 1.
+    assert!(matches!(
+        takes(&budget, addr(2), 100, 1),
+        Err(Refusal::OverShare { .. })
+    ));
     let _served = takes(&budget, addr(1), 100, 1).unwrap();
     for task in [body, fresh, within] {
         task.abort();
     }
+}
+
+/// Scenario: a budget of 1,000 whose least share is 300 (the largest request): senders
+/// 2, 3 and 4 each hold 300 in three requests stalled STALLED before their body, sender 5
+/// holds 100; then sender 1 asks for 100. (A hostile-input trial: floods from four
+/// addresses at the defaults each held one largest request's worth, none over its share,
+/// and nothing was given back.)
+/// Guarantees: each flooder gives back what it holds past an even share (200): one
+/// request each; sender 5 (under it) gives nothing; sender 1's next ask is served, and
+/// a flooder's next is refused.
+#[tokio::test(start_paused = true)]
+async fn floods_at_their_least_share_still_give_room_back() {
+    let budget = InFlight::shared(1000, 300, 300);
+    let mut stalled = Vec::new();
+    for sender in 2..=4 {
+        for held in takes(&budget, addr(sender), 100, 3).unwrap() {
+            stalled.push(tokio::spawn(async move {
+                held.unless_reclaimed(std::future::pending::<()>(), false)
+                    .await
+            }));
+        }
+    }
+    let other = takes(&budget, addr(5), 100, 1).unwrap();
+    assert_eq!(budget.held(), 1000);
+    tokio::task::yield_now().await;
+    tokio::time::advance(STALLED).await;
+    assert!(matches!(
+        takes(&budget, addr(1), 100, 1),
+        Err(Refusal::Overloaded { .. })
+    ));
+    let mut refused = 0;
+    for task in stalled {
+        if let Ok(answer) = tokio::time::timeout(DEFAULT_RETRY_AFTER, task).await {
+            assert!(matches!(answer, Ok(Err(Refusal::OverShare { .. }))));
+            refused += 1;
+        }
+    }
+    assert_eq!(refused, 3, "one request of each flooder");
+    assert_eq!(budget.held(), 700);
+    let _served = takes(&budget, addr(1), 100, 1).unwrap();
+    assert!(matches!(
+        takes(&budget, addr(2), 100, 1),
+        Err(Refusal::OverShare { .. })
+    ));
+    drop(other);
 }
 
 /// Scenario: IPv6 senders in one /64 and an IPv4-mapped address; then, with the table
