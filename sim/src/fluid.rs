@@ -140,10 +140,13 @@ pub fn run(input: &FluidInput<'_>) -> Flows {
                 continue;
             }
             let big = big_load.get(&(m, k)).copied().unwrap_or(0.0) / dt;
+            let big_traces = big_starts.get(&(m, k)).copied().unwrap_or(0.0);
             let (spans, hops) = (offered[m].0 + big, offered[m].1);
+            // Traces per second: a large trace is one, at its first step.
+            let traces = offered[m].0 / ordinary_spans + big_traces / dt;
             let slow = slow_factor(m, t, input.timeline);
             let cpu = (spans * input.cost.gateway_cpu_per_span_s
-                + spans / ordinary_spans
+                + traces
                     * (input.cost.gateway_cpu_per_trace_s
                         + input.cost.decide_cpu_per_policy_s * input.policies as f64)
                 + hops * input.cost.router_hop_cpu_per_span_s)
@@ -152,9 +155,7 @@ pub fn run(input: &FluidInput<'_>) -> Flows {
             let mut refused_share = if util > 1.0 { 1.0 - 1.0 / util } else { 0.0 };
             let accepted = spans * (1.0 - refused_share);
             history[m][k % window] = accepted * dt;
-            let big_traces = big_starts.get(&(m, k)).copied().unwrap_or(0.0);
-            history_traces[m][k % window] =
-                (offered[m].0 * dt / ordinary_spans + big_traces) * (1.0 - refused_share);
+            history_traces[m][k % window] = traces * dt * (1.0 - refused_share);
             let unlimited: f64 = history[m].iter().sum();
             let unlimited_traces: f64 = history_traces[m].iter().sum();
             // The share of the wait held: traces are decided early past either limit.
