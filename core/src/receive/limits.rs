@@ -506,6 +506,8 @@ struct SenderTable {
     pruned: Option<tokio::time::Instant>,
     /// When senders over their share were last asked to give room back.
     reclaimed: Option<tokio::time::Instant>,
+    /// Calls to give room back since the last log line about them (one a minute).
+    reclaims_logged: crate::retry::Tally,
 }
 
 #[derive(Debug)]
@@ -764,7 +766,23 @@ impl InFlight {
             // holds largest requests would otherwise each be within theirs.
             if senders > 1 {
                 let calls = table.reclaim_over(self.capacity / senders, key, now);
+                let logged = (!calls.is_empty())
+                    .then(|| table.reclaims_logged.add(1))
+                    .flatten();
                 drop(table);
+                let owed: usize = calls
+                    .iter()
+                    .map(|c| c.owed.load(std::sync::atomic::Ordering::Relaxed))
+                    .sum();
+                if let Some(times) = logged {
+                    tracing::warn!(
+                        asking = %addr,
+                        senders_over = calls.len(),
+                        owed_bytes = owed,
+                        times,
+                        "A sender was refused for want of room while others hold more than an even share of the receivers' in-flight budget: they give back requests that send nothing (refused as sender_share). A flood of stalled requests, or senders behind one address (receive.sender_shares). Logged at most once a minute, times since counted."
+                    );
+                }
                 for reclaim in calls {
                     reclaim.notify.notify_waiters();
                 }

@@ -180,9 +180,10 @@ async fn a_sender_refused_for_room_gets_it_back_from_stalled_requests_over_their
 /// and nothing was given back.)
 /// Guarantees: each flooder gives back what it holds past an even share (200): one
 /// request each; sender 5 (under it) gives nothing; sender 1's next ask is served, and
-/// a flooder's next is refused.
+/// a flooder's next is refused; one warning says so.
 #[tokio::test(start_paused = true)]
 async fn floods_at_their_least_share_still_give_room_back() {
+    let (log, _installed) = crate::test_util::CapturedLog::install();
     let budget = InFlight::shared(1000, 300, 300);
     let mut stalled = Vec::new();
     for sender in 2..=4 {
@@ -209,6 +210,7 @@ async fn floods_at_their_least_share_still_give_room_back() {
         }
     }
     assert_eq!(refused, 3, "one request of each flooder");
+    assert_eq!(log.count("refused for want of room while others hold"), 1);
     assert_eq!(budget.held(), 700);
     let _served = takes(&budget, addr(1), 100, 1).unwrap();
     assert!(matches!(
