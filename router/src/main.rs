@@ -9,6 +9,15 @@ use tailgate_core::receive::Listeners;
 use tailgate_router::{Router, RouterConfig};
 use tokio_util::sync::CancellationToken;
 
+/// jemalloc instead of the system allocator, as the gateway: glibc's malloc gives each
+/// thread that allocates under contention an arena of its own (up to 8 a core) and keeps
+/// their freed pages, so an idle router's RSS grew by tens of MiB with every flood of
+/// stalled streams (docs/benchmarks.md, "Session 53"). Tuned, when needed, through
+/// `_RJEM_MALLOC_CONF` (its symbols are prefixed).
+#[cfg(all(feature = "jemalloc", not(target_env = "msvc")))]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 /// Receives OTLP traces and forwards every span to the Tailgate gateway that owns its trace
 /// (consistent hashing on trace_id), so each gateway sees whole traces.
 #[derive(Debug, Parser)]
