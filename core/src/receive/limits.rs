@@ -432,11 +432,10 @@ impl Limits {
 /// sender within its share is refused for want of room, the senders holding more than
 /// an even share (the budget over the senders about, without the floor of one largest
 /// request) are asked to give back what they hold past it, and are held to that even
-/// share for [`SENDER_RECENT`]
-/// ([`InFlightBytes::unless_reclaimed`]): their requests that have sent no body for
-/// [`STALLED`] (headers alone), or nothing more of it for [`STALLED_BODY`], are refused
-/// until that much is given back, and the room is free for the refused sender's retry.
-/// Requests whose bodies are arriving are left alone.
+/// share for [`SENDER_RECENT`]: their requests that have sent no body for [`STALLED`]
+/// (headers alone), or nothing more of it for [`STALLED_BODY`], are refused until that
+/// much is given back ([`InFlightBytes::unless_reclaimed`]), and the room is free for the
+/// refused sender's retry. Requests whose bodies are arriving are left alone.
 #[derive(Debug, Clone)]
 pub struct InFlight {
     budget: std::sync::Arc<tokio::sync::Semaphore>,
@@ -765,27 +764,7 @@ impl InFlight {
             // at least one largest request: floods from as many addresses as the budget
             // holds largest requests would otherwise each be within theirs.
             if senders > 1 {
-                let calls = table.reclaim_over(self.capacity / senders, key, now);
-                let logged = (!calls.is_empty())
-                    .then(|| table.reclaims_logged.add(1))
-                    .flatten();
-                drop(table);
-                let owed: usize = calls
-                    .iter()
-                    .map(|c| c.owed.load(std::sync::atomic::Ordering::Relaxed))
-                    .sum();
-                if let Some(times) = logged {
-                    tracing::warn!(
-                        asking = %addr,
-                        senders_over = calls.len(),
-                        owed_bytes = owed,
-                        times,
-                        "A sender was refused for want of room while others hold more than an even share of the receivers' in-flight budget: they give back requests that send nothing (refused as sender_share). A flood of stalled requests, or senders behind one address (receive.sender_shares). Logged at most once a minute, times since counted."
-                    );
-                }
-                for reclaim in calls {
-                    reclaim.notify.notify_waiters();
-                }
+                Self::reclaim_for(table, self.capacity / senders, addr, key, now);
             }
             return Err(refusal);
         }
@@ -798,6 +777,40 @@ impl InFlight {
             }
         }
         Ok(())
+    }
+
+    /// For `asking` (under `key`), refused for want of room: asks the senders holding
+    /// more than `share` to give back what they hold past it (see [`InFlight`]), says so
+    /// at most once a minute, and wakes their waiting requests once `table` is let go.
+    fn reclaim_for(
+        mut table: std::sync::MutexGuard<'_, SenderTable>,
+        share: usize,
+        asking: std::net::IpAddr,
+        key: std::net::IpAddr,
+        now: tokio::time::Instant,
+    ) {
+        let calls = table.reclaim_over(share, key, now);
+        if calls.is_empty() {
+            return;
+        }
+        let logged = table.reclaims_logged.add(1);
+        drop(table);
+        if let Some(times) = logged {
+            let owed: usize = calls
+                .iter()
+                .map(|c| c.owed.load(std::sync::atomic::Ordering::Relaxed))
+                .sum();
+            tracing::warn!(
+                asking = %asking,
+                senders_over = calls.len(),
+                owed_bytes = owed,
+                times,
+                "A sender was refused for want of room while others hold more than an even share of the receivers' in-flight budget: they give back requests that send nothing (refused as sender_share). A flood of stalled requests, or senders behind one address (receive.sender_shares). Logged at most once a minute, times since counted."
+            );
+        }
+        for reclaim in calls {
+            reclaim.notify.notify_waiters();
+        }
     }
 
     /// Refuses `n` more bytes for a sender holding `mine`, among `senders` about: alone,
