@@ -159,10 +159,6 @@ pub fn run(loaded: &Loaded, cost: &CostModel, mut progress: impl FnMut(usize, us
         .map(|t| fluid::hash(&t.id))
         .collect();
     let timeline = Timeline::build(s, s.leave_linger.as_secs_f64(), hashes, &mut rng);
-    let decision_wait = loaded.plan.decision_wait.as_secs_f64();
-    let dt = s.step.as_secs_f64();
-    let tail = decision_wait + s.workload.late_by.as_secs_f64().min(600.0) + 60.0;
-    let steps = ((s.duration.as_secs_f64() + tail) / dt).ceil() as usize;
     let keep_share = keep_share(loaded, &samples);
     let mut plans = vec![(0.0, &loaded.plan)];
     let mut reloads = loaded.reloads.iter();
@@ -172,18 +168,19 @@ pub fn run(loaded: &Loaded, cost: &CostModel, mut progress: impl FnMut(usize, us
         }
     }
     plans.sort_by(|a, b| a.0.total_cmp(&b.0));
-    let num_traces: Vec<(f64, f64)> = plans
+    let decision_wait = plans
         .iter()
-        .map(|(at, p)| (*at, p.num_traces as f64))
-        .collect();
+        .map(|(_, p)| p.decision_wait.as_secs_f64())
+        .fold(0.0, f64::max);
+    let dt = s.step.as_secs_f64();
+    let tail = decision_wait + s.workload.late_by.as_secs_f64().min(600.0) + 60.0;
+    let steps = ((s.duration.as_secs_f64() + tail) / dt).ceil() as usize;
     let flows = fluid::run(&FluidInput {
         scenario: s,
         timeline: &timeline,
         cost,
         keep_share,
-        policies: loaded.plan.names().len(),
-        decision_wait,
-        num_traces: &num_traces,
+        plans: &plans,
         big: &big
             .iter()
             .enumerate()
@@ -226,7 +223,7 @@ pub fn run(loaded: &Loaded, cost: &CostModel, mut progress: impl FnMut(usize, us
         }
     }
     progress(3, 3);
-    summarise(loaded, cost, &timeline, &flows, tally, steps)
+    summarise(loaded, cost, &timeline, &flows, &ctx.plans, tally, steps)
 }
 
 /// The followed traces (with their weights) and every large trace, drawn in time order.
@@ -298,11 +295,42 @@ fn keep_share(loaded: &Loaded, samples: &[(crate::workload::SampledTrace, f64)])
     }
 }
 
+/// Kept share per policy by name: the file's policies in its order, then those a reload
+/// adds (their undisturbed share 0: the reference is the file's plan). A policy of the same
+/// name in a reloaded plan counts as the same policy, as on the gateway's metrics.
+fn policy_shares(
+    plans: &[(f64, &tailgate_gateway::PolicyPlan)],
+    tally: &Tally,
+) -> Vec<PolicyShare> {
+    let per = |w: f64| w / tally.traces_sent.max(1e-9);
+    let mut out: Vec<PolicyShare> = Vec::new();
+    for (index, (_, plan)) in plans.iter().enumerate() {
+        let kept = tally.kept_by_policy.get(index);
+        for (i, name) in plan.names().iter().enumerate() {
+            let k = kept.and_then(|v| v.get(i)).copied().unwrap_or(0.0);
+            match out.iter_mut().find(|p| p.name == *name) {
+                Some(p) => p.kept_share += per(k),
+                None => out.push(PolicyShare {
+                    undisturbed_share: if index == 0 {
+                        per(tally.undisturbed_by_policy.get(i).copied().unwrap_or(0.0))
+                    } else {
+                        0.0
+                    },
+                    kept_share: per(k),
+                    name: name.clone(),
+                }),
+            }
+        }
+    }
+    out
+}
+
 fn summarise(
     loaded: &Loaded,
     cost: &CostModel,
     timeline: &Timeline,
     flows: &fluid::Flows,
+    plans: &[(f64, &tailgate_gateway::PolicyPlan)],
     tally: Tally,
     steps: usize,
 ) -> Report {
@@ -313,7 +341,6 @@ fn summarise(
     // Spans offered while early decisions were on, and in all (idle steps, as the tail
     // after the traffic stops, weigh nothing).
     let (mut early, mut offered_in_all) = (0.0f64, 0.0f64);
-    let configured = loaded.plan.decision_wait.as_secs_f64();
     let mut per_gateway = vec![(Vec::new(), 0.0f64); timeline.members.len()];
     let mut series = Vec::new();
     let stride = steps.div_ceil(600).max(1);
@@ -330,6 +357,7 @@ fn summarise(
             // Flows rounding a hair below zero count as none.
             let offered = row[*m].offered.max(0.0);
             offered_in_all += offered;
+            let configured = fluid::plan_at(plans, t).decision_wait.as_secs_f64();
             if row[*m].effective_wait < configured * 0.99 {
                 early += offered;
             }
@@ -377,18 +405,7 @@ fn summarise(
     let gateway_cpu = Percentiles::of(&mut all_cpu);
     let gateway_rss_bytes = Percentiles::of(&mut all_rss);
     let gateway_wanted_rss_bytes = Percentiles::of(&mut all_wanted);
-    let names = loaded.plan.names();
-    let share =
-        |v: &[f64], i: usize| v.get(i).copied().unwrap_or(0.0) / tally.traces_sent.max(1e-9);
-    let policies = names
-        .iter()
-        .enumerate()
-        .map(|(i, name)| PolicyShare {
-            name: name.clone(),
-            kept_share: share(&tally.kept_by_policy, i),
-            undisturbed_share: share(&tally.undisturbed_by_policy, i),
-        })
-        .collect();
+    let policies = policy_shares(plans, &tally);
     // From what the load asks for, not what capped CPU could give it.
     let demand = Percentiles::of(&mut all_demand);
     let recommended_gateways = recommend(

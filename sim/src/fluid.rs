@@ -8,6 +8,7 @@
 //! placed one by one on their owner, since a few of them make hot spots.
 
 use tailgate_core::ring::Ring;
+use tailgate_gateway::PolicyPlan;
 
 use crate::cluster::Timeline;
 use crate::cost::CostModel;
@@ -77,15 +78,11 @@ pub struct FluidInput<'a> {
     pub cost: &'a CostModel,
     /// Share of spans kept (measured on sampled traces with the plan).
     pub keep_share: f64,
-    /// Policies evaluated per decision.
-    pub policies: usize,
-    /// Configured decision wait, seconds.
-    pub decision_wait: f64,
-    /// Traces a gateway holds before it decides the oldest early (the policy file's
-    /// `num_traces`), from each time on (seconds, ascending, the first at 0): the file at
-    /// the start, then each `policy_reload`'s, which a gateway applies from its next
-    /// request.
-    pub num_traces: &'a [(f64, f64)],
+    /// The policy plans in force from each time on (seconds, ascending, the first at 0):
+    /// the file at the start, then each `policy_reload`'s. As a gateway does, a plan's
+    /// `num_traces` and policies apply from its next request, and its `decision_wait` to
+    /// the traces first seen after it (those buffered keep the wait they came in with).
+    pub plans: &'a [(f64, &'a PolicyPlan)],
     /// Large traces: (start, spans, duration, followed trace index).
     pub big: &'a [(f64, u32, f64, usize)],
     /// Steps to simulate (traffic stops at the scenario's duration).
@@ -97,10 +94,16 @@ pub fn run(input: &FluidInput<'_>) -> Flows {
     let s = input.scenario;
     let dt = s.step.as_secs_f64();
     let members = input.timeline.members.len();
-    let window = ((input.decision_wait / dt).ceil() as usize).max(1);
-    // Spans and traces accepted per step over the last `decision_wait`, per gateway.
-    let mut history: Vec<Vec<f64>> = vec![vec![0.0; window]; members];
-    let mut history_traces: Vec<Vec<f64>> = vec![vec![0.0; window]; members];
+    let window_of = |p: &PolicyPlan| ((p.decision_wait.as_secs_f64() / dt).ceil() as usize).max(1);
+    let longest = input
+        .plans
+        .iter()
+        .map(|(_, p)| window_of(p))
+        .max()
+        .unwrap_or(1);
+    // Spans and traces accepted per step, per gateway, each with the step it is decided
+    // at (its `decision_wait` on): a ring over the longest wait of any plan.
+    let mut history: Vec<Vec<Accepted>> = vec![vec![Accepted::default(); longest]; members];
     let mut queue = vec![0.0f64; members];
     let (big_load, big_starts) = place_big(input, dt);
     let ordinary_spans = s.workload.mean_ordinary_spans().max(1.0);
@@ -128,12 +131,9 @@ pub fn run(input: &FluidInput<'_>) -> Flows {
         let offered =
             offered_per_member(input, &mut moves, t, rate * (1.0 - big_span_share), members);
         let outage = backend_out(s, t);
-        let num_traces = input
-            .num_traces
-            .iter()
-            .rev()
-            .find(|(from, _)| *from <= t)
-            .map_or(f64::INFINITY, |&(_, n)| n);
+        let plan = plan_at(input.plans, t);
+        let num_traces = plan.num_traces as f64;
+        let decided_at = k + window_of(plan);
         let mut row = vec![GatewayStep::default(); members];
         for m in 0..members {
             if !input.timeline.alive(m, t) {
@@ -148,22 +148,27 @@ pub fn run(input: &FluidInput<'_>) -> Flows {
             let cpu = (spans * input.cost.gateway_cpu_per_span_s
                 + traces
                     * (input.cost.gateway_cpu_per_trace_s
-                        + input.cost.decide_cpu_per_policy_s * input.policies as f64)
+                        + input.cost.decide_cpu_per_policy_s * plan.names().len() as f64)
                 + hops * input.cost.router_hop_cpu_per_span_s)
                 * slow;
             let util = cpu / s.gateway_cores;
             let mut refused_share = if util > 1.0 { 1.0 - 1.0 / util } else { 0.0 };
             let accepted = spans * (1.0 - refused_share);
-            history[m][k % window] = accepted * dt;
-            history_traces[m][k % window] = traces * dt * (1.0 - refused_share);
-            let unlimited: f64 = history[m].iter().sum();
-            let unlimited_traces: f64 = history_traces[m].iter().sum();
+            history[m][k % longest] = Accepted {
+                spans: accepted * dt,
+                traces: traces * dt * (1.0 - refused_share),
+                decided_at,
+            };
+            let (unlimited, unlimited_traces) = history[m]
+                .iter()
+                .filter(|a| a.decided_at > k)
+                .fold((0.0, 0.0), |(s, t), a| (s + a.spans, t + a.traces));
             // The share of the wait held: traces are decided early past either limit.
             let held = (bytes_early / unlimited.max(1e-9))
                 .min(num_traces / unlimited_traces.max(1e-9))
                 .min(1.0);
             let buffered = unlimited * held;
-            let effective_wait = input.decision_wait * held;
+            let effective_wait = plan.decision_wait.as_secs_f64() * held;
             // The export backlog: kept spans while the backend is out, in the exporter's
             // queue and then parked in the buffer (charged there) until the buffer with
             // its live traces is full; drained at once when the backend is back.
@@ -221,6 +226,25 @@ pub fn run(input: &FluidInput<'_>) -> Flows {
         flows.steps.push(row);
     }
     flows
+}
+
+/// What a gateway accepted in one step.
+#[derive(Debug, Clone, Copy, Default)]
+struct Accepted {
+    spans: f64,
+    traces: f64,
+    /// The step its traces are due at (buffered until then, but for early decisions).
+    decided_at: usize,
+}
+
+/// The plan in force at `t` of `plans` (ascending by time, the first at 0).
+pub fn plan_at<'p>(plans: &[(f64, &'p PolicyPlan)], t: f64) -> &'p PolicyPlan {
+    plans[plan_index_at(plans, t)].1
+}
+
+/// The index in `plans` (ascending by time, the first at 0) of the plan in force at `t`.
+pub fn plan_index_at(plans: &[(f64, &PolicyPlan)], t: f64) -> usize {
+    plans.iter().rposition(|(from, _)| *from <= t).unwrap_or(0)
 }
 
 /// Per pair of versions (routers', gateways'): per member id, the share of all trace ids

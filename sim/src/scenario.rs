@@ -44,7 +44,11 @@ pub enum EventKind {
         #[serde(rename = "for", with = "humantime_serde")]
         duration: Duration,
     },
-    /// A new policy file (path relative to the scenario) is applied by every gateway.
+    /// A new policy file (path relative to the scenario) is applied by every gateway: its
+    /// policies and `num_traces` from then on, its `decision_wait` to traces first seen
+    /// after it (those buffered keep theirs). The report's kept shares are by policy name
+    /// (a policy only the reload names has an undisturbed share of 0: the reference is the
+    /// scenario's file).
     PolicyReload {
         /// The file.
         policies: PathBuf,

@@ -82,8 +82,9 @@ pub struct Tally {
     pub traces_kept_incomplete: f64,
     /// Traces decided in more than one part (weighted).
     pub traces_split: f64,
-    /// Traces kept, by the policy that kept them (weighted).
-    pub kept_by_policy: Vec<f64>,
+    /// Traces kept, by the plan that decided them (the file's, then each reload's, as in
+    /// [`Ctx::plans`]) and the policy of it that kept them (weighted).
+    pub kept_by_policy: Vec<Vec<f64>>,
     /// Traces the plan keeps when decided whole and undisturbed, by policy (weighted).
     pub undisturbed_by_policy: Vec<f64>,
     /// Seconds from a part's first span to its decision (sampled).
@@ -122,8 +123,8 @@ struct Part {
     spans: Vec<usize>,
     /// `Some(kept)` once decided.
     kept: Option<bool>,
-    /// The policy that kept it.
-    policy: Option<u16>,
+    /// The plan that decided it (its index in [`Ctx::plans`]) and its policy that kept it.
+    policy: Option<(usize, u16)>,
     /// Lost with its gateway (no decision to remember).
     lost: bool,
     /// Kept, but its exporter gave it up (late spans of it are given up too).
@@ -132,11 +133,7 @@ struct Part {
 
 impl Ctx<'_> {
     fn plan_at(&self, t: f64) -> &PolicyPlan {
-        self.plans
-            .iter()
-            .rev()
-            .find(|(from, _)| *from <= t)
-            .map_or(self.plans[0].1, |(_, p)| p)
+        crate::fluid::plan_at(&self.plans, t)
     }
 
     fn step(&self, t: f64) -> usize {
@@ -338,7 +335,8 @@ impl Ctx<'_> {
     }
 
     fn decide(&self, trace: &SampledTrace, p: &mut Part, fates: &mut Fates) {
-        let plan = self.plan_at(p.decide_at);
+        let index = crate::fluid::plan_index_at(&self.plans, p.decide_at);
+        let plan = self.plans[index].1;
         let d = plan.decide(&self.view(
             plan,
             trace,
@@ -347,7 +345,7 @@ impl Ctx<'_> {
             &mut TraceSummary::default(),
         ));
         p.kept = Some(d.sampled);
-        p.policy = d.policy;
+        p.policy = d.policy.map(|policy| (index, policy));
         let n = p.spans.len() as f64;
         if !d.sampled {
             fates.dropped += n;
@@ -389,8 +387,11 @@ impl Ctx<'_> {
                 if tally.export_delays.len() < 200_000 {
                     tally.export_delays.push(back - p.decide_at);
                 }
-                if let Some(policy) = p.policy {
-                    bump(&mut tally.kept_by_policy, policy as usize, weight);
+                if let Some((plan, policy)) = p.policy {
+                    if tally.kept_by_policy.len() <= plan {
+                        tally.kept_by_policy.resize(plan + 1, Vec::new());
+                    }
+                    bump(&mut tally.kept_by_policy[plan], policy as usize, weight);
                 }
             }
         }

@@ -340,6 +340,92 @@ fn a_reloaded_num_traces_holds_from_the_reload() {
     );
 }
 
+/// Scenario: 4 gateways at 20k spans/s for 60 s (room for 30 s), `decision_wait: 30s` and a
+/// `policy_reload` at 30 s to the same policies with `decision_wait: 5s`; then 5 s with a
+/// reload at 20 s to 20 s, beside the same run without it.
+/// Guarantees: a reloaded `decision_wait` holds for traces first seen after the reload, as
+/// on a gateway: the shorter wait is not counted as decisions made early, and the longer
+/// one buffers about four times the spans (the sim once kept the first file's wait through
+/// a reload in its load model).
+#[test]
+fn a_reloaded_decision_wait_holds_from_the_reload() {
+    let long = MIXED.replace("decision_wait: 5s\n", "decision_wait: 30s\n");
+    let reload =
+        |at: u64| format!("events:\n  - {{at: {at}s, kind: policy_reload, policies: q.yaml}}\n");
+    let r = go(&scenario_files(
+        "wait-reload-short",
+        &[("p.yaml", &long), ("q.yaml", MIXED)],
+        4,
+        20_000.0,
+        60,
+        &reload(30),
+        "",
+    ));
+    assert!(r.early_decision_share < 0.01, "{}", r.early_decision_share);
+    let longer = MIXED.replace("decision_wait: 5s\n", "decision_wait: 20s\n");
+    let base = CostModel::default().gateway_base_rss_bytes;
+    let peak = |files: &[(&str, &str)], events: &str| {
+        let r = go(&scenario_files(
+            "wait-reload-long",
+            files,
+            4,
+            20_000.0,
+            60,
+            events,
+            "",
+        ));
+        assert!(r.early_decision_share < 0.01, "{}", r.early_decision_share);
+        r.gateway_rss_bytes.max - base
+    };
+    let reloaded = peak(&[("p.yaml", MIXED), ("q.yaml", &longer)], &reload(20));
+    let kept = peak(&[("p.yaml", MIXED)], "");
+    assert!(
+        (3.5..4.5).contains(&(reloaded / kept)),
+        "{reloaded} above base with the reload, {kept} without"
+    );
+}
+
+/// Scenario: the mixed policies for 60 s on 4 gateways, and the same with a
+/// `policy_reload` at 30 s to a file with one more policy first (matching nothing).
+/// Guarantees: each policy's kept share is reported by name across the reload: `errors`
+/// keeps about the same share either way and the new policy none (the sim once read a
+/// reloaded plan's policy indexes as the first file's, so `errors`' traces counted as
+/// `slow`'s).
+#[test]
+fn kept_shares_follow_policy_names_across_a_reload() {
+    let more = MIXED.replace(
+        "policies:\n",
+        "policies:\n  - {name: gold, type: string_attribute, string_attribute: {key: tier, values: [gold]}}\n",
+    );
+    let events = "events:\n  - {at: 30s, kind: policy_reload, policies: q.yaml}\n";
+    let share = |r: &Report, name: &str| {
+        r.policies
+            .iter()
+            .find(|p| p.name == name)
+            .map(|p| p.kept_share)
+            .unwrap()
+    };
+    let plain = go(&scenario("shares", MIXED, 4, 50_000.0, 60, ""));
+    let reloaded = go(&scenario_files(
+        "shares-reload",
+        &[("p.yaml", MIXED), ("q.yaml", &more)],
+        4,
+        50_000.0,
+        60,
+        events,
+        "",
+    ));
+    for name in ["errors", "slow", "some"] {
+        let (a, b) = (share(&plain, name), share(&reloaded, name));
+        assert!(
+            a > 0.0 && (b / a - 1.0).abs() < 0.1,
+            "{name}: {a} without, {b} with"
+        );
+    }
+    assert_eq!(share(&reloaded, "gold"), 0.0);
+    assert_eq!(reloaded.policies.len(), 4);
+}
+
 /// Scenario: a heavy tail whose large traces (2,000 spans, 1% of traces) carry about two
 /// thirds of the spans, `num_traces: 4000` on 4 gateways: about 2,000 ordinary traces
 /// and 20 large ones per gateway over the 5 s wait, but over 5,000 traces' worth of
