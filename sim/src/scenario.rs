@@ -213,6 +213,33 @@ pub enum ScenarioError {
     },
 }
 
+/// `error`'s message, with the key and line of a workload distribution's error (read
+/// apart from its position, its message begins with its key; serde_yaml places it at the
+/// `workload:` mapping).
+fn located_message(error: &serde_yaml_ng::Error, text: &str) -> String {
+    let message = error.to_string();
+    let found = message.strip_prefix("workload: ").and_then(|rest| {
+        let (key, why) = rest.split_once(": ")?;
+        crate::workload::LOCATED_KEYS
+            .contains(&key)
+            .then_some((key, why))
+    });
+    let Some((key, why)) = found else {
+        return message;
+    };
+    let why = match error.location() {
+        Some(at) => why
+            .strip_suffix(&format!(" at line {} column {}", at.line(), at.column()))
+            .unwrap_or(why),
+        None => why,
+    };
+    let full = format!("workload.{key}");
+    match tailgate_core::config::locate_key(text, &full) {
+        Some(line) => format!("{full}: {why} at line {line}"),
+        None => format!("{full}: {why}"),
+    }
+}
+
 /// A scenario ready to run: its policy plans compiled.
 #[derive(Debug)]
 pub struct Loaded {
@@ -236,7 +263,7 @@ impl Scenario {
         let scenario: Scenario =
             serde_yaml_ng::from_str(&text).map_err(|e| ScenarioError::Parse {
                 path: path.to_owned(),
-                message: e.to_string(),
+                message: located_message(&e, &text),
             })?;
         let base = path.parent().unwrap_or(Path::new("."));
         scenario.prepare(path, base)

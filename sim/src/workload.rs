@@ -174,15 +174,51 @@ impl DurationDist {
     }
 }
 
+/// Keys of `workload:` read by [`located`]: their errors begin with the key.
+pub const LOCATED_KEYS: [&str; 4] = ["rate", "trace_size", "duration", "slow_duration"];
+
+/// Reads a `kind:`-tagged distribution through a YAML value and begins its errors (a
+/// missing `sigma`, an unknown field) with `key`: serde reads a tagged enum from a buffer
+/// that knows neither key nor line, and the error came out as the whole `workload`'s,
+/// where `trace_size` and `duration` both take a `sigma`. The scenario's loader puts the
+/// key's line back ([`crate::scenario::Scenario::load`]).
+fn located<'de, D, T>(d: D, key: &str) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::de::DeserializeOwned,
+{
+    let value = serde_yaml_ng::Value::deserialize(d)?;
+    T::deserialize(value).map_err(|e| serde::de::Error::custom(format!("{key}: {e}")))
+}
+
+fn rate<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Rate, D::Error> {
+    located(d, LOCATED_KEYS[0])
+}
+
+fn trace_size<'de, D: serde::Deserializer<'de>>(d: D) -> Result<TraceSize, D::Error> {
+    located(d, LOCATED_KEYS[1])
+}
+
+fn duration<'de, D: serde::Deserializer<'de>>(d: D) -> Result<DurationDist, D::Error> {
+    located(d, LOCATED_KEYS[2])
+}
+
+fn slow_duration<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<DurationDist>, D::Error> {
+    located(d, LOCATED_KEYS[3])
+}
+
 /// `workload:` in a scenario.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Workload {
     /// Spans per second over time.
+    #[serde(deserialize_with = "rate")]
     pub rate: Rate,
     /// Spans per trace.
+    #[serde(deserialize_with = "trace_size")]
     pub trace_size: TraceSize,
     /// How long a trace lasts (first span's start to root's end).
+    #[serde(deserialize_with = "duration")]
     pub duration: DurationDist,
     /// Share of traces with an error span.
     #[serde(default = "default_error_share")]
@@ -194,7 +230,7 @@ pub struct Workload {
     #[serde(default = "default_slow_factor")]
     pub slow_factor: f64,
     /// Slow traces' durations, drawn from this instead of `slow_factor` times the others'.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "slow_duration")]
     pub slow_duration: Option<DurationDist>,
     /// Spans sent in up to this many requests per trace, chunk `j` of `k` due at
     /// `min(duration, arrival_spread) × j / k` from the trace's start, the root in the

@@ -178,6 +178,17 @@ fn mistakes_are_named_not_panicked_on() {
             "events[0]",
         ),
         (steady.replace("gateways: 10", "gateways: 0"), "gateways"),
+        // A distribution's own mistake names its key and line (serde reads `kind:`-tagged
+        // values apart from their position: it named `workload` at its first line, where
+        // `trace_size` and `duration` both take a `sigma`).
+        (
+            steady.replace("median: 200ms, sigma: 1.2", "median: 200ms"),
+            "workload.duration: missing field `sigma` at line 11",
+        ),
+        (
+            steady.replace("median: 10, sigma: 1.0", "median: 10, sigma: 1.0, mean: 3"),
+            "workload.trace_size: unknown field `mean`, expected `median` or `sigma` at line 10",
+        ),
         // Events that would do nothing, silently before: a kill past the gateways
         // listed, the only gateway's, a pod's already killed (listed until detected), a
         // scale to the size running, one after the end.
