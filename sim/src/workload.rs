@@ -174,7 +174,7 @@ impl DurationDist {
     }
 }
 
-/// Keys of `workload:` read by [`located`]: their errors begin with the key.
+/// Keys of `workload:` read apart from their position: their errors begin with the key.
 pub const LOCATED_KEYS: [&str; 4] = ["rate", "trace_size", "duration", "slow_duration"];
 
 /// Reads a `kind:`-tagged distribution through a YAML value and begins its errors (a
