@@ -494,6 +494,29 @@ fn processors_around_tail_sampling_are_named() {
     );
 }
 
+/// Scenario: a whole Collector config whose `traces` pipeline runs `k8sattributes` and
+/// passes every span through a `forward` connector to `traces/sampling` (tail_sampling),
+/// whose kept spans go through another to `traces/out`, running `attributes/scrub`.
+/// Guarantees: the processors of the pipelines joined by forward connectors are named as
+/// the processors beside tail_sampling are: those before it (what the policies see
+/// differs) and those after it.
+#[test]
+fn processors_of_pipelines_joined_by_forward_connectors_are_named() {
+    let text = "processors:\n  k8sattributes: {}\n  batch: {}\n  attributes/scrub: {actions: [{key: user.email, action: delete}]}\n  tail_sampling:\n    policies: [{name: all, type: always_sample}]\nconnectors: {forward/sampling: {}, forward/out: {}}\nservice:\n  pipelines:\n    traces: {receivers: [otlp], processors: [k8sattributes, batch], exporters: [forward/sampling]}\n    traces/sampling: {receivers: [forward/sampling], processors: [tail_sampling], exporters: [forward/out]}\n    traces/out: {receivers: [forward/out], processors: [attributes/scrub, batch], exporters: [otlp]}\n";
+    let file = PolicyFile::parse_processor(Path::new("collector.yaml"), text, None).unwrap();
+    let has = |words: &str| file.ignored_options.iter().any(|w| w.starts_with(words));
+    assert!(
+        has("pipeline traces runs k8sattributes before tail_sampling; Tailgate does not run them"),
+        "{:?}",
+        file.ignored_options
+    );
+    assert!(
+        has("pipeline traces/out runs attributes/scrub after tail_sampling"),
+        "{:?}",
+        file.ignored_options
+    );
+}
+
 /// Scenario: the whole config of a Collector sampling tier (otlp receiver, memory_limiter,
 /// tail_sampling keeping errors, batch, an otlp exporter, a logs pipeline beside it) given
 /// to the gateway binary as `--config` alone; errored and healthy traces sent to the

@@ -196,7 +196,7 @@ pub(crate) fn shape(
         })
         .collect();
     warnings.extend(pipeline_errors(processors, pipelines));
-    warnings.extend(unapplied_neighbours(processors, pipelines, &chosen));
+    warnings.extend(unapplied_neighbours(top, processors, pipelines, &chosen));
     let ignored: Vec<String> = top
         .as_mapping()
         .map(|m| {
@@ -263,17 +263,31 @@ const NEUTRAL_PROCESSORS: &[&str] = &["batch", "memory_limiter", "groupbytrace"]
 /// `tail_sampling` ones (those are [`chains`]) and [`NEUTRAL_PROCESSORS`], which the
 /// Collector runs and Tailgate does not. Those before it change what the policies see
 /// (a `transform` setting an attribute a policy reads, a `filter` dropping health checks,
-/// a `probabilistic_sampler` thinning the traffic); those after, what is exported.
+/// a `probabilistic_sampler` thinning the traffic); those after, what is exported. The
+/// processors of a pipeline joined to one using `chosen` through a `forward` connector
+/// ([`forwarded`]) are all before it or all after.
 fn unapplied_neighbours(
+    top: &serde_yaml_ng::Value,
     processors: &serde_yaml_ng::Value,
     pipelines: Option<&serde_yaml_ng::Value>,
     chosen: &str,
 ) -> Vec<String> {
     let mut warnings = Vec::new();
+    let sampling: Vec<&str> = traces_pipelines(pipelines)
+        .into_iter()
+        .filter(|(_, listed)| listed.contains(&chosen))
+        .map(|(name, _)| name)
+        .collect();
+    let (upstream, downstream) = forwarded(top, &sampling);
     for (name, listed) in traces_pipelines(pipelines) {
-        let Some(at) = listed.iter().position(|p| *p == chosen) else {
-            continue;
+        // A pipeline joined by a forward connector runs wholly before or after.
+        let at = match listed.iter().position(|p| *p == chosen) {
+            Some(at) => at,
+            None if upstream.iter().any(|u| u == name) => listed.len(),
+            None if downstream.iter().any(|d| d == name) => 0,
+            None => continue,
         };
+        let skip = usize::from(listed.get(at) == Some(&chosen));
         // Those not defined are named by [`pipeline_errors`].
         let unapplied = |procs: &[&str]| -> Vec<String> {
             procs
@@ -287,7 +301,7 @@ fn unapplied_neighbours(
                 .map(|p| (*p).to_owned())
                 .collect()
         };
-        let (before, after) = (unapplied(&listed[..at]), unapplied(&listed[at + 1..]));
+        let (before, after) = (unapplied(&listed[..at]), unapplied(&listed[at + skip..]));
         // Span metrics computed before sampling see every span; here they would see none.
         let (metrics, before): (Vec<String>, Vec<String>) =
             before.into_iter().partition(|p| computes_metrics(p));
@@ -313,12 +327,69 @@ fn unapplied_neighbours(
     warnings
 }
 
-/// Processors that compute metrics from the spans passing and change nothing else
-/// (`spanmetrics`, vendors' variants such as SigNoz's `signozspanmetrics/delta`, and
-/// `servicegraph`).
-fn computes_metrics(processor: &str) -> bool {
-    let kind = kind_of(processor);
-    kind.ends_with("spanmetrics") || kind == "servicegraph"
+/// Processors and connectors that compute telemetry from the spans passing and change
+/// nothing else (`spanmetrics`, vendors' variants such as SigNoz's
+/// `signozspanmetrics/delta`, `servicegraph`; the connectors `count`, `sum`, `exceptions`,
+/// `signaltometrics`).
+pub(crate) fn computes_metrics(id: &str) -> bool {
+    let kind = kind_of(id);
+    kind.ends_with("spanmetrics")
+        || matches!(
+            kind,
+            "servicegraph" | "count" | "sum" | "exceptions" | "signaltometrics"
+        )
+}
+
+/// Whether `id` is a `forward` connector of `top` (it passes spans on unchanged from the
+/// pipelines exporting to it to those receiving from it).
+pub(crate) fn is_forward(top: &serde_yaml_ng::Value, id: &str) -> bool {
+    kind_of(id) == "forward" && top.get("connectors").and_then(|c| c.get(id)).is_some()
+}
+
+/// The traces pipelines joined to `sampling` (those running the chosen `tail_sampling`
+/// processor) through `forward` connectors, each once, in the order found: those sending
+/// them spans (upstream: every span passes them before sampling, as in a pipeline that
+/// feeds a `spanmetrics` connector and the sampling pipeline), and those their kept spans
+/// go on to (downstream).
+pub(crate) fn forwarded(
+    top: &serde_yaml_ng::Value,
+    sampling: &[&str],
+) -> (Vec<String>, Vec<String>) {
+    let pipelines = top.get("service").and_then(|s| s.get("pipelines"));
+    let traces: Vec<(&str, &serde_yaml_ng::Value)> = traces_pipelines(pipelines)
+        .into_iter()
+        .filter_map(|(n, _)| Some((n, pipelines?.get(n)?)))
+        .collect();
+    // Pipelines reached from `start` through forward connectors listed under `via` in a
+    // pipeline reached and under `into` in the next.
+    let reach = |via: &str, into: &str| {
+        let mut looked: Vec<String> = sampling.iter().map(|s| (*s).to_owned()).collect();
+        let mut k = 0;
+        while k < looked.len() {
+            let from = traces
+                .iter()
+                .find(|(n, _)| *n == looked[k])
+                .map(|(_, p)| *p);
+            k += 1;
+            let Some(from) = from else { continue };
+            for c in tailgate_core::collector::names(from, via) {
+                if !is_forward(top, c) {
+                    continue;
+                }
+                for (n, p) in &traces {
+                    let joined = tailgate_core::collector::names(p, into).contains(&c);
+                    if joined && !looked.iter().any(|l| l == n) {
+                        looked.push((*n).to_owned());
+                    }
+                }
+            }
+        }
+        looked.split_off(sampling.len())
+    };
+    (
+        reach("receivers", "exporters"),
+        reach("exporters", "receivers"),
+    )
 }
 
 /// Mistakes in `service.pipelines` that stop the Collector from starting and that
