@@ -40,6 +40,42 @@ pub struct Translated {
     pub sections: Vec<Section>,
     /// What was written and is not applied, one line each, for `--check` and the start.
     pub notes: Vec<String>,
+    /// What was written, is not applied, and costs someone data: a backend the Collector
+    /// sent spans to and the binary will not (logged at warn, `warning:` under `--check`).
+    pub warnings: Vec<String>,
+}
+
+/// What a binary tells of the Collector config it read: [`Translated`]'s notes and
+/// warnings (both empty for its own config).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Remarks {
+    /// Not applied, said at info.
+    pub notes: Vec<String>,
+    /// Not applied at someone's cost, said at warn.
+    pub warnings: Vec<String>,
+}
+
+/// Whether processor or connector `id` computes telemetry from the spans passing and
+/// changes nothing else: `span_metrics` (and `spanmetrics`, its name before v0.157, and
+/// vendors' variants such as SigNoz's `signozspanmetrics/delta`), `service_graph`, and
+/// Datadog's APM stats (`datadog`, a processor once, a connector now). For connectors,
+/// [`connector_computes_metrics`] knows more.
+pub fn computes_metrics(id: &str) -> bool {
+    // The Collector renamed its components to snake case (v0.157); both names load.
+    let kind = kind_of(id).replace('_', "");
+    kind.ends_with("spanmetrics") || matches!(kind.as_str(), "servicegraph" | "datadog")
+}
+
+/// Whether connector `id` computes telemetry from the spans it is given and passes none
+/// on: those of [`computes_metrics`], and `signal_to_metrics`, `count`, `sum`,
+/// `exceptions`, `elasticapm` (its processor enriches spans instead), `grafanacloud`.
+pub fn connector_computes_metrics(id: &str) -> bool {
+    let kind = kind_of(id).replace('_', "");
+    computes_metrics(id)
+        || matches!(
+            kind.as_str(),
+            "signaltometrics" | "count" | "sum" | "exceptions" | "elasticapm" | "grafanacloud"
+        )
 }
 
 /// A component's type: `otlp` of `otlp/in`.

@@ -94,6 +94,9 @@ pub struct Loaded {
     /// What a whole Collector config held and the gateway does not apply (none for the
     /// gateway's own file).
     pub notes: Vec<String>,
+    /// What a whole Collector config held and the gateway does not apply at someone's
+    /// cost: a backend the Collector sent spans to that gets none from the gateway.
+    pub warnings: Vec<String>,
     /// Whether the file was a whole Collector config (then, without `--policies`, its
     /// `tail_sampling` processor is the policy file too).
     pub whole_collector_config: bool,
@@ -332,6 +335,7 @@ impl GatewayConfig {
         Ok(Loaded {
             config,
             notes: Vec::new(),
+            warnings: Vec::new(),
             whole_collector_config: false,
         })
     }
@@ -424,6 +428,7 @@ impl GatewayConfig {
         Ok(Loaded {
             config,
             notes: translated.notes,
+            warnings: translated.warnings,
             whole_collector_config: true,
         })
     }

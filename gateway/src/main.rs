@@ -175,7 +175,7 @@ fn main() -> ExitCode {
         None if args.check => return check_config_only(config_path, &loaded),
         None => return usage(),
     };
-    let (config, mut read_notes) = (loaded.config, loaded.notes);
+    let (config, mut read_notes, read_warnings) = (loaded.config, loaded.notes, loaded.warnings);
     if loaded.whole_collector_config && policies_path == config_path {
         read_notes.push(
             "the file's tail_sampling processor reloads when it changes; its receiver, exporters and extensions are read at start only (restart to apply a change there)".into(),
@@ -203,7 +203,8 @@ fn main() -> ExitCode {
             tracing::warn!(%note, "Policy file read with a warning.");
         }
     }
-    let warnings = config_warnings(&config);
+    let mut warnings = read_warnings;
+    warnings.extend(config_warnings(&config));
     if args.check {
         for warning in &warnings {
             eprintln!("{}: warning: {warning}", config_path.display());

@@ -515,6 +515,34 @@ fn processors_of_pipelines_joined_by_forward_connectors_are_named() {
         "{:?}",
         file.ignored_options
     );
+    // A second tail_sampling processor after a forward connector is a chain as one in
+    // the same pipeline is (it loaded without a word, keeping what it would drop).
+    let chained = text
+        .replace("  tail_sampling:\n", "  tail_sampling/b:\n    policies: [{name: errors, type: status_code, status_code: {status_codes: [ERROR]}}]\n  tail_sampling:\n")
+        .replace("processors: [attributes/scrub, batch]", "processors: [tail_sampling/b, batch]");
+    let file =
+        PolicyFile::parse_processor(Path::new("collector.yaml"), &chained, Some("tail_sampling"))
+            .unwrap();
+    assert!(
+        file.ignored_options.iter().any(|w| w.starts_with(
+            "pipeline traces/out runs tail_sampling/b after tail_sampling (joined to it by a forward connector); only tail_sampling is applied"
+        )),
+        "{:?}",
+        file.ignored_options
+    );
+    // The same processor again after itself: decided twice by the Collector, once here.
+    let again = text.replace(
+        "processors: [attributes/scrub, batch]",
+        "processors: [tail_sampling]",
+    );
+    let file = PolicyFile::parse_processor(Path::new("collector.yaml"), &again, None).unwrap();
+    assert!(
+        file.ignored_options.iter().any(|w| w.starts_with(
+            "pipeline traces/out runs tail_sampling again after pipeline traces/sampling"
+        )),
+        "{:?}",
+        file.ignored_options
+    );
 }
 
 /// Scenario: the whole config of a Collector sampling tier (otlp receiver, memory_limiter,
@@ -562,8 +590,25 @@ async fn a_whole_collector_config_runs_the_gateway() {
     assert_eq!(check.status.code(), Some(0), "{stderr}");
     assert_eq!(stdout.matches(": ok").count(), 1, "{stdout}");
     assert!(
-        stderr.contains("note: service.pipelines: logs not taken"),
+        stderr.contains("note: service.pipelines.logs not taken: the gateway receives traces only"),
         "{stderr}"
+    );
+    // A pipeline beside the sampling one sending every span to a backend: the file loads,
+    // and `--check` says at warning that the backend gets nothing.
+    let beside = text
+        .replace("  debug: {}\n", "  debug: {}\n  otlp/archive: {endpoint: 'archive:4317'}\n")
+        .replace("    logs:\n", "    traces/raw:\n      receivers: [otlp]\n      exporters: [otlp/archive]\n    logs:\n");
+    std::fs::write(&config, &beside).unwrap();
+    let check = std::process::Command::new(env!("CARGO_BIN_EXE_tailgate-gateway"))
+        .args(["--check", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    let warned = String::from_utf8_lossy(&check.stderr);
+    assert_eq!(check.status.code(), Some(0), "{warned}");
+    assert!(
+        warned.contains("otelcol.yaml: warning: service.pipelines.traces/raw.exporters: otlp/archive not applied"),
+        "{warned}"
     );
     assert!(
         stderr.contains("note: the file's tail_sampling processor reloads when it changes"),

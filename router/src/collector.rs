@@ -28,7 +28,8 @@
 
 use serde_yaml_ng::{Mapping, Value};
 use tailgate_core::collector::{
-    admin, err, keys, kind_of, listed, metrics, names, other_pipelines, port, receive, unknown,
+    admin, connector_computes_metrics, err, keys, kind_of, listed, metrics, names, other_pipelines,
+    port, receive, unknown,
 };
 pub use tailgate_core::collector::{Section, TranslateError, Translated};
 
@@ -77,10 +78,24 @@ pub fn translate(top: &Value) -> Result<Translated, TranslateError> {
             .into_iter()
             .filter(|e| !is_load_balancing(e))
             .collect();
-        if !others.is_empty() {
+        // What computes telemetry from the spans, or prints them, is a note; a backend (or
+        // a pipeline, through a connector) that got every span and gets none from the
+        // router, a warning.
+        let connector = |e: &str| top.get("connectors").and_then(|c| c.get(e)).is_some();
+        let (quiet, lost): (Vec<&str>, Vec<&str>) = others.into_iter().partition(|e| {
+            (connector(e) && connector_computes_metrics(e))
+                || matches!(kind_of(e), "debug" | "logging" | "nop")
+        });
+        if !quiet.is_empty() {
             out.notes.push(format!(
                 "service.pipelines.{name}: exporters {} not applied: the router sends every span to its gateway only",
-                others.join(", ")
+                quiet.join(", ")
+            ));
+        }
+        if !lost.is_empty() {
+            out.warnings.push(format!(
+                "service.pipelines.{name}: exporters {} not applied: the router sends every span to its gateway only, so they get nothing from it; send them every span from before the routers (the agents), or from a Collector beside the router",
+                lost.join(", ")
             ));
         }
         let processors = names(pipeline, "processors");

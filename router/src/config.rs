@@ -235,7 +235,9 @@ impl RouterConfig {
     /// Loads and validates a config file: the router's own, or a whole Collector config of
     /// the `load_balancing` exporter's tier (see [`crate::collector`]), with notes naming
     /// what such a config holds and the router does not apply (none for its own).
-    pub fn load_noted(path: &Path) -> Result<(Self, Vec<String>), ConfigError> {
+    pub fn load_noted(
+        path: &Path,
+    ) -> Result<(Self, tailgate_core::collector::Remarks), ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
             path: path.to_owned(),
             error,
@@ -249,13 +251,16 @@ impl RouterConfig {
             "this is a Collector config, but not one the router reads",
             |c: &RouterConfig| c.validate(path),
         )?;
-        Ok((config, Vec::new()))
+        Ok((config, Default::default()))
     }
 
     /// A whole Collector config read for the router ([`crate::collector`]): each section
     /// deserialized on its own, so that an error names the Collector key it came from and
     /// that key's line.
-    fn from_collector(path: &Path, text: &str) -> Result<(Self, Vec<String>), ConfigError> {
+    fn from_collector(
+        path: &Path,
+        text: &str,
+    ) -> Result<(Self, tailgate_core::collector::Remarks), ConfigError> {
         let top: serde_yaml_ng::Value = tailgate_core::config::parse_yaml(path, text)?;
         let at = |key: String, message: String| {
             tailgate_core::config::invalid_at(path, text, key, message)
@@ -311,7 +316,13 @@ impl RouterConfig {
             }
             e => e,
         })?;
-        Ok((config, translated.notes))
+        Ok((
+            config,
+            tailgate_core::collector::Remarks {
+                notes: translated.notes,
+                warnings: translated.warnings,
+            },
+        ))
     }
 
     /// What is odd but not wrong in this config, for `--check` and the start: the
@@ -610,7 +621,8 @@ mod tests {
             "{err}"
         );
         let whole = "receivers:\n  otlp:\n    protocols:\n      grpc:\n        endpoint: ${env:TAILGATE_TEST_UNSET_IP:-127.0.0.1}:4317\n      http:\nprocessors:\n  batch: {}\nexporters:\n  loadbalancing:\n    protocol:\n      otlp:\n        timeout: 2s\n        tls:\n          insecure: true\n    resolver:\n      static:\n        hostnames: [gateway-1, gateway-2:4400]\nservice:\n  pipelines:\n    traces:\n      receivers: [otlp]\n      processors: [batch]\n      exporters: [loadbalancing]\n";
-        let (c, notes) = load(whole).unwrap();
+        let (c, remarks) = load(whole).unwrap();
+        let notes = remarks.notes;
         assert_eq!(c.members.static_list, ["gateway-1:4317", "gateway-2:4400"]);
         assert_eq!(
             c.receive.grpc,
@@ -627,6 +639,29 @@ mod tests {
                 .iter()
                 .any(|n| n.contains("processors batch not applied")),
             "{notes:?}"
+        );
+        assert!(remarks.warnings.is_empty(), "{:?}", remarks.warnings);
+        // Beside the load_balancing exporter: a span-metrics connector and a debug
+        // exporter are notes; a backend that got every span and gets none from the router
+        // is a warning.
+        let beside = whole
+            .replace("exporters: [loadbalancing]", "exporters: [loadbalancing, spanmetrics, debug, otlp/archive]")
+            .replace("exporters:\n  loadbalancing:", "connectors:\n  spanmetrics: {}\nexporters:\n  debug: {}\n  otlp/archive: {endpoint: archive:4317}\n  loadbalancing:");
+        let (_, remarks) = load(&beside).unwrap();
+        assert!(
+            remarks
+                .notes
+                .iter()
+                .any(|n| n.contains("exporters spanmetrics, debug not applied")),
+            "{:?}",
+            remarks.notes
+        );
+        assert_eq!(remarks.warnings.len(), 1, "{:?}", remarks.warnings);
+        assert!(
+            remarks.warnings[0].contains("exporters otlp/archive not applied")
+                && remarks.warnings[0].contains("they get nothing from it"),
+            "{:?}",
+            remarks.warnings
         );
         // A value the translation passes on, refused by the router's own reading.
         let err = load(&whole.replace("timeout: 2s", "timeout: soon")).unwrap_err();

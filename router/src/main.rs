@@ -58,14 +58,16 @@ const EX_USAGE: u8 = 64;
 fn main() -> ExitCode {
     tailgate_core::telemetry::init_logging("info");
     let args = Args::parse();
-    let (config, notes) = match RouterConfig::load_noted(&args.config) {
+    let (config, remarks) = match RouterConfig::load_noted(&args.config) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("error: invalid config: {e}");
             return ExitCode::from(EX_USAGE);
         }
     };
-    let warnings = config.warnings();
+    let notes = remarks.notes;
+    let mut warnings = remarks.warnings;
+    warnings.extend(config.warnings());
     // As the runtime will start them (it reads TOKIO_WORKER_THREADS itself without --threads).
     let threads = worker_threads(args.threads.map(usize::from));
     if args.check {

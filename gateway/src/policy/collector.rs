@@ -303,8 +303,9 @@ fn unapplied_neighbours(
         };
         let (before, after) = (unapplied(&listed[..at]), unapplied(&listed[at + skip..]));
         // Span metrics computed before sampling see every span; here they would see none.
-        let (metrics, before): (Vec<String>, Vec<String>) =
-            before.into_iter().partition(|p| computes_metrics(p));
+        let (metrics, before): (Vec<String>, Vec<String>) = before
+            .into_iter()
+            .partition(|p| tailgate_core::collector::computes_metrics(p));
         if !metrics.is_empty() {
             warnings.push(format!(
                 "pipeline {name} runs {} before {chosen}; Tailgate does not run them, so the metrics they compute from every span are not computed: compute them where every span still passes (a Collector in the agents or before the routers, or its spanmetrics connector there)",
@@ -323,21 +324,34 @@ fn unapplied_neighbours(
                 after.join(", ")
             ));
         }
+        // Another tail_sampling processor in a joined pipeline is a chain [`chains`]
+        // cannot see (it looks inside one pipeline).
+        let joined = listed.get(at) != Some(&chosen);
+        let sampled: Vec<&str> = listed
+            .iter()
+            .copied()
+            .filter(|p| kind_of(p) == "tail_sampling" && processors.get(*p).is_some())
+            .collect();
+        if joined && !sampled.is_empty() {
+            let side = if at == 0 { "after" } else { "before" };
+            warnings.push(format!(
+                "pipeline {name} runs {} {side} {chosen} (joined to it by a forward connector); only {chosen} is applied, so traces the others would drop may be kept: merge them into one processor",
+                sampled.join(", ")
+            ));
+        }
+    }
+    // The chosen processor again after itself: the Collector runs an instance per
+    // pipeline, so such traces are decided twice there.
+    for first in &sampling {
+        for again in forwarded(top, &[first]).1 {
+            if sampling.contains(&again.as_str()) {
+                warnings.push(format!(
+                    "pipeline {again} runs {chosen} again after pipeline {first} (joined by a forward connector): the Collector decides such traces twice (a probabilistic policy keeps its share of its share), the gateway once"
+                ));
+            }
+        }
     }
     warnings
-}
-
-/// Processors and connectors that compute telemetry from the spans passing and change
-/// nothing else (`spanmetrics`, vendors' variants such as SigNoz's
-/// `signozspanmetrics/delta`, `servicegraph`; the connectors `count`, `sum`, `exceptions`,
-/// `signaltometrics`).
-pub(crate) fn computes_metrics(id: &str) -> bool {
-    let kind = kind_of(id);
-    kind.ends_with("spanmetrics")
-        || matches!(
-            kind,
-            "servicegraph" | "count" | "sum" | "exceptions" | "signaltometrics"
-        )
 }
 
 /// Whether `id` is a `forward` connector of `top` (it passes spans on unchanged from the
