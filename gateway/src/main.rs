@@ -43,7 +43,7 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
                   failure while running (a port taken, say; explain: the trace asked for is not in the file)."
 )]
 struct Args {
-    /// Gateway config file (YAML): receive, buffer, export, admin (docs/configuration.md); or the whole config of a Collector running tail_sampling, read for its pipeline's otlp receiver, exporters and extensions, and then also the policy file unless --policies is given (--check names what is not applied).
+    /// Gateway config file (YAML): receive, buffer, export, admin (docs/configuration.md); or the whole config of a Collector running tail_sampling, read for its pipeline's otlp receiver, exporters and extensions (following forward connectors between pipelines), and then also the policy file unless --policies is given (--check names what is not applied, and warns of what a backend would no longer get).
     #[arg(short, long, value_name = "FILE")]
     config: Option<PathBuf>,
     /// Policy file: the body of a Collector `tail_sampling:` block, the block itself, or a

@@ -30,7 +30,7 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
                   command line the parser refuses; 1 a failure while running (a port taken, say)."
 )]
 struct Args {
-    /// Router config file (YAML): receive, members, forward, admin (docs/configuration.md); or the whole config of a Collector running the load_balancing (or loadbalancing) exporter, read for its otlp receiver, resolver and protocol.otlp (--check names what is not applied; docs/migrating.md).
+    /// Router config file (YAML): receive, members, forward, admin (docs/configuration.md); or the whole config of a Collector running the load_balancing (or loadbalancing) exporter, read for its otlp receiver, resolver and protocol.otlp (--check names what is not applied, and warns of what a backend would no longer get; docs/migrating.md).
     #[arg(short, long, value_name = "FILE")]
     config: PathBuf,
     /// Validate the config file and exit: 0 and `FILE: ok` on stdout when valid, 64 and the error on stderr when not (warnings, and the most memory the config lets the router use, term by term, on stderr).
