@@ -260,9 +260,10 @@ pub fn section_error(from: &str, message: &str) -> TranslateError {
 }
 
 /// `receive` from the first `otlp` receiver among `receivers` (a pipeline's): its
-/// protocols' endpoints (the Collector's defaults for one written without), one `tls` for
-/// both, the size limits, streams, connection ages, `cors` and `traces_url_path`; a
-/// receiver `auth` and Unix sockets refused; the rest noted.
+/// protocols' endpoints (the Collector's defaults for one written without), one `tls` (for
+/// both, or `tls_protocols` naming the one it is under), the size limits, streams,
+/// connection ages, `cors` and `traces_url_path`; a receiver `auth` and Unix sockets
+/// refused; the rest noted.
 pub fn receive(
     top: &Value,
     receivers: &[&str],
@@ -396,17 +397,19 @@ pub fn receive(
     }
     match &tls[..] {
         [] => {}
-        [(proto, _)] if enabled == 2 => {
-            return Err(err(
-                format!("{key}.protocols.{proto}.tls"),
-                "Tailgate's two receivers share one TLS block: give grpc and http the same tls, or write Tailgate's own config",
-            ))
-        }
         [(_, a), (proto, b)] if a != b => {
             return Err(err(
                 format!("{key}.protocols.{proto}.tls"),
-                "Tailgate's two receivers share one TLS block: give grpc and http the same tls, or write Tailgate's own config",
+                "Tailgate's two receivers share one TLS block (receive.tls, for both or for one: receive.tls_protocols): give grpc and http the same tls, or leave one plaintext",
             ))
+        }
+        [(proto, t)] if enabled == 2 => {
+            // TLS under one protocol: the other serves plaintext, as there.
+            m.insert("tls".into(), (*t).clone());
+            m.insert(
+                "tls_protocols".into(),
+                Value::Sequence(vec![(*proto).into()]),
+            );
         }
         [(_, t), ..] => {
             m.insert("tls".into(), (*t).clone());

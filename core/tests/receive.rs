@@ -1923,3 +1923,99 @@ async fn grpc_metadata_over_16_kib_is_refused_before_it_is_read() {
         );
     }
 }
+
+/// Scenario: both receivers with `tls` and `tls_protocols: [grpc]` (as a Collector whose
+/// `tls` is written under `grpc` alone, read by `--config`).
+/// Guarantees: the gRPC receiver serves TLS (a client trusting the CA is served, a
+/// plaintext one is not) and the HTTP receiver plaintext (a plain POST is taken).
+#[tokio::test]
+async fn tls_protocols_serves_tls_on_the_named_receiver_only() {
+    use tailgate_core::forward::GrpcClient;
+    use tailgate_core::receive::Protocol;
+    use tailgate_core::tls::{ClientTlsConfig, ServerTlsConfig};
+    let dir = tailgate_core::test_util::scratch_dir("receive-tls-protocols").unwrap();
+    let ca = tailgate_core::test_util::TestPki::new(&dir, "ca").unwrap();
+    let (crt, key) = ca.issue("server", &["127.0.0.1"]).unwrap();
+    let cfg = ReceiveConfig {
+        grpc: Some("127.0.0.1:0".parse().unwrap()),
+        http: Some("127.0.0.1:0".parse().unwrap()),
+        tls: Some(ServerTlsConfig {
+            cert_file: Some(crt),
+            key_file: Some(key),
+            ..Default::default()
+        }),
+        tls_protocols: Some(vec![Protocol::Grpc]),
+        ..ReceiveConfig::default()
+    };
+    assert!(cfg.tls_for(Protocol::Grpc) && !cfg.tls_for(Protocol::Http));
+    cfg.validate().unwrap();
+    // Naming receivers without a `tls`, or none, is refused.
+    for (tls, listed, words) in [
+        (None, vec![Protocol::Http], "there is no `tls`"),
+        (cfg.tls.clone(), vec![], "is empty"),
+    ] {
+        let bad = ReceiveConfig {
+            tls,
+            tls_protocols: Some(listed),
+            ..cfg.clone()
+        };
+        let (key, message) = bad.validate().unwrap_err();
+        assert_eq!(key, "tls_protocols");
+        assert!(message.contains(words), "{message}");
+    }
+    let listeners = Listeners::bind(&cfg).await.unwrap();
+    let (grpc, http) = (
+        listeners.grpc_addr().unwrap(),
+        listeners.http_addr().unwrap(),
+    );
+    let sink = Arc::new(Capture::default());
+    let token = CancellationToken::new();
+    let limits = tailgate_core::receive::Limits::new(&cfg).unwrap();
+    tokio::spawn(listeners.serve(sink.clone(), limits, token.clone()));
+    let _stop = token.drop_guard();
+    let retry = tailgate_core::forward::RetryConfig {
+        initial_interval: std::time::Duration::from_millis(20),
+        max_interval: std::time::Duration::from_millis(50),
+        max_elapsed_time: std::time::Duration::from_millis(300),
+    };
+    let body = || -> Bytes { FakeOtlp::traces(3).spans(1).build().encode_to_vec().into() };
+    let client = |scheme: &str| {
+        GrpcClient::new(
+            &format!("{scheme}://{grpc}"),
+            &[],
+            std::time::Duration::from_secs(2),
+            retry.clone(),
+        )
+        .unwrap()
+        .give_up_when_unreachable()
+    };
+    let trusting = ClientTlsConfig {
+        ca_file: Some(ca.ca_file("ca")),
+        ..Default::default()
+    }
+    .build()
+    .unwrap();
+    let served = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        client("https").with_tls(&trusting).send(body()),
+    )
+    .await
+    .unwrap();
+    assert!(served.is_ok(), "{served:?}");
+    let plain = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        client("http").send(body()),
+    )
+    .await
+    .unwrap();
+    assert!(plain.is_err(), "a plaintext gRPC client was served");
+    let (status, _, text) = post(
+        &format!("http://{http}/v1/traces"),
+        "application/x-protobuf",
+        None,
+        body().to_vec(),
+    )
+    .await;
+    assert_eq!(status, 200, "{text}");
+    assert_eq!(sink.bodies.lock().unwrap().len(), 2);
+}

@@ -506,6 +506,15 @@ impl GatewayConfig {
                 "needs receive.tls.client_ca_file: without client certificates no gateway can be recognised by one",
             ));
         }
+        // Peer requests come over gRPC (the receiver's, or the peer port, which follows it).
+        if !self.peers.cert_names.is_empty()
+            && !self.receive.tls_for(tailgate_core::receive::Protocol::Grpc)
+        {
+            return Err(invalid(
+                "peers.cert_names",
+                "needs TLS on the gRPC receiver, which peer requests come over: receive.tls_protocols leaves grpc plaintext",
+            ));
+        }
         // Gateways recognise each other by the certificate they present when they dial:
         // without one, every peer request would be refused and traces split.
         let presents = self.peers.tls.as_ref().is_some_and(|t| {
@@ -1356,6 +1365,38 @@ mod tests {
             );
             assert!(err.to_string().contains(why), "{err}");
         }
+    }
+
+    /// Scenario: `peers.cert_names` with client certificates on the receivers, and
+    /// `receive.tls_protocols: [http]` (TLS on the HTTP receiver alone).
+    /// Guarantees: refused at load, naming `peers.cert_names`: peer requests come over
+    /// gRPC, which would be plaintext; with `[grpc]` it loads.
+    #[test]
+    fn peer_cert_names_need_tls_on_the_grpc_receiver() {
+        let dir = tailgate_core::test_util::scratch_dir("gw-tls-protocols").unwrap();
+        let ca = tailgate_core::test_util::TestPki::new(&dir, "ca").unwrap();
+        let (crt, key) = ca.issue("gw", &["gw.example"]).unwrap();
+        let p = std::path::Path::new("gateway.yaml");
+        let text = |listed: &str| {
+            format!(
+                "export:\n  otlp_grpc: {{endpoint: 'http://a:4317'}}\nreceive: {{tls: {{cert_file: '{}', key_file: '{}', client_ca_file: '{}'}}, tls_protocols: [{listed}]}}\npeers: {{cert_names: [gw.example], tls: {{cert_file: '{}', key_file: '{}', ca_file: '{}'}}}}\n",
+                crt.display(),
+                key.display(),
+                ca.ca_file("ca").display(),
+                crt.display(),
+                key.display(),
+                ca.ca_file("ca").display(),
+            )
+        };
+        let c: GatewayConfig = parse_yaml(p, &text("http")).unwrap();
+        let err = c.validate(p).unwrap_err();
+        assert!(
+            matches!(&err, ConfigError::Invalid { key, message, .. }
+                if key == "peers.cert_names" && message.contains("needs TLS on the gRPC receiver")),
+            "{err}"
+        );
+        let c: GatewayConfig = parse_yaml(p, &text("grpc")).unwrap();
+        c.validate(p).unwrap();
     }
 
     /// Scenario: a request limit whose arithmetic overflows (it wrapped the decompression

@@ -426,6 +426,34 @@ mod tests {
         );
     }
 
+    /// Scenario: a receiver with `tls` under `grpc` alone (agents send gRPC over TLS,
+    /// a local HTTP sender plaintext), then different `tls` blocks under each.
+    /// Guarantees: the first is read as `receive.tls` with `tls_protocols: [grpc]` (it was
+    /// refused: "share one TLS block"), and the router's own reading takes it; the second
+    /// is still refused, naming the second block.
+    #[test]
+    fn tls_under_one_protocol_serves_that_one_only() {
+        let yaml = "receivers:\n  otlp:\n    protocols:\n      grpc:\n        endpoint: 0.0.0.0:4317\n        tls: {cert_file: /c.crt, key_file: /c.key}\n      http:\n        endpoint: 0.0.0.0:4318\nexporters:\n  loadbalancing:\n    resolver: {static: {hostnames: [gw]}}\nservice: {pipelines: {traces: {receivers: [otlp], exporters: [loadbalancing]}}}\n";
+        let t = read(yaml).unwrap();
+        let receive = section(&t, "receive");
+        assert_eq!(receive["tls"]["cert_file"], Value::from("/c.crt"));
+        assert_eq!(
+            receive["tls_protocols"],
+            serde_yaml_ng::from_str::<Value>("[grpc]").unwrap()
+        );
+        let read_back: tailgate_core::receive::ReceiveConfig =
+            tailgate_core::collector::read_section(receive).unwrap();
+        assert!(read_back.tls_for(tailgate_core::receive::Protocol::Grpc));
+        assert!(!read_back.tls_for(tailgate_core::receive::Protocol::Http));
+        let two = yaml.replace(
+            "endpoint: 0.0.0.0:4318\n",
+            "endpoint: 0.0.0.0:4318\n        tls: {cert_file: /d.crt, key_file: /d.key}\n",
+        );
+        let e = read(&two).unwrap_err();
+        assert_eq!(e.key, "receivers.otlp.protocols.http.tls");
+        assert!(e.message.contains("share one TLS block"), "{e}");
+    }
+
     /// Scenario: the loadbalancing exporter README's k8s example (routing by service
     /// changed to the default), and its DNS form with the port as text.
     /// Guarantees: the Service becomes the DNS name with its one port; the DNS resolver's

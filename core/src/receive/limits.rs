@@ -74,6 +74,11 @@ pub struct ReceiveConfig {
     /// keys; see [`crate::tls::ServerTlsConfig`].
     #[serde(default)]
     pub tls: Option<crate::tls::ServerTlsConfig>,
+    /// The receivers `tls` serves: both (the default), or `[grpc]` or `[http]` alone, the
+    /// other then serving plaintext, as a Collector whose `tls` is written under one
+    /// protocol. A gateway's peer port is gRPC and follows `grpc`.
+    #[serde(default)]
+    pub tls_protocols: Option<Vec<Protocol>>,
     /// Let browsers send OTLP/HTTP from these origins: `cors: { allowed_origins,
     /// allowed_headers, max_age }`, the Collector's keys (see [`super::cors`]).
     #[serde(default)]
@@ -83,6 +88,16 @@ pub struct ReceiveConfig {
     /// its leading `/` gets one, as the Collector gives it.
     #[serde(default = "default_traces_url_path")]
     pub traces_url_path: String,
+}
+
+/// A receiver, as `receive.tls_protocols` names it.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    /// OTLP/gRPC (`receive.grpc`, and a gateway's peer port).
+    Grpc,
+    /// OTLP/HTTP (`receive.http`).
+    Http,
 }
 
 /// The largest `max_request_bytes` accepted: a gRPC message length is 32 bits, and twice
@@ -102,8 +117,33 @@ impl ReceiveConfig {
         }
     }
 
+    /// Whether the receiver of `protocol` serves TLS (`tls`, for the receivers
+    /// `tls_protocols` names).
+    pub fn tls_for(&self, protocol: Protocol) -> bool {
+        self.tls.is_some()
+            && self
+                .tls_protocols
+                .as_ref()
+                .is_none_or(|listed| listed.contains(&protocol))
+    }
+
     /// Checks the sizes: `Err((key under receive, message))`.
     pub fn validate(&self) -> Result<(), (&'static str, String)> {
+        match (&self.tls_protocols, &self.tls) {
+            (Some(_), None) => {
+                return Err((
+                    "tls_protocols",
+                    "names the receivers `tls` serves, and there is no `tls`: write one, or leave tls_protocols out".into(),
+                ))
+            }
+            (Some(listed), Some(_)) if listed.is_empty() => {
+                return Err((
+                    "tls_protocols",
+                    "is empty: no receiver would serve TLS; leave `tls` out to serve plaintext, or name grpc, http or both".into(),
+                ))
+            }
+            _ => {}
+        }
         if !(MIN_REQUEST_BYTES_LIMIT..=MAX_REQUEST_BYTES_LIMIT).contains(&self.max_request_bytes) {
             return Err((
                 "max_request_bytes",
@@ -342,8 +382,11 @@ pub struct Limits {
     /// How peer requests prove they come from a gateway (see [`super::auth::check_peer`]);
     /// the default takes peer requests from anyone.
     pub peer_auth: super::auth::PeerAuth,
-    /// TLS for both receivers (`receive.tls`); `None` serves plaintext.
+    /// TLS for the receivers (`receive.tls`); `None` serves plaintext.
     pub tls: Option<std::sync::Arc<crate::tls::TlsServer>>,
+    /// The receiver served plaintext whatever `tls` holds (`receive.tls_protocols` naming
+    /// the other alone).
+    pub plaintext: Option<Protocol>,
     /// Whether peer requests, client requests or both are taken here.
     pub peer_traffic: super::auth::PeerTraffic,
     /// The bearer token clients must send, if any.
@@ -369,6 +412,9 @@ impl Limits {
                 .as_ref()
                 .map(crate::tls::TlsServer::load)
                 .transpose()?,
+            plaintext: [Protocol::Grpc, Protocol::Http]
+                .into_iter()
+                .find(|p| c.tls.is_some() && !c.tls_for(*p)),
             ..Self::plaintext(c)
         })
     }
@@ -405,6 +451,7 @@ impl Limits {
                 .and_then(super::cors::Cors::new)
                 .map(std::sync::Arc::new),
             tls: None,
+            plaintext: None,
             peer_traffic: super::auth::PeerTraffic::Mixed,
             http_port: c.http.map(|a| a.port()),
             grpc_port: c.grpc.map(|a| a.port()),
@@ -954,6 +1001,7 @@ impl Default for ReceiveConfig {
             max_connection_age: None,
             max_connection_age_grace: default_age_grace(),
             tls: None,
+            tls_protocols: None,
             cors: None,
             traces_url_path: default_traces_url_path(),
         }

@@ -43,8 +43,8 @@ pub use auth::{
 };
 #[cfg(feature = "net")]
 pub use limits::{
-    serve_connections, serve_connections_with, InFlight, InFlightBytes, Limits, ReceiveConfig,
-    MIN_REQUEST_BYTES_LIMIT,
+    serve_connections, serve_connections_with, InFlight, InFlightBytes, Limits, Protocol,
+    ReceiveConfig, MIN_REQUEST_BYTES_LIMIT,
 };
 #[cfg(feature = "net")]
 pub use sink::{
@@ -137,8 +137,14 @@ impl Listeners {
             grpc_port: port(&self.grpc),
             ..limits
         };
+        // The receiver `receive.tls_protocols` leaves out serves plaintext.
+        let without_tls = |limits: &Limits, p: Protocol| Limits {
+            tls: limits.tls.clone().filter(|_| limits.plaintext != Some(p)),
+            ..limits.clone()
+        };
         let grpc = {
-            let (sink, token, limits) = (sink.clone(), shutdown.clone(), limits.clone());
+            let (sink, token) = (sink.clone(), shutdown.clone());
+            let limits = without_tls(&limits, Protocol::Grpc);
             async move {
                 match self.grpc {
                     Some(l) => grpc::serve(l, sink, limits, token.cancelled_owned()).await,
@@ -146,6 +152,7 @@ impl Listeners {
                 }
             }
         };
+        let limits = without_tls(&limits, Protocol::Http);
         let http = async move {
             match self.http {
                 Some(l) => http::serve(l, sink, limits, shutdown.cancelled_owned()).await,
