@@ -267,8 +267,9 @@ pub fn section_error(from: &str, message: &str) -> TranslateError {
 pub fn receive(
     top: &Value,
     receivers: &[&str],
-    notes: &mut Vec<String>,
+    out: &mut Translated,
 ) -> Result<Section, TranslateError> {
+    let notes = &mut out.notes;
     let otlp: Vec<&str> = receivers
         .iter()
         .copied()
@@ -279,9 +280,10 @@ pub fn receive(
         .copied()
         .filter(|r| kind_of(r) != "otlp")
         .collect();
+    // Senders to a receiver not taken are refused: warnings.
     if !others.is_empty() {
-        notes.push(format!(
-            "receivers {} not taken: Tailgate receives OTLP only",
+        out.warnings.push(format!(
+            "receivers {} not taken: Tailgate receives OTLP only, so what is sent to them is refused: have those senders send OTLP",
             others.join(", ")
         ));
     }
@@ -293,8 +295,8 @@ pub fn receive(
         [one, ..] => one,
     };
     if otlp.len() > 1 {
-        notes.push(format!(
-            "receivers {} not taken: Tailgate listens as one otlp receiver ({name})",
+        out.warnings.push(format!(
+            "receivers {} not taken: Tailgate listens as one otlp receiver ({name}), so what is sent to them is refused: point those senders at its endpoints",
             otlp[1..].join(", ")
         ));
     }

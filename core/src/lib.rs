@@ -22,6 +22,8 @@
 //! * [`serve`]: the accept loop and connection limits of every listener.
 //! * [`retry`]: the one retry loop (back-off, server hints, time bound, holding).
 //! * [`config`]: YAML loading with errors that name the file, line and key.
+//! * [`collector`], [`pipelines`]: a whole Collector config read for a binary (its
+//!   sections, and its pipelines as a graph joined by `forward` connectors).
 //! * [`memory`]: the memory a config allows, term by term (what `--check` prints).
 //! * [`telemetry`]: counters every component keeps, rendered for Prometheus.
 //! * [`shutdown`]: SIGTERM and Ctrl-C handling for the binaries.
@@ -47,6 +49,8 @@ pub mod members;
 pub mod memory;
 #[cfg(feature = "net")]
 pub mod oauth2;
+#[cfg(feature = "net")]
+pub mod pipelines;
 #[cfg(feature = "net")]
 pub mod proxy;
 pub mod receive;

@@ -590,7 +590,8 @@ async fn a_whole_collector_config_runs_the_gateway() {
     assert_eq!(check.status.code(), Some(0), "{stderr}");
     assert_eq!(stdout.matches(": ok").count(), 1, "{stdout}");
     assert!(
-        stderr.contains("note: service.pipelines.logs not taken: the gateway receives traces only"),
+        stderr
+            .contains("note: service.pipelines.logs: not taken: the gateway receives traces only"),
         "{stderr}"
     );
     // A pipeline beside the sampling one sending every span to a backend: the file loads,

@@ -27,34 +27,29 @@
 //!   port; `level: none` turns it off) as `metrics`.
 
 use serde_yaml_ng::{Mapping, Value};
-use tailgate_core::collector::{
-    admin, connector_computes_metrics, err, keys, kind_of, listed, metrics, names, other_pipelines,
-    port, receive, unknown,
-};
+use tailgate_core::collector::{admin, err, keys, kind_of, metrics, port, receive, unknown};
 pub use tailgate_core::collector::{Section, TranslateError, Translated};
+use tailgate_core::pipelines::{Graph, Served};
 
 /// Reads `top`, a whole Collector config, for the router.
 pub fn translate(top: &Value) -> Result<Translated, TranslateError> {
     let mut out = Translated::default();
-    let pipelines = top.get("service").and_then(|s| s.get("pipelines"));
-    let traces: Vec<(&str, &Value)> = pipelines
-        .and_then(Value::as_mapping)
-        .map(|m| {
-            m.iter()
-                .filter_map(|(k, v)| Some((k.as_str()?, v)))
-                .filter(|(k, _)| kind_of(k) == "traces")
-                .collect()
-        })
-        .unwrap_or_default();
-    let with_lb: Vec<(&str, &Value)> = traces
+    let g = Graph::new(top);
+    g.check()?;
+    let with_lb: Vec<&str> = g
+        .pipelines
         .iter()
-        .copied()
-        .filter(|(_, p)| names(p, "exporters").iter().any(|e| is_load_balancing(e)))
+        .filter(|p| p.signal() == "traces" && p.exporters.iter().any(|e| is_load_balancing(e)))
+        .map(|p| p.name)
         .collect();
-    let exporters: Vec<&str> = listed(&with_lb, "exporters")
-        .into_iter()
-        .filter(|e| is_load_balancing(e))
-        .collect();
+    let mut exporters: Vec<&str> = Vec::new();
+    for p in with_lb.iter().filter_map(|n| g.get(n)) {
+        for e in p.exporters.iter().filter(|e| is_load_balancing(e)) {
+            if !exporters.contains(e) {
+                exporters.push(e);
+            }
+        }
+    }
     let exporter = match exporters[..] {
         [] => {
             return Err(err(
@@ -73,48 +68,52 @@ pub fn translate(top: &Value) -> Result<Translated, TranslateError> {
             ))
         }
     };
-    for (name, pipeline) in &with_lb {
-        let others: Vec<&str> = names(pipeline, "exporters")
-            .into_iter()
-            .filter(|e| !is_load_balancing(e))
-            .collect();
-        // What computes telemetry from the spans, or prints them, is a note; a backend (or
-        // a pipeline, through a connector) that got every span and gets none from the
-        // router, a warning.
-        let connector = |e: &str| top.get("connectors").and_then(|c| c.get(e)).is_some();
-        let (quiet, lost): (Vec<&str>, Vec<&str>) = others.into_iter().partition(|e| {
-            (connector(e) && connector_computes_metrics(e))
-                || matches!(kind_of(e), "debug" | "logging" | "nop")
-        });
-        if !quiet.is_empty() {
+    // The pipelines the router serves: the load-balancing one and those passing it spans
+    // through forward connectors.
+    let feeding: Vec<&str> = with_lb
+        .iter()
+        .copied()
+        .chain(g.upstream(&with_lb))
+        .collect();
+    let receivers = g.receivers_of(&feeding)?;
+    g.side_exits(
+        &Served {
+            binary: "router",
+            feeding: &feeding,
+            taken: &[],
+            after: &[],
+            receivers: &receivers,
+            exporters: &[exporter],
+            every_span: true,
+            sends: "the router sends every span to its gateways only",
+        },
+        &mut out,
+    );
+    for p in feeding.iter().filter_map(|n| g.get(n)) {
+        if !p.processors.is_empty() {
             out.notes.push(format!(
-                "service.pipelines.{name}: exporters {} not applied: the router sends every span to its gateway only",
-                quiet.join(", ")
-            ));
-        }
-        if !lost.is_empty() {
-            out.warnings.push(format!(
-                "service.pipelines.{name}: exporters {} not applied: the router sends every span to its gateway only, so they get nothing from it; send them every span from before the routers (the agents), or from a Collector beside the router",
-                lost.join(", ")
-            ));
-        }
-        let processors = names(pipeline, "processors");
-        if !processors.is_empty() {
-            out.notes.push(format!(
-                "service.pipelines.{name}: processors {} not applied: the router forwards spans unchanged (memory is bounded by forward.max_queued_bytes and the receivers' limits)",
-                processors.join(", ")
+                "service.pipelines.{}: processors {} not applied: the router forwards spans unchanged (memory is bounded by forward.max_queued_bytes and the receivers' limits)",
+                p.name,
+                p.processors.join(", ")
             ));
         }
     }
-    let other_pipelines = other_pipelines(top, &with_lb);
-    if !other_pipelines.is_empty() {
+    let others: Vec<&str> = g
+        .pipelines
+        .iter()
+        .filter(|p| {
+            !feeding.contains(&p.name) && !p.receivers.iter().any(|r| receivers.contains(r))
+        })
+        .map(|p| p.name)
+        .collect();
+    if !others.is_empty() {
         out.notes.push(format!(
-            "service.pipelines: {} not taken: the router reads the traces pipeline of the load_balancing exporter (it routes traces only)",
-            other_pipelines.join(", ")
+            "service.pipelines: {} not taken: the router reads the traces pipeline of the load_balancing exporter (and those passing it spans through forward connectors)",
+            others.join(", ")
         ));
     }
-    let receivers = listed(&with_lb, "receivers");
-    out.sections.push(receive(top, &receivers, &mut out.notes)?);
+    let received = receive(top, &receivers, &mut out)?;
+    out.sections.push(received);
     let lb_key = format!("exporters.{exporter}");
     let lb = top
         .get("exporters")
@@ -404,7 +403,7 @@ mod tests {
     /// Scenario: the exporter under its type since contrib v0.153, `load_balancing` (as in
     /// Dynatrace's shipped example, a named instance per signal), beside a logs pipeline.
     /// Guarantees: read as the `loadbalancing` alias is: its resolver becomes the members,
-    /// its other pipelines are named as not taken; two of them in traces pipelines are
+    /// its other pipeline is named in a warning (its logs are refused); two of them in traces pipelines are
     /// refused naming both, whichever spelling each uses.
     #[test]
     fn the_exporter_loads_under_its_new_type_name() {
@@ -413,10 +412,14 @@ mod tests {
             section(&t, "members"),
             &serde_yaml_ng::from_str::<Value>("dns: {name: gw.obs, port: 4317}").unwrap()
         );
+        // The logs pipeline on the same receiver: logs are refused now, and its exporter
+        // gets none of them.
         assert!(
-            t.notes.iter().any(|n| n.contains("logs not taken")),
+            t.warnings.iter().any(|n| n.starts_with(
+                "service.pipelines.logs: not taken: the router receives traces only, so the logs sent to otlp are refused, and load_balancing/logs get none of them"
+            )),
             "{:?}",
-            t.notes
+            t.warnings
         );
         let e = read("receivers: {otlp: {protocols: {grpc: {}}}}\nexporters: {load_balancing: {resolver: {static: {hostnames: [a]}}}, loadbalancing/old: {resolver: {static: {hostnames: [b]}}}}\nservice: {pipelines: {traces: {receivers: [otlp], exporters: [load_balancing, loadbalancing/old]}}}\n").unwrap_err();
         assert_eq!(e.key, "service.pipelines");
@@ -424,6 +427,52 @@ mod tests {
             e.message.contains("load_balancing, loadbalancing/old"),
             "{e}"
         );
+    }
+
+    /// Scenario: a load-balancing tier computing span metrics from every span: `traces`
+    /// takes OTLP and passes every span to `span_metrics` and, through `forward/lb`, to
+    /// `traces/lb` with the `load_balancing` exporter; beside it `traces/raw` sends every
+    /// span to an archive.
+    /// Guarantees: it loads (it was refused: "the traces pipeline read has no otlp
+    /// receiver"), the receiver is `traces`' `otlp`; the connector is a note; the archive,
+    /// which gets nothing from the router, a warning.
+    #[test]
+    fn forward_connectors_before_the_load_balancing_pipeline_are_followed() {
+        let t = read("receivers: {otlp: {protocols: {grpc: {endpoint: 0.0.0.0:4317}}}}\nconnectors: {span_metrics: {}, forward/lb: {}}\nexporters:\n  load_balancing: {protocol: {otlp: {tls: {insecure: true}}}, resolver: {static: {hostnames: [gw]}}}\n  otlp/archive: {endpoint: 'archive:4317'}\nservice:\n  pipelines:\n    traces: {receivers: [otlp], exporters: [span_metrics, forward/lb]}\n    traces/lb: {receivers: [forward/lb], exporters: [load_balancing]}\n    traces/raw: {receivers: [otlp], exporters: [otlp/archive]}\n    metrics: {receivers: [span_metrics], exporters: [otlp/archive]}\n").unwrap();
+        assert_eq!(section(&t, "receive")["grpc"], Value::from("0.0.0.0:4317"));
+        assert!(
+            t.notes
+                .iter()
+                .any(|n| n
+                    .starts_with("service.pipelines.traces.exporters: span_metrics not applied")),
+            "{:?}",
+            t.notes
+        );
+        assert_eq!(t.warnings.len(), 1, "{:?}", t.warnings);
+        assert!(
+            t.warnings[0]
+                .starts_with("service.pipelines.traces/raw.exporters: otlp/archive not applied"),
+            "{:?}",
+            t.warnings
+        );
+    }
+
+    /// Scenario: the load-balancing pipeline takes a second otlp receiver and a Jaeger one.
+    /// Guarantees: the first otlp receiver is taken; the others are warnings (senders to
+    /// them are refused), not notes.
+    #[test]
+    fn receivers_not_taken_are_warnings() {
+        let t = read("receivers: {otlp: {protocols: {grpc: {}}}, otlp/b: {protocols: {grpc: {endpoint: 0.0.0.0:5317}}}, jaeger: {protocols: {grpc: {}}}}\nexporters: {loadbalancing: {resolver: {static: {hostnames: [gw]}}}}\nservice: {pipelines: {traces: {receivers: [otlp, otlp/b, jaeger], exporters: [loadbalancing]}}}\n").unwrap();
+        for words in [
+            "receivers jaeger not taken: Tailgate receives OTLP only",
+            "receivers otlp/b not taken: Tailgate listens as one otlp receiver (otlp)",
+        ] {
+            assert!(
+                t.warnings.iter().any(|w| w.starts_with(words)),
+                "{words}: {:?}",
+                t.warnings
+            );
+        }
     }
 
     /// Scenario: a receiver with `tls` under `grpc` alone (agents send gRPC over TLS,
@@ -652,8 +701,8 @@ mod tests {
         .unwrap();
         for words in [
             "processors memory_limiter, batch not applied",
-            "exporters debug not applied",
-            "logs not taken",
+            "service.pipelines.traces.exporters: debug not applied",
+            "service.pipelines.logs: not taken",
             "exporters.loadbalancing.sending_queue not applied",
             "protocol.otlp.retry_on_failure not applied",
             "protocols.grpc.include_metadata not applied",

@@ -646,20 +646,23 @@ mod tests {
         // is a warning.
         let beside = whole
             .replace("exporters: [loadbalancing]", "exporters: [loadbalancing, spanmetrics, debug, otlp/archive]")
-            .replace("exporters:\n  loadbalancing:", "connectors:\n  spanmetrics: {}\nexporters:\n  debug: {}\n  otlp/archive: {endpoint: archive:4317}\n  loadbalancing:");
+            .replace("exporters:\n  loadbalancing:", "connectors:\n  spanmetrics: {}\nexporters:\n  debug: {}\n  otlp/archive: {endpoint: archive:4317}\n  loadbalancing:")
+            + "    metrics:\n      receivers: [spanmetrics]\n      exporters: [debug]\n";
         let (_, remarks) = load(&beside).unwrap();
-        assert!(
-            remarks
-                .notes
-                .iter()
-                .any(|n| n.contains("exporters spanmetrics, debug not applied")),
-            "{:?}",
-            remarks.notes
-        );
+        for words in [
+            "exporters: spanmetrics not applied",
+            "exporters: debug not applied",
+        ] {
+            assert!(
+                remarks.notes.iter().any(|n| n.contains(words)),
+                "{words}: {:?}",
+                remarks.notes
+            );
+        }
         assert_eq!(remarks.warnings.len(), 1, "{:?}", remarks.warnings);
         assert!(
-            remarks.warnings[0].contains("exporters otlp/archive not applied")
-                && remarks.warnings[0].contains("they get nothing from it"),
+            remarks.warnings[0].contains("exporters: otlp/archive not applied")
+                && remarks.warnings[0].contains("it gets nothing from the router"),
             "{:?}",
             remarks.warnings
         );

@@ -133,7 +133,7 @@ fn check_reads_a_loadbalancing_collector_config() {
     assert!(stdout.ends_with("router.yaml: ok\n"), "{stdout}");
     for note in [
         "router.yaml: note: service.pipelines.traces: processors batch not applied",
-        "router.yaml: note: service.pipelines: logs not taken",
+        "router.yaml: note: service.pipelines.logs: not taken: the router receives traces only",
         "resolving \"lb-svc.kube-public\" in DNS",
         "headless",
         "protocol.otlp.tls not written: gateways are dialled over TLS",

@@ -265,7 +265,7 @@ const NEUTRAL_PROCESSORS: &[&str] = &["batch", "memory_limiter", "groupbytrace"]
 /// (a `transform` setting an attribute a policy reads, a `filter` dropping health checks,
 /// a `probabilistic_sampler` thinning the traffic); those after, what is exported. The
 /// processors of a pipeline joined to one using `chosen` through a `forward` connector
-/// ([`forwarded`]) are all before it or all after.
+/// ([`tailgate_core::pipelines::Graph`]) are all before it or all after.
 fn unapplied_neighbours(
     top: &serde_yaml_ng::Value,
     processors: &serde_yaml_ng::Value,
@@ -278,13 +278,14 @@ fn unapplied_neighbours(
         .filter(|(_, listed)| listed.contains(&chosen))
         .map(|(name, _)| name)
         .collect();
-    let (upstream, downstream) = forwarded(top, &sampling);
+    let graph = tailgate_core::pipelines::Graph::new(top);
+    let (upstream, downstream) = (graph.upstream(&sampling), graph.downstream(&sampling));
     for (name, listed) in traces_pipelines(pipelines) {
         // A pipeline joined by a forward connector runs wholly before or after.
         let at = match listed.iter().position(|p| *p == chosen) {
             Some(at) => at,
-            None if upstream.iter().any(|u| u == name) => listed.len(),
-            None if downstream.iter().any(|d| d == name) => 0,
+            None if upstream.contains(&name) => listed.len(),
+            None if downstream.contains(&name) => 0,
             None => continue,
         };
         let skip = usize::from(listed.get(at) == Some(&chosen));
@@ -343,8 +344,8 @@ fn unapplied_neighbours(
     // The chosen processor again after itself: the Collector runs an instance per
     // pipeline, so such traces are decided twice there.
     for first in &sampling {
-        for again in forwarded(top, &[first]).1 {
-            if sampling.contains(&again.as_str()) {
+        for again in graph.downstream(&[first]) {
+            if sampling.contains(&again) {
                 warnings.push(format!(
                     "pipeline {again} runs {chosen} again after pipeline {first} (joined by a forward connector): the Collector decides such traces twice (a probabilistic policy keeps its share of its share), the gateway once"
                 ));
@@ -352,58 +353,6 @@ fn unapplied_neighbours(
         }
     }
     warnings
-}
-
-/// Whether `id` is a `forward` connector of `top` (it passes spans on unchanged from the
-/// pipelines exporting to it to those receiving from it).
-pub(crate) fn is_forward(top: &serde_yaml_ng::Value, id: &str) -> bool {
-    kind_of(id) == "forward" && top.get("connectors").and_then(|c| c.get(id)).is_some()
-}
-
-/// The traces pipelines joined to `sampling` (those running the chosen `tail_sampling`
-/// processor) through `forward` connectors, each once, in the order found: those sending
-/// them spans (upstream: every span passes them before sampling, as in a pipeline that
-/// feeds a `spanmetrics` connector and the sampling pipeline), and those their kept spans
-/// go on to (downstream).
-pub(crate) fn forwarded(
-    top: &serde_yaml_ng::Value,
-    sampling: &[&str],
-) -> (Vec<String>, Vec<String>) {
-    let pipelines = top.get("service").and_then(|s| s.get("pipelines"));
-    let traces: Vec<(&str, &serde_yaml_ng::Value)> = traces_pipelines(pipelines)
-        .into_iter()
-        .filter_map(|(n, _)| Some((n, pipelines?.get(n)?)))
-        .collect();
-    // Pipelines reached from `start` through forward connectors listed under `via` in a
-    // pipeline reached and under `into` in the next.
-    let reach = |via: &str, into: &str| {
-        let mut looked: Vec<String> = sampling.iter().map(|s| (*s).to_owned()).collect();
-        let mut k = 0;
-        while k < looked.len() {
-            let from = traces
-                .iter()
-                .find(|(n, _)| *n == looked[k])
-                .map(|(_, p)| *p);
-            k += 1;
-            let Some(from) = from else { continue };
-            for c in tailgate_core::collector::names(from, via) {
-                if !is_forward(top, c) {
-                    continue;
-                }
-                for (n, p) in &traces {
-                    let joined = tailgate_core::collector::names(p, into).contains(&c);
-                    if joined && !looked.iter().any(|l| l == n) {
-                        looked.push((*n).to_owned());
-                    }
-                }
-            }
-        }
-        looked.split_off(sampling.len())
-    };
-    (
-        reach("receivers", "exporters"),
-        reach("exporters", "receivers"),
-    )
 }
 
 /// Mistakes in `service.pipelines` that stop the Collector from starting and that
