@@ -121,6 +121,10 @@ pub fn run(input: &FluidInput<'_>) -> Flows {
         / charge_per_span(input.cost.encoded_bytes_per_span, 8.0);
     let mut flows = Flows::default();
     let mut moves = Moves::new();
+    // The step the latest traces are due at: a gateway's deadlines are a FIFO queue, so
+    // after a reload shortens the wait, new traces wait behind those due later
+    // (`DeadlineQueue::push`), up to the old wait.
+    let mut due = 0usize;
     for k in 0..input.steps {
         let t = k as f64 * dt;
         let rate = if t < s.duration.as_secs_f64() {
@@ -133,7 +137,8 @@ pub fn run(input: &FluidInput<'_>) -> Flows {
         let outage = backend_out(s, t);
         let plan = plan_at(input.plans, t);
         let num_traces = plan.num_traces as f64;
-        let decided_at = k + window_of(plan);
+        due = due.max(k + window_of(plan));
+        let decided_at = due;
         let mut row = vec![GatewayStep::default(); members];
         for m in 0..members {
             if !input.timeline.alive(m, t) {

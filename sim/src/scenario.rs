@@ -46,7 +46,9 @@ pub enum EventKind {
     },
     /// A new policy file (path relative to the scenario) is applied by every gateway: its
     /// policies and `num_traces` from then on, its `decision_wait` to traces first seen
-    /// after it (those buffered keep theirs). The report's kept shares are by policy name
+    /// after it (those buffered keep theirs, and a shorter one waits behind them, as a
+    /// gateway's deadlines are in first-seen order). The kept share loading the exporters'
+    /// queues in the flows is the scenario file's. The report's kept shares are by policy name
     /// (a policy only the reload names has an undisturbed share of 0: the reference is the
     /// scenario's file).
     PolicyReload {

@@ -141,6 +141,20 @@ impl Ctx<'_> {
             .min(self.flows.steps.len().saturating_sub(1))
     }
 
+    /// When a part first seen at `t` on gateway `g` is due: `t` plus its wait, and no
+    /// earlier than the traces first seen before it under a longer wait (a gateway's
+    /// deadlines are in first-seen order, `DeadlineQueue::push`: after a reload shortens
+    /// the wait, new traces wait behind those, up to the old wait).
+    fn due(&self, g: usize, t: f64) -> f64 {
+        let behind = self
+            .plans
+            .windows(2)
+            .filter(|w| w[1].0 <= t)
+            .map(|w| w[1].0 + w[0].1.decision_wait.as_secs_f64())
+            .fold(f64::NEG_INFINITY, f64::max);
+        (t + self.wait(g, t)).max(behind)
+    }
+
     /// The decision wait at gateway `g` for a part first seen at `t`.
     fn wait(&self, g: usize, t: f64) -> f64 {
         let configured = self.plan_at(t).decision_wait.as_secs_f64();
@@ -298,7 +312,7 @@ impl Ctx<'_> {
             None => parts.push(Part {
                 gateway: dest,
                 first_seen: at,
-                decide_at: at + self.wait(dest, at),
+                decide_at: self.due(dest, at),
                 spans: vec![i],
                 kept: None,
                 policy: None,

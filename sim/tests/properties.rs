@@ -344,9 +344,10 @@ fn a_reloaded_num_traces_holds_from_the_reload() {
 /// `policy_reload` at 30 s to the same policies with `decision_wait: 5s`; then 5 s with a
 /// reload at 20 s to 20 s, beside the same run without it.
 /// Guarantees: a reloaded `decision_wait` holds for traces first seen after the reload, as
-/// on a gateway: the shorter wait is not counted as decisions made early, and the longer
-/// one buffers about four times the spans (the sim once kept the first file's wait through
-/// a reload in its load model).
+/// on a gateway: the shorter wait is not counted as decisions made early, and its traces
+/// wait behind those of the longer one (the buffer holds 30 s of traffic until then); the
+/// longer one buffers about four times the spans (the sim once kept the first file's wait
+/// through a reload in its load model).
 #[test]
 fn a_reloaded_decision_wait_holds_from_the_reload() {
     let long = MIXED.replace("decision_wait: 5s\n", "decision_wait: 30s\n");
@@ -362,8 +363,41 @@ fn a_reloaded_decision_wait_holds_from_the_reload() {
         "",
     ));
     assert!(r.early_decision_share < 0.01, "{}", r.early_decision_share);
-    let longer = MIXED.replace("decision_wait: 5s\n", "decision_wait: 20s\n");
+    // Traces first seen after the shorter wait wait behind those of the longer one (the
+    // gateway's deadlines are in first-seen order): at 50 s the buffer still holds about
+    // 30 s of traffic, as at 25 s, not 5 s of it and the old wait's last 10 s.
     let base = CostModel::default().gateway_base_rss_bytes;
+    let held_at = |t: f64| {
+        let p = r
+            .series
+            .iter()
+            .min_by(|a, b| (a.t - t).abs().total_cmp(&(b.t - t).abs()))
+            .unwrap();
+        p.rss.p50 - base
+    };
+    let (before, after) = (held_at(25.0), held_at(50.0));
+    assert!(
+        after > 0.85 * before,
+        "{after} above base at 50 s, {before} at 25 s"
+    );
+    // Followed traces too: with the reload at 20 s, those first seen from 20 to 45 s are
+    // decided at 50 s, so the median delay is well over 5 s (it is 5 s when each waits
+    // its own wait, two thirds of the traffic coming after the reload).
+    let early = go(&scenario_files(
+        "wait-reload-early",
+        &[("p.yaml", &long), ("q.yaml", MIXED)],
+        4,
+        20_000.0,
+        60,
+        &reload(20),
+        "",
+    ));
+    assert!(
+        early.decision_delay_s.p50 > 10.0,
+        "{:?}",
+        early.decision_delay_s
+    );
+    let longer = MIXED.replace("decision_wait: 5s\n", "decision_wait: 20s\n");
     let peak = |files: &[(&str, &str)], events: &str| {
         let r = go(&scenario_files(
             "wait-reload-long",
