@@ -7,7 +7,8 @@
 //!
 //! Data comes from the parsed file (references already expanded, [`crate::config::parse_yaml`])
 //! and goes back to the binary's config loader as YAML values in the binary's own shape,
-//! plus notes naming what was written and is not applied.
+//! plus notes naming what was written and is not applied, and warnings for what that
+//! costs someone (a backend or sender; the pipelines' part is [`crate::pipelines`]).
 
 use serde_yaml_ng::{Mapping, Value};
 

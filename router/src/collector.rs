@@ -6,10 +6,12 @@
 //! Data comes from the parsed file (references already expanded) and goes to
 //! [`crate::config`] as the router config's sections, each a YAML value in the router's
 //! own shape with the Collector key it was read from (for errors), plus notes naming what
-//! was not applied. What is taken:
+//! was not applied and warnings for what a backend or sender would no longer get
+//! ([`tailgate_core::pipelines::Graph::side_exits`]). What is taken:
 //!
 //! * the traces pipeline whose exporters hold a `load_balancing` exporter (one; several are
-//!   refused, as the router is one);
+//!   refused, as the router is one), and those passing it spans through `forward`
+//!   connectors;
 //! * that pipeline's `otlp` receiver: `protocols.grpc.endpoint` and `protocols.http.endpoint`
 //!   (the Collector's defaults, `localhost:4317` and `localhost:4318`, for a protocol
 //!   written without one; a protocol left out is off), their `tls` (one block for both),

@@ -11,6 +11,7 @@ use std::path::Path;
 
 use serde::de::{DeserializeSeed, IgnoredAny, MapAccess, Visitor};
 use serde::Deserialize;
+use tailgate_core::collector::kind_of;
 use tailgate_core::config::ConfigError;
 
 /// What the text is.
@@ -51,12 +52,6 @@ fn holds_tail_sampling(doc: &str) -> Option<bool> {
             || defines_tail_sampling(&top)
             || (wrapped_config_hint(&top).is_some() && doc.contains("tail_sampling")),
     )
-}
-
-/// A component's or pipeline's type: `tail_sampling` of `tail_sampling/keep`, `traces` of
-/// `traces/in`.
-fn kind_of(id: &str) -> &str {
-    id.split('/').next().unwrap_or(id)
 }
 
 /// Whether a Collector config's `processors:` defines a `tail_sampling` processor.
@@ -394,6 +389,8 @@ fn chains(used_by: &[(String, String)]) -> Vec<(String, Vec<String>)> {
     let mut pipelines: Vec<(String, Vec<String>)> = Vec::new();
     for (processor, pipeline) in used_by {
         match pipelines.iter_mut().find(|(p, _)| p == pipeline) {
+            // A processor listed twice in one pipeline is one processor.
+            Some((_, procs)) if procs.contains(processor) => {}
             Some((_, procs)) => procs.push(processor.clone()),
             None => pipelines.push((pipeline.clone(), vec![processor.clone()])),
         }
