@@ -1949,14 +1949,22 @@ async fn tls_protocols_serves_tls_on_the_named_receiver_only() {
     };
     assert!(cfg.tls_for(Protocol::Grpc) && !cfg.tls_for(Protocol::Http));
     cfg.validate().unwrap();
-    // Naming receivers without a `tls`, or none, is refused.
-    for (tls, listed, words) in [
-        (None, vec![Protocol::Http], "there is no `tls`"),
-        (cfg.tls.clone(), vec![], "is empty"),
+    // Naming receivers without a `tls`, none, or only one that is off is refused.
+    for (tls, listed, http, words) in [
+        (None, vec![Protocol::Http], cfg.http, "there is no `tls`"),
+        (cfg.tls.clone(), vec![], cfg.http, "is empty"),
+        // The HTTP receiver off: `tls` would serve nothing.
+        (
+            cfg.tls.clone(),
+            vec![Protocol::Http],
+            None,
+            "names only receivers that are off",
+        ),
     ] {
         let bad = ReceiveConfig {
             tls,
             tls_protocols: Some(listed),
+            http,
             ..cfg.clone()
         };
         let (key, message) = bad.validate().unwrap_err();

@@ -506,6 +506,23 @@ impl GatewayConfig {
                 "needs receive.tls.client_ca_file: without client certificates no gateway can be recognised by one",
             ));
         }
+        // Gateways dial each other as `peers.tls` says and serve peer requests as their
+        // gRPC receiver does (the peer port follows it); with one config for all, the two
+        // must agree, or every peer request fails and the ring splits.
+        if self.peers.enabled() {
+            let dials =
+                tailgate_core::tls::ClientTlsConfig::uses_tls(self.peers.tls.as_ref(), "peer")
+                    .unwrap_or(false);
+            let serves = self.receive.tls_for(tailgate_core::receive::Protocol::Grpc);
+            if dials != serves {
+                let message = if serves {
+                    "the gRPC receiver serves TLS (receive.tls), and peers.tls is not set (or is insecure): the other gateways, on this same config, would be dialled in plaintext and refuse every peer request; set peers.tls (a ca_file, and server_name_override: they are dialled by IP)"
+                } else {
+                    "peers.tls dials the other gateways over TLS, and the gRPC receiver serves plaintext (no receive.tls, or receive.tls_protocols leaves grpc out): every peer request would fail; serve TLS on grpc too, or leave peers.tls out"
+                };
+                return Err(invalid("peers.tls", message));
+            }
+        }
         // Peer requests come over gRPC (the receiver's, or the peer port, which follows it).
         if !self.peers.cert_names.is_empty()
             && !self.receive.tls_for(tailgate_core::receive::Protocol::Grpc)
@@ -1396,6 +1413,45 @@ mod tests {
             "{err}"
         );
         let c: GatewayConfig = parse_yaml(p, &text("grpc")).unwrap();
+        c.validate(p).unwrap();
+    }
+
+    /// Scenario: gateways with a static peer list whose gRPC receiver serves TLS and whose
+    /// `peers.tls` is unset, the reverse (found by a user check: `--check` said ok, and at
+    /// run time every peer request failed and each gateway left the others off its ring),
+    /// and both agreeing.
+    /// Guarantees: the first two are refused naming `peers.tls`; the third loads.
+    #[test]
+    fn peer_tls_agrees_with_the_grpc_receiver() {
+        let dir = tailgate_core::test_util::scratch_dir("gw-peer-tls").unwrap();
+        let ca = tailgate_core::test_util::TestPki::new(&dir, "ca").unwrap();
+        let (crt, key) = ca.issue("gw", &["gw.example"]).unwrap();
+        let p = std::path::Path::new("gateway.yaml");
+        let receive = format!(
+            "receive: {{grpc: 127.0.0.1:4317, tls: {{cert_file: '{}', key_file: '{}'}}}}\n",
+            crt.display(),
+            key.display()
+        );
+        let peers_tls = format!(
+            "  tls: {{ca_file: '{}', server_name_override: gw.example}}\n",
+            ca.ca_file("ca").display()
+        );
+        let text = |receive: &str, tls: &str| {
+            format!("export:\n  otlp_grpc: {{endpoint: 'http://a:4317'}}\n{receive}peers:\n  self: 127.0.0.1:4317\n  static: [127.0.0.1:4317, 127.0.0.2:4317]\n{tls}")
+        };
+        for (receive, tls, words) in [
+            (receive.as_str(), "", "peers.tls is not set"),
+            ("", peers_tls.as_str(), "the gRPC receiver serves plaintext"),
+        ] {
+            let c: GatewayConfig = parse_yaml(p, &text(receive, tls)).unwrap();
+            let err = c.validate(p).unwrap_err();
+            assert!(
+                matches!(&err, ConfigError::Invalid { key, message, .. }
+                    if key == "peers.tls" && message.contains(words)),
+                "{err}"
+            );
+        }
+        let c: GatewayConfig = parse_yaml(p, &text(&receive, &peers_tls)).unwrap();
         c.validate(p).unwrap();
     }
 

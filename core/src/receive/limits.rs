@@ -142,6 +142,18 @@ impl ReceiveConfig {
                     "is empty: no receiver would serve TLS; leave `tls` out to serve plaintext, or name grpc, http or both".into(),
                 ))
             }
+            // Naming only receivers that are off leaves `tls` serving none of them.
+            (Some(listed), Some(_))
+                if !listed.iter().any(|p| match p {
+                    Protocol::Grpc => self.grpc.is_some(),
+                    Protocol::Http => self.http.is_some(),
+                }) =>
+            {
+                return Err((
+                    "tls_protocols",
+                    "names only receivers that are off (null): no receiver would serve TLS; name the one that listens, or leave `tls` out to serve plaintext".into(),
+                ))
+            }
             _ => {}
         }
         if !(MIN_REQUEST_BYTES_LIMIT..=MAX_REQUEST_BYTES_LIMIT).contains(&self.max_request_bytes) {
