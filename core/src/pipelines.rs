@@ -80,6 +80,9 @@ pub struct Served<'s> {
     pub every_span: bool,
     /// What it sends, for the messages: "the router sends every span to its gateways only".
     pub sends: &'s str,
+    /// What it reads, for the note naming the pipelines it leaves: "the router reads the
+    /// traces pipeline of the load_balancing exporter".
+    pub reads: &'s str,
 }
 
 impl<'a> Graph<'a> {
@@ -286,6 +289,48 @@ impl<'a> Graph<'a> {
                 other_signal(p, served, out);
             }
         }
+        // Pipelines on receivers of their own: a backend they fed gets nothing now, and the
+        // senders to them are refused; those fed by connectors alone (a metrics pipeline of
+        // `span_metrics`, named above) or printing only are a note.
+        let (mut quiet, mut lost) = (Vec::new(), Vec::new());
+        for p in &self.pipelines {
+            if read(p.name) || beside.iter().any(|b| b.name == p.name) {
+                continue;
+            }
+            let own: Vec<&str> = p
+                .receivers
+                .iter()
+                .copied()
+                .filter(|r| !self.is_connector(r))
+                .collect();
+            let fed: Vec<&str> = p
+                .exporters
+                .iter()
+                .copied()
+                .filter(|e| {
+                    !self.is_connector(e) && !matches!(kind_of(e), "debug" | "logging" | "nop")
+                })
+                .collect();
+            if own.is_empty() || fed.is_empty() {
+                quiet.push(p.name);
+            } else {
+                lost.push(format!(
+                    "service.pipelines.{}: not taken: {}, so what is sent to {} is not received, and none of it reaches {}: keep a Collector for that pipeline",
+                    p.name,
+                    served.reads,
+                    own.join(", "),
+                    fed.join(", ")
+                ));
+            }
+        }
+        if !quiet.is_empty() {
+            out.notes.push(format!(
+                "service.pipelines: {} not taken: {}",
+                quiet.join(", "),
+                served.reads
+            ));
+        }
+        out.warnings.append(&mut lost);
         // What the pipelines after receive from elsewhere was never served.
         let fed = |n: &str| served.taken.contains(&n) || served.after.contains(&n);
         for p in served.after.iter().filter_map(|n| self.get(n)) {
@@ -339,13 +384,14 @@ impl<'a> Graph<'a> {
         }
         for e in &p.exporters {
             let connector = self.is_connector(e);
-            if self.is_forward(e) && connector_computes_metrics(e) {
+            let passes_on = self.is_forward(e) && !self.listing(Side::Receivers, e).is_empty();
+            if passes_on && connector_computes_metrics(e) {
                 out.notes.push(format!(
                     "{key}: {e} passes the spans on, and what it computes from every span is not computed: Tailgate runs no connectors; {}",
                     where_to_compute(e)
                 ));
             }
-            if self.is_forward(e) {
+            if passes_on {
                 let others: Vec<&str> = self
                     .listing(Side::Receivers, e)
                     .into_iter()
@@ -415,7 +461,7 @@ fn other_signal(p: &Pipeline<'_>, served: &Served<'_>, out: &mut Translated) {
         ));
     } else {
         out.warnings.push(format!(
-            "service.pipelines.{}: not taken: {refused}, and {} get none of them: send them to a Collector of their own",
+            "service.pipelines.{}: not taken: {refused}, and none of them reaches {}: send them to a Collector of their own",
             p.name,
             lost.join(", ")
         ));

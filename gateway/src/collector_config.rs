@@ -77,25 +77,10 @@ pub fn translate(top: &Value, pipelines: &[String]) -> Result<Translated, Transl
             exporters: &exporting,
             every_span: false,
             sends: "the gateway exports kept traces only",
+            reads: "the gateway reads the pipeline of its tail_sampling processor (and those joined to it by forward connectors)",
         },
         &mut out,
     );
-    let others: Vec<&str> = g
-        .pipelines
-        .iter()
-        .filter(|p| {
-            !feeding.contains(&p.name)
-                && !downstream.contains(&p.name)
-                && !p.receivers.iter().any(|r| receivers.contains(r))
-        })
-        .map(|p| p.name)
-        .collect();
-    if !others.is_empty() {
-        out.notes.push(format!(
-            "service.pipelines: {} not taken: the gateway reads the pipeline of its tail_sampling processor (and those joined to it by forward connectors)",
-            others.join(", ")
-        ));
-    }
     let received = receive(top, &receivers, &mut out)?;
     out.sections.push(received);
     out.sections.push(Section {

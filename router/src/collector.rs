@@ -88,31 +88,32 @@ pub fn translate(top: &Value) -> Result<Translated, TranslateError> {
             exporters: &[exporter],
             every_span: true,
             sends: "the router sends every span to its gateways only",
+            reads: "the router reads the traces pipeline of the load_balancing exporter (and those passing it spans through forward connectors)",
         },
         &mut out,
     );
     for p in feeding.iter().filter_map(|n| g.get(n)) {
-        if !p.processors.is_empty() {
+        // Batching and the memory limiter change nothing that reaches the gateways: notes.
+        // What changes or drops spans (a redaction, a filter, a sampler) would now reach
+        // them as sent: warnings.
+        let (quiet, changing): (Vec<&str>, Vec<&str>) = p
+            .processors
+            .iter()
+            .partition(|q| matches!(kind_of(q), "batch" | "memory_limiter"));
+        if !quiet.is_empty() {
             out.notes.push(format!(
                 "service.pipelines.{}: processors {} not applied: the router forwards spans unchanged (memory is bounded by forward.max_queued_bytes and the receivers' limits)",
                 p.name,
-                p.processors.join(", ")
+                quiet.join(", ")
             ));
         }
-    }
-    let others: Vec<&str> = g
-        .pipelines
-        .iter()
-        .filter(|p| {
-            !feeding.contains(&p.name) && !p.receivers.iter().any(|r| receivers.contains(r))
-        })
-        .map(|p| p.name)
-        .collect();
-    if !others.is_empty() {
-        out.notes.push(format!(
-            "service.pipelines: {} not taken: the router reads the traces pipeline of the load_balancing exporter (and those passing it spans through forward connectors)",
-            others.join(", ")
-        ));
+        if !changing.is_empty() {
+            out.warnings.push(format!(
+                "service.pipelines.{}: processors {} not applied: the router forwards spans unchanged, so what they would change, remove or drop reaches the gateways as sent: run them in the agents (a gateway's `attributes` actions can scrub kept spans; sampling is the gateways' policies)",
+                p.name,
+                changing.join(", ")
+            ));
+        }
     }
     let received = receive(top, &receivers, &mut out)?;
     out.sections.push(received);
@@ -418,7 +419,7 @@ mod tests {
         // gets none of them.
         assert!(
             t.warnings.iter().any(|n| n.starts_with(
-                "service.pipelines.logs: not taken: the router receives traces only, so the logs sent to otlp are refused, and load_balancing/logs get none of them"
+                "service.pipelines.logs: not taken: the router receives traces only, so the logs sent to otlp are refused, and none of them reaches load_balancing/logs"
             )),
             "{:?}",
             t.warnings
@@ -456,6 +457,29 @@ mod tests {
                 .starts_with("service.pipelines.traces/raw.exporters: otlp/archive not applied"),
             "{:?}",
             t.warnings
+        );
+    }
+
+    /// Scenario: the load-balancing pipeline redacts, deletes an attribute and filters
+    /// health checks before the exporter (a user check: this was a note about memory).
+    /// Guarantees: a warning names them (unredacted spans now reach the gateways), and
+    /// says where to run them.
+    #[test]
+    fn processors_that_change_spans_are_warnings() {
+        let t = read("receivers: {otlp: {protocols: {grpc: {}}}}\nprocessors: {batch: {}, redaction: {}, attributes/pii: {}, filter/health: {}}\nexporters: {loadbalancing: {resolver: {static: {hostnames: [gw]}}}}\nservice: {pipelines: {traces: {receivers: [otlp], processors: [redaction, attributes/pii, filter/health, batch], exporters: [loadbalancing]}}}\n").unwrap();
+        assert_eq!(t.warnings.len(), 1, "{:?}", t.warnings);
+        assert!(
+            t.warnings[0].starts_with("service.pipelines.traces: processors redaction, attributes/pii, filter/health not applied")
+                && t.warnings[0].contains("run them in the agents"),
+            "{:?}",
+            t.warnings
+        );
+        assert!(
+            t.notes
+                .iter()
+                .any(|n| n.starts_with("service.pipelines.traces: processors batch not applied")),
+            "{:?}",
+            t.notes
         );
     }
 
@@ -701,6 +725,11 @@ mod tests {
             "extensions:\n  health_check: {endpoint: 0.0.0.0:13133}\nreceivers:\n  otlp: {protocols: {grpc: {endpoint: 0.0.0.0:4317, include_metadata: true}}}\nprocessors: {memory_limiter: {}, batch: {}}\nexporters:\n  debug: {}\n  loadbalancing:\n    sending_queue: {enabled: true}\n    protocol: {otlp: {tls: {insecure: true}, compression: zstd, retry_on_failure: {enabled: true}}}\n    resolver: {static: {hostnames: [a, b]}}\nservice:\n  extensions: [health_check]\n  telemetry: {metrics: {readers: [{pull: {exporter: {prometheus: {host: 0.0.0.0, port: 8888}}}}]}}\n  pipelines:\n    traces: {receivers: [otlp], processors: [memory_limiter, batch], exporters: [loadbalancing, debug]}\n    logs: {receivers: [otlp], exporters: [debug]}\n",
         )
         .unwrap();
+        assert!(
+            t.warnings.is_empty(),
+            "batching and the memory limiter change nothing: {:?}",
+            t.warnings
+        );
         for words in [
             "processors memory_limiter, batch not applied",
             "service.pipelines.traces.exporters: debug not applied",

@@ -25,6 +25,7 @@ fn gateway_exits(top: &Value) -> Translated {
             exporters: &["otlp/tempo"],
             every_span: false,
             sends: "the gateway exports kept traces only",
+            reads: "the gateway reads the pipeline of its tail_sampling processor",
         },
         &mut out,
     );
@@ -51,7 +52,13 @@ fn forward_connectors_join_pipelines_both_ways() {
     );
     let out = gateway_exits(&top);
     assert!(out.warnings.is_empty(), "{:?}", out.warnings);
-    assert_eq!(out.notes.len(), 1, "{:?}", out.notes);
+    // The metrics pipeline of the connector, fed by it alone, is a note too.
+    assert_eq!(out.notes.len(), 2, "{:?}", out.notes);
+    assert!(
+        out.notes[1].starts_with("service.pipelines: metrics not taken"),
+        "{:?}",
+        out.notes
+    );
     assert!(
         out.notes[0].starts_with(
             "service.pipelines.traces.exporters: span_metrics not applied: Tailgate runs no connectors"
@@ -127,11 +134,13 @@ fn what_the_collector_refuses_is_refused() {
 /// Scenario: [`CHAIN`] with pipelines beside the served ones on its `otlp` receiver: an
 /// archive of every span, one printing them, one with a `tail_sampling/b` of its own, one
 /// sending every span to the gateway's own exporter, logs to Loki, metrics to `debug`;
-/// and the pipeline after sampling also taking a receiver of its own.
+/// and the pipeline after sampling also taking a receiver of its own, which another
+/// pipeline sends to the archive.
 /// Guarantees: each is named by what it loses: the archive gets nothing (warning), the
 /// gateway's exporter fewer spans (warning), the other sampling pipeline is told to run a
 /// gateway with `--processor b` (warning), logs are refused and Loki gets none (warning),
-/// `debug` and the metrics to `debug` are notes; the receiver after sampling is a warning.
+/// `debug` and the metrics to `debug` are notes; the receiver after sampling is a warning,
+/// and so is a pipeline on that receiver alone whose archive gets nothing now.
 #[test]
 fn pipelines_beside_are_named_by_what_they_lose() {
     let text = CHAIN
@@ -142,7 +151,7 @@ fn pipelines_beside_are_named_by_what_they_lose() {
         .replace("processors: {batch: {}, tail_sampling: {policies: []}}", "processors: {batch: {}, tail_sampling: {policies: []}, tail_sampling/b: {policies: []}}")
         .replace("receivers: {otlp: {protocols: {grpc: {}}}}", "receivers: {otlp: {protocols: {grpc: {}}}, otlp/side: {protocols: {http: {}}}}")
         .replace("traces/out: {receivers: [forward/out]", "traces/out: {receivers: [forward/out, otlp/side]")
-        + "    traces/archive: {receivers: [otlp], exporters: [otlp/archive, debug]}\n    traces/b: {receivers: [otlp], processors: [tail_sampling/b], exporters: [otlp/archive]}\n    traces/raw: {receivers: [otlp], exporters: [otlp/tempo]}\n    logs: {receivers: [otlp], exporters: [otlphttp/loki]}\n    metrics/sdk: {receivers: [otlp], exporters: [debug]}\n";
+        + "    traces/internal: {receivers: [otlp/side], exporters: [otlp/archive]}\n    traces/archive: {receivers: [otlp], exporters: [otlp/archive, debug]}\n    traces/b: {receivers: [otlp], processors: [tail_sampling/b], exporters: [otlp/archive]}\n    traces/raw: {receivers: [otlp], exporters: [otlp/tempo]}\n    logs: {receivers: [otlp], exporters: [otlphttp/loki]}\n    metrics/sdk: {receivers: [otlp], exporters: [debug]}\n";
     let top = yaml(&text);
     Graph::new(&top).check().unwrap();
     let out = gateway_exits(&top);
@@ -152,12 +161,13 @@ fn pipelines_beside_are_named_by_what_they_lose() {
         "service.pipelines.traces/archive.exporters: otlp/archive not applied: pipeline traces/archive sends every span to this exporter, and the gateway exports kept traces only, so it gets nothing from the gateway",
         "service.pipelines.traces/b.exporters: otlp/archive not applied: pipeline traces/b runs its own tail_sampling/b",
         "service.pipelines.traces/raw.exporters: otlp/tempo gets fewer spans",
-        "service.pipelines.logs: not taken: the gateway receives traces only, so the logs sent to otlp are refused, and otlphttp/loki get none of them",
+        "service.pipelines.logs: not taken: the gateway receives traces only, so the logs sent to otlp are refused, and none of them reaches otlphttp/loki",
         "service.pipelines.traces/out.receivers: otlp/side not taken",
+        "service.pipelines.traces/internal: not taken: the gateway reads the pipeline of its tail_sampling processor, so what is sent to otlp/side is not received, and none of it reaches otlp/archive",
     ] {
         assert!(warned(words), "{words}\n{:?}", out.warnings);
     }
-    assert_eq!(out.warnings.len(), 5, "{:?}", out.warnings);
+    assert_eq!(out.warnings.len(), 6, "{:?}", out.warnings);
     assert!(
         out.warnings[1].contains("--processor b"),
         "{:?}",
@@ -197,6 +207,7 @@ fn the_routers_view_names_what_it_does_not_send() {
             exporters: &["load_balancing"],
             every_span: true,
             sends: "the router sends every span to its gateways only",
+            reads: "the router reads the traces pipeline of the load_balancing exporter",
         },
         &mut out,
     );
@@ -206,7 +217,7 @@ fn the_routers_view_names_what_it_does_not_send() {
         "{:?}",
         out.warnings
     );
-    assert_eq!(out.notes.len(), 1, "{:?}", out.notes);
+    assert_eq!(out.notes.len(), 2, "{:?}", out.notes);
     assert!(
         out.notes[0].contains("service_graph not applied") && out.notes[0].contains("by trace id"),
         "{:?}",
@@ -240,6 +251,7 @@ fn the_datadog_connector_passes_spans_on() {
             exporters: &["otlp/dd"],
             every_span: false,
             sends: "the gateway exports kept traces only",
+            reads: "the gateway reads the pipeline of its tail_sampling processor",
         },
         &mut out,
     );

@@ -225,7 +225,7 @@ fn pipelines_beside_the_sampling_one_are_named_by_what_they_lose() {
         t.warnings
     );
     assert!(
-        has(&t.warnings, "service.pipelines.logs: not taken: the gateway receives traces only, so the logs sent to otlp are refused, and otlphttp/loki get none of them"),
+        has(&t.warnings, "service.pipelines.logs: not taken: the gateway receives traces only, so the logs sent to otlp are refused, and none of them reaches otlphttp/loki"),
         "{:?}",
         t.warnings
     );
