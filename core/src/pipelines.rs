@@ -180,7 +180,8 @@ impl<'a> Graph<'a> {
 
     /// Refuses what stops the Collector from starting: a pipeline naming a receiver or
     /// exporter that neither its section nor `connectors:` defines, a connector used at
-    /// one end only, and forward connectors in a cycle.
+    /// one end only, one passing a signal on (forward, routing, …) between pipelines of
+    /// different signals, and forward connectors in a cycle.
     pub fn check(&self) -> Result<(), TranslateError> {
         for p in &self.pipelines {
             for (side, section) in [
@@ -217,6 +218,38 @@ impl<'a> Graph<'a> {
                     return Err(err(
                         format!("service.pipelines.{}.{}s", p.name, here),
                         format!("connector {id} is used as {} in pipeline {} and as {there} in none, so nothing would pass through it (the Collector refuses this too)", if here == "receiver" { "a receiver" } else { "an exporter" }, p.name),
+                    ));
+                }
+            }
+        }
+        // A connector passing a signal on (forward, routing, failover, round robin) joins
+        // pipelines of that signal only.
+        for p in &self.pipelines {
+            for (side, id) in p
+                .receivers
+                .iter()
+                .map(|r| (Side::Receivers, r))
+                .chain(p.exporters.iter().map(|e| (Side::Exporters, e)))
+            {
+                let same_signal = matches!(
+                    kind_of(id).replace('_', "").as_str(),
+                    "forward" | "routing" | "failover" | "roundrobin"
+                );
+                if !self.is_connector(id) || !same_signal {
+                    continue;
+                }
+                let (here, other) = match side {
+                    Side::Receivers => ("receivers", Side::Exporters),
+                    Side::Exporters => ("exporters", Side::Receivers),
+                };
+                let joined = self
+                    .pipelines
+                    .iter()
+                    .any(|q| q.signal() == p.signal() && q.list(other).contains(id));
+                if !joined {
+                    return Err(err(
+                        format!("service.pipelines.{}.{here}", p.name),
+                        format!("connector {id} passes {} on to pipelines of the same signal, and none of them is at its other end (the Collector refuses this too)", p.signal()),
                     ));
                 }
             }

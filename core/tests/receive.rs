@@ -1948,6 +1948,8 @@ async fn tls_protocols_serves_tls_on_the_named_receiver_only() {
         ..ReceiveConfig::default()
     };
     assert!(cfg.tls_for(Protocol::Grpc) && !cfg.tls_for(Protocol::Http));
+    // What the "listening" line names.
+    assert_eq!(cfg.tls_receivers(), ["grpc"]);
     cfg.validate().unwrap();
     // Naming receivers without a `tls`, none, or only one that is off is refused.
     for (tls, listed, http, words) in [

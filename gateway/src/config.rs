@@ -1194,6 +1194,13 @@ mod tests {
                 if key == "processors" && message.contains("no tail_sampling processor")),
             "{err}"
         );
+        // A load-balancing tier's config is pointed at the router.
+        let err = refused("receivers: {otlp: {protocols: {grpc: {}}}}\nexporters: {loadbalancing: {resolver: {static: {hostnames: [gw]}}}}\nservice: {pipelines: {traces: {receivers: [otlp], exporters: [loadbalancing]}}}\n");
+        assert!(
+            matches!(&err, ConfigError::Invalid { message, .. }
+                if message.contains("give it to tailgate-router --config")),
+            "{err}"
+        );
         // The Operator's resource around one is named, with how to take the config out
         // (it was "unknown field `apiVersion`").
         let err = refused("apiVersion: opentelemetry.io/v1beta1\nkind: OpenTelemetryCollector\nmetadata: {name: gw}\nspec:\n  config:\n    receivers: {otlp: {}}\n    processors: {tail_sampling: {policies: []}}\n");

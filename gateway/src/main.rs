@@ -465,7 +465,7 @@ async fn serve(
         shutdown.clone(),
         "leaving the ring and handing traces to peers (if any), then deciding buffered traces and flushing exports",
     ));
-    tracing::info!(grpc = ?listeners.grpc_addr(), http = ?listeners.http_addr(), policies = plan.names().len(), decision_wait = ?plan.decision_wait, "Gateway listening.");
+    tracing::info!(grpc = ?listeners.grpc_addr(), http = ?listeners.http_addr(), tls = ?config.receive.tls_receivers(), policies = plan.names().len(), decision_wait = ?plan.decision_wait, "Gateway listening.");
     let gateway = Gateway::start(&config, plan)
         .context("starting the pipeline")?
         .with_final_scrape_wait(final_scrape_wait);

@@ -142,7 +142,7 @@ async fn run(
         shutdown.clone(),
         "finishing open requests and sending queued data",
     ));
-    tracing::info!(grpc = ?listeners.grpc_addr(), http = ?listeners.http_addr(), "Router listening.");
+    tracing::info!(grpc = ?listeners.grpc_addr(), http = ?listeners.http_addr(), tls = ?config.receive.tls_receivers(), "Router listening.");
     tailgate_router::run(router, &config, listeners, admin, drain, shutdown).await?;
     Ok(())
 }

@@ -127,6 +127,16 @@ impl ReceiveConfig {
                 .is_none_or(|listed| listed.contains(&protocol))
     }
 
+    /// The receivers that serve TLS, by name (`["grpc", "http"]`, one, or none), for the
+    /// binaries' "listening" line.
+    pub fn tls_receivers(&self) -> Vec<&'static str> {
+        [(Protocol::Grpc, "grpc"), (Protocol::Http, "http")]
+            .into_iter()
+            .filter(|(p, _)| self.tls_for(*p))
+            .map(|(_, name)| name)
+            .collect()
+    }
+
     /// Checks the sizes: `Err((key under receive, message))`.
     pub fn validate(&self) -> Result<(), (&'static str, String)> {
         match (&self.tls_protocols, &self.tls) {

@@ -142,10 +142,11 @@ pub(crate) fn shape(
     let pipelines = top.get("service").and_then(|s| s.get("pipelines"));
     let (mut candidates, used_by) = candidates(processors, pipelines);
     if candidates.is_empty() {
+        let hint = router_hint(top);
         return Err(invalid(if pipelines.is_some() {
-            "no traces pipeline in service.pipelines uses a tail_sampling processor".into()
+            format!("no traces pipeline in service.pipelines uses a tail_sampling processor{hint}")
         } else {
-            "this Collector config has no tail_sampling processor".into()
+            format!("this Collector config has no tail_sampling processor{hint}")
         }));
     }
     let chosen = match wanted {
@@ -237,7 +238,10 @@ pub(crate) fn sampling_pipelines(
             return Err(ConfigError::Invalid {
                 path: path.to_owned(),
                 key: "processors".into(),
-                message: "this Collector config has no tail_sampling processor".into(),
+                message: format!(
+                    "this Collector config has no tail_sampling processor{}",
+                    router_hint(top)
+                ),
             })
         }
     };
@@ -247,6 +251,24 @@ pub(crate) fn sampling_pipelines(
         .filter(|(_, listed)| listed.contains(&processor.as_str()))
         .map(|(name, _)| name.to_owned())
         .collect())
+}
+
+/// What to say of a Collector config without a `tail_sampling` processor that exports to a
+/// `load_balancing` exporter: it is the router's.
+fn router_hint(top: &serde_yaml_ng::Value) -> &'static str {
+    let balancing = top
+        .get("exporters")
+        .and_then(|e| e.as_mapping())
+        .is_some_and(|m| {
+            m.keys()
+                .filter_map(|k| k.as_str())
+                .any(|k| matches!(kind_of(k), "load_balancing" | "loadbalancing"))
+        });
+    if balancing {
+        ": it exports to a load_balancing exporter, so it is the config of the tier in front of tail sampling: give it to tailgate-router --config, and the sampling tier's to the gateway"
+    } else {
+        ""
+    }
 }
 
 /// Processors that change nothing a policy reads or a backend receives: batching, the
