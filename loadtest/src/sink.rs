@@ -352,7 +352,9 @@ impl Sink {
         self.epoch();
         let service = TraceServiceServer::new(GrpcSink(self.clone()))
             .max_decoding_message_size(64 << 20)
-            .accept_compressed(tonic::codec::CompressionEncoding::Gzip);
+            .accept_compressed(tonic::codec::CompressionEncoding::Gzip)
+            // As a Collector's receiver: a router or exporter with `compression: zstd`.
+            .accept_compressed(tonic::codec::CompressionEncoding::Zstd);
         let limits = tailgate_core::receive::Limits {
             max_request_bytes: 64 << 20,
             ..tailgate_core::receive::Limits::plaintext(

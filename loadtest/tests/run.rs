@@ -83,3 +83,42 @@ async fn stopped_run(refusing: bool) {
     shutdown.cancel();
     served.await.unwrap().unwrap();
 }
+
+/// Scenario: one export to a sink compressed with zstd, as a router or Collector exporter
+/// with `compression: zstd` sends (a user check: the sink refused it, "Content is
+/// compressed with `zstd` which isn't supported", where a Collector's receiver takes it),
+/// and one with gzip.
+/// Guarantees: both are taken and their spans held.
+#[tokio::test]
+async fn the_sink_takes_zstd_and_gzip() {
+    use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
+    use tonic::codec::CompressionEncoding;
+    let shutdown = CancellationToken::new();
+    let sink = Arc::new(Sink::default());
+    let listener = tailgate_core::receive::bind("sink", "127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(sink.clone().serve(listener, None, shutdown.clone()));
+    let mut held = 0;
+    for (encoding, seed) in [
+        (CompressionEncoding::Zstd, 1),
+        (CompressionEncoding::Gzip, 2),
+    ] {
+        let mut client = TraceServiceClient::connect(format!("http://{addr}"))
+            .await
+            .unwrap()
+            .send_compressed(encoding);
+        let req = tailgate_core::test_util::FakeOtlp::traces(3)
+            .spans(2)
+            .seed(seed)
+            .build();
+        tokio::time::timeout(Duration::from_secs(10), client.export(req))
+            .await
+            .unwrap()
+            .unwrap();
+        held += 6;
+        assert_eq!(sink.unique_spans(), held, "{encoding:?}");
+    }
+    shutdown.cancel();
+}
