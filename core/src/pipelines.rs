@@ -336,19 +336,35 @@ impl<'a> Graph<'a> {
                 .copied()
                 .filter(|r| !self.is_connector(r))
                 .collect();
-            let fed: Vec<&str> = p
-                .exporters
-                .iter()
-                .copied()
+            // The backends it reached, itself or through forward connectors.
+            let mut fed: Vec<&str> = std::iter::once(p.name)
+                .chain(self.downstream(&[p.name]))
+                .filter_map(|n| self.get(n))
+                .flat_map(|q| q.exporters.iter().copied())
                 .filter(|e| {
                     !self.is_connector(e) && !matches!(kind_of(e), "debug" | "logging" | "nop")
                 })
                 .collect();
+            fed.dedup();
+            let sampling = p
+                .processors
+                .iter()
+                .find(|q| kind_of(q) == "tail_sampling" && self.defines("processors", q));
             if own.is_empty() || fed.is_empty() {
                 quiet.push(p.name);
+            } else if let Some(sampling) = sampling {
+                let name = sampling.split_once('/').map_or(*sampling, |(_, n)| n);
+                lost.push(format!(
+                    "service.pipelines.{}: not taken: {}, so what {} receive is not taken, and none of it reaches {}: pipeline {} runs its own {sampling}: run a gateway for it with --processor {name}",
+                    p.name,
+                    served.reads,
+                    own.join(", "),
+                    fed.join(", "),
+                    p.name
+                ));
             } else {
                 lost.push(format!(
-                    "service.pipelines.{}: not taken: {}, so what is sent to {} is not received, and none of it reaches {}: keep a Collector for that pipeline",
+                    "service.pipelines.{}: not taken: {}, so what {} receive is not taken, and none of it reaches {}: keep a Collector for that pipeline",
                     p.name,
                     served.reads,
                     own.join(", "),

@@ -514,6 +514,22 @@ impl GatewayConfig {
                 tailgate_core::tls::ClientTlsConfig::uses_tls(self.peers.tls.as_ref(), "peer")
                     .unwrap_or(false);
             let serves = self.receive.tls_for(tailgate_core::receive::Protocol::Grpc);
+            // Receivers asking for client certificates refuse a peer that presents none.
+            let asks = self
+                .receive
+                .tls
+                .as_ref()
+                .is_some_and(|t| t.client_ca_file.is_some());
+            let presents = self.peers.tls.as_ref().is_some_and(|t| {
+                (t.cert_file.is_some() || t.cert_pem.is_some())
+                    && (t.key_file.is_some() || t.key_pem.is_some())
+            });
+            if serves && dials && asks && !presents {
+                return Err(invalid(
+                    "peers.tls",
+                    "the receivers require client certificates (receive.tls.client_ca_file), and peers.tls presents none: every peer request would fail the handshake and the ring split; give peers.tls a cert_file and key_file from that CA",
+                ));
+            }
             if dials != serves {
                 let message = if serves {
                     "the gRPC receiver serves TLS (receive.tls), and peers.tls is not set (or is insecure): the other gateways, on this same config, would be dialled in plaintext and refuse every peer request; set peers.tls (a ca_file, and server_name_override: they are dialled by IP)"
@@ -1426,8 +1442,10 @@ mod tests {
     /// Scenario: gateways with a static peer list whose gRPC receiver serves TLS and whose
     /// `peers.tls` is unset, the reverse (found by a user check: `--check` said ok, and at
     /// run time every peer request failed and each gateway left the others off its ring),
-    /// and both agreeing.
-    /// Guarantees: the first two are refused naming `peers.tls`; the third loads.
+    /// both agreeing, and receivers asking for client certificates that `peers.tls` does not
+    /// present (a review: the handshake fails, as a mismatch).
+    /// Guarantees: the mismatches and the missing certificate are refused naming
+    /// `peers.tls`; the agreeing config loads.
     #[test]
     fn peer_tls_agrees_with_the_grpc_receiver() {
         let dir = tailgate_core::test_util::scratch_dir("gw-peer-tls").unwrap();
@@ -1446,9 +1464,21 @@ mod tests {
         let text = |receive: &str, tls: &str| {
             format!("export:\n  otlp_grpc: {{endpoint: 'http://a:4317'}}\n{receive}peers:\n  self: 127.0.0.1:4317\n  static: [127.0.0.1:4317, 127.0.0.2:4317]\n{tls}")
         };
+        let mutual = format!(
+            "receive: {{grpc: 127.0.0.1:4317, tls: {{cert_file: '{}', key_file: '{}', client_ca_file: '{}'}}}}\n",
+            crt.display(),
+            key.display(),
+            ca.ca_file("ca").display()
+        );
         for (receive, tls, words) in [
             (receive.as_str(), "", "peers.tls is not set"),
             ("", peers_tls.as_str(), "the gRPC receiver serves plaintext"),
+            // Client certificates asked for, none presented.
+            (
+                mutual.as_str(),
+                peers_tls.as_str(),
+                "peers.tls presents none",
+            ),
         ] {
             let c: GatewayConfig = parse_yaml(p, &text(receive, tls)).unwrap();
             let err = c.validate(p).unwrap_err();
@@ -1460,6 +1490,16 @@ mod tests {
         }
         let c: GatewayConfig = parse_yaml(p, &text(&receive, &peers_tls)).unwrap();
         c.validate(p).unwrap();
+        // A member with a scheme would be dialled otherwise than peers.tls says, and never
+        // match peers.self.
+        let schemed =
+            text(&receive, &peers_tls).replace("[127.0.0.1:4317,", "[https://127.0.0.1:4317,");
+        let c: GatewayConfig = parse_yaml(p, &schemed).unwrap();
+        let err = c.validate(p).unwrap_err();
+        assert!(
+            matches!(&err, ConfigError::Invalid { key, .. } if key == "peers.static[0]"),
+            "{err}"
+        );
     }
 
     /// Scenario: a request limit whose arithmetic overflows (it wrapped the decompression

@@ -165,6 +165,20 @@ impl PeersConfig {
                 ));
             }
         }
+        // Members are dialled as host:port, with TLS as peers.tls says, and matched against
+        // this gateway's own ip:port (peers.self): a scheme would change how one is dialled
+        // and never match.
+        if let Some((i, m)) = self
+            .static_list
+            .iter()
+            .enumerate()
+            .find(|(_, m)| m.contains("://"))
+        {
+            return Err((
+                format!("peers.static[{i}]"),
+                format!("{m:?}: write host:port (as peers.self and DNS give them); peers.tls decides whether gateways are dialled over TLS"),
+            ));
+        }
         if let Some(a) = &self.advertise {
             if a.parse::<SocketAddr>().is_err() {
                 return Err((

@@ -93,13 +93,14 @@ pub fn translate(top: &Value) -> Result<Translated, TranslateError> {
         &mut out,
     );
     for p in feeding.iter().filter_map(|n| g.get(n)) {
-        // Batching and the memory limiter change nothing that reaches the gateways: notes.
+        // Batching, the memory limiter and grouping by trace change nothing that reaches the
+        // gateways: notes.
         // What changes or drops spans (a redaction, a filter, a sampler) would now reach
         // them as sent: warnings.
         let (quiet, changing): (Vec<&str>, Vec<&str>) = p
             .processors
             .iter()
-            .partition(|q| matches!(kind_of(q), "batch" | "memory_limiter"));
+            .partition(|q| matches!(kind_of(q), "batch" | "memory_limiter" | "groupbytrace"));
         if !quiet.is_empty() {
             out.notes.push(format!(
                 "service.pipelines.{}: processors {} not applied: the router forwards spans unchanged (memory is bounded by forward.max_queued_bytes and the receivers' limits)",

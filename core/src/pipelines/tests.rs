@@ -169,7 +169,7 @@ fn pipelines_beside_are_named_by_what_they_lose() {
         "service.pipelines.traces/raw.exporters: otlp/tempo gets fewer spans",
         "service.pipelines.logs: not taken: the gateway receives traces only, so the logs sent to otlp are refused, and none of them reaches otlphttp/loki",
         "service.pipelines.traces/out.receivers: otlp/side not taken",
-        "service.pipelines.traces/internal: not taken: the gateway reads the pipeline of its tail_sampling processor, so what is sent to otlp/side is not received, and none of it reaches otlp/archive",
+        "service.pipelines.traces/internal: not taken: the gateway reads the pipeline of its tail_sampling processor, so what otlp/side receive is not taken, and none of it reaches otlp/archive",
     ] {
         assert!(warned(words), "{words}\n{:?}", out.warnings);
     }
@@ -225,6 +225,11 @@ fn the_routers_view_names_what_it_does_not_send() {
     );
     assert_eq!(out.notes.len(), 2, "{:?}", out.notes);
     assert!(
+        out.notes[1].starts_with("service.pipelines: metrics not taken"),
+        "{:?}",
+        out.notes
+    );
+    assert!(
         out.notes[0].contains("service_graph not applied") && out.notes[0].contains("by trace id"),
         "{:?}",
         out.notes
@@ -269,4 +274,40 @@ fn the_datadog_connector_passes_spans_on() {
         "{:?}",
         out.notes
     );
+}
+
+/// Scenario: beside [`CHAIN`], a Zipkin pipeline on a receiver of its own passing its spans
+/// through a forward connector to a pipeline with a backend, and a second sampling
+/// pipeline (`tail_sampling/b`) on a receiver of its own.
+/// Guarantees: both are warnings (a review found the first a note, its backend reached
+/// through the connector; the second was told to keep a Collector): the first names the
+/// backend it reached, the second says to run a gateway with `--processor b`.
+#[test]
+fn pipelines_on_their_own_receivers_are_named_by_their_backends() {
+    let text = CHAIN
+        .replace(
+            "receivers: {otlp: {protocols: {grpc: {}}}}",
+            "receivers: {otlp: {protocols: {grpc: {}}}, zipkin: {}, otlp/b: {protocols: {grpc: {endpoint: 0.0.0.0:5317}}}}",
+        )
+        .replace("forward/out: {}}", "forward/out: {}, forward/z: {}}")
+        .replace(
+            "exporters: {otlp/tempo: {endpoint: 'tempo:4317'}, debug: {}}",
+            "exporters: {otlp/tempo: {endpoint: 'tempo:4317'}, debug: {}, otlp/zipkin: {endpoint: 'z:4317'}, otlp/b: {endpoint: 'b:4317'}}",
+        )
+        .replace("tail_sampling: {policies: []}}", "tail_sampling: {policies: []}, tail_sampling/b: {policies: []}}")
+        + "    traces/z: {receivers: [zipkin], exporters: [forward/z]}\n    traces/z2: {receivers: [forward/z], exporters: [otlp/zipkin]}\n    traces/b: {receivers: [otlp/b], processors: [tail_sampling/b], exporters: [otlp/b]}\n";
+    let top = yaml(&text);
+    Graph::new(&top).check().unwrap();
+    let out = gateway_exits(&top);
+    let warned = |words: &str| out.warnings.iter().find(|w| w.starts_with(words));
+    let z = warned("service.pipelines.traces/z: not taken")
+        .unwrap_or_else(|| panic!("{:?}", out.warnings));
+    assert!(
+        z.contains("what zipkin receive is not taken, and none of it reaches otlp/zipkin"),
+        "{z}"
+    );
+    let b = warned("service.pipelines.traces/b: not taken")
+        .unwrap_or_else(|| panic!("{:?}", out.warnings));
+    assert!(b.contains("--processor b"), "{b}");
+    assert_eq!(out.warnings.len(), 2, "{:?}", out.warnings);
 }

@@ -130,11 +130,14 @@ impl ReceiveConfig {
     /// The receivers that serve TLS, by name (`["grpc", "http"]`, one, or none), for the
     /// binaries' "listening" line.
     pub fn tls_receivers(&self) -> Vec<&'static str> {
-        [(Protocol::Grpc, "grpc"), (Protocol::Http, "http")]
-            .into_iter()
-            .filter(|(p, _)| self.tls_for(*p))
-            .map(|(_, name)| name)
-            .collect()
+        [
+            (Protocol::Grpc, "grpc", self.grpc.is_some()),
+            (Protocol::Http, "http", self.http.is_some()),
+        ]
+        .into_iter()
+        .filter(|(p, _, on)| *on && self.tls_for(*p))
+        .map(|(_, name, _)| name)
+        .collect()
     }
 
     /// Checks the sizes: `Err((key under receive, message))`.
