@@ -322,12 +322,21 @@ impl<'a> Graph<'a> {
                 other_signal(p, served, out);
             }
         }
+        let beside: Vec<&str> = beside.iter().map(|p| p.name).collect();
+        self.unserved(served, &beside, out);
+        self.after_receivers(served, out);
+    }
+
+    /// [`Graph::side_exits`] for the pipelines neither read nor `beside` the read ones:
+    /// those on receivers of their own.
+    fn unserved(&self, served: &Served<'_>, beside: &[&str], out: &mut Translated) {
+        let read = |n: &str| served.feeding.contains(&n) || served.after.contains(&n);
         // Pipelines on receivers of their own: a backend they fed gets nothing now, and the
         // senders to them are refused; those fed by connectors alone (a metrics pipeline of
         // `span_metrics`, named above) or printing only are a note.
         let (mut quiet, mut lost) = (Vec::new(), Vec::new());
         for p in &self.pipelines {
-            if read(p.name) || beside.iter().any(|b| b.name == p.name) {
+            if read(p.name) || beside.contains(&p.name) {
                 continue;
             }
             let own: Vec<&str> = p
@@ -337,15 +346,19 @@ impl<'a> Graph<'a> {
                 .filter(|r| !self.is_connector(r))
                 .collect();
             // The backends it reached, itself or through forward connectors.
-            let mut fed: Vec<&str> = std::iter::once(p.name)
+            let fed: Vec<&str> = std::iter::once(p.name)
                 .chain(self.downstream(&[p.name]))
                 .filter_map(|n| self.get(n))
                 .flat_map(|q| q.exporters.iter().copied())
                 .filter(|e| {
                     !self.is_connector(e) && !matches!(kind_of(e), "debug" | "logging" | "nop")
                 })
-                .collect();
-            fed.dedup();
+                .fold(Vec::new(), |mut all, e| {
+                    if !all.contains(&e) {
+                        all.push(e);
+                    }
+                    all
+                });
             let sampling = p
                 .processors
                 .iter()
@@ -380,7 +393,11 @@ impl<'a> Graph<'a> {
             ));
         }
         out.warnings.append(&mut lost);
-        // What the pipelines after receive from elsewhere was never served.
+    }
+
+    /// [`Graph::side_exits`] for the receivers of the pipelines after the served ones that
+    /// take spans from elsewhere.
+    fn after_receivers(&self, served: &Served<'_>, out: &mut Translated) {
         let fed = |n: &str| served.taken.contains(&n) || served.after.contains(&n);
         for p in served.after.iter().filter_map(|n| self.get(n)) {
             let elsewhere: Vec<&str> = p
