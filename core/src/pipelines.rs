@@ -129,18 +129,18 @@ impl<'a> Graph<'a> {
         matches!(kind_of(id), "forward" | "datadog") && self.is_connector(id)
     }
 
-    /// Traces pipelines listing `id` at `side`.
-    fn listing(&self, side: Side, id: &str) -> Vec<&'a str> {
+    /// Pipelines of `signal` listing `id` at `side`.
+    fn listing(&self, side: Side, id: &str, signal: &str) -> Vec<&'a str> {
         self.pipelines
             .iter()
-            .filter(|p| p.signal() == "traces" && p.list(side).contains(&id))
+            .filter(|p| p.signal() == signal && p.list(side).contains(&id))
             .map(|p| p.name)
             .collect()
     }
 
-    /// Traces pipelines joined to `start` through forward connectors listed at `via` in a
-    /// pipeline reached and at the other end in the next, each once, in the order found
-    /// (`start`'s own not among them).
+    /// Pipelines joined to `start` through forward connectors listed at `via` in a
+    /// pipeline reached and at the other end in the next (of the same signal), each once,
+    /// in the order found (`start`'s own not among them).
     fn reach(&self, start: &[&str], via: Side) -> Vec<&'a str> {
         let into = match via {
             Side::Receivers => Side::Exporters,
@@ -156,7 +156,7 @@ impl<'a> Graph<'a> {
         while let Some(from) = looked.get(k).and_then(|n| self.get(n)) {
             k += 1;
             for c in from.list(via).iter().filter(|c| self.is_forward(c)) {
-                for n in self.listing(into, c) {
+                for n in self.listing(into, c, from.signal()) {
                     if !looked.contains(&n) {
                         looked.push(n);
                     }
@@ -254,7 +254,7 @@ impl<'a> Graph<'a> {
                 }
             }
         }
-        for p in self.pipelines.iter().filter(|p| p.signal() == "traces") {
+        for p in &self.pipelines {
             let after = self.downstream(&[p.name]);
             let back = p.receivers.iter().find(|c| {
                 self.is_forward(c)
@@ -405,7 +405,11 @@ impl<'a> Graph<'a> {
                 .iter()
                 .copied()
                 .filter(|r| {
-                    !(self.is_forward(r) && self.listing(Side::Exporters, r).iter().all(|n| fed(n)))
+                    !(self.is_forward(r)
+                        && self
+                            .listing(Side::Exporters, r, "traces")
+                            .iter()
+                            .all(|n| fed(n)))
                 })
                 .collect();
             if !elsewhere.is_empty() {
@@ -450,7 +454,8 @@ impl<'a> Graph<'a> {
         }
         for e in &p.exporters {
             let connector = self.is_connector(e);
-            let passes_on = self.is_forward(e) && !self.listing(Side::Receivers, e).is_empty();
+            let passes_on =
+                self.is_forward(e) && !self.listing(Side::Receivers, e, "traces").is_empty();
             if passes_on && connector_computes_metrics(e) {
                 out.notes.push(format!(
                     "{key}: {e} passes the spans on, and what it computes from every span is not computed: Tailgate runs no connectors; {}",
@@ -459,7 +464,7 @@ impl<'a> Graph<'a> {
             }
             if passes_on {
                 let others: Vec<&str> = self
-                    .listing(Side::Receivers, e)
+                    .listing(Side::Receivers, e, "traces")
                     .into_iter()
                     .filter(|n| !served.feeding.contains(n))
                     .collect();

@@ -70,7 +70,8 @@ fn forward_connectors_join_pipelines_both_ways() {
 
 /// Scenario: what stops the Collector: an exporter or receiver no section defines (in any
 /// pipeline, read or not), a cycle through forward connectors, a pipeline feeding itself,
-/// a connector used as an exporter only, a forward connector from traces to logs;
+/// a connector used as an exporter only, a forward connector from traces to logs, a cycle
+/// between logs pipelines;
 /// and a `routing` connector in front of the served pipeline.
 /// Guarantees: each is refused naming the pipeline's list; the routing connector is
 /// refused when the receivers are read (it chooses which spans come).
@@ -99,6 +100,12 @@ fn what_the_collector_refuses_is_refused() {
             "traces/out: {receivers: [forward/out]",
             "traces/out: {receivers: [forward/out, forward/loop], exporters: [forward/loop]}\n    traces/unused: {receivers: [forward/out]",
             "service.pipelines.traces/out.receivers",
+            "a cycle",
+        ),
+        (
+            "metrics: {receivers: [span_metrics], exporters: [debug]}",
+            "metrics: {receivers: [span_metrics], exporters: [debug]}\n    logs/a: {receivers: [otlp, forward/loop], exporters: [forward/loop]}",
+            "service.pipelines.logs/a.receivers",
             "a cycle",
         ),
         (
