@@ -175,28 +175,6 @@ pub fn names<'a>(pipeline: &'a Value, key: &str) -> Vec<&'a str> {
         .unwrap_or_default()
 }
 
-/// The names listed under `key` by any of `pipelines`, each once, in order.
-pub fn listed<'a>(pipelines: &[(&str, &'a Value)], key: &str) -> Vec<&'a str> {
-    let mut out: Vec<&'a str> = Vec::new();
-    for name in pipelines.iter().flat_map(|(_, p)| names(p, key)) {
-        if !out.contains(&name) {
-            out.push(name);
-        }
-    }
-    out
-}
-
-/// The pipelines of `service.pipelines` other than `taken`, for a note.
-pub fn other_pipelines<'a>(top: &'a Value, taken: &[(&str, &Value)]) -> Vec<&'a str> {
-    top.get("service")
-        .and_then(|s| s.get("pipelines"))
-        .map(keys)
-        .unwrap_or_default()
-        .into_iter()
-        .filter(|k| !taken.iter().any(|(n, _)| n == k))
-        .collect()
-}
-
 /// The keys of a mapping value, as text.
 pub fn keys(v: &Value) -> Vec<&str> {
     v.as_mapping()

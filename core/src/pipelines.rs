@@ -43,6 +43,12 @@ impl Pipeline<'_> {
             Side::Exporters => &self.exporters,
         }
     }
+
+    /// Its receivers and exporters, each with the end it is listed at.
+    fn ends(&self) -> impl Iterator<Item = (Side, &str)> {
+        let receivers = self.receivers.iter().map(|r| (Side::Receivers, *r));
+        receivers.chain(self.exporters.iter().map(|e| (Side::Exporters, *e)))
+    }
 }
 
 /// Which end of a pipeline a connector is listed at.
@@ -50,6 +56,25 @@ impl Pipeline<'_> {
 enum Side {
     Receivers,
     Exporters,
+}
+
+impl Side {
+    /// The other end.
+    fn other(self) -> Side {
+        match self {
+            Side::Receivers => Side::Exporters,
+            Side::Exporters => Side::Receivers,
+        }
+    }
+
+    /// Its key in a pipeline and a config (`receivers`, `exporters`), and one of its
+    /// entries in words.
+    fn words(self) -> (&'static str, &'static str) {
+        match self {
+            Side::Receivers => ("receivers", "a receiver"),
+            Side::Exporters => ("exporters", "an exporter"),
+        }
+    }
 }
 
 /// The pipelines of a Collector config, and its components.
@@ -129,6 +154,22 @@ impl<'a> Graph<'a> {
         matches!(kind_of(id), "forward" | "datadog") && self.is_connector(id)
     }
 
+    /// Whether exporter `id` sends spans somewhere: not a connector, and not one that
+    /// prints them or drops them (`debug`, `logging`, `nop`).
+    pub fn is_backend(&self, id: &str) -> bool {
+        !self.is_connector(id) && !prints_only(id)
+    }
+
+    /// The `tail_sampling` processor pipeline `p` runs of its own, if any, and its name
+    /// for `--processor` (`b` of `tail_sampling/b`).
+    fn own_sampler<'p>(&self, p: &'p Pipeline<'_>) -> Option<(&'p str, &'p str)> {
+        let own = p
+            .processors
+            .iter()
+            .find(|q| kind_of(q) == "tail_sampling" && self.defines("processors", q))?;
+        Some((own, own.split_once('/').map_or(*own, |(_, n)| n)))
+    }
+
     /// Pipelines of `signal` listing `id` at `side`.
     fn listing(&self, side: Side, id: &str, signal: &str) -> Vec<&'a str> {
         self.pipelines
@@ -142,10 +183,7 @@ impl<'a> Graph<'a> {
     /// pipeline reached and at the other end in the next (of the same signal), each once,
     /// in the order found (`start`'s own not among them).
     fn reach(&self, start: &[&str], via: Side) -> Vec<&'a str> {
-        let into = match via {
-            Side::Receivers => Side::Exporters,
-            Side::Exporters => Side::Receivers,
-        };
+        let into = via.other();
         let mut looked: Vec<&'a str> = start
             .iter()
             .filter_map(|n| self.get(n))
@@ -184,73 +222,33 @@ impl<'a> Graph<'a> {
     /// different signals, and forward connectors in a cycle.
     pub fn check(&self) -> Result<(), TranslateError> {
         for p in &self.pipelines {
-            for (side, section) in [
-                (Side::Receivers, "receivers"),
-                (Side::Exporters, "exporters"),
-            ] {
-                if let Some(id) = p
-                    .list(side)
-                    .iter()
-                    .find(|id| !self.defines(section, id) && !self.is_connector(id))
-                {
-                    return Err(err(
-                        format!("service.pipelines.{}.{section}", p.name),
-                        format!("{id} is used by the pipeline and defined under neither {section}: nor connectors: (the Collector refuses this too)"),
-                    ));
+            for (side, id) in p.ends() {
+                let (key, one) = side.words();
+                let at = || format!("service.pipelines.{}.{key}", p.name);
+                if !self.is_connector(id) {
+                    if !self.defines(key, id) {
+                        return Err(err(at(), format!("{id} is used by the pipeline and defined under neither {key}: nor connectors: (the Collector refuses this too)")));
+                    }
+                    continue;
                 }
-            }
-        }
-        // A connector joins an exporting pipeline to a receiving one: used at one end only,
-        // the Collector refuses it.
-        for p in &self.pipelines {
-            for (side, id) in p
-                .receivers
-                .iter()
-                .map(|r| (Side::Receivers, r))
-                .chain(p.exporters.iter().map(|e| (Side::Exporters, e)))
-            {
-                let (here, there, other) = match side {
-                    Side::Receivers => ("receiver", "an exporter", Side::Exporters),
-                    Side::Exporters => ("exporter", "a receiver", Side::Receivers),
-                };
-                let used = self.pipelines.iter().any(|q| q.list(other).contains(id));
-                if self.is_connector(id) && !used {
-                    return Err(err(
-                        format!("service.pipelines.{}.{}s", p.name, here),
-                        format!("connector {id} is used as {} in pipeline {} and as {there} in none, so nothing would pass through it (the Collector refuses this too)", if here == "receiver" { "a receiver" } else { "an exporter" }, p.name),
-                    ));
+                // A connector joins an exporting pipeline to a receiving one: used at one
+                // end only, the Collector refuses it.
+                let other = side.other();
+                if !self.pipelines.iter().any(|q| q.list(other).contains(&id)) {
+                    return Err(err(at(), format!("connector {id} is used as {one} in pipeline {} and as {} in none, so nothing would pass through it (the Collector refuses this too)", p.name, other.words().1)));
                 }
-            }
-        }
-        // A connector passing a signal on (forward, routing, failover, round robin) joins
-        // pipelines of that signal only.
-        for p in &self.pipelines {
-            for (side, id) in p
-                .receivers
-                .iter()
-                .map(|r| (Side::Receivers, r))
-                .chain(p.exporters.iter().map(|e| (Side::Exporters, e)))
-            {
+                // One passing a signal on (forward, routing, failover, round robin) joins
+                // pipelines of that signal only.
                 let same_signal = matches!(
                     kind_of(id).replace('_', "").as_str(),
                     "forward" | "routing" | "failover" | "roundrobin"
                 );
-                if !self.is_connector(id) || !same_signal {
-                    continue;
-                }
-                let (here, other) = match side {
-                    Side::Receivers => ("receivers", Side::Exporters),
-                    Side::Exporters => ("exporters", Side::Receivers),
-                };
                 let joined = self
                     .pipelines
                     .iter()
-                    .any(|q| q.signal() == p.signal() && q.list(other).contains(id));
-                if !joined {
-                    return Err(err(
-                        format!("service.pipelines.{}.{here}", p.name),
-                        format!("connector {id} passes {} on to pipelines of the same signal, and none of them is at its other end (the Collector refuses this too)", p.signal()),
-                    ));
+                    .any(|q| q.signal() == p.signal() && q.list(other).contains(&id));
+                if same_signal && !joined {
+                    return Err(err(at(), format!("connector {id} passes {} on to pipelines of the same signal, and none of them is at its other end (the Collector refuses this too)", p.signal())));
                 }
             }
         }
@@ -350,23 +348,16 @@ impl<'a> Graph<'a> {
                 .chain(self.downstream(&[p.name]))
                 .filter_map(|n| self.get(n))
                 .flat_map(|q| q.exporters.iter().copied())
-                .filter(|e| {
-                    !self.is_connector(e) && !matches!(kind_of(e), "debug" | "logging" | "nop")
-                })
+                .filter(|e| self.is_backend(e))
                 .fold(Vec::new(), |mut all, e| {
                     if !all.contains(&e) {
                         all.push(e);
                     }
                     all
                 });
-            let sampling = p
-                .processors
-                .iter()
-                .find(|q| kind_of(q) == "tail_sampling" && self.defines("processors", q));
             if own.is_empty() || fed.is_empty() {
                 quiet.push(p.name);
-            } else if let Some(sampling) = sampling {
-                let name = sampling.split_once('/').map_or(*sampling, |(_, n)| n);
+            } else if let Some((sampling, name)) = self.own_sampler(p) {
                 lost.push(format!(
                     "service.pipelines.{}: not taken: {}, so what {} receive is not taken, and none of it reaches {}: pipeline {} runs its own {sampling}: run a gateway for it with --processor {name}",
                     p.name,
@@ -430,11 +421,7 @@ impl<'a> Graph<'a> {
     /// kept).
     fn exits_of(&self, p: &Pipeline<'_>, served: &Served<'_>, out: &mut Translated) {
         let key = format!("service.pipelines.{}.exporters", p.name);
-        let own = p
-            .processors
-            .iter()
-            .find(|q| kind_of(q) == "tail_sampling" && self.defines("processors", q));
-        if let Some(own) = own {
+        if let Some((own, name)) = self.own_sampler(p) {
             let lost: Vec<&str> = p
                 .exporters
                 .iter()
@@ -442,7 +429,6 @@ impl<'a> Graph<'a> {
                 .filter(|e| !served.exporters.contains(e))
                 .collect();
             if !lost.is_empty() {
-                let name = own.split_once('/').map_or(*own, |(_, n)| n);
                 out.warnings.push(format!(
                     "{key}: {} not applied: pipeline {} runs its own {own}, and {}: run a gateway for it with --processor {name} and its exporters",
                     lost.join(", "),
@@ -481,7 +467,7 @@ impl<'a> Graph<'a> {
                     "{key}: {e} not applied: Tailgate runs no connectors, so what it computes from every span is not computed: {}",
                     where_to_compute(e)
                 ));
-            } else if !connector && matches!(kind_of(e), "debug" | "logging" | "nop") {
+            } else if !connector && prints_only(e) {
                 if !served.exporters.contains(e) {
                     out.notes
                         .push(format!("{key}: {e} not applied: {}", served.sends));
@@ -504,6 +490,11 @@ impl<'a> Graph<'a> {
     }
 }
 
+/// Whether exporter `id` only prints what it gets, or drops it (`debug`, `logging`, `nop`).
+fn prints_only(id: &str) -> bool {
+    matches!(kind_of(id), "debug" | "logging" | "nop")
+}
+
 /// [`Graph::side_exits`] for `p`, a pipeline of another signal on a receiver the binary
 /// takes: what is sent there is refused (404 / UNIMPLEMENTED).
 fn other_signal(p: &Pipeline<'_>, served: &Served<'_>, out: &mut Translated) {
@@ -523,7 +514,7 @@ fn other_signal(p: &Pipeline<'_>, served: &Served<'_>, out: &mut Translated) {
         .exporters
         .iter()
         .copied()
-        .filter(|e| !matches!(kind_of(e), "debug" | "logging" | "nop"))
+        .filter(|e| !prints_only(e))
         .collect();
     if lost.is_empty() {
         out.notes.push(format!(

@@ -159,18 +159,10 @@ pub fn translate(top: &Value, pipelines: &[String]) -> Result<Translated, Transl
 /// keeping its tenant's traces, which the gateway would not run). `chosen` are the pipelines running
 /// the processor, `fed` those and the pipelines after them.
 fn one_tenant(g: &Graph<'_>, chosen: &[&str], fed: &[&str]) -> Result<(), TranslateError> {
-    // What a pipeline's spans reach in the end: its exporters and those after it, without
-    // connectors and `debug`, which send no one anything.
-    let reached = |name: &str| -> Vec<&str> {
-        let mut all: Vec<&str> = std::iter::once(name)
-            .chain(g.downstream(&[name]))
-            .filter_map(|n| g.get(n))
-            .flat_map(|p| p.exporters.iter().copied())
-            .filter(|e| !g.is_connector(e) && !matches!(kind_of(e), "debug" | "logging" | "nop"))
-            .collect();
-        all.sort_unstable();
-        all.dedup();
-        all
+    // What a pipeline's spans reach in the end: its backends and those after it.
+    let reached = |name: &str| {
+        let after = g.downstream(&[name]);
+        backends(g, std::iter::once(name).chain(after))
     };
     // A pipeline running the processor again after another (all it receives comes from
     // the read pipelines) is that one's chain, warned about with the policies.
@@ -202,21 +194,12 @@ fn one_tenant(g: &Graph<'_>, chosen: &[&str], fed: &[&str]) -> Result<(), Transl
         .filter_map(|n| g.get(n))
         .filter(|p| p.exporters.iter().any(|e| !g.is_connector(e)))
         .collect();
-    fn own<'a>(g: &Graph<'_>, p: &tailgate_core::pipelines::Pipeline<'a>) -> Vec<&'a str> {
-        let mut e: Vec<&'a str> = p
-            .exporters
-            .iter()
-            .copied()
-            .filter(|e| !g.is_connector(e) && !matches!(kind_of(e), "debug" | "logging" | "nop"))
-            .collect();
-        e.sort_unstable();
-        e
-    }
+    let own = |name: &str| backends(g, std::iter::once(name));
     let choosing = branches
         .iter()
         .find(|p| !chosen.contains(&p.name) && p.processors.iter().any(|q| chooses_spans(q)));
     if let Some(choosing) = choosing {
-        if let Some(other) = branches.iter().find(|b| own(g, b) != own(g, choosing)) {
+        if let Some(other) = branches.iter().find(|b| own(b.name) != own(choosing.name)) {
             return Err(err(
                 format!("service.pipelines.{}.processors", choosing.name),
                 format!("pipelines {} and {} take the kept spans through forward connectors with different exporters, and {} runs {}: the gateway runs no processor after sampling and sends every kept trace to every exporter, so each backend would get the traces the other's processors choose; give the gateway a config with one such pipeline, or run those processors after the gateways", choosing.name, other.name, choosing.name, choosing.processors.join(", ")),
@@ -224,6 +207,19 @@ fn one_tenant(g: &Graph<'_>, chosen: &[&str], fed: &[&str]) -> Result<(), Transl
         }
     }
     Ok(())
+}
+
+/// The backends ([`Graph::is_backend`]) the exporters of pipelines `names` send to, sorted,
+/// each once: what two pipelines' spans reach, compared.
+fn backends<'a, 'n>(g: &Graph<'a>, names: impl Iterator<Item = &'n str>) -> Vec<&'a str> {
+    let mut all: Vec<&'a str> = names
+        .filter_map(|n| g.get(n))
+        .flat_map(|p| p.exporters.iter().copied())
+        .filter(|e| g.is_backend(e))
+        .collect();
+    all.sort_unstable();
+    all.dedup();
+    all
 }
 
 /// Whether processor `id` chooses which spans go on (`filter`, a sampler, the old

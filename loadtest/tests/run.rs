@@ -22,8 +22,13 @@ async fn a_stopped_driver_returns_with_what_it_sent() {
     stopped_run(true).await;
 }
 
-/// One run of [`a_stopped_driver_returns_with_what_it_sent`]: into a refusing sink or not.
-async fn stopped_run(refusing: bool) {
+/// A sink serving OTLP/gRPC on a loopback port until the token is cancelled.
+async fn serve_sink() -> (
+    Arc<Sink>,
+    std::net::SocketAddr,
+    CancellationToken,
+    tokio::task::JoinHandle<std::io::Result<()>>,
+) {
     let shutdown = CancellationToken::new();
     let sink = Arc::new(Sink::default());
     let listener = tailgate_core::receive::bind("sink", "127.0.0.1:0".parse().unwrap())
@@ -31,6 +36,12 @@ async fn stopped_run(refusing: bool) {
         .unwrap();
     let addr = listener.local_addr().unwrap();
     let served = tokio::spawn(sink.clone().serve(listener, None, shutdown.clone()));
+    (sink, addr, shutdown, served)
+}
+
+/// One run of [`a_stopped_driver_returns_with_what_it_sent`]: into a refusing sink or not.
+async fn stopped_run(refusing: bool) {
+    let (sink, addr, shutdown, served) = serve_sink().await;
     sink.set_unavailable(refusing);
     let cfg = DriveConfig {
         target: addr.to_string(),
@@ -93,13 +104,7 @@ async fn stopped_run(refusing: bool) {
 async fn the_sink_takes_zstd_and_gzip() {
     use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
     use tonic::codec::CompressionEncoding;
-    let shutdown = CancellationToken::new();
-    let sink = Arc::new(Sink::default());
-    let listener = tailgate_core::receive::bind("sink", "127.0.0.1:0".parse().unwrap())
-        .await
-        .unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(sink.clone().serve(listener, None, shutdown.clone()));
+    let (sink, addr, shutdown, _served) = serve_sink().await;
     let mut held = 0;
     for (encoding, seed) in [
         (CompressionEncoding::Zstd, 1),
