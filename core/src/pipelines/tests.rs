@@ -318,3 +318,32 @@ fn pipelines_on_their_own_receivers_are_named_by_their_backends() {
     assert!(b.contains("--processor b"), "{b}");
     assert_eq!(out.warnings.len(), 2, "{:?}", out.warnings);
 }
+
+/// Scenario: the connector names configuration.md lists as computing telemetry, by the
+/// Collector's names since v0.157 and before, and vendors'; and connectors that pass
+/// spans on or choose where they go.
+/// Guarantees: the first are read as computing (a note, not run); the others are not.
+#[test]
+fn the_documented_connectors_compute_metrics() {
+    use crate::collector::connector_computes_metrics;
+    for id in [
+        "span_metrics",
+        "spanmetrics",
+        "signozspanmetrics/delta",
+        "service_graph",
+        "servicegraph",
+        "signal_to_metrics",
+        "count",
+        "sum",
+        "exceptions",
+        "datadog/connector",
+        "elasticapm",
+        "grafanacloud",
+        "grafana_cloud",
+    ] {
+        assert!(connector_computes_metrics(id), "{id}");
+    }
+    for id in ["forward", "routing", "failover", "round_robin", "otlp"] {
+        assert!(!connector_computes_metrics(id), "{id}");
+    }
+}
