@@ -1504,7 +1504,9 @@ fn whole_exponent_float(token: &str) -> Option<String> {
 /// part the text leaves out points at the nearest line that holds it. `None` when not even
 /// the first part is at the top level (a key written only through a merge, say).
 pub fn locate_key(text: &str, key: &str) -> Option<usize> {
-    let lines: Vec<&str> = text.lines().collect();
+    // Owned where an item's `- ` is read as indent (below).
+    let mut lines: Vec<std::borrow::Cow<'_, str>> =
+        text.lines().map(std::borrow::Cow::Borrowed).collect();
     let indent_of = |l: &str| l.len() - l.trim_start().len();
     let content = |l: &str| {
         let t = l.trim_start();
@@ -1518,24 +1520,28 @@ pub fn locate_key(text: &str, key: &str) -> Option<usize> {
     let mut next = 0;
     while next < parts.len() {
         let Some(child) = (from..to)
-            .find(|&n| content(lines[n]))
-            .map(|n| indent_of(lines[n]))
+            .find(|&n| content(&lines[n]))
+            .map(|n| indent_of(&lines[n]))
         else {
             break;
         };
         // A key may hold dots itself (an exporter named `otlp/tempo.eu`): the longest
         // run of parts written as one key at this level is taken.
         let Some((at, name, index)) = (next + 1..=parts.len()).rev().find_map(|end| {
+            // An indexed part (`policies[0]`) ends a run: the key is the text before it.
+            if parts[next..end - 1].iter().any(|p| p.contains('[')) {
+                return None;
+            }
             let joined = parts[next..end].join(".");
             let (name, index) = match joined.split_once('[') {
                 Some((n, rest)) => (
                     n.to_owned(),
-                    rest.trim_end_matches(']').parse::<usize>().ok(),
+                    Some(rest.strip_suffix(']')?.parse::<usize>().ok()?),
                 ),
                 None => (joined.clone(), None),
             };
             let at = (from..to).find(|&n| {
-                indent_of(lines[n]) == child && is_key_line(lines[n].trim_start(), &name)
+                indent_of(&lines[n]) == child && is_key_line(lines[n].trim_start(), &name)
             })?;
             next = end;
             Some((at, name, index))
@@ -1543,22 +1549,33 @@ pub fn locate_key(text: &str, key: &str) -> Option<usize> {
             break;
         };
         found = Some(at + 1);
-        let indent = indent_of(lines[at]);
+        let indent = indent_of(&lines[at]);
         // The block ends at the next line as far left as the key, or further, but for
         // the items of a sequence written at the key's own indent (`static:` then `- a`).
         let end = (at + 1..to)
             .find(|&n| {
-                content(lines[n])
-                    && (indent_of(lines[n]) < indent
-                        || (indent_of(lines[n]) == indent
+                content(&lines[n])
+                    && (indent_of(&lines[n]) < indent
+                        || (indent_of(&lines[n]) == indent
                             && !lines[n].trim_start().starts_with('-')))
             })
             .unwrap_or(to);
         if let Some(i) = index {
-            if let Some(item) = locate_sequence_item(&lines[at..end].join("\n"), &name, i) {
-                found = Some(at + item);
-            }
-            break;
+            let Some(item) = locate_sequence_item(&lines[at..end].join("\n"), &name, i) else {
+                break;
+            };
+            // On into the item (`policies[0].and.and_sub_policy[1].name`): its block runs
+            // to the next line as far left as its `- `, which is read as indent so that
+            // the item's first key lines up with the rest of its keys.
+            let item_at = at + item - 1;
+            found = Some(item_at + 1);
+            let dash = indent_of(&lines[item_at]);
+            let item_end = (item_at + 1..end)
+                .find(|&n| content(&lines[n]) && indent_of(&lines[n]) <= dash)
+                .unwrap_or(end);
+            lines[item_at] = std::borrow::Cow::Owned(lines[item_at].replacen('-', " ", 1));
+            (from, to) = (item_at, item_end);
+            continue;
         }
         (from, to) = (at + 1, end);
     }
@@ -2877,6 +2894,21 @@ mod tests {
         assert_eq!(locate_sequence_item(text, "policies", 1), Some(6));
         assert_eq!(locate_sequence_item(text, "policies", 2), Some(9));
         assert_eq!(locate_sequence_item(text, "policies", 3), None);
+        // Into an item, and into a sequence inside it.
+        assert_eq!(locate_key(text, "policies[0].type"), Some(5));
+        assert_eq!(locate_key(text, "policies[1].sub[0]"), Some(8));
+        assert_eq!(locate_key(text, "policies[1].name"), Some(6));
+        // A flow item holds its keys on its own line.
+        assert_eq!(locate_key(text, "policies[2].name"), Some(9));
+        let nested = "policies:\n  - name: a\n    and:\n      and_sub_policy:\n        - {name: ok}\n        - name: 7\n          type: t\n";
+        assert_eq!(
+            locate_key(nested, "policies[0].and.and_sub_policy[1].type"),
+            Some(7)
+        );
+        assert_eq!(
+            locate_key(nested, "policies[0].and.and_sub_policy[1].name"),
+            Some(6)
+        );
         assert_eq!(
             locate_sequence_item("policies: [a, b]\n", "policies", 0),
             None

@@ -443,7 +443,7 @@ fn check_shows_the_warnings_and_notes_check_policies_shows() {
     let dir = scratch("check-notes");
     std::fs::write(
         dir.join("collector.yaml"),
-        "exporters:\n  otlphttp:\n    endpoint: ${env:TAILGATE_TEST_UNSET_ENDPOINT}\n    headers: {x-key: Key ${env:TAILGATE_TEST_UNSET_KEY}}\nprocessors:\n  filter/health: {traces: {span: ['attributes[\"url.path\"] == \"/health\"']}}\n  tail_sampling:\n    policies:\n      - {name: not-staging, type: string_attribute, string_attribute: {key: env, values: [staging], invert_match: true}}\n      - {name: tier, type: string_attribute, string_attribute: {key: tier, values: [\"${env:TAILGATE_TEST_UNSET_TIER}\"]}}\nservice:\n  pipelines:\n    traces: {receivers: [otlp], processors: [filter/health, tail_sampling], exporters: [otlp]}\n",
+        "exporters:\n  otlphttp:\n    endpoint: ${env:TAILGATE_TEST_UNSET_ENDPOINT}\n    headers: {x-key: Key ${env:TAILGATE_TEST_UNSET_KEY}}\nprocessors:\n  filter/health: {traces: {span: ['attributes[\"url.path\"] == \"/health\"']}}\n  tail_sampling:\n    policies:\n      - {name: not-staging, type: string_attribute, string_attribute: {key: env, values: [staging], invert_match: true}}\n      - {name: tier, type: string_attribute, string_attribute: {key: tier, values: [gold, \"${env:TAILGATE_TEST_UNSET_TIER}\"]}}\nservice:\n  pipelines:\n    traces: {receivers: [otlp], processors: [filter/health, tail_sampling], exporters: [otlp]}\n",
     )
     .unwrap();
     let out = gateway(&["--check", "--policies", "collector.yaml"], &dir);

@@ -758,6 +758,111 @@ fn untyped_string_values(text: &str, at: &[String]) -> Vec<String> {
     out
 }
 
+/// The first string setting written in `text` (as written, before `${…}` is substituted:
+/// a reference's value reaches a string setting as its text, as in the Collector) as a YAML
+/// boolean or number, under `at`, the chosen settings: a policy's `name`, an attribute
+/// policy's `key`, `hash_salt`, `trace_state` values, OTTL conditions, `policy_order` and
+/// a rate allocation's `policy`. The Collector's decoder turns no bool or number into a
+/// string and refuses the file; serde's YAML would read its text, so that `span: [true]`
+/// (a condition of `true`) kept every trace. `string_attribute` values are warned about
+/// instead ([`untyped_string_values`], a documented departure). Returns the key path
+/// (from the file's top) and the message.
+fn untyped_strings(text: &str, at: &[String]) -> Option<(String, String)> {
+    use serde_yaml_ng::Value;
+    fn typed(v: &Value) -> Option<String> {
+        let kind = match v {
+            Value::Bool(_) => "the boolean",
+            Value::Number(_) => "the number",
+            _ => return None,
+        };
+        let text = serde_yaml_ng::to_string(v).unwrap_or_default();
+        Some(format!(
+            "expected a string, found {kind} {}: the Collector refuses a value that is not text here; quote it (\"{}\") if you meant the text",
+            text.trim(),
+            text.trim()
+        ))
+    }
+    /// Checks `v`'s string `keys`, and the items of its string-list `lists`.
+    fn fields(v: &Value, path: &str, keys: &[&str], lists: &[&str]) -> Option<(String, String)> {
+        for key in keys {
+            if let Some(m) = v.get(*key).and_then(typed) {
+                return Some((format!("{path}.{key}"), m));
+            }
+        }
+        for list in lists {
+            let items = v.get(*list).and_then(Value::as_sequence);
+            for (i, item) in items.into_iter().flatten().enumerate() {
+                if let Some(m) = typed(item) {
+                    return Some((format!("{path}.{list}[{i}]"), m));
+                }
+            }
+        }
+        None
+    }
+    fn policy(p: &Value, path: &str) -> Option<(String, String)> {
+        if let Some(m) = p.get("name").and_then(typed) {
+            return Some((format!("{path}.name"), m));
+        }
+        let block = |name: &str| p.get(name).map(|b| (b, format!("{path}.{name}")));
+        for name in ["string_attribute", "numeric_attribute", "boolean_attribute"] {
+            if let Some((b, at)) = block(name) {
+                if let Some(found) = fields(b, &at, &["key"], &[]) {
+                    return Some(found);
+                }
+            }
+        }
+        let checks: [(&str, &[&str], &[&str]); 4] = [
+            ("trace_state", &["key"], &["values"]),
+            ("probabilistic", &["hash_salt"], &[]),
+            ("ottl_condition", &[], &["span", "spanevent"]),
+            ("composite", &[], &["policy_order"]),
+        ];
+        for (name, keys, lists) in checks {
+            if let Some((b, at)) = block(name) {
+                if let Some(found) = fields(b, &at, keys, lists) {
+                    return Some(found);
+                }
+            }
+        }
+        if let Some((b, at)) = block("composite") {
+            let allocations = b.get("rate_allocation").and_then(Value::as_sequence);
+            for (i, a) in allocations.into_iter().flatten().enumerate() {
+                if let Some(found) =
+                    fields(a, &format!("{at}.rate_allocation[{i}]"), &["policy"], &[])
+                {
+                    return Some(found);
+                }
+            }
+        }
+        // Sub-policies: lists under and, drop and composite; one mapping under not.
+        for (name, list) in [
+            ("and", "and_sub_policy"),
+            ("drop", "drop_sub_policy"),
+            ("composite", "composite_sub_policy"),
+        ] {
+            let subs = p
+                .get(name)
+                .and_then(|b| b.get(list))
+                .and_then(Value::as_sequence);
+            for (i, sub) in subs.into_iter().flatten().enumerate() {
+                if let Some(found) = policy(sub, &format!("{path}.{name}.{list}[{i}]")) {
+                    return Some(found);
+                }
+            }
+        }
+        let not = p.get("not").and_then(|b| b.get("not_sub_policy"));
+        not.and_then(|sub| policy(sub, &format!("{path}.not.not_sub_policy")))
+    }
+    let top = serde_yaml_ng::from_str::<Value>(text).ok()?;
+    let settings = at.iter().try_fold(&top, |v, key| v.get(key.as_str()))?;
+    let prefix: String = at.iter().map(|k| format!("{k}.")).collect();
+    let policies = settings.get("policies")?.as_sequence()?;
+    policies
+        .iter()
+        .enumerate()
+        .find_map(|(i, p)| policy(p, &format!("{prefix}policies[{i}]")))
+}
+
 fn name_policy_in_error(e: ConfigError, written: Option<&serde_yaml_ng::Value>) -> ConfigError {
     let ConfigError::Parse { path, error } = e else {
         return e;
@@ -933,6 +1038,9 @@ impl PolicyFile {
             warnings,
             at,
         } = Self::read_raw(path, text, processor)?;
+        if let Some((key, message)) = untyped_strings(text, &at) {
+            return Err(tailgate_core::config::invalid_at(path, text, key, message));
+        }
         let entries = std::mem::take(&mut raw.policies);
         let policies = Self::validate_entries(path, &block, first_line, entries)?;
         let (mut ignored_options, span_ingest) = Self::options(path, &raw, &policies)?;

@@ -44,6 +44,16 @@ impl StringAttributeConfig {
         if self.values.is_empty() {
             return Err(SettingError::conflict("values", "list at least one value"));
         }
+        // The Collector drops empty values from an exact match's set: `[""]` (or a list
+        // of unset `${env:…}` variables) is an empty list there, keeping no trace (every
+        // trace with `invert_match`). An empty expression matches every value, so
+        // expressions are not checked.
+        if !self.enabled_regex_matching && self.values.iter().all(String::is_empty) {
+            return Err(SettingError::conflict(
+                "values",
+                "lists only empty strings (an unset ${env:…} variable?): empty values never match, so the policy would keep no trace (every trace with invert_match); list a value",
+            ));
+        }
         if self.enabled_regex_matching {
             crate::go_regex::bytes_regex_set(&self.values)
                 .map_err(|error| SettingError::Regex {

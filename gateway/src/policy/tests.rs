@@ -277,6 +277,50 @@ fn duplicate_names_and_empty_lists_are_rejected() {
     assert!(err.contains("at least one"), "{err}");
 }
 
+/// Scenario: value lists that hold only what the Collector leaves out of its sets (empty
+/// strings, as an unset `${env:…}` item gives; a tracestate value too long for its key),
+/// with and without `invert_match`. Guarantees: refused as an empty list is (the policy
+/// would keep nothing, or everything inverted), naming the key; an empty expression
+/// (which matches every value) and a list with one usable value still load.
+#[test]
+fn value_lists_without_a_usable_value_are_refused() {
+    let refused = [
+        "{key: k, values: ['']}",
+        "{key: k, values: ['', ''], invert_match: true}",
+        "{key: k, values: ['${env:TAILGATE_TEST_SURELY_UNSET}']}",
+    ];
+    for block in refused {
+        let yaml = format!(
+            "policies:\n  - {{name: s, type: string_attribute, string_attribute: {block}}}\n"
+        );
+        let err = parse(&yaml).unwrap_err();
+        assert!(
+            err.contains("values: lists only empty strings"),
+            "{block}: {err}"
+        );
+    }
+    let long = "v".repeat(300);
+    for values in ["['']".to_owned(), format!("['{long}', '']")] {
+        let yaml = format!(
+            "policies:\n  - {{name: t, type: trace_state, trace_state: {{key: ot, values: {values}}}}}\n"
+        );
+        let err = parse(&yaml).unwrap_err();
+        assert!(
+            err.contains("values: lists no usable value"),
+            "{values}: {err}"
+        );
+    }
+    for loads in [
+        "string_attribute: {key: k, values: [''], enabled_regex_matching: true}",
+        "string_attribute: {key: k, values: ['', a]}",
+        "trace_state: {key: ot, values: ['', a]}",
+    ] {
+        let kind = loads.split(':').next().unwrap();
+        let yaml = format!("policies:\n  - {{name: s, type: {kind}, {loads}}}\n");
+        assert!(parse(&yaml).is_ok(), "{loads}");
+    }
+}
+
 fn decide_attrs(yaml: &str, attrs: &[(&str, tailgate_core::wire::attrs::AttrValue, bool)]) -> bool {
     use crate::buffer::trace::{TraceAttr, TraceSummary, TraceView};
     let plan = PolicyPlan::compile(&parse(yaml).unwrap());
@@ -1493,5 +1537,52 @@ fn numbers_in_go_yaml_forms_read_as_the_collector_reads_them() {
     for text in ["\"5\"", "0x", "0o8", "0xg"] {
         assert!(file(text, "1").is_err(), "{text}");
         assert!(file("1", text).is_err(), "{text}");
+    }
+}
+
+/// Scenario: string settings written as YAML booleans or numbers (`span: [true]`, a
+/// `key: 404`, a numeric `hash_salt`, a sub-policy's `name: 7`), which the Collector's
+/// decoder refuses, and the same quoted or from `${env:…}`. Guarantees: refused with the
+/// key path and its line (`span: [true]` kept every trace before: a condition of
+/// `true`); quoted values and references load, as in the Collector.
+#[test]
+fn string_settings_written_as_booleans_or_numbers_are_refused() {
+    let cases = [
+        (
+            "  - {name: o, type: ottl_condition, ottl_condition: {spanevent: ['name == \"x\"'], span: [true]}}\n",
+            "policies[0].ottl_condition.span[0]: expected a string, found the boolean true",
+        ),
+        (
+            "  - {name: n, type: numeric_attribute, numeric_attribute: {key: 404, min_value: 1}}\n",
+            "policies[0].numeric_attribute.key: expected a string, found the number 404",
+        ),
+        (
+            "  - {name: p, type: probabilistic, probabilistic: {sampling_percentage: 5, hash_salt: 123}}\n",
+            "policies[0].probabilistic.hash_salt: expected a string, found the number 123",
+        ),
+        (
+            "  - {name: t, type: trace_state, trace_state: {key: ot, values: [a, 1]}}\n",
+            "policies[0].trace_state.values[1]: expected a string",
+        ),
+        (
+            "  - name: a\n    type: and\n    and:\n      and_sub_policy:\n        - {name: ok, type: always_sample}\n        - name: 7\n          type: always_sample\n",
+            "policies.yaml:7: policies[0].and.and_sub_policy[1].name: expected a string, found the number 7",
+        ),
+        (
+            "  - name: c\n    type: composite\n    composite:\n      max_total_spans_per_second: 10\n      policy_order: [x]\n      composite_sub_policy: [{name: x, type: always_sample}]\n      rate_allocation: [{policy: 1, percent: 50}]\n",
+            "policies[0].composite.rate_allocation[0].policy: expected a string, found the number 1",
+        ),
+    ];
+    for (policy, want) in cases {
+        let err = parse(&format!("policies:\n{policy}")).unwrap_err();
+        assert!(err.contains(want), "{policy}: {err}");
+    }
+    std::env::set_var("TAILGATE_TEST_NUMERIC_SALT", "123");
+    for loads in [
+        "  - {name: o, type: ottl_condition, ottl_condition: {span: ['true']}}\n",
+        "  - {name: n, type: numeric_attribute, numeric_attribute: {key: '404', min_value: 1}}\n",
+        "  - {name: p, type: probabilistic, probabilistic: {sampling_percentage: 5, hash_salt: ${env:TAILGATE_TEST_NUMERIC_SALT}}}\n",
+    ] {
+        assert!(parse(&format!("policies:\n{loads}")).is_ok(), "{loads}");
     }
 }

@@ -28,7 +28,21 @@ impl TraceStateConfig {
         if self.values.is_empty() {
             return Err(SettingError::empty("values"));
         }
+        // The Collector drops empty values (and those too long for a tracestate entry)
+        // from its set: with none left the policy keeps no trace.
+        if self.values.iter().all(|v| !self.usable(v)) {
+            return Err(SettingError::conflict(
+                "values",
+                "lists no usable value (empty strings, an unset ${env:…} variable, or key and value of 256 characters or more): the policy would keep no trace; list a value",
+            ));
+        }
         Ok(())
+    }
+
+    /// Whether `value` can match: the Collector's set leaves out empty values and those
+    /// whose entry (`key=value`) would not fit a tracestate member (256 characters).
+    fn usable(&self, value: &str) -> bool {
+        !value.is_empty() && self.key.len() + value.len() < 256
     }
 
     /// The plan key under which spans' values for `key` are recorded.
@@ -67,7 +81,7 @@ impl TraceStatePolicy {
         let values = c
             .values
             .iter()
-            .filter(|v| !v.is_empty() && c.key.len() + v.len() < 256)
+            .filter(|v| c.usable(v))
             .map(|v| v.as_bytes().to_vec())
             .collect();
         TraceStatePolicy {
