@@ -1890,6 +1890,10 @@ pub mod go_duration {
     #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
     #[error("invalid duration {text:?}: {}", if text.trim().is_empty() {
         "empty (an unset ${env:…} variable?); write it as Go does, e.g. 10s"
+    } else if text.trim().starts_with('-') {
+        "must not be negative"
+    } else if text.trim() == "~" {
+        "null; leave the key out for its default, or write it as Go does, e.g. 10s"
     } else {
         "write it as Go does, e.g. 500ms, 10s, 1m30s, 1.5h"
     })]
@@ -2274,6 +2278,11 @@ mod tests {
                 "{bad:?}"
             );
         }
+        // Go reads a negative duration; Tailgate's settings take none, and say so.
+        assert!(parse("-5s")
+            .unwrap_err()
+            .to_string()
+            .ends_with("must not be negative"));
     }
 
     /// Scenario: a duration and a listen address that do not parse, at the top level and
