@@ -5,6 +5,7 @@
 //! out of disk on a CI machine; one binary per package links once. A file in this folder
 //! that is not named below is not compiled: `every_test_file_is_compiled` fails until it is.
 
+mod accept;
 mod cli;
 mod dns_discovery;
 mod forwarding;
