@@ -7,7 +7,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// CPU time the process has used, in clock ticks (utime + stime of /proc/PID/stat).
 fn cpu_ticks(pid: u32) -> u64 {
@@ -89,12 +89,10 @@ fn out_of_descriptors_the_accept_loop_backs_off_and_recovers() {
     drop(idle);
     // The connections it took see EOF and close; the ones in the backlog are accepted and
     // closed in turn; then a request is answered (405: OTLP/HTTP takes POST).
-    let started = Instant::now();
+    let mut attempts = 0;
     let answered = loop {
-        assert!(
-            started.elapsed() < Duration::from_secs(15),
-            "no answer after the connections closed"
-        );
+        attempts += 1;
+        assert!(attempts <= 40, "no answer after the connections closed");
         let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).unwrap();
         s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
         s.write_all(b"GET /v1/traces HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
