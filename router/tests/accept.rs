@@ -3,11 +3,12 @@
 //! doubling up to a second, when accepting fails ... so idle or half-open sockets can
 //! neither lock clients out nor spin a core").
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::process::{Command, Stdio};
-use std::sync::mpsc;
+use std::process::Command;
 use std::time::Duration;
+
+use crate::logged::{config_file, Logged};
 
 /// CPU time the process has used, in clock ticks (utime + stime of /proc/PID/stat).
 fn cpu_ticks(pid: u32) -> u64 {
@@ -27,41 +28,18 @@ fn cpu_ticks(pid: u32) -> u64 {
 /// and once the connections close it serves a request again: the listener was not lost.
 #[test]
 fn out_of_descriptors_the_accept_loop_backs_off_and_recovers() {
-    let dir = std::env::temp_dir().join(format!("tailgate-accept-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let config = dir.join("router.yaml");
-    std::fs::write(
-        &config,
+    let (dir, config) = config_file(
+        "accept",
         "receive: { grpc: null, http: '127.0.0.63:0', request_timeout: 60s }\nmembers: { static: ['127.0.0.64:4317'] }\nadmin: null\nmetrics: null\n",
-    )
-    .unwrap();
-    let mut child = Command::new("bash")
-        .args(["-c", "ulimit -n 48 && exec \"$0\" --config \"$1\""])
-        .arg(env!("CARGO_BIN_EXE_tailgate-router"))
-        .arg(&config)
-        .env("RUST_LOG", "info")
-        .env("TOKIO_WORKER_THREADS", "1")
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let (tx, rx) = mpsc::channel();
-    let stderr = child.stderr.take().unwrap();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    let wait_for = |needle: &str| loop {
-        match rx.recv_timeout(Duration::from_secs(20)) {
-            Ok(line) if line.contains(needle) => break line,
-            Ok(_) => {}
-            Err(e) => panic!("no {needle:?} in the router's log: {e}"),
-        }
-    };
-    let listening = wait_for("Router listening");
+    );
+    let mut router = Logged::spawn(
+        Command::new("bash")
+            .args(["-c", "ulimit -n 48 && exec \"$0\" --config \"$1\""])
+            .arg(env!("CARGO_BIN_EXE_tailgate-router"))
+            .arg(&config)
+            .env("TOKIO_WORKER_THREADS", "1"),
+    );
+    let listening = router.wait_for("Router listening");
     let addr: SocketAddr = listening
         .split("http=Some(")
         .nth(1)
@@ -69,12 +47,12 @@ fn out_of_descriptors_the_accept_loop_backs_off_and_recovers() {
         .unwrap()
         .parse()
         .unwrap();
-    let pid = child.id();
+    let pid = router.child.id();
 
     let idle: Vec<TcpStream> = (0..80)
         .map(|_| TcpStream::connect_timeout(&addr, Duration::from_secs(5)).unwrap())
         .collect();
-    wait_for("Accepting a connection failed; backing off.");
+    router.wait_for("Accepting a connection failed; backing off.");
     let before = cpu_ticks(pid);
     let window = Duration::from_secs(2);
     std::thread::sleep(window);
@@ -84,7 +62,10 @@ fn out_of_descriptors_the_accept_loop_backs_off_and_recovers() {
         used < 40,
         "{used} ticks of CPU in {window:?} while out of descriptors"
     );
-    assert!(child.try_wait().unwrap().is_none(), "the router ended");
+    assert!(
+        router.child.try_wait().unwrap().is_none(),
+        "the router ended"
+    );
 
     drop(idle);
     // The connections it took see EOF and close; the ones in the backlog are accepted and
@@ -104,7 +85,7 @@ fn out_of_descriptors_the_accept_loop_backs_off_and_recovers() {
         std::thread::sleep(Duration::from_millis(200));
     };
     assert!(answered.starts_with("HTTP/1.1 405"), "{answered}");
-    child.kill().unwrap();
-    child.wait().unwrap();
+    router.child.kill().unwrap();
+    router.child.wait().unwrap();
     std::fs::remove_dir_all(&dir).ok();
 }

@@ -9,6 +9,7 @@ mod accept;
 mod cli;
 mod dns_discovery;
 mod forwarding;
+mod logged;
 mod signals;
 mod tls;
 

@@ -5,54 +5,32 @@
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
-use std::sync::mpsc;
 use std::time::Duration;
+
+use crate::logged::{config_file, Logged};
 
 /// Scenario: a router process on loopback receives SIGHUP. Guarantees: it logs that it has
 /// nothing to reload and keeps running; SIGTERM still ends it cleanly, saying it drained.
 #[test]
 fn sighup_does_not_end_the_router() {
-    let dir = std::env::temp_dir().join(format!("tailgate-sighup-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let config = dir.join("router.yaml");
-    std::fs::write(
-        &config,
+    let (dir, config) = config_file(
+        "sighup",
         "receive: { grpc: '127.0.0.61:0', http: null }\nmembers: { static: ['127.0.0.62:4317'] }\nadmin: null\nmetrics: null\n",
-    )
-    .unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_tailgate-router"))
-        .args(["--config".as_ref(), config.as_os_str()])
-        .env("RUST_LOG", "info")
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let (tx, rx) = mpsc::channel();
-    let stderr = child.stderr.take().unwrap();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    let wait_for = |needle: &str| loop {
-        match rx.recv_timeout(Duration::from_secs(20)) {
-            Ok(line) if line.contains(needle) => break,
-            Ok(_) => {}
-            Err(e) => panic!("no {needle:?} in the router's log: {e}"),
-        }
-    };
-    wait_for("Router listening");
-    let pid = child.id().to_string();
+    );
+    let mut router = Logged::spawn(
+        Command::new(env!("CARGO_BIN_EXE_tailgate-router"))
+            .args(["--config".as_ref(), config.as_os_str()]),
+    );
+    router.wait_for("Router listening");
+    let pid = router.child.id().to_string();
     assert!(Command::new("kill")
         .args(["-HUP", &pid])
         .status()
         .unwrap()
         .success());
-    wait_for("SIGHUP received");
+    router.wait_for("SIGHUP received");
     assert!(
-        child.try_wait().unwrap().is_none(),
+        router.child.try_wait().unwrap().is_none(),
         "the router ended on SIGHUP"
     );
     assert!(Command::new("kill")
@@ -62,8 +40,8 @@ fn sighup_does_not_end_the_router() {
         .success());
     // The drain's end is said, as the gateway says it (a trial read a clean router drain
     // as no closing line at all).
-    wait_for("Drained");
-    let status = child.wait().unwrap();
+    router.wait_for("Drained");
+    let status = router.child.wait().unwrap();
     assert!(status.success(), "{status:?}");
     std::fs::remove_dir_all(&dir).ok();
 }
@@ -74,14 +52,10 @@ fn sighup_does_not_end_the_router() {
 /// running on, ready, 20 s later: the failed log write panicked the shutdown task).
 #[test]
 fn sigterm_ends_the_router_when_its_log_pipe_is_closed() {
-    let dir = std::env::temp_dir().join(format!("tailgate-epipe-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let config = dir.join("router.yaml");
-    std::fs::write(
-        &config,
+    let (dir, config) = config_file(
+        "epipe",
         "receive: { grpc: '127.0.0.63:0', http: null }\nmembers: { static: ['127.0.0.64:4317'] }\nadmin: null\nmetrics: null\n",
-    )
-    .unwrap();
+    );
     let mut child = Command::new(env!("CARGO_BIN_EXE_tailgate-router"))
         .args(["--config".as_ref(), config.as_os_str()])
         .args(["--drain-deadline", "2s"])
