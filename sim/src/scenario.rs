@@ -213,6 +213,38 @@ pub enum ScenarioError {
         /// The rule.
         message: String,
     },
+    /// A value out of range, at its line of the scenario file.
+    #[error("{path}:{line}: {key}: {message}")]
+    InvalidAt {
+        /// The file.
+        path: PathBuf,
+        /// The 1-based line of the key.
+        line: usize,
+        /// The key.
+        key: String,
+        /// The rule.
+        message: String,
+    },
+}
+
+impl ScenarioError {
+    /// `self` with the line of its key in `text`, the scenario file it was read from.
+    fn located(self, text: &str) -> Self {
+        match self {
+            ScenarioError::Invalid { path, key, message } => {
+                match tailgate_core::config::locate_key(text, &key) {
+                    Some(line) => ScenarioError::InvalidAt {
+                        path,
+                        line,
+                        key,
+                        message,
+                    },
+                    None => ScenarioError::Invalid { path, key, message },
+                }
+            }
+            other => other,
+        }
+    }
 }
 
 /// `error`'s message, with the key and line of a workload distribution's error (read
@@ -268,7 +300,7 @@ impl Scenario {
                 message: located_message(&e, &text),
             })?;
         let base = path.parent().unwrap_or(Path::new("."));
-        scenario.prepare(path, base)
+        scenario.prepare(path, base).map_err(|e| e.located(&text))
     }
 
     /// Checks the scenario and compiles its plans (policy paths relative to `base`).

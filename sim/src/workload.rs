@@ -421,11 +421,16 @@ impl Workload {
                 "at least 1 span (at most 1,000,000), sigma 0 to 4, big_share at most 0.01",
             ));
         }
-        let shares = [self.error_share, self.slow_share, self.late_share];
-        if !shares.iter().all(|x| (0.0..=1.0).contains(x))
-            || !(1.0..=1000.0).contains(&self.slow_factor)
-        {
-            return Err(("workload", "shares from 0 to 1, slow_factor 1 to 1000"));
+        let shares = [
+            ("workload.error_share", self.error_share),
+            ("workload.slow_share", self.slow_share),
+            ("workload.late_share", self.late_share),
+        ];
+        if let Some((key, _)) = shares.iter().find(|(_, x)| !(0.0..=1.0).contains(x)) {
+            return Err((key, "a share from 0 to 1"));
+        }
+        if !(1.0..=1000.0).contains(&self.slow_factor) {
+            return Err(("workload.slow_factor", "1 to 1000"));
         }
         if !self.attributes.iter().all(AttributeDist::check) {
             return Err((

@@ -177,7 +177,20 @@ fn mistakes_are_named_not_panicked_on() {
             format!("{steady}events:\n  - {{ at: 10s, kind: stale_router, router: 9 }}\n"),
             "events[0]",
         ),
-        (steady.replace("gateways: 10", "gateways: 0"), "gateways"),
+        // Range errors name their line too (they named the key alone, and the shares
+        // and slow_factor together as `workload`).
+        (
+            steady.replace("gateways: 10", "gateways: 0"),
+            "bad.yaml:5: gateways: must be 1 to 10000",
+        ),
+        (
+            steady.replace("error_share: 0.01", "error_share: 1.5"),
+            "bad.yaml:12: workload.error_share: a share from 0 to 1",
+        ),
+        (
+            format!("{steady}events:\n  - {{ at: 10s, kind: slow, gateway: 2, factor: 0.5, for: 5s }}\n"),
+            "bad.yaml:15: events[0]: factor: 1 to 1000",
+        ),
         // A distribution's own mistake names its key and line (serde reads `kind:`-tagged
         // values apart from their position: it named `workload` at its first line, where
         // `trace_size` and `duration` both take a `sigma`).
