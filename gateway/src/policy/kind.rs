@@ -140,7 +140,7 @@ pub enum PolicyError {
         key: &'static str,
     },
     /// A sub-policy of a kind that cannot be nested there.
-    #[error("policy {policy:?}: {key}[{index}]: {kind} cannot be nested here; {rule}")]
+    #[error("policy {policy:?}: {}: {kind} cannot be nested here; {rule}", sub_at(key, *index))]
     Nested {
         /// The policy.
         policy: String,
@@ -154,7 +154,7 @@ pub enum PolicyError {
         rule: &'static str,
     },
     /// A sub-policy is refused.
-    #[error("policy {policy:?}: {key}[{index}]: {error}")]
+    #[error("policy {policy:?}: {}: {error}", sub_at(key, *index))]
     InSubPolicy {
         /// The policy.
         policy: String,
@@ -166,6 +166,16 @@ pub enum PolicyError {
         #[source]
         error: Box<PolicyError>,
     },
+}
+
+/// Where a sub-policy is written: `and.and_sub_policy[1]`; `not.not_sub_policy`, a single
+/// mapping, without a position.
+fn sub_at(key: &str, index: usize) -> String {
+    if key == "not.not_sub_policy" {
+        key.to_owned()
+    } else {
+        format!("{key}[{index}]")
+    }
 }
 
 impl PolicyError {

@@ -850,10 +850,22 @@ fn not_nests_in_and_and_drop_only() {
         &[("route", b("/live"), false), ("outcome", b("error"), false)]
     ));
     assert!(decide_attrs(drop, &[("route", b("/pay"), false)]));
+    let nested_not = entry("{name: n, type: not, not: {not_sub_policy: {name: m, type: not, not: {not_sub_policy: {name: a, type: always_sample}}}}}");
     assert!(matches!(
-        entry("{name: n, type: not, not: {not_sub_policy: {name: m, type: not, not: {not_sub_policy: {name: a, type: always_sample}}}}}"),
-        Err(PolicyError::Nested { kind: "not", index: 0, .. })
+        nested_not,
+        Err(PolicyError::Nested {
+            kind: "not",
+            index: 0,
+            ..
+        })
     ));
+    // `not_sub_policy` is one mapping: named without a position (a decoder check read
+    // `not.not_sub_policy[0]` as a list the file should have).
+    let message = nested_not.unwrap_err().to_string();
+    assert!(
+        message.starts_with("policy \"n\": not.not_sub_policy: not cannot be nested here"),
+        "{message}"
+    );
     assert!(matches!(
         entry("{name: d, type: drop, drop: {drop_sub_policy: [{name: a, type: always_sample}, {name: b, type: and, and: {and_sub_policy: [{name: c, type: always_sample}]}}]}}"),
         Err(PolicyError::Nested { kind: "and", index: 1, .. })
