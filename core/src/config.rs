@@ -111,6 +111,14 @@ pub fn readable_without_suggestion(message: &str) -> String {
         "invalid type: unit value",
         "an empty value (null, or an unset ${env:…} variable)",
     );
+    // An integer past 2^64 (serde's YAML reads it as a u128, which its own value type
+    // cannot hold): no setting takes one.
+    if let Some(at) = out.find("invalid type: integer `") {
+        let rest = &out[at + "invalid type: integer `".len()..];
+        if let Some((digits, tail)) = rest.split_once("` as u128, expected any YAML value") {
+            out = format!("{}{digits} is out of range{tail}", &out[..at]);
+        }
+    }
     while let Some(at) = out.find("expected struct ") {
         let name_start = at + "expected struct ".len();
         let name_end = out[name_start..]
@@ -2642,6 +2650,12 @@ mod tests {
         assert_eq!(
             readable("policies[0]: invalid type: sequence, expected struct RawPolicy at line 2"),
             "policies[0]: invalid type: sequence, expected a mapping of settings (key: value) at line 2"
+        );
+        // An integer past 2^64, which serde's YAML value cannot hold (a decoder check
+        // found the library's wording).
+        assert_eq!(
+            readable("num_traces: invalid type: integer `18446744073709551616` as u128, expected any YAML value at line 1 column 13"),
+            "num_traces: 18446744073709551616 is out of range at line 1 column 13"
         );
     }
 
