@@ -624,7 +624,29 @@ pub fn merge_keys(path: &Path, text: String) -> Result<String, ConfigError> {
     if !has_merge(&value) {
         return Ok(text);
     }
-    value.apply_merge().map_err(parse)?;
+    if let Err(error) = value.apply_merge() {
+        // serde's YAML says what is wrong but not where: the first merge key whose value
+        // is neither an alias nor a collection is the likely place, else the first one.
+        let merge_lines = || {
+            text.lines().enumerate().filter_map(|(n, l)| {
+                let at = l.find("<<:")?;
+                Some((n + 1, l[at + 3..].trim_start()))
+            })
+        };
+        let line = merge_lines()
+            .find(|(_, v)| !v.starts_with(['*', '[', '{']) && !v.is_empty())
+            .or_else(|| merge_lines().next())
+            .map(|(n, _)| n);
+        return Err(match line {
+            Some(line) => ConfigError::InvalidAt {
+                path: path.to_owned(),
+                line,
+                key: "<<".into(),
+                message: error.to_string(),
+            },
+            None => parse(error),
+        });
+    }
     serde_yaml_ng::to_string(&value).map_err(parse)
 }
 

@@ -995,6 +995,13 @@ fn yaml_merge_keys_are_applied() {
     let f = PolicyFile::parse(Path::new("collector.yaml"), whole).unwrap();
     assert_eq!(f.decision_wait, std::time::Duration::from_secs(20));
     assert_eq!(f.policies[0].name, "all");
+    // A merge of something that is not a mapping is refused, as by the Collector, at
+    // its line (the library's message names none).
+    let err = parse("policies:\n  - name: p\n    type: latency\n    latency: &l {threshold_ms: 5}\n  - name: q\n    type: latency\n    latency: { <<: 5 }\n").unwrap_err();
+    assert!(
+        err.contains("policies.yaml:7: <<: expected a mapping or list of mappings for merging"),
+        "{err}"
+    );
 }
 
 /// Scenario: a policy entry with a block for another type, as copy-paste leaves them.
