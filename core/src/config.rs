@@ -111,11 +111,14 @@ pub fn readable_without_suggestion(message: &str) -> String {
         "invalid type: unit value",
         "an empty value (null, or an unset ${env:…} variable)",
     );
-    // An integer past 2^64 (serde's YAML reads it as a u128, which its own value type
-    // cannot hold): no setting takes one.
+    // An integer past 2^64 or below -2^63 (serde's YAML reads it as a u128 or an i128,
+    // which its own value type cannot hold): no setting takes one.
     if let Some(at) = out.find("invalid type: integer `") {
         let rest = &out[at + "invalid type: integer `".len()..];
-        if let Some((digits, tail)) = rest.split_once("` as u128, expected any YAML value") {
+        let parts = rest
+            .split_once("` as u128, expected any YAML value")
+            .or_else(|| rest.split_once("` as i128, expected any YAML value"));
+        if let Some((digits, tail)) = parts {
             out = format!("{}{digits} is out of range{tail}", &out[..at]);
         }
     }
@@ -624,27 +627,48 @@ pub fn merge_keys(path: &Path, text: String) -> Result<String, ConfigError> {
     if !has_merge(&value) {
         return Ok(text);
     }
-    if let Err(error) = value.apply_merge() {
-        // serde's YAML says what is wrong but not where: the first merge key whose value
-        // is neither an alias nor a collection is the likely place, else the first one.
-        let merge_lines = || {
-            text.lines().enumerate().filter_map(|(n, l)| {
-                let at = l.find("<<:")?;
-                Some((n + 1, l[at + 3..].trim_start()))
-            })
+    // serde's YAML says what is wrong with a merge but not where: the first merge key
+    // whose value is not a mapping or a list of mappings (aliases already resolved) is it.
+    fn bad_merge(v: &serde_yaml_ng::Value, path: String) -> Option<String> {
+        use serde_yaml_ng::Value;
+        let join = |key: &str| {
+            if path.is_empty() {
+                key.to_owned()
+            } else {
+                format!("{path}.{key}")
+            }
         };
-        let line = merge_lines()
-            .find(|(_, v)| !v.starts_with(['*', '[', '{']) && !v.is_empty())
-            .or_else(|| merge_lines().next())
-            .map(|(n, _)| n);
-        return Err(match line {
-            Some(line) => ConfigError::InvalidAt {
+        match v {
+            Value::Mapping(m) => m.iter().find_map(|(k, v)| {
+                let key = k.as_str().map(str::to_owned).unwrap_or_default();
+                let merges = matches!(v, Value::Mapping(_))
+                    || v.as_sequence()
+                        .is_some_and(|s| s.iter().all(Value::is_mapping));
+                if key == "<<" && !merges {
+                    Some(join("<<"))
+                } else {
+                    bad_merge(v, join(&key))
+                }
+            }),
+            Value::Sequence(s) => s
+                .iter()
+                .enumerate()
+                .find_map(|(i, v)| bad_merge(v, format!("{path}[{i}]"))),
+            Value::Tagged(t) => bad_merge(&t.value, path),
+            _ => None,
+        }
+    }
+    let misplaced = bad_merge(&value, String::new());
+    if let Err(error) = value.apply_merge() {
+        let line = misplaced.as_deref().and_then(|key| locate_key(&text, key));
+        return Err(match (misplaced, line) {
+            (Some(key), Some(line)) => ConfigError::InvalidAt {
                 path: path.to_owned(),
                 line,
-                key: "<<".into(),
+                key,
                 message: error.to_string(),
             },
-            None => parse(error),
+            _ => parse(error),
         });
     }
     serde_yaml_ng::to_string(&value).map_err(parse)
@@ -1920,9 +1944,9 @@ pub mod go_duration {
     #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
     #[error("invalid duration {text:?}: {}", if text.trim().is_empty() {
         "empty (an unset ${env:…} variable?); write it as Go does, e.g. 10s"
-    } else if text.trim().starts_with('-') {
+    } else if text.trim().strip_prefix('-').is_some_and(|d| parse(d).is_ok()) {
         "must not be negative"
-    } else if text.trim() == "~" {
+    } else if matches!(text.trim(), "~" | "null" | "Null" | "NULL") {
         "null; leave the key out for its default, or write it as Go does, e.g. 10s"
     } else {
         "write it as Go does, e.g. 500ms, 10s, 1m30s, 1.5h"
@@ -1940,6 +1964,13 @@ pub mod go_duration {
         };
         if t == "0" {
             return Ok(Duration::ZERO);
+        }
+        // Go reads `-0s` (any zero with a minus) as 0; other negatives are refused.
+        if let Some(magnitude) = t.strip_prefix('-') {
+            return match parse(magnitude) {
+                Ok(d) if d.is_zero() => Ok(Duration::ZERO),
+                _ => Err(bad()),
+            };
         }
         let t = t.strip_prefix('+').unwrap_or(t);
         if t.is_empty() || t.starts_with('-') {
@@ -2308,11 +2339,21 @@ mod tests {
                 "{bad:?}"
             );
         }
-        // Go reads a negative duration; Tailgate's settings take none, and say so.
+        // Go reads a negative duration; Tailgate's settings take none, and say so; `-0s`
+        // is 0 there and here, and `-abc` is no duration at all.
         assert!(parse("-5s")
             .unwrap_err()
             .to_string()
             .ends_with("must not be negative"));
+        assert_eq!(parse("-0s").unwrap(), Duration::ZERO);
+        assert!(parse("-abc")
+            .unwrap_err()
+            .to_string()
+            .ends_with("write it as Go does, e.g. 500ms, 10s, 1m30s, 1.5h"));
+        assert!(parse("null")
+            .unwrap_err()
+            .to_string()
+            .contains("null; leave the key out"));
     }
 
     /// Scenario: a duration and a listen address that do not parse, at the top level and

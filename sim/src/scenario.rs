@@ -352,8 +352,11 @@ impl Scenario {
                 "must be above 0, at most 100000",
             ));
         }
-        if !(self.gateway_cores > 0.0 && self.router_cores > 0.0) {
+        if self.gateway_cores.is_nan() || self.gateway_cores <= 0.0 {
             return Err(invalid("gateway_cores", "cores must be above 0"));
+        }
+        if self.router_cores.is_nan() || self.router_cores <= 0.0 {
+            return Err(invalid("router_cores", "cores must be above 0"));
         }
         for (i, e) in self.events.iter().enumerate() {
             let bad = match &e.kind {

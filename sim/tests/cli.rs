@@ -184,6 +184,10 @@ fn mistakes_are_named_not_panicked_on() {
             "bad.yaml:5: gateways: must be 1 to 10000",
         ),
         (
+            steady.replace("routers: 3", "routers: 3\nrouter_cores: 0"),
+            "bad.yaml:7: router_cores: cores must be above 0",
+        ),
+        (
             steady.replace("error_share: 0.01", "error_share: 1.5"),
             "bad.yaml:12: workload.error_share: a share from 0 to 1",
         ),

@@ -758,80 +758,109 @@ fn untyped_string_values(text: &str, at: &[String]) -> Vec<String> {
     out
 }
 
-/// The first string setting written in `text` (as written, before `${…}` is substituted:
-/// a reference's value reaches a string setting as its text, as in the Collector) as a YAML
-/// boolean or number, under `at`, the chosen settings: a policy's `name`, an attribute
-/// policy's `key`, `hash_salt`, `trace_state` values, OTTL conditions, `policy_order` and
-/// a rate allocation's `policy`. The Collector's decoder turns no bool or number into a
-/// string and refuses the file; serde's YAML would read its text, so that `span: [true]`
-/// (a condition of `true`) kept every trace. `string_attribute` values are warned about
-/// instead ([`untyped_string_values`], a documented departure). Returns the key path
-/// (from the file's top) and the message.
-fn untyped_strings(text: &str, at: &[String]) -> Option<(String, String)> {
+/// The first string setting that holds a YAML boolean or number in `read` (the settings as
+/// read: references substituted, merge keys applied), under `at`, the chosen settings: a
+/// policy's `name`, an attribute policy's `key`, `hash_salt`, `trace_state` values, OTTL
+/// conditions, `policy_order` and a rate allocation's `policy`. The Collector's decoder
+/// turns no bool or number into a string and refuses the file; serde's YAML would read its
+/// text, so that `span: [true]` (a condition of `true`) kept every trace. A value that a
+/// `${…}` reference gave as a whole (in `written`, the file's text as written, the same
+/// place holds the reference) is its text there, as in the Collector, and passes; one
+/// inside a list or mapping a reference gave (`span: ${env:CONDS}` holding `[true]`), or
+/// that a merge key brought, is typed there and refused. `string_attribute` values are
+/// warned about instead ([`untyped_string_values`], a documented departure). Returns the
+/// key path (from the file's top) and the message.
+fn untyped_strings(
+    written: &str,
+    read: &serde_yaml_ng::Value,
+    at: &[String],
+) -> Option<(String, String)> {
     use serde_yaml_ng::Value;
-    fn typed(v: &Value) -> Option<String> {
-        let kind = match v {
-            Value::Bool(_) => "the boolean",
-            Value::Number(_) => "the number",
-            _ => return None,
-        };
-        let text = serde_yaml_ng::to_string(v).unwrap_or_default();
-        Some(format!(
-            "expected a string, found {kind} {}: the Collector refuses a value that is not text here; quote it (\"{}\") if you meant the text",
-            text.trim(),
-            text.trim()
-        ))
+    /// A place in both trees: as read, and as written when the file writes it there.
+    #[derive(Clone, Copy)]
+    struct Node<'a> {
+        read: &'a Value,
+        written: Option<&'a Value>,
+    }
+    impl<'a> Node<'a> {
+        fn get(self, key: &str) -> Option<Node<'a>> {
+            Some(Node {
+                read: self.read.get(key)?,
+                written: self.written.and_then(|w| w.get(key)),
+            })
+        }
+        fn items(self) -> impl Iterator<Item = Node<'a>> {
+            let written = self.written.and_then(Value::as_sequence);
+            self.read
+                .as_sequence()
+                .into_iter()
+                .flatten()
+                .enumerate()
+                .map(move |(i, read)| Node {
+                    read,
+                    written: written.and_then(|w| w.get(i)),
+                })
+        }
+        /// The message for a boolean or number where text goes, unless a reference gave it.
+        fn typed(self) -> Option<String> {
+            let kind = match self.read {
+                Value::Bool(_) => "a boolean",
+                Value::Number(_) => "a number",
+                _ => return None,
+            };
+            let from_reference = self
+                .written
+                .and_then(Value::as_str)
+                .is_some_and(|w| w.contains("${"));
+            (!from_reference).then(|| {
+                format!(
+                    "expected text, found {kind}: the Collector refuses a value that is not a string here; quote the value as written if you meant it as text"
+                )
+            })
+        }
     }
     /// Checks `v`'s string `keys`, and the items of its string-list `lists`.
-    fn fields(v: &Value, path: &str, keys: &[&str], lists: &[&str]) -> Option<(String, String)> {
+    fn fields(v: Node<'_>, path: &str, keys: &[&str], lists: &[&str]) -> Option<(String, String)> {
         for key in keys {
-            if let Some(m) = v.get(*key).and_then(typed) {
+            if let Some(m) = v.get(key).and_then(Node::typed) {
                 return Some((format!("{path}.{key}"), m));
             }
         }
         for list in lists {
-            let items = v.get(*list).and_then(Value::as_sequence);
-            for (i, item) in items.into_iter().flatten().enumerate() {
-                if let Some(m) = typed(item) {
+            let items = v.get(list).into_iter().flat_map(Node::items);
+            for (i, item) in items.enumerate() {
+                if let Some(m) = item.typed() {
                     return Some((format!("{path}.{list}[{i}]"), m));
                 }
             }
         }
         None
     }
-    fn policy(p: &Value, path: &str) -> Option<(String, String)> {
-        if let Some(m) = p.get("name").and_then(typed) {
+    fn policy(p: Node<'_>, path: &str) -> Option<(String, String)> {
+        if let Some(m) = p.get("name").and_then(Node::typed) {
             return Some((format!("{path}.name"), m));
         }
-        let block = |name: &str| p.get(name).map(|b| (b, format!("{path}.{name}")));
-        for name in ["string_attribute", "numeric_attribute", "boolean_attribute"] {
-            if let Some((b, at)) = block(name) {
-                if let Some(found) = fields(b, &at, &["key"], &[]) {
-                    return Some(found);
-                }
-            }
-        }
-        let checks: [(&str, &[&str], &[&str]); 4] = [
+        let checks: [(&str, &[&str], &[&str]); 7] = [
+            ("string_attribute", &["key"], &[]),
+            ("numeric_attribute", &["key"], &[]),
+            ("boolean_attribute", &["key"], &[]),
             ("trace_state", &["key"], &["values"]),
             ("probabilistic", &["hash_salt"], &[]),
             ("ottl_condition", &[], &["span", "spanevent"]),
             ("composite", &[], &["policy_order"]),
         ];
         for (name, keys, lists) in checks {
-            if let Some((b, at)) = block(name) {
-                if let Some(found) = fields(b, &at, keys, lists) {
+            if let Some(block) = p.get(name) {
+                if let Some(found) = fields(block, &format!("{path}.{name}"), keys, lists) {
                     return Some(found);
                 }
             }
         }
-        if let Some((b, at)) = block("composite") {
-            let allocations = b.get("rate_allocation").and_then(Value::as_sequence);
-            for (i, a) in allocations.into_iter().flatten().enumerate() {
-                if let Some(found) =
-                    fields(a, &format!("{at}.rate_allocation[{i}]"), &["policy"], &[])
-                {
-                    return Some(found);
-                }
+        let allocations = p.get("composite").and_then(|b| b.get("rate_allocation"));
+        for (i, a) in allocations.into_iter().flat_map(Node::items).enumerate() {
+            let at = format!("{path}.composite.rate_allocation[{i}]");
+            if let Some(found) = fields(a, &at, &["policy"], &[]) {
+                return Some(found);
             }
         }
         // Sub-policies: lists under and, drop and composite; one mapping under not.
@@ -840,11 +869,8 @@ fn untyped_strings(text: &str, at: &[String]) -> Option<(String, String)> {
             ("drop", "drop_sub_policy"),
             ("composite", "composite_sub_policy"),
         ] {
-            let subs = p
-                .get(name)
-                .and_then(|b| b.get(list))
-                .and_then(Value::as_sequence);
-            for (i, sub) in subs.into_iter().flatten().enumerate() {
+            let subs = p.get(name).and_then(|b| b.get(list));
+            for (i, sub) in subs.into_iter().flat_map(Node::items).enumerate() {
                 if let Some(found) = policy(sub, &format!("{path}.{name}.{list}[{i}]")) {
                     return Some(found);
                 }
@@ -853,14 +879,24 @@ fn untyped_strings(text: &str, at: &[String]) -> Option<(String, String)> {
         let not = p.get("not").and_then(|b| b.get("not_sub_policy"));
         not.and_then(|sub| policy(sub, &format!("{path}.not.not_sub_policy")))
     }
-    let top = serde_yaml_ng::from_str::<Value>(text).ok()?;
-    let settings = at.iter().try_fold(&top, |v, key| v.get(key.as_str()))?;
+    // The file as written, its first document (the one read). References in a flow
+    // collection (`{salt: ${env:S}}`) can break its YAML as written: then nothing tells a
+    // value written from one a reference gave, and nothing is refused.
+    let written_top = serde_yaml_ng::Deserializer::from_str(written)
+        .next()
+        .and_then(|d| <Value as serde::Deserialize>::deserialize(d).ok())?;
+    let top = Node {
+        read,
+        written: Some(&written_top),
+    };
+    let settings = at.iter().try_fold(top, |v, key| v.get(key))?;
     let prefix: String = at.iter().map(|k| format!("{k}.")).collect();
-    let policies = settings.get("policies")?.as_sequence()?;
-    policies
-        .iter()
+    let found = settings
+        .get("policies")?
+        .items()
         .enumerate()
-        .find_map(|(i, p)| policy(p, &format!("{prefix}policies[{i}]")))
+        .find_map(|(i, p)| policy(p, &format!("{prefix}policies[{i}]")));
+    found
 }
 
 fn name_policy_in_error(e: ConfigError, written: Option<&serde_yaml_ng::Value>) -> ConfigError {
@@ -999,6 +1035,8 @@ struct ReadRaw {
     /// Where the settings sit in the document: `[]` (the body), `[tail_sampling]`, or
     /// `[processors, tail_sampling/NAME]` in a whole Collector config.
     at: Vec<String>,
+    /// The document as read: references substituted, merge keys applied.
+    top: serde_yaml_ng::Value,
 }
 
 impl PolicyFile {
@@ -1037,8 +1075,9 @@ impl PolicyFile {
             notes,
             warnings,
             at,
+            top,
         } = Self::read_raw(path, text, processor)?;
-        if let Some((key, message)) = untyped_strings(text, &at) {
+        if let Some((key, message)) = untyped_strings(text, &top, &at) {
             return Err(tailgate_core::config::invalid_at(path, text, key, message));
         }
         let entries = std::mem::take(&mut raw.policies);
@@ -1192,6 +1231,7 @@ impl PolicyFile {
             notes,
             warnings,
             at,
+            top,
         })
     }
 

@@ -321,6 +321,23 @@ fn value_lists_without_a_usable_value_are_refused() {
     }
 }
 
+/// Scenario: integers past what 64 bits hold, either side (serde's YAML reads them as
+/// 128-bit values its own value type cannot hold, and said so in its own words).
+/// Guarantees: "out of range", with the key and line.
+#[test]
+fn integers_past_64_bits_are_out_of_range() {
+    for n in ["18446744073709551616", "-18446744073709551617"] {
+        let err = parse(&format!(
+            "num_traces: {n}\npolicies:\n  - {{name: a, type: always_sample}}\n"
+        ))
+        .unwrap_err();
+        assert!(
+            err.contains(&format!("num_traces: {n} is out of range at line 1")),
+            "{err}"
+        );
+    }
+}
+
 fn decide_attrs(yaml: &str, attrs: &[(&str, tailgate_core::wire::attrs::AttrValue, bool)]) -> bool {
     use crate::buffer::trace::{TraceAttr, TraceSummary, TraceView};
     let plan = PolicyPlan::compile(&parse(yaml).unwrap());
@@ -997,9 +1014,16 @@ fn yaml_merge_keys_are_applied() {
     assert_eq!(f.policies[0].name, "all");
     // A merge of something that is not a mapping is refused, as by the Collector, at
     // its line (the library's message names none).
-    let err = parse("policies:\n  - name: p\n    type: latency\n    latency: &l {threshold_ms: 5}\n  - name: q\n    type: latency\n    latency: { <<: 5 }\n").unwrap_err();
+    // A valid merge before it, and a comment and a quoted value holding `<<:`, are not
+    // blamed; an alias to a scalar is found too.
+    let err = parse("x: &s 5\n# a <<: comment\npolicies:\n  - name: p\n    type: latency\n    latency: &l {threshold_ms: 5}\n  - name: q\n    type: string_attribute\n    string_attribute: {key: \"a<<: b\", values: [x]}\n  - name: r\n    type: latency\n    latency:\n      <<: *l\n  - name: s\n    type: latency\n    latency: { <<: 5 }\n").unwrap_err();
     assert!(
-        err.contains("policies.yaml:7: <<: expected a mapping or list of mappings for merging"),
+        err.contains("policies.yaml:16: policies[3].latency.<<: expected a mapping or list of mappings for merging"),
+        "{err}"
+    );
+    let err = parse("x: &s 5\npolicies:\n  - name: p\n    type: latency\n    latency: &l {threshold_ms: 5}\n  - name: q\n    type: latency\n    latency:\n      <<: [*l, *s]\n").unwrap_err();
+    assert!(
+        err.contains("policies.yaml:9: policies[1].latency.<<:"),
         "{err}"
     );
 }
@@ -1561,47 +1585,74 @@ fn numbers_in_go_yaml_forms_read_as_the_collector_reads_them() {
 
 /// Scenario: string settings written as YAML booleans or numbers (`span: [true]`, a
 /// `key: 404`, a numeric `hash_salt`, a sub-policy's `name: 7`), which the Collector's
-/// decoder refuses, and the same quoted or from `${env:…}`. Guarantees: refused with the
-/// key path and its line (`span: [true]` kept every trace before: a condition of
-/// `true`); quoted values and references load, as in the Collector.
+/// decoder refuses; the same from a list a reference gives (`${env:…}` holding `[true]`,
+/// whose items are typed there), from a merge key, in the first of two documents, and
+/// written `1_000`; and quoted or given whole by a reference.
+/// Guarantees: refused with the key path and its line (`span: [true]` kept every trace
+/// before: a condition of `true`; a review found the list, merge and two-document forms
+/// passing); quoted values and whole references load, as in the Collector.
 #[test]
 fn string_settings_written_as_booleans_or_numbers_are_refused() {
     let cases = [
         (
             "  - {name: o, type: ottl_condition, ottl_condition: {spanevent: ['name == \"x\"'], span: [true]}}\n",
-            "policies[0].ottl_condition.span[0]: expected a string, found the boolean true",
+            "policies.yaml:2: policies[0].ottl_condition.span[0]: expected text, found a boolean",
         ),
         (
             "  - {name: n, type: numeric_attribute, numeric_attribute: {key: 404, min_value: 1}}\n",
-            "policies[0].numeric_attribute.key: expected a string, found the number 404",
+            "policies.yaml:2: policies[0].numeric_attribute.key: expected text, found a number",
         ),
         (
-            "  - {name: p, type: probabilistic, probabilistic: {sampling_percentage: 5, hash_salt: 123}}\n",
-            "policies[0].probabilistic.hash_salt: expected a string, found the number 123",
+            "  - name: p\n    type: probabilistic\n    probabilistic:\n      sampling_percentage: 5\n      hash_salt: 0x1F\n",
+            "policies.yaml:6: policies[0].probabilistic.hash_salt: expected text, found a number",
         ),
         (
-            "  - {name: t, type: trace_state, trace_state: {key: ot, values: [a, 1]}}\n",
-            "policies[0].trace_state.values[1]: expected a string",
+            "  - name: t\n    type: trace_state\n    trace_state:\n      key: ot\n      values:\n        - a\n        - 1\n",
+            "policies.yaml:8: policies[0].trace_state.values[1]: expected text",
         ),
         (
             "  - name: a\n    type: and\n    and:\n      and_sub_policy:\n        - {name: ok, type: always_sample}\n        - name: 7\n          type: always_sample\n",
-            "policies.yaml:7: policies[0].and.and_sub_policy[1].name: expected a string, found the number 7",
+            "policies.yaml:7: policies[0].and.and_sub_policy[1].name: expected text, found a number",
         ),
         (
-            "  - name: c\n    type: composite\n    composite:\n      max_total_spans_per_second: 10\n      policy_order: [x]\n      composite_sub_policy: [{name: x, type: always_sample}]\n      rate_allocation: [{policy: 1, percent: 50}]\n",
-            "policies[0].composite.rate_allocation[0].policy: expected a string, found the number 1",
+            "  - name: c\n    type: composite\n    composite:\n      max_total_spans_per_second: 10\n      policy_order: [x]\n      composite_sub_policy: [{name: x, type: always_sample}]\n      rate_allocation:\n        - {policy: 1, percent: 50}\n",
+            "policies.yaml:9: policies[0].composite.rate_allocation[0].policy: expected text, found a number",
+        ),
+        // A list a reference gives is YAML there, its items typed.
+        (
+            "  - name: o\n    type: ottl_condition\n    ottl_condition:\n      span: ${env:TAILGATE_TEST_UNSET_CONDS:-[true]}\n",
+            "policies[0].ottl_condition.span[0]: expected text, found a boolean",
+        ),
+        // A merge brings typed values.
+        (
+            "  - &base {name: a, type: always_sample}\n  - <<: {name: 7, type: always_sample}\n",
+            "policies[1].name: expected text, found a number",
+        ),
+        // Go's YAML reads `1_000` as a number (it was read as the key "1000").
+        (
+            "  - {name: n, type: string_attribute, string_attribute: {key: 1_000, values: [x]}}\n",
+            "policies[0].string_attribute.key: expected text, found a number",
+        ),
+        // The first of two documents is the one read, and checked.
+        (
+            "  - {name: o, type: ottl_condition, ottl_condition: {span: [true]}}\n---\nother: 1\n",
+            "policies[0].ottl_condition.span[0]: expected text, found a boolean",
         ),
     ];
     for (policy, want) in cases {
         let err = parse(&format!("policies:\n{policy}")).unwrap_err();
         assert!(err.contains(want), "{policy}: {err}");
     }
-    std::env::set_var("TAILGATE_TEST_NUMERIC_SALT", "123");
     for loads in [
         "  - {name: o, type: ottl_condition, ottl_condition: {span: ['true']}}\n",
         "  - {name: n, type: numeric_attribute, numeric_attribute: {key: '404', min_value: 1}}\n",
-        "  - {name: p, type: probabilistic, probabilistic: {sampling_percentage: 5, hash_salt: ${env:TAILGATE_TEST_NUMERIC_SALT}}}\n",
+        // A whole reference gives its text to a text setting.
+        "  - name: p\n    type: probabilistic\n    probabilistic:\n      sampling_percentage: 5\n      hash_salt: ${env:TAILGATE_TEST_UNSET_SALT:-123}\n",
+        "  - name: o\n    type: ottl_condition\n    ottl_condition:\n      span:\n        - ${env:TAILGATE_TEST_UNSET_COND:-true}\n",
+        // In a flow mapping, as written, a reference is no YAML: nothing is refused.
+        "  - {name: p, type: probabilistic, probabilistic: {sampling_percentage: 5, hash_salt: ${env:TAILGATE_TEST_UNSET_SALT:-123}}}\n",
     ] {
-        assert!(parse(&format!("policies:\n{loads}")).is_ok(), "{loads}");
+        let loaded = parse(&format!("policies:\n{loads}"));
+        assert!(loaded.is_ok(), "{loads}: {loaded:?}");
     }
 }
