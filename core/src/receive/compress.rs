@@ -226,6 +226,19 @@ pub fn gunzip(body: &[u8], max: usize) -> Result<Bytes, Refusal> {
 
 /// [`gunzip`] for zstd.
 pub fn unzstd(body: &[u8], max: usize) -> Result<Bytes, Refusal> {
+    // A frame that states its size larger than the limit is too large, said before
+    // decoding: its window can be that large too, which the decoder refuses as "corrupt"
+    // ("Frame requires too much memory"), where every other compression's bomb gets 413.
+    if let Ok(Some(stated)) = zstd::zstd_safe::get_frame_content_size(body) {
+        if stated > max as u64 {
+            return Err(Refusal::too_large(
+                format!(
+                    "the zstd frame states {stated} decompressed bytes, over the limit of {max}"
+                ),
+                max,
+            ));
+        }
+    }
     let decoder = zstd::stream::read::Decoder::new(body)
         .map_err(|e| Refusal::Invalid(format!("zstd body is corrupt: {e}")))?;
     bounded_read(decoder, body.len(), max, "zstd").map(Bytes::from)
@@ -472,5 +485,28 @@ mod tests {
             assert_eq!(out, data);
             assert_eq!(out.capacity(), out.len(), "compressed {} bytes", z.len());
         }
+    }
+
+    /// Scenario: a zstd frame whose header states 16 GiB of content (a hostile trial's
+    /// bomb, which the decoder refused as corrupt: its window is as large), and a real
+    /// frame stating a size over the limit.
+    /// Guarantees: both are too large (413 / RESOURCE_EXHAUSTED, as every other
+    /// compression's bomb), not invalid; a frame within the limit still decodes.
+    #[test]
+    fn a_zstd_frame_stating_more_than_the_limit_is_too_large() {
+        // Magic, then a single-segment frame with an 8-byte content size, then an empty
+        // raw last block.
+        let mut bomb = vec![0x28, 0xB5, 0x2F, 0xFD, 0xE0];
+        bomb.extend_from_slice(&(16u64 << 30).to_le_bytes());
+        bomb.extend_from_slice(&[0x01, 0x00, 0x00]);
+        let real = zstd::bulk::compress(&[7u8; 4096], 3).unwrap();
+        for body in [&bomb[..], &real[..]] {
+            assert!(
+                matches!(unzstd(body, 1024), Err(Refusal::TooLarge { .. })),
+                "{:?}",
+                unzstd(body, 1024).map(|b| b.len())
+            );
+        }
+        assert_eq!(unzstd(&real, 4096).unwrap().len(), 4096);
     }
 }

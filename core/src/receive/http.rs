@@ -340,7 +340,7 @@ fn json_message(message: &str) -> String {
         if !out[end..].starts_with(|c: char| c.is_ascii_digit()) {
             out.replace_range(
                 at..end,
-                "trace_id must be 16 bytes (32 hex digits), found 1 byte or digits that are not hex",
+                "trace_id must be 16 bytes (32 hex digits), found characters that are not hex digits (or a 1-byte id)",
             );
         }
     }
@@ -495,7 +495,8 @@ mod tests {
         );
         // It does not say the sender wrote one byte.
         assert!(
-            said.contains("found 1 byte or digits that are not hex") && !said.contains("found 1 ("),
+            said.contains("found characters that are not hex digits (or a 1-byte id)")
+                && !said.contains("found 1 ("),
             "{said}"
         );
         assert_eq!(
