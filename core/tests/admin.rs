@@ -121,3 +121,53 @@ async fn metrics_are_negotiated_and_escaped() {
     assert!(r.trim_end().ends_with("# EOF"), "{r}");
     stop.cancel();
 }
+
+/// Scenario: 256 connections to the admin port that send nothing (probes gone wrong, or a
+/// flood), then a scrape on a 257th, then ten of the silent ones close.
+/// Guarantees: operations.md's "256 per admin port; more wait in the backlog": the scrape
+/// is not served while 256 are open (it waits, not refused), and is answered as soon as
+/// some close, well before the silent ones' 5 s would have closed them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admin_port_serves_256_connections_and_queues_the_rest() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let admin = Arc::new(Fake(Readiness::default()));
+    admin.0.set(true);
+    let stop = tokio_util::sync::CancellationToken::new();
+    tokio::spawn(serve_admin(listener, admin, stop.clone().cancelled_owned()));
+    let started = tokio::time::Instant::now();
+    let mut silent = Vec::new();
+    for _ in 0..256 {
+        silent.push(TcpStream::connect(addr).await.unwrap());
+    }
+    let mut scrape = TcpStream::connect(addr).await.unwrap();
+    scrape
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut first = [0u8; 12];
+    let waited = tokio::time::timeout(
+        std::time::Duration::from_millis(800),
+        scrape.read_exact(&mut first),
+    )
+    .await;
+    assert!(waited.is_err(), "served with 256 connections open");
+    silent.truncate(246);
+    let answered = tokio::time::timeout(
+        std::time::Duration::from_secs(3),
+        scrape.read_exact(&mut first),
+    )
+    .await;
+    assert!(
+        matches!(answered, Ok(Ok(_))),
+        "not served once ten closed: {answered:?}"
+    );
+    assert_eq!(&first, b"HTTP/1.1 200");
+    assert!(
+        started.elapsed() < std::time::Duration::from_millis(4500),
+        "served only when the silent ones timed out: {:?}",
+        started.elapsed()
+    );
+    drop(silent);
+    stop.cancel();
+}
