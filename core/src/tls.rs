@@ -542,6 +542,12 @@ impl ClientTlsConfig {
         self.insecure && !self.has_ca() && (self.cert_file.is_some() || self.cert_pem.is_some())
     }
 
+    /// Whether it presents a client certificate: a certificate and its key are set.
+    pub fn presents_certificate(&self) -> bool {
+        (self.cert_file.is_some() || self.cert_pem.is_some())
+            && (self.key_file.is_some() || self.key_pem.is_some())
+    }
+
     /// Whether any CA or client certificate is set.
     fn has_files(&self) -> bool {
         self.ca_file.is_some()

@@ -500,6 +500,12 @@ impl GatewayConfig {
             .tls
             .as_ref()
             .is_some_and(|t| t.client_ca_file.is_some());
+        // Whether peers.tls presents a certificate when a gateway dials another.
+        let presents = self
+            .peers
+            .tls
+            .as_ref()
+            .is_some_and(tailgate_core::tls::ClientTlsConfig::presents_certificate);
         if !self.peers.cert_names.is_empty() && !client_certs {
             return Err(invalid(
                 "peers.cert_names",
@@ -515,16 +521,7 @@ impl GatewayConfig {
                     .unwrap_or(false);
             let serves = self.receive.tls_for(tailgate_core::receive::Protocol::Grpc);
             // Receivers asking for client certificates refuse a peer that presents none.
-            let asks = self
-                .receive
-                .tls
-                .as_ref()
-                .is_some_and(|t| t.client_ca_file.is_some());
-            let presents = self.peers.tls.as_ref().is_some_and(|t| {
-                (t.cert_file.is_some() || t.cert_pem.is_some())
-                    && (t.key_file.is_some() || t.key_pem.is_some())
-            });
-            if serves && dials && asks && !presents {
+            if serves && dials && client_certs && !presents {
                 return Err(invalid(
                     "peers.tls",
                     "the receivers require client certificates (receive.tls.client_ca_file), and peers.tls presents none: every peer request would fail the handshake and the ring split; give peers.tls a cert_file and key_file from that CA",
@@ -550,10 +547,6 @@ impl GatewayConfig {
         }
         // Gateways recognise each other by the certificate they present when they dial:
         // without one, every peer request would be refused and traces split.
-        let presents = self.peers.tls.as_ref().is_some_and(|t| {
-            (t.cert_file.is_some() || t.cert_pem.is_some())
-                && (t.key_file.is_some() || t.key_pem.is_some())
-        });
         if self.peers.enabled()
             && !self.peers.cert_names.is_empty()
             && self.peers.secret.is_none()

@@ -712,69 +712,28 @@ fn between<'a>(s: &'a str, open: &str, close: &str) -> Option<&'a str> {
     Some(&s[start..start + len])
 }
 
-/// Warnings for `string_attribute` values written as YAML booleans, numbers or null
-/// (`values: [true, 200]`): Tailgate compares their text with string attributes, so a
-/// boolean or int attribute never matches them; the Collector refuses such a file (it
-/// decodes no bool or int into a string). Read in the text as written (before `${…}` is
-/// substituted: a reference is the user's choice, typed or not), at `at`, the chosen
-/// settings; quoted values are strings and say nothing.
-fn untyped_string_values(text: &str, at: &[String]) -> Vec<String> {
-    fn walk(v: &serde_yaml_ng::Value, out: &mut Vec<String>) {
-        match v {
-            serde_yaml_ng::Value::Mapping(m) => {
-                if let Some(sa) = m.get("string_attribute") {
-                    let key = sa.get("key").and_then(|k| k.as_str()).unwrap_or("?");
-                    for item in sa
-                        .get("values")
-                        .and_then(|v| v.as_sequence())
-                        .into_iter()
-                        .flatten()
-                    {
-                        let kind = match item {
-                            serde_yaml_ng::Value::Bool(_) => "the boolean",
-                            serde_yaml_ng::Value::Number(_) => "the number",
-                            serde_yaml_ng::Value::Null => "null,",
-                            _ => continue,
-                        };
-                        let text = serde_yaml_ng::to_string(item).unwrap_or_default();
-                        out.push(format!(
-                            "string_attribute on {key:?} lists {kind} {} among its values: it is compared as text with string attributes, so a boolean or number attribute never matches it (use boolean_attribute or numeric_attribute, or quote it); the Collector refuses such a file",
-                            text.trim()
-                        ));
-                    }
-                }
-                m.values().for_each(|v| walk(v, out));
-            }
-            serde_yaml_ng::Value::Sequence(s) => s.iter().for_each(|v| walk(v, out)),
-            _ => {}
-        }
-    }
-    let mut out = Vec::new();
-    if let Ok(top) = serde_yaml_ng::from_str::<serde_yaml_ng::Value>(text) {
-        if let Some(settings) = at.iter().try_fold(&top, |v, key| v.get(key.as_str())) {
-            walk(settings, &mut out);
-        }
-    }
-    out
+/// What [`untyped_strings`] finds: the first text setting holding a YAML boolean or number
+/// (its key path from the file's top, and the message), and the warnings for
+/// `string_attribute` values that do.
+#[derive(Debug, Default)]
+struct Untyped {
+    error: Option<(String, String)>,
+    warnings: Vec<String>,
 }
 
-/// The first string setting that holds a YAML boolean or number in `read` (the settings as
-/// read: references substituted, merge keys applied), under `at`, the chosen settings: a
+/// Text settings holding a YAML boolean or number in `read` (the settings as read:
+/// references substituted, merge keys applied), under `at`, the chosen settings: a
 /// policy's `name`, an attribute policy's `key`, `hash_salt`, `trace_state` values, OTTL
-/// conditions, `policy_order` and a rate allocation's `policy`. The Collector's decoder
-/// turns no bool or number into a string and refuses the file; serde's YAML would read its
-/// text, so that `span: [true]` (a condition of `true`) kept every trace. A value that a
-/// `${…}` reference gave as a whole (in `written`, the file's text as written, the same
-/// place holds the reference) is its text there, as in the Collector, and passes; one
-/// inside a list or mapping a reference gave (`span: ${env:CONDS}` holding `[true]`), or
-/// that a merge key brought, is typed there and refused. `string_attribute` values are
-/// warned about instead ([`untyped_string_values`], a documented departure). Returns the
-/// key path (from the file's top) and the message.
-fn untyped_strings(
-    written: &str,
-    read: &serde_yaml_ng::Value,
-    at: &[String],
-) -> Option<(String, String)> {
+/// conditions, `policy_order` and a rate allocation's `policy` are an error (the
+/// Collector's decoder turns no bool or number into a string and refuses the file; serde's
+/// YAML would read its text, so that `span: [true]`, a condition of `true`, kept every
+/// trace). `string_attribute` values (null too) draw a warning instead, a documented
+/// departure: Tailgate compares their text with string attributes, so a boolean or int
+/// attribute never matches them. A value that a `${…}` reference gave as a whole (in
+/// `written`, the file's text as written, the same place holds the reference) is its text
+/// there, as in the Collector, and passes; one inside a list or mapping a reference gave
+/// (`span: ${env:CONDS}` holding `[true]`), or that a merge key brought, is typed there.
+fn untyped_strings(written: &str, read: &serde_yaml_ng::Value, at: &[String]) -> Untyped {
     use serde_yaml_ng::Value;
     /// A place in both trees: as read, and as written when the file writes it there.
     #[derive(Clone, Copy)]
@@ -801,6 +760,12 @@ fn untyped_strings(
                     written: written.and_then(|w| w.get(i)),
                 })
         }
+        /// Whether a reference written here gave the value as a whole.
+        fn from_reference(self) -> bool {
+            self.written
+                .and_then(Value::as_str)
+                .is_some_and(|w| w.contains("${"))
+        }
         /// The message for a boolean or number where text goes, unless a reference gave it.
         fn typed(self) -> Option<String> {
             let kind = match self.read {
@@ -808,11 +773,7 @@ fn untyped_strings(
                 Value::Number(_) => "a number",
                 _ => return None,
             };
-            let from_reference = self
-                .written
-                .and_then(Value::as_str)
-                .is_some_and(|w| w.contains("${"));
-            (!from_reference).then(|| {
+            (!self.from_reference()).then(|| {
                 format!(
                     "expected text, found {kind}: the Collector refuses a value that is not a string here; quote the value as written if you meant it as text"
                 )
@@ -836,7 +797,30 @@ fn untyped_strings(
         }
         None
     }
-    fn policy(p: Node<'_>, path: &str) -> Option<(String, String)> {
+    /// The warning for each `string_attribute` value that is a boolean, a number or null.
+    fn string_attribute_values(block: Node<'_>, warnings: &mut Vec<String>) {
+        let key = block.read.get("key").and_then(Value::as_str).unwrap_or("?");
+        for item in block.get("values").into_iter().flat_map(Node::items) {
+            let kind = match item.read {
+                Value::Bool(_) => "the boolean",
+                Value::Number(_) => "the number",
+                Value::Null => "null,",
+                _ => continue,
+            };
+            if item.from_reference() {
+                continue;
+            }
+            let text = serde_yaml_ng::to_string(item.read).unwrap_or_default();
+            warnings.push(format!(
+                "string_attribute on {key:?} lists {kind} {} among its values: it is compared as text with string attributes, so a boolean or number attribute never matches it (use boolean_attribute or numeric_attribute, or quote it); the Collector refuses such a file",
+                text.trim()
+            ));
+        }
+    }
+    fn policy(p: Node<'_>, path: &str, warnings: &mut Vec<String>) -> Option<(String, String)> {
+        if let Some(block) = p.get("string_attribute") {
+            string_attribute_values(block, warnings);
+        }
         if let Some(m) = p.get("name").and_then(Node::typed) {
             return Some((format!("{path}.name"), m));
         }
@@ -871,32 +855,39 @@ fn untyped_strings(
         ] {
             let subs = p.get(name).and_then(|b| b.get(list));
             for (i, sub) in subs.into_iter().flat_map(Node::items).enumerate() {
-                if let Some(found) = policy(sub, &format!("{path}.{name}.{list}[{i}]")) {
+                if let Some(found) = policy(sub, &format!("{path}.{name}.{list}[{i}]"), warnings) {
                     return Some(found);
                 }
             }
         }
         let not = p.get("not").and_then(|b| b.get("not_sub_policy"));
-        not.and_then(|sub| policy(sub, &format!("{path}.not.not_sub_policy")))
+        not.and_then(|sub| policy(sub, &format!("{path}.not.not_sub_policy"), warnings))
     }
     // The file as written, its first document (the one read). References in a flow
     // collection (`{salt: ${env:S}}`) can break its YAML as written: then nothing tells a
     // value written from one a reference gave, and nothing is refused.
-    let written_top = serde_yaml_ng::Deserializer::from_str(written)
+    let Some(written_top) = serde_yaml_ng::Deserializer::from_str(written)
         .next()
-        .and_then(|d| <Value as serde::Deserialize>::deserialize(d).ok())?;
+        .and_then(|d| <Value as serde::Deserialize>::deserialize(d).ok())
+    else {
+        return Untyped::default();
+    };
     let top = Node {
         read,
         written: Some(&written_top),
     };
-    let settings = at.iter().try_fold(top, |v, key| v.get(key))?;
+    let mut out = Untyped::default();
+    let policies = at
+        .iter()
+        .try_fold(top, |v, key| v.get(key))
+        .and_then(|settings| settings.get("policies"));
     let prefix: String = at.iter().map(|k| format!("{k}.")).collect();
-    let found = settings
-        .get("policies")?
-        .items()
+    out.error = policies
+        .into_iter()
+        .flat_map(Node::items)
         .enumerate()
-        .find_map(|(i, p)| policy(p, &format!("{prefix}policies[{i}]")));
-    found
+        .find_map(|(i, p)| policy(p, &format!("{prefix}policies[{i}]"), &mut out.warnings));
+    out
 }
 
 fn name_policy_in_error(e: ConfigError, written: Option<&serde_yaml_ng::Value>) -> ConfigError {
@@ -1077,14 +1068,15 @@ impl PolicyFile {
             at,
             top,
         } = Self::read_raw(path, text, processor)?;
-        if let Some((key, message)) = untyped_strings(text, &top, &at) {
+        let untyped = untyped_strings(text, &top, &at);
+        if let Some((key, message)) = untyped.error {
             return Err(tailgate_core::config::invalid_at(path, text, key, message));
         }
         let entries = std::mem::take(&mut raw.policies);
         let policies = Self::validate_entries(path, &block, first_line, entries)?;
         let (mut ignored_options, span_ingest) = Self::options(path, &raw, &policies)?;
         ignored_options.extend(warnings);
-        ignored_options.extend(untyped_string_values(text, &at));
+        ignored_options.extend(untyped.warnings);
         let file = PolicyFile {
             notes,
             decision_wait: raw.decision_wait,
