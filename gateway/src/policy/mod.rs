@@ -761,7 +761,7 @@ fn untyped_strings(written: &str, read: &serde_yaml_ng::Value, at: &[String]) ->
                 })
         }
         /// Whether a reference written here gave the value as a whole.
-        fn from_reference(self) -> bool {
+        fn given_by_reference(self) -> bool {
             self.written
                 .and_then(Value::as_str)
                 .is_some_and(|w| w.contains("${"))
@@ -773,7 +773,7 @@ fn untyped_strings(written: &str, read: &serde_yaml_ng::Value, at: &[String]) ->
                 Value::Number(_) => "a number",
                 _ => return None,
             };
-            (!self.from_reference()).then(|| {
+            (!self.given_by_reference()).then(|| {
                 format!(
                     "expected text, found {kind}: the Collector refuses a value that is not a string here; quote the value as written if you meant it as text"
                 )
@@ -807,7 +807,7 @@ fn untyped_strings(written: &str, read: &serde_yaml_ng::Value, at: &[String]) ->
                 Value::Null => "null,",
                 _ => continue,
             };
-            if item.from_reference() {
+            if item.given_by_reference() {
                 continue;
             }
             let text = serde_yaml_ng::to_string(item.read).unwrap_or_default();
