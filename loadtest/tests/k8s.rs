@@ -222,17 +222,20 @@ fn every_overlay_renders_configs_that_load_with_the_pods_namespace() {
             assert_eq!(router["spec"]["replicas"].as_u64(), None, "{dir}");
             assert_eq!(kind(&docs, "HorizontalPodAutoscaler").len(), 2, "{dir}");
         }
-        let config_of = |deployment: &Value, volume: &str, key: &str| -> String {
-            let spec = &deployment["spec"]["template"]["spec"];
-            let cm = spec["volumes"]
+        // The name of the ConfigMap a deployment mounts as `volume`.
+        let config_map = |deployment: &Value, volume: &str| -> String {
+            deployment["spec"]["template"]["spec"]["volumes"]
                 .as_sequence()
                 .unwrap()
                 .iter()
                 .find(|v| v["name"].as_str() == Some(volume))
                 .unwrap()["configMap"]["name"]
                 .as_str()
-                .unwrap();
-            named(&docs, "ConfigMap", cm)["data"][key]
+                .unwrap()
+                .to_owned()
+        };
+        let config_of = |deployment: &Value, volume: &str, key: &str| -> String {
+            named(&docs, "ConfigMap", &config_map(deployment, volume))["data"][key]
                 .as_str()
                 .unwrap()
                 .replace("/etc/tailgate/tls", &tls_dir.display().to_string())
@@ -252,6 +255,31 @@ fn every_overlay_renders_configs_that_load_with_the_pods_namespace() {
         assert_eq!(me.as_str(), "10.0.0.7:4317", "{dir}");
         g.peers.advertise = Some(me.as_str().to_owned());
         g.validate(Path::new("gateway.yaml")).unwrap();
+        // deploy.md: the shipped configs take requests of 4 MiB (the default is 16).
+        assert_eq!(g.receive.max_request_bytes, 4 << 20, "{dir}");
+        // deploy.md: an edit to policies.yaml reaches running pods (its ConfigMap keeps its
+        // name and is mounted as a directory, which the kubelet updates); one to
+        // gateway.yaml rolls them (its ConfigMap's name carries a hash of its content).
+        assert_eq!(
+            config_map(gateway, "policies"),
+            "tailgate-policies",
+            "{dir}"
+        );
+        let config_name = config_map(gateway, "config");
+        assert!(
+            config_name.starts_with("tailgate-gateway-config-") && config_name.len() > 24,
+            "{dir}: {config_name} carries no content hash"
+        );
+        let mounts = gateway["spec"]["template"]["spec"]["containers"][0]["volumeMounts"]
+            .as_sequence()
+            .unwrap();
+        assert!(
+            mounts
+                .iter()
+                .filter(|m| m["name"].as_str() == Some("policies"))
+                .all(|m| m["subPath"].is_null()),
+            "{dir}: policies mounted by subPath are never updated"
+        );
         // Peer traffic has its own port, which the container declares; in production only
         // gateways may reach it, and routers only the receivers.
         let peer_port = g

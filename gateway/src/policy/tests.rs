@@ -1656,3 +1656,45 @@ fn string_settings_written_as_booleans_or_numbers_are_refused() {
         assert!(loaded.is_ok(), "{loads}: {loaded:?}");
     }
 }
+
+/// Scenario: the number forms docs/policies.md and docs/configuration.md list as
+/// departures or as read like the Collector: quoted Go integer forms, quoted decimals, a
+/// quoted whole reference holding `0x10`, null for a setting with a default and for
+/// `min_value`, and an integer past its setting's 32 bits.
+/// Guarantees: each reads or is refused as the docs say.
+#[test]
+fn number_forms_read_as_the_docs_say() {
+    let latency = |v: &str| {
+        parse(&format!(
+            "policies:\n  - name: l\n    type: latency\n    latency: {{threshold_ms: {v}}}\n"
+        ))
+        .map(|f| match &f.policies[0].kind {
+            PolicyKind::Latency(c) => c.threshold_ms,
+            other => panic!("{other:?}"),
+        })
+    };
+    // Quoted, Go's other integer forms read as the number (the Collector refuses them).
+    assert_eq!(latency("\"0x10\""), Ok(16));
+    assert_eq!(latency("\"010\""), Ok(8));
+    assert_eq!(latency("\"0b101\""), Ok(5));
+    // So does a quoted whole reference holding one (as in the Collector).
+    assert_eq!(latency("\"${env:TAILGATE_TEST_UNSET_MS:-0x10}\""), Ok(16));
+    // Quoted decimals are refused, as there.
+    for refused in ["\"10\"", "\"1e3\"", "\"+5\""] {
+        let err = latency(refused).unwrap_err();
+        assert!(err.contains("invalid type: string"), "{refused}: {err}");
+    }
+    // Null for a setting with a default is refused; min_value reads null as left out.
+    assert!(latency("~").unwrap_err().contains("an empty value"));
+    let f = parse("policies:\n  - {name: n, type: numeric_attribute, numeric_attribute: {key: k, min_value: ~, max_value: 5}}\n").unwrap();
+    assert!(
+        matches!(&f.policies[0].kind, PolicyKind::NumericAttribute(c) if c.min_value.is_none()),
+        "{:?}",
+        f.policies[0].kind
+    );
+    // Past 32 bits, refused (the Collector wraps it).
+    let err =
+        parse("policies:\n  - {name: s, type: span_count, span_count: {min_spans: 4294967297}}\n")
+            .unwrap_err();
+    assert!(err.contains("4294967297 is out of range"), "{err}");
+}
