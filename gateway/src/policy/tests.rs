@@ -1698,3 +1698,23 @@ fn number_forms_read_as_the_docs_say() {
             .unwrap_err();
     assert!(err.contains("4294967297 is out of range"), "{err}");
 }
+
+/// Scenario: `hash_salt: ${file:PATH}` with a salt file ending in a line break, as `echo`
+/// writes one. Guarantees: the salt is the content without it (the departure
+/// docs/policies.md states: the Collector keeps it, and then keeps other traces).
+#[test]
+fn a_salt_from_a_file_loses_its_final_line_break() {
+    let dir = tailgate_core::test_util::scratch_dir("salt-file").unwrap();
+    let salt = dir.join("salt");
+    std::fs::write(&salt, "a\n").unwrap();
+    let f = parse(&format!(
+        "policies:\n  - name: p\n    type: probabilistic\n    probabilistic:\n      sampling_percentage: 50\n      hash_salt: ${{file:{}}}\n",
+        salt.display()
+    ))
+    .unwrap();
+    assert!(
+        matches!(&f.policies[0].kind, PolicyKind::Probabilistic(c) if c.hash_salt == "a"),
+        "{:?}",
+        f.policies[0].kind
+    );
+}
