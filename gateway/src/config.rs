@@ -10,7 +10,7 @@
 //!   decision_cache_size: 200000
 //!   enqueue_timeout: 2s       # how long a request waits for buffer room before 429
 //!   max_buffered_bytes: 1073741824    # hard limit: refuse new data above it
-//!   early_decision_bytes: 858993459   # soft limit: decide oldest traces early above it
+//!   early_decision_bytes: 858993459   # soft limit: decide traces early above it
 //!   max_spans_per_trace: 100000       # decide a trace at once when it gets this big
 //! export:                     # every exporter gets every kept span
 //!   otlp_grpc:
@@ -128,8 +128,8 @@ pub struct BufferConfig {
     /// with `RESOURCE_EXHAUSTED` / HTTP 429 and a retry hint. Default 1 GiB.
     #[serde(default = "default_max_buffered_bytes")]
     pub max_buffered_bytes: u64,
-    /// Soft limit: above it each shard decides its oldest traces early, until it is back
-    /// under its share. Default 80% of `max_buffered_bytes`.
+    /// Soft limit: above it each shard decides traces early (those whose root span has
+    /// arrived first, then the oldest), until it is back under its share. Default 80% of `max_buffered_bytes`.
     #[serde(default)]
     pub early_decision_bytes: Option<u64>,
     /// A trace that reaches this many spans is decided at once; its later spans follow the

@@ -372,7 +372,7 @@ impl TraceBuffer {
         }
     }
 
-    /// Asks every shard to free its share of `bytes` by deciding its oldest traces early
+    /// Asks every shard to free its share of `bytes` by deciding traces early
     /// (at most once per [`MAKE_ROOM_EVERY`]; a shard whose queue is full is busy
     /// inserting and decides early there when over its soft limit).
     fn make_room(&self, bytes: u64) {
@@ -1826,6 +1826,93 @@ mod tests {
             .run(Default::default())
             .await;
         stats
+    }
+
+    /// A span of trace `trace` (its first byte `sender`), span `span`, under `parent`
+    /// (none: a root), with an error when `error`.
+    fn span_of(sender: u8, trace: u8, span: u8, parent: Option<u8>, error: bool) -> Span {
+        use opentelemetry_proto::tonic::trace::v1::Status;
+        let mut trace_id = [sender; 16];
+        trace_id[15] = trace;
+        let span_id = |n: u8| vec![sender, trace, n, 1, 1, 1, 1, 1];
+        Span {
+            trace_id: trace_id.to_vec(),
+            span_id: span_id(span),
+            parent_span_id: parent.map(span_id).unwrap_or_default(),
+            name: "op".into(),
+            start_time_unix_nano: 1_700_000_000_000_000_000,
+            end_time_unix_nano: 1_700_000_000_001_000_000,
+            status: error.then_some(Status {
+                code: 2,
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    /// Scenario: a shard that keeps traces with an error, over its trace limit (the
+    /// policy file's `num_traces` 20) or its byte limit (8 KiB): one sender's 8 traces
+    /// arrive as three children each, their error roots to come later (an SDK sends a
+    /// root when it ends, after its children); another sender's 60 one-span traces follow
+    /// in requests of 4, then the 8 roots; then `decision_wait` (2 s) passes.
+    /// Guarantees: early decisions take the traces whose root has arrived first, so the
+    /// waiting traces stay until their roots come and all 8 are kept whole (by age alone
+    /// they were decided on their children, not kept, and their roots dropped late: the
+    /// flood of a security.md trial); the one-span traces are decided early and counted.
+    #[tokio::test(start_paused = true)]
+    async fn early_decisions_take_traces_with_their_root_first() {
+        let errors = "decision_wait: 2s\npolicies: [{name: e, type: status_code, status_code: {status_codes: [ERROR]}}]\n";
+        for (num_traces, early_decision_bytes) in [(20, 1 << 30), (1_000_000, 8 << 10)] {
+            let (plan, stats, buffer, rx) =
+                one_shard(&format!("num_traces: {num_traces}\n{errors}"));
+            let limits = shard::ShardLimits {
+                shards: 1,
+                cache_size: 1_000,
+                early_decision_bytes,
+                max_spans_per_trace: 1_000,
+                max_held_bytes: u64::MAX,
+            };
+            let shard = shard::Shard::new(rx, plan, limits, Vec::new(), stats.clone());
+            let drain = tokio_util::sync::CancellationToken::new();
+            let running = tokio::spawn(shard.run(drain.clone()));
+            let send = |spans: Vec<Span>| {
+                let body = layered_request(1, 1, |_| Vec::new(), |_, _| spans.clone());
+                buffer.export(Bytes::from(body.encode_to_vec()))
+            };
+            send(
+                (0..8)
+                    .flat_map(|t| (1..4).map(move |c| span_of(1, t, c, Some(0), false)))
+                    .collect(),
+            )
+            .await
+            .unwrap();
+            for batch in 0..15u8 {
+                send(
+                    (0..4)
+                        .map(|t| span_of(2, batch * 4 + t, 0, None, false))
+                        .collect(),
+                )
+                .await
+                .unwrap();
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            send((0..8).map(|t| span_of(1, t, 0, None, true)).collect())
+                .await
+                .unwrap();
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            let early = stats.early_decisions.get() + stats.early_decisions_memory.get();
+            assert_eq!(
+                stats.traces_sampled.get(),
+                8,
+                "limits {num_traces} traces, {early_decision_bytes} bytes: {early} early"
+            );
+            assert_eq!(stats.pending_export_spans.get(), 8 * 4);
+            assert_eq!(stats.late_dropped_spans.get(), 0);
+            assert!(early >= 30, "{early} decided early");
+            assert_eq!(stats.traces_not_sampled.get(), 60);
+            drain.cancel();
+            running.await.unwrap();
+        }
     }
 
     /// Scenario: one request of 50 four-span traces reaches a shard that may buffer 10,

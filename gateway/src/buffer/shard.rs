@@ -71,6 +71,9 @@ struct InsertRules {
     root_wait: Option<std::time::Duration>,
     max_trace_bytes: u64,
     span_ingest: bool,
+    /// The shard holds half its trace or byte limit: traces whose root arrives in this
+    /// batch join [`Shard::rooted`].
+    track_roots: bool,
 }
 
 /// What buffering one batch gathers for `settle_insert` and the counters.
@@ -295,6 +298,15 @@ pub struct ShardLimits {
     pub max_held_bytes: u64,
 }
 
+/// The queues early decisions take traces from, in turn.
+#[derive(Debug, Clone, Copy)]
+enum EarlyOrder {
+    /// [`Shard::rooted`].
+    Rooted,
+    /// [`Shard::deadlines`], then the traces waiting for a hand-off pass.
+    Arrival,
+}
+
 /// The state of one shard.
 pub struct Shard {
     rx: mpsc::Receiver<ShardMsg>,
@@ -304,6 +316,15 @@ pub struct Shard {
     /// these come due in order too, so a second FIFO holds them; deciding a trace that is
     /// already decided is a no-op.
     root_deadlines: DeadlineQueue,
+    /// Traces whose root span arrived while the shard held half its trace or byte limit
+    /// or more, in order, each until `root arrival + decision_wait` (when it is surely
+    /// due). Early decisions take these first: a root span ends, and so is sent, after its
+    /// children, so a trace with its root has most likely arrived whole, while a trace
+    /// without it is still waiting for spans. Deciding by age alone let one sender of many
+    /// one-span traces have every other sender's waiting traces decided on their children
+    /// (docs/security.md). Kept only under pressure, so that a shard well under its limits
+    /// pays nothing for it; ids already decided are passed over.
+    rooted: DeadlineQueue,
     /// Deadlines of traces another gateway handed over, which were first seen before they
     /// arrived here and so do not come due in arrival order.
     handed_deadlines: BinaryHeap<Reverse<(Instant, [u8; 16])>>,
@@ -412,6 +433,7 @@ impl Shard {
             traces,
             deadlines: DeadlineQueue::default(),
             root_deadlines: DeadlineQueue::default(),
+            rooted: DeadlineQueue::default(),
             handed_deadlines: BinaryHeap::new(),
             deferred: VecDeque::new(),
             deferred_ids: TraceMap::default(),
@@ -868,6 +890,9 @@ impl Shard {
     fn insert_rules(&self, first_seen: Option<Instant>) -> InsertRules {
         let plan = self.plan.load();
         let now = Instant::now();
+        let max_traces = plan.num_traces.div_ceil(self.shards).max(1);
+        let track_roots = self.held() >= self.early_decision_bytes / 2
+            || self.traces.len() >= max_traces.div_ceil(2);
         InsertRules {
             now,
             seen: Moment::of(first_seen.unwrap_or(now)),
@@ -876,6 +901,7 @@ impl Shard {
             root_wait: plan.decision_wait_after_root,
             max_trace_bytes: plan.maximum_trace_size_bytes.unwrap_or(u64::MAX),
             span_ingest: plan.span_ingest,
+            track_roots,
         }
     }
 
@@ -910,9 +936,6 @@ impl Shard {
             let resource = req.resource_at(s.range.start);
             acc.add_to_batch(&s, entry.spans.len(), resource, None);
         }
-        if let (true, Some(grace)) = (first_root, rules.root_wait) {
-            self.root_deadlines.push(s.trace_id, rules.now, grace);
-        }
         entry.summary.bytes += u64::from(s.range.len);
         let held = s.held_len(req) as u64 + recorded;
         entry.held += held;
@@ -925,7 +948,22 @@ impl Shard {
         } else if entry.summary.span_count == self.max_spans_per_trace {
             acc.full.push(s.trace_id);
         }
+        if first_root {
+            self.root_arrived(s.trace_id, rules);
+        }
         None
+    }
+
+    /// Schedules what the first root span of trace `id` sets off: its root-based deadline,
+    /// and under pressure its place among the traces decided early first.
+    #[inline]
+    fn root_arrived(&mut self, id: [u8; 16], rules: &InsertRules) {
+        if let Some(grace) = rules.root_wait {
+            self.root_deadlines.push(id, rules.now, grace);
+        }
+        if rules.track_roots {
+            self.rooted.push(id, rules.now, rules.wait);
+        }
     }
 
     /// Buffers `s` (of id hash `h`) as the first span of a new trace, with room for the
@@ -954,8 +992,8 @@ impl Shard {
         acc.added_bytes += held;
         acc.added_spans += 1;
         acc.new_traces += 1;
-        if let (true, Some(grace)) = (s.is_root, rules.root_wait) {
-            self.root_deadlines.push(s.trace_id, rules.now, grace);
+        if s.is_root {
+            self.root_arrived(s.trace_id, rules);
         }
         if let Some(fs) = rules.first_seen {
             self.handed_deadlines
@@ -1059,13 +1097,32 @@ impl Shard {
         self.cache.warm(hashes);
     }
 
-    /// Decides the oldest traces, counted in `counter`, while `over` says the shard is
-    /// over a limit, and returns how many. The next [`WARM_BATCH`] traces' memory is read
-    /// ahead, as for due traces (a gateway at its limits decides every trace here).
+    /// Decides traces early, counted in `counter`, while `over` says the shard is over a
+    /// limit, and returns how many: first those whose root has arrived ([`Self::rooted`]),
+    /// oldest first, then the oldest of the rest. The next [`WARM_BATCH`] traces' memory is
+    /// read ahead, as for due traces (a gateway at its limits decides every trace here).
     async fn decide_oldest_while(
         &mut self,
         now: Instant,
         over: impl Fn(&Self) -> bool,
+        counter: fn(&GatewayStats) -> &Counter,
+    ) -> u64 {
+        if !over(self) {
+            return 0;
+        }
+        let mut decided = 0;
+        for order in [EarlyOrder::Rooted, EarlyOrder::Arrival] {
+            decided += self.decide_early_in(order, now, &over, counter).await;
+        }
+        decided
+    }
+
+    /// [`Self::decide_oldest_while`] for the traces of one queue.
+    async fn decide_early_in(
+        &mut self,
+        order: EarlyOrder,
+        now: Instant,
+        over: &impl Fn(&Self) -> bool,
         counter: fn(&GatewayStats) -> &Counter,
     ) -> u64 {
         if !over(self) {
@@ -1080,8 +1137,11 @@ impl Shard {
         while over(self) {
             if taken == ahead.len() {
                 self.keep_group(&mut kept).await;
-                ahead = self
-                    .deadlines
+                let queue = match order {
+                    EarlyOrder::Rooted => &self.rooted,
+                    EarlyOrder::Arrival => &self.deadlines,
+                };
+                ahead = queue
                     .front(WARM_BATCH)
                     .map(|id| (*id, self.traces.hash_of(id)))
                     .collect();
@@ -1090,9 +1150,14 @@ impl Shard {
                 // A reload takes effect from the next group.
                 plan = self.plan_for_decisions();
             }
-            // Traces waiting for a hand-off pass come last: deciding one here splits it,
-            // and none waits longer than MAX_DEFER.
-            let Some(id) = self.deadlines.pop_front().or_else(|| self.pop_deferred()) else {
+            let next = match order {
+                // A rooted trace waiting for a hand-off pass is left to it.
+                EarlyOrder::Rooted => self.pop_rooted(),
+                // Traces waiting for a hand-off pass come last: deciding one here splits
+                // it, and none waits longer than MAX_DEFER.
+                EarlyOrder::Arrival => self.deadlines.pop_front().or_else(|| self.pop_deferred()),
+            };
+            let Some(id) = next else {
                 break;
             };
             // The queue's front is the group read ahead, in order.
@@ -1111,6 +1176,12 @@ impl Shard {
         }
         self.keep_group(&mut kept).await;
         decided
+    }
+
+    /// The next id of [`Self::rooted`] not waiting for a hand-off pass.
+    fn pop_rooted(&mut self) -> Option<[u8; 16]> {
+        std::iter::from_fn(|| self.rooted.pop_front())
+            .find(|id| !self.deferred_ids.contains_key(id))
     }
 
     /// The ring in force when traces may belong to other gateways, else `None`.
@@ -1206,6 +1277,8 @@ impl Shard {
                 self.decide(id, now).await;
             }
         }
+        // Rooted traces this old have come due by their own deadline.
+        while self.rooted.pop_due(now).is_some() {}
         while let Some(Reverse((due, id))) = self.handed_deadlines.peek().copied() {
             if due > now {
                 break;
