@@ -1178,10 +1178,17 @@ impl Shard {
         decided
     }
 
-    /// The next id of [`Self::rooted`] not waiting for a hand-off pass.
+    /// The next id of [`Self::rooted`] not waiting for a hand-off pass. When it is also
+    /// the next of [`Self::deadlines`] (small traces arrive with their root, so the two
+    /// queues mostly agree), it leaves that too: otherwise its deadline would be looked up
+    /// again when due, a miss per trace decided early.
     fn pop_rooted(&mut self) -> Option<[u8; 16]> {
-        std::iter::from_fn(|| self.rooted.pop_front())
-            .find(|id| !self.deferred_ids.contains_key(id))
+        let id = std::iter::from_fn(|| self.rooted.pop_front())
+            .find(|id| !self.deferred_ids.contains_key(id))?;
+        if self.deadlines.front(1).next() == Some(&id) {
+            self.deadlines.pop_front();
+        }
+        Some(id)
     }
 
     /// The ring in force when traces may belong to other gateways, else `None`.
