@@ -1859,44 +1859,26 @@ mod tests {
     /// waiting traces stay until their roots come and all 8 are kept whole (by age alone
     /// they were decided on their children, not kept, and their roots dropped late: the
     /// flood of a security.md trial); the one-span traces are decided early and counted.
+    /// A drain before the roots come decides the waiting traces too.
     #[tokio::test(start_paused = true)]
     async fn early_decisions_take_traces_with_their_root_first() {
-        let errors = "decision_wait: 2s\npolicies: [{name: e, type: status_code, status_code: {status_codes: [ERROR]}}]\n";
+        // A drain while the 8 traces wait for their roots: every trace is decided.
+        let (stats, drain, running, _buffer) = flooded(20, 1 << 30).await;
+        drain.cancel();
+        running.await.unwrap();
+        assert_eq!(stats.traces_not_sampled.get(), 68);
+        assert_eq!(stats.live_traces.get(), 0);
+        assert_eq!(stats.live_spans.get(), 0);
         for (num_traces, early_decision_bytes) in [(20, 1 << 30), (1_000_000, 8 << 10)] {
-            let (plan, stats, buffer, rx) =
-                one_shard(&format!("num_traces: {num_traces}\n{errors}"));
-            let limits = shard::ShardLimits {
-                shards: 1,
-                cache_size: 1_000,
-                early_decision_bytes,
-                max_spans_per_trace: 1_000,
-                max_held_bytes: u64::MAX,
-            };
-            let shard = shard::Shard::new(rx, plan, limits, Vec::new(), stats.clone());
-            let drain = tokio_util::sync::CancellationToken::new();
-            let running = tokio::spawn(shard.run(drain.clone()));
-            let send = |spans: Vec<Span>| {
-                let body = layered_request(1, 1, |_| Vec::new(), |_, _| spans.clone());
-                buffer.export(Bytes::from(body.encode_to_vec()))
-            };
-            send(
-                (0..8)
-                    .flat_map(|t| (1..4).map(move |c| span_of(1, t, c, Some(0), false)))
-                    .collect(),
-            )
-            .await
-            .unwrap();
-            for batch in 0..15u8 {
-                send(
-                    (0..4)
-                        .map(|t| span_of(2, batch * 4 + t, 0, None, false))
-                        .collect(),
-                )
-                .await
-                .unwrap();
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
-            send((0..8).map(|t| span_of(1, t, 0, None, true)).collect())
+            let (stats, drain, running, buffer) = flooded(num_traces, early_decision_bytes).await;
+            let body = layered_request(
+                1,
+                1,
+                |_| Vec::new(),
+                |_, _| (0..8).map(|t| span_of(1, t, 0, None, true)).collect(),
+            );
+            buffer
+                .export(Bytes::from(body.encode_to_vec()))
                 .await
                 .unwrap();
             tokio::time::sleep(Duration::from_secs(3)).await;
@@ -1913,6 +1895,54 @@ mod tests {
             drain.cancel();
             running.await.unwrap();
         }
+    }
+
+    /// A running shard keeping traces with an error, within `num_traces` and
+    /// `early_decision_bytes`, that has taken 8 traces of three children waiting for their
+    /// roots, then 60 one-span traces in requests of 4, 10 ms apart.
+    async fn flooded(
+        num_traces: usize,
+        early_decision_bytes: u64,
+    ) -> (
+        std::sync::Arc<GatewayStats>,
+        tokio_util::sync::CancellationToken,
+        tokio::task::JoinHandle<()>,
+        TraceBuffer,
+    ) {
+        let errors = "decision_wait: 2s\npolicies: [{name: e, type: status_code, status_code: {status_codes: [ERROR]}}]\n";
+        let (plan, stats, buffer, rx) = one_shard(&format!("num_traces: {num_traces}\n{errors}"));
+        let limits = shard::ShardLimits {
+            shards: 1,
+            cache_size: 1_000,
+            early_decision_bytes,
+            max_spans_per_trace: 1_000,
+            max_held_bytes: u64::MAX,
+        };
+        let shard = shard::Shard::new(rx, plan, limits, Vec::new(), stats.clone());
+        let drain = tokio_util::sync::CancellationToken::new();
+        let running = tokio::spawn(shard.run(drain.clone()));
+        let send = |spans: Vec<Span>| {
+            let body = layered_request(1, 1, |_| Vec::new(), |_, _| spans.clone());
+            buffer.export(Bytes::from(body.encode_to_vec()))
+        };
+        send(
+            (0..8)
+                .flat_map(|t| (1..4).map(move |c| span_of(1, t, c, Some(0), false)))
+                .collect(),
+        )
+        .await
+        .unwrap();
+        for batch in 0..15u8 {
+            send(
+                (0..4)
+                    .map(|t| span_of(2, batch * 4 + t, 0, None, false))
+                    .collect(),
+            )
+            .await
+            .unwrap();
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        (stats, drain, running, buffer)
     }
 
     /// Scenario: one request of 50 four-span traces reaches a shard that may buffer 10,

@@ -71,9 +71,6 @@ struct InsertRules {
     root_wait: Option<std::time::Duration>,
     max_trace_bytes: u64,
     span_ingest: bool,
-    /// The shard holds half its trace or byte limit: traces whose root arrives in this
-    /// batch join [`Shard::rooted`].
-    track_roots: bool,
 }
 
 /// What buffering one batch gathers for `settle_insert` and the counters.
@@ -299,12 +296,16 @@ pub struct ShardLimits {
 }
 
 /// The queues early decisions take traces from, in turn.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum EarlyOrder {
-    /// [`Shard::rooted`].
+    /// [`Shard::deadlines`]: traces with their root span; those without it go to
+    /// [`Shard::spared`].
     Rooted,
-    /// [`Shard::deadlines`], then the traces waiting for a hand-off pass.
-    Arrival,
+    /// [`Shard::spared`].
+    Spared,
+    /// Traces waiting for a hand-off pass: deciding one here splits it, and none waits
+    /// longer than MAX_DEFER.
+    Deferred,
 }
 
 /// The state of one shard.
@@ -316,15 +317,15 @@ pub struct Shard {
     /// these come due in order too, so a second FIFO holds them; deciding a trace that is
     /// already decided is a no-op.
     root_deadlines: DeadlineQueue,
-    /// Traces whose root span arrived while the shard held half its trace or byte limit
-    /// or more, in order, each until `root arrival + decision_wait` (when it is surely
-    /// due). Early decisions take these first: a root span ends, and so is sent, after its
-    /// children, so a trace with its root has most likely arrived whole, while a trace
-    /// without it is still waiting for spans. Deciding by age alone let one sender of many
-    /// one-span traces have every other sender's waiting traces decided on their children
-    /// (docs/security.md). Kept only under pressure, so that a shard well under its limits
-    /// pays nothing for it; ids already decided are passed over.
-    rooted: DeadlineQueue,
+    /// Traces early decisions passed over because their root span had not arrived, in
+    /// order, each until its own deadline (no longer in `deadlines`). A root ends, and so
+    /// is sent, after its children: a trace with its root has most likely arrived whole,
+    /// one without it is still waiting for spans. Early decisions take traces with their
+    /// root first, then these, oldest first: by age alone, one sender of many one-span
+    /// traces had every other sender's waiting traces decided on their children
+    /// (docs/security.md). Only traces an early decision looked at come here, so a shard
+    /// under its limits pays nothing for it.
+    spared: DeadlineQueue,
     /// Deadlines of traces another gateway handed over, which were first seen before they
     /// arrived here and so do not come due in arrival order.
     handed_deadlines: BinaryHeap<Reverse<(Instant, [u8; 16])>>,
@@ -433,7 +434,7 @@ impl Shard {
             traces,
             deadlines: DeadlineQueue::default(),
             root_deadlines: DeadlineQueue::default(),
-            rooted: DeadlineQueue::default(),
+            spared: DeadlineQueue::default(),
             handed_deadlines: BinaryHeap::new(),
             deferred: VecDeque::new(),
             deferred_ids: TraceMap::default(),
@@ -590,6 +591,7 @@ impl Shard {
             let next = [
                 self.deadlines.next_due(),
                 self.root_deadlines.next_due(),
+                self.spared.next_due(),
                 self.handed_deadlines.peek().map(|Reverse((t, _))| *t),
                 self.deferred.front().map(|d| d.0),
             ]
@@ -615,7 +617,11 @@ impl Shard {
             self.handle(msg).await;
         }
         let drop_pending = self.plan.load().drop_pending_traces_on_shutdown;
-        // No pass takes anything now: traces waiting for one are decided here too.
+        // No pass takes anything now: traces waiting for one are decided here too, as are
+        // those early decisions passed over.
+        while let Some(id) = self.spared.pop_front() {
+            self.deadlines.push(id, Instant::now(), Duration::ZERO);
+        }
         while let Some(id) = self.pop_deferred() {
             self.deadlines.push(id, Instant::now(), Duration::ZERO);
         }
@@ -890,9 +896,6 @@ impl Shard {
     fn insert_rules(&self, first_seen: Option<Instant>) -> InsertRules {
         let plan = self.plan.load();
         let now = Instant::now();
-        let max_traces = plan.num_traces.div_ceil(self.shards).max(1);
-        let track_roots = self.held() >= self.early_decision_bytes / 2
-            || self.traces.len() >= max_traces.div_ceil(2);
         InsertRules {
             now,
             seen: Moment::of(first_seen.unwrap_or(now)),
@@ -901,7 +904,6 @@ impl Shard {
             root_wait: plan.decision_wait_after_root,
             max_trace_bytes: plan.maximum_trace_size_bytes.unwrap_or(u64::MAX),
             span_ingest: plan.span_ingest,
-            track_roots,
         }
     }
 
@@ -948,22 +950,10 @@ impl Shard {
         } else if entry.summary.span_count == self.max_spans_per_trace {
             acc.full.push(s.trace_id);
         }
-        if first_root {
-            self.root_arrived(s.trace_id, rules);
+        if let (true, Some(grace)) = (first_root, rules.root_wait) {
+            self.root_deadlines.push(s.trace_id, rules.now, grace);
         }
         None
-    }
-
-    /// Schedules what the first root span of trace `id` sets off: its root-based deadline,
-    /// and under pressure its place among the traces decided early first.
-    #[inline]
-    fn root_arrived(&mut self, id: [u8; 16], rules: &InsertRules) {
-        if let Some(grace) = rules.root_wait {
-            self.root_deadlines.push(id, rules.now, grace);
-        }
-        if rules.track_roots {
-            self.rooted.push(id, rules.now, rules.wait);
-        }
     }
 
     /// Buffers `s` (of id hash `h`) as the first span of a new trace, with room for the
@@ -992,8 +982,8 @@ impl Shard {
         acc.added_bytes += held;
         acc.added_spans += 1;
         acc.new_traces += 1;
-        if s.is_root {
-            self.root_arrived(s.trace_id, rules);
+        if let (true, Some(grace)) = (s.is_root, rules.root_wait) {
+            self.root_deadlines.push(s.trace_id, rules.now, grace);
         }
         if let Some(fs) = rules.first_seen {
             self.handed_deadlines
@@ -1098,20 +1088,18 @@ impl Shard {
     }
 
     /// Decides traces early, counted in `counter`, while `over` says the shard is over a
-    /// limit, and returns how many: first those whose root has arrived ([`Self::rooted`]),
-    /// oldest first, then the oldest of the rest. The next [`WARM_BATCH`] traces' memory is
-    /// read ahead, as for due traces (a gateway at its limits decides every trace here).
+    /// limit, and returns how many: first those whose root span has arrived, oldest first,
+    /// then the oldest of the rest ([`Self::spared`]), then those waiting for a hand-off
+    /// pass. The next [`WARM_BATCH`] traces' memory is read ahead, as for due traces (a
+    /// gateway at its limits decides every trace here).
     async fn decide_oldest_while(
         &mut self,
         now: Instant,
         over: impl Fn(&Self) -> bool,
         counter: fn(&GatewayStats) -> &Counter,
     ) -> u64 {
-        if !over(self) {
-            return 0;
-        }
         let mut decided = 0;
-        for order in [EarlyOrder::Rooted, EarlyOrder::Arrival] {
+        for order in [EarlyOrder::Rooted, EarlyOrder::Spared, EarlyOrder::Deferred] {
             decided += self.decide_early_in(order, now, &over, counter).await;
         }
         decided
@@ -1137,13 +1125,16 @@ impl Shard {
         while over(self) {
             if taken == ahead.len() {
                 self.keep_group(&mut kept).await;
-                let queue = match order {
-                    EarlyOrder::Rooted => &self.rooted,
-                    EarlyOrder::Arrival => &self.deadlines,
+                let ids: SmallVec<[[u8; 16]; WARM_BATCH]> = match order {
+                    EarlyOrder::Rooted => self.deadlines.front(WARM_BATCH).copied().collect(),
+                    EarlyOrder::Spared => self.spared.front(WARM_BATCH).copied().collect(),
+                    EarlyOrder::Deferred => {
+                        self.deferred.iter().take(WARM_BATCH).map(|d| d.2).collect()
+                    }
                 };
-                ahead = queue
-                    .front(WARM_BATCH)
-                    .map(|id| (*id, self.traces.hash_of(id)))
+                ahead = ids
+                    .into_iter()
+                    .map(|id| (id, self.traces.hash_of(&id)))
                     .collect();
                 self.warm(&ahead);
                 taken = 0;
@@ -1151,11 +1142,9 @@ impl Shard {
                 plan = self.plan_for_decisions();
             }
             let next = match order {
-                // A rooted trace waiting for a hand-off pass is left to it.
-                EarlyOrder::Rooted => self.pop_rooted(),
-                // Traces waiting for a hand-off pass come last: deciding one here splits
-                // it, and none waits longer than MAX_DEFER.
-                EarlyOrder::Arrival => self.deadlines.pop_front().or_else(|| self.pop_deferred()),
+                EarlyOrder::Rooted => self.deadlines.pop_front(),
+                EarlyOrder::Spared => self.spared.pop_front(),
+                EarlyOrder::Deferred => self.pop_deferred(),
             };
             let Some(id) = next else {
                 break;
@@ -1166,6 +1155,19 @@ impl Shard {
                 _ => self.traces.hash_of(&id),
             };
             taken += 1;
+            if order == EarlyOrder::Rooted {
+                // A trace still waiting for its root waits on, until its deadline or
+                // until no trace with its root is left.
+                let waiting = self
+                    .traces
+                    .get_mut_hashed(h, &id)
+                    .filter(|entry| !entry.summary.has_root)
+                    .map(|entry| entry.first_seen.instant());
+                if let Some(first_seen) = waiting {
+                    self.spared.push(id, first_seen, plan.decision_wait);
+                    continue;
+                }
+            }
             match self.decide_now(id, h, now, &plan) {
                 Decided::Absent => continue,
                 Decided::Dropped => {}
@@ -1176,19 +1178,6 @@ impl Shard {
         }
         self.keep_group(&mut kept).await;
         decided
-    }
-
-    /// The next id of [`Self::rooted`] not waiting for a hand-off pass. When it is also
-    /// the next of [`Self::deadlines`] (small traces arrive with their root, so the two
-    /// queues mostly agree), it leaves that too: otherwise its deadline would be looked up
-    /// again when due, a miss per trace decided early.
-    fn pop_rooted(&mut self) -> Option<[u8; 16]> {
-        let id = std::iter::from_fn(|| self.rooted.pop_front())
-            .find(|id| !self.deferred_ids.contains_key(id))?;
-        if self.deadlines.front(1).next() == Some(&id) {
-            self.deadlines.pop_front();
-        }
-        Some(id)
     }
 
     /// The ring in force when traces may belong to other gateways, else `None`.
@@ -1284,8 +1273,11 @@ impl Shard {
                 self.decide(id, now).await;
             }
         }
-        // Rooted traces this old have come due by their own deadline.
-        while self.rooted.pop_due(now).is_some() {}
+        while let Some(id) = self.spared.pop_due(now) {
+            if !self.defers(view.as_deref(), id, now, now) {
+                self.decide(id, now).await;
+            }
+        }
         while let Some(Reverse((due, id))) = self.handed_deadlines.peek().copied() {
             if due > now {
                 break;
