@@ -271,6 +271,9 @@ pub struct GatewayStats {
     /// shards, so the gateway says it once a minute; locked only by a shard that has just
     /// decided some early for it).
     pub num_traces_logged: std::sync::Mutex<tailgate_core::retry::Tally>,
+    /// Traces decided early for memory since that was last logged (as
+    /// `num_traces_logged`).
+    pub memory_early_logged: std::sync::Mutex<tailgate_core::retry::Tally>,
     /// Traces decided early because they reached the span limit.
     pub early_decisions_span_limit: Counter,
     /// Traces dropped unevaluated: larger than `maximum_trace_size_bytes`.

@@ -1862,6 +1862,7 @@ mod tests {
     /// A drain before the roots come decides the waiting traces too.
     #[tokio::test(start_paused = true)]
     async fn early_decisions_take_traces_with_their_root_first() {
+        let (log, _guard) = tailgate_core::test_util::CapturedLog::install();
         // A drain while the 8 traces wait for their roots: every trace is decided.
         let (stats, drain, running, _buffer) = flooded(20, 1 << 30).await;
         drain.cancel();
@@ -1895,6 +1896,10 @@ mod tests {
             drain.cancel();
             running.await.unwrap();
         }
+        // Early decisions for memory are said once a minute (here once: the byte-limited
+        // case), as those for num_traces.
+        assert_eq!(log.count("share of buffer.early_decision_bytes"), 1);
+        assert_eq!(log.count("Raise num_traces"), 2);
     }
 
     /// A running shard keeping traces with an error, within `num_traces` and
