@@ -29,7 +29,10 @@ pub const SPAN_OVERHEAD_BYTES: u64 = 24;
 /// deadline queue (16 bytes, 32 for a trace alone in its batch: charged at the most, as
 /// a sender of one trace per request could make every trace cost), and the allocations'
 /// slack (docs/benchmarks.md, "Session 48"). Without it the limits under-count small
-/// traces: a flood of 1-span traces costs 1.44 times its encoded bytes.
+/// traces: a flood of 1-span traces costs 1.44 times its encoded bytes. Not charged: a
+/// shard over a limit moves traces still waiting for their root from the deadline queue
+/// to a second one, whose buffer keeps its peak size as the first's does (up to 16 bytes
+/// more per trace held while over a limit; docs/benchmarks.md, "Session 56").
 pub const TRACE_OVERHEAD_BYTES: u64 = 168;
 
 /// What `bytes` of spans (encoded, with their requests' share), `spans` spans and

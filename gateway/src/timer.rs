@@ -77,14 +77,28 @@ impl DeadlineQueue {
 
     /// Pops the next trace id, due or not (early decisions).
     pub fn pop_front(&mut self) -> Option<[u8; 16]> {
+        self.pop_front_due().map(|(id, _)| id)
+    }
+
+    /// [`Self::pop_front`] with the id's due time, to queue it elsewhere
+    /// ([`Self::push_due`]) without recomputing it under another wait.
+    pub fn pop_front_due(&mut self) -> Option<([u8; 16], Instant)> {
         let id = self.ids.pop_front()?;
-        if let Some((_, n)) = self.dues.front_mut() {
+        let mut due = self.epoch;
+        if let Some((d, n)) = self.dues.front_mut() {
+            due = self.epoch + Duration::from_nanos(*d);
             *n -= 1;
             if *n == 0 {
                 self.dues.pop_front();
             }
         }
-        Some(id)
+        Some((id, due))
+    }
+
+    /// Schedules `trace_id` for `due` (kept behind the last queued deadline, as
+    /// [`Self::push`]).
+    pub fn push_due(&mut self, trace_id: [u8; 16], due: Instant) {
+        self.push(trace_id, due, Duration::ZERO);
     }
 
     /// The next `n` trace ids (or fewer), without taking them.

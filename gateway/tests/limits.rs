@@ -291,7 +291,7 @@ async fn spans_are_charged_the_whole_request_they_keep_alive() {
         ),
         (LIMIT, LIMIT)
     );
-    // Up to the first refusal (which then makes room by deciding the oldest early).
+    // Up to the first refusal (which then makes room by deciding traces early).
     let (mut accepted, mut refused) = (0u64, 0u64);
     let (mut held, mut live) = (0, 0);
     for seed in 0..40 {
@@ -499,7 +499,7 @@ async fn a_span_holding_its_request_keeps_it_charged() {
         LIMIT,
     )
     .await;
-    // Up to the first refusal (which then makes room by deciding the oldest early).
+    // Up to the first refusal (which then makes room by deciding traces early).
     let (mut accepted, mut refused) = (0u64, 0u64);
     let (mut alive, mut held) = (0, 0);
     for seed in 0..20 {

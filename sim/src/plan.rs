@@ -216,7 +216,7 @@ pub fn plan(
     let num_traces = num_traces_needed(q.rate, mean_spans, wait_s, gateways.saturating_sub(1));
     if file_num_traces < num_traces {
         summary.push_str(&format!(
-            "; WARNING: set num_traces to at least {num_traces} in the policy file (it says {file_num_traces}): with one gateway lost each holds about {live} traces of the wait, and past num_traces it decides the oldest early, before decision_wait (this size assumes it is raised)",
+            "; WARNING: set num_traces to at least {num_traces} in the policy file (it says {file_num_traces}): with one gateway lost each holds about {live} traces of the wait, and past num_traces it decides traces early, before decision_wait (this size assumes it is raised)",
             live = (num_traces as f64 / NUM_TRACES_MARGIN / 1000.0).round() * 1000.0,
         ));
     }

@@ -295,7 +295,7 @@ fn kept_traces_wait_for_their_batch_as_the_exporter_rule_says() {
 /// Scenario: the same steady load with the policy file's `num_traces` far below the traces
 /// a gateway holds over `decision_wait` (4 gateways, 200k spans/s of ~10-span traces,
 /// 5 s: about 25,000 each), then with the default.
-/// Guarantees: as a real gateway does, one holding `num_traces` decides the oldest early:
+/// Guarantees: as a real gateway does, one holding `num_traces` decides traces early:
 /// most traffic is decided early and decisions come well before the wait; with room, none
 /// is. The early share weighs traffic, so the idle minute after the load does not dilute it.
 #[test]

@@ -1865,6 +1865,7 @@ mod tests {
         let (log, _guard) = tailgate_core::test_util::CapturedLog::install();
         // A drain while the 8 traces wait for their roots: every trace is decided.
         let (stats, drain, running, _buffer) = flooded(20, 1 << 30).await;
+        assert_eq!(stats.early_decisions.get(), 48);
         drain.cancel();
         running.await.unwrap();
         assert_eq!(stats.traces_not_sampled.get(), 68);
@@ -1914,6 +1915,21 @@ mod tests {
         tokio::task::JoinHandle<()>,
         TraceBuffer,
     ) {
+        flooded_with(num_traces, early_decision_bytes, |_| {}).await
+    }
+
+    /// [`flooded`], with `between` given the plan in force after the 8 traces are in and
+    /// before the flood.
+    async fn flooded_with(
+        num_traces: usize,
+        early_decision_bytes: u64,
+        between: impl FnOnce(&crate::reload::SharedPlan),
+    ) -> (
+        std::sync::Arc<GatewayStats>,
+        tokio_util::sync::CancellationToken,
+        tokio::task::JoinHandle<()>,
+        TraceBuffer,
+    ) {
         let errors = "decision_wait: 2s\npolicies: [{name: e, type: status_code, status_code: {status_codes: [ERROR]}}]\n";
         let (plan, stats, buffer, rx) = one_shard(&format!("num_traces: {num_traces}\n{errors}"));
         let limits = shard::ShardLimits {
@@ -1923,7 +1939,7 @@ mod tests {
             max_spans_per_trace: 1_000,
             max_held_bytes: u64::MAX,
         };
-        let shard = shard::Shard::new(rx, plan, limits, Vec::new(), stats.clone());
+        let shard = shard::Shard::new(rx, plan.clone(), limits, Vec::new(), stats.clone());
         let drain = tokio_util::sync::CancellationToken::new();
         let running = tokio::spawn(shard.run(drain.clone()));
         let send = |spans: Vec<Span>| {
@@ -1937,6 +1953,9 @@ mod tests {
         )
         .await
         .unwrap();
+        // Taken (buffered under the wait in force) before `between`.
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        between(&plan);
         for batch in 0..15u8 {
             send(
                 (0..4)
@@ -1948,6 +1967,62 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         (stats, drain, running, buffer)
+    }
+
+    /// Scenario: as [`early_decisions_take_traces_with_their_root_first`] (trace limit),
+    /// but `decision_wait` is reloaded from 2 s to 60 s after the 8 waiting traces arrived
+    /// and before the flood passes them over; no root ever comes.
+    /// Guarantees: a trace passed over keeps the deadline it had (a reload changes the
+    /// wait of new traces only): the 8 are decided at 2 s, while the 12 newest one-span
+    /// traces, which came under the 60 s wait, are still buffered at 3 s.
+    #[tokio::test(start_paused = true)]
+    async fn traces_passed_over_keep_their_deadline_through_a_reload() {
+        let (stats, drain, running, _buffer) = flooded_with(20, 1 << 30, |shared| {
+            shared.store(std::sync::Arc::new(plan(
+                "num_traces: 20\ndecision_wait: 60s\npolicies: [{name: e, type: status_code, status_code: {status_codes: [ERROR]}}]\n",
+            )));
+        })
+        .await;
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        assert_eq!(stats.early_decisions.get(), 48);
+        assert_eq!(stats.traces_not_sampled.get(), 48 + 8);
+        assert_eq!(stats.live_traces.get(), 12);
+        drain.cancel();
+        running.await.unwrap();
+    }
+
+    /// Scenario: 50 traces of three children each, none with its root, reach a shard
+    /// that may buffer 10 and keeps traces with an error; then their 50 error roots.
+    /// Guarantees: with no trace holding its root, early decisions take the oldest of
+    /// those waiting: exactly the first 40 are decided early (not kept; their roots follow
+    /// that decision), and the 10 newest wait for their roots and are kept whole.
+    #[tokio::test(start_paused = true)]
+    async fn without_roots_the_oldest_waiting_traces_are_decided_early() {
+        let (shared, stats, buffer, rx) = one_shard(
+            "num_traces: 10\ndecision_wait: 2s\npolicies: [{name: e, type: status_code, status_code: {status_codes: [ERROR]}}]\n",
+        );
+        let running =
+            tokio::spawn(shard_reading(rx, shared, &stats, 1_000).run(Default::default()));
+        for spans in [
+            (0..50)
+                .flat_map(|t| (1..4).map(move |c| span_of(3, t, c, Some(0), false)))
+                .collect::<Vec<_>>(),
+            (0..50).map(|t| span_of(3, t, 0, None, true)).collect(),
+        ] {
+            let body = layered_request(1, 1, |_| Vec::new(), |_, _| spans.clone());
+            buffer
+                .export(Bytes::from(body.encode_to_vec()))
+                .await
+                .unwrap();
+        }
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        assert_eq!(stats.early_decisions.get(), 40);
+        assert_eq!(stats.traces_not_sampled.get(), 40);
+        assert_eq!(stats.late_dropped_spans.get(), 40);
+        assert_eq!(stats.traces_sampled.get(), 10);
+        assert_eq!(stats.pending_export_spans.get(), 10 * 4);
+        drop(buffer);
+        running.await.unwrap();
     }
 
     /// Scenario: one request of 50 four-span traces reaches a shard that may buffer 10,

@@ -230,7 +230,7 @@ pub enum ShardMsg {
     },
     /// Decisions another gateway made for traces this one now owns.
     Decisions(Vec<([u8; 16], Cached)>),
-    /// A request was refused for memory: decide the oldest traces early until this
+    /// A request was refused for memory: decide traces early (as past a limit) until this
     /// shard holds `bytes` less (its share of what the request needed), so that the
     /// sender's retry fits. Without it a buffer just under its soft limit, with less room
     /// than a request may cost, refuses every request until traces come due.
@@ -281,11 +281,11 @@ impl Released {
 #[derive(Debug, Clone, Copy)]
 pub struct ShardLimits {
     /// How many shards share the `num_traces` of the plan in force: this one buffers its
-    /// share (rounded up) before the oldest are decided early, as a reload sets it.
+    /// share (rounded up) before traces are decided early, as a reload sets it.
     pub shards: usize,
     /// Decision cache entries.
     pub cache_size: usize,
-    /// Span bytes buffered before the oldest traces are decided early.
+    /// Span bytes buffered before traces are decided early.
     pub early_decision_bytes: u64,
     /// Spans after which a trace is decided at once.
     pub max_spans_per_trace: u32,
@@ -324,7 +324,10 @@ pub struct Shard {
     /// root first, then these, oldest first: by age alone, one sender of many one-span
     /// traces had every other sender's waiting traces decided on their children
     /// (docs/security.md). Only traces an early decision looked at come here, so a shard
-    /// under its limits pays nothing for it.
+    /// under its limits pays nothing for it. A trace stays here when its root comes
+    /// later (it is then decided by its deadline, or its root's, like any other).
+    /// The root is a heuristic across services: each SDK sends on its own batch delay,
+    /// so spans of other services may still come after a root; they follow its decision.
     spared: DeadlineQueue,
     /// Deadlines of traces another gateway handed over, which were first seen before they
     /// arrived here and so do not come due in arrival order.
@@ -703,7 +706,7 @@ impl Shard {
             ShardMsg::MakeRoom { bytes } => {
                 self.room_goal = self.held().saturating_sub(bytes);
                 let decided = self
-                    .decide_oldest_while(
+                    .decide_early_while(
                         Instant::now(),
                         |shard| shard.held() > shard.room_goal,
                         |stats| &stats.early_decisions_memory,
@@ -1008,7 +1011,7 @@ impl Shard {
 
     /// What an inserted batch sets off: late spans of kept traces go out; span-ingest
     /// traces are decided on this batch; traces over a size, span, trace-count or byte
-    /// limit are dropped or decided early, oldest first.
+    /// limit are dropped or decided early (see [`Self::decide_early_while`]).
     async fn settle_insert(
         &mut self,
         late_kept: Vec<(BufferedSpan, f64)>,
@@ -1043,11 +1046,11 @@ impl Shard {
                 self.stats.early_decisions_span_limit.add(1);
             }
         }
-        // Past the trace limit, decide the oldest early instead of dropping them.
+        // Past the trace limit, decide traces early instead of dropping them.
         let num_traces = self.plan.load().num_traces;
         let max_traces = num_traces.div_ceil(self.shards).max(1);
         let decided = self
-            .decide_oldest_while(
+            .decide_early_while(
                 now,
                 |shard| shard.traces.len() > max_traces,
                 |stats| &stats.early_decisions,
@@ -1067,13 +1070,13 @@ impl Shard {
                 tracing::warn!(
                     traces,
                     num_traces,
-                    "Deciding traces early: this gateway holds the policy file's num_traces, so its oldest traces are decided before decision_wait. Raise num_traces to the traces a gateway holds (its new traces per second × decision_wait, with room; tailgate-sim plan says how many): memory is bounded by buffer.max_buffered_bytes, not by it. Logged at most once a minute, traces decided early on this gateway since counted (tailgate_gateway_early_decisions_total{{reason=\"num_traces\"}})."
+                    "Deciding traces early: this gateway holds the policy file's num_traces, so traces are decided before decision_wait (those with their root span first, then the oldest). Raise num_traces to the traces a gateway holds (its new traces per second × decision_wait, with room; tailgate-sim plan says how many): memory is bounded by buffer.max_buffered_bytes, not by it. Logged at most once a minute, traces decided early on this gateway since counted (tailgate_gateway_early_decisions_total{{reason=\"num_traces\"}})."
                 );
             }
         }
         // Over this shard's share of the soft byte limit, likewise.
         let decided = self
-            .decide_oldest_while(
+            .decide_early_while(
                 now,
                 |shard| shard.held() > shard.early_decision_bytes,
                 |stats| &stats.early_decisions_memory,
@@ -1099,7 +1102,7 @@ impl Shard {
             tracing::warn!(
                 traces,
                 early_decision_bytes = self.early_decision_bytes,
-                "Deciding traces early: this shard holds its share of buffer.early_decision_bytes (early_decision_bytes here), so traces are decided before decision_wait, those with their root span first, then the oldest. A sender whose rate has grown fills the buffer this way (docs/security.md); if the traffic is expected, raise buffer.max_buffered_bytes or add gateways (tailgate-sim plan sizes them). Logged at most once a minute, traces decided early on this gateway since counted (tailgate_gateway_early_decisions_total{{reason=\"memory\"}})."
+                "Deciding traces early for memory: a shard held its share of buffer.early_decision_bytes (early_decision_bytes here), or a request was refused over buffer.max_buffered_bytes and room is made for its retry, so traces are decided before decision_wait, those with their root span first, then the oldest. A sender whose rate has grown fills the buffer this way (docs/security.md); if the traffic is expected, raise buffer.max_buffered_bytes or add gateways (tailgate-sim plan sizes them). Logged at most once a minute, traces decided early on this gateway since counted (tailgate_gateway_early_decisions_total{{reason=\"memory\"}})."
             );
         }
     }
@@ -1118,7 +1121,7 @@ impl Shard {
     /// then the oldest of the rest ([`Self::spared`]), then those waiting for a hand-off
     /// pass. The next [`WARM_BATCH`] traces' memory is read ahead, as for due traces (a
     /// gateway at its limits decides every trace here).
-    async fn decide_oldest_while(
+    async fn decide_early_while(
         &mut self,
         now: Instant,
         over: impl Fn(&Self) -> bool,
@@ -1131,7 +1134,7 @@ impl Shard {
         decided
     }
 
-    /// [`Self::decide_oldest_while`] for the traces of one queue.
+    /// [`Self::decide_early_while`] for the traces of one queue.
     async fn decide_early_in(
         &mut self,
         order: EarlyOrder,
@@ -1168,11 +1171,11 @@ impl Shard {
                 plan = self.plan_for_decisions();
             }
             let next = match order {
-                EarlyOrder::Rooted => self.deadlines.pop_front(),
-                EarlyOrder::Spared => self.spared.pop_front(),
-                EarlyOrder::Deferred => self.pop_deferred(),
+                EarlyOrder::Rooted => self.deadlines.pop_front_due(),
+                EarlyOrder::Spared => self.spared.pop_front_due(),
+                EarlyOrder::Deferred => self.pop_deferred().map(|id| (id, now)),
             };
-            let Some(id) = next else {
+            let Some((id, due)) = next else {
                 break;
             };
             // The queue's front is the group read ahead, in order.
@@ -1182,15 +1185,16 @@ impl Shard {
             };
             taken += 1;
             if order == EarlyOrder::Rooted {
-                // A trace still waiting for its root waits on, until its deadline or
-                // until no trace with its root is left.
+                // A trace still waiting for its root waits on, until the deadline it
+                // had (a reload since does not move it) or until no trace with its root
+                // is left. The first pass over a limit may move many at once; each
+                // moves once.
                 let waiting = self
                     .traces
                     .get_mut_hashed(h, &id)
-                    .filter(|entry| !entry.summary.has_root)
-                    .map(|entry| entry.first_seen.instant());
-                if let Some(first_seen) = waiting {
-                    self.spared.push(id, first_seen, plan.decision_wait);
+                    .is_some_and(|entry| !entry.summary.has_root);
+                if waiting {
+                    self.spared.push_due(id, due);
                     continue;
                 }
             }

@@ -11,7 +11,7 @@
 //! The slab keeps its peak size: a burst of N traces leaves N slots
 //! (`size_of::<TraceEntry>()` bytes each) for later traces, as the index's hash table keeps
 //! its capacity. The shard's share of `num_traces` and byte limits bound that peak: past them the
-//! oldest traces are decided early, once the batch that crossed them is buffered.
+//! traces are decided early, once the batch that crossed them is buffered.
 
 use smallvec::SmallVec;
 

@@ -164,7 +164,7 @@ impl CompositeConfig {
 pub struct PolicyFile {
     /// How long after a trace's first span it is decided.
     pub decision_wait: Duration,
-    /// Traces kept in memory per gateway before the oldest are decided early.
+    /// Traces kept in memory per gateway before traces are decided early.
     pub num_traces: usize,
     /// Accepted for compatibility.
     pub expected_new_traces_per_sec: u64,
@@ -250,8 +250,8 @@ struct RawPolicyFile {
         with = "tailgate_core::config::go_duration"
     )]
     decision_wait: Duration,
-    /// Traces kept in memory per gateway; past it the oldest are decided early (the
-    /// Collector drops them instead). Default 50000.
+    /// Traces kept in memory per gateway; past it traces are decided early, those with
+    /// their root span first (the Collector drops the oldest instead). Default 50000.
     #[serde(default = "default_num_traces", with = "tailgate_core::config::go_int")]
     num_traces: usize,
     /// Accepted for compatibility; Tailgate sizes its tables as they fill.
@@ -1295,7 +1295,7 @@ impl PolicyFile {
         let mut ignored_options = Vec::new();
         if raw.block_on_overflow.is_some() {
             ignored_options.push(
-                "block_on_overflow: Tailgate never evicts a buffered trace: past num_traces it decides the oldest early, and past buffer.max_buffered_bytes it refuses new data with a retryable status".to_owned(),
+                "block_on_overflow: Tailgate never evicts a buffered trace: past num_traces it decides traces early (those with their root span first, then the oldest), and past buffer.max_buffered_bytes it refuses new data with a retryable status".to_owned(),
             );
         }
         if raw.num_shards.is_some_and(|n| n > 256) {

@@ -73,7 +73,7 @@ pub struct PolicyPlan {
     drops: usize,
     /// Time from a trace's first span to its decision.
     pub decision_wait: Duration,
-    /// Traces buffered before the oldest are decided early.
+    /// Traces buffered before traces are decided early.
     pub num_traces: usize,
     /// Decide this long after the root span arrives, if earlier.
     pub decision_wait_after_root: Option<Duration>,
