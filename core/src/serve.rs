@@ -3,6 +3,9 @@
 //! the limits that keep a flood of idle or slow connections from taking a process down:
 //!
 //! * at most `max_connections` open connections; more wait in the kernel's backlog;
+//! * with `sender_connections`, past half of them open, a sender (an address, an IPv6 one
+//!   by its /64) holding a quarter of them has new connections closed at once, so one
+//!   address trickling requests cannot hold every slot;
 //! * a connection that sends nothing within `first_byte_timeout` is closed, so idle sockets
 //!   cannot hold every slot (4,200 of them once stopped a receiver for good);
 //! * HTTP/1 headers must arrive within `header_timeout`; HTTP/2 peers are pinged, and dead
@@ -40,6 +43,9 @@ pub const CONNECTION_WINDOW: u32 = 8 << 20;
 pub struct ConnectionLimits {
     /// Open connections at most.
     pub max_connections: usize,
+    /// Past half of `max_connections` open, close at once a new connection from a sender
+    /// that holds a quarter of them.
+    pub sender_connections: bool,
     /// Streams an HTTP/2 connection may have open at once (SETTINGS_MAX_CONCURRENT_STREAMS).
     pub max_concurrent_streams: u32,
     /// Longest a new connection may stay silent before it is closed.
@@ -77,6 +83,9 @@ where
     let builder = Arc::new(http_builder(&limits));
     let connections =
         std::sync::Arc::new(tokio::sync::Semaphore::new(limits.max_connections.max(1)));
+    let senders = limits
+        .sender_connections
+        .then(|| SenderConnections::new(limits.max_connections.max(1)));
     let mut backoff = Duration::ZERO;
     tokio::pin!(shutdown);
     loop {
@@ -106,6 +115,15 @@ where
             () = &mut shutdown => break,
         };
         let (stream, sender) = stream;
+        let open = limits.max_connections.max(1) - connections.available_permits();
+        let held = match &senders {
+            Some(senders) => match senders.admit(sender.0, open) {
+                Some(held) => Some(held),
+                // Dropped unread: the sender sees the connection closed.
+                None => continue,
+            },
+            None => None,
+        };
         if let Err(error) = stream.set_nodelay(true) {
             tracing::debug!(%error, "Cannot set TCP_NODELAY.");
         }
@@ -113,6 +131,7 @@ where
         let stop = stop.clone();
         tasks.spawn(async move {
             let _permit = permit;
+            let _held = held;
             // A listener that stops does not wait for connections that have not spoken.
             let spoke = tokio::select! {
                 spoke = speaks_within(&stream, limits.first_byte_timeout) => spoke,
@@ -236,6 +255,107 @@ impl SenderAddr {
     /// The address `req` came from, when its connection was served here.
     pub fn of<B>(req: &::http::Request<B>) -> Option<std::net::IpAddr> {
         req.extensions().get::<SenderAddr>().map(|a| a.0)
+    }
+}
+
+/// The key a sender is known by: its address; an IPv4-mapped IPv6 address as the IPv4
+/// one, and an IPv6 address by its /64, since a host is given a /64 to take addresses from
+/// (one sender must not get a share per address it picks).
+pub(crate) fn sender_key(addr: std::net::IpAddr) -> std::net::IpAddr {
+    match addr {
+        std::net::IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => std::net::IpAddr::V4(v4),
+            None => std::net::IpAddr::V6(std::net::Ipv6Addr::from(
+                u128::from(v6) & !(u128::from(u64::MAX)),
+            )),
+        },
+        v4 => v4,
+    }
+}
+
+/// Connections open per sender on one listener. Past half of the listener's
+/// `max_connections` open, a sender holding a quarter of them gets no more: one address
+/// trickling requests (each holding its connection until `request_timeout`) could
+/// otherwise hold every slot while other senders wait in the backlog (a hostile-input
+/// trial). Alone, a sender may still use half the slots; behind a proxy or NAT that gives
+/// many senders one address, `receive.sender_shares: false` turns this off, as the
+/// in-flight shares. A std mutex: taken once per accepted and per closed connection.
+#[derive(Debug)]
+struct SenderConnections {
+    max: usize,
+    open: Arc<std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>>,
+    /// When the last warning was given, and the connections closed since.
+    refused: std::sync::Mutex<(Option<tokio::time::Instant>, u64)>,
+}
+
+/// One connection counted to its sender until dropped.
+struct SenderHeld {
+    open: Arc<std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>>,
+    key: std::net::IpAddr,
+}
+
+impl SenderConnections {
+    fn new(max: usize) -> Self {
+        SenderConnections {
+            max,
+            open: Arc::default(),
+            refused: Default::default(),
+        }
+    }
+
+    /// Counts a new connection from `addr`, `open` connections being open with it; `None`
+    /// when it is to be closed.
+    fn admit(&self, addr: std::net::IpAddr, open: usize) -> Option<SenderHeld> {
+        let key = sender_key(addr);
+        let mut table = self
+            .open
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let held = table.entry(key).or_default();
+        if open > self.max / 2 && *held >= (self.max / 4).max(1) {
+            let held = *held;
+            drop(table);
+            let mut refused = self
+                .refused
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            refused.1 += 1;
+            if refused
+                .0
+                .is_none_or(|at| at.elapsed() >= Duration::from_secs(60))
+            {
+                refused.0 = Some(tokio::time::Instant::now());
+                let times = std::mem::take(&mut refused.1);
+                tracing::warn!(
+                    sender = %key,
+                    held,
+                    open,
+                    times,
+                    "Closed a new connection at once: its sender holds a quarter of this listener's receive.max_connections while more than half are open, so that one address cannot hold every slot. A sender trickling requests, or many senders behind one address (set receive.sender_shares: false for a proxy or NAT). Logged at most once a minute, times since counted."
+                );
+            }
+            return None;
+        }
+        *held += 1;
+        Some(SenderHeld {
+            open: self.open.clone(),
+            key,
+        })
+    }
+}
+
+impl Drop for SenderHeld {
+    fn drop(&mut self) {
+        let mut table = self
+            .open
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(n) = table.get_mut(&self.key) {
+            *n -= 1;
+            if *n == 0 {
+                table.remove(&self.key);
+            }
+        }
     }
 }
 

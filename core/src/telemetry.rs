@@ -621,6 +621,7 @@ pub async fn serve_admin<A: Admin>(
 ) {
     let limits = crate::serve::ConnectionLimits {
         max_connections: ADMIN_MAX_CONNECTIONS,
+        sender_connections: false,
         max_concurrent_streams: ADMIN_MAX_STREAMS,
         first_byte_timeout: ADMIN_TIMEOUT,
         header_timeout: ADMIN_TIMEOUT,

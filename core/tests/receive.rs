@@ -1721,6 +1721,8 @@ async fn idle_connections_cannot_hold_every_slot() {
         http: None,
         max_connections: 8,
         request_timeout: std::time::Duration::from_millis(300),
+        // Idle connections and the client share an address: no per-sender cap here.
+        sender_shares: false,
         ..ReceiveConfig::default()
     };
     let listeners = Listeners::bind(&cfg).await.unwrap();
@@ -1752,6 +1754,84 @@ async fn idle_connections_cannot_hold_every_slot() {
         .expect("the client was never served");
     assert_eq!(sink.bodies.lock().unwrap().len(), 1);
     drop(idle);
+}
+
+/// Scenario: an OTLP/HTTP receiver serving at most 8 connections; one address
+/// (127.0.0.1) opens 8 and writes the first byte of a request on each (so each is held
+/// until its headers' timeout, 10 s: a trickling sender); then another address
+/// (127.0.0.2) posts a request.
+/// Guarantees: past half of the connections open, the address holding a quarter of them
+/// has its new ones closed at once (4 of its 8 read end-of-file), so the other sender is
+/// served at once instead of waiting behind it (before, it waited in the backlog for
+/// the trickling connections' timeout). The closing is logged once (a minute).
+#[tokio::test]
+async fn one_address_cannot_hold_every_connection() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    // One thread: the accept loop logs where the capture is installed.
+    let (log, _guard) = tailgate_core::test_util::CapturedLog::install();
+    let cfg = ReceiveConfig {
+        grpc: None,
+        http: Some("127.0.0.1:0".parse().unwrap()),
+        max_connections: 8,
+        request_timeout: std::time::Duration::from_secs(30),
+        ..ReceiveConfig::default()
+    };
+    let listeners = Listeners::bind(&cfg).await.unwrap();
+    let addr = listeners.http_addr().unwrap();
+    let sink = Arc::new(Capture::default());
+    let token = CancellationToken::new();
+    tokio::spawn(listeners.serve(
+        sink.clone(),
+        tailgate_core::receive::Limits::plaintext(&cfg),
+        token.clone(),
+    ));
+    let _stop = token.drop_guard();
+
+    let (mut trickling, mut written) = (Vec::new(), 0);
+    for _ in 0..8 {
+        let mut c = tokio::net::TcpStream::connect(addr).await.unwrap();
+        // A write to a connection closed at once may fail: it is read below.
+        written += usize::from(c.write_all(b"P").await.is_ok());
+        trickling.push(c);
+    }
+    let mut closed = 0;
+    for c in &mut trickling {
+        let mut buf = [0u8; 64];
+        let read = tokio::time::timeout(std::time::Duration::from_millis(500), c.read(&mut buf));
+        match read.await {
+            Ok(Ok(0) | Err(_)) => closed += 1,
+            Ok(Ok(n)) => panic!("answered {n} bytes to one byte"),
+            Err(_) => {}
+        }
+    }
+    assert_eq!(closed, 4, "closed at once of the 8 ({written} written to)");
+    assert_eq!(log.count("Closed a new connection at once"), 1);
+
+    let body = FakeOtlp::traces(1).spans(2).seed(5).build().encode_to_vec();
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.2:0".parse().unwrap()).unwrap();
+    let mut other = socket.connect(addr).await.unwrap();
+    let head = format!(
+        "POST /v1/traces HTTP/1.1\r\nhost: {addr}\r\ncontent-type: application/x-protobuf\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+        body.len()
+    );
+    other.write_all(head.as_bytes()).await.unwrap();
+    other.write_all(&body).await.unwrap();
+    let mut answer = Vec::new();
+    tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        other.read_to_end(&mut answer),
+    )
+    .await
+    .expect("the other sender waited behind the trickling one")
+    .unwrap();
+    assert!(
+        answer.starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&answer)
+    );
+    assert_eq!(sink.bodies.lock().unwrap().len(), 1);
+    drop(trickling);
 }
 
 /// Scenario: receivers that require a bearer token (`receive.auth`, the token read from a

@@ -394,6 +394,10 @@ pub struct Limits {
     pub max_request_bytes: usize,
     /// Open connections.
     pub max_connections: usize,
+    /// Past half of `max_connections` open, a sender (by address, as the in-flight
+    /// shares) holding a quarter of them has its new connections closed at once
+    /// (`receive.sender_shares`).
+    pub sender_connections: bool,
     /// Streams an HTTP/2 connection may have open at once.
     pub max_concurrent_streams: u32,
     /// Time to receive a request.
@@ -449,6 +453,7 @@ impl Limits {
         Limits {
             max_request_bytes: c.max_request_bytes,
             max_connections: c.max_connections,
+            sender_connections: c.sender_shares,
             max_concurrent_streams: c.max_concurrent_streams,
             request_timeout: c.request_timeout,
             // 0 means never, as in the Collector (grpc-go).
@@ -551,20 +556,7 @@ const MAX_SENDERS: usize = 1 << 16;
 /// Where senders beyond [`MAX_SENDERS`] are counted, together.
 const OVERFLOW: std::net::IpAddr = std::net::IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED);
 
-/// The key a sender's share is kept under: its address; an IPv4-mapped IPv6 address as
-/// the IPv4 one, and an IPv6 address by its /64, since a host is given a /64 to take
-/// addresses from (one sender must not get a share per address it picks).
-fn sender_key(addr: std::net::IpAddr) -> std::net::IpAddr {
-    match addr {
-        std::net::IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => std::net::IpAddr::V4(v4),
-            None => std::net::IpAddr::V6(std::net::Ipv6Addr::from(
-                u128::from(v6) & !(u128::from(u64::MAX)),
-            )),
-        },
-        v4 => v4,
-    }
-}
+use crate::serve::sender_key;
 
 /// Each sender's bytes held and when it last asked for room. A std mutex: it is taken
 /// for a lookup and an addition per body chunk, never across an `.await` (tokio's
@@ -1072,6 +1064,7 @@ where
 {
     let conn_limits = crate::serve::ConnectionLimits {
         max_connections: limits.max_connections,
+        sender_connections: limits.sender_connections,
         max_concurrent_streams: limits.max_concurrent_streams,
         first_byte_timeout: limits.request_timeout.min(HEADER_TIMEOUT),
         header_timeout: limits.request_timeout.min(HEADER_TIMEOUT),
