@@ -134,7 +134,14 @@ where
             let _held = held;
             // A listener that stops does not wait for connections that have not spoken.
             let spoke = tokio::select! {
-                spoke = speaks_within(&stream, limits.first_byte_timeout) => spoke,
+                spoke = async {
+                    if tls.is_some() {
+                        // The handshake has its own deadline; what follows is encrypted.
+                        speaks_within(&stream, limits.first_byte_timeout).await
+                    } else {
+                        opens_within(&stream, limits.first_byte_timeout).await
+                    }
+                } => spoke,
                 () = stop.cancelled() => false,
             };
             if !spoke {
@@ -407,6 +414,44 @@ async fn handshake(
             tracing::debug!("TLS handshake timed out.");
             None
         }
+    }
+}
+
+/// The HTTP/2 connection preface.
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// How often [`opens_within`] looks again at what has arrived.
+const OPENING_POLL: Duration = Duration::from_millis(20);
+
+/// Whether a plaintext peer opens within `limit`: sends an HTTP/1 request line (up to its
+/// line feed, or 128 bytes) or the HTTP/2 preface and the header of its first frame. One
+/// byte used to be enough, and the HTTP/1-or-2 detection after it has no deadline of its
+/// own: a sender of `P` alone, or of part of the preface, held its connection for ever
+/// (a black-box trial). Clients send all of this at once; a line's remaining headers are
+/// held to `header_timeout` by hyper. Peeks, so the bytes stay for the connection.
+async fn opens_within(stream: &TcpStream, limit: Duration) -> bool {
+    let deadline = tokio::time::Instant::now() + limit;
+    let mut seen = [0u8; 128];
+    loop {
+        let n = match tokio::time::timeout_at(deadline, stream.peek(&mut seen)).await {
+            Ok(Ok(n)) if n > 0 => n,
+            _ => return false,
+        };
+        let head = &seen[..n];
+        let opened = if H2_PREFACE.starts_with(&head[..n.min(H2_PREFACE.len())]) {
+            n >= H2_PREFACE.len() + 9
+        } else {
+            n == seen.len() || head.contains(&b'\n')
+        };
+        if opened {
+            return true;
+        }
+        // Part of it is here: a peek returns at once while data waits unread, so look
+        // again a little later.
+        if tokio::time::Instant::now() + OPENING_POLL >= deadline {
+            return false;
+        }
+        tokio::time::sleep(OPENING_POLL).await;
     }
 }
 

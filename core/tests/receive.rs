@@ -1756,6 +1756,67 @@ async fn idle_connections_cannot_hold_every_slot() {
     drop(idle);
 }
 
+/// Scenario: a receiver (both protocols on one port) that gives a connection 300 ms to
+/// speak; connections that send `P` alone, the HTTP/2 preface's first line, the whole
+/// preface without a frame, or half an HTTP/1 request line, and then nothing; then a
+/// client exports over HTTP/2.
+/// Guarantees: each stalled opening is closed within the limit (a trial held such
+/// connections for ever: one byte passed the first-byte check, and the HTTP/1-or-2
+/// detection after it has no deadline), and the client is served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_must_open_not_just_speak_within_its_limit() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let cfg = ReceiveConfig {
+        grpc: Some("127.0.0.1:0".parse().unwrap()),
+        http: None,
+        request_timeout: std::time::Duration::from_millis(300),
+        ..ReceiveConfig::default()
+    };
+    let listeners = Listeners::bind(&cfg).await.unwrap();
+    let addr = listeners.grpc_addr().unwrap();
+    let sink = Arc::new(Capture::default());
+    let token = CancellationToken::new();
+    tokio::spawn(listeners.serve(
+        sink.clone(),
+        tailgate_core::receive::Limits::plaintext(&cfg),
+        token.clone(),
+    ));
+    let _stop = token.drop_guard();
+
+    for opening in [
+        &b"P"[..],
+        b"PRI * HTTP/2.0\r\n",
+        b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
+        b"POST /v1/tra",
+    ] {
+        let mut c = tokio::net::TcpStream::connect(addr).await.unwrap();
+        c.write_all(opening).await.unwrap();
+        let mut buf = [0u8; 256];
+        let ended = tokio::time::timeout(std::time::Duration::from_secs(3), async {
+            loop {
+                match c.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(_) => {}
+                }
+            }
+        })
+        .await;
+        assert!(
+            ended.is_ok(),
+            "{:?} held open past 3 s",
+            String::from_utf8_lossy(opening)
+        );
+    }
+    let mut client = TraceServiceClient::connect(format!("http://{addr}"))
+        .await
+        .unwrap();
+    client
+        .export(FakeOtlp::traces(1).spans(2).seed(7).build())
+        .await
+        .unwrap();
+    assert_eq!(sink.bodies.lock().unwrap().len(), 1);
+}
+
 /// Scenario: an OTLP/HTTP receiver serving at most 8 connections; one address
 /// (127.0.0.1) opens 8 and writes the first byte of a request on each (so each is held
 /// until its headers' timeout, 10 s: a trickling sender); then another address
