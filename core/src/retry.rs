@@ -201,10 +201,15 @@ impl Tally {
 
     /// [`Tally::add`] of one to a shared tally (a poisoned lock still counts).
     pub fn one_more(tally: &std::sync::Mutex<Tally>) -> Option<u64> {
+        Tally::more(tally, 1)
+    }
+
+    /// [`Tally::add`] of `n` to a shared tally (a poisoned lock still counts).
+    pub fn more(tally: &std::sync::Mutex<Tally>, n: u64) -> Option<u64> {
         tally
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .add(1)
+            .add(n)
     }
 }
 

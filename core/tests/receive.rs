@@ -1709,6 +1709,30 @@ async fn a_client_that_goes_away_mid_body_is_counted_cancelled() {
     assert!(sink.bodies.lock().unwrap().is_empty());
 }
 
+/// Receivers configured by `cfg` (plaintext) handing requests to a [`Capture`]; served
+/// until the guard is dropped.
+async fn capturing(cfg: &ReceiveConfig) -> (BoundAddrs, Arc<Capture>, tokio_util::sync::DropGuard) {
+    let listeners = Listeners::bind(cfg).await.unwrap();
+    let receiver = BoundAddrs {
+        grpc: listeners.grpc_addr(),
+        http: listeners.http_addr(),
+    };
+    let sink = Arc::new(Capture::default());
+    let token = CancellationToken::new();
+    tokio::spawn(listeners.serve(
+        sink.clone(),
+        tailgate_core::receive::Limits::plaintext(cfg),
+        token.clone(),
+    ));
+    (receiver, sink, token.drop_guard())
+}
+
+/// Where [`capturing`]'s receivers listen.
+struct BoundAddrs {
+    grpc: Option<std::net::SocketAddr>,
+    http: Option<std::net::SocketAddr>,
+}
+
 /// Scenario: 40 connections that never send a byte against a receiver that serves at most
 /// 8 connections and gives each 300 ms to speak; then a real client exports.
 /// Guarantees (issue 14 item 10): silent connections are closed after the first-byte
@@ -1725,16 +1749,8 @@ async fn idle_connections_cannot_hold_every_slot() {
         sender_shares: false,
         ..ReceiveConfig::default()
     };
-    let listeners = Listeners::bind(&cfg).await.unwrap();
-    let addr = listeners.grpc_addr().unwrap();
-    let sink = Arc::new(Capture::default());
-    let token = CancellationToken::new();
-    tokio::spawn(listeners.serve(
-        sink.clone(),
-        tailgate_core::receive::Limits::plaintext(&cfg),
-        token.clone(),
-    ));
-    let _stop = token.drop_guard();
+    let (receiver, sink, _stop) = capturing(&cfg).await;
+    let addr = receiver.grpc.unwrap();
 
     let mut idle = Vec::new();
     for _ in 0..40 {
@@ -1772,16 +1788,8 @@ async fn a_connection_must_open_not_just_speak_within_its_limit() {
         request_timeout: std::time::Duration::from_millis(300),
         ..ReceiveConfig::default()
     };
-    let listeners = Listeners::bind(&cfg).await.unwrap();
-    let addr = listeners.grpc_addr().unwrap();
-    let sink = Arc::new(Capture::default());
-    let token = CancellationToken::new();
-    tokio::spawn(listeners.serve(
-        sink.clone(),
-        tailgate_core::receive::Limits::plaintext(&cfg),
-        token.clone(),
-    ));
-    let _stop = token.drop_guard();
+    let (receiver, sink, _stop) = capturing(&cfg).await;
+    let addr = receiver.grpc.unwrap();
 
     for opening in [
         &b"P"[..],
@@ -1837,16 +1845,8 @@ async fn one_address_cannot_hold_every_connection() {
         request_timeout: std::time::Duration::from_secs(30),
         ..ReceiveConfig::default()
     };
-    let listeners = Listeners::bind(&cfg).await.unwrap();
-    let addr = listeners.http_addr().unwrap();
-    let sink = Arc::new(Capture::default());
-    let token = CancellationToken::new();
-    tokio::spawn(listeners.serve(
-        sink.clone(),
-        tailgate_core::receive::Limits::plaintext(&cfg),
-        token.clone(),
-    ));
-    let _stop = token.drop_guard();
+    let (receiver, sink, _stop) = capturing(&cfg).await;
+    let addr = receiver.http.unwrap();
 
     let (mut trickling, mut written) = (Vec::new(), 0);
     for _ in 0..8 {
@@ -1922,17 +1922,9 @@ async fn a_bearer_token_is_required_when_configured() {
     empty.insert(http::header::AUTHORIZATION, "Bearer ".parse().unwrap());
     assert!(auth.check(&empty).is_err());
     assert!(auth.check(&http::HeaderMap::new()).is_err());
-    let listeners = Listeners::bind(&cfg).await.unwrap();
-    let grpc = format!("http://{}", listeners.grpc_addr().unwrap());
-    let http_url = format!("http://{}/v1/traces", listeners.http_addr().unwrap());
-    let sink = Arc::new(Capture::default());
-    let token = CancellationToken::new();
-    tokio::spawn(listeners.serve(
-        sink.clone(),
-        tailgate_core::receive::Limits::plaintext(&cfg),
-        token.clone(),
-    ));
-    let _stop = token.drop_guard();
+    let (receiver, sink, _stop) = capturing(&cfg).await;
+    let grpc = format!("http://{}", receiver.grpc.unwrap());
+    let http_url = format!("http://{}/v1/traces", receiver.http.unwrap());
 
     let mut client = TraceServiceClient::connect(grpc).await.unwrap();
     let req = FakeOtlp::traces(1).spans(2).seed(4).build();

@@ -8,6 +8,7 @@ use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
+use tailgate_core::retry::Tally;
 
 use tailgate_core::telemetry::Counter;
 use tailgate_core::wire::span_fields::{AdjustedCount, AdjustedCountWriter, AttributeRewrite};
@@ -1060,13 +1061,7 @@ impl Shard {
         // easily below what a busy gateway holds over decision_wait, and nothing else
         // told (a trial decided 92% of traces early without a line).
         if decided > 0 {
-            let logged = self
-                .stats
-                .num_traces_logged
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .add(decided);
-            if let Some(traces) = logged {
+            if let Some(traces) = Tally::more(&self.stats.num_traces_logged, decided) {
                 tracing::warn!(
                     traces,
                     num_traces,
@@ -1092,13 +1087,7 @@ impl Shard {
         if decided == 0 {
             return;
         }
-        let logged = self
-            .stats
-            .memory_early_logged
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .add(decided);
-        if let Some(traces) = logged {
+        if let Some(traces) = Tally::more(&self.stats.memory_early_logged, decided) {
             tracing::warn!(
                 traces,
                 early_decision_bytes = self.early_decision_bytes,
