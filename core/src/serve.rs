@@ -60,6 +60,35 @@ pub struct ConnectionLimits {
     pub max_connection_age_grace: Duration,
 }
 
+/// Connections the process's listeners closed before serving them, by why, for
+/// `*_closed_connections_total{reason}`: over their sender's share ([`SENDER_SHARE`])
+/// or not opening within the first-byte limit, or ended by the peer first
+/// ([`NOT_OPENED`]: TCP health checks count here). Process-wide, as the TLS handshakes'
+/// count.
+static CLOSED: [std::sync::atomic::AtomicU64; 2] = [
+    std::sync::atomic::AtomicU64::new(0),
+    std::sync::atomic::AtomicU64::new(0),
+];
+
+/// Index in [`closed_connections`] of connections closed at once for their sender's share.
+pub const SENDER_SHARE: usize = 0;
+/// Index in [`closed_connections`] of connections closed for not opening in time.
+pub const NOT_OPENED: usize = 1;
+
+/// Connections closed before being served so far, by [`SENDER_SHARE`] and
+/// [`NOT_OPENED`], with their `reason` label values.
+pub fn closed_connections() -> [(&'static str, u64); 2] {
+    let n = |i: usize| CLOSED[i].load(std::sync::atomic::Ordering::Relaxed);
+    [
+        ("sender_share", n(SENDER_SHARE)),
+        ("not_opened", n(NOT_OPENED)),
+    ]
+}
+
+fn count_closed(reason: usize) {
+    CLOSED[reason].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+}
+
 /// Longest pause after failed accepts.
 const MAX_ACCEPT_BACKOFF: Duration = Duration::from_secs(1);
 
@@ -142,9 +171,10 @@ where
                         opens_within(&stream, limits.first_byte_timeout).await
                     }
                 } => spoke,
-                () = stop.cancelled() => false,
+                () = stop.cancelled() => return,
             };
             if !spoke {
+                count_closed(NOT_OPENED);
                 return;
             }
             // Filled in after a mutual TLS handshake: the client's verified certificate,
@@ -322,6 +352,7 @@ impl SenderConnections {
         if open > self.max / 2 && *held >= (self.max / 4).max(1) {
             let held = *held;
             drop(table);
+            count_closed(SENDER_SHARE);
             let mut refused = self
                 .refused
                 .lock()

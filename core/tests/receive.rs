@@ -1815,6 +1815,7 @@ async fn a_connection_must_open_not_just_speak_within_its_limit() {
             String::from_utf8_lossy(opening)
         );
     }
+    assert!(tailgate_core::serve::closed_connections()[1].1 >= 4);
     let mut client = TraceServiceClient::connect(format!("http://{addr}"))
         .await
         .unwrap();
@@ -1866,6 +1867,8 @@ async fn one_address_cannot_hold_every_connection() {
         }
     }
     assert_eq!(closed, 4, "closed at once of the 8 ({written} written to)");
+    // Counted process-wide (other tests may add theirs meanwhile).
+    assert!(tailgate_core::serve::closed_connections()[0].1 >= 4);
     assert_eq!(log.count("Closed a new connection at once"), 1);
 
     let body = FakeOtlp::traces(1).spans(2).seed(5).build().encode_to_vec();
