@@ -58,6 +58,8 @@ pub mod receive;
 pub mod request_auth;
 #[cfg(feature = "net")]
 pub mod retry;
+#[cfg(feature = "net")]
+pub mod rewarn;
 pub mod ring;
 #[cfg(feature = "net")]
 pub mod serve;

@@ -321,8 +321,8 @@ pub(crate) fn sender_key(addr: std::net::IpAddr) -> std::net::IpAddr {
 struct SenderConnections {
     max: usize,
     open: Arc<std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>>,
-    /// When the last warning was given, and the connections closed since.
-    refused: std::sync::Mutex<(Option<tokio::time::Instant>, u64)>,
+    /// Connections closed since the warning was last given.
+    refused: std::sync::Mutex<crate::rewarn::Tally>,
 }
 
 /// One connection counted to its sender until dropped.
@@ -353,17 +353,7 @@ impl SenderConnections {
             let held = *held;
             drop(table);
             count_closed(SENDER_SHARE);
-            let mut refused = self
-                .refused
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            refused.1 += 1;
-            if refused
-                .0
-                .is_none_or(|at| at.elapsed() >= Duration::from_secs(60))
-            {
-                refused.0 = Some(tokio::time::Instant::now());
-                let times = std::mem::take(&mut refused.1);
+            if let Some(times) = crate::rewarn::Tally::one_more(&self.refused) {
                 tracing::warn!(
                     sender = %key,
                     held,
@@ -493,4 +483,35 @@ async fn speaks_within(stream: &TcpStream, limit: Duration) -> bool {
         tokio::time::timeout(limit, stream.peek(&mut first)).await,
         Ok(Ok(n)) if n > 0
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Scenario: a client that connects and closes without a byte (as a TCP health check
+    /// does), and one that sends a whole HTTP/1 request line.
+    /// Guarantees: the first has not opened (so it is counted as `not_opened`, as
+    /// operations.md says), at once rather than at the limit; the second has.
+    #[tokio::test]
+    async fn a_peer_that_closes_first_has_not_opened() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        drop(TcpStream::connect(addr).await.unwrap());
+        let (closed, _) = listener.accept().await.unwrap();
+        let opened = tokio::time::timeout(
+            Duration::from_secs(5),
+            opens_within(&closed, Duration::from_secs(60)),
+        )
+        .await
+        .expect("decided when the peer closed, not at the limit");
+        assert!(!opened);
+
+        let mut client = TcpStream::connect(addr).await.unwrap();
+        tokio::io::AsyncWriteExt::write_all(&mut client, b"GET /metrics HTTP/1.1\r\n")
+            .await
+            .unwrap();
+        let (open, _) = listener.accept().await.unwrap();
+        assert!(opens_within(&open, Duration::from_secs(5)).await);
+    }
 }

@@ -158,6 +158,19 @@ fn owned_labels(labels: &[(&str, &str)]) -> Vec<(String, String)> {
 
 // === impl PromText ===
 
+/// Renders the connections the process's listeners closed before serving them
+/// ([`crate::serve::closed_connections`]) as the counter `name{reason="…"}`, the same for
+/// the router and the gateway.
+pub fn render_closed_connections(p: &mut PromText, name: &str) {
+    p.labelled(
+        name,
+        "counter",
+        "Connections closed before being served: sender_share (its address held a quarter of receive.max_connections while more than half were open), not_opened (no request line or HTTP/2 preface within the first-byte limit, or closed by the peer first: TCP health checks count here).",
+        "reason",
+        crate::serve::closed_connections(),
+    );
+}
+
 impl PromText {
     /// Starts a family (`kind`: `counter`, `gauge` or `histogram`) with no samples yet.
     pub fn header(&mut self, name: &str, kind: &str, help: &str) {

@@ -770,18 +770,10 @@ impl GatewayStats {
             "tailgate_gateway_refused_requests_total",
             &self.refused_requests,
         );
-        p.header(
+        tailgate_core::telemetry::render_closed_connections(
+            p,
             "tailgate_gateway_closed_connections_total",
-            "counter",
-            "Connections closed before being served: sender_share (its address held a quarter of receive.max_connections while more than half were open), not_opened (no request line or HTTP/2 preface within the first-byte limit, or closed by the peer first: TCP health checks count here).",
         );
-        for (reason, n) in tailgate_core::serve::closed_connections() {
-            p.sample(
-                "tailgate_gateway_closed_connections_total",
-                &[("reason", reason)],
-                n,
-            );
-        }
         p.metric(
             "tailgate_gateway_tls_failed_handshakes_total",
             "counter",
