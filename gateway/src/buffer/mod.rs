@@ -9,6 +9,7 @@
 pub mod hash;
 pub mod index;
 pub mod shard;
+pub mod spared;
 pub mod table;
 pub mod trace;
 
@@ -2023,6 +2024,73 @@ mod tests {
         assert_eq!(stats.pending_export_spans.get(), 10 * 4);
         drop(buffer);
         running.await.unwrap();
+    }
+
+    /// Scenario: a shard that keeps traces with an error, over its trace limit (20) or
+    /// its byte limit (8 KiB). A shop's 8 traces arrive as three children each, under the
+    /// shop's resource, their error roots to come; then a flood of 60 orphans (one-span
+    /// traces whose parent never comes) under a resource of its own, in requests of 4;
+    /// then the 8 roots; then `decision_wait` (2 s) passes.
+    /// Guarantees: no trace has its root when the limits are passed, so early decisions
+    /// take traces of the resource group holding the most: the orphans. The shop's 8 wait
+    /// for their roots and are kept whole (by age alone they were decided on their
+    /// children and their roots dropped late: an orphan flood of a security.md trial).
+    #[tokio::test(start_paused = true)]
+    async fn a_flood_of_orphans_pays_for_its_own_early_decisions() {
+        use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
+        let service = |name: &str| {
+            let name = name.to_owned();
+            move |_| {
+                vec![KeyValue {
+                    key: "service.name".into(),
+                    value: Some(AnyValue {
+                        value: Some(any_value::Value::StringValue(name.clone())),
+                    }),
+                    ..Default::default()
+                }]
+            }
+        };
+        let errors = "decision_wait: 2s\npolicies: [{name: e, type: status_code, status_code: {status_codes: [ERROR]}}]\n";
+        for (num_traces, early_decision_bytes) in [(20, 1 << 30), (1_000_000, 8 << 10)] {
+            let (plan, stats, buffer, rx) =
+                one_shard(&format!("num_traces: {num_traces}\n{errors}"));
+            let limits = shard::ShardLimits {
+                shards: 1,
+                cache_size: 1_000,
+                early_decision_bytes,
+                max_spans_per_trace: 1_000,
+                max_held_bytes: u64::MAX,
+            };
+            let shard = shard::Shard::new(rx, plan, limits, Vec::new(), stats.clone());
+            let running = tokio::spawn(shard.run(Default::default()));
+            let send = |name: &str, spans: Vec<Span>| {
+                let body = layered_request(1, 1, service(name), |_, _| spans.clone());
+                buffer.export(Bytes::from(body.encode_to_vec()))
+            };
+            let children = (0..8)
+                .flat_map(|t| (1..4).map(move |c| span_of(1, t, c, Some(0), false)))
+                .collect();
+            send("shop", children).await.unwrap();
+            for batch in 0..15u8 {
+                let orphans = (0..4)
+                    .map(|t| span_of(2, batch * 4 + t, 1, Some(0), false))
+                    .collect();
+                send("orphans", orphans).await.unwrap();
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            let roots = (0..8).map(|t| span_of(1, t, 0, None, true)).collect();
+            send("shop", roots).await.unwrap();
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            let early = stats.early_decisions.get() + stats.early_decisions_memory.get();
+            let limits = format!("limits {num_traces} traces, {early_decision_bytes} bytes");
+            assert!(early >= 30, "{limits}: {early} decided early");
+            assert_eq!(stats.traces_sampled.get(), 8, "{limits}: {early} early");
+            assert_eq!(stats.pending_export_spans.get(), 8 * 4, "{limits}");
+            assert_eq!(stats.late_dropped_spans.get(), 0, "{limits}");
+            assert_eq!(stats.traces_not_sampled.get(), 60, "{limits}");
+            drop(buffer);
+            running.await.unwrap();
+        }
     }
 
     /// Scenario: one request of 50 four-span traces reaches a shard that may buffer 10,

@@ -21,6 +21,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::hash::TraceMap;
 use super::hash::{prefetch, IdHash};
+use super::spared::Spared;
 pub use super::table::TraceEntry;
 use super::table::{first_capacity, make_room, SpanList, TraceTable};
 use super::trace::IncomingSpan;
@@ -318,18 +319,19 @@ pub struct Shard {
     /// these come due in order too, so a second FIFO holds them; deciding a trace that is
     /// already decided is a no-op.
     root_deadlines: DeadlineQueue,
-    /// Traces early decisions passed over because their root span had not arrived, in
-    /// order, each until its own deadline (no longer in `deadlines`). A root ends, and so
-    /// is sent, after its children: a trace with its root has most likely arrived whole,
-    /// one without it is still waiting for spans. Early decisions take traces with their
-    /// root first, then these, oldest first: by age alone, one sender of many one-span
-    /// traces had every other sender's waiting traces decided on their children
-    /// (docs/security.md). Only traces an early decision looked at come here, so a shard
+    /// Traces early decisions passed over because their root span had not arrived, each
+    /// until its own deadline (no longer in `deadlines`). A root ends, and so is sent,
+    /// after its children: a trace with its root has most likely arrived whole, one
+    /// without it is still waiting for spans. Early decisions take traces with their root
+    /// first, then these: the oldest of the group of resources holding the most (see
+    /// [`Spared`]). By age alone, one sender of many one-span traces had every other
+    /// sender's waiting traces decided on their children, and one sender of orphan spans
+    /// still did (docs/security.md). Only traces an early decision looked at come here, so a shard
     /// under its limits pays nothing for it. A trace stays here when its root comes
     /// later (it is then decided by its deadline, or its root's, like any other).
     /// The root is a heuristic across services: each SDK sends on its own batch delay,
     /// so spans of other services may still come after a root; they follow its decision.
-    spared: DeadlineQueue,
+    spared: Spared,
     /// Deadlines of traces another gateway handed over, which were first seen before they
     /// arrived here and so do not come due in arrival order.
     handed_deadlines: BinaryHeap<Reverse<(Instant, [u8; 16])>>,
@@ -438,7 +440,7 @@ impl Shard {
             traces,
             deadlines: DeadlineQueue::default(),
             root_deadlines: DeadlineQueue::default(),
-            spared: DeadlineQueue::default(),
+            spared: Spared::default(),
             handed_deadlines: BinaryHeap::new(),
             deferred: VecDeque::new(),
             deferred_ids: TraceMap::default(),
@@ -1065,7 +1067,7 @@ impl Shard {
                 tracing::warn!(
                     traces,
                     num_traces,
-                    "Deciding traces early: this gateway holds the policy file's num_traces, so traces are decided before decision_wait (those with their root span first, then the oldest). Raise num_traces to the traces a gateway holds (its new traces per second × decision_wait, with room; tailgate-sim plan says how many): memory is bounded by buffer.max_buffered_bytes, not by it. Logged at most once a minute, traces decided early on this gateway since counted (tailgate_gateway_early_decisions_total{{reason=\"num_traces\"}})."
+                    "Deciding traces early: this gateway holds the policy file's num_traces, so traces are decided before decision_wait (those with their root span first, then the oldest of those waiting for it from the resources that have the most). Raise num_traces to the traces a gateway holds (its new traces per second × decision_wait, with room; tailgate-sim plan says how many): memory is bounded by buffer.max_buffered_bytes, not by it. Logged at most once a minute, traces decided early on this gateway since counted (tailgate_gateway_early_decisions_total{{reason=\"num_traces\"}})."
                 );
             }
         }
@@ -1091,7 +1093,7 @@ impl Shard {
             tracing::warn!(
                 traces,
                 early_decision_bytes = self.early_decision_bytes,
-                "Deciding traces early for memory: a shard held its share of buffer.early_decision_bytes (early_decision_bytes here), or a request was refused over buffer.max_buffered_bytes and room is made for its retry, so traces are decided before decision_wait, those with their root span first, then the oldest. A sender whose rate has grown fills the buffer this way (docs/security.md); if the traffic is expected, raise buffer.max_buffered_bytes or add gateways (tailgate-sim plan sizes them). Logged at most once a minute, traces decided early on this gateway since counted (tailgate_gateway_early_decisions_total{{reason=\"memory\"}})."
+                "Deciding traces early for memory: a shard held its share of buffer.early_decision_bytes (early_decision_bytes here), or a request was refused over buffer.max_buffered_bytes and room is made for its retry, so traces are decided before decision_wait, those with their root span first, then the oldest of those waiting for it from the resources that have the most. A sender whose rate has grown fills the buffer this way (docs/security.md); if the traffic is expected, raise buffer.max_buffered_bytes or add gateways (tailgate-sim plan sizes them). Logged at most once a minute, traces decided early on this gateway since counted (tailgate_gateway_early_decisions_total{{reason=\"memory\"}})."
             );
         }
     }
@@ -1107,7 +1109,8 @@ impl Shard {
 
     /// Decides traces early, counted in `counter`, while `over` says the shard is over a
     /// limit, and returns how many: first those whose root span has arrived, oldest first,
-    /// then the oldest of the rest ([`Self::spared`]), then those waiting for a hand-off
+    /// then the rest by group of resources, the fullest group's oldest first
+    /// ([`Self::spared`]), then those waiting for a hand-off
     /// pass. The next [`WARM_BATCH`] traces' memory is read ahead, as for due traces (a
     /// gateway at its limits decides every trace here).
     async fn decide_early_while(
@@ -1145,7 +1148,10 @@ impl Shard {
                 self.keep_group(&mut kept).await;
                 let ids: SmallVec<[[u8; 16]; WARM_BATCH]> = match order {
                     EarlyOrder::Rooted => self.deadlines.front(WARM_BATCH).copied().collect(),
-                    EarlyOrder::Spared => self.spared.front(WARM_BATCH).copied().collect(),
+                    EarlyOrder::Spared => {
+                        self.spared.choose();
+                        self.spared.front(WARM_BATCH).copied().collect()
+                    }
                     EarlyOrder::Deferred => {
                         self.deferred.iter().take(WARM_BATCH).map(|d| d.2).collect()
                     }
@@ -1178,12 +1184,13 @@ impl Shard {
                 // had (a reload since does not move it) or until no trace with its root
                 // is left. The first pass over a limit may move many at once; each
                 // moves once.
-                let waiting = self
-                    .traces
-                    .get_mut_hashed(h, &id)
-                    .is_some_and(|entry| !entry.summary.has_root);
-                if waiting {
-                    self.spared.push_due(id, due);
+                let spared = &self.spared;
+                let waiting = self.traces.get_mut_hashed(h, &id).and_then(|entry| {
+                    let resource = entry.spans.iter().next().map(|s| s.parts().resource);
+                    (!entry.summary.has_root).then(|| spared.group_of(resource.unwrap_or(&[])))
+                });
+                if let Some(group) = waiting {
+                    self.spared.push_due(group, id, due);
                     continue;
                 }
             }

@@ -1,0 +1,223 @@
+//! Traces an early decision passed over because their root span had not arrived, grouped
+//! by where they come from, so that one source of rootless traces pays for them first.
+//!
+//! A shard over a limit decides early the traces whose root has arrived, then these
+//! (see `Shard::spared`). Taken by age alone, a flood of orphan spans (each names a
+//! parent that never comes, so every one of them waits for a root) had every other
+//! sender's waiting traces decided on their children. So they are kept in [`GROUPS`]
+//! queues, one per group of resources (by a keyed hash of the resource of a trace's first
+//! span: the `ResourceSpans` it came in, which routers and peers pass on unchanged), and
+//! early decisions take the oldest traces of the group holding the most. A source of many
+//! rootless traces fills its own group; the other groups' traces wait until they are due.
+//!
+//! A resource stands for a sender here because the gateway sees no client: behind a
+//! router, every span arrives from the router's address. It is a weaker mark than an
+//! address: a sender who spreads its spans over many resources spreads them over every
+//! group, and early decisions then come back to taking traces about by age, as before;
+//! a sender that shares a group with a flood (one chance in [`GROUPS`] per resource) has
+//! its traces taken by age with the flood's. The seed is drawn per shard, so a sender
+//! cannot choose a resource that lands in another's group.
+//!
+//! Nothing here runs for a shard under its limits: a trace comes here only when an early
+//! decision looked at it.
+
+use std::hash::BuildHasher;
+
+use tokio::time::Instant;
+use xxhash_rust::xxh3::xxh3_64_with_seed;
+
+use crate::timer::DeadlineQueue;
+
+/// How many groups resources are hashed into.
+pub const GROUPS: usize = 64;
+
+/// The spared traces of one shard, by group, each group in due order.
+#[derive(Debug)]
+pub struct Spared {
+    groups: Box<[DeadlineQueue]>,
+    /// Traces in all groups.
+    len: usize,
+    seed: u64,
+    /// The group early decisions take from: the fullest when [`Self::choose`] last looked.
+    taking: usize,
+}
+
+impl Default for Spared {
+    fn default() -> Self {
+        // Fixed under test, so that which resources share a group does not change from run
+        // to run; otherwise drawn from std's randomly keyed hasher, as the trace tables'.
+        let seed = if cfg!(test) {
+            0
+        } else {
+            std::collections::hash_map::RandomState::new().hash_one(0x7370_6172_u64)
+        };
+        Spared {
+            groups: (0..GROUPS).map(|_| DeadlineQueue::default()).collect(),
+            len: 0,
+            seed,
+            taking: 0,
+        }
+    }
+}
+
+impl Spared {
+    /// The group of traces whose first span came under `resource` (the encoded
+    /// `ResourceSpans` fields but its spans: see `SpanParts::resource`).
+    pub fn group_of(&self, resource: &[u8]) -> usize {
+        // GROUPS divides 2^64: the remainder is as even as the hash.
+        (xxh3_64_with_seed(resource, self.seed) % GROUPS as u64) as usize
+    }
+
+    /// Spares `trace_id` in `group` until `due` (kept behind the group's last due time, as
+    /// [`DeadlineQueue::push_due`]).
+    pub fn push_due(&mut self, group: usize, trace_id: [u8; 16], due: Instant) {
+        self.groups[group % GROUPS].push_due(trace_id, due);
+        self.len += 1;
+    }
+
+    /// Traces spared.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// True when no trace is spared.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The earliest due time of any group.
+    pub fn next_due(&self) -> Option<Instant> {
+        if self.is_empty() {
+            return None;
+        }
+        self.groups.iter().filter_map(DeadlineQueue::next_due).min()
+    }
+
+    /// A trace due at `now`, from any group.
+    pub fn pop_due(&mut self, now: Instant) -> Option<[u8; 16]> {
+        if self.is_empty() {
+            return None;
+        }
+        let id = self.groups.iter_mut().find_map(|g| g.pop_due(now))?;
+        self.len -= 1;
+        Some(id)
+    }
+
+    /// Any spared trace, due or not (a drain takes them all).
+    pub fn pop_front(&mut self) -> Option<[u8; 16]> {
+        if self.is_empty() {
+            return None;
+        }
+        let id = self.groups.iter_mut().find_map(DeadlineQueue::pop_front)?;
+        self.len -= 1;
+        Some(id)
+    }
+
+    /// Makes the group holding the most traces the one [`Self::front`] reads and
+    /// [`Self::pop_front_due`] takes from (the first of equals).
+    pub fn choose(&mut self) {
+        let mut fullest = (0, 0);
+        for (i, g) in self.groups.iter().enumerate() {
+            if g.len() > fullest.1 {
+                fullest = (i, g.len());
+            }
+        }
+        self.taking = fullest.0;
+    }
+
+    /// The next `n` trace ids (or fewer) of the group chosen, without taking them.
+    pub fn front(&self, n: usize) -> impl Iterator<Item = &[u8; 16]> {
+        self.groups[self.taking].front(n)
+    }
+
+    /// The oldest trace of the group chosen, with its due time; once that group is empty,
+    /// of the fullest group left.
+    pub fn pop_front_due(&mut self) -> Option<([u8; 16], Instant)> {
+        if self.is_empty() {
+            return None;
+        }
+        if self.groups[self.taking].is_empty() {
+            self.choose();
+        }
+        let taken = self.groups[self.taking].pop_front_due()?;
+        self.len -= 1;
+        Some(taken)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn id(n: u8) -> [u8; 16] {
+        [n; 16]
+    }
+
+    /// Scenario: a group of five traces and a group of two, spared in turns.
+    /// Guarantees: early decisions take the fuller group's traces, oldest first, until
+    /// the groups are even, then the first of equals; once the chosen group is empty the
+    /// next fullest is taken without choosing again; the length counts every group.
+    #[tokio::test(start_paused = true)]
+    async fn the_fullest_group_gives_up_its_oldest_first() {
+        let mut spared = Spared::default();
+        let (flood, other) = (spared.group_of(b"flood"), spared.group_of(b"shop"));
+        assert_ne!(flood, other, "pick resources in different groups");
+        let now = Instant::now();
+        for n in 0..5 {
+            spared.push_due(flood, id(10 + n), now + Duration::from_secs(u64::from(n)));
+            if n < 2 {
+                spared.push_due(other, id(20 + n), now);
+            }
+        }
+        assert_eq!(spared.len(), 7);
+        spared.choose();
+        assert_eq!(
+            spared.front(2).copied().collect::<Vec<_>>(),
+            [id(10), id(11)]
+        );
+        let mut taken = Vec::new();
+        for _ in 0..3 {
+            taken.push(spared.pop_front_due().unwrap().0);
+        }
+        assert_eq!(taken, [id(10), id(11), id(12)]);
+        // Chosen again: two each; the group chosen keeps giving until empty.
+        spared.choose();
+        let first = spared.pop_front_due().unwrap().0;
+        let second = spared.pop_front_due().unwrap().0;
+        let third = spared.pop_front_due().unwrap().0;
+        let group = |t: [u8; 16]| t[0] / 10;
+        assert_eq!(group(first), group(second));
+        assert_ne!(group(second), group(third));
+        assert_eq!(spared.len(), 1);
+        spared.pop_front_due().unwrap();
+        assert!(spared.pop_front_due().is_none());
+        assert!(spared.is_empty());
+    }
+
+    /// Scenario: traces spared in two groups with different due times.
+    /// Guarantees: the next due time is the earliest of any group; only due traces are
+    /// popped by time, from whichever group holds them; a drain's pop takes the rest.
+    #[tokio::test(start_paused = true)]
+    async fn due_traces_come_from_every_group() {
+        let mut spared = Spared::default();
+        let (a, b) = (spared.group_of(b"flood"), spared.group_of(b"shop"));
+        let now = Instant::now();
+        assert_eq!(spared.next_due(), None);
+        spared.push_due(a, id(1), now + Duration::from_secs(5));
+        spared.push_due(b, id(2), now + Duration::from_secs(2));
+        spared.push_due(b, id(3), now + Duration::from_secs(9));
+        assert_eq!(spared.next_due(), Some(now + Duration::from_secs(2)));
+        let at = now + Duration::from_secs(6);
+        let mut due = Vec::new();
+        while let Some(t) = spared.pop_due(at) {
+            due.push(t);
+        }
+        due.sort();
+        assert_eq!(due, [id(1), id(2)]);
+        assert_eq!(spared.next_due(), Some(now + Duration::from_secs(9)));
+        assert_eq!(spared.pop_front(), Some(id(3)));
+        assert_eq!(spared.pop_front(), None);
+        assert_eq!(spared.len(), 0);
+    }
+}
