@@ -129,7 +129,7 @@ pub struct BufferConfig {
     #[serde(default = "default_max_buffered_bytes")]
     pub max_buffered_bytes: u64,
     /// Soft limit: above it each shard decides traces early (those whose root span has
-    /// arrived first, then the oldest), until it is back under its share. Default 80% of
+    /// arrived first, then the rest, those of a resource holding many first), until it is back under its share. Default 80% of
     /// `max_buffered_bytes`.
     #[serde(default)]
     pub early_decision_bytes: Option<u64>,

@@ -733,7 +733,7 @@ impl GatewayStats {
         p.metric(
             "tailgate_gateway_early_decision_bytes",
             "gauge",
-            "buffer.early_decision_bytes: above it in held_bytes, traces are decided early (with their root span first, then the oldest).",
+            "buffer.early_decision_bytes: above it in held_bytes, traces are decided early (with their root span first, then the rest, those of a resource holding many first).",
             &[],
             self.early_decision_bytes.get(),
         );
@@ -916,7 +916,7 @@ pub fn render_plan(p: &mut PromText, plan: &PolicyPlan) {
     p.metric(
         "tailgate_gateway_max_traces",
         "gauge",
-        "num_traces of the plan in force: above it in live_traces, traces are decided early (with their root span first, then the oldest).",
+        "num_traces of the plan in force: above it in live_traces, traces are decided early (with their root span first, then the rest, those of a resource holding many first).",
         &[],
         plan.num_traces as u64,
     );

@@ -323,8 +323,7 @@ pub struct Shard {
     /// until its own deadline (no longer in `deadlines`). A root ends, and so is sent,
     /// after its children: a trace with its root has most likely arrived whole, one
     /// without it is still waiting for spans. Early decisions take traces with their root
-    /// first, then these: the oldest of the group of resources holding the most (see
-    /// [`Spared`]). By age alone, one sender of many one-span traces had every other
+    /// first, then these: those of a resource holding many first (see [`Spared`]). By age alone, one sender of many one-span traces had every other
     /// sender's waiting traces decided on their children, and one sender of orphan spans
     /// still did (docs/security.md). Only traces an early decision looked at come here, so a shard
     /// under its limits pays nothing for it. A trace stays here when its root comes
@@ -1067,7 +1066,7 @@ impl Shard {
                 tracing::warn!(
                     traces,
                     num_traces,
-                    "Deciding traces early: this gateway holds the policy file's num_traces, so traces are decided before decision_wait (those with their root span first, then the oldest of those waiting for it from the resources that have the most). Raise num_traces to the traces a gateway holds (its new traces per second × decision_wait, with room; tailgate-sim plan says how many): memory is bounded by buffer.max_buffered_bytes, not by it. Logged at most once a minute, traces decided early on this gateway since counted (tailgate_gateway_early_decisions_total{{reason=\"num_traces\"}})."
+                    "Deciding traces early: this gateway holds the policy file's num_traces, so traces are decided before decision_wait (those with their root span first, then those still waiting for it, those of a resource holding many first). Raise num_traces to the traces a gateway holds (its new traces per second × decision_wait, with room; tailgate-sim plan says how many): memory is bounded by buffer.max_buffered_bytes, not by it. Logged at most once a minute, traces decided early on this gateway since counted (tailgate_gateway_early_decisions_total{{reason=\"num_traces\"}})."
                 );
             }
         }
@@ -1093,7 +1092,7 @@ impl Shard {
             tracing::warn!(
                 traces,
                 early_decision_bytes = self.early_decision_bytes,
-                "Deciding traces early for memory: a shard held its share of buffer.early_decision_bytes (early_decision_bytes here), or a request was refused over buffer.max_buffered_bytes and room is made for its retry, so traces are decided before decision_wait, those with their root span first, then the oldest of those waiting for it from the resources that have the most. A sender whose rate has grown fills the buffer this way (docs/security.md); if the traffic is expected, raise buffer.max_buffered_bytes or add gateways (tailgate-sim plan sizes them). Logged at most once a minute, traces decided early on this gateway since counted (tailgate_gateway_early_decisions_total{{reason=\"memory\"}})."
+                "Deciding traces early for memory: a shard held its share of buffer.early_decision_bytes (early_decision_bytes here), or a request was refused over buffer.max_buffered_bytes and room is made for its retry, so traces are decided before decision_wait, those with their root span first, then those still waiting for it, those of a resource holding many first. A sender whose rate has grown fills the buffer this way (docs/security.md); if the traffic is expected, raise buffer.max_buffered_bytes or add gateways (tailgate-sim plan sizes them). Logged at most once a minute, traces decided early on this gateway since counted (tailgate_gateway_early_decisions_total{{reason=\"memory\"}})."
             );
         }
     }
@@ -1109,7 +1108,7 @@ impl Shard {
 
     /// Decides traces early, counted in `counter`, while `over` says the shard is over a
     /// limit, and returns how many: first those whose root span has arrived, oldest first,
-    /// then the rest by group of resources, the fullest group's oldest first
+    /// then the rest, those of a resource holding many first
     /// ([`Self::spared`]), then those waiting for a hand-off
     /// pass. The next [`WARM_BATCH`] traces' memory is read ahead, as for due traces (a
     /// gateway at its limits decides every trace here).

@@ -6,17 +6,21 @@
 //! parent that never comes, so every one of them waits for a root) had every other
 //! sender's waiting traces decided on their children. So they are kept in [`GROUPS`]
 //! queues, one per group of resources (by a keyed hash of the resource of a trace's first
-//! span: the `ResourceSpans` it came in, which routers and peers pass on unchanged), and
-//! early decisions take the oldest traces of the group holding the most. A source of many
-//! rootless traces fills its own group; the other groups' traces wait until they are due.
+//! span: the `ResourceSpans` it came in, which routers and peers pass on unchanged). While
+//! one group holds more than an eighth of them ([`HEAVY`]), early decisions take that
+//! group's oldest traces; otherwise the oldest of all. A source of many rootless traces
+//! fills its own group and pays for them; the other groups' traces wait until they are
+//! due.
 //!
 //! A resource stands for a sender here because the gateway sees no client: behind a
 //! router, every span arrives from the router's address. It is a weaker mark than an
 //! address: a sender who spreads its spans over many resources spreads them over every
-//! group, and early decisions then come back to taking traces about by age, as before;
-//! a sender that shares a group with a flood (one chance in [`GROUPS`] per resource) has
-//! its traces taken by age with the flood's. The seed is drawn per shard, so a sender
-//! cannot choose a resource that lands in another's group.
+//! group, no group is heavy, and early decisions take traces by age, as before. Taking
+//! from the fullest group there instead would pick the one that holds a waiting sender's
+//! traces beside its share of the flood (a trial measured it: docs/benchmarks.md,
+//! "Session 57"). A sender that shares a group with a flood (one chance in [`GROUPS`] per
+//! resource) has its traces taken by age with the flood's. The seed is drawn per shard,
+//! so a sender cannot choose a resource that lands in another's group.
 //!
 //! Nothing here runs for a shard under its limits: a trace comes here only when an early
 //! decision looked at it.
@@ -31,6 +35,11 @@ use crate::timer::DeadlineQueue;
 /// How many groups resources are hashed into.
 pub const GROUPS: usize = 64;
 
+/// A group holding more than `1 / HEAVY` of the spared traces gives up its own first.
+/// Eight leaves room for a flood from up to eight resources, while a flood spread evenly
+/// over every group leaves each about 1/64.
+pub const HEAVY: usize = 8;
+
 /// The spared traces of one shard, by group, each group in due order.
 #[derive(Debug)]
 pub struct Spared {
@@ -38,7 +47,7 @@ pub struct Spared {
     /// Traces in all groups.
     len: usize,
     seed: u64,
-    /// The group early decisions take from: the fullest when [`Self::choose`] last looked.
+    /// The group early decisions take from, as [`Self::choose`] last chose it.
     taking: usize,
 }
 
@@ -113,16 +122,26 @@ impl Spared {
         Some(id)
     }
 
-    /// Makes the group holding the most traces the one [`Self::front`] reads and
-    /// [`Self::pop_front_due`] takes from (the first of equals).
+    /// Makes the group [`Self::front`] reads and [`Self::pop_front_due`] takes from: the
+    /// fullest (the first of equals) when it holds more than `1 / HEAVY` of the traces,
+    /// else the one whose oldest trace is due first.
     pub fn choose(&mut self) {
         let mut fullest = (0, 0);
+        let mut first_due: Option<(usize, Instant)> = None;
         for (i, g) in self.groups.iter().enumerate() {
             if g.len() > fullest.1 {
                 fullest = (i, g.len());
             }
+            if let Some(due) = g.next_due() {
+                if first_due.is_none_or(|(_, d)| due < d) {
+                    first_due = Some((i, due));
+                }
+            }
         }
-        self.taking = fullest.0;
+        self.taking = match first_due {
+            Some((oldest, _)) if fullest.1 * HEAVY <= self.len => oldest,
+            _ => fullest.0,
+        };
     }
 
     /// The next `n` trace ids (or fewer) of the group chosen, without taking them.
@@ -131,7 +150,7 @@ impl Spared {
     }
 
     /// The oldest trace of the group chosen, with its due time; once that group is empty,
-    /// of the fullest group left.
+    /// of the one chosen next.
     pub fn pop_front_due(&mut self) -> Option<([u8; 16], Instant)> {
         if self.is_empty() {
             return None;
@@ -156,8 +175,9 @@ mod tests {
 
     /// Scenario: a group of five traces and a group of two, spared in turns.
     /// Guarantees: early decisions take the fuller group's traces, oldest first, until
-    /// the groups are even, then the first of equals; once the chosen group is empty the
-    /// next fullest is taken without choosing again; the length counts every group.
+    /// the groups are even, then the first of equals (each holds over an eighth); once the
+    /// chosen group is empty the other is taken without choosing again; the length counts
+    /// every group.
     #[tokio::test(start_paused = true)]
     async fn the_fullest_group_gives_up_its_oldest_first() {
         let mut spared = Spared::default();
@@ -193,6 +213,34 @@ mod tests {
         spared.pop_front_due().unwrap();
         assert!(spared.pop_front_due().is_none());
         assert!(spared.is_empty());
+    }
+
+    /// Scenario: 41 groups of two traces each, one of them holding the oldest trace, and
+    /// a group of three newer ones (the fullest, as a waiting sender's group is beside a
+    /// flood spread over every resource); then one group of 20 more.
+    /// Guarantees: with no group holding over an eighth, the oldest are taken, not the
+    /// fullest group's; once a group holds over an eighth, its traces are taken first.
+    #[tokio::test(start_paused = true)]
+    async fn without_a_heavy_group_the_oldest_go_first() {
+        let mut spared = Spared::default();
+        let now = Instant::now();
+        let at = |s: u64| now + Duration::from_secs(s);
+        for g in 0..41u8 {
+            let first = if g == 7 { at(1) } else { at(2) };
+            spared.push_due(usize::from(g), id(g * 2), first);
+            spared.push_due(usize::from(g), id(g * 2 + 1), at(2));
+        }
+        for n in 0..3 {
+            spared.push_due(41, id(200 + n), at(2));
+        }
+        spared.choose();
+        assert_eq!(spared.pop_front_due(), Some((id(14), at(1))));
+        assert_eq!(spared.pop_front_due(), Some((id(15), at(2))));
+        for n in 0..20 {
+            spared.push_due(50, id(100 + n), at(3));
+        }
+        spared.choose();
+        assert_eq!(spared.pop_front_due(), Some((id(100), at(3))));
     }
 
     /// Scenario: traces spared in two groups with different due times.

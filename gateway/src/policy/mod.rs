@@ -1295,7 +1295,7 @@ impl PolicyFile {
         let mut ignored_options = Vec::new();
         if raw.block_on_overflow.is_some() {
             ignored_options.push(
-                "block_on_overflow: Tailgate never evicts a buffered trace: past num_traces it decides traces early (those with their root span first, then the oldest), and past buffer.max_buffered_bytes it refuses new data with a retryable status".to_owned(),
+                "block_on_overflow: Tailgate never evicts a buffered trace: past num_traces it decides traces early (those with their root span first, then the rest, those of a resource holding many first), and past buffer.max_buffered_bytes it refuses new data with a retryable status".to_owned(),
             );
         }
         if raw.num_shards.is_some_and(|n| n > 256) {
