@@ -2,7 +2,8 @@
 //! port): HTTP/1.1 or HTTP/2 with prior knowledge on one port, large HTTP/2 windows, and
 //! the limits that keep a flood of idle or slow connections from taking a process down:
 //!
-//! * at most `max_connections` open connections; more wait in the kernel's backlog;
+//! * at most `max_connections` open connections; more wait in the kernel's listen backlog
+//!   ([`crate::receive::LISTEN_BACKLOG`]);
 //! * with `sender_connections`, past half of them open, a sender (an address, an IPv6 one
 //!   by its /64) holding a quarter of them has new connections closed at once, so one
 //!   address trickling requests cannot hold every slot;

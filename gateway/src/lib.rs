@@ -439,8 +439,7 @@ type ShardSet = (
 
 /// Binds `peers.listen` (non-blocking, for Tokio).
 fn bind_peer_port(addr: std::net::SocketAddr) -> Result<std::net::TcpListener, GatewayError> {
-    let bound = std::net::TcpListener::bind(addr)
-        .and_then(|l| l.set_nonblocking(true).map(|()| l))
+    let bound = tailgate_core::receive::listen(addr)
         .map_err(|error| GatewayError::PeerListen { addr, error })?;
     tracing::info!(addr = %bound.local_addr().map_or(addr, |a| a), "Peer port listening.");
     Ok(bound)
