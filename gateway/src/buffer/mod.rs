@@ -2032,7 +2032,8 @@ mod tests {
     /// traces whose parent never comes) under a resource of its own, in requests of 4;
     /// then the 8 roots; then `decision_wait` (2 s) passes.
     /// Guarantees: no trace has its root when the limits are passed, so early decisions
-    /// take traces of the resource group holding the most: the orphans. The shop's 8 wait
+    /// take traces of the resource group holding over an eighth of them: the orphans'
+    /// (the two resources are in different groups). The shop's 8 wait
     /// for their roots and are kept whole (by age alone they were decided on their
     /// children and their roots dropped late: an orphan flood of a security.md trial).
     #[tokio::test(start_paused = true)]
@@ -2050,6 +2051,22 @@ mod tests {
                 }]
             }
         };
+        // The resources' headers as the shard hashes them: a `ResourceSpans` but its spans.
+        let header = |name: &str| {
+            opentelemetry_proto::tonic::trace::v1::ResourceSpans {
+                resource: Some(opentelemetry_proto::tonic::resource::v1::Resource {
+                    attributes: service(name)(0),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }
+            .encode_to_vec()
+        };
+        let groups = spared::Spared::default();
+        assert_ne!(
+            groups.group_of(&header("shop")),
+            groups.group_of(&header("orphans"))
+        );
         let errors = "decision_wait: 2s\npolicies: [{name: e, type: status_code, status_code: {status_codes: [ERROR]}}]\n";
         for (num_traces, early_decision_bytes) in [(20, 1 << 30), (1_000_000, 8 << 10)] {
             let (plan, stats, buffer, rx) =

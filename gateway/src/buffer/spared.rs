@@ -15,12 +15,23 @@
 //! A resource stands for a sender here because the gateway sees no client: behind a
 //! router, every span arrives from the router's address. It is a weaker mark than an
 //! address: a sender who spreads its spans over many resources spreads them over every
-//! group, no group is heavy, and early decisions take traces by age, as before. Taking
-//! from the fullest group there instead would pick the one that holds a waiting sender's
-//! traces beside its share of the flood (a trial measured it: docs/benchmarks.md,
-//! "Session 57"). A sender that shares a group with a flood (one chance in [`GROUPS`] per
-//! resource) has its traces taken by age with the flood's. The seed is drawn per shard,
-//! so a sender cannot choose a resource that lands in another's group.
+//! group, no group is heavy, and early decisions take traces by age, as before (unless
+//! another sender then holds more than an eighth: its traces go first). Taking from the
+//! fullest group there instead would pick the one that holds a waiting sender's traces
+//! beside its share of the flood (a trial measured it: docs/benchmarks.md, "Session 57").
+//! A sender whose group a flood shares (one chance in [`GROUPS`] per resource, or for
+//! certain when the flood copies its resource, which the gateway cannot tell from its own
+//! spans) has its waiting traces taken first with the flood's, as they are older. The
+//! seed is drawn per shard, so a sender cannot aim at another's group but by sending
+//! under its very resource.
+//!
+//! In an honest overload, with no flood, the same rule makes a resource that holds more
+//! than an eighth of the waiting traces (a busy service) have its own decided earlier in
+//! their wait than other resources' are.
+//!
+//! A resource's header is hashed by at most [`HASHED`] bytes (its first and last halves,
+//! and its length), so a request of huge resources and many one-span traces costs bounded
+//! work per trace.
 //!
 //! Nothing here runs for a shard under its limits: a trace comes here only when an early
 //! decision looked at it.
@@ -36,9 +47,14 @@ use crate::timer::DeadlineQueue;
 pub const GROUPS: usize = 64;
 
 /// A group holding more than `1 / HEAVY` of the spared traces gives up its own first.
-/// Eight leaves room for a flood from up to eight resources, while a flood spread evenly
+/// Eight catches a flood from fewer than eight resources, while a flood spread evenly
 /// over every group leaves each about 1/64.
 pub const HEAVY: usize = 8;
+
+/// The most bytes of a resource's header that are hashed: the whole when it is no longer,
+/// else its first and last `HASHED / 2` bytes with its length. Resources that differ only
+/// between them share a group.
+pub const HASHED: usize = 512;
 
 /// The spared traces of one shard, by group, each group in due order.
 #[derive(Debug)]
@@ -73,8 +89,16 @@ impl Spared {
     /// The group of traces whose first span came under `resource` (the encoded
     /// `ResourceSpans` fields but its spans: see `SpanParts::resource`).
     pub fn group_of(&self, resource: &[u8]) -> usize {
+        let hash = if resource.len() <= HASHED {
+            xxh3_64_with_seed(resource, self.seed)
+        } else {
+            let head = &resource[..HASHED / 2];
+            let tail = &resource[resource.len() - HASHED / 2..];
+            let seed = self.seed ^ resource.len() as u64;
+            xxh3_64_with_seed(tail, xxh3_64_with_seed(head, seed))
+        };
         // GROUPS divides 2^64: the remainder is as even as the hash.
-        (xxh3_64_with_seed(resource, self.seed) % GROUPS as u64) as usize
+        (hash % GROUPS as u64) as usize
     }
 
     /// Spares `trace_id` in `group` until `due` (kept behind the group's last due time, as
@@ -241,6 +265,39 @@ mod tests {
         }
         spared.choose();
         assert_eq!(spared.pop_front_due(), Some((id(100), at(3))));
+    }
+
+    /// Scenario: resources longer than [`HASHED`]: one of 1 MiB, the same with a byte
+    /// changed at either end or in the middle, and one byte longer.
+    /// Guarantees: a change within the hashed bytes, or of the length, moves it to other
+    /// groups for most seeds; one between them does not.
+    #[test]
+    fn long_resources_are_hashed_by_their_ends_and_length() {
+        let long = vec![7u8; 1 << 20];
+        let changed = |at: usize| {
+            let mut r = long.clone();
+            r[at] = 8;
+            r
+        };
+        let mut longer = long.clone();
+        longer.push(7);
+        let mut moved = [0; 3];
+        for seed in 0..64 {
+            let spared = Spared {
+                seed,
+                ..Spared::default()
+            };
+            let g = spared.group_of(&long);
+            assert_eq!(spared.group_of(&changed(long.len() / 2)), g);
+            for (i, other) in [changed(0), changed(long.len() - 1), longer.clone()]
+                .iter()
+                .enumerate()
+            {
+                moved[i] += usize::from(spared.group_of(other) != g);
+            }
+        }
+        // Each lands elsewhere but by a 1-in-64 chance per seed.
+        assert!(moved.iter().all(|&m| m >= 50), "{moved:?}");
     }
 
     /// Scenario: traces spared in two groups with different due times.
