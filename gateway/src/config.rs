@@ -114,7 +114,9 @@ pub struct BufferConfig {
     /// core). Default 0.
     #[serde(default)]
     pub shards: usize,
-    /// Decided trace ids remembered for late spans, per gateway. Default 200000.
+    /// Decided trace ids remembered for late spans, per gateway (a policy file's
+    /// `decision_cache` replaces it). Allocated at start, 26 bytes an entry, counted in
+    /// the memory bound past the default. Default 200000, at most 2^30.
     #[serde(default = "default_cache")]
     pub decision_cache_size: usize,
     /// How long a request may wait for room in a shard before it is refused with
@@ -242,6 +244,17 @@ impl GatewayConfig {
             "base (runtime, decision cache, metrics, 32 MiB of one exporter's queue)",
             GATEWAY_BASE_BYTES,
         );
+        let cache = self.buffer.decision_cache_size as u64;
+        if cache > default_cache() as u64 {
+            bound.add(
+                format!(
+                    "decision cache entries beyond the base's {} × {} B",
+                    default_cache(),
+                    crate::decide::ENTRY_BYTES
+                ),
+                (cache - default_cache() as u64).saturating_mul(crate::decide::ENTRY_BYTES),
+            );
+        }
         bound.add(
             "buffer.max_buffered_bytes × 1.1",
             self.buffer
@@ -480,6 +493,16 @@ impl GatewayConfig {
         if self.buffer.shard_queue == 0 {
             return Err(invalid("buffer.shard_queue", "must be greater than 0"));
         }
+        if self.buffer.decision_cache_size > crate::decide::MAX_ENTRIES {
+            return Err(invalid(
+                "buffer.decision_cache_size",
+                &format!(
+                    "at most {}: the cache is allocated when the gateway starts ({} bytes an entry)",
+                    crate::decide::MAX_ENTRIES,
+                    crate::decide::ENTRY_BYTES
+                ),
+            ));
+        }
         if self.buffer.shards > MAX_SHARDS {
             return Err(invalid(
                 "buffer.shards",
@@ -642,6 +665,34 @@ mod tests {
         // base 64 + in-flight 64 + 64 × 80 KiB + scans 6 × 16 MiB × 2: nothing left in 300 MiB.
         assert_eq!(c.largest_buffer_within(300 * MIB, 2), None);
         assert!(c.largest_buffer_within(340 * MIB, 2).is_some());
+    }
+
+    /// Scenario: the memory bound of the smallest config, then with a decision cache of
+    /// 10 million entries, and one over the most allowed.
+    /// Guarantees: the cache's entries beyond the base's 200,000 are a term of their own
+    /// at [`crate::decide::ENTRY_BYTES`] each (a policy audit found `--check` counting none
+    /// of a 5 GB cache); a cache past [`crate::decide::MAX_ENTRIES`] is refused, naming
+    /// the key.
+    #[test]
+    fn a_large_decision_cache_is_counted_and_a_huge_one_refused() {
+        let path = Path::new("gateway.yaml");
+        let text = "receive: {grpc: 127.0.0.1:4317}\nexport: {debug: {}}\n";
+        let c: GatewayConfig = parse_yaml(path, text).unwrap();
+        let plain = c.memory_bound(2).total();
+        let mut large = c.clone();
+        large.buffer.decision_cache_size = 10_000_000;
+        let cache = 9_800_000 * crate::decide::ENTRY_BYTES;
+        assert_eq!(large.memory_bound(2).total(), plain + cache);
+        assert!(large
+            .memory_note(2, true)
+            .contains("decision cache entries beyond"));
+        large.validate(path).unwrap();
+        large.buffer.decision_cache_size = crate::decide::MAX_ENTRIES + 1;
+        let err = large.validate(path).unwrap_err();
+        assert!(
+            matches!(&err, ConfigError::Invalid { key, .. } if key == "buffer.decision_cache_size"),
+            "{err}"
+        );
     }
 
     /// Scenario: the memory bound of a gateway config with a 1 GiB buffer, 256 connections

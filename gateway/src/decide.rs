@@ -59,6 +59,16 @@ fn find(tags: &Tags, slots: &Set, tag: u16, id: &[u8; 16], ways: usize) -> Optio
     (0..ways).find(|&w| tags[w] == tag && slots[w].id == *id)
 }
 
+/// Bytes an entry takes, its slot (an id and its decision) and its tag: all of them are
+/// allocated when the cache is made (a fixed table, where the Collector's LRU grows as it
+/// fills), so a cache's size is memory the gateway holds from its start.
+pub const ENTRY_BYTES: u64 = (std::mem::size_of::<Slot>() + std::mem::size_of::<u16>()) as u64;
+
+/// The most entries a cache may be given (`buffer.decision_cache_size`, or the policy
+/// file's `decision_cache` sizes added): 2^30, about 26 GiB held from the start. Past it a
+/// config is refused rather than the allocation failing when the gateway starts.
+pub const MAX_ENTRIES: usize = 1 << 30;
+
 /// Recently decided trace ids and whether they were kept.
 pub struct DecisionCache {
     tags: Box<[Tags]>,

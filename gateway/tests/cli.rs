@@ -520,3 +520,42 @@ fn a_reference_inside_an_unquoted_value_is_warned_about() {
         "{stderr}"
     );
 }
+
+/// Scenario: `--check` of a gateway config beside a policy file whose `decision_cache`
+/// holds 10 million entries.
+/// Guarantees: the memory note counts the cache the shards will make, the policy file's
+/// size replacing the config's (a policy audit found a 5 GB cache left out of it).
+#[test]
+fn check_counts_the_policy_files_decision_cache() {
+    let dir = scratch("check-cache");
+    std::fs::write(
+        dir.join("gateway.yaml"),
+        "receive: {grpc: 127.0.0.1:4317}\nexport: {debug: {}}\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("cached.yaml"),
+        "decision_cache: {sampled_cache_size: 10000000}\npolicies:\n  - {name: all, type: always_sample}\n",
+    )
+    .unwrap();
+    let out = gateway(
+        &[
+            "--check",
+            "--config",
+            "gateway.yaml",
+            "--policies",
+            "cached.yaml",
+            "--threads",
+            "2",
+        ],
+        &dir,
+    );
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    // 9,800,000 entries beyond the base's 200,000, at 26 bytes: 242.99 MiB, rounded up.
+    assert!(
+        err.lines()
+            .any(|l| l.trim() == "243 MiB  decision cache entries beyond the base's 200000 × 26 B"),
+        "{err}"
+    );
+}

@@ -1074,7 +1074,9 @@ impl PolicyFile {
         }
         let entries = std::mem::take(&mut raw.policies);
         let policies = Self::validate_entries(path, &block, first_line, entries)?;
-        let (mut ignored_options, span_ingest) = Self::options(path, &raw, &policies)?;
+        let placed = |e| placed(e, text, &at);
+        let (mut ignored_options, span_ingest) =
+            Self::options(path, &raw, &policies).map_err(placed)?;
         ignored_options.extend(warnings);
         ignored_options.extend(untyped.warnings);
         let file = PolicyFile {
@@ -1095,7 +1097,7 @@ impl PolicyFile {
             ignored_options,
             policies,
         };
-        file.check(path)?;
+        file.check(path).map_err(placed)?;
         Ok(file)
     }
 
@@ -1389,8 +1391,51 @@ impl PolicyFile {
         if self.num_traces == 0 {
             return Err(invalid("num_traces", "must be greater than 0".into()));
         }
+        if let Some(c) = self.decision_cache {
+            let entries = c
+                .sampled_cache_size
+                .saturating_add(c.non_sampled_cache_size);
+            if entries > crate::decide::MAX_ENTRIES {
+                return Err(invalid(
+                    "decision_cache",
+                    format!(
+                        "sampled_cache_size + non_sampled_cache_size is {entries}, over {}: \
+                         Tailgate's cache is a fixed table allocated when the gateway starts \
+                         ({} bytes an entry), not an LRU that grows as it fills",
+                        crate::decide::MAX_ENTRIES,
+                        crate::decide::ENTRY_BYTES
+                    ),
+                ));
+            }
+        }
         // Names are unique: refused with their line by `validate_entries`.
         Ok(())
+    }
+}
+
+/// `error` placed at its key's line in `text`, the settings sitting at `at` in it (see
+/// [`ReadRaw::at`]), when it names none: for the checks of settings beside the policies,
+/// which run on parsed values.
+fn placed(error: ConfigError, text: &str, at: &[String]) -> ConfigError {
+    match error {
+        ConfigError::Invalid { path, key, message } => {
+            let full = at
+                .iter()
+                .chain([&key])
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(".");
+            match tailgate_core::config::locate_key(text, &full) {
+                Some(line) => ConfigError::InvalidAt {
+                    path,
+                    line,
+                    key,
+                    message,
+                },
+                None => ConfigError::Invalid { path, key, message },
+            }
+        }
+        e => e,
     }
 }
 

@@ -38,6 +38,62 @@ fn setting_errors_name_the_line_of_their_block() {
     assert!(err.starts_with("policies.yaml:4: policies[0]:"), "{err}");
 }
 
+/// Scenario: settings beside the policies refused after parsing (`decision_wait: 0s`,
+/// `num_traces: 0`, a stateful policy under `span-ingest`, `tail_storage`), in a policy
+/// file and in a whole Collector config, where the block starts lines down.
+/// Guarantees: the error names the line of the key, as those inside a policy do (an
+/// audit found them with no line at all).
+#[test]
+fn setting_errors_beside_the_policies_name_their_line() {
+    let all = "policies:\n  - {name: a, type: always_sample}\n";
+    let err = parse(&format!("num_traces: 10\n{all}decision_wait: 0s\n")).unwrap_err();
+    assert!(err.starts_with("policies.yaml:4: decision_wait:"), "{err}");
+    let err = parse(&format!("{all}\nnum_traces: 0\n")).unwrap_err();
+    assert!(err.starts_with("policies.yaml:4: num_traces:"), "{err}");
+    let err = parse(
+        "sampling_strategy: span-ingest\npolicies:\n  - {name: r, type: rate_limiting, rate_limiting: {spans_per_second: 5}}\n",
+    )
+    .unwrap_err();
+    assert!(
+        err.starts_with("policies.yaml:1: sampling_strategy:"),
+        "{err}"
+    );
+    let err =
+        parse("tail_sampling:\n  policies: [{name: a, type: always_sample}]\n  num_traces: 0\n")
+            .unwrap_err();
+    assert!(err.starts_with("policies.yaml:3: num_traces:"), "{err}");
+    let whole = "receivers:\n  otlp: {}\nprocessors:\n  batch: {}\n  tail_sampling:\n    policies:\n      - {name: a, type: always_sample}\n    decision_wait: 0s\nservice:\n  pipelines:\n    traces: {receivers: [otlp], processors: [tail_sampling], exporters: [otlp]}\n";
+    let err = PolicyFile::parse(Path::new("otelcol.yaml"), whole)
+        .unwrap_err()
+        .to_string();
+    assert!(err.starts_with("otelcol.yaml:8: "), "{err}");
+    assert!(err.contains("decision_wait"), "{err}");
+}
+
+/// Scenario: a `decision_cache` whose two sizes add up past [`crate::decide::MAX_ENTRIES`],
+/// and one whose sum overflows a machine word.
+/// Guarantees: both are refused at load, naming the key and its line, with why (the cache
+/// is allocated at start); the overflow neither wraps to a small cache nor panics.
+#[test]
+fn a_decision_cache_too_large_to_allocate_is_refused() {
+    let all = "policies:\n  - {name: a, type: always_sample}\n";
+    for (sampled, non) in [(1u64 << 29, (1 << 29) + 1), (u64::MAX, 1)] {
+        let err = parse(&format!(
+            "{all}decision_cache:\n  sampled_cache_size: {sampled}\n  non_sampled_cache_size: {non}\n"
+        ))
+        .unwrap_err();
+        assert!(err.starts_with("policies.yaml:3: decision_cache:"), "{err}");
+        assert!(err.contains("allocated when the gateway starts"), "{err}");
+    }
+    let ok = parse(&format!(
+        "{all}decision_cache: {{sampled_cache_size: {}, non_sampled_cache_size: 0}}\n",
+        crate::decide::MAX_ENTRIES
+    ))
+    .unwrap();
+    let plan = PolicyPlan::compile(&ok);
+    assert_eq!(plan.decision_cache_size, Some(crate::decide::MAX_ENTRIES));
+}
+
 #[test]
 fn unknown_type_names_file_policy_and_line() {
     let err = parse(
