@@ -8,6 +8,9 @@ use std::collections::VecDeque;
 
 use tokio::time::{Duration, Instant};
 
+/// The room [`DeadlineQueue::shrink_when_sparse`] leaves a queue, in ids (or due runs).
+pub const KEPT_ROOM: usize = 256;
+
 /// Deadlines in first-seen order.
 ///
 /// Ids are kept apart from their due times, and each due time once per run of ids that
@@ -104,6 +107,25 @@ impl DeadlineQueue {
     /// The next `n` trace ids (or fewer), without taking them.
     pub fn front(&self, n: usize) -> impl Iterator<Item = &[u8; 16]> {
         self.ids.iter().take(n)
+    }
+
+    /// Gives room back once at most a quarter of it is used, down to twice what is left
+    /// (and never under [`KEPT_ROOM`] ids): called after a pop, it costs O(1) amortized, as
+    /// the room halves each time. For queues that fill and empty in turn (the spared
+    /// groups, `buffer/spared.rs`), where keeping each one's peak held memory no limit
+    /// counts.
+    pub fn shrink_when_sparse(&mut self) {
+        if self.ids.capacity() > KEPT_ROOM && self.ids.len() <= self.ids.capacity() / 4 {
+            self.ids.shrink_to((self.ids.len() * 2).max(KEPT_ROOM));
+        }
+        if self.dues.capacity() > KEPT_ROOM && self.dues.len() <= self.dues.capacity() / 4 {
+            self.dues.shrink_to((self.dues.len() * 2).max(KEPT_ROOM));
+        }
+    }
+
+    /// Ids it has room for without growing.
+    pub fn capacity(&self) -> usize {
+        self.ids.capacity()
     }
 
     /// Number of scheduled traces.

@@ -35,6 +35,12 @@
 //!
 //! Nothing here runs for a shard under its limits: a trace comes here only when an early
 //! decision looked at it.
+//!
+//! A group gives its queue's room back as it empties ([`DeadlineQueue::shrink_when_sparse`]):
+//! a flood that moves from resource to resource fills one group after another, and each
+//! of 64 queues keeping the room of the most it ever held grew a gateway with a 32 MiB
+//! buffer to 160 MiB that no limit counted (a hostile check; docs/benchmarks.md, "Session
+//! 57"). A group's room is then at most four times what it holds, or 256 ids.
 
 use std::hash::BuildHasher;
 
@@ -131,7 +137,11 @@ impl Spared {
         if self.is_empty() {
             return None;
         }
-        let id = self.groups.iter_mut().find_map(|g| g.pop_due(now))?;
+        let id = self.groups.iter_mut().find_map(|g| {
+            let id = g.pop_due(now)?;
+            g.shrink_when_sparse();
+            Some(id)
+        })?;
         self.len -= 1;
         Some(id)
     }
@@ -141,7 +151,11 @@ impl Spared {
         if self.is_empty() {
             return None;
         }
-        let id = self.groups.iter_mut().find_map(DeadlineQueue::pop_front)?;
+        let id = self.groups.iter_mut().find_map(|g| {
+            let id = g.pop_front()?;
+            g.shrink_when_sparse();
+            Some(id)
+        })?;
         self.len -= 1;
         Some(id)
     }
@@ -182,7 +196,9 @@ impl Spared {
         if self.groups[self.taking].is_empty() {
             self.choose();
         }
-        let taken = self.groups[self.taking].pop_front_due()?;
+        let group = &mut self.groups[self.taking];
+        let taken = group.pop_front_due()?;
+        group.shrink_when_sparse();
         self.len -= 1;
         Some(taken)
     }
@@ -298,6 +314,37 @@ mod tests {
         }
         // Each lands elsewhere but by a 1-in-64 chance per seed.
         assert!(moved.iter().all(|&m| m >= 50), "{moved:?}");
+    }
+
+    /// Scenario: 100,000 traces spared in one group, then taken by early decisions, due
+    /// times and a drain in turn (a flood that has moved on to another resource).
+    /// Guarantees: the group gives its room back as it empties: at most four times what
+    /// it holds, and at the end no more than [`crate::timer::KEPT_ROOM`] ids.
+    #[tokio::test(start_paused = true)]
+    async fn an_emptied_group_gives_its_room_back() {
+        let mut spared = Spared::default();
+        let now = Instant::now();
+        for n in 0..100_000u32 {
+            let mut id = [0; 16];
+            id[..4].copy_from_slice(&n.to_le_bytes());
+            spared.push_due(5, id, now + Duration::from_millis(u64::from(n / 1000)));
+        }
+        let peak = spared.groups[5].capacity();
+        assert!(peak >= 100_000);
+        spared.choose();
+        for _ in 0..60_000 {
+            spared.pop_front_due().unwrap();
+        }
+        assert!(
+            spared.groups[5].capacity() <= 4 * 40_000,
+            "{}",
+            spared.groups[5].capacity()
+        );
+        while spared.pop_due(now + Duration::from_secs(90)).is_some() {}
+        assert!(spared.groups[5].capacity() <= 4 * spared.len().max(64));
+        while spared.pop_front().is_some() {}
+        assert!(spared.groups[5].capacity() <= crate::timer::KEPT_ROOM);
+        assert!(spared.is_empty());
     }
 
     /// Scenario: traces spared in two groups with different due times.
