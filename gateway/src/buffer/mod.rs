@@ -1919,6 +1919,30 @@ mod tests {
         flooded_with(num_traces, early_decision_bytes, |_| {}).await
     }
 
+    /// A shard (not started) keeping traces with an error after `decision_wait` 2 s,
+    /// within `num_traces` and `early_decision_bytes`, with the buffer in front of it.
+    fn keeping_errors(
+        num_traces: usize,
+        early_decision_bytes: u64,
+    ) -> (
+        crate::reload::SharedPlan,
+        std::sync::Arc<GatewayStats>,
+        TraceBuffer,
+        shard::Shard,
+    ) {
+        let errors = "decision_wait: 2s\npolicies: [{name: e, type: status_code, status_code: {status_codes: [ERROR]}}]\n";
+        let (plan, stats, buffer, rx) = one_shard(&format!("num_traces: {num_traces}\n{errors}"));
+        let limits = shard::ShardLimits {
+            shards: 1,
+            cache_size: 1_000,
+            early_decision_bytes,
+            max_spans_per_trace: 1_000,
+            max_held_bytes: u64::MAX,
+        };
+        let shard = shard::Shard::new(rx, plan.clone(), limits, Vec::new(), stats.clone());
+        (plan, stats, buffer, shard)
+    }
+
     /// [`flooded`], with `between` given the plan in force after the 8 traces are in and
     /// before the flood.
     async fn flooded_with(
@@ -1931,16 +1955,7 @@ mod tests {
         tokio::task::JoinHandle<()>,
         TraceBuffer,
     ) {
-        let errors = "decision_wait: 2s\npolicies: [{name: e, type: status_code, status_code: {status_codes: [ERROR]}}]\n";
-        let (plan, stats, buffer, rx) = one_shard(&format!("num_traces: {num_traces}\n{errors}"));
-        let limits = shard::ShardLimits {
-            shards: 1,
-            cache_size: 1_000,
-            early_decision_bytes,
-            max_spans_per_trace: 1_000,
-            max_held_bytes: u64::MAX,
-        };
-        let shard = shard::Shard::new(rx, plan.clone(), limits, Vec::new(), stats.clone());
+        let (plan, stats, buffer, shard) = keeping_errors(num_traces, early_decision_bytes);
         let drain = tokio_util::sync::CancellationToken::new();
         let running = tokio::spawn(shard.run(drain.clone()));
         let send = |spans: Vec<Span>| {
@@ -2067,18 +2082,8 @@ mod tests {
             groups.group_of(&header("shop")),
             groups.group_of(&header("orphans"))
         );
-        let errors = "decision_wait: 2s\npolicies: [{name: e, type: status_code, status_code: {status_codes: [ERROR]}}]\n";
         for (num_traces, early_decision_bytes) in [(20, 1 << 30), (1_000_000, 8 << 10)] {
-            let (plan, stats, buffer, rx) =
-                one_shard(&format!("num_traces: {num_traces}\n{errors}"));
-            let limits = shard::ShardLimits {
-                shards: 1,
-                cache_size: 1_000,
-                early_decision_bytes,
-                max_spans_per_trace: 1_000,
-                max_held_bytes: u64::MAX,
-            };
-            let shard = shard::Shard::new(rx, plan, limits, Vec::new(), stats.clone());
+            let (_, stats, buffer, shard) = keeping_errors(num_traces, early_decision_bytes);
             let running = tokio::spawn(shard.run(Default::default()));
             let send = |name: &str, spans: Vec<Span>| {
                 let body = layered_request(1, 1, service(name), |_, _| spans.clone());

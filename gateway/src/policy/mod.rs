@@ -1414,26 +1414,19 @@ impl PolicyFile {
 }
 
 /// `error` placed at its key's line in `text`, the settings sitting at `at` in it (see
-/// [`ReadRaw::at`]), when it names none: for the checks of settings beside the policies,
-/// which run on parsed values.
+/// [`ReadRaw::at`]), when it names none, and its key named from the document's top (in a
+/// Collector config, `processors.tail_sampling.decision_wait`): for the checks of
+/// settings beside the policies, which run on parsed values.
 fn placed(error: ConfigError, text: &str, at: &[String]) -> ConfigError {
     match error {
         ConfigError::Invalid { path, key, message } => {
-            let full = at
+            let key = at
                 .iter()
                 .chain([&key])
                 .cloned()
                 .collect::<Vec<_>>()
                 .join(".");
-            match tailgate_core::config::locate_key(text, &full) {
-                Some(line) => ConfigError::InvalidAt {
-                    path,
-                    line,
-                    key,
-                    message,
-                },
-                None => ConfigError::Invalid { path, key, message },
-            }
+            tailgate_core::config::with_line(ConfigError::Invalid { path, key, message }, text)
         }
         e => e,
     }

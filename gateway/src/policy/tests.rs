@@ -50,6 +50,8 @@ fn setting_errors_beside_the_policies_name_their_line() {
     assert!(err.starts_with("policies.yaml:4: decision_wait:"), "{err}");
     let err = parse(&format!("{all}\nnum_traces: 0\n")).unwrap_err();
     assert!(err.starts_with("policies.yaml:4: num_traces:"), "{err}");
+    let err = parse(&format!("{all}tail_storage: file_storage\n")).unwrap_err();
+    assert!(err.starts_with("policies.yaml:3: tail_storage:"), "{err}");
     let err = parse(
         "sampling_strategy: span-ingest\npolicies:\n  - {name: r, type: rate_limiting, rate_limiting: {spans_per_second: 5}}\n",
     )
@@ -61,13 +63,18 @@ fn setting_errors_beside_the_policies_name_their_line() {
     let err =
         parse("tail_sampling:\n  policies: [{name: a, type: always_sample}]\n  num_traces: 0\n")
             .unwrap_err();
-    assert!(err.starts_with("policies.yaml:3: num_traces:"), "{err}");
+    assert!(
+        err.starts_with("policies.yaml:3: tail_sampling.num_traces:"),
+        "{err}"
+    );
     let whole = "receivers:\n  otlp: {}\nprocessors:\n  batch: {}\n  tail_sampling:\n    policies:\n      - {name: a, type: always_sample}\n    decision_wait: 0s\nservice:\n  pipelines:\n    traces: {receivers: [otlp], processors: [tail_sampling], exporters: [otlp]}\n";
     let err = PolicyFile::parse(Path::new("otelcol.yaml"), whole)
         .unwrap_err()
         .to_string();
-    assert!(err.starts_with("otelcol.yaml:8: "), "{err}");
-    assert!(err.contains("decision_wait"), "{err}");
+    assert!(
+        err.starts_with("otelcol.yaml:8: processors.tail_sampling.decision_wait:"),
+        "{err}"
+    );
 }
 
 /// Scenario: a `decision_cache` whose two sizes add up past [`crate::decide::MAX_ENTRIES`],
