@@ -31,8 +31,10 @@ pub const SPAN_OVERHEAD_BYTES: u64 = 24;
 /// slack (docs/benchmarks.md, "Session 48"). Without it the limits under-count small
 /// traces: a flood of 1-span traces costs 1.44 times its encoded bytes. Not charged: a
 /// shard over a limit moves traces still waiting for their root from the deadline queue
-/// to a second one, whose buffer keeps its peak size as the first's does (up to 16 bytes
-/// more per trace held while over a limit; docs/benchmarks.md, "Session 56").
+/// to 64 others, one per group of resources (`buffer/spared.rs`), whose room is at most
+/// four times what they hold, or 256 ids each (16 bytes an id: up to 64 bytes more per
+/// trace held while over a limit, and 256 KiB a shard; docs/benchmarks.md, "Session
+/// 57").
 pub const TRACE_OVERHEAD_BYTES: u64 = 168;
 
 /// What `bytes` of spans (encoded, with their requests' share), `spans` spans and
