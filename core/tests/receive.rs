@@ -1756,16 +1756,7 @@ async fn idle_connections_cannot_hold_every_slot() {
     for _ in 0..40 {
         idle.push(tokio::net::TcpStream::connect(addr).await.unwrap());
     }
-    let export = async {
-        let mut client = TraceServiceClient::connect(format!("http://{addr}"))
-            .await
-            .unwrap();
-        client
-            .export(FakeOtlp::traces(1).spans(2).seed(3).build())
-            .await
-            .unwrap();
-    };
-    tokio::time::timeout(std::time::Duration::from_secs(10), export)
+    tokio::time::timeout(std::time::Duration::from_secs(10), export_one(addr, 3))
         .await
         .expect("the client was never served");
     assert_eq!(sink.bodies.lock().unwrap().len(), 1);
@@ -1816,14 +1807,20 @@ async fn a_connection_must_open_not_just_speak_within_its_limit() {
         );
     }
     assert!(tailgate_core::serve::closed_connections()[1].1 >= 4);
+    export_one(addr, 7).await;
+    assert_eq!(sink.bodies.lock().unwrap().len(), 1);
+}
+
+/// Exports one trace of two spans (of `seed`) over OTLP/gRPC to `addr`, and waits for
+/// the answer, which must be a success.
+async fn export_one(addr: std::net::SocketAddr, seed: u64) {
     let mut client = TraceServiceClient::connect(format!("http://{addr}"))
         .await
         .unwrap();
     client
-        .export(FakeOtlp::traces(1).spans(2).seed(7).build())
+        .export(FakeOtlp::traces(1).spans(2).seed(seed).build())
         .await
         .unwrap();
-    assert_eq!(sink.bodies.lock().unwrap().len(), 1);
 }
 
 /// Scenario: an OTLP/HTTP receiver serving at most 8 connections; one address

@@ -197,10 +197,8 @@ fn main() -> ExitCode {
     // The policy file's decision_cache replaces the config's, as the shards are sized, so
     // the memory the config allows counts the cache they make.
     let mut config = config;
-    if let Some(c) = policies.decision_cache {
-        config.buffer.decision_cache_size = c
-            .sampled_cache_size
-            .saturating_add(c.non_sampled_cache_size);
+    if let Some(entries) = policies.decision_cache_size() {
+        config.buffer.decision_cache_size = entries;
     }
     if !args.check {
         let (notes, warnings) = tailgate_gateway::policy::messages(&policies);

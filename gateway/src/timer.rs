@@ -115,12 +115,13 @@ impl DeadlineQueue {
     /// groups, `buffer/spared.rs`), where keeping each one's peak held memory no limit
     /// counts.
     pub fn shrink_when_sparse(&mut self) {
-        if self.ids.capacity() > KEPT_ROOM && self.ids.len() <= self.ids.capacity() / 4 {
-            self.ids.shrink_to((self.ids.len() * 2).max(KEPT_ROOM));
+        fn shrink<T>(q: &mut VecDeque<T>) {
+            if q.capacity() > KEPT_ROOM && q.len() <= q.capacity() / 4 {
+                q.shrink_to((q.len() * 2).max(KEPT_ROOM));
+            }
         }
-        if self.dues.capacity() > KEPT_ROOM && self.dues.len() <= self.dues.capacity() / 4 {
-            self.dues.shrink_to((self.dues.len() * 2).max(KEPT_ROOM));
-        }
+        shrink(&mut self.ids);
+        shrink(&mut self.dues);
     }
 
     /// Ids it has room for without growing.

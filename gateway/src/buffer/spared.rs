@@ -137,13 +137,7 @@ impl Spared {
         if self.is_empty() {
             return None;
         }
-        let id = self.groups.iter_mut().find_map(|g| {
-            let id = g.pop_due(now)?;
-            g.shrink_when_sparse();
-            Some(id)
-        })?;
-        self.len -= 1;
-        Some(id)
+        (0..GROUPS).find_map(|i| self.take_in(i, |g| g.pop_due(now)))
     }
 
     /// Any spared trace, due or not (a drain takes them all).
@@ -151,13 +145,21 @@ impl Spared {
         if self.is_empty() {
             return None;
         }
-        let id = self.groups.iter_mut().find_map(|g| {
-            let id = g.pop_front()?;
-            g.shrink_when_sparse();
-            Some(id)
-        })?;
+        (0..GROUPS).find_map(|i| self.take_in(i, DeadlineQueue::pop_front))
+    }
+
+    /// What `pop` takes from group `i`, counted out, the group then giving its room back
+    /// as it empties.
+    fn take_in<T>(
+        &mut self,
+        i: usize,
+        pop: impl FnOnce(&mut DeadlineQueue) -> Option<T>,
+    ) -> Option<T> {
+        let group = &mut self.groups[i];
+        let taken = pop(group)?;
+        group.shrink_when_sparse();
         self.len -= 1;
-        Some(id)
+        Some(taken)
     }
 
     /// Makes the group [`Self::front`] reads and [`Self::pop_front_due`] takes from: the
@@ -196,11 +198,7 @@ impl Spared {
         if self.groups[self.taking].is_empty() {
             self.choose();
         }
-        let group = &mut self.groups[self.taking];
-        let taken = group.pop_front_due()?;
-        group.shrink_when_sparse();
-        self.len -= 1;
-        Some(taken)
+        self.take_in(self.taking, DeadlineQueue::pop_front_due)
     }
 }
 

@@ -1370,6 +1370,15 @@ impl PolicyFile {
     }
 
     /// Checks the validated file as a whole.
+    /// The decision cache's size from `decision_cache`: its two sizes added (saturating),
+    /// which replaces the gateway config's `buffer.decision_cache_size`.
+    pub fn decision_cache_size(&self) -> Option<usize> {
+        self.decision_cache.map(|c| {
+            c.sampled_cache_size
+                .saturating_add(c.non_sampled_cache_size)
+        })
+    }
+
     fn check(&self, path: &Path) -> Result<(), ConfigError> {
         let invalid = |key: &str, message: String| ConfigError::Invalid {
             path: path.to_owned(),
@@ -1391,10 +1400,7 @@ impl PolicyFile {
         if self.num_traces == 0 {
             return Err(invalid("num_traces", "must be greater than 0".into()));
         }
-        if let Some(c) = self.decision_cache {
-            let entries = c
-                .sampled_cache_size
-                .saturating_add(c.non_sampled_cache_size);
+        if let Some(entries) = self.decision_cache_size() {
             if entries > crate::decide::MAX_ENTRIES {
                 return Err(invalid(
                     "decision_cache",

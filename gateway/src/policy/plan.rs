@@ -172,10 +172,7 @@ impl PolicyPlan {
             maximum_trace_size_bytes: file.maximum_trace_size_bytes,
             drop_pending_traces_on_shutdown: file.drop_pending_traces_on_shutdown,
             span_ingest: file.span_ingest,
-            decision_cache_size: file.decision_cache.map(|c| {
-                c.sampled_cache_size
-                    .saturating_add(c.non_sampled_cache_size)
-            }),
+            decision_cache_size: file.decision_cache_size(),
         }
     }
 
