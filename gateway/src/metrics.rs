@@ -32,9 +32,9 @@ pub const SPAN_OVERHEAD_BYTES: u64 = 24;
 /// traces: a flood of 1-span traces costs 1.44 times its encoded bytes. Not charged: a
 /// shard over a limit moves traces still waiting for their root from the deadline queue
 /// to 64 others, one per group of resources (`buffer/spared.rs`), whose room is at most
-/// four times what they hold, or 256 ids each (16 bytes an id: up to 64 bytes more per
-/// trace held while over a limit, and 256 KiB a shard; docs/benchmarks.md, "Session
-/// 57").
+/// four times what they hold, or 256 ids and 256 due times each (16 bytes an id, 16 a
+/// due time shared by a run of ids: up to 128 bytes more per trace held while over a
+/// limit, and 512 KiB a shard; docs/benchmarks.md, "Session 57").
 pub const TRACE_OVERHEAD_BYTES: u64 = 168;
 
 /// What `bytes` of spans (encoded, with their requests' share), `spans` spans and

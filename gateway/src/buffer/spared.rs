@@ -40,7 +40,7 @@
 //! a flood that moves from resource to resource fills one group after another, and each
 //! of 64 queues keeping the room of the most it ever held grew a gateway with a 32 MiB
 //! buffer to 160 MiB that no limit counted (a hostile check; docs/benchmarks.md, "Session
-//! 57"). A group's room is then at most four times what it holds, or 256 ids.
+//! 57"). A group's room is then at most four times what it holds, or 256 ids (and as many due times).
 
 use std::hash::BuildHasher;
 

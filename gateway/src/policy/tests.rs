@@ -77,6 +77,24 @@ fn setting_errors_beside_the_policies_name_their_line() {
     );
 }
 
+/// Scenario: a negative `decision_wait` and a negative
+/// `decision_wait_after_root_received`, as policies.md lists among the values refused.
+/// Guarantees: each is refused at load, naming the key and its line.
+#[test]
+fn negative_waits_are_refused_at_their_line() {
+    for key in ["decision_wait", "decision_wait_after_root_received"] {
+        let err = parse(&format!(
+            "policies:\n  - {{name: a, type: always_sample}}\n{key}: -1s\n"
+        ))
+        .unwrap_err();
+        assert!(err.contains(&format!("{key}: ")), "{err}");
+        assert!(
+            err.contains("must not be negative") && err.contains("line 3"),
+            "{err}"
+        );
+    }
+}
+
 /// Scenario: a `decision_cache` whose two sizes add up past [`crate::decide::MAX_ENTRIES`],
 /// and one whose sum overflows a machine word.
 /// Guarantees: both are refused at load, naming the key and its line, with why (the cache
