@@ -107,10 +107,16 @@ pub fn readable_without_suggestion(message: &str) -> String {
             "the document is a list; a policy file is a mapping: put the list under `policies:`",
         );
     }
-    let mut out = message.replace(
-        "invalid type: unit value",
-        "an empty value (null, or an unset ${env:…} variable)",
-    );
+    let mut out = message
+        .replace(
+            "invalid type: unit value",
+            "an empty value (null, or an unset ${env:…} variable)",
+        )
+        // Quoted, an unset variable is an empty string (`num_traces: "${env:N}"`).
+        .replace(
+            "invalid type: string \"\"",
+            "an empty string (\"\", or an unset ${env:…} variable in quotes)",
+        );
     // An integer past 2^64 or below -2^63 (serde's YAML reads it as a u128 or an i128,
     // which its own value type cannot hold): no setting takes one.
     if let Some(at) = out.find("invalid type: integer `") {
@@ -2694,6 +2700,11 @@ mod tests {
             empty.contains("an empty value (null, or an unset"),
             "{empty}"
         );
+        let quoted = err("and: {and_sub_policy: []}\npct: \"\"\n");
+        assert!(
+            quoted.contains("an empty string (\"\", or an unset ${env:…} variable in quotes), expected a number"),
+            "{quoted}"
+        );
         assert_eq!(
             readable("invalid type: sequence, expected struct RawPolicyFile"),
             "the document is a list; a policy file is a mapping: put the list under `policies:`"
@@ -2704,8 +2715,8 @@ mod tests {
             "policies[0].latency.threshold_ms: invalid type: string \"fast\", expected an integer at line 4 column 29"
         );
         assert_eq!(
-            readable("pct: invalid type: string \"\", expected f64"),
-            "pct: invalid type: string \"\", expected a number"
+            readable("pct: invalid type: string \"x\", expected f64"),
+            "pct: invalid type: string \"x\", expected a number"
         );
         assert!(readable("x: expected u64 at line 1")
             .contains("expected a whole number (0 or more) at"));

@@ -49,9 +49,37 @@ pub enum GoRegexError {
         "invalid escape \\{0}: backreferences are not supported (Go's regexp refuses them too)"
     )]
     Backreference(char),
-    /// Not a valid expression.
-    #[error(transparent)]
-    Regex(#[from] regex::Error),
+    /// Not a valid expression: the `regex` crate's reason, with the pattern as written
+    /// (the crate's own message quotes the rewritten one, `[a-0-9]` for `[a-\d]`).
+    #[error("{reason}, in `{pattern}`")]
+    Regex {
+        /// The pattern as the file wrote it.
+        pattern: String,
+        /// Why the crate refused it, without its quote of the rewritten pattern.
+        reason: String,
+    },
+}
+
+impl GoRegexError {
+    /// The crate's refusal of `pattern` (as written) in this error's words.
+    fn compiled(pattern: &str, error: regex::Error) -> Self {
+        let text = error.to_string();
+        // A syntax error is "regex parse error:", the rewritten pattern, a caret line and
+        // "error: REASON": the pattern and caret point into text the file never wrote.
+        let reason = match &error {
+            regex::Error::Syntax(_) => text
+                .lines()
+                .rev()
+                .find_map(|l| l.strip_prefix("error: "))
+                .unwrap_or(&text)
+                .to_owned(),
+            _ => text.trim_end_matches('.').to_owned(),
+        };
+        GoRegexError::Regex {
+            pattern: pattern.to_owned(),
+            reason,
+        }
+    }
 }
 
 /// Go's largest repeat count.
@@ -513,7 +541,7 @@ fn class(chars: &[char], at: usize, out: &mut String) -> Result<usize, GoRegexEr
 
 /// A byte regex of a Go pattern.
 pub fn bytes_regex(pattern: &str) -> Result<regex::bytes::Regex, GoRegexError> {
-    Ok(regex::bytes::Regex::new(&translate(pattern)?)?)
+    regex::bytes::Regex::new(&translate(pattern)?).map_err(|e| GoRegexError::compiled(pattern, e))
 }
 
 /// A byte regex of a Go pattern that arrived with the data (an OTTL pattern read from a
@@ -523,15 +551,16 @@ pub fn bytes_regex_bounded(
     pattern: &str,
     size_limit: usize,
 ) -> Result<regex::bytes::Regex, GoRegexError> {
-    Ok(regex::bytes::RegexBuilder::new(&translate(pattern)?)
+    regex::bytes::RegexBuilder::new(&translate(pattern)?)
         .size_limit(size_limit)
         .dfa_size_limit(size_limit)
-        .build()?)
+        .build()
+        .map_err(|e| GoRegexError::compiled(pattern, e))
 }
 
 /// A string regex of a Go pattern.
 pub fn str_regex(pattern: &str) -> Result<regex::Regex, GoRegexError> {
-    Ok(regex::Regex::new(&translate(pattern)?)?)
+    regex::Regex::new(&translate(pattern)?).map_err(|e| GoRegexError::compiled(pattern, e))
 }
 
 /// A byte regex set of Go patterns.
@@ -542,7 +571,15 @@ pub fn bytes_regex_set<S: AsRef<str>>(
         .iter()
         .map(|p| translate(p.as_ref()))
         .collect::<Result<Vec<_>, _>>()?;
-    Ok(regex::bytes::RegexSet::new(translated)?)
+    regex::bytes::RegexSet::new(&translated).map_err(|e| {
+        // The set's error names no pattern: the first refused alone is the one to name
+        // (a set may also be too big with each pattern fine, then the first is named).
+        let at = translated
+            .iter()
+            .position(|t| regex::bytes::Regex::new(t).is_err())
+            .unwrap_or(0);
+        GoRegexError::compiled(patterns.get(at).map_or("", |p| p.as_ref()), e)
+    })
 }
 
 #[cfg(test)]
@@ -753,7 +790,26 @@ mod tests {
         }
         assert!(matches!(
             bytes_regex("(unclosed"),
-            Err(GoRegexError::Regex(_))
+            Err(GoRegexError::Regex { .. })
         ));
+    }
+
+    /// Guarantees: a refused pattern is named as written, not as rewritten for the crate,
+    /// in a set as alone.
+    #[test]
+    fn a_refused_pattern_is_named_as_written() {
+        let alone = bytes_regex(r"[a-\d]").unwrap_err();
+        let GoRegexError::Regex { pattern, reason } = &alone else {
+            panic!("{alone:?}");
+        };
+        assert_eq!(pattern, r"[a-\d]");
+        assert!(reason.contains("invalid character class range"), "{reason}");
+        assert!(!alone.to_string().contains("0-9"), "{alone}");
+        let in_set = bytes_regex_set(&["^ok$", r"x\s(", "[z-a]"]).unwrap_err();
+        assert!(
+            matches!(&in_set, GoRegexError::Regex { pattern, .. } if pattern == r"x\s("),
+            "{in_set:?}"
+        );
+        assert!(in_set.to_string().ends_with(r"in `x\s(`"), "{in_set}");
     }
 }

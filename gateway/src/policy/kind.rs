@@ -179,14 +179,23 @@ fn sub_at(key: &str, index: usize) -> String {
 }
 
 impl PolicyError {
-    /// The key of the policy's entry the error is about (`status_code`, `and`), for the
-    /// loader to name its line rather than the entry's first.
-    pub fn entry_key(&self) -> Option<&str> {
+    /// The path within the policy's entry of the key the error is about
+    /// (`string_attribute.values`, `and.and_sub_policy[1].rate_limiting.spans_per_second`),
+    /// for the loader to name its line rather than the entry's first.
+    pub fn entry_path(&self) -> Option<String> {
         match self {
-            PolicyError::Setting { block, .. } => Some(block),
-            PolicyError::NoSubPolicies { key, .. }
-            | PolicyError::Nested { key, .. }
-            | PolicyError::InSubPolicy { key, .. } => key.split('.').next(),
+            PolicyError::Setting { block, error, .. } => Some(format!("{block}.{}", error.key())),
+            PolicyError::NoSubPolicies { key, .. } => Some((*key).to_owned()),
+            PolicyError::Nested { key, index, .. } => Some(sub_at(key, *index)),
+            PolicyError::InSubPolicy {
+                key, index, error, ..
+            } => {
+                let at = sub_at(key, *index);
+                Some(match error.entry_path() {
+                    Some(inner) => format!("{at}.{inner}"),
+                    None => at,
+                })
+            }
             _ => None,
         }
     }
@@ -240,6 +249,17 @@ pub enum SettingError {
 }
 
 impl SettingError {
+    /// The key the error is about, within its settings block.
+    pub fn key(&self) -> &str {
+        match self {
+            SettingError::Empty { key }
+            | SettingError::OutOfRange { key, .. }
+            | SettingError::Conflict { key, .. }
+            | SettingError::Regex { key, .. }
+            | SettingError::Ottl { key, .. } => key,
+        }
+    }
+
     /// [`SettingError::OutOfRange`] from displayable parts.
     pub(crate) fn range(
         key: impl Into<String>,

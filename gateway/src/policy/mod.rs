@@ -35,8 +35,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 use tailgate_core::config::{
-    collector_text_lenient, is_key_line, locate_sequence_item, parse_plain_yaml, reference_error,
-    system_source, ConfigError,
+    collector_text_lenient, locate_sequence_item, parse_plain_yaml, reference_error, system_source,
+    ConfigError,
 };
 
 pub use kind::{PolicyError, SettingError};
@@ -966,30 +966,27 @@ fn name_policy_in_error(e: ConfigError, written: Option<&serde_yaml_ng::Value>) 
     }
 }
 
-/// The 1-based line of `key:` within the list entry whose `- ` is on line `item` of
-/// `text` (the entry's first line too, after the dash); `None` when the entry does not
-/// write it on a line of its own.
+/// The 1-based line of the key path `key` (`string_attribute.values`,
+/// `and.and_sub_policy[1].latency`) within the list entry whose `- ` is on line `item` of
+/// `text`: the line of its deepest part written on a line of its own
+/// ([`tailgate_core::config::locate_key`]); `None` when not even its first part is (a
+/// flow-style entry).
 fn locate_in_entry(text: &str, item: usize, key: &str) -> Option<usize> {
     let lines: Vec<&str> = text.lines().collect();
     let first = *lines.get(item.checked_sub(1)?)?;
     let dash = first.len() - first.trim_start().len();
-    let is_key = |t: &str| is_key_line(t, key);
-    if is_key(first.trim_start().trim_start_matches('-').trim_start()) {
-        return Some(item);
-    }
-    for (n, l) in lines.iter().enumerate().skip(item) {
-        let t = l.trim_start();
-        if t.is_empty() || t.starts_with('#') {
-            continue;
-        }
-        if l.len() - t.len() <= dash {
-            return None;
-        }
-        if is_key(t) {
-            return Some(n + 1);
-        }
-    }
-    None
+    // The entry alone, its `- ` read as indent so its first key lines up with the rest.
+    let mut entry = vec![first.replacen('-', " ", 1)];
+    entry.extend(
+        lines[item..]
+            .iter()
+            .take_while(|l| {
+                let t = l.trim_start();
+                t.is_empty() || t.starts_with('#') || l.len() - t.len() > dash
+            })
+            .map(|l| (*l).to_owned()),
+    );
+    tailgate_core::config::locate_key(&entry.join("\n"), key).map(|n| n + item - 1)
 }
 
 /// The 1-based line of a flow-style entry `name: NAME` (quoted or not) in `text`.
@@ -1263,8 +1260,8 @@ impl PolicyFile {
                         // on a line of its own within the entry.
                         .map(|item| {
                             error
-                                .entry_key()
-                                .and_then(|k| locate_in_entry(block, item, k))
+                                .entry_path()
+                                .and_then(|k| locate_in_entry(block, item, &k))
                                 .unwrap_or(item)
                         });
                     return Err(match line {

@@ -22,20 +22,27 @@ fn collector_block_parses_with_or_without_the_wrapper() {
 
 /// Scenario: a value that parses but is refused inside a policy's settings block, written
 /// on a line of its own, in flow style, and inside an `and`.
-/// Guarantees: the error names the line of the block, not the entry's first line (a docs
-/// audit found `:4:` for a bad status code on line 6).
+/// Guarantees: the error names the line of the key at fault, or of the deepest part of its
+/// path written on a line of its own, not the entry's first line (a docs audit found `:4:`
+/// for a bad status code on line 6; a parity audit, the block's line for a key below it).
 #[test]
-fn setting_errors_name_the_line_of_their_block() {
+fn setting_errors_name_the_line_of_their_key() {
     let err = parse("decision_wait: 3s\npolicies:\n  - name: errors\n    type: status_code\n\n    status_code: { status_codes: [EROR] }\n").unwrap_err();
     assert!(err.starts_with("policies.yaml:6: policies[0]:"), "{err}");
     let err = parse("policies:\n  - {name: e, type: status_code, status_code: {status_codes: [EROR]}}\n  - name: b\n    type: and\n    and:\n      and_sub_policy: []\n").unwrap_err();
     assert!(err.starts_with("policies.yaml:2: policies[0]:"), "{err}");
     let err = parse("policies:\n  - name: b\n    type: and\n    and:\n      and_sub_policy: []\n")
         .unwrap_err();
-    assert!(err.starts_with("policies.yaml:4: policies[0]:"), "{err}");
-    // An error inside a sub-policy names the line of the entry's `and:` block.
+    assert!(err.starts_with("policies.yaml:5: policies[0]:"), "{err}");
+    // An error inside a sub-policy written in flow style names the sub-policy's line.
     let err = parse("policies:\n  - name: b\n    type: and\n    and:\n      and_sub_policy:\n        - {name: s, type: status_code, status_code: {status_codes: [EROR]}}\n").unwrap_err();
-    assert!(err.starts_with("policies.yaml:4: policies[0]:"), "{err}");
+    assert!(err.starts_with("policies.yaml:6: policies[0]:"), "{err}");
+    // Written in blocks, the key's own line: below the settings block, and in the second
+    // sub-policy of an `and`.
+    let err = parse("policies:\n  - name: a\n    type: latency\n    latency: {threshold_ms: 1}\n  - name: r\n    type: string_attribute\n    string_attribute:\n      key: k\n      enabled_regex_matching: true\n      values:\n        - ok\n        - '[z-a]'\n").unwrap_err();
+    assert!(err.starts_with("policies.yaml:10: policies[1]:"), "{err}");
+    let err = parse("policies:\n  - name: b\n    type: and\n    and:\n      and_sub_policy:\n        - name: s1\n          type: latency\n          latency: {threshold_ms: 1}\n        - name: s2\n          type: status_code\n          status_code:\n            # the codes\n            status_codes: [OK, EROR]\n  - name: c\n    type: always_sample\n").unwrap_err();
+    assert!(err.starts_with("policies.yaml:13: policies[0]:"), "{err}");
 }
 
 /// Scenario: settings beside the policies refused after parsing (`decision_wait: 0s`,
