@@ -300,6 +300,19 @@ fn a_whole_collector_config_loads_its_traces_pipelines_processor() {
         "{err}"
     );
 
+    // Defined but in no traces pipeline: the Collector builds neither, so nothing is
+    // sampled by tail; the error names them and how to use one.
+    let text = std::fs::read_to_string(&path).unwrap().replace(
+        "[memory_limiter, tail_sampling/prod, batch]",
+        "[memory_limiter, batch]",
+    );
+    assert_ne!(text, std::fs::read_to_string(&path).unwrap());
+    let err = PolicyFile::parse(&path, &text).unwrap_err();
+    assert!(
+        matches!(&err, ConfigError::Invalid { key, message, .. } if key == "processors" && message.contains("uses tail_sampling/experiment, tail_sampling/prod") && message.contains("add it to the traces pipeline")),
+        "{err}"
+    );
+
     // Two processors in traces pipelines: the error lists them and asks for --processor.
     let text = std::fs::read_to_string(&path).unwrap()
         + "    traces/2:\n      receivers: [otlp]\n      processors: [tail_sampling/experiment]\n      exporters: [otlp]\n";

@@ -143,7 +143,20 @@ pub(crate) fn shape(
     let (mut candidates, used_by) = candidates(processors, pipelines);
     if candidates.is_empty() {
         let hint = router_hint(top);
-        return Err(invalid(if pipelines.is_some() {
+        // Defined but in no traces pipeline: the Collector builds no processor a pipeline
+        // does not name, so with this config it samples nothing by tail.
+        let unused: Vec<&str> = processors
+            .as_mapping()
+            .into_iter()
+            .flat_map(|m| m.keys().filter_map(|k| k.as_str()))
+            .filter(|k| kind_of(k) == "tail_sampling")
+            .collect();
+        return Err(invalid(if !unused.is_empty() {
+            format!(
+                "no traces pipeline in service.pipelines uses {} (the Collector builds no processor that no pipeline names, so this config does no tail sampling): add it to the traces pipeline's processors, or give the gateway its block alone as the policy file{hint}",
+                unused.join(", ")
+            )
+        } else if pipelines.is_some() {
             format!("no traces pipeline in service.pipelines uses a tail_sampling processor{hint}")
         } else {
             format!("this Collector config has no tail_sampling processor{hint}")
