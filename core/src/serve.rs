@@ -14,8 +14,9 @@
 //! * a failed accept (out of file descriptors, say) backs off, doubling up to a second,
 //!   instead of spinning (the admin port once spun at 121% CPU).
 //!
-//! * with TLS (`receive.tls`), the handshake must finish within `first_byte_timeout` too;
-//!   failed handshakes are counted ([`crate::tls::failed_handshakes_total`]).
+//! * with TLS (`receive.tls`), the handshake must finish within `first_byte_timeout` too,
+//!   and the connection must then open (as a plaintext one must, below) within as long
+//!   again; failed handshakes are counted ([`crate::tls::failed_handshakes_total`]).
 //!
 //! Stops accepting when `shutdown` completes, then lets open connections finish.
 
@@ -231,7 +232,7 @@ where
                     s = handshake(&tls, stream, limits.first_byte_timeout) => s,
                     () = stop.cancelled() => None,
                 } {
-                    Some(stream) => {
+                    Some(mut stream) => {
                         if let Some(cert) = stream
                             .get_ref()
                             .1
@@ -243,6 +244,20 @@ where
                                 .set(ClientCertificate(Arc::new(cert.clone().into_owned())))
                                 .ok();
                         }
+                        // What arrives encrypted must open too: past the handshake, a
+                        // client sending `P` alone held its connection for ever.
+                        let opening = tokio::select! {
+                            o = read_opening(&mut stream, limits.first_byte_timeout) => o,
+                            () = stop.cancelled() => None,
+                        };
+                        let Some(opening) = opening else {
+                            count_closed(NOT_OPENED);
+                            return;
+                        };
+                        let stream = Opened {
+                            read: opening,
+                            inner: stream,
+                        };
                         drive!(builder.serve_connection(TokioIo::new(stream), service))
                     }
                     None => return,
@@ -453,19 +468,13 @@ const OPENING_POLL: Duration = Duration::from_millis(20);
 /// held to `header_timeout` by hyper. Peeks, so the bytes stay for the connection.
 async fn opens_within(stream: &TcpStream, limit: Duration) -> bool {
     let deadline = tokio::time::Instant::now() + limit;
-    let mut seen = [0u8; 128];
+    let mut seen = [0u8; OPENING_MAX];
     loop {
         let n = match tokio::time::timeout_at(deadline, stream.peek(&mut seen)).await {
             Ok(Ok(n)) if n > 0 => n,
             _ => return false,
         };
-        let head = &seen[..n];
-        let opened = if H2_PREFACE.starts_with(&head[..n.min(H2_PREFACE.len())]) {
-            n >= H2_PREFACE.len() + 9
-        } else {
-            n == seen.len() || head.contains(&b'\n')
-        };
-        if opened {
+        if has_opened(&seen[..n]) {
             return true;
         }
         // Part of it is here: a peek returns at once while data waits unread, so look
@@ -474,6 +483,98 @@ async fn opens_within(stream: &TcpStream, limit: Duration) -> bool {
             return false;
         }
         tokio::time::sleep(OPENING_POLL).await;
+    }
+}
+
+/// The most of a connection's first bytes read to tell whether it has opened.
+const OPENING_MAX: usize = 128;
+
+/// Whether `head`, a connection's first bytes, opens it: an HTTP/1 request line (up to its
+/// line feed, or [`OPENING_MAX`] bytes) or the HTTP/2 preface and its first frame's header.
+fn has_opened(head: &[u8]) -> bool {
+    if H2_PREFACE.starts_with(&head[..head.len().min(H2_PREFACE.len())]) {
+        head.len() >= H2_PREFACE.len() + 9
+    } else {
+        head.len() >= OPENING_MAX || head.contains(&b'\n')
+    }
+}
+
+/// [`opens_within`] for a stream that cannot be peeked (TLS, read decrypted): reads its
+/// opening, at most [`OPENING_MAX`] bytes, within `limit`; `None` when it does not open
+/// (silent, partial, or closed), else the bytes read, for [`Opened`] to give back.
+async fn read_opening<S: tokio::io::AsyncRead + Unpin>(
+    stream: &mut S,
+    limit: Duration,
+) -> Option<Bytes> {
+    use tokio::io::AsyncReadExt;
+    let deadline = tokio::time::Instant::now() + limit;
+    let mut seen = [0u8; OPENING_MAX];
+    let mut n = 0;
+    while !has_opened(&seen[..n]) {
+        match tokio::time::timeout_at(deadline, stream.read(&mut seen[n..])).await {
+            Ok(Ok(read)) if read > 0 => n += read,
+            _ => return None,
+        }
+    }
+    Some(Bytes::copy_from_slice(&seen[..n]))
+}
+
+/// A stream whose first bytes were read already ([`read_opening`]): it yields them, then
+/// the rest. Writes go straight through.
+struct Opened<S> {
+    read: Bytes,
+    inner: S,
+}
+
+impl<S: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for Opened<S> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        if !self.read.is_empty() {
+            let n = self.read.len().min(buf.remaining());
+            let head = self.read.split_to(n);
+            buf.put_slice(&head);
+            return std::task::Poll::Ready(Ok(()));
+        }
+        std::pin::Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<S: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for Opened<S> {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        data: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.inner).poll_write(cx, data)
+    }
+
+    fn poll_write_vectored(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }
 

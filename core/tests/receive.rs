@@ -1811,6 +1811,128 @@ async fn a_connection_must_open_not_just_speak_within_its_limit() {
     assert_eq!(sink.bodies.lock().unwrap().len(), 1);
 }
 
+/// Scenario: a TLS receiver (gRPC and HTTP on their ports) that gives a connection 300 ms
+/// to speak; TLS clients that finish the handshake and then send `P` alone, half the
+/// HTTP/2 preface, or half an HTTP/1 request line, and then nothing; then a gRPC client
+/// over TLS, and an HTTP/1.1 POST written by hand over TLS.
+/// Guarantees: each stalled opening is closed within the limit after its handshake (only
+/// the handshake had a deadline: a trial's plaintext `P` held a connection for ever, and
+/// over TLS it still did), and the bytes read to tell are given back to the connection:
+/// both protocols are served over TLS.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tls_connection_must_open_after_its_handshake() {
+    use tailgate_core::tls::{ClientTlsConfig, ServerTlsConfig};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let dir = tailgate_core::test_util::scratch_dir("receive-tls-opening").unwrap();
+    let ca = tailgate_core::test_util::TestPki::new(&dir, "ca").unwrap();
+    let (crt, key) = ca.issue("server", &["127.0.0.1"]).unwrap();
+    let cfg = ReceiveConfig {
+        grpc: Some("127.0.0.1:0".parse().unwrap()),
+        http: Some("127.0.0.1:0".parse().unwrap()),
+        request_timeout: std::time::Duration::from_millis(300),
+        tls: Some(ServerTlsConfig {
+            cert_file: Some(crt),
+            key_file: Some(key),
+            ..Default::default()
+        }),
+        ..ReceiveConfig::default()
+    };
+    let listeners = Listeners::bind(&cfg).await.unwrap();
+    let (grpc, http) = (
+        listeners.grpc_addr().unwrap(),
+        listeners.http_addr().unwrap(),
+    );
+    let sink = Arc::new(Capture::default());
+    let token = CancellationToken::new();
+    let limits = tailgate_core::receive::Limits::new(&cfg).unwrap();
+    tokio::spawn(listeners.serve(sink.clone(), limits, token.clone()));
+    let _stop = token.drop_guard();
+    let trusting = ClientTlsConfig {
+        ca_file: Some(ca.ca_file("ca")),
+        ..Default::default()
+    }
+    .build()
+    .unwrap();
+    let connector = tokio_rustls::TlsConnector::from(trusting.config.clone());
+    let connect = |addr: std::net::SocketAddr| {
+        let connector = connector.clone();
+        async move {
+            let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+            let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
+            connector.connect(name, tcp).await.unwrap()
+        }
+    };
+
+    let before = tailgate_core::serve::closed_connections()[1].1;
+    for opening in [&b"P"[..], b"PRI * HTTP/2.0\r\n", b"POST /v1/tra"] {
+        let mut c = connect(grpc).await;
+        c.write_all(opening).await.unwrap();
+        c.flush().await.unwrap();
+        let mut buf = [0u8; 256];
+        let ended = tokio::time::timeout(std::time::Duration::from_secs(3), async {
+            loop {
+                match c.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(_) => {}
+                }
+            }
+        })
+        .await;
+        assert!(
+            ended.is_ok(),
+            "{:?} held open past 3 s after its handshake",
+            String::from_utf8_lossy(opening)
+        );
+    }
+    assert!(tailgate_core::serve::closed_connections()[1].1 >= before + 3);
+
+    // What was read to tell is the connection's: HTTP/2 (gRPC) and HTTP/1.1 are served.
+    let retry = tailgate_core::forward::RetryConfig {
+        initial_interval: std::time::Duration::from_millis(20),
+        max_interval: std::time::Duration::from_millis(50),
+        max_elapsed_time: std::time::Duration::from_millis(300),
+    };
+    let body = || -> Bytes { FakeOtlp::traces(3).spans(1).build().encode_to_vec().into() };
+    let sent = tailgate_core::forward::GrpcClient::new(
+        &format!("https://{grpc}"),
+        &[],
+        std::time::Duration::from_secs(2),
+        retry,
+    )
+    .unwrap()
+    .with_tls(&trusting)
+    .send(body())
+    .await;
+    assert!(sent.is_ok(), "{sent:?}");
+    let mut c = connect(http).await;
+    let b = body();
+    c.write_all(
+        format!(
+            "POST /v1/traces HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/x-protobuf\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+            b.len()
+        )
+        .as_bytes(),
+    )
+    .await
+    .unwrap();
+    c.write_all(&b).await.unwrap();
+    c.flush().await.unwrap();
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        c.read_to_end(&mut answer),
+    )
+    .await
+    .expect("answered");
+    // A TLS peer may close without close_notify after `connection: close`.
+    if let Err(e) = read {
+        assert_eq!(e.kind(), std::io::ErrorKind::UnexpectedEof, "{e}");
+    }
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert_eq!(sink.bodies.lock().unwrap().len(), 2);
+}
+
 /// Exports one trace of two spans (of `seed`) over OTLP/gRPC to `addr`, and waits for
 /// the answer, which must be a success.
 async fn export_one(addr: std::net::SocketAddr, seed: u64) {
