@@ -179,7 +179,7 @@ impl Source {
         let named = set("AWS_PROFILE").is_some();
         match file {
             Some(file) if file.is_file() => {
-                let text = std::fs::read_to_string(&file)
+                let text = crate::config::read_text(&file)
                     .map_err(|e| format!("cannot read {}: {e}", file.display()))?;
                 if let Some(credentials) = profile_credentials(&text, &profile) {
                     return Ok(Source::Fixed {

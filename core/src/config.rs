@@ -261,6 +261,42 @@ pub fn is_collector_config(text: &str) -> bool {
     }
 }
 
+/// The most a config file, a policy file, a file a `${file:…}` reference names, or a
+/// certificate, key or token file may hold. Reads stop past it: `${file:/dev/zero}` (or a
+/// path to a disk image by mistake) took 6.9 GB in 30 s before, and would have taken the
+/// process down. A policy file of 100,000 values is a few MiB.
+pub const MAX_FILE_BYTES: u64 = 16 << 20;
+
+/// The bytes of `path`, refused past [`MAX_FILE_BYTES`] (an `InvalidData` error saying so)
+/// rather than read without end.
+pub fn read_bounded(path: &Path) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)?
+        .take(MAX_FILE_BYTES + 1)
+        .read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > MAX_FILE_BYTES {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!(
+                "larger than {} MiB, the most a config, policy, certificate or referenced file may hold",
+                MAX_FILE_BYTES >> 20
+            ),
+        ));
+    }
+    Ok(bytes)
+}
+
+/// [`read_bounded`] as text: `std::fs::read_to_string` with the bound.
+pub fn read_text(path: &Path) -> std::io::Result<String> {
+    String::from_utf8(read_bounded(path)?).map_err(|_| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            "stream did not contain valid UTF-8",
+        )
+    })
+}
+
 /// Reads, deserializes and validates a binary's own config file, read once: a whole
 /// Collector config given in its place is refused with `collector_hint` (what to pass
 /// instead), and `validate`'s errors, found on parsed values that carry no position,
@@ -270,7 +306,7 @@ pub fn load_checked<T: DeserializeOwned>(
     collector_hint: &str,
     validate: impl FnOnce(&T) -> Result<(), ConfigError>,
 ) -> Result<T, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
+    let text = read_text(path).map_err(|error| ConfigError::Read {
         path: path.to_owned(),
         error,
     })?;
@@ -566,7 +602,7 @@ pub fn system_source(scheme: &str, name: &str) -> Result<Option<String>, String>
         "env" => Ok(std::env::var(name).ok()),
         // One trailing line break is dropped: Secret files written by `echo` or editors
         // end with one, and a token or header value must not.
-        "file" => std::fs::read_to_string(name)
+        "file" => read_text(Path::new(name))
             .map(|mut s| {
                 if s.ends_with('\n') {
                     s.pop();
@@ -2674,6 +2710,34 @@ mod tests {
 
     /// Scenario: serde messages naming Tailgate's own structs or a "unit value".
     /// Guarantees: they say what the file should hold, not a type name.
+    /// Scenario: `${file:/dev/zero}` (a file without end) and a config file that is one,
+    /// and a file just within the bound.
+    /// Guarantees: each endless one is refused with the bound named once it is passed
+    /// (it took 6.9 GB in 30 s before), and what fits is read whole.
+    #[test]
+    fn files_past_the_bound_are_refused_not_read_for_ever() {
+        let err = system_source("file", "/dev/zero").unwrap_err();
+        assert!(
+            err.contains("/dev/zero") && err.contains("larger than 16 MiB"),
+            "{err}"
+        );
+        let err = load_checked::<serde_yaml_ng::Value>(Path::new("/dev/zero"), "", |_| Ok(()))
+            .unwrap_err();
+        assert!(
+            matches!(&err, ConfigError::Read { error, .. } if error.kind() == std::io::ErrorKind::InvalidData),
+            "{err}"
+        );
+        let dir = crate::test_util::scratch_dir("config-bound").unwrap();
+        let fits = dir.join("fits");
+        std::fs::write(&fits, vec![b'a'; MAX_FILE_BYTES as usize]).unwrap();
+        assert_eq!(read_bounded(&fits).unwrap().len() as u64, MAX_FILE_BYTES);
+        std::fs::write(&fits, vec![b'a'; MAX_FILE_BYTES as usize + 1]).unwrap();
+        assert_eq!(
+            read_text(&fits).unwrap_err().kind(),
+            std::io::ErrorKind::InvalidData
+        );
+    }
+
     #[test]
     fn parse_errors_speak_of_the_file() {
         #[derive(Debug, serde::Deserialize)]

@@ -102,7 +102,7 @@ impl GcpSource {
                 },
             ));
         };
-        let text = std::fs::read_to_string(&file)
+        let text = crate::config::read_text(&file)
             .map_err(|e| format!("cannot read {}: {e}", file.display()))?;
         let (source, mut found) =
             GcpSource::from_json(&text).map_err(|e| format!("{}: {e}", file.display()))?;

@@ -114,11 +114,13 @@ impl Source {
 
     fn read(&self) -> Result<Vec<u8>, TlsError> {
         match self {
-            Source::File(key, path) => std::fs::read(path).map_err(|error| TlsError::Read {
-                key,
-                path: path.clone(),
-                error,
-            }),
+            Source::File(key, path) => {
+                crate::config::read_bounded(path).map_err(|error| TlsError::Read {
+                    key,
+                    path: path.clone(),
+                    error,
+                })
+            }
             Source::Inline(_, text) => Ok(text.as_bytes().to_vec()),
         }
     }

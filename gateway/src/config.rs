@@ -331,7 +331,7 @@ impl GatewayConfig {
     /// of the `tail_sampling` tier (see [`crate::collector_config`]; `processor` chooses
     /// among several `tail_sampling` processors, as `--processor` does for policies).
     pub fn load_noted(path: &Path, processor: Option<&str>) -> Result<Loaded, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
+        let text = tailgate_core::config::read_text(path).map_err(|error| ConfigError::Read {
             path: path.to_owned(),
             error,
         })?;

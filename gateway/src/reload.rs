@@ -79,7 +79,9 @@ impl Reloader {
     /// A reloader for `path`, whose current content compiled into `plan`.
     pub fn new(source: impl Into<PolicySource>, plan: SharedPlan, stats: Arc<ReloadStats>) -> Self {
         let PolicySource { path, processor } = source.into();
-        let last_hash = std::fs::read(&path).map(|b| xxh3_64(&b)).unwrap_or(0);
+        let last_hash = tailgate_core::config::read_bounded(&path)
+            .map(|b| xxh3_64(&b))
+            .unwrap_or(0);
         stats.active_hash.set(last_hash);
         stats.last_reload_successful.set(1);
         let started_cache_size = plan.load().decision_cache_size;
@@ -104,7 +106,7 @@ impl Reloader {
     /// being written in place (an editor, `cat >`, a slow copy): a prefix of a policy file
     /// is often a valid, shorter file, and would load silently. SIGHUP means "it is ready".
     pub fn check(&mut self, force: bool) -> bool {
-        let bytes = match std::fs::read(&self.path) {
+        let bytes = match tailgate_core::config::read_bounded(&self.path) {
             Ok(b) => b,
             Err(error) => {
                 // A ConfigMap update briefly removes the link, so one failed read is normal;

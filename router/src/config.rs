@@ -238,7 +238,7 @@ impl RouterConfig {
     pub fn load_noted(
         path: &Path,
     ) -> Result<(Self, tailgate_core::collector::Remarks), ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
+        let text = tailgate_core::config::read_text(path).map_err(|error| ConfigError::Read {
             path: path.to_owned(),
             error,
         })?;

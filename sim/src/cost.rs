@@ -85,7 +85,7 @@ impl Default for CostModel {
 impl CostModel {
     /// Reads a cost model file.
     pub fn load(path: &Path) -> Result<Self, CostError> {
-        let text = std::fs::read_to_string(path).map_err(|source| CostError::Read {
+        let text = tailgate_core::config::read_text(path).map_err(|source| CostError::Read {
             path: path.display().to_string(),
             source,
         })?;

@@ -290,10 +290,11 @@ pub struct Loaded {
 impl Scenario {
     /// Reads and checks a scenario file; its policy files are read relative to it.
     pub fn load(path: &Path) -> Result<Loaded, ScenarioError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ScenarioError::Read {
-            path: path.to_owned(),
-            source,
-        })?;
+        let text =
+            tailgate_core::config::read_text(path).map_err(|source| ScenarioError::Read {
+                path: path.to_owned(),
+                source,
+            })?;
         let scenario: Scenario =
             serde_yaml_ng::from_str(&text).map_err(|e| ScenarioError::Parse {
                 path: path.to_owned(),

@@ -67,7 +67,7 @@ impl RawAuth {
             (Some(t), None) => ("auth.bearer_token", Ok(t)),
             (None, Some(path)) => (
                 "auth.bearer_token_file",
-                std::fs::read_to_string(&path)
+                crate::config::read_text(&path)
                     .map_err(|error| AuthConfigError::Read { path, error }),
             ),
             _ => return Err(("auth", AuthConfigError::OneOf)),

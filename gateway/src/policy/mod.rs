@@ -1036,7 +1036,7 @@ impl PolicyFile {
     /// Reads a policy file; in a whole Collector config, takes the `tail_sampling` processor
     /// named `processor` (`NAME` or `tail_sampling/NAME`).
     pub fn load_processor(path: &Path, processor: Option<&str>) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
+        let text = tailgate_core::config::read_text(path).map_err(|error| ConfigError::Read {
             path: path.to_owned(),
             error,
         })?;
