@@ -993,18 +993,18 @@ fn locate_in_entry(text: &str, item: usize, key: &str) -> Option<usize> {
 fn locate_name(text: &str, name: &str) -> Option<usize> {
     text.lines()
         .position(|l| {
-            let Some(at) = l.find("name:") else {
-                return false;
-            };
-            let before = &l[..at];
-            // `name:` as a key, not the end of `policy_name:` or `key_name:`.
-            if before.ends_with(|c: char| c.is_alphanumeric() || c == '_') {
-                return false;
-            }
-            let v = l[at + 5..].trim_start();
-            let v = v.trim_start_matches(['"', '\'']);
-            v.strip_prefix(name)
-                .is_some_and(|r| r.is_empty() || r.starts_with([',', '}', '"', '\'', ' ']))
+            // Every `name:` of the line: a list written on one line holds them all.
+            l.match_indices("name:").any(|(at, _)| {
+                let before = &l[..at];
+                // `name:` as a key, not the end of `policy_name:` or `key_name:`.
+                if before.ends_with(|c: char| c.is_alphanumeric() || c == '_') {
+                    return false;
+                }
+                let v = l[at + 5..].trim_start();
+                let v = v.trim_start_matches(['"', '\'']);
+                v.strip_prefix(name)
+                    .is_some_and(|r| r.is_empty() || r.starts_with([',', '}', '"', '\'', ' ']))
+            })
         })
         .map(|n| n + 1)
 }
@@ -1256,6 +1256,8 @@ impl PolicyFile {
                     let message = error.to_string();
                     let line = locate_sequence_item(block, "policies", i)
                         .or_else(|| name.as_deref().and_then(|n| locate_name(block, n)))
+                        // A list in flow style without the entry's name: where it starts.
+                        .or_else(|| tailgate_core::config::locate_key(block, "policies"))
                         // The line of the entry's key the error is about, when written
                         // on a line of its own within the entry.
                         .map(|item| {

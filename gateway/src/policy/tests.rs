@@ -43,6 +43,12 @@ fn setting_errors_name_the_line_of_their_key() {
     assert!(err.starts_with("policies.yaml:10: policies[1]:"), "{err}");
     let err = parse("policies:\n  - name: b\n    type: and\n    and:\n      and_sub_policy:\n        - name: s1\n          type: latency\n          latency: {threshold_ms: 1}\n        - name: s2\n          type: status_code\n          status_code:\n            # the codes\n            status_codes: [OK, EROR]\n  - name: c\n    type: always_sample\n").unwrap_err();
     assert!(err.starts_with("policies.yaml:13: policies[0]:"), "{err}");
+    // A list on one line: the line holding the entry's name, past other entries' names;
+    // without names, the list's.
+    let err = parse("decision_wait: 1s\npolicies: [{name: a, type: always_sample}, {name: b, type: status_code, status_code: {status_codes: [EROR]}}]\n").unwrap_err();
+    assert!(err.starts_with("policies.yaml:2: policies[1]:"), "{err}");
+    let err = parse("decision_wait: 1s\npolicies: [{type: always_sample}]\n").unwrap_err();
+    assert!(err.starts_with("policies.yaml:2: policies[0]:"), "{err}");
 }
 
 /// Scenario: settings beside the policies refused after parsing (`decision_wait: 0s`,
