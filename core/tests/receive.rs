@@ -1772,7 +1772,6 @@ async fn idle_connections_cannot_hold_every_slot() {
 /// detection after it has no deadline), and the client is served.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_connection_must_open_not_just_speak_within_its_limit() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let cfg = ReceiveConfig {
         grpc: Some("127.0.0.1:0".parse().unwrap()),
         http: None,
@@ -1788,20 +1787,9 @@ async fn a_connection_must_open_not_just_speak_within_its_limit() {
         b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
         b"POST /v1/tra",
     ] {
-        let mut c = tokio::net::TcpStream::connect(addr).await.unwrap();
-        c.write_all(opening).await.unwrap();
-        let mut buf = [0u8; 256];
-        let ended = tokio::time::timeout(std::time::Duration::from_secs(3), async {
-            loop {
-                match c.read(&mut buf).await {
-                    Ok(0) | Err(_) => break,
-                    Ok(_) => {}
-                }
-            }
-        })
-        .await;
+        let c = tokio::net::TcpStream::connect(addr).await.unwrap();
         assert!(
-            ended.is_ok(),
+            closed_after(c, opening).await,
             "{:?} held open past 3 s",
             String::from_utf8_lossy(opening)
         );
@@ -1865,21 +1853,8 @@ async fn a_tls_connection_must_open_after_its_handshake() {
 
     let before = tailgate_core::serve::closed_connections()[1].1;
     for opening in [&b"P"[..], b"PRI * HTTP/2.0\r\n", b"POST /v1/tra"] {
-        let mut c = connect(grpc).await;
-        c.write_all(opening).await.unwrap();
-        c.flush().await.unwrap();
-        let mut buf = [0u8; 256];
-        let ended = tokio::time::timeout(std::time::Duration::from_secs(3), async {
-            loop {
-                match c.read(&mut buf).await {
-                    Ok(0) | Err(_) => break,
-                    Ok(_) => {}
-                }
-            }
-        })
-        .await;
         assert!(
-            ended.is_ok(),
+            closed_after(connect(grpc).await, opening).await,
             "{:?} held open past 3 s after its handshake",
             String::from_utf8_lossy(opening)
         );
@@ -1931,6 +1906,23 @@ async fn a_tls_connection_must_open_after_its_handshake() {
     let answer = String::from_utf8_lossy(&answer);
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     assert_eq!(sink.bodies.lock().unwrap().len(), 2);
+}
+
+/// Writes `opening` on `c` and then nothing: whether the server closes the connection
+/// within 3 s (what it sends meanwhile is read and dropped).
+async fn closed_after<S>(mut c: S, opening: &[u8]) -> bool
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    c.write_all(opening).await.unwrap();
+    c.flush().await.unwrap();
+    let mut buf = [0u8; 256];
+    tokio::time::timeout(std::time::Duration::from_secs(3), async {
+        while let Ok(1..) = c.read(&mut buf).await {}
+    })
+    .await
+    .is_ok()
 }
 
 /// Exports one trace of two spans (of `seed`) over OTLP/gRPC to `addr`, and waits for
