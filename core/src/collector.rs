@@ -321,6 +321,10 @@ pub fn receive(
                 format!("{path:?}: Tailgate listens on TCP only, not on Unix sockets"),
             ));
         }
+        // Read here, so that an error names the endpoint's line, not the receiver's.
+        if let Err(e) = crate::config::listen_addr::parse(endpoint) {
+            return Err(err(format!("{at}.endpoint"), e.to_string()));
+        }
         m.insert(proto.into(), endpoint.into());
         let (taken, noted): (&[&str], &[&str]) = match proto {
             "grpc" => (GRPC_SERVER_TAKEN, GRPC_SERVER_NOTED),

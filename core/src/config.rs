@@ -2083,11 +2083,14 @@ pub mod go_duration {
 }
 
 /// Listen addresses as the Collector writes them: `host:port` with an IP or a host name
-/// (`localhost:4317`, resolved once at load), `:port` for every interface, or `null` for
-/// off. Use with `#[serde(with = "tailgate_core::config::listen_addr")]` on an
+/// (`localhost:4317`, resolved once at load; not refused by `--check` when it does not
+/// resolve there, see [`listen_addr::check_only`]), `:port` for every interface, or `null`
+/// for off. Use with `#[serde(with = "tailgate_core::config::listen_addr")]` on an
 /// `Option<SocketAddr>`.
 pub mod listen_addr {
     use std::net::{SocketAddr, ToSocketAddrs};
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Mutex;
 
     use serde::{Deserializer, Serializer};
 
@@ -2111,6 +2114,30 @@ pub mod listen_addr {
         Nothing(String),
     }
 
+    /// Whether host names that do not resolve are taken for now (`--check`).
+    static CHECK_ONLY: AtomicBool = AtomicBool::new(false);
+    /// The addresses taken so, for `--check` to name.
+    static UNRESOLVED: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+    /// For `--check`: from now on, a host name that does not resolve on this machine is
+    /// taken (as every interface, with its port) and named by [`unresolved_notes`], not
+    /// refused. A config written for where it runs (`otel-gateway:4317`, a Compose
+    /// service name) checks anywhere, as the Collector's `validate` resolves nothing;
+    /// at start, a name that does not resolve is still an error.
+    pub fn check_only() {
+        CHECK_ONLY.store(true, Ordering::Relaxed);
+    }
+
+    /// A note for each listen address taken unresolved since [`check_only`].
+    pub fn unresolved_notes() -> Vec<String> {
+        UNRESOLVED
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .iter()
+            .map(|name| format!("listen address {name:?} does not resolve on this machine: taken for the check, but it must resolve where the config runs (it is resolved at start)"))
+            .collect()
+    }
+
     /// Resolves one listen address.
     pub fn parse(text: &str) -> Result<SocketAddr, ListenAddrError> {
         let text = text.trim();
@@ -2124,15 +2151,36 @@ pub mod listen_addr {
         if !full.contains(':') {
             return Err(ListenAddrError::NoPort(text.to_owned()));
         }
-        let mut addrs = full
-            .to_socket_addrs()
-            .map_err(|error| ListenAddrError::Resolve {
+        let resolved = match full.to_socket_addrs() {
+            Ok(mut addrs) => addrs
+                .next()
+                .ok_or_else(|| ListenAddrError::Nothing(text.to_owned())),
+            Err(error) => Err(ListenAddrError::Resolve {
                 text: text.to_owned(),
                 error,
-            })?;
-        addrs
-            .next()
-            .ok_or_else(|| ListenAddrError::Nothing(text.to_owned()))
+            }),
+        };
+        match resolved {
+            Err(_) if CHECK_ONLY.load(Ordering::Relaxed) => {
+                // Only a name with a valid port is taken: a bad port is the file's.
+                let port = full
+                    .rsplit_once(':')
+                    .and_then(|(_, p)| p.parse::<u16>().ok());
+                match port {
+                    Some(port) => {
+                        let mut names = UNRESOLVED
+                            .lock()
+                            .unwrap_or_else(std::sync::PoisonError::into_inner);
+                        if !names.iter().any(|n| n == text) {
+                            names.push(text.to_owned());
+                        }
+                        Ok(SocketAddr::from(([0, 0, 0, 0], port)))
+                    }
+                    None => resolved,
+                }
+            }
+            r => r,
+        }
     }
 
     /// Deserializes an optional listen address.

@@ -161,13 +161,19 @@ fn main() -> ExitCode {
         (None, Some(p)) if args.check => return check_policies_only(p, args.processor.as_deref()),
         _ => return usage(),
     };
-    let loaded = match GatewayConfig::load_noted(config_path, args.processor.as_deref()) {
+    if args.check {
+        tailgate_core::config::listen_addr::check_only();
+    }
+    let mut loaded = match GatewayConfig::load_noted(config_path, args.processor.as_deref()) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("error: invalid config: {e}");
             return ExitCode::from(EX_USAGE);
         }
     };
+    loaded
+        .notes
+        .extend(tailgate_core::config::listen_addr::unresolved_notes());
     let policies_path = match &args.policies {
         Some(p) => p,
         // The Collector config's own tail_sampling processor.

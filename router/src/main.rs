@@ -58,6 +58,9 @@ const EX_USAGE: u8 = 64;
 fn main() -> ExitCode {
     tailgate_core::telemetry::init_logging("info");
     let args = Args::parse();
+    if args.check {
+        tailgate_core::config::listen_addr::check_only();
+    }
     let (config, remarks) = match RouterConfig::load_noted(&args.config) {
         Ok(c) => c,
         Err(e) => {
@@ -65,7 +68,8 @@ fn main() -> ExitCode {
             return ExitCode::from(EX_USAGE);
         }
     };
-    let notes = remarks.notes;
+    let mut notes = remarks.notes;
+    notes.extend(tailgate_core::config::listen_addr::unresolved_notes());
     let mut warnings = remarks.warnings;
     warnings.extend(config.warnings());
     // As the runtime will start them (it reads TOKIO_WORKER_THREADS itself without --threads).

@@ -150,3 +150,50 @@ fn check_reads_a_loadbalancing_collector_config() {
         "{stderr}"
     );
 }
+
+/// Scenario: a Collector config of the load-balancing tier whose receiver listens on a
+/// host name that resolves only where it runs (a Compose service name; here `.invalid`,
+/// which never resolves), checked on another machine, then started here; and the same in
+/// Tailgate's own config.
+/// Guarantees: `--check` takes it and names the address in a note (the Collector's
+/// `validate` resolves nothing; an adoption trial had such a config refused); starting
+/// refuses it, naming the `endpoint:` line (it named the receiver's).
+#[test]
+fn check_takes_a_listen_host_that_resolves_only_where_it_runs() {
+    let config = "receivers:\n  otlp:\n    protocols:\n      grpc:\n        endpoint: otel-lb.invalid:4317\nexporters:\n  loadbalancing:\n    protocol:\n      otlp: {}\n    resolver:\n      static:\n        hostnames: [127.0.0.62:4317]\nservice:\n  pipelines:\n    traces:\n      receivers: [otlp]\n      exporters: [loadbalancing]\n";
+    let (code, stderr, stdout) = check("unresolved", config);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stdout.ends_with("router.yaml: ok\n"), "{stdout}");
+    assert!(
+        stderr.contains(
+            "note: listen address \"otel-lb.invalid:4317\" does not resolve on this machine"
+        ),
+        "{stderr}"
+    );
+    let (code, stderr, _) = check(
+        "unresolved-own",
+        "receive: { grpc: 'otel-lb.invalid:4317' }\nmembers: { static: ['127.0.0.62:4317'] }\n",
+    );
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(
+        stderr.contains("\"otel-lb.invalid:4317\" does not resolve"),
+        "{stderr}"
+    );
+
+    let dir = std::env::temp_dir().join(format!("tailgate-cli-start-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("router.yaml");
+    std::fs::write(&path, config).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_tailgate-router"))
+        .arg("--config")
+        .arg(&path)
+        .output()
+        .unwrap();
+    std::fs::remove_dir_all(&dir).ok();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(64), "{stderr}");
+    assert!(
+        stderr.contains("router.yaml:5: receivers.otlp.protocols.grpc.endpoint: listen address \"otel-lb.invalid:4317\""),
+        "{stderr}"
+    );
+}
