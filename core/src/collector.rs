@@ -113,7 +113,7 @@ pub fn wrapped_config_hint(top: &Value, preferred: impl Fn(&Value) -> bool) -> O
     }
     let is_config = |v: &Value| v.get("processors").is_some() || v.get("service").is_some();
     if top.get("config").is_some_and(is_config) {
-        return Some("this looks like the Collector Helm chart's values; Tailgate reads the Collector config under `config:`: extract it into a file (`yq '.config' values.yaml`) and pass that".into());
+        return Some(format!("this looks like the Collector Helm chart's values; Tailgate reads the Collector config under `config:`, {HELM_MERGES}: render the chart and pass the config its ConfigMap holds (`helm template X open-telemetry/opentelemetry-collector -f values.yaml | yq 'select(.kind == \"ConfigMap\") | .data.relay'`), or, when `config:` is complete, extract it (`yq '.config' values.yaml`)"));
     }
     // An umbrella chart's values: the Collector chart as a dependency under its name (a
     // user trial: Coralogix's `opentelemetry-gateway:`).
@@ -133,8 +133,12 @@ pub fn wrapped_config_hint(top: &Value, preferred: impl Fn(&Value) -> bool) -> O
     } else {
         format!(".[\"{name}\"].config")
     };
-    Some(format!("this looks like an umbrella Helm chart's values, with the Collector chart's under `{name}:`; Tailgate reads the Collector config under `{name}.config:`: extract it into a file (`yq '{path}' values.yaml`) and pass that"))
+    Some(format!("this looks like an umbrella Helm chart's values, with the Collector chart's under `{name}:`; Tailgate reads the Collector config under `{name}.config:`, {HELM_MERGES}: render the chart (`helm template`) and pass the config the Collector's ConfigMap holds (its `relay` key), or, when that `config:` is complete, extract it (`yq '{path}' values.yaml`)"))
 }
+
+/// What the Collector Helm chart does with the `config:` of its values: a config read
+/// alone may name processors and receivers it does not define (an adoption trial).
+const HELM_MERGES: &str = "which the chart merges with its own defaults (the memory_limiter and batch processors, the otlp receiver, the health_check extension) before the Collector reads it";
 
 /// Refuses a binary's config file that wraps a Collector config (see
 /// [`wrapped_config_hint`]) with the hint, before it is read as the binary's own config,

@@ -259,6 +259,13 @@ fn exporters(
             // Defined: [`Graph::check`] refused the file otherwise.
             if let Some(block) = top.get("exporters").and_then(|x| x.get(*e)) {
                 if !export.contains_key(*e) {
+                    // `debug: {}` is in the Helm chart's defaults and many guides: a line
+                    // of counts per batch there, every kept span in full here.
+                    if kind_of(e) == "debug" && block.get("verbosity").is_none() {
+                        out.warnings.push(format!(
+                            "exporters.{e}: the Collector's debug exporter logs a line of counts per batch when verbosity is left out (basic); Tailgate's writes every kept request whole, as a line of OTLP JSON, to stdout, so the spans' contents reach the logs: take it out of the pipeline unless that is wanted"
+                        ));
+                    }
                     export.insert((*e).into(), with_collector_compression(e, block));
                 }
             }

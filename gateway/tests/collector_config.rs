@@ -165,7 +165,11 @@ fn wrapped_collector_configs_say_how_to_extract_them() {
     );
     let helm = err("mode: deployment\nconfig:\n  processors:\n    tail_sampling: {policies: []}\n");
     assert!(
-        helm.contains("Helm chart's values") && helm.contains("yq '.config'"),
+        helm.contains("Helm chart's values")
+            && helm.contains("merges with its own defaults")
+            && helm.contains("helm template")
+            && helm.contains(".data.relay")
+            && helm.contains("yq '.config'"),
         "{helm}"
     );
     // An umbrella chart's values (a trial: Coralogix's), the agent chart first: the

@@ -10,6 +10,9 @@ fn section<'a>(t: &'a Translated, key: &str) -> Option<&'a Value> {
     t.sections.iter().find(|s| s.key == key).map(|s| &s.value)
 }
 
+/// The config of [`the_pipelines_receiver_and_exporters_are_taken`].
+const PIPELINES_AND_EXPORTERS: &str = "extensions:\n  health_check: {endpoint: 0.0.0.0:13133}\n  bearertokenauth: {token: t}\n  file_storage: {directory: /var/lib/otelcol}\nreceivers:\n  otlp: {protocols: {grpc: {endpoint: 0.0.0.0:4317}}}\nprocessors:\n  tail_sampling: {policies: [{name: all, type: always_sample}]}\nexporters:\n  otlp/tempo: {endpoint: tempo:4317, auth: {authenticator: bearertokenauth}}\n  debug: {verbosity: basic}\n  otlphttp/unused: {endpoint: http://x}\nservice:\n  extensions: [health_check, bearertokenauth]\n  pipelines:\n    traces: {receivers: [otlp], processors: [tail_sampling], exporters: [otlp/tempo, debug]}\n    logs: {receivers: [otlp], exporters: [debug]}\n";
+
 /// Scenario: a sampling tier's config with two exporters in its pipeline, one more
 /// defined and unused, a health check, an authenticator and a logs pipeline.
 /// Guarantees: only the pipeline's exporters are taken, as written; the health check
@@ -17,13 +20,25 @@ fn section<'a>(t: &'a Translated, key: &str) -> Option<&'a Value> {
 /// not read; the other pipeline is noted.
 #[test]
 fn the_pipelines_receiver_and_exporters_are_taken() {
-    let t = read("extensions:\n  health_check: {endpoint: 0.0.0.0:13133}\n  bearertokenauth: {token: t}\n  file_storage: {directory: /var/lib/otelcol}\nreceivers:\n  otlp: {protocols: {grpc: {endpoint: 0.0.0.0:4317}}}\nprocessors:\n  tail_sampling: {policies: [{name: all, type: always_sample}]}\nexporters:\n  otlp/tempo: {endpoint: tempo:4317, auth: {authenticator: bearertokenauth}}\n  debug: {verbosity: basic}\n  otlphttp/unused: {endpoint: http://x}\nservice:\n  extensions: [health_check, bearertokenauth]\n  pipelines:\n    traces: {receivers: [otlp], processors: [tail_sampling], exporters: [otlp/tempo, debug]}\n    logs: {receivers: [otlp], exporters: [debug]}\n").unwrap();
+    let t = read(PIPELINES_AND_EXPORTERS).unwrap();
     let export = section(&t, "export").unwrap().as_mapping().unwrap();
     let keys: Vec<&str> = export.keys().filter_map(Value::as_str).collect();
     assert_eq!(keys, ["otlp/tempo", "debug"]);
     // Compression left out means the Collector's gzip; written, it is kept.
     assert_eq!(export["otlp/tempo"]["compression"], Value::from("gzip"));
     assert!(export["debug"].get("compression").is_none());
+    // `debug: {}` (verbosity left out: basic, a line of counts there) is warned of, as
+    // it writes every kept span here; with a verbosity, the not-applied warning says so.
+    assert!(!t.warnings.iter().any(|w| w.starts_with("exporters.debug:")));
+    let plain_debug =
+        read(&PIPELINES_AND_EXPORTERS.replace("debug: {verbosity: basic}", "debug: {}")).unwrap();
+    assert!(
+        plain_debug.warnings.iter().any(|w| w.starts_with(
+            "exporters.debug: the Collector's debug exporter logs a line of counts per batch"
+        )),
+        "{:?}",
+        plain_debug.warnings
+    );
     let copied = read("receivers: {otlp: {protocols: {grpc: {}}}}\nprocessors: {tail_sampling: {policies: [{name: all, type: always_sample}]}}\nexporters: {otlp_http/a: {endpoint: 'https://a'}, otlp/b: {endpoint: 'b:4317', compression: none}}\nservice: {pipelines: {traces: {receivers: [otlp], processors: [tail_sampling], exporters: [otlp_http/a, otlp/b]}}}\n").unwrap();
     let export = section(&copied, "export").unwrap();
     assert_eq!(export["otlp_http/a"]["compression"], Value::from("gzip"));
