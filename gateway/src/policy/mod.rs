@@ -989,6 +989,90 @@ fn locate_in_entry(text: &str, item: usize, key: &str) -> Option<usize> {
     tailgate_core::config::locate_key(&entry.join("\n"), key).map(|n| n + item - 1)
 }
 
+/// [`locate_in_entry`] for an entry written as a flow mapping (`{ name: a, type: latency,
+/// latency: {threshold_ms: 5} }`, the Collector README's style, over several lines): the
+/// 1-based line of the deepest part of the key path `key` found at its depth, reading
+/// from the entry's `name: NAME` on line `item` (or that line's start) to the end of the
+/// entry. A part with a position (`and_sub_policy[1]`) ends the search at its own line.
+fn locate_in_flow(text: &str, item: usize, name: Option<&str>, key: &str) -> Option<usize> {
+    let lines: Vec<&str> = text.lines().collect();
+    let first = *lines.get(item.checked_sub(1)?)?;
+    // Start at this entry's `name:` (a line may hold several entries).
+    let start = name
+        .and_then(|n| {
+            first.match_indices("name:").map(|(at, _)| at).find(|&at| {
+                let v = first[at + 5..].trim_start().trim_start_matches(['"', '\'']);
+                v.strip_prefix(n)
+                    .is_some_and(|r| r.is_empty() || r.starts_with([',', '}', '"', '\'', ' ']))
+            })
+        })
+        .unwrap_or(0);
+    let parts: Vec<&str> = key.split('.').collect();
+    let (mut next, mut found) = (0usize, None);
+    // Inside the entry's mapping; a key follows `{` or `,`.
+    let (mut depth, mut after_separator) = (1usize, true);
+    for (n, line) in lines.iter().enumerate().skip(item - 1) {
+        let text = if n + 1 == item { &line[start..] } else { line };
+        let bytes = text.as_bytes();
+        let mut i = 0;
+        while i < bytes.len() {
+            let c = bytes[i];
+            match c {
+                b'#' if i == 0 || bytes[i - 1].is_ascii_whitespace() => break,
+                b' ' | b'\t' | b':' => {}
+                b'{' | b'[' => {
+                    depth += 1;
+                    after_separator = c == b'{';
+                }
+                b'}' | b']' => {
+                    depth -= 1;
+                    if depth == 0 {
+                        return found;
+                    }
+                    after_separator = false;
+                }
+                b',' => after_separator = true,
+                b'"' | b'\'' => {
+                    // A quoted scalar, skipped whole (a key when it ends in `:`).
+                    let close = text[i + 1..]
+                        .find(c as char)
+                        .map_or(bytes.len(), |e| i + 1 + e);
+                    i = close;
+                    after_separator = false;
+                }
+                _ => {
+                    let end = text[i..]
+                        .find([':', ',', '{', '}', '[', ']'])
+                        .map_or(bytes.len(), |e| i + e);
+                    let word = text[i..end].trim_end();
+                    let is_key = after_separator && bytes.get(end) == Some(&b':');
+                    if let Some(part) = parts.get(next) {
+                        let (part_name, indexed) = match part.split_once('[') {
+                            Some((p, _)) => (p, true),
+                            None => (*part, false),
+                        };
+                        if is_key && depth == next + 1 && word == part_name {
+                            found = Some(n + 1);
+                            next += 1;
+                            if indexed {
+                                return found;
+                            }
+                        }
+                    }
+                    after_separator = false;
+                    i = end;
+                    continue;
+                }
+            }
+            i += 1;
+        }
+        if next == parts.len() {
+            return found;
+        }
+    }
+    found
+}
+
 /// The 1-based line of a flow-style entry `name: NAME` (quoted or not) in `text`.
 fn locate_name(text: &str, name: &str) -> Option<usize> {
     text.lines()
@@ -1263,7 +1347,11 @@ impl PolicyFile {
                         .map(|item| {
                             error
                                 .entry_path()
-                                .and_then(|k| locate_in_entry(block, item, &k))
+                                .and_then(|k| {
+                                    locate_in_entry(block, item, &k).or_else(|| {
+                                        locate_in_flow(block, item, name.as_deref(), &k)
+                                    })
+                                })
                                 .unwrap_or(item)
                         });
                     return Err(match line {

@@ -49,6 +49,14 @@ fn setting_errors_name_the_line_of_their_key() {
     assert!(err.starts_with("policies.yaml:2: policies[1]:"), "{err}");
     let err = parse("decision_wait: 1s\npolicies: [{type: always_sample}]\n").unwrap_err();
     assert!(err.starts_with("policies.yaml:2: policies[0]:"), "{err}");
+    // Flow mappings over several lines, as the Collector's README writes them: the line
+    // of the key at its depth, past a quoted brace and another entry's keys of the same
+    // name (an adoption trial found the `name:` line named).
+    let readme = "policies:\n  [\n    {\n      name: a,\n      type: numeric_attribute,\n      numeric_attribute: {key: min_value, min_value: 5}\n    },\n    {\n      name: b,\n      type: string_attribute,\n      string_attribute:\n        {\n          key: 'x{',\n          enabled_regex_matching: true,\n          values: ['[z-a]'],\n        },\n    },\n    {\n      name: c,\n      type: numeric_attribute,\n      numeric_attribute:\n        {key: k}\n    }\n  ]\n";
+    let err = parse(readme).unwrap_err();
+    assert!(err.starts_with("policies.yaml:15: policies[1]:"), "{err}");
+    let err = parse(&readme.replace("'[z-a]'", "x")).unwrap_err();
+    assert!(err.starts_with("policies.yaml:21: policies[2]:"), "{err}");
 }
 
 /// Scenario: settings beside the policies refused after parsing (`decision_wait: 0s`,
