@@ -155,6 +155,15 @@ impl CompositeConfig {
                 ));
             }
         }
+        // Shares over the total: each is kept, as in the Collector, so the composite may
+        // keep more than max_total_spans_per_second (a blog's config: 145%).
+        let shares: u64 = self.allocations().iter().sum();
+        if shares > self.max_total_spans_per_second {
+            out.push(format!(
+                "policy {name:?}: the sub-policies' shares add up to {shares} spans per second, over max_total_spans_per_second ({}): each share is kept, as in the Collector, so the composite may keep up to {shares} a second",
+                self.max_total_spans_per_second
+            ));
+        }
         out
     }
 }

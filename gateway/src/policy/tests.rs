@@ -773,6 +773,24 @@ fn composite_allocates_the_budget_like_the_collector_under_overload() {
         panic!("a composite");
     };
     assert_eq!(c.allocations(), [60, 40, 33]);
+    // Shares over the total are kept and warned of (an adoption trial's 145%); within it,
+    // nothing is said.
+    assert!(
+        file.ignored_options.iter().any(|w| w.contains(
+            "shares add up to 133 spans per second, over max_total_spans_per_second (100)"
+        )),
+        "{:?}",
+        file.ignored_options
+    );
+    let within = parse(&yaml.replace("percent: 40", "percent: 7")).unwrap();
+    assert!(
+        !within
+            .ignored_options
+            .iter()
+            .any(|w| w.contains("shares add up")),
+        "{:?}",
+        within.ignored_options
+    );
     let plan = PolicyPlan::compile(&file);
     // Spread the evaluations over one wall-clock second's worth of instants: the counters
     // restart each second, so start right after a second boundary.
