@@ -268,13 +268,39 @@ pub fn is_collector_config(text: &str) -> bool {
 pub const MAX_FILE_BYTES: u64 = 16 << 20;
 
 /// The bytes of `path`, refused past [`MAX_FILE_BYTES`] (an `InvalidData` error saying so)
-/// rather than read without end.
+/// rather than read without end. A named pipe is read as it comes (`--config <(envsubst
+/// < f)` at start); a file read again while the process runs goes through
+/// [`read_regular`].
 pub fn read_bounded(path: &Path) -> std::io::Result<Vec<u8>> {
+    read_at_most(std::fs::File::open(path)?)
+}
+
+/// [`read_bounded`] for a file read again while the process runs (a policy file, a
+/// certificate or key): opened without blocking and refused unless it is a regular file
+/// (symbolic links followed, as Kubernetes mounts them). A named pipe moved in place of a
+/// policy file or certificate froze a whole gateway: its open waited for a writer on a
+/// runtime thread, and the other threads waited on that one (a hostile check).
+pub fn read_regular(path: &Path) -> std::io::Result<Vec<u8>> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)?;
+    // The type of what was opened (fstat), not of what the path names a moment later.
+    if !file.metadata()?.is_file() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "not a regular file (a named pipe, a socket or a device): a file read again while the process runs must be one, as reading a pipe waits for a writer",
+        ));
+    }
+    read_at_most(file)
+}
+
+/// At most [`MAX_FILE_BYTES`] of `file`, or an error saying it holds more.
+fn read_at_most(file: std::fs::File) -> std::io::Result<Vec<u8>> {
     use std::io::Read;
     let mut bytes = Vec::new();
-    std::fs::File::open(path)?
-        .take(MAX_FILE_BYTES + 1)
-        .read_to_end(&mut bytes)?;
+    file.take(MAX_FILE_BYTES + 1).read_to_end(&mut bytes)?;
     if bytes.len() as u64 > MAX_FILE_BYTES {
         return Err(std::io::Error::new(
             std::io::ErrorKind::InvalidData,
@@ -602,7 +628,16 @@ pub fn system_source(scheme: &str, name: &str) -> Result<Option<String>, String>
         "env" => Ok(std::env::var(name).ok()),
         // One trailing line break is dropped: Secret files written by `echo` or editors
         // end with one, and a token or header value must not.
-        "file" => read_text(Path::new(name))
+        // A policy file's references are read again at each reload: a regular file only.
+        "file" => read_regular(Path::new(name))
+            .and_then(|bytes| {
+                String::from_utf8(bytes).map_err(|_| {
+                    std::io::Error::new(
+                        std::io::ErrorKind::InvalidData,
+                        "stream did not contain valid UTF-8",
+                    )
+                })
+            })
             .map(|mut s| {
                 if s.ends_with('\n') {
                     s.pop();
@@ -875,6 +910,11 @@ fn expand_collect(text: &str, source: &Source<'_>) -> Expanded {
                 .map(|w| (n + 1, w)),
         );
         match expanded {
+            Ok(l) if out.len() + l.len() > MAX_EXPANDED_BYTES => {
+                // Each reference within its bound, the whole past it: stop here.
+                failures.push((n + 1, expanded_too_far()));
+                break;
+            }
             Ok(l) => out.push_str(&l),
             Err(message) => {
                 failures.push((n + 1, message));
@@ -887,6 +927,19 @@ fn expand_collect(text: &str, source: &Source<'_>) -> Expanded {
         failures,
         notices,
     }
+}
+
+/// The most a file may come to with its references (`${file:…}`, `${env:…}`) in place:
+/// each file read is bounded ([`MAX_FILE_BYTES`]), and eight references to one 16 MiB
+/// file took 811 MB to load before this bound (a hostile check).
+pub const MAX_EXPANDED_BYTES: usize = 2 * MAX_FILE_BYTES as usize;
+
+/// Why an expansion stopped at [`MAX_EXPANDED_BYTES`].
+fn expanded_too_far() -> String {
+    format!(
+        "with its references in place the file comes to more than {} MiB, the most a config or policy file may",
+        MAX_EXPANDED_BYTES >> 20
+    )
 }
 
 /// A line of YAML text and where it stands: inside a block scalar's text (`key: |`), or
@@ -1483,6 +1536,9 @@ fn expand_line(
             embedded.push(reference.to_owned());
         }
         write_value(&mut out, value, known, in_block, line_before, after)?;
+        if out.len() > MAX_EXPANDED_BYTES {
+            return Err(expanded_too_far());
+        }
         // What was written is a value: the next text is not at a scalar's start.
         ctx.at_start = false;
         rest = &body[end + 1..];
@@ -2764,9 +2820,10 @@ mod tests {
     /// (it took 6.9 GB in 30 s before), and what fits is read whole.
     #[test]
     fn files_past_the_bound_are_refused_not_read_for_ever() {
+        // A device or a named pipe is no file to read again at a reload.
         let err = system_source("file", "/dev/zero").unwrap_err();
         assert!(
-            err.contains("/dev/zero") && err.contains("larger than 16 MiB"),
+            err.contains("/dev/zero") && err.contains("not a regular file"),
             "{err}"
         );
         let err = load_checked::<serde_yaml_ng::Value>(Path::new("/dev/zero"), "", |_| Ok(()))
@@ -2784,6 +2841,45 @@ mod tests {
             read_text(&fits).unwrap_err().kind(),
             std::io::ErrorKind::InvalidData
         );
+        let err = system_source("file", fits.to_str().unwrap()).unwrap_err();
+        assert!(err.contains("larger than 16 MiB"), "{err}");
+    }
+
+    /// Scenario: a file whose references each stay within the bound of a file read and
+    /// together pass the bound of an expansion (a hostile check: eight references to one
+    /// 16 MiB file took 811 MB to load), on one line and on several.
+    /// Guarantees: refused naming the line where the bound was passed.
+    #[test]
+    fn references_together_are_bounded() {
+        let big = "x".repeat(MAX_FILE_BYTES as usize);
+        let src = |_: &str, _: &str| -> Result<Option<String>, String> { Ok(Some(big.clone())) };
+        let (line, message) =
+            expand("a: ok\nb: ${env:A}\nc: ${env:A}\nd: ${env:A}\n", &src).unwrap_err();
+        assert_eq!(line, 3, "{message}");
+        assert!(message.contains("more than 32 MiB"), "{message}");
+        let (line, message) = expand("a: [${env:A}, ${env:A}, ${env:A}]\n", &src).unwrap_err();
+        assert_eq!(line, 1, "{message}");
+        assert!(message.contains("more than 32 MiB"), "{message}");
+        assert!(expand("b: ${env:A}\n", &src).is_ok());
+    }
+
+    /// Scenario: a named pipe with no writer where a file read again while running is
+    /// expected (a policy file, a certificate, a `${file:…}` reference).
+    /// Guarantees: refused at once, not waited on (a pipe moved in place of a policy file
+    /// froze a whole gateway: its open waited for a writer on a runtime thread).
+    #[test]
+    fn a_named_pipe_is_refused_where_a_file_is_read_again() {
+        let dir = crate::test_util::scratch_dir("config-fifo").unwrap();
+        let fifo = dir.join("fifo");
+        let made = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap();
+        assert!(made.success());
+        let err = read_regular(&fifo).unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput, "{err}");
+        let err = system_source("file", fifo.to_str().unwrap()).unwrap_err();
+        assert!(err.contains("not a regular file"), "{err}");
     }
 
     #[test]

@@ -115,7 +115,7 @@ impl Source {
     fn read(&self) -> Result<Vec<u8>, TlsError> {
         match self {
             Source::File(key, path) => {
-                crate::config::read_bounded(path).map_err(|error| TlsError::Read {
+                crate::config::read_regular(path).map_err(|error| TlsError::Read {
                     key,
                     path: path.clone(),
                     error,

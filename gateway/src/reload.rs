@@ -79,7 +79,7 @@ impl Reloader {
     /// A reloader for `path`, whose current content compiled into `plan`.
     pub fn new(source: impl Into<PolicySource>, plan: SharedPlan, stats: Arc<ReloadStats>) -> Self {
         let PolicySource { path, processor } = source.into();
-        let last_hash = tailgate_core::config::read_bounded(&path)
+        let last_hash = tailgate_core::config::read_regular(&path)
             .map(|b| xxh3_64(&b))
             .unwrap_or(0);
         stats.active_hash.set(last_hash);
@@ -106,7 +106,7 @@ impl Reloader {
     /// being written in place (an editor, `cat >`, a slow copy): a prefix of a policy file
     /// is often a valid, shorter file, and would load silently. SIGHUP means "it is ready".
     pub fn check(&mut self, force: bool) -> bool {
-        let bytes = match tailgate_core::config::read_bounded(&self.path) {
+        let bytes = match tailgate_core::config::read_regular(&self.path) {
             Ok(b) => b,
             Err(error) => {
                 // A ConfigMap update briefly removes the link, so one failed read is normal;
@@ -260,6 +260,48 @@ mod tests {
             1,
             "back to the size at start"
         );
+    }
+
+    /// Scenario: a named pipe moved in place of the policy file, with no writer (a
+    /// hostile check: the gateway froze, its open waiting for a writer on a runtime
+    /// thread), checked at once (SIGHUP) and at the interval.
+    /// Guarantees: each check returns at once, the plan stays, and the file is flagged as
+    /// unreadable; a regular file moved back loads.
+    #[test]
+    fn a_named_pipe_in_place_of_the_file_is_not_waited_on() {
+        let dir = tailgate_core::test_util::scratch_dir("reload-fifo").unwrap();
+        let path = dir.join("policies.yaml");
+        std::fs::write(&path, GOOD).unwrap();
+        let plan: SharedPlan = Arc::new(ArcSwap::from_pointee(PolicyPlan::compile(
+            &PolicyFile::parse(&path, GOOD).unwrap(),
+        )));
+        let stats = Arc::new(ReloadStats::default());
+        let mut r = Reloader::new(path.clone(), plan.clone(), stats.clone());
+        let fifo = dir.join("fifo");
+        let made = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap();
+        assert!(made.success());
+        std::fs::rename(&fifo, &path).unwrap();
+        // On a thread of its own, so that a check that blocks fails the test, not hangs it.
+        let (done, checked) = std::sync::mpsc::channel();
+        let worker = std::thread::spawn(move || {
+            let results = [r.check(true), r.check(false), r.check(false)];
+            done.send(results).unwrap();
+            r
+        });
+        let results = checked
+            .recv_timeout(Duration::from_secs(10))
+            .expect("a check waited on the pipe");
+        assert_eq!(results, [false; 3]);
+        let mut r = worker.join().unwrap();
+        assert_eq!(plan.load().names(), ["all"]);
+        assert_eq!(stats.last_reload_successful.get(), 0);
+        std::fs::remove_file(&path).unwrap();
+        std::fs::write(&path, OTHER).unwrap();
+        assert!(r.check(true));
+        assert_eq!(plan.load().names(), ["none"]);
     }
 
     #[test]
