@@ -268,9 +268,8 @@ pub fn is_collector_config(text: &str) -> bool {
 pub const MAX_FILE_BYTES: u64 = 16 << 20;
 
 /// The bytes of `path`, refused past [`MAX_FILE_BYTES`] (an `InvalidData` error saying so)
-/// rather than read without end. A named pipe is read as it comes (`--config <(envsubst
-/// < f)` at start); a file read again while the process runs goes through
-/// [`read_regular`].
+/// rather than read without end: for files read at start. A file read again while the
+/// process runs goes through [`read_regular`].
 pub fn read_bounded(path: &Path) -> std::io::Result<Vec<u8>> {
     read_at_most(std::fs::File::open(path)?)
 }
@@ -315,7 +314,12 @@ fn read_at_most(file: std::fs::File) -> std::io::Result<Vec<u8>> {
 
 /// [`read_bounded`] as text: `std::fs::read_to_string` with the bound.
 pub fn read_text(path: &Path) -> std::io::Result<String> {
-    String::from_utf8(read_bounded(path)?).map_err(|_| {
+    utf8(read_bounded(path)?)
+}
+
+/// `bytes` as text, or `read_to_string`'s error.
+fn utf8(bytes: Vec<u8>) -> std::io::Result<String> {
+    String::from_utf8(bytes).map_err(|_| {
         std::io::Error::new(
             std::io::ErrorKind::InvalidData,
             "stream did not contain valid UTF-8",
@@ -630,14 +634,7 @@ pub fn system_source(scheme: &str, name: &str) -> Result<Option<String>, String>
         // end with one, and a token or header value must not.
         // A policy file's references are read again at each reload: a regular file only.
         "file" => read_regular(Path::new(name))
-            .and_then(|bytes| {
-                String::from_utf8(bytes).map_err(|_| {
-                    std::io::Error::new(
-                        std::io::ErrorKind::InvalidData,
-                        "stream did not contain valid UTF-8",
-                    )
-                })
-            })
+            .and_then(utf8)
             .map(|mut s| {
                 if s.ends_with('\n') {
                     s.pop();
@@ -917,7 +914,12 @@ fn expand_collect(text: &str, source: &Source<'_>) -> Expanded {
             }
             Ok(l) => out.push_str(&l),
             Err(message) => {
+                // Past the bound within the line: no further line is read either.
+                let too_far = message == expanded_too_far();
                 failures.push((n + 1, message));
+                if too_far {
+                    break;
+                }
                 out.push_str(line);
             }
         }
@@ -2176,8 +2178,9 @@ pub mod listen_addr {
     static UNRESOLVED: Mutex<Vec<String>> = Mutex::new(Vec::new());
 
     /// For `--check`: from now on, a host name that does not resolve on this machine is
-    /// taken (as every interface, with its port) and named by [`unresolved_notes`], not
-    /// refused. A config written for where it runs (`otel-gateway:4317`, a Compose
+    /// taken (as 192.0.2.1, a documentation address, with its port) and named by
+    /// [`unresolved_notes`], not refused. A switch of the whole process, set by the
+    /// binaries' `main` only. A config written for where it runs (`otel-gateway:4317`, a Compose
     /// service name) checks anywhere, as the Collector's `validate` resolves nothing;
     /// at start, a name that does not resolve is still an error.
     pub fn check_only() {
@@ -2230,7 +2233,9 @@ pub mod listen_addr {
                         if !names.iter().any(|n| n == text) {
                             names.push(text.to_owned());
                         }
-                        Ok(SocketAddr::from(([0, 0, 0, 0], port)))
+                        // TEST-NET-1: an address no check reads as "every interface"
+                        // or "this machine" (a gateway's identity refuses 0.0.0.0).
+                        Ok(SocketAddr::from(([192, 0, 2, 1], port)))
                     }
                     None => resolved,
                 }
@@ -2812,12 +2817,11 @@ mod tests {
         );
     }
 
-    /// Scenario: serde messages naming Tailgate's own structs or a "unit value".
-    /// Guarantees: they say what the file should hold, not a type name.
-    /// Scenario: `${file:/dev/zero}` (a file without end) and a config file that is one,
-    /// and a file just within the bound.
-    /// Guarantees: each endless one is refused with the bound named once it is passed
-    /// (it took 6.9 GB in 30 s before), and what fits is read whole.
+    /// Scenario: a config file without end (`/dev/zero`), a `${file:…}` reference to it
+    /// and to a regular file one byte over the bound, and a file just within it.
+    /// Guarantees: the endless config and the file over the bound are refused with the
+    /// bound named once it is passed (`${file:/dev/zero}` took 6.9 GB in 30 s before); the
+    /// device, as a reference, is no regular file; what fits is read whole.
     #[test]
     fn files_past_the_bound_are_refused_not_read_for_ever() {
         // A device or a named pipe is no file to read again at a reload.
@@ -2861,6 +2865,16 @@ mod tests {
         assert_eq!(line, 1, "{message}");
         assert!(message.contains("more than 32 MiB"), "{message}");
         assert!(expand("b: ${env:A}\n", &src).is_ok());
+        // Past the bound within a line, no later line is read (a file of many such lines
+        // would read 32 MiB each).
+        let reads = std::cell::Cell::new(0);
+        let counted = |_: &str, _: &str| -> Result<Option<String>, String> {
+            reads.set(reads.get() + 1);
+            Ok(Some(big.clone()))
+        };
+        let many = "a: ${env:A}${env:A}${env:A}\n".repeat(5);
+        let (line, _) = expand(&many, &counted).unwrap_err();
+        assert_eq!((line, reads.get()), (1, 2));
     }
 
     /// Scenario: a named pipe with no writer where a file read again while running is
@@ -2876,12 +2890,33 @@ mod tests {
             .status()
             .unwrap();
         assert!(made.success());
-        let err = read_regular(&fifo).unwrap_err();
-        assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput, "{err}");
-        let err = system_source("file", fifo.to_str().unwrap()).unwrap_err();
+        // On a thread of its own: a read that waits fails the test, not hangs it.
+        let (done, read) = std::sync::mpsc::channel();
+        let path = fifo.clone();
+        std::thread::spawn(move || {
+            let direct = read_regular(&path).map_err(|e| e.kind());
+            let referenced = system_source("file", path.to_str().unwrap());
+            done.send((direct, referenced)).ok();
+        });
+        let (direct, referenced) = read
+            .recv_timeout(std::time::Duration::from_secs(10))
+            .expect("a read waited on the pipe");
+        assert_eq!(direct.unwrap_err(), std::io::ErrorKind::InvalidInput);
+        let err = referenced.unwrap_err();
         assert!(err.contains("not a regular file"), "{err}");
+        // Unblock a reader left behind by a regression, so the test process can end.
+        // Without waiting for a reader: with none, the open fails at once.
+        use std::os::unix::fs::OpenOptionsExt;
+        drop(
+            std::fs::OpenOptions::new()
+                .write(true)
+                .custom_flags(libc::O_NONBLOCK)
+                .open(&fifo),
+        );
     }
 
+    /// Scenario: serde messages naming Tailgate's own structs or a "unit value".
+    /// Guarantees: they say what the file should hold, not a type name.
     #[test]
     fn parse_errors_speak_of_the_file() {
         #[derive(Debug, serde::Deserialize)]

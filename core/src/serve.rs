@@ -248,7 +248,8 @@ where
                         // client sending `P` alone held its connection for ever.
                         let opening = tokio::select! {
                             o = read_opening(&mut stream, limits.first_byte_timeout) => o,
-                            () = stop.cancelled() => None,
+                            // A listener that stops does not wait, nor count it unopened.
+                            () = stop.cancelled() => return,
                         };
                         let Some(opening) = opening else {
                             count_closed(NOT_OPENED);

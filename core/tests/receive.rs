@@ -1801,7 +1801,7 @@ async fn a_connection_must_open_not_just_speak_within_its_limit() {
 
 /// Scenario: a TLS receiver (gRPC and HTTP on their ports) that gives a connection 300 ms
 /// to speak; TLS clients that finish the handshake and then send `P` alone, half the
-/// HTTP/2 preface, or half an HTTP/1 request line, and then nothing; then a gRPC client
+/// HTTP/2 preface, or the preface without a frame, and then nothing; then a gRPC client
 /// over TLS, and an HTTP/1.1 POST written by hand over TLS.
 /// Guarantees: each stalled opening is closed within the limit after its handshake (only
 /// the handshake had a deadline: a trial's plaintext `P` held a connection for ever, and
@@ -1852,7 +1852,13 @@ async fn a_tls_connection_must_open_after_its_handshake() {
     };
 
     let before = tailgate_core::serve::closed_connections()[1].1;
-    for opening in [&b"P"[..], b"PRI * HTTP/2.0\r\n", b"POST /v1/tra"] {
+    // (Half an HTTP/1 request line is left out here: hyper's header timeout, as short as
+    // the limit, closed it before the change too.)
+    for opening in [
+        &b"P"[..],
+        b"PRI * HTTP/2.0\r\n",
+        b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
+    ] {
         assert!(
             closed_after(connect(grpc).await, opening).await,
             "{:?} held open past 3 s after its handshake",

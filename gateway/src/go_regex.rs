@@ -572,13 +572,17 @@ pub fn bytes_regex_set<S: AsRef<str>>(
         .map(|p| translate(p.as_ref()))
         .collect::<Result<Vec<_>, _>>()?;
     regex::bytes::RegexSet::new(&translated).map_err(|e| {
-        // The set's error names no pattern: the first refused alone is the one to name
-        // (a set may also be too big with each pattern fine, then the first is named).
-        let at = translated
+        // The set's error names no pattern: the first refused alone is the one to name;
+        // a set too big with each pattern fine is named as the whole.
+        let culprit = translated
             .iter()
             .position(|t| regex::bytes::Regex::new(t).is_err())
-            .unwrap_or(0);
-        GoRegexError::compiled(patterns.get(at).map_or("", |p| p.as_ref()), e)
+            .and_then(|at| patterns.get(at))
+            .map_or_else(
+                || format!("{} values together", patterns.len()),
+                |p| p.as_ref().to_owned(),
+            );
+        GoRegexError::compiled(&culprit, e)
     })
 }
 

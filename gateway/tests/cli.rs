@@ -559,3 +559,39 @@ fn check_counts_the_policy_files_decision_cache() {
         "{err}"
     );
 }
+
+/// Scenario: a gateway config of a peer cluster (static peers, no `peers.self`, no
+/// `POD_IP`) whose receiver listens on a host name that resolves only where it runs,
+/// checked here.
+/// Guarantees: `--check` takes it with a note; the address taken for the check is no
+/// "every interface" one, which the gateway's identity refuses (a review found
+/// `peers.self … 0.0.0.0:4317` refused).
+#[test]
+fn check_takes_a_gateway_listen_host_that_resolves_only_where_it_runs() {
+    let dir = scratch("unresolved-listen");
+    std::fs::write(
+        dir.join("gateway.yaml"),
+        "receive: { grpc: 'gateway-1.invalid:4317' }\npeers: { static: ['127.0.0.71:4317', '127.0.0.72:4317'] }\nexport: { debug: {} }\n",
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_tailgate-gateway"))
+        .args([
+            "--check",
+            "--config",
+            "gateway.yaml",
+            "--policies",
+            "policies.yaml",
+        ])
+        .current_dir(&dir)
+        .env_remove("POD_IP")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr
+            .contains("listen address \"gateway-1.invalid:4317\" does not resolve on this machine"),
+        "{stderr}"
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}

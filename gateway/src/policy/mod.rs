@@ -157,7 +157,10 @@ impl CompositeConfig {
         }
         // Shares over the total: each is kept, as in the Collector, so the composite may
         // keep more than max_total_spans_per_second (a blog's config: 145%).
-        let shares: u64 = self.allocations().iter().sum();
+        let shares = self
+            .allocations()
+            .iter()
+            .fold(0u64, |sum, a| sum.saturating_add(*a));
         if shares > self.max_total_spans_per_second {
             out.push(format!(
                 "policy {name:?}: the sub-policies' shares add up to {shares} spans per second, over max_total_spans_per_second ({}): each share is kept, as in the Collector, so the composite may keep up to {shares} a second",
@@ -1006,20 +1009,16 @@ fn locate_in_entry(text: &str, item: usize, key: &str) -> Option<usize> {
 fn locate_in_flow(text: &str, item: usize, name: Option<&str>, key: &str) -> Option<usize> {
     let lines: Vec<&str> = text.lines().collect();
     let first = *lines.get(item.checked_sub(1)?)?;
-    // Start at this entry's `name:` (a line may hold several entries).
-    let start = name
-        .and_then(|n| {
-            first.match_indices("name:").map(|(at, _)| at).find(|&at| {
-                let v = first[at + 5..].trim_start().trim_start_matches(['"', '\'']);
-                v.strip_prefix(n)
-                    .is_some_and(|r| r.is_empty() || r.starts_with([',', '}', '"', '\'', ' ']))
-            })
-        })
-        .unwrap_or(0);
+    // Start at this entry's `name:` (a line may hold several entries), inside its
+    // mapping; without one on the line, at the line's start, outside it (`- {` first).
+    let (start, mut depth) = match name.and_then(|n| name_at(first, n)) {
+        Some(at) => (at, 1usize),
+        None => (0, 0usize),
+    };
     let parts: Vec<&str> = key.split('.').collect();
     let (mut next, mut found) = (0usize, None);
-    // Inside the entry's mapping; a key follows `{` or `,`.
-    let (mut depth, mut after_separator) = (1usize, true);
+    // A key follows `{` or `,`.
+    let mut after_separator = true;
     for (n, line) in lines.iter().enumerate().skip(item - 1) {
         let text = if n + 1 == item { &line[start..] } else { line };
         let bytes = text.as_bytes();
@@ -1034,7 +1033,7 @@ fn locate_in_flow(text: &str, item: usize, name: Option<&str>, key: &str) -> Opt
                     after_separator = c == b'{';
                 }
                 b'}' | b']' => {
-                    depth -= 1;
+                    depth = depth.saturating_sub(1);
                     if depth == 0 {
                         return found;
                     }
@@ -1075,7 +1074,8 @@ fn locate_in_flow(text: &str, item: usize, name: Option<&str>, key: &str) -> Opt
             }
             i += 1;
         }
-        if next == parts.len() {
+        // Done, or no flow mapping opened on the entry's line (a block entry).
+        if next == parts.len() || depth == 0 {
             return found;
         }
     }
@@ -1085,21 +1085,22 @@ fn locate_in_flow(text: &str, item: usize, name: Option<&str>, key: &str) -> Opt
 /// The 1-based line of a flow-style entry `name: NAME` (quoted or not) in `text`.
 fn locate_name(text: &str, name: &str) -> Option<usize> {
     text.lines()
-        .position(|l| {
-            // Every `name:` of the line: a list written on one line holds them all.
-            l.match_indices("name:").any(|(at, _)| {
-                let before = &l[..at];
-                // `name:` as a key, not the end of `policy_name:` or `key_name:`.
-                if before.ends_with(|c: char| c.is_alphanumeric() || c == '_') {
-                    return false;
-                }
-                let v = l[at + 5..].trim_start();
-                let v = v.trim_start_matches(['"', '\'']);
-                v.strip_prefix(name)
-                    .is_some_and(|r| r.is_empty() || r.starts_with([',', '}', '"', '\'', ' ']))
-            })
-        })
+        .position(|l| name_at(l, name).is_some())
         .map(|n| n + 1)
+}
+
+/// Where on `line` an entry writes `name: NAME` (quoted or not): the first of its
+/// `name:` keys (a list written on one line holds them all) naming `name`.
+fn name_at(line: &str, name: &str) -> Option<usize> {
+    line.match_indices("name:").map(|(at, _)| at).find(|&at| {
+        // `name:` as a key, not the end of `policy_name:` or `key_name:`.
+        if line[..at].ends_with(|c: char| c.is_alphanumeric() || c == '_') {
+            return false;
+        }
+        let v = line[at + 5..].trim_start().trim_start_matches(['"', '\'']);
+        v.strip_prefix(name)
+            .is_some_and(|r| r.is_empty() || r.starts_with([',', '}', '"', '\'', ' ']))
+    })
 }
 
 // === impl PolicyFile ===

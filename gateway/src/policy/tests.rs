@@ -57,6 +57,9 @@ fn setting_errors_name_the_line_of_their_key() {
     assert!(err.starts_with("policies.yaml:15: policies[1]:"), "{err}");
     let err = parse(&readme.replace("'[z-a]'", "x")).unwrap_err();
     assert!(err.starts_with("policies.yaml:21: policies[2]:"), "{err}");
+    // An item that opens its mapping before its name (`- {` alone on a line).
+    let err = parse("policies:\n  - {\n      name: a,\n      type: status_code,\n      status_code: {status_codes: [EROR]}\n    }\n").unwrap_err();
+    assert!(err.starts_with("policies.yaml:5: policies[0]:"), "{err}");
 }
 
 /// Scenario: settings beside the policies refused after parsing (`decision_wait: 0s`,
