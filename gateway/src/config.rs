@@ -100,6 +100,9 @@ pub struct Loaded {
     /// Whether the file was a whole Collector config (then, without `--policies`, its
     /// `tail_sampling` processor is the policy file too).
     pub whole_collector_config: bool,
+    /// The file's text as read, for its policies to be read from (a second read of
+    /// `--config <(envsubst < f)` finds the pipe empty).
+    pub text: String,
 }
 
 /// The most `buffer.shards` a config may set: far past the cores of any machine, short of
@@ -343,6 +346,7 @@ impl GatewayConfig {
         })?;
         let config = load_checked(
             path,
+            &text,
             "this is a Collector config, but not one the gateway reads",
             |c: &GatewayConfig| c.validate(path),
         )?;
@@ -351,6 +355,7 @@ impl GatewayConfig {
             notes: Vec::new(),
             warnings: Vec::new(),
             whole_collector_config: false,
+            text,
         })
     }
 
@@ -444,6 +449,7 @@ impl GatewayConfig {
             notes: translated.notes,
             warnings: translated.warnings,
             whole_collector_config: true,
+            text: text.to_owned(),
         })
     }
 

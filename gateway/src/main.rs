@@ -193,7 +193,13 @@ fn main() -> ExitCode {
             policies_path.display()
         ));
     }
-    let policies = match PolicyFile::load_processor(policies_path, args.processor.as_deref()) {
+    // The config's own text when it is the policy file too: read once.
+    let read_policies = if policies_path == config_path {
+        PolicyFile::parse_processor(policies_path, &loaded.text, args.processor.as_deref())
+    } else {
+        PolicyFile::load_processor(policies_path, args.processor.as_deref())
+    };
+    let policies = match read_policies {
         Ok(p) => p,
         Err(e) => {
             eprintln!("error: invalid policies: {e}");
@@ -245,6 +251,15 @@ fn main() -> ExitCode {
     }
     let memory = config.memory_note(tailgate_core::memory::worker_threads(None), false);
     tracing::info!(note = ?memory, "Memory this config allows.");
+    // A pipe (`--policies <(…)`) is read once: watching it would find it empty, or wait.
+    let mut reload_interval = args.reload_interval;
+    if !std::fs::metadata(policies_path).is_ok_and(|m| m.is_file()) {
+        tracing::info!(
+            file = %policies_path.display(),
+            "The policy file is no regular file (a pipe?): read once, not watched for changes."
+        );
+        reload_interval = Duration::ZERO;
+    }
     match run(
         config,
         policies,
@@ -252,7 +267,7 @@ fn main() -> ExitCode {
             path: policies_path.clone(),
             processor: args.processor.clone(),
         },
-        args.reload_interval,
+        reload_interval,
         args.drain_deadline,
         args.final_scrape_wait,
     ) {

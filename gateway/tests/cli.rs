@@ -595,3 +595,59 @@ fn check_takes_a_gateway_listen_host_that_resolves_only_where_it_runs() {
     );
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// Scenario: `--check --config` given a named pipe (as `--config <(envsubst < f)` gives),
+/// holding the gateway's own config, then a whole Collector config that is its policy
+/// file too.
+/// Guarantees: each is read once and checked (a second read of the pipe waited for a
+/// writer, or found it empty: the gateway read its own config twice, and a Collector
+/// config again for its policies).
+#[test]
+fn check_reads_a_config_from_a_pipe_once() {
+    let dir = scratch("pipe");
+    let own = "receive: { grpc: '127.0.0.1:4317' }\nexport: { debug: {} }\n".to_owned();
+    let collector = "receivers:\n  otlp: {protocols: {grpc: {endpoint: '127.0.0.1:4317'}}}\nprocessors:\n  tail_sampling: {policies: [{name: all, type: always_sample}]}\nexporters:\n  otlp: {endpoint: 'backend:4317'}\nservice:\n  pipelines:\n    traces: {receivers: [otlp], processors: [tail_sampling], exporters: [otlp]}\n".to_owned();
+    for (text, policies) in [(own, true), (collector, false)] {
+        let fifo = dir.join("config.pipe");
+        std::fs::remove_file(&fifo).ok();
+        let made = Command::new("mkfifo").arg(&fifo).status().unwrap();
+        assert!(made.success());
+        let mut args = vec!["--check", "--config", "config.pipe"];
+        if policies {
+            args.extend(["--policies", "policies.yaml"]);
+        }
+        let mut child = Command::new(env!("CARGO_BIN_EXE_tailgate-gateway"))
+            .args(&args)
+            .current_dir(&dir)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        // The writer's open waits for the gateway's; one write, then end of file.
+        let path = fifo.clone();
+        std::thread::spawn(move || std::fs::write(path, text));
+        // At most 20 s (400 looks, 50 ms apart).
+        let mut status = None;
+        for _ in 0..400 {
+            status = child.try_wait().unwrap();
+            if status.is_some() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        if status.is_none() {
+            child.kill().ok();
+        }
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            status.is_some_and(|s| s.success()),
+            "policies file given: {policies}; {status:?}: {stderr}"
+        );
+        assert!(
+            String::from_utf8_lossy(&out.stdout).contains("config.pipe: ok"),
+            "{stderr}"
+        );
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -248,6 +248,7 @@ impl RouterConfig {
         tailgate_core::collector::refuse_wrapped(path, &text, crate::collector::load_balances)?;
         let config = load_checked(
             path,
+            &text,
             "this is a Collector config, but not one the router reads",
             |c: &RouterConfig| c.validate(path),
         )?;
