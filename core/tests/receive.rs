@@ -444,9 +444,10 @@ async fn otlp_http_sent_to_the_grpc_port_is_refused_not_lost() {
 
 /// Scenario: a gRPC client (tonic, as the SDKs' gRPC exporters) pointed at the OTLP/HTTP
 /// port by mistake.
+/// Then a gRPC content type over HTTP/1.1.
 /// Guarantees: it gets a gRPC status, UNIMPLEMENTED, naming the port gRPC goes to (a
-/// trial with real SDKs saw "received HTTP status 404" with no hint); the request is
-/// counted as refused and nothing reaches the sink.
+/// trial with real SDKs saw "received HTTP status 404" with no hint); over HTTP/1.1, 415;
+/// each request is counted as refused and nothing reaches the sink.
 #[tokio::test]
 async fn a_grpc_client_on_the_http_port_is_told_where_grpc_goes() {
     let s = start().await;
@@ -465,6 +466,17 @@ async fn a_grpc_client_on_the_http_port_is_told_where_grpc_goes() {
         "{status:?}"
     );
     assert_eq!(*s.sink.refused.lock().unwrap(), ["invalid"]);
+    assert!(s.sink.bodies.lock().unwrap().is_empty());
+    // Over HTTP/1.1, where no gRPC client speaks: 415, as the Collector answers a type it
+    // does not take (it was HTTP 200 with a grpc-status header, a success to a client
+    // reading the status only).
+    let (status, _, text) = post(&s.http, "application/grpc", None, vec![0, 0, 0, 0, 0]).await;
+    assert_eq!(status, 415, "{text}");
+    assert!(
+        text.contains("a gRPC request reached the OTLP/HTTP receiver"),
+        "{text}"
+    );
+    assert_eq!(*s.sink.refused.lock().unwrap(), ["invalid"; 2]);
     assert!(s.sink.bodies.lock().unwrap().is_empty());
 }
 

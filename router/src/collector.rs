@@ -203,9 +203,12 @@ fn members(lb: &Value, lb_key: &str, notes: &mut Vec<String>) -> Result<Section,
                     Some("hostname") => {
                         dns.insert("name".into(), v.clone());
                     }
+                    // Empty or zero, the Collector's resolver takes its default.
+                    Some("port") if v.as_str() == Some("") => {}
                     Some("port") => {
                         dns.insert("port".into(), port(v, &format!("{from}.port"))?);
                     }
+                    Some("interval" | "timeout") if is_zero_duration(v) => {}
                     Some(k @ ("interval" | "timeout")) => {
                         dns.insert(k.into(), v.clone());
                     }
@@ -257,7 +260,7 @@ fn members(lb: &Value, lb_key: &str, notes: &mut Vec<String>) -> Result<Section,
                     ))
                 }
             }
-            if let Some(t) = r.get("timeout") {
+            if let Some(t) = r.get("timeout").filter(|t| !is_zero_duration(t)) {
                 dns.insert("timeout".into(), t.clone());
             }
             notes.push(format!(
@@ -312,6 +315,8 @@ fn forward(lb: &Value, lb_key: &str, notes: &mut Vec<String>) -> Result<Section,
             }
             // Replaced by each gateway's address, as in the Collector.
             "endpoint" => {}
+            // `headers: {}` (a Helm template's leftover) sends nothing, as there.
+            "headers" if v.as_mapping().is_some_and(|m| m.is_empty()) => {}
             "headers" | "auth" if !v.is_null() => {
                 return Err(err(
                     format!("{from}.{k}"),
@@ -390,6 +395,16 @@ const LOADBALANCING_NOTED: &[&str] = &[
     "retry_on_failure",
     "endpoint_health",
 ];
+
+/// Whether a duration setting is written as zero (`0s`, `0`, `0ms`): the Collector's
+/// resolvers then take their defaults.
+fn is_zero_duration(v: &Value) -> bool {
+    match v {
+        Value::Number(n) => n.as_f64() == Some(0.0),
+        Value::String(s) => tailgate_core::config::go_duration::parse(s).is_ok_and(|d| d.is_zero()),
+        _ => false,
+    }
+}
 
 #[cfg(test)]
 mod tests {

@@ -95,10 +95,15 @@ pub struct MembersConfig {
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct ForwardConfig {
-    /// Timeout of one attempt. Default 5s. It also sets how long a gateway that leaves a
-    /// request unanswered has to answer an HTTP/2 ping before it counts as unreachable
-    /// (60% of it, two to five seconds).
-    #[serde(default = "default_timeout", with = "humantime_serde")]
+    /// Timeout of one attempt. Default 5s; 0 is the default too (the Collector's
+    /// exporter then waits without limit; read as written, every attempt timed out at
+    /// once and was sent again, a span reaching a gateway 25 times in a trial). It also
+    /// sets how long a gateway that leaves a request unanswered has to answer an HTTP/2
+    /// ping before it counts as unreachable (60% of it, two to five seconds).
+    #[serde(
+        default = "default_timeout",
+        deserialize_with = "zero_is_default_timeout"
+    )]
     pub timeout: Duration,
     /// Retries of one request to a gateway; past `max_elapsed_time` its spans count as
     /// failed, unless the gateway is refusing them for memory (`RESOURCE_EXHAUSTED`): those
@@ -168,6 +173,12 @@ fn default_admin() -> Option<SocketAddr> {
 }
 fn default_timeout() -> Duration {
     Duration::from_secs(5)
+}
+
+/// `forward.timeout` as written, 0 read as the default ([`ForwardConfig::timeout`]).
+fn zero_is_default_timeout<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    let t: Duration = humantime_serde::deserialize(d)?;
+    Ok(if t.is_zero() { default_timeout() } else { t })
 }
 fn default_retry() -> RetryConfig {
     RetryConfig {
@@ -635,6 +646,32 @@ mod tests {
             .is_some_and(|a| a.port() == 4318 && a.ip().is_loopback()));
         assert_eq!(c.forward.timeout, Duration::from_secs(2));
         assert!(c.forward.tls.as_ref().is_some_and(|t| t.insecure));
+        // Zero and empty settings the Collector reads as its defaults (an adoption
+        // trial: `timeout: 0s`, "no deadline" there, timed every attempt out at once and
+        // sent a span to a gateway 25 times; `headers: {}` was refused as credentials).
+        let (zero, _) = load(
+            &whole
+                .replace("timeout: 2s", "timeout: 0s\n        headers: {}")
+                .replace(
+                    "static:\n        hostnames: [gateway-1, gateway-2:4400]",
+                    "dns: {hostname: gateways, port: '', interval: 0s, timeout: 0}",
+                ),
+        )
+        .unwrap();
+        assert_eq!(zero.forward.timeout, Duration::from_secs(5));
+        let dns = zero.members.dns.as_ref().unwrap();
+        let plain: tailgate_core::members::dns::DnsConfig =
+            serde_yaml_ng::from_str("name: gateways").unwrap();
+        assert_eq!(
+            (&dns.name, dns.port, dns.interval, dns.timeout),
+            (&plain.name, plain.port, plain.interval, plain.timeout)
+        );
+        let (k8s, _) = load(&whole.replace(
+            "static:\n        hostnames: [gateway-1, gateway-2:4400]",
+            "k8s: {service: gw.ns, timeout: 0s}",
+        ))
+        .unwrap();
+        assert!(k8s.members.dns.is_some());
         assert!(
             notes
                 .iter()

@@ -80,7 +80,7 @@ async fn answer<S: SpanSink>(
     // has one of OTLP's (the spec's rule for 4xx bodies), else in text, as the Collector
     // answers every one of them.
     if super::grpc::is_grpc(&req) {
-        return grpc_misdirected(&*sink, limits.grpc_port);
+        return grpc_misdirected(&*sink, limits.grpc_port, req.version());
     }
     let path = &*limits.traces_path;
     if req.uri().path() != path {
@@ -383,14 +383,26 @@ fn with_body(status: StatusCode, format: Format, body: Bytes) -> Response<Full<B
 /// or text when it has none.
 /// The answer to a gRPC client pointed at the OTLP/HTTP receiver: a gRPC status (HTTP 200,
 /// `grpc-status` 12, UNIMPLEMENTED, in a trailers-only answer) saying where gRPC goes, so
-/// the client shows that instead of "received HTTP status 404". Counted as refused,
-/// `invalid`, as the gRPC receiver counts OTLP/HTTP sent to it.
-fn grpc_misdirected<S: SpanSink>(sink: &S, grpc_port: Option<u16>) -> Response<Full<Bytes>> {
+/// the client shows that instead of "received HTTP status 404". Over HTTP/1.x, where no
+/// gRPC client speaks, 415 (a hostile sweep saw HTTP 200 answer a client that reads only
+/// the status, as the Collector's 415 would not). Counted as refused, `invalid`, as the
+/// gRPC receiver counts OTLP/HTTP sent to it.
+fn grpc_misdirected<S: SpanSink>(
+    sink: &S,
+    grpc_port: Option<u16>,
+    version: http::Version,
+) -> Response<Full<Bytes>> {
     let to = super::grpc::other_receiver("a", "gRPC", grpc_port, "receive.grpc");
     let refusal = Refusal::Invalid(format!(
         "a gRPC request reached the OTLP/HTTP receiver; send OTLP/gRPC {to}"
     ));
     sink.refused(&refusal);
+    if version < http::Version::HTTP_2 {
+        return plain(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            &format!("{refusal} (over HTTP/2: gRPC needs it); OTLP/HTTP takes application/x-protobuf or application/json"),
+        );
+    }
     let mut resp = Response::new(Full::new(Bytes::new()));
     let headers = resp.headers_mut();
     headers.insert(
