@@ -162,6 +162,28 @@ pub fn translate(top: &Value) -> Result<Translated, TranslateError> {
     }
     out.sections.push(admin(top, &mut out.notes)?);
     out.sections.extend(metrics(top, &mut out.notes)?);
+    // The enabled extensions the router does not run (health_check became admin above):
+    // one of them may be what the probes or operators call.
+    let dropped: Vec<&str> = top
+        .get("service")
+        .and_then(|s| s.get("extensions"))
+        .and_then(Value::as_sequence)
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .filter(|e| kind_of(e) != "health_check")
+        .collect();
+    if !dropped.is_empty() {
+        let probes = if dropped.iter().any(|e| kind_of(e) == "healthcheckv2") {
+            " (for health probes: the admin listener, admin: with its default 127.0.0.1:13133, answers /, /healthz and /readyz; the Collector's healthcheckv2 paths are not served)"
+        } else {
+            ""
+        };
+        out.notes.push(format!(
+            "service.extensions: {} not taken: the router runs only health_check's equivalent{probes}",
+            dropped.join(", ")
+        ));
+    }
     Ok(out)
 }
 
@@ -768,5 +790,20 @@ mod tests {
         assert_eq!(section(&t, "admin"), &Value::from("0.0.0.0:13133"));
         assert_eq!(section(&t, "metrics"), &Value::from("0.0.0.0:8888"));
         assert_eq!(section(&t, "members")["static"][1], Value::from("b"));
+        assert!(
+            !t.notes.iter().any(|n| n.starts_with("service.extensions")),
+            "{:?}",
+            t.notes
+        );
+        // Enabled extensions the router does not run are named (an adoption trial:
+        // healthcheckv2's probes would fail, pprof and zpages vanished, all unsaid).
+        let t = read("extensions: {healthcheckv2: {}, pprof: {}}\nreceivers: {otlp: {protocols: {grpc: {}}}}\nexporters: {loadbalancing: {resolver: {static: {hostnames: [a]}}}}\nservice: {extensions: [healthcheckv2, pprof], pipelines: {traces: {receivers: [otlp], exporters: [loadbalancing]}}}\n").unwrap();
+        assert!(
+            t.notes.iter().any(|n| n
+                .starts_with("service.extensions: healthcheckv2, pprof not taken")
+                && n.contains("/healthz")),
+            "{:?}",
+            t.notes
+        );
     }
 }
