@@ -15,8 +15,14 @@ pub const DEFAULT_MEMBER_PORT: u16 = 4317;
 /// written without a port (`gateway-1`, `10.0.0.7`, `[::1]`) [`DEFAULT_MEMBER_PORT`], so
 /// that routers and gateways place the same `host:port` on their rings.
 pub fn deserialize_static<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
-    let list = <Option<Vec<String>> as serde::Deserialize>::deserialize(d)?.unwrap_or_default();
-    Ok(list.into_iter().map(with_default_port).collect())
+    // A list, or one string split at its commas as the Collector's decoder splits it
+    // (`hostnames: ${env:GATEWAYS}` with `gw-a:4317,gw-b:4317`, an adoption trial),
+    // each entry trimmed: an address has no spaces.
+    let list = crate::config::comma_list(d)?;
+    Ok(list
+        .into_iter()
+        .map(|m| with_default_port(m.trim().to_owned()))
+        .collect())
 }
 
 fn with_default_port(member: String) -> String {
@@ -31,6 +37,26 @@ fn with_default_port(member: String) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Scenario: a static list written as one string, as `${env:GATEWAYS}` gives it.
+    /// Guarantees: split at its commas and trimmed, each entry given the default port
+    /// when it has none; null and an empty string are no members.
+    #[test]
+    fn a_static_list_may_be_one_string_of_commas() {
+        #[derive(serde::Deserialize)]
+        struct Members {
+            #[serde(default, deserialize_with = "deserialize_static")]
+            r#static: Vec<String>,
+        }
+        let read = |yaml: &str| serde_yaml_ng::from_str::<Members>(yaml).unwrap().r#static;
+        assert_eq!(
+            read("static: 'gw-a:4400,gw-b, 10.0.0.7'"),
+            ["gw-a:4400", "gw-b:4317", "10.0.0.7:4317"]
+        );
+        assert_eq!(read("static: [gw-a]"), ["gw-a:4317"]);
+        assert!(read("static: ~").is_empty());
+        assert!(read("static: ''").is_empty());
+    }
 
     /// Scenario: static members written with and without ports, IPv4, IPv6 and names.
     /// Guarantees: one without a port gets 4317; one with a port keeps it.
