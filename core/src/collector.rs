@@ -67,6 +67,17 @@ pub fn computes_metrics(id: &str) -> bool {
     kind.ends_with("spanmetrics") || matches!(kind.as_str(), "servicegraph" | "datadog")
 }
 
+/// Whether processor `id` changes nothing a policy reads or a backend receives: batching,
+/// the memory limiter (the binaries' own bounds stand in) and `groupbytrace` (spans are
+/// grouped by trace by the gateway itself), under either name since the Collector's snake
+/// case renames (`memory_limiter`; `group_by_trace`, an adoption trial's).
+pub fn is_neutral_processor(id: &str) -> bool {
+    matches!(
+        kind_of(id).replace('_', "").as_str(),
+        "batch" | "memorylimiter" | "groupbytrace"
+    )
+}
+
 /// Whether connector `id` computes telemetry from the spans it is given and passes none
 /// on: those of [`computes_metrics`], and `signal_to_metrics`, `count`, `sum`,
 /// `exceptions`, `elasticapm` (its processor enriches spans instead), `grafanacloud`.

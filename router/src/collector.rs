@@ -100,7 +100,7 @@ pub fn translate(top: &Value) -> Result<Translated, TranslateError> {
         let (quiet, changing): (Vec<&str>, Vec<&str>) = p
             .processors
             .iter()
-            .partition(|q| matches!(kind_of(q), "batch" | "memory_limiter" | "groupbytrace"));
+            .partition(|q| tailgate_core::collector::is_neutral_processor(q));
         if !quiet.is_empty() {
             out.notes.push(format!(
                 "service.pipelines.{}: processors {} not applied: the router forwards spans unchanged (memory is bounded by forward.max_queued_bytes and the receivers' limits)",
@@ -792,6 +792,17 @@ mod tests {
         assert_eq!(section(&t, "members")["static"][1], Value::from("b"));
         assert!(
             !t.notes.iter().any(|n| n.starts_with("service.extensions")),
+            "{:?}",
+            t.notes
+        );
+        // The snake-case name of groupbytrace is as neutral (an adoption trial saw it
+        // warned of as changing spans).
+        let t = read("receivers: {otlp: {protocols: {grpc: {}}}}\nprocessors: {group_by_trace: {}}\nexporters: {loadbalancing: {resolver: {static: {hostnames: [a]}}}}\nservice: {pipelines: {traces: {receivers: [otlp], processors: [group_by_trace], exporters: [loadbalancing]}}}\n").unwrap();
+        assert!(t.warnings.is_empty(), "{:?}", t.warnings);
+        assert!(
+            t.notes
+                .iter()
+                .any(|n| n.contains("processors group_by_trace not applied")),
             "{:?}",
             t.notes
         );

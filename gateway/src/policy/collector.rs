@@ -284,13 +284,8 @@ fn router_hint(top: &serde_yaml_ng::Value) -> &'static str {
     }
 }
 
-/// Processors that change nothing a policy reads or a backend receives: batching, the
-/// Collector's memory limiter (the gateway's own bound is `buffer.max_buffered_bytes`) and
-/// `groupbytrace` (the gateway groups spans by trace itself).
-const NEUTRAL_PROCESSORS: &[&str] = &["batch", "memory_limiter", "groupbytrace"];
-
 /// For each traces pipeline using `chosen`: the processors around it other than
-/// `tail_sampling` ones (those are [`chains`]) and [`NEUTRAL_PROCESSORS`], which the
+/// `tail_sampling` ones (those are [`chains`]) and the neutral ones ([`tailgate_core::collector::is_neutral_processor`]), which the
 /// Collector runs and Tailgate does not. Those before it change what the policies see
 /// (a `transform` setting an attribute a policy reads, a `filter` dropping health checks,
 /// a `probabilistic_sampler` thinning the traffic); those after, what is exported. The
@@ -324,9 +319,8 @@ fn unapplied_neighbours(
             procs
                 .iter()
                 .filter(|p| {
-                    let kind = kind_of(p);
-                    kind != "tail_sampling"
-                        && !NEUTRAL_PROCESSORS.contains(&kind)
+                    kind_of(p) != "tail_sampling"
+                        && !tailgate_core::collector::is_neutral_processor(p)
                         && processors.get(**p).is_some()
                 })
                 .map(|p| (*p).to_owned())
