@@ -624,6 +624,20 @@ pub fn admin(top: &Value, notes: &mut Vec<String>) -> Result<Section, TranslateE
 
 /// `metrics` from `service.telemetry.metrics`.
 pub fn metrics(top: &Value, notes: &mut Vec<String>) -> Result<Option<Section>, TranslateError> {
+    let telemetry = top.get("service").and_then(|s| s.get("telemetry"));
+    // The Collector's own log settings (level, encoding, sampling): not read, and an
+    // operator who set `level: debug` would otherwise wonder where the lines went.
+    if let Some(logs) = telemetry
+        .and_then(|t| t.get("logs"))
+        .and_then(Value::as_mapping)
+        .filter(|l| !l.is_empty())
+    {
+        let written: Vec<&str> = logs.keys().filter_map(Value::as_str).collect();
+        notes.push(format!(
+            "service.telemetry.logs ({}) not applied: Tailgate logs to stderr at info; RUST_LOG sets the level (RUST_LOG=debug; docs/operations.md)",
+            written.join(", ")
+        ));
+    }
     let key = "service.telemetry.metrics";
     let Some(m) = top
         .get("service")

@@ -795,6 +795,15 @@ mod tests {
             "{:?}",
             t.notes
         );
+        // The Collector's own log settings are named as not applied.
+        let t = read("receivers: {otlp: {protocols: {grpc: {}}}}\nexporters: {loadbalancing: {resolver: {static: {hostnames: [a]}}}}\nservice: {telemetry: {logs: {level: debug, encoding: json}}, pipelines: {traces: {receivers: [otlp], exporters: [loadbalancing]}}}\n").unwrap();
+        assert!(
+            t.notes.iter().any(|n| n
+                .starts_with("service.telemetry.logs (level, encoding) not applied")
+                && n.contains("RUST_LOG")),
+            "{:?}",
+            t.notes
+        );
         // The snake-case name of groupbytrace is as neutral (an adoption trial saw it
         // warned of as changing spans).
         let t = read("receivers: {otlp: {protocols: {grpc: {}}}}\nprocessors: {group_by_trace: {}}\nexporters: {loadbalancing: {resolver: {static: {hostnames: [a]}}}}\nservice: {pipelines: {traces: {receivers: [otlp], processors: [group_by_trace], exporters: [loadbalancing]}}}\n").unwrap();
