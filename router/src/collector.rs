@@ -339,6 +339,19 @@ fn forward(lb: &Value, lb_key: &str, notes: &mut Vec<String>) -> Result<Section,
             "endpoint" => {}
             // `headers: {}` (a Helm template's leftover) sends nothing, as there.
             "headers" if v.as_mapping().is_some_and(|m| m.is_empty()) => {}
+            // A headers_setter is most often there to pass a sender's tenant header on:
+            // what is lost is that, not credentials.
+            "auth"
+                if v
+                    .get("authenticator")
+                    .and_then(Value::as_str)
+                    .is_some_and(|a| kind_of(a) == "headers_setter") =>
+            {
+                return Err(err(
+                    format!("{from}.auth"),
+                    "a headers_setter sets headers from each sender's request (a tenant's X-Scope-OrgID, say) or fixed values; the router passes no senders' headers on and sends none of its own, so they would not reach the gateways or their backends: keep tenants apart before the routers (a router and gateway tier each), or set fixed headers on the gateways' exporters",
+                ))
+            }
             "headers" | "auth" if !v.is_null() => {
                 return Err(err(
                     format!("{from}.{k}"),
@@ -795,6 +808,10 @@ mod tests {
             "{:?}",
             t.notes
         );
+        // A headers_setter (a tenant header passed on) is refused for what it loses.
+        let e = read("extensions: {headers_setter: {headers: [{key: X-Scope-OrgID, from_context: tenant}]}}\nreceivers: {otlp: {protocols: {grpc: {include_metadata: true}}}}\nexporters: {loadbalancing: {protocol: {otlp: {auth: {authenticator: headers_setter}}}, resolver: {static: {hostnames: [a]}}}}\nservice: {extensions: [headers_setter], pipelines: {traces: {receivers: [otlp], exporters: [loadbalancing]}}}\n").unwrap_err();
+        assert_eq!(e.key, "exporters.loadbalancing.protocol.otlp.auth");
+        assert!(e.message.contains("X-Scope-OrgID"), "{e}");
         // The Collector's own log settings are named as not applied.
         let t = read("receivers: {otlp: {protocols: {grpc: {}}}}\nexporters: {loadbalancing: {resolver: {static: {hostnames: [a]}}}}\nservice: {telemetry: {logs: {level: debug, encoding: json}}, pipelines: {traces: {receivers: [otlp], exporters: [loadbalancing]}}}\n").unwrap();
         assert!(
