@@ -1733,10 +1733,49 @@ async fn capturing(cfg: &ReceiveConfig) -> (BoundAddrs, Arc<Capture>, tokio_util
     let token = CancellationToken::new();
     tokio::spawn(listeners.serve(
         sink.clone(),
-        tailgate_core::receive::Limits::plaintext(cfg),
+        tailgate_core::receive::Limits::new(cfg).unwrap(),
         token.clone(),
     ));
     (receiver, sink, token.drop_guard())
+}
+
+/// A CA (in `dir`) and a server certificate for 127.0.0.1 it signs, as a receiver's `tls`.
+fn tls_server(
+    dir: &std::path::Path,
+) -> (
+    tailgate_core::test_util::TestPki,
+    tailgate_core::tls::ServerTlsConfig,
+) {
+    let ca = tailgate_core::test_util::TestPki::new(dir, "ca").unwrap();
+    let (crt, key) = ca.issue("server", &["127.0.0.1"]).unwrap();
+    let tls = tailgate_core::tls::ServerTlsConfig {
+        cert_file: Some(crt),
+        key_file: Some(key),
+        ..Default::default()
+    };
+    (ca, tls)
+}
+
+/// A client side trusting [`tls_server`]'s CA.
+fn trusting(ca: &tailgate_core::test_util::TestPki) -> tailgate_core::tls::ClientTls {
+    tailgate_core::tls::ClientTlsConfig {
+        ca_file: Some(ca.ca_file("ca")),
+        ..Default::default()
+    }
+    .build()
+    .unwrap()
+}
+
+/// A gRPC client of `url` that retries briefly and gives up on an unreachable server.
+fn quick_client(url: &str) -> tailgate_core::forward::GrpcClient {
+    let retry = tailgate_core::forward::RetryConfig {
+        initial_interval: std::time::Duration::from_millis(20),
+        max_interval: std::time::Duration::from_millis(50),
+        max_elapsed_time: std::time::Duration::from_millis(300),
+    };
+    tailgate_core::forward::GrpcClient::new(url, &[], std::time::Duration::from_secs(2), retry)
+        .unwrap()
+        .give_up_when_unreachable()
 }
 
 /// Where [`capturing`]'s receivers listen.
@@ -1821,38 +1860,19 @@ async fn a_connection_must_open_not_just_speak_within_its_limit() {
 /// both protocols are served over TLS.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tls_connection_must_open_after_its_handshake() {
-    use tailgate_core::tls::{ClientTlsConfig, ServerTlsConfig};
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let dir = tailgate_core::test_util::scratch_dir("receive-tls-opening").unwrap();
-    let ca = tailgate_core::test_util::TestPki::new(&dir, "ca").unwrap();
-    let (crt, key) = ca.issue("server", &["127.0.0.1"]).unwrap();
+    let (ca, tls) = tls_server(&dir);
     let cfg = ReceiveConfig {
         grpc: Some("127.0.0.1:0".parse().unwrap()),
         http: Some("127.0.0.1:0".parse().unwrap()),
         request_timeout: std::time::Duration::from_millis(300),
-        tls: Some(ServerTlsConfig {
-            cert_file: Some(crt),
-            key_file: Some(key),
-            ..Default::default()
-        }),
+        tls: Some(tls),
         ..ReceiveConfig::default()
     };
-    let listeners = Listeners::bind(&cfg).await.unwrap();
-    let (grpc, http) = (
-        listeners.grpc_addr().unwrap(),
-        listeners.http_addr().unwrap(),
-    );
-    let sink = Arc::new(Capture::default());
-    let token = CancellationToken::new();
-    let limits = tailgate_core::receive::Limits::new(&cfg).unwrap();
-    tokio::spawn(listeners.serve(sink.clone(), limits, token.clone()));
-    let _stop = token.drop_guard();
-    let trusting = ClientTlsConfig {
-        ca_file: Some(ca.ca_file("ca")),
-        ..Default::default()
-    }
-    .build()
-    .unwrap();
+    let (receiver, sink, _stop) = capturing(&cfg).await;
+    let (grpc, http) = (receiver.grpc.unwrap(), receiver.http.unwrap());
+    let trusting = trusting(&ca);
     let connector = tokio_rustls::TlsConnector::from(trusting.config.clone());
     let connect = |addr: std::net::SocketAddr| {
         let connector = connector.clone();
@@ -1880,22 +1900,11 @@ async fn a_tls_connection_must_open_after_its_handshake() {
     assert!(tailgate_core::serve::closed_connections()[1].1 >= before + 3);
 
     // What was read to tell is the connection's: HTTP/2 (gRPC) and HTTP/1.1 are served.
-    let retry = tailgate_core::forward::RetryConfig {
-        initial_interval: std::time::Duration::from_millis(20),
-        max_interval: std::time::Duration::from_millis(50),
-        max_elapsed_time: std::time::Duration::from_millis(300),
-    };
     let body = || -> Bytes { FakeOtlp::traces(3).spans(1).build().encode_to_vec().into() };
-    let sent = tailgate_core::forward::GrpcClient::new(
-        &format!("https://{grpc}"),
-        &[],
-        std::time::Duration::from_secs(2),
-        retry,
-    )
-    .unwrap()
-    .with_tls(&trusting)
-    .send(body())
-    .await;
+    let sent = quick_client(&format!("https://{grpc}"))
+        .with_tls(&trusting)
+        .send(body())
+        .await;
     assert!(sent.is_ok(), "{sent:?}");
     let mut c = connect(http).await;
     let b = body();
@@ -2195,20 +2204,13 @@ async fn grpc_metadata_over_16_kib_is_refused_before_it_is_read() {
 /// plaintext one is not) and the HTTP receiver plaintext (a plain POST is taken).
 #[tokio::test]
 async fn tls_protocols_serves_tls_on_the_named_receiver_only() {
-    use tailgate_core::forward::GrpcClient;
     use tailgate_core::receive::Protocol;
-    use tailgate_core::tls::{ClientTlsConfig, ServerTlsConfig};
     let dir = tailgate_core::test_util::scratch_dir("receive-tls-protocols").unwrap();
-    let ca = tailgate_core::test_util::TestPki::new(&dir, "ca").unwrap();
-    let (crt, key) = ca.issue("server", &["127.0.0.1"]).unwrap();
+    let (ca, tls) = tls_server(&dir);
     let cfg = ReceiveConfig {
         grpc: Some("127.0.0.1:0".parse().unwrap()),
         http: Some("127.0.0.1:0".parse().unwrap()),
-        tls: Some(ServerTlsConfig {
-            cert_file: Some(crt),
-            key_file: Some(key),
-            ..Default::default()
-        }),
+        tls: Some(tls),
         tls_protocols: Some(vec![Protocol::Grpc]),
         ..ReceiveConfig::default()
     };
@@ -2238,38 +2240,11 @@ async fn tls_protocols_serves_tls_on_the_named_receiver_only() {
         assert_eq!(key, "tls_protocols");
         assert!(message.contains(words), "{message}");
     }
-    let listeners = Listeners::bind(&cfg).await.unwrap();
-    let (grpc, http) = (
-        listeners.grpc_addr().unwrap(),
-        listeners.http_addr().unwrap(),
-    );
-    let sink = Arc::new(Capture::default());
-    let token = CancellationToken::new();
-    let limits = tailgate_core::receive::Limits::new(&cfg).unwrap();
-    tokio::spawn(listeners.serve(sink.clone(), limits, token.clone()));
-    let _stop = token.drop_guard();
-    let retry = tailgate_core::forward::RetryConfig {
-        initial_interval: std::time::Duration::from_millis(20),
-        max_interval: std::time::Duration::from_millis(50),
-        max_elapsed_time: std::time::Duration::from_millis(300),
-    };
+    let (receiver, sink, _stop) = capturing(&cfg).await;
+    let (grpc, http) = (receiver.grpc.unwrap(), receiver.http.unwrap());
     let body = || -> Bytes { FakeOtlp::traces(3).spans(1).build().encode_to_vec().into() };
-    let client = |scheme: &str| {
-        GrpcClient::new(
-            &format!("{scheme}://{grpc}"),
-            &[],
-            std::time::Duration::from_secs(2),
-            retry.clone(),
-        )
-        .unwrap()
-        .give_up_when_unreachable()
-    };
-    let trusting = ClientTlsConfig {
-        ca_file: Some(ca.ca_file("ca")),
-        ..Default::default()
-    }
-    .build()
-    .unwrap();
+    let client = |scheme: &str| quick_client(&format!("{scheme}://{grpc}"));
+    let trusting = trusting(&ca);
     let served = tokio::time::timeout(
         std::time::Duration::from_secs(10),
         client("https").with_tls(&trusting).send(body()),
