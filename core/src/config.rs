@@ -2879,11 +2879,7 @@ mod tests {
     fn a_named_pipe_is_refused_where_a_file_is_read_again() {
         let dir = crate::test_util::scratch_dir("config-fifo").unwrap();
         let fifo = dir.join("fifo");
-        let made = std::process::Command::new("mkfifo")
-            .arg(&fifo)
-            .status()
-            .unwrap();
-        assert!(made.success());
+        crate::test_util::make_fifo(&fifo);
         // On a thread of its own: a read that waits fails the test, not hangs it.
         let (done, read) = std::sync::mpsc::channel();
         let path = fifo.clone();

@@ -692,8 +692,7 @@ mod tests {
         // writer comes: this test would hang).
         let fifo_dir = scratch("fifo");
         let fifo = fifo_dir.join("token");
-        let made = std::process::Command::new("mkfifo").arg(&fifo).status();
-        assert!(made.is_ok_and(|s| s.success()), "mkfifo (coreutils)");
+        crate::test_util::make_fifo(&fifo);
         let c = Credential::bearer(Secret::File(fifo));
         assert!(matches!(c, Err(CredentialError::NotASecretFile { .. })));
         std::fs::remove_dir_all(&fifo_dir).ok();
@@ -776,8 +775,7 @@ mod tests {
         warned(1);
         // Replaced by a FIFO: opened without blocking, refused (a blocking open would
         // wait for a writer). Logged once a minute at most: refusals force a read a second.
-        let made = std::process::Command::new("mkfifo").arg(&path).status();
-        assert!(made.is_ok_and(|s| s.success()), "mkfifo (coreutils)");
+        crate::test_util::make_fifo(&path);
         tokio::time::advance(REREAD_EVERY).await;
         assert_eq!(c.value().await, "rotated");
         tokio::time::advance(FORCED_REREAD_EVERY).await;

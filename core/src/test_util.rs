@@ -653,6 +653,12 @@ impl DnsZone {
 
 pub use crate::wire::oracle::scan_oracle;
 
+/// Makes a named pipe at `path` (`mkfifo`, coreutils), failing the test when it cannot.
+pub fn make_fifo(path: &std::path::Path) {
+    let made = std::process::Command::new("mkfifo").arg(path).status();
+    assert!(made.is_ok_and(|s| s.success()), "mkfifo (coreutils)");
+}
+
 /// An empty directory of its own for one test: `$TMPDIR/tailgate-{label}-` and a random
 /// suffix, removed with what is in it when the returned guard is dropped (also when the
 /// test fails), so test runs neither leave files behind nor see each other's.

@@ -206,6 +206,17 @@ mod tests {
     use super::*;
 
     const GOOD: &str = "policies:\n  - {name: all, type: always_sample}\n";
+
+    /// `path` written with [`GOOD`], and a reloader watching it with GOOD's plan in force.
+    fn watching(path: &std::path::Path) -> (Reloader, SharedPlan, Arc<ReloadStats>) {
+        std::fs::write(path, GOOD).unwrap();
+        let plan: SharedPlan = Arc::new(ArcSwap::from_pointee(PolicyPlan::compile(
+            &PolicyFile::parse(path, GOOD).unwrap(),
+        )));
+        let stats = Arc::new(ReloadStats::default());
+        let r = Reloader::new(path.to_owned(), plan.clone(), stats.clone());
+        (r, plan, stats)
+    }
     const OTHER: &str = "decision_wait: 5s\npolicies:\n  - {name: none, type: probabilistic, probabilistic: {sampling_percentage: 0}}\n";
 
     /// Scenario: the watch runs with `--reload-interval 0`; the file changes, then a
@@ -217,11 +228,7 @@ mod tests {
         let dir = tailgate_core::test_util::scratch_dir("reload-zero").unwrap();
         let path = dir.join("policies.yaml");
         for (interval, applied) in [(Duration::ZERO, false), (Duration::from_secs(1), true)] {
-            std::fs::write(&path, GOOD).unwrap();
-            let plan: SharedPlan = Arc::new(ArcSwap::from_pointee(PolicyPlan::compile(
-                &PolicyFile::parse(&path, GOOD).unwrap(),
-            )));
-            let r = Reloader::new(path.clone(), plan.clone(), Arc::default());
+            let (r, plan, _) = watching(&path);
             let stop = CancellationToken::new();
             let watch = tokio::spawn(r.run(interval, stop.clone()));
             std::fs::write(&path, OTHER).unwrap();
@@ -242,11 +249,7 @@ mod tests {
         let (log, _guard) = tailgate_core::test_util::CapturedLog::install();
         let dir = tailgate_core::test_util::scratch_dir("reload-cache").unwrap();
         let path = dir.join("policies.yaml");
-        std::fs::write(&path, GOOD).unwrap();
-        let plan: SharedPlan = Arc::new(ArcSwap::from_pointee(PolicyPlan::compile(
-            &PolicyFile::parse(&path, GOOD).unwrap(),
-        )));
-        let mut r = Reloader::new(path.clone(), plan.clone(), Arc::default());
+        let (mut r, plan, _) = watching(&path);
         let sized = format!("decision_cache: {{sampled_cache_size: 5000}}\n{GOOD}");
         std::fs::write(&path, &sized).unwrap();
         assert!(r.check(true));
@@ -271,18 +274,9 @@ mod tests {
     fn a_named_pipe_in_place_of_the_file_is_not_waited_on() {
         let dir = tailgate_core::test_util::scratch_dir("reload-fifo").unwrap();
         let path = dir.join("policies.yaml");
-        std::fs::write(&path, GOOD).unwrap();
-        let plan: SharedPlan = Arc::new(ArcSwap::from_pointee(PolicyPlan::compile(
-            &PolicyFile::parse(&path, GOOD).unwrap(),
-        )));
-        let stats = Arc::new(ReloadStats::default());
-        let mut r = Reloader::new(path.clone(), plan.clone(), stats.clone());
+        let (mut r, plan, stats) = watching(&path);
         let fifo = dir.join("fifo");
-        let made = std::process::Command::new("mkfifo")
-            .arg(&fifo)
-            .status()
-            .unwrap();
-        assert!(made.success());
+        tailgate_core::test_util::make_fifo(&fifo);
         std::fs::rename(&fifo, &path).unwrap();
         // On a thread of its own, so that a check that blocks fails the test, not hangs it.
         let (done, checked) = std::sync::mpsc::channel();
@@ -309,12 +303,7 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("tailgate-reload-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("policies.yaml");
-        std::fs::write(&path, GOOD).unwrap();
-        let plan: SharedPlan = Arc::new(ArcSwap::from_pointee(PolicyPlan::compile(
-            &PolicyFile::parse(&path, GOOD).unwrap(),
-        )));
-        let stats = Arc::new(ReloadStats::default());
-        let mut r = Reloader::new(path.clone(), plan.clone(), stats.clone());
+        let (mut r, plan, stats) = watching(&path);
         assert!(!r.check(false), "unchanged file reloaded");
         let successful = || stats.last_reload_successful.get();
         assert_eq!(successful(), 1, "the file loaded at start is in force");
@@ -397,12 +386,7 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("tailgate-half-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("policies.yaml");
-        std::fs::write(&path, GOOD).unwrap();
-        let plan: SharedPlan = Arc::new(ArcSwap::from_pointee(PolicyPlan::compile(
-            &PolicyFile::parse(&path, GOOD).unwrap(),
-        )));
-        let stats = Arc::new(ReloadStats::default());
-        let mut r = Reloader::new(path.clone(), plan.clone(), stats.clone());
+        let (mut r, plan, stats) = watching(&path);
         assert!(
             PolicyFile::parse(&path, half).is_ok(),
             "the prefix is a valid file"

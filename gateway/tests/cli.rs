@@ -610,8 +610,7 @@ fn check_reads_a_config_from_a_pipe_once() {
     for (text, policies) in [(own, true), (collector, false)] {
         let fifo = dir.join("config.pipe");
         std::fs::remove_file(&fifo).ok();
-        let made = Command::new("mkfifo").arg(&fifo).status().unwrap();
-        assert!(made.success());
+        tailgate_core::test_util::make_fifo(&fifo);
         let mut args = vec!["--check", "--config", "config.pipe"];
         if policies {
             args.extend(["--policies", "policies.yaml"]);
