@@ -117,6 +117,12 @@ enum Command {
         /// The tail_sampling processor to use from a whole Collector config.
         #[arg(long, value_name = "NAME")]
         processor: Option<String>,
+        /// The most of `--traces` read, in MiB: every trace of the file is held in memory
+        /// while it is replayed (a few times its size), so a larger file is refused rather
+        /// than read until memory runs out. Cut a large recording with `head -n`, or keep
+        /// the lines of one trace with `grep`.
+        #[arg(long, value_name = "MIB", default_value_t = 1024)]
+        max_traces_mib: u64,
     },
 }
 
@@ -135,9 +141,16 @@ fn main() -> ExitCode {
         traces,
         trace_id,
         processor,
+        max_traces_mib,
     }) = &args.command
     {
-        return explain(policies, processor.as_deref(), traces, trace_id.as_deref());
+        return explain(
+            policies,
+            processor.as_deref(),
+            traces,
+            trace_id.as_deref(),
+            *max_traces_mib,
+        );
     }
     if let Some(Command::CheckPolicies {
         file,
@@ -389,6 +402,7 @@ fn explain(
     processor: Option<&str>,
     traces: &std::path::Path,
     trace_id: Option<&str>,
+    max_traces_mib: u64,
 ) -> ExitCode {
     let file = match PolicyFile::load_processor(policies, processor) {
         Ok(f) => f,
@@ -407,7 +421,7 @@ fn explain(
             return ExitCode::from(EX_USAGE);
         }
     };
-    let text = match std::fs::read_to_string(traces) {
+    let text = match read_traces(traces, max_traces_mib) {
         Ok(t) => t,
         Err(e) => {
             eprintln!("error: reading {}: {e}", traces.display());
@@ -439,6 +453,29 @@ fn explain(
             ExitCode::from(EX_USAGE)
         }
     }
+}
+
+/// `explain`'s recorded traces, refused past `max_mib` MiB (`/dev/zero` or a disk image
+/// given by mistake grew until memory ran out).
+fn read_traces(path: &std::path::Path, max_mib: u64) -> std::io::Result<String> {
+    use std::io::Read as _;
+    let max = max_mib.saturating_mul(1 << 20);
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)?
+        .take(max.saturating_add(1))
+        .read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > max {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("larger than {max_mib} MiB (--max-traces-mib): explain holds every trace of the file in memory; cut it with `head -n`, or keep one trace's lines with `grep`"),
+        ));
+    }
+    String::from_utf8(bytes).map_err(|e| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("not UTF-8 text ({e}): explain reads OTLP/JSON, one request per line"),
+        )
+    })
 }
 
 /// Runs the gateway on a multi-threaded runtime until it has drained. The runtime is then

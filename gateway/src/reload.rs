@@ -106,7 +106,30 @@ impl Reloader {
     /// being written in place (an editor, `cat >`, a slow copy): a prefix of a policy file
     /// is often a valid, shorter file, and would load silently. SIGHUP means "it is ready".
     pub fn check(&mut self, force: bool) -> bool {
-        let bytes = match tailgate_core::config::read_regular(&self.path) {
+        let read = tailgate_core::config::read_regular(&self.path);
+        self.apply(force, read)
+    }
+
+    /// [`Self::check`] with the file read on a blocking thread: a policy file on a network
+    /// mount that hangs holds that thread, not one of the runtime's (whose other tasks
+    /// would wait on it). `None` when `shutdown` came first.
+    async fn check_off_runtime(
+        &mut self,
+        force: bool,
+        shutdown: &CancellationToken,
+    ) -> Option<bool> {
+        let path = self.path.clone();
+        let read = tokio::task::spawn_blocking(move || tailgate_core::config::read_regular(&path));
+        let read = tokio::select! {
+            joined = read => joined.unwrap_or_else(|e| Err(std::io::Error::other(e))),
+            () = shutdown.cancelled() => return None,
+        };
+        Some(self.apply(force, read))
+    }
+
+    /// What [`Self::check`] does with the file's bytes, or the error reading them.
+    fn apply(&mut self, force: bool, read: std::io::Result<Vec<u8>>) -> bool {
+        let bytes = match read {
             Ok(b) => b,
             Err(error) => {
                 // A ConfigMap update briefly removes the link, so one failed read is normal;
@@ -196,7 +219,9 @@ impl Reloader {
                 () = signalled => true,
                 () = shutdown.cancelled() => return,
             };
-            self.check(force);
+            if self.check_off_runtime(force, &shutdown).await.is_none() {
+                return;
+            }
         }
     }
 }

@@ -100,6 +100,52 @@ fn explain_keeps_the_slow_trace_by_an_ottl_latency_rule() {
     std::fs::remove_dir_all(&dir).ok();
 }
 
+/// Scenario: `explain --traces` given more than `--max-traces-mib` (a recording too large,
+/// or `/dev/zero` by mistake).
+/// Guarantees: a usage error naming the bound and the option, after reading no more than
+/// the bound (`/dev/zero` ends); the same file under a larger bound replays.
+#[test]
+fn explain_refuses_a_recording_past_its_bound() {
+    let dir = scratch("explain-bound");
+    let big = dir.join("big.jsonl");
+    let line = std::fs::read_to_string(dir.join("traces.jsonl")).unwrap();
+    std::fs::write(&big, line.repeat((1 << 20) / line.len() + 1)).unwrap();
+    for traces in [big.to_str().unwrap(), "/dev/zero"] {
+        let out = gateway(
+            &[
+                "explain",
+                "--policies",
+                "policies.yaml",
+                "--traces",
+                traces,
+                "--max-traces-mib",
+                "1",
+            ],
+            &dir,
+        );
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(64), "{traces}: {stderr}");
+        assert!(
+            stderr.contains("larger than 1 MiB (--max-traces-mib)"),
+            "{traces}: {stderr}"
+        );
+    }
+    let out = gateway(
+        &[
+            "explain",
+            "--policies",
+            "policies.yaml",
+            "--traces",
+            big.to_str().unwrap(),
+            "--max-traces-mib",
+            "2",
+        ],
+        &dir,
+    );
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
 /// Scenario: the shipped Kubernetes config and policies checked as docs/deploy.md says,
 /// outside a pod, with the pod's variables given on the command line.
 /// Guarantees: exit 0 (a docs audit found the bare command failing outside a pod: the
