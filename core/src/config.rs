@@ -2138,6 +2138,63 @@ pub mod go_duration {
     }
 }
 
+/// Whether this process only checks its config (`--check`), set by [`check_only`].
+static CHECKING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+/// Files a check did not read because they are not on this machine, as notes.
+static ABSENT: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+
+/// For `--check`: a switch of the whole process, set by the binaries' `main` only. From
+/// now on, a listen host name that does not resolve here is taken (see
+/// [`listen_addr::check_only`]), and a certificate, key or CA file that is not on this
+/// machine is named by [`check_notes`] instead of refused ([`absent_for_check`]): a
+/// config is often checked in CI, where the files mounted from Secrets in the pod do not
+/// exist, and the Collector's `validate` opens none of them. At start both are errors.
+pub fn check_only() {
+    CHECKING.store(true, std::sync::atomic::Ordering::Relaxed);
+    listen_addr::check_only();
+}
+
+/// Whether [`check_only`] was called.
+pub fn checking() -> bool {
+    CHECKING.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// True when the process only checks its config and `path` (the value of `key`) is not
+/// on this machine: the caller skips reading it, and [`check_notes`] names it. A file that
+/// exists but cannot be read is still read, and refused, as at start.
+pub fn absent_for_check(key: &str, path: &Path) -> bool {
+    if !checking()
+        || !matches!(std::fs::metadata(path), Err(e) if e.kind() == std::io::ErrorKind::NotFound)
+    {
+        return false;
+    }
+    let note = format!(
+        "{key}: {} is not on this machine: not read by the check; it must exist where the config runs (it is read at start)",
+        path.display()
+    );
+    let mut absent = ABSENT
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if !absent.contains(&note) {
+        absent.push(note);
+    }
+    true
+}
+
+/// What a check took without verifying it here: listen names that do not resolve and
+/// files that are not on this machine.
+pub fn check_notes() -> Vec<String> {
+    let mut notes = listen_addr::unresolved_notes();
+    notes.extend(
+        ABSENT
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .iter()
+            .cloned(),
+    );
+    notes
+}
+
 /// Listen addresses as the Collector writes them: `host:port` with an IP or a host name
 /// (`localhost:4317`, resolved once at load; not refused by `--check` when it does not
 /// resolve there, see [`listen_addr::check_only`]), `:port` for every interface, or `null`

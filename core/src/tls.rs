@@ -112,6 +112,14 @@ impl Source {
         }
     }
 
+    /// A file not on this machine while the process only checks its config.
+    fn absent_for_check(&self) -> bool {
+        match self {
+            Source::File(key, path) => crate::config::absent_for_check(key, path),
+            Source::Inline(..) => false,
+        }
+    }
+
     fn read(&self) -> Result<Vec<u8>, TlsError> {
         match self {
             Source::File(key, path) => {
@@ -284,9 +292,30 @@ impl ServerTlsConfig {
         Ok((cert, key, ca))
     }
 
-    /// Checks the settings and reads the files once, as at start.
+    /// Checks the settings and reads the files once, as at start. Under `--check`, a file
+    /// not on this machine is named, not read ([`crate::config::absent_for_check`]); the
+    /// others are still read and parsed.
     pub fn validate(&self) -> Result<(), TlsError> {
-        self.build().map(|_| ())
+        let (cert, key, ca) = self.sources()?;
+        let absent: Vec<bool> = [Some(&cert), Some(&key), ca.as_ref()]
+            .into_iter()
+            .flatten()
+            .map(Source::absent_for_check)
+            .collect();
+        if !absent.contains(&true) {
+            return self.build().map(|_| ());
+        }
+        versions(&self.min_version, &self.max_version)?;
+        if !cert.absent_for_check() {
+            certificates(cert.key(), &cert.read()?)?;
+        }
+        if !key.absent_for_check() {
+            private_key(key.key(), &key.read()?)?;
+        }
+        if let Some(ca) = ca.filter(|ca| !ca.absent_for_check()) {
+            certificates(ca.key(), &ca.read()?)?;
+        }
+        Ok(())
     }
 
     fn build(&self) -> Result<(rustls::ServerConfig, Vec<Vec<u8>>), TlsError> {
@@ -586,8 +615,48 @@ impl ClientTlsConfig {
         }
     }
 
-    /// Builds the client side.
+    /// Builds the client side. Under `--check`, files not on this machine are named and
+    /// left out ([`crate::config::absent_for_check`]): a certificate and its key both, when
+    /// either is absent (the one present is still read and parsed).
     pub fn build(&self) -> Result<ClientTls, TlsError> {
+        if !crate::config::checking() {
+            return self.build_now();
+        }
+        let mut present = self.clone();
+        let absent = |key: &'static str, file: &Option<PathBuf>| {
+            file.as_ref()
+                .is_some_and(|f| crate::config::absent_for_check(key, f))
+        };
+        if absent("ca_file", &self.ca_file) {
+            present.ca_file = None;
+        }
+        let (cert, key) = (
+            absent("cert_file", &self.cert_file),
+            absent("key_file", &self.key_file),
+        );
+        if cert || key {
+            let cert = Source::pick("cert_file", &self.cert_file, "cert_pem", &self.cert_pem)?;
+            let key = Source::pick("key_file", &self.key_file, "key_pem", &self.key_pem)?;
+            let (Some(cert), Some(key)) = (cert, key) else {
+                return Err(TlsError::Settings(
+                    "a client certificate needs both cert_file and key_file".into(),
+                ));
+            };
+            if !cert.absent_for_check() {
+                certificates(cert.key(), &cert.read()?)?;
+            }
+            if !key.absent_for_check() {
+                private_key(key.key(), &key.read()?)?;
+            }
+            present.cert_file = None;
+            present.cert_pem = None;
+            present.key_file = None;
+            present.key_pem = None;
+        }
+        present.build_now()
+    }
+
+    fn build_now(&self) -> Result<ClientTls, TlsError> {
         let versions = versions(&self.min_version, &self.max_version)?;
         let builder = rustls::ClientConfig::builder_with_provider(provider())
             .with_protocol_versions(&versions)?;

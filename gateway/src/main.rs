@@ -175,7 +175,7 @@ fn main() -> ExitCode {
         _ => return usage(),
     };
     if args.check {
-        tailgate_core::config::listen_addr::check_only();
+        tailgate_core::config::check_only();
     }
     let mut loaded = match GatewayConfig::load_noted(config_path, args.processor.as_deref()) {
         Ok(c) => c,
@@ -184,9 +184,7 @@ fn main() -> ExitCode {
             return ExitCode::from(EX_USAGE);
         }
     };
-    loaded
-        .notes
-        .extend(tailgate_core::config::listen_addr::unresolved_notes());
+    loaded.notes.extend(tailgate_core::config::check_notes());
     let policies_path = match &args.policies {
         Some(p) => p,
         // The Collector config's own tail_sampling processor.

@@ -642,6 +642,42 @@ fn check_takes_a_gateway_listen_host_that_resolves_only_where_it_runs() {
     std::fs::remove_dir_all(&dir).ok();
 }
 
+/// Scenario: a whole Collector config whose receiver, exporter and extension read files
+/// mounted from Secrets where it runs (TLS certificate, key and CAs; a bearer token),
+/// checked on a machine without them (CI); then with the token file here but empty.
+/// Guarantees: `--check` takes it and names each absent file in a note (the Collector's
+/// `validate` opens none); a file that is here is still read, and refused when empty.
+#[test]
+fn check_names_files_that_are_not_on_this_machine() {
+    let dir = scratch("absent-files");
+    let config = "receivers:\n  otlp:\n    protocols:\n      grpc:\n        endpoint: 127.0.0.1:4317\n        tls: {cert_file: /nonexistent/tg/tls.crt, key_file: /nonexistent/tg/tls.key, client_ca_file: /nonexistent/tg/client-ca.crt}\nextensions:\n  bearertokenauth:\n    filename: TOKEN\nprocessors:\n  tail_sampling: {policies: [{name: all, type: always_sample}]}\nexporters:\n  otlp:\n    endpoint: backend:4317\n    auth: {authenticator: bearertokenauth}\n    tls: {ca_file: /nonexistent/tg/ca.crt}\nservice:\n  extensions: [bearertokenauth]\n  pipelines:\n    traces: {receivers: [otlp], processors: [tail_sampling], exporters: [otlp]}\n";
+    let check = |token: &str| {
+        std::fs::write(dir.join("collector.yaml"), config.replace("TOKEN", token)).unwrap();
+        let out = gateway(&["--check", "--config", "collector.yaml"], &dir);
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, stderr) = check("/nonexistent/tg/token");
+    assert_eq!(code, Some(0), "{stderr}");
+    for (key, file) in [
+        ("cert_file", "tls.crt"),
+        ("key_file", "tls.key"),
+        ("client_ca_file", "client-ca.crt"),
+        ("ca_file", "ca.crt"),
+        ("token", "token"),
+    ] {
+        let note = format!("note: {key}: /nonexistent/tg/{file} is not on this machine");
+        assert!(stderr.contains(&note), "{note}: {stderr}");
+    }
+    std::fs::write(dir.join("token"), "").unwrap();
+    let (code, stderr) = check("token");
+    assert_eq!(code, Some(64), "{stderr}");
+    assert!(stderr.contains("token"), "{stderr}");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
 /// Scenario: `--check --config` given a named pipe (as `--config <(envsubst < f)` gives),
 /// holding the gateway's own config, then a whole Collector config that is its policy
 /// file too.

@@ -59,7 +59,7 @@ fn main() -> ExitCode {
     tailgate_core::telemetry::init_logging("info");
     let args = Args::parse();
     if args.check {
-        tailgate_core::config::listen_addr::check_only();
+        tailgate_core::config::check_only();
     }
     let (config, remarks) = match RouterConfig::load_noted(&args.config) {
         Ok(c) => c,
@@ -69,7 +69,7 @@ fn main() -> ExitCode {
         }
     };
     let mut notes = remarks.notes;
-    notes.extend(tailgate_core::config::listen_addr::unresolved_notes());
+    notes.extend(tailgate_core::config::check_notes());
     let mut warnings = remarks.warnings;
     warnings.extend(config.warnings());
     // As the runtime will start them (it reads TOKIO_WORKER_THREADS itself without --threads).

@@ -151,6 +151,54 @@ fn check_reads_a_loadbalancing_collector_config() {
     );
 }
 
+/// Scenario: a Collector config of the load-balancing tier with TLS on its receiver and
+/// towards the gateways (mTLS), its files mounted from Secrets where it runs, checked on
+/// a machine without them (CI); then one of them present but not PEM; then started here.
+/// Guarantees: `--check` takes it and names each absent file in a note (the Collector's
+/// `validate` opens none; an adoption trial had such a config refused); a file that is
+/// here is still read and refused when bad; starting refuses the absent file.
+#[test]
+fn check_names_tls_files_that_are_not_on_this_machine() {
+    let config = "receivers:\n  otlp:\n    protocols:\n      grpc:\n        endpoint: 127.0.0.1:4317\n        tls:\n          cert_file: /nonexistent/tailgate/tls.crt\n          key_file: /nonexistent/tailgate/tls.key\nexporters:\n  loadbalancing:\n    protocol:\n      otlp:\n        tls:\n          ca_file: CA\n          cert_file: /nonexistent/tailgate/client.crt\n          key_file: /nonexistent/tailgate/client.key\n    resolver:\n      static:\n        hostnames: [127.0.0.62:4317]\nservice:\n  pipelines:\n    traces:\n      receivers: [otlp]\n      exporters: [loadbalancing]\n";
+    let (code, stderr, stdout) = check(
+        "absent-tls",
+        &config.replace("CA", "/nonexistent/tailgate/ca.crt"),
+    );
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stdout.ends_with("router.yaml: ok\n"), "{stdout}");
+    for (key, file) in [
+        ("cert_file", "tls.crt"),
+        ("key_file", "tls.key"),
+        ("ca_file", "ca.crt"),
+        ("cert_file", "client.crt"),
+        ("key_file", "client.key"),
+    ] {
+        let note = format!("note: {key}: /nonexistent/tailgate/{file} is not on this machine");
+        assert!(stderr.contains(&note), "{note}: {stderr}");
+    }
+
+    let dir = std::env::temp_dir().join(format!("tailgate-cli-tls-files-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let bad = dir.join("ca.crt");
+    std::fs::write(&bad, "not a certificate\n").unwrap();
+    let (code, stderr, _) = check("bad-ca", &config.replace("CA", bad.to_str().unwrap()));
+    assert_eq!(code, Some(64), "{stderr}");
+    assert!(stderr.contains("ca_file"), "{stderr}");
+    assert!(stderr.contains("no PEM certificate found"), "{stderr}");
+
+    let path = dir.join("router.yaml");
+    std::fs::write(&path, config.replace("CA", "/nonexistent/tailgate/ca.crt")).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_tailgate-router"))
+        .arg("--config")
+        .arg(&path)
+        .output()
+        .unwrap();
+    std::fs::remove_dir_all(&dir).ok();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(64), "{stderr}");
+    assert!(stderr.contains("/nonexistent/tailgate/"), "{stderr}");
+}
+
 /// Scenario: a Collector config of the load-balancing tier whose receiver listens on a
 /// host name that resolves only where it runs (a Compose service name; here `.invalid`,
 /// which never resolves), checked on another machine, then started here; and the same in
