@@ -42,6 +42,14 @@ pub enum EndpointError {
         /// As written.
         endpoint: String,
     },
+    /// A port that is no TCP port (`:99999`, `:0`, `:http`).
+    #[error("endpoint {endpoint:?}: port {port:?} is not a port number (1-65535)")]
+    Port {
+        /// As written.
+        endpoint: String,
+        /// The port as written.
+        port: String,
+    },
     /// Credentials in the URL (`user:password@host`): neither sent nor kept out of the
     /// logs, which print endpoints. The endpoint is named with them masked.
     #[error(
@@ -130,6 +138,21 @@ pub fn parse(endpoint: &str, bare: Bare) -> Result<http::Uri, EndpointError> {
     if uri.host().is_none_or(str::is_empty) {
         return Err(EndpointError::NoHost { endpoint: owned() });
     }
+    // The URI parser takes any digits, or none (`host:`), as a port.
+    if let Some(authority) = uri.authority() {
+        let after_host = authority
+            .as_str()
+            .rsplit_once(']')
+            .map_or(authority.as_str(), |(_, rest)| rest);
+        if let Some((_, port)) = after_host.rsplit_once(':') {
+            if !port.parse::<u16>().is_ok_and(|p| p != 0) {
+                return Err(EndpointError::Port {
+                    endpoint: owned(),
+                    port: port.to_owned(),
+                });
+            }
+        }
+    }
     Ok(uri)
 }
 
@@ -205,6 +228,26 @@ mod tests {
         ] {
             let uri = parse(written, Bare::Refused).unwrap();
             assert_eq!(without_default_port(uri).to_string(), plain);
+        }
+        // Ports the URI parser takes and no TCP connection can use (an adoption audit
+        // had `127.0.0.1:99999` checked ok); IPv6 hosts keep their colons.
+        for (endpoint, port) in [
+            ("127.0.0.1:99999", "99999"),
+            ("https://b:0/v1/traces", "0"),
+            ("b:", ""),
+            ("http://[::1]:70000", "70000"),
+        ] {
+            assert_eq!(
+                parse(endpoint, Bare::AsHttp),
+                Err(EndpointError::Port {
+                    endpoint: endpoint.into(),
+                    port: port.into()
+                }),
+                "{endpoint}"
+            );
+        }
+        for fine in ["http://[::1]:4317", "https://[::1]/v1/traces", "b:65535"] {
+            assert!(parse(fine, Bare::AsHttp).is_ok(), "{fine}");
         }
         // grpc-go's Unix sockets, named as such rather than "not a URL".
         for unix in ["unix:///var/run/otel.sock", "unix:relative.sock"] {

@@ -1551,6 +1551,15 @@ mod tests {
             matches!(&err, ConfigError::Invalid { key, .. } if key == "peers.static[0]"),
             "{err}"
         );
+        // Nor can a host with a space be dialled (a config audit found it taken).
+        let spaced = text(&receive, &peers_tls).replace(", 127.0.0.2:4317]", ", 'a b:4317']");
+        let c: GatewayConfig = parse_yaml(p, &spaced).unwrap();
+        let err = c.validate(p).unwrap_err();
+        assert!(
+            matches!(&err, ConfigError::Invalid { key, message, .. }
+                if key == "peers.static[1]" && message.contains("its host is not")),
+            "{err}"
+        );
     }
 
     /// Scenario: a request limit whose arithmetic overflows (it wrapped the decompression

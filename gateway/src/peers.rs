@@ -179,6 +179,14 @@ impl PeersConfig {
                 format!("{m:?}: write host:port (as peers.self and DNS give them); peers.tls decides whether gateways are dialled over TLS"),
             ));
         }
+        if let Some((i, m, problem)) = self
+            .static_list
+            .iter()
+            .enumerate()
+            .find_map(|(i, m)| tailgate_core::members::member_problem(m).map(|p| (i, m, p)))
+        {
+            return Err((format!("peers.static[{i}]"), format!("{m:?} {problem}")));
+        }
         if let Some(a) = &self.advertise {
             if a.parse::<SocketAddr>().is_err() {
                 return Err((

@@ -464,13 +464,10 @@ impl RouterConfig {
             ));
         }
         for (i, m) in self.members.static_list.iter().enumerate() {
-            let ok = m.rsplit_once(':').is_some_and(|(host, port)| {
-                !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p != 0)
-            });
-            if !ok {
+            if let Some(problem) = tailgate_core::members::member_problem(m) {
                 return Err(invalid(
                     format!("members.static[{i}]"),
-                    format!("{m:?} is not host:port"),
+                    format!("{m:?} {problem}"),
                 ));
             }
         }
@@ -482,6 +479,16 @@ impl RouterConfig {
         }
         if let Err((key, message)) = self.receive.validate() {
             return Err(invalid(format!("receive.{key}"), message));
+        }
+        if self.forward.probe_interval < Duration::from_millis(10) {
+            return Err(invalid(
+                "forward.probe_interval".into(),
+                format!(
+                    "{:?} would probe a gateway marked down without pause: at least 10ms (default {:?})",
+                    self.forward.probe_interval,
+                    default_probe_interval()
+                ),
+            ));
         }
         if self.forward.max_in_flight == 0 {
             return Err(invalid(
@@ -751,6 +758,16 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("members.static[1]"), "{err}");
+        // Hosts no connection can reach were taken (a config audit).
+        for bad in ["'gw:4317:9'", "'a b:4317'"] {
+            let err = parse(&format!("members:\n  static: [a:1, {bad}]\n"))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains("members.static[1]") && err.contains("its host is not"),
+                "{err}"
+            );
+        }
         // Forwarding is gRPC: an HTTP-only compression is refused where it is written.
         let err = parse("members:\n  static: [a:1]\nforward:\n  compression: zlib\n")
             .unwrap_err()
@@ -820,6 +837,8 @@ mod tests {
                 "forward.max_request_bytes",
             ),
             ("forward: {max_in_flight: 0}", "forward.max_in_flight"),
+            // 0 probed a gateway marked down in a loop without pause (a config audit).
+            ("forward: {probe_interval: 0s}", "forward.probe_interval"),
         ] {
             let err = parse(&format!("members:\n  static: [a:1]\n{yaml}\n"))
                 .unwrap_err()

@@ -25,6 +25,31 @@ pub fn deserialize_static<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<
         .collect())
 }
 
+/// Why a static member (`host:port`, as [`deserialize_static`] leaves it) cannot be
+/// dialled, if it cannot: a port that is no port number, or a host that is neither an IP
+/// address (IPv6 in brackets) nor a DNS name (`gw:4317:9`, `a b:4317` were taken, and
+/// failed every connection).
+pub fn member_problem(member: &str) -> Option<&'static str> {
+    let Some((host, port)) = member.rsplit_once(':') else {
+        return Some("is not host:port");
+    };
+    if !port.parse::<u16>().is_ok_and(|p| p != 0) {
+        return Some("is not host:port: its port is not a port number (1-65535)");
+    }
+    let host_ok = match host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+        Some(v6) => v6.parse::<std::net::Ipv6Addr>().is_ok(),
+        None => {
+            !host.is_empty()
+                && host
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-._".contains(&b))
+        }
+    };
+    (!host_ok).then_some(
+        "is not host:port: its host is not an IP address or a DNS name (an IPv6 address goes in brackets: [::1]:4317)",
+    )
+}
+
 fn with_default_port(member: String) -> String {
     let bracketed = member.starts_with('[') && member.ends_with(']');
     if bracketed || (!member.is_empty() && !member.contains(':')) {
@@ -56,6 +81,33 @@ mod tests {
         assert_eq!(read("static: [gw-a]"), ["gw-a:4317"]);
         assert!(read("static: ~").is_empty());
         assert!(read("static: ''").is_empty());
+    }
+
+    /// Scenario: static members as written, good and bad.
+    /// Guarantees: names, IPv4 and bracketed IPv6 with a port are taken; a second port,
+    /// a space, a bare IPv6 address or a port out of range is refused.
+    #[test]
+    fn members_must_be_host_and_port() {
+        for good in [
+            "gw-1.tailgate.svc:4317",
+            "10.0.0.7:4317",
+            "[::1]:4317",
+            "gw_2:1",
+        ] {
+            assert_eq!(member_problem(good), None, "{good}");
+        }
+        for bad in [
+            "gw:4317:9",
+            "a b:4317",
+            "::1",
+            ":4317",
+            "gw:0",
+            "gw:70000",
+            "gw:x",
+            "[nope]:4317",
+        ] {
+            assert!(member_problem(bad).is_some(), "{bad}");
+        }
     }
 
     /// Scenario: static members written with and without ports, IPv4, IPv6 and names.
