@@ -1692,9 +1692,20 @@ pub fn locate_key(text: &str, key: &str) -> Option<usize> {
                 ),
                 None => (joined.clone(), None),
             };
-            let at = (from..to).find(|&n| {
-                indent_of(&lines[n]) == child && is_key_line(lines[n].trim_start(), &name)
-            })?;
+            let at = (from..to)
+                .find(|&n| {
+                    indent_of(&lines[n]) == child && is_key_line(lines[n].trim_start(), &name)
+                })
+                // A key a translated config's error names below a level its path skips
+                // (`receivers.otlp.tls` for `receivers.otlp.protocols.grpc.tls`): the
+                // first written deeper in the block, rather than the block's line.
+                .or_else(|| {
+                    (next > 0 && index.is_none()).then_some(())?;
+                    (from..to).find(|&n| {
+                        indent_of(&lines[n]) > child
+                            && is_key_line(lines[n].trim_start().trim_start_matches("- "), &name)
+                    })
+                })?;
             next = end;
             Some((at, name, index))
         }) else {
@@ -1767,13 +1778,58 @@ pub fn with_line(error: ConfigError, text: &str) -> ConfigError {
             Some(line) => ConfigError::InvalidAt {
                 path,
                 line,
-                key,
+                key: written_path(text, line, &key).unwrap_or(key),
                 message,
             },
             None => ConfigError::Invalid { path, key, message },
         },
         e => e,
     }
+}
+
+/// The whole path of the key written on `line` (1-based) when `key` names it with levels
+/// left out (a translated config's `receivers.otlp.tls.min_version` for
+/// `receivers.otlp.protocols.grpc.tls.min_version`), so that the error names the key as
+/// the file writes it. `None` for a key with indexes, a line inside a sequence or flow
+/// mapping, or a path that does not hold `key`'s parts in order.
+fn written_path(text: &str, line: usize, key: &str) -> Option<String> {
+    if key.contains('[') {
+        return None;
+    }
+    let lines: Vec<&str> = text.lines().collect();
+    let key_of = |l: &str| -> Option<String> {
+        let t = l.trim_start();
+        if t.starts_with('-') || t.starts_with('#') || t.starts_with('{') {
+            return None;
+        }
+        let (k, _) = t.split_once(':')?;
+        let k = k.trim().trim_matches(|c| c == '"' || c == '\'');
+        (!k.is_empty() && !k.contains(['{', '[', ' '])).then(|| k.to_owned())
+    };
+    let at = lines.get(line.checked_sub(1)?)?;
+    let mut parts = vec![key_of(at)?];
+    let mut indent = at.len() - at.trim_start().len();
+    for l in lines[..line - 1].iter().rev() {
+        let i = l.len() - l.trim_start().len();
+        if l.trim().is_empty() || l.trim_start().starts_with('#') || i >= indent {
+            continue;
+        }
+        parts.push(key_of(l)?);
+        indent = i;
+        if i == 0 {
+            break;
+        }
+    }
+    parts.reverse();
+    let written = parts.join(".");
+    // `key`'s parts, each found after the one before (dots inside a key, as in
+    // `otlp/tempo.eu`, are matched on the joined text).
+    let mut rest = written.as_str();
+    for part in key.split('.') {
+        let at = rest.find(part)?;
+        rest = &rest[at + part.len()..];
+    }
+    (written != key && rest.is_empty()).then_some(written)
 }
 
 /// The 1-based line of item `index` of the block sequence under the first `key:` line of a

@@ -66,6 +66,14 @@ pub enum TlsError {
     /// Settings that do not fit together.
     #[error("{0}")]
     Settings(String),
+    /// One setting that cannot be used, and why.
+    #[error("{key}: {problem}")]
+    Setting {
+        /// The setting, as `server_name_override`.
+        key: &'static str,
+        /// What is wrong.
+        problem: String,
+    },
     /// `min_version` or `max_version` is not a TLS version rustls speaks.
     #[error("{key}: {value:?} is not a TLS version; write \"1.2\" or \"1.3\"")]
     Version {
@@ -80,6 +88,63 @@ pub enum TlsError {
     /// The client CA cannot verify clients.
     #[error("client_ca_file: {0}")]
     ClientVerifier(#[from] rustls::server::VerifierBuilderError),
+}
+
+impl TlsError {
+    /// The key of the `tls:` block the error is about (`ca_file`, `min_version`), for a
+    /// config error to name it and its line; `None` for the block as a whole.
+    pub fn key(&self) -> Option<&'static str> {
+        match self {
+            TlsError::Read { key, .. }
+            | TlsError::Pem { key, .. }
+            | TlsError::Setting { key, .. }
+            | TlsError::Version { key, .. } => Some(key),
+            TlsError::ClientVerifier(_) => Some("client_ca_file"),
+            TlsError::Settings(_) | TlsError::Rustls(_) => None,
+        }
+    }
+
+    /// What is wrong, without the key [`Self::key`] names (the config error names it).
+    pub fn detail(&self) -> String {
+        match self {
+            TlsError::Read { path, error, .. } => {
+                format!("cannot read {}: {error}", path.display())
+            }
+            TlsError::Pem { problem, .. } | TlsError::Setting { problem, .. } => problem.clone(),
+            TlsError::Version { value, .. } => {
+                format!("{value:?} is not a TLS version; write \"1.2\" or \"1.3\"")
+            }
+            TlsError::ClientVerifier(e) => e.to_string(),
+            TlsError::Settings(_) | TlsError::Rustls(_) => self.to_string(),
+        }
+    }
+
+    /// rustls's refusal of what `key` holds, in words: its own read as a peer's
+    /// (`invalid peer certificate: BadEncoding` for the server's own certificate).
+    fn refused(key: &'static str, error: rustls::Error) -> Self {
+        use rustls::{CertificateError, Error as E, InconsistentKeys};
+        let problem = match error {
+            E::InvalidCertificate(CertificateError::BadEncoding) => {
+                "not a valid X.509 certificate (its DER encoding does not parse)".into()
+            }
+            E::InconsistentKeys(InconsistentKeys::KeyMismatch) => {
+                "the private key does not belong to the certificate (cert_file's first certificate)"
+                    .into()
+            }
+            E::General(message) => message,
+            other => other.to_string(),
+        };
+        TlsError::Setting { key, problem }
+    }
+}
+
+/// The key a config error names for `error` in the `tls:` block under `parent`
+/// (`forward.tls.ca_file`; `forward.tls` for the block as a whole).
+pub fn key_in(parent: &str, error: &TlsError) -> String {
+    match error.key() {
+        Some(key) => format!("{parent}.tls.{key}"),
+        None => format!("{parent}.tls"),
+    }
 }
 
 /// Where PEM text comes from: a file or an inline value.
@@ -97,9 +162,10 @@ impl Source {
         pem: &Option<String>,
     ) -> Result<Option<Source>, TlsError> {
         match (file, pem) {
-            (Some(_), Some(_)) => Err(TlsError::Settings(format!(
-                "set {file_key} or {pem_key}, not both"
-            ))),
+            (Some(_), Some(_)) => Err(TlsError::Setting {
+                key: file_key,
+                problem: format!("set {file_key} or {pem_key}, not both"),
+            }),
             (Some(f), None) => Ok(Some(Source::File(file_key, f.clone()))),
             (None, Some(p)) => Ok(Some(Source::Inline(pem_key, p.clone()))),
             (None, None) => Ok(None),
@@ -131,6 +197,28 @@ impl Source {
             }
             Source::Inline(_, text) => Ok(text.as_bytes().to_vec()),
         }
+    }
+}
+
+/// A client certificate without its key, or a key without its certificate, named by the
+/// one `written`.
+fn half_a_client_certificate(written: Option<Source>) -> TlsError {
+    let problem = "a client certificate needs both cert_file and key_file; only this one is set";
+    match written {
+        Some(w) => TlsError::Setting {
+            key: w.key(),
+            problem: problem.into(),
+        },
+        None => TlsError::Settings(problem.into()),
+    }
+}
+
+/// Which of a certificate and its key rustls refused: the certificate when it does not
+/// parse, else the key (one that does not match, or of a kind it cannot use).
+fn blamed(e: &rustls::Error, cert: &Source, key: &Source) -> &'static str {
+    match e {
+        rustls::Error::InvalidCertificate(_) => cert.key(),
+        _ => key.key(),
     }
 }
 
@@ -210,9 +298,10 @@ fn versions(
     };
     let (lo, hi) = (parse("min_version", min, 2)?, parse("max_version", max, 3)?);
     if lo > hi {
-        return Err(TlsError::Settings(
-            "min_version cannot be greater than max_version".into(),
-        ));
+        return Err(TlsError::Setting {
+            key: "min_version",
+            problem: "cannot be greater than max_version".into(),
+        });
     }
     let mut out = Vec::new();
     if hi >= 3 {
@@ -280,10 +369,19 @@ impl ServerTlsConfig {
     fn sources(&self) -> Result<(Source, Source, Option<Source>), TlsError> {
         let cert = Source::pick("cert_file", &self.cert_file, "cert_pem", &self.cert_pem)?;
         let key = Source::pick("key_file", &self.key_file, "key_pem", &self.key_pem)?;
-        let (Some(cert), Some(key)) = (cert, key) else {
-            return Err(TlsError::Settings(
-                "a TLS server needs both a certificate and a key (cert_file and key_file)".into(),
-            ));
+        let (cert, key) = match (cert, key) {
+            (Some(cert), Some(key)) => (cert, key),
+            (one, other) => {
+                let message =
+                    "a TLS server needs both a certificate and a key (cert_file and key_file)";
+                return Err(match one.or(other) {
+                    Some(written) => TlsError::Setting {
+                        key: written.key(),
+                        problem: format!("{message}; only this one is set"),
+                    },
+                    None => TlsError::Settings(message.into()),
+                });
+            }
         };
         let ca = self
             .client_ca_file
@@ -329,7 +427,7 @@ impl ServerTlsConfig {
                 let pem = ca.read()?;
                 let mut roots = RootCertStore::empty();
                 for c in certificates(ca.key(), &pem)? {
-                    roots.add(c)?;
+                    roots.add(c).map_err(|e| TlsError::refused(ca.key(), e))?;
                 }
                 read.push(pem);
                 let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
@@ -341,10 +439,12 @@ impl ServerTlsConfig {
             }
             None => builder.with_no_client_auth(),
         };
-        let mut config = builder.with_single_cert(
-            certificates(cert.key(), &read[0])?,
-            private_key(key.key(), &read[1])?,
-        )?;
+        let mut config = builder
+            .with_single_cert(
+                certificates(cert.key(), &read[0])?,
+                private_key(key.key(), &read[1])?,
+            )
+            .map_err(|e| TlsError::refused(blamed(&e, &cert, &key), e))?;
         // gRPC clients (grpc-go among them) require ALPN `h2`.
         config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
         Ok((config, read))
@@ -637,10 +737,9 @@ impl ClientTlsConfig {
         if cert || key {
             let cert = Source::pick("cert_file", &self.cert_file, "cert_pem", &self.cert_pem)?;
             let key = Source::pick("key_file", &self.key_file, "key_pem", &self.key_pem)?;
-            let (Some(cert), Some(key)) = (cert, key) else {
-                return Err(TlsError::Settings(
-                    "a client certificate needs both cert_file and key_file".into(),
-                ));
+            let (cert, key) = match (cert, key) {
+                (Some(cert), Some(key)) => (cert, key),
+                (one, other) => return Err(half_a_client_certificate(one.or(other))),
             };
             if !cert.absent_for_check() {
                 certificates(cert.key(), &cert.read()?)?;
@@ -693,20 +792,20 @@ impl ClientTlsConfig {
                 let resolver = ClientCert::load(cert, key, self.reload_interval)?;
                 builder.with_client_cert_resolver(Arc::new(resolver))
             }
-            _ => {
-                return Err(TlsError::Settings(
-                    "a client certificate needs both cert_file and key_file".into(),
-                ))
-            }
+            (one, other) => return Err(half_a_client_certificate(one.or(other))),
         };
         // ALPN is set by the connector (h2 for gRPC, h2 and http/1.1 for OTLP/HTTP).
-        let server_name =
-            match &self.server_name_override {
-                Some(name) => Some(ServerName::try_from(name.clone()).map_err(|e| {
-                    TlsError::Settings(format!("server_name_override {name:?}: {e}"))
-                })?),
-                None => None,
-            };
+        let server_name = match &self.server_name_override {
+            Some(name) => {
+                Some(
+                    ServerName::try_from(name.clone()).map_err(|e| TlsError::Setting {
+                        key: "server_name_override",
+                        problem: format!("{name:?}: {e}"),
+                    })?,
+                )
+            }
+            None => None,
+        };
         Ok(ClientTls {
             config: Arc::new(config),
             server_name,
@@ -730,7 +829,7 @@ impl ClientTlsConfig {
 fn add_ca(roots: &mut RootCertStore, ca: &Source) -> Result<Vec<u8>, TlsError> {
     let text = ca.read()?;
     for c in certificates(ca.key(), &text)? {
-        roots.add(c)?;
+        roots.add(c).map_err(|e| TlsError::refused(ca.key(), e))?;
     }
     Ok(text)
 }
@@ -758,7 +857,10 @@ impl ReloadingRoots {
         let text = add_ca(&mut roots, ca)?;
         let verifier = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider())
             .build()
-            .map_err(|e| TlsError::Settings(format!("ca_file: {e}")))?;
+            .map_err(|e| TlsError::Setting {
+                key: ca.key(),
+                problem: e.to_string(),
+            })?;
         Ok((verifier, vec![text]))
     }
 }
@@ -879,7 +981,8 @@ impl ClientCert {
             certificates(cert.key(), &c)?,
             private_key(key.key(), &k)?,
             &provider(),
-        )?;
+        )
+        .map_err(|e| TlsError::refused(blamed(&e, cert, key), e))?;
         Ok((certified, vec![c, k]))
     }
 }
@@ -1167,7 +1270,10 @@ mod tests {
         assert_eq!(v(None, Some("1.2")).unwrap(), vec![TLSv1_2]);
         assert!(matches!(
             v(Some("1.3"), Some("1.2")),
-            Err(TlsError::Settings(_))
+            Err(TlsError::Setting {
+                key: "min_version",
+                ..
+            })
         ));
         assert!(matches!(
             v(Some("2.0"), None),

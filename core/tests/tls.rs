@@ -231,7 +231,39 @@ fn bad_settings_are_refused_with_the_key() {
         cert_file: Some(crt.clone()),
         ..Default::default()
     };
-    assert!(matches!(only_cert.validate(), Err(TlsError::Settings(_))));
+    assert!(matches!(
+        only_cert.validate(),
+        Err(TlsError::Setting {
+            key: "cert_file",
+            ..
+        })
+    ));
+    // The server's own certificate that does not parse, and a key of another pair, are
+    // named by their keys in words (rustls says "invalid peer certificate: BadEncoding",
+    // "KeyMismatch").
+    let (_, other_key) = ca.issue("other", &["localhost"]).unwrap();
+    let mismatched = ServerTlsConfig {
+        cert_file: Some(crt.clone()),
+        key_file: Some(other_key),
+        ..Default::default()
+    };
+    let err = mismatched.validate().unwrap_err();
+    assert_eq!(err.key(), Some("key_file"), "{err}");
+    assert!(
+        err.detail().contains("does not belong to the certificate"),
+        "{err}"
+    );
+    let garbage = ServerTlsConfig {
+        cert_pem: Some("-----BEGIN CERTIFICATE-----\nZm9v\n-----END CERTIFICATE-----\n".into()),
+        key_file: Some(key.clone()),
+        ..Default::default()
+    };
+    let err = garbage.validate().unwrap_err();
+    assert_eq!(err.key(), Some("cert_pem"), "{err}");
+    assert!(
+        err.detail().contains("not a valid X.509 certificate"),
+        "{err}"
+    );
     let key_as_cert = ServerTlsConfig {
         cert_file: Some(key.clone()),
         key_file: Some(key.clone()),

@@ -473,10 +473,16 @@ impl GatewayConfig {
             return Err(invalid(&format!("receive.{key}"), &message));
         }
         if let Some(Err(e)) = self.receive.tls.as_ref().map(|t| t.validate()) {
-            return Err(invalid("receive.tls", &e.to_string()));
+            return Err(invalid(
+                &tailgate_core::tls::key_in("receive", &e),
+                &e.detail(),
+            ));
         }
         if let Some(Err(e)) = self.peers.tls.as_ref().map(|t| t.build()) {
-            return Err(invalid("peers.tls", &e.to_string()));
+            return Err(invalid(
+                &tailgate_core::tls::key_in("peers", &e),
+                &e.detail(),
+            ));
         }
         if self.buffer.max_buffered_bytes == 0 {
             return Err(invalid(

@@ -642,6 +642,37 @@ fn check_takes_a_gateway_listen_host_that_resolves_only_where_it_runs() {
     std::fs::remove_dir_all(&dir).ok();
 }
 
+/// Scenario: a `tls:` value a few lines below its block, in an exporter of the gateway's
+/// own config and in a Collector config's receiver.
+/// Guarantees: the error names the key's own line and whole path, once (a config audit
+/// found the `tls:` line or the receiver's, `tls: tls:`, and `receivers.otlp` alone).
+#[test]
+fn tls_errors_name_the_line_and_path_of_their_key() {
+    let dir = scratch("tls-lines");
+    let own = "export:\n  otlp_http:\n    endpoint: https://backend.example\n    tls:\n      insecure_skip_verify: false\n      min_version: \"1.5\"\n";
+    let collector = "receivers:\n  otlp:\n    protocols:\n      grpc:\n        endpoint: 127.0.0.1:4317\n        tls:\n          cert_file: /nonexistent/tls.crt\n          key_file: /nonexistent/tls.key\n          min_version: \"1.5\"\nprocessors:\n  tail_sampling: {policies: [{name: all, type: always_sample}]}\nexporters:\n  debug: {}\nservice:\n  pipelines:\n    traces: {receivers: [otlp], processors: [tail_sampling], exporters: [debug]}\n";
+    for (text, args, expected) in [
+        (
+            own,
+            &["--check", "--config", "config.yaml", "--policies", "policies.yaml"][..],
+            "config.yaml:6: export.otlp_http.tls.min_version: \"1.5\" is not a TLS version",
+        ),
+        (
+            collector,
+            &["--check", "--config", "config.yaml"],
+            "config.yaml:9: receivers.otlp.protocols.grpc.tls.min_version: \"1.5\" is not a TLS version",
+        ),
+    ] {
+        std::fs::write(dir.join("config.yaml"), text).unwrap();
+        let out = gateway(args, &dir);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(64), "{stderr}");
+        assert!(stderr.contains(expected), "{stderr}");
+        assert!(!stderr.contains("tls: tls:"), "{stderr}");
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}
+
 /// Scenario: a whole Collector config whose receiver, exporter and extension read files
 /// mounted from Secrets where it runs (TLS certificate, key and CAs; a bearer token),
 /// checked on a machine without them (CI); then with the token file here but empty.

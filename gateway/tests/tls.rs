@@ -66,7 +66,7 @@ async fn mutual_tls_in_and_tls_out_deliver_every_span() {
     .unwrap();
     let err = GatewayConfig::load(&config_path).unwrap_err();
     assert!(
-        matches!(&err, tailgate_core::config::ConfigError::InvalidAt { key, .. } if key == "receive.tls"),
+        matches!(&err, tailgate_core::config::ConfigError::InvalidAt { key, .. } if key == "receive.tls.key_file"),
         "{err}"
     );
 

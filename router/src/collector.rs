@@ -243,6 +243,12 @@ fn members(lb: &Value, lb_key: &str, notes: &mut Vec<String>) -> Result<Section,
                     None => {}
                 }
             }
+            if !dns.contains_key("name") {
+                return Err(err(
+                    format!("{from}.hostname"),
+                    "no hostname specified to resolve the backends: name the gateways' headless Service (hostname: NAME.NAMESPACE.svc.cluster.local)",
+                ));
+            }
             m.insert("dns".into(), Value::Mapping(dns));
         }
         "k8s" => {
@@ -265,11 +271,12 @@ fn members(lb: &Value, lb_key: &str, notes: &mut Vec<String>) -> Result<Section,
             // the resolver's search domains supply for a bare name.
             let mut dns = Mapping::new();
             dns.insert("name".into(), service.into());
-            let ports = r
-                .get("ports")
-                .and_then(Value::as_sequence)
-                .cloned()
-                .unwrap_or_default();
+            // A list; one port written bare (`ports: 4317`) is that list of one.
+            let ports = match r.get("ports") {
+                Some(Value::Sequence(ports)) => ports.clone(),
+                Some(Value::Null) | None => Vec::new(),
+                Some(one) => vec![one.clone()],
+            };
             match &ports[..] {
                 [] => {}
                 [p] => {

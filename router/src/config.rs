@@ -168,6 +168,26 @@ pub struct ForwardConfig {
     pub tls: Option<tailgate_core::tls::ClientTlsConfig>,
 }
 
+/// The rest of a router key below its section (`.static[1]`, `.dns.name`, `.tls.ca_file`)
+/// as the Collector block `from` it was read from writes it, so that a validation error
+/// names that key and its line: members come from the resolver block
+/// (`resolver.static.hostnames[1]`, `resolver.dns.hostname`, `resolver.k8s.service`); the
+/// other sections keep the Collector's names, at a depth the line search finds
+/// (`receivers.otlp` … `protocols.grpc.tls.ca_file`).
+fn collector_rest(from: &str, rest: &str) -> String {
+    let k8s = from.ends_with(".k8s");
+    if let Some(item) = rest.strip_prefix(".static") {
+        return format!(".hostnames{item}");
+    }
+    match rest.strip_prefix(".dns.") {
+        Some("name") if k8s => ".service".into(),
+        Some("name") => ".hostname".into(),
+        Some("port") if k8s => ".ports".into(),
+        Some(other) => format!(".{other}"),
+        None => rest.into(),
+    }
+}
+
 fn default_admin() -> Option<SocketAddr> {
     Some(SocketAddr::from(([127, 0, 0, 1], 13133)))
 }
@@ -323,7 +343,9 @@ impl RouterConfig {
                 let from = origin
                     .iter()
                     .find(|(k, _)| *k == section)
-                    .map_or(key.clone(), |(_, from)| (*from).to_owned());
+                    .map_or(key.clone(), |(_, from)| {
+                        format!("{from}{}", collector_rest(from, &key[section.len()..]))
+                    });
                 at(from, format!("{message} (read as the router's {key})"))
             }
             e => e,
@@ -506,10 +528,16 @@ impl RouterConfig {
             ));
         }
         if let Some(Err(e)) = self.receive.tls.as_ref().map(|t| t.validate()) {
-            return Err(invalid("receive.tls".into(), e.to_string()));
+            return Err(invalid(
+                tailgate_core::tls::key_in("receive", &e),
+                e.detail(),
+            ));
         }
         if let Some(Err(e)) = self.forward.tls.as_ref().map(|t| t.build()) {
-            return Err(invalid("forward.tls".into(), e.to_string()));
+            return Err(invalid(
+                tailgate_core::tls::key_in("forward", &e),
+                e.detail(),
+            ));
         }
         Ok(())
     }

@@ -151,6 +151,57 @@ fn check_reads_a_loadbalancing_collector_config() {
     );
 }
 
+/// Scenario: one mistake each in a `tls:` block, a receiver's keepalive, a static member
+/// and a DNS resolver, in the router's own config and in a Collector config, with the
+/// key a few lines below its block.
+/// Guarantees: the error names the key's own line and its whole path as the file writes
+/// it (a config audit found them naming the `tls:` line, the receiver's line or the
+/// resolver's, and Collector paths with levels left out).
+#[test]
+fn errors_name_the_line_and_path_of_the_key_written() {
+    let collector = |receiver: &str, resolver: &str| {
+        format!("receivers:\n  otlp:\n    protocols:\n      grpc:\n        endpoint: 127.0.0.1:4317\n{receiver}exporters:\n  loadbalancing:\n    protocol:\n      otlp:\n        tls:\n          insecure: true\n          min_version: \"1.2\"\n    resolver:\n{resolver}service:\n  pipelines:\n    traces:\n      receivers: [otlp]\n      exporters: [loadbalancing]\n")
+    };
+    let statics =
+        "      static:\n        hostnames:\n          - gw-1:4317\n          - gw-2:4317\n";
+    for (name, yaml, expected) in [
+        (
+            "own-tls",
+            "members: {static: [127.0.0.2:4317]}\nforward:\n  tls:\n    server_name_override: gw\n\n    min_version: \"1.5\"\n".to_owned(),
+            "router.yaml:6: forward.tls.min_version: \"1.5\" is not a TLS version",
+        ),
+        (
+            "collector-receiver-tls",
+            collector("        tls:\n          cert_file: /nonexistent/tls.crt\n          key_file: /nonexistent/tls.key\n          max_version: \"1.0.1\"\n", statics),
+            "router.yaml:9: receivers.otlp.protocols.grpc.tls.max_version: \"1.0.1\"",
+        ),
+        (
+            "collector-exporter-tls",
+            collector("", statics).replace("min_version: \"1.2\"", "min_version: \"1.5\""),
+            "router.yaml:12: exporters.loadbalancing.protocol.otlp.tls.min_version: \"1.5\"",
+        ),
+        (
+            "collector-keepalive",
+            collector("        keepalive:\n          server_parameters:\n            max_connection_age: 5min\n", statics),
+            "router.yaml:8: receivers.otlp.protocols.grpc.keepalive.server_parameters.max_connection_age: invalid duration \"5min\"",
+        ),
+        (
+            "collector-hostname",
+            collector("", &statics.replace("gw-2:4317", "gw-2:4317:9")),
+            "router.yaml:17: exporters.loadbalancing.resolver.static.hostnames[1]: \"gw-2:4317:9\" is not host:port",
+        ),
+        (
+            "collector-dns",
+            collector("", "      dns:\n        port: 4317\n"),
+            "router.yaml:14: exporters.loadbalancing.resolver.dns.hostname: no hostname specified",
+        ),
+    ] {
+        let (code, stderr, _) = check(name, &yaml);
+        assert_eq!(code, Some(64), "{name}: {stderr}");
+        assert!(stderr.contains(expected), "{name}: {stderr}");
+    }
+}
+
 /// Scenario: a Collector config of the load-balancing tier with TLS on its receiver and
 /// towards the gateways (mTLS), its files mounted from Secrets where it runs, checked on
 /// a machine without them (CI); then one of them present but not PEM; then started here.

@@ -27,8 +27,8 @@ pub enum SettingError {
         /// The setting.
         key: &'static str,
     },
-    /// The `tls:` block.
-    #[error("tls: {0}")]
+    /// The `tls:` block (named with its key by [`Self::sub_key`]).
+    #[error("{}", .0.detail())]
     Tls(#[from] tailgate_core::tls::TlsError),
     /// A level in `compression_params` the compression does not take.
     #[error("{0}")]
@@ -59,7 +59,10 @@ impl SettingError {
             SettingError::Endpoint(_) => "endpoint".into(),
             SettingError::Header { name, .. } => format!("headers.{name}"),
             SettingError::Zero { key } => (*key).into(),
-            SettingError::Tls(_) => "tls".into(),
+            SettingError::Tls(e) => match e.key() {
+                Some(key) => format!("tls.{key}"),
+                None => "tls".into(),
+            },
             SettingError::CompressionParams(_) => "compression_params".into(),
             SettingError::Auth(_) => "auth".into(),
             SettingError::Authority(_) => "authority".into(),
