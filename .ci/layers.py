@@ -54,7 +54,9 @@ def strip_tests(text):
 
 def expand_use(text):
     """Yields every path named in `use` trees and inline `crate::`/`super::` paths."""
-    for m in re.finditer(r"\buse\s+([^;]+);", text):
+    # A `use` item starts its line (after `pub` or `pub(crate)`): the word in a message
+    # or a comment ("use username_file and …") is not one.
+    for m in re.finditer(r"^\s*(?:pub(?:\([^)]*\))?\s+)?use\s+([^;]+);", text, re.M):
         tree = re.sub(r"\s+", "", m.group(1))
         yield from flatten(tree)
     for m in re.finditer(r"(?<![\w:])((?:crate|super)(?:::\w+)+)", text):

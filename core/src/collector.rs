@@ -250,6 +250,9 @@ pub fn section_error(from: &str, message: &str) -> TranslateError {
     {
         key = format!("{key}.{field}");
     }
+    if let Some((sub, tail)) = crate::config::named_sub_key(rest) {
+        return err(format!("{key}.{sub}"), crate::config::readable(tail));
+    }
     err(key, crate::config::readable(rest))
 }
 

@@ -375,6 +375,21 @@ pub fn parse_plain_yaml<T: DeserializeOwned>(path: &Path, text: &str) -> Result<
             message: "a second YAML document starts here; this file must hold one (the Collector would read only the first): keep the one that is this file's in a file of its own".into(),
         });
     }
+    // A key written twice in a mapping read into a map (exporter `headers:`, say) is taken
+    // by serde with the last value, silently, and one read by a visitor of its own (the
+    // exporters, the extensions) was refused at the first writing's line; the Collector
+    // refuses the file. A plain reading first finds it, placed at the second writing's line
+    // (or where the parser says when it cannot be).
+    if let Err(error) = serde_yaml_ng::from_str::<serde_yaml_ng::Value>(text) {
+        if error.to_string().contains("duplicate entry") {
+            return Err(
+                duplicate_key(path, &error, text).unwrap_or(ConfigError::Parse {
+                    path: path.to_owned(),
+                    error,
+                }),
+            );
+        }
+    }
     let read: T =
         serde_yaml_ng::from_str(text).map_err(|error| match tab_indented(&error, text) {
             Some(line) => ConfigError::InvalidAt {
@@ -384,10 +399,10 @@ pub fn parse_plain_yaml<T: DeserializeOwned>(path: &Path, text: &str) -> Result<
                 message: "this line is indented with a tab; YAML indents with spaces only".into(),
             },
             None => match (
-                duplicate_key(path, &error, text),
+                duplicate_key(path, &error, text).or_else(|| sub_key_error(path, &error, text)),
                 unknown_top_key_line(&error, text),
             ) {
-                (Some(duplicate), _) => duplicate,
+                (Some(located), _) => located,
                 // serde_yaml gives no position for the document's first key, nor for a top-level
                 // key written twice: found by its name.
                 (None, Some((line, key))) => ConfigError::InvalidAt {
@@ -402,21 +417,45 @@ pub fn parse_plain_yaml<T: DeserializeOwned>(path: &Path, text: &str) -> Result<
                 },
             },
         })?;
-    // A key written twice in a mapping read into a map (exporter `headers:`, say) is taken
-    // by serde with the last value, silently; the Collector refuses the file. A plain
-    // reading finds it.
-    if let Err(error) = serde_yaml_ng::from_str::<serde_yaml_ng::Value>(text) {
-        if error.to_string().contains("duplicate entry") {
-            // Placed at the second writing's line, or where the parser says when it cannot be.
-            return Err(
-                duplicate_key(path, &error, text).unwrap_or(ConfigError::Parse {
-                    path: path.to_owned(),
-                    error,
-                }),
-            );
-        }
-    }
     Ok(read)
+}
+
+/// A check's message that names its key below the value it was raised on, in the
+/// Collector's words (`sending_queue: \`queue_size\` must be positive`,
+/// `sending_queue.batch: \`flush_timeout\` must be positive, found 0`): that key
+/// (`sending_queue.queue_size`) and the message from the backtick on, so that the error
+/// names the key and its line rather than the block the check ran on.
+pub fn named_sub_key(message: &str) -> Option<(String, &str)> {
+    let (sub, tail) = message.split_once(": ")?;
+    let is_path = |t: &str| {
+        !t.is_empty()
+            && t.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"_.".contains(&b))
+    };
+    let leaf = tail.strip_prefix('`')?.split_once('`')?.0;
+    (is_path(sub) && is_path(leaf)).then(|| (format!("{sub}.{leaf}"), tail))
+}
+
+/// A schema error whose message names a key below where it was raised
+/// ([`named_sub_key`]), placed at that key's line; serde gives the position it reached.
+fn sub_key_error(path: &Path, error: &serde_yaml_ng::Error, text: &str) -> Option<ConfigError> {
+    let full = error.to_string();
+    let message = match full.rsplit_once(" at line ") {
+        Some((m, _)) => m,
+        None => &full,
+    };
+    let (at, rest) = message.split_once(": ")?;
+    if at.contains([' ', '`']) {
+        return None;
+    }
+    let (sub, tail) = named_sub_key(rest)?;
+    let key = format!("{at}.{sub}");
+    Some(ConfigError::InvalidAt {
+        path: path.to_owned(),
+        line: locate_key(text, &key)?,
+        key,
+        message: tail.to_owned(),
+    })
 }
 
 /// Where each YAML document after the first starts in `text`: its `---` line (1-based) and

@@ -189,8 +189,9 @@ impl CompressionParams {
             Ok(())
         } else {
             Err(format!(
-                "compression_params.level {level} does not apply to compression {compression:?} \
-                 (gzip, zlib, deflate: -2 to 9; zstd: any; the others: 0)"
+                "{level} does not apply to compression: {} (gzip, zlib, deflate: -2 to 9; \
+                 zstd: any; the others: 0)",
+                compression.content_encoding().unwrap_or("none")
             ))
         }
     }

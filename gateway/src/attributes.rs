@@ -234,6 +234,42 @@ pub enum AttributesError {
     TooManyAdditions(&'static str),
 }
 
+impl AttributesError {
+    /// The key the error is about, from `attributes` down (`attributes.actions[0].action`),
+    /// for the config error to name it and its line.
+    pub fn key(&self) -> String {
+        use AttributesError as E;
+        let (list, index, leaf) = match self {
+            E::TooManyAdditions(list) => return format!("attributes.{list}"),
+            E::KeyOrPattern { list, index } => (list, index, None),
+            E::Pattern { list, index, .. } | E::NeedsKey { list, index } => {
+                (list, index, Some("pattern"))
+            }
+            E::Action { list, index, .. } => (list, index, Some("action")),
+            E::Value { list, index, .. } => (list, index, Some("value")),
+            E::Source {
+                list,
+                index,
+                source_key,
+                ..
+            } => (list, index, Some(*source_key)),
+        };
+        match leaf {
+            Some(leaf) => format!("attributes.{list}[{index}].{leaf}"),
+            None => format!("attributes.{list}[{index}]"),
+        }
+    }
+
+    /// What is wrong, without the `attributes.…:` its message starts with.
+    pub fn detail(&self) -> String {
+        let text = self.to_string();
+        match text.split_once(": ") {
+            Some((_, detail)) => detail.to_owned(),
+            None => text,
+        }
+    }
+}
+
 impl AttributesConfig {
     /// Whether no action is configured.
     pub fn is_empty(&self) -> bool {

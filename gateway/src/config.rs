@@ -461,7 +461,11 @@ impl GatewayConfig {
             message: message.to_owned(),
         };
         if let Err((key, error)) = self.extensions.validate() {
-            return Err(invalid(&key, &error.to_string()));
+            let key = match error.sub_key() {
+                Some(sub) => format!("{key}.{sub}"),
+                None => key,
+            };
+            return Err(invalid(&key, &error.detail()));
         }
         if let Err((key, error)) = self.export.validate(&self.extensions) {
             return Err(invalid(&key, &error.to_string()));
@@ -526,7 +530,7 @@ impl GatewayConfig {
             ));
         }
         if let Err(e) = self.attributes.compile() {
-            return Err(invalid("attributes", &e.to_string()));
+            return Err(invalid(&e.key(), &e.detail()));
         }
         if let Err((key, message)) = self.peers.validate() {
             return Err(invalid(&key, &message));
@@ -1099,8 +1103,8 @@ mod tests {
         );
         // A level the compression does not take, and JSON bodies, are refused by name.
         for (block, wanted) in [
-            ("otlp: {endpoint: 'http://a:4317', compression: gzip, compression_params: {level: 12}}", "level 12"),
-            ("otlp: {endpoint: 'http://a:4317', compression: snappy, compression_params: {level: 3}}", "level 3"),
+            ("otlp: {endpoint: 'http://a:4317', compression: gzip, compression_params: {level: 12}}", "compression_params.level: 12 does not apply to compression: gzip"),
+            ("otlp: {endpoint: 'http://a:4317', compression: snappy, compression_params: {level: 3}}", "compression_params.level: 3 does not apply"),
             ("otlphttp: {endpoint: 'http://a:4318', encoding: json}", "encoding \"json\""),
         ] {
             let c: GatewayConfig = parse_yaml(p, &format!("export:\n  {block}\n")).unwrap();
@@ -1173,9 +1177,10 @@ mod tests {
         );
         for (yaml, says) in [
             ("export:\n  otlp:\n", "exporter otlp needs its settings"),
+            // At the second writing's line (a config audit: it named the first's).
             (
                 "export:\n  debug:\n  debug:\n",
-                "exporter debug is listed twice",
+                "gateway.yaml:3: export.debug: written twice in one mapping (first at line 2)",
             ),
             (
                 "export:\n  otlp:\n    endpoint: x\n    timeout: 10\n",

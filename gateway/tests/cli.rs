@@ -673,6 +673,57 @@ fn tls_errors_name_the_line_and_path_of_their_key() {
     std::fs::remove_dir_all(&dir).ok();
 }
 
+/// Scenario: one mistake each below the block a check runs on: an `attributes` action,
+/// an extension's `tokens`, an exporter's `sending_queue` (the gateway's own config and a
+/// Collector config) and `compression_params`.
+/// Guarantees: the error names the key's own line and path (a config audit found the
+/// block's line, `attributes: attributes.actions[0]`, and a sending_queue error with no
+/// line or the exporter's).
+#[test]
+fn errors_name_the_line_of_the_key_below_their_block() {
+    let dir = scratch("below-block");
+    let own = |block: &str| format!("receive: {{grpc: 127.0.0.1:4317}}\n{block}");
+    let collector = "receivers:\n  otlp: {protocols: {grpc: {endpoint: 127.0.0.1:4317}}}\nprocessors:\n  tail_sampling: {policies: [{name: all, type: always_sample}]}\nexporters:\n  otlphttp/vendor:\n    endpoint: https://api.vendor.example\n    sending_queue:\n      enabled: true\n      num_consumers: 0\nservice:\n  pipelines:\n    traces: {receivers: [otlp], processors: [tail_sampling], exporters: [otlphttp/vendor]}\n".to_owned();
+    for (text, policies, expected) in [
+        (
+            own("export: {debug: {}}\nattributes:\n  actions:\n    - key: user.email\n      action: obliterate\n"),
+            true,
+            "config.yaml:6: attributes.actions[0].action: action \"obliterate\" is not supported",
+        ),
+        (
+            own("extensions:\n  bearertokenauth/t:\n    token: abc\n    tokens: [a, b]\nexport:\n  otlp_grpc: {endpoint: 'https://x.example:443', compression: none, auth: {authenticator: bearertokenauth/t}}\n"),
+            true,
+            "config.yaml:5: extensions.bearertokenauth/t.tokens: either tokens or token",
+        ),
+        (
+            own("export:\n  otlp:\n    endpoint: https://x.example:443\n    compression: gzip\n    sending_queue:\n      enabled: true\n      queue_size: 0\n"),
+            true,
+            "config.yaml:8: export.otlp.sending_queue.queue_size: `queue_size` must be positive",
+        ),
+        (
+            own("export:\n  otlp:\n    endpoint: https://x.example:443\n    compression: gzip\n    compression_params:\n      level: 42\n"),
+            true,
+            "config.yaml:7: export.otlp.compression_params.level: 42 does not apply to compression: gzip",
+        ),
+        (
+            collector,
+            false,
+            "config.yaml:10: exporters.otlphttp/vendor.sending_queue.num_consumers: `num_consumers` must be positive",
+        ),
+    ] {
+        std::fs::write(dir.join("config.yaml"), &text).unwrap();
+        let mut args = vec!["--check", "--config", "config.yaml"];
+        if policies {
+            args.extend(["--policies", "policies.yaml"]);
+        }
+        let out = gateway(&args, &dir);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(64), "{text}: {stderr}");
+        assert!(stderr.contains(expected), "{expected}: {stderr}");
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}
+
 /// Scenario: a whole Collector config whose receiver, exporter and extension read files
 /// mounted from Secrets where it runs (TLS certificate, key and CAs; a bearer token),
 /// checked on a machine without them (CI); then with the token file here but empty.

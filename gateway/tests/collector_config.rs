@@ -361,7 +361,7 @@ fn a_whole_collector_config_loads_its_traces_pipelines_processor() {
         .replace("type: latency", "type: latencyy");
     let err = PolicyFile::parse(&path, &bad).unwrap_err();
     assert!(
-        matches!(&err, ConfigError::InvalidAt { line: 26, message, .. } if message.contains("unknown policy type \"latencyy\"")),
+        matches!(&err, ConfigError::InvalidAt { line: 27, message, .. } if message.contains("unknown policy type \"latencyy\"")),
         "{err}"
     );
 }

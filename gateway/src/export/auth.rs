@@ -540,6 +540,51 @@ pub enum AuthError {
     },
 }
 
+impl AuthError {
+    /// The key below the extension the error is about (`tokens`, `client_auth.password`,
+    /// an `oauth2client`'s `token_url`), so that the config error names it and its line;
+    /// `None` for the extension as a whole.
+    pub fn sub_key(&self) -> Option<String> {
+        match self {
+            AuthError::TokenAndTokens(_) => Some("tokens".into()),
+            AuthError::BothSides(_) => Some("htpasswd".into()),
+            AuthError::NoClientAuth(_) => Some("htpasswd".into()),
+            AuthError::Missing { key, .. } => Some(format!("client_auth.{key}")),
+            AuthError::AwsSecretsManager(_) => Some("client_auth.aws_secrets_manager".into()),
+            AuthError::OAuth2(_, message)
+            | AuthError::SigV4(_, message)
+            | AuthError::Google(_, message)
+            | AuthError::HeadersSetter(_, message) => leading_key(message).map(|(k, _)| k.into()),
+            _ => None,
+        }
+    }
+
+    /// What is wrong, without the key [`Self::sub_key`] names.
+    pub fn detail(&self) -> String {
+        let text = self.to_string();
+        match self {
+            AuthError::OAuth2(..)
+            | AuthError::SigV4(..)
+            | AuthError::Google(..)
+            | AuthError::HeadersSetter(..) => {
+                leading_key(&text).map_or(text.clone(), |(_, rest)| rest.to_owned())
+            }
+            _ => text,
+        }
+    }
+}
+
+/// `token_url` and the rest of `token_url: endpoint "…" needs a scheme`: a message that
+/// starts with the key it is about (a snake_case name, dotted or indexed).
+fn leading_key(message: &str) -> Option<(&str, &str)> {
+    let (key, rest) = message.split_once(": ")?;
+    let is_key = !key.is_empty()
+        && key
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"_.[]".contains(&b));
+    is_key.then_some((key, rest))
+}
+
 impl<'de> Deserialize<'de> for ExtensionsConfig {
     /// Each extension's settings are read straight from the file by their type, so that an
     /// error names its line.

@@ -13,6 +13,9 @@ pub enum SettingError {
     /// The endpoint is not an `http://` or `https://` URL with a host.
     #[error(transparent)]
     Endpoint(#[from] tailgate_core::endpoint::EndpointError),
+    /// The same, of an OTLP/HTTP exporter's `traces_endpoint`.
+    #[error(transparent)]
+    TracesEndpoint(tailgate_core::endpoint::EndpointError),
     /// A header that is empty or cannot be sent.
     #[error("header {name:?} {problem}")]
     Header {
@@ -57,13 +60,14 @@ impl SettingError {
         Some(match self {
             SettingError::NoExporter | SettingError::NoEndpoint => return None,
             SettingError::Endpoint(_) => "endpoint".into(),
+            SettingError::TracesEndpoint(_) => "traces_endpoint".into(),
             SettingError::Header { name, .. } => format!("headers.{name}"),
             SettingError::Zero { key } => (*key).into(),
             SettingError::Tls(e) => match e.key() {
                 Some(key) => format!("tls.{key}"),
                 None => "tls".into(),
             },
-            SettingError::CompressionParams(_) => "compression_params".into(),
+            SettingError::CompressionParams(_) => "compression_params.level".into(),
             SettingError::Auth(_) => "auth".into(),
             SettingError::Authority(_) => "authority".into(),
             SettingError::Proxy(_) => "proxy_url".into(),

@@ -160,7 +160,11 @@ impl OtlpHttpConfig {
             (None, Some(e)) => format!("{}/v1/traces", e.trim_end_matches('/')),
             (None, None) => return Err(SettingError::NoEndpoint),
         };
-        let uri = tailgate_core::endpoint::parse(&url, tailgate_core::endpoint::Bare::Refused)?;
+        let uri = tailgate_core::endpoint::parse(&url, tailgate_core::endpoint::Bare::Refused)
+            .map_err(|e| match self.traces_endpoint {
+                Some(_) => SettingError::TracesEndpoint(e),
+                None => SettingError::Endpoint(e),
+            })?;
         Ok(tailgate_core::endpoint::without_default_port(uri))
     }
 

@@ -308,6 +308,11 @@ fn exporter_settings_are_refused_by_kind() {
         assert!(!g.uses_tls(), "{written}");
     }
     let http: OtlpHttpConfig = serde_yaml_ng::from_str("{traces_endpoint: 'b:4318'}").unwrap();
+    // Named as traces_endpoint, where it is written (a config audit found `endpoint`).
+    let err = http.validate().unwrap_err();
+    assert!(matches!(err, SettingError::TracesEndpoint(_)), "{err}");
+    assert_eq!(err.sub_key().as_deref(), Some("traces_endpoint"));
+    let http: OtlpHttpConfig = serde_yaml_ng::from_str("{endpoint: 'b:4318'}").unwrap();
     assert!(matches!(http.validate(), Err(SettingError::Endpoint(_))));
     let none: OtlpHttpConfig = serde_yaml_ng::from_str("{}").unwrap();
     assert!(matches!(none.validate(), Err(SettingError::NoEndpoint)));

@@ -186,6 +186,7 @@ impl PolicyError {
         match self {
             PolicyError::Setting { block, error, .. } => Some(format!("{block}.{}", error.key())),
             PolicyError::NoSubPolicies { key, .. } => Some((*key).to_owned()),
+            PolicyError::UnknownType { .. } => Some("type".into()),
             PolicyError::Nested { key, index, .. } => Some(sub_at(key, *index)),
             PolicyError::InSubPolicy {
                 key, index, error, ..

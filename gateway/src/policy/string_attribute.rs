@@ -55,6 +55,13 @@ impl StringAttributeConfig {
             ));
         }
         if self.enabled_regex_matching {
+            // Each alone first, so that the error names the value's own line.
+            for (i, value) in self.values.iter().enumerate() {
+                crate::go_regex::bytes_regex(value).map_err(|error| SettingError::Regex {
+                    key: format!("values[{i}]"),
+                    error,
+                })?;
+            }
             crate::go_regex::bytes_regex_set(&self.values)
                 .map_err(|error| SettingError::Regex {
                     key: "values".into(),

@@ -40,7 +40,9 @@ fn setting_errors_name_the_line_of_their_key() {
     // Written in blocks, the key's own line: below the settings block, and in the second
     // sub-policy of an `and`.
     let err = parse("policies:\n  - name: a\n    type: latency\n    latency: {threshold_ms: 1}\n  - name: r\n    type: string_attribute\n    string_attribute:\n      key: k\n      enabled_regex_matching: true\n      values:\n        - ok\n        - '[z-a]'\n").unwrap_err();
-    assert!(err.starts_with("policies.yaml:10: policies[1]:"), "{err}");
+    // The refused value's own line (a config audit: the `values:` line).
+    assert!(err.starts_with("policies.yaml:12: policies[1]:"), "{err}");
+    assert!(err.contains("string_attribute.values[1]:"), "{err}");
     let err = parse("policies:\n  - name: b\n    type: and\n    and:\n      and_sub_policy:\n        - name: s1\n          type: latency\n          latency: {threshold_ms: 1}\n        - name: s2\n          type: status_code\n          status_code:\n            # the codes\n            status_codes: [OK, EROR]\n  - name: c\n    type: always_sample\n").unwrap_err();
     assert!(err.starts_with("policies.yaml:13: policies[0]:"), "{err}");
     // A list on one line: the line holding the entry's name, past other entries' names;
@@ -149,7 +151,8 @@ fn unknown_type_names_file_policy_and_line() {
         "policies:\n  - name: ok\n    type: always_sample\n  - name: weird\n    type: sometimes\n",
     )
     .unwrap_err();
-    assert!(err.starts_with("policies.yaml:4: policies[1]:"), "{err}");
+    // The `type:` line (a config audit: the entry's `- name:` line).
+    assert!(err.starts_with("policies.yaml:5: policies[1]:"), "{err}");
     assert!(
         err.contains("\"weird\"") && err.contains("sometimes"),
         "{err}"
