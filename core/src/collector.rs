@@ -203,7 +203,7 @@ pub fn keys(v: &Value) -> Vec<&str> {
 /// tree would refuse a number. The error's message carries no position (the text is not
 /// the user's): callers name the Collector key it came from.
 pub fn read_section<T: serde::de::DeserializeOwned>(value: &Value) -> Result<T, String> {
-    let text = serde_yaml_ng::to_string(value).map_err(|e| e.to_string())?;
+    let text = empty_nulls(&serde_yaml_ng::to_string(value).map_err(|e| e.to_string())?);
     serde_yaml_ng::from_str(&text).map_err(|e| {
         let message = e.to_string();
         match message.find(" at line ") {
@@ -211,6 +211,51 @@ pub fn read_section<T: serde::de::DeserializeOwned>(value: &Value) -> Result<T, 
             None => message,
         }
     })
+}
+
+/// `text` (a section written out by serde) with each null written as nothing, as the file
+/// wrote it: serde writes a null as `null`, which a string setting reads as the word
+/// "null", so `endpoint: ${env:UNSET}` in a Collector config dialled a host named `null`
+/// and a header was sent as `null` (a config audit), where the same in Tailgate's own
+/// config reads as empty and is refused. A string holding "null" is written quoted, and
+/// the lines of block scalars (`|-`) are left as they are.
+fn empty_nulls(text: &str) -> String {
+    let indent_of = |l: &str| l.len() - l.trim_start().len();
+    let mut out = String::with_capacity(text.len());
+    // The indent a block scalar's lines are deeper than, while inside one.
+    let mut block: Option<usize> = None;
+    for line in text.lines() {
+        if let Some(at) = block {
+            if line.trim().is_empty() || indent_of(line) > at {
+                out.push_str(line);
+                out.push('\n');
+                continue;
+            }
+            block = None;
+        }
+        let trimmed = line.trim_end();
+        let emptied = trimmed
+            .strip_suffix(": null")
+            .map(|k| format!("{k}:"))
+            .or_else(|| {
+                (trimmed.trim_start() == "- null").then(|| format!("{}-", &line[..indent_of(line)]))
+            });
+        match emptied {
+            Some(l) => out.push_str(&l),
+            None => out.push_str(line),
+        }
+        out.push('\n');
+        // `key: |-`, `- >+`, `key: |2`: a block scalar's header ends the line.
+        let last = trimmed.rsplit(' ').next().unwrap_or_default();
+        let opens_block = last.starts_with(['|', '>'])
+            && last[1..]
+                .bytes()
+                .all(|b| b.is_ascii_digit() || b == b'-' || b == b'+');
+        if opens_block {
+            block = Some(indent_of(line));
+        }
+    }
+    out
 }
 
 /// A listen address section (`admin`, `metrics`): `None` when off (null).
@@ -690,4 +735,36 @@ pub fn metrics(top: &Value, notes: &mut Vec<String>) -> Result<Option<Section>, 
         value: format!("{host}:{}", port.as_u64().unwrap_or(0)).into(),
         from: format!("{key}.readers"),
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Scenario: a section holding nulls (an unset `${env:…}` in a Collector config), a
+    /// string "null", and a block scalar whose text has a line ending in `: null`.
+    /// Guarantees: a null reads as the file's empty value (an empty string, no option), not
+    /// as the word "null" (`endpoint: ${env:UNSET}` dialled a host named `null`); the
+    /// string and the block scalar's text are kept.
+    #[test]
+    fn nulls_read_as_empty_not_as_the_word() {
+        #[derive(serde::Deserialize)]
+        struct Section {
+            endpoint: String,
+            tls: Option<String>,
+            quoted: String,
+            script: String,
+            list: Vec<Option<String>>,
+        }
+        let value: Value = serde_yaml_ng::from_str(
+            "endpoint: ~\ntls: null\nquoted: 'null'\nscript: \"a: null\\nb: 1\\n\"\nlist: [~, x]\n",
+        )
+        .unwrap();
+        let read: Section = read_section(&value).unwrap();
+        assert_eq!(read.endpoint, "");
+        assert_eq!(read.tls, None);
+        assert_eq!(read.quoted, "null");
+        assert_eq!(read.script, "a: null\nb: 1\n");
+        assert_eq!(read.list, [None, Some("x".into())]);
+    }
 }

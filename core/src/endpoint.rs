@@ -42,6 +42,9 @@ pub enum EndpointError {
         /// As written.
         endpoint: String,
     },
+    /// No endpoint at all (an unset `${env:…}` variable).
+    #[error("the endpoint is empty (an unset ${{env:…}} variable?)")]
+    Empty,
     /// A port that is no TCP port (`:99999`, `:0`, `:http`).
     #[error("endpoint {endpoint:?}: port {port:?} is not a port number (1-65535)")]
     Port {
@@ -107,6 +110,9 @@ pub fn parse(endpoint: &str, bare: Bare) -> Result<http::Uri, EndpointError> {
         return Err(EndpointError::Credentials {
             masked: redact(endpoint),
         });
+    }
+    if endpoint.trim().is_empty() {
+        return Err(EndpointError::Empty);
     }
     let owned = || endpoint.to_owned();
     if endpoint
@@ -246,6 +252,7 @@ mod tests {
                 "{endpoint}"
             );
         }
+        assert_eq!(parse(" ", Bare::AsHttp), Err(EndpointError::Empty));
         for fine in ["http://[::1]:4317", "https://[::1]/v1/traces", "b:65535"] {
             assert!(parse(fine, Bare::AsHttp).is_ok(), "{fine}");
         }
