@@ -420,6 +420,38 @@ pub fn parse_plain_yaml<T: DeserializeOwned>(path: &Path, text: &str) -> Result<
     Ok(read)
 }
 
+/// The dotted path of the key written on `line` (1-based) of a YAML text in block style
+/// (`receivers.otlp.protocols.grpc.endpoint`); `None` when that line or one of its parents
+/// is a sequence item or a flow mapping, or writes no key.
+pub fn path_of_line(text: &str, line: usize) -> Option<String> {
+    let lines: Vec<&str> = text.lines().collect();
+    let key_of = |l: &str| -> Option<String> {
+        let t = l.trim_start();
+        if t.starts_with('-') || t.starts_with('#') || t.starts_with('{') {
+            return None;
+        }
+        let (k, _) = t.split_once(':')?;
+        let k = k.trim().trim_matches(|c| c == '"' || c == '\'');
+        (!k.is_empty() && !k.contains(['{', '[', ' '])).then(|| k.to_owned())
+    };
+    let at = lines.get(line.checked_sub(1)?)?;
+    let mut parts = vec![key_of(at)?];
+    let mut indent = at.len() - at.trim_start().len();
+    for l in lines[..line - 1].iter().rev() {
+        if indent == 0 {
+            break;
+        }
+        let i = l.len() - l.trim_start().len();
+        if l.trim().is_empty() || l.trim_start().starts_with('#') || i >= indent {
+            continue;
+        }
+        parts.push(key_of(l)?);
+        indent = i;
+    }
+    parts.reverse();
+    Some(parts.join("."))
+}
+
 /// A check's message that names its key below the value it was raised on, in the
 /// Collector's words (`sending_queue: \`queue_size\` must be positive`,
 /// `sending_queue.batch: \`flush_timeout\` must be positive, found 0`): that key
@@ -703,7 +735,7 @@ pub fn collector_text(path: &Path, text: &str, source: &Source<'_>) -> Result<St
     let expanded = collector_text_lenient(text, source);
     expanded.warn(|_| true);
     match expanded.failures.into_iter().next() {
-        Some((line, message)) => Err(reference_error(path, line, message)),
+        Some((line, message)) => Err(reference_error(path, text, line, message)),
         None => merge_keys(path, expanded.text),
     }
 }
@@ -797,11 +829,12 @@ pub fn collector_text_lenient(text: &str, source: &Source<'_>) -> Expanded {
 }
 
 /// The error for a reference that could not be resolved.
-pub fn reference_error(path: &Path, line: usize, message: String) -> ConfigError {
+pub fn reference_error(path: &Path, text: &str, line: usize, message: String) -> ConfigError {
     ConfigError::InvalidAt {
         path: path.to_owned(),
         line,
-        key: "${…}".into(),
+        // The key the reference is the value of, when the line writes one in block style.
+        key: path_of_line(text, line).unwrap_or_else(|| "${…}".into()),
         message,
     }
 }
@@ -1835,32 +1868,7 @@ fn written_path(text: &str, line: usize, key: &str) -> Option<String> {
     if key.contains('[') {
         return None;
     }
-    let lines: Vec<&str> = text.lines().collect();
-    let key_of = |l: &str| -> Option<String> {
-        let t = l.trim_start();
-        if t.starts_with('-') || t.starts_with('#') || t.starts_with('{') {
-            return None;
-        }
-        let (k, _) = t.split_once(':')?;
-        let k = k.trim().trim_matches(|c| c == '"' || c == '\'');
-        (!k.is_empty() && !k.contains(['{', '[', ' '])).then(|| k.to_owned())
-    };
-    let at = lines.get(line.checked_sub(1)?)?;
-    let mut parts = vec![key_of(at)?];
-    let mut indent = at.len() - at.trim_start().len();
-    for l in lines[..line - 1].iter().rev() {
-        let i = l.len() - l.trim_start().len();
-        if l.trim().is_empty() || l.trim_start().starts_with('#') || i >= indent {
-            continue;
-        }
-        parts.push(key_of(l)?);
-        indent = i;
-        if i == 0 {
-            break;
-        }
-    }
-    parts.reverse();
-    let written = parts.join(".");
+    let written = path_of_line(text, line)?;
     // `key`'s parts, each found after the one before (dots inside a key, as in
     // `otlp/tempo.eu`, are matched on the joined text).
     let mut rest = written.as_str();

@@ -1218,7 +1218,7 @@ impl PolicyFile {
                 _ => None,
             };
             match failures.iter().find(|(line, _)| Some(*line) == at) {
-                Some((line, message)) => reference_error(path, *line, message.clone()),
+                Some((line, message)) => reference_error(path, text, *line, message.clone()),
                 None => e,
             }
         };
@@ -1256,7 +1256,7 @@ impl PolicyFile {
         };
         warn(&|line| used.contains(&line));
         if let Some((line, message)) = failures.into_iter().find(|(l, _)| used.contains(l)) {
-            return Err(reference_error(path, line, message));
+            return Err(reference_error(path, &unmerged, line, message));
         }
         let invalid = |key: &str, message: String| ConfigError::Invalid {
             path: path.to_owned(),
