@@ -766,10 +766,34 @@ impl GrpcClient {
                 return Err(status);
             }
         }
-        // An export answer is a few bytes; a server that sends more is not one to trust.
-        let body = http_body_util::Limited::new(body, MAX_ANSWER_BYTES);
-        let collected = body.collect().await.map_err(|e| {
-            let chain = error_chain(&*e);
+        // An export answer is a few bytes: at most MAX_ANSWER_BYTES of it are kept, the rest
+        // read and dropped for the status in its trailers. An OK answer larger than that is
+        // delivered (its spans are there); refusing it as unavailable sent the request
+        // again and again, its spans arriving each time (a hostile check: 12 sends).
+        let mut body = body;
+        let mut message = bytes::BytesMut::new();
+        let mut trailers = None;
+        let mut oversized = false;
+        let read: Result<(), hyper::Error> = async {
+            while let Some(frame) = body.frame().await {
+                let frame = match frame?.into_data() {
+                    Ok(data) => {
+                        let room = MAX_ANSWER_BYTES.saturating_sub(message.len());
+                        oversized |= data.len() > room;
+                        message.extend_from_slice(&data[..data.len().min(room)]);
+                        continue;
+                    }
+                    Err(frame) => frame,
+                };
+                if let Ok(t) = frame.into_trailers() {
+                    trailers = Some(t);
+                }
+            }
+            Ok(())
+        }
+        .await;
+        read.map_err(|e| {
+            let chain = error_chain(&e);
             let unanswered_ping = says_ping_unanswered(&chain);
             let hint = if unanswered_ping {
                 UNANSWERED_PING_HINT
@@ -785,8 +809,7 @@ impl GrpcClient {
             }
             status
         })?;
-        let trailers = collected.trailers().cloned();
-        let message = collected.to_bytes();
+        let message = message.freeze();
         let status = trailers
             .as_ref()
             .and_then(tonic::Status::from_header_map)
@@ -794,7 +817,12 @@ impl GrpcClient {
         match status {
             Some(status) if status.code() == tonic::Code::Ok => {
                 let encoding = parts.headers.get("grpc-encoding").map(|v| v.as_bytes());
-                let mut delivered = parse_message(message, encoding);
+                let mut delivered = if oversized {
+                    tracing::debug!(endpoint = %self.endpoint, "An OK answer over {MAX_ANSWER_BYTES} bytes: delivered, its message not read.");
+                    Delivered::default()
+                } else {
+                    parse_message(message, encoding)
+                };
                 delivered.max_request_bytes = crate::receive::status::stated_max_request_bytes(
                     parts
                         .headers

@@ -40,6 +40,8 @@ struct Tonic {
     rejected: i64,
     /// Take requests and never answer (a stalled or frozen server).
     stall: bool,
+    /// Bytes of the partial success's message (with `rejected` 0: an OK answer this long).
+    long_message: usize,
 }
 
 struct Service(Arc<Tonic>);
@@ -67,6 +69,14 @@ impl TraceService for Service {
         }
         if let Some(status) = self.0.answer.lock().unwrap().clone() {
             return Err(status);
+        }
+        if self.0.long_message > 0 {
+            return Ok(tonic::Response::new(ExportTraceServiceResponse {
+                partial_success: Some(ExportTracePartialSuccess {
+                    rejected_spans: 0,
+                    error_message: "x".repeat(self.0.long_message),
+                }),
+            }));
         }
         Ok(tonic::Response::new(ExportTraceServiceResponse {
             partial_success: (self.0.rejected > 0).then(|| ExportTracePartialSuccess {
@@ -208,6 +218,24 @@ async fn chunks_arrive_as_one_request_in_every_compression() {
     }
     assert_eq!(seen[3].0, a);
     assert_eq!(seen[3].1.as_deref(), Some("forwarded; hops=1"));
+}
+
+/// Scenario: the server takes the request and answers OK with a message of 8 MiB (over
+/// the 1 MiB of an answer the client keeps).
+/// Guarantees: delivered at the first attempt, sent once (it was refused as unavailable
+/// and sent again and again, its spans arriving each time: a hostile check).
+#[tokio::test]
+async fn an_ok_answer_too_long_to_read_is_delivered_once() {
+    let state = Arc::new(Tonic {
+        long_message: 8 << 20,
+        ..Tonic::default()
+    });
+    let (addr, _stop) = tonic_server(state.clone()).await;
+    let client = GrpcClient::new(&addr, &[], Duration::from_secs(5), quick_retry()).unwrap();
+    let body = Bytes::from(FakeOtlp::traces(2).spans(2).build().encode_to_vec());
+    let delivered = client.send(body).await.unwrap();
+    assert_eq!(delivered.attempts, 1);
+    assert_eq!(state.requests.lock().unwrap().len(), 1);
 }
 
 /// Scenario: the server accepts with `partial_success`, then refuses for good, then is

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use http::{header, Request, StatusCode, Uri};
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
@@ -417,9 +417,13 @@ impl HttpClient {
     /// then the authenticator's headers (the Collector's order: its auth round-tripper is
     /// the innermost); and the values they were sent with. `Err(Retry)` when the
     /// authenticator has no token yet (held and tried again, not sent without one).
-    async fn request(&self, body: Bytes) -> Result<(Request<Full<Bytes>>, Option<Sent>), Attempt> {
+    async fn request(
+        &self,
+        url: &Uri,
+        body: Bytes,
+    ) -> Result<(Request<Full<Bytes>>, Option<Sent>), Attempt> {
         let signed_body = body.clone();
-        let mut req = Request::post(self.url.clone())
+        let mut req = Request::post(url.clone())
             .header(header::CONTENT_TYPE, "application/x-protobuf")
             .header(
                 header::USER_AGENT,
@@ -452,7 +456,7 @@ impl HttpClient {
             // the innermost) and the body as sent.
             auth.sign(
                 &http::Method::POST,
-                &self.url,
+                url,
                 req.headers_mut(),
                 &signed_body,
                 sent,
@@ -466,49 +470,81 @@ impl HttpClient {
     /// One try; `resent` says whether this request was already sent again for refused
     /// credentials (once at most: a backend refusing every key fails it and says so).
     async fn attempt(&self, body: Bytes, resent: &std::sync::atomic::AtomicBool) -> Attempt {
-        let (req, sent) = match self.request(body).await {
-            Ok(built) => built,
-            Err(attempt) => return attempt,
-        };
-        let response = match tokio::time::timeout(self.timeout, self.client.request(req)).await {
-            Err(_) => {
-                // The backend may have the data: sent again, it may arrive twice.
-                self.retry.stats().unanswered.add(1);
-                return Attempt::Retry {
-                    error: format!("no response within {:?}", self.timeout).into(),
-                    after: None,
-                };
-            }
-            Ok(Err(e)) => {
-                return Attempt::Retry {
-                    error: tailgate_core::forward::error_chain(&e).into(),
-                    after: None,
+        let mut url = self.url.clone();
+        let mut hops = 0;
+        let (response, sent) = loop {
+            let (req, sent) = match self.request(&url, body.clone()).await {
+                Ok(built) => built,
+                Err(attempt) => return attempt,
+            };
+            let response = match tokio::time::timeout(self.timeout, self.client.request(req)).await
+            {
+                Err(_) => {
+                    // The backend may have the data: sent again, it may arrive twice.
+                    self.retry.stats().unanswered.add(1);
+                    return Attempt::Retry {
+                        error: format!("no response within {:?}", self.timeout).into(),
+                        after: None,
+                    };
                 }
+                Ok(Err(e)) => {
+                    return Attempt::Retry {
+                        error: tailgate_core::forward::error_chain(&e).into(),
+                        after: None,
+                    }
+                }
+                Ok(Ok(r)) => r,
+            };
+            match redirect(&url, response.status(), response.headers()) {
+                Some(Ok(next)) if hops < MAX_REDIRECTS => {
+                    hops += 1;
+                    url = next;
+                }
+                Some(Ok(_)) => {
+                    return Attempt::Fail(
+                        format!(
+                            "HTTP {}: more than {MAX_REDIRECTS} redirects",
+                            response.status()
+                        )
+                        .into(),
+                    )
+                }
+                Some(Err(refused)) => return Attempt::Fail(refused.into()),
+                None => break (response, sent),
             }
-            Ok(Ok(r)) => r,
         };
+        self.answer(response, sent, resent).await
+    }
+
+    /// What an answer means, its body read (at most [`MAX_ANSWER_BYTES`]).
+    async fn answer<B>(
+        &self,
+        response: http::Response<B>,
+        sent: Option<Sent>,
+        resent: &std::sync::atomic::AtomicBool,
+    ) -> Attempt
+    where
+        B: BodyExt<Data = Bytes> + Unpin,
+        B::Error: std::error::Error + 'static,
+    {
         let status = response.status();
         let after = response
             .headers()
             .get(header::RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
             .and_then(retry_after);
-        let body = match tokio::time::timeout(self.timeout, response.into_body().collect()).await {
-            Ok(Ok(b)) => b.to_bytes(),
-            Ok(Err(e)) => {
-                return Attempt::Retry {
-                    error: tailgate_core::forward::error_chain(&e).into(),
-                    after,
-                }
-            }
-            Err(_) => {
-                self.retry.stats().unanswered.add(1);
-                return Attempt::Retry {
-                    error: String::from("response body timed out").into(),
-                    after,
-                };
-            }
-        };
+        // The status decides; the body only says more (a partial success, an error's
+        // message). So a body that cannot be read whole is taken as far as it came: a 2xx
+        // whose body was cut or stalled was sent again, and its spans arrived twice.
+        let mut answer = BytesMut::new();
+        let read = read_answer(response.into_body(), &mut answer);
+        if let Err(problem) = tokio::time::timeout(self.timeout, read)
+            .await
+            .unwrap_or_else(|_| Err(format!("not read whole within {:?}", self.timeout)))
+        {
+            tracing::debug!(%status, %problem, "Backend's answer body taken as far as it was read.");
+        }
+        let body = answer.freeze();
         // Refused credentials: worth another try only with another key (read anew from
         // its file, or a token fetched anew).
         let refused = matches!(status, StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN);
@@ -530,6 +566,90 @@ impl HttpClient {
     }
 }
 
+/// Redirects followed in one attempt, as Go's client (the Collector's) follows at most ten.
+const MAX_REDIRECTS: usize = 10;
+
+/// Where a 307 or 308 answer to a request for `url` sends it again, as Go's client (the
+/// Collector's) follows them with the same body; `None` for any other answer. Followed
+/// only to the same scheme, host and port (a path moved behind an ingress): the request
+/// carries the exporter's headers and credentials, which another host is not sent; such a
+/// redirect, and a 301, 302 or 303 (which Go follows as a GET, without the spans), fail
+/// with the place they point to.
+fn redirect(
+    url: &Uri,
+    status: StatusCode,
+    headers: &http::HeaderMap,
+) -> Option<Result<Uri, String>> {
+    if !status.is_redirection() || status == StatusCode::NOT_MODIFIED {
+        return None;
+    }
+    let location = headers.get(header::LOCATION).and_then(|l| l.to_str().ok());
+    let Some(location) = location else {
+        return Some(Err(format!("HTTP {status} without a Location")));
+    };
+    let target = match location.parse::<Uri>() {
+        Ok(u) if u.scheme().is_some() => u,
+        // A path on the same host.
+        Ok(u) if location.starts_with('/') => {
+            let mut parts = url.clone().into_parts();
+            parts.path_and_query = u.path_and_query().cloned();
+            match Uri::from_parts(parts) {
+                Ok(u) => u,
+                Err(e) => return Some(Err(format!("HTTP {status} to {location:?}: {e}"))),
+            }
+        }
+        _ => {
+            return Some(Err(format!(
+                "HTTP {status} to {location:?}, which is not a URL or an absolute path"
+            )))
+        }
+    };
+    let same_origin = target.scheme() == url.scheme()
+        && target.authority().map(|a| a.as_str()) == url.authority().map(|a| a.as_str());
+    Some(match status {
+        StatusCode::TEMPORARY_REDIRECT | StatusCode::PERMANENT_REDIRECT if same_origin => {
+            Ok(target)
+        }
+        StatusCode::TEMPORARY_REDIRECT | StatusCode::PERMANENT_REDIRECT => Err(format!(
+            "HTTP {status} to {}: redirects are followed on the same host only (the request carries this exporter's headers and credentials); set the endpoint to it",
+            tailgate_core::endpoint::redact(&target.to_string())
+        )),
+        _ => Err(format!(
+            "HTTP {status} to {}: a redirect that would resend the spans as a GET, without them; set the endpoint to it",
+            tailgate_core::endpoint::redact(&target.to_string())
+        )),
+    })
+}
+
+/// The most of an answer's body read, as the Collector's otlphttp exporter reads at most
+/// 64 KiB of one: a backend (or a proxy before it) answering with an endless or huge body
+/// took the gateway past its memory bound (3.8 GB in one 5 s attempt, a hostile check).
+const MAX_ANSWER_BYTES: usize = 64 << 10;
+
+/// Reads `body` into `into`, at most [`MAX_ANSWER_BYTES`] (the rest is left unread: the
+/// connection is not reused); an error says why it stopped early.
+async fn read_answer<B>(mut body: B, into: &mut BytesMut) -> Result<(), String>
+where
+    B: BodyExt<Data = Bytes> + Unpin,
+    B::Error: std::error::Error + 'static,
+{
+    while into.len() < MAX_ANSWER_BYTES {
+        match body.frame().await {
+            None => return Ok(()),
+            Some(Err(e)) => return Err(tailgate_core::forward::error_chain(&e)),
+            Some(Ok(frame)) => {
+                if let Ok(data) = frame.into_data() {
+                    let room = MAX_ANSWER_BYTES - into.len();
+                    into.extend_from_slice(&data[..data.len().min(room)]);
+                }
+            }
+        }
+    }
+    Err(format!(
+        "longer than {MAX_ANSWER_BYTES} bytes; the rest was not read"
+    ))
+}
+
 /// Removes the headers that frame a body (`Content-Length`, `Transfer-Encoding`,
 /// `Trailer`), which the client writes from the body itself, as Go's client drops them.
 fn strip_framing(headers: &mut http::HeaderMap) {
@@ -539,7 +659,8 @@ fn strip_framing(headers: &mut http::HeaderMap) {
 }
 
 /// What an answer means, as the OTLP/HTTP specification says: 2xx delivered (perhaps
-/// partly), 429/502/503/504 retried (honouring `Retry-After`), anything else final.
+/// partly), 429/502/503/504 retried, anything else final. `Retry-After` is honoured on
+/// 429 and 503 only, as the Collector reads it (502 and 504 take the back-off).
 fn classify(status: StatusCode, body: Bytes, after: Option<Duration>) -> Attempt {
     match status {
         s if s.is_success() => Attempt::Done(parse_response(body)),
@@ -551,7 +672,12 @@ fn classify(status: StatusCode, body: Bytes, after: Option<Duration>) -> Attempt
                 status: Some(status),
                 message: format!("HTTP {status}{}", answer_text(&body)),
             },
-            after,
+            after: after.filter(|_| {
+                matches!(
+                    status,
+                    StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE
+                )
+            }),
         },
         s => Attempt::Fail(Failure {
             status: Some(s),
@@ -661,7 +787,10 @@ mod tests {
             ))
             .unwrap();
             let client = cfg.client().unwrap();
-            let Ok((req, _)) = client.request(client.compress(body.clone()).unwrap()).await else {
+            let Ok((req, _)) = client
+                .request(&client.url, client.compress(body.clone()).unwrap())
+                .await
+            else {
                 panic!("no request built")
             };
             let sent = req.body().clone().collect().await.unwrap().to_bytes();
@@ -729,7 +858,7 @@ mod tests {
         let client = cfg
             .client_with(Some(Arc::new(credential.into())), &ProxyEnv::default())
             .unwrap();
-        let Ok((req, _)) = client.request(Bytes::new()).await else {
+        let Ok((req, _)) = client.request(&client.url, Bytes::new()).await else {
             panic!("no request built")
         };
         let auth: Vec<_> = req
@@ -749,7 +878,7 @@ mod tests {
         )
         .unwrap();
         let client = cfg.client().unwrap();
-        let Ok((req, _)) = client.request(Bytes::new()).await else {
+        let Ok((req, _)) = client.request(&client.url, Bytes::new()).await else {
             panic!("no request built")
         };
         let agents: Vec<_> = req.headers().get_all(header::USER_AGENT).iter().collect();
@@ -760,10 +889,9 @@ mod tests {
             "{endpoint: 'http://127.0.0.1:1', headers: {Content-Length: '5', Transfer-Encoding: chunked}}",
         )
         .unwrap();
-        let Ok((req, _)) = cfg
-            .client()
-            .unwrap()
-            .request(Bytes::from_static(b"0123456789"))
+        let framed = cfg.client().unwrap();
+        let Ok((req, _)) = framed
+            .request(&framed.url, Bytes::from_static(b"0123456789"))
             .await
         else {
             panic!("no request built")
@@ -790,7 +918,10 @@ mod tests {
         let client = cfg
             .client_with(Some(Arc::new(setter)), &ProxyEnv::default())
             .unwrap();
-        let Ok((req, _)) = client.request(Bytes::from_static(b"0123456789")).await else {
+        let Ok((req, _)) = client
+            .request(&client.url, Bytes::from_static(b"0123456789"))
+            .await
+        else {
             panic!("no request built")
         };
         assert!(req.headers().get(header::CONTENT_LENGTH).is_none());
@@ -863,6 +994,189 @@ mod tests {
         assert!(backend.spans() > before);
         std::fs::remove_dir_all(&dir).ok();
         stop.cancel();
+    }
+
+    /// A backend on loopback answering each request with `answer(its request line)`
+    /// (written after the request's headers and body are read), then `tail` 1 MiB chunks
+    /// of an endless chunked body (at most that many, ending when the client stops
+    /// reading); counts the requests it answered.
+    async fn raw_backend(
+        answer: impl Fn(&str) -> &'static [u8] + Send + Sync + 'static,
+        tail: usize,
+    ) -> (std::net::SocketAddr, Arc<std::sync::atomic::AtomicUsize>) {
+        let answer = Arc::new(answer);
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let answered = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let count = answered.clone();
+        tokio::spawn(async move {
+            while let Ok((mut conn, _)) = listener.accept().await {
+                let (count, answer) = (count.clone(), answer.clone());
+                tokio::spawn(async move {
+                    // The request: headers, then Content-Length bytes of body.
+                    let mut seen = Vec::new();
+                    let mut buf = [0u8; 65536];
+                    let body_end = loop {
+                        let Ok(n) = conn.read(&mut buf).await else {
+                            return;
+                        };
+                        if n == 0 {
+                            return;
+                        }
+                        seen.extend_from_slice(&buf[..n]);
+                        let Some(at) = seen.windows(4).position(|w| w == b"\r\n\r\n") else {
+                            continue;
+                        };
+                        let head = String::from_utf8_lossy(&seen[..at]).to_ascii_lowercase();
+                        let length = head
+                            .lines()
+                            .find_map(|l| l.strip_prefix("content-length:"))
+                            .and_then(|v| v.trim().parse::<usize>().ok())
+                            .unwrap_or(0);
+                        break at + 4 + length;
+                    };
+                    while seen.len() < body_end {
+                        match conn.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => seen.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                    count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let line = String::from_utf8_lossy(
+                        &seen[..seen.iter().position(|&b| b == b'\r').unwrap_or(0)],
+                    )
+                    .into_owned();
+                    if conn.write_all(answer(&line)).await.is_err() {
+                        return;
+                    }
+                    let chunk = vec![b'x'; 1 << 20];
+                    for _ in 0..tail {
+                        let framed = [b"100000\r\n".as_slice(), &chunk, b"\r\n"].concat();
+                        if conn.write_all(&framed).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        (addr, answered)
+    }
+
+    /// Scenario: a backend that answers 200 with a body cut short (Content-Length 100, 10
+    /// bytes, closed), one that answers 200 with an endless chunked body, and one that
+    /// answers 503 with a body cut short.
+    /// Guarantees: the 200s are delivered at the first attempt, the endless body read no
+    /// further than 64 KiB (the Collector's bound; it took a gateway to 3.8 GB), not sent
+    /// again (a hostile check saw each such request sent five to seven times, its spans
+    /// arriving twice); the 503 is still retried as its status says.
+    #[tokio::test]
+    async fn the_status_decides_whatever_the_body_does() {
+        let body = Bytes::from(prost::Message::encode_to_vec(
+            &tailgate_core::test_util::FakeOtlp::traces(2).build(),
+        ));
+        let client = |addr: std::net::SocketAddr, retries: bool| {
+            let cfg: OtlpHttpConfig = serde_yaml_ng::from_str(&format!(
+                "{{endpoint: 'http://{addr}', timeout: 1s, retry_on_failure: {{enabled: {retries}, initial_interval: 10ms, max_elapsed_time: 200ms}}}}"
+            ))
+            .unwrap();
+            cfg.client_with(None, &ProxyEnv::default()).unwrap()
+        };
+        let cut: &'static [u8] =
+            b"HTTP/1.1 200 OK\r\ncontent-type: application/x-protobuf\r\ncontent-length: 100\r\nconnection: close\r\n\r\n0123456789";
+        let (addr, answered) = raw_backend(move |_| cut, 0).await;
+        let delivered = client(addr, true).send(body.clone()).await.unwrap();
+        assert_eq!(delivered.attempts, 1);
+        assert_eq!(answered.load(std::sync::atomic::Ordering::Relaxed), 1);
+
+        let endless: &'static [u8] =
+            b"HTTP/1.1 200 OK\r\ncontent-type: application/x-protobuf\r\ntransfer-encoding: chunked\r\n\r\n";
+        // Endless for the client: up to 4 GiB, which it would read until its timeout.
+        let (addr, answered) = raw_backend(move |_| endless, 4096).await;
+        let delivered = client(addr, false).send(body.clone()).await.unwrap();
+        assert_eq!(delivered.attempts, 1);
+        assert_eq!(answered.load(std::sync::atomic::Ordering::Relaxed), 1);
+
+        let unavailable: &'static [u8] =
+            b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 100\r\nconnection: close\r\n\r\nbusy";
+        let (addr, answered) = raw_backend(move |_| unavailable, 0).await;
+        assert!(client(addr, true).send(body).await.is_err());
+        assert!(answered.load(std::sync::atomic::Ordering::Relaxed) > 1);
+    }
+
+    /// Scenario: a backend whose `/v1/traces` answers 307 to `/v1/traces2` on the same
+    /// host, then one that answers 308 to another host, then 301.
+    /// Guarantees: the first is followed with the spans, as the Collector's client follows
+    /// it (a hostile check saw every span fail); the others fail at once naming where they
+    /// point, the credentials not sent to another host.
+    #[tokio::test]
+    async fn same_host_307_and_308_are_followed() {
+        let body = Bytes::from(prost::Message::encode_to_vec(
+            &tailgate_core::test_util::FakeOtlp::traces(2).build(),
+        ));
+        let client = |addr: std::net::SocketAddr| {
+            let cfg: OtlpHttpConfig = serde_yaml_ng::from_str(&format!(
+                "{{endpoint: 'http://{addr}', timeout: 1s, retry_on_failure: {{enabled: false}}}}"
+            ))
+            .unwrap();
+            cfg.client_with(None, &ProxyEnv::default()).unwrap()
+        };
+        let moved: &'static [u8] = b"HTTP/1.1 307 Temporary Redirect\r\nlocation: /v1/traces2\r\ncontent-length: 0\r\n\r\n";
+        let ok: &'static [u8] = b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n";
+        let (addr, answered) = raw_backend(
+            move |line| {
+                if line.contains("/v1/traces2 ") {
+                    ok
+                } else {
+                    moved
+                }
+            },
+            0,
+        )
+        .await;
+        let delivered = client(addr).send(body.clone()).await.unwrap();
+        assert_eq!(delivered.attempts, 1);
+        assert_eq!(answered.load(std::sync::atomic::Ordering::Relaxed), 2);
+
+        let elsewhere: &'static [u8] = b"HTTP/1.1 308 Permanent Redirect\r\nlocation: https://other.example/v1/traces\r\ncontent-length: 0\r\n\r\n";
+        let (addr, answered) = raw_backend(move |_| elsewhere, 0).await;
+        let err = client(addr)
+            .send(body.clone())
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("https://other.example/v1/traces") && err.contains("same host only"),
+            "{err}"
+        );
+        assert_eq!(answered.load(std::sync::atomic::Ordering::Relaxed), 1);
+
+        let get: &'static [u8] =
+            b"HTTP/1.1 301 Moved Permanently\r\nlocation: /v2/traces\r\ncontent-length: 0\r\n\r\n";
+        let (addr, _) = raw_backend(move |_| get, 0).await;
+        let err = client(addr).send(body).await.unwrap_err().to_string();
+        assert!(err.contains("as a GET"), "{err}");
+    }
+
+    /// Scenario: `Retry-After: 10` on each status that is retried.
+    /// Guarantees: honoured on 429 and 503 only, as the Collector reads it (a hostile
+    /// check saw a 502's followed); 502 and 504 are still retried.
+    #[test]
+    fn retry_after_counts_on_429_and_503_only() {
+        let hint = Some(Duration::from_secs(10));
+        for (status, honoured) in [
+            (StatusCode::TOO_MANY_REQUESTS, true),
+            (StatusCode::SERVICE_UNAVAILABLE, true),
+            (StatusCode::BAD_GATEWAY, false),
+            (StatusCode::GATEWAY_TIMEOUT, false),
+        ] {
+            match classify(status, Bytes::new(), hint) {
+                Attempt::Retry { after, .. } => {
+                    assert_eq!(after.is_some(), honoured, "{status}")
+                }
+                _ => panic!("{status} not retried"),
+            }
+        }
     }
 
     /// Scenario: `Retry-After` as seconds, as an HTTP date ahead and past, and garbage.
