@@ -213,6 +213,24 @@ pub fn read_section<T: serde::de::DeserializeOwned>(value: &Value) -> Result<T, 
     })
 }
 
+/// What is wrong with a component id as written (`otlp/`, `/tempo`), as the Collector
+/// refuses it: a type, and a name after `/` when there is one.
+pub fn component_id_problem(id: &str) -> Option<String> {
+    let (kind, name) = match id.split_once('/') {
+        Some((kind, name)) => (kind, Some(name)),
+        None => (id, None),
+    };
+    if kind.trim().is_empty() {
+        return Some(format!("{id:?}: the type before \"/\" is empty"));
+    }
+    match name {
+        Some(n) if n.trim().is_empty() => Some(format!(
+            "{id:?}: the name after \"/\" is empty (write {kind:?} alone, or {kind:?}/NAME)"
+        )),
+        _ => None,
+    }
+}
+
 /// `text` (a section written out by serde) with each null written as nothing, as the file
 /// wrote it: serde writes a null as `null`, which a string setting reads as the word
 /// "null", so `endpoint: ${env:UNSET}` in a Collector config dialled a host named `null`
@@ -766,5 +784,19 @@ mod tests {
         assert_eq!(read.quoted, "null");
         assert_eq!(read.script, "a: null\nb: 1\n");
         assert_eq!(read.list, [None, Some("x".into())]);
+    }
+
+    /// Scenario: component ids with an empty name or type, and good ones.
+    /// Guarantees: the first refused (a config audit found `otlp/` taken), the others not.
+    #[test]
+    fn component_ids_need_a_type_and_a_name_after_the_slash() {
+        assert!(component_id_problem("otlp/")
+            .unwrap()
+            .contains("name after"));
+        assert!(component_id_problem("/tempo")
+            .unwrap()
+            .contains("type before"));
+        assert_eq!(component_id_problem("otlp/tempo"), None);
+        assert_eq!(component_id_problem("otlp"), None);
     }
 }

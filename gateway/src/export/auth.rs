@@ -614,6 +614,9 @@ impl<'de> Deserialize<'de> for ExtensionsConfig {
                     if extensions.iter().any(|(k, _)| *k == key) || ignored.contains(&key) {
                         return Err(A::Error::custom(format!("extension {key} is listed twice")));
                     }
+                    if let Some(problem) = tailgate_core::collector::component_id_problem(&key) {
+                        return Err(A::Error::custom(format!("extension {problem}")));
+                    }
                     let kind = key.split('/').next().unwrap_or_default();
                     if SERVICE_EXTENSIONS.iter().any(|(k, _)| *k == kind) {
                         map.next_value::<serde::de::IgnoredAny>()?;

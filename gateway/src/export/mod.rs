@@ -108,6 +108,9 @@ impl<'de> Deserialize<'de> for ExportConfig {
                     if exporters.iter().any(|(k, _)| *k == key) {
                         return Err(A::Error::custom(format!("exporter {key} is listed twice")));
                     }
+                    if let Some(problem) = tailgate_core::collector::component_id_problem(&key) {
+                        return Err(A::Error::custom(format!("exporter {problem}")));
+                    }
                     let kind = key.split('/').next().unwrap_or_default();
                     let missing = || {
                         A::Error::custom(format!(
