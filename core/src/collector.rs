@@ -252,11 +252,18 @@ fn empty_nulls(text: &str) -> String {
             block = None;
         }
         let trimmed = line.trim_end();
+        // A list item's `- ` (or several: `- - null`) is read as indent.
+        let body = trimmed.trim_start();
+        let dashes = body.len() - body.trim_start_matches("- ").len();
         let emptied = trimmed
             .strip_suffix(": null")
             .map(|k| format!("{k}:"))
             .or_else(|| {
-                (trimmed.trim_start() == "- null").then(|| format!("{}-", &line[..indent_of(line)]))
+                (dashes > 0 && &body[dashes..] == "null").then(|| {
+                    trimmed[..trimmed.len() - "null".len()]
+                        .trim_end()
+                        .to_owned()
+                })
             });
         match emptied {
             Some(l) => out.push_str(&l),
@@ -270,7 +277,7 @@ fn empty_nulls(text: &str) -> String {
                 .bytes()
                 .all(|b| b.is_ascii_digit() || b == b'-' || b == b'+');
         if opens_block {
-            block = Some(indent_of(line));
+            block = Some(indent_of(line) + dashes);
         }
     }
     out
@@ -767,15 +774,22 @@ mod tests {
     #[test]
     fn nulls_read_as_empty_not_as_the_word() {
         #[derive(serde::Deserialize)]
+        struct Item {
+            script: String,
+            header: String,
+        }
+        #[derive(serde::Deserialize)]
         struct Section {
             endpoint: String,
             tls: Option<String>,
             quoted: String,
             script: String,
-            list: Vec<Option<String>>,
+            list: Vec<String>,
+            nested: Vec<Vec<String>>,
+            items: Vec<Item>,
         }
         let value: Value = serde_yaml_ng::from_str(
-            "endpoint: ~\ntls: null\nquoted: 'null'\nscript: \"a: null\\nb: 1\\n\"\nlist: [~, x]\n",
+            "endpoint: ~\ntls: null\nquoted: 'null'\nscript: \"a: null\\nb: 1\\n\"\nlist: [~, x]\nnested: [[~]]\nitems: [{script: \"a\\nb\\n\", header: ~}]\n",
         )
         .unwrap();
         let read: Section = read_section(&value).unwrap();
@@ -783,7 +797,11 @@ mod tests {
         assert_eq!(read.tls, None);
         assert_eq!(read.quoted, "null");
         assert_eq!(read.script, "a: null\nb: 1\n");
-        assert_eq!(read.list, [None, Some("x".into())]);
+        assert_eq!(read.list, ["", "x"]);
+        assert_eq!(read.nested, [[""]]);
+        // A key after a block scalar in a list item (a review found it left "null").
+        assert_eq!(read.items[0].script, "a\nb\n");
+        assert_eq!(read.items[0].header, "");
     }
 
     /// Scenario: component ids with an empty name or type, and good ones.

@@ -445,6 +445,11 @@ pub fn path_of_line(text: &str, line: usize) -> Option<String> {
         if l.trim().is_empty() || l.trim_start().starts_with('#') || i >= indent {
             continue;
         }
+        // A parent whose value is a block scalar (`key: |`): the line is its text.
+        let value = l.split_once(':').map_or("", |(_, v)| v.trim());
+        if value.starts_with(['|', '>']) {
+            return None;
+        }
         parts.push(key_of(l)?);
         indent = i;
     }
@@ -1871,9 +1876,16 @@ fn written_path(text: &str, line: usize, key: &str) -> Option<String> {
     let written = path_of_line(text, line)?;
     // `key`'s parts, each found after the one before (dots inside a key, as in
     // `otlp/tempo.eu`, are matched on the joined text).
+    // Whole parts: `endpoint` is not found in `traces_endpoint`.
     let mut rest = written.as_str();
     for part in key.split('.') {
-        let at = rest.find(part)?;
+        let at = rest.match_indices(part).map(|(at, _)| at).find(|&at| {
+            (at == 0 || rest[..at].ends_with('.'))
+                && rest[at + part.len()..]
+                    .chars()
+                    .next()
+                    .is_none_or(|c| c == '.')
+        })?;
         rest = &rest[at + part.len()..];
     }
     (written != key && rest.is_empty()).then_some(written)
@@ -3374,6 +3386,34 @@ mod tests {
             e.to_string(),
             "g.yaml:4: receive.max_connections: must be at least 1"
         );
+    }
+
+    /// Scenario: the paths of keys on given lines, and keys a translated config's error
+    /// names with levels left out.
+    /// Guarantees: a block-style key's whole path; none inside a block scalar's text (a
+    /// review found `headers.x-multi.token` named); a key with levels left out is named as
+    /// written, matched by whole parts (`endpoint` is not `traces_endpoint`).
+    #[test]
+    fn keys_are_named_by_the_path_written() {
+        let text = "exporters:\n  otlp:\n    headers:\n      x-multi: |\n        token: ${env:X}\n    traces_endpoint: x\nreceivers:\n  otlp:\n    protocols:\n      grpc:\n        tls:\n          min_version: x\n";
+        assert_eq!(
+            path_of_line(text, 4).as_deref(),
+            Some("exporters.otlp.headers.x-multi")
+        );
+        assert_eq!(path_of_line(text, 5), None);
+        assert_eq!(
+            with_line(
+                ConfigError::Invalid {
+                    path: "c.yaml".into(),
+                    key: "receivers.otlp.tls.min_version".into(),
+                    message: "m".into(),
+                },
+                text
+            )
+            .to_string(),
+            "c.yaml:12: receivers.otlp.protocols.grpc.tls.min_version: m"
+        );
+        assert_eq!(written_path(text, 6, "exporters.otlp.endpoint"), None);
     }
 
     #[test]

@@ -1268,6 +1268,34 @@ impl http_body::Body for MessageBody {
     }
 }
 
+/// [`parse_response`] of an answer in OTLP/JSON (`Content-Type: application/json`), as
+/// the Collector's otlphttp exporter reads one by its content type: `partialSuccess` with
+/// `rejectedSpans` as a string or a number (protobuf's JSON mapping writes an int64 as a
+/// string), and `errorMessage`.
+pub fn parse_json_response(body: &[u8]) -> Delivered {
+    let Ok(answer) = serde_json::from_slice::<serde_json::Value>(body) else {
+        return Delivered::default();
+    };
+    let field = |v: &serde_json::Value, camel: &str, snake: &str| {
+        v.get(camel).or_else(|| v.get(snake)).cloned()
+    };
+    let Some(partial) = field(&answer, "partialSuccess", "partial_success") else {
+        return Delivered::default();
+    };
+    let rejected = match field(&partial, "rejectedSpans", "rejected_spans") {
+        Some(serde_json::Value::String(s)) => s.trim().parse::<i64>().unwrap_or(0),
+        Some(serde_json::Value::Number(n)) => n.as_i64().unwrap_or(0),
+        _ => 0,
+    };
+    Delivered {
+        rejected_spans: rejected.max(0) as u64,
+        message: field(&partial, "errorMessage", "error_message")
+            .and_then(|m| m.as_str().map(str::to_owned))
+            .unwrap_or_default(),
+        ..Delivered::default()
+    }
+}
+
 /// Reads `partial_success` from an `ExportTraceServiceResponse`; a response that does not
 /// decode is taken as full success, as the spec says clients should.
 pub fn parse_response(body: Bytes) -> Delivered {

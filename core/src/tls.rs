@@ -403,6 +403,13 @@ impl ServerTlsConfig {
         if !absent.contains(&true) {
             return self.build().map(|_| ());
         }
+        if !cert.absent_for_check() && !key.absent_for_check() {
+            // Only the client CA is absent: the pair is checked as at start (a key of
+            // another certificate passed the check, a review found).
+            let mut present = self.clone();
+            present.client_ca_file = None;
+            return present.build().map(|_| ());
+        }
         versions(&self.min_version, &self.max_version)?;
         if !cert.absent_for_check() {
             certificates(cert.key(), &cert.read()?)?;
@@ -727,6 +734,8 @@ impl ClientTlsConfig {
             file.as_ref()
                 .is_some_and(|f| crate::config::absent_for_check(key, f))
         };
+        // Both ca_file and ca_pem is refused whether the file is here or not.
+        Source::pick("ca_file", &self.ca_file, "ca_pem", &self.ca_pem)?;
         if absent("ca_file", &self.ca_file) {
             present.ca_file = None;
         }

@@ -175,12 +175,14 @@ pub enum AttributesError {
         index: usize,
     },
     /// A pattern (`pattern` or `value_pattern`) that is not a regular expression.
-    #[error("attributes.{list}[{index}]: pattern {pattern:?}: {message}")]
+    #[error("attributes.{list}[{index}]: {key} {pattern:?}: {message}")]
     Pattern {
         /// Which list.
         list: &'static str,
         /// Which action.
         index: usize,
+        /// `pattern` or `value_pattern`.
+        key: &'static str,
         /// The pattern.
         pattern: String,
         /// Why.
@@ -242,11 +244,24 @@ impl AttributesError {
         let (list, index, leaf) = match self {
             E::TooManyAdditions(list) => return format!("attributes.{list}"),
             E::KeyOrPattern { list, index } => (list, index, None),
-            E::Pattern { list, index, .. } | E::NeedsKey { list, index } => {
-                (list, index, Some("pattern"))
-            }
+            E::Pattern {
+                list, index, key, ..
+            } => (list, index, Some(*key)),
+            E::NeedsKey { list, index } => (list, index, Some("pattern")),
             E::Action { list, index, .. } => (list, index, Some("action")),
-            E::Value { list, index, .. } => (list, index, Some("value")),
+            E::Value {
+                list,
+                index,
+                problem,
+                ..
+            } => {
+                let key = if problem.contains("value_pattern") {
+                    "value_pattern"
+                } else {
+                    "value"
+                };
+                (list, index, Some(key))
+            }
             E::Source {
                 list,
                 index,
@@ -296,14 +311,18 @@ fn compile_list(
 ) -> Result<Option<ActionSet>, AttributesError> {
     let mut set = ActionSet::default();
     for (index, a) in written.iter().enumerate() {
-        let regex = |p: &str| {
-            crate::go_regex::str_regex(p).map_err(|e| AttributesError::Pattern {
-                list,
-                index,
-                pattern: p.to_owned(),
-                message: e.to_string(),
-            })
+        let regex_of = |key: &'static str| {
+            move |p: &String| {
+                crate::go_regex::str_regex(p).map_err(|e| AttributesError::Pattern {
+                    list,
+                    index,
+                    key,
+                    pattern: p.to_owned(),
+                    message: e.to_string(),
+                })
+            }
         };
+        let regex = regex_of("pattern");
         let matcher = match (&a.key, &a.pattern) {
             (Some(k), None) => Matcher::Key(k.clone()),
             (None, Some(p)) => Matcher::Pattern(regex(p)?),
@@ -357,7 +376,12 @@ fn compile_list(
             "hash" => value(false).map(|_| Action::Hash)?,
             "mask" => {
                 value(false)?;
-                Action::Mask(a.value_pattern.as_deref().map(regex).transpose()?)
+                Action::Mask(
+                    a.value_pattern
+                        .as_ref()
+                        .map(regex_of("value_pattern"))
+                        .transpose()?,
+                )
             }
             "insert" => Action::Insert(value(true)?),
             "update" => Action::Update(value(true)?),
@@ -553,6 +577,31 @@ mod tests {
         assert!(bad("actions: [{pattern: a, action: insert, value: 1}]").contains("need a key"));
         assert!(bad("actions: [{action: delete}]").contains("one of key and pattern"));
         assert!(bad("actions: [{pattern: '(', action: delete}]").contains("pattern"));
+        // Each error names the key it is about, for the loader to find its line (a review
+        // found value_pattern's errors named as pattern or value).
+        let key = |y: &str| {
+            serde_yaml_ng::from_str::<AttributesConfig>(y)
+                .unwrap()
+                .compile()
+                .unwrap_err()
+                .key()
+        };
+        assert_eq!(
+            key("actions: [{key: a, action: mask, value_pattern: '[z-a]'}]"),
+            "attributes.actions[0].value_pattern"
+        );
+        assert_eq!(
+            key("actions: [{key: a, action: delete, value_pattern: 'x'}]"),
+            "attributes.actions[0].value_pattern"
+        );
+        assert_eq!(
+            key("events: [{pattern: '(', action: delete}]"),
+            "attributes.events[0].pattern"
+        );
+        assert_eq!(
+            key("actions: [{key: a, action: smash}]"),
+            "attributes.actions[0].action"
+        );
     }
 
     #[test]

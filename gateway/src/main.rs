@@ -309,11 +309,22 @@ fn check_config_only(
     loaded: &tailgate_gateway::config::Loaded,
 ) -> ExitCode {
     let config = &loaded.config;
-    let warnings = config_warnings(config);
-    for warning in &warnings {
+    for warning in loaded
+        .warnings
+        .iter()
+        .cloned()
+        .chain(config_warnings(config))
+    {
         eprintln!("{}: warning: {warning}", path.display());
     }
-    for note in config_notes(config, true) {
+    // The load's notes too: what the check took without verifying it here (listen names
+    // that do not resolve, files not on this machine; a review found them left out).
+    for note in loaded
+        .notes
+        .iter()
+        .cloned()
+        .chain(config_notes(config, true))
+    {
         eprintln!("{}: note: {note}", path.display());
     }
     say_ok(&[path])

@@ -753,6 +753,19 @@ fn check_names_files_that_are_not_on_this_machine() {
         let note = format!("note: {key}: /nonexistent/tg/{file} is not on this machine");
         assert!(stderr.contains(&note), "{note}: {stderr}");
     }
+    // The gateway's own config, checked alone (without --policies), names them too.
+    std::fs::write(
+        dir.join("own.yaml"),
+        "receive: {grpc: 127.0.0.1:4317}\nexport:\n  otlp_grpc: {endpoint: 'https://b:4317', compression: none, tls: {ca_file: /nonexistent/tg/own-ca.crt}}\n",
+    )
+    .unwrap();
+    let out = gateway(&["--check", "--config", "own.yaml"], &dir);
+    let own = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{own}");
+    assert!(
+        own.contains("note: ca_file: /nonexistent/tg/own-ca.crt is not on this machine"),
+        "{own}"
+    );
     std::fs::write(dir.join("token"), "").unwrap();
     let (code, stderr) = check("token");
     assert_eq!(code, Some(64), "{stderr}");

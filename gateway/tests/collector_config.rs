@@ -353,7 +353,7 @@ fn a_whole_collector_config_loads_its_traces_pipelines_processor() {
         .replace("threshold_ms: 500", "threshold_ms: fast");
     let err = PolicyFile::parse(&path, &bad).unwrap_err().to_string();
     assert!(
-        err.contains("line 28") && err.contains("threshold_ms"),
+        err.contains("collector_whole.yaml:28: ") && err.contains("threshold_ms"),
         "{err}"
     );
     let bad = std::fs::read_to_string(&path)

@@ -228,6 +228,19 @@ fn check_names_tls_files_that_are_not_on_this_machine() {
         assert!(stderr.contains(&note), "{note}: {stderr}");
     }
 
+    // A receiver's token file likewise (a review found it still refused).
+    let (code, stderr, _) = check(
+        "absent-token",
+        "receive: {grpc: 127.0.0.1:4317, auth: {bearer_token_file: /nonexistent/tailgate/token}}\nmembers: {static: ['127.0.0.62:4317']}\n",
+    );
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(
+        stderr.contains(
+            "receive.auth.bearer_token_file: /nonexistent/tailgate/token is not on this machine"
+        ),
+        "{stderr}"
+    );
+
     let dir = std::env::temp_dir().join(format!("tailgate-cli-tls-files-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let bad = dir.join("ca.crt");

@@ -37,7 +37,12 @@ pub fn member_problem(member: &str) -> Option<&'static str> {
         return Some("is not host:port: its port is not a port number (1-65535)");
     }
     let host_ok = match host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
-        Some(v6) => v6.parse::<std::net::Ipv6Addr>().is_ok(),
+        // A zone (`fe80::1%eth0`) names the interface of a link-local address.
+        Some(v6) => v6
+            .split_once('%')
+            .map_or(v6, |(addr, _)| addr)
+            .parse::<std::net::Ipv6Addr>()
+            .is_ok(),
         None => {
             !host.is_empty()
                 && host
@@ -92,6 +97,7 @@ mod tests {
             "gw-1.tailgate.svc:4317",
             "10.0.0.7:4317",
             "[::1]:4317",
+            "[fe80::1%eth0]:4317",
             "gw_2:1",
         ] {
             assert_eq!(member_problem(good), None, "{good}");

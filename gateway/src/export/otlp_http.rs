@@ -472,13 +472,14 @@ impl HttpClient {
     async fn attempt(&self, body: Bytes, resent: &std::sync::atomic::AtomicBool) -> Attempt {
         let mut url = self.url.clone();
         let mut hops = 0;
+        // One deadline for the attempt, however many redirects it follows.
+        let deadline = tokio::time::Instant::now() + self.timeout;
         let (response, sent) = loop {
             let (req, sent) = match self.request(&url, body.clone()).await {
                 Ok(built) => built,
                 Err(attempt) => return attempt,
             };
-            let response = match tokio::time::timeout(self.timeout, self.client.request(req)).await
-            {
+            let response = match tokio::time::timeout_at(deadline, self.client.request(req)).await {
                 Err(_) => {
                     // The backend may have the data: sent again, it may arrive twice.
                     self.retry.stats().unanswered.add(1);
@@ -528,6 +529,15 @@ impl HttpClient {
         B::Error: std::error::Error + 'static,
     {
         let status = response.status();
+        let json = response
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| {
+                v.trim_start()
+                    .to_ascii_lowercase()
+                    .starts_with("application/json")
+            });
         let after = response
             .headers()
             .get(header::RETRY_AFTER)
@@ -562,7 +572,7 @@ impl HttpClient {
                 };
             }
         }
-        classify(status, body, after)
+        classify(status, body, json, after)
     }
 }
 
@@ -584,28 +594,45 @@ fn redirect(
         return None;
     }
     let location = headers.get(header::LOCATION).and_then(|l| l.to_str().ok());
-    let Some(location) = location else {
-        return Some(Err(format!("HTTP {status} without a Location")));
+    let Some(location) = location.map(str::trim) else {
+        return Some(Err(format!(
+            "HTTP {status} without a Location this client can read"
+        )));
     };
-    let target = match location.parse::<Uri>() {
-        Ok(u) if u.scheme().is_some() => u,
-        // A path on the same host.
-        Ok(u) if location.starts_with('/') => {
-            let mut parts = url.clone().into_parts();
-            parts.path_and_query = u.path_and_query().cloned();
-            match Uri::from_parts(parts) {
-                Ok(u) => u,
-                Err(e) => return Some(Err(format!("HTTP {status} to {location:?}: {e}"))),
-            }
-        }
-        _ => {
-            return Some(Err(format!(
-                "HTTP {status} to {location:?}, which is not a URL or an absolute path"
-            )))
-        }
+    let scheme = url.scheme_str().unwrap_or("http");
+    // Resolved against the URL asked for, as RFC 3986 resolves a reference: `//host/p`
+    // takes its scheme, `/p` its host too, `p` and `?q` its path's directory as well.
+    let resolved = if location.contains("://") {
+        location.to_owned()
+    } else if location.starts_with("//") {
+        format!("{scheme}:{location}")
+    } else {
+        let authority = url.authority().map_or("", |a| a.as_str());
+        let path = if location.starts_with('/') {
+            location.to_owned()
+        } else if location.starts_with('?') {
+            format!("{}{location}", url.path())
+        } else {
+            let dir = url.path().rsplit_once('/').map_or("", |(dir, _)| dir);
+            format!("{dir}/{location}")
+        };
+        format!("{scheme}://{authority}{path}")
     };
-    let same_origin = target.scheme() == url.scheme()
-        && target.authority().map(|a| a.as_str()) == url.authority().map(|a| a.as_str());
+    let Ok(target) = resolved.parse::<Uri>() else {
+        return Some(Err(format!(
+            "HTTP {status} to {location:?}, which is not a URL"
+        )));
+    };
+    let origin = |u: &Uri| {
+        let scheme = u.scheme_str().unwrap_or_default().to_ascii_lowercase();
+        let default = if scheme == "https" { 443 } else { 80 };
+        (
+            u.host().unwrap_or_default().to_ascii_lowercase(),
+            u.port_u16().unwrap_or(default),
+            scheme,
+        )
+    };
+    let same_origin = origin(&target) == origin(url);
     Some(match status {
         StatusCode::TEMPORARY_REDIRECT | StatusCode::PERMANENT_REDIRECT if same_origin => {
             Ok(target)
@@ -661,8 +688,13 @@ fn strip_framing(headers: &mut http::HeaderMap) {
 /// What an answer means, as the OTLP/HTTP specification says: 2xx delivered (perhaps
 /// partly), 429/502/503/504 retried, anything else final. `Retry-After` is honoured on
 /// 429 and 503 only, as the Collector reads it (502 and 504 take the back-off).
-fn classify(status: StatusCode, body: Bytes, after: Option<Duration>) -> Attempt {
+fn classify(status: StatusCode, body: Bytes, json: bool, after: Option<Duration>) -> Attempt {
     match status {
+        // Read by its content type, as the Collector reads it (a JSON partial success was
+        // taken as full success, unlogged: a hostile check).
+        s if s.is_success() && json => {
+            Attempt::Done(tailgate_core::forward::parse_json_response(&body))
+        }
         s if s.is_success() => Attempt::Done(parse_response(body)),
         StatusCode::TOO_MANY_REQUESTS
         | StatusCode::BAD_GATEWAY
@@ -755,7 +787,7 @@ mod tests {
             (StatusCode::BAD_GATEWAY, Vec::new(), "HTTP 502 Bad Gateway"),
         ] {
             let (Attempt::Retry { error, .. } | Attempt::Fail(error)) =
-                classify(status, Bytes::from(body), None)
+                classify(status, Bytes::from(body), false, None)
             else {
                 panic!("{status}: delivered");
             };
@@ -1151,11 +1183,74 @@ mod tests {
         );
         assert_eq!(answered.load(std::sync::atomic::Ordering::Relaxed), 1);
 
+        // A loop ends after ten redirects, the eleventh answer refused.
+        let looping: &'static [u8] =
+            b"HTTP/1.1 307 Temporary Redirect\r\nlocation: /v1/traces\r\ncontent-length: 0\r\n\r\n";
+        let (addr, answered) = raw_backend(move |_| looping, 0).await;
+        let err = client(addr)
+            .send(body.clone())
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("more than 10 redirects"), "{err}");
+        assert_eq!(answered.load(std::sync::atomic::Ordering::Relaxed), 11);
+
         let get: &'static [u8] =
             b"HTTP/1.1 301 Moved Permanently\r\nlocation: /v2/traces\r\ncontent-length: 0\r\n\r\n";
         let (addr, _) = raw_backend(move |_| get, 0).await;
         let err = client(addr).send(body).await.unwrap_err().to_string();
         assert!(err.contains("as a GET"), "{err}");
+    }
+
+    /// Scenario: a 200 whose body is an OTLP/JSON partial success
+    /// (`Content-Type: application/json`, `rejectedSpans` as protobuf's JSON mapping
+    /// writes an int64: a string).
+    /// Guarantees: the rejected spans are counted as the Collector counts them (it reads
+    /// the answer by its content type; it was taken as full success, unlogged).
+    #[tokio::test]
+    async fn a_json_partial_success_is_read() {
+        let body = Bytes::from(prost::Message::encode_to_vec(
+            &tailgate_core::test_util::FakeOtlp::traces(2).build(),
+        ));
+        let answer: &'static [u8] = b"HTTP/1.1 200 OK\r\ncontent-type: application/json; charset=utf-8\r\ncontent-length: 65\r\n\r\n{\"partialSuccess\":{\"rejectedSpans\":\"1\",\"errorMessage\":\"too old\"}}";
+        let (addr, _) = raw_backend(move |_| answer, 0).await;
+        let cfg: OtlpHttpConfig =
+            serde_yaml_ng::from_str(&format!("{{endpoint: 'http://{addr}', timeout: 1s}}"))
+                .unwrap();
+        let delivered = cfg.client().unwrap().send(body).await.unwrap();
+        assert_eq!(delivered.rejected_spans, 1);
+        assert_eq!(delivered.message, "too old");
+    }
+
+    /// Scenario: Locations as servers write them, against `https://h.example/v1/traces`.
+    /// Guarantees: resolved as RFC 3986 resolves a reference; the same host in other case
+    /// or with its default port written is the same place; `//other/p` (scheme-relative)
+    /// is another host, not a path (a review found it read as `//other/p` on the same
+    /// host).
+    #[test]
+    fn locations_resolve_against_the_url_asked_for() {
+        let url: Uri = "https://h.example/v1/traces".parse().unwrap();
+        let to = |location: &str| {
+            let mut headers = http::HeaderMap::new();
+            headers.insert(header::LOCATION, location.parse().unwrap());
+            redirect(&url, StatusCode::TEMPORARY_REDIRECT, &headers)
+                .unwrap()
+                .map(|u| u.to_string())
+        };
+        assert_eq!(to("/v2/traces").unwrap(), "https://h.example/v2/traces");
+        assert_eq!(to("traces2").unwrap(), "https://h.example/v1/traces2");
+        assert_eq!(to("?x=1").unwrap(), "https://h.example/v1/traces?x=1");
+        assert_eq!(
+            to("https://H.EXAMPLE:443/v2").unwrap(),
+            "https://H.EXAMPLE:443/v2"
+        );
+        assert!(to("//other.example/v1/traces")
+            .unwrap_err()
+            .contains("same host only"));
+        assert!(to("http://h.example/v1/traces")
+            .unwrap_err()
+            .contains("same host only"));
+        assert!(redirect(&url, StatusCode::OK, &http::HeaderMap::new()).is_none());
     }
 
     /// Scenario: `Retry-After: 10` on each status that is retried.
@@ -1170,7 +1265,7 @@ mod tests {
             (StatusCode::BAD_GATEWAY, false),
             (StatusCode::GATEWAY_TIMEOUT, false),
         ] {
-            match classify(status, Bytes::new(), hint) {
+            match classify(status, Bytes::new(), false, hint) {
                 Attempt::Retry { after, .. } => {
                     assert_eq!(after.is_some(), honoured, "{status}")
                 }

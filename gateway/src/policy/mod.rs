@@ -922,7 +922,12 @@ fn name_policy_in_error(e: ConfigError, written: Option<&serde_yaml_ng::Value>) 
     let (Some(i), Some(line)) = (index, error.location().map(|l| l.line())) else {
         return ConfigError::Parse { path, error };
     };
-    let mut message = text;
+    // The line is the error's own (named before the key): serde's "at line N column M"
+    // after the message says it again.
+    let mut message = match text.rsplit_once(" at line ") {
+        Some((before, after)) if after.contains(" column ") => before.to_owned(),
+        _ => text,
+    };
     if let Some(field) = between(&message, "unknown field `", "`") {
         // The keys a policy takes are listed after "expected one of"; a near miss is
         // most likely a typo of one (`status_codes:` for `status_code:`).
@@ -957,9 +962,14 @@ fn name_policy_in_error(e: ConfigError, written: Option<&serde_yaml_ng::Value>) 
         let plain_value = written
             .and_then(|w| w.get(i)?.get(field))
             .is_some_and(|v| !v.is_mapping());
+        // serde's own sentence says "unknown field" again: only its list of keys is kept.
+        let keys = match message.split_once("expected one of") {
+            Some((_, list)) => format!("expected one of{list}"),
+            None => message.clone(),
+        };
         message = match (near, block) {
-            (Some(k), _) => format!("unknown key `{field}` (did you mean `{k}`?): {message}"),
-            (None, Some(block)) => format!("unknown key `{field}` in `{block}`: {message}"),
+            (Some(k), _) => format!("unknown key `{field}` (did you mean `{k}`?); {keys}"),
+            (None, Some(block)) => format!("unknown key `{field}` in `{block}`; {keys}"),
             (None, None) if plain_value => format!(
                 "unknown key `{field}` beside name and type (a policy holds its name, its type and the settings block its type names): {message}"
             ),
