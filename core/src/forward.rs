@@ -831,7 +831,13 @@ impl GrpcClient {
                 );
                 Ok(delivered)
             }
-            Some(status) => Err(status),
+            // The peer's message fit for a log line (a newline in it forged one).
+            Some(status) => Err(tonic::Status::with_details_and_metadata(
+                status.code(),
+                crate::text::printable(status.message()),
+                status.details().to_vec().into(),
+                status.metadata().clone(),
+            )),
             None => Err(tonic::Status::internal(format!(
                 "{} answered without a grpc-status",
                 self.endpoint
@@ -1290,7 +1296,7 @@ pub fn parse_json_response(body: &[u8]) -> Delivered {
     Delivered {
         rejected_spans: rejected.max(0) as u64,
         message: field(&partial, "errorMessage", "error_message")
-            .and_then(|m| m.as_str().map(str::to_owned))
+            .and_then(|m| m.as_str().map(crate::text::printable))
             .unwrap_or_default(),
         ..Delivered::default()
     }
@@ -1305,7 +1311,7 @@ pub fn parse_response(body: Bytes) -> Delivered {
             partial_success: Some(p),
         }) => Delivered {
             rejected_spans: p.rejected_spans.max(0) as u64,
-            message: p.error_message,
+            message: crate::text::printable(&p.error_message),
             ..Delivered::default()
         },
         _ => Delivered::default(),

@@ -602,7 +602,14 @@ fn redirect(
     let scheme = url.scheme_str().unwrap_or("http");
     // Resolved against the URL asked for, as RFC 3986 resolves a reference: `//host/p`
     // takes its scheme, `/p` its host too, `p` and `?q` its path's directory as well.
-    let resolved = if location.contains("://") {
+    // A scheme starts it (`https://…`); `/p?next=http://x` is a path.
+    let has_scheme = location.split_once("://").is_some_and(|(scheme, _)| {
+        !scheme.is_empty()
+            && scheme
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c))
+    });
+    let resolved = if has_scheme {
         location.to_owned()
     } else if location.starts_with("//") {
         format!("{scheme}:{location}")
@@ -727,7 +734,8 @@ fn answer_text(body: &[u8]) -> String {
     }
     let text = tailgate_core::receive::status::RpcStatus::message_in(body)
         .unwrap_or_else(|| String::from_utf8_lossy(&body[..body.len().min(256)]).into_owned());
-    format!(": {}", text.trim())
+    // Fit for one log line: a body's newline forged a log line of its own.
+    format!(": {}", tailgate_core::text::printable(text.trim()))
 }
 
 /// A `Retry-After` value (RFC 9110): seconds, or an HTTP date (how long until then; a date
@@ -785,6 +793,13 @@ mod tests {
                 "HTTP 503 Service Unavailable: down for maintenance",
             ),
             (StatusCode::BAD_GATEWAY, Vec::new(), "HTTP 502 Bad Gateway"),
+            // A body that would forge a log line of its own, or color a terminal (a
+            // hostile check), is one line with its control characters written out.
+            (
+                StatusCode::BAD_REQUEST,
+                b"no\n2026-12-07T00:00:00Z ERROR tailgate_gateway: FAKE\x1b[31m".to_vec(),
+                "HTTP 400 Bad Request: no\\n2026-12-07T00:00:00Z ERROR tailgate_gateway: FAKE\\u{1b}[31m",
+            ),
         ] {
             let (Attempt::Retry { error, .. } | Attempt::Fail(error)) =
                 classify(status, Bytes::from(body), false, None)
@@ -1240,6 +1255,10 @@ mod tests {
         assert_eq!(to("/v2/traces").unwrap(), "https://h.example/v2/traces");
         assert_eq!(to("traces2").unwrap(), "https://h.example/v1/traces2");
         assert_eq!(to("?x=1").unwrap(), "https://h.example/v1/traces?x=1");
+        assert_eq!(
+            to("/v1/traces2?next=http://x").unwrap(),
+            "https://h.example/v1/traces2?next=http://x"
+        );
         assert_eq!(
             to("https://H.EXAMPLE:443/v2").unwrap(),
             "https://H.EXAMPLE:443/v2"
