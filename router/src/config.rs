@@ -456,9 +456,11 @@ impl RouterConfig {
                         .into(),
                 ))
             }
+            // Named at `dns`, the second of the two a reader looks for (a config audit:
+            // the `members:` line).
             ([_, ..], Some(_)) => {
                 return Err(invalid(
-                    "members".into(),
+                    "members.dns".into(),
                     "set either `static` or `dns`, not both".into(),
                 ))
             }
@@ -773,6 +775,21 @@ mod tests {
         assert_eq!(f.max_queued_bytes, 16 << 20);
         assert_eq!(f.queue_wait, Duration::from_secs(5));
         assert_eq!(f.max_held_requests, 64);
+    }
+
+    /// Scenario: `members` with both `static` and `dns`, the latter a few lines down.
+    /// Guarantees: refused at the `dns:` line.
+    #[test]
+    fn static_and_dns_together_are_refused_at_dns() {
+        let text = "members:\n  static: [a:1]\n\n  dns:\n    name: gw.example\n";
+        let err = match parse(text) {
+            Err(e) => tailgate_core::config::with_line(e, text).to_string(),
+            Ok(_) => panic!("both loaded"),
+        };
+        assert!(
+            err.contains("router.yaml:4: members.dns: set either"),
+            "{err}"
+        );
     }
 
     #[test]
