@@ -270,14 +270,9 @@ fn empty_nulls(text: &str) -> String {
             None => out.push_str(line),
         }
         out.push('\n');
-        // `key: |-`, `- >+`, `key: |2`: a block scalar's header ends the line.
-        let last = trimmed.rsplit(' ').next().unwrap_or_default();
-        let opens_block = last.starts_with(['|', '>'])
-            && last[1..]
-                .bytes()
-                .all(|b| b.is_ascii_digit() || b == b'-' || b == b'+');
-        if opens_block {
-            block = Some(indent_of(line) + dashes);
+        // `key: |-`, `- >+`, `- key: |2`: the block's text is what is deeper than its key.
+        if let Some(column) = crate::config::block_opener_column(line) {
+            block = Some(column);
         }
     }
     out

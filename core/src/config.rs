@@ -446,8 +446,7 @@ pub fn path_of_line(text: &str, line: usize) -> Option<String> {
             continue;
         }
         // A parent whose value is a block scalar (`key: |`): the line is its text.
-        let value = l.split_once(':').map_or("", |(_, v)| v.trim());
-        if value.starts_with(['|', '>']) {
+        if block_opener_column(l).is_some() {
             return None;
         }
         parts.push(key_of(l)?);
@@ -1060,7 +1059,7 @@ fn yaml_lines(text: &str) -> impl Iterator<Item = YamlLine<'_>> {
 /// When `line` ends with a block scalar's indicator (`key: |`, `- >-`, `k: &a !t |`): the
 /// column of the node it is the value of (the key's, or the item's dash); the lines after
 /// it that are more indented than that are its text.
-fn block_opener_column(line: &str) -> Option<usize> {
+pub(crate) fn block_opener_column(line: &str) -> Option<usize> {
     let content = match (line.find(" #"), line.find("\t#")) {
         (Some(a), Some(b)) => &line[..a.min(b)],
         (Some(i), None) | (None, Some(i)) => &line[..i],
