@@ -732,6 +732,9 @@ impl GrpcClient {
         request: http::Request<MessageBody>,
     ) -> Result<Delivered, tonic::Status> {
         let response = self.client.request(request).await.map_err(|e| {
+            if let Some(status) = reset_by_server(&e, &self.endpoint) {
+                return status;
+            }
             let chain = error_chain(&e);
             let unanswered_ping = says_ping_unanswered(&chain);
             let hint = match &self.tls {
@@ -793,6 +796,9 @@ impl GrpcClient {
         }
         .await;
         read.map_err(|e| {
+            if let Some(status) = reset_by_server(&e, &self.endpoint) {
+                return status;
+            }
             let chain = error_chain(&e);
             let unanswered_ping = says_ping_unanswered(&chain);
             let hint = if unanswered_ping {
@@ -1188,6 +1194,44 @@ fn status_of_http(code: http::StatusCode) -> tonic::Status {
 }
 
 pub use crate::text::error_chain;
+
+/// The status of a call the server ended with `RST_STREAM`, as grpc-go reads one (its
+/// `http2ErrConvTab`, which the Collector's exporters go by): `REFUSED_STREAM` is
+/// UNAVAILABLE (the server says it did not process the request: sent again), `CANCEL`
+/// CANCELLED, `FLOW_CONTROL_ERROR` and `ENHANCE_YOUR_CALM` RESOURCE_EXHAUSTED,
+/// `INADEQUATE_SECURITY` PERMISSION_DENIED, and the rest (`INTERNAL_ERROR`, `NO_ERROR`
+/// before a status, ...) INTERNAL, codes HTTP/2 does not define UNKNOWN: final, as the server may have taken the request (it was
+/// retried as UNAVAILABLE, and what a backend had stored arrived again). `None` when `e`
+/// is not a reset of this one stream by the server: a connection lost or sent away is
+/// UNAVAILABLE, as grpc-go has it.
+fn reset_by_server(e: &(dyn std::error::Error + 'static), endpoint: &str) -> Option<tonic::Status> {
+    let mut source = Some(e);
+    let reset = loop {
+        let error = source?;
+        if let Some(h2) = error.downcast_ref::<h2::Error>() {
+            break h2;
+        }
+        source = error.source();
+    };
+    if !reset.is_reset() || !reset.is_remote() {
+        return None;
+    }
+    let reason = reset.reason()?;
+    let code = match reason {
+        h2::Reason::REFUSED_STREAM => tonic::Code::Unavailable,
+        h2::Reason::CANCEL => tonic::Code::Cancelled,
+        h2::Reason::FLOW_CONTROL_ERROR | h2::Reason::ENHANCE_YOUR_CALM => {
+            tonic::Code::ResourceExhausted
+        }
+        h2::Reason::INADEQUATE_SECURITY => tonic::Code::PermissionDenied,
+        other if u32::from(other) > 13 => tonic::Code::Unknown,
+        _ => tonic::Code::Internal,
+    };
+    Some(tonic::Status::new(
+        code,
+        format!("{endpoint} ended the call with RST_STREAM ({reason:?})"),
+    ))
+}
 
 /// Largest answer read from a server.
 const MAX_ANSWER_BYTES: usize = 1 << 20;

@@ -852,3 +852,75 @@ async fn authority_overrides_the_requests_host_not_where_they_go() {
     }
     stop.cancel();
 }
+
+/// A raw HTTP/2 server that reads each request whole and ends its stream with
+/// `RST_STREAM(reason)` instead of an answer; counts the requests it read.
+async fn resetting_server(
+    reason: h2::Reason,
+) -> (String, Arc<std::sync::atomic::AtomicUsize>, tokio::task::JoinHandle<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let seen = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = seen.clone();
+    let server = tokio::spawn(async move {
+        loop {
+            let (socket, _) = listener.accept().await.unwrap();
+            let counted = counted.clone();
+            tokio::spawn(async move {
+                let Ok(mut connection) = h2::server::handshake(socket).await else {
+                    return;
+                };
+                while let Some(Ok((request, mut respond))) = connection.accept().await {
+                    let mut body = request.into_body();
+                    while let Some(Ok(data)) = body.data().await {
+                        body.flow_control().release_capacity(data.len()).unwrap();
+                    }
+                    counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    respond.send_reset(reason);
+                }
+            });
+        }
+    });
+    (addr, seen, server)
+}
+
+/// Scenario: the server reads a whole request and ends the call with RST_STREAM:
+/// INTERNAL_ERROR, then REFUSED_STREAM, then CANCEL.
+/// Guarantees: read as grpc-go reads them (the Collector's exporters): INTERNAL_ERROR is
+/// INTERNAL, final, the request sent once (it was retried as UNAVAILABLE, and a backend
+/// that had stored it got it again); REFUSED_STREAM (not processed) and CANCEL are retried.
+#[tokio::test]
+async fn a_stream_reset_by_the_server_maps_as_grpc_go_maps_it() {
+    let body = Bytes::from(FakeOtlp::traces(1).spans(2).build().encode_to_vec());
+
+    let (addr, seen, server) = resetting_server(h2::Reason::INTERNAL_ERROR).await;
+    let client = GrpcClient::new(&addr, &[], Duration::from_secs(5), quick_retry()).unwrap();
+    match client.send(body.clone()).await {
+        Err(ForwardError::Rejected { status, .. }) => {
+            assert_eq!(status.code(), tonic::Code::Internal);
+            assert!(status.message().contains("RST_STREAM"), "{status:?}");
+        }
+        other => panic!("expected INTERNAL, final, got {other:?}"),
+    }
+    assert_eq!(seen.load(std::sync::atomic::Ordering::SeqCst), 1);
+    server.abort();
+
+    for (reason, code) in [
+        (h2::Reason::REFUSED_STREAM, tonic::Code::Unavailable),
+        (h2::Reason::CANCEL, tonic::Code::Cancelled),
+    ] {
+        let (addr, seen, server) = resetting_server(reason).await;
+        let client = GrpcClient::new(&addr, &[], Duration::from_secs(5), quick_retry()).unwrap();
+        match client.send(body.clone()).await {
+            Err(ForwardError::GaveUp {
+                attempts, status, ..
+            }) => {
+                assert!(attempts >= 2, "{reason:?}: {attempts} attempts");
+                assert_eq!(status.code(), code, "{reason:?}");
+            }
+            other => panic!("{reason:?}: expected retries, got {other:?}"),
+        }
+        assert!(seen.load(std::sync::atomic::Ordering::SeqCst) >= 2, "{reason:?}");
+        server.abort();
+    }
+}
