@@ -313,6 +313,83 @@ fn versions(
     Ok(out)
 }
 
+/// Cipher suites Go's `tls.CipherSuites()` names (TLS 1.3's, which Go does not let a
+/// config choose, included), as the Collector's `configtls` (v0.161) takes them.
+const GO_CIPHER_SUITES: &[&str] = &[
+    "TLS_AES_128_GCM_SHA256",
+    "TLS_AES_256_GCM_SHA384",
+    "TLS_CHACHA20_POLY1305_SHA256",
+    "TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA",
+    "TLS_ECDHE_ECDSA_WITH_AES_256_CBC_SHA",
+    "TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA",
+    "TLS_ECDHE_RSA_WITH_AES_256_CBC_SHA",
+    "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256",
+    "TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384",
+    "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256",
+    "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384",
+    "TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256",
+    "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256",
+    "TLS_RSA_WITH_AES_128_CBC_SHA",
+    "TLS_RSA_WITH_AES_256_CBC_SHA",
+    "TLS_RSA_WITH_AES_128_GCM_SHA256",
+    "TLS_RSA_WITH_AES_256_GCM_SHA384",
+];
+
+/// Go's `tls.InsecureCipherSuites()`: taken only with `include_insecure_cipher_suites`.
+const GO_INSECURE_CIPHER_SUITES: &[&str] = &[
+    "TLS_RSA_WITH_RC4_128_SHA",
+    "TLS_RSA_WITH_3DES_EDE_CBC_SHA",
+    "TLS_RSA_WITH_AES_128_CBC_SHA256",
+    "TLS_ECDHE_ECDSA_WITH_RC4_128_SHA",
+    "TLS_ECDHE_RSA_WITH_RC4_128_SHA",
+    "TLS_ECDHE_RSA_WITH_3DES_EDE_CBC_SHA",
+    "TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA256",
+    "TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA256",
+];
+
+/// The curve names `configtls` takes (v0.161, without FIPS).
+const GO_CURVES: &[&str] = &["P256", "P384", "P521", "X25519", "X25519MLKEM768"];
+
+/// Refuses a `cipher_suites` or `curve_preferences` name the Collector refuses (a typo
+/// there made the Collector fail at start and Tailgate run on). The names are checked
+/// and not applied: rustls offers only AEAD suites and modern groups of its own.
+fn go_names(
+    cipher_suites: &[String],
+    curve_preferences: &[String],
+    include_insecure: bool,
+) -> Result<(), TlsError> {
+    for suite in cipher_suites {
+        let insecure = GO_INSECURE_CIPHER_SUITES.contains(&suite.as_str());
+        if GO_CIPHER_SUITES.contains(&suite.as_str()) || (insecure && include_insecure) {
+            continue;
+        }
+        return Err(TlsError::Setting {
+            key: "cipher_suites",
+            problem: if insecure {
+                format!(
+                    "{suite:?} is insecure; the Collector takes it only with \
+                     include_insecure_cipher_suites: true (rustls never offers it)"
+                )
+            } else {
+                format!("{suite:?} is not a TLS cipher suite Go names (as TLS_AES_128_GCM_SHA256, TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256)")
+            },
+        });
+    }
+    if let Some(curve) = curve_preferences
+        .iter()
+        .find(|c| !GO_CURVES.contains(&c.as_str()))
+    {
+        return Err(TlsError::Setting {
+            key: "curve_preferences",
+            problem: format!(
+                "{curve:?} is not a curve the Collector takes; write one of {}",
+                GO_CURVES.join(", ")
+            ),
+        });
+    }
+    Ok(())
+}
+
 /// Parses a Go duration for `reload_interval`.
 fn reload_interval<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
     crate::config::go_duration::option::deserialize(d)
@@ -354,13 +431,15 @@ pub struct ServerTlsConfig {
     /// How often the files are checked for changes. Default 10s.
     #[serde(default, deserialize_with = "reload_interval")]
     pub reload_interval: Option<Duration>,
-    /// Accepted and ignored: rustls offers only its own modern suites.
+    /// Names checked as the Collector checks them, then ignored: rustls offers only its
+    /// own modern (AEAD) suites.
     #[serde(default, deserialize_with = "crate::config::comma_list")]
     pub cipher_suites: Vec<String>,
-    /// Accepted and ignored, as `cipher_suites`.
+    /// Names checked as the Collector checks them, then ignored, as `cipher_suites`.
     #[serde(default, deserialize_with = "crate::config::comma_list")]
     pub curve_preferences: Vec<String>,
-    /// Accepted and ignored, as `cipher_suites` (rustls has no insecure suites to add).
+    /// Lets `cipher_suites` name Go's insecure suites, as in the Collector; rustls never
+    /// offers them.
     #[serde(default)]
     pub include_insecure_cipher_suites: bool,
 }
@@ -410,6 +489,11 @@ impl ServerTlsConfig {
             present.client_ca_file = None;
             return present.build().map(|_| ());
         }
+        go_names(
+            &self.cipher_suites,
+            &self.curve_preferences,
+            self.include_insecure_cipher_suites,
+        )?;
         versions(&self.min_version, &self.max_version)?;
         if !cert.absent_for_check() {
             certificates(cert.key(), &cert.read()?)?;
@@ -426,6 +510,11 @@ impl ServerTlsConfig {
     fn build(&self) -> Result<(rustls::ServerConfig, Vec<Vec<u8>>), TlsError> {
         let (cert, key, ca) = self.sources()?;
         let mut read = vec![cert.read()?, key.read()?];
+        go_names(
+            &self.cipher_suites,
+            &self.curve_preferences,
+            self.include_insecure_cipher_suites,
+        )?;
         let versions = versions(&self.min_version, &self.max_version)?;
         let builder = rustls::ServerConfig::builder_with_provider(provider())
             .with_protocol_versions(&versions)?;
@@ -635,13 +724,15 @@ pub struct ClientTlsConfig {
     /// Default 10s.
     #[serde(default, deserialize_with = "reload_interval")]
     pub reload_interval: Option<Duration>,
-    /// Accepted and ignored: rustls offers only its own modern suites.
+    /// Names checked as the Collector checks them, then ignored: rustls offers only its
+    /// own modern (AEAD) suites.
     #[serde(default, deserialize_with = "crate::config::comma_list")]
     pub cipher_suites: Vec<String>,
-    /// Accepted and ignored, as `cipher_suites`.
+    /// Names checked as the Collector checks them, then ignored, as `cipher_suites`.
     #[serde(default, deserialize_with = "crate::config::comma_list")]
     pub curve_preferences: Vec<String>,
-    /// Accepted and ignored, as `cipher_suites` (rustls has no insecure suites to add).
+    /// Lets `cipher_suites` name Go's insecure suites, as in the Collector; rustls never
+    /// offers them.
     #[serde(default)]
     pub include_insecure_cipher_suites: bool,
 }
@@ -765,6 +856,11 @@ impl ClientTlsConfig {
     }
 
     fn build_now(&self) -> Result<ClientTls, TlsError> {
+        go_names(
+            &self.cipher_suites,
+            &self.curve_preferences,
+            self.include_insecure_cipher_suites,
+        )?;
         let versions = versions(&self.min_version, &self.max_version)?;
         let builder = rustls::ClientConfig::builder_with_provider(provider())
             .with_protocol_versions(&versions)?;
@@ -1288,6 +1384,53 @@ mod tests {
             v(Some("2.0"), None),
             Err(TlsError::Version {
                 key: "min_version",
+                ..
+            })
+        ));
+    }
+
+    /// Scenario: cipher suite and curve names the Collector refuses: a typo, an insecure
+    /// suite without `include_insecure_cipher_suites`, a curve Go does not name.
+    /// Guarantees: refused naming the key, as the Collector fails at start; the insecure
+    /// suite is taken with the flag, and the names Go gives are taken.
+    #[test]
+    fn cipher_suite_and_curve_names_are_checked_as_the_collector_checks_them() {
+        let client = |yaml: &str| {
+            serde_yaml_ng::from_str::<ClientTlsConfig>(yaml)
+                .unwrap()
+                .build()
+                .map(|_| ())
+        };
+        for (yaml, key) in [
+            ("{cipher_suites: [TLS_AES_128_GCM_SHA265]}", "cipher_suites"),
+            ("{cipher_suites: [TLS_RSA_WITH_RC4_128_SHA]}", "cipher_suites"),
+            ("{curve_preferences: [X448]}", "curve_preferences"),
+        ] {
+            match client(yaml) {
+                Err(e @ TlsError::Setting { .. }) => assert_eq!(e.key(), Some(key), "{yaml}"),
+                other => panic!("{yaml}: {other:?}"),
+            }
+        }
+        client("{cipher_suites: [TLS_RSA_WITH_RC4_128_SHA], include_insecure_cipher_suites: true}")
+            .unwrap();
+        client(
+            "{cipher_suites: [TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA, TLS_CHACHA20_POLY1305_SHA256], \
+             curve_preferences: [X25519MLKEM768, P521]}",
+        )
+        .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let pki = crate::test_util::TestPki::new(dir.path(), "ca").unwrap();
+        let (cert, key) = pki.issue("server", &["localhost"]).unwrap();
+        let server = ServerTlsConfig {
+            cert_file: Some(cert),
+            key_file: Some(key),
+            curve_preferences: vec!["p256".into()],
+            ..Default::default()
+        };
+        assert!(matches!(
+            TlsServer::load(&server),
+            Err(TlsError::Setting {
+                key: "curve_preferences",
                 ..
             })
         ));
