@@ -12,6 +12,8 @@
 
 use serde_yaml_ng::{Mapping, Value};
 
+pub mod queue;
+
 /// Why a Collector config cannot be read as a Tailgate config: the Collector key at fault
 /// and what is wrong.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -393,11 +395,26 @@ pub fn receive(
             Some(Value::String(e)) => e.as_str(),
             Some(_) => return Err(err(format!("{at}.endpoint"), "a listen address host:port")),
         };
-        if let Some(path) = endpoint.strip_prefix("unix://").or(p
-            .get("transport")
-            .and_then(Value::as_str)
-            .filter(|t| *t == "unix")
-            .map(|_| endpoint))
+        let transport = match p.get("transport") {
+            None | Some(Value::Null) => "",
+            Some(Value::String(t)) => t.as_str(),
+            Some(_) => return Err(err(format!("{at}.transport"), "a network name, as tcp")),
+        };
+        // What Go's net.Listen takes for a stream: a receiver on udp or ip does not start
+        // in the Collector either (it was ignored here, a TCP port opened instead).
+        if !matches!(
+            transport,
+            "" | "tcp" | "tcp4" | "tcp6" | "unix" | "unixpacket"
+        ) {
+            return Err(err(
+                format!("{at}.transport"),
+                format!("{transport:?}: a receiver listens on a stream; write tcp (the default), tcp4 or tcp6"),
+            ));
+        }
+        if let Some(path) =
+            endpoint
+                .strip_prefix("unix://")
+                .or(matches!(transport, "unix" | "unixpacket").then_some(endpoint))
         {
             return Err(err(
                 format!("{at}.endpoint"),

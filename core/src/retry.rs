@@ -48,10 +48,10 @@ pub struct RetryConfig {
 struct RawRetry {
     #[serde(default = "default_enabled")]
     enabled: bool,
-    #[serde(default = "default_initial", with = "humantime_serde")]
-    initial_interval: Duration,
-    #[serde(default = "default_max_interval", with = "humantime_serde")]
-    max_interval: Duration,
+    #[serde(default, with = "humantime_serde::option")]
+    initial_interval: Option<Duration>,
+    #[serde(default, with = "humantime_serde::option")]
+    max_interval: Option<Duration>,
     #[serde(default = "default_max_elapsed", with = "humantime_serde")]
     max_elapsed_time: Duration,
     #[serde(default)]
@@ -72,8 +72,25 @@ impl TryFrom<RawRetry> for RetryConfig {
     type Error = String;
 
     fn try_from(raw: RawRetry) -> Result<Self, String> {
-        if raw.multiplier.is_some_and(|m| !(m >= 1.0 && m.is_finite())) {
-            return Err("multiplier must be a number of at least 1".into());
+        // The Collector's `BackOffConfig.Validate` (v0.161): factors in range, and a time
+        // bound that is not shorter than the waits it bounds (the intervals written: the
+        // Collector's defaults are not Tailgate's, and `max_elapsed_time: 1s` alone is a
+        // fair wish here).
+        if raw.multiplier.is_some_and(|m| !(m >= 0.0 && m.is_finite())) {
+            return Err("multiplier must be a number, at least 0".into());
+        }
+        if !raw.max_elapsed_time.is_zero() {
+            for (key, interval) in [
+                ("initial_interval", raw.initial_interval),
+                ("max_interval", raw.max_interval),
+            ] {
+                if let Some(interval) = interval.filter(|i| raw.max_elapsed_time < *i) {
+                    return Err(format!(
+                        "max_elapsed_time ({:?}) must not be less than {key} ({interval:?})",
+                        raw.max_elapsed_time
+                    ));
+                }
+            }
         }
         if raw
             .randomization_factor
@@ -89,8 +106,8 @@ impl TryFrom<RawRetry> for RetryConfig {
             );
         }
         Ok(RetryConfig {
-            initial_interval: raw.initial_interval,
-            max_interval: raw.max_interval,
+            initial_interval: raw.initial_interval.unwrap_or_else(default_initial),
+            max_interval: raw.max_interval.unwrap_or_else(default_max_interval),
             // One attempt: out of time before any wait.
             max_elapsed_time: if raw.enabled {
                 raw.max_elapsed_time
@@ -553,9 +570,10 @@ mod tests {
     }
 
     /// Scenario: the Collector's `retry_on_failure` block as written in its docs; the same
-    /// with `enabled: false`; factors out of range; a key neither has.
-    /// Guarantees: the intervals are read; disabled means one attempt and no retry (on a
-    /// paused clock, no time passes); bad factors and unknown keys are refused by name.
+    /// with `enabled: false`; factors out of range; a time bound under an interval; a key
+    /// neither has. Guarantees: the intervals are read; disabled means one attempt and no
+    /// retry (on a paused clock, no time passes); what the Collector's `Validate` refuses
+    /// and unknown keys are refused by name, what it takes is taken.
     #[tokio::test(start_paused = true)]
     async fn the_collectors_retry_on_failure_block_is_read() {
         let read = |yaml: &str| serde_yaml_ng::from_str::<RetryConfig>(yaml);
@@ -569,6 +587,8 @@ mod tests {
             }
         );
         assert_eq!(read("{}").unwrap(), RetryConfig::default());
+        // What the Collector takes: a factor under 1, no time bound with long waits.
+        read("{multiplier: 0.5, max_elapsed_time: 0s, max_interval: 1h}").unwrap();
         let off = read("{enabled: false}").unwrap();
         // Even a caller that would hold a request past its time (an exporter while the
         // gateway has room) gives it up: no retry was asked for.
@@ -582,7 +602,12 @@ mod tests {
         );
         assert_eq!(start.elapsed(), Duration::ZERO);
         for (yaml, words) in [
-            ("{multiplier: 0.5}", "multiplier"),
+            ("{multiplier: -0.5}", "multiplier"),
+            ("{max_elapsed_time: 10s, max_interval: 30s}", "max_interval"),
+            (
+                "{max_elapsed_time: 1s, initial_interval: 2s}",
+                "initial_interval",
+            ),
             ("{randomization_factor: 2}", "randomization_factor"),
             ("{max_retries: 3}", "max_retries"),
         ] {

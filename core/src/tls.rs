@@ -1403,7 +1403,10 @@ mod tests {
         };
         for (yaml, key) in [
             ("{cipher_suites: [TLS_AES_128_GCM_SHA265]}", "cipher_suites"),
-            ("{cipher_suites: [TLS_RSA_WITH_RC4_128_SHA]}", "cipher_suites"),
+            (
+                "{cipher_suites: [TLS_RSA_WITH_RC4_128_SHA]}",
+                "cipher_suites",
+            ),
             ("{curve_preferences: [X448]}", "curve_preferences"),
         ] {
             match client(yaml) {

@@ -857,7 +857,11 @@ async fn authority_overrides_the_requests_host_not_where_they_go() {
 /// `RST_STREAM(reason)` instead of an answer; counts the requests it read.
 async fn resetting_server(
     reason: h2::Reason,
-) -> (String, Arc<std::sync::atomic::AtomicUsize>, tokio::task::JoinHandle<()>) {
+) -> (
+    String,
+    Arc<std::sync::atomic::AtomicUsize>,
+    tokio::task::JoinHandle<()>,
+) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap().to_string();
     let seen = Arc::new(std::sync::atomic::AtomicUsize::new(0));
@@ -920,7 +924,10 @@ async fn a_stream_reset_by_the_server_maps_as_grpc_go_maps_it() {
             }
             other => panic!("{reason:?}: expected retries, got {other:?}"),
         }
-        assert!(seen.load(std::sync::atomic::Ordering::SeqCst) >= 2, "{reason:?}");
+        assert!(
+            seen.load(std::sync::atomic::Ordering::SeqCst) >= 2,
+            "{reason:?}"
+        );
         server.abort();
     }
 }

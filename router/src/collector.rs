@@ -155,6 +155,9 @@ pub fn translate(top: &Value) -> Result<Translated, TranslateError> {
                 .collect();
             return Err(unknown(&lb_key, key, &known));
         }
+        if let Some(value) = lb.get(key) {
+            tailgate_core::collector::queue::check_not_applied(&lb_key, key, value)?;
+        }
         // Routing by attributes needs routing_key: attributes, refused above.
         out.notes.push(format!(
             "{lb_key}.{key} not applied: the router queues, retries and routes around gateways on its own terms (forward: docs/configuration.md)"
@@ -365,9 +368,12 @@ fn forward(lb: &Value, lb_key: &str, notes: &mut Vec<String>) -> Result<Section,
                     "the router sends no credentials or headers of its own to the gateways: a gateway requiring them would refuse every request after senders were told OK; write the router's own config (forward: docs/configuration.md) and keep the gateways' receivers inside the cluster",
                 ))
             }
-            _ if OTLP_EXPORTER_NOTED.contains(&k) => notes.push(format!(
-                "{from}.{k} not applied: the router's forwarding has its own settings (forward: docs/configuration.md)"
-            )),
+            _ if OTLP_EXPORTER_NOTED.contains(&k) => {
+                tailgate_core::collector::queue::check_not_applied(&from, k, v)?;
+                notes.push(format!(
+                    "{from}.{k} not applied: the router's forwarding has its own settings (forward: docs/configuration.md)"
+                ))
+            }
             _ => {
                 let known: Vec<&str> = ["endpoint", "timeout", "tls", "compression", "headers", "auth"]
                     .into_iter()
@@ -720,6 +726,40 @@ mod tests {
                 base(static_, "        endpoint: unix:///tmp/otlp.sock\n"),
                 "receivers.otlp.protocols.grpc.endpoint",
                 "Unix",
+            ),
+            (
+                base(static_, "        transport: unix\n"),
+                "receivers.otlp.protocols.grpc.endpoint",
+                "Unix",
+            ),
+            // Blocks read and not applied are checked as the Collector checks them (a
+            // typo there was taken; the Collector fails at start).
+            (
+                base(&format!("{static_}    protocol:\n      otlp:\n        retry_on_failure: {{enabeld: true}}\n"), ""),
+                "exporters.loadbalancing.protocol.otlp.retry_on_failure.enabeld",
+                "unknown field",
+            ),
+            (
+                base(&format!("{static_}    protocol:\n      otlp:\n        sending_queue: {{queue_size: 0}}\n"), ""),
+                "exporters.loadbalancing.protocol.otlp.sending_queue.queue_size",
+                "must be positive",
+            ),
+            (
+                base(&format!("{static_}    sending_queue:\n      num_consumers: -1\n"), ""),
+                "exporters.loadbalancing.sending_queue.num_consumers",
+                "must be positive",
+            ),
+            (
+                base(&format!("{static_}    timeout: 5 seconds\n"), ""),
+                "exporters.loadbalancing.timeout",
+                "duration",
+            ),
+            // A datagram network: the Collector's receiver does not start on it (it was
+            // ignored, a TCP port opened).
+            (
+                base(static_, "        transport: udp\n"),
+                "receivers.otlp.protocols.grpc.transport",
+                "write tcp",
             ),
             // Misspelt keys: a typo must not leave a default in force (the Collector
             // refuses them too).
