@@ -1142,9 +1142,12 @@ impl Exporter {
                     failed.push(range);
                 }
                 Some(Outcome::Took { rejected, message }) => {
+                    // The backend's own figure is logged; what is counted failed cannot be
+                    // more than the part's spans.
+                    let stated = rejected;
                     let rejected = rejected.min(n);
                     if rejected > 0 {
-                        tracing::warn!(exporter, rejected, %message, "Backend rejected part of an export.");
+                        tracing::warn!(exporter, rejected, stated, %message, "Backend rejected part of an export.");
                         failed.push(range.start..range.start + rejected as usize);
                     } else if !message.is_empty() {
                         self.warned_by_backend(&message);

@@ -538,6 +538,14 @@ impl HttpClient {
                     .to_ascii_lowercase()
                     .starts_with("application/json")
             });
+        // Go's client asks for gzip and reads it transparently: a backend (or the proxy
+        // in front of it) may compress its answer, and a gzipped partial success was taken
+        // as full success, unread.
+        let encoding = response
+            .headers()
+            .get(header::CONTENT_ENCODING)
+            .and_then(|v| v.to_str().ok())
+            .map(tailgate_core::receive::compress::Encoding::from_content_encoding);
         let after = response
             .headers()
             .get(header::RETRY_AFTER)
@@ -554,7 +562,20 @@ impl HttpClient {
         {
             tracing::debug!(%status, %problem, "Backend's answer body taken as far as it was read.");
         }
-        let body = answer.freeze();
+        let body = match encoding {
+            None | Some(Ok(None)) => answer.freeze(),
+            Some(Ok(Some(encoding))) => {
+                tailgate_core::receive::compress::decompress(encoding, &answer, MAX_ANSWER_BYTES)
+                    .unwrap_or_else(|problem| {
+                        tracing::debug!(%status, ?problem, "Backend's {} answer body not readable; taken as empty.", encoding.name());
+                        Bytes::new()
+                    })
+            }
+            Some(Err(unknown)) => {
+                tracing::debug!(%status, %unknown, "Backend's answer body in an encoding not read; taken as empty.");
+                Bytes::new()
+            }
+        };
         // Refused credentials: worth another try only with another key (read anew from
         // its file, or a token fetched anew).
         let refused = matches!(status, StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN);
@@ -1235,6 +1256,55 @@ mod tests {
         let delivered = cfg.client().unwrap().send(body).await.unwrap();
         assert_eq!(delivered.rejected_spans, 1);
         assert_eq!(delivered.message, "too old");
+    }
+
+    /// Scenario: a 200 whose protobuf partial success is gzipped (`Content-Encoding:
+    /// gzip`, as a backend or its proxy answers Go's client, which asks for gzip), then a
+    /// gzipped answer that would inflate past the 64 KiB read of an answer.
+    /// Guarantees: the first is read (it was taken as full success, unread); the second is
+    /// delivered, taken as empty, its inflation bounded.
+    #[tokio::test]
+    async fn a_gzipped_answer_is_read_within_its_bound() {
+        use opentelemetry_proto::tonic::collector::trace::v1::{
+            ExportTracePartialSuccess, ExportTraceServiceResponse,
+        };
+        let gzipped = |message: &[u8]| {
+            tailgate_core::receive::compress::compress(
+                tailgate_core::receive::compress::Encoding::Gzip,
+                &[Bytes::copy_from_slice(message)],
+            )
+            .unwrap()
+        };
+        let answer_of = |zipped: Vec<u8>| -> &'static [u8] {
+            let mut answer = format!(
+                "HTTP/1.1 200 OK\r\ncontent-type: application/x-protobuf\r\ncontent-encoding: gzip\r\ncontent-length: {}\r\n\r\n",
+                zipped.len()
+            )
+            .into_bytes();
+            answer.extend_from_slice(&zipped);
+            Box::leak(answer.into_boxed_slice())
+        };
+        let partial = prost::Message::encode_to_vec(&ExportTraceServiceResponse {
+            partial_success: Some(ExportTracePartialSuccess {
+                rejected_spans: 1,
+                error_message: "too old".into(),
+            }),
+        });
+        let body = Bytes::from(prost::Message::encode_to_vec(
+            &tailgate_core::test_util::FakeOtlp::traces(2).build(),
+        ));
+        for (answer, rejected) in [
+            (answer_of(gzipped(&partial)), 1),
+            (answer_of(gzipped(&vec![0u8; 50 << 20])), 0),
+        ] {
+            let (addr, answered) = raw_backend(move |_| answer, 0).await;
+            let cfg: OtlpHttpConfig =
+                serde_yaml_ng::from_str(&format!("{{endpoint: 'http://{addr}', timeout: 1s}}"))
+                    .unwrap();
+            let delivered = cfg.client().unwrap().send(body.clone()).await.unwrap();
+            assert_eq!(delivered.rejected_spans, rejected);
+            assert_eq!(answered.load(std::sync::atomic::Ordering::SeqCst), 1);
+        }
     }
 
     /// Scenario: Locations as servers write them, against `https://h.example/v1/traces`.
