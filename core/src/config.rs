@@ -399,7 +399,9 @@ pub fn parse_plain_yaml<T: DeserializeOwned>(path: &Path, text: &str) -> Result<
                 message: "this line is indented with a tab; YAML indents with spaces only".into(),
             },
             None => match (
-                duplicate_key(path, &error, text).or_else(|| sub_key_error(path, &error, text)),
+                duplicate_key(path, &error, text)
+                    .or_else(|| sub_key_error(path, &error, text))
+                    .or_else(|| missing_key_error(path, &error, text)),
                 unknown_top_key_line(&error, text),
             ) {
                 (Some(located), _) => located,
@@ -491,6 +493,42 @@ fn sub_key_error(path: &Path, error: &serde_yaml_ng::Error, text: &str) -> Optio
         line: locate_key(text, &key)?,
         key,
         message: tail.to_owned(),
+    })
+}
+
+/// A required key left out (`export.otlp: missing field `endpoint``), placed at the line
+/// of the block that lacks it: serde gives the position it reached, the block's first
+/// child or, for a key of the whole file, a line past its end (a file of comments only).
+fn missing_key_error(path: &Path, error: &serde_yaml_ng::Error, text: &str) -> Option<ConfigError> {
+    let full = error.to_string();
+    let message = full
+        .rsplit_once(" at line ")
+        .map_or(full.as_str(), |(m, _)| m);
+    let (at, field) = match message.split_once(": missing field `") {
+        Some((at, rest)) if !at.contains([' ', '`']) => (Some(at), rest),
+        Some(_) => return None,
+        None => (None, message.strip_prefix("missing field `")?),
+    };
+    let field = field.strip_suffix('`')?;
+    let Some(at) = at else {
+        let empty = text.lines().map(str::trim).all(|l| {
+            l.is_empty() || l.starts_with('#') || matches!(l, "---" | "..." | "~" | "null" | "{}")
+        });
+        return Some(ConfigError::Invalid {
+            path: path.to_owned(),
+            key: field.to_owned(),
+            message: if empty {
+                "required, and the file holds no settings (only comments, or nothing)".into()
+            } else {
+                "required at the top level of the file, and not written".into()
+            },
+        });
+    };
+    Some(ConfigError::InvalidAt {
+        path: path.to_owned(),
+        line: locate_key(text, at)?,
+        key: at.to_owned(),
+        message: format!("`{field}` is required here, and not written"),
     })
 }
 
@@ -3074,6 +3112,49 @@ mod tests {
                 .custom_flags(libc::O_NONBLOCK)
                 .open(&fifo),
         );
+    }
+
+    /// Scenario: a required key left out: of a block, of the file, of a file holding only
+    /// comments. Guarantees: named with the block's own line and path (serde said the
+    /// block's first child's line, and for a file of comments a line past its end).
+    #[test]
+    fn a_missing_key_is_named_at_the_block_that_lacks_it() {
+        #[derive(Debug, serde::Deserialize)]
+        #[allow(dead_code)]
+        struct Otlp {
+            endpoint: String,
+            #[serde(default)]
+            timeout: Option<String>,
+        }
+        #[derive(Debug, serde::Deserialize)]
+        #[allow(dead_code)]
+        struct Export {
+            otlp: Otlp,
+        }
+        #[derive(Debug, serde::Deserialize)]
+        #[allow(dead_code)]
+        struct File {
+            export: Export,
+        }
+        let err = |text: &str| parse_plain_yaml::<File>(Path::new("g.yaml"), text).unwrap_err();
+        match err("# gateway\nexport:\n  otlp:\n    timeout: 5s\n") {
+            ConfigError::InvalidAt {
+                line, key, message, ..
+            } => {
+                assert_eq!((line, key.as_str()), (3, "export.otlp"));
+                assert!(message.contains("`endpoint` is required"), "{message}");
+            }
+            other => panic!("{other}"),
+        }
+        for (text, words) in [
+            ("# only a comment\n# and another\n", "holds no settings"),
+            ("", "holds no settings"),
+            ("exprot: {}\n", "required at the top level"),
+        ] {
+            let e = err(text).to_string();
+            assert!(e.contains(words), "{text:?}: {e}");
+            assert!(!e.contains("at line 3"), "{text:?}: {e}");
+        }
     }
 
     /// Scenario: serde messages naming Tailgate's own structs or a "unit value".

@@ -977,13 +977,26 @@ fn name_policy_in_error(e: ConfigError, written: Option<&serde_yaml_ng::Value>) 
         };
         message.push_str(&mismatch);
     }
+    // The key at fault is named once, whole (it was `policies[0]: policy "x":
+    // policies[0].latency.threshold_ms: …`).
+    let mut key = format!("policies[{i}]");
+    if let Some((at, rest)) = message.split_once(": ") {
+        // From a Collector config the path starts `processors.tail_sampling.`.
+        let within = at
+            .find(&key)
+            .is_some_and(|p| p == 0 || at[..p].ends_with('.'));
+        if within && !at.contains([' ', '`']) {
+            key = at.to_owned();
+            message = rest.to_owned();
+        }
+    }
     if let Some(name) = name {
         message = format!("policy {name:?}: {message}");
     }
     ConfigError::InvalidAt {
         path,
         line,
-        key: format!("policies[{i}]"),
+        key,
         message,
     }
 }
