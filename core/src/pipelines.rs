@@ -217,10 +217,38 @@ impl<'a> Graph<'a> {
     }
 
     /// Refuses what stops the Collector from starting: a pipeline naming a receiver or
-    /// exporter that neither its section nor `connectors:` defines, a connector used at
+    /// exporter that neither its section nor `connectors:` defines, a pipeline without a
+    /// receiver or an exporter, a processor listed twice in one, a connector used at
     /// one end only, one passing a signal on (forward, routing, …) between pipelines of
     /// different signals, and forward connectors in a cycle.
     pub fn check(&self) -> Result<(), TranslateError> {
+        // `PipelineConfig.Validate` (v0.161), in its order and words.
+        for p in &self.pipelines {
+            let at = |key: &str| format!("service.pipelines.{}.{key}", p.name);
+            if p.receivers.is_empty() {
+                return Err(err(
+                    at("receivers"),
+                    "a pipeline must have at least one receiver (the Collector refuses this too)",
+                ));
+            }
+            if p.exporters.is_empty() {
+                return Err(err(
+                    at("exporters"),
+                    "a pipeline must have at least one exporter (the Collector refuses this too)",
+                ));
+            }
+            if let Some((i, twice)) = p
+                .processors
+                .iter()
+                .enumerate()
+                .find(|(i, id)| p.processors[..*i].contains(id))
+            {
+                return Err(err(
+                    format!("{}[{i}]", at("processors")),
+                    format!("references processor {twice:?} multiple times (the Collector refuses this too)"),
+                ));
+            }
+        }
         for p in &self.pipelines {
             for (side, id) in p.ends() {
                 let (key, one) = side.words();

@@ -114,6 +114,26 @@ fn what_the_collector_refuses_is_refused() {
             "service.pipelines.traces/sampling.exporters",
             "connector forward/out passes traces on to pipelines of the same signal, and none of them is at its other end",
         ),
+        // PipelineConfig.Validate's three (a helper's corpus of real configs: an
+        // OpenShift README's metrics pipeline with `receivers: []` loaded silently).
+        (
+            "metrics: {receivers: [span_metrics], exporters: [debug]}",
+            "metrics: {receivers: [span_metrics], exporters: [debug]}\n    metrics/none: {receivers: [], exporters: [debug]}",
+            "service.pipelines.metrics/none.receivers",
+            "at least one receiver",
+        ),
+        (
+            "metrics: {receivers: [span_metrics], exporters: [debug]}",
+            "metrics: {receivers: [span_metrics], exporters: [debug]}\n    logs: {receivers: [otlp]}",
+            "service.pipelines.logs.exporters",
+            "at least one exporter",
+        ),
+        (
+            "processors: [batch], exporters: [span_metrics",
+            "processors: [batch, tail_sampling, batch], exporters: [span_metrics",
+            "service.pipelines.traces.processors[2]",
+            "references processor \"batch\" multiple times",
+        ),
         (
             "metrics: {receivers: [span_metrics]",
             "metrics: {receivers: [otlp]",

@@ -80,7 +80,7 @@ fn pipelines_through_connectors_or_to_nowhere_are_refused() {
         // A connector the pipeline names and `connectors:` does not define (a guide's
         // `connectors/forward:` slip): named, not "no otlp receiver".
         ("receivers: {otlp: {protocols: {grpc: {}}}}\nexporters: {otlp: {endpoint: a:1}}\nservice: {pipelines: {traces: {receivers: [forward/a], exporters: [otlp]}}}\n", "forward/a is used by the pipeline and defined under neither receivers: nor connectors:"),
-        ("receivers: {otlp: {protocols: {grpc: {}}}}\nservice: {pipelines: {traces: {receivers: [otlp]}}}\n", "no exporter"),
+        ("receivers: {otlp: {protocols: {grpc: {}}}}\nservice: {pipelines: {traces: {receivers: [otlp]}}}\n", "at least one exporter"),
         ("receivers: {otlp: {protocols: {grpc: {}}}}\nexporters: {otlp/a: {endpoint: a:1}, otlp/b: {endpoint: b:1}}\nservice: {pipelines: {traces: {receivers: [otlp], exporters: [otlp/a]}, traces/b: {receivers: [otlp], exporters: [otlp/b]}}}\n", "different exporters"),
     ] {
         let e = read(yaml).unwrap_err();

@@ -156,6 +156,19 @@ pub(crate) fn shape(
                 "no traces pipeline in service.pipelines uses {} (the Collector builds no processor that no pipeline names, so this config does no tail sampling): add it to the traces pipeline's processors, or give the gateway its block alone as the policy file{hint}",
                 unused.join(", ")
             )
+        } else if let Some((pipeline, listed)) =
+            traces_pipelines(pipelines)
+                .into_iter()
+                .find_map(|(name, listed)| {
+                    let id = listed.into_iter().find(|p| kind_of(p) == "tail_sampling")?;
+                    Some((name, id))
+                })
+        {
+            // Listed and not defined (a block indented under another processor, say): the
+            // Collector says "references processor … which is not configured".
+            format!(
+                "pipeline {pipeline} lists {listed}, which processors: does not define (is its block indented under another processor?); the Collector refuses this too (\"references processor {listed:?} which is not configured\"){hint}"
+            )
         } else if pipelines.is_some() {
             format!("no traces pipeline in service.pipelines uses a tail_sampling processor{hint}")
         } else {

@@ -920,7 +920,7 @@ fn name_policy_in_error(e: ConfigError, written: Option<&serde_yaml_ng::Value>) 
         _ => None,
     });
     let (Some(i), Some(line)) = (index, error.location().map(|l| l.line())) else {
-        return ConfigError::Parse { path, error };
+        return outside_policies(path, error);
     };
     // The line is the error's own (named before the key): serde's "at line N column M"
     // after the message says it again.
@@ -998,6 +998,34 @@ fn name_policy_in_error(e: ConfigError, written: Option<&serde_yaml_ng::Value>) 
         line,
         key,
         message,
+    }
+}
+
+/// An error outside the policies (a processor's own key: `processors.tail_sampling:
+/// unknown field `decision_wiat``) at its line and key, as every other error is (it was
+/// the parser's sentence, "at line 11 column 5" after it, with no `FILE:LINE:`).
+fn outside_policies(path: std::path::PathBuf, error: serde_yaml_ng::Error) -> ConfigError {
+    let full = error.to_string();
+    let message = full
+        .rsplit_once(" at line ")
+        .map_or(full.as_str(), |(m, _)| m);
+    let (Some(line), Some((at, rest))) =
+        (error.location().map(|l| l.line()), message.split_once(": "))
+    else {
+        return ConfigError::Parse { path, error };
+    };
+    if at.is_empty() || at.contains([' ', '`']) {
+        return ConfigError::Parse { path, error };
+    }
+    let key = match between(rest, "unknown field `", "`") {
+        Some(field) => format!("{at}.{field}"),
+        None => at.to_owned(),
+    };
+    ConfigError::InvalidAt {
+        path,
+        line,
+        key,
+        message: tailgate_core::config::readable(rest),
     }
 }
 
