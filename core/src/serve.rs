@@ -269,6 +269,10 @@ where
             }
         });
     }
+    // Closed now, not when the open connections have finished: a listening socket left
+    // open took new connections into its backlog, where they hung until the process
+    // exited (a docs audit: 1.7 s, then a reset). Refused, a sender goes elsewhere at once.
+    drop(listener);
     // Open connections finish what they are doing, as with hyper's graceful shutdown.
     stop.cancel();
     tasks.close();
@@ -616,5 +620,81 @@ mod tests {
             .unwrap();
         let (open, _) = listener.accept().await.unwrap();
         assert!(opens_within(&open, Duration::from_secs(5)).await);
+    }
+
+    /// Scenario: a listener told to stop while a request on it is still being answered;
+    /// then a new connection to its address.
+    /// Guarantees: the new connection is refused at once (it waited in the listening
+    /// socket's backlog until the process exited), while the open request still gets its
+    /// answer.
+    #[tokio::test]
+    async fn a_stopped_listener_refuses_new_connections_while_open_ones_finish() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let limits = ConnectionLimits {
+            max_connections: 8,
+            sender_connections: false,
+            max_concurrent_streams: 8,
+            first_byte_timeout: Duration::from_secs(5),
+            header_timeout: Duration::from_secs(5),
+            max_connection_age: None,
+            max_connection_age_grace: Duration::from_secs(5),
+        };
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let release = Arc::new(tokio::sync::Notify::new());
+        let held = release.clone();
+        let server = tokio::spawn(serve(
+            listener,
+            limits,
+            None,
+            async move {
+                stopped.await.ok();
+            },
+            move |_req| {
+                let held = held.clone();
+                async move {
+                    held.notified().await;
+                    ::http::Response::new(http_body_util::Full::new(Bytes::from_static(b"ok")))
+                }
+            },
+        ));
+        let mut open = TcpStream::connect(addr).await.unwrap();
+        open.write_all(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n")
+            .await
+            .unwrap();
+        // The request is being served (held) before the listener is stopped.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        stop.send(()).unwrap();
+        let refused = tokio::time::timeout(Duration::from_secs(5), async {
+            loop {
+                match TcpStream::connect(addr).await {
+                    Err(e) => break e.kind(),
+                    // Accepted by the backlog before the listener closed: try again.
+                    Ok(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+                }
+            }
+        })
+        .await
+        .expect("new connections are refused while the open request is answered");
+        assert!(
+            matches!(
+                refused,
+                std::io::ErrorKind::ConnectionRefused | std::io::ErrorKind::ConnectionReset
+            ),
+            "{refused:?}"
+        );
+        release.notify_one();
+        let mut answer = Vec::new();
+        tokio::time::timeout(Duration::from_secs(5), open.read_to_end(&mut answer))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(
+            answer.ends_with(b"ok"),
+            "{:?}",
+            String::from_utf8_lossy(&answer)
+        );
+        server.await.unwrap().unwrap();
     }
 }
