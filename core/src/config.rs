@@ -488,10 +488,11 @@ fn sub_key_error(path: &Path, error: &serde_yaml_ng::Error, text: &str) -> Optio
     }
     let (sub, tail) = named_sub_key(rest)?;
     let key = format!("{at}.{sub}");
+    let line = locate_key(text, &key)?;
     Some(ConfigError::InvalidAt {
         path: path.to_owned(),
-        line: locate_key(text, &key)?,
-        key,
+        line,
+        key: written_path(text, line, &key).unwrap_or(key),
         message: tail.to_owned(),
     })
 }
@@ -1784,6 +1785,10 @@ pub fn locate_key(text: &str, key: &str) -> Option<usize> {
     let mut found = None;
     let parts: Vec<&str> = key.split('.').collect();
     let mut next = 0;
+    // One level a message names by another name than the file's (`retry` for the
+    // Collector's `retry_on_failure`, which reads into the same settings) may be passed
+    // over: the keys below it are then looked for deeper in the block found so far.
+    let mut skipped = false;
     while next < parts.len() {
         let Some(child) = (from..to)
             .find(|&n| content(&lines[n]))
@@ -1823,6 +1828,11 @@ pub fn locate_key(text: &str, key: &str) -> Option<usize> {
             next = end;
             Some((at, name, index))
         }) else {
+            if !skipped && next > 0 && next + 1 < parts.len() && !parts[next].contains('[') {
+                skipped = true;
+                next += 1;
+                continue;
+            }
             break;
         };
         found = Some(at + 1);
@@ -1914,16 +1924,24 @@ fn written_path(text: &str, line: usize, key: &str) -> Option<String> {
     // `key`'s parts, each found after the one before (dots inside a key, as in
     // `otlp/tempo.eu`, are matched on the joined text).
     // Whole parts: `endpoint` is not found in `traces_endpoint`.
+    // One inner part may be missing, as [`locate_key`] passes one over (`retry` for
+    // `retry_on_failure`).
     let mut rest = written.as_str();
-    for part in key.split('.') {
-        let at = rest.match_indices(part).map(|(at, _)| at).find(|&at| {
+    let parts: Vec<&str> = key.split('.').collect();
+    let mut skipped = false;
+    for (i, part) in parts.iter().enumerate() {
+        let found = rest.match_indices(part).map(|(at, _)| at).find(|&at| {
             (at == 0 || rest[..at].ends_with('.'))
                 && rest[at + part.len()..]
                     .chars()
                     .next()
                     .is_none_or(|c| c == '.')
-        })?;
-        rest = &rest[at + part.len()..];
+        });
+        match found {
+            Some(at) => rest = &rest[at + part.len()..],
+            None if !skipped && i > 0 && i + 1 < parts.len() => skipped = true,
+            None => return None,
+        }
     }
     (written != key && rest.is_empty()).then_some(written)
 }
@@ -2267,6 +2285,56 @@ pub mod go_duration {
     /// Serializes a duration in seconds, as `10s`.
     pub fn serialize<S: Serializer>(v: &Duration, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(&format!("{}s", v.as_secs_f64()))
+    }
+
+    /// The same for an `Option<Duration>` (absent or `null` is `None`).
+    pub mod option {
+        use std::time::Duration;
+
+        use serde::{Deserializer, Serializer};
+
+        /// Deserializes an optional duration.
+        pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+            super::super::parse_option_str(d, "a duration such as 10s", super::parse)
+        }
+
+        /// Serializes an optional duration.
+        pub fn serialize<S: Serializer>(v: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+            match v {
+                Some(v) => super::serialize(v, s),
+                None => s.serialize_none(),
+            }
+        }
+    }
+}
+
+/// Durations of Tailgate's own keys and of Collector blocks read with them (exporters'
+/// `timeout` and `retry_on_failure`, ...): Go's forms first, as the Collector reads them
+/// (`500ms`, `1m30s`, `.5s`, `+5s`, `0`), then humantime's longer ones (`10sec`, `2
+/// minutes`), which these keys have always taken. A bare number other than `0` is
+/// refused, as in every file. Use with `#[serde(with = "tailgate_core::config::duration")]`.
+pub mod duration {
+    use std::time::Duration;
+
+    use serde::{Deserializer, Serializer};
+
+    pub use super::go_duration::DurationError;
+
+    /// Parses one duration: Go's forms, then humantime's.
+    pub fn parse(text: &str) -> Result<Duration, DurationError> {
+        super::go_duration::parse(text).or_else(|go| {
+            humantime_serde::re::humantime::parse_duration(text.trim()).map_err(|_| go)
+        })
+    }
+
+    /// Deserializes a duration.
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        super::parse_str(d, "a duration such as 10s", parse)
+    }
+
+    /// Serializes a duration as humantime writes it (`1m 30s`), which [`parse`] reads.
+    pub fn serialize<S: Serializer>(v: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&humantime_serde::re::humantime::format_duration(*v).to_string())
     }
 
     /// The same for an `Option<Duration>` (absent or `null` is `None`).

@@ -48,12 +48,12 @@ pub struct RetryConfig {
 struct RawRetry {
     #[serde(default = "default_enabled")]
     enabled: bool,
-    #[serde(default, with = "humantime_serde::option")]
+    #[serde(default, with = "crate::config::duration::option")]
     initial_interval: Option<Duration>,
-    #[serde(default, with = "humantime_serde::option")]
+    #[serde(default, with = "crate::config::duration::option")]
     max_interval: Option<Duration>,
-    #[serde(default = "default_max_elapsed", with = "humantime_serde")]
-    max_elapsed_time: Duration,
+    #[serde(default, with = "crate::config::duration::option")]
+    max_elapsed_time: Option<Duration>,
     #[serde(default)]
     multiplier: Option<f64>,
     #[serde(default)]
@@ -73,30 +73,30 @@ impl TryFrom<RawRetry> for RetryConfig {
 
     fn try_from(raw: RawRetry) -> Result<Self, String> {
         // The Collector's `BackOffConfig.Validate` (v0.161): factors in range, and a time
-        // bound that is not shorter than the waits it bounds (the intervals written: the
-        // Collector's defaults are not Tailgate's, and `max_elapsed_time: 1s` alone is a
-        // fair wish here).
+        // bound not shorter than the waits it bounds, checked where both are written (the
+        // defaults are not the Collector's, nor the same in every place it has the block:
+        // `max_interval: 60s` alone loads there, and must here). Messages name the block
+        // and the key (`config::named_sub_key`), so that an error finds its line.
         if raw.multiplier.is_some_and(|m| !(m >= 0.0 && m.is_finite())) {
-            return Err("multiplier must be a number, at least 0".into());
-        }
-        if !raw.max_elapsed_time.is_zero() {
-            for (key, interval) in [
-                ("initial_interval", raw.initial_interval),
-                ("max_interval", raw.max_interval),
-            ] {
-                if let Some(interval) = interval.filter(|i| raw.max_elapsed_time < *i) {
-                    return Err(format!(
-                        "max_elapsed_time ({:?}) must not be less than {key} ({interval:?})",
-                        raw.max_elapsed_time
-                    ));
-                }
-            }
+            return Err("retry: `multiplier` must be a number, at least 0".into());
         }
         if raw
             .randomization_factor
             .is_some_and(|r| !(0.0..=1.0).contains(&r))
         {
-            return Err("randomization_factor must be between 0 and 1".into());
+            return Err("retry: `randomization_factor` must be between 0 and 1".into());
+        }
+        if let Some(bound) = raw.max_elapsed_time.filter(|b| !b.is_zero()) {
+            for (key, interval) in [
+                ("initial_interval", raw.initial_interval),
+                ("max_interval", raw.max_interval),
+            ] {
+                if let Some(interval) = interval.filter(|i| bound < *i) {
+                    return Err(format!(
+                        "retry: `max_elapsed_time` ({bound:?}) must not be less than {key} ({interval:?})"
+                    ));
+                }
+            }
         }
         if raw.multiplier.is_some() || raw.randomization_factor.is_some() {
             tracing::warn!(
@@ -110,7 +110,7 @@ impl TryFrom<RawRetry> for RetryConfig {
             max_interval: raw.max_interval.unwrap_or_else(default_max_interval),
             // One attempt: out of time before any wait.
             max_elapsed_time: if raw.enabled {
-                raw.max_elapsed_time
+                raw.max_elapsed_time.unwrap_or_else(default_max_elapsed)
             } else {
                 NO_RETRY
             },
@@ -587,8 +587,31 @@ mod tests {
             }
         );
         assert_eq!(read("{}").unwrap(), RetryConfig::default());
-        // What the Collector takes: a factor under 1, no time bound with long waits.
+        // What the Collector takes: a factor under 1, no time bound with long waits, a
+        // long wait without a bound written (a review: refused against the default
+        // bound), Go's forms of a duration.
         read("{multiplier: 0.5, max_elapsed_time: 0s, max_interval: 1h}").unwrap();
+        assert_eq!(
+            read("{max_interval: 60s, initial_interval: 45s}")
+                .unwrap()
+                .max_interval,
+            Duration::from_secs(60)
+        );
+        assert_eq!(
+            read("{initial_interval: .5s, max_interval: +5s, max_elapsed_time: 1m30s}").unwrap(),
+            RetryConfig {
+                initial_interval: Duration::from_millis(500),
+                max_interval: Duration::from_secs(5),
+                max_elapsed_time: Duration::from_secs(90),
+            }
+        );
+        // Tailgate's longer forms still read.
+        assert_eq!(
+            read("{max_elapsed_time: 2 minutes}")
+                .unwrap()
+                .max_elapsed_time,
+            Duration::from_secs(120)
+        );
         let off = read("{enabled: false}").unwrap();
         // Even a caller that would hold a request past its time (an exporter while the
         // gateway has room) gives it up: no retry was asked for.

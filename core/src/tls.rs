@@ -329,14 +329,15 @@ const GO_CIPHER_SUITES: &[&str] = &[
     "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384",
     "TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256",
     "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256",
+];
+
+/// Go's `tls.InsecureCipherSuites()` (RSA key exchange among them since Go 1.22; the
+/// Collector builds with a later Go): taken only with `include_insecure_cipher_suites`.
+const GO_INSECURE_CIPHER_SUITES: &[&str] = &[
     "TLS_RSA_WITH_AES_128_CBC_SHA",
     "TLS_RSA_WITH_AES_256_CBC_SHA",
     "TLS_RSA_WITH_AES_128_GCM_SHA256",
     "TLS_RSA_WITH_AES_256_GCM_SHA384",
-];
-
-/// Go's `tls.InsecureCipherSuites()`: taken only with `include_insecure_cipher_suites`.
-const GO_INSECURE_CIPHER_SUITES: &[&str] = &[
     "TLS_RSA_WITH_RC4_128_SHA",
     "TLS_RSA_WITH_3DES_EDE_CBC_SHA",
     "TLS_RSA_WITH_AES_128_CBC_SHA256",
@@ -1405,6 +1406,11 @@ mod tests {
             ("{cipher_suites: [TLS_AES_128_GCM_SHA265]}", "cipher_suites"),
             (
                 "{cipher_suites: [TLS_RSA_WITH_RC4_128_SHA]}",
+                "cipher_suites",
+            ),
+            // RSA key exchange: insecure in Go since 1.22.
+            (
+                "{cipher_suites: [TLS_RSA_WITH_AES_128_GCM_SHA256]}",
                 "cipher_suites",
             ),
             ("{curve_preferences: [X448]}", "curve_preferences"),

@@ -124,7 +124,10 @@ pub struct BufferConfig {
     pub decision_cache_size: usize,
     /// How long a request may wait for room in a shard before it is refused with
     /// `RESOURCE_EXHAUSTED`. Default 2s.
-    #[serde(default = "default_enqueue_timeout", with = "humantime_serde")]
+    #[serde(
+        default = "default_enqueue_timeout",
+        with = "tailgate_core::config::duration"
+    )]
     pub enqueue_timeout: Duration,
     /// Requests queued per shard. Default 64.
     #[serde(default = "default_shard_queue")]

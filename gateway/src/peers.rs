@@ -53,7 +53,7 @@ pub struct PeersConfig {
     #[serde(default = "default_true")]
     pub redistribute: bool,
     /// Timeout of one request to a peer. Default 5s.
-    #[serde(default = "default_timeout", with = "humantime_serde")]
+    #[serde(default = "default_timeout", with = "tailgate_core::config::duration")]
     pub timeout: Duration,
     /// Retries of one request to a peer; past them the spans stay on this gateway (a
     /// trace may then be decided in two parts, but nothing is lost). Default: 50ms doubling
@@ -65,13 +65,13 @@ pub struct PeersConfig {
     /// as a peer that failed. Either way it is off this gateway's ring until it answers
     /// (asked every 0.5 s, as the routers probe a gateway that failed) or DNS lists it
     /// anew. Default 5s.
-    #[serde(default = "default_down_for", with = "humantime_serde")]
+    #[serde(default = "default_down_for", with = "tailgate_core::config::duration")]
     pub down_for: Duration,
     /// After SIGTERM, how long the gateway keeps receiving (and forwarding everything to
     /// the new owners) so that routers can notice it left. Default 3s; keep it above the
     /// routers' DNS `interval` plus the drain's own work, and the whole drain under
     /// Kubernetes' `terminationGracePeriodSeconds`.
-    #[serde(default = "default_linger", with = "humantime_serde")]
+    #[serde(default = "default_linger", with = "tailgate_core::config::duration")]
     pub leave_linger: Duration,
     /// The gateways' shared secret (write it as `${env:VAR}` or `${file:PATH}` from a
     /// Kubernetes Secret). Every peer request carries it, and peer requests without it

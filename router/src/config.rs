@@ -124,7 +124,10 @@ pub struct ForwardConfig {
     /// refused with RESOURCE_EXHAUSTED and a retry delay. While it waits, HTTP/2 flow
     /// control holds its sender back: senders are slowed before anything is refused.
     /// Default 5s (under the OpenTelemetry SDKs' 10 s export timeout).
-    #[serde(default = "default_queue_wait", with = "humantime_serde")]
+    #[serde(
+        default = "default_queue_wait",
+        with = "tailgate_core::config::duration"
+    )]
     pub queue_wait: Duration,
     /// Most requests held unread at once; more are refused at once, unread. Each holds up
     /// to one HTTP/2 stream window (2 MiB) of unread data in the receiver's buffers, which
@@ -145,13 +148,19 @@ pub struct ForwardConfig {
     #[serde(default = "default_coalesce_bytes")]
     pub coalesce_bytes: usize,
     /// Longest a small part waits for company. Default 5ms.
-    #[serde(default = "default_coalesce_delay", with = "humantime_serde")]
+    #[serde(
+        default = "default_coalesce_delay",
+        with = "tailgate_core::config::duration"
+    )]
     pub coalesce_delay: Duration,
     /// Requests in flight per gateway. Default 4.
     #[serde(default = "default_max_in_flight")]
     pub max_in_flight: usize,
     /// How often a gateway marked down is probed. Default 1s.
-    #[serde(default = "default_probe_interval", with = "humantime_serde")]
+    #[serde(
+        default = "default_probe_interval",
+        with = "tailgate_core::config::duration"
+    )]
     pub probe_interval: Duration,
     /// Compression towards gateways: `none` (default; cheapest inside a cluster), `gzip`,
     /// `zstd` or `snappy`.
@@ -197,7 +206,7 @@ fn default_timeout() -> Duration {
 
 /// `forward.timeout` as written, 0 read as the default ([`ForwardConfig::timeout`]).
 fn zero_is_default_timeout<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-    let t: Duration = humantime_serde::deserialize(d)?;
+    let t: Duration = tailgate_core::config::duration::deserialize(d)?;
     Ok(if t.is_zero() { default_timeout() } else { t })
 }
 fn default_retry() -> RetryConfig {

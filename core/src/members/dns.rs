@@ -30,10 +30,10 @@ pub struct DnsConfig {
     #[serde(default = "default_port")]
     pub port: u16,
     /// How often to resolve. Default 5s.
-    #[serde(default = "default_interval", with = "humantime_serde")]
+    #[serde(default = "default_interval", with = "crate::config::duration")]
     pub interval: Duration,
     /// Timeout of one lookup. Default 2s.
-    #[serde(default = "default_timeout", with = "humantime_serde")]
+    #[serde(default = "default_timeout", with = "crate::config::duration")]
     pub timeout: Duration,
     /// Name servers (`ip:port`) to ask instead of the system's (`/etc/resolv.conf`).
     #[serde(default)]

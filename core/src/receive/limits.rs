@@ -40,7 +40,7 @@ pub struct ReceiveConfig {
     #[serde(default = "default_max_concurrent_streams")]
     pub max_concurrent_streams: u32,
     /// Longest a client may take to send a request's headers and body. Default 30s.
-    #[serde(default = "default_request_timeout", with = "humantime_serde")]
+    #[serde(default = "default_request_timeout", with = "crate::config::duration")]
     pub request_timeout: Duration,
     /// Bytes of requests being received (still arriving, being decompressed or handed on)
     /// across both receivers; past it new data is refused with a retry hint. At least twice

@@ -391,11 +391,11 @@ pub struct OAuth2Client {
     #[serde(default)]
     pub tls: Option<tailgate_core::tls::ClientTlsConfig>,
     /// The most one fetch takes. Left out or 0: 30 s (the Collector: no limit).
-    #[serde(default, with = "humantime_serde")]
+    #[serde(default, with = "tailgate_core::config::duration::option")]
     pub timeout: Option<std::time::Duration>,
     /// How long before its expiry a token is replaced. Default 5m, as in the Collector; 0
     /// is Go's own default, 10 s.
-    #[serde(default, with = "humantime_serde")]
+    #[serde(default, with = "tailgate_core::config::duration::option")]
     pub expiry_buffer: Option<std::time::Duration>,
     /// `client_credentials` (the default; empty is the same) only.
     #[serde(default)]

@@ -18,7 +18,10 @@ pub struct BatchConfig {
     #[serde(default = "default_max_batch_bytes")]
     pub max_bytes: usize,
     /// Longest a kept trace waits for its batch to fill. Default 200ms.
-    #[serde(default = "default_batch_timeout", with = "humantime_serde")]
+    #[serde(
+        default = "default_batch_timeout",
+        with = "tailgate_core::config::duration"
+    )]
     pub timeout: Duration,
 }
 

@@ -24,7 +24,7 @@ pub struct OtlpGrpcConfig {
     #[serde(default, deserialize_with = "super::keys::deserialize_headers")]
     pub headers: BTreeMap<String, String>,
     /// Timeout of one attempt. Default 10s; 0 is the default too (see `attempt_timeout`).
-    #[serde(default = "default_timeout", with = "humantime_serde")]
+    #[serde(default = "default_timeout", with = "tailgate_core::config::duration")]
     pub timeout: Duration,
     /// Retries. Past `max_elapsed_time` the spans count as failed. Default 30s. Also
     /// read as `retry_on_failure`, the Collector's name (and keys).

@@ -48,7 +48,7 @@ pub struct OtlpHttpConfig {
     /// Timeout of one attempt. Default 10s.
     #[serde(
         default = "super::otlp_grpc::default_timeout",
-        with = "humantime_serde"
+        with = "tailgate_core::config::duration"
     )]
     pub timeout: Duration,
     /// Retries. Past `max_elapsed_time` the spans count as failed. Default 30s. Also

@@ -902,7 +902,11 @@ fn untyped_strings(written: &str, read: &serde_yaml_ng::Value, at: &[String]) ->
     out
 }
 
-fn name_policy_in_error(e: ConfigError, written: Option<&serde_yaml_ng::Value>) -> ConfigError {
+fn name_policy_in_error(
+    e: ConfigError,
+    written: Option<&serde_yaml_ng::Value>,
+    file_text: &str,
+) -> ConfigError {
     let ConfigError::Parse { path, error } = e else {
         return e;
     };
@@ -920,7 +924,7 @@ fn name_policy_in_error(e: ConfigError, written: Option<&serde_yaml_ng::Value>) 
         _ => None,
     });
     let (Some(i), Some(line)) = (index, error.location().map(|l| l.line())) else {
-        return outside_policies(path, error);
+        return outside_policies(path, error, file_text);
     };
     // The line is the error's own (named before the key): serde's "at line N column M"
     // after the message says it again.
@@ -971,9 +975,9 @@ fn name_policy_in_error(e: ConfigError, written: Option<&serde_yaml_ng::Value>) 
             (Some(k), _) => format!("unknown key `{field}` (did you mean `{k}`?); {keys}"),
             (None, Some(block)) => format!("unknown key `{field}` in `{block}`; {keys}"),
             (None, None) if plain_value => format!(
-                "unknown key `{field}` beside name and type (a policy holds its name, its type and the settings block its type names): {message}"
+                "unknown key `{field}` beside name and type (a policy holds its name, its type and the settings block its type names); {keys}"
             ),
-            (None, None) => format!("unknown policy type or settings block `{field}`: {message}"),
+            (None, None) => format!("unknown policy type or settings block `{field}`; {keys}"),
         };
         message.push_str(&mismatch);
     }
@@ -1004,7 +1008,11 @@ fn name_policy_in_error(e: ConfigError, written: Option<&serde_yaml_ng::Value>) 
 /// An error outside the policies (a processor's own key: `processors.tail_sampling:
 /// unknown field `decision_wiat``) at its line and key, as every other error is (it was
 /// the parser's sentence, "at line 11 column 5" after it, with no `FILE:LINE:`).
-fn outside_policies(path: std::path::PathBuf, error: serde_yaml_ng::Error) -> ConfigError {
+fn outside_policies(
+    path: std::path::PathBuf,
+    error: serde_yaml_ng::Error,
+    text: &str,
+) -> ConfigError {
     let full = error.to_string();
     let message = full
         .rsplit_once(" at line ")
@@ -1021,11 +1029,20 @@ fn outside_policies(path: std::path::PathBuf, error: serde_yaml_ng::Error) -> Co
         Some(field) => format!("{at}.{field}"),
         None => at.to_owned(),
     };
+    // A key left out is named at the block that lacks it (serde's position is the
+    // block's first child).
+    let (line, rest) = match between(rest, "missing field `", "`") {
+        Some(field) => (
+            tailgate_core::config::locate_key(text, at).unwrap_or(line),
+            format!("`{field}` is required here, and not written"),
+        ),
+        None => (line, rest.to_owned()),
+    };
     ConfigError::InvalidAt {
         path,
         line,
         key,
-        message: tailgate_core::config::readable(rest),
+        message: tailgate_core::config::readable(&rest),
     }
 }
 
@@ -1324,7 +1341,7 @@ impl PolicyFile {
                 .and_then(|p| p.get(processor.as_str()))
                 .and_then(|t| t.get("policies")),
         };
-        let named = |e: ConfigError| name_policy_in_error(e, written);
+        let named = |e: ConfigError| name_policy_in_error(e, written, text);
         let (raw, first_line, notes, warnings): (RawPolicyFile, usize, Vec<String>, Vec<String>) = match shape {
             collector::Shape::Body | collector::Shape::Block if processor.is_some() => {
                 return Err(invalid(

@@ -101,6 +101,26 @@ fn setting_errors_beside_the_policies_name_their_line() {
         err.starts_with("otelcol.yaml:8: processors.tail_sampling.decision_wait:"),
         "{err}"
     );
+    // A processor's own key misspelt, or its policies left out, in a Collector config:
+    // at the key's line and at the block's (the parser's sentence had no FILE:LINE, and
+    // a missing key was placed at the block's first child).
+    for (from, to, starts) in [
+        (
+            "decision_wait: 0s",
+            "decision_wiat: 5s",
+            "otelcol.yaml:8: processors.tail_sampling.decision_wiat: unknown field",
+        ),
+        (
+            "    policies:\n      - {name: a, type: always_sample}\n",
+            "",
+            "otelcol.yaml:5: processors.tail_sampling: `policies` is required",
+        ),
+    ] {
+        let err = PolicyFile::parse(Path::new("otelcol.yaml"), &whole.replace(from, to))
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with(starts), "{err}");
+    }
 }
 
 /// Scenario: a negative `decision_wait` and a negative
