@@ -584,7 +584,17 @@ impl Reload {
             return;
         }
         state.next = now + state.interval;
-        match rebuild() {
+        // The files are read on the caller's thread, a runtime worker on the connection
+        // path: on the multi-threaded runtime it is handed over first, so that a slow or
+        // hung mount holds this one connection, not every task queued on the worker (the
+        // lock above keeps other callers from waiting behind it).
+        let rebuilt = match tokio::runtime::Handle::try_current() {
+            Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+                tokio::task::block_in_place(rebuild)
+            }
+            _ => rebuild(),
+        };
+        match rebuilt {
             Ok((built, contents)) if contents != state.contents => {
                 install(built);
                 state.contents = contents;
