@@ -932,6 +932,11 @@ fn name_policy_in_error(
         Some((before, after)) if after.contains(" column ") => before.to_owned(),
         _ => text,
     };
+    // Where an unknown key stands (`policies[6].drop.drop_sub_policy[0].string_attribute`),
+    // named as the key below once the message is reworded.
+    let unknown_at = message
+        .split_once(": unknown field")
+        .map(|(at, _)| at.to_owned());
     if let Some(field) = between(&message, "unknown field `", "`") {
         // The keys a policy takes are listed after "expected one of"; a near miss is
         // most likely a typo of one (`status_codes:` for `status_code:`).
@@ -969,7 +974,11 @@ fn name_policy_in_error(
         // serde's own sentence says "unknown field" again: only its list of keys is kept.
         let keys = match message.split_once("expected one of") {
             Some((_, list)) => format!("expected one of{list}"),
-            None => message.clone(),
+            // One or two keys: "expected `and_sub_policy`", "expected `a` or `b`".
+            None => match message.split_once("`, expected ") {
+                Some((_, list)) => format!("expected {list}"),
+                None => message.clone(),
+            },
         };
         message = match (near, block) {
             (Some(k), _) => format!("unknown key `{field}` (did you mean `{k}`?); {keys}"),
@@ -984,15 +993,28 @@ fn name_policy_in_error(
     // The key at fault is named once, whole (it was `policies[0]: policy "x":
     // policies[0].latency.threshold_ms: …`).
     let mut key = format!("policies[{i}]");
-    if let Some((at, rest)) = message.split_once(": ") {
+    let within = |at: &str| {
+        !at.contains([' ', '`'])
+            && at
+                .find(&format!("policies[{i}]"))
+                .is_some_and(|p| p == 0 || at[..p].ends_with('.'))
+    };
+    if let Some(at) = unknown_at.filter(|at| within(at)) {
+        key = at;
+    } else if let Some((at, rest)) = message.split_once(": ") {
         // From a Collector config the path starts `processors.tail_sampling.`.
-        let within = at
-            .find(&key)
-            .is_some_and(|p| p == 0 || at[..p].ends_with('.'));
-        if within && !at.contains([' ', '`']) {
+        if within(at) {
             key = at.to_owned();
             message = rest.to_owned();
         }
+    }
+    // A key left out is named at the block that lacks it (serde's position is the
+    // block's first child: a `composite:` without its sub-policies was named a line
+    // below).
+    let mut line = line;
+    if let Some(field) = between(&message, "missing field `", "`").map(str::to_owned) {
+        line = tailgate_core::config::locate_key(file_text, &key).unwrap_or(line);
+        message = format!("`{field}` is required here, and not written");
     }
     if let Some(name) = name {
         message = format!("policy {name:?}: {message}");

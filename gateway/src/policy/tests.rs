@@ -101,6 +101,19 @@ fn setting_errors_beside_the_policies_name_their_line() {
         err.starts_with("otelcol.yaml:8: processors.tail_sampling.decision_wait:"),
         "{err}"
     );
+    // A composite without its sub-policies, in a Collector config: at its `composite:`
+    // line (it was named a line below, at the block's first child).
+    let composite = whole.replace(
+        "      - {name: a, type: always_sample}\n",
+        "      - name: c\n        type: composite\n        composite:\n          max_total_spans_per_second: 100\n",
+    );
+    let err = PolicyFile::parse(Path::new("otelcol.yaml"), &composite)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.starts_with("otelcol.yaml:9: processors.tail_sampling.policies[0].composite: policy \"c\": `composite_sub_policy` is required"),
+        "{err}"
+    );
     // A processor's own key misspelt, or its policies left out, in a Collector config:
     // at the key's line and at the block's (the parser's sentence had no FILE:LINE, and
     // a missing key was placed at the block's first child).
@@ -1342,6 +1355,12 @@ fn parser_errors_name_the_policy() {
             "policies.yaml:6: policies[1].latency.threshold_ms: policy \"slow\": invalid type"
         ),
         "{err}"
+    );
+    // A block of one or two keys: its keys listed once, without the path again.
+    let err = parse("policies:\n  - name: c\n    type: and\n    and:\n      x: 1\n").unwrap_err();
+    assert_eq!(
+        err,
+        "policies.yaml:5: policies[0].and: policy \"c\": unknown key `x` in `and`; expected `and_sub_policy`"
     );
     let err =
         parse("policies:\n  - name: odd\n    type: latencyy\n    latencyy: {threshold_ms: 5}\n")
