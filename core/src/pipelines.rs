@@ -222,6 +222,21 @@ impl<'a> Graph<'a> {
     /// one end only, one passing a signal on (forward, routing, …) between pipelines of
     /// different signals, and forward connectors in a cycle.
     pub fn check(&self) -> Result<(), TranslateError> {
+        // A component type the Collector has removed fails its start even unused (no
+        // factory for the type): `logging`, removed in v0.111 for `debug`.
+        if let Some(id) = self
+            .top
+            .get("exporters")
+            .and_then(Value::as_mapping)
+            .into_iter()
+            .flat_map(|m| m.keys().filter_map(Value::as_str))
+            .find(|id| kind_of(id) == "logging")
+        {
+            return Err(err(
+                format!("exporters.{id}"),
+                "the Collector has no logging exporter since v0.111 and refuses a config defining one, used or not: write debug (with verbosity: basic, detailed or normal)",
+            ));
+        }
         // `PipelineConfig.Validate` (v0.161), in its order and words.
         for p in &self.pipelines {
             let at = |key: &str| format!("service.pipelines.{}.{key}", p.name);

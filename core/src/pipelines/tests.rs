@@ -114,6 +114,14 @@ fn what_the_collector_refuses_is_refused() {
             "service.pipelines.traces/sampling.exporters",
             "connector forward/out passes traces on to pipelines of the same signal, and none of them is at its other end",
         ),
+        // A removed exporter type, even unused (a helper's corpus: an agent config with
+        // `logging:` loaded).
+        (
+            "debug: {}}",
+            "debug: {}, logging: {loglevel: debug}}",
+            "exporters.logging",
+            "no logging exporter since v0.111",
+        ),
         // PipelineConfig.Validate's three (a helper's corpus of real configs: an
         // OpenShift README's metrics pipeline with `receivers: []` loaded silently).
         (
