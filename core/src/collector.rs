@@ -206,13 +206,8 @@ pub fn keys(v: &Value) -> Vec<&str> {
 /// the user's): callers name the Collector key it came from.
 pub fn read_section<T: serde::de::DeserializeOwned>(value: &Value) -> Result<T, String> {
     let text = empty_nulls(&serde_yaml_ng::to_string(value).map_err(|e| e.to_string())?);
-    serde_yaml_ng::from_str(&text).map_err(|e| {
-        let message = e.to_string();
-        match message.find(" at line ") {
-            Some(at) => message[..at].to_owned(),
-            None => message,
-        }
-    })
+    serde_yaml_ng::from_str(&text)
+        .map_err(|e| crate::config::without_position(&e.to_string()).to_owned())
 }
 
 /// What is wrong with a component id as written (`otlp/`, `/tempo`), as the Collector

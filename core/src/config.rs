@@ -474,14 +474,25 @@ pub fn named_sub_key(message: &str) -> Option<(String, &str)> {
     (is_path(sub) && is_path(leaf)).then(|| (format!("{sub}.{leaf}"), tail))
 }
 
+/// A parser's message without the position it ends with (` at line 4 column 29`), for an
+/// error that names its line itself.
+pub fn without_position(message: &str) -> &str {
+    match message.rsplit_once(" at line ") {
+        Some((before, after)) if after.starts_with(|c: char| c.is_ascii_digit()) => before,
+        _ => message,
+    }
+}
+
+/// What a missing required key's error says, wherever it is placed.
+pub fn required_here(field: &str) -> String {
+    format!("`{field}` is required here, and not written")
+}
+
 /// A schema error whose message names a key below where it was raised
 /// ([`named_sub_key`]), placed at that key's line; serde gives the position it reached.
 fn sub_key_error(path: &Path, error: &serde_yaml_ng::Error, text: &str) -> Option<ConfigError> {
     let full = error.to_string();
-    let message = match full.rsplit_once(" at line ") {
-        Some((m, _)) => m,
-        None => &full,
-    };
+    let message = without_position(&full);
     let (at, rest) = message.split_once(": ")?;
     if at.contains([' ', '`']) {
         return None;
@@ -500,11 +511,13 @@ fn sub_key_error(path: &Path, error: &serde_yaml_ng::Error, text: &str) -> Optio
 /// A required key left out (`export.otlp: missing field `endpoint``), placed at the line
 /// of the block that lacks it: serde gives the position it reached, the block's first
 /// child or, for a key of the whole file, a line past its end (a file of comments only).
-fn missing_key_error(path: &Path, error: &serde_yaml_ng::Error, text: &str) -> Option<ConfigError> {
+pub fn missing_key_error(
+    path: &Path,
+    error: &serde_yaml_ng::Error,
+    text: &str,
+) -> Option<ConfigError> {
     let full = error.to_string();
-    let message = full
-        .rsplit_once(" at line ")
-        .map_or(full.as_str(), |(m, _)| m);
+    let message = without_position(&full);
     let (at, field) = match message.split_once(": missing field `") {
         Some((at, rest)) if !at.contains([' ', '`']) => (Some(at), rest),
         Some(_) => return None,
@@ -529,7 +542,7 @@ fn missing_key_error(path: &Path, error: &serde_yaml_ng::Error, text: &str) -> O
         path: path.to_owned(),
         line: locate_key(text, at)?,
         key: at.to_owned(),
-        message: format!("`{field}` is required here, and not written"),
+        message: required_here(field),
     })
 }
 
@@ -2316,7 +2329,7 @@ pub mod go_duration {
 pub mod duration {
     use std::time::Duration;
 
-    use serde::{Deserializer, Serializer};
+    use serde::Deserializer;
 
     pub use super::go_duration::DurationError;
 
@@ -2332,28 +2345,16 @@ pub mod duration {
         super::parse_str(d, "a duration such as 10s", parse)
     }
 
-    /// Serializes a duration as humantime writes it (`1m 30s`), which [`parse`] reads.
-    pub fn serialize<S: Serializer>(v: &Duration, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&humantime_serde::re::humantime::format_duration(*v).to_string())
-    }
-
-    /// The same for an `Option<Duration>` (absent or `null` is `None`).
+    /// The same for an `Option<Duration>` (absent or `null` is `None`). Read only: no
+    /// settings struct is written back out.
     pub mod option {
         use std::time::Duration;
 
-        use serde::{Deserializer, Serializer};
-
         /// Deserializes an optional duration.
-        pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+        pub fn deserialize<'de, D: serde::Deserializer<'de>>(
+            d: D,
+        ) -> Result<Option<Duration>, D::Error> {
             super::super::parse_option_str(d, "a duration such as 10s", super::parse)
-        }
-
-        /// Serializes an optional duration.
-        pub fn serialize<S: Serializer>(v: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
-            match v {
-                Some(v) => super::serialize(v, s),
-                None => s.serialize_none(),
-            }
         }
     }
 }

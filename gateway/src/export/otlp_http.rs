@@ -533,11 +533,8 @@ impl HttpClient {
             .headers()
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| {
-                v.trim_start()
-                    .to_ascii_lowercase()
-                    .starts_with("application/json")
-            });
+            .and_then(|v| v.trim_start().get(.."application/json".len()))
+            .is_some_and(|v| v.eq_ignore_ascii_case("application/json"));
         // Go's client asks for gzip and reads it transparently: a backend (or the proxy
         // in front of it) may compress its answer, and a gzipped partial success was taken
         // as full success, unread.

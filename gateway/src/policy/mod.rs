@@ -928,10 +928,7 @@ fn name_policy_in_error(
     };
     // The line is the error's own (named before the key): serde's "at line N column M"
     // after the message says it again.
-    let mut message = match text.rsplit_once(" at line ") {
-        Some((before, after)) if after.contains(" column ") => before.to_owned(),
-        _ => text,
-    };
+    let mut message = tailgate_core::config::without_position(&text).to_owned();
     // Where an unknown key stands (`policies[6].drop.drop_sub_policy[0].string_attribute`),
     // named as the key below once the message is reworded.
     let unknown_at = message
@@ -1014,7 +1011,7 @@ fn name_policy_in_error(
     let mut line = line;
     if let Some(field) = between(&message, "missing field `", "`").map(str::to_owned) {
         line = tailgate_core::config::locate_key(file_text, &key).unwrap_or(line);
-        message = format!("`{field}` is required here, and not written");
+        message = tailgate_core::config::required_here(&field);
     }
     if let Some(name) = name {
         message = format!("policy {name:?}: {message}");
@@ -1035,10 +1032,12 @@ fn outside_policies(
     error: serde_yaml_ng::Error,
     text: &str,
 ) -> ConfigError {
+    // A key left out: named at the block that lacks it, as in any file.
+    if let Some(located) = tailgate_core::config::missing_key_error(&path, &error, text) {
+        return located;
+    }
     let full = error.to_string();
-    let message = full
-        .rsplit_once(" at line ")
-        .map_or(full.as_str(), |(m, _)| m);
+    let message = tailgate_core::config::without_position(&full);
     let (Some(line), Some((at, rest))) =
         (error.location().map(|l| l.line()), message.split_once(": "))
     else {
@@ -1051,20 +1050,11 @@ fn outside_policies(
         Some(field) => format!("{at}.{field}"),
         None => at.to_owned(),
     };
-    // A key left out is named at the block that lacks it (serde's position is the
-    // block's first child).
-    let (line, rest) = match between(rest, "missing field `", "`") {
-        Some(field) => (
-            tailgate_core::config::locate_key(text, at).unwrap_or(line),
-            format!("`{field}` is required here, and not written"),
-        ),
-        None => (line, rest.to_owned()),
-    };
     ConfigError::InvalidAt {
         path,
         line,
         key,
-        message: tailgate_core::config::readable(&rest),
+        message: tailgate_core::config::readable(rest),
     }
 }
 
