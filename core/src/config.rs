@@ -3565,6 +3565,39 @@ mod tests {
         assert_eq!(written_path(text, 6, "exporters.otlp.endpoint"), None);
     }
 
+    /// Scenario: an error naming `retry` where the file writes the Collector's
+    /// `retry_on_failure` (one settings struct read under both names).
+    /// Guarantees: the key below it is found at its own line and named by the path as
+    /// written; a path missing two levels, or its leaf, is not passed over.
+    #[test]
+    fn one_level_named_otherwise_is_passed_over() {
+        let text = "export:\n  otlp:\n    endpoint: http://a:4317\n    retry_on_failure:\n      multiplier: -1\n";
+        assert_eq!(locate_key(text, "export.otlp.retry.multiplier"), Some(5));
+        assert_eq!(
+            written_path(text, 5, "export.otlp.retry.multiplier").as_deref(),
+            Some("export.otlp.retry_on_failure.multiplier")
+        );
+        // Two levels unknown: the block found so far, as before.
+        assert_eq!(locate_key(text, "export.otlp.a.b.multiplier"), Some(2));
+        assert_eq!(written_path(text, 5, "export.otlp.x.y.multiplier"), None);
+    }
+
+    /// Scenario: durations as Tailgate's keys and the Collector blocks read with them
+    /// are written. Guarantees: Go's forms (`.5s`, `+5s`, `1m30s`, `0`) and humantime's
+    /// longer ones (`2 minutes`) are read; a bare number other than 0 is refused, as
+    /// configuration.md says of every file.
+    #[test]
+    fn durations_read_go_forms_then_longer_ones() {
+        use std::time::Duration;
+        assert_eq!(duration::parse(".5s"), Ok(Duration::from_millis(500)));
+        assert_eq!(duration::parse("+5s"), Ok(Duration::from_secs(5)));
+        assert_eq!(duration::parse("1m30s"), Ok(Duration::from_secs(90)));
+        assert_eq!(duration::parse("0"), Ok(Duration::ZERO));
+        assert_eq!(duration::parse("2 minutes"), Ok(Duration::from_secs(120)));
+        assert!(duration::parse("5").is_err());
+        assert!(duration::parse("-5s").is_err());
+    }
+
     #[test]
     fn sequence_items_are_located_by_line() {
         let text = "a: 1\npolicies:\n  # comment\n  - name: x\n    type: y\n  - name: z\n    sub:\n      - q\n  - {name: w}\nother: 2\n";

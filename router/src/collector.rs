@@ -740,6 +740,11 @@ mod tests {
                 "unknown field",
             ),
             (
+                base(&format!("{static_}    protocol:\n      otlp:\n        retry_on_failure: {{max_elapsed_time: 1s, max_interval: 2s}}\n"), ""),
+                "exporters.loadbalancing.protocol.otlp.retry.max_elapsed_time",
+                "must not be less than max_interval",
+            ),
+            (
                 base(&format!("{static_}    protocol:\n      otlp:\n        sending_queue: {{queue_size: 0}}\n"), ""),
                 "exporters.loadbalancing.protocol.otlp.sending_queue.queue_size",
                 "must be positive",

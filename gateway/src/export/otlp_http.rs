@@ -1256,7 +1256,8 @@ mod tests {
     }
 
     /// Scenario: a 200 whose protobuf partial success is gzipped (`Content-Encoding:
-    /// gzip`, as a backend or its proxy answers Go's client, which asks for gzip), then a
+    /// gzip`, as a backend or its proxy answers Go's client, which asks for gzip), the same
+    /// in zstd, then a
     /// gzipped answer that would inflate past the 64 KiB read of an answer.
     /// Guarantees: the first is read (it was taken as full success, unread); the second is
     /// delivered, taken as empty, its inflation bounded.
@@ -1265,16 +1266,16 @@ mod tests {
         use opentelemetry_proto::tonic::collector::trace::v1::{
             ExportTracePartialSuccess, ExportTraceServiceResponse,
         };
-        let gzipped = |message: &[u8]| {
-            tailgate_core::receive::compress::compress(
-                tailgate_core::receive::compress::Encoding::Gzip,
-                &[Bytes::copy_from_slice(message)],
+        use tailgate_core::receive::compress::{compress, Encoding};
+        let zipped = |encoding: Encoding, message: &[u8]| {
+            (
+                encoding.name(),
+                compress(encoding, &[Bytes::copy_from_slice(message)]).unwrap(),
             )
-            .unwrap()
         };
-        let answer_of = |zipped: Vec<u8>| -> &'static [u8] {
+        let answer_of = |(encoding, zipped): (&str, Vec<u8>)| -> &'static [u8] {
             let mut answer = format!(
-                "HTTP/1.1 200 OK\r\ncontent-type: application/x-protobuf\r\ncontent-encoding: gzip\r\ncontent-length: {}\r\n\r\n",
+                "HTTP/1.1 200 OK\r\ncontent-type: application/x-protobuf\r\ncontent-encoding: {encoding}\r\ncontent-length: {}\r\n\r\n",
                 zipped.len()
             )
             .into_bytes();
@@ -1291,8 +1292,9 @@ mod tests {
             &tailgate_core::test_util::FakeOtlp::traces(2).build(),
         ));
         for (answer, rejected) in [
-            (answer_of(gzipped(&partial)), 1),
-            (answer_of(gzipped(&vec![0u8; 50 << 20])), 0),
+            (answer_of(zipped(Encoding::Gzip, &partial)), 1),
+            (answer_of(zipped(Encoding::Zstd, &partial)), 1),
+            (answer_of(zipped(Encoding::Gzip, &vec![0u8; 50 << 20])), 0),
         ] {
             let (addr, answered) = raw_backend(move |_| answer, 0).await;
             let cfg: OtlpHttpConfig =
