@@ -689,6 +689,21 @@ pub fn unused_certificate_warning(tls: Option<&ClientTlsConfig>, place: &str) ->
     })
 }
 
+/// The warning for a `tls:` block at `place` (`forward`, `peers`: dialled by `ip:port`,
+/// so TLS when the block is written and not `insecure: true`, or sets a CA) that does not
+/// check the other side's certificate, if it does not. Exporters say it in their own words
+/// (their scheme decides).
+pub fn unchecked_certificate_warning(
+    tls: Option<&ClientTlsConfig>,
+    place: &str,
+    whom: &str,
+) -> Option<String> {
+    tls.filter(|t| t.insecure_skip_verify && (!t.insecure || t.has_ca()))
+        .map(|_| {
+            format!("{place}.tls.insecure_skip_verify: {whom}' certificates are not checked, so spans go to whoever answers; for tests only")
+        })
+}
+
 /// `tls:` of a client (exporters, the router's forwarder, gateway peers), as the
 /// Collector's `configtls.ClientConfig`.
 #[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]

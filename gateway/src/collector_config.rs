@@ -16,9 +16,10 @@
 //! * the exporters of the sampling pipelines and of those their kept spans go on to, each
 //!   block as written (the gateway's `export:` reads the Collector's `otlp`, `otlphttp`
 //!   and `debug` exporter keys), with the Collector's `compression: gzip` where an `otlp`
-//!   or `otlphttp` block leaves it out; an exporter of another type is refused by
-//!   `export:`'s own reading, naming it; a connector computing span metrics there is
-//!   noted as not applied, one that routes is refused;
+//!   or `otlphttp` block leaves it out, and an `otlp` block's `http://` endpoint dialled
+//!   with TLS unless `tls.insecure: true`, as the Collector dials it; an exporter of
+//!   another type is refused by `export:`'s own reading, naming it; a connector
+//!   computing span metrics there is noted as not applied, one that routes is refused;
 //! * the top-level `extensions:` (authenticators; `health_check`'s endpoint becomes
 //!   `admin` when the service enables it, else there is no `admin`, as such a Collector
 //!   serves none; `service.telemetry.metrics` becomes `metrics`).
@@ -33,20 +34,52 @@ use tailgate_core::collector::{admin, connector_computes_metrics, err, kind_of, 
 pub use tailgate_core::collector::{Section, TranslateError, Translated};
 use tailgate_core::pipelines::{Graph, Served};
 
-/// An exporter block as the gateway reads it, meaning what it means to the Collector: an
-/// `otlp` or `otlphttp` exporter that leaves `compression` out gzips there, where the
-/// gateway's own `export:` sends uncompressed unless told (a departure for configs written
-/// for it, docs/configuration.md); a copied Collector config keeps the Collector's.
-fn with_collector_compression(id: &str, block: &Value) -> Value {
-    let otlp = matches!(kind_of(id), "otlp" | "otlp_grpc" | "otlphttp" | "otlp_http");
-    match block {
-        Value::Mapping(m) if otlp && m.get("compression").is_none() => {
-            let mut m = m.clone();
-            m.insert("compression".into(), "gzip".into());
-            Value::Mapping(m)
-        }
-        other => other.clone(),
+/// An exporter block as the gateway reads it, meaning what it means to the Collector:
+///
+/// * an `otlp` or `otlphttp` exporter that leaves `compression` out gzips there, where the
+///   gateway's own `export:` sends uncompressed unless told (a departure for configs
+///   written for it, docs/configuration.md); a copied Collector config keeps the
+///   Collector's;
+/// * an `otlp` (gRPC) endpoint written `http://host:port` is dialled by the Collector with
+///   TLS unless `tls.insecure: true` (configgrpc takes the scheme off and uses TLS by
+///   default), where the gateway's own `export:` reads `http://` as plaintext: the scheme
+///   is taken off here, so the endpoint is dialled as the Collector dials it. Without
+///   this, a config that works in the Collector sent its headers (API keys) in clear, to a
+///   backend that expects TLS. Said in a note when the connection is TLS.
+fn as_the_collector_means(id: &str, block: &Value, notes: &mut Vec<String>) -> Value {
+    let kind = kind_of(id);
+    let Value::Mapping(m) = block else {
+        return block.clone();
+    };
+    let mut m = m.clone();
+    if matches!(kind, "otlp" | "otlp_grpc" | "otlphttp" | "otlp_http")
+        && m.get("compression").is_none()
+    {
+        m.insert("compression".into(), "gzip".into());
     }
+    if matches!(kind, "otlp" | "otlp_grpc") {
+        // As configgrpc: the prefix exactly (`HasPrefix`), case and all.
+        let bare = m
+            .get("endpoint")
+            .and_then(Value::as_str)
+            .and_then(|e| e.strip_prefix("http://"))
+            .map(str::to_owned);
+        if let Some(bare) = bare {
+            let tls = m.get("tls");
+            let set = |key: &str| tls.and_then(|t| t.get(key)).is_some_and(|v| !v.is_null());
+            let insecure = tls
+                .and_then(|t| t.get("insecure"))
+                .and_then(Value::as_bool)
+                .unwrap_or(false);
+            if !insecure || set("ca_file") || set("ca_pem") {
+                notes.push(format!(
+                    "exporters.{id}.endpoint: http://{bare} is dialled with TLS, as the Collector's gRPC client dials it (it takes http:// off and uses TLS unless tls.insecure: true)"
+                ));
+            }
+            m.insert("endpoint".into(), bare.into());
+        }
+    }
+    Value::Mapping(m)
 }
 
 /// Reads `top`, a whole Collector config, for the gateway, from the traces `pipelines`
@@ -233,7 +266,8 @@ fn chooses_spans(id: &str) -> bool {
 }
 
 /// The exporters the kept spans reach: those of `fed` (the sampling pipelines and those
-/// after them), each block as written with the Collector's compression. Forward
+/// after them), each block as written, as the Collector means it
+/// ([`as_the_collector_means`]). Forward
 /// connectors are followed (their pipelines are in `fed`); one computing metrics is a note
 /// in `out`; another connector is refused (it chooses where spans go).
 fn exporters(
@@ -266,7 +300,10 @@ fn exporters(
                             "exporters.{e}: the Collector's debug exporter logs a line of counts per batch when verbosity is left out (basic); Tailgate's writes every kept request whole, as a line of OTLP JSON, to stdout, so the spans' contents reach the logs: take it out of the pipeline unless that is wanted"
                         ));
                     }
-                    export.insert((*e).into(), with_collector_compression(e, block));
+                    export.insert(
+                        (*e).into(),
+                        as_the_collector_means(e, block, &mut out.notes),
+                    );
                 }
             }
         }

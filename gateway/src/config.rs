@@ -233,6 +233,11 @@ impl GatewayConfig {
             self.peers.tls.as_ref(),
             "peers",
         ));
+        warnings.extend(tailgate_core::tls::unchecked_certificate_warning(
+            self.peers.tls.as_ref(),
+            "peers",
+            "the other gateways",
+        ));
         warnings
     }
 
@@ -1326,6 +1331,57 @@ mod tests {
             matches!(&err, ConfigError::InvalidAt { key, message, .. }
                 if key == "service.pipelines.traces/b.exporters" && message.contains("different exporters")),
             "{err}"
+        );
+    }
+
+    /// Scenario: gRPC exporters of the gateway's own config written `http://` with headers:
+    /// without a `tls:` block, with `tls: {insecure: true}`; one without headers.
+    /// Guarantees: only the first is warned of (its headers go in clear where the
+    /// Collector would have used TLS), naming the exporter and its headers' names.
+    #[test]
+    fn headers_over_a_grpc_http_endpoint_are_warned_of_unless_plaintext_is_said() {
+        let p = Path::new("gateway.yaml");
+        let c: GatewayConfig = parse_yaml(
+            p,
+            "export:\n  otlp/a: {endpoint: 'http://a:4317', compression: gzip, headers: {x-api-key: k, x-tenant: t}}\n\
+             \x20 otlp/b: {endpoint: 'http://b:4317', compression: gzip, headers: {x-api-key: k}, tls: {insecure: true}}\n\
+             \x20 otlp/c: {endpoint: 'http://c:4317', compression: gzip}\n",
+        )
+        .unwrap();
+        c.validate(p).unwrap();
+        let warnings = c.warnings();
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(
+            warnings[0].starts_with("export.otlp/a: its headers (x-api-key, x-tenant) go in clear"),
+            "{warnings:?}"
+        );
+    }
+
+    /// Scenario: `peers.tls` that does not check certificates, over TLS and with
+    /// `insecure: true` (plaintext).
+    /// Guarantees: named in a warning over TLS only.
+    #[test]
+    fn peers_that_do_not_check_certificates_are_warned_of() {
+        let p = Path::new("gateway.yaml");
+        let read = |tls: &str| {
+            parse_yaml::<GatewayConfig>(
+                p,
+                &format!("export: {{debug: {{}}}}\npeers: {{static: ['10.0.0.1:4317'], self: '10.0.0.1:4317', tls: {tls}}}\n"),
+            )
+            .unwrap()
+            .warnings()
+        };
+        let unchecked = read("{insecure_skip_verify: true}");
+        assert!(
+            unchecked.iter().any(|w| w.starts_with(
+                "peers.tls.insecure_skip_verify: the other gateways' certificates are not checked"
+            )),
+            "{unchecked:?}"
+        );
+        let plain = read("{insecure: true, insecure_skip_verify: true}");
+        assert!(
+            !plain.iter().any(|w| w.contains("insecure_skip_verify")),
+            "{plain:?}"
         );
     }
 

@@ -366,6 +366,42 @@ fn a_whole_collector_config_loads_its_traces_pipelines_processor() {
     );
 }
 
+/// Scenario: a whole Collector config whose `otlp` exporter is written
+/// `http://backend:4317` with an API key and no `tls:` block (which works in the Collector
+/// only against a TLS backend: configgrpc takes `http://` off and dials with TLS), and
+/// the same with `tls: {insecure: true}`.
+/// Guarantees: the gateway dials the first with TLS, as the Collector does, so the key
+/// does not go out in clear; the second in plaintext, as written; the gateway's own
+/// `export:` still reads `http://` as plaintext.
+#[test]
+fn a_copied_grpc_exporter_written_http_is_dialled_as_the_collector_dials_it() {
+    use tailgate_gateway::export::ExporterConfig;
+    let dir = std::env::temp_dir().join(format!("tailgate-http-grpc-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let uses_tls = |name: &str, text: &str| {
+        let path = dir.join(name);
+        std::fs::write(&path, text).unwrap();
+        let config = tailgate_gateway::GatewayConfig::load(&path).unwrap();
+        match &config.export.exporters[0].1 {
+            ExporterConfig::OtlpGrpc(c) => c.uses_tls(),
+            other => panic!("{other:?}"),
+        }
+    };
+    let whole = |tls: &str| {
+        format!("receivers: {{otlp: {{protocols: {{grpc: {{endpoint: 127.0.0.1:4317}}}}}}}}\nprocessors: {{tail_sampling: {{policies: [{{name: all, type: always_sample}}]}}}}\nexporters:\n  otlp/vendor: {{endpoint: 'http://backend.example:4317', headers: {{x-api-key: secret}}{tls}}}\nservice: {{pipelines: {{traces: {{receivers: [otlp], processors: [tail_sampling], exporters: [otlp/vendor]}}}}}}\n")
+    };
+    assert!(uses_tls("whole.yaml", &whole("")));
+    assert!(!uses_tls(
+        "insecure.yaml",
+        &whole(", tls: {insecure: true}")
+    ));
+    assert!(!uses_tls(
+        "own.yaml",
+        "export:\n  otlp: {endpoint: 'http://backend.example:4317', tls: {insecure: true}}\n"
+    ));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 /// Scenario: an invalid policy in flow style (the README's layout).
 /// Guarantees: the error names the line of the key at fault, found from the policy's name
 /// (before an adoption trial, the line of the name).

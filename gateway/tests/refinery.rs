@@ -40,6 +40,12 @@ enum Kind {
     OldServerError,
     /// A child with status ERROR: kept, rate 1.
     Error,
+    /// A child with a span attribute named `error` and no ERROR status (Honeycomb's
+    /// `error` field exists for either): kept, rate 1.
+    ErrorAttribute,
+    /// A root with `http.status_code: "n/a"` (no number: `Int` gives nil, the comparison
+    /// is false, no error) and a child with a 503: kept by the child, rate 1.
+    NotANumber,
     /// A root lasting 6 s: kept, rate 1.
     Slow,
     /// A 6 s child under a short root: the slow rule needs the root (Scope: span).
@@ -73,6 +79,13 @@ fn trace(id: [u8; 16], kind: Kind) -> Vec<Span> {
         ),
     ));
     match kind {
+        Kind::NotANumber => {
+            root.attributes
+                .push(attr("http.status_code", Value::StringValue("n/a".into())));
+            child
+                .attributes
+                .push(attr("http.response.status_code", Value::IntValue(503)));
+        }
         Kind::Health | Kind::ServerError => child
             .attributes
             .push(attr("http.response.status_code", Value::IntValue(503))),
@@ -85,6 +98,9 @@ fn trace(id: [u8; 16], kind: Kind) -> Vec<Span> {
                 message: String::new(),
             })
         }
+        Kind::ErrorAttribute => child
+            .attributes
+            .push(attr("error", Value::StringValue("timeout".into()))),
         _ => child
             .attributes
             .push(attr("http.response.status_code", Value::IntValue(200))),
@@ -95,8 +111,8 @@ fn trace(id: [u8; 16], kind: Kind) -> Vec<Span> {
 /// Scenario: the translated policy file (its waits shortened for the test) on a gateway;
 /// two traces of each notable kind and 1,000 ordinary ones, each sent whole.
 /// Guarantees: health checks are dropped though they hold a 503 (Refinery's first rule);
-/// server errors (an int, or a string as `Datatype: int` reads it), errors and slow roots
-/// are kept with `SampleRate` 1; a slow child under a quick root is not a slow request;
+/// server errors (an int, or a string as `Datatype: int` reads it), errors (a status or an
+/// `error` attribute, as Honeycomb's `error` field) and slow roots are kept with `SampleRate` 1; a slow child under a quick root is not a slow request;
 /// ordinary traces are kept 1 in 100 (between 3 and 25 of 1,000) with `SampleRate` 100, an
 /// integer as Honeycomb reads it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -119,6 +135,8 @@ async fn the_translated_refinery_rules_decide_as_the_rules_do() {
         Kind::ServerError,
         Kind::OldServerError,
         Kind::Error,
+        Kind::ErrorAttribute,
+        Kind::NotANumber,
         Kind::Slow,
         Kind::SlowChild,
     ];
@@ -181,6 +199,8 @@ async fn the_translated_refinery_rules_decide_as_the_rules_do() {
         Kind::ServerError,
         Kind::OldServerError,
         Kind::Error,
+        Kind::ErrorAttribute,
+        Kind::NotANumber,
         Kind::Slow,
     ] {
         assert_eq!(count(k), 2, "{k:?} kept");

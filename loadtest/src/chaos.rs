@@ -386,7 +386,7 @@ impl Cluster {
             format!(
                 "receive: {{ grpc: \"{addr}\", http: null }}\n\
                  buffer: {{ shards: 2 }}\n\
-                 export:\n  otlp_grpc:\n    endpoint: \"http://{sink}\"\n    headers: {{ {SENDER_HEADER}: \"{addr}\" }}\n    retry: {{ max_elapsed_time: 300s }}\n    batch: {{ timeout: 200ms }}\n\
+                 export:\n  otlp_grpc:\n    endpoint: \"http://{sink}\"\n    headers: {{ {SENDER_HEADER}: \"{addr}\" }}\n    tls: {{ insecure: true }}\n    retry: {{ max_elapsed_time: 300s }}\n    batch: {{ timeout: 200ms }}\n\
                  admin: \"{admin}\"\n\
                  metrics: null\n\
                  peers:\n  self: \"{addr}\"\n  secret: chaos-peer-secret\n  redistribute: {redistribute}\n  leave_linger: {linger}ms\n  dns: {{ name: \"{DNS_NAME}\", port: {port}, interval: {interval}ms, timeout: 500ms, nameservers: [\"{dns}\"] }}\n",

@@ -386,6 +386,11 @@ impl RouterConfig {
             self.forward.tls.as_ref(),
             "forward",
         ));
+        out.extend(tailgate_core::tls::unchecked_certificate_warning(
+            self.forward.tls.as_ref(),
+            "forward",
+            "the gateways",
+        ));
         out
     }
 
@@ -632,8 +637,10 @@ mod tests {
     }
 
     /// Scenario: `forward.tls` with `insecure: true` and a client certificate but no CA
-    /// (plaintext, as configtls makes it), and with a CA.
-    /// Guarantees: the first is warned of, naming `forward.tls`; the second is not.
+    /// (plaintext, as configtls makes it), and with a CA; `insecure_skip_verify` over TLS
+    /// and over plaintext.
+    /// Guarantees: the first is warned of, naming `forward.tls`; the second is not; skipped
+    /// verification is warned of over TLS only.
     #[test]
     fn an_unused_client_certificate_is_warned_of() {
         let members = "members:\n  static: [g:4317]\n";
@@ -650,6 +657,25 @@ mod tests {
             "{unused:?}"
         );
         assert!(tls(", ca_file: ca.crt").is_empty());
+        // Certificates not checked: named where the connection is TLS, not where the
+        // block says plaintext (nothing to check there).
+        let read = |block: &str| {
+            parse_yaml::<RouterConfig>(
+                Path::new("router.yaml"),
+                &format!("{members}forward: {{tls: {block}}}\n"),
+            )
+            .unwrap()
+            .warnings()
+        };
+        let unchecked = read("{insecure_skip_verify: true}");
+        assert_eq!(unchecked.len(), 1, "{unchecked:?}");
+        assert!(
+            unchecked[0].starts_with(
+                "forward.tls.insecure_skip_verify: the gateways' certificates are not checked"
+            ),
+            "{unchecked:?}"
+        );
+        assert!(read("{insecure: true, insecure_skip_verify: true}").is_empty());
     }
 
     /// Scenario: a loadbalancing exporter's habits: static members written as hostnames

@@ -325,3 +325,34 @@ fn a_fan_out_after_sampling_that_filters_is_refused() {
     let metrics = "receivers: {otlp: {protocols: {grpc: {}}}}\nprocessors: {tail_sampling: {policies: []}}\nconnectors: {span_metrics: {}}\nexporters: {otlp/a: {endpoint: 'a:4317'}}\nservice:\n  pipelines:\n    traces: {receivers: [otlp], processors: [tail_sampling], exporters: [otlp/a, span_metrics]}\n    traces/b: {receivers: [otlp], processors: [tail_sampling], exporters: [otlp/a]}\n    metrics: {receivers: [span_metrics], exporters: [otlp/a]}\n";
     run(metrics, &["traces", "traces/b"]).unwrap();
 }
+
+/// Scenario: `otlp` (gRPC) exporters with `http://` endpoints, as Collector configs write
+/// them: without a `tls:` block, with `insecure: true`, with `insecure: true` and a CA;
+/// an `otlphttp` one; an upper-case scheme.
+/// Guarantees: the gRPC ones lose the prefix, as configgrpc takes it off, so that they
+/// are dialled as the Collector dials them (TLS unless insecure without a CA); the
+/// note names each one that becomes TLS and no other; `otlphttp` and `HTTP://` (which
+/// configgrpc's prefix test does not match) are left as written.
+#[test]
+fn a_grpc_exporters_http_scheme_means_what_it_means_to_the_collector() {
+    let t = read("receivers: {otlp: {protocols: {grpc: {}}}}\nprocessors: {tail_sampling: {policies: [{name: all, type: always_sample}]}}\nexporters:\n  otlp/a: {endpoint: 'http://a:4317', headers: {x-api-key: k}}\n  otlp/b: {endpoint: 'http://b:4317', tls: {insecure: true}}\n  otlp/c: {endpoint: 'http://c:4317', tls: {insecure: true, ca_file: /ca.pem}}\n  otlphttp/d: {endpoint: 'http://d:4318'}\n  otlp_grpc/e: {endpoint: 'HTTP://e:4317'}\nservice: {pipelines: {traces: {receivers: [otlp], processors: [tail_sampling], exporters: [otlp/a, otlp/b, otlp/c, otlphttp/d, otlp_grpc/e]}}}\n").unwrap();
+    let export = section(&t, "export").unwrap();
+    let endpoint = |e: &str| export[e]["endpoint"].as_str().unwrap().to_owned();
+    assert_eq!(endpoint("otlp/a"), "a:4317");
+    assert_eq!(endpoint("otlp/b"), "b:4317");
+    assert_eq!(endpoint("otlp/c"), "c:4317");
+    assert_eq!(endpoint("otlphttp/d"), "http://d:4318");
+    assert_eq!(endpoint("otlp_grpc/e"), "HTTP://e:4317");
+    let tls_notes: Vec<&String> = t
+        .notes
+        .iter()
+        .filter(|n| n.contains("is dialled with TLS"))
+        .collect();
+    assert_eq!(tls_notes.len(), 2, "{:?}", t.notes);
+    assert!(
+        tls_notes[0].starts_with("exporters.otlp/a.endpoint: http://a:4317 is dialled with TLS")
+    );
+    assert!(
+        tls_notes[1].starts_with("exporters.otlp/c.endpoint: http://c:4317 is dialled with TLS")
+    );
+}

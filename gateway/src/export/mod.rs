@@ -202,6 +202,27 @@ impl ExportConfig {
                     ));
                 }
             }
+            // A block copied from a Collector config: there `http://` on a gRPC endpoint
+            // is dialled with TLS (unless `tls.insecure: true`), here it is plaintext, so
+            // the headers (an API key) would go out in clear to a backend expecting TLS.
+            // A `tls:` block written says which was meant.
+            if let ExporterConfig::OtlpGrpc(c) = cfg {
+                let http = c
+                    .target()
+                    .get(..7)
+                    .is_some_and(|s| s.eq_ignore_ascii_case("http://"));
+                if http && c.tls.is_none() && !c.headers.is_empty() {
+                    let names: Vec<&str> = c.headers.keys().map(String::as_str).collect();
+                    warnings.push(format!(
+                        "export.{key}: its headers ({}) go in clear: the endpoint is http://, \
+                         plaintext here, where the Collector dials a gRPC endpoint with TLS \
+                         whatever its http:// unless tls.insecure: true; write https:// (or \
+                         host:port) if the backend takes TLS, or tls: {{insecure: true}} to say \
+                         plaintext is meant",
+                        names.join(", ")
+                    ));
+                }
+            }
             let (uses_tls, tls) = match cfg {
                 ExporterConfig::OtlpGrpc(c) => (c.uses_tls(), c.tls.as_ref()),
                 ExporterConfig::OtlpHttp(c) => (c.uses_tls(), c.tls.as_ref()),
