@@ -322,6 +322,18 @@ fn compile_list(
                 })
             }
         };
+        // The action first: the Collector's `extract` takes `key` and `pattern` together,
+        // and was told to give one of them.
+        if !matches!(
+            a.action.as_str(),
+            "delete" | "hash" | "mask" | "insert" | "update" | "upsert"
+        ) {
+            return Err(AttributesError::Action {
+                list,
+                index,
+                action: a.action.clone(),
+            });
+        }
         let regex = regex_of("pattern");
         let matcher = match (&a.key, &a.pattern) {
             (Some(k), None) => Matcher::Key(k.clone()),
@@ -555,6 +567,11 @@ mod tests {
                 .unwrap_or_default()
         };
         assert!(bad("actions: [{key: a, action: extract}]").contains("not supported"));
+        // As the Collector writes it, with its pattern: the action is named, not the pair.
+        assert!(
+            bad("actions: [{key: http.url, pattern: '^(?P<scheme>.*)://', action: extract}]")
+                .contains("extract and convert are not implemented")
+        );
         // The Collector's value sources are refused by name, saying why.
         let from =
             bad("actions: [{key: http.client_ip, from_attribute: client.address, action: insert}]");

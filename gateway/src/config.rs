@@ -1150,6 +1150,16 @@ mod tests {
             matches!(&err, ConfigError::Invalid { key, .. } if key == "peers.secret"),
             "{err}"
         );
+        // Not visible ASCII: refused, naming the character (a tab, a space, a letter past
+        // ASCII passed as header values before).
+        for (bad, named) in [("'a\tb'", "'\\t'"), ("'a b'", "' '"), ("sécret", "'é'")] {
+            let c: GatewayConfig = parse_yaml(p, &format!("{base}, secret: {bad}}}\n")).unwrap();
+            let err = c.validate(p).unwrap_err();
+            assert!(
+                matches!(&err, ConfigError::Invalid { key, message, .. } if key == "peers.secret" && message.contains(named)),
+                "{bad}: {err}"
+            );
+        }
         let c: GatewayConfig = parse_yaml(p, &format!("{base}, secret: s}}\n")).unwrap();
         // Written but null (an unset variable, `~`): refused, not read as no secret.
         for null in [

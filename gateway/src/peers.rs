@@ -215,10 +215,12 @@ impl PeersConfig {
                     "written but empty or null (an unset ${env:} variable?): set it, or remove the key to run without a secret".into(),
                 ));
             }
-            if http::HeaderValue::from_str(secret).is_err() {
+            // A header value may hold spaces, tabs and bytes past ASCII, which clients and
+            // proxies trim or re-encode: a secret that reads the same everywhere is asked.
+            if let Some(c) = secret.chars().find(|c| !c.is_ascii_graphic()) {
                 return Err((
                     "peers.secret".into(),
-                    "must be visible ASCII (a header value)".into(),
+                    format!("must be visible ASCII (letters, digits, punctuation), as it travels in a header; it holds {c:?}"),
                 ));
             }
         }

@@ -210,8 +210,9 @@ pub fn sending_queue<'de, D: serde::Deserializer<'de>>(
 
 /// Checks a block of a Collector exporter that Tailgate reads and does not apply, as the
 /// Collector checks it: `sending_queue` ([`sending_queue`]), `retry_on_failure` (its keys
-/// and `Validate`, as [`crate::retry::RetryConfig`] reads them) and `timeout` (a
-/// duration). A typo there (`enabeld`) made the Collector fail at start and was taken
+/// and `Validate`, as [`crate::retry::RetryConfig`] reads them), `timeout` (a duration)
+/// and `keepalive` (configgrpc's client block, as [`crate::forward::Keepalive`] reads it).
+/// A typo there (`enabeld`) made the Collector fail at start and was taken
 /// here. `at` is the exporter's path; other keys pass.
 pub fn check_not_applied(
     at: &str,
@@ -236,6 +237,8 @@ pub fn check_not_applied(
             super::read_section::<Option<crate::retry::RetryConfig>>(value).map(|_| ())
         }
         "timeout" if !value.is_null() => super::read_section::<Timeout>(value).map(|_| ()),
+        // configgrpc's client keepalive: Go's durations, no other keys.
+        "keepalive" => super::read_section::<Option<crate::forward::Keepalive>>(value).map(|_| ()),
         _ => Ok(()),
     };
     read.map_err(|message| match crate::config::named_sub_key(&message) {
@@ -249,8 +252,8 @@ pub fn check_not_applied(
 mod tests {
     use super::*;
 
-    /// Scenario: `sending_queue`, `retry_on_failure` and `timeout` blocks the Collector
-    /// refuses, and ones it takes. Guarantees: each refused names the key at fault below
+    /// Scenario: `sending_queue`, `retry_on_failure`, `timeout` and `keepalive` blocks the
+    /// Collector refuses, and ones it takes. Guarantees: each refused names the key at fault below
     /// the exporter's path; the good ones and other keys pass.
     #[test]
     fn blocks_not_applied_are_checked_as_the_collector_checks_them() {
@@ -284,6 +287,8 @@ mod tests {
                 "exporters.x.retry_on_failure",
             ),
             ("timeout", "5 parsecs", "exporters.x.timeout"),
+            ("keepalive", "{time: 10sec}", "exporters.x.keepalive"),
+            ("keepalive", "{tiem: 10s}", "exporters.x.keepalive"),
         ] {
             let e = check(key, yaml).unwrap_err();
             assert!(e.key.starts_with(at), "{key}: {yaml}: {e}");
@@ -301,6 +306,12 @@ mod tests {
         .unwrap();
         check("retry_on_failure", "~").unwrap();
         check("timeout", "30s").unwrap();
-        check("keepalive", "{anything: at all}").unwrap();
+        check(
+            "keepalive",
+            "{time: 10s, timeout: 5s, permit_without_stream: true}",
+        )
+        .unwrap();
+        check("keepalive", "~").unwrap();
+        check("balancer_name", "{anything: at all}").unwrap();
     }
 }

@@ -70,7 +70,16 @@ impl SettingError {
             SettingError::CompressionParams(_) => "compression_params.level".into(),
             SettingError::Auth(_) => "auth".into(),
             SettingError::Authority(_) => "authority".into(),
-            SettingError::Proxy(_) => "proxy_url".into(),
+            // From a variable (`HTTPS_PROXY`, …): the exporter as a whole, which the
+            // variable applies to (an `otlp` exporter has no `proxy_url`).
+            SettingError::Proxy(e) => match e.as_ref() {
+                tailgate_core::proxy::ProxyError::Invalid { source_name, .. }
+                    if source_name != "proxy_url" =>
+                {
+                    return None
+                }
+                _ => "proxy_url".into(),
+            },
             SettingError::Encoding(_) => "encoding".into(),
             SettingError::UserAgent => "user_agent".into(),
         })

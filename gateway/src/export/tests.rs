@@ -594,3 +594,21 @@ async fn the_hold_looks_for_refusals_since_its_last_look() {
     waiting.add(1);
     assert!(!hold(), "shards wait for the queue");
 }
+
+/// Scenario: a proxy refused, once from an exporter's `proxy_url`, once from
+/// `HTTPS_PROXY` (which an `otlp` exporter, having no `proxy_url`, takes too).
+/// Guarantees: only the first names `proxy_url` as the key at fault; the variable's is
+/// named at the exporter (an audit saw `export.otlp.proxy_url: HTTPS_PROXY …`).
+#[test]
+fn a_proxy_from_a_variable_is_not_named_as_proxy_url() {
+    let invalid = |source_name: &str| {
+        SettingError::from(tailgate_core::proxy::ProxyError::Invalid {
+            source_name: source_name.into(),
+            value: "socks5://proxy:1080".into(),
+            problem: "only http:// proxies are supported",
+        })
+    };
+    assert_eq!(invalid("proxy_url").sub_key().as_deref(), Some("proxy_url"));
+    assert_eq!(invalid("HTTPS_PROXY").sub_key(), None);
+    assert_eq!(invalid("https_proxy").sub_key(), None);
+}
