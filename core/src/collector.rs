@@ -443,9 +443,19 @@ pub fn receive(
                     tls.push((proto, v));
                 }
                 (_, "tls") => {}
-                ("grpc", "max_recv_msg_size_mib") => sizes.push((k, mib(v, &format!("{at}.{k}"))?)),
-                ("http", "max_request_body_size") => sizes.push((k, bytes(v, &format!("{at}.{k}"))?)),
+                ("grpc", "max_recv_msg_size_mib") => {
+                    let at = format!("{at}.{k}");
+                    sizes.push((k, request_size(mib(v, &at)?, &at, v)?));
+                }
+                ("http", "max_request_body_size") => {
+                    let at = format!("{at}.{k}");
+                    sizes.push((k, request_size(bytes(v, &at)?, &at, v)?));
+                }
                 ("grpc", "max_concurrent_streams") => {
+                    // Checked here, so that an error names the key as written.
+                    if v.as_u64() == Some(0) {
+                        return Err(err(format!("{at}.{k}"), "0 (no limit in the Collector) is not offered: each open stream's headers are held outside the in-flight budget; write the most streams a connection may hold (Tailgate's default: 32)"));
+                    }
                     m.insert("max_concurrent_streams".into(), v.clone());
                 }
                 ("grpc", "keepalive") => keepalive(v, &format!("{at}.keepalive"), &mut m, notes)?,
@@ -594,6 +604,18 @@ fn keepalive(
                 return Err(unknown(&format!("{at}.{k}"), name, known));
             }
             if matches!(name, "max_connection_age" | "max_connection_age_grace") {
+                // Read here, so that an error names the key as written, not the receive
+                // block's `max_connection_age` at the receiver's line.
+                #[derive(serde::Deserialize)]
+                struct Age(
+                    #[serde(with = "crate::config::go_duration")]
+                    #[allow(dead_code)] // read to be checked only
+                    std::time::Duration,
+                );
+                if !value.is_null() {
+                    read_section::<Age>(value)
+                        .map_err(|message| section_error(&format!("{at}.{k}.{name}"), &message))?;
+                }
                 m.insert(name.into(), value.clone());
             } else {
                 notes.push(format!("{at}.{k}.{name} not applied"));
@@ -601,6 +623,26 @@ fn keepalive(
         }
     }
     Ok(())
+}
+
+/// A request size limit read from a Collector key (`at`, written `v`), as bytes, within
+/// the range of `receive.max_request_bytes` (0 is the Collector's default, left to
+/// Tailgate's): refused at that key, in its own words, where the receive block's check
+/// named `max_request_bytes` at the receiver's line.
+fn request_size(n: u64, at: &str, v: &Value) -> Result<u64, TranslateError> {
+    use crate::receive::limits::{MAX_REQUEST_BYTES_LIMIT, MIN_REQUEST_BYTES_LIMIT};
+    let range = MIN_REQUEST_BYTES_LIMIT as u64..=MAX_REQUEST_BYTES_LIMIT as u64;
+    if n == 0 || range.contains(&n) {
+        return Ok(n);
+    }
+    let written = serde_yaml_ng::to_string(v).unwrap_or_default();
+    Err(err(
+        at,
+        format!(
+            "{} is out of range: Tailgate's receivers take requests of {MIN_REQUEST_BYTES_LIMIT} bytes to 1 GiB (receive.max_request_bytes)",
+            written.trim()
+        ),
+    ))
 }
 
 /// A size in MiB (`max_recv_msg_size_mib`), as bytes.

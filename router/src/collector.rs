@@ -741,7 +741,7 @@ mod tests {
             ),
             (
                 base(&format!("{static_}    protocol:\n      otlp:\n        retry_on_failure: {{max_elapsed_time: 1s, max_interval: 2s}}\n"), ""),
-                "exporters.loadbalancing.protocol.otlp.retry.max_elapsed_time",
+                "exporters.loadbalancing.protocol.otlp.retry_on_failure.max_elapsed_time",
                 "must not be less than max_interval",
             ),
             (

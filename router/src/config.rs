@@ -678,6 +678,70 @@ mod tests {
         assert!(read("{insecure: true, insecure_skip_verify: true}").is_empty());
     }
 
+    /// Scenario: a Collector config whose values the router reads under other names are
+    /// wrong: `max_recv_msg_size_mib` over 1 GiB, `max_concurrent_streams: 0`, a
+    /// `max_connection_age` in a form Go refuses, a `retry_on_failure` bound under its
+    /// interval written in flow style (a config audit found each named at the block above,
+    /// by the router's name).
+    /// Guarantees: each is named by the key as written, at its own line, in the user's
+    /// units.
+    #[test]
+    fn collector_keys_read_under_other_names_are_named_as_written() {
+        let path = std::env::temp_dir().join(format!(
+            "tailgate-router-renamed-{}.yaml",
+            std::process::id()
+        ));
+        // `grpc` goes under the gRPC receiver (from line 6), `lb` under the exporter (from
+        // line 9 when `grpc` is empty).
+        let load = |grpc: &str, lb: &str| {
+            std::fs::write(
+                &path,
+                format!("receivers:\n  otlp:\n    protocols:\n      grpc:\n        endpoint: 127.0.0.1:4317\n{grpc}exporters:\n  loadbalancing:\n    resolver: {{static: {{hostnames: [gw]}}}}\n{lb}service:\n  pipelines:\n    traces: {{receivers: [otlp], exporters: [loadbalancing]}}\n"),
+            )
+            .unwrap();
+            let out = RouterConfig::load_noted(&path).map(|_| ());
+            std::fs::remove_file(&path).unwrap();
+            out.unwrap_err()
+        };
+        for (grpc, lb, line, key, words) in [
+            (
+                "        max_recv_msg_size_mib: 2048\n",
+                "",
+                6,
+                "receivers.otlp.protocols.grpc.max_recv_msg_size_mib",
+                "2048 is out of range",
+            ),
+            (
+                "        max_concurrent_streams: 0\n",
+                "",
+                6,
+                "receivers.otlp.protocols.grpc.max_concurrent_streams",
+                "is not offered",
+            ),
+            (
+                "        keepalive:\n          server_parameters:\n            max_connection_age: 10sec\n",
+                "",
+                8,
+                "receivers.otlp.protocols.grpc.keepalive.server_parameters.max_connection_age",
+                "10sec",
+            ),
+            (
+                "",
+                "    retry_on_failure: {max_interval: 10s, max_elapsed_time: 5s}\n",
+                9,
+                "exporters.loadbalancing.retry_on_failure.max_elapsed_time",
+                "max_interval",
+            ),
+        ] {
+            let err = load(grpc, lb);
+            assert!(
+                matches!(&err, ConfigError::InvalidAt { line: l, key: k, message, .. }
+                    if *l == line && k == key && message.contains(words)),
+                "{grpc}{lb}: {err:?}"
+            );
+        }
+    }
+
     /// Scenario: a loadbalancing exporter's habits: static members written as hostnames
     /// alone, and a whole Collector config of the load-balancing tier given as the
     /// router's (references expanded as the Collector expands them).

@@ -243,7 +243,15 @@ pub fn check_not_applied(
     };
     read.map_err(|message| match crate::config::named_sub_key(&message) {
         // "sending_queue: `queue_size` must be positive": at that key's line.
-        Some((sub, tail)) => super::err(format!("{at}.{sub}"), crate::config::readable(tail)),
+        // A check may name the block otherwise (`retry` for `retry_on_failure`): the key
+        // as written, so that the error is found at its line.
+        Some((sub, tail)) => {
+            let sub = match sub.split_once('.') {
+                Some((first, rest)) if first != key => format!("{key}.{rest}"),
+                _ => sub,
+            };
+            super::err(format!("{at}.{sub}"), crate::config::readable(tail))
+        }
         None => super::section_error(&format!("{at}.{key}"), &message),
     })
 }
@@ -287,6 +295,11 @@ mod tests {
                 "exporters.x.retry_on_failure",
             ),
             ("timeout", "5 parsecs", "exporters.x.timeout"),
+            (
+                "retry_on_failure",
+                "{max_interval: 10s, max_elapsed_time: 5s}",
+                "exporters.x.retry_on_failure.max_elapsed_time",
+            ),
             ("keepalive", "{time: 10sec}", "exporters.x.keepalive"),
             ("keepalive", "{tiem: 10s}", "exporters.x.keepalive"),
         ] {
