@@ -189,7 +189,12 @@ where
                     req.extensions_mut().insert(cert.clone());
                 }
                 req.extensions_mut().insert(sender);
-                async move { Ok::<_, std::convert::Infallible>(handler(req).await) }
+                // Called here, as the connection hands the request over, not in the task
+                // hyper spawns for it: what a handler does before its future (the
+                // receivers' charge for an open request) is done before that task waits
+                // for a worker.
+                let answer = handler(req);
+                async move { Ok::<_, std::convert::Infallible>(answer.await) }
             });
             // Serves one connection until it ends; asks it to close (GOAWAY) when it
             // reaches its age or the listener stops, and drops it when an aged one
@@ -620,6 +625,65 @@ mod tests {
             .unwrap();
         let (open, _) = listener.accept().await.unwrap();
         assert!(opens_within(&open, Duration::from_secs(5)).await);
+    }
+
+    /// Scenario: an HTTP/2 request to a handler that notes the task it is called in and
+    /// the task its future runs in.
+    /// Guarantees: the handler is called in the connection's task, as the connection hands
+    /// the request over, and its future runs in the request's own task: what a handler
+    /// does before its future (the receivers' charge for an open request,
+    /// `receive::limits::Admission`) does not wait for that task to get a worker (a flood
+    /// that held the CPU kept 32 decoded, uncharged requests a connection that way).
+    #[tokio::test]
+    async fn a_handler_is_called_as_the_connection_hands_the_request_over() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let limits = ConnectionLimits {
+            max_connections: 8,
+            sender_connections: false,
+            max_concurrent_streams: 8,
+            first_byte_timeout: Duration::from_secs(5),
+            header_timeout: Duration::from_secs(5),
+            max_connection_age: None,
+            max_connection_age_grace: Duration::from_secs(5),
+        };
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(serve(
+            listener,
+            limits,
+            None,
+            async move {
+                stopped.await.ok();
+            },
+            move |_req| {
+                let called = tokio::task::try_id();
+                let tx = tx.clone();
+                async move {
+                    tx.send((called, tokio::task::try_id())).unwrap();
+                    ::http::Response::new(http_body_util::Full::new(Bytes::from_static(b"ok")))
+                }
+            },
+        ));
+        let tcp = TcpStream::connect(addr).await.unwrap();
+        let (mut client, connection) = h2::client::handshake(tcp).await.unwrap();
+        let driver = tokio::spawn(connection);
+        let request = ::http::Request::post(format!("http://{addr}/"))
+            .body(())
+            .unwrap();
+        let (answer, _) = client.send_request(request, true).unwrap();
+        let answer = tokio::time::timeout(Duration::from_secs(5), answer)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(answer.status(), ::http::StatusCode::OK);
+        let (called, ran) = rx.recv().await.unwrap();
+        assert!(called.is_some() && ran.is_some(), "{called:?} {ran:?}");
+        assert_ne!(called, ran, "called in the request's own task");
+        drop(client);
+        driver.abort();
+        stop.send(()).unwrap();
+        server.await.unwrap().unwrap();
     }
 
     /// Scenario: a listener told to stop while a request on it is still being answered;

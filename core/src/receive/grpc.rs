@@ -159,7 +159,7 @@ impl<S: SpanSink> TraceService<S> {
     /// Answers one unary call: the sink's answer as a gRPC response, or its refusal (and
     /// the receiver's own: malformed framing, too large, too slow) as a gRPC status, counted
     /// by the sink.
-    async fn unary<B, F, Fut>(self, req: http::Request<B>, handle: F) -> http::Response<Body>
+    async fn unary<B, F, Fut>(self, mut req: http::Request<B>, handle: F) -> http::Response<Body>
     where
         B: http_body::Body<Data = Bytes> + Unpin,
         B::Error: std::error::Error + Unpin + 'static,
@@ -226,11 +226,13 @@ impl<S: SpanSink> TraceService<S> {
         // The open request's own cost first, held until it is answered (see
         // `InFlight::take_request`): a stream that sends headers and then nothing holds it.
         let sender = crate::serve::SenderAddr::of(&req);
-        let mut held = InFlightBytes::from_sender(sender);
-        if let Err(refusal) = self.in_flight.take_request(&mut held, req.headers()) {
-            self.sink.refused(&refusal);
-            return refusal.to_grpc().into_http();
-        }
+        let mut held = match super::limits::Admission::take(&self.in_flight, &mut req) {
+            Ok(held) => held,
+            Err(refusal) => {
+                self.sink.refused(&refusal);
+                return refusal.to_grpc().into_http();
+            }
+        };
         // Room is asked for once the body starts (see `primed`), then held before reading
         // the rest: the unread body holds the sender back.
         let req = match super::primed::body_started(req, self.request_timeout, &held).await {

@@ -116,7 +116,7 @@ async fn answer<S: SpanSink>(
 
 async fn receive<S: SpanSink>(
     sink: &Arc<S>,
-    req: Request<Incoming>,
+    mut req: Request<Incoming>,
     format: Format,
     limits: Limits,
 ) -> Result<Accepted, Refusal> {
@@ -159,8 +159,7 @@ async fn receive<S: SpanSink>(
     // The open request's own cost first, held until it is answered (see
     // `InFlight::take_request`).
     let sender = crate::serve::SenderAddr::of(&req);
-    let mut held = InFlightBytes::from_sender(sender);
-    limits.in_flight.take_request(&mut held, req.headers())?;
+    let mut held = super::limits::Admission::take(&limits.in_flight, &mut req)?;
     // Room is asked for once the body starts (see `primed`), then held before reading the
     // rest: the unread body holds the sender back.
     let req = super::primed::body_started(req, limits.request_timeout, &held).await?;

@@ -1047,6 +1047,78 @@ where
     serve_connections_with(listener, limits, shutdown, handler).await
 }
 
+/// An open request's charge ([`InFlight::take_request`]), taken when its connection hands
+/// it over, before its task is spawned: [`serve_connections_with`] attaches it to the
+/// request, and the receivers take it with [`Admission::take`].
+///
+/// Taken in the handler's task instead, the charge came only once that task ran: under a
+/// flood that holds the CPU, every connection's `max_concurrent_streams` streams waited
+/// decoded and uncharged (a hostile check, 2,048 connections from eight addresses sending
+/// 15 KB headers: 1.2 MB a connection, 2.5 GB against a 496 MiB bound). Charged here, the
+/// budget refuses them at once; a refused request keeps only the headers its answer reads.
+#[derive(Debug, Clone)]
+pub struct Admission(std::sync::Arc<std::sync::Mutex<Option<Result<InFlightBytes, Refusal>>>>);
+
+// === impl Admission ===
+
+impl Admission {
+    /// Charges `req`'s open request against `in_flight` and attaches the outcome; a
+    /// refused request's headers are cut to [`ANSWER_HEADERS`].
+    fn attach<B>(in_flight: &InFlight, req: &mut http::Request<B>) {
+        let mut held = InFlightBytes::from_sender(crate::serve::SenderAddr::of(req));
+        let outcome = in_flight
+            .take_request(&mut held, req.headers())
+            .map(|()| held);
+        if outcome.is_err() {
+            let mut kept = http::HeaderMap::new();
+            for name in ANSWER_HEADERS {
+                for value in req.headers().get_all(&name) {
+                    // Copied: a value may be a view of the connection's read buffer.
+                    if let Ok(v) = http::HeaderValue::from_bytes(value.as_bytes()) {
+                        kept.append(name.clone(), v);
+                    }
+                }
+            }
+            *req.headers_mut() = kept;
+        }
+        req.extensions_mut()
+            .insert(Admission(std::sync::Arc::new(std::sync::Mutex::new(Some(
+                outcome,
+            )))));
+    }
+
+    /// `req`'s charge: the one taken when it was handed over, or, for a request that did
+    /// not come through [`serve_connections_with`] (a service called directly), one taken
+    /// now.
+    pub fn take<B>(
+        in_flight: &InFlight,
+        req: &mut http::Request<B>,
+    ) -> Result<InFlightBytes, Refusal> {
+        let attached = req.extensions_mut().remove::<Admission>().and_then(|a| {
+            a.0.lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .take()
+        });
+        match attached {
+            Some(outcome) => outcome,
+            None => {
+                let mut held = InFlightBytes::from_sender(crate::serve::SenderAddr::of(req));
+                in_flight.take_request(&mut held, req.headers())?;
+                Ok(held)
+            }
+        }
+    }
+}
+
+/// The headers a refused request keeps: what its answer is chosen by (gRPC or OTLP/HTTP,
+/// JSON or protobuf) and a browser's cross-origin check.
+const ANSWER_HEADERS: [http::header::HeaderName; 4] = [
+    http::header::CONTENT_TYPE,
+    http::header::ORIGIN,
+    http::header::ACCESS_CONTROL_REQUEST_METHOD,
+    http::header::ACCESS_CONTROL_REQUEST_HEADERS,
+];
+
 /// [`serve_connections`] with the receivers' limits (see [`crate::serve`]): at most
 /// `max_connections` open connections, the first byte and HTTP/1 headers within
 /// `request_timeout`.
@@ -1070,6 +1142,12 @@ where
         header_timeout: limits.request_timeout.min(HEADER_TIMEOUT),
         max_connection_age: limits.max_connection_age,
         max_connection_age_grace: limits.max_connection_age_grace,
+    };
+    // Called as the connection hands a request over (see [`Admission`]).
+    let in_flight = limits.in_flight.clone();
+    let handler = move |mut req: ::http::Request<hyper::body::Incoming>| {
+        Admission::attach(&in_flight, &mut req);
+        handler(req)
     };
     crate::serve::serve(listener, conn_limits, limits.tls, shutdown, handler).await
 }

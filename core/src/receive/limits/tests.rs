@@ -310,3 +310,54 @@ fn connection_age_zero_means_never() {
         Duration::from_secs(30)
     );
 }
+
+/// Scenario: a budget with room for one open request; two requests with a large header
+/// each (and a content type and an origin) handed over one after the other, as the
+/// receivers' connection loop hands them over; then the first is taken by its receiver,
+/// and a request that came another way.
+/// Guarantees: the first is charged as it is handed over (the budget holds its cost
+/// before any receiver runs); the second is refused then, keeping only the headers its
+/// answer is chosen by (the large one freed at once); `take` gives each its outcome, and a
+/// request without one is charged when taken.
+#[tokio::test(start_paused = true)]
+async fn an_open_request_is_charged_as_it_is_handed_over() {
+    let request = || {
+        let mut req = http::Request::new(());
+        let headers = req.headers_mut();
+        headers.insert("x-large", http::HeaderValue::from_static(LARGE));
+        headers.insert(
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_static("application/grpc"),
+        );
+        headers.insert(
+            http::header::ORIGIN,
+            http::HeaderValue::from_static("https://ui.example"),
+        );
+        req
+    };
+    const LARGE: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+    let cost = request_cost(request().headers());
+    let budget = InFlight::new(cost + cost / 2);
+    let (mut first, mut second) = (request(), request());
+    Admission::attach(&budget, &mut first);
+    assert_eq!(budget.held(), cost, "charged when handed over");
+    Admission::attach(&budget, &mut second);
+    assert_eq!(budget.held(), cost);
+    assert!(second.headers().get("x-large").is_none());
+    assert_eq!(second.headers().len(), 2);
+    assert_eq!(
+        second.headers()[http::header::CONTENT_TYPE],
+        "application/grpc"
+    );
+    let held = Admission::take(&budget, &mut first).unwrap();
+    assert!(matches!(
+        Admission::take(&budget, &mut second),
+        Err(Refusal::Overloaded { .. })
+    ));
+    drop(held);
+    assert_eq!(budget.held(), 0);
+    let mut direct = request();
+    let held = Admission::take(&budget, &mut direct).unwrap();
+    assert_eq!(budget.held(), cost);
+    drop(held);
+}
