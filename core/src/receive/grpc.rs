@@ -440,7 +440,13 @@ impl<S: SpanSink> tower_service::Service<http::Request<Body>> for TraceService<S
         Poll::Ready(Ok(()))
     }
 
-    fn call(&mut self, req: http::Request<Body>) -> Self::Future {
+    fn call(&mut self, mut req: http::Request<Body>) -> Self::Future {
+        // Refused as its connection handed it over (the in-flight budget is spent): the
+        // answer now, in a future of a few bytes instead of the handling's.
+        if let Some(refusal) = super::limits::Admission::refused(&mut req) {
+            self.sink.refused(&refusal);
+            return Box::pin(std::future::ready(Ok(refusal.to_grpc().into_http())));
+        }
         let this = self.clone();
         if req.version() < http::Version::HTTP_2 && is_grpc(&req) {
             // gRPC over HTTP/1.1 has nowhere to put its status (trailers), so a sender
@@ -515,10 +521,12 @@ where
         limits,
         shutdown,
         move |req: http::Request<hyper::body::Incoming>| {
-            let mut service = service.clone();
+            // Called as the connection hands the request over: what the service does
+            // before its future (a refusal's answer) is done now.
+            let answer =
+                tower_service::Service::call(&mut service.clone(), req.map(tonic::body::Body::new));
             async move {
-                let req = req.map(tonic::body::Body::new);
-                match tower_service::Service::call(&mut service, req).await {
+                match answer.await {
                     Ok(resp) => resp,
                     Err(never) => match never {},
                 }

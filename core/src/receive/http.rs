@@ -16,7 +16,7 @@ use tokio::net::TcpListener;
 use super::auth::check_sender;
 use super::compress::{decompress, Encoding, HTTP_ENCODINGS};
 use super::cors::Cors;
-use super::limits::{serve_connections_with, InFlight, InFlightBytes, Limits};
+use super::limits::{serve_connections_with, Admission, InFlight, InFlightBytes, Limits};
 use super::sink::{encode_response, run_detached, Accepted, Origin, SpanSink, PEER_HEADER};
 use super::status::{Refusal, RpcStatus};
 
@@ -38,11 +38,53 @@ pub async fn serve<S: SpanSink>(
     limits: Limits,
     shutdown: impl Future<Output = ()> + Send,
 ) -> std::io::Result<()> {
-    serve_connections_with(listener, limits.clone(), shutdown, move |req| {
+    serve_connections_with(listener, limits.clone(), shutdown, move |mut req| {
         let (sink, limits) = (sink.clone(), limits.clone());
-        async move { handle(sink, req, limits).await }
+        // Refused as its connection handed it over (the in-flight budget is spent): the
+        // answer now, without the handling's future. A browser's preflight is answered as
+        // ever.
+        let preflight = limits.cors.is_some() && Cors::is_preflight(req.method(), req.headers());
+        match (preflight, Admission::refused(&mut req)) {
+            (false, Some(refusal)) => futures_util::future::Either::Left(std::future::ready(
+                refused_at_hand_over(&*sink, &req, &limits, &refusal),
+            )),
+            _ => {
+                futures_util::future::Either::Right(async move { handle(sink, req, limits).await })
+            }
+        }
     })
     .await
+}
+
+/// The answer to a request refused as its connection handed it over (see [`Admission`]):
+/// counted, in its format when it has one of OTLP's (else in text), with its retry hint
+/// and, for a browser, the cross-origin headers.
+fn refused_at_hand_over<S: SpanSink>(
+    sink: &S,
+    req: &Request<Incoming>,
+    limits: &Limits,
+    refusal: &Refusal,
+) -> Response<Full<Bytes>> {
+    sink.refused(refusal);
+    let mut resp = match content_type(req) {
+        Ok(format) => refusal_response(format, refusal),
+        Err(_) => {
+            let mut resp = plain(refusal.http_status(), &refusal.to_string());
+            if let Some(secs) = refusal.retry_after_secs() {
+                resp.headers_mut()
+                    .insert(header::RETRY_AFTER, header::HeaderValue::from(secs));
+            }
+            resp
+        }
+    };
+    if let Some(cors) = &limits.cors {
+        cors.decorate(
+            req.method(),
+            req.headers().get(header::ORIGIN),
+            resp.headers_mut(),
+        );
+    }
+    resp
 }
 
 async fn handle<S: SpanSink>(

@@ -317,8 +317,9 @@ fn connection_age_zero_means_never() {
 /// and a request that came another way.
 /// Guarantees: the first is charged as it is handed over (the budget holds its cost
 /// before any receiver runs); the second is refused then, keeping only the headers its
-/// answer is chosen by (the large one freed at once); `take` gives each its outcome, and a
-/// request without one is charged when taken.
+/// answer is chosen by (the large one freed at once); the first's headers are copies, not
+/// views of the buffer they were read from; `take` gives each its outcome, and a request
+/// without one is charged when taken.
 #[tokio::test(start_paused = true)]
 async fn an_open_request_is_charged_as_it_is_handed_over() {
     let request = || {
@@ -341,6 +342,12 @@ async fn an_open_request_is_charged_as_it_is_handed_over() {
     let (mut first, mut second) = (request(), request());
     Admission::attach(&budget, &mut first);
     assert_eq!(budget.held(), cost, "charged when handed over");
+    // Its headers are its own, no longer views of what they were read from.
+    assert_eq!(first.headers()["x-large"], LARGE);
+    assert_ne!(
+        first.headers()["x-large"].as_bytes().as_ptr(),
+        LARGE.as_ptr()
+    );
     Admission::attach(&budget, &mut second);
     assert_eq!(budget.held(), cost);
     assert!(second.headers().get("x-large").is_none());
