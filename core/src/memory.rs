@@ -6,11 +6,17 @@
 
 use std::fmt;
 
-/// Bytes an HTTP/2 connection a hostile sender holds may keep outside every budget: up to
-/// `max_concurrent_streams` streams' headers and the buffers a burst of them grew
-/// (measured 62 KB a connection on the gRPC port, 76 KB on the HTTP port; an HTTP/1.1
-/// connection reads at most 16 KiB ahead).
-pub const CONNECTION_BYTES: u64 = 80 << 10;
+/// Bytes an HTTP/2 connection a hostile sender holds may keep outside every budget, at the
+/// default `max_concurrent_streams` (32): its streams as they are decoded, answered and
+/// replaced, and the buffers that churn grows, plus one frame read whole
+/// ([`crate::serve::MAX_FRAME_SIZE`], 64 KiB). Measured (docs/benchmarks.md, "Session
+/// 61"): 2,048 connections from eight addresses, each keeping 32 streams of 15 KB headers
+/// open as fast as the server answered them, held 276 KB a connection beyond the in-flight
+/// budget (218 KB with 100-byte headers); with the frame, 336 KiB. It was 80 KiB,
+/// measured on connections holding their streams still, while streams waiting for a
+/// worker were not yet charged: that flood took 2.5 GB against a 496 MiB bound. An
+/// HTTP/1.1 connection reads at most 16 KiB ahead.
+pub const CONNECTION_BYTES: u64 = 336 << 10;
 
 /// One term of a bound: what it follows from (config keys), and its bytes.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -34,9 +34,12 @@ use crate::tls::{ClientCertificate, TlsServer};
 /// per span on large requests (see DESIGN.md, "What the hot path costs").
 pub const STREAM_WINDOW: u32 = 2 << 20;
 /// Largest HTTP/2 frame a peer may send us (the default is 16 KiB). Senders that honour it
-/// (hyper and h2, as Tailgate's own client) then write a request part in one DATA frame and
-/// one `writev`, instead of a frame and a system call per 16 KiB.
-pub const MAX_FRAME_SIZE: u32 = 1 << 20;
+/// (hyper and h2, as Tailgate's own client) then write a request part in a few DATA frames
+/// and system calls, instead of one per 16 KiB. Not more: a frame is read whole before
+/// anything counts it, so a sender may hold one frame's bytes less one on each connection
+/// (1 MiB frames: 1,024 connections holding one each took a router to 1.09 GB against a
+/// 496 MiB bound); this is part of [`crate::memory::CONNECTION_BYTES`].
+pub const MAX_FRAME_SIZE: u32 = 64 << 10;
 /// Connection-level HTTP/2 window.
 pub const CONNECTION_WINDOW: u32 = 8 << 20;
 

@@ -686,9 +686,10 @@ mod tests {
             assert!(with(b) <= limit, "{b} at {limit}");
             assert!(with(b + 1) > limit, "{b} + 1 at {limit}");
         }
-        // base 64 + in-flight 64 + 64 × 80 KiB + scans 6 × 16 MiB × 2: nothing left in 300 MiB.
-        assert_eq!(c.largest_buffer_within(300 * MIB, 2), None);
-        assert!(c.largest_buffer_within(340 * MIB, 2).is_some());
+        // base 64 + in-flight 64 + 64 × 2 ports × 336 KiB (42 MiB) + scans 6 × 16 MiB × 2:
+        // 362 MiB, nothing left in 360 MiB.
+        assert_eq!(c.largest_buffer_within(360 * MIB, 2), None);
+        assert!(c.largest_buffer_within(380 * MIB, 2).is_some());
     }
 
     /// Scenario: the memory bound of the smallest config, then with a decision cache of
@@ -741,7 +742,7 @@ mod tests {
             format!("{text}attributes:\n  actions: [{{key: user.id, action: hash}}]\n");
         let hashing: GatewayConfig = parse_yaml(path, &with_actions).unwrap();
         assert!(hashing.memory_note(4, false).contains(left_out));
-        // base; 1 GiB + 10%; 64 MiB in flight; 256 × 3 ports × 80 KiB; (32 + 64) − 32 MiB of
+        // base; 1 GiB + 10%; 64 MiB in flight; 256 × 3 ports × 336 KiB; (32 + 64) − 32 MiB of
         // queues; 6 × 16 MiB × 4 threads.
         assert_eq!(
             terms,
@@ -749,7 +750,7 @@ mod tests {
                 64 * MIB,
                 1024 * MIB + 1073741824 / 10,
                 64 * MIB,
-                60 * MIB,
+                252 * MIB,
                 64 * MIB,
                 384 * MIB
             ]

@@ -583,7 +583,7 @@ mod tests {
         let at_defaults = parse(members).unwrap().memory_bound(3, 2);
         let terms: Vec<u64> = at_defaults.terms.iter().map(|t| t.bytes).collect();
         // base; one 16 MiB request's parts for 3 gateways (over 2 × 16 MiB queued); 64 MiB
-        // in flight; 4,096 connections × 2 ports × 80 KiB; 64 held × 2 MiB; 4 in flight ×
+        // in flight; 4,096 connections × 2 ports × 336 KiB; 64 held × 2 MiB; 4 in flight ×
         // a 16 MiB part × 3 gateways; 8 × 16 MiB × 2 threads.
         assert_eq!(
             terms,
@@ -591,13 +591,13 @@ mod tests {
                 32 * MIB,
                 48 * MIB,
                 64 * MIB,
-                640 * MIB,
+                2688 * MIB,
                 128 * MIB,
                 192 * MIB,
                 256 * MIB
             ]
         );
-        assert_eq!(at_defaults.total(), 1360 * MIB);
+        assert_eq!(at_defaults.total(), 3408 * MIB);
         let small = parse(&format!(
             "{members}receive: {{grpc: 127.0.0.1:4317, http: null, max_connections: 100, max_request_bytes: 1048576}}\nforward: {{max_queued_bytes: 8388608, max_held_requests: 8}}\n"
         ))
@@ -610,7 +610,7 @@ mod tests {
                 32 * MIB,
                 16 * MIB,
                 64 * MIB,
-                100 * 80 * 1024,
+                100 * 336 * 1024,
                 16 * MIB,
                 4 * MIB,
                 8 * MIB

@@ -72,7 +72,7 @@ fn check_names_the_file_line_and_key_of_an_error() {
 /// receiver, then on one that finds its gateways by DNS.
 /// Guarantees: the check prints the memory the config allows on stderr, its total and a
 /// line per term (the connections' term from the config's own numbers: 1,000 × 2 ports ×
-/// 80 KiB = 157 MiB, rounded up; the sending term, 4 parts as large as a request for each
+/// 336 KiB = 657 MiB, rounded up; the sending term, 4 parts as large as a request for each
 /// gateway); with DNS it says the bound counts one gateway and what each more adds (4
 /// parts and one request's part in the queue, 80 MiB).
 #[test]
@@ -87,10 +87,10 @@ fn check_prints_the_memory_the_config_allows() {
         .position(|l| l.contains("router.yaml: note: memory"))
         .unwrap_or_else(|| panic!("{stderr}"));
     let lines: Vec<&str> = stderr.lines().skip(note).collect();
-    // base 32, queued 32, in flight 64, connections 156.25, held 128, sending 4 × 16 × 2,
+    // base 32, queued 32, in flight 64, connections 656.25, held 128, sending 4 × 16 × 2,
     // and 8 × 16 MiB for each of TOKIO_WORKER_THREADS's 3.
     assert!(
-        lines[0].contains("memory: up to about 925 MiB (3 worker threads; keep the container's memory limit above it"),
+        lines[0].contains("memory: up to about 1425 MiB (3 worker threads; keep the container's memory limit above it"),
         "{stderr}"
     );
     assert!(
@@ -100,7 +100,7 @@ fn check_prints_the_memory_the_config_allows() {
         "{stderr}"
     );
     assert!(
-        lines.iter().any(|l| l.trim() == "157 MiB  receive.max_connections × 2 port(s) × 80 KiB (connections hostile senders hold)"),
+        lines.iter().any(|l| l.trim() == "657 MiB  receive.max_connections × 2 port(s) × 336 KiB (connections hostile senders hold)"),
         "{stderr}"
     );
     assert!(

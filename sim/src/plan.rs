@@ -487,8 +487,8 @@ mod tests {
         assert!(at.memory_bound(2).total() <= 4096 * MIB);
         at.buffer.max_buffered_bytes += 1;
         assert!(at.memory_bound(2).total() > 4096 * MIB);
-        // In flight 64 MiB, 4,096 × 2 ports × 80 KiB, scans 6 × 16 MiB × 2 threads.
-        assert_eq!(sized.reserved, 64 * MIB + 640 * MIB + 192 * MIB);
+        // In flight 64 MiB, 4,096 × 2 ports × 336 KiB, scans 6 × 16 MiB × 2 threads.
+        assert_eq!(sized.reserved, 64 * MIB + 2688 * MIB + 192 * MIB);
         // Half of the buffer before, half of it now.
         let early = sized.buffer.early_decision_bytes.unwrap();
         assert!(
@@ -509,8 +509,8 @@ mod tests {
             panic!("{err:?}");
         };
         assert_eq!(key, "--gateway-memory-gib");
-        // base 64 + in flight 64 + 4,096 × 80 KiB on gRPC and the default HTTP port (640)
-        // + scans 192.
-        assert!(message.contains("960 MiB"), "{message}");
+        // base 64 + in flight 64 + 4,096 × 336 KiB on gRPC and the default HTTP port
+        // (2,688) + scans 192.
+        assert!(message.contains("3008 MiB"), "{message}");
     }
 }

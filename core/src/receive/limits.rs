@@ -539,10 +539,10 @@ pub const SENDER_RECENT: Duration = Duration::from_secs(10);
 /// [`InFlight`]). Clients send a body right after its headers.
 pub const STALLED: Duration = Duration::from_secs(1);
 
-/// As [`STALLED`], for the next frame of a body begun. Longer: a frame of up to 1 MiB
-/// (`crate::serve::MAX_FRAME_SIZE`, which Rust clients send whole) is handed on once it
-/// has all arrived, and the connection's window may be held by its other requests while
-/// the next stage holds them back; 5 s covers such a frame at 2 Mbit/s.
+/// As [`STALLED`], for the next frame of a body begun. Longer: a frame (up to
+/// `crate::serve::MAX_FRAME_SIZE`, 64 KiB) is handed on once it has all arrived, and the
+/// connection's window may be held by its other requests while the next stage holds them
+/// back; 5 s covers a 1 MiB frame (the limit before) at 2 Mbit/s.
 pub const STALLED_BODY: Duration = Duration::from_secs(5);
 
 /// How often, at most, senders over their share are asked to give room back (each time
