@@ -625,14 +625,14 @@ fn keepalive(
     Ok(())
 }
 
-/// A request size limit read from a Collector key (`at`, written `v`), as bytes, within
-/// the range of `receive.max_request_bytes` (0 is the Collector's default, left to
-/// Tailgate's): refused at that key, in its own words, where the receive block's check
-/// named `max_request_bytes` at the receiver's line.
+/// A request size limit read from a Collector key (`at`, written `v`), as bytes, at most
+/// `receive.max_request_bytes`' 1 GiB: refused at that key, in its own words, where the
+/// receive block's check named `max_request_bytes` at the receiver's line.
 fn request_size(n: u64, at: &str, v: &Value) -> Result<u64, TranslateError> {
     use crate::receive::limits::{MAX_REQUEST_BYTES_LIMIT, MIN_REQUEST_BYTES_LIMIT};
-    let range = MIN_REQUEST_BYTES_LIMIT as u64..=MAX_REQUEST_BYTES_LIMIT as u64;
-    if n == 0 || range.contains(&n) {
+    // Only above: one under the floor beside a larger one is not the limit taken (the
+    // larger is), and the Collector takes it.
+    if n <= MAX_REQUEST_BYTES_LIMIT as u64 {
         return Ok(n);
     }
     let written = serde_yaml_ng::to_string(v).unwrap_or_default();

@@ -1287,8 +1287,9 @@ async fn requests_still_arriving_are_bounded_by_the_in_flight_budget() {
 /// before its body).
 /// Guarantees: each open request is charged for itself and its headers from the moment
 /// they arrive, so past the budget further ones are refused at once with
-/// RESOURCE_EXHAUSTED rather than each held for `request_timeout`; when the stalled ones
-/// end, the budget is free again.
+/// RESOURCE_EXHAUSTED rather than each held for `request_timeout`, while an OTLP/HTTP
+/// request sent to the port meanwhile is not answered 200; when the stalled ones end, the
+/// budget is free again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requests_that_send_only_headers_are_bounded_by_the_in_flight_budget() {
     const MIB: usize = 1 << 20;
@@ -1309,6 +1310,31 @@ async fn requests_that_send_only_headers_are_bounded_by_the_in_flight_budget() {
     assert!(in_flight.held() <= MIB, "held {}", in_flight.held());
     assert!(in_flight.held() > MIB / 2, "the open requests are charged");
     assert!(sink.refused.lock().unwrap().contains(&"overloaded"));
+    // With the budget spent, an OTLP/HTTP request sent to this gRPC port is refused at
+    // hand-over too, and must still be told it is on the wrong port: a 200 carrying a gRPC
+    // status reads as success to an OTLP/HTTP exporter (a review caught the hand-over
+    // answering it so).
+    let addr = url.trim_start_matches("http://");
+    let mut plain = tokio::net::TcpStream::connect(addr).await.unwrap();
+    tokio::io::AsyncWriteExt::write_all(
+        &mut plain,
+        b"POST /v1/traces HTTP/1.1\r\nhost: x\r\ncontent-type: application/x-protobuf\r\ncontent-length: 0\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let mut head = [0u8; 12];
+    tokio::time::timeout_at(
+        deadline,
+        tokio::io::AsyncReadExt::read_exact(&mut plain, &mut head),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    let status = String::from_utf8_lossy(&head[9..12]).into_owned();
+    assert_ne!(
+        status, "200",
+        "an OTLP/HTTP request on the gRPC port is not told OK"
+    );
     drop(stalled);
     for _ in 50..100 {
         let answer = tokio::time::timeout_at(deadline, answers.recv()).await;

@@ -223,12 +223,12 @@ fn check_takes_either_file_alone() {
         String::from_utf8_lossy(&config.stdout),
         "gateway.yaml: ok\n"
     );
-    // The memory the shipped config allows on 8 cores, as docs/deploy.md says (about 1,507
-    // MiB, under the 1536 Mi limit): the 1 GiB buffer and a 4 MiB request's scan per
+    // The memory the shipped config allows on 8 cores, as docs/deploy.md says (about 1,699
+    // MiB, under the 1792 Mi limit): the 1 GiB buffer and a 4 MiB request's scan per
     // worker thread among the terms.
     let err = String::from_utf8_lossy(&config.stderr);
     assert!(
-        err.contains("gateway.yaml: note: memory: up to about 1507 MiB (8 worker threads;"),
+        err.contains("gateway.yaml: note: memory: up to about 1699 MiB (8 worker threads;"),
         "{err}"
     );
     let terms: Vec<&str> = err.lines().map(str::trim).collect();

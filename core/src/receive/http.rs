@@ -41,19 +41,41 @@ pub async fn serve<S: SpanSink>(
     serve_connections_with(listener, limits.clone(), shutdown, move |mut req| {
         let (sink, limits) = (sink.clone(), limits.clone());
         // Refused as its connection handed it over (the in-flight budget is spent): the
-        // answer now, without the handling's future. A browser's preflight is answered as
-        // ever.
-        let preflight = limits.cors.is_some() && Cors::is_preflight(req.method(), req.headers());
-        match (preflight, Admission::refused(&mut req)) {
-            (false, Some(refusal)) => futures_util::future::Either::Left(std::future::ready(
+        // answer now, without the handling's future, where nothing would be said first.
+        match refused_first(&req, &limits)
+            .then(|| Admission::refused(&mut req))
+            .flatten()
+        {
+            Some(refusal) => futures_util::future::Either::Left(std::future::ready(
                 refused_at_hand_over(&*sink, &req, &limits, &refusal),
             )),
-            _ => {
+            None => {
                 futures_util::future::Either::Right(async move { handle(sink, req, limits).await })
             }
         }
     })
     .await
+}
+
+/// Whether a request refused as its connection handed it over is answered with that
+/// refusal at once: when nothing would be said before it (a browser's preflight, a gRPC
+/// call, another path or method, a content type not OTLP's, a sender its checks refuse
+/// are answered as ever, by [`handle`]).
+fn refused_first(req: &Request<Incoming>, limits: &Limits) -> bool {
+    Admission::is_refused(req)
+        && !(limits.cors.is_some() && Cors::is_preflight(req.method(), req.headers()))
+        && !super::grpc::is_grpc(req)
+        && req.uri().path() == &*limits.traces_path
+        && req.method() == Method::POST
+        && content_type(req).is_ok()
+        && check_sender(
+            limits.peer_traffic,
+            &limits.peer_auth,
+            limits.auth.as_ref(),
+            req,
+            &limits.traces_path,
+        )
+        .is_ok()
 }
 
 /// The answer to a request refused as its connection handed it over (see [`Admission`]):

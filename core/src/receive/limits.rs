@@ -1055,15 +1055,15 @@ where
 /// flood that holds the CPU, every connection's `max_concurrent_streams` streams waited
 /// decoded and uncharged (a hostile check, 2,048 connections from eight addresses sending
 /// 15 KB headers: 1.2 MB a connection, 2.5 GB against a 496 MiB bound). Charged here, the
-/// budget refuses them at once; a refused request keeps only the headers its answer reads.
+/// budget refuses them at once, and the receivers answer a refused request there and then
+/// where nothing else would be said first (its route, its sender's credentials).
 #[derive(Debug, Clone)]
 pub struct Admission(std::sync::Arc<std::sync::Mutex<Option<Result<InFlightBytes, Refusal>>>>);
 
 // === impl Admission ===
 
 impl Admission {
-    /// Charges `req`'s open request against `in_flight` and attaches the outcome; a
-    /// refused request's headers are cut to [`ANSWER_HEADERS`].
+    /// Charges `req`'s open request against `in_flight` and attaches the outcome.
     ///
     /// Either way its headers and URI are copied out of the connection's read buffer: the
     /// HPACK decoder gives a name or value sent without Huffman coding (and the path) as a
@@ -1076,10 +1076,8 @@ impl Admission {
         let outcome = in_flight
             .take_request(&mut held, req.headers())
             .map(|()| held);
-        let keep =
-            |name: &http::header::HeaderName| outcome.is_ok() || ANSWER_HEADERS.contains(name);
         let mut owned = http::HeaderMap::with_capacity(req.headers().len());
-        for (name, value) in req.headers().iter().filter(|(name, _)| keep(name)) {
+        for (name, value) in req.headers() {
             if let (Ok(name), Ok(value)) = (
                 http::header::HeaderName::from_bytes(name.as_str().as_bytes()),
                 http::HeaderValue::from_bytes(value.as_bytes()),
@@ -1088,13 +1086,22 @@ impl Admission {
             }
         }
         *req.headers_mut() = owned;
-        if let Ok(uri) = req.uri().to_string().parse() {
-            *req.uri_mut() = uri;
-        }
+        *req.uri_mut() = owned_uri(req.uri());
         req.extensions_mut()
             .insert(Admission(std::sync::Arc::new(std::sync::Mutex::new(Some(
                 outcome,
             )))));
+    }
+
+    /// Whether `req` was refused when it was handed over (left in place).
+    pub fn is_refused<B>(req: &http::Request<B>) -> bool {
+        req.extensions().get::<Admission>().is_some_and(|a| {
+            matches!(
+                *a.0.lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner),
+                Some(Err(_))
+            )
+        })
     }
 
     /// The refusal `req` met when it was handed over, if it did (taken out: a later
@@ -1139,14 +1146,25 @@ impl Admission {
     }
 }
 
-/// The headers a refused request keeps: what its answer is chosen by (gRPC or OTLP/HTTP,
-/// JSON or protobuf) and a browser's cross-origin check.
-const ANSWER_HEADERS: [http::header::HeaderName; 4] = [
-    http::header::CONTENT_TYPE,
-    http::header::ORIGIN,
-    http::header::ACCESS_CONTROL_REQUEST_METHOD,
-    http::header::ACCESS_CONTROL_REQUEST_HEADERS,
-];
+/// `uri` in memory of its own, part by part (through its text, a path without its
+/// leading `/`, which h2 lets through, would join the authority).
+fn owned_uri(uri: &http::Uri) -> http::Uri {
+    let mut parts = http::uri::Parts::default();
+    parts.scheme = uri.scheme().and_then(|s| s.as_str().parse().ok());
+    parts.authority = uri.authority().and_then(|a| {
+        http::uri::Authority::from_maybe_shared(bytes::Bytes::copy_from_slice(
+            a.as_str().as_bytes(),
+        ))
+        .ok()
+    });
+    parts.path_and_query = uri.path_and_query().and_then(|p| {
+        http::uri::PathAndQuery::from_maybe_shared(bytes::Bytes::copy_from_slice(
+            p.as_str().as_bytes(),
+        ))
+        .ok()
+    });
+    http::Uri::from_parts(parts).unwrap_or_else(|_| uri.clone())
+}
 
 /// [`serve_connections`] with the receivers' limits (see [`crate::serve`]): at most
 /// `max_connections` open connections, the first byte and HTTP/1 headers within
