@@ -1356,12 +1356,17 @@ mod tests {
             p,
             "export:\n  otlp/a: {endpoint: 'http://a:4317', compression: gzip, headers: {x-api-key: k, x-tenant: t}}\n\
              \x20 otlp/b: {endpoint: 'http://b:4317', compression: gzip, headers: {x-api-key: k}, tls: {insecure: true}}\n\
-             \x20 otlp/c: {endpoint: 'http://c:4317', compression: gzip}\n",
+             \x20 otlp/c: {endpoint: 'http://c:4317', compression: gzip}\n\
+             \x20 otlp/d: {endpoint: 'http://d:4317', compression: gzip, headers: {x-api-key: k}, tls: {}}\n",
         )
         .unwrap();
         c.validate(p).unwrap();
         let warnings = c.warnings();
-        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert_eq!(warnings.len(), 2, "{warnings:?}");
+        assert!(
+            warnings[1].starts_with("export.otlp/d: its headers (x-api-key) go in clear"),
+            "{warnings:?}"
+        );
         assert!(
             warnings[0].starts_with("export.otlp/a: its headers (x-api-key, x-tenant) go in clear"),
             "{warnings:?}"

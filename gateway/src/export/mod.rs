@@ -205,13 +205,14 @@ impl ExportConfig {
             // A block copied from a Collector config: there `http://` on a gRPC endpoint
             // is dialled with TLS (unless `tls.insecure: true`), here it is plaintext, so
             // the headers (an API key) would go out in clear to a backend expecting TLS.
-            // A `tls:` block written says which was meant.
+            // `tls: {insecure: true}` says plaintext was meant (a block without it, such as
+            // `tls: {}`, is plaintext here too and TLS there).
             if let ExporterConfig::OtlpGrpc(c) = cfg {
                 let http = c
                     .target()
                     .get(..7)
                     .is_some_and(|s| s.eq_ignore_ascii_case("http://"));
-                if http && c.tls.is_none() && !c.headers.is_empty() {
+                if http && !c.tls.as_ref().is_some_and(|t| t.insecure) && !c.headers.is_empty() {
                     let names: Vec<&str> = c.headers.keys().map(String::as_str).collect();
                     warnings.push(format!(
                         "export.{key}: its headers ({}) go in clear: the endpoint is http://, \
