@@ -209,3 +209,51 @@ fn the_default_is_32_and_zero_is_refused() {
     let (key, _) = zero.validate().unwrap_err();
     assert_eq!(key, "max_concurrent_streams");
 }
+
+/// Scenario: receivers requiring a bearer token; a request with it and one without, to a
+/// handler that says whether the request came with a charge attached.
+/// Guarantees: the request with the token is charged as its connection hands it over; the
+/// one without is not (it is answered unauthenticated without reaching the in-flight
+/// budget, so a sender without the token cannot spend room or other senders' shares).
+#[tokio::test]
+async fn a_sender_without_the_token_is_not_charged_at_hand_over() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let config: ReceiveConfig = serde_yaml_ng::from_str("{auth: {bearer_token: s3cret}}").unwrap();
+    let stop = CancellationToken::new();
+    let stopping = stop.clone();
+    tokio::spawn(serve_connections_with(
+        listener,
+        Limits::plaintext(&config),
+        async move { stopping.cancelled().await },
+        move |req: http::Request<hyper::body::Incoming>| {
+            let charged = req
+                .extensions()
+                .get::<tailgate_core::receive::limits::Admission>()
+                .is_some();
+            async move {
+                let mut answer = http::Response::new(Full::new(Bytes::new()));
+                if !charged {
+                    *answer.status_mut() = http::StatusCode::NO_CONTENT;
+                }
+                answer
+            }
+        },
+    ));
+    let status = |auth: &'static str| async move {
+        let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        tcp.write_all(
+            format!("POST /v1/traces HTTP/1.1\r\nhost: x\r\n{auth}content-length: 0\r\nconnection: close\r\n\r\n")
+                .as_bytes(),
+        )
+        .await
+        .unwrap();
+        let mut head = [0u8; 12];
+        tcp.read_exact(&mut head).await.unwrap();
+        String::from_utf8_lossy(&head[9..12]).into_owned()
+    };
+    assert_eq!(status("authorization: Bearer s3cret\r\n").await, "200");
+    assert_eq!(status("").await, "204");
+    assert_eq!(status("authorization: Bearer wrong\r\n").await, "204");
+    stop.cancel();
+}

@@ -1190,10 +1190,27 @@ where
         max_connection_age: limits.max_connection_age,
         max_connection_age_grace: limits.max_connection_age_grace,
     };
-    // Called as the connection hands a request over (see [`Admission`]).
+    // Called as the connection hands a request over (see [`Admission`]). A sender the
+    // receivers' checks refuse (no token, a peer request where none is taken) is not
+    // charged: it is answered so without reaching the budget, as before its charge moved
+    // here, and cannot spend room or other senders' shares.
     let in_flight = limits.in_flight.clone();
+    let checks = (
+        limits.peer_traffic,
+        limits.peer_auth.clone(),
+        limits.auth.clone(),
+    );
     let handler = move |mut req: ::http::Request<hyper::body::Incoming>| {
-        Admission::attach(&in_flight, &mut req);
+        let taken = super::auth::check_sender(
+            checks.0,
+            &checks.1,
+            checks.2.as_ref(),
+            &req,
+            req.uri().path(),
+        );
+        if taken.is_ok() {
+            Admission::attach(&in_flight, &mut req);
+        }
         handler(req)
     };
     crate::serve::serve(listener, conn_limits, limits.tls, shutdown, handler).await
