@@ -606,14 +606,8 @@ fn keepalive(
             if matches!(name, "max_connection_age" | "max_connection_age_grace") {
                 // Read here, so that an error names the key as written, not the receive
                 // block's `max_connection_age` at the receiver's line.
-                #[derive(serde::Deserialize)]
-                struct Age(
-                    #[serde(with = "crate::config::go_duration")]
-                    #[allow(dead_code)] // read to be checked only
-                    std::time::Duration,
-                );
                 if !value.is_null() {
-                    read_section::<Age>(value)
+                    read_section::<GoDuration>(value)
                         .map_err(|message| section_error(&format!("{at}.{k}.{name}"), &message))?;
                 }
                 m.insert(name.into(), value.clone());
@@ -644,6 +638,15 @@ fn request_size(n: u64, at: &str, v: &Value) -> Result<u64, TranslateError> {
         ),
     ))
 }
+
+/// A duration in Go's forms, read only to be checked (a Collector key Tailgate reads
+/// elsewhere or notes, refused at its own line when Go would refuse it).
+#[derive(serde::Deserialize)]
+pub(crate) struct GoDuration(
+    #[serde(with = "crate::config::go_duration")]
+    #[allow(dead_code)] // read to be checked only
+    std::time::Duration,
+);
 
 /// A size in MiB (`max_recv_msg_size_mib`), as bytes.
 fn mib(v: &Value, key: &str) -> Result<u64, TranslateError> {

@@ -604,6 +604,19 @@ async fn speaks_within(stream: &TcpStream, limit: Duration) -> bool {
 mod tests {
     use super::*;
 
+    /// Limits of a test listener: a few connections and streams, 5 s deadlines.
+    fn test_limits() -> ConnectionLimits {
+        ConnectionLimits {
+            max_connections: 8,
+            sender_connections: false,
+            max_concurrent_streams: 8,
+            first_byte_timeout: Duration::from_secs(5),
+            header_timeout: Duration::from_secs(5),
+            max_connection_age: None,
+            max_connection_age_grace: Duration::from_secs(5),
+        }
+    }
+
     /// Scenario: a client that connects and closes without a byte (as a TCP health check
     /// does), and one that sends a whole HTTP/1 request line.
     /// Guarantees: the first has not opened (so it is counted as `not_opened`, as
@@ -641,15 +654,7 @@ mod tests {
     async fn a_handler_is_called_as_the_connection_hands_the_request_over() {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let limits = ConnectionLimits {
-            max_connections: 8,
-            sender_connections: false,
-            max_concurrent_streams: 8,
-            first_byte_timeout: Duration::from_secs(5),
-            header_timeout: Duration::from_secs(5),
-            max_connection_age: None,
-            max_connection_age_grace: Duration::from_secs(5),
-        };
+        let limits = test_limits();
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let server = tokio::spawn(serve(
@@ -699,15 +704,7 @@ mod tests {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let limits = ConnectionLimits {
-            max_connections: 8,
-            sender_connections: false,
-            max_concurrent_streams: 8,
-            first_byte_timeout: Duration::from_secs(5),
-            header_timeout: Duration::from_secs(5),
-            max_connection_age: None,
-            max_connection_age_grace: Duration::from_secs(5),
-        };
+        let limits = test_limits();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let release = Arc::new(tokio::sync::Notify::new());
         let held = release.clone();

@@ -225,18 +225,14 @@ pub fn check_not_applied(
             sending_queue(d).map(|_| Queue)
         }
     }
-    #[derive(serde::Deserialize)]
-    struct Timeout(
-        #[serde(with = "crate::config::go_duration")]
-        #[allow(dead_code)] // read to be checked only
-        std::time::Duration,
-    );
     let read = match key {
         "sending_queue" => super::read_section::<Queue>(value).map(|_| ()),
         "retry_on_failure" => {
             super::read_section::<Option<crate::retry::RetryConfig>>(value).map(|_| ())
         }
-        "timeout" if !value.is_null() => super::read_section::<Timeout>(value).map(|_| ()),
+        "timeout" if !value.is_null() => {
+            super::read_section::<super::GoDuration>(value).map(|_| ())
+        }
         // configgrpc's client keepalive: Go's durations, no other keys.
         "keepalive" => super::read_section::<Option<crate::forward::Keepalive>>(value).map(|_| ()),
         _ => Ok(()),

@@ -443,20 +443,13 @@ impl<S: SpanSink> tower_service::Service<http::Request<Body>> for TraceService<S
     fn call(&mut self, mut req: http::Request<Body>) -> Self::Future {
         // Refused as its connection handed it over (the in-flight budget is spent): the
         // answer now, in a future of a few bytes instead of the handling's, where nothing
-        // would be said before it (a gRPC call over HTTP/2 on a served path, from a
-        // sender its checks take; else the answer it would get anyway, below).
+        // would be said before it (a gRPC call over HTTP/2 on a served path; the hand-over
+        // charges, and so refuses, only senders the receivers' checks take). Else the
+        // answer it would get anyway, below.
         if req.version() >= http::Version::HTTP_2
             && is_grpc(&req)
             && matches!(req.uri().path(), TRACE_EXPORT_PATH | DECISIONS_PATH)
             && super::limits::Admission::is_refused(&req)
-            && check_sender(
-                self.peer_traffic,
-                &self.peer_auth,
-                self.auth.as_ref(),
-                &req,
-                req.uri().path(),
-            )
-            .is_ok()
         {
             if let Some(refusal) = super::limits::Admission::refused(&mut req) {
                 self.sink.refused(&refusal);

@@ -59,8 +59,9 @@ pub async fn serve<S: SpanSink>(
 
 /// Whether a request refused as its connection handed it over is answered with that
 /// refusal at once: when nothing would be said before it (a browser's preflight, a gRPC
-/// call, another path or method, a content type not OTLP's, a sender its checks refuse
-/// are answered as ever, by [`handle`]).
+/// call, another path or method, a content type not OTLP's are answered as ever, by
+/// [`handle`]; a sender the receivers' checks refuse is never charged, so never refused,
+/// at hand-over).
 fn refused_first(req: &Request<Incoming>, limits: &Limits) -> bool {
     Admission::is_refused(req)
         && !(limits.cors.is_some() && Cors::is_preflight(req.method(), req.headers()))
@@ -68,14 +69,6 @@ fn refused_first(req: &Request<Incoming>, limits: &Limits) -> bool {
         && req.uri().path() == &*limits.traces_path
         && req.method() == Method::POST
         && content_type(req).is_ok()
-        && check_sender(
-            limits.peer_traffic,
-            &limits.peer_auth,
-            limits.auth.as_ref(),
-            req,
-            &limits.traces_path,
-        )
-        .is_ok()
 }
 
 /// The answer to a request refused as its connection handed it over (see [`Admission`]):
@@ -90,14 +83,7 @@ fn refused_at_hand_over<S: SpanSink>(
     sink.refused(refusal);
     let mut resp = match content_type(req) {
         Ok(format) => refusal_response(format, refusal),
-        Err(_) => {
-            let mut resp = plain(refusal.http_status(), &refusal.to_string());
-            if let Some(secs) = refusal.retry_after_secs() {
-                resp.headers_mut()
-                    .insert(header::RETRY_AFTER, header::HeaderValue::from(secs));
-            }
-            resp
-        }
+        Err(_) => with_retry_after(plain(refusal.http_status(), &refusal.to_string()), refusal),
     };
     if let Some(cors) = &limits.cors {
         cors.decorate(
@@ -422,7 +408,11 @@ fn json_message(message: &str) -> String {
 
 fn refusal_response(format: Format, refusal: &Refusal) -> Response<Full<Bytes>> {
     let body = status_body(format, refusal.grpc_code(), &refusal.to_string());
-    let mut resp = with_body(refusal.http_status(), format, body);
+    with_retry_after(with_body(refusal.http_status(), format, body), refusal)
+}
+
+/// `resp` with the refusal's retry hint, when it has one.
+fn with_retry_after(mut resp: Response<Full<Bytes>>, refusal: &Refusal) -> Response<Full<Bytes>> {
     if let Some(secs) = refusal.retry_after_secs() {
         resp.headers_mut()
             .insert(header::RETRY_AFTER, header::HeaderValue::from(secs));
