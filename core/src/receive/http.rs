@@ -40,128 +40,126 @@ pub async fn serve<S: SpanSink>(
 ) -> std::io::Result<()> {
     serve_connections_with(listener, limits.clone(), shutdown, move |mut req| {
         let (sink, limits) = (sink.clone(), limits.clone());
-        // Refused as its connection handed it over (the in-flight budget is spent): the
-        // answer now, without the handling's future, where nothing would be said first.
-        match refused_first(&req, &limits)
-            .then(|| Admission::refused(&mut req))
-            .flatten()
-        {
-            Some(refusal) => futures_util::future::Either::Left(std::future::ready(
-                refused_at_hand_over(&*sink, &req, &limits, &refusal),
-            )),
+        // Answered as its connection hands it over when its headers say all (see
+        // [`answered_unread`]): the request, and the frames its headers may still point
+        // into, are let go at once, without the handling's future waiting for a worker.
+        match answered_unread(&*sink, &mut req, &limits) {
+            Some(resp) => futures_util::future::Either::Left(std::future::ready(resp)),
             None => {
-                futures_util::future::Either::Right(async move { handle(sink, req, limits).await })
+                futures_util::future::Either::Right(
+                    async move { answer_read(sink, req, limits).await },
+                )
             }
         }
     })
     .await
 }
 
-/// Whether a request refused as its connection handed it over is answered with that
-/// refusal at once: when nothing would be said before it (a browser's preflight, a gRPC
-/// call, another path or method, a content type not OTLP's are answered as ever, by
-/// [`handle`]; a sender the receivers' checks refuse is never charged, so never refused,
-/// at hand-over).
-fn refused_first(req: &Request<Incoming>, limits: &Limits) -> bool {
-    Admission::is_refused(req)
-        && !(limits.cors.is_some() && Cors::is_preflight(req.method(), req.headers()))
-        && !super::grpc::is_grpc(req)
-        && req.uri().path() == &*limits.traces_path
-        && req.method() == Method::POST
-        && content_type(req).is_ok()
-}
-
-/// The answer to a request refused as its connection handed it over (see [`Admission`]):
-/// counted, in its format when it has one of OTLP's (else in text), with its retry hint
-/// and, for a browser, the cross-origin headers.
-fn refused_at_hand_over<S: SpanSink>(
+/// The answer to a request its headers decide, with the cross-origin headers a browser
+/// needs: a browser's preflight; a gRPC call, another path or method, a content type not
+/// OTLP's (answered as the Collector answers them: a `Status` in the request's format when
+/// it has one of OTLP's, else text); a sender the receivers' checks refuse; a request the
+/// in-flight budget refused as its connection handed it over ([`Admission`]). `None`: the
+/// body is read ([`answer_read`]).
+///
+/// All of these are answered here, as the connection hands the request over, rather than
+/// on the request's own task: a hostile check filled every connection slot with such
+/// requests (15 KB of headers each, no token, or another path) and the ones waiting for a
+/// worker, uncharged, held 1.7 GB against a 1,008 MiB bound.
+fn answered_unread<S: SpanSink, B>(
     sink: &S,
-    req: &Request<Incoming>,
+    req: &mut Request<B>,
     limits: &Limits,
-    refusal: &Refusal,
-) -> Response<Full<Bytes>> {
-    sink.refused(refusal);
-    let mut resp = match content_type(req) {
-        Ok(format) => refusal_response(format, refusal),
-        Err(_) => with_retry_after(plain(refusal.http_status(), &refusal.to_string()), refusal),
-    };
-    if let Some(cors) = &limits.cors {
+) -> Option<Response<Full<Bytes>>> {
+    let cors = limits.cors.as_ref();
+    if let Some(cors) = cors.filter(|_| Cors::is_preflight(req.method(), req.headers())) {
+        let mut resp = Response::new(Full::new(Bytes::new()));
+        *resp.status_mut() = StatusCode::NO_CONTENT;
+        *resp.headers_mut() = cors.preflight(req.headers());
+        return Some(resp);
+    }
+    let mut resp = unread(sink, req, limits)?;
+    if let Some(cors) = cors {
         cors.decorate(
             req.method(),
             req.headers().get(header::ORIGIN),
             resp.headers_mut(),
         );
     }
-    resp
+    Some(resp)
 }
 
-async fn handle<S: SpanSink>(
-    sink: Arc<S>,
-    req: Request<Incoming>,
-    limits: Limits,
-) -> Response<Full<Bytes>> {
-    let Some(cors) = limits.cors.clone() else {
-        return answer(sink, req, limits).await;
-    };
-    // Cross-origin requests (`receive.cors`): a preflight is answered before anything else
-    // is looked at, and every other answer says whether the origin may read it.
-    if Cors::is_preflight(req.method(), req.headers()) {
-        let mut resp = Response::new(Full::new(Bytes::new()));
-        *resp.status_mut() = StatusCode::NO_CONTENT;
-        *resp.headers_mut() = cors.preflight(req.headers());
-        return resp;
-    }
-    let (method, origin) = (
-        req.method().clone(),
-        req.headers().get(header::ORIGIN).cloned(),
-    );
-    let mut resp = answer(sink, req, limits).await;
-    cors.decorate(&method, origin.as_ref(), resp.headers_mut());
-    resp
-}
-
-/// The answer to an OTLP/HTTP request.
-async fn answer<S: SpanSink>(
-    sink: Arc<S>,
-    req: Request<Incoming>,
-    limits: Limits,
-) -> Response<Full<Bytes>> {
-    // A wrong path or method is answered with a `Status` in the request's format when it
-    // has one of OTLP's (the spec's rule for 4xx bodies), else in text, as the Collector
-    // answers every one of them.
-    if super::grpc::is_grpc(&req) {
-        return grpc_misdirected(&*sink, limits.grpc_port, req.version());
+/// [`answered_unread`] but the preflight and cross-origin headers, in the order the
+/// Collector checks: route, method, content type, then the sender, then room.
+fn unread<S: SpanSink, B>(
+    sink: &S,
+    req: &mut Request<B>,
+    limits: &Limits,
+) -> Option<Response<Full<Bytes>>> {
+    if super::grpc::is_grpc(req) {
+        return Some(grpc_misdirected(sink, limits.grpc_port, req.version()));
     }
     let path = &*limits.traces_path;
     if req.uri().path() != path {
-        return misdirected(
-            &req,
+        return Some(misdirected(
+            req,
             StatusCode::NOT_FOUND,
             &format!("only {path} is served here (Tailgate takes traces, not metrics or logs)"),
-        );
+        ));
     }
     if req.method() != Method::POST {
         let mut resp = misdirected(
-            &req,
+            req,
             StatusCode::METHOD_NOT_ALLOWED,
             &format!("use POST for {path}"),
         );
         // RFC 9110: a 405 says which methods the resource takes.
         resp.headers_mut()
             .insert(header::ALLOW, header::HeaderValue::from_static("POST"));
-        return resp;
+        return Some(resp);
     }
-    let format = match content_type(&req) {
+    let format = match content_type(req) {
         Ok(f) => f,
-        Err(resp) => return *resp,
+        Err(resp) => return Some(*resp),
     };
-    match receive(&sink, req, format, limits).await {
-        Ok(accepted) => ok_response(format, &accepted),
-        Err(refusal) => {
-            sink.refused(&refusal);
-            refusal_response(format, &refusal)
-        }
+    let refusal = check_sender(
+        limits.peer_traffic,
+        &limits.peer_auth,
+        limits.auth.as_ref(),
+        req,
+        path,
+    )
+    .err()
+    .or_else(|| Admission::refused(req))?;
+    sink.refused(&refusal);
+    Some(refusal_response(format, &refusal))
+}
+
+/// The answer to an OTLP/HTTP request whose body is read: one [`answered_unread`] left.
+async fn answer_read<S: SpanSink>(
+    sink: Arc<S>,
+    req: Request<Incoming>,
+    limits: Limits,
+) -> Response<Full<Bytes>> {
+    let (method, origin) = (
+        req.method().clone(),
+        req.headers().get(header::ORIGIN).cloned(),
+    );
+    let cors = limits.cors.clone();
+    let mut resp = match content_type(&req) {
+        Err(resp) => *resp,
+        Ok(format) => match receive(&sink, req, format, limits).await {
+            Ok(accepted) => ok_response(format, &accepted),
+            Err(refusal) => {
+                sink.refused(&refusal);
+                refusal_response(format, &refusal)
+            }
+        },
+    };
+    if let Some(cors) = cors {
+        cors.decorate(&method, origin.as_ref(), resp.headers_mut());
     }
+    resp
 }
 
 async fn receive<S: SpanSink>(
@@ -170,13 +168,6 @@ async fn receive<S: SpanSink>(
     format: Format,
     limits: Limits,
 ) -> Result<Accepted, Refusal> {
-    check_sender(
-        limits.peer_traffic,
-        &limits.peer_auth,
-        limits.auth.as_ref(),
-        &req,
-        &limits.traces_path,
-    )?;
     let max = limits.max_request_bytes;
     // The Collector's OTLP/HTTP receiver's encodings (see `compress`).
     let origin = Origin::parse(req.headers().get(PEER_HEADER).map(|v| v.as_bytes()));
@@ -568,6 +559,89 @@ mod tests {
             json_message("trace_id must be 16 bytes, found 12"),
             "trace_id must be 16 bytes, found 12 (OTLP/JSON writes ids in hex: 32 digits for a trace id, 16 for a span id, not base64)"
         );
+    }
+
+    /// Counts what the receiver says it refused.
+    #[derive(Default)]
+    struct Refusals(std::sync::atomic::AtomicU64);
+
+    impl SpanSink for Refusals {
+        async fn export(&self, _body: Bytes) -> Result<Accepted, Refusal> {
+            Err(Refusal::Invalid("not in this test".into()))
+        }
+        fn refused(&self, _refusal: &Refusal) {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
+    /// Scenario: requests whose headers decide their answer (no token, a wrong token,
+    /// another path or method, a gRPC call, a content type not OTLP's, a browser's
+    /// preflight) and one that must be read, at a receiver requiring a token and taking
+    /// cross-origin requests.
+    /// Guarantees: each of the first is answered from its headers (so as its connection
+    /// hands it over, without a task of its own: a hostile check held 1.7 GB against a
+    /// 1,008 MiB bound with such requests waiting for workers), with the status the
+    /// Collector gives, counted as refused (the preflight not) and with the cross-origin
+    /// headers; the good one is left to be read.
+    #[test]
+    fn requests_their_headers_decide_are_answered_unread() {
+        let config: crate::receive::ReceiveConfig = serde_yaml_ng::from_str(
+            "{auth: {bearer_token: s3cret}, cors: {allowed_origins: ['https://app.example']}}",
+        )
+        .unwrap();
+        let limits = Limits::plaintext(&config);
+        let sink = Refusals::default();
+        let request = |method: &str, path: &str, ct: &str, auth: Option<&str>| {
+            let mut b = Request::builder()
+                .method(method)
+                .uri(path)
+                .header(header::CONTENT_TYPE, ct)
+                .header(header::ORIGIN, "https://app.example");
+            if let Some(auth) = auth {
+                b = b.header(header::AUTHORIZATION, auth);
+            }
+            b.body(()).unwrap()
+        };
+        let pb = "application/x-protobuf";
+        for (req, status) in [
+            (request("POST", "/v1/traces", pb, None), 401),
+            (request("POST", "/v1/traces", pb, Some("Bearer wrong")), 401),
+            (
+                request("POST", "/v1/metrics", pb, Some("Bearer s3cret")),
+                404,
+            ),
+            (request("GET", "/v1/traces", pb, Some("Bearer s3cret")), 405),
+            (
+                request("POST", "/v1/traces", "text/plain", Some("Bearer s3cret")),
+                415,
+            ),
+        ] {
+            let mut req = req;
+            let resp = answered_unread(&sink, &mut req, &limits);
+            let resp = resp.unwrap_or_else(|| panic!("{req:?} left to be read"));
+            assert_eq!(resp.status().as_u16(), status, "{req:?}");
+            assert!(
+                resp.headers()
+                    .contains_key(header::ACCESS_CONTROL_ALLOW_ORIGIN),
+                "{req:?}"
+            );
+        }
+        let mut grpc = request("POST", "/v1/traces", "application/grpc", None);
+        assert!(answered_unread(&sink, &mut grpc, &limits).is_some());
+        let refused = sink.0.load(std::sync::atomic::Ordering::Relaxed);
+        assert_eq!(refused, 3, "the two without the token and the gRPC call");
+        let mut preflight = Request::builder()
+            .method("OPTIONS")
+            .uri("/v1/traces")
+            .header(header::ORIGIN, "https://app.example")
+            .header(header::ACCESS_CONTROL_REQUEST_METHOD, "POST")
+            .body(())
+            .unwrap();
+        let resp = answered_unread(&sink, &mut preflight, &limits).unwrap();
+        assert_eq!(resp.status(), StatusCode::NO_CONTENT);
+        let mut good = request("POST", "/v1/traces", pb, Some("Bearer s3cret"));
+        assert!(answered_unread(&sink, &mut good, &limits).is_none());
+        assert_eq!(sink.0.load(std::sync::atomic::Ordering::Relaxed), refused);
     }
 
     #[test]
