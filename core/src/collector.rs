@@ -69,14 +69,15 @@ pub fn computes_metrics(id: &str) -> bool {
     kind.ends_with("spanmetrics") || matches!(kind.as_str(), "servicegraph" | "datadog")
 }
 
-/// Whether processor `id` changes nothing a policy reads or a backend receives: batching,
-/// the memory limiter (the binaries' own bounds stand in) and `groupbytrace` (spans are
-/// grouped by trace by the gateway itself), under either name since the Collector's snake
-/// case renames (`memory_limiter`; `group_by_trace`, an adoption trial's).
+/// Whether processor `id` changes nothing a policy reads or a backend receives: batching
+/// (`batch`, and core's `queue_batch`, its successor since v0.158), the memory limiter
+/// (the binaries' own bounds stand in) and `groupbytrace` (spans are grouped by trace by
+/// the gateway itself), under either name since the Collector's snake case renames
+/// (`memory_limiter`; `group_by_trace`, an adoption trial's).
 pub fn is_neutral_processor(id: &str) -> bool {
     matches!(
         kind_of(id).replace('_', "").as_str(),
-        "batch" | "memorylimiter" | "groupbytrace"
+        "batch" | "queuebatch" | "memorylimiter" | "groupbytrace"
     )
 }
 
@@ -95,6 +96,148 @@ pub fn connector_computes_metrics(id: &str) -> bool {
 /// A component's type: `otlp` of `otlp/in`.
 pub fn kind_of(id: &str) -> &str {
     id.split('/').next().unwrap_or(id)
+}
+
+/// The sections of the components Tailgate reads that the Collector reads as
+/// `configoptional.Optional` (v0.161: configgrpc, confighttp, the otlp receiver, the otlp
+/// and otlphttp exporters' queues, contrib's loadbalancing resolvers), as paths whose
+/// second segment is a component type (its id without `/name`).
+const OPTIONAL_SECTIONS: &[&[&str]] = &[
+    &["receivers", "otlp", "protocols", "grpc"],
+    &["receivers", "otlp", "protocols", "http"],
+    &["receivers", "otlp", "protocols", "grpc", "tls"],
+    &["receivers", "otlp", "protocols", "grpc", "auth"],
+    &["receivers", "otlp", "protocols", "grpc", "keepalive"],
+    &[
+        "receivers",
+        "otlp",
+        "protocols",
+        "grpc",
+        "keepalive",
+        "server_parameters",
+    ],
+    &[
+        "receivers",
+        "otlp",
+        "protocols",
+        "grpc",
+        "keepalive",
+        "enforcement_policy",
+    ],
+    &["receivers", "otlp", "protocols", "http", "tls"],
+    &["receivers", "otlp", "protocols", "http", "cors"],
+    &["receivers", "otlp", "protocols", "http", "auth"],
+    &["exporters", "otlp", "keepalive"],
+    &["exporters", "otlp", "auth"],
+    &["exporters", "otlp", "sending_queue"],
+    &["exporters", "otlp", "sending_queue", "batch"],
+    &["exporters", "otlphttp", "auth"],
+    &["exporters", "otlphttp", "cookies"],
+    &["exporters", "otlphttp", "sending_queue"],
+    &["exporters", "otlphttp", "sending_queue", "batch"],
+    // `loadbalancing` stands for its `load_balancing` name (contrib v0.153) too.
+    &[
+        "exporters",
+        "loadbalancing",
+        "protocol",
+        "otlp",
+        "keepalive",
+    ],
+    &["exporters", "loadbalancing", "protocol", "otlp", "auth"],
+    &[
+        "exporters",
+        "loadbalancing",
+        "protocol",
+        "otlp",
+        "sending_queue",
+    ],
+    &["exporters", "loadbalancing", "sending_queue"],
+    &["exporters", "loadbalancing", "resolver", "static"],
+    &["exporters", "loadbalancing", "resolver", "dns"],
+    &["exporters", "loadbalancing", "resolver", "k8s"],
+    &["exporters", "loadbalancing", "resolver", "aws_cloud_map"],
+];
+
+/// Reads `enabled` in the Collector's optional sections (`OPTIONAL_SECTIONS`) as its
+/// `configoptional` does (since v0.155): `enabled: false` makes the section absent,
+/// whatever else it says (`protocols: {http: {enabled: false}}` serves no OTLP/HTTP);
+/// `enabled: true` present; anything but a boolean is refused in the Collector's words.
+/// Run on a whole Collector config before it is read, so that every reading after sees
+/// the sections as the Collector has them.
+pub fn optional_sections(top: &mut Value) -> Result<(), TranslateError> {
+    let mut paths: Vec<&[&str]> = OPTIONAL_SECTIONS.to_vec();
+    // Inner sections first: the Collector reads a section's contents before its
+    // `enabled`, so a bad `enabled` inside a disabled one is still refused.
+    paths.sort_by_key(|p| std::cmp::Reverse(p.len()));
+    for path in paths {
+        let (&[top_key, kind], rest) = path.split_at(2) else {
+            continue;
+        };
+        let Some(components) = top.get_mut(top_key).and_then(Value::as_mapping_mut) else {
+            continue;
+        };
+        for (id, block) in components.iter_mut() {
+            let id = id.as_str().unwrap_or_default();
+            let kind_matches = match kind {
+                "otlp" if top_key == "exporters" => matches!(kind_of(id), "otlp" | "otlp_grpc"),
+                "otlphttp" => matches!(kind_of(id), "otlphttp" | "otlp_http"),
+                "loadbalancing" => matches!(kind_of(id), "loadbalancing" | "load_balancing"),
+                k => kind_of(id) == k,
+            };
+            if kind_matches {
+                optional_at(block, rest, &format!("{top_key}.{id}"))?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// [`optional_sections`] for the section at `path` under `block` (named `at`).
+fn optional_at(block: &mut Value, path: &[&str], at: &str) -> Result<(), TranslateError> {
+    let [parents @ .., last] = path else {
+        return Ok(());
+    };
+    let mut parent = block;
+    for key in parents {
+        match parent.get_mut(*key) {
+            Some(inner) => parent = inner,
+            None => return Ok(()),
+        }
+    }
+    let Some(section) = parent.as_mapping_mut() else {
+        return Ok(());
+    };
+    let enabled = match section.get(*last).and_then(|v| v.get("enabled")) {
+        None => return Ok(()),
+        Some(Value::Bool(b)) => *b,
+        Some(other) => {
+            // In the Collector's words (Go's type names).
+            let written = serde_yaml_ng::to_string(other).unwrap_or_default();
+            let kind = match other {
+                Value::Number(n) if n.is_f64() => "float64",
+                Value::Number(_) => "int",
+                Value::String(_) => "string",
+                Value::Sequence(_) => "[]interface {}",
+                Value::Mapping(_) => "map[string]interface {}",
+                _ => "<nil>",
+            };
+            return Err(err(
+                format!("{at}.{}.enabled", path.join(".")),
+                format!(
+                    "unexpected type {kind} for 'enabled': got '{}' value expected 'true' or 'false'",
+                    written.trim()
+                ),
+            ));
+        }
+    };
+    if enabled {
+        if let Some(Value::Mapping(m)) = section.get_mut(*last) {
+            m.remove("enabled");
+        }
+    } else {
+        section.remove(*last);
+    }
+    Ok(())
 }
 
 /// Where a Collector config sits inside a file that is not one: the OpenTelemetry
@@ -817,6 +960,48 @@ pub fn metrics(top: &Value, notes: &mut Vec<String>) -> Result<Option<Section>, 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Scenario: Collector sections written with `enabled` (configoptional, v0.155 on): an
+    /// OTLP/HTTP protocol and a TLS block switched off, a CORS block switched on, a
+    /// resolver switched off beside another, a queue's batch switched off, one `enabled`
+    /// that is not a boolean, and a `retry_on_failure` (not optional: its own `enabled`).
+    /// Guarantees: read as the Collector reads them: `false` takes the section out,
+    /// whatever else it says; `true` keeps it without the key; a non-boolean is refused at
+    /// its key; other sections keep their `enabled`.
+    #[test]
+    fn optional_sections_read_enabled_as_the_collector() {
+        let read = |yaml: &str| {
+            let mut top: Value = serde_yaml_ng::from_str(yaml).unwrap();
+            optional_sections(&mut top).map(|()| top)
+        };
+        let top = read(
+            "receivers:\n  otlp/in:\n    protocols:\n      grpc: {endpoint: 'a:1', tls: {enabled: false, cert_file: x}}\n      http: {enabled: false, endpoint: 'a:2', cors: {enabled: true, allowed_origins: ['*']}}\nexporters:\n  load_balancing:\n    resolver: {k8s: {enabled: false, service: s}, dns: {hostname: h}}\n    protocol: {otlp: {endpoint: x, retry_on_failure: {enabled: false}}}\n  otlphttp: {endpoint: 'http://b', sending_queue: {batch: {enabled: false}}}\n",
+        )
+        .unwrap();
+        let grpc = &top["receivers"]["otlp/in"]["protocols"]["grpc"];
+        assert!(grpc.get("tls").is_none() && grpc.get("endpoint").is_some());
+        assert!(top["receivers"]["otlp/in"]["protocols"]
+            .get("http")
+            .is_none());
+        let resolver = &top["exporters"]["load_balancing"]["resolver"];
+        assert!(resolver.get("k8s").is_none() && resolver.get("dns").is_some());
+        assert_eq!(
+            top["exporters"]["load_balancing"]["protocol"]["otlp"]["retry_on_failure"]["enabled"],
+            Value::Bool(false)
+        );
+        let queue = &top["exporters"]["otlphttp"]["sending_queue"];
+        assert!(queue.is_mapping() && queue.get("batch").is_none());
+        let on = read("receivers: {otlp: {protocols: {http: {cors: {enabled: true, allowed_origins: ['*']}}}}}").unwrap();
+        let cors = &on["receivers"]["otlp"]["protocols"]["http"]["cors"];
+        assert!(cors.get("enabled").is_none() && cors.get("allowed_origins").is_some());
+        let e = read("receivers: {otlp: {protocols: {grpc: {enabled: 'no'}}}}").unwrap_err();
+        assert_eq!(e.key, "receivers.otlp.protocols.grpc.enabled");
+        assert!(
+            e.message.contains("expected 'true' or 'false'"),
+            "{}",
+            e.message
+        );
+    }
 
     /// Scenario: a section holding nulls (an unset `${env:…}` in a Collector config), a
     /// string "null", and a block scalar whose text has a line ending in `: null`.

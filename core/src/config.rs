@@ -312,9 +312,16 @@ fn read_at_most(file: std::fs::File) -> std::io::Result<Vec<u8>> {
     Ok(bytes)
 }
 
-/// [`read_bounded`] as text: `std::fs::read_to_string` with the bound.
+/// [`read_bounded`] as text: `std::fs::read_to_string` with the bound, without a leading
+/// UTF-8 byte-order mark (editors on Windows write one; YAML readers, the Collector's
+/// among them, skip it, where the line-based readings here took it for part of the first
+/// key).
 pub fn read_text(path: &Path) -> std::io::Result<String> {
-    utf8(read_bounded(path)?)
+    let mut text = utf8(read_bounded(path)?)?;
+    if text.starts_with('\u{feff}') {
+        text.drain(..'\u{feff}'.len_utf8());
+    }
+    Ok(text)
 }
 
 /// `bytes` as text, or `read_to_string`'s error.
@@ -1361,7 +1368,18 @@ fn write_value(
             )
         }
         Quoting::Single => out.push_str(&value.replace('\'', "''")),
-        Quoting::Plain if plain_anywhere(value) => out.push_str(value),
+        // A whole value YAML would read as a number or boolean of other text (`0x1F` as
+        // 31, `007` as 7, `1.10` as 1.1) goes on to be quoted below, so that a string key
+        // gets the text as set, as the Collector gives it (a number key then refuses the
+        // text by name, where it would have taken the number).
+        Quoting::Plain
+            if plain_anywhere(value)
+                && !(retyped(value)
+                    && (whole_plain_value(ctx, before, after)
+                        || whole_flow_value(ctx, before, after))) =>
+        {
+            out.push_str(value)
+        }
         Quoting::Plain => {
             // Only where the value is certainly a whole plain value is it quoted; anywhere
             // else a guess could change what YAML reads, so it is refused.
@@ -1373,7 +1391,7 @@ fn write_value(
                 }
             }
             if whole_block {
-                if plain_safe(value) {
+                if plain_safe(value) && !retyped(value) {
                     out.push_str(value);
                 } else {
                     out.push_str(&double_quoted(value));
@@ -1381,7 +1399,7 @@ fn write_value(
             } else if whole_flow_value(ctx, before, after) {
                 // As a whole block value: as it is when YAML reads it as its text (a
                 // number stays a number), else double-quoted.
-                if plain_safe(value) {
+                if plain_safe(value) && !retyped(value) {
                     out.push_str(value);
                 } else {
                     out.push_str(&double_quoted(value));
@@ -1461,6 +1479,23 @@ fn yaml_number_or_bool(v: &str) -> bool {
         }
         _ => false,
     }
+}
+
+/// Whether `v`, written plain, is a number whose text a string key would lose and a
+/// number key is unlikely to want from a variable: digits with a leading zero (`007`, an
+/// id), Go's prefixed integers (`0x1F`, `0o17`, `0b101`), or digits past 64 bits (which
+/// no number key takes). Other forms YAML writes back otherwise (`+12`, `1e6`, `0.50`)
+/// stay numbers, as `True` stays a boolean: a number key given one by a variable is the
+/// likelier reading (a string key then gets `12`, `1000000`, `0.5`).
+fn retyped(v: &str) -> bool {
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    let leading_zero = v.len() > 1 && v.starts_with('0') && digits(v);
+    let prefixed = ["0x", "0X", "0o", "0O", "0b", "0B"].iter().any(|p| {
+        v.strip_prefix(p)
+            .is_some_and(|r| !r.is_empty() && r.bytes().all(|b| b.is_ascii_hexdigit() || b == b'_'))
+    });
+    let past_64_bits = digits(v) && v.parse::<u64>().is_err();
+    leading_zero || prefixed || past_64_bits
 }
 
 /// The shape of a decimal number or a boolean (see [`yaml_number_or_bool`]).
@@ -1602,27 +1637,19 @@ fn expand_line(
             rest = after;
             continue;
         };
-        let Some(end) = body.find('}') else {
+        let Some(end) = closing_brace(body) else {
             return Err("unterminated ${ reference".into());
         };
-        let reference = &body[..end];
-        let (scheme, name) = match reference.split_once(':') {
-            Some((s, n)) if !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric()) => (s, n),
-            _ => ("env", reference),
+        // References inside this one first, as the Collector expands them
+        // (`${env:A:-${env:B}}`, `${env:${env:NAME}}`).
+        let inner;
+        let reference = if body[..end].contains("${") {
+            inner = resolve_inner(&body[..end], source, 1, unset)?;
+            inner.as_str()
+        } else {
+            &body[..end]
         };
-        let (name, default) = match (scheme, name.split_once(":-")) {
-            ("env", Some((n, d))) => (n, Some(d)),
-            _ => (name, None),
-        };
-        if scheme == "env"
-            && (name.is_empty()
-                || name.starts_with(|c: char| c.is_ascii_digit())
-                || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'))
-        {
-            return Err(format!(
-                "invalid environment variable name {name:?} in ${{{reference}}}"
-            ));
-        }
+        let (scheme, name, default) = split_reference(reference)?;
         if scheme == "yaml" {
             let line_before = &text[..text.len() - rest.len() + i];
             write_yaml(&mut out, name, ctx, in_block, line_before, &body[end + 1..])?;
@@ -1630,11 +1657,8 @@ fn expand_line(
             rest = &body[end + 1..];
             continue;
         }
-        let value = source(scheme, name)?;
-        if value.is_none() && default.is_none() && !unset.iter().any(|u| u == name) {
-            unset.push(name.to_owned());
-        }
-        let value = value.as_deref().or(default).unwrap_or("");
+        let value = looked_up(scheme, name, default, source, unset)?;
+        let value = value.as_str();
         let line_before = &text[..text.len() - rest.len() + i];
         if quoted_whole_typed(ctx, in_block, line_before, &body[end + 1..], value) {
             // `key: "${env:N}"` with N a number: written without its quotes.
@@ -1674,6 +1698,125 @@ fn expand_line(
     out.push_str(rest);
     Ok(out)
 }
+
+/// Where the reference whose body starts `body` (after its `${`) ends: its `}`, past the
+/// references nested in it.
+fn closing_brace(body: &str) -> Option<usize> {
+    let mut depth = 0usize;
+    let bytes = body.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'$' if bytes.get(i + 1) == Some(&b'{') => {
+                depth += 1;
+                i += 1;
+            }
+            b'}' if depth == 0 => return Some(i),
+            b'}' => depth -= 1,
+            _ => {}
+        }
+        i += 1;
+    }
+    None
+}
+
+/// A reference's scheme, name and (`env` only) default: `env:NAME:-default`, `file:/p`,
+/// a bare `NAME` being `env`.
+fn split_reference(reference: &str) -> Result<(&str, &str, Option<&str>), String> {
+    let (scheme, name) = match reference.split_once(':') {
+        Some((s, n)) if !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric()) => (s, n),
+        _ => ("env", reference),
+    };
+    let (name, default) = match (scheme, name.split_once(":-")) {
+        ("env", Some((n, d))) => (n, Some(d)),
+        _ => (name, None),
+    };
+    if scheme == "env"
+        && (name.is_empty()
+            || name.starts_with(|c: char| c.is_ascii_digit())
+            || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'))
+    {
+        return Err(format!(
+            "invalid environment variable name {name:?} in ${{{reference}}}"
+        ));
+    }
+    Ok((scheme, name, default))
+}
+
+/// The references nested in a reference's text resolved, innermost first, as the
+/// Collector's confmap resolves them: what is left is the outer reference's text
+/// (`env:A:-${env:B}` with B=x is `env:A:-x`). An unset variable without a default is
+/// empty and named in `unset`, as at the top; `$$` is a `$`. `depth` counts the outer
+/// reference: at most [`MAX_REFERENCE_DEPTH`] in all.
+fn resolve_inner(
+    text: &str,
+    source: &Source<'_>,
+    depth: usize,
+    unset: &mut Vec<String>,
+) -> Result<String, String> {
+    if depth >= MAX_REFERENCE_DEPTH {
+        return Err(format!(
+            "references nested more than {MAX_REFERENCE_DEPTH} deep"
+        ));
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(i) = rest.find('$') {
+        out.push_str(&rest[..i]);
+        let after = &rest[i + 1..];
+        if let Some(tail) = after.strip_prefix('$') {
+            out.push('$');
+            rest = tail;
+            continue;
+        }
+        let Some(body) = after.strip_prefix('{') else {
+            out.push('$');
+            rest = after;
+            continue;
+        };
+        let end = closing_brace(body).ok_or("unterminated ${ reference")?;
+        let inner;
+        let reference = if body[..end].contains("${") {
+            inner = resolve_inner(&body[..end], source, depth + 1, unset)?;
+            inner.as_str()
+        } else {
+            &body[..end]
+        };
+        let (scheme, name, default) = split_reference(reference)?;
+        if scheme == "yaml" {
+            out.push_str(name);
+        } else {
+            out.push_str(&looked_up(scheme, name, default, source, unset)?);
+        }
+        if out.len() > MAX_EXPANDED_BYTES {
+            return Err(expanded_too_far());
+        }
+        rest = &body[end + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+/// A reference's value: the source's, else its default, else empty (the name then
+/// noted in `unset`, once).
+fn looked_up(
+    scheme: &str,
+    name: &str,
+    default: Option<&str>,
+    source: &Source<'_>,
+    unset: &mut Vec<String>,
+) -> Result<String, String> {
+    let value = source(scheme, name)?;
+    if value.is_none() && default.is_none() && !unset.iter().any(|u| u == name) {
+        unset.push(name.to_owned());
+    }
+    Ok(value
+        .or_else(|| default.map(str::to_owned))
+        .unwrap_or_default())
+}
+
+/// How deep references may nest, the outer one counted (`${env:A:-${env:B}}` is 2).
+const MAX_REFERENCE_DEPTH: usize = 8;
 
 /// Rewrites plain scalars that Go's YAML reads as numbers and the Collector then takes as
 /// integers, where serde would refuse them for an integer key, as integers:
@@ -3091,6 +3234,115 @@ mod tests {
             expand(text, &src).unwrap(),
             "d: \"1.50\"\np: \"+1\"\nt: \"True\"\nb: \"12345678901234567890123\"\n"
         );
+    }
+
+    /// Scenario: references nested in references, as the Collector's own tests write
+    /// them: a default that is a reference (set and unset), a name that is a reference,
+    /// two levels, quoted and unquoted; an unterminated one.
+    /// Guarantees: resolved innermost first, as confmap does (a config audit saw the
+    /// literal `${env:INNER}` sent as a header, and a duration refused); lines unchanged;
+    /// the unterminated one refused.
+    #[test]
+    fn references_nested_in_references_are_resolved_innermost_first() {
+        let src = env(&[("INNER", "x-1"), ("NAMEVAR", "INNER"), ("WAIT", "5s")]);
+        let text = "a: \"${env:UNSET_A:-${env:INNER}}\"\nb: ${env:${env:NAMEVAR}}\nc: ${env:UNSET:-${env:ALSO_UNSET:-${env:WAIT}}}\nd: ${env:INNER:-${env:WAIT}}\ne: pre-${env:UNSET:-${env:INNER}}-post\n";
+        let expanded = expand(text, &src).unwrap();
+        assert_eq!(expanded.lines().count(), 5, "{expanded}");
+        let v: serde_yaml_ng::Value = parse_plain_yaml(Path::new("x"), &expanded).unwrap();
+        assert_eq!(v["a"].as_str(), Some("x-1"));
+        assert_eq!(v["b"].as_str(), Some("x-1"));
+        assert_eq!(v["c"].as_str(), Some("5s"));
+        assert_eq!(v["d"].as_str(), Some("x-1"));
+        assert_eq!(v["e"].as_str(), Some("pre-x-1-post"));
+        assert!(expand("a: ${env:A:-${env:B}\n", &src).is_err());
+        // `$$` inside is a `$`; an unset inner variable is named as at the top level.
+        let v: serde_yaml_ng::Value = parse_plain_yaml(
+            Path::new("x"),
+            &expand("a: \"${env:UNSET:-$${INNER}}\"\n", &src).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(v["a"].as_str(), Some("${INNER}"));
+        let notices = collector_text_lenient("a: ${env:UNSET:-${env:GONE}}\n", &src).notices;
+        assert!(
+            notices
+                .iter()
+                .any(|(_, n)| matches!(n, Notice::Unset(name) if name == "GONE")),
+            "{notices:?}"
+        );
+        // Eight levels in all are read; a ninth is refused.
+        let nest = |n: usize| {
+            let mut r = "${env:WAIT}".to_owned();
+            for _ in 1..n {
+                r = format!("${{env:UNSET:-{r}}}");
+            }
+            format!("a: {r}\n")
+        };
+        assert!(expand(&nest(8), &src).is_ok());
+        assert!(expand(&nest(9), &src)
+            .unwrap_err()
+            .1
+            .contains("nested more than 8"));
+    }
+
+    /// Scenario: unquoted whole references (`x-api-key: ${env:KEY}`, as vendors' guides
+    /// write them) holding numbers YAML writes back otherwise (hex, octal, leading zeros,
+    /// a sign, trailing zeros, an exponent, past 64 bits), in a block mapping, a list and a
+    /// flow mapping; beside them plain numbers, a boolean and a reference inside text.
+    /// Guarantees: a string key gets each as set, as the Collector gives it (a config
+    /// audit saw `0x1F` sent as `31` and a 21-digit tenant id refused); through a Value
+    /// (a whole Collector config) the text survives for ids (leading zeros, prefixed,
+    /// past 64 bits), while numbers a number key may want (`+12`, `1e3`, `1.10`) stay
+    /// numbers there; lines are unchanged.
+    #[test]
+    fn unquoted_whole_references_keep_their_text_where_yaml_would_change_it() {
+        // (value, read as text through a Value)
+        let cases = [
+            ("0x1F", true),
+            ("0o17", true),
+            ("007", true),
+            ("123456789012345678901", true),
+            ("25", false),
+            ("0.5", false),
+            ("abc", true),
+            // Forms a number key more likely wants stay numbers (through a Value, a
+            // string key gets 12, 1000, 1.1).
+            ("+12", false),
+            ("1e3", false),
+            ("1.10", false),
+        ];
+        for (value, text_through_value) in cases {
+            let vars: &'static [(&str, &str)] = Box::leak(Box::new([("V", value)]));
+            let src = env(vars);
+            let text =
+                "h:\n  x-key: ${env:V}\nl:\n  - ${env:V}\nf: {k: ${env:V}}\ns: id-${env:V}\n";
+            let expanded = expand(text, &src).unwrap();
+            assert_eq!(expanded.lines().count(), 6, "{expanded}");
+            #[derive(serde::Deserialize)]
+            struct Texts {
+                h: std::collections::BTreeMap<String, String>,
+                l: Vec<String>,
+                f: std::collections::BTreeMap<String, String>,
+                s: String,
+            }
+            let v: Texts = parse_plain_yaml(Path::new("x"), &expanded).unwrap();
+            let via_value: serde_yaml_ng::Value =
+                parse_plain_yaml(Path::new("x"), &expanded).unwrap();
+            assert_eq!(v.h["x-key"], value, "{value}");
+            assert_eq!(v.l[0], value, "{value}");
+            assert_eq!(v.f["k"], value, "{value}");
+            assert_eq!(v.s, format!("id-{value}"));
+            // Read through a Value (as a whole Collector config is): text, but for the
+            // numbers that read back as written.
+            assert_eq!(
+                via_value["h"]["x-key"].is_string(),
+                text_through_value,
+                "{value}"
+            );
+        }
+        let src = env(&[("B", "true")]);
+        let v: serde_yaml_ng::Value =
+            parse_plain_yaml(Path::new("x"), &expand("b: ${env:B}\n", &src).unwrap()).unwrap();
+        assert_eq!(v["b"].as_bool(), Some(true));
     }
 
     /// Scenario: a config file without end (`/dev/zero`), a `${file:…}` reference to it

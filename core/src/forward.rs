@@ -300,12 +300,10 @@ pub struct Delivered {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Keepalive {
-    /// Time without activity after which the client pings: 0 is never, under 10 s is
-    /// 10 s (grpc-go's floor).
-    #[serde(
-        default = "Keepalive::default_time",
-        with = "crate::config::go_duration"
-    )]
+    /// Time without activity after which the client pings: under 10 s is 10 s, 0
+    /// included (grpc-go's `WithKeepaliveParams` raises it; a negative or null `time`,
+    /// which Go takes, reads as 0 and so as 10 s too).
+    #[serde(default = "Keepalive::default_time", deserialize_with = "ping_time")]
     pub time: Duration,
     /// How long the client waits for a ping's answer before it closes the connection: 0
     /// is 20 s (grpc-go's default).
@@ -324,11 +322,11 @@ impl Keepalive {
         Duration::from_secs(10)
     }
 
-    /// The ping interval (`None`: no pings) and timeout the connection uses, as grpc-go
-    /// reads `time` and `timeout`.
+    /// The ping interval and timeout the connection uses, as grpc-go reads `time` and
+    /// `timeout` (a client with the block always pings).
     pub fn pings(&self) -> (Option<Duration>, Duration) {
         const FLOOR: Duration = Duration::from_secs(10);
-        let interval = (!self.time.is_zero()).then_some(self.time.max(FLOOR));
+        let interval = Some(self.time.max(FLOOR));
         let timeout = if self.timeout.is_zero() {
             Duration::from_secs(20)
         } else {
@@ -336,6 +334,22 @@ impl Keepalive {
         };
         (interval, timeout)
     }
+}
+
+/// `keepalive.time` in Go's forms; negative or null reads as 0, as grpc-go treats both
+/// (under its 10 s floor).
+fn ping_time<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    use crate::config::go_duration::{parse, DurationError};
+    let read = |text: &str| match text.trim().strip_prefix('-') {
+        Some(magnitude) => parse(magnitude)
+            .map(|_| Duration::ZERO)
+            .map_err(|_| DurationError {
+                text: text.to_owned(),
+            }),
+        None => parse(text),
+    };
+    crate::config::parse_option_str(d, "a duration such as 10s", read)
+        .map(Option::unwrap_or_default)
 }
 
 impl Default for Keepalive {
@@ -1426,15 +1440,24 @@ mod tests {
     }
 
     /// Scenario: `keepalive` blocks as Collector configs write them.
-    /// Guarantees: read as grpc-go reads them: `time` 0 is no pings, under 10 s is 10 s;
-    /// `timeout` 0 is 20 s; Go durations (`1.5m`) are taken; keys left out are 10 s.
+    /// Guarantees: read as grpc-go reads them: `time` under 10 s is 10 s, 0, negative
+    /// and null included (grpc-go's `WithKeepaliveParams` raises them; Go's confmap takes
+    /// all three); `timeout` 0 is 20 s; Go durations (`1.5m`) are taken; keys left out are
+    /// 10 s.
     #[test]
     fn keepalive_reads_as_grpc_go() {
         let read = |text: &str| serde_yaml_ng::from_str::<Keepalive>(text).unwrap().pings();
         let s = Duration::from_secs;
         assert_eq!(read("{time: 20s, timeout: 30s}"), (Some(s(20)), s(30)));
         assert_eq!(read("{time: 1s, timeout: 0s}"), (Some(s(10)), s(20)));
-        assert_eq!(read("{time: 0s}"), (None, s(10)));
+        for zero in ["0s", "0", "-5s", "~", "-1.5m"] {
+            assert_eq!(
+                read(&format!("{{time: {zero}}}")),
+                (Some(s(10)), s(10)),
+                "{zero}"
+            );
+        }
+        assert!(serde_yaml_ng::from_str::<Keepalive>("{time: -5x}").is_err());
         assert_eq!(read("{time: 1.5m}"), (Some(s(90)), s(10)));
         assert_eq!(read("{}"), (Some(s(10)), s(10)));
         assert_eq!(Keepalive::default().pings(), (Some(s(30)), s(20)));

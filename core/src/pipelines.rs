@@ -160,6 +160,18 @@ impl<'a> Graph<'a> {
         !self.is_connector(id) && !prints_only(id)
     }
 
+    /// Whether what connector `id` computes reaches a backend: a pipeline of another
+    /// signal than traces (those get the spans a `datadog` connector passes on) receiving
+    /// from it exports somewhere but to `debug`. A connector computing metrics whose
+    /// output does is a warning when not run (a backend loses those metrics); one feeding
+    /// `debug` only, a note.
+    pub fn feeds_a_backend(&self, id: &str) -> bool {
+        self.pipelines
+            .iter()
+            .filter(|p| p.signal() != "traces" && p.receivers.contains(&id))
+            .any(|p| p.exporters.iter().any(|e| self.is_backend(e)))
+    }
+
     /// The `tail_sampling` processor pipeline `p` runs of its own, if any, and its name
     /// for `--processor` (`b` of `tail_sampling/b`).
     fn own_sampler<'p>(&self, p: &'p Pipeline<'_>) -> Option<(&'p str, &'p str)> {
@@ -485,8 +497,14 @@ impl<'a> Graph<'a> {
             let connector = self.is_connector(e);
             let passes_on =
                 self.is_forward(e) && !self.listing(Side::Receivers, e, "traces").is_empty();
+            // A backend that got what the connector computes is told of in a warning.
+            let said = if self.feeds_a_backend(e) {
+                &mut out.warnings
+            } else {
+                &mut out.notes
+            };
             if passes_on && connector_computes_metrics(e) {
-                out.notes.push(format!(
+                said.push(format!(
                     "{key}: {e} passes the spans on, and what it computes from every span is not computed: Tailgate runs no connectors; {}",
                     where_to_compute(e)
                 ));
@@ -506,7 +524,7 @@ impl<'a> Graph<'a> {
                     ));
                 }
             } else if connector && connector_computes_metrics(e) {
-                out.notes.push(format!(
+                said.push(format!(
                     "{key}: {e} not applied: Tailgate runs no connectors, so what it computes from every span is not computed: {}",
                     where_to_compute(e)
                 ));

@@ -396,6 +396,18 @@ fn reload_interval<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Dura
     crate::config::go_duration::option::deserialize(d)
 }
 
+/// A path, PEM or name written as `""` is not set, as in the Collector (Go's zero string):
+/// `ca_file: ""` (or `${env:CA_FILE}` quoted, with the variable empty) means the system's
+/// roots there, not a file named nothing.
+fn unset_when_empty<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: From<String>,
+{
+    let written: Option<String> = Option::deserialize(d)?;
+    Ok(written.filter(|s| !s.is_empty()).map(T::from))
+}
+
 // === server ===
 
 /// `tls:` of a receiver, as the Collector's `configtls.ServerConfig`.
@@ -403,31 +415,31 @@ fn reload_interval<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Dura
 #[serde(deny_unknown_fields)]
 pub struct ServerTlsConfig {
     /// The server's certificate chain (PEM).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "unset_when_empty")]
     pub cert_file: Option<PathBuf>,
     /// The same, inline.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "unset_when_empty")]
     pub cert_pem: Option<String>,
     /// The certificate's private key (PEM: PKCS#8, PKCS#1 or SEC1).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "unset_when_empty")]
     pub key_file: Option<PathBuf>,
     /// The same, inline.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "unset_when_empty")]
     pub key_pem: Option<String>,
     /// CAs that sign client certificates: set it and every client must present one (mTLS).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "unset_when_empty")]
     pub client_ca_file: Option<PathBuf>,
     /// Re-read `client_ca_file` when it changes (Tailgate re-reads every file it uses).
     #[serde(default)]
     pub client_ca_file_reload: bool,
     /// Accepted as the Collector does; a server does not use it.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "unset_when_empty")]
     pub ca_file: Option<PathBuf>,
     /// Oldest protocol version: `"1.2"` (default) or `"1.3"`.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "unset_when_empty")]
     pub min_version: Option<String>,
     /// Newest protocol version: `"1.3"` (default) or `"1.2"`.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "unset_when_empty")]
     pub max_version: Option<String>,
     /// How often the files are checked for changes. Default 10s.
     #[serde(default, deserialize_with = "reload_interval")]
@@ -717,34 +729,34 @@ pub struct ClientTlsConfig {
     pub insecure_skip_verify: bool,
     /// Verify the server's certificate for this name instead of the endpoint's host (the
     /// router and peers dial IPs; their certificates name the Service).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "unset_when_empty")]
     pub server_name_override: Option<String>,
     /// CAs that sign the server's certificate (PEM); default: the system's roots.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "unset_when_empty")]
     pub ca_file: Option<PathBuf>,
     /// The same, inline.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "unset_when_empty")]
     pub ca_pem: Option<String>,
     /// With `ca_file`, trust the system's roots too.
     #[serde(default)]
     pub include_system_ca_certs_pool: bool,
     /// The client's certificate chain, for servers that require one (mTLS).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "unset_when_empty")]
     pub cert_file: Option<PathBuf>,
     /// The same, inline.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "unset_when_empty")]
     pub cert_pem: Option<String>,
     /// The client certificate's key.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "unset_when_empty")]
     pub key_file: Option<PathBuf>,
     /// The same, inline.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "unset_when_empty")]
     pub key_pem: Option<String>,
     /// Oldest protocol version: `"1.2"` (default) or `"1.3"`.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "unset_when_empty")]
     pub min_version: Option<String>,
     /// Newest protocol version: `"1.3"` (default) or `"1.2"`.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "unset_when_empty")]
     pub max_version: Option<String>,
     /// How often the client certificate files and `ca_file` are checked for changes.
     /// Default 10s.
@@ -1499,6 +1511,39 @@ mod tests {
             r.lock().map(|r| r.interval).ok(),
             Some(DEFAULT_RELOAD_INTERVAL)
         );
+    }
+
+    /// Scenario: a Collector `tls:` block with keys written as `""` (a Helm value left
+    /// empty, `"${env:CA_FILE}"` with the variable empty). Guarantees: each reads as not
+    /// set, as Go's zero string does in configtls: `ca_file: ""` is the system's roots, not
+    /// a file named nothing, and with `insecure: true` it is no CA that would turn TLS on;
+    /// `min_version: ""` is the default.
+    #[test]
+    fn keys_written_empty_are_not_set() {
+        let c: ClientTlsConfig = serde_yaml_ng::from_str(
+            "{insecure: true, ca_file: '', ca_pem: '', cert_file: '', key_file: '', \
+             server_name_override: '', min_version: '', max_version: ''}",
+        )
+        .unwrap();
+        assert_eq!(
+            c,
+            ClientTlsConfig {
+                insecure: true,
+                ..Default::default()
+            }
+        );
+        assert_eq!(
+            ClientTlsConfig::uses_tls(Some(&c), "gw:4317").ok(),
+            Some(false)
+        );
+        assert!(c.build().is_ok());
+        let c: ClientTlsConfig = serde_yaml_ng::from_str("{ca_file: \"\"}").unwrap();
+        assert!(c.build().is_ok(), "the system's roots");
+        let s: ServerTlsConfig = serde_yaml_ng::from_str(
+            "{cert_file: '', key_file: '', client_ca_file: '', ca_file: '', min_version: ''}",
+        )
+        .unwrap();
+        assert_eq!(s, ServerTlsConfig::default());
     }
 }
 

@@ -45,8 +45,18 @@ use tailgate_core::pipelines::{Graph, Served};
 ///   default), where the gateway's own `export:` reads `http://` as plaintext: the scheme
 ///   is taken off here, so the endpoint is dialled as the Collector dials it. Without
 ///   this, a config that works in the Collector sent its headers (API keys) in clear, to a
-///   backend that expects TLS. Said in a note when the connection is TLS.
-fn as_the_collector_means(id: &str, block: &Value, notes: &mut Vec<String>) -> Value {
+///   backend that expects TLS. Said in a note when the connection is TLS;
+/// * an `otlphttp` endpoint written `http://` is plaintext there whatever its `tls:` block
+///   says, where the gateway's own `export:` refuses TLS settings on an `http://` URL
+///   unless `insecure: true` (so that an API key does not go out in clear by mistake): a
+///   block that sets one (a CA, a certificate, `insecure_skip_verify`, …) without
+///   `insecure: true` is left out, in a warning.
+fn as_the_collector_means(
+    id: &str,
+    block: &Value,
+    notes: &mut Vec<String>,
+    warnings: &mut Vec<String>,
+) -> Value {
     let kind = kind_of(id);
     let Value::Mapping(m) = block else {
         return block.clone();
@@ -57,6 +67,52 @@ fn as_the_collector_means(id: &str, block: &Value, notes: &mut Vec<String>) -> V
     {
         m.insert("compression".into(), "gzip".into());
     }
+    // A key of a `tls:` block written and not empty (`""` is Go's unset).
+    let written = |tls: Option<&Value>, key: &str| {
+        tls.and_then(|t| t.get(key))
+            .is_some_and(|v| !v.is_null() && v.as_str() != Some(""))
+    };
+    if matches!(kind, "otlphttp" | "otlp_http") {
+        // confighttp: an http:// URL is dialled in plaintext, whatever `tls` says (it
+        // applies to https:// only), where the gateway's own `export:` refuses settings
+        // that only TLS uses on an http:// endpoint unless `insecure: true` says plaintext.
+        let url = m
+            .get("traces_endpoint")
+            .or_else(|| m.get("endpoint"))
+            .and_then(Value::as_str);
+        let tls = m.get("tls");
+        let insecure = tls
+            .and_then(|t| t.get("insecure"))
+            .and_then(Value::as_bool)
+            .unwrap_or(false);
+        let tls_only = [
+            "ca_file",
+            "ca_pem",
+            "cert_file",
+            "cert_pem",
+            "key_file",
+            "key_pem",
+            "insecure_skip_verify",
+            "server_name_override",
+            "min_version",
+            "max_version",
+            "include_system_ca_certs_pool",
+            "cipher_suites",
+            "curve_preferences",
+        ]
+        .iter()
+        .any(|k| written(tls, k));
+        let http = url.is_some_and(|u| {
+            u.get(..7)
+                .is_some_and(|s| s.eq_ignore_ascii_case("http://"))
+        });
+        if http && tls_only && !insecure {
+            m.remove("tls");
+            warnings.push(format!(
+                "exporters.{id}.tls: not used: the endpoint is http://, sent in plaintext (headers and all), as the Collector sends it; write https:// for TLS"
+            ));
+        }
+    }
     if matches!(kind, "otlp" | "otlp_grpc") {
         // As configgrpc: the prefix exactly (`HasPrefix`), case and all.
         let bare = m
@@ -66,7 +122,7 @@ fn as_the_collector_means(id: &str, block: &Value, notes: &mut Vec<String>) -> V
             .map(str::to_owned);
         if let Some(bare) = bare {
             let tls = m.get("tls");
-            let set = |key: &str| tls.and_then(|t| t.get(key)).is_some_and(|v| !v.is_null());
+            let set = |key: &str| written(tls, key);
             let insecure = tls
                 .and_then(|t| t.get("insecure"))
                 .and_then(Value::as_bool)
@@ -283,6 +339,10 @@ fn exporters(
             if g.is_connector(e) {
                 match kind_of(e) {
                     _ if g.is_forward(e) => {}
+                    // A warning when a backend got what it computes (it gets nothing now).
+                    _ if connector_computes_metrics(e) && g.feeds_a_backend(e) => out.warnings.push(format!(
+                        "{key}: {e} not applied: Tailgate runs no connectors, so what it computes from kept spans is not computed: compute it after the gateways (a Collector they export to)"
+                    )),
                     _ if connector_computes_metrics(e) => out.notes.push(format!(
                         "{key}: {e} not applied: Tailgate runs no connectors, so what it computes from kept spans is not computed: compute it after the gateways (a Collector they export to)"
                     )),
@@ -302,7 +362,7 @@ fn exporters(
                     }
                     export.insert(
                         (*e).into(),
-                        as_the_collector_means(e, block, &mut out.notes),
+                        as_the_collector_means(e, block, &mut out.notes, &mut out.warnings),
                     );
                 }
             }

@@ -376,10 +376,11 @@ impl GatewayConfig {
         processor: Option<&str>,
     ) -> Result<Loaded, ConfigError> {
         let (first, _) = crate::policy::collector::first_document(path, text.to_owned())?;
-        let top: serde_yaml_ng::Value = tailgate_core::config::parse_yaml(path, &first)?;
+        let mut top: serde_yaml_ng::Value = tailgate_core::config::parse_yaml(path, &first)?;
         let at = |key: String, message: String| {
             tailgate_core::config::invalid_at(path, text, key, message)
         };
+        tailgate_core::collector::optional_sections(&mut top).map_err(|e| at(e.key, e.message))?;
         let pipelines = crate::policy::collector::sampling_pipelines(path, &top, processor)
             .map_err(|e| tailgate_core::config::with_line(e, text))?;
         let translated = crate::collector_config::translate(&top, &pipelines)

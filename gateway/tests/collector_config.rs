@@ -773,3 +773,73 @@ async fn a_whole_collector_config_runs_the_gateway() {
     stop.cancel();
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// Scenario: whole Collector configs as editors, charts and guides write them (a config
+/// audit of 40 found each refused or misread): a UTF-8 byte-order mark first; an
+/// `otlphttp` exporter at `http://` with a `tls:` block; an `otlp` exporter at
+/// `passthrough:///host:port`; `cors.exposed_headers` (v0.154); `enabled: false` on the
+/// HTTP protocol and on a TLS block (configoptional, v0.155).
+/// Guarantees: each loads as the Collector reads it: the mark is skipped; the otlphttp
+/// block is plaintext, its `tls` left out with a warning; the passthrough endpoint is
+/// dialled at host:port; the exposed headers are taken; the disabled protocol is not
+/// served and the disabled TLS block not applied.
+#[test]
+fn collector_configs_as_editors_and_guides_write_them_load() {
+    use tailgate_gateway::export::ExporterConfig;
+    let dir = std::env::temp_dir().join(format!("tailgate-as-written-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let body = "receivers:\n  otlp:\n    protocols:\n      grpc: {endpoint: 127.0.0.1:4317, tls: {enabled: false, cert_file: /nonexistent.crt, key_file: /nonexistent.key}}\n      http: {enabled: false, endpoint: 127.0.0.1:4318, cors: {allowed_origins: ['https://app.test'], exposed_headers: [X-Request-Id]}}\nprocessors:\n  tail_sampling: {policies: [{name: all, type: always_sample}]}\nexporters:\n  otlphttp/jaeger: {endpoint: 'http://jaeger.tracing:4318', tls: {insecure_skip_verify: true}}\n  otlp/tempo: {endpoint: 'passthrough:///tempo.tracing:4317', tls: {insecure: true}}\nservice: {pipelines: {traces: {receivers: [otlp], processors: [tail_sampling], exporters: [otlphttp/jaeger, otlp/tempo]}}}\n";
+    let path = dir.join("bom.yaml");
+    std::fs::write(&path, format!("\u{feff}{body}")).unwrap();
+    let loaded = tailgate_gateway::GatewayConfig::load_noted(&path, None).unwrap();
+    assert!(loaded.whole_collector_config);
+    let receive = &loaded.config.receive;
+    assert!(receive.grpc.is_some() && receive.http.is_none());
+    assert!(receive.tls.is_none(), "tls: {{enabled: false}} is no TLS");
+    assert!(
+        loaded
+            .warnings
+            .iter()
+            .any(|w| w.starts_with("exporters.otlphttp/jaeger.tls: not used")),
+        "{:?}",
+        loaded.warnings
+    );
+    let exporters = &loaded.config.export.exporters;
+    match &exporters[0].1 {
+        ExporterConfig::OtlpHttp(c) => assert!(c.tls.is_none()),
+        other => panic!("{other:?}"),
+    }
+    match &exporters[1].1 {
+        ExporterConfig::OtlpGrpc(c) => {
+            assert_eq!(c.target(), "tempo.tracing:4317");
+            assert!(!c.uses_tls());
+        }
+        other => panic!("{other:?}"),
+    }
+    // `tls: {insecure: true}` on an http:// otlphttp endpoint (charts write it) is
+    // plaintext without a word.
+    std::fs::write(
+        &path,
+        body.replace("tls: {insecure_skip_verify: true}", "tls: {insecure: true}"),
+    )
+    .unwrap();
+    let loaded = tailgate_gateway::GatewayConfig::load_noted(&path, None).unwrap();
+    assert!(
+        !loaded
+            .warnings
+            .iter()
+            .any(|w| w.contains("otlphttp/jaeger.tls")),
+        "{:?}",
+        loaded.warnings
+    );
+    // The HTTP protocol switched on: its CORS block with the exposed headers is taken.
+    std::fs::write(
+        &path,
+        body.replace("http: {enabled: false, ", "http: {enabled: true, "),
+    )
+    .unwrap();
+    let loaded = tailgate_gateway::GatewayConfig::load_noted(&path, None).unwrap();
+    let cors = loaded.config.receive.cors.as_ref().unwrap();
+    assert_eq!(cors.exposed_headers, ["X-Request-Id"]);
+    assert!(loaded.config.receive.http.is_some());
+}

@@ -278,13 +278,17 @@ fn span_ingest_refuses_stateful_policies() {
         "{name: s, type: span_count, span_count: {min_spans: 2, max_spans: 5}}",
         "{name: s, type: not, not: {not_sub_policy: {name: n, type: span_count, span_count: {min_spans: 1, max_spans: 3}}}}",
         "{name: s, type: and, and: {and_sub_policy: [{name: a, type: always_sample}, {name: l, type: latency, latency: {threshold_ms: 1, upper_threshold_ms: 9}}]}}",
+        "{name: s, type: composite, composite: {max_total_spans_per_second: 100, composite_sub_policy: [{name: r, type: rate_limiting, rate_limiting: {spans_per_second: 5}}], rate_allocation: [{policy: r, percent: 100}]}}",
     ] {
         let err = ingest(stateful).unwrap_err();
         assert!(err.contains("policy \"s\" is stateful"), "{stateful}: {err}");
     }
+    // A composite is stateful only through its sub-policies (the Collector's
+    // Composite.IsStateful): its own per-second budget does not count.
     for stateless in [
         "{name: s, type: latency, latency: {threshold_ms: 10}}",
         "{name: s, type: span_count, span_count: {min_spans: 2}}",
+        "{name: s, type: composite, composite: {max_total_spans_per_second: 100, composite_sub_policy: [{name: e, type: status_code, status_code: {status_codes: [ERROR]}}], rate_allocation: [{policy: e, percent: 100}]}}",
     ] {
         assert!(ingest(stateless).is_ok(), "{stateless}");
     }

@@ -302,10 +302,11 @@ impl RouterConfig {
         path: &Path,
         text: &str,
     ) -> Result<(Self, tailgate_core::collector::Remarks), ConfigError> {
-        let top: serde_yaml_ng::Value = tailgate_core::config::parse_yaml(path, text)?;
+        let mut top: serde_yaml_ng::Value = tailgate_core::config::parse_yaml(path, text)?;
         let at = |key: String, message: String| {
             tailgate_core::config::invalid_at(path, text, key, message)
         };
+        tailgate_core::collector::optional_sections(&mut top).map_err(|e| at(e.key, e.message))?;
         let translated = crate::collector::translate(&top).map_err(|e| at(e.key, e.message))?;
         let mut config = RouterConfig {
             receive: ReceiveConfig::default(),

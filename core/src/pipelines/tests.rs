@@ -226,8 +226,10 @@ fn pipelines_beside_are_named_by_what_they_lose() {
 /// passes every span through `forward/lb` to `traces/lb` (the `load_balancing`
 /// exporter), and also to an archive exporter and a `service_graph` connector.
 /// Guarantees: the router's exporter is not named (it sends every span there); the
-/// archive is a warning (it gets nothing from the router); the service graph a note whose
-/// advice is a tier fed by trace id, not the agents.
+/// archive is a warning (it gets nothing from the router); the service graph, whose
+/// metrics went to the archive, a warning too (a config audit: a backend losing them
+/// deserves one), whose advice is a tier fed by trace id, not the agents; with its
+/// metrics going to `debug` only, a note.
 #[test]
 fn the_routers_view_names_what_it_does_not_send() {
     let top = yaml("receivers: {otlp: {protocols: {grpc: {}}}}\nconnectors: {forward/lb: {}, service_graph: {}}\nexporters: {load_balancing: {}, otlp/archive: {endpoint: 'a:4317'}}\nservice:\n  pipelines:\n    traces: {receivers: [otlp], exporters: [forward/lb, otlp/archive, service_graph]}\n    traces/lb: {receivers: [forward/lb], exporters: [load_balancing]}\n    metrics: {receivers: [service_graph], exporters: [otlp/archive]}\n");
@@ -252,20 +254,47 @@ fn the_routers_view_names_what_it_does_not_send() {
         },
         &mut out,
     );
-    assert_eq!(out.warnings.len(), 1, "{:?}", out.warnings);
+    assert_eq!(out.warnings.len(), 2, "{:?}", out.warnings);
     assert!(
         out.warnings[0].starts_with("service.pipelines.traces.exporters: otlp/archive not applied"),
         "{:?}",
         out.warnings
     );
-    assert_eq!(out.notes.len(), 2, "{:?}", out.notes);
     assert!(
-        out.notes[1].starts_with("service.pipelines: metrics not taken"),
+        out.warnings[1].contains("service_graph not applied")
+            && out.warnings[1].contains("by trace id"),
+        "{:?}",
+        out.warnings
+    );
+    assert_eq!(out.notes.len(), 1, "{:?}", out.notes);
+    assert!(
+        out.notes[0].starts_with("service.pipelines: metrics not taken"),
         "{:?}",
         out.notes
     );
+    // Its metrics to `debug` only: a note.
+    let to_debug = yaml("receivers: {otlp: {protocols: {grpc: {}}}}\nconnectors: {forward/lb: {}, service_graph: {}}\nexporters: {load_balancing: {}, debug: {}}\nservice:\n  pipelines:\n    traces: {receivers: [otlp], exporters: [forward/lb, service_graph]}\n    traces/lb: {receivers: [forward/lb], exporters: [load_balancing]}\n    metrics: {receivers: [service_graph], exporters: [debug]}\n");
+    let g = Graph::new(&to_debug);
+    let mut out = Translated::default();
+    g.side_exits(
+        &Served {
+            binary: "router",
+            feeding: &feeding,
+            taken: &[],
+            after: &[],
+            receivers: &["otlp"],
+            exporters: &["load_balancing"],
+            every_span: true,
+            sends: "the router sends every span to its gateways only",
+            reads: "the router reads the traces pipeline of the load_balancing exporter",
+        },
+        &mut out,
+    );
+    assert!(out.warnings.is_empty(), "{:?}", out.warnings);
     assert!(
-        out.notes[0].contains("service_graph not applied") && out.notes[0].contains("by trace id"),
+        out.notes
+            .iter()
+            .any(|n| n.contains("service_graph not applied")),
         "{:?}",
         out.notes
     );
@@ -275,7 +304,8 @@ fn the_routers_view_names_what_it_does_not_send() {
 /// span to `datadog/connector`, which both passes them on to `traces/sample` (the sampling
 /// pipeline) and computes stats for a metrics pipeline.
 /// Guarantees: the connector joins the two traces pipelines as a forward one does (the
-/// receiver is `traces`' `otlp`); the stats it computes from every span are a note.
+/// receiver is `traces`' `otlp`); the stats it computes from every span, which went to
+/// a backend, are a warning.
 #[test]
 fn the_datadog_connector_passes_spans_on() {
     let top = yaml("receivers: {otlp: {protocols: {grpc: {}}}}\nconnectors: {datadog/connector: {}}\nexporters: {otlp/dd: {endpoint: 'dd:4317'}}\nservice:\n  pipelines:\n    traces: {receivers: [otlp], exporters: [datadog/connector]}\n    traces/sample: {receivers: [datadog/connector], exporters: [otlp/dd]}\n    metrics: {receivers: [datadog/connector], exporters: [otlp/dd]}\n");
@@ -301,13 +331,13 @@ fn the_datadog_connector_passes_spans_on() {
         },
         &mut out,
     );
-    assert!(out.warnings.is_empty(), "{:?}", out.warnings);
+    assert_eq!(out.warnings.len(), 1, "{:?}", out.warnings);
     assert!(
-        out.notes.iter().any(|n| n.starts_with(
+        out.warnings[0].starts_with(
             "service.pipelines.traces.exporters: datadog/connector passes the spans on, and what it computes from every span is not computed"
-        )),
+        ),
         "{:?}",
-        out.notes
+        out.warnings
     );
 }
 

@@ -46,6 +46,11 @@ pub struct CorsConfig {
     /// this is empty); `*` allows any. An SDK that sends an API key header needs it here.
     #[serde(default, deserialize_with = "crate::config::comma_list")]
     pub allowed_headers: Vec<String>,
+    /// Response headers a page's script may read beyond the CORS-safelisted ones
+    /// (`Access-Control-Expose-Headers`; the Collector's key since v0.154). `Retry-After`
+    /// is always exposed.
+    #[serde(default, deserialize_with = "crate::config::comma_list")]
+    pub exposed_headers: Vec<String>,
     /// Seconds a browser may cache a preflight's answer (`Access-Control-Max-Age`); 0
     /// sends none (the browser's default, 5 s in most), a negative value sends 0.
     #[serde(default)]
@@ -55,11 +60,25 @@ pub struct CorsConfig {
 impl CorsConfig {
     /// What is wrong with a block that loads: headers without origins, which the Collector
     /// also ignores with a warning. The binaries print it at start and with `--check`.
-    pub fn warning(&self) -> Option<&'static str> {
-        (self.allowed_origins.is_empty() && !self.allowed_headers.is_empty()).then_some(
-            "receive.cors lists allowed_headers but no allowed_origins, so it is ignored: \
-             browsers are answered as without the block",
-        )
+    pub fn warning(&self) -> Option<String> {
+        if self.allowed_origins.is_empty() && !self.allowed_headers.is_empty() {
+            return Some(
+                "receive.cors lists allowed_headers but no allowed_origins, so it is ignored: \
+                 browsers are answered as without the block"
+                    .into(),
+            );
+        }
+        let bad: Vec<&str> = self
+            .exposed_headers
+            .iter()
+            .map(|h| h.trim())
+            .filter(|h| HeaderName::from_bytes(h.as_bytes()).is_err())
+            .collect();
+        (!bad.is_empty()).then(|| {
+            format!(
+                "receive.cors.exposed_headers: {bad:?} are not header names, so they are not exposed"
+            )
+        })
     }
 }
 
@@ -92,6 +111,8 @@ pub struct Cors {
     /// Allowed request headers, lower-case (`*`: any).
     headers: Vec<String>,
     max_age: Option<HeaderValue>,
+    /// `Access-Control-Expose-Headers` of an answer to an allowed origin.
+    expose: HeaderValue,
 }
 
 /// The headers always allowed in a request (lower-case).
@@ -132,10 +153,22 @@ impl Cors {
             0 => None,
             n => Some(HeaderValue::from(n.max(0))),
         };
+        let expose = std::iter::once("Retry-After")
+            .chain(
+                c.exposed_headers
+                    .iter()
+                    .map(|h| h.trim())
+                    .filter(|h| HeaderName::from_bytes(h.as_bytes()).is_ok()),
+            )
+            .collect::<Vec<_>>()
+            .join(", ");
         Some(Cors {
             origins,
             headers,
             max_age,
+            // Header names are visible ASCII, so a valid value.
+            expose: HeaderValue::from_str(&expose)
+                .unwrap_or(HeaderValue::from_static("Retry-After")),
         })
     }
 
@@ -207,7 +240,7 @@ impl Cors {
             tracing::debug!(?origin, headers = %requested, "CORS preflight refused: a header not in receive.cors.allowed_headers");
             return out;
         }
-        out.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin.clone());
+        out.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, copied(origin));
         out.insert(header::ACCESS_CONTROL_ALLOW_METHODS, method);
         // Read from header values as visible ASCII, so a valid header value again.
         if let Some(v) = Some(requested)
@@ -236,19 +269,24 @@ impl Cors {
         let allowed = origin.to_str().is_ok_and(|o| self.origin_allowed(o))
             && Self::method_allowed(method.as_str());
         if allowed {
-            answer.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin.clone());
+            answer.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, copied(origin));
             answer.insert(
                 header::ACCESS_CONTROL_ALLOW_CREDENTIALS,
                 HeaderValue::from_static("true"),
             );
             // A page may read the back-off of a refusal (429, 503): the OTLP/HTTP exporters
-            // honour it, and without this the browser hides it from them.
-            answer.insert(
-                header::ACCESS_CONTROL_EXPOSE_HEADERS,
-                HeaderValue::from_static("Retry-After"),
-            );
+            // honour it, and without this the browser hides it from them. Then the
+            // block's `exposed_headers`.
+            answer.insert(header::ACCESS_CONTROL_EXPOSE_HEADERS, self.expose.clone());
         }
     }
+}
+
+/// `value` in memory of its own: a request's header value may be a view of the frame it
+/// came in (HTTP/2), which an answer holding it would keep alive after the request is let
+/// go.
+fn copied(value: &HeaderValue) -> HeaderValue {
+    HeaderValue::from_bytes(value.as_bytes()).unwrap_or_else(|_| value.clone())
 }
 
 #[cfg(test)]
@@ -418,5 +456,21 @@ mod tests {
             .contains("no allowed_origins"));
         let origins: CorsConfig = serde_yaml_ng::from_str("allowed_origins: ['*']").unwrap();
         assert_eq!(origins.warning(), None);
+        // The Collector's exposed_headers (v0.154): exposed after Retry-After; a name
+        // that is none is warned of and left out.
+        let exposing: CorsConfig = serde_yaml_ng::from_str(
+            "{allowed_origins: ['https://app.test'], exposed_headers: [X-Request-Id, 'bad name']}",
+        )
+        .unwrap();
+        let mut answer = HeaderMap::new();
+        let origin = HeaderValue::from_static("https://app.test");
+        Cors::new(&exposing)
+            .unwrap()
+            .decorate(&Method::POST, Some(&origin), &mut answer);
+        assert_eq!(
+            answer["access-control-expose-headers"],
+            "Retry-After, X-Request-Id"
+        );
+        assert!(exposing.warning().unwrap().contains("\"bad name\""));
     }
 }

@@ -216,12 +216,7 @@ impl ReceiveConfig {
     /// What is odd but not wrong in this block, for the binaries to print at start and with
     /// `--check`.
     pub fn warnings(&self) -> Vec<String> {
-        let mut out: Vec<String> = self
-            .cors
-            .iter()
-            .filter_map(|c| c.warning())
-            .map(str::to_owned)
-            .collect();
+        let mut out: Vec<String> = self.cors.iter().filter_map(|c| c.warning()).collect();
         if self.in_flight_budget() > self.max_in_flight_bytes {
             out.push(format!(
                 "receive.max_in_flight_bytes ({}) is below twice max_request_bytes ({}) and 64 KiB: it is raised to {} (a request is held compressed and decompressed at once, and charged for itself and its headers)",

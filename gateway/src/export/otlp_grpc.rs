@@ -143,17 +143,23 @@ impl OtlpGrpcConfig {
         }
     }
 
-    /// The endpoint to dial: `endpoint` with gRPC's `dns:` resolver prefix taken off
-    /// (`dns:///host:4317`, `dns:host:4317`, as Collector configs write it for grpc-go),
-    /// which leaves `host:4317`: resolved by the system's resolver, one connection to one
-    /// of its addresses (`balancer_name` is not applied).
+    /// The endpoint to dial: `endpoint` with gRPC's `dns:` or `passthrough:` resolver
+    /// prefix taken off (`dns:///host:4317`, `dns:host:4317`, `passthrough:///host:4317`,
+    /// as Collector configs write them for grpc-go, which configgrpc takes), which leaves
+    /// `host:4317`: resolved by the system's resolver, one connection to one of its
+    /// addresses (`balancer_name` is not applied).
     pub fn target(&self) -> &str {
         let e = self.endpoint.as_str();
         if let Some(rest) = e.strip_prefix("dns://") {
             // `dns://[authority]/host:port`: the authority (a DNS server) is not used.
             rest.split_once('/').map_or(rest, |(_, target)| target)
+        } else if let Some(rest) = e.strip_prefix("passthrough://") {
+            // `passthrough:///host:port`: grpc-go dials the rest as it is.
+            rest.split_once('/').map_or(rest, |(_, target)| target)
         } else {
-            e.strip_prefix("dns:").unwrap_or(e)
+            e.strip_prefix("dns:")
+                .or_else(|| e.strip_prefix("passthrough:"))
+                .unwrap_or(e)
         }
     }
 

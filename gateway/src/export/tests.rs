@@ -293,11 +293,14 @@ fn exporter_settings_are_refused_by_kind() {
         with_tls.target()
     )
     .unwrap());
-    // gRPC's dns: resolver prefix, as Collector configs write it, is the bare host:port.
+    // gRPC's dns: and passthrough: resolver prefixes, as Collector configs write them
+    // (configgrpc takes any), are the bare host:port.
     for written in [
         "dns:///tempo:4317",
         "dns:tempo:4317",
         "dns://10.0.0.2/tempo:4317",
+        "passthrough:///tempo:4317",
+        "passthrough:tempo:4317",
     ] {
         let mut g = grpc(written);
         assert_eq!(g.target(), "tempo:4317", "{written}");

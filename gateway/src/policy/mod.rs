@@ -603,8 +603,11 @@ impl Kind for RawCompositeConfig {
         })
     }
 
-    fn is_stateful(_: &CompositeConfig) -> bool {
-        true
+    /// As the Collector's `Composite.IsStateful` (contrib v0.161): stateful only through a
+    /// sub-policy; its own per-second budget does not count, so a composite of stateless
+    /// sub-policies loads under span-ingest there, and here.
+    fn is_stateful(c: &CompositeConfig) -> bool {
+        c.subs.iter().any(PolicyConfig::is_stateful)
     }
 
     fn compile(c: &CompositeConfig, keys: &mut Keys<'_>) -> Box<dyn Policy> {
