@@ -6,7 +6,12 @@
 //!   ([`crate::receive::LISTEN_BACKLOG`]);
 //! * with `sender_connections`, past half of them open, a sender (an address, an IPv6 one
 //!   by its /64) holding a quarter of them has new connections closed at once, so one
-//!   address trickling requests cannot hold every slot;
+//!   address trickling requests cannot hold every slot; and with every slot taken, a new
+//!   connection from a sender holding two fewer than the heaviest, which holds more than
+//!   an even share, takes a slot of the heaviest's (asked to close, a second's grace for
+//!   its requests), so a few addresses cannot keep another sender out either; any other
+//!   new connection to a full listener is then closed at once rather than left in the
+//!   backlog;
 //! * a connection that sends nothing within `first_byte_timeout` is closed, so idle sockets
 //!   cannot hold every slot (4,200 of them once stopped a receiver for good);
 //! * HTTP/1 headers must arrive within `header_timeout`; HTTP/2 peers are pinged, and dead
@@ -70,7 +75,9 @@ pub struct ConnectionLimits {
 /// or not opening within the first-byte limit, or ended by the peer first
 /// ([`NOT_OPENED`]: TCP health checks count here). Process-wide, as the TLS handshakes'
 /// count.
-static CLOSED: [std::sync::atomic::AtomicU64; 2] = [
+static CLOSED: [std::sync::atomic::AtomicU64; 4] = [
+    std::sync::atomic::AtomicU64::new(0),
+    std::sync::atomic::AtomicU64::new(0),
     std::sync::atomic::AtomicU64::new(0),
     std::sync::atomic::AtomicU64::new(0),
 ];
@@ -79,14 +86,22 @@ static CLOSED: [std::sync::atomic::AtomicU64; 2] = [
 pub const SENDER_SHARE: usize = 0;
 /// Index in [`closed_connections`] of connections closed for not opening in time.
 pub const NOT_OPENED: usize = 1;
+/// Index in [`closed_connections`] of connections asked to close so that another sender,
+/// holding far fewer, gets a slot of a full listener.
+pub const EVICTED: usize = 2;
+/// Index in [`closed_connections`] of new connections closed at once because the listener
+/// was full and no sender held more than its share.
+pub const FULL: usize = 3;
 
-/// Connections closed before being served so far, by [`SENDER_SHARE`] and
-/// [`NOT_OPENED`], with their `reason` label values.
-pub fn closed_connections() -> [(&'static str, u64); 2] {
+/// Connections closed before being served (or, [`EVICTED`], asked to close) so far, with
+/// their `reason` label values.
+pub fn closed_connections() -> [(&'static str, u64); 4] {
     let n = |i: usize| CLOSED[i].load(std::sync::atomic::Ordering::Relaxed);
     [
         ("sender_share", n(SENDER_SHARE)),
         ("not_opened", n(NOT_OPENED)),
+        ("evicted", n(EVICTED)),
+        ("full", n(FULL)),
     ]
 }
 
@@ -121,16 +136,41 @@ where
         .sender_connections
         .then(|| SenderConnections::new(limits.max_connections.max(1)));
     let mut backoff = Duration::ZERO;
+    // A connection accepted while the listener was full, served with the slot freed for it.
+    let mut pending = None;
     tokio::pin!(shutdown);
     loop {
+        // With sender shares, a full listener still accepts: a new connection from a
+        // sender holding far fewer slots than the heaviest takes one of its (see
+        // [`SenderConnections::evict_for`]), so that a few addresses holding every slot
+        // cannot keep every other sender out; others are closed at once.
+        let full = senders.is_some() && connections.available_permits() == 0;
         let permit = tokio::select! {
             p = connections.clone().acquire_owned() => match p {
                 Ok(p) => p,
                 Err(_) => break,
             },
+            accepted = listener.accept(), if full => {
+                let Ok((stream, from)) = accepted else { continue };
+                let evicted = senders.as_ref().is_some_and(|s| s.evict_for(from.ip()));
+                if !evicted {
+                    count_closed(FULL);
+                    continue;
+                }
+                let freed = tokio::select! {
+                    p = tokio::time::timeout(EVICTION_WAIT, connections.clone().acquire_owned()) => p,
+                    () = &mut shutdown => break,
+                };
+                let Ok(Ok(permit)) = freed else { continue };
+                pending = Some((stream, SenderAddr(from.ip())));
+                permit
+            }
             () = &mut shutdown => break,
         };
-        let stream = tokio::select! {
+        let stream = if let Some(taken) = pending.take() {
+            taken
+        } else {
+            tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, from)) => {
                     backoff = Duration::ZERO;
@@ -147,6 +187,7 @@ where
                 }
             },
             () = &mut shutdown => break,
+            }
         };
         let (stream, sender) = stream;
         let open = limits.max_connections.max(1) - connections.available_permits();
@@ -165,6 +206,8 @@ where
         let stop = stop.clone();
         tasks.spawn(async move {
             let _permit = permit;
+            // Asked to close when another sender needs the slot.
+            let evict = held.as_ref().map(SenderHeld::evictions);
             let _held = held;
             // A listener that stops does not wait for connections that have not spoken.
             let spoke = tokio::select! {
@@ -177,6 +220,7 @@ where
                     }
                 } => spoke,
                 () = stop.cancelled() => return,
+                () = evicted(evict.as_deref()) => return,
             };
             if !spoke {
                 count_closed(NOT_OPENED);
@@ -210,10 +254,21 @@ where
                     tokio::pin!(age);
                     let grace = tokio::time::sleep(FOREVER);
                     tokio::pin!(grace);
+                    let evicting = evicted(evict.as_deref());
+                    tokio::pin!(evicting);
                     let (mut closing, mut aged) = (false, false);
                     loop {
                         tokio::select! {
                             ended = conn.as_mut() => break ended,
+                            () = &mut evicting, if !aged => {
+                                // Another sender needs the slot: requests in flight get
+                                // a short grace, as an aged connection gets its own.
+                                if !closing {
+                                    conn.as_mut().graceful_shutdown();
+                                }
+                                grace.as_mut().reset(tokio::time::Instant::now() + EVICTION_GRACE);
+                                (closing, aged) = (true, true);
+                            }
                             () = &mut age, if !closing => {
                                 conn.as_mut().graceful_shutdown();
                                 // A grace of 0 waits however long requests take.
@@ -239,6 +294,7 @@ where
                 Some(tls) => match tokio::select! {
                     s = handshake(&tls, stream, limits.first_byte_timeout) => s,
                     () = stop.cancelled() => None,
+                    () = evicted(evict.as_deref()) => None,
                 } {
                     Some(mut stream) => {
                         if let Some(cert) = stream
@@ -258,6 +314,7 @@ where
                             o = read_opening(&mut stream, limits.first_byte_timeout) => o,
                             // A listener that stops does not wait, nor count it unopened.
                             () = stop.cancelled() => return,
+                            () = evicted(evict.as_deref()) => return,
                         };
                         let Some(opening) = opening else {
                             count_closed(NOT_OPENED);
@@ -290,6 +347,23 @@ where
 
 /// A timer that never fires in practice.
 const FOREVER: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+
+/// How long the requests in flight on a connection asked to close for another sender
+/// ([`SenderConnections::evict_for`]) get before it is dropped.
+const EVICTION_GRACE: Duration = Duration::from_secs(1);
+
+/// How long a connection accepted while the listener is full waits for the slot a
+/// heavier sender was asked to give up; then it is closed.
+const EVICTION_WAIT: Duration = Duration::from_secs(3);
+
+/// Completes when the connection's sender is asked to give a connection up (never
+/// without sender shares).
+async fn evicted(evict: Option<&tokio::sync::Notify>) {
+    match evict {
+        Some(evict) => evict.notified().await,
+        None => std::future::pending().await,
+    }
+}
 
 /// This connection's age limit: `max_connection_age` ±10%, or forever.
 fn connection_age(limits: &ConnectionLimits) -> Duration {
@@ -349,15 +423,34 @@ pub(crate) fn sender_key(addr: std::net::IpAddr) -> std::net::IpAddr {
 #[derive(Debug)]
 struct SenderConnections {
     max: usize,
-    open: Arc<std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>>,
+    open: Arc<std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, Sender>>>,
     /// Connections closed since the warning was last given.
     refused: std::sync::Mutex<crate::rewarn::Tally>,
+    /// Connections asked to close for another sender since that was last logged.
+    evicted: std::sync::Mutex<crate::rewarn::Tally>,
+}
+
+/// A sender's connections on one listener.
+#[derive(Debug, Default)]
+struct Sender {
+    /// Open.
+    count: usize,
+    /// Wakes one of them to close when another sender needs its slot.
+    evict: Arc<tokio::sync::Notify>,
 }
 
 /// One connection counted to its sender until dropped.
 struct SenderHeld {
-    open: Arc<std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>>,
+    open: Arc<std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, Sender>>>,
     key: std::net::IpAddr,
+    evict: Arc<tokio::sync::Notify>,
+}
+
+impl SenderHeld {
+    /// What asks one of its sender's connections to close.
+    fn evictions(&self) -> Arc<tokio::sync::Notify> {
+        self.evict.clone()
+    }
 }
 
 impl SenderConnections {
@@ -366,7 +459,51 @@ impl SenderConnections {
             max,
             open: Arc::default(),
             refused: Default::default(),
+            evicted: Default::default(),
         }
+    }
+
+    /// For a new connection from `addr` while every slot is taken: asks one connection of
+    /// the sender holding the most to close, when that sender holds more than an even
+    /// share of the slots (among the senders holding some, `addr`'s counted) and at least
+    /// two more than `addr` does; then `true`, and the new connection takes the freed
+    /// slot. So a few addresses holding every slot cannot keep another sender out for as
+    /// long as they hold them (a hostile check: eight addresses held all 1,024, and a
+    /// good sender's new connections timed out), while senders holding even shares are
+    /// not made to trade connections.
+    fn evict_for(&self, addr: std::net::IpAddr) -> bool {
+        let key = sender_key(addr);
+        let table = self
+            .open
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mine = table.get(&key).map_or(0, |s| s.count);
+        let senders = table.len() + usize::from(!table.contains_key(&key));
+        let even = self.max / senders.max(1);
+        let heaviest = table
+            .iter()
+            .filter(|(k, _)| **k != key)
+            .max_by_key(|(_, s)| s.count);
+        let Some((heavy_key, heavy)) = heaviest else {
+            return false;
+        };
+        if heavy.count <= even || heavy.count < mine + 2 {
+            return false;
+        }
+        heavy.evict.notify_one();
+        let (heavy_key, held) = (*heavy_key, heavy.count);
+        drop(table);
+        count_closed(EVICTED);
+        if let Some(times) = crate::rewarn::Tally::one_more(&self.evicted) {
+            tracing::warn!(
+                sender = %heavy_key,
+                held,
+                newcomer = %key,
+                times,
+                "Asked a connection to close so that another sender gets a slot: every one of this listener's receive.max_connections was open, and this sender held more than an even share. Logged at most once a minute, times since counted."
+            );
+        }
+        true
     }
 
     /// Counts a new connection from `addr`, `open` connections being open with it; `None`
@@ -377,9 +514,9 @@ impl SenderConnections {
             .open
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let held = table.entry(key).or_default();
-        if open > self.max / 2 && *held >= (self.max / 4).max(1) {
-            let held = *held;
+        let sender = table.entry(key).or_default();
+        if open > self.max / 2 && sender.count >= (self.max / 4).max(1) {
+            let held = sender.count;
             drop(table);
             count_closed(SENDER_SHARE);
             if let Some(times) = crate::rewarn::Tally::one_more(&self.refused) {
@@ -393,10 +530,12 @@ impl SenderConnections {
             }
             return None;
         }
-        *held += 1;
+        sender.count += 1;
+        let evict = sender.evict.clone();
         Some(SenderHeld {
             open: self.open.clone(),
             key,
+            evict,
         })
     }
 }
@@ -407,9 +546,9 @@ impl Drop for SenderHeld {
             .open
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some(n) = table.get_mut(&self.key) {
-            *n -= 1;
-            if *n == 0 {
+        if let Some(sender) = table.get_mut(&self.key) {
+            sender.count -= 1;
+            if sender.count == 0 {
                 table.remove(&self.key);
             }
         }

@@ -165,7 +165,7 @@ pub fn render_closed_connections(p: &mut PromText, name: &str) {
     p.labelled(
         name,
         "counter",
-        "Connections closed before being served: sender_share (its address held a quarter of receive.max_connections while more than half were open), not_opened (no request line or HTTP/2 preface within the first-byte limit, or closed by the peer first: TCP health checks count here).",
+        "Connections closed before being served: sender_share (its address held a quarter of receive.max_connections while more than half were open), not_opened (no request line or HTTP/2 preface within the first-byte limit, or closed by the peer first: TCP health checks count here), full (every slot taken, and no sender held more than an even share); and evicted: open connections asked to close so that a sender holding far fewer got a slot.",
         "reason",
         crate::serve::closed_connections(),
     );
@@ -617,16 +617,26 @@ impl Readiness {
     }
 }
 
-/// Connections the admin port serves at once: scrapers and probes, not clients.
-const ADMIN_MAX_CONNECTIONS: usize = 256;
-/// Requests an admin connection may have open at once (scrapes and probes, one at a time).
-const ADMIN_MAX_STREAMS: u32 = 8;
+/// Connections the admin port serves at once: scrapers and probes, not clients. Shared
+/// by address as the receivers' are ([`crate::serve`]): one address holds at most a
+/// quarter once half are open, and with every one taken a prober or scraper holding
+/// none takes a slot of the heaviest sender's, so a flood from a few addresses cannot
+/// keep the kubelet's probes out (a hostile check: 300 idle HTTP/2 connections from one
+/// address answered 1 probe in 29, and the pod would have been restarted).
+const ADMIN_MAX_CONNECTIONS: usize = 64;
+/// Requests an admin connection may have open at once: scrapes and probes come one at a
+/// time. Each answer waits whole until the client reads it, so streams whose window a
+/// client keeps shut hold a `/metrics` each (a hostile check: 512 connections of 8
+/// such streams held 390 MB of an 82 KB `/metrics`, past the `--check` bound); at 64
+/// connections of one, 64 answers a port.
+const ADMIN_MAX_STREAMS: u32 = 1;
 /// Longest an admin connection may stay silent, or take to send its headers.
 const ADMIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Serves `/metrics`, `/`, `/healthz` and `/readyz` until `shutdown` completes, with the
-/// accept loop and limits of [`crate::serve`]: at most 256 connections, each closed if
-/// silent for 5 s, so idle sockets can neither exhaust file descriptors nor spin the loop.
+/// accept loop and limits of [`crate::serve`]: at most 64 connections, shared by address,
+/// each closed if silent for 5 s, so idle sockets can neither exhaust file descriptors
+/// nor spin the loop, nor keep probes out.
 pub async fn serve_admin<A: Admin>(
     listener: TcpListener,
     admin: Arc<A>,
@@ -634,7 +644,7 @@ pub async fn serve_admin<A: Admin>(
 ) {
     let limits = crate::serve::ConnectionLimits {
         max_connections: ADMIN_MAX_CONNECTIONS,
-        sender_connections: false,
+        sender_connections: true,
         max_concurrent_streams: ADMIN_MAX_STREAMS,
         first_byte_timeout: ADMIN_TIMEOUT,
         header_timeout: ADMIN_TIMEOUT,

@@ -1018,6 +1018,40 @@ impl ConnectProxy {
     }
 }
 
+/// A TCP connection to `addr` from the loopback address `127.0.0.{last}`: a sender of
+/// its own, as connection and room shares tell senders apart.
+pub async fn connect_from(
+    last: u8,
+    addr: std::net::SocketAddr,
+) -> std::io::Result<tokio::net::TcpStream> {
+    let socket = tokio::net::TcpSocket::new_v4()?;
+    socket.bind(std::net::SocketAddr::from(([127, 0, 0, last], 0)))?;
+    socket.connect(addr).await
+}
+
+/// Posts `body` (OTLP protobuf) to `/v1/traces` at `addr` over `stream` with
+/// `connection: close`, and reads the whole answer within `within`; `None` past it.
+pub async fn post_traces(
+    stream: &mut tokio::net::TcpStream,
+    addr: std::net::SocketAddr,
+    body: &[u8],
+    within: std::time::Duration,
+) -> Option<Vec<u8>> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let head = format!(
+        "POST /v1/traces HTTP/1.1\r\nhost: {addr}\r\ncontent-type: application/x-protobuf\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).await.ok()?;
+    stream.write_all(body).await.ok()?;
+    let mut answer = Vec::new();
+    tokio::time::timeout(within, stream.read_to_end(&mut answer))
+        .await
+        .ok()?
+        .ok()?;
+    Some(answer)
+}
+
 /// Opens an OTLP/HTTP upload to `addr` that announces 100,000 bytes, sends 10 and stalls:
 /// a slow or stuck sender. Returns once the server is reading its body (it answered the
 /// request's `Expect: 100-continue`), so a test can act on a request known to be open.

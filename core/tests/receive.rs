@@ -10,7 +10,7 @@ use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::Trac
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use prost::Message;
 use tailgate_core::receive::{Accepted, Listeners, ReceiveConfig, Refusal, SpanSink};
-use tailgate_core::test_util::FakeOtlp;
+use tailgate_core::test_util::{connect_from, post_traces, FakeOtlp};
 use tokio_util::sync::CancellationToken;
 
 #[derive(Default)]
@@ -2036,23 +2036,10 @@ async fn one_address_cannot_hold_every_connection() {
     assert_eq!(log.count("Closed a new connection at once"), 1);
 
     let body = FakeOtlp::traces(1).spans(2).seed(5).build().encode_to_vec();
-    let socket = tokio::net::TcpSocket::new_v4().unwrap();
-    socket.bind("127.0.0.2:0".parse().unwrap()).unwrap();
-    let mut other = socket.connect(addr).await.unwrap();
-    let head = format!(
-        "POST /v1/traces HTTP/1.1\r\nhost: {addr}\r\ncontent-type: application/x-protobuf\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
-        body.len()
-    );
-    other.write_all(head.as_bytes()).await.unwrap();
-    other.write_all(&body).await.unwrap();
-    let mut answer = Vec::new();
-    tokio::time::timeout(
-        std::time::Duration::from_secs(5),
-        other.read_to_end(&mut answer),
-    )
-    .await
-    .expect("the other sender waited behind the trickling one")
-    .unwrap();
+    let mut other = connect_from(2, addr).await.unwrap();
+    let answer = post_traces(&mut other, addr, &body, std::time::Duration::from_secs(5))
+        .await
+        .expect("the other sender waited behind the trickling one");
     assert!(
         answer.starts_with(b"HTTP/1.1 200"),
         "{}",
@@ -2060,6 +2047,86 @@ async fn one_address_cannot_hold_every_connection() {
     );
     assert_eq!(sink.bodies.lock().unwrap().len(), 1);
     drop(trickling);
+}
+
+/// Scenario: an OTLP/HTTP receiver serving at most 8 connections; four addresses
+/// (127.0.0.2-5) open two each and write one byte of a request on each (trickling
+/// senders, held until the headers' timeout, 10 s), so every slot is taken, each within
+/// its quarter; then a fifth address (127.0.0.6) posts a request; then a connection from
+/// one of the four, which holds an even share.
+/// Guarantees: the new sender is served within seconds: one connection of a sender
+/// holding more than an even share is asked to close and the new one takes its slot
+/// (before, it waited in the backlog for the trickling connections' timeout), counted as
+/// `evicted`; a sender already holding its even share gets no slot from the others (its
+/// connection is closed at once, counted as `full`).
+#[tokio::test]
+async fn a_few_addresses_cannot_keep_another_sender_out() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let cfg = ReceiveConfig {
+        grpc: None,
+        http: Some("127.0.0.1:0".parse().unwrap()),
+        max_connections: 8,
+        request_timeout: std::time::Duration::from_secs(30),
+        ..ReceiveConfig::default()
+    };
+    let (receiver, sink, _stop) = capturing(&cfg).await;
+    let addr = receiver.http.unwrap();
+    let from = |last: u8| connect_from(last, addr);
+    let mut trickling = Vec::new();
+    for last in 2..=5u8 {
+        for _ in 0..2 {
+            let mut c = from(last).await.unwrap();
+            c.write_all(b"P").await.unwrap();
+            trickling.push(c);
+        }
+    }
+    // Every slot taken (each connection accepted before the next is made).
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let [_, _, (_, evicted_before), (_, full_before)] = tailgate_core::serve::closed_connections();
+
+    let body = FakeOtlp::traces(1).spans(2).seed(6).build().encode_to_vec();
+    let mut other = from(6).await.unwrap();
+    let answer = post_traces(&mut other, addr, &body, std::time::Duration::from_secs(6))
+        .await
+        .expect("the new sender waited behind the four");
+    assert!(
+        answer.starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&answer)
+    );
+    assert_eq!(sink.bodies.lock().unwrap().len(), 1);
+    let [_, _, (_, evicted), _] = tailgate_core::serve::closed_connections();
+    assert!(evicted > evicted_before);
+
+    // Eight addresses holding one slot each: a ninth is closed at once, and no one is
+    // asked to give a slot up for it (even shares are not traded).
+    let (receiver, _sink, _stop2) = capturing(&cfg).await;
+    let addr = receiver.http.unwrap();
+    let from = |last: u8| connect_from(last, addr);
+    let mut even = Vec::new();
+    for last in 10..18u8 {
+        let mut c = from(last).await.unwrap();
+        c.write_all(b"P").await.unwrap();
+        even.push(c);
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let mut ninth = from(18).await.unwrap();
+    let mut buf = [0u8; 16];
+    let read = tokio::time::timeout(std::time::Duration::from_secs(2), ninth.read(&mut buf));
+    assert!(
+        matches!(read.await, Ok(Ok(0) | Err(_))),
+        "the ninth was neither closed nor left waiting"
+    );
+    let [_, _, _, (_, full)] = tailgate_core::serve::closed_connections();
+    assert!(full > full_before);
+    // None of the eight was asked to close (the counter is process-wide: other tests'
+    // evictions would count there).
+    for c in &mut even {
+        let mut buf = [0u8; 16];
+        let read = tokio::time::timeout(std::time::Duration::from_millis(100), c.read(&mut buf));
+        assert!(read.await.is_err(), "an even share was asked to close");
+    }
+    drop((trickling, even));
 }
 
 /// Scenario: receivers that require a bearer token (`receive.auth`, the token read from a
