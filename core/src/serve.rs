@@ -151,7 +151,20 @@ where
                 Err(_) => break,
             },
             accepted = listener.accept(), if full => {
-                let Ok((stream, from)) = accepted else { continue };
+                let (stream, from) = match accepted {
+                    Ok(accepted) => accepted,
+                    Err(error) => {
+                        // As below: out of file descriptors, say; not a spin.
+                        backoff = (backoff * 2).clamp(Duration::from_millis(10), MAX_ACCEPT_BACKOFF);
+                        tracing::warn!(%error, ?backoff, "Accepting a connection failed; backing off.");
+                        tokio::select! {
+                            () = tokio::time::sleep(backoff) => {}
+                            () = &mut shutdown => break,
+                        }
+                        continue;
+                    }
+                };
+                backoff = Duration::ZERO;
                 let evicted = senders.as_ref().is_some_and(|s| s.evict_for(from.ip()));
                 if !evicted {
                     count_closed(FULL);
@@ -466,8 +479,9 @@ impl SenderConnections {
     /// For a new connection from `addr` while every slot is taken: asks one connection of
     /// the sender holding the most to close, when that sender holds more than an even
     /// share of the slots (among the senders holding some, `addr`'s counted) and at least
-    /// two more than `addr` does; then `true`, and the new connection takes the freed
-    /// slot. So a few addresses holding every slot cannot keep another sender out for as
+    /// two more than `addr` does, which holds less than a quarter (more, [`Self::admit`]
+    /// would close its connection anyway); then `true`, and the new connection takes the
+    /// freed slot. So a few addresses holding every slot cannot keep another sender out for as
     /// long as they hold them (a hostile check: eight addresses held all 1,024, and a
     /// good sender's new connections timed out), while senders holding even shares are
     /// not made to trade connections.
@@ -478,6 +492,10 @@ impl SenderConnections {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         let mine = table.get(&key).map_or(0, |s| s.count);
+        if mine >= (self.max / 4).max(1) {
+            // Over its own share: it would be closed at once anyway (see `admit`).
+            return false;
+        }
         let senders = table.len() + usize::from(!table.contains_key(&key));
         let even = self.max / senders.max(1);
         let heaviest = table
