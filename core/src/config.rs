@@ -1368,8 +1368,8 @@ fn write_value(
             )
         }
         Quoting::Single => out.push_str(&value.replace('\'', "''")),
-        // A whole value YAML would read as a number or boolean of other text (`0x1F` as
-        // 31, `007` as 7, `1.10` as 1.1) goes on to be quoted below, so that a string key
+        // A whole value YAML would read as an id-like number of other text (`0x1F` as 31,
+        // `007` as 7; see `retyped`) goes on to be quoted below, so that a string key
         // gets the text as set, as the Collector gives it (a number key then refuses the
         // text by name, where it would have taken the number).
         Quoting::Plain
