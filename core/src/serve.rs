@@ -68,6 +68,9 @@ pub struct ConnectionLimits {
     /// How long requests in flight get to finish after that, before the connection is
     /// dropped.
     pub max_connection_age_grace: Duration,
+    /// How long requests in flight on a connection asked to close for another sender
+    /// (a full listener's, for a sender holding far fewer) get before it is dropped.
+    pub eviction_grace: Duration,
 }
 
 /// Connections the process's listeners closed before serving them, by why, for
@@ -279,7 +282,9 @@ where
                                 if !closing {
                                     conn.as_mut().graceful_shutdown();
                                 }
-                                grace.as_mut().reset(tokio::time::Instant::now() + EVICTION_GRACE);
+                                grace.as_mut().reset(
+                                    tokio::time::Instant::now() + limits.eviction_grace,
+                                );
                                 (closing, aged) = (true, true);
                             }
                             () = &mut age, if !closing => {
@@ -361,9 +366,9 @@ where
 /// A timer that never fires in practice.
 const FOREVER: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
 
-/// How long the requests in flight on a connection asked to close for another sender
-/// ([`SenderConnections::evict_for`]) get before it is dropped.
-const EVICTION_GRACE: Duration = Duration::from_secs(1);
+/// How long the requests in flight on a receiver's connection asked to close for another
+/// sender get before it is dropped ([`ConnectionLimits::eviction_grace`]).
+pub const EVICTION_GRACE: Duration = Duration::from_secs(1);
 
 /// How long a connection accepted while the listener is full waits for the slot a
 /// heavier sender was asked to give up; then it is closed.
@@ -766,6 +771,7 @@ mod tests {
         ConnectionLimits {
             max_connections: 8,
             sender_connections: false,
+            eviction_grace: EVICTION_GRACE,
             max_concurrent_streams: 8,
             first_byte_timeout: Duration::from_secs(5),
             header_timeout: Duration::from_secs(5),

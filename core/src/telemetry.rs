@@ -630,6 +630,8 @@ const ADMIN_MAX_CONNECTIONS: usize = 64;
 /// such streams held 390 MB of an 82 KB `/metrics`, past the `--check` bound); at 64
 /// connections of one, 64 answers a port.
 const ADMIN_MAX_STREAMS: u32 = 1;
+/// How long requests on an admin connection asked to close for a prober get.
+const ADMIN_EVICTION_GRACE: std::time::Duration = std::time::Duration::from_millis(100);
 /// Longest an admin connection may stay silent, or take to send its headers.
 const ADMIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
@@ -650,6 +652,10 @@ pub async fn serve_admin<A: Admin>(
         header_timeout: ADMIN_TIMEOUT,
         max_connection_age: None,
         max_connection_age_grace: ADMIN_TIMEOUT,
+        // Probes and scrapes answer in milliseconds: a connection holding its answers
+        // unread (a hostile check's /metrics streams with shut windows) gives its slot to
+        // a probe at once, within the kubelet's 1 s probe timeout.
+        eviction_grace: ADMIN_EVICTION_GRACE,
     };
     let handler = move |req: http::Request<hyper::body::Incoming>| {
         let admin = admin.clone();

@@ -1184,6 +1184,7 @@ where
         header_timeout: limits.request_timeout.min(HEADER_TIMEOUT),
         max_connection_age: limits.max_connection_age,
         max_connection_age_grace: limits.max_connection_age_grace,
+        eviction_grace: crate::serve::EVICTION_GRACE,
     };
     // Called as the connection hands a request over (see [`Admission`]). A sender the
     // receivers' checks refuse (no token, a peer request where none is taken) is not
