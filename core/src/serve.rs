@@ -139,8 +139,6 @@ where
         .sender_connections
         .then(|| SenderConnections::new(limits.max_connections.max(1)));
     let mut backoff = Duration::ZERO;
-    // A connection accepted while the listener was full, served with the slot freed for it.
-    let mut pending = None;
     tokio::pin!(shutdown);
     loop {
         // With sender shares, a full listener still accepts: a new connection from a
@@ -148,28 +146,41 @@ where
         // [`SenderConnections::evict_for`]), so that a few addresses holding every slot
         // cannot keep every other sender out; others are closed at once.
         let full = senders.is_some() && connections.available_permits() == 0;
-        let permit = tokio::select! {
+        let (permit, accepted) = tokio::select! {
             p = connections.clone().acquire_owned() => match p {
-                Ok(p) => p,
+                Ok(p) => (Some(p), None),
                 Err(_) => break,
             },
-            accepted = listener.accept(), if full => {
-                let (stream, from) = match accepted {
-                    Ok(accepted) => accepted,
-                    Err(error) => {
-                        // As below: out of file descriptors, say; not a spin.
-                        backoff = (backoff * 2).clamp(Duration::from_millis(10), MAX_ACCEPT_BACKOFF);
-                        tracing::warn!(%error, ?backoff, "Accepting a connection failed; backing off.");
-                        tokio::select! {
-                            () = tokio::time::sleep(backoff) => {}
-                            () = &mut shutdown => break,
-                        }
-                        continue;
-                    }
-                };
+            accepted = listener.accept(), if full => (None, Some(accepted)),
+            () = &mut shutdown => break,
+        };
+        let accepted = match accepted {
+            Some(accepted) => accepted,
+            None => tokio::select! {
+                accepted = listener.accept() => accepted,
+                () = &mut shutdown => break,
+            },
+        };
+        let (stream, from) = match accepted {
+            Ok(accepted) => {
                 backoff = Duration::ZERO;
-                let evicted = senders.as_ref().is_some_and(|s| s.evict_for(from.ip()));
-                if !evicted {
+                accepted
+            }
+            Err(error) => {
+                backoff = (backoff * 2).clamp(Duration::from_millis(10), MAX_ACCEPT_BACKOFF);
+                tracing::warn!(%error, ?backoff, "Accepting a connection failed; backing off.");
+                tokio::select! {
+                    () = tokio::time::sleep(backoff) => {}
+                    () = &mut shutdown => break,
+                }
+                continue;
+            }
+        };
+        let permit = match permit {
+            Some(permit) => permit,
+            // Accepted while full: the slot of a heavier sender, or closed at once.
+            None => {
+                if !senders.as_ref().is_some_and(|s| s.evict_for(from.ip())) {
                     count_closed(FULL);
                     continue;
                 }
@@ -178,34 +189,10 @@ where
                     () = &mut shutdown => break,
                 };
                 let Ok(Ok(permit)) = freed else { continue };
-                pending = Some((stream, SenderAddr(from.ip())));
                 permit
             }
-            () = &mut shutdown => break,
         };
-        let stream = if let Some(taken) = pending.take() {
-            taken
-        } else {
-            tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((stream, from)) => {
-                    backoff = Duration::ZERO;
-                    (stream, SenderAddr(from.ip()))
-                }
-                Err(error) => {
-                    backoff = (backoff * 2).clamp(Duration::from_millis(10), MAX_ACCEPT_BACKOFF);
-                    tracing::warn!(%error, ?backoff, "Accepting a connection failed; backing off.");
-                    tokio::select! {
-                        () = tokio::time::sleep(backoff) => {}
-                        () = &mut shutdown => break,
-                    }
-                    continue;
-                }
-            },
-            () = &mut shutdown => break,
-            }
-        };
-        let (stream, sender) = stream;
+        let sender = SenderAddr(from.ip());
         let open = limits.max_connections.max(1) - connections.available_permits();
         let held = match &senders {
             Some(senders) => match senders.admit(sender.0, open) {

@@ -397,13 +397,10 @@ fn json_message(message: &str) -> String {
     out
 }
 
+/// A refusal in the request's format, with its retry hint when it has one.
 fn refusal_response(format: Format, refusal: &Refusal) -> Response<Full<Bytes>> {
     let body = status_body(format, refusal.grpc_code(), &refusal.to_string());
-    with_retry_after(with_body(refusal.http_status(), format, body), refusal)
-}
-
-/// `resp` with the refusal's retry hint, when it has one.
-fn with_retry_after(mut resp: Response<Full<Bytes>>, refusal: &Refusal) -> Response<Full<Bytes>> {
+    let mut resp = with_body(refusal.http_status(), format, body);
     if let Some(secs) = refusal.retry_after_secs() {
         resp.headers_mut()
             .insert(header::RETRY_AFTER, header::HeaderValue::from(secs));
